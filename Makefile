@@ -1,0 +1,42 @@
+# The README's two commands: `make demo` and `make test`. Both create/reuse .venv.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+EXTRAS ?= ros,bag,onnx,ml,train,dev
+STAMP := $(VENV)/.installed-$(shell cat setup.py constraints.txt | sha256sum | cut -c1-12)
+export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: install demo test test-fast lint bench clean
+
+$(STAMP):
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[$(EXTRAS)]'
+	touch $@
+
+install: $(STAMP)
+
+# Main job: bundled default model on a bundled sample clip -> depth PNGs, .npz, preview video,
+# and a ROS 2 bag processed by the same pipeline the live node uses.
+demo: install
+	$(PY) -m vdepth_ros.demo --out out/demo
+
+# Full suite, slow tests included (they are marked, not skipped).
+test: install
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest test -q -ra --timeout=900
+
+test-fast: install
+	$(PY) -m pytest test -q -ra -m "not slow"
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+bench: install
+	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) out build *.egg-info

@@ -1,0 +1,71 @@
+"""Test environment: isolated ROS discovery, temp logs, offline hubs, GPU tests skipped with a reason."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import pytest
+
+# Must be set before rclpy/transformers are imported anywhere in the session.
+_worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+_worker_num = int("".join(c for c in _worker if c.isdigit()) or 0)
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+# A unique domain per test process (0..101 valid); pid spreads parallel CI runs apart.
+os.environ["ROS_DOMAIN_ID"] = str((os.getpid() * 7 + _worker_num) % 100 + 1)
+os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp(prefix="vdepth-roslog-"))
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+warnings.filterwarnings("ignore", category=DeprecationWarning, module="lark")
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _has_gpu() -> bool:
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except Exception:
+        return False
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if _has_gpu():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (TensorRT / CUDA EP); none on this machine")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def evaldata() -> Path:
+    """`../shared/evaldata`; tests that need it skip with a reason when it is absent."""
+    from vdepth_ros.paths import evaldata_dir
+
+    path = evaldata_dir()
+    if path is None:
+        pytest.skip("../shared/evaldata not present (research-only data is never copied into the repo)")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    import numpy as np
+
+    np.random.seed(0)
+    try:
+        import torch
+
+        torch.manual_seed(0)
+    except ImportError:
+        pass

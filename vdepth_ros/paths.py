@@ -1,0 +1,42 @@
+"""Where bundled files live, in a source checkout and in an installed tree."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+_PKG_DIR = Path(__file__).resolve().parent
+REPO_ROOT = _PKG_DIR.parent
+
+
+def share_dir() -> Path:
+    """`share/vdepth_ros` of an installed tree, or the repository root in a source checkout."""
+    if (REPO_ROOT / "package.xml").is_file():
+        return REPO_ROOT
+    for prefix in (sys.prefix, *os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep)):
+        cand = Path(prefix) / "share" / "vdepth_ros"
+        if cand.is_dir():
+            return cand
+    return REPO_ROOT
+
+
+def default_model_dir() -> Path:
+    """Folder of the bundled default model; `VDEPTH_DEFAULT_MODEL` overrides it."""
+    env = os.environ.get("VDEPTH_DEFAULT_MODEL")
+    return Path(env) if env else share_dir() / "models" / "default"
+
+
+def config_dir() -> Path:
+    return share_dir() / "config"
+
+
+def evaldata_dir() -> Path | None:
+    """`../shared/evaldata` next to the checkout (research-only data; never copied in)."""
+    env = os.environ.get("VDEPTH_EVALDATA")
+    cands = [Path(env)] if env else []
+    cands += [REPO_ROOT.parent / "shared" / "evaldata", REPO_ROOT.parent.parent / "shared" / "evaldata"]
+    for cand in cands:
+        if cand.is_dir():
+            return cand
+    return None

@@ -1,0 +1,101 @@
+"""The input spec an exporter writes next to every model file (`<model>.json`).
+
+The runtime knows nothing about families: it reads this spec to know the fixed window shape,
+pixel range, output kind and the window/alignment rules the stream core must apply.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from vdepth_ros.errors import ConfigError
+
+SPEC_VERSION = 1
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """Shapes and rules of one exported/loaded model.
+
+    Attributes:
+        family: model family registry name ("vda", "dvd", ...).
+        frames: window length T the graph was built for (fixed-shape graphs).
+        height, width: working resolution (H, W) of the graph.
+        value_range: RGB input range the graph expects (after `/255` scaling).
+        output_kind: "disparity" (relative) or "depth" (metric metres).
+        window, overlap: default streaming schedule.
+        keyframes: keyframe slots for keyframe alignment, or None.
+        alignment: default stitching strategy ("chain_ls" | "keyframe" | "none").
+        frames_rule: "any" or "4n+1".
+        multiple_of: H, W multiple the architecture needs.
+        input_name, output_name: graph tensor names (bound by name in ORT/TensorRT).
+        dynamic_frames: True if the graph accepts any T (then `frames` is the export example).
+        precision: "fp32" | "fp16" | "bf16".
+    """
+
+    family: str
+    frames: int
+    height: int
+    width: int
+    value_range: tuple[float, float] = (0.0, 1.0)
+    output_kind: Literal["disparity", "depth"] = "disparity"
+    window: int = 32
+    overlap: int = 10
+    keyframes: tuple[int, ...] | None = None
+    alignment: Literal["chain_ls", "keyframe", "none"] = "chain_ls"
+    frames_rule: Literal["any", "4n+1"] = "any"
+    multiple_of: int = 1
+    input_name: str = "frames"
+    output_name: str = "disparity"
+    dynamic_frames: bool = False
+    precision: str = "fp32"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("frames", "height", "width", "window"):
+            if int(getattr(self, name)) <= 0:
+                raise ConfigError(f"InputSpec.{name} must be positive, got {getattr(self, name)!r}")
+        if not 0 <= self.overlap < self.window:
+            raise ConfigError(f"InputSpec.overlap must be in [0, window), got {self.overlap} (window {self.window})")
+        if self.output_kind not in ("disparity", "depth"):
+            raise ConfigError(f"InputSpec.output_kind must be disparity|depth, got {self.output_kind!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["spec_version"] = SPEC_VERSION
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> InputSpec:
+        data = dict(data)
+        data.pop("spec_version", None)
+        known = set(cls.__dataclass_fields__)
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"unknown InputSpec fields {sorted(unknown)}")
+        if data.get("value_range") is not None:
+            data["value_range"] = tuple(data["value_range"])
+        if data.get("keyframes") is not None:
+            data["keyframes"] = tuple(data["keyframes"])
+        return cls(**data)
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> InputSpec:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"input spec {path} not found (the exporter writes it next to the model)")
+        return cls.from_dict(json.loads(path.read_text()))
+
+
+def spec_path_for(model_file: str | Path) -> Path:
+    """`model.onnx` -> `model.onnx.json` (also for `.engine`, `.plan`)."""
+    p = Path(model_file)
+    return p.with_name(p.name + ".json")
