@@ -1,0 +1,50 @@
+"""Test doubles shared by the stream, pipeline, ROS and offline tests.
+
+`GroundTruthEngine` is a real `DepthEngine` whose "model" returns a known disparity per frame,
+corrupted by a per-window affine, so tests can check that stitching recovers the truth.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vdepth_ros.runtime.engine import DepthEngine
+from vdepth_ros.runtime.spec import InputSpec
+
+
+def luminance_disparity(batch: np.ndarray) -> np.ndarray:
+    """Deterministic image -> disparity map: (1,T,3,H,W) in [0,1] -> (1,T,H,W) in [0.1, 1.1]."""
+    lum = batch[:, :, 0] * 0.299 + batch[:, :, 1] * 0.587 + batch[:, :, 2] * 0.114
+    return (0.1 + lum).astype(np.float32)
+
+
+class LuminanceEngine(DepthEngine):
+    """Disparity = 0.1 + luminance: deterministic, cheap, depends only on the pixels."""
+
+    backend = "fake"
+
+    def __init__(self, height: int = 48, width: int = 64, frames: int = 8, overlap: int = 3, **kw) -> None:
+        spec = InputSpec(family="fake", frames=frames, height=height, width=width, window=frames, overlap=overlap, **kw)
+        super().__init__(spec)
+        self.calls = 0
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        return luminance_disparity(batch)
+
+
+class AffineCorruptingEngine(LuminanceEngine):
+    """Like LuminanceEngine, but every call applies a random affine (scale, shift) to its output,
+    as a real relative-disparity model does from window to window."""
+
+    def __init__(self, *args, seed: int = 0, scale_range=(0.5, 2.0), shift_range=(-0.2, 0.2), **kw) -> None:
+        super().__init__(*args, **kw)
+        self._rng = np.random.default_rng(seed)
+        self.scale_range, self.shift_range = scale_range, shift_range
+        self.affines: list[tuple[float, float]] = []
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        s = float(self._rng.uniform(*self.scale_range))
+        t = float(self._rng.uniform(*self.shift_range))
+        self.affines.append((s, t))
+        return s * super()._run(batch) + t
