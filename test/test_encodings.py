@@ -1,0 +1,169 @@
+"""vdepth_ros.encodings: the ROS-free image/PointCloud2 helpers shared by the node and the offline tools."""
+
+from __future__ import annotations
+
+import array
+
+import cv2
+import numpy as np
+import pytest
+
+from vdepth_ros import encodings as enc
+from vdepth_ros.errors import InputError
+
+
+def _rgb(h: int = 6, w: int = 5) -> np.ndarray:
+    rng = np.random.default_rng(1)
+    return rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def test_table_units_match_depth_image_proc():
+    assert enc.DEPTH_UNIT_SCALE == {"16UC1": 0.001, "32FC1": 1.0}
+    assert "16UC1" not in enc.COLOR_INPUT_ENCODINGS
+    assert {"rgb8", "bgr8", "mono8", "rgba8", "bgra8", "mono16"} <= set(enc.COLOR_INPUT_ENCODINGS)
+
+
+@pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16", "16UC1", "32FC1"])
+def test_fields_round_trip(encoding: str):
+    e = enc.get_encoding(encoding)
+    rng = np.random.default_rng(2)
+    shape = (7, 9) if e.channels == 1 else (7, 9, e.channels)
+    arr = (rng.random(shape) * 1000).astype(e.dtype)
+    step, data = enc.image_fields_from_array(arr, encoding)
+    assert step == 9 * e.bytes_per_pixel
+    assert len(data) == step * 7
+    back = enc.image_array_from_fields(encoding, 7, 9, step, array.array("B", data), False)
+    np.testing.assert_array_equal(back, arr)
+    assert back.dtype == arr.dtype
+
+
+def test_padded_step_and_bigendian():
+    arr = np.arange(12, dtype=np.uint16).reshape(3, 4) * 300
+    be = arr.astype(">u2")
+    step = 4 * 2 + 6  # 6 padding bytes per row
+    buf = bytearray(step * 3)
+    for r in range(3):
+        buf[r * step: r * step + 8] = be[r].tobytes()
+    out = enc.image_array_from_fields("16UC1", 3, 4, step, bytes(buf), True)
+    np.testing.assert_array_equal(out, arr)
+    assert out.dtype.isnative
+
+
+def test_image_rejects_bad_fields():
+    with pytest.raises(InputError, match="unsupported image encoding 'yuv422'"):
+        enc.image_array_from_fields("yuv422", 2, 2, 4, b"\0" * 8)
+    with pytest.raises(InputError, match="step 5 < width"):
+        enc.image_array_from_fields("rgb8", 2, 2, 5, b"\0" * 12)
+    with pytest.raises(InputError, match="needs 12"):
+        enc.image_array_from_fields("rgb8", 2, 2, 6, b"\0" * 11)
+    with pytest.raises(InputError, match="invalid size"):
+        enc.image_array_from_fields("rgb8", 0, 2, 6, b"")
+    with pytest.raises(InputError, match="does not match encoding rgb8"):
+        enc.image_fields_from_array(np.zeros((2, 2), np.uint8), "rgb8")
+
+
+@pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "rgba8", "bgra8"])
+def test_rgb_from_colour_encodings(encoding: str):
+    rgb = _rgb()
+    src = {
+        "rgb8": rgb,
+        "bgr8": rgb[..., ::-1],
+        "rgba8": np.dstack([rgb, np.full(rgb.shape[:2], 7, np.uint8)]),
+        "bgra8": np.dstack([rgb[..., ::-1], np.full(rgb.shape[:2], 7, np.uint8)]),
+    }[encoding]
+    out = enc.rgb_from_image(np.ascontiguousarray(src), encoding)
+    assert out.shape == rgb.shape
+    assert out.dtype == np.uint8
+    np.testing.assert_array_equal(out, rgb)
+
+
+def test_rgb_from_mono():
+    grey = np.array([[0, 128], [255, 3]], np.uint8)
+    out = enc.rgb_from_image(grey, "mono8")
+    assert out.shape == (2, 2, 3)
+    np.testing.assert_array_equal(out[..., 1], grey)
+    out16 = enc.rgb_from_image(grey.astype(np.uint16) << 8, "mono16")
+    np.testing.assert_array_equal(out16, out)
+
+
+def test_rgb_rejects_depth_with_hint():
+    with pytest.raises(InputError, match=r"16UC1 is a depth image.*sparse_depth"):
+        enc.rgb_from_image(np.zeros((2, 2), np.uint16), "16UC1")
+
+
+def test_depth_from_image_units_and_invalid():
+    mm = np.array([[0, 1500], [65535, 1]], np.uint16)
+    d = enc.depth_from_image(mm, "16UC1")
+    assert d.dtype == np.float32
+    assert np.isnan(d[0, 0])
+    np.testing.assert_allclose(d[0, 1], 1.5)
+    np.testing.assert_allclose(d[1, 1], 0.001)
+    m = np.array([[np.inf, -1.0, 0.0, 2.25]], np.float32)
+    d = enc.depth_from_image(m, "32FC1")
+    assert np.isnan(d[0, :3]).all()
+    assert d[0, 3] == np.float32(2.25)
+    with pytest.raises(InputError, match="not a depth encoding"):
+        enc.depth_from_image(mm.astype(np.uint8), "mono8")
+
+
+def test_packed_rgb_matches_pcl_bits():
+    colors = np.array([[[255, 0, 0], [1, 2, 3]]], np.uint8)
+    packed = enc.pack_rgb_float(colors)
+    assert packed.view(np.uint32).tolist() == [[0xFF0000, 0x010203]]
+    np.testing.assert_array_equal(enc.unpack_rgb_float(packed), colors)
+
+
+def test_pointcloud2_layout_xyz_and_xyzrgb():
+    h, w = 4, 5
+    pts = np.random.default_rng(3).random((h, w, 3)).astype(np.float32)
+    pts[1, 2] = np.nan
+    fields, point_step, row_step, data = enc.pointcloud2_layout(pts)
+    assert [f[:2] for f in fields] == [("x", 0), ("y", 4), ("z", 8)]
+    assert all(f[2] == enc.POINTFIELD_FLOAT32 and f[3] == 1 for f in fields)
+    assert (point_step, row_step, len(data)) == (12, 60, 12 * h * w)
+    back = enc.pointcloud2_fields_array(fields, point_step, h, w, row_step, data)
+    np.testing.assert_array_equal(back, pts)  # NaN positions preserved (assert_array_equal treats NaN==NaN)
+
+    colors = _rgb(h, w)
+    fields, point_step, row_step, data = enc.pointcloud2_layout(pts, colors)
+    assert fields[-1] == ("rgb", 12, enc.POINTFIELD_FLOAT32, 1)
+    assert (point_step, row_step, len(data)) == (16, 80, 16 * h * w)
+    np.testing.assert_array_equal(enc.pointcloud2_fields_array(fields, point_step, h, w, row_step, data), pts)
+    rgb = np.frombuffer(data, np.float32).reshape(h, w, 4)[..., 3]
+    np.testing.assert_array_equal(enc.unpack_rgb_float(rgb), colors)
+
+
+def test_pointcloud2_layout_rejects_bad_shapes():
+    with pytest.raises(InputError, match=r"points must be \(h, w, 3\)"):
+        enc.pointcloud2_layout(np.zeros((4, 3), np.float32))
+    with pytest.raises(InputError, match="colors must be"):
+        enc.pointcloud2_layout(np.zeros((2, 2, 3), np.float32), np.zeros((2, 2, 3), np.float32))
+
+
+def test_pointcloud2_fields_array_mixed_types_and_missing():
+    dt = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f8"), ("i", "<u2")])
+    rec = np.zeros(3, dt)
+    rec["x"], rec["y"], rec["z"] = [1, 2, 3], [4, 5, 6], [7, 8, 9]
+    fields = [("x", 0, 7, 1), ("y", 4, 7, 1), ("z", 8, 8, 1), ("i", 16, 4, 1)]
+    out = enc.pointcloud2_fields_array(fields, dt.itemsize, 1, 3, dt.itemsize * 3, rec.tobytes())
+    np.testing.assert_array_equal(out[0], [[1, 4, 7], [2, 5, 8], [3, 6, 9]])
+    with pytest.raises(InputError, match="lacks field"):
+        enc.pointcloud2_fields_array(fields[:2], 8, 1, 3, 24, rec.tobytes())
+    with pytest.raises(InputError, match="data has"):
+        enc.pointcloud2_fields_array(fields, dt.itemsize, 2, 3, dt.itemsize * 3, rec.tobytes())
+
+
+def test_decode_compressed_png_and_jpeg():
+    rgb = _rgb(16, 12)
+    ok, png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    assert ok
+    np.testing.assert_array_equal(enc.decode_compressed(png.tobytes(), "png"), rgb)
+    flat = np.zeros((16, 16, 3), np.uint8)
+    flat[:] = (200, 40, 10)
+    ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(flat, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
+    out = enc.decode_compressed(jpg.tobytes(), "jpeg")
+    assert np.abs(out.astype(int) - flat).max() <= 3  # channel order is RGB, not BGR
+    with pytest.raises(InputError, match="cannot decode compressed image"):
+        enc.decode_compressed(b"not an image", "jpeg")
+    with pytest.raises(InputError, match="cannot decode"):
+        enc.decode_compressed(b"", "jpeg")

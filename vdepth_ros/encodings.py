@@ -1,0 +1,306 @@
+"""Image encodings and PointCloud2 layouts as numpy, without ROS.
+
+The one table of `sensor_msgs` encodings (dtype, channels, unit scale) shared by the live node
+(`vdepth_ros.ros.conversions`) and the offline tools (`vdepth_ros.offline`), so both read and
+write messages the same way. Everything here works on plain message *fields* (height, width,
+step, data bytes...) so it applies equally to rclpy messages and to rosbags' deserialized ones.
+
+Depth conventions follow REP 118 / depth_image_proc's `depth_traits.hpp`: `32FC1` is metres,
+`16UC1` is millimetres (`* 0.001`), 0 / non-finite is invalid and becomes NaN.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from vdepth_ros.errors import InputError
+
+EncodingKind = Literal["color", "mono", "depth"]
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """One `sensor_msgs/Image` encoding.
+
+    Attributes:
+        name: the ROS encoding string (`rgb8`, `16UC1`, ...).
+        dtype: element type in little-endian byte order.
+        channels: samples per pixel.
+        kind: "color" (usable as the RGB input), "mono" (grey, usable as input), "depth" (metric range).
+        unit_scale: metres per stored unit for depth encodings, else None.
+        order: channel order for colour encodings ("rgb", "bgr", "rgba", "bgra"), else None.
+    """
+
+    name: str
+    dtype: np.dtype
+    channels: int
+    kind: EncodingKind
+    unit_scale: float | None = None
+    order: str | None = None
+
+    @property
+    def bytes_per_pixel(self) -> int:
+        return self.dtype.itemsize * self.channels
+
+
+def _enc(name: str, dtype: str, channels: int, kind: EncodingKind, unit_scale: float | None = None,
+         order: str | None = None) -> Encoding:
+    return Encoding(name, np.dtype(dtype).newbyteorder("<"), channels, kind, unit_scale, order)
+
+
+#: The encodings vdepth_ros reads and writes. Anything else is rejected with a clear error.
+ENCODINGS: dict[str, Encoding] = {
+    e.name: e
+    for e in (
+        _enc("rgb8", "u1", 3, "color", order="rgb"),
+        _enc("bgr8", "u1", 3, "color", order="bgr"),
+        _enc("rgba8", "u1", 4, "color", order="rgba"),
+        _enc("bgra8", "u1", 4, "color", order="bgra"),
+        _enc("mono8", "u1", 1, "mono"),
+        _enc("8UC1", "u1", 1, "mono"),
+        _enc("mono16", "u2", 1, "mono"),
+        _enc("16UC1", "u2", 1, "depth", unit_scale=0.001),
+        _enc("32FC1", "f4", 1, "depth", unit_scale=1.0),
+    )
+}
+
+#: Depth unit scale per encoding (metres per stored unit), as in depth_image_proc's depth_traits.
+DEPTH_UNIT_SCALE: dict[str, float] = {n: e.unit_scale for n, e in ENCODINGS.items() if e.unit_scale is not None}
+
+#: Encodings accepted as the colour input of the pipeline.
+COLOR_INPUT_ENCODINGS: tuple[str, ...] = tuple(n for n, e in ENCODINGS.items() if e.kind in ("color", "mono"))
+
+# sensor_msgs/PointField datatype constants.
+POINTFIELD_INT8, POINTFIELD_UINT8, POINTFIELD_INT16, POINTFIELD_UINT16 = 1, 2, 3, 4
+POINTFIELD_INT32, POINTFIELD_UINT32, POINTFIELD_FLOAT32, POINTFIELD_FLOAT64 = 5, 6, 7, 8
+POINTFIELD_DTYPES: dict[int, np.dtype] = {
+    POINTFIELD_INT8: np.dtype("i1"),
+    POINTFIELD_UINT8: np.dtype("u1"),
+    POINTFIELD_INT16: np.dtype("<i2"),
+    POINTFIELD_UINT16: np.dtype("<u2"),
+    POINTFIELD_INT32: np.dtype("<i4"),
+    POINTFIELD_UINT32: np.dtype("<u4"),
+    POINTFIELD_FLOAT32: np.dtype("<f4"),
+    POINTFIELD_FLOAT64: np.dtype("<f8"),
+}
+
+#: (name, offset, datatype, count) as in `sensor_msgs/PointField`.
+FieldSpec = tuple[str, int, int, int]
+
+
+def get_encoding(encoding: str) -> Encoding:
+    """The table entry for `encoding`.
+
+    Raises:
+        InputError: the encoding is not supported; the message lists the supported ones.
+    """
+    try:
+        return ENCODINGS[encoding]
+    except KeyError:
+        raise InputError(f"unsupported image encoding {encoding!r}; supported: {', '.join(ENCODINGS)}") from None
+
+
+def image_array_from_fields(encoding: str, height: int, width: int, step: int, data: bytes | bytearray | memoryview,
+                            is_bigendian: bool | int = False) -> np.ndarray:
+    """View the bytes of a `sensor_msgs/Image` as an array, zero-copy when possible.
+
+    Args:
+        encoding: ROS encoding string.
+        height, width: image size in pixels.
+        step: bytes per row (may include padding).
+        data: the message's data buffer (`bytes`, `array.array`, memoryview...).
+        is_bigendian: byte order of multi-byte samples.
+
+    Returns:
+        `(H, W)` for one channel or `(H, W, C)`, in the encoding's dtype with native byte order.
+        The result may be a read-only view of `data`; copy it before writing.
+
+    Raises:
+        InputError: unknown encoding, non-positive size, `step` too small, or buffer too short.
+    """
+    enc = get_encoding(encoding)
+    height, width, step = int(height), int(width), int(step)
+    if height <= 0 or width <= 0:
+        raise InputError(f"{encoding} image has invalid size {width}x{height}")
+    row_bytes = width * enc.bytes_per_pixel
+    if step < row_bytes:
+        raise InputError(f"{encoding} image {width}x{height}: step {step} < width * {enc.bytes_per_pixel} "
+                         f"= {row_bytes}")
+    buf = np.frombuffer(data, dtype=np.uint8)
+    need = step * (height - 1) + row_bytes
+    if buf.size < need:
+        raise InputError(f"{encoding} image {width}x{height} step {step}: data has {buf.size} bytes, needs {need}")
+    dtype = enc.dtype.newbyteorder(">" if is_bigendian else "<")
+    if step == row_bytes:
+        arr = buf[: height * row_bytes].view(dtype)
+    else:  # padded rows: copy the useful bytes once
+        rows = np.lib.stride_tricks.as_strided(buf, shape=(height, row_bytes), strides=(step, 1))
+        arr = np.ascontiguousarray(rows).reshape(-1).view(dtype)
+    shape = (height, width) if enc.channels == 1 else (height, width, enc.channels)
+    arr = arr.reshape(shape)
+    if dtype.itemsize > 1 and not dtype.isnative:
+        arr = arr.astype(dtype.newbyteorder("="))
+    return arr
+
+
+def image_fields_from_array(arr: np.ndarray, encoding: str) -> tuple[int, bytes]:
+    """`(step, data)` for an `Image` message holding `arr` (little-endian, unpadded rows).
+
+    Raises:
+        InputError: `arr`'s dtype or channel count does not match `encoding`.
+    """
+    enc = get_encoding(encoding)
+    arr = np.asarray(arr)
+    channels = 1 if arr.ndim == 2 else (arr.shape[2] if arr.ndim == 3 else -1)
+    if channels != enc.channels or arr.dtype.kind != enc.dtype.kind or arr.dtype.itemsize != enc.dtype.itemsize:
+        raise InputError(f"array {arr.dtype}{tuple(arr.shape)} does not match encoding {encoding} "
+                         f"({enc.dtype.name} x {enc.channels})")
+    arr = np.ascontiguousarray(arr, dtype=enc.dtype)
+    return arr.shape[1] * enc.bytes_per_pixel, arr.tobytes()
+
+
+def rgb_from_image(arr: np.ndarray, encoding: str) -> np.ndarray:
+    """Convert a decoded colour/mono image to `(H, W, 3)` uint8 RGB.
+
+    Accepts rgb8, bgr8, rgba8, bgra8, mono8/8UC1 and mono16 (top 8 bits kept). Returns `arr`
+    itself (no copy) for rgb8.
+
+    Raises:
+        InputError: a depth or unsupported encoding was given as the colour image.
+    """
+    enc = get_encoding(encoding)
+    if enc.kind == "depth":
+        raise InputError(f"encoding {encoding} is a depth image, not a colour image; the 'image' input needs one of "
+                         f"{', '.join(COLOR_INPUT_ENCODINGS)} (remap 'image' to the colour stream, and depth to "
+                         f"'sparse_depth')")
+    if enc.order == "rgb":
+        return arr
+    if enc.order == "bgr":
+        return np.ascontiguousarray(arr[..., ::-1])
+    if enc.order == "rgba":
+        return np.ascontiguousarray(arr[..., :3])
+    if enc.order == "bgra":
+        return np.ascontiguousarray(arr[..., 2::-1])
+    grey = arr if arr.dtype == np.uint8 else (arr >> 8).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=2)
+
+
+def depth_from_image(arr: np.ndarray, encoding: str) -> np.ndarray:
+    """Convert a `16UC1` (mm) or `32FC1` (m) depth image to float32 metres, NaN where invalid.
+
+    Zero, negative and non-finite values are invalid (depth_image_proc's depth_traits).
+
+    Raises:
+        InputError: `encoding` is not a depth encoding.
+    """
+    enc = get_encoding(encoding)
+    if enc.unit_scale is None:
+        raise InputError(f"encoding {encoding} is not a depth encoding; expected one of {', '.join(DEPTH_UNIT_SCALE)}")
+    depth = arr.astype(np.float32) * np.float32(enc.unit_scale)
+    depth[~(np.isfinite(depth) & (depth > 0))] = np.nan
+    return depth
+
+
+def pack_rgb_float(colors: np.ndarray) -> np.ndarray:
+    """Pack `(..., 3)` uint8 RGB into PCL's float `rgb` field (`0x00RRGGBB` bits viewed as float32)."""
+    c = colors.astype(np.uint32)
+    return ((c[..., 0] << 16) | (c[..., 1] << 8) | c[..., 2]).view(np.float32)
+
+
+def unpack_rgb_float(rgb: np.ndarray) -> np.ndarray:
+    """Inverse of `pack_rgb_float`: float32 `rgb` -> `(..., 3)` uint8."""
+    u = np.ascontiguousarray(rgb, dtype=np.float32).view(np.uint32)
+    return np.stack([(u >> 16) & 0xFF, (u >> 8) & 0xFF, u & 0xFF], axis=-1).astype(np.uint8)
+
+
+def pointcloud2_layout(points: np.ndarray, colors: np.ndarray | None = None
+                       ) -> tuple[list[FieldSpec], int, int, bytes]:
+    """Layout of an organized `PointCloud2` holding `points` (and packed `rgb`).
+
+    Fields are `x, y, z` float32 at offsets 0/4/8 and, with colours, PCL's packed float `rgb`
+    at 12: `point_step` is 12 (xyz) or 16 (xyzrgb). The cloud keeps `points`' (h, w) layout, so
+    the message is organized (`height=h`, `width=w`, `is_dense=False` when NaNs are present).
+
+    Args:
+        points: `(h, w, 3)` float32 xyz in metres, NaN invalid.
+        colors: `(h, w, 3)` uint8 RGB matching `points`, or None.
+
+    Returns:
+        `(fields, point_step, row_step, data)` with fields as `(name, offset, datatype, count)`.
+
+    Raises:
+        InputError: wrong shapes or dtypes.
+    """
+    points = np.asarray(points)
+    if points.ndim != 3 or points.shape[2] != 3:
+        raise InputError(f"points must be (h, w, 3), got {points.shape}")
+    h, w, _ = points.shape
+    fields: list[FieldSpec] = [("x", 0, POINTFIELD_FLOAT32, 1), ("y", 4, POINTFIELD_FLOAT32, 1),
+                               ("z", 8, POINTFIELD_FLOAT32, 1)]
+    if colors is None:
+        buf = np.ascontiguousarray(points, dtype=np.float32)
+    else:
+        colors = np.asarray(colors)
+        if colors.shape != points.shape or colors.dtype != np.uint8:
+            raise InputError(f"colors must be (h, w, 3) uint8 like points {points.shape}, "
+                             f"got {colors.dtype}{colors.shape}")
+        buf = np.empty((h, w, 4), np.float32)
+        buf[..., :3] = points
+        buf[..., 3] = pack_rgb_float(colors)
+        fields.append(("rgb", 12, POINTFIELD_FLOAT32, 1))
+    point_step = buf.shape[2] * 4
+    return fields, point_step, point_step * w, buf.astype("<f4", copy=False).tobytes()
+
+
+def pointcloud2_fields_array(fields: list[FieldSpec], point_step: int, height: int, width: int, row_step: int,
+                             data: bytes | bytearray | memoryview, is_bigendian: bool | int = False,
+                             names: tuple[str, ...] = ("x", "y", "z")) -> np.ndarray:
+    """Read named scalar fields of a `PointCloud2` into an `(height, width, len(names))` float32 array.
+
+    Raises:
+        InputError: a requested field is missing, has an unknown datatype, or the buffer is too short.
+    """
+    by_name = {f[0]: f for f in fields}
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        raise InputError(f"PointCloud2 lacks field(s) {missing}; it has {sorted(by_name)}")
+    height, width, point_step, row_step = int(height), int(width), int(point_step), int(row_step)
+    buf = np.frombuffer(data, dtype=np.uint8)
+    if height <= 0 or width <= 0:
+        return np.zeros((max(height, 0), max(width, 0), len(names)), np.float32)
+    if row_step < width * point_step or buf.size < row_step * (height - 1) + width * point_step:
+        raise InputError(f"PointCloud2 {width}x{height} point_step {point_step} row_step {row_step}: "
+                         f"data has {buf.size} bytes")
+    out = np.empty((height, width, len(names)), np.float32)
+    for i, name in enumerate(names):
+        _, offset, datatype, _ = by_name[name]
+        if datatype not in POINTFIELD_DTYPES:
+            raise InputError(f"PointCloud2 field {name!r} has unknown datatype {datatype}")
+        dt = POINTFIELD_DTYPES[datatype].newbyteorder(">" if is_bigendian else "<")
+        if offset + dt.itemsize > point_step:
+            raise InputError(f"PointCloud2 field {name!r} at offset {offset} exceeds point_step {point_step}")
+        col = np.ndarray((height, width), dtype=dt, buffer=buf, offset=offset, strides=(row_step, point_step))
+        out[..., i] = col
+    return out
+
+
+def decode_compressed(data: bytes | bytearray | memoryview, fmt: str = "") -> np.ndarray:
+    """Decode a `sensor_msgs/CompressedImage` payload (jpeg/png) to `(H, W, 3)` uint8 RGB.
+
+    Args:
+        data: the compressed bytes.
+        fmt: the message's `format` field; only used in error messages (OpenCV sniffs the codec).
+
+    Raises:
+        InputError: the bytes cannot be decoded.
+    """
+    import cv2  # lazy: only compressed inputs need OpenCV here
+
+    buf = np.frombuffer(data, dtype=np.uint8)
+    img = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
+    if img is None:
+        raise InputError(f"cannot decode compressed image ({buf.size} bytes, format {fmt!r}); expected jpeg or png")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
