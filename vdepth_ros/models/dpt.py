@@ -1,0 +1,281 @@
+"""DPT decoder heads: the Depth Anything DPT head and Video Depth Anything's temporal variant.
+
+Both heads take a **feature pyramid at one token grid**: a list of 4 maps `(N, C_i, h, w)` (for a
+ViT, the reshaped patch tokens of 4 intermediate layers; for a UNet, any 4 maps resized to one grid).
+Internally each level is projected to `out_channels[i]` by a 1x1 conv and resized by factors
+(4, 2, 1, 1/2) -- the DPT "reassemble" step -- then fused coarse-to-fine (RefineNet-style) and
+decoded to one channel at `(h * patch_size, w * patch_size)`.
+
+The layers are `transformers`' Depth Anything building blocks (`DepthAnythingReassembleLayer`,
+`DepthAnythingFeatureFusionLayer`, `DepthAnythingDepthEstimationHead`), which compute the same
+function as the DPT head in Depth Anything V2 / Video-Depth-Anything (`dpt.py`, `util/blocks.py`);
+the temporal motion modules are built from `diffusers`' `BasicTransformerBlock` with two
+self-attentions and a sinusoidal positional table, as in VDA's `motion_module.py` (AnimateDiff).
+
+Module names (used by the released-checkpoint key maps in `vda.py` / `gemdepth.py`):
+
+    reassemble.{i}.projection / .resize    <- projects.{i} / resize_layers.{i}
+    convs.{i}                              <- scratch.layer{i+1}_rn
+    fusion.{i}                             <- scratch.refinenet{i+1}
+    head.conv1 / conv2 / conv3             <- scratch.output_conv1 / output_conv2.0 / output_conv2.2
+    motion_modules.{k}                     <- motion_modules.{k} (TemporalDPTHead only)
+
+Deliberate differences from VDA: no class-token readout (`use_clstoken=False` in every released
+VDA config), no batch-norm option (`use_bn=False` likewise), no micro-batching of the last fusion
+stages and no streaming hidden-state cache (offline windows only).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+import torch
+from diffusers.models.attention import BasicTransformerBlock
+from torch import nn
+from transformers import DepthAnythingConfig
+from transformers.models.depth_anything.modeling_depth_anything import (
+    DepthAnythingDepthEstimationHead,
+    DepthAnythingFeatureFusionLayer,
+    DepthAnythingReassembleLayer,
+)
+
+from vdepth_ros.errors import ConfigError
+
+#: DPT reassemble factors per level (x4 up, x2 up, identity, /2 down), as in DPT / Depth Anything.
+REASSEMBLE_FACTORS: tuple[float, ...] = (4, 2, 1, 0.5)
+
+
+def _check_levels(name: str, values: Sequence[int]) -> list[int]:
+    values = [int(v) for v in values]
+    if len(values) != 4 or any(v <= 0 for v in values):
+        raise ConfigError(f"{name} must be 4 positive ints (one per pyramid level), got {values!r}")
+    return values
+
+
+class DPTHead(nn.Module):
+    """DPT decoder (Depth Anything V2 variant) over a 4-level feature pyramid at one token grid.
+
+    Args:
+        in_channels: channels `C_i` of each of the 4 input maps (e.g. `[embed_dim] * 4` for a ViT).
+        features: fusion width (VDA: 64 for vits, 128 vitb, 256 vitl).
+        out_channels: per-level projection widths (VDA: [48,96,192,384] vits, [96,192,384,768] vitb,
+            [256,512,1024,1024] vitl).
+        head_features: hidden width of the last output conv (32 in DAv2/VDA).
+        patch_size: output size is `(h * patch_size, w * patch_size)` for an `h x w` token grid.
+    """
+
+    def __init__(
+        self,
+        in_channels: Sequence[int],
+        features: int = 256,
+        out_channels: Sequence[int] = (256, 512, 1024, 1024),
+        head_features: int = 32,
+        patch_size: int = 14,
+    ) -> None:
+        super().__init__()
+        in_channels = _check_levels("in_channels", in_channels)
+        out_channels = _check_levels("out_channels", out_channels)
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.features = int(features)
+        self.patch_size = int(patch_size)
+        # One DepthAnythingConfig carries the decoder hyper-parameters for the transformers blocks.
+        cfg = DepthAnythingConfig(
+            reassemble_hidden_size=in_channels[0],
+            patch_size=self.patch_size,
+            fusion_hidden_size=self.features,
+            head_hidden_size=int(head_features),
+            neck_hidden_sizes=out_channels,
+            reassemble_factors=list(REASSEMBLE_FACTORS),
+            depth_estimation_type="relative",
+            max_depth=1,
+            head_in_index=-1,
+        )
+        layers = []
+        for c_in, c_out, factor in zip(in_channels, out_channels, REASSEMBLE_FACTORS, strict=True):
+            level_cfg = copy.copy(cfg)
+            level_cfg.reassemble_hidden_size = c_in  # per-level input width (ViT: all equal)
+            layers.append(DepthAnythingReassembleLayer(level_cfg, channels=c_out, factor=factor))
+        self.reassemble = nn.ModuleList(layers)
+        self.convs = nn.ModuleList(
+            nn.Conv2d(c, self.features, kernel_size=3, padding=1, bias=False) for c in out_channels
+        )
+        self.fusion = nn.ModuleList(DepthAnythingFeatureFusionLayer(cfg) for _ in range(4))
+        # conv1 -> upsample to (h*p, w*p) -> conv2 -> ReLU -> conv3 -> ReLU (x max_depth = 1).
+        self.head = DepthAnythingDepthEstimationHead(cfg)
+
+    def _levels(self, features: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Project + resize each level: `(N, C_i, h, w)` -> `(N, out_channels[i], h*f_i, w*f_i)`."""
+        if len(features) != 4:
+            raise ValueError(f"DPT head expects 4 feature maps, got {len(features)}")
+        grid = features[0].shape[-2:]
+        for i, f in enumerate(features):
+            if f.dim() != 4 or f.shape[1] != self.in_channels[i] or f.shape[-2:] != grid:
+                raise ValueError(
+                    f"feature {i} has shape {tuple(f.shape)}; expected (N, {self.in_channels[i]}, {grid[0]}, {grid[1]})"
+                )
+        return [layer(f) for layer, f in zip(self.reassemble, features, strict=True)]
+
+    def _decode(self, path: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """Output convs on the finest fused map -> `(N, h*p, w*p)` (ReLU'd)."""
+        return self.head([path], grid[0], grid[1])
+
+    def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Decode a feature pyramid to one non-negative map per sample.
+
+        Args:
+            features: 4 tensors `(N, C_i, h, w)` at one token grid.
+
+        Returns:
+            `(N, h * patch_size, w * patch_size)` float tensor, >= 0.
+        """
+        grid = (int(features[0].shape[-2]), int(features[0].shape[-1]))
+        l1, l2, l3, l4 = (conv(x) for conv, x in zip(self.convs, self._levels(features), strict=True))
+        path = self.fusion[3](l4, size=l3.shape[2:])
+        path = self.fusion[2](path, l3, size=l2.shape[2:])
+        path = self.fusion[1](path, l2, size=l1.shape[2:])
+        path = self.fusion[0](path, l1)
+        return self._decode(path, grid)
+
+
+class TemporalMotionModule(nn.Module):
+    """VDA/AnimateDiff motion module: attention over frames at every spatial location.
+
+    `x + proj_out(blocks(proj_in(GroupNorm(x))))`, where the blocks attend along time for each pixel.
+    GroupNorm is applied **per frame** (VDA normalises `(b f) c h w`; diffusers' AnimateDiff module
+    normalises over all frames jointly, so we wrap the diffusers block ourselves).
+
+    Args:
+        channels: `C` of the maps.
+        num_heads: attention heads (VDA: 8; head dim = C / heads).
+        num_blocks: transformer blocks (VDA: 1), each with 2 temporal self-attentions + GEGLU FF.
+        max_frames: length of the sinusoidal positional table (VDA: 32) -- the longest window.
+        norm_groups: GroupNorm groups (VDA: 32).
+        zero_init: zero `proj_out` so the module starts as the identity (VDA: True).
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        num_heads: int = 8,
+        num_blocks: int = 1,
+        max_frames: int = 32,
+        norm_groups: int = 32,
+        zero_init: bool = True,
+    ) -> None:
+        super().__init__()
+        if channels % num_heads or channels % norm_groups:
+            raise ConfigError(
+                f"motion module channels {channels} must be divisible by num_heads {num_heads} "
+                f"and norm_groups {norm_groups}"
+            )
+        self.max_frames = int(max_frames)
+        self.norm = nn.GroupNorm(norm_groups, channels, eps=1e-6, affine=True)
+        self.proj_in = nn.Linear(channels, channels)
+        self.transformer_blocks = nn.ModuleList(
+            BasicTransformerBlock(
+                channels,
+                num_heads,
+                channels // num_heads,
+                activation_fn="geglu",
+                attention_bias=False,
+                double_self_attention=True,
+                positional_embeddings="sinusoidal",
+                num_positional_embeddings=self.max_frames,
+            )
+            for _ in range(num_blocks)
+        )
+        self.proj_out = nn.Linear(channels, channels)
+        if zero_init:
+            nn.init.zeros_(self.proj_out.weight)
+            nn.init.zeros_(self.proj_out.bias)
+
+    def forward(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
+        """Args: x `(B*T, C, h, w)` frame-major per clip; num_frames `T`. Returns the same shape."""
+        bt, c, h, w = x.shape
+        if num_frames > self.max_frames:
+            raise ValueError(f"{num_frames} frames exceed the temporal position table ({self.max_frames})")
+        if bt % num_frames:
+            raise ValueError(f"batch*frames {bt} is not a multiple of num_frames {num_frames}")
+        b = bt // num_frames
+        y = self.norm(x)
+        y = y.reshape(b, num_frames, c, h * w).permute(0, 3, 1, 2).reshape(b * h * w, num_frames, c)
+        y = self.proj_in(y)
+        for block in self.transformer_blocks:
+            y = block(y)
+        y = self.proj_out(y)
+        y = y.reshape(b, h * w, num_frames, c).permute(0, 2, 3, 1).reshape(bt, c, h, w)
+        return x + y
+
+
+class TemporalDPTHead(DPTHead):
+    """VDA's `DPTHeadTemporal`: the DPT head with 4 temporal motion modules.
+
+    Motion modules act on the reassembled levels 3 and 4 (before the 3x3 `convs`) and on the outputs
+    of the two coarsest fusion stages, exactly where VDA places them.
+
+    Args:
+        in_channels, features, out_channels, head_features, patch_size: as `DPTHead`.
+        num_frames: maximum window length = temporal positional table length (VDA: 32).
+        num_heads: attention heads per motion module (VDA: 8).
+        num_blocks: transformer blocks per motion module (VDA: 1).
+        norm_groups: GroupNorm groups in the motion modules (VDA: 32; must divide
+            `out_channels[2]`, `out_channels[3]` and `features`).
+        zero_init: zero-initialise the motion modules' output projections (VDA: True).
+
+    Example:
+        >>> head = TemporalDPTHead([64] * 4, features=32, out_channels=[16, 32, 64, 64], norm_groups=8)
+        >>> feats = [torch.randn(2 * 4, 64, 6, 8) for _ in range(4)]   # B=2 clips of T=4 frames
+        >>> head(feats, num_frames=4).shape
+        torch.Size([8, 84, 112])
+    """
+
+    def __init__(
+        self,
+        in_channels: Sequence[int],
+        features: int = 256,
+        out_channels: Sequence[int] = (256, 512, 1024, 1024),
+        head_features: int = 32,
+        patch_size: int = 14,
+        num_frames: int = 32,
+        num_heads: int = 8,
+        num_blocks: int = 1,
+        norm_groups: int = 32,
+        zero_init: bool = True,
+    ) -> None:
+        super().__init__(in_channels, features, out_channels, head_features, patch_size)
+        self.num_frames = int(num_frames)
+
+        def mm(c: int) -> TemporalMotionModule:
+            return TemporalMotionModule(c, num_heads, num_blocks, self.num_frames, norm_groups, zero_init)
+
+        self.motion_modules = nn.ModuleList(
+            [mm(self.out_channels[2]), mm(self.out_channels[3]), mm(self.features), mm(self.features)]
+        )
+
+    def forward(self, features: Sequence[torch.Tensor], num_frames: int) -> torch.Tensor:  # type: ignore[override]
+        """Decode clips of frames with temporal attention.
+
+        Args:
+            features: 4 tensors `(B*T, C_i, h, w)`, frames of one clip consecutive (frame-major).
+            num_frames: `T`, at most `self.num_frames`.
+
+        Returns:
+            `(B*T, h * patch_size, w * patch_size)` float tensor, >= 0.
+        """
+        grid = (int(features[0].shape[-2]), int(features[0].shape[-1]))
+        l1, l2, l3, l4 = self._levels(features)
+        l3 = self.motion_modules[0](l3, num_frames)
+        l4 = self.motion_modules[1](l4, num_frames)
+        l1, l2, l3, l4 = (conv(x) for conv, x in zip(self.convs, (l1, l2, l3, l4), strict=True))
+        path = self.fusion[3](l4, size=l3.shape[2:])
+        path = self.motion_modules[2](path, num_frames)
+        path = self.fusion[2](path, l3, size=l2.shape[2:])
+        path = self.motion_modules[3](path, num_frames)
+        path = self.fusion[1](path, l2, size=l1.shape[2:])
+        path = self.fusion[0](path, l1)
+        return self._decode(path, grid)
+
+
+__all__ = ["REASSEMBLE_FACTORS", "DPTHead", "TemporalDPTHead", "TemporalMotionModule"]
