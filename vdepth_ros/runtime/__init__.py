@@ -1,1 +1,224 @@
+"""Runtime: one `DepthEngine` interface over torch, ONNX Runtime and TensorRT.
 
+`create_engine(model, backend="auto", precision="fp32", **opts)` accepts
+
+* a model folder: `config.json` + `model.safetensors` (torch), optionally `model.onnx` +
+  `model.onnx.json` (ONNX Runtime) and `model.engine` + `model.engine.json` +
+  `model.engine.key.json` (TensorRT);
+* an `.onnx` file or an `.engine`/`.plan` file (with its `.json` spec next to it);
+* a `VideoDepthModel` instance (torch backend).
+
+`backend="auto"` picks TensorRT if tensorrt and a GPU are present and a valid engine exists,
+else ONNX Runtime if an `.onnx` exists and onnxruntime imports, else torch, and logs the choice.
+Backend libraries are imported lazily; a missing one raises `BackendUnavailableError`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from vdepth_ros.errors import BackendUnavailableError, ConfigError, ModelLoadError
+from vdepth_ros.runtime.engine import DepthEngine
+from vdepth_ros.runtime.shapes import check_precision, spec_from_model
+from vdepth_ros.runtime.spec import InputSpec, spec_path_for
+
+log = logging.getLogger(__name__)
+
+BACKENDS: tuple[str, ...] = ("auto", "torch", "onnxruntime", "tensorrt")
+ONNX_NAME = "model.onnx"
+ENGINE_NAME = "model.engine"
+ENGINE_SUFFIXES = (".engine", ".plan")
+_BACKEND_ALIASES = {"ort": "onnxruntime", "onnx": "onnxruntime", "trt": "tensorrt", "pytorch": "torch"}
+# create_engine options each backend understands (others are rejected, not silently dropped).
+_TORCH_OPTS = {"frames", "height", "width", "threads", "device"}
+_ORT_OPTS = {"threads", "providers", "cache_dir", "device_id"}
+_TRT_OPTS = {"device_id", "onnx_path"}
+
+
+def _import_ok(name: str) -> bool:
+    try:
+        __import__(name)
+    except ImportError:
+        return False
+    return True
+
+
+def available_backends() -> dict[str, str | None]:
+    """backend -> None if usable here, else the reason it is not."""
+    from vdepth_ros.runtime.tensorrt_backend import tensorrt_status
+
+    trt_ok, trt_why = tensorrt_status()
+    return {
+        "torch": None if _import_ok("torch") else "torch not installed: pip install 'vdepth_ros[ml]'",
+        "onnxruntime": None
+        if _import_ok("onnxruntime")
+        else "onnxruntime not installed: pip install 'vdepth_ros[onnx]'",
+        "tensorrt": None if trt_ok else trt_why,
+    }
+
+
+def _check_opts(backend: str, opts: dict[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(opts) - allowed)
+    if unknown:
+        raise ConfigError(f"options {unknown} do not apply to the {backend} backend (accepted: {sorted(allowed)})")
+
+
+def _torch_engine(model: Any, precision: str, opts: dict[str, Any]) -> DepthEngine:
+    from vdepth_ros.runtime.torch_backend import TorchEngine
+
+    _check_opts("torch", opts, _TORCH_OPTS)
+    spec = spec_from_model(model, opts.get("frames"), opts.get("height"), opts.get("width"), precision=precision)
+    return TorchEngine(model, spec, device=opts.get("device", "cpu"), threads=opts.get("threads"))
+
+
+def _ort_engine(path: Path, precision: str, opts: dict[str, Any]) -> DepthEngine:
+    from vdepth_ros.runtime.onnx_backend import OnnxRuntimeEngine
+
+    _check_opts("onnxruntime", opts, _ORT_OPTS)
+    return OnnxRuntimeEngine(
+        path,
+        threads=opts.get("threads"),
+        providers=opts.get("providers"),
+        precision=precision,
+        cache_dir=opts.get("cache_dir"),
+        device_id=int(opts.get("device_id", 0)),
+    )
+
+
+def _trt_engine(path: Path, precision: str | None, opts: dict[str, Any]) -> DepthEngine:
+    from vdepth_ros.runtime.tensorrt_backend import TensorRTEngine
+
+    _check_opts("tensorrt", opts, _TRT_OPTS)
+    return TensorRTEngine(
+        path, device=int(opts.get("device_id", 0)), precision=precision, onnx_path=opts.get("onnx_path")
+    )
+
+
+def _load_torch_model(folder: Path) -> Any:
+    from vdepth_ros.models import load_model
+
+    return load_model(folder)
+
+
+def _split_opts(opts: dict[str, Any], allowed: set[str]) -> dict[str, Any]:
+    return {k: v for k, v in opts.items() if k in allowed}
+
+
+def create_engine(
+    model: Any,
+    backend: str = "auto",
+    precision: str = "fp32",
+    **opts: Any,
+) -> DepthEngine:
+    """Build a `DepthEngine` for `model` (folder, `.onnx`/`.engine` file or `VideoDepthModel`).
+
+    Args:
+        model: model folder, exported file, or `VideoDepthModel` instance.
+        backend: "auto" | "torch" | "onnxruntime" | "tensorrt" (aliases "ort", "trt").
+        precision: "fp32" | "fp16" | "bf16": torch compute dtype; TensorRT EP flag for ONNX
+            Runtime; for a native engine the precision it must have been built with.
+        **opts: torch: `frames`, `height`, `width` (working window/resolution, default from the
+            model's constraints), `threads`, `device`. onnxruntime: `threads`, `providers`,
+            `cache_dir` (TensorRT EP caches), `device_id`. tensorrt: `device_id`, `onnx_path`
+            (engine must be built from this file). In "auto" mode each backend takes its own.
+
+    Raises:
+        BackendUnavailableError: the requested backend's library (or GPU) is missing.
+        ModelLoadError: files are missing or do not match.
+        ConfigError: unknown backend/option or invalid shape.
+    """
+    backend = _BACKEND_ALIASES.get(backend.lower(), backend.lower())
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    check_precision(precision)
+
+    if hasattr(model, "export_signature") and hasattr(model, "input_constraints"):  # VideoDepthModel
+        if backend not in ("auto", "torch"):
+            raise ConfigError(
+                f"a VideoDepthModel instance runs on torch; export it first for {backend} (`vdepth-export onnx`)"
+            )
+        if backend == "auto":
+            log.info("auto backend: torch (a model instance was given)")
+        return _torch_engine(model, precision, opts if backend == "torch" else _split_opts(opts, _TORCH_OPTS))
+
+    path = Path(model)
+    if not path.exists():
+        raise ModelLoadError(f"{path} does not exist (expected a model folder, .onnx or .engine file)")
+
+    if path.is_file():
+        if path.suffix == ".onnx":
+            if backend not in ("auto", "onnxruntime"):
+                raise ConfigError(f"{path.name} is an ONNX file; use backend 'onnxruntime' (or build an engine)")
+            return _ort_engine(path, precision, opts if backend != "auto" else _split_opts(opts, _ORT_OPTS))
+        if path.suffix in ENGINE_SUFFIXES:
+            if backend not in ("auto", "tensorrt"):
+                raise ConfigError(f"{path.name} is a TensorRT engine; use backend 'tensorrt'")
+            return _trt_engine(path, precision, opts if backend != "auto" else _split_opts(opts, _TRT_OPTS))
+        raise ModelLoadError(f"{path}: unknown model file type (expected .onnx, .engine or a model folder)")
+
+    onnx_file, engine_file = path / ONNX_NAME, path / ENGINE_NAME
+    if backend == "torch":
+        return _torch_engine(_load_torch_model(path), precision, opts)
+    if backend == "onnxruntime":
+        if not onnx_file.is_file():
+            raise ModelLoadError(f"{path} has no {ONNX_NAME}; export one with `vdepth-export onnx {path}`")
+        return _ort_engine(onnx_file, precision, opts)
+    if backend == "tensorrt":
+        if not engine_file.is_file():
+            raise ModelLoadError(f"{path} has no {ENGINE_NAME}; build one with `vdepth-export engine {onnx_file}`")
+        return _trt_engine(engine_file, precision, opts)
+    return _auto_folder(path, precision, opts)
+
+
+def _auto_folder(path: Path, precision: str, opts: dict[str, Any]) -> DepthEngine:
+    from vdepth_ros.runtime.tensorrt_backend import tensorrt_status
+    from vdepth_ros.runtime.trt_cache import EngineMismatchError
+
+    onnx_file, engine_file = path / ONNX_NAME, path / ENGINE_NAME
+    reasons: list[str] = []
+    if engine_file.is_file():
+        ok, why = tensorrt_status(int(opts.get("device_id", 0)))
+        if ok:
+            try:
+                engine = _trt_engine(engine_file, precision, _split_opts(opts, _TRT_OPTS))
+            except EngineMismatchError as err:
+                reasons.append(f"tensorrt skipped: {err}")
+                log.warning("auto backend: not using %s: %s", engine_file, err)
+            else:
+                log.info("auto backend: tensorrt (%s; %s)", engine_file, why)
+                return engine
+        else:
+            reasons.append(f"tensorrt unavailable: {why}")
+    else:
+        reasons.append(f"no {ENGINE_NAME}")
+    if onnx_file.is_file():
+        if _import_ok("onnxruntime"):
+            engine = _ort_engine(onnx_file, precision, _split_opts(opts, _ORT_OPTS))
+            log.info("auto backend: onnxruntime %s (%s)", engine.describe()["providers"], "; ".join(reasons))
+            return engine
+        reasons.append("onnxruntime not installed")
+    else:
+        reasons.append(f"no {ONNX_NAME}")
+    if not (path / "config.json").is_file():
+        raise ModelLoadError(f"{path} holds no usable model ({'; '.join(reasons)}; no config.json for torch)")
+    try:
+        engine = _torch_engine(_load_torch_model(path), precision, _split_opts(opts, _TORCH_OPTS))
+    except BackendUnavailableError as err:
+        raise BackendUnavailableError(f"no backend can run {path}: {'; '.join(reasons)}; {err}") from err
+    log.info("auto backend: torch (%s)", "; ".join(reasons))
+    return engine
+
+
+__all__ = [
+    "BACKENDS",
+    "ENGINE_NAME",
+    "ONNX_NAME",
+    "DepthEngine",
+    "InputSpec",
+    "available_backends",
+    "create_engine",
+    "spec_from_model",
+    "spec_path_for",
+]

@@ -1,0 +1,162 @@
+"""create_engine, the torch and ONNX Runtime backends, provider selection and backend choice."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from test_runtime_tinynet import TinyVideoNet, tiny_registry  # noqa: F401 - fixture
+
+from vdepth_ros.errors import BackendUnavailableError, ConfigError, InputError, ModelLoadError
+from vdepth_ros.runtime import create_engine, spec_from_model
+from vdepth_ros.runtime.onnx_backend import CPU_EP, CUDA_EP, TRT_EP, OnnxRuntimeEngine, select_providers
+from vdepth_ros.runtime.spec import InputSpec, spec_path_for
+from vdepth_ros.runtime.torch_backend import TorchEngine
+
+T, H, W = 4, 24, 40
+
+
+def _clip(seed: int, t: int = T, h: int = H, w: int = W) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (t, h, w, 3), dtype=np.uint8)
+
+
+def _export(model: TinyVideoNet, folder: Path, t: int = T, h: int = H, w: int = W) -> Path:
+    """Minimal fixed-shape export (the full exporter is tested in test_export_*)."""
+    spec = spec_from_model(model, t, h, w)
+    sig = model.export_signature(t, h, w)
+    path = folder / "model.onnx"
+    torch.onnx.export(
+        sig.module.eval(), (torch.rand(sig.input_shape),), str(path), dynamo=False, opset_version=17,
+        input_names=["frames"], output_names=["disparity"],
+    )  # fmt: skip
+    spec.save(spec_path_for(path))
+    return path
+
+
+@pytest.fixture
+def model_dir(tmp_path, tiny_registry) -> Path:
+    model = TinyVideoNet(channels=4).eval()
+    model.save_pretrained(tmp_path)
+    _export(model, tmp_path)
+    return tmp_path
+
+
+def test_spec_from_model_validates_shape() -> None:
+    model = TinyVideoNet(multiple_of=4, window=6)
+    spec = spec_from_model(model, None, 24, 40)
+    assert (spec.frames, spec.window, spec.overlap, spec.multiple_of) == (6, 6, 2, 4)
+    assert spec_from_model(model, 2, 24, 40).overlap == 0  # overlap 2 does not fit a 2-frame window
+    with pytest.raises(ConfigError, match="multiple of 4"):
+        spec_from_model(model, 4, 25, 40)
+    default = spec_from_model(model)
+    assert default.height % 4 == 0 and default.width % 4 == 0 and default.width > default.height
+
+
+def test_torch_and_onnxruntime_agree_through_create_engine(model_dir) -> None:
+    clips = [_clip(1), _clip(2)[:3]]  # a full and a short (padded) window
+    with create_engine(model_dir, backend="torch", frames=T, height=H, width=W, threads=1) as te, create_engine(
+        model_dir, backend="onnxruntime", threads=1
+    ) as oe:
+        assert isinstance(te, TorchEngine) and isinstance(oe, OnnxRuntimeEngine)
+        assert oe.providers == [CPU_EP]
+        assert te.input_spec == oe.input_spec
+        outs = []
+        for clip in clips:
+            a, b = te.infer(clip), oe.infer(clip)
+            assert a.shape == b.shape == (clip.shape[0], H, W) and a.dtype == np.float32
+            rng = float(a.max() - a.min())
+            assert rng > 0
+            assert float(np.abs(a - b).max()) <= 1e-4 * rng
+            outs.append(a)
+        # the two inputs really differ (parity on identical outputs would prove nothing)
+        assert float(np.abs(outs[0][:3] - outs[1]).max()) > 1e-3
+
+
+def test_short_window_is_padded_not_truncated(model_dir) -> None:
+    with create_engine(model_dir, backend="onnxruntime") as eng:
+        clip = _clip(3)
+        short = eng.infer(clip[:2])
+        padded = np.concatenate([clip[:2], clip[1:2], clip[1:2]])
+        np.testing.assert_allclose(short, eng.infer(padded)[:2], rtol=0, atol=1e-6)
+        with pytest.raises(InputError, match="1..4"):
+            eng.infer(_clip(4, t=T + 1))
+        with pytest.raises(InputError, match="resize"):
+            eng.infer(_clip(4, h=H + 4))
+
+
+def test_auto_prefers_onnx_then_torch(model_dir, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="vdepth_ros.runtime")
+    with create_engine(model_dir, threads=1) as eng:
+        assert eng.backend == "onnxruntime"
+    assert "auto backend: onnxruntime" in caplog.text and "no model.engine" in caplog.text
+    (model_dir / "model.onnx").unlink()
+    caplog.clear()
+    with create_engine(model_dir, threads=1, height=H, width=W, frames=T) as eng:
+        assert eng.backend == "torch"
+    assert "auto backend: torch" in caplog.text
+
+
+def test_create_engine_from_instance_and_files(model_dir) -> None:
+    model = TinyVideoNet(channels=4).eval()
+    with create_engine(model, frames=3, height=16, width=20) as eng:
+        assert eng.backend == "torch"
+        assert eng.infer(_clip(5, 3, 16, 20)).shape == (3, 16, 20)
+    with pytest.raises(ConfigError, match="export it first"):
+        create_engine(model, backend="onnxruntime")
+    with create_engine(model_dir / "model.onnx") as eng:
+        assert eng.backend == "onnxruntime"
+    with pytest.raises(ConfigError, match="ONNX file"):
+        create_engine(model_dir / "model.onnx", backend="torch")
+    with pytest.raises(ConfigError, match="do not apply"):
+        create_engine(model_dir, backend="onnxruntime", height=10)
+    with pytest.raises(ModelLoadError, match="no model.engine"):
+        create_engine(model_dir, backend="tensorrt")
+    with pytest.raises(ConfigError, match="backend must be"):
+        create_engine(model_dir, backend="jax")
+    with pytest.raises(ConfigError, match="precision"):
+        create_engine(model_dir, precision="int4")
+
+
+def test_onnx_spec_mismatch_is_refused(model_dir) -> None:
+    spec = InputSpec.load(model_dir / "model.onnx.json")
+    bad = InputSpec.from_dict({**spec.to_dict(), "height": H + 4})
+    with pytest.raises(ModelLoadError, match="shape"):
+        OnnxRuntimeEngine(model_dir / "model.onnx", bad)
+
+
+def test_tensorrt_backend_reports_missing_extra(model_dir) -> None:
+    engine = model_dir / "model.engine"
+    engine.write_bytes(b"not an engine")
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        with pytest.raises(BackendUnavailableError, match=r"vdepth_ros\[trt\]"):
+            create_engine(engine)
+    else:  # pragma: no cover - only on machines with TensorRT
+        pytest.skip("tensorrt is installed; the missing-extra path cannot be exercised")
+
+
+def test_provider_selection_order_and_overrides(tmp_path) -> None:
+    avail = [CPU_EP, CUDA_EP, TRT_EP, "AzureExecutionProvider"]
+    chosen = select_providers(avail, precision="fp16", cache_dir=tmp_path)
+    assert [n for n, _ in chosen] == [TRT_EP, CUDA_EP, CPU_EP]
+    trt_opts = chosen[0][1]
+    assert trt_opts["trt_fp16_enable"] is True and trt_opts["trt_engine_cache_path"] == str(tmp_path)
+    assert trt_opts["trt_timing_cache_enable"] is True
+    assert [n for n, _ in select_providers([CPU_EP, "AzureExecutionProvider"])] == [CPU_EP]
+    over = select_providers(avail, ["cpu", (TRT_EP, {"trt_fp16_enable": False})], precision="fp16")
+    assert [n for n, _ in over] == [CPU_EP, TRT_EP] and over[1][1]["trt_fp16_enable"] is False
+    with pytest.raises(BackendUnavailableError, match=r"vdepth_ros\[trt\]"):
+        select_providers([CPU_EP], ["cuda"])
+
+
+def test_gpu_providers_unavailable_here_fail_clearly(model_dir) -> None:
+    import onnxruntime as ort
+
+    if CUDA_EP in ort.get_available_providers():  # pragma: no cover
+        pytest.skip("CUDA EP present")
+    with pytest.raises(BackendUnavailableError, match="unavailable"):
+        create_engine(model_dir, backend="onnxruntime", providers=["cuda"])

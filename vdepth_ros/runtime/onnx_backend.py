@@ -1,0 +1,192 @@
+"""ONNX Runtime backend: TensorRT EP > CUDA EP > CPU EP among the available providers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vdepth_ros.errors import BackendUnavailableError, ConfigError, ModelLoadError
+from vdepth_ros.runtime.engine import DepthEngine
+from vdepth_ros.runtime.spec import InputSpec, spec_path_for
+
+log = logging.getLogger(__name__)
+
+TRT_EP = "TensorrtExecutionProvider"
+CUDA_EP = "CUDAExecutionProvider"
+CPU_EP = "CPUExecutionProvider"
+PREFERRED_PROVIDERS: tuple[str, ...] = (TRT_EP, CUDA_EP, CPU_EP)
+_PROVIDER_ALIASES = {"tensorrt": TRT_EP, "trt": TRT_EP, "cuda": CUDA_EP, "cpu": CPU_EP}
+_ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
+
+ProviderEntry = str | tuple[str, dict[str, Any]]
+
+
+def import_onnxruntime() -> Any:
+    """`onnxruntime`, or `BackendUnavailableError` naming the extra to install."""
+    try:
+        import onnxruntime
+    except ImportError as err:
+        raise BackendUnavailableError(
+            "the onnxruntime backend needs ONNX Runtime: pip install 'vdepth_ros[onnx]' "
+            "(GPU providers: pip install 'vdepth_ros[trt]')"
+        ) from err
+    return onnxruntime
+
+
+def _provider_name(entry: ProviderEntry) -> str:
+    name = entry[0] if isinstance(entry, tuple) else entry
+    return _PROVIDER_ALIASES.get(name.lower(), name)
+
+
+def select_providers(
+    available: Sequence[str],
+    requested: Sequence[ProviderEntry] | None = None,
+    *,
+    precision: str = "fp32",
+    cache_dir: str | Path | None = None,
+    device_id: int = 0,
+) -> list[tuple[str, dict[str, Any]]]:
+    """Execution providers (with options) for an ORT session, in priority order.
+
+    Default: TensorRT EP > CUDA EP > CPU EP, keeping those in `available`. `requested`
+    overrides the order (names, aliases "tensorrt"/"cuda"/"cpu", or `(name, options)` pairs);
+    a requested provider that is not available raises `BackendUnavailableError`.
+
+    The TensorRT EP gets the precision flag, and an engine + timing cache under `cache_dir`
+    (defaults to no on-disk cache) so later sessions skip the build.
+    """
+    available = list(available)
+    if requested is None:
+        entries: list[ProviderEntry] = [p for p in PREFERRED_PROVIDERS if p in available]
+        if not entries:
+            raise BackendUnavailableError(f"onnxruntime offers none of {PREFERRED_PROVIDERS} (has {available})")
+    else:
+        entries = list(requested)
+        if not entries:
+            raise ConfigError("providers must not be empty")
+        missing = [_provider_name(e) for e in entries if _provider_name(e) not in available]
+        if missing:
+            gpu = any(m in (TRT_EP, CUDA_EP) for m in missing)
+            hint = " pip install 'vdepth_ros[trt]' (onnxruntime-gpu) and use a CUDA GPU" if gpu else ""
+            raise BackendUnavailableError(
+                f"requested execution providers {missing} are unavailable ({available});{hint}"
+            )
+    out: list[tuple[str, dict[str, Any]]] = []
+    for entry in entries:
+        name = _provider_name(entry)
+        opts: dict[str, Any] = dict(entry[1]) if isinstance(entry, tuple) else {}
+        if name == TRT_EP:
+            defaults: dict[str, Any] = {"device_id": device_id}
+            if precision == "fp16":
+                defaults["trt_fp16_enable"] = True
+            elif precision == "bf16":
+                defaults["trt_bf16_enable"] = True
+            if cache_dir is not None:
+                cache = str(cache_dir)
+                defaults.update(
+                    trt_engine_cache_enable=True,
+                    trt_engine_cache_path=cache,
+                    trt_timing_cache_enable=True,
+                    trt_timing_cache_path=cache,
+                )
+            opts = {**defaults, **opts}
+        elif name == CUDA_EP:
+            opts = {"device_id": device_id, **opts}
+        out.append((name, opts))
+    return out
+
+
+class OnnxRuntimeEngine(DepthEngine):
+    """`DepthEngine` over an exported `.onnx` graph.
+
+    Args:
+        onnx_path: the graph; its `InputSpec` is read from `<onnx_path>.json` unless `spec` is given.
+        spec: overrides the sidecar spec.
+        providers: execution providers (see `select_providers`), default TensorRT > CUDA > CPU.
+        threads: intra-op threads of the session (None: ORT default = all cores).
+        precision: precision hint for the TensorRT EP (default: the spec's).
+        cache_dir: TensorRT EP engine/timing cache folder.
+        device_id: CUDA device for the GPU providers.
+    """
+
+    backend = "onnxruntime"
+
+    def __init__(
+        self,
+        onnx_path: str | Path,
+        spec: InputSpec | None = None,
+        *,
+        providers: Sequence[ProviderEntry] | None = None,
+        threads: int | None = None,
+        precision: str | None = None,
+        cache_dir: str | Path | None = None,
+        device_id: int = 0,
+    ) -> None:
+        ort = import_onnxruntime()
+        path = Path(onnx_path)
+        if not path.is_file():
+            raise ModelLoadError(f"ONNX model {path} not found")
+        spec = spec if spec is not None else InputSpec.load(spec_path_for(path))
+        super().__init__(spec)
+        self.path = path
+        chosen = select_providers(
+            ort.get_available_providers(),
+            providers,
+            precision=precision or spec.precision,
+            cache_dir=cache_dir,
+            device_id=device_id,
+        )
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.log_severity_level = 3
+        if threads is not None:
+            if int(threads) < 1:
+                raise ConfigError(f"threads must be >= 1, got {threads}")
+            so.intra_op_num_threads = int(threads)
+            so.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(
+            str(path), sess_options=so, providers=[n for n, _ in chosen], provider_options=[o for _, o in chosen]
+        )
+        self.providers = list(self.session.get_providers())
+        self._in_name, self._in_dtype = self._resolve_io(self.session.get_inputs(), spec.input_name, "input")
+        self._out_name, _ = self._resolve_io(self.session.get_outputs(), spec.output_name, "output")
+        self._check_input_shape()
+        log.info("onnxruntime engine: %s, providers %s, threads %s", path.name, self.providers, threads or "default")
+
+    @staticmethod
+    def _resolve_io(args: Sequence[Any], wanted: str, kind: str) -> tuple[str, Any]:
+        by_name = {a.name: a for a in args}
+        if wanted in by_name:
+            arg = by_name[wanted]
+        elif len(args) == 1:
+            arg = args[0]
+            log.warning("graph %s is named %r, the spec says %r; using the only %s", kind, arg.name, wanted, kind)
+        else:
+            raise ModelLoadError(f"graph has no {kind} named {wanted!r} (has {sorted(by_name)})")
+        return arg.name, _ORT_TYPES.get(getattr(arg, "type", "tensor(float)"), np.float32)
+
+    def _check_input_shape(self) -> None:
+        spec = self.input_spec
+        arg = next(a for a in self.session.get_inputs() if a.name == self._in_name)
+        want = (1, spec.frames, 3, spec.height, spec.width)
+        shape = list(arg.shape)
+        if len(shape) != 5:
+            raise ModelLoadError(f"graph input {arg.name} has rank {len(shape)}, expected 5 (1,T,3,H,W)")
+        for axis, (got, exp) in enumerate(zip(shape, want, strict=True)):
+            if isinstance(got, int) and got != exp and not (axis == 1 and spec.dynamic_frames):
+                raise ModelLoadError(f"graph input {arg.name} has shape {shape}, the spec says {list(want)}")
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        x = batch if batch.dtype == self._in_dtype else batch.astype(self._in_dtype)
+        (out,) = self.session.run([self._out_name], {self._in_name: x})
+        return np.asarray(out, dtype=np.float32)
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "providers": self.providers, "path": str(self.path)}
+
+    def close(self) -> None:
+        self.session = None  # type: ignore[assignment]

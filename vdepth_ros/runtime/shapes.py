@@ -1,0 +1,110 @@
+"""Working shape of a model (window T, resolution H x W) and the `InputSpec` it implies.
+
+Shared by `create_engine` (torch backend on a `VideoDepthModel`) and the ONNX exporter, so the
+spec written next to an exported graph and the one a live torch engine uses are the same.
+Only duck-typed access to the model is needed here (`family`, `input_constraints`), so this
+module does not import torch.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from vdepth_ros.errors import ConfigError
+from vdepth_ros.runtime.spec import InputSpec
+
+log = logging.getLogger(__name__)
+
+# Working resolution used when neither the caller nor the model says otherwise (rounded to the
+# family's `multiple_of`). 280x504 keeps a 16:9-ish aspect and is a multiple of 14 and 8.
+DEFAULT_RESOLUTION: tuple[int, int] = (280, 504)
+PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "bf16")
+
+
+def round_to_multiple(value: int, multiple: int) -> int:
+    """Nearest positive multiple of `multiple` (ties round up)."""
+    multiple = max(1, int(multiple))
+    return max(multiple, int((int(value) + multiple / 2) // multiple) * multiple)
+
+
+def check_precision(precision: str) -> str:
+    """Validate a precision name ("fp32" | "fp16" | "bf16")."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    return precision
+
+
+def resolve_frames(frames: int | None, constraints: Any) -> int:
+    """Window length: `frames`, else the family's default window; checked against its rules."""
+    t = int(frames) if frames is not None else int(constraints.window)
+    if t < 1:
+        raise ConfigError(f"frames must be >= 1, got {t}")
+    if getattr(constraints, "frames_rule", "any") == "4n+1" and (t - 1) % 4 != 0:
+        raise ConfigError(f"this family needs a window of 4n+1 frames (5, 9, 13, ...), got {t}")
+    max_window = getattr(constraints, "max_window", None)
+    if max_window is not None and t > int(max_window):
+        raise ConfigError(f"window of {t} frames exceeds this family's max_window {max_window}")
+    return t
+
+
+def resolve_resolution(height: int | None, width: int | None, constraints: Any) -> tuple[int, int]:
+    """Working (H, W): given values must be multiples of `multiple_of`; missing ones default."""
+    m = int(getattr(constraints, "multiple_of", 1) or 1)
+    if height is None or width is None:
+        h0, w0 = DEFAULT_RESOLUTION
+        height = round_to_multiple(h0, m) if height is None else height
+        width = round_to_multiple(w0, m) if width is None else width
+        log.info("working resolution not given; using %dx%d (multiple of %d)", height, width, m)
+    h, w = int(height), int(width)
+    if h <= 0 or w <= 0:
+        raise ConfigError(f"working resolution must be positive, got {h}x{w}")
+    if h % m or w % m:
+        raise ConfigError(
+            f"working resolution {h}x{w} is not a multiple of {m} for this family; "
+            f"try {round_to_multiple(h, m)}x{round_to_multiple(w, m)}"
+        )
+    return h, w
+
+
+def spec_from_model(
+    model: Any,
+    frames: int | None = None,
+    height: int | None = None,
+    width: int | None = None,
+    *,
+    precision: str = "fp32",
+    dynamic_frames: bool = False,
+    input_name: str = "frames",
+    output_name: str = "disparity",
+    extra: dict[str, Any] | None = None,
+) -> InputSpec:
+    """The `InputSpec` of `model` (a `VideoDepthModel`) run at window `frames` and `height x width`.
+
+    The streaming window equals the graph's frames; the default overlap and keyframe slots come
+    from the family's `input_constraints`, clipped to fit the window.
+    """
+    c = model.input_constraints
+    t = resolve_frames(frames, c)
+    h, w = resolve_resolution(height, width, c)
+    overlap = int(c.overlap) if int(c.overlap) < t else t // 3
+    keyframes = None if c.keyframes is None else tuple(k for k in c.keyframes if 0 <= k < t) or None
+    return InputSpec(
+        family=str(getattr(model, "family", "") or type(model).__name__),
+        frames=t,
+        height=h,
+        width=w,
+        value_range=tuple(float(v) for v in c.value_range),
+        output_kind=c.output_kind,
+        window=t,
+        overlap=overlap,
+        keyframes=keyframes,
+        alignment=c.alignment,
+        frames_rule=c.frames_rule,
+        multiple_of=int(c.multiple_of),
+        input_name=input_name,
+        output_name=output_name,
+        dynamic_frames=bool(dynamic_frames),
+        precision=check_precision(precision),
+        extra=dict(extra or {}),
+    )

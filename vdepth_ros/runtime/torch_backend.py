@@ -1,0 +1,85 @@
+"""PyTorch backend: runs a model's fixed-shape export graph (`export_signature(T, H, W).module`)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from vdepth_ros.errors import BackendUnavailableError, ConfigError
+from vdepth_ros.runtime.engine import DepthEngine
+from vdepth_ros.runtime.spec import InputSpec
+
+log = logging.getLogger(__name__)
+
+_TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+
+def import_torch() -> Any:
+    """`torch`, or `BackendUnavailableError` naming the extra to install."""
+    try:
+        import torch
+    except ImportError as err:
+        raise BackendUnavailableError(
+            "the torch backend needs PyTorch: pip install 'vdepth_ros[ml]' "
+            "(with PIP_CONSTRAINT=constraints.txt to keep the CPU wheel)"
+        ) from err
+    return torch
+
+
+class TorchEngine(DepthEngine):
+    """`DepthEngine` over a `VideoDepthModel` in PyTorch.
+
+    Args:
+        model: a `VideoDepthModel` (its `export_signature` graph is what runs, so torch and the
+            exported ONNX/TensorRT graphs compute the same function).
+        spec: shapes and rules; build it with `runtime.shapes.spec_from_model`.
+        device: torch device string ("cpu", "cuda", "cuda:1").
+        threads: intra-op thread count (`torch.set_num_threads`, process-wide), or None to keep.
+    """
+
+    backend = "torch"
+
+    def __init__(self, model: Any, spec: InputSpec, *, device: str = "cpu", threads: int | None = None) -> None:
+        super().__init__(spec)
+        torch = import_torch()
+        if spec.dynamic_frames:
+            raise ConfigError("the torch backend runs a fixed-shape graph; use dynamic_frames=False")
+        if threads is not None:
+            if int(threads) < 1:
+                raise ConfigError(f"threads must be >= 1, got {threads}")
+            torch.set_num_threads(int(threads))
+        self._torch = torch
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise BackendUnavailableError("device='cuda' requested but torch sees no CUDA GPU")
+        self._dtype = getattr(torch, _TORCH_DTYPES[spec.precision])
+        sig = model.export_signature(spec.frames, spec.height, spec.width)
+        self.module = sig.module.eval().to(device=self.device, dtype=self._dtype)
+        self.signature = sig
+        log.info(
+            "torch engine: family=%s T=%d %dx%d %s on %s, %d threads",
+            spec.family,
+            spec.frames,
+            spec.height,
+            spec.width,
+            spec.precision,
+            self.device,
+            torch.get_num_threads(),
+        )
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        with torch.inference_mode():
+            x = torch.from_numpy(batch).to(device=self.device, dtype=self._dtype)
+            out = self.module(x)
+            if isinstance(out, tuple | list):
+                out = out[0]
+            return out.float().cpu().numpy()
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "device": str(self.device), "threads": self._torch.get_num_threads()}
+
+    def close(self) -> None:
+        self.module = None  # type: ignore[assignment]

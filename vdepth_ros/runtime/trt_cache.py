@@ -1,0 +1,166 @@
+"""TensorRT engine cache keys: an engine is only valid for the ONNX, TensorRT version, GPU and
+precision it was built for (engines from another TensorRT version can load and give garbage).
+
+The key is stored in a sidecar `<engine>.key.json`; the builder compares it to decide whether to
+rebuild, and the runtime verifies it before `deserialize_cuda_engine`. Pure Python: no tensorrt
+or CUDA import here, so the logic is testable anywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from vdepth_ros.errors import ModelLoadError
+
+KEY_VERSION = 1
+
+
+class EngineMismatchError(ModelLoadError):
+    """A cached TensorRT engine does not match the current ONNX/TensorRT/GPU/precision."""
+
+
+@dataclass(frozen=True)
+class EngineCacheKey:
+    """Everything a serialized engine depends on.
+
+    Attributes:
+        onnx_sha256: hash of the ONNX file (and its external-data file, if any).
+        tensorrt_version: `tensorrt.__version__` of the builder.
+        gpu_name: CUDA device name.
+        compute_capability: "major.minor".
+        precision: "fp32" | "fp16" | "bf16".
+    """
+
+    onnx_sha256: str
+    tensorrt_version: str
+    gpu_name: str
+    compute_capability: str
+    precision: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key_version": KEY_VERSION, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EngineCacheKey:
+        names = [f.name for f in fields(cls)]
+        missing = [n for n in names if n not in data]
+        if missing:
+            raise EngineMismatchError(f"engine cache key lacks {missing}")
+        return cls(**{n: str(data[n]) for n in names})
+
+    def digest(self) -> str:
+        """Short stable id of the key (for file names and logs)."""
+        blob = json.dumps(asdict(self), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def differences(self, other: EngineCacheKey, *, ignore: tuple[str, ...] = ()) -> dict[str, tuple[str, str]]:
+        """Fields whose values differ: name -> (self value, other value)."""
+        return {
+            f.name: (getattr(self, f.name), getattr(other, f.name))
+            for f in fields(self)
+            if f.name not in ignore and getattr(self, f.name) != getattr(other, f.name)
+        }
+
+
+def key_path_for(engine_path: str | Path) -> Path:
+    """`model.engine` -> `model.engine.key.json`."""
+    p = Path(engine_path)
+    return p.with_name(p.name + ".key.json")
+
+
+def external_data_path(onnx_path: str | Path) -> Path:
+    """The external-data file the exporter writes for graphs over 2 GB (`model.onnx.data`)."""
+    p = Path(onnx_path)
+    return p.with_name(p.name + ".data")
+
+
+def onnx_sha256(onnx_path: str | Path, chunk: int = 1 << 20) -> str:
+    """sha256 of the ONNX file followed by its `.data` external-data file when present."""
+    h = hashlib.sha256()
+    for path in (Path(onnx_path), external_data_path(onnx_path)):
+        if not path.is_file():
+            if path == Path(onnx_path):
+                raise ModelLoadError(f"ONNX model {path} not found")
+            continue
+        with path.open("rb") as f:
+            while block := f.read(chunk):
+                h.update(block)
+    return h.hexdigest()
+
+
+def write_key(engine_path: str | Path, key: EngineCacheKey) -> Path:
+    path = key_path_for(engine_path)
+    path.write_text(json.dumps(key.to_dict(), indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def read_key(engine_path: str | Path) -> EngineCacheKey | None:
+    """The stored key, or None when the sidecar is missing."""
+    path = key_path_for(engine_path)
+    if not path.is_file():
+        return None
+    try:
+        return EngineCacheKey.from_dict(json.loads(path.read_text()))
+    except (json.JSONDecodeError, TypeError) as err:
+        raise EngineMismatchError(f"engine cache key {path} is unreadable: {err}") from err
+
+
+def rebuild_reason(engine_path: str | Path, key: EngineCacheKey, *, force: bool = False) -> str | None:
+    """Why the engine at `engine_path` must be (re)built for `key`, or None to reuse it."""
+    engine_path = Path(engine_path)
+    if force:
+        return "force_engine_update requested"
+    if not engine_path.is_file():
+        return f"no engine at {engine_path}"
+    try:
+        stored = read_key(engine_path)
+    except EngineMismatchError as err:
+        return str(err)
+    if stored is None:
+        return f"no cache key next to {engine_path.name} (cannot tell what it was built for)"
+    diff = stored.differences(key)
+    if diff:
+        return "cache key differs: " + ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in diff.items())
+    return None
+
+
+def verify_engine(
+    engine_path: str | Path,
+    *,
+    tensorrt_version: str,
+    gpu_name: str,
+    compute_capability: str,
+    precision: str | None = None,
+    onnx_path: str | Path | None = None,
+) -> EngineCacheKey:
+    """Check an engine's stored key against the running platform before deserializing it.
+
+    Raises:
+        EngineMismatchError: no key, or any field differs (never load such an engine silently).
+    """
+    engine_path = Path(engine_path)
+    stored = read_key(engine_path)
+    if stored is None:
+        raise EngineMismatchError(
+            f"{engine_path} has no cache key ({key_path_for(engine_path).name}); rebuild it with "
+            "`vdepth-export engine` so its TensorRT version and GPU are recorded"
+        )
+    current = EngineCacheKey(
+        onnx_sha256=onnx_sha256(onnx_path) if onnx_path is not None else stored.onnx_sha256,
+        tensorrt_version=tensorrt_version,
+        gpu_name=gpu_name,
+        compute_capability=compute_capability,
+        precision=precision if precision is not None else stored.precision,
+    )
+    diff = stored.differences(current)
+    if diff:
+        detail = ", ".join(f"{k}: engine {a!r} vs now {b!r}" for k, (a, b) in diff.items())
+        raise EngineMismatchError(
+            f"{engine_path.name} was built for another setup ({detail}); rebuild with "
+            "`vdepth-export engine --force-engine-update`"
+        )
+    return stored
