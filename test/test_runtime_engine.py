@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_runtime_tinynet import TinyVideoNet, tiny_registry  # noqa: F401 - fixture
+from test_runtime_tinynet import TinyVideoNet, tiny_registry  # noqa: F401 - pytest fixture
 
 from vdepth_ros.errors import BackendUnavailableError, ConfigError, InputError, ModelLoadError
 from vdepth_ros.runtime import create_engine, spec_from_model
@@ -37,7 +37,7 @@ def _export(model: TinyVideoNet, folder: Path, t: int = T, h: int = H, w: int = 
 
 
 @pytest.fixture
-def model_dir(tmp_path, tiny_registry) -> Path:
+def model_dir(tmp_path, tiny_registry) -> Path:  # noqa: F811
     model = TinyVideoNet(channels=4).eval()
     model.save_pretrained(tmp_path)
     _export(model, tmp_path)
@@ -52,21 +52,26 @@ def test_spec_from_model_validates_shape() -> None:
     with pytest.raises(ConfigError, match="multiple of 4"):
         spec_from_model(model, 4, 25, 40)
     default = spec_from_model(model)
-    assert default.height % 4 == 0 and default.width % 4 == 0 and default.width > default.height
+    assert default.height % 4 == 0
+    assert default.width % 4 == 0
+    assert default.width > default.height
 
 
 def test_torch_and_onnxruntime_agree_through_create_engine(model_dir) -> None:
     clips = [_clip(1), _clip(2)[:3]]  # a full and a short (padded) window
-    with create_engine(model_dir, backend="torch", frames=T, height=H, width=W, threads=1) as te, create_engine(
-        model_dir, backend="onnxruntime", threads=1
-    ) as oe:
-        assert isinstance(te, TorchEngine) and isinstance(oe, OnnxRuntimeEngine)
+    with (
+        create_engine(model_dir, backend="torch", frames=T, height=H, width=W, threads=1) as te,
+        create_engine(model_dir, backend="onnxruntime", threads=1) as oe,
+    ):
+        assert isinstance(te, TorchEngine)
+        assert isinstance(oe, OnnxRuntimeEngine)
         assert oe.providers == [CPU_EP]
         assert te.input_spec == oe.input_spec
         outs = []
         for clip in clips:
             a, b = te.infer(clip), oe.infer(clip)
-            assert a.shape == b.shape == (clip.shape[0], H, W) and a.dtype == np.float32
+            assert a.shape == b.shape == (clip.shape[0], H, W)
+            assert a.dtype == np.float32
             rng = float(a.max() - a.min())
             assert rng > 0
             assert float(np.abs(a - b).max()) <= 1e-4 * rng
@@ -81,7 +86,7 @@ def test_short_window_is_padded_not_truncated(model_dir) -> None:
         short = eng.infer(clip[:2])
         padded = np.concatenate([clip[:2], clip[1:2], clip[1:2]])
         np.testing.assert_allclose(short, eng.infer(padded)[:2], rtol=0, atol=1e-6)
-        with pytest.raises(InputError, match="1..4"):
+        with pytest.raises(InputError, match=r"1\.\.4"):
             eng.infer(_clip(4, t=T + 1))
         with pytest.raises(InputError, match="resize"):
             eng.infer(_clip(4, h=H + 4))
@@ -91,7 +96,8 @@ def test_auto_prefers_onnx_then_torch(model_dir, caplog) -> None:
     caplog.set_level(logging.INFO, logger="vdepth_ros.runtime")
     with create_engine(model_dir, threads=1) as eng:
         assert eng.backend == "onnxruntime"
-    assert "auto backend: onnxruntime" in caplog.text and "no model.engine" in caplog.text
+    assert "auto backend: onnxruntime" in caplog.text
+    assert "no model.engine" in caplog.text
     (model_dir / "model.onnx").unlink()
     caplog.clear()
     with create_engine(model_dir, threads=1, height=H, width=W, frames=T) as eng:
@@ -112,7 +118,7 @@ def test_create_engine_from_instance_and_files(model_dir) -> None:
         create_engine(model_dir / "model.onnx", backend="torch")
     with pytest.raises(ConfigError, match="do not apply"):
         create_engine(model_dir, backend="onnxruntime", height=10)
-    with pytest.raises(ModelLoadError, match="no model.engine"):
+    with pytest.raises(ModelLoadError, match=r"no model\.engine"):
         create_engine(model_dir, backend="tensorrt")
     with pytest.raises(ConfigError, match="backend must be"):
         create_engine(model_dir, backend="jax")
@@ -144,11 +150,13 @@ def test_provider_selection_order_and_overrides(tmp_path) -> None:
     chosen = select_providers(avail, precision="fp16", cache_dir=tmp_path)
     assert [n for n, _ in chosen] == [TRT_EP, CUDA_EP, CPU_EP]
     trt_opts = chosen[0][1]
-    assert trt_opts["trt_fp16_enable"] is True and trt_opts["trt_engine_cache_path"] == str(tmp_path)
+    assert trt_opts["trt_fp16_enable"] is True
+    assert trt_opts["trt_engine_cache_path"] == str(tmp_path)
     assert trt_opts["trt_timing_cache_enable"] is True
     assert [n for n, _ in select_providers([CPU_EP, "AzureExecutionProvider"])] == [CPU_EP]
     over = select_providers(avail, ["cpu", (TRT_EP, {"trt_fp16_enable": False})], precision="fp16")
-    assert [n for n, _ in over] == [CPU_EP, TRT_EP] and over[1][1]["trt_fp16_enable"] is False
+    assert [n for n, _ in over] == [CPU_EP, TRT_EP]
+    assert over[1][1]["trt_fp16_enable"] is False
     with pytest.raises(BackendUnavailableError, match=r"vdepth_ros\[trt\]"):
         select_providers([CPU_EP], ["cuda"])
 

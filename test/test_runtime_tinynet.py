@@ -36,9 +36,7 @@ class TinyVideoNet(VideoDepthModel):
     def __init__(self, channels: int = 8, multiple_of: int = 4, window: int = 6) -> None:
         super().__init__()
         self.multiple_of, self.window = multiple_of, window
-        self.net = nn.Sequential(
-            nn.Conv3d(3, channels, 3, padding=1), nn.GELU(), nn.Conv3d(channels, 1, 3, padding=1)
-        )
+        self.net = nn.Sequential(nn.Conv3d(3, channels, 3, padding=1), nn.GELU(), nn.Conv3d(channels, 1, 3, padding=1))
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]))
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]))
 
@@ -75,7 +73,8 @@ def test_tinynet_contract_roundtrip(tmp_path, tiny_registry) -> None:
     model = TinyVideoNet(channels=4).eval()
     frames = torch.rand(5, 3, 12, 16)
     out = model.predict(frames)
-    assert out.shape == (5, 12, 16) and bool((out >= 0).all())
+    assert out.shape == (5, 12, 16)
+    assert bool((out >= 0).all())
     model.save_pretrained(tmp_path)
     again = load_model(tmp_path)
     assert again.config == {"channels": 4, "multiple_of": 4, "window": 6}
