@@ -1,0 +1,187 @@
+"""DVD family: constants, 4n+1 padding, zero-context folding, LoRA merge, released-key loading."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from vdepth_ros.errors import ConfigError, ModelLoadError
+from vdepth_ros.models import load_model
+from vdepth_ros.models.dvd import (
+    DVD,
+    _merge_lora_pairs,
+    diffusers_key_to_wan,
+    pad_to_4n_plus_1,
+    wan_key_to_diffusers,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny() -> DVD:
+    torch.manual_seed(0)
+    return DVD(**DVD.tiny_config()).eval()
+
+
+@pytest.mark.parametrize(("n", "padded"), [(1, 1), (2, 5), (4, 5), (5, 5), (6, 9), (45, 45), (46, 49)])
+def test_pad_to_4n_plus_1(n: int, padded: int) -> None:
+    assert pad_to_4n_plus_1(n) == padded
+
+
+def test_window_must_be_4n_plus_1() -> None:
+    with pytest.raises(ConfigError, match="4n\\+1"):
+        DVD(**{**DVD.tiny_config(), "window": 10})
+
+
+def test_paper_defaults() -> None:
+    # DVD Tab. 5 / code: timestep 500 (τ=0.5 on the 0-1000 scale), window 45, overlap 9.
+    sig = DVD.__init__.__signature__
+    assert sig.parameters["timestep"].default == 500.0
+    assert sig.parameters["window"].default == 45
+    assert sig.parameters["overlap"].default == 9
+
+
+def test_timestep_embedding_of_500_is_cos_sin(tiny: DVD) -> None:
+    # Wan's sinusoidal_embedding_1d: cat(cos(t·f), sin(t·f)), f_i = 10000^(-i/half).
+    dim = tiny.transformer.config.freq_dim
+    half = dim // 2
+    freqs = np.exp(-math.log(10000.0) * np.arange(half) / half)
+    expected = np.concatenate([np.cos(500.0 * freqs), np.sin(500.0 * freqs)])
+    got = tiny.transformer.condition_embedder.timesteps_proj(torch.tensor([500.0]))[0].double().numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def test_single_zero_token_equals_512_zero_tokens(tiny: DVD) -> None:
+    torch.manual_seed(1)
+    lat = torch.randn(1, 4, 2, 4, 6)
+    with torch.no_grad():
+        folded = tiny.denoise(lat)
+        full = tiny.transformer(
+            lat, timestep=torch.tensor([500.0]), encoder_hidden_states=torch.zeros(1, 512, 16), return_dict=False
+        )[0]
+    torch.testing.assert_close(folded, full, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("t", [1, 3, 5, 6])
+def test_predict_shapes_range_determinism(tiny: DVD, t: int) -> None:
+    x = torch.rand(t, 3, 32, 48, generator=torch.Generator().manual_seed(t))
+    with torch.no_grad():
+        a, b = tiny.predict(x), tiny.predict(x)
+    assert a.shape == (t, 32, 48)
+    assert torch.equal(a, b)
+    assert torch.isfinite(a).all() and a.min() >= 0 and a.max() <= 1
+
+
+def test_padding_repeats_last_frame(tiny: DVD) -> None:
+    x = torch.rand(3, 3, 32, 48, generator=torch.Generator().manual_seed(3))
+    padded = torch.cat([x, x[-1:], x[-1:]])
+    with torch.no_grad():
+        torch.testing.assert_close(tiny.predict(x), tiny.predict(padded)[:3], atol=0, rtol=0)
+
+
+def test_rejects_sizes_not_multiple_of_16(tiny: DVD) -> None:
+    with pytest.raises(ValueError, match="multiples of 16"):
+        tiny.predict(torch.rand(1, 3, 30, 48))
+
+
+def test_lora_targets_and_merge_equivalence() -> None:
+    torch.manual_seed(0)
+    model = DVD(**DVD.tiny_config(), lora_rank=4, lora_alpha=8.0).eval()
+    names = [n for n, _ in model.named_parameters() if "lora_" in n]
+    # q, k, v, o of self- and cross-attention + both FFN linears, A and B, in each of 2 blocks.
+    assert len(names) == 2 * 10 * 2
+    assert any("attn2.to_out.0.lora_A" in n for n in names) and any("ffn.net.2.lora_B" in n for n in names)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.05)  # B is zero-initialised; make the adapter matter
+    x = torch.rand(5, 3, 32, 48, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        before = model.predict(x)
+        model.merge_lora()
+        after = model.predict(x)
+    assert not any("lora_" in n for n, _ in model.named_parameters())
+    assert model.config["lora_rank"] == 0
+    torch.testing.assert_close(before, after, atol=1e-4, rtol=1e-4)
+
+
+def test_key_mapping_round_trip(tiny: DVD) -> None:
+    keys = list(tiny.transformer.state_dict())
+    wan = [diffusers_key_to_wan(k) for k in keys]
+    assert "head.modulation" in wan and "blocks.0.modulation" in wan
+    assert "blocks.0.self_attn.q.weight" in wan and "blocks.1.cross_attn.o.bias" in wan
+    assert "blocks.0.ffn.0.weight" in wan and "time_projection.1.weight" in wan
+    assert [wan_key_to_diffusers(k) for k in wan] == keys
+
+
+def test_from_released_diffsynth_naming_with_unmerged_lora(tmp_path, tiny: DVD) -> None:
+    from safetensors.torch import save_file
+
+    torch.manual_seed(2)
+    state = {"dit." + diffusers_key_to_wan(k): v.clone() for k, v in tiny.transformer.state_dict().items()}
+    a, b = torch.randn(4, 16) * 0.1, torch.randn(16, 4) * 0.1
+    state["dit.blocks.0.self_attn.q.lora_A.default.weight"] = a
+    state["dit.blocks.0.self_attn.q.lora_B.default.weight"] = b
+    path = tmp_path / "model.safetensors"
+    save_file(state, str(path))
+    loaded = DVD.from_released(path, **DVD.tiny_config())
+    expected = tiny.transformer.blocks[0].attn1.to_q.weight + b @ a
+    torch.testing.assert_close(loaded.transformer.blocks[0].attn1.to_q.weight, expected)
+    torch.testing.assert_close(loaded.transformer.proj_out.weight, tiny.transformer.proj_out.weight)
+
+
+def test_from_released_reports_wrong_keys(tmp_path) -> None:
+    from safetensors.torch import save_file
+
+    path = tmp_path / "model.safetensors"
+    save_file({"blocks.0.self_attn.q.weight": torch.zeros(16, 16)}, str(path))
+    with pytest.raises(ModelLoadError, match="missing"):
+        DVD.from_released(path, **DVD.tiny_config())
+    save_file({"blocks.0.self_attn.q.weight": torch.zeros(2, 2)}, str(path))
+    with pytest.raises(ModelLoadError, match="does not fit"):
+        DVD.from_released(path, **DVD.tiny_config())
+
+
+def test_incomplete_lora_pair_is_an_error() -> None:
+    with pytest.raises(ModelLoadError, match="incomplete"):
+        _merge_lora_pairs({"x.weight": torch.zeros(2, 2), "x.lora_A.weight": torch.zeros(1, 2)}, 1.0)
+
+
+def test_save_load_round_trip(tmp_path, tiny: DVD) -> None:
+    tiny.save_pretrained(tmp_path / "dvd")
+    again = load_model(tmp_path / "dvd")
+    x = torch.rand(5, 3, 32, 48, generator=torch.Generator().manual_seed(9))
+    with torch.no_grad():
+        assert torch.equal(again.predict(x), tiny.predict(x))
+
+
+def test_predict_on_real_clip(tiny: DVD, evaldata) -> None:
+    import cv2
+
+    folder = evaldata / "dvmvs_hololens_000"
+    files = sorted((folder / "sample-data" / "hololens-dataset" / "000" / "images").glob("*.png"))[:5]
+    assert len(files) == 5, f"expected colour frames under {folder}"
+    frames = [cv2.resize(cv2.imread(str(f))[:, :, ::-1], (48, 32), interpolation=cv2.INTER_AREA) for f in files]
+    x = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float() / 255.0
+    with torch.no_grad():
+        y = tiny.predict(x)
+    assert y.shape == (5, 32, 48) and torch.isfinite(y).all() and y.min() >= 0 and y.max() <= 1
+
+
+@pytest.mark.slow
+def test_export_onnx_parity(tmp_path, tiny: DVD) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    sig = tiny.export_signature(5, 32, 48)
+    assert sig.extra["exporter"] == "dynamo"
+    x = torch.rand(sig.input_shape, generator=torch.Generator().manual_seed(4))
+    path = tmp_path / "dvd.onnx"
+    torch.onnx.export(sig.module, (x,), str(path), dynamo=True, input_names=["frames"], output_names=["disparity"])
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for seed in (4, 5):
+        x = torch.rand(sig.input_shape, generator=torch.Generator().manual_seed(seed))
+        with torch.no_grad():
+            ref = sig.module(x).numpy()
+        got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+        assert np.abs(got - ref).max() <= 1e-4 * max(1.0, float(np.ptp(ref)))

@@ -1,0 +1,146 @@
+"""FiffDepth family: t=0 one-step pass on the posterior mean, per-frame independence, loading."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from vdepth_ros.errors import ConfigError, ModelLoadError
+from vdepth_ros.models import load_model
+from vdepth_ros.models.fiffdepth import LATENT_SCALE, SD2_UNET, FiffDepth
+
+
+@pytest.fixture(scope="module")
+def tiny() -> FiffDepth:
+    torch.manual_seed(0)
+    model = FiffDepth(**FiffDepth.tiny_config()).eval()
+    with torch.no_grad():
+        model.empty_text_embedding.normal_()
+    return model
+
+
+def test_sd2_defaults() -> None:
+    assert SD2_UNET["in_channels"] == 4 and SD2_UNET["cross_attention_dim"] == 1024
+    assert LATENT_SCALE == 0.18215
+    with pytest.raises(ConfigError, match="4-channel"):
+        FiffDepth(**{**FiffDepth.tiny_config(), "unet": {**FiffDepth.tiny_config()["unet"], "in_channels": 8}})
+
+
+def test_predict_matches_explicit_recipe(tiny: FiffDepth) -> None:
+    """unet(vae_mean(2x-1)·0.18215, t=0, empty) -> decode(/0.18215) -> mean(3ch) -> clip -> [0,1]."""
+    x = torch.rand(2, 3, 32, 48, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        z = tiny.vae.encode(x * 2 - 1).latent_dist.mean * 0.18215
+        d = tiny.unet(z, 0, encoder_hidden_states=tiny.empty_text_embedding.expand(2, -1, -1)).sample
+        img = tiny.vae.decode(d / 0.18215).sample.mean(1).clamp(-1, 1)
+        expected = 1.0 - (img + 1) / 2
+        got = tiny.predict(x)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_depth_output_is_one_minus_disparity(tiny: FiffDepth) -> None:
+    depth_model = FiffDepth(**{**FiffDepth.tiny_config(), "output": "depth"}).eval()
+    depth_model.load_state_dict(tiny.state_dict())
+    x = torch.rand(2, 3, 32, 48, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        torch.testing.assert_close(depth_model.predict(x), 1.0 - tiny.predict(x), atol=1e-6, rtol=0)
+
+
+def test_frames_are_independent_and_deterministic(tiny: FiffDepth) -> None:
+    x = torch.rand(3, 3, 32, 48, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        full, again = tiny.predict(x), tiny.predict(x)
+        single = tiny.predict(x[1:2])
+    assert torch.equal(full, again)
+    assert full.shape == (3, 32, 48) and full.min() >= 0 and full.max() <= 1
+    torch.testing.assert_close(full[1:2], single, atol=1e-5, rtol=1e-5)
+
+
+def test_rejects_bad_size(tiny: FiffDepth) -> None:
+    with pytest.raises(ValueError, match="multiples of 4"):
+        tiny.predict(torch.rand(1, 3, 30, 48))
+
+
+def test_save_load_round_trip(tmp_path, tiny: FiffDepth) -> None:
+    tiny.save_pretrained(tmp_path / "fiff")
+    again = load_model(tmp_path / "fiff")
+    x = torch.rand(2, 3, 32, 48, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        assert torch.equal(again.predict(x), tiny.predict(x))
+
+
+def _write_released_folder(root, model: FiffDepth) -> None:
+    model.unet.save_pretrained(str(root / "unet"))
+    model.vae.save_pretrained(str(root / "vae"))
+
+
+def test_from_released_with_precomputed_embedding(tmp_path, tiny: FiffDepth) -> None:
+    from safetensors.torch import save_file
+
+    _write_released_folder(tmp_path, tiny)
+    save_file({"embedding": tiny.empty_text_embedding.clone()}, str(tmp_path / "empty_text_embedding.safetensors"))
+    loaded = FiffDepth.from_released(tmp_path)
+    x = torch.rand(1, 3, 32, 48, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.predict(x), tiny.predict(x), atol=1e-6, rtol=0)
+
+
+def test_from_released_computes_empty_prompt_with_text_encoder(tmp_path, tiny: FiffDepth) -> None:
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    _write_released_folder(tmp_path, tiny)
+    tok_dir = tmp_path / "tokenizer"
+    tok_dir.mkdir()
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1, "a</w>": 2, "a": 3}
+    (tok_dir / "vocab.json").write_text(json.dumps(vocab))
+    (tok_dir / "merges.txt").write_text("#version: 0.2\n")
+    CLIPTokenizer(str(tok_dir / "vocab.json"), str(tok_dir / "merges.txt")).save_pretrained(str(tok_dir))
+    cfg = CLIPTextConfig(
+        vocab_size=4, hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=4,
+        max_position_embeddings=8, bos_token_id=0, eos_token_id=1, pad_token_id=1,
+    )  # fmt: skip
+    torch.manual_seed(7)
+    encoder = CLIPTextModel(cfg).eval()
+    encoder.save_pretrained(str(tmp_path / "text_encoder"))
+    loaded = FiffDepth.from_released(tmp_path)
+    with torch.no_grad():
+        expected = encoder(torch.tensor([[0, 1]]))[0]
+    assert loaded.empty_text_embedding.shape == (1, 2, 32)
+    torch.testing.assert_close(loaded.empty_text_embedding, expected)
+
+
+def test_from_released_names_missing_parts(tmp_path) -> None:
+    with pytest.raises(ModelLoadError, match="unet"):
+        FiffDepth.from_released(tmp_path)
+
+
+def test_predict_on_real_clip(tiny: FiffDepth, evaldata) -> None:
+    import cv2
+
+    files = sorted((evaldata / "7scenes_tsdf_fusion" / "data").rglob("*color*.png"))[:3]
+    if len(files) < 3:
+        files = sorted((evaldata / "7scenes_tsdf_fusion" / "data").rglob("*.jpg"))[:3]
+    assert len(files) == 3, "expected 7-Scenes colour frames"
+    frames = [cv2.resize(cv2.imread(str(f))[:, :, ::-1], (48, 32), interpolation=cv2.INTER_AREA) for f in files]
+    x = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float() / 255.0
+    with torch.no_grad():
+        y = tiny.predict(x)
+    assert y.shape == (3, 32, 48) and torch.isfinite(y).all() and y.min() >= 0 and y.max() <= 1
+
+
+def test_export_onnx_parity(tmp_path, tiny: FiffDepth) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    sig = tiny.export_signature(2, 32, 48)
+    x = torch.rand(sig.input_shape, generator=torch.Generator().manual_seed(6))
+    path = tmp_path / "fiff.onnx"
+    torch.onnx.export(sig.module, (x,), str(path), dynamo=False, opset_version=17)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for seed in (6, 7):
+        x = torch.rand(sig.input_shape, generator=torch.Generator().manual_seed(seed))
+        with torch.no_grad():
+            ref = sig.module(x).numpy()
+        got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+        assert np.abs(got - ref).max() <= 1e-4

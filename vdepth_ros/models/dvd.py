@@ -1,0 +1,361 @@
+"""DVD: deterministic video depth from a video-diffusion prior (Wan2.1 DiT + Wan VAE).
+
+One forward pass of the Wan DiT on the RGB video latent at a fixed timestep (τ = 0.5, i.e.
+timestep 500 on Wan's 0-1000 scale, no flow shift), with a zero text context, predicting the
+depth latent directly (x-prediction), decoded by the frozen Wan VAE.
+Facts from the DVD paper (§2-§3, App. D, Tab. 5) and the authors' public code, as digested in
+`shared/reference/seeds-dvd-gemdepth-fiffdepth.md` §1.
+
+Deliberate differences from the released code, all numerically equivalent or documented:
+- The zero text context `[B, 512, 4096]` is replaced by a single zero token `[B, 1, text_dim]`.
+  Cross-attention over N identical keys/values gives uniform softmax weights, so its output is
+  that one value row: the result is the same up to float rounding (tested), and the exported
+  graph is 512x smaller on the key/value side.
+- LoRA (rank/alpha 512 on q, k, v, o, ffn.0, ffn.2 of every block) is applied with `peft` for
+  training and merged into the base weights for inference and export (`merge_lora`).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from vdepth_ros.errors import ConfigError, ModelLoadError
+from vdepth_ros.models.base import ExportSignature, InputConstraints, VideoDepthModel, load_state_dict_file
+
+# Wan2.1-T2V-1.3B DiT (DVD §4.1; code `wan_video_dit.py`: dim 1536, ffn 8960, 12 heads, 30 layers).
+WAN21_1_3B_TRANSFORMER: dict[str, Any] = {
+    "patch_size": [1, 2, 2],
+    "num_attention_heads": 12,
+    "attention_head_dim": 128,
+    "in_channels": 16,
+    "out_channels": 16,
+    "text_dim": 4096,
+    "freq_dim": 256,
+    "ffn_dim": 8960,
+    "num_layers": 30,
+    "cross_attn_norm": True,
+    "qk_norm": "rms_norm_across_heads",
+    "eps": 1e-6,
+}
+# diffusers' AutoencoderKLWan defaults are the Wan2.1 VAE (8x spatial, 4x temporal, 16 channels).
+WAN21_VAE: dict[str, Any] = {}
+
+# DVD code: `lora_target_modules='q,k,v,o,ffn.0,ffn.2'`, here in diffusers' module names.
+LORA_TARGETS: tuple[str, ...] = ("to_q", "to_k", "to_v", "to_out.0", "ffn.net.0.proj", "ffn.net.2")
+
+# Original Wan / DiffSynth key names -> diffusers WanTransformer3DModel names. These renames are
+# the public facts of diffusers' `scripts/convert_wan_to_diffusers.py`, applied in order.
+_WAN_KEY_RENAMES: tuple[tuple[str, str], ...] = (
+    ("time_embedding.0", "condition_embedder.time_embedder.linear_1"),
+    ("time_embedding.2", "condition_embedder.time_embedder.linear_2"),
+    ("text_embedding.0", "condition_embedder.text_embedder.linear_1"),
+    ("text_embedding.2", "condition_embedder.text_embedder.linear_2"),
+    ("time_projection.1", "condition_embedder.time_proj"),
+    ("head.modulation", "scale_shift_table"),
+    ("head.head", "proj_out"),
+    ("modulation", "scale_shift_table"),
+    ("ffn.0", "ffn.net.0.proj"),
+    ("ffn.2", "ffn.net.2"),
+    # The original blocks call their norms in the order norm1, norm3, norm2.
+    ("norm2", "norm__swap"),
+    ("norm3", "norm2"),
+    ("norm__swap", "norm3"),
+    ("self_attn.q", "attn1.to_q"),
+    ("self_attn.k", "attn1.to_k"),
+    ("self_attn.v", "attn1.to_v"),
+    ("self_attn.o", "attn1.to_out.0"),
+    ("self_attn.norm_q", "attn1.norm_q"),
+    ("self_attn.norm_k", "attn1.norm_k"),
+    ("cross_attn.q", "attn2.to_q"),
+    ("cross_attn.k", "attn2.to_k"),
+    ("cross_attn.v", "attn2.to_v"),
+    ("cross_attn.o", "attn2.to_out.0"),
+    ("cross_attn.norm_q", "attn2.norm_q"),
+    ("cross_attn.norm_k", "attn2.norm_k"),
+)
+_CHECKPOINT_PREFIXES = ("pipe.dit.", "dit.", "model.diffusion_model.", "diffusion_model.", "model.")
+
+
+def pad_to_4n_plus_1(num_frames: int) -> int:
+    """Smallest F >= num_frames with F = 4n+1 (Wan's causal VAE: 1 + 4k frames per latent)."""
+    if num_frames < 1:
+        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+    return num_frames + (-(num_frames - 1)) % 4
+
+
+def wan_key_to_diffusers(key: str) -> str:
+    """Map one original-Wan/DiffSynth DiT key to diffusers' WanTransformer3DModel naming."""
+    for old, new in _WAN_KEY_RENAMES:
+        key = key.replace(old, new)
+    return key
+
+
+def diffusers_key_to_wan(key: str) -> str:
+    """Inverse of `wan_key_to_diffusers` (used to write checkpoints in the released naming)."""
+    for old, new in reversed(_WAN_KEY_RENAMES):
+        if old == "modulation" and key.startswith("scale_shift_table"):
+            continue  # the top-level table is `head.modulation`, handled below
+        key = key.replace(new, old)
+    if key.startswith("scale_shift_table"):
+        key = "head.modulation" + key[len("scale_shift_table") :]
+    return key
+
+
+def _merge_lora_pairs(state: dict[str, torch.Tensor], alpha_over_rank: float | None) -> dict[str, torch.Tensor]:
+    """Fold `<base>.lora_A/B[.default].weight` pairs into `<base>.weight` (W += α/r · B A)."""
+    out: dict[str, torch.Tensor] = {}
+    lora: dict[str, dict[str, torch.Tensor]] = {}
+    for k, v in state.items():
+        m = re.match(r"(.*)\.lora_([AB])(?:\.default)?\.weight$", k)
+        if m:
+            lora.setdefault(m.group(1), {})[m.group(2)] = v
+        else:
+            out[k.replace(".base_layer.", ".")] = v
+    for base, ab in lora.items():
+        if set(ab) != {"A", "B"}:
+            raise ModelLoadError(f"LoRA pair for {base} is incomplete: has {sorted(ab)}")
+        rank = ab["A"].shape[0]
+        scale = (alpha_over_rank if alpha_over_rank is not None else 1.0) if rank else 0.0
+        weight_key = base + ".weight"
+        if weight_key not in out:
+            raise ModelLoadError(f"LoRA weights for {base} but no base weight {weight_key}")
+        out[weight_key] = out[weight_key] + scale * (ab["B"].float() @ ab["A"].float()).to(out[weight_key].dtype)
+    return out
+
+
+class _DVDForward(nn.Module):
+    """Fixed-shape graph: `(1, T, 3, H, W)` RGB in [0,1] -> `(1, T, H, W)` disparity in [0,1]."""
+
+    def __init__(self, model: DVD, frames: int) -> None:
+        super().__init__()
+        self.model = model
+        self.frames = frames
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.model.predict(frames[0])[None]
+
+
+class DVD(VideoDepthModel):
+    """DVD one-step deterministic video-depth regressor.
+
+    Args:
+        transformer: `WanTransformer3DModel` config; None = Wan2.1-T2V-1.3B.
+        vae: `AutoencoderKLWan` config; None (or {}) = the Wan2.1 VAE.
+        timestep: the fixed structural-anchor timestep on Wan's 0-1000 scale (τ0 = 0.5 -> 500).
+        window, overlap: streaming schedule (paper 45/9; demo 81/9; open-world script 81/21).
+        lora_rank, lora_alpha: LoRA on `LORA_TARGETS` for training (0 = none; the paper: 512/512).
+        context_tokens: length of the zero text context (1 is exact, see module docstring).
+    """
+
+    family: ClassVar[str] = "dvd"
+
+    def __init__(
+        self,
+        transformer: dict[str, Any] | None = None,
+        vae: dict[str, Any] | None = None,
+        timestep: float = 500.0,
+        window: int = 45,
+        overlap: int = 9,
+        lora_rank: int = 0,
+        lora_alpha: float | None = None,
+        context_tokens: int = 1,
+    ) -> None:
+        super().__init__()
+        from diffusers import AutoencoderKLWan, WanTransformer3DModel
+
+        if (window - 1) % 4:
+            raise ConfigError(f"DVD window must be 4n+1 frames (Wan VAE), got {window}")
+        if not 0 <= overlap < window:
+            raise ConfigError(f"DVD overlap must be in [0, window), got {overlap}")
+        if context_tokens < 1:
+            raise ConfigError(f"context_tokens must be >= 1, got {context_tokens}")
+        tcfg = dict(WAN21_1_3B_TRANSFORMER if transformer is None else transformer)
+        if "patch_size" in tcfg:
+            tcfg["patch_size"] = tuple(tcfg["patch_size"])
+        self.transformer = WanTransformer3DModel(**tcfg)
+        self.vae = AutoencoderKLWan(**(vae or WAN21_VAE))
+        self.timestep = float(timestep)
+        self.window, self.overlap = window, overlap
+        self.context_tokens = context_tokens
+        text_dim = self.transformer.config.text_dim
+        self.register_buffer("context", torch.zeros(1, context_tokens, text_dim), persistent=False)
+        z = self.vae.config.z_dim
+        self.register_buffer("latents_mean", torch.tensor(self.vae.config.latents_mean).view(1, z, 1, 1, 1))
+        self.register_buffer("latents_std", torch.tensor(self.vae.config.latents_std).view(1, z, 1, 1, 1))
+        self.lora_rank = lora_rank
+        if lora_rank:
+            self.add_lora(lora_rank, lora_alpha if lora_alpha is not None else float(lora_rank))
+
+    # -- presets -----------------------------------------------------------------------------
+    @classmethod
+    def tiny_config(cls) -> dict[str, Any]:
+        return {
+            "transformer": {
+                "patch_size": [1, 2, 2],
+                "num_attention_heads": 2,
+                "attention_head_dim": 8,
+                "in_channels": 4,
+                "out_channels": 4,
+                "text_dim": 16,
+                "freq_dim": 16,
+                "ffn_dim": 32,
+                "num_layers": 2,
+                "cross_attn_norm": True,
+                "qk_norm": "rms_norm_across_heads",
+                "eps": 1e-6,
+                "rope_max_seq_len": 32,
+            },
+            "vae": {
+                "base_dim": 8,
+                "z_dim": 4,
+                "dim_mult": [1, 2, 2, 2],
+                "num_res_blocks": 1,
+                "attn_scales": [],
+                "temperal_downsample": [False, True, True],
+                "latents_mean": [0.1, -0.2, 0.05, 0.0],
+                "latents_std": [1.5, 0.8, 1.2, 1.0],
+            },
+            "window": 9,
+            "overlap": 3,
+        }
+
+    @classmethod
+    def tiny_input_shape(cls) -> tuple[int, int, int]:
+        return (5, 32, 48)
+
+    @property
+    def input_constraints(self) -> InputConstraints:
+        return InputConstraints(
+            multiple_of=16,
+            window=self.window,
+            overlap=self.overlap,
+            frames_rule="4n+1",
+            keyframes=None,
+            alignment="chain_ls",
+            value_range=(0.0, 1.0),
+            output_kind="disparity",
+        )
+
+    # -- LoRA ---------------------------------------------------------------------------------
+    def add_lora(self, rank: int, alpha: float) -> None:
+        """Inject trainable LoRA adapters (peft) on q, k, v, o and both FFN linears of every block."""
+        from peft import LoraConfig, inject_adapter_in_model
+
+        cfg = LoraConfig(r=rank, lora_alpha=alpha, target_modules=list(LORA_TARGETS), lora_dropout=0.0)
+        inject_adapter_in_model(cfg, self.transformer)
+
+    def merge_lora(self) -> None:
+        """Fold LoRA into the base weights and remove the adapters (inference/export form)."""
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        for name, module in list(self.transformer.named_modules()):
+            if isinstance(module, BaseTunerLayer):
+                module.merge()
+                parent_name, _, child = name.rpartition(".")
+                parent = self.transformer.get_submodule(parent_name) if parent_name else self.transformer
+                setattr(parent, child, module.get_base_layer())
+        self.lora_rank = 0
+        self._vdepth_config["lora_rank"] = 0
+
+    # -- latent space -------------------------------------------------------------------------
+    def encode(self, video: torch.Tensor) -> torch.Tensor:
+        """`(B, 3, F, H, W)` in [-1, 1] -> normalised latent `(B, z, f, H/8, W/8)` (posterior mode)."""
+        mode = self.vae.encode(video).latent_dist.mode()
+        return (mode - self.latents_mean) / self.latents_std
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Normalised latent -> `(B, 3, F, H, W)` in about [-1, 1]."""
+        return self.vae.decode(latents * self.latents_std + self.latents_mean).sample
+
+    def denoise(self, rgb_latents: torch.Tensor) -> torch.Tensor:
+        """One DiT pass at the fixed timestep; the output *is* the depth latent (x-prediction)."""
+        b = rgb_latents.shape[0]
+        t = torch.full((b,), self.timestep, dtype=rgb_latents.dtype, device=rgb_latents.device)
+        ctx = self.context.to(rgb_latents.dtype).expand(b, -1, -1)
+        return self.transformer(rgb_latents, timestep=t, encoder_hidden_states=ctx, return_dict=False)[0]
+
+    # -- interface ----------------------------------------------------------------------------
+    def predict(self, frames: torch.Tensor) -> torch.Tensor:
+        """Frames `(T, 3, H, W)` RGB in [0, 1] -> `(T, H, W)` window-normalised disparity in [0, 1].
+
+        T is padded to 4n+1 by repeating the last frame; the padded outputs are dropped.
+        """
+        if frames.ndim != 4 or frames.shape[1] != 3:
+            raise ValueError(f"DVD.predict expects (T, 3, H, W), got {tuple(frames.shape)}")
+        t, _, h, w = frames.shape
+        if h % 16 or w % 16:
+            raise ValueError(f"DVD needs H and W multiples of 16, got {h}x{w}")
+        n = pad_to_4n_plus_1(t)
+        if n > t:
+            frames = torch.cat([frames, frames[-1:].expand(n - t, -1, -1, -1)], dim=0)
+        video = (frames * 2.0 - 1.0).permute(1, 0, 2, 3)[None]  # (1, 3, F, H, W)
+        depth_latents = self.denoise(self.encode(video))
+        decoded = self.decode(depth_latents)[0]  # (3, F, H, W)
+        disparity = ((decoded.clamp(-1.0, 1.0) + 1.0) / 2.0).mean(dim=0)
+        return disparity[:t]
+
+    def export_signature(self, frames: int, height: int, width: int) -> ExportSignature:
+        if height % 16 or width % 16:
+            raise ValueError(f"DVD export needs H and W multiples of 16, got {height}x{width}")
+        if self.lora_rank:
+            raise ValueError("merge_lora() before export: the exported graph holds merged weights")
+        return ExportSignature(
+            module=_DVDForward(self, frames).eval(),
+            frames=frames,
+            height=height,
+            width=width,
+            # The Wan VAE's causal cache is unrolled at trace time: the frame count is baked in
+            # (platform.md §7), and legacy export fails on RMSNorm, so use the dynamo exporter.
+            extra={"exporter": "dynamo", "fixed_frames": True},
+        )
+
+    # -- released checkpoints -----------------------------------------------------------------
+    @classmethod
+    def from_released(
+        cls,
+        dit_checkpoint: str | Path,
+        vae_folder: str | Path | None = None,
+        *,
+        lora_alpha_over_rank: float = 1.0,
+        **config: Any,
+    ) -> DVD:
+        """Load DVD's released DiT weights (DiffSynth / original Wan naming, LoRA merged or not).
+
+        Args:
+            dit_checkpoint: `model.safetensors` (or `.pth`, loaded with weights_only=True).
+            vae_folder: a diffusers `AutoencoderKLWan` folder (`config.json` +
+                `diffusion_pytorch_model.safetensors`). The original `Wan2.1_VAE.pth` must first be
+                converted with diffusers' `scripts/convert_wan_to_diffusers.py`; None keeps random
+                VAE weights (for tests only).
+            lora_alpha_over_rank: α/r for unmerged LoRA pairs (DVD: 512/512 = 1).
+            **config: constructor overrides (e.g. a tiny transformer config in tests).
+        """
+        state = load_state_dict_file(dit_checkpoint)
+        for prefix in _CHECKPOINT_PREFIXES:
+            if any(k.startswith(prefix) for k in state):
+                state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+                break
+        state = _merge_lora_pairs(state, lora_alpha_over_rank)
+        if any(".self_attn." in k or k.startswith("head.") for k in state):
+            state = {wan_key_to_diffusers(k): v for k, v in state.items()}
+        model = cls(**config)
+        try:
+            missing, unexpected = model.transformer.load_state_dict(state, strict=False)
+        except RuntimeError as err:  # shape mismatches: the checkpoint is another Wan size
+            raise ModelLoadError(f"{dit_checkpoint}: does not fit the Wan config: {err}") from err
+        if missing or unexpected:
+            raise ModelLoadError(
+                f"{dit_checkpoint}: DiT keys do not match the Wan config: missing {missing[:8]}, "
+                f"unexpected {unexpected[:8]}"
+            )
+        if vae_folder is not None:
+            from diffusers import AutoencoderKLWan
+
+            vae = AutoencoderKLWan.from_pretrained(str(vae_folder), local_files_only=True)
+            model.vae.load_state_dict(vae.state_dict())
+        return model.eval()
