@@ -1,0 +1,114 @@
+"""ApproximateTimeSync: image/camera_info pairing written in-package (no message_filters)."""
+
+from __future__ import annotations
+
+import pytest
+
+from vdepth_ros.ros.sync import ApproximateTimeSync
+
+MS = 1_000_000
+
+
+def _sync(**kw) -> ApproximateTimeSync[str, str]:
+    kw = {"slop_ns": 5 * MS, "queue_size": 4, "info_timeout_ns": 200 * MS, **kw}
+    return ApproximateTimeSync(**kw)
+
+
+def test_info_first_then_image_exact_and_approximate():
+    s = _sync()
+    assert s.add_info(100 * MS, "i100") == []
+    out = s.add_image(100 * MS, "a")
+    assert [(p.image, p.info, p.source) for p in out] == [("a", "i100", "synced")]
+    s.add_info(133 * MS, "i133")
+    out = s.add_image(136 * MS, "b")  # 3 ms apart: within slop
+    assert [(p.image, p.info, p.source) for p in out] == [("b", "i133", "synced")]
+
+
+def test_image_waits_for_its_info_and_picks_the_nearest():
+    s = _sync()
+    s.add_info(0, "i0")
+    assert s.add_image(33 * MS, "a") == []  # its info has not arrived yet
+    assert s.pending == 1
+    s.add_info(30 * MS, "i30")
+    out = s.add_info(34 * MS, "i34")  # both within slop of the pending image? only i30 (3 ms) came first
+    # i30 matched as soon as it arrived
+    assert out == []
+    assert s.counts["synced"] == 1
+    assert s.pending == 0
+
+
+def test_pending_image_matched_when_info_arrives():
+    s = _sync()
+    s.add_info(0, "i0")
+    s.add_image(0, "a")
+    assert s.add_image(33 * MS, "b") == []
+    out = s.add_info(33 * MS, "i33")
+    assert [(p.image, p.info, p.source) for p in out] == [("b", "i33", "synced")]
+
+
+def test_unmatched_image_uses_cache_once_newer_info_passed_it():
+    s = _sync()
+    s.add_info(0, "i0")
+    assert s.add_image(50 * MS, "a") == []
+    out = s.add_info(100 * MS, "i100")  # info moved past the image: it can never match
+    assert [(p.image, p.info, p.source) for p in out] == [("a", "i100", "cached")]
+
+
+def test_camera_info_stops_arriving_then_cache_without_delay():
+    s = _sync()
+    s.add_info(0, "i0")
+    assert [p.source for p in s.add_image(0, "a")] == ["synced"]
+    assert s.add_image(100 * MS, "b") == []  # still waiting (within timeout)
+    out = s.add_image(300 * MS, "c")  # 300 ms since the last info > 200 ms: infos stopped
+    assert [(p.image, p.info, p.source) for p in out] == [("b", "i0", "cached"), ("c", "i0", "cached")]
+    out = s.add_image(333 * MS, "d")  # from now on, emitted immediately
+    assert [(p.image, p.source) for p in out] == [("d", "cached")]
+
+
+def test_no_camera_info_at_all_emits_without_camera_after_timeout():
+    s = _sync()
+    assert s.add_image(0, "a") == []
+    assert s.add_image(100 * MS, "b") == []
+    out = s.add_image(250 * MS, "c")
+    assert [(p.image, p.info, p.source) for p in out] == [("a", None, "none"), ("b", None, "none"),
+                                                          ("c", None, "none")]
+    assert [p.source for p in s.add_image(283 * MS, "d")] == ["none"]
+
+
+def test_queue_bound_releases_oldest_first():
+    s = _sync(queue_size=2, info_timeout_ns=10_000 * MS)
+    s.add_image(0, "a")
+    s.add_image(10 * MS, "b")
+    out = s.add_image(20 * MS, "c")
+    assert [p.image for p in out] == ["a"]
+    assert s.pending == 2
+
+
+def test_every_image_emitted_once_in_order():
+    s = _sync()
+    got = []
+    for k in range(50):
+        t = k * 33 * MS
+        if k % 7 != 3:  # some infos are missing
+            got += s.add_info(t + (1 if k % 2 else -1) * MS, f"i{k}")
+        got += s.add_image(t, f"im{k}")
+    got += s.add_image(10_000 * MS, "last")
+    images = [p.image for p in got]
+    assert images == [f"im{k}" for k in range(50)] + ["last"]
+    assert s.counts["synced"] >= 40
+
+
+def test_clear_keeps_cached_info_after_time_jump():
+    s = _sync()
+    s.add_info(1000 * MS, "i1000")
+    s.add_image(1000 * MS, "a")
+    s.clear()
+    assert s.last_info == "i1000"
+    assert s.add_image(0, "b") == []  # waits for an info with the new stamps
+    out = s.add_image(250 * MS, "c")
+    assert [(p.image, p.source) for p in out] == [("b", "cached"), ("c", "cached")]
+
+
+def test_rejects_bad_settings():
+    with pytest.raises(ValueError, match="bad sync settings"):
+        ApproximateTimeSync(slop_ns=-1)

@@ -1,0 +1,99 @@
+"""`/diagnostics` for the node (no diagnostic_updater in pip ROS): rates, latency, drops, fit quality."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+
+class RateMeter:
+    """Events per second over a sliding window of wall time. Thread-safe."""
+
+    def __init__(self, window_s: float = 5.0) -> None:
+        self.window_s = float(window_s)
+        self._times: deque[float] = deque()
+        self._lock = threading.Lock()
+        self.total = 0
+
+    def tick(self, n: int = 1, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            for _ in range(n):
+                self._times.append(now)
+            self.total += n
+            self._trim(now)
+
+    def rate(self, now: float | None = None) -> float:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            self._trim(now)
+            if len(self._times) < 2:
+                return 0.0
+            span = max(now - self._times[0], 1e-9)
+            return (len(self._times) - 1) / span if span < self.window_s else len(self._times) / self.window_s
+
+    def _trim(self, now: float) -> None:
+        while self._times and now - self._times[0] > self.window_s:
+            self._times.popleft()
+
+
+class LatencyStats:
+    """Median / p95 / max over the last `size` samples (seconds). Thread-safe."""
+
+    def __init__(self, size: int = 300) -> None:
+        self._samples: deque[float] = deque(maxlen=size)
+        self._lock = threading.Lock()
+
+    def add(self, seconds: float) -> None:
+        with self._lock:
+            self._samples.append(float(seconds))
+
+    def summary(self) -> dict[str, float]:
+        with self._lock:
+            if not self._samples:
+                return {"median": float("nan"), "p95": float("nan"), "max": float("nan"), "n": 0}
+            a = np.asarray(self._samples)
+        return {"median": float(np.median(a)), "p95": float(np.percentile(a, 95)), "max": float(a.max()),
+                "n": int(a.size)}
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def make_status(name: str, hardware_id: str, level: bytes, message: str,
+                values: Mapping[str, Any]) -> DiagnosticStatus:
+    """A DiagnosticStatus (`level` is `DiagnosticStatus.OK`/`WARN`/`ERROR`) with `values` as strings."""
+    st = DiagnosticStatus(name=name, hardware_id=hardware_id, message=message, level=level)
+    st.values = [KeyValue(key=str(k), value=_fmt(v)) for k, v in values.items()]
+    return st
+
+
+def make_array(stamp: Any, statuses: list[DiagnosticStatus]) -> DiagnosticArray:
+    """A DiagnosticArray with `stamp` (builtin_interfaces/Time) in its header."""
+    arr = DiagnosticArray()
+    arr.header.stamp = stamp
+    arr.status = statuses
+    return arr
+
+
+def level_for(input_rate: float, output_rate: float, drops_recent: int, degenerate_fit: bool,
+              receiving: bool) -> tuple[bytes, str]:
+    """Overall level and message: WARN on drops, a degenerate fit or output far below input."""
+    if not receiving:
+        return DiagnosticStatus.WARN, "no input images"
+    if drops_recent > 0:
+        return DiagnosticStatus.WARN, f"dropping input ({drops_recent} since last report)"
+    if degenerate_fit:
+        return DiagnosticStatus.WARN, "scale fit degenerate"
+    if input_rate > 0 and output_rate < 0.5 * input_rate:
+        return DiagnosticStatus.WARN, "output rate below half the input rate"
+    return DiagnosticStatus.OK, "ok"

@@ -1,0 +1,208 @@
+"""Node parameters: one table for the ROS-side keys, the pipeline keys derived from `PipelineConfig`.
+
+Every parameter is declared once with a description and, where it applies, a range or a list of
+choices. ROS keys are validated here; pipeline keys are validated by building a `PipelineConfig`
+(so the node, `config/depth.yaml` and the offline tools share one set of rules). Only the keys
+marked `dynamic` may change while the node runs; any other change is rejected with
+"restart required".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+
+from vdepth_ros.errors import ConfigError
+from vdepth_ros.ros.qos import QOS_PRESETS
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One node parameter.
+
+    Attributes:
+        name: parameter name.
+        default: default value; its Python type is the parameter type (None: dynamically typed).
+        description: one line for `ros2 param describe` and docs/node.md.
+        choices: allowed string values.
+        min, max: inclusive numeric range.
+        dynamic: may change at runtime; otherwise changes are rejected ("restart required").
+        group: "ros" (this node) or "pipeline" (forwarded to `DepthPipeline.from_dict`).
+    """
+
+    name: str
+    default: Any
+    description: str
+    choices: tuple[str, ...] | None = None
+    min: float | None = None
+    max: float | None = None
+    dynamic: bool = False
+    group: str = "ros"
+
+    @property
+    def type_name(self) -> str:
+        if self.default is None:
+            return "any"
+        return {bool: "bool", int: "int", float: "double", str: "string"}.get(type(self.default), "array")
+
+    def descriptor(self) -> ParameterDescriptor:
+        """The rclpy descriptor (ranges are enforced by rclpy too)."""
+        extra = []
+        if self.choices:
+            extra.append("one of: " + ", ".join(self.choices))
+        if not self.dynamic:
+            extra.append("restart required to change")
+        d = ParameterDescriptor(name=self.name, description=self.description,
+                                additional_constraints="; ".join(extra), dynamic_typing=self.default is None)
+        if isinstance(self.default, bool):
+            return d
+        if isinstance(self.default, int) and (self.min is not None or self.max is not None):
+            d.integer_range = [IntegerRange(from_value=int(self.min if self.min is not None else -(2**62)),
+                                            to_value=int(self.max if self.max is not None else 2**62), step=0)]
+        elif isinstance(self.default, float) and (self.min is not None or self.max is not None):
+            d.floating_point_range = [FloatingPointRange(
+                from_value=float(self.min if self.min is not None else -1e300),
+                to_value=float(self.max if self.max is not None else 1e300), step=0.0)]
+        return d
+
+    def validate(self, value: Any) -> str | None:
+        """None if `value` is acceptable, else the reason."""
+        if self.default is not None and not _same_type(value, self.default):
+            return f"{self.name} must be {self.type_name}, got {type(value).__name__} {value!r}"
+        if self.choices is not None and value not in self.choices:
+            return f"{self.name}={value!r} is not one of {', '.join(self.choices)}"
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if isinstance(value, float) and math.isnan(value):
+                return f"{self.name} must be a number, got NaN"
+            if self.min is not None and value < self.min:
+                return f"{self.name}={value} is below the minimum {self.min}"
+            if self.max is not None and value > self.max:
+                return f"{self.name}={value} is above the maximum {self.max}"
+        return None
+
+
+def _same_type(value: Any, default: Any) -> bool:
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, (list, tuple)):
+        return isinstance(value, (list, tuple))
+    return isinstance(value, type(default))
+
+
+#: Parameters of the ROS layer itself (topics are remapped, not parameterised).
+ROS_PARAMS: tuple[ParamSpec, ...] = (
+    ParamSpec("image_transport", "auto", "input image transport; auto = compressed if the resolved 'image' topic "
+              "ends in /compressed, else raw", choices=("auto", "raw", "compressed")),
+    ParamSpec("input_qos", "sensor_data", "QoS of the image/camera_info/sparse_depth subscriptions "
+              "(sensor_data = best effort, matches any camera)", choices=QOS_PRESETS),
+    ParamSpec("input_qos_depth", 5, "history depth of the input subscriptions", min=1, max=1000),
+    ParamSpec("output_qos", "reliable", "QoS of the output publishers (reliable matches reliable and best-effort "
+              "subscribers, e.g. RViz defaults)", choices=QOS_PRESETS),
+    ParamSpec("output_qos_depth", 2, "history depth of the output publishers", min=1, max=1000),
+    ParamSpec("sync_slop", 0.02, "largest image/camera_info stamp difference paired as the same time [s]",
+              min=0.0, max=10.0),
+    ParamSpec("sync_queue_size", 10, "images held while waiting for their camera_info", min=1, max=1000),
+    ParamSpec("camera_info_timeout", 1.0, "after this long without camera_info the last one is reused [s]",
+              min=0.0, max=3600.0),
+    ParamSpec("sparse_depth", "none", "optional metric scale input on topic 'sparse_depth': none, image "
+              "(32FC1 m / 16UC1 mm, same camera) or pointcloud (PointCloud2 in the camera optical frame)",
+              choices=("none", "image", "pointcloud")),
+    ParamSpec("sparse_depth_slop", 0.1, "largest image/sparse_depth stamp difference used for scale [s]",
+              min=0.0, max=10.0),
+    ParamSpec("queue_size", 32, "input frames buffered for the worker; when full the oldest is dropped (counted)",
+              min=1, max=10000),
+    ParamSpec("skip_when_unsubscribed", True, "skip inference while no output topic has a subscriber",
+              dynamic=True),
+    ParamSpec("max_gap", 1.0, "a larger gap between input stamps resets the stream [s]", min=0.0, max=3600.0),
+    ParamSpec("publish_colormap", False, "publish ~/depth_colormap (bgr8, for viewing)", dynamic=True),
+    ParamSpec("colormap_min", 0.0, "colormap range lower bound (depth m, or disparity without scale); "
+              "min >= max means per-frame auto range", dynamic=True),
+    ParamSpec("colormap_max", 0.0, "colormap range upper bound", dynamic=True),
+    ParamSpec("diagnostics_period", 1.0, "seconds between /diagnostics messages", min=0.05, max=3600.0),
+)
+
+#: Pipeline keys that need a new engine/pipeline: rejected at runtime with "restart required".
+RESTART_REQUIRED: frozenset[str] = frozenset({"model", "backend", "precision"})
+
+
+def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return (args[0] if len(args) == 1 else tp), len(args) < len(typing.get_args(tp))
+    return tp, False
+
+
+def pipeline_param_specs(config_cls: type) -> tuple[ParamSpec, ...]:
+    """Parameter specs for every field of the pipeline's config dataclass.
+
+    Field metadata may carry `description`, `choices`, `min`, `max`; `Literal[...]` annotations
+    give the choices. Fields defaulting to None are declared dynamically typed.
+    """
+    hints = typing.get_type_hints(config_cls)
+    specs = []
+    for f in dataclasses.fields(config_cls):
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = None
+        if isinstance(default, tuple):
+            default = list(default)
+        tp, _ = _unwrap_optional(hints.get(f.name))
+        choices = f.metadata.get("choices")
+        if choices is None and typing.get_origin(tp) is typing.Literal:
+            choices = tuple(typing.get_args(tp))
+        specs.append(ParamSpec(f.name, default, f.metadata.get("description", f.name.replace("_", " ")),
+                               choices=tuple(choices) if choices else None, min=f.metadata.get("min"),
+                               max=f.metadata.get("max"), dynamic=False, group="pipeline"))
+    return tuple(specs)
+
+
+def all_param_specs(config_cls: type) -> tuple[ParamSpec, ...]:
+    """ROS keys followed by the pipeline keys; a name clash is a programming error."""
+    pipeline = pipeline_param_specs(config_cls)
+    clash = {s.name for s in ROS_PARAMS} & {s.name for s in pipeline}
+    if clash:
+        raise ConfigError(f"parameter names used by both the node and PipelineConfig: {sorted(clash)}")
+    return ROS_PARAMS + pipeline
+
+
+def validate_ros_params(values: Mapping[str, Any]) -> None:
+    """Check every ROS-side value and their combinations.
+
+    Raises:
+        ConfigError: naming the first bad parameter and why.
+    """
+    by_name = {s.name: s for s in ROS_PARAMS}
+    for name, value in values.items():
+        spec = by_name.get(name)
+        if spec is not None:
+            reason = spec.validate(value)
+            if reason:
+                raise ConfigError(reason)
+
+
+def runtime_change_error(name: str, old: Any, new: Any, specs: Mapping[str, ParamSpec]) -> str | None:
+    """None if `name` may change from `old` to `new` while running, else the reason."""
+    spec = specs.get(name)
+    if spec is None:
+        return None  # not ours (e.g. use_sim_time)
+    if old == new:
+        return None
+    if not spec.dynamic:
+        what = "model/backend/precision" if name in RESTART_REQUIRED else name
+        return f"{name}: changing {what} at runtime is not supported; restart required"
+    return spec.validate(new)

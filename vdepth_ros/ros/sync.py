@@ -1,0 +1,138 @@
+"""Approximate-time pairing of images with camera_info (no message_filters in pip ROS).
+
+Images drive the output: every image is emitted exactly once, paired with the camera_info whose
+stamp is nearest within `slop`, or, when camera_info has stopped arriving (none newer than
+`info_timeout` before the image), with the last one received (cached, like Isaac ROS's
+`cache_camera_info`). An image waits for its camera_info only while that can still arrive; the
+wait is bounded by `queue_size` pending images and by `info_timeout` of image time.
+
+The class is plain Python over integer nanosecond stamps, so it is unit-tested without ROS and
+is not thread-safe (the node calls it under its own lock).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Generic, Literal, TypeVar
+
+I = TypeVar("I")  # image payload
+C = TypeVar("C")  # camera_info payload
+
+InfoSource = Literal["synced", "cached", "none"]
+
+
+@dataclass
+class Pair(Generic[I, C]):
+    """One image with the camera_info chosen for it."""
+
+    stamp_ns: int
+    image: I
+    info: C | None
+    source: InfoSource
+
+
+class ApproximateTimeSync(Generic[I, C]):
+    """Pairs each image with the nearest camera_info.
+
+    Args:
+        slop_ns: largest stamp difference accepted as "the same time".
+        queue_size: images held while waiting for their camera_info (oldest emitted first).
+        info_timeout_ns: after this much image time without a matching camera_info, the last
+            one is reused (cached) and images are emitted without waiting.
+    """
+
+    def __init__(self, slop_ns: int, queue_size: int = 10, info_timeout_ns: int = 1_000_000_000) -> None:
+        if slop_ns < 0 or queue_size < 1 or info_timeout_ns < 0:
+            raise ValueError(f"bad sync settings slop={slop_ns} queue_size={queue_size} timeout={info_timeout_ns}")
+        self.slop_ns = int(slop_ns)
+        self.queue_size = int(queue_size)
+        self.info_timeout_ns = int(info_timeout_ns)
+        self._infos: deque[tuple[int, C]] = deque(maxlen=queue_size)
+        self._pending: deque[tuple[int, I]] = deque()
+        self._last_info: C | None = None
+        self._last_info_stamp: int | None = None
+        self._first_image_stamp: int | None = None
+        self.counts = {"synced": 0, "cached": 0, "none": 0}
+
+    # -- inputs ------------------------------------------------------------------------------
+    def add_info(self, stamp_ns: int, info: C) -> list[Pair[I, C]]:
+        """Add a camera_info; returns the images it completes."""
+        self._infos.append((int(stamp_ns), info))
+        self._last_info, self._last_info_stamp = info, int(stamp_ns)
+        out: list[Pair[I, C]] = []
+        while self._pending:
+            stamp, image = self._pending[0]
+            match = self._nearest(stamp)
+            if match is not None:
+                out.append(self._emit(stamp, image, match, "synced"))
+            elif stamp < int(stamp_ns) - self.slop_ns:  # infos only move forward: it will never match
+                out.append(self._emit_fallback(stamp, image))
+            else:
+                break
+            self._pending.popleft()
+        return out
+
+    def add_image(self, stamp_ns: int, image: I) -> list[Pair[I, C]]:
+        """Add an image; returns the images ready to process (this one and/or older ones), in order."""
+        stamp_ns = int(stamp_ns)
+        if self._first_image_stamp is None:
+            self._first_image_stamp = stamp_ns
+        self._pending.append((stamp_ns, image))
+        out: list[Pair[I, C]] = []
+        while self._pending:
+            stamp, image_i = self._pending[0]
+            match = self._nearest(stamp)
+            if match is not None:
+                out.append(self._emit(stamp, image_i, match, "synced"))
+            elif self._gave_up(stamp, stamp_ns) or len(self._pending) > self.queue_size:
+                out.append(self._emit_fallback(stamp, image_i))
+            else:
+                break
+            self._pending.popleft()
+        return out
+
+    def clear(self) -> None:
+        """Forget buffered camera_infos and pending images (time jumped backwards). Keeps the cache."""
+        self._infos.clear()
+        self._pending.clear()
+        self._first_image_stamp = None
+        if self._last_info_stamp is not None:
+            self._last_info_stamp = None  # stamps restart; keep the cached message itself
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    @property
+    def last_info(self) -> C | None:
+        return self._last_info
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _nearest(self, stamp: int) -> C | None:
+        best: tuple[int, C] | None = None
+        for s, info in self._infos:
+            d = abs(s - stamp)
+            if d <= self.slop_ns and (best is None or d < best[0]):
+                best = (d, info)
+        return None if best is None else best[1]
+
+    def _gave_up(self, stamp: int, newest_image: int) -> bool:
+        """True when waiting longer for this image's camera_info is pointless."""
+        if self._last_info_stamp is not None and self._last_info_stamp > stamp + self.slop_ns:
+            return True  # newer infos already arrived and none matched
+        if self._last_info_stamp is not None and newest_image - self._last_info_stamp > self.info_timeout_ns:
+            return True  # camera_info stopped arriving: use the cache immediately
+        first = newest_image if self._first_image_stamp is None else self._first_image_stamp
+        if self._last_info_stamp is None and newest_image - first > self.info_timeout_ns:
+            return True  # no camera_info at all so far: do not delay every image
+        return newest_image - stamp > self.info_timeout_ns
+
+    def _emit_fallback(self, stamp: int, image: I) -> Pair[I, C]:
+        if self._last_info is None:
+            return self._emit(stamp, image, None, "none")
+        return self._emit(stamp, image, self._last_info, "cached")
+
+    def _emit(self, stamp: int, image: I, info: C | None, source: InfoSource) -> Pair[I, C]:
+        self.counts[source] += 1
+        return Pair(stamp, image, info, source)
