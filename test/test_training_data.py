@@ -1,0 +1,165 @@
+"""Sequence format round trip, target normalisations, clip sampling/augmentation, ClipDataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from vdepth_training.data.dataset import ClipDataset, ClipSampling, InMemorySequence, Source, collate_clips, make_loader
+from vdepth_training.data.sequence import Sequence, SequenceReader, find_sequences, write_sequence
+from vdepth_training.data.targets import minmax_sequence, normalize_target, per_frame, quantile_clip, to_disparity
+from vdepth_training.data.transforms import hflip, resize_and_crop, sample_clip_indices
+
+
+def make_seq(t: int = 4, h: int = 6, w: int = 8, seed: int = 0, camera: bool = True) -> Sequence:
+    rng = np.random.default_rng(seed)
+    depth = rng.uniform(1.0, 10.0, size=(t, h, w)).astype(np.float32)
+    depth[0, 0, 0] = 0.0  # invalid
+    k = np.tile(np.array([[4.0, 0, 3.5], [0, 4.0, 2.5], [0, 0, 1]]), (t, 1, 1))
+    poses = np.tile(np.eye(4), (t, 1, 1))
+    poses[:, 0, 3] = np.arange(t)
+    return Sequence(
+        rgb=rng.integers(0, 256, size=(t, h, w, 3), dtype=np.uint8),
+        target=depth,
+        valid=np.ones((t, h, w), dtype=bool),
+        intrinsics=k if camera else None,
+        poses=poses if camera else None,
+        name="toy",
+        source="test",
+    )
+
+
+def test_write_read_round_trip(tmp_path: Path) -> None:
+    seq = make_seq()
+    write_sequence(tmp_path / "a", seq)
+    reader = SequenceReader(tmp_path / "a")
+    assert len(reader) == 4
+    back = reader.read()
+    np.testing.assert_array_equal(back.rgb, seq.rgb)
+    np.testing.assert_array_equal(back.target, seq.target)
+    assert not back.valid[0, 0, 0]  # zero depth is invalid
+    assert back.valid.sum() == seq.valid.sum()
+    np.testing.assert_allclose(back.intrinsics, seq.intrinsics)
+    part = reader.read([3, 1])
+    np.testing.assert_array_equal(part.target, seq.target[[3, 1]])
+    np.testing.assert_allclose(part.poses[:, 0, 3], [3, 1])
+    assert find_sequences(tmp_path) == [tmp_path / "a"]
+
+
+def test_reader_rejects_other_folders(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"sequence\.json"):
+        SequenceReader(tmp_path)
+    (tmp_path / "sequence.json").write_text('{"format": "other"}')
+    with pytest.raises(ValueError, match="format"):
+        SequenceReader(tmp_path)
+
+
+def test_sequence_validates_shapes() -> None:
+    with pytest.raises(ValueError, match="target shape"):
+        Sequence(rgb=np.zeros((2, 4, 4, 3), np.uint8), target=np.ones((2, 4, 5)), valid=np.ones((2, 4, 5), bool))
+
+
+def test_normalizations_hand_values() -> None:
+    depth = np.array([[[1.0, 2.0, 4.0, 0.0]]], dtype=np.float32)  # (1,1,4); last invalid
+    valid = np.ones_like(depth, dtype=bool)
+    disp, v = to_disparity(depth, valid, "depth")
+    assert disp.ravel().tolist() == pytest.approx([1.0, 0.5, 0.25, 0.0])
+    assert v.ravel().tolist() == [True, True, True, False]
+    # (d - 0.25) / 0.75
+    assert minmax_sequence(disp, v).ravel().tolist() == pytest.approx([1.0, 1 / 3, 0.0, 0.0], abs=1e-6)
+    # sky cap: 1000 m -> 400 m before inversion
+    capped, _ = to_disparity(np.array([[[1000.0]]], np.float32), np.ones((1, 1, 1), bool), "depth", max_depth=400)
+    assert capped.item() == pytest.approx(1 / 400)
+
+
+def test_minmax_is_per_clip_and_per_frame_is_per_frame() -> None:
+    disp = np.array([[[1.0, 2.0]], [[3.0, 5.0]]], dtype=np.float32)  # two frames
+    valid = np.ones_like(disp, dtype=bool)
+    assert minmax_sequence(disp, valid).ravel().tolist() == pytest.approx([0.0, 0.25, 0.5, 1.0])
+    assert per_frame(disp, valid).ravel().tolist() == pytest.approx([0.0, 1.0, 0.0, 1.0])
+
+
+def test_quantile_clip() -> None:
+    disp = np.arange(1, 102, dtype=np.float32).reshape(1, 1, 101)  # q2 = 3, q98 = 99 (0 would be invalid)
+    out = quantile_clip(disp, np.ones_like(disp, dtype=bool))
+    assert out[0, 0, 50] == pytest.approx(48 / 96, abs=1e-6)
+    assert out[0, 0, 0] == 0.0 and out[0, 0, 100] == 1.0  # clipped
+    n, _ = normalize_target(disp, np.ones_like(disp, dtype=bool), "disparity", "quantile_clip")
+    np.testing.assert_allclose(n, out)
+
+
+def test_sample_clip_indices() -> None:
+    rng = np.random.default_rng(0)
+    lengths = set()
+    for _ in range(200):
+        idx = sample_clip_indices(30, (1, 25), rng)
+        assert 1 <= len(idx) <= 25 and idx[0] >= 0 and idx[-1] < 30
+        assert (np.diff(idx) == 1).all()
+        lengths.add(len(idx))
+    assert min(lengths) == 1 and max(lengths) == 25
+    assert len(sample_clip_indices(5, (45, 45), rng)) == 5  # capped by the sequence
+    strided = sample_clip_indices(10, (4, 4), rng, stride=3)
+    assert strided.tolist() == [0, 3, 6, 9]
+    with pytest.raises(ValueError, match="lo <= hi"):
+        sample_clip_indices(10, (5, 2), rng)
+
+
+def test_hflip_and_resize_camera() -> None:
+    seq = make_seq(t=2, h=4, w=8)
+    f = hflip(seq)
+    np.testing.assert_array_equal(f.rgb[:, :, 0], seq.rgb[:, :, -1])
+    assert f.intrinsics[0, 0, 2] == pytest.approx(7 - 3.5)
+    assert f.poses[1, 0, 3] == pytest.approx(-1.0)  # x translation mirrored
+    r = resize_and_crop(seq, (2, 4))
+    assert r.rgb.shape == (2, 2, 4, 3) and r.target.shape == (2, 2, 4)
+    # scale 0.5: fx 4 -> 2, cx (3.5+0.5)·0.5-0.5 = 1.5 (still the image centre)
+    assert r.intrinsics[0, 0, 0] == pytest.approx(2.0)
+    assert r.intrinsics[0, 0, 2] == pytest.approx(1.5)
+    # crop to a square from the 4x8 frame: centre crop removes 2 columns left
+    c = resize_and_crop(seq, (4, 4))
+    np.testing.assert_array_equal(c.target, seq.target[:, :, 2:6])
+    assert c.intrinsics[0, 0, 2] == pytest.approx(1.5)
+
+
+def test_clip_dataset_deterministic_and_batch_consistent() -> None:
+    video = Source([InMemorySequence(make_seq(t=12, h=12, w=16, seed=1))], weight=1.0)
+    image = Source([InMemorySequence(make_seq(t=1, h=12, w=16, seed=2, camera=False))], weight=0.0, length_range=(1, 1))
+    ds = ClipDataset(
+        [video, image],
+        ClipSampling(length_range=(2, 6), size=(8, 8), normalization="per_frame"),
+        num_samples=8,
+        batch_size=2,
+        seed=3,
+    )
+    a, b = ds[5], ds[5]
+    for key in a:
+        assert torch.equal(a[key], b[key])
+    assert a["frames"].shape[1:] == (3, 8, 8) and a["frames"].dtype == torch.float32
+    assert float(a["target"].max()) == pytest.approx(1.0)
+    assert bool(a["has_camera"])
+    batches = list(make_loader(ds))
+    assert len(batches) == 4
+    for batch in batches:
+        assert batch["frames"].shape[0] == 2 and 2 <= batch["frames"].shape[1] <= 6
+        assert (batch["source"] == 0).all()  # weight-0 source never drawn
+    ds.set_epoch(1)
+    assert not torch.equal(ds[5]["frames"], a["frames"]) or ds[5]["frames"].shape != a["frames"].shape
+
+
+def test_multi_aspect_crops_shared_within_a_batch() -> None:
+    src = Source([InMemorySequence(make_seq(t=3, h=20, w=28, seed=4))])
+    aspects = ((14, 14), (8, 14))
+    ds = ClipDataset([src], ClipSampling(length_range=(2, 2), aspects=aspects), num_samples=16, batch_size=2)
+    shapes = set()
+    for batch in make_loader(ds):
+        shapes.add(tuple(batch["frames"].shape[-2:]))
+    assert shapes <= {(14, 14), (8, 14)} and len(shapes) == 2
+
+
+def test_collate_cuts_to_shortest() -> None:
+    a = {"frames": torch.zeros(3, 3, 2, 2), "target": torch.zeros(3, 2, 2), "source": torch.tensor(0)}
+    b = {"frames": torch.zeros(2, 3, 2, 2), "target": torch.zeros(2, 2, 2), "source": torch.tensor(0)}
+    out = collate_clips([a, b])
+    assert out["frames"].shape == (2, 2, 3, 2, 2) and out["source"].shape == (2,)

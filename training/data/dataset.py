@@ -1,0 +1,218 @@
+"""`ClipDataset`: weighted sources of sequences -> normalised, augmented training clips (torch).
+
+Determinism (needed for exact resume): sample `i` of epoch `e` is a pure function of
+`(seed, e, i)`. Everything a batch must share (source, clip length, crop aspect) is drawn from
+`rng(seed, e, i // batch_size)`; per-item choices (sequence, start, flip, crop offset) from
+`rng(seed, e, i)`. So a plain sequential sampler plus "skip the first k batches" resumes exactly,
+with any number of workers.
+
+Each item is a dict:
+    frames     (T, 3, H, W) float32 RGB in [0, 1]
+    target     (T, H, W) float32 normalised disparity (see `targets.py`)
+    valid      (T, H, W) bool
+    intrinsics (T, 3, 3) float32 (identity when unknown; see `has_camera`)
+    poses      (T, 4, 4) float32 camera-to-world (identity when unknown)
+    has_camera () bool
+    source     () int64 index into the dataset's sources
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from collections.abc import Sequence as SequenceABC
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from vdepth_training.data.sequence import Sequence
+from vdepth_training.data.targets import Normalization, normalize_target
+from vdepth_training.data.transforms import pick_aspect, random_hflip, resize_and_crop, sample_clip_indices
+
+
+class SequenceSource(Protocol):
+    """Anything that can hand out frames of one sequence (`SequenceReader`, layout loaders)."""
+
+    def __len__(self) -> int: ...
+
+    def read(self, indices: SequenceABC[int] | np.ndarray | None = None) -> Sequence: ...
+
+
+class InMemorySequence:
+    """Wrap an in-memory `Sequence` as a `SequenceSource`."""
+
+    def __init__(self, seq: Sequence) -> None:
+        self.seq = seq
+
+    def __len__(self) -> int:
+        return self.seq.num_frames
+
+    def read(self, indices: SequenceABC[int] | np.ndarray | None = None) -> Sequence:
+        return self.seq if indices is None else self.seq.select(indices)
+
+
+@dataclass
+class Source:
+    """One weighted data source (e.g. "TartanAir videos", weight 40 in DVD's 9:1:40:10 mix).
+
+    Attributes:
+        sequences: the sequences of this source.
+        weight: relative sampling probability of the source.
+        length_range: clip length override for this source ((1, 1) for image sources); None uses
+            the dataset's.
+        max_depth: depth cap before inversion (GemDepth sky 400 m; DVD TartanAir 50 m).
+        name: label for logs.
+    """
+
+    sequences: list[SequenceSource]
+    weight: float = 1.0
+    length_range: tuple[int, int] | None = None
+    max_depth: float | None = None
+    name: str = ""
+
+
+@dataclass
+class ClipSampling:
+    """How clips are cut and augmented.
+
+    Attributes:
+        length_range: inclusive clip-length range (a stage's T).
+        size: output (H, W); ignored when `aspects` is set.
+        aspects: multi-aspect (H, W) crops (GemDepth); one is drawn per batch.
+        normalization: target normalisation (see `targets.NORMALIZATIONS`).
+        flip_p: horizontal-flip probability per clip.
+        random_crop: random crop offset (else centre crop).
+        stride: frame step inside a clip.
+    """
+
+    length_range: tuple[int, int] = (1, 1)
+    size: tuple[int, int] = (320, 640)
+    aspects: tuple[tuple[int, int], ...] | None = None
+    normalization: Normalization = "minmax_sequence"
+    flip_p: float = 0.5
+    random_crop: bool = True
+    stride: int = 1
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class ClipDataset(Dataset):
+    """Virtual-length dataset of training clips drawn from weighted sources.
+
+    Args:
+        sources: weighted `Source`s (at least one, each with at least one sequence).
+        sampling: clip sampling/augmentation settings.
+        num_samples: virtual epoch length.
+        batch_size: items sharing source/length/aspect (must equal the loader's batch size).
+        seed: base seed.
+    """
+
+    def __init__(
+        self,
+        sources: list[Source],
+        sampling: ClipSampling,
+        *,
+        num_samples: int = 1000,
+        batch_size: int = 1,
+        seed: int = 0,
+    ) -> None:
+        if not sources or any(not s.sequences for s in sources):
+            raise ValueError("ClipDataset needs at least one source, each with at least one sequence")
+        weights = np.array([s.weight for s in sources], dtype=np.float64)
+        if (weights < 0).any() or weights.sum() <= 0:
+            raise ValueError(f"source weights must be >= 0 with a positive sum, got {weights.tolist()}")
+        self.sources = sources
+        self.probs = weights / weights.sum()
+        self.sampling = sampling
+        self.num_samples = int(num_samples)
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def _group_choice(self, index: int) -> tuple[int, tuple[int, int], tuple[int, int]]:
+        rng = np.random.default_rng([self.seed, self.epoch, index // self.batch_size, 1])
+        src = int(rng.choice(len(self.sources), p=self.probs))
+        lr = self.sources[src].length_range or self.sampling.length_range
+        length = int(rng.integers(int(lr[0]), int(lr[1]) + 1))
+        size = pick_aspect(self.sampling.aspects, rng) if self.sampling.aspects else tuple(self.sampling.size)
+        return src, (length, length), size  # type: ignore[return-value]
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        src_idx, length_range, size = self._group_choice(index)
+        source = self.sources[src_idx]
+        rng = np.random.default_rng([self.seed, self.epoch, index, 2])
+        seq_src = source.sequences[int(rng.integers(0, len(source.sequences)))]
+        idx = sample_clip_indices(len(seq_src), length_range, rng, stride=self.sampling.stride)
+        seq = seq_src.read(idx)
+        seq = random_hflip(seq, rng, self.sampling.flip_p)
+        seq = resize_and_crop(seq, size, rng if self.sampling.random_crop else None)
+        return clip_to_tensors(seq, self.sampling.normalization, max_depth=source.max_depth, source_index=src_idx)
+
+
+def clip_to_tensors(
+    seq: Sequence,
+    normalization: Normalization,
+    *,
+    max_depth: float | None = None,
+    source_index: int = 0,
+) -> dict[str, torch.Tensor]:
+    """A `Sequence` clip -> the item dict described in the module docstring."""
+    target, valid = normalize_target(seq.target, seq.valid, seq.target_kind, normalization, max_depth=max_depth)
+    t = seq.num_frames
+    has_camera = seq.intrinsics is not None and seq.poses is not None
+    intr = seq.intrinsics if seq.intrinsics is not None else np.tile(np.eye(3), (t, 1, 1))
+    poses = seq.poses if seq.poses is not None else np.tile(np.eye(4), (t, 1, 1))
+    return {
+        "frames": torch.from_numpy(np.ascontiguousarray(seq.rgb.transpose(0, 3, 1, 2))).float() / 255.0,
+        "target": torch.from_numpy(np.ascontiguousarray(target)),
+        "valid": torch.from_numpy(np.ascontiguousarray(valid)),
+        "intrinsics": torch.from_numpy(np.asarray(intr, dtype=np.float32)),
+        "poses": torch.from_numpy(np.asarray(poses, dtype=np.float32)),
+        "has_camera": torch.tensor(has_camera),
+        "source": torch.tensor(source_index, dtype=torch.int64),
+    }
+
+
+def collate_clips(items: list[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Stack items; clips of unequal length (a sequence shorter than the drawn length) are cut to
+    the shortest so the batch is rectangular: (B, T, ...)."""
+    t = min(int(it["frames"].shape[0]) for it in items)
+    out: dict[str, torch.Tensor] = {}
+    for key in items[0]:
+        vals = [it[key] for it in items]
+        if vals[0].dim() >= 1 and key in ("frames", "target", "valid", "intrinsics", "poses"):
+            vals = [v[:t] for v in vals]
+        out[key] = torch.stack(vals)
+    return out
+
+
+def make_loader(
+    dataset: ClipDataset, *, num_workers: int = 0, collate: Callable | None = None
+) -> torch.utils.data.DataLoader:
+    """Sequential loader (the dataset itself is randomised; see module docstring)."""
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=dataset.batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=collate or collate_clips,
+        drop_last=True,
+    )
+
+
+__all__ = [
+    "ClipDataset",
+    "ClipSampling",
+    "InMemorySequence",
+    "SequenceSource",
+    "Source",
+    "clip_to_tensors",
+    "collate_clips",
+    "make_loader",
+]

@@ -1,0 +1,212 @@
+"""The one on-disk training-sequence format, and its reader/writer.
+
+Every source layout (TartanAir, Virtual KITTI 2, Hypersim, Dynamic Replica, PointOdyssey, the
+synthetic renderer) is either converted to this format (`write_sequence`) or read straight into the
+in-memory `Sequence` by a loader in `vdepth_training.data.layouts`. Training only sees `Sequence`.
+
+Folder layout (one folder per sequence)::
+
+    <seq>/sequence.json      {"format": "vdepth-seq/1", "num_frames", "height", "width",
+                              "target_kind": "depth"|"disparity", "metric": bool, "source", "name"}
+    <seq>/rgb/000000.png     (H, W, 3) uint8 RGB (PNG; JPEG also accepted when reading)
+    <seq>/target/000000.npy  (H, W) float32: depth in metres (`target_kind="depth"`) or disparity;
+                             non-finite or <= 0 marks an invalid pixel
+    <seq>/valid/000000.png   optional (H, W) uint8, 0 = invalid (ANDed with the finite/positive test)
+    <seq>/intrinsics.npy     optional (T, 3, 3) float64 pinhole K at (H, W)
+    <seq>/poses.npy          optional (T, 4, 4) float64 camera-to-world, OpenCV axes (x right, y down,
+                             z forward)
+
+A single image is a sequence with `num_frames == 1` (DVD/FiffDepth image sources).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence as SequenceABC
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+
+FORMAT = "vdepth-seq/1"
+META_NAME = "sequence.json"
+TargetKind = Literal["depth", "disparity"]
+
+
+@dataclass
+class Sequence:
+    """A video (or single image) with dense supervision, in memory.
+
+    Attributes:
+        rgb: (T, H, W, 3) uint8 RGB frames.
+        target: (T, H, W) float32 depth (metres if `metric`) or disparity, per `target_kind`.
+        valid: (T, H, W) bool; False where `target` must not supervise.
+        target_kind: "depth" or "disparity".
+        intrinsics: optional (T, 3, 3) pinhole matrices at (H, W).
+        poses: optional (T, 4, 4) camera-to-world transforms, OpenCV camera axes.
+        metric: whether `target` is in metres (depth) / metric disparity.
+        name: identifier (e.g. "tartanair/abandonedfactory/Easy/P000").
+        source: dataset layout it came from.
+    """
+
+    rgb: np.ndarray
+    target: np.ndarray
+    valid: np.ndarray
+    target_kind: TargetKind = "depth"
+    intrinsics: np.ndarray | None = None
+    poses: np.ndarray | None = None
+    metric: bool = True
+    name: str = ""
+    source: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.rgb.ndim != 4 or self.rgb.shape[-1] != 3 or self.rgb.dtype != np.uint8:
+            raise ValueError(f"rgb must be (T,H,W,3) uint8, got {self.rgb.shape} {self.rgb.dtype}")
+        t, h, w = self.rgb.shape[:3]
+        if self.target.shape != (t, h, w):
+            raise ValueError(f"target shape {self.target.shape} != rgb frames {(t, h, w)}")
+        if self.valid.shape != (t, h, w):
+            raise ValueError(f"valid shape {self.valid.shape} != {(t, h, w)}")
+        if self.target_kind not in ("depth", "disparity"):
+            raise ValueError(f"target_kind must be 'depth' or 'disparity', got {self.target_kind!r}")
+        for key, shape in (("intrinsics", (t, 3, 3)), ("poses", (t, 4, 4))):
+            arr = getattr(self, key)
+            if arr is not None and arr.shape != shape:
+                raise ValueError(f"{key} shape {arr.shape} != {shape}")
+        self.target = self.target.astype(np.float32, copy=False)
+        self.valid = self.valid.astype(bool, copy=False) & np.isfinite(self.target) & (self.target > 0)
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.rgb.shape[0])
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(H, W)."""
+        return int(self.rgb.shape[1]), int(self.rgb.shape[2])
+
+    def select(self, indices: SequenceABC[int] | np.ndarray) -> Sequence:
+        """The frames at `indices`, in that order (a new `Sequence`)."""
+        idx = np.asarray(indices, dtype=np.int64)
+        return Sequence(
+            rgb=self.rgb[idx],
+            target=self.target[idx],
+            valid=self.valid[idx],
+            target_kind=self.target_kind,
+            intrinsics=None if self.intrinsics is None else self.intrinsics[idx],
+            poses=None if self.poses is None else self.poses[idx],
+            metric=self.metric,
+            name=self.name,
+            source=self.source,
+            extra=dict(self.extra),
+        )
+
+
+def write_sequence(directory: str | Path, seq: Sequence) -> Path:
+    """Write `seq` in the on-disk format (see module docstring); returns the folder."""
+    out = Path(directory)
+    for sub in ("rgb", "target", "valid"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    for i in range(seq.num_frames):
+        cv2.imwrite(str(out / "rgb" / f"{i:06d}.png"), cv2.cvtColor(seq.rgb[i], cv2.COLOR_RGB2BGR))
+        np.save(out / "target" / f"{i:06d}.npy", seq.target[i].astype(np.float32))
+        cv2.imwrite(str(out / "valid" / f"{i:06d}.png"), seq.valid[i].astype(np.uint8) * 255)
+    if seq.intrinsics is not None:
+        np.save(out / "intrinsics.npy", seq.intrinsics.astype(np.float64))
+    if seq.poses is not None:
+        np.save(out / "poses.npy", seq.poses.astype(np.float64))
+    h, w = seq.size
+    meta = {
+        "format": FORMAT,
+        "num_frames": seq.num_frames,
+        "height": h,
+        "width": w,
+        "target_kind": seq.target_kind,
+        "metric": seq.metric,
+        "name": seq.name,
+        "source": seq.source,
+    }
+    (out / META_NAME).write_text(json.dumps(meta, indent=2) + "\n")
+    return out
+
+
+def is_sequence_dir(path: str | Path) -> bool:
+    return (Path(path) / META_NAME).is_file()
+
+
+class SequenceReader:
+    """Random access to the frames of one on-disk sequence without loading all of it.
+
+    Args:
+        directory: a folder written by `write_sequence`.
+
+    Raises:
+        FileNotFoundError: no `sequence.json` in `directory`.
+        ValueError: the format tag or the frame files do not match the metadata.
+    """
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        meta_path = self.directory / META_NAME
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"{meta_path} not found: not a {FORMAT} sequence folder")
+        self.meta: dict[str, Any] = json.loads(meta_path.read_text())
+        if self.meta.get("format") != FORMAT:
+            raise ValueError(f"{meta_path}: format {self.meta.get('format')!r}, expected {FORMAT!r}")
+        self._rgb = sorted(p for p in (self.directory / "rgb").iterdir() if p.suffix.lower() in (".png", ".jpg"))
+        if len(self._rgb) != self.meta["num_frames"]:
+            raise ValueError(f"{self.directory}: {len(self._rgb)} rgb files, metadata says {self.meta['num_frames']}")
+        intr = self.directory / "intrinsics.npy"
+        poses = self.directory / "poses.npy"
+        self._intrinsics = np.load(intr) if intr.is_file() else None
+        self._poses = np.load(poses) if poses.is_file() else None
+
+    def __len__(self) -> int:
+        return int(self.meta["num_frames"])
+
+    @property
+    def name(self) -> str:
+        return str(self.meta.get("name") or self.directory.name)
+
+    def read(self, indices: SequenceABC[int] | np.ndarray | None = None) -> Sequence:
+        """Load the frames at `indices` (all frames when None) as a `Sequence`."""
+        idx = np.arange(len(self)) if indices is None else np.asarray(indices, dtype=np.int64)
+        rgb, target, valid = [], [], []
+        for i in idx:
+            path = self._rgb[int(i)]
+            img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if img is None:
+                raise ValueError(f"cannot decode {path}")
+            rgb.append(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
+            stem = path.stem
+            target.append(np.load(self.directory / "target" / f"{stem}.npy"))
+            vpath = self.directory / "valid" / f"{stem}.png"
+            if vpath.is_file():
+                valid.append(cv2.imread(str(vpath), cv2.IMREAD_GRAYSCALE) > 0)
+            else:
+                valid.append(np.ones(target[-1].shape, dtype=bool))
+        return Sequence(
+            rgb=np.stack(rgb),
+            target=np.stack(target),
+            valid=np.stack(valid),
+            target_kind=self.meta.get("target_kind", "depth"),
+            intrinsics=None if self._intrinsics is None else self._intrinsics[idx],
+            poses=None if self._poses is None else self._poses[idx],
+            metric=bool(self.meta.get("metric", True)),
+            name=self.name,
+            source=str(self.meta.get("source", "")),
+        )
+
+
+def find_sequences(root: str | Path) -> list[Path]:
+    """All sequence folders at or below `root`, sorted."""
+    root = Path(root)
+    if is_sequence_dir(root):
+        return [root]
+    return sorted(p.parent for p in root.rglob(META_NAME))
+
+
+__all__ = ["FORMAT", "Sequence", "SequenceReader", "TargetKind", "find_sequences", "is_sequence_dir", "write_sequence"]
