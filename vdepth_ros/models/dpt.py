@@ -28,6 +28,7 @@ stages and no streaming hidden-state cache (offline windows only).
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Sequence
 
 import torch
@@ -278,4 +279,75 @@ class TemporalDPTHead(DPTHead):
         return self._decode(path, grid)
 
 
-__all__ = ["REASSEMBLE_FACTORS", "DPTHead", "TemporalDPTHead", "TemporalMotionModule"]
+def released_head_names(name: str) -> list[str]:
+    """Released VDA/GemDepth `DPTHeadTemporal` name(s) of one of our head parameters/buffers.
+
+    Args:
+        name: a key of `DPTHead.state_dict()` / `TemporalDPTHead.state_dict()` (no prefix).
+
+    Returns:
+        The released key(s), without the model prefix. Usually one; the sinusoidal table
+        `pos_embed.pe` maps to both attention blocks' `pos_encoder.pe` (VDA keeps one copy per
+        attention, diffusers one per transformer block -- same values).
+
+    Raises:
+        KeyError: `name` is not a head key this map knows.
+    """
+
+    def lvl(m: re.Match[str], g: int = 1) -> int:
+        return int(m.group(g)) + 1
+
+    rules: list[tuple[str, object]] = [
+        (r"reassemble\.(\d)\.projection\.(.+)", lambda m: [f"projects.{m[1]}.{m[2]}"]),
+        (r"reassemble\.(\d)\.resize\.(.+)", lambda m: [f"resize_layers.{m[1]}.{m[2]}"]),
+        (r"convs\.(\d)\.(.+)", lambda m: [f"scratch.layer{lvl(m)}_rn.{m[2]}"]),
+        (r"fusion\.(\d)\.projection\.(.+)", lambda m: [f"scratch.refinenet{lvl(m)}.out_conv.{m[2]}"]),
+        (
+            r"fusion\.(\d)\.residual_layer(\d)\.convolution(\d)\.(.+)",
+            lambda m: [f"scratch.refinenet{lvl(m)}.resConfUnit{m[2]}.conv{m[3]}.{m[4]}"],
+        ),
+        (r"head\.conv1\.(.+)", lambda m: [f"scratch.output_conv1.{m[1]}"]),
+        (r"head\.conv2\.(.+)", lambda m: [f"scratch.output_conv2.0.{m[1]}"]),
+        (r"head\.conv3\.(.+)", lambda m: [f"scratch.output_conv2.2.{m[1]}"]),
+        (
+            r"motion_modules\.(\d)\.(norm|proj_in|proj_out)\.(.+)",
+            lambda m: [f"motion_modules.{m[1]}.temporal_transformer.{m[2]}.{m[3]}"],
+        ),
+        (
+            r"motion_modules\.(\d)\.transformer_blocks\.(\d+)\.(.+)",
+            lambda m: [
+                f"motion_modules.{m[1]}.temporal_transformer.transformer_blocks.{m[2]}.{n}" for n in _block(m[3])
+            ],
+        ),
+    ]
+    for pattern, fn in rules:
+        m = re.fullmatch(pattern, name)
+        if m:
+            return fn(m)  # type: ignore[operator]
+    raise KeyError(f"no released name for head key {name!r}")
+
+
+def _block(rest: str) -> list[str]:
+    """Inside one temporal transformer block: diffusers names -> VDA (AnimateDiff) names."""
+    if rest == "pos_embed.pe":
+        return ["attention_blocks.0.pos_encoder.pe", "attention_blocks.1.pos_encoder.pe"]
+    m = re.fullmatch(r"attn([12])\.(.+)", rest)
+    if m:
+        return [f"attention_blocks.{int(m[1]) - 1}.{m[2]}"]
+    m = re.fullmatch(r"norm([12])\.(.+)", rest)
+    if m:
+        return [f"norms.{int(m[1]) - 1}.{m[2]}"]
+    if rest.startswith("norm3."):
+        return ["ff_norm." + rest[len("norm3.") :]]
+    if rest.startswith("ff."):
+        return [rest]
+    raise KeyError(f"no released name for temporal block key {rest!r}")
+
+
+__all__ = [
+    "REASSEMBLE_FACTORS",
+    "DPTHead",
+    "TemporalDPTHead",
+    "TemporalMotionModule",
+    "released_head_names",
+]

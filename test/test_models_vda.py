@@ -1,0 +1,210 @@
+"""Video Depth Anything family: tiny-config behaviour, presets, persistence, released layout, ONNX, real data."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vdepth_ros.errors import ConfigError, InputError, ModelLoadError
+from vdepth_ros.models import build_model, load_model
+from vdepth_ros.models.vda import VideoDepthAnything
+
+TINY = VideoDepthAnything.tiny_config()
+
+
+def randomise(model: torch.nn.Module, seed: int = 1, scale: float = 0.05) -> torch.nn.Module:
+    """Perturb every parameter (zero-initialised motion modules included) so all paths carry signal."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * scale)
+    return model.eval()
+
+
+def hololens_clip(evaldata: Path, n: int = 4, size: tuple[int, int] = (196, 294)) -> torch.Tensor:
+    """`n` consecutive real frames resized to `size` (multiples of 14) as `(n, 3, H, W)` in [0, 1]."""
+    import cv2
+
+    files = sorted((evaldata / "dvmvs_hololens_000/sample-data/hololens-dataset/000/images").glob("*.png"))[:n]
+    assert len(files) == n
+    frames = []
+    for f in files:
+        bgr = cv2.imread(str(f), cv2.IMREAD_COLOR)
+        rgb = cv2.cvtColor(cv2.resize(bgr, (size[1], size[0]), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+        frames.append(torch.from_numpy(rgb).permute(2, 0, 1).float() / 255.0)
+    return torch.stack(frames)
+
+
+@pytest.fixture(scope="module")
+def tiny() -> VideoDepthAnything:
+    torch.manual_seed(0)
+    return randomise(VideoDepthAnything(**TINY))
+
+
+def test_predict_shape_nonnegative_deterministic(tiny: VideoDepthAnything) -> None:
+    t, h, w = VideoDepthAnything.tiny_input_shape()
+    frames = torch.rand(t, 3, h, w)
+    out = tiny.predict(frames)
+    assert out.shape == (t, h, w)
+    assert out.dtype == torch.float32
+    assert torch.isfinite(out).all()
+    assert (out >= 0).all()
+    assert out.std() > 0  # not a constant map
+    assert torch.equal(out, tiny.predict(frames))
+
+
+def test_frames_interact_through_time(tiny: VideoDepthAnything) -> None:
+    t, h, w = VideoDepthAnything.tiny_input_shape()
+    frames = torch.rand(t, 3, h, w)
+    base = tiny.predict(frames)
+    changed = frames.clone()
+    changed[-1] = torch.rand(3, h, w)
+    out = tiny.predict(changed)
+    assert not torch.equal(out[0], base[0])  # temporal attention carries the last frame into the first
+
+
+def test_position_embedding_interpolation_non_square(tiny: VideoDepthAnything) -> None:
+    emb = tiny.backbone.embeddings
+    table = emb.position_embeddings  # 6x6 + cls (image_size 84)
+    dummy = torch.zeros(1, 1 + 36, 32)
+    assert emb.interpolate_pos_encoding(dummy, 84, 84) is table  # trained size: table as is
+    for h, w in [(70, 98), (140, 196), (252, 322)]:
+        n = (h // 14) * (w // 14)
+        pos = emb.interpolate_pos_encoding(torch.zeros(1, 1 + n, 32), h, w)
+        assert pos.shape == (1, 1 + n, 32)
+        torch.testing.assert_close(pos[:, 0], table[:, 0])  # class token position untouched
+    a = emb.interpolate_pos_encoding(torch.zeros(1, 1 + 35, 32), 70, 98)
+    b = emb.interpolate_pos_encoding(torch.zeros(1, 1 + 35, 32), 98, 70)
+    assert not torch.allclose(a, b)  # rows and columns are not swapped
+    out = tiny.predict(torch.rand(2, 3, 140, 196))  # the whole model at a second non-square size
+    assert out.shape == (2, 140, 196)
+    assert torch.isfinite(out).all()
+
+
+def test_input_errors(tiny: VideoDepthAnything) -> None:
+    with pytest.raises(InputError, match="multiples of 14"):
+        tiny.predict(torch.rand(2, 3, 70, 100))
+    with pytest.raises(InputError, match="position table"):
+        tiny.predict(torch.rand(9, 3, 70, 98))  # max_frames = 8
+    with pytest.raises(InputError, match=r"\(T, 3, H, W\)"):
+        tiny.predict(torch.rand(3, 70, 98))
+    with pytest.raises(InputError):
+        tiny.export_signature(4, 71, 98)
+
+
+def test_window_presets_and_constraints() -> None:
+    base = {**TINY, "max_frames": 32}
+    c = VideoDepthAnything(**{**base, "window": 32}).input_constraints
+    assert (c.window, c.overlap, c.keyframes) == (32, 10, (0, 12, 24, 25, 26, 27, 28, 29, 30, 31))
+    assert (c.multiple_of, c.alignment, c.value_range, c.max_window) == (14, "keyframe", (0.0, 1.0), 32)
+    c16 = VideoDepthAnything(**{**base, "window": 16}).input_constraints
+    assert (c16.overlap, c16.keyframes) == (6, (0, 6, 12, 13, 14, 15))
+    c8 = VideoDepthAnything(**{**base, "window": 8}).input_constraints
+    assert (c8.overlap, c8.keyframes) == (4, (0, 3, 6, 7))
+    c12 = VideoDepthAnything(**{**base, "window": 12, "overlap": 4, "keyframes": [0, 4, 10, 11]}).input_constraints
+    assert (c12.window, c12.overlap, c12.keyframes) == (12, 4, (0, 4, 10, 11))
+    with pytest.raises(ConfigError, match="no preset"):
+        VideoDepthAnything(**{**base, "window": 12})
+    with pytest.raises(ConfigError, match="max_frames"):
+        VideoDepthAnything(**{**TINY, "window": 16})  # tiny table holds 8 frames
+    with pytest.raises(ConfigError, match="keyframes"):
+        VideoDepthAnything(**{**base, "window": 12, "overlap": 4, "keyframes": [0, 4, 12, 11]})
+
+
+def test_save_load_round_trip(tiny: VideoDepthAnything, tmp_path: Path) -> None:
+    tiny.save_pretrained(tmp_path / "m")
+    again = load_model(tmp_path / "m")
+    assert isinstance(again, VideoDepthAnything)
+    assert again.config == tiny.config
+    assert again.config["layer_indices"] == [0, 1, 2, 3]
+    frames = torch.rand(*VideoDepthAnything.tiny_input_shape()[:1], 3, 70, 98)
+    assert torch.equal(again.predict(frames), tiny.predict(frames))
+    assert isinstance(build_model("vda", **TINY), VideoDepthAnything)
+
+
+def test_released_layout_round_trip(tiny: VideoDepthAnything, tmp_path: Path) -> None:
+    released = tiny.released_state_dict()
+    for key in (
+        "pretrained.pos_embed",
+        "pretrained.blocks.3.attn.qkv.weight",
+        "pretrained.blocks.0.ls1.gamma",
+        "pretrained.norm.weight",
+        "head.projects.0.weight",
+        "head.resize_layers.3.weight",
+        "head.scratch.layer4_rn.weight",
+        "head.scratch.refinenet1.resConfUnit2.conv1.bias",
+        "head.scratch.output_conv2.2.weight",
+        "head.motion_modules.2.temporal_transformer.transformer_blocks.0.attention_blocks.1.pos_encoder.pe",
+        "head.motion_modules.3.temporal_transformer.transformer_blocks.0.ff_norm.weight",
+    ):
+        assert key in released, key
+    assert not any(k.startswith(("backbone.", "head.fusion", "head.head.")) for k in released)
+    path = tmp_path / "video_depth_anything_vits.pth"
+    torch.save(released, path)
+    loaded = VideoDepthAnything.from_released(path, encoder="vits", **TINY)  # preset then tiny overrides
+    frames = torch.rand(4, 3, 70, 98)
+    assert torch.equal(loaded.predict(frames), tiny.predict(frames))
+
+    extra = dict(released, **{"head.unknown.weight": torch.zeros(1)})
+    with pytest.raises(ModelLoadError, match="unexpected keys"):
+        VideoDepthAnything(**TINY).load_released_state_dict(extra)
+    short = {k: v for k, v in released.items() if k != "head.scratch.layer1_rn.weight"}
+    with pytest.raises(ModelLoadError, match="layer1_rn"):
+        VideoDepthAnything(**TINY).load_released_state_dict(short)
+    pickled = tmp_path / "unsafe.pth"
+    torch.save({"state_dict": released, "fn": ModelLoadError}, pickled)
+    with pytest.raises(ModelLoadError, match="weights_only"):
+        VideoDepthAnything.from_released(pickled, encoder="vits", **TINY)
+
+
+def test_vits_preset_matches_released_shapes() -> None:
+    released = VideoDepthAnything.preset("vits").released_state_dict()
+    shapes = {k: tuple(v.shape) for k, v in released.items()}
+    assert shapes["pretrained.pos_embed"] == (1, 1370, 384)  # 37x37 + cls at 518
+    assert shapes["pretrained.blocks.11.attn.qkv.weight"] == (1152, 384)
+    assert "pretrained.blocks.12.norm1.weight" not in shapes
+    assert shapes["head.projects.3.weight"] == (384, 384, 1, 1)
+    assert shapes["head.scratch.layer1_rn.weight"] == (64, 48, 3, 3)
+    assert shapes["head.motion_modules.0.temporal_transformer.norm.weight"] == (192,)
+    assert shapes["head.motion_modules.2.temporal_transformer.proj_in.weight"] == (64, 64)
+    pe = "head.motion_modules.1.temporal_transformer.transformer_blocks.0.attention_blocks.0.pos_encoder.pe"
+    assert shapes[pe] == (1, 32, 384)
+    assert shapes["head.scratch.output_conv2.0.weight"] == (32, 32, 3, 3)
+    assert 24e6 < sum(v.numel() for k, v in released.items() if not k.endswith(".pe")) < 30e6  # README: 28.4M
+
+
+def test_predict_real_clip(tiny: VideoDepthAnything, evaldata: Path) -> None:
+    frames = hololens_clip(evaldata)
+    out = tiny.predict(frames)
+    assert out.shape == (4, 196, 294)
+    assert torch.isfinite(out).all()
+    assert (out >= 0).all()
+
+
+def test_onnx_export_matches_torch(tiny: VideoDepthAnything, tmp_path: Path) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    t, h, w = VideoDepthAnything.tiny_input_shape()
+    sig = tiny.export_signature(t, h, w)
+    assert sig.input_shape == (1, t, 3, h, w)
+    x = torch.rand(sig.input_shape)
+    path = tmp_path / "vda.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            sig.module, (x,), str(path), input_names=list(sig.input_names), output_names=list(sig.output_names),
+            opset_version=17, dynamo=False,
+        )  # fmt: skip
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        ref = sig.module(x).numpy()
+    for frames in (x, torch.rand(sig.input_shape)):
+        got = session.run(None, {"frames": frames.numpy()})[0]
+        with torch.no_grad():
+            want = sig.module(frames).numpy()
+        assert got.shape == (1, t, h, w)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    assert ref.std() > 0
