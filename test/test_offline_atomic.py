@@ -1,0 +1,86 @@
+"""AtomicOutput: outputs appear under their final name only when complete; nothing existing is lost."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vdepth_ros.offline.atomic import STAGING_PREFIX, AtomicOutput, check_output_path
+from vdepth_ros.offline.errors import OfflineError, OutputExistsError
+
+
+def _staging(parent: Path) -> list[Path]:
+    return [p for p in parent.iterdir() if p.name.startswith(STAGING_PREFIX)]
+
+
+def test_commit_renames_into_place(tmp_path: Path) -> None:
+    final = tmp_path / "out"
+    with AtomicOutput(final) as tmp:
+        assert tmp.parent.parent == tmp_path and tmp.name == "out"
+        tmp.mkdir()
+        (tmp / "a.txt").write_text("new")
+        assert not final.exists()
+    assert (final / "a.txt").read_text() == "new"
+    assert _staging(tmp_path) == []
+
+
+def test_exception_leaves_nothing_under_final_name(tmp_path: Path) -> None:
+    final = tmp_path / "out"
+
+    def run() -> None:
+        with AtomicOutput(final) as tmp:
+            tmp.mkdir()
+            (tmp / "half").write_text("x")
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run()
+    assert not final.exists()
+    assert _staging(tmp_path) == []
+
+
+def test_existing_output_refused_without_overwrite(tmp_path: Path) -> None:
+    final = tmp_path / "out"
+    final.mkdir()
+    (final / "mine.txt").write_text("user data")
+    with pytest.raises(OutputExistsError, match="--overwrite"), AtomicOutput(final) as tmp:
+        tmp.mkdir()
+    assert (final / "mine.txt").read_text() == "user data"
+
+
+def test_overwrite_replaces_only_after_success(tmp_path: Path) -> None:
+    final = tmp_path / "out"
+    final.mkdir()
+    (final / "old.txt").write_text("old")
+
+    def crash() -> None:
+        with AtomicOutput(final, overwrite=True) as tmp:
+            tmp.mkdir()
+            raise RuntimeError("crash mid-way")
+
+    with pytest.raises(RuntimeError):
+        crash()
+    assert (final / "old.txt").read_text() == "old"  # a failed run keeps the previous output
+    with AtomicOutput(final, overwrite=True) as tmp:
+        tmp.mkdir()
+        (tmp / "new.txt").write_text("new")
+    assert sorted(p.name for p in final.iterdir()) == ["new.txt"]
+    assert _staging(tmp_path) == []
+
+
+def test_empty_existing_folder_is_reused(tmp_path: Path) -> None:
+    final = tmp_path / "out"
+    final.mkdir()
+    with AtomicOutput(final) as tmp:
+        tmp.mkdir()
+        (tmp / "f").write_text("1")
+    assert (final / "f").exists()
+
+
+def test_output_may_not_overlap_input(tmp_path: Path) -> None:
+    bag = tmp_path / "in_bag"
+    bag.mkdir()
+    for out in (bag, bag / "sub", tmp_path):
+        with pytest.raises(OfflineError, match="overlaps the input"):
+            check_output_path(out, overwrite=True, inputs=[bag])

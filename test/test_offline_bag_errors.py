@@ -1,0 +1,112 @@
+"""vdepth-bag input errors: each one fails early with a message naming the problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rosbags.rosbag2 import Writer
+from rosbags.typesys import Stores, get_typestore
+
+from vdepth_ros.offline.bagio import STORAGES, BagFrameSource
+from vdepth_ros.offline.errors import BagReadError, EmptyBagError, MissingTopicError, UnsupportedEncodingError
+from vdepth_ros.offline.synth import synthetic_frames, write_image_bag
+
+TS = get_typestore(Stores.ROS2_KILTED)
+
+
+def _bag(tmp_path: Path, storage: str = "mcap", n: int = 3, **kw) -> Path:
+    path = tmp_path / f"in_{storage}"
+    write_image_bag(path, synthetic_frames(n, 12, 16), storage=storage, **kw)
+    return path
+
+
+def _raw_image_bag(path: Path, encoding: str, dtype: str, channels: int) -> Path:
+    with Writer(path, version=9, storage_plugin=STORAGES["mcap"]) as w:
+        conn = w.add_connection("/image", "sensor_msgs/msg/Image", typestore=TS)
+        T = TS.types
+        arr = np.zeros((4, 6, channels), dtype).squeeze()
+        msg = T["sensor_msgs/msg/Image"](
+            header=T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=1, nanosec=0), frame_id="c"),
+            height=4, width=6, encoding=encoding, is_bigendian=0, step=6 * arr.itemsize * channels,
+            data=np.frombuffer(arr.tobytes(), np.uint8))
+        w.write(conn, 1, TS.serialize_cdr(msg, "sensor_msgs/msg/Image"))
+    return path
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_missing_topic_lists_existing_topics(tmp_path: Path, storage: str) -> None:
+    bag = _bag(tmp_path, storage, image_topic="/cam/image_raw", camera_info_topic="/cam/camera_info")
+    with pytest.raises(MissingTopicError, match=r"'/front/image' not found.*/cam/camera_info.*/cam/image_raw"):
+        BagFrameSource(bag, image_topic="/front/image").open()
+
+
+def test_default_topic_falls_back_to_the_only_image_topic(tmp_path: Path) -> None:
+    bag = _bag(tmp_path, image_topic="/cam/image_raw", camera_info_topic="/cam/camera_info")
+    with BagFrameSource(bag, image_topic="/image", image_topic_explicit=False, camera_info_topic="/camera_info",
+                        camera_info_topic_explicit=False) as src:
+        assert src.image_topic == "/cam/image_raw"
+        assert src.frame_count == 3
+        assert any("only image topic" in n for n in src.notes)
+
+
+def test_explicit_camera_info_topic_missing_is_an_error(tmp_path: Path) -> None:
+    bag = _bag(tmp_path)
+    with pytest.raises(MissingTopicError, match="camera_info topic '/nope'"):
+        BagFrameSource(bag, image_topic="/image", camera_info_topic="/nope").open()
+
+
+@pytest.mark.parametrize(("encoding", "dtype", "channels"), [("16UC1", "u2", 1), ("yuv422", "u1", 2)])
+def test_unsupported_encoding(tmp_path: Path, encoding: str, dtype: str, channels: int) -> None:
+    bag = _raw_image_bag(tmp_path / "bag", encoding, dtype, channels)
+    with pytest.raises(UnsupportedEncodingError, match=rf"{encoding}.*supported: rgb8"):
+        BagFrameSource(bag, image_topic="/image").open()
+
+
+def test_wrong_message_type_on_image_topic(tmp_path: Path) -> None:
+    bag = _bag(tmp_path)
+    with pytest.raises(UnsupportedEncodingError, match="CameraInfo; expected sensor_msgs/msg/Image"):
+        BagFrameSource(bag, image_topic="/camera_info").open()
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_empty_bag(tmp_path: Path, storage: str) -> None:
+    path = tmp_path / "empty"
+    with Writer(path, version=9, storage_plugin=STORAGES[storage]) as w:
+        w.add_connection("/image", "sensor_msgs/msg/Image", typestore=TS)
+    with pytest.raises(EmptyBagError, match="no messages"):
+        BagFrameSource(path, image_topic="/image").open()
+
+
+def test_image_topic_without_messages(tmp_path: Path) -> None:
+    path2 = tmp_path / "bag2"
+    with Writer(path2, version=9, storage_plugin=STORAGES["mcap"]) as w:
+        w.add_connection("/image", "sensor_msgs/msg/Image", typestore=TS)
+        c = w.add_connection("/x", "std_msgs/msg/String", typestore=TS)
+        w.write(c, 1, TS.serialize_cdr(TS.types["std_msgs/msg/String"](data="hi"), "std_msgs/msg/String"))
+    with pytest.raises(EmptyBagError, match="'/image' holds no messages"):
+        BagFrameSource(path2, image_topic="/image").open()
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_truncated_bag(tmp_path: Path, storage: str) -> None:
+    bag = _bag(tmp_path, storage, n=6)
+    f = next(p for p in bag.iterdir() if p.suffix in (".mcap", ".db3"))
+    data = f.read_bytes()
+    f.write_bytes(data[: len(data) // 2])
+    with pytest.raises(BagReadError, match="truncated or corrupt"):
+        BagFrameSource(bag, image_topic="/image").open()
+
+
+def test_unknown_storage(tmp_path: Path) -> None:
+    bag = _bag(tmp_path)
+    meta = bag / "metadata.yaml"
+    meta.write_text(meta.read_text().replace("storage_identifier: mcap", "storage_identifier: rosbag_v3"))
+    with pytest.raises(BagReadError, match=r"unknown bag storage.*rosbag_v3"):
+        BagFrameSource(bag, image_topic="/image").open()
+
+
+def test_missing_path(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        BagFrameSource(tmp_path / "nope", image_topic="/image").open()

@@ -1,0 +1,119 @@
+"""Outputs built under a temporary name next to their final path and renamed into place at the end.
+
+A crash or Ctrl-C therefore never leaves a half-written result under the final name, an existing
+output is replaced only when asked (and only after the new one is complete), and inputs are never
+touched.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from vdepth_ros.offline.errors import OfflineError, OutputExistsError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from types import TracebackType
+
+STAGING_PREFIX = ".vdepth-partial-"
+
+
+def _is_within(path: Path, other: Path) -> bool:
+    return path == other or other in path.parents
+
+
+def check_output_path(final: Path, *, overwrite: bool, inputs: Iterable[Path] = ()) -> None:
+    """Refuse an output that would clobber user data.
+
+    Args:
+        final: the output path the user asked for.
+        overwrite: whether an existing `final` may be replaced.
+        inputs: input files/folders; `final` may not be one of them, inside one, or contain one.
+
+    Raises:
+        OutputExistsError: `final` exists (and is not an empty folder) and `overwrite` is false.
+        OfflineError: `final` overlaps an input.
+    """
+    final = final.resolve()
+    for inp in inputs:
+        inp = Path(inp).resolve()
+        if _is_within(final, inp) or _is_within(inp, final):
+            raise OfflineError(f"output {final} overlaps the input {inp}; choose another output path")
+    if final.exists() or final.is_symlink():
+        if final.is_dir() and not final.is_symlink() and not any(final.iterdir()):
+            return
+        if not overwrite:
+            raise OutputExistsError(f"output {final} exists; pass --overwrite to replace it")
+
+
+class AtomicOutput:
+    """Context manager giving a temporary path to write, renamed to `final` on success.
+
+    The temporary path is `<parent>/.vdepth-partial-<id>/<final name>` (same filesystem, so the
+    rename is atomic, and a storage file named after the folder keeps the final name). On an
+    exception, including KeyboardInterrupt, the staging folder is deleted and `final` is untouched.
+
+    Example:
+        >>> with AtomicOutput(Path("out.bag"), overwrite=False) as tmp:  # doctest: +SKIP
+        ...     write_bag(tmp)
+    """
+
+    def __init__(self, final: str | Path, *, overwrite: bool = False, inputs: Iterable[str | Path] = ()) -> None:
+        self.final = Path(final).absolute()
+        self.overwrite = overwrite
+        self.inputs = [Path(p) for p in inputs]
+        self.staging: Path | None = None
+        self.committed = False
+
+    @property
+    def path(self) -> Path:
+        """The temporary path to write (not created; create it as a file or folder)."""
+        if self.staging is None:
+            raise OfflineError("AtomicOutput is not open")
+        return self.staging / self.final.name
+
+    def __enter__(self) -> Path:
+        check_output_path(self.final, overwrite=self.overwrite, inputs=self.inputs)
+        self.final.parent.mkdir(parents=True, exist_ok=True)
+        self.staging = self.final.parent / f"{STAGING_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.staging.mkdir()
+        return self.path
+
+    def commit(self) -> Path:
+        """Move the finished output to its final name (replacing an allowed existing one).
+
+        Returns:
+            The final path.
+        """
+        if self.staging is None or not (self.path.exists() or self.path.is_symlink()):
+            raise OfflineError(f"nothing was written for {self.final}")
+        check_output_path(self.final, overwrite=self.overwrite, inputs=self.inputs)  # may have appeared meanwhile
+        previous = self.staging / ".previous"
+        had_previous = self.final.exists() or self.final.is_symlink()
+        if had_previous:
+            os.replace(self.final, previous)  # aside, not deleted, until the new output is in place
+        try:
+            os.replace(self.path, self.final)
+        except BaseException:
+            if had_previous:
+                os.replace(previous, self.final)
+            raise
+        self.committed = True
+        self._cleanup()
+        return self.final
+
+    def _cleanup(self) -> None:
+        if self.staging is not None:
+            shutil.rmtree(self.staging, ignore_errors=True)
+            self.staging = None
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> bool:
+        if exc_type is None and not self.committed:
+            self.commit()
+        self._cleanup()
+        return False

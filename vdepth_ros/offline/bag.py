@@ -1,0 +1,202 @@
+"""`vdepth-bag`: run the depth pipeline over a recorded ROS 2 bag and write the node's outputs to a new bag.
+
+    vdepth-bag INPUT -o OUTPUT [--image-topic T] [--camera-info-topic T] [--mode causal|offline]
+               [--storage mcap|sqlite3] [--copy-input-topics] [--params config/depth.yaml] [--overwrite]
+
+Topic names and pipeline parameters come from the node's YAML (`config/depth.yaml` by default), so a
+causal run writes exactly what the live node publishes for the same frames. Frames are streamed from
+disk: memory is bounded by the pipeline window, not by the bag length. The output bag is built under a
+temporary name next to OUTPUT and renamed into place when complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vdepth_ros.errors import VdepthError
+from vdepth_ros.offline.atomic import AtomicOutput
+from vdepth_ros.offline.bagio import STORAGES, TYPESTORES, BagFrameSource, DepthBagWriter, OutputTopics
+from vdepth_ros.offline.errors import OfflineError
+from vdepth_ros.offline.runner import (
+    MODES,
+    RunSummary,
+    Stopwatch,
+    build_pipeline,
+    cli_errors,
+    load_node_params,
+    run_pipeline,
+    setup_logging,
+    sigterm_as_interrupt,
+    with_progress,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from vdepth_ros.runtime.engine import DepthEngine
+
+log = logging.getLogger(__name__)
+PROG = "vdepth-bag"
+
+
+@dataclass(frozen=True)
+class BagTopics:
+    """Input and output topic names: the node's (relative, resolved in `namespace`) unless given."""
+
+    image: str
+    camera_info: str | None
+    sparse_depth: str | None
+    outputs: OutputTopics
+    provisional: OutputTopics
+
+
+def resolve_topics(params: dict[str, Any], *, namespace: str = "/", image_topic: str | None = None,
+                   camera_info_topic: str | None = None, sparse_depth_topic: str | None = None) -> BagTopics:
+    """The topics the node would use in `namespace` (its names are relative and remapped, not parameters).
+
+    Inputs `image`, `camera_info`, `sparse_depth` (only when the node's `sparse_depth` parameter is
+    `image`); outputs `depth`, `disparity`, `points`, `depth/camera_info` and `provisional/...`.
+    Explicit topic arguments play the role of remappings.
+    """
+    ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
+    sparse_mode = str(params.get("sparse_depth", "none"))
+    if sparse_depth_topic is None and sparse_mode == "pointcloud":
+        raise OfflineError("sparse_depth: pointcloud is not supported by vdepth-bag yet; pass --sparse-depth-topic "
+                           "with a 16UC1/32FC1 depth image topic, or set sparse_depth: none")
+    sparse = sparse_depth_topic or (f"{ns}/sparse_depth" if sparse_mode == "image" else None)
+    return BagTopics(image=image_topic or f"{ns}/image", camera_info=camera_info_topic or f"{ns}/camera_info",
+                     sparse_depth=sparse, outputs=OutputTopics.under(ns),
+                     provisional=OutputTopics.under(ns, "provisional/"))
+
+
+def process_bag(input_path: str | Path, output_path: str | Path, *, params: dict[str, Any] | None = None,
+                params_file: str | Path | None = None, image_topic: str | None = None,
+                camera_info_topic: str | None = None, sparse_depth_topic: str | None = None,
+                mode: str = "causal", storage: str = "mcap", copy_input_topics: bool = False,
+                overwrite: bool = False, typestore: str = "kilted", engine: DepthEngine | None = None,
+                model: str | None = None, backend: str | None = None, namespace: str = "/",
+                progress: bool = False) -> RunSummary:
+    """Run the pipeline over one bag and write a new bag with the node's outputs.
+
+    Args:
+        input_path: bag folder or bare `.mcap`/`.db3` file; never modified.
+        output_path: new bag folder; must not exist unless `overwrite`.
+        params: node parameters (overrides `params_file`); default: `load_node_params(params_file)`.
+        params_file: YAML in the node's format; default: the bundled `config/depth.yaml`.
+        image_topic, camera_info_topic, sparse_depth_topic: override the node's topic names; a topic
+            given here that is missing from the bag is an error.
+        mode: "causal" (the live node's behaviour) or "offline" (global fit; better, not live-equal).
+        storage: output storage, "mcap" or "sqlite3".
+        copy_input_topics: also copy every input message, so the output is self-contained.
+        overwrite: replace an existing output (only once the new one is complete).
+        typestore: ROS 2 distribution for bags without embedded message definitions.
+        engine: a ready `DepthEngine` (tests, benchmarks); default: built from the params' model.
+        model, backend: override the params' model folder/file and backend.
+        namespace: the node's namespace; its relative topic names are resolved in it.
+        progress: show a tqdm bar on stderr.
+
+    Returns:
+        The run's summary (counts, fit residuals, scale sources, output path).
+
+    Raises:
+        FileNotFoundError, OfflineError subclasses (missing topic, empty/corrupt bag, unsupported
+        encoding, output exists), ConfigError.
+    """
+    if mode not in MODES:
+        raise VdepthError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if storage not in STORAGES:
+        raise VdepthError(f"--storage must be one of {', '.join(STORAGES)}, got {storage!r}")
+    input_path, output_path = Path(input_path), Path(output_path)
+    if params is None:
+        params = load_node_params(params_file)
+    topics = resolve_topics(params, namespace=namespace, image_topic=image_topic,
+                            camera_info_topic=camera_info_topic, sparse_depth_topic=sparse_depth_topic)
+    summary = RunSummary(mode=mode)
+    clock = Stopwatch()
+    source = BagFrameSource(
+        input_path, image_topic=topics.image, camera_info_topic=topics.camera_info,
+        sparse_depth_topic=topics.sparse_depth, typestore=typestore,
+        image_topic_explicit=image_topic is not None, camera_info_topic_explicit=camera_info_topic is not None,
+        # the node's ROS-side sync parameters (vdepth_ros/ros/params.py), seconds -> ns
+        sync_slop_ns=round(float(params.get("sync_slop", 0.02)) * 1e9),
+        sync_queue_size=int(params.get("sync_queue_size", 10)),
+        sync_info_timeout_ns=round(float(params.get("camera_info_timeout", 1.0)) * 1e9),
+        sparse_depth_slop_ns=round(float(params.get("sparse_depth_slop", 0.1)) * 1e9))
+    with AtomicOutput(output_path, overwrite=overwrite, inputs=[input_path]) as tmp, source:
+        summary.notes.extend(source.notes)
+        pipeline = build_pipeline(params, engine=engine, model=model, backend=backend)
+        with DepthBagWriter(tmp, topics.outputs, storage=storage, typestore=typestore,
+                            publish=str(params.get("publish", "final")),
+                            provisional_topics=topics.provisional) as writer:
+            frames = with_progress(source.frames(on_message=writer.copy_message if copy_input_topics else None),
+                                   source.frame_count, PROG, progress)
+            for frame in run_pipeline(pipeline, frames, mode):  # type: ignore[arg-type]
+                if writer.write_frame(frame):
+                    summary.add(frame)
+        summary.clouds_skipped = writer.clouds_skipped
+        summary.frames_in = source.stats.images + source.stats.dropped
+        summary.dropped = source.stats.dropped
+        if not source.stats.camera_info_seen:
+            summary.notes.append(f"camera_info never seen on {topics.camera_info!r}: no point clouds")
+        if summary.scale_sources.get("none", 0) == summary.frames_out and summary.frames_out:
+            summary.notes.append("no scale source: only disparity was written (no metric depth, no clouds)")
+        counts = dict(writer.counts)
+    summary.seconds = clock.elapsed
+    summary.outputs["output bag"] = str(output_path)
+    summary.outputs["topics written"] = ", ".join(f"{t} ({n})" for t, n in counts.items()) or "none"
+    return summary
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("input", type=Path, help="input bag (folder, or a .mcap/.db3 file); never modified")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output bag folder (must not exist)")
+    p.add_argument("--namespace", default="/", help="the node's namespace for its relative topic names (default /)")
+    p.add_argument("--image-topic", help="colour Image/CompressedImage topic (default: NAMESPACE/image)")
+    p.add_argument("--camera-info-topic", help="CameraInfo topic (default: NAMESPACE/camera_info)")
+    p.add_argument("--sparse-depth-topic", help="16UC1/32FC1 depth image topic used as metric scale source "
+                   "(default: NAMESPACE/sparse_depth when the params say sparse_depth: image)")
+    p.add_argument("--mode", choices=MODES, default="causal",
+                   help="causal = what the live node publishes (default); offline = global fit over the whole bag")
+    p.add_argument("--storage", choices=sorted(STORAGES), default="mcap", help="output storage (default mcap)")
+    p.add_argument("--copy-input-topics", action="store_true", help="copy every input message into the output")
+    p.add_argument("--params", type=Path, help="node parameter YAML (default: the bundled config/depth.yaml)")
+    p.add_argument("--model", help="model folder or file (default: the params' model)")
+    p.add_argument("--backend", help="runtime backend (default: the params' backend)")
+    p.add_argument("--typestore", choices=sorted(TYPESTORES), default="kilted",
+                   help="message definitions for bags that carry none (default kilted)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point (`vdepth-bag`)."""
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    try:
+        with sigterm_as_interrupt():
+            summary = process_bag(
+                args.input, args.output, params_file=args.params, image_topic=args.image_topic,
+                camera_info_topic=args.camera_info_topic, sparse_depth_topic=args.sparse_depth_topic,
+                mode=args.mode, storage=args.storage, copy_input_topics=args.copy_input_topics,
+                overwrite=args.overwrite, typestore=args.typestore, model=args.model, backend=args.backend,
+                namespace=args.namespace,
+                progress=not args.no_progress and sys.stderr.isatty())
+    except (VdepthError, FileNotFoundError, KeyboardInterrupt) as exc:
+        return cli_errors(PROG, exc)
+    print(json.dumps(summary.to_dict(), indent=2) if args.json else summary.format())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

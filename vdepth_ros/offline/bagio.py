@@ -1,0 +1,634 @@
+"""Streaming rosbag2 input and output for `vdepth-bag`, on `rosbags` (no ROS install needed).
+
+`BagFrameSource` reads a bag (directory, or a bare `.mcap`/`.db3` file) message by message and yields
+`FrameInput`s with their camera model and optional sparse depth matched by header stamp; it holds at
+most a few messages besides the pipeline's window, so memory does not grow with the bag length.
+`DepthBagWriter` writes the pipeline's `DepthFrame`s as the live node's messages into a new bag.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from rosbags.highlevel import AnyReader, AnyReaderError
+from rosbags.interfaces import Connection
+from rosbags.rosbag2 import ReaderError, StoragePlugin, Writer, WriterError
+from rosbags.typesys import Stores, get_typestore
+
+from vdepth_ros.encodings import (
+    COLOR_INPUT_ENCODINGS,
+    decode_compressed,
+    depth_from_image,
+    get_encoding,
+    image_array_from_fields,
+    image_fields_from_array,
+    pointcloud2_layout,
+    rgb_from_image,
+)
+from vdepth_ros.errors import InputError
+from vdepth_ros.offline.errors import (
+    BagReadError,
+    EmptyBagError,
+    MissingTopicError,
+    OfflineError,
+    UnsupportedEncodingError,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from rosbags.typesys.store import Typestore
+
+    from vdepth_ros.pipeline import DepthFrame, FrameInput
+    from vdepth_ros.stream.cloud import CameraModel
+
+log = logging.getLogger(__name__)
+
+IMAGE = "sensor_msgs/msg/Image"
+COMPRESSED = "sensor_msgs/msg/CompressedImage"
+CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
+POINTCLOUD2 = "sensor_msgs/msg/PointCloud2"
+IMAGE_TYPES = (IMAGE, COMPRESSED)
+
+#: `--typestore` choices: the ROS 2 distributions whose message definitions are used when a bag
+#: carries none (older sqlite3 bags) and for the output bag's type hashes.
+TYPESTORES: dict[str, Stores] = {"humble": Stores.ROS2_HUMBLE, "iron": Stores.ROS2_IRON,
+                                 "jazzy": Stores.ROS2_JAZZY, "kilted": Stores.ROS2_KILTED}
+STORAGES: dict[str, StoragePlugin] = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
+
+#: Images held back while waiting for their camera_info / sparse depth (same header stamp).
+SYNC_LOOKAHEAD = 4
+_STAMP_MEMORY = 32
+
+
+def stamp_ns(header: Any) -> int:
+    """`std_msgs/Header.stamp` in integer nanoseconds."""
+    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+
+
+def camera_model_from_info(info: Any) -> CameraModel | None:
+    """Pinhole `CameraModel` from a `sensor_msgs/CameraInfo`: the rectified `P` if set, else `K`; None if unset.
+
+    Same rule as the node's `vdepth_ros.ros.conversions.camera_from_info` (which needs rclpy types).
+    """
+    from vdepth_ros.stream.cloud import CameraModel
+
+    p = np.asarray(info.p, dtype=np.float64).reshape(3, 4)
+    k = np.asarray(info.k, dtype=np.float64).reshape(3, 3)
+    if p[0, 0] > 0 and p[1, 1] > 0:
+        fx, fy, cx, cy = p[0, 0], p[1, 1], p[0, 2], p[1, 2]
+    elif k[0, 0] > 0 and k[1, 1] > 0:
+        fx, fy, cx, cy = k[0, 0], k[1, 1], k[0, 2], k[1, 2]
+    else:
+        return None
+    if int(info.width) <= 0 or int(info.height) <= 0:
+        return None
+    return CameraModel(fx=float(fx), fy=float(fy), cx=float(cx), cy=float(cy), width=int(info.width),
+                       height=int(info.height))
+
+
+@dataclass
+class BagFrameMeta:
+    """`FrameInput.meta` of a bag frame: what the writer needs to stamp the outputs like the node.
+
+    Attributes:
+        header: the input image's `std_msgs/Header` (stamp and frame_id are copied to every output).
+        log_time_ns: the bag receive time of the image; outputs are logged at the same time.
+        camera_info: the `CameraInfo` message matched to the image, or None.
+    """
+
+    header: Any
+    log_time_ns: int
+    camera_info: Any = None
+
+
+@dataclass
+class SourceStats:
+    """Counters of a `BagFrameSource` run."""
+
+    images: int = 0
+    dropped: int = 0
+    drop_reasons: dict[str, int] = field(default_factory=dict)
+    camera_info_seen: bool = False
+    sparse_depth_frames: int = 0
+
+
+def _storage_error(path: Path, err: Exception) -> BagReadError:
+    text = " ".join(str(a) for a in err.args) or type(err).__name__
+    low = text.lower()
+    if "storage" in low and ("not supported" in low or "unrecognized" in low or "unknown" in low):
+        return BagReadError(f"{path}: unknown bag storage ({text}); supported: {', '.join(STORAGES)}")
+    return BagReadError(f"{path}: cannot read the bag, it looks truncated or corrupt ({text})")
+
+
+class BagFrameSource:
+    """Read colour frames (+ camera_info, + sparse depth) from a rosbag2 bag, streaming.
+
+    Args:
+        path: bag folder, or a bare `.mcap` / `.db3` file.
+        image_topic: `sensor_msgs/Image` or `CompressedImage` topic. If `image_topic_explicit` is
+            false and the topic is absent, the bag's only image topic is used instead.
+        camera_info_topic: `CameraInfo` topic; when absent from the bag (and not explicit) no camera
+            model is attached and a warning is logged once (depth is still produced, clouds are not).
+        sparse_depth_topic: optional `16UC1`/`32FC1` depth topic matched by header stamp.
+        typestore: ROS 2 distribution (`TYPESTORES` key) for bags without embedded definitions.
+        image_topic_explicit, camera_info_topic_explicit: the user named these topics, so a
+            missing one is an error rather than a fallback.
+
+    Raises (on `open`):
+        FileNotFoundError, BagReadError, EmptyBagError, MissingTopicError, UnsupportedEncodingError.
+    """
+
+    def __init__(self, path: str | Path, *, image_topic: str, camera_info_topic: str | None = None,
+                 sparse_depth_topic: str | None = None, typestore: str = "kilted",
+                 image_topic_explicit: bool = True, camera_info_topic_explicit: bool = True,
+                 sync_slop_ns: int = 20_000_000, sync_queue_size: int = 10,
+                 sync_info_timeout_ns: int = 1_000_000_000, sparse_depth_slop_ns: int = 100_000_000) -> None:
+        self.path = Path(path)
+        self.image_topic = image_topic
+        self.camera_info_topic = camera_info_topic
+        self.sparse_depth_topic = sparse_depth_topic
+        self.image_topic_explicit = image_topic_explicit
+        self.camera_info_topic_explicit = camera_info_topic_explicit
+        if typestore not in TYPESTORES:
+            raise OfflineError(f"unknown typestore {typestore!r}; choose one of {', '.join(TYPESTORES)}")
+        self.typestore_name = typestore
+        self.stats = SourceStats()
+        self._reader: AnyReader | None = None
+        self._image_conns: list[Connection] = []
+        self._info_conns: list[Connection] = []
+        self._depth_conns: list[Connection] = []
+        self.notes: list[str] = []
+        self.sync_slop_ns, self.sync_queue_size = int(sync_slop_ns), int(sync_queue_size)
+        self.sync_info_timeout_ns = int(sync_info_timeout_ns)
+        self._warned_no_info = False
+        self.sparse_depth_slop_ns = int(sparse_depth_slop_ns)
+
+    # -- open / close ------------------------------------------------------------------------
+    def open(self) -> BagFrameSource:
+        if not self.path.exists():
+            raise FileNotFoundError(f"input bag {self.path} does not exist")
+        try:
+            reader = AnyReader([self.path], default_typestore=get_typestore(TYPESTORES[self.typestore_name]))
+            reader.open()
+        except (AnyReaderError, ReaderError) as err:
+            raise _storage_error(self.path, err) from err
+        except Exception as err:  # sqlite/mcap/yaml internals on damaged files
+            raise _storage_error(self.path, err) from err
+        self._reader = reader
+        try:
+            self._select_connections()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def close(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.close()
+
+    def __enter__(self) -> BagFrameSource:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> bool:
+        self.close()
+        return False
+
+    # -- metadata ----------------------------------------------------------------------------
+    @property
+    def reader(self) -> AnyReader:
+        if self._reader is None:
+            raise OfflineError("BagFrameSource is not open")
+        return self._reader
+
+    @property
+    def connections(self) -> list[Connection]:
+        """All connections of the input bag."""
+        return list(self.reader.connections)
+
+    @property
+    def topics(self) -> dict[str, str]:
+        """Topic name -> message type of every topic in the bag."""
+        return {c.topic: c.msgtype for c in self.reader.connections}
+
+    @property
+    def frame_count(self) -> int:
+        """Number of image messages on the selected topic (from the bag's index)."""
+        return sum(c.msgcount for c in self._image_conns)
+
+    @property
+    def typestore(self) -> Typestore:
+        return self.reader.typestore
+
+    def _topic_list(self) -> str:
+        items = sorted(self.topics.items())
+        return ", ".join(f"{t} [{m}]" for t, m in items) if items else "(none)"
+
+    def _conns(self, topic: str) -> list[Connection]:
+        return [c for c in self.reader.connections if c.topic == topic]
+
+    def _select_connections(self) -> None:
+        if not self.reader.connections or self.reader.message_count == 0:
+            raise EmptyBagError(f"{self.path}: the bag holds no messages (topics: {self._topic_list()})")
+        image_conns = self._conns(self.image_topic)
+        if not image_conns:
+            candidates = sorted({c.topic for c in self.reader.connections if c.msgtype in IMAGE_TYPES})
+            if not self.image_topic_explicit and len(candidates) == 1:
+                self.notes.append(f"image topic {self.image_topic!r} not in the bag; using its only image topic "
+                                  f"{candidates[0]!r}")
+                self.image_topic = candidates[0]
+                image_conns = self._conns(self.image_topic)
+            else:
+                raise MissingTopicError(f"{self.path}: image topic {self.image_topic!r} not found; the bag has: "
+                                        f"{self._topic_list()} (choose one with --image-topic)")
+        bad = {c.msgtype for c in image_conns if c.msgtype not in IMAGE_TYPES}
+        if bad:
+            raise UnsupportedEncodingError(f"topic {self.image_topic!r} has type {', '.join(sorted(bad))}; "
+                                           f"expected {IMAGE} or {COMPRESSED}")
+        if sum(c.msgcount for c in image_conns) == 0:
+            raise EmptyBagError(f"{self.path}: image topic {self.image_topic!r} holds no messages")
+        self._image_conns = image_conns
+        self._check_first_image()
+
+        if self.camera_info_topic:
+            info = self._conns(self.camera_info_topic)
+            if not info and self.camera_info_topic_explicit:
+                raise MissingTopicError(f"{self.path}: camera_info topic {self.camera_info_topic!r} not found; "
+                                        f"the bag has: {self._topic_list()}")
+            if any(c.msgtype != CAMERA_INFO for c in info):
+                raise MissingTopicError(f"topic {self.camera_info_topic!r} is not {CAMERA_INFO}: "
+                                        f"{', '.join(sorted({c.msgtype for c in info}))}")
+            self._info_conns = [c for c in info if c.msgcount > 0]
+        if self.sparse_depth_topic:
+            depth = self._conns(self.sparse_depth_topic)
+            if not depth:
+                raise MissingTopicError(f"{self.path}: sparse depth topic {self.sparse_depth_topic!r} not found; "
+                                        f"the bag has: {self._topic_list()}")
+            if any(c.msgtype != IMAGE for c in depth):
+                raise UnsupportedEncodingError(f"sparse depth topic {self.sparse_depth_topic!r} must be {IMAGE}")
+            self._depth_conns = depth
+
+    def _check_first_image(self) -> None:
+        """Decode the first image now, so a wrong topic type or encoding fails before any model loads."""
+        try:
+            conn, _, raw = next(iter(self.reader.messages(connections=self._image_conns)))
+        except StopIteration:
+            raise EmptyBagError(f"{self.path}: image topic {self.image_topic!r} holds no messages") from None
+        except Exception as err:
+            raise _storage_error(self.path, err) from err
+        msg = self._deserialize(raw, conn.msgtype)
+        try:
+            self.decode_rgb(msg, conn.msgtype)
+        except UnsupportedEncodingError:
+            raise
+        except InputError as err:
+            log.warning("the first image on %s is malformed (%s); such frames are dropped", self.image_topic, err)
+
+    # -- messages ----------------------------------------------------------------------------
+    def _deserialize(self, raw: bytes, msgtype: str) -> Any:
+        try:
+            return self.reader.deserialize(raw, msgtype)
+        except Exception as err:
+            raise BagReadError(f"{self.path}: cannot deserialize a {msgtype} message ({err})") from err
+
+    def decode_rgb(self, msg: Any, msgtype: str) -> np.ndarray:
+        """`(H, W, 3)` uint8 RGB of an Image/CompressedImage message.
+
+        Raises:
+            UnsupportedEncodingError: the encoding is not a colour/mono one.
+            InputError: the message is malformed (size, buffer, undecodable bytes).
+        """
+        if msgtype == COMPRESSED:
+            return decode_compressed(msg.data, msg.format)
+        try:
+            enc = get_encoding(msg.encoding)
+        except InputError as err:
+            raise UnsupportedEncodingError(f"topic {self.image_topic!r}: {err}") from None
+        if msg.encoding not in COLOR_INPUT_ENCODINGS:
+            raise UnsupportedEncodingError(f"topic {self.image_topic!r}: encoding {msg.encoding!r} is a {enc.kind} "
+                                           f"image, not a colour one; supported: {', '.join(COLOR_INPUT_ENCODINGS)}")
+        arr = image_array_from_fields(msg.encoding, msg.height, msg.width, msg.step, msg.data, msg.is_bigendian)
+        return rgb_from_image(arr, msg.encoding)
+
+    def _drop(self, reason: str) -> None:
+        self.stats.dropped += 1
+        self.stats.drop_reasons[reason] = self.stats.drop_reasons.get(reason, 0) + 1
+        if self.stats.drop_reasons[reason] == 1:
+            log.warning("dropping a frame: %s (further drops for this reason are counted, not logged)", reason)
+
+    def frames(self, on_message: Callable[[Connection, int, bytes], None] | None = None) -> Iterator[FrameInput]:
+        """Yield `FrameInput`s in bag order, streaming.
+
+        Images are paired with camera_info by the live node's `ApproximateTimeSync` (nearest stamp
+        within `sync_slop_ns`, else the cached last one), so clouds match the node's. Sparse depth is
+        matched by the nearest header stamp within `sparse_depth_slop_ns`, waiting at most
+        `SYNC_LOOKAHEAD` further images for it.
+        Malformed images are dropped and counted in `stats`; an unsupported encoding raises.
+
+        Args:
+            on_message: called with every message of the bag (all topics), e.g. to copy them.
+
+        Raises:
+            UnsupportedEncodingError, BagReadError.
+        """
+        from vdepth_ros.ros.sync import ApproximateTimeSync
+
+        reader = self.reader
+        image_ids = {c.id for c in self._image_conns}
+        info_ids = {c.id for c in self._info_conns}
+        depth_ids = {c.id for c in self._depth_conns}
+        wanted = [] if on_message is not None else self._image_conns + self._info_conns + self._depth_conns
+        sync: ApproximateTimeSync[tuple[Any, str, int], Any] = ApproximateTimeSync(
+            self.sync_slop_ns, queue_size=self.sync_queue_size, info_timeout_ns=self.sync_info_timeout_ns)
+        depths: OrderedDict[int, Any] = OrderedDict()
+        waiting: deque[Any] = deque()  # synced pairs waiting for their sparse depth
+
+        def release(pair: Any) -> FrameInput | None:
+            msg, msgtype, t = pair.image
+            key = _nearest_stamp(depths, pair.stamp_ns, self.sparse_depth_slop_ns)
+            return self._frame(msg, msgtype, t, pair.info, depths.pop(key) if key is not None else None)
+
+        def drain(pairs: list[Any], final: bool = False) -> Iterator[FrameInput]:
+            waiting.extend(pairs)
+            while waiting and (final or not depth_ids or len(waiting) > SYNC_LOOKAHEAD
+                               or _nearest_stamp(depths, waiting[0].stamp_ns, self.sparse_depth_slop_ns) is not None):
+                frame = release(waiting.popleft())
+                if frame is not None:
+                    yield frame
+
+        try:
+            for conn, t, raw in reader.messages(connections=wanted):
+                if on_message is not None:
+                    on_message(conn, t, raw)
+                if conn.id in image_ids:
+                    msg = self._deserialize(raw, conn.msgtype)
+                    yield from drain(sync.add_image(stamp_ns(msg.header), (msg, conn.msgtype, t)))
+                elif conn.id in info_ids:
+                    info = self._deserialize(raw, conn.msgtype)
+                    self.stats.camera_info_seen = True
+                    yield from drain(sync.add_info(stamp_ns(info.header), info))
+                elif conn.id in depth_ids:
+                    dmsg = self._deserialize(raw, conn.msgtype)
+                    depths[stamp_ns(dmsg.header)] = dmsg
+                    while len(depths) > _STAMP_MEMORY:
+                        depths.popitem(last=False)
+                    yield from drain([])
+        except (OfflineError, InputError):
+            raise
+        except (AnyReaderError, ReaderError) as err:
+            raise _storage_error(self.path, err) from err
+        except (OSError, ValueError, KeyError, IndexError, EOFError) as err:
+            raise _storage_error(self.path, err) from err
+        yield from drain(_sync_flush(sync), final=True)
+
+    def _frame(self, msg: Any, msgtype: str, t: int, info: Any, dmsg: Any) -> FrameInput | None:
+        """One `FrameInput` from a synced image message, or None (dropped, counted)."""
+        from vdepth_ros.pipeline import FrameInput
+
+        key = stamp_ns(msg.header)
+        try:
+            rgb = self.decode_rgb(msg, msgtype)
+        except UnsupportedEncodingError:
+            raise
+        except InputError as err:
+            self._drop(str(err))
+            return None
+        camera = camera_model_from_info(info) if info is not None else None
+        if camera is not None and (camera.width, camera.height) != (rgb.shape[1], rgb.shape[0]):
+            camera = camera.scaled(rgb.shape[1], rgb.shape[0])
+        if camera is None and not self._warned_no_info:
+            self._warned_no_info = True
+            what = (f"no camera_info on {self.camera_info_topic!r}" if self.camera_info_topic
+                    else "no camera_info topic")
+            log.warning("%s for the frame at %d ns: depth and disparity are written, point clouds are skipped "
+                        "until a camera_info arrives (warned once)", what, key)
+        sparse = None
+        if dmsg is not None:
+            try:
+                darr = image_array_from_fields(dmsg.encoding, dmsg.height, dmsg.width, dmsg.step, dmsg.data,
+                                               dmsg.is_bigendian)
+                sparse = depth_from_image(darr, dmsg.encoding)
+            except InputError as err:
+                raise UnsupportedEncodingError(f"sparse depth topic {self.sparse_depth_topic!r}: {err}") from None
+            if sparse.shape != rgb.shape[:2]:
+                self._drop(f"sparse depth {sparse.shape} does not match the image {rgb.shape[:2]}; depth ignored")
+                sparse = None
+            else:
+                self.stats.sparse_depth_frames += 1
+        self.stats.images += 1
+        return FrameInput(rgb=rgb, stamp_ns=key, camera=camera, sparse_depth=sparse,
+                          meta=BagFrameMeta(header=msg.header, log_time_ns=t, camera_info=info))
+
+
+def _nearest_stamp(store: dict[int, Any], stamp: int, slop_ns: int) -> int | None:
+    """The key of `store` nearest to `stamp` within `slop_ns`, or None."""
+    best = min(store, key=lambda s: abs(s - stamp), default=None)
+    return best if best is not None and abs(best - stamp) <= slop_ns else None
+
+
+def _sync_flush(sync: Any) -> list[Any]:
+    """End of the bag: every image still waiting for a camera_info gets the cached one (or none)."""
+    if hasattr(sync, "flush"):
+        return list(sync.flush())
+    out = []
+    while sync._pending:  # ApproximateTimeSync has no public drain yet
+        stamp, image = sync._pending.popleft()
+        out.append(sync._emit_fallback(stamp, image))
+    return out
+
+
+@dataclass(frozen=True)
+class OutputTopics:
+    """Output topic names of one frame status, as the node resolves them (None disables one)."""
+
+    depth: str | None
+    disparity: str | None
+    points: str | None
+    camera_info: str | None
+
+    @classmethod
+    def under(cls, namespace: str, prefix: str = "") -> OutputTopics:
+        """The node's relative output names (`depth`, `disparity`, `points`, `depth/camera_info`,
+        with `prefix` such as `provisional/`) resolved in `namespace`."""
+        ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
+        return cls(*(f"{ns}/{prefix}{name}" for name in ("depth", "disparity", "points", "depth/camera_info")))
+
+
+PUBLISH_POLICIES = ("final", "provisional", "both")
+
+
+class DepthBagWriter:
+    """Write `DepthFrame`s as the live node's messages into a new rosbag2 bag.
+
+    Exactly what the node publishes: depth `32FC1` metres (NaN invalid, REP 118), disparity `32FC1`,
+    points an organized `PointCloud2` (xyz or xyzrgb, `is_dense=False`) and camera_info for the output
+    resolution. The `publish` policy routes frames like the node: only `final` (default) or only
+    `provisional` frames on the main topics, or `both` with provisional frames on `provisional_topics`.
+    Every output copies the input image's header (stamp, frame_id) and is logged at the input image's
+    bag receive time.
+
+    Args:
+        path: new bag folder (must not exist).
+        topics: main output topic names.
+        storage: "mcap" or "sqlite3".
+        typestore: ROS 2 distribution for the message definitions/hashes written.
+        publish: "final" | "provisional" | "both" (the pipeline's `publish` parameter).
+        provisional_topics: topics for provisional frames with `publish="both"`.
+    """
+
+    def __init__(self, path: str | Path, topics: OutputTopics, *, storage: str = "mcap", typestore: str = "kilted",
+                 publish: str = "final", provisional_topics: OutputTopics | None = None) -> None:
+        if storage not in STORAGES:
+            raise OfflineError(f"unknown storage {storage!r}; choose one of {', '.join(STORAGES)}")
+        if typestore not in TYPESTORES:
+            raise OfflineError(f"unknown typestore {typestore!r}; choose one of {', '.join(TYPESTORES)}")
+        if publish not in PUBLISH_POLICIES:
+            raise OfflineError(f"publish policy must be one of {', '.join(PUBLISH_POLICIES)}, got {publish!r}")
+        if publish == "both" and provisional_topics is None:
+            raise OfflineError("publish='both' needs provisional_topics")
+        self.path = Path(path)
+        self.topics = topics
+        self.provisional_topics = provisional_topics
+        self.publish = publish
+        self.storage = storage
+        self.ts = get_typestore(TYPESTORES[typestore])
+        self._writer: Writer | None = None
+        self._conns: dict[str, Connection] = {}
+        self._copied: dict[int, Connection] = {}
+        self.counts: dict[str, int] = {}
+        self.clouds_skipped = 0
+        self.frames_written = 0
+
+    def open(self) -> DepthBagWriter:
+        writer = Writer(self.path, version=9, storage_plugin=STORAGES[self.storage])
+        try:
+            writer.open()
+        except WriterError as err:
+            raise OfflineError(f"cannot create bag {self.path}: {err}") from err
+        self._writer = writer
+        return self
+
+    def close(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
+
+    def abort(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.abort()
+
+    def __enter__(self) -> DepthBagWriter:
+        return self.open()
+
+    def __exit__(self, exc_type: object, *exc: object) -> bool:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+        return False
+
+    @property
+    def writer(self) -> Writer:
+        if self._writer is None:
+            raise OfflineError("DepthBagWriter is not open")
+        return self._writer
+
+    def _conn(self, topic: str, msgtype: str) -> Connection:
+        conn = self._conns.get(topic)
+        if conn is None:
+            taken = {c.topic for c in self._copied.values()}
+            if topic in taken:
+                raise OfflineError(f"output topic {topic!r} already exists in the input bag; with "
+                                   f"--copy-input-topics the outputs need other names")
+            conn = self.writer.add_connection(topic, msgtype, typestore=self.ts)
+            self._conns[topic] = conn
+        return conn
+
+    def _write(self, topic: str | None, msgtype: str, msg: Any, t: int) -> None:
+        if not topic:
+            return
+        self.writer.write(self._conn(topic, msgtype), t, self.ts.serialize_cdr(msg, msgtype))
+        self.counts[topic] = self.counts.get(topic, 0) + 1
+
+    def copy_message(self, conn: Connection, t: int, raw: bytes) -> None:
+        """Copy one raw input message (same topic, type, definition and QoS) into the output bag."""
+        out = self._copied.get(conn.id)
+        if out is None:
+            if conn.topic in self._conns:
+                raise OfflineError(f"input topic {conn.topic!r} collides with an output topic")
+            ext = conn.ext
+            qos = list(getattr(ext, "offered_qos_profiles", []) or [])
+            fmt = getattr(ext, "serialization_format", "cdr")
+            msgdef = conn.msgdef.data if conn.msgdef.data and conn.digest else None
+            out = self.writer.add_connection(conn.topic, conn.msgtype, typestore=self.ts if msgdef is None else None,
+                                             msgdef=msgdef, rihs01=conn.digest if msgdef else None,
+                                             serialization_format=fmt, offered_qos_profiles=qos)
+            self._copied[conn.id] = out
+        self.writer.write(out, t, raw)
+
+    # -- message builders ---------------------------------------------------------------------
+    def _image(self, header: Any, arr: np.ndarray, encoding: str) -> Any:
+        step, data = image_fields_from_array(arr, encoding)
+        return self.ts.types[IMAGE](header=header, height=arr.shape[0], width=arr.shape[1], encoding=encoding,
+                                    is_bigendian=0, step=step, data=np.frombuffer(data, np.uint8))
+
+    def _camera_info(self, header: Any, camera: CameraModel) -> Any:
+        """As the node's `info_msg`: rectified pinhole at the output resolution, no distortion."""
+        T = self.ts.types
+        k = np.array([camera.fx, 0, camera.cx, 0, camera.fy, camera.cy, 0, 0, 1], np.float64)
+        p = np.array([camera.fx, 0, camera.cx, 0, 0, camera.fy, camera.cy, 0, 0, 0, 1, 0], np.float64)
+        return T[CAMERA_INFO](header=header, height=int(camera.height), width=int(camera.width),
+                              distortion_model="plumb_bob", d=np.zeros(5, np.float64), k=k,
+                              r=np.eye(3, dtype=np.float64).reshape(-1), p=p, binning_x=0, binning_y=0,
+                              roi=T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0,
+                                                                        do_rectify=False))
+
+    def _cloud(self, header: Any, points: np.ndarray, colors: np.ndarray | None) -> Any:
+        fields, point_step, row_step, data = pointcloud2_layout(points, colors)
+        pf = self.ts.types["sensor_msgs/msg/PointField"]
+        return self.ts.types[POINTCLOUD2](
+            header=header, height=points.shape[0], width=points.shape[1],
+            fields=[pf(name=n, offset=o, datatype=d, count=c) for n, o, d, c in fields],
+            is_bigendian=False, point_step=point_step, row_step=row_step, data=np.frombuffer(data, np.uint8),
+            is_dense=False)
+
+    def route(self, status: str) -> OutputTopics | None:
+        """The topics a frame of `status` goes to under the publish policy (None: not published)."""
+        if self.publish == "both":
+            return self.topics if status == "final" else self.provisional_topics
+        return self.topics if status == self.publish else None
+
+    def write_frame(self, frame: DepthFrame) -> bool:
+        """Write one frame's outputs at its input's bag time, if the publish policy publishes it.
+
+        Returns:
+            True if the frame was written to the main (not provisional) topics.
+        """
+        meta = frame.meta
+        if not isinstance(meta, BagFrameMeta):
+            raise OfflineError("DepthBagWriter.write_frame needs frames read by BagFrameSource (meta)")
+        topics = self.route(frame.status)
+        if topics is None:
+            return False
+        header, t = meta.header, meta.log_time_ns
+        if frame.depth is not None:
+            self._write(topics.depth, IMAGE, self._image(header, np.ascontiguousarray(frame.depth, np.float32),
+                                                         "32FC1"), t)
+        self._write(topics.disparity, IMAGE,
+                    self._image(header, np.ascontiguousarray(frame.disparity, np.float32), "32FC1"), t)
+        if frame.points is not None:
+            self._write(topics.points, POINTCLOUD2, self._cloud(header, frame.points, frame.colors), t)
+        elif topics is self.topics:
+            self.clouds_skipped += 1
+        if frame.camera is not None:
+            self._write(topics.camera_info, CAMERA_INFO, self._camera_info(header, frame.camera), t)
+        if topics is self.topics:
+            self.frames_written += 1
+        return topics is self.topics

@@ -1,0 +1,33 @@
+"""Errors of the offline tools (`vdepth-bag`, `vdepth-video`). Each message names the culprit."""
+
+from __future__ import annotations
+
+from vdepth_ros.errors import InputError, VdepthError
+
+
+class OfflineError(VdepthError):
+    """Base class of the offline tools' errors; the CLIs print it and exit with status 2."""
+
+
+class BagReadError(OfflineError):
+    """A bag cannot be read: corrupt or truncated storage, unknown storage plugin, bad metadata."""
+
+
+class EmptyBagError(BagReadError):
+    """The bag, or the selected image topic in it, holds no messages."""
+
+
+class MissingTopicError(BagReadError):
+    """A requested topic is not in the bag; the message lists the topics that are."""
+
+
+class UnsupportedEncodingError(OfflineError, InputError):
+    """An image message uses an encoding or message type the tools cannot convert."""
+
+
+class OutputExistsError(OfflineError, FileExistsError):
+    """The output path exists and `--overwrite` was not given."""
+
+
+class VideoReadError(OfflineError):
+    """A video file or image folder cannot be opened or holds no decodable frames."""

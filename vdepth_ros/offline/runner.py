@@ -1,0 +1,193 @@
+"""What `vdepth-bag` and `vdepth-video` share: building the pipeline from the node's YAML, driving it
+causally or offline over a frame stream, the progress bar and the final summary."""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import sys
+import time
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
+    from vdepth_ros.pipeline import DepthFrame, DepthPipeline, FrameInput
+    from vdepth_ros.runtime.engine import DepthEngine
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["causal", "offline"]
+MODES: tuple[str, ...] = ("causal", "offline")
+
+
+def default_params_path() -> Path:
+    """`config/depth.yaml`: the node's parameter file, also the offline tools' defaults."""
+    from vdepth_ros.paths import config_dir
+
+    return config_dir() / "depth.yaml"
+
+
+def load_node_params(path: str | Path | None = None) -> dict[str, Any]:
+    """The node's parameters as a flat dict, from `path` or the bundled `config/depth.yaml`."""
+    from vdepth_ros.config import load_params
+
+    return dict(load_params(Path(path) if path else default_params_path()))
+
+
+def build_pipeline(params: dict[str, Any], *, engine: DepthEngine | None = None,
+                   model: str | None = None, backend: str | None = None) -> DepthPipeline:
+    """`DepthPipeline.from_dict` over the node's params, with CLI overrides for model/backend."""
+    from vdepth_ros.pipeline import DepthPipeline
+
+    params = dict(params)
+    if model:
+        params["model"] = str(model)
+    if backend:
+        params["backend"] = backend
+    return DepthPipeline.from_dict(params, engine=engine)
+
+
+def run_pipeline(pipeline: DepthPipeline, frames: Iterable[FrameInput], mode: Mode) -> Iterator[DepthFrame]:
+    """Drive `pipeline` over `frames`.
+
+    `causal` is exactly what the live node does (`push` per frame, `flush` at the end); `offline`
+    is `run_offline` (global scale/shift solve, windows spilled to disk, memory bounded by the window).
+    """
+    if mode == "causal":
+        for frame in frames:
+            yield from pipeline.push(frame)
+        yield from pipeline.flush()
+    elif mode == "offline":
+        yield from pipeline.run_offline(frames)
+    else:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+
+
+def with_progress(frames: Iterable[FrameInput], total: int | None, desc: str, enabled: bool) -> Iterator[FrameInput]:
+    """Pass `frames` through, showing a tqdm bar (frames/s and ETA) on stderr when `enabled`."""
+    from tqdm import tqdm
+
+    with tqdm(total=total, desc=desc, unit="frame", disable=not enabled, dynamic_ncols=True, file=sys.stderr,
+              smoothing=0.1) as bar:
+        for frame in frames:
+            yield frame
+            bar.update(1)
+
+
+@dataclass
+class RunSummary:
+    """What one offline run did, for the final summary line(s) and `--json`."""
+
+    mode: str
+    frames_in: int = 0
+    frames_out: int = 0
+    dropped: int = 0
+    provisional: int = 0
+    clouds: int = 0
+    clouds_skipped: int = 0
+    seconds: float = 0.0
+    residuals: list[float] = field(default_factory=list)
+    scale_sources: Counter[str] = field(default_factory=Counter)
+    degenerate_fits: int = 0
+    outputs: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, frame: DepthFrame) -> None:
+        """Count one emitted frame."""
+        self.frames_out += 1
+        if frame.status != "final":
+            self.provisional += 1
+        if frame.points is not None:
+            self.clouds += 1
+        fit = frame.fit
+        res = getattr(fit, "residual", None)
+        if res is not None and math.isfinite(float(res)):
+            self.residuals.append(float(res))
+        self.scale_sources[str(getattr(fit, "scale_source", None) or "none")] += 1
+        if getattr(fit, "degenerate", False):
+            self.degenerate_fits += 1
+
+    @property
+    def fps(self) -> float:
+        return self.frames_in / self.seconds if self.seconds > 0 else float("nan")
+
+    def to_dict(self) -> dict[str, Any]:
+        res = np.asarray(self.residuals, np.float64)
+        return {
+            "mode": self.mode, "frames_in": self.frames_in, "frames_out": self.frames_out, "dropped": self.dropped,
+            "provisional": self.provisional, "clouds": self.clouds, "clouds_skipped": self.clouds_skipped,
+            "seconds": round(self.seconds, 3), "fps": round(self.fps, 2) if self.seconds > 0 else None,
+            "fit_residual_median": float(np.median(res)) if res.size else None,
+            "fit_residual_p95": float(np.percentile(res, 95)) if res.size else None,
+            "fit_residual_max": float(res.max()) if res.size else None,
+            "degenerate_fits": self.degenerate_fits, "scale_sources": dict(self.scale_sources),
+            "outputs": self.outputs, "notes": self.notes,
+        }
+
+    def format(self) -> str:
+        d = self.to_dict()
+        fmt = (lambda v: "n/a" if v is None else f"{v:.4g}")  # noqa: E731
+        lines = [
+            f"mode {self.mode}: {self.frames_in} frames in, {self.frames_out} out, {self.dropped} dropped"
+            + (f", {self.provisional} provisional" if self.provisional else "")
+            + f" in {self.seconds:.1f} s ({fmt(d['fps'])} frames/s)",
+            f"fit residual median {fmt(d['fit_residual_median'])}, p95 {fmt(d['fit_residual_p95'])}, "
+            f"max {fmt(d['fit_residual_max'])}; degenerate fits {self.degenerate_fits}",
+            "scale source: " + (", ".join(f"{k} ({v} frames)" for k, v in self.scale_sources.most_common()) or "n/a"),
+        ]
+        if self.clouds or self.clouds_skipped:
+            lines.append(f"point clouds: {self.clouds} written, {self.clouds_skipped} skipped (no camera model)")
+        lines += [f"{k}: {v}" for k, v in self.outputs.items()]
+        lines += [f"note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+class Stopwatch:
+    """Wall-clock seconds since construction."""
+
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into KeyboardInterrupt so `kill` cleans up partial outputs like Ctrl-C does."""
+
+    def handler(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+
+
+def cli_errors(prog: str, exc: BaseException) -> int:
+    """Print an error for the CLIs and return the exit status (2 for our errors, 130 for Ctrl-C)."""
+    if isinstance(exc, KeyboardInterrupt):
+        print(f"{prog}: interrupted; no output was written under the final name", file=sys.stderr)
+        return 130
+    print(f"{prog}: error: {exc}", file=sys.stderr)
+    return 2

@@ -1,0 +1,128 @@
+"""Write image bags from frame iterables: the demo's bag from a clip, the benchmark's and tests' tiny bags.
+
+Frames are written one at a time, so a bag of any length is built in constant memory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from rosbags.rosbag2 import Writer
+from rosbags.typesys import get_typestore
+
+from vdepth_ros.encodings import image_fields_from_array
+from vdepth_ros.offline.bagio import CAMERA_INFO, COMPRESSED, IMAGE, STORAGES, TYPESTORES
+from vdepth_ros.offline.errors import OfflineError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
+#: `write_image_bag` encodings: raw ROS encodings, or "jpeg"/"png" for `CompressedImage`.
+BAG_ENCODINGS = ("rgb8", "bgr8", "rgba8", "mono8", "jpeg", "png")
+
+
+def synthetic_frames(n: int, height: int = 48, width: int = 64, seed: int = 0) -> Iterator[np.ndarray]:
+    """`n` deterministic `(H, W, 3)` uint8 RGB frames: a textured gradient with a moving square."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    base = np.stack([xx / max(width - 1, 1), yy / max(height - 1, 1), 0.5 + 0.0 * xx], axis=-1) * 200.0
+    base += rng.uniform(0, 40, size=(height, width, 3)).astype(np.float32)
+    side = max(2, min(height, width) // 4)
+    for i in range(n):
+        img = base.copy()
+        x0 = (i * 3) % max(width - side, 1)
+        y0 = (i * 2) % max(height - side, 1)
+        img[y0:y0 + side, x0:x0 + side] = (255.0, 230.0, 40.0)
+        yield np.clip(img, 0, 255).astype(np.uint8)
+
+
+def default_intrinsics(width: int, height: int, hfov_deg: float = 60.0) -> tuple[float, float, float, float]:
+    """`(fx, fy, cx, cy)` of an assumed pinhole with horizontal FOV `hfov_deg` and square pixels."""
+    fx = (width / 2.0) / float(np.tan(np.radians(hfov_deg) / 2.0))
+    return fx, fx, (width - 1) / 2.0, (height - 1) / 2.0
+
+
+def write_image_bag(path: str | Path, frames: Iterable[np.ndarray], *, storage: str = "mcap",
+                    typestore: str = "kilted", image_topic: str = "/image",
+                    camera_info_topic: str | None = "/camera_info",
+                    encoding: str = "rgb8", fps: float = 30.0, start_ns: int = 1_700_000_000_000_000_000,
+                    frame_id: str = "camera_optical_frame",
+                    intrinsics: tuple[float, float, float, float] | None = None,
+                    sparse_depth: Iterable[np.ndarray] | None = None, sparse_depth_topic: str = "/sparse_depth",
+                    info_first: bool = True) -> int:
+    """Write `frames` (RGB uint8) as a rosbag2 bag with Image/CompressedImage + CameraInfo.
+
+    Args:
+        path: new bag folder.
+        frames: `(H, W, 3)` uint8 RGB frames.
+        storage: "mcap" or "sqlite3".
+        typestore: ROS 2 distribution (`TYPESTORES` key).
+        image_topic, camera_info_topic: topic names (`camera_info_topic=None`: no camera_info).
+        encoding: one of `BAG_ENCODINGS`.
+        fps: stamps advance by `1/fps`; header stamp == bag time.
+        start_ns: first stamp.
+        frame_id: header frame_id.
+        intrinsics: `(fx, fy, cx, cy)`; default: `default_intrinsics` of the frame size.
+        sparse_depth: optional `(H, W)` float32 metre maps written as `32FC1` on `sparse_depth_topic`.
+        info_first: write camera_info before (True) or after (False) its image.
+
+    Returns:
+        The number of frames written.
+    """
+    if encoding not in BAG_ENCODINGS:
+        raise OfflineError(f"encoding {encoding!r} not in {BAG_ENCODINGS}")
+    import cv2
+
+    ts = get_typestore(TYPESTORES[typestore])
+    T = ts.types
+    depth_iter = iter(sparse_depth) if sparse_depth is not None else None
+    n = 0
+    with Writer(Path(path), version=9, storage_plugin=STORAGES[storage]) as writer:
+        compressed = encoding in ("jpeg", "png")
+        img_conn = writer.add_connection(image_topic, COMPRESSED if compressed else IMAGE, typestore=ts)
+        info_conn = writer.add_connection(camera_info_topic, CAMERA_INFO, typestore=ts) if camera_info_topic else None
+        depth_conn = writer.add_connection(sparse_depth_topic, IMAGE, typestore=ts) if depth_iter else None
+        for i, rgb in enumerate(frames):
+            t = start_ns + round(i * 1e9 / fps)
+            header = T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](
+                sec=t // 1_000_000_000, nanosec=t % 1_000_000_000), frame_id=frame_id)
+            h, w = rgb.shape[:2]
+            if compressed:
+                ok, buf = cv2.imencode(".jpg" if encoding == "jpeg" else ".png", np.ascontiguousarray(rgb[..., ::-1]))
+                if not ok:
+                    raise OfflineError(f"cannot encode frame {i} as {encoding}")
+                msg: Any = T[COMPRESSED](header=header, format=encoding, data=buf.reshape(-1))
+                img_raw = ts.serialize_cdr(msg, COMPRESSED)
+            else:
+                arr = {"rgb8": rgb, "bgr8": rgb[..., ::-1],
+                       "rgba8": np.concatenate([rgb, np.full((h, w, 1), 255, np.uint8)], axis=2),
+                       "mono8": rgb.mean(axis=2).astype(np.uint8)}[encoding]
+                step, data = image_fields_from_array(np.ascontiguousarray(arr), encoding)
+                msg = T[IMAGE](header=header, height=h, width=w, encoding=encoding, is_bigendian=0, step=step,
+                               data=np.frombuffer(data, np.uint8))
+                img_raw = ts.serialize_cdr(msg, IMAGE)
+            info_raw = None
+            if info_conn is not None:
+                fx, fy, cx, cy = intrinsics or default_intrinsics(w, h)
+                info = T[CAMERA_INFO](
+                    header=header, height=h, width=w, distortion_model="plumb_bob", d=np.zeros(5),
+                    k=np.array([fx, 0, cx, 0, fy, cy, 0, 0, 1], np.float64), r=np.eye(3).reshape(-1),
+                    p=np.array([fx, 0, cx, 0, 0, fy, cy, 0, 0, 0, 1, 0], np.float64), binning_x=0, binning_y=0,
+                    roi=T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0,
+                                                              do_rectify=False))
+                info_raw = ts.serialize_cdr(info, CAMERA_INFO)
+            if info_raw is not None and info_first:
+                writer.write(info_conn, t, info_raw)
+            writer.write(img_conn, t, img_raw)
+            if info_raw is not None and not info_first:
+                writer.write(info_conn, t + 1, info_raw)
+            if depth_iter is not None:
+                depth = np.ascontiguousarray(next(depth_iter), np.float32)
+                step, data = image_fields_from_array(depth, "32FC1")
+                dmsg = T[IMAGE](header=header, height=depth.shape[0], width=depth.shape[1], encoding="32FC1",
+                                is_bigendian=0, step=step, data=np.frombuffer(data, np.uint8))
+                writer.write(depth_conn, t, ts.serialize_cdr(dmsg, IMAGE))
+            n += 1
+    return n

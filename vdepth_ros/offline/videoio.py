@@ -1,0 +1,315 @@
+"""Frame sources (video files, image folders) and per-frame file outputs for `vdepth-video`.
+
+Both sides stream: one decoded frame in, one frame's files out, so memory is bounded by the
+pipeline window, not by the clip length.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import cv2
+import numpy as np
+
+from vdepth_ros.offline.errors import OfflineError, VideoReadError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from vdepth_ros.pipeline import DepthFrame, FrameInput
+    from vdepth_ros.stream.cloud import CameraModel
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".m4v", ".webm")
+FORMATS = ("png", "npy", "npz")
+
+
+def _natural_key(path: Path) -> list[Any]:
+    return [int(tok) if tok.isdigit() else tok.lower() for tok in re.split(r"(\d+)", path.name)]
+
+
+@dataclass(frozen=True)
+class VideoFrameMeta:
+    """`FrameInput.meta` of a video frame: its index in the input and where it came from."""
+
+    index: int
+    source: str
+
+
+class VideoFrameSource:
+    """RGB frames from a video file (`.mp4`, `.mov`, ...) or a folder of images (natural sort order).
+
+    Args:
+        path: the video file or image folder.
+        fps: frame rate for stamps; default: the video's own (30 for image folders or when unknown).
+        camera: intrinsics at the input resolution attached to every frame (None: no clouds).
+        max_frames: stop after this many frames (None: all).
+
+    Raises (on `open`):
+        FileNotFoundError, VideoReadError.
+    """
+
+    def __init__(self, path: str | Path, *, fps: float | None = None, camera: CameraModel | None = None,
+                 max_frames: int | None = None) -> None:
+        self.path = Path(path)
+        self.requested_fps = fps
+        self.camera = camera
+        self.max_frames = max_frames
+        self.fps = float(fps or 30.0)
+        self.frame_count: int | None = None
+        self.size: tuple[int, int] | None = None  # (width, height)
+        self.dropped = 0
+        self._cap: Any = None
+        self._files: list[Path] = []
+
+    def open(self) -> VideoFrameSource:
+        if not self.path.exists():
+            raise FileNotFoundError(f"input {self.path} does not exist")
+        if self.path.is_dir():
+            self._files = sorted((p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES),
+                                 key=_natural_key)
+            if not self._files:
+                raise VideoReadError(f"folder {self.path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+            self.frame_count = len(self._files)
+            first = cv2.imread(str(self._files[0]), cv2.IMREAD_COLOR)
+            if first is None:
+                raise VideoReadError(f"cannot decode image {self._files[0]}")
+            self.size = (first.shape[1], first.shape[0])
+        else:
+            cap = cv2.VideoCapture(str(self.path))
+            if not cap.isOpened():
+                raise VideoReadError(f"cannot open video {self.path} (OpenCV/FFmpeg could not read it)")
+            self._cap = cap
+            native = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+            if self.requested_fps is None and native > 0:
+                self.fps = native
+            count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+            self.frame_count = count if count > 0 else None
+            w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+            self.size = (w, h) if w > 0 and h > 0 else None
+        if self.max_frames is not None and self.frame_count is not None:
+            self.frame_count = min(self.frame_count, self.max_frames)
+        return self
+
+    def close(self) -> None:
+        cap, self._cap = self._cap, None
+        if cap is not None:
+            cap.release()
+
+    def __enter__(self) -> VideoFrameSource:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> bool:
+        self.close()
+        return False
+
+    def _raw(self) -> Iterator[tuple[np.ndarray | None, str]]:
+        if self._files:
+            for p in self._files:
+                img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+                yield (None if img is None else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)), p.name
+            return
+        if self._cap is None:
+            raise OfflineError("VideoFrameSource is not open")
+        i = 0
+        while True:
+            ok, img = self._cap.read()
+            if not ok:
+                return
+            yield cv2.cvtColor(img, cv2.COLOR_BGR2RGB), f"{self.path.name}#{i}"
+            i += 1
+
+    def frames(self) -> Iterator[FrameInput]:
+        """`FrameInput`s stamped `index / fps`; undecodable or differently sized images are dropped (counted)."""
+        from vdepth_ros.pipeline import FrameInput
+
+        n = 0
+        for index, (rgb, name) in enumerate(self._raw()):
+            if self.max_frames is not None and n >= self.max_frames:
+                return
+            if rgb is None or (self.size is not None and (rgb.shape[1], rgb.shape[0]) != self.size):
+                self.dropped += 1
+                log.warning("dropping %s: %s", name, "cannot decode" if rgb is None else
+                            f"size {rgb.shape[1]}x{rgb.shape[0]} differs from the first frame's {self.size}")
+                continue
+            n += 1
+            yield FrameInput(rgb=rgb, stamp_ns=round(index * 1e9 / self.fps), camera=self.camera,
+                             meta=VideoFrameMeta(index=index, source=name))
+        if n == 0:
+            raise VideoReadError(f"{self.path}: no decodable frames")
+
+
+def colorize(values: np.ndarray, vmin: float, vmax: float, *, near_is_high: bool) -> np.ndarray:
+    """`(H, W, 3)` uint8 BGR INFERNO image of `values` in `[vmin, vmax]`; near is bright, NaN black.
+
+    Args:
+        values: depth (metres, near = small) or disparity (near = large).
+        near_is_high: True for disparity.
+    """
+    span = vmax - vmin if vmax > vmin else 1.0
+    norm = np.clip((np.nan_to_num(values, nan=vmin) - vmin) / span, 0.0, 1.0)
+    if not near_is_high:
+        norm = 1.0 - norm
+    bgr = cv2.applyColorMap((255 * norm).astype(np.uint8), cv2.COLORMAP_INFERNO)
+    bgr[~np.isfinite(values)] = 0
+    return bgr
+
+
+def write_ply(path: Path, points: np.ndarray, colors: np.ndarray | None) -> int:
+    """Write the finite points of an organized cloud as binary little-endian PLY; returns the count."""
+    xyz = points.reshape(-1, 3)
+    ok = np.isfinite(xyz).all(axis=1)
+    props = [("x", "<f4"), ("y", "<f4"), ("z", "<f4")]
+    if colors is not None:
+        props += [("red", "u1"), ("green", "u1"), ("blue", "u1")]
+    rec = np.empty(int(ok.sum()), dtype=props)
+    rec["x"], rec["y"], rec["z"] = xyz[ok, 0], xyz[ok, 1], xyz[ok, 2]
+    if colors is not None:
+        rgb = colors.reshape(-1, 3)[ok]
+        rec["red"], rec["green"], rec["blue"] = rgb[:, 0], rgb[:, 1], rgb[:, 2]
+    kinds = {"<f4": "float", "u1": "uchar"}
+    header = "ply\nformat binary_little_endian 1.0\n" + f"element vertex {rec.size}\n"
+    header += "".join(f"property {kinds[t]} {n}\n" for n, t in props) + "end_header\n"
+    with path.open("wb") as f:
+        f.write(header.encode("ascii"))
+        f.write(rec.tobytes())
+    return int(rec.size)
+
+
+def read_ply(path: Path) -> np.ndarray:
+    """`(N, 3)` float32 xyz of a PLY written by `write_ply` (for tests and quick checks)."""
+    data = path.read_bytes()
+    end = data.index(b"end_header\n") + len(b"end_header\n")
+    head = data[:end].decode("ascii").splitlines()
+    n = int(next(line.split()[2] for line in head if line.startswith("element vertex")))
+    props = [line.split()[2] for line in head if line.startswith("property")]
+    dt = [(p, "<f4") if p in "xyz" else (p, "u1") for p in props]
+    rec = np.frombuffer(data, dtype=dt, count=n, offset=end)
+    return np.stack([rec["x"], rec["y"], rec["z"]], axis=1)
+
+
+class VideoOutputWriter:
+    """Per-frame files of a `vdepth-video` run, inside one output folder.
+
+    Layout: `depth/` (metres; `png` = 16-bit millimetres, 0 invalid) or `disparity/` when there is no
+    scale source (relative; `png` = disparity * `png_scale` in 16 bits, see `meta.json`), `npy`/`npz`
+    float32 with NaN invalid, `preview.mp4` (mp4v, INFERNO, near = bright), `clouds/*.ply`,
+    `frames.csv` (index, stamp, source, status, fit) and `meta.json`.
+
+    Args:
+        folder: output folder (created).
+        formats: subset of `FORMATS`.
+        fps: preview frame rate.
+        preview: write `preview.mp4`.
+        ply: write clouds when the frame has points.
+    """
+
+    def __init__(self, folder: Path, *, formats: tuple[str, ...] = ("png",), fps: float = 30.0, preview: bool = True,
+                 ply: bool = False) -> None:
+        bad = [f for f in formats if f not in FORMATS]
+        if bad:
+            raise OfflineError(f"unknown output format(s) {bad}; choose from {', '.join(FORMATS)}")
+        self.folder = folder
+        self.formats = formats
+        self.fps = fps
+        self.preview = preview
+        self.ply = ply
+        self.kind: str | None = None  # "depth" | "disparity", fixed by the first frame
+        self.png_scale: float | None = None
+        self.range: tuple[float, float] | None = None
+        self.frames = 0
+        self.clouds = 0
+        self._video: Any = None
+        self._csv: Any = None
+        self._csv_file: Any = None
+
+    def __enter__(self) -> VideoOutputWriter:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._csv_file = (self.folder / "frames.csv").open("w", newline="")
+        self._csv = csv.writer(self._csv_file)
+        self._csv.writerow(["index", "stamp_ns", "source", "status", "kind", "scale", "shift", "residual",
+                            "scale_source"])
+        return self
+
+    def __exit__(self, *exc: object) -> bool:
+        self.close()
+        return False
+
+    def close(self) -> None:
+        if self._video is not None:
+            self._video.release()
+            self._video = None
+        if self._csv_file is not None:
+            self._csv_file.close()
+            self._csv_file = None
+
+    def _start(self, frame: DepthFrame) -> None:
+        self.kind = "depth" if frame.depth is not None else "disparity"
+        values = frame.depth if frame.depth is not None else frame.disparity
+        finite = values[np.isfinite(values)]
+        lo, hi = (np.percentile(finite, [2, 98]) if finite.size else (0.0, 1.0))
+        self.range = (float(lo), float(hi) if hi > lo else float(lo) + 1.0)
+        if self.kind == "disparity":
+            top = float(finite.max()) if finite.size else 1.0
+            self.png_scale = 30000.0 / top if top > 0 else 1.0  # headroom x2 for later, larger disparities
+        (self.folder / self.kind).mkdir(exist_ok=True)
+        if self.ply:
+            (self.folder / "clouds").mkdir(exist_ok=True)
+        if self.preview:
+            h, w = values.shape
+            self._video = cv2.VideoWriter(str(self.folder / "preview.mp4"), cv2.VideoWriter_fourcc(*"mp4v"),
+                                          float(self.fps), (w, h))
+            if not self._video.isOpened():
+                raise OfflineError("cannot open an mp4v video writer for preview.mp4")
+
+    def write(self, frame: DepthFrame) -> None:
+        """Write one frame's files (all frames must agree on having depth or not)."""
+        if self.kind is None:
+            self._start(frame)
+        values = frame.depth if self.kind == "depth" else frame.disparity
+        if values is None:
+            raise OfflineError("frame without depth after frames with depth; the scale source changed mid-run")
+        meta = frame.meta
+        index = meta.index if isinstance(meta, VideoFrameMeta) else frame.index
+        stem = self.folder / str(self.kind) / f"{index:06d}"
+        if "png" in self.formats:
+            if self.kind == "depth":
+                q = np.where(np.isfinite(values) & (values > 0), np.rint(values * 1000.0), 0)
+            else:
+                q = np.where(np.isfinite(values), np.rint(values * float(self.png_scale or 1.0)), 0)
+            cv2.imwrite(str(stem.with_suffix(".png")), np.clip(q, 0, 65535).astype(np.uint16))
+        if "npy" in self.formats:
+            np.save(stem.with_suffix(".npy"), values.astype(np.float32))
+        if "npz" in self.formats:
+            extra = {"depth": frame.depth} if frame.depth is not None else {}
+            np.savez_compressed(stem.with_suffix(".npz"), disparity=frame.disparity.astype(np.float32),
+                                stamp_ns=np.int64(frame.stamp_ns), **extra)
+        if self._video is not None:
+            vmin, vmax = self.range or (0.0, 1.0)
+            self._video.write(colorize(values, vmin, vmax, near_is_high=self.kind == "disparity"))
+        if self.ply and frame.points is not None:
+            write_ply(self.folder / "clouds" / f"{index:06d}.ply", frame.points, frame.colors)
+            self.clouds += 1
+        fit = frame.fit
+        self._csv.writerow([index, frame.stamp_ns, getattr(meta, "source", ""), frame.status, self.kind,
+                            getattr(fit, "scale", ""), getattr(fit, "shift", ""), getattr(fit, "residual", ""),
+                            getattr(fit, "scale_source", "")])
+        self.frames += 1
+
+    def write_meta(self, info: dict[str, Any]) -> None:
+        """`meta.json`: units, encodings and the run's settings, so the files can be read back correctly."""
+        units = {"depth": "metres; png: uint16 millimetres, 0 = invalid; npy/npz: float32, NaN = invalid",
+                 "disparity": "relative disparity (no scale source: NOT metric); png: uint16 = disparity * "
+                              "png_scale, 0 = invalid; npy/npz: float32, NaN = invalid"}
+        doc = {"kind": self.kind, "units": units.get(str(self.kind)), "png_scale": self.png_scale,
+               "preview_range": self.range, "frames": self.frames, "clouds": self.clouds, "formats": self.formats,
+               **info}
+        (self.folder / "meta.json").write_text(json.dumps(doc, indent=2, default=str) + "\n")
