@@ -37,7 +37,8 @@ def _export(model: TinyVideoNet, folder: Path, t: int = T, h: int = H, w: int = 
 
 
 @pytest.fixture
-def model_dir(tmp_path, tiny_registry) -> Path:  # noqa: F811
+def model_dir(tmp_path, request) -> Path:
+    request.getfixturevalue("tiny_registry")  # load_model(folder) must find the test family
     model = TinyVideoNet(channels=4).eval()
     model.save_pretrained(tmp_path)
     _export(model, tmp_path)

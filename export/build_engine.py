@@ -1,0 +1,218 @@
+"""ONNX -> serialized TensorRT engine with the TensorRT (>= 10) Python API, cached by key.
+
+An engine is valid only for the ONNX file, TensorRT version, GPU (name + compute capability)
+and precision it was built with. That key is written to `<engine>.key.json`; an existing engine
+is reused only when its stored key equals the current one (`force_engine_update` rebuilds
+anyway). The runtime (`vdepth_ros.runtime.tensorrt_backend`) verifies the same key before it
+deserializes, so a mismatched engine is never loaded silently.
+
+Not executed on this project's machines (no GPU, TensorRT not installable); the build logic is
+tested against a fake `tensorrt` module that records the API calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vdepth_ros.errors import ConfigError, ModelLoadError, VdepthError
+from vdepth_ros.runtime import ENGINE_NAME, ONNX_NAME
+from vdepth_ros.runtime.shapes import check_precision
+from vdepth_ros.runtime.spec import InputSpec, spec_path_for
+from vdepth_ros.runtime.tensorrt_backend import cuda_identity, import_tensorrt
+from vdepth_ros.runtime.trt_cache import (
+    EngineCacheKey,
+    key_path_for,
+    onnx_sha256,
+    rebuild_reason,
+    write_key,
+)
+
+log = logging.getLogger(__name__)
+
+MIN_CC = {"fp32": (0, 0), "fp16": (5, 3), "bf16": (8, 0)}  # compute capability a precision needs
+
+
+class EngineBuildError(VdepthError):
+    """TensorRT could not parse or build the network."""
+
+
+@dataclass(frozen=True)
+class EngineBuildResult:
+    """Outcome of `build_engine`."""
+
+    engine_path: Path
+    key: EngineCacheKey
+    rebuilt: bool
+    reason: str  # why it was (re)built, or why the cached one was reused
+    seconds: float = 0.0
+    timing_cache: Path | None = None
+
+
+def default_engine_path(onnx_path: Path) -> Path:
+    """`model.onnx` -> `model.engine` next to it (what `create_engine(folder)` looks for)."""
+    return onnx_path.with_name(ENGINE_NAME) if onnx_path.name == ONNX_NAME else onnx_path.with_suffix(".engine")
+
+
+def default_timing_cache(engine_path: Path, key: EngineCacheKey) -> Path:
+    """Timing caches are per TensorRT version and GPU: name them so."""
+    gpu = re.sub(r"[^A-Za-z0-9]+", "-", key.gpu_name).strip("-").lower() or "gpu"
+    return engine_path.parent / f"timing-trt{key.tensorrt_version}-{gpu}-sm{key.compute_capability}.cache"
+
+
+def profile_shapes(network: Any, spec: InputSpec) -> dict[str, tuple[int, ...]]:
+    """Fixed shape for each network input with dynamic (-1) dims, filled from the spec."""
+    want = (1, spec.frames, 3, spec.height, spec.width)
+    out: dict[str, tuple[int, ...]] = {}
+    for i in range(network.num_inputs):
+        tensor = network.get_input(i)
+        dims = tuple(int(d) for d in tensor.shape)
+        if -1 not in dims:
+            continue
+        if len(dims) != len(want):
+            raise EngineBuildError(f"input {tensor.name!r} has rank {len(dims)}; expected (1, T, 3, H, W)")
+        bad = [(a, b) for a, b in zip(dims, want, strict=True) if a not in (-1, b)]
+        if bad:
+            raise EngineBuildError(f"input {tensor.name!r} has shape {dims}, the spec says {want}")
+        out[tensor.name] = want
+    return out
+
+
+def _serialize_network(
+    trt: Any,
+    onnx_path: Path,
+    spec: InputSpec,
+    precision: str,
+    workspace_bytes: int,
+    timing_cache: Path,
+    tf32: bool,
+) -> bytes:
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    # ONNX exported in reduced precision carries its own types: build it strongly typed.
+    strongly_typed = spec.precision != "fp32"
+    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if strongly_typed else 0
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):  # resolves external data next to the file
+        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+        raise EngineBuildError(f"TensorRT cannot parse {onnx_path.name}: " + " | ".join(errors))
+
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_bytes))
+    if not strongly_typed:
+        if precision == "fp16":
+            config.set_flag(trt.BuilderFlag.FP16)
+        elif precision == "bf16":
+            config.set_flag(trt.BuilderFlag.BF16)
+        if not tf32:  # keep fp32 layers true fp32, as the parity report measured
+            config.clear_flag(trt.BuilderFlag.TF32)
+    shapes = profile_shapes(network, spec)
+    if shapes:
+        profile = builder.create_optimization_profile()
+        for name, shape in shapes.items():
+            profile.set_shape(name, shape, shape, shape)  # min = opt = max: the fixed window
+        config.add_optimization_profile(profile)
+
+    cache_blob = timing_cache.read_bytes() if timing_cache.is_file() else b""
+    cache = config.create_timing_cache(cache_blob)
+    if not config.set_timing_cache(cache, False):  # ignore_mismatch=False: never reuse another GPU's timings
+        log.warning("timing cache %s does not match this TensorRT/GPU; starting a new one", timing_cache)
+        config.set_timing_cache(config.create_timing_cache(b""), False)
+
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise EngineBuildError(f"TensorRT failed to build {onnx_path.name} (see the TensorRT log above)")
+    _atomic_write(timing_cache, bytes(config.get_timing_cache().serialize()))
+    return bytes(serialized)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def build_engine(
+    onnx_path: str | Path,
+    engine_path: str | Path | None = None,
+    *,
+    precision: str = "fp32",
+    workspace_gib: float = 4.0,
+    timing_cache: str | Path | None = None,
+    force_engine_update: bool = False,
+    device: int = 0,
+    tf32: bool = False,
+    trt: Any = None,
+    gpu: tuple[str, str] | None = None,
+) -> EngineBuildResult:
+    """Build (or reuse) the TensorRT engine of an exported ONNX graph.
+
+    Args:
+        onnx_path: graph from `export_onnx`; its `InputSpec` (`<onnx>.json`) gives the shapes.
+        engine_path: output; default `model.engine` next to `model.onnx`.
+        precision: "fp32" | "fp16" | "bf16" builder precision (fp16 needs sm >= 5.3, bf16 sm >= 8.0).
+        workspace_gib: builder workspace memory pool limit.
+        timing_cache: timing cache file (read if present, updated after the build); default
+            `timing-trt<version>-<gpu>-sm<cc>.cache` next to the engine.
+        force_engine_update: rebuild even if a matching engine exists.
+        device: CUDA device index whose name/compute capability enter the key.
+        tf32: allow TF32 in fp32 layers (off by default to stay close to the parity report).
+        trt, gpu: injected `tensorrt` module and (name, "major.minor") for tests.
+
+    Returns:
+        `EngineBuildResult`; `rebuilt` is False when a cached engine with the same key was reused.
+    """
+    check_precision(precision)
+    if workspace_gib <= 0:
+        raise ConfigError(f"workspace_gib must be > 0, got {workspace_gib}")
+    onnx_path = Path(onnx_path)
+    if not onnx_path.is_file():
+        raise ModelLoadError(f"ONNX model {onnx_path} not found; export it with `vdepth-export onnx`")
+    spec = InputSpec.load(spec_path_for(onnx_path))
+    if spec.dynamic_frames:
+        log.info("graph has a dynamic frame axis; the engine is built for T=%d only", spec.frames)
+    trt = trt if trt is not None else import_tensorrt()
+    gpu_name, cc = gpu if gpu is not None else cuda_identity(device)
+    major, minor = (int(x) for x in cc.split("."))
+    if (major, minor) < MIN_CC[precision]:
+        need = ".".join(map(str, MIN_CC[precision]))
+        raise ConfigError(f"{precision} needs compute capability >= {need}; {gpu_name} is sm {cc}")
+    if spec.precision != "fp32" and spec.precision != precision:
+        raise ConfigError(
+            f"{onnx_path.name} was exported in {spec.precision}; build it with precision={spec.precision!r} "
+            "(or export in fp32 and let TensorRT choose reduced precision)"
+        )
+
+    engine_path = Path(engine_path) if engine_path is not None else default_engine_path(onnx_path)
+    key = EngineCacheKey(onnx_sha256(onnx_path), str(trt.__version__), gpu_name, cc, precision)
+    reason = rebuild_reason(engine_path, key, force=force_engine_update)
+    tc = Path(timing_cache) if timing_cache is not None else default_timing_cache(engine_path, key)
+    if reason is None:
+        log.info("reusing %s (cache key %s matches)", engine_path, key.digest())
+        return EngineBuildResult(engine_path, key, False, "cache key matches", 0.0, tc)
+
+    log.info("building %s: %s", engine_path, reason)
+    engine_path.parent.mkdir(parents=True, exist_ok=True)
+    key_path_for(engine_path).unlink(missing_ok=True)  # never leave an old key next to a new engine
+    start = time.perf_counter()
+    blob = _serialize_network(trt, onnx_path, spec, precision, int(workspace_gib * 1024**3), tc, tf32)
+    _atomic_write(engine_path, blob)
+    write_key(engine_path, key)
+    engine_spec = InputSpec.from_dict(
+        {
+            **spec.to_dict(),
+            "precision": precision,
+            "dynamic_frames": False,
+            "extra": {**spec.extra, "onnx": onnx_path.name, "onnx_precision": spec.precision},
+        }
+    )
+    engine_spec.save(spec_path_for(engine_path))
+    seconds = time.perf_counter() - start
+    log.info("built %s (%d bytes) in %.1f s", engine_path, len(blob), seconds)
+    return EngineBuildResult(engine_path, key, True, reason, seconds, tc)

@@ -1,0 +1,131 @@
+"""`vdepth-export`: `onnx` (model -> ONNX + spec + parity report) and `engine` (ONNX -> TensorRT)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from vdepth_ros.errors import VdepthError
+from vdepth_ros.runtime.shapes import PRECISIONS
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vdepth-export", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    o = sub.add_parser("onnx", help="export a model folder or a family (--tiny) to ONNX with a parity report")
+    o.add_argument("source", help="model folder (config.json + model.safetensors) or family name")
+    o.add_argument("-o", "--output", help="output folder or .onnx path (default: the model folder)")
+    o.add_argument("--tiny", action="store_true", help="family name: random tiny_config() model (tests, CI)")
+    o.add_argument("--frames", type=int, help="window length T (default: family window / tiny shape)")
+    o.add_argument("--height", type=int, help="working height H (multiple of the family's multiple_of)")
+    o.add_argument("--width", type=int, help="working width W")
+    o.add_argument("--precision", choices=PRECISIONS, default="fp32")
+    o.add_argument("--opset", type=int, help="ONNX opset >= 17 (default 17 legacy / 18 dynamo)")
+    o.add_argument("--exporter", choices=("auto", "legacy", "dynamo"), default="auto")
+    o.add_argument("--dynamic-frames", action="store_true", help="declare T dynamic (checked at two lengths)")
+    o.add_argument("--no-parity", action="store_true", help="skip the ONNX Runtime vs PyTorch check")
+    o.add_argument("--no-strict", action="store_true", help="write the report but exit 0 on a parity failure")
+    o.add_argument("--threads", type=int, default=None, help="threads for the parity run")
+    o.add_argument("--evaldata", help="folder of real frames for parity (default: ../shared/evaldata if present)")
+    o.add_argument("--synthetic", action="store_true", help="parity on synthetic clips only")
+
+    e = sub.add_parser("engine", help="build a TensorRT engine from an exported ONNX (needs tensorrt + GPU)")
+    e.add_argument("onnx", help="model.onnx (with model.onnx.json next to it) or a model folder")
+    e.add_argument("-o", "--output", help="engine path (default: model.engine next to the ONNX)")
+    e.add_argument("--precision", choices=PRECISIONS, default="fp32")
+    e.add_argument("--workspace-gib", type=float, default=4.0)
+    e.add_argument("--timing-cache", help="timing cache file (default: per TensorRT version and GPU)")
+    e.add_argument("--force-engine-update", action="store_true", help="rebuild even if the cached engine matches")
+    e.add_argument("--device", type=int, default=0)
+    e.add_argument("--tf32", action="store_true", help="allow TF32 in fp32 layers")
+    return p
+
+
+def _run_onnx(args: argparse.Namespace) -> int:
+    from vdepth_export.export_onnx import export_onnx
+
+    evaldata: str | bool | None = args.evaldata if args.evaldata else True
+    if args.synthetic:
+        evaldata = None
+    res = export_onnx(
+        args.source,
+        args.output,
+        frames=args.frames,
+        height=args.height,
+        width=args.width,
+        precision=args.precision,
+        opset=args.opset,
+        exporter=args.exporter,
+        dynamic_frames=args.dynamic_frames,
+        tiny=args.tiny,
+        parity=not args.no_parity,
+        strict=not args.no_strict,
+        threads=args.threads,
+        evaldata=evaldata,
+    )
+    summary = {
+        "onnx": str(res.onnx_path),
+        "exporter": res.exporter,
+        "opset": res.opset,
+        "export_seconds": round(res.seconds, 2),
+        "external_data": res.external_data,
+        "shape": [1, res.spec.frames, 3, res.spec.height, res.spec.width],
+        "files": [str(f) for f in res.files],
+    }
+    if res.parity is not None:
+        summary["parity"] = {k: res.parity[k] for k in ("passed", "max_abs", "mean_abs", "tolerance_rel", "inputs")}
+    print(json.dumps(summary, indent=2))
+    return 0 if res.parity is None or res.parity["passed"] is not False else 1
+
+
+def _run_engine(args: argparse.Namespace) -> int:
+    from vdepth_export.build_engine import build_engine
+
+    from vdepth_ros.runtime import ONNX_NAME
+
+    onnx = Path(args.onnx)
+    if onnx.is_dir():
+        onnx = onnx / ONNX_NAME
+    res = build_engine(
+        onnx,
+        args.output,
+        precision=args.precision,
+        workspace_gib=args.workspace_gib,
+        timing_cache=args.timing_cache,
+        force_engine_update=args.force_engine_update,
+        device=args.device,
+        tf32=args.tf32,
+    )
+    print(
+        json.dumps(
+            {
+                "engine": str(res.engine_path),
+                "rebuilt": res.rebuilt,
+                "reason": res.reason,
+                "seconds": round(res.seconds, 2),
+                "key": res.key.to_dict(),
+                "timing_cache": str(res.timing_cache),
+            },
+            indent=2,
+        )
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        return _run_onnx(args) if args.command == "onnx" else _run_engine(args)
+    except VdepthError as err:
+        print(f"vdepth-export {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

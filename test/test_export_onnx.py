@@ -1,0 +1,196 @@
+"""export_onnx: files, checker, InputSpec, parity report, external data, dynamic frames, CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from test_runtime_tinynet import TinyVideoNet, tiny_registry  # noqa: F401 - pytest fixture
+from torch import nn
+from vdepth_export.cli import main as cli_main
+from vdepth_export.export_onnx import ExportError, export_onnx, parity_path_for
+from vdepth_export.parity import compare, parity_clips, synthetic_clip
+
+from vdepth_ros.models import ExportSignature, InputConstraints, VideoDepthModel
+from vdepth_ros.runtime import create_engine
+from vdepth_ros.runtime.spec import InputSpec, spec_path_for
+from vdepth_ros.runtime.trt_cache import external_data_path
+
+T, H, W = 4, 24, 40  # non-square, not the model's default window (6)
+
+
+def test_export_writes_checked_graph_spec_and_parity(tmp_path, evaldata) -> None:
+    model = TinyVideoNet(channels=4).eval()
+    res = export_onnx(model, tmp_path, frames=T, height=H, width=W, threads=1)
+    onnx_path = tmp_path / "model.onnx"
+    assert res.onnx_path == onnx_path
+    onnx.checker.check_model(str(onnx_path))
+    proto = onnx.load(str(onnx_path))
+    assert proto.opset_import[0].version >= 17
+    dims = [d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == [1, T, 3, H, W]
+    assert res.dynamic_axes == {}
+    assert not external_data_path(onnx_path).exists()
+    # constants folded: no node computes only from initializers/constants (e.g. the model's 1/std)
+    const = {t.name for t in proto.graph.initializer}
+    const |= {o for n in proto.graph.node if n.op_type == "Constant" for o in n.output}
+    foldable = [n.op_type for n in proto.graph.node if n.op_type != "Constant" and set(n.input) <= const]
+    assert foldable == []
+
+    spec = InputSpec.load(spec_path_for(onnx_path))
+    assert (spec.family, spec.frames, spec.height, spec.width) == ("tinytest", T, H, W)
+    assert spec.multiple_of == 4
+    assert spec.extra["exporter"] == "legacy"
+
+    report = json.loads(parity_path_for(onnx_path).read_text())
+    assert report["passed"] is True
+    assert len(report["checks"]) == 2
+    assert len(report["inputs"]) == 2
+    assert all(name.startswith("evaldata:") for name in report["inputs"])  # real frames when present
+    for check in report["checks"]:
+        assert check["max_abs_rel"] <= 1e-4
+        assert check["ref_range"] > 0
+    # the folder is complete: model saved, so every backend loads it
+    assert (tmp_path / "config.json").is_file()
+
+
+@pytest.mark.usefixtures("tiny_registry")
+def test_export_from_folder_reloads_with_create_engine(tmp_path) -> None:
+    model = TinyVideoNet(channels=4).eval()
+    model.save_pretrained(tmp_path)
+    rc = cli_main(["onnx", str(tmp_path), "--frames", "3", "--height", "20", "--width", "28", "--synthetic"])
+    assert rc == 0
+    report = json.loads(parity_path_for(tmp_path / "model.onnx").read_text())
+    assert report["inputs"] == ["synthetic:seed0", "synthetic:seed1"]
+    clip = synthetic_clip(3, 20, 28, seed=7)
+    with (
+        create_engine(tmp_path, backend="onnxruntime") as ort_eng,
+        create_engine(tmp_path, backend="torch", frames=3, height=20, width=28) as torch_eng,
+    ):
+        a, b = ort_eng.infer(clip), torch_eng.infer(clip)
+        assert compare("x", a, b, 1e-4).passed
+
+
+def test_external_data_for_large_graphs(tmp_path) -> None:
+    model = TinyVideoNet(channels=4).eval()
+    res = export_onnx(model, tmp_path, frames=T, height=H, width=W, external_data_threshold=1, evaldata=None)
+    assert res.external_data
+    data = external_data_path(res.onnx_path)
+    assert data.is_file()
+    assert data.stat().st_size > 0
+    proto = onnx.load(str(res.onnx_path), load_external_data=False)
+    assert any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer)
+    assert res.parity["passed"] is True  # ONNX Runtime resolves the external file
+
+
+def test_dynamic_frames_checked_at_two_lengths(tmp_path) -> None:
+    model = TinyVideoNet(channels=4).eval()
+    res = export_onnx(model, tmp_path, frames=T, height=H, width=W, dynamic_frames=True, evaldata=None)
+    assert res.spec.dynamic_frames
+    assert res.dynamic_axes == {"frames": [1], "disparity": [1]}
+    names = [c["name"] for c in res.parity["checks"]]
+    assert any(n.endswith(f"@T={T}") for n in names)
+    assert any(n.endswith(f"@T={T - 1}") for n in names)
+
+
+class _BakedBranch(nn.Module):
+    """Python control flow on data: tracing bakes the branch taken by the example input."""
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        lum = frames.mean(dim=2)
+        if float(frames.mean()) > 0.45:
+            return lum
+        return 1.0 - lum
+
+
+class BakedBranchNet(VideoDepthModel):
+    family = "bakedbranch"
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property
+    def input_constraints(self) -> InputConstraints:
+        return InputConstraints(window=4, overlap=1)
+
+    def export_signature(self, frames: int, height: int, width: int) -> ExportSignature:
+        return ExportSignature(_BakedBranch(), frames, height, width)
+
+
+def test_parity_failure_is_reported_and_raised(tmp_path) -> None:
+    """The parity check must catch a graph that differs from PyTorch on some inputs."""
+    dark = np.full((T, H, W, 3), 20, np.uint8)
+    bright = np.full((T, H, W, 3), 230, np.uint8)
+
+    def fake_clips(t, h, w, evaldata, count=2):
+        return [("dark", dark[:t]), ("bright", bright[:t])][:count]
+
+    import vdepth_export.export_onnx as mod
+
+    orig = mod.parity_clips
+    mod.parity_clips = fake_clips  # example input = "dark": tracing bakes the dark branch
+    try:
+        with pytest.raises(ExportError, match="differs from PyTorch"):
+            export_onnx(BakedBranchNet(), tmp_path, frames=T, height=H, width=W, evaldata=None)
+    finally:
+        mod.parity_clips = orig
+    report = json.loads(parity_path_for(tmp_path / "model.onnx").read_text())
+    assert report["passed"] is False
+    by_name = {c["name"]: c for c in report["checks"]}
+    assert by_name[f"dark@T={T}"]["passed"]
+    assert not by_name[f"bright@T={T}"]["passed"]
+
+
+@pytest.mark.parametrize("precision", ["fp16"])
+def test_reduced_precision_export_keeps_fp32_io(tmp_path, precision) -> None:
+    model = TinyVideoNet(channels=4).eval()
+    res = export_onnx(model, tmp_path, frames=T, height=H, width=W, precision=precision, evaldata=None)
+    proto = onnx.load(str(res.onnx_path))
+    assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert proto.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert any(
+        n.op_type == "Cast" and any(a.i == onnx.TensorProto.FLOAT16 for a in n.attribute) for n in proto.graph.node
+    )
+    assert res.spec.precision == precision
+    report = res.parity
+    assert report["tolerance_rel"] == 1e-2
+    assert report["passed"] is True  # measured against torch fp32
+    assert report["max_abs"] > 0  # really ran in reduced precision
+
+
+def test_parity_clips_fallback_and_difference(tmp_path) -> None:
+    clips = parity_clips(3, 16, 24, None)
+    assert [n for n, _ in clips] == ["synthetic:seed0", "synthetic:seed1"]
+    assert clips[0][1].shape == (3, 16, 24, 3)
+    assert clips[0][1].dtype == np.uint8
+    assert np.abs(clips[0][1].astype(int) - clips[1][1]).mean() > 10
+    np.testing.assert_array_equal(synthetic_clip(3, 16, 24, 0), clips[0][1])  # deterministic
+    assert parity_clips(3, 16, 24, tmp_path)[0][0] == "synthetic:seed0"  # empty evaldata folder
+
+
+def test_cli_errors_are_clear(tmp_path, capsys) -> None:
+    assert cli_main(["onnx", "nosuchfamily", "-o", str(tmp_path)]) == 2
+    assert "neither a model folder nor a known family" in capsys.readouterr().err
+    assert cli_main(["engine", str(tmp_path / "missing.onnx")]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+def test_export_requires_output_for_instances(tmp_path) -> None:
+    from vdepth_ros.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="output"):
+        export_onnx(TinyVideoNet(), None, frames=T, height=H, width=W)
+    with pytest.raises(ConfigError, match="multiple of 4"):
+        export_onnx(TinyVideoNet(), tmp_path, frames=T, height=H + 1, width=W)
+
+
+def test_onnx_file_output_path(tmp_path: Path) -> None:
+    out = tmp_path / "sub" / "custom.onnx"
+    res = export_onnx(TinyVideoNet(channels=4), out, frames=T, height=H, width=W, parity=False)
+    assert res.onnx_path == out
+    assert spec_path_for(out).is_file()
+    assert not (tmp_path / "sub" / "config.json").exists()
