@@ -144,8 +144,13 @@ def test_clip_dataset_deterministic_and_batch_consistent() -> None:
     for batch in batches:
         assert batch["frames"].shape[0] == 2 and 2 <= batch["frames"].shape[1] <= 6
         assert (batch["source"] == 0).all()  # weight-0 source never drawn
-    ds.set_epoch(1)
-    assert not torch.equal(ds[5]["frames"], a["frames"]) or ds[5]["frames"].shape != a["frames"].shape
+    # index 8 + 5 is item 5 of epoch 1: a different clip; with fixed_clips the same clip
+    assert ds[13]["key"].tolist() == [3, 1, 5]
+    ds.fixed_clips = True
+    assert torch.equal(ds[13]["frames"], a["frames"])
+    stream = make_loader(ds, start_batch=3)
+    first = next(iter(stream))
+    assert torch.equal(first["key"][:, 2], torch.tensor([6, 7]))
 
 
 def test_multi_aspect_crops_shared_within_a_batch() -> None:

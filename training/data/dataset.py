@@ -1,10 +1,11 @@
 """`ClipDataset`: weighted sources of sequences -> normalised, augmented training clips (torch).
 
-Determinism (needed for exact resume): sample `i` of epoch `e` is a pure function of
-`(seed, e, i)`. Everything a batch must share (source, clip length, crop aspect) is drawn from
-`rng(seed, e, i // batch_size)`; per-item choices (sequence, start, flip, crop offset) from
-`rng(seed, e, i)`. So a plain sequential sampler plus "skip the first k batches" resumes exactly,
-with any number of workers.
+Determinism (needed for exact resume): item `g` is a pure function of `(seed, g)`. Indices past
+`len(dataset)` are valid: `epoch, i = divmod(g, num_samples)` (with `fixed_clips` the epoch is
+always 0, so the same clips repeat every epoch -- what latent caching needs). Everything a batch
+must share (source, clip length, crop aspect) is drawn from `rng(seed, epoch, i // batch_size)`;
+per-item choices (sequence, start, flip, crop offset) from `rng(seed, epoch, i)`. So an
+`InfiniteSampler(start=k * batch_size)` resumes exactly after k batches, with any number of workers.
 
 Each item is a dict:
     frames     (T, 3, H, W) float32 RGB in [0, 1]
@@ -14,11 +15,13 @@ Each item is a dict:
     poses      (T, 4, 4) float32 camera-to-world (identity when unknown)
     has_camera () bool
     source     () int64 index into the dataset's sources
+    key        (3,) int64 (seed, epoch, index): identity of the clip (latent-cache key)
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import itertools
+from collections.abc import Callable, Iterator, Mapping
 from collections.abc import Sequence as SequenceABC
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -105,6 +108,7 @@ class ClipDataset(Dataset):
         num_samples: virtual epoch length.
         batch_size: items sharing source/length/aspect (must equal the loader's batch size).
         seed: base seed.
+        fixed_clips: every epoch repeats epoch 0's clips (for cached latents).
     """
 
     def __init__(
@@ -115,6 +119,7 @@ class ClipDataset(Dataset):
         num_samples: int = 1000,
         batch_size: int = 1,
         seed: int = 0,
+        fixed_clips: bool = False,
     ) -> None:
         if not sources or any(not s.sequences for s in sources):
             raise ValueError("ClipDataset needs at least one source, each with at least one sequence")
@@ -127,16 +132,20 @@ class ClipDataset(Dataset):
         self.num_samples = int(num_samples)
         self.batch_size = int(batch_size)
         self.seed = int(seed)
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
+        self.fixed_clips = bool(fixed_clips)
+        if self.num_samples % self.batch_size:
+            raise ValueError(f"num_samples {num_samples} must be a multiple of batch_size {batch_size}")
 
     def __len__(self) -> int:
         return self.num_samples
 
-    def _group_choice(self, index: int) -> tuple[int, tuple[int, int], tuple[int, int]]:
-        rng = np.random.default_rng([self.seed, self.epoch, index // self.batch_size, 1])
+    def split_index(self, index: int) -> tuple[int, int]:
+        """Global item index -> (epoch, index within the epoch)."""
+        epoch, i = divmod(int(index), self.num_samples)
+        return (0 if self.fixed_clips else epoch), i
+
+    def _group_choice(self, epoch: int, index: int) -> tuple[int, tuple[int, int], tuple[int, int]]:
+        rng = np.random.default_rng([self.seed, epoch, index // self.batch_size, 1])
         src = int(rng.choice(len(self.sources), p=self.probs))
         lr = self.sources[src].length_range or self.sampling.length_range
         length = int(rng.integers(int(lr[0]), int(lr[1]) + 1))
@@ -144,15 +153,28 @@ class ClipDataset(Dataset):
         return src, (length, length), size  # type: ignore[return-value]
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        src_idx, length_range, size = self._group_choice(index)
+        epoch, index = self.split_index(index)
+        src_idx, length_range, size = self._group_choice(epoch, index)
         source = self.sources[src_idx]
-        rng = np.random.default_rng([self.seed, self.epoch, index, 2])
+        rng = np.random.default_rng([self.seed, epoch, index, 2])
         seq_src = source.sequences[int(rng.integers(0, len(source.sequences)))]
         idx = sample_clip_indices(len(seq_src), length_range, rng, stride=self.sampling.stride)
         seq = seq_src.read(idx)
         seq = random_hflip(seq, rng, self.sampling.flip_p)
         seq = resize_and_crop(seq, size, rng if self.sampling.random_crop else None)
-        return clip_to_tensors(seq, self.sampling.normalization, max_depth=source.max_depth, source_index=src_idx)
+        item = clip_to_tensors(seq, self.sampling.normalization, max_depth=source.max_depth, source_index=src_idx)
+        item["key"] = torch.tensor([self.seed, epoch, index], dtype=torch.int64)
+        return item
+
+
+class InfiniteSampler(torch.utils.data.Sampler[int]):
+    """Yields start, start + 1, ... forever (ClipDataset accepts any index; see module docstring)."""
+
+    def __init__(self, start: int = 0) -> None:
+        self.start = int(start)
+
+    def __iter__(self) -> Iterator[int]:
+        return itertools.count(self.start)
 
 
 def clip_to_tensors(
@@ -193,13 +215,23 @@ def collate_clips(items: list[Mapping[str, torch.Tensor]]) -> dict[str, torch.Te
 
 
 def make_loader(
-    dataset: ClipDataset, *, num_workers: int = 0, collate: Callable | None = None
+    dataset: ClipDataset, *, start_batch: int | None = None, num_workers: int = 0, collate: Callable | None = None
 ) -> torch.utils.data.DataLoader:
-    """Sequential loader (the dataset itself is randomised; see module docstring)."""
+    """Loader over the dataset (the dataset itself is randomised; see module docstring).
+
+    Args:
+        dataset: the clips.
+        start_batch: None = one pass over `len(dataset)` items; an int = an endless stream starting
+            at that batch (`InfiniteSampler`), used by the trainer for exact resume.
+        num_workers: loader worker processes.
+        collate: batch collation (default `collate_clips`).
+    """
+    sampler = None if start_batch is None else InfiniteSampler(start_batch * dataset.batch_size)
     return torch.utils.data.DataLoader(
         dataset,
         batch_size=dataset.batch_size,
         shuffle=False,
+        sampler=sampler,
         num_workers=num_workers,
         collate_fn=collate or collate_clips,
         drop_last=True,
@@ -210,6 +242,7 @@ __all__ = [
     "ClipDataset",
     "ClipSampling",
     "InMemorySequence",
+    "InfiniteSampler",
     "SequenceSource",
     "Source",
     "clip_to_tensors",

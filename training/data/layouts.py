@@ -1,0 +1,520 @@
+"""Loaders for the public dataset layouts the papers train on, read lazily into `Sequence`s.
+
+Each `load_<layout>(root, **options)` returns a list of `FileSequence` (one per video / camera
+trajectory) that loads only the frames a clip asks for. `LAYOUTS` maps the names used in the YAML
+configs to loaders; `convert(...)` writes any of them in the one on-disk format (`sequence.py`).
+
+Conventions of the output: depth in metres (`target_kind="depth"`), invalid pixels False in
+`valid`, intrinsics (T, 3, 3) at the image resolution, poses (T, 4, 4) camera-to-world with OpenCV
+camera axes (x right, y down, z forward). Facts per layout are in each loader's docstring.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import re
+from collections import defaultdict
+from collections.abc import Callable
+from collections.abc import Sequence as SequenceABC
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from vdepth_training.data.sequence import Sequence, SequenceReader, find_sequences, write_sequence
+
+DepthReader = Callable[[Path], tuple[np.ndarray, np.ndarray]]
+"""path -> (depth (H, W) float32 metres, valid (H, W) bool)."""
+
+
+class FileSequence:
+    """A sequence whose frames are files: RGB paths, depth paths, a depth decoder, optional camera.
+
+    Args:
+        rgb: per-frame image paths.
+        depth: per-frame depth paths (same length).
+        read_depth: decoder of one depth file.
+        intrinsics: optional (T, 3, 3).
+        poses: optional (T, 4, 4) camera-to-world, OpenCV axes.
+        name, source: identifiers.
+    """
+
+    def __init__(
+        self,
+        rgb: list[Path],
+        depth: list[Path],
+        read_depth: DepthReader,
+        *,
+        intrinsics: np.ndarray | None = None,
+        poses: np.ndarray | None = None,
+        name: str = "",
+        source: str = "",
+    ) -> None:
+        if len(rgb) != len(depth) or not rgb:
+            raise ValueError(f"{name}: {len(rgb)} images vs {len(depth)} depth maps")
+        self.rgb, self.depth, self.read_depth = rgb, depth, read_depth
+        self.intrinsics, self.poses = intrinsics, poses
+        self.name, self.source = name, source
+
+    def __len__(self) -> int:
+        return len(self.rgb)
+
+    def read(self, indices: SequenceABC[int] | np.ndarray | None = None) -> Sequence:
+        idx = np.arange(len(self)) if indices is None else np.asarray(indices, dtype=np.int64)
+        rgb, depth, valid = [], [], []
+        for i in idx:
+            rgb.append(read_rgb(self.rgb[int(i)]))
+            d, v = self.read_depth(self.depth[int(i)])
+            depth.append(d)
+            valid.append(v)
+        return Sequence(
+            rgb=np.stack(rgb),
+            target=np.stack(depth),
+            valid=np.stack(valid),
+            target_kind="depth",
+            intrinsics=None if self.intrinsics is None else self.intrinsics[idx],
+            poses=None if self.poses is None else self.poses[idx],
+            metric=True,
+            name=self.name,
+            source=self.source,
+        )
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise ValueError(f"cannot decode image {path}")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def _read_png16(path: Path) -> np.ndarray:
+    v = cv2.imread(str(path), cv2.IMREAD_ANYDEPTH)
+    if v is None or v.dtype != np.uint16:
+        raise ValueError(f"{path} is not a 16-bit PNG")
+    return v
+
+
+def _finite_positive(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    valid = np.isfinite(d) & (d > 0)
+    return np.where(valid, d, 0.0).astype(np.float32), valid
+
+
+def pinhole(fx: float, fy: float, cx: float, cy: float) -> np.ndarray:
+    return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+
+
+def quat_to_matrix(q: np.ndarray) -> np.ndarray:
+    """(…, 4) quaternions (x, y, z, w) -> (…, 3, 3) rotation matrices (normalised first)."""
+    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
+    x, y, z, w = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
+    return np.stack(
+        [
+            np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
+            np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
+            np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1),
+        ],
+        -2,
+    )
+
+
+def _frame_number(path: Path) -> int:
+    nums = re.findall(r"\d+", path.stem)
+    if not nums:
+        raise ValueError(f"no frame number in {path.name}")
+    return int(nums[-1])
+
+
+# -- TartanAir ----------------------------------------------------------------------------------------
+
+TARTANAIR_K = pinhole(320.0, 320.0, 320.0, 240.0)  # 640x480, 90° FoV (tartanair_tools data_type.md)
+# TartanAir camera frame is NED (x forward, y right, z down); OpenCV (x right, y down, z forward)
+# vectors map into it by this matrix.
+_CV_TO_NED = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+
+
+def load_tartanair(root: str | Path, camera: str = "left") -> list[FileSequence]:
+    """TartanAir (v1): `<env>/[<env>/]<Easy|Hard>/P###/image_<cam>/000000_<cam>.png`,
+    `depth_<cam>/000000_<cam>_depth.npy` (float32 metres; the sky is a large finite value, e.g.
+    10000, capped later by the recipe's `max_depth`), `pose_<cam>.txt` (one line per frame:
+    tx ty tz qx qy qz qw, camera-to-world in NED axes). Fixed intrinsics fx=fy=320, cx=320, cy=240.
+    """
+    root = Path(root)
+    out = []
+    for img_dir in sorted(root.rglob(f"image_{camera}")):
+        traj = img_dir.parent
+        rgb = sorted(img_dir.glob(f"*_{camera}.png"))
+        depth = [traj / f"depth_{camera}" / f"{p.stem}_depth.npy" for p in rgb]
+        if not rgb or not all(d.is_file() for d in depth):
+            continue
+        poses = None
+        pose_file = traj / f"pose_{camera}.txt"
+        if pose_file.is_file():
+            vals = np.loadtxt(pose_file, ndmin=2)
+            if len(vals) == len(rgb):
+                poses = np.tile(np.eye(4), (len(vals), 1, 1))
+                poses[:, :3, :3] = quat_to_matrix(vals[:, 3:7]) @ _CV_TO_NED
+                poses[:, :3, 3] = vals[:, :3]
+        out.append(
+            FileSequence(
+                rgb,
+                depth,
+                lambda p: _finite_positive(np.load(p).astype(np.float32)),
+                intrinsics=np.tile(TARTANAIR_K, (len(rgb), 1, 1)),
+                poses=poses,
+                name=f"tartanair/{traj.relative_to(root).as_posix()}",
+                source="tartanair",
+            )
+        )
+    return out
+
+
+# -- Virtual KITTI 2 -------------------------------------------------------------------------------------
+
+VKITTI2_SKY_CM = 65535  # depth PNGs are uint16 centimetres; the sky is saturated at 655.35 m
+
+
+def _vkitti2_depth(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    v = _read_png16(path)
+    d = v.astype(np.float32) / 100.0
+    return d, v > 0  # the sky (65535) stays valid: a far value, capped by the recipe's max_depth
+
+
+def _vkitti2_table(path: Path) -> dict[tuple[int, int], np.ndarray]:
+    """`intrinsic.txt` / `extrinsic.txt`: a header line, then "frame cameraID values...".
+
+    Returns:
+        (frame, camera) -> values (float64).
+    """
+    table = {}
+    with path.open() as f:
+        next(f)  # header: frame cameraID K[0,0] ... or r1,1 ...
+        for line in f:
+            parts = line.split()
+            if parts:
+                table[(int(parts[0]), int(parts[1]))] = np.array([float(x) for x in parts[2:]])
+    return table
+
+
+def load_vkitti2(root: str | Path, cameras: tuple[int, ...] = (0,)) -> list[FileSequence]:
+    """Virtual KITTI 2: `vkitti_2.0.3_rgb/SceneXX/<variation>/frames/rgb/Camera_k/rgb_00000.jpg`,
+    `vkitti_2.0.3_depth/.../frames/depth/Camera_k/depth_00000.png` (uint16 cm, sky 65535),
+    `vkitti_2.0.3_textgt/SceneXX/<variation>/{intrinsic,extrinsic}.txt` (header + "frame cameraID
+    fx fy cx cy" / "frame cameraID" + row-major 4x4 world-to-camera). The `vkitti_2.0.3_` prefixes
+    may be absent (all modalities under one tree).
+    """
+    root = Path(root)
+    out = []
+    for rgb_dir in sorted(root.rglob("frames/rgb/Camera_*")):
+        cam = int(rgb_dir.name.split("_")[-1])
+        if cam not in cameras:
+            continue
+        variation_dir = rgb_dir.parent.parent.parent  # .../SceneXX/<variation>
+        rel = Path(variation_dir.parent.name) / variation_dir.name
+        rgb = sorted(rgb_dir.glob("rgb_*.jpg")) + sorted(rgb_dir.glob("rgb_*.png"))
+        depth_dir = _vkitti2_find(root, rel, f"frames/depth/Camera_{cam}")
+        if depth_dir is None:
+            continue
+        depth = [depth_dir / f"depth_{_frame_number(p):05d}.png" for p in rgb]
+        if not all(d.is_file() for d in depth):
+            continue
+        frames = [_frame_number(p) for p in rgb]
+        intr = poses = None
+        text_dir = _vkitti2_find(root, rel, "intrinsic.txt")
+        if text_dir is not None:
+            k = _vkitti2_table(text_dir / "intrinsic.txt")
+            if all((f, cam) in k for f in frames):
+                intr = np.stack([pinhole(*k[(f, cam)][:4]) for f in frames])
+            ext_file = text_dir / "extrinsic.txt"
+            if ext_file.is_file():
+                e = _vkitti2_table(ext_file)
+                if all((f, cam) in e for f in frames):
+                    poses = np.linalg.inv(np.stack([e[(f, cam)].reshape(4, 4) for f in frames]))
+        out.append(
+            FileSequence(
+                rgb,
+                depth,
+                _vkitti2_depth,
+                intrinsics=intr,
+                poses=poses,
+                name=f"vkitti2/{rel.as_posix()}/Camera_{cam}",
+                source="vkitti2",
+            )
+        )
+    return out
+
+
+def _vkitti2_find(root: Path, rel: Path, leaf: str) -> Path | None:
+    """`<m>/<rel>/<leaf>` where `<m>` is `root` or a folder in it (e.g. `vkitti_2.0.3_depth`).
+
+    Returns:
+        The folder holding `leaf` when it is a file, the leaf itself when it is a folder, or None.
+    """
+    for cand in [root, *sorted(p for p in root.iterdir() if p.is_dir())]:
+        path = cand / rel / leaf
+        if path.exists():
+            return path.parent if path.is_file() else path
+    return None
+
+
+# -- Hypersim ------------------------------------------------------------------------------------------
+
+HYPERSIM_WIDTH, HYPERSIM_HEIGHT = 1024, 768
+HYPERSIM_FOCAL = HYPERSIM_WIDTH / 2 / np.tan(np.pi / 6)  # 60° horizontal FoV -> 886.81 px
+
+
+def hypersim_distance_to_depth(distance: np.ndarray, focal: float = HYPERSIM_FOCAL) -> np.ndarray:
+    """Hypersim `depth_meters` holds the Euclidean distance to the camera centre, not planar depth:
+    z = dist · f / ||(u − cx, v − cy, f)|| with the image-plane ray of each pixel centre."""
+    h, w = distance.shape
+    u = np.arange(w, dtype=np.float64) - (w - 1) / 2
+    v = np.arange(h, dtype=np.float64) - (h - 1) / 2
+    norm = np.sqrt(u[None, :] ** 2 + v[:, None] ** 2 + focal**2)
+    return (distance * focal / norm).astype(np.float32)
+
+
+def _hypersim_depth(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        dist = np.asarray(f["dataset"], dtype=np.float32)
+    return _finite_positive(hypersim_distance_to_depth(dist))
+
+
+def load_hypersim(root: str | Path) -> list[FileSequence]:
+    """Hypersim: `ai_VVV_NNN/images/scene_cam_XX_final_preview/frame.IIII.tonemap.jpg` (tone-mapped
+    RGB), `scene_cam_XX_geometry_hdf5/frame.IIII.depth_meters.hdf5` (dataset "dataset": distance to
+    the camera centre in metres, NaN invalid -> converted to planar depth), camera trajectory in
+    `_detail/cam_XX/camera_keyframe_{positions,orientations}.hdf5` (asset units; orientation columns
+    are the camera axes, OpenGL convention: camera looks down −z) and `_detail/metadata_scene.csv`
+    (`meters_per_asset_unit`). One sequence per camera trajectory; 1024x768, 60° horizontal FoV.
+    """
+    root = Path(root)
+    out = []
+    for prev in sorted(root.rglob("scene_cam_*_final_preview")):
+        cam = prev.name[len("scene_") : -len("_final_preview")]  # "cam_XX"
+        geo = prev.parent / f"scene_{cam}_geometry_hdf5"
+        rgb = sorted(prev.glob("frame.*.tonemap.jpg"))
+        depth = [geo / f"frame.{_frame_number(p):04d}.depth_meters.hdf5" for p in rgb]
+        if not rgb or not all(d.is_file() for d in depth):
+            continue
+        scene = prev.parent.parent
+        frames = [_frame_number(p) for p in rgb]
+        k = pinhole(HYPERSIM_FOCAL, HYPERSIM_FOCAL, (HYPERSIM_WIDTH - 1) / 2, (HYPERSIM_HEIGHT - 1) / 2)
+        out.append(
+            FileSequence(
+                rgb,
+                depth,
+                _hypersim_depth,
+                intrinsics=np.tile(k, (len(rgb), 1, 1)),
+                poses=_hypersim_poses(scene, cam, frames),
+                name=f"hypersim/{scene.name}/{cam}",
+                source="hypersim",
+            )
+        )
+    return out
+
+
+def _hypersim_poses(scene: Path, cam: str, frames: list[int]) -> np.ndarray | None:
+    detail = scene / "_detail"
+    pos_file = detail / cam / "camera_keyframe_positions.hdf5"
+    rot_file = detail / cam / "camera_keyframe_orientations.hdf5"
+    if not (pos_file.is_file() and rot_file.is_file()):
+        return None
+    import h5py
+
+    scale = 1.0
+    meta = detail / "metadata_scene.csv"
+    if meta.is_file():
+        with meta.open() as f:
+            for row in csv.DictReader(f):
+                if row.get("parameter_name") == "meters_per_asset_unit":
+                    scale = float(row["parameter_value"])
+    with h5py.File(pos_file, "r") as f:
+        pos = np.asarray(f["dataset"], dtype=np.float64)
+    with h5py.File(rot_file, "r") as f:
+        rot = np.asarray(f["dataset"], dtype=np.float64)
+    if max(frames) >= len(pos):
+        return None
+    poses = np.tile(np.eye(4), (len(frames), 1, 1))
+    poses[:, :3, :3] = rot[frames] @ np.diag([1.0, -1.0, -1.0])  # OpenGL -> OpenCV camera axes
+    poses[:, :3, 3] = pos[frames] * scale
+    return poses
+
+
+# -- Dynamic Replica -----------------------------------------------------------------------------------------
+
+
+def load_16bit_float_png(path: Path) -> np.ndarray:
+    """Dynamic Replica depth: float16 values stored bit-for-bit in a 16-bit PNG."""
+    return _read_png16(path).view(np.float16).astype(np.float32)
+
+
+def _dynamic_replica_depth(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    return _finite_positive(load_16bit_float_png(path))
+
+
+def _pytorch3d_to_opencv(vp: dict[str, Any], size_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """PyTorch3D camera (X_view = X_world·R + T; view axes +x left, +y up, +z forward; NDC
+    intrinsics) -> OpenCV (K, camera-to-world)."""
+    h, w = size_hw
+    fl = vp["focal_length"]
+    fx, fy = (fl, fl) if np.isscalar(fl) else fl
+    px, py = vp["principal_point"]
+    if vp.get("intrinsics_format", "ndc_norm_image_bounds") == "ndc_isotropic":
+        sx = sy = min(h, w) / 2.0
+    else:  # ndc_norm_image_bounds
+        sx, sy = w / 2.0, h / 2.0
+    k = pinhole(fx * sx, fy * sy, w / 2.0 - px * sx, h / 2.0 - py * sy)
+    r = np.asarray(vp["R"], dtype=np.float64)
+    t = np.asarray(vp["T"], dtype=np.float64)
+    flip = np.diag([-1.0, -1.0, 1.0])
+    w2c = np.eye(4)
+    w2c[:3, :3] = flip @ r.T
+    w2c[:3, 3] = flip @ t
+    return k, np.linalg.inv(w2c)
+
+
+def load_dynamic_replica(root: str | Path, camera: str = "left") -> list[FileSequence]:
+    """Dynamic Replica: a split folder with `frame_annotations_<split>.jgz` (gzip JSON list; per
+    frame `sequence_name`, `camera_name`, `frame_number`, `image.path`, `image.size` [H, W],
+    `depth.path` (`*.geometric.png`: float16 bits in a 16-bit PNG), `viewpoint` {R, T,
+    focal_length, principal_point, intrinsics_format} in PyTorch3D conventions). Paths are relative
+    to the split folder or its parent.
+    """
+    root = Path(root)
+    out = []
+    for ann_file in sorted(root.rglob("frame_annotations_*.jgz")):
+        with gzip.open(ann_file, "rt", encoding="utf8") as f:
+            frames = json.load(f)
+        groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for fr in frames:
+            if fr.get("camera_name", camera) == camera:
+                groups[fr["sequence_name"]].append(fr)
+        base = ann_file.parent
+        for name, frs in sorted(groups.items()):
+            frs.sort(key=lambda fr: fr["frame_number"])
+            rgb = [_resolve(base, fr["image"]["path"]) for fr in frs]
+            depth = [_resolve(base, fr["depth"]["path"]) for fr in frs]
+            cams = [_pytorch3d_to_opencv(fr["viewpoint"], tuple(fr["image"]["size"])) for fr in frs]
+            out.append(
+                FileSequence(
+                    rgb,
+                    depth,
+                    _dynamic_replica_depth,
+                    intrinsics=np.stack([k for k, _ in cams]),
+                    poses=np.stack([c2w for _, c2w in cams]),
+                    name=f"dynamic_replica/{name}/{camera}",
+                    source="dynamic_replica",
+                )
+            )
+    return out
+
+
+def _resolve(base: Path, rel: str) -> Path:
+    for cand in (base / rel, base.parent / rel):
+        if cand.is_file():
+            return cand
+    raise FileNotFoundError(f"{rel} not found under {base} or {base.parent}")
+
+
+# -- PointOdyssey --------------------------------------------------------------------------------------------
+
+
+def _pointodyssey_depth(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    v = _read_png16(path)
+    return v.astype(np.float32) / 65535.0 * 1000.0, v > 0  # uint16 over a 1000 m range
+
+
+def load_pointodyssey(root: str | Path) -> list[FileSequence]:
+    """PointOdyssey: `<split>/<seq>/rgbs/rgb_00000.jpg`, `depths/depth_00000.png` (uint16,
+    depth = v / 65535 · 1000 m, 0 invalid), `anno.npz` with `intrinsics` (T, 3, 3) and
+    `extrinsics` (T, 4, 4) world-to-camera (OpenCV)."""
+    root = Path(root)
+    out = []
+    for rgb_dir in sorted(root.rglob("rgbs")):
+        seq = rgb_dir.parent
+        rgb = sorted(rgb_dir.glob("rgb_*.jpg")) + sorted(rgb_dir.glob("rgb_*.png"))
+        depth = [seq / "depths" / f"depth_{_frame_number(p):05d}.png" for p in rgb]
+        if not rgb or not all(d.is_file() for d in depth):
+            continue
+        intr = poses = None
+        anno = seq / "anno.npz"
+        if anno.is_file():
+            with np.load(anno) as a:
+                frames = [_frame_number(p) for p in rgb]
+                if "intrinsics" in a and len(a["intrinsics"]) > max(frames):
+                    intr = np.asarray(a["intrinsics"], dtype=np.float64)[frames]
+                if "extrinsics" in a and len(a["extrinsics"]) > max(frames):
+                    poses = np.linalg.inv(np.asarray(a["extrinsics"], dtype=np.float64)[frames])
+        out.append(
+            FileSequence(
+                rgb,
+                depth,
+                _pointodyssey_depth,
+                intrinsics=intr,
+                poses=poses,
+                name=f"pointodyssey/{seq.relative_to(root).as_posix()}",
+                source="pointodyssey",
+            )
+        )
+    return out
+
+
+# -- registry ---------------------------------------------------------------------------------------------
+
+
+def load_sequences(root: str | Path) -> list[SequenceReader]:
+    """Folders in the project's own format (`sequence.py`), e.g. `convert` output or the renderer's."""
+    return [SequenceReader(p) for p in find_sequences(root)]
+
+
+LAYOUTS: dict[str, Callable[..., list[Any]]] = {
+    "sequence": load_sequences,
+    "tartanair": load_tartanair,
+    "vkitti2": load_vkitti2,
+    "hypersim": load_hypersim,
+    "dynamic_replica": load_dynamic_replica,
+    "pointodyssey": load_pointodyssey,
+}
+
+
+def load_layout(layout: str, root: str | Path, **options: Any) -> list[Any]:
+    """Sequences of `root` read with the named layout.
+
+    Raises:
+        ValueError: unknown layout, or no sequence found (a wrong root is a config error).
+    """
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown dataset layout {layout!r}; known: {sorted(LAYOUTS)}")
+    seqs = LAYOUTS[layout](root, **options)
+    if not seqs:
+        raise ValueError(f"no {layout} sequences found under {root}")
+    return seqs
+
+
+def convert(layout: str, root: str | Path, out_dir: str | Path, **options: Any) -> list[Path]:
+    """Write every sequence of a public layout in the on-disk format; returns the folders."""
+    out = []
+    for seq in load_layout(layout, root, **options):
+        folder = Path(out_dir) / re.sub(r"[^A-Za-z0-9_.-]+", "_", seq.name)
+        out.append(write_sequence(folder, seq.read()))
+    return out
+
+
+__all__ = [
+    "LAYOUTS",
+    "FileSequence",
+    "convert",
+    "hypersim_distance_to_depth",
+    "load_16bit_float_png",
+    "load_dynamic_replica",
+    "load_hypersim",
+    "load_layout",
+    "load_pointodyssey",
+    "load_sequences",
+    "load_tartanair",
+    "load_vkitti2",
+    "quat_to_matrix",
+]
