@@ -1,1 +1,45 @@
+"""Streaming core (numpy only): window scheduling, alignment, stitching, depth, clouds."""
 
+from vdepth_ros.stream.align import IDENTITY, AffineFit, FitOptions, align_scale_shift, fit_pairs
+from vdepth_ros.stream.cloud import CameraModel, PointCloudBuilder, pack_rgb
+from vdepth_ros.stream.depth import depth_from_disparity, disparity_from_depth
+from vdepth_ros.stream.scale import MetricScale, NoScale, RangeScale, ScaleSource, SparseScale, make_scale_source
+from vdepth_ros.stream.stitch import (
+    GlobalAligner,
+    PairEdge,
+    StitchedFrame,
+    Stitcher,
+    blend,
+    crossfade_weights,
+    solve_global_affine,
+)
+from vdepth_ros.stream.windows import Window, WindowScheduler, pad_for_rule
+
+__all__ = [
+    "IDENTITY",
+    "AffineFit",
+    "CameraModel",
+    "FitOptions",
+    "GlobalAligner",
+    "MetricScale",
+    "NoScale",
+    "PairEdge",
+    "PointCloudBuilder",
+    "RangeScale",
+    "ScaleSource",
+    "SparseScale",
+    "StitchedFrame",
+    "Stitcher",
+    "Window",
+    "WindowScheduler",
+    "align_scale_shift",
+    "blend",
+    "crossfade_weights",
+    "depth_from_disparity",
+    "disparity_from_depth",
+    "fit_pairs",
+    "make_scale_source",
+    "pack_rgb",
+    "pad_for_rule",
+    "solve_global_affine",
+]

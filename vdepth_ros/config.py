@@ -1,0 +1,217 @@
+"""`PipelineConfig`: the node parameters that are not ROS-specific, typed, with defaults.
+
+The live node, `vdepth-bag`, `vdepth-video` and `vdepth-eval` all build their pipeline from one
+parameter dict (`PipelineConfig.from_params`), and the offline tools read the node's YAML with
+`load_params`, so live and offline runs agree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vdepth_ros.errors import ConfigError
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "backend": ("auto", "torch", "onnxruntime", "tensorrt"),
+    "precision": ("fp32", "fp16", "bf16"),
+    "alignment": ("auto", "chain_ls", "keyframe", "none"),
+    "publish": ("provisional", "final", "both"),
+    "scale_source": ("none", "sparse", "range", "metric"),
+    "output_resolution": ("model", "input"),
+    "fit_method": ("symmetric", "ols"),
+    "robust": ("tukey", "huber", "none"),
+}
+
+
+@dataclass
+class PipelineConfig:
+    """Depth pipeline parameters.
+
+    Attributes:
+        model: model folder / file, or "default" (`vdepth_ros.paths.default_model_dir()`).
+        backend: "auto" | "torch" | "onnxruntime" | "tensorrt".
+        precision: "fp32" | "fp16" | "bf16".
+        window: window length in frames; 0 = the model's default.
+        overlap: overlap in frames; 0 = the model's default (keyframe mode: `len(keyframes)`).
+        keyframes: keyframe slots for keyframe alignment; empty = the model's default.
+        alignment: "auto" (the model's default) | "chain_ls" | "keyframe" | "none".
+        publish: "provisional" (each frame once, as early as possible) | "final" (each frame once,
+            when settled) | "both" (provisional, then final when a later window revised it).
+        low_latency_start: first window shorter (about half) so the first output comes sooner.
+        fit_method: "symmetric" (default; no drift from errors-in-variables) | "ols" (the papers).
+        robust: "tukey" | "huber" | "none" (plain closed-form fit, as the papers).
+        scale_clip_min, scale_clip_max: clip of the per-window scale (DVD demo: 0.7, 1.5);
+            0, 0 = no clip.
+        fit_max_points: pixels per fit (deterministic subsample); 0 = all.
+        anchor_refresh: keyframe mode: replace the anchor frame when the scene no longer
+            matches it (the papers keep frame 0 forever).
+        anchor_min_inliers: inlier fraction of the anchor below which it is refreshed.
+        scale_source: "none" (relative output only) | "sparse" | "range" | "metric".
+        near, far: metres, for scale_source "range".
+        sparse_min_points: sparse depth points needed to refit the metric scale of a window.
+        min_depth, max_depth: output depth clip in metres.
+        cloud_stride: point cloud downsampling (every n-th pixel); 0 = no cloud.
+        cloud_colors: attach RGB to the cloud.
+        output_resolution: "model" (working resolution) | "input" (camera resolution).
+    """
+
+    model: str = "default"
+    backend: str = "auto"
+    precision: str = "fp32"
+    window: int = 0
+    overlap: int = 0
+    keyframes: list[int] = field(default_factory=list)
+    alignment: str = "auto"
+    publish: str = "provisional"
+    low_latency_start: bool = False
+    fit_method: str = "symmetric"
+    robust: str = "tukey"
+    scale_clip_min: float = 0.0
+    scale_clip_max: float = 0.0
+    fit_max_points: int = 65536
+    anchor_refresh: bool = False
+    anchor_min_inliers: float = 0.5
+    scale_source: str = "none"
+    near: float = 0.3
+    far: float = 10.0
+    sparse_min_points: int = 50
+    min_depth: float = 0.05
+    max_depth: float = 100.0
+    cloud_stride: int = 1
+    cloud_colors: bool = True
+    output_resolution: str = "model"
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Check types, choices and ranges; raise ConfigError naming the field and value."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            setattr(self, f.name, _coerce(f.name, f.type, value))
+        for name, choices in _CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise ConfigError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
+        for name in ("window", "overlap", "fit_max_points", "cloud_stride"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.window and self.overlap >= self.window:
+            raise ConfigError(f"overlap must be < window, got overlap={self.overlap}, window={self.window}")
+        if any(k < 0 for k in self.keyframes):
+            raise ConfigError(f"keyframes must be non-negative slots, got {self.keyframes}")
+        clip = (self.scale_clip_min, self.scale_clip_max)
+        if clip != (0.0, 0.0) and not 0 < clip[0] <= clip[1]:
+            raise ConfigError(f"scale_clip_min/max must be 0/0 (off) or 0 < min <= max, got {clip}")
+        if not 0 < self.min_depth < self.max_depth:
+            raise ConfigError(
+                f"need 0 < min_depth < max_depth, got min_depth={self.min_depth}, max_depth={self.max_depth}"
+            )
+        if self.scale_source == "range" and not 0 < self.near < self.far:
+            raise ConfigError(f"need 0 < near < far for scale_source 'range', got near={self.near}, far={self.far}")
+        if not 0.0 <= self.anchor_min_inliers <= 1.0:
+            raise ConfigError(f"anchor_min_inliers must be in [0, 1], got {self.anchor_min_inliers}")
+        if self.sparse_min_points < 2:
+            raise ConfigError(f"sparse_min_points must be >= 2, got {self.sparse_min_points}")
+
+    @property
+    def scale_clip(self) -> tuple[float, float] | None:
+        clip = (self.scale_clip_min, self.scale_clip_max)
+        return None if clip == (0.0, 0.0) else clip
+
+    def resolved_model(self) -> str:
+        """`model`, with "default" replaced by the bundled default model folder."""
+        if self.model == "default":
+            from vdepth_ros.paths import default_model_dir
+
+            return str(default_model_dir())
+        return self.model
+
+    def to_params(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> tuple[PipelineConfig, dict[str, Any]]:
+        """Split a (flattened) parameter dict into a config and the keys it does not know.
+
+        Returns:
+            (config, unknown) where `unknown` holds the other keys (ROS-specific ones such as
+            topics and QoS) unchanged.
+        """
+        names = {f.name for f in dataclasses.fields(cls)}
+        known = {k: v for k, v in params.items() if k in names}
+        unknown = {k: v for k, v in params.items() if k not in names}
+        return cls(**known), unknown
+
+
+def _coerce(name: str, annotation: Any, value: Any) -> Any:
+    kind = str(annotation)
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        raise ConfigError(f"{name} must be a bool, got {value!r}")
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
+            raise ConfigError(f"{name} must be an integer, got {value!r}")
+        return int(value)
+    if kind == "float":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{name} must be a number, got {value!r}")
+        return float(value)
+    if kind == "str":
+        if not isinstance(value, str):
+            raise ConfigError(f"{name} must be a string, got {value!r}")
+        return value
+    if kind == "list[int]":
+        if not isinstance(value, list | tuple) or any(isinstance(v, bool) or not isinstance(v, int) for v in value):
+            raise ConfigError(f"{name} must be a list of integers, got {value!r}")
+        return [int(v) for v in value]
+    raise ConfigError(f"{name}: unsupported field type {kind}")  # pragma: no cover - programming error
+
+
+def _flatten(prefix: str, tree: dict[str, Any], out: dict[str, Any]) -> None:
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            _flatten(f"{name}.", value, out)
+        else:
+            out[name] = value
+
+
+def load_params(yaml_path: str | Path, node_name: str | None = None) -> dict[str, Any]:
+    """Read a ROS 2 parameter file into one flat dict (nested keys joined with dots).
+
+    Sections are merged in increasing specificity: `/**`, then `/**/<node>`, then `<node>` /
+    `/<node>` (so node-specific values win). `node_name` defaults to "depth_node"; with
+    `node_name=None` only that default name is used.
+
+    Raises:
+        ConfigError: missing file, bad YAML, or no matching `ros__parameters` section.
+    """
+    import yaml
+
+    path = Path(yaml_path)
+    if not path.is_file():
+        raise ConfigError(f"parameter file {path} not found")
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"parameter file {path} is not valid YAML: {err}") from err
+    if not isinstance(doc, dict):
+        raise ConfigError(f"parameter file {path} must map node names to ros__parameters")
+    node = (node_name or "depth_node").strip("/").split("/")[-1]
+    order = ["/**", f"/**/{node}", node, f"/{node}"]
+    out: dict[str, Any] = {}
+    found = False
+    for key in order:
+        section = doc.get(key)
+        if isinstance(section, dict) and isinstance(section.get("ros__parameters"), dict):
+            _flatten("", section["ros__parameters"], out)
+            found = True
+    if not found:
+        raise ConfigError(f"parameter file {path} has no ros__parameters for {order}; sections: {sorted(doc)}")
+    return out

@@ -1,0 +1,264 @@
+"""Scale-and-shift fits between two disparity maps: `ref ≈ s * cur + t`.
+
+The papers fit ordinary least squares (DVD Eq. 8-9; VDA `compute_scale_and_shift`: closed-form
+2x2 normal equations, fallback s=1, t=0 when det == 0). Chained along a video, OLS is biased
+when *both* sides are noisy (errors-in-variables attenuation shrinks s a little at every window,
+and the shrinkage compounds; see docs / design note). The default here is therefore
+
+* **symmetric**: the geometric-mean (reduced major axis) slope `s = sign(cov) * sd(ref) / sd(cur)`,
+  consistent when both sides carry the same *relative* noise, which is the case for two windows
+  of the same model mapped to the same canonical scale;
+* **robust**: an LMedS start from deterministic random point pairs, then IRLS with Tukey (or
+  Huber) weights on the residual normalised by its MAD, so outliers on *either* side (the
+  previous window is the next window's reference) are rejected;
+* in float64 on a deterministic subsample of the valid pixels (`max_points`), so the fit cost
+  does not grow with the resolution.
+
+A fit with too few points, no variance, or no correlation falls back to (1, 0) and says so
+(`AffineFit.degenerate`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from vdepth_ros.errors import ConfigError
+
+FitMethod = Literal["symmetric", "ols"]
+Robust = Literal["tukey", "huber", "none"]
+
+_MAD_TO_SIGMA = 1.4826  # MAD of a Gaussian = 0.6745 sigma
+_TUKEY_C = 4.685  # 95 % Gaussian efficiency (Tukey biweight)
+_HUBER_K = 1.345  # 95 % Gaussian efficiency (Huber)
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """How to fit `ref ≈ s * cur + t`.
+
+    Attributes:
+        method: "symmetric" (geometric-mean slope, unbiased when both sides are noisy) or "ols"
+            (the papers' least squares of ref on cur).
+        robust: "tukey", "huber" or "none" (plain closed form, as in DVD/VDA).
+        scale_clip: (lo, hi) clip of s (the DVD demo uses (0.7, 1.5)), or None.
+        max_points: fit on at most this many valid pixels (deterministic stride); 0 = all.
+        min_points: fewer valid pixels than this -> degenerate fit.
+        min_correlation: |weighted correlation| below this -> degenerate fit.
+        iterations: maximum IRLS iterations.
+    """
+
+    method: FitMethod = "symmetric"
+    robust: Robust = "tukey"
+    scale_clip: tuple[float, float] | None = None
+    max_points: int = 65536
+    min_points: int = 16
+    min_correlation: float = 0.2
+    iterations: int = 20
+
+    def __post_init__(self) -> None:
+        if self.method not in ("symmetric", "ols"):
+            raise ConfigError(f"fit method must be 'symmetric' or 'ols', got {self.method!r}")
+        if self.robust not in ("tukey", "huber", "none"):
+            raise ConfigError(f"robust must be 'tukey', 'huber' or 'none', got {self.robust!r}")
+        if self.scale_clip is not None:
+            lo, hi = self.scale_clip
+            if not 0 < lo <= hi:
+                raise ConfigError(f"scale_clip must satisfy 0 < lo <= hi, got {self.scale_clip}")
+        if self.max_points < 0 or self.min_points < 2:
+            raise ConfigError(f"max_points must be >= 0 and min_points >= 2, got {self.max_points}, {self.min_points}")
+
+
+DEFAULT_FIT_OPTIONS = FitOptions()
+
+
+@dataclass(frozen=True)
+class AffineFit:
+    """Result of one fit `ref ≈ scale * cur + shift` (disparity units of ref).
+
+    Attributes:
+        scale, shift: the affine map.
+        residual: robust residual scale (MAD sigma) of the inliers, in ref units.
+        inlier_fraction: fraction of valid points with non-negligible weight.
+        n_points: valid points used (after subsampling).
+        degenerate: True when the fit fell back to (1, 0).
+        clipped: True when the scale was clipped to `scale_clip`.
+        scale_se, shift_se: approximate standard errors (for weighting a global solve).
+        reason: why the fit is degenerate ("" otherwise).
+    """
+
+    scale: float = 1.0
+    shift: float = 0.0
+    residual: float = 0.0
+    inlier_fraction: float = 1.0
+    n_points: int = 0
+    degenerate: bool = False
+    clipped: bool = False
+    scale_se: float = 0.0
+    shift_se: float = 0.0
+    reason: str = ""
+
+    def apply(self, disparity: np.ndarray) -> np.ndarray:
+        """`scale * disparity + shift` in float32 (NaN stays NaN)."""
+        out = np.multiply(disparity, np.float32(self.scale), dtype=np.float32)
+        out += np.float32(self.shift)
+        return out
+
+
+IDENTITY = AffineFit()
+
+
+def _degenerate(reason: str, n: int) -> AffineFit:
+    return AffineFit(n_points=n, degenerate=True, inlier_fraction=0.0, reason=reason)
+
+
+def sample_valid(
+    cur: np.ndarray, ref: np.ndarray, mask: np.ndarray | None = None, max_points: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Valid (finite on both sides, ref >= 0, inside `mask`) pairs as float64 vectors.
+
+    Subsamples deterministically by a fixed stride *before* the validity test, so the cost is
+    bounded by `max_points` rather than by the image size.
+    """
+    if cur.shape != ref.shape:
+        raise ValueError(f"cur {cur.shape} and ref {ref.shape} must have the same shape")
+    c, r = np.ravel(cur), np.ravel(ref)
+    m = None if mask is None else np.ravel(mask)
+    if max_points and c.size > max_points:
+        step = -(-c.size // max_points)
+        c, r = c[::step], r[::step]
+        m = None if m is None else m[::step]
+    valid = np.isfinite(c) & np.isfinite(r) & (r >= 0)
+    if m is not None:
+        valid &= m.astype(bool)
+    return c[valid].astype(np.float64), r[valid].astype(np.float64)
+
+
+def _weighted_fit(c: np.ndarray, r: np.ndarray, w: np.ndarray | None, method: FitMethod) -> tuple[float, float, float]:
+    """(s, t, correlation) of the (weighted) fit r ≈ s c + t."""
+    if w is None:
+        sw = float(c.size)
+        mc, mr = float(c.mean()), float(r.mean())
+        dc, dr = c - mc, r - mr
+        vcc, vrr, vcr = float(dc @ dc) / sw, float(dr @ dr) / sw, float(dc @ dr) / sw
+    else:
+        sw = float(w.sum())
+        mc, mr = float(w @ c) / sw, float(w @ r) / sw
+        dc, dr = c - mc, r - mr
+        wdc = w * dc
+        vcc, vrr, vcr = float(wdc @ dc) / sw, float((w * dr) @ dr) / sw, float(wdc @ dr) / sw
+    if vcc <= 0 or vrr <= 0:
+        return float("nan"), float("nan"), 0.0
+    corr = vcr / np.sqrt(vcc * vrr)
+    s = np.copysign(np.sqrt(vrr / vcc), vcr) if method == "symmetric" else vcr / vcc
+    return float(s), float(mr - s * mc), float(corr)
+
+
+def _robust_sigma(res: np.ndarray, floor: float) -> float:
+    return max(_MAD_TO_SIGMA * float(np.median(np.abs(res))), floor)
+
+
+def _weights(res: np.ndarray, sigma: float, robust: Robust) -> np.ndarray:
+    u = np.abs(res) / sigma
+    if robust == "tukey":
+        w = np.clip(1.0 - (u / _TUKEY_C) ** 2, 0.0, None)
+        return w * w
+    return np.minimum(1.0, _HUBER_K / np.maximum(u, 1e-300))
+
+
+def _lmeds_start(c: np.ndarray, r: np.ndarray, method: FitMethod, hypotheses: int = 256) -> tuple[float, float]:
+    """Least-median-of-squares start from random point pairs (breakdown ~50 %), deterministic."""
+    rng = np.random.default_rng(12345)  # fixed: the same input always gives the same fit
+    n = c.size
+    i, j = rng.integers(0, n, hypotheses), rng.integers(0, n, hypotheses)
+    dc = c[i] - c[j]
+    ok = np.abs(dc) > 1e-12 * (np.abs(c[i]) + 1e-30)
+    if not ok.any():
+        return _weighted_fit(c, r, None, method)[:2]
+    s = (r[i] - r[j])[ok] / dc[ok]
+    t = r[i][ok] - s * c[i][ok]
+    probe = slice(None, None, max(1, n // 2048))
+    cp, rp = c[probe], r[probe]
+    med = np.median(np.abs(rp[None, :] - (s[:, None] * cp[None, :] + t[:, None])), axis=1)
+    k = int(np.argmin(med))
+    return float(s[k]), float(t[k])
+
+
+def fit_pairs(c: np.ndarray, r: np.ndarray, options: FitOptions = DEFAULT_FIT_OPTIONS) -> AffineFit:
+    """Fit `r ≈ s c + t` on already-valid float64 vectors `c`, `r` (see `align_scale_shift`)."""
+    n = int(c.size)
+    if n < options.min_points:
+        return _degenerate(f"{n} valid points < min_points {options.min_points}", n)
+    spread = float(np.ptp(r)) or 1.0
+    w: np.ndarray | None = None
+    if options.robust == "none":
+        s, t, corr = _weighted_fit(c, r, None, options.method)
+    else:
+        s, t = _lmeds_start(c, r, options.method)
+        corr = 0.0
+        floor = 1e-9 * spread
+        for _ in range(options.iterations):
+            res = r - (s * c + t)
+            w = _weights(res, _robust_sigma(res, floor), options.robust)
+            if float(w.sum()) < options.min_points:
+                return _degenerate("robust weights rejected almost all points", n)
+            s_new, t_new, corr = _weighted_fit(c, r, w, options.method)
+            if not np.isfinite(s_new):
+                break
+            done = abs(s_new - s) <= 1e-10 * max(abs(s), 1e-30) and abs(t_new - t) <= 1e-10 * spread
+            s, t = s_new, t_new
+            if done:
+                break
+    if not (np.isfinite(s) and np.isfinite(t)):
+        return _degenerate("no variance in the overlap (flat or constant disparity)", n)
+    if abs(corr) < options.min_correlation:
+        return _degenerate(f"|correlation| {abs(corr):.3f} < {options.min_correlation}", n)
+    clipped = False
+    if options.scale_clip is not None:
+        lo, hi = options.scale_clip
+        if not lo <= s <= hi:
+            s, clipped = float(np.clip(s, lo, hi)), True
+            ww = np.ones_like(c) if w is None else w
+            t = float(ww @ (r - s * c)) / float(ww.sum())
+    res = r - (s * c + t)
+    if w is None:
+        sigma, n_eff, inl = float(np.sqrt(np.mean(res * res))), float(n), 1.0
+        var_c = float(np.var(c))
+    else:
+        sigma = _robust_sigma(res, 1e-12 * spread)
+        n_eff, inl = float(w.sum()), float(np.count_nonzero(w > 1e-3)) / n
+        mc = float(w @ c) / n_eff
+        var_c = float(w @ ((c - mc) ** 2)) / n_eff
+    scale_se = sigma / np.sqrt(max(n_eff * var_c, 1e-300))
+    shift_se = sigma / np.sqrt(max(n_eff, 1.0))
+    return AffineFit(
+        scale=float(s),
+        shift=float(t),
+        residual=float(sigma),
+        inlier_fraction=float(inl),
+        n_points=n,
+        clipped=clipped,
+        scale_se=float(scale_se),
+        shift_se=float(shift_se),
+    )
+
+
+def align_scale_shift(
+    cur: np.ndarray, ref: np.ndarray, mask: np.ndarray | None = None, options: FitOptions = DEFAULT_FIT_OPTIONS
+) -> AffineFit:
+    """Fit `ref ≈ scale * cur + shift` over the valid pixels of two same-shape arrays.
+
+    Args:
+        cur: `(..., H, W)` disparity of the new window (any affine frame), NaN = invalid.
+        ref: same shape, the already-aligned reference disparity, NaN = invalid; pixels with
+            `ref < 0` are excluded (clamped values carry no information).
+        mask: optional boolean array of the same shape, False = excluded (sky, dynamic...).
+        options: method, robustness, clip, subsampling.
+
+    Returns:
+        The fit; `degenerate=True` with (1, 0) when it cannot be estimated.
+    """
+    c, r = sample_valid(cur, ref, mask, options.max_points)
+    return fit_pairs(c, r, options)

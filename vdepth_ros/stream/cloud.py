@@ -1,0 +1,124 @@
+"""Pinhole camera model and organized point clouds (REP 118 / depth_image_proc conventions).
+
+`X = (u - cx) * Z / fx`, `Y = (v - cy) * Z / fy`, `Z = depth` (optical frame, +Z forward,
+metres), one point per (strided) pixel, NaN where the depth is invalid, as depth_image_proc's
+`PointCloudXyzNode` builds it (`is_dense = false`).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+
+from vdepth_ros.errors import ConfigError, InputError
+
+
+@dataclass(frozen=True)
+class CameraModel:
+    """Pinhole intrinsics at a given image size (pixels, origin at the top-left pixel's centre)."""
+
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    width: int
+    height: int
+
+    def __post_init__(self) -> None:
+        if not (self.fx > 0 and self.fy > 0 and self.width > 0 and self.height > 0):
+            raise ConfigError(f"camera needs fx, fy, width, height > 0, got {self}")
+
+    @classmethod
+    def from_matrix(cls, matrix: np.ndarray | list[float], width: int, height: int) -> CameraModel:
+        """From a camera_info `K` (3x3 / 9 values) or `P` (3x4 / 12 values); P is preferred in ROS
+        for rectified images, and its first 3x3 block holds the same fx, fy, cx, cy."""
+        m = np.asarray(matrix, dtype=np.float64).ravel()
+        if m.size == 9:
+            m = m.reshape(3, 3)
+        elif m.size == 12:
+            m = m.reshape(3, 4)[:, :3]
+        else:
+            raise InputError(f"intrinsics must have 9 (K) or 12 (P) values, got {m.size}")
+        return cls(float(m[0, 0]), float(m[1, 1]), float(m[0, 2]), float(m[1, 2]), int(width), int(height))
+
+    def scaled(self, width: int, height: int) -> CameraModel:
+        """The same camera for an image resized to `width x height`.
+
+        Pixel-centre convention (as cv2.resize and image_geometry): `u' + 0.5 = (u + 0.5) * sx`,
+        so `cx' = (cx + 0.5) * sx - 0.5` and `fx' = fx * sx`.
+        """
+        if (width, height) == (self.width, self.height):
+            return self
+        sx, sy = width / self.width, height / self.height
+        return CameraModel(
+            self.fx * sx, self.fy * sy, (self.cx + 0.5) * sx - 0.5, (self.cy + 0.5) * sy - 0.5, int(width), int(height)
+        )
+
+
+def pack_rgb(colors: np.ndarray) -> np.ndarray:
+    """`(..., 3)` uint8 RGB -> `(...)` float32 holding `0x00RRGGBB` bits (PCL/ROS `rgb` field)."""
+    c = np.asarray(colors, dtype=np.uint32)
+    packed = (c[..., 0] << 16) | (c[..., 1] << 8) | c[..., 2]
+    return packed.astype(np.uint32).view(np.float32)
+
+
+class PointCloudBuilder:
+    """Vectorised back-projection with ray grids cached per (camera, stride).
+
+    Args:
+        stride: keep every `stride`-th pixel in both directions (1 = full resolution).
+        cache_size: number of (camera, stride) ray grids kept.
+    """
+
+    def __init__(self, stride: int = 1, cache_size: int = 4) -> None:
+        if int(stride) < 1:
+            raise ConfigError(f"cloud_stride must be >= 1, got {stride}")
+        self.stride = int(stride)
+        self._cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self._cache_size = max(1, int(cache_size))
+
+    def rays(self, camera: CameraModel) -> np.ndarray:
+        """`(h', w', 3)` float32 rays `((u - cx) / fx, (v - cy) / fy, 1)` of the strided pixels."""
+        key = (camera, self.stride)
+        grid = self._cache.get(key)
+        if grid is None:
+            u = np.arange(0, camera.width, self.stride, dtype=np.float64)
+            v = np.arange(0, camera.height, self.stride, dtype=np.float64)
+            grid = np.empty((v.size, u.size, 3), np.float32)
+            grid[..., 0] = ((u - camera.cx) / camera.fx)[None, :]
+            grid[..., 1] = ((v - camera.cy) / camera.fy)[:, None]
+            grid[..., 2] = 1.0
+            self._cache[key] = grid
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(key)
+        return grid
+
+    def build(
+        self, depth: np.ndarray, camera: CameraModel, colors: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Organized cloud from a depth image.
+
+        Args:
+            depth: `(H, W)` depth in metres (float), NaN = invalid; `(H, W)` must match the camera.
+            camera: intrinsics at the depth image's resolution.
+            colors: optional `(H, W, 3)` uint8 RGB registered to the depth image.
+
+        Returns:
+            points `(h', w', 3)` float32 xyz in metres (NaN invalid), colors `(h', w', 3)` uint8
+            or None; `h' = ceil(H / stride)`.
+        """
+        if depth.shape != (camera.height, camera.width):
+            raise InputError(f"depth is {depth.shape}, camera is {camera.height}x{camera.width}")
+        s = self.stride
+        z = depth[::s, ::s] if s > 1 else depth
+        points = np.multiply(self.rays(camera), z[..., None], dtype=np.float32)
+        cols = None
+        if colors is not None:
+            if colors.shape[:2] != depth.shape:
+                raise InputError(f"colors are {colors.shape[:2]}, depth is {depth.shape}")
+            cols = np.ascontiguousarray(colors[::s, ::s]) if s > 1 else colors
+        return points, cols

@@ -1,0 +1,136 @@
+"""Where the metric scale comes from: metric inverse depth = `scale * disparity + shift`.
+
+* `SparseScale`: a sparse metric depth input (LiDAR / RGB-D points rendered into the image, NaN
+  or 0 where absent), fitted robustly per window in disparity space (`1/z ≈ s d + t`).
+* `RangeScale`: a fixed near/far range: the robust 2nd/98th percentiles of the first window's
+  aligned disparity map to `1/far` and `1/near`; kept for the whole stream (consistent output).
+* `MetricScale`: the model outputs metric depth (its disparity is `1/depth`): identity.
+* `NoScale`: relative output only (no depth, no cloud).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+
+from vdepth_ros.errors import ConfigError
+from vdepth_ros.stream.align import AffineFit, FitOptions, fit_pairs, sample_valid
+
+ScaleKind = Literal["none", "sparse", "range", "metric"]
+
+
+class ScaleSource:
+    """Base: `update()` once per stitched window, `current` is the affine in use (or None)."""
+
+    kind: ScaleKind = "none"
+
+    def __init__(self) -> None:
+        self.current: AffineFit | None = None
+
+    def reset(self) -> None:
+        self.current = None
+
+    def update(self, disparity: np.ndarray, sparse_depth: list[np.ndarray | None]) -> AffineFit | None:
+        """Refit from one window.
+
+        Args:
+            disparity: `(T, H, W)` aligned disparity of the window's output frames.
+            sparse_depth: T entries, `(H, W)` metres (NaN/0 invalid) or None.
+
+        Returns:
+            The affine now in use (None: no scale yet).
+        """
+        return self.current
+
+
+class NoScale(ScaleSource):
+    kind: ScaleKind = "none"
+
+
+class MetricScale(ScaleSource):
+    kind: ScaleKind = "metric"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.current = AffineFit()
+
+    def reset(self) -> None:
+        self.current = AffineFit()
+
+
+class RangeScale(ScaleSource):
+    """Fixed near/far mapping decided on the first window (see module docstring)."""
+
+    kind: ScaleKind = "range"
+
+    def __init__(self, near: float, far: float, percentiles: tuple[float, float] = (2.0, 98.0)) -> None:
+        super().__init__()
+        if not 0 < near < far:
+            raise ConfigError(f"need 0 < near < far for scale_source 'range', got near={near}, far={far}")
+        self.near, self.far, self.percentiles = float(near), float(far), percentiles
+
+    def update(self, disparity: np.ndarray, sparse_depth: list[np.ndarray | None]) -> AffineFit | None:
+        if self.current is not None:
+            return self.current
+        d = np.asarray(disparity)
+        finite = d[np.isfinite(d)]
+        if finite.size < 2:
+            return None
+        lo, hi = np.percentile(finite.astype(np.float64), self.percentiles)
+        if hi - lo <= 1e-12 * max(abs(hi), 1.0):
+            self.current = AffineFit(scale=0.0, shift=1.0 / self.far, degenerate=True, reason="flat disparity")
+            return self.current
+        s = (1.0 / self.near - 1.0 / self.far) / (hi - lo)
+        self.current = AffineFit(scale=float(s), shift=float(1.0 / self.far - s * lo), n_points=int(finite.size))
+        return self.current
+
+
+class SparseScale(ScaleSource):
+    """Robust per-window fit of `1/z` on the aligned disparity at pixels with sparse depth.
+
+    A window with fewer than `min_points` sparse points, or a degenerate fit, keeps the previous
+    affine (None until the first good fit).
+    """
+
+    kind: ScaleKind = "sparse"
+
+    def __init__(self, min_points: int = 50, options: FitOptions | None = None) -> None:
+        super().__init__()
+        # OLS on the metric side: the sparse sensor is the reference, errors do not compound here.
+        self.options = options or FitOptions(method="ols", robust="tukey", min_points=max(2, int(min_points)))
+        self.last_fit: AffineFit | None = None
+
+    def update(self, disparity: np.ndarray, sparse_depth: list[np.ndarray | None]) -> AffineFit | None:
+        cs, rs = [], []
+        for d, z in zip(disparity, sparse_depth, strict=True):
+            if z is None:
+                continue
+            z = np.asarray(z, dtype=np.float32)
+            if z.shape != d.shape:
+                raise ConfigError(f"sparse depth is {z.shape}, disparity is {d.shape}")
+            with np.errstate(divide="ignore", invalid="ignore"):
+                inv = np.where(np.isfinite(z) & (z > 0), 1.0 / z, np.nan).astype(np.float32)
+            c, r = sample_valid(d, inv, None, 0)
+            cs.append(c)
+            rs.append(r)
+        if not cs:
+            return self.current
+        fit = fit_pairs(np.concatenate(cs), np.concatenate(rs), self.options)
+        self.last_fit = fit
+        if not fit.degenerate and fit.scale > 0:
+            self.current = fit
+        return self.current
+
+
+def make_scale_source(kind: str, *, near: float = 0.5, far: float = 10.0, sparse_min_points: int = 50) -> ScaleSource:
+    """Build a scale source by name ("none" | "sparse" | "range" | "metric")."""
+    if kind == "none":
+        return NoScale()
+    if kind == "metric":
+        return MetricScale()
+    if kind == "range":
+        return RangeScale(near, far)
+    if kind == "sparse":
+        return SparseScale(sparse_min_points)
+    raise ConfigError(f"scale_source must be none|sparse|range|metric, got {kind!r}")

@@ -1,0 +1,381 @@
+"""Stitching windows of affine-ambiguous disparity into one consistent stream.
+
+`Stitcher` is the causal path: each window is fitted to what is already output (chain: its
+overlap frames against the accumulated, blended output, as DVD does; keyframe: its anchor and
+keyframe slots against their stored aligned values, as VDA/GemDepth do), clamped at 0, then
+crossfaded linearly over the overlap. Frames the next window will revise are *provisional*; the
+others, and the revised ones once blended, are *final*.
+
+`GlobalAligner` + `solve_global_affine` are the offline path: pairwise symmetric robust fits
+between every pair of windows that share frames, then one weighted least-squares solve of all
+windows' (log s, t) on that graph, anchored on one window, so no fit's error is only ever passed
+down a chain. The solved affines are then applied through the same `Stitcher` (`affine=`), so
+blending is identical in both modes.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from vdepth_ros.errors import ConfigError
+from vdepth_ros.stream.align import (
+    DEFAULT_FIT_OPTIONS,
+    IDENTITY,
+    AffineFit,
+    FitOptions,
+    align_scale_shift,
+    sample_valid,
+)
+from vdepth_ros.stream.windows import Window
+
+Alignment = Literal["chain_ls", "keyframe", "none"]
+Status = Literal["provisional", "final"]
+
+
+def crossfade_weights(n: int) -> np.ndarray:
+    """Weight of the *new* window on each of `n` overlap frames: `linspace(0, 1, n)`.
+
+    The first overlap frame is 100 % the old output and the last 100 % the new window
+    (DVD `alpha = linspace(0, 1, O)`; DepthCrafter `w = linspace(0, 1, o)`).
+    """
+    return np.linspace(0.0, 1.0, n, dtype=np.float64)
+
+
+def blend(old: np.ndarray, new: np.ndarray, weight_new: float) -> np.ndarray:
+    """`(1 - w) * old + w * new`; where one side is NaN the other is used. float32 `(H, W)`."""
+    out = old + np.float32(weight_new) * (new - old)
+    holes = np.isnan(out)
+    if holes.any():
+        out[holes] = np.where(np.isnan(old[holes]), new[holes], old[holes])
+    return out
+
+
+@dataclass
+class StitchedFrame:
+    """One output frame of the stitcher.
+
+    Attributes:
+        index: frame index.
+        disparity: `(H, W)` float32 aligned disparity in the stream's canonical scale, NaN invalid.
+        status: "provisional" (a later window will revise it) or "final".
+        window: index of the newest window that contributed.
+        fit: the alignment of that window.
+    """
+
+    index: int
+    disparity: np.ndarray
+    status: Status
+    window: int
+    fit: AffineFit
+
+
+class Stitcher:
+    """Causal stitcher (see module docstring).
+
+    Args:
+        alignment: "chain_ls", "keyframe" or "none" (metric models: crossfade only).
+        options: fit options (method, robust weights, scale clip, subsampling).
+        clamp_negative: set aligned values < 0 to 0 (DVD and VDA post-processing).
+        anchor_refresh: keyframe mode only. The papers keep frame 0 as the anchor forever; with
+            this on, when fewer than `anchor_min_inliers` of the anchor's pixels agree with the
+            fit (the scene no longer looks like frame 0), the first new frame of the current
+            window becomes the anchor. This departs from VDA/GemDepth and is off by default.
+        anchor_min_inliers: threshold for `anchor_refresh`.
+    """
+
+    def __init__(
+        self,
+        alignment: Alignment = "chain_ls",
+        options: FitOptions = DEFAULT_FIT_OPTIONS,
+        *,
+        clamp_negative: bool = True,
+        anchor_refresh: bool = False,
+        anchor_min_inliers: float = 0.5,
+    ) -> None:
+        if alignment not in ("chain_ls", "keyframe", "none"):
+            raise ConfigError(f"alignment must be chain_ls|keyframe|none, got {alignment!r}")
+        self.alignment, self.options = alignment, options
+        self.clamp_negative = clamp_negative
+        self.anchor_refresh, self.anchor_min_inliers = anchor_refresh, float(anchor_min_inliers)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget all output (stream restart)."""
+        self._tail: dict[int, tuple[np.ndarray, int, AffineFit]] = {}
+        self._refs: dict[int, np.ndarray] = {}
+        self._anchor: int | None = None
+        self.last_fit: AffineFit = IDENTITY
+        self.degenerate_fits = 0
+        self.anchor_refreshes = 0
+
+    @property
+    def anchor(self) -> int | None:
+        """Current anchor frame (keyframe mode), or None."""
+        return self._anchor
+
+    @property
+    def pending(self) -> set[int]:
+        """Frames output as provisional and not yet settled."""
+        return set(self._tail)
+
+    # -- fitting ------------------------------------------------------------------------------
+    def _fit(self, window: Window, disp: np.ndarray) -> AffineFit:
+        if self.alignment == "none" or window.index == 0:
+            return IDENTITY
+        if self.alignment == "chain_ls":
+            pos = [p for p in range(window.n_context, len(window.slots)) if window.slots[p] in self._tail]
+            ref = [self._tail[window.slots[p]][0] for p in pos]
+        else:
+            pos = [p for p in range(window.n_context) if window.slots[p] in self._refs]
+            ref = [self._refs[window.slots[p]] for p in pos]
+        if not pos:
+            return AffineFit(degenerate=True, inlier_fraction=0.0, reason="no frames shared with the output so far")
+        return align_scale_shift(disp[pos], np.stack(ref), options=self.options)
+
+    def _anchor_agrees(self, window: Window, disp: np.ndarray, fit: AffineFit) -> bool:
+        """Fraction of anchor pixels within 3 sigma of the fit >= anchor_min_inliers."""
+        if fit.degenerate or self._anchor is None or self._anchor not in self._refs:
+            return True
+        p = window.slots.index(self._anchor)
+        c, r = sample_valid(disp[p], self._refs[self._anchor], None, self.options.max_points)
+        if c.size == 0:
+            return False
+        ok = np.abs(r - (fit.scale * c + fit.shift)) <= 3.0 * max(fit.residual, 1e-12)
+        return float(ok.mean()) >= self.anchor_min_inliers
+
+    # -- stitching ----------------------------------------------------------------------------
+    def add(self, window: Window, disparity: np.ndarray, affine: AffineFit | None = None) -> list[StitchedFrame]:
+        """Stitch one window's model output.
+
+        Args:
+            window: the scheduled window.
+            disparity: `(len(window.slots)[+pad], H, W)` model output (padding outputs are cut).
+            affine: use this affine instead of fitting (offline mode: from the global solve).
+
+        Returns:
+            Frames in increasing index order; settled frames as "final", frames the next window
+            will revise as "provisional"; blended frames from the previous window come first.
+        """
+        n = len(window.slots)
+        disp = np.asarray(disparity, dtype=np.float32)
+        if disp.ndim != 3 or disp.shape[0] < n:
+            raise ValueError(f"window {window.index} has {n} slots, got disparity of shape {disp.shape}")
+        disp = disp[:n]
+        fit = affine if affine is not None else self._fit(window, disp)
+        if fit.degenerate:
+            self.degenerate_fits += 1
+        self.last_fit = fit
+        aligned = fit.apply(disp)
+        if self.clamp_negative:
+            np.maximum(aligned, 0.0, out=aligned)  # NaN stays NaN
+
+        out: list[StitchedFrame] = []
+        out_pos = range(window.n_context, n)
+        frames_here = {window.slots[p] for p in out_pos}
+        # Provisional frames this window does not revise are settled as they are.
+        for f in [f for f in self._tail if f not in frames_here]:
+            d, w_idx, w_fit = self._tail.pop(f)
+            out.append(StitchedFrame(f, d, "final", w_idx, w_fit))
+        overlap = [p for p in out_pos if window.slots[p] in self._tail]
+        weights = crossfade_weights(len(overlap))
+        first_prov = n - window.n_provisional if window.n_provisional else n
+        new_tail: dict[int, tuple[np.ndarray, int, AffineFit]] = {}
+        values: dict[int, np.ndarray] = {}
+        k = 0
+        settled = window.n_context + window.overlap  # before this slot: output by earlier windows
+        for p in out_pos:
+            f = window.slots[p]
+            if p < settled and f not in self._tail:
+                continue  # already final (a moved-back last window re-covers them): context only
+            if k < len(overlap) and overlap[k] == p:
+                value = blend(self._tail[f][0], aligned[p], float(weights[k]))
+                k += 1
+            else:
+                value = aligned[p].copy()
+            values[f] = value
+            status: Status = "provisional" if p >= first_prov else "final"
+            if status == "provisional":
+                new_tail[f] = (value, window.index, fit)
+            out.append(StitchedFrame(f, value, status, window.index, fit))
+        self._tail = new_tail
+
+        if self.alignment == "keyframe" and affine is None:
+            self._update_refs(window, disp, fit, values)
+        return out
+
+    def _update_refs(self, window: Window, disp: np.ndarray, fit: AffineFit, values: dict[int, np.ndarray]) -> None:
+        if self._anchor is None:
+            self._anchor = window.slots[0]
+            self._refs[self._anchor] = values[self._anchor]
+        elif self.anchor_refresh and window.new_frames and not self._anchor_agrees(window, disp, fit):
+            self._anchor = window.new_frames[0]
+            self._refs = {self._anchor: values[self._anchor]}
+            self.anchor_refreshes += 1
+        keep = {self._anchor: self._refs[self._anchor]}
+        for f in window.next_context:
+            keep[f] = values[f] if f in values else self._refs[f]
+        self._refs = keep
+
+    def finish(self) -> list[StitchedFrame]:
+        """End of stream: every provisional frame left becomes final, unchanged."""
+        out = [StitchedFrame(f, d, "final", w, fit) for f, (d, w, fit) in self._tail.items()]
+        self._tail = {}
+        return out
+
+
+# -- offline: global solve --------------------------------------------------------------------
+@dataclass(frozen=True)
+class PairEdge:
+    """Relation between two windows on their shared frames: `d_earlier ≈ a * d_later + b`."""
+
+    earlier: int
+    later: int
+    fit: AffineFit
+
+
+class GlobalAligner:
+    """Collects pairwise fits between windows that share frames (offline pass 1).
+
+    Memory is bounded: only the last `history` windows' raw outputs and the raw output of the
+    first window's slot-0 frame (the keyframe schedule's persistent anchor) are kept.
+
+    Args:
+        options: fit options for the pairwise fits (symmetric by default, so no side is "truth").
+        history: how many previous windows to compare each window with.
+    """
+
+    def __init__(self, options: FitOptions = DEFAULT_FIT_OPTIONS, history: int = 2) -> None:
+        self.options = options
+        self._recent: deque[tuple[Window, np.ndarray]] = deque(maxlen=max(1, history))
+        self._anchor: tuple[int, int, np.ndarray] | None = None  # (frame, window, raw)
+        self.edges: list[PairEdge] = []
+        self.n_windows = 0
+
+    def add(self, window: Window, disparity: np.ndarray) -> None:
+        """Record one window's raw output `(len(slots)[+pad], H, W)`; windows in order."""
+        n = len(window.slots)
+        raw = np.asarray(disparity, dtype=np.float32)[:n]
+        pos = {f: p for p, f in reversed(list(enumerate(window.slots)))}
+        compared = set()
+        for prev, prev_raw in self._recent:
+            prev_pos = {f: p for p, f in reversed(list(enumerate(prev.slots)))}
+            shared = [f for f in prev_pos if f in pos]
+            if shared:
+                fit = align_scale_shift(
+                    raw[[pos[f] for f in shared]], prev_raw[[prev_pos[f] for f in shared]], options=self.options
+                )
+                self.edges.append(PairEdge(prev.index, window.index, fit))
+                compared.add(prev.index)
+        if self._anchor is not None:
+            frame, w_idx, a_raw = self._anchor
+            if w_idx not in compared and frame in pos:
+                fit = align_scale_shift(raw[pos[frame]], a_raw, options=self.options)
+                self.edges.append(PairEdge(w_idx, window.index, fit))
+        elif window.index == 0:
+            self._anchor = (window.slots[0], 0, raw[0].copy())
+        self._recent.append((window, raw.copy()))
+        self.n_windows = max(self.n_windows, window.index + 1)
+
+    def solve(self, anchor: int = 0) -> list[AffineFit]:
+        """Per-window affines (window -> canonical scale of `anchor`) from all edges."""
+        scales, shifts, reached = solve_global_affine(self.n_windows, self.edges, anchor)
+        return [
+            AffineFit(
+                scale=float(s), shift=float(t), degenerate=not r, reason="" if r else "not connected to the anchor"
+            )
+            for s, t, r in zip(scales, shifts, reached, strict=True)
+        ]
+
+
+def _graph_lsq(
+    n: int, i: np.ndarray, j: np.ndarray, y: np.ndarray, w: np.ndarray, anchor: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted LS of `x[j] - x[i] = y` with `x[anchor] = 0`: tree start, then CG on the normal eqs.
+
+    Returns (x, reached). The tree start is the exact solution on a chain; CG only spreads the
+    redundant edges' information (cycles). Windows not connected to the anchor keep x = 0.
+    """
+    x = np.zeros(n)
+    reached = np.zeros(n, bool)
+    reached[anchor] = True
+    adj: list[list[tuple[int, int, float]]] = [[] for _ in range(n)]
+    for e, (a, b) in enumerate(zip(i.tolist(), j.tolist(), strict=True)):
+        adj[a].append((b, e, 1.0))
+        adj[b].append((a, e, -1.0))
+    queue = deque([anchor])
+    while queue:
+        a = queue.popleft()
+        for b, e, sign in sorted(adj[a], key=lambda t: -w[t[1]]):
+            if not reached[b]:
+                reached[b] = True
+                x[b] = x[a] + sign * y[e]
+                queue.append(b)
+    free = reached.copy()
+    free[anchor] = False
+    use = reached[i] & reached[j]
+    i, j, y, w = i[use], j[use], y[use], w[use]
+    if not free.any() or i.size == 0:
+        return x, reached
+
+    def normal(v: np.ndarray) -> np.ndarray:
+        d = w * (v[j] - v[i])
+        out = np.bincount(j, d, n) - np.bincount(i, d, n)
+        out[~free] = 0.0
+        return out
+
+    rhs = np.bincount(j, w * y, n) - np.bincount(i, w * y, n)
+    rhs[~free] = 0.0
+    diag = np.bincount(i, w, n) + np.bincount(j, w, n)
+    diag[~free] = 1.0
+    r = rhs - normal(x)
+    z = r / diag
+    p = z.copy()
+    rz = float(r @ z)
+    tol = 1e-28 * max(float(rhs @ rhs), 1e-300)
+    for _ in range(4 * n + 50):
+        if float(r @ r) <= tol:
+            break
+        ap = normal(p)
+        alpha = rz / float(p @ ap)
+        x += alpha * p
+        r -= alpha * ap
+        z = r / diag
+        rz_new = float(r @ z)
+        p = z + (rz_new / rz) * p
+        rz = rz_new
+    return x, reached
+
+
+def solve_global_affine(
+    n_windows: int, edges: list[PairEdge], anchor: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-window (scale, shift) mapping each window to the anchor window's scale.
+
+    Edge `d_i ≈ a d_j + b` (i earlier, j later) means `s_j = s_i a` and `t_j = t_i + s_i b`. Stage 1
+    solves `log s_j - log s_i = log a` (weights from the fit's standard error), stage 2
+    `t_j - t_i = s_i b` given the scales; both weighted least squares over all edges.
+
+    Returns:
+        scales `(n,)`, shifts `(n,)`, reached `(n,)` bool (False: no valid edge path to the anchor,
+        left at (1, 0)).
+    """
+    if not 0 <= anchor < max(n_windows, 1):
+        raise ConfigError(f"anchor window {anchor} out of range [0, {n_windows})")
+    good = [e for e in edges if not e.fit.degenerate and e.fit.scale > 0]
+    ei = np.array([e.earlier for e in good], dtype=np.int64)
+    ej = np.array([e.later for e in good], dtype=np.int64)
+    a = np.array([e.fit.scale for e in good], dtype=np.float64)
+    b = np.array([e.fit.shift for e in good], dtype=np.float64)
+    floor = 1e-12
+    w_log = 1.0 / np.maximum(np.array([e.fit.scale_se for e in good]) / np.maximum(a, floor), floor) ** 2
+    logs, reached = _graph_lsq(n_windows, ei, ej, np.log(np.maximum(a, floor)), w_log, anchor)
+    scales = np.exp(logs)
+    si = scales[ei] if ei.size else np.zeros(0)
+    w_t = 1.0 / np.maximum(si * np.array([e.fit.shift_se for e in good]), floor) ** 2
+    shifts, _ = _graph_lsq(n_windows, ei, ej, si * b, w_t, anchor)
+    scales[~reached], shifts[~reached] = 1.0, 0.0
+    return scales, shifts, reached
