@@ -1,0 +1,158 @@
+"""build_engine against a fake TensorRT 10 module: API calls, precision flags, profiles, timing
+cache, cache-key reuse/rebuild, and the sidecar files the runtime reads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from test_runtime_tensorrt import GPU, FakeTensorRT
+from test_runtime_tinynet import TinyVideoNet
+from vdepth_export.build_engine import EngineBuildError, build_engine, default_timing_cache
+from vdepth_export.cli import main as cli_main
+from vdepth_export.export_onnx import export_onnx
+
+from vdepth_ros.errors import BackendUnavailableError, ConfigError
+from vdepth_ros.runtime import tensorrt_backend as trb
+from vdepth_ros.runtime.spec import InputSpec, spec_path_for
+from vdepth_ros.runtime.trt_cache import key_path_for, onnx_sha256, read_key
+
+T, H, W = 4, 24, 40
+
+
+@pytest.fixture
+def fake_trt(monkeypatch: pytest.MonkeyPatch) -> FakeTensorRT:
+    import sys
+
+    trt = FakeTensorRT()
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    return trt
+
+
+@pytest.fixture
+def onnx_file(tmp_path) -> Path:
+    export_onnx(TinyVideoNet(channels=4).eval(), tmp_path, frames=T, height=H, width=W, parity=False)
+    return tmp_path / "model.onnx"
+
+
+def _record(engine: Path) -> dict:
+    return json.loads(engine.read_bytes())
+
+
+def test_build_fp16_writes_engine_key_spec_and_timing_cache(onnx_file, fake_trt) -> None:
+    res = build_engine(onnx_file, precision="fp16", workspace_gib=2, trt=fake_trt, gpu=GPU)
+    engine = onnx_file.with_name("model.engine")
+    assert res.engine_path == engine
+    assert res.rebuilt
+    assert "no engine" in res.reason
+    rec = _record(engine)
+    assert rec["flags"] == ["FP16"]  # TF32 cleared, FP16 set
+    assert rec["network_flags"] == 0  # fp32 ONNX: not strongly typed
+    assert rec["pools"] == {"WORKSPACE": 2 * 1024**3}
+    assert rec["profiles"] == []  # static graph: nothing to profile
+    key = read_key(engine)
+    assert key.to_dict() == {
+        "key_version": 1,
+        "onnx_sha256": onnx_sha256(onnx_file),
+        "tensorrt_version": "10.13.0.35",
+        "gpu_name": GPU[0],
+        "compute_capability": GPU[1],
+        "precision": "fp16",
+    }
+    spec = InputSpec.load(spec_path_for(engine))
+    assert spec.precision == "fp16"
+    assert spec.extra["onnx_precision"] == "fp32"
+    assert res.timing_cache == default_timing_cache(engine, key)
+    assert res.timing_cache.name == "timing-trt10.13.0.35-nvidia-rtx-4000-ada-sm8.9.cache"
+    assert res.timing_cache.read_bytes() == b"+timings"
+    assert ("set_timing_cache", False) in fake_trt.calls  # ignore_mismatch=False
+
+
+def test_reuse_rebuild_and_force(onnx_file, fake_trt) -> None:
+    build_engine(onnx_file, precision="fp16", trt=fake_trt, gpu=GPU)
+    builds = lambda: sum(c[0] == "build_serialized_network" for c in fake_trt.calls)  # noqa: E731
+    assert builds() == 1
+    again = build_engine(onnx_file, precision="fp16", trt=fake_trt, gpu=GPU)
+    assert not again.rebuilt
+    assert builds() == 1
+    # the second build loads the saved timing cache
+    forced = build_engine(onnx_file, precision="fp16", trt=fake_trt, gpu=GPU, force_engine_update=True)
+    assert forced.rebuilt
+    assert forced.reason == "force_engine_update requested"
+    assert ("create_timing_cache", b"+timings") in fake_trt.calls
+    # another GPU, TensorRT version, precision or ONNX file: rebuild, and say why
+    other = build_engine(onnx_file, precision="fp16", trt=fake_trt, gpu=("NVIDIA Jetson AGX Orin", "8.7"))
+    assert other.rebuilt
+    assert "gpu_name" in other.reason
+    assert "compute_capability" in other.reason
+    newer = build_engine(
+        onnx_file, precision="fp16", trt=FakeTensorRT("10.14.1"), gpu=("NVIDIA Jetson AGX Orin", "8.7")
+    )
+    assert "tensorrt_version" in newer.reason
+    fp32 = build_engine(onnx_file, precision="fp32", trt=fake_trt, gpu=GPU)
+    assert "precision" in fp32.reason
+    assert "TF32" not in _record(fp32.engine_path)["flags"]
+    assert build_engine(onnx_file, precision="fp32", trt=fake_trt, gpu=GPU, tf32=True, force_engine_update=True)
+    assert "TF32" in _record(fp32.engine_path)["flags"]
+    export_onnx(TinyVideoNet(channels=5).eval(), onnx_file.parent, frames=T, height=H, width=W, parity=False)
+    changed = build_engine(onnx_file, precision="fp32", trt=fake_trt, gpu=GPU)
+    assert "onnx_sha256" in changed.reason
+
+
+def test_dynamic_frames_get_a_fixed_profile(tmp_path, fake_trt) -> None:
+    export_onnx(TinyVideoNet(channels=4), tmp_path, frames=T, height=H, width=W, dynamic_frames=True, parity=False)
+    res = build_engine(tmp_path / "model.onnx", trt=fake_trt, gpu=GPU)
+    shape = [1, T, 3, H, W]
+    assert _record(res.engine_path)["profiles"] == [{"frames": [shape, shape, shape]}]
+    assert InputSpec.load(spec_path_for(res.engine_path)).dynamic_frames is False
+
+
+def test_reduced_precision_onnx_builds_strongly_typed(tmp_path, fake_trt) -> None:
+    export_onnx(TinyVideoNet(channels=4), tmp_path, frames=T, height=H, width=W, precision="fp16", parity=False)
+    with pytest.raises(ConfigError, match="exported in fp16"):
+        build_engine(tmp_path / "model.onnx", precision="fp32", trt=fake_trt, gpu=GPU)
+    res = build_engine(tmp_path / "model.onnx", precision="fp16", trt=fake_trt, gpu=GPU)
+    rec = _record(res.engine_path)
+    assert rec["network_flags"] == 1 << 1  # 1 << STRONGLY_TYPED
+    assert rec["flags"] == ["TF32"]  # no precision flags on a strongly typed network
+
+
+def test_builder_errors(onnx_file, fake_trt) -> None:
+    with pytest.raises(ConfigError, match=r"bf16 needs compute capability >= 8\.0"):
+        build_engine(onnx_file, precision="bf16", trt=fake_trt, gpu=("Tesla T4", "7.5"))
+    fake_trt.fail_parse = True
+    with pytest.raises(EngineBuildError, match="UNSUPPORTED_NODE"):
+        build_engine(onnx_file, trt=fake_trt, gpu=GPU)
+    fake_trt.fail_parse, fake_trt.fail_build = False, True
+    with pytest.raises(EngineBuildError, match="failed to build"):
+        build_engine(onnx_file, trt=fake_trt, gpu=GPU)
+    engine = onnx_file.with_name("model.engine")
+    assert not engine.exists()
+    assert not key_path_for(engine).exists()  # no key without an engine
+
+
+def test_failed_rebuild_drops_the_old_key(onnx_file, fake_trt) -> None:
+    res = build_engine(onnx_file, trt=fake_trt, gpu=GPU)
+    fake_trt.fail_build = True
+    with pytest.raises(EngineBuildError):
+        build_engine(onnx_file, trt=fake_trt, gpu=GPU, force_engine_update=True)
+    assert res.engine_path.exists()
+    assert not key_path_for(res.engine_path).exists()  # the old engine will not be trusted blindly
+
+
+def test_built_engine_plans_io_by_name(onnx_file, fake_trt) -> None:
+    res = build_engine(onnx_file, trt=fake_trt, gpu=GPU)
+    engine = fake_trt.Runtime(None).deserialize_cuda_engine(res.engine_path.read_bytes())
+    inp, out = trb.plan_io(engine, fake_trt, InputSpec.load(spec_path_for(res.engine_path)))
+    assert (inp.name, inp.shape, out.name, out.shape) == ("frames", (1, T, 3, H, W), "disparity", (1, T, H, W))
+
+
+def test_cli_engine_without_tensorrt_names_the_extra(onnx_file, capsys, monkeypatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    assert cli_main(["engine", str(onnx_file.parent)]) == 2
+    assert "vdepth_ros[trt]" in capsys.readouterr().err
+    with pytest.raises(BackendUnavailableError):
+        build_engine(onnx_file)
