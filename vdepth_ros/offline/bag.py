@@ -30,6 +30,7 @@ from vdepth_ros.offline.runner import (
     build_pipeline,
     cli_errors,
     load_node_params,
+    pipeline_config,
     run_pipeline,
     setup_logging,
     sigterm_as_interrupt,
@@ -128,11 +129,16 @@ def process_bag(input_path: str | Path, output_path: str | Path, *, params: dict
         sync_queue_size=int(params.get("sync_queue_size", 10)),
         sync_info_timeout_ns=round(float(params.get("camera_info_timeout", 1.0)) * 1e9),
         sparse_depth_slop_ns=round(float(params.get("sparse_depth_slop", 0.1)) * 1e9))
+    if topics.sparse_depth and params.get("scale_source", "none") == "none":
+        params = {**params, "scale_source": "sparse"}
+        summary.notes.append(f"sparse depth on {topics.sparse_depth}: scale_source set to 'sparse'")
+    config = pipeline_config(params, model=model, backend=backend)
     with AtomicOutput(output_path, overwrite=overwrite, inputs=[input_path]) as tmp, source:
         summary.notes.extend(source.notes)
-        pipeline = build_pipeline(params, engine=engine, model=model, backend=backend)
-        with DepthBagWriter(tmp, topics.outputs, storage=storage, typestore=typestore,
-                            publish=str(params.get("publish", "final")),
+        pipeline = build_pipeline(config, engine=engine)
+        # offline mode emits every frame once, final: it goes to the main topics whatever the live policy
+        publish = config.publish if mode == "causal" else "final"
+        with DepthBagWriter(tmp, topics.outputs, storage=storage, typestore=typestore, publish=publish,
                             provisional_topics=topics.provisional) as writer:
             frames = with_progress(source.frames(on_message=writer.copy_message if copy_input_topics else None),
                                    source.frame_count, PROG, progress)

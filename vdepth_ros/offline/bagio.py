@@ -468,8 +468,8 @@ class DepthBagWriter:
 
     Exactly what the node publishes: depth `32FC1` metres (NaN invalid, REP 118), disparity `32FC1`,
     points an organized `PointCloud2` (xyz or xyzrgb, `is_dense=False`) and camera_info for the output
-    resolution. The `publish` policy routes frames like the node: only `final` (default) or only
-    `provisional` frames on the main topics, or `both` with provisional frames on `provisional_topics`.
+    resolution. With the `publish` policy `both`, provisional frames go to `provisional_topics` and
+    final ones to `topics`; otherwise every frame the pipeline returns goes to `topics`.
     Every output copies the input image's header (stamp, frame_id) and is logged at the input image's
     bag receive time.
 
@@ -600,10 +600,14 @@ class DepthBagWriter:
             is_dense=False)
 
     def route(self, status: str) -> OutputTopics | None:
-        """The topics a frame of `status` goes to under the publish policy (None: not published)."""
+        """The topics a frame of `status` goes to (None: not published).
+
+        The pipeline already applies the policy (`DepthPipeline._select`: each frame once for
+        "provisional"/"final"), so every frame it returns is published; only "both" splits them.
+        """
         if self.publish == "both":
             return self.topics if status == "final" else self.provisional_topics
-        return self.topics if status == self.publish else None
+        return self.topics
 
     def write_frame(self, frame: DepthFrame) -> bool:
         """Write one frame's outputs at its input's bag time, if the publish policy publishes it.

@@ -19,6 +19,7 @@ import numpy as np
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
+    from vdepth_ros.config import PipelineConfig
     from vdepth_ros.pipeline import DepthFrame, DepthPipeline, FrameInput
     from vdepth_ros.runtime.engine import DepthEngine
 
@@ -42,17 +43,24 @@ def load_node_params(path: str | Path | None = None) -> dict[str, Any]:
     return dict(load_params(Path(path) if path else default_params_path()))
 
 
-def build_pipeline(params: dict[str, Any], *, engine: DepthEngine | None = None,
-                   model: str | None = None, backend: str | None = None) -> DepthPipeline:
-    """`DepthPipeline.from_dict` over the node's params, with CLI overrides for model/backend."""
-    from vdepth_ros.pipeline import DepthPipeline
+def pipeline_config(params: dict[str, Any], *, model: str | None = None, backend: str | None = None) -> PipelineConfig:
+    """The `PipelineConfig` from the node's flat params (ROS-only keys are ignored), with CLI overrides."""
+    from vdepth_ros.config import PipelineConfig
 
     params = dict(params)
     if model:
         params["model"] = str(model)
     if backend:
         params["backend"] = backend
-    return DepthPipeline.from_dict(params, engine=engine)
+    config, _ros_only = PipelineConfig.from_params(params)
+    return config
+
+
+def build_pipeline(config: PipelineConfig, *, engine: DepthEngine | None = None) -> DepthPipeline:
+    """The same `DepthPipeline` the node builds; `engine` injects a ready engine (tests, benchmarks)."""
+    from vdepth_ros.pipeline import DepthPipeline
+
+    return DepthPipeline(config, engine=engine)
 
 
 def run_pipeline(pipeline: DepthPipeline, frames: Iterable[FrameInput], mode: Mode) -> Iterator[DepthFrame]:

@@ -67,6 +67,7 @@ class VideoFrameSource:
         self.frame_count: int | None = None
         self.size: tuple[int, int] | None = None  # (width, height)
         self.dropped = 0
+        self.frames_read = 0
         self._cap: Any = None
         self._files: list[Path] = []
 
@@ -141,6 +142,7 @@ class VideoFrameSource:
                             f"size {rgb.shape[1]}x{rgb.shape[0]} differs from the first frame's {self.size}")
                 continue
             n += 1
+            self.frames_read = n
             yield FrameInput(rgb=rgb, stamp_ns=round(index * 1e9 / self.fps), camera=self.camera,
                              meta=VideoFrameMeta(index=index, source=name))
         if n == 0:

@@ -1,0 +1,285 @@
+"""vdepth-bag end to end: tiny bags in both storages -> pipeline -> a new bag read back with rosbags."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from fakes import LuminanceEngine
+from rosbags.highlevel import AnyReader
+from rosbags.rosbag2 import Reader
+
+from vdepth_ros.config import PipelineConfig
+from vdepth_ros.encodings import image_array_from_fields, pointcloud2_fields_array
+from vdepth_ros.offline import bag as bagcli
+from vdepth_ros.offline.atomic import STAGING_PREFIX
+from vdepth_ros.offline.bag import process_bag
+from vdepth_ros.offline.bagio import camera_model_from_info
+from vdepth_ros.offline.synth import default_intrinsics, synthetic_frames, write_image_bag
+from vdepth_ros.pipeline import DepthPipeline, FrameInput
+
+H, W, N = 36, 52, 14  # input size differs from the engine's 48x64: the pipeline resizes
+PARAMS: dict[str, Any] = {"scale_source": "range", "near": 0.5, "far": 5.0, "max_depth": 3.0, "cloud_stride": 2}
+FRAME_ID = "cam_optical"
+START = 1_700_000_000_000_000_000
+
+
+class HoleEngine(LuminanceEngine):
+    """Luminance disparity with a band of invalid (NaN) disparity, so clouds must carry NaNs."""
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        out = super()._run(batch)
+        out[..., :5, :] = np.nan
+        return out
+
+
+def make_engine() -> LuminanceEngine:
+    return HoleEngine(height=48, width=64, frames=8, overlap=3)
+
+
+def make_bag(path: Path, storage: str = "mcap", n: int = N, **kw: Any) -> Path:
+    kw.setdefault("frame_id", FRAME_ID)
+    write_image_bag(path, synthetic_frames(n, H, W), storage=storage, start_ns=START, **kw)
+    return path
+
+
+def read_bag(path: Path) -> dict[str, list[tuple[int, Any]]]:
+    out: dict[str, list[tuple[int, Any]]] = {}
+    with AnyReader([path]) as reader:
+        for conn, t, raw in reader.messages():
+            out.setdefault(conn.topic, []).append((t, reader.deserialize(raw, conn.msgtype)))
+    return out
+
+
+def digest(path: Path) -> str:
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def img(msg: Any) -> np.ndarray:
+    return image_array_from_fields(msg.encoding, msg.height, msg.width, msg.step, msg.data, msg.is_bigendian)
+
+
+def cloud(msg: Any) -> np.ndarray:
+    fields = [(f.name, f.offset, f.datatype, f.count) for f in msg.fields]
+    return pointcloud2_fields_array(fields, msg.point_step, msg.height, msg.width, msg.row_step, msg.data)
+
+
+def stamp(msg: Any) -> int:
+    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+@pytest.mark.parametrize("mode", ["causal", "offline"])
+def test_end_to_end(tmp_path: Path, storage: str, mode: str) -> None:
+    src = make_bag(tmp_path / "in", storage)
+    before = digest(src)
+    summary = process_bag(src, tmp_path / "out", params=PARAMS, engine=make_engine(), mode=mode, storage=storage)
+    assert digest(src) == before  # input untouched
+    assert summary.frames_in == N and summary.dropped == 0
+    assert summary.frames_out == N  # every frame published once on the main topics
+    assert summary.scale_sources == {"range": N}
+
+    with Reader(tmp_path / "out") as reader:  # metadata.yaml is valid and matches the storage
+        assert reader.message_count == 4 * N
+        assert {c.topic: c.msgcount for c in reader.connections} == {
+            "/depth": N, "/disparity": N, "/points": N, "/depth/camera_info": N}
+    assert (tmp_path / "out" / f"out.{'mcap' if storage == 'mcap' else 'db3'}").is_file()
+
+    msgs = read_bag(tmp_path / "out")
+    in_times = [START + round(i * 1e9 / 30) for i in range(N)]
+    for topic in ("/depth", "/disparity", "/points", "/depth/camera_info"):
+        times = [t for t, _ in msgs[topic]]
+        assert times == in_times, topic  # logged at the input's receive time, in order
+        assert [stamp(m) for _, m in msgs[topic]] == in_times  # header stamp copied
+        assert {m.header.frame_id for _, m in msgs[topic]} == {FRAME_ID}
+    for (_, d), (_, disp), (_, pc), (_, ci) in zip(msgs["/depth"], msgs["/disparity"], msgs["/points"],
+                                                   msgs["/depth/camera_info"], strict=True):
+        assert d.encoding == "32FC1" and disp.encoding == "32FC1"
+        assert (d.height, d.width) == (48, 64) == (disp.height, disp.width)  # output_resolution: model
+        depth = img(d)
+        finite = depth[np.isfinite(depth)]
+        assert finite.size and finite.min() >= 0.05 and finite.max() <= 3.0 + 1e-6  # min_depth, max_depth
+        assert np.isnan(depth[:5]).all() and np.isfinite(depth[5:]).all()  # invalid disparity -> NaN depth
+        assert (ci.width, ci.height) == (64, 48)
+        fx, _, cx, _ = default_intrinsics(W, H)
+        cam = camera_model_from_info(ci)
+        assert cam is not None and cam.fx == pytest.approx(fx * 64 / W, rel=1e-6)
+        assert (pc.height, pc.width) == (24, 32) and not pc.is_dense  # organized, stride 2
+        assert [f.name for f in pc.fields][:3] == ["x", "y", "z"]
+        xyz = cloud(pc)
+        np.testing.assert_array_equal(np.isnan(xyz[..., 2]), np.isnan(depth[::2, ::2]))  # NaN where depth invalid
+        np.testing.assert_allclose(xyz[..., 2], depth[::2, ::2], rtol=1e-6)
+        del cx
+
+
+def _pipeline_frames(n: int = N) -> list[FrameInput]:
+    from vdepth_ros.stream.cloud import CameraModel
+
+    fx, fy, cx, cy = default_intrinsics(W, H)
+    cam = CameraModel(fx=fx, fy=fy, cx=cx, cy=cy, width=W, height=H)
+    return [FrameInput(rgb=rgb, stamp_ns=START + round(i * 1e9 / 30), camera=cam)
+            for i, rgb in enumerate(synthetic_frames(n, H, W))]
+
+
+@pytest.mark.parametrize("publish", ["provisional", "final", "both"])
+def test_causal_output_equals_pipeline_push_flush(tmp_path: Path, publish: str) -> None:
+    params = {**PARAMS, "publish": publish}
+    make_bag(tmp_path / "in", "mcap", n=23)
+    process_bag(tmp_path / "in", tmp_path / "out", params=params, engine=make_engine(), mode="causal")
+    msgs = read_bag(tmp_path / "out")
+
+    pipe = DepthPipeline(PipelineConfig.from_params(params)[0], engine=make_engine())
+    expected = []
+    for f in _pipeline_frames(23):
+        expected += pipe.push(f)
+    expected += pipe.flush()
+    main = [f for f in expected if publish != "both" or f.status == "final"]
+    prov = [f for f in expected if publish == "both" and f.status == "provisional"]
+    assert main
+    for prefix, frames in (("", main), ("/provisional", prov)):
+        got = msgs.get(f"{prefix}/depth", [])
+        assert len(got) == len(frames)
+        for (_, d), (_, disp), (_, pc), f in zip(got, msgs.get(f"{prefix}/disparity", []),
+                                                 msgs.get(f"{prefix}/points", []), frames, strict=True):
+            assert stamp(d) == f.stamp_ns
+            np.testing.assert_array_equal(img(d), f.depth)  # bit for bit, NaNs in the same places
+            np.testing.assert_array_equal(img(disp), f.disparity)
+            np.testing.assert_array_equal(cloud(pc), f.points)
+
+
+def test_inputs_compressed_bgr_mono_and_humble(tmp_path: Path) -> None:
+    for i, (enc, ts) in enumerate([("jpeg", "kilted"), ("bgr8", "humble"), ("mono8", "jazzy"), ("rgba8", "kilted")]):
+        src = make_bag(tmp_path / f"in{i}", "sqlite3", n=5, encoding=enc, typestore=ts)
+        s = process_bag(src, tmp_path / f"out{i}", params=PARAMS, engine=make_engine(), mode="offline", typestore=ts)
+        assert s.frames_out == 5 and s.dropped == 0, enc
+
+
+def test_bgr_equals_rgb_input(tmp_path: Path) -> None:
+    outs = []
+    for enc in ("rgb8", "bgr8"):
+        make_bag(tmp_path / f"in_{enc}", n=6, encoding=enc)
+        process_bag(tmp_path / f"in_{enc}", tmp_path / f"out_{enc}", params=PARAMS, engine=make_engine(),
+                    mode="offline")
+        outs.append([img(m) for _, m in read_bag(tmp_path / f"out_{enc}")["/depth"]])
+    for a, b in zip(*outs, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_copy_input_topics(tmp_path: Path) -> None:
+    src = make_bag(tmp_path / "in", "mcap", n=6)
+    process_bag(src, tmp_path / "out", params=PARAMS, engine=make_engine(), copy_input_topics=True, storage="sqlite3")
+    with AnyReader([src]) as a, AnyReader([tmp_path / "out"]) as b:
+        raw_in = {(c.topic, t, bytes(r)) for c, t, r in a.messages()}
+        raw_out = {(c.topic, t, bytes(r)) for c, t, r in b.messages() if c.topic in ("/image", "/camera_info")}
+        assert raw_in == raw_out and len(raw_in) == 12
+        assert {c.topic for c in b.connections} >= {"/image", "/camera_info", "/depth", "/points"}
+
+
+def test_camera_info_never_seen(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    src = make_bag(tmp_path / "in", n=8, camera_info_topic=None)
+    with caplog.at_level(logging.WARNING):
+        s = process_bag(src, tmp_path / "out", params=PARAMS, engine=make_engine(), mode="causal")
+    msgs = read_bag(tmp_path / "out")
+    assert len(msgs["/depth"]) == 8 and len(msgs["/disparity"]) == 8
+    assert "/points" not in msgs and "/depth/camera_info" not in msgs
+    warnings = [r for r in caplog.records if "point clouds are skipped" in r.getMessage()]
+    assert len(warnings) == 1  # warned once
+    assert s.clouds == 0 and s.clouds_skipped == 8
+    assert any("camera_info never seen" in n for n in s.notes)
+
+
+def test_camera_info_after_image_is_paired(tmp_path: Path) -> None:
+    src = make_bag(tmp_path / "in", n=6, info_first=False)
+    s = process_bag(src, tmp_path / "out", params=PARAMS, engine=make_engine(), mode="causal")
+    assert s.clouds == 6
+
+
+def test_no_scale_source_writes_disparity_only(tmp_path: Path) -> None:
+    src = make_bag(tmp_path / "in", n=6)
+    s = process_bag(src, tmp_path / "out", params={"scale_source": "none"}, engine=make_engine(), mode="offline")
+    msgs = read_bag(tmp_path / "out")
+    assert "/depth" not in msgs and "/points" not in msgs and len(msgs["/disparity"]) == 6
+    assert any("only disparity" in n for n in s.notes)
+
+
+def test_sparse_depth_topic_is_a_scale_source(tmp_path: Path) -> None:
+    depth = [np.full((H, W), 2.0, np.float32) for _ in range(8)]
+    src = make_bag(tmp_path / "in", n=8, sparse_depth=depth, sparse_depth_topic="/lidar_depth")
+    s = process_bag(src, tmp_path / "out", params={"sparse_min_points": 10}, engine=make_engine(), mode="offline",
+                    sparse_depth_topic="/lidar_depth")
+    assert set(s.scale_sources) == {"sparse"}
+
+
+def _yaml(tmp_path: Path) -> Path:
+    p = tmp_path / "params.yaml"
+    p.write_text("/**:\n  ros__parameters:\n    scale_source: range\n    near: 0.5\n    far: 5.0\n")
+    return p
+
+
+@pytest.fixture
+def fake_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI builds its pipeline with the LuminanceEngine instead of a model."""
+    monkeypatch.setattr(bagcli, "build_pipeline", lambda config, engine=None: DepthPipeline(config, make_engine()))
+
+
+def test_cli_overwrite_rules(tmp_path: Path, fake_model: None, capsys: pytest.CaptureFixture[str]) -> None:
+    src = make_bag(tmp_path / "in", n=5)
+    before = digest(src)
+    args = [str(src), "-o", str(tmp_path / "out"), "--params", str(_yaml(tmp_path)), "--no-progress"]
+    assert bagcli.main(args) == 0
+    assert "5 frames in, 5 out" in capsys.readouterr().out
+    first = digest(tmp_path / "out")
+    assert bagcli.main([*args, "--mode", "offline"]) == 2
+    assert "exists; pass --overwrite" in capsys.readouterr().err
+    assert digest(tmp_path / "out") == first  # untouched
+    assert bagcli.main([*args, "--overwrite", "--storage", "sqlite3"]) == 0
+    assert (tmp_path / "out" / "out.db3").is_file() and not (tmp_path / "out" / "out.mcap").exists()
+    assert bagcli.main([str(src), "-o", str(src), "--params", str(_yaml(tmp_path)), "--overwrite"]) == 2
+    assert "overlaps the input" in capsys.readouterr().err
+    assert digest(src) == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(STAGING_PREFIX)]
+
+
+def test_cli_missing_topic_lists_topics(tmp_path: Path, fake_model: None, capsys: pytest.CaptureFixture[str]) -> None:
+    src = make_bag(tmp_path / "in", n=3)
+    rc = bagcli.main([str(src), "-o", str(tmp_path / "out"), "--params", str(_yaml(tmp_path)),
+                      "--image-topic", "/cam/image_raw"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "'/cam/image_raw' not found" in err and "/image [sensor_msgs/msg/Image]" in err and "/camera_info" in err
+    assert not (tmp_path / "out").exists()
+
+
+class _Crash(LuminanceEngine):
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        if self.calls >= 1:
+            raise KeyboardInterrupt  # Ctrl-C in the middle of the bag
+        return super()._run(batch)
+
+
+@pytest.mark.parametrize("mode", ["causal", "offline"])
+def test_interrupt_leaves_no_partial_output(tmp_path: Path, mode: str) -> None:
+    src = make_bag(tmp_path / "in", n=20)
+    before = digest(src)
+    with pytest.raises(KeyboardInterrupt):
+        process_bag(src, tmp_path / "out", params=PARAMS, engine=_Crash(48, 64, 8, 3), mode=mode)
+    assert not (tmp_path / "out").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(STAGING_PREFIX)]
+    assert digest(src) == before
+
+
+def test_crash_keeps_previous_output_with_overwrite(tmp_path: Path) -> None:
+    src = make_bag(tmp_path / "in", n=20)
+    process_bag(src, tmp_path / "out", params=PARAMS, engine=make_engine())
+    previous = digest(tmp_path / "out")
+    with pytest.raises(KeyboardInterrupt):
+        process_bag(src, tmp_path / "out", params=PARAMS, engine=_Crash(48, 64, 8, 3), overwrite=True)
+    assert digest(tmp_path / "out") == previous

@@ -1,0 +1,209 @@
+"""`vdepth-video`: depth for a video file or an image folder, written as per-frame files and a preview.
+
+    vdepth-video INPUT -o OUTDIR [--format png,npz] [--mode offline|causal] [--depth-range NEAR FAR]
+                 [--ply (--intrinsics FX FY CX CY | --assume-hfov DEG)] [--params config/depth.yaml]
+
+Without a metric scale source the model's relative disparity is written (not depth; the tool says so);
+`--depth-range NEAR FAR` gives a scale from the scene's depth range. The pipeline and its parameters are
+the live node's (`config/depth.yaml`). OUTDIR is built under a temporary name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vdepth_ros.errors import VdepthError
+from vdepth_ros.offline.atomic import AtomicOutput
+from vdepth_ros.offline.errors import OfflineError
+from vdepth_ros.offline.runner import (
+    MODES,
+    RunSummary,
+    Stopwatch,
+    build_pipeline,
+    cli_errors,
+    load_node_params,
+    pipeline_config,
+    run_pipeline,
+    setup_logging,
+    sigterm_as_interrupt,
+    with_progress,
+)
+from vdepth_ros.offline.synth import default_intrinsics
+from vdepth_ros.offline.videoio import FORMATS, VideoFrameSource, VideoOutputWriter
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from vdepth_ros.runtime.engine import DepthEngine
+
+log = logging.getLogger(__name__)
+PROG = "vdepth-video"
+ASSUMED_WARNING = ("intrinsics are ASSUMED (horizontal FOV {hfov:g} deg, principal point at the centre): the point "
+                   "clouds' geometry is distorted by however much the real camera differs; pass --intrinsics "
+                   "FX FY CX CY for metric clouds")
+
+
+def depth_range_params(params: dict[str, Any], near: float, far: float) -> dict[str, Any]:
+    """Params selecting the pipeline's depth-range scale source (`near`..`far` metres)."""
+    if not 0 < near < far:
+        raise OfflineError(f"--depth-range needs 0 < NEAR < FAR, got {near} {far}")
+    out = dict(params)
+    out.update(scale_source="range", near=float(near), far=float(far))
+    return out
+
+
+def process_video(input_path: str | Path, output_dir: str | Path, *, params: dict[str, Any] | None = None,
+                  params_file: str | Path | None = None, mode: str = "offline",
+                  formats: tuple[str, ...] = ("png",), preview: bool = True, ply: bool = False,
+                  intrinsics: tuple[float, float, float, float] | None = None, assume_hfov: float | None = None,
+                  depth_range: tuple[float, float] | None = None, fps: float | None = None,
+                  max_frames: int | None = None, overwrite: bool = False, engine: DepthEngine | None = None,
+                  model: str | None = None, backend: str | None = None, progress: bool = False) -> RunSummary:
+    """Run the pipeline over a video/image folder and write per-frame files into `output_dir`.
+
+    Args:
+        input_path: video file or image folder; never modified.
+        output_dir: new output folder (an existing non-empty one only with `overwrite`).
+        params, params_file: node parameters (default: the bundled `config/depth.yaml`).
+        mode: "offline" (global fit, default) or "causal" (what the live node does).
+        formats: per-frame files, subset of ("png", "npy", "npz").
+        preview: write `preview.mp4` (mp4v, INFERNO).
+        ply: write `clouds/*.ply` (needs depth and intrinsics).
+        intrinsics: `(fx, fy, cx, cy)` at the input resolution.
+        assume_hfov: assume a pinhole with this horizontal FOV (degrees) when `intrinsics` is None;
+            a warning says the geometry is distorted.
+        depth_range: `(near, far)` metres: the scale source; None: disparity only.
+        fps: frame rate for stamps and the preview (default: the video's, 30 for folders).
+        max_frames: process at most this many frames.
+        overwrite: replace an existing output folder once the new one is complete.
+        engine, model, backend: as for `vdepth_ros.offline.bag.process_bag`.
+        progress: show a tqdm bar.
+
+    Returns:
+        The run summary; `outputs` lists the files written.
+    """
+    from vdepth_ros.stream.cloud import CameraModel
+
+    if mode not in MODES:
+        raise OfflineError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
+    input_path, output_dir = Path(input_path), Path(output_dir)
+    if params is None:
+        params = load_node_params(params_file)
+    if depth_range is not None:
+        params = depth_range_params(params, *depth_range)
+    summary = RunSummary(mode=mode)
+    clock = Stopwatch()
+    with AtomicOutput(output_dir, overwrite=overwrite, inputs=[input_path]) as tmp, \
+            VideoFrameSource(input_path, fps=fps, max_frames=max_frames) as source:
+        camera = None
+        if intrinsics is not None or assume_hfov is not None:
+            if source.size is None:
+                raise OfflineError(f"{input_path}: unknown frame size; cannot attach intrinsics")
+            w, h = source.size
+            if intrinsics is None:
+                hfov = float(assume_hfov or 60.0)
+                intrinsics = default_intrinsics(w, h, hfov)
+                msg = ASSUMED_WARNING.format(hfov=hfov)
+                log.warning(msg)
+                summary.notes.append(msg)
+            fx, fy, cx, cy = intrinsics
+            camera = CameraModel(fx=fx, fy=fy, cx=cx, cy=cy, width=w, height=h)
+        elif ply:
+            raise OfflineError("--ply needs --intrinsics FX FY CX CY or --assume-hfov DEG")
+        source.camera = camera
+        config = pipeline_config(params, model=model, backend=backend)
+        pipeline = build_pipeline(config, engine=engine)
+        with VideoOutputWriter(tmp, formats=formats, fps=source.fps, preview=preview, ply=ply) as out:
+            frames = with_progress(source.frames(), source.frame_count, PROG, progress)
+            for frame in run_pipeline(pipeline, frames, mode):  # type: ignore[arg-type]
+                if config.publish == "both" and frame.status != "final":
+                    continue  # files hold one result per frame: with "both", the final one
+                out.write(frame)
+                summary.add(frame)
+            summary.frames_in = source.frames_read + source.dropped
+            summary.dropped = source.dropped
+            if ply and out.kind == "disparity":
+                summary.notes.append("no scale source: point clouds need metric depth; no .ply written "
+                                     "(use --depth-range NEAR FAR)")
+            if out.kind == "disparity":
+                summary.notes.append("no scale source: wrote relative DISPARITY, not metric depth "
+                                     "(use --depth-range NEAR FAR for depth)")
+            out.write_meta({"input": str(input_path), "mode": mode, "fps": source.fps,
+                            "intrinsics": list(intrinsics) if intrinsics else None,
+                            "intrinsics_assumed": intrinsics is not None and assume_hfov is not None,
+                            "depth_range": list(depth_range) if depth_range else None})
+            kind, clouds = out.kind, out.clouds
+        summary.clouds = clouds
+    summary.seconds = clock.elapsed
+    summary.outputs["output folder"] = str(output_dir)
+    summary.outputs["per-frame files"] = f"{output_dir / str(kind)}/ ({', '.join(formats)})"
+    if preview:
+        summary.outputs["preview"] = str(output_dir / "preview.mp4")
+    if clouds:
+        summary.outputs["clouds"] = str(output_dir / "clouds")
+    return summary
+
+
+def _formats(text: str) -> tuple[str, ...]:
+    items = tuple(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))
+    bad = [t for t in items if t not in FORMATS]
+    if bad or not items:
+        raise argparse.ArgumentTypeError(f"formats must be a comma list of {', '.join(FORMATS)}, got {text!r}")
+    return items
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("input", type=Path, help="video file (.mp4, .mov, ...) or folder of images")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
+    p.add_argument("--format", type=_formats, default=("png",),
+                   help="per-frame files, comma list of png (16-bit, mm), npy, npz (float32) (default png)")
+    p.add_argument("--mode", choices=MODES, default="offline",
+                   help="offline = global fit over the clip (default); causal = what the live node does")
+    p.add_argument("--depth-range", type=float, nargs=2, metavar=("NEAR", "FAR"),
+                   help="metric scale from the scene's depth range in metres (without it: disparity)")
+    p.add_argument("--ply", action="store_true", help="also write clouds/*.ply (needs depth and intrinsics)")
+    p.add_argument("--intrinsics", type=float, nargs=4, metavar=("FX", "FY", "CX", "CY"),
+                   help="pinhole intrinsics at the input resolution")
+    p.add_argument("--assume-hfov", type=float, metavar="DEG",
+                   help="assume intrinsics from a horizontal FOV (distorts geometry; warned)")
+    p.add_argument("--fps", type=float, help="frame rate (default: the video's; 30 for image folders)")
+    p.add_argument("--max-frames", type=int, help="process at most this many frames")
+    p.add_argument("--no-preview", action="store_true", help="do not write preview.mp4")
+    p.add_argument("--params", type=Path, help="node parameter YAML (default: the bundled config/depth.yaml)")
+    p.add_argument("--model", help="model folder or file (default: the params' model)")
+    p.add_argument("--backend", help="runtime backend (default: the params' backend)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTDIR if it exists")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point (`vdepth-video`)."""
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    try:
+        with sigterm_as_interrupt():
+            summary = process_video(
+                args.input, args.output, params_file=args.params, mode=args.mode, formats=args.format,
+                preview=not args.no_preview, ply=args.ply,
+                intrinsics=tuple(args.intrinsics) if args.intrinsics else None,
+                assume_hfov=args.assume_hfov, depth_range=tuple(args.depth_range) if args.depth_range else None,
+                fps=args.fps, max_frames=args.max_frames, overwrite=args.overwrite, model=args.model,
+                backend=args.backend, progress=not args.no_progress and sys.stderr.isatty())
+    except (VdepthError, FileNotFoundError, KeyboardInterrupt) as exc:
+        return cli_errors(PROG, exc)
+    print(json.dumps(summary.to_dict(), indent=2) if args.json else summary.format())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
