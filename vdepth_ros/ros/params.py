@@ -10,7 +10,9 @@ marked `dynamic` may change while the node runs; any other change is rejected wi
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -50,7 +52,17 @@ class ParamSpec:
     def type_name(self) -> str:
         if self.default is None:
             return "any"
-        return {bool: "bool", int: "int", float: "double", str: "string"}.get(type(self.default), "array")
+        if isinstance(self.default, list):
+            return "int[]" if all(isinstance(v, int) for v in self.default) else "double[]"
+        return {bool: "bool", int: "int", float: "double", str: "string"}[type(self.default)]
+
+    def declare_value(self) -> Any:
+        """What to pass to `declare_parameter`: an empty list has no ROS type, so give the type."""
+        if isinstance(self.default, list) and not self.default:
+            from rclpy.parameter import Parameter
+
+            return Parameter.Type.INTEGER_ARRAY
+        return self.default
 
     def descriptor(self) -> ParameterDescriptor:
         """The rclpy descriptor (ranges are enforced by rclpy too)."""
@@ -144,13 +156,48 @@ def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
-def pipeline_param_specs(config_cls: type) -> tuple[ParamSpec, ...]:
+def attribute_docs(cls: type) -> dict[str, str]:
+    """`name -> description` from a Google-style `Attributes:` docstring section.
+
+    `a, b: text` documents both names; indented continuation lines are joined.
+    """
+    docs: dict[str, str] = {}
+    lines = inspect.cleandoc(cls.__doc__ or "").splitlines()
+    try:
+        start = next(i for i, line in enumerate(lines) if line.strip() == "Attributes:")
+    except StopIteration:
+        return docs
+    current: list[str] = []
+    indent = None
+    for line in lines[start + 1:]:
+        if not line.strip():
+            continue
+        ind = len(line) - len(line.lstrip())
+        indent = ind if indent is None else indent
+        if ind < indent:
+            break
+        m = re.match(r"^([\w, ]+):\s*(.*)$", line.strip()) if ind == indent else None
+        if m:
+            current = [n.strip() for n in m.group(1).split(",")]
+            for n in current:
+                docs[n] = m.group(2)
+        else:
+            for n in current:
+                docs[n] += " " + line.strip()
+    return docs
+
+
+def pipeline_param_specs(config_cls: type, choices: Mapping[str, tuple[str, ...]] | None = None
+                         ) -> tuple[ParamSpec, ...]:
     """Parameter specs for every field of the pipeline's config dataclass.
 
-    Field metadata may carry `description`, `choices`, `min`, `max`; `Literal[...]` annotations
-    give the choices. Fields defaulting to None are declared dynamically typed.
+    Descriptions come from field metadata `description` or the class docstring's `Attributes:`
+    section; choices from metadata, `choices`, or `Literal[...]` annotations; ranges from
+    metadata `min`/`max`. Fields defaulting to None are declared dynamically typed.
     """
     hints = typing.get_type_hints(config_cls)
+    docs = attribute_docs(config_cls)
+    choices = choices or {}
     specs = []
     for f in dataclasses.fields(config_cls):
         if f.default is not dataclasses.MISSING:
@@ -162,18 +209,20 @@ def pipeline_param_specs(config_cls: type) -> tuple[ParamSpec, ...]:
         if isinstance(default, tuple):
             default = list(default)
         tp, _ = _unwrap_optional(hints.get(f.name))
-        choices = f.metadata.get("choices")
-        if choices is None and typing.get_origin(tp) is typing.Literal:
-            choices = tuple(typing.get_args(tp))
-        specs.append(ParamSpec(f.name, default, f.metadata.get("description", f.name.replace("_", " ")),
-                               choices=tuple(choices) if choices else None, min=f.metadata.get("min"),
+        allowed = f.metadata.get("choices", choices.get(f.name))
+        if allowed is None and typing.get_origin(tp) is typing.Literal:
+            allowed = tuple(typing.get_args(tp))
+        description = f.metadata.get("description", docs.get(f.name, f.name.replace("_", " ")))
+        specs.append(ParamSpec(f.name, default, description,
+                               choices=tuple(allowed) if allowed else None, min=f.metadata.get("min"),
                                max=f.metadata.get("max"), dynamic=False, group="pipeline"))
     return tuple(specs)
 
 
-def all_param_specs(config_cls: type) -> tuple[ParamSpec, ...]:
+def all_param_specs(config_cls: type, choices: Mapping[str, tuple[str, ...]] | None = None
+                    ) -> tuple[ParamSpec, ...]:
     """ROS keys followed by the pipeline keys; a name clash is a programming error."""
-    pipeline = pipeline_param_specs(config_cls)
+    pipeline = pipeline_param_specs(config_cls, choices)
     clash = {s.name for s in ROS_PARAMS} & {s.name for s in pipeline}
     if clash:
         raise ConfigError(f"parameter names used by both the node and PipelineConfig: {sorted(clash)}")
@@ -206,3 +255,11 @@ def runtime_change_error(name: str, old: Any, new: Any, specs: Mapping[str, Para
         what = "model/backend/precision" if name in RESTART_REQUIRED else name
         return f"{name}: changing {what} at runtime is not supported; restart required"
     return spec.validate(new)
+
+
+def node_param_specs() -> tuple[ParamSpec, ...]:
+    """All parameters of `depth_node`: the ROS table plus `vdepth_ros.config.PipelineConfig`."""
+    from vdepth_ros import config
+
+    choices = getattr(config, "CHOICES", None) or getattr(config, "_CHOICES", {})
+    return all_param_specs(config.PipelineConfig, choices)

@@ -1,0 +1,54 @@
+"""Launch the vdepth_ros depth node with the shared params file and topic remappings.
+
+    ros2 launch vdepth_ros depth.launch.py image:=/camera/color/image_raw \
+        camera_info:=/camera/color/camera_info namespace:=robot1
+
+Needs `launch`/`launch_ros` (a real ROS 2 install). Where ROS comes from pip, the equivalent is
+    vdepth-node --ros-args --params-file $(share)/config/depth.yaml -r image:=... -r camera_info:=...
+"""
+
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch.actions import DeclareLaunchArgument
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+from launch import LaunchDescription
+
+
+def generate_launch_description() -> LaunchDescription:
+    default_params = os.path.join(get_package_share_directory("vdepth_ros"), "config", "depth.yaml")
+    args = [
+        DeclareLaunchArgument("params_file", default_value=default_params,
+                              description="node parameters (config/depth.yaml layout, '/**:' section)"),
+        DeclareLaunchArgument("namespace", default_value="", description="node namespace"),
+        DeclareLaunchArgument("image", default_value="image",
+                              description="input image topic (sensor_msgs/Image, or .../compressed)"),
+        DeclareLaunchArgument("camera_info", default_value="camera_info", description="input camera_info topic"),
+        DeclareLaunchArgument("sparse_depth", default_value="sparse_depth",
+                              description="optional metric depth (Image or PointCloud2; see param sparse_depth)"),
+        DeclareLaunchArgument("depth", default_value="depth", description="output depth topic (32FC1, metres)"),
+        DeclareLaunchArgument("disparity", default_value="disparity", description="output relative disparity topic"),
+        DeclareLaunchArgument("points", default_value="points", description="output organized point cloud topic"),
+        DeclareLaunchArgument("log_level", default_value="info", description="node log level"),
+    ]
+    node = Node(
+        package="vdepth_ros",
+        executable="depth_node",
+        name="depth_node",
+        namespace=LaunchConfiguration("namespace"),
+        output="screen",
+        emulate_tty=True,
+        parameters=[LaunchConfiguration("params_file")],
+        remappings=[
+            ("image", LaunchConfiguration("image")),
+            ("camera_info", LaunchConfiguration("camera_info")),
+            ("sparse_depth", LaunchConfiguration("sparse_depth")),
+            ("depth", LaunchConfiguration("depth")),
+            ("disparity", LaunchConfiguration("disparity")),
+            ("points", LaunchConfiguration("points")),
+        ],
+        arguments=["--ros-args", "--log-level", LaunchConfiguration("log_level")],
+    )
+    return LaunchDescription([*args, node])

@@ -1,0 +1,157 @@
+"""rclpy messages <-> numpy, on top of the ROS-free `vdepth_ros.encodings` table.
+
+Nothing here knows about windows or stitching: it turns `Image`/`CompressedImage`/`CameraInfo`/
+`PointCloud2` into the arrays `FrameInput` wants and `DepthFrame` arrays back into messages.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from builtin_interfaces.msg import Time
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
+from std_msgs.msg import Header
+
+from vdepth_ros import encodings as enc
+from vdepth_ros.errors import InputError
+from vdepth_ros.stream.cloud import CameraModel
+
+
+def stamp_to_ns(stamp: Time) -> int:
+    """`builtin_interfaces/Time` -> integer nanoseconds."""
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def ns_to_stamp(ns: int) -> Time:
+    """Integer nanoseconds -> `builtin_interfaces/Time`."""
+    return Time(sec=int(ns // 1_000_000_000), nanosec=int(ns % 1_000_000_000))
+
+
+def copy_header(header: Header) -> Header:
+    """A new header with the same stamp and frame_id (outputs keep the source image's header)."""
+    return Header(stamp=Time(sec=header.stamp.sec, nanosec=header.stamp.nanosec), frame_id=header.frame_id)
+
+
+# -- inputs ------------------------------------------------------------------------------------
+def image_array(msg: Image) -> np.ndarray:
+    """The pixels of an `Image` in its own encoding (zero-copy when rows are unpadded)."""
+    return enc.image_array_from_fields(msg.encoding, msg.height, msg.width, msg.step, msg.data, msg.is_bigendian)
+
+
+def rgb_from_msg(msg: Image | CompressedImage) -> np.ndarray:
+    """`(H, W, 3)` uint8 RGB from a raw or compressed image.
+
+    Raises:
+        InputError: unsupported encoding (e.g. a 16UC1 depth image on the colour input) or bad buffer.
+    """
+    if isinstance(msg, CompressedImage):
+        return enc.decode_compressed(msg.data, msg.format)
+    return enc.rgb_from_image(image_array(msg), msg.encoding)
+
+
+def depth_from_msg(msg: Image) -> np.ndarray:
+    """`(H, W)` float32 metres (NaN invalid) from a `16UC1`/`32FC1` depth image."""
+    return enc.depth_from_image(image_array(msg), msg.encoding)
+
+
+def sparse_depth_from_cloud(msg: PointCloud2, camera: CameraModel) -> np.ndarray:
+    """Project a `PointCloud2` (xyz in the camera's optical frame) to a `(H, W)` depth image.
+
+    Points behind the camera or outside the image are ignored; where several points land on one
+    pixel the nearest wins. Pixels without a point are NaN.
+    """
+    fields = [(f.name, f.offset, f.datatype, f.count) for f in msg.fields]
+    xyz = enc.pointcloud2_fields_array(fields, msg.point_step, msg.height, msg.width, msg.row_step, msg.data,
+                                       msg.is_bigendian).reshape(-1, 3)
+    x, y, z = xyz[:, 0], xyz[:, 1], xyz[:, 2]
+    ok = np.isfinite(xyz).all(axis=1) & (z > 0)
+    x, y, z = x[ok], y[ok], z[ok]
+    u = np.floor(camera.fx * x / z + camera.cx + 0.5).astype(np.int64)
+    v = np.floor(camera.fy * y / z + camera.cy + 0.5).astype(np.int64)
+    inside = (u >= 0) & (u < camera.width) & (v >= 0) & (v < camera.height)
+    u, v, z = u[inside], v[inside], z[inside]
+    depth = np.full((camera.height, camera.width), np.inf, np.float32)
+    np.minimum.at(depth, (v, u), z.astype(np.float32))
+    depth[~np.isfinite(depth)] = np.nan
+    return depth
+
+
+def camera_from_info(info: CameraInfo) -> CameraModel | None:
+    """Pinhole intrinsics from `CameraInfo`: the rectified `P` if set, else `K`; None if uncalibrated."""
+    p = np.asarray(info.p, dtype=np.float64).reshape(3, 4)
+    k = np.asarray(info.k, dtype=np.float64).reshape(3, 3)
+    if p[0, 0] > 0 and p[1, 1] > 0:
+        fx, fy, cx, cy = p[0, 0], p[1, 1], p[0, 2], p[1, 2]
+    elif k[0, 0] > 0 and k[1, 1] > 0:
+        fx, fy, cx, cy = k[0, 0], k[1, 1], k[0, 2], k[1, 2]
+    else:
+        return None
+    if info.width <= 0 or info.height <= 0:
+        return None
+    return CameraModel(fx=float(fx), fy=float(fy), cx=float(cx), cy=float(cy), width=int(info.width),
+                       height=int(info.height))
+
+
+def info_signature(info: CameraInfo) -> tuple:
+    """What must stay constant for the stream to continue (size and projection)."""
+    return (int(info.width), int(info.height), tuple(np.round(np.asarray(info.p, float), 6)),
+            tuple(np.round(np.asarray(info.k, float), 6)))
+
+
+# -- outputs -----------------------------------------------------------------------------------
+def image_msg(arr: np.ndarray, encoding: str, header: Header) -> Image:
+    """An `Image` holding `arr` (little-endian, unpadded) with `header`."""
+    step, data = enc.image_fields_from_array(arr, encoding)
+    msg = Image(header=header, height=int(arr.shape[0]), width=int(arr.shape[1]), encoding=encoding,
+                is_bigendian=0, step=step)
+    msg.data = data
+    return msg
+
+
+def cloud_msg(points: np.ndarray, colors: np.ndarray | None, header: Header) -> PointCloud2:
+    """An organized `PointCloud2` (`height x width` = `points.shape[:2]`, `is_dense=False`)."""
+    fields, point_step, row_step, data = enc.pointcloud2_layout(points, colors)
+    msg = PointCloud2(header=header, height=int(points.shape[0]), width=int(points.shape[1]), is_bigendian=False,
+                      point_step=point_step, row_step=row_step, is_dense=False)
+    msg.fields = [PointField(name=n, offset=o, datatype=d, count=c) for n, o, d, c in fields]
+    msg.data = data
+    return msg
+
+
+def info_msg(camera: CameraModel, header: Header) -> CameraInfo:
+    """`CameraInfo` for an output image: rectified pinhole at `camera`'s resolution, no distortion."""
+    k = [camera.fx, 0.0, camera.cx, 0.0, camera.fy, camera.cy, 0.0, 0.0, 1.0]
+    p = [camera.fx, 0.0, camera.cx, 0.0, 0.0, camera.fy, camera.cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+    return CameraInfo(header=header, width=int(camera.width), height=int(camera.height),
+                      distortion_model="plumb_bob", d=[0.0] * 5, k=k, r=[1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0], p=p)
+
+
+def colormap_msg(values: np.ndarray, header: Header, vmin: float, vmax: float) -> Image:
+    """A bgr8 INFERNO visualisation of `values` clipped to `[vmin, vmax]`; NaN is black."""
+    import cv2
+
+    if not vmax > vmin:
+        finite = values[np.isfinite(values)]
+        vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        vmax = vmax if vmax > vmin else vmin + 1.0
+    norm = np.clip((np.nan_to_num(values, nan=vmin) - vmin) / (vmax - vmin), 0.0, 1.0)
+    bgr = cv2.applyColorMap((255 * (1.0 - norm)).astype(np.uint8), cv2.COLORMAP_INFERNO)  # near = bright
+    bgr[~np.isfinite(values)] = 0
+    return image_msg(bgr, "bgr8", header)
+
+
+__all__ = [
+    "InputError",
+    "camera_from_info",
+    "cloud_msg",
+    "colormap_msg",
+    "copy_header",
+    "depth_from_msg",
+    "image_array",
+    "image_msg",
+    "info_msg",
+    "info_signature",
+    "ns_to_stamp",
+    "rgb_from_msg",
+    "sparse_depth_from_cloud",
+    "stamp_to_ns",
+]

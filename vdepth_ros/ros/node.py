@@ -1,0 +1,463 @@
+"""`depth_node`: camera stream in, temporally consistent depth / disparity / organized cloud out.
+
+Thin by design: callbacks pair image + camera_info (`sync.py`) and enqueue; one worker thread
+converts messages (`conversions.py`), pushes `FrameInput`s into the shared `DepthPipeline` and
+publishes the `DepthFrame`s it returns. All windowing, stitching, scale and clouds live in the
+pipeline, exactly as for `vdepth-bag`.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from std_msgs.msg import Header
+
+from vdepth_ros.errors import ConfigError, InputError, VdepthError
+from vdepth_ros.ros import conversions as conv
+from vdepth_ros.ros.diagnostics import LatencyStats, RateMeter, level_for, make_array, make_status
+from vdepth_ros.ros.params import ParamSpec, node_param_specs, runtime_change_error, validate_ros_params
+from vdepth_ros.ros.qos import IncompatibleQosReporter, qos_profile
+from vdepth_ros.ros.sync import ApproximateTimeSync, Pair
+from vdepth_ros.ros.worker import DropOldestQueue, ThrottledLog
+
+NODE_NAME = "depth_node"
+
+
+@dataclass
+class _Item:
+    """One synchronised input waiting for the worker."""
+
+    stamp_ns: int
+    image: Image | CompressedImage
+    info: CameraInfo | None
+    info_source: str
+    sparse: Image | PointCloud2 | None
+    received: float  # time.monotonic() at arrival
+
+
+class _Outputs:
+    """The publishers of one frame status (main topics, or `provisional/...`)."""
+
+    def __init__(self, node: Node, prefix: str, qos: Any, reporter: IncompatibleQosReporter) -> None:
+        def pub(msg_type: type, name: str) -> Any:
+            topic = prefix + name
+            return node.create_publisher(msg_type, topic, qos, event_callbacks=reporter.publisher(topic))
+
+        self.depth = pub(Image, "depth")
+        self.disparity = pub(Image, "disparity")
+        self.points = pub(PointCloud2, "points")
+        self.camera_info = pub(CameraInfo, "depth/camera_info")
+
+    def all(self) -> list[Any]:
+        return [self.depth, self.disparity, self.points, self.camera_info]
+
+
+class DepthNode(Node):
+    """The live depth node.
+
+    Args:
+        engine: a `DepthEngine` to use instead of building one from the `model` parameter (tests,
+            benchmarks).
+        start_worker: start the worker thread (tests may drive `process_pending()` instead).
+        **kwargs: forwarded to `rclpy.node.Node` (context, namespace, parameter_overrides, cli_args...).
+
+    Raises:
+        ConfigError: a parameter is invalid; the message names it and why.
+    """
+
+    def __init__(self, node_name: str = NODE_NAME, *, engine: Any = None, start_worker: bool = True,
+                 **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        from vdepth_ros.pipeline import DepthPipeline  # heavy imports after rclpy is up
+
+        # 1. parameters: declare once, validate, build the pipeline from the pipeline keys
+        self._specs: dict[str, ParamSpec] = {s.name: s for s in node_param_specs()}
+        values = self._declare_all()
+        ros_values = {k: v for k, v in values.items() if self._specs[k].group == "ros"}
+        validate_ros_params(ros_values)
+        self.p = dict(ros_values)
+        self.pipeline_params = {k: v for k, v in values.items() if self._specs[k].group == "pipeline"}
+        try:
+            self.pipeline = DepthPipeline.from_dict(self.pipeline_params, engine=engine)
+        except VdepthError:
+            raise
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"invalid pipeline parameters: {err}") from err
+        self.publish_policy = self.pipeline.config.publish
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        scale_source = self.pipeline.config.scale_source
+        if (scale_source == "sparse") != (self.p["sparse_depth"] != "none"):
+            self.get_logger().warning(
+                f"scale_source is {scale_source!r} but sparse_depth is {self.p['sparse_depth']!r}: set both "
+                "(scale_source:=sparse sparse_depth:=image|pointcloud) to get metric depth from sparse depth")
+
+        # 2. logging, counters
+        self.qos_reporter = IncompatibleQosReporter(self.get_logger().warning)
+        self.input_errors = ThrottledLog(self.get_logger().error)
+        self.warn_throttled = ThrottledLog(self.get_logger().warning)
+        self.input_rate, self.output_rate = RateMeter(), RateMeter()
+        self.latency = LatencyStats()
+        self.window_latency = LatencyStats()
+        self.skipped = 0
+        self.resets: dict[str, int] = {}
+        self._last_fit: Any = None
+        self._drops_reported = 0
+        self._lock = threading.Lock()
+
+        # 3. publishers (outputs are relative names, remappable)
+        out_qos = qos_profile(self.p["output_qos"], self.p["output_qos_depth"])
+        self.outputs = _Outputs(self, "", out_qos, self.qos_reporter)
+        self.provisional_outputs = (_Outputs(self, "provisional/", out_qos, self.qos_reporter)
+                                    if self.publish_policy == "both" else None)
+        self.colormap_pub = self.create_publisher(Image, "~/depth_colormap", out_qos,
+                                                  event_callbacks=self.qos_reporter.publisher("~/depth_colormap"))
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+
+        # 4. subscriptions, synchronisation, worker
+        in_qos = qos_profile(self.p["input_qos"], self.p["input_qos_depth"])
+        self.sync: ApproximateTimeSync[Image | CompressedImage, CameraInfo] = ApproximateTimeSync(
+            int(self.p["sync_slop"] * 1e9), self.p["sync_queue_size"], int(self.p["camera_info_timeout"] * 1e9))
+        self.queue: DropOldestQueue[_Item] = DropOldestQueue(self.p["queue_size"])
+        self._sparse: deque[tuple[int, Any]] = deque(maxlen=8)
+        self._last_image_stamp: int | None = None
+        image_topic = self.resolve_topic_name("image")
+        transport = self.p["image_transport"]
+        compressed = transport == "compressed" or (transport == "auto" and image_topic.endswith("/compressed"))
+        self.image_sub = self.create_subscription(
+            CompressedImage if compressed else Image, "image", self._on_image, in_qos,
+            event_callbacks=self.qos_reporter.subscription(image_topic))
+        self.info_sub = self.create_subscription(
+            CameraInfo, "camera_info", self._on_info, in_qos,
+            event_callbacks=self.qos_reporter.subscription(self.resolve_topic_name("camera_info")))
+        self.sparse_sub = None
+        if self.p["sparse_depth"] != "none":
+            sparse_type = Image if self.p["sparse_depth"] == "image" else PointCloud2
+            self.sparse_sub = self.create_subscription(
+                sparse_type, "sparse_depth", self._on_sparse, in_qos,
+                event_callbacks=self.qos_reporter.subscription(self.resolve_topic_name("sparse_depth")))
+        self._state = _StreamState()
+        self.diag_timer = self.create_timer(self.p["diagnostics_period"], self.publish_diagnostics)
+        self._stop = threading.Event()
+        self._worker: threading.Thread | None = None
+        if start_worker:
+            self._worker = threading.Thread(target=self._run_worker, name="vdepth-worker", daemon=True)
+            self._worker.start()
+        self.get_logger().info(
+            f"subscribed to {image_topic} ({'compressed' if compressed else 'raw'}, {self.p['input_qos']}) and "
+            f"{self.resolve_topic_name('camera_info')}; publishing {self.publish_policy} frames on "
+            f"{self.resolve_topic_name('depth')}, {self.resolve_topic_name('points')} ({self.p['output_qos']})")
+
+    # -- parameters --------------------------------------------------------------------------
+    def _declare_all(self) -> dict[str, Any]:
+        values = {}
+        for spec in self._specs.values():
+            try:
+                param = self.declare_parameter(spec.name, spec.declare_value(), spec.descriptor())
+            except Exception as err:  # rclpy's range/type exceptions: re-raise with our message
+                raise ConfigError(f"parameter {spec.name}: {err}") from err
+            value = param.value
+            if isinstance(spec.default, list):
+                value = [] if value is None else list(value)
+            values[spec.name] = value
+        return values
+
+    def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        for param in params:
+            old = self.p.get(param.name, self.pipeline_params.get(param.name))
+            reason = runtime_change_error(param.name, old, param.value, self._specs)
+            if reason:
+                return SetParametersResult(successful=False, reason=reason)
+        for param in params:
+            if param.name in self.p:
+                self.p[param.name] = param.value
+        return SetParametersResult(successful=True)
+
+    # -- callbacks (executor thread): never block, never raise -------------------------------
+    def _on_image(self, msg: Image | CompressedImage) -> None:
+        try:
+            stamp = conv.stamp_to_ns(msg.header.stamp)
+            self.input_rate.tick()
+            if self.p["skip_when_unsubscribed"] and not self.has_subscribers():
+                self.skipped += 1
+                return
+            with self._lock:
+                if self._last_image_stamp is not None and stamp < self._last_image_stamp:
+                    self.sync.clear()  # bag loop / clock reset: old camera_infos would mis-pair
+                self._last_image_stamp = stamp
+                pairs = self.sync.add_image(stamp, msg)
+            self._enqueue(pairs)
+        except Exception as err:  # a callback must never raise
+            self.input_errors("image-cb", f"image callback failed: {err!r}")
+
+    def _on_info(self, msg: CameraInfo) -> None:
+        try:
+            with self._lock:
+                pairs = self.sync.add_info(conv.stamp_to_ns(msg.header.stamp), msg)
+            self._enqueue(pairs)
+        except Exception as err:
+            self.input_errors("info-cb", f"camera_info callback failed: {err!r}")
+
+    def _on_sparse(self, msg: Image | PointCloud2) -> None:
+        with self._lock:
+            self._sparse.append((conv.stamp_to_ns(msg.header.stamp), msg))
+
+    def _enqueue(self, pairs: list[Pair]) -> None:
+        now = time.monotonic()
+        for pair in pairs:
+            item = _Item(pair.stamp_ns, pair.image, pair.info, pair.source, self._nearest_sparse(pair.stamp_ns), now)
+            if self.queue.put(item):
+                self.warn_throttled("drop", f"input queue full ({self.queue.maxsize}): dropped the oldest frame; "
+                                            f"{self.queue.dropped} dropped so far (inference slower than input)")
+
+    def _nearest_sparse(self, stamp: int) -> Any:
+        if self.sparse_sub is None:
+            return None
+        slop = int(self.p["sparse_depth_slop"] * 1e9)
+        with self._lock:
+            best = min(self._sparse, key=lambda s: abs(s[0] - stamp), default=None)
+        return best[1] if best is not None and abs(best[0] - stamp) <= slop else None
+
+    def has_subscribers(self) -> bool:
+        """True if anything listens to an output (skip inference otherwise, when configured)."""
+        pubs = self.outputs.all() + (self.provisional_outputs.all() if self.provisional_outputs else [])
+        pubs.append(self.colormap_pub)
+        return any(p.get_subscription_count() > 0 for p in pubs)
+
+    # -- worker thread -----------------------------------------------------------------------
+    def _run_worker(self) -> None:
+        while not self._stop.is_set():
+            item = self.queue.get(timeout=0.1)
+            if item is not None:
+                self.process(item)
+
+    def process_pending(self) -> int:
+        """Process everything queued in the calling thread (tests without the worker)."""
+        n = 0
+        while (item := self.queue.get(timeout=0)) is not None:
+            self.process(item)
+            n += 1
+        return n
+
+    def process(self, item: _Item) -> None:
+        """Convert one input, run it through the pipeline and publish what comes out. Never raises."""
+        try:
+            frame = self._frame_input(item)
+        except InputError as err:
+            self.input_errors(f"input:{type(item.image).__name__}:{getattr(item.image, 'encoding', '')}",
+                              f"dropping input frame: {err}")
+            return
+        except Exception as err:
+            self.input_errors("input-unexpected", f"dropping input frame: {err!r}")
+            return
+        try:
+            self._check_resets(item, frame)
+            t0 = time.monotonic()
+            frames = self.pipeline.push(frame)
+            if frames:
+                self.window_latency.add(time.monotonic() - t0)
+            for out in frames:
+                self._publish(out)
+        except Exception as err:  # keep running; the pipeline resets
+            self.input_errors("pipeline", f"depth pipeline failed on frame {item.stamp_ns}: {err!r}; resetting")
+            self._reset("pipeline error")
+
+    def _frame_input(self, item: _Item) -> Any:
+        from vdepth_ros.pipeline import FrameInput
+
+        rgb = conv.rgb_from_msg(item.image)
+        h, w = rgb.shape[:2]
+        camera = conv.camera_from_info(item.info) if item.info is not None else None
+        if camera is not None and (camera.width, camera.height) != (w, h):
+            camera = camera.scaled(w, h)
+        sparse = None
+        if item.sparse is not None:
+            try:
+                sparse = self._sparse_depth(item.sparse, camera, w, h)
+            except InputError as err:
+                self.input_errors("sparse", f"ignoring sparse_depth: {err}")
+        header = conv.copy_header(item.image.header)
+        return FrameInput(rgb=rgb, stamp_ns=item.stamp_ns, camera=camera, sparse_depth=sparse, meta=header)
+
+    @staticmethod
+    def _sparse_depth(msg: Image | PointCloud2, camera: Any, w: int, h: int) -> Any:
+        if isinstance(msg, PointCloud2):
+            if camera is None:
+                raise InputError("a PointCloud2 sparse_depth needs camera_info to project it")
+            return conv.sparse_depth_from_cloud(msg, camera)
+        depth = conv.depth_from_msg(msg)
+        if depth.shape != (h, w):
+            raise InputError(f"sparse_depth is {depth.shape[1]}x{depth.shape[0]}, the image is {w}x{h}")
+        return depth
+
+    # -- resets ------------------------------------------------------------------------------
+    def _check_resets(self, item: _Item, frame: Any) -> None:
+        """Restart the stream on a time jump, a long gap or new intrinsics (the pipeline itself
+        restarts on a resolution change; we only log that one)."""
+        reason = self._state.update(frame.rgb.shape[:2], item.stamp_ns,
+                                    conv.info_signature(item.info) if item.info is not None else None,
+                                    int(self.p["max_gap"] * 1e9))
+        if reason:
+            self._reset(reason, flush=True, pipeline=not reason.startswith("resolution"))
+
+    def _reset(self, reason: str, *, flush: bool = False, pipeline: bool = True) -> None:
+        """Log once, publish what the old stream still holds (`flush`), then reset the pipeline."""
+        kind = reason.split(":")[0]
+        self.resets[kind] = self.resets.get(kind, 0) + 1
+        self.get_logger().warning(f"restarting the depth stream: {reason}")
+        if not pipeline:
+            return
+        try:
+            if flush:
+                for out in self.pipeline.flush():
+                    self._publish(out)
+            self.pipeline.reset(reason)
+        except Exception as err:
+            self.input_errors("reset", f"flushing the old stream failed: {err!r}")
+            self.pipeline.reset(reason)
+
+    # -- publishing --------------------------------------------------------------------------
+    def _publish(self, f: Any) -> None:
+        # "provisional"/"final": the pipeline already chose one emission per frame -> main topics.
+        # "both": final frames on the main topics, early (provisional) ones on provisional/...
+        outputs = self.outputs
+        if self.publish_policy == "both" and f.status == "provisional":
+            outputs = self.provisional_outputs
+        header: Header = f.meta if isinstance(f.meta, Header) else Header(stamp=conv.ns_to_stamp(f.stamp_ns))
+        if f.depth is not None and outputs.depth.get_subscription_count() > 0:
+            outputs.depth.publish(conv.image_msg(f.depth, "32FC1", header))
+        if outputs.disparity.get_subscription_count() > 0:
+            outputs.disparity.publish(conv.image_msg(f.disparity, "32FC1", header))
+        if f.points is not None and outputs.points.get_subscription_count() > 0:
+            outputs.points.publish(conv.cloud_msg(f.points, f.colors, header))
+        if f.camera is not None and outputs.camera_info.get_subscription_count() > 0:
+            outputs.camera_info.publish(conv.info_msg(f.camera, header))
+        if (self.p["publish_colormap"] and outputs is self.outputs
+                and self.colormap_pub.get_subscription_count() > 0):
+            values = f.depth if f.depth is not None else f.disparity
+            self.colormap_pub.publish(conv.colormap_msg(values, header, self.p["colormap_min"],
+                                                        self.p["colormap_max"]))
+        self._last_fit = f.fit
+        if outputs is self.outputs:
+            self.output_rate.tick()
+            now_ns = self.get_clock().now().nanoseconds
+            self.latency.add((now_ns - f.stamp_ns) / 1e9)
+
+    # -- diagnostics -------------------------------------------------------------------------
+    def diagnostics_values(self) -> dict[str, Any]:
+        """The numbers reported on /diagnostics (also used by the benchmark)."""
+        lat, win = self.latency.summary(), self.window_latency.summary()
+        fit = self._last_fit
+        stats = getattr(self.pipeline, "stats", None)
+        values: dict[str, Any] = {
+            "input rate [Hz]": self.input_rate.rate(),
+            "output rate [Hz]": self.output_rate.rate(),
+            "latency median [s]": lat["median"],
+            "latency p95 [s]": lat["p95"],
+            "window latency median [s]": win["median"],
+            "window latency max [s]": win["max"],
+            "queued": len(self.queue),
+            "dropped (queue full)": self.queue.dropped,
+            "skipped (no subscribers)": self.skipped,
+            "input errors": self.input_errors.count,
+            "camera_info synced/cached/none": "/".join(str(self.sync.counts[k]) for k in ("synced", "cached", "none")),
+            "resets": ", ".join(f"{k}={v}" for k, v in sorted(self.resets.items())) or "0",
+            "qos incompatible events": self.qos_reporter.events,
+            "publish": self.publish_policy,
+        }
+        if fit is not None:
+            for key in ("scale_source", "scale", "shift", "residual", "inlier_fraction", "degenerate"):
+                if hasattr(fit, key):
+                    values[f"fit {key}"] = getattr(fit, key)
+        if stats is not None:
+            for key, val in (vars(stats).items() if hasattr(stats, "__dict__") else []):
+                if isinstance(val, (int, float, str, bool)):
+                    values[f"pipeline {key}"] = val
+        return values
+
+    def publish_diagnostics(self) -> None:
+        try:
+            values = self.diagnostics_values()
+            drops = self.queue.dropped - self._drops_reported
+            self._drops_reported = self.queue.dropped
+            level, message = level_for(values["input rate [Hz]"], values["output rate [Hz]"], drops,
+                                       bool(getattr(self._last_fit, "degenerate", False)),
+                                       self.input_rate.rate() > 0)
+            status = make_status(f"{self.get_name()}: depth stream", self.get_fully_qualified_name(), level, message,
+                                 values)
+            self.diag_pub.publish(make_array(self.get_clock().now().to_msg(), [status]))
+        except Exception as err:
+            self.input_errors("diag", f"diagnostics failed: {err!r}")
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def close(self) -> None:
+        """Stop the worker (the pending queue is discarded) and destroy the node."""
+        self._stop.set()
+        self.queue.close()
+        if self._worker is not None:
+            self._worker.join(timeout=10.0)
+        self.destroy_node()
+
+
+class _StreamState:
+    """Remembers what the last frame looked like to decide when the stream must restart."""
+
+    def __init__(self) -> None:
+        self.size: tuple[int, int] | None = None
+        self.stamp: int | None = None
+        self.info: tuple | None = None
+
+    def update(self, size: tuple[int, int], stamp: int, info: tuple | None, max_gap_ns: int) -> str | None:
+        """The reset reason for a new frame, or None. State always moves to the new frame."""
+        reason = None
+        if self.stamp is not None:
+            if size != self.size:
+                reason = f"resolution: {self.size[1]}x{self.size[0]} -> {size[1]}x{size[0]}"
+            elif stamp < self.stamp:
+                reason = f"time jump: stamp went back {(self.stamp - stamp) / 1e9:.3f} s (bag loop?)"
+            elif max_gap_ns > 0 and stamp - self.stamp > max_gap_ns:
+                reason = f"gap: {(stamp - self.stamp) / 1e9:.3f} s without input"
+            elif info is not None and self.info is not None and info != self.info:
+                reason = "camera_info: intrinsics or size changed"
+        self.size, self.stamp = size, stamp
+        if info is not None:
+            self.info = info
+        return reason
+
+
+def main(args: list[str] | None = None) -> int:
+    """Console entry point: `vdepth-node --ros-args --params-file config/depth.yaml -r image:=...`."""
+    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = DepthNode()
+        executor = MultiThreadedExecutor(num_threads=2)
+        executor.add_node(node)
+        executor.spin()
+    except ConfigError as err:
+        print(f"depth_node: invalid configuration: {err}", file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.close()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
