@@ -1,0 +1,147 @@
+"""vdepth-video on a tiny generated mp4 and on an image folder."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from fakes import LuminanceEngine
+
+from vdepth_ros.config import PipelineConfig
+from vdepth_ros.offline import video as videocli
+from vdepth_ros.offline.errors import OfflineError, VideoReadError
+from vdepth_ros.offline.synth import synthetic_frames
+from vdepth_ros.offline.video import process_video
+from vdepth_ros.offline.videoio import read_ply
+from vdepth_ros.pipeline import DepthPipeline, FrameInput
+
+H, W, N = 48, 64, 12
+RANGE = (0.5, 4.0)
+
+
+def make_engine() -> LuminanceEngine:
+    return LuminanceEngine(height=48, width=64, frames=8, overlap=3)
+
+
+def make_mp4(path: Path, n: int = N) -> Path:
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 15.0, (W, H))
+    assert vw.isOpened()
+    for rgb in synthetic_frames(n, H, W):
+        vw.write(np.ascontiguousarray(rgb[..., ::-1]))
+    vw.release()
+    return path
+
+
+def make_folder(path: Path, n: int = N) -> Path:
+    path.mkdir()
+    for i, rgb in enumerate(synthetic_frames(n, H, W)):
+        cv2.imwrite(str(path / f"frame_{i}.png"), np.ascontiguousarray(rgb[..., ::-1]))  # natural sort: 2 < 10
+    (path / "notes.txt").write_text("not an image")
+    return path
+
+
+def test_mp4_to_depth_pngs_npz_and_preview(tmp_path: Path) -> None:
+    clip = make_mp4(tmp_path / "clip.mp4")
+    s = process_video(clip, tmp_path / "out", params={}, engine=make_engine(), formats=("png", "npy", "npz"),
+                      depth_range=RANGE)
+    out = tmp_path / "out"
+    assert s.frames_in == N and s.frames_out == N and s.dropped == 0
+    pngs = sorted((out / "depth").glob("*.png"))
+    assert len(pngs) == N and pngs[0].name == "000000.png"
+    png = cv2.imread(str(pngs[3]), cv2.IMREAD_UNCHANGED)
+    assert png.dtype == np.uint16 and png.shape == (H, W)
+    npy = np.load(out / "depth" / "000003.npy")
+    assert npy.dtype == np.float32
+    np.testing.assert_array_equal(png, np.clip(np.rint(npy * 1000), 0, 65535).astype(np.uint16))  # millimetres
+    with np.load(out / "depth" / "000003.npz") as z:
+        np.testing.assert_array_equal(z["depth"], npy)
+        assert z["disparity"].shape == (H, W) and int(z["stamp_ns"]) == round(3 * 1e9 / 15)
+    cap = cv2.VideoCapture(str(out / "preview.mp4"))
+    count = 0
+    while cap.read()[0]:
+        count += 1
+    assert count == N and cap.get(cv2.CAP_PROP_FPS) == pytest.approx(15.0)
+    rows = list(csv.DictReader((out / "frames.csv").open()))
+    assert [int(r["index"]) for r in rows] == list(range(N)) and {r["scale_source"] for r in rows} == {"range"}
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["kind"] == "depth" and meta["depth_range"] == list(RANGE) and "millimetres" in meta["units"]
+
+
+def test_folder_matches_pipeline_and_writes_ply(tmp_path: Path) -> None:
+    folder = make_folder(tmp_path / "frames")
+    K = (60.0, 60.0, 31.5, 23.5)
+    s = process_video(folder, tmp_path / "out", params={"cloud_stride": 1}, engine=make_engine(), formats=("npy",),
+                      depth_range=RANGE, ply=True, intrinsics=K, preview=False)
+    assert s.frames_out == N and s.clouds == N
+    assert not (tmp_path / "out" / "preview.mp4").exists()
+
+    from vdepth_ros.stream.cloud import CameraModel
+
+    config = PipelineConfig.from_params({"scale_source": "range", "near": RANGE[0], "far": RANGE[1],
+                                         "cloud_stride": 1})[0]
+    cam = CameraModel(*K, width=W, height=H)
+    frames = [FrameInput(rgb=f, stamp_ns=round(i * 1e9 / 30), camera=cam)
+              for i, f in enumerate(synthetic_frames(N, H, W))]
+    expected = list(DepthPipeline(config, engine=make_engine()).run_offline(frames))
+    for f in expected:  # lossless PNG input -> identical to the pipeline on the same frames
+        np.testing.assert_array_equal(np.load(tmp_path / "out" / "depth" / f"{f.index:06d}.npy"), f.depth)
+        pts = read_ply(tmp_path / "out" / "clouds" / f"{f.index:06d}.ply")
+        finite = f.points.reshape(-1, 3)[np.isfinite(f.points.reshape(-1, 3)).all(axis=1)]
+        np.testing.assert_array_equal(pts, finite)
+
+
+def test_without_scale_source_writes_disparity_and_says_so(tmp_path: Path) -> None:
+    s = process_video(make_mp4(tmp_path / "c.mp4"), tmp_path / "out", params={}, engine=make_engine(),
+                      ply=True, assume_hfov=70.0)
+    assert (tmp_path / "out" / "disparity").is_dir() and not (tmp_path / "out" / "depth").exists()
+    assert len(list((tmp_path / "out" / "disparity").glob("*.png"))) == N
+    assert any("DISPARITY, not metric depth" in n for n in s.notes)
+    assert any("no .ply written" in n for n in s.notes)
+    meta = json.loads((tmp_path / "out" / "meta.json").read_text())
+    assert meta["kind"] == "disparity" and meta["png_scale"] > 0 and "NOT metric" in meta["units"]
+
+
+def test_assumed_intrinsics_warn(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        s = process_video(make_mp4(tmp_path / "c.mp4", 9), tmp_path / "out", params={}, engine=make_engine(),
+                          ply=True, assume_hfov=70.0, depth_range=RANGE, preview=False)
+    assert any("ASSUMED" in r.getMessage() and "distorted" in r.getMessage() for r in caplog.records)
+    assert s.clouds == 9 and json.loads((tmp_path / "out" / "meta.json").read_text())["intrinsics_assumed"]
+
+
+def test_errors(tmp_path: Path) -> None:
+    clip = make_mp4(tmp_path / "c.mp4", 4)
+    with pytest.raises(OfflineError, match="--ply needs --intrinsics"):
+        process_video(clip, tmp_path / "o1", params={}, engine=make_engine(), ply=True)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(VideoReadError, match="holds no images"):
+        process_video(tmp_path / "empty", tmp_path / "o2", params={}, engine=make_engine())
+    (tmp_path / "bad.mp4").write_bytes(b"not a video")
+    with pytest.raises(VideoReadError, match="cannot open video"):
+        process_video(tmp_path / "bad.mp4", tmp_path / "o3", params={}, engine=make_engine())
+    with pytest.raises(OfflineError, match="NEAR < FAR"):
+        process_video(clip, tmp_path / "o4", params={}, engine=make_engine(), depth_range=(3.0, 1.0))
+    assert not any((tmp_path / f"o{i}").exists() for i in range(1, 5))
+
+
+def test_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(videocli, "build_pipeline", lambda config, engine=None: DepthPipeline(config, make_engine()))
+    params = tmp_path / "p.yaml"
+    params.write_text("/**:\n  ros__parameters:\n    cloud_stride: 2\n")
+    clip = make_mp4(tmp_path / "c.mp4", 6)
+    args = [str(clip), "-o", str(tmp_path / "out"), "--params", str(params), "--format", "png,npz",
+            "--depth-range", "0.5", "4", "--no-progress"]
+    assert videocli.main(args) == 0
+    assert "6 frames in, 6 out" in capsys.readouterr().out
+    assert len(list((tmp_path / "out" / "depth").glob("*.npz"))) == 6
+    assert videocli.main(args) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert videocli.main([*args, "--overwrite", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["frames_out"] == 6
+    with pytest.raises(SystemExit):
+        videocli.main([*args, "--format", "tiff"])
