@@ -1,0 +1,320 @@
+"""DepthCrafter teacher (models/depthcrafter.py): windows, noise reuse, stitching, conditioning, loaders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vdepth_ros.errors import InputError, ModelLoadError
+from vdepth_ros.models import edm, load_model
+from vdepth_ros.models.depthcrafter import (
+    ADDED_TIME_IDS,
+    RELEASED_CLIP_CONFIG,
+    Conditioning,
+    DepthCrafter,
+    SpatioTemporalUNet,
+    _window_noise,
+    window_bounds,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny() -> DepthCrafter:
+    torch.manual_seed(0)
+    return DepthCrafter(**DepthCrafter.tiny_config())
+
+
+def _frames(t: int, h: int = 64, w: int = 64, seed: int = 0) -> torch.Tensor:
+    return torch.rand(t, 3, h, w, generator=torch.Generator().manual_seed(seed))
+
+
+# -- long-video schedule ------------------------------------------------------------------------
+def test_window_schedule_300_frames() -> None:
+    assert window_bounds(300, 110, 25) == [(0, 110), (85, 195), (170, 280), (255, 300)]
+    assert window_bounds(110) == [(0, 110)]
+    assert window_bounds(111) == [(0, 110), (85, 111)]
+    assert window_bounds(7) == [(0, 7)]
+    with pytest.raises(InputError):
+        window_bounds(10, 5, 5)
+
+
+def test_noise_reuse_for_overlapped_frames_300() -> None:
+    """Overlapped frames get the same ε in both windows; all ε come from one window-length tensor."""
+    noise = torch.arange(110, dtype=torch.float32).view(110, 1, 1, 1)
+    bounds = window_bounds(300)
+    eps = [e.flatten().long().tolist() for e in _window_noise(noise, bounds, 25)]
+    assert [len(e) for e in eps] == [110, 110, 110, 45]
+    # frame f of window k is absolute frame start_k + j: same ε index in both windows on the overlap
+    for k in range(1, len(bounds)):
+        prev_start, cur_start = bounds[k - 1][0], bounds[k][0]
+        for j in range(25):
+            assert eps[k][j] == eps[k - 1][cur_start - prev_start + j]
+    assert eps[0] == list(range(110))
+    # the release's rotation cat(noise[-25:], noise[:85]) for the second window
+    assert eps[1] == list(range(85, 110)) + list(range(0, 85))
+
+
+def test_sample_windows_anchor_and_crossfade(tiny: DepthCrafter) -> None:
+    """Oracle denoiser: check the first-step anchor z_prev + σ0·ε and the linear latent crossfade."""
+    model = DepthCrafter(**{**DepthCrafter.tiny_config(), "window": 5, "overlap": 2})
+    n, h = 11, 2
+    lat = torch.randn(n, 4, h, h)
+    # clip[:, 0] carries the absolute frame index so the oracle knows its window
+    clip = torch.arange(n, dtype=torch.float32)[:, None].repeat(1, 3)
+    cond = Conditioning(lat, clip)
+    seen: list[tuple[float, torch.Tensor, int]] = []
+
+    def oracle(x: torch.Tensor, sigma: float, c: Conditioning) -> torch.Tensor:
+        start = int(c.clip[0, 0])
+        seen.append((sigma, x.clone(), start))
+        return c.latents + start  # window-dependent clean latent
+
+    model.denoise = oracle  # type: ignore[method-assign]
+    eps = torch.randn(5, 4, h, h)
+    sigmas = edm.karras_sigmas(3)
+    out = model.sample_windows(cond, sigmas, eps)
+    assert out.shape == (n, 4, h, h)
+    starts = [s for _, _, s in seen]
+    assert starts == [0, 0, 0, 3, 3, 3, 6, 6, 6]
+    firsts = [(x, s) for sig, x, s in seen if sig == pytest.approx(700.0)]
+    scale = edm.init_noise_sigma()
+    torch.testing.assert_close(firsts[0][0], eps * scale)
+    # window 1, step 0: overlapped frames = stitched latents of window 0 + 700·ε (same ε as frames 3,4)
+    x1 = firsts[1][0]
+    eps_frames_3_4 = eps[3:5]
+    torch.testing.assert_close(x1[:2], (lat[3:5] + 0) + 700.0 * eps_frames_3_4)
+    torch.testing.assert_close(x1[2:], scale * eps[:3])  # rotated: non-overlap frames reuse eps[0:3]
+    # crossfade: new weight linspace(0,1,2) = [0, 1] -> frame 3 from window 0, frame 4 from window 1
+    torch.testing.assert_close(out[:3], lat[:3] + 0)
+    torch.testing.assert_close(out[3], lat[3] + 0)
+    torch.testing.assert_close(out[4], lat[4] + 3)
+    torch.testing.assert_close(out[6], lat[6] + 3)
+    torch.testing.assert_close(out[7], lat[7] + 6)
+    torch.testing.assert_close(out[8:], lat[8:] + 6)
+
+
+def test_crossfade_weights_interior(tiny: DepthCrafter) -> None:
+    model = DepthCrafter(**{**DepthCrafter.tiny_config(), "window": 6, "overlap": 3})
+    lat = torch.zeros(9, 4, 1, 1)
+    clip = torch.arange(9, dtype=torch.float32)[:, None]
+    model.denoise = lambda x, s, c: c.latents + float(c.clip[0, 0])  # type: ignore[method-assign]
+    out = model.sample_windows(Conditioning(lat, clip), edm.karras_sigmas(1), torch.randn(6, 4, 1, 1))
+    # overlap frames 3,4,5: old (0) weights 1, .5, 0; new (3) weights 0, .5, 1
+    assert out[:, 0, 0, 0].tolist() == pytest.approx([0, 0, 0, 0, 1.5, 3, 3, 3, 3])
+
+
+# -- the UNet ---------------------------------------------------------------------------------
+def test_unet_equals_diffusers_with_shared_token() -> None:
+    """With one CLIP token repeated per frame our forward is diffusers' SVD forward."""
+    from diffusers import UNetSpatioTemporalConditionModel
+
+    torch.manual_seed(1)
+    cfg = DepthCrafter.tiny_config()["unet"]
+    ours = SpatioTemporalUNet(**cfg).eval()
+    ref = UNetSpatioTemporalConditionModel(**cfg).eval()
+    ref.load_state_dict(ours.state_dict())
+    x = torch.randn(1, 3, 8, 8, 8)
+    tok = torch.randn(1, 1, 32)
+    ids = torch.tensor([list(ADDED_TIME_IDS)])
+    with torch.no_grad():
+        a = ours(x, 1.6378, tok.expand(1, 3, 32), ids)
+        b = ref(x, torch.tensor([1.6378]), tok, ids).sample
+        out, feats = ours(x, 1.6378, tok.expand(1, 3, 32), ids, return_features=True)
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    assert torch.equal(a, out)
+    assert [tuple(f.shape) for f in feats] == [(3, 32, 8, 8), (3, 64, 4, 4), (3, 64, 2, 2), (3, 64, 1, 1)]
+    assert ours.feature_channels == [32, 64, 64, 64]
+
+
+def test_per_frame_token_changes_that_frame(tiny: DepthCrafter) -> None:
+    x = torch.randn(1, 3, 8, 8, 8)
+    ids = torch.tensor([list(ADDED_TIME_IDS)])
+    tok = torch.randn(1, 3, 32)
+    tok2 = tok.clone()
+    tok2[0, 1] += 1.0
+    with torch.no_grad():
+        a = tiny.unet(x, 0.5, tok, ids)
+        b = tiny.unet(x, 0.5, tok2, ids)
+    assert not torch.allclose(a[0, 1], b[0, 1])
+
+
+def test_constants(tiny: DepthCrafter) -> None:
+    assert tiny.added_time_ids.flatten().tolist() == pytest.approx([7.0, 127.0, 0.02])
+    assert RELEASED_CLIP_CONFIG["image_size"] == 224
+    assert tiny.clip_mean.flatten().tolist() == pytest.approx([0.48145466, 0.4578275, 0.40821073])
+    assert tiny.clip_std.flatten().tolist() == pytest.approx([0.26862954, 0.26130258, 0.27577711])
+    c = tiny.input_constraints
+    assert (c.multiple_of, c.window, c.overlap, c.value_range) == (64, 110, 25, (0.0, 1.0))
+    assert tiny.config["num_inference_steps"] == 2
+    assert DepthCrafter.tiny_input_shape() == (4, 64, 64)
+
+
+def test_conditioning_clip_before_noise_and_unscaled_mode(tiny: DepthCrafter) -> None:
+    frames = _frames(3)
+    with torch.no_grad():
+        clean = tiny.condition(frames, None)
+        aug = tiny.condition(frames, torch.randn(3, 3, 64, 64))
+        direct = tiny.vae.encode(frames * 2 - 1).latent_dist.mode()
+    assert torch.equal(clean.clip, aug.clip)  # CLIP sees the clean frames
+    assert not torch.equal(clean.latents, aug.latents)
+    torch.testing.assert_close(clean.latents, direct)  # unscaled mode
+
+
+def test_decode_divides_by_latent_scale(tiny: DepthCrafter) -> None:
+    z = torch.randn(3, 4, 8, 8)
+    with torch.no_grad():
+        got = tiny.decode_disparity(z)
+        ref = tiny.vae.decode(z / 0.18215, num_frames=3).sample
+    torch.testing.assert_close(got, (ref / 2 + 0.5).clamp(0, 1).mean(1))
+
+
+# -- predict ----------------------------------------------------------------------------------
+@pytest.mark.parametrize(("t", "h", "w"), [(1, 64, 64), (3, 64, 128), (5, 128, 64)])
+def test_predict_shapes_odd_frames(tiny: DepthCrafter, t: int, h: int, w: int) -> None:
+    d = tiny.predict(_frames(t, h, w))
+    assert d.shape == (t, h, w)
+    assert torch.isfinite(d).all() and d.min() >= 0 and d.max() <= 1
+
+
+def test_predict_long_video_mode() -> None:
+    torch.manual_seed(0)
+    model = DepthCrafter(**{**DepthCrafter.tiny_config(), "window": 4, "overlap": 1, "num_inference_steps": 1})
+    d = model.predict(_frames(7))
+    assert d.shape == (7, 64, 64) and torch.isfinite(d).all()
+
+
+def test_predict_bitwise_deterministic_and_seeded(tiny: DepthCrafter) -> None:
+    x = _frames(3)
+    a, b = tiny.predict(x), tiny.predict(x.clone())
+    assert torch.equal(a, b)
+    other = DepthCrafter(**{**DepthCrafter.tiny_config(), "seed": 7})
+    other.load_state_dict(tiny.state_dict())
+    no_aug = DepthCrafter(**{**DepthCrafter.tiny_config(), "augment_noise": False})
+    no_aug.load_state_dict(tiny.state_dict())
+    c = other.predict(x)
+    assert not torch.equal(a, c)
+    # without augmentation the conditioning is deterministic: latents are the clean VAE modes
+    with torch.no_grad():
+        aug, eps = no_aug.draw_noise(3, 64, 64)
+    assert aug is None and eps is not None and eps.shape == (3, 4, 8, 8)
+    assert torch.equal(no_aug.predict(x), no_aug.predict(x))
+
+
+def test_rejects_bad_shapes(tiny: DepthCrafter) -> None:
+    with pytest.raises(InputError, match="multiples of 64"):
+        tiny.predict(torch.rand(2, 3, 64, 96))
+    with pytest.raises(InputError):
+        tiny.predict(torch.rand(3, 64, 64))
+
+
+@pytest.mark.evaldata
+def test_predict_on_real_clip(tiny: DepthCrafter, evaldata: Path) -> None:
+    import cv2
+
+    files = sorted((evaldata / "7scenes_tsdf_fusion" / "data").glob("frame-*.color.jpg"))[:3]
+    assert len(files) == 3
+    frames = [cv2.resize(cv2.imread(str(f))[:, :, ::-1], (64, 64), interpolation=cv2.INTER_AREA) for f in files]
+    x = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float() / 255.0
+    d = tiny.predict(x)
+    assert d.shape == (3, 64, 64)
+    assert torch.isfinite(d).all() and d.min() >= 0 and d.max() <= 1
+
+
+# -- persistence ------------------------------------------------------------------------------
+def _save_released(model: DepthCrafter, root: Path, variant: str | None = None) -> tuple[Path, Path]:
+    """Write the released layout with the libraries that produced it (diffusers/transformers)."""
+    unet_dir, svd_dir = root / "depthcrafter", root / "svd-xt"
+    model.unet.save_pretrained(unet_dir, variant=variant)
+    model.vae.save_pretrained(svd_dir / "vae", variant=variant)
+    model.image_encoder.save_pretrained(svd_dir / "image_encoder")
+    return unet_dir, svd_dir
+
+
+def test_load_released_layout_roundtrip(tiny: DepthCrafter, tmp_path: Path) -> None:
+    unet_dir, svd_dir = _save_released(tiny, tmp_path)
+    assert (unet_dir / "diffusion_pytorch_model.safetensors").is_file()
+    assert (svd_dir / "image_encoder" / "model.safetensors").is_file()
+    loaded = DepthCrafter.from_released(unet_dir, svd_dir, num_inference_steps=2)
+    ref, got = tiny.state_dict(), loaded.state_dict()
+    assert ref.keys() == got.keys()
+    assert all(torch.equal(ref[k], got[k]) for k in ref)
+    x = _frames(2)
+    assert torch.equal(loaded.predict(x), tiny.predict(x))
+
+
+def test_load_released_fp16_variant_and_key_errors(tiny: DepthCrafter, tmp_path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    unet_dir, svd_dir = _save_released(tiny, tmp_path, variant="fp16")
+    assert (unet_dir / "diffusion_pytorch_model.fp16.safetensors").is_file()
+    loaded = DepthCrafter.from_released(unet_dir, svd_dir, variant="fp16")
+    w = tiny.unet.conv_in.weight
+    torch.testing.assert_close(loaded.unet.conv_in.weight, w, rtol=0, atol=0)  # fp32 file written, fp32 read
+    # a missing key is an error, not a silent random init
+    path = unet_dir / "diffusion_pytorch_model.fp16.safetensors"
+    state = load_file(str(path))
+    state.pop("conv_in.weight")
+    save_file(state, str(path))
+    with pytest.raises(ModelLoadError, match=r"conv_in\.weight"):
+        DepthCrafter.from_released(unet_dir, svd_dir, variant="fp16")
+    with pytest.raises(ModelLoadError):
+        DepthCrafter.from_released(tmp_path / "nowhere", svd_dir)
+
+
+def test_save_pretrained_load_model(tiny: DepthCrafter, tmp_path: Path) -> None:
+    tiny.save_pretrained(tmp_path / "m")
+    back = load_model(tmp_path / "m")
+    assert isinstance(back, DepthCrafter)
+    x = _frames(2)
+    assert torch.equal(back.predict(x), tiny.predict(x))
+
+
+# -- export -----------------------------------------------------------------------------------
+def test_export_signature_matches_predict(tiny: DepthCrafter) -> None:
+    sig = tiny.export_signature(3, 64, 64)
+    assert sig.input_shape == (1, 3, 3, 64, 64)
+    x = _frames(3)
+    with torch.no_grad():
+        y = sig.module(x[None])
+    assert torch.equal(y[0], tiny.predict(x))
+
+
+def _onnx_roundtrip(module: torch.nn.Module, x: torch.Tensor, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Legacy fixed-shape export (opset 17), run in onnxruntime CPU; returns (ort, torch) outputs."""
+    ort = pytest.importorskip("onnxruntime")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (x,), str(path), input_names=["frames"], output_names=["disparity"],
+                          opset_version=17, dynamo=False)  # fmt: skip
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (got,) = sess.run(None, {"frames": x.numpy()})
+    with torch.no_grad():
+        ref = module(x).numpy()
+    return got, ref
+
+
+@pytest.mark.slow  # 5 s alone, > 20 s when the 2 shared cores are busy
+def test_export_onnx_runs_in_onnxruntime(tiny: DepthCrafter, tmp_path: Path) -> None:
+    """One-step teacher graph (the 5-step graph is the same UNet unrolled: slow test below)."""
+    model = DepthCrafter(**{**DepthCrafter.tiny_config(), "num_inference_steps": 1})
+    model.load_state_dict(tiny.state_dict())
+    sig = model.export_signature(2, 64, 64)
+    got, ref = _onnx_roundtrip(sig.module, _frames(2)[None], tmp_path / "dc.onnx")
+    assert got.shape == (1, 2, 64, 64)
+    # ORT vs torch: ~1e-5 on the latents (UNet alone ~3e-6), amplified by the random tiny VAE decoder
+    # and the clip min-max normalisation.
+    np.testing.assert_allclose(got, ref, atol=5e-4)
+
+
+@pytest.mark.slow
+def test_export_onnx_multistep(tiny: DepthCrafter, tmp_path: Path) -> None:
+    """Multi-step graph. Tolerance: the first Euler step at σ=700 cancels terms of magnitude ~700 in
+    float32 (≈4e-5 absolute in the latent), which the clip min-max normalisation then amplifies."""
+    sig = tiny.export_signature(2, 64, 64)
+    got, ref = _onnx_roundtrip(sig.module, _frames(2)[None], tmp_path / "dc.onnx")
+    np.testing.assert_allclose(got, ref, atol=1e-3)
