@@ -283,3 +283,38 @@ def test_crash_keeps_previous_output_with_overwrite(tmp_path: Path) -> None:
     with pytest.raises(KeyboardInterrupt):
         process_bag(src, tmp_path / "out", params=PARAMS, engine=_Crash(48, 64, 8, 3), overwrite=True)
     assert digest(tmp_path / "out") == previous
+
+
+def test_stream_resets_match_the_node() -> None:
+    node = pytest.importorskip("vdepth_ros.ros.node", reason="needs rclpy (the node's _StreamState)")
+    from vdepth_ros.offline.runner import StreamResets
+
+    seq = [((48, 64), 0, ("a",)), ((48, 64), 10, ("a",)), ((48, 64), 5, ("a",)), ((48, 64), 3_000_000_000, None),
+           ((48, 64), 3_000_000_010, ("b",)), ((24, 32), 3_000_000_020, ("b",)), ((24, 32), 3_000_000_030, ("b",))]
+    mine, theirs = StreamResets(1_000_000_000), node._StreamState()
+    reasons = [(mine.update(s, t, i), theirs.update(s, t, i, 1_000_000_000)) for s, t, i in seq]
+    assert all(a == b for a, b in reasons)
+    assert [r[0].split(":")[0] for r in reasons if r[0]] == ["time jump", "gap", "camera_info", "resolution"]
+
+
+def test_causal_gap_restarts_like_the_node(tmp_path: Path) -> None:
+    stamps = [START + round(i * 1e9 / 30) for i in range(10)] + [START + 5_000_000_000 + round(i * 1e9 / 30)
+                                                                  for i in range(9)]
+    make_bag(tmp_path / "in", n=19, stamps_ns=stamps)
+    s = process_bag(tmp_path / "in", tmp_path / "out", params=PARAMS, engine=make_engine(), mode="causal")
+    assert any("restarted 1x (gap)" in n for n in s.notes)
+    got = [img(m) for _, m in read_bag(tmp_path / "out")["/depth"]]
+
+    pipe = DepthPipeline(PipelineConfig.from_params(PARAMS)[0], engine=make_engine())
+    expected = []
+    frames = _pipeline_frames(19)
+    for i, f in enumerate(frames):
+        f.stamp_ns = stamps[i]
+        if i == 10:  # the node flushes the old stream and resets at the gap
+            expected += pipe.flush()
+            pipe.reset("gap")
+        expected += pipe.push(f)
+    expected += pipe.flush()
+    assert len(got) == len(expected) == 19
+    for a, f in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(a, f.depth)

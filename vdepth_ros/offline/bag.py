@@ -21,14 +21,23 @@ from typing import TYPE_CHECKING, Any
 
 from vdepth_ros.errors import VdepthError
 from vdepth_ros.offline.atomic import AtomicOutput
-from vdepth_ros.offline.bagio import STORAGES, TYPESTORES, BagFrameSource, DepthBagWriter, OutputTopics
+from vdepth_ros.offline.bagio import (
+    STORAGES,
+    TYPESTORES,
+    BagFrameMeta,
+    BagFrameSource,
+    DepthBagWriter,
+    OutputTopics,
+)
 from vdepth_ros.offline.errors import OfflineError
 from vdepth_ros.offline.runner import (
     MODES,
     RunSummary,
     Stopwatch,
+    StreamResets,
     build_pipeline,
     cli_errors,
+    info_signature,
     load_node_params,
     pipeline_config,
     run_pipeline,
@@ -40,6 +49,7 @@ from vdepth_ros.offline.runner import (
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from vdepth_ros.pipeline import FrameInput
     from vdepth_ros.runtime.engine import DepthEngine
 
 log = logging.getLogger(__name__)
@@ -74,6 +84,11 @@ def resolve_topics(params: dict[str, Any], *, namespace: str = "/", image_topic:
     return BagTopics(image=image_topic or f"{ns}/image", camera_info=camera_info_topic or f"{ns}/camera_info",
                      sparse_depth=sparse, outputs=OutputTopics.under(ns),
                      provisional=OutputTopics.under(ns, "provisional/"))
+
+
+def _frame_signature(frame: FrameInput) -> tuple | None:
+    info = frame.meta.camera_info if isinstance(frame.meta, BagFrameMeta) else None
+    return info_signature(info) if info is not None else None
 
 
 def process_bag(input_path: str | Path, output_path: str | Path, *, params: dict[str, Any] | None = None,
@@ -142,10 +157,13 @@ def process_bag(input_path: str | Path, output_path: str | Path, *, params: dict
                             provisional_topics=topics.provisional) as writer:
             frames = with_progress(source.frames(on_message=writer.copy_message if copy_input_topics else None),
                                    source.frame_count, PROG, progress)
-            for frame in run_pipeline(pipeline, frames, mode):  # type: ignore[arg-type]
+            resets = StreamResets(round(float(params.get("max_gap", 1.0)) * 1e9))
+            for frame in run_pipeline(pipeline, frames, mode, resets, _frame_signature):  # type: ignore[arg-type]
                 if writer.write_frame(frame):
                     summary.add(frame)
         summary.clouds_skipped = writer.clouds_skipped
+        summary.notes += [f"stream restarted {n}x ({kind}), as the live node would" for kind, n in resets.counts.items()
+                          if kind != "resolution"]
         summary.frames_in = source.stats.images + source.stats.dropped
         summary.dropped = source.stats.dropped
         if not source.stats.camera_info_seen:

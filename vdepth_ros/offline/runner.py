@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
 
     from vdepth_ros.config import PipelineConfig
     from vdepth_ros.pipeline import DepthFrame, DepthPipeline, FrameInput
@@ -63,14 +63,64 @@ def build_pipeline(config: PipelineConfig, *, engine: DepthEngine | None = None)
     return DepthPipeline(config, engine=engine)
 
 
-def run_pipeline(pipeline: DepthPipeline, frames: Iterable[FrameInput], mode: Mode) -> Iterator[DepthFrame]:
+class StreamResets:
+    """When the live node restarts the stream: a time jump back, a gap over `max_gap`, new intrinsics.
+
+    A copy of `vdepth_ros.ros.node._StreamState` (which lives behind rclpy); `test_offline_bag.py`
+    checks the two agree. The pipeline itself restarts on a resolution change.
+    """
+
+    def __init__(self, max_gap_ns: int) -> None:
+        self.max_gap_ns = int(max_gap_ns)
+        self.size: tuple[int, int] | None = None
+        self.stamp: int | None = None
+        self.info: tuple | None = None
+        self.counts: Counter[str] = Counter()
+
+    def update(self, size: tuple[int, int], stamp: int, info: tuple | None) -> str | None:
+        """The reset reason for a new frame, or None. State always moves to the new frame."""
+        reason = None
+        if self.stamp is not None and self.size is not None:
+            if size != self.size:
+                reason = f"resolution: {self.size[1]}x{self.size[0]} -> {size[1]}x{size[0]}"
+            elif stamp < self.stamp:
+                reason = f"time jump: stamp went back {(self.stamp - stamp) / 1e9:.3f} s (bag loop?)"
+            elif self.max_gap_ns > 0 and stamp - self.stamp > self.max_gap_ns:
+                reason = f"gap: {(stamp - self.stamp) / 1e9:.3f} s without input"
+            elif info is not None and self.info is not None and info != self.info:
+                reason = "camera_info: intrinsics or size changed"
+        self.size, self.stamp = size, stamp
+        if info is not None:
+            self.info = info
+        if reason:
+            self.counts[reason.split(":")[0]] += 1
+        return reason
+
+
+def info_signature(info: Any) -> tuple:
+    """What must stay constant for the stream to continue (as the node's `conversions.info_signature`)."""
+    return (int(info.width), int(info.height), tuple(np.round(np.asarray(info.p, float), 6)),
+            tuple(np.round(np.asarray(info.k, float), 6)))
+
+
+def run_pipeline(pipeline: DepthPipeline, frames: Iterable[FrameInput], mode: Mode,
+                 resets: StreamResets | None = None,
+                 signature: Callable[[FrameInput], tuple | None] | None = None) -> Iterator[DepthFrame]:
     """Drive `pipeline` over `frames`.
 
-    `causal` is exactly what the live node does (`push` per frame, `flush` at the end); `offline`
-    is `run_offline` (global scale/shift solve, windows spilled to disk, memory bounded by the window).
+    `causal` is exactly what the live node does: `push` per frame, `flush` at the end and, with
+    `resets`, flush + reset where the node restarts the stream (`signature(frame)` gives the
+    camera_info signature). `offline` is `run_offline` (global scale/shift solve, windows spilled to
+    disk, memory bounded by the window).
     """
     if mode == "causal":
         for frame in frames:
+            reason = resets.update(frame.rgb.shape[:2], frame.stamp_ns,
+                                   signature(frame) if signature else None) if resets else None
+            if reason and not reason.startswith("resolution"):  # the pipeline handles resolution itself
+                log.warning("restarting the depth stream: %s", reason)
+                yield from pipeline.flush()
+                pipeline.reset(reason)
             yield from pipeline.push(frame)
         yield from pipeline.flush()
     elif mode == "offline":

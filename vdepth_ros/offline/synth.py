@@ -17,7 +17,7 @@ from vdepth_ros.offline.bagio import CAMERA_INFO, COMPRESSED, IMAGE, STORAGES, T
 from vdepth_ros.offline.errors import OfflineError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Iterable, Iterator, Sequence
 
 #: `write_image_bag` encodings: raw ROS encodings, or "jpeg"/"png" for `CompressedImage`.
 BAG_ENCODINGS = ("rgb8", "bgr8", "rgba8", "mono8", "jpeg", "png")
@@ -51,7 +51,7 @@ def write_image_bag(path: str | Path, frames: Iterable[np.ndarray], *, storage: 
                     frame_id: str = "camera_optical_frame",
                     intrinsics: tuple[float, float, float, float] | None = None,
                     sparse_depth: Iterable[np.ndarray] | None = None, sparse_depth_topic: str = "/sparse_depth",
-                    info_first: bool = True) -> int:
+                    info_first: bool = True, stamps_ns: Sequence[int] | None = None) -> int:
     """Write `frames` (RGB uint8) as a rosbag2 bag with Image/CompressedImage + CameraInfo.
 
     Args:
@@ -67,6 +67,7 @@ def write_image_bag(path: str | Path, frames: Iterable[np.ndarray], *, storage: 
         intrinsics: `(fx, fy, cx, cy)`; default: `default_intrinsics` of the frame size.
         sparse_depth: optional `(H, W)` float32 metre maps written as `32FC1` on `sparse_depth_topic`.
         info_first: write camera_info before (True) or after (False) its image.
+        stamps_ns: explicit stamps per frame (gaps, jumps); default `start_ns + i / fps`.
 
     Returns:
         The number of frames written.
@@ -85,7 +86,7 @@ def write_image_bag(path: str | Path, frames: Iterable[np.ndarray], *, storage: 
         info_conn = writer.add_connection(camera_info_topic, CAMERA_INFO, typestore=ts) if camera_info_topic else None
         depth_conn = writer.add_connection(sparse_depth_topic, IMAGE, typestore=ts) if depth_iter else None
         for i, rgb in enumerate(frames):
-            t = start_ns + round(i * 1e9 / fps)
+            t = int(stamps_ns[i]) if stamps_ns is not None else start_ns + round(i * 1e9 / fps)
             header = T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](
                 sec=t // 1_000_000_000, nanosec=t % 1_000_000_000), frame_id=frame_id)
             h, w = rgb.shape[:2]
