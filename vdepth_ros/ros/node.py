@@ -52,7 +52,8 @@ class _Outputs:
     def __init__(self, node: Node, prefix: str, qos: Any, reporter: IncompatibleQosReporter) -> None:
         def pub(msg_type: type, name: str) -> Any:
             topic = prefix + name
-            return node.create_publisher(msg_type, topic, qos, event_callbacks=reporter.publisher(topic))
+            return node.create_publisher(msg_type, topic, qos,
+                                         event_callbacks=reporter.publisher(node.resolve_topic_name(topic)))
 
         self.depth = pub(Image, "depth")
         self.disparity = pub(Image, "disparity")
@@ -121,7 +122,8 @@ class DepthNode(Node):
         self.provisional_outputs = (_Outputs(self, "provisional/", out_qos, self.qos_reporter)
                                     if self.publish_policy == "both" else None)
         self.colormap_pub = self.create_publisher(Image, "~/depth_colormap", out_qos,
-                                                  event_callbacks=self.qos_reporter.publisher("~/depth_colormap"))
+                                                  event_callbacks=self.qos_reporter.publisher(
+                                                      self.resolve_topic_name("~/depth_colormap")))
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
 
         # 4. subscriptions, synchronisation, worker

@@ -1,0 +1,361 @@
+"""depth_node with real rclpy: isolated contexts, in-process executors, injected test engines."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from fakes import LuminanceEngine
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from std_msgs.msg import Header
+
+from vdepth_ros.errors import ConfigError
+from vdepth_ros.pipeline import DepthPipeline, FrameInput
+from vdepth_ros.ros import conversions as conv
+from vdepth_ros.ros.node import DepthNode
+from vdepth_ros.ros.qos import qos_profile
+from vdepth_ros.stream.cloud import CameraModel
+
+pytestmark = pytest.mark.ros
+H, W = 480, 640
+K = [500.0, 0.0, 319.5, 0.0, 500.0, 239.5, 0.0, 0.0, 1.0]
+PERIOD_NS = 66_666_667  # 15 Hz
+RANGE = {"scale_source": "range", "near": 0.5, "far": 8.0}
+
+
+class HoleEngine(LuminanceEngine):
+    """Luminance disparity, NaN (invalid) where the pixel is pure black."""
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        out = super()._run(batch)
+        out[batch.max(axis=2) == 0] = np.nan
+        return out
+
+
+def frames(n: int, seed: int = 0) -> list[np.ndarray]:
+    """Smoothly moving textured frames with a black (invalid) corner."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(20, 236, (H // 8, W // 8, 3), dtype=np.uint8).repeat(8, 0).repeat(8, 1)
+    out = []
+    for k in range(n):
+        f = np.roll(base, 3 * k, axis=1).copy()
+        f[:60, :80] = 0
+        out.append(f)
+    return out
+
+
+def stamp(k: int, t0: int = 1_000_000_000) -> int:
+    return t0 + k * PERIOD_NS
+
+
+def header(k: int, frame_id: str = "cam_optical", t0: int = 1_000_000_000) -> Header:
+    return Header(stamp=conv.ns_to_stamp(stamp(k, t0)), frame_id=frame_id)
+
+
+def encode(rgb: np.ndarray, encoding: str) -> np.ndarray:
+    return np.ascontiguousarray({
+        "rgb8": rgb, "bgr8": rgb[..., ::-1], "mono8": rgb[..., 1],
+        "rgba8": np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)]),
+    }[encoding])
+
+
+class Harness:
+    """A DepthNode and a peer node (publishers + recording subscribers) on one executor."""
+
+    def __init__(self, params: dict[str, Any] | None = None, *, engine: Any = None, start_worker: bool = False,
+                 sub_qos: Any = None, pub_qos: Any = None, topics: tuple[str, ...] = ("depth", "disparity", "points",
+                                                                                       "depth/camera_info"),
+                 node_kwargs: dict[str, Any] | None = None) -> None:
+        self.ctx = rclpy.Context()
+        rclpy.init(context=self.ctx, domain_id=int(os.environ["ROS_DOMAIN_ID"]))
+        self.engine = engine if engine is not None else HoleEngine()
+        overrides = [Parameter(k, value=v) for k, v in (params or {}).items()]
+        self.node = DepthNode(context=self.ctx, engine=self.engine, start_worker=start_worker,
+                              parameter_overrides=overrides, **(node_kwargs or {}))
+        self.errors: list[str] = []
+        self.warnings: list[str] = []
+        self.node.input_errors._log = self.errors.append
+        self.node.qos_reporter._warn = self.warnings.append
+        self.peer = Node("peer", context=self.ctx)
+        self.got: dict[str, list[Any]] = {t: [] for t in topics}
+        types = {"points": PointCloud2, "depth/camera_info": CameraInfo, "provisional/points": PointCloud2}
+        for t in topics:
+            self.peer.create_subscription(types.get(t, Image), t, self.got[t].append, sub_qos or 50)
+        self.pub_image = self.peer.create_publisher(Image, "image", pub_qos or 50)
+        self.pub_info = self.peer.create_publisher(CameraInfo, "camera_info", pub_qos or 50)
+        self.ex = SingleThreadedExecutor(context=self.ctx)
+        self.ex.add_node(self.node)
+        self.ex.add_node(self.peer)
+        self.spin(0.2)
+
+    def spin(self, seconds: float = 0.05) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.ex.spin_once(timeout_sec=0.005)
+
+    def spin_until(self, cond: Any, timeout: float = 10.0) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if cond():
+                return True
+            self.ex.spin_once(timeout_sec=0.01)
+        return cond()
+
+    def send(self, img: np.ndarray, encoding: str, h: Header, info: bool = True, k: list[float] = K) -> None:
+        self.pub_image.publish(conv.image_msg(img, encoding, h))
+        if info:
+            self.pub_info.publish(CameraInfo(header=h, width=img.shape[1], height=img.shape[0], k=k))
+        self.spin(0.02)
+        self.node.process_pending()
+
+    def close(self) -> None:
+        self.ex.shutdown()
+        self.node.close()
+        self.peer.destroy_node()
+        rclpy.shutdown(context=self.ctx)
+
+
+@pytest.fixture
+def harness() -> Iterator[Any]:
+    made: list[Harness] = []
+
+    def make(*args: Any, **kw: Any) -> Harness:
+        made.append(Harness(*args, **kw))
+        return made[-1]
+
+    yield make
+    for h in made:
+        h.close()
+
+
+def reference(rgbs: list[np.ndarray], params: dict[str, Any]) -> list[Any]:
+    """The same frames straight through a DepthPipeline (what the node must publish)."""
+    pipe = DepthPipeline.from_dict(params, engine=HoleEngine())
+    cam = CameraModel.from_matrix(K, W, H)
+    out = []
+    for k, rgb in enumerate(rgbs):
+        out += pipe.push(FrameInput(rgb=rgb, stamp_ns=stamp(k), camera=cam))
+    return out
+
+
+def decoded(msg: Image) -> np.ndarray:
+    return conv.image_array(msg)
+
+
+@pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "mono8", "rgba8"])
+def test_outputs_equal_pipeline_bit_for_bit(harness: Any, encoding: str) -> None:
+    h = harness(RANGE)
+    rgbs = frames(14)
+    if encoding == "mono8":
+        rgbs = [np.repeat(f[..., 1:2], 3, axis=2) for f in rgbs]
+    for k, rgb in enumerate(rgbs):
+        h.send(encode(rgb, encoding), encoding, header(k))
+    ref = reference(rgbs, RANGE)
+    assert len(ref) >= 8
+    assert h.spin_until(lambda: len(h.got["points"]) == len(ref))
+    assert len(h.got["depth"]) == len(h.got["disparity"]) == len(h.got["depth/camera_info"]) == len(ref)
+    for f, d, disp, pts, info in zip(ref, h.got["depth"], h.got["disparity"], h.got["points"],
+                                     h.got["depth/camera_info"], strict=True):
+        for msg in (d, disp, pts, info):
+            assert conv.stamp_to_ns(msg.header.stamp) == f.stamp_ns
+            assert msg.header.frame_id == "cam_optical"
+        assert d.encoding == "32FC1"
+        np.testing.assert_array_equal(decoded(d), f.depth)  # bit for bit, NaNs in the same places
+        np.testing.assert_array_equal(decoded(disp), f.disparity)
+        assert np.isnan(f.depth).any() and np.isfinite(f.depth).any()
+        # organized cloud: H x W points, NaN exactly where depth is invalid
+        assert (pts.height, pts.width, pts.is_dense) == (*f.depth.shape, False)
+        xyz = np.frombuffer(pts.data, np.float32).reshape(pts.height, pts.width, -1)[..., :3]
+        np.testing.assert_array_equal(np.isnan(xyz).any(axis=2), np.isnan(f.depth))
+        np.testing.assert_array_equal(xyz[..., 2], f.depth)
+        assert (info.width, info.height) == (f.depth.shape[1], f.depth.shape[0])
+        assert conv.camera_from_info(info) == f.camera
+
+
+def test_depth_image_as_input_is_rejected_rate_limited_and_node_recovers(harness: Any) -> None:
+    h = harness(RANGE)
+    for k in range(10):
+        h.send(np.full((H, W), 1000, np.uint16), "16UC1", header(k))
+    assert h.node.input_errors.count == 10
+    assert len(h.errors) == 1  # rate limited
+    assert "16UC1 is a depth image" in h.errors[0] and "'image' input needs one of" in h.errors[0]
+    assert h.engine.calls == 0
+    for k, rgb in enumerate(frames(12), start=10):
+        h.send(rgb, "rgb8", header(k))
+    assert h.spin_until(lambda: len(h.got["depth"]) > 0)  # still alive and producing
+
+
+def test_best_effort_camera_feeds_default_subscription(harness: Any) -> None:
+    h = harness(RANGE, pub_qos=qos_profile_sensor_data, start_worker=True)
+    for k, rgb in enumerate(frames(12)):
+        h.pub_image.publish(conv.image_msg(rgb, "rgb8", header(k)))
+        h.pub_info.publish(CameraInfo(header=header(k), width=W, height=H, k=K))
+        h.spin(0.03)
+    assert h.spin_until(lambda: len(h.got["depth"]) >= 1)
+    assert h.warnings == []
+
+
+def test_qos_mismatch_is_logged_once_with_the_fix(harness: Any) -> None:
+    h = harness({"input_qos": "reliable", "output_qos": "best_effort"}, pub_qos=qos_profile_sensor_data,
+                sub_qos=qos_profile("reliable", 5))
+    assert h.spin_until(lambda: len(h.warnings) >= 3, timeout=5)
+    h.spin(0.3)
+    text = "\n".join(h.warnings)
+    assert "subscription '/image'" in text and "input_qos:=sensor_data" in text
+    assert "publisher '/depth'" in text and "output_qos:=reliable" in text
+    assert len(h.warnings) == len(set(h.warnings))  # once per topic and side
+
+
+def test_params_file_with_namespaced_node(harness: Any, tmp_path: Path) -> None:
+    yaml = tmp_path / "p.yaml"
+    yaml.write_text("/**:\n  ros__parameters:\n    queue_size: 7\n    window: 6\n    overlap: 2\n"
+                    "/**/depth_node:\n  ros__parameters:\n    window: 5\n    publish_colormap: true\n")
+    h = harness(node_kwargs={"namespace": "robot1", "cli_args": ["--ros-args", "--params-file", str(yaml)]})
+    assert h.node.get_fully_qualified_name() == "/robot1/depth_node"
+    assert h.node.queue.maxsize == 7
+    assert h.node.p["publish_colormap"] is True
+    assert h.node.pipeline.schedule["window"] == 5 and h.node.pipeline.schedule["overlap"] == 2
+
+
+def test_bundled_config_is_loadable(harness: Any, repo_root: Path) -> None:
+    yaml = repo_root / "config" / "depth.yaml"
+    h = harness(node_kwargs={"cli_args": ["--ros-args", "--params-file", str(yaml)]})
+    assert h.node.p["output_qos"] == "reliable"
+
+
+@pytest.mark.parametrize(("params", "match"), [
+    ({"queue_size": 0}, "queue_size"),
+    ({"input_qos": "fast"}, "input_qos"),
+    ({"output_qos_depth": 2.5}, "output_qos_depth"),
+    ({"window": 4, "overlap": 5}, "overlap must be < window"),
+    ({"publish": "sometimes"}, "publish"),
+    ({"min_depth": 5.0, "max_depth": 1.0}, "min_depth"),
+])
+def test_invalid_parameters_are_rejected(params: dict[str, Any], match: str) -> None:
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=int(os.environ["ROS_DOMAIN_ID"]))
+    try:
+        with pytest.raises(ConfigError, match=match):
+            DepthNode(context=ctx, engine=HoleEngine(), start_worker=False,
+                      parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+    finally:
+        rclpy.shutdown(context=ctx)
+
+
+def test_runtime_parameter_changes(harness: Any) -> None:
+    node = harness().node
+    res = node.set_parameters([Parameter("model", value="/other/model")])[0]
+    assert not res.successful and "restart required" in res.reason
+    res = node.set_parameters([Parameter("backend", value="torch")])[0]
+    assert not res.successful and "restart required" in res.reason
+    res = node.set_parameters([Parameter("input_qos", value="reliable")])[0]
+    assert not res.successful and "restart required" in res.reason
+    assert node.set_parameters([Parameter("publish_colormap", value=True)])[0].successful
+    assert node.p["publish_colormap"] is True
+    assert node.get_parameter("model").value == "default"
+
+
+def test_resets_are_logged_once_each(harness: Any) -> None:
+    h = harness({**RANGE, "max_gap": 0.5})
+    rgbs = frames(40)
+    for k in range(12):
+        h.send(rgbs[k], "rgb8", header(k))
+    h.send(rgbs[12], "rgb8", header(2))  # bag loop: stamp goes back
+    assert h.node.resets == {"time jump": 1}
+    for k in range(3, 8):
+        h.send(rgbs[k + 10], "rgb8", header(k))
+    h.send(rgbs[20], "rgb8", header(30))  # 1.5 s gap
+    assert h.node.resets == {"time jump": 1, "gap": 1}
+    k2 = [600.0, 0, 319.5, 0, 600.0, 239.5, 0, 0, 1]
+    h.send(rgbs[21], "rgb8", header(31), k=k2)
+    assert h.node.resets == {"time jump": 1, "gap": 1, "camera_info": 1}
+    small = np.ascontiguousarray(rgbs[22][::2, ::2])
+    h.send(small, "rgb8", header(32), k=k2)
+    assert h.node.resets["resolution"] == 1
+    assert h.node.pipeline.stats.resets == 4
+    assert h.node.input_errors.count == 0
+
+
+def test_publish_both_uses_separate_topics(harness: Any) -> None:
+    h = harness({**RANGE, "publish": "both"}, topics=("depth", "provisional/depth"))
+    for k, rgb in enumerate(frames(20)):
+        h.send(rgb, "rgb8", header(k))
+    assert h.spin_until(lambda: h.got["provisional/depth"] and h.got["depth"])
+    prov = {conv.stamp_to_ns(m.header.stamp) for m in h.got["provisional/depth"]}
+    final = {conv.stamp_to_ns(m.header.stamp) for m in h.got["depth"]}
+    assert prov & final  # revised frames appear on both
+
+
+def test_no_subscriber_skips_inference(harness: Any) -> None:
+    h = harness(RANGE, topics=())
+    for k, rgb in enumerate(frames(12)):
+        h.send(rgb, "rgb8", header(k))
+    assert h.node.skipped == 12
+    assert h.engine.calls == 0
+
+
+def test_queue_drops_oldest_and_counts(harness: Any) -> None:
+    h = harness({**RANGE, "queue_size": 3})
+    for k, rgb in enumerate(frames(10)):
+        h.pub_image.publish(conv.image_msg(rgb, "rgb8", header(k)))
+        h.pub_info.publish(CameraInfo(header=header(k), width=W, height=H, k=K))
+        h.spin(0.02)
+    assert h.spin_until(lambda: h.node.queue.put_count == 10)
+    assert h.node.queue.dropped == 7
+    assert len(h.node.queue) == 3
+    assert [i.stamp_ns for i in list(h.node.queue._items)] == [stamp(k) for k in (7, 8, 9)]
+
+
+def test_compressed_input_by_topic_name(harness: Any) -> None:
+    import cv2
+
+    h = harness(RANGE, node_kwargs={"cli_args": ["--ros-args", "-r", "image:=cam/image/compressed"]})
+    pub = h.peer.create_publisher(CompressedImage, "cam/image/compressed", 50)
+    h.spin(0.2)
+    for k, rgb in enumerate(frames(12)):
+        msg = CompressedImage(header=header(k), format="png")
+        msg.data = cv2.imencode(".png", rgb[..., ::-1])[1].tobytes()
+        pub.publish(msg)
+        h.pub_info.publish(CameraInfo(header=header(k), width=W, height=H, k=K))
+        h.spin(0.02)
+        h.node.process_pending()
+    assert h.spin_until(lambda: len(h.got["depth"]) > 0)
+    ref = reference(frames(12), RANGE)
+    np.testing.assert_array_equal(decoded(h.got["depth"][0]), ref[0].depth)  # png is lossless
+
+
+def test_camera_info_missing_gives_depth_without_cloud(harness: Any) -> None:
+    h = harness({**RANGE, "camera_info_timeout": 0.2})
+    for k, rgb in enumerate(frames(14)):
+        h.send(rgb, "rgb8", header(k), info=False)
+    assert h.spin_until(lambda: len(h.got["depth"]) > 0)
+    assert h.got["points"] == []
+    assert h.node.sync.counts["none"] > 0
+
+
+def test_diagnostics_published(harness: Any) -> None:
+    h = harness({**RANGE, "diagnostics_period": 0.1}, start_worker=True)
+    diags: list[DiagnosticArray] = []
+    h.peer.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
+    for k, rgb in enumerate(frames(12)):
+        h.pub_image.publish(conv.image_msg(rgb, "rgb8", header(k)))
+        h.pub_info.publish(CameraInfo(header=header(k), width=W, height=H, k=K))
+        h.spin(0.03)
+    assert h.spin_until(lambda: any(h.node.output_rate.total > 0 for _ in [0]) and len(diags) > 2)
+    h.spin(0.3)
+    keys = {kv.key: kv.value for kv in diags[-1].status[0].values}
+    for key in ("input rate [Hz]", "output rate [Hz]", "window latency median [s]", "dropped (queue full)",
+                "fit inlier_fraction", "fit scale_source"):
+        assert key in keys
+    assert keys["fit scale_source"] == "range"
