@@ -1,0 +1,82 @@
+"""`python -m vdepth_ros.demo`: the README's first command."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from fakes import LuminanceEngine
+from rosbags.highlevel import AnyReader
+
+from vdepth_ros import demo
+from vdepth_ros.offline.errors import OutputExistsError
+from vdepth_ros.offline.synth import synthetic_frames
+
+
+def make_clip(path: Path, n: int = 10) -> Path:
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (64, 48))
+    for rgb in synthetic_frames(n, 48, 64):
+        vw.write(np.ascontiguousarray(rgb[..., ::-1]))
+    vw.release()
+    return path
+
+
+def test_demo_end_to_end_with_injected_engine(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    clip = make_clip(tmp_path / "clip.mp4")
+    out = tmp_path / "demo"
+    result = demo.run_demo(out, sample=clip, engine=LuminanceEngine(48, 64, 8, 3))
+    assert len(list((out / "video" / "depth").glob("*.png"))) == 10
+    assert len(list((out / "video" / "depth").glob("*.npz"))) == 10
+    assert (out / "video" / "preview.mp4").stat().st_size > 0
+    assert (out / "summary.json").is_file()
+    with AnyReader([out / "depth_bag"]) as r:
+        counts = {c.topic: c.msgcount for c in r.connections}
+    assert counts == {"/depth": 10, "/disparity": 10, "/points": 10, "/depth/camera_info": 10}
+    assert result["bag"]["frames_out"] == 10 and result["video"]["frames_out"] == 10
+    text = demo.format_result(result)
+    assert "depth_bag" in text and "preview.mp4" in text
+    # a second run replaces the demo's own outputs
+    demo.run_demo(out, sample=clip, engine=LuminanceEngine(48, 64, 8, 3), max_frames=6)
+    assert len(list((out / "video" / "depth").glob("*.png"))) == 6
+
+
+def test_demo_refuses_a_folder_it_did_not_write(tmp_path: Path) -> None:
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("precious")
+    with pytest.raises(OutputExistsError, match="not written by the demo"):
+        demo.run_demo(tmp_path / "mine", sample=make_clip(tmp_path / "c.mp4"), engine=LuminanceEngine(48, 64, 8, 3))
+    assert (tmp_path / "mine" / "thesis.tex").read_text() == "precious"
+
+
+def test_demo_names_what_is_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "model").mkdir()
+    monkeypatch.setenv("VDEPTH_DEFAULT_MODEL", str(tmp_path / "model"))
+    monkeypatch.setenv("VDEPTH_SAMPLE", str(tmp_path / "nope.mp4"))
+    assert demo.main(["--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "default model is missing" in err and "config.json" in err
+    assert "sample clip is missing" in err and "nope.mp4" in err
+    assert not (tmp_path / "out").exists()
+
+
+def _have_default() -> bool:
+    from vdepth_ros.paths import default_model_dir
+
+    return (default_model_dir() / "config.json").is_file() and demo.find_sample() is not None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _have_default(), reason="the bundled default model / sample clip are not in models/default yet")
+def test_readme_demo_command(tmp_path: Path, repo_root: Path) -> None:
+    out = tmp_path / "demo"
+    res = subprocess.run([sys.executable, "-m", "vdepth_ros.demo", "--out", str(out)], cwd=repo_root,
+                         capture_output=True, text=True, timeout=900, env={**os.environ, "OMP_NUM_THREADS": "2"})
+    assert res.returncode == 0, res.stderr
+    assert "output_bag" in res.stdout and (out / "depth_bag" / "metadata.yaml").is_file()
+    assert list((out / "video" / "depth").glob("*.png"))
