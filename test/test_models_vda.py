@@ -177,6 +177,7 @@ def test_vits_preset_matches_released_shapes() -> None:
     assert 24e6 < sum(v.numel() for k, v in released.items() if not k.endswith(".pe")) < 30e6  # README: 28.4M
 
 
+@pytest.mark.evaldata
 def test_predict_real_clip(tiny: VideoDepthAnything, evaldata: Path) -> None:
     frames = hololens_clip(evaldata)
     out = tiny.predict(frames)
