@@ -318,3 +318,10 @@ def test_causal_gap_restarts_like_the_node(tmp_path: Path) -> None:
     assert len(got) == len(expected) == 19
     for a, f in zip(got, expected, strict=True):
         np.testing.assert_array_equal(a, f.depth)
+
+
+def test_progress_bar_shows_rate_and_eta(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = make_bag(tmp_path / "in", n=6)
+    process_bag(src, tmp_path / "out", params=PARAMS, engine=make_engine(), progress=True)
+    err = capsys.readouterr().err
+    assert "vdepth-bag" in err and "6/6" in err and "frame/s" in err and "<" in err  # elapsed<remaining (ETA)

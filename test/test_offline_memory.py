@@ -1,0 +1,36 @@
+"""vdepth-bag streams: peak RSS does not grow with a 10x longer bag (fresh process per run)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vdepth_ros.offline.synth import synthetic_frames, write_image_bag
+
+SHORT, LONG = 40, 400  # 640x480 frames: a leak of one decoded frame each would add ~330 MB over 360 frames
+
+
+def _peak_rss_mb(repo: Path, bag: Path, out: Path, mode: str) -> float:
+    cmd = [sys.executable, str(repo / "benchmarks" / "bag_throughput.py"), "--child", str(bag), str(out), mode,
+           "--engine", "stand-in"]
+    res = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=600,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    report = json.loads(res.stdout.strip().splitlines()[-1])
+    assert report["frames_out"] == report["frames"]
+    return float(report["peak_rss_mb"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["causal", "offline"])
+def test_peak_rss_independent_of_bag_length(tmp_path: Path, repo_root: Path, mode: str) -> None:
+    peaks = {}
+    for n in (SHORT, LONG):
+        bag = tmp_path / f"bag{n}"
+        write_image_bag(bag, synthetic_frames(n, 480, 640), encoding="jpeg")
+        peaks[n] = _peak_rss_mb(repo_root, bag, tmp_path / f"out{n}", mode)
+    assert peaks[LONG] - peaks[SHORT] < 25.0, peaks
