@@ -1,0 +1,148 @@
+"""Trainer behaviour: freezing, overfit on a fixed batch, exact resume, export to `vdepth_ros.models`.
+
+Uses the VDA recipe's tiny config (the cheapest landed family); the per-recipe tiny runs are in
+`test_training_recipes.py`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from vdepth_training.config import deep_merge, load_config
+from vdepth_training.freeze import count_by_kind, layer_kind, set_trainable
+from vdepth_training.trainer import Trainer, check_loss_decreases, latest_checkpoint
+
+CONFIGS = Path(__file__).resolve().parent.parent / "training" / "configs"
+
+
+class ToyST(nn.Module):
+    """Names like diffusers' SVD blocks: spatial and temporal parts plus a σ embedding."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.time_embedding = nn.Linear(2, 2)  # diffusion-timestep embedding: spatial (not temporal)
+        self.down = nn.ModuleDict(
+            {"spatial_res_block": nn.Linear(2, 2), "temporal_res_block": nn.Linear(2, 2), "time_mixer": nn.Linear(2, 1)}
+        )
+        self.attn = nn.ModuleDict(
+            {"transformer_blocks": nn.Linear(2, 2), "temporal_transformer_blocks": nn.Linear(2, 2)}
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        d = self.down
+        h = self.time_embedding(x) + d["spatial_res_block"](x) + d["temporal_res_block"](x)
+        h = h + self.attn["transformer_blocks"](h) + self.attn["temporal_transformer_blocks"](h)
+        return h.sum() + d["time_mixer"](h).sum()
+
+
+def test_layer_kind_table() -> None:
+    assert layer_kind("unet.down_blocks.0.resnets.0.temporal_res_block.conv1.weight") == "temporal"
+    assert layer_kind("unet.down_blocks.0.attentions.0.temporal_transformer_blocks.0.attn1.to_q.weight") == "temporal"
+    assert layer_kind("unet.down_blocks.0.attentions.0.time_pos_embed.linear_1.weight") == "temporal"
+    assert layer_kind("unet.down_blocks.0.resnets.0.time_mixer.mix_factor") == "temporal"
+    assert layer_kind("head.motion_modules.0.attn.to_q.weight") == "temporal"
+    assert layer_kind("unet.time_embedding.linear_1.weight") == "spatial"
+    assert layer_kind("unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.weight") == "spatial"
+
+
+@pytest.mark.parametrize("select", ["spatial", "temporal"])
+def test_frozen_parameters_bitwise_unchanged_after_a_step(select: str) -> None:
+    model = ToyST()
+    names = set(set_trainable(model, select))
+    assert names and all(layer_kind(n) == select for n in names)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=0.1, weight_decay=0.1)
+    model(torch.randn(3, 2)).backward()
+    opt.step()
+    for n, p in model.named_parameters():
+        if n in names:
+            assert not torch.equal(p, before[n]), n
+        else:
+            assert torch.equal(p, before[n]), n
+
+
+def test_set_trainable_within_include_exclude() -> None:
+    model = nn.ModuleDict({"unet": ToyST(), "vae": nn.Linear(2, 2)})
+    names = set_trainable(model, "all", within="unet", exclude=r"time_embedding")
+    assert all(n.startswith("unet.") and "time_embedding" not in n for n in names)
+    assert set_trainable(model, "none", include=r"^vae\.") == ["vae.weight", "vae.bias"]
+    counts = count_by_kind(ToyST())
+    assert counts["temporal"] == 6 + 6 + 3 and counts["spatial"] == 6 + 6 + 6
+    with pytest.raises(ValueError, match="select"):
+        set_trainable(model, "lora")  # type: ignore[arg-type]
+
+
+def vda_tiny(**over: object) -> dict:
+    return load_config(CONFIGS / "vda.yaml", tiny=True, overrides=over or None)
+
+
+def test_config_merge_and_validation(tmp_path: Path) -> None:
+    assert deep_merge({"a": {"b": 1, "c": [1]}}, {"a": {"c": [2]}}) == {"a": {"b": 1, "c": [2]}}
+    cfg = vda_tiny()
+    assert cfg["tiny"] and cfg["model"]["use_tiny_config"] and cfg["stages"][0]["steps"] > 0
+    full = load_config(CONFIGS / "vda.yaml")
+    assert full["stages"][0]["clip_length"] == [32, 32] and full["optimizer"]["lr"] == pytest.approx(1e-6)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("recipe: vda\nstages: []\n")
+    with pytest.raises(ValueError, match="at least one stage"):
+        load_config(bad)
+    bad.write_text("recipe: vda\nstagez: []\n")
+    with pytest.raises(ValueError, match="unknown sections"):
+        load_config(bad)
+
+
+def test_overfit_fixed_batch_and_export(tmp_path: Path) -> None:
+    from vdepth_ros.models import load_model
+
+    trainer = Trainer(vda_tiny(), tmp_path)
+    history = trainer.fit()
+    first, last = check_loss_decreases(history)
+    assert last < 0.7 * first, [h["loss"] for h in history]
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == len(history) and {"loss", "loss/ssi", "loss/gm", "loss/tgm"} <= set(json.loads(lines[0]))
+    # the saved folder is a vdepth_ros model: same predictions after load_model
+    loaded = load_model(tmp_path / "final")
+    assert loaded.family == "vda"
+    frames = torch.rand(4, 3, 28, 42)
+    trainer.model.eval()
+    torch.testing.assert_close(loaded.predict(frames), trainer.model.predict(frames), rtol=0, atol=0)
+
+
+def test_resume_equals_uninterrupted(tmp_path: Path) -> None:
+    over = {"stages": [{"name": "finetune", "steps": 4, "trainable": "all", "clip_length": [3, 3]}],
+            "data": {"num_samples": 4}, "training": {"checkpoint_every": 2}}  # fmt: skip
+    straight = Trainer(vda_tiny(**over), tmp_path / "a")
+    h_straight = straight.fit()
+    interrupted = Trainer(vda_tiny(**over), tmp_path / "b")
+    interrupted.fit(max_steps=3)  # checkpoint at 2 (periodic) and 3 (on stop)
+    assert latest_checkpoint(tmp_path / "b").name == "step_00000003"
+    resumed = Trainer(vda_tiny(**over), tmp_path / "b")
+    h_resumed = resumed.fit(resume=True)
+    assert [h["step"] for h in h_resumed] == [4]
+    assert h_resumed[-1]["loss"] == h_straight[-1]["loss"]
+    a, b = straight.model.state_dict(), resumed.model.state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_two_stages_switch_trainable_layers(tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    over = {"stages": [
+        {"name": "all", "steps": 1, "trainable": "all", "clip_length": [2, 2]},
+        {"name": "spatial", "steps": 1, "trainable": "spatial", "clip_length": [2, 2]},
+    ]}  # fmt: skip
+    Trainer(vda_tiny(**over), tmp_path).fit(max_steps=1)  # stops at the stage boundary
+    ckpt = latest_checkpoint(tmp_path)
+    assert json.loads((ckpt / "trainer_state.json").read_text())["stage"] == 1
+    after_stage1 = load_file(str(ckpt / "model.safetensors"))
+    trainer = Trainer(vda_tiny(**over), tmp_path)
+    trainer.fit(resume=True)
+    changed = {n for n, p in trainer.model.named_parameters() if not torch.equal(p.detach(), after_stage1[n])}
+    assert changed and all(layer_kind(n) == "spatial" for n in changed)
+    assert any(layer_kind(n) == "temporal" for n in after_stage1)

@@ -1,0 +1,70 @@
+"""On-disk cache of frozen-encoder and teacher latents, keyed by clip identity.
+
+The papers never run the frozen parts during training: DepthCrafter caches the VAE latents of video
+and depth (Supp. A.1, "latent caching"); the one-step student is distilled from cached 5-step
+teacher latents (003 §3.2.1, no decoding during training). `ClipDataset` gives every clip a key
+`(seed, epoch, index)`; with `data.fixed_clips: true` the same clips recur every epoch, so after the
+first pass (or `python -m vdepth_training.train ... --cache-only`) every lookup hits.
+
+Files: `<root>/<name>/<seed>_<epoch>_<index>.safetensors` holding one tensor `"value"` per clip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+
+class LatentCache:
+    """Per-clip tensors on disk.
+
+    Args:
+        root: cache folder (created on demand).
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.hits = 0
+        self.misses = 0
+
+    def path(self, name: str, key: torch.Tensor) -> Path:
+        seed, epoch, index = (int(v) for v in key.tolist())
+        return self.root / name / f"{seed}_{epoch}_{index}.safetensors"
+
+    def get_or_compute(self, name: str, keys: torch.Tensor, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """`compute()` -> (B, ...) for the batch, unless every item of `keys` (B, 3) is cached.
+
+        Cached values are returned on CPU in their stored dtype (`cached` moves them).
+        """
+        from safetensors.torch import load_file, save_file
+
+        paths = [self.path(name, k) for k in keys]
+        if all(p.is_file() for p in paths):
+            self.hits += 1
+            return torch.stack([load_file(str(p))["value"] for p in paths])
+        self.misses += 1
+        value = compute()
+        for p, v in zip(paths, value, strict=True):
+            p.parent.mkdir(parents=True, exist_ok=True)
+            tmp = p.with_suffix(".tmp")
+            save_file({"value": v.detach().to("cpu").contiguous()}, str(tmp))
+            tmp.replace(p)  # atomic: a crash never leaves a truncated entry
+        return value
+
+
+def cached(
+    cache: LatentCache | None,
+    name: str,
+    keys: torch.Tensor | None,
+    compute: Callable[[], torch.Tensor],
+    like: torch.Tensor,
+) -> torch.Tensor:
+    """`compute()` through `cache` when both exist, returned on `like`'s device."""
+    if cache is None or keys is None:
+        return compute()
+    return cache.get_or_compute(name, keys, compute).to(like.device)
+
+
+__all__ = ["LatentCache", "cached"]

@@ -1,0 +1,174 @@
+"""Recipe YAML -> a validated config dict, plus builders for the model, data and optimizer.
+
+A recipe file (see `training/configs/*.yaml` and `training/README.md`) has the sections
+`recipe`, `model`, `data`, `optimizer`, `training`, `loss`, `stages` and an optional `tiny`
+section that is deep-merged over the rest by `--tiny` (dicts merge, lists and scalars replace).
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+from vdepth_training.data.dataset import ClipDataset, ClipSampling, Source
+from vdepth_training.data.layouts import load_layout
+from vdepth_training.data.toy import load_toy
+from vdepth_training.data.transforms import GEMDEPTH_ASPECTS
+
+SECTIONS = ("recipe", "model", "data", "optimizer", "training", "loss", "stages", "tiny", "deepspeed")
+
+DEFAULT_TRAINING: dict[str, Any] = {
+    "batch_size": 1,
+    "grad_accum": 1,
+    "mixed_precision": "no",
+    "gradient_checkpointing": False,
+    "seed": 0,
+    "log_every": 10,
+    "checkpoint_every": 1000,
+    "keep_checkpoints": 3,
+    "num_workers": 0,
+    "log_with": None,
+}
+DEFAULT_OPTIMIZER: dict[str, Any] = {
+    "name": "adamw",
+    "lr": 1e-4,
+    "betas": [0.9, 0.999],
+    "eps": 1e-8,
+    "weight_decay": 0.0,
+    "grad_clip": None,
+    "warmup_steps": 0,
+    "new_params": None,
+    "lr_new": None,
+}
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`over` merged into a copy of `base`: nested dicts merge, everything else replaces."""
+    out = copy.deepcopy(base)
+    for key, val in over.items():
+        if isinstance(val, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], val)
+        else:
+            out[key] = copy.deepcopy(val)
+    return out
+
+
+def load_config(path: str | Path, *, tiny: bool = False, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Read a recipe YAML, apply `tiny` and `overrides`, fill defaults and validate.
+
+    Raises:
+        ValueError: unknown section, no stages, a stage without positive `steps`, or no recipe.
+    """
+    raw = yaml.safe_load(Path(path).read_text()) or {}
+    unknown = set(raw) - set(SECTIONS)
+    if unknown:
+        raise ValueError(f"{path}: unknown sections {sorted(unknown)}; known: {SECTIONS}")
+    cfg = {k: v for k, v in raw.items() if k != "tiny"}
+    if tiny:
+        if "tiny" not in raw:
+            raise ValueError(f"{path} has no `tiny` section")
+        cfg = deep_merge(cfg, raw["tiny"])
+    if overrides:
+        cfg = deep_merge(cfg, overrides)
+    cfg["training"] = {**DEFAULT_TRAINING, **cfg.get("training", {})}
+    cfg["optimizer"] = {**DEFAULT_OPTIMIZER, **cfg.get("optimizer", {})}
+    cfg.setdefault("loss", {})
+    cfg.setdefault("model", {})
+    cfg["tiny"] = tiny
+    if not cfg.get("recipe"):
+        raise ValueError(f"{path}: `recipe` is required")
+    stages = cfg.get("stages") or []
+    if not stages:
+        raise ValueError(f"{path}: at least one stage is required")
+    for i, st in enumerate(stages):
+        if int(st.get("steps", 0)) <= 0:
+            raise ValueError(f"{path}: stage {i} ({st.get('name')}) needs steps > 0")
+        st.setdefault("name", f"stage{i + 1}")
+        st.setdefault("trainable", "all")
+    return cfg
+
+
+# -- builders ------------------------------------------------------------------------------------------
+
+
+def build_family_model(cfg: dict[str, Any]) -> nn.Module:
+    """The `vdepth_ros.models` family of `cfg["model"]`: tiny config when `use_tiny_config`, then
+    `config` kwargs; weights from `init_from` (a `save_pretrained` folder) when given."""
+    from vdepth_ros.models import build_model, family_class, load_model
+
+    mcfg = cfg["model"]
+    family = mcfg["family"]
+    if mcfg.get("init_from"):
+        return load_model(mcfg["init_from"]).train()
+    kwargs = dict(mcfg.get("config") or {})
+    if mcfg.get("use_tiny_config"):
+        kwargs = {**family_class(family).tiny_config(), **kwargs}
+    return build_model(family, **kwargs)
+
+
+def build_sources(data: dict[str, Any]) -> list[Source]:
+    """`data.sources` entries -> `Source`s (`layout: toy` generates clips in memory)."""
+    sources = []
+    for entry in data.get("sources") or []:
+        entry = dict(entry)
+        layout = entry.pop("layout", "sequence")
+        weight = float(entry.pop("weight", 1.0))
+        length = entry.pop("length", None)
+        max_depth = entry.pop("max_depth", None)
+        name = entry.pop("name", layout)
+        root = entry.pop("root", None)
+        seqs = load_toy(root, **entry) if layout == "toy" else load_layout(layout, root, **entry)
+        sources.append(
+            Source(
+                seqs,
+                weight=weight,
+                length_range=None if length is None else tuple(length),
+                max_depth=max_depth,
+                name=name,
+            )
+        )
+    if not sources:
+        raise ValueError("data.sources is empty")
+    return sources
+
+
+def build_dataset(
+    cfg: dict[str, Any], stage: dict[str, Any], sources: list[Source], *, seed: int, normalization: str
+) -> ClipDataset:
+    """A stage's `ClipDataset` (stage `clip_length` wins over `data.clip_length`)."""
+    data = cfg["data"]
+    aspects = data.get("aspects")
+    if aspects == "gemdepth":
+        aspects = GEMDEPTH_ASPECTS
+    sampling = ClipSampling(
+        length_range=tuple(stage.get("clip_length") or data.get("clip_length") or (1, 1)),
+        size=tuple(data.get("size") or (320, 640)),
+        aspects=None if not aspects else tuple(tuple(a) for a in aspects),
+        normalization=data.get("normalization") or normalization,
+        flip_p=float(data.get("flip_p", 0.5)),
+        random_crop=bool(data.get("random_crop", True)),
+        stride=int(data.get("stride", 1)),
+    )
+    bs = int(cfg["training"]["batch_size"])
+    n = int(data.get("num_samples", 1000))
+    return ClipDataset(sources, sampling, num_samples=max(bs, n - n % bs), batch_size=bs, seed=seed,
+                       fixed_clips=bool(data.get("fixed_clips", False)))  # fmt: skip
+
+
+def build_optimizer(groups: list[dict[str, Any]], opt: dict[str, Any]) -> torch.optim.Optimizer:
+    """Adam/AdamW over param groups (each may carry its own `lr`)."""
+    name = opt["name"].lower()
+    kwargs = {"lr": float(opt["lr"]), "betas": tuple(opt["betas"]), "eps": float(opt["eps"]),
+              "weight_decay": float(opt["weight_decay"])}  # fmt: skip
+    if name == "adam":
+        return torch.optim.Adam(groups, **kwargs)
+    if name == "adamw":
+        return torch.optim.AdamW(groups, **kwargs)
+    raise ValueError(f"optimizer must be adam or adamw, got {opt['name']!r}")
+
+
+__all__ = ["build_dataset", "build_family_model", "build_optimizer", "build_sources", "deep_merge", "load_config"]

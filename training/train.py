@@ -1,0 +1,52 @@
+"""Entry point: `python -m vdepth_training.train --config training/configs/<recipe>.yaml [--tiny] [--resume]`.
+
+Multi-GPU (DeepSpeed ZeRO-2, as DepthCrafter trained)::
+
+    accelerate launch --config_file training/configs/accelerate_zero2.yaml \\
+        -m vdepth_training.train --config training/configs/depthcrafter.yaml
+
+Prints one line per logged step and the folder of the final model (`<output>/final`, loadable with
+`vdepth_ros.models.load_model`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from vdepth_training.config import load_config
+from vdepth_training.trainer import Trainer
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m vdepth_training.train", description=__doc__.splitlines()[0])
+    p.add_argument("--config", required=True, type=Path, help="recipe YAML (training/configs/*.yaml)")
+    p.add_argument("--tiny", action="store_true", help="apply the config's `tiny` section (CPU smoke run)")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --output")
+    p.add_argument("--output", type=Path, default=None, help="output folder (default: runs/<config stem>[-tiny])")
+    p.add_argument("--max-steps", type=int, default=None, help="stop after this many global steps (checkpointed)")
+    p.add_argument("--latent-cache", type=Path, default=None, help="cache frozen-encoder/teacher latents here")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
+    overrides = {"training": {"latent_cache": str(args.latent_cache)}} if args.latent_cache else None
+    cfg = load_config(args.config, tiny=args.tiny, overrides=overrides)
+    out = args.output or Path("runs") / (args.config.stem + ("-tiny" if args.tiny else ""))
+    trainer = Trainer(cfg, out)
+    history = trainer.fit(resume=args.resume, max_steps=args.max_steps)
+    if history:
+        print(f"steps {history[0]['step']}..{history[-1]['step']}: loss {history[0]['loss']:.5g} -> "
+              f"{history[-1]['loss']:.5g}")  # fmt: skip
+    final = out / "final"
+    if final.is_dir():
+        print(f"model: {final}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
