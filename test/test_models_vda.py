@@ -209,3 +209,52 @@ def test_onnx_export_matches_torch(tiny: VideoDepthAnything, tmp_path: Path) -> 
         assert got.shape == (1, t, h, w)
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
     assert ref.std() > 0
+
+
+def test_spatial_path_equals_transformers_depth_anything() -> None:
+    """With identity (zero-initialised) motion modules VDA is Depth Anything V2: same weights in
+    `transformers`' `DepthAnythingForDepthEstimation` give the same depth (at the table size, where
+    neither implementation interpolates position embeddings)."""
+    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
+
+    torch.manual_seed(0)
+    vda = VideoDepthAnything(**TINY).eval()  # motion modules zero-initialised = identity
+    with torch.no_grad():
+        for name, p in vda.named_parameters():
+            if not name.startswith("head.motion_modules."):
+                p.add_(torch.randn_like(p) * 0.05)
+    cfg = DepthAnythingConfig(
+        backbone_config=Dinov2Config(
+            hidden_size=32, num_hidden_layers=4, num_attention_heads=2, image_size=84, patch_size=14,
+            layer_norm_eps=1e-6, out_indices=[1, 2, 3, 4], apply_layernorm=True, reshape_hidden_states=False,
+        ),
+        reassemble_hidden_size=32, patch_size=14, fusion_hidden_size=16, head_hidden_size=8,
+        neck_hidden_sizes=[8, 16, 16, 32], reassemble_factors=[4, 2, 1, 0.5], depth_estimation_type="relative",
+        max_depth=1,
+    )  # fmt: skip
+    hf = DepthAnythingForDepthEstimation(cfg).eval()
+    ours = vda.state_dict()
+    mapped = {}
+    for key, value in ours.items():
+        if key.startswith("head.motion_modules."):
+            continue
+        if key.startswith("head.reassemble."):
+            key = "neck.reassemble_stage.layers." + key[len("head.reassemble.") :]
+        elif key.startswith("head.convs."):
+            key = "neck.convs." + key[len("head.convs.") :]
+        elif key.startswith("head.fusion."):
+            i, rest = key[len("head.fusion.") :].split(".", 1)
+            key = f"neck.fusion_stage.layers.{3 - int(i)}.{rest}"  # transformers fuses deepest first
+        elif key.startswith("head.head."):
+            key = key[len("head.") :]
+        mapped[key] = value
+    result = hf.load_state_dict(mapped, strict=True)
+    assert not result.missing_keys
+    frames = torch.rand(2, 3, 84, 84)
+    normed = (frames - torch.tensor([0.485, 0.456, 0.406])[:, None, None]) / torch.tensor([0.229, 0.224, 0.225])[
+        :, None, None
+    ]
+    with torch.no_grad():
+        want = hf(pixel_values=normed).predicted_depth
+    got = vda.predict(frames)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
