@@ -325,3 +325,28 @@ def test_progress_bar_shows_rate_and_eta(tmp_path: Path, capsys: pytest.CaptureF
     process_bag(src, tmp_path / "out", params=PARAMS, engine=make_engine(), progress=True)
     err = capsys.readouterr().err
     assert "vdepth-bag" in err and "6/6" in err and "frame/s" in err and "<" in err  # elapsed<remaining (ETA)
+
+
+def test_malformed_frame_is_dropped_and_counted(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from rosbags.rosbag2 import Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    ts = get_typestore(Stores.ROS2_KILTED)
+    T = ts.types
+    path = tmp_path / "in"
+    with Writer(path, version=9) as w:
+        conn = w.add_connection("/image", "sensor_msgs/msg/Image", typestore=ts)
+        for i, rgb in enumerate(synthetic_frames(8, H, W)):
+            data = rgb.reshape(-1) if i != 3 else rgb.reshape(-1)[:100]  # frame 3: truncated buffer
+            t = START + i * 33_000_000
+            hdr = T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=t // 10**9, nanosec=t % 10**9),
+                                           frame_id=FRAME_ID)
+            msg = T["sensor_msgs/msg/Image"](header=hdr, height=H, width=W, encoding="rgb8", is_bigendian=0,
+                                             step=W * 3, data=data)
+            w.write(conn, t, ts.serialize_cdr(msg, "sensor_msgs/msg/Image"))
+    with caplog.at_level(logging.WARNING):
+        s = process_bag(path, tmp_path / "out", params=PARAMS, engine=make_engine(), mode="offline")
+    assert (s.frames_in, s.dropped, s.frames_out) == (8, 1, 7)
+    assert "1 dropped" in s.format()
+    assert any("dropping a frame" in r.getMessage() and "needs" in r.getMessage() for r in caplog.records)
+    assert len(read_bag(tmp_path / "out")["/depth"]) == 7
