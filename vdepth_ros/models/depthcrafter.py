@@ -319,8 +319,13 @@ class SVDDepthModel(VideoDepthModel):
 
     def encode_latents(self, video: torch.Tensor) -> torch.Tensor:
         """Unscaled VAE modes of `(T, 3, H, W)` frames in [-1, 1] -> `(T, 4, H/8, W/8)`."""
-        chunks = video.split(self.decode_chunk_size)
-        return torch.cat([self.vae.encode(c).latent_dist.mode() for c in chunks])
+        return torch.cat([self.vae.encode(c).latent_dist.mode() for c in self._chunks(video)])
+
+    def _chunks(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """`decode_chunk_size`-frame slices (plain slicing: `Tensor.split` of a short clip exports as
+        an ONNX Split with a wrong static size under the legacy exporter)."""
+        n, size = int(x.shape[0]), self.decode_chunk_size
+        return [x[i : i + size] for i in range(0, n, size)]
 
     def condition(self, frames: torch.Tensor, aug_noise: torch.Tensor | None) -> Conditioning:
         """Conditioning of `(T, 3, H, W)` frames in [0, 1]; `aug_noise` `(T,3,H,W)` N(0,I) or None."""
@@ -409,7 +414,7 @@ class SVDDepthModel(VideoDepthModel):
         between chunks, as released), then `clamp(x/2 + 0.5, 0, 1)` and the 3-channel mean.
         """
         z = latents / edm.LATENT_SCALE
-        out = [self.vae.decode(c, num_frames=c.shape[0]).sample for c in z.split(self.decode_chunk_size)]
+        out = [self.vae.decode(c, num_frames=c.shape[0]).sample for c in self._chunks(z)]
         return (torch.cat(out) / 2.0 + 0.5).clamp(0.0, 1.0).mean(dim=1)
 
     @staticmethod
