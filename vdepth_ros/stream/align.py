@@ -157,7 +157,9 @@ def _weighted_fit(c: np.ndarray, r: np.ndarray, w: np.ndarray | None, method: Fi
 
 
 def _robust_sigma(res: np.ndarray, floor: float) -> float:
-    return max(_MAD_TO_SIGMA * float(np.median(np.abs(res))), floor)
+    """MAD sigma of the residuals (median over at most ~16k of them: it only sets a threshold)."""
+    step = max(1, res.size // 16384)
+    return max(_MAD_TO_SIGMA * float(np.median(np.abs(res[::step]))), floor)
 
 
 def _weights(res: np.ndarray, sigma: float, robust: Robust) -> np.ndarray:
@@ -168,7 +170,7 @@ def _weights(res: np.ndarray, sigma: float, robust: Robust) -> np.ndarray:
     return np.minimum(1.0, _HUBER_K / np.maximum(u, 1e-300))
 
 
-def _lmeds_start(c: np.ndarray, r: np.ndarray, method: FitMethod, hypotheses: int = 256) -> tuple[float, float]:
+def _lmeds_start(c: np.ndarray, r: np.ndarray, method: FitMethod, hypotheses: int = 128) -> tuple[float, float]:
     """Least-median-of-squares start from random point pairs (breakdown ~50 %), deterministic."""
     rng = np.random.default_rng(12345)  # fixed: the same input always gives the same fit
     n = c.size
@@ -179,7 +181,7 @@ def _lmeds_start(c: np.ndarray, r: np.ndarray, method: FitMethod, hypotheses: in
         return _weighted_fit(c, r, None, method)[:2]
     s = (r[i] - r[j])[ok] / dc[ok]
     t = r[i][ok] - s * c[i][ok]
-    probe = slice(None, None, max(1, n // 2048))
+    probe = slice(None, None, max(1, n // 512))
     cp, rp = c[probe], r[probe]
     med = np.median(np.abs(rp[None, :] - (s[:, None] * cp[None, :] + t[:, None])), axis=1)
     k = int(np.argmin(med))
@@ -199,15 +201,18 @@ def fit_pairs(c: np.ndarray, r: np.ndarray, options: FitOptions = DEFAULT_FIT_OP
         s, t = _lmeds_start(c, r, options.method)
         corr = 0.0
         floor = 1e-9 * spread
-        for _ in range(options.iterations):
+        sigma = 0.0
+        for it in range(options.iterations):
             res = r - (s * c + t)
-            w = _weights(res, _robust_sigma(res, floor), options.robust)
+            if it < 3:  # re-estimate the residual scale while the fit moves most, then keep it
+                sigma = _robust_sigma(res, floor)
+            w = _weights(res, sigma, options.robust)
             if float(w.sum()) < options.min_points:
                 return _degenerate("robust weights rejected almost all points", n)
             s_new, t_new, corr = _weighted_fit(c, r, w, options.method)
             if not np.isfinite(s_new):
                 break
-            done = abs(s_new - s) <= 1e-10 * max(abs(s), 1e-30) and abs(t_new - t) <= 1e-10 * spread
+            done = abs(s_new - s) <= 1e-9 * max(abs(s), 1e-30) and abs(t_new - t) <= 1e-9 * spread
             s, t = s_new, t_new
             if done:
                 break

@@ -82,8 +82,8 @@ class Stitcher:
         clamp_negative: set aligned values < 0 to 0 (DVD and VDA post-processing).
         anchor_refresh: keyframe mode only. The papers keep frame 0 as the anchor forever; with
             this on, when fewer than `anchor_min_inliers` of the anchor's pixels agree with the
-            fit (the scene no longer looks like frame 0), the first new frame of the current
-            window becomes the anchor. This departs from VDA/GemDepth and is off by default.
+            fit (the scene no longer looks like frame 0), the newest settled frame of the
+            current window becomes the anchor. This departs from VDA/GemDepth and is off by default.
         anchor_min_inliers: threshold for `anchor_refresh`.
     """
 
@@ -212,7 +212,8 @@ class Stitcher:
             self._anchor = window.slots[0]
             self._refs[self._anchor] = values[self._anchor]
         elif self.anchor_refresh and window.new_frames and not self._anchor_agrees(window, disp, fit):
-            self._anchor = window.new_frames[0]
+            # The newest settled frame: most likely to share content with the windows to come.
+            self._anchor = window.slots[max(window.n_context, len(window.slots) - window.n_provisional - 1)]
             self._refs = {self._anchor: values[self._anchor]}
             self.anchor_refreshes += 1
         keep = {self._anchor: self._refs[self._anchor]}

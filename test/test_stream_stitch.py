@@ -1,0 +1,209 @@
+"""Stitcher (causal), crossfade, provisional/final semantics, offline global solve."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vdepth_ros.stream.align import AffineFit, FitOptions
+from vdepth_ros.stream.stitch import (
+    GlobalAligner,
+    PairEdge,
+    Stitcher,
+    blend,
+    crossfade_weights,
+    solve_global_affine,
+)
+from vdepth_ros.stream.windows import WindowScheduler
+
+VDA_KF = (0, 12, 24, 25, 26, 27, 28, 29, 30, 31)
+
+
+def _video(n, h=24, w=32, seed=0):
+    """Smooth moving disparity in ~[0.3, 1.1]."""
+    v, u = np.mgrid[0:h, 0:w] / w
+    return np.stack([0.7 + 0.3 * np.sin(4 * u + 0.1 * k) * np.cos(3 * v - 0.05 * k) + 0.1 * v for k in range(n)])
+
+
+def _run(sched, stitcher, gt, affines, noise=0.0, seed=0):
+    rng = np.random.default_rng(seed)
+    events = []
+    for w in sched.plan(len(gt)):
+        s, t = affines(w.index)
+        x = gt[list(w.slots)]
+        out = (s * x * (1 + noise * rng.standard_normal(x.shape)) + t).astype(np.float32)
+        events += stitcher.add(w, out)
+    events += stitcher.finish()
+    return events
+
+
+def _final(events, n):
+    final = {e.index: e.disparity for e in events if e.status == "final"}
+    assert sorted(final) == list(range(n))
+    return np.stack([final[i] for i in range(n)])
+
+
+def test_crossfade_weights_formula():
+    w = crossfade_weights(9)
+    assert w[0] == 0.0 and w[-1] == 1.0  # first overlap frame 100 % old, last 100 % new
+    np.testing.assert_allclose(w, np.arange(9) / 8)
+    np.testing.assert_allclose(crossfade_weights(8), np.arange(8) / 7)  # VDA: i/7
+    old = np.array([[1.0, np.nan, 2.0]], np.float32)
+    new = np.array([[3.0, 5.0, np.nan]], np.float32)
+    np.testing.assert_allclose(blend(old, new, 0.25), [[1.5, 5.0, 2.0]])
+
+
+@pytest.mark.parametrize(
+    "sched",
+    [
+        lambda: WindowScheduler(9, 3),
+        lambda: WindowScheduler(13, 4, frames_rule="4n+1"),
+        lambda: WindowScheduler(16, 6, schedule="keyframe", keyframes=(0, 6, 12, 13, 14, 15)),
+    ],
+)
+def test_noiseless_windows_stitch_exactly_to_the_first_windows_scale(sched):
+    gt = _video(57)
+    rng = np.random.default_rng(1)
+    affs = [(rng.uniform(0.5, 2), rng.uniform(-0.2, 0.2)) for _ in range(40)]
+    s = sched()
+    alignment = "keyframe" if s.schedule == "keyframe" else "chain_ls"
+    events = _run(s, Stitcher(alignment), gt, lambda k: affs[k])
+    out = _final(events, len(gt))
+    s0, t0 = affs[0]
+    np.testing.assert_allclose(out, s0 * gt + t0, rtol=1e-5, atol=1e-5)
+
+
+def test_each_frame_final_once_provisional_at_most_once_and_in_order():
+    gt = _video(40)
+    s = WindowScheduler(9, 3)
+    events = _run(s, Stitcher("chain_ls"), gt, lambda k: (1.0 + 0.1 * k, 0.01 * k))
+    finals = [e.index for e in events if e.status == "final"]
+    provs = [e.index for e in events if e.status == "provisional"]
+    assert sorted(finals) == list(range(40)) and len(set(finals)) == 40
+    assert len(set(provs)) == len(provs)
+    # provisional frames are exactly the last O frames of each non-last window
+    assert provs == [f for k in range(6) for f in range(6 * k + 6, 6 * k + 9)]
+    first_seen = []
+    for e in events:
+        if e.index not in first_seen:
+            first_seen.append(e.index)
+    assert first_seen == list(range(40))
+
+
+def test_overlap_is_crossfaded_between_old_and_new_values():
+    gt = np.ones((12, 2, 2))
+    s = WindowScheduler(8, 4)
+    st = Stitcher("none")  # no fit: check the blend alone
+    w0, w1 = s.plan(12)
+    st.add(w0, gt[list(w0.slots)] * 1.0)
+    ev = st.add(w1, gt[list(w1.slots)] * 2.0)
+    blended = [e.disparity[0, 0] for e in ev if e.index in range(4, 8)]
+    np.testing.assert_allclose(blended, 1.0 + np.arange(4) / 3)
+
+
+def test_chain_robust_symmetric_fit_does_not_drift_where_ols_does():
+    gt = _video(400, 32, 40)
+    rng = np.random.default_rng(2)
+    affs = [(rng.uniform(0.5, 2), rng.uniform(-0.2, 0.2)) for _ in range(100)]
+
+    def drift(options):
+        out = _final(_run(WindowScheduler(12, 4), Stitcher("chain_ls", options), gt, lambda k: affs[k], 0.05, 3), 400)
+        ratio = [np.median(out[i] / (affs[0][0] * gt[i] + affs[0][1])) for i in (0, 399)]
+        return ratio[1] / ratio[0]
+
+    assert abs(drift(FitOptions()) - 1) < 0.02
+    assert abs(drift(FitOptions(method="ols", robust="none")) - 1) > 0.05
+
+
+def test_keyframe_anchor_refresh_on_content_change():
+    n = 120
+    gt = _video(n)
+    gt[60:] = _video(60, seed=1)[:, ::-1, ::-1] * 0.3 + 0.9 + 0.4 * np.random.default_rng(0).random((60, 24, 32))
+    s = WindowScheduler(16, 6, schedule="keyframe", keyframes=(0, 6, 12, 13, 14, 15))
+    st = Stitcher("keyframe", anchor_refresh=True, anchor_min_inliers=0.5)
+    rng = np.random.default_rng(3)
+    refreshed = []
+    for _ in range(n):
+        s.add_frame()
+        while (w := s.next_window()) is not None:
+            # frame 0's content predicted inconsistently once the scene changed (new context)
+            x = gt[list(w.slots)].copy()
+            if w.slots[-1] >= 60 and w.slots[0] < 60:
+                x[0] = rng.random(x[0].shape)
+            st.add(w, x * rng.uniform(0.5, 2))
+            if st.anchor != s.anchor:
+                s.set_anchor(st.anchor)
+                refreshed.append((w.index, w.slots[0], w.slots[-1], st.anchor))
+    assert st.anchor_refreshes == 1, refreshed
+    assert refreshed[0][3] >= 60  # the new anchor shows the new scene
+    st2 = Stitcher("keyframe")  # the papers: frame 0 forever
+    assert st2.anchor_refresh is False
+
+
+def test_degenerate_fit_is_counted_and_reported():
+    s = WindowScheduler(6, 2)
+    st = Stitcher("chain_ls")
+    w0, w1 = s.plan(10)
+    st.add(w0, np.full((6, 4, 4), 0.5))
+    ev = st.add(w1, np.full((6, 4, 4), 0.7))
+    assert st.degenerate_fits == 1
+    assert ev[-1].fit.degenerate and ev[-1].fit.scale == 1.0 and "variance" in ev[-1].fit.reason
+
+
+def test_global_solve_exact_on_chain_and_consistent_cycle():
+    true = [(1.0, 0.0), (2.0, 0.1), (0.5, -0.2), (1.5, 0.3)]
+
+    def edge(i, j):
+        (si, ti), (sj, tj) = true[i], true[j]
+        # d_i ≈ a d_j + b with canonical c = s d + t: d_i = (s_j d_j + t_j - t_i) / s_i
+        return PairEdge(i, j, AffineFit(scale=sj / si, shift=(tj - ti) / si, scale_se=1e-3, shift_se=1e-3))
+
+    edges = [edge(0, 1), edge(1, 2), edge(2, 3), edge(1, 3)]
+    scales, shifts, reached = solve_global_affine(4, edges, anchor=0)
+    assert reached.all()
+    np.testing.assert_allclose(scales, [s for s, _ in true], rtol=1e-9)
+    np.testing.assert_allclose(shifts, [t for _, t in true], atol=1e-9)
+    # a disconnected window is reported, left at (1, 0)
+    _, _, reached = solve_global_affine(5, edges, anchor=0)
+    assert not reached[4]
+
+
+def test_global_solve_averages_redundant_noisy_edges():
+    # two measurements with equal relative errors -> the geometric mean of the scales
+    e1 = PairEdge(0, 1, AffineFit(scale=1.1, shift=0.0, scale_se=0.011, shift_se=0.01))
+    e2 = PairEdge(0, 1, AffineFit(scale=0.9, shift=0.0, scale_se=0.009, shift_se=0.01))
+    scales, _, _ = solve_global_affine(2, [e1, e2])
+    assert scales[1] == pytest.approx(np.sqrt(1.1 * 0.9), rel=1e-6)
+
+
+@pytest.mark.parametrize("keyframe", [False, True])
+def test_offline_aligner_recovers_truth_up_to_one_affine(keyframe):
+    gt = _video(90)
+    rng = np.random.default_rng(4)
+    if keyframe:
+        s = WindowScheduler(16, 6, schedule="keyframe", keyframes=(0, 6, 12, 13, 14, 15))
+    else:
+        s = WindowScheduler(13, 4, frames_rule="4n+1")
+    windows = s.plan(90)
+    raw = []
+    aligner = GlobalAligner()
+    for w in windows:
+        a, b = rng.uniform(0.5, 2), rng.uniform(-0.2, 0.2)
+        d = (a * gt[list(w.slots)] * (1 + 0.01 * rng.standard_normal((len(w.slots), 24, 32))) + b).astype(np.float32)
+        raw.append((d, a, b))
+        aligner.add(w, d)
+    fits = aligner.solve()
+    a0, b0 = raw[0][1], raw[0][2]
+    for fit, (_, a, b) in zip(fits, raw, strict=True):
+        # window k maps onto window 0's affine frame: s_k * a_k = a_0
+        assert fit.scale * a == pytest.approx(a0, rel=0.01)
+        assert fit.scale * b + fit.shift == pytest.approx(b0, abs=0.01)
+    if keyframe:  # every window shares the anchor frame 0 with window 0
+        assert any(e.earlier == 0 and e.later > 2 for e in aligner.edges)
+    st = Stitcher("keyframe" if keyframe else "chain_ls")
+    events = []
+    for w, (d, _, _), fit in zip(windows, raw, fits, strict=True):
+        events += st.add(w, d, affine=fit)
+    events += st.finish()
+    out = _final(events, 90)
+    np.testing.assert_allclose(out, a0 * gt + b0, rtol=0.05, atol=0.02)
