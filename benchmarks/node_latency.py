@@ -52,7 +52,7 @@ def make_engine(kind: str, threads: int) -> tuple[Any, str]:
 
             engine = create_engine(str(default_model_dir()), backend="auto")
             return engine, f"default model ({engine.backend}) from {default_model_dir()}"
-        except Exception as err:  # noqa: BLE001 - report and fall back
+        except Exception as err:  # report and fall back
             note = f"default model unavailable ({type(err).__name__}: {str(err)[:160]}); "
     else:
         note = ""
