@@ -258,3 +258,37 @@ def test_spatial_path_equals_transformers_depth_anything() -> None:
         want = hf(pixel_values=normed).predicted_depth
     got = vda.predict(frames)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_released_backbone_names_carry_dinov2_semantics(tiny: VideoDepthAnything) -> None:
+    """A plain DINOv2 forward written against the *released* key names reproduces our backbone,
+    so the name map (fused qkv split, LayerScale, final norm on tapped layers) is semantically right."""
+    sd = tiny.released_state_dict()
+    p = "pretrained."
+    frames = torch.rand(2, 3, 84, 84)  # table size: no position interpolation in either path
+    x = torch.nn.functional.conv2d(
+        frames, sd[p + "patch_embed.proj.weight"], sd[p + "patch_embed.proj.bias"], stride=14
+    )
+    x = x.flatten(2).transpose(1, 2)
+    x = torch.cat((sd[p + "cls_token"].expand(2, -1, -1), x), dim=1) + sd[p + "pos_embed"]
+    heads, dim = 2, 32
+
+    def ln(t: torch.Tensor, name: str) -> torch.Tensor:
+        return torch.nn.functional.layer_norm(t, (dim,), sd[name + ".weight"], sd[name + ".bias"], eps=1e-6)
+
+    def lin(t: torch.Tensor, name: str) -> torch.Tensor:
+        return torch.nn.functional.linear(t, sd[name + ".weight"], sd[name + ".bias"])
+
+    want = []
+    for i in range(4):
+        b = f"{p}blocks.{i}."
+        q, k, v = lin(ln(x, b + "norm1"), b + "attn.qkv").reshape(2, -1, 3, heads, dim // heads).permute(2, 0, 3, 1, 4)
+        a = torch.nn.functional.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(2, -1, dim)
+        x = x + sd[b + "ls1.gamma"] * lin(a, b + "attn.proj")
+        h = lin(torch.nn.functional.gelu(lin(ln(x, b + "norm2"), b + "mlp.fc1")), b + "mlp.fc2")
+        x = x + sd[b + "ls2.gamma"] * h
+        want.append(ln(x, p + "norm")[:, 1:].transpose(1, 2).reshape(2, dim, 6, 6))
+    with torch.no_grad():
+        got = tiny.backbone(frames).feature_maps  # the backbone sees already-normalised pixels
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-5)
