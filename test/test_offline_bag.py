@@ -350,3 +350,22 @@ def test_malformed_frame_is_dropped_and_counted(tmp_path: Path, caplog: pytest.L
     assert "1 dropped" in s.format()
     assert any("dropping a frame" in r.getMessage() and "needs" in r.getMessage() for r in caplog.records)
     assert len(read_bag(tmp_path / "out")["/depth"]) == 7
+
+
+def test_offline_tools_do_not_import_rclpy(tmp_path: Path, repo_root: Path) -> None:
+    import subprocess
+    import sys
+
+    code = f"""
+import sys
+sys.path.insert(0, {str(repo_root / "test")!r})
+from fakes import LuminanceEngine
+from vdepth_ros.offline.bag import process_bag
+from vdepth_ros.offline.synth import synthetic_frames, write_image_bag
+import vdepth_ros.offline.video, vdepth_ros.demo
+write_image_bag({str(tmp_path / "in")!r}, synthetic_frames(4, 12, 16))
+process_bag({str(tmp_path / "in")!r}, {str(tmp_path / "out")!r}, params={{}}, engine=LuminanceEngine())
+assert "rclpy" not in sys.modules, "offline tools imported rclpy"
+"""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
