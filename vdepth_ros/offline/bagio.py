@@ -258,6 +258,12 @@ class BagFrameSource:
 
         if self.camera_info_topic:
             info = self._conns(self.camera_info_topic)
+            candidates = sorted({c.topic for c in self.reader.connections if c.msgtype == CAMERA_INFO})
+            if not info and not self.camera_info_topic_explicit and len(candidates) == 1:
+                self.notes.append(f"camera_info topic {self.camera_info_topic!r} not in the bag; using its only "
+                                  f"CameraInfo topic {candidates[0]!r}")
+                self.camera_info_topic = candidates[0]
+                info = self._conns(self.camera_info_topic)
             if not info and self.camera_info_topic_explicit:
                 raise MissingTopicError(f"{self.path}: camera_info topic {self.camera_info_topic!r} not found; "
                                         f"the bag has: {self._topic_list()}")
