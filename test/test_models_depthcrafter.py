@@ -129,6 +129,26 @@ def test_unet_equals_diffusers_with_shared_token() -> None:
     assert ours.feature_channels == [32, 64, 64, 64]
 
 
+def test_spatial_temporal_split(tiny: DepthCrafter) -> None:
+    names = [n for n, _ in tiny.unet.named_parameters()]
+    temporal = [n for n in names if tiny.unet.is_temporal(n)]
+    assert temporal and len(temporal) < len(names)
+    assert any("temporal_transformer_blocks" in n for n in temporal)
+    assert any("temporal_res_block" in n for n in temporal)
+    assert not any("spatial_res_block" in n or ".transformer_blocks." in n for n in temporal)
+    assert not tiny.unet.is_temporal("conv_in.weight")
+
+
+def test_encode_depth_roundtrip_shapes(tiny: DepthCrafter) -> None:
+    disp = torch.rand(3, 64, 64)
+    with torch.no_grad():
+        z = tiny.encode_depth(disp)
+        ref = tiny.vae.encode(disp[:, None].repeat(1, 3, 1, 1) * 2 - 1).latent_dist.mode() * 0.18215
+    assert z.shape == (3, 4, 8, 8)
+    torch.testing.assert_close(z, ref)
+    assert tiny.decode_disparity(z).shape == (3, 64, 64)
+
+
 def test_per_frame_token_changes_that_frame(tiny: DepthCrafter) -> None:
     x = torch.randn(1, 3, 8, 8, 8)
     ids = torch.tensor([list(ADDED_TIME_IDS)])

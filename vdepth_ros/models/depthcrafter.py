@@ -119,6 +119,10 @@ TINY_CLIP_CONFIG: dict[str, Any] = {
 }
 
 
+#: Module names of diffusers' SVD blocks that act along time.
+_TEMPORAL_PARTS = frozenset({"temporal_transformer_blocks", "temporal_res_block", "time_mixer", "time_pos_embed"})
+
+
 class SpatioTemporalUNet(UNetSpatioTemporalConditionModel):
     """diffusers' SVD UNet with DepthCrafter's per-frame CLIP context and optional feature taps.
 
@@ -174,6 +178,13 @@ class SpatioTemporalUNet(UNetSpatioTemporalConditionModel):
         if not return_features:
             return out
         return out, [taps[-1], taps[2], taps[1], taps[0]]
+
+    def is_temporal(self, name: str) -> bool:
+        """Whether parameter `name` belongs to a *temporal* layer (paper Supp. A.2: temporal
+        transformers and temporal resnet blocks, with their frame-position embeddings and the
+        spatial/temporal mixing factors); everything else is spatial. Used to train one group only
+        (DepthCrafter stages 2/3; the one-step student trains spatial layers only)."""
+        return any(part in _TEMPORAL_PARTS for part in name.split("."))
 
     @property
     def feature_channels(self) -> list[int]:
@@ -251,6 +262,11 @@ def _window_noise(noise: torch.Tensor, bounds: list[tuple[int, int]], overlap: i
 class SVDDepthModel(VideoDepthModel):
     """Shared SVD machinery of DepthCrafter and the one-step student (no `family`: not registered).
 
+    All parameters start frozen (`requires_grad=False`, eval mode): inference is the default. Training
+    unfreezes what it trains, e.g. `p.requires_grad_(not model.unet.is_temporal(n))` over
+    `model.unet.named_parameters()`; `condition`, `unet_output`, `denoise`, `sample_windows` and
+    `encode_depth` carry gradients when enabled (`predict` runs under `no_grad`).
+
     Args:
         unet: diffusers UNet config (`{}` = the released SVD-XT/DepthCrafter UNet).
         vae: `AutoencoderKLTemporalDecoder` config (None = SVD-XT VAE).
@@ -320,6 +336,16 @@ class SVDDepthModel(VideoDepthModel):
     def encode_latents(self, video: torch.Tensor) -> torch.Tensor:
         """Unscaled VAE modes of `(T, 3, H, W)` frames in [-1, 1] -> `(T, 4, H/8, W/8)`."""
         return torch.cat([self.vae.encode(c).latent_dist.mode() for c in self._chunks(video)])
+
+    def encode_depth(self, disparity: torch.Tensor) -> torch.Tensor:
+        """Training target latents: `(T, H, W)` disparity in [0, 1] -> `(T, 4, h, w)` x 0.18215.
+
+        The paper encodes the disparity replicated to 3 channels; the [0,1] -> [-1,1] mapping is
+        inferred from the decoder's `x/2 + 0.5` (seed digest §1.3 [D]). Inverse of `decode_disparity`
+        up to the VAE's reconstruction error.
+        """
+        video = (disparity * 2.0 - 1.0).unsqueeze(1).expand(-1, 3, -1, -1)
+        return edm.LATENT_SCALE * self.encode_latents(video)
 
     def _chunks(self, x: torch.Tensor) -> list[torch.Tensor]:
         """`decode_chunk_size`-frame slices (plain slicing: `Tensor.split` of a short clip exports as
