@@ -1,0 +1,268 @@
+"""DepthPipeline end to end with the fake engines of test/fakes.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from fakes import AffineCorruptingEngine, LuminanceEngine, luminance_disparity
+
+from vdepth_ros.config import PipelineConfig
+from vdepth_ros.errors import ConfigError, InputError
+from vdepth_ros.pipeline import DepthPipeline, FrameInput
+from vdepth_ros.stream.cloud import CameraModel
+
+H_IN, W_IN = 60, 80  # input camera resolution; the fake engines work at 48x64
+CAM = CameraModel(70.0, 70.0, 39.5, 29.5, W_IN, H_IN)
+
+
+def _frames(n: int, seed: int = 0) -> list[FrameInput]:
+    rng = np.random.default_rng(seed)
+    base = cv2.GaussianBlur(rng.integers(0, 255, (H_IN, 3 * W_IN, 3)).astype(np.float32), (0, 0), 3)
+    base = (base - base.min()) / np.ptp(base) * 255
+    out = []
+    for i in range(n):
+        img = np.roll(base, 2 * i, axis=1)[:, :W_IN] * (0.7 + 0.3 * np.sin(i / 5))
+        out.append(FrameInput(rgb=img.clip(0, 255).astype(np.uint8), stamp_ns=1000 * i, camera=CAM, meta=("m", i)))
+    return out
+
+
+def _truth(frames: list[FrameInput], h: int = 48, w: int = 64) -> np.ndarray:
+    """Uncorrupted luminance disparity at the working resolution (same resize as the pipeline)."""
+    rgb = np.stack([cv2.resize(f.rgb, (w, h), interpolation=cv2.INTER_AREA) for f in frames])
+    return luminance_disparity(rgb.transpose(0, 3, 1, 2)[None].astype(np.float32) / 255.0)[0]
+
+
+def _global_affine_error(pred: np.ndarray, truth: np.ndarray) -> float:
+    a = np.c_[pred.ravel(), np.ones(pred.size)]
+    sol, *_ = np.linalg.lstsq(a, truth.ravel().astype(np.float64), rcond=None)
+    return float(np.max(np.abs(a @ sol - truth.ravel())) / np.ptp(truth))
+
+
+def _run(pipe: DepthPipeline, frames: list[FrameInput]) -> list:
+    out = []
+    for f in frames:
+        out += pipe.push(f)
+    return out + pipe.flush()
+
+
+def _latest(out, n):
+    last = {}
+    for f in out:
+        last[f.index] = f
+    assert sorted(last) == list(range(n))
+    return [last[i] for i in range(n)]
+
+
+@pytest.mark.parametrize(
+    "engine",
+    [
+        lambda: AffineCorruptingEngine(frames=8, overlap=3),
+        lambda: AffineCorruptingEngine(frames=13, overlap=4, frames_rule="4n+1", seed=1),
+        lambda: AffineCorruptingEngine(frames=16, overlap=6, keyframes=(0, 6, 12, 13, 14, 15), alignment="keyframe"),
+    ],
+)
+def test_causal_stitching_recovers_truth_up_to_one_global_affine(engine):
+    frames = _frames(47)
+    eng = engine()
+    out = _run(DepthPipeline(PipelineConfig(publish="final"), eng), frames)
+    final = _latest(out, 47)
+    assert all(f.status == "final" for f in out)
+    pred = np.stack([f.disparity for f in final])
+    assert pred.shape == (47, 48, 64)
+    assert _global_affine_error(pred, _truth(frames)) < 1e-4
+    assert len(eng.affines) > 3  # several windows, each with its own affine
+    assert [f.stamp_ns for f in final] == [1000 * i for i in range(47)]
+    assert final[5].meta == ("m", 5)
+
+
+def test_publish_policies():
+    frames = _frames(30)
+    results = {}
+    for policy in ("provisional", "final", "both"):
+        out = _run(DepthPipeline(PipelineConfig(publish=policy), AffineCorruptingEngine()), frames)
+        results[policy] = [(f.index, f.status) for f in out]
+    prov = [i for i, _ in results["provisional"]]
+    assert prov == list(range(30))  # each frame once, as early as possible, in order
+    assert {s for _, s in results["provisional"]} == {"provisional", "final"}
+    assert results["final"] == [(i, "final") for i in range(30)]
+    both = results["both"]
+    assert sorted(i for i, s in both if s == "final") == list(range(30))
+    assert {i for i, s in both if s == "provisional"} == {i for i, s in results["provisional"] if s == "provisional"}
+
+
+def test_provisional_frames_come_one_stride_earlier():
+    frames = _frames(20)
+    seen = {}
+    for policy in ("provisional", "final"):
+        pipe = DepthPipeline(PipelineConfig(publish=policy), AffineCorruptingEngine(frames=8, overlap=3))
+        for k, f in enumerate(frames):
+            for d in pipe.push(f):
+                seen.setdefault((policy, d.index), k)
+    # frame 7 is in the first window's overlap: provisional at frame 7, final when window 2 is done
+    assert seen[("provisional", 7)] == 7
+    assert seen[("final", 7)] == 12
+    assert pipe.schedule["lag_frames"] == 5 and pipe.schedule["startup_frames"] == 8
+
+
+def test_causal_output_is_deterministic():
+    frames = _frames(40)
+    runs = [
+        _run(DepthPipeline(PipelineConfig(publish="both"), AffineCorruptingEngine(seed=3)), frames) for _ in range(2)
+    ]
+    assert [(f.index, f.status) for f in runs[0]] == [(f.index, f.status) for f in runs[1]]
+    for a, b in zip(*runs, strict=True):
+        np.testing.assert_array_equal(a.disparity, b.disparity)
+
+
+def test_offline_matches_truth_each_frame_once_and_spills_to_disk(tmp_path: Path):
+    frames = _frames(50)
+    pipe = DepthPipeline(PipelineConfig(scale_source="range"), AffineCorruptingEngine(frames=8, overlap=3, seed=2))
+    seen_files = []
+
+    def gen():
+        for f in frames:
+            seen_files.extend(p.name for p in tmp_path.rglob("*.f32"))
+            yield f
+
+    out = list(pipe.run_offline(gen(), spill_dir=tmp_path))
+    assert [f.index for f in out] == list(range(50))
+    assert all(f.status == "final" for f in out)
+    assert "disp.f32" in seen_files  # window disparities live on disk, not in RAM
+    assert not list(tmp_path.iterdir())  # cleaned up
+    pred = np.stack([f.disparity for f in out])
+    assert _global_affine_error(pred, _truth(frames)) < 1e-4
+    assert out[10].depth is not None and out[10].points.shape == (48, 64, 3)
+
+
+def test_offline_keyframe_schedule():
+    frames = _frames(60)
+    eng = AffineCorruptingEngine(frames=16, overlap=6, keyframes=(0, 6, 12, 13, 14, 15), alignment="keyframe")
+    out = list(DepthPipeline(PipelineConfig(), eng).run_offline(frames))
+    assert [f.index for f in out] == list(range(60))
+    assert _global_affine_error(np.stack([f.disparity for f in out]), _truth(frames)) < 1e-4
+
+
+def test_depth_cloud_and_camera_at_model_and_input_resolution():
+    frames = _frames(12)
+    pipe = DepthPipeline(PipelineConfig(scale_source="range", near=0.5, far=8.0, cloud_stride=2), LuminanceEngine())
+    out = _run(pipe, frames)
+    f = out[3]
+    assert f.camera == CAM.scaled(64, 48)
+    assert f.depth.shape == (48, 64) and np.nanmin(f.depth) >= 0.05
+    assert f.points.shape == (24, 32, 3) and f.colors.shape == (24, 32, 3)
+    z = f.depth[::2, ::2]
+    np.testing.assert_allclose(f.points[..., 2], z, rtol=1e-6)
+    u = np.arange(0, 64, 2)
+    np.testing.assert_allclose(f.points[0, :, 0], (u - f.camera.cx) * z[0] / f.camera.fx, rtol=1e-5)
+    assert f.fit.scale_source == "range" and f.fit.metric_scale is not None
+    with pytest.raises(ValueError, match="read-only"):
+        f.depth[0, 0] = 1.0
+    big = _run(
+        DepthPipeline(PipelineConfig(scale_source="range", output_resolution="input"), LuminanceEngine()), frames
+    )
+    g = big[3]
+    assert g.disparity.shape == (H_IN, W_IN) and g.camera == CAM
+    assert g.points.shape == (H_IN, W_IN, 3)
+    np.testing.assert_array_equal(g.colors, frames[3].rgb)
+
+
+def test_no_scale_source_gives_disparity_only():
+    out = _run(DepthPipeline(PipelineConfig(), LuminanceEngine()), _frames(10))
+    assert out[0].depth is None and out[0].points is None and out[0].fit.scale_source == "none"
+
+
+def test_sparse_metric_scale_end_to_end():
+    frames = _frames(30)
+    truth = _truth(frames)
+    true_depth = 1.0 / (2.0 * truth + 0.1)  # metric inverse depth = 2 * luminance disparity + 0.1
+    rng = np.random.default_rng(0)
+    fed = []
+    for f, z in zip(frames, true_depth, strict=True):
+        zin = cv2.resize(z, (W_IN, H_IN), interpolation=cv2.INTER_NEAREST)
+        sparse = np.where(rng.random(zin.shape) < 0.05, zin, np.nan).astype(np.float32)
+        fed.append(FrameInput(f.rgb, f.stamp_ns, f.camera, sparse))
+    cfg = PipelineConfig(scale_source="sparse", sparse_min_points=20, publish="final", max_depth=50.0)
+    out = _latest(_run(DepthPipeline(cfg, AffineCorruptingEngine()), fed), 30)
+    depth = np.stack([f.depth for f in out])
+    rel = np.nanmedian(np.abs(depth - true_depth) / true_depth)
+    assert rel < 0.02
+    assert out[-1].fit.scale_source == "sparse"
+
+
+def test_metric_model_passes_depth_through():
+    eng = LuminanceEngine(output_kind="depth")  # "depth" in metres = 0.1 + luminance
+    frames = _frames(20)
+    pipe = DepthPipeline(PipelineConfig(publish="final", cloud_stride=0), eng)
+    assert pipe.alignment == "none" and pipe.scale_source.kind == "metric"
+    out = _latest(_run(pipe, frames), 20)
+    np.testing.assert_allclose(np.stack([f.depth for f in out]), _truth(frames), rtol=1e-5)
+    assert out[0].points is None
+    with pytest.raises(ConfigError, match="metric"):
+        DepthPipeline(PipelineConfig(scale_source="metric"), LuminanceEngine())
+
+
+def test_low_latency_start_first_output_sooner():
+    def first_output(cfg):
+        pipe = DepthPipeline(cfg, AffineCorruptingEngine(frames=16, overlap=4))
+        for k, f in enumerate(_frames(40)):
+            if pipe.push(f):
+                return k
+        return None
+
+    assert first_output(PipelineConfig()) == 15
+    assert first_output(PipelineConfig(low_latency_start=True)) == 9  # (16 + 4 + 1) // 2 frames
+
+
+def test_reset_and_resolution_change_restart_indices():
+    pipe = DepthPipeline(PipelineConfig(publish="final"), LuminanceEngine())
+    frames = _frames(10)
+    for f in frames:
+        pipe.push(f)
+    pipe.reset("camera restarted")
+    assert pipe.stats.resets == 1 and pipe.stats.last_reset_reason == "camera restarted"
+    out = _run(pipe, frames[:9])
+    assert [f.index for f in out] == list(range(9))
+    for f in frames[:6]:
+        pipe.push(f)
+    small = FrameInput(np.zeros((30, 40, 3), np.uint8), 0)
+    flushed = pipe.push(small)  # the old stream is flushed first
+    assert [f.index for f in flushed] == list(range(6))
+    assert pipe.stats.resets == 2
+
+
+def test_bad_input_raises_input_error():
+    pipe = DepthPipeline(PipelineConfig(), LuminanceEngine())
+    with pytest.raises(InputError, match="uint8"):
+        pipe.push(FrameInput(np.zeros((10, 10, 3), np.float32), 0))
+    with pytest.raises(InputError, match="camera"):
+        pipe.push(FrameInput(np.zeros((10, 10, 3), np.uint8), 0, camera=CAM))
+
+
+def test_window_larger_than_fixed_engine_is_rejected():
+    with pytest.raises(ConfigError, match="window"):
+        DepthPipeline(PipelineConfig(window=20, overlap=4), LuminanceEngine(frames=8))
+
+
+def test_engine_none_uses_create_engine(monkeypatch):
+    import vdepth_ros.runtime as runtime
+
+    calls = []
+
+    def fake_create(model, backend="auto", precision="fp32", **kw):
+        calls.append((model, backend, precision))
+        return LuminanceEngine()
+
+    monkeypatch.setattr(runtime, "create_engine", fake_create)
+    pipe = DepthPipeline.from_dict({"model": "/models/x", "backend": "onnxruntime", "image_topic": "/cam"})
+    assert calls == [("/models/x", "onnxruntime", "fp32")]
+    assert pipe.window == 8
+
+
+def test_stats_count_windows_and_frames():
+    pipe = DepthPipeline(PipelineConfig(), AffineCorruptingEngine())
+    _run(pipe, _frames(20))
+    assert pipe.stats.frames_in == 20 and pipe.stats.windows == 4 and pipe.stats.frames_out == 20
+    assert pipe.stats.as_dict()["degenerate_fits"] == 0

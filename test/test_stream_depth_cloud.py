@@ -1,0 +1,118 @@
+"""Disparity -> depth, camera scaling, organized clouds, metric scale sources."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vdepth_ros.errors import ConfigError, InputError
+from vdepth_ros.stream.cloud import CameraModel, PointCloudBuilder, pack_rgb
+from vdepth_ros.stream.depth import depth_from_disparity, disparity_from_depth
+from vdepth_ros.stream.scale import RangeScale, SparseScale, make_scale_source
+
+
+def test_depth_from_disparity_formula_nan_and_clip():
+    d = np.array([[0.5, 2.0, np.nan, -1.0, 1e-9]], np.float32)
+    z = depth_from_disparity(d, 2.0, 0.5, min_depth=0.2, max_depth=10.0)
+    assert z.dtype == np.float32
+    np.testing.assert_allclose(z[0, :2], [1 / 1.5, 1 / 4.5], rtol=1e-6)
+    assert np.isnan(z[0, 2])
+    assert z[0, 3] == pytest.approx(10.0)  # s*d+t <= eps -> far clip
+    assert z[0, 4] == pytest.approx(1 / 0.5, rel=1e-6)
+    assert depth_from_disparity(np.array([100.0]), min_depth=0.2, max_depth=10.0)[0] == pytest.approx(0.2)
+    with pytest.raises(ConfigError, match="min_depth"):
+        depth_from_disparity(d, min_depth=5.0, max_depth=1.0)
+
+
+def test_disparity_from_depth_roundtrip_and_invalid():
+    z = np.array([0.5, 2.0, 0.0, np.nan, -1.0, np.inf], np.float32)
+    inv = disparity_from_depth(z)
+    np.testing.assert_allclose(inv[:2], [2.0, 0.5])
+    assert np.isnan(inv[2:]).all()
+
+
+def test_camera_from_k_and_p_and_scaled_pixel_centre():
+    k = [500.0, 0, 320.0, 0, 510.0, 240.0, 0, 0, 1]
+    p = [500.0, 0, 320.0, 0.0, 0, 510.0, 240.0, 0, 0, 0, 1, 0]
+    cam_k = CameraModel.from_matrix(k, 640, 480)
+    assert cam_k == CameraModel.from_matrix(p, 640, 480) == CameraModel(500, 510, 320, 240, 640, 480)
+    half = cam_k.scaled(320, 240)
+    assert (half.fx, half.fy) == (250.0, 255.0)
+    assert (half.cx, half.cy) == (159.75, 119.75)  # (c + 0.5) / 2 - 0.5
+    assert cam_k.scaled(640, 480) is cam_k
+    with pytest.raises(InputError, match="9"):
+        CameraModel.from_matrix([1, 2, 3], 4, 4)
+    with pytest.raises(ConfigError):
+        CameraModel(0, 1, 0, 0, 4, 4)
+
+
+def test_cloud_matches_hand_computed_pinhole():
+    cam = CameraModel(fx=100.0, fy=80.0, cx=2.0, cy=1.5, width=5, height=4)
+    depth = np.arange(1, 21, dtype=np.float32).reshape(4, 5) / 4
+    depth[2, 3] = np.nan
+    pts, cols = PointCloudBuilder().build(depth, cam)
+    assert pts.shape == (4, 5, 3) and pts.dtype == np.float32 and cols is None
+    for v in range(4):
+        for u in range(5):
+            z = depth[v, u]
+            expect = [(u - 2.0) * z / 100.0, (v - 1.5) * z / 80.0, z]
+            if np.isnan(z):
+                assert np.isnan(pts[v, u]).all()
+            else:
+                np.testing.assert_allclose(pts[v, u], expect, rtol=1e-6)
+
+
+def test_cloud_stride_colors_and_ray_cache():
+    cam = CameraModel(50.0, 50.0, 3.5, 2.5, 8, 6)
+    depth = np.full((6, 8), 2.0, np.float32)
+    rgb = np.random.default_rng(0).integers(0, 255, (6, 8, 3), dtype=np.uint8)
+    builder = PointCloudBuilder(stride=3)
+    pts, cols = builder.build(depth, cam, rgb)
+    assert pts.shape == (2, 3, 3) and cols.shape == (2, 3, 3)
+    np.testing.assert_array_equal(cols, rgb[::3, ::3])
+    np.testing.assert_allclose(pts[1, 2], [(6 - 3.5) * 2 / 50, (3 - 2.5) * 2 / 50, 2.0], rtol=1e-6)
+    assert builder.rays(cam) is builder.rays(cam)  # cached per (camera, stride)
+    with pytest.raises(InputError):
+        builder.build(np.ones((5, 8), np.float32), cam)
+    with pytest.raises(ConfigError, match="cloud_stride"):
+        PointCloudBuilder(0)
+
+
+def test_pack_rgb_bits():
+    packed = pack_rgb(np.array([[[255, 16, 1]]], np.uint8))
+    assert packed.dtype == np.float32
+    assert packed.view(np.uint32)[0, 0] == 0xFF1001
+
+
+def test_sparse_scale_recovers_metric_scale_with_outliers():
+    rng = np.random.default_rng(0)
+    depth = rng.uniform(0.5, 5.0, (4, 30, 40)).astype(np.float32)
+    rel = (1.0 / depth - 0.05) / 3.0  # canonical disparity = (1/z - t) / s with s=3, t=0.05
+    sparse = []
+    for k in range(4):
+        z = np.full((30, 40), np.nan, np.float32)
+        mask = rng.random((30, 40)) < 0.1
+        z[mask] = depth[k][mask] * (1 + 0.01 * rng.standard_normal(mask.sum()))
+        bad = mask & (rng.random((30, 40)) < 0.2)
+        z[bad] = rng.uniform(0.1, 20, bad.sum())  # LiDAR ghosts
+        sparse.append(z)
+    src = SparseScale(min_points=20)
+    fit = src.update(rel, sparse)
+    assert fit.scale == pytest.approx(3.0, rel=0.03) and fit.shift == pytest.approx(0.05, abs=0.01)
+    # a window without enough points keeps the previous scale
+    assert src.update(rel, [None] * 4) is fit
+    assert make_scale_source("sparse").update(rel[:1], [np.zeros((30, 40), np.float32)]) is None
+
+
+def test_range_scale_maps_percentiles_to_near_far_once():
+    d = np.linspace(0.0, 1.0, 1000).reshape(1, 10, 100)
+    src = RangeScale(near=0.5, far=10.0)
+    fit = src.update(d, [None])
+    lo, hi = np.percentile(d, [2, 98])
+    assert fit.scale * hi + fit.shift == pytest.approx(1 / 0.5)
+    assert fit.scale * lo + fit.shift == pytest.approx(1 / 10.0)
+    assert src.update(d * 5, [None]) is fit  # fixed for the whole stream
+    with pytest.raises(ConfigError, match="near"):
+        RangeScale(near=2.0, far=1.0)
+    with pytest.raises(ConfigError, match="scale_source"):
+        make_scale_source("lidar")
