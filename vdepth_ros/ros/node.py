@@ -451,6 +451,9 @@ def main(args: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"depth_node: invalid configuration: {err}", file=sys.stderr)
         return 2
+    except VdepthError as err:  # model cannot be loaded, backend missing...
+        print(f"depth_node: cannot start: {err}", file=sys.stderr)
+        return 2
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
