@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -577,7 +577,8 @@ class GemDepth(DinoVideoDepthBase):
         return GemDepthOutput(*(v[0] for v in vars(out).values()))
 
     # -- released checkpoint naming -------------------------------------------------------------
-    def _extra_released_names(self):  # type: ignore[no-untyped-def]
+    def _extra_released_names(self) -> Callable[[str], list[str]]:
+        """Our names -> released names for GEM/ASTT parameters (pose encoders nest as UniCeption's)."""
         n_hidden = len(self.cam_rot_encoder.layers) - 1
 
         def names(key: str) -> list[str]:
