@@ -6,6 +6,8 @@ Nothing here knows about windows or stitching: it turns `Image`/`CompressedImage
 
 from __future__ import annotations
 
+import array
+
 import numpy as np
 from builtin_interfaces.msg import Time
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
@@ -98,22 +100,30 @@ def info_signature(info: CameraInfo) -> tuple:
 
 
 # -- outputs -----------------------------------------------------------------------------------
+def _byte_array(data: bytes | np.ndarray) -> array.array:
+    """`array('B')` for a message's uint8[] field: rclpy stores it as is (no per-element check, even
+    with ROS_PYTHON_CHECK_FIELDS=1), and an ndarray is copied once, not twice."""
+    out = array.array("B")
+    out.frombytes(memoryview(np.ascontiguousarray(data) if isinstance(data, np.ndarray) else data).cast("B"))
+    return out
+
+
 def image_msg(arr: np.ndarray, encoding: str, header: Header) -> Image:
     """An `Image` holding `arr` (little-endian, unpadded) with `header`."""
     step, data = enc.image_fields_from_array(arr, encoding)
     msg = Image(header=header, height=int(arr.shape[0]), width=int(arr.shape[1]), encoding=encoding,
                 is_bigendian=0, step=step)
-    msg.data = data
+    msg.data = _byte_array(data)
     return msg
 
 
 def cloud_msg(points: np.ndarray, colors: np.ndarray | None, header: Header) -> PointCloud2:
     """An organized `PointCloud2` (`height x width` = `points.shape[:2]`, `is_dense=False`)."""
-    fields, point_step, row_step, data = enc.pointcloud2_layout(points, colors)
+    fields, point_step, row_step, data = enc.pointcloud2_buffer(points, colors)
     msg = PointCloud2(header=header, height=int(points.shape[0]), width=int(points.shape[1]), is_bigendian=False,
                       point_step=point_step, row_step=row_step, is_dense=False)
     msg.fields = [PointField(name=n, offset=o, datatype=d, count=c) for n, o, d, c in fields]
-    msg.data = data
+    msg.data = _byte_array(data)
     return msg
 
 
