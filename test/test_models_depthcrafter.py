@@ -338,3 +338,21 @@ def test_export_onnx_multistep(tiny: DepthCrafter, tmp_path: Path) -> None:
     sig = tiny.export_signature(2, 64, 64)
     got, ref = _onnx_roundtrip(sig.module, _frames(2)[None], tmp_path / "dc.onnx")
     np.testing.assert_allclose(got, ref, atol=1e-3)
+
+
+@pytest.mark.slow  # ~10 s: builds the released-size modules on the meta device (no memory)
+def test_released_architecture_sizes() -> None:
+    """Default configs are the release: SVD UNet ~1.52 B params (8 in / 4 out, 1024-d context,
+    3 x 256 added-time ids), OpenCLIP ViT-H/14 vision tower 632 M with a 1024-d projection."""
+    with torch.device("meta"):
+        model = DepthCrafter()
+    unet = sum(p.numel() for p in model.unet.parameters())
+    clip = sum(p.numel() for p in model.image_encoder.parameters())
+    assert 1.50e9 < unet < 1.55e9
+    assert 6.25e8 < clip < 6.40e8
+    cfg = model.unet.config
+    assert (cfg.in_channels, cfg.out_channels, cfg.cross_attention_dim) == (8, 4, 1024)
+    assert cfg.projection_class_embeddings_input_dim == 3 * cfg.addition_time_embed_dim == 768
+    assert model.image_encoder.config.projection_dim == 1024
+    assert model.multiple_of == 64 and model.vae_factor == 8
+    assert model.vae.config.scaling_factor == pytest.approx(edm.LATENT_SCALE)

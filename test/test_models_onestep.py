@@ -239,3 +239,24 @@ def test_export_onnx_runs_in_onnxruntime(tiny: OneStepDepth, teacher: DepthCraft
         ref = sig.module(x).numpy()
     assert got.shape == (1, 2, 64, 64)
     np.testing.assert_allclose(got, ref, atol=5e-4)
+
+
+@pytest.mark.slow  # dynamo export: ~1 min alone, ~3 min on the shared machine
+def test_export_dynamo_onnx(tiny: OneStepDepth, tmp_path: Path) -> None:
+    """The graph also goes through the dynamo exporter (opset 18), e.g. the bare-`amin` pitfall."""
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    import warnings
+
+    sig = tiny.export_signature(2, 64, 64)
+    x = _frames(2)[None]
+    path = tmp_path / "student_dynamo.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(sig.module, (x,), str(path), input_names=["frames"], output_names=["disparity"],
+                          opset_version=18, dynamo=True)  # fmt: skip
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (got,) = sess.run(None, {"frames": x.numpy()})
+    with torch.no_grad():
+        ref = sig.module(x).numpy()
+    np.testing.assert_allclose(got, ref, atol=1e-4)

@@ -446,7 +446,8 @@ class SVDDepthModel(VideoDepthModel):
     @staticmethod
     def normalize(disparity: torch.Tensor) -> torch.Tensor:
         """Min-max over the whole clip (shared scale/shift across frames) -> [0, 1]."""
-        lo, hi = disparity.amin(), disparity.amax()
+        dims = tuple(range(disparity.dim()))  # explicit dims: the dynamo exporter rejects a bare amin()
+        lo, hi = disparity.amin(dim=dims), disparity.amax(dim=dims)
         return (disparity - lo) / (hi - lo).clamp_min(1e-8)
 
     # -- the VideoDepthModel contract ----------------------------------------------------------
