@@ -21,6 +21,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -72,17 +73,59 @@ def write_bag(path: Path, frames: int, width: int, height: int, rate: float, enc
     return time.perf_counter() - t0
 
 
+class RssSampler(threading.Thread):
+    """Peaks of anonymous (heap) and file-backed (mmap'ed files, e.g. the offline spill) resident memory,
+    sampled from /proc/self/status every 20 ms (Linux); `ru_maxrss` gives the total peak."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.peak = {"RssAnon": 0, "RssFile": 0}
+        self._stop_event = threading.Event()
+
+    def sample(self) -> None:
+        try:
+            for line in Path("/proc/self/status").read_text().splitlines():
+                key = line.split(":")[0]
+                if key in self.peak:
+                    self.peak[key] = max(self.peak[key], int(line.split()[1]))
+        except OSError:
+            pass
+
+    def run(self) -> None:
+        while not self._stop_event.wait(0.02):
+            self.sample()
+
+    def stop(self) -> dict[str, float]:
+        self._stop_event.set()
+        self.join()
+        self.sample()
+        return {
+            "peak_anon_mb": round(self.peak["RssAnon"] / 1024.0, 1),
+            "peak_file_mb": round(self.peak["RssFile"] / 1024.0, 1),
+        }
+
+
 def run_once(bag: Path, out: Path, mode: str, engine_kind: str) -> dict[str, Any]:
     from vdepth_ros.offline.bag import process_bag
 
     engine, desc = make_engine(engine_kind)
     params = {"scale_source": "range"}
+    sampler = RssSampler()
+    sampler.start()
     t0 = time.perf_counter()
     summary = process_bag(bag, out, params=params, engine=engine, mode=mode, storage="mcap")
     dt = time.perf_counter() - t0
-    return {"mode": mode, "frames": summary.frames_in, "frames_out": summary.frames_out, "seconds": round(dt, 3),
-            "fps": round(summary.frames_in / dt, 2), "engine": desc,
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)}
+    split = sampler.stop()
+    return {
+        "mode": mode,
+        "frames": summary.frames_in,
+        "frames_out": summary.frames_out,
+        "seconds": round(dt, 3),
+        "fps": round(summary.frames_in / dt, 2),
+        "engine": desc,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
+        **split,
+    }
 
 
 def child_run(bag: Path, mode: str, engine_kind: str) -> dict[str, Any]:
@@ -138,22 +181,33 @@ def main(argv: list[str] | None = None) -> int:
                 write_bag(rbag, n, args.width, args.height, args.rate, "jpeg", args.storage)
                 for mode in args.modes:
                     r = child_run(rbag, mode, args.engine)
-                    report["rss"].append({"mode": mode, "frames": n, "peak_rss_mb": r["peak_rss_mb"],
-                                          "fps": r["fps"]})
+                    report["rss"].append(
+                        {k: r[k] for k in ("mode", "frames", "peak_rss_mb", "peak_anon_mb", "peak_file_mb", "fps")}
+                    )
                     if not args.json:
-                        print(f"peak RSS {mode:8s} {n:6d} frames: {r['peak_rss_mb']:.0f} MB ({r['fps']:.1f} frames/s)",
-                              flush=True)
+                        print(
+                            f"peak RSS {mode:8s} {n:6d} frames: {r['peak_rss_mb']:.0f} MB (anonymous "
+                            f"{r['peak_anon_mb']:.0f} MB, file-backed {r['peak_file_mb']:.0f} MB; "
+                            f"{r['fps']:.1f} frames/s)",
+                            flush=True,
+                        )
             for mode in args.modes:
-                a = next(r for r in report["rss"] if r["mode"] == mode and r["frames"] == short)["peak_rss_mb"]
-                b = next(r for r in report["rss"] if r["mode"] == mode and r["frames"] == long)["peak_rss_mb"]
-                report.setdefault("rss_growth_mb", {})[mode] = round(b - a, 1)
+                a = next(r for r in report["rss"] if r["mode"] == mode and r["frames"] == short)
+                b = next(r for r in report["rss"] if r["mode"] == mode and r["frames"] == long)
+                report.setdefault("rss_growth_mb", {})[mode] = round(b["peak_rss_mb"] - a["peak_rss_mb"], 1)
+                report.setdefault("anon_growth_mb", {})[mode] = round(b["peak_anon_mb"] - a["peak_anon_mb"], 1)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         print(f"engine: {report.get('engine')}")
         if "rss_growth_mb" in report:
-            print("peak RSS growth short -> long bag (MB): " + ", ".join(
-                f"{m} {g:+.0f}" for m, g in report["rss_growth_mb"].items()))
+            print(
+                "peak RSS growth short -> long bag (MB): "
+                + ", ".join(
+                    f"{m} {g:+.0f} (anonymous {report['anon_growth_mb'][m]:+.0f})"
+                    for m, g in report["rss_growth_mb"].items()
+                )
+            )
     return 0
 
 

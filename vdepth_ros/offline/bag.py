@@ -28,6 +28,7 @@ from vdepth_ros.offline.bagio import (
     BagFrameSource,
     DepthBagWriter,
     OutputTopics,
+    info_signature,
 )
 from vdepth_ros.offline.errors import OfflineError
 from vdepth_ros.offline.runner import (
@@ -37,7 +38,6 @@ from vdepth_ros.offline.runner import (
     StreamResets,
     build_pipeline,
     cli_errors,
-    info_signature,
     load_node_params,
     pipeline_config,
     run_pipeline,

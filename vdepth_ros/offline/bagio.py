@@ -92,6 +92,12 @@ def camera_model_from_info(info: Any) -> CameraModel | None:
                        height=int(info.height))
 
 
+def info_signature(info: Any) -> tuple:
+    """What must stay constant for the stream to continue (as the node's `conversions.info_signature`)."""
+    return (int(info.width), int(info.height), tuple(np.round(np.asarray(info.p, float), 6)),
+            tuple(np.round(np.asarray(info.k, float), 6)))
+
+
 @dataclass
 class BagFrameMeta:
     """`FrameInput.meta` of a bag frame: what the writer needs to stamp the outputs like the node.
@@ -99,7 +105,9 @@ class BagFrameMeta:
     Attributes:
         header: the input image's `std_msgs/Header` (stamp and frame_id are copied to every output).
         log_time_ns: the bag receive time of the image; outputs are logged at the same time.
-        camera_info: the `CameraInfo` message matched to the image, or None.
+        camera_info: the `CameraInfo` matched to the image, or None. Consecutive equal ones (same
+            `info_signature`) share one object, since offline mode keeps every frame's meta; so
+            its header is not necessarily this frame's.
     """
 
     header: Any
@@ -167,6 +175,8 @@ class BagFrameSource:
         self.sync_slop_ns, self.sync_queue_size = int(sync_slop_ns), int(sync_queue_size)
         self.sync_info_timeout_ns = int(sync_info_timeout_ns)
         self._warned_no_info = False
+        self._last_info: Any = None
+        self._last_info_sig: tuple | None = None
         self.sparse_depth_slop_ns = int(sparse_depth_slop_ns)
 
     # -- open / close ------------------------------------------------------------------------
@@ -405,6 +415,12 @@ class BagFrameSource:
         except InputError as err:
             self._drop(str(err))
             return None
+        if info is not None:
+            sig = info_signature(info)
+            if sig == self._last_info_sig:
+                info = self._last_info
+            else:
+                self._last_info, self._last_info_sig = info, sig
         camera = camera_model_from_info(info) if info is not None else None
         if camera is not None and (camera.width, camera.height) != (rgb.shape[1], rgb.shape[0]):
             camera = camera.scaled(rgb.shape[1], rgb.shape[0])

@@ -97,12 +97,6 @@ class StreamResets:
         return reason
 
 
-def info_signature(info: Any) -> tuple:
-    """What must stay constant for the stream to continue (as the node's `conversions.info_signature`)."""
-    return (int(info.width), int(info.height), tuple(np.round(np.asarray(info.p, float), 6)),
-            tuple(np.round(np.asarray(info.k, float), 6)))
-
-
 def run_pipeline(pipeline: DepthPipeline, frames: Iterable[FrameInput], mode: Mode,
                  resets: StreamResets | None = None,
                  signature: Callable[[FrameInput], tuple | None] | None = None) -> Iterator[DepthFrame]:
