@@ -99,6 +99,7 @@ def test_without_scale_source_writes_disparity_and_says_so(tmp_path: Path) -> No
     s = process_video(make_mp4(tmp_path / "c.mp4"), tmp_path / "out", params={}, engine=make_engine(),
                       ply=True, assume_hfov=70.0)
     assert (tmp_path / "out" / "disparity").is_dir() and not (tmp_path / "out" / "depth").exists()
+    assert not (tmp_path / "out" / "clouds").exists()
     assert len(list((tmp_path / "out" / "disparity").glob("*.png"))) == N
     assert any("DISPARITY, not metric depth" in n for n in s.notes)
     assert any("no .ply written" in n for n in s.notes)

@@ -263,8 +263,9 @@ class VideoOutputWriter:
             top = float(finite.max()) if finite.size else 1.0
             self.png_scale = 30000.0 / top if top > 0 else 1.0  # headroom x2 for later, larger disparities
         (self.folder / self.kind).mkdir(exist_ok=True)
-        if self.ply:
-            (self.folder / "clouds").mkdir(exist_ok=True)
+        if self.kind == "disparity":
+            log.warning("no scale source: writing relative disparity, not metric depth (give a depth range or "
+                        "sparse depth for metres)")
         if self.preview:
             h, w = values.shape
             self._video = cv2.VideoWriter(str(self.folder / "preview.mp4"), cv2.VideoWriter_fourcc(*"mp4v"),
@@ -298,6 +299,7 @@ class VideoOutputWriter:
             vmin, vmax = self.range or (0.0, 1.0)
             self._video.write(colorize(values, vmin, vmax, near_is_high=self.kind == "disparity"))
         if self.ply and frame.points is not None:
+            (self.folder / "clouds").mkdir(exist_ok=True)
             write_ply(self.folder / "clouds" / f"{index:06d}.ply", frame.points, frame.colors)
             self.clouds += 1
         fit = frame.fit
