@@ -207,6 +207,7 @@ def test_no_scale_source_writes_disparity_only(tmp_path: Path) -> None:
     s = process_bag(src, tmp_path / "out", params={"scale_source": "none"}, engine=make_engine(), mode="offline")
     msgs = read_bag(tmp_path / "out")
     assert "/depth" not in msgs and "/points" not in msgs and len(msgs["/disparity"]) == 6
+    assert s.clouds_skipped == 0  # nothing to skip without depth
     assert any("only disparity" in n for n in s.notes)
 
 

@@ -651,7 +651,7 @@ class DepthBagWriter:
                     self._image(header, np.ascontiguousarray(frame.disparity, np.float32), "32FC1"), t)
         if frame.points is not None:
             self._write(topics.points, POINTCLOUD2, self._cloud(header, frame.points, frame.colors), t)
-        elif topics is self.topics:
+        elif frame.depth is not None and topics is self.topics:  # depth but no camera model
             self.clouds_skipped += 1
         if frame.camera is not None:
             self._write(topics.camera_info, CAMERA_INFO, self._camera_info(header, frame.camera), t)
