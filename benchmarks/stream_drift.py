@@ -278,11 +278,12 @@ def main(argv: list[str] | None = None) -> int:
             goal = goals.get(method)
             verdict = "" if goal is None else (" PASS" if max(drifts) <= goal else " FAIL")
             print(f"{method:12s} {max(drifts):+.4f} ({goal if goal else '-'}){verdict}")
-    for method in ("causal", "offline"):
-        if method in summary and "chain_ols" in summary:
-            base = [r["drift"] for r in rows if r["method"] == "chain_ols"]
-            mine = [r["drift"] for r in rows if r["method"] == method]
-            print(f"chain_ols / {method} mean drift ratio: {np.mean(base) / max(np.mean(np.abs(mine)), 1e-6):.1f}x")
+    if "chain_ols" in summary:
+        for bursts in (False, True):
+            means = {
+                m: np.mean([r["drift"] for r in rows if r["method"] == m and r["bursts"] == bursts]) for m in summary
+            }
+            print(f"mean drift, bursts={int(bursts)}: " + ", ".join(f"{m} {v:+.4f}" for m, v in means.items()))
     if args.json:
         args.json.write_text(
             json.dumps({"args": vars(args) | {"json": str(args.json)}, "rows": rows, "max_drift": summary}, indent=2)

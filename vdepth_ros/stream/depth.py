@@ -44,9 +44,11 @@ def depth_from_disparity(
     out = np.multiply(disparity, np.float32(scale), out=out, dtype=np.float32)
     if shift:
         out += np.float32(shift)
-    np.maximum(out, np.float32(eps), out=out)  # NaN propagates
+    # Clipping the inverse depth to [max(eps, 1/max_depth), 1/min_depth] before inverting equals
+    # clipping the depth afterwards, with one pass less (this runs on every pixel of every frame).
+    np.maximum(out, np.float32(max(eps, 1.0 / max_depth)), out=out)  # NaN propagates
+    np.minimum(out, np.float32(1.0 / min_depth), out=out)
     np.reciprocal(out, out=out)
-    np.clip(out, np.float32(min_depth), np.float32(max_depth), out=out)
     return out
 
 

@@ -195,7 +195,7 @@ class Stitcher:
                 value = blend(self._tail[f][0], aligned[p], float(weights[k]))
                 k += 1
             else:
-                value = aligned[p].copy()
+                value = aligned[p]  # a view: `aligned` is this call's own array
             values[f] = value
             status: Status = "provisional" if p >= first_prov else "final"
             if status == "provisional":

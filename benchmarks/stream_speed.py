@@ -1,0 +1,192 @@
+"""Per-frame cost of the streaming core at 640x480 (issue #11).
+
+Measures, per output frame: window alignment (robust fit), clamp, crossfade, disparity -> depth
+and the organized xyz+rgb cloud, i.e. everything the pipeline does after `engine.infer`. The
+reference is a straightforward NumPy version of the same steps measured in the same run: one
+`np.linalg.lstsq` over all overlap pixels per window, float64 arithmetic, `np.where` for
+invalid values, and pixel grids rebuilt with `np.meshgrid` for every cloud. `--pixel-loop` also
+times a per-pixel Python loop cloud on one frame.
+
+Usage:
+    .venv/bin/python benchmarks/stream_speed.py [--windows 6] [--size 640x480] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from vdepth_ros.stream import (
+    CameraModel,
+    PointCloudBuilder,
+    Stitcher,
+    WindowScheduler,
+    depth_from_disparity,
+)
+
+VDA_KEYFRAMES = (0, 12, 24, 25, 26, 27, 28, 29, 30, 31)
+SCHEDULES = {
+    "dvd_45_9": {"window": 45, "overlap": 9, "schedule": "chain", "frames_rule": "4n+1"},
+    "vda_32_10": {"window": 32, "overlap": 10, "schedule": "keyframe", "keyframes": VDA_KEYFRAMES},
+}
+MIN_DEPTH, MAX_DEPTH = 0.1, 20.0
+
+
+def make_video(n: int, h: int, w: int, seed: int = 0) -> np.ndarray:
+    """Smooth moving disparity `(n, h, w)` float32 in ~[0.1, 1.1] with ~1 % invalid (NaN)."""
+    rng = np.random.default_rng(seed)
+    v, u = np.mgrid[0:h, 0:w].astype(np.float32) / w
+    out = np.empty((n, h, w), np.float32)
+    for k in range(n):
+        out[k] = 0.6 + 0.4 * np.sin(5 * u + 0.05 * k) * np.cos(4 * v - 0.03 * k) + 0.1 * v
+    out[rng.random(out.shape) < 0.01] = np.nan
+    return out
+
+
+def window_outputs(video: np.ndarray, windows, seed: int = 1) -> list[np.ndarray]:
+    """Each window's 'model output': its frames under a random affine with 2 % noise."""
+    rng = np.random.default_rng(seed)
+    outs = []
+    for w in windows:
+        x = video[list(w.slots)]
+        noise = 1 + 0.02 * rng.standard_normal(x.shape, dtype=np.float32)
+        outs.append((rng.uniform(0.5, 2.0) * x * noise + rng.uniform(-0.2, 0.2)).astype(np.float32))
+    return outs
+
+
+def run_core(windows, outs, alignment: str, camera: CameraModel, rgb: np.ndarray) -> tuple[float, int, np.ndarray]:
+    """The streaming core as the pipeline runs it; returns (seconds, frames, last depth)."""
+    stitcher = Stitcher(alignment)  # type: ignore[arg-type]
+    cloud = PointCloudBuilder(1)
+    frames, depth = 0, None
+    t0 = time.process_time()
+    for w, d in zip(windows, outs, strict=True):
+        for sf in stitcher.add(w, d):
+            depth = depth_from_disparity(sf.disparity, 2.0, 0.05, min_depth=MIN_DEPTH, max_depth=MAX_DEPTH)
+            cloud.build(depth, camera, rgb)
+            frames += 1
+    for sf in stitcher.finish():
+        depth = depth_from_disparity(sf.disparity, 2.0, 0.05, min_depth=MIN_DEPTH, max_depth=MAX_DEPTH)
+        cloud.build(depth, camera, rgb)
+        frames += 1
+    return time.process_time() - t0, frames, depth
+
+
+# -- straightforward reference ---------------------------------------------------------------------
+def reference_cloud(depth: np.ndarray, camera: CameraModel, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    u, v = np.meshgrid(np.arange(camera.width), np.arange(camera.height))
+    x = (u - camera.cx) * depth / camera.fx
+    y = (v - camera.cy) * depth / camera.fy
+    return np.stack([x, y, depth], axis=-1).astype(np.float32), rgb.copy()
+
+
+def reference_depth(disp: np.ndarray, s: float, t: float) -> np.ndarray:
+    inv = s * disp.astype(np.float64) + t
+    depth = 1.0 / np.maximum(inv, 1e-6)
+    depth = np.clip(depth, MIN_DEPTH, MAX_DEPTH)
+    return np.where(np.isnan(disp), np.nan, depth)
+
+
+def run_reference(windows, outs, camera: CameraModel, rgb: np.ndarray, keyframe: bool) -> tuple[float, int, np.ndarray]:
+    """Same steps, written plainly: lstsq on all overlap pixels, float64, per-frame grids."""
+    out: dict[int, np.ndarray] = {}  # aligned output so far (only the frames still needed are read)
+    frames, depth = 0, None
+    t0 = time.process_time()
+    for w, d in zip(windows, outs, strict=True):
+        d = d[: len(w.slots)].astype(np.float64)
+        if w.index > 0:
+            pos = list(range(w.n_context)) if keyframe else list(range(w.overlap))
+            cur = d[pos].ravel()
+            ref = np.stack([out[w.slots[p]] for p in pos]).ravel()
+            ok = np.isfinite(cur) & np.isfinite(ref)
+            a = np.stack([cur[ok], np.ones(ok.sum())], axis=1)
+            (s, t), *_ = np.linalg.lstsq(a, ref[ok], rcond=None)
+        else:
+            s, t = 1.0, 0.0
+        aligned = np.where(s * d + t < 0, 0.0, s * d + t)
+        n_ov = w.overlap
+        for k, p in enumerate(range(w.n_context, len(w.slots))):
+            f = w.slots[p]
+            if k < n_ov and f in out:
+                alpha = k / max(n_ov - 1, 1)
+                out[f] = (1 - alpha) * out[f] + alpha * aligned[p]
+            else:
+                out[f] = aligned[p]
+            depth = reference_depth(out[f], 2.0, 0.05)
+            reference_cloud(depth, camera, rgb)
+            frames += 1
+    return time.process_time() - t0, frames, depth
+
+
+def pixel_loop_cloud(depth: np.ndarray, camera: CameraModel) -> float:
+    t0 = time.process_time()
+    pts = np.empty((*depth.shape, 3), np.float32)
+    for v in range(depth.shape[0]):
+        for u in range(depth.shape[1]):
+            z = depth[v, u]
+            pts[v, u] = ((u - camera.cx) * z / camera.fx, (v - camera.cy) * z / camera.fy, z)
+    return time.process_time() - t0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--windows", type=int, default=6, help="windows per schedule")
+    ap.add_argument("--size", default="640x480")
+    ap.add_argument("--repeat", type=int, default=3, help="best of N runs (shared CPU)")
+    ap.add_argument("--pixel-loop", action="store_true", help="also time a per-pixel Python loop cloud (1 frame)")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args(argv)
+    width, height = (int(v) for v in args.size.lower().split("x"))
+    camera = CameraModel(525.0 * width / 640, 525.0 * width / 640, (width - 1) / 2, (height - 1) / 2, width, height)
+    rgb = np.random.default_rng(0).integers(0, 255, (height, width, 3), dtype=np.uint8)
+    rows = []
+    for name, cfg in SCHEDULES.items():
+        sched = WindowScheduler(
+            cfg["window"],
+            cfg["overlap"],
+            schedule=cfg["schedule"],
+            keyframes=cfg.get("keyframes"),
+            frames_rule=cfg.get("frames_rule", "any"),
+        )
+        n = cfg["window"] + (args.windows - 1) * sched.stride
+        windows = sched.plan(n)
+        outs = window_outputs(make_video(n, height, width), windows)
+        keyframe = cfg["schedule"] == "keyframe"
+        alignment = "keyframe" if keyframe else "chain_ls"
+        core = min(run_core(windows, outs, alignment, camera, rgb)[:2] for _ in range(args.repeat))
+        ref = min(run_reference(windows, outs, camera, rgb, keyframe)[:2] for _ in range(args.repeat))
+        row = {
+            "schedule": name,
+            "size": f"{width}x{height}",
+            "frames": core[1],
+            "core_ms_per_frame": 1000 * core[0] / core[1],
+            "reference_ms_per_frame": 1000 * ref[0] / ref[1],
+        }
+        row["speedup"] = row["reference_ms_per_frame"] / row["core_ms_per_frame"]
+        rows.append(row)
+    if args.pixel_loop:
+        depth = np.full((height, width), 2.0, np.float32)
+        loop_ms = 1000 * pixel_loop_cloud(depth, camera)
+        for row in rows:
+            row["pixel_loop_cloud_ms"] = loop_ms
+    print(f"{'schedule':10s} {'size':8s} {'frames':>6s} {'core ms/f':>10s} {'ref ms/f':>9s} {'speedup':>8s}  goal")
+    for r in rows:
+        ok = r["core_ms_per_frame"] <= 3.3 and r["speedup"] >= 3.0
+        print(
+            f"{r['schedule']:10s} {r['size']:8s} {r['frames']:6d} {r['core_ms_per_frame']:10.2f} "
+            f"{r['reference_ms_per_frame']:9.2f} {r['speedup']:7.1f}x  {'PASS' if ok else 'FAIL'} (<=3.3 ms, >=3x)"
+        )
+        if "pixel_loop_cloud_ms" in r:
+            print(f"{'':10s} per-pixel Python loop cloud: {r['pixel_loop_cloud_ms']:.0f} ms/frame")
+    if args.json:
+        args.json.write_text(json.dumps({"args": vars(args) | {"json": str(args.json)}, "rows": rows}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
