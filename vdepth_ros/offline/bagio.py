@@ -186,9 +186,7 @@ class BagFrameSource:
         try:
             reader = AnyReader([self.path], default_typestore=get_typestore(TYPESTORES[self.typestore_name]))
             reader.open()
-        except (AnyReaderError, ReaderError) as err:
-            raise _storage_error(self.path, err) from err
-        except Exception as err:  # sqlite/mcap/yaml internals on damaged files
+        except Exception as err:  # AnyReaderError/ReaderError, or sqlite/mcap/yaml internals on damaged files
             raise _storage_error(self.path, err) from err
         self._reader = reader
         try:
@@ -292,12 +290,15 @@ class BagFrameSource:
 
     def _check_first_image(self) -> None:
         """Decode the first image now, so a wrong topic type or encoding fails before any model loads."""
+        messages = self.reader.messages(connections=self._image_conns)
         try:
-            conn, _, raw = next(iter(self.reader.messages(connections=self._image_conns)))
+            conn, _, raw = next(messages)
         except StopIteration:
             raise EmptyBagError(f"{self.path}: image topic {self.image_topic!r} holds no messages") from None
         except Exception as err:
             raise _storage_error(self.path, err) from err
+        finally:
+            messages.close()  # release the storage cursor before the streaming pass opens its own
         msg = self._deserialize(raw, conn.msgtype)
         try:
             self.decode_rgb(msg, conn.msgtype)
