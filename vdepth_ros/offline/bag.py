@@ -158,7 +158,10 @@ def process_bag(input_path: str | Path, output_path: str | Path, *, params: dict
             frames = with_progress(source.frames(on_message=writer.copy_message if copy_input_topics else None),
                                    source.frame_count, PROG, progress)
             resets = StreamResets(round(float(params.get("max_gap", 1.0)) * 1e9))
-            for frame in run_pipeline(pipeline, frames, mode, resets, _frame_signature):  # type: ignore[arg-type]
+            outputs = run_pipeline(pipeline, frames, mode, resets, _frame_signature)  # type: ignore[arg-type]
+            if mode == "offline":
+                outputs = with_progress(outputs, source.frame_count, f"{PROG} (writing)", progress)
+            for frame in outputs:
                 if writer.write_frame(frame):
                     summary.add(frame)
         summary.clouds_skipped = writer.clouds_skipped

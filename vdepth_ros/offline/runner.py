@@ -12,7 +12,7 @@ from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Mode = Literal["causal", "offline"]
+T = TypeVar("T")
 MODES: tuple[str, ...] = ("causal", "offline")
 
 
@@ -123,8 +124,11 @@ def run_pipeline(pipeline: DepthPipeline, frames: Iterable[FrameInput], mode: Mo
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
 
 
-def with_progress(frames: Iterable[FrameInput], total: int | None, desc: str, enabled: bool) -> Iterator[FrameInput]:
-    """Pass `frames` through, showing a tqdm bar (frames/s and ETA) on stderr when `enabled`."""
+def with_progress(frames: Iterable[T], total: int | None, desc: str, enabled: bool) -> Iterator[T]:
+    """Pass `frames` through, showing a tqdm bar (frames/s and ETA) on stderr when `enabled`.
+
+    Offline mode reads every frame before it writes any, so the tools show a second bar for writing.
+    """
     from tqdm import tqdm
 
     with tqdm(total=total, desc=desc, unit="frame", disable=not enabled, dynamic_ncols=True, file=sys.stderr,

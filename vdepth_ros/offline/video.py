@@ -120,7 +120,10 @@ def process_video(input_path: str | Path, output_dir: str | Path, *, params: dic
         pipeline = build_pipeline(config, engine=engine)
         with VideoOutputWriter(tmp, formats=formats, fps=source.fps, preview=preview, ply=ply) as out:
             frames = with_progress(source.frames(), source.frame_count, PROG, progress)
-            for frame in run_pipeline(pipeline, frames, mode):  # type: ignore[arg-type]
+            outputs = run_pipeline(pipeline, frames, mode)  # type: ignore[arg-type]
+            if mode == "offline":
+                outputs = with_progress(outputs, source.frame_count, f"{PROG} (writing)", progress)
+            for frame in outputs:
                 if config.publish == "both" and frame.status != "final":
                     continue  # files hold one result per frame: with "both", the final one
                 out.write(frame)
