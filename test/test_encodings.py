@@ -167,3 +167,21 @@ def test_decode_compressed_png_and_jpeg():
         enc.decode_compressed(b"not an image", "jpeg")
     with pytest.raises(InputError, match="cannot decode"):
         enc.decode_compressed(b"", "jpeg")
+
+
+class _Info:  # duck-typed camera_info, as rosbags deserializes it
+    def __init__(self, k: list[float], p: list[float] | None = None, width: int = 640, height: int = 480) -> None:
+        self.k, self.p = np.asarray(k, float), np.asarray(p if p is not None else [0.0] * 12, float)
+        self.width, self.height = width, height
+
+
+def test_camera_from_info_without_ros():
+    assert enc.camera_from_info(_Info([0.0] * 9)) is None
+    cam = enc.camera_from_info(_Info([500.0, 0, 320, 0, 510, 240, 0, 0, 1]))
+    assert (cam.fx, cam.fy, cam.cx, cam.cy, cam.width, cam.height) == (500, 510, 320, 240, 640, 480)
+    p = [450.0, 0, 300, 0, 0, 460, 230, 0, 0, 0, 1, 0]
+    cam = enc.camera_from_info(_Info([500.0, 0, 320, 0, 510, 240, 0, 0, 1], p))
+    assert (cam.fx, cam.cy) == (450, 230)  # rectified P wins
+    a = enc.info_signature(_Info([500.0, 0, 320, 0, 510, 240, 0, 0, 1]))
+    assert a == enc.info_signature(_Info([500.0, 0, 320, 0, 510, 240, 0, 0, 1]))
+    assert a != enc.info_signature(_Info([501.0, 0, 320, 0, 510, 240, 0, 0, 1]))

@@ -12,11 +12,14 @@ Depth conventions follow REP 118 / depth_image_proc's `depth_traits.hpp`: `32FC1
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from vdepth_ros.errors import InputError
+
+if TYPE_CHECKING:
+    from vdepth_ros.stream.cloud import CameraModel
 
 EncodingKind = Literal["color", "mono", "depth"]
 
@@ -318,3 +321,31 @@ def decode_compressed(data: bytes | bytearray | memoryview, fmt: str = "") -> np
     if img is None:
         raise InputError(f"cannot decode compressed image ({buf.size} bytes, format {fmt!r}); expected jpeg or png")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def camera_from_info(info: Any) -> CameraModel | None:
+    """Pinhole intrinsics from a `sensor_msgs/CameraInfo` (rclpy or rosbags message).
+
+    Uses the rectified projection `P` if set, else `K` (depth_image_proc / image_geometry); None
+    for an uncalibrated (all-zero) or sizeless camera_info.
+    """
+    from vdepth_ros.stream.cloud import CameraModel
+
+    p = np.asarray(info.p, dtype=np.float64).reshape(3, 4)
+    k = np.asarray(info.k, dtype=np.float64).reshape(3, 3)
+    if p[0, 0] > 0 and p[1, 1] > 0:
+        fx, fy, cx, cy = p[0, 0], p[1, 1], p[0, 2], p[1, 2]
+    elif k[0, 0] > 0 and k[1, 1] > 0:
+        fx, fy, cx, cy = k[0, 0], k[1, 1], k[0, 2], k[1, 2]
+    else:
+        return None
+    if int(info.width) <= 0 or int(info.height) <= 0:
+        return None
+    return CameraModel(fx=float(fx), fy=float(fy), cx=float(cx), cy=float(cy), width=int(info.width),
+                       height=int(info.height))
+
+
+def info_signature(info: Any) -> tuple:
+    """What must stay constant in camera_info for a stream to continue (size and projection)."""
+    return (int(info.width), int(info.height), tuple(np.round(np.asarray(info.p, float), 6)),
+            tuple(np.round(np.asarray(info.k, float), 6)))

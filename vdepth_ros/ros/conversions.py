@@ -77,26 +77,9 @@ def sparse_depth_from_cloud(msg: PointCloud2, camera: CameraModel) -> np.ndarray
     return depth
 
 
-def camera_from_info(info: CameraInfo) -> CameraModel | None:
-    """Pinhole intrinsics from `CameraInfo`: the rectified `P` if set, else `K`; None if uncalibrated."""
-    p = np.asarray(info.p, dtype=np.float64).reshape(3, 4)
-    k = np.asarray(info.k, dtype=np.float64).reshape(3, 3)
-    if p[0, 0] > 0 and p[1, 1] > 0:
-        fx, fy, cx, cy = p[0, 0], p[1, 1], p[0, 2], p[1, 2]
-    elif k[0, 0] > 0 and k[1, 1] > 0:
-        fx, fy, cx, cy = k[0, 0], k[1, 1], k[0, 2], k[1, 2]
-    else:
-        return None
-    if info.width <= 0 or info.height <= 0:
-        return None
-    return CameraModel(fx=float(fx), fy=float(fy), cx=float(cx), cy=float(cy), width=int(info.width),
-                       height=int(info.height))
-
-
-def info_signature(info: CameraInfo) -> tuple:
-    """What must stay constant for the stream to continue (size and projection)."""
-    return (int(info.width), int(info.height), tuple(np.round(np.asarray(info.p, float), 6)),
-            tuple(np.round(np.asarray(info.k, float), 6)))
+#: Shared with the offline tools (ROS-free, duck-typed on the message fields).
+camera_from_info = enc.camera_from_info
+info_signature = enc.info_signature
 
 
 # -- outputs -----------------------------------------------------------------------------------

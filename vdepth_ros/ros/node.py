@@ -28,6 +28,7 @@ from vdepth_ros.ros import conversions as conv
 from vdepth_ros.ros.diagnostics import LatencyStats, RateMeter, level_for, make_array, make_status
 from vdepth_ros.ros.params import ParamSpec, node_param_specs, runtime_change_error, validate_ros_params
 from vdepth_ros.ros.qos import IncompatibleQosReporter, qos_profile
+from vdepth_ros.ros.resets import StreamResets
 from vdepth_ros.ros.sync import ApproximateTimeSync, Pair
 from vdepth_ros.ros.worker import DropOldestQueue, ThrottledLog
 
@@ -148,7 +149,7 @@ class DepthNode(Node):
             self.sparse_sub = self.create_subscription(
                 sparse_type, "sparse_depth", self._on_sparse, in_qos,
                 event_callbacks=self.qos_reporter.subscription(self.resolve_topic_name("sparse_depth")))
-        self._state = _StreamState()
+        self._state = StreamResets(int(self.p["max_gap"] * 1e9))
         self.diag_timer = self.create_timer(self.p["diagnostics_period"], self.publish_diagnostics)
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
@@ -307,8 +308,7 @@ class DepthNode(Node):
         """Restart the stream on a time jump, a long gap or new intrinsics (the pipeline itself
         restarts on a resolution change; we only log that one)."""
         reason = self._state.update(frame.rgb.shape[:2], item.stamp_ns,
-                                    conv.info_signature(item.info) if item.info is not None else None,
-                                    int(self.p["max_gap"] * 1e9))
+                                    conv.info_signature(item.info) if item.info is not None else None)
         if reason:
             self._reset(reason, flush=True, pipeline=not reason.startswith("resolution"))
 
@@ -411,30 +411,17 @@ class DepthNode(Node):
         self.destroy_node()
 
 
-class _StreamState:
-    """Remembers what the last frame looked like to decide when the stream must restart."""
+class _StreamState(StreamResets):
+    """Compatibility shim (older callers passed `max_gap_ns` per update); use `StreamResets`."""
 
     def __init__(self) -> None:
-        self.size: tuple[int, int] | None = None
-        self.stamp: int | None = None
-        self.info: tuple | None = None
+        super().__init__(0)
 
-    def update(self, size: tuple[int, int], stamp: int, info: tuple | None, max_gap_ns: int) -> str | None:
-        """The reset reason for a new frame, or None. State always moves to the new frame."""
-        reason = None
-        if self.stamp is not None:
-            if size != self.size:
-                reason = f"resolution: {self.size[1]}x{self.size[0]} -> {size[1]}x{size[0]}"
-            elif stamp < self.stamp:
-                reason = f"time jump: stamp went back {(self.stamp - stamp) / 1e9:.3f} s (bag loop?)"
-            elif max_gap_ns > 0 and stamp - self.stamp > max_gap_ns:
-                reason = f"gap: {(stamp - self.stamp) / 1e9:.3f} s without input"
-            elif info is not None and self.info is not None and info != self.info:
-                reason = "camera_info: intrinsics or size changed"
-        self.size, self.stamp = size, stamp
-        if info is not None:
-            self.info = info
-        return reason
+    def update(self, size: tuple[int, int], stamp: int, info: tuple | None,  # type: ignore[override]
+               max_gap_ns: int | None = None) -> str | None:
+        if max_gap_ns is not None:
+            self.max_gap_ns = int(max_gap_ns)
+        return super().update(size, stamp, info)
 
 
 def main(args: list[str] | None = None) -> int:
