@@ -292,6 +292,7 @@ def _add_furniture(rng: np.random.Generator, objs: list[SceneObject], obstacles:
     for _ in range(n):
         kind = rng.choice(["box", "table", "shelf", "cylinder", "sphere", "box"])
         sx, sy = rng.uniform(0.3, 1.6, 2)
+        sx, sy = min(sx, hi[0] - lo[0] - 0.01), min(sy, hi[1] - lo[1] - 0.01)  # narrow corridors
         cx, cy = rng.uniform(lo[0] + sx / 2, hi[0] - sx / 2), rng.uniform(lo[1] + sy / 2, hi[1] - sy / 2)
         mat = random_material(rng)
         if kind == "box":
@@ -818,3 +819,24 @@ __all__ = [
     "to_sequence",
     "write_synthetic_dataset",
 ]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """`python -m vdepth_training.data.synthetic --out DIR --seeds 0:1000 [--frames 24 --size 192 256]`."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--seeds", default="0:100", help="start:stop (half-open)")
+    ap.add_argument("--frames", type=int, default=24)
+    ap.add_argument("--size", type=int, nargs=2, default=(192, 256), metavar=("H", "W"))
+    args = ap.parse_args(argv)
+    a, b = (int(x) for x in args.seeds.split(":"))
+    for s in range(a, b):
+        write_synthetic_dataset(args.out, [s], args.frames, *args.size)
+        if (s - a) % 50 == 0:
+            print(f"seed {s} done", flush=True)
+
+
+if __name__ == "__main__":
+    main()

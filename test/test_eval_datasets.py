@@ -1,0 +1,68 @@
+"""Evaluation loaders on the real data in ../shared/evaldata (skipped with a reason when absent)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vdepth_ros.eval.datasets import load_dataset, read_depth_png
+from vdepth_ros.eval.metrics import constant_prediction, evaluate_sequence, row_ramp_prediction
+
+
+def test_depth_png_scale_and_invalid_values(tmp_path) -> None:
+    import cv2
+
+    raw = np.array([[0, 1000, 65535], [2560, 500, 1]], np.uint16)
+    cv2.imwrite(str(tmp_path / "d.png"), raw)
+    mm = read_depth_png(tmp_path / "d.png", 1000.0, (0, 65535))
+    np.testing.assert_allclose(mm, [[0, 1.0, 0], [2.56, 0.5, 0.001]], rtol=1e-6)
+    kitti = read_depth_png(tmp_path / "d.png", 256.0)
+    assert kitti[1, 0] == pytest.approx(10.0)
+
+
+def test_7scenes_loader(evaldata) -> None:
+    [seq] = load_dataset("7scenes", evaldata, frames=4, stride=2)
+    assert seq.rgb.shape == (4, 480, 640, 3)
+    assert seq.depth.shape == (4, 240, 320)
+    assert seq.intrinsics[0, 0] == pytest.approx(292.5)
+    assert seq.intrinsics[0, 2] == pytest.approx(160.0)
+    valid = seq.depth > 0
+    assert 0.8 < valid.mean() < 0.95
+    assert 0.4 < np.median(seq.depth[valid]) < 4.0
+    np.testing.assert_allclose(seq.poses[:, 3], np.tile([0, 0, 0, 1.0], (4, 1)))
+
+
+def test_hololens_loader(evaldata) -> None:
+    [seq] = load_dataset("hololens", evaldata, frames=3)
+    assert seq.rgb.shape == (3, 360, 540, 3)
+    assert seq.depth.shape == (3, 360, 540)
+    assert seq.intrinsics[0, 0] == pytest.approx(495.568, abs=1e-3)
+    assert seq.poses.shape == (3, 4, 4)
+    # consecutive handheld frames: a few cm apart
+    assert np.linalg.norm(seq.poses[1, :3, 3] - seq.poses[0, :3, 3]) < 0.1
+
+
+def test_kitti_and_nyu_single_frames(evaldata) -> None:
+    kitti = load_dataset("kitti", evaldata)
+    nyu = load_dataset("nyu", evaldata)
+    assert len(kitti) == 3
+    assert len(nyu) == 3
+    assert kitti[0].max_depth == 80.0
+    assert kitti[0].depth.max() > 20.0  # /256 -> tens of metres
+    assert nyu[0].depth.max() < 10.0  # /1000 -> metres
+    assert nyu[0].mask is not None
+    assert not nyu[0].mask[0].any()  # Eigen crop
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("name", "frames", "const", "ramp"),
+    [("7scenes", 300, (0.281, 0.361), (0.213, 0.580)), ("hololens", 120, (0.327, 0.381), (0.329, 0.352))],
+)
+def test_trivial_baselines_reproduce_the_calibration(evaldata, name, frames, const, ramp) -> None:
+    """The issue's calibration of the trivial baselines under this protocol (3 decimals)."""
+    [seq] = load_dataset(name, evaldata, frames=frames, stride=2 if name == "7scenes" else 1)
+    c = evaluate_sequence(constant_prediction(seq.depth.shape), seq.depth, seq.max_depth)
+    r = evaluate_sequence(row_ramp_prediction(seq.depth.shape), seq.depth, seq.max_depth)
+    assert (round(c.abs_rel, 3), round(c.delta1, 3)) == const
+    assert (round(r.abs_rel, 3), round(r.delta1, 3)) == ramp

@@ -1,0 +1,305 @@
+"""Train the bundled default model: a compact Video Depth Anything on procedural synthetic video.
+
+One command renders the synthetic clips that are missing (deterministic per seed), then trains
+with the VDA loss (`losses.gemdepth_loss` without the camera term: SSI + 0.5 GM + 10 TGM) and heavy
+photometric augmentation, and writes a resumable checkpoint every `checkpoint_every` steps::
+
+    python -m vdepth_training.train_default --out runs/default [--resume] [--data DIR]
+    python -m vdepth_training.train_default --out runs/default --finalize models/default
+
+Determinism: the clip of batch `b` is a pure function of `(seed, b)` (`ClipDataset`), and so are
+the zoom and photometric augmentations (a generator seeded with `(seed, b)`), so `--resume`
+continues the exact same run. `--finalize DIR` writes `save_pretrained` files (config.json +
+model.safetensors) from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "default.yaml"
+CKPT_NAME = "checkpoint.pt"
+
+
+def load_config(path: str | Path = DEFAULT_CONFIG) -> dict[str, Any]:
+    return yaml.safe_load(Path(path).read_text())
+
+
+def build_model(cfg: dict[str, Any]):
+    from vdepth_ros.models import build_model as build
+
+    mcfg = dict(cfg["model"])
+    family = mcfg.pop("family")
+    return build(family, **mcfg)
+
+
+# -- augmentation ------------------------------------------------------------------------------
+def _u(g: torch.Generator, lo: float, hi: float) -> float:
+    return float(lo + (hi - lo) * torch.rand((), generator=g))
+
+
+def zoom_crop(frames: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, factor: float, g: torch.Generator):
+    """Random zoom-in by `factor` (crop 1/factor of each side at a random place, resize back).
+
+    `frames` (T, 3, H, W) bilinear; `target`/`valid` (T, H, W) nearest, so no depth is invented.
+    """
+    if factor <= 1.0:
+        return frames, target, valid
+    _, _, h, w = frames.shape
+    ch, cw = max(2, round(h / factor)), max(2, round(w / factor))
+    top = int(torch.randint(0, h - ch + 1, (), generator=g))
+    left = int(torch.randint(0, w - cw + 1, (), generator=g))
+    fr = F.interpolate(
+        frames[:, :, top : top + ch, left : left + cw], size=(h, w), mode="bilinear", align_corners=False
+    )
+    tv = torch.stack([target, valid.float()], 1)[:, :, top : top + ch, left : left + cw]
+    tv = F.interpolate(tv, size=(h, w), mode="nearest")
+    return fr, tv[:, 0], tv[:, 1] > 0.5
+
+
+def _gauss_kernel(sigma: float) -> torch.Tensor:
+    r = max(1, math.ceil(2.5 * sigma))
+    x = torch.arange(-r, r + 1, dtype=torch.float32)
+    k = torch.exp(-(x**2) / (2 * sigma**2))
+    return k / k.sum()
+
+
+def photometric(frames: torch.Tensor, aug: dict[str, Any], g: torch.Generator) -> torch.Tensor:
+    """Heavy colour/brightness/blur/noise augmentation of one clip `(T, 3, H, W)` in [0, 1].
+
+    One draw per clip (so the video stays a video) plus a small per-frame brightness flicker
+    (auto-exposure), as real handheld cameras do.
+    """
+    t = frames.shape[0]
+    x = frames
+    if torch.rand((), generator=g) < aug.get("grayscale_p", 0.0):
+        x = x.mean(1, keepdim=True).expand_as(x)
+    # white balance / tint, saturation, hue rotation (approximate, in RGB)
+    wb = 1 + aug["white_balance"] * (2 * torch.rand(3, generator=g) - 1)
+    x = x * wb.view(1, 3, 1, 1)
+    gray = x.mean(1, keepdim=True)
+    x = gray + (x - gray) * _u(g, *aug["saturation"])
+    ang = _u(g, -1, 1) * aug["hue_shift"] * 2 * math.pi
+    c, s = math.cos(ang), math.sin(ang)
+    k = 1 / 3
+    sq = math.sqrt(k)
+    rot = torch.tensor(
+        [
+            [c + (1 - c) * k, k * (1 - c) - sq * s, k * (1 - c) + sq * s],
+            [k * (1 - c) + sq * s, c + k * (1 - c), k * (1 - c) - sq * s],
+            [k * (1 - c) - sq * s, k * (1 - c) + sq * s, c + k * (1 - c)],
+        ]
+    )
+    x = torch.einsum("ij,tjhw->tihw", rot, x)
+    # contrast, brightness (+ per-frame flicker), gamma
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    x = mean + (x - mean) * _u(g, *aug["contrast"])
+    flick = 1 + aug["flicker"] * (2 * torch.rand(t, generator=g) - 1)
+    x = x * (_u(g, *aug["brightness"]) * flick).view(t, 1, 1, 1)
+    x = x.clamp(0, 1) ** _u(g, *aug["gamma"])
+    if torch.rand((), generator=g) < aug["vignette_p"]:
+        h, w = x.shape[-2:]
+        yy = torch.linspace(-1, 1, h).view(h, 1)
+        xx = torch.linspace(-1, 1, w).view(1, w)
+        x = x * (1 - _u(g, 0.1, 0.5) * (xx**2 + yy**2) / 2)
+    if torch.rand((), generator=g) < aug["blur_p"]:
+        kern = _gauss_kernel(_u(g, *aug["blur_sigma"]))
+        r = len(kern) // 2
+        n = x.shape[0] * 3
+        y = x.reshape(n, 1, *x.shape[-2:])
+        y = F.conv2d(F.pad(y, (r, r, 0, 0), mode="replicate"), kern.view(1, 1, 1, -1))
+        y = F.conv2d(F.pad(y, (0, 0, r, r), mode="replicate"), kern.view(1, 1, -1, 1))
+        x = y.reshape_as(x)
+    if torch.rand((), generator=g) < aug["noise_p"]:
+        std = _u(g, *aug["noise_std"])
+        x = x + std * torch.randn(x.shape, generator=g)
+    return x.clamp(0, 1)
+
+
+def augment_batch(batch: dict[str, torch.Tensor], cfg: dict[str, Any], key: int) -> dict[str, torch.Tensor]:
+    """Zoom + photometric augmentation of every clip of a batch, seeded by `key` (the batch index)."""
+    g = torch.Generator().manual_seed(int(cfg["train"]["seed"]) * 1_000_003 + int(key))
+    frames, target, valid = [], [], []
+    for b in range(batch["frames"].shape[0]):
+        fr, tg, va = zoom_crop(
+            batch["frames"][b], batch["target"][b], batch["valid"][b], _u(g, *cfg["data"]["zoom"]), g
+        )
+        frames.append(photometric(fr, cfg["augment"], g))
+        target.append(tg)
+        valid.append(va)
+    return {"frames": torch.stack(frames), "target": torch.stack(target), "valid": torch.stack(valid)}
+
+
+# -- data --------------------------------------------------------------------------------------
+def prepare_data(cfg: dict[str, Any], data_dir: Path) -> list[Path]:
+    """Render the configured seeds that are missing in `data_dir`; return their folders in seed order."""
+    from vdepth_training.data.synthetic import write_synthetic_dataset
+
+    a, b = cfg["data"]["seeds"]
+    h, w = cfg["data"]["render_size"]
+    return write_synthetic_dataset(data_dir, range(int(a), int(b)), int(cfg["data"]["frames"]), int(h), int(w))
+
+
+def make_dataset(cfg: dict[str, Any], folders: list[Path]):
+    from vdepth_training.data.dataset import ClipDataset, ClipSampling, Source
+    from vdepth_training.data.sequence import SequenceReader
+
+    d, t = cfg["data"], cfg["train"]
+    sources = []
+    # one source per frame stride, equally weighted (ClipSampling has one stride per dataset)
+    stride_lo, stride_hi = d["stride"]
+    strides = list(range(int(stride_lo), int(stride_hi) + 1))
+    readers = [SequenceReader(f) for f in folders]
+    sources = [Source(readers, weight=1.0, name=f"synthetic/stride{s}") for s in strides]
+    datasets = [
+        ClipDataset(
+            [src],
+            ClipSampling(
+                length_range=tuple(d["clip_length"]),
+                size=tuple(d["size"]),
+                normalization=d["normalization"],
+                stride=s,
+            ),
+            num_samples=int(t["batch_size"]) * 1000,
+            batch_size=int(t["batch_size"]),
+            seed=int(t["seed"]) + 17 * s,
+        )
+        for s, src in zip(strides, sources, strict=True)
+    ]
+    return datasets
+
+
+def get_batch(datasets, batch_index: int) -> tuple[dict[str, torch.Tensor], int]:
+    """Batch `batch_index` (deterministic): alternate the stride datasets, ClipDataset does the rest."""
+    from vdepth_training.data.dataset import collate_clips
+
+    ds = datasets[batch_index % len(datasets)]
+    j = batch_index // len(datasets)
+    bs = ds.batch_size
+    return collate_clips([ds[j * bs + k] for k in range(bs)]), j
+
+
+# -- training ----------------------------------------------------------------------------------
+def lr_at(step: int, cfg: dict[str, Any]) -> float:
+    t = cfg["train"]
+    base, warm, total = float(t["lr"]), int(t["warmup"]), int(t["steps"])
+    if step < warm:
+        return base * (step + 1) / warm
+    prog = min(1.0, (step - warm) / max(1, total - warm))
+    return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * prog)))
+
+
+def _alive_output(model) -> None:
+    """Start the final ReLU in its active range: with the default init the head's last conv is
+    negative almost everywhere, the ReLU outputs 0 and no gradient flows (a dead start)."""
+    last = getattr(getattr(getattr(model, "head", None), "head", None), "conv3", None)
+    if isinstance(last, torch.nn.Conv2d) and last.bias is not None:
+        with torch.no_grad():
+            last.bias.fill_(1.0)
+
+
+def save_checkpoint(path: Path, model, opt, step: int, history: list[dict[str, float]]) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "history": history}, tmp)
+    tmp.replace(path)
+
+
+def train(cfg: dict[str, Any], out: Path, data_dir: Path, resume: bool, log_every: int = 5) -> Path:
+    """Run (or continue) training; returns the checkpoint path."""
+    from vdepth_training.losses import gemdepth_loss
+
+    torch.manual_seed(int(cfg["train"]["seed"]))
+    torch.set_num_threads(int(cfg["train"].get("threads", 2)))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    folders = prepare_data(cfg, data_dir)
+    datasets = make_dataset(cfg, folders)
+    model = build_model(cfg).train()
+    _alive_output(model)
+    tcfg = cfg["train"]
+    opt = torch.optim.AdamW(model.parameters(), lr=float(tcfg["lr"]), weight_decay=float(tcfg["weight_decay"]))
+    ckpt = out / CKPT_NAME
+    step, history = 0, []
+    if resume and ckpt.is_file():
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        step, history = int(state["step"]), list(state["history"])
+        print(f"resumed at step {step}", flush=True)
+    log = (out / "train.log").open("a")
+    total = int(tcfg["steps"])
+    t0 = time.time()
+    while step < total:
+        batch, _ = get_batch(datasets, step)
+        batch = augment_batch(batch, cfg, step)
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        pred = model(batch["frames"])
+        loss, terms = gemdepth_loss(pred, batch["target"], batch["valid"], w_gm=tcfg["w_gm"], w_tgm=tcfg["w_tgm"])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), float(tcfg["grad_clip"]))
+        opt.step()
+        step += 1
+        rec = {
+            "step": step,
+            "loss": float(loss.detach()),
+            **{k: float(v) for k, v in terms.items()},
+            "lr": lr_at(step - 1, cfg),
+        }
+        history.append(rec)
+        if step % log_every == 0 or step == total:
+            rate = (time.time() - t0) / log_every
+            t0 = time.time()
+            line = json.dumps({**rec, "s_per_step": round(rate, 2)})
+            print(line, flush=True)
+            log.write(line + "\n")
+            log.flush()
+        if step % int(tcfg["checkpoint_every"]) == 0 or step == total:
+            save_checkpoint(ckpt, model, opt, step, history)
+    log.close()
+    return ckpt
+
+
+def finalize(cfg: dict[str, Any], ckpt: Path, out_dir: Path) -> Path:
+    """Write `config.json` + `model.safetensors` of the checkpoint to `out_dir`."""
+    model = build_model(cfg)
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    model.load_state_dict(state["model"])
+    model.eval().save_pretrained(out_dir)
+    return out_dir
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default="runs/default", help="run folder (checkpoint, logs)")
+    ap.add_argument("--config", default=str(DEFAULT_CONFIG))
+    ap.add_argument("--data", default=None, help="synthetic data folder (default <out>/data)")
+    ap.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt")
+    ap.add_argument("--steps", type=int, default=None, help="override train.steps")
+    ap.add_argument("--finalize", default=None, metavar="DIR", help="write the model folder from the checkpoint")
+    args = ap.parse_args(argv)
+    cfg = load_config(args.config)
+    if args.steps is not None:
+        cfg["train"]["steps"] = args.steps
+    out = Path(args.out)
+    if args.finalize:
+        print(finalize(cfg, out / CKPT_NAME, Path(args.finalize)))
+        return
+    data = Path(args.data) if args.data else out / "data"
+    train(cfg, out, data, args.resume)
+
+
+if __name__ == "__main__":
+    np.set_printoptions(precision=4)
+    main()

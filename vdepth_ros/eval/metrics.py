@@ -1,0 +1,204 @@
+"""The video-depth evaluation protocol of DepthCrafter / Video Depth Anything / DVD / GemDepth.
+
+1. Valid pixels: `min_depth < gt < max_depth` (caps: 10 m indoor, 80 m KITTI) and finite.
+2. The prediction (relative disparity) is clipped to >= 1e-3, then ONE least-squares scale and
+   shift per sequence is fitted in disparity space over all valid pixels of all frames:
+   `[pred, 1] @ [s, t] ~= 1 / gt`.
+3. `aligned = max(s * pred + t, 1e-3)`, `depth = clip(1 / aligned, 1e-3, max_depth)`.
+4. AbsRel and delta1 in depth space, averaged over the valid pixels of each frame, then over
+   frames (frames without valid pixels are skipped).
+5. TAE (Depth Any Video; VDA `benchmark/eval/eval_tae.py`): the aligned predicted depth of frame k
+   is back-projected with the GT intrinsics, moved into frame k+1 with the GT poses, splatted to
+   the nearest pixel and compared (AbsRel) to the predicted depth of frame k+1; the same from
+   k+1 back to k; summed over all adjacent pairs and divided by 2 (T - 1); reported x100 as VDA
+   does. Deviation: when several points land on one pixel the nearest one is kept (a z-buffer)
+   instead of whichever was written last, which is order-dependent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+PRED_FLOOR = 1e-3
+
+
+@dataclass
+class DepthMetrics:
+    """Metrics of one sequence under the per-sequence affine protocol.
+
+    Attributes:
+        abs_rel: mean |d - gt| / gt (per frame, then over frames).
+        delta1: fraction with max(d / gt, gt / d) < 1.25 (per frame, then over frames).
+        tae: temporal alignment error x100 (None when poses/intrinsics are missing).
+        scale, shift: the fitted disparity affine.
+        frames: frames with at least one valid pixel.
+    """
+
+    abs_rel: float
+    delta1: float
+    tae: float | None
+    scale: float
+    shift: float
+    frames: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def valid_mask(gt_depth: np.ndarray, max_depth: float, min_depth: float = 1e-3) -> np.ndarray:
+    """`(T, H, W)` bool: finite GT depth strictly inside (min_depth, max_depth)."""
+    gt = np.asarray(gt_depth)
+    return np.isfinite(gt) & (gt > min_depth) & (gt < max_depth)
+
+
+def fit_disparity_affine(pred: np.ndarray, gt_depth: np.ndarray, valid: np.ndarray) -> tuple[float, float]:
+    """One least-squares (scale, shift) with `scale * max(pred, 1e-3) + shift ~= 1 / gt` on `valid`.
+
+    Accumulates the 2x2 normal equations in float64 over frames, so long sequences need no
+    stacked copy. A constant prediction (singular system) gets the minimum-norm solution, like
+    `np.linalg.lstsq` in the reference code.
+    """
+    pred = np.asarray(pred)
+    ata = np.zeros((2, 2))
+    atb = np.zeros(2)
+    for k in range(pred.shape[0]):
+        m = valid[k]
+        if not m.any():
+            continue
+        p = np.maximum(pred[k][m].astype(np.float64), PRED_FLOOR)
+        g = 1.0 / gt_depth[k][m].astype(np.float64)
+        n = float(p.size)
+        sp, spp = p.sum(), (p * p).sum()
+        ata += np.array([[spp, sp], [sp, n]])
+        atb += np.array([(p * g).sum(), g.sum()])
+    if ata[1, 1] == 0:
+        raise ValueError("no valid ground-truth pixel in the sequence")
+    sol = np.linalg.pinv(ata, rcond=1e-12) @ atb
+    return float(sol[0]), float(sol[1])
+
+
+def aligned_depth(pred: np.ndarray, scale: float, shift: float, max_depth: float) -> np.ndarray:
+    """Relative disparity -> depth in metres with the fitted affine, clipped as the protocol does."""
+    disp = np.maximum(scale * np.maximum(np.asarray(pred, np.float64), PRED_FLOOR) + shift, PRED_FLOOR)
+    return np.clip(1.0 / disp, PRED_FLOOR, max_depth).astype(np.float32)
+
+
+def frame_metrics(depth: np.ndarray, gt_depth: np.ndarray, valid: np.ndarray) -> tuple[float, float] | None:
+    """(AbsRel, delta1) of one frame over `valid`, or None when no pixel is valid."""
+    if not valid.any():
+        return None
+    d, g = depth[valid].astype(np.float64), gt_depth[valid].astype(np.float64)
+    abs_rel = float(np.mean(np.abs(d - g) / g))
+    delta1 = float(np.mean(np.maximum(d / g, g / d) < 1.25))
+    return abs_rel, delta1
+
+
+def _warp_abs_rel(d1: np.ndarray, d2: np.ndarray, rel: np.ndarray, K: np.ndarray) -> float:
+    """AbsRel between depth `d1` moved into frame 2 by `rel` (frame1 -> frame2) and `d2`; 0 if no overlap."""
+    h, w = d1.shape
+    v, u = np.mgrid[0:h, 0:w].astype(np.float64)
+    z = d1.astype(np.float64)
+    pts = np.stack([(u - K[0, 2]) * z / K[0, 0], (v - K[1, 2]) * z / K[1, 1], z], -1).reshape(-1, 3)
+    q = pts @ rel[:3, :3].T + rel[:3, 3]
+    zq = q[:, 2]
+    front = zq > 1e-6
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x = np.round(q[:, 0] * K[0, 0] / zq + K[0, 2])
+        y = np.round(q[:, 1] * K[1, 1] / zq + K[1, 2])
+    ok = front & (x >= 0) & (x < w) & (y >= 0) & (y < h)
+    if not ok.any():
+        return 0.0
+    flat = y[ok].astype(np.int64) * w + x[ok].astype(np.int64)
+    proj = np.full(h * w, np.inf)
+    np.minimum.at(proj, flat, zq[ok])  # z-buffer: nearest point per pixel
+    proj = proj.reshape(h, w)
+    m = np.isfinite(proj) & (proj > 0) & (d2 > 0)
+    if not m.any():
+        return 0.0
+    return float(np.mean(np.abs(d2[m] - proj[m]) / d2[m]))
+
+
+def temporal_alignment_error(depth: np.ndarray, intrinsics: np.ndarray, poses: np.ndarray) -> float:
+    """TAE x100 of an aligned depth video `(T, H, W)` with GT `K` `(3, 3)` or `(T, 3, 3)` and
+    camera-to-world `poses` `(T, 4, 4)` (see the module docstring)."""
+    t = depth.shape[0]
+    if t < 2:
+        return 0.0
+    Ks = np.broadcast_to(np.asarray(intrinsics, np.float64), (t, 3, 3))
+    total = 0.0
+    for k in range(t - 1):
+        rel = np.linalg.inv(poses[k + 1]) @ poses[k]  # frame k -> frame k+1
+        total += _warp_abs_rel(depth[k], depth[k + 1], rel, Ks[k])
+        total += _warp_abs_rel(depth[k + 1], depth[k], np.linalg.inv(rel), Ks[k + 1])
+    return 100.0 * total / (2 * (t - 1))
+
+
+def evaluate_sequence(
+    pred: np.ndarray,
+    gt_depth: np.ndarray,
+    max_depth: float,
+    *,
+    intrinsics: np.ndarray | None = None,
+    poses: np.ndarray | None = None,
+    mask: np.ndarray | None = None,
+) -> DepthMetrics:
+    """The full protocol on one sequence.
+
+    Args:
+        pred: `(T, H, W)` relative disparity at GT resolution (NaN = no prediction -> floor).
+        gt_depth: `(T, H, W)` metres, 0 / non-finite invalid.
+        max_depth: depth cap (10 indoor, 80 KITTI).
+        intrinsics, poses: GT camera for TAE (`(3, 3)` or `(T, 3, 3)`, `(T, 4, 4)` camera-to-world).
+        mask: optional extra `(T, H, W)` validity (e.g. a crop).
+
+    Returns:
+        `DepthMetrics`.
+    """
+    pred = np.nan_to_num(np.asarray(pred, np.float32), nan=PRED_FLOOR, posinf=PRED_FLOOR, neginf=PRED_FLOOR)
+    if pred.shape != gt_depth.shape:
+        raise ValueError(f"prediction {pred.shape} and GT {gt_depth.shape} differ: resize to GT first")
+    valid = valid_mask(gt_depth, max_depth)
+    if mask is not None:
+        valid &= mask
+    s, t = fit_disparity_affine(pred, gt_depth, valid)
+    depth = aligned_depth(pred, s, t, max_depth)
+    per = [m for k in range(len(depth)) if (m := frame_metrics(depth[k], gt_depth[k], valid[k])) is not None]
+    tae = None
+    if intrinsics is not None and poses is not None:
+        tae = temporal_alignment_error(depth, intrinsics, poses)
+    return DepthMetrics(
+        abs_rel=float(np.mean([m[0] for m in per])),
+        delta1=float(np.mean([m[1] for m in per])),
+        tae=tae,
+        scale=s,
+        shift=t,
+        frames=len(per),
+    )
+
+
+def constant_prediction(shape: tuple[int, ...]) -> np.ndarray:
+    """Trivial baseline: the same disparity everywhere (after the fit: the mean GT disparity)."""
+    return np.ones(shape, np.float32)
+
+
+def row_ramp_prediction(shape: tuple[int, ...]) -> np.ndarray:
+    """Trivial baseline: disparity growing linearly from the top image row to the bottom one
+    (a ground plane seen by a level camera)."""
+    t, h, w = shape
+    ramp = (np.arange(h, dtype=np.float32) + 0.5) / h
+    return np.broadcast_to(ramp[None, :, None], (t, h, w)).copy()
+
+
+__all__ = [
+    "DepthMetrics",
+    "aligned_depth",
+    "constant_prediction",
+    "evaluate_sequence",
+    "fit_disparity_affine",
+    "frame_metrics",
+    "row_ramp_prediction",
+    "temporal_alignment_error",
+    "valid_mask",
+]
