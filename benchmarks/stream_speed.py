@@ -48,14 +48,14 @@ def make_video(n: int, h: int, w: int, seed: int = 0) -> np.ndarray:
     return out
 
 
-def window_outputs(video: np.ndarray, windows, seed: int = 1) -> list[np.ndarray]:
-    """Each window's 'model output': its frames under a random affine with 2 % noise."""
+def window_outputs(video: np.ndarray, windows, seed: int = 1, noise: float = 0.02) -> list[np.ndarray]:
+    """Each window's 'model output': its frames under a random affine with `noise` pixel noise."""
     rng = np.random.default_rng(seed)
     outs = []
     for w in windows:
         x = video[list(w.slots)]
-        noise = 1 + 0.02 * rng.standard_normal(x.shape, dtype=np.float32)
-        outs.append((rng.uniform(0.5, 2.0) * x * noise + rng.uniform(-0.2, 0.2)).astype(np.float32))
+        gain = 1 + noise * rng.standard_normal(x.shape, dtype=np.float32)
+        outs.append((rng.uniform(0.5, 2.0) * x * gain + rng.uniform(-0.2, 0.2)).astype(np.float32))
     return outs
 
 
@@ -66,14 +66,11 @@ def run_core(windows, outs, alignment: str, camera: CameraModel, rgb: np.ndarray
     frames, depth = 0, None
     t0 = time.process_time()
     for w, d in zip(windows, outs, strict=True):
-        for sf in stitcher.add(w, d):
-            depth = depth_from_disparity(sf.disparity, 2.0, 0.05, min_depth=MIN_DEPTH, max_depth=MAX_DEPTH)
-            cloud.build(depth, camera, rgb)
-            frames += 1
-    for sf in stitcher.finish():
-        depth = depth_from_disparity(sf.disparity, 2.0, 0.05, min_depth=MIN_DEPTH, max_depth=MAX_DEPTH)
-        cloud.build(depth, camera, rgb)
-        frames += 1
+        for sf in [*stitcher.add(w, d), *(stitcher.finish() if w is windows[-1] else [])]:
+            if sf.status == "final":  # publish="final": every frame converted exactly once
+                depth = depth_from_disparity(sf.disparity, 2.0, 0.05, min_depth=MIN_DEPTH, max_depth=MAX_DEPTH)
+                cloud.build(depth, camera, rgb)
+                frames += 1
     return time.process_time() - t0, frames, depth
 
 
@@ -94,15 +91,17 @@ def reference_depth(disp: np.ndarray, s: float, t: float) -> np.ndarray:
 
 def run_reference(windows, outs, camera: CameraModel, rgb: np.ndarray, keyframe: bool) -> tuple[float, int, np.ndarray]:
     """Same steps, written plainly: lstsq on all overlap pixels, float64, per-frame grids."""
-    out: dict[int, np.ndarray] = {}  # aligned output so far (only the frames still needed are read)
+    out: dict[int, np.ndarray] = {}  # aligned frames not yet converted
+    refs: dict[int, np.ndarray] = {}  # keyframe references
     frames, depth = 0, None
     t0 = time.process_time()
     for w, d in zip(windows, outs, strict=True):
         d = d[: len(w.slots)].astype(np.float64)
         if w.index > 0:
-            pos = list(range(w.n_context)) if keyframe else list(range(w.overlap))
+            known = refs if keyframe else out
+            pos = [p for p in range(w.n_context if keyframe else len(w.slots)) if w.slots[p] in known]
             cur = d[pos].ravel()
-            ref = np.stack([out[w.slots[p]] for p in pos]).ravel()
+            ref = np.stack([known[w.slots[p]] for p in pos]).ravel()
             ok = np.isfinite(cur) & np.isfinite(ref)
             a = np.stack([cur[ok], np.ones(ok.sum())], axis=1)
             (s, t), *_ = np.linalg.lstsq(a, ref[ok], rcond=None)
@@ -110,14 +109,20 @@ def run_reference(windows, outs, camera: CameraModel, rgb: np.ndarray, keyframe:
             s, t = 1.0, 0.0
         aligned = np.where(s * d + t < 0, 0.0, s * d + t)
         n_ov = w.overlap
-        for k, p in enumerate(range(w.n_context, len(w.slots))):
-            f = w.slots[p]
+        output = w.slots[w.n_context :]
+        for k, f in enumerate(output):
             if k < n_ov and f in out:
                 alpha = k / max(n_ov - 1, 1)
-                out[f] = (1 - alpha) * out[f] + alpha * aligned[p]
+                out[f] = (1 - alpha) * out[f] + alpha * aligned[w.n_context + k]
             else:
-                out[f] = aligned[p]
-            depth = reference_depth(out[f], 2.0, 0.05)
+                out[f] = aligned[w.n_context + k]
+        if keyframe:  # anchor (frame 0) and the next window's keyframe, as VDA keeps them
+            anchor = refs.get(0, out.get(0))
+            refs = {0: anchor} | {f: out[f] for f in w.next_context}
+        # convert each frame once, when no later window will revise it
+        settled = output if w is windows[-1] else output[: len(output) - w.n_provisional]
+        for f in settled:
+            depth = reference_depth(out.pop(f), 2.0, 0.05)
             reference_cloud(depth, camera, rgb)
             frames += 1
     return time.process_time() - t0, frames, depth

@@ -117,7 +117,7 @@ def _degenerate(reason: str, n: int) -> AffineFit:
 def sample_valid(
     cur: np.ndarray, ref: np.ndarray, mask: np.ndarray | None = None, max_points: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Valid (finite on both sides, ref >= 0, inside `mask`) pairs as float64 vectors.
+    """Valid (finite on both sides, ref > 0, inside `mask`) pairs as float64 vectors.
 
     Subsamples deterministically by a fixed stride *before* the validity test, so the cost is
     bounded by `max_points` rather than by the image size.
@@ -130,7 +130,7 @@ def sample_valid(
         step = -(-c.size // max_points)
         c, r = c[::step], r[::step]
         m = None if m is None else m[::step]
-    valid = np.isfinite(c) & np.isfinite(r) & (r >= 0)
+    valid = np.isfinite(c) & np.isfinite(r) & (r > 0)
     if m is not None:
         valid &= m.astype(bool)
     return c[valid].astype(np.float64), r[valid].astype(np.float64)
@@ -258,7 +258,7 @@ def align_scale_shift(
     Args:
         cur: `(..., H, W)` disparity of the new window (any affine frame), NaN = invalid.
         ref: same shape, the already-aligned reference disparity, NaN = invalid; pixels with
-            `ref < 0` are excluded (clamped values carry no information).
+            `ref <= 0` are excluded (values clamped to 0 carry no information).
         mask: optional boolean array of the same shape, False = excluded (sky, dynamic...).
         options: method, robustness, clip, subsampling.
 
