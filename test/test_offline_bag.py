@@ -14,11 +14,10 @@ from rosbags.highlevel import AnyReader
 from rosbags.rosbag2 import Reader
 
 from vdepth_ros.config import PipelineConfig
-from vdepth_ros.encodings import image_array_from_fields, pointcloud2_fields_array
+from vdepth_ros.encodings import camera_from_info, image_array_from_fields, pointcloud2_fields_array
 from vdepth_ros.offline import bag as bagcli
 from vdepth_ros.offline.atomic import STAGING_PREFIX
 from vdepth_ros.offline.bag import process_bag
-from vdepth_ros.offline.bagio import camera_model_from_info
 from vdepth_ros.offline.synth import default_intrinsics, synthetic_frames, write_image_bag
 from vdepth_ros.pipeline import DepthPipeline, FrameInput
 
@@ -110,7 +109,7 @@ def test_end_to_end(tmp_path: Path, storage: str, mode: str) -> None:
         assert np.isnan(depth[:5]).all() and np.isfinite(depth[5:]).all()  # invalid disparity -> NaN depth
         assert (ci.width, ci.height) == (64, 48)
         fx, _, cx, _ = default_intrinsics(W, H)
-        cam = camera_model_from_info(ci)
+        cam = camera_from_info(ci)
         assert cam is not None and cam.fx == pytest.approx(fx * 64 / W, rel=1e-6)
         assert (pc.height, pc.width) == (24, 32) and not pc.is_dense  # organized, stride 2
         assert [f.name for f in pc.fields][:3] == ["x", "y", "z"]
@@ -284,18 +283,6 @@ def test_crash_keeps_previous_output_with_overwrite(tmp_path: Path) -> None:
     with pytest.raises(KeyboardInterrupt):
         process_bag(src, tmp_path / "out", params=PARAMS, engine=_Crash(48, 64, 8, 3), overwrite=True)
     assert digest(tmp_path / "out") == previous
-
-
-def test_stream_resets_match_the_node() -> None:
-    node = pytest.importorskip("vdepth_ros.ros.node", reason="needs rclpy (the node's _StreamState)")
-    from vdepth_ros.offline.runner import StreamResets
-
-    seq = [((48, 64), 0, ("a",)), ((48, 64), 10, ("a",)), ((48, 64), 5, ("a",)), ((48, 64), 3_000_000_000, None),
-           ((48, 64), 3_000_000_010, ("b",)), ((24, 32), 3_000_000_020, ("b",)), ((24, 32), 3_000_000_030, ("b",))]
-    mine, theirs = StreamResets(1_000_000_000), node._StreamState()
-    reasons = [(mine.update(s, t, i), theirs.update(s, t, i, 1_000_000_000)) for s, t, i in seq]
-    assert all(a == b for a, b in reasons)
-    assert [r[0].split(":")[0] for r in reasons if r[0]] == ["time jump", "gap", "camera_info", "resolution"]
 
 
 def test_causal_gap_restarts_like_the_node(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vdepth_ros.encodings import info_signature
 from vdepth_ros.errors import VdepthError
 from vdepth_ros.offline.atomic import AtomicOutput
 from vdepth_ros.offline.bagio import (
@@ -28,14 +29,12 @@ from vdepth_ros.offline.bagio import (
     BagFrameSource,
     DepthBagWriter,
     OutputTopics,
-    info_signature,
 )
 from vdepth_ros.offline.errors import OfflineError
 from vdepth_ros.offline.runner import (
     MODES,
     RunSummary,
     Stopwatch,
-    StreamResets,
     build_pipeline,
     cli_errors,
     load_node_params,
@@ -45,6 +44,7 @@ from vdepth_ros.offline.runner import (
     sigterm_as_interrupt,
     with_progress,
 )
+from vdepth_ros.ros.resets import StreamResets
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -22,11 +22,13 @@ from rosbags.typesys import Stores, get_typestore
 
 from vdepth_ros.encodings import (
     COLOR_INPUT_ENCODINGS,
+    camera_from_info,
     decode_compressed,
     depth_from_image,
     get_encoding,
     image_array_from_fields,
     image_fields_from_array,
+    info_signature,
     pointcloud2_layout,
     rgb_from_image,
 )
@@ -69,33 +71,6 @@ _STAMP_MEMORY = 32
 def stamp_ns(header: Any) -> int:
     """`std_msgs/Header.stamp` in integer nanoseconds."""
     return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
-
-
-def camera_model_from_info(info: Any) -> CameraModel | None:
-    """Pinhole `CameraModel` from a `sensor_msgs/CameraInfo`: the rectified `P` if set, else `K`; None if unset.
-
-    Same rule as the node's `vdepth_ros.ros.conversions.camera_from_info` (which needs rclpy types).
-    """
-    from vdepth_ros.stream.cloud import CameraModel
-
-    p = np.asarray(info.p, dtype=np.float64).reshape(3, 4)
-    k = np.asarray(info.k, dtype=np.float64).reshape(3, 3)
-    if p[0, 0] > 0 and p[1, 1] > 0:
-        fx, fy, cx, cy = p[0, 0], p[1, 1], p[0, 2], p[1, 2]
-    elif k[0, 0] > 0 and k[1, 1] > 0:
-        fx, fy, cx, cy = k[0, 0], k[1, 1], k[0, 2], k[1, 2]
-    else:
-        return None
-    if int(info.width) <= 0 or int(info.height) <= 0:
-        return None
-    return CameraModel(fx=float(fx), fy=float(fy), cx=float(cx), cy=float(cy), width=int(info.width),
-                       height=int(info.height))
-
-
-def info_signature(info: Any) -> tuple:
-    """What must stay constant for the stream to continue (as the node's `conversions.info_signature`)."""
-    return (int(info.width), int(info.height), tuple(np.round(np.asarray(info.p, float), 6)),
-            tuple(np.round(np.asarray(info.k, float), 6)))
 
 
 @dataclass
@@ -422,7 +397,7 @@ class BagFrameSource:
                 info = self._last_info
             else:
                 self._last_info, self._last_info_sig = info, sig
-        camera = camera_model_from_info(info) if info is not None else None
+        camera = camera_from_info(info) if info is not None else None
         if camera is not None and (camera.width, camera.height) != (rgb.shape[1], rgb.shape[0]):
             camera = camera.scaled(rgb.shape[1], rgb.shape[0])
         if camera is None and not self._warned_no_info:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from vdepth_ros.config import PipelineConfig
     from vdepth_ros.pipeline import DepthFrame, DepthPipeline, FrameInput
+    from vdepth_ros.ros.resets import StreamResets
     from vdepth_ros.runtime.engine import DepthEngine
 
 log = logging.getLogger(__name__)
@@ -62,40 +63,6 @@ def build_pipeline(config: PipelineConfig, *, engine: DepthEngine | None = None)
     from vdepth_ros.pipeline import DepthPipeline
 
     return DepthPipeline(config, engine=engine)
-
-
-class StreamResets:
-    """When the live node restarts the stream: a time jump back, a gap over `max_gap`, new intrinsics.
-
-    A copy of `vdepth_ros.ros.node._StreamState` (which lives behind rclpy); `test_offline_bag.py`
-    checks the two agree. The pipeline itself restarts on a resolution change.
-    """
-
-    def __init__(self, max_gap_ns: int) -> None:
-        self.max_gap_ns = int(max_gap_ns)
-        self.size: tuple[int, int] | None = None
-        self.stamp: int | None = None
-        self.info: tuple | None = None
-        self.counts: Counter[str] = Counter()
-
-    def update(self, size: tuple[int, int], stamp: int, info: tuple | None) -> str | None:
-        """The reset reason for a new frame, or None. State always moves to the new frame."""
-        reason = None
-        if self.stamp is not None and self.size is not None:
-            if size != self.size:
-                reason = f"resolution: {self.size[1]}x{self.size[0]} -> {size[1]}x{size[0]}"
-            elif stamp < self.stamp:
-                reason = f"time jump: stamp went back {(self.stamp - stamp) / 1e9:.3f} s (bag loop?)"
-            elif self.max_gap_ns > 0 and stamp - self.stamp > self.max_gap_ns:
-                reason = f"gap: {(stamp - self.stamp) / 1e9:.3f} s without input"
-            elif info is not None and self.info is not None and info != self.info:
-                reason = "camera_info: intrinsics or size changed"
-        self.size, self.stamp = size, stamp
-        if info is not None:
-            self.info = info
-        if reason:
-            self.counts[reason.split(":")[0]] += 1
-        return reason
 
 
 def run_pipeline(pipeline: DepthPipeline, frames: Iterable[FrameInput], mode: Mode,
