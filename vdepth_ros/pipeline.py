@@ -37,10 +37,11 @@ from vdepth_ros.stream.cloud import CameraModel, PointCloudBuilder
 from vdepth_ros.stream.depth import depth_from_disparity, disparity_from_depth
 from vdepth_ros.stream.scale import make_scale_source
 from vdepth_ros.stream.stitch import GlobalAligner, StitchedFrame, Stitcher
-from vdepth_ros.stream.windows import Window, WindowScheduler
+from vdepth_ros.stream.windows import Window, WindowScheduler, pad_for_rule
 
 if TYPE_CHECKING:
     from vdepth_ros.runtime.engine import DepthEngine
+    from vdepth_ros.runtime.spec import InputSpec
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +159,32 @@ def _resize(img: np.ndarray, width: int, height: int, interp: int) -> np.ndarray
     return cv2.resize(img, (width, height), interpolation=interp)
 
 
+def _scheduler(config: PipelineConfig, spec: InputSpec, alignment: str) -> WindowScheduler:
+    """Window schedule from the model's input spec, overridden by non-zero config values."""
+    keyframes = tuple(config.keyframes) or (tuple(spec.keyframes) if spec.keyframes else None)
+    window = config.window or int(spec.window)
+    if alignment == "keyframe":
+        if not keyframes:
+            raise ConfigError("alignment 'keyframe' needs keyframes (config.keyframes or the model's spec)")
+        overlap = config.overlap or len(keyframes)
+    else:
+        overlap = config.overlap or int(spec.overlap)
+    if not spec.dynamic_frames and window > spec.frames:
+        raise ConfigError(f"window {window} exceeds the engine's fixed {spec.frames} frames")
+    first = None
+    if config.low_latency_start:  # about half a window, still a valid length for the model
+        first = (window + overlap + 1) // 2
+        first = min(window, first + pad_for_rule(first, spec.frames_rule))
+    return WindowScheduler(
+        window,
+        overlap,
+        schedule="keyframe" if alignment == "keyframe" else "chain",
+        keyframes=keyframes,
+        frames_rule=spec.frames_rule,
+        first_window=first,
+    )
+
+
 def _readonly(a: np.ndarray | None) -> np.ndarray | None:
     if a is None:
         return None
@@ -190,33 +217,9 @@ class DepthPipeline:
         self.metric_model = spec.output_kind == "depth"
         self.alignment = spec.alignment if config.alignment == "auto" else config.alignment
         if self.metric_model and config.alignment == "auto":
-            self.alignment = "none"
-        keyframes = tuple(config.keyframes) or (tuple(spec.keyframes) if spec.keyframes else None)
-        self.window = config.window or int(spec.window)
-        if self.alignment == "keyframe":
-            if not keyframes:
-                raise ConfigError("alignment 'keyframe' needs keyframes (config.keyframes or the model's spec)")
-            self.overlap = config.overlap or len(keyframes)
-        else:
-            self.overlap = config.overlap or int(spec.overlap)
-        if not config.window and not config.overlap and self.overlap >= self.window:
-            self.overlap = max(0, self.window // 4)
-        if not spec.dynamic_frames and self.window > spec.frames:
-            raise ConfigError(f"window {self.window} exceeds the engine's fixed {spec.frames} frames")
-        first = None
-        if config.low_latency_start:
-            first = (self.window + self.overlap + 1) // 2
-            if spec.frames_rule == "4n+1":
-                first += (4 - (first - 1) % 4) % 4
-            first = min(first, self.window)
-        self.scheduler = WindowScheduler(
-            self.window,
-            self.overlap,
-            schedule="keyframe" if self.alignment == "keyframe" else "chain",
-            keyframes=keyframes,
-            frames_rule=spec.frames_rule,
-            first_window=first,
-        )
+            self.alignment = "none"  # metric depth needs no alignment, only the crossfade
+        self.scheduler = _scheduler(config, spec, self.alignment)
+        self.window, self.overlap = self.scheduler.window, self.scheduler.overlap
         options = FitOptions(
             method=config.fit_method,  # type: ignore[arg-type]
             robust=config.robust,  # type: ignore[arg-type]
