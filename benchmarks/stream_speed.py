@@ -7,6 +7,9 @@ reference is a straightforward NumPy version of the same steps measured in the s
 invalid values, and pixel grids rebuilt with `np.meshgrid` for every cloud. `--pixel-loop` also
 times a per-pixel Python loop cloud on one frame.
 
+Times are CPU time of this process (`time.process_time`): the machine is shared, so wall time
+mostly measures the other processes.
+
 Usage:
     .venv/bin/python benchmarks/stream_speed.py [--windows 6] [--size 640x480] [--json out.json]
 """
@@ -60,7 +63,7 @@ def window_outputs(video: np.ndarray, windows, seed: int = 1, noise: float = 0.0
 
 
 def run_core(windows, outs, alignment: str, camera: CameraModel, rgb: np.ndarray) -> tuple[float, int, np.ndarray]:
-    """The streaming core as the pipeline runs it; returns (seconds, frames, last depth)."""
+    """The streaming core as the pipeline runs it; returns (CPU seconds, frames, last depth)."""
     stitcher = Stitcher(alignment)  # type: ignore[arg-type]
     cloud = PointCloudBuilder(1)
     frames, depth = 0, None
@@ -90,7 +93,9 @@ def reference_depth(disp: np.ndarray, s: float, t: float) -> np.ndarray:
 
 
 def run_reference(windows, outs, camera: CameraModel, rgb: np.ndarray, keyframe: bool) -> tuple[float, int, np.ndarray]:
-    """Same steps, written plainly: lstsq on all overlap pixels, float64, per-frame grids."""
+    """Same steps, written plainly: lstsq on all overlap pixels, float64, per-frame grids.
+
+    Returns (CPU seconds, frames, last depth)."""
     out: dict[int, np.ndarray] = {}  # aligned frames not yet converted
     refs: dict[int, np.ndarray] = {}  # keyframe references
     frames, depth = 0, None
