@@ -145,6 +145,11 @@ def test_dpt_window_limits(tiny: OneStepDepth) -> None:
         OneStepDepth(**{**OneStepDepth.tiny_config(), "mode": "sometimes"})
 
 
+def test_built_frozen_in_eval_mode(tiny: OneStepDepth) -> None:
+    assert not any(p.requires_grad for p in tiny.parameters())
+    assert not any(m.training for m in tiny.modules())
+
+
 def test_default_constraints_follow_paper() -> None:
     # defaults are recorded without building a released-size model
     import inspect

@@ -127,6 +127,7 @@ class OneStepDepth(SVDDepthModel):
         if head == "dpt":
             kwargs = dict(DEFAULT_DPT_CONFIG if dpt is None else dpt)
             self.dpt = TemporalDPTHead(self.unet.feature_channels, patch_size=self.grid_factor, **kwargs)
+            self.dpt.requires_grad_(False).eval()  # frozen like the rest until training unfreezes it
             if self.dpt.num_frames < self.window:
                 raise ConfigError(f"window {self.window} exceeds the DPT head's {self.dpt.num_frames} frames")
 
