@@ -266,3 +266,30 @@ def test_stats_count_windows_and_frames():
     _run(pipe, _frames(20))
     assert pipe.stats.frames_in == 20 and pipe.stats.windows == 4 and pipe.stats.frames_out == 20
     assert pipe.stats.as_dict()["degenerate_fits"] == 0
+
+
+def test_engine_failure_resets_the_stream():
+    class Failing(AffineCorruptingEngine):
+        fail = False
+
+        def _run(self, batch):
+            if self.fail:
+                raise RuntimeError("device lost")
+            return super()._run(batch)
+
+    eng = Failing()
+    pipe = DepthPipeline(PipelineConfig(publish="final"), eng)
+    frames = _frames(20)
+    for f in frames[:12]:
+        pipe.push(f)
+    eng.fail = True
+    with pytest.raises(RuntimeError, match="device lost"):
+        pipe.push(frames[12])  # completes the window [5, 13)
+    assert pipe.stats.resets == 1 and "device lost" in pipe.stats.last_reset_reason
+    eng.fail = False
+    out = _run(pipe, frames[:12])
+    assert [f.index for f in out] == list(range(12))
+
+
+def test_offline_empty_sequence_yields_nothing():
+    assert list(DepthPipeline(PipelineConfig(), LuminanceEngine()).run_offline([])) == []

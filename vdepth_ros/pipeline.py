@@ -289,6 +289,8 @@ class DepthPipeline:
         """Add one frame; returns the frames that became available (possibly none).
 
         A change of input resolution ends the current stream (`flush`) and starts a new one.
+        If the engine raises, the stream is reset (its pending frames are lost) and the error
+        propagates, so the next push starts a consistent new stream.
         """
         rgb = self._check(frame)
         out: list[DepthFrame] = []
@@ -299,8 +301,12 @@ class DepthPipeline:
         index = self.scheduler.add_frame()
         self._records[index] = self._record(frame, rgb)
         self.stats.frames_in += 1
-        while (window := self.scheduler.next_window()) is not None:
-            out += self._select(self._run_window(window))
+        try:
+            while (window := self.scheduler.next_window()) is not None:
+                out += self._select(self._run_window(window))
+        except Exception as err:
+            self.reset(f"window failed: {type(err).__name__}: {err}")
+            raise
         self._release()
         return out
 

@@ -364,7 +364,9 @@ def solve_global_affine(
         scales `(n,)`, shifts `(n,)`, reached `(n,)` bool (False: no valid edge path to the anchor,
         left at (1, 0)).
     """
-    if not 0 <= anchor < max(n_windows, 1):
+    if n_windows == 0:
+        return np.ones(0), np.zeros(0), np.zeros(0, bool)
+    if not 0 <= anchor < n_windows:
         raise ConfigError(f"anchor window {anchor} out of range [0, {n_windows})")
     good = [e for e in edges if not e.fit.degenerate and e.fit.scale > 0]
     ei = np.array([e.earlier for e in good], dtype=np.int64)
