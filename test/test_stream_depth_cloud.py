@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from vdepth_ros.errors import ConfigError, InputError
-from vdepth_ros.stream.cloud import CameraModel, PointCloudBuilder, pack_rgb
+from vdepth_ros.stream.cloud import CameraModel, PointCloudBuilder
 from vdepth_ros.stream.depth import depth_from_disparity, disparity_from_depth
 from vdepth_ros.stream.scale import RangeScale, SparseScale, make_scale_source
 
@@ -31,17 +31,25 @@ def test_disparity_from_depth_roundtrip_and_invalid():
     assert np.isnan(inv[2:]).all()
 
 
-def test_camera_from_k_and_p_and_scaled_pixel_centre():
+def test_camera_from_k_and_p():
     k = [500.0, 0, 320.0, 0, 510.0, 240.0, 0, 0, 1]
     p = [500.0, 0, 320.0, 0.0, 0, 510.0, 240.0, 0, 0, 0, 1, 0]
-    cam_k = CameraModel.from_matrix(k, 640, 480)
-    assert cam_k == CameraModel.from_matrix(p, 640, 480) == CameraModel(500, 510, 320, 240, 640, 480)
-    half = cam_k.scaled(320, 240)
-    assert (half.fx, half.fy) == (250.0, 255.0)
-    assert (half.cx, half.cy) == (159.75, 119.75)  # (c + 0.5) / 2 - 0.5
-    assert cam_k.scaled(640, 480) is cam_k
+    assert CameraModel.from_matrix(k, 640, 480) == CameraModel(500, 510, 320, 240, 640, 480)
+    assert CameraModel.from_matrix(p, 640, 480) == CameraModel(500, 510, 320, 240, 640, 480)
     with pytest.raises(InputError, match="9"):
         CameraModel.from_matrix([1, 2, 3], 4, 4)
+
+
+def test_camera_scaled_pixel_centre():
+    cam = CameraModel(500.0, 510.0, 320.0, 240.0, 640, 480)
+    half = cam.scaled(320, 240)
+    assert (half.fx, half.fy) == (250.0, 255.0)
+    assert (half.cx, half.cy) == (159.75, 119.75)  # (c + 0.5) / 2 - 0.5
+    assert (half.width, half.height) == (320, 240)
+    assert cam.scaled(640, 480) is cam
+    # a point keeps its ray under the resize: pixel centre u=100 -> u'=(100.5)/2-0.5
+    u = 100.0
+    assert (u - cam.cx) / cam.fx == pytest.approx(((u + 0.5) / 2 - 0.5 - half.cx) / half.fx)
     with pytest.raises(ConfigError):
         CameraModel(0, 1, 0, 0, 4, 4)
 
@@ -76,12 +84,6 @@ def test_cloud_stride_colors_and_ray_cache():
         builder.build(np.ones((5, 8), np.float32), cam)
     with pytest.raises(ConfigError, match="cloud_stride"):
         PointCloudBuilder(0)
-
-
-def test_pack_rgb_bits():
-    packed = pack_rgb(np.array([[[255, 16, 1]]], np.uint8))
-    assert packed.dtype == np.float32
-    assert packed.view(np.uint32)[0, 0] == 0xFF1001
 
 
 def test_sparse_scale_recovers_metric_scale_with_outliers():

@@ -1,7 +1,7 @@
 """Streaming core (numpy only): window scheduling, alignment, stitching, depth, clouds."""
 
 from vdepth_ros.stream.align import IDENTITY, AffineFit, FitOptions, align_scale_shift, fit_pairs
-from vdepth_ros.stream.cloud import CameraModel, PointCloudBuilder, pack_rgb
+from vdepth_ros.stream.cloud import CameraModel, PointCloudBuilder
 from vdepth_ros.stream.depth import depth_from_disparity, disparity_from_depth
 from vdepth_ros.stream.scale import MetricScale, NoScale, RangeScale, ScaleSource, SparseScale, make_scale_source
 from vdepth_ros.stream.stitch import (
@@ -39,7 +39,6 @@ __all__ = [
     "disparity_from_depth",
     "fit_pairs",
     "make_scale_source",
-    "pack_rgb",
     "pad_for_rule",
     "solve_global_affine",
 ]

@@ -1,5 +1,8 @@
 """Pinhole camera model and organized point clouds (REP 118 / depth_image_proc conventions).
 
+Intrinsics come from camera_info `P` (else `K`) via `vdepth_ros.encodings.camera_from_info`;
+packing `xyz` + `rgb` into a PointCloud2 buffer is `encodings.pointcloud2_buffer`.
+
 `X = (u - cx) * Z / fx`, `Y = (v - cy) * Z / fy`, `Z = depth` (optical frame, +Z forward,
 metres), one point per (strided) pixel, NaN where the depth is invalid, as depth_image_proc's
 `PointCloudXyzNode` builds it (`is_dense = false`).
@@ -32,8 +35,8 @@ class CameraModel:
 
     @classmethod
     def from_matrix(cls, matrix: np.ndarray | list[float], width: int, height: int) -> CameraModel:
-        """From a camera_info `K` (3x3 / 9 values) or `P` (3x4 / 12 values); P is preferred in ROS
-        for rectified images, and its first 3x3 block holds the same fx, fy, cx, cy."""
+        """From a camera_info `K` (3x3 / 9 values) or `P` (3x4 / 12 values); the first 3x3 block
+        of P holds the rectified fx, fy, cx, cy."""
         m = np.asarray(matrix, dtype=np.float64).ravel()
         if m.size == 9:
             m = m.reshape(3, 3)
@@ -55,13 +58,6 @@ class CameraModel:
         return CameraModel(
             self.fx * sx, self.fy * sy, (self.cx + 0.5) * sx - 0.5, (self.cy + 0.5) * sy - 0.5, int(width), int(height)
         )
-
-
-def pack_rgb(colors: np.ndarray) -> np.ndarray:
-    """`(..., 3)` uint8 RGB -> `(...)` float32 holding `0x00RRGGBB` bits (PCL/ROS `rgb` field)."""
-    c = np.asarray(colors, dtype=np.uint32)
-    packed = (c[..., 0] << 16) | (c[..., 1] << 8) | c[..., 2]
-    return packed.astype(np.uint32).view(np.float32)
 
 
 class PointCloudBuilder:
