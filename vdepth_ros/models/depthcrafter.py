@@ -586,6 +586,16 @@ class DepthCrafter(SVDDepthModel):
         return self.sample_windows(cond, edm.karras_sigmas(self.num_inference_steps), eps)
 
     def run(self, frames: torch.Tensor, aug_noise: torch.Tensor | None, eps: torch.Tensor | None) -> torch.Tensor:
+        """Condition, sample (windowed, `num_inference_steps` Euler steps), decode, normalise.
+
+        Args:
+            frames: `(T, 3, H, W)` RGB in [0, 1].
+            aug_noise: `(T, 3, H, W)` N(0, I) for the conditioning augmentation, or None.
+            eps: `(min(T, window), 4, H/8, W/8)` N(0, I) window noise.
+
+        Returns:
+            `(T, H, W)` disparity in [0, 1].
+        """
         assert eps is not None
         cond = self.condition(frames, aug_noise)
         return self.normalize(self.decode_disparity(self.sample_latents(cond, eps)))

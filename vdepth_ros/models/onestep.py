@@ -207,6 +207,16 @@ class OneStepDepth(SVDDepthModel):
         return out
 
     def run(self, frames: torch.Tensor, aug_noise: torch.Tensor | None, eps: torch.Tensor | None) -> torch.Tensor:
+        """Condition, one UNet step at σ, then the VAE decoder (windowed) or the DPT head.
+
+        Args:
+            frames: `(T, 3, H, W)` RGB in [0, 1].
+            aug_noise: `(T, 3, H, W)` N(0, I) conditioning augmentation, or None.
+            eps: `(min(T, window), 4, H/8, W/8)` N(0, I) (stochastic mode), or None.
+
+        Returns:
+            `(T, H, W)` disparity in [0, 1].
+        """
         cond = self.condition(frames, aug_noise)
         if self.dpt is None:
             sigmas = torch.tensor([self.sigma, 0.0])
