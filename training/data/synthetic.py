@@ -817,8 +817,49 @@ __all__ = [
     "shade_texture",
     "sphere_mesh",
     "to_sequence",
+    "write_sample_video",
     "write_synthetic_dataset",
 ]
+
+
+def write_sample_video(
+    path: str | Path, seed: int = 90004, frames: int = 90, height: int = 240, width: int = 320, fps: float = 30.0
+) -> Path:
+    """The demo's bundled clip: one rendered room as an MP4 plus `<name>.json` (the demo's sidecar:
+    fx, fy, cx, cy, width, height, near, far, fps) and `<name>_camera.yaml` (fx fy cx cy width height)."""
+    import json
+
+    import cv2
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    clip = render_clip(seed, frames, height, width, kind="room")
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    if not writer.isOpened():
+        raise RuntimeError(f"cannot open an mp4v writer for {path}")
+    for img in clip.rgb:
+        writer.write(cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    writer.release()
+    K = clip.intrinsics
+    cam = {
+        "fx": float(K[0, 0]),
+        "fy": float(K[1, 1]),
+        "cx": float(K[0, 2]),
+        "cy": float(K[1, 2]),
+        "width": width,
+        "height": height,
+    }
+    valid = clip.depth[clip.depth > 0]
+    meta = {
+        **cam,
+        "near": round(float(np.percentile(valid, 1)), 2),
+        "far": round(float(np.percentile(valid, 99)), 2),
+        "fps": fps,
+        "source": f"vdepth_training.data.synthetic.render_clip(seed={seed}, kind='room')",
+    }
+    path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+    path.with_name(path.stem + "_camera.yaml").write_text("".join(f"{k}: {v}\n" for k, v in cam.items()))
+    return path
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -826,11 +867,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     import argparse
 
     ap = argparse.ArgumentParser(description=main.__doc__)
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--out", default=None, help="dataset folder (required unless --sample)")
     ap.add_argument("--seeds", default="0:100", help="start:stop (half-open)")
     ap.add_argument("--frames", type=int, default=24)
     ap.add_argument("--size", type=int, nargs=2, default=(192, 256), metavar=("H", "W"))
+    ap.add_argument("--sample", default=None, help="write the demo sample clip (MP4 + sidecars) here instead")
     args = ap.parse_args(argv)
+    if args.sample:
+        print(write_sample_video(args.sample))
+        return
+    if not args.out:
+        ap.error("--out is required (or --sample)")
     a, b = (int(x) for x in args.seeds.split(":"))
     for s in range(a, b):
         write_synthetic_dataset(args.out, [s], args.frames, *args.size)
