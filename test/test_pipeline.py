@@ -293,3 +293,12 @@ def test_engine_failure_resets_the_stream():
 
 def test_offline_empty_sequence_yields_nothing():
     assert list(DepthPipeline(PipelineConfig(), LuminanceEngine()).run_offline([])) == []
+
+
+def test_offline_abandoned_early_leaves_the_causal_api_usable():
+    pipe = DepthPipeline(PipelineConfig(publish="final"), AffineCorruptingEngine())
+    frames = _frames(30)
+    gen = pipe.run_offline(frames)
+    assert next(gen).index == 0
+    gen.close()
+    assert [f.index for f in _run(pipe, frames[:10])] == list(range(10))

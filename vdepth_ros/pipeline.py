@@ -462,57 +462,61 @@ class DepthPipeline:
             spill_dir: folder for the temporary files (default: the system temp dir).
         """
         self._clear()
-        with tempfile.TemporaryDirectory(prefix="vdepth-offline-", dir=spill_dir) as tmp:
-            spill = _Spill(Path(tmp), self.height, self.width)
-            records: list[_Record] = []
-            windows: list[Window] = []
-            aligner = GlobalAligner(self.fit_options)
-            sched = self.scheduler
+        try:
+            with tempfile.TemporaryDirectory(prefix="vdepth-offline-", dir=spill_dir) as tmp:
+                spill = _Spill(Path(tmp), self.height, self.width)
+                records: list[_Record] = []
+                windows: list[Window] = []
+                aligner = GlobalAligner(self.fit_options)
+                sched = self.scheduler
 
-            def run(window: Window) -> None:
-                disp = self._infer(window, [buffer[f] for f in window.slots])
-                spill.put_window(disp)
-                aligner.add(window, disp)
-                windows.append(window)
+                def run(window: Window) -> None:
+                    disp = self._infer(window, [buffer[f] for f in window.slots])
+                    spill.put_window(disp)
+                    aligner.add(window, disp)
+                    windows.append(window)
 
-            buffer: dict[int, np.ndarray] = {}
-            for frame in frames:
-                rgb = self._check(frame)
-                if records and rgb.shape[:2] != records[0].input_size:
-                    raise InputError("run_offline needs one input resolution for the whole sequence")
-                index = sched.add_frame()
-                rec = self._record(frame, rgb)
-                buffer[index] = rec.rgb
-                spill.put_frame(index, rec)
-                rec.rgb = rec.rgb_in = rec.sparse = None
-                records.append(rec)
-                self.stats.frames_in += 1
-                while (w := sched.next_window()) is not None:
+                buffer: dict[int, np.ndarray] = {}
+                for frame in frames:
+                    rgb = self._check(frame)
+                    if records and rgb.shape[:2] != records[0].input_size:
+                        raise InputError("run_offline needs one input resolution for the whole sequence")
+                    index = sched.add_frame()
+                    rec = self._record(frame, rgb)
+                    buffer[index] = rec.rgb
+                    spill.put_frame(index, rec)
+                    rec.rgb = rec.rgb_in = rec.sparse = None
+                    records.append(rec)
+                    self.stats.frames_in += 1
+                    while (w := sched.next_window()) is not None:
+                        run(w)
+                    need = sched.needed_frames()
+                    for i in [i for i in buffer if i not in need]:
+                        del buffer[i]
+                while (w := sched.next_window(final=True)) is not None:
                     run(w)
-                need = sched.needed_frames()
-                for i in [i for i in buffer if i not in need]:
-                    del buffer[i]
-            while (w := sched.next_window(final=True)) is not None:
-                run(w)
-            buffer.clear()
-            fits = aligner.solve(anchor=0)
-            self.stats.degenerate_fits += sum(f.degenerate for f in fits) + sum(e.fit.degenerate for e in aligner.edges)
-            spill.close_writes()
+                buffer.clear()
+                fits = aligner.solve(anchor=0)
+                self.stats.degenerate_fits += sum(f.degenerate for f in fits) + sum(
+                    e.fit.degenerate for e in aligner.edges
+                )
+                spill.close_writes()
 
-            stitcher = Stitcher(self.alignment, self.fit_options)  # type: ignore[arg-type]
-            for window, fit in zip(windows, fits, strict=True):
-                stitched = stitcher.add(window, spill.window(window.index), affine=fit)
-                here = [s for s in stitched if s.window == window.index]
-                if here:
-                    self.scale_source.update(
-                        np.stack([s.disparity for s in here]), [spill.sparse(s.index) for s in here]
-                    )
-                for sf in stitched:
-                    if sf.status == "final":
-                        yield self._depth_frame(sf, spill.record(sf.index, records[sf.index]))
-            for sf in stitcher.finish():
-                yield self._depth_frame(sf, spill.record(sf.index, records[sf.index]))
-        self._clear()
+                stitcher = Stitcher(self.alignment, self.fit_options)  # type: ignore[arg-type]
+                for window, fit in zip(windows, fits, strict=True):
+                    stitched = stitcher.add(window, spill.window(window.index), affine=fit)
+                    here = [s for s in stitched if s.window == window.index]
+                    if here:
+                        self.scale_source.update(
+                            np.stack([s.disparity for s in here]), [spill.sparse(s.index) for s in here]
+                        )
+                    for sf in stitched:
+                        if sf.status == "final":
+                            yield self._depth_frame(sf, spill.record(sf.index, records[sf.index]))
+                for sf in stitcher.finish():
+                    yield self._depth_frame(sf, spill.record(sf.index, records[sf.index]))
+        finally:
+            self._clear()  # also when the consumer stops early: the causal API stays usable
 
 
 class _Spill:
