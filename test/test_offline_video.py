@@ -110,8 +110,10 @@ def test_without_scale_source_writes_disparity_and_says_so(tmp_path: Path) -> No
 def test_assumed_intrinsics_warn(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING):
         s = process_video(make_mp4(tmp_path / "c.mp4", 9), tmp_path / "out", params={}, engine=make_engine(),
-                          ply=True, assume_hfov=70.0, depth_range=RANGE, preview=False)
+                          ply=True, assume_hfov=70.0, depth_range=RANGE)
     assert any("ASSUMED" in r.getMessage() and "distorted" in r.getMessage() for r in caplog.records)
+    cap = cv2.VideoCapture(str(tmp_path / "out" / "preview.mp4"))
+    assert cap.get(cv2.CAP_PROP_FRAME_WIDTH) == 2 * W  # frames carry colours: RGB | depth side by side
     assert s.clouds == 9 and json.loads((tmp_path / "out" / "meta.json").read_text())["intrinsics_assumed"]
 
 

@@ -203,8 +203,8 @@ class VideoOutputWriter:
 
     Layout: `depth/` (metres; `png` = 16-bit millimetres, 0 invalid) or `disparity/` when there is no
     scale source (relative; `png` = disparity * `png_scale` in 16 bits, see `meta.json`), `npy`/`npz`
-    float32 with NaN invalid, `preview.mp4` (mp4v, INFERNO, near = bright), `clouds/*.ply`,
-    `frames.csv` (index, stamp, source, status, fit) and `meta.json`.
+    float32 with NaN invalid, `preview.mp4` (mp4v, INFERNO, near = bright; the RGB beside it when the
+    frames carry colours), `clouds/*.ply`, `frames.csv` (index, stamp, source, status, fit) and `meta.json`.
 
     Args:
         folder: output folder (created).
@@ -230,6 +230,7 @@ class VideoOutputWriter:
         self.frames = 0
         self.clouds = 0
         self._video: Any = None
+        self.side_by_side = False  # preview shows the (working-resolution) RGB left of the depth
         self._csv: Any = None
         self._csv_file: Any = None
 
@@ -268,6 +269,10 @@ class VideoOutputWriter:
                         "sparse depth for metres)")
         if self.preview:
             h, w = values.shape
+            colors = frame.colors
+            self.side_by_side = colors is not None and colors.shape[:2] == (h, w)
+            if self.side_by_side:
+                w *= 2
             self._video = cv2.VideoWriter(str(self.folder / "preview.mp4"), cv2.VideoWriter_fourcc(*"mp4v"),
                                           float(self.fps), (w, h))
             if not self._video.isOpened():
@@ -297,7 +302,11 @@ class VideoOutputWriter:
                                 stamp_ns=np.int64(frame.stamp_ns), **extra)
         if self._video is not None:
             vmin, vmax = self.range or (0.0, 1.0)
-            self._video.write(colorize(values, vmin, vmax, near_is_high=self.kind == "disparity"))
+            img = colorize(values, vmin, vmax, near_is_high=self.kind == "disparity")
+            if self.side_by_side:
+                colors = frame.colors if frame.colors is not None else np.zeros_like(img)
+                img = np.concatenate([np.ascontiguousarray(colors[..., ::-1]), img], axis=1)
+            self._video.write(img)
         if self.ply and frame.points is not None:
             (self.folder / "clouds").mkdir(exist_ok=True)
             write_ply(self.folder / "clouds" / f"{index:06d}.ply", frame.points, frame.colors)
