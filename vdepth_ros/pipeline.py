@@ -19,6 +19,7 @@ a deterministic engine, so a bag processed causally equals the live node frame f
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 import time
@@ -463,8 +464,12 @@ class DepthPipeline:
         """
         self._clear()
         try:
-            with tempfile.TemporaryDirectory(prefix="vdepth-offline-", dir=spill_dir) as tmp:
+            with (
+                tempfile.TemporaryDirectory(prefix="vdepth-offline-", dir=spill_dir) as tmp,
+                contextlib.ExitStack() as stack,
+            ):
                 spill = _Spill(Path(tmp), self.height, self.width)
+                stack.callback(spill.close_files)
                 records: list[_Record] = []
                 windows: list[Window] = []
                 aligner = GlobalAligner(self.fit_options)
@@ -551,9 +556,12 @@ class _Spill:
         self._disp.write(np.ascontiguousarray(disp, dtype=np.float32).tobytes())
         self._n_disp += disp.shape[0]
 
-    def close_writes(self) -> None:
+    def close_files(self) -> None:
         for f in (self._rgb, self._rgb_in, self._disp, self._sparse):
             f.close()
+
+    def close_writes(self) -> None:
+        self.close_files()
 
         def mm(name: str, dtype: type, shape: tuple[int, ...]) -> np.ndarray | None:
             path = self.folder / name
