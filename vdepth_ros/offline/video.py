@@ -101,6 +101,7 @@ def process_video(input_path: str | Path, output_dir: str | Path, *, params: dic
     with AtomicOutput(output_dir, overwrite=overwrite, inputs=[input_path]) as tmp, \
             VideoFrameSource(input_path, fps=fps, max_frames=max_frames) as source:
         camera = None
+        assumed = False
         if intrinsics is not None or assume_hfov is not None:
             if source.size is None:
                 raise OfflineError(f"{input_path}: unknown frame size; cannot attach intrinsics")
@@ -108,6 +109,7 @@ def process_video(input_path: str | Path, output_dir: str | Path, *, params: dic
             if intrinsics is None:
                 hfov = float(assume_hfov or 60.0)
                 intrinsics = default_intrinsics(w, h, hfov)
+                assumed = True
                 msg = ASSUMED_WARNING.format(hfov=hfov)
                 log.warning(msg)
                 summary.notes.append(msg)
@@ -138,7 +140,7 @@ def process_video(input_path: str | Path, output_dir: str | Path, *, params: dic
                                      "(use --depth-range NEAR FAR for depth)")
             out.write_meta({"input": str(input_path), "mode": mode, "fps": source.fps,
                             "intrinsics": list(intrinsics) if intrinsics else None,
-                            "intrinsics_assumed": intrinsics is not None and assume_hfov is not None,
+                            "intrinsics_assumed": assumed,
                             "depth_range": list(depth_range) if depth_range else None})
             kind, clouds = out.kind, out.clouds
         summary.clouds = clouds
