@@ -117,3 +117,12 @@ def test_vdepth_node_rejects_bad_params_file(tmp_path: Path) -> None:
                          text=True, timeout=60, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert res.returncode == 2
     assert "invalid configuration" in res.stderr and "output_qos" in res.stderr
+
+
+def test_main_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    from vdepth_ros.ros.node import main
+
+    assert main(["vdepth-node", "--help"]) == 0
+    assert "--params-file" in capsys.readouterr().out
+    assert main(["vdepth-node", "--bogus", "--ros-args", "-p", "queue_size:=3"]) == 2
+    assert "unrecognized arguments ['--bogus']" in capsys.readouterr().err

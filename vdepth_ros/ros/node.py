@@ -424,15 +424,33 @@ class _StreamState(StreamResets):
         return super().update(size, stamp, info)
 
 
+USAGE = """usage: vdepth-node [--ros-args [--params-file FILE] [-p NAME:=VALUE] [-r FROM:=TO] ...]
+
+Live video depth: subscribes to image (+ camera_info, optional sparse_depth), publishes depth,
+disparity, points, depth/camera_info and /diagnostics. Parameters and topics: docs/node.md;
+defaults: config/depth.yaml (share/vdepth_ros/config/depth.yaml when installed).
+"""
+
+
 def main(args: list[str] | None = None) -> int:
     """Console entry point: `vdepth-node --ros-args --params-file config/depth.yaml -r image:=...`."""
-    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from rclpy.utilities import remove_ros_args
 
-    rclpy.init(args=args)
+    argv = list(sys.argv if args is None else args)
+    extra = remove_ros_args(args=argv)[1:]
+    if extra in (["-h"], ["--help"]):
+        print(USAGE)
+        return 0
+    if extra:
+        print(f"{USAGE}\nvdepth-node: unrecognized arguments {extra} (ROS arguments go after --ros-args)",
+              file=sys.stderr)
+        return 2
+    rclpy.init(args=argv)
     node = None
     try:
         node = DepthNode()
-        executor = MultiThreadedExecutor(num_threads=2)
+        executor = SingleThreadedExecutor()  # callbacks only enqueue; the worker thread does the work
         executor.add_node(node)
         executor.spin()
     except ConfigError as err:
