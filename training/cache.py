@@ -61,10 +61,15 @@ def cached(
     compute: Callable[[], torch.Tensor],
     like: torch.Tensor,
 ) -> torch.Tensor:
-    """`compute()` through `cache` when both exist, returned on `like`'s device."""
+    """`compute()` through `cache` when both exist, returned on `like`'s device, contiguous.
+
+    Contiguous matters: VAE encoders can return channels-last latents, and on CPU torch's
+    channels-last GroupNorm backward crashes (SIGSEGV, torch 2.13) when the norm's affine
+    parameters are frozen, as in DepthCrafter's temporal-only stage.
+    """
     if cache is None or keys is None:
-        return compute()
-    return cache.get_or_compute(name, keys, compute).to(like.device)
+        return compute().contiguous()
+    return cache.get_or_compute(name, keys, compute).to(like.device).contiguous()
 
 
 __all__ = ["LatentCache", "cached"]

@@ -14,6 +14,7 @@ import copy
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from vdepth_training import losses as L
 from vdepth_training.cache import LatentCache, cached
@@ -26,7 +27,7 @@ LossOut = tuple[Tensor, dict[str, Tensor]]
 
 def _depth_video(target: Tensor) -> Tensor:
     """(..., H, W) disparity in [0, 1] -> (..., 3, H, W) in [-1, 1] (replicated 3×, VAE input)."""
-    return (target.unsqueeze(-3) * 2.0 - 1.0).expand(*target.shape[:-2], 3, *target.shape[-2:])
+    return (target.unsqueeze(-3) * 2.0 - 1.0).expand(*target.shape[:-2], 3, *target.shape[-2:]).contiguous()
 
 
 class Recipe:
@@ -122,34 +123,34 @@ class VDARecipe(Recipe):
 
 
 class GemDepthRecipe(VDARecipe):
-    """GemDepth (Eq. 3): SSI + 0.5·GM + 10·TGM + 0.2·L_cam; L_cam only on pose-annotated clips.
+    """GemDepth (Eq. 1–3): SSI + 0.5·GM + 10·TGM + 0.2·L_cam; L_cam only on pose-annotated clips.
 
-    The model's forward is expected to return the disparity, or a dict with `disparity` and the
-    per-frame `quaternion` (B, T, 4) / `translation` (B, T, 3) (scale-normalised, relative to frame 0).
-    GT poses are made relative to frame 0 and their translations divided by the mean norm (§3.2).
+    Camera supervision follows the released code: predicted and GT poses (camera-from-world, VGGT
+    encoding) are expressed relative to frame 0 and their translations divided by the clip's mean
+    translation norm, with the model's own `relative_to_first` / `normalize_translations`; quaternions
+    are sign-canonicalised (w ≥ 0) before the L1 loss. Stage 2 freezes the GEM (config `exclude`).
     """
 
     name = "gemdepth"
     family = "gemdepth"
 
     def predict_batch(self, model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, Any]:
-        out = model(batch["frames"])
-        if not isinstance(out, dict):
-            return out, None
-        camera = None
-        if "quaternion" in out and bool(batch["has_camera"].all()):
-            gt_q, gt_t = relative_pose_targets(batch["poses"])
-            camera = (out["quaternion"], gt_q, out["translation"], gt_t)
-        return out["disparity"], camera
+        from vdepth_ros.models.gemdepth import normalize_translations, relative_to_first
 
+        out = model.forward_geometry(batch["frames"])
+        if float(self.loss_cfg.get("w_cam", 0.2)) == 0 or not bool(batch["has_camera"].all()):
+            return out.disparity, None
 
-def relative_pose_targets(poses: Tensor) -> tuple[Tensor, Tensor]:
-    """Camera-to-world (B, T, 4, 4) -> poses relative to frame 0 as (quaternion xyzw (B, T, 4),
-    translation (B, T, 3) divided by the mean translation norm of the clip, GemDepth §3.2)."""
-    rel = torch.linalg.inv(poses[:, :1]) @ poses
-    r, t = rel[..., :3, :3], rel[..., :3, 3]
-    scale = t.norm(dim=-1).mean(dim=1, keepdim=True).clamp_min(1e-6)
-    return matrix_to_quaternion(r), t / scale[..., None]
+        def relative(quat: Tensor, trans: Tensor) -> tuple[Tensor, Tensor]:
+            q, t = relative_to_first(quat, trans)
+            q = q * torch.where(q[..., 3:] < 0, -1.0, 1.0)
+            return q, normalize_translations(t)[0]
+
+        enc = out.pose_encoding.float()
+        q_pred, t_pred = relative(enc[..., 3:7], enc[..., :3])
+        w2c = torch.linalg.inv(batch["poses"].float())  # dataset poses are camera-to-world
+        q_gt, t_gt = relative(matrix_to_quaternion(w2c[..., :3, :3]), w2c[..., :3, 3])
+        return out.disparity, (q_pred, q_gt, t_pred, t_gt)
 
 
 def matrix_to_quaternion(r: Tensor) -> Tensor:
@@ -312,7 +313,8 @@ class DepthCrafterRecipe(Recipe):
         aug = torch.randn(frames.shape, generator=generator).to(frames) if model.augment_noise else None
         with torch.no_grad():
             if self.cache is None or keys is None:
-                return model.condition(frames, aug)
+                cond = model.condition(frames, aug)
+                return Conditioning(cond.latents.contiguous(), cond.clip)  # see `cache.cached` on layouts
             lat = cached(self.cache, "dc_cond", keys, lambda: model.condition(frames, aug).latents[None], frames)[0]
             clip = cached(self.cache, "dc_clip", keys, lambda: model.encode_clip(frames * 2 - 1)[None], frames)[0]
             return Conditioning(lat, clip)
@@ -324,7 +326,7 @@ class DepthCrafterRecipe(Recipe):
             with torch.no_grad():
                 return (model.encode_latents(_depth_video(target)) * LATENT_SCALE)[None]
 
-        return cached(self.cache, "dc_depth", None if key is None else key[None], compute, target)[0]
+        return cached(self.cache, "dc_depth", None if key is None else key[None], compute, target)[0].contiguous()
 
     def loss(self, model: nn.Module, batch: dict[str, Tensor], generator: torch.Generator) -> LossOut:
         from vdepth_ros.models import edm
@@ -348,8 +350,157 @@ class DepthCrafterRecipe(Recipe):
         return total / n, {"sigma": torch.stack(terms).mean()}
 
 
+# -- One-step self-distillation (003) ---------------------------------------------------------------------------
+
+
+class OneStepRecipe(Recipe):
+    """One-step self-distillation of DepthCrafter (003 §3.2–3.3, §4.1).
+
+    A frozen DepthCrafter teacher (`model.teacher`: `init_from` folder or `use_tiny_config`) samples
+    x̂_{0;5} with its 5-step Euler sampler; the student `OneStepDepth` starts as a copy of the
+    teacher (`OneStepDepth.from_teacher`, `model.config` = mode/head/dpt/...). Teacher outputs
+    depend only on the clip (noise seeded from the clip key), so they are cached (`latent_cache`).
+
+    Stage `loss.stage: unet` (stage 1): L_latent = 0.5·||x̂_s − x̂_{0;5}||² + 0.5·L_g on latents
+    (student spatial layers only). Stochastic students get the teacher's ε (our pairing choice).
+    Stage `loss.stage: decoder` (stage 2, DPT head): L_silog(d_s, d_t) + 0.1·L_feature + 2·L_grad,
+    d_t = teacher VAE decode of x̂_{0;5} (clip min-max normalised), d_s = DPT head output (same
+    normalisation). Affinity features (our choice, unspecified in 003): the finest DPT fusion output
+    vs the teacher VAE decoder's mid-block output, both average-pooled to `loss.affinity_size`².
+    """
+
+    name = "onestep"
+    family = "onestep"
+    normalization = "minmax_sequence"
+    within = "unet"
+
+    def __init__(self, cfg: dict[str, Any]) -> None:
+        super().__init__(cfg)
+        self.teacher: nn.Module | None = None
+
+    def build_model(self) -> nn.Module:
+        from vdepth_ros.models import build_model, family_class, load_model
+        from vdepth_ros.models.onestep import OneStepDepth
+
+        mcfg = self.cfg["model"]
+        if mcfg.get("init_from"):  # resume a student (e.g. stage 2 from a stage-1 export)
+            student = load_model(mcfg["init_from"])
+        tcfg = dict(mcfg.get("teacher") or {})
+        if tcfg.get("init_from"):
+            teacher = load_model(tcfg["init_from"])
+        else:
+            kwargs = dict(tcfg.get("config") or {})
+            if tcfg.get("use_tiny_config"):
+                kwargs = {**family_class("depthcrafter").tiny_config(), **kwargs}
+            teacher = build_model("depthcrafter", **kwargs)
+        self.teacher = teacher.eval().requires_grad_(False)
+        if not mcfg.get("init_from"):
+            kwargs = dict(mcfg.get("config") or {})
+            if mcfg.get("use_tiny_config"):
+                tiny = family_class("onestep").tiny_config()
+                kwargs = {**{k: v for k, v in tiny.items() if k not in ("unet", "vae", "image_encoder")}, **kwargs}
+            student = OneStepDepth.from_teacher(teacher, **kwargs)
+        return student.train()
+
+    def _teacher_outputs(self, frames: Tensor, key: Tensor | None, want_decoder: bool) -> dict[str, Tensor]:
+        """x̂_{0;5} (T, 4, h, w), ε, and for stage 2 d_t (T, H, W) + decoder features (T, C, s, s)."""
+        teacher = self.teacher.to(frames.device)
+        t, _, h, w = frames.shape
+        seed = 0 if key is None else int(key[0]) * 1_000_003 + int(key[1]) * 7919 + int(key[2])
+        gen = torch.Generator().manual_seed(seed)
+        aug = torch.randn(frames.shape, generator=gen).to(frames) if teacher.augment_noise else None
+        f = teacher.vae_factor
+        eps = torch.randn(min(t, teacher.window), teacher.unet.config.out_channels, h // f, w // f, generator=gen)
+        eps = eps.to(frames)
+        keys = None if key is None else key[None]
+        with torch.no_grad():
+            out = {"eps": eps}
+
+            def sample() -> Tensor:
+                return teacher.sample_latents(teacher.condition(frames, aug), eps)[None]
+
+            out["latent"] = cached(self.cache, "os_teacher_latent", keys, sample, frames)[0]
+            if want_decoder:
+                size = int(self.loss_cfg.get("affinity_size", 16))
+
+                def decode() -> Tensor:
+                    with capture_outputs([teacher.vae.decoder.mid_block]) as feats:
+                        disp = teacher.normalize(teacher.decode_disparity(out["latent"]))
+                    return torch.cat([disp.flatten(1), pool_features(feats, size).flatten(1)], dim=1)[None]
+
+                packed = cached(self.cache, "os_teacher_decoder", keys, decode, frames)[0]
+                out["disparity"] = packed[:, : h * w].reshape(t, h, w)
+                out["features"] = packed[:, h * w :].reshape(t, -1, size, size)
+        return out
+
+    def loss(self, model: nn.Module, batch: dict[str, Tensor], generator: torch.Generator) -> LossOut:
+        stage = self.loss_cfg.get("stage", "unet")
+        if stage not in ("unet", "decoder"):
+            raise ValueError(f"onestep loss.stage must be 'unet' or 'decoder', got {stage!r}")
+        keys = batch.get("key")
+        totals: list[Tensor] = []
+        logs: dict[str, list[Tensor]] = {}
+        for i in range(batch["frames"].shape[0]):
+            frames = batch["frames"][i]
+            teacher = self._teacher_outputs(frames, None if keys is None else keys[i], stage == "decoder")
+            aug = torch.randn(frames.shape, generator=generator).to(frames) if model.augment_noise else None
+            with torch.no_grad():
+                cond = model.condition(frames, aug)
+            cond.latents = cond.latents.contiguous()  # see `cache.cached` (channels-last GroupNorm)
+            x_t = model.initial_latent(cond, teacher["eps"])
+            if stage == "unet":
+                loss, terms = L.latent_distillation_loss(
+                    model.step(x_t, cond).float(), teacher["latent"].float(), lam=float(self.loss_cfg.get("lam", 0.5))
+                )
+            else:
+                if model.dpt is None:
+                    raise ValueError("the decoder stage needs a student with head='dpt'")
+                _, feats = model.unet_output(x_t, model.sigma, cond, return_features=True)
+                with capture_outputs(list(model.dpt.fusion)) as fused:
+                    disp = model.normalize(model.dpt(model.pyramid(feats), num_frames=frames.shape[0]))
+                student_feat = pool_features(fused, teacher["features"].shape[-1])
+                loss, terms = L.onestep_decoder_loss(
+                    disp[None].float(), teacher["disparity"][None].float(), student_feat.float(),
+                    teacher["features"].float(), w_feature=float(self.loss_cfg.get("w_feature", 0.1)),
+                    w_grad=float(self.loss_cfg.get("w_grad", 2.0)),
+                )  # fmt: skip
+            totals.append(loss)
+            for k, v in terms.items():
+                logs.setdefault(k, []).append(v)
+        return torch.stack(totals).mean(), {k: torch.stack(v).mean() for k, v in logs.items()}
+
+
+class capture_outputs:  # noqa: N801 - used as a context manager like `torch.no_grad`
+    """Collect the outputs of `modules` while the context is open (forward hooks)."""
+
+    def __init__(self, modules: list[nn.Module]) -> None:
+        self.modules = modules
+        self.outputs: list[Tensor] = []
+        self.handles: list[Any] = []
+
+    def __enter__(self) -> list[Tensor]:
+        def hook(_m: nn.Module, _i: Any, out: Any) -> None:
+            self.outputs.append(out[0] if isinstance(out, tuple) else out)
+
+        self.handles = [m.register_forward_hook(hook) for m in self.modules]
+        return self.outputs
+
+    def __exit__(self, *exc: object) -> bool:
+        for h in self.handles:
+            h.remove()
+        return False
+
+
+def pool_features(maps: list[Tensor], size: int) -> Tensor:
+    """The finest of `maps` (N, C, h, w), average-pooled to (N, C, size, size)."""
+    if not maps:
+        raise ValueError("no feature map was captured")
+    finest = max(maps, key=lambda m: m.shape[-1] * m.shape[-2])
+    return F.adaptive_avg_pool2d(finest, size)
+
+
 RECIPES: dict[str, type[Recipe]] = {
-    r.name: r for r in (VDARecipe, GemDepthRecipe, DVDRecipe, FiffDepthRecipe, DepthCrafterRecipe)
+    r.name: r for r in (VDARecipe, GemDepthRecipe, DVDRecipe, FiffDepthRecipe, DepthCrafterRecipe, OneStepRecipe)
 }
 
 
@@ -366,9 +517,9 @@ __all__ = [
     "DepthCrafterRecipe",
     "FiffDepthRecipe",
     "GemDepthRecipe",
+    "OneStepRecipe",
     "Recipe",
     "VDARecipe",
     "get_recipe",
     "matrix_to_quaternion",
-    "relative_pose_targets",
 ]
