@@ -146,3 +146,52 @@ def test_two_stages_switch_trainable_layers(tmp_path: Path) -> None:
     changed = {n for n, p in trainer.model.named_parameters() if not torch.equal(p.detach(), after_stage1[n])}
     assert changed and all(layer_kind(n) == "spatial" for n in changed)
     assert any(layer_kind(n) == "temporal" for n in after_stage1)
+
+
+def test_bf16_checkpointing_and_accumulation_run(tmp_path: Path) -> None:
+    from vdepth_training.config import build_family_model
+    from vdepth_training.trainer import enable_gradient_checkpointing
+
+    assert enable_gradient_checkpointing(build_family_model(vda_tiny())) > 0
+    over = {"training": {"mixed_precision": "bf16", "gradient_checkpointing": True, "grad_accum": 2},
+            "stages": [{"name": "finetune", "steps": 2, "trainable": "all", "clip_length": [2, 2]}],
+            "data": {"num_samples": 4}}  # fmt: skip
+    from accelerate.state import AcceleratorState
+
+    trainer = Trainer(vda_tiny(**over), tmp_path)
+    try:
+        history = trainer.fit()
+    finally:  # the accelerate state is a per-process singleton; the other tests run without bf16
+        AcceleratorState._reset_state(reset_partial_state=True)
+    assert [h["step"] for h in history] == [1, 2]
+    assert all(torch.isfinite(torch.tensor(h["loss"])) for h in history)
+
+
+def test_teacher_latents_cached_to_disk(tmp_path: Path) -> None:
+    """One-step distillation reads the 5-step teacher latents from the cache on the second pass."""
+    from vdepth_training.config import build_dataset, build_sources
+    from vdepth_training.data.dataset import collate_clips
+    from vdepth_training.recipes import get_recipe
+
+    cfg = load_config(CONFIGS / "onestep.yaml", tiny=True, overrides={"training": {"latent_cache": str(tmp_path)}})
+    recipe = get_recipe(cfg)
+    model = recipe.build_model()
+    ds = build_dataset(cfg, cfg["stages"][0], build_sources(cfg["data"]), seed=0, normalization="minmax_sequence")
+    batch = collate_clips([ds[0]])
+    first, _ = recipe.loss(model, batch, torch.Generator().manual_seed(0))
+    files = sorted(tmp_path.rglob("*.safetensors"))
+    assert [f.parent.name for f in files] == ["os_teacher_latent"]
+    calls = []
+    recipe.teacher.sample_latents = lambda *a, **k: calls.append(1)  # type: ignore[method-assign]
+    second, _ = recipe.loss(model, batch, torch.Generator().manual_seed(0))
+    assert not calls and recipe.cache.hits == 1
+    assert float(first) == float(second)
+
+
+@pytest.mark.slow
+def test_train_then_export_onnx(tmp_path: Path) -> None:
+    """train -> save_pretrained -> vdepth_export.export_onnx (parity checked by the exporter)."""
+    export = pytest.importorskip("vdepth_export.export_onnx")
+    Trainer(vda_tiny(), tmp_path).fit()
+    result = export.export_onnx(tmp_path / "final", frames=4, height=28, width=42, evaldata=False, threads=1)
+    assert result.onnx_path.is_file()

@@ -42,7 +42,8 @@ STATE_NAME = "trainer_state.json"
 
 def enable_gradient_checkpointing(model: nn.Module) -> int:
     """Turn on activation checkpointing in every submodule that supports it (diffusers
-    `enable_gradient_checkpointing`, transformers `gradient_checkpointing_enable`); returns how many."""
+    `enable_gradient_checkpointing`; transformers `activation_checkpointing_enable`, formerly
+    `gradient_checkpointing_enable`); returns how many modules were switched."""
     count = 0
     for module in model.modules():
         if module is model:
@@ -55,11 +56,13 @@ def enable_gradient_checkpointing(model: nn.Module) -> int:
                 count += 1
             except (ValueError, AttributeError):
                 pass
-        elif hasattr(module, "gradient_checkpointing_enable") and getattr(
-            module, "supports_gradient_checkpointing", False
-        ):
-            module.gradient_checkpointing_enable()
-            count += 1
+        elif getattr(module, "supports_gradient_checkpointing", False):
+            enable = getattr(module, "activation_checkpointing_enable", None) or getattr(
+                module, "gradient_checkpointing_enable", None
+            )
+            if enable is not None:
+                enable()
+                count += 1
     return count
 
 
