@@ -188,6 +188,16 @@ def test_teacher_latents_cached_to_disk(tmp_path: Path) -> None:
     assert float(first) == float(second)
 
 
+def test_cache_only_cli_fills_the_cache(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from vdepth_training.train import main
+
+    argv = ["--config", str(CONFIGS / "dvd.yaml"), "--tiny", "--output", str(tmp_path / "run"),
+            "--latent-cache", str(tmp_path / "cache"), "--cache-only"]  # fmt: skip
+    assert main(argv) == 0
+    assert "cached 1 batches" in capsys.readouterr().out
+    assert sorted(p.parent.name for p in (tmp_path / "cache").rglob("*.safetensors")) == ["dvd_depth", "dvd_rgb"]
+
+
 @pytest.mark.slow
 def test_train_then_export_onnx(tmp_path: Path) -> None:
     """train -> save_pretrained -> vdepth_export.export_onnx (parity checked by the exporter)."""

@@ -4,7 +4,8 @@ The papers never run the frozen parts during training: DepthCrafter caches the V
 and depth (Supp. A.1, "latent caching"); the one-step student is distilled from cached 5-step
 teacher latents (003 §3.2.1, no decoding during training). `ClipDataset` gives every clip a key
 `(seed, epoch, index)`; with `data.fixed_clips: true` the same clips recur every epoch, so after the
-first pass (or `python -m vdepth_training.train ... --cache-only`) every lookup hits.
+first pass (or after `python -m vdepth_training.train ... --latent-cache DIR --cache-only`) every
+lookup hits.
 
 Files: `<root>/<name>/<seed>_<epoch>_<index>.safetensors` holding one tensor `"value"` per clip.
 """

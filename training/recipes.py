@@ -11,6 +11,7 @@ normalised disparity, `valid`, `intrinsics`, `poses`, `has_camera`, `key` (B, 3)
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any, ClassVar
 
 import torch
@@ -61,8 +62,6 @@ class Recipe:
         `freeze.set_trainable`); `lr`, `lr_new` + `new_params` (regex) override the optimizer's
         (GemDepth: 1e-4 for new modules, 1e-6 for pretrained ones).
         """
-        import re
-
         names = set_trainable(
             model,
             stage["trainable"],

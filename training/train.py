@@ -28,6 +28,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--output", type=Path, default=None, help="output folder (default: runs/<config stem>[-tiny])")
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many global steps (checkpointed)")
     p.add_argument("--latent-cache", type=Path, default=None, help="cache frozen-encoder/teacher latents here")
+    p.add_argument("--cache-only", action="store_true", help="fill the latent cache for stage 1's clips and exit")
     return p.parse_args(argv)
 
 
@@ -38,6 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(args.config, tiny=args.tiny, overrides=overrides)
     out = args.output or Path("runs") / (args.config.stem + ("-tiny" if args.tiny else ""))
     trainer = Trainer(cfg, out)
+    if args.cache_only:
+        n = trainer.precompute_cache()
+        print(f"cached {n} batches in {cfg['training']['latent_cache']}")
+        return 0
     history = trainer.fit(resume=args.resume, max_steps=args.max_steps)
     if history:
         print(f"steps {history[0]['step']}..{history[-1]['step']}: loss {history[0]['loss']:.5g} -> "

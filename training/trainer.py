@@ -227,6 +227,29 @@ class Trainer:
             self.export(model)
         return self.history
 
+    def precompute_cache(self, stage_index: int = 0) -> int:
+        """Fill `training.latent_cache` for one epoch of a stage's clips without optimising.
+
+        Runs the recipe's loss under `no_grad` on exactly the clips `fit` will draw in that stage
+        (same seeds; process 0), so with `data.fixed_clips: true` training never runs the frozen
+        encoders or the teacher. Returns the number of batches processed.
+        """
+        if self.recipe.cache is None:
+            raise ValueError("set training.latent_cache (or --latent-cache) to precompute a cache")
+        cfg, seed = self.cfg, int(self.train_cfg["seed"])
+        torch.manual_seed(seed)
+        model = self.recipe.build_model()
+        stage = cfg["stages"][stage_index]
+        self.recipe.configure_stage(model, stage)
+        ds = build_dataset(cfg, stage, build_sources(cfg["data"]), seed=seed + 7919 * stage_index,
+                           normalization=self.recipe.normalization)  # fmt: skip
+        count = 0
+        with torch.no_grad():
+            for i, batch in enumerate(make_loader(ds, num_workers=int(self.train_cfg.get("num_workers") or 0))):
+                self.recipe.loss(model, batch, step_generator(seed, i, 0, 0))
+                count += 1
+        return count
+
     def export(self, model: nn.Module) -> Path:
         """`save_pretrained` the recipe's exported model to `output_dir/final`."""
         out = self.output_dir / "final"
