@@ -63,13 +63,16 @@ def window_outputs(video: np.ndarray, windows, seed: int = 1, noise: float = 0.0
 
 
 def run_core(windows, outs, alignment: str, camera: CameraModel, rgb: np.ndarray) -> tuple[float, int, np.ndarray]:
-    """The streaming core as the pipeline runs it; returns (CPU seconds, frames, last depth)."""
+    """The streaming core as the pipeline runs it; returns (CPU seconds, frames, last depth).
+
+    Like the pipeline, hands each window's output to the stitcher (aligned in place), so pass
+    fresh copies: they stand for the engine's new output array of every window."""
     stitcher = Stitcher(alignment)  # type: ignore[arg-type]
     cloud = PointCloudBuilder(1)
     frames, depth = 0, None
     t0 = time.process_time()
     for w, d in zip(windows, outs, strict=True):
-        for sf in [*stitcher.add(w, d), *(stitcher.finish() if w is windows[-1] else [])]:
+        for sf in [*stitcher.add(w, d, inplace=True), *(stitcher.finish() if w is windows[-1] else [])]:
             if sf.status == "final":  # publish="final": every frame converted exactly once
                 depth = depth_from_disparity(sf.disparity, 2.0, 0.05, min_depth=MIN_DEPTH, max_depth=MAX_DEPTH)
                 cloud.build(depth, camera, rgb)
@@ -168,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         outs = window_outputs(make_video(n, height, width), windows)
         keyframe = cfg["schedule"] == "keyframe"
         alignment = "keyframe" if keyframe else "chain_ls"
-        core = min(run_core(windows, outs, alignment, camera, rgb)[:2] for _ in range(args.repeat))
+        core = min(run_core(windows, [o.copy() for o in outs], alignment, camera, rgb)[:2] for _ in range(args.repeat))
         ref = min(run_reference(windows, outs, camera, rgb, keyframe)[:2] for _ in range(args.repeat))
         row = {
             "schedule": name,

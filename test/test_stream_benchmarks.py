@@ -79,7 +79,7 @@ def test_speed_benchmark_core_equals_reference_and_reports(repo_root, tmp_path):
     outs = bench.window_outputs(video, windows, noise=0.0)
     cam = bench.CameraModel(30.0, 30.0, 15.5, 11.5, 32, 24)
     rgb = np.zeros((24, 32, 3), np.uint8)
-    _, n_core, d_core = bench.run_core(windows, outs, "chain_ls", cam, rgb)
+    _, n_core, d_core = bench.run_core(windows, [o.copy() for o in outs], "chain_ls", cam, rgb)
     _, n_ref, d_ref = bench.run_reference(windows, outs, cam, rgb, keyframe=False)
     assert n_core == n_ref == 15
     np.testing.assert_allclose(d_core, d_ref, rtol=1e-4)

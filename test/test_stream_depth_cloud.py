@@ -80,6 +80,8 @@ def test_cloud_stride_colors_and_ray_cache():
     np.testing.assert_array_equal(cols, rgb[::3, ::3])
     np.testing.assert_allclose(pts[1, 2], [(6 - 3.5) * 2 / 50, (3 - 2.5) * 2 / 50, 2.0], rtol=1e-6)
     assert builder.rays(cam) is builder.rays(cam)  # cached per (camera, stride)
+    x, y = builder.rays(cam)
+    assert x.shape == (1, 3) and y.shape == (2, 1)
     with pytest.raises(InputError):
         builder.build(np.ones((5, 8), np.float32), cam)
     with pytest.raises(ConfigError, match="cloud_stride"):

@@ -207,3 +207,20 @@ def test_offline_aligner_recovers_truth_up_to_one_affine(keyframe):
     events += st.finish()
     out = _final(events, 90)
     np.testing.assert_allclose(out, a0 * gt + b0, rtol=0.05, atol=0.02)
+
+
+def test_inplace_aligns_the_callers_array_and_gives_the_same_result():
+    gt = _video(20)
+    s = WindowScheduler(9, 3)
+    windows = s.plan(20)
+    raw = [(1.5 * gt[list(w.slots)] + 0.1 * w.index).astype(np.float32) for w in windows]
+    copy_events, inplace_events = [], []
+    a, b = Stitcher("chain_ls"), Stitcher("chain_ls")
+    for w, d in zip(windows, raw, strict=True):
+        copy_events += a.add(w, d)
+        kept = d.copy()
+        inplace_events += b.add(w, d, inplace=True)
+        if w.index > 0:
+            assert not np.array_equal(d, kept)  # the caller's array was reused
+    for x, y in zip(copy_events, inplace_events, strict=True):
+        np.testing.assert_array_equal(x.disparity, y.disparity)

@@ -363,7 +363,7 @@ class DepthPipeline:
     def _run_window(self, window: Window) -> list[StitchedFrame]:
         disp = self._infer(window, [self._records[f].rgb for f in window.slots])
         before = (self.stitcher.degenerate_fits, self.stitcher.anchor_refreshes)
-        stitched = self.stitcher.add(window, disp)
+        stitched = self.stitcher.add(window, disp, inplace=True)  # the engine's output is ours
         self.stats.degenerate_fits += self.stitcher.degenerate_fits - before[0]
         self.stats.anchor_refreshes += self.stitcher.anchor_refreshes - before[1]
         if self.stitcher.last_fit.degenerate and window.index > 0:

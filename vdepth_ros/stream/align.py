@@ -100,10 +100,11 @@ class AffineFit:
     shift_se: float = 0.0
     reason: str = ""
 
-    def apply(self, disparity: np.ndarray) -> np.ndarray:
-        """`scale * disparity + shift` in float32 (NaN stays NaN)."""
-        out = np.multiply(disparity, np.float32(self.scale), dtype=np.float32)
-        out += np.float32(self.shift)
+    def apply(self, disparity: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """`scale * disparity + shift` in float32 (NaN stays NaN); `out` may be `disparity`."""
+        out = np.multiply(disparity, np.float32(self.scale), out=out, dtype=np.float32)
+        if self.shift:
+            out += np.float32(self.shift)
         return out
 
 

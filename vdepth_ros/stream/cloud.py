@@ -75,23 +75,26 @@ class PointCloudBuilder:
         self._cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self._cache_size = max(1, int(cache_size))
 
-    def rays(self, camera: CameraModel) -> np.ndarray:
-        """`(h', w', 3)` float32 rays `((u - cx) / fx, (v - cy) / fy, 1)` of the strided pixels."""
+    def rays(self, camera: CameraModel) -> tuple[np.ndarray, np.ndarray]:
+        """Ray slopes of the strided pixels: `((u - cx) / fx` as `(1, w')`, `(v - cy) / fy` as `(h', 1))`.
+
+        The pinhole ray grid is separable, so the two factors are all that is cached; the
+        ray of pixel (v, u) is `(x[0, u], y[v, 0], 1)`.
+        """
         key = (camera, self.stride)
-        grid = self._cache.get(key)
-        if grid is None:
+        rays = self._cache.get(key)
+        if rays is None:
             u = np.arange(0, camera.width, self.stride, dtype=np.float64)
             v = np.arange(0, camera.height, self.stride, dtype=np.float64)
-            grid = np.empty((v.size, u.size, 3), np.float32)
-            grid[..., 0] = ((u - camera.cx) / camera.fx)[None, :]
-            grid[..., 1] = ((v - camera.cy) / camera.fy)[:, None]
-            grid[..., 2] = 1.0
-            self._cache[key] = grid
+            x = ((u - camera.cx) / camera.fx).astype(np.float32)[None, :]
+            y = ((v - camera.cy) / camera.fy).astype(np.float32)[:, None]
+            rays = (x, y)
+            self._cache[key] = rays
             if len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
         else:
             self._cache.move_to_end(key)
-        return grid
+        return rays
 
     def build(
         self, depth: np.ndarray, camera: CameraModel, colors: np.ndarray | None = None
@@ -111,7 +114,12 @@ class PointCloudBuilder:
             raise InputError(f"depth is {depth.shape}, camera is {camera.height}x{camera.width}")
         s = self.stride
         z = depth[::s, ::s] if s > 1 else depth
-        points = np.multiply(self.rays(camera), z[..., None], dtype=np.float32)
+        x, y = self.rays(camera)
+        points = np.empty((*z.shape, 3), np.float32)
+        # Channel by channel: about twice as fast as broadcasting a (h, w, 3) grid against z.
+        np.multiply(z, x, out=points[..., 0], casting="unsafe")
+        np.multiply(z, y, out=points[..., 1], casting="unsafe")
+        points[..., 2] = z
         cols = None
         if colors is not None:
             if colors.shape[:2] != depth.shape:

@@ -148,13 +148,17 @@ class Stitcher:
         return float(ok.mean()) >= self.anchor_min_inliers
 
     # -- stitching ----------------------------------------------------------------------------
-    def add(self, window: Window, disparity: np.ndarray, affine: AffineFit | None = None) -> list[StitchedFrame]:
+    def add(
+        self, window: Window, disparity: np.ndarray, affine: AffineFit | None = None, *, inplace: bool = False
+    ) -> list[StitchedFrame]:
         """Stitch one window's model output.
 
         Args:
             window: the scheduled window.
             disparity: `(len(window.slots)[+pad], H, W)` model output (padding outputs are cut).
             affine: use this affine instead of fitting (offline mode: from the global solve).
+            inplace: the caller hands `disparity` over (e.g. a fresh engine output): align it in
+                place instead of allocating a new window array (saves ~60 % of the apply cost).
 
         Returns:
             Frames in increasing index order; settled frames as "final", frames the next window
@@ -169,7 +173,15 @@ class Stitcher:
         if fit.degenerate:
             self.degenerate_fits += 1
         self.last_fit = fit
-        aligned = fit.apply(disp)
+        refresh = (
+            self.alignment == "keyframe"
+            and affine is None
+            and self.anchor_refresh
+            and window.index > 0
+            and not self._anchor_agrees(window, disp, fit)
+        )
+        own = inplace and disp.flags.writeable and disp.dtype == np.float32
+        aligned = fit.apply(disp, out=disp if own else None)
         if self.clamp_negative:
             np.maximum(aligned, 0.0, out=aligned)  # NaN stays NaN
 
@@ -204,14 +216,14 @@ class Stitcher:
         self._tail = new_tail
 
         if self.alignment == "keyframe" and affine is None:
-            self._update_refs(window, disp, fit, values)
+            self._update_refs(window, values, refresh)
         return out
 
-    def _update_refs(self, window: Window, disp: np.ndarray, fit: AffineFit, values: dict[int, np.ndarray]) -> None:
+    def _update_refs(self, window: Window, values: dict[int, np.ndarray], refresh: bool) -> None:
         if self._anchor is None:
             self._anchor = window.slots[0]
             self._refs[self._anchor] = values[self._anchor]
-        elif self.anchor_refresh and window.new_frames and not self._anchor_agrees(window, disp, fit):
+        elif refresh and window.new_frames:
             # The newest settled frame: most likely to share content with the windows to come.
             self._anchor = window.slots[max(window.n_context, len(window.slots) - window.n_provisional - 1)]
             self._refs = {self._anchor: values[self._anchor]}
