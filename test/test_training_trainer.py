@@ -130,6 +130,22 @@ def test_resume_equals_uninterrupted(tmp_path: Path) -> None:
         assert torch.equal(a[k], b[k]), k
 
 
+def test_checkpoint_exports_to_a_model_folder(tmp_path: Path) -> None:
+    """A mid-run DVD checkpoint (LoRA adapters) exports merged and loads with `load_model`."""
+    from vdepth_training.train import main
+
+    from vdepth_ros.models import load_model
+
+    cfg = CONFIGS / "dvd.yaml"
+    run = tmp_path / "run"
+    assert main(["--config", str(cfg), "--tiny", "--output", str(run), "--max-steps", "1"]) == 0
+    ckpt = latest_checkpoint(run)
+    assert main(["--config", str(cfg), "--tiny", "--output", str(run), "--export-checkpoint", str(ckpt)]) == 0
+    model = load_model(run / "export")
+    assert model.family == "dvd" and model.lora_rank == 0
+    assert not any("lora" in n for n in model.state_dict())
+
+
 def test_two_stages_switch_trainable_layers(tmp_path: Path) -> None:
     from safetensors.torch import load_file
 

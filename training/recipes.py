@@ -392,6 +392,7 @@ class OneStepRecipe(Recipe):
             if tcfg.get("use_tiny_config"):
                 kwargs = {**family_class("depthcrafter").tiny_config(), **kwargs}
             teacher = build_model("depthcrafter", **kwargs)
+        teacher.num_inference_steps = int(tcfg.get("steps", 5))  # 003 §4.1: the 5-step teacher
         self.teacher = teacher.eval().requires_grad_(False)
         if not mcfg.get("init_from"):
             kwargs = dict(mcfg.get("config") or {})

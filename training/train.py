@@ -29,6 +29,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many global steps (checkpointed)")
     p.add_argument("--latent-cache", type=Path, default=None, help="cache frozen-encoder/teacher latents here")
     p.add_argument("--cache-only", action="store_true", help="fill the latent cache for stage 1's clips and exit")
+    p.add_argument(
+        "--export-checkpoint",
+        type=Path,
+        default=None,
+        help="write a checkpoints/step_* folder as a vdepth_ros model to <output>/export and exit",
+    )
     return p.parse_args(argv)
 
 
@@ -39,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(args.config, tiny=args.tiny, overrides=overrides)
     out = args.output or Path("runs") / (args.config.stem + ("-tiny" if args.tiny else ""))
     trainer = Trainer(cfg, out)
+    if args.export_checkpoint is not None:
+        print(f"model: {trainer.export_checkpoint(args.export_checkpoint, out / 'export')}")
+        return 0
     if args.cache_only:
         n = trainer.precompute_cache()
         print(f"cached {n} batches in {cfg['training']['latent_cache']}")

@@ -250,11 +250,19 @@ class Trainer:
                 count += 1
         return count
 
-    def export(self, model: nn.Module) -> Path:
-        """`save_pretrained` the recipe's exported model to `output_dir/final`."""
-        out = self.output_dir / "final"
+    def export(self, model: nn.Module, out: str | Path | None = None) -> Path:
+        """`save_pretrained` the recipe's exported model (default folder: `output_dir/final`)."""
+        out = Path(out) if out is not None else self.output_dir / "final"
         self.recipe.export_model(model).save_pretrained(out)
         return out
+
+    def export_checkpoint(self, checkpoint: str | Path, out: str | Path) -> Path:
+        """A `checkpoints/step_*` folder -> a `vdepth_ros.models` folder (e.g. to evaluate mid-run)."""
+        from safetensors.torch import load_model
+
+        model = self.recipe.build_model()
+        load_model(model, str(Path(checkpoint) / "model.safetensors"), strict=True)
+        return self.export(model, out)
 
 
 def check_loss_decreases(history: list[dict[str, Any]], window: int = 3) -> tuple[float, float]:
