@@ -8,9 +8,10 @@ pixels (a rectangle over ~16 % of every frame, random values). The windows are s
 stitched stream is compared with the GT after **one** global least-squares (s, t) over the first
 100 / 1000 / N frames:
 
-    AbsRel@N = mean |s * stitched + t - gt| / gt     (disparity space, valid GT pixels, burst
-                                                      pixels excluded: they measure the fit, not
-                                                      the corrupted pixels themselves)
+    AbsRel@N = AbsRel of depth 1 / (s * stitched + t) against GT depth, mean over frames, with
+               (s, t) one disparity-space least-squares fit over frames [0, N) (the papers'
+               protocol, `vdepth_ros.eval.metrics`); burst pixels are excluded: they measure the
+               fit, not the corrupted pixels themselves
     drift    = AbsRel@N - AbsRel@100
 
 for the settled stream (every frame's final value) and, for `causal`, also for the stream as
@@ -36,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vdepth_ros.eval.metrics import aligned_depth, fit_disparity_affine, frame_metrics, valid_mask
 from vdepth_ros.paths import evaldata_dir
 from vdepth_ros.stream import (
     FitOptions,
@@ -52,6 +54,7 @@ SCHEDULES = {
     "vda_32_10": {"window": 32, "overlap": 10, "schedule": "keyframe", "keyframes": VDA_KEYFRAMES},
 }
 CHECKPOINTS = (100, 1000)
+NO_MAX_DEPTH = 1e9  # GT is normalised disparity (relative units): no depth cap
 
 
 @dataclass
@@ -222,12 +225,21 @@ def stitch_offline(cfg: dict, n: int, corrupt: Corruptor, options: FitOptions, o
 
 
 def absrel_after_global_fit(pred: np.ndarray, gt: np.ndarray, exclude: np.ndarray) -> float:
-    """AbsRel in disparity after one LS (s, t) of pred onto gt over all valid pixels."""
-    valid = np.isfinite(gt) & np.isfinite(pred) & ~exclude & (gt > 0)
-    p, g = pred[valid].astype(np.float64), gt[valid].astype(np.float64)
-    a = np.array([[p @ p, p.sum()], [p.sum(), p.size]])
-    s, t = np.linalg.solve(a, np.array([p @ g, g.sum()]))
-    return float(np.mean(np.abs(s * p + t - g) / g))
+    """AbsRel (depth, mean over frames) after one disparity-space LS (s, t) over all frames.
+
+    The papers' protocol, from `vdepth_ros.eval.metrics`; `gt` is GT *disparity*, `exclude`
+    marks pixels left out (outlier bursts).
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gt_depth = np.where(gt > 0, 1.0 / gt, np.nan)
+    valid = valid_mask(gt_depth, NO_MAX_DEPTH) & np.isfinite(pred) & ~exclude
+    scale, shift = fit_disparity_affine(pred, gt_depth, valid)
+    per_frame = []
+    for k in range(len(pred)):
+        m = frame_metrics(aligned_depth(pred[k], scale, shift, NO_MAX_DEPTH), gt_depth[k], valid[k])
+        if m is not None:
+            per_frame.append(m[0])
+    return float(np.mean(per_frame))
 
 
 def run_case(seq: Sequence, sched_name: str, method: str, bursts: bool, n: int, seed: int) -> dict:
