@@ -302,3 +302,35 @@ def test_offline_abandoned_early_leaves_the_causal_api_usable():
     assert next(gen).index == 0
     gen.close()
     assert [f.index for f in _run(pipe, frames[:10])] == list(range(10))
+
+
+def test_anchor_refresh_end_to_end_after_a_scene_cut():
+    """A model that no longer predicts the anchor consistently once the scene changed (what a
+    persistent frame-0 anchor runs into on a long robot run): refreshing keeps the stream right."""
+
+    class ForgetsOldAnchor(AffineCorruptingEngine):
+        def _run(self, batch):
+            out = super()._run(batch)
+            lum = batch[0].mean(axis=(1, 2, 3))
+            self.anchor_means.append(float(lum[0]))
+            if abs(lum[0] - lum[-1]) > 0.2:  # slot 0 from another scene: garbage for it
+                out[0, 0] = np.random.default_rng(len(self.anchor_means)).random(out.shape[2:])
+            return out
+
+    frames = _frames(80)
+    for f in frames[40:]:  # scene cut at frame 40: a brighter, different view
+        f.rgb = (255 - f.rgb[::-1, ::-1] // 3).astype(np.uint8)
+    eng = ForgetsOldAnchor(frames=16, overlap=6, keyframes=(0, 6, 12, 13, 14, 15), alignment="keyframe")
+    eng.anchor_means = []
+    pipe = DepthPipeline(PipelineConfig(publish="final", anchor_refresh=True), eng)
+    out = _latest(_run(pipe, frames), 80)
+    assert pipe.stats.anchor_refreshes == 1
+    assert eng.anchor_means[-1] > 0.5  # later windows are anchored in the new scene
+    truth = _truth(frames)
+    pred = np.stack([f.disparity for f in out])
+    assert _global_affine_error(pred, truth) < 1e-4  # one scale across the cut
+    # the papers' frame-0 anchor forever: the garbage anchor slot degrades every later fit
+    eng2 = ForgetsOldAnchor(frames=16, overlap=6, keyframes=(0, 6, 12, 13, 14, 15), alignment="keyframe")
+    eng2.anchor_means = []
+    stale = _latest(_run(DepthPipeline(PipelineConfig(publish="final"), eng2), frames), 80)
+    assert _global_affine_error(np.stack([f.disparity for f in stale]), truth) > 1e-3
