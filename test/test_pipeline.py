@@ -329,8 +329,10 @@ def test_anchor_refresh_end_to_end_after_a_scene_cut():
     truth = _truth(frames)
     pred = np.stack([f.disparity for f in out])
     assert _global_affine_error(pred, truth) < 1e-4  # one scale across the cut
-    # the papers' frame-0 anchor forever: the garbage anchor slot degrades every later fit
+    assert out[-1].fit.inlier_fraction > 0.95
+    # the papers' frame-0 anchor forever: half of every later fit's pixels are garbage (the
+    # robust fit survives on the keyframe slot alone, with no margin left)
     eng2 = ForgetsOldAnchor(frames=16, overlap=6, keyframes=(0, 6, 12, 13, 14, 15), alignment="keyframe")
     eng2.anchor_means = []
     stale = _latest(_run(DepthPipeline(PipelineConfig(publish="final"), eng2), frames), 80)
-    assert _global_affine_error(np.stack([f.disparity for f in stale]), truth) > 1e-3
+    assert stale[-1].fit.inlier_fraction < 0.6
