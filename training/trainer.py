@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import shutil
 import time
 from pathlib import Path
@@ -97,7 +98,13 @@ class Trainer:
     # -- helpers ------------------------------------------------------------------------------------
     def _accelerator(self) -> Any:
         from accelerate import Accelerator
+        from accelerate.state import AcceleratorState
         from accelerate.utils import ProjectConfiguration
+
+        if AcceleratorState._shared_state and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+            # accelerate's state is a per-process singleton that refuses a different precision; a
+            # single-process caller (tests, notebooks) may train several configs in a row.
+            AcceleratorState._reset_state(reset_partial_state=True)
 
         log_with = self.train_cfg.get("log_with")
         return Accelerator(
