@@ -125,3 +125,35 @@ def test_deepspeed_zero2_config_is_valid_for_accelerate() -> None:
     cluster = ClusterConfig.from_yaml_file(str(CONFIGS / "accelerate_zero2.yaml"))
     assert str(cluster.distributed_type).endswith("DEEPSPEED")
     assert cluster.deepspeed_config["deepspeed_config_file"] == "training/configs/deepspeed_zero2.json"
+
+
+def test_matrix_to_quaternion_round_trip() -> None:
+    import numpy as np
+    from vdepth_training.data.layouts import quat_to_matrix
+    from vdepth_training.recipes import matrix_to_quaternion
+
+    half = float(np.sqrt(0.5))
+    r = torch.tensor([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # 90° about z
+    torch.testing.assert_close(matrix_to_quaternion(r), torch.tensor([0.0, 0.0, half, half]))
+    q = torch.nn.functional.normalize(torch.tensor([[0.1, -0.7, 0.3, 0.6], [0.5, 0.5, -0.5, 0.5]]), dim=-1)
+    back = matrix_to_quaternion(torch.from_numpy(quat_to_matrix(q.double().numpy())).float())
+    torch.testing.assert_close(back, q, atol=1e-6, rtol=0)
+
+
+def test_gemdepth_stage_param_groups() -> None:
+    cfg = load_config(CONFIGS / "gemdepth.yaml", tiny=True, overrides={"optimizer": {"lr": 1e-6, "lr_new": 1e-4}})
+    if not family_landed("gemdepth"):
+        pytest.skip("gemdepth family has not landed")
+    recipe = get_recipe(cfg)
+    model = recipe.build_model()
+    groups = recipe.configure_stage(model, cfg["stages"][0])
+    ids = {id(p): g["lr"] for g in groups for p in g["params"]}
+    named = dict(model.named_parameters())
+    assert ids[id(named["camera_token"])] == pytest.approx(1e-4)  # GEM: new module
+    assert ids[id(next(p for n, p in named.items() if n.startswith("time_blocks")))] == pytest.approx(1e-4)  # ASTT
+    assert ids[id(next(p for n, p in named.items() if n.startswith("backbone")))] == pytest.approx(1e-6)
+    recipe.configure_stage(model, cfg["stages"][1])  # stage 2: GEM frozen
+    assert not named["camera_token"].requires_grad and not any(
+        p.requires_grad for n, p in named.items() if n.startswith(("frame_blocks", "global_blocks", "camera_head"))
+    )
+    assert all(p.requires_grad for n, p in named.items() if n.startswith(("spatial_blocks", "time_blocks", "head.")))
