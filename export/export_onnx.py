@@ -173,14 +173,25 @@ def _finalize(tmp: Path, path: Path, threshold: int) -> bool:
 
 
 def _fold_constants(proto: Any, *, shape_inference: bool) -> Any:
-    """Fold constant subgraphs the exporter left (the legacy exporter misses e.g. `1 / buffer`)."""
+    """Fold constant subgraphs the exporter left (the legacy exporter misses e.g. `1 / buffer`).
+
+    Only onnxscript's constant folding and dead-node removal run: its full `optimize()` (rewrite
+    rules, repeated passes) took 124-334 s on the tiny one-step/DepthCrafter graphs (10-17k
+    nodes), folding alone about 1 s. Large constant generators (`ConstantOfShape` over the size
+    limit) are left unfolded on purpose.
+    """
     try:
+        import onnx_ir as ir
+        from onnx_ir.passes.common import RemoveUnusedNodesPass
         from onnxscript import optimizer
     except ImportError:
         log.warning("onnxscript not installed: only the exporter's own constant folding was applied")
         return proto
     names = ([i.name for i in proto.graph.input], [o.name for o in proto.graph.output])
-    folded = optimizer.optimize(proto, onnx_shape_inference=shape_inference)
+    model = ir.serde.deserialize_model(proto)
+    optimizer.fold_constants(model, onnx_shape_inference=shape_inference)
+    RemoveUnusedNodesPass()(model)
+    folded = ir.serde.serialize_model(model)
     if ([i.name for i in folded.graph.input], [o.name for o in folded.graph.output]) != names:
         raise ExportError(f"constant folding renamed the graph IO {names}")
     return folded
