@@ -190,13 +190,27 @@ def get_batch(datasets, batch_index: int) -> tuple[dict[str, torch.Tensor], int]
 
 
 # -- training ----------------------------------------------------------------------------------
+def total_steps(cfg: dict[str, Any]) -> int:
+    """Steps of stage 1 (`train.steps`) plus every later stage (`train.stages`)."""
+    return int(cfg["train"]["steps"]) + sum(int(st["steps"]) for st in cfg["train"].get("stages", []))
+
+
 def lr_at(step: int, cfg: dict[str, Any]) -> float:
+    """Stage 1: linear warm-up then cosine to 5 % over `train.steps`; each later stage in
+    `train.stages` restarts the cosine from its own `lr` (a warm restart, SGDR-style)."""
     t = cfg["train"]
-    base, warm, total = float(t["lr"]), int(t["warmup"]), int(t["steps"])
-    if step < warm:
-        return base * (step + 1) / warm
-    prog = min(1.0, (step - warm) / max(1, total - warm))
-    return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * prog)))
+    stages = [(int(t["steps"]), float(t["lr"]), int(t["warmup"]))]
+    stages += [(int(st["steps"]), float(st["lr"]), int(st.get("warmup", 0))) for st in t.get("stages", [])]
+    start = 0
+    for n, base, warm in stages:
+        if step < start + n or (n, base, warm) == stages[-1]:
+            s = step - start
+            if s < warm:
+                return base * (s + 1) / warm
+            prog = min(1.0, (s - warm) / max(1, n - warm))
+            return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * prog)))
+        start += n
+    raise AssertionError("unreachable")
 
 
 def _alive_output(model) -> None:
@@ -237,7 +251,7 @@ def train(cfg: dict[str, Any], out: Path, data_dir: Path, resume: bool, log_ever
         step, history = int(state["step"]), list(state["history"])
         print(f"resumed at step {step}", flush=True)
     log = (out / "train.log").open("a")
-    total = int(tcfg["steps"])
+    total = total_steps(cfg)
     t0 = time.time()
     while step < total:
         batch, _ = get_batch(datasets, step)
