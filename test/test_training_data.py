@@ -168,3 +168,12 @@ def test_collate_cuts_to_shortest() -> None:
     b = {"frames": torch.zeros(2, 3, 2, 2), "target": torch.zeros(2, 2, 2), "source": torch.tensor(0)}
     out = collate_clips([a, b])
     assert out["frames"].shape == (2, 2, 3, 2, 2) and out["source"].shape == (2,)
+
+
+def test_loader_workers_do_not_change_the_stream() -> None:
+    src = Source([InMemorySequence(make_seq(t=6, h=12, w=16, seed=5))])
+    ds = ClipDataset([src], ClipSampling(length_range=(2, 4), size=(8, 8)), num_samples=4, batch_size=2, seed=1)
+    it0, it2 = iter(make_loader(ds, start_batch=1)), iter(make_loader(ds, start_batch=1, num_workers=2))
+    for _ in range(3):
+        a, b = next(it0), next(it2)
+        assert all(torch.equal(a[k], b[k]) for k in a)

@@ -107,17 +107,33 @@ class Trainer:
             AcceleratorState._reset_state(reset_partial_state=True)
 
         log_with = self.train_cfg.get("log_with")
-        return Accelerator(
+        accelerator = Accelerator(
             mixed_precision=self.train_cfg["mixed_precision"],
             gradient_accumulation_steps=int(self.train_cfg["grad_accum"]),
             cpu=not torch.cuda.is_available(),
             log_with=log_with,
             project_config=ProjectConfiguration(project_dir=str(self.output_dir), logging_dir=str(self.output_dir)),
         )
+        plugin = getattr(accelerator.state, "deepspeed_plugin", None)
+        if plugin is not None:
+            # The loader is not passed to `prepare` (the dataset is sharded by seed), so DeepSpeed's
+            # "auto" micro-batch size and clipping are filled in here.
+            ds_cfg = plugin.deepspeed_config
+            ds_cfg["train_micro_batch_size_per_gpu"] = int(self.train_cfg["batch_size"])
+            if ds_cfg.get("gradient_clipping") == "auto":
+                ds_cfg["gradient_clipping"] = float(self.cfg["optimizer"].get("grad_clip") or 0.0)
+        return accelerator
 
-    def _save(self, accelerator: Any, global_step: int, stage_idx: int, stage_step: int) -> Path:
+    def _save(self, accelerator: Any, model: nn.Module, global_step: int, stage_idx: int, stage_step: int) -> Path:
         ckpt = self.output_dir / "checkpoints" / f"step_{global_step:08d}"
         accelerator.save_state(str(ckpt))
+        weights = ckpt / "model.safetensors"
+        if not weights.is_file():  # DeepSpeed/FSDP write sharded engine state: add plain weights
+            state = accelerator.get_state_dict(model)
+            if accelerator.is_main_process:
+                from safetensors.torch import save_file
+
+                save_file({k: v.detach().cpu().clone() for k, v in state.items()}, str(weights))
         if accelerator.is_main_process:
             state = {"global_step": global_step, "stage": stage_idx, "stage_step": stage_step,
                      "stage_name": self.cfg["stages"][stage_idx]["name"]}  # fmt: skip
@@ -221,10 +237,10 @@ class Trainer:
                 self._log(accelerator, record)
                 every = int(tc.get("checkpoint_every") or 0)
                 if every and global_step % every == 0:
-                    self._save(accelerator, global_step, stage_idx, stage_step)
+                    self._save(accelerator, model, global_step, stage_idx, stage_step)
             model = accelerator.unwrap_model(model)
             if max_steps is not None and global_step >= max_steps and stage_step < n_steps:
-                self._save(accelerator, global_step, stage_idx, stage_step)
+                self._save(accelerator, model, global_step, stage_idx, stage_step)
                 self.model = model
                 accelerator.end_training()
                 return self.history
