@@ -131,8 +131,11 @@ def synthetic_depth(n: int, size: tuple[int, int]) -> np.ndarray:
 class Corruptor:
     """Window output = affine(GT of the slots) with noise and optional outlier bursts."""
 
-    def __init__(self, gt: np.ndarray, order: np.ndarray, seed: int, bursts: bool) -> None:
+    def __init__(
+        self, gt: np.ndarray, order: np.ndarray, seed: int, bursts: bool, noise: float = 0.02, burst_rate: float = 0.1
+    ) -> None:
         self.gt, self.order, self.bursts = gt, order, bursts
+        self.noise, self.burst_rate = noise, burst_rate
         self.rng = np.random.default_rng(seed)
         self.burst_mask = np.zeros((len(order), *gt.shape[1:]), bool)  # per output frame
 
@@ -140,8 +143,8 @@ class Corruptor:
         rng = self.rng
         a, b = rng.uniform(0.5, 2.0), rng.uniform(-0.2, 0.2)
         x = self.gt[self.order[list(slots)]]
-        out = (a * x * (1.0 + 0.02 * rng.standard_normal(x.shape, dtype=np.float32)) + b).astype(np.float32)
-        if self.bursts and rng.random() < 0.1:
+        out = (a * x * (1.0 + self.noise * rng.standard_normal(x.shape, dtype=np.float32)) + b).astype(np.float32)
+        if self.bursts and rng.random() < self.burst_rate:
             h, w = x.shape[1:]
             bh, bw = int(0.4 * h), int(0.4 * w)
             y0, x0 = rng.integers(0, h - bh), rng.integers(0, w - bw)
@@ -242,10 +245,19 @@ def absrel_after_global_fit(pred: np.ndarray, gt: np.ndarray, exclude: np.ndarra
     return float(np.mean(per_frame))
 
 
-def run_case(seq: Sequence, sched_name: str, method: str, bursts: bool, n: int, seed: int) -> dict:
+def run_case(
+    seq: Sequence,
+    sched_name: str,
+    method: str,
+    bursts: bool,
+    n: int,
+    seed: int,
+    noise: float = 0.02,
+    burst_rate: float = 0.1,
+) -> dict:
     cfg = SCHEDULES[sched_name]
     order = _ping_pong(len(seq.disparity), n)
-    corrupt = Corruptor(seq.disparity, order, seed, bursts)
+    corrupt = Corruptor(seq.disparity, order, seed, bursts, noise, burst_rate)
     out = np.full((n, *seq.disparity.shape[1:]), np.nan, np.float32)
     t0 = time.perf_counter()
     # The papers: closed-form OLS over all overlap pixels, fallback only when det == 0.
@@ -285,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--schedules", default=",".join(SCHEDULES))
     ap.add_argument("--methods", default="causal,offline,chain_ols")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--noise", type=float, default=0.02, help="multiplicative pixel noise (default 2 %%)")
+    ap.add_argument("--burst-rate", type=float, default=0.1, help="fraction of windows with a burst (default 10 %%)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     w, h = (int(v) for v in args.size.lower().split("x"))
@@ -294,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         for sched in args.schedules.split(","):
             for bursts in (False, True):
                 for method in args.methods.split(","):
-                    row = run_case(seq, sched, method, bursts, args.frames, args.seed)
+                    row = run_case(seq, sched, method, bursts, args.frames, args.seed, args.noise, args.burst_rate)
                     rows.append(row)
                     print(
                         f"{row['sequence']:10s} {sched:10s} {method:12s} bursts={int(bursts)} "
