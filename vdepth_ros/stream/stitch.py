@@ -220,17 +220,18 @@ class Stitcher:
         return out
 
     def _update_refs(self, window: Window, values: dict[int, np.ndarray], refresh: bool) -> None:
+        # References are copied: `values` are views into the whole window array.
         if self._anchor is None:
             self._anchor = window.slots[0]
-            self._refs[self._anchor] = values[self._anchor]
+            self._refs[self._anchor] = values[self._anchor].copy()
         elif refresh and window.new_frames:
             # The newest settled frame: most likely to share content with the windows to come.
             self._anchor = window.slots[max(window.n_context, len(window.slots) - window.n_provisional - 1)]
-            self._refs = {self._anchor: values[self._anchor]}
+            self._refs = {self._anchor: values[self._anchor].copy()}
             self.anchor_refreshes += 1
         keep = {self._anchor: self._refs[self._anchor]}
         for f in window.next_context:
-            keep[f] = values[f] if f in values else self._refs[f]
+            keep[f] = values[f].copy() if f in values else self._refs[f]
         self._refs = keep
 
     def finish(self) -> list[StitchedFrame]:
