@@ -179,6 +179,7 @@ class WindowScheduler:
 
     @property
     def anchor(self) -> int | None:
+        """The persistent anchor frame of the keyframe schedule (None before the first window)."""
         return self._anchor
 
     def needed_frames(self) -> set[int]:
