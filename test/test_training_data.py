@@ -177,3 +177,18 @@ def test_loader_workers_do_not_change_the_stream() -> None:
     for _ in range(3):
         a, b = next(it0), next(it2)
         assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_per_source_batch_size() -> None:
+    """DVD draws 8 images or 1 video per micro-step: a source may fill fewer slots of a batch."""
+    video = Source([InMemorySequence(make_seq(t=6, h=12, w=16, seed=6))], weight=1.0, batch_size=1, name="video")
+    image = Source([InMemorySequence(make_seq(t=1, h=12, w=16, seed=7))], length_range=(1, 1), name="image")
+    ds = ClipDataset([video, image], ClipSampling(length_range=(3, 3), size=(8, 8)), num_samples=40, batch_size=4)
+    seen = {}
+    for batch in make_loader(ds):
+        src = int(batch["source"][0])
+        assert (batch["source"] == src).all()
+        seen[src] = tuple(batch["frames"].shape[:2])
+    assert seen == {0: (1, 3), 1: (4, 1)}
+    with pytest.raises(ValueError, match="batch_size 5"):
+        ClipDataset([Source(video.sequences, batch_size=5)], ClipSampling(), num_samples=4, batch_size=4)

@@ -120,6 +120,7 @@ def build_sources(data: dict[str, Any]) -> list[Source]:
         length = entry.pop("length", None)
         max_depth = entry.pop("max_depth", None)
         name = entry.pop("name", layout)
+        batch_size = entry.pop("batch_size", None)
         root = entry.pop("root", None)
         seqs = load_toy(root, **entry) if layout == "toy" else load_layout(layout, root, **entry)
         sources.append(
@@ -129,6 +130,7 @@ def build_sources(data: dict[str, Any]) -> list[Source]:
                 length_range=None if length is None else tuple(length),
                 max_depth=max_depth,
                 name=name,
+                batch_size=batch_size,
             )
         )
     if not sources:

@@ -66,6 +66,9 @@ class Source:
             the dataset's.
         max_depth: depth cap before inversion (GemDepth sky 400 m; DVD TartanAir 50 m).
         name: label for logs.
+        batch_size: clips per batch when this source is drawn (<= the dataset's batch size; DVD:
+            8 images but 1 video per GPU); None = the dataset's. The unused slots of a batch are
+            placeholders that `collate_clips` drops.
     """
 
     sequences: list[SequenceSource]
@@ -73,6 +76,7 @@ class Source:
     length_range: tuple[int, int] | None = None
     max_depth: float | None = None
     name: str = ""
+    batch_size: int | None = None
 
 
 @dataclass
@@ -135,6 +139,9 @@ class ClipDataset(Dataset):
         self.fixed_clips = bool(fixed_clips)
         if self.num_samples % self.batch_size:
             raise ValueError(f"num_samples {num_samples} must be a multiple of batch_size {batch_size}")
+        for src in sources:
+            if src.batch_size is not None and not 1 <= src.batch_size <= self.batch_size:
+                raise ValueError(f"source {src.name!r}: batch_size {src.batch_size} not in [1, {self.batch_size}]")
 
     def __len__(self) -> int:
         return self.num_samples
@@ -156,6 +163,8 @@ class ClipDataset(Dataset):
         epoch, index = self.split_index(index)
         src_idx, length_range, size = self._group_choice(epoch, index)
         source = self.sources[src_idx]
+        if index % self.batch_size >= (source.batch_size or self.batch_size):
+            return {"placeholder": torch.tensor(True)}  # this source fills fewer slots of the batch
         rng = np.random.default_rng([self.seed, epoch, index, 2])
         seq_src = source.sequences[int(rng.integers(0, len(source.sequences)))]
         idx = sample_clip_indices(len(seq_src), length_range, rng, stride=self.sampling.stride)
@@ -203,7 +212,9 @@ def clip_to_tensors(
 
 def collate_clips(items: list[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     """Stack items; clips of unequal length (a sequence shorter than the drawn length) are cut to
-    the shortest so the batch is rectangular: (B, T, ...)."""
+    the shortest so the batch is rectangular: (B, T, ...). Placeholder items (sources with a
+    smaller `batch_size`) are dropped."""
+    items = [it for it in items if "placeholder" not in it]
     t = min(int(it["frames"].shape[0]) for it in items)
     out: dict[str, torch.Tensor] = {}
     for key in items[0]:
