@@ -14,8 +14,11 @@ fine for most graphs), the dynamo exporter when it fails (`exporter="auto"`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -113,10 +116,25 @@ def default_shape(model: VideoDepthModel, tiny: bool) -> tuple[int | None, int |
 
 
 # -- export --------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Any:
+    """Send fd 1 to stderr: the legacy exporter dumps the whole TorchScript graph to C++ stdout on
+    failure, which would corrupt JSON printed by the CLI and the benchmark."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def _export_legacy(module: nn.Module, example: torch.Tensor, path: Path, opset: int, names, dynamic_frames) -> None:
     in_name, out_name = names
     axes = {in_name: {1: "frames"}, out_name: {1: "frames"}} if dynamic_frames else None
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _stdout_to_stderr():
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
             module,
@@ -138,16 +156,17 @@ def _export_dynamo(
     dyn = None
     if dynamic_frames:
         dyn = ({1: torch.export.Dim("frames", min=1, max=max_frames)},)
-    prog = torch.onnx.export(
-        module,
-        (example,),
-        dynamo=True,
-        opset_version=opset,
-        optimize=True,  # onnxscript optimizer: constant folding and dead-code removal
-        input_names=[in_name],
-        output_names=[out_name],
-        dynamic_shapes=dyn,
-    )
+    with _stdout_to_stderr():  # the dynamo exporter prints its progress
+        prog = torch.onnx.export(
+            module,
+            (example,),
+            dynamo=True,
+            opset_version=opset,
+            optimize=True,  # onnxscript optimizer: constant folding and dead-code removal
+            input_names=[in_name],
+            output_names=[out_name],
+            dynamic_shapes=dyn,
+        )
     prog.save(str(path), external_data=True)
 
 
