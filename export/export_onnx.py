@@ -124,7 +124,8 @@ def _stdout_to_stderr() -> Any:
     saved = os.dup(1)
     try:
         os.dup2(2, 1)
-        yield
+        with contextlib.redirect_stdout(sys.stderr):  # Python-level prints too
+            yield
     finally:
         sys.stdout.flush()
         os.dup2(saved, 1)

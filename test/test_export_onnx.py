@@ -194,3 +194,41 @@ def test_onnx_file_output_path(tmp_path: Path) -> None:
     assert res.onnx_path == out
     assert spec_path_for(out).is_file()
     assert not (tmp_path / "sub" / "config.json").exists()
+
+
+class _RMSGraph(nn.Module):
+    """`nn.RMSNorm` (aten::rms_norm) has no legacy-exporter symbolic at opset 17 (as in Wan/DVD)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm = nn.RMSNorm(3)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        x = self.norm(frames.transpose(2, -1)).transpose(2, -1)
+        return torch.relu(x).mean(dim=2) + 0.1
+
+
+class RMSNet(VideoDepthModel):
+    family = "rmsnet"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.graph = _RMSGraph()
+
+    @property
+    def input_constraints(self) -> InputConstraints:
+        return InputConstraints(window=4, overlap=1)
+
+    def export_signature(self, frames: int, height: int, width: int) -> ExportSignature:
+        return ExportSignature(self.graph, frames, height, width)
+
+
+def test_auto_falls_back_to_dynamo_and_keeps_stdout_clean(tmp_path, capfd) -> None:
+    res = export_onnx(RMSNet().eval(), tmp_path, frames=T, height=H, width=W, evaldata=None)
+    out, err = capfd.readouterr()
+    assert res.exporter == "dynamo"
+    assert res.opset == 18
+    assert res.parity["passed"] is True
+    assert "Torch IR graph" not in out  # the legacy failure dump went to stderr
+    assert "[torch.onnx]" not in out
+    assert "rms_norm" in err
