@@ -61,7 +61,7 @@ def test_spec_from_model_validates_shape() -> None:
 def test_torch_and_onnxruntime_agree_through_create_engine(model_dir) -> None:
     clips = [_clip(1), _clip(2)[:3]]  # a full and a short (padded) window
     with (
-        create_engine(model_dir, backend="torch", frames=T, height=H, width=W, threads=1) as te,
+        create_engine(model_dir, backend="torch", threads=1) as te,  # shape from model.onnx.json
         create_engine(model_dir, backend="onnxruntime", threads=1) as oe,
     ):
         assert isinstance(te, TorchEngine)

@@ -65,7 +65,7 @@ def _check_opts(backend: str, opts: dict[str, Any], allowed: set[str]) -> None:
         raise ConfigError(f"options {unknown} do not apply to the {backend} backend (accepted: {sorted(allowed)})")
 
 
-def _torch_engine(model: Any, precision: str, opts: dict[str, Any]) -> DepthEngine:
+def _torch_engine(model: Any, opts: dict[str, Any], precision: str) -> DepthEngine:
     from vdepth_ros.runtime.torch_backend import TorchEngine
 
     _check_opts("torch", opts, _TORCH_OPTS)
@@ -96,10 +96,18 @@ def _trt_engine(path: Path, precision: str | None, opts: dict[str, Any]) -> Dept
     )
 
 
-def _load_torch_model(folder: Path) -> Any:
+def _load_torch_model(folder: Path, opts: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """The folder's model, and `opts` with the working shape defaulted to the exported graph's
+    (`model.onnx.json`) so torch and the exported backends run the same window and resolution."""
     from vdepth_ros.models import load_model
 
-    return load_model(folder)
+    exported = spec_path_for(folder / ONNX_NAME)
+    if exported.is_file() and not {"frames", "height", "width"} & set(opts):
+        spec = InputSpec.load(exported)
+        opts = {**opts, "frames": spec.frames, "height": spec.height, "width": spec.width}
+        log.info("torch engine uses the exported shape T=%d %dx%d from %s", spec.frames, spec.height, spec.width,
+                 exported.name)  # fmt: skip
+    return load_model(folder), opts
 
 
 def _split_opts(opts: dict[str, Any], allowed: set[str]) -> dict[str, Any]:
@@ -141,7 +149,7 @@ def create_engine(
             )
         if backend == "auto":
             log.info("auto backend: torch (a model instance was given)")
-        return _torch_engine(model, precision, opts if backend == "torch" else _split_opts(opts, _TORCH_OPTS))
+        return _torch_engine(model, opts if backend == "torch" else _split_opts(opts, _TORCH_OPTS), precision)
 
     path = Path(model)
     if not path.exists():
@@ -160,7 +168,7 @@ def create_engine(
 
     onnx_file, engine_file = path / ONNX_NAME, path / ENGINE_NAME
     if backend == "torch":
-        return _torch_engine(_load_torch_model(path), precision, opts)
+        return _torch_engine(*_load_torch_model(path, opts), precision)
     if backend == "onnxruntime":
         if not onnx_file.is_file():
             raise ModelLoadError(f"{path} has no {ONNX_NAME}; export one with `vdepth-export onnx {path}`")
@@ -204,7 +212,7 @@ def _auto_folder(path: Path, precision: str, opts: dict[str, Any]) -> DepthEngin
     if not (path / "config.json").is_file():
         raise ModelLoadError(f"{path} holds no usable model ({'; '.join(reasons)}; no config.json for torch)")
     try:
-        engine = _torch_engine(_load_torch_model(path), precision, _split_opts(opts, _TORCH_OPTS))
+        engine = _torch_engine(*_load_torch_model(path, _split_opts(opts, _TORCH_OPTS)), precision)
     except BackendUnavailableError as err:
         raise BackendUnavailableError(f"no backend can run {path}: {'; '.join(reasons)}; {err}") from err
     log.info("auto backend: torch (%s)", "; ".join(reasons))
