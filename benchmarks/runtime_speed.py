@@ -12,6 +12,12 @@ Families whose module is not importable (not written yet) are reported as skippe
 
 from __future__ import annotations
 
+import os
+
+# Before torch loads OpenMP: spinning workers on a shared, loaded machine make eager torch with
+# 2 threads ~200x slower (measured); ORT's spinning is off too (OnnxRuntimeEngine default).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import argparse
 import json
 import logging
@@ -152,11 +158,22 @@ def main(argv: list[str] | None = None) -> int:
         "onnxruntime": onnxruntime.__version__,
         "python": platform.python_version(),
         "cpu": platform.processor() or platform.machine(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "ort_spinning": False,
+        "load_average_start": _loadavg(),
         "note": "latency of DepthEngine.infer per window (uint8 scaling + graph); ratio > 1: ORT faster",
     }
+    meta["load_average_end"] = _loadavg()
     if args.json:
         print(json.dumps({"meta": meta, "results": rows}, indent=2))
     return 0
+
+
+def _loadavg() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
 
 
 def _print_row(row: dict[str, Any]) -> None:

@@ -209,7 +209,13 @@ def _fold_constants(proto: Any, *, shape_inference: bool) -> Any:
         return proto
     names = ([i.name for i in proto.graph.input], [o.name for o in proto.graph.output])
     model = ir.serde.deserialize_model(proto)
-    optimizer.fold_constants(model, onnx_shape_inference=shape_inference)
+    noisy = logging.getLogger("onnxscript.optimizer._constant_folding")  # one warning per skipped node
+    level = noisy.level
+    noisy.setLevel(logging.ERROR)
+    try:
+        optimizer.fold_constants(model, onnx_shape_inference=shape_inference)
+    finally:
+        noisy.setLevel(level)
     RemoveUnusedNodesPass()(model)
     folded = ir.serde.serialize_model(model)
     if ([i.name for i in folded.graph.input], [o.name for o in folded.graph.output]) != names:

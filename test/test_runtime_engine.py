@@ -169,3 +169,13 @@ def test_gpu_providers_unavailable_here_fail_clearly(model_dir) -> None:
         pytest.skip("CUDA EP present")
     with pytest.raises(BackendUnavailableError, match="unavailable"):
         create_engine(model_dir, backend="onnxruntime", providers=["cuda"])
+
+
+def test_ort_threads_do_not_spin_by_default(model_dir) -> None:
+    key = "session.intra_op.allow_spinning"
+    with create_engine(model_dir, backend="onnxruntime", threads=2) as eng:
+        opts = eng.session.get_session_options()
+        assert opts.get_session_config_entry(key) == "0"
+        assert opts.intra_op_num_threads == 2
+    with create_engine(model_dir, backend="onnxruntime", spinning=True) as eng:
+        assert eng.session.get_session_options().get_session_config_entry(key) == "1"

@@ -33,7 +33,7 @@ ENGINE_SUFFIXES = (".engine", ".plan")
 _BACKEND_ALIASES = {"ort": "onnxruntime", "onnx": "onnxruntime", "trt": "tensorrt", "pytorch": "torch"}
 # create_engine options each backend understands (others are rejected, not silently dropped).
 _TORCH_OPTS = {"frames", "height", "width", "threads", "device"}
-_ORT_OPTS = {"threads", "providers", "cache_dir", "device_id"}
+_ORT_OPTS = {"threads", "providers", "cache_dir", "device_id", "spinning"}
 _TRT_OPTS = {"device_id", "onnx_path"}
 
 
@@ -84,6 +84,7 @@ def _ort_engine(path: Path, precision: str, opts: dict[str, Any]) -> DepthEngine
         precision=precision,
         cache_dir=opts.get("cache_dir"),
         device_id=int(opts.get("device_id", 0)),
+        spinning=bool(opts.get("spinning", False)),
     )
 
 
@@ -128,8 +129,9 @@ def create_engine(
         precision: "fp32" | "fp16" | "bf16": torch compute dtype; TensorRT EP flag for ONNX
             Runtime; for a native engine the precision it must have been built with.
         **opts: torch: `frames`, `height`, `width` (working window/resolution, default from the
-            model's constraints), `threads`, `device`. onnxruntime: `threads`, `providers`,
-            `cache_dir` (TensorRT EP caches), `device_id`. tensorrt: `device_id`, `onnx_path`
+            exported graph's spec in a folder, else the model's constraints), `threads`, `device`.
+            onnxruntime: `threads`, `providers`, `cache_dir` (TensorRT EP caches), `device_id`,
+            `spinning` (busy-wait threads, default off). tensorrt: `device_id`, `onnx_path`
             (engine must be built from this file). In "auto" mode each backend takes its own.
 
     Raises:
