@@ -446,3 +446,21 @@ def test_auto_skips_engine_without_tensorrt(tmp_path, exported, caplog) -> None:
     x = np.zeros((T, H, W, 3), np.uint8)
     with create_engine(folder) as eng:
         assert eng.infer(x).shape == (T, H, W)
+
+
+def test_auto_falls_back_when_the_engine_key_mismatches(tmp_path, fake_trt, exported, monkeypatch, caplog) -> None:
+    """With TensorRT + GPU present, a stale engine is skipped (warning), never deserialized."""
+    import logging
+
+    folder = exported.parent
+    monkeypatch.setattr(trb, "cuda_identity", lambda device=0: GPU)
+    engine = _engine_files(folder, fake_trt, exported, _key(exported, gpu_name="NVIDIA Jetson AGX Orin"))
+    assert engine == folder / "model.engine"
+    caplog.set_level(logging.INFO, logger="vdepth_ros.runtime")
+    with create_engine(folder, precision="fp16") as eng:
+        assert eng.backend == "onnxruntime"
+    assert "tensorrt skipped" in caplog.text
+    assert "gpu_name" in caplog.text
+    assert not [c for c in fake_trt.calls if c[0] == "deserialize_cuda_engine"]
+    with pytest.raises(EngineMismatchError, match="gpu_name"):
+        create_engine(folder, backend="tensorrt", precision="fp16")
