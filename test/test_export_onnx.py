@@ -232,3 +232,15 @@ def test_auto_falls_back_to_dynamo_and_keeps_stdout_clean(tmp_path, capfd) -> No
     assert "Torch IR graph" not in out  # the legacy failure dump went to stderr
     assert "[torch.onnx]" not in out
     assert "rms_norm" in err
+
+
+@pytest.mark.usefixtures("tiny_registry")
+def test_bf16_parity_is_reported_as_not_run_on_cpu(tmp_path, capsys) -> None:
+    """ORT's CPU EP has no bf16 Conv: the export still succeeds, the report says why it is unchecked."""
+    TinyVideoNet(channels=4).eval().save_pretrained(tmp_path)
+    shape = ["--frames", "4", "--height", "24", "--width", "40"]
+    assert cli_main(["onnx", str(tmp_path), *shape, "--precision", "bf16"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["parity"]["passed"] is None
+    assert "bfloat16" in summary["parity"]["skipped"]
+    assert InputSpec.load(tmp_path / "model.onnx.json").precision == "bf16"
