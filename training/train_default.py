@@ -252,6 +252,8 @@ def train(cfg: dict[str, Any], out: Path, data_dir: Path, resume: bool, log_ever
         print(f"resumed at step {step}", flush=True)
     log = (out / "train.log").open("a")
     total = total_steps(cfg)
+    if tcfg.get("stop_at"):  # end early on the same schedule (the shipped model records where)
+        total = min(total, int(tcfg["stop_at"]))
     t0 = time.time()
     while step < total:
         batch, _ = get_batch(datasets, step)

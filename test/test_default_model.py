@@ -1,0 +1,105 @@
+"""The bundled default model (models/default): files, size, determinism, ONNX parity, quality, README table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vdepth_ros.paths import default_model_dir
+
+MODEL = default_model_dir()
+REQUIRED = ("config.json", "model.safetensors", "model.onnx", "model.onnx.json", "README.md", "eval_results.json")
+
+
+def _window(frames: int, height: int, width: int) -> np.ndarray:
+    """`frames` RGB frames of the bundled sample clip, resized to the model's working resolution."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(MODEL / "sample.mp4"))
+    out = []
+    while len(out) < frames:
+        ok, img = cap.read()
+        assert ok, "sample.mp4 has fewer frames than one window"
+        out.append(cv2.resize(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), (width, height), interpolation=cv2.INTER_AREA))
+    return np.stack(out)
+
+
+def test_files_present_and_small() -> None:
+    for name in REQUIRED:
+        assert (MODEL / name).is_file(), f"models/default/{name} missing"
+    total = sum(p.stat().st_size for p in MODEL.rglob("*") if p.is_file())
+    assert total <= 25 * 1024 * 1024, f"models/default is {total / 2**20:.1f} MB (limit 25 MB)"
+
+
+def test_loads_by_default_and_is_a_compact_vda() -> None:
+    from vdepth_ros.models import load_model
+
+    model = load_model(MODEL)
+    assert model.family == "vda"
+    n = sum(p.numel() for p in model.parameters())
+    assert n < 5_000_000
+    cons = model.input_constraints
+    assert cons.multiple_of == 14
+    assert cons.output_kind == "disparity"
+
+
+def test_onnx_matches_torch_and_is_deterministic() -> None:
+    pytest.importorskip("onnxruntime")
+    from vdepth_ros.runtime import create_engine
+
+    ort = create_engine(str(MODEL), backend="onnxruntime")
+    spec = ort.input_spec
+    assert spec.height % 14 == 0
+    assert spec.width % 14 == 0
+    x = _window(spec.frames, spec.height, spec.width)
+    a = ort.infer(x)
+    b = ort.infer(x)
+    np.testing.assert_array_equal(a, b)
+    torch_engine = create_engine(str(MODEL), backend="torch", frames=spec.frames, height=spec.height, width=spec.width)
+    c = torch_engine.infer(x)
+    scale = float(np.abs(c).max())
+    assert scale > 0
+    assert float(np.abs(a - c).max()) <= 1e-3 * scale
+
+
+def test_predicts_depth_on_held_out_synthetic_video() -> None:
+    """Clips the model never saw (seeds outside the training range): clearly better than a constant.
+
+    (Measured at commit time: AbsRel 0.309 vs 0.447 for the constant; an untrained network outputs
+    a near-constant map and fails this. The row ramp is NOT beaten on these clips: 0.309 vs 0.317.)
+    """
+    pytest.importorskip("embreex")
+    import cv2
+    from vdepth_training.data.synthetic import render_clip
+
+    from vdepth_ros.eval.metrics import constant_prediction, evaluate_sequence
+    from vdepth_ros.runtime import create_engine
+
+    engine = create_engine(str(MODEL), backend="auto")
+    spec = engine.input_spec
+    model, const = [], []
+    for seed in (777_001, 777_002, 777_005):
+        clip = render_clip(seed, frames=spec.frames, height=120, width=160, kind="room")
+        x = np.stack([cv2.resize(f, (spec.width, spec.height), interpolation=cv2.INTER_AREA) for f in clip.rgb])
+        disp = np.stack([cv2.resize(d, (160, 120), interpolation=cv2.INTER_LINEAR) for d in engine.infer(x)])
+        model.append(evaluate_sequence(disp, clip.depth, 10.0))
+        const.append(evaluate_sequence(constant_prediction(clip.depth.shape), clip.depth, 10.0))
+    assert np.mean([m.abs_rel for m in model]) < 0.85 * np.mean([m.abs_rel for m in const])
+    assert np.mean([m.delta1 for m in model]) > np.mean([m.delta1 for m in const])
+
+
+@pytest.mark.slow
+def test_vdepth_eval_reproduces_the_model_card_numbers(evaldata, tmp_path) -> None:
+    """`vdepth-eval --datasets hololens` gives the committed numbers (the model card table)."""
+    from vdepth_ros.eval import cli
+
+    ref = json.loads((MODEL / "eval_results.json").read_text())
+    assert cli.main(["--datasets", "hololens", "--out", str(tmp_path), "--backend", "onnxruntime"]) == 0
+    got = json.loads((Path(tmp_path) / "results.json").read_text())
+    for method, m in ref["datasets"]["hololens"]["methods"].items():
+        g = got["datasets"]["hololens"]["methods"][method]
+        assert g["abs_rel"] == pytest.approx(m["abs_rel"], abs=1e-3), method
+        assert g["delta1"] == pytest.approx(m["delta1"], abs=1e-3), method
