@@ -76,7 +76,7 @@ def write_bag(path: Path, frames: int, width: int, height: int, rate: float, enc
 
 class RssSampler(threading.Thread):
     """Peaks of anonymous (heap) and file-backed (mmap'ed files, e.g. the offline spill) resident memory,
-    sampled from /proc/self/status every 20 ms (Linux); `ru_maxrss` gives the total peak."""
+    sampled from /proc/self/status every 20 ms (Linux); `peak_rss_mb` gives the total peak."""
 
     def __init__(self) -> None:
         super().__init__(daemon=True)
@@ -106,6 +106,18 @@ class RssSampler(threading.Thread):
         }
 
 
+def peak_rss_mb() -> float:
+    """This process's peak RSS: `VmHWM` (Linux; per address space, so a fork+exec child does not inherit
+    the parent's peak as `ru_maxrss` does), else `ru_maxrss`."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024.0, 1)
+    except OSError:
+        pass
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
+
+
 def run_once(bag: Path, out: Path, mode: str, engine_kind: str) -> dict[str, Any]:
     from vdepth_ros.offline.bag import process_bag
 
@@ -124,7 +136,7 @@ def run_once(bag: Path, out: Path, mode: str, engine_kind: str) -> dict[str, Any
         "seconds": round(dt, 3),
         "fps": round(summary.frames_in / dt, 2),
         "engine": desc,
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
+        "peak_rss_mb": peak_rss_mb(),
         **split,
     }
 
