@@ -33,7 +33,10 @@ def test_peak_rss_independent_of_bag_length(tmp_path: Path, repo_root: Path, mod
         bag = tmp_path / f"bag{n}"
         write_image_bag(bag, synthetic_frames(n, 480, 640), encoding="jpeg")
         peaks[n] = _peak_rss_mb(repo_root, bag, tmp_path / f"out{n}", mode)
-    # total peak RSS, and the anonymous (heap) part alone; the file-backed part in offline mode is the
-    # pipeline's spill memmap (reclaimable page cache, ~25 KB per frame at the stand-in's 64x48)
-    assert peaks[LONG]["peak_rss_mb"] - peaks[SHORT]["peak_rss_mb"] < 25.0, peaks
+    # The heap (anonymous memory) must not grow with the bag in either mode.
     assert peaks[LONG]["peak_anon_mb"] - peaks[SHORT]["peak_anon_mb"] < 8.0, peaks
+    if mode == "causal":
+        assert peaks[LONG]["peak_rss_mb"] - peaks[SHORT]["peak_rss_mb"] < 10.0, peaks
+    # Offline mode's file-backed RSS does grow: run_offline's spill files are read back through
+    # np.memmap and the touched pages stay mapped (reclaimable page cache, but counted in RSS):
+    # ~25 KB/frame here, ~400 KB/frame with the default model (benchmarks/bag_throughput.py).
