@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
@@ -470,6 +471,7 @@ class DepthPipeline:
             ):
                 spill = _Spill(Path(tmp), self.height, self.width)
                 stack.callback(spill.close_files)
+                stack.callback(spill.close_reads)
                 records: list[_Record] = []
                 windows: list[Window] = []
                 aligner = GlobalAligner(self.fit_options)
@@ -525,7 +527,7 @@ class DepthPipeline:
 
 
 class _Spill:
-    """Append-only temp files for offline mode, read back through `np.memmap`."""
+    """Append-only temp files for offline mode, read back window by window with `os.pread`."""
 
     def __init__(self, folder: Path, height: int, width: int) -> None:
         self.folder, self.h, self.w = folder, height, width
@@ -562,33 +564,45 @@ class _Spill:
 
     def close_writes(self) -> None:
         self.close_files()
+        # Read back with pread into fresh buffers, not np.memmap: pages a memmap has touched stay
+        # mapped (and counted in RSS) until it is closed, so RSS would grow with the sequence.
+        self._fds = {
+            name: os.open(self.folder / name, os.O_RDONLY) for name in ("rgb.u8", "rgb_in.u8", "disp.f32", "sparse.f32")
+        }
 
-        def mm(name: str, dtype: type, shape: tuple[int, ...]) -> np.ndarray | None:
-            path = self.folder / name
-            if path.stat().st_size == 0:
-                return None
-            return np.memmap(path, dtype=dtype, mode="r", shape=shape)
+    def close_reads(self) -> None:
+        for fd in getattr(self, "_fds", {}).values():
+            os.close(fd)
+        self._fds = {}
 
-        hw = (self.h, self.w)
-        size = (self.folder / "rgb.u8").stat().st_size // (self.h * self.w * 3)
-        self.rgb_mm = mm("rgb.u8", np.uint8, (size, *hw, 3))
-        self.disp_mm = mm("disp.f32", np.float32, (self._n_disp, *hw))
-        self.sparse_mm = mm("sparse.f32", np.float32, (len(self._sparse_slot), *hw))
-        self.rgb_in_mm = mm("rgb_in.u8", np.uint8, (self._rgb_in_bytes,))
+    def _read(self, name: str, offset: int, dtype: type, shape: tuple[int, ...]) -> np.ndarray:
+        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        buf = bytearray(nbytes)
+        view = memoryview(buf)
+        got = 0
+        while got < nbytes:  # pread may return short reads
+            chunk = os.pread(self._fds[name], nbytes - got, offset + got)
+            if not chunk:
+                raise OSError(f"offline spill file {name} is truncated")
+            view[got : got + len(chunk)] = chunk
+            got += len(chunk)
+        return np.frombuffer(buf, dtype=dtype).reshape(shape)
 
     def window(self, k: int) -> np.ndarray:
         start, n = self._win_offsets[k]
-        assert self.disp_mm is not None
-        return self.disp_mm[start : start + n]
+        frame = self.h * self.w * 4
+        return self._read("disp.f32", start * frame, np.float32, (n, self.h, self.w))
 
     def sparse(self, index: int) -> np.ndarray | None:
         slot = self._sparse_slot.get(index)
-        return None if slot is None or self.sparse_mm is None else self.sparse_mm[slot]
+        if slot is None:
+            return None
+        return self._read("sparse.f32", slot * self.h * self.w * 4, np.float32, (self.h, self.w))
 
     def record(self, index: int, rec: _Record) -> _Record:
-        assert self.rgb_mm is not None
         rgb_in = None
-        if index in self._rgb_in_offset and self.rgb_in_mm is not None:
+        if index in self._rgb_in_offset:
             off, (h, w) = self._rgb_in_offset[index]
-            rgb_in = np.asarray(self.rgb_in_mm[off : off + h * w * 3]).reshape(h, w, 3)
-        return _Record(rec.stamp_ns, rec.meta, rec.camera, rec.input_size, np.asarray(self.rgb_mm[index]), rgb_in, None)
+            rgb_in = self._read("rgb_in.u8", off, np.uint8, (h, w, 3))
+        rgb = self._read("rgb.u8", index * self.h * self.w * 3, np.uint8, (self.h, self.w, 3))
+        return _Record(rec.stamp_ns, rec.meta, rec.camera, rec.input_size, rgb, rgb_in, None)
