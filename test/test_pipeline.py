@@ -170,7 +170,7 @@ def test_depth_cloud_and_camera_at_model_and_input_resolution():
 
 
 def test_no_scale_source_gives_disparity_only():
-    out = _run(DepthPipeline(PipelineConfig(), LuminanceEngine()), _frames(10))
+    out = _run(DepthPipeline(PipelineConfig(scale_source="none"), LuminanceEngine()), _frames(10))
     assert out[0].depth is None and out[0].points is None and out[0].fit.scale_source == "none"
 
 

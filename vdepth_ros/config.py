@@ -49,7 +49,9 @@ class PipelineConfig:
         anchor_refresh: keyframe mode: replace the anchor frame when the scene no longer
             matches it (the papers keep frame 0 forever).
         anchor_min_inliers: inlier fraction of the anchor below which it is refreshed.
-        scale_source: "none" (relative output only) | "sparse" | "range" | "metric".
+        scale_source: "range" (default: depth from an assumed near..far range, fixed on the first
+            window; consistent over time, not metric) | "sparse" (metric, from a depth sensor) |
+            "metric" (metric models) | "none" (relative disparity only; no depth, no cloud).
         near, far: metres, for scale_source "range".
         sparse_min_points: sparse depth points needed to refit the metric scale of a window.
         min_depth, max_depth: output depth clip in metres.
@@ -74,7 +76,7 @@ class PipelineConfig:
     fit_max_points: int = 65536
     anchor_refresh: bool = False
     anchor_min_inliers: float = 0.5
-    scale_source: str = "none"
+    scale_source: str = "range"
     near: float = 0.3
     far: float = 10.0
     sparse_min_points: int = 50

@@ -61,11 +61,12 @@ def check_default_model(model: str | None) -> Path:
     from vdepth_ros.paths import default_model_dir
 
     path = Path(model) if model else default_model_dir()
-    if not path.exists() or (path.is_dir() and not (path / "config.json").is_file()
-                             and not any(path.glob("*.onnx"))):
-        raise OfflineError(f"the default model is missing: {path} has no config.json or model.onnx "
-                           f"(it is provided in models/default/ by the default-model work; set VDEPTH_DEFAULT_MODEL "
-                           f"or pass --model DIR)")
+    if not path.exists() or (path.is_dir() and not (path / "config.json").is_file() and not any(path.glob("*.onnx"))):
+        raise OfflineError(
+            f"the default model is missing: {path} has no config.json or model.onnx "
+            f"(it is provided in models/default/ by the default-model work; set VDEPTH_DEFAULT_MODEL "
+            f"or pass --model DIR)"
+        )
     return path
 
 
@@ -100,9 +101,16 @@ def prepare_out(out: Path, overwrite: bool) -> None:
     (out / MARKER).write_text("written by python -m vdepth_ros.demo; its subfolders are replaced on re-runs\n")
 
 
-def run_demo(out: str | Path, *, sample: str | Path | None = None, model: str | None = None,
-             max_frames: int | None = None, overwrite: bool = False, engine: DepthEngine | None = None,
-             progress: bool = False) -> dict[str, Any]:
+def run_demo(
+    out: str | Path,
+    *,
+    sample: str | Path | None = None,
+    model: str | None = None,
+    max_frames: int | None = None,
+    overwrite: bool = False,
+    engine: DepthEngine | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
     """Run the demo; returns the summaries of both steps and the paths written.
 
     Args:
@@ -134,8 +142,10 @@ def run_demo(out: str | Path, *, sample: str | Path | None = None, model: str | 
     sample_path = Path(sample) if sample else find_sample()
     if sample_path is None or not sample_path.exists():
         where = sample_path or "no sample.mp4 / sample/ next to the default model"
-        missing.append(f"the sample clip is missing ({where}; it is bundled with the default model; "
-                       f"pass --input CLIP to use your own)")
+        missing.append(
+            f"the sample clip is missing ({where}; it is bundled with the default model; "
+            f"pass --input CLIP to use your own)"
+        )
     if missing:
         raise OfflineError("cannot run the demo: " + "; ".join(missing))
     assert sample_path is not None
@@ -160,20 +170,54 @@ def run_demo(out: str | Path, *, sample: str | Path | None = None, model: str | 
 
     replace = True  # out is the demo's folder (prepare_out): its previous results are replaced once new ones exist
     print(f"[1/3] vdepth-video {sample_path} -> {out / 'video'}", flush=True)
-    video = process_video(sample_path, out / "video", params=params, mode="offline", formats=("png", "npz"),
-                          preview=True, ply=False, intrinsics=intrinsics, max_frames=max_frames, engine=engine,
-                          model=model_arg, overwrite=replace, progress=progress)
+    video = process_video(
+        sample_path,
+        out / "video",
+        params=params,
+        mode="offline",
+        formats=("png", "npz"),
+        preview=True,
+        ply=False,
+        intrinsics=intrinsics,
+        depth_range=(near, far),
+        max_frames=max_frames,
+        engine=engine,
+        model=model_arg,
+        overwrite=replace,
+        progress=progress,
+    )
     print(f"[2/3] writing the clip as a ROS 2 bag -> {out / 'input_bag'}", flush=True)
-    with VideoFrameSource(sample_path, max_frames=max_frames) as src, \
-            AtomicOutput(out / "input_bag", overwrite=replace, inputs=[sample_path]) as tmp:
+    with (
+        VideoFrameSource(sample_path, max_frames=max_frames) as src,
+        AtomicOutput(out / "input_bag", overwrite=replace, inputs=[sample_path]) as tmp,
+    ):
         n = write_image_bag(tmp, (f.rgb for f in src.frames()), storage="mcap", fps=fps, intrinsics=intrinsics)
     print(f"[3/3] vdepth-bag {out / 'input_bag'} -> {out / 'depth_bag'} (causal, as the live node)", flush=True)
-    bag = process_bag(out / "input_bag", out / "depth_bag", params=params, mode="causal", storage="mcap",
-                      engine=engine, model=model_arg, overwrite=replace, progress=progress)
-    result = {"sample": str(sample_path), "model": model_arg or "(injected engine)", "frames_in_bag": n,
-              "video": video.to_dict(), "bag": bag.to_dict(), "notes": notes,
-              "outputs": {"depth_png": str(out / "video" / "depth"), "preview": str(out / "video" / "preview.mp4"),
-                          "input_bag": str(out / "input_bag"), "output_bag": str(out / "depth_bag")}}
+    bag = process_bag(
+        out / "input_bag",
+        out / "depth_bag",
+        params=params,
+        mode="causal",
+        storage="mcap",
+        engine=engine,
+        model=model_arg,
+        overwrite=replace,
+        progress=progress,
+    )
+    result = {
+        "sample": str(sample_path),
+        "model": model_arg or "(injected engine)",
+        "frames_in_bag": n,
+        "video": video.to_dict(),
+        "bag": bag.to_dict(),
+        "notes": notes,
+        "outputs": {
+            "depth_png": str(out / "video" / "depth"),
+            "preview": str(out / "video" / "preview.mp4"),
+            "input_bag": str(out / "input_bag"),
+            "output_bag": str(out / "depth_bag"),
+        },
+    }
     (out / "summary.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     return result
 
@@ -205,8 +249,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args.verbose)
     try:
         with sigterm_as_interrupt():
-            result = run_demo(args.out, sample=args.input, model=args.model, max_frames=args.max_frames,
-                              overwrite=args.overwrite, progress=sys.stderr.isatty())
+            result = run_demo(
+                args.out,
+                sample=args.input,
+                model=args.model,
+                max_frames=args.max_frames,
+                overwrite=args.overwrite,
+                progress=sys.stderr.isatty(),
+            )
     except (VdepthError, FileNotFoundError, KeyboardInterrupt) as exc:
         return cli_errors(PROG, exc)
     print(format_result(result))

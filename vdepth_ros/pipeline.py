@@ -237,7 +237,13 @@ class DepthPipeline:
         )
         if config.scale_source == "metric" and not self.metric_model:
             raise ConfigError("scale_source 'metric' needs a metric model (input spec output_kind 'depth')")
-        kind = "metric" if self.metric_model and config.scale_source in ("none", "metric") else config.scale_source
+        # A metric model already outputs metres: the default assumed range (and "none") would only
+        # throw its scale away, so both mean pass-through; "sparse" still refines it.
+        kind = (
+            "metric"
+            if self.metric_model and config.scale_source in ("none", "range", "metric")
+            else config.scale_source
+        )
         self.scale_source = make_scale_source(
             kind, near=config.near, far=config.far, sparse_min_points=config.sparse_min_points
         )

@@ -96,6 +96,10 @@ def process_video(input_path: str | Path, output_dir: str | Path, *, params: dic
         params = load_node_params(params_file)
     if depth_range is not None:
         params = depth_range_params(params, *depth_range)
+    elif params.get("scale_source", "range") == "range":
+        # A video file carries no depth range: without --depth-range, write disparity and say so
+        # rather than metres from the node's assumed default range.
+        params = {**params, "scale_source": "none"}
     summary = RunSummary(mode=mode)
     clock = Stopwatch()
     with AtomicOutput(output_dir, overwrite=overwrite, inputs=[input_path]) as tmp, \
