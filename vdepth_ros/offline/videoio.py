@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
+from vdepth_ros.colormap import colorize
 from vdepth_ros.offline.errors import OfflineError, VideoReadError
 
 if TYPE_CHECKING:
@@ -147,22 +148,6 @@ class VideoFrameSource:
                              meta=VideoFrameMeta(index=index, source=name))
         if n == 0:
             raise VideoReadError(f"{self.path}: no decodable frames")
-
-
-def colorize(values: np.ndarray, vmin: float, vmax: float, *, near_is_high: bool) -> np.ndarray:
-    """`(H, W, 3)` uint8 BGR INFERNO image of `values` in `[vmin, vmax]`; near is bright, NaN black.
-
-    Args:
-        values: depth (metres, near = small) or disparity (near = large).
-        near_is_high: True for disparity.
-    """
-    span = vmax - vmin if vmax > vmin else 1.0
-    norm = np.clip((np.nan_to_num(values, nan=vmin) - vmin) / span, 0.0, 1.0)
-    if not near_is_high:
-        norm = 1.0 - norm
-    bgr = cv2.applyColorMap((255 * norm).astype(np.uint8), cv2.COLORMAP_INFERNO)
-    bgr[~np.isfinite(values)] = 0
-    return bgr
 
 
 def write_ply(path: Path, points: np.ndarray, colors: np.ndarray | None) -> int:

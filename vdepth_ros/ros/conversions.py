@@ -118,18 +118,16 @@ def info_msg(camera: CameraModel, header: Header) -> CameraInfo:
                       distortion_model="plumb_bob", d=[0.0] * 5, k=k, r=[1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0], p=p)
 
 
-def colormap_msg(values: np.ndarray, header: Header, vmin: float, vmax: float) -> Image:
-    """A bgr8 INFERNO visualisation of `values` clipped to `[vmin, vmax]`; NaN is black."""
-    import cv2
+def colormap_msg(values: np.ndarray, header: Header, vmin: float, vmax: float, *, near_is_high: bool = False) -> Image:
+    """A bgr8 INFERNO visualisation of `values` clipped to `[vmin, vmax]` (auto range when
+    `vmax <= vmin`); near is bright, NaN black. `near_is_high`: True for disparity."""
+    from vdepth_ros.colormap import colorize
 
     if not vmax > vmin:
         finite = values[np.isfinite(values)]
         vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
         vmax = vmax if vmax > vmin else vmin + 1.0
-    norm = np.clip((np.nan_to_num(values, nan=vmin) - vmin) / (vmax - vmin), 0.0, 1.0)
-    bgr = cv2.applyColorMap((255 * (1.0 - norm)).astype(np.uint8), cv2.COLORMAP_INFERNO)  # near = bright
-    bgr[~np.isfinite(values)] = 0
-    return image_msg(bgr, "bgr8", header)
+    return image_msg(colorize(values, vmin, vmax, near_is_high=near_is_high), "bgr8", header)
 
 
 __all__ = [
