@@ -118,3 +118,10 @@ def test_colormap_is_bgr8_and_black_for_nan():
     arr = np.frombuffer(msg.data, np.uint8).reshape(2, 2, 3)
     assert (arr[0, 1] == 0).all()
     assert arr[0, 0].sum() > arr[1, 1].sum()  # near is bright
+
+
+def test_colormap_of_disparity_keeps_near_bright():
+    disp = np.array([[3.0, 1.0]], np.float32)  # left pixel is nearer
+    msg = conv.colormap_msg(disp, _header(), 0.0, 0.0, near_is_high=True)
+    arr = np.frombuffer(msg.data, np.uint8).reshape(1, 2, 3)
+    assert arr[0, 0].sum() > arr[0, 1].sum()

@@ -346,9 +346,10 @@ class DepthNode(Node):
             outputs.camera_info.publish(conv.info_msg(f.camera, header))
         if (self.p["publish_colormap"] and outputs is self.outputs
                 and self.colormap_pub.get_subscription_count() > 0):
-            values = f.depth if f.depth is not None else f.disparity
+            is_depth = f.depth is not None
+            values = f.depth if is_depth else f.disparity
             self.colormap_pub.publish(conv.colormap_msg(values, header, self.p["colormap_min"],
-                                                        self.p["colormap_max"]))
+                                                        self.p["colormap_max"], near_is_high=not is_depth))
         self._last_fit = f.fit
         if outputs is self.outputs:
             self.output_rate.tick()
