@@ -292,3 +292,42 @@ def test_released_backbone_names_carry_dinov2_semantics(tiny: VideoDepthAnything
         got = tiny.backbone(frames).feature_maps  # the backbone sees already-normalised pixels
     for g, w in zip(got, want, strict=True):
         torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-5)
+
+
+def test_conv_stem_sees_across_patch_borders_and_round_trips(tmp_path: Path) -> None:
+    """The conv stem (default model) mixes pixels across patch borders, unlike DINOv2's linear
+    patchify; it persists through save/load and exports to ONNX like the linear model."""
+    linear = randomise(VideoDepthAnything(**TINY))
+    stem = randomise(VideoDepthAnything(**TINY, conv_stem=True))
+    assert stem.config["conv_stem"] is True
+
+    def tokens(model: VideoDepthAnything, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return model.backbone.embeddings.patch_embeddings(model.normalise(x[None]))
+
+    x = torch.rand(1, 3, 70, 98)
+    y = x.clone()
+    y[0, :, 13, 20] += 0.5  # last pixel row of patch row 0; patch row 1 starts at 14
+    # token index = row * 7 + col; patch (1, 1) is below the changed pixel's patch (0, 1)
+    assert torch.equal(tokens(linear, x)[0, 8], tokens(linear, y)[0, 8])
+    assert not torch.equal(tokens(stem, x)[0, 8], tokens(stem, y)[0, 8])
+
+    stem.save_pretrained(tmp_path / "m")
+    again = load_model(tmp_path / "m")
+    frames = torch.rand(4, 3, 70, 98)
+    assert torch.equal(again.predict(frames), stem.predict(frames))
+    with pytest.raises(ConfigError, match="not released"):
+        VideoDepthAnything.from_released(tmp_path / "none.pth", conv_stem=True)
+
+    ort = pytest.importorskip("onnxruntime")
+    sig = stem.export_signature(4, 70, 98)
+    path = tmp_path / "stem.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(sig.module, (torch.rand(sig.input_shape),), str(path), input_names=list(sig.input_names),
+                          output_names=list(sig.output_names), opset_version=17, dynamo=False)  # fmt: skip
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x5 = torch.rand(sig.input_shape)
+    with torch.no_grad():
+        want = sig.module(x5).numpy()
+    np.testing.assert_allclose(session.run(None, {"frames": x5.numpy()})[0], want, rtol=1e-4, atol=1e-5)

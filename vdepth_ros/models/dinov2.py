@@ -59,6 +59,39 @@ class OffsetDinov2Embeddings(Dinov2Embeddings):
         return torch.cat((cls_pos, patch_pos), dim=1)
 
 
+class ConvPatchStem(nn.Module):
+    """A convolutional patch embedding: 3x3 conv stride 2 -> 3x3 conv -> (p/2)x(p/2) conv stride p/2.
+
+    Replaces DINOv2's single linear `p x p` patchify for compact models trained from scratch:
+    Xiao et al., "Early Convolutions Help Transformers See Better" (NeurIPS 2021) show that a few
+    stride-2 3x3 convs before the transformer make ViTs train faster and generalise better with
+    little data, which is exactly the from-scratch CPU setting of the bundled default model. Same
+    token grid (H/p, W/p) and width as the linear patchify, so the rest of the model is unchanged.
+    Not part of any released checkpoint.
+    """
+
+    def __init__(self, hidden_size: int, patch_size: int, width: int = 32) -> None:
+        super().__init__()
+        if patch_size % 2:
+            raise ConfigError(f"conv_stem needs an even patch_size, got {patch_size}")
+        half = patch_size // 2
+        self.conv1 = nn.Conv2d(3, width, 3, stride=2, padding=1)
+        self.norm1 = nn.GroupNorm(8, width)
+        self.conv2 = nn.Conv2d(width, 2 * width, 3, padding=1)
+        self.norm2 = nn.GroupNorm(8, 2 * width)
+        self.proj = nn.Conv2d(2 * width, hidden_size, half, stride=half)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """`Dinov2PatchEmbeddings` reads `projection.weight.dtype` to cast its input."""
+        return self.proj.weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = nn.functional.gelu(self.norm1(self.conv1(x)))
+        x = nn.functional.gelu(self.norm2(self.conv2(x)))
+        return self.proj(x)
+
+
 def build_dinov2_backbone(
     hidden_size: int,
     num_layers: int,
@@ -67,6 +100,7 @@ def build_dinov2_backbone(
     patch_size: int = 14,
     image_size: int = 518,
     mlp_ratio: int = 4,
+    conv_stem: bool = False,
 ) -> Dinov2Backbone:
     """A randomly initialised DINOv2 returning the LayerNorm'd token maps of `layer_indices`.
 
@@ -77,6 +111,8 @@ def build_dinov2_backbone(
         patch_size: 14 for every released model.
         image_size: square size the position table was trained at (518 -> 37x37 table).
         mlp_ratio: MLP width / hidden size (4).
+        conv_stem: replace the linear patchify by `ConvPatchStem` (from-scratch compact models
+            only; released checkpoints use the linear one).
 
     Returns:
         `Dinov2Backbone`; `backbone(pixels).feature_maps` is a tuple of `(N, hidden, H/p, W/p)`.
@@ -104,6 +140,8 @@ def build_dinov2_backbone(
     backbone.embeddings = OffsetDinov2Embeddings(config)
     nn.init.trunc_normal_(backbone.embeddings.position_embeddings, std=0.02)
     nn.init.normal_(backbone.embeddings.cls_token, std=1e-6)
+    if conv_stem:
+        backbone.embeddings.patch_embeddings.projection = ConvPatchStem(hidden_size, patch_size)
     return backbone.eval()
 
 

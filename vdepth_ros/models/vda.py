@@ -255,6 +255,9 @@ class VideoDepthAnything(DinoVideoDepthBase):
         window: default inference window (32, 16 or 8 use the published overlap/keyframes).
         overlap: window overlap; `None` -> preset of `window`.
         keyframes: keyframe slots (length `overlap`); `None` -> preset of `window`.
+        conv_stem: convolutional patch embedding (`ConvPatchStem`) instead of DINOv2's linear
+            patchify. A deliberate difference for compact models trained from scratch (the bundled
+            default model); released checkpoints never have it, so `from_released` refuses it.
     """
 
     family: ClassVar[str] = "vda"
@@ -276,10 +279,14 @@ class VideoDepthAnything(DinoVideoDepthBase):
         window: int = 32,
         overlap: int | None = None,
         keyframes: Sequence[int] | None = None,
+        conv_stem: bool = False,
     ) -> None:
         super().__init__()
         self._init_io(patch_size, max_frames, window, overlap, keyframes)
-        self.backbone = build_dinov2_backbone(hidden_size, num_layers, num_heads, layer_indices, patch_size, image_size)
+        self.conv_stem = bool(conv_stem)
+        self.backbone = build_dinov2_backbone(
+            hidden_size, num_layers, num_heads, layer_indices, patch_size, image_size, conv_stem=self.conv_stem
+        )
         self.head = TemporalDPTHead(
             [hidden_size] * 4,
             features=features,
@@ -328,6 +335,8 @@ class VideoDepthAnything(DinoVideoDepthBase):
         Raises:
             ModelLoadError: unreadable file, or any missing/unexpected key after renaming.
         """
+        if overrides.get("conv_stem"):
+            raise ConfigError("conv_stem models are not released; load them with load_model(dir)")
         model = cls.preset(encoder, **overrides)
         model.load_released_state_dict(load_state_dict_file(path))
         return model.eval()
