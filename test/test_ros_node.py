@@ -412,3 +412,23 @@ def test_colormap_topic(harness: Any) -> None:
     assert h.spin_until(lambda: len(h.got["depth_node/depth_colormap"]) > 0)
     msg = h.got["depth_node/depth_colormap"][0]
     assert msg.encoding == "bgr8" and msg.header.frame_id == "cam_optical"
+
+
+def test_node_sets_openblas_threads(harness: Any) -> None:
+    """`blas_threads` (default 1) sets numpy's OpenBLAS pool at start-up; 0 leaves it alone."""
+    from vdepth_ros.ros.blas import blas_threads, set_blas_threads
+
+    if not blas_threads():
+        pytest.skip("numpy is not linked against OpenBLAS here")
+    before = set_blas_threads(2)
+    try:
+        harness()
+        assert set(blas_threads().values()) == {1}
+        set_blas_threads(2)
+        harness({"blas_threads": 0})
+        assert set(blas_threads().values()) == {2}
+        harness({"blas_threads": 3})
+        assert set(blas_threads().values()) == {3}
+    finally:
+        for n in set(before.values()):
+            set_blas_threads(n)

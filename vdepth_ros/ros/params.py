@@ -142,6 +142,9 @@ ROS_PARAMS: tuple[ParamSpec, ...] = (
               "min >= max means per-frame auto range", dynamic=True),
     ParamSpec("colormap_max", 0.0, "colormap range upper bound", dynamic=True),
     ParamSpec("diagnostics_period", 1.0, "seconds between /diagnostics messages", min=0.05, max=3600.0),
+    ParamSpec("blas_threads", 1, "threads of numpy's OpenBLAS in this process (set at start-up, process-wide); "
+              "the node's numpy work is small and a BLAS thread pool busy-waits, competing with inference "
+              "for the cores; 0 = leave as is", min=0, max=1024),
 )
 
 #: Pipeline keys that need a new engine/pipeline: rejected at runtime with "restart required".
