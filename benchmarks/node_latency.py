@@ -1,8 +1,9 @@
 """depth_node latency, throughput, drops and memory, in one process with real rclpy.
 
 A source node publishes 640x480 rgb8 images + camera_info at 15 Hz and 30 Hz, a sink node
-subscribes to `depth` and `points` (what users consume); the DepthNode runs with its worker
-thread on a multi-threaded executor. Latency is source stamp -> arrival at the sink (wall clock).
+subscribes to `depth` and `points` (what users consume); the DepthNode (with its worker thread)
+spins on its own executor thread, as `vdepth-node` does, the source and sink on another.
+Latency is source stamp -> arrival at the sink (wall clock).
 Then a 100 Hz burst checks that the queue stays bounded, memory stays flat and the node's
 executor stays responsive (its /diagnostics timer keeps firing).
 
@@ -69,12 +70,12 @@ def make_engine(kind: str, threads: int) -> tuple[Any, str]:
 
 
 class Bench:
-    """DepthNode + source + sink on one MultiThreadedExecutor spinning in a background thread."""
+    """DepthNode on its own executor thread, source + sink on another (one process)."""
 
-    def __init__(self, engine: Any, queue_size: int) -> None:
+    def __init__(self, engine: Any, queue_size: int, executor: str = "single") -> None:
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.executors import MultiThreadedExecutor
+        from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
         from rclpy.node import Node
         from rclpy.parameter import Parameter
         from sensor_msgs.msg import CameraInfo, Image, PointCloud2
@@ -101,11 +102,21 @@ class Bench:
         self.sink.create_subscription(PointCloud2, "points", self._on_points, rel)
         self.sink.create_subscription(DiagnosticArray, "/diagnostics", lambda _m: self.diag_times.append(
             time.monotonic()), 10)
-        self.ex = MultiThreadedExecutor(num_threads=2, context=self.ctx)
-        for n in (self.node, self.src, self.sink):
-            self.ex.add_node(n)
-        self.spinner = threading.Thread(target=self.ex.spin, daemon=True)
-        self.spinner.start()
+        # The node spins on its own executor thread, as in `vdepth-node` (its own process there); the
+        # source and sink on another, so the harness's callbacks do not queue behind the node's.
+        # "shared" is the earlier layout: all three nodes on one 2-thread MultiThreadedExecutor.
+        if executor == "shared":
+            self.executors = [MultiThreadedExecutor(num_threads=2, context=self.ctx)]
+            nodes = [[self.node, self.src, self.sink]]
+        else:
+            self.executors = [SingleThreadedExecutor(context=self.ctx), SingleThreadedExecutor(context=self.ctx)]
+            nodes = [[self.node], [self.src, self.sink]]
+        for ex, group in zip(self.executors, nodes, strict=True):
+            for n in group:
+                ex.add_node(n)
+        self.spinners = [threading.Thread(target=ex.spin, daemon=True) for ex in self.executors]
+        for t in self.spinners:
+            t.start()
         time.sleep(0.5)
         from vdepth_ros.ros import conversions as conv
 
@@ -196,7 +207,8 @@ class Bench:
     def close(self) -> None:
         import rclpy
 
-        self.ex.shutdown()
+        for ex in self.executors:
+            ex.shutdown()
         self.node.close()
         self.src.destroy_node()
         self.sink.destroy_node()
@@ -211,12 +223,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--engine", choices=["default", "luminance"], default="default")
     ap.add_argument("--queue-size", type=int, default=32)
     ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "2")))
+    ap.add_argument("--executor", choices=["single", "shared"], default="single",
+                    help="single: the node on its own SingleThreadedExecutor thread (as vdepth-node), source + sink "
+                         "on another; shared: all three on one 2-thread MultiThreadedExecutor (the old layout)")
     ap.add_argument("--json", action="store_true", help="print one JSON document")
     args = ap.parse_args(argv)
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
     engine, engine_note = make_engine(args.engine, args.threads)
-    bench = Bench(engine, args.queue_size)
+    bench = Bench(engine, args.queue_size, args.executor)
     try:
         sched = bench.node.pipeline.schedule
         bench.run(15.0, 2 * sched["window"], drain_s=10.0)  # warm-up: first windows, allocations
@@ -242,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     steady = (last["rss_end_mb"] - last["rss_quarter_mb"]) / last["rss_quarter_mb"]
     report = {
         "engine": engine_note,
+        "executor": args.executor,
         "input": f"{W}x{H} rgb8 + camera_info, sensor_data QoS; sink: depth + points (reliable)",
         "schedule": sched,
         "window_infer_seconds_mean": round(diag.get("pipeline infer_seconds", 0.0)
