@@ -148,3 +148,29 @@ def test_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.Cap
     assert json.loads(capsys.readouterr().out)["frames_out"] == 6
     with pytest.raises(SystemExit):
         videocli.main([*args, "--format", "tiff"])
+
+
+def test_cli_runs_openblas_on_one_thread_unless_the_user_chose(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The tools set numpy's OpenBLAS to 1 thread (its spinning pool slowed stitching 5-8x on 2
+    cores, vdepth_ros/blas.py), but an explicit OPENBLAS_NUM_THREADS wins."""
+    from vdepth_ros.blas import blas_threads, set_blas_threads
+
+    if not blas_threads():
+        pytest.skip("numpy is not linked against OpenBLAS here")
+    monkeypatch.setattr(videocli, "build_pipeline", lambda config, engine=None: DepthPipeline(config, make_engine()))
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    clip = make_mp4(tmp_path / "c.mp4", 3)
+    before = set_blas_threads(2)
+    try:
+        assert videocli.main([str(clip), "-o", str(tmp_path / "a"), "--no-progress", "--no-preview"]) == 0
+        assert set(blas_threads().values()) == {1}
+        set_blas_threads(2)
+        monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")
+        assert videocli.main([str(clip), "-o", str(tmp_path / "b"), "--no-progress", "--no-preview"]) == 0
+        assert set(blas_threads().values()) == {2}
+    finally:
+        for n in set(before.values()):
+            set_blas_threads(n)
+    capsys.readouterr()

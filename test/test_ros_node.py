@@ -416,7 +416,7 @@ def test_colormap_topic(harness: Any) -> None:
 
 def test_node_sets_openblas_threads(harness: Any) -> None:
     """`blas_threads` (default 1) sets numpy's OpenBLAS pool at start-up; 0 leaves it alone."""
-    from vdepth_ros.ros.blas import blas_threads, set_blas_threads
+    from vdepth_ros.blas import blas_threads, set_blas_threads
 
     if not blas_threads():
         pytest.skip("numpy is not linked against OpenBLAS here")

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vdepth_ros.blas import limit_blas_threads_for_tool
 from vdepth_ros.errors import VdepthError
 from vdepth_ros.offline.errors import OfflineError, OutputExistsError
 from vdepth_ros.offline.runner import cli_errors, load_node_params, setup_logging, sigterm_as_interrupt
@@ -247,6 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     setup_logging(args.verbose)
+    limit_blas_threads_for_tool()  # numpy's spinning OpenBLAS pool slows stitching: vdepth_ros/blas.py
     try:
         with sigterm_as_interrupt():
             result = run_demo(

@@ -314,7 +314,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    from vdepth_ros.blas import limit_blas_threads_for_tool
     from vdepth_ros.paths import evaldata_dir
+
+    limit_blas_threads_for_tool()  # numpy's spinning OpenBLAS pool slows stitching: vdepth_ros/blas.py
 
     root = Path(args.evaldata) if args.evaldata else evaldata_dir()
     if root is None or not root.is_dir():

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vdepth_ros.blas import limit_blas_threads_for_tool
 from vdepth_ros.encodings import info_signature
 from vdepth_ros.errors import VdepthError
 from vdepth_ros.offline.atomic import AtomicOutput
@@ -210,6 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point (`vdepth-bag`)."""
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
+    limit_blas_threads_for_tool()  # numpy's spinning OpenBLAS pool slows stitching: vdepth_ros/blas.py
     try:
         with sigterm_as_interrupt():
             summary = process_bag(

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vdepth_ros.blas import limit_blas_threads_for_tool
 from vdepth_ros.errors import VdepthError
 from vdepth_ros.offline.atomic import AtomicOutput
 from vdepth_ros.offline.errors import OfflineError
@@ -199,6 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point (`vdepth-video`)."""
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
+    limit_blas_threads_for_tool()  # numpy's spinning OpenBLAS pool slows stitching: vdepth_ros/blas.py
     try:
         with sigterm_as_interrupt():
             summary = process_video(

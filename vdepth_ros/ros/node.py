@@ -23,9 +23,9 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header
 
+from vdepth_ros.blas import set_blas_threads
 from vdepth_ros.errors import ConfigError, InputError, VdepthError
 from vdepth_ros.ros import conversions as conv
-from vdepth_ros.ros.blas import set_blas_threads
 from vdepth_ros.ros.diagnostics import LatencyStats, RateMeter, level_for, make_array, make_status
 from vdepth_ros.ros.params import ParamSpec, node_param_specs, runtime_change_error, validate_ros_params
 from vdepth_ros.ros.qos import IncompatibleQosReporter, qos_profile
@@ -90,7 +90,7 @@ class DepthNode(Node):
         ros_values = {k: v for k, v in values.items() if self._specs[k].group == "ros"}
         validate_ros_params(ros_values)
         self.p = dict(ros_values)
-        if self.p["blas_threads"] > 0:  # before any pipeline work: see vdepth_ros/ros/blas.py
+        if self.p["blas_threads"] > 0:  # before any pipeline work: see vdepth_ros/blas.py
             before = set_blas_threads(self.p["blas_threads"])
             if any(n != self.p["blas_threads"] for n in before.values()):
                 self.get_logger().info(f"OpenBLAS threads {before} -> {self.p['blas_threads']} (blas_threads)")

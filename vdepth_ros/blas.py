@@ -1,6 +1,6 @@
 """Thread count of the OpenBLAS that numpy loaded (no threadpoolctl dependency).
 
-Why the node cares: numpy's pip wheels ship OpenBLAS, which starts one thread per core and splits
+Why the node and the offline tools care: numpy's pip wheels ship OpenBLAS, which starts one thread per core and splits
 even small calls (the stitcher's weighted fits are `float64` dot products of ~40k elements) across
 them. After each call its threads busy-wait for more work. In the node process that pool competes
 with the inference engine's own threads, the executor and the worker for the same cores: measured
@@ -82,3 +82,14 @@ def set_blas_threads(n: int) -> dict[str, int]:
         before[Path(path).name] = int(getter())
         setter(int(n))
     return before
+
+
+def limit_blas_threads_for_tool(n: int = 1) -> dict[str, int]:
+    """What every vdepth command-line tool calls first: OpenBLAS at `n` threads (see module doc),
+    unless the user chose a count with `OPENBLAS_NUM_THREADS`; returns the previous counts
+    (empty if nothing was changed)."""
+    import os
+
+    if os.environ.get("OPENBLAS_NUM_THREADS"):
+        return {}
+    return set_blas_threads(n)
