@@ -36,7 +36,8 @@ def probe(checkpoint: str, config: str, height: int = 168, width: int = 224) -> 
     res: dict[str, list[float]] = {"model": [], "constant": [], "row_ramp": []}
     for seed in SEEDS:
         clip = render_clip(seed, frames=8, height=120, width=160)
-        x = np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in clip.rgb]).astype(np.float32)
+        x = np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in clip.rgb])
+        x = x.astype(np.float32)
         if x.max() > 1.5:  # uint8 renders
             x /= 255.0
         with torch.no_grad():
