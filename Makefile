@@ -26,14 +26,14 @@ demo: install
 
 # Full suite, slow tests included (they are marked, not skipped).
 test: install
-	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 	$(PY) -m pytest test -q -ra --timeout=900
 
 test-fast: install
 	$(PY) -m pytest test -q -ra -m "not slow"
 
 lint: install
-	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
 bench: install
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done

@@ -62,8 +62,10 @@ def make_engine(kind: str) -> tuple[DepthEngine, str]:
             return engine, f"default model {model} ({engine.backend}, {s.family}, {s.frames}x{s.height}x{s.width})"
         if kind == "default":
             raise SystemExit(f"default model not found in {model}")
-    return StandInEngine(), ("STAND-IN engine (luminance, 64x48, no network): the default model is not installed "
-                             "yet, so these numbers measure bag I/O + stitching only")
+    return StandInEngine(), (
+        "STAND-IN engine (luminance, 64x48, no network): the default model is not installed "
+        "yet, so these numbers measure bag I/O + stitching only"
+    )
 
 
 def write_bag(path: Path, frames: int, width: int, height: int, rate: float, encoding: str, storage: str) -> float:
@@ -144,10 +146,23 @@ def run_once(bag: Path, out: Path, mode: str, engine_kind: str) -> dict[str, Any
 def child_run(bag: Path, mode: str, engine_kind: str) -> dict[str, Any]:
     """Process `bag` in a fresh interpreter so its peak RSS is this run's alone."""
     with tempfile.TemporaryDirectory(dir=bag.parent) as tmp:
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(bag), str(Path(tmp) / "out"), mode,
-               "--engine", engine_kind]
-        res = subprocess.run(cmd, check=True, capture_output=True, text=True,
-                             env={**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")})
+        cmd = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--child",
+            str(bag),
+            str(Path(tmp) / "out"),
+            mode,
+            "--engine",
+            engine_kind,
+        ]
+        res = subprocess.run(
+            cmd,
+            check=True,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")},
+        )
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
@@ -159,13 +174,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=30.0, help="recording rate in Hz (default 30)")
     p.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
     p.add_argument("--modes", nargs="+", default=["causal", "offline"], choices=("causal", "offline"))
-    p.add_argument("--rss-frames", type=int, nargs=2, default=[300, 3000], metavar=("SHORT", "LONG"),
-                   help="bag lengths for the peak-RSS comparison (default 300 3000); 0 0 skips it")
-    p.add_argument("--engine", choices=("auto", "default", "stand-in"), default="auto",
-                   help="throughput engine: auto = the default model if installed, else the stand-in")
-    p.add_argument("--rss-engine", choices=("auto", "default", "stand-in"), default="stand-in",
-                   help="engine of the RSS runs (default stand-in: a model's memory is constant, the question is "
-                        "whether memory grows with the bag length, and 2x3000 frames through a model take long)")
+    p.add_argument(
+        "--rss-frames",
+        type=int,
+        nargs=2,
+        default=[300, 3000],
+        metavar=("SHORT", "LONG"),
+        help="bag lengths for the peak-RSS comparison (default 300 3000); 0 0 skips it",
+    )
+    p.add_argument(
+        "--engine",
+        choices=("auto", "default", "stand-in"),
+        default="auto",
+        help="throughput engine: auto = the default model if installed, else the stand-in",
+    )
+    p.add_argument(
+        "--rss-engine",
+        choices=("auto", "default", "stand-in"),
+        default="stand-in",
+        help="engine of the RSS runs (default stand-in: a model's memory is constant, the question is "
+        "whether memory grows with the bag length, and 2x3000 frames through a model take long)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.add_argument("--child", nargs=3, metavar=("BAG", "OUT", "MODE"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -175,13 +204,20 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(run_once(Path(bag), Path(out), mode, args.engine)))
         return 0
 
-    report: dict[str, Any] = {"frames": args.frames, "size": [args.width, args.height], "rate_hz": args.rate,
-                              "storage": args.storage, "throughput": [], "rss": []}
+    report: dict[str, Any] = {
+        "frames": args.frames,
+        "size": [args.width, args.height],
+        "rate_hz": args.rate,
+        "storage": args.storage,
+        "throughput": [],
+        "rss": [],
+    }
     with tempfile.TemporaryDirectory(prefix="vdepth-bench-") as tmpdir:
         tmp = Path(tmpdir)
         bag = tmp / "bag"
-        report["write_seconds"] = round(write_bag(bag, args.frames, args.width, args.height, args.rate, "rgb8",
-                                                  args.storage), 2)
+        report["write_seconds"] = round(
+            write_bag(bag, args.frames, args.width, args.height, args.rate, "rgb8", args.storage), 2
+        )
         report["input_bag_mb"] = round(sum(f.stat().st_size for f in bag.iterdir()) / 1e6, 1)
         for mode in args.modes:
             r = run_once(bag, tmp / f"out_{mode}", mode, args.engine)
@@ -189,8 +225,11 @@ def main(argv: list[str] | None = None) -> int:
             report["throughput"].append(r)
             report["engine"] = r["engine"]
             if not args.json:
-                print(f"{mode:8s} {r['frames']} frames in {r['seconds']:.2f} s = {r['fps']:.1f} frames/s "
-                      f"= {r['realtime_ratio']:.2f}x real time at {args.rate:g} Hz", flush=True)
+                print(
+                    f"{mode:8s} {r['frames']} frames in {r['seconds']:.2f} s = {r['fps']:.1f} frames/s "
+                    f"= {r['realtime_ratio']:.2f}x real time at {args.rate:g} Hz",
+                    flush=True,
+                )
         short, long = args.rss_frames
         if short > 0 and long > 0:
             for n in (short, long):

@@ -86,8 +86,9 @@ class Bench:
         self.ctx = rclpy.Context()
         rclpy.init(context=self.ctx, domain_id=int(os.environ.get("ROS_DOMAIN_ID", "0")))
         params = {"scale_source": "range", "queue_size": queue_size, "diagnostics_period": 0.5}
-        self.node = DepthNode(context=self.ctx, engine=engine,
-                              parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+        self.node = DepthNode(
+            context=self.ctx, engine=engine, parameter_overrides=[Parameter(k, value=v) for k, v in params.items()]
+        )
         self.src = Node("bench_source", context=self.ctx)
         self.sink = Node("bench_sink", context=self.ctx)
         rel = qos_profile("reliable", 10)
@@ -100,8 +101,9 @@ class Bench:
         self.points = 0
         self.sink.create_subscription(Image, "depth", self._on_depth, rel)
         self.sink.create_subscription(PointCloud2, "points", self._on_points, rel)
-        self.sink.create_subscription(DiagnosticArray, "/diagnostics", lambda _m: self.diag_times.append(
-            time.monotonic()), 10)
+        self.sink.create_subscription(
+            DiagnosticArray, "/diagnostics", lambda _m: self.diag_times.append(time.monotonic()), 10
+        )
         # The node spins on its own executor thread, as in `vdepth-node` (its own process there); the
         # source and sink on another, so the harness's callbacks do not queue behind the node's.
         # "shared" is the earlier layout: all three nodes on one 2-thread MultiThreadedExecutor.
@@ -124,7 +126,7 @@ class Bench:
         self.CameraInfo = CameraInfo
         rng = np.random.default_rng(0)
         base = rng.integers(0, 256, (H // 4, W // 4 + 64, 3), dtype=np.uint8).repeat(4, 0).repeat(4, 1)
-        self.frames = [np.ascontiguousarray(base[:, 4 * k: 4 * k + W]) for k in range(64)]
+        self.frames = [np.ascontiguousarray(base[:, 4 * k : 4 * k + W]) for k in range(64)]
 
     def _on_depth(self, msg: Any) -> None:
         now = time.time_ns()
@@ -195,13 +197,15 @@ class Bench:
         self.diag_times.clear()
         res = self.run(rate, n, drain_s=30.0)
         d = np.diff(np.asarray(self.diag_times))
-        res.update({
-            "queue_size": self.node.queue.maxsize,
-            "rss_before_mb": round(rss0, 1),
-            "rss_after_mb": round(rss_mb(), 1),
-            "diagnostics_received": len(self.diag_times),
-            "diagnostics_max_interval_s": round(float(d.max()), 3) if d.size else None,
-        })
+        res.update(
+            {
+                "queue_size": self.node.queue.maxsize,
+                "rss_before_mb": round(rss0, 1),
+                "rss_after_mb": round(rss_mb(), 1),
+                "diagnostics_received": len(self.diag_times),
+                "diagnostics_max_interval_s": round(float(d.max()), 3) if d.size else None,
+            }
+        )
         return res
 
     def close(self) -> None:
@@ -223,9 +227,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--engine", choices=["default", "luminance"], default="default")
     ap.add_argument("--queue-size", type=int, default=32)
     ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "2")))
-    ap.add_argument("--executor", choices=["single", "shared"], default="single",
-                    help="single: the node on its own SingleThreadedExecutor thread (as vdepth-node), source + sink "
-                         "on another; shared: all three on one 2-thread MultiThreadedExecutor (the old layout)")
+    ap.add_argument(
+        "--executor",
+        choices=["single", "shared"],
+        default="single",
+        help="single: the node on its own SingleThreadedExecutor thread (as vdepth-node), source + sink "
+        "on another; shared: all three on one 2-thread MultiThreadedExecutor (the old layout)",
+    )
     ap.add_argument("--json", action="store_true", help="print one JSON document")
     args = ap.parse_args(argv)
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
@@ -249,8 +257,11 @@ def main(argv: list[str] | None = None) -> int:
         rate = r["input_rate_hz"]
         keeps_up = r["dropped"] == 0 and r["outputs_received"] >= 0.95 * (r["frames_published"] - sched["stride"])
         lat_ok = r["latency_p95_s"] is not None and r["latency_p95_s"] <= stride_s[rate] + 0.150
-        goals[f"{rate:g}Hz"] = {"keeps_up": keeps_up, "latency_budget_s": round(stride_s[rate] + 0.150, 3),
-                                "latency_ok": lat_ok}
+        goals[f"{rate:g}Hz"] = {
+            "keeps_up": keeps_up,
+            "latency_budget_s": round(stride_s[rate] + 0.150, 3),
+            "latency_ok": lat_ok,
+        }
     rss_growth = (rss_end - rss_start) / rss_start
     # steady state: from a quarter into the last rate's run to its end (the queue has reached its peak)
     last = results[-1]
@@ -260,8 +271,9 @@ def main(argv: list[str] | None = None) -> int:
         "executor": args.executor,
         "input": f"{W}x{H} rgb8 + camera_info, sensor_data QoS; sink: depth + points (reliable)",
         "schedule": sched,
-        "window_infer_seconds_mean": round(diag.get("pipeline infer_seconds", 0.0)
-                                           / max(diag.get("pipeline windows", 1), 1), 4),
+        "window_infer_seconds_mean": round(
+            diag.get("pipeline infer_seconds", 0.0) / max(diag.get("pipeline windows", 1), 1), 4
+        ),
         "results": results,
         "rss_start_mb": round(rss_start, 1),
         "rss_end_mb": round(rss_end, 1),
@@ -270,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         "rss_steady_growth_pct": round(100 * steady, 2),
         "rss_steady_flat_within_5pct": abs(steady) <= 0.05,
         "rss_note": "growth up to ~queue_size x 0.92 MB (queued 640x480 rgb8 frames) is expected once the "
-                    "queue has been full; it is bounded, not a leak",
+        "queue has been full; it is bounded, not a leak",
         "burst_100hz": burst,
         "goals": goals,
         "cpu_count": os.cpu_count(),
@@ -280,23 +292,31 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(report, indent=2))
     else:
         print(f"engine: {engine_note}")
-        print(f"schedule: window {sched['window']} overlap {sched['overlap']} stride {sched['stride']}; "
-              f"mean window inference {report['window_infer_seconds_mean']} s")
+        print(
+            f"schedule: window {sched['window']} overlap {sched['overlap']} stride {sched['stride']}; "
+            f"mean window inference {report['window_infer_seconds_mean']} s"
+        )
         for r in results:
             g = goals[f"{r['input_rate_hz']:g}Hz"]
-            print(f"{r['input_rate_hz']:>5g} Hz: {r['outputs_received']}/{r['frames_published']} out, "
-                  f"{r['output_rate_hz']} Hz, dropped {r['dropped']}, latency median {r['latency_median_s']} s "
-                  f"p95 {r['latency_p95_s']} s (budget {g['latency_budget_s']} s) -> keeps up {g['keeps_up']}, "
-                  f"latency ok {g['latency_ok']}")
+            print(
+                f"{r['input_rate_hz']:>5g} Hz: {r['outputs_received']}/{r['frames_published']} out, "
+                f"{r['output_rate_hz']} Hz, dropped {r['dropped']}, latency median {r['latency_median_s']} s "
+                f"p95 {r['latency_p95_s']} s (budget {g['latency_budget_s']} s) -> keeps up {g['keeps_up']}, "
+                f"latency ok {g['latency_ok']}"
+            )
         print(f"load average {report['loadavg']} on {report['cpu_count']} cores")
-        print(f"RSS {report['rss_start_mb']} -> {report['rss_end_mb']} MiB ({report['rss_growth_pct']} %); "
-              f"steady state (last quarter..end of the last rate) {report['rss_steady_growth_pct']} %")
+        print(
+            f"RSS {report['rss_start_mb']} -> {report['rss_end_mb']} MiB ({report['rss_growth_pct']} %); "
+            f"steady state (last quarter..end of the last rate) {report['rss_steady_growth_pct']} %"
+        )
         if burst:
-            print(f"100 Hz burst: {burst['frames_published']} published, {burst['received_by_node']} received "
-                  f"(the rest lost in DDS best-effort history), {burst['outputs_received']} out, dropped "
-                  f"{burst['dropped']}, max queue {burst['max_queue']}/{burst['queue_size']}, RSS "
-                  f"{burst['rss_before_mb']} -> {burst['rss_after_mb']} MiB, diagnostics every <= "
-                  f"{burst['diagnostics_max_interval_s']} s")
+            print(
+                f"100 Hz burst: {burst['frames_published']} published, {burst['received_by_node']} received "
+                f"(the rest lost in DDS best-effort history), {burst['outputs_received']} out, dropped "
+                f"{burst['dropped']}, max queue {burst['max_queue']}/{burst['queue_size']}, RSS "
+                f"{burst['rss_before_mb']} -> {burst['rss_after_mb']} MiB, diagnostics every <= "
+                f"{burst['diagnostics_max_interval_s']} s"
+            )
     return 0
 
 

@@ -20,14 +20,21 @@ from launch import LaunchDescription
 def generate_launch_description() -> LaunchDescription:
     default_params = os.path.join(get_package_share_directory("vdepth_ros"), "config", "depth.yaml")
     args = [
-        DeclareLaunchArgument("params_file", default_value=default_params,
-                              description="node parameters (config/depth.yaml layout, '/**:' section)"),
+        DeclareLaunchArgument(
+            "params_file",
+            default_value=default_params,
+            description="node parameters (config/depth.yaml layout, '/**:' section)",
+        ),
         DeclareLaunchArgument("namespace", default_value="", description="node namespace"),
-        DeclareLaunchArgument("image", default_value="image",
-                              description="input image topic (sensor_msgs/Image, or .../compressed)"),
+        DeclareLaunchArgument(
+            "image", default_value="image", description="input image topic (sensor_msgs/Image, or .../compressed)"
+        ),
         DeclareLaunchArgument("camera_info", default_value="camera_info", description="input camera_info topic"),
-        DeclareLaunchArgument("sparse_depth", default_value="sparse_depth",
-                              description="optional metric depth (Image or PointCloud2; see param sparse_depth)"),
+        DeclareLaunchArgument(
+            "sparse_depth",
+            default_value="sparse_depth",
+            description="optional metric depth (Image or PointCloud2; see param sparse_depth)",
+        ),
         DeclareLaunchArgument("depth", default_value="depth", description="output depth topic (32FC1, metres)"),
         DeclareLaunchArgument("disparity", default_value="disparity", description="output relative disparity topic"),
         DeclareLaunchArgument("points", default_value="points", description="output organized point cloud topic"),

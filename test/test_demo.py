@@ -53,8 +53,9 @@ def test_demo_refuses_a_folder_it_did_not_write(tmp_path: Path) -> None:
     assert (tmp_path / "mine" / "thesis.tex").read_text() == "precious"
 
 
-def test_demo_names_what_is_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_names_what_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / "model").mkdir()
     monkeypatch.setenv("VDEPTH_DEFAULT_MODEL", str(tmp_path / "model"))
     monkeypatch.setenv("VDEPTH_SAMPLE", str(tmp_path / "nope.mp4"))
@@ -75,8 +76,14 @@ def _have_default() -> bool:
 @pytest.mark.skipif(not _have_default(), reason="the bundled default model / sample clip are not in models/default yet")
 def test_readme_demo_command(tmp_path: Path, repo_root: Path) -> None:
     out = tmp_path / "demo"
-    res = subprocess.run([sys.executable, "-m", "vdepth_ros.demo", "--out", str(out)], cwd=repo_root,
-                         capture_output=True, text=True, timeout=900, env={**os.environ, "OMP_NUM_THREADS": "2"})
+    res = subprocess.run(
+        [sys.executable, "-m", "vdepth_ros.demo", "--out", str(out)],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "OMP_NUM_THREADS": "2"},
+    )
     assert res.returncode == 0, res.stderr
     assert "output_bag" in res.stdout and (out / "depth_bag" / "metadata.yaml").is_file()
     assert list((out / "video" / "depth").glob("*.png"))

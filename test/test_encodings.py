@@ -43,7 +43,7 @@ def test_padded_step_and_bigendian():
     step = 4 * 2 + 6  # 6 padding bytes per row
     buf = bytearray(step * 3)
     for r in range(3):
-        buf[r * step: r * step + 8] = be[r].tobytes()
+        buf[r * step : r * step + 8] = be[r].tobytes()
     out = enc.image_array_from_fields("16UC1", 3, 4, step, bytes(buf), True)
     np.testing.assert_array_equal(out, arr)
     assert out.dtype.isnative

@@ -89,7 +89,11 @@ def test_end_to_end(tmp_path: Path, storage: str, mode: str) -> None:
     with Reader(tmp_path / "out") as reader:  # metadata.yaml is valid and matches the storage
         assert reader.message_count == 4 * N
         assert {c.topic: c.msgcount for c in reader.connections} == {
-            "/depth": N, "/disparity": N, "/points": N, "/depth/camera_info": N}
+            "/depth": N,
+            "/disparity": N,
+            "/points": N,
+            "/depth/camera_info": N,
+        }
     assert (tmp_path / "out" / f"out.{'mcap' if storage == 'mcap' else 'db3'}").is_file()
 
     msgs = read_bag(tmp_path / "out")
@@ -99,8 +103,9 @@ def test_end_to_end(tmp_path: Path, storage: str, mode: str) -> None:
         assert times == in_times, topic  # logged at the input's receive time, in order
         assert [stamp(m) for _, m in msgs[topic]] == in_times  # header stamp copied
         assert {m.header.frame_id for _, m in msgs[topic]} == {FRAME_ID}
-    for (_, d), (_, disp), (_, pc), (_, ci) in zip(msgs["/depth"], msgs["/disparity"], msgs["/points"],
-                                                   msgs["/depth/camera_info"], strict=True):
+    for (_, d), (_, disp), (_, pc), (_, ci) in zip(
+        msgs["/depth"], msgs["/disparity"], msgs["/points"], msgs["/depth/camera_info"], strict=True
+    ):
         assert d.encoding == "32FC1" and disp.encoding == "32FC1"
         assert (d.height, d.width) == (48, 64) == (disp.height, disp.width)  # output_resolution: model
         depth = img(d)
@@ -124,8 +129,10 @@ def _pipeline_frames(n: int = N) -> list[FrameInput]:
 
     fx, fy, cx, cy = default_intrinsics(W, H)
     cam = CameraModel(fx=fx, fy=fy, cx=cx, cy=cy, width=W, height=H)
-    return [FrameInput(rgb=rgb, stamp_ns=START + round(i * 1e9 / 30), camera=cam)
-            for i, rgb in enumerate(synthetic_frames(n, H, W))]
+    return [
+        FrameInput(rgb=rgb, stamp_ns=START + round(i * 1e9 / 30), camera=cam)
+        for i, rgb in enumerate(synthetic_frames(n, H, W))
+    ]
 
 
 @pytest.mark.parametrize("publish", ["provisional", "final", "both"])
@@ -146,8 +153,9 @@ def test_causal_output_equals_pipeline_push_flush(tmp_path: Path, publish: str) 
     for prefix, frames in (("", main), ("/provisional", prov)):
         got = msgs.get(f"{prefix}/depth", [])
         assert len(got) == len(frames)
-        for (_, d), (_, disp), (_, pc), f in zip(got, msgs.get(f"{prefix}/disparity", []),
-                                                 msgs.get(f"{prefix}/points", []), frames, strict=True):
+        for (_, d), (_, disp), (_, pc), f in zip(
+            got, msgs.get(f"{prefix}/disparity", []), msgs.get(f"{prefix}/points", []), frames, strict=True
+        ):
             assert stamp(d) == f.stamp_ns
             np.testing.assert_array_equal(img(d), f.depth)  # bit for bit, NaNs in the same places
             np.testing.assert_array_equal(img(disp), f.disparity)
@@ -165,8 +173,9 @@ def test_bgr_equals_rgb_input(tmp_path: Path) -> None:
     outs = []
     for enc in ("rgb8", "bgr8"):
         make_bag(tmp_path / f"in_{enc}", n=6, encoding=enc)
-        process_bag(tmp_path / f"in_{enc}", tmp_path / f"out_{enc}", params=PARAMS, engine=make_engine(),
-                    mode="offline")
+        process_bag(
+            tmp_path / f"in_{enc}", tmp_path / f"out_{enc}", params=PARAMS, engine=make_engine(), mode="offline"
+        )
         outs.append([img(m) for _, m in read_bag(tmp_path / f"out_{enc}")["/depth"]])
     for a, b in zip(*outs, strict=True):
         np.testing.assert_array_equal(a, b)
@@ -213,8 +222,14 @@ def test_no_scale_source_writes_disparity_only(tmp_path: Path) -> None:
 def test_sparse_depth_topic_is_a_scale_source(tmp_path: Path) -> None:
     depth = [np.full((H, W), 2.0, np.float32) for _ in range(8)]
     src = make_bag(tmp_path / "in", n=8, sparse_depth=depth, sparse_depth_topic="/lidar_depth")
-    s = process_bag(src, tmp_path / "out", params={"sparse_min_points": 10}, engine=make_engine(), mode="offline",
-                    sparse_depth_topic="/lidar_depth")
+    s = process_bag(
+        src,
+        tmp_path / "out",
+        params={"sparse_min_points": 10},
+        engine=make_engine(),
+        mode="offline",
+        sparse_depth_topic="/lidar_depth",
+    )
     assert set(s.scale_sources) == {"sparse"}
 
 
@@ -250,8 +265,9 @@ def test_cli_overwrite_rules(tmp_path: Path, fake_model: None, capsys: pytest.Ca
 
 def test_cli_missing_topic_lists_topics(tmp_path: Path, fake_model: None, capsys: pytest.CaptureFixture[str]) -> None:
     src = make_bag(tmp_path / "in", n=3)
-    rc = bagcli.main([str(src), "-o", str(tmp_path / "out"), "--params", str(_yaml(tmp_path)),
-                      "--image-topic", "/cam/image_raw"])
+    rc = bagcli.main(
+        [str(src), "-o", str(tmp_path / "out"), "--params", str(_yaml(tmp_path)), "--image-topic", "/cam/image_raw"]
+    )
     err = capsys.readouterr().err
     assert rc == 2
     assert "'/cam/image_raw' not found" in err and "/image [sensor_msgs/msg/Image]" in err and "/camera_info" in err
@@ -286,8 +302,9 @@ def test_crash_keeps_previous_output_with_overwrite(tmp_path: Path) -> None:
 
 
 def test_causal_gap_restarts_like_the_node(tmp_path: Path) -> None:
-    stamps = [START + round(i * 1e9 / 30) for i in range(10)] + [START + 5_000_000_000 + round(i * 1e9 / 30)
-                                                                  for i in range(9)]
+    stamps = [START + round(i * 1e9 / 30) for i in range(10)] + [
+        START + 5_000_000_000 + round(i * 1e9 / 30) for i in range(9)
+    ]
     make_bag(tmp_path / "in", n=19, stamps_ns=stamps)
     s = process_bag(tmp_path / "in", tmp_path / "out", params=PARAMS, engine=make_engine(), mode="causal")
     assert any("restarted 1x (gap)" in n for n in s.notes)
@@ -327,10 +344,12 @@ def test_malformed_frame_is_dropped_and_counted(tmp_path: Path, caplog: pytest.L
         for i, rgb in enumerate(synthetic_frames(8, H, W)):
             data = rgb.reshape(-1) if i != 3 else rgb.reshape(-1)[:100]  # frame 3: truncated buffer
             t = START + i * 33_000_000
-            hdr = T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=t // 10**9, nanosec=t % 10**9),
-                                           frame_id=FRAME_ID)
-            msg = T["sensor_msgs/msg/Image"](header=hdr, height=H, width=W, encoding="rgb8", is_bigendian=0,
-                                             step=W * 3, data=data)
+            hdr = T["std_msgs/msg/Header"](
+                stamp=T["builtin_interfaces/msg/Time"](sec=t // 10**9, nanosec=t % 10**9), frame_id=FRAME_ID
+            )
+            msg = T["sensor_msgs/msg/Image"](
+                header=hdr, height=H, width=W, encoding="rgb8", is_bigendian=0, step=W * 3, data=data
+            )
             w.write(conn, t, ts.serialize_cdr(msg, "sensor_msgs/msg/Image"))
     with caplog.at_level(logging.WARNING):
         s = process_bag(path, tmp_path / "out", params=PARAMS, engine=make_engine(), mode="offline")

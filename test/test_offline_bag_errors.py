@@ -29,8 +29,13 @@ def _raw_image_bag(path: Path, encoding: str, dtype: str, channels: int) -> Path
         arr = np.zeros((4, 6, channels), dtype).squeeze()
         msg = T["sensor_msgs/msg/Image"](
             header=T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=1, nanosec=0), frame_id="c"),
-            height=4, width=6, encoding=encoding, is_bigendian=0, step=6 * arr.itemsize * channels,
-            data=np.frombuffer(arr.tobytes(), np.uint8))
+            height=4,
+            width=6,
+            encoding=encoding,
+            is_bigendian=0,
+            step=6 * arr.itemsize * channels,
+            data=np.frombuffer(arr.tobytes(), np.uint8),
+        )
         w.write(conn, 1, TS.serialize_cdr(msg, "sensor_msgs/msg/Image"))
     return path
 
@@ -44,8 +49,13 @@ def test_missing_topic_lists_existing_topics(tmp_path: Path, storage: str) -> No
 
 def test_default_topic_falls_back_to_the_only_image_topic(tmp_path: Path) -> None:
     bag = _bag(tmp_path, image_topic="/cam/image_raw", camera_info_topic="/cam/camera_info")
-    with BagFrameSource(bag, image_topic="/image", image_topic_explicit=False, camera_info_topic="/camera_info",
-                        camera_info_topic_explicit=False) as src:
+    with BagFrameSource(
+        bag,
+        image_topic="/image",
+        image_topic_explicit=False,
+        camera_info_topic="/camera_info",
+        camera_info_topic_explicit=False,
+    ) as src:
         assert src.image_topic == "/cam/image_raw"
         assert src.frame_count == 3
         assert any("only image topic" in n for n in src.notes)

@@ -16,10 +16,19 @@ SHORT, LONG = 40, 400  # 640x480 frames: a leak of one decoded frame each would 
 
 
 def _peak_rss_mb(repo: Path, bag: Path, out: Path, mode: str) -> dict[str, float]:
-    cmd = [sys.executable, str(repo / "benchmarks" / "bag_throughput.py"), "--child", str(bag), str(out), mode,
-           "--engine", "stand-in"]
-    res = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=600,
-                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    cmd = [
+        sys.executable,
+        str(repo / "benchmarks" / "bag_throughput.py"),
+        "--child",
+        str(bag),
+        str(out),
+        mode,
+        "--engine",
+        "stand-in",
+    ]
+    res = subprocess.run(
+        cmd, capture_output=True, text=True, check=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     report = json.loads(res.stdout.strip().splitlines()[-1])
     assert report["frames_out"] == report["frames"]
     return {k: float(report[k]) for k in ("peak_rss_mb", "peak_anon_mb", "peak_file_mb")}

@@ -47,8 +47,9 @@ def make_folder(path: Path, n: int = N) -> Path:
 
 def test_mp4_to_depth_pngs_npz_and_preview(tmp_path: Path) -> None:
     clip = make_mp4(tmp_path / "clip.mp4")
-    s = process_video(clip, tmp_path / "out", params={}, engine=make_engine(), formats=("png", "npy", "npz"),
-                      depth_range=RANGE)
+    s = process_video(
+        clip, tmp_path / "out", params={}, engine=make_engine(), formats=("png", "npy", "npz"), depth_range=RANGE
+    )
     out = tmp_path / "out"
     assert s.frames_in == N and s.frames_out == N and s.dropped == 0
     pngs = sorted((out / "depth").glob("*.png"))
@@ -75,18 +76,29 @@ def test_mp4_to_depth_pngs_npz_and_preview(tmp_path: Path) -> None:
 def test_folder_matches_pipeline_and_writes_ply(tmp_path: Path) -> None:
     folder = make_folder(tmp_path / "frames")
     K = (60.0, 60.0, 31.5, 23.5)
-    s = process_video(folder, tmp_path / "out", params={"cloud_stride": 1}, engine=make_engine(), formats=("npy",),
-                      depth_range=RANGE, ply=True, intrinsics=K, preview=False)
+    s = process_video(
+        folder,
+        tmp_path / "out",
+        params={"cloud_stride": 1},
+        engine=make_engine(),
+        formats=("npy",),
+        depth_range=RANGE,
+        ply=True,
+        intrinsics=K,
+        preview=False,
+    )
     assert s.frames_out == N and s.clouds == N
     assert not (tmp_path / "out" / "preview.mp4").exists()
 
     from vdepth_ros.stream.cloud import CameraModel
 
-    config = PipelineConfig.from_params({"scale_source": "range", "near": RANGE[0], "far": RANGE[1],
-                                         "cloud_stride": 1})[0]
+    config = PipelineConfig.from_params(
+        {"scale_source": "range", "near": RANGE[0], "far": RANGE[1], "cloud_stride": 1}
+    )[0]
     cam = CameraModel(*K, width=W, height=H)
-    frames = [FrameInput(rgb=f, stamp_ns=round(i * 1e9 / 30), camera=cam)
-              for i, f in enumerate(synthetic_frames(N, H, W))]
+    frames = [
+        FrameInput(rgb=f, stamp_ns=round(i * 1e9 / 30), camera=cam) for i, f in enumerate(synthetic_frames(N, H, W))
+    ]
     expected = list(DepthPipeline(config, engine=make_engine()).run_offline(frames))
     for f in expected:  # lossless PNG input -> identical to the pipeline on the same frames
         np.testing.assert_array_equal(np.load(tmp_path / "out" / "depth" / f"{f.index:06d}.npy"), f.depth)
@@ -96,8 +108,9 @@ def test_folder_matches_pipeline_and_writes_ply(tmp_path: Path) -> None:
 
 
 def test_without_scale_source_writes_disparity_and_says_so(tmp_path: Path) -> None:
-    s = process_video(make_mp4(tmp_path / "c.mp4"), tmp_path / "out", params={}, engine=make_engine(),
-                      ply=True, assume_hfov=70.0)
+    s = process_video(
+        make_mp4(tmp_path / "c.mp4"), tmp_path / "out", params={}, engine=make_engine(), ply=True, assume_hfov=70.0
+    )
     assert (tmp_path / "out" / "disparity").is_dir() and not (tmp_path / "out" / "depth").exists()
     assert not (tmp_path / "out" / "clouds").exists()
     assert len(list((tmp_path / "out" / "disparity").glob("*.png"))) == N
@@ -109,8 +122,15 @@ def test_without_scale_source_writes_disparity_and_says_so(tmp_path: Path) -> No
 
 def test_assumed_intrinsics_warn(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING):
-        s = process_video(make_mp4(tmp_path / "c.mp4", 9), tmp_path / "out", params={}, engine=make_engine(),
-                          ply=True, assume_hfov=70.0, depth_range=RANGE)
+        s = process_video(
+            make_mp4(tmp_path / "c.mp4", 9),
+            tmp_path / "out",
+            params={},
+            engine=make_engine(),
+            ply=True,
+            assume_hfov=70.0,
+            depth_range=RANGE,
+        )
     assert any("ASSUMED" in r.getMessage() and "distorted" in r.getMessage() for r in caplog.records)
     cap = cv2.VideoCapture(str(tmp_path / "out" / "preview.mp4"))
     assert cap.get(cv2.CAP_PROP_FRAME_WIDTH) == 2 * W  # frames carry colours: RGB | depth side by side
@@ -137,8 +157,19 @@ def test_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.Cap
     params = tmp_path / "p.yaml"
     params.write_text("/**:\n  ros__parameters:\n    cloud_stride: 2\n")
     clip = make_mp4(tmp_path / "c.mp4", 6)
-    args = [str(clip), "-o", str(tmp_path / "out"), "--params", str(params), "--format", "png,npz",
-            "--depth-range", "0.5", "4", "--no-progress"]
+    args = [
+        str(clip),
+        "-o",
+        str(tmp_path / "out"),
+        "--params",
+        str(params),
+        "--format",
+        "png,npz",
+        "--depth-range",
+        "0.5",
+        "4",
+        "--no-progress",
+    ]
     assert videocli.main(args) == 0
     assert "6 frames in, 6 out" in capsys.readouterr().out
     assert len(list((tmp_path / "out" / "depth").glob("*.npz"))) == 6

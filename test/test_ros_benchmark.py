@@ -8,8 +8,11 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.ros, pytest.mark.slow,
-              pytest.mark.filterwarnings("ignore::DeprecationWarning:rclpy.event_handler")]
+pytestmark = [
+    pytest.mark.ros,
+    pytest.mark.slow,
+    pytest.mark.filterwarnings("ignore::DeprecationWarning:rclpy.event_handler"),
+]
 
 
 def test_node_latency_benchmark_short_run(repo_root: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -36,8 +36,12 @@ def test_stamps_round_trip():
 def test_rgb_from_image_msgs_survive_serialization(encoding: str):
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
-    src = {"rgb8": rgb, "bgr8": rgb[..., ::-1], "mono8": rgb[..., 1],
-           "rgba8": np.dstack([rgb, np.zeros((48, 64), np.uint8)])}[encoding]
+    src = {
+        "rgb8": rgb,
+        "bgr8": rgb[..., ::-1],
+        "mono8": rgb[..., 1],
+        "rgba8": np.dstack([rgb, np.zeros((48, 64), np.uint8)]),
+    }[encoding]
     msg = deserialize_message(serialize_message(_image(np.ascontiguousarray(src), encoding)), Image)
     out = conv.rgb_from_msg(msg)
     expect = np.repeat(rgb[..., 1:2], 3, axis=2) if encoding == "mono8" else rgb

@@ -27,8 +27,11 @@ def test_launch_file_is_valid_and_uses_installed_config_and_executable(repo_root
     strings = _strings(tree)
     assert "depth_node" in strings  # executable (setup.py console script) and node name
     assert {"vdepth_ros", "config", "depth.yaml"} <= set(strings)  # share/vdepth_ros/config/depth.yaml
-    calls = {n.func.id if isinstance(n.func, ast.Name) else getattr(n.func, "attr", "")
-             for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    calls = {
+        n.func.id if isinstance(n.func, ast.Name) else getattr(n.func, "attr", "")
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call)
+    }
     assert {"get_package_share_directory", "Node", "DeclareLaunchArgument", "LaunchConfiguration"} <= calls
     for remap in ("image", "camera_info", "depth", "points"):
         assert remap in strings
@@ -66,7 +69,17 @@ def test_docs_list_every_parameter(repo_root: Path) -> None:
     text = (repo_root / "docs" / "node.md").read_text()
     for spec in node_param_specs():
         assert f"`{spec.name}`" in text, spec.name
-    for topic in ("`image`", "`camera_info`", "`sparse_depth`", "`depth`", "`disparity`", "`points`",
-                  "`depth/camera_info`", "`~/depth_colormap`", "`/diagnostics`", "`provisional/depth`"):
+    for topic in (
+        "`image`",
+        "`camera_info`",
+        "`sparse_depth`",
+        "`depth`",
+        "`disparity`",
+        "`points`",
+        "`depth/camera_info`",
+        "`~/depth_colormap`",
+        "`/diagnostics`",
+        "`provisional/depth`",
+    ):
         assert topic in text
     assert len(ROS_PARAMS) > 10

@@ -64,25 +64,41 @@ def header(k: int, frame_id: str = "cam_optical", t0: int = 1_000_000_000) -> He
 
 
 def encode(rgb: np.ndarray, encoding: str) -> np.ndarray:
-    return np.ascontiguousarray({
-        "rgb8": rgb, "bgr8": rgb[..., ::-1], "mono8": rgb[..., 1],
-        "rgba8": np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)]),
-    }[encoding])
+    return np.ascontiguousarray(
+        {
+            "rgb8": rgb,
+            "bgr8": rgb[..., ::-1],
+            "mono8": rgb[..., 1],
+            "rgba8": np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)]),
+        }[encoding]
+    )
 
 
 class Harness:
     """A DepthNode and a peer node (publishers + recording subscribers) on one executor."""
 
-    def __init__(self, params: dict[str, Any] | None = None, *, engine: Any = None, start_worker: bool = False,
-                 sub_qos: Any = None, pub_qos: Any = None, topics: tuple[str, ...] = ("depth", "disparity", "points",
-                                                                                       "depth/camera_info"),
-                 node_kwargs: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        params: dict[str, Any] | None = None,
+        *,
+        engine: Any = None,
+        start_worker: bool = False,
+        sub_qos: Any = None,
+        pub_qos: Any = None,
+        topics: tuple[str, ...] = ("depth", "disparity", "points", "depth/camera_info"),
+        node_kwargs: dict[str, Any] | None = None,
+    ) -> None:
         self.ctx = rclpy.Context()
         rclpy.init(context=self.ctx, domain_id=int(os.environ["ROS_DOMAIN_ID"]))
         self.engine = engine if engine is not None else HoleEngine()
         overrides = [Parameter(k, value=v) for k, v in (params or {}).items()]
-        self.node = DepthNode(context=self.ctx, engine=self.engine, start_worker=start_worker,
-                              parameter_overrides=overrides, **(node_kwargs or {}))
+        self.node = DepthNode(
+            context=self.ctx,
+            engine=self.engine,
+            start_worker=start_worker,
+            parameter_overrides=overrides,
+            **(node_kwargs or {}),
+        )
         self.errors: list[str] = []
         self.warnings: list[str] = []
         self.node.input_errors._log = self.errors.append
@@ -119,8 +135,13 @@ class Harness:
         self.pub_image.publish(conv.image_msg(img, encoding, h))
         if info:
             self.pub_info.publish(CameraInfo(header=h, width=img.shape[1], height=img.shape[0], k=k))
-            assert self.spin_until(lambda: node.queue.put_count + node.skipped > queued
-                                   or (node.skipped > 0 and node.input_rate.total > received), timeout=20)
+            assert self.spin_until(
+                lambda: (
+                    node.queue.put_count + node.skipped > queued
+                    or (node.skipped > 0 and node.input_rate.total > received)
+                ),
+                timeout=20,
+            )
         else:
             assert self.spin_until(lambda: node.input_rate.total > received, timeout=20)
         node.process_pending()
@@ -172,8 +193,9 @@ def test_outputs_equal_pipeline_bit_for_bit(harness: Any, encoding: str) -> None
     assert h.spin_until(lambda: all(len(v) >= len(ref) for v in h.got.values()))
     h.spin(0.1)
     assert [len(v) for v in h.got.values()] == [len(ref)] * 4
-    for f, d, disp, pts, info in zip(ref, h.got["depth"], h.got["disparity"], h.got["points"],
-                                     h.got["depth/camera_info"], strict=True):
+    for f, d, disp, pts, info in zip(
+        ref, h.got["depth"], h.got["disparity"], h.got["points"], h.got["depth/camera_info"], strict=True
+    ):
         for msg in (d, disp, pts, info):
             assert conv.stamp_to_ns(msg.header.stamp) == f.stamp_ns
             assert msg.header.frame_id == "cam_optical"
@@ -214,8 +236,11 @@ def test_best_effort_camera_feeds_default_subscription(harness: Any) -> None:
 
 
 def test_qos_mismatch_is_logged_once_with_the_fix(harness: Any) -> None:
-    h = harness({"input_qos": "reliable", "output_qos": "best_effort"}, pub_qos=qos_profile_sensor_data,
-                sub_qos=qos_profile("reliable", 5))
+    h = harness(
+        {"input_qos": "reliable", "output_qos": "best_effort"},
+        pub_qos=qos_profile_sensor_data,
+        sub_qos=qos_profile("reliable", 5),
+    )
     assert h.spin_until(lambda: len(h.warnings) >= 3, timeout=5)
     h.spin(0.3)
     text = "\n".join(h.warnings)
@@ -226,8 +251,10 @@ def test_qos_mismatch_is_logged_once_with_the_fix(harness: Any) -> None:
 
 def test_params_file_with_namespaced_node(harness: Any, tmp_path: Path) -> None:
     yaml = tmp_path / "p.yaml"
-    yaml.write_text("/**:\n  ros__parameters:\n    queue_size: 7\n    window: 6\n    overlap: 2\n"
-                    "/**/depth_node:\n  ros__parameters:\n    window: 5\n    publish_colormap: true\n")
+    yaml.write_text(
+        "/**:\n  ros__parameters:\n    queue_size: 7\n    window: 6\n    overlap: 2\n"
+        "/**/depth_node:\n  ros__parameters:\n    window: 5\n    publish_colormap: true\n"
+    )
     h = harness(node_kwargs={"namespace": "robot1", "cli_args": ["--ros-args", "--params-file", str(yaml)]})
     assert h.node.get_fully_qualified_name() == "/robot1/depth_node"
     assert h.node.queue.maxsize == 7
@@ -241,21 +268,28 @@ def test_bundled_config_is_loadable(harness: Any, repo_root: Path) -> None:
     assert h.node.p["output_qos"] == "reliable"
 
 
-@pytest.mark.parametrize(("params", "match"), [
-    ({"queue_size": 0}, "queue_size"),
-    ({"input_qos": "fast"}, "input_qos"),
-    ({"output_qos_depth": 2.5}, "output_qos_depth"),
-    ({"window": 4, "overlap": 5}, "overlap must be < window"),
-    ({"publish": "sometimes"}, "publish"),
-    ({"min_depth": 5.0, "max_depth": 1.0}, "min_depth"),
-])
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"queue_size": 0}, "queue_size"),
+        ({"input_qos": "fast"}, "input_qos"),
+        ({"output_qos_depth": 2.5}, "output_qos_depth"),
+        ({"window": 4, "overlap": 5}, "overlap must be < window"),
+        ({"publish": "sometimes"}, "publish"),
+        ({"min_depth": 5.0, "max_depth": 1.0}, "min_depth"),
+    ],
+)
 def test_invalid_parameters_are_rejected(params: dict[str, Any], match: str) -> None:
     ctx = rclpy.Context()
     rclpy.init(context=ctx, domain_id=int(os.environ["ROS_DOMAIN_ID"]))
     try:
         with pytest.raises(ConfigError, match=match):
-            DepthNode(context=ctx, engine=HoleEngine(), start_worker=False,
-                      parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+            DepthNode(
+                context=ctx,
+                engine=HoleEngine(),
+                start_worker=False,
+                parameter_overrides=[Parameter(k, value=v) for k, v in params.items()],
+            )
     finally:
         rclpy.shutdown(context=ctx)
 
@@ -362,8 +396,14 @@ def test_diagnostics_published(harness: Any) -> None:
     assert h.spin_until(lambda: any(h.node.output_rate.total > 0 for _ in [0]) and len(diags) > 2)
     h.spin(0.3)
     keys = {kv.key: kv.value for kv in diags[-1].status[0].values}
-    for key in ("input rate [Hz]", "output rate [Hz]", "window latency median [s]", "dropped (queue full)",
-                "fit inlier_fraction", "fit scale_source"):
+    for key in (
+        "input rate [Hz]",
+        "output rate [Hz]",
+        "window latency median [s]",
+        "dropped (queue full)",
+        "fit inlier_fraction",
+        "fit scale_source",
+    ):
         assert key in keys
     assert keys["fit scale_source"] == "range"
 
@@ -387,8 +427,7 @@ def test_sparse_depth_gives_metric_scale(harness: Any, kind: str) -> None:
         v, u = np.nonzero(np.isfinite(sparse))
         z = sparse[v, u]
         xyz = np.stack([(u - cam.cx) * z / cam.fx, (v - cam.cy) * z / cam.fy, z], axis=-1)[None].astype(np.float32)
-        msg = (conv.image_msg(sparse, "32FC1", header(k)) if kind == "image"
-               else conv.cloud_msg(xyz, None, header(k)))
+        msg = conv.image_msg(sparse, "32FC1", header(k)) if kind == "image" else conv.cloud_msg(xyz, None, header(k))
         pub.publish(msg)
         h.spin(0.02)
         h.send(rgb, "rgb8", header(k))

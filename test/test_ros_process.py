@@ -42,10 +42,18 @@ def write_tiny_onnx(folder: Path, frames: int = 4, height: int = 48, width: int 
     path = folder / "model.onnx"
     with warnings.catch_warnings():  # the legacy exporter is deprecated but fast (0.3 s vs ~5 s)
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(Lum(), (torch.zeros(1, frames, 3, height, width),), str(path), input_names=["frames"],
-                          output_names=["disparity"], opset_version=17, dynamo=False)
+        torch.onnx.export(
+            Lum(),
+            (torch.zeros(1, frames, 3, height, width),),
+            str(path),
+            input_names=["frames"],
+            output_names=["disparity"],
+            opset_version=17,
+            dynamo=False,
+        )
     InputSpec(family="fake", frames=frames, height=height, width=width, window=frames, overlap=1).save(
-        folder / "model.onnx.json")
+        folder / "model.onnx.json"
+    )
     return path
 
 
@@ -58,12 +66,27 @@ def test_vdepth_node_console_script(tmp_path: Path) -> None:
     params.write_text(
         "/**:\n  ros__parameters:\n"
         f"    model: {str(model)!r}\n    backend: onnxruntime\n    input_qos: reliable\n    scale_source: range\n"
-        "/**/depth_node:\n  ros__parameters:\n    queue_size: 64\n")
+        "/**/depth_node:\n  ros__parameters:\n    queue_size: 64\n"
+    )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
-        [str(script), "--ros-args", "--params-file", str(params), "-r", "__ns:=/robot7",
-         "-r", "image:=/cam/image", "-r", "camera_info:=/cam/camera_info"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            str(script),
+            "--ros-args",
+            "--params-file",
+            str(params),
+            "-r",
+            "__ns:=/robot7",
+            "-r",
+            "image:=/cam/image",
+            "-r",
+            "camera_info:=/cam/camera_info",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     ctx = rclpy.Context()
     rclpy.init(context=ctx, domain_id=int(os.environ["ROS_DOMAIN_ID"]))
     peer = Node("smoke_peer", context=ctx)
@@ -113,8 +136,13 @@ def test_vdepth_node_rejects_bad_params_file(tmp_path: Path) -> None:
         pytest.skip("vdepth-node console script not installed")
     params = tmp_path / "bad.yaml"
     params.write_text("/**:\n  ros__parameters:\n    output_qos: fastest\n")
-    res = subprocess.run([str(script), "--ros-args", "--params-file", str(params)], capture_output=True,
-                         text=True, timeout=60, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    res = subprocess.run(
+        [str(script), "--ros-args", "--params-file", str(params)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert res.returncode == 2
     assert "invalid configuration" in res.stderr and "output_qos" in res.stderr
 

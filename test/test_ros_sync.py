@@ -70,8 +70,7 @@ def test_no_camera_info_at_all_emits_without_camera_after_timeout():
     assert s.add_image(0, "a") == []
     assert s.add_image(100 * MS, "b") == []
     out = s.add_image(250 * MS, "c")
-    assert [(p.image, p.info, p.source) for p in out] == [("a", None, "none"), ("b", None, "none"),
-                                                          ("c", None, "none")]
+    assert [(p.image, p.info, p.source) for p in out] == [("a", None, "none"), ("b", None, "none"), ("c", None, "none")]
     assert [p.source for p in s.add_image(283 * MS, "d")] == ["none"]
 
 

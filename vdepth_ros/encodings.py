@@ -49,8 +49,9 @@ class Encoding:
         return self.dtype.itemsize * self.channels
 
 
-def _enc(name: str, dtype: str, channels: int, kind: EncodingKind, unit_scale: float | None = None,
-         order: str | None = None) -> Encoding:
+def _enc(
+    name: str, dtype: str, channels: int, kind: EncodingKind, unit_scale: float | None = None, order: str | None = None
+) -> Encoding:
     return Encoding(name, np.dtype(dtype).newbyteorder("<"), channels, kind, unit_scale, order)
 
 
@@ -106,8 +107,14 @@ def get_encoding(encoding: str) -> Encoding:
         raise InputError(f"unsupported image encoding {encoding!r}; supported: {', '.join(ENCODINGS)}") from None
 
 
-def image_array_from_fields(encoding: str, height: int, width: int, step: int, data: bytes | bytearray | memoryview,
-                            is_bigendian: bool | int = False) -> np.ndarray:
+def image_array_from_fields(
+    encoding: str,
+    height: int,
+    width: int,
+    step: int,
+    data: bytes | bytearray | memoryview,
+    is_bigendian: bool | int = False,
+) -> np.ndarray:
     """View the bytes of a `sensor_msgs/Image` as an array, zero-copy when possible.
 
     Args:
@@ -130,8 +137,9 @@ def image_array_from_fields(encoding: str, height: int, width: int, step: int, d
         raise InputError(f"{encoding} image has invalid size {width}x{height}")
     row_bytes = width * enc.bytes_per_pixel
     if step < row_bytes:
-        raise InputError(f"{encoding} image {width}x{height}: step {step} < width * {enc.bytes_per_pixel} "
-                         f"= {row_bytes}")
+        raise InputError(
+            f"{encoding} image {width}x{height}: step {step} < width * {enc.bytes_per_pixel} = {row_bytes}"
+        )
     buf = np.frombuffer(data, dtype=np.uint8)
     need = step * (height - 1) + row_bytes
     if buf.size < need:
@@ -159,8 +167,10 @@ def image_fields_from_array(arr: np.ndarray, encoding: str) -> tuple[int, bytes]
     arr = np.asarray(arr)
     channels = 1 if arr.ndim == 2 else (arr.shape[2] if arr.ndim == 3 else -1)
     if channels != enc.channels or arr.dtype.kind != enc.dtype.kind or arr.dtype.itemsize != enc.dtype.itemsize:
-        raise InputError(f"array {arr.dtype}{tuple(arr.shape)} does not match encoding {encoding} "
-                         f"({enc.dtype.name} x {enc.channels})")
+        raise InputError(
+            f"array {arr.dtype}{tuple(arr.shape)} does not match encoding {encoding} "
+            f"({enc.dtype.name} x {enc.channels})"
+        )
     arr = np.ascontiguousarray(arr, dtype=enc.dtype)
     return arr.shape[1] * enc.bytes_per_pixel, arr.tobytes()
 
@@ -176,9 +186,11 @@ def rgb_from_image(arr: np.ndarray, encoding: str) -> np.ndarray:
     """
     enc = get_encoding(encoding)
     if enc.kind == "depth":
-        raise InputError(f"encoding {encoding} is a depth image, not a colour image; the 'image' input needs one of "
-                         f"{', '.join(COLOR_INPUT_ENCODINGS)} (remap 'image' to the colour stream, and depth to "
-                         f"'sparse_depth')")
+        raise InputError(
+            f"encoding {encoding} is a depth image, not a colour image; the 'image' input needs one of "
+            f"{', '.join(COLOR_INPUT_ENCODINGS)} (remap 'image' to the colour stream, and depth to "
+            f"'sparse_depth')"
+        )
     if enc.order == "rgb":
         return arr
     if enc.order == "bgr":
@@ -219,8 +231,7 @@ def unpack_rgb_float(rgb: np.ndarray) -> np.ndarray:
     return np.stack([(u >> 16) & 0xFF, (u >> 8) & 0xFF, u & 0xFF], axis=-1).astype(np.uint8)
 
 
-def pointcloud2_layout(points: np.ndarray, colors: np.ndarray | None = None
-                       ) -> tuple[list[FieldSpec], int, int, bytes]:
+def pointcloud2_layout(points: np.ndarray, colors: np.ndarray | None = None) -> tuple[list[FieldSpec], int, int, bytes]:
     """Layout of an organized `PointCloud2` holding `points` (and packed `rgb`).
 
     See `pointcloud2_buffer`; this returns the data as `bytes`.
@@ -229,8 +240,9 @@ def pointcloud2_layout(points: np.ndarray, colors: np.ndarray | None = None
     return fields, point_step, row_step, buf.tobytes()
 
 
-def pointcloud2_buffer(points: np.ndarray, colors: np.ndarray | None = None
-                       ) -> tuple[list[FieldSpec], int, int, np.ndarray]:
+def pointcloud2_buffer(
+    points: np.ndarray, colors: np.ndarray | None = None
+) -> tuple[list[FieldSpec], int, int, np.ndarray]:
     """Layout of an organized `PointCloud2` holding `points` (and packed `rgb`), data as an array.
 
     Fields are `x, y, z` float32 at offsets 0/4/8 and, with colours, PCL's packed float `rgb`
@@ -252,15 +264,19 @@ def pointcloud2_buffer(points: np.ndarray, colors: np.ndarray | None = None
     if points.ndim != 3 or points.shape[2] != 3:
         raise InputError(f"points must be (h, w, 3), got {points.shape}")
     h, w, _ = points.shape
-    fields: list[FieldSpec] = [("x", 0, POINTFIELD_FLOAT32, 1), ("y", 4, POINTFIELD_FLOAT32, 1),
-                               ("z", 8, POINTFIELD_FLOAT32, 1)]
+    fields: list[FieldSpec] = [
+        ("x", 0, POINTFIELD_FLOAT32, 1),
+        ("y", 4, POINTFIELD_FLOAT32, 1),
+        ("z", 8, POINTFIELD_FLOAT32, 1),
+    ]
     if colors is None:
         buf = np.ascontiguousarray(points, dtype=np.float32)
     else:
         colors = np.asarray(colors)
         if colors.shape != points.shape or colors.dtype != np.uint8:
-            raise InputError(f"colors must be (h, w, 3) uint8 like points {points.shape}, "
-                             f"got {colors.dtype}{colors.shape}")
+            raise InputError(
+                f"colors must be (h, w, 3) uint8 like points {points.shape}, got {colors.dtype}{colors.shape}"
+            )
         buf = np.empty((h, w, 4), "<f4")
         buf[..., :3] = points
         # packed float rgb = 0x00RRGGBB little-endian: bytes B, G, R, 0 (faster than uint32 shifts)
@@ -272,9 +288,16 @@ def pointcloud2_buffer(points: np.ndarray, colors: np.ndarray | None = None
     return fields, point_step, point_step * w, buf.astype("<f4", copy=False)
 
 
-def pointcloud2_fields_array(fields: list[FieldSpec], point_step: int, height: int, width: int, row_step: int,
-                             data: bytes | bytearray | memoryview, is_bigendian: bool | int = False,
-                             names: tuple[str, ...] = ("x", "y", "z")) -> np.ndarray:
+def pointcloud2_fields_array(
+    fields: list[FieldSpec],
+    point_step: int,
+    height: int,
+    width: int,
+    row_step: int,
+    data: bytes | bytearray | memoryview,
+    is_bigendian: bool | int = False,
+    names: tuple[str, ...] = ("x", "y", "z"),
+) -> np.ndarray:
     """Read named scalar fields of a `PointCloud2` into an `(height, width, len(names))` float32 array.
 
     Raises:
@@ -289,8 +312,9 @@ def pointcloud2_fields_array(fields: list[FieldSpec], point_step: int, height: i
     if height <= 0 or width <= 0:
         return np.zeros((max(height, 0), max(width, 0), len(names)), np.float32)
     if row_step < width * point_step or buf.size < row_step * (height - 1) + width * point_step:
-        raise InputError(f"PointCloud2 {width}x{height} point_step {point_step} row_step {row_step}: "
-                         f"data has {buf.size} bytes")
+        raise InputError(
+            f"PointCloud2 {width}x{height} point_step {point_step} row_step {row_step}: data has {buf.size} bytes"
+        )
     out = np.empty((height, width, len(names)), np.float32)
     for i, name in enumerate(names):
         _, offset, datatype, _ = by_name[name]
@@ -341,11 +365,16 @@ def camera_from_info(info: Any) -> CameraModel | None:
         return None
     if int(info.width) <= 0 or int(info.height) <= 0:
         return None
-    return CameraModel(fx=float(fx), fy=float(fy), cx=float(cx), cy=float(cy), width=int(info.width),
-                       height=int(info.height))
+    return CameraModel(
+        fx=float(fx), fy=float(fy), cx=float(cx), cy=float(cy), width=int(info.width), height=int(info.height)
+    )
 
 
 def info_signature(info: Any) -> tuple:
     """What must stay constant in camera_info for a stream to continue (size and projection)."""
-    return (int(info.width), int(info.height), tuple(np.round(np.asarray(info.p, float), 6)),
-            tuple(np.round(np.asarray(info.k, float), 6)))
+    return (
+        int(info.width),
+        int(info.height),
+        tuple(np.round(np.asarray(info.p, float), 6)),
+        tuple(np.round(np.asarray(info.k, float), 6)),
+    )

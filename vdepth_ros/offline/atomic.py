@@ -111,8 +111,9 @@ class AtomicOutput:
             shutil.rmtree(self.staging, ignore_errors=True)
             self.staging = None
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> bool:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool:
         if exc_type is None and not self.committed:
             self.commit()
         self._cleanup()

@@ -68,8 +68,14 @@ class BagTopics:
     provisional: OutputTopics
 
 
-def resolve_topics(params: dict[str, Any], *, namespace: str = "/", image_topic: str | None = None,
-                   camera_info_topic: str | None = None, sparse_depth_topic: str | None = None) -> BagTopics:
+def resolve_topics(
+    params: dict[str, Any],
+    *,
+    namespace: str = "/",
+    image_topic: str | None = None,
+    camera_info_topic: str | None = None,
+    sparse_depth_topic: str | None = None,
+) -> BagTopics:
     """The topics the node would use in `namespace` (its names are relative and remapped, not parameters).
 
     Inputs `image`, `camera_info`, `sparse_depth` (only when the node's `sparse_depth` parameter is
@@ -79,12 +85,18 @@ def resolve_topics(params: dict[str, Any], *, namespace: str = "/", image_topic:
     ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
     sparse_mode = str(params.get("sparse_depth", "none"))
     if sparse_depth_topic is None and sparse_mode == "pointcloud":
-        raise OfflineError("sparse_depth: pointcloud is not supported by vdepth-bag yet; pass --sparse-depth-topic "
-                           "with a 16UC1/32FC1 depth image topic, or set sparse_depth: none")
+        raise OfflineError(
+            "sparse_depth: pointcloud is not supported by vdepth-bag yet; pass --sparse-depth-topic "
+            "with a 16UC1/32FC1 depth image topic, or set sparse_depth: none"
+        )
     sparse = sparse_depth_topic or (f"{ns}/sparse_depth" if sparse_mode == "image" else None)
-    return BagTopics(image=image_topic or f"{ns}/image", camera_info=camera_info_topic or f"{ns}/camera_info",
-                     sparse_depth=sparse, outputs=OutputTopics.under(ns),
-                     provisional=OutputTopics.under(ns, "provisional/"))
+    return BagTopics(
+        image=image_topic or f"{ns}/image",
+        camera_info=camera_info_topic or f"{ns}/camera_info",
+        sparse_depth=sparse,
+        outputs=OutputTopics.under(ns),
+        provisional=OutputTopics.under(ns, "provisional/"),
+    )
 
 
 def _frame_signature(frame: FrameInput) -> tuple | None:
@@ -92,13 +104,26 @@ def _frame_signature(frame: FrameInput) -> tuple | None:
     return info_signature(info) if info is not None else None
 
 
-def process_bag(input_path: str | Path, output_path: str | Path, *, params: dict[str, Any] | None = None,
-                params_file: str | Path | None = None, image_topic: str | None = None,
-                camera_info_topic: str | None = None, sparse_depth_topic: str | None = None,
-                mode: str = "causal", storage: str = "mcap", copy_input_topics: bool = False,
-                overwrite: bool = False, typestore: str = "kilted", engine: DepthEngine | None = None,
-                model: str | None = None, backend: str | None = None, namespace: str = "/",
-                progress: bool = False) -> RunSummary:
+def process_bag(
+    input_path: str | Path,
+    output_path: str | Path,
+    *,
+    params: dict[str, Any] | None = None,
+    params_file: str | Path | None = None,
+    image_topic: str | None = None,
+    camera_info_topic: str | None = None,
+    sparse_depth_topic: str | None = None,
+    mode: str = "causal",
+    storage: str = "mcap",
+    copy_input_topics: bool = False,
+    overwrite: bool = False,
+    typestore: str = "kilted",
+    engine: DepthEngine | None = None,
+    model: str | None = None,
+    backend: str | None = None,
+    namespace: str = "/",
+    progress: bool = False,
+) -> RunSummary:
     """Run the pipeline over one bag and write a new bag with the node's outputs.
 
     Args:
@@ -132,19 +157,29 @@ def process_bag(input_path: str | Path, output_path: str | Path, *, params: dict
     input_path, output_path = Path(input_path), Path(output_path)
     if params is None:
         params = load_node_params(params_file)
-    topics = resolve_topics(params, namespace=namespace, image_topic=image_topic,
-                            camera_info_topic=camera_info_topic, sparse_depth_topic=sparse_depth_topic)
+    topics = resolve_topics(
+        params,
+        namespace=namespace,
+        image_topic=image_topic,
+        camera_info_topic=camera_info_topic,
+        sparse_depth_topic=sparse_depth_topic,
+    )
     summary = RunSummary(mode=mode)
     clock = Stopwatch()
     source = BagFrameSource(
-        input_path, image_topic=topics.image, camera_info_topic=topics.camera_info,
-        sparse_depth_topic=topics.sparse_depth, typestore=typestore,
-        image_topic_explicit=image_topic is not None, camera_info_topic_explicit=camera_info_topic is not None,
+        input_path,
+        image_topic=topics.image,
+        camera_info_topic=topics.camera_info,
+        sparse_depth_topic=topics.sparse_depth,
+        typestore=typestore,
+        image_topic_explicit=image_topic is not None,
+        camera_info_topic_explicit=camera_info_topic is not None,
         # the node's ROS-side sync parameters (vdepth_ros/ros/params.py), seconds -> ns
         sync_slop_ns=round(float(params.get("sync_slop", 0.02)) * 1e9),
         sync_queue_size=int(params.get("sync_queue_size", 10)),
         sync_info_timeout_ns=round(float(params.get("camera_info_timeout", 1.0)) * 1e9),
-        sparse_depth_slop_ns=round(float(params.get("sparse_depth_slop", 0.1)) * 1e9))
+        sparse_depth_slop_ns=round(float(params.get("sparse_depth_slop", 0.1)) * 1e9),
+    )
     if topics.sparse_depth and params.get("scale_source", "none") == "none":
         params = {**params, "scale_source": "sparse"}
         summary.notes.append(f"sparse depth on {topics.sparse_depth}: scale_source set to 'sparse'")
@@ -154,10 +189,20 @@ def process_bag(input_path: str | Path, output_path: str | Path, *, params: dict
         pipeline = build_pipeline(config, engine=engine)
         # offline mode emits every frame once, final: it goes to the main topics whatever the live policy
         publish = config.publish if mode == "causal" else "final"
-        with DepthBagWriter(tmp, topics.outputs, storage=storage, typestore=typestore, publish=publish,
-                            provisional_topics=topics.provisional) as writer:
-            frames = with_progress(source.frames(on_message=writer.copy_message if copy_input_topics else None),
-                                   source.frame_count, PROG, progress)
+        with DepthBagWriter(
+            tmp,
+            topics.outputs,
+            storage=storage,
+            typestore=typestore,
+            publish=publish,
+            provisional_topics=topics.provisional,
+        ) as writer:
+            frames = with_progress(
+                source.frames(on_message=writer.copy_message if copy_input_topics else None),
+                source.frame_count,
+                PROG,
+                progress,
+            )
             resets = StreamResets(round(float(params.get("max_gap", 1.0)) * 1e9))
             outputs = run_pipeline(pipeline, frames, mode, resets, _frame_signature)  # type: ignore[arg-type]
             if mode == "offline":
@@ -166,8 +211,11 @@ def process_bag(input_path: str | Path, output_path: str | Path, *, params: dict
                 if writer.write_frame(frame):
                     summary.add(frame)
         summary.clouds_skipped = writer.clouds_skipped
-        summary.notes += [f"stream restarted {n}x ({kind}), as the live node would" for kind, n in resets.counts.items()
-                          if kind != "resolution"]
+        summary.notes += [
+            f"stream restarted {n}x ({kind}), as the live node would"
+            for kind, n in resets.counts.items()
+            if kind != "resolution"
+        ]
         summary.frames_in = source.stats.images + source.stats.dropped
         summary.dropped = source.stats.dropped
         if not source.stats.camera_info_seen:
@@ -182,24 +230,36 @@ def process_bag(input_path: str | Path, output_path: str | Path, *, params: dict
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog=PROG, description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("input", type=Path, help="input bag (folder, or a .mcap/.db3 file); never modified")
     p.add_argument("-o", "--output", type=Path, required=True, help="output bag folder (must not exist)")
     p.add_argument("--namespace", default="/", help="the node's namespace for its relative topic names (default /)")
     p.add_argument("--image-topic", help="colour Image/CompressedImage topic (default: NAMESPACE/image)")
     p.add_argument("--camera-info-topic", help="CameraInfo topic (default: NAMESPACE/camera_info)")
-    p.add_argument("--sparse-depth-topic", help="16UC1/32FC1 depth image topic used as metric scale source "
-                   "(default: NAMESPACE/sparse_depth when the params say sparse_depth: image)")
-    p.add_argument("--mode", choices=MODES, default="causal",
-                   help="causal = what the live node publishes (default); offline = global fit over the whole bag")
+    p.add_argument(
+        "--sparse-depth-topic",
+        help="16UC1/32FC1 depth image topic used as metric scale source "
+        "(default: NAMESPACE/sparse_depth when the params say sparse_depth: image)",
+    )
+    p.add_argument(
+        "--mode",
+        choices=MODES,
+        default="causal",
+        help="causal = what the live node publishes (default); offline = global fit over the whole bag",
+    )
     p.add_argument("--storage", choices=sorted(STORAGES), default="mcap", help="output storage (default mcap)")
     p.add_argument("--copy-input-topics", action="store_true", help="copy every input message into the output")
     p.add_argument("--params", type=Path, help="node parameter YAML (default: the bundled config/depth.yaml)")
     p.add_argument("--model", help="model folder or file (default: the params' model)")
     p.add_argument("--backend", help="runtime backend (default: the params' backend)")
-    p.add_argument("--typestore", choices=sorted(TYPESTORES), default="kilted",
-                   help="message definitions for bags that carry none (default kilted)")
+    p.add_argument(
+        "--typestore",
+        choices=sorted(TYPESTORES),
+        default="kilted",
+        help="message definitions for bags that carry none (default kilted)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
@@ -215,12 +275,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with sigterm_as_interrupt():
             summary = process_bag(
-                args.input, args.output, params_file=args.params, image_topic=args.image_topic,
-                camera_info_topic=args.camera_info_topic, sparse_depth_topic=args.sparse_depth_topic,
-                mode=args.mode, storage=args.storage, copy_input_topics=args.copy_input_topics,
-                overwrite=args.overwrite, typestore=args.typestore, model=args.model, backend=args.backend,
+                args.input,
+                args.output,
+                params_file=args.params,
+                image_topic=args.image_topic,
+                camera_info_topic=args.camera_info_topic,
+                sparse_depth_topic=args.sparse_depth_topic,
+                mode=args.mode,
+                storage=args.storage,
+                copy_input_topics=args.copy_input_topics,
+                overwrite=args.overwrite,
+                typestore=args.typestore,
+                model=args.model,
+                backend=args.backend,
                 namespace=args.namespace,
-                progress=not args.no_progress and sys.stderr.isatty())
+                progress=not args.no_progress and sys.stderr.isatty(),
+            )
     except (VdepthError, FileNotFoundError, KeyboardInterrupt) as exc:
         return cli_errors(PROG, exc)
     print(json.dumps(summary.to_dict(), indent=2) if args.json else summary.format())

@@ -59,8 +59,12 @@ IMAGE_TYPES = (IMAGE, COMPRESSED)
 
 #: `--typestore` choices: the ROS 2 distributions whose message definitions are used when a bag
 #: carries none (older sqlite3 bags) and for the output bag's type hashes.
-TYPESTORES: dict[str, Stores] = {"humble": Stores.ROS2_HUMBLE, "iron": Stores.ROS2_IRON,
-                                 "jazzy": Stores.ROS2_JAZZY, "kilted": Stores.ROS2_KILTED}
+TYPESTORES: dict[str, Stores] = {
+    "humble": Stores.ROS2_HUMBLE,
+    "iron": Stores.ROS2_IRON,
+    "jazzy": Stores.ROS2_JAZZY,
+    "kilted": Stores.ROS2_KILTED,
+}
 STORAGES: dict[str, StoragePlugin] = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 
 #: Images held back while waiting for their camera_info / sparse depth (same header stamp).
@@ -127,11 +131,21 @@ class BagFrameSource:
         FileNotFoundError, BagReadError, EmptyBagError, MissingTopicError, UnsupportedEncodingError.
     """
 
-    def __init__(self, path: str | Path, *, image_topic: str, camera_info_topic: str | None = None,
-                 sparse_depth_topic: str | None = None, typestore: str = "kilted",
-                 image_topic_explicit: bool = True, camera_info_topic_explicit: bool = True,
-                 sync_slop_ns: int = 20_000_000, sync_queue_size: int = 10,
-                 sync_info_timeout_ns: int = 1_000_000_000, sparse_depth_slop_ns: int = 100_000_000) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        image_topic: str,
+        camera_info_topic: str | None = None,
+        sparse_depth_topic: str | None = None,
+        typestore: str = "kilted",
+        image_topic_explicit: bool = True,
+        camera_info_topic_explicit: bool = True,
+        sync_slop_ns: int = 20_000_000,
+        sync_queue_size: int = 10,
+        sync_info_timeout_ns: int = 1_000_000_000,
+        sparse_depth_slop_ns: int = 100_000_000,
+    ) -> None:
         self.path = Path(path)
         self.image_topic = image_topic
         self.camera_info_topic = camera_info_topic
@@ -223,17 +237,21 @@ class BagFrameSource:
         if not image_conns:
             candidates = sorted({c.topic for c in self.reader.connections if c.msgtype in IMAGE_TYPES})
             if not self.image_topic_explicit and len(candidates) == 1:
-                self.notes.append(f"image topic {self.image_topic!r} not in the bag; using its only image topic "
-                                  f"{candidates[0]!r}")
+                self.notes.append(
+                    f"image topic {self.image_topic!r} not in the bag; using its only image topic {candidates[0]!r}"
+                )
                 self.image_topic = candidates[0]
                 image_conns = self._conns(self.image_topic)
             else:
-                raise MissingTopicError(f"{self.path}: image topic {self.image_topic!r} not found; the bag has: "
-                                        f"{self._topic_list()} (choose one with --image-topic)")
+                raise MissingTopicError(
+                    f"{self.path}: image topic {self.image_topic!r} not found; the bag has: "
+                    f"{self._topic_list()} (choose one with --image-topic)"
+                )
         bad = {c.msgtype for c in image_conns if c.msgtype not in IMAGE_TYPES}
         if bad:
-            raise UnsupportedEncodingError(f"topic {self.image_topic!r} has type {', '.join(sorted(bad))}; "
-                                           f"expected {IMAGE} or {COMPRESSED}")
+            raise UnsupportedEncodingError(
+                f"topic {self.image_topic!r} has type {', '.join(sorted(bad))}; expected {IMAGE} or {COMPRESSED}"
+            )
         if sum(c.msgcount for c in image_conns) == 0:
             raise EmptyBagError(f"{self.path}: image topic {self.image_topic!r} holds no messages")
         self._image_conns = image_conns
@@ -243,22 +261,30 @@ class BagFrameSource:
             info = self._conns(self.camera_info_topic)
             candidates = sorted({c.topic for c in self.reader.connections if c.msgtype == CAMERA_INFO})
             if not info and not self.camera_info_topic_explicit and len(candidates) == 1:
-                self.notes.append(f"camera_info topic {self.camera_info_topic!r} not in the bag; using its only "
-                                  f"CameraInfo topic {candidates[0]!r}")
+                self.notes.append(
+                    f"camera_info topic {self.camera_info_topic!r} not in the bag; using its only "
+                    f"CameraInfo topic {candidates[0]!r}"
+                )
                 self.camera_info_topic = candidates[0]
                 info = self._conns(self.camera_info_topic)
             if not info and self.camera_info_topic_explicit:
-                raise MissingTopicError(f"{self.path}: camera_info topic {self.camera_info_topic!r} not found; "
-                                        f"the bag has: {self._topic_list()}")
+                raise MissingTopicError(
+                    f"{self.path}: camera_info topic {self.camera_info_topic!r} not found; "
+                    f"the bag has: {self._topic_list()}"
+                )
             if any(c.msgtype != CAMERA_INFO for c in info):
-                raise MissingTopicError(f"topic {self.camera_info_topic!r} is not {CAMERA_INFO}: "
-                                        f"{', '.join(sorted({c.msgtype for c in info}))}")
+                raise MissingTopicError(
+                    f"topic {self.camera_info_topic!r} is not {CAMERA_INFO}: "
+                    f"{', '.join(sorted({c.msgtype for c in info}))}"
+                )
             self._info_conns = [c for c in info if c.msgcount > 0]
         if self.sparse_depth_topic:
             depth = self._conns(self.sparse_depth_topic)
             if not depth:
-                raise MissingTopicError(f"{self.path}: sparse depth topic {self.sparse_depth_topic!r} not found; "
-                                        f"the bag has: {self._topic_list()}")
+                raise MissingTopicError(
+                    f"{self.path}: sparse depth topic {self.sparse_depth_topic!r} not found; "
+                    f"the bag has: {self._topic_list()}"
+                )
             if any(c.msgtype != IMAGE for c in depth):
                 raise UnsupportedEncodingError(f"sparse depth topic {self.sparse_depth_topic!r} must be {IMAGE}")
             self._depth_conns = depth
@@ -303,8 +329,10 @@ class BagFrameSource:
         except InputError as err:
             raise UnsupportedEncodingError(f"topic {self.image_topic!r}: {err}") from None
         if msg.encoding not in COLOR_INPUT_ENCODINGS:
-            raise UnsupportedEncodingError(f"topic {self.image_topic!r}: encoding {msg.encoding!r} is a {enc.kind} "
-                                           f"image, not a colour one; supported: {', '.join(COLOR_INPUT_ENCODINGS)}")
+            raise UnsupportedEncodingError(
+                f"topic {self.image_topic!r}: encoding {msg.encoding!r} is a {enc.kind} "
+                f"image, not a colour one; supported: {', '.join(COLOR_INPUT_ENCODINGS)}"
+            )
         arr = image_array_from_fields(msg.encoding, msg.height, msg.width, msg.step, msg.data, msg.is_bigendian)
         return rgb_from_image(arr, msg.encoding)
 
@@ -337,7 +365,8 @@ class BagFrameSource:
         depth_ids = {c.id for c in self._depth_conns}
         wanted = [] if on_message is not None else self._image_conns + self._info_conns + self._depth_conns
         sync: ApproximateTimeSync[tuple[Any, str, int], Any] = ApproximateTimeSync(
-            self.sync_slop_ns, queue_size=self.sync_queue_size, info_timeout_ns=self.sync_info_timeout_ns)
+            self.sync_slop_ns, queue_size=self.sync_queue_size, info_timeout_ns=self.sync_info_timeout_ns
+        )
         depths: OrderedDict[int, Any] = OrderedDict()
         waiting: deque[Any] = deque()  # synced pairs waiting for their sparse depth
 
@@ -348,8 +377,12 @@ class BagFrameSource:
 
         def drain(pairs: list[Any], final: bool = False) -> Iterator[FrameInput]:
             waiting.extend(pairs)
-            while waiting and (final or not depth_ids or len(waiting) > SYNC_LOOKAHEAD
-                               or _nearest_stamp(depths, waiting[0].stamp_ns, self.sparse_depth_slop_ns) is not None):
+            while waiting and (
+                final
+                or not depth_ids
+                or len(waiting) > SYNC_LOOKAHEAD
+                or _nearest_stamp(depths, waiting[0].stamp_ns, self.sparse_depth_slop_ns) is not None
+            ):
                 frame = release(waiting.popleft())
                 if frame is not None:
                     yield frame
@@ -402,15 +435,19 @@ class BagFrameSource:
             camera = camera.scaled(rgb.shape[1], rgb.shape[0])
         if camera is None and not self._warned_no_info:
             self._warned_no_info = True
-            what = (f"no camera_info on {self.camera_info_topic!r}" if self.camera_info_topic
-                    else "no camera_info topic")
-            log.warning("%s for the frame at %d ns: depth and disparity are written, point clouds are skipped "
-                        "until a camera_info arrives (warned once)", what, key)
+            what = f"no camera_info on {self.camera_info_topic!r}" if self.camera_info_topic else "no camera_info topic"
+            log.warning(
+                "%s for the frame at %d ns: depth and disparity are written, point clouds are skipped "
+                "until a camera_info arrives (warned once)",
+                what,
+                key,
+            )
         sparse = None
         if dmsg is not None:
             try:
-                darr = image_array_from_fields(dmsg.encoding, dmsg.height, dmsg.width, dmsg.step, dmsg.data,
-                                               dmsg.is_bigendian)
+                darr = image_array_from_fields(
+                    dmsg.encoding, dmsg.height, dmsg.width, dmsg.step, dmsg.data, dmsg.is_bigendian
+                )
                 sparse = depth_from_image(darr, dmsg.encoding)
             except InputError as err:
                 raise UnsupportedEncodingError(f"sparse depth topic {self.sparse_depth_topic!r}: {err}") from None
@@ -420,8 +457,13 @@ class BagFrameSource:
             else:
                 self.stats.sparse_depth_frames += 1
         self.stats.images += 1
-        return FrameInput(rgb=rgb, stamp_ns=key, camera=camera, sparse_depth=sparse,
-                          meta=BagFrameMeta(header=msg.header, log_time_ns=t, camera_info=info))
+        return FrameInput(
+            rgb=rgb,
+            stamp_ns=key,
+            camera=camera,
+            sparse_depth=sparse,
+            meta=BagFrameMeta(header=msg.header, log_time_ns=t, camera_info=info),
+        )
 
 
 def _nearest_stamp(store: dict[int, Any], stamp: int, slop_ns: int) -> int | None:
@@ -480,8 +522,16 @@ class DepthBagWriter:
         provisional_topics: topics for provisional frames with `publish="both"`.
     """
 
-    def __init__(self, path: str | Path, topics: OutputTopics, *, storage: str = "mcap", typestore: str = "kilted",
-                 publish: str = "final", provisional_topics: OutputTopics | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        topics: OutputTopics,
+        *,
+        storage: str = "mcap",
+        typestore: str = "kilted",
+        publish: str = "final",
+        provisional_topics: OutputTopics | None = None,
+    ) -> None:
         if storage not in STORAGES:
             raise OfflineError(f"unknown storage {storage!r}; choose one of {', '.join(STORAGES)}")
         if typestore not in TYPESTORES:
@@ -543,8 +593,10 @@ class DepthBagWriter:
         if conn is None:
             taken = {c.topic for c in self._copied.values()}
             if topic in taken:
-                raise OfflineError(f"output topic {topic!r} already exists in the input bag; with "
-                                   f"--copy-input-topics the outputs need other names")
+                raise OfflineError(
+                    f"output topic {topic!r} already exists in the input bag; with "
+                    f"--copy-input-topics the outputs need other names"
+                )
             conn = self.writer.add_connection(topic, msgtype, typestore=self.ts)
             self._conns[topic] = conn
         return conn
@@ -565,37 +617,64 @@ class DepthBagWriter:
             qos = list(getattr(ext, "offered_qos_profiles", []) or [])
             fmt = getattr(ext, "serialization_format", "cdr")
             msgdef = conn.msgdef.data if conn.msgdef.data and conn.digest else None
-            out = self.writer.add_connection(conn.topic, conn.msgtype, typestore=self.ts if msgdef is None else None,
-                                             msgdef=msgdef, rihs01=conn.digest if msgdef else None,
-                                             serialization_format=fmt, offered_qos_profiles=qos)
+            out = self.writer.add_connection(
+                conn.topic,
+                conn.msgtype,
+                typestore=self.ts if msgdef is None else None,
+                msgdef=msgdef,
+                rihs01=conn.digest if msgdef else None,
+                serialization_format=fmt,
+                offered_qos_profiles=qos,
+            )
             self._copied[conn.id] = out
         self.writer.write(out, t, raw)
 
     # -- message builders ---------------------------------------------------------------------
     def _image(self, header: Any, arr: np.ndarray, encoding: str) -> Any:
         step, data = image_fields_from_array(arr, encoding)
-        return self.ts.types[IMAGE](header=header, height=arr.shape[0], width=arr.shape[1], encoding=encoding,
-                                    is_bigendian=0, step=step, data=np.frombuffer(data, np.uint8))
+        return self.ts.types[IMAGE](
+            header=header,
+            height=arr.shape[0],
+            width=arr.shape[1],
+            encoding=encoding,
+            is_bigendian=0,
+            step=step,
+            data=np.frombuffer(data, np.uint8),
+        )
 
     def _camera_info(self, header: Any, camera: CameraModel) -> Any:
         """As the node's `info_msg`: rectified pinhole at the output resolution, no distortion."""
         T = self.ts.types
         k = np.array([camera.fx, 0, camera.cx, 0, camera.fy, camera.cy, 0, 0, 1], np.float64)
         p = np.array([camera.fx, 0, camera.cx, 0, 0, camera.fy, camera.cy, 0, 0, 0, 1, 0], np.float64)
-        return T[CAMERA_INFO](header=header, height=int(camera.height), width=int(camera.width),
-                              distortion_model="plumb_bob", d=np.zeros(5, np.float64), k=k,
-                              r=np.eye(3, dtype=np.float64).reshape(-1), p=p, binning_x=0, binning_y=0,
-                              roi=T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0,
-                                                                        do_rectify=False))
+        return T[CAMERA_INFO](
+            header=header,
+            height=int(camera.height),
+            width=int(camera.width),
+            distortion_model="plumb_bob",
+            d=np.zeros(5, np.float64),
+            k=k,
+            r=np.eye(3, dtype=np.float64).reshape(-1),
+            p=p,
+            binning_x=0,
+            binning_y=0,
+            roi=T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False),
+        )
 
     def _cloud(self, header: Any, points: np.ndarray, colors: np.ndarray | None) -> Any:
         fields, point_step, row_step, data = pointcloud2_layout(points, colors)
         pf = self.ts.types["sensor_msgs/msg/PointField"]
         return self.ts.types[POINTCLOUD2](
-            header=header, height=points.shape[0], width=points.shape[1],
+            header=header,
+            height=points.shape[0],
+            width=points.shape[1],
             fields=[pf(name=n, offset=o, datatype=d, count=c) for n, o, d, c in fields],
-            is_bigendian=False, point_step=point_step, row_step=row_step, data=np.frombuffer(data, np.uint8),
-            is_dense=False)
+            is_bigendian=False,
+            point_step=point_step,
+            row_step=row_step,
+            data=np.frombuffer(data, np.uint8),
+            is_dense=False,
+        )
 
     def route(self, status: str) -> OutputTopics | None:
         """The topics a frame of `status` goes to (None: not published).
@@ -621,10 +700,12 @@ class DepthBagWriter:
             return False
         header, t = meta.header, meta.log_time_ns
         if frame.depth is not None:
-            self._write(topics.depth, IMAGE, self._image(header, np.ascontiguousarray(frame.depth, np.float32),
-                                                         "32FC1"), t)
-        self._write(topics.disparity, IMAGE,
-                    self._image(header, np.ascontiguousarray(frame.disparity, np.float32), "32FC1"), t)
+            self._write(
+                topics.depth, IMAGE, self._image(header, np.ascontiguousarray(frame.depth, np.float32), "32FC1"), t
+            )
+        self._write(
+            topics.disparity, IMAGE, self._image(header, np.ascontiguousarray(frame.disparity, np.float32), "32FC1"), t
+        )
         if frame.points is not None:
             self._write(topics.points, POINTCLOUD2, self._cloud(header, frame.points, frame.colors), t)
         elif frame.depth is not None and topics is self.topics:  # depth but no camera model

@@ -65,9 +65,13 @@ def build_pipeline(config: PipelineConfig, *, engine: DepthEngine | None = None)
     return DepthPipeline(config, engine=engine)
 
 
-def run_pipeline(pipeline: DepthPipeline, frames: Iterable[FrameInput], mode: Mode,
-                 resets: StreamResets | None = None,
-                 signature: Callable[[FrameInput], tuple | None] | None = None) -> Iterator[DepthFrame]:
+def run_pipeline(
+    pipeline: DepthPipeline,
+    frames: Iterable[FrameInput],
+    mode: Mode,
+    resets: StreamResets | None = None,
+    signature: Callable[[FrameInput], tuple | None] | None = None,
+) -> Iterator[DepthFrame]:
     """Drive `pipeline` over `frames`.
 
     `causal` is exactly what the live node does: `push` per frame, `flush` at the end and, with
@@ -77,8 +81,11 @@ def run_pipeline(pipeline: DepthPipeline, frames: Iterable[FrameInput], mode: Mo
     """
     if mode == "causal":
         for frame in frames:
-            reason = resets.update(frame.rgb.shape[:2], frame.stamp_ns,
-                                   signature(frame) if signature else None) if resets else None
+            reason = (
+                resets.update(frame.rgb.shape[:2], frame.stamp_ns, signature(frame) if signature else None)
+                if resets
+                else None
+            )
             if reason and not reason.startswith("resolution"):  # the pipeline handles resolution itself
                 log.warning("restarting the depth stream: %s", reason)
                 yield from pipeline.flush()
@@ -98,8 +105,9 @@ def with_progress(frames: Iterable[T], total: int | None, desc: str, enabled: bo
     """
     from tqdm import tqdm
 
-    with tqdm(total=total, desc=desc, unit="frame", disable=not enabled, dynamic_ncols=True, file=sys.stderr,
-              smoothing=0.1) as bar:
+    with tqdm(
+        total=total, desc=desc, unit="frame", disable=not enabled, dynamic_ncols=True, file=sys.stderr, smoothing=0.1
+    ) as bar:
         for frame in frames:
             yield frame
             bar.update(1)
@@ -145,19 +153,27 @@ class RunSummary:
     def to_dict(self) -> dict[str, Any]:
         res = np.asarray(self.residuals, np.float64)
         return {
-            "mode": self.mode, "frames_in": self.frames_in, "frames_out": self.frames_out, "dropped": self.dropped,
-            "provisional": self.provisional, "clouds": self.clouds, "clouds_skipped": self.clouds_skipped,
-            "seconds": round(self.seconds, 3), "fps": round(self.fps, 2) if self.seconds > 0 else None,
+            "mode": self.mode,
+            "frames_in": self.frames_in,
+            "frames_out": self.frames_out,
+            "dropped": self.dropped,
+            "provisional": self.provisional,
+            "clouds": self.clouds,
+            "clouds_skipped": self.clouds_skipped,
+            "seconds": round(self.seconds, 3),
+            "fps": round(self.fps, 2) if self.seconds > 0 else None,
             "fit_residual_median": float(np.median(res)) if res.size else None,
             "fit_residual_p95": float(np.percentile(res, 95)) if res.size else None,
             "fit_residual_max": float(res.max()) if res.size else None,
-            "degenerate_fits": self.degenerate_fits, "scale_sources": dict(self.scale_sources),
-            "outputs": self.outputs, "notes": self.notes,
+            "degenerate_fits": self.degenerate_fits,
+            "scale_sources": dict(self.scale_sources),
+            "outputs": self.outputs,
+            "notes": self.notes,
         }
 
     def format(self) -> str:
         d = self.to_dict()
-        fmt = (lambda v: "n/a" if v is None else f"{v:.4g}")  # noqa: E731
+        fmt = lambda v: "n/a" if v is None else f"{v:.4g}"  # noqa: E731
         lines = [
             f"mode {self.mode}: {self.frames_in} frames in, {self.frames_out} out, {self.dropped} dropped"
             + (f", {self.provisional} provisional" if self.provisional else "")
@@ -203,8 +219,11 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 
 def setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
 
 
 def cli_errors(prog: str, exc: BaseException) -> int:

@@ -34,7 +34,7 @@ def synthetic_frames(n: int, height: int = 48, width: int = 64, seed: int = 0) -
         img = base.copy()
         x0 = (i * 3) % max(width - side, 1)
         y0 = (i * 2) % max(height - side, 1)
-        img[y0:y0 + side, x0:x0 + side] = (255.0, 230.0, 40.0)
+        img[y0 : y0 + side, x0 : x0 + side] = (255.0, 230.0, 40.0)
         yield np.clip(img, 0, 255).astype(np.uint8)
 
 
@@ -44,14 +44,24 @@ def default_intrinsics(width: int, height: int, hfov_deg: float = 60.0) -> tuple
     return fx, fx, (width - 1) / 2.0, (height - 1) / 2.0
 
 
-def write_image_bag(path: str | Path, frames: Iterable[np.ndarray], *, storage: str = "mcap",
-                    typestore: str = "kilted", image_topic: str = "/image",
-                    camera_info_topic: str | None = "/camera_info",
-                    encoding: str = "rgb8", fps: float = 30.0, start_ns: int = 1_700_000_000_000_000_000,
-                    frame_id: str = "camera_optical_frame",
-                    intrinsics: tuple[float, float, float, float] | None = None,
-                    sparse_depth: Iterable[np.ndarray] | None = None, sparse_depth_topic: str = "/sparse_depth",
-                    info_first: bool = True, stamps_ns: Sequence[int] | None = None) -> int:
+def write_image_bag(
+    path: str | Path,
+    frames: Iterable[np.ndarray],
+    *,
+    storage: str = "mcap",
+    typestore: str = "kilted",
+    image_topic: str = "/image",
+    camera_info_topic: str | None = "/camera_info",
+    encoding: str = "rgb8",
+    fps: float = 30.0,
+    start_ns: int = 1_700_000_000_000_000_000,
+    frame_id: str = "camera_optical_frame",
+    intrinsics: tuple[float, float, float, float] | None = None,
+    sparse_depth: Iterable[np.ndarray] | None = None,
+    sparse_depth_topic: str = "/sparse_depth",
+    info_first: bool = True,
+    stamps_ns: Sequence[int] | None = None,
+) -> int:
     """Write `frames` (RGB uint8) as a rosbag2 bag with Image/CompressedImage + CameraInfo.
 
     Args:
@@ -87,8 +97,10 @@ def write_image_bag(path: str | Path, frames: Iterable[np.ndarray], *, storage: 
         depth_conn = writer.add_connection(sparse_depth_topic, IMAGE, typestore=ts) if depth_iter else None
         for i, rgb in enumerate(frames):
             t = int(stamps_ns[i]) if stamps_ns is not None else start_ns + round(i * 1e9 / fps)
-            header = T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](
-                sec=t // 1_000_000_000, nanosec=t % 1_000_000_000), frame_id=frame_id)
+            header = T["std_msgs/msg/Header"](
+                stamp=T["builtin_interfaces/msg/Time"](sec=t // 1_000_000_000, nanosec=t % 1_000_000_000),
+                frame_id=frame_id,
+            )
             h, w = rgb.shape[:2]
             if compressed:
                 ok, buf = cv2.imencode(".jpg" if encoding == "jpeg" else ".png", np.ascontiguousarray(rgb[..., ::-1]))
@@ -97,22 +109,41 @@ def write_image_bag(path: str | Path, frames: Iterable[np.ndarray], *, storage: 
                 msg: Any = T[COMPRESSED](header=header, format=encoding, data=buf.reshape(-1))
                 img_raw = ts.serialize_cdr(msg, COMPRESSED)
             else:
-                arr = {"rgb8": rgb, "bgr8": rgb[..., ::-1],
-                       "rgba8": np.concatenate([rgb, np.full((h, w, 1), 255, np.uint8)], axis=2),
-                       "mono8": rgb.mean(axis=2).astype(np.uint8)}[encoding]
+                arr = {
+                    "rgb8": rgb,
+                    "bgr8": rgb[..., ::-1],
+                    "rgba8": np.concatenate([rgb, np.full((h, w, 1), 255, np.uint8)], axis=2),
+                    "mono8": rgb.mean(axis=2).astype(np.uint8),
+                }[encoding]
                 step, data = image_fields_from_array(np.ascontiguousarray(arr), encoding)
-                msg = T[IMAGE](header=header, height=h, width=w, encoding=encoding, is_bigendian=0, step=step,
-                               data=np.frombuffer(data, np.uint8))
+                msg = T[IMAGE](
+                    header=header,
+                    height=h,
+                    width=w,
+                    encoding=encoding,
+                    is_bigendian=0,
+                    step=step,
+                    data=np.frombuffer(data, np.uint8),
+                )
                 img_raw = ts.serialize_cdr(msg, IMAGE)
             info_raw = None
             if info_conn is not None:
                 fx, fy, cx, cy = intrinsics or default_intrinsics(w, h)
                 info = T[CAMERA_INFO](
-                    header=header, height=h, width=w, distortion_model="plumb_bob", d=np.zeros(5),
-                    k=np.array([fx, 0, cx, 0, fy, cy, 0, 0, 1], np.float64), r=np.eye(3).reshape(-1),
-                    p=np.array([fx, 0, cx, 0, 0, fy, cy, 0, 0, 0, 1, 0], np.float64), binning_x=0, binning_y=0,
-                    roi=T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0,
-                                                              do_rectify=False))
+                    header=header,
+                    height=h,
+                    width=w,
+                    distortion_model="plumb_bob",
+                    d=np.zeros(5),
+                    k=np.array([fx, 0, cx, 0, fy, cy, 0, 0, 1], np.float64),
+                    r=np.eye(3).reshape(-1),
+                    p=np.array([fx, 0, cx, 0, 0, fy, cy, 0, 0, 0, 1, 0], np.float64),
+                    binning_x=0,
+                    binning_y=0,
+                    roi=T["sensor_msgs/msg/RegionOfInterest"](
+                        x_offset=0, y_offset=0, height=0, width=0, do_rectify=False
+                    ),
+                )
                 info_raw = ts.serialize_cdr(info, CAMERA_INFO)
             if info_raw is not None and info_first:
                 writer.write(info_conn, t, info_raw)
@@ -122,8 +153,15 @@ def write_image_bag(path: str | Path, frames: Iterable[np.ndarray], *, storage: 
             if depth_iter is not None:
                 depth = np.ascontiguousarray(next(depth_iter), np.float32)
                 step, data = image_fields_from_array(depth, "32FC1")
-                dmsg = T[IMAGE](header=header, height=depth.shape[0], width=depth.shape[1], encoding="32FC1",
-                                is_bigendian=0, step=step, data=np.frombuffer(data, np.uint8))
+                dmsg = T[IMAGE](
+                    header=header,
+                    height=depth.shape[0],
+                    width=depth.shape[1],
+                    encoding="32FC1",
+                    is_bigendian=0,
+                    step=step,
+                    data=np.frombuffer(data, np.uint8),
+                )
                 writer.write(depth_conn, t, ts.serialize_cdr(dmsg, IMAGE))
             n += 1
     return n

@@ -44,9 +44,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 PROG = "vdepth-video"
-ASSUMED_WARNING = ("intrinsics are ASSUMED (horizontal FOV {hfov:g} deg, principal point at the centre): the point "
-                   "clouds' geometry is distorted by however much the real camera differs; pass --intrinsics "
-                   "FX FY CX CY for metric clouds")
+ASSUMED_WARNING = (
+    "intrinsics are ASSUMED (horizontal FOV {hfov:g} deg, principal point at the centre): the point "
+    "clouds' geometry is distorted by however much the real camera differs; pass --intrinsics "
+    "FX FY CX CY for metric clouds"
+)
 
 
 def depth_range_params(params: dict[str, Any], near: float, far: float) -> dict[str, Any]:
@@ -58,13 +60,27 @@ def depth_range_params(params: dict[str, Any], near: float, far: float) -> dict[
     return out
 
 
-def process_video(input_path: str | Path, output_dir: str | Path, *, params: dict[str, Any] | None = None,
-                  params_file: str | Path | None = None, mode: str = "offline",
-                  formats: tuple[str, ...] = ("png",), preview: bool = True, ply: bool = False,
-                  intrinsics: tuple[float, float, float, float] | None = None, assume_hfov: float | None = None,
-                  depth_range: tuple[float, float] | None = None, fps: float | None = None,
-                  max_frames: int | None = None, overwrite: bool = False, engine: DepthEngine | None = None,
-                  model: str | None = None, backend: str | None = None, progress: bool = False) -> RunSummary:
+def process_video(
+    input_path: str | Path,
+    output_dir: str | Path,
+    *,
+    params: dict[str, Any] | None = None,
+    params_file: str | Path | None = None,
+    mode: str = "offline",
+    formats: tuple[str, ...] = ("png",),
+    preview: bool = True,
+    ply: bool = False,
+    intrinsics: tuple[float, float, float, float] | None = None,
+    assume_hfov: float | None = None,
+    depth_range: tuple[float, float] | None = None,
+    fps: float | None = None,
+    max_frames: int | None = None,
+    overwrite: bool = False,
+    engine: DepthEngine | None = None,
+    model: str | None = None,
+    backend: str | None = None,
+    progress: bool = False,
+) -> RunSummary:
     """Run the pipeline over a video/image folder and write per-frame files into `output_dir`.
 
     Args:
@@ -103,8 +119,10 @@ def process_video(input_path: str | Path, output_dir: str | Path, *, params: dic
         params = {**params, "scale_source": "none"}
     summary = RunSummary(mode=mode)
     clock = Stopwatch()
-    with AtomicOutput(output_dir, overwrite=overwrite, inputs=[input_path]) as tmp, \
-            VideoFrameSource(input_path, fps=fps, max_frames=max_frames) as source:
+    with (
+        AtomicOutput(output_dir, overwrite=overwrite, inputs=[input_path]) as tmp,
+        VideoFrameSource(input_path, fps=fps, max_frames=max_frames) as source,
+    ):
         camera = None
         assumed = False
         if intrinsics is not None or assume_hfov is not None:
@@ -138,15 +156,23 @@ def process_video(input_path: str | Path, output_dir: str | Path, *, params: dic
             summary.frames_in = source.frames_read + source.dropped
             summary.dropped = source.dropped
             if ply and out.kind == "disparity":
-                summary.notes.append("no scale source: point clouds need metric depth; no .ply written "
-                                     "(use --depth-range NEAR FAR)")
+                summary.notes.append(
+                    "no scale source: point clouds need metric depth; no .ply written (use --depth-range NEAR FAR)"
+                )
             if out.kind == "disparity":
-                summary.notes.append("no scale source: wrote relative DISPARITY, not metric depth "
-                                     "(use --depth-range NEAR FAR for depth)")
-            out.write_meta({"input": str(input_path), "mode": mode, "fps": source.fps,
-                            "intrinsics": list(intrinsics) if intrinsics else None,
-                            "intrinsics_assumed": assumed,
-                            "depth_range": list(depth_range) if depth_range else None})
+                summary.notes.append(
+                    "no scale source: wrote relative DISPARITY, not metric depth (use --depth-range NEAR FAR for depth)"
+                )
+            out.write_meta(
+                {
+                    "input": str(input_path),
+                    "mode": mode,
+                    "fps": source.fps,
+                    "intrinsics": list(intrinsics) if intrinsics else None,
+                    "intrinsics_assumed": assumed,
+                    "depth_range": list(depth_range) if depth_range else None,
+                }
+            )
             kind, clouds = out.kind, out.clouds
         summary.clouds = clouds
     summary.seconds = clock.elapsed
@@ -168,21 +194,44 @@ def _formats(text: str) -> tuple[str, ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog=PROG, description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("input", type=Path, help="video file (.mp4, .mov, ...) or folder of images")
     p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
-    p.add_argument("--format", type=_formats, default=("png",),
-                   help="per-frame files, comma list of png (16-bit, mm), npy, npz (float32) (default png)")
-    p.add_argument("--mode", choices=MODES, default="offline",
-                   help="offline = global fit over the clip (default); causal = what the live node does")
-    p.add_argument("--depth-range", type=float, nargs=2, metavar=("NEAR", "FAR"),
-                   help="metric scale from the scene's depth range in metres (without it: disparity)")
+    p.add_argument(
+        "--format",
+        type=_formats,
+        default=("png",),
+        help="per-frame files, comma list of png (16-bit, mm), npy, npz (float32) (default png)",
+    )
+    p.add_argument(
+        "--mode",
+        choices=MODES,
+        default="offline",
+        help="offline = global fit over the clip (default); causal = what the live node does",
+    )
+    p.add_argument(
+        "--depth-range",
+        type=float,
+        nargs=2,
+        metavar=("NEAR", "FAR"),
+        help="metric scale from the scene's depth range in metres (without it: disparity)",
+    )
     p.add_argument("--ply", action="store_true", help="also write clouds/*.ply (needs depth and intrinsics)")
-    p.add_argument("--intrinsics", type=float, nargs=4, metavar=("FX", "FY", "CX", "CY"),
-                   help="pinhole intrinsics at the input resolution")
-    p.add_argument("--assume-hfov", type=float, metavar="DEG",
-                   help="assume intrinsics from a horizontal FOV (distorts geometry; warned)")
+    p.add_argument(
+        "--intrinsics",
+        type=float,
+        nargs=4,
+        metavar=("FX", "FY", "CX", "CY"),
+        help="pinhole intrinsics at the input resolution",
+    )
+    p.add_argument(
+        "--assume-hfov",
+        type=float,
+        metavar="DEG",
+        help="assume intrinsics from a horizontal FOV (distorts geometry; warned)",
+    )
     p.add_argument("--fps", type=float, help="frame rate (default: the video's; 30 for image folders)")
     p.add_argument("--max-frames", type=int, help="process at most this many frames")
     p.add_argument("--no-preview", action="store_true", help="do not write preview.mp4")
@@ -204,12 +253,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with sigterm_as_interrupt():
             summary = process_video(
-                args.input, args.output, params_file=args.params, mode=args.mode, formats=args.format,
-                preview=not args.no_preview, ply=args.ply,
+                args.input,
+                args.output,
+                params_file=args.params,
+                mode=args.mode,
+                formats=args.format,
+                preview=not args.no_preview,
+                ply=args.ply,
                 intrinsics=tuple(args.intrinsics) if args.intrinsics else None,
-                assume_hfov=args.assume_hfov, depth_range=tuple(args.depth_range) if args.depth_range else None,
-                fps=args.fps, max_frames=args.max_frames, overwrite=args.overwrite, model=args.model,
-                backend=args.backend, progress=not args.no_progress and sys.stderr.isatty())
+                assume_hfov=args.assume_hfov,
+                depth_range=tuple(args.depth_range) if args.depth_range else None,
+                fps=args.fps,
+                max_frames=args.max_frames,
+                overwrite=args.overwrite,
+                model=args.model,
+                backend=args.backend,
+                progress=not args.no_progress and sys.stderr.isatty(),
+            )
     except (VdepthError, FileNotFoundError, KeyboardInterrupt) as exc:
         return cli_errors(PROG, exc)
     print(json.dumps(summary.to_dict(), indent=2) if args.json else summary.format())

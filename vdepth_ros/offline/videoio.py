@@ -58,8 +58,14 @@ class VideoFrameSource:
         FileNotFoundError, VideoReadError.
     """
 
-    def __init__(self, path: str | Path, *, fps: float | None = None, camera: CameraModel | None = None,
-                 max_frames: int | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        fps: float | None = None,
+        camera: CameraModel | None = None,
+        max_frames: int | None = None,
+    ) -> None:
         self.path = Path(path)
         self.requested_fps = fps
         self.camera = camera
@@ -76,8 +82,9 @@ class VideoFrameSource:
         if not self.path.exists():
             raise FileNotFoundError(f"input {self.path} does not exist")
         if self.path.is_dir():
-            self._files = sorted((p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES),
-                                 key=_natural_key)
+            self._files = sorted(
+                (p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=_natural_key
+            )
             if not self._files:
                 raise VideoReadError(f"folder {self.path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
             self.frame_count = len(self._files)
@@ -139,13 +146,22 @@ class VideoFrameSource:
                 return
             if rgb is None or (self.size is not None and (rgb.shape[1], rgb.shape[0]) != self.size):
                 self.dropped += 1
-                log.warning("dropping %s: %s", name, "cannot decode" if rgb is None else
-                            f"size {rgb.shape[1]}x{rgb.shape[0]} differs from the first frame's {self.size}")
+                log.warning(
+                    "dropping %s: %s",
+                    name,
+                    "cannot decode"
+                    if rgb is None
+                    else f"size {rgb.shape[1]}x{rgb.shape[0]} differs from the first frame's {self.size}",
+                )
                 continue
             n += 1
             self.frames_read = n
-            yield FrameInput(rgb=rgb, stamp_ns=round(index * 1e9 / self.fps), camera=self.camera,
-                             meta=VideoFrameMeta(index=index, source=name))
+            yield FrameInput(
+                rgb=rgb,
+                stamp_ns=round(index * 1e9 / self.fps),
+                camera=self.camera,
+                meta=VideoFrameMeta(index=index, source=name),
+            )
         if n == 0:
             raise VideoReadError(f"{self.path}: no decodable frames")
 
@@ -199,8 +215,15 @@ class VideoOutputWriter:
         ply: write clouds when the frame has points.
     """
 
-    def __init__(self, folder: Path, *, formats: tuple[str, ...] = ("png",), fps: float = 30.0, preview: bool = True,
-                 ply: bool = False) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        formats: tuple[str, ...] = ("png",),
+        fps: float = 30.0,
+        preview: bool = True,
+        ply: bool = False,
+    ) -> None:
         bad = [f for f in formats if f not in FORMATS]
         if bad:
             raise OfflineError(f"unknown output format(s) {bad}; choose from {', '.join(FORMATS)}")
@@ -223,8 +246,9 @@ class VideoOutputWriter:
         self.folder.mkdir(parents=True, exist_ok=True)
         self._csv_file = (self.folder / "frames.csv").open("w", newline="")
         self._csv = csv.writer(self._csv_file)
-        self._csv.writerow(["index", "stamp_ns", "source", "status", "kind", "scale", "shift", "residual",
-                            "scale_source"])
+        self._csv.writerow(
+            ["index", "stamp_ns", "source", "status", "kind", "scale", "shift", "residual", "scale_source"]
+        )
         return self
 
     def __exit__(self, *exc: object) -> bool:
@@ -243,23 +267,26 @@ class VideoOutputWriter:
         self.kind = "depth" if frame.depth is not None else "disparity"
         values = frame.depth if frame.depth is not None else frame.disparity
         finite = values[np.isfinite(values)]
-        lo, hi = (np.percentile(finite, [2, 98]) if finite.size else (0.0, 1.0))
+        lo, hi = np.percentile(finite, [2, 98]) if finite.size else (0.0, 1.0)
         self.range = (float(lo), float(hi) if hi > lo else float(lo) + 1.0)
         if self.kind == "disparity":
             top = float(finite.max()) if finite.size else 1.0
             self.png_scale = 30000.0 / top if top > 0 else 1.0  # headroom x2 for later, larger disparities
         (self.folder / self.kind).mkdir(exist_ok=True)
         if self.kind == "disparity":
-            log.warning("no scale source: writing relative disparity, not metric depth (give a depth range or "
-                        "sparse depth for metres)")
+            log.warning(
+                "no scale source: writing relative disparity, not metric depth (give a depth range or "
+                "sparse depth for metres)"
+            )
         if self.preview:
             h, w = values.shape
             colors = frame.colors
             self.side_by_side = colors is not None and colors.shape[:2] == (h, w)
             if self.side_by_side:
                 w *= 2
-            self._video = cv2.VideoWriter(str(self.folder / "preview.mp4"), cv2.VideoWriter_fourcc(*"mp4v"),
-                                          float(self.fps), (w, h))
+            self._video = cv2.VideoWriter(
+                str(self.folder / "preview.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), float(self.fps), (w, h)
+            )
             if not self._video.isOpened():
                 raise OfflineError("cannot open an mp4v video writer for preview.mp4")
 
@@ -283,8 +310,12 @@ class VideoOutputWriter:
             np.save(stem.with_suffix(".npy"), values.astype(np.float32))
         if "npz" in self.formats:
             extra = {"depth": frame.depth} if frame.depth is not None else {}
-            np.savez_compressed(stem.with_suffix(".npz"), disparity=frame.disparity.astype(np.float32),
-                                stamp_ns=np.int64(frame.stamp_ns), **extra)
+            np.savez_compressed(
+                stem.with_suffix(".npz"),
+                disparity=frame.disparity.astype(np.float32),
+                stamp_ns=np.int64(frame.stamp_ns),
+                **extra,
+            )
         if self._video is not None:
             vmin, vmax = self.range or (0.0, 1.0)
             img = colorize(values, vmin, vmax, near_is_high=self.kind == "disparity")
@@ -297,17 +328,36 @@ class VideoOutputWriter:
             write_ply(self.folder / "clouds" / f"{index:06d}.ply", frame.points, frame.colors)
             self.clouds += 1
         fit = frame.fit
-        self._csv.writerow([index, frame.stamp_ns, getattr(meta, "source", ""), frame.status, self.kind,
-                            getattr(fit, "scale", ""), getattr(fit, "shift", ""), getattr(fit, "residual", ""),
-                            getattr(fit, "scale_source", "")])
+        self._csv.writerow(
+            [
+                index,
+                frame.stamp_ns,
+                getattr(meta, "source", ""),
+                frame.status,
+                self.kind,
+                getattr(fit, "scale", ""),
+                getattr(fit, "shift", ""),
+                getattr(fit, "residual", ""),
+                getattr(fit, "scale_source", ""),
+            ]
+        )
         self.frames += 1
 
     def write_meta(self, info: dict[str, Any]) -> None:
         """`meta.json`: units, encodings and the run's settings, so the files can be read back correctly."""
-        units = {"depth": "metres; png: uint16 millimetres, 0 = invalid; npy/npz: float32, NaN = invalid",
-                 "disparity": "relative disparity (no scale source: NOT metric); png: uint16 = disparity * "
-                              "png_scale, 0 = invalid; npy/npz: float32, NaN = invalid"}
-        doc = {"kind": self.kind, "units": units.get(str(self.kind)), "png_scale": self.png_scale,
-               "preview_range": self.range, "frames": self.frames, "clouds": self.clouds, "formats": self.formats,
-               **info}
+        units = {
+            "depth": "metres; png: uint16 millimetres, 0 = invalid; npy/npz: float32, NaN = invalid",
+            "disparity": "relative disparity (no scale source: NOT metric); png: uint16 = disparity * "
+            "png_scale, 0 = invalid; npy/npz: float32, NaN = invalid",
+        }
+        doc = {
+            "kind": self.kind,
+            "units": units.get(str(self.kind)),
+            "png_scale": self.png_scale,
+            "preview_range": self.range,
+            "frames": self.frames,
+            "clouds": self.clouds,
+            "formats": self.formats,
+            **info,
+        }
         (self.folder / "meta.json").write_text(json.dumps(doc, indent=2, default=str) + "\n")

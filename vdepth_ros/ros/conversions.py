@@ -62,8 +62,9 @@ def sparse_depth_from_cloud(msg: PointCloud2, camera: CameraModel) -> np.ndarray
     pixel the nearest wins. Pixels without a point are NaN.
     """
     fields = [(f.name, f.offset, f.datatype, f.count) for f in msg.fields]
-    xyz = enc.pointcloud2_fields_array(fields, msg.point_step, msg.height, msg.width, msg.row_step, msg.data,
-                                       msg.is_bigendian).reshape(-1, 3)
+    xyz = enc.pointcloud2_fields_array(
+        fields, msg.point_step, msg.height, msg.width, msg.row_step, msg.data, msg.is_bigendian
+    ).reshape(-1, 3)
     x, y, z = xyz[:, 0], xyz[:, 1], xyz[:, 2]
     ok = np.isfinite(xyz).all(axis=1) & (z > 0)
     x, y, z = x[ok], y[ok], z[ok]
@@ -94,8 +95,9 @@ def _byte_array(data: bytes | np.ndarray) -> array.array:
 def image_msg(arr: np.ndarray, encoding: str, header: Header) -> Image:
     """An `Image` holding `arr` (little-endian, unpadded) with `header`."""
     step, data = enc.image_fields_from_array(arr, encoding)
-    msg = Image(header=header, height=int(arr.shape[0]), width=int(arr.shape[1]), encoding=encoding,
-                is_bigendian=0, step=step)
+    msg = Image(
+        header=header, height=int(arr.shape[0]), width=int(arr.shape[1]), encoding=encoding, is_bigendian=0, step=step
+    )
     msg.data = _byte_array(data)
     return msg
 
@@ -103,8 +105,15 @@ def image_msg(arr: np.ndarray, encoding: str, header: Header) -> Image:
 def cloud_msg(points: np.ndarray, colors: np.ndarray | None, header: Header) -> PointCloud2:
     """An organized `PointCloud2` (`height x width` = `points.shape[:2]`, `is_dense=False`)."""
     fields, point_step, row_step, data = enc.pointcloud2_buffer(points, colors)
-    msg = PointCloud2(header=header, height=int(points.shape[0]), width=int(points.shape[1]), is_bigendian=False,
-                      point_step=point_step, row_step=row_step, is_dense=False)
+    msg = PointCloud2(
+        header=header,
+        height=int(points.shape[0]),
+        width=int(points.shape[1]),
+        is_bigendian=False,
+        point_step=point_step,
+        row_step=row_step,
+        is_dense=False,
+    )
     msg.fields = [PointField(name=n, offset=o, datatype=d, count=c) for n, o, d, c in fields]
     msg.data = _byte_array(data)
     return msg
@@ -114,8 +123,16 @@ def info_msg(camera: CameraModel, header: Header) -> CameraInfo:
     """`CameraInfo` for an output image: rectified pinhole at `camera`'s resolution, no distortion."""
     k = [camera.fx, 0.0, camera.cx, 0.0, camera.fy, camera.cy, 0.0, 0.0, 1.0]
     p = [camera.fx, 0.0, camera.cx, 0.0, 0.0, camera.fy, camera.cy, 0.0, 0.0, 0.0, 1.0, 0.0]
-    return CameraInfo(header=header, width=int(camera.width), height=int(camera.height),
-                      distortion_model="plumb_bob", d=[0.0] * 5, k=k, r=[1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0], p=p)
+    return CameraInfo(
+        header=header,
+        width=int(camera.width),
+        height=int(camera.height),
+        distortion_model="plumb_bob",
+        d=[0.0] * 5,
+        k=k,
+        r=[1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0],
+        p=p,
+    )
 
 
 def colormap_msg(values: np.ndarray, header: Header, vmin: float, vmax: float, *, near_is_high: bool = False) -> Image:

@@ -59,8 +59,12 @@ class LatencyStats:
             if not self._samples:
                 return {"median": float("nan"), "p95": float("nan"), "max": float("nan"), "n": 0}
             a = np.asarray(self._samples)
-        return {"median": float(np.median(a)), "p95": float(np.percentile(a, 95)), "max": float(a.max()),
-                "n": int(a.size)}
+        return {
+            "median": float(np.median(a)),
+            "p95": float(np.percentile(a, 95)),
+            "max": float(a.max()),
+            "n": int(a.size),
+        }
 
 
 def _fmt(v: Any) -> str:
@@ -69,8 +73,7 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def make_status(name: str, hardware_id: str, level: bytes, message: str,
-                values: Mapping[str, Any]) -> DiagnosticStatus:
+def make_status(name: str, hardware_id: str, level: bytes, message: str, values: Mapping[str, Any]) -> DiagnosticStatus:
     """A DiagnosticStatus (`level` is `DiagnosticStatus.OK`/`WARN`/`ERROR`) with `values` as strings."""
     st = DiagnosticStatus(name=name, hardware_id=hardware_id, message=message, level=level)
     st.values = [KeyValue(key=str(k), value=_fmt(v)) for k, v in values.items()]
@@ -85,8 +88,9 @@ def make_array(stamp: Any, statuses: list[DiagnosticStatus]) -> DiagnosticArray:
     return arr
 
 
-def level_for(input_rate: float, output_rate: float, drops_recent: int, degenerate_fit: bool,
-              receiving: bool) -> tuple[bytes, str]:
+def level_for(
+    input_rate: float, output_rate: float, drops_recent: int, degenerate_fit: bool, receiving: bool
+) -> tuple[bytes, str]:
     """Overall level and message: WARN on drops, a degenerate fit or output far below input."""
     if not receiving:
         return DiagnosticStatus.WARN, "no input images"

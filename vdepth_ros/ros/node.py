@@ -54,8 +54,9 @@ class _Outputs:
     def __init__(self, node: Node, prefix: str, qos: Any, reporter: IncompatibleQosReporter) -> None:
         def pub(msg_type: type, name: str) -> Any:
             topic = prefix + name
-            return node.create_publisher(msg_type, topic, qos,
-                                         event_callbacks=reporter.publisher(node.resolve_topic_name(topic)))
+            return node.create_publisher(
+                msg_type, topic, qos, event_callbacks=reporter.publisher(node.resolve_topic_name(topic))
+            )
 
         self.depth = pub(Image, "depth")
         self.disparity = pub(Image, "disparity")
@@ -79,8 +80,9 @@ class DepthNode(Node):
         ConfigError: a parameter is invalid; the message names it and why.
     """
 
-    def __init__(self, node_name: str = NODE_NAME, *, engine: Any = None, start_worker: bool = True,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, node_name: str = NODE_NAME, *, engine: Any = None, start_worker: bool = True, **kwargs: Any
+    ) -> None:
         super().__init__(node_name, **kwargs)
         from vdepth_ros.pipeline import DepthPipeline  # heavy imports after rclpy is up
 
@@ -107,7 +109,8 @@ class DepthNode(Node):
         if (scale_source == "sparse") != (self.p["sparse_depth"] != "none"):
             self.get_logger().warning(
                 f"scale_source is {scale_source!r} but sparse_depth is {self.p['sparse_depth']!r}: set both "
-                "(scale_source:=sparse sparse_depth:=image|pointcloud) to get metric depth from sparse depth")
+                "(scale_source:=sparse sparse_depth:=image|pointcloud) to get metric depth from sparse depth"
+            )
 
         # 2. logging, counters
         self.qos_reporter = IncompatibleQosReporter(self.get_logger().warning)
@@ -125,17 +128,22 @@ class DepthNode(Node):
         # 3. publishers (outputs are relative names, remappable)
         out_qos = qos_profile(self.p["output_qos"], self.p["output_qos_depth"])
         self.outputs = _Outputs(self, "", out_qos, self.qos_reporter)
-        self.provisional_outputs = (_Outputs(self, "provisional/", out_qos, self.qos_reporter)
-                                    if self.publish_policy == "both" else None)
-        self.colormap_pub = self.create_publisher(Image, "~/depth_colormap", out_qos,
-                                                  event_callbacks=self.qos_reporter.publisher(
-                                                      self.resolve_topic_name("~/depth_colormap")))
+        self.provisional_outputs = (
+            _Outputs(self, "provisional/", out_qos, self.qos_reporter) if self.publish_policy == "both" else None
+        )
+        self.colormap_pub = self.create_publisher(
+            Image,
+            "~/depth_colormap",
+            out_qos,
+            event_callbacks=self.qos_reporter.publisher(self.resolve_topic_name("~/depth_colormap")),
+        )
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
 
         # 4. subscriptions, synchronisation, worker
         in_qos = qos_profile(self.p["input_qos"], self.p["input_qos_depth"])
         self.sync: ApproximateTimeSync[Image | CompressedImage, CameraInfo] = ApproximateTimeSync(
-            int(self.p["sync_slop"] * 1e9), self.p["sync_queue_size"], int(self.p["camera_info_timeout"] * 1e9))
+            int(self.p["sync_slop"] * 1e9), self.p["sync_queue_size"], int(self.p["camera_info_timeout"] * 1e9)
+        )
         self.queue: DropOldestQueue[_Item] = DropOldestQueue(self.p["queue_size"])
         self._sparse: deque[tuple[int, Any]] = deque(maxlen=8)
         self._last_image_stamp: int | None = None
@@ -143,17 +151,29 @@ class DepthNode(Node):
         transport = self.p["image_transport"]
         compressed = transport == "compressed" or (transport == "auto" and image_topic.endswith("/compressed"))
         self.image_sub = self.create_subscription(
-            CompressedImage if compressed else Image, "image", self._on_image, in_qos,
-            event_callbacks=self.qos_reporter.subscription(image_topic))
+            CompressedImage if compressed else Image,
+            "image",
+            self._on_image,
+            in_qos,
+            event_callbacks=self.qos_reporter.subscription(image_topic),
+        )
         self.info_sub = self.create_subscription(
-            CameraInfo, "camera_info", self._on_info, in_qos,
-            event_callbacks=self.qos_reporter.subscription(self.resolve_topic_name("camera_info")))
+            CameraInfo,
+            "camera_info",
+            self._on_info,
+            in_qos,
+            event_callbacks=self.qos_reporter.subscription(self.resolve_topic_name("camera_info")),
+        )
         self.sparse_sub = None
         if self.p["sparse_depth"] != "none":
             sparse_type = Image if self.p["sparse_depth"] == "image" else PointCloud2
             self.sparse_sub = self.create_subscription(
-                sparse_type, "sparse_depth", self._on_sparse, in_qos,
-                event_callbacks=self.qos_reporter.subscription(self.resolve_topic_name("sparse_depth")))
+                sparse_type,
+                "sparse_depth",
+                self._on_sparse,
+                in_qos,
+                event_callbacks=self.qos_reporter.subscription(self.resolve_topic_name("sparse_depth")),
+            )
         self._state = StreamResets(int(self.p["max_gap"] * 1e9))
         self.diag_timer = self.create_timer(self.p["diagnostics_period"], self.publish_diagnostics)
         self._stop = threading.Event()
@@ -164,7 +184,8 @@ class DepthNode(Node):
         self.get_logger().info(
             f"subscribed to {image_topic} ({'compressed' if compressed else 'raw'}, {self.p['input_qos']}) and "
             f"{self.resolve_topic_name('camera_info')}; publishing {self.publish_policy} frames on "
-            f"{self.resolve_topic_name('depth')}, {self.resolve_topic_name('points')} ({self.p['output_qos']})")
+            f"{self.resolve_topic_name('depth')}, {self.resolve_topic_name('points')} ({self.p['output_qos']})"
+        )
 
     # -- parameters --------------------------------------------------------------------------
     def _declare_all(self) -> dict[str, Any]:
@@ -225,8 +246,11 @@ class DepthNode(Node):
         for pair in pairs:
             item = _Item(pair.stamp_ns, pair.image, pair.info, pair.source, self._nearest_sparse(pair.stamp_ns), now)
             if self.queue.put(item):
-                self.warn_throttled("drop", f"input queue full ({self.queue.maxsize}): dropped the oldest frame; "
-                                            f"{self.queue.dropped} dropped so far (inference slower than input)")
+                self.warn_throttled(
+                    "drop",
+                    f"input queue full ({self.queue.maxsize}): dropped the oldest frame; "
+                    f"{self.queue.dropped} dropped so far (inference slower than input)",
+                )
 
     def _nearest_sparse(self, stamp: int) -> Any:
         if self.sparse_sub is None:
@@ -262,8 +286,10 @@ class DepthNode(Node):
         try:
             frame = self._frame_input(item)
         except InputError as err:
-            self.input_errors(f"input:{type(item.image).__name__}:{getattr(item.image, 'encoding', '')}",
-                              f"dropping input frame: {err}")
+            self.input_errors(
+                f"input:{type(item.image).__name__}:{getattr(item.image, 'encoding', '')}",
+                f"dropping input frame: {err}",
+            )
             return
         except Exception as err:
             self.input_errors("input-unexpected", f"dropping input frame: {err!r}")
@@ -312,8 +338,9 @@ class DepthNode(Node):
     def _check_resets(self, item: _Item, frame: Any) -> None:
         """Restart the stream on a time jump, a long gap or new intrinsics (the pipeline itself
         restarts on a resolution change; we only log that one)."""
-        reason = self._state.update(frame.rgb.shape[:2], item.stamp_ns,
-                                    conv.info_signature(item.info) if item.info is not None else None)
+        reason = self._state.update(
+            frame.rgb.shape[:2], item.stamp_ns, conv.info_signature(item.info) if item.info is not None else None
+        )
         if reason:
             self._reset(reason, flush=True, pipeline=not reason.startswith("resolution"))
 
@@ -349,12 +376,14 @@ class DepthNode(Node):
             outputs.points.publish(conv.cloud_msg(f.points, f.colors, header))
         if f.camera is not None and outputs.camera_info.get_subscription_count() > 0:
             outputs.camera_info.publish(conv.info_msg(f.camera, header))
-        if (self.p["publish_colormap"] and outputs is self.outputs
-                and self.colormap_pub.get_subscription_count() > 0):
+        if self.p["publish_colormap"] and outputs is self.outputs and self.colormap_pub.get_subscription_count() > 0:
             is_depth = f.depth is not None
             values = f.depth if is_depth else f.disparity
-            self.colormap_pub.publish(conv.colormap_msg(values, header, self.p["colormap_min"],
-                                                        self.p["colormap_max"], near_is_high=not is_depth))
+            self.colormap_pub.publish(
+                conv.colormap_msg(
+                    values, header, self.p["colormap_min"], self.p["colormap_max"], near_is_high=not is_depth
+                )
+            )
         self._last_fit = f.fit
         if outputs is self.outputs:
             self.output_rate.tick()
@@ -388,7 +417,7 @@ class DepthNode(Node):
                 if hasattr(fit, key):
                     values[f"fit {key}"] = getattr(fit, key)
         if stats is not None:
-            for key, val in (vars(stats).items() if hasattr(stats, "__dict__") else []):
+            for key, val in vars(stats).items() if hasattr(stats, "__dict__") else []:
                 if isinstance(val, (int, float, str, bool)):
                     values[f"pipeline {key}"] = val
         return values
@@ -398,11 +427,16 @@ class DepthNode(Node):
             values = self.diagnostics_values()
             drops = self.queue.dropped - self._drops_reported
             self._drops_reported = self.queue.dropped
-            level, message = level_for(values["input rate [Hz]"], values["output rate [Hz]"], drops,
-                                       bool(getattr(self._last_fit, "degenerate", False)),
-                                       self.input_rate.rate() > 0)
-            status = make_status(f"{self.get_name()}: depth stream", self.get_fully_qualified_name(), level, message,
-                                 values)
+            level, message = level_for(
+                values["input rate [Hz]"],
+                values["output rate [Hz]"],
+                drops,
+                bool(getattr(self._last_fit, "degenerate", False)),
+                self.input_rate.rate() > 0,
+            )
+            status = make_status(
+                f"{self.get_name()}: depth stream", self.get_fully_qualified_name(), level, message, values
+            )
             self.diag_pub.publish(make_array(self.get_clock().now().to_msg(), [status]))
         except Exception as err:
             self.input_errors("diag", f"diagnostics failed: {err!r}")
@@ -423,8 +457,13 @@ class _StreamState(StreamResets):
     def __init__(self) -> None:
         super().__init__(0)
 
-    def update(self, size: tuple[int, int], stamp: int, info: tuple | None,  # type: ignore[override]
-               max_gap_ns: int | None = None) -> str | None:
+    def update(
+        self,
+        size: tuple[int, int],
+        stamp: int,
+        info: tuple | None,  # type: ignore[override]
+        max_gap_ns: int | None = None,
+    ) -> str | None:
         if max_gap_ns is not None:
             self.max_gap_ns = int(max_gap_ns)
         return super().update(size, stamp, info)
@@ -449,8 +488,9 @@ def main(args: list[str] | None = None) -> int:
         print(USAGE)
         return 0
     if extra:
-        print(f"{USAGE}\nvdepth-node: unrecognized arguments {extra} (ROS arguments go after --ros-args)",
-              file=sys.stderr)
+        print(
+            f"{USAGE}\nvdepth-node: unrecognized arguments {extra} (ROS arguments go after --ros-args)", file=sys.stderr
+        )
         return 2
     rclpy.init(args=argv)
     node = None

@@ -71,17 +71,30 @@ class ParamSpec:
             extra.append("one of: " + ", ".join(self.choices))
         if not self.dynamic:
             extra.append("restart required to change")
-        d = ParameterDescriptor(name=self.name, description=self.description,
-                                additional_constraints="; ".join(extra), dynamic_typing=self.default is None)
+        d = ParameterDescriptor(
+            name=self.name,
+            description=self.description,
+            additional_constraints="; ".join(extra),
+            dynamic_typing=self.default is None,
+        )
         if isinstance(self.default, bool):
             return d
         if isinstance(self.default, int) and (self.min is not None or self.max is not None):
-            d.integer_range = [IntegerRange(from_value=int(self.min if self.min is not None else -(2**62)),
-                                            to_value=int(self.max if self.max is not None else 2**62), step=0)]
+            d.integer_range = [
+                IntegerRange(
+                    from_value=int(self.min if self.min is not None else -(2**62)),
+                    to_value=int(self.max if self.max is not None else 2**62),
+                    step=0,
+                )
+            ]
         elif isinstance(self.default, float) and (self.min is not None or self.max is not None):
-            d.floating_point_range = [FloatingPointRange(
-                from_value=float(self.min if self.min is not None else -1e300),
-                to_value=float(self.max if self.max is not None else 1e300), step=0.0)]
+            d.floating_point_range = [
+                FloatingPointRange(
+                    from_value=float(self.min if self.min is not None else -1e300),
+                    to_value=float(self.max if self.max is not None else 1e300),
+                    step=0.0,
+                )
+            ]
         return d
 
     def validate(self, value: Any) -> str | None:
@@ -114,37 +127,74 @@ def _same_type(value: Any, default: Any) -> bool:
 
 #: Parameters of the ROS layer itself (topics are remapped, not parameterised).
 ROS_PARAMS: tuple[ParamSpec, ...] = (
-    ParamSpec("image_transport", "auto", "input image transport; auto = compressed if the resolved 'image' topic "
-              "ends in /compressed, else raw", choices=("auto", "raw", "compressed")),
-    ParamSpec("input_qos", "sensor_data", "QoS of the image/camera_info/sparse_depth subscriptions "
-              "(sensor_data = best effort, matches any camera)", choices=QOS_PRESETS),
+    ParamSpec(
+        "image_transport",
+        "auto",
+        "input image transport; auto = compressed if the resolved 'image' topic ends in /compressed, else raw",
+        choices=("auto", "raw", "compressed"),
+    ),
+    ParamSpec(
+        "input_qos",
+        "sensor_data",
+        "QoS of the image/camera_info/sparse_depth subscriptions (sensor_data = best effort, matches any camera)",
+        choices=QOS_PRESETS,
+    ),
     ParamSpec("input_qos_depth", 5, "history depth of the input subscriptions", min=1, max=1000),
-    ParamSpec("output_qos", "reliable", "QoS of the output publishers (reliable matches reliable and best-effort "
-              "subscribers, e.g. RViz defaults)", choices=QOS_PRESETS),
+    ParamSpec(
+        "output_qos",
+        "reliable",
+        "QoS of the output publishers (reliable matches reliable and best-effort subscribers, e.g. RViz defaults)",
+        choices=QOS_PRESETS,
+    ),
     ParamSpec("output_qos_depth", 2, "history depth of the output publishers", min=1, max=1000),
-    ParamSpec("sync_slop", 0.02, "largest image/camera_info stamp difference paired as the same time [s]",
-              min=0.0, max=10.0),
+    ParamSpec(
+        "sync_slop", 0.02, "largest image/camera_info stamp difference paired as the same time [s]", min=0.0, max=10.0
+    ),
     ParamSpec("sync_queue_size", 10, "images held while waiting for their camera_info", min=1, max=1000),
-    ParamSpec("camera_info_timeout", 1.0, "after this long without camera_info the last one is reused [s]",
-              min=0.0, max=3600.0),
-    ParamSpec("sparse_depth", "none", "optional metric scale input on topic 'sparse_depth': none, image "
-              "(32FC1 m / 16UC1 mm, same camera) or pointcloud (PointCloud2 in the camera optical frame)",
-              choices=("none", "image", "pointcloud")),
-    ParamSpec("sparse_depth_slop", 0.1, "largest image/sparse_depth stamp difference used for scale [s]",
-              min=0.0, max=10.0),
-    ParamSpec("queue_size", 32, "input frames buffered for the worker; when full the oldest is dropped (counted)",
-              min=1, max=10000),
-    ParamSpec("skip_when_unsubscribed", True, "skip inference while no output topic has a subscriber",
-              dynamic=True),
+    ParamSpec(
+        "camera_info_timeout",
+        1.0,
+        "after this long without camera_info the last one is reused [s]",
+        min=0.0,
+        max=3600.0,
+    ),
+    ParamSpec(
+        "sparse_depth",
+        "none",
+        "optional metric scale input on topic 'sparse_depth': none, image "
+        "(32FC1 m / 16UC1 mm, same camera) or pointcloud (PointCloud2 in the camera optical frame)",
+        choices=("none", "image", "pointcloud"),
+    ),
+    ParamSpec(
+        "sparse_depth_slop", 0.1, "largest image/sparse_depth stamp difference used for scale [s]", min=0.0, max=10.0
+    ),
+    ParamSpec(
+        "queue_size",
+        32,
+        "input frames buffered for the worker; when full the oldest is dropped (counted)",
+        min=1,
+        max=10000,
+    ),
+    ParamSpec("skip_when_unsubscribed", True, "skip inference while no output topic has a subscriber", dynamic=True),
     ParamSpec("max_gap", 1.0, "a larger gap between input stamps resets the stream [s]", min=0.0, max=3600.0),
     ParamSpec("publish_colormap", False, "publish ~/depth_colormap (bgr8, for viewing)", dynamic=True),
-    ParamSpec("colormap_min", 0.0, "colormap range lower bound (depth m, or disparity without scale); "
-              "min >= max means per-frame auto range", dynamic=True),
+    ParamSpec(
+        "colormap_min",
+        0.0,
+        "colormap range lower bound (depth m, or disparity without scale); min >= max means per-frame auto range",
+        dynamic=True,
+    ),
     ParamSpec("colormap_max", 0.0, "colormap range upper bound", dynamic=True),
     ParamSpec("diagnostics_period", 1.0, "seconds between /diagnostics messages", min=0.05, max=3600.0),
-    ParamSpec("blas_threads", 1, "threads of numpy's OpenBLAS in this process (set at start-up, process-wide); "
-              "the node's numpy work is small and a BLAS thread pool busy-waits, competing with inference "
-              "for the cores; 0 = leave as is", min=0, max=1024),
+    ParamSpec(
+        "blas_threads",
+        1,
+        "threads of numpy's OpenBLAS in this process (set at start-up, process-wide); "
+        "the node's numpy work is small and a BLAS thread pool busy-waits, competing with inference "
+        "for the cores; 0 = leave as is",
+        min=0,
+        max=1024,
+    ),
 )
 
 #: Pipeline keys that need a new engine/pipeline: rejected at runtime with "restart required".
@@ -172,7 +222,7 @@ def attribute_docs(cls: type) -> dict[str, str]:
         return docs
     current: list[str] = []
     indent = None
-    for line in lines[start + 1:]:
+    for line in lines[start + 1 :]:
         if not line.strip():
             continue
         ind = len(line) - len(line.lstrip())
@@ -190,8 +240,9 @@ def attribute_docs(cls: type) -> dict[str, str]:
     return docs
 
 
-def pipeline_param_specs(config_cls: type, choices: Mapping[str, tuple[str, ...]] | None = None
-                         ) -> tuple[ParamSpec, ...]:
+def pipeline_param_specs(
+    config_cls: type, choices: Mapping[str, tuple[str, ...]] | None = None
+) -> tuple[ParamSpec, ...]:
     """Parameter specs for every field of the pipeline's config dataclass.
 
     Descriptions come from field metadata `description` or the class docstring's `Attributes:`
@@ -216,14 +267,22 @@ def pipeline_param_specs(config_cls: type, choices: Mapping[str, tuple[str, ...]
         if allowed is None and typing.get_origin(tp) is typing.Literal:
             allowed = tuple(typing.get_args(tp))
         description = f.metadata.get("description", docs.get(f.name, f.name.replace("_", " ")))
-        specs.append(ParamSpec(f.name, default, description,
-                               choices=tuple(allowed) if allowed else None, min=f.metadata.get("min"),
-                               max=f.metadata.get("max"), dynamic=False, group="pipeline"))
+        specs.append(
+            ParamSpec(
+                f.name,
+                default,
+                description,
+                choices=tuple(allowed) if allowed else None,
+                min=f.metadata.get("min"),
+                max=f.metadata.get("max"),
+                dynamic=False,
+                group="pipeline",
+            )
+        )
     return tuple(specs)
 
 
-def all_param_specs(config_cls: type, choices: Mapping[str, tuple[str, ...]] | None = None
-                    ) -> tuple[ParamSpec, ...]:
+def all_param_specs(config_cls: type, choices: Mapping[str, tuple[str, ...]] | None = None) -> tuple[ParamSpec, ...]:
     """ROS keys followed by the pipeline keys; a name clash is a programming error."""
     pipeline = pipeline_param_specs(config_cls, choices)
     clash = {s.name for s in ROS_PARAMS} & {s.name for s in pipeline}

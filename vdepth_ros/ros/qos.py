@@ -45,17 +45,22 @@ def qos_profile(preset: str, depth: int) -> QoSProfile:
     if int(depth) < 1:
         raise ConfigError(f"QoS depth must be >= 1, got {depth}")
     reliability = ReliabilityPolicy.RELIABLE if preset == "reliable" else ReliabilityPolicy.BEST_EFFORT
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=int(depth), reliability=reliability,
-                      durability=DurabilityPolicy.VOLATILE)
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST, depth=int(depth), reliability=reliability, durability=DurabilityPolicy.VOLATILE
+    )
 
 
 def _fix_hint(policy: str, side: str) -> str:
     if policy == "RELIABILITY" and side == "subscription":
-        return ("the publisher is best effort and this subscription is reliable: set input_qos:=sensor_data "
-                "(or best_effort)")
+        return (
+            "the publisher is best effort and this subscription is reliable: set input_qos:=sensor_data "
+            "(or best_effort)"
+        )
     if policy == "RELIABILITY":
-        return ("a subscriber asks for reliable but this node publishes best effort: set output_qos:=reliable, "
-                "or make the subscriber best effort (RViz: Topic > Reliability Policy > Best Effort)")
+        return (
+            "a subscriber asks for reliable but this node publishes best effort: set output_qos:=reliable, "
+            "or make the subscriber best effort (RViz: Topic > Reliability Policy > Best Effort)"
+        )
     if policy == "DURABILITY":
         return "a subscriber asks for transient_local durability; this node publishes volatile: make it volatile"
     return f"align the {policy} policy of both sides"
@@ -82,8 +87,9 @@ class IncompatibleQosReporter:
                 return
             self._seen.add(key)
         policy = qos_policy_name_from_kind(policy_kind)
-        self._warn(f"incompatible QoS on {side} '{topic}' ({policy}, {count} peer(s) not matched): "
-                   f"{_fix_hint(policy, side)}")
+        self._warn(
+            f"incompatible QoS on {side} '{topic}' ({policy}, {count} peer(s) not matched): {_fix_hint(policy, side)}"
+        )
 
     def subscription(self, topic: str) -> SubscriptionEventCallbacks:
         """Event callbacks for a subscription on `topic`."""
