@@ -69,3 +69,15 @@ def _seed() -> None:
         torch.manual_seed(0)
     except ImportError:
         pass
+
+
+@pytest.fixture
+def fake_trt(monkeypatch: pytest.MonkeyPatch):
+    """A `FakeTensorRT` (test_runtime_tensorrt.py) installed as the `tensorrt` module."""
+    import sys
+
+    from test_runtime_tensorrt import FakeTensorRT
+
+    trt = FakeTensorRT()
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    return trt

@@ -22,15 +22,6 @@ T, H, W = 4, 24, 40
 
 
 @pytest.fixture
-def fake_trt(monkeypatch: pytest.MonkeyPatch) -> FakeTensorRT:
-    import sys
-
-    trt = FakeTensorRT()
-    monkeypatch.setitem(sys.modules, "tensorrt", trt)
-    return trt
-
-
-@pytest.fixture
 def onnx_file(tmp_path) -> Path:
     export_onnx(TinyVideoNet(channels=4).eval(), tmp_path, frames=T, height=H, width=W, parity=False)
     return tmp_path / "model.onnx"

@@ -242,13 +242,6 @@ class FakeTensorRT(types.ModuleType):
 
 
 @pytest.fixture
-def fake_trt(monkeypatch: pytest.MonkeyPatch) -> FakeTensorRT:
-    trt = FakeTensorRT()
-    monkeypatch.setitem(sys.modules, "tensorrt", trt)
-    return trt
-
-
-@pytest.fixture
 def exported(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("onnx")
     export_onnx(TinyVideoNet(channels=4).eval(), out, frames=T, height=H, width=W, parity=False)
