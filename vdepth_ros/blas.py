@@ -1,12 +1,13 @@
 """Thread count of the OpenBLAS that numpy loaded (no threadpoolctl dependency).
 
-Why the node and the offline tools care: numpy's pip wheels ship OpenBLAS, which starts one thread per core and splits
-even small calls (the stitcher's weighted fits are `float64` dot products of ~40k elements) across
-them. After each call its threads busy-wait for more work. In the node process that pool competes
-with the inference engine's own threads, the executor and the worker for the same cores: measured
-on 2 cores (benchmarks/node_latency.py, default model), the OpenBLAS thread burnt ~35 % of a core
-spinning and the stitching step took 5-8x longer, so the worker fell behind at 15 Hz. With one
-BLAS thread the same work runs in the caller and takes ~2 ms per frame.
+Why the node and the offline tools care: numpy's pip wheels ship OpenBLAS, which starts one
+thread per core and splits even small calls (the stitcher's weighted fits are `float64` dot
+products of ~40k elements) across them. After each call its threads busy-wait for more work. In
+the node process that pool competes with the inference engine's own threads, the executor and the
+worker for the same cores: measured on 2 cores (benchmarks/node_latency.py, default model), the
+OpenBLAS thread burnt ~35 % of a core spinning and the stitching step took 5-8x longer, so the
+worker fell behind at 15 Hz. With one BLAS thread the same work runs in the caller and takes ~2 ms
+per frame.
 
 Linux only (reads `/proc/self/maps`); elsewhere, or for a BLAS other than OpenBLAS, nothing is
 changed and an empty result says so.
@@ -38,28 +39,27 @@ def _loaded_openblas() -> list[str]:
     return sorted(p for p in paths if "openblas" in Path(p).name.lower() and ".so" in Path(p).name)
 
 
-def _functions(path: str) -> tuple[object, object] | None:
-    try:
-        lib = ctypes.CDLL(path)  # already loaded: the same handle, nothing new is loaded
-    except OSError:
-        return None
-    for set_name, get_name in _SYMBOLS:
-        setter, getter = getattr(lib, set_name, None), getattr(lib, get_name, None)
-        if setter is not None and getter is not None:
-            setter.argtypes, setter.restype = [ctypes.c_int], None
-            getter.argtypes, getter.restype = [], ctypes.c_int
-            return setter, getter
-    return None
+def _pools() -> list[tuple[str, object, object]]:
+    """(library file name, setter, getter) of every loaded OpenBLAS that exports a thread API."""
+    pools = []
+    for path in _loaded_openblas():
+        try:
+            lib = ctypes.CDLL(path)  # already loaded: the same handle, nothing new is loaded
+        except OSError:
+            continue
+        for set_name, get_name in _SYMBOLS:
+            setter, getter = getattr(lib, set_name, None), getattr(lib, get_name, None)
+            if setter is not None and getter is not None:
+                setter.argtypes, setter.restype = [ctypes.c_int], None
+                getter.argtypes, getter.restype = [], ctypes.c_int
+                pools.append((Path(path).name, setter, getter))
+                break
+    return pools
 
 
 def blas_threads() -> dict[str, int]:
     """Current thread count of every loaded OpenBLAS, by library file name."""
-    out = {}
-    for path in _loaded_openblas():
-        fns = _functions(path)
-        if fns is not None:
-            out[Path(path).name] = int(fns[1]())
-    return out
+    return {name: int(getter()) for name, _setter, getter in _pools()}
 
 
 def set_blas_threads(n: int) -> dict[str, int]:
@@ -74,12 +74,8 @@ def set_blas_threads(n: int) -> dict[str, int]:
     if int(n) < 1:
         raise ValueError(f"BLAS threads must be >= 1, got {n}")
     before = {}
-    for path in _loaded_openblas():
-        fns = _functions(path)
-        if fns is None:
-            continue
-        setter, getter = fns
-        before[Path(path).name] = int(getter())
+    for name, setter, getter in _pools():
+        before[name] = int(getter())
         setter(int(n))
     return before
 
