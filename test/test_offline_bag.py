@@ -274,6 +274,31 @@ def test_cli_missing_topic_lists_topics(tmp_path: Path, fake_model: None, capsys
     assert not (tmp_path / "out").exists()
 
 
+def test_cli_applies_the_params_files_blas_threads(
+    tmp_path: Path, fake_model: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`vdepth-bag --params` sets numpy's OpenBLAS threads from the node's `blas_threads`, as the
+    node does (0 = leave as is); OPENBLAS_NUM_THREADS still wins (vdepth_ros/blas.py)."""
+    from vdepth_ros.blas import blas_threads, set_blas_threads
+
+    if not blas_threads():
+        pytest.skip("numpy is not linked against OpenBLAS here")
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    src = make_bag(tmp_path / "in", n=3)
+    params = tmp_path / "params.yaml"
+    before = set_blas_threads(1)
+    try:
+        for n, expect in ((2, 2), (0, 2), (1, 1)):
+            params.write_text(f"/**:\n  ros__parameters:\n    scale_source: range\n    blas_threads: {n}\n")
+            out = tmp_path / f"out{n}"
+            assert bagcli.main([str(src), "-o", str(out), "--params", str(params), "--no-progress"]) == 0
+            assert set(blas_threads().values()) == {expect}, n
+    finally:
+        for k in set(before.values()):
+            set_blas_threads(k)
+    capsys.readouterr()
+
+
 class _Crash(LuminanceEngine):
     def _run(self, batch: np.ndarray) -> np.ndarray:
         if self.calls >= 1:

@@ -83,9 +83,9 @@ def set_blas_threads(n: int) -> dict[str, int]:
 def limit_blas_threads_for_tool(n: int = 1) -> dict[str, int]:
     """What every vdepth command-line tool calls first: OpenBLAS at `n` threads (see module doc),
     unless the user chose a count with `OPENBLAS_NUM_THREADS`; returns the previous counts
-    (empty if nothing was changed)."""
+    (empty if nothing was changed). `n` = 0 leaves the pool as it is (the node's `blas_threads: 0`)."""
     import os
 
-    if os.environ.get("OPENBLAS_NUM_THREADS"):
+    if n <= 0 or os.environ.get("OPENBLAS_NUM_THREADS"):
         return {}
     return set_blas_threads(n)

@@ -271,13 +271,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point (`vdepth-bag`)."""
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
-    limit_blas_threads_for_tool()  # numpy's spinning OpenBLAS pool slows stitching: vdepth_ros/blas.py
     try:
+        params = load_node_params(args.params)
+        # the node's `blas_threads` parameter, as the node applies it (vdepth_ros/blas.py)
+        limit_blas_threads_for_tool(int(params.get("blas_threads", 1)))
         with sigterm_as_interrupt():
             summary = process_bag(
                 args.input,
                 args.output,
-                params_file=args.params,
+                params=params,
                 image_topic=args.image_topic,
                 camera_info_topic=args.camera_info_topic,
                 sparse_depth_topic=args.sparse_depth_topic,
