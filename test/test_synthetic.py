@@ -127,3 +127,78 @@ def test_sequence_format_roundtrip(tmp_path) -> None:
     np.testing.assert_allclose(seq.poses, clip.poses)
     assert seq.intrinsics.shape == (2, 3, 3)
     assert seq.target_kind == "depth"
+
+
+# -- the "rich" style --------------------------------------------------------------------------
+def test_image_texture_tiles_are_periodic_and_in_range() -> None:
+    from vdepth_training.data.synthetic import _dead_leaves_tile, _fractal_tile, _sample_tile
+
+    rng = np.random.default_rng(0)
+    u, v = rng.uniform(-3, 3, 500), rng.uniform(-3, 3, 500)
+    for make in (_dead_leaves_tile, _fractal_tile):
+        tile = make(np.random.default_rng(1), (0.8, 0.3, 0.2), (0.1, 0.2, 0.6))
+        assert tile.shape == (96, 96, 3) and tile.dtype == np.float32
+        assert tile.min() >= 0.0 and tile.max() <= 1.0
+        assert tile.std() > 0.05  # a pattern, not a flat colour
+        # one pattern period is one tile: shifting by whole periods changes nothing
+        np.testing.assert_allclose(_sample_tile(tile, u, v), _sample_tile(tile, u + 2.0, v - 1.0), atol=1e-5)
+        # and the tile wraps smoothly: a lookup exactly on the seam is the mean of both edges
+        seam = _sample_tile(tile, np.array([0.0]), np.array([0.5 / 96]))
+        np.testing.assert_allclose(seam[0], (tile[0, 0] + tile[0, -1]) / 2, atol=1e-5)
+
+
+def test_rich_style_is_deterministic_and_leaves_basic_clips_alone() -> None:
+    a = render_clip(5, frames=2, height=36, width=48, style="rich")
+    b = render_clip(5, frames=2, height=36, width=48, style="rich")
+    basic = render_clip(5, frames=2, height=36, width=48)
+    np.testing.assert_array_equal(a.rgb, b.rgb)
+    np.testing.assert_array_equal(a.depth, b.depth)
+    assert not np.array_equal(a.rgb, basic.rgb)
+    # the style is an argument, not state: rendering "rich" first does not change "basic"
+    np.testing.assert_array_equal(basic.rgb, render_clip(5, frames=2, height=36, width=48).rgb)
+
+
+def test_rich_rooms_are_more_cluttered_and_use_image_textures() -> None:
+    from vdepth_training.data.synthetic import random_scene
+
+    n_basic, n_rich, image_mats = 0, 0, 0
+    for seed in range(8):
+        n_basic += len(random_scene(np.random.default_rng(seed), "room").objects)
+        rich = random_scene(np.random.default_rng(seed), "room", "rich")
+        n_rich += len(rich.objects)
+        image_mats += sum(o.material.image is not None for o in rich.objects)
+        assert rich.style == "rich" and len(rich.targets) > 0
+    assert n_rich > 1.5 * n_basic
+    assert image_mats > 8
+
+
+def test_aim_at_target_points_the_camera_at_a_nearby_object() -> None:
+    from vdepth_training.data.synthetic import _aim_at_target
+
+    target = np.array([2.0, 1.0, 0.8])
+    scene = Scene(objects=[], targets=np.stack([target, [40.0, 0.0, 0.0]]), style="rich")
+    pos = np.array([0.5, 0.2, 1.5])
+    for seed in range(5):
+        yaw, pitch = _aim_at_target(np.random.default_rng(seed), scene, pos)
+        d = target - pos
+        assert abs(yaw - np.arctan2(d[1], d[0])) <= 0.25 + 1e-9  # jitter of +-0.25 rad
+        assert pitch < 0  # the object is below the eye: look down
+    far_only = Scene(objects=[], targets=np.array([[40.0, 0.0, 0.0]]), style="rich")
+    assert _aim_at_target(np.random.default_rng(0), far_only, pos) == (None, None)
+
+
+def test_image_textured_surface_renders_its_pattern() -> None:
+    from vdepth_training.data.synthetic import random_material
+
+    rng = np.random.default_rng(3)
+    mats = [random_material(rng, ("leaves",)), random_material(rng, ("fractal",))]
+    h, w = 48, 64
+    K = intrinsics_for(h, w, 60.0)
+    pose = look_at((0.0, -2.0, 1.0), (0.0, 0.0, 1.0))
+    for mat in mats:
+        mat.noise, mat.scale = 0.0, 1.0
+        wall = SceneObject(*quad_mesh((-5, 0, -5), (10, 0, 0), (0, 0, 10)), mat)
+        rgb, depth = Renderer(_scene(wall)).render(pose, K, h, w)
+        assert np.allclose(depth, 2.0, atol=1e-4)
+        # the facing wall is evenly lit, so colour variation across it comes from the texture
+        assert rgb.reshape(-1, 3).std(axis=0).max() > 0.02

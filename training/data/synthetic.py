@@ -29,7 +29,68 @@ import numpy as np
 
 SceneKind = Literal["room", "corridor", "yard"]
 TEXTURES = ("solid", "checker", "stripes", "tiles", "bricks", "wood", "noise")
+IMAGE_TEXTURES = ("leaves", "fractal")  # baked into a periodic tile (`Material.image`)
 _MISS = -1
+_TILE = 96  # side of a baked texture tile, pixels per pattern period
+
+
+@dataclass(frozen=True)
+class Style:
+    """The knobs of one scene/material distribution.
+
+    "basic" is the distribution v1 and v2 of the default model were trained on; its clips are
+    unchanged per seed. "rich" moves towards real indoor video: dead-leaves and 1/f ("fractal")
+    textures (the image statistics that transfer best among procedural sources, Baradad et al.,
+    "Learning to See by Looking at Noise", NeurIPS 2021), darker and more saturated colours,
+    denser clutter on every surface and on the floor, chairs, more wall pictures, dimmer ambient
+    light, and cameras that look at nearby things rather than mostly into the open.
+    """
+
+    name: str = "basic"
+    textures: tuple[str, ...] = TEXTURES
+    floor_textures: tuple[str, ...] = ("tiles", "wood", "checker", "noise", "solid", "stripes")
+    wall_textures: tuple[str, ...] = ("solid", "solid", "noise", "bricks", "stripes", "tiles")
+    ceiling_textures: tuple[str, ...] = ("solid", "tiles", "noise")
+    saturation: tuple[float, float] = (0.0, 0.7)
+    value: tuple[float, float] = (0.3, 0.95)
+    saturation_b: tuple[float, float] = (0.0, 0.8)
+    value_b: tuple[float, float] = (0.1, 0.9)
+    clutter: tuple[int, int] = (0, 5)  # objects per surface, integers(lo, hi)
+    room_furniture: tuple[int, int] = (6, 18)
+    panels: tuple[int, int] = (0, 5)  # doors/windows/pictures on the walls
+    furniture_kinds: tuple[str, ...] = ("box", "table", "shelf", "cylinder", "sphere", "box")
+    floor_clutter: tuple[int, int] = (0, 0)  # small-object groups standing on the floor
+    ambient: tuple[float, float] = (0.15, 0.45)
+    open_view_p: float = 0.8  # probability of the most open heading (else any heading with room)
+    min_free: float = 1.2  # metres of free view a non-open heading needs
+    target_view_p: float = 0.0  # probability of aiming at a nearby object (desk, shelf, clutter)
+    pitch: tuple[float, float] = (-0.6, 0.15)
+
+
+STYLES = {
+    "basic": Style(),
+    "rich": Style(
+        name="rich",
+        textures=TEXTURES + IMAGE_TEXTURES * 3,
+        floor_textures=("tiles", "wood", "checker", "noise", "solid", "fractal", "leaves", "wood"),
+        wall_textures=("solid", "solid", "fractal", "noise", "bricks", "tiles", "solid"),
+        ceiling_textures=("solid", "tiles", "fractal"),
+        saturation=(0.0, 1.0),
+        value=(0.04, 0.95),
+        saturation_b=(0.0, 1.0),
+        value_b=(0.02, 0.9),
+        clutter=(2, 11),
+        room_furniture=(10, 24),
+        panels=(1, 8),
+        furniture_kinds=("box", "table", "shelf", "cylinder", "sphere", "chair", "table", "chair", "shelf"),
+        floor_clutter=(1, 5),
+        ambient=(0.06, 0.4),
+        open_view_p=0.5,
+        target_view_p=0.6,
+        min_free=0.7,
+        pitch=(-0.75, 0.15),
+    ),
+}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -47,6 +108,8 @@ class Material:
         noise: amplitude of multiplicative low-frequency noise (dirt, shading variation).
         specular: Blinn-Phong specular weight; `shininess` its exponent.
         waves: (K, 4) random (kx, ky, phase, weight) rows for the sinusoid-sum noise.
+        image: (S, S, 3) periodic colour tile for the image textures ("leaves", "fractal"),
+            one tile per pattern period; None for the analytic patterns.
     """
 
     texture: str = "solid"
@@ -58,6 +121,7 @@ class Material:
     specular: float = 0.0
     shininess: float = 16.0
     waves: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    image: np.ndarray | None = None
 
 
 @dataclass
@@ -113,7 +177,8 @@ class Scene:
         sky_top, sky_bottom: sky colours for rays that hit nothing.
         bounds: (min xyz, max xyz) box the camera must stay inside.
         obstacles: (N, 2, 3) axis-aligned boxes the camera must stay out of.
-        kind: which generator built it.
+        kind: which generator built it; `style` the name of its `Style`.
+        targets: (N, 3) base points of furniture and clutter a camera may aim at.
     """
 
     objects: list[SceneObject]
@@ -127,6 +192,8 @@ class Scene:
     bounds: tuple[tuple[float, float, float], tuple[float, float, float]] = ((-1, -1, 0.5), (1, 1, 2.0))
     obstacles: np.ndarray = field(default_factory=lambda: np.zeros((0, 2, 3)))
     kind: str = "room"
+    style: str = "basic"
+    targets: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
 
 
 @dataclass
@@ -236,21 +303,71 @@ def _hsv(rng: np.random.Generator, s: tuple[float, float], v: tuple[float, float
     return tuple(float(c) for c in rgb)  # type: ignore[return-value]
 
 
-def random_material(rng: np.random.Generator, textures: Sequence[str] = TEXTURES, scale=(0.05, 0.8)) -> Material:
-    """A random procedural material (the generator's material distribution)."""
+def _dead_leaves_tile(rng: np.random.Generator, a, b, size: int = _TILE) -> np.ndarray:
+    """Periodic dead-leaves tile: occluding discs and rectangles with power-law sizes (density
+    ~ r^-3, the scale-invariant model of Lee, Mumford & Huang 2001) in colours around `a`, `b`."""
+    img = np.empty((size, size, 3), np.float32)
+    img[:] = a
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    base = np.stack([np.asarray(a, np.float32), np.asarray(b, np.float32)])
+    rmin, rmax = 1.5, size * 0.35
+    for _ in range(int(rng.integers(150, 400))):
+        # inverse-CDF sample of p(r) ~ r^-3 on [rmin, rmax]
+        u = rng.uniform()
+        r = (rmin**-2 - u * (rmin**-2 - rmax**-2)) ** -0.5
+        cx, cy = rng.uniform(0, size, 2)
+        # wrap-around distances keep the tile periodic
+        dx = np.abs(xx - cx)
+        dx = np.minimum(dx, size - dx)
+        dy = np.abs(yy - cy)
+        dy = np.minimum(dy, size - dy)
+        mask = dx**2 + dy**2 < r**2 if rng.uniform() < 0.5 else (dx < r) & (dy < r * rng.uniform(0.3, 1.0))
+        col = base[int(rng.integers(2))] * rng.uniform(0.55, 1.3) + rng.normal(0, 0.06, 3)
+        img[mask] = np.clip(col, 0, 1)
+    return img
+
+
+def _fractal_tile(rng: np.random.Generator, a, b, size: int = _TILE) -> np.ndarray:
+    """Periodic 1/f^alpha noise (alpha 1.2-2.4, the range of natural images) mapped between two
+    colours, with an optional third colour at the extremes."""
+    fy = np.fft.fftfreq(size)[:, None]
+    fx = np.fft.rfftfreq(size)[None, :]
+    f = np.sqrt(fx**2 + fy**2)
+    f[0, 0] = 1.0
+    amp = f ** -rng.uniform(1.2, 2.4)
+    amp[0, 0] = 0.0
+    spec = amp * np.exp(2j * np.pi * rng.uniform(0, 1, amp.shape))
+    n = np.fft.irfft2(spec, s=(size, size))
+    n = (n - n.mean()) / (n.std() + 1e-9)
+    m = np.clip(0.5 + rng.uniform(0.15, 0.4) * n, 0, 1)[..., None].astype(np.float32)
+    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+    img = a * (1 - m) + b * m
+    if rng.uniform() < 0.4:
+        c = np.asarray(_hsv(rng, (0.0, 1.0), (0.05, 0.95)), np.float32)
+        img = np.where(m > rng.uniform(0.7, 0.9), c, img)
+    return img.astype(np.float32)
+
+
+def random_material(
+    rng: np.random.Generator,
+    textures: Sequence[str] = TEXTURES,
+    scale=(0.05, 0.8),
+    style: Style = STYLES["basic"],
+) -> Material:
+    """A random material of `style`'s colour distribution (the generator's material distribution)."""
     tex = str(rng.choice(list(textures)))
-    a = _hsv(rng, (0.0, 0.7), (0.3, 0.95))
+    a = _hsv(rng, style.saturation, style.value)
     if rng.uniform() < 0.5:  # same hue, different value: most real surfaces
         k = rng.uniform(0.3, 0.8)
         b = tuple(float(c * k) for c in a)
     else:
-        b = _hsv(rng, (0.0, 0.8), (0.1, 0.9))
+        b = _hsv(rng, style.saturation_b, style.value_b)
     k = int(rng.integers(3, 7))
     waves = np.stack(
         [rng.normal(0, 1, k) / rng.uniform(0.1, 1.5), rng.normal(0, 1, k) / rng.uniform(0.1, 1.5),
          rng.uniform(0, 2 * np.pi, k), rng.uniform(0.3, 1.0, k)], axis=1
     ).astype(np.float32)  # fmt: skip
-    return Material(
+    mat = Material(
         texture=tex,
         color_a=a,  # type: ignore[arg-type]
         color_b=b,  # type: ignore[arg-type]
@@ -261,13 +378,22 @@ def random_material(rng: np.random.Generator, textures: Sequence[str] = TEXTURES
         shininess=float(rng.uniform(8, 64)),
         waves=waves,
     )
+    if tex == "leaves":
+        mat.image = _dead_leaves_tile(rng, a, b)
+        mat.scale *= 3.0  # a tile holds many "leaves": its period is longer than a stripe's
+    elif tex == "fractal":
+        mat.image = _fractal_tile(rng, a, b)
+        mat.scale *= 3.0
+    return mat
 
 
-def _clutter(rng: np.random.Generator, objs: list[SceneObject], top: Sequence[float], spread: float) -> None:
+def _clutter(
+    rng: np.random.Generator, objs: list[SceneObject], top: Sequence[float], spread: float, style: Style
+) -> None:
     """A few small boxes, cans and balls standing on a surface at height `top[2]`."""
-    for _ in range(int(rng.integers(0, 5))):
+    for _ in range(int(rng.integers(*style.clutter))):
         x, y = top[0] + rng.uniform(-spread, spread), top[1] + rng.uniform(-spread, spread)
-        mat = random_material(rng)
+        mat = random_material(rng, style.textures, style=style)
         k = rng.uniform()
         if k < 0.4:
             s = rng.uniform(0.04, 0.2, 3)
@@ -285,16 +411,42 @@ def _clutter(rng: np.random.Generator, objs: list[SceneObject], top: Sequence[fl
             objs.append(SceneObject(v, f, mat, kind="sphere", center=(x, y, top[2] + r), radius=r))
 
 
-def _add_furniture(rng: np.random.Generator, objs: list[SceneObject], obstacles: list, lo, hi, n: int) -> None:
-    """Boxes, tables, shelves, cylinders and spheres on the floor of the box `lo`..`hi`."""
+def _chair(
+    rng: np.random.Generator, objs: list[SceneObject], cx: float, cy: float, floor: float, mat: Material
+) -> float:
+    """Seat, four legs and a backrest; returns the seat's half-size (for the obstacle box)."""
+    s, h, t = rng.uniform(0.2, 0.28), rng.uniform(0.42, 0.5), rng.uniform(0.03, 0.06)
+    yaw, leg = rng.uniform(0, 2 * np.pi), rng.uniform(0.015, 0.03)
+    c, sn = math.cos(yaw), math.sin(yaw)
+
+    def at(lx: float, ly: float) -> tuple[float, float]:
+        return cx + c * lx - sn * ly, cy + sn * lx + c * ly
+
+    v, f = box_mesh((cx - s, cy - s, floor + h - t), (cx + s, cy + s, floor + h), yaw)
+    objs.append(SceneObject(v, f, mat, center=(cx, cy, floor)))
+    for dx, dy in ((-1, -1), (-1, 1), (1, -1), (1, 1)):
+        px, py = at(dx * (s - leg), dy * (s - leg))
+        v, f = box_mesh((px - leg, py - leg, floor), (px + leg, py + leg, floor + h - t), yaw)
+        objs.append(SceneObject(v, f, mat, center=(px, py, floor)))
+    bx, by = at(-s + t / 2, 0.0)
+    back = rng.uniform(0.35, 0.5)
+    v, f = box_mesh((bx - t / 2, by - s, floor + h), (bx + t / 2, by + s, floor + h + back), yaw)
+    objs.append(SceneObject(v, f, mat, center=(bx, by, floor)))
+    return s
+
+
+def _add_furniture(
+    rng: np.random.Generator, objs: list[SceneObject], obstacles: list, lo, hi, n: int, style: Style
+) -> None:
+    """Boxes, tables, shelves, cylinders, spheres (and, in "rich", chairs) on the floor of the box `lo`..`hi`."""
     lo, hi = np.asarray(lo, float), np.asarray(hi, float)
     floor = lo[2]
     for _ in range(n):
-        kind = rng.choice(["box", "table", "shelf", "cylinder", "sphere", "box"])
+        kind = rng.choice(list(style.furniture_kinds))
         sx, sy = rng.uniform(0.3, 1.6, 2)
         sx, sy = min(sx, hi[0] - lo[0] - 0.01), min(sy, hi[1] - lo[1] - 0.01)  # narrow corridors
         cx, cy = rng.uniform(lo[0] + sx / 2, hi[0] - sx / 2), rng.uniform(lo[1] + sy / 2, hi[1] - sy / 2)
-        mat = random_material(rng)
+        mat = random_material(rng, style.textures, style=style)
         if kind == "box":
             h = rng.uniform(0.3, 1.8)
             v, f = box_mesh(
@@ -307,7 +459,14 @@ def _add_furniture(rng: np.random.Generator, objs: list[SceneObject], obstacles:
                 s = rng.uniform(0.1, 0.3)
                 v, f = sphere_mesh((cx, cy, floor + h + s), s)
                 objs.append(
-                    SceneObject(v, f, random_material(rng), kind="sphere", center=(cx, cy, floor + h + s), radius=s)
+                    SceneObject(
+                        v,
+                        f,
+                        random_material(rng, style.textures, style=style),
+                        kind="sphere",
+                        center=(cx, cy, floor + h + s),
+                        radius=s,
+                    )
                 )
         elif kind == "table":
             h, t = rng.uniform(0.45, 1.0), rng.uniform(0.03, 0.08)
@@ -323,7 +482,7 @@ def _add_furniture(rng: np.random.Generator, objs: list[SceneObject], obstacles:
                 objs.append(SceneObject(v, f, mat, center=(px, py, floor)))
             r = max(sx, sy) * 0.71
             obstacles.append(((cx - r, cy - r, floor), (cx + r, cy + r, floor + h)))
-            _clutter(rng, objs, (cx, cy, floor + h), min(sx, sy) * 0.35)
+            _clutter(rng, objs, (cx, cy, floor + h), min(sx, sy) * 0.35, style)
         elif kind == "shelf":  # tall cabinet against a wall
             h, d = rng.uniform(1.0, 2.2), rng.uniform(0.3, 0.6)
             wall = int(rng.integers(4))
@@ -338,12 +497,15 @@ def _add_furniture(rng: np.random.Generator, objs: list[SceneObject], obstacles:
             obstacles.append((a, b))
             if h < 1.3:  # a counter: clutter on top
                 top = ((a[0] + b[0]) / 2, (a[1] + b[1]) / 2, floor + h)
-                _clutter(rng, objs, top, min(b[0] - a[0], b[1] - a[1]) * 0.35)
+                _clutter(rng, objs, top, min(b[0] - a[0], b[1] - a[1]) * 0.35, style)
         elif kind == "cylinder":
             r, h = rng.uniform(0.08, 0.5), rng.uniform(0.3, 2.5)
             v, f = cylinder_mesh((cx, cy, floor), r, h)
             objs.append(SceneObject(v, f, mat, kind="cylinder", center=(cx, cy, floor), radius=r))
             obstacles.append(((cx - r, cy - r, floor), (cx + r, cy + r, floor + h)))
+        elif kind == "chair":
+            r = _chair(rng, objs, cx, cy, floor, mat) * 1.5
+            obstacles.append(((cx - r, cy - r, floor), (cx + r, cy + r, floor + 1.0)))
         else:
             r = rng.uniform(0.15, 0.6)
             v, f = sphere_mesh((cx, cy, floor + r), r)
@@ -351,14 +513,14 @@ def _add_furniture(rng: np.random.Generator, objs: list[SceneObject], obstacles:
             obstacles.append(((cx - r, cy - r, floor), (cx + r, cy + r, floor + 2 * r)))
 
 
-def _add_movers(rng: np.random.Generator, objs: list[SceneObject], lo, hi, n: int) -> None:
+def _add_movers(rng: np.random.Generator, objs: list[SceneObject], lo, hi, n: int, style: Style) -> None:
     lo, hi = np.asarray(lo, float), np.asarray(hi, float)
     for _ in range(n):
         speed = rng.uniform(0.005, 0.03)
         ang = rng.uniform(0, 2 * np.pi)
         vel = (speed * math.cos(ang), speed * math.sin(ang), 0.0)
         cx, cy = rng.uniform(lo[0] + 0.5, hi[0] - 0.5), rng.uniform(lo[1] + 0.5, hi[1] - 0.5)
-        mat = random_material(rng)
+        mat = random_material(rng, style.textures, style=style)
         if rng.uniform() < 0.5:
             r = rng.uniform(0.15, 0.4)
             z = lo[2] + rng.uniform(r, 1.5)
@@ -372,25 +534,30 @@ def _add_movers(rng: np.random.Generator, objs: list[SceneObject], lo, hi, n: in
             )
 
 
-def _room_shell(rng: np.random.Generator, lo, hi, objs: list[SceneObject]) -> None:
+def _room_shell(rng: np.random.Generator, lo, hi, objs: list[SceneObject], style: Style) -> None:
     """Floor, ceiling and four walls of the box, each with its own material; doors/windows/rugs."""
     (x0, y0, z0), (x1, y1, z1) = lo, hi
-    floor_mat = random_material(rng, ("tiles", "wood", "checker", "noise", "solid", "stripes"), (0.2, 1.2))
-    wall_tex = ("solid", "solid", "noise", "bricks", "stripes", "tiles")
-    shared_wall = random_material(rng, wall_tex, (0.1, 1.5))
+    floor_mat = random_material(rng, style.floor_textures, (0.2, 1.2), style)
+    wall_tex = style.wall_textures
+    shared_wall = random_material(rng, wall_tex, (0.1, 1.5), style)
     quads = [
         ((x0, y0, z0), (x1 - x0, 0, 0), (0, y1 - y0, 0), floor_mat),
-        ((x0, y0, z1), (0, y1 - y0, 0), (x1 - x0, 0, 0), random_material(rng, ("solid", "tiles", "noise"), (0.3, 1.5))),
+        (
+            (x0, y0, z1),
+            (0, y1 - y0, 0),
+            (x1 - x0, 0, 0),
+            random_material(rng, style.ceiling_textures, (0.3, 1.5), style),
+        ),
     ]
     for o, u in (((x0, y0, z0), (x1 - x0, 0, 0)), ((x1, y0, z0), (0, y1 - y0, 0)),
                  ((x1, y1, z0), (x0 - x1, 0, 0)), ((x0, y1, z0), (0, y0 - y1, 0))):  # fmt: skip
-        mat = shared_wall if rng.uniform() < 0.7 else random_material(rng, wall_tex, (0.1, 1.5))
+        mat = shared_wall if rng.uniform() < 0.7 else random_material(rng, wall_tex, (0.1, 1.5), style)
         quads.append((o, u, (0, 0, z1 - z0), mat))
     for o, u, v, m in quads:
         verts, faces = quad_mesh(o, u, v)
         objs.append(SceneObject(verts, faces, m))
     # flat panels on walls (doors, windows, pictures) and rugs on the floor
-    for _ in range(int(rng.integers(0, 5))):
+    for _ in range(int(rng.integers(*style.panels))):
         wall = int(rng.integers(4))
         w, h = rng.uniform(0.4, 1.5), rng.uniform(0.4, 2.0)
         zb = z0 + rng.uniform(0.0, max(0.01, (z1 - z0) - h))
@@ -403,16 +570,18 @@ def _room_shell(rng: np.random.Generator, lo, hi, objs: list[SceneObject]) -> No
             y = y0 + eps if wall == 2 else y1 - eps
             xb = rng.uniform(x0, max(x0 + 0.01, x1 - w))
             verts, faces = quad_mesh((xb, y, zb), (w, 0, 0), (0, 0, h))
-        objs.append(SceneObject(verts, faces, random_material(rng)))
+        objs.append(SceneObject(verts, faces, random_material(rng, style.textures, style=style)))
     for _ in range(int(rng.integers(0, 3))):
         w, d = rng.uniform(0.8, 3.0, 2)
         xb, yb = rng.uniform(x0, max(x0 + 0.01, x1 - w)), rng.uniform(y0, max(y0 + 0.01, y1 - d))
         verts, faces = quad_mesh((xb, yb, z0 + 0.005), (w, 0, 0), (0, d, 0))
-        objs.append(SceneObject(verts, faces, random_material(rng, ("stripes", "checker", "noise", "solid"))))
+        rug_tex = ("stripes", "checker", "noise", "solid") + IMAGE_TEXTURES * (style.name != "basic")
+        objs.append(SceneObject(verts, faces, random_material(rng, rug_tex, style=style)))
 
 
-def random_scene(rng: np.random.Generator, kind: SceneKind | None = None) -> Scene:
+def random_scene(rng: np.random.Generator, kind: SceneKind | None = None, style: str | Style = "basic") -> Scene:
     """Sample a scene: a room (most), a corridor, or an open yard with buildings and sky."""
+    st = STYLES[style] if isinstance(style, str) else style
     if kind is None:
         kind = str(rng.choice(["room", "room", "room", "corridor", "yard"]))  # type: ignore[assignment]
     objs: list[SceneObject] = []
@@ -425,11 +594,16 @@ def random_scene(rng: np.random.Generator, kind: SceneKind | None = None) -> Sce
             sx, sy = rng.uniform(1.6, 2.8), rng.uniform(8.0, 20.0)
         sz = rng.uniform(2.3, 3.5)
         lo, hi = (-sx / 2, -sy / 2, 0.0), (sx / 2, sy / 2, sz)
-        _room_shell(rng, lo, hi, objs)
-        n = int(rng.integers(6, 18)) if kind == "room" else int(rng.integers(2, 8))
+        _room_shell(rng, lo, hi, objs, st)
+        n_shell = len(objs)
+        n = int(rng.integers(*st.room_furniture)) if kind == "room" else int(rng.integers(2, 8))
         inner = (lo[0] + 0.1, lo[1] + 0.1, 0.0), (hi[0] - 0.1, hi[1] - 0.1, sz)
-        _add_furniture(rng, objs, obstacles, *inner, n)
-        _add_movers(rng, objs, *inner, int(rng.choice([0, 0, 1, 2])))
+        _add_furniture(rng, objs, obstacles, *inner, n, st)
+        _add_movers(rng, objs, *inner, int(rng.choice([0, 0, 1, 2])), st)
+        for _ in range(int(rng.integers(*st.floor_clutter)) if st.floor_clutter[1] > 0 else 0):
+            x, y = rng.uniform(inner[0][0] + 0.3, inner[1][0] - 0.3), rng.uniform(inner[0][1] + 0.3, inner[1][1] - 0.3)
+            _clutter(rng, objs, (x, y, 0.0), 0.4, st)
+        targets = [o.center for o in objs[n_shell:] if not o.dynamic]
         lamp = (rng.uniform(lo[0] * 0.7, hi[0] * 0.7), rng.uniform(lo[1] * 0.7, hi[1] * 0.7), sz - 0.2)
         bounds = ((lo[0] + 0.4, lo[1] + 0.4, 0.9), (hi[0] - 0.4, hi[1] - 0.4, min(sz - 0.3, 1.9)))
         sun = rng.uniform(0.0, 0.4)
@@ -438,7 +612,7 @@ def random_scene(rng: np.random.Generator, kind: SceneKind | None = None) -> Sce
         g = 60.0
         verts, faces = quad_mesh((-g, -g, 0.0), (2 * g, 0, 0), (0, 2 * g, 0))
         objs.append(
-            SceneObject(verts, faces, random_material(rng, ("tiles", "noise", "checker", "stripes"), (0.3, 2.0)))
+            SceneObject(verts, faces, random_material(rng, ("tiles", "noise", "checker", "stripes"), (0.3, 2.0), st))
         )
         for _ in range(int(rng.integers(6, 16))):  # buildings around the yard
             ang, dist = rng.uniform(0, 2 * np.pi), rng.uniform(8.0, 35.0)
@@ -446,17 +620,20 @@ def random_scene(rng: np.random.Generator, kind: SceneKind | None = None) -> Sce
             w, d, h = rng.uniform(3, 12), rng.uniform(3, 12), rng.uniform(3, 25)
             v, f = box_mesh((cx - w / 2, cy - d / 2, 0), (cx + w / 2, cy + d / 2, h), rng.uniform(0, np.pi))
             objs.append(
-                SceneObject(v, f, random_material(rng, ("bricks", "tiles", "stripes", "solid", "noise"), (0.3, 3.0)))
+                SceneObject(
+                    v, f, random_material(rng, ("bricks", "tiles", "stripes", "solid", "noise"), (0.3, 3.0), st)
+                )
             )
-        _add_furniture(rng, objs, obstacles, (-6, -6, 0), (6, 6, 3), int(rng.integers(4, 12)))
-        _add_movers(rng, objs, (-5, -5, 0), (5, 5, 3), int(rng.choice([0, 1, 2])))
+        _add_furniture(rng, objs, obstacles, (-6, -6, 0), (6, 6, 3), int(rng.integers(4, 12)), st)
+        _add_movers(rng, objs, (-5, -5, 0), (5, 5, 3), int(rng.choice([0, 1, 2])), st)
         bounds = ((-4.0, -4.0, 1.0), (4.0, 4.0, 2.0))
         sun, lamp_i = rng.uniform(0.6, 1.0), 0.0
+        targets = []
     el, az = rng.uniform(0.3, 1.3), rng.uniform(0, 2 * np.pi)
     sun_dir = (math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el))
     return Scene(
         objects=objs,
-        ambient=float(rng.uniform(0.15, 0.45)),
+        ambient=float(rng.uniform(*st.ambient)),
         sun_dir=sun_dir,
         sun=float(sun),
         lamp_pos=tuple(float(x) for x in lamp),  # type: ignore[arg-type]
@@ -466,6 +643,8 @@ def random_scene(rng: np.random.Generator, kind: SceneKind | None = None) -> Sce
         bounds=bounds,  # type: ignore[arg-type]
         obstacles=np.asarray(obstacles, np.float64).reshape(-1, 2, 3),
         kind=kind,
+        style=st.name,
+        targets=np.asarray(targets, np.float64).reshape(-1, 3),
     )
 
 
@@ -483,10 +662,25 @@ def _open_yaw(rng: np.random.Generator, scene: Scene, position: np.ndarray, cand
     org = np.broadcast_to(position.astype(np.float32), dirs.shape).copy()
     dist = np.minimum(emb.run(org, dirs, output=1)["tfar"], 50.0).reshape(candidates, -1)
     free = np.median(dist, axis=1)
-    if rng.uniform() < 0.8:
+    st = STYLES[scene.style]
+    if rng.uniform() < st.open_view_p:
         return float(yaws[int(np.argmax(free))])
-    ok = np.nonzero(free > 1.2)[0]
+    ok = np.nonzero(free > st.min_free)[0]
     return float(yaws[int(rng.choice(ok))] if len(ok) else yaws[int(np.argmax(free))])
+
+
+def _aim_at_target(rng: np.random.Generator, scene: Scene, position: np.ndarray) -> tuple[float | None, float | None]:
+    """Heading and pitch towards a random furniture/clutter point 0.5-3.5 m away (handheld video
+    mostly watches nearby things); (None, None) when there is none."""
+    d = scene.targets - position
+    horiz = np.hypot(d[:, 0], d[:, 1])
+    ok = np.nonzero((horiz > 0.5) & (horiz < 3.5))[0]
+    if len(ok) == 0:
+        return None, None
+    j = int(rng.choice(ok))
+    aim_z = d[j, 2] + rng.uniform(0.0, 0.3)  # targets are base points: aim a little above
+    yaw = math.atan2(d[j, 1], d[j, 0]) + rng.uniform(-0.25, 0.25)
+    return yaw, float(np.clip(math.atan2(aim_z, horiz[j]), -0.95, 0.3))
 
 
 def random_trajectory(rng: np.random.Generator, scene: Scene, frames: int, tries: int = 50) -> np.ndarray:
@@ -515,13 +709,21 @@ def random_trajectory(rng: np.random.Generator, scene: Scene, frames: int, tries
             inside = np.all((pos[:, None] > obs[None, :, 0] - 0.3) & (pos[:, None] < obs[None, :, 1] + 0.3), axis=2)
             if inside.any():
                 continue
-        yaw0 = _open_yaw(rng, scene, pos[frames // 2])
+        st = STYLES[scene.style]
+        yaw0, aim_pitch = None, None
+        if st.target_view_p > 0 and rng.uniform() < st.target_view_p:
+            yaw0, aim_pitch = _aim_at_target(rng, scene, pos[frames // 2])
+        if yaw0 is None:
+            yaw0 = _open_yaw(rng, scene, pos[frames // 2])
         yaw = (
             yaw0
             + rng.uniform(-0.02, 0.02) * t
             + 0.15 * np.sin(2 * np.pi * t / rng.uniform(40, 160) + rng.uniform(0, 6.3))
         )
-        pitch = rng.uniform(-0.6, 0.15) + 0.08 * np.sin(2 * np.pi * t / rng.uniform(40, 160) + rng.uniform(0, 6.3))
+        pitch0 = rng.uniform(*st.pitch)  # drawn in this order so "basic" clips stay as they were
+        pitch = (pitch0 if aim_pitch is None else aim_pitch) + 0.08 * np.sin(
+            2 * np.pi * t / rng.uniform(40, 160) + rng.uniform(0, 6.3)
+        )
         roll = rng.uniform(-0.12, 0.12) + 0.03 * np.sin(2 * np.pi * t / rng.uniform(30, 100) + rng.uniform(0, 6.3))
         poses = np.empty((frames, 4, 4))
         for i in range(frames):
@@ -558,6 +760,20 @@ def _sin_noise(u: np.ndarray, v: np.ndarray, waves: np.ndarray, freq: float) -> 
     return acc / float(np.sum(np.abs(waves[:, 3])))
 
 
+def _sample_tile(tile: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Bilinear lookup `(N, 3)` of a periodic tile at pattern coordinates (one period = one tile)."""
+    size = tile.shape[0]
+    x = (u - np.floor(u)) * size - 0.5
+    y = (v - np.floor(v)) * size - 0.5
+    x0, y0 = np.floor(x), np.floor(y)
+    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
+    x0, y0 = x0.astype(np.int64) % size, y0.astype(np.int64) % size
+    x1, y1 = (x0 + 1) % size, (y0 + 1) % size
+    top = tile[y0, x0] * (1 - fx) + tile[y0, x1] * fx
+    bottom = tile[y1, x0] * (1 - fx) + tile[y1, x1] * fx
+    return top * (1 - fy) + bottom * fy
+
+
 def shade_texture(mat: Material, p: np.ndarray, n: np.ndarray) -> np.ndarray:
     """Albedo `(N, 3)` of material `mat` at world points `p` with unit normals `n` (tri-planar)."""
     axis = np.argmax(np.abs(n), axis=1)
@@ -566,6 +782,11 @@ def shade_texture(mat: Material, p: np.ndarray, n: np.ndarray) -> np.ndarray:
     ca, sa = math.cos(mat.angle), math.sin(mat.angle)
     u, v = (ca * u - sa * v) / mat.scale, (sa * u + ca * v) / mat.scale
     tex = mat.texture
+    if mat.image is not None:
+        col = _sample_tile(mat.image, u, v)
+        if mat.noise:
+            col = col * (1 + mat.noise * _sin_noise(u * mat.scale, v * mat.scale, mat.waves, 3.0))[:, None]
+        return col.astype(np.float32)
     if tex == "checker":
         m = ((np.floor(u) + np.floor(v)) % 2).astype(np.float32)
     elif tex == "stripes":
@@ -725,6 +946,7 @@ def render_clip(
     width: int = 224,
     kind: SceneKind | None = None,
     hfov_deg: tuple[float, float] = (50.0, 75.0),
+    style: str = "basic",
 ) -> SyntheticClip:
     """Render the clip of `seed`: deterministic (same seed, same arrays, on any machine with numpy).
 
@@ -733,12 +955,13 @@ def render_clip(
         frames, height, width: clip size.
         kind: force a scene kind, else sampled ("room" 60 %, "corridor" 20 %, "yard" 20 %).
         hfov_deg: range of the horizontal field of view.
+        style: name of the scene/material distribution in `STYLES` ("basic" or "rich").
 
     Returns:
         The `SyntheticClip` (uint8 RGB, float32 z-depth, intrinsics, camera-to-world poses).
     """
     rng = np.random.default_rng(seed)
-    scene = random_scene(rng, kind)
+    scene = random_scene(rng, kind, style)
     poses = random_trajectory(rng, scene, frames)
     K = intrinsics_for(height, width, float(rng.uniform(*hfov_deg)))
     exposure = float(rng.uniform(1.2, 2.5))
@@ -776,6 +999,7 @@ def write_synthetic_dataset(
     height: int = 168,
     width: int = 224,
     skip_existing: bool = True,
+    style: str = "basic",
 ) -> list[Path]:
     """Render `seeds` into `root/<seed>/` in the training sequence format; returns the folders.
 
@@ -790,7 +1014,7 @@ def write_synthetic_dataset(
             tmp = d.with_name(d.name + ".tmp")
             if tmp.exists():
                 shutil.rmtree(tmp)
-            write_sequence(tmp, to_sequence(render_clip(int(seed), frames, height, width)))
+            write_sequence(tmp, to_sequence(render_clip(int(seed), frames, height, width, style=style)))
             if d.exists():
                 shutil.rmtree(d)
             tmp.rename(d)
@@ -799,11 +1023,14 @@ def write_synthetic_dataset(
 
 
 __all__ = [
+    "IMAGE_TEXTURES",
+    "STYLES",
     "TEXTURES",
     "Material",
     "Renderer",
     "Scene",
     "SceneObject",
+    "Style",
     "SyntheticClip",
     "box_mesh",
     "cylinder_mesh",
@@ -871,6 +1098,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--seeds", default="0:100", help="start:stop (half-open)")
     ap.add_argument("--frames", type=int, default=24)
     ap.add_argument("--size", type=int, nargs=2, default=(192, 256), metavar=("H", "W"))
+    ap.add_argument("--style", default="basic", choices=sorted(STYLES), help="scene/material distribution")
     ap.add_argument("--sample", default=None, help="write the demo sample clip (MP4 + sidecars) here instead")
     args = ap.parse_args(argv)
     if args.sample:
@@ -880,7 +1108,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         ap.error("--out is required (or --sample)")
     a, b = (int(x) for x in args.seeds.split(":"))
     for s in range(a, b):
-        write_synthetic_dataset(args.out, [s], args.frames, *args.size)
+        write_synthetic_dataset(args.out, [s], args.frames, *args.size, style=args.style)
         if (s - a) % 50 == 0:
             print(f"seed {s} done", flush=True)
 
