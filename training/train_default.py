@@ -147,7 +147,10 @@ def prepare_data(cfg: dict[str, Any], data_dir: Path) -> list[Path]:
 
     a, b = cfg["data"]["seeds"]
     h, w = cfg["data"]["render_size"]
-    return write_synthetic_dataset(data_dir, range(int(a), int(b)), int(cfg["data"]["frames"]), int(h), int(w))
+    style = str(cfg["data"].get("style", "basic"))
+    return write_synthetic_dataset(
+        data_dir, range(int(a), int(b)), int(cfg["data"]["frames"]), int(h), int(w), style=style
+    )
 
 
 def make_dataset(cfg: dict[str, Any], folders: list[Path]):
@@ -244,6 +247,11 @@ def train(cfg: dict[str, Any], out: Path, data_dir: Path, resume: bool, log_ever
     opt = torch.optim.AdamW(model.parameters(), lr=float(tcfg["lr"]), weight_decay=float(tcfg["weight_decay"]))
     ckpt = out / CKPT_NAME
     step, history = 0, []
+    if tcfg.get("init") and not (resume and ckpt.is_file()):
+        # fine-tuning: start from another run's weights (fresh optimizer, step 0)
+        init = torch.load(Path(tcfg["init"]), map_location="cpu", weights_only=True)
+        model.load_state_dict(init["model"])
+        print(f"initialised from {tcfg['init']}", flush=True)
     if resume and ckpt.is_file():
         state = torch.load(ckpt, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
