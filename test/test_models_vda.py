@@ -331,3 +331,47 @@ def test_conv_stem_sees_across_patch_borders_and_round_trips(tmp_path: Path) -> 
     with torch.no_grad():
         want = sig.module(x5).numpy()
     np.testing.assert_allclose(session.run(None, {"frames": x5.numpy()})[0], want, rtol=1e-4, atol=1e-5)
+
+
+def test_detail_branch_starts_as_a_no_op_then_adds_local_detail(tmp_path: Path) -> None:
+    """`detail_width` (DPT-Hybrid-style conv skips into the two finest head levels): zero-initialised
+    projections make a new branch a no-op on an existing model; once trained it changes the output,
+    gradients reach its first stage, and it persists through save/load and ONNX like the rest."""
+    base = randomise(VideoDepthAnything(**TINY, conv_stem=True))
+    hybrid = VideoDepthAnything(**TINY, conv_stem=True, detail_width=8)
+    missing, unexpected = hybrid.load_state_dict(base.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith("detail.") for k in missing)
+    frames = torch.rand(4, 3, 70, 98)
+    torch.testing.assert_close(hybrid.predict(frames), base.predict(frames), rtol=0, atol=0)
+
+    skips = hybrid.detail(hybrid.normalise(frames[None]))
+    assert [tuple(s.shape) for s in skips] == [
+        (4, TINY["out_channels"][0], 18, 25),
+        (4, TINY["out_channels"][1], 9, 13),
+    ]
+
+    randomise(hybrid, seed=2)
+    assert not torch.allclose(hybrid.predict(frames), base.predict(frames))
+    hybrid.train()
+    hybrid(frames[None]).mean().backward()
+    assert hybrid.detail.stages[0][0].weight.grad.abs().sum() > 0
+
+    hybrid.eval().save_pretrained(tmp_path / "h")
+    again = load_model(tmp_path / "h")
+    assert again.config["detail_width"] == 8
+    assert torch.equal(again.predict(frames), hybrid.predict(frames))
+    with pytest.raises(ConfigError, match="not released"):
+        VideoDepthAnything.from_released(tmp_path / "none.pth", detail_width=8)
+
+    ort = pytest.importorskip("onnxruntime")
+    sig = hybrid.export_signature(4, 70, 98)
+    path = tmp_path / "hybrid.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(sig.module, (torch.rand(sig.input_shape),), str(path), input_names=list(sig.input_names),
+                          output_names=list(sig.output_names), opset_version=17, dynamo=False)  # fmt: skip
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x5 = torch.rand(sig.input_shape)
+    (out,) = session.run(None, {sig.input_names[0]: x5.numpy()})
+    with torch.no_grad():
+        np.testing.assert_allclose(out, hybrid(x5).numpy(), rtol=1e-3, atol=1e-4)

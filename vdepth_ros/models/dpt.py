@@ -28,10 +28,12 @@ stages and no streaming hidden-state cache (offline windows only).
 from __future__ import annotations
 
 import copy
+import math
 import re
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from diffusers.models.attention import BasicTransformerBlock
 from torch import nn
 from transformers import DepthAnythingConfig
@@ -255,18 +257,26 @@ class TemporalDPTHead(DPTHead):
             [mm(self.out_channels[2]), mm(self.out_channels[3]), mm(self.features), mm(self.features)]
         )
 
-    def forward(self, features: Sequence[torch.Tensor], num_frames: int) -> torch.Tensor:  # type: ignore[override]
+    def forward(  # type: ignore[override]
+        self, features: Sequence[torch.Tensor], num_frames: int, skips: Sequence[torch.Tensor] | None = None
+    ) -> torch.Tensor:
         """Decode clips of frames with temporal attention.
 
         Args:
             features: 4 tensors `(B*T, C_i, h, w)`, frames of one clip consecutive (frame-major).
             num_frames: `T`, at most `self.num_frames`.
+            skips: optional 2 convolutional feature maps `(B*T, out_channels[i], H_i, W_i)` added to
+                the two finest reassembled levels (resized to them), as DPT-Hybrid feeds its ResNet
+                stages to those levels; see `ConvDetailEncoder`.
 
         Returns:
             `(B*T, h * patch_size, w * patch_size)` float tensor, >= 0.
         """
         grid = (int(features[0].shape[-2]), int(features[0].shape[-1]))
         l1, l2, l3, l4 = self._levels(features)
+        if skips is not None:
+            l1 = l1 + F.interpolate(skips[0], size=l1.shape[2:], mode="bilinear", align_corners=False)
+            l2 = l2 + F.interpolate(skips[1], size=l2.shape[2:], mode="bilinear", align_corners=False)
         l3 = self.motion_modules[0](l3, num_frames)
         l4 = self.motion_modules[1](l4, num_frames)
         l1, l2, l3, l4 = (conv(x) for conv, x in zip(self.convs, (l1, l2, l3, l4), strict=True))
@@ -277,6 +287,54 @@ class TemporalDPTHead(DPTHead):
         path = self.fusion[1](path, l2, size=l1.shape[2:])
         path = self.fusion[0](path, l1)
         return self._decode(path, grid)
+
+
+class ConvDetailEncoder(nn.Module):
+    """A small convolutional encoder whose 1/4 and 1/8 feature maps feed the DPT head's two finest
+    levels (`TemporalDPTHead.forward(skips=...)`).
+
+    After DPT-Hybrid (Ranftl et al., "Vision Transformers for Dense Prediction", ICCV 2021), which
+    takes the features of its ResNet's first two stages for the 1/4 and 1/8 reassemble levels
+    instead of upsampled ViT tokens: convolutions give the decoder local detail (edges, texture
+    gradients, shading) that a compact ViT trained from scratch on little data learns slowly.
+    Unlike DPT-Hybrid the ViT keeps its own levels and the branch is added to them (zero-initialised
+    projections: a new branch starts as a no-op), and the maps are resized to the head's 14-pixel
+    grid (1/3.5 and 1/7 of the input) because 14 is not a power of two.
+
+    Args:
+        width: channels of the first stage (stages: width, 2*width, 4*width at 1/2, 1/4, 1/8).
+        out_channels: the head's `out_channels[0]` and `out_channels[1]`.
+    """
+
+    def __init__(self, width: int, out_channels: Sequence[int]) -> None:
+        super().__init__()
+
+        def stage(c_in: int, c_out: int) -> nn.Sequential:
+            groups = math.gcd(8, c_out)
+            return nn.Sequential(
+                nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=False),
+                nn.GroupNorm(groups, c_out),
+                nn.GELU(),
+                nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
+                nn.GroupNorm(groups, c_out),
+                nn.GELU(),
+            )
+
+        w = int(width)
+        self.stages = nn.ModuleList([stage(3, w), stage(w, 2 * w), stage(2 * w, 4 * w)])
+        self.proj = nn.ModuleList(
+            [nn.Conv2d(2 * w, int(out_channels[0]), 1), nn.Conv2d(4 * w, int(out_channels[1]), 1)]
+        )
+        for conv in self.proj:
+            nn.init.zeros_(conv.weight)
+            nn.init.zeros_(conv.bias)
+
+    def forward(self, pixels: torch.Tensor) -> list[torch.Tensor]:
+        """Normalised images `(N, 3, H, W)` -> `[(N, out_channels[0], H/4, W/4), (N, out_channels[1], H/8, W/8)]`."""
+        x2 = self.stages[0](pixels)
+        x4 = self.stages[1](x2)
+        x8 = self.stages[2](x4)
+        return [self.proj[0](x4), self.proj[1](x8)]
 
 
 def released_head_names(name: str) -> list[str]:

@@ -33,7 +33,7 @@ from vdepth_ros.models.dinov2 import (
     hf_to_released,
     released_to_hf,
 )
-from vdepth_ros.models.dpt import TemporalDPTHead, released_head_names
+from vdepth_ros.models.dpt import ConvDetailEncoder, TemporalDPTHead, released_head_names
 
 #: Released encoder sizes (DINOv2 ViT-S/B/L) with their DPT widths and tapped layers (0-based),
 #: from VDA's `run.py` model_configs and `intermediate_layer_idx`.
@@ -258,6 +258,9 @@ class VideoDepthAnything(DinoVideoDepthBase):
         conv_stem: convolutional patch embedding (`ConvPatchStem`) instead of DINOv2's linear
             patchify. A deliberate difference for compact models trained from scratch (the bundled
             default model); released checkpoints never have it, so `from_released` refuses it.
+        detail_width: > 0 adds a `ConvDetailEncoder` of this first-stage width whose 1/4 and 1/8
+            maps are added to the head's two finest levels (DPT-Hybrid-style; from-scratch compact
+            models only, refused by `from_released` like `conv_stem`). 0 = the released architecture.
     """
 
     family: ClassVar[str] = "vda"
@@ -280,6 +283,7 @@ class VideoDepthAnything(DinoVideoDepthBase):
         overlap: int | None = None,
         keyframes: Sequence[int] | None = None,
         conv_stem: bool = False,
+        detail_width: int = 0,
     ) -> None:
         super().__init__()
         self._init_io(patch_size, max_frames, window, overlap, keyframes)
@@ -297,6 +301,8 @@ class VideoDepthAnything(DinoVideoDepthBase):
             num_heads=motion_heads,
             norm_groups=motion_norm_groups,
         )
+        self.detail_width = int(detail_width)
+        self.detail = ConvDetailEncoder(self.detail_width, out_channels[:2]) if self.detail_width > 0 else None
 
     @classmethod
     def preset(cls, encoder: str = "vits", **overrides: Any) -> VideoDepthAnything:
@@ -335,8 +341,9 @@ class VideoDepthAnything(DinoVideoDepthBase):
         Raises:
             ModelLoadError: unreadable file, or any missing/unexpected key after renaming.
         """
-        if overrides.get("conv_stem"):
-            raise ConfigError("conv_stem models are not released; load them with load_model(dir)")
+        for key in ("conv_stem", "detail_width"):
+            if overrides.get(key):
+                raise ConfigError(f"{key} models are not released; load them with load_model(dir)")
         model = cls.preset(encoder, **overrides)
         model.load_released_state_dict(load_state_dict_file(path))
         return model.eval()
@@ -351,7 +358,8 @@ class VideoDepthAnything(DinoVideoDepthBase):
             `(B, T, H, W)` non-negative relative disparity (affine-invariant inverse depth).
         """
         b, t, _, h, w = frames.shape
-        disparity = self.head(self.encode(frames), num_frames=t)  # (B*T, H, W)
+        skips = self.detail(self.normalise(frames)) if self.detail is not None else None
+        disparity = self.head(self.encode(frames), num_frames=t, skips=skips)  # (B*T, H, W)
         if disparity.shape[-2:] != (h, w):  # only if the head's grid*patch differs from the input
             disparity = F.interpolate(disparity[:, None], size=(h, w), mode="bilinear", align_corners=True)[:, 0]
         return F.relu(disparity).reshape(b, t, h, w)
