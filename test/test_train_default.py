@@ -50,6 +50,12 @@ def test_resume_is_exact_and_probe_reports_baselines(tmp_path: Path) -> None:
     assert out["constant"] == pytest.approx(0.3317, abs=2e-4)
     assert out["row_ramp"] == pytest.approx(0.2668, abs=2e-4)
     assert 0.0 < out["model"] < 1.0
+    rich = probe_synthetic.probe(
+        str(tmp_path / "full" / "checkpoint.pt"), str(recipe), height=112, width=154, style="rich"
+    )
+    # the same seeds rendered in the "rich" style: other clips, so other baseline scores
+    assert rich["constant"] == pytest.approx(0.2651, abs=2e-4)
+    assert rich["row_ramp"] == pytest.approx(0.1952, abs=2e-4)
 
 
 @pytest.mark.slow

@@ -7,7 +7,8 @@ It answers "did the network learn the renders?" before anyone spends time on the
         --config training/configs/default_v2_convstem.yaml
 
 Clips: seeds 777001, 777002, 777005, 777011, 777013, 777020 (outside every training seed range),
-8 frames at 120x160, run through the model at 168x224 as one window, compared at 120x160.
+8 frames at 120x160, run through the model at 168x224 as one window, compared at 120x160;
+`--style rich` renders the same seeds in the "rich" style (`vdepth_training.data.synthetic.STYLES`).
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ import torch
 SEEDS: tuple[int, ...] = (777_001, 777_002, 777_005, 777_011, 777_013, 777_020)
 
 
-def probe(checkpoint: str, config: str, height: int = 168, width: int = 224) -> dict[str, float]:
-    """Mean AbsRel of the model, a constant map and a row ramp over `SEEDS`."""
+def probe(checkpoint: str, config: str, height: int = 168, width: int = 224, style: str = "basic") -> dict[str, float]:
+    """Mean AbsRel of the model, a constant map and a row ramp over `SEEDS` rendered in `style`."""
     import cv2
     from vdepth_training.data.synthetic import render_clip
     from vdepth_training.train_default import build_model, load_config
@@ -35,7 +36,7 @@ def probe(checkpoint: str, config: str, height: int = 168, width: int = 224) -> 
     model.eval()
     res: dict[str, list[float]] = {"model": [], "constant": [], "row_ramp": []}
     for seed in SEEDS:
-        clip = render_clip(seed, frames=8, height=120, width=160)
+        clip = render_clip(seed, frames=8, height=120, width=160, style=style)
         x = np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in clip.rgb])
         x = x.astype(np.float32)
         if x.max() > 1.5:  # uint8 renders
@@ -54,11 +55,13 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("checkpoint", help="checkpoint.pt written by train_default")
     ap.add_argument("--config", default=None, help="the run's recipe YAML (default: training/configs/default.yaml)")
+    ap.add_argument("--style", default="basic", help="render style of the held-out clips (basic, rich)")
     args = ap.parse_args(argv)
     from vdepth_training.train_default import DEFAULT_CONFIG
 
     torch.set_num_threads(1)
-    print(json.dumps(probe(args.checkpoint, args.config or str(DEFAULT_CONFIG))))
+    out = probe(args.checkpoint, args.config or str(DEFAULT_CONFIG), style=args.style)
+    print(json.dumps({**out, "style": args.style}))
 
 
 if __name__ == "__main__":
