@@ -202,3 +202,8 @@ def test_image_textured_surface_renders_its_pattern() -> None:
         assert np.allclose(depth, 2.0, atol=1e-4)
         # the facing wall is evenly lit, so colour variation across it comes from the texture
         assert rgb.reshape(-1, 3).std(axis=0).max() > 0.02
+
+
+def test_unknown_style_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match=r"unknown synthetic style 'photo'.*basic.*rich"):
+        render_clip(0, frames=1, height=12, width=16, style="photo")

@@ -1,8 +1,9 @@
 """Procedural RGB-D video: rooms, corridors and yards ray-cast with Embree (trimesh + embreex).
 
-Every clip is a pure function of its seed: a scene (box room, corridor or open yard with
-buildings), textured with procedural materials (checker, tiles, bricks, wood, stripes, noise),
-lit by an ambient term, a directional light and a shadow-casting point light, watched by a smooth
+Every clip is a pure function of its seed and style: a scene (box room, corridor or open yard
+with buildings), textured with procedural materials (checker, tiles, bricks, wood, stripes,
+noise; the "rich" `Style` adds dead-leaves and 1/f tiles, denser clutter and close views), lit by
+an ambient term, a directional light and a shadow-casting point light, watched by a smooth
 handheld-like 6-DoF camera; a few objects may move. Output per frame: RGB, exact z-depth in
 metres (0 where the ray escapes to the sky), the intrinsics and the camera-to-world pose.
 
@@ -579,9 +580,12 @@ def _room_shell(rng: np.random.Generator, lo, hi, objs: list[SceneObject], style
         objs.append(SceneObject(verts, faces, random_material(rng, rug_tex, style=style)))
 
 
-def random_scene(rng: np.random.Generator, kind: SceneKind | None = None, style: str | Style = "basic") -> Scene:
-    """Sample a scene: a room (most), a corridor, or an open yard with buildings and sky."""
-    st = STYLES[style] if isinstance(style, str) else style
+def random_scene(rng: np.random.Generator, kind: SceneKind | None = None, style: str = "basic") -> Scene:
+    """Sample a scene of style `style` (a key of `STYLES`): a room (most), a corridor, or an open
+    yard with buildings and sky."""
+    if style not in STYLES:
+        raise ValueError(f"unknown synthetic style {style!r}; known: {sorted(STYLES)}")
+    st = STYLES[style]
     if kind is None:
         kind = str(rng.choice(["room", "room", "room", "corridor", "yard"]))  # type: ignore[assignment]
     objs: list[SceneObject] = []
