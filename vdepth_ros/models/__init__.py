@@ -24,6 +24,7 @@ from vdepth_ros.models.base import (
 # registry name -> "module:Class"; modules import lazily so a family's heavy deps load on demand.
 MODEL_FAMILIES: dict[str, str] = {
     "vda": "vdepth_ros.models.vda:VideoDepthAnything",
+    "vda_lite": "vdepth_ros.models.vda_lite:VideoDepthAnythingLite",
     "gemdepth": "vdepth_ros.models.gemdepth:GemDepth",
     "depthcrafter": "vdepth_ros.models.depthcrafter:DepthCrafter",
     "onestep": "vdepth_ros.models.onestep:OneStepDepth",

@@ -65,7 +65,11 @@ class DPTHead(nn.Module):
         out_channels: per-level projection widths (VDA: [48,96,192,384] vits, [96,192,384,768] vitb,
             [256,512,1024,1024] vitl).
         head_features: hidden width of the last output conv (32 in DAv2/VDA).
-        patch_size: output size is `(h * patch_size, w * patch_size)` for an `h x w` token grid.
+        patch_size: output size is `(h * patch_size, w * patch_size)` for the `h x w` grid of the
+            third input map (a ViT's token grid).
+        reassemble_factors: resize of each level; DPT's (4, 2, 1, 0.5) turns one ViT token grid
+            into a pyramid. A convolutional encoder that already yields a pyramid (strides 4, 8,
+            16, 32) passes (1, 1, 1, 1) with `patch_size` = the third map's stride.
     """
 
     def __init__(
@@ -75,6 +79,7 @@ class DPTHead(nn.Module):
         out_channels: Sequence[int] = (256, 512, 1024, 1024),
         head_features: int = 32,
         patch_size: int = 14,
+        reassemble_factors: Sequence[float] = REASSEMBLE_FACTORS,
     ) -> None:
         super().__init__()
         in_channels = _check_levels("in_channels", in_channels)
@@ -83,6 +88,9 @@ class DPTHead(nn.Module):
         self.out_channels = out_channels
         self.features = int(features)
         self.patch_size = int(patch_size)
+        self.reassemble_factors = tuple(reassemble_factors)
+        if len(self.reassemble_factors) != 4:
+            raise ConfigError(f"reassemble_factors must be 4 numbers, got {reassemble_factors!r}")
         # One DepthAnythingConfig carries the decoder hyper-parameters for the transformers blocks.
         cfg = DepthAnythingConfig(
             reassemble_hidden_size=in_channels[0],
@@ -90,13 +98,13 @@ class DPTHead(nn.Module):
             fusion_hidden_size=self.features,
             head_hidden_size=int(head_features),
             neck_hidden_sizes=out_channels,
-            reassemble_factors=list(REASSEMBLE_FACTORS),
+            reassemble_factors=list(self.reassemble_factors),
             depth_estimation_type="relative",
             max_depth=1,
             head_in_index=-1,
         )
         layers = []
-        for c_in, c_out, factor in zip(in_channels, out_channels, REASSEMBLE_FACTORS, strict=True):
+        for c_in, c_out, factor in zip(in_channels, out_channels, self.reassemble_factors, strict=True):
             level_cfg = copy.copy(cfg)
             level_cfg.reassemble_hidden_size = c_in  # per-level input width (ViT: all equal)
             layers.append(DepthAnythingReassembleLayer(level_cfg, channels=c_out, factor=factor))
@@ -113,10 +121,12 @@ class DPTHead(nn.Module):
         if len(features) != 4:
             raise ValueError(f"DPT head expects 4 feature maps, got {len(features)}")
         grid = features[0].shape[-2:]
+        one_grid = self.reassemble_factors == tuple(REASSEMBLE_FACTORS)  # a ViT's single token grid
         for i, f in enumerate(features):
-            if f.dim() != 4 or f.shape[1] != self.in_channels[i] or f.shape[-2:] != grid:
+            if f.dim() != 4 or f.shape[1] != self.in_channels[i] or (one_grid and f.shape[-2:] != grid):
                 raise ValueError(
-                    f"feature {i} has shape {tuple(f.shape)}; expected (N, {self.in_channels[i]}, {grid[0]}, {grid[1]})"
+                    f"feature {i} has shape {tuple(f.shape)}; expected (N, {self.in_channels[i]}, "
+                    + (f"{grid[0]}, {grid[1]})" if one_grid else "h_i, w_i)")
                 )
         return [layer(f) for layer, f in zip(self.reassemble, features, strict=True)]
 
@@ -133,7 +143,7 @@ class DPTHead(nn.Module):
         Returns:
             `(N, h * patch_size, w * patch_size)` float tensor, >= 0.
         """
-        grid = (int(features[0].shape[-2]), int(features[0].shape[-1]))
+        grid = (int(features[2].shape[-2]), int(features[2].shape[-1]))
         l1, l2, l3, l4 = (conv(x) for conv, x in zip(self.convs, self._levels(features), strict=True))
         path = self.fusion[3](l4, size=l3.shape[2:])
         path = self.fusion[2](path, l3, size=l2.shape[2:])
@@ -226,6 +236,7 @@ class TemporalDPTHead(DPTHead):
         norm_groups: GroupNorm groups in the motion modules (VDA: 32; must divide
             `out_channels[2]`, `out_channels[3]` and `features`).
         zero_init: zero-initialise the motion modules' output projections (VDA: True).
+        reassemble_factors: as `DPTHead` ((1, 1, 1, 1) for a convolutional pyramid).
 
     Example:
         >>> head = TemporalDPTHead([64] * 4, features=32, out_channels=[16, 32, 64, 64], norm_groups=8)
@@ -246,8 +257,9 @@ class TemporalDPTHead(DPTHead):
         num_blocks: int = 1,
         norm_groups: int = 32,
         zero_init: bool = True,
+        reassemble_factors: Sequence[float] = REASSEMBLE_FACTORS,
     ) -> None:
-        super().__init__(in_channels, features, out_channels, head_features, patch_size)
+        super().__init__(in_channels, features, out_channels, head_features, patch_size, reassemble_factors)
         self.num_frames = int(num_frames)
 
         def mm(c: int) -> TemporalMotionModule:
@@ -272,7 +284,7 @@ class TemporalDPTHead(DPTHead):
         Returns:
             `(B*T, h * patch_size, w * patch_size)` float tensor, >= 0.
         """
-        grid = (int(features[0].shape[-2]), int(features[0].shape[-1]))
+        grid = (int(features[2].shape[-2]), int(features[2].shape[-1]))
         l1, l2, l3, l4 = self._levels(features)
         if skips is not None:
             l1 = l1 + F.interpolate(skips[0], size=l1.shape[2:], mode="bilinear", align_corners=False)

