@@ -15,6 +15,7 @@ pytest.importorskip("embreex")
 from vdepth_training import probe_synthetic, train_default
 
 from vdepth_ros.models.vda import VideoDepthAnything
+from vdepth_ros.models.vda_lite import VideoDepthAnythingLite
 
 
 def tiny_recipe(tmp_path: Path, steps: int) -> Path:
@@ -79,3 +80,16 @@ def test_init_starts_from_another_runs_weights(tmp_path: Path) -> None:
     train_default.main(["--config", str(tune), "--out", str(tmp_path / "fresh"), "--data", str(data)])
     c = torch.load(tmp_path / "fresh" / "checkpoint.pt", weights_only=True)["model"]
     assert any(not torch.equal(v, c[k]) for k, v in a.items())
+
+
+def test_encoder_learns_at_its_own_rate() -> None:
+    cfg = train_default.load_config()
+    cfg["model"] = {"family": "vda_lite", **VideoDepthAnythingLite.tiny_config()}
+    model = train_default.build_model(cfg)
+    [one] = train_default.param_groups(model, cfg)  # no option: one group, as old checkpoints have
+    assert one["lr_scale"] == 1.0 and len(one["params"]) == len(list(model.parameters()))
+    cfg["train"]["encoder_lr_scale"] = 0.1
+    enc, rest = train_default.param_groups(model, cfg)
+    assert enc["lr_scale"] == 0.1 and rest["lr_scale"] == 1.0
+    assert {id(p) for p in enc["params"]} == {id(p) for p in model.backbone.parameters()}
+    assert len(enc["params"]) + len(rest["params"]) == len(list(model.parameters()))
