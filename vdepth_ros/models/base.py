@@ -125,14 +125,26 @@ class VideoDepthModel(nn.Module):
         raise NotImplementedError
 
     # -- persistence -------------------------------------------------------------------------
-    def save_pretrained(self, directory: str | Path) -> Path:
-        from safetensors.torch import save_model
+    def save_pretrained(self, directory: str | Path, weights_dtype: torch.dtype | None = None) -> Path:
+        """Write `config.json` + `model.safetensors` to `directory`.
+
+        `weights_dtype` (e.g. `torch.float16`) stores floating-point tensors in that type to halve
+        the file; `load_model` casts them back into the module's own (float32) parameters.
+        """
+        from safetensors.torch import save_file, save_model
 
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         meta = {"_family": self.family, "_class_name": type(self).__name__, **self.config}
         (out / CONFIG_NAME).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-        save_model(self, str(out / WEIGHTS_NAME))
+        if weights_dtype is None:
+            save_model(self, str(out / WEIGHTS_NAME))
+        else:
+            state = {
+                k: (v.to(weights_dtype) if v.is_floating_point() else v).contiguous()
+                for k, v in self.state_dict().items()
+            }
+            save_file(state, str(out / WEIGHTS_NAME))
         return out
 
 
