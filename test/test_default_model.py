@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from vdepth_ros.paths import default_model_dir
 
@@ -34,26 +35,30 @@ def test_files_present_and_small() -> None:
     assert total <= 25 * 1024 * 1024, f"models/default is {total / 2**20:.1f} MB (limit 25 MB)"
 
 
-def test_loads_by_default_and_is_a_compact_vda() -> None:
+def test_loads_by_default_and_is_a_compact_vda_family_model() -> None:
+    """A VDA-head model (temporal DPT head over windows), small enough for CPUs, float32 compute."""
     from vdepth_ros.models import load_model
 
     model = load_model(MODEL)
-    assert model.family == "vda"
+    assert model.family in ("vda", "vda_lite")
     n = sum(p.numel() for p in model.parameters())
     assert n < 5_000_000
+    assert {p.dtype for p in model.parameters()} == {torch.float32}  # even when stored as float16
     cons = model.input_constraints
-    assert cons.multiple_of == 14
-    assert cons.output_kind == "disparity"
+    assert cons.multiple_of == model.patch_size
+    assert cons.window == 8 and cons.output_kind == "disparity"
 
 
 def test_onnx_matches_torch_and_is_deterministic() -> None:
     pytest.importorskip("onnxruntime")
+    from vdepth_ros.models import load_model
     from vdepth_ros.runtime import create_engine
 
+    multiple = load_model(MODEL).input_constraints.multiple_of
     ort = create_engine(str(MODEL), backend="onnxruntime")
     spec = ort.input_spec
-    assert spec.height % 14 == 0
-    assert spec.width % 14 == 0
+    assert spec.height % multiple == 0
+    assert spec.width % multiple == 0
     x = _window(spec.frames, spec.height, spec.width)
     a = ort.infer(x)
     b = ort.infer(x)
