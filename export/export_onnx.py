@@ -132,11 +132,19 @@ def _stdout_to_stderr() -> Any:
         os.close(saved)
 
 
-def _export_legacy(module: nn.Module, example: torch.Tensor, path: Path, opset: int, names, dynamic_frames) -> None:
+def _export_legacy(
+    module: nn.Module, example: torch.Tensor, path: Path, opset: int, names, dynamic_frames, fuse_bn: bool = True
+) -> None:
+    """TorchScript-based export. `fuse_bn=False` keeps BatchNorm as its own op (ONNX Runtime fuses
+    it when it loads the model) so that the stored weights stay the module's own values, which
+    `store_weights_fp16` can then keep as float16 losslessly; it skips the exporter's eval-mode
+    peephole pass by exporting with `TrainingMode.PRESERVE` (the module is in eval mode)."""
     in_name, out_name = names
     axes = {in_name: {1: "frames"}, out_name: {1: "frames"}} if dynamic_frames else None
+    mode = {} if fuse_bn else {"training": torch.onnx.TrainingMode.PRESERVE}
     with warnings.catch_warnings(), _stdout_to_stderr():
         warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.filterwarnings("ignore", message="It is recommended that constant folding be turned off")
         torch.onnx.export(
             module,
             (example,),
@@ -147,6 +155,7 @@ def _export_legacy(module: nn.Module, example: torch.Tensor, path: Path, opset: 
             input_names=[in_name],
             output_names=[out_name],
             dynamic_axes=axes,
+            **mode,
         )
 
 
@@ -195,10 +204,14 @@ def _finalize(tmp: Path, path: Path, threshold: int, weights_fp16: bool = False)
 
 
 def store_weights_fp16(proto: Any, min_elements: int = 16) -> Any:
-    """Store every float32 initializer of at least `min_elements` values as float16, read through a
-    `Cast(to=FLOAT)` node under its old name: the file shrinks by half and the graph still computes
-    in float32 (ONNX Runtime folds the casts when it loads the model). Weights must fit float16's
-    range (|w| < 65504), which trained networks do; values that would overflow raise `ExportError`.
+    """Store float32 initializers (of at least `min_elements` values) whose values are all exactly
+    representable in float16 as float16, read through a `Cast(to=FLOAT)` node under the old name.
+
+    Lossless by construction: the graph computes exactly what it computed before, in float32
+    (ONNX Runtime folds the casts when it loads the model). It shrinks a file when the model's
+    weights were rounded to float16 first (`save_pretrained(weights_dtype=torch.float16)`);
+    initializers the exporter computed from several weights (a BatchNorm folded into a conv) are
+    not float16 values and stay float32.
     """
     import numpy as np
     import onnx
@@ -210,9 +223,11 @@ def store_weights_fp16(proto: Any, min_elements: int = 16) -> Any:
             keep.append(init)
             continue
         w = numpy_helper.to_array(init)
-        if np.abs(w).max(initial=0.0) >= 65504:
-            raise ExportError(f"initializer {init.name} exceeds the float16 range")
-        half = numpy_helper.from_array(w.astype(np.float16), name=init.name + "__fp16")
+        w16 = w.astype(np.float16)
+        if not np.array_equal(w16.astype(np.float32), w):  # not a float16 value: keep it exact
+            keep.append(init)
+            continue
+        half = numpy_helper.from_array(w16, name=init.name + "__fp16")
         keep.append(half)
         casts.append(helper.make_node("Cast", [half.name], [init.name], to=TensorProto.FLOAT))
     del proto.graph.initializer[:]
@@ -372,7 +387,7 @@ def export_onnx(
             try:
                 with torch.inference_mode(False), torch.no_grad():
                     if name == "legacy":
-                        _export_legacy(module, example, tmp, used_opset, names, dynamic_frames)
+                        _export_legacy(module, example, tmp, used_opset, names, dynamic_frames, not weights_fp16)
                     else:
                         _export_dynamo(module, example, tmp, used_opset, names, dynamic_frames, max_frames)
             except Exception as err:  # exporter failures are many types; keep the message, try the next

@@ -1,11 +1,16 @@
-"""Train the bundled default model: a compact Video Depth Anything on procedural synthetic video.
+"""Train the bundled default model (VDA-head video depth) on procedural synthetic video.
 
-One command renders the synthetic clips that are missing (deterministic per seed), then trains
-with the VDA loss (`losses.gemdepth_loss` without the camera term: SSI + 0.5 GM + 10 TGM) and heavy
-photometric augmentation, and writes a resumable checkpoint every `checkpoint_every` steps::
+One command renders the synthetic clips that are missing (deterministic per seed and style), then
+trains with the VDA loss (`losses.gemdepth_loss` without the camera term: SSI + 0.5 GM + 10 TGM) and
+heavy photometric augmentation, and writes a resumable checkpoint every `checkpoint_every` steps.
+The shipped model (v4, `vda_lite`, ImageNet encoder) is `configs/default_v4_lite.yaml`::
 
-    python -m vdepth_training.train_default --out runs/default [--resume] [--data DIR]
-    python -m vdepth_training.train_default --out runs/default --finalize models/default
+    python -m vdepth_training.train_default --config training/configs/default_v4_lite.yaml \
+        --out runs/default4 [--resume] [--data DIR]
+    python -m vdepth_training.train_default --config training/configs/default_v4_lite.yaml \
+        --out runs/default4 --finalize runs/default4/model --weights-fp16
+
+Without `--config` it runs `configs/default.yaml`, the first default model (v1, from scratch).
 
 Determinism: the clip of batch `b` is a pure function of `(seed, b)` (`ClipDataset`), and so are
 the zoom and photometric augmentations (a generator seeded with `(seed, b)`), so `--resume`
