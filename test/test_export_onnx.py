@@ -270,3 +270,27 @@ def test_fp16_weight_storage_halves_both_files_and_keeps_parity(tmp_path: Path) 
     assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     report = json.loads(parity_path_for(half / "model.onnx").read_text())
     assert report["passed"] is True and max(c["max_abs"] for c in report["checks"]) < 1e-5
+
+
+def test_store_weights_fp16_is_lossless() -> None:
+    """Only initializers whose values are exactly float16 are converted; the rest stay float32."""
+    from onnx import TensorProto, helper, numpy_helper
+    from vdepth_export.export_onnx import store_weights_fp16
+
+    exact = np.arange(32, dtype=np.float32).reshape(4, 8) / 4  # representable in float16
+    inexact = exact + np.float32(1e-4)
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "a"], ["y0"]), helper.make_node("Add", ["y0", "b"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 8])],
+        [numpy_helper.from_array(exact, "a"), numpy_helper.from_array(inexact, "b")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    proto = store_weights_fp16(model)
+    types = {t.name: t.data_type for t in proto.graph.initializer}
+    assert types == {"a__fp16": TensorProto.FLOAT16, "b": TensorProto.FLOAT}
+    ort = pytest.importorskip("onnxruntime")
+    x = np.ones((4, 8), np.float32)
+    (y,) = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    np.testing.assert_array_equal(y, x + exact + inexact)
