@@ -541,10 +541,7 @@ class GemDepth(DinoVideoDepthBase):
         x = self._astt(x, b, t, pos)
         maps[3] = x.transpose(1, 2).reshape(b * t, c, gh, gw)
 
-        disparity = self.head(maps, num_frames=t)
-        if disparity.shape[-2:] != (h, w):
-            disparity = F.interpolate(disparity[:, None], size=(h, w), mode="bilinear", align_corners=True)[:, 0]
-        disparity = F.relu(disparity).reshape(b, t, h, w)
+        disparity = self.disparity_output(self.head(maps, num_frames=t), b, t, h, w)
 
         extrinsics = torch.eye(4, dtype=pose_enc.dtype, device=pose_enc.device).repeat(b, t, 1, 1)
         extrinsics[..., :3, :3] = quat_to_matrix(quat_rel)

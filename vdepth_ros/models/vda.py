@@ -170,6 +170,14 @@ class DinoVideoDepthBase(VideoDepthModel):
             extra={"family": self.family, "patch_size": self.patch_size},
         )
 
+    @staticmethod
+    def disparity_output(disparity: torch.Tensor, b: int, t: int, h: int, w: int) -> torch.Tensor:
+        """Head output `(B*T, h', w')` -> `(B, T, h, w)` ReLU'd disparity, resized only when the
+        head's grid x patch differs from the input size."""
+        if disparity.shape[-2:] != (h, w):
+            disparity = F.interpolate(disparity[:, None], size=(h, w), mode="bilinear", align_corners=True)[:, 0]
+        return F.relu(disparity).reshape(b, t, h, w)
+
     def encode(self, frames: torch.Tensor) -> list[torch.Tensor]:
         """Normalise and run DINOv2: `(B, T, 3, H, W)` -> 4 maps `(B*T, hidden, H/14, W/14)`."""
         return list(self.backbone(self.normalise(frames)).feature_maps)
@@ -360,9 +368,7 @@ class VideoDepthAnything(DinoVideoDepthBase):
         b, t, _, h, w = frames.shape
         skips = self.detail(self.normalise(frames)) if self.detail is not None else None
         disparity = self.head(self.encode(frames), num_frames=t, skips=skips)  # (B*T, H, W)
-        if disparity.shape[-2:] != (h, w):  # only if the head's grid*patch differs from the input
-            disparity = F.interpolate(disparity[:, None], size=(h, w), mode="bilinear", align_corners=True)[:, 0]
-        return F.relu(disparity).reshape(b, t, h, w)
+        return self.disparity_output(disparity, b, t, h, w)
 
 
 __all__ = ["VDA_PRESETS", "WINDOW_PRESETS", "DinoVideoDepthBase", "VideoDepthAnything", "resolve_window"]

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 
 from vdepth_ros.errors import ConfigError
 from vdepth_ros.models.dpt import TemporalDPTHead
@@ -115,10 +114,7 @@ class VideoDepthAnythingLite(DinoVideoDepthBase):
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         """Disparity of clips: `(B, T, 3, H, W)` RGB in [0, 1] (H, W multiples of 32) -> `(B, T, H, W)` >= 0."""
         b, t, _, h, w = frames.shape
-        disparity = self.head(self.encode(frames), num_frames=t)
-        if disparity.shape[-2:] != (h, w):
-            disparity = F.interpolate(disparity[:, None], size=(h, w), mode="bilinear", align_corners=True)[:, 0]
-        return F.relu(disparity).reshape(b, t, h, w)
+        return self.disparity_output(self.head(self.encode(frames), num_frames=t), b, t, h, w)
 
 
 __all__ = ["STRIDE", "VideoDepthAnythingLite"]
