@@ -23,6 +23,7 @@ def tiny_recipe(tmp_path: Path, steps: int) -> Path:
     cfg["model"] = {"family": "vda", **VideoDepthAnything.tiny_config(), "conv_stem": True}
     cfg["data"].update(seeds=[0, 2], frames=6, render_size=[64, 80], clip_length=[2, 3], size=[42, 56])
     cfg["train"].update(steps=steps, stages=[], warmup=2, checkpoint_every=2, threads=1)
+    cfg["train"].pop("pretrained_encoder", None)  # the tiny VDA trains from scratch
     path = tmp_path / f"recipe{steps}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -86,6 +87,7 @@ def test_encoder_learns_at_its_own_rate() -> None:
     cfg = train_default.load_config()
     cfg["model"] = {"family": "vda_lite", **VideoDepthAnythingLite.tiny_config()}
     model = train_default.build_model(cfg)
+    assert cfg["train"].pop("encoder_lr_scale") == 0.1  # the shipped recipe's
     [one] = train_default.param_groups(model, cfg)  # no option: one group, as old checkpoints have
     assert one["lr_scale"] == 1.0 and len(one["params"]) == len(list(model.parameters()))
     cfg["train"]["encoder_lr_scale"] = 0.1

@@ -3,14 +3,13 @@
 One command renders the synthetic clips that are missing (deterministic per seed and style), then
 trains with the VDA loss (`losses.gemdepth_loss` without the camera term: SSI + 0.5 GM + 10 TGM) and
 heavy photometric augmentation, and writes a resumable checkpoint every `checkpoint_every` steps.
-The shipped model (v4, `vda_lite`, ImageNet encoder) is `configs/default_v4_lite.yaml`::
+Without `--config` it runs the shipped model's recipe (v4, `vda_lite`, ImageNet encoder,
+`configs/default_v4_lite.yaml`)::
 
-    python -m vdepth_training.train_default --config training/configs/default_v4_lite.yaml \
-        --out runs/default4 [--resume] [--data DIR]
-    python -m vdepth_training.train_default --config training/configs/default_v4_lite.yaml \
-        --out runs/default4 --finalize runs/default4/model --weights-fp16
+    python -m vdepth_training.train_default --out runs/default4 [--resume] [--data DIR]
+    python -m vdepth_training.train_default --out runs/default4 --finalize runs/default4/model --weights-fp16
 
-Without `--config` it runs `configs/default.yaml`, the first default model (v1, from scratch).
+`--config training/configs/default.yaml` is the first default model (v1, from scratch).
 
 Determinism: the clip of batch `b` is a pure function of `(seed, b)` (`ClipDataset`), and so are
 the zoom and photometric augmentations (a generator seeded with `(seed, b)`), so `--resume`
@@ -32,7 +31,8 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "default.yaml"
+#: the shipped default model's recipe (v4); `configs/default.yaml` is the first default (v1)
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "default_v4_lite.yaml"
 CKPT_NAME = "checkpoint.pt"
 
 
