@@ -106,13 +106,23 @@ class DinoVideoDepthBase(VideoDepthModel):
     patch_size: int
     max_frames: int
 
-    def _init_io(self, patch_size: int, max_frames: int, window: int, overlap: int | None, keyframes: Any) -> None:
+    def _init_io(
+        self,
+        patch_size: int,
+        max_frames: int,
+        window: int,
+        overlap: int | None,
+        keyframes: Any,
+        pixel_mean: Sequence[float] = IMAGENET_MEAN,
+        pixel_std: Sequence[float] = IMAGENET_STD,
+    ) -> None:
+        """Input rules and the RGB normalisation `normalise` applies (ImageNet's unless given)."""
         self.patch_size = int(patch_size)
         self.max_frames = int(max_frames)
         self.window = int(window)
         self.overlap, self.keyframes = resolve_window(self.window, overlap, keyframes, self.max_frames)
-        self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 1, 3, 1, 1), persistent=False)
-        self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(1, 1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(1, 1, 3, 1, 1), persistent=False)
 
     @property
     def input_constraints(self) -> InputConstraints:

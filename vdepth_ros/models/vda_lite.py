@@ -65,9 +65,8 @@ class VideoDepthAnythingLite(DinoVideoDepthBase):
         frozen_bn: bool = True,
     ) -> None:
         super().__init__()
-        self._init_io(STRIDE, max_frames, window, overlap, keyframes)
-        self.register_buffer("pixel_mean", torch.full((1, 1, 3, 1, 1), 0.5), persistent=False)
-        self.register_buffer("pixel_std", torch.full((1, 1, 3, 1, 1), 0.5), persistent=False)
+        # [-1, 1] input scaling, as the TensorFlow "Lite" models were trained
+        self._init_io(STRIDE, max_frames, window, overlap, keyframes, pixel_mean=(0.5,) * 3, pixel_std=(0.5,) * 3)
         self.backbone = EfficientNetLite0Encoder(frozen_bn=frozen_bn)
         self.head = TemporalDPTHead(
             list(PYRAMID_CHANNELS),
