@@ -95,3 +95,8 @@ def test_encoder_learns_at_its_own_rate() -> None:
     assert enc["lr_scale"] == 0.1 and rest["lr_scale"] == 1.0
     assert {id(p) for p in enc["params"]} == {id(p) for p in model.backbone.parameters()}
     assert len(enc["params"]) + len(rest["params"]) == len(list(model.parameters()))
+    cfg["train"]["encoder_lr_scale"] = 0.0  # frozen: the encoder is neither optimised nor differentiated
+    [head] = train_default.param_groups(model, cfg)
+    assert not ({id(p) for p in head["params"]} & {id(p) for p in model.backbone.parameters()})
+    assert len(head["params"]) == len(list(model.parameters())) - len(list(model.backbone.parameters()))
+    assert not any(p.requires_grad for p in model.backbone.parameters())

@@ -233,10 +233,14 @@ def _alive_output(model) -> None:
 def param_groups(model, cfg: dict[str, Any]) -> list[dict[str, Any]]:
     """AdamW groups: the encoder (`model.backbone`) at `train.encoder_lr_scale` x the learning rate
     (default 1; Depth Anything / VDA fine-tune a pretrained encoder 10x slower than the head), the
-    rest at 1x."""
+    rest at 1x. A scale of 0 freezes the encoder: its parameters stop requiring gradients (the
+    backward pass skips it) and only the rest is optimised."""
     scale = float(cfg["train"].get("encoder_lr_scale", 1.0))
     if scale == 1.0:  # one group, as the checkpoints of runs without the option have
         return [{"params": list(model.parameters()), "lr_scale": 1.0}]
+    if scale == 0.0:
+        model.backbone.requires_grad_(False)
+        return [{"params": [p for p in model.parameters() if p.requires_grad], "lr_scale": 1.0}]
     backbone = {id(p) for p in model.backbone.parameters()}
     enc = [p for p in model.parameters() if id(p) in backbone]
     rest = [p for p in model.parameters() if id(p) not in backbone]

