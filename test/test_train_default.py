@@ -14,6 +14,7 @@ pytest.importorskip("embreex")
 
 from vdepth_training import probe_synthetic, train_default
 
+from vdepth_ros.errors import ConfigError
 from vdepth_ros.models.vda import VideoDepthAnything
 from vdepth_ros.models.vda_lite import VideoDepthAnythingLite
 
@@ -100,3 +101,13 @@ def test_encoder_learns_at_its_own_rate() -> None:
     assert not ({id(p) for p in head["params"]} & {id(p) for p in model.backbone.parameters()})
     assert len(head["params"]) == len(list(model.parameters())) - len(list(model.backbone.parameters()))
     assert not any(p.requires_grad for p in model.backbone.parameters())
+
+
+def test_a_stage_can_change_the_encoder_rate() -> None:
+    cfg = {
+        "train": {"steps": 10, "encoder_lr_scale": 0.1, "stages": [{"steps": 5}, {"steps": 5, "encoder_lr_scale": 0.3}]}
+    }
+    assert [train_default.encoder_lr_scale_at(s, cfg) for s in (0, 9, 10, 14, 15, 19, 25)] == [0.1] * 4 + [0.3] * 3
+    cfg["train"]["encoder_lr_scale"] = 1.0  # one group: nothing to rescale separately
+    with pytest.raises(ConfigError, match="encoder_lr_scale"):
+        train_default.encoder_lr_scale_at(0, cfg)

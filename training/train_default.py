@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 import yaml
 
+from vdepth_ros.errors import ConfigError
+
 #: the shipped default model's recipe (v4); `configs/default.yaml` is the first default (v1)
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "default_v4_lite.yaml"
 CKPT_NAME = "checkpoint.pt"
@@ -221,6 +223,32 @@ def lr_at(step: int, cfg: dict[str, Any]) -> float:
     raise AssertionError("unreachable")
 
 
+def encoder_lr_scale_at(step: int, cfg: dict[str, Any]) -> float:
+    """The encoder's learning-rate factor at `step`: `train.encoder_lr_scale` in stage 1; a stage of
+    `train.stages` may set its own `encoder_lr_scale`, which holds until a later stage sets another.
+
+    Raises:
+        ConfigError: a stage changes the factor while stage 1 has no separate encoder group
+            (factor 1: one group; factor 0: the encoder is frozen and not in the optimizer).
+    """
+    t = cfg["train"]
+    first = float(t.get("encoder_lr_scale", 1.0))
+    stages = t.get("stages", [])
+    changed = [float(st["encoder_lr_scale"]) for st in stages if "encoder_lr_scale" in st]
+    if first in (0.0, 1.0) and any(c != first for c in changed):
+        raise ConfigError(
+            f"train.stages sets encoder_lr_scale {changed}, but stage 1 uses {first}: only a factor "
+            "other than 0 and 1 gives the encoder its own optimizer group"
+        )
+    scale, start = first, int(t["steps"])
+    for st in stages:
+        if step < start:
+            break
+        scale = float(st.get("encoder_lr_scale", scale))
+        start += int(st["steps"])
+    return scale
+
+
 def _alive_output(model) -> None:
     """Start the final ReLU in its active range: with the default init the head's last conv is
     negative almost everywhere, the ReLU outputs 0 and no gradient flows (a dead start)."""
@@ -291,8 +319,9 @@ def train(cfg: dict[str, Any], out: Path, data_dir: Path, resume: bool, log_ever
     while step < total:
         batch, _ = get_batch(datasets, step)
         batch = augment_batch(batch, cfg, step)
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, cfg) * group["lr_scale"]
+        enc_scale = encoder_lr_scale_at(step, cfg)
+        for group in opt.param_groups:  # lr_scale != 1 marks the encoder group (param_groups)
+            group["lr"] = lr_at(step, cfg) * (enc_scale if group["lr_scale"] != 1.0 else 1.0)
         pred = model(batch["frames"])
         loss, terms = gemdepth_loss(pred, batch["target"], batch["valid"], w_gm=tcfg["w_gm"], w_tgm=tcfg["w_tgm"])
         opt.zero_grad(set_to_none=True)
