@@ -54,7 +54,7 @@ def probe(checkpoint: str, config: str, height: int = 168, width: int = 224, sty
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("checkpoint", help="checkpoint.pt written by train_default")
-    ap.add_argument("--config", default=None, help="the run's recipe YAML (default: the shipped default_v4_lite.yaml)")
+    ap.add_argument("--config", default=None, help="the run's recipe YAML (default: the shipped default_v5_lite.yaml)")
     ap.add_argument("--style", default="basic", help="render style of the held-out clips (basic, rich)")
     args = ap.parse_args(argv)
     from vdepth_training.train_default import DEFAULT_CONFIG

@@ -3,11 +3,11 @@
 One command renders the synthetic clips that are missing (deterministic per seed and style), then
 trains with the VDA loss (`losses.gemdepth_loss` without the camera term: SSI + 0.5 GM + 10 TGM) and
 heavy photometric augmentation, and writes a resumable checkpoint every `checkpoint_every` steps.
-Without `--config` it runs the shipped model's recipe (v4, `vda_lite`, ImageNet encoder,
-`configs/default_v4_lite.yaml`)::
+Without `--config` it runs the shipped model's recipe (v5, `vda_lite`, ImageNet encoder,
+`configs/default_v5_lite.yaml`)::
 
-    python -m vdepth_training.train_default --out runs/default4 [--resume] [--data DIR]
-    python -m vdepth_training.train_default --out runs/default4 --finalize runs/default4/model --weights-fp16
+    python -m vdepth_training.train_default --out runs/default5 [--resume] [--data DIR]
+    python -m vdepth_training.train_default --out runs/default5 --finalize runs/default5/model --weights-fp16
 
 `--config training/configs/default.yaml` is the first default model (v1, from scratch).
 
@@ -33,8 +33,8 @@ import yaml
 
 from vdepth_ros.errors import ConfigError
 
-#: the shipped default model's recipe (v4); `configs/default.yaml` is the first default (v1)
-DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "default_v4_lite.yaml"
+#: the shipped default model's recipe (v5); `configs/default.yaml` is the first default (v1)
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "default_v5_lite.yaml"
 CKPT_NAME = "checkpoint.pt"
 
 
