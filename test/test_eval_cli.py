@@ -84,3 +84,18 @@ def test_cli_baselines_only_writes_reports(evaldata, tmp_path, capsys) -> None:
 def test_cli_refuses_missing_evaldata(tmp_path) -> None:
     with pytest.raises(SystemExit):
         cli.main(["--evaldata", str(tmp_path / "nope"), "--baselines-only"])
+
+
+def test_size_sets_the_working_resolution_on_torch_only(evaldata, tmp_path, capsys) -> None:
+    pytest.importorskip("torch")
+    base = ["--datasets", "hololens", "--frames", "8", "--no-stream", "--no-per-frame"]
+    rc = cli.main([*base, "--backend", "torch", "--size", "96", "128", "--out", str(tmp_path / "a")])
+    assert rc == 0
+    meta = json.loads((tmp_path / "a" / "results.json").read_text())["meta"]
+    assert (meta["spec"]["height"], meta["spec"]["width"]) == (96, 128)
+    assert meta["backend"] == "torch"
+    with pytest.raises(SystemExit):  # an exported graph has a fixed size: refused, not ignored
+        cli.main([*base, "--backend", "onnxruntime", "--size", "96", "128", "--out", str(tmp_path / "b")])
+    assert "torch backend" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # the Lite encoder needs multiples of 32: a clear error, no traceback
+        cli.main([*base, "--backend", "torch", "--size", "90", "128", "--out", str(tmp_path / "c")])

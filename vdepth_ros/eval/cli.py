@@ -26,6 +26,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from vdepth_ros.errors import ConfigError
 from vdepth_ros.eval.datasets import DATASETS, EvalSequence, load_dataset
 from vdepth_ros.eval.metrics import DepthMetrics, constant_prediction, evaluate_sequence, row_ramp_prediction
 
@@ -157,8 +158,17 @@ def evaluate(
     per_frame: bool = True,
     with_model: bool = True,
     threads: int | None = None,
+    size: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
-    """Run the evaluation; returns the JSON-able results dict (see `write_report`)."""
+    """Run the evaluation; returns the JSON-able results dict (see `write_report`).
+
+    `size` (H, W) sets the model's working resolution; only the torch backend can change it (an
+    exported graph has a fixed size), so it requires `backend="torch"`.
+    """
+    if size is not None and backend != "torch":
+        raise ConfigError(
+            f"a working size needs the torch backend (exported graphs have a fixed size), got {backend!r}"
+        )
     engine = single = None
     results: dict[str, Any] = {"datasets": {}, "meta": {"model": None, "backend": None}}
     if with_model:
@@ -166,7 +176,9 @@ def evaluate(
         from vdepth_ros.runtime import create_engine
 
         mdir = Path(model) if model else default_model_dir()
-        opts = {"threads": threads} if threads else {}
+        opts: dict[str, Any] = {"threads": threads} if threads else {}
+        if size is not None:
+            opts.update(height=int(size[0]), width=int(size[1]))
         engine = create_engine(str(mdir), backend=backend, **opts)
         results["meta"].update({"model": str(mdir), "backend": engine.backend, "spec": engine.input_spec.to_dict()})
         results["meta"]["speed"] = measure_engine_fps(engine)
@@ -306,6 +318,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default=None, help="model folder (default: the bundled default model)")
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument(
+        "--size",
+        type=int,
+        nargs=2,
+        default=None,
+        metavar=("H", "W"),
+        help="model working resolution (torch backend only; default: the exported graph's)",
+    )
     ap.add_argument("--frames", type=int, default=None, help="frames per video dataset (default 300 / 120)")
     ap.add_argument("--no-stream", action="store_true", help="skip the causal run")
     ap.add_argument("--no-per-frame", action="store_true", help="skip the T=1 run")
@@ -323,17 +343,21 @@ def main(argv: list[str] | None = None) -> int:
     if root is None or not root.is_dir():
         ap.error("evaluation data not found: pass --evaldata or set VDEPTH_EVALDATA (never copied into the repo)")
     frames = {d: args.frames for d in DEFAULT_FRAMES} if args.frames else None
-    results = evaluate(
-        args.datasets,
-        root,
-        model=args.model,
-        backend=args.backend,
-        frames=frames,
-        stream=not args.no_stream,
-        per_frame=not args.no_per_frame,
-        with_model=not args.baselines_only,
-        threads=args.threads,
-    )
+    try:
+        results = evaluate(
+            args.datasets,
+            root,
+            model=args.model,
+            backend=args.backend,
+            frames=frames,
+            stream=not args.no_stream,
+            per_frame=not args.no_per_frame,
+            with_model=not args.baselines_only,
+            threads=args.threads,
+            size=tuple(args.size) if args.size else None,
+        )
+    except ConfigError as err:  # e.g. --size with an exported graph, or a size the model refuses
+        ap.error(str(err))
     _, md = write_report(results, Path(args.out))
     print(md.read_text(), end="")
     return 0
