@@ -8,6 +8,7 @@ import pytest
 from vdepth_ros.eval.metrics import (
     aligned_depth,
     constant_prediction,
+    evaluate_per_frame_fit,
     evaluate_sequence,
     fit_disparity_affine,
     row_ramp_prediction,
@@ -47,6 +48,24 @@ def test_one_affine_per_sequence_exposes_flicker() -> None:
     flicker = good * rng.uniform(0.6, 1.6, (6, 1, 1))
     assert evaluate_sequence(good, gt, 10.0).abs_rel < 1e-5
     assert evaluate_sequence(flicker, gt, 10.0).abs_rel > 0.05
+
+
+def test_per_frame_fit_isolates_drift_across_frames() -> None:
+    """A per-frame affine absorbs per-frame scale/shift drift exactly, but not wrong structure."""
+    rng = np.random.default_rng(2)
+    gt = rng.uniform(1.0, 4.0, (6, 8, 8)).astype(np.float32)
+    drift = (1 / gt) * rng.uniform(0.6, 1.6, (6, 1, 1)) + rng.uniform(-0.1, 0.1, (6, 1, 1))
+    assert evaluate_sequence(drift, gt, 10.0).abs_rel > 0.05
+    m = evaluate_per_frame_fit(drift, gt, 10.0)
+    assert m.abs_rel < 1e-4 and m.delta1 == 1.0 and m.frames == 6 and m.tae is None
+    noisy = (1 / gt) * rng.uniform(0.5, 1.5, gt.shape)  # per-pixel errors: no affine helps
+    assert evaluate_per_frame_fit(noisy, gt, 10.0).abs_rel > 0.05
+    mask = np.zeros(gt.shape, bool)
+    mask[:, :4] = True  # only the masked pixels count
+    bad = drift.copy()
+    bad[:, 4:] = 7.0
+    assert evaluate_per_frame_fit(bad, gt, 10.0, mask=mask).abs_rel < 1e-4
+    assert evaluate_per_frame_fit(bad, gt, 10.0).abs_rel > 0.05
 
 
 def test_depth_is_clipped_like_the_reference() -> None:

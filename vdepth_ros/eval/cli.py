@@ -28,7 +28,13 @@ import numpy as np
 
 from vdepth_ros.errors import ConfigError
 from vdepth_ros.eval.datasets import DATASETS, EvalSequence, load_dataset
-from vdepth_ros.eval.metrics import DepthMetrics, constant_prediction, evaluate_sequence, row_ramp_prediction
+from vdepth_ros.eval.metrics import (
+    DepthMetrics,
+    constant_prediction,
+    evaluate_per_frame_fit,
+    evaluate_sequence,
+    row_ramp_prediction,
+)
 
 log = logging.getLogger("vdepth.eval")
 
@@ -159,11 +165,13 @@ def evaluate(
     with_model: bool = True,
     threads: int | None = None,
     size: tuple[int, int] | None = None,
+    per_frame_fit: bool = False,
 ) -> dict[str, Any]:
     """Run the evaluation; returns the JSON-able results dict (see `write_report`).
 
     `size` (H, W) sets the model's working resolution; only the torch backend can change it (an
-    exported graph has a fixed size), so it requires `backend="torch"`.
+    exported graph has a fixed size), so it requires `backend="torch"`. `per_frame_fit` adds the
+    diagnostic row "model offline, affine per frame" (`evaluate_per_frame_fit`; same predictions).
     """
     if size is not None and backend != "torch":
         raise ConfigError(
@@ -207,8 +215,12 @@ def evaluate(
             if engine is None:
                 continue
             t0 = time.perf_counter()
-            add("model offline", evaluate_sequence(run_offline(engine, seq), seq.depth, seq.max_depth, **kw))
+            offline = run_offline(engine, seq)
+            add("model offline", evaluate_sequence(offline, seq.depth, seq.max_depth, **kw))
             timing["offline_s"] = timing.get("offline_s", 0.0) + time.perf_counter() - t0
+            if per_frame_fit:
+                m = evaluate_per_frame_fit(offline, seq.depth, seq.max_depth, mask=mask)
+                add("model offline, affine per frame", m)
             if stream:
                 t0 = time.perf_counter()
                 add("model stream", evaluate_sequence(run_stream(engine, seq), seq.depth, seq.max_depth, **kw))
@@ -329,6 +341,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frames", type=int, default=None, help="frames per video dataset (default 300 / 120)")
     ap.add_argument("--no-stream", action="store_true", help="skip the causal run")
     ap.add_argument("--no-per-frame", action="store_true", help="skip the T=1 run")
+    ap.add_argument(
+        "--per-frame-fit",
+        action="store_true",
+        help="add a diagnostic row: the offline run scored with one affine per frame (how much of the "
+        "error is scale drift across frames)",
+    )
     ap.add_argument("--baselines-only", action="store_true", help="trivial baselines only (no model)")
     ap.add_argument("--out", default="out/eval")
     ap.add_argument("-v", "--verbose", action="store_true")
@@ -355,6 +373,7 @@ def main(argv: list[str] | None = None) -> int:
             with_model=not args.baselines_only,
             threads=args.threads,
             size=tuple(args.size) if args.size else None,
+            per_frame_fit=args.per_frame_fit,
         )
     except ConfigError as err:  # e.g. --size with an exported graph, or a size the model refuses
         ap.error(str(err))

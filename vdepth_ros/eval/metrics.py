@@ -178,6 +178,39 @@ def evaluate_sequence(
     )
 
 
+def evaluate_per_frame_fit(
+    pred: np.ndarray, gt_depth: np.ndarray, max_depth: float, *, mask: np.ndarray | None = None
+) -> DepthMetrics:
+    """Diagnostic, not the papers' protocol: AbsRel and δ1 with one (scale, shift) fitted per frame.
+
+    The gap between this and `evaluate_sequence` is the error that comes only from the scale and
+    shift of the prediction drifting across frames (a perfectly consistent video prediction loses
+    nothing to the per-sequence fit). TAE is not defined under per-frame fits (None).
+    """
+    pred = np.nan_to_num(np.asarray(pred, np.float32), nan=PRED_FLOOR, posinf=PRED_FLOOR, neginf=PRED_FLOOR)
+    if pred.shape != gt_depth.shape:
+        raise ValueError(f"prediction {pred.shape} and GT {gt_depth.shape} differ: resize to GT first")
+    valid = valid_mask(gt_depth, max_depth)
+    if mask is not None:
+        valid &= mask
+    per = []
+    for k in range(len(pred)):
+        if not valid[k].any():
+            continue
+        s, t = fit_disparity_affine(pred[k : k + 1], gt_depth[k : k + 1], valid[k : k + 1])
+        m = frame_metrics(aligned_depth(pred[k : k + 1], s, t, max_depth)[0], gt_depth[k], valid[k])
+        if m is not None:
+            per.append(m)
+    return DepthMetrics(
+        abs_rel=float(np.mean([m[0] for m in per])),
+        delta1=float(np.mean([m[1] for m in per])),
+        tae=None,
+        scale=float("nan"),
+        shift=float("nan"),
+        frames=len(per),
+    )
+
+
 def constant_prediction(shape: tuple[int, ...]) -> np.ndarray:
     """Trivial baseline: the same disparity everywhere (after the fit: the mean GT disparity)."""
     return np.ones(shape, np.float32)
@@ -195,6 +228,7 @@ __all__ = [
     "DepthMetrics",
     "aligned_depth",
     "constant_prediction",
+    "evaluate_per_frame_fit",
     "evaluate_sequence",
     "fit_disparity_affine",
     "frame_metrics",
