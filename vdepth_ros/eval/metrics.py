@@ -135,6 +135,19 @@ def temporal_alignment_error(depth: np.ndarray, intrinsics: np.ndarray, poses: n
     return 100.0 * total / (2 * (t - 1))
 
 
+def _scoring_inputs(
+    pred: np.ndarray, gt_depth: np.ndarray, max_depth: float, mask: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """float32 prediction with NaN/inf at the floor, and the pixels that are scored."""
+    pred = np.nan_to_num(np.asarray(pred, np.float32), nan=PRED_FLOOR, posinf=PRED_FLOOR, neginf=PRED_FLOOR)
+    if pred.shape != gt_depth.shape:
+        raise ValueError(f"prediction {pred.shape} and GT {gt_depth.shape} differ: resize to GT first")
+    valid = valid_mask(gt_depth, max_depth)
+    if mask is not None:
+        valid &= mask
+    return pred, valid
+
+
 def evaluate_sequence(
     pred: np.ndarray,
     gt_depth: np.ndarray,
@@ -156,12 +169,7 @@ def evaluate_sequence(
     Returns:
         `DepthMetrics`.
     """
-    pred = np.nan_to_num(np.asarray(pred, np.float32), nan=PRED_FLOOR, posinf=PRED_FLOOR, neginf=PRED_FLOOR)
-    if pred.shape != gt_depth.shape:
-        raise ValueError(f"prediction {pred.shape} and GT {gt_depth.shape} differ: resize to GT first")
-    valid = valid_mask(gt_depth, max_depth)
-    if mask is not None:
-        valid &= mask
+    pred, valid = _scoring_inputs(pred, gt_depth, max_depth, mask)
     s, t = fit_disparity_affine(pred, gt_depth, valid)
     depth = aligned_depth(pred, s, t, max_depth)
     per = [m for k in range(len(depth)) if (m := frame_metrics(depth[k], gt_depth[k], valid[k])) is not None]
@@ -187,12 +195,7 @@ def evaluate_per_frame_fit(
     shift of the prediction drifting across frames (a perfectly consistent video prediction loses
     nothing to the per-sequence fit). TAE is not defined under per-frame fits (None).
     """
-    pred = np.nan_to_num(np.asarray(pred, np.float32), nan=PRED_FLOOR, posinf=PRED_FLOOR, neginf=PRED_FLOOR)
-    if pred.shape != gt_depth.shape:
-        raise ValueError(f"prediction {pred.shape} and GT {gt_depth.shape} differ: resize to GT first")
-    valid = valid_mask(gt_depth, max_depth)
-    if mask is not None:
-        valid &= mask
+    pred, valid = _scoring_inputs(pred, gt_depth, max_depth, mask)
     per = []
     for k in range(len(pred)):
         if not valid[k].any():
