@@ -131,7 +131,8 @@ def test_every_committed_recipe_is_runnable(path: Path) -> None:
     assert all(0.0 <= s <= 1.0 for s in scales)
     lo, hi = cfg["data"]["seeds"]
     assert 0 <= lo < hi
-    assert all(v % 32 == 0 or cfg["model"]["family"] != "vda_lite" for v in cfg["data"]["size"])
+    if cfg["model"]["family"] == "vda_lite":  # the Lite encoder needs multiples of its stride 32
+        assert all(v % 32 == 0 for v in cfg["data"]["size"])
     with torch.device("meta"):  # architecture only: no weights, no ImageNet checkpoint needed
         model = train_default.build_model(cfg)
     assert sum(p.numel() for p in model.parameters()) > 1_000_000

@@ -148,6 +148,21 @@ def _scoring_inputs(
     return pred, valid
 
 
+def _frame_means(
+    depth: np.ndarray, gt_depth: np.ndarray, valid: np.ndarray, *, tae: float | None, scale: float, shift: float
+) -> DepthMetrics:
+    """`DepthMetrics` of aligned `depth`: AbsRel and δ1 per frame with valid GT, then over frames."""
+    per = [m for k in range(len(depth)) if (m := frame_metrics(depth[k], gt_depth[k], valid[k])) is not None]
+    return DepthMetrics(
+        abs_rel=float(np.mean([m[0] for m in per])),
+        delta1=float(np.mean([m[1] for m in per])),
+        tae=tae,
+        scale=scale,
+        shift=shift,
+        frames=len(per),
+    )
+
+
 def evaluate_sequence(
     pred: np.ndarray,
     gt_depth: np.ndarray,
@@ -172,18 +187,10 @@ def evaluate_sequence(
     pred, valid = _scoring_inputs(pred, gt_depth, max_depth, mask)
     s, t = fit_disparity_affine(pred, gt_depth, valid)
     depth = aligned_depth(pred, s, t, max_depth)
-    per = [m for k in range(len(depth)) if (m := frame_metrics(depth[k], gt_depth[k], valid[k])) is not None]
     tae = None
     if intrinsics is not None and poses is not None:
         tae = temporal_alignment_error(depth, intrinsics, poses)
-    return DepthMetrics(
-        abs_rel=float(np.mean([m[0] for m in per])),
-        delta1=float(np.mean([m[1] for m in per])),
-        tae=tae,
-        scale=s,
-        shift=t,
-        frames=len(per),
-    )
+    return _frame_means(depth, gt_depth, valid, tae=tae, scale=s, shift=t)
 
 
 def evaluate_per_frame_fit(
@@ -196,22 +203,12 @@ def evaluate_per_frame_fit(
     nothing to the per-sequence fit). TAE is not defined under per-frame fits (None).
     """
     pred, valid = _scoring_inputs(pred, gt_depth, max_depth, mask)
-    per = []
+    depth = np.full(pred.shape, max_depth, np.float32)  # frames without valid GT are not scored
     for k in range(len(pred)):
-        if not valid[k].any():
-            continue
-        s, t = fit_disparity_affine(pred[k : k + 1], gt_depth[k : k + 1], valid[k : k + 1])
-        m = frame_metrics(aligned_depth(pred[k : k + 1], s, t, max_depth)[0], gt_depth[k], valid[k])
-        if m is not None:
-            per.append(m)
-    return DepthMetrics(
-        abs_rel=float(np.mean([m[0] for m in per])),
-        delta1=float(np.mean([m[1] for m in per])),
-        tae=None,
-        scale=float("nan"),
-        shift=float("nan"),
-        frames=len(per),
-    )
+        if valid[k].any():  # the fit refuses a frame without valid GT
+            s, t = fit_disparity_affine(pred[k : k + 1], gt_depth[k : k + 1], valid[k : k + 1])
+            depth[k] = aligned_depth(pred[k], s, t, max_depth)
+    return _frame_means(depth, gt_depth, valid, tae=None, scale=float("nan"), shift=float("nan"))
 
 
 def constant_prediction(shape: tuple[int, ...]) -> np.ndarray:
