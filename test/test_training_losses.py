@@ -111,6 +111,34 @@ def test_ssi_invariant_and_value() -> None:
     assert L.multiscale_gradient_loss(d, g, mask).item() == pytest.approx(3.0, abs=1e-5)
 
 
+def test_ssi_per_sequence_sees_scale_drift_across_frames() -> None:
+    g = t([[[[1.0, 2.0], [3.0, 4.0]], [[2.0, 4.0], [6.0, 8.0]]]])  # frame 2 twice as near
+    mask = torch.ones_like(g, dtype=torch.bool)
+    flat = t([[[[1.0, 2.0], [3.0, 4.0]], [[1.0, 2.0], [3.0, 4.0]]]])  # right per frame, no drift
+    assert L.ssi_loss(flat, g, mask).item() == pytest.approx(0.0, abs=1e-5)
+    assert L.ssi_loss(flat, g, mask, per="sequence").item() > 0.3
+    assert L.ssi_loss(5 * g + 1, g, mask, per="sequence").item() == pytest.approx(0.0, abs=1e-5)
+    # one median/deviation over both frames: g = (1,2,3,4,2,4,6,8), median 3, MAD 1.75
+    assert L.ssi_normalize(g, mask, per="sequence")[0, 1, 0, 0].item() == pytest.approx(-1 / 1.75, abs=1e-5)
+    with pytest.raises(ValueError, match="per"):
+        L.ssi_normalize(g, mask, per="pixel")
+
+
+def test_frame_level_loss() -> None:
+    g = t([[[[1.0, 2.0], [3.0, 4.0]], [[2.0, 4.0], [6.0, 8.0]]]])
+    mask = torch.ones_like(g, dtype=torch.bool)
+    assert L.frame_level_loss(3 * g - 1, g, mask).item() == pytest.approx(0.0, abs=1e-5)
+    # a prediction that does not get nearer: per-clip LS of (1,2,3,4,1,2,3,4) onto g is s = 1.5,
+    # t = 0; frame means 3.75 vs 2.5 and 3.75 vs 5; clip MAD about the lower median 3 is 1.75
+    flat = t([[[[1.0, 2.0], [3.0, 4.0]], [[1.0, 2.0], [3.0, 4.0]]]])
+    assert L.frame_level_loss(flat, g, mask).item() == pytest.approx(1.25 / 1.75, abs=1e-4)
+    # a third frame without valid pixels is not averaged in
+    g3, flat3 = torch.cat([g, g[:, :1]], 1), torch.cat([flat, flat[:, :1]], 1)
+    holes = torch.ones_like(g3, dtype=torch.bool)
+    holes[0, 2] = False
+    assert L.frame_level_loss(flat3, g3, holes).item() == pytest.approx(1.25 / 1.75, abs=1e-4)
+
+
 def test_align_scale_shift() -> None:
     pred, target = t([[[[1.0, 2.0]]]]), t([[[[3.0, 5.0]]]])  # s = 2, t = 1
     out = L.align_scale_shift(pred, target, torch.ones_like(pred, dtype=torch.bool))
@@ -153,6 +181,11 @@ def test_gemdepth_total() -> None:
     # ssi 2 + 0.5·gm 3 + 10·tgm 0 (one frame) + 0.2·cam 0.55
     assert total.item() == pytest.approx(2 + 1.5 + 0.11, abs=1e-5)
     assert set(terms) == {"ssi", "gm", "tgm", "camera"}
+    # our optional clip-level terms add to the paper's sum, and are reported
+    total2, terms2 = L.gemdepth_loss(d, g, mask, w_ssi=0.0, w_ssi_sequence=1.0, w_frame_level=2.0)
+    expect = terms2["ssi_sequence"] + 0.5 * terms2["gm"] + 2.0 * terms2["frame_level"]
+    assert total2.item() == pytest.approx(expect.item(), abs=1e-5)
+    assert set(terms2) == {"ssi", "gm", "tgm", "ssi_sequence", "frame_level"}
 
 
 # -- FiffDepth -------------------------------------------------------------------------------------------

@@ -246,29 +246,35 @@ def _median_mad(d: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
     return t, s
 
 
-def ssi_normalize(d: Tensor, mask: Tensor, eps: float = 1e-6) -> Tensor:
-    """MiDaS scale-and-shift normalisation per frame: (d − median) / mean|d − median|.
+def ssi_normalize(d: Tensor, mask: Tensor, eps: float = 1e-6, *, per: str = "frame") -> Tensor:
+    """MiDaS scale-and-shift normalisation: (d − median) / mean|d − median|.
 
     Args:
         d: (B, T, H, W) disparity; mask: (B, T, H, W) bool.
+        per: "frame" (MiDaS, VDA: one median/deviation per frame) or "sequence" (one per clip, over
+            all T frames, so the normalised clip keeps how the frames' disparities relate).
 
     Returns:
         (B, T, H, W); invalid pixels are 0.
     """
+    if per not in ("frame", "sequence"):
+        raise ValueError(f"per must be 'frame' or 'sequence', got {per!r}")
     shape = d.shape
-    flat, m = d.reshape(-1, shape[-2] * shape[-1]), mask.reshape(-1, shape[-2] * shape[-1])
+    row = shape[1] * shape[2] * shape[3] if per == "sequence" else shape[2] * shape[3]
+    flat, m = d.reshape(-1, row), mask.reshape(-1, row)
     t, s = _median_mad(flat, m)
     out = (flat - t[:, None]) / (s[:, None] + eps)
     return torch.where(m, out, torch.zeros_like(out)).reshape(shape)
 
 
-def ssi_loss(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
-    """GemDepth Eq. 3 L_ssi (MiDaS scale-and-shift-invariant MAE, per frame).
+def ssi_loss(pred: Tensor, target: Tensor, mask: Tensor, *, per: str = "frame") -> Tensor:
+    """GemDepth Eq. 3 L_ssi (MiDaS scale-and-shift-invariant MAE).
 
-    Both maps are normalised per frame by `ssi_normalize`; the loss is Σ|d̂ − d̂*| / ΣM over the
-    whole batch (released VDA/GemDepth code: no ½ factor, trim 0).
+    Both maps are normalised by `ssi_normalize` (per frame in the paper); the loss is
+    Σ|d̂ − d̂*| / ΣM over the whole batch (released VDA/GemDepth code: no ½ factor, trim 0).
+    `per="sequence"` is our addition (see `gemdepth_loss`).
     """
-    r = (ssi_normalize(pred, mask) - ssi_normalize(target, mask)).abs()
+    r = (ssi_normalize(pred, mask, per=per) - ssi_normalize(target, mask, per=per)).abs()
     return _masked_mean(r, mask)
 
 
@@ -346,6 +352,29 @@ def temporal_gradient_matching_loss(
     return _masked_mean(diff, m)
 
 
+def frame_level_loss(pred: Tensor, target: Tensor, mask: Tensor, eps: float = 1e-6) -> Tensor:
+    """Our addition (not in the papers): does each frame's mean disparity follow the target's?
+
+    The prediction is aligned to the target by one least-squares scale/shift per clip
+    (`align_scale_shift`, as in L_tgm); then, per frame f, the masked means μ̂_f and μ_f of the
+    aligned prediction and of the target are compared: Σ_f |μ̂_f − μ_f| / (T·s), with s the
+    clip's mean absolute deviation of the target from its median (so the loss has SSI units).
+    Per-pixel SSI terms carry this signal too, but weakly (see `gemdepth_loss`).
+
+    Args:
+        pred, target: (B, T, H, W); mask: bool (B, T, H, W). Frames without valid pixels are skipped.
+    """
+    aligned = align_scale_shift(pred, target, mask)
+    m = mask.to(pred.dtype)
+    count = m.sum(dim=(-2, -1))
+    mu_p = (aligned * m).sum(dim=(-2, -1)) / count.clamp_min(1)
+    mu_g = (target * m).sum(dim=(-2, -1)) / count.clamp_min(1)
+    _, s = _median_mad(target.flatten(1), mask.flatten(1))
+    err = (mu_p - mu_g).abs() / (s[:, None] + eps)
+    has = count > 0
+    return (err * has).sum() / has.sum().clamp_min(1)
+
+
 def camera_loss(
     pred_quat: Tensor,
     gt_quat: Tensor,
@@ -384,19 +413,38 @@ def gemdepth_loss(
     w_gm: float = 0.5,
     w_tgm: float = 10.0,
     w_cam: float = 0.2,
+    w_ssi: float = 1.0,
+    w_ssi_sequence: float = 0.0,
+    w_frame_level: float = 0.0,
 ) -> LossOut:
     """GemDepth Eq. 3: L = L_ssi + 0.5·L_gm + 10·L_tgm + 0.2·L_cam (VDA: the same without L_cam).
+
+    `w_ssi_sequence` > 0 adds our own term (not in VDA/GemDepth): L_ssi with one median/deviation
+    per clip instead of per frame (`ssi_loss(per="sequence")`). The per-frame L_ssi forgives any
+    change of scale from frame to frame, and L_tgm only sees near-static pixels, so a model
+    trained without it need not follow how near the scene gets as the camera moves; the papers'
+    evaluation (one affine per sequence) scores exactly that.
 
     Args:
         pred, target: (B, T, H, W) disparity; mask: bool (B, T, H, W).
         camera: optional (pred_quat, gt_quat, pred_trans, gt_trans) for `camera_loss`; None (VDA,
             stage-2 pose-free data) drops the term.
+        w_ssi, w_ssi_sequence: weights of the per-frame (paper: 1) and per-clip (ours: 0) L_ssi.
+        w_frame_level: weight of `frame_level_loss` (ours: 0), the same signal made explicit.
     """
     l_ssi = ssi_loss(pred, target, mask)
     l_gm = multiscale_gradient_loss(pred, target, mask)
     l_tgm = temporal_gradient_matching_loss(pred, target, mask)
-    total = l_ssi + w_gm * l_gm + w_tgm * l_tgm
+    total = w_ssi * l_ssi + w_gm * l_gm + w_tgm * l_tgm
     terms = {"ssi": l_ssi.detach(), "gm": l_gm.detach(), "tgm": l_tgm.detach()}
+    if w_ssi_sequence > 0:
+        l_seq = ssi_loss(pred, target, mask, per="sequence")
+        total = total + w_ssi_sequence * l_seq
+        terms["ssi_sequence"] = l_seq.detach()
+    if w_frame_level > 0:
+        l_level = frame_level_loss(pred, target, mask)
+        total = total + w_frame_level * l_level
+        terms["frame_level"] = l_level.detach()
     if camera is not None:
         l_cam = camera_loss(*camera)
         total = total + w_cam * l_cam
@@ -480,6 +528,7 @@ __all__ = [
     "edm_denoising_loss",
     "edm_loss_weight",
     "fiffdepth_loss",
+    "frame_level_loss",
     "gemdepth_loss",
     "gradient_l1",
     "latent_distillation_loss",

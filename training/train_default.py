@@ -323,7 +323,16 @@ def train(cfg: dict[str, Any], out: Path, data_dir: Path, resume: bool, log_ever
         for group in opt.param_groups:  # lr_scale != 1 marks the encoder group (param_groups)
             group["lr"] = lr * (enc_scale if group["lr_scale"] != 1.0 else 1.0)
         pred = model(batch["frames"])
-        loss, terms = gemdepth_loss(pred, batch["target"], batch["valid"], w_gm=tcfg["w_gm"], w_tgm=tcfg["w_tgm"])
+        loss, terms = gemdepth_loss(
+            pred,
+            batch["target"],
+            batch["valid"],
+            w_gm=tcfg["w_gm"],
+            w_tgm=tcfg["w_tgm"],
+            w_ssi=float(tcfg.get("w_ssi", 1.0)),
+            w_ssi_sequence=float(tcfg.get("w_ssi_sequence", 0.0)),
+            w_frame_level=float(tcfg.get("w_frame_level", 0.0)),
+        )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), float(tcfg["grad_clip"]))
