@@ -11,6 +11,7 @@ from vdepth_ros.eval.metrics import (
     evaluate_per_frame_fit,
     evaluate_sequence,
     fit_disparity_affine,
+    nearness_gain,
     row_ramp_prediction,
     temporal_alignment_error,
     valid_mask,
@@ -66,6 +67,30 @@ def test_per_frame_fit_isolates_drift_across_frames() -> None:
     bad[:, 4:] = 7.0
     assert evaluate_per_frame_fit(bad, gt, 10.0, mask=mask).abs_rel < 1e-4
     assert evaluate_per_frame_fit(bad, gt, 10.0).abs_rel > 0.05
+
+
+def test_nearness_gain_tells_following_from_keeping_one_scale() -> None:
+    """1 when the prediction gets nearer with the scene, about 0 when it keeps one overall scale."""
+    rng = np.random.default_rng(3)
+    base = rng.uniform(1.0, 2.0, (8, 8)).astype(np.float32)
+    approach = np.linspace(1.0, 0.5, 10, dtype=np.float32)[:, None, None]  # camera halves the distance
+    gt = base[None] * approach
+    assert evaluate_sequence(1 / gt, gt, 10.0).nearness_gain == pytest.approx(1.0, abs=1e-6)
+    still = np.broadcast_to(1 / base, gt.shape)  # right structure, never nearer
+    m = evaluate_sequence(still, gt, 10.0)
+    assert m.nearness_gain == pytest.approx(0.0, abs=1e-6) and m.abs_rel > 0.1
+    half = (1 / gt) ** 0.5  # follows half the change in log depth
+    assert nearness_gain(1 / half, gt, valid_mask(gt, 10.0)) == pytest.approx(0.5, abs=1e-6)
+    # undefined without a change of nearness, or with a single frame
+    flat = np.broadcast_to(base, gt.shape)
+    assert nearness_gain(flat, flat, valid_mask(flat, 10.0)) is None
+    assert nearness_gain(gt[:1], gt[:1], valid_mask(gt[:1], 10.0)) is None
+    # frames without valid pixels are skipped, not read as a jump
+    valid = valid_mask(gt, 10.0)
+    valid[4] = False
+    wild = gt.copy()
+    wild[4] = 100.0
+    assert nearness_gain(wild, gt, valid) == pytest.approx(1.0, abs=1e-6)
 
 
 def test_depth_is_clipped_like_the_reference() -> None:

@@ -250,10 +250,12 @@ def evaluate(
 def _mean(ms: list[DepthMetrics]) -> dict[str, Any]:
     """Mean over sequences (the papers average per-video metrics)."""
     taes = [m.tae for m in ms if m.tae is not None]
+    gains = [m.nearness_gain for m in ms if m.nearness_gain is not None]
     return {
         "abs_rel": float(np.mean([m.abs_rel for m in ms])),
         "delta1": float(np.mean([m.delta1 for m in ms])),
         "tae": float(np.mean(taes)) if taes else None,
+        "nearness_gain": float(np.mean(gains)) if gains else None,
         "sequences": len(ms),
         "frames": int(sum(m.frames for m in ms)),
     }
@@ -294,11 +296,17 @@ def goals(methods: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 def markdown(results: dict[str, Any]) -> str:
     """The results as a markdown table + goal lines."""
-    lines = ["| dataset | frames | method | AbsRel ↓ | δ1 ↑ | TAE ×100 ↓ |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| dataset | frames | method | AbsRel ↓ | δ1 ↑ | TAE ×100 ↓ | nearness gain (→1) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name, d in results["datasets"].items():
         for method, m in d["methods"].items():
             tae = "–" if m["tae"] is None else f"{m['tae']:.3f}"
-            lines.append(f"| {name} | {d['frames']} | {method} | {m['abs_rel']:.3f} | {m['delta1']:.3f} | {tae} |")
+            gain = "–" if m.get("nearness_gain") is None else f"{m['nearness_gain']:.2f}"
+            lines.append(
+                f"| {name} | {d['frames']} | {method} | {m['abs_rel']:.3f} | {m['delta1']:.3f} | {tae} | {gain} |"
+            )
     lines.append("")
     for name, d in results["datasets"].items():
         for goal, g in d.get("goals", {}).items():

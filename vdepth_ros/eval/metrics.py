@@ -13,6 +13,10 @@
    k+1 back to k; summed over all adjacent pairs and divided by 2 (T - 1); reported x100 as VDA
    does. Deviation: when several points land on one pixel the nearest one is kept (a z-buffer)
    instead of whichever was written last, which is order-dependent.
+
+Our diagnostic, not the papers': the nearness gain (`nearness_gain`), the least-squares slope of
+the per-frame log median aligned depth on the per-frame log median GT depth. 1 = the prediction
+follows how near the scene gets as the camera moves; 0 = it keeps one overall scale.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ class DepthMetrics:
         tae: temporal alignment error x100 (None when poses/intrinsics are missing).
         scale, shift: the fitted disparity affine.
         frames: frames with at least one valid pixel.
+        nearness_gain: `nearness_gain` of the aligned depth (None when not computed or undefined).
     """
 
     abs_rel: float
@@ -42,6 +47,7 @@ class DepthMetrics:
     scale: float
     shift: float
     frames: int
+    nearness_gain: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -93,6 +99,27 @@ def frame_metrics(depth: np.ndarray, gt_depth: np.ndarray, valid: np.ndarray) ->
     abs_rel = float(np.mean(np.abs(d - g) / g))
     delta1 = float(np.mean(np.maximum(d / g, g / d) < 1.25))
     return abs_rel, delta1
+
+
+def nearness_gain(depth: np.ndarray, gt_depth: np.ndarray, valid: np.ndarray, min_spread: float = 0.05) -> float | None:
+    """Least-squares slope of log median `depth` on log median `gt_depth`, one point per frame.
+
+    Medians over each frame's `valid` pixels; frames without any are skipped. None when fewer than
+    two frames remain or the GT medians vary by less than `min_spread` in log (a camera that does
+    not approach or leave the scene says nothing about the gain).
+    """
+    x, y = [], []
+    for k in range(len(depth)):
+        if valid[k].any():
+            x.append(np.log(np.median(gt_depth[k][valid[k]])))
+            y.append(np.log(max(float(np.median(depth[k][valid[k]])), PRED_FLOOR)))
+    if len(x) < 2:
+        return None
+    xa, ya = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    if xa.max() - xa.min() < min_spread:
+        return None
+    xc = xa - xa.mean()
+    return float(xc @ (ya - ya.mean()) / (xc @ xc))
 
 
 def _warp_abs_rel(d1: np.ndarray, d2: np.ndarray, rel: np.ndarray, K: np.ndarray) -> float:
@@ -190,7 +217,9 @@ def evaluate_sequence(
     tae = None
     if intrinsics is not None and poses is not None:
         tae = temporal_alignment_error(depth, intrinsics, poses)
-    return _frame_means(depth, gt_depth, valid, tae=tae, scale=s, shift=t)
+    out = _frame_means(depth, gt_depth, valid, tae=tae, scale=s, shift=t)
+    out.nearness_gain = nearness_gain(depth, gt_depth, valid)
+    return out
 
 
 def evaluate_per_frame_fit(
@@ -232,6 +261,7 @@ __all__ = [
     "evaluate_sequence",
     "fit_disparity_affine",
     "frame_metrics",
+    "nearness_gain",
     "row_ramp_prediction",
     "temporal_alignment_error",
     "valid_mask",
