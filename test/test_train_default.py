@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -59,6 +60,14 @@ def test_resume_is_exact_and_probe_reports_baselines(tmp_path: Path) -> None:
     # the same seeds rendered in the "rich" style: other clips, so other baseline scores
     assert rich["constant"] == pytest.approx(0.2651, abs=2e-4)
     assert rich["row_ramp"] == pytest.approx(0.1952, abs=2e-4)
+    # every 3rd frame of longer renders: the camera covers more ground within the 8-frame window
+    fast = probe_synthetic.probe(
+        str(tmp_path / "full" / "checkpoint.pt"), str(recipe), height=112, width=154, style="rich", frame_step=3
+    )
+    assert fast["constant"] != pytest.approx(rich["constant"], abs=1e-3)
+    assert np.isfinite(fast["model_nearness_gain"])  # defined once some clip approaches or leaves the scene
+    with pytest.raises(ValueError, match="frame_step"):
+        probe_synthetic.probe(str(tmp_path / "full" / "checkpoint.pt"), str(recipe), frame_step=0)
 
 
 @pytest.mark.slow
