@@ -27,7 +27,7 @@ SEEDS: tuple[int, ...] = (777_001, 777_002, 777_005, 777_011, 777_013, 777_020)
 
 def probe(
     checkpoint: str, config: str, height: int = 168, width: int = 224, style: str = "basic", frame_step: int = 1
-) -> dict[str, float]:
+) -> dict[str, float | None]:
     """Mean AbsRel of the model, a constant map and a row ramp over `SEEDS` rendered in `style`,
     and the model's mean nearness gain (over the clips where it is defined)."""
     if frame_step < 1:
@@ -60,9 +60,9 @@ def probe(
             res["model_nearness_gain"].append(m.nearness_gain)
         res["constant"].append(evaluate_sequence(constant_prediction(depth.shape), depth, 10.0).abs_rel)
         res["row_ramp"].append(evaluate_sequence(np.ascontiguousarray(ramp), depth, 10.0).abs_rel)
-    out: dict[str, float] = {"step": int(state["step"])}
+    out: dict[str, float | None] = {"step": int(state["step"])}
     for k, v in res.items():
-        out[k] = round(float(np.mean(v)), 4) if v else float("nan")
+        out[k] = round(float(np.mean(v)), 4) if v else None  # None: no clip defines it
     return out
 
 
