@@ -112,3 +112,6 @@ def test_vdepth_eval_reproduces_the_model_card_numbers(evaldata, tmp_path) -> No
         g = got["datasets"]["hololens"]["methods"][method]
         assert g["abs_rel"] == pytest.approx(m["abs_rel"], abs=1e-3), method
         assert g["delta1"] == pytest.approx(m["delta1"], abs=1e-3), method
+        assert (g["nearness_gain"] is None) == (m["nearness_gain"] is None), method
+        if m["nearness_gain"] is not None:
+            assert g["nearness_gain"] == pytest.approx(m["nearness_gain"], abs=1e-2), method
