@@ -315,6 +315,8 @@ def train(cfg: dict[str, Any], out: Path, data_dir: Path, resume: bool, log_ever
     total = total_steps(cfg)
     if tcfg.get("stop_at"):  # end early on the same schedule (the shipped model records where)
         total = min(total, int(tcfg["stop_at"]))
+    # optional terms of ours; absent keys keep gemdepth_loss's defaults (the paper's loss)
+    clip_weights = {k: float(tcfg[k]) for k in ("w_ssi", "w_ssi_sequence", "w_frame_level") if k in tcfg}
     t0 = time.time()
     while step < total:
         batch, _ = get_batch(datasets, step)
@@ -329,9 +331,7 @@ def train(cfg: dict[str, Any], out: Path, data_dir: Path, resume: bool, log_ever
             batch["valid"],
             w_gm=tcfg["w_gm"],
             w_tgm=tcfg["w_tgm"],
-            w_ssi=float(tcfg.get("w_ssi", 1.0)),
-            w_ssi_sequence=float(tcfg.get("w_ssi_sequence", 0.0)),
-            w_frame_level=float(tcfg.get("w_frame_level", 0.0)),
+            **clip_weights,
         )
         opt.zero_grad(set_to_none=True)
         loss.backward()

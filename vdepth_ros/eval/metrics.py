@@ -176,7 +176,14 @@ def _scoring_inputs(
 
 
 def _frame_means(
-    depth: np.ndarray, gt_depth: np.ndarray, valid: np.ndarray, *, tae: float | None, scale: float, shift: float
+    depth: np.ndarray,
+    gt_depth: np.ndarray,
+    valid: np.ndarray,
+    *,
+    tae: float | None,
+    scale: float,
+    shift: float,
+    gain: float | None = None,
 ) -> DepthMetrics:
     """`DepthMetrics` of aligned `depth`: AbsRel and δ1 per frame with valid GT, then over frames."""
     per = [m for k in range(len(depth)) if (m := frame_metrics(depth[k], gt_depth[k], valid[k])) is not None]
@@ -187,6 +194,7 @@ def _frame_means(
         scale=scale,
         shift=shift,
         frames=len(per),
+        nearness_gain=gain,
     )
 
 
@@ -217,9 +225,8 @@ def evaluate_sequence(
     tae = None
     if intrinsics is not None and poses is not None:
         tae = temporal_alignment_error(depth, intrinsics, poses)
-    out = _frame_means(depth, gt_depth, valid, tae=tae, scale=s, shift=t)
-    out.nearness_gain = nearness_gain(depth, gt_depth, valid)
-    return out
+    gain = nearness_gain(depth, gt_depth, valid)
+    return _frame_means(depth, gt_depth, valid, tae=tae, scale=s, shift=t, gain=gain)
 
 
 def evaluate_per_frame_fit(
