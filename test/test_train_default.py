@@ -93,6 +93,83 @@ def test_init_starts_from_another_runs_weights(tmp_path: Path) -> None:
     assert any(not torch.equal(v, c[k]) for k, v in a.items())
 
 
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run / "checkpoint.pt", weights_only=True)["model"]
+
+
+@pytest.mark.slow
+def test_a_restart_stage_is_the_run_it_replaces(tmp_path: Path) -> None:
+    """A `restart` stage with its own data and loss weights continues exactly as a separate run
+    initialised from the previous stage's checkpoint would (how the shipped v7 was trained), also
+    when resumed at the stage boundary or inside the stage."""
+    data = tmp_path / "data"
+    base = tiny_recipe(tmp_path, 2)
+    cfg = yaml.safe_load(base.read_text())
+
+    def run(recipe: dict | Path, out: str, *extra: str) -> None:
+        if isinstance(recipe, dict):
+            path = tmp_path / f"{out}.yaml"
+            path.write_text(yaml.safe_dump(recipe))
+            recipe = path
+        train_default.main(["--config", str(recipe), "--out", str(tmp_path / out), "--data", str(data), *extra])
+
+    change = {"data": {"clip_length": [3, 3], "stride": [1, 2]}, "w_frame_level": 2.0}
+    # the two-run way: stage 1, then a fine-tuning run with train.init
+    run(base, "first")
+    tune = {**cfg, "data": {**cfg["data"], **change["data"]}}
+    tune["train"] = {**cfg["train"], "init": str(tmp_path / "first" / "checkpoint.pt"), "steps": 3, "lr": 2e-4}
+    tune["train"]["w_frame_level"] = 2.0
+    run(tune, "second")
+    # the one-recipe way
+    stage = {"steps": 3, "lr": 2e-4, "warmup": 2, "restart": True, **change}
+    chain = {**cfg, "train": {**cfg["train"], "stages": [stage]}}
+    run(chain, "chain")
+    want, got = _weights(tmp_path / "second"), _weights(tmp_path / "chain")
+    assert all(torch.equal(v, got[k]) for k, v in want.items())
+    history = torch.load(tmp_path / "chain" / "checkpoint.pt", weights_only=True)["history"]
+    assert "frame_level" in history[-1] and "frame_level" not in history[0]  # the stage's loss term is on
+    for stop in (2, 3):  # at the boundary (the optimizer starts over) and inside the stage (it does not)
+        run({**chain, "train": {**chain["train"], "stop_at": stop}}, f"resumed{stop}")
+        run(tmp_path / "chain.yaml", f"resumed{stop}", "--resume")
+        resumed = _weights(tmp_path / f"resumed{stop}")
+        assert all(torch.equal(v, resumed[k]) for k, v in want.items()), stop
+    # without `restart` the same stage keeps the optimizer and batch stream: another run (the test can fail)
+    del stage["restart"]
+    run(chain, "warm")
+    warm = _weights(tmp_path / "warm")
+    assert any(not torch.equal(v, warm[k]) for k, v in want.items())
+
+
+def test_stage_plan_carries_changes_forward_and_rejects_unknown_keys() -> None:
+    cfg = train_default.load_config()
+    cfg["train"]["stages"] = [
+        {"steps": 10, "lr": 1e-4, "w_frame_level": 2.0, "data": {"stride": [1, 4]}},
+        {"steps": 5, "lr": 5e-5, "restart": True, "data": {"seeds": [0, 9]}},
+        {"steps": 5, "lr": 5e-5},
+    ]
+    plan = train_default.stage_plan(cfg)
+    n1 = int(cfg["train"]["steps"])
+    assert [(st.start, st.origin, st.restart) for st in plan] == [
+        (0, 0, False),
+        (n1, 0, False),
+        (n1 + 10, n1 + 10, True),
+        (n1 + 15, n1 + 10, False),
+    ]
+    assert "w_frame_level" not in plan[0].cfg["train"] and plan[0].cfg["data"]["stride"] == cfg["data"]["stride"]
+    assert all(st.cfg["train"]["w_frame_level"] == 2.0 and st.cfg["data"]["stride"] == [1, 4] for st in plan[1:])
+    assert [st.cfg["data"]["seeds"] for st in plan] == [cfg["data"]["seeds"]] * 2 + [[0, 9]] * 2
+    assert cfg["data"]["stride"] == [1, 2]  # the recipe itself is not modified
+    steps = (0, n1 - 1, n1, n1 + 10, n1 + 15, n1 + 99)
+    assert [train_default.stage_at(plan, s).index for s in steps] == [0, 0, 1, 2, 3, 3]
+    cfg["train"]["stages"][0]["w_framelevel"] = 1.0
+    with pytest.raises(ConfigError, match="w_framelevel"):
+        train_default.stage_plan(cfg)
+    del cfg["train"]["stages"][0]["w_framelevel"]
+    cfg["train"]["stages"][0]["data"]["strides"] = [1, 3]
+    with pytest.raises(ConfigError, match="strides"):
+        train_default.stage_plan(cfg)
+
+
 def test_encoder_learns_at_its_own_rate() -> None:
     cfg = train_default.load_config()
     cfg["model"] = {"family": "vda_lite", **VideoDepthAnythingLite.tiny_config()}

@@ -23,6 +23,7 @@ import argparse
 import json
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -199,7 +200,76 @@ def get_batch(datasets, batch_index: int) -> tuple[dict[str, torch.Tensor], int]
     return collate_clips([ds[j * bs + k] for k in range(bs)]), j
 
 
-# -- training ----------------------------------------------------------------------------------
+# -- training ---------------------------------------------------------------------------------
+#: loss weights a stage of `train.stages` may change (each holds until a later stage sets it again)
+STAGE_LOSS_KEYS = ("w_gm", "w_tgm", "w_ssi", "w_ssi_sequence", "w_frame_level")
+STAGE_KEYS = frozenset({"steps", "lr", "warmup", "encoder_lr_scale", "restart", "data", *STAGE_LOSS_KEYS})
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of a recipe: stage 1 is `train.steps` at `train.lr`, the others `train.stages`.
+
+    Attributes:
+        index: 0 for stage 1.
+        start: its first (global) step.
+        steps: its length.
+        origin: the step at which the batch stream last started over (0, or the start of the
+            latest `restart` stage): batch `k` of the data and augmentation is drawn at step
+            `origin + k`.
+        restart: a fresh optimizer and batch stream at `start`, exactly as a separate run with
+            `train.init` pointing at the previous stage's checkpoint would have (a fine-tuning stage).
+        cfg: the recipe in effect (its `data` and loss weights as changed by this and earlier stages).
+    """
+
+    index: int
+    start: int
+    steps: int
+    origin: int
+    restart: bool
+    cfg: dict[str, Any]
+
+
+def stage_plan(cfg: dict[str, Any]) -> list[Stage]:
+    """The recipe's stages in order. A stage of `train.stages` may set, besides `steps`, `lr`,
+    `warmup` and `encoder_lr_scale`: `data` (keys of the recipe's `data`, e.g. other seeds or clip
+    lengths), the loss weights `STAGE_LOSS_KEYS`, and `restart` (see `Stage`). Changes hold until
+    a later stage changes them again.
+
+    Raises:
+        ConfigError: a stage sets a key this trainer does not know, or a `data` key the recipe lacks
+            (a typo would otherwise be ignored for hours of training).
+    """
+    t = cfg["train"]
+    eff = {**cfg, "data": dict(cfg["data"]), "train": {k: v for k, v in t.items() if k != "stages"}}
+    plan = [Stage(0, 0, int(t["steps"]), 0, False, eff)]
+    for n, st in enumerate(t.get("stages", []), start=1):
+        unknown = set(st) - STAGE_KEYS
+        if unknown:
+            raise ConfigError(f"train.stages[{n - 1}] sets {sorted(unknown)}; a stage may set {sorted(STAGE_KEYS)}")
+        bad = set(st.get("data", {})) - set(cfg["data"])
+        if bad:
+            raise ConfigError(f"train.stages[{n - 1}].data sets {sorted(bad)}, which the recipe's data does not have")
+        prev = plan[-1]
+        start = prev.start + prev.steps
+        restart = bool(st.get("restart", False))
+        eff = {
+            **prev.cfg,
+            "data": {**prev.cfg["data"], **st.get("data", {})},
+            "train": {**prev.cfg["train"], **{k: st[k] for k in STAGE_LOSS_KEYS if k in st}},
+        }
+        plan.append(Stage(n, start, int(st["steps"]), start if restart else prev.origin, restart, eff))
+    return plan
+
+
+def stage_at(plan: list[Stage], step: int) -> Stage:
+    """The stage that runs `step` (the last one for steps past the end)."""
+    for st in plan:
+        if step < st.start + st.steps:
+            return st
+    return plan[-1]
+
+
 def total_steps(cfg: dict[str, Any]) -> int:
     """Steps of stage 1 (`train.steps`) plus every later stage (`train.stages`)."""
     return int(cfg["train"]["steps"]) + sum(int(st["steps"]) for st in cfg["train"].get("stages", []))
@@ -281,6 +351,11 @@ def save_checkpoint(path: Path, model, opt, step: int, history: list[dict[str, f
     tmp.replace(path)
 
 
+def make_optimizer(model, cfg: dict[str, Any]) -> torch.optim.AdamW:
+    t = cfg["train"]
+    return torch.optim.AdamW(param_groups(model, cfg), lr=float(t["lr"]), weight_decay=float(t["weight_decay"]))
+
+
 def train(cfg: dict[str, Any], out: Path, data_dir: Path, resume: bool, log_every: int = 5) -> Path:
     """Run (or continue) training; returns the checkpoint path."""
     from vdepth_training.losses import gemdepth_loss
@@ -289,15 +364,14 @@ def train(cfg: dict[str, Any], out: Path, data_dir: Path, resume: bool, log_ever
     torch.set_num_threads(int(cfg["train"].get("threads", 2)))
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    folders = prepare_data(cfg, data_dir)
-    datasets = make_dataset(cfg, folders)
+    plan = stage_plan(cfg)  # before anything slow: a bad stage fails at once
     model = build_model(cfg).train()
     _alive_output(model)
     tcfg = cfg["train"]
     if tcfg.get("pretrained_encoder"):  # e.g. vda_lite: ImageNet EfficientNet-Lite0
         model.load_pretrained_encoder()
         print("encoder initialised from its pretrained weights", flush=True)
-    opt = torch.optim.AdamW(param_groups(model, cfg), lr=float(tcfg["lr"]), weight_decay=float(tcfg["weight_decay"]))
+    opt = make_optimizer(model, cfg)
     ckpt = out / CKPT_NAME
     step, history = 0, []
     if tcfg.get("init") and not (resume and ckpt.is_file()):
@@ -315,12 +389,23 @@ def train(cfg: dict[str, Any], out: Path, data_dir: Path, resume: bool, log_ever
     total = total_steps(cfg)
     if tcfg.get("stop_at"):  # end early on the same schedule (the shipped model records where)
         total = min(total, int(tcfg["stop_at"]))
-    # optional terms of ours; absent keys keep gemdepth_loss's defaults (the paper's loss)
-    clip_weights = {k: float(tcfg[k]) for k in ("w_ssi", "w_ssi_sequence", "w_frame_level") if k in tcfg}
+    stage, data_key, datasets, clip_weights = None, None, None, {}
     t0 = time.time()
     while step < total:
-        batch, _ = get_batch(datasets, step)
-        batch = augment_batch(batch, cfg, step)
+        if stage is None or step >= stage.start + stage.steps:
+            stage = stage_at(plan, step)
+            if stage.restart and step == stage.start:  # (a resumed checkpoint inside the stage keeps its state)
+                opt = make_optimizer(model, cfg)
+            key = json.dumps(stage.cfg["data"], sort_keys=True)
+            if key != data_key:  # render what the stage's data lacks, then index it
+                datasets, data_key = make_dataset(stage.cfg, prepare_data(stage.cfg, data_dir)), key
+            # optional terms of ours; absent keys keep gemdepth_loss's defaults (the paper's loss)
+            s_cfg = stage.cfg["train"]
+            clip_weights = {k: float(s_cfg[k]) for k in ("w_ssi", "w_ssi_sequence", "w_frame_level") if k in s_cfg}
+            if stage.index:
+                print(f"stage {stage.index + 1}{' (restart)' if stage.restart else ''} at step {step}", flush=True)
+        batch, _ = get_batch(datasets, step - stage.origin)
+        batch = augment_batch(batch, stage.cfg, step - stage.origin)
         lr, enc_scale = lr_at(step, cfg), encoder_lr_scale_at(step, cfg)
         for group in opt.param_groups:  # lr_scale != 1 marks the encoder group (param_groups)
             group["lr"] = lr * (enc_scale if group["lr_scale"] != 1.0 else 1.0)
@@ -329,8 +414,8 @@ def train(cfg: dict[str, Any], out: Path, data_dir: Path, resume: bool, log_ever
             pred,
             batch["target"],
             batch["valid"],
-            w_gm=tcfg["w_gm"],
-            w_tgm=tcfg["w_tgm"],
+            w_gm=stage.cfg["train"]["w_gm"],
+            w_tgm=stage.cfg["train"]["w_tgm"],
             **clip_weights,
         )
         opt.zero_grad(set_to_none=True)
