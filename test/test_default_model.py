@@ -115,3 +115,33 @@ def test_vdepth_eval_reproduces_the_model_card_numbers(evaldata, tmp_path) -> No
         assert (g["nearness_gain"] is None) == (m["nearness_gain"] is None), method
         if m["nearness_gain"] is not None:
             assert g["nearness_gain"] == pytest.approx(m["nearness_gain"], abs=1e-2), method
+
+
+README_ROWS = {
+    "constant disparity": "constant",
+    "image-row ramp": "row ramp",
+    "default model, offline": "model offline",
+    "default model, stream (causal)": "model stream",
+    "default model, per frame (T = 1)": "model per-frame (T=1)",
+}
+README_SETS = {"7-Scenes": "7scenes", "HoloLens": "hololens"}
+
+
+def test_readme_accuracy_table_is_the_committed_evaluation() -> None:
+    """The README's accuracy table must show `eval_results.json` (what `vdepth-eval` wrote for the
+    shipped weights), rounded to 3 decimals: a new default with an old table would misreport."""
+    results = json.loads((MODEL / "eval_results.json").read_text())["datasets"]
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text[text.index("### Accuracy of the default model") :]
+    section = section[: section.index("\n\n", section.index("| set |"))]
+    seen, current = set(), None
+    for line in section.splitlines():
+        cells = [c.strip().replace("*", "") for c in line.strip().strip("|").split("|")]
+        if len(cells) != 5 or cells[1] not in README_ROWS:
+            continue
+        if cells[0]:
+            current = README_SETS[cells[0].split(",")[0]]
+        m = results[current]["methods"][README_ROWS[cells[1]]]
+        assert cells[2:] == [f"{m['abs_rel']:.3f}", f"{m['delta1']:.3f}", f"{m['tae']:.3f}"], (current, cells[1])
+        seen.add((current, cells[1]))
+    assert seen == {(s, r) for s in README_SETS.values() for r in README_ROWS}
