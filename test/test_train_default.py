@@ -224,6 +224,35 @@ def test_every_committed_recipe_is_runnable(path: Path) -> None:
     assert sum(p.numel() for p in model.parameters()) > 1_000_000
 
 
+def test_the_shipped_recipe_is_v5_then_the_v7c_and_v7e_runs() -> None:
+    """The shipped weights came from three runs linked by `train.init` (v5, then v7c, then v7e);
+    the default recipe writes them as stages, and each fine-tuning stage must be the run it replaces
+    (same data, loss weights and schedule), or the one command would train another model."""
+    plan = train_default.stage_plan(train_default.load_config())
+    v5 = train_default.load_config(CONFIGS / "default_v5_lite.yaml")
+    assert train_default.total_steps(v5) == plan[2].start
+    for st in plan[:2]:
+        assert st.cfg["data"] == v5["data"] and not st.restart
+    for st, name in zip(plan[2:], ("v7c_frame_level", "v7e_frame_level_longer"), strict=True):
+        run = train_default.load_config(CONFIGS / "experiments" / f"{name}.yaml")
+        assert st.restart and st.steps == run["train"]["steps"]
+        assert st.cfg["data"] == run["data"] and st.cfg["augment"] == run["augment"]
+        for key in (
+            "seed",
+            "batch_size",
+            "weight_decay",
+            "grad_clip",
+            "encoder_lr_scale",
+            *train_default.STAGE_LOSS_KEYS,
+        ):
+            assert st.cfg["train"].get(key) == run["train"].get(key), (name, key)
+        one = {**run, "train": {**run["train"], "stages": []}}
+        assert [train_default.lr_at(st.start + k, train_default.load_config()) for k in range(0, st.steps, 37)] == [
+            train_default.lr_at(k, one) for k in range(0, st.steps, 37)
+        ]
+    assert len(plan) == 4
+
+
 def test_the_shipped_recipe_builds_the_shipped_weights() -> None:
     """`train_default`'s default recipe, finalized, must give exactly the tensors of models/default."""
     from safetensors import safe_open

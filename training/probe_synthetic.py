@@ -69,7 +69,7 @@ def probe(
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("checkpoint", help="checkpoint.pt written by train_default")
-    ap.add_argument("--config", default=None, help="the run's recipe YAML (default: the shipped default_v5_lite.yaml)")
+    ap.add_argument("--config", default=None, help="the run's recipe YAML (default: the shipped default_v7.yaml)")
     ap.add_argument("--style", default="basic", help="render style of the held-out clips (basic, rich)")
     ap.add_argument("--frame-step", type=int, default=1, help="keep every N-th rendered frame (faster motion)")
     args = ap.parse_args(argv)

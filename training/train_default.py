@@ -1,15 +1,20 @@
 """Train the bundled default model (VDA-head video depth) on procedural synthetic video.
 
 One command renders the synthetic clips that are missing (deterministic per seed and style), then
-trains with the VDA loss (`losses.gemdepth_loss` without the camera term: SSI + 0.5 GM + 10 TGM) and
-heavy photometric augmentation, and writes a resumable checkpoint every `checkpoint_every` steps.
-Without `--config` it runs the shipped model's recipe (v5, `vda_lite`, ImageNet encoder,
-`configs/default_v5_lite.yaml`)::
+trains with the VDA loss (`losses.gemdepth_loss` without the camera term: SSI + 0.5 GM + 10 TGM,
+plus the clip-level terms a recipe sets) and heavy photometric augmentation, and writes a
+resumable checkpoint every `checkpoint_every` steps. Without `--config` it runs the shipped
+model's recipe (v7, `vda_lite`, ImageNet encoder, `configs/default_v7.yaml`: v5's two stages, then
+two fine-tuning stages with the frame-level term)::
 
-    python -m vdepth_training.train_default --out runs/default5 [--resume] [--data DIR]
-    python -m vdepth_training.train_default --out runs/default5 --finalize runs/default5/model --weights-fp16
+    python -m vdepth_training.train_default --out runs/default7 [--resume] [--data DIR]
+    python -m vdepth_training.train_default --out runs/default7 --finalize runs/default7/model --weights-fp16
 
 `--config training/configs/default.yaml` is the first default model (v1, from scratch).
+
+Stages (`stage_plan`): `train.steps` at `train.lr` is stage 1; each entry of `train.stages` adds a
+cosine stage that may change the data and loss weights, and with `restart: true` starts a fresh
+optimizer and batch stream, so a chain of fine-tuning runs is one resumable recipe.
 
 Determinism: the clip of batch `b` is a pure function of `(seed, b)` (`ClipDataset`), and so are
 the zoom and photometric augmentations (a generator seeded with `(seed, b)`), so `--resume`
@@ -34,8 +39,8 @@ import yaml
 
 from vdepth_ros.errors import ConfigError
 
-#: the shipped default model's recipe (v5); `configs/default.yaml` is the first default (v1)
-DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "default_v5_lite.yaml"
+#: the shipped default model's recipe (v7); `configs/default.yaml` is the first default (v1)
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "default_v7.yaml"
 CKPT_NAME = "checkpoint.pt"
 
 
