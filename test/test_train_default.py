@@ -266,3 +266,35 @@ def test_the_shipped_recipe_builds_the_shipped_weights() -> None:
         names = f.keys()  # a safetensors handle, not a dict: it is not iterable
         shipped = {k: tuple(f.get_slice(k).get_shape()) for k in names}
     assert shipped == expected
+
+
+def test_camera_effects_are_off_unless_a_recipe_sets_them() -> None:
+    """Motion blur and JPEG are opt-in: a recipe without them draws the same random numbers as
+    before (so the shipped recipe still reproduces its weights), and with them the clip changes,
+    deterministically per generator seed."""
+    aug = dict(train_default.load_config()["augment"])
+    clip = torch.rand(3, 3, 32, 40, generator=torch.Generator().manual_seed(1))
+
+    def run(a: dict, seed: int = 7) -> torch.Tensor:
+        return train_default.photometric(clip, a, torch.Generator().manual_seed(seed))
+
+    base = run(aug)
+    off = run({**aug, "motion_blur_p": 0.0, "motion_blur_px": 9.0, "jpeg_p": 0.0, "jpeg_quality": [30, 40]})
+    assert torch.equal(base, off)
+    on = {**aug, "motion_blur_p": 1.0, "motion_blur_px": 9.0, "jpeg_p": 1.0, "jpeg_quality": [30, 40]}
+    a, b = run(on), run(on)
+    assert torch.equal(a, b) and a.shape == base.shape and float(a.min()) >= 0.0 and float(a.max()) <= 1.0
+    assert (a - base).abs().mean() > 0.01
+
+    # a horizontal blur smears a vertical edge across columns and leaves rows alone
+    edge = torch.zeros(1, 3, 9, 21)
+    edge[..., 10:] = 1.0
+    blurred = train_default.motion_blur(edge, 0.0, 8.0, torch.Generator().manual_seed(0))
+    row = blurred[0, 0, 4]
+    assert 0.0 < float(row[9]) < 1.0 and 0.0 < float(row[10]) < 1.0  # ramps over the edge
+    assert torch.allclose(blurred[0, 0], blurred[0, 0, :1].expand(9, -1), atol=1e-6)
+    assert float(row[0]) == 0.0 and float(row[-1]) == 1.0
+    # JPEG at low quality changes a noisy image; the result stays an image in [0, 1]
+    noisy = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(2))
+    jpg = train_default.jpeg_roundtrip(noisy, 30)
+    assert jpg.shape == noisy.shape and (jpg - noisy).abs().mean() > 0.02

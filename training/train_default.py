@@ -136,7 +136,51 @@ def photometric(frames: torch.Tensor, aug: dict[str, Any], g: torch.Generator) -
     if torch.rand((), generator=g) < aug["noise_p"]:
         std = _u(g, *aug["noise_std"])
         x = x + std * torch.randn(x.shape, generator=g)
-    return x.clamp(0, 1)
+    x = x.clamp(0, 1)
+    # Camera effects of real video that renders lack; drawn only when enabled, so recipes without
+    # them keep their random stream (and their runs) unchanged.
+    if aug.get("motion_blur_p", 0.0) > 0 and torch.rand((), generator=g) < aug["motion_blur_p"]:
+        x = motion_blur(x, _u(g, 0.0, math.pi), _u(g, 0.0, 1.0) * float(aug["motion_blur_px"]), g)
+    if aug.get("jpeg_p", 0.0) > 0 and torch.rand((), generator=g) < aug["jpeg_p"]:
+        x = jpeg_roundtrip(x, round(_u(g, *aug["jpeg_quality"])))
+    return x
+
+
+def motion_blur(frames: torch.Tensor, angle: float, length: float, g: torch.Generator) -> torch.Tensor:
+    """Linear motion blur of a clip `(T, 3, H, W)`: one direction per clip (the camera's motion),
+    a length per frame between half and all of `length` pixels (its speed varies)."""
+    out = []
+    for frame in frames:
+        n = _u(g, 0.5, 1.0) * length
+        r = math.ceil(n / 2)
+        if r < 1:
+            out.append(frame)
+            continue
+        t = torch.linspace(-n / 2, n / 2, 4 * r + 1)
+        xs = torch.round(t * math.cos(angle)).long() + r
+        ys = torch.round(t * math.sin(angle)).long() + r
+        kern = torch.zeros(2 * r + 1, 2 * r + 1)
+        kern[ys, xs] = 1.0
+        kern = (kern / kern.sum()).expand(3, 1, -1, -1)
+        y = F.conv2d(F.pad(frame[None], (r, r, r, r), mode="replicate"), kern, groups=3)
+        out.append(y[0])
+    return torch.stack(out)
+
+
+def jpeg_roundtrip(frames: torch.Tensor, quality: int) -> torch.Tensor:
+    """Encode and decode every frame of a clip `(T, 3, H, W)` in [0, 1] as JPEG at `quality`
+    (blocking and ringing, as in compressed camera streams)."""
+    import cv2
+
+    out = []
+    for frame in frames:
+        img = (frame.permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)
+        ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+        if not ok:
+            raise RuntimeError("JPEG encoding failed")
+        dec = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+        out.append(torch.from_numpy(dec.astype(np.float32) / 255.0).permute(2, 0, 1))
+    return torch.stack(out)
 
 
 def augment_batch(batch: dict[str, torch.Tensor], cfg: dict[str, Any], key: int) -> dict[str, torch.Tensor]:
