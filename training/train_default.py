@@ -169,7 +169,8 @@ def motion_blur(frames: torch.Tensor, angle: float, length: float, g: torch.Gene
 
 def jpeg_roundtrip(frames: torch.Tensor, quality: int) -> torch.Tensor:
     """Encode and decode every frame of a clip `(T, 3, H, W)` in [0, 1] as JPEG at `quality`
-    (blocking and ringing, as in compressed camera streams)."""
+    (blocking and ringing, as in compressed camera streams). The RGB frame goes to OpenCV as if it
+    were BGR, which swaps red and blue in JPEG's luma weights; harmless for an augmentation."""
     import cv2
 
     out = []
