@@ -228,7 +228,8 @@ def test_the_shipped_recipe_is_v5_then_the_v7c_and_v7e_runs() -> None:
     """The shipped weights came from three runs linked by `train.init` (v5, then v7c, then v7e);
     the default recipe writes them as stages, and each fine-tuning stage must be the run it replaces
     (same data, loss weights and schedule), or the one command would train another model."""
-    plan = train_default.stage_plan(train_default.load_config())
+    shipped = train_default.load_config()
+    plan = train_default.stage_plan(shipped)
     v5 = train_default.load_config(CONFIGS / "default_v5_lite.yaml")
     assert train_default.total_steps(v5) == plan[2].start
     for st in plan[:2]:
@@ -247,7 +248,7 @@ def test_the_shipped_recipe_is_v5_then_the_v7c_and_v7e_runs() -> None:
         ):
             assert st.cfg["train"].get(key) == run["train"].get(key), (name, key)
         one = {**run, "train": {**run["train"], "stages": []}}
-        assert [train_default.lr_at(st.start + k, train_default.load_config()) for k in range(0, st.steps, 37)] == [
+        assert [train_default.lr_at(st.start + k, shipped) for k in range(0, st.steps, 37)] == [
             train_default.lr_at(k, one) for k in range(0, st.steps, 37)
         ]
     assert len(plan) == 4

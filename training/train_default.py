@@ -250,9 +250,11 @@ def get_batch(datasets, batch_index: int) -> tuple[dict[str, torch.Tensor], int]
     return collate_clips([ds[j * bs + k] for k in range(bs)]), j
 
 
-# -- training ---------------------------------------------------------------------------------
+# -- training ----------------------------------------------------------------------------------
+#: optional loss weights of ours; a recipe that leaves one out keeps gemdepth_loss's default (the paper's loss)
+CLIP_LOSS_KEYS = ("w_ssi", "w_ssi_sequence", "w_frame_level")
 #: loss weights a stage of `train.stages` may change (each holds until a later stage sets it again)
-STAGE_LOSS_KEYS = ("w_gm", "w_tgm", "w_ssi", "w_ssi_sequence", "w_frame_level")
+STAGE_LOSS_KEYS = ("w_gm", "w_tgm", *CLIP_LOSS_KEYS)
 STAGE_KEYS = frozenset({"steps", "lr", "warmup", "encoder_lr_scale", "restart", "data", *STAGE_LOSS_KEYS})
 
 
@@ -449,12 +451,10 @@ def train(cfg: dict[str, Any], out: Path, data_dir: Path, resume: bool, log_ever
             key = json.dumps(stage.cfg["data"], sort_keys=True)
             if key != data_key:  # render what the stage's data lacks, then index it
                 datasets, data_key = make_dataset(stage.cfg, prepare_data(stage.cfg, data_dir)), key
-            # optional terms of ours; absent keys keep gemdepth_loss's defaults (the paper's loss)
-            s_cfg = stage.cfg["train"]
-            clip_weights = {k: float(s_cfg[k]) for k in ("w_ssi", "w_ssi_sequence", "w_frame_level") if k in s_cfg}
+            clip_weights = {k: float(stage.cfg["train"][k]) for k in CLIP_LOSS_KEYS if k in stage.cfg["train"]}
             if stage.index:
                 print(f"stage {stage.index + 1}{' (restart)' if stage.restart else ''} at step {step}", flush=True)
-        batch, _ = get_batch(datasets, step - stage.origin)
+        batch, _ = get_batch(datasets, step - stage.origin)  # a restart stage's batches count from its start
         batch = augment_batch(batch, stage.cfg, step - stage.origin)
         lr, enc_scale = lr_at(step, cfg), encoder_lr_scale_at(step, cfg)
         for group in opt.param_groups:  # lr_scale != 1 marks the encoder group (param_groups)
