@@ -207,3 +207,38 @@ def test_image_textured_surface_renders_its_pattern() -> None:
 def test_unknown_style_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match=r"unknown synthetic style 'photo'.*basic.*rich"):
         render_clip(0, frames=1, height=12, width=16, style="photo")
+
+
+def test_rich_ao_muted_is_rich_geometry_with_occlusion_shading() -> None:
+    rich = render_clip(7, frames=2, height=36, width=48, style="rich")
+    ao = render_clip(7, frames=2, height=36, width=48, style="rich_ao_muted")
+    # the same scene, path and intrinsics seed for seed: only the RGB differs
+    np.testing.assert_array_equal(ao.depth, rich.depth)
+    np.testing.assert_array_equal(ao.poses, rich.poses)
+    assert not np.array_equal(ao.rgb, rich.rgb)
+    np.testing.assert_array_equal(ao.rgb, render_clip(7, frames=2, height=36, width=48, style="rich_ao_muted").rgb)
+
+
+def test_ambient_occlusion_darkens_the_floor_next_to_a_box_only_when_enabled() -> None:
+    floor = SceneObject(*quad_mesh((-5, -5, 0), (10, 0, 0), (0, 10, 0)), Material())
+    box = SceneObject(*box_mesh((-0.5, 0.5, 0.0), (0.5, 1.5, 1.0)), Material())
+    h, w = 48, 64
+    K = intrinsics_for(h, w, 70.0)
+    pose = look_at((0.0, -2.5, 2.0), (0.0, 0.0, 0.0))
+
+    # floor points seen at two pixels: right in front of the box's base, and 1 m farther from it
+    def pixel(x: float, y: float) -> tuple[int, int]:
+        pc = np.linalg.inv(pose) @ np.array([x, y, 0.0, 1.0])
+        uv = K @ (pc[:3] / pc[2])
+        return int(np.rint(uv[1])), int(np.rint(uv[0]))
+
+    near, far = pixel(0.0, 0.42), pixel(0.0, -0.6)
+    lum = {}
+    for style in ("rich", "rich_ao_muted"):
+        scene = Scene(objects=[floor, box], ambient=0.5, sun=0.0, lamp=0.0, style=style)
+        rgb, depth = Renderer(scene).render(pose, K, h, w)
+        assert depth[near] > 0 and depth[far] > 0
+        lum[style] = (rgb[near].mean(), rgb[far].mean())
+    assert lum["rich"][0] == pytest.approx(lum["rich"][1], rel=1e-5)  # flat ambient: no cue
+    assert lum["rich_ao_muted"][0] < 0.85 * lum["rich_ao_muted"][1]  # occluded by the box's side
+    assert lum["rich_ao_muted"][1] == pytest.approx(lum["rich"][1], rel=0.05)  # open floor: ~unoccluded
