@@ -105,3 +105,46 @@ def test_size_and_per_frame_fit_options(evaldata, tmp_path, capsys) -> None:
     assert "torch backend" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # the Lite encoder needs multiples of 32: a clear error, no traceback
         cli.main([*base, "--backend", "torch", "--size", "90", "128", "--out", str(tmp_path / "c")])
+
+
+def test_sparse_gt_samples_pick_ground_truth_at_rgb_pixels(synthetic_sequence) -> None:
+    seq = synthetic_sequence
+    a = cli.sparse_gt_samples(seq, 3, 40)
+    assert a.shape == seq.rgb.shape[1:3]
+    got = np.isfinite(a)
+    assert got.sum() == 40
+    np.testing.assert_array_equal(a[got], seq.depth[3][got])  # same grid here: the GT itself
+    np.testing.assert_array_equal(cli.sparse_gt_samples(seq, 3, 40), a)  # seeded by the frame
+    assert not np.array_equal(np.isfinite(cli.sparse_gt_samples(seq, 4, 40)), got)
+    # a GT grid subsampled by 2 (as 7-Scenes is evaluated): samples land on the RGB pixel they came from
+    half = EvalSequence(
+        name="half", rgb=seq.rgb, depth=seq.depth[:, ::2, ::2], intrinsics=seq.intrinsics,
+        rgb_intrinsics=seq.rgb_intrinsics, poses=None, max_depth=10.0,
+    )  # fmt: skip
+    b = cli.sparse_gt_samples(half, 3, 30)
+    got = np.isfinite(b)
+    assert got.sum() == 30
+    np.testing.assert_array_equal(b[got], seq.depth[3][got])
+
+
+def test_stream_with_sparse_points_returns_metric_inverse_depth(synthetic_sequence) -> None:
+    from fakes import AffineCorruptingEngine
+
+    seq = synthetic_sequence
+    # frames whose grey level is an affine of the true disparity, and a "model" that reads the grey level
+    # and applies a random affine per window: a relative-disparity model without shape error
+    disp = np.where(seq.depth > 0, 1.0 / np.maximum(seq.depth, 1e-3), 0.0)
+    lo, hi = disp[seq.depth > 0].min(), disp.max()
+    grey = np.clip((disp - lo) / (hi - lo) * 255, 0, 255).astype(np.uint8)
+    coded = EvalSequence(
+        name="coded", rgb=np.repeat(grey[..., None], 3, axis=-1), depth=seq.depth, intrinsics=seq.intrinsics,
+        rgb_intrinsics=seq.rgb_intrinsics, poses=seq.poses, max_depth=10.0,
+    )  # fmt: skip
+    eng = AffineCorruptingEngine(height=42, width=56, frames=8, overlap=3, seed=5)
+    inv = cli.run_stream(eng, coded, sparse_points=200)
+    valid = (seq.depth > 0) & (inv > 0)
+    ratio = (1.0 / inv[valid]) / seq.depth[valid]
+    assert np.median(np.abs(ratio - 1.0)) < 0.05  # metric without any alignment to the GT
+    rel = cli.run_stream(AffineCorruptingEngine(height=42, width=56, frames=8, overlap=3, seed=5), coded)
+    ratio_rel = (1.0 / rel[valid]) / seq.depth[valid]
+    assert np.median(np.abs(ratio_rel - 1.0)) > 0.2  # the relative output alone is not

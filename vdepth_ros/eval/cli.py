@@ -54,12 +54,35 @@ def _to_gt_grid(disp: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return d
 
 
-def _frames(seq: EvalSequence) -> Iterator[Any]:
+def _frames(seq: EvalSequence, sparse_points: int = 0) -> Iterator[Any]:
     from vdepth_ros.pipeline import FrameInput
 
     step = round(1e9 / seq.fps)
     for i in range(seq.num_frames):
-        yield FrameInput(rgb=seq.rgb[i], stamp_ns=i * step)
+        sparse = sparse_gt_samples(seq, i, sparse_points) if sparse_points > 0 else None
+        yield FrameInput(rgb=seq.rgb[i], stamp_ns=i * step, sparse_depth=sparse)
+
+
+def sparse_gt_samples(seq: EvalSequence, index: int, points: int) -> np.ndarray:
+    """A simulated sparse depth sensor: `points` GT depths of frame `index` at random valid GT pixels
+    (seeded by the frame index, so every run draws the same ones), as an `(H, W)` float32 map at
+    the RGB's resolution with NaN elsewhere (the `FrameInput.sparse_depth` format)."""
+    gt = seq.depth[index]
+    h, w = gt.shape
+    H, W = seq.rgb.shape[1:3]
+    ok = np.isfinite(gt) & (gt > 0) & (gt < seq.max_depth)
+    if seq.mask is not None:
+        ok &= np.asarray(seq.mask, bool)
+    ys, xs = np.nonzero(ok)
+    out = np.full((H, W), np.nan, np.float32)
+    if ys.size == 0:
+        return out
+    pick = np.random.default_rng(index).choice(ys.size, size=min(points, ys.size), replace=False)
+    # GT pixel centres -> RGB pixels (the GT grid may be a subsampled copy of the RGB's)
+    u = np.clip(np.rint((xs[pick] + 0.5) * W / w - 0.5).astype(int), 0, W - 1)
+    v = np.clip(np.rint((ys[pick] + 0.5) * H / h - 0.5).astype(int), 0, H - 1)
+    out[v, u] = gt[ys[pick], xs[pick]]
+    return out
 
 
 def make_pipeline(engine: Any, params: dict[str, Any] | None = None) -> Any:
@@ -94,18 +117,32 @@ def run_offline(engine: Any, seq: EvalSequence, params: dict[str, Any] | None = 
     return out
 
 
-def run_stream(engine: Any, seq: EvalSequence, params: dict[str, Any] | None = None) -> np.ndarray:
-    """`(T, h, w)` disparity on the GT grid from the causal pipeline: the first output of each frame."""
+def run_stream(
+    engine: Any, seq: EvalSequence, params: dict[str, Any] | None = None, sparse_points: int = 0
+) -> np.ndarray:
+    """`(T, h, w)` disparity on the GT grid from the causal pipeline: the first output of each frame.
+
+    With `sparse_points` > 0 the pipeline runs with `scale_source: sparse`, fed that many GT depths
+    per frame (`sparse_gt_samples`), and the result is its metric output as inverse depth."""
+    if sparse_points > 0:
+        params = {**(params or {}), "scale_source": "sparse"}
     pipe = make_pipeline(engine, params)
     out = np.zeros(seq.depth.shape, np.float32)
     seen = np.zeros(seq.num_frames, bool)
     frames = []
-    for fi in _frames(seq):
+    for fi in _frames(seq, sparse_points):
         frames += pipe.push(fi)
     frames += pipe.flush()
     for f in frames:
         if not seen[f.index]:
-            out[f.index] = _to_gt_grid(f.disparity, seq.gt_size)
+            if sparse_points > 0:
+                if f.depth is None:
+                    raise RuntimeError(f"frame {f.index} has no metric depth: the sparse fit never succeeded")
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    inv = np.where(np.isfinite(f.depth) & (f.depth > 0), 1.0 / f.depth, 0.0).astype(np.float32)
+                out[f.index] = _to_gt_grid(inv, seq.gt_size)
+            else:
+                out[f.index] = _to_gt_grid(f.disparity, seq.gt_size)
             seen[f.index] = True
     if not seen.all():
         raise RuntimeError(f"causal pipeline returned {seen.sum()} of {seq.num_frames} frames")
@@ -166,8 +203,12 @@ def evaluate(
     threads: int | None = None,
     size: tuple[int, int] | None = None,
     per_frame_fit: bool = False,
+    sparse_points: int = 0,
 ) -> dict[str, Any]:
     """Run the evaluation; returns the JSON-able results dict (see `write_report`).
+
+    `sparse_points` > 0 adds the row "model stream + N sparse GT points": the causal pipeline with
+    `scale_source: sparse` fed N GT depths per frame, as a sparse depth sensor would (not a goal row).
 
     `size` (H, W) sets the model's working resolution; only the torch backend can change it (an
     exported graph has a fixed size), so it requires `backend="torch"`. `per_frame_fit` adds the
@@ -225,6 +266,12 @@ def evaluate(
                 t0 = time.perf_counter()
                 add("model stream", evaluate_sequence(run_stream(engine, seq), seq.depth, seq.max_depth, **kw))
                 timing["stream_s"] = timing.get("stream_s", 0.0) + time.perf_counter() - t0
+            if sparse_points > 0:
+                disp = run_stream(engine, seq, sparse_points=sparse_points)
+                add(
+                    f"model stream + {sparse_points} sparse GT points",
+                    evaluate_sequence(disp, seq.depth, seq.max_depth, **kw),
+                )
             if per_frame:
                 t0 = time.perf_counter()
                 add(
@@ -355,6 +402,14 @@ def main(argv: list[str] | None = None) -> int:
         help="add a diagnostic row: the offline run scored with one affine per frame (how much of the "
         "error is scale drift across frames)",
     )
+    ap.add_argument(
+        "--sparse-points",
+        type=int,
+        default=0,
+        metavar="N",
+        help="add a row: the causal pipeline with scale_source 'sparse' fed N ground-truth depths per frame "
+        "(a simulated sparse depth sensor; not one of the goals)",
+    )
     ap.add_argument("--baselines-only", action="store_true", help="trivial baselines only (no model)")
     ap.add_argument("--out", default="out/eval")
     ap.add_argument("-v", "--verbose", action="store_true")
@@ -382,6 +437,7 @@ def main(argv: list[str] | None = None) -> int:
             threads=args.threads,
             size=tuple(args.size) if args.size else None,
             per_frame_fit=args.per_frame_fit,
+            sparse_points=max(0, args.sparse_points),
         )
     except ConfigError as err:  # e.g. --size with an exported graph, or a size the model refuses
         ap.error(str(err))
