@@ -136,7 +136,8 @@ def study(model: str | None, evaldata: str, frames: int) -> dict:
 
     s, b = fit_disparity_affine(pred, gt, valid)
     depth = aligned_depth(pred, s, b, seq.max_depth)
-    pairs: dict[tuple[int, int], tuple[PairRatios, np.ndarray, np.ndarray, np.ndarray]] = {}
+    # (i, j) -> (two-view ratios, GT log ratios, model log ratios) at the points with GT
+    pairs: dict[tuple[int, int], tuple[PairRatios, np.ndarray, np.ndarray]] = {}
     for g in GAPS:
         for i in range(T - g):
             r = pair_log_depth_ratios(gray[i], gray[i + g], K)
@@ -148,13 +149,13 @@ def study(model: str | None, evaldata: str, frames: int) -> dict:
                 continue
             log_gt = np.log(gj[ok] / gi[ok])
             log_model = np.log(_sample(depth[i + g], r.pts_j[ok], sxy) / _sample(depth[i], r.pts_i[ok], sxy))
-            pairs[(i, i + g)] = (PairRatios(r.pts_i[ok], r.pts_j[ok], r.log_ratio[ok]), log_gt, log_model, ok)
+            pairs[(i, i + g)] = (PairRatios(r.pts_i[ok], r.pts_j[ok], r.log_ratio[ok]), log_gt, log_model)
 
     out: dict = {"dataset": seq.name, "frames": T, "model_offline": score(depth), "pairs": {}, "corrected": {}}
     for g in GAPS:
         rows = [
             (np.median(p.log_ratio), np.median(lg), np.median(lm))
-            for (i, j), (p, lg, lm, _) in pairs.items()
+            for (i, j), (p, lg, lm) in pairs.items()
             if j - i == g
         ]
         if len(rows) < 3:
@@ -170,7 +171,7 @@ def study(model: str | None, evaldata: str, frames: int) -> dict:
     for name, use_gt in (("geometry_ratios", False), ("gt_ratios_at_tracks", True)):
         cons = [
             (i, j, float(np.median((lg if use_gt else p.log_ratio) - lm)), float(np.sqrt(len(lm))))
-            for (i, j), (p, lg, lm, _) in pairs.items()
+            for (i, j), (p, lg, lm) in pairs.items()
         ]
         scales = solve_frame_log_scales(cons, T)
         out["corrected"][name] = score(depth * np.exp(scales)[:, None, None])
@@ -180,7 +181,7 @@ def study(model: str | None, evaldata: str, frames: int) -> dict:
     fits: dict[int, np.ndarray] = {}
     for s0 in range(0, T, 4):
         d_, g_ = [], []
-        for (i, j), (p, _, _, _) in pairs.items():
+        for (i, j), (p, _, _) in pairs.items():
             for k, pts in ((i, p.pts_i), (j, p.pts_j)):
                 if s0 <= k < s0 + 4:
                     gk = _sample(gt[k], pts, sxy)
