@@ -120,3 +120,35 @@ def test_range_scale_maps_percentiles_to_near_far_once():
         RangeScale(near=2.0, far=1.0)
     with pytest.raises(ConfigError, match="scale_source"):
         make_scale_source("lidar")
+
+
+def test_resample_sparse_depth_keeps_every_sample_and_the_nearest_per_cell():
+    from vdepth_ros.stream.scale import resample_sparse_depth
+
+    rng = np.random.default_rng(0)
+    H, W, h, w = 480, 640, 160, 224
+    z = np.full((H, W), np.nan, np.float32)
+    ys, xs = rng.integers(0, H, 500), rng.integers(0, W, 500)
+    vals = rng.uniform(0.5, 8.0, 500).astype(np.float32)
+    z[ys, xs] = vals
+    z[0, 0], z[0, 1] = 0.0, -1.0  # invalid values are not samples
+    out = resample_sparse_depth(z, w, h)
+    assert out.shape == (h, w) and out.dtype == np.float32
+    # every valid sample reaches the cell of its pixel, and that cell holds the nearest of its samples
+    valid = np.isfinite(z) & (z > 0)
+    vy, vx = np.nonzero(valid)
+    cells = (vy * h // H) * w + vx * w // W
+    expect = {}
+    for c, v in zip(cells, z[vy, vx], strict=True):
+        expect[c] = min(expect.get(c, np.inf), v)
+    assert np.isfinite(out).sum() == len(expect) > 0.9 * valid.sum()
+    for c, v in expect.items():
+        assert out.flat[c] == v
+    # a nearest-neighbour resize would have kept only a fraction of them
+    import cv2
+
+    assert np.isfinite(cv2.resize(z, (w, h), interpolation=cv2.INTER_NEAREST)).sum() < 0.4 * valid.sum()
+    # same size: only invalid values become NaN
+    same = resample_sparse_depth(z, W, H)
+    assert np.isnan(same[0, 0]) and np.isnan(same[0, 1])
+    np.testing.assert_array_equal(same[valid], z[valid])

@@ -37,7 +37,7 @@ from vdepth_ros.errors import ConfigError, InputError
 from vdepth_ros.stream.align import AffineFit, FitOptions
 from vdepth_ros.stream.cloud import CameraModel, PointCloudBuilder
 from vdepth_ros.stream.depth import depth_from_disparity, disparity_from_depth
-from vdepth_ros.stream.scale import make_scale_source
+from vdepth_ros.stream.scale import make_scale_source, resample_sparse_depth
 from vdepth_ros.stream.stitch import GlobalAligner, StitchedFrame, Stitcher
 from vdepth_ros.stream.windows import Window, WindowScheduler, pad_for_rule
 
@@ -346,9 +346,7 @@ class DepthPipeline:
         work = _resize(rgb, self.width, self.height, cv2.INTER_AREA)
         sparse = None
         if frame.sparse_depth is not None:
-            # Nearest neighbour: sparse samples must not be smeared into neighbours.
-            z = np.asarray(frame.sparse_depth, dtype=np.float32)
-            sparse = _resize(z, self.width, self.height, cv2.INTER_NEAREST)
+            sparse = resample_sparse_depth(frame.sparse_depth, self.width, self.height)
         keep_in = self.config.output_resolution == "input" and self.config.cloud_colors
         return _Record(frame.stamp_ns, frame.meta, frame.camera, rgb.shape[:2], work, rgb if keep_in else None, sparse)
 

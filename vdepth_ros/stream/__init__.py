@@ -3,7 +3,15 @@
 from vdepth_ros.stream.align import IDENTITY, AffineFit, FitOptions, align_scale_shift, fit_pairs
 from vdepth_ros.stream.cloud import CameraModel, PointCloudBuilder
 from vdepth_ros.stream.depth import depth_from_disparity, disparity_from_depth
-from vdepth_ros.stream.scale import MetricScale, NoScale, RangeScale, ScaleSource, SparseScale, make_scale_source
+from vdepth_ros.stream.scale import (
+    MetricScale,
+    NoScale,
+    RangeScale,
+    ScaleSource,
+    SparseScale,
+    make_scale_source,
+    resample_sparse_depth,
+)
 from vdepth_ros.stream.stitch import (
     GlobalAligner,
     PairEdge,
@@ -40,5 +48,6 @@ __all__ = [
     "fit_pairs",
     "make_scale_source",
     "pad_for_rule",
+    "resample_sparse_depth",
     "solve_global_affine",
 ]
