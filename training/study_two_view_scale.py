@@ -111,7 +111,7 @@ def _sample(img: np.ndarray, pts: np.ndarray, scale_xy: tuple[float, float]) -> 
 def study(model: str | None, evaldata: str, frames: int) -> dict:
     from vdepth_ros.eval import cli
     from vdepth_ros.eval.datasets import load_dataset
-    from vdepth_ros.eval.metrics import aligned_depth, fit_disparity_affine, frame_metrics, valid_mask
+    from vdepth_ros.eval.metrics import aligned_depth, evaluate_sequence, fit_disparity_affine, valid_mask
     from vdepth_ros.paths import default_model_dir
     from vdepth_ros.runtime import create_engine
 
@@ -125,14 +125,9 @@ def study(model: str | None, evaldata: str, frames: int) -> dict:
     gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in seq.rgb]
 
     def score(depth: np.ndarray) -> dict[str, float]:
-        disp = 1.0 / np.maximum(depth, 1e-3)
-        s, b = fit_disparity_affine(disp, gt, valid)
-        d = aligned_depth(disp, s, b, seq.max_depth)
-        m = [frame_metrics(d[k], gt[k], valid[k]) for k in range(T)]
-        return {
-            "abs_rel": round(float(np.mean([x[0] for x in m])), 4),
-            "delta1": round(float(np.mean([x[1] for x in m])), 4),
-        }
+        """The evaluation protocol (`vdepth-eval`) on a depth prediction."""
+        m = evaluate_sequence(1.0 / np.maximum(depth, 1e-3), gt, seq.max_depth)
+        return {"abs_rel": round(m.abs_rel, 4), "delta1": round(m.delta1, 4)}
 
     s, b = fit_disparity_affine(pred, gt, valid)
     depth = aligned_depth(pred, s, b, seq.max_depth)

@@ -943,7 +943,7 @@ class Renderer:
             light = np.full(len(idx), sc.ambient, np.float32)
             style = STYLES.get(sc.style, STYLES["basic"])
             if style.occlusion > 0:
-                vis = self._ambient_visibility(dyn, p, n, style).reshape(-1)
+                vis = self._ambient_visibility(dyn, p, n, style)
                 light *= 1.0 - style.occlusion * (1.0 - vis)
             spec = np.zeros(len(idx), np.float32)
             # ambient "occlusion" by distance to the camera is not physical; instead a soft

@@ -35,6 +35,7 @@ from vdepth_ros.eval.metrics import (
     evaluate_sequence,
     row_ramp_prediction,
 )
+from vdepth_ros.stream.depth import disparity_from_depth
 
 log = logging.getLogger("vdepth.eval")
 
@@ -138,9 +139,7 @@ def run_stream(
             if sparse_points > 0:
                 if f.depth is None:
                     raise RuntimeError(f"frame {f.index} has no metric depth: the sparse fit never succeeded")
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    inv = np.where(np.isfinite(f.depth) & (f.depth > 0), 1.0 / f.depth, 0.0).astype(np.float32)
-                out[f.index] = _to_gt_grid(inv, seq.gt_size)
+                out[f.index] = _to_gt_grid(np.nan_to_num(disparity_from_depth(f.depth), nan=0.0), seq.gt_size)
             else:
                 out[f.index] = _to_gt_grid(f.disparity, seq.gt_size)
             seen[f.index] = True
