@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from vdepth_ros.errors import ConfigError
 from vdepth_ros.stream.align import AffineFit, FitOptions
 from vdepth_ros.stream.stitch import (
+    CausalGraphAligner,
     GlobalAligner,
     PairEdge,
     Stitcher,
@@ -224,3 +226,103 @@ def test_inplace_aligns_the_callers_array_and_gives_the_same_result():
             assert not np.array_equal(d, kept)  # the caller's array was reused
     for x, y in zip(copy_events, inplace_events, strict=True):
         np.testing.assert_array_equal(x.disparity, y.disparity)
+
+
+def _noisy_windows(windows, gt, rng, noise=0.01):
+    raw = []
+    for w in windows:
+        a, b = rng.uniform(0.5, 2), rng.uniform(-0.2, 0.2)
+        x = gt[list(w.slots)]
+        raw.append(((a * x * (1 + noise * rng.standard_normal(x.shape)) + b).astype(np.float32), a, b))
+    return raw
+
+
+def test_global_solve_holds_fixed_windows():
+    true = [(1.0, 0.0), (2.0, 0.1), (0.5, -0.2)]
+    edges = [
+        PairEdge(i, j, AffineFit(scale=true[j][0] / true[i][0], shift=(true[j][1] - true[i][1]) / true[i][0]))
+        for i, j in [(0, 1), (1, 2)]
+    ]
+    scales, shifts, reached = solve_global_affine(3, edges, fixed={1: (4.0, 0.2)})
+    # window 1 held at (4, 0.2): the others follow it through the same edges
+    np.testing.assert_allclose(scales, [2.0, 4.0, 1.0], rtol=1e-9)
+    np.testing.assert_allclose(shifts, [0.0, 0.2, -0.4], atol=1e-9)
+    assert reached.all()
+    with pytest.raises(ConfigError, match="fixed"):
+        solve_global_affine(3, edges, fixed={5: (1.0, 0.0)})
+    with pytest.raises(ConfigError, match="fixed"):
+        solve_global_affine(3, edges, fixed={0: (0.0, 0.0)})
+
+
+@pytest.mark.parametrize("keyframe", [False, True])
+def test_causal_graph_recovers_truth_up_to_one_affine(keyframe):
+    gt = _video(90)
+    if keyframe:
+        s = WindowScheduler(16, 6, schedule="keyframe", keyframes=(0, 6, 12, 13, 14, 15))
+    else:
+        s = WindowScheduler(13, 4, frames_rule="4n+1")
+    windows = s.plan(90)
+    raw = _noisy_windows(windows, gt, np.random.default_rng(6))
+    aligner, st, events = CausalGraphAligner(lag=2), Stitcher("graph"), []
+    a0, b0 = raw[0][1], raw[0][2]
+    for w, (d, a, b) in zip(windows, raw, strict=True):
+        fit = aligner.add(w, d)
+        assert not fit.degenerate
+        assert fit.scale * a == pytest.approx(a0, rel=0.01)  # onto window 0's frame
+        assert fit.scale * b + fit.shift == pytest.approx(b0, abs=0.01)
+        events += st.add(w, d, affine=fit)
+    events += st.finish()
+    np.testing.assert_allclose(_final(events, 90), a0 * gt + b0, rtol=0.05, atol=0.02)
+
+
+def test_causal_graph_with_unbounded_lag_is_the_offline_solve_of_the_windows_so_far():
+    gt = _video(80)
+    windows = WindowScheduler(16, 6, schedule="keyframe", keyframes=(0, 6, 12, 13, 14, 15)).plan(80)
+    raw = _noisy_windows(windows, gt, np.random.default_rng(7), noise=0.05)
+    causal, offline = CausalGraphAligner(lag=1000), GlobalAligner()
+    for w, (d, _, _) in zip(windows, raw, strict=True):
+        fit = causal.add(w, d)
+        offline.add(w, d)
+        ref = offline.solve()[w.index]
+        assert fit.scale == pytest.approx(ref.scale, rel=1e-6)
+        assert fit.shift == pytest.approx(ref.shift, abs=1e-6)
+
+
+def test_causal_graph_state_is_bounded_by_the_lag():
+    gt = _video(12, h=8, w=12)
+    s = WindowScheduler(6, 3, schedule="keyframe", keyframes=(0, 2, 3))
+    aligner, rng = CausalGraphAligner(lag=3), np.random.default_rng(8)
+    sizes = []
+    for w in s.plan(600):
+        x = gt[[f % 12 for f in w.slots]]
+        aligner.add(w, (rng.uniform(0.5, 2) * x + rng.uniform(-0.2, 0.2)).astype(np.float32))
+        sizes.append(aligner.state_size)
+    assert len(sizes) > 150
+    assert max(sizes[20:]) == max(sizes[-20:])  # no growth with the stream length
+    edges, estimates = max(sizes)
+    assert edges <= 3 * (3 + 1) and estimates <= 1 + (3 + 1) + 2  # lag windows' edges; window 0 + lag + history
+
+
+def test_causal_graph_keeps_the_last_scale_for_a_window_without_valid_fits():
+    gt = _video(40)
+    windows = WindowScheduler(8, 3).plan(40)
+    aligner, fits = CausalGraphAligner(lag=2), []
+    for w in windows:
+        d = (1.5 * gt[list(w.slots)] + 0.1).astype(np.float32)
+        if w.index == 3:
+            d = np.full_like(d, 0.7)  # no variance: every fit with it is degenerate
+        fits.append(aligner.add(w, d))
+    assert fits[3].degenerate and "earlier window" in fits[3].reason
+    assert (fits[3].scale, fits[3].shift) == (fits[2].scale, fits[2].shift)
+    # window 4's only fit is to window 3 (degenerate); window 5 fits window 4 and follows it
+    assert fits[4].degenerate and not fits[5].degenerate and not fits[-1].degenerate
+    for f in fits[4:]:
+        assert (f.scale, f.shift) == pytest.approx((fits[2].scale, fits[2].shift))
+    with pytest.raises(ConfigError, match="lag"):
+        CausalGraphAligner(lag=0)
+
+
+def test_graph_stitcher_needs_the_affine():
+    w = WindowScheduler(8, 3).plan(8)[0]
+    with pytest.raises(ValueError, match="affine"):
+        Stitcher("graph").add(w, np.ones((8, 4, 4), np.float32))

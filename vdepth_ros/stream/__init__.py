@@ -13,6 +13,7 @@ from vdepth_ros.stream.scale import (
     resample_sparse_depth,
 )
 from vdepth_ros.stream.stitch import (
+    CausalGraphAligner,
     GlobalAligner,
     PairEdge,
     StitchedFrame,
@@ -27,6 +28,7 @@ __all__ = [
     "IDENTITY",
     "AffineFit",
     "CameraModel",
+    "CausalGraphAligner",
     "FitOptions",
     "GlobalAligner",
     "MetricScale",
