@@ -62,6 +62,8 @@ def _latest(out, n):
         lambda: AffineCorruptingEngine(frames=8, overlap=3),
         lambda: AffineCorruptingEngine(frames=13, overlap=4, frames_rule="4n+1", seed=1),
         lambda: AffineCorruptingEngine(frames=16, overlap=6, keyframes=(0, 6, 12, 13, 14, 15), alignment="keyframe"),
+        lambda: AffineCorruptingEngine(frames=16, overlap=6, keyframes=(0, 6, 12, 13, 14, 15), alignment="graph"),
+        lambda: AffineCorruptingEngine(frames=8, overlap=3, alignment="graph", seed=3),  # no keyframes: chain windows
     ],
 )
 def test_causal_stitching_recovers_truth_up_to_one_global_affine(engine):
@@ -336,3 +338,35 @@ def test_anchor_refresh_end_to_end_after_a_scene_cut():
     eng2.anchor_means = []
     stale = _latest(_run(DepthPipeline(PipelineConfig(publish="final"), eng2), frames), 80)
     assert stale[-1].fit.inlier_fraction < 0.6
+
+
+def test_graph_alignment_uses_the_keyframe_windows_and_stays_close_to_offline():
+    frames = _frames(70)
+    kf = (0, 6, 12, 13, 14, 15)
+    eng = AffineCorruptingEngine(frames=16, overlap=6, keyframes=kf, alignment="graph")
+    pipe = DepthPipeline(PipelineConfig(), eng)
+    assert pipe.alignment == "graph" and pipe.schedule["schedule"] == "keyframe"
+    stream = np.stack([f.disparity for f in _latest(_run(pipe, frames), 70)])
+    same = AffineCorruptingEngine(frames=16, overlap=6, keyframes=kf, alignment="graph")
+    again = DepthPipeline(PipelineConfig(), same)
+    offline = np.stack([f.disparity for f in again.run_offline(frames)])  # same engine affines, same windows
+    # exact model up to one affine per window: both land on window 0's scale
+    np.testing.assert_allclose(stream, offline, rtol=1e-4, atol=1e-4)
+    # keyframe alignment is still available for this model
+    keyframe = DepthPipeline(
+        PipelineConfig(alignment="keyframe"),
+        AffineCorruptingEngine(frames=16, overlap=6, keyframes=kf, alignment="graph"),
+    )
+    assert keyframe.alignment == "keyframe" and keyframe.graph is None
+
+
+def test_graph_alignment_state_restarts_with_the_stream():
+    frames = _frames(40)
+    eng = AffineCorruptingEngine(frames=8, overlap=3, alignment="graph", seed=5)
+    pipe = DepthPipeline(PipelineConfig(publish="final"), eng)
+    first = np.stack([f.disparity for f in _latest(_run(pipe, frames), 40)])
+    assert pipe.graph is not None and pipe.graph.state_size == (0, 0)  # flush cleared it
+    second = np.stack([f.disparity for f in _latest(_run(pipe, frames), 40)])
+    # a new stream is anchored on its own first window, whatever the engine's affines now are
+    assert _global_affine_error(first, _truth(frames)) < 1e-4
+    assert _global_affine_error(second, _truth(frames)) < 1e-4

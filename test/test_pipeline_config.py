@@ -41,6 +41,7 @@ def test_from_params_splits_unknown_keys_and_coerces_numbers():
         ({"keyframes": [0, "a"]}, "keyframes"),
         ({"model": 3}, "model must be a string"),
         ({"anchor_min_inliers": 2.0}, "anchor_min_inliers"),
+        ({"graph_lag": 0}, "graph_lag"),
     ],
 )
 def test_invalid_values_name_field_and_value(params, match):

@@ -17,7 +17,7 @@ from vdepth_ros.errors import ConfigError
 _CHOICES: dict[str, tuple[str, ...]] = {
     "backend": ("auto", "torch", "onnxruntime", "tensorrt"),
     "precision": ("fp32", "fp16", "bf16"),
-    "alignment": ("auto", "chain_ls", "keyframe", "none"),
+    "alignment": ("auto", "chain_ls", "keyframe", "graph", "none"),
     "publish": ("provisional", "final", "both"),
     "scale_source": ("none", "sparse", "range", "metric"),
     "output_resolution": ("model", "input"),
@@ -37,7 +37,8 @@ class PipelineConfig:
         window: window length in frames; 0 = the model's default.
         overlap: overlap in frames; 0 = the model's default (keyframe mode: `len(keyframes)`).
         keyframes: keyframe slots for keyframe alignment; empty = the model's default.
-        alignment: "auto" (the model's default) | "chain_ls" | "keyframe" | "none".
+        alignment: "auto" (the model's default) | "chain_ls" | "keyframe" | "graph" (the offline
+            global solve run causally over the last `graph_lag` windows) | "none".
         publish: "provisional" (each frame once, as early as possible) | "final" (each frame once,
             when settled) | "both" (provisional, then final when a later window revised it).
         low_latency_start: first window shorter (about half) so the first output comes sooner.
@@ -49,6 +50,8 @@ class PipelineConfig:
         anchor_refresh: keyframe mode: replace the anchor frame when the scene no longer
             matches it (the papers keep frame 0 forever).
         anchor_min_inliers: inlier fraction of the anchor below which it is refreshed.
+        graph_lag: graph alignment: earlier windows re-estimated with each new one (older ones
+            are frozen, so cost and memory stay bounded).
         scale_source: "range" (default: depth from an assumed near..far range, fixed on the first
             window; consistent over time, not metric) | "sparse" (metric, from a depth sensor) |
             "metric" (metric models) | "none" (relative disparity only; no depth, no cloud).
@@ -76,6 +79,7 @@ class PipelineConfig:
     fit_max_points: int = 65536
     anchor_refresh: bool = False
     anchor_min_inliers: float = 0.5
+    graph_lag: int = 8
     scale_source: str = "range"
     near: float = 0.3
     far: float = 10.0
@@ -115,6 +119,8 @@ class PipelineConfig:
             raise ConfigError(f"need 0 < near < far for scale_source 'range', got near={self.near}, far={self.far}")
         if not 0.0 <= self.anchor_min_inliers <= 1.0:
             raise ConfigError(f"anchor_min_inliers must be in [0, 1], got {self.anchor_min_inliers}")
+        if self.graph_lag < 1:
+            raise ConfigError(f"graph_lag must be >= 1 window, got {self.graph_lag}")
         if self.sparse_min_points < 2:
             raise ConfigError(f"sparse_min_points must be >= 2, got {self.sparse_min_points}")
 

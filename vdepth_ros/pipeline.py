@@ -38,7 +38,7 @@ from vdepth_ros.stream.align import AffineFit, FitOptions
 from vdepth_ros.stream.cloud import CameraModel, PointCloudBuilder
 from vdepth_ros.stream.depth import depth_from_disparity, disparity_from_depth
 from vdepth_ros.stream.scale import make_scale_source, resample_sparse_depth
-from vdepth_ros.stream.stitch import GlobalAligner, StitchedFrame, Stitcher
+from vdepth_ros.stream.stitch import CausalGraphAligner, GlobalAligner, StitchedFrame, Stitcher
 from vdepth_ros.stream.windows import Window, WindowScheduler, pad_for_rule
 
 if TYPE_CHECKING:
@@ -165,12 +165,12 @@ def _scheduler(config: PipelineConfig, spec: InputSpec, alignment: str) -> Windo
     """Window schedule from the model's input spec, overridden by non-zero config values."""
     keyframes = tuple(config.keyframes) or (tuple(spec.keyframes) if spec.keyframes else None)
     window = config.window or int(spec.window)
-    if alignment == "keyframe":
-        if not keyframes:
-            raise ConfigError("alignment 'keyframe' needs keyframes (config.keyframes or the model's spec)")
-        overlap = config.overlap or len(keyframes)
-    else:
-        overlap = config.overlap or int(spec.overlap)
+    if alignment == "keyframe" and not keyframes:
+        raise ConfigError("alignment 'keyframe' needs keyframes (config.keyframes or the model's spec)")
+    # "graph" shares the keyframe schedule when the model has one: the offline solve runs on the
+    # same windows, and the slot-0 anchor frame gives every window an edge to window 0.
+    keyframe_schedule = alignment == "keyframe" or (alignment == "graph" and bool(keyframes))
+    overlap = config.overlap or (len(keyframes) if keyframe_schedule else int(spec.overlap))
     if not spec.dynamic_frames and window > spec.frames:
         raise ConfigError(f"window {window} exceeds the engine's fixed {spec.frames} frames")
     first = None
@@ -180,7 +180,7 @@ def _scheduler(config: PipelineConfig, spec: InputSpec, alignment: str) -> Windo
     return WindowScheduler(
         window,
         overlap,
-        schedule="keyframe" if alignment == "keyframe" else "chain",
+        schedule="keyframe" if keyframe_schedule else "chain",
         keyframes=keyframes,
         frames_rule=spec.frames_rule,
         first_window=first,
@@ -235,6 +235,7 @@ class DepthPipeline:
             anchor_refresh=config.anchor_refresh,
             anchor_min_inliers=config.anchor_min_inliers,
         )
+        self.graph = CausalGraphAligner(options, lag=config.graph_lag) if self.alignment == "graph" else None
         if config.scale_source == "metric" and not self.metric_model:
             raise ConfigError("scale_source 'metric' needs a metric model (input spec output_kind 'depth')")
         # A metric model already outputs metres: the default assumed range (and "none") would only
@@ -265,6 +266,7 @@ class DepthPipeline:
         s = self.scheduler
         return {
             "alignment": self.alignment,
+            "schedule": s.schedule,
             "window": s.window,
             "overlap": s.overlap,
             "stride": s.stride,
@@ -280,6 +282,8 @@ class DepthPipeline:
     def _clear(self) -> None:
         self.scheduler.reset()
         self.stitcher.reset()
+        if self.graph is not None:
+            self.graph.reset()
         self.scale_source.reset()
         self._records: dict[int, _Record] = {}
         self._last_emitted = -1
@@ -368,11 +372,16 @@ class DepthPipeline:
     def _run_window(self, window: Window) -> list[StitchedFrame]:
         disp = self._infer(window, [self._records[f].rgb for f in window.slots])
         before = (self.stitcher.degenerate_fits, self.stitcher.anchor_refreshes)
-        stitched = self.stitcher.add(window, disp, inplace=True)  # the engine's output is ours
+        # The graph aligner copies the raw output before the stitcher aligns it in place.
+        affine = self.graph.add(window, disp) if self.graph is not None else None
+        stitched = self.stitcher.add(window, disp, affine=affine, inplace=True)  # the engine's output is ours
         self.stats.degenerate_fits += self.stitcher.degenerate_fits - before[0]
         self.stats.anchor_refreshes += self.stitcher.anchor_refreshes - before[1]
         if self.stitcher.last_fit.degenerate and window.index > 0:
-            log.warning("window %d: alignment fell back to (1, 0): %s", window.index, self.stitcher.last_fit.reason)
+            fit = self.stitcher.last_fit
+            log.warning(
+                "window %d: alignment fell back to (%.3g, %.3g): %s", window.index, fit.scale, fit.shift, fit.reason
+            )
         if self.stitcher.anchor is not None and self.stitcher.anchor != self.scheduler.anchor:
             self.scheduler.set_anchor(self.stitcher.anchor)
         return self._finish(stitched, window)

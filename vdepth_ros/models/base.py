@@ -21,7 +21,7 @@ from vdepth_ros.errors import ModelLoadError
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 
-Alignment = Literal["chain_ls", "keyframe", "none"]
+Alignment = Literal["chain_ls", "keyframe", "graph", "none"]
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ class InputSpec:
         output_kind: "disparity" (relative) or "depth" (metric metres).
         window, overlap: default streaming schedule.
         keyframes: keyframe slots for keyframe alignment, or None.
-        alignment: default stitching strategy ("chain_ls" | "keyframe" | "none").
+        alignment: default stitching strategy ("chain_ls" | "keyframe" | "graph" | "none").
         frames_rule: "any" or "4n+1".
         multiple_of: H, W multiple the architecture needs.
         input_name, output_name: graph tensor names (bound by name in ORT/TensorRT).
@@ -45,7 +45,7 @@ class InputSpec:
     window: int = 32
     overlap: int = 10
     keyframes: tuple[int, ...] | None = None
-    alignment: Literal["chain_ls", "keyframe", "none"] = "chain_ls"
+    alignment: Literal["chain_ls", "keyframe", "graph", "none"] = "chain_ls"
     frames_rule: Literal["any", "4n+1"] = "any"
     multiple_of: int = 1
     input_name: str = "frames"
