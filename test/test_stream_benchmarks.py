@@ -37,8 +37,8 @@ def test_drift_benchmark_synthetic_runs_and_robust_stitching_beats_chained_ols(r
         ]
     )
     rows = json.loads(out.read_text())["rows"]
-    assert {r["method"] for r in rows} == {"causal", "offline", "chain_ols"}
-    assert len(rows) == 6  # 3 methods x bursts on/off
+    assert {r["method"] for r in rows} == {"causal", "graph", "offline", "chain_ols"}
+    assert len(rows) == 8  # 4 methods x bursts on/off
     for r in rows:
         assert set(r) >= {"absrel@100", "absrel@600", "drift", "windows"}
     ours = [abs(r["drift"]) for r in rows if r["method"] != "chain_ols"]
@@ -70,8 +70,8 @@ def test_speed_benchmark_core_equals_reference_and_reports(repo_root, tmp_path):
     out = tmp_path / "speed.json"
     bench.main(["--size", "96x72", "--windows", "2", "--repeat", "1", "--json", str(out)])
     rows = json.loads(out.read_text())["rows"]
-    assert [r["schedule"] for r in rows] == ["dvd_45_9", "vda_32_10"]
-    assert all(r["core_ms_per_frame"] > 0 and r["speedup"] > 0 for r in rows)
+    assert [r["schedule"] for r in rows] == ["dvd_45_9", "vda_32_10", "default_8_4"]
+    assert all(r["core_ms_per_frame"] > 0 and r["speedup"] > 0 and r["graph_core_ms_per_frame"] > 0 for r in rows)
     # On noiseless windows the fast core and the plain reference compute the same depth.
     sched = bench.WindowScheduler(9, 3)
     windows = sched.plan(15)
@@ -83,3 +83,21 @@ def test_speed_benchmark_core_equals_reference_and_reports(repo_root, tmp_path):
     _, n_ref, d_ref = bench.run_reference(windows, outs, cam, rgb, keyframe=False)
     assert n_core == n_ref == 15
     np.testing.assert_allclose(d_core, d_ref, rtol=1e-4)
+
+
+def test_alignment_dev_benchmark_scores_offline_and_each_stream_alignment(repo_root, tmp_path, capsys):
+    pytest.importorskip("embreex")  # renders come from the training extra's generator
+    bench = _load(repo_root, "alignment_dev")
+    out = tmp_path / "dev.json"
+    args = ["--renders", "1", "--frames", "28", "--size", "96x128", "--no-hololens", "--json", str(out)]
+    assert bench.main(args) == 0
+    res = json.loads(out.read_text())
+    (row,) = res["rows"]
+    assert row["sequence"] == "render/990001" and row["set"] == "render"
+    for method in ("offline", "graph", "keyframe"):
+        assert 0 < row[method]["abs_rel"] < 1 and 0 < row[method]["delta1"] <= 1
+    # the two streams really are stitched differently, and the gap is measured against offline
+    assert row["graph"] != row["keyframe"]
+    assert row["graph"]["gap"] == pytest.approx(row["graph"]["delta1"] - row["offline"]["delta1"])
+    assert res["summary"]["all"]["keyframe"]["mean_abs_gap"] == pytest.approx(abs(row["keyframe"]["gap"]))
+    assert "mean |δ1 gap to offline|" in capsys.readouterr().out
