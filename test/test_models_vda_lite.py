@@ -105,6 +105,8 @@ def test_vda_lite_shapes_input_rule_and_round_trip(tmp_path: Path) -> None:
     out = model.predict(frames)
     assert out.shape == (t, h, w) and bool((out >= 0).all())
     assert model.input_constraints.multiple_of == 32
+    # VDA's windows and keyframes, stitched with the package's "graph" alignment by default
+    assert model.input_constraints.alignment == "graph" and model.input_constraints.keyframes == (0, 3, 6, 7)
     with pytest.raises(InputError, match="multiples of 32"):
         model.predict(torch.rand(t, 3, 70, 98))
     model.save_pretrained(tmp_path / "m")
