@@ -370,3 +370,14 @@ def test_graph_alignment_state_restarts_with_the_stream():
     # a new stream is anchored on its own first window, whatever the engine's affines now are
     assert _global_affine_error(first, _truth(frames)) < 1e-4
     assert _global_affine_error(second, _truth(frames)) < 1e-4
+
+
+def test_anchor_refresh_outside_keyframe_alignment_is_reported(caplog):
+    eng = AffineCorruptingEngine(frames=16, overlap=6, keyframes=(0, 6, 12, 13, 14, 15), alignment="graph")
+    with caplog.at_level("WARNING", logger="vdepth_ros.pipeline"):
+        DepthPipeline(PipelineConfig(anchor_refresh=True), eng)
+    assert "anchor_refresh applies to keyframe alignment only" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="vdepth_ros.pipeline"):
+        DepthPipeline(PipelineConfig(anchor_refresh=True, alignment="keyframe"), eng)
+    assert "anchor_refresh" not in caplog.text

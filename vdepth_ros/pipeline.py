@@ -236,6 +236,8 @@ class DepthPipeline:
             anchor_min_inliers=config.anchor_min_inliers,
         )
         self.graph = CausalGraphAligner(options, lag=config.graph_lag) if self.alignment == "graph" else None
+        if config.anchor_refresh and self.alignment != "keyframe":
+            log.warning("anchor_refresh applies to keyframe alignment only; ignored with %r", self.alignment)
         if config.scale_source == "metric" and not self.metric_model:
             raise ConfigError("scale_source 'metric' needs a metric model (input spec output_kind 'depth')")
         # A metric model already outputs metres: the default assumed range (and "none") would only
