@@ -148,3 +148,39 @@ def test_stream_with_sparse_points_returns_metric_inverse_depth(synthetic_sequen
     rel = cli.run_stream(AffineCorruptingEngine(height=42, width=56, frames=8, overlap=3, seed=5), coded)
     ratio_rel = (1.0 / rel[valid]) / seq.depth[valid]
     assert np.median(np.abs(ratio_rel - 1.0)) > 0.2  # the relative output alone is not
+
+
+def test_node_params_reach_the_model_runs_and_eval_keys_stay_fixed(synthetic_sequence, tmp_path, monkeypatch) -> None:
+    from fakes import AffineCorruptingEngine
+
+    from vdepth_ros.config import load_params
+
+    kf = (0, 3, 6, 7)
+    eng = AffineCorruptingEngine(height=42, width=56, frames=8, overlap=4, keyframes=kf, alignment="graph")
+    assert cli.make_pipeline(eng).alignment == "graph"  # bundled config/depth.yaml: alignment auto
+    yaml = tmp_path / "p.yaml"
+    yaml.write_text("/**:\n  ros__parameters:\n    alignment: keyframe\n    scale_source: range\n    cloud_stride: 2\n")
+    node = load_params(yaml)
+    pipe = cli.make_pipeline(eng, base=node)
+    assert pipe.alignment == "keyframe"
+    assert pipe.scale_source.kind == "none" and pipe.cloud is None  # the evaluation's own settings win
+    # both model runs build their pipeline from those params
+    seen = []
+    real = cli.make_pipeline
+
+    def spy(engine, params=None, base=None):
+        pipe = real(engine, params, base)
+        seen.append(pipe.alignment)
+        return pipe
+
+    monkeypatch.setattr(cli, "make_pipeline", spy)
+    for run in (cli.run_stream, cli.run_offline):
+        out = run(AffineCorruptingEngine(height=42, width=56, frames=8, keyframes=kf), synthetic_sequence, base=node)
+        assert out.shape == synthetic_sequence.depth.shape
+    assert seen == ["keyframe", "keyframe"]
+
+
+def test_cli_params_file_must_exist(tmp_path, capsys) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["--evaldata", str(tmp_path), "--baselines-only", "--params", str(tmp_path / "missing.yaml")])
+    assert "not found" in capsys.readouterr().err

@@ -86,28 +86,33 @@ def sparse_gt_samples(seq: EvalSequence, index: int, points: int) -> np.ndarray:
     return out
 
 
-def make_pipeline(engine: Any, params: dict[str, Any] | None = None) -> Any:
-    """A `DepthPipeline` with the package defaults (`config/depth.yaml`), relative output, no cloud."""
+#: what the evaluation fixes whatever the params file says: relative output, no cloud, working size
+EVAL_OVERRIDES: dict[str, Any] = {"scale_source": "none", "cloud_stride": 0, "output_resolution": "model"}
+
+
+def make_pipeline(engine: Any, params: dict[str, Any] | None = None, base: dict[str, Any] | None = None) -> Any:
+    """A `DepthPipeline` from the node's parameters, relative output, no cloud.
+
+    Args:
+        engine: the engine under evaluation.
+        params: overrides on top of everything (e.g. `scale_source: sparse` for the sparse row).
+        base: the node's flat parameters (`vdepth-eval --params`); default: the bundled
+            `config/depth.yaml`, as the node, `vdepth-bag` and `vdepth-video` use.
+    """
+    from vdepth_ros.offline.runner import load_node_params
     from vdepth_ros.pipeline import DepthPipeline
 
-    base: dict[str, Any] = {}
-    try:
-        from vdepth_ros.config import load_params
-        from vdepth_ros.paths import config_dir
-
-        path = config_dir() / "depth.yaml"
-        if path.is_file():
-            base = load_params(path)
-    except Exception as err:  # the defaults of PipelineConfig are the same values
-        log.warning("config/depth.yaml not used (%s); PipelineConfig defaults apply", err)
-    base.update({"scale_source": "none", "cloud_stride": 0, "output_resolution": "model"})
-    base.update(params or {})
-    return DepthPipeline.from_dict(base, engine=engine)
+    merged = dict(load_node_params() if base is None else base)
+    merged.update(EVAL_OVERRIDES)
+    merged.update(params or {})
+    return DepthPipeline.from_dict(merged, engine=engine)
 
 
-def run_offline(engine: Any, seq: EvalSequence, params: dict[str, Any] | None = None) -> np.ndarray:
-    """`(T, h, w)` disparity on the GT grid from `DepthPipeline.run_offline`."""
-    pipe = make_pipeline(engine, params)
+def run_offline(
+    engine: Any, seq: EvalSequence, params: dict[str, Any] | None = None, base: dict[str, Any] | None = None
+) -> np.ndarray:
+    """`(T, h, w)` disparity on the GT grid from `DepthPipeline.run_offline` (`make_pipeline` args)."""
+    pipe = make_pipeline(engine, params, base)
     out = np.zeros(seq.depth.shape, np.float32)
     seen = np.zeros(seq.num_frames, bool)
     for f in pipe.run_offline(_frames(seq)):
@@ -119,7 +124,11 @@ def run_offline(engine: Any, seq: EvalSequence, params: dict[str, Any] | None = 
 
 
 def run_stream(
-    engine: Any, seq: EvalSequence, params: dict[str, Any] | None = None, sparse_points: int = 0
+    engine: Any,
+    seq: EvalSequence,
+    params: dict[str, Any] | None = None,
+    sparse_points: int = 0,
+    base: dict[str, Any] | None = None,
 ) -> np.ndarray:
     """`(T, h, w)` disparity on the GT grid from the causal pipeline: the first output of each frame.
 
@@ -127,7 +136,7 @@ def run_stream(
     per frame (`sparse_gt_samples`), and the result is its metric output as inverse depth."""
     if sparse_points > 0:
         params = {**(params or {}), "scale_source": "sparse"}
-    pipe = make_pipeline(engine, params)
+    pipe = make_pipeline(engine, params, base)
     out = np.zeros(seq.depth.shape, np.float32)
     seen = np.zeros(seq.num_frames, bool)
     frames = []
@@ -203,6 +212,7 @@ def evaluate(
     size: tuple[int, int] | None = None,
     per_frame_fit: bool = False,
     sparse_points: int = 0,
+    params_file: str | Path | None = None,
 ) -> dict[str, Any]:
     """Run the evaluation; returns the JSON-able results dict (see `write_report`).
 
@@ -212,13 +222,19 @@ def evaluate(
     `size` (H, W) sets the model's working resolution; only the torch backend can change it (an
     exported graph has a fixed size), so it requires `backend="torch"`. `per_frame_fit` adds the
     diagnostic row "model offline, affine per frame" (`evaluate_per_frame_fit`; same predictions).
+    `params_file` is the node parameter YAML the offline and stream runs use (default: the bundled
+    `config/depth.yaml`), e.g. to score another `alignment`.
     """
     if size is not None and backend != "torch":
         raise ConfigError(
             f"a working size needs the torch backend (exported graphs have a fixed size), got {backend!r}"
         )
+    from vdepth_ros.offline.runner import default_params_path, load_node_params
+
+    node_params = load_node_params(params_file)  # ConfigError on a bad file, before any work
     engine = single = None
     results: dict[str, Any] = {"datasets": {}, "meta": {"model": None, "backend": None}}
+    results["meta"]["params_file"] = str(params_file) if params_file else str(default_params_path())
     if with_model:
         from vdepth_ros.paths import default_model_dir
         from vdepth_ros.runtime import create_engine
@@ -232,6 +248,7 @@ def evaluate(
         results["meta"]["speed"] = measure_engine_fps(engine)
         single = _single_frame_engine(mdir, engine)
         results["meta"]["per_frame_engine"] = f"{single.backend}, T={single.input_spec.frames}"
+        results["meta"]["pipeline"] = make_pipeline(engine, base=node_params).schedule
     results["meta"]["machine"] = {"cpu_count": __import__("os").cpu_count(), "python": platform.python_version()}
     frames = {**DEFAULT_FRAMES, **(frames or {})}
     for name in datasets:
@@ -255,7 +272,7 @@ def evaluate(
             if engine is None:
                 continue
             t0 = time.perf_counter()
-            offline = run_offline(engine, seq)
+            offline = run_offline(engine, seq, base=node_params)
             add("model offline", evaluate_sequence(offline, seq.depth, seq.max_depth, **kw))
             timing["offline_s"] = timing.get("offline_s", 0.0) + time.perf_counter() - t0
             if per_frame_fit:
@@ -263,10 +280,11 @@ def evaluate(
                 add("model offline, affine per frame", m)
             if stream:
                 t0 = time.perf_counter()
-                add("model stream", evaluate_sequence(run_stream(engine, seq), seq.depth, seq.max_depth, **kw))
+                disp = run_stream(engine, seq, base=node_params)
+                add("model stream", evaluate_sequence(disp, seq.depth, seq.max_depth, **kw))
                 timing["stream_s"] = timing.get("stream_s", 0.0) + time.perf_counter() - t0
             if sparse_points > 0:
-                disp = run_stream(engine, seq, sparse_points=sparse_points)
+                disp = run_stream(engine, seq, sparse_points=sparse_points, base=node_params)
                 add(
                     f"model stream + {sparse_points} sparse GT points",
                     evaluate_sequence(disp, seq.depth, seq.max_depth, **kw),
@@ -409,6 +427,12 @@ def main(argv: list[str] | None = None) -> int:
         help="add a row: the causal pipeline with scale_source 'sparse' fed N ground-truth depths per frame "
         "(a simulated sparse depth sensor; not one of the goals)",
     )
+    ap.add_argument(
+        "--params",
+        default=None,
+        help="node parameter YAML for the offline and stream runs (default: the bundled config/depth.yaml; "
+        "scale_source, cloud_stride and output_resolution are fixed by the evaluation)",
+    )
     ap.add_argument("--baselines-only", action="store_true", help="trivial baselines only (no model)")
     ap.add_argument("--out", default="out/eval")
     ap.add_argument("-v", "--verbose", action="store_true")
@@ -437,6 +461,7 @@ def main(argv: list[str] | None = None) -> int:
             size=tuple(args.size) if args.size else None,
             per_frame_fit=args.per_frame_fit,
             sparse_points=max(0, args.sparse_points),
+            params_file=args.params,
         )
     except ConfigError as err:  # e.g. --size with an exported graph, or a size the model refuses
         ap.error(str(err))
