@@ -77,7 +77,8 @@ class FitInfo:
         scale, shift: the window alignment (window disparity -> stream canonical disparity).
         residual: robust residual sigma of that fit (canonical disparity units).
         inlier_fraction: fraction of fit pixels kept by the robust weights.
-        degenerate: the fit fell back to (1, 0) (too few points, flat, uncorrelated); see `reason`.
+        degenerate: the fit fell back to (1, 0), or with graph alignment to the previous window's
+            affine (too few points, flat, uncorrelated); see `reason`.
         scale_source: "none" | "sparse" | "range" | "metric".
         window: index of the newest window that contributed to this frame.
         metric_scale, metric_shift: canonical disparity -> metric inverse depth (1/m), or None.
