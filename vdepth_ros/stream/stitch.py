@@ -456,17 +456,18 @@ def solve_global_affine(
 
 
 class CausalGraphAligner:
-    """ "graph" alignment: the offline global solve, run causally over a fixed lag.
+    """Graph alignment: the offline global solve, run causally over a fixed lag.
 
     Each window adds its pairwise fits (`GlobalAligner`: the previous `history` windows and the
     first window's slot-0 frame) and gets the affine of the weighted least-squares solve over all
-    edges seen so far, in which the new window and the `lag` before it are free and older ones
-    are frozen at the estimate they had when they left the lag (window 0 is the canonical scale, (1, 0)). Frozen
-    windows matter only through edges to free ones, so edges and estimates older than that are
-    dropped: cost and memory per window are bounded by `lag` and `history`, not the stream length.
+    edges seen so far, in which the new window and the `lag` before it are free and older ones are
+    frozen at the estimate they had when they left the lag (window 0 is the canonical scale,
+    (1, 0)). Frozen windows matter only through edges to free ones, so older edges and estimates
+    are dropped: cost and memory per window are bounded by `lag` and `history`, not the stream
+    length.
 
     Why: on the development data (HoloLens and held-out renders) this stream stays much closer to
-    the offline solve than keyframe alignment does, frame for frame; see docs/architecture.md.
+    the offline solve, sequence by sequence, than keyframe alignment does; see docs/architecture.md.
 
     Args:
         options: fit options of the pairwise fits (as offline).
