@@ -69,6 +69,11 @@ def test_goals_and_markdown() -> None:
     md = cli.markdown({"datasets": {"x": {"frames": 5, "methods": methods, "goals": g}}, "meta": {}})
     assert "| x | 5 | model offline | 0.130 | 0.800 | 1.000 |" in md
     assert "PASS" in md
+    assert "alignment" not in md  # no pipeline recorded (baselines only): no line about it
+    pipe = {"alignment": "graph", "schedule": "keyframe", "window": 8, "overlap": 4}
+    meta = {"pipeline": pipe, "params_file": "/x/config/depth.yaml"}
+    md = cli.markdown({"datasets": {"x": {"frames": 5, "methods": methods, "goals": g}}, "meta": meta})
+    assert "- offline and stream runs: alignment graph, keyframe windows 8/4" in md and "depth.yaml" in md
 
 
 def test_cli_baselines_only_writes_reports(evaldata, tmp_path, capsys) -> None:

@@ -383,6 +383,13 @@ def markdown(results: dict[str, Any]) -> str:
             f"- speed ({results['meta']['backend']}, {spec.get('frames')}×{spec.get('height')}×{spec.get('width')}): "
             f"{speed['window_s']:.3f} s per window, {speed['fps']:.1f} new frames/s amortised"
         )
+    pipe = results["meta"].get("pipeline")
+    if pipe:
+        params = Path(results["meta"].get("params_file", "")).name
+        lines.append(
+            f"- offline and stream runs: alignment {pipe['alignment']}, {pipe['schedule']} windows "
+            f"{pipe['window']}/{pipe['overlap']}, publish first output, params {params}"
+        )
     return "\n".join(lines) + "\n"
 
 
