@@ -4,8 +4,8 @@ Runs the real `DepthPipeline` (bundled default model unless `--model`) on the de
 HoloLens (`../shared/evaldata`, when present) and held-out renders of our generator (seeds
 990001.., outside every training range; `vdepth_training` must be installed). For each sequence it
 scores, with the papers' protocol (`vdepth_ros.eval.metrics.evaluate_sequence`), the offline pass
-and the causal stream under each `--alignments` value, and reports per set the mean AbsRel and δ1
-and the mean per-sequence |δ1(stream) - δ1(offline)|. 7-Scenes, the acceptance set, is
+and the causal stream under each `--alignments` value, and reports per set the mean AbsRel, δ1,
+TAE (flicker, with the GT poses) and the mean per-sequence |δ1(stream) - δ1(offline)|. 7-Scenes, the acceptance set, is
 deliberately not offered: choose here, then report with `vdepth-eval`.
 
 This is the comparison behind the bundled model's "graph" default (README, "Graph alignment")::
@@ -54,11 +54,13 @@ def compare(engine, seqs: list[EvalSequence], alignments: list[str]) -> list[dic
     rows = []
     for seq in seqs:
         row: dict = {"sequence": seq.name, "set": seq.name.split("/")[0]}
-        m = evaluate_sequence(run_offline(engine, seq), seq.depth, seq.max_depth)
-        row["offline"] = {"abs_rel": m.abs_rel, "delta1": m.delta1}
+        kw = {"intrinsics": seq.intrinsics, "poses": seq.poses}
+        m = evaluate_sequence(run_offline(engine, seq), seq.depth, seq.max_depth, **kw)
+        row["offline"] = {"abs_rel": m.abs_rel, "delta1": m.delta1, "tae": m.tae}
         for al in alignments:
-            m = evaluate_sequence(run_stream(engine, seq, {"alignment": al}), seq.depth, seq.max_depth)
-            row[al] = {"abs_rel": m.abs_rel, "delta1": m.delta1, "gap": m.delta1 - row["offline"]["delta1"]}
+            m = evaluate_sequence(run_stream(engine, seq, {"alignment": al}), seq.depth, seq.max_depth, **kw)
+            gap = m.delta1 - row["offline"]["delta1"]
+            row[al] = {"abs_rel": m.abs_rel, "delta1": m.delta1, "tae": m.tae, "gap": gap}
         rows.append(row)
         print(
             f"{seq.name:18s} offline {row['offline']['abs_rel']:.4f}/{row['offline']['delta1']:.4f}  "
@@ -69,7 +71,7 @@ def compare(engine, seqs: list[EvalSequence], alignments: list[str]) -> list[dic
 
 
 def summarise(rows: list[dict], alignments: list[str]) -> dict:
-    """Per set and overall: mean AbsRel, δ1 and |δ1 gap to offline| of each method."""
+    """Per set and overall: mean AbsRel, δ1, TAE and |δ1 gap to offline| of each method."""
     out: dict = {}
     for name in [*sorted({r["set"] for r in rows}), "all"]:
         sel = [r for r in rows if name in ("all", r["set"])]
@@ -78,6 +80,7 @@ def summarise(rows: list[dict], alignments: list[str]) -> dict:
             out[name][method] = {
                 "abs_rel": float(np.mean([r[method]["abs_rel"] for r in sel])),
                 "delta1": float(np.mean([r[method]["delta1"] for r in sel])),
+                "tae": float(np.mean([r[method]["tae"] for r in sel])),
             }
             if method != "offline":
                 out[name][method]["mean_abs_gap"] = float(np.mean([abs(r[method]["gap"]) for r in sel]))
@@ -114,12 +117,12 @@ def main(argv: list[str] | None = None) -> int:
     seqs += render_sequences(args.renders, args.frames, h, w, args.style)
     rows = compare(engine, seqs, alignments)
     summary = summarise(rows, alignments)
-    print("\nset        method     AbsRel   δ1      mean |δ1 gap to offline|")
+    print("\nset        method     AbsRel   δ1      TAE x100  mean |δ1 gap to offline|")
     for name, res in summary.items():
         for method in ["offline", *alignments]:
             r = res[method]
             gap = f"{r['mean_abs_gap']:.4f}" if "mean_abs_gap" in r else "-"
-            print(f"{name:10s} {method:10s} {r['abs_rel']:.4f}   {r['delta1']:.4f}  {gap}")
+            print(f"{name:10s} {method:10s} {r['abs_rel']:.4f}   {r['delta1']:.4f}  {r['tae']:8.3f}  {gap}")
     print(f"({time.perf_counter() - t0:.0f} s)")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

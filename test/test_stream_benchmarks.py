@@ -95,7 +95,7 @@ def test_alignment_dev_benchmark_scores_offline_and_each_stream_alignment(repo_r
     (row,) = res["rows"]
     assert row["sequence"] == "render/990001" and row["set"] == "render"
     for method in ("offline", "graph", "keyframe"):
-        assert 0 < row[method]["abs_rel"] < 1 and 0 < row[method]["delta1"] <= 1
+        assert 0 < row[method]["abs_rel"] < 1 and 0 < row[method]["delta1"] <= 1 and row[method]["tae"] > 0
     # the two streams really are stitched differently, and the gap is measured against offline
     assert row["graph"] != row["keyframe"]
     assert row["graph"]["gap"] == pytest.approx(row["graph"]["delta1"] - row["offline"]["delta1"])
