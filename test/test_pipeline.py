@@ -381,3 +381,16 @@ def test_anchor_refresh_outside_keyframe_alignment_is_reported(caplog):
     with caplog.at_level("WARNING", logger="vdepth_ros.pipeline"):
         DepthPipeline(PipelineConfig(anchor_refresh=True, alignment="keyframe"), eng)
     assert "anchor_refresh" not in caplog.text
+
+
+@pytest.mark.parametrize("cfg", [{"low_latency_start": True}, {"publish": "both"}, {"graph_lag": 1}])
+def test_graph_alignment_with_short_first_window_both_policies_and_shortest_lag(cfg):
+    frames = _frames(61)
+    eng = AffineCorruptingEngine(frames=16, overlap=6, keyframes=(0, 6, 12, 13, 14, 15), alignment="graph", seed=4)
+    pipe = DepthPipeline(PipelineConfig(**cfg), eng)
+    out = _run(pipe, frames)
+    assert pipe.alignment == "graph" and pipe.stats.degenerate_fits == 0
+    if cfg.get("low_latency_start"):
+        assert pipe.schedule["first_window"] < 16
+    pred = np.stack([f.disparity for f in _latest(out, 61)])
+    assert _global_affine_error(pred, _truth(frames)) < 1e-4
