@@ -17,7 +17,7 @@ stitched stream is compared with the GT after **one** global least-squares (s, t
 for the settled stream (every frame's final value) and, for `causal`, also for the stream as
 first published with `publish="provisional"` (`drift_provisional`).
 
-Methods: `causal` (Stitcher, symmetric robust fit), `graph` (CausalGraphAligner: the global solve
+Methods: `causal` (Stitcher, symmetric robust fit), `graph` (Stitcher("graph"): the global solve
 run causally over the last 8 windows), `offline` (GlobalAligner + global solve),
 `chain_ols` (the papers' plain chained least squares: OLS, no robust weights, all pixels;
 design-note calibration on 7-Scenes: about +0.041 drift, +0.26 with bursts), and for the VDA
@@ -41,7 +41,6 @@ import numpy as np
 from vdepth_ros.eval.metrics import aligned_depth, fit_disparity_affine, frame_metrics, valid_mask
 from vdepth_ros.paths import evaldata_dir
 from vdepth_ros.stream import (
-    CausalGraphAligner,
     FitOptions,
     GlobalAligner,
     Stitcher,
@@ -182,15 +181,13 @@ def stitch_causal(
     `first` (optional) with the value published first (publish="provisional")."""
     sched = make_scheduler(cfg)
     stitcher = Stitcher(alignment, options)  # type: ignore[arg-type]
-    graph = CausalGraphAligner(options) if alignment == "graph" else None
     windows = 0
     seen = -1
 
     def run(w) -> None:
         nonlocal seen
         raw = corrupt.window(w.slots, w.pad)
-        affine = graph.add(w, raw) if graph is not None else None
-        for sf in stitcher.add(w, raw, affine=affine):
+        for sf in stitcher.add(w, raw):
             out[sf.index] = sf.disparity
             if first is not None and sf.index > seen:
                 first[sf.index] = sf.disparity

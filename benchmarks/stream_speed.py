@@ -28,7 +28,6 @@ import numpy as np
 
 from vdepth_ros.stream import (
     CameraModel,
-    CausalGraphAligner,
     PointCloudBuilder,
     Stitcher,
     WindowScheduler,
@@ -74,13 +73,11 @@ def run_core(windows, outs, alignment: str, camera: CameraModel, rgb: np.ndarray
     Like the pipeline, hands each window's output to the stitcher (aligned in place), so pass
     fresh copies: they stand for the engine's new output array of every window."""
     stitcher = Stitcher(alignment)  # type: ignore[arg-type]
-    graph = CausalGraphAligner() if alignment == "graph" else None
     cloud = PointCloudBuilder(1)
     frames, depth = 0, None
     t0 = time.process_time()
     for w, d in zip(windows, outs, strict=True):
-        affine = graph.add(w, d) if graph is not None else None  # copies the raw output first
-        added = stitcher.add(w, d, affine=affine, inplace=True)
+        added = stitcher.add(w, d, inplace=True)
         for sf in [*added, *(stitcher.finish() if w is windows[-1] else [])]:
             if sf.status == "final":  # publish="final": every frame converted exactly once
                 depth = depth_from_disparity(sf.disparity, 2.0, 0.05, min_depth=MIN_DEPTH, max_depth=MAX_DEPTH)

@@ -357,7 +357,7 @@ def test_graph_alignment_uses_the_keyframe_windows_and_stays_close_to_offline():
         PipelineConfig(alignment="keyframe"),
         AffineCorruptingEngine(frames=16, overlap=6, keyframes=kf, alignment="graph"),
     )
-    assert keyframe.alignment == "keyframe" and keyframe.graph is None
+    assert keyframe.alignment == "keyframe" and keyframe.stitcher.graph is None
 
 
 def test_graph_alignment_state_restarts_with_the_stream():
@@ -365,7 +365,7 @@ def test_graph_alignment_state_restarts_with_the_stream():
     eng = AffineCorruptingEngine(frames=8, overlap=3, alignment="graph", seed=5)
     pipe = DepthPipeline(PipelineConfig(publish="final"), eng)
     first = np.stack([f.disparity for f in _latest(_run(pipe, frames), 40)])
-    assert pipe.graph is not None and pipe.graph.state_size == (0, 0)  # flush cleared it
+    assert pipe.stitcher.graph is not None and pipe.stitcher.graph.state_size == (0, 0)  # flush cleared it
     second = np.stack([f.disparity for f in _latest(_run(pipe, frames), 40)])
     # a new stream is anchored on its own first window, whatever the engine's affines now are
     assert _global_affine_error(first, _truth(frames)) < 1e-4

@@ -322,7 +322,20 @@ def test_causal_graph_keeps_the_last_scale_for_a_window_without_valid_fits():
         CausalGraphAligner(lag=0)
 
 
-def test_graph_stitcher_needs_the_affine():
-    w = WindowScheduler(8, 3).plan(8)[0]
-    with pytest.raises(ValueError, match="affine"):
-        Stitcher("graph").add(w, np.ones((8, 4, 4), np.float32))
+def test_graph_stitcher_fits_with_its_own_causal_graph_unless_given_the_affine():
+    gt = _video(60)
+    windows = WindowScheduler(16, 6, schedule="keyframe", keyframes=(0, 6, 12, 13, 14, 15)).plan(60)
+    raw = _noisy_windows(windows, gt, np.random.default_rng(9))
+    own, given, aligner = Stitcher("graph", graph_lag=2), Stitcher("graph"), CausalGraphAligner(lag=2)
+    assert own.graph is not None and own.graph.lag == 2
+    for w, (d, _, _) in zip(windows, raw, strict=True):
+        fit = aligner.add(w, d)
+        # in place: the stitcher's graph must have copied the raw output before it was aligned
+        mine = own.add(w, d.copy(), inplace=True)
+        theirs = given.add(w, d, affine=AffineFit(scale=2 * fit.scale, shift=fit.shift))
+        assert (own.last_fit.scale, own.last_fit.shift) == pytest.approx((fit.scale, fit.shift), rel=1e-9)
+        assert given.last_fit.scale == pytest.approx(2 * fit.scale)  # a given affine is used as is
+        assert [f.index for f in mine] == [f.index for f in theirs]
+    assert given.graph is not None and given.graph.state_size == (0, 0)  # never fed: offline mode
+    own.reset()
+    assert own.graph.state_size == (0, 0)

@@ -38,7 +38,7 @@ from vdepth_ros.stream.align import AffineFit, FitOptions
 from vdepth_ros.stream.cloud import CameraModel, PointCloudBuilder
 from vdepth_ros.stream.depth import depth_from_disparity, disparity_from_depth
 from vdepth_ros.stream.scale import make_scale_source, resample_sparse_depth
-from vdepth_ros.stream.stitch import CausalGraphAligner, GlobalAligner, StitchedFrame, Stitcher
+from vdepth_ros.stream.stitch import GlobalAligner, StitchedFrame, Stitcher
 from vdepth_ros.stream.windows import Window, WindowScheduler, pad_for_rule
 
 if TYPE_CHECKING:
@@ -235,8 +235,8 @@ class DepthPipeline:
             options,
             anchor_refresh=config.anchor_refresh,
             anchor_min_inliers=config.anchor_min_inliers,
+            graph_lag=config.graph_lag,
         )
-        self.graph = CausalGraphAligner(options, lag=config.graph_lag) if self.alignment == "graph" else None
         if config.anchor_refresh and self.alignment != "keyframe":
             log.warning("anchor_refresh applies to keyframe alignment only; ignored with %r", self.alignment)
         if config.scale_source == "metric" and not self.metric_model:
@@ -285,8 +285,6 @@ class DepthPipeline:
     def _clear(self) -> None:
         self.scheduler.reset()
         self.stitcher.reset()
-        if self.graph is not None:
-            self.graph.reset()
         self.scale_source.reset()
         self._records: dict[int, _Record] = {}
         self._last_emitted = -1
@@ -375,9 +373,7 @@ class DepthPipeline:
     def _run_window(self, window: Window) -> list[StitchedFrame]:
         disp = self._infer(window, [self._records[f].rgb for f in window.slots])
         before = (self.stitcher.degenerate_fits, self.stitcher.anchor_refreshes)
-        # The graph aligner copies the raw output before the stitcher aligns it in place.
-        affine = self.graph.add(window, disp) if self.graph is not None else None
-        stitched = self.stitcher.add(window, disp, affine=affine, inplace=True)  # the engine's output is ours
+        stitched = self.stitcher.add(window, disp, inplace=True)  # the engine's output is ours
         self.stats.degenerate_fits += self.stitcher.degenerate_fits - before[0]
         self.stats.anchor_refreshes += self.stitcher.anchor_refreshes - before[1]
         if self.stitcher.last_fit.degenerate and window.index > 0:

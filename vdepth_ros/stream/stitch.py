@@ -12,10 +12,10 @@ windows' (log s, t) on that graph, anchored on one window, so no fit's error is 
 down a chain. The solved affines are then applied through the same `Stitcher` (`affine=`), so
 blending is identical in both modes.
 
-`CausalGraphAligner` is that offline estimator run causally ("graph" alignment): each new window
-adds its pairwise fits to the graph and the same weighted least-squares solve runs over the
-windows seen so far, with windows older than `lag` frozen at their last estimate (fixed-lag
-smoothing, so cost and memory stay bounded). The stream and the offline pass thus differ only in
+`CausalGraphAligner` is that offline estimator run causally ("graph" alignment; `Stitcher("graph")`
+fits with its own): each new window adds its pairwise fits to the graph and the same weighted
+least-squares solve runs over the windows seen so far, with windows older than `lag` frozen at
+their last estimate (fixed-lag smoothing, so cost and memory stay bounded). The stream and the offline pass thus differ only in
 the edges the future adds, not in how the affines are estimated.
 """
 
@@ -83,8 +83,9 @@ class Stitcher:
     """Causal stitcher (see module docstring).
 
     Args:
-        alignment: "chain_ls", "keyframe", "graph" (the caller passes every window's affine,
-            from `CausalGraphAligner` or `GlobalAligner`) or "none" (metric models: crossfade only).
+        alignment: "chain_ls", "keyframe", "graph" (the stitcher's own `CausalGraphAligner`, or
+            the affines the caller passes, e.g. `GlobalAligner`'s offline) or "none" (metric models:
+            crossfade only).
         options: fit options (method, robust weights, scale clip, subsampling).
         clamp_negative: set aligned values < 0 to 0 (DVD and VDA post-processing).
         anchor_refresh: keyframe mode only. The papers keep frame 0 as the anchor forever; with
@@ -92,6 +93,8 @@ class Stitcher:
             fit (the scene no longer looks like frame 0), the newest settled frame of the
             current window becomes the anchor. This departs from VDA/GemDepth and is off by default.
         anchor_min_inliers: threshold for `anchor_refresh`.
+        graph_lag: graph mode only: earlier windows re-estimated with each new one
+            (`CausalGraphAligner`).
     """
 
     def __init__(
@@ -102,12 +105,14 @@ class Stitcher:
         clamp_negative: bool = True,
         anchor_refresh: bool = False,
         anchor_min_inliers: float = 0.5,
+        graph_lag: int = 8,
     ) -> None:
         if alignment not in ("chain_ls", "keyframe", "graph", "none"):
             raise ConfigError(f"alignment must be chain_ls|keyframe|graph|none, got {alignment!r}")
         self.alignment, self.options = alignment, options
         self.clamp_negative = clamp_negative
         self.anchor_refresh, self.anchor_min_inliers = anchor_refresh, float(anchor_min_inliers)
+        self.graph = CausalGraphAligner(options, lag=graph_lag) if alignment == "graph" else None
         self.reset()
 
     def reset(self) -> None:
@@ -118,6 +123,8 @@ class Stitcher:
         self.last_fit: AffineFit = IDENTITY
         self.degenerate_fits = 0
         self.anchor_refreshes = 0
+        if self.graph is not None:
+            self.graph.reset()
 
     @property
     def anchor(self) -> int | None:
@@ -131,8 +138,8 @@ class Stitcher:
 
     # -- fitting ------------------------------------------------------------------------------
     def _fit(self, window: Window, disp: np.ndarray) -> AffineFit:
-        if self.alignment == "graph":
-            raise ValueError("graph alignment: pass each window's affine (CausalGraphAligner.add)")
+        if self.graph is not None:
+            return self.graph.add(window, disp)  # copies the raw output before it is aligned in place
         if self.alignment == "none" or window.index == 0:
             return IDENTITY
         if self.alignment == "chain_ls":
