@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from vdepth_ros.errors import ConfigError
-from vdepth_ros.models.dpt import DPTHead, TemporalDPTHead, TemporalMotionModule
+from vdepth_ros.models.dpt import (
+    DPTHead,
+    SpatialContextModule,
+    TemporalDPTHead,
+    TemporalMotionModule,
+    sinusoidal_2d,
+)
 
 IN_CH = [24, 32, 40, 48]  # distinct per level: the one-step student feeds a UNet pyramid
 KW = {"features": 16, "out_channels": [8, 16, 16, 32], "head_features": 8, "patch_size": 14}
@@ -91,3 +97,33 @@ def test_bad_inputs_and_configs_are_rejected() -> None:
         DPTHead([8, 8, 8], **KW)
     with pytest.raises(ConfigError, match="divisible"):
         TemporalDPTHead(IN_CH, **KW, norm_groups=32)
+
+
+def test_2d_positions_are_distinct_per_cell_and_need_a_width_divisible_by_4() -> None:
+    pos = sinusoidal_2d(5, 7, 16)
+    assert pos.shape == (35, 16)
+    assert torch.cdist(pos, pos).add(torch.eye(35) * 10).min() > 0.1  # no two cells share a code
+    # row-major: half the channels follow the row, half the column
+    grid = pos.reshape(5, 7, 16)
+    assert torch.equal(grid[:, 0, :8], grid[:, 6, :8]) and torch.equal(grid[0, :, 8:], grid[4, :, 8:])
+    with pytest.raises(ConfigError, match="divisible by 4"):
+        sinusoidal_2d(2, 2, 10)
+
+
+def test_spatial_context_starts_as_identity_and_sees_the_whole_frame() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(3, 16, 4, 6)
+    fresh = SpatialContextModule(16, inner=16, num_heads=2, norm_groups=4)
+    assert torch.equal(fresh(x), x)  # zero-initialised output: added to a trained model, it changes nothing
+    module = SpatialContextModule(16, inner=16, num_heads=2, norm_groups=4, zero_init=False).eval()
+    y = module(x)
+    far = x.clone()
+    far[:, :, 0, 0] += 3.0  # one corner cell
+    moved = (module(far) - y).abs()
+    assert moved[:, :, 3, 5].max() > 1e-3  # the opposite corner feels it: global, not a neighbourhood
+    # frames are independent: the perturbation of frame 0 alone does not reach frame 1
+    one = x.clone()
+    one[0, :, 0, 0] += 3.0
+    torch.testing.assert_close(module(one)[1:], y[1:], rtol=0, atol=1e-6)
+    with pytest.raises(ConfigError, match="spatial context"):
+        SpatialContextModule(16, inner=18, num_heads=2, norm_groups=4)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from vdepth_export.export_onnx import export_onnx
 
 from vdepth_ros.errors import ConfigError, InputError, ModelLoadError
 from vdepth_ros.models import build_model, load_model
@@ -120,6 +121,28 @@ def test_vda_lite_shapes_input_rule_and_round_trip(tmp_path: Path) -> None:
     assert load_model(tmp_path / "big").backbone.variant == "lite2"
 
 
+def test_vda_lite_with_spatial_context_extends_a_trained_model_exactly(tmp_path: Path) -> None:
+    """`context_blocks` adds global attention on the stride-32 map; a trained model's weights load
+    into the extended one (the new module aside) and give the same output until it is trained."""
+    torch.manual_seed(0)
+    plain = build_model("vda_lite", **TINY).eval()
+    wide = build_model("vda_lite", **TINY, context_blocks=1, context_width=16).eval()
+    missing, unexpected = wide.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith("context.") for k in missing)
+    t, h, w = VideoDepthAnythingLite.tiny_input_shape()
+    frames = torch.rand(t, 3, h, w)
+    assert torch.equal(wide.predict(frames), plain.predict(frames))
+    with torch.no_grad():
+        wide.context.proj_out.weight.normal_(0, 0.5)
+    changed = wide.predict(frames)
+    assert not torch.allclose(changed, plain.predict(frames))
+    wide.save_pretrained(tmp_path / "wide")
+    again = load_model(tmp_path / "wide")
+    assert again.context is not None and len(again.context.transformer_blocks) == 1
+    assert torch.equal(again.predict(frames), changed)
+    assert plain.context is None  # default: VDA's architecture, as the shipped model
+
+
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_real_imagenet_weights_recognise_a_real_frame(evaldata: Path, variant: str) -> None:
     """With the packaged ImageNet checkpoint and the Lite models' [-1, 1] input scaling, the first
@@ -143,3 +166,13 @@ def test_real_imagenet_weights_recognise_a_real_frame(evaldata: Path, variant: s
         )
         logits = F.linear(F.relu6(z).mean((2, 3)), sd["_fc.weight"], sd["_fc.bias"])
     assert int(logits.argmax()) == 553
+
+
+def test_vda_lite_with_spatial_context_exports_with_parity(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    model = build_model("vda_lite", **TINY, context_blocks=1, context_width=16).eval()
+    with torch.no_grad():
+        model.context.proj_out.weight.normal_(0, 0.5)  # a trained-like module, not the identity
+    t, h, w = VideoDepthAnythingLite.tiny_input_shape()
+    report = export_onnx(model, tmp_path, frames=t, height=h, width=w, threads=1, strict=False).parity
+    assert report["passed"] is True and all(c["ref_range"] > 0 for c in report["checks"])

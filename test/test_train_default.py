@@ -189,6 +189,32 @@ def test_encoder_learns_at_its_own_rate() -> None:
     assert not any(p.requires_grad for p in model.backbone.parameters())
 
 
+def test_modules_new_since_the_init_checkpoint_start_fresh_at_their_own_rate() -> None:
+    cfg = train_default.load_config()
+    tiny = {"family": "vda_lite", **VideoDepthAnythingLite.tiny_config()}
+    cfg["model"] = tiny
+    old = train_default.build_model(cfg)
+    cfg["model"] = {**tiny, "context_blocks": 1, "context_width": 16}
+    model = train_default.build_model(cfg)
+    with pytest.raises(ConfigError, match="init_new_modules"):  # not declared: refused, not silently fresh
+        train_default.load_init_weights(model, old.state_dict())
+    train_default.load_init_weights(model, old.state_dict(), ["context"])
+    for k, v in old.state_dict().items():
+        assert torch.equal(model.state_dict()[k], v), k
+    state = dict(old.state_dict())
+    state.pop(next(k for k in state if k.startswith("head.")))
+    with pytest.raises(ConfigError, match="missing"):  # only the declared module may be absent
+        train_default.load_init_weights(model, state, ["context"])
+    with pytest.raises(ConfigError, match="unexpected"):
+        train_default.load_init_weights(old, model.state_dict())
+    cfg["train"].update(init_new_modules=["context"], new_module_lr_scale=10.0)
+    enc, rest, new = train_default.param_groups(model, cfg)
+    assert enc["lr_scale"] == 0.1 and rest["lr_scale"] == 1.0 and new["new_scale"] == 10.0
+    assert {id(p) for p in new["params"]} == {id(p) for p in model.context.parameters()}
+    ids = [id(p) for g in (enc, rest, new) for p in g["params"]]
+    assert len(ids) == len(set(ids)) == len(list(model.parameters()))  # disjoint and complete
+
+
 def test_a_stage_can_change_the_encoder_rate() -> None:
     cfg = {
         "train": {"steps": 10, "encoder_lr_scale": 0.1, "stages": [{"steps": 5}, {"steps": 5, "encoder_lr_scale": 0.3}]}

@@ -28,6 +28,7 @@ import argparse
 import json
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -384,17 +385,44 @@ def param_groups(model, cfg: dict[str, Any]) -> list[dict[str, Any]]:
     """AdamW groups: the encoder (`model.backbone`) at `train.encoder_lr_scale` x the learning rate
     (default 1; Depth Anything / VDA fine-tune a pretrained encoder 10x slower than the head), the
     rest at 1x. A scale of 0 freezes the encoder: its parameters stop requiring gradients (the
-    backward pass skips it) and only the rest is optimised."""
-    scale = float(cfg["train"].get("encoder_lr_scale", 1.0))
+    backward pass skips it) and only the rest is optimised.
+
+    Modules named in `train.init_new_modules` (new to a model fine-tuned from `train.init`) get a
+    group of their own at `train.new_module_lr_scale` x the learning rate (`new_scale`): they start
+    from scratch while the rest is only adjusted."""
+    t = cfg["train"]
+    scale = float(t.get("encoder_lr_scale", 1.0))
+    prefixes = tuple(f"{m}." for m in t.get("init_new_modules") or ())
+    new = [p for n, p in model.named_parameters() if prefixes and n.startswith(prefixes)]
+    new_ids = {id(p) for p in new}
+    extra = [{"params": new, "lr_scale": 1.0, "new_scale": float(t.get("new_module_lr_scale", 1.0))}] if new else []
     if scale == 1.0:  # one group, as the checkpoints of runs without the option have
-        return [{"params": list(model.parameters()), "lr_scale": 1.0}]
+        return [{"params": [p for p in model.parameters() if id(p) not in new_ids], "lr_scale": 1.0}, *extra]
     if scale == 0.0:
         model.backbone.requires_grad_(False)
-        return [{"params": [p for p in model.parameters() if p.requires_grad], "lr_scale": 1.0}]
+        rest = [p for p in model.parameters() if p.requires_grad and id(p) not in new_ids]
+        return [{"params": rest, "lr_scale": 1.0}, *extra]
     backbone = {id(p) for p in model.backbone.parameters()}
     enc = [p for p in model.parameters() if id(p) in backbone]
-    rest = [p for p in model.parameters() if id(p) not in backbone]
-    return [{"params": enc, "lr_scale": scale}, {"params": rest, "lr_scale": 1.0}]
+    rest = [p for p in model.parameters() if id(p) not in backbone and id(p) not in new_ids]
+    return [{"params": enc, "lr_scale": scale}, {"params": rest, "lr_scale": 1.0}, *extra]
+
+
+def load_init_weights(model, state: dict[str, torch.Tensor], new_modules: Sequence[str] = ()) -> None:
+    """Fine-tuning start: `state` into `model`, strictly, except that parameters of the modules in
+    `new_modules` (added to the architecture since `state` was saved) may be absent and then keep
+    their initialisation (zero-initialised outputs, so the model starts as the old one did)."""
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    prefixes = tuple(f"{m}." for m in new_modules)
+    bad = [k for k in missing if not (prefixes and k.startswith(prefixes))]
+    if bad or unexpected:
+        raise ConfigError(
+            f"train.init does not fit the model: missing {bad[:5]}{'...' if len(bad) > 5 else ''}, "
+            f"unexpected {list(unexpected)[:5]}{'...' if len(unexpected) > 5 else ''} "
+            "(list modules new since that checkpoint in train.init_new_modules)"
+        )
+    if missing:
+        print(f"new modules start from their initialisation: {sorted({k.split('.')[0] for k in missing})}", flush=True)
 
 
 def save_checkpoint(path: Path, model, opt, step: int, history: list[dict[str, float]]) -> None:
@@ -429,7 +457,7 @@ def train(cfg: dict[str, Any], out: Path, data_dir: Path, resume: bool, log_ever
     if tcfg.get("init") and not (resume and ckpt.is_file()):
         # fine-tuning: start from another run's weights (fresh optimizer, step 0)
         init = torch.load(Path(tcfg["init"]), map_location="cpu", weights_only=True)
-        model.load_state_dict(init["model"])
+        load_init_weights(model, init["model"], tcfg.get("init_new_modules") or ())
         print(f"initialised from {tcfg['init']}", flush=True)
     if resume and ckpt.is_file():
         state = torch.load(ckpt, map_location="cpu", weights_only=True)
@@ -458,7 +486,7 @@ def train(cfg: dict[str, Any], out: Path, data_dir: Path, resume: bool, log_ever
         batch = augment_batch(batch, stage.cfg, step - stage.origin)
         lr, enc_scale = lr_at(step, cfg), encoder_lr_scale_at(step, cfg)
         for group in opt.param_groups:  # lr_scale != 1 marks the encoder group (param_groups)
-            group["lr"] = lr * (enc_scale if group["lr_scale"] != 1.0 else 1.0)
+            group["lr"] = lr * group.get("new_scale", enc_scale if group["lr_scale"] != 1.0 else 1.0)
         pred = model(batch["frames"])
         loss, terms = gemdepth_loss(
             pred,

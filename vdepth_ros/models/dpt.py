@@ -222,6 +222,78 @@ class TemporalMotionModule(nn.Module):
         return x + y
 
 
+def sinusoidal_2d(height: int, width: int, dim: int, device=None, dtype=None) -> torch.Tensor:
+    """Fixed 2D sine/cosine positions `(height * width, dim)`, row-major: half the channels encode
+    the row, half the column (the 2D form of the Transformer table, as in MAE / DETR). Computed from
+    the grid size, so any input resolution works and a fixed-shape export folds it to a constant."""
+    if dim % 4:
+        raise ConfigError(f"2D positional embedding needs a width divisible by 4, got {dim}")
+    quarter = dim // 4
+    freq = torch.exp(torch.arange(quarter, device=device, dtype=torch.float32) * (-math.log(10000.0) / quarter))
+    ys = torch.arange(height, device=device, dtype=torch.float32)[:, None] * freq  # (h, dim/4)
+    xs = torch.arange(width, device=device, dtype=torch.float32)[:, None] * freq  # (w, dim/4)
+    rows = torch.cat([ys.sin(), ys.cos()], 1)[:, None, :].expand(height, width, 2 * quarter)
+    cols = torch.cat([xs.sin(), xs.cos()], 1)[None, :, :].expand(height, width, 2 * quarter)
+    return torch.cat([rows, cols], 2).reshape(height * width, dim).to(dtype or torch.float32)
+
+
+class SpatialContextModule(nn.Module):
+    """Global self-attention over the positions of one frame's coarsest map (not in VDA).
+
+    `x + proj_out(blocks(proj_in(GroupNorm(x)) + pos2d))`, attention over the `h * w` cells of each
+    frame. Why: VDA's DINOv2 encoder attends globally, so every patch sees the whole room; a
+    convolutional encoder only sees a neighbourhood, and the vda_lite model's largest error on real
+    video is the depth *between* parts of a scene (`models/default/README.md`, two-view study). This
+    gives the stride-32 features that global view at the width `inner` (cheap: 35 cells at 160x224).
+    Built from `diffusers`' `BasicTransformerBlock` as the temporal motion modules are.
+
+    Args:
+        channels: `C` of the map.
+        inner: attention width (`proj_in` to it and `proj_out` back).
+        num_heads: attention heads (head dim = inner / heads).
+        num_blocks: transformer blocks (self-attention + GEGLU feed-forward each).
+        norm_groups: GroupNorm groups on the input.
+        zero_init: zero `proj_out`, so the module starts as the identity (a trained model extended
+            with it computes exactly what it did before).
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        inner: int = 128,
+        num_heads: int = 4,
+        num_blocks: int = 1,
+        norm_groups: int = 8,
+        zero_init: bool = True,
+    ) -> None:
+        super().__init__()
+        if channels % norm_groups or inner % num_heads or inner % 4:
+            raise ConfigError(
+                f"spatial context: channels {channels} must be divisible by norm_groups {norm_groups}, "
+                f"inner {inner} by num_heads {num_heads} and by 4"
+            )
+        self.norm = nn.GroupNorm(norm_groups, channels, eps=1e-6, affine=True)
+        self.proj_in = nn.Linear(channels, inner)
+        self.transformer_blocks = nn.ModuleList(
+            BasicTransformerBlock(inner, num_heads, inner // num_heads, activation_fn="geglu", attention_bias=False)
+            for _ in range(num_blocks)
+        )
+        self.proj_out = nn.Linear(inner, channels)
+        if zero_init:
+            nn.init.zeros_(self.proj_out.weight)
+            nn.init.zeros_(self.proj_out.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Args: x `(N, C, h, w)`, N frames. Returns the same shape."""
+        n, c, h, w = x.shape
+        y = self.proj_in(self.norm(x).flatten(2).transpose(1, 2))  # (N, h*w, inner)
+        y = y + sinusoidal_2d(h, w, y.shape[-1], device=y.device, dtype=y.dtype)
+        for block in self.transformer_blocks:
+            y = block(y)
+        y = self.proj_out(y).transpose(1, 2).reshape(n, c, h, w)
+        return x + y
+
+
 class TemporalDPTHead(DPTHead):
     """VDA's `DPTHeadTemporal`: the DPT head with 4 temporal motion modules.
 
@@ -417,7 +489,9 @@ def _block(rest: str) -> list[str]:
 __all__ = [
     "REASSEMBLE_FACTORS",
     "DPTHead",
+    "SpatialContextModule",
     "TemporalDPTHead",
     "TemporalMotionModule",
     "released_head_names",
+    "sinusoidal_2d",
 ]

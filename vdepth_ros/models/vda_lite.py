@@ -33,7 +33,7 @@ import torch
 
 from vdepth_ros.errors import ConfigError
 from vdepth_ros.models.base import InputConstraints
-from vdepth_ros.models.dpt import TemporalDPTHead
+from vdepth_ros.models.dpt import SpatialContextModule, TemporalDPTHead
 from vdepth_ros.models.efficientnet_lite import EfficientNetLiteEncoder, load_imagenet_weights
 from vdepth_ros.models.vda import DinoVideoDepthBase
 
@@ -57,6 +57,9 @@ class VideoDepthAnythingLite(DinoVideoDepthBase):
         window, overlap, keyframes: inference windowing, as `VideoDepthAnything`.
         frozen_bn: keep the encoder's BatchNorm statistics (ImageNet's) while training.
         encoder: EfficientNet-Lite variant, "lite0" (default), "lite1" or "lite2".
+        context_blocks: transformer blocks of global spatial attention on the encoder's stride-32
+            map (`dpt.SpatialContextModule`, not in VDA); 0 (default) = none.
+        context_width: their attention width.
     """
 
     family: ClassVar[str] = "vda_lite"
@@ -74,11 +77,19 @@ class VideoDepthAnythingLite(DinoVideoDepthBase):
         keyframes: Sequence[int] | None = None,
         frozen_bn: bool = True,
         encoder: str = "lite0",
+        context_blocks: int = 0,
+        context_width: int = 128,
     ) -> None:
         super().__init__()
         # [-1, 1] input scaling, as the TensorFlow "Lite" models were trained
         self._init_io(STRIDE, max_frames, window, overlap, keyframes, pixel_mean=(0.5,) * 3, pixel_std=(0.5,) * 3)
         self.backbone = EfficientNetLiteEncoder(encoder, frozen_bn=frozen_bn)
+        # zero-initialised: a trained model extended with it starts from exactly its old function
+        self.context = (
+            SpatialContextModule(self.backbone.channels[3], context_width, num_blocks=context_blocks)
+            if context_blocks > 0
+            else None
+        )
         self.head = TemporalDPTHead(
             list(self.backbone.channels),
             features=features,
@@ -124,7 +135,10 @@ class VideoDepthAnythingLite(DinoVideoDepthBase):
 
     def encode(self, frames: torch.Tensor) -> list[torch.Tensor]:
         """`(B, T, 3, H, W)` in [0, 1] -> 4 maps `(B*T, C_i, H/s_i, W/s_i)`, s = 4, 8, 16, 32."""
-        return self.backbone(self.normalise(frames))
+        feats = self.backbone(self.normalise(frames))
+        if self.context is not None:
+            feats = [*feats[:3], self.context(feats[3])]
+        return feats
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         """Disparity of clips: `(B, T, 3, H, W)` RGB in [0, 1] (H, W multiples of 32) -> `(B, T, H, W)` >= 0."""
