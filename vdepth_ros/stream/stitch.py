@@ -15,8 +15,8 @@ blending is identical in both modes.
 `CausalGraphAligner` is that offline estimator run causally ("graph" alignment; `Stitcher("graph")`
 fits with its own): each new window adds its pairwise fits to the graph and the same weighted
 least-squares solve runs over the windows seen so far, with windows older than `lag` frozen at
-their last estimate (fixed-lag smoothing, so cost and memory stay bounded). The stream and the offline pass thus differ only in
-the edges the future adds, not in how the affines are estimated.
+their last estimate (fixed-lag smoothing, so cost and memory stay bounded). The stream and the
+offline pass thus differ only in the edges the future adds, not in how the affines are estimated.
 """
 
 from __future__ import annotations
