@@ -155,6 +155,28 @@ def test_stream_with_sparse_points_returns_metric_inverse_depth(synthetic_sequen
     assert np.median(np.abs(ratio_rel - 1.0)) > 0.2  # the relative output alone is not
 
 
+def test_stream_with_pose_points_is_metric_from_the_first_frame() -> None:
+    """`--pose-points`: depths triangulated from the video with the GT poses feed the sparse fit, so
+    the output is metric with no alignment to the GT; frames before the first fit take that fit."""
+    pytest.importorskip("embreex")
+    from fakes import LuminanceEngine
+    from vdepth_training.data.synthetic import render_clip
+
+    clip = render_clip(3, frames=30, height=180, width=240, kind="room", style="rich")
+    seq = EvalSequence("render/3", clip.rgb, clip.depth, clip.intrinsics, clip.intrinsics, clip.poses, 10.0)
+    inv = cli.run_stream(LuminanceEngine(height=96, width=128, frames=8, overlap=3), seq, pose_points=True)
+    assert all((inv[t] > 0).mean() > 0.9 for t in range(seq.num_frames))  # every frame, the first ones too
+    valid = np.isfinite(seq.depth) & (seq.depth > 0) & (inv > 0)
+    ratio = np.median((1.0 / inv[valid]) / seq.depth[valid])
+    rel = cli.run_stream(LuminanceEngine(height=96, width=128, frames=8, overlap=3), seq)
+    ratio_rel = np.median((1.0 / rel[valid]) / seq.depth[valid])
+    # a grey-level "model" has the wrong shape, but its scale now comes from the poses
+    assert abs(ratio - 1.0) < 0.25 and abs(ratio_rel - 1.0) > 0.5
+    no_poses = EvalSequence("still", clip.rgb, clip.depth, clip.intrinsics, clip.intrinsics, None, 10.0)
+    with pytest.raises(cli.ConfigError, match="poses"):
+        cli.run_stream(LuminanceEngine(height=96, width=128, frames=8, overlap=3), no_poses, pose_points=True)
+
+
 def test_node_params_reach_the_model_runs_and_eval_keys_stay_fixed(synthetic_sequence, tmp_path, monkeypatch) -> None:
     from fakes import AffineCorruptingEngine
 

@@ -44,6 +44,7 @@ DEFAULT_FRAMES = {"7scenes": 300, "hololens": 120}
 #: GT subsampling per dataset (7-Scenes RGB and depth are not precisely registered: evaluate at half res).
 DEFAULT_STRIDE = {"7scenes": 2, "hololens": 1, "kitti": 1, "nyu": 1}
 BASELINES = ("constant", "row ramp")
+POSE_ROW = "model stream + points triangulated with GT poses"
 
 
 def _to_gt_grid(disp: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -55,12 +56,18 @@ def _to_gt_grid(disp: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return d
 
 
-def _frames(seq: EvalSequence, sparse_points: int = 0) -> Iterator[Any]:
+def _frames(seq: EvalSequence, sparse_points: int = 0, pose_points: bool = False) -> Iterator[Any]:
     from vdepth_ros.pipeline import FrameInput
+    from vdepth_ros.stream.triangulate import PoseTriangulator
 
     step = round(1e9 / seq.fps)
+    if pose_points and seq.poses is None:
+        raise ConfigError(f"{seq.name} has no camera poses to triangulate with")
+    tri = PoseTriangulator() if pose_points else None
     for i in range(seq.num_frames):
         sparse = sparse_gt_samples(seq, i, sparse_points) if sparse_points > 0 else None
+        if tri is not None:
+            sparse = tri.push(seq.rgb[i], seq.poses[i], seq.rgb_intrinsics)
         yield FrameInput(rgb=seq.rgb[i], stamp_ns=i * step, sparse_depth=sparse)
 
 
@@ -129,26 +136,38 @@ def run_stream(
     params: dict[str, Any] | None = None,
     sparse_points: int = 0,
     base: dict[str, Any] | None = None,
+    pose_points: bool = False,
 ) -> np.ndarray:
     """`(T, h, w)` disparity on the GT grid from the causal pipeline: the first output of each frame.
 
     With `sparse_points` > 0 the pipeline runs with `scale_source: sparse`, fed that many GT depths
-    per frame (`sparse_gt_samples`), and the result is its metric output as inverse depth."""
-    if sparse_points > 0:
+    per frame (`sparse_gt_samples`), and the result is its metric output as inverse depth.
+
+    With `pose_points` the sparse depths are instead triangulated from the images with the GT camera
+    poses (`stream.triangulate.PoseTriangulator`, as robot odometry would feed the node). Until the
+    camera has moved enough for a first metric fit the pipeline outputs no depth; those first frames
+    are scored with the first fit that follows (the only use of a later frame)."""
+    metric = sparse_points > 0 or pose_points
+    if metric:
         params = {**(params or {}), "scale_source": "sparse"}
     pipe = make_pipeline(engine, params, base)
     out = np.zeros(seq.depth.shape, np.float32)
     seen = np.zeros(seq.num_frames, bool)
     frames = []
-    for fi in _frames(seq, sparse_points):
+    for fi in _frames(seq, sparse_points, pose_points):
         frames += pipe.push(fi)
     frames += pipe.flush()
+    first_fit = next(((f.fit.metric_scale, f.fit.metric_shift) for f in frames if f.depth is not None), None)
     for f in frames:
         if not seen[f.index]:
-            if sparse_points > 0:
-                if f.depth is None:
+            if metric:
+                if f.depth is not None:
+                    inv = np.nan_to_num(disparity_from_depth(f.depth), nan=0.0)
+                elif pose_points and first_fit is not None:
+                    inv = np.maximum(np.nan_to_num(first_fit[0] * f.disparity + first_fit[1], nan=0.0), 0.0)
+                else:
                     raise RuntimeError(f"frame {f.index} has no metric depth: the sparse fit never succeeded")
-                out[f.index] = _to_gt_grid(np.nan_to_num(disparity_from_depth(f.depth), nan=0.0), seq.gt_size)
+                out[f.index] = _to_gt_grid(inv, seq.gt_size)
             else:
                 out[f.index] = _to_gt_grid(f.disparity, seq.gt_size)
             seen[f.index] = True
@@ -213,11 +232,14 @@ def evaluate(
     per_frame_fit: bool = False,
     sparse_points: int = 0,
     params_file: str | Path | None = None,
+    pose_points: bool = False,
 ) -> dict[str, Any]:
     """Run the evaluation; returns the JSON-able results dict (see `write_report`).
 
     `sparse_points` > 0 adds the row "model stream + N sparse GT points": the causal pipeline with
     `scale_source: sparse` fed N GT depths per frame, as a sparse depth sensor would (not a goal row).
+    `pose_points` adds "model stream + points triangulated with GT poses": the same, fed depths
+    triangulated from the video with the GT camera poses, as robot odometry would (not a goal row).
 
     `size` (H, W) sets the model's working resolution; only the torch backend can change it (an
     exported graph has a fixed size), so it requires `backend="torch"`. `per_frame_fit` adds the
@@ -289,6 +311,9 @@ def evaluate(
                     f"model stream + {sparse_points} sparse GT points",
                     evaluate_sequence(disp, seq.depth, seq.max_depth, **kw),
                 )
+            if pose_points and seq.poses is not None:
+                disp = run_stream(engine, seq, pose_points=True, base=node_params)
+                add(POSE_ROW, evaluate_sequence(disp, seq.depth, seq.max_depth, **kw))
             if per_frame:
                 t0 = time.perf_counter()
                 add(
@@ -435,6 +460,12 @@ def main(argv: list[str] | None = None) -> int:
         "(a simulated sparse depth sensor; not one of the goals)",
     )
     ap.add_argument(
+        "--pose-points",
+        action="store_true",
+        help="add a row: the causal pipeline with scale_source 'sparse' fed depths triangulated from the video "
+        "with the ground-truth camera poses (simulated robot odometry; not one of the goals)",
+    )
+    ap.add_argument(
         "--params",
         default=None,
         help="node parameter YAML for the offline and stream runs (default: the bundled config/depth.yaml; "
@@ -469,6 +500,7 @@ def main(argv: list[str] | None = None) -> int:
             per_frame_fit=args.per_frame_fit,
             sparse_points=max(0, args.sparse_points),
             params_file=args.params,
+            pose_points=args.pose_points,
         )
     except ConfigError as err:  # e.g. --size with an exported graph, or a size the model refuses
         ap.error(str(err))

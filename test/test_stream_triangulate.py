@@ -1,0 +1,79 @@
+"""Sparse metric depth from tracked points and known camera poses (`stream.triangulate`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vdepth_ros.errors import InputError
+from vdepth_ros.stream.triangulate import PoseTriangulator, TriangulationOptions
+
+synthetic = pytest.importorskip("vdepth_training.data.synthetic", reason="renders need the train extra")
+
+
+@pytest.fixture(scope="module")
+def clip():
+    # a rendered room with exact z-depth, intrinsics and camera-to-world poses (OpenCV axes)
+    return synthetic.render_clip(3, frames=30, height=180, width=240, kind="room", style="rich")
+
+
+def _run(clip, poses, K=None, options=None):
+    tri = PoseTriangulator(options)
+    return tri, [tri.push(clip.rgb[t], poses[t], clip.intrinsics if K is None else K) for t in range(len(poses))]
+
+
+def test_triangulated_points_match_the_rendered_depth(clip) -> None:
+    _, maps = _run(clip, clip.poses)
+    assert all(np.isnan(m).all() for m in maps[:2])  # one or two views: nothing to triangulate yet
+    z = np.concatenate([m[np.isfinite(m)] for m in maps])
+    gt = np.concatenate([clip.depth[t][np.isfinite(m)] for t, m in enumerate(maps)])
+    rel = np.abs(z - gt) / gt
+    assert z.size > 500 and np.median(rel) < 0.05  # metric: no scale was fitted anywhere
+    assert sum(np.isfinite(m).sum() > 20 for m in maps[10:]) >= 15  # points keep coming as the camera moves
+
+
+def test_depth_follows_the_scale_of_the_poses(clip) -> None:
+    """Poses in another unit give depths in that unit: the output is as metric as the odometry."""
+    _, maps = _run(clip, clip.poses)
+    doubled = clip.poses.copy()
+    doubled[:, :3, 3] *= 2.0
+    _, maps2 = _run(clip, doubled)
+    for a, b in zip(maps, maps2, strict=True):
+        np.testing.assert_array_equal(np.isfinite(a), np.isfinite(b))
+        np.testing.assert_allclose(b[np.isfinite(b)], 2.0 * a[np.isfinite(a)], rtol=1e-4)
+
+
+def test_no_points_without_parallax(clip) -> None:
+    """A camera that only rotates (as these poses claim) cannot measure depth: nothing is output."""
+    still = clip.poses.copy()
+    still[:, :3, 3] = still[0, :3, 3]
+    _, maps = _run(clip, still)
+    assert all(np.isnan(m).all() for m in maps)
+
+
+def test_state_is_bounded_and_resets_with_the_camera(clip) -> None:
+    opts = TriangulationOptions(max_points=80)
+    tri, _ = _run(clip, clip.poses, options=opts)
+    assert 0 < tri.num_tracks <= 80
+    assert tri._uv.shape[1] == opts.history
+    K2 = clip.intrinsics.copy()
+    K2[0, 0] *= 1.1  # another camera (or zoom): old tracks are dropped, not mixed in
+    out = tri.push(clip.rgb[0], clip.poses[0], K2)
+    assert np.isnan(out).all() and tri.num_tracks <= 80
+    assert np.isfinite(tri._uv[:, :-1]).sum() == 0  # no history survives
+    tri.push(clip.rgb[1][::2, ::2], clip.poses[1], K2)  # another resolution: the same
+    assert np.isfinite(tri._uv[:, :-1]).sum() == 0
+
+
+def test_bad_inputs_are_refused(clip) -> None:
+    tri = PoseTriangulator()
+    with pytest.raises(InputError, match="4x4"):
+        tri.push(clip.rgb[0], np.eye(3), clip.intrinsics)
+    bad = np.eye(4)
+    bad[0, 3] = np.nan
+    with pytest.raises(InputError, match="4x4"):
+        tri.push(clip.rgb[0], bad, clip.intrinsics)
+    with pytest.raises(InputError, match="focal"):
+        tri.push(clip.rgb[0], np.eye(4), np.zeros((3, 3)))
+    with pytest.raises(InputError, match="min_views"):
+        PoseTriangulator(TriangulationOptions(min_views=1))
