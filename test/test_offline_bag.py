@@ -18,6 +18,7 @@ from vdepth_ros.encodings import camera_from_info, image_array_from_fields, poin
 from vdepth_ros.offline import bag as bagcli
 from vdepth_ros.offline.atomic import STAGING_PREFIX
 from vdepth_ros.offline.bag import process_bag
+from vdepth_ros.offline.errors import MissingTopicError
 from vdepth_ros.offline.synth import default_intrinsics, synthetic_frames, write_image_bag
 from vdepth_ros.pipeline import DepthPipeline, FrameInput
 
@@ -233,6 +234,41 @@ def test_sparse_depth_topic_is_a_scale_source(tmp_path: Path) -> None:
     assert set(s.scale_sources) == {"sparse"}
 
 
+def test_camera_pose_topic_gives_the_nodes_triangulated_metric_depth(tmp_path: Path) -> None:
+    """`sparse_depth: pose`: the bag's PoseStamped topic is triangulated exactly as the node does
+    (same `PoseTriangulator`, same matching), so the causal bag output equals the pipeline fed the
+    same points; a bag without the topic is refused with the bag's topic list."""
+    synthetic = pytest.importorskip("vdepth_training.data.synthetic", reason="renders need the train extra")
+    from vdepth_ros.stream.cloud import CameraModel
+    from vdepth_ros.stream.triangulate import PoseTriangulator
+
+    clip = synthetic.render_clip(3, frames=20, height=180, width=240, kind="room", style="rich")
+    K = clip.intrinsics
+    write_image_bag(
+        tmp_path / "in", clip.rgb, start_ns=START, intrinsics=(K[0, 0], K[1, 1], K[0, 2], K[1, 2]),
+        camera_poses=clip.poses,
+    )  # fmt: skip
+    params = {**PARAMS, "scale_source": "sparse", "sparse_depth": "pose", "sparse_min_points": 20}
+    s = process_bag(tmp_path / "in", tmp_path / "out", params=params, engine=make_engine(), mode="causal")
+    assert any("20 of 20 frames triangulated" in n for n in s.notes), s.notes
+    cam = CameraModel(fx=K[0, 0], fy=K[1, 1], cx=K[0, 2], cy=K[1, 2], width=240, height=180)
+    pipe = DepthPipeline(PipelineConfig.from_params(params)[0], engine=make_engine())
+    tri, expected = PoseTriangulator(), []
+    for i, rgb in enumerate(clip.rgb):
+        sparse = tri.push(rgb, clip.poses[i], cam.matrix)
+        t = START + round(i * 1e9 / 30)
+        expected += pipe.push(FrameInput(rgb=rgb, stamp_ns=t, camera=cam, sparse_depth=sparse))
+    expected += pipe.flush()
+    expected = [f for f in expected if f.depth is not None]
+    got = read_bag(tmp_path / "out")["/depth"]
+    assert expected and expected[-1].fit.scale_source == "sparse" and len(got) == len(expected)
+    for (_, d), f in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(img(d), f.depth)
+    make_bag(tmp_path / "plain", n=4)
+    with pytest.raises(MissingTopicError, match="camera pose topic '/camera_pose' not found"):
+        process_bag(tmp_path / "plain", tmp_path / "out2", params=params, engine=make_engine())
+
+
 def _yaml(tmp_path: Path) -> Path:
     p = tmp_path / "params.yaml"
     p.write_text("/**:\n  ros__parameters:\n    scale_source: range\n    near: 0.5\n    far: 5.0\n")
@@ -393,6 +429,7 @@ import sys
 sys.path.insert(0, {str(repo_root / "test")!r})
 from fakes import LuminanceEngine
 from vdepth_ros.offline.bag import process_bag
+from vdepth_ros.offline.errors import MissingTopicError
 from vdepth_ros.offline.synth import synthetic_frames, write_image_bag
 import vdepth_ros.offline.video, vdepth_ros.demo
 write_image_bag({str(tmp_path / "in")!r}, synthetic_frames(4, 12, 16))

@@ -444,6 +444,51 @@ def test_sparse_depth_gives_metric_scale(harness: Any, kind: str) -> None:
         np.testing.assert_array_equal(decoded(msg), f.depth)
 
 
+def test_camera_poses_give_metric_scale(harness: Any) -> None:
+    """`sparse_depth: pose`: points tracked in the images and triangulated with the poses on
+    `camera_pose` feed the metric fit; the node publishes what the pipeline does with them."""
+    from geometry_msgs.msg import PoseStamped
+
+    from vdepth_ros.stream.triangulate import PoseTriangulator, quaternion_from_matrix
+
+    synthetic = pytest.importorskip("vdepth_training.data.synthetic", reason="renders need the train extra")
+    clip = synthetic.render_clip(3, frames=24, height=180, width=240, kind="room", style="rich")
+    k_list = [float(v) for v in clip.intrinsics.ravel()]
+    params = {"scale_source": "sparse", "sparse_depth": "pose", "sparse_min_points": 20}
+    h = harness(params)
+    pub = h.peer.create_publisher(PoseStamped, "camera_pose", 50)
+    h.spin(0.2)
+    for k in range(len(clip.rgb)):
+        msg = PoseStamped(header=header(k, "world"))
+        (msg.pose.position.x, msg.pose.position.y, msg.pose.position.z) = (float(v) for v in clip.poses[k][:3, 3])
+        q = [float(v) for v in quaternion_from_matrix(clip.poses[k][:3, :3])]
+        (msg.pose.orientation.x, msg.pose.orientation.y, msg.pose.orientation.z, msg.pose.orientation.w) = q
+        np.testing.assert_allclose(conv.pose_from_msg(msg), clip.poses[k], atol=1e-9)
+        pub.publish(msg)
+        h.spin(0.02)
+        h.send(clip.rgb[k], "rgb8", header(k), k=k_list)
+    cam = CameraModel.from_matrix(clip.intrinsics, 240, 180)
+    pipe, tri, ref = DepthPipeline.from_dict(params, engine=HoleEngine()), PoseTriangulator(), []
+    for k, rgb in enumerate(clip.rgb):
+        sparse = tri.push(rgb, clip.poses[k], cam.matrix)
+        ref += pipe.push(FrameInput(rgb=rgb, stamp_ns=stamp(k), camera=cam, sparse_depth=sparse))
+    ref = [f for f in ref if f.depth is not None]
+    assert ref and ref[-1].fit.scale_source == "sparse" and ref[-1].fit.metric_scale > 0
+    assert h.spin_until(lambda: len(h.got["depth"]) >= len(ref))
+    assert h.node.input_errors.count == 0
+    for msg, f in zip(h.got["depth"], ref, strict=True):
+        np.testing.assert_array_equal(decoded(msg), f.depth)
+
+
+def test_camera_pose_mode_without_poses_reports_and_keeps_running(harness: Any) -> None:
+    h = harness({"scale_source": "sparse", "sparse_depth": "pose"})
+    for k, rgb in enumerate(frames(10)):
+        h.send(rgb, "rgb8", header(k))
+    assert any("camera_pose" in e for e in h.errors)  # rate-limited: one line, not one per frame
+    assert len(h.errors) < 10
+    assert h.spin_until(lambda: len(h.got["disparity"]) > 0)  # relative output goes on
+
+
 def test_colormap_topic(harness: Any) -> None:
     h = harness({**RANGE, "publish_colormap": True}, topics=("depth", "depth_node/depth_colormap"))
     for k, rgb in enumerate(frames(14)):

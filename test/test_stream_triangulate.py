@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from vdepth_ros.errors import InputError
-from vdepth_ros.stream.triangulate import PoseTriangulator, TriangulationOptions
+from vdepth_ros.stream.triangulate import PoseTriangulator, TriangulationOptions, pose_matrix, quaternion_from_matrix
 
 synthetic = pytest.importorskip("vdepth_training.data.synthetic", reason="renders need the train extra")
 
@@ -77,3 +77,15 @@ def test_bad_inputs_are_refused(clip) -> None:
         tri.push(clip.rgb[0], np.eye(4), np.zeros((3, 3)))
     with pytest.raises(InputError, match="min_views"):
         PoseTriangulator(TriangulationOptions(min_views=1))
+
+
+def test_pose_messages_round_trip_and_bad_quaternions_are_refused(clip) -> None:
+    for m in clip.poses[::5]:
+        q = quaternion_from_matrix(m[:3, :3])
+        np.testing.assert_allclose(pose_matrix(m[:3, 3], q), m, atol=1e-12)
+    half_turn = np.diag([1.0, -1.0, -1.0])  # trace -1: the branch without the w component
+    np.testing.assert_allclose(pose_matrix([0, 0, 0], quaternion_from_matrix(half_turn))[:3, :3], half_turn, atol=1e-12)
+    with pytest.raises(InputError, match="unit quaternion"):
+        pose_matrix([0, 0, 0], [0, 0, 0, 0])  # a default-constructed message
+    with pytest.raises(InputError, match="finite"):
+        pose_matrix([0, 0], [0, 0, 0, 1])

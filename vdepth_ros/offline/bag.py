@@ -64,6 +64,7 @@ class BagTopics:
     image: str
     camera_info: str | None
     sparse_depth: str | None
+    camera_pose: str | None
     outputs: OutputTopics
     provisional: OutputTopics
 
@@ -75,12 +76,13 @@ def resolve_topics(
     image_topic: str | None = None,
     camera_info_topic: str | None = None,
     sparse_depth_topic: str | None = None,
+    camera_pose_topic: str | None = None,
 ) -> BagTopics:
     """The topics the node would use in `namespace` (its names are relative and remapped, not parameters).
 
     Inputs `image`, `camera_info`, `sparse_depth` (only when the node's `sparse_depth` parameter is
-    `image`); outputs `depth`, `disparity`, `points`, `depth/camera_info` and `provisional/...`.
-    Explicit topic arguments play the role of remappings.
+    `image`), `camera_pose` (only when it is `pose`); outputs `depth`, `disparity`, `points`,
+    `depth/camera_info` and `provisional/...`. Explicit topic arguments play the role of remappings.
     """
     ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
     sparse_mode = str(params.get("sparse_depth", "none"))
@@ -90,10 +92,14 @@ def resolve_topics(
             "with a 16UC1/32FC1 depth image topic, or set sparse_depth: none"
         )
     sparse = sparse_depth_topic or (f"{ns}/sparse_depth" if sparse_mode == "image" else None)
+    pose = camera_pose_topic or (f"{ns}/camera_pose" if sparse_mode == "pose" and not sparse_depth_topic else None)
+    if sparse and pose:
+        raise OfflineError("one metric scale input at a time: --sparse-depth-topic or --camera-pose-topic")
     return BagTopics(
         image=image_topic or f"{ns}/image",
         camera_info=camera_info_topic or f"{ns}/camera_info",
         sparse_depth=sparse,
+        camera_pose=pose,
         outputs=OutputTopics.under(ns),
         provisional=OutputTopics.under(ns, "provisional/"),
     )
@@ -113,6 +119,7 @@ def process_bag(
     image_topic: str | None = None,
     camera_info_topic: str | None = None,
     sparse_depth_topic: str | None = None,
+    camera_pose_topic: str | None = None,
     mode: str = "causal",
     storage: str = "mcap",
     copy_input_topics: bool = False,
@@ -131,8 +138,9 @@ def process_bag(
         output_path: new bag folder; must not exist unless `overwrite`.
         params: node parameters (overrides `params_file`); default: `load_node_params(params_file)`.
         params_file: YAML in the node's format; default: the bundled `config/depth.yaml`.
-        image_topic, camera_info_topic, sparse_depth_topic: override the node's topic names; a topic
-            given here that is missing from the bag is an error.
+        image_topic, camera_info_topic, sparse_depth_topic, camera_pose_topic: override the node's
+            topic names; a topic given here that is missing from the bag is an error. Camera poses
+            (`PoseStamped` of the optical frame) give metric points triangulated from the images.
         mode: "causal" (the live node's behaviour) or "offline" (global fit; better, not live-equal).
         storage: output storage, "mcap" or "sqlite3".
         copy_input_topics: also copy every input message, so the output is self-contained.
@@ -163,6 +171,7 @@ def process_bag(
         image_topic=image_topic,
         camera_info_topic=camera_info_topic,
         sparse_depth_topic=sparse_depth_topic,
+        camera_pose_topic=camera_pose_topic,
     )
     summary = RunSummary(mode=mode)
     clock = Stopwatch()
@@ -171,6 +180,7 @@ def process_bag(
         image_topic=topics.image,
         camera_info_topic=topics.camera_info,
         sparse_depth_topic=topics.sparse_depth,
+        camera_pose_topic=topics.camera_pose,
         typestore=typestore,
         image_topic_explicit=image_topic is not None,
         camera_info_topic_explicit=camera_info_topic is not None,
@@ -180,9 +190,10 @@ def process_bag(
         sync_info_timeout_ns=round(float(params.get("camera_info_timeout", 1.0)) * 1e9),
         sparse_depth_slop_ns=round(float(params.get("sparse_depth_slop", 0.1)) * 1e9),
     )
-    if topics.sparse_depth and params.get("scale_source", "none") == "none":
+    metric_input = topics.sparse_depth or topics.camera_pose
+    if metric_input and params.get("scale_source", "none") == "none":
         params = {**params, "scale_source": "sparse"}
-        summary.notes.append(f"sparse depth on {topics.sparse_depth}: scale_source set to 'sparse'")
+        summary.notes.append(f"metric input on {metric_input}: scale_source set to 'sparse'")
     config = pipeline_config(params, model=model, backend=backend)
     with AtomicOutput(output_path, overwrite=overwrite, inputs=[input_path]) as tmp, source:
         summary.notes.extend(source.notes)
@@ -218,6 +229,11 @@ def process_bag(
         ]
         summary.frames_in = source.stats.images + source.stats.dropped
         summary.dropped = source.stats.dropped
+        if topics.camera_pose:
+            summary.notes.append(
+                f"camera poses on {topics.camera_pose}: {source.stats.posed_frames} of "
+                f"{source.stats.images} frames triangulated"
+            )
         if not source.stats.camera_info_seen:
             summary.notes.append(f"camera_info never seen on {topics.camera_info!r}: no point clouds")
         if summary.scale_sources.get("none", 0) == summary.frames_out and summary.frames_out:
@@ -242,6 +258,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--sparse-depth-topic",
         help="16UC1/32FC1 depth image topic used as metric scale source "
         "(default: NAMESPACE/sparse_depth when the params say sparse_depth: image)",
+    )
+    p.add_argument(
+        "--camera-pose-topic",
+        help="PoseStamped topic of the camera optical frame (metres) used as metric scale source: image points "
+        "are triangulated with it (default: NAMESPACE/camera_pose when the params say sparse_depth: pose)",
     )
     p.add_argument(
         "--mode",
@@ -283,6 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 image_topic=args.image_topic,
                 camera_info_topic=args.camera_info_topic,
                 sparse_depth_topic=args.sparse_depth_topic,
+                camera_pose_topic=args.camera_pose_topic,
                 mode=args.mode,
                 storage=args.storage,
                 copy_input_topics=args.copy_input_topics,

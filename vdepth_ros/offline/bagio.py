@@ -40,6 +40,7 @@ from vdepth_ros.offline.errors import (
     OfflineError,
     UnsupportedEncodingError,
 )
+from vdepth_ros.stream.triangulate import PoseTriangulator, pose_matrix
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -54,6 +55,7 @@ log = logging.getLogger(__name__)
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
 CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
+POSE_STAMPED = "geometry_msgs/msg/PoseStamped"
 POINTCLOUD2 = "sensor_msgs/msg/PointCloud2"
 IMAGE_TYPES = (IMAGE, COMPRESSED)
 
@@ -103,6 +105,7 @@ class SourceStats:
     drop_reasons: dict[str, int] = field(default_factory=dict)
     camera_info_seen: bool = False
     sparse_depth_frames: int = 0
+    posed_frames: int = 0
 
 
 def _storage_error(path: Path, err: Exception) -> BagReadError:
@@ -123,6 +126,9 @@ class BagFrameSource:
         camera_info_topic: `CameraInfo` topic; when absent from the bag (and not explicit) no camera
             model is attached and a warning is logged once (depth is still produced, clouds are not).
         sparse_depth_topic: optional `16UC1`/`32FC1` depth topic matched by header stamp.
+        camera_pose_topic: optional `PoseStamped` topic of the camera optical frame, matched by header
+            stamp like sparse depth; the frames then carry points triangulated with those poses
+            (`stream.triangulate.PoseTriangulator`, as the node's `sparse_depth: pose`).
         typestore: ROS 2 distribution (`TYPESTORES` key) for bags without embedded definitions.
         image_topic_explicit, camera_info_topic_explicit: the user named these topics, so a
             missing one is an error rather than a fallback.
@@ -138,6 +144,7 @@ class BagFrameSource:
         image_topic: str,
         camera_info_topic: str | None = None,
         sparse_depth_topic: str | None = None,
+        camera_pose_topic: str | None = None,
         typestore: str = "kilted",
         image_topic_explicit: bool = True,
         camera_info_topic_explicit: bool = True,
@@ -149,7 +156,12 @@ class BagFrameSource:
         self.path = Path(path)
         self.image_topic = image_topic
         self.camera_info_topic = camera_info_topic
+        if sparse_depth_topic and camera_pose_topic:
+            raise OfflineError("one metric scale input at a time: sparse depth or camera poses, not both")
         self.sparse_depth_topic = sparse_depth_topic
+        self.camera_pose_topic = camera_pose_topic
+        self._triangulator = PoseTriangulator() if camera_pose_topic else None
+        self._warned_no_pose = False
         self.image_topic_explicit = image_topic_explicit
         self.camera_info_topic_explicit = camera_info_topic_explicit
         if typestore not in TYPESTORES:
@@ -288,6 +300,16 @@ class BagFrameSource:
             if any(c.msgtype != IMAGE for c in depth):
                 raise UnsupportedEncodingError(f"sparse depth topic {self.sparse_depth_topic!r} must be {IMAGE}")
             self._depth_conns = depth
+        if self.camera_pose_topic:
+            poses = self._conns(self.camera_pose_topic)
+            if not poses:
+                raise MissingTopicError(
+                    f"{self.path}: camera pose topic {self.camera_pose_topic!r} not found; "
+                    f"the bag has: {self._topic_list()}"
+                )
+            if any(c.msgtype != POSE_STAMPED for c in poses):
+                raise UnsupportedEncodingError(f"camera pose topic {self.camera_pose_topic!r} must be {POSE_STAMPED}")
+            self._depth_conns = poses  # the same stamp matching as sparse depth
 
     def _check_first_image(self) -> None:
         """Decode the first image now, so a wrong topic type or encoding fails before any model loads."""
@@ -412,6 +434,26 @@ class BagFrameSource:
             raise _storage_error(self.path, err) from err
         yield from drain(_sync_flush(sync), final=True)
 
+    def _triangulated(self, rgb: np.ndarray, pose: Any, camera: Any, stamp: int) -> np.ndarray | None:
+        """Points of this frame triangulated with the camera poses (the node's `sparse_depth: pose`):
+        a frame without a pose or camera_info restarts the tracks, as in the node."""
+        assert self._triangulator is not None
+        try:
+            if pose is None:
+                raise InputError(f"no pose on {self.camera_pose_topic!r} within the sparse_depth_slop")
+            if camera is None:
+                raise InputError("camera poses need camera_info (the intrinsics) to triangulate")
+            p, q = pose.pose.position, pose.pose.orientation
+            out = self._triangulator.push(rgb, pose_matrix([p.x, p.y, p.z], [q.x, q.y, q.z, q.w]), camera.matrix)
+        except InputError as err:
+            self._triangulator.reset()
+            if not self._warned_no_pose:
+                self._warned_no_pose = True
+                log.warning("frame at %d ns has no metric points: %s (warned once)", stamp, err)
+            return None
+        self.stats.posed_frames += 1
+        return out
+
     def _frame(self, msg: Any, msgtype: str, t: int, info: Any, dmsg: Any) -> FrameInput | None:
         """One `FrameInput` from a synced image message, or None (dropped, counted)."""
         from vdepth_ros.pipeline import FrameInput
@@ -443,7 +485,9 @@ class BagFrameSource:
                 key,
             )
         sparse = None
-        if dmsg is not None:
+        if self._triangulator is not None:
+            sparse = self._triangulated(rgb, dmsg, camera, key)
+        elif dmsg is not None:
             try:
                 darr = image_array_from_fields(
                     dmsg.encoding, dmsg.height, dmsg.width, dmsg.step, dmsg.data, dmsg.is_bigendian

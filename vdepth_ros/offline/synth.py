@@ -13,8 +13,9 @@ from rosbags.rosbag2 import Writer
 from rosbags.typesys import get_typestore
 
 from vdepth_ros.encodings import image_fields_from_array
-from vdepth_ros.offline.bagio import CAMERA_INFO, COMPRESSED, IMAGE, STORAGES, TYPESTORES
+from vdepth_ros.offline.bagio import CAMERA_INFO, COMPRESSED, IMAGE, POSE_STAMPED, STORAGES, TYPESTORES
 from vdepth_ros.offline.errors import OfflineError
+from vdepth_ros.stream.triangulate import quaternion_from_matrix
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
@@ -59,6 +60,8 @@ def write_image_bag(
     intrinsics: tuple[float, float, float, float] | None = None,
     sparse_depth: Iterable[np.ndarray] | None = None,
     sparse_depth_topic: str = "/sparse_depth",
+    camera_poses: Iterable[np.ndarray] | None = None,
+    camera_pose_topic: str = "/camera_pose",
     info_first: bool = True,
     stamps_ns: Sequence[int] | None = None,
 ) -> int:
@@ -76,6 +79,8 @@ def write_image_bag(
         frame_id: header frame_id.
         intrinsics: `(fx, fy, cx, cy)`; default: `default_intrinsics` of the frame size.
         sparse_depth: optional `(H, W)` float32 metre maps written as `32FC1` on `sparse_depth_topic`.
+        camera_poses: optional `(4, 4)` camera-to-world matrices written as `PoseStamped` on
+            `camera_pose_topic` (frame_id "world"), one per frame, same stamp.
         info_first: write camera_info before (True) or after (False) its image.
         stamps_ns: explicit stamps per frame (gaps, jumps); default `start_ns + i / fps`.
 
@@ -89,12 +94,14 @@ def write_image_bag(
     ts = get_typestore(TYPESTORES[typestore])
     T = ts.types
     depth_iter = iter(sparse_depth) if sparse_depth is not None else None
+    pose_iter = iter(camera_poses) if camera_poses is not None else None
     n = 0
     with Writer(Path(path), version=9, storage_plugin=STORAGES[storage]) as writer:
         compressed = encoding in ("jpeg", "png")
         img_conn = writer.add_connection(image_topic, COMPRESSED if compressed else IMAGE, typestore=ts)
         info_conn = writer.add_connection(camera_info_topic, CAMERA_INFO, typestore=ts) if camera_info_topic else None
         depth_conn = writer.add_connection(sparse_depth_topic, IMAGE, typestore=ts) if depth_iter else None
+        pose_conn = writer.add_connection(camera_pose_topic, POSE_STAMPED, typestore=ts) if pose_iter else None
         for i, rgb in enumerate(frames):
             t = int(stamps_ns[i]) if stamps_ns is not None else start_ns + round(i * 1e9 / fps)
             header = T["std_msgs/msg/Header"](
@@ -163,5 +170,15 @@ def write_image_bag(
                     data=np.frombuffer(data, np.uint8),
                 )
                 writer.write(depth_conn, t, ts.serialize_cdr(dmsg, IMAGE))
+            if pose_iter is not None:
+                m = np.asarray(next(pose_iter), np.float64)
+                qx, qy, qz, qw = (float(v) for v in quaternion_from_matrix(m[:3, :3]))
+                pose = T["geometry_msgs/msg/Pose"](
+                    position=T["geometry_msgs/msg/Point"](x=m[0, 3], y=m[1, 3], z=m[2, 3]),
+                    orientation=T["geometry_msgs/msg/Quaternion"](x=qx, y=qy, z=qz, w=qw),
+                )
+                pose_header = T["std_msgs/msg/Header"](stamp=header.stamp, frame_id="world")
+                pmsg = T[POSE_STAMPED](header=pose_header, pose=pose)
+                writer.write(pose_conn, t, ts.serialize_cdr(pmsg, POSE_STAMPED))
             n += 1
     return n

@@ -10,12 +10,14 @@ import array
 
 import numpy as np
 from builtin_interfaces.msg import Time
+from geometry_msgs.msg import PoseStamped
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
 from vdepth_ros import encodings as enc
 from vdepth_ros.errors import InputError
 from vdepth_ros.stream.cloud import CameraModel
+from vdepth_ros.stream.triangulate import pose_matrix
 
 
 def stamp_to_ns(stamp: Time) -> int:
@@ -84,6 +86,12 @@ info_signature = enc.info_signature
 
 
 # -- outputs -----------------------------------------------------------------------------------
+def pose_from_msg(msg: PoseStamped) -> np.ndarray:
+    """`(4, 4)` camera-to-world matrix of a `PoseStamped` (the camera optical frame in a fixed frame)."""
+    p, q = msg.pose.position, msg.pose.orientation
+    return pose_matrix([p.x, p.y, p.z], [q.x, q.y, q.z, q.w])
+
+
 def _byte_array(data: bytes | np.ndarray) -> array.array:
     """`array('B')` for a message's uint8[] field: rclpy stores it as is (no per-element check, even
     with ROS_PYTHON_CHECK_FIELDS=1), and an ndarray is copied once, not twice."""
@@ -159,6 +167,7 @@ __all__ = [
     "info_msg",
     "info_signature",
     "ns_to_stamp",
+    "pose_from_msg",
     "rgb_from_msg",
     "sparse_depth_from_cloud",
     "stamp_to_ns",

@@ -17,6 +17,7 @@ from typing import Any
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -32,6 +33,7 @@ from vdepth_ros.ros.qos import IncompatibleQosReporter, qos_profile
 from vdepth_ros.ros.resets import StreamResets
 from vdepth_ros.ros.sync import ApproximateTimeSync, Pair
 from vdepth_ros.ros.worker import DropOldestQueue, ThrottledLog
+from vdepth_ros.stream.triangulate import PoseTriangulator
 
 NODE_NAME = "depth_node"
 
@@ -44,7 +46,7 @@ class _Item:
     image: Image | CompressedImage
     info: CameraInfo | None
     info_source: str
-    sparse: Image | PointCloud2 | None
+    sparse: Image | PointCloud2 | PoseStamped | None
     received: float  # time.monotonic() at arrival
 
 
@@ -109,7 +111,8 @@ class DepthNode(Node):
         if (scale_source == "sparse") != (self.p["sparse_depth"] != "none"):
             self.get_logger().warning(
                 f"scale_source is {scale_source!r} but sparse_depth is {self.p['sparse_depth']!r}: set both "
-                "(scale_source:=sparse sparse_depth:=image|pointcloud) to get metric depth from sparse depth"
+                "(scale_source:=sparse sparse_depth:=image|pointcloud|pose) to get metric depth from sparse depth "
+                "or camera poses"
             )
 
         # 2. logging, counters
@@ -165,14 +168,18 @@ class DepthNode(Node):
             event_callbacks=self.qos_reporter.subscription(self.resolve_topic_name("camera_info")),
         )
         self.sparse_sub = None
+        # sparse_depth: pose -> metric points triangulated from the images with the camera's poses
+        self.triangulator = PoseTriangulator() if self.p["sparse_depth"] == "pose" else None
         if self.p["sparse_depth"] != "none":
-            sparse_type = Image if self.p["sparse_depth"] == "image" else PointCloud2
+            mode = self.p["sparse_depth"]
+            sparse_type = {"image": Image, "pointcloud": PointCloud2, "pose": PoseStamped}[mode]
+            topic = "camera_pose" if mode == "pose" else "sparse_depth"
             self.sparse_sub = self.create_subscription(
                 sparse_type,
-                "sparse_depth",
+                topic,
                 self._on_sparse,
                 in_qos,
-                event_callbacks=self.qos_reporter.subscription(self.resolve_topic_name("sparse_depth")),
+                event_callbacks=self.qos_reporter.subscription(self.resolve_topic_name(topic)),
             )
         self._state = StreamResets(int(self.p["max_gap"] * 1e9))
         self.diag_timer = self.create_timer(self.p["diagnostics_period"], self.publish_diagnostics)
@@ -237,7 +244,7 @@ class DepthNode(Node):
         except Exception as err:
             self.input_errors("info-cb", f"camera_info callback failed: {err!r}")
 
-    def _on_sparse(self, msg: Image | PointCloud2) -> None:
+    def _on_sparse(self, msg: Image | PointCloud2 | PoseStamped) -> None:
         with self._lock:
             self._sparse.append((conv.stamp_to_ns(msg.header.stamp), msg))
 
@@ -315,13 +322,32 @@ class DepthNode(Node):
         if camera is not None and (camera.width, camera.height) != (w, h):
             camera = camera.scaled(w, h)
         sparse = None
-        if item.sparse is not None:
+        if self.triangulator is not None:
+            sparse = self._triangulated_depth(item.sparse, rgb, camera)
+        elif item.sparse is not None:
             try:
                 sparse = self._sparse_depth(item.sparse, camera, w, h)
             except InputError as err:
                 self.input_errors("sparse", f"ignoring sparse_depth: {err}")
         header = conv.copy_header(item.image.header)
         return FrameInput(rgb=rgb, stamp_ns=item.stamp_ns, camera=camera, sparse_depth=sparse, meta=header)
+
+    def _triangulated_depth(self, pose: PoseStamped | None, rgb: Any, camera: Any) -> Any:
+        """Sparse depth of this frame from the tracked points and the camera's poses (None without a
+        pose or camera_info: the tracks restart, since a frame without a pose breaks the chain)."""
+        assert self.triangulator is not None
+        try:
+            if pose is None:
+                raise InputError(
+                    f"no camera_pose within sparse_depth_slop ({self.p['sparse_depth_slop']} s) of the image"
+                )
+            if camera is None:
+                raise InputError("sparse_depth: pose needs camera_info (the intrinsics) to triangulate")
+            return self.triangulator.push(rgb, conv.pose_from_msg(pose), camera.matrix)
+        except InputError as err:
+            self.triangulator.reset()
+            self.input_errors("pose", f"no metric points for this frame: {err}")
+            return None
 
     @staticmethod
     def _sparse_depth(msg: Image | PointCloud2, camera: Any, w: int, h: int) -> Any:
@@ -349,6 +375,8 @@ class DepthNode(Node):
         kind = reason.split(":")[0]
         self.resets[kind] = self.resets.get(kind, 0) + 1
         self.get_logger().warning(f"restarting the depth stream: {reason}")
+        if self.triangulator is not None:
+            self.triangulator.reset()  # its tracks belong to the old stream
         if not pipeline:
             return
         try:

@@ -161,12 +161,18 @@ ROS_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "sparse_depth",
         "none",
-        "optional metric scale input on topic 'sparse_depth': none, image "
-        "(32FC1 m / 16UC1 mm, same camera) or pointcloud (PointCloud2 in the camera optical frame)",
-        choices=("none", "image", "pointcloud"),
+        "optional metric scale input: none, image (topic 'sparse_depth', 32FC1 m / 16UC1 mm, same camera), "
+        "pointcloud (topic 'sparse_depth', PointCloud2 in the camera optical frame) or pose (topic "
+        "'camera_pose', geometry_msgs/PoseStamped of the camera optical frame in a fixed frame, metres: "
+        "tracked image points are triangulated with it; needs camera_info)",
+        choices=("none", "image", "pointcloud", "pose"),
     ),
     ParamSpec(
-        "sparse_depth_slop", 0.1, "largest image/sparse_depth stamp difference used for scale [s]", min=0.0, max=10.0
+        "sparse_depth_slop",
+        0.1,
+        "largest image/sparse_depth (or camera_pose) stamp difference used for scale [s]",
+        min=0.0,
+        max=10.0,
     ),
     ParamSpec(
         "queue_size",

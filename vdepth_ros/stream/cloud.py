@@ -46,6 +46,11 @@ class CameraModel:
             raise InputError(f"intrinsics must have 9 (K) or 12 (P) values, got {m.size}")
         return cls(float(m[0, 0]), float(m[1, 1]), float(m[0, 2]), float(m[1, 2]), int(width), int(height))
 
+    @property
+    def matrix(self) -> np.ndarray:
+        """The `(3, 3)` pinhole matrix K."""
+        return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
+
     def scaled(self, width: int, height: int) -> CameraModel:
         """The same camera for an image resized to `width x height`.
 

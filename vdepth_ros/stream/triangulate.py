@@ -31,6 +31,45 @@ import numpy as np
 from vdepth_ros.errors import InputError
 
 
+def pose_matrix(position: np.ndarray | list[float], quaternion_xyzw: np.ndarray | list[float]) -> np.ndarray:
+    """`(4, 4)` camera-to-world matrix from a position and a unit quaternion (x, y, z, w), the
+    layout of `geometry_msgs/Pose`. A quaternion more than 1 % off unit length is refused (a
+    zero-initialised message, or a wrong field order, would otherwise pass as a valid rotation)."""
+    t = np.asarray(position, dtype=np.float64).ravel()
+    q = np.asarray(quaternion_xyzw, dtype=np.float64).ravel()
+    if t.size != 3 or q.size != 4 or not (np.isfinite(t).all() and np.isfinite(q).all()):
+        raise InputError("a pose needs a finite position (3) and quaternion (4)")
+    norm = float(np.linalg.norm(q))
+    if abs(norm - 1.0) > 0.01:
+        raise InputError(f"pose orientation is not a unit quaternion (norm {norm:.3g})")
+    x, y, z, w = q / norm
+    out = np.eye(4)
+    out[:3, :3] = [
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+    ]
+    out[:3, 3] = t
+    return out
+
+
+def quaternion_from_matrix(rotation: np.ndarray) -> np.ndarray:
+    """Unit quaternion (x, y, z, w) of a `(3, 3)` rotation matrix (the inverse of `pose_matrix`'s
+    rotation), from the largest of its four components for numerical safety."""
+    m = np.asarray(rotation, dtype=np.float64)
+    trace = m[0, 0] + m[1, 1] + m[2, 2]
+    if trace > 0:
+        s = 2.0 * np.sqrt(trace + 1.0)
+        q = [(m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s, 0.25 * s]
+    else:
+        i = int(np.argmax(np.diag(m)))
+        j, k = (i + 1) % 3, (i + 2) % 3
+        s = 2.0 * np.sqrt(1.0 + m[i, i] - m[j, j] - m[k, k])
+        q = [0.0, 0.0, 0.0, (m[k, j] - m[j, k]) / s]
+        q[i], q[j], q[k] = 0.25 * s, (m[j, i] + m[i, j]) / s, (m[k, i] + m[i, k]) / s
+    return np.asarray(q) / np.linalg.norm(q)
+
+
 @dataclass(frozen=True)
 class TriangulationOptions:
     """Tracking and triangulation thresholds (see the module docstring)."""
@@ -195,4 +234,4 @@ class PoseTriangulator:
         return uv[good, -1], z[good, -1].astype(np.float32)
 
 
-__all__ = ["PoseTriangulator", "TriangulationOptions"]
+__all__ = ["PoseTriangulator", "TriangulationOptions", "pose_matrix", "quaternion_from_matrix"]
