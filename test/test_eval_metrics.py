@@ -139,3 +139,15 @@ def test_tae_uses_poses_in_both_directions_with_rotation() -> None:
 def test_evaluate_sequence_checks_shapes() -> None:
     with pytest.raises(ValueError, match="differ"):
         evaluate_sequence(np.ones((2, 4, 4)), np.ones((2, 5, 4)), 10.0)
+
+
+def test_metric_scores_need_no_fit_and_see_a_wrong_scale() -> None:
+    from vdepth_ros.eval.metrics import evaluate_metric
+
+    rng = np.random.default_rng(0)
+    gt = rng.uniform(0.5, 5.0, (3, 8, 10)).astype(np.float32)
+    exact = evaluate_metric(1.0 / gt, gt, 10.0)
+    assert exact.abs_rel == pytest.approx(0.0, abs=1e-6) and exact.delta1 == 1.0
+    half = evaluate_metric(2.0 / gt, gt, 10.0)  # depth half the truth: the protocol's fit would hide it
+    assert half.abs_rel == pytest.approx(0.5, abs=1e-6) and half.delta1 == 0.0
+    assert evaluate_sequence(2.0 / gt, gt, 10.0).abs_rel == pytest.approx(0.0, abs=1e-4)

@@ -31,6 +31,7 @@ from vdepth_ros.eval.datasets import DATASETS, EvalSequence, load_dataset
 from vdepth_ros.eval.metrics import (
     DepthMetrics,
     constant_prediction,
+    evaluate_metric,
     evaluate_per_frame_fit,
     evaluate_sequence,
     row_ramp_prediction,
@@ -45,6 +46,8 @@ DEFAULT_FRAMES = {"7scenes": 300, "hololens": 120}
 DEFAULT_STRIDE = {"7scenes": 2, "hololens": 1, "kitti": 1, "nyu": 1}
 BASELINES = ("constant", "row ramp")
 POSE_ROW = "model stream + points triangulated with GT poses"
+#: rows of metric output scored as they are (`metrics.evaluate_metric`), next to their protocol row
+METRIC_SUFFIX = ", metric (no alignment)"
 
 
 def _to_gt_grid(disp: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -240,6 +243,8 @@ def evaluate(
     `scale_source: sparse` fed N GT depths per frame, as a sparse depth sensor would (not a goal row).
     `pose_points` adds "model stream + points triangulated with GT poses": the same, fed depths
     triangulated from the video with the GT camera poses, as robot odometry would (not a goal row).
+    Each of the two also gets a row "..., metric (no alignment)": its metric output scored as it is,
+    without the per-sequence fit (`metrics.evaluate_metric`).
 
     `size` (H, W) sets the model's working resolution; only the torch backend can change it (an
     exported graph has a fixed size), so it requires `backend="torch"`. `per_frame_fit` adds the
@@ -307,13 +312,13 @@ def evaluate(
                 timing["stream_s"] = timing.get("stream_s", 0.0) + time.perf_counter() - t0
             if sparse_points > 0:
                 disp = run_stream(engine, seq, sparse_points=sparse_points, base=node_params)
-                add(
-                    f"model stream + {sparse_points} sparse GT points",
-                    evaluate_sequence(disp, seq.depth, seq.max_depth, **kw),
-                )
+                row = f"model stream + {sparse_points} sparse GT points"
+                add(row, evaluate_sequence(disp, seq.depth, seq.max_depth, **kw))
+                add(f"{row}{METRIC_SUFFIX}", evaluate_metric(disp, seq.depth, seq.max_depth, mask=mask))
             if pose_points and seq.poses is not None:
                 disp = run_stream(engine, seq, pose_points=True, base=node_params)
                 add(POSE_ROW, evaluate_sequence(disp, seq.depth, seq.max_depth, **kw))
+                add(f"{POSE_ROW}{METRIC_SUFFIX}", evaluate_metric(disp, seq.depth, seq.max_depth, mask=mask))
             if per_frame:
                 t0 = time.perf_counter()
                 add(

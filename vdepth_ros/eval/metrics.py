@@ -247,6 +247,15 @@ def evaluate_per_frame_fit(
     return _frame_means(depth, gt_depth, valid, tae=None, scale=float("nan"), shift=float("nan"))
 
 
+def evaluate_metric(
+    inv_depth: np.ndarray, gt_depth: np.ndarray, max_depth: float, *, mask: np.ndarray | None = None
+) -> DepthMetrics:
+    """Diagnostic for metric output (not the papers' protocol): AbsRel and δ1 of `1 / inv_depth` as
+    it is, without any fit to the GT, i.e. how metric a metric output really is."""
+    pred, valid = _scoring_inputs(inv_depth, gt_depth, max_depth, mask)
+    return _frame_means(aligned_depth(pred, 1.0, 0.0, max_depth), gt_depth, valid, tae=None, scale=1.0, shift=0.0)
+
+
 def constant_prediction(shape: tuple[int, ...]) -> np.ndarray:
     """Trivial baseline: the same disparity everywhere (after the fit: the mean GT disparity)."""
     return np.ones(shape, np.float32)
