@@ -101,3 +101,21 @@ def test_alignment_dev_benchmark_scores_offline_and_each_stream_alignment(repo_r
     assert row["graph"]["gap"] == pytest.approx(row["graph"]["delta1"] - row["offline"]["delta1"])
     assert res["summary"]["all"]["keyframe"]["mean_abs_gap"] == pytest.approx(abs(row["keyframe"]["gap"]))
     assert "mean |δ1 gap to offline|" in capsys.readouterr().out
+
+
+def test_triangulation_benchmark_scores_points_against_the_gt(repo_root):
+    pytest.importorskip("embreex")
+    from vdepth_training.data.synthetic import render_clip
+
+    from vdepth_ros.eval.datasets import EvalSequence
+
+    bench = _load(repo_root, "triangulation_accuracy")
+    clip = render_clip(3, frames=24, height=180, width=240, kind="room", style="rich")
+    seq = EvalSequence("render/3", clip.rgb, clip.depth, clip.intrinsics, clip.intrinsics, clip.poses, 10.0)
+    row = bench.score(seq)
+    assert row["frames"] == 24 and 10 < row["frames_with_points"] <= 22  # none in the first two frames
+    assert row["points_per_frame_median"] > 10 and row["rel_error_median"] < 0.05
+    assert row["rel_error_p90"] >= row["rel_error_median"] and row["ms_per_frame"] > 0
+    # the same frames with the depth of a wrong unit: the benchmark sees the error
+    wrong = EvalSequence("render/3", clip.rgb, clip.depth * 2, clip.intrinsics, clip.intrinsics, clip.poses, 20.0)
+    assert bench.score(wrong)["rel_error_median"] == pytest.approx(0.5, abs=0.05)
