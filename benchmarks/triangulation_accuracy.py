@@ -1,6 +1,6 @@
 """How good are the metric points of `sparse_depth: pose`? `PoseTriangulator` against GT depth.
 
-Runs `vdepth_ros.stream.triangulate.PoseTriangulator` over real RGB-D video with its GT camera poses
+Runs `vdepth_ros.triangulate.PoseTriangulator` over real RGB-D video with its GT camera poses
 (HoloLens and 7-Scenes from `../shared/evaldata`, when present) and over held-out renders of our
 generator (seeds 990001.., which include moving objects), and reports per sequence the points per
 frame, their relative depth error against the GT at the same pixel (median and 90th percentile) and
@@ -21,7 +21,7 @@ import numpy as np
 
 from vdepth_ros.eval.datasets import EvalSequence, load_dataset
 from vdepth_ros.paths import evaldata_dir
-from vdepth_ros.stream.triangulate import PoseTriangulator
+from vdepth_ros.triangulate import PoseTriangulator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from alignment_dev import render_sequences

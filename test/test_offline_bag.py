@@ -240,7 +240,7 @@ def test_camera_pose_topic_gives_the_nodes_triangulated_metric_depth(tmp_path: P
     same points; a bag without the topic is refused with the bag's topic list."""
     synthetic = pytest.importorskip("vdepth_training.data.synthetic", reason="renders need the train extra")
     from vdepth_ros.stream.cloud import CameraModel
-    from vdepth_ros.stream.triangulate import PoseTriangulator
+    from vdepth_ros.triangulate import PoseTriangulator
 
     clip = synthetic.render_clip(3, frames=20, height=180, width=240, kind="room", style="rich")
     K = clip.intrinsics

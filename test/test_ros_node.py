@@ -449,7 +449,7 @@ def test_camera_poses_give_metric_scale(harness: Any) -> None:
     `camera_pose` feed the metric fit; the node publishes what the pipeline does with them."""
     from geometry_msgs.msg import PoseStamped
 
-    from vdepth_ros.stream.triangulate import PoseTriangulator, quaternion_from_matrix
+    from vdepth_ros.triangulate import PoseTriangulator, quaternion_from_matrix
 
     synthetic = pytest.importorskip("vdepth_training.data.synthetic", reason="renders need the train extra")
     clip = synthetic.render_clip(3, frames=24, height=180, width=240, kind="room", style="rich")

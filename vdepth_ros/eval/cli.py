@@ -61,7 +61,7 @@ def _to_gt_grid(disp: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def _frames(seq: EvalSequence, sparse_points: int = 0, pose_points: bool = False) -> Iterator[Any]:
     from vdepth_ros.pipeline import FrameInput
-    from vdepth_ros.stream.triangulate import PoseTriangulator
+    from vdepth_ros.triangulate import PoseTriangulator
 
     step = round(1e9 / seq.fps)
     if pose_points and seq.poses is None:
@@ -147,7 +147,7 @@ def run_stream(
     per frame (`sparse_gt_samples`), and the result is its metric output as inverse depth.
 
     With `pose_points` the sparse depths are instead triangulated from the images with the GT camera
-    poses (`stream.triangulate.PoseTriangulator`, as robot odometry would feed the node). Until the
+    poses (`triangulate.PoseTriangulator`, as robot odometry would feed the node). Until the
     camera has moved enough for a first metric fit the pipeline outputs no depth; those first frames
     are scored with the first fit that follows (the only use of a later frame)."""
     metric = sparse_points > 0 or pose_points

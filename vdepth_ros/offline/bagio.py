@@ -40,7 +40,7 @@ from vdepth_ros.offline.errors import (
     OfflineError,
     UnsupportedEncodingError,
 )
-from vdepth_ros.stream.triangulate import PoseTriangulator, pose_matrix
+from vdepth_ros.triangulate import PoseTriangulator, pose_matrix
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -128,7 +128,7 @@ class BagFrameSource:
         sparse_depth_topic: optional `16UC1`/`32FC1` depth topic matched by header stamp.
         camera_pose_topic: optional `PoseStamped` topic of the camera optical frame, matched by header
             stamp like sparse depth; the frames then carry points triangulated with those poses
-            (`stream.triangulate.PoseTriangulator`, as the node's `sparse_depth: pose`).
+            (`triangulate.PoseTriangulator`, as the node's `sparse_depth: pose`).
         typestore: ROS 2 distribution (`TYPESTORES` key) for bags without embedded definitions.
         image_topic_explicit, camera_info_topic_explicit: the user named these topics, so a
             missing one is an error rather than a fallback.

@@ -15,7 +15,7 @@ from rosbags.typesys import get_typestore
 from vdepth_ros.encodings import image_fields_from_array
 from vdepth_ros.offline.bagio import CAMERA_INFO, COMPRESSED, IMAGE, POSE_STAMPED, STORAGES, TYPESTORES
 from vdepth_ros.offline.errors import OfflineError
-from vdepth_ros.stream.triangulate import quaternion_from_matrix
+from vdepth_ros.triangulate import quaternion_from_matrix
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence

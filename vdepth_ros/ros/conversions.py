@@ -17,7 +17,7 @@ from std_msgs.msg import Header
 from vdepth_ros import encodings as enc
 from vdepth_ros.errors import InputError
 from vdepth_ros.stream.cloud import CameraModel
-from vdepth_ros.stream.triangulate import pose_matrix
+from vdepth_ros.triangulate import pose_matrix
 
 
 def stamp_to_ns(stamp: Time) -> int:

@@ -33,7 +33,7 @@ from vdepth_ros.ros.qos import IncompatibleQosReporter, qos_profile
 from vdepth_ros.ros.resets import StreamResets
 from vdepth_ros.ros.sync import ApproximateTimeSync, Pair
 from vdepth_ros.ros.worker import DropOldestQueue, ThrottledLog
-from vdepth_ros.stream.triangulate import PoseTriangulator
+from vdepth_ros.triangulate import PoseTriangulator
 
 NODE_NAME = "depth_node"
 

@@ -1,4 +1,4 @@
-"""Sparse metric depth from tracked points and known camera poses (`stream.triangulate`)."""
+"""Sparse metric depth from tracked points and known camera poses (`vdepth_ros.triangulate`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from vdepth_ros.errors import InputError
-from vdepth_ros.stream.triangulate import PoseTriangulator, TriangulationOptions, pose_matrix, quaternion_from_matrix
+from vdepth_ros.triangulate import PoseTriangulator, TriangulationOptions, pose_matrix, quaternion_from_matrix
 
 synthetic = pytest.importorskip("vdepth_training.data.synthetic", reason="renders need the train extra")
 
