@@ -75,7 +75,7 @@ class TriangulationOptions:
     """Tracking and triangulation thresholds (see the module docstring)."""
 
     max_points: int = 500
-    history: int = 12
+    history: int = 24  # frames a track is triangulated over; 24 rather than 12 on the dev data (model card)
     min_views: int = 3
     min_parallax_deg: float = 2.0
     max_reproj_px: float = 1.5
