@@ -53,8 +53,9 @@ class PipelineConfig:
         graph_lag: graph alignment: earlier windows re-estimated with each new one (older ones
             are frozen, so cost and memory stay bounded).
         scale_source: "range" (default: depth from an assumed near..far range, fixed on the first
-            window; consistent over time, not metric) | "sparse" (metric, from a depth sensor) |
-            "metric" (metric models) | "none" (relative disparity only; no depth, no cloud).
+            window; consistent over time, not metric) | "sparse" (metric, from a depth sensor or
+            camera poses) | "metric" (metric models) | "none" (relative disparity only; no depth, no
+            cloud).
         near, far: metres, for scale_source "range".
         sparse_min_points: sparse depth points needed to refit the metric scale of a window.
         min_depth, max_depth: output depth clip in metres.
