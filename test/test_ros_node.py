@@ -446,36 +446,61 @@ def test_sparse_depth_gives_metric_scale(harness: Any, kind: str) -> None:
 
 def test_camera_poses_give_metric_scale(harness: Any) -> None:
     """`sparse_depth: pose`: points tracked in the images and triangulated with the poses on
-    `camera_pose` feed the metric fit; the node publishes what the pipeline does with them."""
+    `camera_pose` feed the metric fit; the node publishes what the pipeline does with them. The
+    odometry here runs at twice the camera rate, off the camera's ticks, and each image's later pose
+    arrives only after the image was queued (as a VIO's does): the node interpolates at the image stamp
+    when it takes the frame."""
     from geometry_msgs.msg import PoseStamped
 
-    from vdepth_ros.triangulate import PoseTriangulator, quaternion_from_matrix
+    from vdepth_ros.triangulate import PoseBuffer, PoseTriangulator, interpolate_pose, quaternion_from_matrix
 
     synthetic = pytest.importorskip("vdepth_training.data.synthetic", reason="renders need the train extra")
     clip = synthetic.render_clip(3, frames=24, height=180, width=240, kind="room", style="rich")
+    n, quarter = len(clip.rgb), PERIOD_NS // 4
+    odometry = []  # (stamp, pose) a quarter frame before and after every image
+    for k in range(n):
+        before = interpolate_pose(clip.poses[max(k - 1, 0)], clip.poses[k], 0.75)
+        after = interpolate_pose(clip.poses[k], clip.poses[min(k + 1, n - 1)], 0.25)
+        odometry += [(stamp(k) - quarter, before), (stamp(k) + quarter, after)]
+
+    def pose_msg(t: int, m: np.ndarray) -> PoseStamped:
+        msg = PoseStamped(header=Header(stamp=conv.ns_to_stamp(t), frame_id="world"))
+        (msg.pose.position.x, msg.pose.position.y, msg.pose.position.z) = (float(v) for v in m[:3, 3])
+        q = [float(v) for v in quaternion_from_matrix(m[:3, :3])]
+        (msg.pose.orientation.x, msg.pose.orientation.y, msg.pose.orientation.z, msg.pose.orientation.w) = q
+        return msg
+
     k_list = [float(v) for v in clip.intrinsics.ravel()]
     params = {"scale_source": "sparse", "sparse_depth": "pose", "sparse_min_points": 20}
     h = harness(params)
+    node = h.node
     pub = h.peer.create_publisher(PoseStamped, "camera_pose", 50)
     h.spin(0.2)
-    for k in range(len(clip.rgb)):
-        msg = PoseStamped(header=header(k, "world"))
-        (msg.pose.position.x, msg.pose.position.y, msg.pose.position.z) = (float(v) for v in clip.poses[k][:3, 3])
-        q = [float(v) for v in quaternion_from_matrix(clip.poses[k][:3, :3])]
-        (msg.pose.orientation.x, msg.pose.orientation.y, msg.pose.orientation.z, msg.pose.orientation.w) = q
-        np.testing.assert_allclose(conv.pose_from_msg(msg), clip.poses[k], atol=1e-9)
-        pub.publish(msg)
-        h.spin(0.02)
-        h.send(clip.rgb[k], "rgb8", header(k), k=k_list)
+    for k in range(n):
+        pub.publish(pose_msg(*odometry[2 * k]))
+        assert h.spin_until(lambda k=k: len(node.poses) >= 2 * k + 1)
+        queued = node.queue.put_count
+        h.pub_image.publish(conv.image_msg(clip.rgb[k], "rgb8", header(k)))
+        h.pub_info.publish(CameraInfo(header=header(k), width=240, height=180, k=k_list))
+        assert h.spin_until(lambda q=queued: node.queue.put_count > q)
+        pub.publish(pose_msg(*odometry[2 * k + 1]))  # the later pose arrives after the image
+        assert h.spin_until(lambda k=k: len(node.poses) >= 2 * k + 2)
+        node.process_pending()
+    buf = PoseBuffer(int(0.1 * 1e9))
+    for t, m in odometry:
+        buf.add(t, conv.pose_from_msg(pose_msg(t, m)))  # the same message round trip as the node's
     cam = CameraModel.from_matrix(clip.intrinsics, 240, 180)
     pipe, tri, ref = DepthPipeline.from_dict(params, engine=HoleEngine()), PoseTriangulator(), []
     for k, rgb in enumerate(clip.rgb):
-        sparse = tri.push(rgb, clip.poses[k], cam.matrix)
+        # interpolated at the image stamp (~1e-4 off the true pose here; the nearest pose is ~4e-3 off)
+        if 0 < k < n - 1:  # (the clip's ends have no motion beyond them to interpolate)
+            np.testing.assert_allclose(buf.at(stamp(k)), clip.poses[k], atol=5e-4)
+        sparse = tri.push(rgb, buf.at(stamp(k)), cam.matrix)
         ref += pipe.push(FrameInput(rgb=rgb, stamp_ns=stamp(k), camera=cam, sparse_depth=sparse))
     ref = [f for f in ref if f.depth is not None]
     assert ref and ref[-1].fit.scale_source == "sparse" and ref[-1].fit.metric_scale > 0
     assert h.spin_until(lambda: len(h.got["depth"]) >= len(ref))
-    assert h.node.input_errors.count == 0
+    assert node.input_errors.count == 0
     for msg, f in zip(h.got["depth"], ref, strict=True):
         np.testing.assert_array_equal(decoded(msg), f.depth)
 

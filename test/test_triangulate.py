@@ -89,3 +89,40 @@ def test_pose_messages_round_trip_and_bad_quaternions_are_refused(clip) -> None:
         pose_matrix([0, 0, 0], [0, 0, 0, 0])  # a default-constructed message
     with pytest.raises(InputError, match="finite"):
         pose_matrix([0, 0], [0, 0, 0, 1])
+
+
+def test_interpolated_pose_is_halfway_in_position_and_angle() -> None:
+    from vdepth_ros.triangulate import interpolate_pose
+
+    a = np.eye(4)
+    b = np.eye(4)
+    b[:3, :3] = [[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]  # 90 degrees about z
+    b[:3, 3] = [2.0, 0.0, -1.0]
+    mid = interpolate_pose(a, b, 0.5)
+    c = np.cos(np.pi / 4)
+    np.testing.assert_allclose(mid[:3, :3], [[c, -c, 0], [c, c, 0], [0, 0, 1]], atol=1e-12)
+    np.testing.assert_allclose(mid[:3, 3], [1.0, 0.0, -0.5])
+    np.testing.assert_allclose(interpolate_pose(a, b, 0.0), a, atol=1e-12)
+    np.testing.assert_allclose(interpolate_pose(a, b, 1.0), b, atol=1e-12)
+
+
+def test_pose_buffer_interpolates_inside_and_takes_the_nearest_outside() -> None:
+    from vdepth_ros.triangulate import PoseBuffer
+
+    def at_x(x: float) -> np.ndarray:
+        m = np.eye(4)
+        m[0, 3] = x
+        return m
+
+    buf = PoseBuffer(slop_ns=10, max_gap_ns=100, capacity=4)
+    assert buf.at(0) is None and not buf.covers(0)
+    for t in (200, 100, 300):  # any arrival order
+        buf.add(t, at_x(t / 100))
+    assert buf.at(150)[0, 3] == pytest.approx(1.5)  # between two poses: interpolated
+    assert buf.at(300)[0, 3] == 3.0 and buf.covers(300) and not buf.covers(301)
+    assert buf.at(305)[0, 3] == 3.0 and buf.at(311) is None  # outside the span: the nearest, within the slop
+    buf.add(600, at_x(6.0))
+    assert buf.at(450) is None  # the poses around it are 300 ns apart, more than max_gap: no guess
+    assert buf.at(595)[0, 3] == 6.0
+    buf.add(700, at_x(7.0))
+    assert len(buf) == 4 and buf.at(100) is None  # the oldest was dropped

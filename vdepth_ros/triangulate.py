@@ -70,6 +70,73 @@ def quaternion_from_matrix(rotation: np.ndarray) -> np.ndarray:
     return np.asarray(q) / np.linalg.norm(q)
 
 
+def interpolate_pose(a: np.ndarray, b: np.ndarray, fraction: float) -> np.ndarray:
+    """The camera-to-world pose `fraction` (0..1) of the way from `a` to `b`: positions linearly,
+    orientations along the shorter great arc (slerp)."""
+    qa, qb = quaternion_from_matrix(a[:3, :3]), quaternion_from_matrix(b[:3, :3])
+    if float(qa @ qb) < 0.0:
+        qb = -qb  # q and -q are one rotation: take the short way round
+    angle = float(np.arccos(np.clip(qa @ qb, -1.0, 1.0)))
+    weights = (1 - fraction, fraction) if angle < 1e-9 else (np.sin((1 - fraction) * angle), np.sin(fraction * angle))
+    q = weights[0] * qa + weights[1] * qb
+    return pose_matrix((1 - fraction) * a[:3, 3] + fraction * b[:3, 3], q / np.linalg.norm(q))
+
+
+class PoseBuffer:
+    """Recent camera poses by stamp, and the pose at an image's stamp.
+
+    Odometry rarely shares the camera's clock ticks (it often runs at 100-400 Hz, or lags the image
+    by its processing time), and at 1 m/s a pose 30 ms off puts the camera 3 cm off, which is most of
+    a triangulation's baseline. So the pose at an image stamp is interpolated between the poses around
+    it (`interpolate_pose`); only when the image is outside the poses' time span is the nearest one
+    used, if it is within `slop_ns`.
+
+    Args:
+        slop_ns: largest distance to the nearest pose when the stamp is not bracketed.
+        max_gap_ns: bracketing poses further apart than this are not interpolated between.
+        capacity: poses kept (oldest dropped).
+    """
+
+    def __init__(self, slop_ns: int, max_gap_ns: int = 500_000_000, capacity: int = 512) -> None:
+        self.slop_ns, self.max_gap_ns, self.capacity = int(slop_ns), int(max_gap_ns), int(capacity)
+        self._stamps: list[int] = []
+        self._poses: list[np.ndarray] = []
+
+    def __len__(self) -> int:
+        return len(self._stamps)
+
+    def clear(self) -> None:
+        self._stamps, self._poses = [], []
+
+    def add(self, stamp_ns: int, camera_to_world: np.ndarray) -> None:
+        """Store one pose (any order; a repeated stamp replaces the earlier pose)."""
+        i = int(np.searchsorted(self._stamps, stamp_ns))
+        if i < len(self._stamps) and self._stamps[i] == stamp_ns:
+            self._poses[i] = camera_to_world
+        else:
+            self._stamps.insert(i, int(stamp_ns))
+            self._poses.insert(i, camera_to_world)
+        if len(self._stamps) > self.capacity:
+            del self._stamps[0], self._poses[0]
+
+    def covers(self, stamp_ns: int) -> bool:
+        """A pose at or after `stamp_ns` is stored (waiting longer cannot improve `at`)."""
+        return bool(self._stamps) and self._stamps[-1] >= stamp_ns
+
+    def at(self, stamp_ns: int) -> np.ndarray | None:
+        """The pose at `stamp_ns`, or None when no pose is close enough (class docstring)."""
+        if not self._stamps:
+            return None
+        i = int(np.searchsorted(self._stamps, stamp_ns))
+        if i < len(self._stamps) and self._stamps[i] == stamp_ns:
+            return self._poses[i]
+        if 0 < i < len(self._stamps) and self._stamps[i] - self._stamps[i - 1] <= self.max_gap_ns:
+            t0, t1 = self._stamps[i - 1], self._stamps[i]
+            return interpolate_pose(self._poses[i - 1], self._poses[i], (stamp_ns - t0) / (t1 - t0))
+        near = min((j for j in (i - 1, i) if 0 <= j < len(self._stamps)), key=lambda j: abs(self._stamps[j] - stamp_ns))
+        return self._poses[near] if abs(self._stamps[near] - stamp_ns) <= self.slop_ns else None
+
+
 @dataclass(frozen=True)
 class TriangulationOptions:
     """Tracking and triangulation thresholds (see the module docstring)."""
@@ -235,4 +302,11 @@ class PoseTriangulator:
         return uv[good, -1], z[good, -1].astype(np.float32)
 
 
-__all__ = ["PoseTriangulator", "TriangulationOptions", "pose_matrix", "quaternion_from_matrix"]
+__all__ = [
+    "PoseBuffer",
+    "PoseTriangulator",
+    "TriangulationOptions",
+    "interpolate_pose",
+    "pose_matrix",
+    "quaternion_from_matrix",
+]

@@ -40,7 +40,7 @@ from vdepth_ros.offline.errors import (
     OfflineError,
     UnsupportedEncodingError,
 )
-from vdepth_ros.triangulate import PoseTriangulator, pose_matrix
+from vdepth_ros.triangulate import PoseBuffer, PoseTriangulator, pose_matrix
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -126,9 +126,11 @@ class BagFrameSource:
         camera_info_topic: `CameraInfo` topic; when absent from the bag (and not explicit) no camera
             model is attached and a warning is logged once (depth is still produced, clouds are not).
         sparse_depth_topic: optional `16UC1`/`32FC1` depth topic matched by header stamp.
-        camera_pose_topic: optional `PoseStamped` topic of the camera optical frame, matched by header
-            stamp like sparse depth; the frames then carry points triangulated with those poses
-            (`triangulate.PoseTriangulator`, as the node's `sparse_depth: pose`).
+        camera_pose_topic: optional `PoseStamped` topic of the camera optical frame; each image's
+            pose is interpolated at its header stamp (`triangulate.PoseBuffer`, waiting at most
+            `SYNC_LOOKAHEAD` further images for a later pose), and the frames carry points
+            triangulated with those poses (`triangulate.PoseTriangulator`, as the node's
+            `sparse_depth: pose`).
         typestore: ROS 2 distribution (`TYPESTORES` key) for bags without embedded definitions.
         image_topic_explicit, camera_info_topic_explicit: the user named these topics, so a
             missing one is an error rather than a fallback.
@@ -172,6 +174,7 @@ class BagFrameSource:
         self._image_conns: list[Connection] = []
         self._info_conns: list[Connection] = []
         self._depth_conns: list[Connection] = []
+        self._pose_conns: list[Connection] = []
         self.notes: list[str] = []
         self.sync_slop_ns, self.sync_queue_size = int(sync_slop_ns), int(sync_queue_size)
         self.sync_info_timeout_ns = int(sync_info_timeout_ns)
@@ -309,7 +312,7 @@ class BagFrameSource:
                 )
             if any(c.msgtype != POSE_STAMPED for c in poses):
                 raise UnsupportedEncodingError(f"camera pose topic {self.camera_pose_topic!r} must be {POSE_STAMPED}")
-            self._depth_conns = poses  # the same stamp matching as sparse depth
+            self._pose_conns = poses
 
     def _check_first_image(self) -> None:
         """Decode the first image now, so a wrong topic type or encoding fails before any model loads."""
@@ -385,7 +388,10 @@ class BagFrameSource:
         image_ids = {c.id for c in self._image_conns}
         info_ids = {c.id for c in self._info_conns}
         depth_ids = {c.id for c in self._depth_conns}
+        pose_ids = {c.id for c in self._pose_conns}
         wanted = [] if on_message is not None else self._image_conns + self._info_conns + self._depth_conns
+        wanted += [] if on_message is not None else self._pose_conns
+        poses = PoseBuffer(self.sparse_depth_slop_ns)
         sync: ApproximateTimeSync[tuple[Any, str, int], Any] = ApproximateTimeSync(
             self.sync_slop_ns, queue_size=self.sync_queue_size, info_timeout_ns=self.sync_info_timeout_ns
         )
@@ -394,17 +400,19 @@ class BagFrameSource:
 
         def release(pair: Any) -> FrameInput | None:
             msg, msgtype, t = pair.image
+            if pose_ids:
+                return self._frame(msg, msgtype, t, pair.info, poses.at(pair.stamp_ns))
             key = _nearest_stamp(depths, pair.stamp_ns, self.sparse_depth_slop_ns)
             return self._frame(msg, msgtype, t, pair.info, depths.pop(key) if key is not None else None)
 
+        def ready(stamp: int) -> bool:
+            if pose_ids:
+                return poses.covers(stamp)
+            return not depth_ids or _nearest_stamp(depths, stamp, self.sparse_depth_slop_ns) is not None
+
         def drain(pairs: list[Any], final: bool = False) -> Iterator[FrameInput]:
             waiting.extend(pairs)
-            while waiting and (
-                final
-                or not depth_ids
-                or len(waiting) > SYNC_LOOKAHEAD
-                or _nearest_stamp(depths, waiting[0].stamp_ns, self.sparse_depth_slop_ns) is not None
-            ):
+            while waiting and (final or len(waiting) > SYNC_LOOKAHEAD or ready(waiting[0].stamp_ns)):
                 frame = release(waiting.popleft())
                 if frame is not None:
                     yield frame
@@ -420,6 +428,14 @@ class BagFrameSource:
                     info = self._deserialize(raw, conn.msgtype)
                     self.stats.camera_info_seen = True
                     yield from drain(sync.add_info(stamp_ns(info.header), info))
+                elif conn.id in pose_ids:
+                    pmsg = self._deserialize(raw, conn.msgtype)
+                    p, q = pmsg.pose.position, pmsg.pose.orientation
+                    try:
+                        poses.add(stamp_ns(pmsg.header), pose_matrix([p.x, p.y, p.z], [q.x, q.y, q.z, q.w]))
+                    except InputError as err:
+                        self._drop_pose(str(err))
+                    yield from drain([])
                 elif conn.id in depth_ids:
                     dmsg = self._deserialize(raw, conn.msgtype)
                     depths[stamp_ns(dmsg.header)] = dmsg
@@ -434,17 +450,21 @@ class BagFrameSource:
             raise _storage_error(self.path, err) from err
         yield from drain(_sync_flush(sync), final=True)
 
-    def _triangulated(self, rgb: np.ndarray, pose: Any, camera: Any, stamp: int) -> np.ndarray | None:
+    def _drop_pose(self, reason: str) -> None:
+        self.stats.drop_reasons[f"camera pose: {reason}"] = self.stats.drop_reasons.get(f"camera pose: {reason}", 0) + 1
+        if self.stats.drop_reasons[f"camera pose: {reason}"] == 1:
+            log.warning("ignoring a camera pose message: %s (further ones are counted, not logged)", reason)
+
+    def _triangulated(self, rgb: np.ndarray, pose: np.ndarray | None, camera: Any, stamp: int) -> np.ndarray | None:
         """Points of this frame triangulated with the camera poses (the node's `sparse_depth: pose`):
         a frame without a pose or camera_info restarts the tracks, as in the node."""
         assert self._triangulator is not None
         try:
             if pose is None:
-                raise InputError(f"no pose on {self.camera_pose_topic!r} within the sparse_depth_slop")
+                raise InputError(f"no pose on {self.camera_pose_topic!r} around the image's stamp")
             if camera is None:
                 raise InputError("camera poses need camera_info (the intrinsics) to triangulate")
-            p, q = pose.pose.position, pose.pose.orientation
-            out = self._triangulator.push(rgb, pose_matrix([p.x, p.y, p.z], [q.x, q.y, q.z, q.w]), camera.matrix)
+            out = self._triangulator.push(rgb, pose, camera.matrix)
         except InputError as err:
             self._triangulator.reset()
             if not self._warned_no_pose:

@@ -33,7 +33,7 @@ from vdepth_ros.ros.qos import IncompatibleQosReporter, qos_profile
 from vdepth_ros.ros.resets import StreamResets
 from vdepth_ros.ros.sync import ApproximateTimeSync, Pair
 from vdepth_ros.ros.worker import DropOldestQueue, ThrottledLog
-from vdepth_ros.triangulate import PoseTriangulator
+from vdepth_ros.triangulate import PoseBuffer, PoseTriangulator
 
 NODE_NAME = "depth_node"
 
@@ -46,7 +46,7 @@ class _Item:
     image: Image | CompressedImage
     info: CameraInfo | None
     info_source: str
-    sparse: Image | PointCloud2 | PoseStamped | None
+    sparse: Image | PointCloud2 | None
     received: float  # time.monotonic() at arrival
 
 
@@ -168,8 +168,10 @@ class DepthNode(Node):
             event_callbacks=self.qos_reporter.subscription(self.resolve_topic_name("camera_info")),
         )
         self.sparse_sub = None
-        # sparse_depth: pose -> metric points triangulated from the images with the camera's poses
+        # sparse_depth: pose -> metric points triangulated from the images with the camera's poses,
+        # each image's pose interpolated at its stamp when the worker takes it (odometry may lag)
         self.triangulator = PoseTriangulator() if self.p["sparse_depth"] == "pose" else None
+        self.poses = PoseBuffer(int(self.p["sparse_depth_slop"] * 1e9))
         if self.p["sparse_depth"] != "none":
             mode = self.p["sparse_depth"]
             sparse_type = {"image": Image, "pointcloud": PointCloud2, "pose": PoseStamped}[mode]
@@ -245,8 +247,18 @@ class DepthNode(Node):
             self.input_errors("info-cb", f"camera_info callback failed: {err!r}")
 
     def _on_sparse(self, msg: Image | PointCloud2 | PoseStamped) -> None:
+        stamp = conv.stamp_to_ns(msg.header.stamp)
+        if isinstance(msg, PoseStamped):
+            try:
+                pose = conv.pose_from_msg(msg)
+            except InputError as err:
+                self.input_errors("pose-msg", f"ignoring a camera_pose message: {err}")
+                return
+            with self._lock:
+                self.poses.add(stamp, pose)
+            return
         with self._lock:
-            self._sparse.append((conv.stamp_to_ns(msg.header.stamp), msg))
+            self._sparse.append((stamp, msg))
 
     def _enqueue(self, pairs: list[Pair]) -> None:
         now = time.monotonic()
@@ -323,7 +335,9 @@ class DepthNode(Node):
             camera = camera.scaled(w, h)
         sparse = None
         if self.triangulator is not None:
-            sparse = self._triangulated_depth(item.sparse, rgb, camera)
+            with self._lock:
+                pose = self.poses.at(item.stamp_ns)
+            sparse = self._triangulated_depth(pose, rgb, camera)
         elif item.sparse is not None:
             try:
                 sparse = self._sparse_depth(item.sparse, camera, w, h)
@@ -332,18 +346,19 @@ class DepthNode(Node):
         header = conv.copy_header(item.image.header)
         return FrameInput(rgb=rgb, stamp_ns=item.stamp_ns, camera=camera, sparse_depth=sparse, meta=header)
 
-    def _triangulated_depth(self, pose: PoseStamped | None, rgb: Any, camera: Any) -> Any:
+    def _triangulated_depth(self, pose: Any, rgb: Any, camera: Any) -> Any:
         """Sparse depth of this frame from the tracked points and the camera's poses (None without a
         pose or camera_info: the tracks restart, since a frame without a pose breaks the chain)."""
         assert self.triangulator is not None
         try:
             if pose is None:
                 raise InputError(
-                    f"no camera_pose within sparse_depth_slop ({self.p['sparse_depth_slop']} s) of the image"
+                    "no camera_pose around the image's stamp (none received yet, or none within "
+                    f"sparse_depth_slop = {self.p['sparse_depth_slop']} s outside the poses' time span)"
                 )
             if camera is None:
                 raise InputError("sparse_depth: pose needs camera_info (the intrinsics) to triangulate")
-            return self.triangulator.push(rgb, conv.pose_from_msg(pose), camera.matrix)
+            return self.triangulator.push(rgb, pose, camera.matrix)
         except InputError as err:
             self.triangulator.reset()
             self.input_errors("pose", f"no metric points for this frame: {err}")
