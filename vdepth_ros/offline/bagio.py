@@ -294,25 +294,18 @@ class BagFrameSource:
                 )
             self._info_conns = [c for c in info if c.msgcount > 0]
         if self.sparse_depth_topic:
-            depth = self._conns(self.sparse_depth_topic)
-            if not depth:
-                raise MissingTopicError(
-                    f"{self.path}: sparse depth topic {self.sparse_depth_topic!r} not found; "
-                    f"the bag has: {self._topic_list()}"
-                )
-            if any(c.msgtype != IMAGE for c in depth):
-                raise UnsupportedEncodingError(f"sparse depth topic {self.sparse_depth_topic!r} must be {IMAGE}")
-            self._depth_conns = depth
+            self._depth_conns = self._typed_conns(self.sparse_depth_topic, "sparse depth", IMAGE)
         if self.camera_pose_topic:
-            poses = self._conns(self.camera_pose_topic)
-            if not poses:
-                raise MissingTopicError(
-                    f"{self.path}: camera pose topic {self.camera_pose_topic!r} not found; "
-                    f"the bag has: {self._topic_list()}"
-                )
-            if any(c.msgtype != POSE_STAMPED for c in poses):
-                raise UnsupportedEncodingError(f"camera pose topic {self.camera_pose_topic!r} must be {POSE_STAMPED}")
-            self._pose_conns = poses
+            self._pose_conns = self._typed_conns(self.camera_pose_topic, "camera pose", POSE_STAMPED)
+
+    def _typed_conns(self, topic: str, what: str, msgtype: str) -> list[Connection]:
+        """The connections of a topic the user asked for, which must exist and carry `msgtype`."""
+        conns = self._conns(topic)
+        if not conns:
+            raise MissingTopicError(f"{self.path}: {what} topic {topic!r} not found; the bag has: {self._topic_list()}")
+        if any(c.msgtype != msgtype for c in conns):
+            raise UnsupportedEncodingError(f"{what} topic {topic!r} must be {msgtype}")
+        return conns
 
     def _check_first_image(self) -> None:
         """Decode the first image now, so a wrong topic type or encoding fails before any model loads."""
