@@ -264,6 +264,15 @@ def test_camera_pose_topic_gives_the_nodes_triangulated_metric_depth(tmp_path: P
     assert expected and expected[-1].fit.scale_source == "sparse" and len(got) == len(expected)
     for (_, d), f in zip(got, expected, strict=True):
         np.testing.assert_array_equal(img(d), f.depth)
+    # an invalid pose message (NaN) is counted and skipped: its frame's pose comes from its neighbours
+    broken = clip.poses.copy()
+    broken[5] = np.nan
+    write_image_bag(
+        tmp_path / "in_nan", clip.rgb, start_ns=START, intrinsics=(K[0, 0], K[1, 1], K[0, 2], K[1, 2]),
+        camera_poses=broken,
+    )  # fmt: skip
+    s2 = process_bag(tmp_path / "in_nan", tmp_path / "out_nan", params=params, engine=make_engine())
+    assert any("20 of 20 frames triangulated, 1 invalid pose messages ignored" in n for n in s2.notes), s2.notes
     make_bag(tmp_path / "plain", n=4)
     with pytest.raises(MissingTopicError, match="camera pose topic '/camera_pose' not found"):
         process_bag(tmp_path / "plain", tmp_path / "out2", params=params, engine=make_engine())

@@ -233,6 +233,7 @@ def process_bag(
             summary.notes.append(
                 f"camera poses on {topics.camera_pose}: {source.stats.posed_frames} of "
                 f"{source.stats.images} frames triangulated"
+                + (f", {source.stats.bad_poses} invalid pose messages ignored" if source.stats.bad_poses else "")
             )
         if not source.stats.camera_info_seen:
             summary.notes.append(f"camera_info never seen on {topics.camera_info!r}: no point clouds")

@@ -106,6 +106,7 @@ class SourceStats:
     camera_info_seen: bool = False
     sparse_depth_frames: int = 0
     posed_frames: int = 0
+    bad_poses: int = 0
 
 
 def _storage_error(path: Path, err: Exception) -> BagReadError:
@@ -444,8 +445,8 @@ class BagFrameSource:
         yield from drain(_sync_flush(sync), final=True)
 
     def _drop_pose(self, reason: str) -> None:
-        self.stats.drop_reasons[f"camera pose: {reason}"] = self.stats.drop_reasons.get(f"camera pose: {reason}", 0) + 1
-        if self.stats.drop_reasons[f"camera pose: {reason}"] == 1:
+        self.stats.bad_poses += 1
+        if self.stats.bad_poses == 1:
             log.warning("ignoring a camera pose message: %s (further ones are counted, not logged)", reason)
 
     def _triangulated(self, rgb: np.ndarray, pose: np.ndarray | None, camera: Any, stamp: int) -> np.ndarray | None:
