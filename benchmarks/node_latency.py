@@ -10,6 +10,13 @@ executor stays responsive (its /diagnostics timer keeps firing).
     .venv/bin/python benchmarks/node_latency.py                 # modest run
     .venv/bin/python benchmarks/node_latency.py --frames 10000  # full run (RSS flatness)
     .venv/bin/python benchmarks/node_latency.py --json
+    .venv/bin/python benchmarks/node_latency.py --camera-poses  # + the same rates with sparse_depth: pose
+
+With `--camera-poses` the rate runs are repeated, in the same process after the plain ones, with the
+node in `sparse_depth: pose` mode: the source publishes a rendered 640x480 room clip of our generator
+(64 frames, looped; needs the train extra) with its camera poses, so every frame is tracked and
+triangulated in the worker and depth is metric; the report gives both runs and the ratio of their
+p95 latencies.
 
 Engine: the bundled default model if it loads, else (with a note) a luminance engine at the same
 kind of working resolution, which measures the node + pipeline overhead without model compute.
@@ -30,6 +37,7 @@ from typing import Any
 import numpy as np
 
 W, H = 640, 480
+RENDER_SEED = 3  # --camera-poses: a room of our generator with its camera path
 K = [525.0, 0.0, 319.5, 0.0, 525.0, 239.5, 0.0, 0.0, 1.0]
 
 
@@ -72,7 +80,7 @@ def make_engine(kind: str, threads: int) -> tuple[Any, str]:
 class Bench:
     """DepthNode on its own executor thread, source + sink on another (one process)."""
 
-    def __init__(self, engine: Any, queue_size: int, executor: str = "single") -> None:
+    def __init__(self, engine: Any, queue_size: int, executor: str = "single", camera_poses: bool = False) -> None:
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
@@ -86,6 +94,8 @@ class Bench:
         self.ctx = rclpy.Context()
         rclpy.init(context=self.ctx, domain_id=int(os.environ.get("ROS_DOMAIN_ID", "0")))
         params = {"scale_source": "range", "queue_size": queue_size, "diagnostics_period": 0.5}
+        if camera_poses:
+            params.update(scale_source="sparse", sparse_depth="pose")
         self.node = DepthNode(
             context=self.ctx, engine=engine, parameter_overrides=[Parameter(k, value=v) for k, v in params.items()]
         )
@@ -94,6 +104,12 @@ class Bench:
         rel = qos_profile("reliable", 10)
         self.pub = self.src.create_publisher(Image, "image", qos_profile("sensor_data", 5))
         self.ipub = self.src.create_publisher(CameraInfo, "camera_info", qos_profile("sensor_data", 5))
+        self.ppub = None
+        if camera_poses:
+            from geometry_msgs.msg import PoseStamped
+
+            self.PoseStamped = PoseStamped
+            self.ppub = self.src.create_publisher(PoseStamped, "camera_pose", qos_profile("sensor_data", 5))
         self.lock = threading.Lock()
         self.latencies: list[float] = []
         self.arrivals: list[float] = []
@@ -127,6 +143,13 @@ class Bench:
         rng = np.random.default_rng(0)
         base = rng.integers(0, 256, (H // 4, W // 4 + 64, 3), dtype=np.uint8).repeat(4, 0).repeat(4, 1)
         self.frames = [np.ascontiguousarray(base[:, 4 * k : 4 * k + W]) for k in range(64)]
+        self.k_list, self.poses = K, None
+        if camera_poses:  # a real 3D scene: a textured plane facing the camera would have one depth
+            from vdepth_training.data.synthetic import render_clip
+
+            clip = render_clip(RENDER_SEED, frames=64, height=H, width=W, kind="room", style="rich")
+            self.frames, self.poses = list(clip.rgb), clip.poses
+            self.k_list = [float(v) for v in clip.intrinsics.ravel()]
 
     def _on_depth(self, msg: Any) -> None:
         now = time.time_ns()
@@ -142,8 +165,17 @@ class Bench:
         from std_msgs.msg import Header
 
         h = Header(stamp=self.conv.ns_to_stamp(time.time_ns()), frame_id="camera_optical")
+        if self.ppub is not None and self.poses is not None:
+            from vdepth_ros.triangulate import quaternion_from_matrix
+
+            m = self.poses[k % len(self.poses)]
+            pose = self.PoseStamped(header=Header(stamp=h.stamp, frame_id="world"))
+            p, o = pose.pose.position, pose.pose.orientation
+            p.x, p.y, p.z = (float(v) for v in m[:3, 3])
+            o.x, o.y, o.z, o.w = (float(v) for v in quaternion_from_matrix(m[:3, :3]))
+            self.ppub.publish(pose)
         self.pub.publish(self.conv.image_msg(self.frames[k % len(self.frames)], "rgb8", h))
-        self.ipub.publish(self.CameraInfo(header=h, width=W, height=H, k=K))
+        self.ipub.publish(self.CameraInfo(header=h, width=W, height=H, k=self.k_list))
 
     def run(self, rate: float, n: int, drain_s: float = 5.0) -> dict[str, Any]:
         """Publish `n` frames at `rate` Hz; returns counts, rates and latency stats."""
@@ -234,6 +266,11 @@ def main(argv: list[str] | None = None) -> int:
         help="single: the node on its own SingleThreadedExecutor thread (as vdepth-node), source + sink "
         "on another; shared: all three on one 2-thread MultiThreadedExecutor (the old layout)",
     )
+    ap.add_argument(
+        "--camera-poses",
+        action="store_true",
+        help="repeat the rate runs with sparse_depth: pose (poses published with the images) and compare",
+    )
     ap.add_argument("--json", action="store_true", help="print one JSON document")
     args = ap.parse_args(argv)
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
@@ -250,6 +287,17 @@ def main(argv: list[str] | None = None) -> int:
         diag = bench.node.diagnostics_values()
     finally:
         bench.close()
+    posed = None
+    if args.camera_poses:
+        bench = Bench(engine, args.queue_size, args.executor, camera_poses=True)
+        try:
+            bench.run(15.0, 2 * sched["window"], drain_s=10.0)
+            posed = [bench.run(rate, args.frames) for rate in args.rates]
+            for r, plain in zip(posed, results, strict=True):
+                if r["latency_p95_s"] and plain["latency_p95_s"]:
+                    r["p95_ratio_to_plain"] = round(r["latency_p95_s"] / plain["latency_p95_s"], 3)
+        finally:
+            bench.close()
 
     stride_s = {r["input_rate_hz"]: sched["stride"] / r["input_rate_hz"] for r in results}
     goals = {}
@@ -284,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         "rss_note": "growth up to ~queue_size x 0.92 MB (queued 640x480 rgb8 frames) is expected once the "
         "queue has been full; it is bounded, not a leak",
         "burst_100hz": burst,
+        "camera_poses": posed,
         "goals": goals,
         "cpu_count": os.cpu_count(),
         "loadavg": os.getloadavg(),
@@ -309,6 +358,12 @@ def main(argv: list[str] | None = None) -> int:
             f"RSS {report['rss_start_mb']} -> {report['rss_end_mb']} MiB ({report['rss_growth_pct']} %); "
             f"steady state (last quarter..end of the last rate) {report['rss_steady_growth_pct']} %"
         )
+        for r in posed or []:
+            print(
+                f"{r['input_rate_hz']:>5g} Hz with sparse_depth: pose: {r['outputs_received']}/{r['frames_published']} "
+                f"out, dropped {r['dropped']}, latency median {r['latency_median_s']} s p95 {r['latency_p95_s']} s "
+                f"({r.get('p95_ratio_to_plain', '-')} x the plain run's p95)"
+            )
         if burst:
             print(
                 f"100 Hz burst: {burst['frames_published']} published, {burst['received_by_node']} received "

@@ -27,3 +27,19 @@ def test_node_latency_benchmark_short_run(repo_root: Path, capsys: pytest.Captur
     assert report["burst_100hz"]["max_queue"] <= report["burst_100hz"]["queue_size"]
     assert report["burst_100hz"]["diagnostics_received"] >= 1
     assert set(report["goals"]["15Hz"]) == {"keeps_up", "latency_budget_s", "latency_ok"}
+
+
+def test_node_latency_benchmark_with_camera_poses(repo_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--camera-poses` repeats the run with sparse_depth: pose on a rendered room with its camera
+    path: the node must publish metric depth for it (a fit on triangulated points), and the report
+    compares its latency with the plain run's."""
+    pytest.importorskip("embreex")
+    spec = importlib.util.spec_from_file_location("node_latency", repo_root / "benchmarks" / "node_latency.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    args = ["--frames", "40", "--rates", "15", "--burst", "0", "--engine", "luminance", "--camera-poses", "--json"]
+    assert mod.main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    (plain,), (posed,) = report["results"], report["camera_poses"]
+    assert posed["outputs_received"] > 0 and posed["dropped"] == 0  # depth only exists once the points fit
+    assert posed["p95_ratio_to_plain"] == pytest.approx(posed["latency_p95_s"] / plain["latency_p95_s"], rel=1e-2)

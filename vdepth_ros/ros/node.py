@@ -127,6 +127,7 @@ class DepthNode(Node):
         self._last_fit: Any = None
         self._drops_reported = 0
         self._lock = threading.Lock()
+        self._pose_arrived = threading.Condition(self._lock)  # sparse_depth: pose (see _pose_for)
 
         # 3. publishers (outputs are relative names, remappable)
         out_qos = qos_profile(self.p["output_qos"], self.p["output_qos_depth"])
@@ -254,8 +255,9 @@ class DepthNode(Node):
             except InputError as err:
                 self.input_errors("pose-msg", f"ignoring a camera_pose message: {err}")
                 return
-            with self._lock:
+            with self._pose_arrived:
                 self.poses.add(stamp, pose)
+                self._pose_arrived.notify_all()
             return
         with self._lock:
             self._sparse.append((stamp, msg))
@@ -335,9 +337,7 @@ class DepthNode(Node):
             camera = camera.scaled(w, h)
         sparse = None
         if self.triangulator is not None:
-            with self._lock:
-                pose = self.poses.at(item.stamp_ns)
-            sparse = self._triangulated_depth(pose, rgb, camera)
+            sparse = self._triangulated_depth(self._pose_for(item), rgb, camera)
         elif item.sparse is not None:
             try:
                 sparse = self._sparse_depth(item.sparse, camera, w, h)
@@ -345,6 +345,17 @@ class DepthNode(Node):
                 self.input_errors("sparse", f"ignoring sparse_depth: {err}")
         header = conv.copy_header(item.image.header)
         return FrameInput(rgb=rgb, stamp_ns=item.stamp_ns, camera=camera, sparse_depth=sparse, meta=header)
+
+    def _pose_for(self, item: _Item) -> Any:
+        """The camera pose at the image's stamp. Odometry often arrives after its image (a VIO's
+        processing time), and an idle worker takes a frame at once, so it waits for a pose at or after
+        the stamp until `sparse_depth_slop` after the image's arrival, then interpolates."""
+        deadline = item.received + float(self.p["sparse_depth_slop"])
+        with self._pose_arrived:
+            self._pose_arrived.wait_for(
+                lambda: self.poses.covers(item.stamp_ns), timeout=max(0.0, deadline - time.monotonic())
+            )
+            return self.poses.at(item.stamp_ns)
 
     def _triangulated_depth(self, pose: Any, rgb: Any, camera: Any) -> Any:
         """Sparse depth of this frame from the tracked points and the camera's poses (None without a
