@@ -77,6 +77,16 @@ def test_bad_inputs_are_refused(clip) -> None:
         tri.push(clip.rgb[0], np.eye(4), np.zeros((3, 3)))
     with pytest.raises(InputError, match="min_views"):
         PoseTriangulator(TriangulationOptions(min_views=1))
+    # a frame without a pose or intrinsics breaks the chain of views: the tracks restart
+    tri, _ = _run(clip, clip.poses[:6])
+    assert tri.num_tracks > 0
+    with pytest.raises(InputError, match="no camera pose"):
+        tri.push(clip.rgb[6], None, clip.intrinsics)
+    assert tri.num_tracks == 0
+    tri, _ = _run(clip, clip.poses[:6])
+    with pytest.raises(InputError, match="no intrinsics"):
+        tri.push(clip.rgb[6], clip.poses[6], None)
+    assert tri.num_tracks == 0
 
 
 def test_pose_messages_round_trip_and_bad_quaternions_are_refused(clip) -> None:

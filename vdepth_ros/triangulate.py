@@ -24,6 +24,7 @@ fixed world frame.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -51,6 +52,13 @@ def pose_matrix(position: np.ndarray | list[float], quaternion_xyzw: np.ndarray 
     ]
     out[:3, 3] = t
     return out
+
+
+def pose_from_msg(msg: Any) -> np.ndarray:
+    """`(4, 4)` camera-to-world matrix of a `geometry_msgs/PoseStamped`, from rclpy or rosbags alike
+    (both carry `pose.position.{x,y,z}` and `pose.orientation.{x,y,z,w}`)."""
+    p, q = msg.pose.position, msg.pose.orientation
+    return pose_matrix([p.x, p.y, p.z], [q.x, q.y, q.z, q.w])
 
 
 def quaternion_from_matrix(rotation: np.ndarray) -> np.ndarray:
@@ -189,23 +197,27 @@ class PoseTriangulator:
     def num_tracks(self) -> int:
         return int(self._uv.shape[0])
 
-    def push(self, rgb: np.ndarray, camera_to_world: np.ndarray, intrinsics: np.ndarray) -> np.ndarray:
+    def push(self, rgb: np.ndarray, camera_to_world: np.ndarray | None, intrinsics: np.ndarray | None) -> np.ndarray:
         """Track into one frame and triangulate.
 
         Args:
             rgb: `(H, W, 3)` uint8 RGB (or `(H, W)` grey).
-            camera_to_world: `(4, 4)` pose of the camera's optical frame, metres.
-            intrinsics: `(3, 3)` pinhole matrix at this image's resolution.
+            camera_to_world: `(4, 4)` pose of the camera's optical frame, metres; None when the
+                frame has none.
+            intrinsics: `(3, 3)` pinhole matrix at this image's resolution; None when unknown.
 
         Returns:
             `(H, W)` float32 depth in metres at the triangulated points, NaN elsewhere.
+
+        Raises:
+            InputError: no pose or intrinsics for this frame, or invalid ones. Such a frame breaks
+                the chain of views, so the tracks restart before the error is raised.
         """
-        pose = np.asarray(camera_to_world, dtype=np.float64)
-        K = np.asarray(intrinsics, dtype=np.float64)
-        if pose.shape != (4, 4) or not np.isfinite(pose).all():
-            raise InputError(f"camera pose must be a finite 4x4 matrix, got shape {pose.shape}")
-        if K.shape != (3, 3) or not np.isfinite(K).all() or K[0, 0] <= 0 or K[1, 1] <= 0:
-            raise InputError("intrinsics must be a 3x3 pinhole matrix with positive focal lengths")
+        try:
+            pose, K = self._checked(camera_to_world, intrinsics)
+        except InputError:
+            self.reset()
+            raise
         h, w = rgb.shape[:2]
         if self._gray is not None and ((h, w) != self._shape or self._K is None or not np.allclose(K, self._K)):
             self.reset()  # another camera or resolution: old tracks mean nothing here
@@ -226,6 +238,20 @@ class PoseTriangulator:
             row = np.clip(np.rint(uv[:, 1]).astype(int), 0, h - 1)
             depth[row, col] = z
         return depth
+
+    @staticmethod
+    def _checked(camera_to_world: np.ndarray | None, intrinsics: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        if camera_to_world is None:
+            raise InputError("no camera pose for this frame")
+        if intrinsics is None:
+            raise InputError("no intrinsics (camera_info) for this frame")
+        pose = np.asarray(camera_to_world, dtype=np.float64)
+        K = np.asarray(intrinsics, dtype=np.float64)
+        if pose.shape != (4, 4) or not np.isfinite(pose).all():
+            raise InputError(f"camera pose must be a finite 4x4 matrix, got shape {pose.shape}")
+        if K.shape != (3, 3) or not np.isfinite(K).all() or K[0, 0] <= 0 or K[1, 1] <= 0:
+            raise InputError("intrinsics must be a 3x3 pinhole matrix with positive focal lengths")
+        return pose, K
 
     # -- tracking ------------------------------------------------------------------------------
     def _track(self, gray: np.ndarray) -> None:
@@ -324,6 +350,7 @@ __all__ = [
     "PoseTriangulator",
     "TriangulationOptions",
     "interpolate_pose",
+    "pose_from_msg",
     "pose_matrix",
     "quaternion_from_matrix",
 ]

@@ -68,9 +68,10 @@ def _frames(seq: EvalSequence, sparse_points: int = 0, pose_points: bool = False
         raise ConfigError(f"{seq.name} has no camera poses to triangulate with")
     tri = PoseTriangulator() if pose_points else None
     for i in range(seq.num_frames):
-        sparse = sparse_gt_samples(seq, i, sparse_points) if sparse_points > 0 else None
         if tri is not None:
             sparse = tri.push(seq.rgb[i], seq.poses[i], seq.rgb_intrinsics)
+        else:
+            sparse = sparse_gt_samples(seq, i, sparse_points) if sparse_points > 0 else None
         yield FrameInput(rgb=seq.rgb[i], stamp_ns=i * step, sparse_depth=sparse)
 
 

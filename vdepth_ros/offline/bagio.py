@@ -40,7 +40,7 @@ from vdepth_ros.offline.errors import (
     OfflineError,
     UnsupportedEncodingError,
 )
-from vdepth_ros.triangulate import PoseBuffer, PoseTriangulator, pose_matrix
+from vdepth_ros.triangulate import PoseBuffer, PoseTriangulator, pose_from_msg
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -424,9 +424,8 @@ class BagFrameSource:
                     yield from drain(sync.add_info(stamp_ns(info.header), info))
                 elif conn.id in pose_ids:
                     pmsg = self._deserialize(raw, conn.msgtype)
-                    p, q = pmsg.pose.position, pmsg.pose.orientation
                     try:
-                        poses.add(stamp_ns(pmsg.header), pose_matrix([p.x, p.y, p.z], [q.x, q.y, q.z, q.w]))
+                        poses.add(stamp_ns(pmsg.header), pose_from_msg(pmsg))
                     except InputError as err:
                         self._drop_pose(str(err))
                     yield from drain([])
@@ -454,16 +453,16 @@ class BagFrameSource:
         a frame without a pose or camera_info restarts the tracks, as in the node."""
         assert self._triangulator is not None
         try:
-            if pose is None:
-                raise InputError(f"no pose on {self.camera_pose_topic!r} around the image's stamp")
-            if camera is None:
-                raise InputError("camera poses need camera_info (the intrinsics) to triangulate")
-            out = self._triangulator.push(rgb, pose, camera.matrix)
-        except InputError as err:
-            self._triangulator.reset()
+            out = self._triangulator.push(rgb, pose, None if camera is None else camera.matrix)
+        except InputError as err:  # the tracks have restarted
             if not self._warned_no_pose:
                 self._warned_no_pose = True
-                log.warning("frame at %d ns has no metric points: %s (warned once)", stamp, err)
+                log.warning(
+                    "frame at %d ns has no metric points: %s (poses from %r) (warned once)",
+                    stamp,
+                    err,
+                    self.camera_pose_topic,
+                )
             return None
         self.stats.posed_frames += 1
         return out

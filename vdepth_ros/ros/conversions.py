@@ -10,14 +10,13 @@ import array
 
 import numpy as np
 from builtin_interfaces.msg import Time
-from geometry_msgs.msg import PoseStamped
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
 from vdepth_ros import encodings as enc
+from vdepth_ros import triangulate
 from vdepth_ros.errors import InputError
 from vdepth_ros.stream.cloud import CameraModel
-from vdepth_ros.triangulate import pose_matrix
 
 
 def stamp_to_ns(stamp: Time) -> int:
@@ -83,15 +82,10 @@ def sparse_depth_from_cloud(msg: PointCloud2, camera: CameraModel) -> np.ndarray
 #: Shared with the offline tools (ROS-free, duck-typed on the message fields).
 camera_from_info = enc.camera_from_info
 info_signature = enc.info_signature
+pose_from_msg = triangulate.pose_from_msg  # (4, 4) camera-to-world of a PoseStamped
 
 
 # -- outputs -----------------------------------------------------------------------------------
-def pose_from_msg(msg: PoseStamped) -> np.ndarray:
-    """`(4, 4)` camera-to-world matrix of a `PoseStamped` (the camera optical frame in a fixed frame)."""
-    p, q = msg.pose.position, msg.pose.orientation
-    return pose_matrix([p.x, p.y, p.z], [q.x, q.y, q.z, q.w])
-
-
 def _byte_array(data: bytes | np.ndarray) -> array.array:
     """`array('B')` for a message's uint8[] field: rclpy stores it as is (no per-element check, even
     with ROS_PYTHON_CHECK_FIELDS=1), and an ndarray is copied once, not twice."""

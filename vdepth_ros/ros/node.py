@@ -358,21 +358,17 @@ class DepthNode(Node):
             return self.poses.at(item.stamp_ns)
 
     def _triangulated_depth(self, pose: Any, rgb: Any, camera: Any) -> Any:
-        """Sparse depth of this frame from the tracked points and the camera's poses (None without a
-        pose or camera_info: the tracks restart, since a frame without a pose breaks the chain)."""
+        """Sparse depth of this frame from the tracked points and the camera's poses, or None
+        (no pose or camera_info: `PoseTriangulator.push` restarts the tracks; reported here)."""
         assert self.triangulator is not None
         try:
-            if pose is None:
-                raise InputError(
-                    "no camera_pose around the image's stamp (none received yet, or none within "
-                    f"sparse_depth_slop = {self.p['sparse_depth_slop']} s outside the poses' time span)"
-                )
-            if camera is None:
-                raise InputError("sparse_depth: pose needs camera_info (the intrinsics) to triangulate")
-            return self.triangulator.push(rgb, pose, camera.matrix)
+            return self.triangulator.push(rgb, pose, None if camera is None else camera.matrix)
         except InputError as err:
-            self.triangulator.reset()
-            self.input_errors("pose", f"no metric points for this frame: {err}")
+            self.input_errors(
+                "pose",
+                f"no metric points for this frame: {err} (camera_pose is looked up within "
+                f"sparse_depth_slop = {self.p['sparse_depth_slop']} s of the image; camera_info is needed too)",
+            )
             return None
 
     @staticmethod
