@@ -308,6 +308,40 @@ def test_cli_overwrite_rules(tmp_path: Path, fake_model: None, capsys: pytest.Ca
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(STAGING_PREFIX)]
 
 
+def test_cli_rectify_undistorts_with_the_camera_info(
+    tmp_path: Path, fake_model: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`--rectify` (the node's `rectify`) undistorts each image before the pipeline; without it a
+    distorted camera_info is noted once and the images are taken as rectified."""
+    d = [-0.3, 0.1, 0.0, 0.0, 0.0]
+    src = make_bag(tmp_path / "in", n=N, distortion=d)
+    args = [str(src), "--params", str(_yaml(tmp_path)), "--no-progress"]
+    with caplog.at_level(logging.INFO):
+        assert bagcli.main([*args, "-o", str(tmp_path / "plain")]) == 0
+    assert sum("lens distortion" in r.getMessage() for r in caplog.records) == 1
+    assert bagcli.main([*args, "-o", str(tmp_path / "rect"), "--rectify"]) == 0
+
+    from vdepth_ros.rectify import Rectifier
+
+    info = read_bag(src)["/camera_info"][0][1]
+    view = Rectifier().view(info, W, H)
+    assert not view.is_identity
+    params = {"scale_source": "range", "near": 0.5, "far": 5.0}
+    pipe = DepthPipeline(PipelineConfig.from_params(params)[0], engine=make_engine())
+    expected = []
+    for f in _pipeline_frames():
+        expected += pipe.push(FrameInput(rgb=view.image(f.rgb), stamp_ns=f.stamp_ns, camera=view.camera))
+    expected += pipe.flush()
+    got = read_bag(tmp_path / "rect")["/depth"]
+    plain = read_bag(tmp_path / "plain")["/depth"]
+    assert len(got) == len(expected) == len(plain)
+    for (_, msg), f in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(img(msg), f.depth)
+    assert not np.array_equal(img(got[0][1]), img(plain[0][1]), equal_nan=True)
+    out_info = read_bag(tmp_path / "rect")["/depth/camera_info"][0][1]
+    assert not any(out_info.d) and camera_from_info(out_info) == expected[0].camera
+
+
 def test_cli_missing_topic_lists_topics(tmp_path: Path, fake_model: None, capsys: pytest.CaptureFixture[str]) -> None:
     src = make_bag(tmp_path / "in", n=3)
     rc = bagcli.main(

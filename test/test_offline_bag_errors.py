@@ -120,3 +120,16 @@ def test_unknown_storage(tmp_path: Path) -> None:
 def test_missing_path(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="does not exist"):
         BagFrameSource(tmp_path / "nope", image_topic="/image").open()
+
+
+def test_an_error_in_the_frame_code_is_not_blamed_on_the_bag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the reader's own failures read "truncated or corrupt": a bug downstream keeps its type."""
+
+    def broken(*args: object) -> None:
+        raise ValueError("a bug in frame building")
+
+    monkeypatch.setattr(BagFrameSource, "_frame", broken)
+    bag = _bag(tmp_path, n=20)  # enough frames that some are built while the reader is still reading
+    with BagFrameSource(bag, image_topic="/image") as src, pytest.raises(ValueError, match="a bug") as exc:
+        list(src.frames())
+    assert not isinstance(exc.value, BagReadError)

@@ -22,6 +22,7 @@ from std_msgs.msg import Header
 
 from vdepth_ros.errors import ConfigError
 from vdepth_ros.pipeline import DepthPipeline, FrameInput
+from vdepth_ros.rectify import Rectifier
 from vdepth_ros.ros import conversions as conv
 from vdepth_ros.ros.node import DepthNode
 from vdepth_ros.ros.qos import qos_profile
@@ -128,13 +129,22 @@ class Harness:
             self.ex.spin_once(timeout_sec=0.01)
         return cond()
 
-    def send(self, img: np.ndarray, encoding: str, h: Header, info: bool = True, k: list[float] = K) -> None:
+    def send(
+        self,
+        img: np.ndarray,
+        encoding: str,
+        h: Header,
+        info: bool = True,
+        k: list[float] = K,
+        info_fields: dict[str, Any] | None = None,
+    ) -> None:
         """Publish one frame, wait until the node has taken it (paired, skipped or pending), process it."""
         node = self.node
         received, queued = node.input_rate.total, node.queue.put_count + node.skipped
         self.pub_image.publish(conv.image_msg(img, encoding, h))
         if info:
-            self.pub_info.publish(CameraInfo(header=h, width=img.shape[1], height=img.shape[0], k=k))
+            fields = info_fields or {}
+            self.pub_info.publish(CameraInfo(header=h, width=img.shape[1], height=img.shape[0], k=k, **fields))
             assert self.spin_until(
                 lambda: (
                     node.queue.put_count + node.skipped > queued
@@ -383,6 +393,50 @@ def test_camera_info_missing_gives_depth_without_cloud(harness: Any) -> None:
     assert h.spin_until(lambda: len(h.got["depth"]) > 0)
     assert h.got["points"] == []
     assert h.node.sync.counts["none"] > 0
+
+
+DISTORTED = {
+    "distortion_model": "plumb_bob",
+    "d": [-0.25, 0.07, 0.001, 0.0, 0.0],
+    "r": [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
+    "p": [450.0, 0.0, 322.0, 0.0, 0.0, 452.0, 236.0, 0.0, 0.0, 0.0, 1.0, 0.0],
+}
+
+
+def test_rectify_undistorts_raw_images_before_the_pipeline(harness: Any) -> None:
+    h = harness({**RANGE, "rectify": True})
+    rgbs = frames(14)
+    for k, rgb in enumerate(rgbs):
+        h.send(rgb, "rgb8", header(k), info_fields=DISTORTED)
+    # what the node must publish: each image undistorted with that camera_info, then the pipeline
+    # with the rectified camera P
+    view = Rectifier().view(CameraInfo(width=W, height=H, k=K, **DISTORTED), W, H)
+    assert (view.camera.fx, view.camera.cx) == (450.0, 322.0)
+    pipe = DepthPipeline.from_dict(RANGE, engine=HoleEngine())
+    ref = []
+    for k, rgb in enumerate(rgbs):
+        ref += pipe.push(FrameInput(rgb=view.image(rgb), stamp_ns=stamp(k), camera=view.camera))
+    assert len(ref) >= 8
+    assert h.spin_until(lambda: len(h.got["depth"]) >= len(ref) and len(h.got["depth/camera_info"]) >= len(ref))
+    for f, d, info in zip(ref, h.got["depth"], h.got["depth/camera_info"], strict=False):
+        np.testing.assert_array_equal(decoded(d), f.depth)
+        # published intrinsics: the rectified P at the output's resolution
+        assert conv.camera_from_info(info) == f.camera == view.camera.scaled(f.camera.width, f.camera.height)
+        assert not any(info.d)
+    unrectified = reference(rgbs, RANGE)
+    assert not np.array_equal(unrectified[0].depth, ref[0].depth, equal_nan=True)  # the test can fail
+    assert h.errors == []
+
+
+def test_rectify_without_camera_info_drops_frames_with_a_rate_limited_error(harness: Any) -> None:
+    h = harness({**RANGE, "rectify": True, "camera_info_timeout": 0.2})
+    for k, rgb in enumerate(frames(10)):
+        h.send(rgb, "rgb8", header(k), info=False)
+    assert h.engine.calls == 0 and h.got["depth"] == []
+    assert len(h.errors) == 1 and "no camera_info to undistort" in h.errors[0]
+    for k, rgb in enumerate(frames(12), start=10):  # camera_info arrives: the node carries on
+        h.send(rgb, "rgb8", header(k), info_fields=DISTORTED)
+    assert h.spin_until(lambda: len(h.got["depth"]) > 0)
 
 
 def test_diagnostics_published(harness: Any) -> None:

@@ -189,6 +189,7 @@ def process_bag(
         sync_queue_size=int(params.get("sync_queue_size", 10)),
         sync_info_timeout_ns=round(float(params.get("camera_info_timeout", 1.0)) * 1e9),
         sparse_depth_slop_ns=round(float(params.get("sparse_depth_slop", 0.1)) * 1e9),
+        rectify=bool(params.get("rectify", False)),
     )
     metric_input = topics.sparse_depth or topics.camera_pose
     if metric_input and params.get("scale_source", "none") == "none":
@@ -266,6 +267,12 @@ def build_parser() -> argparse.ArgumentParser:
         "are triangulated with it (default: NAMESPACE/camera_pose when the params say sparse_depth: pose)",
     )
     p.add_argument(
+        "--rectify",
+        action="store_true",
+        help="undistort the images with their camera_info first (the node's rectify parameter; for raw, "
+        "distorted images)",
+    )
+    p.add_argument(
         "--mode",
         choices=MODES,
         default="causal",
@@ -295,6 +302,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args.verbose)
     try:
         params = load_node_params(args.params)
+        if args.rectify:
+            params = {**params, "rectify": True}
         # the node's `blas_threads` parameter, as the node applies it (vdepth_ros/blas.py)
         limit_blas_threads_for_tool(int(params.get("blas_threads", 1)))
         with sigterm_as_interrupt():

@@ -22,7 +22,6 @@ from rosbags.typesys import Stores, get_typestore
 
 from vdepth_ros.encodings import (
     COLOR_INPUT_ENCODINGS,
-    camera_from_info,
     decode_compressed,
     depth_from_image,
     get_encoding,
@@ -40,6 +39,7 @@ from vdepth_ros.offline.errors import (
     OfflineError,
     UnsupportedEncodingError,
 )
+from vdepth_ros.rectify import Rectifier, has_distortion, pinhole_input
 from vdepth_ros.triangulate import PoseBuffer, PoseTriangulator, pose_from_msg
 
 if TYPE_CHECKING:
@@ -155,6 +155,7 @@ class BagFrameSource:
         sync_queue_size: int = 10,
         sync_info_timeout_ns: int = 1_000_000_000,
         sparse_depth_slop_ns: int = 100_000_000,
+        rectify: bool = False,
     ) -> None:
         self.path = Path(path)
         self.image_topic = image_topic
@@ -164,6 +165,8 @@ class BagFrameSource:
         self.sparse_depth_topic = sparse_depth_topic
         self.camera_pose_topic = camera_pose_topic
         self._triangulator = PoseTriangulator() if camera_pose_topic else None
+        self._rectifier = Rectifier() if rectify else None
+        self._warned_distortion = False
         self._warned_no_pose = False
         self.image_topic_explicit = image_topic_explicit
         self.camera_info_topic_explicit = camera_info_topic_explicit
@@ -328,6 +331,22 @@ class BagFrameSource:
             log.warning("the first image on %s is malformed (%s); such frames are dropped", self.image_topic, err)
 
     # -- messages ----------------------------------------------------------------------------
+    def _messages(self, connections: list[Connection]) -> Iterator[tuple[Connection, int, bytes]]:
+        """The reader's messages; only the reader's own failures become "truncated or corrupt" (an
+        error in the frame code or in a callback must surface as itself, not blame the bag)."""
+        try:
+            it = iter(self.reader.messages(connections=connections))
+        except (AnyReaderError, ReaderError, OSError, ValueError, KeyError, IndexError, EOFError) as err:
+            raise _storage_error(self.path, err) from err
+        while True:
+            try:
+                item = next(it)
+            except StopIteration:
+                return
+            except (AnyReaderError, ReaderError, OSError, ValueError, KeyError, IndexError, EOFError) as err:
+                raise _storage_error(self.path, err) from err
+            yield item
+
     def _deserialize(self, raw: bytes, msgtype: str) -> Any:
         try:
             return self.reader.deserialize(raw, msgtype)
@@ -378,7 +397,6 @@ class BagFrameSource:
         """
         from vdepth_ros.ros.sync import ApproximateTimeSync
 
-        reader = self.reader
         image_ids = {c.id for c in self._image_conns}
         info_ids = {c.id for c in self._info_conns}
         depth_ids = {c.id for c in self._depth_conns}
@@ -411,36 +429,29 @@ class BagFrameSource:
                 if frame is not None:
                     yield frame
 
-        try:
-            for conn, t, raw in reader.messages(connections=wanted):
-                if on_message is not None:
-                    on_message(conn, t, raw)
-                if conn.id in image_ids:
-                    msg = self._deserialize(raw, conn.msgtype)
-                    yield from drain(sync.add_image(stamp_ns(msg.header), (msg, conn.msgtype, t)))
-                elif conn.id in info_ids:
-                    info = self._deserialize(raw, conn.msgtype)
-                    self.stats.camera_info_seen = True
-                    yield from drain(sync.add_info(stamp_ns(info.header), info))
-                elif conn.id in pose_ids:
-                    pmsg = self._deserialize(raw, conn.msgtype)
-                    try:
-                        poses.add(stamp_ns(pmsg.header), pose_from_msg(pmsg))
-                    except InputError as err:
-                        self._drop_pose(str(err))
-                    yield from drain([])
-                elif conn.id in depth_ids:
-                    dmsg = self._deserialize(raw, conn.msgtype)
-                    depths[stamp_ns(dmsg.header)] = dmsg
-                    while len(depths) > _STAMP_MEMORY:
-                        depths.popitem(last=False)
-                    yield from drain([])
-        except (OfflineError, InputError):
-            raise
-        except (AnyReaderError, ReaderError) as err:
-            raise _storage_error(self.path, err) from err
-        except (OSError, ValueError, KeyError, IndexError, EOFError) as err:
-            raise _storage_error(self.path, err) from err
+        for conn, t, raw in self._messages(wanted):
+            if on_message is not None:
+                on_message(conn, t, raw)
+            if conn.id in image_ids:
+                msg = self._deserialize(raw, conn.msgtype)
+                yield from drain(sync.add_image(stamp_ns(msg.header), (msg, conn.msgtype, t)))
+            elif conn.id in info_ids:
+                info = self._deserialize(raw, conn.msgtype)
+                self.stats.camera_info_seen = True
+                yield from drain(sync.add_info(stamp_ns(info.header), info))
+            elif conn.id in pose_ids:
+                pmsg = self._deserialize(raw, conn.msgtype)
+                try:
+                    poses.add(stamp_ns(pmsg.header), pose_from_msg(pmsg))
+                except InputError as err:
+                    self._drop_pose(str(err))
+                yield from drain([])
+            elif conn.id in depth_ids:
+                dmsg = self._deserialize(raw, conn.msgtype)
+                depths[stamp_ns(dmsg.header)] = dmsg
+                while len(depths) > _STAMP_MEMORY:
+                    depths.popitem(last=False)
+                yield from drain([])
         yield from drain(_sync_flush(sync), final=True)
 
     def _drop_pose(self, reason: str) -> None:
@@ -485,9 +496,18 @@ class BagFrameSource:
                 info = self._last_info
             else:
                 self._last_info, self._last_info_sig = info, sig
-        camera = camera_from_info(info) if info is not None else None
-        if camera is not None and (camera.width, camera.height) != (rgb.shape[1], rgb.shape[0]):
-            camera = camera.scaled(rgb.shape[1], rgb.shape[0])
+        try:
+            rgb, camera, view = pinhole_input(rgb, info, self._rectifier)
+        except InputError as err:
+            self._drop(str(err))
+            return None
+        if view is None and not self._warned_distortion and info is not None and has_distortion(info):
+            self._warned_distortion = True
+            log.info(
+                "camera_info has lens distortion (D); the images are taken as rectified (image_rect). "
+                "If %r holds raw, distorted images, pass --rectify (or set rectify: true).",
+                self.image_topic,
+            )
         if camera is None and not self._warned_no_info:
             self._warned_no_info = True
             what = f"no camera_info on {self.camera_info_topic!r}" if self.camera_info_topic else "no camera_info topic"
@@ -499,7 +519,7 @@ class BagFrameSource:
             )
         sparse = None
         if self._triangulator is not None:
-            sparse = self._triangulated(rgb, dmsg, camera, key)
+            sparse = self._triangulated(rgb, dmsg if view is None else view.pose(dmsg), camera, key)
         elif dmsg is not None:
             try:
                 darr = image_array_from_fields(
@@ -512,6 +532,7 @@ class BagFrameSource:
                 self._drop(f"sparse depth {sparse.shape} does not match the image {rgb.shape[:2]}; depth ignored")
                 sparse = None
             else:
+                sparse = sparse if view is None else view.depth(sparse)
                 self.stats.sparse_depth_frames += 1
         self.stats.images += 1
         return FrameInput(

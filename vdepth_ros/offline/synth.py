@@ -58,6 +58,7 @@ def write_image_bag(
     start_ns: int = 1_700_000_000_000_000_000,
     frame_id: str = "camera_optical_frame",
     intrinsics: tuple[float, float, float, float] | None = None,
+    distortion: Sequence[float] | None = None,
     sparse_depth: Iterable[np.ndarray] | None = None,
     sparse_depth_topic: str = "/sparse_depth",
     camera_poses: Iterable[np.ndarray] | None = None,
@@ -78,6 +79,8 @@ def write_image_bag(
         start_ns: first stamp.
         frame_id: header frame_id.
         intrinsics: `(fx, fy, cx, cy)`; default: `default_intrinsics` of the frame size.
+        distortion: plumb_bob coefficients for the camera_info's `D` (default: none); `P` stays
+            the intrinsics, as for a monocular calibration.
         sparse_depth: optional `(H, W)` float32 metre maps written as `32FC1` on `sparse_depth_topic`.
         camera_poses: optional `(4, 4)` camera-to-world matrices written as `PoseStamped` on
             `camera_pose_topic` (frame_id "world"), one per frame, same stamp.
@@ -141,7 +144,7 @@ def write_image_bag(
                     height=h,
                     width=w,
                     distortion_model="plumb_bob",
-                    d=np.zeros(5),
+                    d=np.zeros(5) if distortion is None else np.asarray(distortion, np.float64),
                     k=np.array([fx, 0, cx, 0, fy, cy, 0, 0, 1], np.float64),
                     r=np.eye(3).reshape(-1),
                     p=np.array([fx, 0, cx, 0, 0, fy, cy, 0, 0, 0, 1, 0], np.float64),

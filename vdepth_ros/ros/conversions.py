@@ -56,16 +56,19 @@ def depth_from_msg(msg: Image) -> np.ndarray:
     return enc.depth_from_image(image_array(msg), msg.encoding)
 
 
-def sparse_depth_from_cloud(msg: PointCloud2, camera: CameraModel) -> np.ndarray:
+def sparse_depth_from_cloud(msg: PointCloud2, camera: CameraModel, rotation: np.ndarray | None = None) -> np.ndarray:
     """Project a `PointCloud2` (xyz in the camera's optical frame) to a `(H, W)` depth image.
 
     Points behind the camera or outside the image are ignored; where several points land on one
-    pixel the nearest wins. Pixels without a point are NaN.
+    pixel the nearest wins. Pixels without a point are NaN. `rotation` (3x3) first turns the
+    points into the frame `camera` projects from (a rectified camera's `R`, `vdepth_ros.rectify`).
     """
     fields = [(f.name, f.offset, f.datatype, f.count) for f in msg.fields]
     xyz = enc.pointcloud2_fields_array(
         fields, msg.point_step, msg.height, msg.width, msg.row_step, msg.data, msg.is_bigendian
     ).reshape(-1, 3)
+    if rotation is not None:
+        xyz = xyz @ np.asarray(rotation, dtype=xyz.dtype).T
     x, y, z = xyz[:, 0], xyz[:, 1], xyz[:, 2]
     ok = np.isfinite(xyz).all(axis=1) & (z > 0)
     x, y, z = x[ok], y[ok], z[ok]

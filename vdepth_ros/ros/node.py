@@ -26,6 +26,7 @@ from std_msgs.msg import Header
 
 from vdepth_ros.blas import set_blas_threads
 from vdepth_ros.errors import ConfigError, InputError, VdepthError
+from vdepth_ros.rectify import RectifiedView, Rectifier, has_distortion, pinhole_input
 from vdepth_ros.ros import conversions as conv
 from vdepth_ros.ros.diagnostics import LatencyStats, RateMeter, level_for, make_array, make_status
 from vdepth_ros.ros.params import ParamSpec, node_param_specs, runtime_change_error, validate_ros_params
@@ -173,6 +174,8 @@ class DepthNode(Node):
         # each image's pose interpolated at its stamp when the worker takes it (odometry may lag)
         self.triangulator = PoseTriangulator() if self.p["sparse_depth"] == "pose" else None
         self.poses = PoseBuffer(int(self.p["sparse_depth_slop"] * 1e9))
+        self.rectifier = Rectifier() if self.p["rectify"] else None
+        self._distortion_noted = False
         if self.p["sparse_depth"] != "none":
             mode = self.p["sparse_depth"]
             sparse_type = {"image": Image, "pointcloud": PointCloud2, "pose": PoseStamped}[mode]
@@ -332,15 +335,20 @@ class DepthNode(Node):
 
         rgb = conv.rgb_from_msg(item.image)
         h, w = rgb.shape[:2]
-        camera = conv.camera_from_info(item.info) if item.info is not None else None
-        if camera is not None and (camera.width, camera.height) != (w, h):
-            camera = camera.scaled(w, h)
+        rgb, camera, view = pinhole_input(rgb, item.info, self.rectifier)
+        if view is None and not self._distortion_noted and item.info is not None and has_distortion(item.info):
+            self._distortion_noted = True
+            self.get_logger().info(
+                "camera_info has lens distortion (D); the image is taken as rectified (image_rect), as "
+                "depth_image_proc does. If 'image' is a raw, distorted image, set rectify:=true."
+            )
         sparse = None
         if self.triangulator is not None:
-            sparse = self._triangulated_depth(self._pose_for(item), rgb, camera)
+            pose = self._pose_for(item)
+            sparse = self._triangulated_depth(pose if view is None else view.pose(pose), rgb, camera)
         elif item.sparse is not None:
             try:
-                sparse = self._sparse_depth(item.sparse, camera, w, h)
+                sparse = self._sparse_depth(item.sparse, camera, w, h, view)
             except InputError as err:
                 self.input_errors("sparse", f"ignoring sparse_depth: {err}")
         header = conv.copy_header(item.image.header)
@@ -372,15 +380,16 @@ class DepthNode(Node):
             return None
 
     @staticmethod
-    def _sparse_depth(msg: Image | PointCloud2, camera: Any, w: int, h: int) -> Any:
+    def _sparse_depth(msg: Image | PointCloud2, camera: Any, w: int, h: int, view: RectifiedView | None = None) -> Any:
+        """Sparse depth at the pipeline's image geometry (rectified with the image when `view`)."""
         if isinstance(msg, PointCloud2):
             if camera is None:
                 raise InputError("a PointCloud2 sparse_depth needs camera_info to project it")
-            return conv.sparse_depth_from_cloud(msg, camera)
+            return conv.sparse_depth_from_cloud(msg, camera, rotation=None if view is None else view.rotation)
         depth = conv.depth_from_msg(msg)
         if depth.shape != (h, w):
             raise InputError(f"sparse_depth is {depth.shape[1]}x{depth.shape[0]}, the image is {w}x{h}")
-        return depth
+        return depth if view is None else view.depth(depth)
 
     # -- resets ------------------------------------------------------------------------------
     def _check_resets(self, item: _Item, frame: Any) -> None:

@@ -159,6 +159,13 @@ ROS_PARAMS: tuple[ParamSpec, ...] = (
         max=3600.0,
     ),
     ParamSpec(
+        "rectify",
+        False,
+        "undistort each image with its camera_info (K, D, R, P; plumb_bob, rational_polynomial, equidistant) "
+        "before inference, as image_proc makes image_rect: set it when 'image' is a raw, distorted image; "
+        "false = the image is already rectified (image_rect)",
+    ),
+    ParamSpec(
         "sparse_depth",
         "none",
         "optional metric scale input: none, image (topic 'sparse_depth', 32FC1 m / 16UC1 mm, same camera), "

@@ -1,0 +1,185 @@
+"""vdepth_ros.rectify: raw, distorted images undistorted with their camera_info, as image_proc would."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+from vdepth_ros.encodings import camera_from_info
+from vdepth_ros.errors import InputError
+from vdepth_ros.rectify import Rectifier, has_distortion, pinhole_input
+
+W, H = 320, 240
+K = np.array([[260.0, 0.0, 161.0], [0.0, 255.0, 118.0], [0.0, 0.0, 1.0]])
+PLUMB_BOB = [-0.28, 0.09, 0.001, -0.0015, -0.012]
+FISHEYE = [0.05, -0.02, 0.004, -0.001]
+# a rectified camera that differs from K (as camera_calibration's P does) and a small stereo-like R
+P = np.array([[230.0, 0.0, 158.0], [0.0, 230.0, 121.0], [0.0, 0.0, 1.0]])
+R = cv2.Rodrigues(np.array([0.02, -0.03, 0.01]))[0]
+
+
+def info(
+    d: list[float] = PLUMB_BOB,
+    model: str = "plumb_bob",
+    k: np.ndarray = K,
+    r: np.ndarray | None = None,
+    p: np.ndarray | None = None,
+    width: int = W,
+    height: int = H,
+    roi: tuple[int, int] = (0, 0),
+) -> Any:
+    """A duck-typed CameraInfo (the fields rclpy and rosbags messages share)."""
+    p3 = k if p is None else p
+    return SimpleNamespace(
+        distortion_model=model,
+        d=list(d),
+        k=np.asarray(k, float).ravel(),
+        r=(np.eye(3) if r is None else r).ravel(),
+        p=np.hstack([p3, np.zeros((3, 1))]).ravel(),
+        width=width,
+        height=height,
+        roi=SimpleNamespace(x_offset=0, y_offset=0, width=roi[0], height=roi[1], do_rectify=False),
+    )
+
+
+def pattern(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """A smooth intensity pattern in rectified pixels (evaluated exactly, no interpolation)."""
+    return 128 + 60 * np.sin(u / 9.0) * np.cos(v / 13.0) + 40 * np.sin((u + 2 * v) / 23.0)
+
+
+def raw_image(d: list[float], model: str, r: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """The raw image a distorted camera sees of `pattern` laid out on the rectified image plane:
+    each raw pixel is undistorted by OpenCV's own inverse (a different code path from the maps)."""
+    vv, uu = np.mgrid[0:H, 0:W].astype(np.float64)
+    px = np.stack([uu.ravel(), vv.ravel()], axis=1)[:, None, :]
+    if model == "equidistant":
+        rect = cv2.fisheye.undistortPoints(px, K, np.array(d), R=r, P=p)
+    else:
+        crit = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 100, 1e-10)
+        rect = cv2.undistortPoints(px, K, np.array(d), R=r, P=p, criteria=crit)
+    rect = rect.reshape(H, W, 2)
+    g = np.clip(pattern(rect[..., 0], rect[..., 1]), 0, 255)
+    return np.repeat(g[..., None], 3, axis=2).astype(np.uint8)
+
+
+@pytest.mark.parametrize(
+    ("d", "model", "r", "p"),
+    [
+        (PLUMB_BOB, "plumb_bob", np.eye(3), K),
+        (PLUMB_BOB, "plumb_bob", R, P),
+        ([*PLUMB_BOB, 0.01, 0.002, -0.001], "rational_polynomial", np.eye(3), P),
+        (FISHEYE, "equidistant", np.eye(3), P),
+    ],
+    ids=["plumb_bob", "plumb_bob_R_P", "rational_polynomial", "equidistant"],
+)
+def test_rectified_image_matches_the_pattern_on_the_rectified_plane(
+    d: list[float], model: str, r: np.ndarray, p: np.ndarray
+) -> None:
+    raw = raw_image(d, model, r, p)
+    view = Rectifier().view(info(d, model, r=r, p=p), W, H)
+    rect = view.image(raw)[..., 0].astype(float)
+    vv, uu = np.mgrid[0:H, 0:W].astype(np.float64)
+    want = np.clip(pattern(uu, vv), 0, 255)
+    inner = (slice(40, H - 40), slice(50, W - 50))  # away from the black border of the lens's view
+    err = np.abs(rect - want)[inner]
+    assert np.median(err) < 1.5 and np.percentile(err, 99) < 6
+    # the raw image itself is far from the pattern: the test would fail without undistortion
+    raw_err = np.abs(raw[..., 0].astype(float) - want)[inner]
+    assert np.percentile(raw_err, 90) > 10
+    assert (view.camera.fx, view.camera.fy, view.camera.cx, view.camera.cy) == (p[0, 0], p[1, 1], p[0, 2], p[1, 2])
+
+
+def test_no_distortion_is_a_pass_through_and_matches_the_unrectified_camera() -> None:
+    msg = info(d=[0.0] * 5)
+    img = np.zeros((H, W, 3), np.uint8)
+    rgb, camera, view = pinhole_input(img, msg, Rectifier())
+    assert view is not None and view.is_identity and rgb is img
+    assert camera == camera_from_info(msg)
+    assert not has_distortion(msg) and has_distortion(info())
+
+
+def test_without_a_rectifier_the_image_is_taken_as_rectified_and_the_camera_scaled() -> None:
+    img = np.zeros((H // 2, W // 2, 3), np.uint8)
+    rgb, camera, view = pinhole_input(img, info(), None)
+    assert rgb is img and view is None
+    assert camera == camera_from_info(info()).scaled(W // 2, H // 2)
+    assert pinhole_input(img, None, None)[1] is None
+
+
+def test_camera_info_at_another_resolution_is_scaled_to_the_image() -> None:
+    full = Rectifier().view(info(p=P), W, H)
+    half = Rectifier().view(info(p=P), W // 2, H // 2)
+    assert half.camera == full.camera.scaled(W // 2, H // 2)
+    # the same rectified pixel centre maps to the same raw point, in each image's own pixels
+    u, v = 101, 77
+    raw_full = np.array([full.map_x[2 * v + 1, 2 * u + 1], full.map_y[2 * v + 1, 2 * u + 1]])
+    raw_half = np.array([half.map_x[v, u], half.map_y[v, u]])
+    np.testing.assert_allclose((raw_half + 0.5) * 2 - 0.5, raw_full, atol=0.6)
+
+
+def test_sparse_depth_is_rectified_by_nearest_neighbour_with_nan_outside() -> None:
+    wide = np.array([[150.0, 0.0, 160.0], [0.0, 150.0, 120.0], [0.0, 0.0, 1.0]])  # sees past the raw image
+    view = Rectifier().view(info(p=wide), W, H)
+    depth = np.full((H, W), np.nan, np.float32)
+    depth[100:140, 150:190] = 2.5
+    out = view.depth(depth)
+    assert out.dtype == np.float32
+    assert set(np.unique(out[np.isfinite(out)])) == {2.5}  # no blending across the patch edge
+    assert np.isfinite(out).sum() > 0.2 * 40 * 40  # the patch, smaller in the wider rectified view
+    # where the rectified image looks outside the raw image: NaN, not zero depth
+    mx, my = view.map_x, view.map_y  # nearest: a raw pixel covers +-0.5 around its centre
+    outside = (mx < -0.5) | (mx > W - 0.5) | (my < -0.5) | (my > H - 0.5)
+    assert outside.any() and np.isnan(view.depth(np.ones((H, W), np.float32))[outside]).all()
+
+
+def test_pose_of_the_rectified_frame_applies_the_rectifying_rotation() -> None:
+    view = Rectifier().view(info(r=R, p=P), W, H)
+    cam_to_world = np.eye(4)
+    cam_to_world[:3, :3] = cv2.Rodrigues(np.array([0.1, 0.4, -0.2]))[0]
+    cam_to_world[:3, 3] = [1.0, -2.0, 0.5]
+    x_raw = np.array([0.3, -0.2, 2.0])  # a point in the raw optical frame
+    x_world = cam_to_world[:3, :3] @ x_raw + cam_to_world[:3, 3]
+    rect_to_world = view.pose(cam_to_world)
+    x_rect = rect_to_world[:3, :3].T @ (x_world - rect_to_world[:3, 3])
+    np.testing.assert_allclose(x_rect, R @ x_raw, atol=1e-12)
+    assert view.pose(None) is None
+    assert Rectifier().view(info(), W, H).pose(cam_to_world) is cam_to_world  # R = I
+
+
+@pytest.mark.parametrize(
+    ("msg", "match"),
+    [
+        (info(model="kannala_brandt_x", d=[0.1, 0.0, 0.0, 0.0]), "cannot be rectified"),
+        (info(d=[0.1, 0.0, 0.0]), "needs 4, 5, 8, 12 or 14 coefficients"),
+        (info(model="equidistant", d=[0.1, 0.0]), "equidistant distortion needs 4"),
+        (info(k=np.zeros((3, 3))), "K is zero"),
+        (info(roi=(160, 120)), "region of interest"),
+        (info(width=0), "width and height"),
+    ],
+)
+def test_unusable_camera_info_is_a_clear_input_error(msg: Any, match: str) -> None:
+    with pytest.raises(InputError, match=match):
+        Rectifier().view(msg, W, H)
+
+
+def test_rectify_without_camera_info_or_at_the_wrong_size_is_an_input_error() -> None:
+    img = np.zeros((H, W, 3), np.uint8)
+    with pytest.raises(InputError, match="no camera_info"):
+        pinhole_input(img, None, Rectifier())
+    view = Rectifier().view(info(), W, H)
+    with pytest.raises(InputError, match="rectification maps are 320x240"):
+        view.image(np.zeros((H, W + 2, 3), np.uint8))
+
+
+def test_unknown_model_without_distortion_is_accepted_and_maps_are_cached() -> None:
+    rect = Rectifier(cache_size=1)
+    v1 = rect.view(info(model="", d=[]), W, H)
+    assert v1.is_identity
+    a = rect.view(info(), W, H)
+    assert rect.view(info(), W, H) is a  # cached
+    rect.view(info(p=P), W, H)
+    assert rect.view(info(), W, H) is not a  # evicted (cache_size 1), rebuilt

@@ -1,0 +1,223 @@
+"""Undistort raw camera images with their camera_info, so `image_raw` can be fed directly.
+
+ROS camera drivers publish `image_raw` with a `CameraInfo` whose `D` describes the lens distortion,
+`R` the rectifying rotation and `P` the projection of the rectified image. `image_proc` turns
+`image_raw` into `image_rect`, but it is not part of the PyPI ROS wheels this package targets, and
+feeding a distorted image to a pinhole back-projection bends every straight wall of the point
+cloud. With `rectify: true` the node (and `vdepth-bag`) undistort each image the way
+`image_geometry.PinholeCameraModel.rectifyImage` does: `cv2.initUndistortRectifyMap(K, D, R, P)`
+(or its `cv2.fisheye` twin for the `equidistant` model), bilinear, black outside the lens's view.
+Everything downstream (model, metric fit, cloud, output camera_info) then sees the rectified
+pinhole camera `P`.
+
+Conventions (REP 104 / image_geometry): `R` maps the raw optical frame to the rectified one
+(identity for a monocular calibration), so metric inputs given in the raw optical frame (a sparse
+point cloud, a camera pose) are rotated by it. The outputs keep the image's `frame_id`, as
+`image_rect` does. A `CameraInfo` at a different resolution than the image (binning, a resized
+stream) is scaled to the image; the distortion coefficients act on normalised coordinates and do
+not change.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+from vdepth_ros.encodings import camera_from_info
+from vdepth_ros.errors import InputError
+from vdepth_ros.stream.cloud import CameraModel
+
+#: `CameraInfo.distortion_model` values this module undoes (sensor_msgs/distortion_models.hpp).
+DISTORTION_MODELS = ("plumb_bob", "rational_polynomial", "equidistant")
+
+
+def _coefficients(info: Any) -> np.ndarray:
+    """`info.d` as a float64 vector (a list in rclpy, an array in rosbags, maybe unset)."""
+    d = getattr(info, "d", None)
+    return np.zeros(0) if d is None else np.asarray(d, dtype=np.float64).ravel()
+
+
+def has_distortion(info: Any) -> bool:
+    """True if `info.d` holds a non-zero coefficient (the image needs undistorting to be pinhole)."""
+    return bool(np.any(_coefficients(info) != 0.0))
+
+
+def _scaled(m: np.ndarray, sx: float, sy: float) -> np.ndarray:
+    """A 3x3 camera matrix for the image resized by (sx, sy), pixel-centre convention as
+    `CameraModel.scaled`."""
+    out = m.copy()
+    out[0, 0], out[0, 2] = m[0, 0] * sx, (m[0, 2] + 0.5) * sx - 0.5
+    out[1, 1], out[1, 2] = m[1, 1] * sy, (m[1, 2] + 0.5) * sy - 0.5
+    return out
+
+
+@dataclass(frozen=True)
+class RectifiedView:
+    """How one camera_info maps its raw images to rectified ones (`Rectifier.view`).
+
+    Attributes:
+        camera: the rectified pinhole camera (`P`) at the image's resolution.
+        rotation: `(3, 3)` raw optical frame -> rectified frame (`CameraInfo.R`).
+        map_x, map_y: `cv2.remap` maps (float32, rectified pixel -> raw pixel); None when there is
+            nothing to undo (no distortion, `R` = I and `P` = `K`): images pass through unchanged.
+    """
+
+    camera: CameraModel
+    rotation: np.ndarray
+    map_x: np.ndarray | None
+    map_y: np.ndarray | None
+
+    @property
+    def is_identity(self) -> bool:
+        return self.map_x is None
+
+    def image(self, image: np.ndarray) -> np.ndarray:
+        """The rectified image (bilinear; black where the raw image has no pixel)."""
+        self._check(image)
+        if self.map_x is None:
+            return image
+        return cv2.remap(image, self.map_x, self.map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+
+    def depth(self, depth: np.ndarray) -> np.ndarray:
+        """A sparse/dense depth image registered to the raw image, rectified (nearest neighbour,
+        so no depth is blended across an edge; NaN outside). Depth along the optical axis changes
+        with `R`; for the identity `R` of a monocular calibration it does not."""
+        self._check(depth)
+        if self.map_x is None:
+            return depth
+        return cv2.remap(
+            depth.astype(np.float32, copy=False),
+            self.map_x,
+            self.map_y,
+            cv2.INTER_NEAREST,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=float("nan"),
+        )
+
+    def pose(self, camera_to_world: np.ndarray | None) -> np.ndarray | None:
+        """The rectified frame's camera-to-world pose from the raw optical frame's."""
+        if camera_to_world is None or np.allclose(self.rotation, np.eye(3)):
+            return camera_to_world
+        out = np.asarray(camera_to_world, dtype=np.float64).copy()
+        out[:3, :3] = out[:3, :3] @ self.rotation.T
+        return out
+
+    def _check(self, image: np.ndarray) -> None:
+        h, w = image.shape[:2]
+        if (w, h) != (self.camera.width, self.camera.height):
+            raise InputError(f"image is {w}x{h}, the rectification maps are {self.camera.width}x{self.camera.height}")
+
+
+class Rectifier:
+    """Rectification maps per camera_info, cached (the maps cost a few ms; a stream keeps one camera).
+
+    Args:
+        cache_size: number of (camera_info, image size) views kept.
+    """
+
+    def __init__(self, cache_size: int = 2) -> None:
+        self.cache_size = max(1, int(cache_size))
+        self._cache: OrderedDict[tuple, RectifiedView] = OrderedDict()
+
+    def view(self, info: Any, width: int, height: int) -> RectifiedView:
+        """The `RectifiedView` of images `width x height` described by `info` (a sensor_msgs
+        `CameraInfo`, rclpy or rosbags).
+
+        Raises:
+            InputError: uncalibrated `K`, an unsupported distortion model or coefficient count,
+                or a region of interest that is not the whole image.
+        """
+        key = (
+            str(getattr(info, "distortion_model", "") or ""),
+            tuple(_coefficients(info)),
+            tuple(np.asarray(info.k, dtype=np.float64).ravel()),
+            tuple(np.asarray(info.r, dtype=np.float64).ravel()),
+            tuple(np.asarray(info.p, dtype=np.float64).ravel()),
+            int(info.width),
+            int(info.height),
+            int(width),
+            int(height),
+        )
+        view = self._cache.get(key)
+        if view is None:
+            view = _build_view(info, int(width), int(height))
+            self._cache[key] = view
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(key)
+        return view
+
+
+def _build_view(info: Any, width: int, height: int) -> RectifiedView:
+    K = np.asarray(info.k, dtype=np.float64).reshape(3, 3)
+    if not (K[0, 0] > 0 and K[1, 1] > 0):
+        raise InputError("rectify needs a calibrated camera_info (K is zero)")
+    info_w, info_h = int(info.width), int(info.height)
+    if info_w <= 0 or info_h <= 0:
+        raise InputError("rectify needs camera_info width and height")
+    roi = getattr(info, "roi", None)
+    if roi is not None and int(roi.width) > 0 and (int(roi.width), int(roi.height)) != (info_w, info_h):
+        raise InputError(
+            f"camera_info has a region of interest ({roi.width}x{roi.height}); rectify needs the full image"
+        )
+    R = np.asarray(info.r, dtype=np.float64).reshape(3, 3)
+    if not np.any(R):
+        R = np.eye(3)  # an unset R (all zero) means no rectifying rotation (image_geometry)
+    P = np.asarray(info.p, dtype=np.float64).reshape(3, 4)[:, :3]
+    if not (P[0, 0] > 0 and P[1, 1] > 0):
+        P = K  # no rectified projection given: keep the camera's own intrinsics
+    sx, sy = width / info_w, height / info_h
+    K, P = _scaled(K, sx, sy), _scaled(P, sx, sy)
+    camera = CameraModel(float(P[0, 0]), float(P[1, 1]), float(P[0, 2]), float(P[1, 2]), width, height)
+    model = str(getattr(info, "distortion_model", "") or "plumb_bob")  # unset: OpenCV's own (radial-tangential)
+    D = _coefficients(info)
+    if model not in DISTORTION_MODELS:
+        if D.size and np.any(D != 0):
+            supported = ", ".join(DISTORTION_MODELS)
+            raise InputError(f"camera_info distortion model {model!r} cannot be rectified (supported: {supported})")
+        D = np.zeros(0)
+    if not np.any(D) and np.allclose(R, np.eye(3)) and np.allclose(P, K):
+        return RectifiedView(camera, R, None, None)
+    size = (width, height)
+    if model == "equidistant":
+        if D.size < 4:
+            raise InputError(f"equidistant distortion needs 4 coefficients, camera_info has {D.size}")
+        map_x, map_y = cv2.fisheye.initUndistortRectifyMap(K, D[:4], R, P, size, cv2.CV_32FC1)
+    else:
+        if D.size not in (0, 4, 5, 8, 12, 14):
+            raise InputError(f"{model} distortion needs 4, 5, 8, 12 or 14 coefficients, camera_info has {D.size}")
+        map_x, map_y = cv2.initUndistortRectifyMap(K, D if D.size else None, R, P, size, cv2.CV_32FC1)
+    return RectifiedView(camera, R, map_x, map_y)
+
+
+def pinhole_input(
+    image: np.ndarray, info: Any, rectifier: Rectifier | None
+) -> tuple[np.ndarray, CameraModel | None, RectifiedView | None]:
+    """An input image as the pipeline takes it, with its pinhole camera (the node and `vdepth-bag`).
+
+    Without a `rectifier` the image is taken as already rectified: the camera is `P` (else `K`)
+    scaled to the image (`encodings.camera_from_info`), None without camera_info. With one, the
+    image is undistorted and the camera is the rectified `P`; the view is returned for the metric
+    inputs (`RectifiedView.depth`, `.pose`, `.rotation`).
+
+    Raises:
+        InputError: `rectifier` is given and the image has no (usable) camera_info.
+    """
+    h, w = image.shape[:2]
+    if rectifier is not None:
+        if info is None:
+            raise InputError("rectify is on, but there is no camera_info to undistort the image with")
+        view = rectifier.view(info, w, h)
+        return view.image(image), view.camera, view
+    camera = camera_from_info(info) if info is not None else None
+    if camera is not None and (camera.width, camera.height) != (w, h):
+        camera = camera.scaled(w, h)
+    return image, camera, None
+
+
+__all__ = ["DISTORTION_MODELS", "RectifiedView", "Rectifier", "has_distortion", "pinhole_input"]
