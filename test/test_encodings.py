@@ -50,8 +50,8 @@ def test_padded_step_and_bigendian():
 
 
 def test_image_rejects_bad_fields():
-    with pytest.raises(InputError, match="unsupported image encoding 'yuv422'"):
-        enc.image_array_from_fields("yuv422", 2, 2, 4, b"\0" * 8)
+    with pytest.raises(InputError, match="unsupported image encoding 'nv21'"):
+        enc.image_array_from_fields("nv21", 2, 2, 4, b"\0" * 8)
     with pytest.raises(InputError, match="step 5 < width"):
         enc.image_array_from_fields("rgb8", 2, 2, 5, b"\0" * 12)
     with pytest.raises(InputError, match="needs 12"):
@@ -84,6 +84,51 @@ def test_rgb_from_mono():
     np.testing.assert_array_equal(out[..., 1], grey)
     out16 = enc.rgb_from_image(grey.astype(np.uint16) << 8, "mono16")
     np.testing.assert_array_equal(out16, out)
+
+
+def _smooth_rgb(h: int = 40, w: int = 48) -> np.ndarray:
+    """Red rises to the right, blue downwards, green is flat: a swapped R/B or a shifted Bayer
+    pattern changes the result by far more than demosaicing blur does."""
+    vv, uu = np.mgrid[0:h, 0:w].astype(float)
+    return np.stack([40 + 4 * uu, np.full_like(uu, 120.0), 30 + 5 * vv], axis=-1).astype(np.uint8)
+
+
+@pytest.mark.parametrize("pattern", ["rggb", "bggr", "gbrg", "grbg"])
+@pytest.mark.parametrize("bits", [8, 16])
+def test_bayer_mosaics_demosaic_to_the_image_they_sampled(pattern: str, bits: int) -> None:
+    rgb = _smooth_rgb()
+    channel = {"r": 0, "g": 1, "b": 2}
+    mosaic = np.empty(rgb.shape[:2], np.uint8)
+    for k, c in enumerate(pattern):  # the 2x2 block, row by row: (0,0) (0,1) (1,0) (1,1)
+        dy, dx = divmod(k, 2)
+        mosaic[dy::2, dx::2] = rgb[dy::2, dx::2, channel[c]]
+    src = mosaic if bits == 8 else mosaic.astype(np.uint16) << 8
+    encoding = f"bayer_{pattern}{bits}"
+    step, data = enc.image_fields_from_array(src, encoding)  # through the message fields, as received
+    arr = enc.image_array_from_fields(encoding, *mosaic.shape, step, data)
+    out = enc.rgb_from_image(arr, encoding)
+    assert out.shape == rgb.shape and out.dtype == np.uint8
+    err = np.abs(out.astype(int) - rgb.astype(int))[2:-2, 2:-2]
+    assert err.max() <= 6, (pattern, err.max())
+
+
+def test_yuv422_byte_orders() -> None:
+    """yuv422 is U Y V Y, yuv422_yuy2 is Y U Y V (sensor_msgs image_encodings, as cv_bridge reads them)."""
+    y, u, v = 110, 128, 200  # strong red chroma, no blue chroma
+    uyvy = np.tile(np.array([u, y, v, y], np.uint8), (4, 3)).reshape(4, 6, 2)
+    yuyv = np.tile(np.array([y, u, y, v], np.uint8), (4, 3)).reshape(4, 6, 2)
+    a, b = enc.rgb_from_image(uyvy, "yuv422"), enc.rgb_from_image(yuyv, "yuv422_yuy2")
+    np.testing.assert_array_equal(a, b)
+    r, g, bl = (int(x) for x in a[0, 0])
+    assert r > bl + 60 and r > g + 60  # red from V; read in the wrong order it would not be
+    grey = enc.rgb_from_image(np.tile(np.array([128, 90], np.uint8), (2, 4)).reshape(2, 4, 2), "yuv422")
+    assert np.ptp(grey.astype(int), axis=2).max() <= 1  # U = V = 128: grey
+    # a real image: RGB -> YUYV (OpenCV) -> ours, within 4:2:2's chroma sharing on a smooth image
+    rgb = _smooth_rgb()
+    back = enc.rgb_from_image(cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_YUYV), "yuv422_yuy2")
+    assert np.abs(back.astype(int) - rgb.astype(int)).max() <= 8
+    with pytest.raises(InputError, match="odd width"):
+        enc.rgb_from_image(np.zeros((2, 3, 2), np.uint8), "yuv422")
 
 
 def test_rgb_rejects_depth_with_hint():

@@ -48,6 +48,21 @@ def test_rgb_from_image_msgs_survive_serialization(encoding: str):
     np.testing.assert_array_equal(out, expect)
 
 
+@pytest.mark.parametrize("encoding", ["yuv422_yuy2", "bayer_rggb8"])
+def test_camera_native_encodings_survive_serialization(encoding: str):
+    """What USB (YUYV) and machine-vision (Bayer) cameras publish arrives as RGB, as decoded offline."""
+    rgb = cv2.resize(np.random.default_rng(1).integers(0, 256, (6, 8, 3), dtype=np.uint8), (64, 48))
+    if encoding == "yuv422_yuy2":
+        src = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_YUYV)
+    else:
+        src = rgb[..., 1].copy()
+        src[0::2, 0::2], src[1::2, 1::2] = rgb[0::2, 0::2, 0], rgb[1::2, 1::2, 2]
+    msg = deserialize_message(serialize_message(_image(np.ascontiguousarray(src), encoding)), Image)
+    out = conv.rgb_from_msg(msg)
+    assert out.shape == rgb.shape and out.dtype == np.uint8
+    assert np.median(np.abs(out.astype(int) - rgb.astype(int))) <= 8
+
+
 def test_depth_image_is_rejected_as_colour():
     msg = _image(np.zeros((4, 4), np.uint16), "16UC1")
     with pytest.raises(InputError, match="16UC1 is a depth image"):

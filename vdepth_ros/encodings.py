@@ -34,7 +34,9 @@ class Encoding:
         channels: samples per pixel.
         kind: "color" (usable as the RGB input), "mono" (grey, usable as input), "depth" (metric range).
         unit_scale: metres per stored unit for depth encodings, else None.
-        order: channel order for colour encodings ("rgb", "bgr", "rgba", "bgra"), else None.
+        order: how a colour encoding stores colour: channel order ("rgb", "bgr", "rgba", "bgra"),
+            packed YUV 4:2:2 ("uyvy", "yuyv"; two bytes per pixel, as `(H, W, 2)`) or a Bayer
+            mosaic named by its top-left 2x2 block ("bayer_rggb", ...; one sample per pixel).
     """
 
     name: str
@@ -55,6 +57,9 @@ def _enc(
     return Encoding(name, np.dtype(dtype).newbyteorder("<"), channels, kind, unit_scale, order)
 
 
+#: Bayer patterns by their top-left 2x2 block, row by row.
+_BAYER = ("rggb", "bggr", "gbrg", "grbg")
+
 #: The encodings vdepth_ros reads and writes. Anything else is rejected with a clear error.
 ENCODINGS: dict[str, Encoding] = {
     e.name: e
@@ -63,6 +68,16 @@ ENCODINGS: dict[str, Encoding] = {
         _enc("bgr8", "u1", 3, "color", order="bgr"),
         _enc("rgba8", "u1", 4, "color", order="rgba"),
         _enc("bgra8", "u1", 4, "color", order="bgra"),
+        # packed YUV 4:2:2 (sensor_msgs image_encodings: "yuv422" is UYVY, "yuv422_yuy2" is YUYV),
+        # what v4l2_camera and many USB cameras publish
+        _enc("yuv422", "u1", 2, "color", order="uyvy"),
+        _enc("yuv422_yuy2", "u1", 2, "color", order="yuyv"),
+        # raw Bayer mosaics of machine-vision cameras, demosaiced here (image_proc's debayer)
+        *(
+            _enc(f"bayer_{p}{bits}", dt, 1, "color", order=f"bayer_{p}")
+            for p in _BAYER
+            for bits, dt in ((8, "u1"), (16, "u2"))
+        ),
         _enc("mono8", "u1", 1, "mono"),
         _enc("8UC1", "u1", 1, "mono"),
         _enc("mono16", "u2", 1, "mono"),
@@ -178,8 +193,10 @@ def image_fields_from_array(arr: np.ndarray, encoding: str) -> tuple[int, bytes]
 def rgb_from_image(arr: np.ndarray, encoding: str) -> np.ndarray:
     """Convert a decoded colour/mono image to `(H, W, 3)` uint8 RGB.
 
-    Accepts rgb8, bgr8, rgba8, bgra8, mono8/8UC1 and mono16 (top 8 bits kept). Returns `arr`
-    itself (no copy) for rgb8.
+    Accepts rgb8, bgr8, rgba8, bgra8, mono8/8UC1 and mono16 (top 8 bits kept), packed YUV 4:2:2
+    (yuv422 = UYVY, yuv422_yuy2 = YUYV; BT.601, as cv_bridge converts them) and Bayer mosaics
+    (bayer_rggb8 ... bayer_grbg16; bilinear demosaicing, 16-bit kept to its top 8 bits). Returns
+    `arr` itself (no copy) for rgb8.
 
     Raises:
         InputError: a depth or unsupported encoding was given as the colour image.
@@ -199,8 +216,27 @@ def rgb_from_image(arr: np.ndarray, encoding: str) -> np.ndarray:
         return np.ascontiguousarray(arr[..., :3])
     if enc.order == "bgra":
         return np.ascontiguousarray(arr[..., 2::-1])
+    if enc.order in _CV2_COLOR_CODES:
+        import cv2  # only for these encodings
+
+        if enc.order in ("uyvy", "yuyv") and arr.shape[1] % 2:
+            raise InputError(f"{encoding} image has odd width {arr.shape[1]}; 4:2:2 pairs of pixels share chroma")
+        if enc.order.startswith("bayer") and (arr.shape[0] < 2 or arr.shape[1] < 2):
+            raise InputError(f"{encoding} image {arr.shape[1]}x{arr.shape[0]} is smaller than one 2x2 Bayer block")
+        rgb = cv2.cvtColor(np.ascontiguousarray(arr), getattr(cv2, _CV2_COLOR_CODES[enc.order]))
+        return rgb if rgb.dtype == np.uint8 else (rgb >> 8).astype(np.uint8)
     grey = arr if arr.dtype == np.uint8 else (arr >> 8).astype(np.uint8)
     return np.repeat(grey[..., None], 3, axis=2)
+
+
+#: OpenCV conversion per storage order. OpenCV's older Bayer names are shifted by one pixel
+#: (cv_bridge maps bayer_rggb8 to COLOR_BayerBG2BGR); these are its pattern-named aliases, whose
+#: names match the ROS encodings (the test demosaics a mosaic built from a known image).
+_CV2_COLOR_CODES: dict[str, str] = {
+    "uyvy": "COLOR_YUV2RGB_UYVY",
+    "yuyv": "COLOR_YUV2RGB_YUYV",
+    **{f"bayer_{p}": f"COLOR_Bayer{p.upper()}2RGB" for p in _BAYER},
+}
 
 
 def depth_from_image(arr: np.ndarray, encoding: str) -> np.ndarray:
