@@ -76,6 +76,7 @@ setup(
             "vdepth-bag = vdepth_ros.offline.bag:main",
             "vdepth-video = vdepth_ros.offline.video:main",
             "vdepth-eval = vdepth_ros.eval.cli:main",
+            "vdepth-flicker = vdepth_ros.offline.flicker:main",
             "vdepth-export = vdepth_export.cli:main",
         ],
     },

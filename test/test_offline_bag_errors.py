@@ -67,11 +67,20 @@ def test_explicit_camera_info_topic_missing_is_an_error(tmp_path: Path) -> None:
         BagFrameSource(bag, image_topic="/image", camera_info_topic="/nope").open()
 
 
-@pytest.mark.parametrize(("encoding", "dtype", "channels"), [("16UC1", "u2", 1), ("yuv422", "u1", 2)])
+@pytest.mark.parametrize(("encoding", "dtype", "channels"), [("16UC1", "u2", 1), ("nv21", "u1", 1)])
 def test_unsupported_encoding(tmp_path: Path, encoding: str, dtype: str, channels: int) -> None:
     bag = _raw_image_bag(tmp_path / "bag", encoding, dtype, channels)
     with pytest.raises(UnsupportedEncodingError, match=rf"{encoding}.*supported: rgb8"):
         BagFrameSource(bag, image_topic="/image").open()
+
+
+@pytest.mark.parametrize("encoding", ["yuv422", "yuv422_yuy2"])
+def test_yuv_camera_bags_are_read(tmp_path: Path, encoding: str) -> None:
+    """What v4l2_camera records: packed YUV 4:2:2 frames decode to RGB images of the same size."""
+    bag = _raw_image_bag(tmp_path / "bag", encoding, "u1", 2)
+    with BagFrameSource(bag, image_topic="/image", camera_info_topic=None) as src:
+        (frame,) = list(src.frames())
+    assert frame.rgb.shape == (4, 6, 3) and frame.rgb.dtype == np.uint8
 
 
 def test_wrong_message_type_on_image_topic(tmp_path: Path) -> None:

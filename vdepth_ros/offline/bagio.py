@@ -109,12 +109,57 @@ class SourceStats:
     bad_poses: int = 0
 
 
-def _storage_error(path: Path, err: Exception) -> BagReadError:
+#: What a damaged or unreadable bag raises from inside rosbags (sqlite/mcap/yaml internals included).
+_READ_ERRORS = (AnyReaderError, ReaderError, OSError, ValueError, KeyError, IndexError, EOFError)
+
+
+def storage_error(path: Path, err: Exception) -> BagReadError:
     text = " ".join(str(a) for a in err.args) or type(err).__name__
     low = text.lower()
     if "storage" in low and ("not supported" in low or "unrecognized" in low or "unknown" in low):
         return BagReadError(f"{path}: unknown bag storage ({text}); supported: {', '.join(STORAGES)}")
     return BagReadError(f"{path}: cannot read the bag, it looks truncated or corrupt ({text})")
+
+
+def guarded_messages(
+    reader: AnyReader, connections: list[Connection], path: Path
+) -> Iterator[tuple[Connection, int, bytes]]:
+    """`reader.messages(connections)`, where only the reader's own failures become "truncated or
+    corrupt" (an error in the caller's frame code must surface as itself, not blame the bag)."""
+    try:
+        it = iter(reader.messages(connections=connections))
+    except _READ_ERRORS as err:
+        raise storage_error(path, err) from err
+    while True:
+        try:
+            item = next(it)
+        except StopIteration:
+            return
+        except _READ_ERRORS as err:
+            raise storage_error(path, err) from err
+        yield item
+
+
+def decode_color_msg(msg: Any, msgtype: str, topic: str) -> np.ndarray:
+    """`(H, W, 3)` uint8 RGB of an Image/CompressedImage message read from `topic`.
+
+    Raises:
+        UnsupportedEncodingError: the encoding is not a colour/mono one (names the topic).
+        InputError: the message is malformed (size, buffer, undecodable bytes).
+    """
+    if msgtype == COMPRESSED:
+        return decode_compressed(msg.data, msg.format)
+    try:
+        enc = get_encoding(msg.encoding)
+    except InputError as err:
+        raise UnsupportedEncodingError(f"topic {topic!r}: {err}") from None
+    if msg.encoding not in COLOR_INPUT_ENCODINGS:
+        raise UnsupportedEncodingError(
+            f"topic {topic!r}: encoding {msg.encoding!r} is a {enc.kind} "
+            f"image, not a colour one; supported: {', '.join(COLOR_INPUT_ENCODINGS)}"
+        )
+    arr = image_array_from_fields(msg.encoding, msg.height, msg.width, msg.step, msg.data, msg.is_bigendian)
+    return rgb_from_image(arr, msg.encoding)
 
 
 class BagFrameSource:
@@ -195,7 +240,7 @@ class BagFrameSource:
             reader = AnyReader([self.path], default_typestore=get_typestore(TYPESTORES[self.typestore_name]))
             reader.open()
         except Exception as err:  # AnyReaderError/ReaderError, or sqlite/mcap/yaml internals on damaged files
-            raise _storage_error(self.path, err) from err
+            raise storage_error(self.path, err) from err
         self._reader = reader
         try:
             self._select_connections()
@@ -319,7 +364,7 @@ class BagFrameSource:
         except StopIteration:
             raise EmptyBagError(f"{self.path}: image topic {self.image_topic!r} holds no messages") from None
         except Exception as err:
-            raise _storage_error(self.path, err) from err
+            raise storage_error(self.path, err) from err
         finally:
             messages.close()  # release the storage cursor before the streaming pass opens its own
         msg = self._deserialize(raw, conn.msgtype)
@@ -332,20 +377,7 @@ class BagFrameSource:
 
     # -- messages ----------------------------------------------------------------------------
     def _messages(self, connections: list[Connection]) -> Iterator[tuple[Connection, int, bytes]]:
-        """The reader's messages; only the reader's own failures become "truncated or corrupt" (an
-        error in the frame code or in a callback must surface as itself, not blame the bag)."""
-        try:
-            it = iter(self.reader.messages(connections=connections))
-        except (AnyReaderError, ReaderError, OSError, ValueError, KeyError, IndexError, EOFError) as err:
-            raise _storage_error(self.path, err) from err
-        while True:
-            try:
-                item = next(it)
-            except StopIteration:
-                return
-            except (AnyReaderError, ReaderError, OSError, ValueError, KeyError, IndexError, EOFError) as err:
-                raise _storage_error(self.path, err) from err
-            yield item
+        return guarded_messages(self.reader, connections, self.path)
 
     def _deserialize(self, raw: bytes, msgtype: str) -> Any:
         try:
@@ -354,25 +386,9 @@ class BagFrameSource:
             raise BagReadError(f"{self.path}: cannot deserialize a {msgtype} message ({err})") from err
 
     def decode_rgb(self, msg: Any, msgtype: str) -> np.ndarray:
-        """`(H, W, 3)` uint8 RGB of an Image/CompressedImage message.
-
-        Raises:
-            UnsupportedEncodingError: the encoding is not a colour/mono one.
-            InputError: the message is malformed (size, buffer, undecodable bytes).
-        """
-        if msgtype == COMPRESSED:
-            return decode_compressed(msg.data, msg.format)
-        try:
-            enc = get_encoding(msg.encoding)
-        except InputError as err:
-            raise UnsupportedEncodingError(f"topic {self.image_topic!r}: {err}") from None
-        if msg.encoding not in COLOR_INPUT_ENCODINGS:
-            raise UnsupportedEncodingError(
-                f"topic {self.image_topic!r}: encoding {msg.encoding!r} is a {enc.kind} "
-                f"image, not a colour one; supported: {', '.join(COLOR_INPUT_ENCODINGS)}"
-            )
-        arr = image_array_from_fields(msg.encoding, msg.height, msg.width, msg.step, msg.data, msg.is_bigendian)
-        return rgb_from_image(arr, msg.encoding)
+        """`(H, W, 3)` uint8 RGB of an Image/CompressedImage message of the image topic
+        (`decode_color_msg`)."""
+        return decode_color_msg(msg, msgtype, self.image_topic)
 
     def _drop(self, reason: str) -> None:
         self.stats.dropped += 1

@@ -1,0 +1,85 @@
+"""vdepth-flicker: the flow warping error of depth topics in bags (vdepth-bag's output, a camera's)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fakes import LuminanceEngine
+from test_consistency import T, panning
+
+from vdepth_ros.offline import flicker
+from vdepth_ros.offline.bag import process_bag
+from vdepth_ros.offline.synth import write_image_bag
+
+START = 1_700_000_000_000_000_000
+
+
+def _recording(path: Path, depth_scale: np.ndarray | None = None, **kw: object) -> Path:
+    """Images of a panning camera with its depth on /sparse_depth (optionally flickering)."""
+    rgb, depth = panning()
+    if depth_scale is not None:
+        depth = depth * depth_scale[:, None, None]
+    write_image_bag(path, list(rgb), start_ns=START, sparse_depth=list(depth), sparse_depth_topic="/cam/depth", **kw)
+    return path
+
+
+def test_steady_and_flickering_depth_topics_are_told_apart(tmp_path: Path) -> None:
+    steady = _recording(tmp_path / "steady")
+    flick = np.where(np.arange(T) % 2 == 0, 1.0, 1.1).astype(np.float32)
+    flickering = _recording(tmp_path / "flickering", depth_scale=flick)
+    (a,) = flicker.measure_flicker([steady], "/image", ["/cam/depth"])
+    (b,) = flicker.measure_flicker([flickering], "/image", ["/cam/depth"])
+    assert (a.frames, a.pairs, a.unmatched, a.restarts) == (T, T - 1, 0, 0)
+    assert a.mean < 0.005
+    assert b.mean == pytest.approx(0.1 / 1.05, abs=0.006)
+
+
+def test_vdepth_bag_output_read_together_with_its_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The usual use: `vdepth-flicker OUT IN` (the output bag has depth, the input the images)."""
+    src = _recording(tmp_path / "in")
+    params = {"scale_source": "range", "near": 0.5, "far": 5.0}
+    process_bag(src, tmp_path / "out", params=params, engine=LuminanceEngine(height=48, width=64, frames=4, overlap=2))
+    rc = flicker.main(
+        [str(tmp_path / "out"), str(src), "--depth-topic", "/depth", "--depth-topic", "/cam/depth", "--json"]
+    )
+    assert rc == 0
+    rows = {r["topic"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["/depth"]["pairs"] == T - 1 and rows["/cam/depth"]["pairs"] == T - 1
+    assert all(np.isfinite(r["flow_warping_error"]) for r in rows.values())
+    assert flicker.main([str(tmp_path / "out"), str(src), "--depth-topic", "/depth"]) == 0
+    assert "/depth: 0." in capsys.readouterr().out
+
+
+def test_a_gap_restarts_the_chain(tmp_path: Path) -> None:
+    stamps = [START + k * 33_000_000 for k in range(T)]
+    stamps[4:] = [s + 5_000_000_000 for s in stamps[4:]]  # 5 s gap after frame 3
+    (r,) = flicker.measure_flicker([_recording(tmp_path / "gap", stamps_ns=stamps)], "/image", ["/cam/depth"])
+    assert (r.frames, r.pairs, r.restarts) == (T, T - 2, 1)
+    # the node's outputs carry their image's stamp: they pair even with zero slop
+    (r2,) = flicker.measure_flicker([_recording(tmp_path / "exact")], "/image", ["/cam/depth"], slop=0.0)
+    assert (r2.frames, r2.unmatched) == (T, 0)
+
+
+def test_cli_errors_name_the_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = _recording(tmp_path / "in")
+    assert flicker.main([str(src), "--depth-topic", "/nope"]) == 2
+    err = capsys.readouterr().err
+    assert "'/nope' not found" in err and "/cam/depth [sensor_msgs/msg/Image]" in err
+    assert flicker.main([str(src), "--depth-topic", "/image"]) == 2
+    assert "both the colour and a depth topic" in capsys.readouterr().err
+    other = tmp_path / "other"
+    write_image_bag(other, list(panning()[0]), start_ns=START, image_topic="/cam/color", camera_info_topic=None)
+    assert flicker.main([str(src), str(other), "--depth-topic", "/cam/color"]) == 2  # colour read as depth
+    assert "'/cam/color': encoding 'rgb8' is not a depth image" in capsys.readouterr().err
+    assert flicker.main([str(tmp_path / "missing"), "--depth-topic", "/cam/depth"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    third = tmp_path / "third"  # a second depth topic, so the first can be (wrongly) named as colour
+    rgb, depth = panning()
+    write_image_bag(
+        third, list(rgb), start_ns=START, image_topic="/img2", sparse_depth=list(depth), sparse_depth_topic="/d2"
+    )
+    assert flicker.main([str(src), str(third), "--image-topic", "/cam/depth", "--depth-topic", "/d2"]) == 2
+    assert "'/cam/depth': encoding '32FC1' is a depth image, not a colour one" in capsys.readouterr().err
