@@ -15,6 +15,7 @@ from rosbags.rosbag2 import Reader
 
 from vdepth_ros.config import PipelineConfig
 from vdepth_ros.encodings import camera_from_info, image_array_from_fields, pointcloud2_fields_array
+from vdepth_ros.errors import VdepthError
 from vdepth_ros.offline import bag as bagcli
 from vdepth_ros.offline.atomic import STAGING_PREFIX
 from vdepth_ros.offline.bag import process_bag
@@ -340,6 +341,30 @@ def test_cli_rectify_undistorts_with_the_camera_info(
     assert not np.array_equal(img(got[0][1]), img(plain[0][1]), equal_nan=True)
     out_info = read_bag(tmp_path / "rect")["/depth/camera_info"][0][1]
     assert not any(out_info.d) and camera_from_info(out_info) == expected[0].camera
+
+
+def test_camera_info_file_stands_in_for_a_bag_without_camera_info(tmp_path: Path) -> None:
+    """A bag recorded without camera_info gets its clouds from a calibration file."""
+    src = make_bag(tmp_path / "in", camera_info_topic=None)
+    fx, fy, cx, cy = default_intrinsics(W, H)
+    cal = tmp_path / "cam.yaml"
+    cal.write_text(f"fx: {fx}\nfy: {fy}\ncx: {cx}\ncy: {cy}\nwidth: {W}\nheight: {H}\n")
+    plain = process_bag(src, tmp_path / "plain", params=PARAMS, engine=make_engine())
+    assert "/points" not in read_bag(tmp_path / "plain") and plain.clouds_skipped
+    s = process_bag(src, tmp_path / "out", params=PARAMS, engine=make_engine(), camera_info_file=cal)
+    assert any("camera_info from" in n for n in s.notes) and not any("never seen" in n for n in s.notes)
+    msgs = read_bag(tmp_path / "out")
+    assert len(msgs["/points"]) == N
+    # the same output as a bag that carried this camera_info itself
+    process_bag(make_bag(tmp_path / "with_info"), tmp_path / "ref", params=PARAMS, engine=make_engine())
+    ref = read_bag(tmp_path / "ref")
+    for (_, a), (_, b) in zip(msgs["/points"], ref["/points"], strict=True):
+        np.testing.assert_array_equal(cloud(a), cloud(b))
+    assert camera_from_info(msgs["/depth/camera_info"][0][1]) == camera_from_info(ref["/depth/camera_info"][0][1])
+    with pytest.raises(VdepthError, match="not both"):
+        process_bag(
+            src, tmp_path / "x", params=PARAMS, engine=make_engine(), camera_info_file=cal, camera_info_topic="/c"
+        )
 
 
 def test_cli_missing_topic_lists_topics(tmp_path: Path, fake_model: None, capsys: pytest.CaptureFixture[str]) -> None:

@@ -205,3 +205,43 @@ def test_cli_runs_openblas_on_one_thread_unless_the_user_chose(
         for n in set(before.values()):
             set_blas_threads(n)
     capsys.readouterr()
+
+
+def test_camera_info_file_equals_intrinsics_and_rectify_undistorts(tmp_path: Path) -> None:
+    """`--camera-info` (camera_calibration's YAML) gives the same run as `--intrinsics`; with lens
+    distortion and `--rectify` each frame is undistorted first (as the node's `rectify`)."""
+    folder = make_folder(tmp_path / "frames")
+    K = (60.0, 60.0, 31.5, 23.5)
+    cal = tmp_path / "cam.yaml"
+    cal.write_text(
+        f"image_width: {W}\nimage_height: {H}\ncamera_matrix: {{rows: 3, cols: 3, data: "
+        f"[{K[0]}, 0, {K[2]}, 0, {K[1]}, {K[3]}, 0, 0, 1]}}\ndistortion_model: plumb_bob\n"
+        "distortion_coefficients: {rows: 1, cols: 5, data: [0, 0, 0, 0, 0]}\n"
+    )
+    kw = {"params": {"cloud_stride": 1}, "formats": ("npy",), "depth_range": RANGE, "ply": True, "preview": False}
+    process_video(folder, tmp_path / "k", engine=make_engine(), intrinsics=K, **kw)
+    process_video(folder, tmp_path / "file", engine=make_engine(), camera_info=cal, **kw)
+    for i in range(N):
+        name = f"{i:06d}.npy"
+        np.testing.assert_array_equal(
+            np.load(tmp_path / "file" / "depth" / name), np.load(tmp_path / "k" / "depth" / name)
+        )
+        ply = f"{i:06d}.ply"
+        np.testing.assert_array_equal(
+            read_ply(tmp_path / "file" / "clouds" / ply), read_ply(tmp_path / "k" / "clouds" / ply)
+        )
+
+    cal.write_text(cal.read_text().replace("data: [0, 0, 0, 0, 0]", "data: [-0.3, 0.1, 0, 0, 0]"))
+    s = process_video(folder, tmp_path / "rect", engine=make_engine(), camera_info=cal, rectify=True, **kw)
+    meta = json.loads((tmp_path / "rect" / "meta.json").read_text())
+    assert meta["rectified"] is True and meta["camera_info"] == str(cal)
+    assert s.frames_out == N
+    assert not np.array_equal(
+        np.load(tmp_path / "rect" / "depth" / "000003.npy"),
+        np.load(tmp_path / "k" / "depth" / "000003.npy"),
+        equal_nan=True,
+    )
+    with pytest.raises(OfflineError, match="one of --intrinsics, --assume-hfov and --camera-info"):
+        process_video(folder, tmp_path / "x", engine=make_engine(), camera_info=cal, intrinsics=K, **kw)
+    with pytest.raises(OfflineError, match="--rectify needs --camera-info"):
+        process_video(folder, tmp_path / "y", engine=make_engine(), intrinsics=K, rectify=True, **kw)

@@ -183,3 +183,76 @@ def test_unknown_model_without_distortion_is_accepted_and_maps_are_cached() -> N
     assert rect.view(info(), W, H) is a  # cached
     rect.view(info(p=P), W, H)
     assert rect.view(info(), W, H) is not a  # evicted (cache_size 1), rebuilt
+
+
+OST_YAML = """\
+image_width: 320
+image_height: 240
+camera_name: narrow_stereo
+camera_matrix:
+  rows: 3
+  cols: 3
+  data: [260.0, 0.0, 161.0, 0.0, 255.0, 118.0, 0.0, 0.0, 1.0]
+distortion_model: plumb_bob
+distortion_coefficients:
+  rows: 1
+  cols: 5
+  data: [-0.28, 0.09, 0.001, -0.0015, -0.012]
+rectification_matrix:
+  rows: 3
+  cols: 3
+  data: [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+projection_matrix:
+  rows: 3
+  cols: 4
+  data: [230.0, 0.0, 158.0, 0.0, 0.0, 230.0, 121.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+"""
+
+
+def test_camera_calibration_yaml_loads_as_a_camera_info(tmp_path: Any) -> None:
+    """The file ROS's camera_calibration writes (ost.yaml) gives the same maps as the message."""
+    from vdepth_ros.rectify import load_camera_info
+
+    path = tmp_path / "ost.yaml"
+    path.write_text(OST_YAML)
+    msg = load_camera_info(path)
+    assert (msg.width, msg.height, msg.distortion_model) == (W, H, "plumb_bob")
+    a, b = Rectifier().view(msg, W, H), Rectifier().view(info(p=P), W, H)
+    np.testing.assert_array_equal(a.map_x, b.map_x)
+    assert a.camera == b.camera and has_distortion(msg)
+    # without R and P: identity and K, as camera_info_manager fills them
+    path.write_text(OST_YAML.split("rectification_matrix")[0])
+    short = load_camera_info(path)
+    np.testing.assert_array_equal(np.asarray(short.p).reshape(3, 4)[:, :3], K)
+    np.testing.assert_array_equal(np.asarray(short.r).reshape(3, 3), np.eye(3))
+
+
+def test_plain_pinhole_yaml_and_the_bundled_sample_load(tmp_path: Any) -> None:
+    from vdepth_ros.paths import default_model_dir
+    from vdepth_ros.rectify import load_camera_info
+
+    msg = load_camera_info(default_model_dir() / "sample_camera.yaml")
+    cam = camera_from_info(msg)
+    assert (cam.width, cam.height) == (320, 240) and cam.cx == 159.5
+    assert not has_distortion(msg)
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("camera_name: x\n", "not a camera calibration"),
+        (OST_YAML.replace("data: [260.0, 0.0, 161.0, 0.0, 255.0, 118.0, 0.0, 0.0, 1.0]", "data: [1, 2]"), "3x3"),
+        (OST_YAML.replace("image_width: 320", "image_width: -1"), "positive integers"),
+        ("fx: [unclosed\n", "not valid YAML"),
+    ],
+)
+def test_bad_calibration_files_are_config_errors(tmp_path: Any, text: str, match: str) -> None:
+    from vdepth_ros.errors import ConfigError
+    from vdepth_ros.rectify import load_camera_info
+
+    path = tmp_path / "cam.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=match):
+        load_camera_info(path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_camera_info(tmp_path / "missing.yaml")

@@ -22,13 +22,16 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import cv2
 import numpy as np
+import yaml
 
 from vdepth_ros.encodings import camera_from_info
-from vdepth_ros.errors import InputError
+from vdepth_ros.errors import ConfigError, InputError
 from vdepth_ros.stream.cloud import CameraModel
 
 #: `CameraInfo.distortion_model` values this module undoes (sensor_msgs/distortion_models.hpp).
@@ -195,6 +198,66 @@ def _build_view(info: Any, width: int, height: int) -> RectifiedView:
     return RectifiedView(camera, R, map_x, map_y)
 
 
+def _matrix(doc: dict, key: str, rows: int, cols: int, path: Path) -> np.ndarray:
+    entry = doc.get(key)
+    data = entry.get("data") if isinstance(entry, dict) else entry
+    try:
+        arr = np.asarray(data, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        arr = np.zeros(0)
+    if arr.size != rows * cols or not np.isfinite(arr).all():
+        raise ConfigError(f"{path}: {key} must hold {rows}x{cols} finite numbers, got {data!r}")
+    return arr
+
+
+def load_camera_info(path: str | Path) -> SimpleNamespace:
+    """A camera_info from a calibration file, duck-typed like `sensor_msgs/CameraInfo`.
+
+    Reads the YAML that ROS's `camera_calibration` writes and `camera_info_manager` loads
+    (`image_width`, `image_height`, `camera_matrix`, `distortion_model`, `distortion_coefficients`,
+    `rectification_matrix`, `projection_matrix`; the last two optional: identity and K), or the
+    plain pinhole `fx fy cx cy width height` of `models/default/sample_camera.yaml`.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ConfigError: not a calibration file, or a matrix of the wrong size.
+    """
+    path = Path(path)
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"camera calibration file {path} does not exist") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path}: expected a camera calibration mapping")
+    if "camera_matrix" in doc:
+        w, h = doc.get("image_width"), doc.get("image_height")
+        K = _matrix(doc, "camera_matrix", 3, 3, path)
+        model = str(doc.get("distortion_model") or "plumb_bob")
+        d = doc.get("distortion_coefficients") or {"data": []}
+        D = np.asarray(d.get("data") if isinstance(d, dict) else d, dtype=np.float64).ravel()
+        R = _matrix(doc, "rectification_matrix", 3, 3, path) if "rectification_matrix" in doc else np.eye(3).ravel()
+        if "projection_matrix" in doc:
+            P = _matrix(doc, "projection_matrix", 3, 4, path)
+        else:
+            P = np.hstack([K.reshape(3, 3), np.zeros((3, 1))]).ravel()
+    elif {"fx", "fy", "cx", "cy"} <= set(doc):
+        w, h = doc.get("width"), doc.get("height")
+        K = np.array([doc["fx"], 0, doc["cx"], 0, doc["fy"], doc["cy"], 0, 0, 1], np.float64)
+        model, D, R = "plumb_bob", np.zeros(0), np.eye(3).ravel()
+        P = np.hstack([K.reshape(3, 3), np.zeros((3, 1))]).ravel()
+    else:
+        raise ConfigError(
+            f"{path}: not a camera calibration (expected camera_calibration's camera_matrix/... keys, or fx fy cx cy)"
+        )
+    if not (isinstance(w, int) and isinstance(h, int) and w > 0 and h > 0):
+        raise ConfigError(f"{path}: image width and height must be positive integers, got {w!r} x {h!r}")
+    return SimpleNamespace(
+        width=w, height=h, distortion_model=model, d=D, k=K, r=R, p=P, roi=None, binning_x=0, binning_y=0
+    )
+
+
 def pinhole_input(
     image: np.ndarray, info: Any, rectifier: Rectifier | None
 ) -> tuple[np.ndarray, CameraModel | None, RectifiedView | None]:
@@ -220,4 +283,4 @@ def pinhole_input(
     return image, camera, None
 
 
-__all__ = ["DISTORTION_MODELS", "RectifiedView", "Rectifier", "has_distortion", "pinhole_input"]
+__all__ = ["DISTORTION_MODELS", "RectifiedView", "Rectifier", "has_distortion", "load_camera_info", "pinhole_input"]

@@ -45,6 +45,7 @@ from vdepth_ros.offline.runner import (
     sigterm_as_interrupt,
     with_progress,
 )
+from vdepth_ros.rectify import load_camera_info
 from vdepth_ros.ros.resets import StreamResets
 
 if TYPE_CHECKING:
@@ -120,6 +121,7 @@ def process_bag(
     camera_info_topic: str | None = None,
     sparse_depth_topic: str | None = None,
     camera_pose_topic: str | None = None,
+    camera_info_file: str | Path | None = None,
     mode: str = "causal",
     storage: str = "mcap",
     copy_input_topics: bool = False,
@@ -141,6 +143,8 @@ def process_bag(
         image_topic, camera_info_topic, sparse_depth_topic, camera_pose_topic: override the node's
             topic names; a topic given here that is missing from the bag is an error. Camera poses
             (`PoseStamped` of the optical frame) give metric points triangulated from the images.
+        camera_info_file: a calibration YAML (`rectify.load_camera_info`) used for every frame
+            instead of the bag's camera_info topic (bags recorded without one).
         mode: "causal" (the live node's behaviour) or "offline" (global fit; better, not live-equal).
         storage: output storage, "mcap" or "sqlite3".
         copy_input_topics: also copy every input message, so the output is self-contained.
@@ -175,6 +179,12 @@ def process_bag(
     )
     summary = RunSummary(mode=mode)
     clock = Stopwatch()
+    fixed_info = None
+    if camera_info_file is not None and camera_info_topic is not None:
+        raise VdepthError("give a camera_info topic or a camera_info file, not both")
+    if camera_info_file is not None:
+        fixed_info = load_camera_info(camera_info_file)
+        summary.notes.append(f"camera_info from {camera_info_file} for every frame (the bag's is not read)")
     source = BagFrameSource(
         input_path,
         image_topic=topics.image,
@@ -190,6 +200,7 @@ def process_bag(
         sync_info_timeout_ns=round(float(params.get("camera_info_timeout", 1.0)) * 1e9),
         sparse_depth_slop_ns=round(float(params.get("sparse_depth_slop", 0.1)) * 1e9),
         rectify=bool(params.get("rectify", False)),
+        camera_info=fixed_info,
     )
     metric_input = topics.sparse_depth or topics.camera_pose
     if metric_input and params.get("scale_source", "none") == "none":
@@ -236,7 +247,7 @@ def process_bag(
                 f"{source.stats.images} frames triangulated"
                 + (f", {source.stats.bad_poses} invalid pose messages ignored" if source.stats.bad_poses else "")
             )
-        if not source.stats.camera_info_seen:
+        if not source.stats.camera_info_seen and fixed_info is None:
             summary.notes.append(f"camera_info never seen on {topics.camera_info!r}: no point clouds")
         if summary.scale_sources.get("none", 0) == summary.frames_out and summary.frames_out:
             summary.notes.append("no scale source: only disparity was written (no metric depth, no clouds)")
@@ -265,6 +276,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--camera-pose-topic",
         help="PoseStamped topic of the camera optical frame (metres) used as metric scale source: image points "
         "are triangulated with it (default: NAMESPACE/camera_pose when the params say sparse_depth: pose)",
+    )
+    p.add_argument(
+        "--camera-info-file",
+        type=Path,
+        help="camera calibration YAML (camera_calibration's format) used for every frame instead of the bag's "
+        "camera_info, e.g. for bags recorded without one",
     )
     p.add_argument(
         "--rectify",
@@ -315,6 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 camera_info_topic=args.camera_info_topic,
                 sparse_depth_topic=args.sparse_depth_topic,
                 camera_pose_topic=args.camera_pose_topic,
+                camera_info_file=args.camera_info_file,
                 mode=args.mode,
                 storage=args.storage,
                 copy_input_topics=args.copy_input_topics,

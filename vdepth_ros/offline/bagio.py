@@ -180,6 +180,10 @@ class BagFrameSource:
         typestore: ROS 2 distribution (`TYPESTORES` key) for bags without embedded definitions.
         image_topic_explicit, camera_info_topic_explicit: the user named these topics, so a
             missing one is an error rather than a fallback.
+        sync_*, sparse_depth_slop_ns: the node's pairing parameters (`vdepth_ros/ros/params.py`).
+        rectify: undistort each image with its camera_info first (the node's `rectify`).
+        camera_info: a camera_info for every frame (`rectify.load_camera_info` of a calibration
+            file), for bags recorded without one; the bag's camera_info topic is then not read.
 
     Raises (on `open`):
         FileNotFoundError, BagReadError, EmptyBagError, MissingTopicError, UnsupportedEncodingError.
@@ -201,16 +205,20 @@ class BagFrameSource:
         sync_info_timeout_ns: int = 1_000_000_000,
         sparse_depth_slop_ns: int = 100_000_000,
         rectify: bool = False,
+        camera_info: Any = None,
     ) -> None:
         self.path = Path(path)
         self.image_topic = image_topic
-        self.camera_info_topic = camera_info_topic
+        self.camera_info_topic: str | None = camera_info_topic
         if sparse_depth_topic and camera_pose_topic:
             raise OfflineError("one metric scale input at a time: sparse depth or camera poses, not both")
         self.sparse_depth_topic = sparse_depth_topic
         self.camera_pose_topic = camera_pose_topic
         self._triangulator = PoseTriangulator() if camera_pose_topic else None
         self._rectifier = Rectifier() if rectify else None
+        self._fixed_info = camera_info  # from a calibration file: used for every frame
+        if camera_info is not None:
+            self.camera_info_topic = None  # the bag's own camera_info is not read
         self._warned_distortion = False
         self._warned_no_pose = False
         self.image_topic_explicit = image_topic_explicit
@@ -506,6 +514,8 @@ class BagFrameSource:
         except InputError as err:
             self._drop(str(err))
             return None
+        if self._fixed_info is not None:
+            info = self._fixed_info
         if info is not None:
             sig = info_signature(info)
             if sig == self._last_info_sig:

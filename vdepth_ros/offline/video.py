@@ -1,7 +1,8 @@
 """`vdepth-video`: depth for a video file or an image folder, written as per-frame files and a preview.
 
     vdepth-video INPUT -o OUTDIR [--format png,npz] [--mode offline|causal] [--depth-range NEAR FAR]
-                 [--ply (--intrinsics FX FY CX CY | --assume-hfov DEG)] [--params config/depth.yaml]
+                 [--ply (--intrinsics FX FY CX CY | --camera-info FILE [--rectify] | --assume-hfov DEG)]
+                 [--params config/depth.yaml]
 
 Without a metric scale source the model's relative disparity is written (not depth; the tool says so);
 `--depth-range NEAR FAR` gives a scale from the scene's depth range. The pipeline and its parameters are
@@ -11,6 +12,7 @@ the live node's (`config/depth.yaml`). OUTDIR is built under a temporary name an
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -36,10 +38,12 @@ from vdepth_ros.offline.runner import (
 )
 from vdepth_ros.offline.synth import default_intrinsics
 from vdepth_ros.offline.videoio import FORMATS, VideoFrameSource, VideoOutputWriter
+from vdepth_ros.rectify import Rectifier, has_distortion, load_camera_info, pinhole_input
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterable, Iterator, Sequence
 
+    from vdepth_ros.pipeline import FrameInput
     from vdepth_ros.runtime.engine import DepthEngine
 
 log = logging.getLogger(__name__)
@@ -72,6 +76,8 @@ def process_video(
     ply: bool = False,
     intrinsics: tuple[float, float, float, float] | None = None,
     assume_hfov: float | None = None,
+    camera_info: str | Path | None = None,
+    rectify: bool = False,
     depth_range: tuple[float, float] | None = None,
     fps: float | None = None,
     max_frames: int | None = None,
@@ -92,6 +98,9 @@ def process_video(
         preview: write `preview.mp4` (mp4v, INFERNO).
         ply: write `clouds/*.ply` (needs depth and intrinsics).
         intrinsics: `(fx, fy, cx, cy)` at the input resolution.
+        camera_info: a calibration YAML (`rectify.load_camera_info`: camera_calibration's format,
+            lens distortion included), instead of `intrinsics`.
+        rectify: undistort each frame with `camera_info` first (the node's `rectify`).
         assume_hfov: assume a pinhole with this horizontal FOV (degrees) when `intrinsics` is None;
             a warning says the geometry is distorted.
         depth_range: `(near, far)` metres: the scale source; None: disparity only.
@@ -125,7 +134,18 @@ def process_video(
     ):
         camera = None
         assumed = False
-        if intrinsics is not None or assume_hfov is not None:
+        info = None
+        if sum(x is not None for x in (intrinsics, assume_hfov, camera_info)) > 1:
+            raise OfflineError("give one of --intrinsics, --assume-hfov and --camera-info")
+        if rectify and camera_info is None:
+            raise OfflineError("--rectify needs --camera-info (the lens distortion to undo)")
+        if camera_info is not None:
+            info = load_camera_info(camera_info)
+            if has_distortion(info) and not rectify:
+                msg = f"{camera_info} has lens distortion: pass --rectify unless the video is already undistorted"
+                log.warning(msg)
+                summary.notes.append(msg)
+        elif intrinsics is not None or assume_hfov is not None:
             if source.size is None:
                 raise OfflineError(f"{input_path}: unknown frame size; cannot attach intrinsics")
             w, h = source.size
@@ -139,12 +159,14 @@ def process_video(
             fx, fy, cx, cy = intrinsics
             camera = CameraModel(fx=fx, fy=fy, cx=cx, cy=cy, width=w, height=h)
         elif ply:
-            raise OfflineError("--ply needs --intrinsics FX FY CX CY or --assume-hfov DEG")
+            raise OfflineError("--ply needs --intrinsics FX FY CX CY, --camera-info FILE or --assume-hfov DEG")
         source.camera = camera
         config = pipeline_config(params, model=model, backend=backend)
         pipeline = build_pipeline(config, engine=engine)
         with VideoOutputWriter(tmp, formats=formats, fps=source.fps, preview=preview, ply=ply) as out:
             frames = with_progress(source.frames(), source.frame_count, PROG, progress)
+            if info is not None:
+                frames = _with_camera_info(frames, info, Rectifier() if rectify else None)
             outputs = run_pipeline(pipeline, frames, mode)  # type: ignore[arg-type]
             if mode == "offline":
                 outputs = with_progress(outputs, source.frame_count, f"{PROG} (writing)", progress)
@@ -170,6 +192,8 @@ def process_video(
                     "fps": source.fps,
                     "intrinsics": list(intrinsics) if intrinsics else None,
                     "intrinsics_assumed": assumed,
+                    "camera_info": str(camera_info) if camera_info else None,
+                    "rectified": bool(rectify),
                     "depth_range": list(depth_range) if depth_range else None,
                 }
             )
@@ -183,6 +207,13 @@ def process_video(
     if clouds:
         summary.outputs["clouds"] = str(output_dir / "clouds")
     return summary
+
+
+def _with_camera_info(frames: Iterable[FrameInput], info: Any, rectifier: Rectifier | None) -> Iterator[FrameInput]:
+    """Frames with the calibration's camera (scaled to the frame), undistorted with `rectifier`."""
+    for f in frames:
+        rgb, camera, _ = pinhole_input(f.rgb, info, rectifier)
+        yield dataclasses.replace(f, rgb=rgb, camera=camera)
 
 
 def _formats(text: str) -> tuple[str, ...]:
@@ -227,6 +258,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="pinhole intrinsics at the input resolution",
     )
     p.add_argument(
+        "--camera-info",
+        type=Path,
+        metavar="FILE",
+        help="camera calibration YAML (camera_calibration's format, or fx/fy/cx/cy/width/height)",
+    )
+    p.add_argument(
+        "--rectify",
+        action="store_true",
+        help="undistort the frames with --camera-info first (for video straight from a lens with distortion)",
+    )
+    p.add_argument(
         "--assume-hfov",
         type=float,
         metavar="DEG",
@@ -261,6 +303,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 preview=not args.no_preview,
                 ply=args.ply,
                 intrinsics=tuple(args.intrinsics) if args.intrinsics else None,
+                camera_info=args.camera_info,
+                rectify=args.rectify,
                 assume_hfov=args.assume_hfov,
                 depth_range=tuple(args.depth_range) if args.depth_range else None,
                 fps=args.fps,
