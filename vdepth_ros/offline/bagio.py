@@ -121,6 +121,20 @@ def storage_error(path: Path, err: Exception) -> BagReadError:
     return BagReadError(f"{path}: cannot read the bag, it looks truncated or corrupt ({text})")
 
 
+def open_reader(paths: list[Path], typestore: str) -> AnyReader:
+    """An open rosbags `AnyReader` over `paths` (read together, in time order).
+
+    Raises:
+        BagReadError: unknown storage, or a damaged bag (`storage_error`).
+    """
+    try:
+        reader = AnyReader(paths, default_typestore=get_typestore(TYPESTORES[typestore]))
+        reader.open()
+    except Exception as err:  # AnyReaderError/ReaderError, or sqlite/mcap/yaml internals on damaged files
+        raise storage_error(paths[0], err) from err
+    return reader
+
+
 def guarded_messages(
     reader: AnyReader, connections: list[Connection], path: Path
 ) -> Iterator[tuple[Connection, int, bytes]]:
@@ -244,12 +258,7 @@ class BagFrameSource:
     def open(self) -> BagFrameSource:
         if not self.path.exists():
             raise FileNotFoundError(f"input bag {self.path} does not exist")
-        try:
-            reader = AnyReader([self.path], default_typestore=get_typestore(TYPESTORES[self.typestore_name]))
-            reader.open()
-        except Exception as err:  # AnyReaderError/ReaderError, or sqlite/mcap/yaml internals on damaged files
-            raise storage_error(self.path, err) from err
-        self._reader = reader
+        self._reader = open_reader([self.path], self.typestore_name)
         try:
             self._select_connections()
         except BaseException:
@@ -384,9 +393,6 @@ class BagFrameSource:
             log.warning("the first image on %s is malformed (%s); such frames are dropped", self.image_topic, err)
 
     # -- messages ----------------------------------------------------------------------------
-    def _messages(self, connections: list[Connection]) -> Iterator[tuple[Connection, int, bytes]]:
-        return guarded_messages(self.reader, connections, self.path)
-
     def _deserialize(self, raw: bytes, msgtype: str) -> Any:
         try:
             return self.reader.deserialize(raw, msgtype)
@@ -453,7 +459,7 @@ class BagFrameSource:
                 if frame is not None:
                     yield frame
 
-        for conn, t, raw in self._messages(wanted):
+        for conn, t, raw in guarded_messages(self.reader, wanted, self.path):
             if on_message is not None:
                 on_message(conn, t, raw)
             if conn.id in image_ids:

@@ -26,8 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rosbags.highlevel import AnyReader
-from rosbags.typesys import get_typestore
 
 from vdepth_ros.consistency import FlowWarpingError
 from vdepth_ros.encodings import depth_from_image, get_encoding, image_array_from_fields
@@ -38,8 +36,8 @@ from vdepth_ros.offline.bagio import (
     TYPESTORES,
     decode_color_msg,
     guarded_messages,
+    open_reader,
     stamp_ns,
-    storage_error,
 )
 from vdepth_ros.offline.errors import BagReadError, MissingTopicError, UnsupportedEncodingError
 from vdepth_ros.offline.runner import cli_errors, setup_logging
@@ -147,11 +145,7 @@ def measure_flicker(
         raise MissingTopicError("give at least one --depth-topic")
     if image_topic in depth_topics:
         raise MissingTopicError(f"{image_topic!r} is given as both the colour and a depth topic")
-    try:
-        reader = AnyReader(paths, default_typestore=get_typestore(TYPESTORES[typestore]))
-        reader.open()
-    except Exception as err:  # the reader's own failures: unknown storage, damaged files
-        raise storage_error(paths[0], err) from err
+    reader = open_reader(paths, typestore)
     try:
         topics = {c.topic: c.msgtype for c in reader.connections}
         listed = ", ".join(f"{t} [{m}]" for t, m in sorted(topics.items())) or "(none)"
@@ -165,7 +159,10 @@ def measure_flicker(
         images: OrderedDict[int, np.ndarray] = OrderedDict()
         wanted = [c for c in reader.connections if c.topic == image_topic or c.topic in chains]
         for conn, _t, raw in guarded_messages(reader, wanted, paths[0]):
-            msg = reader.deserialize(raw, conn.msgtype)
+            try:
+                msg = reader.deserialize(raw, conn.msgtype)
+            except Exception as err:
+                raise BagReadError(f"cannot deserialize a {conn.msgtype} message on {conn.topic} ({err})") from err
             stamp = stamp_ns(msg.header)
             if conn.topic == image_topic:
                 try:
