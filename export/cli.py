@@ -1,4 +1,5 @@
-"""`vdepth-export`: `onnx` (model -> ONNX + spec + parity report) and `engine` (ONNX -> TensorRT)."""
+"""`vdepth-export`: `import` (a paper's released checkpoint -> model folder), `onnx` (model -> ONNX +
+spec + parity report) and `engine` (ONNX -> TensorRT)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import json
 import logging
 import sys
 from pathlib import Path
+
+from vdepth_export.import_released import IMPORTERS, import_released, parse_overrides
 
 from vdepth_ros.errors import VdepthError
 from vdepth_ros.runtime.shapes import PRECISIONS
@@ -38,6 +41,21 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="store the weights as float16 behind casts (half the file, float32 compute)",
     )
+
+    i = sub.add_parser(
+        "import",
+        help="write a paper's released checkpoint (local files) as a model folder the tools load",
+        description="sources per family: " + "; ".join(f"{f}: {what}" for f, (what, _n, _l) in IMPORTERS.items()),
+    )
+    i.add_argument("family", help=f"one of {', '.join(IMPORTERS)}")
+    i.add_argument("sources", nargs="+", help="the released files/folders (see above)")
+    i.add_argument("-o", "--output", required=True, help="model folder to write (config.json + model.safetensors)")
+    i.add_argument("--encoder", help="vda: vits (default), vitb or vitl")
+    i.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="constructor override (e.g. window=16)"
+    )
+    i.add_argument("--weights-fp16", action="store_true", help="store the weights as float16 (half the size)")
+    i.add_argument("--overwrite", action="store_true", help="replace a model already in OUTPUT")
 
     e = sub.add_parser("engine", help="build a TensorRT engine from an exported ONNX (needs tensorrt + GPU)")
     e.add_argument("onnx", help="model.onnx (with model.onnx.json next to it) or a model folder")
@@ -90,6 +108,28 @@ def _run_onnx(args: argparse.Namespace) -> int:
     return 0 if res.parity is None or res.parity["passed"] is not False else 1
 
 
+def _run_import(args: argparse.Namespace) -> int:
+    out = import_released(
+        args.family,
+        args.sources,
+        args.output,
+        encoder=args.encoder,
+        overrides=parse_overrides(args.set),
+        weights_fp16=args.weights_fp16,
+        overwrite=args.overwrite,
+    )
+    print(
+        json.dumps(
+            {
+                "model": str(out),
+                "next": [f"vdepth-export onnx {out}  (optional: ONNX Runtime is faster on CPU)", f"model: {out}"],
+            },
+            indent=2,
+        )
+    )
+    return 0
+
+
 def _run_engine(args: argparse.Namespace) -> int:
     from vdepth_export.build_engine import build_engine
 
@@ -127,9 +167,10 @@ def _run_engine(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
+    run = {"import": _run_import, "onnx": _run_onnx, "engine": _run_engine}[args.command]
     try:
-        return _run_onnx(args) if args.command == "onnx" else _run_engine(args)
-    except VdepthError as err:
+        return run(args)
+    except (VdepthError, FileNotFoundError, FileExistsError) as err:
         print(f"vdepth-export {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -1,0 +1,134 @@
+"""`vdepth-export import`: a paper's released checkpoint (local files) -> a model folder the tools load.
+
+The node, `vdepth-bag`, `vdepth-video` and `vdepth-export onnx` take a model folder
+(`config.json` + `model.safetensors`, `VideoDepthModel.save_pretrained`). The papers release their
+weights in their own layouts; each family's `from_released` reads those (names and shapes from the
+releases, `torch.load(weights_only=True)` only) and this command writes the folder:
+
+    vdepth-export import vda video_depth_anything_vits.pth -o models/vda_small --encoder vits
+    vdepth-export onnx models/vda_small --frames 32 --height 280 --width 504     # optional, faster on CPU
+    vdepth-node --ros-args -p model:=models/vda_small ...
+
+Nothing is downloaded: the files must already be on disk (the hub is not reachable from here,
+and several releases are non-commercial: their licences travel with the weights).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from vdepth_ros.errors import ConfigError
+
+#: family -> (what the sources are, how many: (min, max), loader(sources, encoder, overrides))
+_Loader = Callable[[Sequence[Path], "str | None", dict[str, Any]], Any]
+
+
+def _vda(sources: Sequence[Path], encoder: str | None, overrides: dict[str, Any]) -> Any:
+    from vdepth_ros.models.vda import VideoDepthAnything
+
+    return VideoDepthAnything.from_released(sources[0], encoder=encoder or "vits", **overrides)
+
+
+def _gemdepth(sources: Sequence[Path], encoder: str | None, overrides: dict[str, Any]) -> Any:
+    from vdepth_ros.models.gemdepth import GemDepth
+
+    if encoder not in (None, "vitl"):
+        raise ConfigError("gemdepth is released as ViT-L only (--encoder vitl)")
+    return GemDepth.from_released(sources[0], **overrides)
+
+
+def _depthcrafter(sources: Sequence[Path], encoder: str | None, overrides: dict[str, Any]) -> Any:
+    from vdepth_ros.models.depthcrafter import DepthCrafter
+
+    return DepthCrafter.from_released(sources[0], sources[1], **overrides)
+
+
+def _dvd(sources: Sequence[Path], encoder: str | None, overrides: dict[str, Any]) -> Any:
+    from vdepth_ros.models.dvd import DVD
+
+    return DVD.from_released(sources[0], sources[1] if len(sources) > 1 else None, **overrides)
+
+
+def _fiffdepth(sources: Sequence[Path], encoder: str | None, overrides: dict[str, Any]) -> Any:
+    from vdepth_ros.models.fiffdepth import FiffDepth
+
+    return FiffDepth.from_released(sources[0], **overrides)
+
+
+IMPORTERS: dict[str, tuple[str, tuple[int, int], _Loader]] = {
+    "vda": ("video_depth_anything_vit{s,b,l}.pth (--encoder vits|vitb|vitl)", (1, 1), _vda),
+    "gemdepth": ("gemdepth.pth (ViT-L)", (1, 1), _gemdepth),
+    "depthcrafter": (
+        "the DepthCrafter UNet folder, then the SVD-XT folder (vae/, image_encoder/)",
+        (2, 2),
+        _depthcrafter,
+    ),
+    "dvd": ("DVD's DiT checkpoint, then optionally a diffusers AutoencoderKLWan folder", (1, 2), _dvd),
+    "fiffdepth": (
+        "an SD-2-layout FiffDepth folder (unet/, vae/, text encoder or empty-prompt embedding)",
+        (1, 1),
+        _fiffdepth,
+    ),
+}
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """`KEY=VALUE` constructor overrides; VALUE is read as JSON when it parses (numbers, lists,
+    true/false), else kept as a string."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+def import_released(
+    family: str,
+    sources: Sequence[str | Path],
+    output: str | Path,
+    *,
+    encoder: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    weights_fp16: bool = False,
+    overwrite: bool = False,
+) -> Path:
+    """Read a released checkpoint and write it as a model folder; returns the folder.
+
+    Raises:
+        ConfigError: unknown family, wrong number of sources, a family without released weights.
+        FileExistsError: `output` holds a model and `overwrite` is false.
+        FileNotFoundError: a source is missing.
+        ModelLoadError: the checkpoint does not match the family (from `from_released`).
+    """
+    import torch
+
+    if family not in IMPORTERS:
+        from vdepth_ros.models import MODEL_FAMILIES
+
+        if family in MODEL_FAMILIES:
+            raise ConfigError(f"{family} has no released checkpoint to import; train it (training/) instead")
+        raise ConfigError(f"unknown family {family!r}; importable: {', '.join(IMPORTERS)}")
+    what, (lo, hi), loader = IMPORTERS[family]
+    paths = [Path(s) for s in sources]
+    if not lo <= len(paths) <= hi:
+        raise ConfigError(f"{family} takes {lo if lo == hi else f'{lo}-{hi}'} source(s): {what}")
+    for p in paths:
+        if not p.exists():
+            raise FileNotFoundError(f"{p} does not exist")
+    out = Path(output)
+    if (out / "config.json").exists() and not overwrite:
+        raise FileExistsError(f"{out} already holds a model; pass --overwrite to replace it")
+    model = loader(paths, encoder, dict(overrides or {}))
+    model.save_pretrained(out, weights_dtype=torch.float16 if weights_fp16 else None)
+    return out
+
+
+__all__ = ["IMPORTERS", "import_released", "parse_overrides"]
