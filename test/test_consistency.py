@@ -72,3 +72,32 @@ def test_invalid_depth_is_ignored_and_reset_breaks_the_chain() -> None:
     assert meter.add(rgb[5], depth[5]) is not None
     assert len(meter.errors) == 2 and meter.mean == pytest.approx(np.mean(meter.errors))
     assert FlowWarpingError().mean is None
+
+
+def test_flicker_monitor_measures_one_consecutive_pair_per_period() -> None:
+    from vdepth_ros.consistency import FlickerMonitor
+
+    rgb, depth = panning()
+    flicker = depth * np.where(np.arange(T) % 2 == 0, 1.0, 1.1).astype(np.float32)[:, None, None]
+    mon = FlickerMonitor(period=1.0)
+    for t in range(T):
+        mon.add_image(1000 + t, rgb[t])
+    # outputs arrive later (a window after their images), 0.4 s apart on the monitor's clock
+    got = [mon.add_depth(1000 + t, t, flicker[t], now=0.4 * t) for t in range(T)]
+    measured = [t for t, e in enumerate(got) if e is not None]
+    assert measured == [1, 4, 7]  # the first pair, then one pair per second
+    assert mon.mean == pytest.approx(0.1 / 1.05, abs=0.006)
+    assert len(mon._meter.errors) == 0  # bounded: only `values` (maxlen) keeps history
+
+    # a gap in the output indices (a skipped frame) is not a consecutive pair; reset forgets all
+    mon2 = FlickerMonitor(period=0.001)
+    for t in range(4):
+        mon2.add_image(t, rgb[t])
+    assert mon2.add_depth(0, 0, depth[0], now=0.0) is None
+    assert mon2.add_depth(2, 2, depth[2], now=1.0) is None  # frame 1 never came out
+    assert mon2.add_depth(3, 3, depth[3], now=2.0) == pytest.approx(0.0, abs=1e-6)
+    mon2.reset()
+    assert mon2.add_depth(3, 4, depth[3], now=3.0) is None  # its image was forgotten
+    off = FlickerMonitor(period=0.0)
+    off.add_image(0, rgb[0])
+    assert not off.enabled and off.add_depth(0, 0, depth[0], now=0.0) is None and off.mean is None

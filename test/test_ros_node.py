@@ -439,6 +439,21 @@ def test_rectify_without_camera_info_drops_frames_with_a_rate_limited_error(harn
     assert h.spin_until(lambda: len(h.got["depth"]) > 0)
 
 
+def test_flicker_on_diagnostics_when_enabled(harness: Any) -> None:
+    key = "flicker (flow warping error)"
+    h = harness({**RANGE, "flicker_period": 0.001})
+    assert h.node.diagnostics_values()[key] == "no measurement yet"
+    for k, rgb in enumerate(frames(16)):
+        h.send(rgb, "rgb8", header(k))
+    assert h.spin_until(lambda: len(h.got["depth"]) >= 8)
+    value = h.node.diagnostics_values()[key]
+    assert isinstance(value, float) and 0.0 <= value < 0.5
+    assert len(h.node.flicker.values) >= 3
+    assert h.node.set_parameters([Parameter("flicker_period", value=0.0)])[0].successful  # dynamic
+    assert h.node.diagnostics_values()[key] == "off"
+    assert harness(RANGE).node.diagnostics_values()[key] == "off"  # off by default
+
+
 def test_diagnostics_published(harness: Any) -> None:
     h = harness({**RANGE, "diagnostics_period": 0.1}, start_worker=True)
     diags: list[DiagnosticArray] = []

@@ -23,6 +23,8 @@ method on the same video. Compare methods on the same video, not numbers across 
 
 from __future__ import annotations
 
+from collections import OrderedDict, deque
+
 import cv2
 import numpy as np
 
@@ -96,6 +98,74 @@ class FlowWarpingError:
         return float(np.mean(np.abs(a - b) / (0.5 * (a + b))))
 
 
+class FlickerMonitor:
+    """Live flicker for `/diagnostics`: the flow warping error of one pair of consecutive output
+    frames every `period` seconds (one pair costs ~14 ms of CPU at 640x480,
+    `benchmarks/flicker_cost.py`; every frame would cost as much as corner tracking).
+
+    The images arrive before their depth (a window later); `add_image` keeps a small grey copy per
+    stamp until `add_depth` takes it, at most `held` of them.
+
+    Args:
+        period: seconds between measurements; 0 turns the monitor off.
+        history: measurements averaged in `mean`.
+        held: images kept while waiting for their depth.
+    """
+
+    def __init__(self, period: float, history: int = 30, held: int = 64) -> None:
+        self.period = float(period)
+        self.held = int(held)
+        self.values: deque[float] = deque(maxlen=int(history))
+        self._meter = FlowWarpingError()
+        self.reset()
+
+    @property
+    def enabled(self) -> bool:
+        return self.period > 0
+
+    def reset(self) -> None:
+        """Forget pending images and the previous output (a stream restart)."""
+        self._images: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._prev: tuple[int, np.ndarray, np.ndarray] | None = None  # (index, grey, depth)
+        self._last_time: float | None = None
+
+    def add_image(self, stamp_ns: int, rgb: np.ndarray) -> None:
+        if not self.enabled:
+            return
+        grey = rgb if rgb.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
+        h, w = grey.shape
+        if w > self._meter.max_width:  # the copy the meter would make anyway, made once and kept small
+            size = (self._meter.max_width, max(1, round(h * self._meter.max_width / w)))
+            grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
+        self._images[stamp_ns] = grey
+        while len(self._images) > self.held:
+            self._images.popitem(last=False)
+
+    def add_depth(self, stamp_ns: int, index: int, depth: np.ndarray, now: float) -> float | None:
+        """The output frame `index` (consecutive within a stream) with its depth at time `now`
+        (seconds, any clock); returns the pair's error when a measurement was due and possible."""
+        if not self.enabled:
+            return None
+        grey = self._images.pop(stamp_ns, None)
+        prev, self._prev = self._prev, (None if grey is None else (index, grey, depth))
+        if grey is None or prev is None or prev[0] != index - 1:
+            return None
+        if self._last_time is not None and now - self._last_time < self.period:
+            return None
+        self._meter.reset()
+        self._meter.add(prev[1], prev[2])
+        err = self._meter.add(grey, depth)
+        self._meter.errors.clear()  # the monitor keeps its own bounded history
+        if err is not None:
+            self._last_time = now
+            self.values.append(err)
+        return err
+
+    @property
+    def mean(self) -> float | None:
+        return float(np.mean(self.values)) if self.values else None
+
+
 def flow_warping_error(rgb: np.ndarray, depth: np.ndarray, max_width: int = 320) -> float | None:
     """The flow warping error of a whole video: `(T, H, W, 3)` uint8 frames and `(T, h, w)` depth."""
     meter = FlowWarpingError(max_width=max_width)
@@ -104,4 +174,4 @@ def flow_warping_error(rgb: np.ndarray, depth: np.ndarray, max_width: int = 320)
     return meter.mean
 
 
-__all__ = ["FlowWarpingError", "flow_warping_error"]
+__all__ = ["FlickerMonitor", "FlowWarpingError", "flow_warping_error"]

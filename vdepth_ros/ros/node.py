@@ -25,6 +25,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header
 
 from vdepth_ros.blas import set_blas_threads
+from vdepth_ros.consistency import FlickerMonitor
 from vdepth_ros.errors import ConfigError, InputError, VdepthError
 from vdepth_ros.rectify import RectifiedView, Rectifier, has_distortion, pinhole_input
 from vdepth_ros.ros import conversions as conv
@@ -175,6 +176,7 @@ class DepthNode(Node):
         self.triangulator = PoseTriangulator() if self.p["sparse_depth"] == "pose" else None
         self.poses = PoseBuffer(int(self.p["sparse_depth_slop"] * 1e9))
         self.rectifier = Rectifier() if self.p["rectify"] else None
+        self.flicker = FlickerMonitor(self.p["flicker_period"])
         self._distortion_noted = False
         if self.p["sparse_depth"] != "none":
             mode = self.p["sparse_depth"]
@@ -223,6 +225,8 @@ class DepthNode(Node):
         for param in params:
             if param.name in self.p:
                 self.p[param.name] = param.value
+            if param.name == "flicker_period":
+                self.flicker.period = float(param.value)
         return SetParametersResult(successful=True)
 
     # -- callbacks (executor thread): never block, never raise -------------------------------
@@ -336,6 +340,7 @@ class DepthNode(Node):
         rgb = conv.rgb_from_msg(item.image)
         h, w = rgb.shape[:2]
         rgb, camera, view = pinhole_input(rgb, item.info, self.rectifier)
+        self.flicker.add_image(item.stamp_ns, rgb)
         if view is None and not self._distortion_noted and item.info is not None and has_distortion(item.info):
             self._distortion_noted = True
             self.get_logger().info(
@@ -408,6 +413,7 @@ class DepthNode(Node):
         self.get_logger().warning(f"restarting the depth stream: {reason}")
         if self.triangulator is not None:
             self.triangulator.reset()  # its tracks belong to the old stream
+        self.flicker.reset()
         if not pipeline:
             return
         try:
@@ -424,6 +430,7 @@ class DepthNode(Node):
         # "provisional"/"final": the pipeline already chose one emission per frame -> main topics.
         # "both": final frames on the main topics, early (provisional) ones on provisional/...
         outputs = self.outputs
+        values = f.depth if f.depth is not None else f.disparity  # what the colormap and flicker look at
         if self.publish_policy == "both" and f.status == "provisional":
             outputs = self.provisional_outputs
         header: Header = f.meta if isinstance(f.meta, Header) else Header(stamp=conv.ns_to_stamp(f.stamp_ns))
@@ -437,7 +444,6 @@ class DepthNode(Node):
             outputs.camera_info.publish(conv.info_msg(f.camera, header))
         if self.p["publish_colormap"] and outputs is self.outputs and self.colormap_pub.get_subscription_count() > 0:
             is_depth = f.depth is not None
-            values = f.depth if is_depth else f.disparity
             self.colormap_pub.publish(
                 conv.colormap_msg(
                     values, header, self.p["colormap_min"], self.p["colormap_max"], near_is_high=not is_depth
@@ -445,6 +451,7 @@ class DepthNode(Node):
             )
         self._last_fit = f.fit
         if outputs is self.outputs:
+            self.flicker.add_depth(f.stamp_ns, f.index, values, time.monotonic())
             self.output_rate.tick()
             now_ns = self.get_clock().now().nanoseconds
             self.latency.add((now_ns - f.stamp_ns) / 1e9)
@@ -470,6 +477,9 @@ class DepthNode(Node):
             "resets": ", ".join(f"{k}={v}" for k, v in sorted(self.resets.items())) or "0",
             "qos incompatible events": self.qos_reporter.events,
             "publish": self.publish_policy,
+            "flicker (flow warping error)": "off"
+            if not self.flicker.enabled
+            else ("no measurement yet" if self.flicker.mean is None else round(self.flicker.mean, 5)),
         }
         if fit is not None:
             for key in ("scale_source", "scale", "shift", "residual", "inlier_fraction", "degenerate"):

@@ -200,6 +200,16 @@ ROS_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("colormap_max", 0.0, "colormap range upper bound", dynamic=True),
     ParamSpec("diagnostics_period", 1.0, "seconds between /diagnostics messages", min=0.05, max=3600.0),
     ParamSpec(
+        "flicker_period",
+        0.0,
+        "seconds between flicker measurements reported on /diagnostics (the flow warping error of one pair "
+        "of consecutive output frames, ~14 ms of CPU each at 640x480, benchmarks/flicker_cost.py; "
+        "vdepth_ros.consistency); 0 = off",
+        min=0.0,
+        max=3600.0,
+        dynamic=True,
+    ),
+    ParamSpec(
         "blas_threads",
         1,
         "threads of numpy's OpenBLAS in this process (set at start-up, process-wide); "
