@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from vdepth_ros.errors import ConfigError
+from vdepth_ros.offline.atomic import AtomicOutput, check_output_path
 
 #: family -> (what the sources are, how many: (min, max), loader(sources, encoder, overrides))
 _Loader = Callable[[Sequence[Path], "str | None", dict[str, Any]], Any]
@@ -104,7 +105,7 @@ def import_released(
 
     Raises:
         ConfigError: unknown family, wrong number of sources, a family without released weights.
-        FileExistsError: `output` holds a model and `overwrite` is false.
+        OutputExistsError: `output` exists (not empty) and `overwrite` is false.
         FileNotFoundError: a source is missing.
         ModelLoadError: the checkpoint does not match the family (from `from_released`).
     """
@@ -124,10 +125,12 @@ def import_released(
         if not p.exists():
             raise FileNotFoundError(f"{p} does not exist")
     out = Path(output)
-    if (out / "config.json").exists() and not overwrite:
-        raise FileExistsError(f"{out} already holds a model; pass --overwrite to replace it")
+    check_output_path(out, overwrite=overwrite, inputs=paths)  # before minutes of loading
     model = loader(paths, encoder, dict(overrides or {}))
-    model.save_pretrained(out, weights_dtype=torch.float16 if weights_fp16 else None)
+    # written under a temporary name and renamed: a failure never leaves half a model, and an
+    # existing folder is replaced only once the new one is complete
+    with AtomicOutput(out, overwrite=overwrite, inputs=paths) as tmp:
+        model.save_pretrained(tmp, weights_dtype=torch.float16 if weights_fp16 else None)
     return out
 
 

@@ -41,7 +41,7 @@ def test_vda_release_imports_to_a_folder_the_runtime_runs(tmp_path: Path, capsys
     assert np.isfinite(engine.infer(clip)).all()
     # a second import does not overwrite the user's folder unless asked
     assert cli_main(args) == 2
-    assert "already holds a model" in capsys.readouterr().err
+    assert "exists; pass --overwrite" in capsys.readouterr().err
     assert cli_main([*args, "--overwrite", "--weights-fp16"]) == 0
     from safetensors import safe_open
 
@@ -79,6 +79,7 @@ def test_import_errors_name_the_problem(tmp_path: Path, capsys: pytest.CaptureFi
         assert cli_main(args) == 2, args
         assert match in capsys.readouterr().err, match
     assert not (tmp_path / "a").exists()  # nothing half-written
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".vdepth-partial-")]
 
 
 def test_overrides_parse_json_values() -> None:
