@@ -40,6 +40,7 @@ def test_demo_end_to_end_with_injected_engine(tmp_path: Path, capsys: pytest.Cap
     assert result["bag"]["frames_out"] == 10 and result["video"]["frames_out"] == 10
     text = demo.format_result(result)
     assert "depth_bag" in text and "preview.mp4" in text
+    assert result["flicker"]["pairs"] == 9 and "flicker of /depth" in text  # vdepth-flicker on the two bags
     # a second run replaces the demo's own outputs
     demo.run_demo(out, sample=clip, engine=LuminanceEngine(48, 64, 8, 3), max_frames=6)
     assert len(list((out / "video" / "depth").glob("*.png"))) == 6
@@ -86,4 +87,5 @@ def test_readme_demo_command(tmp_path: Path, repo_root: Path) -> None:
     )
     assert res.returncode == 0, res.stderr
     assert "output_bag" in res.stdout and (out / "depth_bag" / "metadata.yaml").is_file()
+    assert "flicker of /depth (flow warping error" in res.stdout
     assert list((out / "video" / "depth").glob("*.png"))

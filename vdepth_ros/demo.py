@@ -5,6 +5,7 @@
 1. `vdepth-video` on the clip -> `OUT/video/`: per-frame depth PNGs (16-bit mm) and `.npz`, `preview.mp4`.
 2. The clip as a ROS 2 bag (Image + CameraInfo) -> `OUT/input_bag/`, then `vdepth-bag` on it (the live
    node's pipeline, causal) -> `OUT/depth_bag/` with depth, disparity, points and camera_info.
+3. `vdepth-flicker` on the two bags: how steady the published depth is (no ground truth needed).
 
 The sample's sidecar JSON (same name, `.json`), if present, gives intrinsics and a depth range; else a
 60-degree pinhole and the params' `near`/`far` are assumed (and said so).
@@ -128,6 +129,7 @@ def run_demo(
     """
     from vdepth_ros.offline.atomic import AtomicOutput
     from vdepth_ros.offline.bag import process_bag
+    from vdepth_ros.offline.flicker import measure_flicker
     from vdepth_ros.offline.synth import default_intrinsics, write_image_bag
     from vdepth_ros.offline.video import process_video
     from vdepth_ros.offline.videoio import VideoFrameSource
@@ -170,7 +172,7 @@ def run_demo(
     model_arg = str(model_path) if model_path else None
 
     replace = True  # out is the demo's folder (prepare_out): its previous results are replaced once new ones exist
-    print(f"[1/3] vdepth-video {sample_path} -> {out / 'video'}", flush=True)
+    print(f"[1/4] vdepth-video {sample_path} -> {out / 'video'}", flush=True)
     video = process_video(
         sample_path,
         out / "video",
@@ -187,13 +189,13 @@ def run_demo(
         overwrite=replace,
         progress=progress,
     )
-    print(f"[2/3] writing the clip as a ROS 2 bag -> {out / 'input_bag'}", flush=True)
+    print(f"[2/4] writing the clip as a ROS 2 bag -> {out / 'input_bag'}", flush=True)
     with (
         VideoFrameSource(sample_path, max_frames=max_frames) as src,
         AtomicOutput(out / "input_bag", overwrite=replace, inputs=[sample_path]) as tmp,
     ):
         n = write_image_bag(tmp, (f.rgb for f in src.frames()), storage="mcap", fps=fps, intrinsics=intrinsics)
-    print(f"[3/3] vdepth-bag {out / 'input_bag'} -> {out / 'depth_bag'} (causal, as the live node)", flush=True)
+    print(f"[3/4] vdepth-bag {out / 'input_bag'} -> {out / 'depth_bag'} (causal, as the live node)", flush=True)
     bag = process_bag(
         out / "input_bag",
         out / "depth_bag",
@@ -205,12 +207,15 @@ def run_demo(
         overwrite=replace,
         progress=progress,
     )
+    print(f"[4/4] vdepth-flicker {out / 'depth_bag'} {out / 'input_bag'} --depth-topic /depth", flush=True)
+    (flicker,) = measure_flicker([out / "depth_bag", out / "input_bag"], "/image", ["/depth"])
     result = {
         "sample": str(sample_path),
         "model": model_arg or "(injected engine)",
         "frames_in_bag": n,
         "video": video.to_dict(),
         "bag": bag.to_dict(),
+        "flicker": flicker.to_dict(),
         "notes": notes,
         "outputs": {
             "depth_png": str(out / "video" / "depth"),
@@ -224,13 +229,15 @@ def run_demo(
 
 
 def format_result(result: dict[str, Any]) -> str:
-    v, b = result["video"], result["bag"]
+    v, b, fl = result["video"], result["bag"], result["flicker"]
     lines = [
         f"demo: {result['sample']} with model {result['model']}",
         f"  video: {v['frames_out']} frames, {v['fps']} frames/s, scale {v['scale_sources']}, "
         f"fit residual median {v['fit_residual_median']}",
         f"  bag:   {b['frames_in']} frames in, {b['frames_out']} out, {b['dropped']} dropped, {b['fps']} frames/s, "
         f"{b['clouds']} clouds",
+        f"  flicker of /depth (flow warping error, lower is steadier): {fl['flow_warping_error']:.4f} over "
+        f"{fl['pairs']} pairs of consecutive frames",
         *(f"  note: {n}" for n in result["notes"] + v["notes"] + b["notes"]),
         "outputs:",
         *(f"  {k}: {p}" for k, p in result["outputs"].items()),
