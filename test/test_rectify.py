@@ -244,6 +244,7 @@ def test_plain_pinhole_yaml_and_the_bundled_sample_load(tmp_path: Any) -> None:
         (OST_YAML.replace("data: [260.0, 0.0, 161.0, 0.0, 255.0, 118.0, 0.0, 0.0, 1.0]", "data: [1, 2]"), "3x3"),
         (OST_YAML.replace("image_width: 320", "image_width: -1"), "positive integers"),
         ("fx: [unclosed\n", "not valid YAML"),
+        (OST_YAML.replace("data: [-0.28, 0.09, 0.001, -0.0015, -0.012]", "data: [a, b]"), "must be numbers"),
     ],
 )
 def test_bad_calibration_files_are_config_errors(tmp_path: Any, text: str, match: str) -> None:

@@ -236,7 +236,10 @@ def load_camera_info(path: str | Path) -> SimpleNamespace:
         K = _matrix(doc, "camera_matrix", 3, 3, path)
         model = str(doc.get("distortion_model") or "plumb_bob")
         d = doc.get("distortion_coefficients") or {"data": []}
-        D = np.asarray(d.get("data") if isinstance(d, dict) else d, dtype=np.float64).ravel()
+        try:
+            D = np.asarray(d.get("data") if isinstance(d, dict) else d, dtype=np.float64).ravel()
+        except (TypeError, ValueError):
+            raise ConfigError(f"{path}: distortion_coefficients must be numbers, got {d!r}") from None
         R = _matrix(doc, "rectification_matrix", 3, 3, path) if "rectification_matrix" in doc else np.eye(3).ravel()
         if "projection_matrix" in doc:
             P = _matrix(doc, "projection_matrix", 3, 4, path)
