@@ -211,3 +211,33 @@ def test_cli_params_file_must_exist(tmp_path, capsys) -> None:
     with pytest.raises(SystemExit):
         cli.main(["--evaldata", str(tmp_path), "--baselines-only", "--params", str(tmp_path / "missing.yaml")])
     assert "not found" in capsys.readouterr().err
+
+
+def test_a_sequence_without_a_metric_fit_is_noted_not_fatal(monkeypatch) -> None:
+    """`--pose-points` on a camera that never moves: no point is triangulated, so that sequence has
+    no pose row; the evaluation goes on, averages the other sequences and says so."""
+    pytest.importorskip("embreex")
+    from fakes import LuminanceEngine
+    from vdepth_training.data.synthetic import render_clip
+
+    clip = render_clip(3, frames=24, height=120, width=160, kind="room", style="rich")
+    moving = EvalSequence("render/3", clip.rgb, clip.depth, clip.intrinsics, clip.intrinsics, clip.poses, 10.0)
+    still_poses = np.repeat(clip.poses[:1], len(clip.poses), axis=0)
+    still = EvalSequence("still", clip.rgb, clip.depth, clip.intrinsics, clip.intrinsics, still_poses, 10.0)
+    engine = LuminanceEngine(height=96, width=128, frames=8, overlap=3)
+    with pytest.raises(cli.NoMetricFitError, match="still: no metric fit"):
+        cli.run_stream(engine, still, pose_points=True)
+
+    from pathlib import Path
+
+    import vdepth_ros.runtime as runtime
+
+    monkeypatch.setattr(cli, "load_dataset", lambda name, root, **kw: [still, moving])
+    monkeypatch.setattr(runtime, "create_engine", lambda *a, **kw: engine)
+    monkeypatch.setattr(cli, "_single_frame_engine", lambda mdir, eng: eng)
+    monkeypatch.setattr(cli, "measure_engine_fps", lambda eng: {"window_s": 0.1, "fps": 40.0})
+    res = cli.evaluate(["hololens"], Path("."), pose_points=True, stream=False, per_frame=False)
+    d = res["datasets"]["hololens"]
+    assert len(d["notes"]) == 1 and "still" in d["notes"][0]
+    assert cli.POSE_ROW in d["methods"] and "model offline" in d["methods"]  # from the moving sequence
+    assert "- hololens · note: " in cli.markdown(res)
