@@ -83,3 +83,42 @@ def test_cli_errors_name_the_problem(tmp_path: Path, capsys: pytest.CaptureFixtu
     )
     assert flicker.main([str(src), str(third), "--image-topic", "/cam/depth", "--depth-topic", "/d2"]) == 2
     assert "'/cam/depth': encoding '32FC1' is a depth image, not a colour one" in capsys.readouterr().err
+
+
+def test_with_camera_poses_the_papers_tae_is_reported_too(tmp_path: Path) -> None:
+    """`--pose-topic`: TAE on the bag's own poses equals `eval.metrics.temporal_alignment_error`."""
+    pytest.importorskip("embreex")
+    from vdepth_training.data.synthetic import render_clip
+
+    from vdepth_ros.eval.metrics import temporal_alignment_error
+
+    clip = render_clip(990001, frames=10, height=96, width=128, kind="room", style="rich")  # static room
+    gt = np.where(np.isfinite(clip.depth), clip.depth, 0.0).astype(np.float32)
+    flick = gt * np.where(np.arange(len(gt)) % 2 == 0, 1.0, 1.1).astype(np.float32)[:, None, None]
+    K = clip.intrinsics
+    for name, depth in (("gt", gt), ("flicker", flick)):
+        path = tmp_path / name
+        write_image_bag(
+            path,
+            list(clip.rgb),
+            start_ns=START,
+            intrinsics=(K[0, 0], K[1, 1], K[0, 2], K[1, 2]),
+            sparse_depth=list(depth),
+            sparse_depth_topic="/cam/depth",
+            camera_poses=list(clip.poses),
+        )
+        (r,) = flicker.measure_flicker(
+            [path], "/image", ["/cam/depth"], pose_topic="/camera_pose", camera_info_topic="/camera_info"
+        )
+        d = r.to_dict()
+        assert d["tae_pairs"] == len(gt) - 1
+        assert d["tae_x100"] == pytest.approx(temporal_alignment_error(depth, K, clip.poses), rel=1e-6)
+        if name == "gt":
+            assert d["tae_x100"] < 2.0
+        else:
+            assert d["tae_x100"] > 5.0  # 10 % flicker reads as ~9.5
+    # without a camera_info to find, the topic gets a note instead of a TAE
+    (r,) = flicker.measure_flicker([tmp_path / "gt"], "/image", ["/cam/depth"], pose_topic="/camera_pose")
+    assert r.to_dict()["tae_x100"] is None and "no camera_info for /cam/depth" in r.tae_note
+    with pytest.raises(flicker.MissingTopicError, match="pose topic '/odom'"):
+        flicker.measure_flicker([tmp_path / "gt"], "/image", ["/cam/depth"], pose_topic="/odom")

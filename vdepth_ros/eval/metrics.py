@@ -147,6 +147,16 @@ def _warp_abs_rel(d1: np.ndarray, d2: np.ndarray, rel: np.ndarray, K: np.ndarray
     return float(np.mean(np.abs(d2[m] - proj[m]) / d2[m]))
 
 
+def pair_tae(
+    d1: np.ndarray, d2: np.ndarray, pose1: np.ndarray, pose2: np.ndarray, K1: np.ndarray, K2: np.ndarray
+) -> float:
+    """One adjacent pair's TAE term x100: depth 1 warped into frame 2 and back, averaged.
+
+    `pose1`, `pose2` are camera-to-world `(4, 4)`; `K1`, `K2` the `(3, 3)` intrinsics of each depth."""
+    rel = np.linalg.inv(pose2) @ pose1  # frame 1 -> frame 2
+    return 50.0 * (_warp_abs_rel(d1, d2, rel, K1) + _warp_abs_rel(d2, d1, np.linalg.inv(rel), K2))
+
+
 def temporal_alignment_error(depth: np.ndarray, intrinsics: np.ndarray, poses: np.ndarray) -> float:
     """TAE x100 of an aligned depth video `(T, H, W)` with GT `K` `(3, 3)` or `(T, 3, 3)` and
     camera-to-world `poses` `(T, 4, 4)` (see the module docstring)."""
@@ -154,12 +164,8 @@ def temporal_alignment_error(depth: np.ndarray, intrinsics: np.ndarray, poses: n
     if t < 2:
         return 0.0
     Ks = np.broadcast_to(np.asarray(intrinsics, np.float64), (t, 3, 3))
-    total = 0.0
-    for k in range(t - 1):
-        rel = np.linalg.inv(poses[k + 1]) @ poses[k]  # frame k -> frame k+1
-        total += _warp_abs_rel(depth[k], depth[k + 1], rel, Ks[k])
-        total += _warp_abs_rel(depth[k + 1], depth[k], np.linalg.inv(rel), Ks[k + 1])
-    return 100.0 * total / (2 * (t - 1))
+    terms = [pair_tae(depth[k], depth[k + 1], poses[k], poses[k + 1], Ks[k], Ks[k + 1]) for k in range(t - 1)]
+    return float(np.mean(terms))
 
 
 def _scoring_inputs(

@@ -17,6 +17,7 @@ Streaming: memory holds a few dozen frames whatever the bag's length. A gap of m
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import sys
 from collections import OrderedDict
@@ -28,11 +29,14 @@ from typing import Any
 import numpy as np
 
 from vdepth_ros.consistency import FlowWarpingError
-from vdepth_ros.encodings import depth_from_image, get_encoding, image_array_from_fields
+from vdepth_ros.encodings import camera_from_info, depth_from_image, get_encoding, image_array_from_fields
 from vdepth_ros.errors import InputError
+from vdepth_ros.eval.metrics import pair_tae
 from vdepth_ros.offline.bagio import (
+    CAMERA_INFO,
     IMAGE,
     IMAGE_TYPES,
+    POSE_STAMPED,
     TYPESTORES,
     decode_color_msg,
     guarded_messages,
@@ -41,6 +45,7 @@ from vdepth_ros.offline.bagio import (
 )
 from vdepth_ros.offline.errors import BagReadError, MissingTopicError, UnsupportedEncodingError
 from vdepth_ros.offline.runner import cli_errors, setup_logging
+from vdepth_ros.triangulate import PoseBuffer, pose_from_msg
 
 PROG = "vdepth-flicker"
 _HELD = 32  # unmatched images / depth images kept per stream (stamps already passed are dropped)
@@ -57,6 +62,8 @@ class TopicFlicker:
         unmatched: depth images without a colour image within the slop.
         restarts: chains restarted by a gap or a backwards jump.
         errors: the per-pair errors, in order.
+        tae_terms: with camera poses, each pair's TAE x100 (`eval.metrics.pair_tae`), in order.
+        tae_note: why no TAE was computed for this topic, if it was asked for.
     """
 
     topic: str
@@ -65,6 +72,8 @@ class TopicFlicker:
     unmatched: int = 0
     restarts: int = 0
     errors: list[float] = field(default_factory=list)
+    tae_terms: list[float] = field(default_factory=list)
+    tae_note: str = ""
 
     @property
     def mean(self) -> float | None:
@@ -81,22 +90,28 @@ class TopicFlicker:
             "pairs": self.pairs,
             "unmatched_depth": self.unmatched,
             "restarts": self.restarts,
+            "tae_x100": float(np.mean(self.tae_terms)) if self.tae_terms else None,
+            "tae_pairs": len(self.tae_terms),
+            "tae_note": self.tae_note or None,
         }
 
 
 class _Chain:
     """One depth topic's chain of paired frames, in stamp order."""
 
-    def __init__(self, topic: str, max_gap_ns: int, max_width: int) -> None:
+    def __init__(self, topic: str, max_gap_ns: int, max_width: int, geometry: _Geometry | None = None) -> None:
         self.result = TopicFlicker(topic)
         self.meter = FlowWarpingError(max_width=max_width)
         self.max_gap_ns = max_gap_ns
+        self.geometry = geometry
         self.last: int | None = None
+        self.prev: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # depth, pose, K (TAE)
         self.pending: OrderedDict[int, np.ndarray] = OrderedDict()
 
     def add(self, stamp: int, rgb: np.ndarray, depth: np.ndarray) -> None:
         if self.last is not None and (stamp <= self.last or stamp - self.last > self.max_gap_ns):
             self.meter.reset()
+            self.prev = None
             self.result.restarts += 1
         self.last = stamp
         self.result.frames += 1
@@ -104,6 +119,80 @@ class _Chain:
         if err is not None:
             self.result.pairs += 1
             self.result.errors.append(err)
+        if self.geometry is not None:
+            here = self.geometry.at(stamp, depth.shape)
+            if here is not None and self.prev is not None:
+                d0, pose0, K0 = self.prev
+                self.result.tae_terms.append(pair_tae(d0, depth, pose0, here[0], K0, here[1]))
+            self.prev = None if here is None else (depth, *here)
+
+
+class _Geometry:
+    """Camera poses and intrinsics of the recording, read in a first pass (small), for TAE."""
+
+    def __init__(self, poses: PoseBuffer, infos: list[tuple[int, Any]], slop_ns: int) -> None:
+        self.poses, self.slop_ns = poses, slop_ns
+        self.info_stamps = [s for s, _ in infos]
+        self.infos = [i for _, i in infos]
+
+    def at(self, stamp: int, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray] | None:
+        """(camera-to-world pose, K at the depth's resolution) at `stamp`, or None."""
+        pose = self.poses.at(stamp)
+        i = bisect.bisect_right(self.info_stamps, stamp + self.slop_ns) - 1  # the latest camera_info
+        if pose is None or i < 0:
+            return None
+        camera = camera_from_info(self.infos[i])
+        if camera is None:
+            return None
+        h, w = shape[:2]
+        return pose, camera.scaled(w, h).matrix
+
+
+def _read_geometry(
+    reader: Any,
+    topics: dict[str, str],
+    pose_topic: str,
+    info_topic: str | None,
+    depth_topics: Sequence[str],
+    path: Path,
+    slop_ns: int,
+) -> tuple[dict[str, _Geometry | None], dict[str, str]]:
+    """First pass: every pose and the camera_info of each depth topic (found or named)."""
+    if topics.get(pose_topic) != POSE_STAMPED:
+        raise MissingTopicError(
+            f"pose topic {pose_topic!r} is {topics.get(pose_topic, 'not in the bags')}, expected {POSE_STAMPED}"
+        )
+    if info_topic is not None and topics.get(info_topic) != CAMERA_INFO:
+        raise MissingTopicError(f"camera_info topic {info_topic!r} is {topics.get(info_topic, 'not in the bags')}")
+    info_of: dict[str, str | None] = {}
+    for t in depth_topics:
+        candidates = [info_topic] if info_topic else [f"{t}/camera_info", f"{t.rsplit('/', 1)[0]}/camera_info"]
+        info_of[t] = next((c for c in candidates if topics.get(c) == CAMERA_INFO), None)
+    wanted = {pose_topic, *(c for c in info_of.values() if c)}
+    conns = [c for c in reader.connections if c.topic in wanted]
+    count = sum(c.msgcount for c in conns if c.topic == pose_topic)
+    poses = PoseBuffer(slop_ns, capacity=max(count, 1))
+    infos: dict[str, list[tuple[int, Any]]] = {c: [] for c in wanted - {pose_topic}}
+    for conn, _t, raw in guarded_messages(reader, conns, path):
+        msg = reader.deserialize(raw, conn.msgtype)
+        if conn.topic == pose_topic:
+            try:
+                poses.add(stamp_ns(msg.header), pose_from_msg(msg))
+            except InputError:
+                continue  # an invalid pose: that stamp gets its neighbours' interpolation
+        else:
+            infos[conn.topic].append((stamp_ns(msg.header), msg))
+    geometry: dict[str, _Geometry | None] = {}
+    notes: dict[str, str] = {}
+    for t, c in info_of.items():
+        if c is None:
+            geometry[t] = None
+            notes[t] = (
+                f"no camera_info for {t} (tried {t}/camera_info and its sibling; name one with --camera-info-topic)"
+            )
+        else:
+            geometry[t] = _Geometry(poses, sorted(infos[c], key=lambda si: si[0]), slop_ns)
+    return geometry, notes
 
 
 def _nearest(store: OrderedDict[int, Any], stamp: int, slop_ns: int) -> int | None:
@@ -131,8 +220,15 @@ def measure_flicker(
     max_gap: float = 1.0,
     max_width: int = 320,
     typestore: str = "kilted",
+    pose_topic: str | None = None,
+    camera_info_topic: str | None = None,
 ) -> list[TopicFlicker]:
     """The flow warping error of each depth topic against `image_topic` (module docstring).
+
+    With `pose_topic` (PoseStamped of the camera's optical frame, e.g. a robot's odometry) the
+    papers' TAE is computed too, on the depth as published: each pair warped with the poses and the
+    depth's camera_info (`camera_info_topic`, else `<depth topic>/camera_info` or a sibling
+    `camera_info`, scaled to the depth's size). TAE only means something for metric depth.
 
     Raises:
         FileNotFoundError, BagReadError, MissingTopicError, UnsupportedEncodingError.
@@ -154,8 +250,16 @@ def measure_flicker(
                 raise MissingTopicError(f"topic {topic!r} not found; the bags hold: {listed}")
             if topics[topic] not in allowed:
                 raise MissingTopicError(f"topic {topic!r} is {topics[topic]}, expected {' or '.join(allowed)}")
-        chains = {t: _Chain(t, round(max_gap * 1e9), max_width) for t in depth_topics}
         slop_ns = round(slop * 1e9)
+        geometry: dict[str, _Geometry | None] = dict.fromkeys(depth_topics)
+        notes: dict[str, str] = {}
+        if pose_topic is not None:
+            geometry, notes = _read_geometry(
+                reader, topics, pose_topic, camera_info_topic, depth_topics, paths[0], slop_ns
+            )
+        chains = {t: _Chain(t, round(max_gap * 1e9), max_width, geometry[t]) for t in depth_topics}
+        for t, note in notes.items():
+            chains[t].result.tae_note = note
         images: OrderedDict[int, np.ndarray] = OrderedDict()
         wanted = [c for c in reader.connections if c.topic == image_topic or c.topic in chains]
         for conn, _t, raw in guarded_messages(reader, wanted, paths[0]):
@@ -206,6 +310,10 @@ def format_report(results: list[TopicFlicker]) -> str:
             + (f", {r.unmatched} depth images without a colour image" if r.unmatched else "")
             + (f", {r.restarts} restarts" if r.restarts else "")
         )
+        if d["tae_x100"] is not None:
+            lines.append(f"    TAE x100 with the bag's poses: {d['tae_x100']:.3f} over {d['tae_pairs']} pairs")
+        elif r.tae_note:
+            lines.append(f"    no TAE: {r.tae_note}")
     return "\n".join(lines)
 
 
@@ -220,6 +328,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         dest="depth_topics",
         help="depth Image topic (16UC1 mm / 32FC1 m); repeat to compare several (default /depth)",
+    )
+    p.add_argument(
+        "--pose-topic",
+        help="PoseStamped of the camera optical frame (odometry): also report the papers' TAE (metric depth only)",
+    )
+    p.add_argument(
+        "--camera-info-topic",
+        help="intrinsics for TAE (default: <depth topic>/camera_info, or the depth topic's sibling camera_info)",
     )
     p.add_argument("--slop", type=float, default=0.02, help="largest image/depth stamp difference paired [s]")
     p.add_argument("--max-gap", type=float, default=1.0, help="a larger stamp gap restarts the chain [s]")
@@ -243,6 +359,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_gap=args.max_gap,
             max_width=args.max_width,
             typestore=args.typestore,
+            pose_topic=args.pose_topic,
+            camera_info_topic=args.camera_info_topic,
         )
         if not any(r.pairs for r in results):
             raise BagReadError(
