@@ -69,7 +69,7 @@ ENCODINGS: dict[str, Encoding] = {
         _enc("rgba8", "u1", 4, "color", order="rgba"),
         _enc("bgra8", "u1", 4, "color", order="bgra"),
         # packed YUV 4:2:2 (sensor_msgs image_encodings: "yuv422" is UYVY, "yuv422_yuy2" is YUYV),
-        # what v4l2_camera and many USB cameras publish
+        # the native format of most USB cameras (v4l2_camera, usb_cam can publish it unconverted)
         _enc("yuv422", "u1", 2, "color", order="uyvy"),
         _enc("yuv422_yuy2", "u1", 2, "color", order="yuyv"),
         # raw Bayer mosaics of machine-vision cameras, demosaiced here (image_proc's debayer)
