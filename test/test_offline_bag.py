@@ -274,6 +274,10 @@ def test_camera_pose_topic_gives_the_nodes_triangulated_metric_depth(tmp_path: P
     )  # fmt: skip
     s2 = process_bag(tmp_path / "in_nan", tmp_path / "out_nan", params=params, engine=make_engine())
     assert any("20 of 20 frames triangulated, 1 invalid pose messages ignored" in n for n in s2.notes), s2.notes
+    # --flicker: with camera poses the summary also carries TAE (metric depth, the bag's own poses)
+    s3 = process_bag(tmp_path / "in", tmp_path / "out_fl", params=params, engine=make_engine(), flicker=True)
+    note = next(n for n in s3.notes if n.startswith("flicker of /depth"))
+    assert "flow warping error" in note and "TAE x100 with the camera poses" in note
     make_bag(tmp_path / "plain", n=4)
     with pytest.raises(MissingTopicError, match="camera pose topic '/camera_pose' not found"):
         process_bag(tmp_path / "plain", tmp_path / "out2", params=params, engine=make_engine())
@@ -341,6 +345,21 @@ def test_cli_rectify_undistorts_with_the_camera_info(
     assert not np.array_equal(img(got[0][1]), img(plain[0][1]), equal_nan=True)
     out_info = read_bag(tmp_path / "rect")["/depth/camera_info"][0][1]
     assert not any(out_info.d) and camera_from_info(out_info) == expected[0].camera
+
+
+def test_flicker_note_measures_the_written_depth(tmp_path: Path) -> None:
+    """`vdepth-bag --flicker`: vdepth-flicker on the finished output with its input, as a note."""
+    src = make_bag(tmp_path / "in")
+    s = process_bag(src, tmp_path / "out", params=PARAMS, engine=make_engine(), flicker=True)
+    note = next(n for n in s.notes if n.startswith("flicker of /depth"))
+    from vdepth_ros.offline.flicker import measure_flicker
+
+    (r,) = measure_flicker([tmp_path / "out", src], "/image", ["/depth"])
+    assert f"{r.mean:.4f} over {N - 1} pairs" in note and "TAE" not in note  # no poses, no TAE
+    s2 = process_bag(
+        src, tmp_path / "rel", params={**PARAMS, "scale_source": "none"}, engine=make_engine(), flicker=True
+    )
+    assert "flicker: not measured (no depth was written: no scale source)" in s2.notes
 
 
 def test_camera_info_file_stands_in_for_a_bag_without_camera_info(tmp_path: Path) -> None:

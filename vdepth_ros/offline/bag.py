@@ -132,6 +132,7 @@ def process_bag(
     backend: str | None = None,
     namespace: str = "/",
     progress: bool = False,
+    flicker: bool = False,
 ) -> RunSummary:
     """Run the pipeline over one bag and write a new bag with the node's outputs.
 
@@ -154,6 +155,8 @@ def process_bag(
         model, backend: override the params' model folder/file and backend.
         namespace: the node's namespace; its relative topic names are resolved in it.
         progress: show a tqdm bar on stderr.
+        flicker: then measure how steady the written depth is (`vdepth-flicker` on the output with
+            the input: the flow warping error, and TAE when camera poses were given), into the notes.
 
     Returns:
         The run's summary (counts, fit residuals, scale sources, output path).
@@ -253,9 +256,36 @@ def process_bag(
             summary.notes.append("no scale source: only disparity was written (no metric depth, no clouds)")
         counts = dict(writer.counts)
     summary.seconds = clock.elapsed
+    if flicker:
+        summary.notes.append(_flicker_note(output_path, input_path, source.image_topic, topics, counts, typestore))
     summary.outputs["output bag"] = str(output_path)
     summary.outputs["topics written"] = ", ".join(f"{t} ({n})" for t, n in counts.items()) or "none"
     return summary
+
+
+def _flicker_note(
+    output: Path, source_bag: Path, image_topic: str, topics: BagTopics, counts: dict[str, int], typestore: str
+) -> str:
+    """`vdepth-flicker` on the finished output bag, read together with its input, as one note."""
+    from vdepth_ros.offline.flicker import measure_flicker
+
+    depth = topics.outputs.depth
+    if not depth or not counts.get(depth):
+        return "flicker: not measured (no depth was written: no scale source)"
+    (r,) = measure_flicker(
+        [output, source_bag],
+        image_topic,
+        [depth],
+        pose_topic=topics.camera_pose,
+        camera_info_topic=topics.outputs.camera_info if topics.camera_pose else None,
+        typestore=typestore,
+    )
+    d = r.to_dict()
+    if d["flow_warping_error"] is None:
+        return f"flicker of {depth}: not measured (no consecutive pairs)"
+    tae = f"; TAE x100 with the camera poses {d['tae_x100']:.3f}" if d["tae_x100"] is not None else ""
+    fwe = d["flow_warping_error"]
+    return f"flicker of {depth} (flow warping error, lower is steadier): {fwe:.4f} over {r.pairs} pairs{tae}"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -296,6 +326,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="causal = what the live node publishes (default); offline = global fit over the whole bag",
     )
     p.add_argument("--storage", choices=sorted(STORAGES), default="mcap", help="output storage (default mcap)")
+    p.add_argument(
+        "--flicker",
+        action="store_true",
+        help="then measure how steady the written depth is (vdepth-flicker: flow warping error, TAE with poses)",
+    )
     p.add_argument("--copy-input-topics", action="store_true", help="copy every input message into the output")
     p.add_argument("--params", type=Path, help="node parameter YAML (default: the bundled config/depth.yaml)")
     p.add_argument("--model", help="model folder or file (default: the params' model)")
@@ -342,6 +377,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 backend=args.backend,
                 namespace=args.namespace,
                 progress=not args.no_progress and sys.stderr.isatty(),
+                flicker=args.flicker,
             )
     except (VdepthError, FileNotFoundError, KeyboardInterrupt) as exc:
         return cli_errors(PROG, exc)
