@@ -28,6 +28,8 @@ from collections import OrderedDict, deque
 import cv2
 import numpy as np
 
+from vdepth_ros.encodings import grey_at_most
+
 
 class FlowWarpingError:
     """Streaming flow warping error (module docstring); state is one previous frame.
@@ -62,11 +64,7 @@ class FlowWarpingError:
             rgb: `(H, W, 3)` uint8 RGB (or `(H, W)` grey) of the frame.
             depth: `(h, w)` depth (or disparity) of the frame, any resolution, NaN/<= 0 invalid.
         """
-        grey = rgb if rgb.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
-        h, w = grey.shape
-        if w > self.max_width:
-            size = (self.max_width, max(1, round(h * self.max_width / w)))
-            grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
+        grey = grey_at_most(rgb, self.max_width)
         size = (grey.shape[1], grey.shape[0])
         d = np.asarray(depth, dtype=np.float32)
         if d.shape != grey.shape:
@@ -132,12 +130,8 @@ class FlickerMonitor:
     def add_image(self, stamp_ns: int, rgb: np.ndarray) -> None:
         if not self.enabled:
             return
-        grey = rgb if rgb.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
-        h, w = grey.shape
-        if w > self._meter.max_width:  # the copy the meter would make anyway, made once and kept small
-            size = (self._meter.max_width, max(1, round(h * self._meter.max_width / w)))
-            grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
-        self._images[stamp_ns] = grey
+        # the copy the meter would make anyway, made once and kept small
+        self._images[stamp_ns] = grey_at_most(rgb, self._meter.max_width)
         while len(self._images) > self.held:
             self._images.popitem(last=False)
 

@@ -229,6 +229,19 @@ def rgb_from_image(arr: np.ndarray, encoding: str) -> np.ndarray:
     return np.repeat(grey[..., None], 3, axis=2)
 
 
+def grey_at_most(image: np.ndarray, max_width: int) -> np.ndarray:
+    """uint8 grey copy of an RGB (or grey) image, shrunk (INTER_AREA) to at most `max_width`
+    pixels wide: what optical flow and corner tracking run on (`consistency`, `triangulate`)."""
+    import cv2
+
+    grey = image if image.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
+    h, w = grey.shape
+    if w > max_width:
+        size = (int(max_width), max(1, round(h * max_width / w)))
+        grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
+    return grey
+
+
 #: OpenCV conversion per storage order. OpenCV's older Bayer names are shifted by one pixel
 #: (cv_bridge maps bayer_rggb8 to COLOR_BayerBG2BGR); these are its pattern-named aliases, whose
 #: names match the ROS encodings (the test demosaics a mosaic built from a known image).

@@ -29,6 +29,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from vdepth_ros.encodings import grey_at_most
 from vdepth_ros.errors import InputError
 
 
@@ -221,11 +222,7 @@ class PoseTriangulator:
         h, w = rgb.shape[:2]
         if self._gray is not None and ((h, w) != self._shape or self._K is None or not np.allclose(K, self._K)):
             self.reset()  # another camera or resolution: old tracks mean nothing here
-        gray = rgb if rgb.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
-        if w > self.options.track_width:
-            tw = int(self.options.track_width)
-            th = max(1, round(h * tw / w))
-            gray = cv2.resize(gray, (tw, th), interpolation=cv2.INTER_AREA)
+        gray = grey_at_most(rgb, int(self.options.track_width))
         self._to_full = (w / gray.shape[1], h / gray.shape[0])
         self._track(gray)
         self._w2c = np.concatenate([self._w2c[1:], np.linalg.inv(pose)[None]])
