@@ -276,8 +276,7 @@ def _flicker_note(
         [output, source_bag],
         image_topic,
         [depth],
-        pose_topic=topics.camera_pose,
-        camera_info_topic=topics.outputs.camera_info if topics.camera_pose else None,
+        pose_topic=topics.camera_pose,  # TAE's intrinsics: the written <depth>/camera_info, found by name
         typestore=typestore,
     )
     d = r.to_dict()

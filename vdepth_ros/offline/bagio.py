@@ -43,7 +43,7 @@ from vdepth_ros.rectify import Rectifier, has_distortion, pinhole_input
 from vdepth_ros.triangulate import PoseBuffer, PoseTriangulator, pose_from_msg
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterator, Mapping
 
     from rosbags.typesys.store import Typestore
 
@@ -174,6 +174,22 @@ def decode_color_msg(msg: Any, msgtype: str, topic: str) -> np.ndarray:
         )
     arr = image_array_from_fields(msg.encoding, msg.height, msg.width, msg.step, msg.data, msg.is_bigendian)
     return rgb_from_image(arr, msg.encoding)
+
+
+def decode_depth_msg(msg: Any, label: str) -> np.ndarray:
+    """`(H, W)` float32 metres of a `16UC1`/`32FC1` Image message (NaN invalid); `label` names
+    where it came from in errors (e.g. "depth topic '/x'").
+
+    Raises:
+        UnsupportedEncodingError: not a depth encoding, or a malformed message.
+    """
+    try:
+        if get_encoding(msg.encoding).unit_scale is None:
+            raise InputError(f"encoding {msg.encoding!r} is not a depth image (16UC1 or 32FC1)")
+        arr = image_array_from_fields(msg.encoding, msg.height, msg.width, msg.step, msg.data, msg.is_bigendian)
+    except InputError as err:
+        raise UnsupportedEncodingError(f"{label}: {err}") from None
+    return depth_from_image(arr, msg.encoding)
 
 
 class BagFrameSource:
@@ -444,13 +460,13 @@ class BagFrameSource:
             msg, msgtype, t = pair.image
             if pose_ids:
                 return self._frame(msg, msgtype, t, pair.info, poses.at(pair.stamp_ns))
-            key = _nearest_stamp(depths, pair.stamp_ns, self.sparse_depth_slop_ns)
+            key = nearest_stamp(depths, pair.stamp_ns, self.sparse_depth_slop_ns)
             return self._frame(msg, msgtype, t, pair.info, depths.pop(key) if key is not None else None)
 
         def ready(stamp: int) -> bool:
             if pose_ids:
                 return poses.covers(stamp)
-            return not depth_ids or _nearest_stamp(depths, stamp, self.sparse_depth_slop_ns) is not None
+            return not depth_ids or nearest_stamp(depths, stamp, self.sparse_depth_slop_ns) is not None
 
         def drain(pairs: list[Any], final: bool = False) -> Iterator[FrameInput]:
             waiting.extend(pairs)
@@ -553,13 +569,7 @@ class BagFrameSource:
         if self._triangulator is not None:
             sparse = self._triangulated(rgb, dmsg if view is None else view.pose(dmsg), camera, key)
         elif dmsg is not None:
-            try:
-                darr = image_array_from_fields(
-                    dmsg.encoding, dmsg.height, dmsg.width, dmsg.step, dmsg.data, dmsg.is_bigendian
-                )
-                sparse = depth_from_image(darr, dmsg.encoding)
-            except InputError as err:
-                raise UnsupportedEncodingError(f"sparse depth topic {self.sparse_depth_topic!r}: {err}") from None
+            sparse = decode_depth_msg(dmsg, f"sparse depth topic {self.sparse_depth_topic!r}")
             if sparse.shape != rgb.shape[:2]:
                 self._drop(f"sparse depth {sparse.shape} does not match the image {rgb.shape[:2]}; depth ignored")
                 sparse = None
@@ -576,7 +586,7 @@ class BagFrameSource:
         )
 
 
-def _nearest_stamp(store: dict[int, Any], stamp: int, slop_ns: int) -> int | None:
+def nearest_stamp(store: Mapping[int, Any], stamp: int, slop_ns: int) -> int | None:
     """The key of `store` nearest to `stamp` within `slop_ns`, or None."""
     best = min(store, key=lambda s: abs(s - stamp), default=None)
     return best if best is not None and abs(best - stamp) <= slop_ns else None

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from vdepth_ros.consistency import FlowWarpingError
-from vdepth_ros.encodings import camera_from_info, depth_from_image, get_encoding, image_array_from_fields
+from vdepth_ros.encodings import camera_from_info
 from vdepth_ros.errors import InputError
 from vdepth_ros.eval.metrics import pair_tae
 from vdepth_ros.offline.bagio import (
@@ -39,7 +39,9 @@ from vdepth_ros.offline.bagio import (
     POSE_STAMPED,
     TYPESTORES,
     decode_color_msg,
+    decode_depth_msg,
     guarded_messages,
+    nearest_stamp,
     open_reader,
     stamp_ns,
 )
@@ -133,7 +135,7 @@ class _Geometry:
     def __init__(self, poses: PoseBuffer, infos: list[tuple[int, Any]], slop_ns: int) -> None:
         self.poses, self.slop_ns = poses, slop_ns
         self.info_stamps = [s for s, _ in infos]
-        self.infos = [i for _, i in infos]
+        self.cameras = [camera_from_info(i) for _, i in infos]
 
     def at(self, stamp: int, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray] | None:
         """(camera-to-world pose, K at the depth's resolution) at `stamp`, or None."""
@@ -141,7 +143,7 @@ class _Geometry:
         i = bisect.bisect_right(self.info_stamps, stamp + self.slop_ns) - 1  # the latest camera_info
         if pose is None or i < 0:
             return None
-        camera = camera_from_info(self.infos[i])
+        camera = self.cameras[i]
         if camera is None:
             return None
         h, w = shape[:2]
@@ -193,22 +195,6 @@ def _read_geometry(
         else:
             geometry[t] = _Geometry(poses, sorted(infos[c], key=lambda si: si[0]), slop_ns)
     return geometry, notes
-
-
-def _nearest(store: OrderedDict[int, Any], stamp: int, slop_ns: int) -> int | None:
-    best = min(store, key=lambda s: abs(s - stamp), default=None)
-    return best if best is not None and abs(best - stamp) <= slop_ns else None
-
-
-def _depth(msg: Any, topic: str) -> np.ndarray:
-    try:
-        enc = get_encoding(msg.encoding)
-        if enc.unit_scale is None:
-            raise InputError(f"encoding {msg.encoding!r} is not a depth image (16UC1 or 32FC1)")
-        arr = image_array_from_fields(msg.encoding, msg.height, msg.width, msg.step, msg.data, msg.is_bigendian)
-    except InputError as err:
-        raise UnsupportedEncodingError(f"depth topic {topic!r}: {err}") from None
-    return depth_from_image(arr, msg.encoding)
 
 
 def measure_flicker(
@@ -282,8 +268,8 @@ def measure_flicker(
                         chain.add(ds, images[stamp], chain.pending.pop(ds))
             else:
                 chain = chains[conn.topic]
-                depth = _depth(msg, conn.topic)
-                key = _nearest(images, stamp, slop_ns)
+                depth = decode_depth_msg(msg, f"depth topic {conn.topic!r}")
+                key = nearest_stamp(images, stamp, slop_ns)
                 if key is not None:
                     chain.add(stamp, images[key], depth)
                 else:
