@@ -3,14 +3,21 @@
     ros2 launch vdepth_ros depth.launch.py image:=/camera/color/image_raw \
         camera_info:=/camera/color/camera_info namespace:=robot1
 
+Several cameras in one process, sharing the loaded model (docs/node.md, "Several cameras"):
+
+    ros2 launch vdepth_ros depth.launch.py cameras:="front rear" namespace:=robot1
+
+starts `depth_node --cameras robot1/front robot1/rear`: topics /robot1/front/image ->
+/robot1/front/depth, ...; the single-camera topic arguments are not used then (remap by full name).
+
 Needs `launch`/`launch_ros` (a real ROS 2 install). Where ROS comes from pip, the equivalent is
-    vdepth-node --ros-args --params-file $(share)/config/depth.yaml -r image:=... -r camera_info:=...
+    vdepth-node [--cameras ...] --ros-args --params-file $(share)/config/depth.yaml -r image:=... -r camera_info:=...
 """
 
 import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
@@ -44,7 +51,35 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("disparity", default_value="disparity", description="output relative disparity topic"),
         DeclareLaunchArgument("points", default_value="points", description="output organized point cloud topic"),
         DeclareLaunchArgument("log_level", default_value="info", description="node log level"),
+        DeclareLaunchArgument(
+            "cameras",
+            default_value="",
+            description="space-separated camera names: one process, one node per camera in namespace/NAME, "
+            "one shared model (empty: one camera, the topic arguments above)",
+        ),
     ]
+    return LaunchDescription([*args, OpaqueFunction(function=depth_nodes)])
+
+
+def depth_nodes(context: object) -> list[Node]:
+    """The node action, once the launch arguments are known (`cameras` changes its command line)."""
+    cameras = LaunchConfiguration("cameras").perform(context).split()
+    log_level = LaunchConfiguration("log_level").perform(context)
+    if cameras:
+        # No `namespace=` and no relative remappings: both would apply to every camera of the process.
+        prefix = LaunchConfiguration("namespace").perform(context).strip("/")
+        names = [f"{prefix}/{c.strip('/')}" if prefix else c.strip("/") for c in cameras]
+        return [
+            Node(
+                package="vdepth_ros",
+                executable="depth_node",
+                name="depth_node",
+                output="screen",
+                emulate_tty=True,
+                parameters=[LaunchConfiguration("params_file")],
+                arguments=["--cameras", *names, "--ros-args", "--log-level", log_level],
+            )
+        ]
     node = Node(
         package="vdepth_ros",
         executable="depth_node",
@@ -62,6 +97,6 @@ def generate_launch_description() -> LaunchDescription:
             ("disparity", LaunchConfiguration("disparity")),
             ("points", LaunchConfiguration("points")),
         ],
-        arguments=["--ros-args", "--log-level", LaunchConfiguration("log_level")],
+        arguments=["--ros-args", "--log-level", log_level],
     )
-    return LaunchDescription([*args, node])
+    return [node]

@@ -6,7 +6,10 @@ corrupted by a per-window affine, so tests can check that stitching recovers the
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pytest
 
 from vdepth_ros.runtime.engine import DepthEngine
 from vdepth_ros.runtime.spec import InputSpec
@@ -48,3 +51,32 @@ class AffineCorruptingEngine(LuminanceEngine):
         t = float(self._rng.uniform(*self.shift_range))
         self.affines.append((s, t))
         return s * super()._run(batch) + t
+
+
+def write_tiny_onnx(folder: Path, frames: int = 4, height: int = 48, width: int = 64) -> Path:
+    """`model.onnx` + `model.onnx.json`: disparity = 0.1 + luminance, fixed (1, T, 3, H, W)."""
+    import warnings
+
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+
+    class Lum(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return 0.1 + 0.299 * x[:, :, 0] + 0.587 * x[:, :, 1] + 0.114 * x[:, :, 2]
+
+    path = folder / "model.onnx"
+    with warnings.catch_warnings():  # the legacy exporter is deprecated but fast (0.3 s vs ~5 s)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            Lum(),
+            (torch.zeros(1, frames, 3, height, width),),
+            str(path),
+            input_names=["frames"],
+            output_names=["disparity"],
+            opset_version=17,
+            dynamo=False,
+        )
+    InputSpec(family="fake", frames=frames, height=height, width=width, window=frames, overlap=1).save(
+        folder / "model.onnx.json"
+    )
+    return path

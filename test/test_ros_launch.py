@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -83,3 +85,81 @@ def test_docs_list_every_parameter(repo_root: Path) -> None:
     ):
         assert topic in text
     assert len(ROS_PARAMS) > 10
+
+
+def _load_launch_with_fakes(repo_root: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Import the launch file against minimal stand-ins for launch / launch_ros (not in pip ROS); the
+    stand-ins implement only what the file calls, and `Node(...)` returns its keyword arguments."""
+    import importlib.util
+    import types
+
+    class LaunchConfiguration:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def perform(self, context: Any) -> str:
+            return context.launch_configurations[self.name]
+
+    fakes = {
+        "launch": types.SimpleNamespace(LaunchDescription=lambda entities: list(entities)),
+        "launch.actions": types.SimpleNamespace(
+            DeclareLaunchArgument=lambda name, **kw: ("arg", name, kw.get("default_value")),
+            OpaqueFunction=lambda function: ("opaque", function),
+        ),
+        "launch.substitutions": types.SimpleNamespace(LaunchConfiguration=LaunchConfiguration),
+        "launch_ros": types.SimpleNamespace(),
+        "launch_ros.actions": types.SimpleNamespace(Node=lambda **kwargs: kwargs),
+        "ament_index_python": types.SimpleNamespace(),
+        "ament_index_python.packages": types.SimpleNamespace(get_package_share_directory=lambda pkg: f"/opt/{pkg}"),
+    }
+    for name, module in fakes.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    spec = importlib.util.spec_from_file_location("depth_launch_faked", repo_root / "launch" / "depth.launch.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _context(entities: list, **overrides: str) -> Any:
+    import types
+
+    defaults = {e[1]: e[2] for e in entities if e[0] == "arg"}
+    return types.SimpleNamespace(launch_configurations={**defaults, **overrides})
+
+
+def test_launch_one_camera_remaps_its_topics(repo_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    mod = _load_launch_with_fakes(repo_root, monkeypatch)
+    entities = mod.generate_launch_description()
+    (opaque,) = [e for e in entities if e[0] == "opaque"]
+    ctx = _context(entities, log_level="debug")
+    assert ctx.launch_configurations["params_file"] == "/opt/vdepth_ros/config/depth.yaml"
+    (node,) = opaque[1](ctx)
+    assert node["executable"] == "depth_node" and node["name"] == "depth_node"
+    assert node["namespace"].name == "namespace"
+    assert [k for k, _ in node["remappings"]] == [
+        "image",
+        "camera_info",
+        "sparse_depth",
+        "camera_pose",
+        "depth",
+        "disparity",
+        "points",
+    ]
+    assert node["arguments"] == ["--ros-args", "--log-level", "debug"]
+
+
+def test_launch_cameras_start_one_process_without_shared_remaps(
+    repo_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mod = _load_launch_with_fakes(repo_root, monkeypatch)
+    entities = mod.generate_launch_description()
+    (opaque,) = [e for e in entities if e[0] == "opaque"]
+    (node,) = opaque[1](_context(entities, cameras="front  rear", namespace="/robot1/"))
+    # the node's own --cameras parser must accept what the launch file passes
+    assert node["arguments"][: node["arguments"].index("--ros-args")] == ["--cameras", "robot1/front", "robot1/rear"]
+    assert "namespace" not in node and "remappings" not in node  # both would apply to every camera
+    from vdepth_ros.ros.node import camera_namespaces
+
+    assert camera_namespaces(node["arguments"][1:3]) == ["/robot1/front", "/robot1/rear"]
+    (plain,) = opaque[1](_context(entities, cameras="front"))
+    assert plain["arguments"][:2] == ["--cameras", "front"]

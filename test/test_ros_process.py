@@ -12,12 +12,12 @@ import signal
 import subprocess
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import rclpy
+from fakes import write_tiny_onnx
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
@@ -25,39 +25,15 @@ from std_msgs.msg import Header
 
 from vdepth_ros.ros import conversions as conv
 from vdepth_ros.ros.qos import qos_profile
-from vdepth_ros.runtime.spec import InputSpec
 
 pytestmark = pytest.mark.ros
 
 
-def write_tiny_onnx(folder: Path, frames: int = 4, height: int = 48, width: int = 64) -> Path:
-    """`model.onnx` + `model.onnx.json`: disparity = 0.1 + luminance, fixed (1, T, 3, H, W)."""
-    torch = pytest.importorskip("torch")
-    pytest.importorskip("onnx")
-
-    class Lum(torch.nn.Module):
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return 0.1 + 0.299 * x[:, :, 0] + 0.587 * x[:, :, 1] + 0.114 * x[:, :, 2]
-
-    path = folder / "model.onnx"
-    with warnings.catch_warnings():  # the legacy exporter is deprecated but fast (0.3 s vs ~5 s)
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(
-            Lum(),
-            (torch.zeros(1, frames, 3, height, width),),
-            str(path),
-            input_names=["frames"],
-            output_names=["disparity"],
-            opset_version=17,
-            dynamo=False,
-        )
-    InputSpec(family="fake", frames=frames, height=height, width=width, window=frames, overlap=1).save(
-        folder / "model.onnx.json"
-    )
-    return path
-
-
-def test_vdepth_node_console_script(tmp_path: Path) -> None:
+def run_node(
+    tmp_path: Path, node_args: list[str], cameras: dict[str, tuple[str, str]], outputs: dict[str, type]
+) -> tuple[dict[str, list], str]:
+    """Start `vdepth-node NODE_ARGS` on the tiny model; feed `cameras` (name -> (image topic, camera_info
+    topic)) until every topic in `outputs` has a message (or 90 s); SIGINT; (messages, output)."""
     script = Path(sys.executable).parent / "vdepth-node"
     if not script.is_file():
         pytest.skip("vdepth-node console script not installed in this environment (pip install -e .)")
@@ -68,54 +44,37 @@ def test_vdepth_node_console_script(tmp_path: Path) -> None:
         f"    model: {str(model)!r}\n    backend: onnxruntime\n    input_qos: reliable\n    scale_source: range\n"
         "/**/depth_node:\n  ros__parameters:\n    queue_size: 64\n"
     )
+    cmd = [str(script), *node_args[: node_args.index("--ros-args")], "--ros-args", "--params-file", str(params)]
+    cmd += node_args[node_args.index("--ros-args") + 1 :]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(
-        [
-            str(script),
-            "--ros-args",
-            "--params-file",
-            str(params),
-            "-r",
-            "__ns:=/robot7",
-            "-r",
-            "image:=/cam/image",
-            "-r",
-            "camera_info:=/cam/camera_info",
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     ctx = rclpy.Context()
     rclpy.init(context=ctx, domain_id=int(os.environ["ROS_DOMAIN_ID"]))
     peer = Node("smoke_peer", context=ctx)
-    got: dict[str, list] = {"depth": [], "points": []}
+    got: dict[str, list] = {topic: [] for topic in outputs}
     rel = qos_profile("reliable", 10)
-    peer.create_subscription(Image, "/robot7/depth", got["depth"].append, rel)
-    peer.create_subscription(PointCloud2, "/robot7/points", got["points"].append, rel)
-    pub = peer.create_publisher(Image, "/cam/image", rel)
-    ipub = peer.create_publisher(CameraInfo, "/cam/camera_info", rel)
+    for topic, msg_type in outputs.items():
+        peer.create_subscription(msg_type, topic, got[topic].append, rel)
+    pubs = [
+        (peer.create_publisher(Image, image, rel), peer.create_publisher(CameraInfo, info, rel))
+        for image, info in cameras.values()
+    ]
     ex = SingleThreadedExecutor(context=ctx)
     ex.add_node(peer)
     rng = np.random.default_rng(0)
     try:
         deadline = time.monotonic() + 90
         k = 0
-        while time.monotonic() < deadline and not (got["depth"] and got["points"]):
+        while time.monotonic() < deadline and not all(got.values()):
             assert proc.poll() is None, f"vdepth-node exited early:\n{proc.stdout.read()}"
             h = Header(stamp=conv.ns_to_stamp(1_000_000_000 + k * 50_000_000), frame_id="cam_optical")
-            pub.publish(conv.image_msg(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8), "rgb8", h))
-            ipub.publish(CameraInfo(header=h, width=160, height=120, k=[100.0, 0, 79.5, 0, 100.0, 59.5, 0, 0, 1]))
+            for pub, ipub in pubs:
+                pub.publish(conv.image_msg(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8), "rgb8", h))
+                ipub.publish(CameraInfo(header=h, width=160, height=120, k=[100.0, 0, 79.5, 0, 100.0, 59.5, 0, 0, 1]))
             k += 1
             end = time.monotonic() + 0.05
             while time.monotonic() < end:
                 ex.spin_once(timeout_sec=0.01)
-        assert got["depth"], "no /robot7/depth received from the vdepth-node process"
-        d = got["depth"][0]
-        assert (d.encoding, d.height, d.width, d.header.frame_id) == ("32FC1", 48, 64, "cam_optical")
-        assert np.isfinite(conv.image_array(d)).all()
-        assert got["points"][0].height * got["points"][0].width == 48 * 64
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -126,8 +85,36 @@ def test_vdepth_node_console_script(tmp_path: Path) -> None:
         ex.shutdown()
         peer.destroy_node()
         rclpy.shutdown(context=ctx)
-    assert "/robot7/depth" in out  # the startup line names the resolved topics
     assert proc.returncode == 0, out
+    return got, out
+
+
+def test_vdepth_node_console_script(tmp_path: Path) -> None:
+    got, out = run_node(
+        tmp_path,
+        ["--ros-args", "-r", "__ns:=/robot7", "-r", "image:=/cam/image", "-r", "camera_info:=/cam/camera_info"],
+        {"cam": ("/cam/image", "/cam/camera_info")},
+        {"/robot7/depth": Image, "/robot7/points": PointCloud2},
+    )
+    assert got["/robot7/depth"], "no /robot7/depth received from the vdepth-node process"
+    d = got["/robot7/depth"][0]
+    assert (d.encoding, d.height, d.width, d.header.frame_id) == ("32FC1", 48, 64, "cam_optical")
+    assert np.isfinite(conv.image_array(d)).all()
+    assert got["/robot7/points"][0].height * got["/robot7/points"][0].width == 48 * 64
+    assert "/robot7/depth" in out  # the startup line names the resolved topics
+
+
+def test_vdepth_node_cameras_share_one_model_in_one_process(tmp_path: Path) -> None:
+    got, out = run_node(
+        tmp_path,
+        ["--cameras", "front", "rear", "--ros-args", "-r", "/rear/image:=/cam_rear/image_rect"],
+        {"front": ("/front/image", "/front/camera_info"), "rear": ("/cam_rear/image_rect", "/rear/camera_info")},
+        {"/front/depth": Image, "/rear/depth": Image},
+    )
+    for topic in ("/front/depth", "/rear/depth"):
+        assert got[topic], f"no {topic} received from the vdepth-node --cameras process"
+        assert np.isfinite(conv.image_array(got[topic][0])).all()
+    assert "2 cameras (/front, /rear) share 1 loaded model(s)" in out
 
 
 def test_vdepth_node_rejects_bad_params_file(tmp_path: Path) -> None:
@@ -154,3 +141,5 @@ def test_main_usage(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--params-file" in capsys.readouterr().out
     assert main(["vdepth-node", "--bogus", "--ros-args", "-p", "queue_size:=3"]) == 2
     assert "unrecognized arguments ['--bogus']" in capsys.readouterr().err
+    assert main(["vdepth-node", "--cameras", "--ros-args", "-p", "queue_size:=3"]) == 2
+    assert "--cameras needs at least one name" in capsys.readouterr().err

@@ -8,6 +8,7 @@ pipeline, exactly as for `vdepth-bag`.
 
 from __future__ import annotations
 
+import re
 import sys
 import threading
 import time
@@ -35,9 +36,11 @@ from vdepth_ros.ros.qos import IncompatibleQosReporter, qos_profile
 from vdepth_ros.ros.resets import StreamResets
 from vdepth_ros.ros.sync import ApproximateTimeSync, Pair
 from vdepth_ros.ros.worker import DropOldestQueue, ThrottledLog
+from vdepth_ros.runtime.shared import EnginePool, SharedEngine
 from vdepth_ros.triangulate import PoseBuffer, PoseTriangulator
 
 NODE_NAME = "depth_node"
+_NAME_TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # one part of a ROS 2 namespace
 
 
 @dataclass
@@ -77,6 +80,8 @@ class DepthNode(Node):
     Args:
         engine: a `DepthEngine` to use instead of building one from the `model` parameter (tests,
             benchmarks).
+        engine_pool: build the engine through this `EnginePool` instead, so that the cameras of one
+            process (`vdepth-node --cameras ...`) with the same model, backend and precision share it.
         start_worker: start the worker thread (tests may drive `process_pending()` instead).
         **kwargs: forwarded to `rclpy.node.Node` (context, namespace, parameter_overrides, cli_args...).
 
@@ -85,10 +90,17 @@ class DepthNode(Node):
     """
 
     def __init__(
-        self, node_name: str = NODE_NAME, *, engine: Any = None, start_worker: bool = True, **kwargs: Any
+        self,
+        node_name: str = NODE_NAME,
+        *,
+        engine: Any = None,
+        engine_pool: EnginePool | None = None,
+        start_worker: bool = True,
+        **kwargs: Any,
     ) -> None:
         super().__init__(node_name, **kwargs)
-        from vdepth_ros.pipeline import DepthPipeline  # heavy imports after rclpy is up
+        from vdepth_ros.config import PipelineConfig  # heavy imports after rclpy is up
+        from vdepth_ros.pipeline import DepthPipeline
 
         # 1. parameters: declare once, validate, build the pipeline from the pipeline keys
         self._specs: dict[str, ParamSpec] = {s.name: s for s in node_param_specs()}
@@ -101,7 +113,11 @@ class DepthNode(Node):
             if any(n != self.p["blas_threads"] for n in before.values()):
                 self.get_logger().info(f"OpenBLAS threads {before} -> {self.p['blas_threads']} (blas_threads)")
         self.pipeline_params = {k: v for k, v in values.items() if self._specs[k].group == "pipeline"}
+        self.engine_pool = engine_pool
         try:
+            if engine is None and engine_pool is not None:
+                config, _ = PipelineConfig.from_params(self.pipeline_params)
+                engine = engine_pool.get(config.resolved_model(), config.backend, config.precision)
             self.pipeline = DepthPipeline.from_dict(self.pipeline_params, engine=engine)
         except VdepthError:
             raise
@@ -481,6 +497,10 @@ class DepthNode(Node):
             if not self.flicker.enabled
             else ("no measurement yet" if self.flicker.mean is None else round(self.flicker.mean, 5)),
         }
+        engine = getattr(self.pipeline, "engine", None)
+        if self.engine_pool is not None and isinstance(engine, SharedEngine):
+            values["engine shared by (cameras)"] = self.engine_pool.users(engine)
+            values["engine wait [s]"] = round(engine.wait_s, 3)
         if fit is not None:
             for key in ("scale_source", "scale", "shift", "residual", "inlier_fraction", "degenerate"):
                 if hasattr(fit, key):
@@ -503,9 +523,8 @@ class DepthNode(Node):
                 bool(getattr(self._last_fit, "degenerate", False)),
                 self.input_rate.rate() > 0,
             )
-            status = make_status(
-                f"{self.get_name()}: depth stream", self.get_fully_qualified_name(), level, message, values
-            )
+            fqn = self.get_fully_qualified_name()
+            status = make_status(f"{fqn}: depth stream", fqn, level, message, values)
             self.diag_pub.publish(make_array(self.get_clock().now().to_msg(), [status]))
         except Exception as err:
             self.input_errors("diag", f"diagnostics failed: {err!r}")
@@ -520,34 +539,76 @@ class DepthNode(Node):
         self.destroy_node()
 
 
-class _StreamState(StreamResets):
-    """Compatibility shim (older callers passed `max_gap_ns` per update); use `StreamResets`."""
-
-    def __init__(self) -> None:
-        super().__init__(0)
-
-    def update(
-        self,
-        size: tuple[int, int],
-        stamp: int,
-        info: tuple | None,  # type: ignore[override]
-        max_gap_ns: int | None = None,
-    ) -> str | None:
-        if max_gap_ns is not None:
-            self.max_gap_ns = int(max_gap_ns)
-        return super().update(size, stamp, info)
-
-
-USAGE = """usage: vdepth-node [--ros-args [--params-file FILE] [-p NAME:=VALUE] [-r FROM:=TO] ...]
+USAGE = """usage: vdepth-node [--cameras NAME [NAME ...]]
+                   [--ros-args [--params-file FILE] [-p NAME:=VALUE] [-r FROM:=TO] ...]
 
 Live video depth: subscribes to image (+ camera_info, optional sparse_depth), publishes depth,
 disparity, points, depth/camera_info and /diagnostics. Parameters and topics: docs/node.md;
 defaults: config/depth.yaml (share/vdepth_ros/config/depth.yaml when installed).
+
+--cameras front rear   one depth_node per camera, in namespaces /front and /rear (topics
+                       /front/image -> /front/depth, ...), sharing one loaded model; remap with
+                       full names (-r /front/image:=/cam_front/image_rect); per-camera parameters
+                       go in /front/depth_node: sections of the params file (docs/node.md).
 """
 
 
+def camera_namespaces(names: list[str]) -> list[str]:
+    """`--cameras` names as absolute namespaces ("front" -> "/front", "robot1/front" -> "/robot1/front").
+
+    Raises:
+        ConfigError: a name is not a valid ROS namespace, or two name the same camera.
+    """
+    out: list[str] = []
+    for name in names:
+        tokens = name.strip("/").split("/")
+        if not all(_NAME_TOKEN.fullmatch(t) for t in tokens):
+            raise ConfigError(
+                f"--cameras {name!r}: a camera name must be a ROS namespace (ASCII letters, digits, '_' and '/', "
+                "each part starting with a letter or '_')"
+            )
+        ns = "/" + "/".join(tokens)
+        if ns in out:
+            raise ConfigError(f"--cameras names {ns} twice")
+        out.append(ns)
+    return out
+
+
+def build_nodes(cameras: list[str], **kwargs: Any) -> tuple[list[DepthNode], EnginePool | None]:
+    """The process's depth nodes: one, or one per `--cameras` namespace sharing an `EnginePool`.
+
+    `kwargs` go to every `DepthNode` (tests pass `context`, `parameter_overrides`...). On an
+    error the nodes built so far are closed before it propagates.
+
+    Raises:
+        ConfigError: a camera name is invalid, or a `__ns` remap puts every camera in one namespace.
+    """
+    namespaces = camera_namespaces(cameras)
+    if not namespaces:
+        return [DepthNode(**kwargs)], None
+    pool = EnginePool()
+    nodes: list[DepthNode] = []
+    try:
+        for ns in namespaces:
+            node = DepthNode(namespace=ns, engine_pool=pool, **kwargs)
+            nodes.append(node)
+            if node.get_namespace() != ns:  # a global `-r __ns:=...` overrides every node's namespace
+                raise ConfigError(
+                    f"camera {ns} was put in namespace {node.get_namespace()} by a '__ns' remap, which applies to "
+                    "every node of the process; name the cameras with their full namespaces instead "
+                    "(--cameras robot1/front robot1/rear)"
+                )
+    except BaseException:
+        for node in nodes:
+            node.close()
+        pool.close()
+        raise
+    nodes[0].get_logger().info(f"{len(nodes)} cameras ({', '.join(namespaces)}) share {len(pool)} loaded model(s)")
+    return nodes, pool
+
+
 def main(args: list[str] | None = None) -> int:
-    """Console entry point: `vdepth-node --ros-args --params-file config/depth.yaml -r image:=...`."""
+    """Console entry point: `vdepth-node [--cameras ...] --ros-args --params-file config/depth.yaml -r image:=...`."""
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
     from rclpy.utilities import remove_ros_args
 
@@ -556,17 +617,25 @@ def main(args: list[str] | None = None) -> int:
     if extra in (["-h"], ["--help"]):
         print(USAGE)
         return 0
+    cameras: list[str] = []
+    if extra[:1] == ["--cameras"]:
+        cameras, extra = extra[1:], []
+        if not cameras:
+            print(f"{USAGE}\nvdepth-node: --cameras needs at least one name", file=sys.stderr)
+            return 2
     if extra:
         print(
             f"{USAGE}\nvdepth-node: unrecognized arguments {extra} (ROS arguments go after --ros-args)", file=sys.stderr
         )
         return 2
     rclpy.init(args=argv)
-    node = None
+    nodes: list[DepthNode] = []
+    pool = None
     try:
-        node = DepthNode()
-        executor = SingleThreadedExecutor()  # callbacks only enqueue; the worker thread does the work
-        executor.add_node(node)
+        nodes, pool = build_nodes(cameras)
+        executor = SingleThreadedExecutor()  # callbacks only enqueue; each node's worker thread does the work
+        for node in nodes:
+            executor.add_node(node)
         executor.spin()
     except ConfigError as err:
         print(f"depth_node: invalid configuration: {err}", file=sys.stderr)
@@ -577,8 +646,10 @@ def main(args: list[str] | None = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        if node is not None:
+        for node in nodes:
             node.close()
+        if pool is not None:
+            pool.close()
         if rclpy.ok():
             rclpy.shutdown()
     return 0

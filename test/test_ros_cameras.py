@@ -1,0 +1,160 @@
+"""Several cameras in one process (`vdepth-node --cameras ...`): own streams, one loaded model."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import rclpy
+from fakes import write_tiny_onnx
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Header
+
+from vdepth_ros.errors import ConfigError
+from vdepth_ros.pipeline import DepthPipeline, FrameInput
+from vdepth_ros.ros import conversions as conv
+from vdepth_ros.ros.node import build_nodes, camera_namespaces
+from vdepth_ros.runtime import create_engine
+from vdepth_ros.stream.cloud import CameraModel
+
+pytestmark = [pytest.mark.ros, pytest.mark.filterwarnings("ignore::DeprecationWarning:rclpy.event_handler")]
+H, W = 120, 160
+K = [100.0, 0.0, 79.5, 0.0, 100.0, 59.5, 0.0, 0.0, 1.0]
+
+
+def camera_frames(n: int, seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    base = rng.integers(20, 236, (H // 8, W // 8, 3), dtype=np.uint8).repeat(8, 0).repeat(8, 1)
+    return [np.roll(base, 2 * k, axis=1).copy() for k in range(n)]
+
+
+def stamp(k: int) -> int:
+    return 1_000_000_000 + k * 66_666_667
+
+
+def init_context(args: list[str]) -> Any:
+    ctx = rclpy.Context()
+    rclpy.init(args=["vdepth-node", "--ros-args", *args], context=ctx, domain_id=int(os.environ["ROS_DOMAIN_ID"]))
+    return ctx
+
+
+def params_file(tmp_path: Path, model: Path) -> Path:
+    path = tmp_path / "params.yaml"
+    path.write_text(
+        "/**:\n  ros__parameters:\n"
+        f"    model: {str(model)!r}\n    backend: onnxruntime\n    scale_source: range\n    near: 0.5\n    far: 8.0\n"
+        "/rear/depth_node:\n  ros__parameters:\n    far: 4.0\n"
+    )
+    return path
+
+
+def reference(model: Path, rgbs: list[np.ndarray], far: float) -> list[Any]:
+    params = {"model": str(model), "backend": "onnxruntime", "scale_source": "range", "near": 0.5, "far": far}
+    pipe = DepthPipeline.from_dict(params, engine=create_engine(str(model), backend="onnxruntime"))
+    cam = CameraModel.from_matrix(K, W, H)
+    out: list[Any] = []
+    for k, rgb in enumerate(rgbs):
+        out += pipe.push(FrameInput(rgb=rgb, stamp_ns=stamp(k), camera=cam))
+    return out
+
+
+def test_two_cameras_share_one_engine_and_publish_their_own_streams(tmp_path: Path) -> None:
+    model = write_tiny_onnx(tmp_path)
+    ctx = init_context(["--params-file", str(params_file(tmp_path, model)), "-r", "/rear/image:=/cam_rear/image_rect"])
+    nodes, pool = build_nodes(["front", "rear"], context=ctx, start_worker=False)
+    peer = Node("peer", context=ctx)
+    ex = SingleThreadedExecutor(context=ctx)
+    try:
+        assert pool is not None and len(pool) == 1  # one model loaded for both cameras
+        front, rear = nodes
+        assert front.pipeline.engine.inner is rear.pipeline.engine.inner
+        assert (front.get_fully_qualified_name(), rear.get_fully_qualified_name()) == (
+            "/front/depth_node",
+            "/rear/depth_node",
+        )
+        assert (front.pipeline.config.far, rear.pipeline.config.far) == (8.0, 4.0)  # per-camera section
+        got: dict[str, list[Image]] = {"front": [], "rear": []}
+        for cam in got:
+            peer.create_subscription(Image, f"/{cam}/depth", got[cam].append, 50)
+        image_topics = {"front": "/front/image", "rear": "/cam_rear/image_rect"}  # rear's image remapped
+        pubs = {
+            cam: (peer.create_publisher(Image, topic, 50), peer.create_publisher(CameraInfo, f"/{cam}/camera_info", 50))
+            for cam, topic in image_topics.items()
+        }
+        for node in (*nodes, peer):
+            ex.add_node(node)
+        rgbs = {"front": camera_frames(9, seed=1), "rear": camera_frames(9, seed=2)}
+
+        def spin_until(cond: Any, timeout: float = 20.0) -> bool:
+            end = time.monotonic() + timeout
+            while not cond() and time.monotonic() < end:
+                ex.spin_once(timeout_sec=0.01)
+            return cond()
+
+        for k in range(9):
+            for cam, node in zip(("front", "rear"), nodes, strict=True):
+                h = Header(stamp=conv.ns_to_stamp(stamp(k)), frame_id=f"{cam}_optical")
+                queued = node.queue.put_count
+                pubs[cam][0].publish(conv.image_msg(rgbs[cam][k], "rgb8", h))
+                pubs[cam][1].publish(CameraInfo(header=h, width=W, height=H, k=K))
+                assert spin_until(lambda node=node, queued=queued: node.queue.put_count > queued)
+            for node in nodes:
+                node.process_pending()
+        refs = {"front": reference(model, rgbs["front"], 8.0), "rear": reference(model, rgbs["rear"], 4.0)}
+        assert spin_until(lambda: all(len(got[c]) >= len(refs[c]) for c in got))
+        for cam in got:
+            assert len(refs[cam]) >= 5 and len(got[cam]) == len(refs[cam])
+            for msg, ref in zip(got[cam], refs[cam], strict=True):
+                assert msg.header.frame_id == f"{cam}_optical"
+                np.testing.assert_array_equal(conv.image_array(msg), ref.depth)  # bit for bit, per camera
+        assert not np.array_equal(conv.image_array(got["front"][0]), conv.image_array(got["rear"][0]))
+        values = front.diagnostics_values()
+        assert values["engine shared by (cameras)"] == 2
+        assert front.pipeline.engine.calls >= 2 and rear.pipeline.engine.calls >= 2
+    finally:
+        ex.shutdown()
+        for node in nodes:
+            node.close()
+        pool.close()
+        peer.destroy_node()
+        rclpy.shutdown(context=ctx)
+
+
+def test_a_camera_with_another_backend_gets_its_own_engine(tmp_path: Path) -> None:
+    model = write_tiny_onnx(tmp_path)
+    params = params_file(tmp_path, model)
+    params.write_text(params.read_text() + "/side/depth_node:\n  ros__parameters:\n    backend: auto\n")
+    ctx = init_context(["--params-file", str(params)])
+    nodes, pool = build_nodes(["front", "rear", "side"], context=ctx, start_worker=False)
+    try:
+        assert pool is not None and len(pool) == 2
+        assert pool.users(nodes[0].pipeline.engine) == 2 and pool.users(nodes[2].pipeline.engine) == 1
+    finally:
+        for node in nodes:
+            node.close()
+        pool.close()
+        rclpy.shutdown(context=ctx)
+
+
+def test_a_namespace_remap_that_merges_the_cameras_is_refused(tmp_path: Path) -> None:
+    model = write_tiny_onnx(tmp_path)
+    ctx = init_context(["--params-file", str(params_file(tmp_path, model)), "-r", "__ns:=/robot7"])
+    try:
+        for cameras in (["front", "rear"], ["robot7/front"]):  # even one camera would not be where it was named
+            with pytest.raises(ConfigError, match=r"__ns.*--cameras robot1/front"):
+                build_nodes(cameras, context=ctx, start_worker=False)
+    finally:
+        rclpy.shutdown(context=ctx)
+
+
+def test_camera_names_must_be_namespaces() -> None:
+    assert camera_namespaces(["front", "/robot1/rear/", "_aux2"]) == ["/front", "/robot1/rear", "/_aux2"]
+    for bad in (["1cam"], ["front cam"], ["a//b"], ["front", "/front"], ["caméra"], [""]):
+        with pytest.raises(ConfigError):
+            camera_namespaces(bad)

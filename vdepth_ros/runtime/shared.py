@@ -1,0 +1,123 @@
+"""One engine for several camera streams in one process (`vdepth-node --cameras front rear`).
+
+Every camera keeps its own `DepthPipeline` (windows, alignment, scale) and worker thread; only
+the model is shared. Its windows run one at a time, in the order they were asked for, so N
+cameras cost one model's memory (on a GPU: one CUDA context, one TensorRT engine and its
+buffers) instead of N processes' worth, and no camera's inference competes with another's for
+the cores. The pre-processing in `DepthEngine.infer` (normalising, padding) stays outside the
+lock, in each camera's own thread; only the backend's `_run` is serialised, which TensorRT
+needs anyway (one execution context and one set of bound buffers per engine).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from typing import Any
+
+import numpy as np
+
+from vdepth_ros.runtime.engine import DepthEngine
+
+
+class FairLock:
+    """A first-come, first-served lock: waiters acquire it in the order they asked.
+
+    `threading.Lock` makes no such promise; a camera whose worker asks again right after
+    releasing could take the model several windows in a row while another camera waits.
+    """
+
+    def __init__(self) -> None:
+        self._cv = threading.Condition()
+        self._queue: deque[object] = deque()
+
+    def __enter__(self) -> FairLock:
+        ticket = object()
+        with self._cv:
+            self._queue.append(ticket)
+            self._cv.wait_for(lambda: self._queue[0] is ticket)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._cv:
+            self._queue.popleft()
+            self._cv.notify_all()
+
+    @property
+    def waiting(self) -> int:
+        """Callers holding or waiting for the lock."""
+        with self._cv:
+            return len(self._queue)
+
+
+class SharedEngine(DepthEngine):
+    """A handle on an engine that other handles share: `_run` calls take turns (`FairLock`).
+
+    `close()` of a handle does nothing: the engine belongs to its `EnginePool`, which closes it
+    once, after every camera has stopped.
+    """
+
+    def __init__(self, engine: DepthEngine, lock: FairLock) -> None:
+        super().__init__(engine.input_spec)
+        self.inner = engine
+        self.backend = engine.backend
+        self._lock = lock
+        self.calls = 0
+        self.wait_s = 0.0  # time this handle spent waiting for other handles' windows
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        t0 = time.perf_counter()
+        with self._lock:
+            self.wait_s += time.perf_counter() - t0
+            self.calls += 1
+            return self.inner._run(batch)
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.inner.describe(), "shared": True}
+
+    def close(self) -> None:
+        """The pool owns the engine (see class docstring)."""
+
+
+class EnginePool:
+    """Engines of one process, one per (model, backend, precision), each shared by its cameras.
+
+    `get(...)` builds the engine on its first request (`vdepth_ros.runtime.create_engine`) and
+    returns a new `SharedEngine` handle on it every time; cameras whose parameters name another
+    model, backend or precision get an engine of their own.
+    """
+
+    def __init__(self) -> None:
+        self._engines: dict[tuple[str, str, str], tuple[DepthEngine, FairLock]] = {}
+        self._users: dict[tuple[str, str, str], int] = {}
+        self._lock = threading.Lock()
+
+    def get(self, model: str, backend: str = "auto", precision: str = "fp32") -> SharedEngine:
+        """A handle on the engine for `model` (a resolved path), `backend` and `precision`."""
+        from vdepth_ros.runtime import create_engine
+
+        key = (str(model), str(backend), str(precision))
+        with self._lock:
+            if key not in self._engines:
+                self._engines[key] = (create_engine(model, backend=backend, precision=precision), FairLock())
+            self._users[key] = self._users.get(key, 0) + 1
+            engine, lock = self._engines[key]
+        return SharedEngine(engine, lock)
+
+    def users(self, handle: SharedEngine) -> int:
+        """How many handles share `handle`'s engine."""
+        with self._lock:
+            return next((self._users[k] for k, (e, _) in self._engines.items() if e is handle.inner), 0)
+
+    def __len__(self) -> int:
+        return len(self._engines)
+
+    def close(self) -> None:
+        """Close every engine (after the cameras using them have stopped)."""
+        with self._lock:
+            engines = [e for e, _ in self._engines.values()]
+            self._engines.clear()
+            self._users.clear()
+        for engine in engines:
+            engine.close()
