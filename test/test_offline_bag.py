@@ -235,6 +235,50 @@ def test_sparse_depth_topic_is_a_scale_source(tmp_path: Path) -> None:
     assert set(s.scale_sources) == {"sparse"}
 
 
+def test_pointcloud_sparse_depth_is_projected_as_the_node_does(tmp_path: Path) -> None:
+    """`sparse_depth: pointcloud` (a LiDAR in the camera's optical frame): the bag's PointCloud2 is
+    projected with the camera, so the output equals a bag carrying the same samples as a depth image;
+    points behind the camera or outside the image are ignored."""
+    rng = np.random.default_rng(3)
+    fx, fy, cx, cy = default_intrinsics(W, H)
+    clouds, images = [], []
+    for rgb in synthetic_frames(10, H, W):  # depths the luminance "model" agrees with, up to an affine
+        pix = rng.choice(H * W, 80, replace=False)
+        v, u = np.divmod(pix, W)
+        lum = rgb[v, u] @ np.array([0.299, 0.587, 0.114]) / 255.0
+        z = (1.0 / (0.6 * (0.1 + lum) + 0.05)).astype(np.float32)
+        xyz = np.stack([(u - cx) * z / fx, (v - cy) * z / fy, z], axis=1).astype(np.float32)
+        stray = np.array([[0.1, 0.1, -2.0], [50.0, 0.0, 1.0], [np.nan, 0.0, 1.0]], np.float32)
+        clouds.append(np.concatenate([xyz, stray]))
+        depth = np.full((H, W), np.nan, np.float32)
+        depth[v, u] = z
+        images.append(depth)
+    params = {**PARAMS, "scale_source": "sparse", "sparse_min_points": 10}
+    make_bag(tmp_path / "in_cloud", n=10, sparse_points=clouds)
+    make_bag(tmp_path / "in_image", n=10, sparse_depth=images)
+    s = process_bag(
+        tmp_path / "in_cloud", tmp_path / "out_cloud", params={**params, "sparse_depth": "pointcloud"},
+        engine=make_engine(), mode="causal",
+    )  # fmt: skip
+    ref = process_bag(
+        tmp_path / "in_image", tmp_path / "out_image", params={**params, "sparse_depth": "image"},
+        engine=make_engine(), mode="causal",
+    )  # fmt: skip
+    assert set(s.scale_sources) == {"sparse"} and s.frames_out == ref.frames_out > 0
+    got, expected = read_bag(tmp_path / "out_cloud")["/depth"], read_bag(tmp_path / "out_image")["/depth"]
+    assert len(got) == len(expected)
+    for (_, a), (_, b) in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(img(a), img(b))
+    # without camera_info a cloud cannot be projected: its depth is ignored and counted, frames kept
+    make_bag(tmp_path / "in_noinfo", n=10, sparse_points=clouds, camera_info_topic=None)
+    s2 = process_bag(
+        tmp_path / "in_noinfo", tmp_path / "out_noinfo", params={**params, "sparse_depth": "pointcloud"},
+        engine=make_engine(), mode="causal",
+    )  # fmt: skip
+    assert (s2.frames_in, s2.frames_out, s2.dropped) == (s.frames_in, s.frames_out, 0)
+    assert "sparse depth on /sparse_depth ignored on 10 frames: a PointCloud2 needs camera_info" in " ".join(s2.notes)
+
+
 def test_camera_pose_topic_gives_the_nodes_triangulated_metric_depth(tmp_path: Path) -> None:
     """`sparse_depth: pose`: the bag's PoseStamped topic is triangulated exactly as the node does
     (same `PoseTriangulator`, same matching), so the causal bag output equals the pipeline fed the

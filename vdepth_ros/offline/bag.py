@@ -82,17 +82,13 @@ def resolve_topics(
     """The topics the node would use in `namespace` (its names are relative and remapped, not parameters).
 
     Inputs `image`, `camera_info`, `sparse_depth` (only when the node's `sparse_depth` parameter is
-    `image`), `camera_pose` (only when it is `pose`); outputs `depth`, `disparity`, `points`,
-    `depth/camera_info` and `provisional/...`. Explicit topic arguments play the role of remappings.
+    `image` or `pointcloud`; the bag's message type decides which), `camera_pose` (only when it is
+    `pose`); outputs `depth`, `disparity`, `points`, `depth/camera_info` and `provisional/...`.
+    Explicit topic arguments play the role of remappings.
     """
     ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
     sparse_mode = str(params.get("sparse_depth", "none"))
-    if sparse_depth_topic is None and sparse_mode == "pointcloud":
-        raise OfflineError(
-            "sparse_depth: pointcloud is not supported by vdepth-bag yet; pass --sparse-depth-topic "
-            "with a 16UC1/32FC1 depth image topic, or set sparse_depth: none"
-        )
-    sparse = sparse_depth_topic or (f"{ns}/sparse_depth" if sparse_mode == "image" else None)
+    sparse = sparse_depth_topic or (f"{ns}/sparse_depth" if sparse_mode in ("image", "pointcloud") else None)
     pose = camera_pose_topic or (f"{ns}/camera_pose" if sparse_mode == "pose" and not sparse_depth_topic else None)
     if sparse and pose:
         raise OfflineError("one metric scale input at a time: --sparse-depth-topic or --camera-pose-topic")
@@ -250,6 +246,8 @@ def process_bag(
                 f"{source.stats.images} frames triangulated"
                 + (f", {source.stats.bad_poses} invalid pose messages ignored" if source.stats.bad_poses else "")
             )
+        for reason, n in source.stats.sparse_depth_ignored.items():
+            summary.notes.append(f"sparse depth on {topics.sparse_depth} ignored on {n} frames: {reason}")
         if not source.stats.camera_info_seen and fixed_info is None:
             summary.notes.append(f"camera_info never seen on {topics.camera_info!r}: no point clouds")
         if summary.scale_sources.get("none", 0) == summary.frames_out and summary.frames_out:
@@ -298,8 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--camera-info-topic", help="CameraInfo topic (default: NAMESPACE/camera_info)")
     p.add_argument(
         "--sparse-depth-topic",
-        help="16UC1/32FC1 depth image topic used as metric scale source "
-        "(default: NAMESPACE/sparse_depth when the params say sparse_depth: image)",
+        help="metric scale source: a 16UC1/32FC1 depth image topic, or a PointCloud2 topic in the camera's optical "
+        "frame (default: NAMESPACE/sparse_depth when the params say sparse_depth: image or pointcloud)",
     )
     p.add_argument(
         "--camera-pose-topic",

@@ -30,6 +30,7 @@ from vdepth_ros.encodings import (
     info_signature,
     pointcloud2_layout,
     rgb_from_image,
+    sparse_depth_from_cloud,
 )
 from vdepth_ros.errors import InputError
 from vdepth_ros.offline.errors import (
@@ -39,7 +40,7 @@ from vdepth_ros.offline.errors import (
     OfflineError,
     UnsupportedEncodingError,
 )
-from vdepth_ros.rectify import Rectifier, has_distortion, pinhole_input
+from vdepth_ros.rectify import RectifiedView, Rectifier, has_distortion, pinhole_input
 from vdepth_ros.triangulate import PoseBuffer, PoseTriangulator, pose_from_msg
 
 if TYPE_CHECKING:
@@ -105,6 +106,7 @@ class SourceStats:
     drop_reasons: dict[str, int] = field(default_factory=dict)
     camera_info_seen: bool = False
     sparse_depth_frames: int = 0
+    sparse_depth_ignored: dict[str, int] = field(default_factory=dict)  # reason -> frames (the frame is kept)
     posed_frames: int = 0
     bad_poses: int = 0
 
@@ -376,17 +378,19 @@ class BagFrameSource:
                 )
             self._info_conns = [c for c in info if c.msgcount > 0]
         if self.sparse_depth_topic:
-            self._depth_conns = self._typed_conns(self.sparse_depth_topic, "sparse depth", IMAGE)
+            self._depth_conns = self._typed_conns(self.sparse_depth_topic, "sparse depth", (IMAGE, POINTCLOUD2))
         if self.camera_pose_topic:
             self._pose_conns = self._typed_conns(self.camera_pose_topic, "camera pose", POSE_STAMPED)
 
-    def _typed_conns(self, topic: str, what: str, msgtype: str) -> list[Connection]:
-        """The connections of a topic the user asked for, which must exist and carry `msgtype`."""
+    def _typed_conns(self, topic: str, what: str, msgtypes: str | tuple[str, ...]) -> list[Connection]:
+        """The connections of a topic the user asked for, which must exist and carry one of `msgtypes`."""
         conns = self._conns(topic)
         if not conns:
             raise MissingTopicError(f"{self.path}: {what} topic {topic!r} not found; the bag has: {self._topic_list()}")
-        if any(c.msgtype != msgtype for c in conns):
-            raise UnsupportedEncodingError(f"{what} topic {topic!r} must be {msgtype}")
+        allowed = (msgtypes,) if isinstance(msgtypes, str) else msgtypes
+        if any(c.msgtype not in allowed for c in conns):
+            found = ", ".join(sorted({c.msgtype for c in conns}))
+            raise UnsupportedEncodingError(f"{what} topic {topic!r} must be {' or '.join(allowed)}, not {found}")
         return conns
 
     def _check_first_image(self) -> None:
@@ -500,6 +504,42 @@ class BagFrameSource:
                 yield from drain([])
         yield from drain(_sync_flush(sync), final=True)
 
+    def _sparse_depth(
+        self, dmsg: Any, size: tuple[int, int], camera: Any, view: RectifiedView | None
+    ) -> np.ndarray | None:
+        """The frame's sparse depth at the image's (rectified) geometry, as the node builds it: a depth
+        image (rectified by nearest neighbour with the image) or a PointCloud2 in the camera's optical
+        frame projected with the image's pinhole camera (rotated by the rectification's R). A depth
+        that cannot be used is ignored and counted; the frame itself is kept."""
+        if hasattr(dmsg, "point_step"):  # sensor_msgs/PointCloud2
+            if camera is None:
+                self._ignore_depth("a PointCloud2 needs camera_info to be projected")
+                return None
+            try:
+                sparse = sparse_depth_from_cloud(dmsg, camera, rotation=None if view is None else view.rotation)
+            except InputError as err:
+                self._ignore_depth(f"malformed PointCloud2 ({err})")
+                return None
+        else:
+            sparse = decode_depth_msg(dmsg, f"sparse depth topic {self.sparse_depth_topic!r}")
+            if sparse.shape != size:
+                self._ignore_depth(f"depth image {sparse.shape} does not match the image {size}")
+                return None
+            sparse = sparse if view is None else view.depth(sparse)
+        self.stats.sparse_depth_frames += 1
+        return sparse
+
+    def _ignore_depth(self, reason: str) -> None:
+        """Count (and log once per reason) a sparse depth that cannot be used; its frame goes on without."""
+        ignored = self.stats.sparse_depth_ignored
+        ignored[reason] = ignored.get(reason, 0) + 1
+        if ignored[reason] == 1:
+            log.warning(
+                "ignoring the sparse depth on %r: %s (the frame is kept without it; further ones are counted)",
+                self.sparse_depth_topic,
+                reason,
+            )
+
     def _drop_pose(self, reason: str) -> None:
         self.stats.bad_poses += 1
         if self.stats.bad_poses == 1:
@@ -569,13 +609,7 @@ class BagFrameSource:
         if self._triangulator is not None:
             sparse = self._triangulated(rgb, dmsg if view is None else view.pose(dmsg), camera, key)
         elif dmsg is not None:
-            sparse = decode_depth_msg(dmsg, f"sparse depth topic {self.sparse_depth_topic!r}")
-            if sparse.shape != rgb.shape[:2]:
-                self._drop(f"sparse depth {sparse.shape} does not match the image {rgb.shape[:2]}; depth ignored")
-                sparse = None
-            else:
-                sparse = sparse if view is None else view.depth(sparse)
-                self.stats.sparse_depth_frames += 1
+            sparse = self._sparse_depth(dmsg, rgb.shape[:2], camera, view)
         self.stats.images += 1
         return FrameInput(
             rgb=rgb,

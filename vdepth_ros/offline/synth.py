@@ -12,8 +12,8 @@ import numpy as np
 from rosbags.rosbag2 import Writer
 from rosbags.typesys import get_typestore
 
-from vdepth_ros.encodings import image_fields_from_array
-from vdepth_ros.offline.bagio import CAMERA_INFO, COMPRESSED, IMAGE, POSE_STAMPED, STORAGES, TYPESTORES
+from vdepth_ros.encodings import image_fields_from_array, pointcloud2_layout
+from vdepth_ros.offline.bagio import CAMERA_INFO, COMPRESSED, IMAGE, POINTCLOUD2, POSE_STAMPED, STORAGES, TYPESTORES
 from vdepth_ros.offline.errors import OfflineError
 from vdepth_ros.triangulate import quaternion_from_matrix
 
@@ -61,6 +61,7 @@ def write_image_bag(
     distortion: Sequence[float] | None = None,
     sparse_depth: Iterable[np.ndarray] | None = None,
     sparse_depth_topic: str = "/sparse_depth",
+    sparse_points: Iterable[np.ndarray] | None = None,
     camera_poses: Iterable[np.ndarray] | None = None,
     camera_pose_topic: str = "/camera_pose",
     info_first: bool = True,
@@ -82,6 +83,8 @@ def write_image_bag(
         distortion: plumb_bob coefficients for the camera_info's `D` (default: none); `P` stays
             the intrinsics, as for a monocular calibration.
         sparse_depth: optional `(H, W)` float32 metre maps written as `32FC1` on `sparse_depth_topic`.
+        sparse_points: instead, optional `(N, 3)` xyz points in the camera optical frame (metres)
+            written as an unorganized `PointCloud2` on `sparse_depth_topic` (a LiDAR's role).
         camera_poses: optional `(4, 4)` camera-to-world matrices written as `PoseStamped` on
             `camera_pose_topic` (frame_id "world"), one per frame, same stamp.
         info_first: write camera_info before (True) or after (False) its image.
@@ -96,7 +99,10 @@ def write_image_bag(
 
     ts = get_typestore(TYPESTORES[typestore])
     T = ts.types
+    if sparse_depth is not None and sparse_points is not None:
+        raise OfflineError("sparse_depth or sparse_points, not both (one sparse_depth_topic)")
     depth_iter = iter(sparse_depth) if sparse_depth is not None else None
+    points_iter = iter(sparse_points) if sparse_points is not None else None
     pose_iter = iter(camera_poses) if camera_poses is not None else None
     n = 0
     with Writer(Path(path), version=9, storage_plugin=STORAGES[storage]) as writer:
@@ -104,6 +110,8 @@ def write_image_bag(
         img_conn = writer.add_connection(image_topic, COMPRESSED if compressed else IMAGE, typestore=ts)
         info_conn = writer.add_connection(camera_info_topic, CAMERA_INFO, typestore=ts) if camera_info_topic else None
         depth_conn = writer.add_connection(sparse_depth_topic, IMAGE, typestore=ts) if depth_iter else None
+        if points_iter is not None:
+            depth_conn = writer.add_connection(sparse_depth_topic, POINTCLOUD2, typestore=ts)
         pose_conn = writer.add_connection(camera_pose_topic, POSE_STAMPED, typestore=ts) if pose_iter else None
         for i, rgb in enumerate(frames):
             t = int(stamps_ns[i]) if stamps_ns is not None else start_ns + round(i * 1e9 / fps)
@@ -173,6 +181,22 @@ def write_image_bag(
                     data=np.frombuffer(data, np.uint8),
                 )
                 writer.write(depth_conn, t, ts.serialize_cdr(dmsg, IMAGE))
+            if points_iter is not None:
+                pts = np.ascontiguousarray(next(points_iter), np.float32).reshape(1, -1, 3)
+                fields, point_step, row_step, data = pointcloud2_layout(pts)
+                pf = T["sensor_msgs/msg/PointField"]
+                cmsg = T[POINTCLOUD2](
+                    header=header,
+                    height=1,
+                    width=pts.shape[1],
+                    fields=[pf(name=n, offset=o, datatype=d, count=c) for n, o, d, c in fields],
+                    is_bigendian=False,
+                    point_step=point_step,
+                    row_step=row_step,
+                    data=np.frombuffer(data, np.uint8),
+                    is_dense=True,
+                )
+                writer.write(depth_conn, t, ts.serialize_cdr(cmsg, POINTCLOUD2))
             if pose_iter is not None:
                 m = np.asarray(next(pose_iter), np.float64)
                 qx, qy, qz, qw = (float(v) for v in quaternion_from_matrix(m[:3, :3]))

@@ -56,34 +56,9 @@ def depth_from_msg(msg: Image) -> np.ndarray:
     return enc.depth_from_image(image_array(msg), msg.encoding)
 
 
-def sparse_depth_from_cloud(msg: PointCloud2, camera: CameraModel, rotation: np.ndarray | None = None) -> np.ndarray:
-    """Project a `PointCloud2` (xyz in the camera's optical frame) to a `(H, W)` depth image.
-
-    Points behind the camera or outside the image are ignored; where several points land on one
-    pixel the nearest wins. Pixels without a point are NaN. `rotation` (3x3) first turns the
-    points into the frame `camera` projects from (a rectified camera's `R`, `vdepth_ros.rectify`).
-    """
-    fields = [(f.name, f.offset, f.datatype, f.count) for f in msg.fields]
-    xyz = enc.pointcloud2_fields_array(
-        fields, msg.point_step, msg.height, msg.width, msg.row_step, msg.data, msg.is_bigendian
-    ).reshape(-1, 3)
-    if rotation is not None:
-        xyz = xyz @ np.asarray(rotation, dtype=xyz.dtype).T
-    x, y, z = xyz[:, 0], xyz[:, 1], xyz[:, 2]
-    ok = np.isfinite(xyz).all(axis=1) & (z > 0)
-    x, y, z = x[ok], y[ok], z[ok]
-    u = np.floor(camera.fx * x / z + camera.cx + 0.5).astype(np.int64)
-    v = np.floor(camera.fy * y / z + camera.cy + 0.5).astype(np.int64)
-    inside = (u >= 0) & (u < camera.width) & (v >= 0) & (v < camera.height)
-    u, v, z = u[inside], v[inside], z[inside]
-    depth = np.full((camera.height, camera.width), np.inf, np.float32)
-    np.minimum.at(depth, (v, u), z.astype(np.float32))
-    depth[~np.isfinite(depth)] = np.nan
-    return depth
-
-
 #: Shared with the offline tools (ROS-free, duck-typed on the message fields).
 camera_from_info = enc.camera_from_info
+sparse_depth_from_cloud = enc.sparse_depth_from_cloud
 info_signature = enc.info_signature
 pose_from_msg = triangulate.pose_from_msg  # (4, 4) camera-to-world of a PoseStamped
 
