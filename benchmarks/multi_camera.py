@@ -1,5 +1,9 @@
 """Two cameras: one `vdepth-node --cameras cam0 cam1` process against two single-camera processes.
 
+A third layout, one process whose cameras each load their own engine (cam1's params section names
+the backend explicitly, which makes another engine key), tells apart what the shared model saves
+or costs from what one shared Python process does.
+
 Both layouts run the bundled default model through the installed `vdepth-node` console script with
 `config/depth.yaml`, in the same run, on the same input: this process publishes two 640x480 rgb8
 streams (+ camera_info) at `--rate` Hz each, reliable, for `--seconds`, and subscribes to both
@@ -43,8 +47,12 @@ def peak_rss_mb(pid: int) -> float:
 def start_nodes(layout: str, params: Path) -> list[subprocess.Popen]:
     script = Path(sys.executable).parent / "vdepth-node"
     env = {**os.environ}
+    if layout == "one process, own engines":
+        own = Path(os.environ.get("TMPDIR", "/tmp")) / f"vdepth-multi-camera-{os.getpid()}.yaml"
+        own.write_text(params.read_text() + '/cam1/depth_node:\n  ros__parameters:\n    backend: "onnxruntime"\n')
+        params = own
     common = ["--ros-args", "--params-file", str(params), "-p", "input_qos:=reliable"]
-    if layout == "one process":
+    if layout.startswith("one process"):
         cmds = [[str(script), "--cameras", *CAMERAS, *common]]
     else:
         cmds = [[str(script), *common, "-r", f"__ns:=/{cam}"] for cam in CAMERAS]
@@ -137,6 +145,7 @@ def run_layout(layout: str, rate: float, seconds: float, warmup: float) -> dict[
     finally:
         outs = stop(procs)
         ex.shutdown()
+        spinner.join(timeout=10)
         peer.destroy_node()
         rclpy.shutdown(context=ctx)
     all_lat = np.array([v for c in CAMERAS for v in latencies[c]]) if any(latencies.values()) else np.array([np.nan])
@@ -160,14 +169,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    results = [run_layout(layout, args.rate, args.seconds, args.warmup) for layout in ("two processes", "one process")]
-    base, shared = results
+    layouts = ("two processes", "one process", "one process, own engines")
+    results = [run_layout(layout, args.rate, args.seconds, args.warmup) for layout in layouts]
+    base, shared, own = results
     ratios = {
         "peak RSS (one / two)": round(shared["peak RSS sum [MiB]"] / base["peak RSS sum [MiB]"], 3),
         "latency p95 (one / two)": round(shared["latency p95 [s]"] / base["latency p95 [s]"], 3),
         "frames out (one / two)": round(
             sum(shared["out per camera"].values()) / max(1, sum(base["out per camera"].values())), 3
         ),
+        "peak RSS (one process, own engines / two)": round(own["peak RSS sum [MiB]"] / base["peak RSS sum [MiB]"], 3),
+        "latency p95 (one process, own engines / two)": round(own["latency p95 [s]"] / base["latency p95 [s]"], 3),
     }
     if args.json:
         print(json.dumps({"rate": args.rate, "seconds": args.seconds, "results": results, "ratios": ratios}, indent=1))
@@ -175,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"two cameras, 640x480 rgb8 at {args.rate:g} Hz each, {args.seconds:g} s measured, default model")
     for r in results:
         print(
-            f"  {r['layout']:<14} processes {r['processes']}  published/camera {r['published per camera']}  "
+            f"  {r['layout']:<24} processes {r['processes']}  published/camera {r['published per camera']}  "
             f"out/camera {r['out per camera']}  latency median {r['latency median [s]']:.3f} s  "
             f"p95 {r['latency p95 [s]']:.3f} s  peak RSS sum {r['peak RSS sum [MiB]']:.0f} MiB"
         )
