@@ -145,7 +145,7 @@ def run_layout(layout: str, rate: float, seconds: float, warmup: float) -> dict[
     finally:
         outs = stop(procs)
         ex.shutdown()
-        spinner.join(timeout=10)
+        spinner.join(timeout=10)  # a spin thread still inside rclpy at interpreter exit aborts the process
         peer.destroy_node()
         rclpy.shutdown(context=ctx)
     all_lat = np.array([v for c in CAMERAS for v in latencies[c]]) if any(latencies.values()) else np.array([np.nan])

@@ -245,6 +245,8 @@ class Bench:
 
         for ex in self.executors:
             ex.shutdown()
+        for t in self.spinners:  # a spin thread still inside rclpy at interpreter exit aborts the process
+            t.join(timeout=10)
         self.node.close()
         self.src.destroy_node()
         self.sink.destroy_node()

@@ -102,7 +102,7 @@ def _run_onnx(args: argparse.Namespace) -> int:
         "files": [str(f) for f in res.files],
     }
     if res.parity is not None:
-        keys = ("passed", "skipped", "max_abs", "mean_abs", "tolerance_rel", "inputs")
+        keys = ("passed", "skipped", "max_abs", "mean_abs", "tolerance_rel", "inputs", "constant_reference")
         summary["parity"] = {k: res.parity[k] for k in keys}
     print(json.dumps(summary, indent=2))
     return 0 if res.parity is None or res.parity["passed"] is not False else 1

@@ -54,6 +54,7 @@ def test_export_writes_checked_graph_spec_and_parity(tmp_path, evaldata) -> None
     for check in report["checks"]:
         assert check["max_abs_rel"] <= 1e-4
         assert check["ref_range"] > 0
+    assert report["constant_reference"] == []
     # the folder is complete: model saved, so every backend loads it
     assert (tmp_path / "config.json").is_file()
 
@@ -294,3 +295,21 @@ def test_store_weights_fp16_is_lossless() -> None:
     x = np.ones((4, 8), np.float32)
     (y,) = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
     np.testing.assert_array_equal(y, x + exact + inexact)
+
+
+def test_a_constant_reference_is_flagged_not_taken_as_evidence(tmp_path: Path, caplog) -> None:
+    """A random tiny model whose output is one value everywhere "passes" parity with any graph that
+    outputs that value; the report names such inputs and a warning says so."""
+    import logging
+
+    import torch
+
+    model = TinyVideoNet(channels=4).eval()
+    with torch.no_grad():  # the last conv outputs its bias only: one constant
+        model.net[-1].weight.zero_()
+        model.net[-1].bias.fill_(0.5)
+    with caplog.at_level(logging.WARNING):
+        export_onnx(model, tmp_path, frames=T, height=H, width=W, threads=1, evaldata=None)
+    report = json.loads(parity_path_for(tmp_path / "model.onnx").read_text())
+    assert report["passed"] is True and len(report["constant_reference"]) == len(report["checks"]) == 2
+    assert "reference output is constant on 2 of 2 inputs" in caplog.text

@@ -79,3 +79,19 @@ def test_tinynet_contract_roundtrip(tmp_path, tiny_registry) -> None:
     again = load_model(tmp_path)
     assert again.config == {"channels": 4, "multiple_of": 4, "window": 6}
     np.testing.assert_array_equal(again.predict(frames).detach().numpy(), out.detach().numpy())
+
+
+@pytest.mark.parametrize("weights_dtype", [None, torch.float16])
+def test_saved_weights_are_readable_like_the_config(tmp_path, weights_dtype) -> None:
+    """safetensors writes owner-only files; a model folder must be readable by a node that runs as
+    another user, as its config.json is (the process umask decides both)."""
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        TinyVideoNet(channels=4).save_pretrained(tmp_path, weights_dtype=weights_dtype)
+    finally:
+        os.umask(old)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
+    assert modes == {"config.json": 0o644, "model.safetensors": 0o644}

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
+import stat
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -145,6 +147,9 @@ class VideoDepthModel(nn.Module):
                 for k, v in self.state_dict().items()
             }
             save_file(state, str(out / WEIGHTS_NAME))
+        # safetensors writes its file owner-only (0600); give it config.json's ordinary mode, so a node
+        # running as another user (a container, a service account) can read the weights it is given.
+        os.chmod(out / WEIGHTS_NAME, stat.S_IMODE((out / CONFIG_NAME).stat().st_mode))
         return out
 
 

@@ -215,7 +215,8 @@ class DepthNode(Node):
         self.get_logger().info(
             f"subscribed to {image_topic} ({'compressed' if compressed else 'raw'}, {self.p['input_qos']}) and "
             f"{self.resolve_topic_name('camera_info')}; publishing {self.publish_policy} frames on "
-            f"{self.resolve_topic_name('depth')}, {self.resolve_topic_name('points')} ({self.p['output_qos']})"
+            f"{', '.join(self.resolve_topic_name(t) for t in ('depth', 'disparity', 'points', 'depth/camera_info'))} "
+            f"({self.p['output_qos']})"
         )
 
     # -- parameters --------------------------------------------------------------------------
