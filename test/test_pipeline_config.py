@@ -107,3 +107,29 @@ def test_repository_default_params_file_is_valid(repo_root):
         pytest.skip("config/depth.yaml not written yet (owned by the ROS node)")
     cfg, _ = PipelineConfig.from_params(load_params(path))
     assert cfg.publish in ("provisional", "final", "both")
+
+
+def test_engine_options_follow_the_backend() -> None:
+    assert PipelineConfig().engine_options() == {"device_id": 0}  # auto: a GPU backend, if chosen, takes it
+    assert PipelineConfig(engine_threads=1, device_id=1, backend="onnxruntime").engine_options() == {
+        "threads": 1,
+        "device_id": 1,
+    }
+    assert PipelineConfig(engine_threads=3, backend="torch").engine_options() == {"threads": 3}
+    assert PipelineConfig(device_id=2, backend="tensorrt").engine_options() == {"device_id": 2}
+    with pytest.raises(ConfigError, match="engine_threads does not apply to backend 'tensorrt'"):
+        PipelineConfig(engine_threads=2, backend="tensorrt")
+    for bad in ({"engine_threads": -1}, {"device_id": -1}):
+        with pytest.raises(ConfigError, match=">= 0"):
+            PipelineConfig(**bad)
+
+
+def test_engine_threads_reach_the_onnxruntime_session(tmp_path: Path) -> None:
+    from fakes import write_tiny_onnx
+
+    from vdepth_ros.pipeline import DepthPipeline
+
+    model = str(write_tiny_onnx(tmp_path))
+    for params, threads in (({"engine_threads": 1}, 1), ({}, 0)):  # 0: ORT's own default
+        pipe = DepthPipeline.from_dict({"model": model, "backend": "onnxruntime", **params})
+        assert pipe.engine.session.get_session_options().intra_op_num_threads == threads

@@ -126,15 +126,21 @@ def test_two_cameras_share_one_engine_and_publish_their_own_streams(tmp_path: Pa
         rclpy.shutdown(context=ctx)
 
 
-def test_a_camera_with_another_backend_gets_its_own_engine(tmp_path: Path) -> None:
+def test_a_camera_with_another_backend_or_thread_count_gets_its_own_engine(tmp_path: Path) -> None:
     model = write_tiny_onnx(tmp_path)
     params = params_file(tmp_path, model)
-    params.write_text(params.read_text() + "/side/depth_node:\n  ros__parameters:\n    backend: auto\n")
+    params.write_text(
+        params.read_text()
+        + "/side/depth_node:\n  ros__parameters:\n    backend: auto\n"
+        + "/aux/depth_node:\n  ros__parameters:\n    engine_threads: 1\n"
+    )
     ctx = init_context(["--params-file", str(params)])
-    nodes, pool = build_nodes(["front", "rear", "side"], context=ctx, start_worker=False)
+    nodes, pool = build_nodes(["front", "rear", "side", "aux"], context=ctx, start_worker=False)
     try:
-        assert pool is not None and len(pool) == 2
+        assert pool is not None and len(pool) == 3
         assert pool.users(nodes[0].pipeline.engine) == 2 and pool.users(nodes[2].pipeline.engine) == 1
+        aux = nodes[3].pipeline.engine.inner
+        assert aux.session.get_session_options().intra_op_num_threads == 1 and pool.users(nodes[3].pipeline.engine) == 1
     finally:
         for node in nodes:
             node.close()

@@ -117,7 +117,7 @@ def test_param_validation_reasons():
 def test_runtime_changes():
     specs = {s.name: s for s in P.all_param_specs(_Cfg)}
     assert "restart required" in P.runtime_change_error("model", "a", "b", specs)
-    assert "model/backend/precision" in P.runtime_change_error("model", "a", "b", specs)
+    assert "the engine (model, backend, precision, threads, GPU)" in P.runtime_change_error("model", "a", "b", specs)
     assert "restart required" in P.runtime_change_error("input_qos", "reliable", "sensor_data", specs)
     assert P.runtime_change_error("publish_colormap", False, True, specs) is None
     assert P.runtime_change_error("use_sim_time", False, True, specs) is None

@@ -34,6 +34,10 @@ class PipelineConfig:
         model: model folder / file, or "default" (`vdepth_ros.paths.default_model_dir()`).
         backend: "auto" | "torch" | "onnxruntime" | "tensorrt".
         precision: "fp32" | "fp16" | "bf16".
+        engine_threads: inference threads (ONNX Runtime intra-op, or torch's, process-wide); 0 =
+            the backend's default (ONNX Runtime: one per core). Lower it to leave cores to the rest
+            of the robot; not for TensorRT.
+        device_id: GPU index for TensorRT and ONNX Runtime's CUDA/TensorRT providers.
         window: window length in frames; 0 = the model's default.
         overlap: overlap in frames; 0 = the model's default (keyframe mode: `len(keyframes)`).
         keyframes: keyframe slots for keyframe alignment; empty = the model's default.
@@ -67,6 +71,8 @@ class PipelineConfig:
     model: str = "default"
     backend: str = "auto"
     precision: str = "fp32"
+    engine_threads: int = 0
+    device_id: int = 0
     window: int = 0
     overlap: int = 0
     keyframes: list[int] = field(default_factory=list)
@@ -102,7 +108,7 @@ class PipelineConfig:
         for name, choices in _CHOICES.items():
             if getattr(self, name) not in choices:
                 raise ConfigError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
-        for name in ("window", "overlap", "fit_max_points", "cloud_stride"):
+        for name in ("window", "overlap", "fit_max_points", "cloud_stride", "engine_threads", "device_id"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.window and self.overlap >= self.window:
@@ -120,6 +126,8 @@ class PipelineConfig:
             raise ConfigError(f"need 0 < near < far for scale_source 'range', got near={self.near}, far={self.far}")
         if not 0.0 <= self.anchor_min_inliers <= 1.0:
             raise ConfigError(f"anchor_min_inliers must be in [0, 1], got {self.anchor_min_inliers}")
+        if self.engine_threads and self.backend == "tensorrt":
+            raise ConfigError("engine_threads does not apply to backend 'tensorrt' (a GPU runs the model): leave it 0")
         if self.graph_lag < 1:
             raise ConfigError(f"graph_lag must be >= 1 window, got {self.graph_lag}")
         if self.sparse_min_points < 2:
@@ -129,6 +137,16 @@ class PipelineConfig:
     def scale_clip(self) -> tuple[float, float] | None:
         clip = (self.scale_clip_min, self.scale_clip_max)
         return None if clip == (0.0, 0.0) else clip
+
+    def engine_options(self) -> dict[str, Any]:
+        """`vdepth_ros.runtime.create_engine` options of `engine_threads` and `device_id` (in "auto"
+        mode the chosen backend takes those that apply to it)."""
+        opts: dict[str, Any] = {}
+        if self.engine_threads:
+            opts["threads"] = self.engine_threads
+        if self.backend != "torch":  # the torch backend runs on the CPU here; GPUs go through the exports
+            opts["device_id"] = self.device_id
+        return opts
 
     def resolved_model(self) -> str:
         """`model`, with "default" replaced by the bundled default model folder."""

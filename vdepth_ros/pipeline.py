@@ -209,7 +209,9 @@ class DepthPipeline:
         if engine is None:
             from vdepth_ros.runtime import create_engine
 
-            engine = create_engine(config.resolved_model(), backend=config.backend, precision=config.precision)
+            engine = create_engine(
+                config.resolved_model(), backend=config.backend, precision=config.precision, **config.engine_options()
+            )
         self.engine = engine
         spec = engine.input_spec
         self.height, self.width = int(spec.height), int(spec.width)

@@ -117,7 +117,9 @@ class DepthNode(Node):
         try:
             if engine is None and engine_pool is not None:
                 config, _ = PipelineConfig.from_params(self.pipeline_params)
-                engine = engine_pool.get(config.resolved_model(), config.backend, config.precision)
+                engine = engine_pool.get(
+                    config.resolved_model(), config.backend, config.precision, **config.engine_options()
+                )
             self.pipeline = DepthPipeline.from_dict(self.pipeline_params, engine=engine)
         except VdepthError:
             raise

@@ -221,7 +221,7 @@ ROS_PARAMS: tuple[ParamSpec, ...] = (
 )
 
 #: Pipeline keys that need a new engine/pipeline: rejected at runtime with "restart required".
-RESTART_REQUIRED: frozenset[str] = frozenset({"model", "backend", "precision"})
+RESTART_REQUIRED: frozenset[str] = frozenset({"model", "backend", "precision", "engine_threads", "device_id"})
 
 
 def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
@@ -337,7 +337,7 @@ def runtime_change_error(name: str, old: Any, new: Any, specs: Mapping[str, Para
     if old == new:
         return None
     if not spec.dynamic:
-        what = "model/backend/precision" if name in RESTART_REQUIRED else name
+        what = "the engine (model, backend, precision, threads, GPU)" if name in RESTART_REQUIRED else name
         return f"{name}: changing {what} at runtime is not supported; restart required"
     return spec.validate(new)
 

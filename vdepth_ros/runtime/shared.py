@@ -81,26 +81,28 @@ class SharedEngine(DepthEngine):
 
 
 class EnginePool:
-    """Engines of one process, one per (model, backend, precision), each shared by its cameras.
+    """Engines of one process, one per (model, backend, precision, options), each shared by its cameras.
 
     `get(...)` builds the engine on its first request (`vdepth_ros.runtime.create_engine`) and
     returns a new `SharedEngine` handle on it every time; cameras whose parameters name another
-    model, backend or precision get an engine of their own.
+    model, backend, precision or engine option (threads, GPU) get an engine of their own.
     """
 
     def __init__(self) -> None:
-        self._engines: dict[tuple[str, str, str], tuple[DepthEngine, FairLock]] = {}
-        self._users: dict[tuple[str, str, str], int] = {}
+        self._engines: dict[tuple[Any, ...], tuple[DepthEngine, FairLock]] = {}
+        self._users: dict[tuple[Any, ...], int] = {}
         self._lock = threading.Lock()
 
-    def get(self, model: str, backend: str = "auto", precision: str = "fp32") -> SharedEngine:
-        """A handle on the engine for `model` (a resolved path), `backend` and `precision`."""
+    def get(self, model: str, backend: str = "auto", precision: str = "fp32", **opts: Any) -> SharedEngine:
+        """A handle on the engine for `model` (a resolved path), `backend`, `precision` and the
+        `create_engine` options `opts`."""
         from vdepth_ros.runtime import create_engine
 
-        key = (str(model), str(backend), str(precision))
+        key = (str(model), str(backend), str(precision), *sorted(opts.items()))
         with self._lock:
             if key not in self._engines:
-                self._engines[key] = (create_engine(model, backend=backend, precision=precision), FairLock())
+                engine = create_engine(model, backend=backend, precision=precision, **opts)
+                self._engines[key] = (engine, FairLock())
             self._users[key] = self._users.get(key, 0) + 1
             engine, lock = self._engines[key]
         return SharedEngine(engine, lock)
