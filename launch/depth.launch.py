@@ -9,6 +9,7 @@ Several cameras in one process, sharing the loaded model (docs/node.md, "Several
 
 starts `depth_node --cameras robot1/front robot1/rear`: topics /robot1/front/image ->
 /robot1/front/depth, ...; the single-camera topic arguments are not used then (remap by full name).
+`managed:=true` starts it as a lifecycle node (`--managed`) that waits for configure/activate.
 
 Needs `launch`/`launch_ros` (a real ROS 2 install). Where ROS comes from pip, the equivalent is
     vdepth-node [--cameras ...] --ros-args --params-file $(share)/config/depth.yaml -r image:=... -r camera_info:=...
@@ -52,6 +53,12 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("points", default_value="points", description="output organized point cloud topic"),
         DeclareLaunchArgument("log_level", default_value="info", description="node log level"),
         DeclareLaunchArgument(
+            "managed",
+            default_value="false",
+            description="true: a managed (lifecycle) node that waits for configure/activate (e.g. Nav2's "
+            "lifecycle_manager)",
+        ),
+        DeclareLaunchArgument(
             "cameras",
             default_value="",
             description="space-separated camera names: one process, one node per camera in namespace/NAME, "
@@ -65,6 +72,7 @@ def depth_nodes(context: object) -> list[Node]:
     """The node action, once the launch arguments are known (`cameras` changes its command line)."""
     cameras = LaunchConfiguration("cameras").perform(context).split()
     log_level = LaunchConfiguration("log_level").perform(context)
+    flags = ["--managed"] if LaunchConfiguration("managed").perform(context).lower() in ("true", "1", "yes") else []
     if cameras:
         # No `namespace=` and no relative remappings: both would apply to every camera of the process.
         prefix = LaunchConfiguration("namespace").perform(context).strip("/")
@@ -77,7 +85,7 @@ def depth_nodes(context: object) -> list[Node]:
                 output="screen",
                 emulate_tty=True,
                 parameters=[LaunchConfiguration("params_file")],
-                arguments=["--cameras", *names, "--ros-args", "--log-level", log_level],
+                arguments=[*flags, "--cameras", *names, "--ros-args", "--log-level", log_level],
             )
         ]
     node = Node(
@@ -97,6 +105,6 @@ def depth_nodes(context: object) -> list[Node]:
             ("disparity", LaunchConfiguration("disparity")),
             ("points", LaunchConfiguration("points")),
         ],
-        arguments=["--ros-args", "--log-level", log_level],
+        arguments=[*flags, "--ros-args", "--log-level", log_level],
     )
     return [node]

@@ -163,3 +163,7 @@ def test_launch_cameras_start_one_process_without_shared_remaps(
     assert camera_namespaces(node["arguments"][1:3]) == ["/robot1/front", "/robot1/rear"]
     (plain,) = opaque[1](_context(entities, cameras="front"))
     assert plain["arguments"][:2] == ["--cameras", "front"]
+    (managed,) = opaque[1](_context(entities, cameras="front", managed="true"))
+    assert managed["arguments"][:3] == ["--managed", "--cameras", "front"]
+    (single,) = opaque[1](_context(entities, managed="True"))
+    assert single["arguments"][:2] == ["--managed", "--ros-args"] and "remappings" in single

@@ -12,7 +12,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -30,10 +32,15 @@ pytestmark = pytest.mark.ros
 
 
 def run_node(
-    tmp_path: Path, node_args: list[str], cameras: dict[str, tuple[str, str]], outputs: dict[str, type]
+    tmp_path: Path,
+    node_args: list[str],
+    cameras: dict[str, tuple[str, str]],
+    outputs: dict[str, type],
+    before_feed: Callable[[Node, SingleThreadedExecutor], None] | None = None,
 ) -> tuple[dict[str, list], str]:
-    """Start `vdepth-node NODE_ARGS` on the tiny model; feed `cameras` (name -> (image topic, camera_info
-    topic)) until every topic in `outputs` has a message (or 90 s); SIGINT; (messages, output)."""
+    """Start `vdepth-node NODE_ARGS` on the tiny model; call `before_feed(peer, executor)`; feed
+    `cameras` (name -> (image topic, camera_info topic)) until every topic in `outputs` has a
+    message (or 90 s); SIGINT; (messages, output)."""
     script = Path(sys.executable).parent / "vdepth-node"
     if not script.is_file():
         pytest.skip("vdepth-node console script not installed in this environment (pip install -e .)")
@@ -63,6 +70,8 @@ def run_node(
     ex.add_node(peer)
     rng = np.random.default_rng(0)
     try:
+        if before_feed is not None:
+            before_feed(peer, ex)
         deadline = time.monotonic() + 90
         k = 0
         while time.monotonic() < deadline and not all(got.values()):
@@ -115,6 +124,41 @@ def test_vdepth_node_cameras_share_one_model_in_one_process(tmp_path: Path) -> N
         assert got[topic], f"no {topic} received from the vdepth-node --cameras process"
         assert np.isfinite(conv.image_array(got[topic][0])).all()
     assert "2 cameras (/front, /rear) share 1 loaded model(s)" in out
+
+
+def test_vdepth_node_managed_waits_for_the_lifecycle_transitions(tmp_path: Path) -> None:
+    from lifecycle_msgs.msg import State, Transition
+    from lifecycle_msgs.srv import ChangeState, GetState
+
+    seen: dict[str, int] = {}
+
+    def configure_and_activate(peer: Node, ex: SingleThreadedExecutor) -> None:
+        get_state = peer.create_client(GetState, "/depth_node/get_state")
+        change = peer.create_client(ChangeState, "/depth_node/change_state")
+        for client in (get_state, change):
+            assert client.wait_for_service(timeout_sec=60), "the managed node's lifecycle services never appeared"
+
+        def call(client: Any, request: Any) -> Any:
+            future = client.call_async(request)
+            ex.spin_until_future_complete(future, timeout_sec=60)
+            assert future.done(), "lifecycle service call timed out"
+            return future.result()
+
+        seen["before"] = call(get_state, GetState.Request()).current_state.id
+        for transition in (Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE):
+            assert call(change, ChangeState.Request(transition=Transition(id=transition))).success
+        seen["after"] = call(get_state, GetState.Request()).current_state.id
+        seen["unconfigured"], seen["active"] = State.PRIMARY_STATE_UNCONFIGURED, State.PRIMARY_STATE_ACTIVE
+
+    got, _ = run_node(
+        tmp_path,
+        ["--managed", "--ros-args", "-r", "image:=/cam/image", "-r", "camera_info:=/cam/camera_info"],
+        {"cam": ("/cam/image", "/cam/camera_info")},
+        {"/depth": Image},
+        before_feed=configure_and_activate,
+    )
+    assert seen["before"] == seen["unconfigured"] and seen["after"] == seen["active"]
+    assert got["/depth"] and np.isfinite(conv.image_array(got["/depth"][0])).all()
 
 
 def test_vdepth_node_rejects_bad_params_file(tmp_path: Path) -> None:

@@ -20,6 +20,8 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.exceptions import ParameterUninitializedException
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
@@ -74,37 +76,44 @@ class _Outputs:
         return [self.depth, self.disparity, self.points, self.camera_info]
 
 
-class DepthNode(Node):
-    """The live depth node.
+class _DepthNodeCore:
+    """What the plain and the managed (lifecycle) node share, as steps a lifecycle can call apart:
+    `_declare_params` (construction), `_configure` (validate, load the model, create publishers),
+    `_activate` (subscriptions, diagnostics timer, worker), `_deactivate`, `_cleanup`. Mixed into
+    `rclpy.node.Node` (`DepthNode`, every step at once) or `rclpy.lifecycle.LifecycleNode`
+    (`ManagedDepthNode`, one step per transition)."""
 
-    Args:
-        engine: a `DepthEngine` to use instead of building one from the `model` parameter (tests,
-            benchmarks).
-        engine_pool: build the engine through this `EnginePool` instead, so that the cameras of one
-            process (`vdepth-node --cameras ...`) with the same model, backend and precision share it.
-        start_worker: start the worker thread (tests may drive `process_pending()` instead).
-        **kwargs: forwarded to `rclpy.node.Node` (context, namespace, parameter_overrides, cli_args...).
+    _configured = False
+    _active = False
 
-    Raises:
-        ConfigError: a parameter is invalid; the message names it and why.
-    """
+    # -- construction --------------------------------------------------------------------------
+    def _declare_params(self) -> None:
+        self._specs: dict[str, ParamSpec] = {s.name: s for s in node_param_specs()}
+        for spec in self._specs.values():
+            try:
+                self.declare_parameter(spec.name, spec.declare_value(), spec.descriptor())
+            except Exception as err:  # rclpy's range/type exceptions: re-raise with our message
+                raise ConfigError(f"parameter {spec.name}: {err}") from err
 
-    def __init__(
-        self,
-        node_name: str = NODE_NAME,
-        *,
-        engine: Any = None,
-        engine_pool: EnginePool | None = None,
-        start_worker: bool = True,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(node_name, **kwargs)
+    def _param_values(self) -> dict[str, Any]:
+        values = {}
+        for spec in self._specs.values():
+            try:
+                value = self.get_parameter(spec.name).value
+            except ParameterUninitializedException:  # declared by type only (an empty list default)
+                value = None
+            if isinstance(spec.default, list):
+                value = [] if value is None else list(value)
+            values[spec.name] = value
+        return values
+
+    # -- configure: parameters, model, publishers ---------------------------------------------
+    def _configure(self, engine: Any = None, engine_pool: EnginePool | None = None) -> None:
         from vdepth_ros.config import PipelineConfig  # heavy imports after rclpy is up
         from vdepth_ros.pipeline import DepthPipeline
 
-        # 1. parameters: declare once, validate, build the pipeline from the pipeline keys
-        self._specs: dict[str, ParamSpec] = {s.name: s for s in node_param_specs()}
-        values = self._declare_all()
+        # 1. parameters: validate, build the pipeline from the pipeline keys
+        values = self._param_values()
         ros_values = {k: v for k, v in values.items() if self._specs[k].group == "ros"}
         validate_ros_params(ros_values)
         self.p = dict(ros_values)
@@ -125,8 +134,8 @@ class DepthNode(Node):
             raise
         except (TypeError, ValueError) as err:
             raise ConfigError(f"invalid pipeline parameters: {err}") from err
+        self._owns_engine = engine is None  # built here from `model`: closed by `_cleanup`
         self.publish_policy = self.pipeline.config.publish
-        self.add_on_set_parameters_callback(self._on_set_parameters)
         scale_source = self.pipeline.config.scale_source
         if (scale_source == "sparse") != (self.p["sparse_depth"] != "none"):
             self.get_logger().warning(
@@ -163,14 +172,29 @@ class DepthNode(Node):
         )
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
 
-        # 4. subscriptions, synchronisation, worker
-        in_qos = qos_profile(self.p["input_qos"], self.p["input_qos_depth"])
+        # 4. input state: synchronisation, queue, metric-scale helpers
         self.sync: ApproximateTimeSync[Image | CompressedImage, CameraInfo] = ApproximateTimeSync(
             int(self.p["sync_slop"] * 1e9), self.p["sync_queue_size"], int(self.p["camera_info_timeout"] * 1e9)
         )
         self.queue: DropOldestQueue[_Item] = DropOldestQueue(self.p["queue_size"])
         self._sparse: deque[tuple[int, Any]] = deque(maxlen=8)
         self._last_image_stamp: int | None = None
+        # sparse_depth: pose -> metric points triangulated from the images with the camera's poses,
+        # each image's pose interpolated at its stamp when the worker takes it (odometry may lag)
+        self.triangulator = PoseTriangulator() if self.p["sparse_depth"] == "pose" else None
+        self.poses = PoseBuffer(int(self.p["sparse_depth_slop"] * 1e9))
+        self.rectifier = Rectifier() if self.p["rectify"] else None
+        self.flicker = FlickerMonitor(self.p["flicker_period"])
+        self._distortion_noted = False
+        self._state = StreamResets(int(self.p["max_gap"] * 1e9))
+        self.image_sub = self.info_sub = self.sparse_sub = self.diag_timer = None
+        self._stop = threading.Event()
+        self._worker: threading.Thread | None = None
+        self._configured = True
+
+    # -- activate: inputs and the worker ------------------------------------------------------
+    def _activate(self, start_worker: bool = True) -> None:
+        in_qos = qos_profile(self.p["input_qos"], self.p["input_qos_depth"])
         image_topic = self.resolve_topic_name("image")
         transport = self.p["image_transport"]
         compressed = transport == "compressed" or (transport == "auto" and image_topic.endswith("/compressed"))
@@ -189,13 +213,6 @@ class DepthNode(Node):
             event_callbacks=self.qos_reporter.subscription(self.resolve_topic_name("camera_info")),
         )
         self.sparse_sub = None
-        # sparse_depth: pose -> metric points triangulated from the images with the camera's poses,
-        # each image's pose interpolated at its stamp when the worker takes it (odometry may lag)
-        self.triangulator = PoseTriangulator() if self.p["sparse_depth"] == "pose" else None
-        self.poses = PoseBuffer(int(self.p["sparse_depth_slop"] * 1e9))
-        self.rectifier = Rectifier() if self.p["rectify"] else None
-        self.flicker = FlickerMonitor(self.p["flicker_period"])
-        self._distortion_noted = False
         if self.p["sparse_depth"] != "none":
             mode = self.p["sparse_depth"]
             sparse_type = {"image": Image, "pointcloud": PointCloud2, "pose": PoseStamped}[mode]
@@ -207,13 +224,14 @@ class DepthNode(Node):
                 in_qos,
                 event_callbacks=self.qos_reporter.subscription(self.resolve_topic_name(topic)),
             )
-        self._state = StreamResets(int(self.p["max_gap"] * 1e9))
         self.diag_timer = self.create_timer(self.p["diagnostics_period"], self.publish_diagnostics)
         self._stop = threading.Event()
-        self._worker: threading.Thread | None = None
+        self.queue = DropOldestQueue(self.p["queue_size"])
+        self._worker = None
         if start_worker:
             self._worker = threading.Thread(target=self._run_worker, name="vdepth-worker", daemon=True)
             self._worker.start()
+        self._active = True
         self.get_logger().info(
             f"subscribed to {image_topic} ({'compressed' if compressed else 'raw'}, {self.p['input_qos']}) and "
             f"{self.resolve_topic_name('camera_info')}; publishing {self.publish_policy} frames on "
@@ -221,21 +239,57 @@ class DepthNode(Node):
             f"({self.p['output_qos']})"
         )
 
-    # -- parameters --------------------------------------------------------------------------
-    def _declare_all(self) -> dict[str, Any]:
-        values = {}
-        for spec in self._specs.values():
-            try:
-                param = self.declare_parameter(spec.name, spec.declare_value(), spec.descriptor())
-            except Exception as err:  # rclpy's range/type exceptions: re-raise with our message
-                raise ConfigError(f"parameter {spec.name}: {err}") from err
-            value = param.value
-            if isinstance(spec.default, list):
-                value = [] if value is None else list(value)
-            values[spec.name] = value
-        return values
+    def _deactivate(self, restart_stream: bool = True) -> None:
+        """Stop taking input: subscriptions and timer gone, worker stopped (what is queued is
+        discarded) and, with `restart_stream`, the stream restarted so a later activation starts
+        clean."""
+        self._active = False
+        self._stop.set()
+        self.queue.close()
+        if self._worker is not None:
+            self._worker.join(timeout=10.0)
+            self._worker = None
+        for entity, destroy in (
+            (self.image_sub, self.destroy_subscription),
+            (self.info_sub, self.destroy_subscription),
+            (self.sparse_sub, self.destroy_subscription),
+            (self.diag_timer, self.destroy_timer),
+        ):
+            if entity is not None:
+                destroy(entity)
+        self.image_sub = self.info_sub = self.sparse_sub = self.diag_timer = None
+        with self._lock:
+            self.sync.clear()
+            self._sparse.clear()
+            self._last_image_stamp = None
+        if not restart_stream:
+            return
+        self._state = StreamResets(int(self.p["max_gap"] * 1e9))
+        self.pipeline.reset("deactivated")
+        if self.triangulator is not None:
+            self.triangulator.reset()
+        self.flicker.reset()
+
+    def _cleanup(self) -> None:
+        """Back to unconfigured: publishers destroyed, the model released (closed if this node
+        loaded it)."""
+        for pub in [*self.outputs.all(), *(self.provisional_outputs.all() if self.provisional_outputs else [])]:
+            self.destroy_publisher(pub)
+        self.destroy_publisher(self.colormap_pub)
+        self.destroy_publisher(self.diag_pub)
+        if self._owns_engine:
+            self.pipeline.engine.close()
+        self.pipeline = None
+        self._configured = False
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        if not self._configured:  # a managed node before configure: anything valid, read at configure
+            for param in params:
+                spec = self._specs.get(param.name)
+                reason = spec.validate(param.value) if spec is not None else None
+                if reason:
+                    return SetParametersResult(successful=False, reason=reason)
+            return SetParametersResult(successful=True)
         for param in params:
             old = self.p.get(param.name, self.pipeline_params.get(param.name))
             reason = runtime_change_error(param.name, old, param.value, self._specs)
@@ -532,17 +586,113 @@ class DepthNode(Node):
         except Exception as err:
             self.input_errors("diag", f"diagnostics failed: {err!r}")
 
-    # -- lifecycle ---------------------------------------------------------------------------
+
+class DepthNode(_DepthNodeCore, Node):
+    """The live depth node: configured and active from construction (what `vdepth-node` runs).
+
+    Args:
+        engine: a `DepthEngine` to use instead of building one from the `model` parameter (tests,
+            benchmarks).
+        engine_pool: build the engine through this `EnginePool` instead, so that the cameras of one
+            process (`vdepth-node --cameras ...`) with the same model, backend and precision share it.
+        start_worker: start the worker thread (tests may drive `process_pending()` instead).
+        **kwargs: forwarded to `rclpy.node.Node` (context, namespace, parameter_overrides, cli_args...).
+
+    Raises:
+        ConfigError: a parameter is invalid; the message names it and why.
+    """
+
+    def __init__(
+        self,
+        node_name: str = NODE_NAME,
+        *,
+        engine: Any = None,
+        engine_pool: EnginePool | None = None,
+        start_worker: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        Node.__init__(self, node_name, **kwargs)
+        self._declare_params()
+        self._configure(engine, engine_pool)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._activate(start_worker)
+
     def close(self) -> None:
         """Stop the worker (the pending queue is discarded) and destroy the node."""
-        self._stop.set()
-        self.queue.close()
-        if self._worker is not None:
-            self._worker.join(timeout=10.0)
+        if self._active:
+            self._deactivate(restart_stream=False)
         self.destroy_node()
 
 
-USAGE = """usage: vdepth-node [--cameras NAME [NAME ...]]
+class ManagedDepthNode(_DepthNodeCore, LifecycleNode):
+    """The depth node as a ROS 2 managed (lifecycle) node (`vdepth-node --managed`), for bring-up
+    managers such as Nav2's lifecycle_manager:
+
+    * unconfigured: parameters declared (settable), nothing loaded;
+    * configure: parameters validated, the model loaded, publishers created (a bad parameter or
+      model fails the transition with the reason logged; fix it and configure again);
+    * activate: subscriptions, worker and /diagnostics start; deactivate stops them (queued input
+      is discarded, the stream restarts on the next activation);
+    * cleanup: publishers destroyed and the model released; shutdown from any state does what is
+      needed of both.
+
+    Args: as `DepthNode`'s (`start_worker` applies at each activation).
+    """
+
+    def __init__(
+        self,
+        node_name: str = NODE_NAME,
+        *,
+        engine: Any = None,
+        engine_pool: EnginePool | None = None,
+        start_worker: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        LifecycleNode.__init__(self, node_name, **kwargs)
+        self._engine_arg, self._engine_pool_arg, self._start_worker = engine, engine_pool, start_worker
+        self._declare_params()
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self._configure(self._engine_arg, self._engine_pool_arg)
+        except VdepthError as err:
+            self.get_logger().error(f"configure failed: {err}")
+            return TransitionCallbackReturn.FAILURE
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._activate(self._start_worker)
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._deactivate()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._cleanup()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        if self._active:
+            self._deactivate()
+        if self._configured:
+            self._cleanup()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        return self.on_shutdown(state)  # release everything; the node returns to unconfigured
+
+    def close(self) -> None:
+        """Deactivate and clean up as needed, then destroy the node."""
+        if self._active:
+            self._deactivate()
+        if self._configured:
+            self._cleanup()
+        self.destroy_node()
+
+
+USAGE = """usage: vdepth-node [--managed] [--cameras NAME [NAME ...]]
                    [--ros-args [--params-file FILE] [-p NAME:=VALUE] [-r FROM:=TO] ...]
 
 Live video depth: subscribes to image (+ camera_info, optional sparse_depth), publishes depth,
@@ -553,6 +703,8 @@ defaults: config/depth.yaml (share/vdepth_ros/config/depth.yaml when installed).
                        /front/image -> /front/depth, ...), sharing one loaded model; remap with
                        full names (-r /front/image:=/cam_front/image_rect); per-camera parameters
                        go in /front/depth_node: sections of the params file (docs/node.md).
+--managed              a ROS 2 managed (lifecycle) node: starts unconfigured and waits for the
+                       configure / activate transitions (e.g. from Nav2's lifecycle_manager).
 """
 
 
@@ -577,23 +729,27 @@ def camera_namespaces(names: list[str]) -> list[str]:
     return out
 
 
-def build_nodes(cameras: list[str], **kwargs: Any) -> tuple[list[DepthNode], EnginePool | None]:
-    """The process's depth nodes: one, or one per `--cameras` namespace sharing an `EnginePool`.
+def build_nodes(
+    cameras: list[str], *, managed: bool = False, **kwargs: Any
+) -> tuple[list[DepthNode | ManagedDepthNode], EnginePool | None]:
+    """The process's depth nodes: one, or one per `--cameras` namespace sharing an `EnginePool`;
+    `ManagedDepthNode`s (unconfigured) with `managed`, else running `DepthNode`s.
 
-    `kwargs` go to every `DepthNode` (tests pass `context`, `parameter_overrides`...). On an
-    error the nodes built so far are closed before it propagates.
+    `kwargs` go to every node (tests pass `context`, `parameter_overrides`...). On an error the
+    nodes built so far are closed before it propagates.
 
     Raises:
         ConfigError: a camera name is invalid, or a `__ns` remap puts every camera in one namespace.
     """
+    node_cls: type[DepthNode | ManagedDepthNode] = ManagedDepthNode if managed else DepthNode
     namespaces = camera_namespaces(cameras)
     if not namespaces:
-        return [DepthNode(**kwargs)], None
+        return [node_cls(**kwargs)], None
     pool = EnginePool()
-    nodes: list[DepthNode] = []
+    nodes: list[DepthNode | ManagedDepthNode] = []
     try:
         for ns in namespaces:
-            node = DepthNode(namespace=ns, engine_pool=pool, **kwargs)
+            node = node_cls(namespace=ns, engine_pool=pool, **kwargs)
             nodes.append(node)
             if node.get_namespace() != ns:  # a global `-r __ns:=...` overrides every node's namespace
                 raise ConfigError(
@@ -606,12 +762,15 @@ def build_nodes(cameras: list[str], **kwargs: Any) -> tuple[list[DepthNode], Eng
             node.close()
         pool.close()
         raise
-    nodes[0].get_logger().info(f"{len(nodes)} cameras ({', '.join(namespaces)}) share {len(pool)} loaded model(s)")
+    if managed:
+        nodes[0].get_logger().info(f"{len(nodes)} managed cameras ({', '.join(namespaces)}), unconfigured")
+    else:
+        nodes[0].get_logger().info(f"{len(nodes)} cameras ({', '.join(namespaces)}) share {len(pool)} loaded model(s)")
     return nodes, pool
 
 
 def main(args: list[str] | None = None) -> int:
-    """Console entry point: `vdepth-node [--cameras ...] --ros-args --params-file config/depth.yaml -r image:=...`."""
+    """Console entry point: `vdepth-node [--managed] [--cameras ...] --ros-args --params-file config/depth.yaml ...`."""
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
     from rclpy.utilities import remove_ros_args
 
@@ -620,6 +779,8 @@ def main(args: list[str] | None = None) -> int:
     if extra in (["-h"], ["--help"]):
         print(USAGE)
         return 0
+    managed = "--managed" in extra
+    extra = [a for a in extra if a != "--managed"]
     cameras: list[str] = []
     if extra[:1] == ["--cameras"]:
         cameras, extra = extra[1:], []
@@ -632,10 +793,10 @@ def main(args: list[str] | None = None) -> int:
         )
         return 2
     rclpy.init(args=argv)
-    nodes: list[DepthNode] = []
+    nodes: list[DepthNode | ManagedDepthNode] = []
     pool = None
     try:
-        nodes, pool = build_nodes(cameras)
+        nodes, pool = build_nodes(cameras, managed=managed)
         executor = SingleThreadedExecutor()  # callbacks only enqueue; each node's worker thread does the work
         for node in nodes:
             executor.add_node(node)

@@ -1,0 +1,166 @@
+"""`vdepth-node --managed`: the depth node as a ROS 2 lifecycle node, transition by transition."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import rclpy
+from fakes import write_tiny_onnx
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.lifecycle import TransitionCallbackReturn
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Header
+
+from vdepth_ros.pipeline import DepthPipeline, FrameInput
+from vdepth_ros.ros import conversions as conv
+from vdepth_ros.ros.node import ManagedDepthNode
+from vdepth_ros.runtime import create_engine
+from vdepth_ros.stream.cloud import CameraModel
+
+pytestmark = [pytest.mark.ros, pytest.mark.filterwarnings("ignore::DeprecationWarning:rclpy.event_handler")]
+H, W = 120, 160
+K = [100.0, 0.0, 79.5, 0.0, 100.0, 59.5, 0.0, 0.0, 1.0]
+SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
+
+
+def stamp(k: int, t0: int) -> int:
+    return t0 + k * 66_666_667
+
+
+class Rig:
+    """A ManagedDepthNode (worker driven by the test) and a peer that feeds it and records /depth."""
+
+    def __init__(self, model: str) -> None:
+        self.ctx = rclpy.Context()
+        rclpy.init(context=self.ctx, domain_id=int(os.environ["ROS_DOMAIN_ID"]))
+        params = {"model": model, "backend": "onnxruntime", "scale_source": "range", "near": 0.5, "far": 8.0}
+        self.node = ManagedDepthNode(
+            context=self.ctx,
+            start_worker=False,
+            parameter_overrides=[Parameter(k, value=v) for k, v in params.items()],
+        )
+        self.peer = Node("peer", context=self.ctx)
+        self.got: list[Image] = []
+        self.peer.create_subscription(Image, "depth", self.got.append, 50)
+        self.pub = self.peer.create_publisher(Image, "image", 50)
+        self.ipub = self.peer.create_publisher(CameraInfo, "camera_info", 50)
+        self.ex = SingleThreadedExecutor(context=self.ctx)
+        self.ex.add_node(self.node)
+        self.ex.add_node(self.peer)
+        rng = np.random.default_rng(0)
+        base = rng.integers(20, 236, (H // 8, W // 8, 3), dtype=np.uint8).repeat(8, 0).repeat(8, 1)
+        self.frames = [np.roll(base, 2 * k, axis=1).copy() for k in range(12)]
+
+    def spin(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.ex.spin_once(timeout_sec=0.01)
+
+    def spin_until(self, cond: Any, timeout: float = 20.0) -> bool:
+        end = time.monotonic() + timeout
+        while not cond() and time.monotonic() < end:
+            self.ex.spin_once(timeout_sec=0.01)
+        return cond()
+
+    def feed(self, t0: int) -> int:
+        """Publish the frames; returns how many the node queued."""
+        queue = getattr(self.node, "queue", None)
+        before = queue.put_count if queue is not None else 0
+        for k, rgb in enumerate(self.frames):
+            h = Header(stamp=conv.ns_to_stamp(stamp(k, t0)), frame_id="cam_optical")
+            self.pub.publish(conv.image_msg(rgb, "rgb8", h))
+            self.ipub.publish(CameraInfo(header=h, width=W, height=H, k=K))
+            self.spin(0.03)
+        self.spin(0.3)
+        queue = getattr(self.node, "queue", None)
+        return (queue.put_count if queue is not None else 0) - before
+
+    def close(self) -> None:
+        self.ex.shutdown()
+        self.node.close()
+        self.peer.destroy_node()
+        rclpy.shutdown(context=self.ctx)
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Any:
+    r = Rig(str(write_tiny_onnx(tmp_path)))
+    yield r
+    r.close()
+
+
+def reference(model: str, frames: list[np.ndarray], far: float, t0: int) -> list[Any]:
+    params = {"model": model, "backend": "onnxruntime", "scale_source": "range", "near": 0.5, "far": far}
+    pipe = DepthPipeline.from_dict(params, engine=create_engine(model, backend="onnxruntime"))
+    cam = CameraModel.from_matrix(K, W, H)
+    out: list[Any] = []
+    for k, rgb in enumerate(frames):
+        out += pipe.push(FrameInput(rgb=rgb, stamp_ns=stamp(k, t0), camera=cam))
+    return out
+
+
+def test_unconfigured_until_configured_then_runs_only_while_active(rig: Rig) -> None:
+    node = rig.node
+    assert node.count_publishers("/depth") == 0 and node.count_subscribers("/image") == 0
+    # parameters can change before configure (validated), and configure reads them
+    assert node.set_parameters([Parameter("far", value=4.0)])[0].successful
+    assert not node.set_parameters([Parameter("output_qos", value="fastest")])[0].successful
+    assert rig.feed(1_000_000_000) == 0 and not rig.got  # nothing listens yet
+
+    assert node.trigger_configure() == SUCCESS
+    assert node.pipeline.config.far == 4.0 and node.count_publishers("/depth") == 1
+    assert rig.feed(2_000_000_000) == 0  # configured, not active: still no input taken
+
+    assert node.trigger_activate() == SUCCESS
+    assert rig.feed(3_000_000_000) == len(rig.frames)
+    node.process_pending()
+    ref = reference(node.pipeline_params["model"], rig.frames, 4.0, 3_000_000_000)
+    assert rig.spin_until(lambda: len(rig.got) >= len(ref))
+    assert len(ref) >= 5 and len(rig.got) == len(ref)
+    for msg, f in zip(rig.got, ref, strict=True):
+        np.testing.assert_array_equal(conv.image_array(msg), f.depth)
+
+    assert node.trigger_deactivate() == SUCCESS
+    assert rig.feed(4_000_000_000) == 0  # inputs unsubscribed
+    assert node.trigger_activate() == SUCCESS  # a clean stream again: the same output as a fresh pipeline
+    rig.got.clear()
+    assert rig.feed(5_000_000_000) == len(rig.frames)
+    node.process_pending()
+    ref = reference(node.pipeline_params["model"], rig.frames, 4.0, 5_000_000_000)
+    assert rig.spin_until(lambda: len(rig.got) >= len(ref)) and len(rig.got) == len(ref)
+    np.testing.assert_array_equal(conv.image_array(rig.got[-1]), ref[-1].depth)
+
+    assert node.trigger_deactivate() == SUCCESS
+    assert node.trigger_cleanup() == SUCCESS
+    assert node.pipeline is None and node.count_publishers("/depth") == 0
+    assert node.trigger_shutdown() == SUCCESS
+
+
+def test_a_bad_model_fails_configure_and_a_fixed_one_configures(rig: Rig, tmp_path: Path) -> None:
+    node = rig.node
+    good = node.get_parameter("model").value
+    errors: list[str] = []
+    node.get_logger().error = errors.append  # type: ignore[method-assign]
+    assert node.set_parameters([Parameter("model", value=str(tmp_path / "missing"))])[0].successful
+    assert node.trigger_configure() == FAILURE
+    assert any("configure failed" in e and "missing" in e for e in errors)
+    assert node.set_parameters([Parameter("model", value=good)])[0].successful
+    assert node.trigger_configure() == SUCCESS
+    # once configured, engine parameters need a cleanup (restart) as for the plain node
+    result = node.set_parameters([Parameter("engine_threads", value=1)])[0]
+    assert not result.successful and "restart required" in result.reason
+
+
+def test_shutdown_from_active_releases_everything(rig: Rig) -> None:
+    node = rig.node
+    assert node.trigger_configure() == SUCCESS and node.trigger_activate() == SUCCESS
+    assert node.trigger_shutdown() == SUCCESS
+    assert node.pipeline is None and node.count_publishers("/depth") == 0
+    assert rig.feed(1_000_000_000) == 0
