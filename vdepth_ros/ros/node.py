@@ -674,21 +674,23 @@ class ManagedDepthNode(_DepthNodeCore, LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        if self._active:
-            self._deactivate()
-        if self._configured:
-            self._cleanup()
+        self._release()
         return TransitionCallbackReturn.SUCCESS
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
-        return self.on_shutdown(state)  # release everything; the node returns to unconfigured
+        self._release()  # the node returns to unconfigured
+        return TransitionCallbackReturn.SUCCESS
 
-    def close(self) -> None:
-        """Deactivate and clean up as needed, then destroy the node."""
+    def _release(self) -> None:
+        """Deactivate and clean up, as far as the current state needs."""
         if self._active:
             self._deactivate()
         if self._configured:
             self._cleanup()
+
+    def close(self) -> None:
+        """Release everything, then destroy the node."""
+        self._release()
         self.destroy_node()
 
 
