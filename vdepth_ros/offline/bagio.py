@@ -620,6 +620,26 @@ class BagFrameSource:
         )
 
 
+def cloud_message(
+    ts: Any, header: Any, points: np.ndarray, colors: np.ndarray | None = None, *, is_dense: bool = False
+) -> Any:
+    """A rosbags `PointCloud2` of `(H, W, 3)` xyz points (`H` = 1: unorganized) in typestore `ts`.
+    Organized output clouds keep `is_dense=False` (NaN where depth is invalid), as the node's."""
+    fields, point_step, row_step, data = pointcloud2_layout(points, colors)
+    pf = ts.types["sensor_msgs/msg/PointField"]
+    return ts.types[POINTCLOUD2](
+        header=header,
+        height=points.shape[0],
+        width=points.shape[1],
+        fields=[pf(name=n, offset=o, datatype=d, count=c) for n, o, d, c in fields],
+        is_bigendian=False,
+        point_step=point_step,
+        row_step=row_step,
+        data=np.frombuffer(data, np.uint8),
+        is_dense=is_dense,
+    )
+
+
 def nearest_stamp(store: Mapping[int, Any], stamp: int, slop_ns: int) -> int | None:
     """The key of `store` nearest to `stamp` within `slop_ns`, or None."""
     best = min(store, key=lambda s: abs(s - stamp), default=None)
@@ -815,21 +835,6 @@ class DepthBagWriter:
             roi=T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False),
         )
 
-    def _cloud(self, header: Any, points: np.ndarray, colors: np.ndarray | None) -> Any:
-        fields, point_step, row_step, data = pointcloud2_layout(points, colors)
-        pf = self.ts.types["sensor_msgs/msg/PointField"]
-        return self.ts.types[POINTCLOUD2](
-            header=header,
-            height=points.shape[0],
-            width=points.shape[1],
-            fields=[pf(name=n, offset=o, datatype=d, count=c) for n, o, d, c in fields],
-            is_bigendian=False,
-            point_step=point_step,
-            row_step=row_step,
-            data=np.frombuffer(data, np.uint8),
-            is_dense=False,
-        )
-
     def route(self, status: str) -> OutputTopics | None:
         """The topics a frame of `status` goes to (None: not published).
 
@@ -861,7 +866,7 @@ class DepthBagWriter:
             topics.disparity, IMAGE, self._image(header, np.ascontiguousarray(frame.disparity, np.float32), "32FC1"), t
         )
         if frame.points is not None:
-            self._write(topics.points, POINTCLOUD2, self._cloud(header, frame.points, frame.colors), t)
+            self._write(topics.points, POINTCLOUD2, cloud_message(self.ts, header, frame.points, frame.colors), t)
         elif frame.depth is not None and topics is self.topics:  # depth but no camera model
             self.clouds_skipped += 1
         if frame.camera is not None:

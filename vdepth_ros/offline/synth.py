@@ -12,8 +12,17 @@ import numpy as np
 from rosbags.rosbag2 import Writer
 from rosbags.typesys import get_typestore
 
-from vdepth_ros.encodings import image_fields_from_array, pointcloud2_layout
-from vdepth_ros.offline.bagio import CAMERA_INFO, COMPRESSED, IMAGE, POINTCLOUD2, POSE_STAMPED, STORAGES, TYPESTORES
+from vdepth_ros.encodings import image_fields_from_array
+from vdepth_ros.offline.bagio import (
+    CAMERA_INFO,
+    COMPRESSED,
+    IMAGE,
+    POINTCLOUD2,
+    POSE_STAMPED,
+    STORAGES,
+    TYPESTORES,
+    cloud_message,
+)
 from vdepth_ros.offline.errors import OfflineError
 from vdepth_ros.triangulate import quaternion_from_matrix
 
@@ -183,19 +192,7 @@ def write_image_bag(
                 writer.write(depth_conn, t, ts.serialize_cdr(dmsg, IMAGE))
             if points_iter is not None:
                 pts = np.ascontiguousarray(next(points_iter), np.float32).reshape(1, -1, 3)
-                fields, point_step, row_step, data = pointcloud2_layout(pts)
-                pf = T["sensor_msgs/msg/PointField"]
-                cmsg = T[POINTCLOUD2](
-                    header=header,
-                    height=1,
-                    width=pts.shape[1],
-                    fields=[pf(name=n, offset=o, datatype=d, count=c) for n, o, d, c in fields],
-                    is_bigendian=False,
-                    point_step=point_step,
-                    row_step=row_step,
-                    data=np.frombuffer(data, np.uint8),
-                    is_dense=True,
-                )
+                cmsg = cloud_message(ts, header, pts, is_dense=True)
                 writer.write(depth_conn, t, ts.serialize_cdr(cmsg, POINTCLOUD2))
             if pose_iter is not None:
                 m = np.asarray(next(pose_iter), np.float64)
