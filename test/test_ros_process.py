@@ -138,16 +138,35 @@ def test_vdepth_node_managed_waits_for_the_lifecycle_transitions(tmp_path: Path)
         for client in (get_state, change):
             assert client.wait_for_service(timeout_sec=60), "the managed node's lifecycle services never appeared"
 
-        def call(client: Any, request: Any) -> Any:
+        def call(client: Any, request: Any, timeout: float) -> Any:
+            # A request sent just after discovery can lose its reply (DDS has not matched the reply
+            # reader yet): callers retry, checking the state rather than resending blindly.
             future = client.call_async(request)
-            ex.spin_until_future_complete(future, timeout_sec=60)
-            assert future.done(), "lifecycle service call timed out"
+            ex.spin_until_future_complete(future, timeout_sec=timeout)
+            if not future.done():
+                client.remove_pending_request(future)
+                return None
             return future.result()
 
-        seen["before"] = call(get_state, GetState.Request()).current_state.id
-        for transition in (Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE):
-            assert call(change, ChangeState.Request(transition=Transition(id=transition))).success
-        seen["after"] = call(get_state, GetState.Request()).current_state.id
+        def state() -> int:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                reply = call(get_state, GetState.Request(), 3.0)
+                if reply is not None:
+                    return reply.current_state.id
+            raise AssertionError("get_state never answered")
+
+        seen["before"] = state()
+        steps = (
+            (Transition.TRANSITION_CONFIGURE, State.PRIMARY_STATE_INACTIVE),
+            (Transition.TRANSITION_ACTIVATE, State.PRIMARY_STATE_ACTIVE),
+        )
+        for transition, target in steps:
+            deadline = time.monotonic() + 60
+            while state() != target:  # a lost reply to a transition that did happen is seen here
+                assert time.monotonic() < deadline, f"transition {transition} never reached state {target}"
+                call(change, ChangeState.Request(transition=Transition(id=transition)), 10.0)
+        seen["after"] = state()
         seen["unconfigured"], seen["active"] = State.PRIMARY_STATE_UNCONFIGURED, State.PRIMARY_STATE_ACTIVE
 
     got, _ = run_node(
