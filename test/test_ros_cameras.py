@@ -164,3 +164,26 @@ def test_camera_names_must_be_namespaces() -> None:
     for bad in (["1cam"], ["front cam"], ["a//b"], ["front", "/front"], ["caméra"], [""]):
         with pytest.raises(ConfigError):
             camera_namespaces(bad)
+
+
+def test_managed_cameras_load_the_shared_model_at_configure(tmp_path: Path) -> None:
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    model = write_tiny_onnx(tmp_path)
+    ctx = init_context(["--params-file", str(params_file(tmp_path, model))])
+    nodes, pool = build_nodes(["front", "rear"], managed=True, context=ctx, start_worker=False)
+    try:
+        assert pool is not None and len(pool) == 0  # unconfigured: nothing loaded yet
+        assert all(n.trigger_configure() == TransitionCallbackReturn.SUCCESS for n in nodes)
+        front, rear = nodes
+        assert len(pool) == 1 and pool.users(front.pipeline.engine) == 2
+        shared = rear.pipeline.engine
+        assert front.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+        assert pool.users(shared) == 1 and len(pool) == 1  # still loaded for the rear camera
+        assert front.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert front.pipeline.engine.inner is shared.inner and pool.users(shared) == 2
+    finally:
+        for node in nodes:
+            node.close()
+        pool.close()
+        rclpy.shutdown(context=ctx)

@@ -103,6 +103,10 @@ def test_pool_loads_each_model_once_and_closes_it_once(tmp_path: Path) -> None:
     assert len(pool) == 2 and c.inner is not a.inner and pool.users(c) == 1
     frames = np.random.default_rng(1).integers(0, 255, (4, 48, 64, 3), dtype=np.uint8)
     np.testing.assert_array_equal(a.infer(frames), b.infer(frames))
+    pool.release(b)  # b's camera was cleaned up: a still uses the engine, which stays loaded
+    assert pool.users(a) == 1 and len(pool) == 2
+    b = pool.get(model, "onnxruntime")  # configured again: the same engine
+    assert b.inner is a.inner and pool.users(a) == 2
     a.close()  # a handle's close leaves the engine to the pool
     np.testing.assert_array_equal(b.infer(frames), c.infer(frames))
     closed: list[object] = []

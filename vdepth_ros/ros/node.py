@@ -279,6 +279,8 @@ class _DepthNodeCore:
         self.destroy_publisher(self.diag_pub)
         if self._owns_engine:
             self.pipeline.engine.close()
+        elif self.engine_pool is not None and isinstance(self.pipeline.engine, SharedEngine):
+            self.engine_pool.release(self.pipeline.engine)
         self.pipeline = None
         self._configured = False
 

@@ -107,6 +107,15 @@ class EnginePool:
             engine, lock = self._engines[key]
         return SharedEngine(engine, lock)
 
+    def release(self, handle: SharedEngine) -> None:
+        """`handle`'s camera stops using it (a managed node's cleanup). The engine stays loaded, for
+        the other cameras and for a later configure, until `close()`."""
+        with self._lock:
+            for key, (engine, _) in self._engines.items():
+                if engine is handle.inner and self._users.get(key, 0) > 0:
+                    self._users[key] -= 1
+                    return
+
     def users(self, handle: SharedEngine) -> int:
         """How many handles share `handle`'s engine."""
         with self._lock:
