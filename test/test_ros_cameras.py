@@ -187,3 +187,24 @@ def test_managed_cameras_load_the_shared_model_at_configure(tmp_path: Path) -> N
             node.close()
         pool.close()
         rclpy.shutdown(context=ctx)
+
+
+def test_a_camera_that_fails_configure_gives_its_engine_share_back(tmp_path: Path) -> None:
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from rclpy.parameter import Parameter
+
+    model = write_tiny_onnx(tmp_path)
+    ctx = init_context(["--params-file", str(params_file(tmp_path, model))])
+    nodes, pool = build_nodes(["front"], managed=True, context=ctx, start_worker=False)
+    (front,) = nodes
+    try:
+        assert front.set_parameters([Parameter("window", value=40)])[0].successful  # the graph has 4 frames
+        assert front.trigger_configure() == TransitionCallbackReturn.FAILURE
+        assert pool is not None and len(pool) == 0  # loaded for the attempt, released and closed after it
+        assert front.set_parameters([Parameter("window", value=0)])[0].successful
+        assert front.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert pool.users(front.pipeline.engine) == 1
+    finally:
+        front.close()
+        pool.close()
+        rclpy.shutdown(context=ctx)

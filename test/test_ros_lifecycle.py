@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 import rclpy
-from fakes import write_tiny_onnx
+from fakes import LuminanceEngine, write_tiny_onnx
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.node import Node
@@ -37,14 +37,15 @@ def stamp(k: int, t0: int) -> int:
 class Rig:
     """A ManagedDepthNode (worker driven by the test) and a peer that feeds it and records /depth."""
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, **node_kwargs: Any) -> None:
         self.ctx = rclpy.Context()
         rclpy.init(context=self.ctx, domain_id=int(os.environ["ROS_DOMAIN_ID"]))
         params = {"model": model, "backend": "onnxruntime", "scale_source": "range", "near": 0.5, "far": 8.0}
+        params.update(node_kwargs.pop("params", {}))
         self.node = ManagedDepthNode(
             context=self.ctx,
-            start_worker=False,
             parameter_overrides=[Parameter(k, value=v) for k, v in params.items()],
+            **{"start_worker": False, **node_kwargs},
         )
         self.peer = Node("peer", context=self.ctx)
         self.got: list[Image] = []
@@ -164,3 +165,56 @@ def test_shutdown_from_active_releases_everything(rig: Rig) -> None:
     assert node.trigger_shutdown() == SUCCESS
     assert node.pipeline is None and node.count_publishers("/depth") == 0
     assert rig.feed(1_000_000_000) == 0
+
+
+def test_an_unexpected_error_fails_configure_with_its_reason_logged(rig: Rig, tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "model.onnx").write_bytes(b"not an onnx graph")
+    (broken / "model.onnx.json").write_text((tmp_path / "model.onnx.json").read_text())
+    errors: list[str] = []
+    rig.node.get_logger().error = errors.append  # type: ignore[method-assign]
+    assert rig.node.set_parameters([Parameter("model", value=str(broken))])[0].successful
+    assert rig.node.trigger_configure() == FAILURE  # not ERROR with nothing said (rclpy's default)
+    assert len(errors) == 1 and errors[0].startswith("configure failed:") and len(errors[0]) > 20
+
+
+def test_reactivation_restarts_the_drop_count_and_its_warning(rig: Rig) -> None:
+    node = rig.node
+    assert node.set_parameters([Parameter("queue_size", value=2)])[0].successful
+    assert node.trigger_configure() == SUCCESS and node.trigger_activate() == SUCCESS
+    published: list[Any] = []
+    node.diag_pub.publish = published.append  # type: ignore[method-assign]
+    rig.feed(1_000_000_000)  # 12 frames into a queue of 2, nobody taking them
+    assert node.queue.dropped == 10
+    node.publish_diagnostics()
+    assert node.trigger_deactivate() == SUCCESS and node.trigger_activate() == SUCCESS
+    assert node.queue.dropped == 0
+    rig.feed(2_000_000_000)
+    node.publish_diagnostics()
+    levels = [msg.status[0].level for msg in published]
+    assert levels[-1] == levels[0] != b"\x00"  # WARN again: the new drops are not hidden by the old count
+
+
+class SlowEngine(LuminanceEngine):
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        time.sleep(0.3)
+        return super()._run(batch)
+
+
+def test_deactivate_waits_for_the_window_in_progress_and_one_worker_runs(tmp_path: Path) -> None:
+    import threading
+
+    rig = Rig(str(write_tiny_onnx(tmp_path)), engine=SlowEngine(height=48, width=64, frames=4, overlap=1),
+              start_worker=True)  # fmt: skip
+    try:
+        node = rig.node
+        assert node.trigger_configure() == SUCCESS and node.trigger_activate() == SUCCESS
+        rig.feed(1_000_000_000)  # windows are running in the worker now
+        assert node.trigger_deactivate() == SUCCESS
+        workers = [t for t in threading.enumerate() if t.name == "vdepth-worker"]
+        assert workers == []  # finished, not left running beside the next activation's worker
+        assert node.trigger_activate() == SUCCESS
+        assert [t.name for t in threading.enumerate()].count("vdepth-worker") == 1
+    finally:
+        rig.close()

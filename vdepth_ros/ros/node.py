@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +43,7 @@ from vdepth_ros.runtime.shared import EnginePool, SharedEngine
 from vdepth_ros.triangulate import PoseBuffer, PoseTriangulator
 
 NODE_NAME = "depth_node"
+_CLOSE_JOIN_S = 10.0  # at process exit, wait this long for a window in progress
 _NAME_TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # one part of a ROS 2 namespace
 
 
@@ -123,17 +125,20 @@ class _DepthNodeCore:
                 self.get_logger().info(f"OpenBLAS threads {before} -> {self.p['blas_threads']} (blas_threads)")
         self.pipeline_params = {k: v for k, v in values.items() if self._specs[k].group == "pipeline"}
         self.engine_pool = engine_pool
+        pooled = None
         try:
             if engine is None and engine_pool is not None:
                 config, _ = PipelineConfig.from_params(self.pipeline_params)
-                engine = engine_pool.get(
+                engine = pooled = engine_pool.get(
                     config.resolved_model(), config.backend, config.precision, **config.engine_options()
                 )
             self.pipeline = DepthPipeline.from_dict(self.pipeline_params, engine=engine)
-        except VdepthError:
+        except Exception as err:
+            if pooled is not None and engine_pool is not None:
+                engine_pool.release(pooled)  # this camera does not use it after all
+            if isinstance(err, (TypeError, ValueError)) and not isinstance(err, VdepthError):
+                raise ConfigError(f"invalid pipeline parameters: {err}") from err
             raise
-        except (TypeError, ValueError) as err:
-            raise ConfigError(f"invalid pipeline parameters: {err}") from err
         self._owns_engine = engine is None  # built here from `model`: closed by `_cleanup`
         self.publish_policy = self.pipeline.config.publish
         scale_source = self.pipeline.config.scale_source
@@ -225,11 +230,16 @@ class _DepthNodeCore:
                 event_callbacks=self.qos_reporter.subscription(self.resolve_topic_name(topic)),
             )
         self.diag_timer = self.create_timer(self.p["diagnostics_period"], self.publish_diagnostics)
+        # Each activation gets its own stop event and queue, so a worker can never take the next
+        # activation's frames; `_deactivate` waits for the worker, so two never share the pipeline.
         self._stop = threading.Event()
         self.queue = DropOldestQueue(self.p["queue_size"])
+        self._drops_reported = 0
         self._worker = None
         if start_worker:
-            self._worker = threading.Thread(target=self._run_worker, name="vdepth-worker", daemon=True)
+            self._worker = threading.Thread(
+                target=self._run_worker, args=(self._stop, self.queue), name="vdepth-worker", daemon=True
+            )
             self._worker.start()
         self._active = True
         self.get_logger().info(
@@ -239,15 +249,18 @@ class _DepthNodeCore:
             f"({self.p['output_qos']})"
         )
 
-    def _deactivate(self, restart_stream: bool = True) -> None:
+    def _deactivate(self, restart_stream: bool = True, join_timeout: float | None = None) -> None:
         """Stop taking input: subscriptions and timer gone, worker stopped (what is queued is
-        discarded) and, with `restart_stream`, the stream restarted so a later activation starts
-        clean."""
+        discarded; a window in progress is finished first, waiting at most `join_timeout`, None =
+        as long as it takes) and, with `restart_stream`, the stream restarted so a later
+        activation starts clean."""
         self._active = False
         self._stop.set()
         self.queue.close()
         if self._worker is not None:
-            self._worker.join(timeout=10.0)
+            self._worker.join(timeout=join_timeout)
+            if self._worker.is_alive():
+                self.get_logger().warning(f"the worker is still inside a window after {join_timeout} s")
             self._worker = None
         for entity, destroy in (
             (self.image_sub, self.destroy_subscription),
@@ -261,6 +274,7 @@ class _DepthNodeCore:
         with self._lock:
             self.sync.clear()
             self._sparse.clear()
+            self.poses.clear()
             self._last_image_stamp = None
         if not restart_stream:
             return
@@ -370,9 +384,9 @@ class _DepthNodeCore:
         return any(p.get_subscription_count() > 0 for p in pubs)
 
     # -- worker thread -----------------------------------------------------------------------
-    def _run_worker(self) -> None:
-        while not self._stop.is_set():
-            item = self.queue.get(timeout=0.1)
+    def _run_worker(self, stop: threading.Event, queue: DropOldestQueue[_Item]) -> None:
+        while not stop.is_set():
+            item = queue.get(timeout=0.1)
             if item is not None:
                 self.process(item)
 
@@ -622,7 +636,7 @@ class DepthNode(_DepthNodeCore, Node):
     def close(self) -> None:
         """Stop the worker (the pending queue is discarded) and destroy the node."""
         if self._active:
-            self._deactivate(restart_stream=False)
+            self._deactivate(restart_stream=False, join_timeout=_CLOSE_JOIN_S)
         self.destroy_node()
 
 
@@ -655,44 +669,49 @@ class ManagedDepthNode(_DepthNodeCore, LifecycleNode):
         self._declare_params()
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
-    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+    def _transition(self, name: str, step: Callable[[], object]) -> TransitionCallbackReturn:
+        """Run one step; any error fails the transition with its reason in the log (rclpy would
+        turn an escaping exception into ERROR without logging it)."""
         try:
-            self._configure(self._engine_arg, self._engine_pool_arg)
+            step()
         except VdepthError as err:
-            self.get_logger().error(f"configure failed: {err}")
+            self.get_logger().error(f"{name} failed: {err}")
+            return TransitionCallbackReturn.FAILURE
+        except Exception as err:
+            self.get_logger().error(f"{name} failed: {err!r}")
             return TransitionCallbackReturn.FAILURE
         return TransitionCallbackReturn.SUCCESS
 
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        return self._transition("configure", lambda: self._configure(self._engine_arg, self._engine_pool_arg))
+
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._activate(self._start_worker)
-        return super().on_activate(state)
+        result = self._transition("activate", lambda: self._activate(self._start_worker))
+        return super().on_activate(state) if result == TransitionCallbackReturn.SUCCESS else result
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._deactivate()
-        return super().on_deactivate(state)
+        result = self._transition("deactivate", self._deactivate)
+        return super().on_deactivate(state) if result == TransitionCallbackReturn.SUCCESS else result
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._cleanup()
-        return TransitionCallbackReturn.SUCCESS
+        return self._transition("cleanup", self._cleanup)
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._release()
-        return TransitionCallbackReturn.SUCCESS
+        return self._transition("shutdown", self._release)
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._release()  # the node returns to unconfigured
-        return TransitionCallbackReturn.SUCCESS
+        return self._transition("error recovery", self._release)  # back to unconfigured
 
-    def _release(self) -> None:
+    def _release(self, join_timeout: float | None = None) -> None:
         """Deactivate and clean up, as far as the current state needs."""
         if self._active:
-            self._deactivate()
+            self._deactivate(join_timeout=join_timeout)
         if self._configured:
             self._cleanup()
 
     def close(self) -> None:
         """Release everything, then destroy the node."""
-        self._release()
+        self._release(join_timeout=_CLOSE_JOIN_S)
         self.destroy_node()
 
 

@@ -108,13 +108,19 @@ class EnginePool:
         return SharedEngine(engine, lock)
 
     def release(self, handle: SharedEngine) -> None:
-        """`handle`'s camera stops using it (a managed node's cleanup). The engine stays loaded, for
-        the other cameras and for a later configure, until `close()`."""
+        """`handle`'s camera stops using it (a managed node's cleanup, a failed configure). The
+        engine stays loaded while other cameras use it; the last one's release closes it."""
+        closing = None
         with self._lock:
             for key, (engine, _) in self._engines.items():
                 if engine is handle.inner and self._users.get(key, 0) > 0:
                     self._users[key] -= 1
-                    return
+                    if self._users[key] == 0:
+                        closing = engine
+                        del self._engines[key], self._users[key]
+                    break
+        if closing is not None:
+            closing.close()
 
     def users(self, handle: SharedEngine) -> int:
         """How many handles share `handle`'s engine."""
