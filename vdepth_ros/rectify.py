@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 import yaml
 
-from vdepth_ros.encodings import camera_from_info
+from vdepth_ros.encodings import camera_from_info, sparse_depth_from_cloud
 from vdepth_ros.errors import ConfigError, InputError
 from vdepth_ros.stream.cloud import CameraModel
 
@@ -286,4 +286,35 @@ def pinhole_input(
     return image, camera, None
 
 
-__all__ = ["DISTORTION_MODELS", "RectifiedView", "Rectifier", "has_distortion", "load_camera_info", "pinhole_input"]
+def sparse_depth_input(
+    sparse: np.ndarray | Any, camera: CameraModel | None, size: tuple[int, int], view: RectifiedView | None
+) -> np.ndarray:
+    """A frame's sparse depth at the geometry `pinhole_input` gave its image (the node and `vdepth-bag`).
+
+    `sparse` is either a decoded `(H, W)` depth image (metres, NaN invalid) of the raw image's
+    `size` `(H, W)`, resampled by nearest neighbour with the image when `view` is given, or a
+    `sensor_msgs/PointCloud2` message (rclpy or rosbags) in the camera's optical frame, projected
+    with the pinhole `camera` after the rectification's rotation.
+
+    Raises:
+        InputError: a cloud without camera_info, or a depth image of another size than the image.
+    """
+    if not isinstance(sparse, np.ndarray):  # PointCloud2
+        if camera is None:
+            raise InputError("a PointCloud2 needs camera_info to be projected")
+        return sparse_depth_from_cloud(sparse, camera, rotation=None if view is None else view.rotation)
+    if sparse.shape != tuple(size):
+        h, w = size
+        raise InputError(f"depth image {sparse.shape[1]}x{sparse.shape[0]} does not match the image {w}x{h}")
+    return sparse if view is None else view.depth(sparse)
+
+
+__all__ = [
+    "DISTORTION_MODELS",
+    "RectifiedView",
+    "Rectifier",
+    "has_distortion",
+    "load_camera_info",
+    "pinhole_input",
+    "sparse_depth_input",
+]

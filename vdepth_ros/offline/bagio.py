@@ -30,7 +30,6 @@ from vdepth_ros.encodings import (
     info_signature,
     pointcloud2_layout,
     rgb_from_image,
-    sparse_depth_from_cloud,
 )
 from vdepth_ros.errors import InputError
 from vdepth_ros.offline.errors import (
@@ -40,7 +39,7 @@ from vdepth_ros.offline.errors import (
     OfflineError,
     UnsupportedEncodingError,
 )
-from vdepth_ros.rectify import RectifiedView, Rectifier, has_distortion, pinhole_input
+from vdepth_ros.rectify import RectifiedView, Rectifier, has_distortion, pinhole_input, sparse_depth_input
 from vdepth_ros.triangulate import PoseBuffer, PoseTriangulator, pose_from_msg
 
 if TYPE_CHECKING:
@@ -507,25 +506,15 @@ class BagFrameSource:
     def _sparse_depth(
         self, dmsg: Any, size: tuple[int, int], camera: Any, view: RectifiedView | None
     ) -> np.ndarray | None:
-        """The frame's sparse depth at the image's (rectified) geometry, as the node builds it: a depth
-        image (rectified by nearest neighbour with the image) or a PointCloud2 in the camera's optical
-        frame projected with the image's pinhole camera (rotated by the rectification's R). A depth
-        that cannot be used is ignored and counted; the frame itself is kept."""
-        if hasattr(dmsg, "point_step"):  # sensor_msgs/PointCloud2
-            if camera is None:
-                self._ignore_depth("a PointCloud2 needs camera_info to be projected")
-                return None
-            try:
-                sparse = sparse_depth_from_cloud(dmsg, camera, rotation=None if view is None else view.rotation)
-            except InputError as err:
-                self._ignore_depth(f"malformed PointCloud2 ({err})")
-                return None
-        else:
-            sparse = decode_depth_msg(dmsg, f"sparse depth topic {self.sparse_depth_topic!r}")
-            if sparse.shape != size:
-                self._ignore_depth(f"depth image {sparse.shape} does not match the image {size}")
-                return None
-            sparse = sparse if view is None else view.depth(sparse)
+        """The frame's sparse depth as the node builds it (`rectify.sparse_depth_input`); `size` is
+        the raw image's. A depth that cannot be used is ignored and counted; the frame is kept."""
+        is_cloud = hasattr(dmsg, "point_step")  # sensor_msgs/PointCloud2
+        depth = dmsg if is_cloud else decode_depth_msg(dmsg, f"sparse depth topic {self.sparse_depth_topic!r}")
+        try:
+            sparse = sparse_depth_input(depth, camera, size, view)
+        except InputError as err:
+            self._ignore_depth(str(err))
+            return None
         self.stats.sparse_depth_frames += 1
         return sparse
 
@@ -584,6 +573,7 @@ class BagFrameSource:
                 info = self._last_info
             else:
                 self._last_info, self._last_info_sig = info, sig
+        raw_size = rgb.shape[:2]  # a sparse depth image is given at the raw image's size
         try:
             rgb, camera, view = pinhole_input(rgb, info, self._rectifier)
         except InputError as err:
@@ -609,7 +599,7 @@ class BagFrameSource:
         if self._triangulator is not None:
             sparse = self._triangulated(rgb, dmsg if view is None else view.pose(dmsg), camera, key)
         elif dmsg is not None:
-            sparse = self._sparse_depth(dmsg, rgb.shape[:2], camera, view)
+            sparse = self._sparse_depth(dmsg, raw_size, camera, view)
         self.stats.images += 1
         return FrameInput(
             rgb=rgb,

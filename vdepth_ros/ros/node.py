@@ -31,7 +31,7 @@ from std_msgs.msg import Header
 from vdepth_ros.blas import set_blas_threads
 from vdepth_ros.consistency import FlickerMonitor
 from vdepth_ros.errors import ConfigError, InputError, VdepthError
-from vdepth_ros.rectify import RectifiedView, Rectifier, has_distortion, pinhole_input
+from vdepth_ros.rectify import Rectifier, has_distortion, pinhole_input, sparse_depth_input
 from vdepth_ros.ros import conversions as conv
 from vdepth_ros.ros.diagnostics import LatencyStats, RateMeter, level_for, make_array, make_status
 from vdepth_ros.ros.params import ParamSpec, node_param_specs, runtime_change_error, validate_ros_params
@@ -159,7 +159,6 @@ class _DepthNodeCore:
         self.skipped = 0
         self.resets: dict[str, int] = {}
         self._last_fit: Any = None
-        self._drops_reported = 0
         self._lock = threading.Lock()
         self._pose_arrived = threading.Condition(self._lock)  # sparse_depth: pose (see _pose_for)
 
@@ -181,7 +180,6 @@ class _DepthNodeCore:
         self.sync: ApproximateTimeSync[Image | CompressedImage, CameraInfo] = ApproximateTimeSync(
             int(self.p["sync_slop"] * 1e9), self.p["sync_queue_size"], int(self.p["camera_info_timeout"] * 1e9)
         )
-        self.queue: DropOldestQueue[_Item] = DropOldestQueue(self.p["queue_size"])
         self._sparse: deque[tuple[int, Any]] = deque(maxlen=8)
         self._last_image_stamp: int | None = None
         # sparse_depth: pose -> metric points triangulated from the images with the camera's poses,
@@ -193,8 +191,6 @@ class _DepthNodeCore:
         self._distortion_noted = False
         self._state = StreamResets(int(self.p["max_gap"] * 1e9))
         self.image_sub = self.info_sub = self.sparse_sub = self.diag_timer = None
-        self._stop = threading.Event()
-        self._worker: threading.Thread | None = None
         self._configured = True
 
     # -- activate: inputs and the worker ------------------------------------------------------
@@ -233,9 +229,9 @@ class _DepthNodeCore:
         # Each activation gets its own stop event and queue, so a worker can never take the next
         # activation's frames; `_deactivate` waits for the worker, so two never share the pipeline.
         self._stop = threading.Event()
-        self.queue = DropOldestQueue(self.p["queue_size"])
+        self.queue: DropOldestQueue[_Item] = DropOldestQueue(self.p["queue_size"])
         self._drops_reported = 0
-        self._worker = None
+        self._worker: threading.Thread | None = None
         if start_worker:
             self._worker = threading.Thread(
                 target=self._run_worker, args=(self._stop, self.queue), name="vdepth-worker", daemon=True
@@ -442,7 +438,8 @@ class _DepthNodeCore:
             sparse = self._triangulated_depth(pose if view is None else view.pose(pose), rgb, camera)
         elif item.sparse is not None:
             try:
-                sparse = self._sparse_depth(item.sparse, camera, w, h, view)
+                depth = item.sparse if isinstance(item.sparse, PointCloud2) else conv.depth_from_msg(item.sparse)
+                sparse = sparse_depth_input(depth, camera, (h, w), view)
             except InputError as err:
                 self.input_errors("sparse", f"ignoring sparse_depth: {err}")
         header = conv.copy_header(item.image.header)
@@ -472,18 +469,6 @@ class _DepthNodeCore:
                 f"sparse_depth_slop = {self.p['sparse_depth_slop']} s of the image; camera_info is needed too)",
             )
             return None
-
-    @staticmethod
-    def _sparse_depth(msg: Image | PointCloud2, camera: Any, w: int, h: int, view: RectifiedView | None = None) -> Any:
-        """Sparse depth at the pipeline's image geometry (rectified with the image when `view`)."""
-        if isinstance(msg, PointCloud2):
-            if camera is None:
-                raise InputError("a PointCloud2 sparse_depth needs camera_info to project it")
-            return conv.sparse_depth_from_cloud(msg, camera, rotation=None if view is None else view.rotation)
-        depth = conv.depth_from_msg(msg)
-        if depth.shape != (h, w):
-            raise InputError(f"sparse_depth is {depth.shape[1]}x{depth.shape[0]}, the image is {w}x{h}")
-        return depth if view is None else view.depth(depth)
 
     # -- resets ------------------------------------------------------------------------------
     def _check_resets(self, item: _Item, frame: Any) -> None:
