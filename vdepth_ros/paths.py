@@ -40,3 +40,16 @@ def evaldata_dir() -> Path | None:
         if cand.is_dir():
             return cand
     return None
+
+
+def reference_code_dir() -> Path | None:
+    """`../shared/reference-code` next to the checkout: the seed papers' own code, used only by tests and
+    benchmarks to compare against numerically (never imported by the package). `VDEPTH_REFERENCE_CODE`
+    overrides it; None when absent, so callers skip with a reason."""
+    env = os.environ.get("VDEPTH_REFERENCE_CODE")
+    cands = [Path(env)] if env else []
+    cands += [REPO_ROOT.parent / "shared" / "reference-code", REPO_ROOT.parent.parent / "shared" / "reference-code"]
+    for cand in cands:
+        if cand.is_dir():
+            return cand
+    return None
