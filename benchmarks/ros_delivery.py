@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -184,16 +185,16 @@ def measure(size: str, rate: float, qos: str, transport: str, seconds: float, do
 
 
 def _stats(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Delivered share per repeat (min/median/max); latency over every delivered image of all repeats."""
     fractions = [r["received"] / r["sent"] for r in runs]
-    medians = [statistics.median(r["latencies_ms"]) for r in runs if r["latencies_ms"]]
-    p95s = [sorted(r["latencies_ms"])[int(0.95 * (len(r["latencies_ms"]) - 1))] for r in runs if r["latencies_ms"]]
+    latencies = sorted(x for r in runs for x in r["latencies_ms"])
     return {
         "delivered": [f"{r['received']}/{r['sent']}" for r in runs],
         "fraction_min": min(fractions),
         "fraction_median": statistics.median(fractions),
         "fraction_max": max(fractions),
-        "latency_median_ms": statistics.median(medians) if medians else None,
-        "latency_p95_ms": statistics.median(p95s) if p95s else None,
+        "latency_median_ms": statistics.median(latencies) if latencies else None,
+        "latency_p95_ms": latencies[math.ceil(0.95 * len(latencies)) - 1] if latencies else None,  # nearest rank
     }
 
 
@@ -257,7 +258,10 @@ def main(argv: list[str] | None = None) -> int:
             if s["latency_median_ms"]
             else f"{'-':>10} {'-':>7}"
         )
-        print(f"{size:9} {rate:3.0f} {qos:13} {transport:15} {' '.join(s['delivered']):22} {pct:15} {lat} {load:5.1f}")
+        print(
+            f"{size:9} {rate:3.0f} {qos:13} {transport:15} {' '.join(s['delivered']):22} {pct:15} {lat} {load:5.1f}",
+            flush=True,
+        )
     print(f"\nload average at end: {os.getloadavg()}")
     if args.json:
         for row in rows:
