@@ -82,7 +82,7 @@ def run_publisher(args: argparse.Namespace) -> None:
     width, height = SIZES[args.size]
     rclpy.init()
     node = rclpy.create_node("delivery_pub")
-    pub = node.create_publisher(Image, "image", _qos(args.reliability, args.depth))
+    pub = node.create_publisher(Image, args.topic, _qos(args.reliability, args.depth))
     msg = Image(height=height, width=width, encoding="rgb8", step=width * 3)
     msg.data = bytes(range(256)) * (width * height * 3 // 256)
     deadline = time.monotonic() + 15.0
@@ -121,7 +121,7 @@ def run_subscriber(args: argparse.Namespace) -> None:
 
     rclpy.init()
     node = rclpy.create_node("delivery_sub")
-    node.create_subscription(Image, "image", on_image, _qos(args.reliability, args.depth))
+    node.create_subscription(Image, args.topic, on_image, _qos(args.reliability, args.depth))
     stop = threading.Event()
     threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
     while not stop.is_set():
@@ -144,7 +144,20 @@ def measure(size: str, rate: float, qos: str, transport: str, seconds: float, do
     """One run: a subscriber and a publisher process started together (the publisher waits until
     it sees the subscriber); their JSON reports joined."""
     pub_rel, pub_depth, sub_rel, sub_depth = QOS[qos]
-    common = [sys.executable, __file__, "--size", size, "--rate", str(rate), "--seconds", str(seconds)]
+    # a topic of this run alone: other ROS processes on the machine may share the domain id
+    topic = f"/vdepth_delivery_{os.getpid()}_{domain}_{time.monotonic_ns()}/image"
+    common = [
+        sys.executable,
+        __file__,
+        "--size",
+        size,
+        "--rate",
+        str(rate),
+        "--seconds",
+        str(seconds),
+        "--topic",
+        topic,
+    ]
     with tempfile.TemporaryDirectory(prefix="vdepth-delivery-") as log_dir:
         pub_env, sub_env = (_child_env(domain, extra, log_dir) for extra in TRANSPORTS[transport])
         sub_err = Path(log_dir) / "sub.stderr"
@@ -195,7 +208,7 @@ def _stats(runs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def grid(quick: bool) -> list[tuple[str, float, str, str]]:
+def grid(quick: bool, sizes: list[str] | None = None) -> list[tuple[str, float, str, str]]:
     """(size, rate, qos, transport). Quick: 640x480 at 15 Hz, best-effort and reliable, with the
     default transport and the profile. Full: for both sizes and rates, best-effort with the
     default transport and the profile (in both processes, or only one), reliable and reliable ->
@@ -203,7 +216,7 @@ def grid(quick: bool) -> list[tuple[str, float, str, str]]:
     if quick:
         return [("640x480", 15.0, q, t) for q in ("BE5->BE5", "REL10->REL10") for t in ("default", "xml-profile")]
     out = []
-    for size, rate in itertools.product(SIZES, (15.0, 30.0)):
+    for size, rate in itertools.product(sizes or SIZES, (15.0, 30.0)):
         out += [(size, rate, "BE5->BE5", t) for t in ("default", "xml-profile", "xml-profile-pub", "xml-profile-sub")]
         if (size, rate) == ("640x480", 15.0):
             out += [(size, rate, "BE5->BE5", t) for t in ("SHM", "UDPv4", "LARGE_DATA", "LARGE_DATA+4MB")]
@@ -227,12 +240,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="640x480 at 15 Hz, 4 settings, 1 repeat, 3 s")
     p.add_argument("--repeats", type=int, help="runs per setting (default 2; --quick 1)")
     p.add_argument("--seconds", type=float, help="publishing time per run (default 4; --quick 3)")
+    p.add_argument("--sizes", nargs="+", choices=sorted(SIZES), help="full grid for these image sizes only")
     p.add_argument("--json", type=Path, help="also write all runs here")
     p.add_argument("--role", choices=("pub", "sub"), help=argparse.SUPPRESS)
     p.add_argument("--size", default="640x480", help=argparse.SUPPRESS)
     p.add_argument("--rate", type=float, default=15.0, help=argparse.SUPPRESS)
     p.add_argument("--reliability", default="reliable", help=argparse.SUPPRESS)
     p.add_argument("--depth", type=int, default=10, help=argparse.SUPPRESS)
+    p.add_argument("--topic", default="image", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.role:
         (run_publisher if args.role == "pub" else run_subscriber)(args)
@@ -245,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     header = f"{'size':9} {'Hz':>3} {'QoS pub->sub':13} {'transport':15} {'delivered':22} {'min/med/max %':15} "
     print(header + f"{'lat med ms':>10} {'p95 ms':>7} {'load':>5}")
     rows, domain = [], itertools.cycle(range(70, 80))
-    for size, rate, qos, transport in grid(args.quick):
+    for size, rate, qos, transport in grid(args.quick, args.sizes):
         load = os.getloadavg()[0]
         runs = [measure(size, rate, qos, transport, seconds, next(domain)) for _ in range(repeats)]
         s = _stats(runs)
