@@ -61,6 +61,18 @@ TRANSPORTS: dict[str, tuple[dict[str, str], dict[str, str]]] = {
     "xml-profile-pub": (_PROFILE_ENV, {}),  # only the camera driver has it
     "xml-profile-sub": ({}, _PROFILE_ENV),  # only the node has it
 }
+#: `--udp-over-limit`: a profile with UDP only, asking socket buffers twice net.core.rmem_max
+UDP_OVER_LIMIT = """<?xml version="1.0" encoding="UTF-8"?>
+<dds xmlns="http://www.eprosima.com"><profiles>
+  <transport_descriptors><transport_descriptor><transport_id>udp</transport_id><type>UDPv4</type>
+    <sendBufferSize>{size}</sendBufferSize><receiveBufferSize>{size}</receiveBufferSize>
+  </transport_descriptor></transport_descriptors>
+  <participant profile_name="udp_over_limit" is_default_profile="true"><rtps>
+    <userTransports><transport_id>udp</transport_id></userTransports>
+    <useBuiltinTransports>false</useBuiltinTransports>
+  </rtps></participant>
+</profiles></dds>
+"""
 
 
 def _qos(reliability: str, depth: int) -> Any:
@@ -235,12 +247,32 @@ def _kernel_buffers() -> str:
     return f"kernel socket buffers {values} (rmem_max writable by this user: {writable}; not changed here)"
 
 
+def check_udp_over_limit() -> int:
+    """Best effort 640x480 at 15 Hz over UDP only, with socket buffers of twice `rmem_max`."""
+    limit = int(Path("/proc/sys/net/core/rmem_max").read_text())
+    with tempfile.NamedTemporaryFile("w", suffix=".xml", delete=False) as f:
+        f.write(UDP_OVER_LIMIT.format(size=2 * limit))
+    TRANSPORTS["udp-over-limit"] = ({"FASTDDS_DEFAULT_PROFILES_FILE": f.name},) * 2
+    try:
+        run = measure("640x480", 15.0, "BE5->BE5", "udp-over-limit", 3.0, 79)
+    finally:
+        Path(f.name).unlink()
+    arrived = f"{run['received']}/{run['sent']}"
+    print(f"load {os.getloadavg()[0]:.1f}; UDP buffers {2 * limit} > rmem_max {limit}: {arrived} arrived")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="640x480 at 15 Hz, 4 settings, 1 repeat, 3 s")
     p.add_argument("--repeats", type=int, help="runs per setting (default 2; --quick 1)")
     p.add_argument("--seconds", type=float, help="publishing time per run (default 4; --quick 3)")
     p.add_argument("--sizes", nargs="+", choices=sorted(SIZES), help="full grid for these image sizes only")
+    p.add_argument(
+        "--udp-over-limit",
+        action="store_true",
+        help="only check what a profile asking UDP buffers over net.core.rmem_max does (640x480, 15 Hz)",
+    )
     p.add_argument("--json", type=Path, help="also write all runs here")
     p.add_argument("--role", choices=("pub", "sub"), help=argparse.SUPPRESS)
     p.add_argument("--size", default="640x480", help=argparse.SUPPRESS)
@@ -252,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.role:
         (run_publisher if args.role == "pub" else run_subscriber)(args)
         return 0
+    if args.udp_over_limit:
+        return check_udp_over_limit()
     repeats = args.repeats or (1 if args.quick else 2)
     seconds = args.seconds or (3.0 if args.quick else 4.0)
     print(f"load average at start: {os.getloadavg()}  cores: {os.cpu_count()}")
