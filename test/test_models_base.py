@@ -35,6 +35,7 @@ class _Child(_Parent):
 
 def test_the_arguments_with_defaults_become_the_config_as_json_types() -> None:
     assert _Parent(8, name="x").config == {"width": 8, "sizes": [1, 2], "name": "x"}
+    assert list(_Parent.__init__.__signature__.parameters) == ["self", "width", "sizes", "name"]  # kept for callers
 
 
 def test_the_most_derived_class_records_and_its_parent_adds_nothing() -> None:

@@ -166,6 +166,7 @@ def register_to_config(init: Callable[..., None]) -> Callable[..., None]:
             object.__setattr__(self, "_vdepth_config", _jsonable(config))
         init(self, *args, **kwargs)
 
+    recording_init.__signature__ = signature  # type: ignore[attr-defined]  # as before: read by callers
     recording_init._registers_config = True  # type: ignore[attr-defined]
     return recording_init
 
