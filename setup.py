@@ -17,6 +17,7 @@ core = [
     "opencv-python-headless>=4.10,<6",
     "safetensors>=0.4",
     "tqdm>=4.66",
+    "threadpoolctl>=3.1",  # vdepth_ros/blas.py
 ]
 extras = {
     # Kilted PyPI wheels; never mix with ros-jazzy-* (they pin the same dist names).
@@ -26,7 +27,6 @@ extras = {
         "ros-std-msgs~=5.5",
         "ros-geometry-msgs~=5.5",
         "ros-diagnostic-msgs~=5.5",
-        "ros-stereo-msgs~=5.5",
         "ros-rmw-fastrtps-cpp~=9.3",
     ],
     "bag": ["rosbags>=0.11.9", "mcap>=1.2", "mcap-ros2-support>=0.5"],
@@ -44,7 +44,8 @@ extras = {
     ],
     # Needs NVIDIA's index and a GPU; cannot be installed on the project's CPU machines.
     "trt": ["tensorrt>=10", "onnxruntime-gpu>=1.20"],
-    "dev": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "psutil>=5.9"],
+    # colcon-common-extensions: test_package.py builds the package with colcon (docs/install.md)
+    "dev": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "psutil>=5.9", "colcon-common-extensions>=0.3"],
 }
 
 setup(
@@ -58,7 +59,7 @@ setup(
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.py")),
-        (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
         (f"share/{PACKAGE}/models/default", glob("models/default/*")),
     ],
     python_requires=">=3.10",

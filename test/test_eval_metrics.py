@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from vdepth_ros.consistency import temporal_alignment_error
 from vdepth_ros.eval.metrics import (
     aligned_depth,
     constant_prediction,
@@ -13,7 +14,6 @@ from vdepth_ros.eval.metrics import (
     fit_disparity_affine,
     nearness_gain,
     row_ramp_prediction,
-    temporal_alignment_error,
     valid_mask,
 )
 

@@ -15,7 +15,7 @@ from vdepth_export.cli import main as cli_main
 from vdepth_export.export_onnx import ExportError, export_onnx, parity_path_for
 from vdepth_export.parity import compare, parity_clips, synthetic_clip
 
-from vdepth_ros.models import ExportSignature, InputConstraints, VideoDepthModel
+from vdepth_ros.models import ExportSignature, InputConstraints, VideoDepthModel, register_to_config
 from vdepth_ros.runtime import create_engine
 from vdepth_ros.runtime.spec import InputSpec, spec_path_for
 from vdepth_ros.runtime.trt_cache import external_data_path
@@ -111,6 +111,7 @@ class _BakedBranch(nn.Module):
 class BakedBranchNet(VideoDepthModel):
     family = "bakedbranch"
 
+    @register_to_config
     def __init__(self) -> None:
         super().__init__()
 
@@ -212,6 +213,7 @@ class _RMSGraph(nn.Module):
 class RMSNet(VideoDepthModel):
     family = "rmsnet"
 
+    @register_to_config
     def __init__(self) -> None:
         super().__init__()
         self.graph = _RMSGraph()

@@ -86,11 +86,11 @@ def test_cli_errors_name_the_problem(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 
 def test_with_camera_poses_the_papers_tae_is_reported_too(tmp_path: Path) -> None:
-    """`--pose-topic`: TAE on the bag's own poses equals `eval.metrics.temporal_alignment_error`."""
+    """`--pose-topic`: TAE on the bag's own poses equals `consistency.temporal_alignment_error`."""
     pytest.importorskip("embreex")
     from vdepth_training.data.synthetic import render_clip
 
-    from vdepth_ros.eval.metrics import temporal_alignment_error
+    from vdepth_ros.consistency import temporal_alignment_error
 
     clip = render_clip(990001, frames=10, height=96, width=128, kind="room", style="rich")  # static room
     gt = np.where(np.isfinite(clip.depth), clip.depth, 0.0).astype(np.float32)

@@ -62,7 +62,7 @@ def _write(tmp_path: Path, text: str) -> Path:
     return p
 
 
-def test_load_params_merges_sections_by_specificity(tmp_path):
+def test_load_params_merges_the_sections_that_apply_as_rcl_does(tmp_path):
     path = _write(
         tmp_path,
         """
@@ -86,7 +86,8 @@ other_node:
     )
     params = load_params(path)
     assert params == {"window": 45, "publish": "final", "qos.depth": 5, "qos.reliability": "best_effort", "overlap": 9}
-    assert load_params(path, "/robot/other_node")["window"] == 7
+    assert load_params(path, "other_node")["window"] == 7
+    assert load_params(path, "/robot/other_node")["window"] == 32  # a plain name: no namespace only
     cfg, unknown = PipelineConfig.from_params(params)
     assert (cfg.window, cfg.overlap, cfg.publish) == (45, 9, "final")
     assert unknown == {"qos.depth": 5, "qos.reliability": "best_effort"}

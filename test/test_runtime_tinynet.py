@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from vdepth_ros.models import MODEL_FAMILIES, ExportSignature, InputConstraints, VideoDepthModel
+from vdepth_ros.models import MODEL_FAMILIES, ExportSignature, InputConstraints, VideoDepthModel, register_to_config
 
 TINY_FAMILY = "tinytest"
 
@@ -33,6 +33,7 @@ class TinyVideoNet(VideoDepthModel):
 
     family = TINY_FAMILY
 
+    @register_to_config
     def __init__(self, channels: int = 8, multiple_of: int = 4, window: int = 6) -> None:
         super().__init__()
         self.multiple_of, self.window = multiple_of, window

@@ -1,4 +1,4 @@
-"""Thread count of the OpenBLAS that numpy loaded (no threadpoolctl dependency).
+"""Thread count of the BLAS that numpy loaded, set through threadpoolctl.
 
 Why the node and the offline tools care: numpy's pip wheels ship OpenBLAS, which starts one
 thread per core and splits even small calls (the stitcher's weighted fits are `float64` dot
@@ -9,61 +9,31 @@ OpenBLAS thread burnt ~35 % of a core spinning and the stitching step took 5-8x 
 worker fell behind at 15 Hz. With one BLAS thread the same work runs in the caller and takes ~2 ms
 per frame.
 
-Linux only (reads `/proc/self/maps`); elsewhere, or for a BLAS other than OpenBLAS, nothing is
-changed and an empty result says so.
+threadpoolctl finds every BLAS loaded in the process (OpenBLAS under any of its symbol prefixes,
+MKL, BLIS, FlexiBLAS) and sets it process-wide; with none loaded, nothing is changed and an empty
+result says so.
 """
 
 from __future__ import annotations
 
-import ctypes
+import os
 from pathlib import Path
 
-#: (setter, getter) symbol pairs across OpenBLAS builds: plain, 64-bit-int, numpy/scipy wheels.
-_SYMBOLS: tuple[tuple[str, str], ...] = (
-    ("openblas_set_num_threads", "openblas_get_num_threads"),
-    ("openblas_set_num_threads64_", "openblas_get_num_threads64_"),
-    ("scipy_openblas_set_num_threads64_", "scipy_openblas_get_num_threads64_"),
-    ("scipy_openblas_set_num_threads", "scipy_openblas_get_num_threads"),
-)
 
+def _blas_libraries() -> list[dict]:
+    import numpy  # noqa: F401  (make sure numpy's BLAS is loaded before threadpoolctl looks)
+    from threadpoolctl import threadpool_info
 
-def _loaded_openblas() -> list[str]:
-    """Paths of the OpenBLAS shared libraries mapped into this process."""
-    import numpy  # noqa: F401  (make sure numpy's BLAS is the one we find)
-
-    try:
-        maps = Path("/proc/self/maps").read_text()
-    except OSError:
-        return []
-    paths = {line.split(None, 5)[-1] for line in maps.splitlines() if line.count(" ") >= 5}
-    return sorted(p for p in paths if "openblas" in Path(p).name.lower() and ".so" in Path(p).name)
-
-
-def _pools() -> list[tuple[str, object, object]]:
-    """(library file name, setter, getter) of every loaded OpenBLAS that exports a thread API."""
-    pools = []
-    for path in _loaded_openblas():
-        try:
-            lib = ctypes.CDLL(path)  # already loaded: the same handle, nothing new is loaded
-        except OSError:
-            continue
-        for set_name, get_name in _SYMBOLS:
-            setter, getter = getattr(lib, set_name, None), getattr(lib, get_name, None)
-            if setter is not None and getter is not None:
-                setter.argtypes, setter.restype = [ctypes.c_int], None
-                getter.argtypes, getter.restype = [], ctypes.c_int
-                pools.append((Path(path).name, setter, getter))
-                break
-    return pools
+    return [lib for lib in threadpool_info() if lib.get("user_api") == "blas"]
 
 
 def blas_threads() -> dict[str, int]:
-    """Current thread count of every loaded OpenBLAS, by library file name."""
-    return {name: int(getter()) for name, _setter, getter in _pools()}
+    """Current thread count of every loaded BLAS, by library file name."""
+    return {Path(lib["filepath"]).name: int(lib["num_threads"]) for lib in _blas_libraries()}
 
 
 def set_blas_threads(n: int) -> dict[str, int]:
-    """Set every loaded OpenBLAS to `n` threads (process-wide); returns the previous counts.
+    """Set every loaded BLAS to `n` threads (process-wide); returns the previous counts.
 
     Args:
         n: threads (>= 1).
@@ -73,19 +43,18 @@ def set_blas_threads(n: int) -> dict[str, int]:
     """
     if int(n) < 1:
         raise ValueError(f"BLAS threads must be >= 1, got {n}")
-    before = {}
-    for name, setter, getter in _pools():
-        before[name] = int(getter())
-        setter(int(n))
+    from threadpoolctl import threadpool_limits
+
+    before = blas_threads()
+    if before:
+        threadpool_limits(limits=int(n), user_api="blas")  # not used as a context: the limit stays
     return before
 
 
 def limit_blas_threads_for_tool(n: int = 1) -> dict[str, int]:
-    """What every vdepth command-line tool calls first: OpenBLAS at `n` threads (see module doc),
+    """What every vdepth command-line tool calls first: BLAS at `n` threads (see module doc),
     unless the user chose a count with `OPENBLAS_NUM_THREADS`; returns the previous counts
     (empty if nothing was changed). `n` = 0 leaves the pool as it is (the node's `blas_threads: 0`)."""
-    import os
-
     if n <= 0 or os.environ.get("OPENBLAS_NUM_THREADS"):
         return {}
     return set_blas_threads(n)

@@ -200,45 +200,17 @@ def _coerce(name: str, annotation: Any, value: Any) -> Any:
     raise ConfigError(f"{name}: unsupported field type {kind}")  # pragma: no cover - programming error
 
 
-def _flatten(prefix: str, tree: dict[str, Any], out: dict[str, Any]) -> None:
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            _flatten(f"{name}.", value, out)
-        else:
-            out[name] = value
-
-
 def load_params(yaml_path: str | Path, node_name: str | None = None) -> dict[str, Any]:
-    """Read a ROS 2 parameter file into one flat dict (nested keys joined with dots).
+    """Read a ROS 2 parameter file into one flat dict (nested keys joined with dots), exactly as
+    the node named `node_name` (default `/depth_node`; `/ns/name` for a namespaced one) gets it.
 
-    Sections are merged in increasing specificity: `/**`, then `/**/<node>`, then `<node>` /
-    `/<node>` (so node-specific values win). `node_name` defaults to "depth_node"; with
-    `node_name=None` only that default name is used.
+    rcl's rules (`vdepth_ros.param_file`): rclpy's own reading when rclpy is importable, the same
+    rules in pure Python otherwise. Sections apply in file order, later ones winning: `/**:
+    window: 8` then `/front/depth_node: window: 16` gives 16 for `/front/depth_node`.
 
     Raises:
-        ConfigError: missing file, bad YAML, or no matching `ros__parameters` section.
+        ConfigError: missing or invalid file, or no section of it applies to the node.
     """
-    import yaml
+    from vdepth_ros.param_file import fully_qualified, read_node_params
 
-    path = Path(yaml_path)
-    if not path.is_file():
-        raise ConfigError(f"parameter file {path} not found")
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"parameter file {path} is not valid YAML: {err}") from err
-    if not isinstance(doc, dict):
-        raise ConfigError(f"parameter file {path} must map node names to ros__parameters")
-    node = (node_name or "depth_node").strip("/").split("/")[-1]
-    order = ["/**", f"/**/{node}", node, f"/{node}"]
-    out: dict[str, Any] = {}
-    found = False
-    for key in order:
-        section = doc.get(key)
-        if isinstance(section, dict) and isinstance(section.get("ros__parameters"), dict):
-            _flatten("", section["ros__parameters"], out)
-            found = True
-    if not found:
-        raise ConfigError(f"parameter file {path} has no ros__parameters for {order}; sections: {sorted(doc)}")
-    return out
+    return read_node_params(yaml_path, fully_qualified(node_name or "depth_node"))

@@ -1,4 +1,5 @@
-"""Temporal consistency of a depth video without ground truth: the optical-flow warping error.
+"""Temporal consistency of a depth video: the optical-flow warping error (no ground truth needed)
+and the papers' TAE (ground-truth camera poses).
 
 Flicker is what users of video depth complain about most (anchors: FlashDepth #4/#11), and the
 papers' temporal metric (TAE) needs ground-truth camera poses, which a robot's own recording
@@ -19,6 +20,14 @@ does not depend on the unit or scale of the depth (metric, `range` or a protocol
 it does not separate flicker from true change: a camera moving along its axis changes the depth
 of everything by its own motion (about 1 % per frame for 2 cm per frame at 2 m), a floor for every
 method on the same video. Compare methods on the same video, not numbers across videos.
+
+TAE (Depth Any Video; VDA `benchmark/eval/eval_tae.py`), used by `vdepth-eval` and by
+`vdepth-flicker --pose-topic`, so it sits here, below both: the aligned predicted depth of frame k
+is back-projected with the intrinsics, moved into frame k+1 with the camera poses, splatted to the
+nearest pixel and compared (AbsRel) to the predicted depth of frame k+1; the same from k+1 back to
+k; summed over all adjacent pairs and divided by 2 (T - 1); reported x100 as VDA does. Deviation:
+when several points land on one pixel the nearest one is kept (a z-buffer) instead of whichever
+was written last, which is order-dependent.
 """
 
 from __future__ import annotations
@@ -168,4 +177,50 @@ def flow_warping_error(rgb: np.ndarray, depth: np.ndarray, max_width: int = 320)
     return meter.mean
 
 
-__all__ = ["FlickerMonitor", "FlowWarpingError", "flow_warping_error"]
+def _warp_abs_rel(d1: np.ndarray, d2: np.ndarray, rel: np.ndarray, K: np.ndarray) -> float:
+    """AbsRel between depth `d1` moved into frame 2 by `rel` (frame1 -> frame2) and `d2`; 0 if no overlap."""
+    h, w = d1.shape
+    v, u = np.mgrid[0:h, 0:w].astype(np.float64)
+    z = d1.astype(np.float64)
+    pts = np.stack([(u - K[0, 2]) * z / K[0, 0], (v - K[1, 2]) * z / K[1, 1], z], -1).reshape(-1, 3)
+    q = pts @ rel[:3, :3].T + rel[:3, 3]
+    zq = q[:, 2]
+    front = zq > 1e-6
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x = np.round(q[:, 0] * K[0, 0] / zq + K[0, 2])
+        y = np.round(q[:, 1] * K[1, 1] / zq + K[1, 2])
+    ok = front & (x >= 0) & (x < w) & (y >= 0) & (y < h)
+    if not ok.any():
+        return 0.0
+    flat = y[ok].astype(np.int64) * w + x[ok].astype(np.int64)
+    proj = np.full(h * w, np.inf)
+    np.minimum.at(proj, flat, zq[ok])  # z-buffer: nearest point per pixel
+    proj = proj.reshape(h, w)
+    m = np.isfinite(proj) & (proj > 0) & (d2 > 0)
+    if not m.any():
+        return 0.0
+    return float(np.mean(np.abs(d2[m] - proj[m]) / d2[m]))
+
+
+def pair_tae(
+    d1: np.ndarray, d2: np.ndarray, pose1: np.ndarray, pose2: np.ndarray, K1: np.ndarray, K2: np.ndarray
+) -> float:
+    """One adjacent pair's TAE term x100: depth 1 warped into frame 2 and back, averaged.
+
+    `pose1`, `pose2` are camera-to-world `(4, 4)`; `K1`, `K2` the `(3, 3)` intrinsics of each depth."""
+    rel = np.linalg.inv(pose2) @ pose1  # frame 1 -> frame 2
+    return 50.0 * (_warp_abs_rel(d1, d2, rel, K1) + _warp_abs_rel(d2, d1, np.linalg.inv(rel), K2))
+
+
+def temporal_alignment_error(depth: np.ndarray, intrinsics: np.ndarray, poses: np.ndarray) -> float:
+    """TAE x100 of an aligned depth video `(T, H, W)` with GT `K` `(3, 3)` or `(T, 3, 3)` and
+    camera-to-world `poses` `(T, 4, 4)` (see the module docstring)."""
+    t = depth.shape[0]
+    if t < 2:
+        return 0.0
+    Ks = np.broadcast_to(np.asarray(intrinsics, np.float64), (t, 3, 3))
+    terms = [pair_tae(depth[k], depth[k + 1], poses[k], poses[k + 1], Ks[k], Ks[k + 1]) for k in range(t - 1)]
+    return float(np.mean(terms))
+
+
+__all__ = ["FlickerMonitor", "FlowWarpingError", "flow_warping_error", "pair_tae", "temporal_alignment_error"]

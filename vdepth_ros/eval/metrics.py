@@ -7,12 +7,9 @@
 3. `aligned = max(s * pred + t, 1e-3)`, `depth = clip(1 / aligned, 1e-3, max_depth)`.
 4. AbsRel and delta1 in depth space, averaged over the valid pixels of each frame, then over
    frames (frames without valid pixels are skipped).
-5. TAE (Depth Any Video; VDA `benchmark/eval/eval_tae.py`): the aligned predicted depth of frame k
-   is back-projected with the GT intrinsics, moved into frame k+1 with the GT poses, splatted to
-   the nearest pixel and compared (AbsRel) to the predicted depth of frame k+1; the same from
-   k+1 back to k; summed over all adjacent pairs and divided by 2 (T - 1); reported x100 as VDA
-   does. Deviation: when several points land on one pixel the nearest one is kept (a z-buffer)
-   instead of whichever was written last, which is order-dependent.
+5. TAE (Depth Any Video; VDA `benchmark/eval/eval_tae.py`) on the aligned depth with the GT camera:
+   `vdepth_ros.consistency.temporal_alignment_error` (it sits below `offline/` and `eval/`, which
+   both use it).
 
 Our diagnostic, not the papers': the nearness gain (`nearness_gain`), the least-squares slope of
 the per-frame log median aligned depth on the per-frame log median GT depth. 1 = the prediction
@@ -24,6 +21,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+
+from vdepth_ros.consistency import temporal_alignment_error
 
 PRED_FLOOR = 1e-3
 
@@ -120,52 +119,6 @@ def nearness_gain(depth: np.ndarray, gt_depth: np.ndarray, valid: np.ndarray, mi
         return None
     xc = xa - xa.mean()
     return float(xc @ (ya - ya.mean()) / (xc @ xc))
-
-
-def _warp_abs_rel(d1: np.ndarray, d2: np.ndarray, rel: np.ndarray, K: np.ndarray) -> float:
-    """AbsRel between depth `d1` moved into frame 2 by `rel` (frame1 -> frame2) and `d2`; 0 if no overlap."""
-    h, w = d1.shape
-    v, u = np.mgrid[0:h, 0:w].astype(np.float64)
-    z = d1.astype(np.float64)
-    pts = np.stack([(u - K[0, 2]) * z / K[0, 0], (v - K[1, 2]) * z / K[1, 1], z], -1).reshape(-1, 3)
-    q = pts @ rel[:3, :3].T + rel[:3, 3]
-    zq = q[:, 2]
-    front = zq > 1e-6
-    with np.errstate(divide="ignore", invalid="ignore"):
-        x = np.round(q[:, 0] * K[0, 0] / zq + K[0, 2])
-        y = np.round(q[:, 1] * K[1, 1] / zq + K[1, 2])
-    ok = front & (x >= 0) & (x < w) & (y >= 0) & (y < h)
-    if not ok.any():
-        return 0.0
-    flat = y[ok].astype(np.int64) * w + x[ok].astype(np.int64)
-    proj = np.full(h * w, np.inf)
-    np.minimum.at(proj, flat, zq[ok])  # z-buffer: nearest point per pixel
-    proj = proj.reshape(h, w)
-    m = np.isfinite(proj) & (proj > 0) & (d2 > 0)
-    if not m.any():
-        return 0.0
-    return float(np.mean(np.abs(d2[m] - proj[m]) / d2[m]))
-
-
-def pair_tae(
-    d1: np.ndarray, d2: np.ndarray, pose1: np.ndarray, pose2: np.ndarray, K1: np.ndarray, K2: np.ndarray
-) -> float:
-    """One adjacent pair's TAE term x100: depth 1 warped into frame 2 and back, averaged.
-
-    `pose1`, `pose2` are camera-to-world `(4, 4)`; `K1`, `K2` the `(3, 3)` intrinsics of each depth."""
-    rel = np.linalg.inv(pose2) @ pose1  # frame 1 -> frame 2
-    return 50.0 * (_warp_abs_rel(d1, d2, rel, K1) + _warp_abs_rel(d2, d1, np.linalg.inv(rel), K2))
-
-
-def temporal_alignment_error(depth: np.ndarray, intrinsics: np.ndarray, poses: np.ndarray) -> float:
-    """TAE x100 of an aligned depth video `(T, H, W)` with GT `K` `(3, 3)` or `(T, 3, 3)` and
-    camera-to-world `poses` `(T, 4, 4)` (see the module docstring)."""
-    t = depth.shape[0]
-    if t < 2:
-        return 0.0
-    Ks = np.broadcast_to(np.asarray(intrinsics, np.float64), (t, 3, 3))
-    terms = [pair_tae(depth[k], depth[k + 1], poses[k], poses[k + 1], Ks[k], Ks[k + 1]) for k in range(t - 1)]
-    return float(np.mean(terms))
 
 
 def _scoring_inputs(
@@ -285,6 +238,5 @@ __all__ = [
     "frame_metrics",
     "nearness_gain",
     "row_ramp_prediction",
-    "temporal_alignment_error",
     "valid_mask",
 ]

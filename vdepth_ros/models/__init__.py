@@ -19,6 +19,7 @@ from vdepth_ros.models.base import (
     VideoDepthModel,
     load_state_dict_file,
     read_config,
+    register_to_config,
 )
 
 # registry name -> "module:Class"; modules import lazily so a family's heavy deps load on demand.
@@ -78,4 +79,5 @@ __all__ = [
     "load_model",
     "load_state_dict_file",
     "read_config",
+    "register_to_config",
 ]

@@ -7,10 +7,12 @@ config (typed, with defaults, JSON-serialisable); `save_pretrained(dir)` writes 
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -81,8 +83,10 @@ class ExportSignature:
 class VideoDepthModel(nn.Module):
     """Base class of every family: `predict` a window of frames to per-frame disparity.
 
-    Subclasses set `family` (registry name), call `super().__init__()` first, and accept only
-    JSON-serialisable keyword arguments with defaults; those arguments are recorded as the config.
+    Subclasses set `family` (registry name), decorate `__init__` with `@register_to_config`, call
+    `super().__init__()` first, and accept only JSON-serialisable keyword arguments with defaults;
+    those arguments are recorded as the config (a subclass whose `__init__` lacks the decorator is
+    refused when it is defined).
     """
 
     family: ClassVar[str] = ""
@@ -90,24 +94,11 @@ class VideoDepthModel(nn.Module):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         init = cls.__dict__.get("__init__")
-        if init is None:
-            return
-
-        sig = inspect.signature(init)
-
-        def wrapped(self: VideoDepthModel, *args: Any, __init=init, __sig=sig, **kw: Any) -> None:
-            bound = __sig.bind(self, *args, **kw)
-            bound.apply_defaults()
-            cfg = {k: v for k, v in bound.arguments.items() if k != "self"}
-            # The most-derived class's arguments win (its __init__ runs first).
-            if not hasattr(self, "_vdepth_config_locked"):
-                object.__setattr__(self, "_vdepth_config_locked", True)
-                object.__setattr__(self, "_vdepth_config", _jsonable(cfg))
-            __init(self, *args, **kw)
-
-        wrapped.__signature__ = sig  # type: ignore[attr-defined]
-        wrapped.__doc__ = init.__doc__
-        cls.__init__ = wrapped  # type: ignore[method-assign]
+        if init is not None and not getattr(init, "_registers_config", False):
+            raise TypeError(
+                f"{cls.__name__}.__init__ must be decorated with @register_to_config "
+                "(vdepth_ros.models.base): its arguments are the model's config.json"
+            )
 
     @property
     def config(self) -> dict[str, Any]:
@@ -151,6 +142,33 @@ class VideoDepthModel(nn.Module):
         # running as another user (a container, a service account) can read the weights it is given.
         os.chmod(out / WEIGHTS_NAME, stat.S_IMODE((out / CONFIG_NAME).stat().st_mode))
         return out
+
+
+def register_to_config(init: Callable[..., None]) -> Callable[..., None]:
+    """Decorator for a family's `__init__`: its arguments, defaults applied and made JSON types
+    (tuples -> lists), become the model's `config` and so its `config.json`.
+
+    The most-derived class's arguments are the config (its `__init__` runs first; a parent's
+    decorated `__init__`, called through `super().__init__(...)`, records nothing more).
+    After diffusers' `register_to_config`; diffusers' `ConfigMixin` itself does not fit: its
+    decorator lets a parent's `__init__` overwrite the child's values, stores a
+    `_use_default_values` key, keeps tuples as tuples in `config`, and brings a second way to
+    save and load (`save_config` / `from_config`) beside `save_pretrained` / `load_model`.
+    """
+    signature = inspect.signature(init)
+
+    @functools.wraps(init)
+    def recording_init(self: VideoDepthModel, *args: Any, **kwargs: Any) -> None:
+        if not hasattr(self, "_vdepth_config"):
+            bound = signature.bind(self, *args, **kwargs)
+            bound.apply_defaults()
+            config = {k: v for k, v in bound.arguments.items() if k != "self"}
+            object.__setattr__(self, "_vdepth_config", _jsonable(config))
+        init(self, *args, **kwargs)
+
+    recording_init.__signature__ = signature  # type: ignore[attr-defined]  # as before: read by callers
+    recording_init._registers_config = True  # type: ignore[attr-defined]
+    return recording_init
 
 
 def _jsonable(cfg: dict[str, Any]) -> dict[str, Any]:

@@ -53,7 +53,13 @@ from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
 from vdepth_ros.errors import InputError, ModelLoadError
 from vdepth_ros.models import edm
-from vdepth_ros.models.base import ExportSignature, InputConstraints, VideoDepthModel, load_state_dict_file
+from vdepth_ros.models.base import (
+    ExportSignature,
+    InputConstraints,
+    VideoDepthModel,
+    load_state_dict_file,
+    register_to_config,
+)
 
 #: SVD micro-conditioning `[fps, motion_bucket_id, noise_aug_strength]` as DepthCrafter passes it.
 ADDED_TIME_IDS: tuple[float, float, float] = (7.0, 127.0, 0.02)
@@ -279,6 +285,7 @@ class SVDDepthModel(VideoDepthModel):
         decode_chunk_size: frames per temporal-VAE decode call (release: 8).
     """
 
+    @register_to_config
     def __init__(
         self,
         unet: dict[str, Any] | None = None,
@@ -550,6 +557,7 @@ class DepthCrafter(SVDDepthModel):
 
     family: ClassVar[str] = "depthcrafter"
 
+    @register_to_config
     def __init__(
         self,
         unet: dict[str, Any] | None = None,

@@ -25,7 +25,13 @@ import torch
 from torch import nn
 
 from vdepth_ros.errors import ConfigError, ModelLoadError
-from vdepth_ros.models.base import ExportSignature, InputConstraints, VideoDepthModel, load_state_dict_file
+from vdepth_ros.models.base import (
+    ExportSignature,
+    InputConstraints,
+    VideoDepthModel,
+    load_state_dict_file,
+    register_to_config,
+)
 
 # Wan2.1-T2V-1.3B DiT (DVD §4.1; code `wan_video_dit.py`: dim 1536, ffn 8960, 12 heads, 30 layers).
 WAN21_1_3B_TRANSFORMER: dict[str, Any] = {
@@ -154,6 +160,7 @@ class DVD(VideoDepthModel):
 
     family: ClassVar[str] = "dvd"
 
+    @register_to_config
     def __init__(
         self,
         transformer: dict[str, Any] | None = None,

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from vdepth_ros.errors import ConfigError, ModelLoadError
-from vdepth_ros.models.base import ExportSignature, InputConstraints, VideoDepthModel
+from vdepth_ros.models.base import ExportSignature, InputConstraints, VideoDepthModel, register_to_config
 
 LATENT_SCALE = 0.18215  # SD VAE latent scale (FiffDepth pipeline; Marigold)
 
@@ -77,6 +77,7 @@ class FiffDepth(VideoDepthModel):
 
     family: ClassVar[str] = "fiffdepth"
 
+    @register_to_config
     def __init__(
         self,
         unet: dict[str, Any] | None = None,

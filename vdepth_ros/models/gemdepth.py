@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vdepth_ros.errors import ConfigError, InputError
-from vdepth_ros.models.base import load_state_dict_file
+from vdepth_ros.models.base import load_state_dict_file, register_to_config
 from vdepth_ros.models.dinov2 import build_dinov2_backbone
 from vdepth_ros.models.dpt import TemporalDPTHead
 from vdepth_ros.models.vda import VDA_PRESETS, DinoVideoDepthBase
@@ -353,6 +353,7 @@ class GemDepth(DinoVideoDepthBase):
 
     family: ClassVar[str] = "gemdepth"
 
+    @register_to_config
     def __init__(
         self,
         hidden_size: int = 1024,

@@ -51,7 +51,7 @@ import torch.nn.functional as F
 
 from vdepth_ros.errors import ConfigError, InputError
 from vdepth_ros.models import edm
-from vdepth_ros.models.base import InputConstraints
+from vdepth_ros.models.base import InputConstraints, register_to_config
 from vdepth_ros.models.depthcrafter import (
     DEFAULT_OVERLAP,
     DEFAULT_WINDOW,
@@ -99,6 +99,7 @@ class OneStepDepth(SVDDepthModel):
 
     family: ClassVar[str] = "onestep"
 
+    @register_to_config
     def __init__(
         self,
         unet: dict[str, Any] | None = None,

@@ -25,7 +25,13 @@ import torch
 import torch.nn.functional as F
 
 from vdepth_ros.errors import ConfigError, InputError, ModelLoadError
-from vdepth_ros.models.base import ExportSignature, InputConstraints, VideoDepthModel, load_state_dict_file
+from vdepth_ros.models.base import (
+    ExportSignature,
+    InputConstraints,
+    VideoDepthModel,
+    load_state_dict_file,
+    register_to_config,
+)
 from vdepth_ros.models.dinov2 import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -283,6 +289,7 @@ class VideoDepthAnything(DinoVideoDepthBase):
 
     family: ClassVar[str] = "vda"
 
+    @register_to_config
     def __init__(
         self,
         hidden_size: int = 384,

@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 import torch
 
 from vdepth_ros.errors import ConfigError
-from vdepth_ros.models.base import InputConstraints
+from vdepth_ros.models.base import InputConstraints, register_to_config
 from vdepth_ros.models.dpt import SpatialContextModule, TemporalDPTHead
 from vdepth_ros.models.efficientnet_lite import EfficientNetLiteEncoder, load_imagenet_weights
 from vdepth_ros.models.vda import DinoVideoDepthBase
@@ -64,6 +64,7 @@ class VideoDepthAnythingLite(DinoVideoDepthBase):
 
     family: ClassVar[str] = "vda_lite"
 
+    @register_to_config
     def __init__(
         self,
         features: int = 64,

@@ -167,7 +167,7 @@ def process_bag(
         raise VdepthError(f"--storage must be one of {', '.join(STORAGES)}, got {storage!r}")
     input_path, output_path = Path(input_path), Path(output_path)
     if params is None:
-        params = load_node_params(params_file)
+        params = load_node_params(params_file, f"{namespace.rstrip('/')}/depth_node")
     topics = resolve_topics(
         params,
         namespace=namespace,
@@ -350,7 +350,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     try:
-        params = load_node_params(args.params)
+        # as the node in that namespace reads the file: `/front/depth_node:` sections apply there
+        params = load_node_params(args.params, f"{args.namespace.rstrip('/')}/depth_node")
         if args.rectify:
             params = {**params, "rectify": True}
         # the node's `blas_threads` parameter, as the node applies it (vdepth_ros/blas.py)

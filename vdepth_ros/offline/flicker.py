@@ -28,10 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from vdepth_ros.consistency import FlowWarpingError
+from vdepth_ros.consistency import FlowWarpingError, pair_tae
 from vdepth_ros.encodings import camera_from_info
 from vdepth_ros.errors import InputError
-from vdepth_ros.eval.metrics import pair_tae
 from vdepth_ros.offline.bagio import (
     CAMERA_INFO,
     IMAGE,
@@ -64,7 +63,7 @@ class TopicFlicker:
         unmatched: depth images without a colour image within the slop.
         restarts: chains restarted by a gap or a backwards jump.
         errors: the per-pair errors, in order.
-        tae_terms: with camera poses, each pair's TAE x100 (`eval.metrics.pair_tae`), in order.
+        tae_terms: with camera poses, each pair's TAE x100 (`consistency.pair_tae`), in order.
         tae_note: why no TAE was computed for this topic, if it was asked for.
     """
 

@@ -38,11 +38,12 @@ def default_params_path() -> Path:
     return config_dir() / "depth.yaml"
 
 
-def load_node_params(path: str | Path | None = None) -> dict[str, Any]:
-    """The node's parameters as a flat dict, from `path` or the bundled `config/depth.yaml`."""
+def load_node_params(path: str | Path | None = None, node_name: str = "depth_node") -> dict[str, Any]:
+    """The node's parameters as a flat dict, from `path` or the bundled `config/depth.yaml`, as the
+    node `node_name` (`/ns/depth_node` for a node in a namespace) gets them (rcl's rules)."""
     from vdepth_ros.config import load_params
 
-    return dict(load_params(Path(path) if path else default_params_path()))
+    return dict(load_params(Path(path) if path else default_params_path(), node_name))
 
 
 def pipeline_config(params: dict[str, Any], *, model: str | None = None, backend: str | None = None) -> PipelineConfig:

@@ -1,0 +1,300 @@
+"""A ROS 2 parameter file (`--params-file`) read exactly as the node's rcl reads it.
+
+The offline tools (`vdepth-bag`, `vdepth-video`, `vdepth-eval`) promise to reproduce the node, so
+they must get the parameters the node gets from the same file. With rclpy importable,
+`rcl_node_params` asks rcl itself: a throw-away node in a private context, given the file as
+`--params-file`, the way the node is started (rclpy has no public call that parses a parameter
+file by rcl's rules; `rclpy.parameter.parameter_dict_from_yaml_file` is `ros2 param load`'s reader,
+with other rules). Without rclpy, `parse_param_file` + `node_params` apply the same rules in pure
+Python; `test/test_param_file.py` runs both on the same files and asserts equal results.
+
+The rules (rcl_yaml_param_parser `parse.c` and rclpy `node.cpp`, Kilted; checked against rclpy):
+- A section is `<node name>: ros__parameters: {...}`; the name may be nested
+  (`front: depth_node: ros__parameters:` is `front/depth_node`). A missing leading `/` is added.
+- A node `/ns/name` takes every section whose name matches it, `/**` standing for any number of
+  namespace levels and `/*` for exactly one (`/**`, `/**/depth_node`, `/*`); an un-namespaced
+  `depth_node` therefore matches only a node with no namespace.
+- Sections apply in the order their names first appear in the file, a later one overriding an
+  earlier one parameter by parameter; the same name written twice is one section. So
+  `/**: window: 8` followed by `/front/depth_node: window: 16` gives 16, the reverse order 8.
+- Values: plain scalars `y/yes/true/on` (and capitalisations) are true, `n/no/false/off` false;
+  integers as C's `strtol(.., 0)` (`0x1F`, and `010` is octal 8), then floats as `strtod`
+  (`1e3`, `.inf`, `0x1p3`); everything else, and every quoted scalar, is a string (`~` and
+  `null` too: there is no null). Lists must hold one type; `[]` gives no value (None). Nested
+  mappings are dotted names (`qos: depth:` is `qos.depth`). Anchors/aliases are refused.
+- Within one section a parameter given twice with different types keeps the first present in
+  rcl's order (bool, integer, double, string, then the array types), as rclpy reads rcl's struct.
+
+Deliberately stricter than rcl, where rcl's own parser mis-reads the file: keys after
+`ros__parameters` in the same mapping and an empty mapping as a parameter value are refused here.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+from vdepth_ros.errors import ConfigError
+
+PARAMS_KEY = "ros__parameters"
+_TRUE = frozenset(["Y", "y", "yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON"])
+_FALSE = frozenset(["N", "n", "no", "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF"])
+_SPECIAL_FLOATS = {
+    **{s: math.nan for s in (".nan", ".NaN", ".NAN")},
+    **{p + s: (-math.inf if p == "-" else math.inf) for p in ("", "+", "-") for s in (".inf", ".Inf", ".INF")},
+}
+# what C's strtol(s, &end, 0) and strtod consume, anchored at both ends (the whole value must parse)
+_STRTOL = re.compile(r"[ \t\n\v\f\r]*([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)", re.ASCII)
+_STRTOD_DEC = re.compile(r"[ \t\n\v\f\r]*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?", re.ASCII)
+_STRTOD_HEX = re.compile(
+    r"[ \t\n\v\f\r]*[+-]?0[xX]([0-9a-fA-F]+\.?[0-9a-fA-F]*|\.[0-9a-fA-F]+)([pP][+-]?[0-9]+)?", re.ASCII
+)
+_STRTOD_WORD = re.compile(r"[ \t\n\v\f\r]*([+-]?)(inf|infinity|nan(\([0-9a-zA-Z_]*\))?)", re.ASCII | re.IGNORECASE)
+#: rcl_variant_t's fields in the order rclpy reads them: the first one present is the value
+_KIND_ORDER = ("bool", "int", "float", "str", "bool[]", "int[]", "float[]", "str[]")
+_NODE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*", re.ASCII)
+
+Section = dict[str, dict[str, Any]]  # parameter name -> {kind: value}
+
+
+def _scalar(text: str, quoted: bool) -> tuple[str, Any]:
+    """(kind, value) of one scalar, by rcl's `get_value`."""
+    if quoted:
+        return "str", text
+    if text in _TRUE or text in _FALSE:
+        return "bool", text in _TRUE
+    if match := _STRTOL.fullmatch(text):
+        sign, digits = match.groups()
+        base = 16 if digits[1:2] in ("x", "X") else 8 if digits.startswith("0") else 10
+        value = int(sign + digits, base)
+        if -(2**63) <= value < 2**63:  # strtol sets ERANGE outside int64: then it is tried as a double
+            return "int", value
+    if text in _SPECIAL_FLOATS:
+        return "float", _SPECIAL_FLOATS[text]
+    value = _strtod(text)
+    return ("float", value) if value is not None else ("str", text)
+
+
+def _strtod(text: str) -> float | None:
+    """`strtod` over the whole text, or None where it stops early or sets ERANGE."""
+    if _STRTOD_DEC.fullmatch(text):
+        value = float(text)
+    elif _STRTOD_HEX.fullmatch(text):
+        stripped = text.strip()
+        sign = -1.0 if stripped.startswith("-") else 1.0
+        value = sign * float.fromhex(stripped.lstrip("+-"))
+    elif match := _STRTOD_WORD.fullmatch(text):
+        return float(match.group(1) + ("nan" if match.group(2).lower().startswith("nan") else "inf"))
+    else:
+        return None
+    mantissa = re.sub(r"[eEpP].*", "", text.strip().lower().replace("0x", ""))
+    overflow = math.isinf(value)
+    underflow = (value == 0.0 and any(c not in "0.+-" for c in mantissa)) or 0.0 < abs(value) < 2.2250738585072014e-308
+    return None if overflow or underflow else value
+
+
+def _events_to_tree(text: str, path: Path) -> list[Any]:
+    """The YAML documents as nested ('map', [(key, value)]) / ('seq', [..]) / ('scalar', str, quoted, line)."""
+    import yaml
+
+    stack: list[tuple[str, list[Any], int]] = []
+    docs: list[Any] = []
+
+    def add(node: Any) -> None:
+        (stack[-1][1] if stack else docs).append(node)
+
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            line = event.start_mark.line + 1
+            if isinstance(event, yaml.AliasEvent):
+                raise ConfigError(f"parameter file {path}: aliases are not supported (line {line})")
+            if isinstance(event, yaml.ScalarEvent):
+                add(("scalar", event.value, event.style in ("'", '"'), line))
+            elif isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent):
+                stack.append(("map" if isinstance(event, yaml.MappingStartEvent) else "seq", [], line))
+            elif isinstance(event, yaml.MappingEndEvent | yaml.SequenceEndEvent):
+                kind, items, start = stack.pop()
+                add((kind, list(zip(items[::2], items[1::2], strict=True)) if kind == "map" else items, start))
+    except yaml.YAMLError as err:  # one line: what and where, without PyYAML's snippet
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        reason = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"parameter file {path} is not valid YAML: {reason}{where}") from err
+    return docs
+
+
+def parse_param_file(path: str | Path) -> dict[str, Section]:
+    """Every section of a parameter file: node name (with a leading `/`) -> its parameters, in
+    the order the names first appear. Values are `{kind: value}` (see `resolve`).
+
+    Raises:
+        ConfigError: unreadable file, invalid YAML, or a file rcl refuses (with rcl's reason).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot read parameter file {path}: {err}") from err
+    sections: dict[str, Section] = {}
+    for doc in _events_to_tree(text, path):
+        if doc[0] != "map":
+            raise ConfigError(f"parameter file {path} must map node names to {PARAMS_KEY}")
+        _read_names(doc, [], sections, path)
+    return sections
+
+
+def _fail(path: Path, line: int, why: str) -> ConfigError:
+    return ConfigError(f"parameter file {path}, line {line}: {why}")
+
+
+def _read_names(mapping: Any, names: list[str], sections: dict[str, Section], path: Path) -> None:
+    """A mapping above `ros__parameters`: its keys are node names or namespaces."""
+    seen_params = False
+    for key, value in mapping[1]:
+        if key[0] != "scalar" or not key[1]:
+            raise _fail(path, key[-1], "a node name must be a non-empty plain key")
+        if seen_params:
+            raise _fail(path, key[3], f"keys after {PARAMS_KEY} in the same mapping are not read reliably by rcl")
+        if key[1].startswith(PARAMS_KEY):  # rcl compares only the prefix
+            if not names:
+                raise _fail(path, key[3], f"there are no node names before {PARAMS_KEY}")
+            if value[0] != "map":
+                raise _fail(path, value[-1], f"{PARAMS_KEY} must be a mapping of parameters")
+            name = "/".join(names)
+            _check_name(name, path, key[3])
+            node = "/" + name.lstrip("/") if not name.startswith("/") else name
+            _read_params(value, "", sections.setdefault(node, {}), path)
+            seen_params = True
+        elif value[0] == "map":
+            _read_names(value, [*names, key[1]], sections, path)
+        else:
+            raise _fail(path, value[-1], f"a value before {PARAMS_KEY} (is the node's section indented right?)")
+
+
+def _check_name(name: str, path: Path, line: int) -> None:
+    """rcl's name check; `*` and `**` are the only wildcard tokens it lets through."""
+    if name == "/**":
+        return
+    namespace, _, node = name.rpartition("/")
+    if node not in ("*", "**") and not _NODE_NAME.fullmatch(node):
+        raise _fail(path, line, f"invalid node name {node!r} in {name!r}")
+    tokens = namespace.lstrip("/").split("/") if namespace else []
+    if not all(t in ("*", "**") or _NODE_NAME.fullmatch(t) for t in tokens):
+        raise _fail(path, line, f"invalid namespace {namespace!r} in {name!r}")
+
+
+def _read_params(mapping: Any, prefix: str, params: Section, path: Path) -> None:
+    for key, value in mapping[1]:
+        if key[0] != "scalar" or not key[1]:
+            raise _fail(path, key[-1], "a parameter name must be a non-empty plain key")
+        name = prefix + key[1]
+        if value[0] == "map":
+            if not value[1]:
+                raise _fail(path, value[-1], f"{name}: an empty mapping is not a parameter value")
+            _read_params(value, name + ".", params, path)
+        elif value[0] == "scalar":
+            if not value[2] and not value[1]:
+                raise _fail(path, value[3], f"{name}: no value")
+            kind, scalar = _scalar(value[1], value[2])
+            params.setdefault(name, {})[kind] = scalar
+        else:
+            params.setdefault(name, {}).update(_sequence(name, value, path))
+
+
+def _sequence(name: str, seq: Any, path: Path) -> dict[str, list[Any]]:
+    kinds, values = set(), []
+    for item in seq[1]:
+        if item[0] != "scalar":
+            raise _fail(path, item[-1], f"{name}: a list may hold only scalars")
+        if not item[2] and not item[1]:
+            raise _fail(path, item[3], f"{name}: no value")
+        kind, value = _scalar(item[1], item[2])
+        kinds.add(kind)
+        if len(kinds) > 1:
+            raise _fail(path, item[3], f"{name}: a list must hold one type")
+        values.append(value)
+    return {f"{kinds.pop()}[]": values} if values else {}
+
+
+def matches(section: str, node: str) -> bool:
+    """Does the section name (leading `/`) apply to the node with this fully qualified name?"""
+    pattern = re.escape(section).replace(re.escape("/*"), r"(/\w+)").replace(r"\*", "*")
+    return re.fullmatch(pattern, node, re.ASCII) is not None
+
+
+def resolve(variants: dict[str, Any]) -> Any:
+    """A parameter's value from its `{kind: value}`: the first kind in rcl's order, None if none."""
+    return next((variants[k] for k in _KIND_ORDER if k in variants), None)
+
+
+def node_params(sections: dict[str, Section], node: str) -> dict[str, Any]:
+    """The flat parameters the node `node` (fully qualified, e.g. `/front/depth_node`) gets."""
+    out: dict[str, Any] = {}
+    for section, params in sections.items():
+        if matches(section, node):
+            out.update({name: resolve(variants) for name, variants in params.items()})
+    return out
+
+
+def rcl_node_params(path: str | Path, node: str) -> dict[str, Any]:
+    """The parameters rcl itself gives the node `node` from the file (rclpy must be importable).
+
+    A private context and a node with no parameter services and no rosout are created and
+    destroyed (~0.1 s; the node joins DDS discovery for that time, as any ROS process does).
+
+    Raises:
+        ConfigError: rcl refuses the file (its reason in the message).
+    """
+    from rclpy.context import Context
+    from rclpy.node import Node
+
+    namespace, _, name = node.rpartition("/")
+    context = Context()
+    try:
+        context.init(["vdepth", "--ros-args", "--params-file", str(path)], initialize_logging=False)
+    except Exception as err:  # rclpy's RCLError carries rcl's reason
+        raise ConfigError(f"parameter file {path}: rcl cannot parse it: {err}") from err
+    try:
+        ros_node = Node(
+            name, namespace=namespace or "/", context=context, start_parameter_services=False, enable_rosout=False
+        )
+        try:
+            # rclpy keeps what rcl matched for this node here; it has no public accessor for it
+            return {key: param.value for key, param in ros_node._parameter_overrides.items()}
+        finally:
+            ros_node.destroy_node()
+    finally:
+        context.try_shutdown()
+
+
+def read_node_params(path: str | Path, node: str, *, use_rclpy: bool | None = None) -> dict[str, Any]:
+    """The node's flat parameters from the file: rcl's own reading when rclpy is importable
+    (`use_rclpy=None`), else the same rules in pure Python. Raises `ConfigError` for a missing or
+    invalid file and when no section of the file applies to `node`."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"parameter file {path} not found")
+    sections = parse_param_file(path)  # validates first, so rcl never logs its own errors
+    if not any(matches(section, node) for section in sections):
+        raise ConfigError(
+            f"parameter file {path} has no {PARAMS_KEY} for node {node} (its sections: {list(sections) or 'none'}); "
+            "a section '/**:' applies to every node"
+        )
+    if use_rclpy is None:
+        try:
+            import rclpy  # noqa: F401
+        except ImportError:
+            use_rclpy = False
+        else:
+            use_rclpy = True
+    return rcl_node_params(path, node) if use_rclpy else node_params(sections, node)
+
+
+def fully_qualified(node_name: str) -> str:
+    """`depth_node` -> `/depth_node`; `/front/depth_node` stays."""
+    return node_name if node_name.startswith("/") else "/" + node_name
+
+
+__all__ = ["fully_qualified", "matches", "node_params", "parse_param_file", "rcl_node_params", "read_node_params"]
