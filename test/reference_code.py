@@ -5,8 +5,9 @@ authors' code is imported from its folder (never copied into the project) and th
 reason when the folder is absent. Packages it imports that the project does not need are replaced by
 the small stand-ins below when they are not installed (nothing is installed at test time):
 
-* `einops.rearrange` / `einops.repeat`: the axis-pattern reshapes the references use, implemented
-  with `reshape`/`permute`/`expand` (plain names and parenthesised groups; no ellipsis, no literals).
+* `einops.rearrange` / `einops.repeat` / `einops.einsum`: the axis patterns the references use,
+  implemented with `reshape`/`permute`/`expand`/`torch.einsum` (plain names and parenthesised groups;
+  no ellipsis, no literals).
 * `easydict.EasyDict`: a dict with attribute access.
 * `torchvision.transforms.Compose`: applies the transforms in order.
 """
@@ -76,6 +77,19 @@ def rearrange(x: torch.Tensor, pattern: str, **sizes: int) -> torch.Tensor:
     return x.reshape([math.prod(sizes[n] for n in g) for g in right])
 
 
+def einsum(*args: Any) -> torch.Tensor:
+    """einops' `einsum(*tensors, pattern)` with axis names of any length, via `torch.einsum`."""
+    *tensors, pattern = args
+    letters: dict[str, str] = {}
+    inputs, output = pattern.split("->")
+
+    def spec(side: str) -> str:
+        return "".join(letters.setdefault(n, chr(ord("a") + len(letters))) for n in side.split())
+
+    equation = ",".join(spec(s) for s in inputs.split(",")) + "->" + spec(output)
+    return torch.einsum(equation, *tensors)
+
+
 class _EasyDict(dict):
     def __getattr__(self, key: str) -> Any:
         try:
@@ -110,6 +124,7 @@ def install_stubs() -> None:
         mod = types.ModuleType("einops")
         mod.rearrange = rearrange  # type: ignore[attr-defined]
         mod.repeat = rearrange  # type: ignore[attr-defined]
+        mod.einsum = einsum  # type: ignore[attr-defined]
         sys.modules["einops"] = mod
     if missing("easydict"):
         mod = types.ModuleType("easydict")
