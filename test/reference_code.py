@@ -55,8 +55,9 @@ def _groups(side: str) -> list[list[str]]:
     return groups
 
 
-def rearrange(x: torch.Tensor, pattern: str, **sizes: int) -> torch.Tensor:
-    """einops' `rearrange`/`repeat` for patterns of names and parenthesised groups."""
+def rearrange(x: torch.Tensor, pattern: str, /, **sizes: int) -> torch.Tensor:
+    """einops' `rearrange`/`repeat` for patterns of names and parenthesised groups (positional-only
+    arguments: axis names such as `x` arrive as keywords)."""
     left, right = (_groups(p) for p in pattern.split("->"))
     sizes = dict(sizes)
     for group, dim in zip(left, x.shape, strict=True):
@@ -110,8 +111,14 @@ class _Compose:
         return x
 
 
-def install_stubs() -> None:
-    """Put the stand-ins into `sys.modules` for packages that are not installed."""
+def install_stubs() -> list[str]:
+    """Put the stand-ins into `sys.modules` for packages that are not installed; returns their names.
+
+    diffusers is imported first: its import-time checks (`importlib.util.find_spec("torchvision")`)
+    must see the real environment, not the stand-ins."""
+    import diffusers  # noqa: F401
+
+    installed: list[str] = []
 
     def missing(name: str) -> bool:
         try:
@@ -126,25 +133,36 @@ def install_stubs() -> None:
         mod.repeat = rearrange  # type: ignore[attr-defined]
         mod.einsum = einsum  # type: ignore[attr-defined]
         sys.modules["einops"] = mod
+        installed.append("einops")
     if missing("easydict"):
         mod = types.ModuleType("easydict")
         mod.EasyDict = _EasyDict  # type: ignore[attr-defined]
         sys.modules["easydict"] = mod
+        installed.append("easydict")
     if missing("torchvision"):
         tv = types.ModuleType("torchvision")
         tr = types.ModuleType("torchvision.transforms")
         tr.Compose = _Compose  # type: ignore[attr-defined]
         tv.transforms = tr  # type: ignore[attr-defined]
         sys.modules["torchvision"], sys.modules["torchvision.transforms"] = tv, tr
+        installed += ["torchvision", "torchvision.transforms"]
+    return installed
 
 
 @contextmanager
-def reference_import(name: str) -> Iterator[None]:
+def reference_import(name: str, bare_packages: tuple[str, ...] = ()) -> Iterator[None]:
     """Import from `reference-code/<name>` inside the block; afterwards its modules leave `sys.modules`
-    (the objects stay usable), so references with the same package names (`model`, `utils`) don't clash."""
+    (the objects stay usable), so references with the same package names (`model`, `utils`) don't clash.
+
+    `bare_packages` (e.g. `("diffsynth", "diffsynth.models")`) are made importable without running
+    their `__init__.py`, whose imports pull in the whole authors' framework."""
     folder = reference_folder(name)
-    install_stubs()
+    stubs = install_stubs()
     before = set(sys.modules)
+    for pkg in bare_packages:
+        module = types.ModuleType(pkg)
+        module.__path__ = [str(folder / pkg.replace(".", "/"))]  # type: ignore[attr-defined]
+        sys.modules[pkg] = module
     sys.path.insert(0, str(folder))
     try:
         yield
@@ -152,8 +170,10 @@ def reference_import(name: str) -> Iterator[None]:
         sys.path.remove(str(folder))
         for mod in set(sys.modules) - before:
             file = getattr(sys.modules[mod], "__file__", None) or ""
-            if file.startswith(str(folder)):
+            if file.startswith(str(folder)) or mod in bare_packages:
                 del sys.modules[mod]
+        for mod in stubs:  # the stand-ins live only while the authors' modules are imported
+            sys.modules.pop(mod, None)
 
 
 @contextmanager
@@ -192,7 +212,7 @@ def randomize_(module: torch.nn.Module, seed: int) -> torch.nn.Module:
             noise = torch.randn(tensor.shape, generator=gen, dtype=torch.float32)
             if tensor.dim() >= 2:
                 value = noise / math.sqrt(max(1, math.prod(tensor.shape[1:])))
-            elif "norm" in name and name.endswith("weight"):
+            elif ("norm" in name and name.endswith("weight")) or name.endswith("gamma"):
                 value = 1.0 + 0.1 * noise
             else:
                 value = 0.1 * noise

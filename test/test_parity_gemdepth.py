@@ -55,7 +55,7 @@ def test_released_layout_is_the_authors_minus_unused_keys() -> None:
     assert all(k.startswith("head.proj.") or ".fusion_gate1.0." in k or ".layer_norm." in k for k in extra)
     assert {k: s for k, s in layout.items() if theirs[k] != s} == {}
     ours.load_released_state_dict(authors)  # the full checkpoint: 0 missing, 0 unexpected
-    with pytest.raises(ModelLoadError, match="unexpected keys \\['head.extra.weight'\\]"):
+    with pytest.raises(ModelLoadError, match=r"unexpected keys \['head\.extra\.weight'\]"):
         ours.load_released_state_dict({**authors, "head.extra.weight": torch.zeros(1)})
 
 
