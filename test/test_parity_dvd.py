@@ -72,8 +72,8 @@ def test_released_layouts_convert_to_the_package_modules() -> None:
     )
 
     cfg = {**WAN21_1_3B_TRANSFORMER}
-    authors_cfg = {"dim": 1536, "in_dim": 16, "ffn_dim": 8960, "out_dim": 16, "text_dim": 4096, "freq_dim": 256,
-                   "eps": 1e-6, "patch_size": (1, 2, 2), "num_heads": 12, "num_layers": 30, "has_image_input": False}  # fmt: skip
+    authors_cfg = {**_TINY_DIT, "dim": 1536, "in_dim": 16, "ffn_dim": 8960, "out_dim": 16, "text_dim": 4096}
+    authors_cfg.update(freq_dim=256, num_heads=12, num_layers=30)  # Wan2.1-T2V-1.3B
     with empty_weights():
         dit = {f"pipe.dit.{k}": v for k, v in _authors_dit(authors_cfg, 512).state_dict().items()}
         vae = _authors_vae({}).state_dict()
