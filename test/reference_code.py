@@ -9,11 +9,14 @@ the small stand-ins below when they are not installed (nothing is installed at t
   implemented with `reshape`/`permute`/`expand`/`torch.einsum` (plain names and parenthesised groups;
   no ellipsis, no literals).
 * `easydict.EasyDict`: a dict with attribute access.
-* `torchvision.transforms.Compose`: applies the transforms in order.
+* `torchvision.transforms.Compose`: applies the transforms in order; `InterpolationMode` names;
+  `functional.resize` / `pil_to_tensor` raise if reached (the tests avoid the resize paths).
+* `matplotlib`: an empty module (imported for colour maps that the tests never request).
 """
 
 from __future__ import annotations
 
+import enum
 import importlib
 import math
 import sys
@@ -111,6 +114,10 @@ class _Compose:
         return x
 
 
+def _not_stubbed(*args: Any, **kwargs: Any) -> Any:
+    raise NotImplementedError("this torchvision function is not stubbed: the parity test must not reach it")
+
+
 def install_stubs() -> list[str]:
     """Put the stand-ins into `sys.modules` for packages that are not installed; returns their names.
 
@@ -142,10 +149,16 @@ def install_stubs() -> list[str]:
     if missing("torchvision"):
         tv = types.ModuleType("torchvision")
         tr = types.ModuleType("torchvision.transforms")
+        fn = types.ModuleType("torchvision.transforms.functional")
         tr.Compose = _Compose  # type: ignore[attr-defined]
-        tv.transforms = tr  # type: ignore[attr-defined]
-        sys.modules["torchvision"], sys.modules["torchvision.transforms"] = tv, tr
-        installed += ["torchvision", "torchvision.transforms"]
+        tr.InterpolationMode = enum.Enum("InterpolationMode", "NEAREST NEAREST_EXACT BILINEAR BICUBIC")  # type: ignore[attr-defined]
+        fn.resize = fn.pil_to_tensor = _not_stubbed  # type: ignore[attr-defined]
+        tv.transforms, tr.functional = tr, fn  # type: ignore[attr-defined]
+        sys.modules.update({"torchvision": tv, "torchvision.transforms": tr, "torchvision.transforms.functional": fn})
+        installed += ["torchvision", "torchvision.transforms", "torchvision.transforms.functional"]
+    if missing("matplotlib"):
+        sys.modules["matplotlib"] = types.ModuleType("matplotlib")  # colour maps only; never called
+        installed.append("matplotlib")
     return installed
 
 
