@@ -93,6 +93,12 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
         return (OSError,)
 
 
+def _quiet_http_logs() -> None:
+    """httpx logs every request at INFO; a pull prints its own outcome."""
+    for name in ("httpx", "httpx2"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def _download(spec: ReleaseFile, release: Release, output: Path, endpoint: str | None) -> Path:
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (
@@ -153,21 +159,6 @@ def _sources(release: Release, paths: dict[ReleaseFile, tuple[Path, str]]) -> li
     return out
 
 
-def _sources(release: Release, paths: dict[ReleaseFile, Path]) -> list[Path]:
-    """The import sources: `repo:file` -> that file, `repo` -> the folder its files were put in."""
-    out = []
-    for source in release.sources:
-        repo, _, filename = source.partition(":")
-        files = [
-            (spec, p) for spec, p in paths.items() if spec.repo == repo and (not filename or spec.filename == filename)
-        ]
-        if not files:
-            raise ConfigError(f"registry entry {release.name!r}: source {source!r} matches none of its files")
-        spec, path = files[0]
-        out.append(path if filename else Path(str(path)[: -len(spec.filename)].rstrip("/")))
-    return out
-
-
 def pull(
     name: str,
     *,
@@ -211,6 +202,7 @@ def pull(
     if (output / "config.json").is_file() and not overwrite:
         log.info("%s is already in the model cache: %s (pass --overwrite to pull it again)", name, output)
         return output
+    _quiet_http_logs()
     paths = _fetch(release, output, Path(from_dir) if from_dir is not None else None, endpoint)
     provenance = {
         "name": release.name,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,8 +103,8 @@ class Release:
         if self.variant:
             args += ["--variant", self.variant]
         for key, value in self.overrides.items():
-            args += ["--set", f"{key}={json.dumps(value)}"]
-        return " ".join(args)
+            args += ["--set", f"{key}={json.dumps(value, separators=(',', ':'))}"]
+        return shlex.join(args)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Release:
