@@ -40,7 +40,7 @@ Deliberate differences from the release, all numerically tiny or opt-in:
 Checked against the authors' code (`test/test_parity_depthcrafter.py`): their UNet class has the
 same keys at the released config and the same forward on random tiny weights (<= 1e-5); their
 `DepthCrafterPipeline.__call__` over two windows plus `infer`'s channel mean and min-max equals
-`predict` with the same seed (<= 1e-4; 1.8e-5 measured, float32 rounding).
+`predict` with the same seed (<= 1e-4: float32 rounding through the steps and the min-max).
 """
 
 from __future__ import annotations
