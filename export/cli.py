@@ -1,5 +1,6 @@
-"""`vdepth-export`: `import` (a paper's released checkpoint -> model folder), `onnx` (model -> ONNX +
-spec + parity report) and `engine` (ONNX -> TensorRT)."""
+"""`vdepth-export`: `pull` (a known release from the hub -> the model cache), `import` (a paper's
+released checkpoint on disk -> model folder), `onnx` (model -> ONNX + spec + parity report) and
+`engine` (ONNX -> TensorRT)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from vdepth_export.import_released import IMPORTERS, import_released, parse_overrides
 
-from vdepth_ros.errors import VdepthError
+from vdepth_ros.errors import ConfigError, VdepthError
 from vdepth_ros.runtime.shapes import PRECISIONS
 
 
@@ -55,7 +56,21 @@ def _parser() -> argparse.ArgumentParser:
         "--set", action="append", default=[], metavar="KEY=VALUE", help="constructor override (e.g. window=16)"
     )
     i.add_argument("--weights-fp16", action="store_true", help="store the weights as float16 (half the size)")
+    i.add_argument("--variant", help="diffusers weight-file variant of folder sources (e.g. fp16)")
     i.add_argument("--overwrite", action="store_true", help="replace a model already in OUTPUT")
+
+    pl = sub.add_parser(
+        "pull",
+        help="download a known release from the hub and import it into the model cache (then `model: NAME`)",
+        description="Releases: `vdepth-export pull --list`. The cache is $VDEPTH_MODEL_CACHE, else "
+        "~/.cache/vdepth_ros/models. Hub access follows HF_ENDPOINT, HF_HUB_OFFLINE, HF_TOKEN and proxies.",
+    )
+    pl.add_argument("name", nargs="?", help="release name, e.g. vda-small")
+    pl.add_argument("--list", action="store_true", help="list the known releases, their licences and cache state")
+    pl.add_argument("--accept-license", action="store_true", help="accept a non-commercial licence (read it first)")
+    pl.add_argument("--cache", help="model cache folder (default: $VDEPTH_MODEL_CACHE or ~/.cache/vdepth_ros/models)")
+    pl.add_argument("--from", dest="from_dir", help="take the files from DIR/<repo>/<file> instead of the hub")
+    pl.add_argument("--overwrite", action="store_true", help="pull again over a model already in the cache")
 
     e = sub.add_parser("engine", help="build a TensorRT engine from an exported ONNX (needs tensorrt + GPU)")
     e.add_argument("onnx", help="model.onnx (with model.onnx.json next to it) or a model folder")
@@ -117,6 +132,7 @@ def _run_import(args: argparse.Namespace) -> int:
         overrides=parse_overrides(args.set),
         weights_fp16=args.weights_fp16,
         overwrite=args.overwrite,
+        variant=args.variant,
     )
     print(
         json.dumps(
@@ -127,6 +143,25 @@ def _run_import(args: argparse.Namespace) -> int:
             indent=2,
         )
     )
+    return 0
+
+
+def _run_pull(args: argparse.Namespace) -> int:
+    from vdepth_export.pull import describe_releases, pull
+
+    if args.list:
+        print(json.dumps(describe_releases(), indent=2))
+        return 0
+    if not args.name:
+        raise ConfigError("pull needs a release name (see `vdepth-export pull --list`)")
+    out = pull(
+        args.name,
+        cache=args.cache,
+        accept_license=args.accept_license,
+        overwrite=args.overwrite,
+        from_dir=args.from_dir,
+    )
+    print(json.dumps({"model": str(out), "next": [f"model: {args.name}", f"vdepth-video IN OUT --model {args.name}"]}))
     return 0
 
 
@@ -167,7 +202,7 @@ def _run_engine(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
-    run = {"import": _run_import, "onnx": _run_onnx, "engine": _run_engine}[args.command]
+    run = {"import": _run_import, "pull": _run_pull, "onnx": _run_onnx, "engine": _run_engine}[args.command]
     try:
         return run(args)
     except (VdepthError, FileNotFoundError, FileExistsError) as err:

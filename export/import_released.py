@@ -9,8 +9,9 @@ releases, `torch.load(weights_only=True)` only) and this command writes the fold
     vdepth-export onnx models/vda_small --frames 32 --height 280 --width 504     # optional, faster on CPU
     vdepth-node --ros-args -p model:=models/vda_small ...
 
-Nothing is downloaded: the files must already be on disk (the hub is not reachable from here,
-and several releases are non-commercial: their licences travel with the weights).
+Nothing is downloaded here: `vdepth-export pull NAME` (`vdepth_export.pull`) downloads a known
+release and calls `import_released` into the model cache. Several releases are non-commercial:
+their licences travel with the weights.
 """
 
 from __future__ import annotations
@@ -23,17 +24,17 @@ from typing import Any
 from vdepth_ros.errors import ConfigError
 from vdepth_ros.offline.atomic import AtomicOutput, check_output_path
 
-#: family -> (what the sources are, how many: (min, max), loader(sources, encoder, overrides))
-_Loader = Callable[[Sequence[Path], "str | None", dict[str, Any]], Any]
+#: family -> (what the sources are, how many: (min, max), loader(sources, encoder, variant, overrides))
+_Loader = Callable[[Sequence[Path], "str | None", "str | None", dict[str, Any]], Any]
 
 
-def _vda(sources: Sequence[Path], encoder: str | None, overrides: dict[str, Any]) -> Any:
+def _vda(sources: Sequence[Path], encoder: str | None, variant: str | None, overrides: dict[str, Any]) -> Any:
     from vdepth_ros.models.vda import VideoDepthAnything
 
     return VideoDepthAnything.from_released(sources[0], encoder=encoder or "vits", **overrides)
 
 
-def _gemdepth(sources: Sequence[Path], encoder: str | None, overrides: dict[str, Any]) -> Any:
+def _gemdepth(sources: Sequence[Path], encoder: str | None, variant: str | None, overrides: dict[str, Any]) -> Any:
     from vdepth_ros.models.gemdepth import GemDepth
 
     if encoder not in (None, "vitl"):
@@ -41,35 +42,35 @@ def _gemdepth(sources: Sequence[Path], encoder: str | None, overrides: dict[str,
     return GemDepth.from_released(sources[0], **overrides)
 
 
-def _depthcrafter(sources: Sequence[Path], encoder: str | None, overrides: dict[str, Any]) -> Any:
+def _depthcrafter(sources: Sequence[Path], encoder: str | None, variant: str | None, overrides: dict[str, Any]) -> Any:
     from vdepth_ros.models.depthcrafter import DepthCrafter
 
-    return DepthCrafter.from_released(sources[0], sources[1], **overrides)
+    return DepthCrafter.from_released(sources[0], sources[1], variant=variant, **overrides)
 
 
-def _dvd(sources: Sequence[Path], encoder: str | None, overrides: dict[str, Any]) -> Any:
+def _dvd(sources: Sequence[Path], encoder: str | None, variant: str | None, overrides: dict[str, Any]) -> Any:
     from vdepth_ros.models.dvd import DVD
 
-    return DVD.from_released(sources[0], sources[1] if len(sources) > 1 else None, **overrides)
+    return DVD.from_released(sources[0], sources[1], **overrides)
 
 
-def _fiffdepth(sources: Sequence[Path], encoder: str | None, overrides: dict[str, Any]) -> Any:
+def _fiffdepth(sources: Sequence[Path], encoder: str | None, variant: str | None, overrides: dict[str, Any]) -> Any:
     from vdepth_ros.models.fiffdepth import FiffDepth
 
-    return FiffDepth.from_released(sources[0], **overrides)
+    return FiffDepth.from_released(sources[0], variant=variant, **overrides)
 
 
 IMPORTERS: dict[str, tuple[str, tuple[int, int], _Loader]] = {
-    "vda": ("video_depth_anything_vit{s,b,l}.pth (--encoder vits|vitb|vitl)", (1, 1), _vda),
+    "vda": ("[metric_]video_depth_anything_vit{s,b,l}.pth (--encoder vits|vitb|vitl; --set metric=true)", (1, 1), _vda),
     "gemdepth": ("gemdepth.pth (ViT-L)", (1, 1), _gemdepth),
     "depthcrafter": (
-        "the DepthCrafter UNet folder, then the SVD-XT folder (vae/, image_encoder/)",
+        "the DepthCrafter UNet folder, then the SVD-XT folder (vae/, image_encoder/; --variant fp16)",
         (2, 2),
         _depthcrafter,
     ),
-    "dvd": ("DVD's DiT checkpoint, then optionally a diffusers AutoencoderKLWan folder", (1, 2), _dvd),
+    "dvd": ("DVD's DiT checkpoint, then the VAE: Wan2.1_VAE.pth or a diffusers AutoencoderKLWan folder", (2, 2), _dvd),
     "fiffdepth": (
-        "an SD-2-layout FiffDepth folder (unet/, vae/, text encoder or empty-prompt embedding)",
+        "an SD-2-layout FiffDepth folder (unet/, vae/, text encoder or empty-prompt embedding; --variant fp16)",
         (1, 1),
         _fiffdepth,
     ),
@@ -100,8 +101,14 @@ def import_released(
     overrides: dict[str, Any] | None = None,
     weights_fp16: bool = False,
     overwrite: bool = False,
+    variant: str | None = None,
+    extra_files: dict[str, str] | None = None,
 ) -> Path:
     """Read a released checkpoint and write it as a model folder; returns the folder.
+
+    `variant` selects diffusers weight files (`*.fp16.safetensors`) for the folder-based families;
+    `extra_files` (name -> text) are written into the folder with the model (e.g. `release.json`),
+    inside the same atomic rename.
 
     Raises:
         ConfigError: unknown family, wrong number of sources, a family without released weights.
@@ -126,11 +133,13 @@ def import_released(
             raise FileNotFoundError(f"{p} does not exist")
     out = Path(output)
     check_output_path(out, overwrite=overwrite, inputs=paths)  # before minutes of loading
-    model = loader(paths, encoder, dict(overrides or {}))
+    model = loader(paths, encoder, variant, dict(overrides or {}))
     # written under a temporary name and renamed: a failure never leaves half a model, and an
     # existing folder is replaced only once the new one is complete
     with AtomicOutput(out, overwrite=overwrite, inputs=paths) as tmp:
         model.save_pretrained(tmp, weights_dtype=torch.float16 if weights_fp16 else None)
+        for name, text in (extra_files or {}).items():
+            (tmp / name).write_text(text)
     return out
 
 

@@ -31,7 +31,8 @@ class PipelineConfig:
     """Depth pipeline parameters.
 
     Attributes:
-        model: model folder / file, or "default" (`vdepth_ros.paths.default_model_dir()`).
+        model: model folder / file, a release name pulled into the model cache (`vda-small`, see
+            docs/models.md), or "default" (`vdepth_ros.paths.default_model_dir()`).
         backend: "auto" | "torch" | "onnxruntime" | "tensorrt".
         precision: "fp32" | "fp16" | "bf16".
         engine_threads: inference threads (ONNX Runtime intra-op, or torch's, process-wide); 0 =
@@ -149,12 +150,16 @@ class PipelineConfig:
         return opts
 
     def resolved_model(self) -> str:
-        """`model`, with "default" replaced by the bundled default model folder."""
+        """`model` as a path: "default" -> the bundled default model folder, a release name (`vda-small`)
+        -> its folder in the model cache (`vdepth_ros.runtime.registry.resolve_model`; a release not
+        pulled yet raises `ModelLoadError` naming `vdepth-export pull NAME`)."""
         if self.model == "default":
             from vdepth_ros.paths import default_model_dir
 
             return str(default_model_dir())
-        return self.model
+        from vdepth_ros.runtime.registry import resolve_model
+
+        return resolve_model(self.model)
 
     def to_params(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -61,8 +61,9 @@ def find_sample() -> Path | None:
 def check_default_model(model: str | None) -> Path:
     """The model folder/file to use; raise naming what is missing."""
     from vdepth_ros.paths import default_model_dir
+    from vdepth_ros.runtime.registry import resolve_model
 
-    path = Path(model) if model else default_model_dir()
+    path = Path(resolve_model(model)) if model else default_model_dir()
     if not path.exists() or (path.is_dir() and not (path / "config.json").is_file() and not any(path.glob("*.onnx"))):
         raise OfflineError(
             f"the default model is missing: {path} has no config.json or model.onnx "

@@ -26,7 +26,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from vdepth_ros.errors import ConfigError
+from vdepth_ros.errors import ConfigError, ModelLoadError
 from vdepth_ros.eval.datasets import DATASETS, EvalSequence, load_dataset
 from vdepth_ros.eval.metrics import (
     DepthMetrics,
@@ -271,8 +271,9 @@ def evaluate(
     if with_model:
         from vdepth_ros.paths import default_model_dir
         from vdepth_ros.runtime import create_engine
+        from vdepth_ros.runtime.registry import resolve_model
 
-        mdir = Path(model) if model else default_model_dir()
+        mdir = Path(resolve_model(model)) if model else default_model_dir()
         opts: dict[str, Any] = {"threads": threads} if threads else {}
         if size is not None:
             opts.update(height=int(size[0]), width=int(size[1]))
@@ -451,7 +452,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="vdepth-eval", description=__doc__.split("\n")[0])
     ap.add_argument("--datasets", nargs="+", default=["7scenes", "hololens"], choices=sorted(DATASETS))
     ap.add_argument("--evaldata", default=None, help="evaldata root (default: ../shared/evaldata)")
-    ap.add_argument("--model", default=None, help="model folder (default: the bundled default model)")
+    ap.add_argument(
+        "--model", default=None, help="model folder or pulled release name (default: the bundled default model)"
+    )
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument(
@@ -522,7 +525,7 @@ def main(argv: list[str] | None = None) -> int:
             params_file=args.params,
             pose_points=args.pose_points,
         )
-    except ConfigError as err:  # e.g. --size with an exported graph, or a size the model refuses
+    except (ConfigError, ModelLoadError) as err:  # --size with an exported graph; a release not pulled yet
         ap.error(str(err))
     _, md = write_report(results, Path(args.out))
     print(md.read_text(), end="")

@@ -31,14 +31,20 @@ Deliberate differences from the release, all numerically tiny or opt-in:
 * Min-max normalisation divides by `max(max - min, 1e-8)`, so a constant output gives 0, not NaN.
 * `augment_noise=False` switches the conditioning noise off (a deterministic teacher) while keeping
   the time id at `noise_aug_strength`, because the UNet was trained with that constant.
+* Loading goes through `from_pretrained(..., subfolder=, variant=, local_files_only=True)` as the
+  release does, checked strictly (`from_pretrained` alone only warns about missing keys).
 * Randomness comes from a CPU `torch.Generator` seeded with `seed` at every call (release: seed 42)
   and is drawn in the release's order: augmentation noise `(T,3,H,W)`, then the window noise
   `(W,4,h,w)`. `predict` is therefore bitwise repeatable on CPU.
+
+Checked against the authors' code (`test/test_parity_depthcrafter.py`): their UNet class has the
+same keys at the released config and the same forward on random tiny weights (<= 1e-5); their
+`DepthCrafterPipeline.__call__` over two windows plus `infer`'s channel mean and min-max equals
+`predict` with the same seed (<= 1e-4: float32 rounding through the steps and the min-max).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,13 +59,7 @@ from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
 from vdepth_ros.errors import InputError, ModelLoadError
 from vdepth_ros.models import edm
-from vdepth_ros.models.base import (
-    ExportSignature,
-    InputConstraints,
-    VideoDepthModel,
-    load_state_dict_file,
-    register_to_config,
-)
+from vdepth_ros.models.base import ExportSignature, InputConstraints, VideoDepthModel, register_to_config
 
 #: SVD micro-conditioning `[fps, motion_bucket_id, noise_aug_strength]` as DepthCrafter passes it.
 ADDED_TIME_IDS: tuple[float, float, float] = (7.0, 127.0, 0.02)
@@ -509,26 +509,32 @@ class SVDDepthModel(VideoDepthModel):
     ) -> Self:
         """Build from released folders on a local path.
 
+        Each part goes through its library's `from_pretrained(folder, subfolder=, variant=,
+        local_files_only=True)` (as DepthCrafter's `inference.py` loads them), checked strictly.
+
         Args:
             unet_dir: diffusers UNet folder (`config.json` + `diffusion_pytorch_model[.variant].safetensors`),
                 e.g. `tencent/DepthCrafter`.
             svd_dir: SVD-XT folder with `vae/` and `image_encoder/` (`config.json` + weights).
-            variant: weight-file variant, e.g. "fp16" (weights are cast to fp32).
+            variant: weight-file variant, e.g. "fp16" (SVD-XT's files as DepthCrafter loads them; used
+                for the parts that have files of that variant; weights are cast to fp32).
             **kwargs: the family's other constructor arguments.
 
         Raises:
             ModelLoadError: a file is missing or keys do not match exactly.
         """
         unet_dir, svd_dir = Path(unet_dir), Path(svd_dir)
+        unet = _pretrained(SpatioTemporalUNet, unet_dir, None, variant)
+        vae = _pretrained(AutoencoderKLTemporalDecoder, svd_dir, "vae", variant)
+        image_encoder = _pretrained(CLIPVisionModelWithProjection, svd_dir, "image_encoder", variant)
         model = cls(
-            unet=_read_json(unet_dir / "config.json"),
-            vae=_read_json(svd_dir / "vae" / "config.json"),
-            image_encoder=_read_json(svd_dir / "image_encoder" / "config.json"),
+            unet=_clean_config(dict(unet.config)),
+            vae=_clean_config(dict(vae.config)),
+            image_encoder=_clip_config(image_encoder.config.to_dict()),
             **kwargs,
         )
-        _load_into(model.unet, _weights_file(unet_dir, "diffusion_pytorch_model", variant))
-        _load_into(model.vae, _weights_file(svd_dir / "vae", "diffusion_pytorch_model", variant))
-        _load_into(model.image_encoder, _weights_file(svd_dir / "image_encoder", "model", variant))
+        for ours, loaded in ((model.unet, unet), (model.vae, vae), (model.image_encoder, image_encoder)):
+            ours.load_state_dict(loaded.state_dict())  # float32 modules; fp16 files are cast here
         return model.eval()
 
 
@@ -620,32 +626,26 @@ def _clip_config(cfg: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in cfg.items() if k in _CLIP_KEYS}
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise ModelLoadError(f"{path} not found")
-    return json.loads(path.read_text())
-
-
-def _weights_file(folder: Path, stem: str, variant: str | None) -> Path:
-    """`stem[.variant].safetensors`, else the `.bin` (loaded with weights_only=True)."""
-    names = [f"{stem}.{variant}.safetensors", f"{stem}.{variant}.bin"] if variant else []
-    names += [f"{stem}.safetensors", f"{stem}.bin"]
-    for name in names:
-        if (folder / name).is_file():
-            return folder / name
-    raise ModelLoadError(f"no weights in {folder}: tried {names}")
-
-
-#: Keys older transformers saved as persistent buffers; harmless when present.
-_IGNORED_KEYS = ("vision_model.embeddings.position_ids",)
-
-
-def _load_into(module: nn.Module, path: Path) -> None:
-    """Strictly load a released state dict into `module` (fp16 files are cast by `copy_`)."""
-    state = {k: v for k, v in load_state_dict_file(path).items() if k not in _IGNORED_KEYS}
-    missing, unexpected = module.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ModelLoadError(f"{path}: missing keys {missing[:10]}, unexpected keys {unexpected[:10]}")
+def _pretrained(cls: Any, folder: Path, subfolder: str | None, variant: str | None) -> nn.Module:
+    """`cls.from_pretrained(folder, subfolder=, variant=, local_files_only=True)`, strict: a missing,
+    unexpected or mis-shaped key is a `ModelLoadError` (from_pretrained itself only warns and fills
+    missing weights randomly). `variant` applies where files of that variant exist (DepthCrafter's
+    UNet is released as plain fp32 next to SVD-XT's fp16 parts)."""
+    part = folder / subfolder if subfolder else folder
+    if not (part / "config.json").is_file():
+        raise ModelLoadError(f"{part / 'config.json'} not found: expected a diffusers/transformers model folder")
+    use = variant if variant and any(part.glob(f"*.{variant}.*")) else None
+    kwargs = {"subfolder": subfolder} if subfolder else {}
+    try:
+        module, info = cls.from_pretrained(
+            str(folder), variant=use, local_files_only=True, output_loading_info=True, **kwargs
+        )
+    except (OSError, ValueError, RuntimeError) as err:  # no weights file, shape mismatch
+        raise ModelLoadError(f"{part}: {err}") from err
+    bad = {k: v for k in ("missing_keys", "unexpected_keys", "mismatched_keys") if (v := list(info.get(k, [])))}
+    if bad:
+        raise ModelLoadError(f"{part}: keys do not match the release: {bad}")
+    return module.float()
 
 
 __all__ = [

@@ -13,11 +13,20 @@ Deliberate differences from the released code, all numerically equivalent or doc
   graph is 512x smaller on the key/value side.
 - LoRA (rank/alpha 512 on q, k, v, o, ffn.0, ffn.2 of every block) is applied with `peft` for
   training and merged into the base weights for inference and export (`merge_lora`).
+- The VAE output keeps DVD's three channels until `predict`, which averages them (the authors keep
+  all three through window stitching and average after it, `test_from_trained_all_vid.py`). Both
+  are linear until the stitching's clamp at 0 and its scale clip, but the least-squares fit over
+  three channels is not the fit over their mean; `predict_channels` returns the three channels for
+  a stitcher that handles them (see docs/models.md, DVD).
+
+The released files are DVD's `model.safetensors` / `dvd_1.1.safetensors` (the DiffSynth DiT under
+`pipe.dit.` with unmerged peft LoRA pairs) and the original `Wan2.1_VAE.pth`; `from_released`
+reads both through diffusers' converters (`test/test_parity_dvd.py` checks them against the
+authors' `WanModel` and `VideoVAE_`).
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -54,36 +63,6 @@ WAN21_VAE: dict[str, Any] = {}
 # DVD code: `lora_target_modules='q,k,v,o,ffn.0,ffn.2'`, here in diffusers' module names.
 LORA_TARGETS: tuple[str, ...] = ("to_q", "to_k", "to_v", "to_out.0", "ffn.net.0.proj", "ffn.net.2")
 
-# Original Wan / DiffSynth key names -> diffusers WanTransformer3DModel names. These renames are
-# the public facts of diffusers' `scripts/convert_wan_to_diffusers.py`, applied in order.
-_WAN_KEY_RENAMES: tuple[tuple[str, str], ...] = (
-    ("time_embedding.0", "condition_embedder.time_embedder.linear_1"),
-    ("time_embedding.2", "condition_embedder.time_embedder.linear_2"),
-    ("text_embedding.0", "condition_embedder.text_embedder.linear_1"),
-    ("text_embedding.2", "condition_embedder.text_embedder.linear_2"),
-    ("time_projection.1", "condition_embedder.time_proj"),
-    ("head.modulation", "scale_shift_table"),
-    ("head.head", "proj_out"),
-    ("modulation", "scale_shift_table"),
-    ("ffn.0", "ffn.net.0.proj"),
-    ("ffn.2", "ffn.net.2"),
-    # The original blocks call their norms in the order norm1, norm3, norm2.
-    ("norm2", "norm__swap"),
-    ("norm3", "norm2"),
-    ("norm__swap", "norm3"),
-    ("self_attn.q", "attn1.to_q"),
-    ("self_attn.k", "attn1.to_k"),
-    ("self_attn.v", "attn1.to_v"),
-    ("self_attn.o", "attn1.to_out.0"),
-    ("self_attn.norm_q", "attn1.norm_q"),
-    ("self_attn.norm_k", "attn1.norm_k"),
-    ("cross_attn.q", "attn2.to_q"),
-    ("cross_attn.k", "attn2.to_k"),
-    ("cross_attn.v", "attn2.to_v"),
-    ("cross_attn.o", "attn2.to_out.0"),
-    ("cross_attn.norm_q", "attn2.norm_q"),
-    ("cross_attn.norm_k", "attn2.norm_k"),
-)
 _CHECKPOINT_PREFIXES = ("pipe.dit.", "dit.", "model.diffusion_model.", "diffusion_model.", "model.")
 
 
@@ -92,46 +71,6 @@ def pad_to_4n_plus_1(num_frames: int) -> int:
     if num_frames < 1:
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
     return num_frames + (-(num_frames - 1)) % 4
-
-
-def wan_key_to_diffusers(key: str) -> str:
-    """Map one original-Wan/DiffSynth DiT key to diffusers' WanTransformer3DModel naming."""
-    for old, new in _WAN_KEY_RENAMES:
-        key = key.replace(old, new)
-    return key
-
-
-def diffusers_key_to_wan(key: str) -> str:
-    """Inverse of `wan_key_to_diffusers` (used to write checkpoints in the released naming)."""
-    for old, new in reversed(_WAN_KEY_RENAMES):
-        if old == "modulation" and key.startswith("scale_shift_table"):
-            continue  # the top-level table is `head.modulation`, handled below
-        key = key.replace(new, old)
-    if key.startswith("scale_shift_table"):
-        key = "head.modulation" + key[len("scale_shift_table") :]
-    return key
-
-
-def _merge_lora_pairs(state: dict[str, torch.Tensor], alpha_over_rank: float | None) -> dict[str, torch.Tensor]:
-    """Fold `<base>.lora_A/B[.default].weight` pairs into `<base>.weight` (W += α/r · B A)."""
-    out: dict[str, torch.Tensor] = {}
-    lora: dict[str, dict[str, torch.Tensor]] = {}
-    for k, v in state.items():
-        m = re.match(r"(.*)\.lora_([AB])(?:\.default)?\.weight$", k)
-        if m:
-            lora.setdefault(m.group(1), {})[m.group(2)] = v
-        else:
-            out[k.replace(".base_layer.", ".")] = v
-    for base, ab in lora.items():
-        if set(ab) != {"A", "B"}:
-            raise ModelLoadError(f"LoRA pair for {base} is incomplete: has {sorted(ab)}")
-        rank = ab["A"].shape[0]
-        scale = (alpha_over_rank if alpha_over_rank is not None else 1.0) if rank else 0.0
-        weight_key = base + ".weight"
-        if weight_key not in out:
-            raise ModelLoadError(f"LoRA weights for {base} but no base weight {weight_key}")
-        out[weight_key] = out[weight_key] + scale * (ab["B"].float() @ ab["A"].float()).to(out[weight_key].dtype)
-    return out
 
 
 class _DVDForward(nn.Module):
@@ -287,8 +226,9 @@ class DVD(VideoDepthModel):
         return self.transformer(rgb_latents, timestep=t, encoder_hidden_states=ctx, return_dict=False)[0]
 
     # -- interface ----------------------------------------------------------------------------
-    def predict(self, frames: torch.Tensor) -> torch.Tensor:
-        """Frames `(T, 3, H, W)` RGB in [0, 1] -> `(T, H, W)` window-normalised disparity in [0, 1].
+    def predict_channels(self, frames: torch.Tensor) -> torch.Tensor:
+        """Frames `(T, 3, H, W)` RGB in [0, 1] -> the VAE's three decoded channels `(T, 3, H, W)`,
+        each clamped and mapped to [0, 1] as the authors' `vae_output_to_video` does.
 
         T is padded to 4n+1 by repeating the last frame; the padded outputs are dropped.
         """
@@ -303,8 +243,12 @@ class DVD(VideoDepthModel):
         video = (frames * 2.0 - 1.0).permute(1, 0, 2, 3)[None]  # (1, 3, F, H, W)
         depth_latents = self.denoise(self.encode(video))
         decoded = self.decode(depth_latents)[0]  # (3, F, H, W)
-        disparity = ((decoded.clamp(-1.0, 1.0) + 1.0) / 2.0).mean(dim=0)
-        return disparity[:t]
+        return ((decoded.clamp(-1.0, 1.0) + 1.0) / 2.0).permute(1, 0, 2, 3)[:t]
+
+    def predict(self, frames: torch.Tensor) -> torch.Tensor:
+        """Frames `(T, 3, H, W)` RGB in [0, 1] -> `(T, H, W)` window-normalised disparity in [0, 1]:
+        the mean of `predict_channels` (the authors average after stitching; see the module doc)."""
+        return self.predict_channels(frames).mean(dim=1)
 
     def export_signature(self, frames: int, height: int, width: int) -> ExportSignature:
         if height % 16 or width % 16:
@@ -326,43 +270,75 @@ class DVD(VideoDepthModel):
     def from_released(
         cls,
         dit_checkpoint: str | Path,
-        vae_folder: str | Path | None = None,
+        vae_weights: str | Path,
         *,
         lora_alpha_over_rank: float = 1.0,
         **config: Any,
     ) -> DVD:
-        """Load DVD's released DiT weights (DiffSynth / original Wan naming, LoRA merged or not).
+        """Load DVD's release: the DiT checkpoint (DiffSynth / original Wan naming, LoRA merged or
+        not) and the Wan2.1 VAE.
+
+        Key names go through diffusers' own converters (`convert_wan_transformer_to_diffusers`,
+        `convert_wan_vae_to_diffusers`, the functions behind `from_single_file`); unmerged LoRA pairs
+        (`*.lora_A/B.default.weight` on `*.base_layer`, peft's layout, as DVD trains them) are loaded
+        into peft adapters of the same rank and merged with peft (`merge_lora`).
 
         Args:
-            dit_checkpoint: `model.safetensors` (or `.pth`, loaded with weights_only=True).
-            vae_folder: a diffusers `AutoencoderKLWan` folder (`config.json` +
-                `diffusion_pytorch_model.safetensors`). The original `Wan2.1_VAE.pth` must first be
-                converted with diffusers' `scripts/convert_wan_to_diffusers.py`; None keeps random
-                VAE weights (for tests only).
-            lora_alpha_over_rank: α/r for unmerged LoRA pairs (DVD: 512/512 = 1).
+            dit_checkpoint: `model.safetensors` / `dvd_1.1.safetensors` (or `.pth`, read with weights_only=True).
+            vae_weights: the original `Wan2.1_VAE.pth` (as DVD's code loads it), or a diffusers
+                `AutoencoderKLWan` folder. Required: without it the model would decode with random weights.
+            lora_alpha_over_rank: α/r of unmerged LoRA pairs (DVD: 512/512 = 1).
             **config: constructor overrides (e.g. a tiny transformer config in tests).
+
+        Raises:
+            ModelLoadError: no VAE, or keys/shapes that do not fit the Wan config.
         """
+        from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
+
+        if vae_weights is None or not Path(vae_weights).exists():
+            raise ModelLoadError(
+                f"DVD needs its VAE ({str(vae_weights)!r} not found): pass the release's Wan2.1_VAE.pth "
+                "(Wan-AI/Wan2.1-T2V-1.3B) or a diffusers AutoencoderKLWan folder"
+            )
         state = load_state_dict_file(dit_checkpoint)
         for prefix in _CHECKPOINT_PREFIXES:
             if any(k.startswith(prefix) for k in state):
                 state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
                 break
-        state = _merge_lora_pairs(state, lora_alpha_over_rank)
-        if any(".self_attn." in k or k.startswith("head.") for k in state):
-            state = {wan_key_to_diffusers(k): v for k, v in state.items()}
+        if any(".self_attn." in k or k.startswith("head.head") for k in state):  # original naming
+            state = convert_wan_transformer_to_diffusers(state)
         model = cls(**config)
-        try:
-            missing, unexpected = model.transformer.load_state_dict(state, strict=False)
-        except RuntimeError as err:  # shape mismatches: the checkpoint is another Wan size
-            raise ModelLoadError(f"{dit_checkpoint}: does not fit the Wan config: {err}") from err
-        if missing or unexpected:
-            raise ModelLoadError(
-                f"{dit_checkpoint}: DiT keys do not match the Wan config: missing {missing[:8]}, "
-                f"unexpected {unexpected[:8]}"
-            )
-        if vae_folder is not None:
-            from diffusers import AutoencoderKLWan
-
-            vae = AutoencoderKLWan.from_pretrained(str(vae_folder), local_files_only=True)
-            model.vae.load_state_dict(vae.state_dict())
+        ranks = {v.shape[0] for k, v in state.items() if ".lora_A." in k}
+        if len(ranks) > 1:
+            raise ModelLoadError(f"{dit_checkpoint}: LoRA pairs of several ranks {sorted(ranks)}")
+        if ranks:  # peft adapters of the checkpoint's rank, loaded, then merged by peft
+            rank = ranks.pop()
+            model.add_lora(rank, rank * lora_alpha_over_rank)
+        _load_strict(model.transformer, state, f"{dit_checkpoint} (DiT)")
+        if any(".lora_A." in k for k in state):
+            model.merge_lora()
+        _load_strict(model.vae, _wan_vae_state(Path(vae_weights)), f"{vae_weights} (VAE)")
         return model.eval()
+
+
+def _wan_vae_state(vae: Path) -> dict[str, torch.Tensor]:
+    """A Wan VAE state dict in diffusers naming from the original `.pth` or a diffusers folder."""
+    if vae.is_dir():
+        from diffusers import AutoencoderKLWan
+
+        return AutoencoderKLWan.from_pretrained(str(vae), local_files_only=True).state_dict()
+    from diffusers.loaders.single_file_utils import convert_wan_vae_to_diffusers
+
+    state = load_state_dict_file(vae)
+    return convert_wan_vae_to_diffusers(state) if "decoder.middle.0.residual.0.gamma" in state else state
+
+
+def _load_strict(module: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
+    try:
+        missing, unexpected = module.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # shape mismatches: another Wan size
+        raise ModelLoadError(f"{what}: does not fit the Wan config: {err}") from err
+    if missing or unexpected:
+        raise ModelLoadError(
+            f"{what}: keys do not match the Wan config: missing {missing[:8]}, unexpected {unexpected[:8]}"
+        )

@@ -8,6 +8,17 @@ Facts from the FiffDepth paper (Eq. 1-4, §3.1) and its public pipeline, as dige
 FiffDepth is a single-image model: every frame is predicted independently and comes out with its
 own scale and shift, so the stream core's per-window alignment does the temporal work.
 
+Resolution (deliberate difference, documented): the authors' `DirectPipeline.__call__` resizes each
+image so its long edge is `processing_res` (the pipeline config's `default_processing_resolution`
+unless given; bilinear with antialias) and resizes the depth back to the input size. `predict`
+runs at the size it is given: the pipeline's working resolution (`height`/`width` of the node),
+whose long edge should be set to the checkpoint's processing resolution to match. Its effect with
+the released weights could not be measured here (no weights).
+
+Checked against the authors' code (`test/test_parity_fiffdepth.py`): their `DirectPipeline`
+called on the same random tiny UNet/VAE/text encoder (fp32 folder and an fp16-only folder, at
+`processing_res=0`) gives the same depth to <= 1e-5 relative.
+
 Output space: FiffDepth predicts affine-invariant relative *depth* (Marigold encoding). Our
 pipeline aligns in disparity. `predict` therefore returns `1 - depth_rel` (near = high) by
 default; this is monotone in disparity but not affine to it, so the stream's affine fit is an
@@ -182,10 +193,18 @@ class FiffDepth(VideoDepthModel):
         return ExportSignature(module=_FiffForward(self).eval(), frames=frames, height=height, width=width)
 
     @classmethod
-    def from_released(cls, folder: str | Path, **config: Any) -> FiffDepth:
-        """Load an SD-2-layout FiffDepth folder: `unet/`, `vae/` (diffusers), and either
-        `text_encoder/` + `tokenizer/` (the empty-prompt embedding is computed once) or a
-        precomputed `empty_text_embedding.safetensors` (key `embedding`).
+    def from_released(cls, folder: str | Path, *, variant: str | None = None, **config: Any) -> FiffDepth:
+        """Load the authors' `DirectPipeline` folder (`DirectPipeline.from_pretrained(checkpoint)` in
+        `run_direct.py`): `unet/`, `vae/`, and either `text_encoder/` + `tokenizer/` (the empty-prompt
+        embedding is computed once, as `encode_empty_text` does) or a precomputed
+        `empty_text_embedding.safetensors` (key `embedding`).
+
+        Args:
+            folder: the pipeline folder.
+            variant: diffusers weight-file variant, e.g. "fp16" (`*.fp16.safetensors`, what
+                `run_direct.py --fp16` loads); None picks "fp16" when a part has only fp16 files.
+                The weights are cast to float32.
+            **config: other constructor arguments (`output`, `window`...).
         """
         from diffusers import AutoencoderKL, UNet2DConditionModel
 
@@ -193,35 +212,49 @@ class FiffDepth(VideoDepthModel):
         for sub in ("unet", "vae"):
             if not (folder / sub / "config.json").is_file():
                 raise ModelLoadError(f"{folder / sub} is not a diffusers model folder (config.json missing)")
-        unet = UNet2DConditionModel.from_pretrained(str(folder / "unet"), local_files_only=True)
-        vae = AutoencoderKL.from_pretrained(str(folder / "vae"), local_files_only=True)
-        embedding = _empty_prompt_embedding(folder)
+        unet = UNet2DConditionModel.from_pretrained(
+            str(folder), subfolder="unet", variant=_variant(folder / "unet", variant), local_files_only=True
+        )
+        vae = AutoencoderKL.from_pretrained(
+            str(folder), subfolder="vae", variant=_variant(folder / "vae", variant), local_files_only=True
+        )
+        embedding = _empty_prompt_embedding(folder, variant)
         unet_cfg = {k: v for k, v in unet.config.items() if not k.startswith("_")}
         vae_cfg = {k: v for k, v in vae.config.items() if not k.startswith("_")}
         model = cls(unet=_jsonable(unet_cfg), vae=_jsonable(vae_cfg), text_tokens=embedding.shape[1], **config)
-        model.unet.load_state_dict(unet.state_dict())
+        model.unet.load_state_dict(unet.state_dict())  # casts fp16 files to the float32 modules
         model.vae.load_state_dict(vae.state_dict())
         model.empty_text_embedding.copy_(embedding)
         return model.eval()
 
 
-def _empty_prompt_embedding(folder: Path) -> torch.Tensor:
+def _variant(part: Path, variant: str | None) -> str | None:
+    """`variant`, else "fp16" for a part saved with fp16 files only, else None (the plain files)."""
+    if variant is not None:
+        return variant
+    plain = [p for p in part.glob("*.safetensors") if p.name.count(".") == 1] + list(part.glob("*model.bin"))
+    return "fp16" if not plain and any(part.glob("*.fp16.*")) else None
+
+
+def _empty_prompt_embedding(folder: Path, variant: str | None) -> torch.Tensor:
     pre = folder / "empty_text_embedding.safetensors"
     if pre.is_file():
         from safetensors.torch import load_file
 
-        return load_file(str(pre))["embedding"]
+        return load_file(str(pre))["embedding"].float()
     if not (folder / "text_encoder").is_dir() or not (folder / "tokenizer").is_dir():
         raise ModelLoadError(
             f"{folder}: need text_encoder/ + tokenizer/ or empty_text_embedding.safetensors for the empty prompt"
         )
     from transformers import CLIPTextModel, CLIPTokenizer
 
-    tokenizer = CLIPTokenizer.from_pretrained(str(folder / "tokenizer"), local_files_only=True)
-    encoder = CLIPTextModel.from_pretrained(str(folder / "text_encoder"), local_files_only=True).eval()
+    tokenizer = CLIPTokenizer.from_pretrained(str(folder), subfolder="tokenizer", local_files_only=True)
+    encoder = CLIPTextModel.from_pretrained(
+        str(folder), subfolder="text_encoder", variant=_variant(folder / "text_encoder", variant), local_files_only=True
+    ).eval()
     ids = tokenizer("", padding="do_not_pad", return_tensors="pt").input_ids  # [BOS, EOS]
     with torch.no_grad():
-        return encoder(ids)[0]
+        return encoder.float()(ids)[0]
 
 
 def _jsonable(cfg: dict[str, Any]) -> dict[str, Any]:

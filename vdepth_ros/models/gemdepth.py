@@ -20,12 +20,24 @@ Deliberate differences from the released code (documented, all deterministic):
 * Pose injection is **always on**: the release draws `torch.rand` masks inside `forward` (90 % x 95 %
   x 50 %, not gated by `self.training`), so ~half the windows run without pose embedding and
   inference is stochastic. The paper's 100 % setting (Tab. 9) is slightly better.
-* Dropout / drop-path of the ASTT blocks (0.1 in training) are not modelled; inference is identical.
+* No dropout at inference. The release's ASTT blocks (`model/tools/blocks.py`, `flash_attention`)
+  pass `dropout_p=0.1` to `scaled_dot_product_attention`, which applies it whether or not the module
+  is in eval mode, and run that attention under bf16 autocast on CUDA: on a GPU the authors'
+  inference is stochastic and bf16 in those 4 blocks. Their nn.Dropout / DropPath modules (0.1) are
+  gated by eval mode and match. Effect with the released weights: not measurable here (no GPU, no
+  weights); with random weights, the parity test forces the reference's `dropout_p` to 0 and
+  compares fp32 on the CPU (`test/test_parity_gemdepth.py`).
 * The per-clip translation scale is broadcast per sample (the release's `repeat(T, 1)` tiles it in the
   wrong order when B > 1; identical for B = 1, the only inference case).
 * curope / flash attention are replaced by `scaled_dot_product_attention` and a plain-torch RoPE.
 * The unused VDA-style `pos_encoder.pe` table of the release is kept as a buffer only so the released
   key set round-trips; it does not enter the computation (as in the release).
+* 24 released keys are dropped on import because the authors' forward never reads them (checked in
+  `model/dpt_temporal.py` and `model/motion_module/motion_module.py`): `head.proj.{0..3}` (4 Linear
+  layers built in `DPTHeadTemporal.__init__`, not called by `forward`) and, per motion module,
+  `temporal_transformer.fusion_gate1.0` and `temporal_transformer.layer_norm` (built in
+  `TemporalTransformer3DModel.__init__`, not called). The authors load with `strict=True` because their
+  module has them; the importer accepts exactly these and refuses anything else.
 
 Output extrinsics are **relative to window slot 0** (slot 0 is the identity) with translations
 normalised by `Z`: a per-window, up-to-scale geometry, not metric odometry.
@@ -352,6 +364,11 @@ class GemDepth(DinoVideoDepthBase):
     """
 
     family: ClassVar[str] = "gemdepth"
+    _unused_released_keys: ClassVar[tuple[str, ...]] = (
+        r"head\.proj\.\d+\.(weight|bias)",
+        r"head\.motion_modules\.\d+\.temporal_transformer\.fusion_gate1\.0\.(weight|bias)",
+        r"head\.motion_modules\.\d+\.temporal_transformer\.layer_norm\.(weight|bias)",
+    )
 
     @register_to_config
     def __init__(

@@ -13,10 +13,16 @@ are `window=16` / `window=8`.
 Deliberate differences from the released code: position embeddings are interpolated in fp32
 without autocast (VDA runs under fp16 autocast); `predict` requires H, W to be multiples of 14
 instead of resizing (resizing is the pipeline's job); no streaming cache.
+
+Checked against the authors' code (`test/test_parity_vda.py`): the released key layouts of
+vits/vitb/vitl equal the authors' `VideoDepthAnything.state_dict()` (0 missing / 0 unexpected on
+import), and their `forward` and `from_released` agree to <= 1e-5 relative on the same random vits
+weights. The metric releases are the same network (`metric=True`: output in metres).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -111,6 +117,8 @@ class DinoVideoDepthBase(VideoDepthModel):
 
     patch_size: int
     max_frames: int
+    #: outputs metric depth in metres (VDA's metric releases) instead of relative disparity.
+    metric: bool = False
 
     def _init_io(
         self,
@@ -139,7 +147,7 @@ class DinoVideoDepthBase(VideoDepthModel):
             keyframes=self.keyframes,
             alignment="keyframe",
             value_range=(0.0, 1.0),
-            output_kind="disparity",
+            output_kind="depth" if self.metric else "disparity",
             max_window=self.max_frames,
         )
 
@@ -205,6 +213,10 @@ class DinoVideoDepthBase(VideoDepthModel):
         ("head.", "head."),
     )
 
+    #: regexes of released keys the authors' module builds but its forward never reads; the importer
+    #: drops exactly these (each family's docstring says which and why) and is strict about the rest.
+    _unused_released_keys: ClassVar[tuple[str, ...]] = ()
+
     def _extra_released_names(self) -> Callable[[str], list[str]] | None:
         """Name map for parameters outside backbone/head (GemDepth overrides)."""
         return None
@@ -229,8 +241,10 @@ class DinoVideoDepthBase(VideoDepthModel):
         return out
 
     def load_released_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        """Load weights in the released key layout; `ModelLoadError` on any missing/unexpected key."""
-        state = dict(state)
+        """Load weights in the released key layout; `ModelLoadError` on any missing/unexpected key
+        (other than the family's `_unused_released_keys`, which are dropped)."""
+        unused = [re.compile(p) for p in self._unused_released_keys]
+        state = {k: v for k, v in state.items() if not any(p.fullmatch(k) for p in unused)}
         (bb_ours, bb_rel), (hd_ours, hd_rel) = self._released_prefixes
         num_layers = len(self.backbone.encoder.layer)
         mapped = released_to_hf(state, bb_rel, bb_ours, num_layers)
@@ -285,6 +299,9 @@ class VideoDepthAnything(DinoVideoDepthBase):
         detail_width: > 0 adds a `ConvDetailEncoder` of this first-stage width whose 1/4 and 1/8
             maps are added to the head's two finest levels (DPT-Hybrid-style; from-scratch compact
             models only, refused by `from_released` like `conv_stem`). 0 = the released architecture.
+        metric: the weights are a metric release (`metric_video_depth_anything_vit*.pth`): the same
+            network, whose output is depth in metres (`output_kind="depth"`), so the pipeline skips
+            the affine fit as VDA's `infer_video_depth(metric=True)` does (scale 1, shift 0).
     """
 
     family: ClassVar[str] = "vda"
@@ -309,9 +326,11 @@ class VideoDepthAnything(DinoVideoDepthBase):
         keyframes: Sequence[int] | None = None,
         conv_stem: bool = False,
         detail_width: int = 0,
+        metric: bool = False,
     ) -> None:
         super().__init__()
         self._init_io(patch_size, max_frames, window, overlap, keyframes)
+        self.metric = bool(metric)
         self.conv_stem = bool(conv_stem)
         self.backbone = build_dinov2_backbone(
             hidden_size, num_layers, num_heads, layer_indices, patch_size, image_size, conv_stem=self.conv_stem
@@ -380,7 +399,8 @@ class VideoDepthAnything(DinoVideoDepthBase):
             frames: `(B, T, 3, H, W)` RGB in [0, 1], H and W multiples of `patch_size`, T <= max_frames.
 
         Returns:
-            `(B, T, H, W)` non-negative relative disparity (affine-invariant inverse depth).
+            `(B, T, H, W)` non-negative relative disparity (affine-invariant inverse depth), or depth in
+            metres for a `metric` model.
         """
         b, t, _, h, w = frames.shape
         skips = self.detail(self.normalise(frames)) if self.detail is not None else None

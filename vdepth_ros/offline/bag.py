@@ -330,7 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--copy-input-topics", action="store_true", help="copy every input message into the output")
     p.add_argument("--params", type=Path, help="node parameter YAML (default: the bundled config/depth.yaml)")
-    p.add_argument("--model", help="model folder or file (default: the params' model)")
+    p.add_argument(
+        "--model", help="model folder/file or pulled release name, e.g. vda-small (default: the params' model)"
+    )
     p.add_argument("--backend", help="runtime backend (default: the params' backend)")
     p.add_argument(
         "--typestore",

@@ -278,7 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frames", type=int, help="process at most this many frames")
     p.add_argument("--no-preview", action="store_true", help="do not write preview.mp4")
     p.add_argument("--params", type=Path, help="node parameter YAML (default: the bundled config/depth.yaml)")
-    p.add_argument("--model", help="model folder or file (default: the params' model)")
+    p.add_argument(
+        "--model", help="model folder/file or pulled release name, e.g. vda-small (default: the params' model)"
+    )
     p.add_argument("--backend", help="runtime backend (default: the params' backend)")
     p.add_argument("--overwrite", action="store_true", help="replace OUTDIR if it exists")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

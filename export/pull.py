@@ -1,0 +1,247 @@
+"""`vdepth-export pull NAME`: download a known release from the hub and import it into the model cache.
+
+    vdepth-export pull vda-small                      # Apache-2.0: no licence flag needed
+    vdepth-export pull dvd --accept-license           # CC-BY-NC-4.0 weights
+    vdepth-node --ros-args -p model:=vda-small ...    # `model: NAME` resolves to the cached folder
+
+Downloads go through `huggingface_hub.hf_hub_download`, so `HF_ENDPOINT` (mirrors), `HF_HUB_OFFLINE`,
+`HF_TOKEN` (gated repositories), proxies and resumable `.incomplete` files behave as in every other
+hub tool, and the files land in the hub's own cache (`HF_HUB_CACHE`), shared with those tools. Each
+file with a known sha256 (or size) is checked before import; a mismatch removes the downloaded copy.
+The import writes the model folder under a temporary name and renames it (`import_released`), so an
+interrupted pull never leaves half a model in the cache. Offline, the error lists the files, their
+URLs and the two ways to import them by hand.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+from vdepth_ros.errors import ConfigError, VdepthError
+from vdepth_ros.runtime.registry import (
+    PROVENANCE_NAME,
+    Release,
+    ReleaseFile,
+    cached_model_dir,
+    get_release,
+    model_cache_dir,
+)
+
+log = logging.getLogger(__name__)
+
+
+class LicenseNotAcceptedError(VdepthError):
+    """A non-commercial release was pulled without `--accept-license`."""
+
+
+class DownloadError(VdepthError):
+    """The hub cannot be reached (offline), refuses access, or a file fails its checksum."""
+
+
+def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _manual_steps(release: Release, output: Path) -> str:
+    """What to do without the network: the files (URLs) and the two ways to import them."""
+    lines = [f"download these files of {release.name!r} by hand:"]
+    lines += [f"  {f.url}" for f in release.files]
+    lines.append(f"then either put them as DIR/<repo>/<file> ({', '.join(f.local_path for f in release.files)})")
+    lines.append(f"and run `vdepth-export pull {release.name} --from DIR`, or run")
+    paths = [s.split(":", 1)[1] if ":" in s else f"<folder of {s}>" for s in release.sources]
+    lines.append(f"  {release.import_command(paths, output)}")
+    return "\n".join(lines)
+
+
+def _check_file(path: Path, spec: ReleaseFile, remove_on_mismatch: bool) -> str:
+    """Size and sha256 against the registry (where known); returns the sha256. A mismatching
+    download is deleted from the hub cache, so the next pull fetches it again."""
+    got = sha256_of(path)
+    problem = None
+    if spec.size is not None and path.stat().st_size != spec.size:
+        problem = f"size {path.stat().st_size} bytes, expected {spec.size}"
+    elif spec.sha256 is not None and got != spec.sha256:
+        problem = f"sha256 {got}, expected {spec.sha256}"
+    if problem is None:
+        if spec.sha256 is None:
+            log.warning("%s: no known sha256 to check against (imported unverified, sha256 %s)", spec.local_path, got)
+        return got
+    where = f"{spec.repo}/{spec.filename}"
+    if remove_on_mismatch:
+        real = path.resolve()
+        path.unlink(missing_ok=True)
+        real.unlink(missing_ok=True)  # the hub cache's blob behind the snapshot link
+        raise DownloadError(f"{where}: {problem}; the downloaded copy was removed and nothing was imported")
+    raise DownloadError(f"{path} ({where}): {problem}; nothing was imported")
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """OSError, plus the hub client's HTTP transport errors (httpx2 in huggingface_hub >= 1)."""
+    try:
+        import httpx2
+
+        return (OSError, httpx2.TransportError)
+    except ImportError:  # older huggingface_hub on requests: its errors are OSErrors
+        return (OSError,)
+
+
+def _quiet_http_logs() -> None:
+    """httpx logs every request at INFO; a pull prints its own outcome."""
+    for name in ("httpx", "httpx2"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _download(spec: ReleaseFile, release: Release, output: Path, endpoint: str | None) -> Path:
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        GatedRepoError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    try:
+        return Path(hf_hub_download(spec.repo, spec.filename, revision=spec.revision, endpoint=endpoint))
+    except GatedRepoError as err:
+        raise DownloadError(
+            f"{spec.repo} is gated: accept its licence on https://huggingface.co/{spec.repo} and log in "
+            f"(`hf auth login` or HF_TOKEN). ({err.__class__.__name__})"
+        ) from None
+    except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError) as err:
+        if isinstance(err, LocalEntryNotFoundError):  # offline and not cached (a subclass of EntryNotFound)
+            msg = f"cannot reach the hub ({err.__class__.__name__}).\n"
+            raise DownloadError(msg + _manual_steps(release, output)) from None
+        raise DownloadError(
+            f"the hub has no {spec.filename} in {spec.repo}@{spec.revision} ({err.__class__.__name__}); "
+            "the registry entry may be out of date"
+        ) from None
+    except (OfflineModeIsEnabled, *_transport_errors()) as err:  # offline, refused, kept failing mid-file
+        raise DownloadError(f"download of {spec.url} failed: {err}\n" + _manual_steps(release, output)) from None
+
+
+def _fetch(
+    release: Release, output: Path, from_dir: Path | None, endpoint: str | None
+) -> dict[ReleaseFile, tuple[Path, str]]:
+    """Every file of the release on local disk (from `from_dir`, else downloaded), with its sha256."""
+    paths: dict[ReleaseFile, tuple[Path, str]] = {}
+    for spec in release.files:
+        if from_dir is not None:
+            path = from_dir / spec.local_path
+            if not path.is_file():
+                raise FileNotFoundError(f"{path} not found (--from expects DIR/<repo>/<file>)")
+            paths[spec] = (path, _check_file(path, spec, remove_on_mismatch=False))
+        else:
+            path = _download(spec, release, output, endpoint)
+            paths[spec] = (path, _check_file(path, spec, remove_on_mismatch=True))
+    return paths
+
+
+def _sources(release: Release, paths: dict[ReleaseFile, tuple[Path, str]]) -> list[Path]:
+    """The import sources: `repo:file` -> that file, `repo` -> the folder its files were put in."""
+    out = []
+    for source in release.sources:
+        repo, _, filename = source.partition(":")
+        found = [(s, p) for s, (p, _sha) in paths.items() if s.repo == repo and filename in ("", s.filename)]
+        if not found:
+            raise ConfigError(f"registry entry {release.name!r}: source {source!r} matches none of its files")
+        spec, path = found[0]
+        out.append(path if filename else Path(str(path)[: -len(spec.filename)].rstrip("/")))
+    return out
+
+
+def pull(
+    name: str,
+    *,
+    cache: str | Path | None = None,
+    accept_license: bool = False,
+    overwrite: bool = False,
+    from_dir: str | Path | None = None,
+    endpoint: str | None = None,
+) -> Path:
+    """Download (or take from `from_dir`) release `name`, check it and import it into the model cache.
+
+    Args:
+        name: registry name (`vdepth_ros.runtime.registry.releases()`).
+        cache: model cache folder (default `model_cache_dir()`); the model goes to `cache/name`.
+        accept_license: required for non-commercial releases.
+        overwrite: replace a model already in the cache.
+        from_dir: use files already on disk, laid out as `DIR/<repo>/<filename>`, instead of the hub.
+        endpoint: hub URL (default: `HF_ENDPOINT`, else huggingface.co).
+
+    Returns:
+        The model folder; already there (and `overwrite` false) -> returned without downloading.
+
+    Raises:
+        ConfigError: unknown name, or a release with no public download.
+        LicenseNotAcceptedError: non-commercial licence without `accept_license`.
+        DownloadError: offline (the message lists the manual steps), gated, missing, bad checksum.
+        ModelLoadError: the files do not fit the family (from the importer).
+    """
+    from vdepth_export.import_released import import_released
+
+    release = get_release(name)
+    output = cached_model_dir(name, cache)
+    if not release.files:
+        raise ConfigError(f"{name} has no public download. {release.notes}".replace("<cache>", str(output.parent)))
+    if release.non_commercial and not accept_license:
+        pages = ", ".join(sorted({f"https://huggingface.co/{f.repo}" for f in release.files})) or "see docs/models.md"
+        raise LicenseNotAcceptedError(
+            f"{name} is released under {release.license}, which does not allow commercial use. Read the "
+            f"licence ({pages}) and pass --accept-license to download it."
+        )
+    if (output / "config.json").is_file() and not overwrite:
+        log.info("%s is already in the model cache: %s (pass --overwrite to pull it again)", name, output)
+        return output
+    _quiet_http_logs()
+    paths = _fetch(release, output, Path(from_dir) if from_dir is not None else None, endpoint)
+    provenance = {
+        "name": release.name,
+        "family": release.family,
+        "license": release.license,
+        "files": [
+            {"repo": s.repo, "filename": s.filename, "revision": s.revision, "sha256": sha}
+            for s, (_p, sha) in paths.items()
+        ],
+    }
+    return import_released(
+        release.family,
+        _sources(release, paths),
+        output,
+        encoder=release.encoder,
+        overrides=dict(release.overrides),
+        variant=release.variant,
+        overwrite=overwrite,
+        extra_files={PROVENANCE_NAME: json.dumps(provenance, indent=2) + "\n"},
+    )
+
+
+def describe_releases() -> list[dict[str, object]]:
+    """Every release with its licence and whether it is in the model cache (`pull --list`)."""
+    from vdepth_ros.runtime.registry import releases
+
+    cache = model_cache_dir()
+    return [
+        {
+            "name": r.name,
+            "family": r.family,
+            "title": r.title,
+            "license": r.license,
+            "needs_accept_license": r.non_commercial,
+            "downloadable": bool(r.files),
+            "cached": (cache / r.name / "config.json").is_file(),
+        }
+        for r in releases().values()
+    ]
+
+
+__all__ = ["DownloadError", "LicenseNotAcceptedError", "describe_releases", "pull", "sha256_of"]

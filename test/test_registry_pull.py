@@ -1,0 +1,255 @@
+"""`vdepth-export pull` end to end against a local hub on 127.0.0.1 (huggingface_hub's URL layout).
+
+The server answers `HEAD/GET /{repo}/resolve/{revision}/{filename}` as the hub does for an LFS file:
+`X-Repo-Commit`, `ETag` (the sha256), `Content-Length`, `Accept-Ranges`, 206 for a `Range` request,
+404 with `X-Error-Code: EntryNotFound` otherwise. The served weights are a tiny random VDA in the
+released key layout. Scenarios: success through the console script with `HF_ENDPOINT` (and
+`HF_HUB_OFFLINE` unset in that process only), then `model: NAME` in vdepth-video; a download cut
+mid-file (resumed with a Range request) and one that keeps failing (clean error, nothing imported);
+a wrong sha256; an unknown name; a licence not accepted; offline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import torch
+from vdepth_export.cli import main as export_main
+from vdepth_export.pull import DownloadError, LicenseNotAcceptedError, pull
+
+from vdepth_ros.errors import ConfigError
+from vdepth_ros.models import load_model
+from vdepth_ros.models.vda import VideoDepthAnything
+from vdepth_ros.runtime.registry import CACHE_ENV, PROVENANCE_NAME, REGISTRY_ENV
+
+REPO = "test-org/Video-Depth-Anything-Tiny"
+FILE = "video_depth_anything_vits.pth"
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+@dataclass
+class Hub:
+    """What the local hub serves and what it was asked."""
+
+    files: dict[tuple[str, str], bytes]
+    cut: dict[str, int] = field(default_factory=dict)  # filename -> GETs to cut halfway (-1: always)
+    requests: list[tuple[str, str, str | None]] = field(default_factory=list)
+    url: str = ""
+
+
+def _handler(hub: Hub) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:  # quiet
+            pass
+
+        def _serve(self, body: bool) -> None:
+            hub.requests.append((self.command, self.path, self.headers.get("Range")))
+            parts = self.path.split("?")[0].lstrip("/").split("/")
+            repo, rest = "/".join(parts[:2]), parts[2:]
+            key = (repo, "/".join(rest[2:])) if rest[:1] == ["resolve"] else None
+            if key not in hub.files:
+                self.send_response(404)
+                self.send_header("X-Error-Code", "EntryNotFound")
+                self.send_header("X-Repo-Commit", COMMIT)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            data = hub.files[key]
+            start = int(self.headers["Range"].split("=")[1].split("-")[0]) if self.headers.get("Range") else 0
+            self.send_response(206 if start else 200)
+            self.send_header("X-Repo-Commit", COMMIT)
+            self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
+            self.send_header("Accept-Ranges", "bytes")
+            self.send_header("Content-Length", str(len(data) - start))
+            if start:
+                self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+            self.end_headers()
+            if not body:
+                return
+            left = hub.cut.get(key[1], 0)
+            if left:
+                hub.cut[key[1]] = left - 1 if left > 0 else left
+                self.wfile.write(data[start : start + (len(data) - start) // 2])
+                self.wfile.flush()
+                self.close_connection = True  # the peer sees a short body
+                return
+            self.wfile.write(data[start:])
+
+        def do_HEAD(self) -> None:
+            self._serve(body=False)
+
+        def do_GET(self) -> None:
+            self._serve(body=True)
+
+    return Handler
+
+
+@pytest.fixture(scope="module")
+def tiny() -> VideoDepthAnything:
+    torch.manual_seed(4)  # a seed whose random tiny VDA gives a non-constant output
+    return VideoDepthAnything(**VideoDepthAnything.tiny_config()).eval()
+
+
+@pytest.fixture(scope="module")
+def weights(tiny: VideoDepthAnything) -> bytes:
+    buf = io.BytesIO()
+    torch.save(tiny.released_state_dict(), buf)  # the release's key names
+    return buf.getvalue()
+
+
+@pytest.fixture
+def hub(weights: bytes) -> Iterator[Hub]:
+    state = Hub(files={(REPO, FILE): weights, ("depth-anything/Video-Depth-Anything-Small", FILE): weights})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
+    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield state
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, weights: bytes) -> dict[str, str]:
+    """A registry file with the tiny release, and a cache and a hub cache under tmp_path."""
+    entry = {"name": "vda-tiny-test", "family": "vda", "title": "tiny random VDA", "license": "apache-2.0",
+             "non_commercial": False, "encoder": "vits", "overrides": VideoDepthAnything.tiny_config(),
+             "files": [{"repo": REPO, "filename": FILE, "sha256": hashlib.sha256(weights).hexdigest(),
+                        "size": len(weights)}],
+             "sources": [f"{REPO}:{FILE}"]}  # fmt: skip
+    (tmp_path / "registry.json").write_text(json.dumps([entry]))
+    values = {REGISTRY_ENV: str(tmp_path / "registry.json"), CACHE_ENV: str(tmp_path / "cache"),
+              "HF_HUB_CACHE": str(tmp_path / "hf")}  # fmt: skip
+    for k, v in values.items():
+        monkeypatch.setenv(k, v)
+    import huggingface_hub.constants as hf
+
+    monkeypatch.setattr(hf, "HF_HUB_CACHE", values["HF_HUB_CACHE"])  # read at import by the library
+    return values
+
+
+@pytest.fixture
+def online(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HF_HUB_OFFLINE off for this test's in-process calls only (conftest sets it for the suite)."""
+    import huggingface_hub.constants as hf
+
+    monkeypatch.setattr(hf, "HF_HUB_OFFLINE", False)
+
+
+def _leftovers(cache: Path) -> list[str]:
+    return sorted(p.name for p in cache.iterdir()) if cache.is_dir() else []
+
+
+@pytest.mark.slow
+def test_pull_through_the_console_script_then_model_name_in_vdepth_video(
+    hub: Hub, env: dict[str, str], tiny: VideoDepthAnything, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    script = Path(sys.executable).parent / "vdepth-export"
+    proc_env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    proc_env["HF_ENDPOINT"] = hub.url
+    res = subprocess.run(
+        [str(script), "pull", "vda-tiny-test"], env=proc_env, capture_output=True, text=True, timeout=300
+    )
+    assert res.returncode == 0, res.stderr
+    folder = Path(env[CACHE_ENV]) / "vda-tiny-test"
+    assert json.loads(res.stdout)["model"] == str(folder)
+    assert {"config.json", "model.safetensors", PROVENANCE_NAME} <= {p.name for p in folder.iterdir()}
+    provenance = json.loads((folder / PROVENANCE_NAME).read_text())
+    assert provenance["files"][0]["sha256"] == hashlib.sha256(hub.files[(REPO, FILE)]).hexdigest()
+    assert ("GET", f"/{REPO}/resolve/main/{FILE}", None) in hub.requests
+    assert _leftovers(Path(env[CACHE_ENV])) == ["vda-tiny-test"]  # no temporary folder left
+    frames = torch.rand(4, 3, 70, 98, generator=torch.Generator().manual_seed(0))
+    expected = tiny.predict(frames)
+    assert float(expected.std()) > 0 and torch.equal(load_model(folder).predict(frames), expected)
+    # a second pull finds it in the cache and downloads nothing
+    n = len(hub.requests)
+    assert subprocess.run([str(script), "pull", "vda-tiny-test"], env=proc_env, timeout=300).returncode == 0
+    assert len(hub.requests) == n
+    # `--model NAME` in vdepth-video resolves to the cached folder (the node and vdepth-bag share this config path)
+    import cv2
+    import numpy as np
+
+    from vdepth_ros.offline import video as videocli
+
+    clip = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 15.0, (98, 70))
+    for i in range(5):
+        writer.write(np.full((70, 98, 3), 40 * i, np.uint8))
+    writer.release()
+    params = tmp_path / "p.yaml"
+    params.write_text("/**:\n  ros__parameters:\n    backend: torch\n")
+    out = tmp_path / "out"
+    assert (
+        videocli.main(
+            [str(clip), "-o", str(out), "--model", "vda-tiny-test", "--params", str(params), "--no-progress", "--json"]
+        )
+        == 0
+    )
+    assert json.loads(capsys.readouterr().out)["frames_out"] == 5
+
+
+def test_interrupted_download_resumes_or_fails_without_a_half_model(
+    hub: Hub, env: dict[str, str], online: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hub.cut[FILE] = 1  # the first GET stops halfway: huggingface_hub retries (with a Range when it kept bytes)
+    folder = pull("vda-tiny-test", endpoint=hub.url)
+    assert (folder / "model.safetensors").is_file()
+    assert sum(method == "GET" for method, _, _ in hub.requests) == 2, hub.requests
+    cache = Path(env[CACHE_ENV])
+    import huggingface_hub.constants as hf
+
+    monkeypatch.setattr(hf, "HF_HUB_CACHE", str(cache.parent / "hf-empty"))  # nothing downloaded yet
+    hub.cut[FILE] = -1  # every GET stops halfway: the pull fails after the library's retries
+    with pytest.raises(DownloadError, match=r"download of .* failed"):
+        pull("vda-tiny-test", endpoint=hub.url, overwrite=True, cache=cache / "other")
+    assert not (cache / "other").exists() or _leftovers(cache / "other") == []
+
+
+def test_wrong_hash_removes_the_download_and_imports_nothing(hub: Hub, env: dict[str, str], online: None) -> None:
+    # the real vda-small entry has the release's sha256; the local hub serves other bytes under its name
+    with pytest.raises(DownloadError, match=r"sha256 [0-9a-f]{64}, expected 13379300b7.*nothing was imported"):
+        pull("vda-small", endpoint=hub.url)
+    assert _leftovers(Path(env[CACHE_ENV])) == []
+    blobs = list(Path(env["HF_HUB_CACHE"]).rglob("blobs/*"))
+    assert blobs == [], blobs  # the mismatching download was deleted, so a retry fetches it again
+
+
+def test_unknown_name_and_licence_not_accepted_download_nothing(
+    hub: Hub, env: dict[str, str], online: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(ConfigError, match="unknown model 'vda-smal'"):
+        pull("vda-smal", endpoint=hub.url)
+    with pytest.raises(LicenseNotAcceptedError, match=r"cc-by-nc-4\.0.*--accept-license"):
+        pull("vda-base", endpoint=hub.url)
+    assert hub.requests == []
+    assert export_main(["pull", "dvd"]) == 2
+    assert "--accept-license" in capsys.readouterr().err
+    assert export_main(["pull", "fiffdepth", "--accept-license"]) == 2
+    assert "no public download" in capsys.readouterr().err
+    assert export_main(["pull", "--list"]) == 0
+    listed = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert listed["vda-tiny-test"]["cached"] is False and listed["vda-base"]["needs_accept_license"] is True
+
+
+def test_offline_names_the_files_and_the_import_command(env: dict[str, str], tmp_path: Path, weights: bytes) -> None:
+    with pytest.raises(DownloadError) as err:  # HF_HUB_OFFLINE=1, as conftest sets it
+        pull("vda-tiny-test")
+    msg = str(err.value)
+    assert f"https://huggingface.co/{REPO}/resolve/main/{FILE}" in msg
+    assert f"vdepth-export import vda {FILE} -o {Path(env[CACHE_ENV]) / 'vda-tiny-test'} --encoder vits" in msg
+    assert "vdepth-export pull vda-tiny-test --from DIR" in msg
+    # the files placed by hand as the message says: --from DIR imports them, checked
+    (tmp_path / "dl" / REPO).mkdir(parents=True)
+    (tmp_path / "dl" / REPO / FILE).write_bytes(weights)
+    assert (pull("vda-tiny-test", from_dir=tmp_path / "dl") / "config.json").is_file()

@@ -1,0 +1,334 @@
+"""Known released checkpoints, the local model cache, and `model: NAME` resolution.
+
+A *release* is a paper's published weights under a short name (`vda-small`, `dvd`, ...): where the
+files are on the Hugging Face hub, their licence, their sha256 where it is known, and how
+`vdepth-export import` turns them into a model folder. `vdepth-export pull NAME` downloads and
+imports a release into the model cache; afterwards `model: NAME` (node parameter, `--model` of
+`vdepth-bag` / `vdepth-video` / `vdepth-eval`, `PipelineConfig.model`) resolves to that folder
+through `resolve_model`. This module only reads: downloading lives in `vdepth_export.pull`, so the
+node never talks to the network.
+
+The model cache is `$VDEPTH_MODEL_CACHE`, else `$XDG_CACHE_HOME/vdepth_ros/models`, else
+`~/.cache/vdepth_ros/models`; one folder per release name. Releases not listed here can be added
+without code changes in a JSON file named by `$VDEPTH_MODEL_REGISTRY` (a list of objects with the
+`Release` fields; `files` as lists of `ReleaseFile` fields).
+
+Hashes and sizes are the hub's (its "Git LFS details" pages); `None` means not known here, and such
+files are imported unverified (`pull` says so).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vdepth_ros.errors import ConfigError, ModelLoadError
+
+CACHE_ENV = "VDEPTH_MODEL_CACHE"
+REGISTRY_ENV = "VDEPTH_MODEL_REGISTRY"
+#: written by `vdepth-export pull` next to config.json: which release and files the folder came from.
+PROVENANCE_NAME = "release.json"
+
+
+@dataclass(frozen=True)
+class ReleaseFile:
+    """One file of a release on the hub.
+
+    Attributes:
+        repo: hub repository id (`owner/name`).
+        filename: path inside the repository.
+        sha256: hex digest of the file, or None when not known (not verified).
+        size: bytes, or None when not known.
+        revision: branch, tag or commit.
+    """
+
+    repo: str
+    filename: str
+    sha256: str | None = None
+    size: int | None = None
+    revision: str = "main"
+
+    @property
+    def url(self) -> str:
+        return f"https://huggingface.co/{self.repo}/resolve/{self.revision}/{self.filename}"
+
+    @property
+    def local_path(self) -> str:
+        """Where `pull --from DIR` expects it: `DIR/<repo>/<filename>` (the hub's own layout)."""
+        return f"{self.repo}/{self.filename}"
+
+
+@dataclass(frozen=True)
+class Release:
+    """A released checkpoint and its import recipe.
+
+    Attributes:
+        name: registry name (`model: NAME`).
+        family: model family (`vdepth_ros.models.MODEL_FAMILIES`).
+        title: what it is, one line.
+        files: the files to download; empty = no public download (see `notes`).
+        sources: the `vdepth-export import` sources, in order: `repo` (the repository's downloaded
+            folder) or `repo:filename` (one file).
+        license: the weights' licence(s).
+        non_commercial: the licence forbids commercial use: `pull` needs `--accept-license`.
+        encoder: `vdepth-export import --encoder` (VDA sizes).
+        overrides: constructor overrides passed to the importer (`--set`).
+        variant: weight-file variant of diffusers folders (e.g. "fp16").
+        paper: citation of the paper the numbers in docs/models.md come from.
+        notes: anything a user must know (gated repository, no public download...).
+    """
+
+    name: str
+    family: str
+    title: str
+    files: tuple[ReleaseFile, ...]
+    sources: tuple[str, ...]
+    license: str
+    non_commercial: bool
+    encoder: str | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    variant: str | None = None
+    paper: str = ""
+    notes: str = ""
+
+    def import_command(self, paths: list[str], output: str | Path) -> str:
+        """The `vdepth-export import` command line for local source paths."""
+        args = ["vdepth-export", "import", self.family, *paths, "-o", str(output)]
+        if self.encoder:
+            args += ["--encoder", self.encoder]
+        if self.variant:
+            args += ["--variant", self.variant]
+        for key, value in self.overrides.items():
+            args += ["--set", f"{key}={json.dumps(value, separators=(',', ':'))}"]
+        return shlex.join(args)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Release:
+        data = dict(data)
+        data["files"] = tuple(ReleaseFile(**f) for f in data.get("files", ()))
+        data["sources"] = tuple(data.get("sources", ()))
+        try:
+            return cls(**data)
+        except TypeError as err:
+            raise ConfigError(f"registry entry {data.get('name')!r}: {err}") from None
+
+
+#: How each family's authors run inference (their entry point's resize, normalisation, upsampling,
+#: stitching), recorded for the `reference` inference mode. Facts from the reference code.
+REFERENCE_INFERENCE: dict[str, dict[str, Any]] = {
+    "vda": {
+        "entry": "video_depth_anything/video_depth.py: VideoDepthAnything.infer_video_depth",
+        "resize": "keep aspect, lower bound 518, multiple of 14, cv2.INTER_CUBIC (518*1.777/ratio above 16:9)",
+        "normalise": "ImageNet mean/std",
+        "upsample": "bilinear, align_corners=True, to the input size",
+        "window": 32,
+        "overlap": 10,
+        "keyframes": [0, 12, 24, 25, 26, 27, 28, 29, 30, 31],
+        "fit": "least squares over all pixels of 2 keyframes (metric models: scale 1, shift 0)",
+        "crossfade": 8,
+    },
+    "gemdepth": {"entry": "model/gemdepth.py: GemDepth.infer_video_depth", "same_as": "vda"},
+    "dvd": {
+        "entry": "test_script/test_single_video.py: generate_depth_sliced",
+        "resize": "cover 480x640 (ceil), each side up to a multiple of 16, bilinear align_corners=False",
+        "window": 81,
+        "overlap": 9,
+        "fit": "least squares over all overlap pixels of all 3 channels; scale clipped to [0.7, 1.5]",
+        "channels": 3,
+        "upsample": "bilinear, align_corners=False",
+    },
+    "depthcrafter": {
+        "entry": "depthcrafter/inference.py: DepthCrafterInference.infer",
+        "resize": "max side 1024, each side rounded to a multiple of 64",
+        "window": 110,
+        "overlap": 25,
+        "fit": "none: latent noise reuse + latent crossfade; min-max over the whole video",
+    },
+    "fiffdepth": {
+        "entry": "fiffdepth/direct_pipeline.py: DirectPipeline.__call__",
+        "resize": "max edge = processing_res (pipeline default), bilinear with antialias",
+        "upsample": "bilinear with antialias, to the input size",
+        "fit": "none (single-image model)",
+    },
+}
+
+_VDA_PAPER = "Chen et al., Video Depth Anything, CVPR 2025 (arXiv 2501.12375)"
+
+
+def _vda(size: str, encoder: str, metric: bool, license: str, sha256: str | None, nbytes: int | None) -> Release:
+    prefix = "Metric-" if metric else ""
+    stem = "metric_video_depth_anything" if metric else "video_depth_anything"
+    repo = f"depth-anything/{prefix}Video-Depth-Anything-{size.capitalize()}"
+    return Release(
+        name=f"vda-{'metric-' if metric else ''}{size}",
+        family="vda",
+        title=f"Video Depth Anything {size.capitalize()}{' (metric depth, metres)' if metric else ''}",
+        files=(ReleaseFile(repo, f"{stem}_{encoder}.pth", sha256, nbytes),),
+        sources=(f"{repo}:{stem}_{encoder}.pth",),
+        license=license,
+        non_commercial=license.startswith("cc-by-nc"),
+        encoder=encoder,
+        overrides={"metric": True} if metric else {},
+        paper=_VDA_PAPER,
+    )
+
+
+_SVD = "stabilityai/stable-video-diffusion-img2vid-xt"
+_VDA_S_SHA = "13379300b739e659f076a59d52e9801bd8d38c541a7e71f73bbca4dcfb013609"
+_VDA_L_SHA = "43df27c6b396042ba34ff7b798ab279f64d204d2e86d7a373968f8fa36d0e6fa"
+_BUILTIN: tuple[Release, ...] = (
+    _vda("small", "vits", False, "apache-2.0", _VDA_S_SHA, None),
+    _vda("base", "vitb", False, "cc-by-nc-4.0", None, None),
+    _vda("large", "vitl", False, "cc-by-nc-4.0", _VDA_L_SHA, 1538392012),
+    _vda("small", "vits", True, "apache-2.0", None, None),
+    _vda("base", "vitb", True, "cc-by-nc-4.0", None, None),
+    _vda("large", "vitl", True, "cc-by-nc-4.0", None, None),
+    Release(
+        name="gemdepth",
+        family="gemdepth",
+        title="GemDepth (ViT-L, VDA head): disparity and per-window camera poses",
+        files=(ReleaseFile("YuechengLiu/GemDepth", "gemdepth.pth"),),
+        sources=("YuechengLiu/GemDepth:gemdepth.pth",),
+        license="apache-2.0 (hub card; the code is MIT)",
+        non_commercial=False,
+        paper="Liu et al., GemDepth, ICML 2026 (arXiv 2605.10525)",
+    ),
+    Release(
+        name="depthcrafter",
+        family="depthcrafter",
+        title="DepthCrafter v1.0.1 UNet + the SVD-XT VAE and image encoder (fp16 files)",
+        files=(
+            ReleaseFile("tencent/DepthCrafter", "config.json"),
+            ReleaseFile("tencent/DepthCrafter", "diffusion_pytorch_model.safetensors"),
+            ReleaseFile(_SVD, "vae/config.json"),
+            ReleaseFile(_SVD, "vae/diffusion_pytorch_model.fp16.safetensors"),
+            ReleaseFile(_SVD, "image_encoder/config.json"),
+            ReleaseFile(_SVD, "image_encoder/model.fp16.safetensors"),
+        ),
+        sources=("tencent/DepthCrafter", _SVD),
+        license="DepthCrafter licence (academic/research only) + stable-video-diffusion-community",
+        non_commercial=True,
+        variant="fp16",
+        paper="Hu et al., DepthCrafter, CVPR 2025 (arXiv 2409.02095)",
+        notes=f"{_SVD} is gated: accept its licence on the hub page and log in (`hf auth login` or HF_TOKEN).",
+    ),
+    *(
+        Release(
+            name=name,
+            family="dvd",
+            title=f"DVD {version} (Wan2.1-T2V-1.3B DiT + LoRA) with the original Wan2.1 VAE",
+            files=(ReleaseFile("FayeHongfeiZhang/DVD", dit), ReleaseFile("Wan-AI/Wan2.1-T2V-1.3B", "Wan2.1_VAE.pth")),
+            sources=(f"FayeHongfeiZhang/DVD:{dit}", "Wan-AI/Wan2.1-T2V-1.3B:Wan2.1_VAE.pth"),
+            license="cc-by-nc-4.0 (DVD weights) + apache-2.0 (Wan2.1 VAE)",
+            non_commercial=True,
+            paper="Zhang et al., DVD: Deterministic Video Depth, arXiv 2603.12250",
+        )
+        for name, version, dit in (("dvd", "v1.0", "model.safetensors"), ("dvd-1.1", "v1.1", "dvd_1.1.safetensors"))
+    ),
+    Release(
+        name="fiffdepth",
+        family="fiffdepth",
+        title="FiffDepth (SD-2 UNet, one step), a diffusers DirectPipeline folder",
+        files=(),
+        sources=(),
+        license="not stated by the authors",
+        non_commercial=True,
+        paper="Bai & Huang, FiffDepth, ICCV 2025 (arXiv 2412.00671)",
+        notes="No public download was found: the authors' README loads a local ./checkpoints/fiffdepth folder. "
+        "Place that folder (unet/, vae/, text_encoder/ + tokenizer/, fp32 or fp16 variant files) and run "
+        "`vdepth-export import fiffdepth FOLDER -o <cache>/fiffdepth` (add `--variant fp16` for an fp16-only folder).",
+    ),
+)
+
+
+def _extra_releases() -> tuple[Release, ...]:
+    path = os.environ.get(REGISTRY_ENV)
+    if not path:
+        return ()
+    try:
+        entries = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ConfigError(f"${REGISTRY_ENV}={path}: cannot read the registry file: {err}") from None
+    if not isinstance(entries, list):
+        raise ConfigError(f"${REGISTRY_ENV}={path}: expected a JSON list of releases")
+    return tuple(Release.from_dict(e) for e in entries)
+
+
+def releases() -> dict[str, Release]:
+    """Every known release by name: the built-in ones, then `$VDEPTH_MODEL_REGISTRY`'s (which win)."""
+    return {r.name: r for r in (*_BUILTIN, *_extra_releases())}
+
+
+def get_release(name: str) -> Release:
+    """The release called `name`; `ConfigError` naming the known ones otherwise."""
+    known = releases()
+    if name not in known:
+        raise ConfigError(f"unknown model {name!r}; known releases: {', '.join(sorted(known))}")
+    return known[name]
+
+
+def model_cache_dir() -> Path:
+    """`$VDEPTH_MODEL_CACHE`, else `$XDG_CACHE_HOME/vdepth_ros/models`, else `~/.cache/vdepth_ros/models`."""
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "vdepth_ros" / "models"
+
+
+def cached_model_dir(name: str, cache: str | Path | None = None) -> Path:
+    """Where release `name` lives in the cache `cache` (default `model_cache_dir()`), there or not."""
+    return (Path(cache).expanduser() if cache is not None else model_cache_dir()) / name
+
+
+def _looks_like_a_name(model: str) -> bool:
+    return os.sep not in model and "/" not in model and not model.endswith((".onnx", ".engine", ".json"))
+
+
+def resolve_model(model: str) -> str:
+    """`model` as the runtime loads it: an existing path as is, a release name as its cache folder.
+
+    Raises:
+        ModelLoadError: `model` names a release that is not in the cache (the message names the
+            `vdepth-export pull` command), or is neither a path nor a known release.
+    """
+    if Path(model).expanduser().exists():
+        return str(Path(model).expanduser())
+    known = releases()
+    if model in known:
+        folder = cached_model_dir(model)
+        if (folder / "config.json").is_file():
+            return str(folder)
+        release = known[model]
+        accept = " --accept-license" if release.non_commercial else ""
+        raise ModelLoadError(
+            f"model {model!r} is not in the model cache ({folder} has no model): run "
+            f"`vdepth-export pull {model}{accept}` (licence: {release.license}), or set ${CACHE_ENV} to the "
+            "cache that holds it"
+        )
+    if _looks_like_a_name(model):
+        raise ModelLoadError(
+            f"model {model!r} is neither an existing file/folder nor a known release "
+            f"({', '.join(sorted(known))}); pass a model folder or a release name"
+        )
+    return model
+
+
+__all__ = [
+    "CACHE_ENV",
+    "PROVENANCE_NAME",
+    "REFERENCE_INFERENCE",
+    "REGISTRY_ENV",
+    "Release",
+    "ReleaseFile",
+    "cached_model_dir",
+    "get_release",
+    "model_cache_dir",
+    "releases",
+    "resolve_model",
+]
