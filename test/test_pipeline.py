@@ -117,9 +117,7 @@ def test_provisional_frames_come_one_stride_earlier():
 
 def test_causal_output_is_deterministic():
     frames = _frames(40)
-    runs = [
-        _run(DepthPipeline(_config(publish="both"), AffineCorruptingEngine(seed=3)), frames) for _ in range(2)
-    ]
+    runs = [_run(DepthPipeline(_config(publish="both"), AffineCorruptingEngine(seed=3)), frames) for _ in range(2)]
     assert [(f.index, f.status) for f in runs[0]] == [(f.index, f.status) for f in runs[1]]
     for a, b in zip(*runs, strict=True):
         np.testing.assert_array_equal(a.disparity, b.disparity)
@@ -171,9 +169,7 @@ def test_depth_cloud_and_camera_at_model_and_input_resolution():
     assert f.fit.scale_source == "range" and f.fit.metric_scale is not None
     with pytest.raises(ValueError, match="read-only"):
         f.depth[0, 0] = 1.0
-    big = _run(
-        DepthPipeline(_config(scale_source="range", output_resolution="input"), LuminanceEngine()), frames
-    )
+    big = _run(DepthPipeline(_config(scale_source="range", output_resolution="input"), LuminanceEngine()), frames)
     g = big[3]
     assert g.disparity.shape == (H_IN, W_IN) and g.camera == CAM
     assert g.points.shape == (H_IN, W_IN, 3)

@@ -145,7 +145,9 @@ class PipelineConfig:
         if self.scale_source == "range" and not 0 < self.near < self.far:
             raise ConfigError(f"need 0 < near < far for scale_source 'range', got near={self.near}, far={self.far}")
         if self.scale_source == "range" and self.far <= self.min_depth:
-            raise ConfigError(f"far ({self.far}) is the range mode's far limit: it must exceed min_depth ({self.min_depth})")
+            raise ConfigError(
+                f"far ({self.far}) is the range mode's far limit: it must exceed min_depth ({self.min_depth})"
+            )
         if not 0.0 <= self.anchor_min_inliers <= 1.0:
             raise ConfigError(f"anchor_min_inliers must be in [0, 1], got {self.anchor_min_inliers}")
         if self.engine_threads and self.backend == "tensorrt":

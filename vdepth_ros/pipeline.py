@@ -622,7 +622,8 @@ class _Spill:
         self.close_files()
         # Read back with pread into fresh buffers, not np.memmap: pages a memmap has touched stay
         # mapped (and counted in RSS) until it is closed, so RSS would grow with the sequence.
-        self._fds = {name: os.open(self.folder / name, os.O_RDONLY) for name in ("rgb_out.u8", "disp.f32", "sparse.f32")}
+        names = ("rgb_out.u8", "disp.f32", "sparse.f32")
+        self._fds = {name: os.open(self.folder / name, os.O_RDONLY) for name in names}
 
     def close_reads(self) -> None:
         for fd in getattr(self, "_fds", {}).values():

@@ -97,9 +97,8 @@ class TorchEngine(DepthEngine):
         with self._variants_lock:
             engine = self._variants.get((height, width))
             if engine is None:
-                engine = TorchEngine(
-                    self._model, dataclasses.replace(spec, height=int(height), width=int(width)), device=str(self.device)
-                )
+                shape = dataclasses.replace(spec, height=int(height), width=int(width))
+                engine = TorchEngine(self._model, shape, device=str(self.device))
                 self._variants[(height, width)] = engine
         return engine
 
