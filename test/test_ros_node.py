@@ -590,6 +590,12 @@ def test_colormap_topic(harness: Any) -> None:
     assert h.spin_until(lambda: len(h.got["depth_node/depth_colormap"]) > 0)
     msg = h.got["depth_node/depth_colormap"][0]
     assert msg.encoding == "bgr8" and msg.header.frame_id == "cam_optical"
+    # the preview layout: the camera image and the depth side by side at the input's size, a colour bar below
+    assert msg.width == 2 * W and msg.height > H
+    img = np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.width, 3)
+    k = next(k for k in range(14) if stamp(k) == conv.stamp_to_ns(msg.header.stamp))
+    np.testing.assert_array_equal(img[:H, :W], frames(14)[k][..., ::-1])
+    assert img[H:].any()  # the bar and its labels
 
 
 def test_node_sets_openblas_threads(harness: Any) -> None:

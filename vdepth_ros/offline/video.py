@@ -95,7 +95,7 @@ def process_video(
         params, params_file: node parameters (default: the bundled `config/depth.yaml`).
         mode: "offline" (global fit, default) or "causal" (what the live node does).
         formats: per-frame files, subset of ("png", "npy", "npz").
-        preview: write `preview.mp4` (mp4v, INFERNO).
+        preview: write `preview.mp4` (mp4v: the input image and the depth side by side, colour bar).
         ply: write `clouds/*.ply` (needs depth and intrinsics).
         intrinsics: `(fx, fy, cx, cy)` at the input resolution.
         camera_info: a calibration YAML (`rectify.load_camera_info`: camera_calibration's format,
@@ -190,7 +190,8 @@ def process_video(
                     "input": str(input_path),
                     "mode": mode,
                     "fps": source.fps,
-                    "intrinsics": list(intrinsics) if intrinsics else None,
+                    "input_size": list(source.size) if source.size else None,  # (width, height)
+                    "input_intrinsics": list(intrinsics) if intrinsics else None,  # at input_size; see "camera"
                     "intrinsics_assumed": assumed,
                     "camera_info": str(camera_info) if camera_info else None,
                     "rectified": bool(rectify),
@@ -234,7 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--format",
         type=_formats,
         default=("png",),
-        help="per-frame files, comma list of png (16-bit, mm), npy, npz (float32) (default png)",
+        help="per-frame files, comma list of png (16-bit mm; 0 no estimate, 1 too close, 65535 too far), "
+        "npy, npz (float32, NaN/+-Inf) (default png)",
     )
     p.add_argument(
         "--mode",
@@ -276,7 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--fps", type=float, help="frame rate (default: the video's; 30 for image folders)")
     p.add_argument("--max-frames", type=int, help="process at most this many frames")
-    p.add_argument("--no-preview", action="store_true", help="do not write preview.mp4")
+    p.add_argument(
+        "--no-preview", action="store_true", help="do not write preview.mp4 (image | depth, colour bar with units)"
+    )
     p.add_argument("--params", type=Path, help="node parameter YAML (default: the bundled config/depth.yaml)")
     p.add_argument("--model", help="model folder or file (default: the params' model)")
     p.add_argument("--backend", help="runtime backend (default: the params' backend)")
