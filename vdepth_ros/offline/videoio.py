@@ -394,6 +394,7 @@ class VideoOutputWriter:
             if cam is None
             else {"fx": cam.fx, "fy": cam.fy, "cx": cam.cx, "cy": cam.cy, "width": cam.width, "height": cam.height},
             "preview": "input image | depth side by side, colour bar with units below (near = bright)",
+            "preview_units": self.label,
             "preview_range": self.range,
             "frames": self.frames,
             "clouds": self.clouds,
