@@ -21,7 +21,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "alignment": ("auto", "chain_ls", "keyframe", "graph", "none"),
     "publish": ("provisional", "final", "both"),
     "scale_source": ("none", "sparse", "range", "metric"),
-    "output_resolution": ("model", "input"),
+    "output_resolution": ("input", "model"),
     "fit_method": ("symmetric", "ols"),
     "robust": ("tukey", "huber", "none"),
     "resize_method": RESIZE_METHODS,
