@@ -42,9 +42,11 @@ UpsampleMethod = Literal["edge_aware", "bilinear", "bilinear_align_corners", "ne
 #: edge_aware: a 2x2 block of working pixels is an edge when its disparity spread exceeds this
 #: fraction of the frame's 2nd-98th percentile disparity range (chosen on the dev set,
 #: benchmarks/upsample_dev.py).
-EDGE_SPREAD = 0.05
+EDGE_SPREAD = 0.02
 #: edge_aware: Gaussian range weight on the luma difference (0..255) to each working pixel.
-EDGE_SIGMA = 12.0
+EDGE_SIGMA = 8.0
+#: edge_aware: added to the range weight (so the weights never all vanish).
+RANGE_FLOOR = 1e-3
 
 
 # -- sizes ----------------------------------------------------------------------------------------
@@ -251,9 +253,10 @@ def edge_aware_upsample(
     pix = big[ys, xs]
     inv = np.float32(-0.5 / (sigma * sigma))
     num = np.zeros(ys.size, np.float32)
-    den = np.full(ys.size, 1e-12, np.float32)
+    den = np.zeros(ys.size, np.float32)
     for dy, dx, wgt in ((0, 0, (1 - fy) * (1 - fx)), (0, 1, (1 - fy) * fx), (1, 0, fy * (1 - fx)), (1, 1, fy * fx)):
-        k = wgt * np.exp(inv * np.square(pix - small[by + dy, bx + dx]))
+        # + RANGE_FLOOR: when the pixel resembles none of the four, the weights fall back to bilinear
+        k = wgt * (np.exp(inv * np.square(pix - small[by + dy, bx + dx])) + RANGE_FLOOR)
         num += k * values[by + dy, bx + dx]
         den += k
     out[ys, xs] = num / den
