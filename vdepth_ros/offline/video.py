@@ -73,6 +73,7 @@ def process_video(
     mode: str = "offline",
     formats: tuple[str, ...] = ("png",),
     preview: bool = True,
+    preview_still: int | None = 0,
     ply: bool = False,
     intrinsics: tuple[float, float, float, float] | None = None,
     assume_hfov: float | None = None,
@@ -96,6 +97,7 @@ def process_video(
         mode: "offline" (global fit, default) or "causal" (what the live node does).
         formats: per-frame files, subset of ("png", "npy", "npz").
         preview: write `preview.mp4` (mp4v: the input image and the depth side by side, colour bar).
+        preview_still: input frame index written as `preview.png` too (None: none).
         ply: write `clouds/*.ply` (needs depth and intrinsics).
         intrinsics: `(fx, fy, cx, cy)` at the input resolution.
         camera_info: a calibration YAML (`rectify.load_camera_info`: camera_calibration's format,
@@ -163,7 +165,9 @@ def process_video(
         source.camera = camera
         config = pipeline_config(params, model=model, backend=backend)
         pipeline = build_pipeline(config, engine=engine)
-        with VideoOutputWriter(tmp, formats=formats, fps=source.fps, preview=preview, ply=ply) as out:
+        with VideoOutputWriter(
+            tmp, formats=formats, fps=source.fps, preview=preview, ply=ply, still_index=preview_still
+        ) as out:
             frames = with_progress(source.frames(), source.frame_count, PROG, progress)
             if info is not None:
                 frames = _with_camera_info(frames, info, Rectifier() if rectify else None)
@@ -205,6 +209,8 @@ def process_video(
     summary.outputs["per-frame files"] = f"{output_dir / str(kind)}/ ({', '.join(formats)})"
     if preview:
         summary.outputs["preview"] = str(output_dir / "preview.mp4")
+        if preview_still is not None:
+            summary.outputs["preview still"] = str(output_dir / "preview.png")
     if clouds:
         summary.outputs["clouds"] = str(output_dir / "clouds")
     return summary

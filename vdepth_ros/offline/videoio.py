@@ -241,8 +241,9 @@ class VideoOutputWriter:
         folder: output folder (created).
         formats: subset of `FORMATS`.
         fps: preview frame rate.
-        preview: write `preview.mp4`.
+        preview: write `preview.mp4`, and `preview.png` (one still: frame `still_index`).
         ply: write clouds when the frame has points.
+        still_index: input frame index of `preview.png` (None: no still).
     """
 
     def __init__(
@@ -253,6 +254,7 @@ class VideoOutputWriter:
         fps: float = 30.0,
         preview: bool = True,
         ply: bool = False,
+        still_index: int | None = 0,
     ) -> None:
         bad = [f for f in formats if f not in FORMATS]
         if bad:
@@ -262,6 +264,7 @@ class VideoOutputWriter:
         self.fps = fps
         self.preview = preview
         self.ply = ply
+        self.still_index = still_index
         self.kind: str | None = None  # "depth" | "disparity", fixed by the first frame
         self.png_scale: float | None = None
         self.range: tuple[float, float] | None = None
@@ -347,7 +350,10 @@ class VideoOutputWriter:
                 **extra,
             )
         if self._video is not None:
-            self._video.write(self._preview(frame, values))
+            img = self._preview(frame, values)
+            self._video.write(img)
+            if index == self.still_index:
+                cv2.imwrite(str(self.folder / "preview.png"), img)
         if self.ply and frame.points is not None:
             (self.folder / "clouds").mkdir(exist_ok=True)
             write_ply(self.folder / "clouds" / f"{index:06d}.ply", frame.points, frame.colors)
