@@ -200,3 +200,12 @@ def test_resize_frame_methods() -> None:
     np.testing.assert_allclose(shifted, cub * 2 - 1, atol=1e-5)
     with pytest.raises(ConfigError):
         resize_frame(rgb, 24, 32, "lanczos")
+
+
+def test_edge_aware_leaves_slanted_surfaces_bilinear() -> None:
+    """A plane's disparity is affine in the pixel coordinates: no second differences, so no texture
+    of the image is copied into a slanted floor."""
+    v, u = np.mgrid[0:40, 0:56].astype(np.float32)
+    plane = 0.5 + 0.03 * u + 0.05 * v
+    texture = np.random.default_rng(3).integers(0, 256, (120, 168, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(edge_aware_upsample(plane, texture), upsample(plane, 120, 168, "bilinear"))

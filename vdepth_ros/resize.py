@@ -39,9 +39,9 @@ UPSAMPLE_METHODS: tuple[str, ...] = ("edge_aware", "bilinear", "bilinear_align_c
 ResizeMethod = Literal["area", "bicubic"]
 UpsampleMethod = Literal["edge_aware", "bilinear", "bilinear_align_corners", "nearest"]
 
-#: edge_aware: a 2x2 block of working pixels is an edge when its disparity spread exceeds this
-#: fraction of the frame's 2nd-98th percentile disparity range (chosen on the dev set,
-#: benchmarks/upsample_dev.py).
+#: edge_aware: a 2x2 block of working pixels is at an edge when a second difference of the
+#: disparity there exceeds this fraction of the frame's 2nd-98th percentile disparity range
+#: (chosen on the renders of the dev set, benchmarks/upsample_dev.py "oracle").
 EDGE_SPREAD = 0.02
 #: edge_aware: Gaussian range weight on the luma difference (0..255) to each working pixel.
 EDGE_SIGMA = 8.0
@@ -200,17 +200,24 @@ def _luma(rgb: np.ndarray) -> np.ndarray:
 
 
 def _edge_blocks(values: np.ndarray, spread: float) -> np.ndarray:
-    """`(h-1, w-1)` bool: 2x2 blocks whose disparity spread exceeds `spread` x the frame's range."""
-    a, b, c, d = values[:-1, :-1], values[:-1, 1:], values[1:, :-1], values[1:, 1:]
-    hi = np.maximum(np.maximum(a, b), np.maximum(c, d))
-    lo = np.minimum(np.minimum(a, b), np.minimum(c, d))
+    """`(h-1, w-1)` bool: 2x2 blocks of working pixels next to a depth edge.
+
+    The test is on second differences, not on the spread: a plane's disparity is affine in the
+    pixel coordinates, so a slanted floor has none and keeps plain bilinear (no texture copied
+    into it), while a step of size S gives second differences of S beside it. A block is an edge
+    when one of its four pixels has a second difference (along x or y) above `spread` x the
+    frame's 2nd-98th percentile disparity range."""
     finite = values[np.isfinite(values)]
     if finite.size < 2:
-        return np.zeros(hi.shape, bool)
+        return np.zeros((values.shape[0] - 1, values.shape[1] - 1), bool)
     sample = finite[:: max(1, finite.size // 4096)]
     p2, p98 = np.percentile(sample, [2.0, 98.0])
+    curv = np.zeros(values.shape, np.float32)
     with np.errstate(invalid="ignore"):
-        return (hi - lo) > spread * max(float(p98 - p2), 1e-12)
+        curv[:, 1:-1] = np.abs(values[:, :-2] - 2 * values[:, 1:-1] + values[:, 2:])
+        curv[1:-1, :] = np.maximum(curv[1:-1, :], np.abs(values[:-2, :] - 2 * values[1:-1, :] + values[2:, :]))
+        big = curv > spread * max(float(p98 - p2), 1e-12)
+    return big[:-1, :-1] | big[:-1, 1:] | big[1:, :-1] | big[1:, 1:]
 
 
 def edge_aware_upsample(
@@ -223,7 +230,7 @@ def edge_aware_upsample(
     """Upsample `values` `(h, w)` to the guide's `(H, W)` without mixing depths across edges.
 
     Bilinear everywhere (pixel-centre aligned); where the 2x2 working pixels an output pixel is
-    interpolated from span a depth edge (`_edge_blocks`), their bilinear weights are multiplied by
+    interpolated from lie at a depth edge (`_edge_blocks`), their bilinear weights are multiplied by
     a Gaussian on the luma difference between the output pixel and each working pixel (joint
     bilateral upsampling, Kopf et al. 2007, on the 2x2 support). An output pixel that looks like
     the foreground takes the foreground's disparity instead of a blend that floats between
