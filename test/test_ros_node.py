@@ -213,11 +213,12 @@ def test_outputs_equal_pipeline_bit_for_bit(harness: Any, encoding: str) -> None
         np.testing.assert_array_equal(decoded(d), f.depth)  # bit for bit, NaNs in the same places
         np.testing.assert_array_equal(decoded(disp), f.disparity)
         assert np.isnan(f.depth).any() and np.isfinite(f.depth).any()
-        # organized cloud: H x W points, NaN exactly where depth is invalid
+        # organized cloud: H x W points, NaN exactly where depth is not finite (NaN, REP 118's +-Inf)
         assert (pts.height, pts.width, pts.is_dense) == (*f.depth.shape, False)
         xyz = np.frombuffer(pts.data, np.float32).reshape(pts.height, pts.width, -1)[..., :3]
-        np.testing.assert_array_equal(np.isnan(xyz).any(axis=2), np.isnan(f.depth))
-        np.testing.assert_array_equal(xyz[..., 2], f.depth)
+        ok = np.isfinite(f.depth)
+        np.testing.assert_array_equal(np.isnan(xyz).all(axis=2), ~ok)
+        np.testing.assert_array_equal(xyz[..., 2][ok], f.depth[ok])
         assert (info.width, info.height) == (f.depth.shape[1], f.depth.shape[0])
         assert conv.camera_from_info(info) == f.camera
 
