@@ -195,6 +195,9 @@ def _nearest(values: np.ndarray, height: int, width: int) -> np.ndarray:
     return values[ys[:, None], xs[None, :]]
 
 
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+
+
 def _luma(rgb: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY).astype(np.float32)
 
@@ -253,20 +256,16 @@ def edge_aware_upsample(
     ys, xs = np.nonzero(edges[y0][:, x0])
     if ys.size == 0:
         return out
-    big = _luma(guide)
-    small = _luma(cv2.resize(guide, (w, h), interpolation=cv2.INTER_AREA))
-    by, bx = y0[ys], x0[xs]
+    small = _luma(cv2.resize(guide, (w, h), interpolation=cv2.INTER_AREA)).ravel()
+    pix = guide[ys, xs].astype(np.float32) @ _LUMA  # luma of the edge pixels only (cv2's RGB2GRAY weights)
     fy, fx = wy[ys], wx[xs]
-    pix = big[ys, xs]
-    inv = np.float32(-0.5 / (sigma * sigma))
-    num = np.zeros(ys.size, np.float32)
-    den = np.zeros(ys.size, np.float32)
-    for dy, dx, wgt in ((0, 0, (1 - fy) * (1 - fx)), (0, 1, (1 - fy) * fx), (1, 0, fy * (1 - fx)), (1, 1, fy * fx)):
-        # + RANGE_FLOOR: when the pixel resembles none of the four, the weights fall back to bilinear
-        k = wgt * (np.exp(inv * np.square(pix - small[by + dy, bx + dx])) + RANGE_FLOOR)
-        num += k * values[by + dy, bx + dx]
-        den += k
-    out[ys, xs] = num / den
+    base = (y0[ys] * w + x0[xs]).astype(np.int32)  # flat index of each pixel's top-left working pixel
+    taps = np.stack([base, base + 1, base + w, base + w + 1])  # (4, n): the 2x2 support
+    bilinear = np.stack([(1 - fy) * (1 - fx), (1 - fy) * fx, fy * (1 - fx), fy * fx])
+    diff = pix[None, :] - small[taps]
+    # + RANGE_FLOOR: when the pixel resembles none of the four, the weights fall back to bilinear
+    weight = bilinear * (np.exp(np.float32(-0.5 / (sigma * sigma)) * diff * diff) + np.float32(RANGE_FLOOR))
+    out[ys, xs] = (weight * values.ravel()[taps]).sum(axis=0) / weight.sum(axis=0)
     return out
 
 

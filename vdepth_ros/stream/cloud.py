@@ -123,8 +123,9 @@ class PointCloudBuilder:
         x, y = self.rays(camera)
         points = np.empty((*z.shape, 3), np.float32)
         # Channel by channel: about twice as fast as broadcasting a (h, w, 3) grid against z.
-        np.multiply(z, x, out=points[..., 0], casting="unsafe")
-        np.multiply(z, y, out=points[..., 1], casting="unsafe")
+        with np.errstate(invalid="ignore"):  # Inf * 0 on the principal ray: NaN, as set below anyway
+            np.multiply(z, x, out=points[..., 0], casting="unsafe")
+            np.multiply(z, y, out=points[..., 1], casting="unsafe")
         points[..., 2] = z
         invalid = ~np.isfinite(z)  # +-Inf would give +-Inf or NaN (0 * Inf) coordinates: all NaN
         if invalid.any():
