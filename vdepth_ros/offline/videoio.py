@@ -353,7 +353,7 @@ class VideoOutputWriter:
             img = self._preview(frame, values)
             self._video.write(img)
             if index == self.still_index:
-                cv2.imwrite(str(self.folder / "preview.png"), img)
+                cv2.imwrite(str(self.folder / "preview.png"), img, [cv2.IMWRITE_PNG_COMPRESSION, 9])
         if self.ply and frame.points is not None:
             (self.folder / "clouds").mkdir(exist_ok=True)
             write_ply(self.folder / "clouds" / f"{index:06d}.ply", frame.points, frame.colors)
