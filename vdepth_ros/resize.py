@@ -47,6 +47,9 @@ EDGE_SPREAD = 0.02
 EDGE_SIGMA = 8.0
 #: edge_aware: added to the range weight (so the weights never all vanish).
 RANGE_FLOOR = 1e-3
+#: edge_aware: above this fraction of edge blocks the frame is noise, not edges: plain bilinear
+#: (bounds the cost; real depth maps flag a few percent).
+MAX_EDGE_FRACTION = 0.25
 
 
 # -- sizes ----------------------------------------------------------------------------------------
@@ -195,13 +198,6 @@ def _nearest(values: np.ndarray, height: int, width: int) -> np.ndarray:
     return values[ys[:, None], xs[None, :]]
 
 
-_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
-
-
-def _luma(rgb: np.ndarray) -> np.ndarray:
-    return cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY).astype(np.float32)
-
-
 def _edge_blocks(values: np.ndarray, spread: float) -> np.ndarray:
     """`(h-1, w-1)` bool: 2x2 blocks of working pixels next to a depth edge.
 
@@ -209,7 +205,8 @@ def _edge_blocks(values: np.ndarray, spread: float) -> np.ndarray:
     pixel coordinates, so a slanted floor has none and keeps plain bilinear (no texture copied
     into it), while a step of size S gives second differences of S beside it. A block is an edge
     when one of its four pixels has a second difference (along x or y) above `spread` x the
-    frame's 2nd-98th percentile disparity range."""
+    frame's 2nd-98th percentile disparity range and its four values differ by more than that too
+    (elsewhere the joint weights would change nothing but the cost)."""
     finite = values[np.isfinite(values)]
     if finite.size < 2:
         return np.zeros((values.shape[0] - 1, values.shape[1] - 1), bool)
@@ -219,8 +216,12 @@ def _edge_blocks(values: np.ndarray, spread: float) -> np.ndarray:
     with np.errstate(invalid="ignore"):
         curv[:, 1:-1] = np.abs(values[:, :-2] - 2 * values[:, 1:-1] + values[:, 2:])
         curv[1:-1, :] = np.maximum(curv[1:-1, :], np.abs(values[:-2, :] - 2 * values[1:-1, :] + values[2:, :]))
-        big = curv > spread * max(float(p98 - p2), 1e-12)
-    return big[:-1, :-1] | big[:-1, 1:] | big[1:, :-1] | big[1:, 1:]
+        limit = spread * max(float(p98 - p2), 1e-12)
+        big = curv > limit
+        a, b, c, d = values[:-1, :-1], values[:-1, 1:], values[1:, :-1], values[1:, 1:]
+        across = np.maximum(np.maximum(a, b), np.maximum(c, d)) - np.minimum(np.minimum(a, b), np.minimum(c, d))
+    # both: curved (not a plane) and the block's four values differ (its pixels would blend surfaces)
+    return (big[:-1, :-1] | big[:-1, 1:] | big[1:, :-1] | big[1:, 1:]) & (across > limit)
 
 
 def edge_aware_upsample(
@@ -243,6 +244,8 @@ def edge_aware_upsample(
         values: `(h, w)` float disparity.
         guide: `(H, W, 3)` uint8 RGB at the output resolution, registered to the input image.
         spread, sigma: `EDGE_SPREAD`, `EDGE_SIGMA`.
+
+    More than `MAX_EDGE_FRACTION` edge blocks: bilinear (noise, not edges; bounds the cost).
     """
     height, width = guide.shape[:2]
     h, w = values.shape
@@ -253,19 +256,20 @@ def edge_aware_upsample(
     y0, wy = _axis(h, height, False)
     x0, wx = _axis(w, width, False)
     edges = _edge_blocks(values, spread)
-    ys, xs = np.nonzero(edges[y0][:, x0])
-    if ys.size == 0:
+    if not edges.any() or edges.mean() > MAX_EDGE_FRACTION:
         return out
-    small = _luma(cv2.resize(guide, (w, h), interpolation=cv2.INTER_AREA)).ravel()
-    pix = guide[ys, xs].astype(np.float32) @ _LUMA  # luma of the edge pixels only (cv2's RGB2GRAY weights)
+    flat = np.flatnonzero(edges[y0][:, x0])  # output pixels interpolated from an edge block
+    ys, xs = np.divmod(flat, width)
+    small = cv2.cvtColor(cv2.resize(guide, (w, h), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
+    pix = cv2.cvtColor(np.ascontiguousarray(guide), cv2.COLOR_RGB2GRAY).ravel()[flat].astype(np.float32)
     fy, fx = wy[ys], wx[xs]
     base = (y0[ys] * w + x0[xs]).astype(np.int32)  # flat index of each pixel's top-left working pixel
     taps = np.stack([base, base + 1, base + w, base + w + 1])  # (4, n): the 2x2 support
     bilinear = np.stack([(1 - fy) * (1 - fx), (1 - fy) * fx, fy * (1 - fx), fy * fx])
-    diff = pix[None, :] - small[taps]
+    diff = pix[None, :] - small.ravel()[taps].astype(np.float32)
     # + RANGE_FLOOR: when the pixel resembles none of the four, the weights fall back to bilinear
     weight = bilinear * (np.exp(np.float32(-0.5 / (sigma * sigma)) * diff * diff) + np.float32(RANGE_FLOOR))
-    out[ys, xs] = (weight * values.ravel()[taps]).sum(axis=0) / weight.sum(axis=0)
+    out.ravel()[flat] = (weight * values.ravel()[taps]).sum(axis=0) / weight.sum(axis=0)
     return out
 
 
