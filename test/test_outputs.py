@@ -172,3 +172,11 @@ def test_meta_camera_file_png_and_ply_describe_the_written_depth(tmp_path: Path,
     assert b"property uchar red" in (out / "clouds" / "000003.ply").read_bytes()[:400]
     codes = set(np.unique(png).tolist()) & {0, PNG_TOO_CLOSE, PNG_TOO_FAR}
     assert codes <= {PNG_TOO_FAR}  # luminance depth: some pixels beyond far=4 m, none NaN or too close
+
+
+def test_max_output_width_keeps_the_aspect_and_the_geometry() -> None:
+    cfg = PipelineConfig(max_output_width=80, publish="final")
+    f = _run(DepthPipeline(cfg, PlaneEngine(48, 64)), _texture(6, 120, 160))[-1]
+    assert f.depth.shape == (60, 80) and f.camera == CAM.scaled(80, 60) and f.rgb.shape == (60, 80, 3)
+    inner = f.points[2:-2, 2:-2].reshape(-1, 3)
+    np.testing.assert_allclose(inner @ NORMAL, OFFSET, rtol=2e-4)
