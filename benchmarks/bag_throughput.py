@@ -120,11 +120,13 @@ def peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
 
 
-def run_once(bag: Path, out: Path, mode: str, engine_kind: str) -> dict[str, Any]:
+def run_once(
+    bag: Path, out: Path, mode: str, engine_kind: str, extra_params: dict[str, Any] | None = None
+) -> dict[str, Any]:
     from vdepth_ros.offline.bag import process_bag
 
     engine, desc = make_engine(engine_kind)
-    params = {"scale_source": "range"}
+    params = {"scale_source": "range", **(extra_params or {})}
     sampler = RssSampler()
     sampler.start()
     t0 = time.perf_counter()

@@ -80,7 +80,15 @@ def make_engine(kind: str, threads: int) -> tuple[Any, str]:
 class Bench:
     """DepthNode on its own executor thread, source + sink on another (one process)."""
 
-    def __init__(self, engine: Any, queue_size: int, executor: str = "single", camera_poses: bool = False) -> None:
+    def __init__(
+        self,
+        engine: Any,
+        queue_size: int,
+        executor: str = "single",
+        camera_poses: bool = False,
+        size: tuple[int, int] = (W, H),
+        extra_params: dict[str, Any] | None = None,
+    ) -> None:
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
@@ -93,7 +101,8 @@ class Bench:
 
         self.ctx = rclpy.Context()
         rclpy.init(context=self.ctx, domain_id=int(os.environ.get("ROS_DOMAIN_ID", "0")))
-        params = {"scale_source": "range", "queue_size": queue_size, "diagnostics_period": 0.5}
+        params = {"scale_source": "range", "queue_size": queue_size, "diagnostics_period": 0.5, **(extra_params or {})}
+        self.w, self.h = size
         if camera_poses:
             params.update(scale_source="sparse", sparse_depth="pose")
         self.node = DepthNode(
@@ -141,13 +150,15 @@ class Bench:
         self.conv = conv
         self.CameraInfo = CameraInfo
         rng = np.random.default_rng(0)
-        base = rng.integers(0, 256, (H // 4, W // 4 + 64, 3), dtype=np.uint8).repeat(4, 0).repeat(4, 1)
-        self.frames = [np.ascontiguousarray(base[:, 4 * k : 4 * k + W]) for k in range(64)]
-        self.k_list, self.poses = K, None
+        base = rng.integers(0, 256, (self.h // 4, self.w // 4 + 64, 3), dtype=np.uint8).repeat(4, 0).repeat(4, 1)
+        self.frames = [np.ascontiguousarray(base[:, 4 * k : 4 * k + self.w]) for k in range(64)]
+        sx, sy = self.w / W, self.h / H  # K is for 640x480
+        self.k_list = [K[0] * sx, 0.0, (K[2] + 0.5) * sx - 0.5, 0.0, K[4] * sy, (K[5] + 0.5) * sy - 0.5, 0.0, 0.0, 1.0]
+        self.poses = None
         if camera_poses:  # a real 3D scene: a textured plane facing the camera would have one depth
             from vdepth_training.data.synthetic import render_clip
 
-            clip = render_clip(RENDER_SEED, frames=64, height=H, width=W, kind="room", style="rich")
+            clip = render_clip(RENDER_SEED, frames=64, height=self.h, width=self.w, kind="room", style="rich")
             self.frames, self.poses = list(clip.rgb), clip.poses
             self.k_list = [float(v) for v in clip.intrinsics.ravel()]
 
@@ -175,7 +186,7 @@ class Bench:
             o.x, o.y, o.z, o.w = (float(v) for v in quaternion_from_matrix(m[:3, :3]))
             self.ppub.publish(pose)
         self.pub.publish(self.conv.image_msg(self.frames[k % len(self.frames)], "rgb8", h))
-        self.ipub.publish(self.CameraInfo(header=h, width=W, height=H, k=self.k_list))
+        self.ipub.publish(self.CameraInfo(header=h, width=self.w, height=self.h, k=self.k_list))
 
     def run(self, rate: float, n: int, drain_s: float = 5.0) -> dict[str, Any]:
         """Publish `n` frames at `rate` Hz; returns counts, rates and latency stats."""

@@ -28,6 +28,12 @@ def _parser() -> argparse.ArgumentParser:
     o.add_argument("--frames", type=int, help="window length T (default: family window / tiny shape)")
     o.add_argument("--height", type=int, help="working height H (multiple of the family's multiple_of)")
     o.add_argument("--width", type=int, help="working width W")
+    o.add_argument(
+        "--variant",
+        action="store_true",
+        help="write model.<H>x<W>.onnx next to model.onnx: another aspect ratio of the same fixed-shape model "
+        "(the runtime picks the shape closest to the camera's aspect)",
+    )
     o.add_argument("--precision", choices=PRECISIONS, default="fp32")
     o.add_argument("--opset", type=int, help="ONNX opset >= 17 (default 17 legacy / 18 dynamo)")
     o.add_argument("--exporter", choices=("auto", "legacy", "dynamo"), default="auto")
@@ -106,6 +112,7 @@ def _run_onnx(args: argparse.Namespace) -> int:
         threads=args.threads,
         evaldata=evaldata,
         weights_fp16=args.weights_fp16,
+        variant=args.variant,
     )
     summary = {
         "onnx": str(res.onnx_path),

@@ -35,7 +35,7 @@ from vdepth_ros.models import VideoDepthModel, family_class, load_model
 from vdepth_ros.runtime import ONNX_NAME
 from vdepth_ros.runtime.onnx_backend import OnnxRuntimeEngine
 from vdepth_ros.runtime.shapes import check_precision, resolve_frames, spec_from_model
-from vdepth_ros.runtime.spec import InputSpec, spec_path_for
+from vdepth_ros.runtime.spec import InputSpec, spec_path_for, variant_path
 from vdepth_ros.runtime.torch_backend import TorchEngine
 from vdepth_ros.runtime.trt_cache import external_data_path
 
@@ -311,6 +311,7 @@ def export_onnx(
     evaldata: str | Path | bool | None = True,
     external_data_threshold: int = PROTOBUF_LIMIT,
     weights_fp16: bool = False,
+    variant: bool = False,
 ) -> ExportResult:
     """Export `source` to ONNX, write its InputSpec and (by default) a parity report.
 
@@ -337,6 +338,9 @@ def export_onnx(
         weights_fp16: store float32 weights as float16, each behind a Cast back to float32
             (`store_weights_fp16`): half the file, fp32 compute. Pair it with a model folder saved
             with fp16 weights, so that PyTorch and ONNX hold the same rounded values.
+        variant: write `model.<H>x<W>.onnx` (`runtime.spec.variant_path`) next to where `model.onnx`
+            would go: a fixed-shape graph for another aspect ratio, which the runtime picks for
+            cameras of that aspect (`DepthEngine.at_resolution`).
     """
     check_precision(precision)
     if exporter not in EXPORTERS:
@@ -354,6 +358,8 @@ def export_onnx(
 
     constraints = model.input_constraints
     spec = spec_from_model(model, frames, height, width, precision=precision, dynamic_frames=dynamic_frames)
+    if variant:
+        onnx_path = variant_path(onnx_path, spec.height, spec.width)
     sig = model.export_signature(spec.frames, spec.height, spec.width)
     names = (sig.input_names[0], sig.output_names[0])
     spec = InputSpec.from_dict({**spec.to_dict(), "input_name": names[0], "output_name": names[1]})

@@ -31,6 +31,7 @@ LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "vdepth_ros.pipeline",
             "vdepth_ros.config",
             "vdepth_ros.param_file",
+            "vdepth_ros.resize",
             "vdepth_ros.encodings",
             "vdepth_ros.triangulate",
             "vdepth_ros.rectify",

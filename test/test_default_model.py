@@ -32,7 +32,11 @@ def test_files_present_and_small() -> None:
     for name in REQUIRED:
         assert (MODEL / name).is_file(), f"models/default/{name} missing"
     total = sum(p.stat().st_size for p in MODEL.rglob("*") if p.is_file())
-    assert total <= 25 * 1024 * 1024, f"models/default is {total / 2**20:.1f} MB (limit 25 MB)"
+    # two fixed-shape graphs (7:5 model.onnx, 16:9 model.160x288.onnx) of the same weights: on disk
+    # ~10 MB each, in git one is a 16-byte delta of the other
+    assert total <= 32 * 1024 * 1024, f"models/default is {total / 2**20:.1f} MB (limit 32 MB)"
+    graphs = sorted(MODEL.glob("model*.onnx"))
+    assert len(graphs) <= 3, graphs
 
 
 def test_loads_by_default_and_is_a_compact_vda_family_model() -> None:

@@ -33,6 +33,8 @@ def test_demo_end_to_end_with_injected_engine(tmp_path: Path, capsys: pytest.Cap
     assert len(list((out / "video" / "depth").glob("*.png"))) == 10
     assert len(list((out / "video" / "depth").glob("*.npz"))) == 10
     assert (out / "video" / "preview.mp4").stat().st_size > 0
+    still = cv2.imread(str(out / "video" / "preview.png"))  # the middle frame: image | depth, colour bar below
+    assert still.shape[1] == 2 * 64 and still.shape[0] > 48
     assert (out / "summary.json").is_file()
     with AnyReader([out / "depth_bag"]) as r:
         counts = {c.topic: c.msgcount for c in r.connections}

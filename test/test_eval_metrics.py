@@ -151,3 +151,22 @@ def test_metric_scores_need_no_fit_and_see_a_wrong_scale() -> None:
     half = evaluate_metric(2.0 / gt, gt, 10.0)  # depth half the truth: the protocol's fit would hide it
     assert half.abs_rel == pytest.approx(0.5, abs=1e-6) and half.delta1 == 0.0
     assert evaluate_sequence(2.0 / gt, gt, 10.0).abs_rel == pytest.approx(0.0, abs=1e-4)
+
+
+def test_boundary_f1_finds_sharp_edges_and_is_scale_invariant():
+    from vdepth_ros.eval.metrics import boundary_f1
+
+    gt = np.ones((20, 30), np.float32)
+    gt[:, 15:] = 3.0
+    valid = np.ones_like(gt, bool)
+    assert boundary_f1(gt, gt, valid) == pytest.approx(1.0)
+    assert boundary_f1(2.5 * gt, gt, valid) == pytest.approx(1.0)  # a depth scale does not matter
+    ramp = np.tile(np.r_[np.ones(12), np.geomspace(1.0, 3.0, 28)[10:28:3], np.full(12, 3.0)][:30], (20, 1))
+    assert boundary_f1(ramp.astype(np.float32), gt, valid) < 0.5  # a smeared edge: few ratios above 1.05..1.25
+    shifted = np.roll(gt, 1, axis=1)
+    shifted[:, 0] = 1.0
+    assert boundary_f1(shifted, gt, valid) == pytest.approx(0.0)  # contours must coincide
+    assert boundary_f1(gt, np.ones_like(gt), valid) is None  # no GT contour: undefined
+    holes = valid.copy()
+    holes[:, 14:16] = False  # the GT edge falls into a hole: no valid pair across it
+    assert boundary_f1(gt, gt, holes) is None

@@ -315,3 +315,22 @@ def test_a_constant_reference_is_flagged_not_taken_as_evidence(tmp_path: Path, c
     report = json.loads(parity_path_for(tmp_path / "model.onnx").read_text())
     assert report["passed"] is True and len(report["constant_reference"]) == len(report["checks"]) == 2
     assert "reference output is constant on 2 of 2 inputs" in caplog.text
+
+
+@pytest.mark.usefixtures("tiny_registry")
+def test_variant_export_is_picked_for_its_aspect(tmp_path) -> None:
+    """`--variant` writes `model.<H>x<W>.onnx` beside `model.onnx`; the runtime finds it and runs it."""
+    TinyVideoNet(channels=4).eval().save_pretrained(tmp_path)
+    export_onnx(tmp_path, frames=4, height=16, width=20, parity=False)
+    assert (
+        cli_main(
+            ["onnx", str(tmp_path), "--frames", "4", "--height", "12", "--width", "24", "--variant", "--synthetic"]
+        )
+        == 0
+    )
+    variant = tmp_path / "model.12x24.onnx"
+    assert variant.is_file() and spec_path_for(variant).is_file() and parity_path_for(variant).is_file()
+    assert InputSpec.load(tmp_path / "model.onnx.json").width == 20  # model.onnx untouched
+    with create_engine(tmp_path, backend="onnxruntime", threads=1) as eng:
+        assert eng.resolutions() == [(16, 20), (12, 24)]
+        assert eng.at_resolution(12, 24).infer(np.zeros((4, 12, 24, 3), np.uint8)).shape == (4, 12, 24)

@@ -17,7 +17,7 @@ from vdepth_ros.offline import video as videocli
 from vdepth_ros.offline.errors import OfflineError, VideoReadError
 from vdepth_ros.offline.synth import synthetic_frames
 from vdepth_ros.offline.video import process_video
-from vdepth_ros.offline.videoio import read_ply
+from vdepth_ros.offline.videoio import depth_from_png, depth_png, read_ply
 from vdepth_ros.pipeline import DepthPipeline, FrameInput
 
 H, W, N = 48, 64, 12
@@ -58,11 +58,13 @@ def test_mp4_to_depth_pngs_npz_and_preview(tmp_path: Path) -> None:
     assert png.dtype == np.uint16 and png.shape == (H, W)
     npy = np.load(out / "depth" / "000003.npy")
     assert npy.dtype == np.float32
-    np.testing.assert_array_equal(png, np.clip(np.rint(npy * 1000), 0, 65535).astype(np.uint16))  # millimetres
+    np.testing.assert_array_equal(png, depth_png(npy))  # millimetres, with codes for NaN / +-Inf
+    np.testing.assert_allclose(depth_from_png(png), npy, atol=5e-4)  # equal_nan: codes read back as NaN / +-Inf
     with np.load(out / "depth" / "000003.npz") as z:
         np.testing.assert_array_equal(z["depth"], npy)
         assert z["disparity"].shape == (H, W) and int(z["stamp_ns"]) == round(3 * 1e9 / 15)
     cap = cv2.VideoCapture(str(out / "preview.mp4"))
+    assert cap.get(cv2.CAP_PROP_FRAME_WIDTH) == 2 * W  # no intrinsics given: still image | depth side by side
     count = 0
     while cap.read()[0]:
         count += 1

@@ -18,6 +18,12 @@ H_IN, W_IN = 60, 80  # input camera resolution; the fake engines work at 48x64
 CAM = CameraModel(70.0, 70.0, 39.5, 29.5, W_IN, H_IN)
 
 
+def _config(**kw) -> PipelineConfig:
+    """Output at the working resolution (48x64, the input's 4:3), so stitching is compared with the
+    engine's own output; the output resolution has its own tests (test_pipeline_output.py)."""
+    return PipelineConfig(**{"output_resolution": "model", **kw})
+
+
 def _frames(n: int, seed: int = 0) -> list[FrameInput]:
     rng = np.random.default_rng(seed)
     base = cv2.GaussianBlur(rng.integers(0, 255, (H_IN, 3 * W_IN, 3)).astype(np.float32), (0, 0), 3)
@@ -69,7 +75,7 @@ def _latest(out, n):
 def test_causal_stitching_recovers_truth_up_to_one_global_affine(engine):
     frames = _frames(47)
     eng = engine()
-    out = _run(DepthPipeline(PipelineConfig(publish="final"), eng), frames)
+    out = _run(DepthPipeline(_config(publish="final"), eng), frames)
     final = _latest(out, 47)
     assert all(f.status == "final" for f in out)
     pred = np.stack([f.disparity for f in final])
@@ -84,7 +90,7 @@ def test_publish_policies():
     frames = _frames(30)
     results = {}
     for policy in ("provisional", "final", "both"):
-        out = _run(DepthPipeline(PipelineConfig(publish=policy), AffineCorruptingEngine()), frames)
+        out = _run(DepthPipeline(_config(publish=policy), AffineCorruptingEngine()), frames)
         results[policy] = [(f.index, f.status) for f in out]
     prov = [i for i, _ in results["provisional"]]
     assert prov == list(range(30))  # each frame once, as early as possible, in order
@@ -99,7 +105,7 @@ def test_provisional_frames_come_one_stride_earlier():
     frames = _frames(20)
     seen = {}
     for policy in ("provisional", "final"):
-        pipe = DepthPipeline(PipelineConfig(publish=policy), AffineCorruptingEngine(frames=8, overlap=3))
+        pipe = DepthPipeline(_config(publish=policy), AffineCorruptingEngine(frames=8, overlap=3))
         for k, f in enumerate(frames):
             for d in pipe.push(f):
                 seen.setdefault((policy, d.index), k)
@@ -111,9 +117,7 @@ def test_provisional_frames_come_one_stride_earlier():
 
 def test_causal_output_is_deterministic():
     frames = _frames(40)
-    runs = [
-        _run(DepthPipeline(PipelineConfig(publish="both"), AffineCorruptingEngine(seed=3)), frames) for _ in range(2)
-    ]
+    runs = [_run(DepthPipeline(_config(publish="both"), AffineCorruptingEngine(seed=3)), frames) for _ in range(2)]
     assert [(f.index, f.status) for f in runs[0]] == [(f.index, f.status) for f in runs[1]]
     for a, b in zip(*runs, strict=True):
         np.testing.assert_array_equal(a.disparity, b.disparity)
@@ -121,7 +125,7 @@ def test_causal_output_is_deterministic():
 
 def test_offline_matches_truth_each_frame_once_and_spills_to_disk(tmp_path: Path):
     frames = _frames(50)
-    pipe = DepthPipeline(PipelineConfig(scale_source="range"), AffineCorruptingEngine(frames=8, overlap=3, seed=2))
+    pipe = DepthPipeline(_config(scale_source="range"), AffineCorruptingEngine(frames=8, overlap=3, seed=2))
     seen_files = []
 
     def gen():
@@ -142,29 +146,30 @@ def test_offline_matches_truth_each_frame_once_and_spills_to_disk(tmp_path: Path
 def test_offline_keyframe_schedule():
     frames = _frames(60)
     eng = AffineCorruptingEngine(frames=16, overlap=6, keyframes=(0, 6, 12, 13, 14, 15), alignment="keyframe")
-    out = list(DepthPipeline(PipelineConfig(), eng).run_offline(frames))
+    out = list(DepthPipeline(_config(), eng).run_offline(frames))
     assert [f.index for f in out] == list(range(60))
     assert _global_affine_error(np.stack([f.disparity for f in out]), _truth(frames)) < 1e-4
 
 
 def test_depth_cloud_and_camera_at_model_and_input_resolution():
     frames = _frames(12)
-    pipe = DepthPipeline(PipelineConfig(scale_source="range", near=0.5, far=8.0, cloud_stride=2), LuminanceEngine())
+    pipe = DepthPipeline(_config(scale_source="range", near=0.5, far=8.0, cloud_stride=2), LuminanceEngine())
     out = _run(pipe, frames)
     f = out[3]
     assert f.camera == CAM.scaled(64, 48)
-    assert f.depth.shape == (48, 64) and np.nanmin(f.depth) >= 0.05
+    finite = f.depth[np.isfinite(f.depth)]
+    assert f.depth.shape == (48, 64) and finite.min() >= 0.05 and finite.max() <= 8.0  # range mode: far limit
     assert f.points.shape == (24, 32, 3) and f.colors.shape == (24, 32, 3)
     z = f.depth[::2, ::2]
-    np.testing.assert_allclose(f.points[..., 2], z, rtol=1e-6)
+    ok = np.isfinite(z)
+    np.testing.assert_allclose(f.points[..., 2][ok], z[ok], rtol=1e-6)
+    assert np.isnan(f.points[~ok]).all()  # +-Inf depth: no point
     u = np.arange(0, 64, 2)
-    np.testing.assert_allclose(f.points[0, :, 0], (u - f.camera.cx) * z[0] / f.camera.fx, rtol=1e-5)
+    np.testing.assert_allclose(f.points[0, :, 0][ok[0]], ((u - f.camera.cx) * z[0] / f.camera.fx)[ok[0]], rtol=1e-5)
     assert f.fit.scale_source == "range" and f.fit.metric_scale is not None
     with pytest.raises(ValueError, match="read-only"):
         f.depth[0, 0] = 1.0
-    big = _run(
-        DepthPipeline(PipelineConfig(scale_source="range", output_resolution="input"), LuminanceEngine()), frames
-    )
+    big = _run(DepthPipeline(_config(scale_source="range", output_resolution="input"), LuminanceEngine()), frames)
     g = big[3]
     assert g.disparity.shape == (H_IN, W_IN) and g.camera == CAM
     assert g.points.shape == (H_IN, W_IN, 3)
@@ -172,7 +177,7 @@ def test_depth_cloud_and_camera_at_model_and_input_resolution():
 
 
 def test_no_scale_source_gives_disparity_only():
-    out = _run(DepthPipeline(PipelineConfig(scale_source="none"), LuminanceEngine()), _frames(10))
+    out = _run(DepthPipeline(_config(scale_source="none"), LuminanceEngine()), _frames(10))
     assert out[0].depth is None and out[0].points is None and out[0].fit.scale_source == "none"
 
 
@@ -186,7 +191,7 @@ def test_sparse_metric_scale_end_to_end():
         zin = cv2.resize(z, (W_IN, H_IN), interpolation=cv2.INTER_NEAREST)
         sparse = np.where(rng.random(zin.shape) < 0.05, zin, np.nan).astype(np.float32)
         fed.append(FrameInput(f.rgb, f.stamp_ns, f.camera, sparse))
-    cfg = PipelineConfig(scale_source="sparse", sparse_min_points=20, publish="final", max_depth=50.0)
+    cfg = _config(scale_source="sparse", sparse_min_points=20, publish="final", max_depth=50.0)
     out = _latest(_run(DepthPipeline(cfg, AffineCorruptingEngine()), fed), 30)
     depth = np.stack([f.depth for f in out])
     rel = np.nanmedian(np.abs(depth - true_depth) / true_depth)
@@ -197,13 +202,13 @@ def test_sparse_metric_scale_end_to_end():
 def test_metric_model_passes_depth_through():
     eng = LuminanceEngine(output_kind="depth")  # "depth" in metres = 0.1 + luminance
     frames = _frames(20)
-    pipe = DepthPipeline(PipelineConfig(publish="final", cloud_stride=0), eng)
+    pipe = DepthPipeline(_config(publish="final", cloud_stride=0), eng)
     assert pipe.alignment == "none" and pipe.scale_source.kind == "metric"
     out = _latest(_run(pipe, frames), 20)
     np.testing.assert_allclose(np.stack([f.depth for f in out]), _truth(frames), rtol=1e-5)
     assert out[0].points is None
     with pytest.raises(ConfigError, match="metric"):
-        DepthPipeline(PipelineConfig(scale_source="metric"), LuminanceEngine())
+        DepthPipeline(_config(scale_source="metric"), LuminanceEngine())
 
 
 def test_low_latency_start_first_output_sooner():
@@ -214,12 +219,12 @@ def test_low_latency_start_first_output_sooner():
                 return k
         return None
 
-    assert first_output(PipelineConfig()) == 15
-    assert first_output(PipelineConfig(low_latency_start=True)) == 9  # (16 + 4 + 1) // 2 frames
+    assert first_output(_config()) == 15
+    assert first_output(_config(low_latency_start=True)) == 9  # (16 + 4 + 1) // 2 frames
 
 
 def test_reset_and_resolution_change_restart_indices():
-    pipe = DepthPipeline(PipelineConfig(publish="final"), LuminanceEngine())
+    pipe = DepthPipeline(_config(publish="final"), LuminanceEngine())
     frames = _frames(10)
     for f in frames:
         pipe.push(f)
@@ -236,7 +241,7 @@ def test_reset_and_resolution_change_restart_indices():
 
 
 def test_bad_input_raises_input_error():
-    pipe = DepthPipeline(PipelineConfig(), LuminanceEngine())
+    pipe = DepthPipeline(_config(), LuminanceEngine())
     with pytest.raises(InputError, match="uint8"):
         pipe.push(FrameInput(np.zeros((10, 10, 3), np.float32), 0))
     with pytest.raises(InputError, match="camera"):
@@ -245,7 +250,7 @@ def test_bad_input_raises_input_error():
 
 def test_window_larger_than_fixed_engine_is_rejected():
     with pytest.raises(ConfigError, match="window"):
-        DepthPipeline(PipelineConfig(window=20, overlap=4), LuminanceEngine(frames=8))
+        DepthPipeline(_config(window=20, overlap=4), LuminanceEngine(frames=8))
 
 
 def test_engine_none_uses_create_engine(monkeypatch):
@@ -264,7 +269,7 @@ def test_engine_none_uses_create_engine(monkeypatch):
 
 
 def test_stats_count_windows_and_frames():
-    pipe = DepthPipeline(PipelineConfig(), AffineCorruptingEngine())
+    pipe = DepthPipeline(_config(), AffineCorruptingEngine())
     _run(pipe, _frames(20))
     assert pipe.stats.frames_in == 20 and pipe.stats.windows == 4 and pipe.stats.frames_out == 20
     assert pipe.stats.as_dict()["degenerate_fits"] == 0
@@ -280,7 +285,7 @@ def test_engine_failure_resets_the_stream():
             return super()._run(batch)
 
     eng = Failing()
-    pipe = DepthPipeline(PipelineConfig(publish="final"), eng)
+    pipe = DepthPipeline(_config(publish="final"), eng)
     frames = _frames(20)
     for f in frames[:12]:
         pipe.push(f)
@@ -294,11 +299,11 @@ def test_engine_failure_resets_the_stream():
 
 
 def test_offline_empty_sequence_yields_nothing():
-    assert list(DepthPipeline(PipelineConfig(), LuminanceEngine()).run_offline([])) == []
+    assert list(DepthPipeline(_config(), LuminanceEngine()).run_offline([])) == []
 
 
 def test_offline_abandoned_early_leaves_the_causal_api_usable():
-    pipe = DepthPipeline(PipelineConfig(publish="final"), AffineCorruptingEngine())
+    pipe = DepthPipeline(_config(publish="final"), AffineCorruptingEngine())
     frames = _frames(30)
     gen = pipe.run_offline(frames)
     assert next(gen).index == 0
@@ -324,7 +329,7 @@ def test_anchor_refresh_end_to_end_after_a_scene_cut():
         f.rgb = (255 - f.rgb[::-1, ::-1] // 3).astype(np.uint8)
     eng = ForgetsOldAnchor(frames=16, overlap=6, keyframes=(0, 6, 12, 13, 14, 15), alignment="keyframe")
     eng.anchor_means = []
-    pipe = DepthPipeline(PipelineConfig(publish="final", anchor_refresh=True), eng)
+    pipe = DepthPipeline(_config(publish="final", anchor_refresh=True), eng)
     out = _latest(_run(pipe, frames), 80)
     assert pipe.stats.anchor_refreshes == 1
     assert eng.anchor_means[-1] > 0.5  # later windows are anchored in the new scene
@@ -336,7 +341,7 @@ def test_anchor_refresh_end_to_end_after_a_scene_cut():
     # robust fit survives on the keyframe slot alone, with no margin left)
     eng2 = ForgetsOldAnchor(frames=16, overlap=6, keyframes=(0, 6, 12, 13, 14, 15), alignment="keyframe")
     eng2.anchor_means = []
-    stale = _latest(_run(DepthPipeline(PipelineConfig(publish="final"), eng2), frames), 80)
+    stale = _latest(_run(DepthPipeline(_config(publish="final"), eng2), frames), 80)
     assert stale[-1].fit.inlier_fraction < 0.6
 
 
@@ -344,17 +349,17 @@ def test_graph_alignment_uses_the_keyframe_windows_and_stays_close_to_offline():
     frames = _frames(70)
     kf = (0, 6, 12, 13, 14, 15)
     eng = AffineCorruptingEngine(frames=16, overlap=6, keyframes=kf, alignment="graph")
-    pipe = DepthPipeline(PipelineConfig(), eng)
+    pipe = DepthPipeline(_config(), eng)
     assert pipe.alignment == "graph" and pipe.schedule["schedule"] == "keyframe"
     stream = np.stack([f.disparity for f in _latest(_run(pipe, frames), 70)])
     same = AffineCorruptingEngine(frames=16, overlap=6, keyframes=kf, alignment="graph")
-    again = DepthPipeline(PipelineConfig(), same)
+    again = DepthPipeline(_config(), same)
     offline = np.stack([f.disparity for f in again.run_offline(frames)])  # same engine affines, same windows
     # exact model up to one affine per window: both land on window 0's scale
     np.testing.assert_allclose(stream, offline, rtol=1e-4, atol=1e-4)
     # keyframe alignment is still available for this model
     keyframe = DepthPipeline(
-        PipelineConfig(alignment="keyframe"),
+        _config(alignment="keyframe"),
         AffineCorruptingEngine(frames=16, overlap=6, keyframes=kf, alignment="graph"),
     )
     assert keyframe.alignment == "keyframe" and keyframe.stitcher.graph is None
@@ -363,7 +368,7 @@ def test_graph_alignment_uses_the_keyframe_windows_and_stays_close_to_offline():
 def test_graph_alignment_state_restarts_with_the_stream():
     frames = _frames(40)
     eng = AffineCorruptingEngine(frames=8, overlap=3, alignment="graph", seed=5)
-    pipe = DepthPipeline(PipelineConfig(publish="final"), eng)
+    pipe = DepthPipeline(_config(publish="final"), eng)
     first = np.stack([f.disparity for f in _latest(_run(pipe, frames), 40)])
     assert pipe.stitcher.graph is not None and pipe.stitcher.graph.state_size == (0, 0)  # flush cleared it
     second = np.stack([f.disparity for f in _latest(_run(pipe, frames), 40)])
@@ -375,11 +380,11 @@ def test_graph_alignment_state_restarts_with_the_stream():
 def test_anchor_refresh_outside_keyframe_alignment_is_reported(caplog):
     eng = AffineCorruptingEngine(frames=16, overlap=6, keyframes=(0, 6, 12, 13, 14, 15), alignment="graph")
     with caplog.at_level("WARNING", logger="vdepth_ros.pipeline"):
-        DepthPipeline(PipelineConfig(anchor_refresh=True), eng)
+        DepthPipeline(_config(anchor_refresh=True), eng)
     assert "anchor_refresh applies to keyframe alignment only" in caplog.text
     caplog.clear()
     with caplog.at_level("WARNING", logger="vdepth_ros.pipeline"):
-        DepthPipeline(PipelineConfig(anchor_refresh=True, alignment="keyframe"), eng)
+        DepthPipeline(_config(anchor_refresh=True, alignment="keyframe"), eng)
     assert "anchor_refresh" not in caplog.text
 
 
@@ -387,7 +392,7 @@ def test_anchor_refresh_outside_keyframe_alignment_is_reported(caplog):
 def test_graph_alignment_with_short_first_window_both_policies_and_shortest_lag(cfg):
     frames = _frames(61)
     eng = AffineCorruptingEngine(frames=16, overlap=6, keyframes=(0, 6, 12, 13, 14, 15), alignment="graph", seed=4)
-    pipe = DepthPipeline(PipelineConfig(**cfg), eng)
+    pipe = DepthPipeline(_config(**cfg), eng)
     out = _run(pipe, frames)
     assert pipe.alignment == "graph" and pipe.stats.degenerate_fits == 0
     if cfg.get("low_latency_start"):

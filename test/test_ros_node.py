@@ -213,11 +213,12 @@ def test_outputs_equal_pipeline_bit_for_bit(harness: Any, encoding: str) -> None
         np.testing.assert_array_equal(decoded(d), f.depth)  # bit for bit, NaNs in the same places
         np.testing.assert_array_equal(decoded(disp), f.disparity)
         assert np.isnan(f.depth).any() and np.isfinite(f.depth).any()
-        # organized cloud: H x W points, NaN exactly where depth is invalid
+        # organized cloud: H x W points, NaN exactly where depth is not finite (NaN, REP 118's +-Inf)
         assert (pts.height, pts.width, pts.is_dense) == (*f.depth.shape, False)
         xyz = np.frombuffer(pts.data, np.float32).reshape(pts.height, pts.width, -1)[..., :3]
-        np.testing.assert_array_equal(np.isnan(xyz).any(axis=2), np.isnan(f.depth))
-        np.testing.assert_array_equal(xyz[..., 2], f.depth)
+        ok = np.isfinite(f.depth)
+        np.testing.assert_array_equal(np.isnan(xyz).all(axis=2), ~ok)
+        np.testing.assert_array_equal(xyz[..., 2][ok], f.depth[ok])
         assert (info.width, info.height) == (f.depth.shape[1], f.depth.shape[0])
         assert conv.camera_from_info(info) == f.camera
 
@@ -590,6 +591,12 @@ def test_colormap_topic(harness: Any) -> None:
     assert h.spin_until(lambda: len(h.got["depth_node/depth_colormap"]) > 0)
     msg = h.got["depth_node/depth_colormap"][0]
     assert msg.encoding == "bgr8" and msg.header.frame_id == "cam_optical"
+    # the preview layout: the camera image and the depth side by side at the input's size, a colour bar below
+    assert msg.width == 2 * W and msg.height > H
+    img = np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.width, 3)
+    k = next(k for k in range(14) if stamp(k) == conv.stamp_to_ns(msg.header.stamp))
+    np.testing.assert_array_equal(img[:H, :W], frames(14)[k][..., ::-1])
+    assert img[H:].any()  # the bar and its labels
 
 
 def test_node_sets_openblas_threads(harness: Any) -> None:

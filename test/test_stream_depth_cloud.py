@@ -11,15 +11,22 @@ from vdepth_ros.stream.depth import depth_from_disparity, disparity_from_depth
 from vdepth_ros.stream.scale import RangeScale, SparseScale, make_scale_source
 
 
-def test_depth_from_disparity_formula_nan_and_clip():
-    d = np.array([[0.5, 2.0, np.nan, -1.0, 1e-9]], np.float32)
+def test_depth_from_disparity_formula_and_rep118_values():
+    d = np.array([[0.5, 2.0, np.nan, -1.0, 1e-9, -0.2, -0.23]], np.float32)
     z = depth_from_disparity(d, 2.0, 0.5, min_depth=0.2, max_depth=10.0)
     assert z.dtype == np.float32
     np.testing.assert_allclose(z[0, :2], [1 / 1.5, 1 / 4.5], rtol=1e-6)
-    assert np.isnan(z[0, 2])
-    assert z[0, 3] == pytest.approx(10.0)  # s*d+t <= eps -> far clip
+    assert np.isnan(z[0, 2])  # no estimate
+    assert z[0, 3] == np.inf  # s*d+t < 0: beyond infinity -> +Inf, not a clipped 10 m
     assert z[0, 4] == pytest.approx(1 / 0.5, rel=1e-6)
-    assert depth_from_disparity(np.array([100.0]), min_depth=0.2, max_depth=10.0)[0] == pytest.approx(0.2)
+    assert z[0, 5] == np.inf  # q = 0.1 - float32 rounding < 1/10
+    assert depth_from_disparity(np.array([0.125]), min_depth=0.25, max_depth=8.0)[0] == 8.0  # the limit is valid
+    assert depth_from_disparity(np.array([4.0]), min_depth=0.25, max_depth=8.0)[0] == 0.25
+    assert z[0, 6] == np.inf  # q = 0.04 < 1/10: beyond the far limit
+    assert depth_from_disparity(np.array([100.0]), min_depth=0.2, max_depth=10.0)[0] == -np.inf
+    assert depth_from_disparity(np.array([4.9]), min_depth=0.2, max_depth=10.0)[0] == pytest.approx(1 / 4.9)
+    finite = z[np.isfinite(z)]
+    assert ((finite >= 0.2) & (finite <= 10.0)).all()
     with pytest.raises(ConfigError, match="min_depth"):
         depth_from_disparity(d, min_depth=5.0, max_depth=1.0)
 
@@ -68,6 +75,16 @@ def test_cloud_matches_hand_computed_pinhole():
                 assert np.isnan(pts[v, u]).all()
             else:
                 np.testing.assert_allclose(pts[v, u], expect, rtol=1e-6)
+
+
+def test_cloud_points_are_nan_for_every_non_finite_depth():
+    cam = CameraModel(fx=100.0, fy=80.0, cx=2.0, cy=1.5, width=5, height=4)
+    depth = np.full((4, 5), 2.0, np.float32)
+    depth[0, 0], depth[1, 2], depth[3, 4], depth[2, 2] = np.inf, -np.inf, np.nan, np.inf  # (2, 2): u - cx = 0
+    pts, _ = PointCloudBuilder().build(depth, cam)
+    bad = ~np.isfinite(depth)
+    assert np.isnan(pts[bad]).all()
+    assert np.isfinite(pts[~bad]).all()
 
 
 def test_cloud_stride_colors_and_ray_cache():

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from vdepth_ros.errors import ConfigError
+from vdepth_ros.resize import RESIZE_METHODS, UPSAMPLE_METHODS
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "backend": ("auto", "torch", "onnxruntime", "tensorrt"),
@@ -20,9 +21,11 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "alignment": ("auto", "chain_ls", "keyframe", "graph", "none"),
     "publish": ("provisional", "final", "both"),
     "scale_source": ("none", "sparse", "range", "metric"),
-    "output_resolution": ("model", "input"),
+    "output_resolution": ("input", "model"),
     "fit_method": ("symmetric", "ols"),
     "robust": ("tukey", "huber", "none"),
+    "resize_method": RESIZE_METHODS,
+    "upsample_method": UPSAMPLE_METHODS,
 }
 
 
@@ -61,12 +64,22 @@ class PipelineConfig:
             window; consistent over time, not metric) | "sparse" (metric, from a depth sensor or
             camera poses) | "metric" (metric models) | "none" (relative disparity only; no depth, no
             cloud).
-        near, far: metres, for scale_source "range".
+        near, far: metres, for scale_source "range"; `far` is also its far limit (+Inf beyond).
         sparse_min_points: sparse depth points needed to refit the metric scale of a window.
-        min_depth, max_depth: output depth clip in metres.
+        min_depth, max_depth: near and far limits in metres: depth below is -Inf, beyond is +Inf
+            (REP 118), never a clipped value.
         cloud_stride: point cloud downsampling (every n-th pixel); 0 = no cloud.
         cloud_colors: attach RGB to the cloud.
-        output_resolution: "model" (working resolution) | "input" (camera resolution).
+        output_resolution: "input" (the camera's resolution: registered pixel for pixel,
+            depth/camera_info = the input's) | "model" (about the working resolution's pixel count,
+            the camera's aspect ratio kept; intrinsics scaled).
+        max_output_width: cap on the output width in pixels, aspect kept (bandwidth); 0 = none.
+        resize_method: camera image -> working resolution: "area" (cv2 INTER_AREA on uint8) |
+            "bicubic" (VDA's reference: float INTER_CUBIC).
+        upsample_method: working -> output resolution: "edge_aware" (RGB-guided at depth edges) |
+            "bilinear" | "bilinear_align_corners" (VDA's reference) | "nearest".
+        working_short_side: shorter side of the working resolution for engines that run any size
+            (torch), keep-aspect to the family's multiple; 0 = the model's exported resolution's.
     """
 
     model: str = "default"
@@ -96,7 +109,11 @@ class PipelineConfig:
     max_depth: float = 100.0
     cloud_stride: int = 1
     cloud_colors: bool = True
-    output_resolution: str = "model"
+    output_resolution: str = "input"
+    max_output_width: int = 0
+    resize_method: str = "area"
+    upsample_method: str = "edge_aware"
+    working_short_side: int = 0
 
     def __post_init__(self) -> None:
         self.validate()
@@ -109,7 +126,10 @@ class PipelineConfig:
         for name, choices in _CHOICES.items():
             if getattr(self, name) not in choices:
                 raise ConfigError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
-        for name in ("window", "overlap", "fit_max_points", "cloud_stride", "engine_threads", "device_id"):
+        for name in (
+            "window", "overlap", "fit_max_points", "cloud_stride", "engine_threads", "device_id", "max_output_width",
+            "working_short_side",
+        ):  # fmt: skip
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.window and self.overlap >= self.window:
@@ -125,6 +145,10 @@ class PipelineConfig:
             )
         if self.scale_source == "range" and not 0 < self.near < self.far:
             raise ConfigError(f"need 0 < near < far for scale_source 'range', got near={self.near}, far={self.far}")
+        if self.scale_source == "range" and self.far <= self.min_depth:
+            raise ConfigError(
+                f"far ({self.far}) is the range mode's far limit: it must exceed min_depth ({self.min_depth})"
+            )
         if not 0.0 <= self.anchor_min_inliers <= 1.0:
             raise ConfigError(f"anchor_min_inliers must be in [0, 1], got {self.anchor_min_inliers}")
         if self.engine_threads and self.backend == "tensorrt":

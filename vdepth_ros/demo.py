@@ -2,7 +2,8 @@
 
     python -m vdepth_ros.demo --out out/demo
 
-1. `vdepth-video` on the clip -> `OUT/video/`: per-frame depth PNGs (16-bit mm) and `.npz`, `preview.mp4`.
+1. `vdepth-video` on the clip -> `OUT/video/`: per-frame depth PNGs (16-bit mm) and `.npz`, `preview.mp4`
+   (image | depth, colour bar) and `preview.png` (its middle frame; the README's `docs/img/preview.png`).
 2. The clip as a ROS 2 bag (Image + CameraInfo) -> `OUT/input_bag/`, then `vdepth-bag` on it (the live
    node's pipeline, causal) -> `OUT/depth_bag/` with depth, disparity, points and camera_info.
 3. `vdepth-flicker` on the two bags: how steady the published depth is (no ground truth needed).
@@ -157,7 +158,7 @@ def run_demo(
     params = load_node_params()
     meta = load_sidecar(sample_path)
     with VideoFrameSource(sample_path, max_frames=max_frames) as src:
-        size, fps = src.size, src.fps
+        size, fps, count = src.size, src.fps, src.frame_count
     if size is None:
         raise OfflineError(f"cannot read the frame size of {sample_path}")
     intrinsics = _intrinsics(meta)
@@ -181,6 +182,7 @@ def run_demo(
         mode="offline",
         formats=("png", "npz"),
         preview=True,
+        preview_still=(count or 1) // 2,  # the README's preview frame (docs/img/preview.png)
         ply=False,
         intrinsics=intrinsics,
         depth_range=(near, far),
@@ -221,6 +223,7 @@ def run_demo(
         "outputs": {
             "depth_png": str(out / "video" / "depth"),
             "preview": str(out / "video" / "preview.mp4"),
+            "preview_still": str(out / "video" / "preview.png"),
             "input_bag": str(out / "input_bag"),
             "output_bag": str(out / "depth_bag"),
         },

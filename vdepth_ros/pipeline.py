@@ -2,11 +2,16 @@
 
 One object shared by the live node, `vdepth-bag`, `vdepth-video` and `vdepth-eval`:
 
-1. resize each RGB frame to the engine's working resolution (cv2 INTER_AREA);
+1. per stream, choose the working resolution from the first frame (`resize.working_size`: the
+   camera's aspect ratio, kept as far as the engine's shapes allow) and resize each RGB frame to
+   it (`resize_method`);
 2. schedule windows (`stream.WindowScheduler`) per the model's input spec, overridable by config;
 3. run `engine.infer` on each window (metric models: depth -> disparity);
 4. stitch (`stream.Stitcher`: align on the overlap, crossfade, provisional/final);
-5. metric scale (`stream.ScaleSource`), `stream.depth_from_disparity`, organized cloud.
+5. upsample the disparity to the output resolution (`output_resolution`, default the camera's:
+   registered pixel for pixel, camera_info unchanged; `upsample_method`), metric scale
+   (`stream.ScaleSource`), `stream.depth_from_disparity` (REP 118: NaN no estimate, +Inf beyond
+   the far limit, -Inf below the near limit), organized cloud.
 
 Latency (causal): a frame is output when its window is complete, i.e. after the first window
 (W frames, or about half with `low_latency_start`) at start-up and then every stride `W - O`
@@ -34,6 +39,7 @@ import numpy as np
 
 from vdepth_ros.config import PipelineConfig
 from vdepth_ros.errors import ConfigError, InputError
+from vdepth_ros.resize import registered_size, resize_frame, upsample, working_size
 from vdepth_ros.stream.align import AffineFit, FitOptions
 from vdepth_ros.stream.cloud import CameraModel, PointCloudBuilder
 from vdepth_ros.stream.depth import depth_from_disparity, disparity_from_depth
@@ -105,12 +111,16 @@ class DepthFrame:
         index: 0-based frame index since the last reset.
         stamp_ns, meta: from the FrameInput.
         status: "provisional" (a later window may revise it) or "final".
-        disparity: `(h, w)` float32 aligned relative disparity, NaN invalid.
-        depth: `(h, w)` float32 metres, NaN invalid; None without a scale.
-        camera: intrinsics at `(h, w)`, or None.
-        points: `(h', w', 3)` float32 organized xyz in metres (optical frame), NaN invalid, or None.
+        disparity: `(h, w)` float32 aligned relative disparity, NaN invalid; `(h, w)` is the output
+            resolution (`output_resolution`), registered to the input image.
+        depth: `(h, w)` float32 metres, REP 118 (NaN no estimate, +Inf beyond the far limit, -Inf
+            below the near limit); None without a scale.
+        camera: intrinsics at `(h, w)` (the input's camera when `(h, w)` is the input size), or None.
+        points: `(h', w', 3)` float32 organized xyz in metres (optical frame), NaN where the depth
+            is not finite, or None.
         colors: `(h', w', 3)` uint8 RGB matching `points`, or None.
         fit: alignment and scale of this frame.
+        rgb: `(h, w, 3)` uint8 input image at the output resolution (previews, overlays).
     """
 
     index: int
@@ -123,6 +133,7 @@ class DepthFrame:
     points: np.ndarray | None
     colors: np.ndarray | None
     fit: FitInfo
+    rgb: np.ndarray | None = None
 
 
 @dataclass
@@ -151,15 +162,9 @@ class _Record:
     meta: Any
     camera: CameraModel | None
     input_size: tuple[int, int]  # (H, W)
-    rgb: np.ndarray | None  # working resolution uint8
-    rgb_in: np.ndarray | None  # input resolution (only for output_resolution="input" with colors)
+    rgb: np.ndarray | None  # working resolution (uint8, or float32 in the value range: resize_method)
+    rgb_out: np.ndarray | None  # output resolution uint8 (the input image itself by default)
     sparse: np.ndarray | None  # working resolution float32 metres
-
-
-def _resize(img: np.ndarray, width: int, height: int, interp: int) -> np.ndarray:
-    if img.shape[1] == width and img.shape[0] == height:
-        return img
-    return cv2.resize(img, (width, height), interpolation=interp)
 
 
 def _scheduler(config: PipelineConfig, spec: InputSpec, alignment: str) -> WindowScheduler:
@@ -212,12 +217,19 @@ class DepthPipeline:
             engine = create_engine(
                 config.resolved_model(), backend=config.backend, precision=config.precision, **config.engine_options()
             )
-        self.engine = engine
+        self.engine = engine  # as given (a pool's handle stays this object); `_engine` runs the stream
+        self._engine = engine
         spec = engine.input_spec
-        self.height, self.width = int(spec.height), int(spec.width)
+        self.height, self.width = int(spec.height), int(spec.width)  # working resolution (per stream)
+        self._default_size = (self.height, self.width)
         if spec.multiple_of > 1 and (self.height % spec.multiple_of or self.width % spec.multiple_of):
             raise ConfigError(
                 f"engine working resolution {self.height}x{self.width} is not a multiple of {spec.multiple_of}"
+            )
+        if config.working_short_side and engine.resolutions() is not None:
+            raise ConfigError(
+                f"working_short_side {config.working_short_side} needs an engine that runs any resolution "
+                f"(torch); this {engine.backend} engine runs the exported shapes {engine.resolutions()}"
             )
         self.metric_model = spec.output_kind == "depth"
         self.alignment = spec.alignment if config.alignment == "auto" else config.alignment
@@ -253,6 +265,8 @@ class DepthPipeline:
         self.scale_source = make_scale_source(
             kind, near=config.near, far=config.far, sparse_min_points=config.sparse_min_points
         )
+        far = min(config.max_depth, config.far) if self.scale_source.kind == "range" else config.max_depth
+        self.depth_limits = (config.min_depth, far)  # REP 118: -Inf below, +Inf beyond
         self.cloud = PointCloudBuilder(config.cloud_stride) if config.cloud_stride > 0 else None
         self.stats = PipelineStats()
         self._clear()
@@ -291,6 +305,7 @@ class DepthPipeline:
         self._records: dict[int, _Record] = {}
         self._last_emitted = -1
         self._input_size: tuple[int, int] | None = None
+        self._output_size: tuple[int, int] | None = None
 
     def reset(self, reason: str) -> None:
         """Drop all state (frames not yet output are discarded); indices restart at 0."""
@@ -312,7 +327,8 @@ class DepthPipeline:
         if self._input_size is not None and rgb.shape[:2] != self._input_size:
             out = self.flush()
             self.reset(f"input resolution changed to {rgb.shape[1]}x{rgb.shape[0]}")
-        self._input_size = rgb.shape[:2]
+        if self._input_size is None:
+            self._start_stream(rgb.shape[:2])
         index = self.scheduler.add_frame()
         self._records[index] = self._record(frame, rgb)
         self.stats.frames_in += 1
@@ -349,13 +365,38 @@ class DepthPipeline:
             )
         return rgb
 
+    def _start_stream(self, input_size: tuple[int, int]) -> None:
+        """Working and output resolution of a new stream of `input_size` (H, W) frames."""
+        h, w = input_size
+        work = working_size(
+            h,
+            w,
+            fixed=self.engine.resolutions(),
+            default=self._default_size,
+            multiple=self.engine.input_spec.multiple_of,
+            short_side=self.config.working_short_side,
+        )
+        if work != (self.height, self.width) or self._engine is not self.engine:
+            self._engine = self.engine.at_resolution(*work)
+            self.height, self.width = work
+        pixels = None if self.config.output_resolution == "input" else self.height * self.width
+        self._output_size = registered_size(h, w, pixels=pixels, max_width=self.config.max_output_width)
+        self._input_size = (h, w)
+        log.info(
+            "stream of %dx%d frames: working resolution %dx%d, output %dx%d",
+            w, h, self.width, self.height, self._output_size[1], self._output_size[0],
+        )  # fmt: skip
+
     def _record(self, frame: FrameInput, rgb: np.ndarray) -> _Record:
-        work = _resize(rgb, self.width, self.height, cv2.INTER_AREA)
+        value_range = self.engine.input_spec.value_range
+        work = resize_frame(rgb, self.height, self.width, self.config.resize_method, value_range)
         sparse = None
         if frame.sparse_depth is not None:
             sparse = resample_sparse_depth(frame.sparse_depth, self.width, self.height)
-        keep_in = self.config.output_resolution == "input" and self.config.cloud_colors
-        return _Record(frame.stamp_ns, frame.meta, frame.camera, rgb.shape[:2], work, rgb if keep_in else None, sparse)
+        assert self._output_size is not None
+        oh, ow = self._output_size
+        out = rgb if rgb.shape[:2] == (oh, ow) else cv2.resize(rgb, (ow, oh), interpolation=cv2.INTER_AREA)
+        return _Record(frame.stamp_ns, frame.meta, frame.camera, rgb.shape[:2], work, out, sparse)
 
     def _release(self) -> None:
         keep = self.scheduler.needed_frames() | self.stitcher.pending
@@ -366,7 +407,7 @@ class DepthPipeline:
     def _infer(self, window: Window, rgbs: list[np.ndarray]) -> np.ndarray:
         frames = np.stack(rgbs + [rgbs[-1]] * window.pad)
         t0 = time.perf_counter()
-        out = self.engine.infer(frames)
+        out = self._engine.infer(frames)
         self.stats.infer_seconds += time.perf_counter() - t0
         self.stats.windows += 1
         out = np.asarray(out, dtype=np.float32)[: len(window.slots)]
@@ -416,19 +457,16 @@ class DepthPipeline:
     def _depth_frame(self, sf: StitchedFrame, record: _Record | None = None) -> DepthFrame:
         t0 = time.perf_counter()
         rec = record if record is not None else self._records[sf.index]
-        disp, rgb, camera = sf.disparity, rec.rgb, rec.camera
-        if self.config.output_resolution == "input" and rec.input_size != disp.shape:
-            h, w = rec.input_size
-            disp = cv2.resize(disp, (w, h), interpolation=cv2.INTER_LINEAR)
-            rgb = rec.rgb_in
-        elif camera is not None:
-            camera = camera.scaled(self.width, self.height)
+        rgb = rec.rgb_out
+        assert rgb is not None
+        h, w = rgb.shape[:2]
+        disp = upsample(sf.disparity, h, w, self.config.upsample_method, guide=rgb)
+        camera = rec.camera.scaled(w, h) if rec.camera is not None else None
         metric = self.scale_source.current
         depth = points = colors = None
         if metric is not None:
-            depth = depth_from_disparity(
-                disp, metric.scale, metric.shift, min_depth=self.config.min_depth, max_depth=self.config.max_depth
-            )
+            near, far = self.depth_limits
+            depth = depth_from_disparity(disp, metric.scale, metric.shift, min_depth=near, max_depth=far)
             if camera is not None and self.cloud is not None:
                 points, colors = self.cloud.build(depth, camera, rgb if self.config.cloud_colors else None)
         fit = self._fit_info(sf.fit, sf.window, metric)
@@ -446,6 +484,7 @@ class DepthPipeline:
             points=_readonly(points),
             colors=_readonly(colors),
             fit=fit,
+            rgb=_readonly(rgb),
         )
 
     def _fit_info(self, fit: AffineFit, window: int, metric: AffineFit | None) -> FitInfo:
@@ -502,11 +541,14 @@ class DepthPipeline:
                     rgb = self._check(frame)
                     if records and rgb.shape[:2] != records[0].input_size:
                         raise InputError("run_offline needs one input resolution for the whole sequence")
+                    if not records:
+                        self._start_stream(rgb.shape[:2])
+                        spill.h, spill.w = self.height, self.width
                     index = sched.add_frame()
                     rec = self._record(frame, rgb)
                     buffer[index] = rec.rgb
                     spill.put_frame(index, rec)
-                    rec.rgb = rec.rgb_in = rec.sparse = None
+                    rec.rgb = rec.rgb_out = rec.sparse = None
                     records.append(rec)
                     self.stats.frames_in += 1
                     while (w := sched.next_window()) is not None:
@@ -541,31 +583,31 @@ class DepthPipeline:
 
 
 class _Spill:
-    """Append-only temp files for offline mode, read back window by window with `os.pread`."""
+    """Append-only temp files for offline mode, read back window by window with `os.pread`.
+
+    Holds the window disparities, sparse depth (working resolution) and the output-resolution RGB;
+    the working-resolution frames are only needed while their windows run (pass 1)."""
 
     def __init__(self, folder: Path, height: int, width: int) -> None:
         self.folder, self.h, self.w = folder, height, width
-        self._rgb = open(folder / "rgb.u8", "wb")  # noqa: SIM115 - closed in close_writes
-        self._rgb_in = open(folder / "rgb_in.u8", "wb")  # noqa: SIM115
+        self._rgb_out = open(folder / "rgb_out.u8", "wb")  # noqa: SIM115 - closed in close_writes
         self._disp = open(folder / "disp.f32", "wb")  # noqa: SIM115
         self._sparse = open(folder / "sparse.f32", "wb")  # noqa: SIM115
         self._win_offsets: list[tuple[int, int]] = []  # (first frame slot, n frames) per window
         self._n_disp = 0
         self._sparse_slot: dict[int, int] = {}
-        self._rgb_in_offset: dict[int, tuple[int, tuple[int, int]]] = {}
-        self._rgb_in_bytes = 0
+        self._rgb_out_offset: dict[int, tuple[int, tuple[int, int]]] = {}
+        self._rgb_out_bytes = 0
 
     def put_frame(self, index: int, rec: _Record) -> None:
-        assert rec.rgb is not None
-        self._rgb.write(np.ascontiguousarray(rec.rgb).tobytes())
         if rec.sparse is not None:
             self._sparse_slot[index] = len(self._sparse_slot)
             self._sparse.write(np.ascontiguousarray(rec.sparse, dtype=np.float32).tobytes())
-        if rec.rgb_in is not None:
-            data = np.ascontiguousarray(rec.rgb_in).tobytes()
-            self._rgb_in_offset[index] = (self._rgb_in_bytes, rec.rgb_in.shape[:2])
-            self._rgb_in.write(data)
-            self._rgb_in_bytes += len(data)
+        if rec.rgb_out is not None:
+            data = np.ascontiguousarray(rec.rgb_out).tobytes()
+            self._rgb_out_offset[index] = (self._rgb_out_bytes, rec.rgb_out.shape[:2])
+            self._rgb_out.write(data)
+            self._rgb_out_bytes += len(data)
 
     def put_window(self, disp: np.ndarray) -> None:
         self._win_offsets.append((self._n_disp, disp.shape[0]))
@@ -573,16 +615,15 @@ class _Spill:
         self._n_disp += disp.shape[0]
 
     def close_files(self) -> None:
-        for f in (self._rgb, self._rgb_in, self._disp, self._sparse):
+        for f in (self._rgb_out, self._disp, self._sparse):
             f.close()
 
     def close_writes(self) -> None:
         self.close_files()
         # Read back with pread into fresh buffers, not np.memmap: pages a memmap has touched stay
         # mapped (and counted in RSS) until it is closed, so RSS would grow with the sequence.
-        self._fds = {
-            name: os.open(self.folder / name, os.O_RDONLY) for name in ("rgb.u8", "rgb_in.u8", "disp.f32", "sparse.f32")
-        }
+        names = ("rgb_out.u8", "disp.f32", "sparse.f32")
+        self._fds = {name: os.open(self.folder / name, os.O_RDONLY) for name in names}
 
     def close_reads(self) -> None:
         for fd in getattr(self, "_fds", {}).values():
@@ -614,9 +655,6 @@ class _Spill:
         return self._read("sparse.f32", slot * self.h * self.w * 4, np.float32, (self.h, self.w))
 
     def record(self, index: int, rec: _Record) -> _Record:
-        rgb_in = None
-        if index in self._rgb_in_offset:
-            off, (h, w) = self._rgb_in_offset[index]
-            rgb_in = self._read("rgb_in.u8", off, np.uint8, (h, w, 3))
-        rgb = self._read("rgb.u8", index * self.h * self.w * 3, np.uint8, (self.h, self.w, 3))
-        return _Record(rec.stamp_ns, rec.meta, rec.camera, rec.input_size, rgb, rgb_in, None)
+        off, (h, w) = self._rgb_out_offset[index]
+        rgb_out = self._read("rgb_out.u8", off, np.uint8, (h, w, 3))
+        return _Record(rec.stamp_ns, rec.meta, rec.camera, rec.input_size, None, rgb_out, None)

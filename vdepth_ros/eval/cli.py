@@ -51,7 +51,7 @@ METRIC_SUFFIX = ", metric (no alignment)"
 
 
 def _to_gt_grid(disp: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Working-resolution disparity (NaN invalid) -> GT grid (h, w), bilinear; NaN -> 0 (floored later)."""
+    """Output disparity (NaN invalid) -> GT grid (h, w), bilinear; NaN -> 0 (floored later)."""
     d = np.nan_to_num(np.asarray(disp, np.float32), nan=0.0)
     h, w = size
     if d.shape != (h, w):
@@ -97,8 +97,14 @@ def sparse_gt_samples(seq: EvalSequence, index: int, points: int) -> np.ndarray:
     return out
 
 
-#: what the evaluation fixes whatever the params file says: relative output, no cloud, working size
-EVAL_OVERRIDES: dict[str, Any] = {"scale_source": "none", "cloud_stride": 0, "output_resolution": "model"}
+#: what the evaluation fixes whatever the params file says: relative output, no cloud, and the working
+#: resolution's output resized bilinearly (the protocol's resize) straight to the camera's grid
+EVAL_OVERRIDES: dict[str, Any] = {
+    "scale_source": "none",
+    "cloud_stride": 0,
+    "output_resolution": "input",
+    "upsample_method": "bilinear",
+}
 
 
 def make_pipeline(engine: Any, params: dict[str, Any] | None = None, base: dict[str, Any] | None = None) -> Any:
@@ -492,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
         "--params",
         default=None,
         help="node parameter YAML for the offline and stream runs (default: the bundled config/depth.yaml; "
-        "scale_source, cloud_stride and output_resolution are fixed by the evaluation)",
+        "scale_source, cloud_stride, output_resolution and upsample_method are fixed by the evaluation)",
     )
     ap.add_argument("--baselines-only", action="store_true", help="trivial baselines only (no model)")
     ap.add_argument("--out", default="out/eval")

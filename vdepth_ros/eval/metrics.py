@@ -215,6 +215,52 @@ def evaluate_metric(
     return _frame_means(aligned_depth(pred, 1.0, 0.0, max_depth), gt_depth, valid, tae=None, scale=1.0, shift=0.0)
 
 
+#: Depth Pro's boundary thresholds: neighbouring depths differing by a ratio of 1.05 .. 1.25.
+BOUNDARY_THRESHOLDS: tuple[float, ...] = tuple(float(t) for t in np.linspace(1.05, 1.25, 10))
+
+
+def boundary_f1(
+    depth: np.ndarray, gt_depth: np.ndarray, valid: np.ndarray, thresholds: tuple[float, ...] = BOUNDARY_THRESHOLDS
+) -> float | None:
+    """Scale-invariant depth-boundary F1 of one frame (Depth Pro, Bochkovskii et al. 2024, arXiv
+    2410.02073, Sec. 4: "occluding contours" from neighbouring-pixel depth ratios).
+
+    For each threshold t, a pixel and its neighbour (four directions) form a contour when the
+    neighbour is more than t times farther; precision P and recall R of the predicted contours
+    against the GT's (counts pooled over the directions: a frame whose edges all face one way is
+    not penalised for the other three), F1 = 2PR / (P + R), and the F1s are averaged with weights
+    proportional to t. Only pairs of two `valid` pixels count (Depth Pro's synthetic GT is dense;
+    ours has holes). Ratios make it invariant to a depth scale.
+
+    Returns:
+        The F1 in [0, 1], or None when the GT has no contour at the smallest threshold.
+    """
+    d = np.where(valid, np.asarray(depth, np.float64), np.nan)
+    g = np.where(valid, np.asarray(gt_depth, np.float64), np.nan)
+    pairs = [
+        (d[:, 1:], d[:, :-1], g[:, 1:], g[:, :-1]),  # right neighbour farther
+        (d[:, :-1], d[:, 1:], g[:, :-1], g[:, 1:]),  # left
+        (d[1:, :], d[:-1, :], g[1:, :], g[:-1, :]),  # below
+        (d[:-1, :], d[1:, :], g[:-1, :], g[1:, :]),  # above
+    ]
+    f1s = []
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratios = [(a / b, c / e) for a, b, c, e in pairs]  # NaN (an invalid pixel) is never > t
+        for t in thresholds:
+            hits = n_pred = n_gt = 0
+            for rp, rg in ratios:
+                cp, cg = rp > t, rg > t
+                hits += np.count_nonzero(cp & cg)
+                n_pred += np.count_nonzero(cp)
+                n_gt += np.count_nonzero(cg)
+            if t == thresholds[0] and n_gt == 0:
+                return None
+            p, r = hits / max(n_pred, 1), hits / max(n_gt, 1)
+            f1s.append(0.0 if p + r == 0 else 2 * p * r / (p + r))
+    w = np.asarray(thresholds, np.float64)
+    return float(np.sum(np.asarray(f1s) * w) / w.sum())
+
+
 def constant_prediction(shape: tuple[int, ...]) -> np.ndarray:
     """Trivial baseline: the same disparity everywhere (after the fit: the mean GT disparity)."""
     return np.ones(shape, np.float32)
@@ -229,8 +275,10 @@ def row_ramp_prediction(shape: tuple[int, ...]) -> np.ndarray:
 
 
 __all__ = [
+    "BOUNDARY_THRESHOLDS",
     "DepthMetrics",
     "aligned_depth",
+    "boundary_f1",
     "constant_prediction",
     "evaluate_per_frame_fit",
     "evaluate_sequence",

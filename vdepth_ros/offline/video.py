@@ -73,6 +73,7 @@ def process_video(
     mode: str = "offline",
     formats: tuple[str, ...] = ("png",),
     preview: bool = True,
+    preview_still: int | None = 0,
     ply: bool = False,
     intrinsics: tuple[float, float, float, float] | None = None,
     assume_hfov: float | None = None,
@@ -95,7 +96,8 @@ def process_video(
         params, params_file: node parameters (default: the bundled `config/depth.yaml`).
         mode: "offline" (global fit, default) or "causal" (what the live node does).
         formats: per-frame files, subset of ("png", "npy", "npz").
-        preview: write `preview.mp4` (mp4v, INFERNO).
+        preview: write `preview.mp4` (mp4v: the input image and the depth side by side, colour bar).
+        preview_still: input frame index written as `preview.png` too (None: none).
         ply: write `clouds/*.ply` (needs depth and intrinsics).
         intrinsics: `(fx, fy, cx, cy)` at the input resolution.
         camera_info: a calibration YAML (`rectify.load_camera_info`: camera_calibration's format,
@@ -163,7 +165,9 @@ def process_video(
         source.camera = camera
         config = pipeline_config(params, model=model, backend=backend)
         pipeline = build_pipeline(config, engine=engine)
-        with VideoOutputWriter(tmp, formats=formats, fps=source.fps, preview=preview, ply=ply) as out:
+        with VideoOutputWriter(
+            tmp, formats=formats, fps=source.fps, preview=preview, ply=ply, still_index=preview_still
+        ) as out:
             frames = with_progress(source.frames(), source.frame_count, PROG, progress)
             if info is not None:
                 frames = _with_camera_info(frames, info, Rectifier() if rectify else None)
@@ -190,7 +194,8 @@ def process_video(
                     "input": str(input_path),
                     "mode": mode,
                     "fps": source.fps,
-                    "intrinsics": list(intrinsics) if intrinsics else None,
+                    "input_size": list(source.size) if source.size else None,  # (width, height)
+                    "input_intrinsics": list(intrinsics) if intrinsics else None,  # at input_size; see "camera"
                     "intrinsics_assumed": assumed,
                     "camera_info": str(camera_info) if camera_info else None,
                     "rectified": bool(rectify),
@@ -204,6 +209,8 @@ def process_video(
     summary.outputs["per-frame files"] = f"{output_dir / str(kind)}/ ({', '.join(formats)})"
     if preview:
         summary.outputs["preview"] = str(output_dir / "preview.mp4")
+        if preview_still is not None:
+            summary.outputs["preview still"] = str(output_dir / "preview.png")
     if clouds:
         summary.outputs["clouds"] = str(output_dir / "clouds")
     return summary
@@ -234,7 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--format",
         type=_formats,
         default=("png",),
-        help="per-frame files, comma list of png (16-bit, mm), npy, npz (float32) (default png)",
+        help="per-frame files, comma list of png (16-bit mm; 0 no estimate, 1 too close, 65535 too far), "
+        "npy, npz (float32, NaN/+-Inf) (default png)",
     )
     p.add_argument(
         "--mode",
@@ -276,7 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--fps", type=float, help="frame rate (default: the video's; 30 for image folders)")
     p.add_argument("--max-frames", type=int, help="process at most this many frames")
-    p.add_argument("--no-preview", action="store_true", help="do not write preview.mp4")
+    p.add_argument(
+        "--no-preview", action="store_true", help="do not write preview.mp4 (image | depth, colour bar with units)"
+    )
     p.add_argument("--params", type=Path, help="node parameter YAML (default: the bundled config/depth.yaml)")
     p.add_argument(
         "--model", help="model folder/file or pulled release name, e.g. vda-small (default: the params' model)"

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from vdepth_ros.colormap import colorize
+from vdepth_ros.colormap import auto_range, preview_image, units_label
 from vdepth_ros.offline.errors import OfflineError, VideoReadError
 
 if TYPE_CHECKING:
@@ -31,6 +31,34 @@ log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".m4v", ".webm")
 FORMATS = ("png", "npy", "npz")
+#: 16-bit depth PNG (millimetres): codes for what is not a distance (REP 118's NaN / -Inf / +Inf).
+PNG_NO_ESTIMATE, PNG_TOO_CLOSE, PNG_TOO_FAR = 0, 1, 65535
+PNG_CODES = {
+    str(PNG_NO_ESTIMATE): "no estimate (NaN)",
+    str(PNG_TOO_CLOSE): "closer than min_depth (-Inf)",
+    str(PNG_TOO_FAR): "beyond the far limit (+Inf), or farther than 65.534 m",
+}
+
+
+def depth_png(depth: np.ndarray) -> np.ndarray:
+    """Depth in metres (REP 118 float32) -> uint16 millimetres with `PNG_CODES` for NaN / -Inf / +Inf;
+    distances are 2..65534 mm."""
+    with np.errstate(invalid="ignore"):
+        mm = np.clip(np.rint(np.nan_to_num(depth, nan=0.0, posinf=0.0, neginf=0.0) * 1000.0), 2, PNG_TOO_FAR)
+    out = mm.astype(np.uint16)
+    out[np.isnan(depth)] = PNG_NO_ESTIMATE
+    out[depth == -np.inf] = PNG_TOO_CLOSE
+    out[depth == np.inf] = PNG_TOO_FAR
+    return out
+
+
+def depth_from_png(png: np.ndarray) -> np.ndarray:
+    """The inverse of `depth_png`: float32 metres with NaN / -Inf / +Inf for the codes."""
+    out = png.astype(np.float32) / 1000.0
+    out[png == PNG_NO_ESTIMATE] = np.nan
+    out[png == PNG_TOO_CLOSE] = -np.inf
+    out[png == PNG_TOO_FAR] = np.inf
+    return out
 
 
 def _natural_key(path: Path) -> list[Any]:
@@ -202,17 +230,20 @@ def read_ply(path: Path) -> np.ndarray:
 class VideoOutputWriter:
     """Per-frame files of a `vdepth-video` run, inside one output folder.
 
-    Layout: `depth/` (metres; `png` = 16-bit millimetres, 0 invalid) or `disparity/` when there is no
-    scale source (relative; `png` = disparity * `png_scale` in 16 bits, see `meta.json`), `npy`/`npz`
-    float32 with NaN invalid, `preview.mp4` (mp4v, INFERNO, near = bright; the RGB beside it when the
-    frames carry colours), `clouds/*.ply`, `frames.csv` (index, stamp, source, status, fit) and `meta.json`.
+    Layout: `depth/` (metres; `png` = 16-bit millimetres with `PNG_CODES` for NaN / -Inf / +Inf) or
+    `disparity/` when there is no scale source (relative; `png` = disparity * `png_scale` in 16 bits,
+    0 = no estimate, see `meta.json`), `npy`/`npz` float32 (REP 118: NaN, +-Inf), `preview.mp4`
+    (`colormap.preview_image`: the input image and the depth side by side, a colour bar with units
+    below), `clouds/*.ply`, `frames.csv` (index, stamp, source, status, fit), `meta.json` (the written
+    resolution and intrinsics) and `camera_info.yaml` (the written depth's camera, when known).
 
     Args:
         folder: output folder (created).
         formats: subset of `FORMATS`.
         fps: preview frame rate.
-        preview: write `preview.mp4`.
+        preview: write `preview.mp4`, and `preview.png` (one still: frame `still_index`).
         ply: write clouds when the frame has points.
+        still_index: input frame index of `preview.png` (None: no still).
     """
 
     def __init__(
@@ -223,6 +254,7 @@ class VideoOutputWriter:
         fps: float = 30.0,
         preview: bool = True,
         ply: bool = False,
+        still_index: int | None = 0,
     ) -> None:
         bad = [f for f in formats if f not in FORMATS]
         if bad:
@@ -232,13 +264,16 @@ class VideoOutputWriter:
         self.fps = fps
         self.preview = preview
         self.ply = ply
+        self.still_index = still_index
         self.kind: str | None = None  # "depth" | "disparity", fixed by the first frame
         self.png_scale: float | None = None
         self.range: tuple[float, float] | None = None
         self.frames = 0
         self.clouds = 0
         self._video: Any = None
-        self.side_by_side = False  # preview shows the (working-resolution) RGB left of the depth
+        self.size: tuple[int, int] | None = None  # written (H, W)
+        self.camera: CameraModel | None = None  # intrinsics of the written depth
+        self.label = ""
         self._csv: Any = None
         self._csv_file: Any = None
 
@@ -267,8 +302,9 @@ class VideoOutputWriter:
         self.kind = "depth" if frame.depth is not None else "disparity"
         values = frame.depth if frame.depth is not None else frame.disparity
         finite = values[np.isfinite(values)]
-        lo, hi = np.percentile(finite, [2, 98]) if finite.size else (0.0, 1.0)
-        self.range = (float(lo), float(hi) if hi > lo else float(lo) + 1.0)
+        self.range = auto_range(values)
+        self.size, self.camera = values.shape, frame.camera
+        self.label = units_label(self.kind == "depth", getattr(frame.fit, "scale_source", ""))
         if self.kind == "disparity":
             top = float(finite.max()) if finite.size else 1.0
             self.png_scale = 30000.0 / top if top > 0 else 1.0  # headroom x2 for later, larger disparities
@@ -279,11 +315,7 @@ class VideoOutputWriter:
                 "sparse depth for metres)"
             )
         if self.preview:
-            h, w = values.shape
-            colors = frame.colors
-            self.side_by_side = colors is not None and colors.shape[:2] == (h, w)
-            if self.side_by_side:
-                w *= 2
+            h, w = self._preview(frame, values).shape[:2]
             self._video = cv2.VideoWriter(
                 str(self.folder / "preview.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), float(self.fps), (w, h)
             )
@@ -302,10 +334,11 @@ class VideoOutputWriter:
         stem = self.folder / str(self.kind) / f"{index:06d}"
         if "png" in self.formats:
             if self.kind == "depth":
-                q = np.where(np.isfinite(values) & (values > 0), np.rint(values * 1000.0), 0)
+                q = depth_png(values)
             else:
                 q = np.where(np.isfinite(values), np.rint(values * float(self.png_scale or 1.0)), 0)
-            cv2.imwrite(str(stem.with_suffix(".png")), np.clip(q, 0, 65535).astype(np.uint16))
+                q = np.clip(q, 0, 65535).astype(np.uint16)
+            cv2.imwrite(str(stem.with_suffix(".png")), q)
         if "npy" in self.formats:
             np.save(stem.with_suffix(".npy"), values.astype(np.float32))
         if "npz" in self.formats:
@@ -317,12 +350,10 @@ class VideoOutputWriter:
                 **extra,
             )
         if self._video is not None:
-            vmin, vmax = self.range or (0.0, 1.0)
-            img = colorize(values, vmin, vmax, near_is_high=self.kind == "disparity")
-            if self.side_by_side:
-                colors = frame.colors if frame.colors is not None else np.zeros_like(img)
-                img = np.concatenate([np.ascontiguousarray(colors[..., ::-1]), img], axis=1)
+            img = self._preview(frame, values)
             self._video.write(img)
+            if index == self.still_index:
+                cv2.imwrite(str(self.folder / "preview.png"), img, [cv2.IMWRITE_PNG_COMPRESSION, 9])
         if self.ply and frame.points is not None:
             (self.folder / "clouds").mkdir(exist_ok=True)
             write_ply(self.folder / "clouds" / f"{index:06d}.ply", frame.points, frame.colors)
@@ -343,17 +374,33 @@ class VideoOutputWriter:
         )
         self.frames += 1
 
+    def _preview(self, frame: DepthFrame, values: np.ndarray) -> np.ndarray:
+        vmin, vmax = self.range or (0.0, 1.0)
+        rgb = getattr(frame, "rgb", None)
+        return preview_image(values, rgb, vmin, vmax, metric=self.kind == "depth", label=self.label)
+
     def write_meta(self, info: dict[str, Any]) -> None:
-        """`meta.json`: units, encodings and the run's settings, so the files can be read back correctly."""
+        """`meta.json`: units, encodings, the written resolution and intrinsics, and the run's settings,
+        so the files can be read back correctly; `camera_info.yaml` with the written depth's camera."""
         units = {
-            "depth": "metres; png: uint16 millimetres, 0 = invalid; npy/npz: float32, NaN = invalid",
+            "depth": "metres; png: uint16 millimetres with png_codes; npy/npz: float32, NaN = no estimate, "
+            "+Inf = beyond the far limit, -Inf = closer than min_depth (REP 118)",
             "disparity": "relative disparity (no scale source: NOT metric); png: uint16 = disparity * "
-            "png_scale, 0 = invalid; npy/npz: float32, NaN = invalid",
+            "png_scale, 0 = no estimate; npy/npz: float32, NaN = no estimate",
         }
+        cam = self.camera
         doc = {
             "kind": self.kind,
             "units": units.get(str(self.kind)),
             "png_scale": self.png_scale,
+            "png_codes": PNG_CODES if self.kind == "depth" else {"0": "no estimate (NaN)"},
+            "width": None if self.size is None else int(self.size[1]),
+            "height": None if self.size is None else int(self.size[0]),
+            "camera": None
+            if cam is None
+            else {"fx": cam.fx, "fy": cam.fy, "cx": cam.cx, "cy": cam.cy, "width": cam.width, "height": cam.height},
+            "preview": "input image | depth side by side, colour bar with units below (near = bright)",
+            "preview_units": self.label,
             "preview_range": self.range,
             "frames": self.frames,
             "clouds": self.clouds,
@@ -361,3 +408,21 @@ class VideoOutputWriter:
             **info,
         }
         (self.folder / "meta.json").write_text(json.dumps(doc, indent=2, default=str) + "\n")
+        if cam is not None:
+            write_camera_yaml(self.folder / "camera_info.yaml", cam)
+
+
+def write_camera_yaml(path: Path, camera: CameraModel) -> None:
+    """The camera of the written depth as ROS camera_calibration YAML (rectified: no distortion),
+    readable by `vdepth_ros.rectify.load_camera_info` and camera_info_manager."""
+    k = [camera.fx, 0.0, camera.cx, 0.0, camera.fy, camera.cy, 0.0, 0.0, 1.0]
+    p = [camera.fx, 0.0, camera.cx, 0.0, 0.0, camera.fy, camera.cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+
+    def mat(rows: int, cols: int, data: list[float]) -> str:
+        return f"  rows: {rows}\n  cols: {cols}\n  data: [{', '.join(repr(float(v)) for v in data)}]\n"
+
+    path.write_text(
+        f"image_width: {camera.width}\nimage_height: {camera.height}\ncamera_name: vdepth_depth\n"
+        f"camera_matrix:\n{mat(3, 3, k)}distortion_model: plumb_bob\ndistortion_coefficients:\n{mat(1, 5, [0.0] * 5)}"
+        f"rectification_matrix:\n{mat(3, 3, [1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0])}projection_matrix:\n{mat(3, 4, p)}"
+    )

@@ -115,16 +115,27 @@ def info_msg(camera: CameraModel, header: Header) -> CameraInfo:
     )
 
 
-def colormap_msg(values: np.ndarray, header: Header, vmin: float, vmax: float, *, near_is_high: bool = False) -> Image:
-    """A bgr8 INFERNO visualisation of `values` clipped to `[vmin, vmax]` (auto range when
-    `vmax <= vmin`); near is bright, NaN black. `near_is_high`: True for disparity."""
-    from vdepth_ros.colormap import colorize
+def colormap_msg(
+    values: np.ndarray,
+    header: Header,
+    vmin: float,
+    vmax: float,
+    *,
+    near_is_high: bool = False,
+    rgb: np.ndarray | None = None,
+    label: str | None = None,
+) -> Image:
+    """A bgr8 INFERNO visualisation of `values` clipped to `[vmin, vmax]` (auto range: the 2nd-98th
+    percentile, when `vmax <= vmin`); near is bright, NaN black. `near_is_high`: True for disparity.
+    With `rgb` (registered to `values`): the preview layout, image and depth side by side above a
+    colour bar with units (`colormap.preview_image`)."""
+    from vdepth_ros.colormap import auto_range, colorize, preview_image
 
     if not vmax > vmin:
-        finite = values[np.isfinite(values)]
-        vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-        vmax = vmax if vmax > vmin else vmin + 1.0
-    return image_msg(colorize(values, vmin, vmax, near_is_high=near_is_high), "bgr8", header)
+        vmin, vmax = auto_range(values)
+    if rgb is None:
+        return image_msg(colorize(values, vmin, vmax, near_is_high=near_is_high), "bgr8", header)
+    return image_msg(preview_image(values, rgb, vmin, vmax, metric=not near_is_high, label=label), "bgr8", header)
 
 
 __all__ = [

@@ -29,6 +29,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header
 
 from vdepth_ros.blas import set_blas_threads
+from vdepth_ros.colormap import units_label
 from vdepth_ros.consistency import FlickerMonitor
 from vdepth_ros.errors import ConfigError, InputError, VdepthError
 from vdepth_ros.rectify import Rectifier, has_distortion, pinhole_input, sparse_depth_input
@@ -520,7 +521,13 @@ class _DepthNodeCore:
             is_depth = f.depth is not None
             self.colormap_pub.publish(
                 conv.colormap_msg(
-                    values, header, self.p["colormap_min"], self.p["colormap_max"], near_is_high=not is_depth
+                    values,
+                    header,
+                    self.p["colormap_min"],
+                    self.p["colormap_max"],
+                    near_is_high=not is_depth,
+                    rgb=getattr(f, "rgb", None),  # image | depth side by side, colour bar with units
+                    label=units_label(is_depth, f.fit.scale_source),
                 )
             )
         self._last_fit = f.fit

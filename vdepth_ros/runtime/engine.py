@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from vdepth_ros.errors import InputError
+from vdepth_ros.errors import ConfigError, InputError
 from vdepth_ros.runtime.spec import InputSpec
 
 
@@ -32,6 +32,19 @@ class DepthEngine(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release sessions/buffers."""
+
+    def resolutions(self) -> list[tuple[int, int]] | None:
+        """The working (H, W) this engine runs; None = any multiple of `input_spec.multiple_of`."""
+        return [(self.input_spec.height, self.input_spec.width)]
+
+    def at_resolution(self, height: int, width: int) -> DepthEngine:
+        """The engine for working resolution `height x width` (one of `resolutions()`)."""
+        if (height, width) == (self.input_spec.height, self.input_spec.width):
+            return self
+        raise ConfigError(
+            f"this {self.backend or 'engine'} runs {self.input_spec.height}x{self.input_spec.width} only, "
+            f"not {height}x{width}"
+        )
 
     # -- shared ------------------------------------------------------------------------------
     def infer(self, frames: np.ndarray) -> np.ndarray:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,7 @@ import numpy as np
 
 from vdepth_ros.errors import BackendUnavailableError, ConfigError, ModelLoadError
 from vdepth_ros.runtime.engine import DepthEngine
-from vdepth_ros.runtime.spec import InputSpec, spec_path_for
+from vdepth_ros.runtime.spec import InputSpec, spec_path_for, variant_files
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,16 @@ def import_onnxruntime() -> Any:
             "(GPU providers: pip install 'vdepth_ros[trt]')"
         ) from err
     return onnxruntime
+
+
+def _check_variant(spec: InputSpec, variant: InputSpec, path: Path) -> None:
+    """A variant must be the same model at another resolution: only H and W (and export notes) differ."""
+    fields = ("height", "width", "extra")
+    ours = {k: v for k, v in dataclasses.asdict(spec).items() if k not in fields}
+    theirs = {k: v for k, v in dataclasses.asdict(variant).items() if k not in fields}
+    diff = sorted(k for k in ours if ours[k] != theirs[k])
+    if diff:
+        raise ModelLoadError(f"{path.name} is not a resolution variant of the same export: {diff} differ")
 
 
 def _provider_name(entry: ProviderEntry) -> str:
@@ -137,6 +149,12 @@ class OnnxRuntimeEngine(DepthEngine):
         spec = spec if spec is not None else InputSpec.load(spec_path_for(path))
         super().__init__(spec)
         self.path = path
+        self._options = {
+            "providers": providers, "threads": threads, "precision": precision, "cache_dir": cache_dir,
+            "device_id": device_id, "spinning": spinning,
+        }  # fmt: skip
+        self._variants: dict[tuple[int, int], OnnxRuntimeEngine] = {}
+        self._variants_lock = threading.Lock()
         chosen = select_providers(
             ort.get_available_providers(),
             providers,
@@ -190,8 +208,31 @@ class OnnxRuntimeEngine(DepthEngine):
         (out,) = self.session.run([self._out_name], {self._in_name: x})
         return np.asarray(out, dtype=np.float32)
 
+    def resolutions(self) -> list[tuple[int, int]] | None:
+        """This graph's shape and those of its variants next to it (`spec.variant_files`)."""
+        own = (self.input_spec.height, self.input_spec.width)
+        return [own, *(hw for hw in variant_files(self.path) if hw != own)]
+
+    def at_resolution(self, height: int, width: int) -> DepthEngine:
+        """The variant graph exported at `height x width` (opened once, with this engine's options)."""
+        if (height, width) == (self.input_spec.height, self.input_spec.width):
+            return self
+        path = variant_files(self.path).get((height, width))
+        if path is None:
+            return super().at_resolution(height, width)  # raises, naming what exists
+        with self._variants_lock:
+            engine = self._variants.get((height, width))
+            if engine is None:
+                engine = OnnxRuntimeEngine(path, **self._options)
+                _check_variant(self.input_spec, engine.input_spec, path)
+                self._variants[(height, width)] = engine
+        return engine
+
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "providers": self.providers, "path": str(self.path)}
 
     def close(self) -> None:
         self.session = None  # type: ignore[assignment]
+        for engine in self._variants.values():
+            engine.close()
+        self._variants.clear()

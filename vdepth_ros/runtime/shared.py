@@ -65,13 +65,26 @@ class SharedEngine(DepthEngine):
         self._lock = lock
         self.calls = 0
         self.wait_s = 0.0  # time this handle spent waiting for other handles' windows
+        self._counts: SharedEngine = self  # a resolution variant counts on the handle it came from
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         t0 = time.perf_counter()
         with self._lock:
-            self.wait_s += time.perf_counter() - t0
-            self.calls += 1
+            self._counts.wait_s += time.perf_counter() - t0
+            self._counts.calls += 1
             return self.inner._run(batch)
+
+    def resolutions(self) -> list[tuple[int, int]] | None:
+        return self.inner.resolutions()
+
+    def at_resolution(self, height: int, width: int) -> DepthEngine:
+        """A handle on the shared engine's variant, taking turns on the same lock."""
+        inner = self.inner.at_resolution(height, width)
+        if inner is self.inner:
+            return self
+        handle = SharedEngine(inner, self._lock)
+        handle._counts = self._counts
+        return handle
 
     def describe(self) -> dict[str, Any]:
         return {**self.inner.describe(), "shared": True}

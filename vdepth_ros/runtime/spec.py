@@ -7,6 +7,7 @@ pixel range, output kind and the window/alignment rules the stream core must app
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -99,3 +100,22 @@ def spec_path_for(model_file: str | Path) -> Path:
     """`model.onnx` -> `model.onnx.json` (also for `.engine`, `.plan`)."""
     p = Path(model_file)
     return p.with_name(p.name + ".json")
+
+
+def variant_path(model_file: str | Path, height: int, width: int) -> Path:
+    """The file of a fixed-shape export at another working resolution: `model.onnx` ->
+    `model.160x288.onnx` (H x W), next to it (`vdepth-export onnx ... --variant`)."""
+    p = Path(model_file)
+    return p.with_name(f"{p.stem}.{int(height)}x{int(width)}{p.suffix}")
+
+
+def variant_files(model_file: str | Path) -> dict[tuple[int, int], Path]:
+    """`(H, W) -> file` of the variants of `model_file` that have their spec next to them."""
+    p = Path(model_file)
+    pattern = re.compile(rf"^{re.escape(p.stem)}\.(\d+)x(\d+){re.escape(p.suffix)}$")
+    found = {}
+    for cand in sorted(p.parent.glob(f"{p.stem}.*x*{p.suffix}")):
+        m = pattern.match(cand.name)
+        if m and spec_path_for(cand).is_file():
+            found[(int(m.group(1)), int(m.group(2)))] = cand
+    return found

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
+import threading
 from typing import Any
 
 import numpy as np
@@ -64,6 +66,9 @@ class TorchEngine(DepthEngine):
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise BackendUnavailableError("device='cuda' requested but torch sees no CUDA GPU")
         self._dtype = getattr(torch, _TORCH_DTYPES[spec.precision])
+        self._model = model
+        self._variants: dict[tuple[int, int], TorchEngine] = {}
+        self._variants_lock = threading.Lock()
         sig = model.export_signature(spec.frames, spec.height, spec.width)
         self.module = sig.module.eval().to(device=self.device, dtype=self._dtype)
         self.signature = sig
@@ -77,6 +82,25 @@ class TorchEngine(DepthEngine):
             self.device,
             torch.get_num_threads(),
         )
+
+    def resolutions(self) -> list[tuple[int, int]] | None:
+        return None  # the module runs any multiple of the family's stride
+
+    def at_resolution(self, height: int, width: int) -> DepthEngine:
+        """The same model at another working resolution (its module is shared, not copied)."""
+        spec = self.input_spec
+        if (height, width) == (spec.height, spec.width):
+            return self
+        m = spec.multiple_of
+        if height % m or width % m:
+            raise ConfigError(f"working resolution {height}x{width} is not a multiple of {m}")
+        with self._variants_lock:
+            engine = self._variants.get((height, width))
+            if engine is None:
+                shape = dataclasses.replace(spec, height=int(height), width=int(width))
+                engine = TorchEngine(self._model, shape, device=str(self.device))
+                self._variants[(height, width)] = engine
+        return engine
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         torch = self._torch

@@ -4,7 +4,8 @@ Intrinsics come from camera_info `P` (else `K`) via `vdepth_ros.encodings.camera
 packing `xyz` + `rgb` into a PointCloud2 buffer is `encodings.pointcloud2_buffer`.
 
 `X = (u - cx) * Z / fx`, `Y = (v - cy) * Z / fy`, `Z = depth` (optical frame, +Z forward,
-metres), one point per (strided) pixel, NaN where the depth is invalid, as depth_image_proc's
+metres), one point per (strided) pixel, NaN (all three coordinates) wherever the depth is not
+finite (NaN, or REP 118's +Inf / -Inf out-of-range values), as depth_image_proc's
 `PointCloudXyzNode` builds it (`is_dense = false`).
 """
 
@@ -107,12 +108,12 @@ class PointCloudBuilder:
         """Organized cloud from a depth image.
 
         Args:
-            depth: `(H, W)` depth in metres (float), NaN = invalid; `(H, W)` must match the camera.
+            depth: `(H, W)` depth in metres (float), non-finite = no point; `(H, W)` must match the camera.
             camera: intrinsics at the depth image's resolution.
             colors: optional `(H, W, 3)` uint8 RGB registered to the depth image.
 
         Returns:
-            points `(h', w', 3)` float32 xyz in metres (NaN invalid), colors `(h', w', 3)` uint8
+            points `(h', w', 3)` float32 xyz in metres (NaN where the depth is not finite), colors `(h', w', 3)` uint8
             or None; `h' = ceil(H / stride)`.
         """
         if depth.shape != (camera.height, camera.width):
@@ -122,9 +123,13 @@ class PointCloudBuilder:
         x, y = self.rays(camera)
         points = np.empty((*z.shape, 3), np.float32)
         # Channel by channel: about twice as fast as broadcasting a (h, w, 3) grid against z.
-        np.multiply(z, x, out=points[..., 0], casting="unsafe")
-        np.multiply(z, y, out=points[..., 1], casting="unsafe")
+        with np.errstate(invalid="ignore"):  # Inf * 0 on the principal ray: NaN, as set below anyway
+            np.multiply(z, x, out=points[..., 0], casting="unsafe")
+            np.multiply(z, y, out=points[..., 1], casting="unsafe")
         points[..., 2] = z
+        invalid = ~np.isfinite(z)  # +-Inf would give +-Inf or NaN (0 * Inf) coordinates: all NaN
+        if invalid.any():
+            points[invalid] = np.nan
         cols = None
         if colors is not None:
             if colors.shape[:2] != depth.shape:

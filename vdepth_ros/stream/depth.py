@@ -1,8 +1,16 @@
-"""Disparity <-> metric depth.
+"""Disparity <-> metric depth, with REP 118's values for what is not a measurement.
 
-Alignment happens in disparity (the models' native space); conversion to metres happens once,
-at the end: `depth = 1 / max(s * d + t, eps)`, clipped to `[min_depth, max_depth]`; invalid
-(NaN) disparity gives NaN depth (REP 118: 32FC1 metres, NaN invalid).
+Alignment happens in disparity (the models' native space); conversion to metres happens once, at
+the end, from the metric inverse depth `q = s * d + t` (1/m):
+
+* NaN disparity -> NaN ("no estimate");
+* `q < 1 / max_depth` (including `q <= 0`: the affine maps the pixel beyond infinity) -> +Inf
+  ("beyond the far limit": nothing to report closer than `max_depth`);
+* `q > 1 / min_depth` -> -Inf ("closer than the near limit");
+* otherwise `1 / q`.
+
+So every finite output lies in `[min_depth, max_depth]` and no clipped value passes for a
+measurement (REP 118: 32FC1 metres; NaN no return, +Inf too far, -Inf too close).
 """
 
 from __future__ import annotations
@@ -25,30 +33,30 @@ def depth_from_disparity(
     *,
     min_depth: float = 1e-3,
     max_depth: float = 1e3,
-    eps: float = 1e-6,
     out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Metric depth from relative disparity.
+    """Metric depth from relative disparity (module docstring: the REP 118 values).
 
     Args:
         disparity: `(..., H, W)` disparity (any float dtype), NaN = invalid.
         scale, shift: metric inverse depth = `scale * disparity + shift` (1/m).
-        min_depth, max_depth: output clip in metres.
-        eps: floor of the inverse depth before inversion (1/m); non-positive -> max_depth.
+        min_depth, max_depth: the near and far limits in metres.
         out: optional float32 output buffer of the same shape.
 
     Returns:
-        float32 depth in metres, NaN where the disparity is NaN.
+        float32 depth in metres in `[min_depth, max_depth]`, NaN (no estimate), +Inf (beyond
+        `max_depth`), -Inf (closer than `min_depth`).
     """
     check_depth_range(min_depth, max_depth)
     out = np.multiply(disparity, np.float32(scale), out=out, dtype=np.float32)
     if shift:
         out += np.float32(shift)
-    # Clipping the inverse depth to [max(eps, 1/max_depth), 1/min_depth] before inverting equals
-    # clipping the depth afterwards, with one pass less (this runs on every pixel of every frame).
-    np.maximum(out, np.float32(max(eps, 1.0 / max_depth)), out=out)  # NaN propagates
-    np.minimum(out, np.float32(1.0 / min_depth), out=out)
-    np.reciprocal(out, out=out)
+    far = out < np.float32(1.0 / max_depth)  # NaN compares False: stays NaN
+    near = out > np.float32(1.0 / min_depth)
+    with np.errstate(divide="ignore"):
+        np.reciprocal(out, out=out)
+    out[far] = np.inf
+    out[near] = -np.inf
     return out
 
 

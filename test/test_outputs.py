@@ -1,0 +1,182 @@
+"""What a robot overlays and a person reads: registered geometry at both output resolutions, REP 118
+values, previews and the files vdepth-video writes (docs/outputs.md)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from fakes import LuminanceEngine
+
+from vdepth_ros.config import PipelineConfig
+from vdepth_ros.offline.synth import synthetic_frames
+from vdepth_ros.offline.video import process_video
+from vdepth_ros.offline.videoio import PNG_TOO_CLOSE, PNG_TOO_FAR, depth_from_png, read_ply
+from vdepth_ros.pipeline import DepthPipeline, FrameInput
+from vdepth_ros.rectify import load_camera_info
+from vdepth_ros.resize import registered_size
+from vdepth_ros.runtime.engine import DepthEngine
+from vdepth_ros.runtime.spec import InputSpec
+from vdepth_ros.stream.cloud import CameraModel
+
+CAM = CameraModel(110.0, 104.0, 78.0, 61.5, 160, 120)  # 4:3 camera, non-square pixels, off-centre
+NORMAL, OFFSET = np.array([0.25, -0.4, 1.0]), 2.0  # the plane n . P = d seen by CAM
+
+
+class PlaneEngine(DepthEngine):
+    """A metric model that sees the plane: depth of each working pixel through CAM scaled to the
+    working resolution (the camera of the resized image)."""
+
+    def __init__(self, height: int, width: int) -> None:
+        super().__init__(InputSpec("fake", 4, height, width, window=4, overlap=1, output_kind="depth"))
+        cam = CAM.scaled(width, height)
+        v, u = np.mgrid[0:height, 0:width].astype(np.float64)
+        rays = np.stack([(u - cam.cx) / cam.fx, (v - cam.cy) / cam.fy, np.ones_like(u)], axis=-1)
+        self.depth = (OFFSET / (rays @ NORMAL)).astype(np.float32)
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(self.depth, (1, batch.shape[1], *self.depth.shape)).copy()
+
+
+def _run(pipe: DepthPipeline, frames: list[FrameInput]) -> list:
+    out = [f for fr in frames for f in pipe.push(fr)]
+    return out + pipe.flush()
+
+
+def _texture(n: int, h: int, w: int) -> list[FrameInput]:
+    cam = CAM.scaled(w, h)
+    return [FrameInput(rgb=f, stamp_ns=i, camera=cam) for i, f in enumerate(synthetic_frames(n, h, w))]
+
+
+@pytest.mark.parametrize("output_resolution", ["input", "model"])
+@pytest.mark.parametrize("working", [(48, 64), (48, 80)])  # 4:3 like the camera, and a 5:3 export
+def test_a_plane_back_projects_to_itself_through_the_published_camera(
+    output_resolution: str, working: tuple[int, int]
+) -> None:
+    pipe = DepthPipeline(PipelineConfig(output_resolution=output_resolution, publish="final"), PlaneEngine(*working))
+    f = _run(pipe, _texture(6, 120, 160))[-1]
+    h, w = f.depth.shape
+    if output_resolution == "input":
+        assert (h, w) == (120, 160) and f.camera == CAM  # depth/camera_info = the camera's own
+    else:
+        assert (h, w) == registered_size(120, 160, pixels=working[0] * working[1])
+        assert (f.camera.fx / f.camera.fy) == pytest.approx(CAM.fx / CAM.fy, rel=1.0 / min(h, w))  # aspect kept
+    assert f.rgb.shape == (h, w, 3) and f.points.shape == (h, w, 3)
+    inner = f.points[2:-2, 2:-2].reshape(-1, 3)  # (the outermost pixels extrapolate: interpolation clamps)
+    assert np.isfinite(inner).all()
+    np.testing.assert_allclose(inner @ NORMAL, OFFSET, rtol=2e-4)
+
+
+class FixedDisparityEngine(LuminanceEngine):
+    """Disparity 1..2 with 1 % sky (0), 1 % very near (100) and 1 % NaN, at the input's 48x64."""
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        rng = np.random.default_rng(0)
+        d = rng.uniform(1.0, 2.0, (48, 64)).astype(np.float32)
+        flat = d.reshape(-1)
+        idx = rng.permutation(flat.size)
+        k = flat.size // 100
+        flat[idx[:k]], flat[idx[k : 2 * k]], flat[idx[2 * k : 3 * k]] = 0.0, 100.0, np.nan
+        return np.broadcast_to(d, (1, batch.shape[1], 48, 64)).copy()
+
+
+def test_rep118_values_in_range_mode_and_clouds() -> None:
+    """Range mode: finite depth lies in [min_depth, far]; what the affine puts beyond `far` (sky) is
+    +Inf, closer than min_depth -Inf, no estimate NaN; the cloud has no point for any of them."""
+    cfg = PipelineConfig(scale_source="range", near=0.5, far=6.0, min_depth=0.05, publish="final")
+    f = _run(DepthPipeline(cfg, FixedDisparityEngine()), _texture(6, 48, 64))[-1]
+    disp, depth = f.disparity, f.depth
+    assert np.isnan(depth[np.isnan(disp)]).all()
+    assert (depth[disp == 0.0] == np.inf).all() and (depth[disp == 100.0] == -np.inf).all()
+    finite = depth[np.isfinite(depth)]
+    assert finite.size > 0.9 * depth.size and finite.min() >= 0.05 and finite.max() <= 6.0
+    assert np.isnan(f.points[~np.isfinite(depth)]).all() and np.isfinite(f.points[np.isfinite(depth)]).all()
+
+
+def _preview_frame(path: Path) -> np.ndarray:
+    cap = cv2.VideoCapture(str(path))
+    ok, img = cap.read()
+    cap.release()
+    assert ok
+    return img
+
+
+def test_video_preview_shows_image_depth_and_colour_bar_without_intrinsics(tmp_path: Path) -> None:
+    h, w = 72, 128  # 16:9 input, engine at 48x64: the preview keeps the input's aspect
+    frames = list(synthetic_frames(8, h, w))
+    folder = tmp_path / "clip"
+    folder.mkdir()
+    for i, rgb in enumerate(frames):
+        cv2.imwrite(str(folder / f"{i:03d}.png"), np.ascontiguousarray(rgb[..., ::-1]))
+    engine = LuminanceEngine(height=48, width=64, frames=8, overlap=3)
+    process_video(folder, tmp_path / "out", params={}, engine=engine, depth_range=(0.5, 4.0))
+    img = _preview_frame(tmp_path / "out" / "preview.mp4")
+    assert img.shape[1] == 2 * w and img.shape[0] > h
+    left = img[:h, :w].astype(np.float32)
+    assert np.abs(left - frames[0][..., ::-1]).mean() < 12  # the camera image (mp4v is lossy)
+    depth_panel, bar = img[:h, w:], img[h:]
+    assert depth_panel.std() > 5 and bar.any()
+    ramp = bar[:, 8:-8].sum(axis=2).astype(np.float32)
+    row = ramp[int(np.argmax(ramp.std(axis=1)))]  # the colour-bar row: the one that varies most
+    assert row[: row.size // 4].mean() > 2 * row[-row.size // 4 :].mean()  # near (left) bright, far dark
+    meta = json.loads((tmp_path / "out" / "meta.json").read_text())
+    assert meta["preview_units"].startswith("depth [m]") and (meta["width"], meta["height"]) == (w, h)
+    assert meta["camera"] is None  # no intrinsics given: none invented
+
+
+def test_video_disparity_preview_says_relative(tmp_path: Path) -> None:
+    folder = tmp_path / "clip"
+    folder.mkdir()
+    for i, rgb in enumerate(synthetic_frames(8, 48, 64)):
+        cv2.imwrite(str(folder / f"{i:03d}.png"), np.ascontiguousarray(rgb[..., ::-1]))
+    process_video(folder, tmp_path / "out", params={}, engine=LuminanceEngine(frames=8, overlap=3))
+    meta = json.loads((tmp_path / "out" / "meta.json").read_text())
+    assert meta["kind"] == "disparity" and "relative" in meta["preview_units"]
+    assert _preview_frame(tmp_path / "out" / "preview.mp4").shape[1] == 128
+
+
+@pytest.mark.parametrize("output_resolution", ["input", "model"])
+def test_meta_camera_file_png_and_ply_describe_the_written_depth(tmp_path: Path, output_resolution: str) -> None:
+    h, w = 120, 160
+    folder = tmp_path / "clip"
+    folder.mkdir()
+    for i, rgb in enumerate(synthetic_frames(8, h, w)):
+        cv2.imwrite(str(folder / f"{i:03d}.png"), np.ascontiguousarray(rgb[..., ::-1]))
+    engine = LuminanceEngine(height=48, width=80, frames=8, overlap=3)  # 5:3 working, 4:3 camera
+    K = (CAM.fx, CAM.fy, CAM.cx, CAM.cy)
+    params = {"output_resolution": output_resolution, "cloud_stride": 1}
+    out = tmp_path / "out"
+    process_video(
+        folder, out, params=params, engine=engine, intrinsics=K, depth_range=(0.5, 4.0), ply=True, formats=("png",)
+    )
+    meta = json.loads((out / "meta.json").read_text())
+    png = cv2.imread(str(out / "depth" / "000003.png"), cv2.IMREAD_UNCHANGED)
+    assert (meta["height"], meta["width"]) == png.shape
+    if output_resolution == "input":
+        assert png.shape == (h, w)
+    expected = CAM.scaled(meta["width"], meta["height"])
+    cam = meta["camera"]
+    assert (cam["fx"], cam["fy"], cam["cx"], cam["cy"]) == pytest.approx(
+        (expected.fx, expected.fy, expected.cx, expected.cy)
+    )
+    info = load_camera_info(out / "camera_info.yaml")
+    assert (info.width, info.height) == (meta["width"], meta["height"])
+    np.testing.assert_allclose(np.asarray(info.k).reshape(3, 3), expected.matrix)
+    assert meta["input_size"] == [w, h] and meta["input_intrinsics"] == list(K)
+    depth = depth_from_png(png)
+    pts = read_ply(out / "clouds" / "000003.ply")
+    assert len(pts) == np.isfinite(depth).sum()  # one point per written pixel with a depth
+    assert b"property uchar red" in (out / "clouds" / "000003.ply").read_bytes()[:400]
+    codes = set(np.unique(png).tolist()) & {0, PNG_TOO_CLOSE, PNG_TOO_FAR}
+    assert codes <= {PNG_TOO_FAR}  # luminance depth: some pixels beyond far=4 m, none NaN or too close
+
+
+def test_max_output_width_keeps_the_aspect_and_the_geometry() -> None:
+    cfg = PipelineConfig(max_output_width=80, publish="final")
+    f = _run(DepthPipeline(cfg, PlaneEngine(48, 64)), _texture(6, 120, 160))[-1]
+    assert f.depth.shape == (60, 80) and f.camera == CAM.scaled(80, 60) and f.rgb.shape == (60, 80, 3)
+    inner = f.points[2:-2, 2:-2].reshape(-1, 3)
+    np.testing.assert_allclose(inner @ NORMAL, OFFSET, rtol=2e-4)
