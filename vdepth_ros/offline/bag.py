@@ -46,7 +46,7 @@ from vdepth_ros.offline.runner import (
     with_progress,
 )
 from vdepth_ros.rectify import load_camera_info
-from vdepth_ros.ros.resets import StreamResets
+from vdepth_ros.inputs.resets import StreamResets
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -444,7 +444,7 @@ class BagFrameSource:
         Raises:
             UnsupportedEncodingError, BagReadError.
         """
-        from vdepth_ros.ros.sync import ApproximateTimeSync
+        from vdepth_ros.inputs.sync import ApproximateTimeSync
 
         image_ids = {c.id for c in self._image_conns}
         info_ids = {c.id for c in self._info_conns}

@@ -36,8 +36,8 @@ from vdepth_ros.ros import conversions as conv
 from vdepth_ros.ros.diagnostics import LatencyStats, RateMeter, level_for, make_array, make_status
 from vdepth_ros.ros.params import ParamSpec, node_param_specs, runtime_change_error, validate_ros_params
 from vdepth_ros.ros.qos import IncompatibleQosReporter, qos_profile
-from vdepth_ros.ros.resets import StreamResets
-from vdepth_ros.ros.sync import ApproximateTimeSync, Pair
+from vdepth_ros.inputs.resets import StreamResets
+from vdepth_ros.inputs.sync import ApproximateTimeSync, Pair
 from vdepth_ros.ros.worker import DropOldestQueue, ThrottledLog
 from vdepth_ros.runtime.shared import EnginePool, SharedEngine
 from vdepth_ros.triangulate import PoseBuffer, PoseTriangulator

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vdepth_ros.ros.resets import StreamResets
+from vdepth_ros.inputs.resets import StreamResets
 
 S = 1_000_000_000
 
