@@ -1,0 +1,138 @@
+"""The node's output publishers and what it publishes for one `DepthFrame`.
+
+A window's frames leave in one burst (a few ms apart). A reliable publisher keeps at most its
+history depth of unacknowledged messages, so with a depth smaller than the burst a reliable
+subscriber in another process (RViz) loses frames: with depth 2, 83 of 100 `/depth` arrived across
+processes. `output_qos_depth: 0` (the default) therefore sizes the history to the largest burst the
+schedule produces, and a smaller configured depth (or `qos_overrides.<topic>.publisher.depth`) is
+warned about at start-up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from std_msgs.msg import Header
+
+from vdepth_ros.ros import conversions as conv
+from vdepth_ros.ros.qos import IncompatibleQosReporter, output_overrides, qos_profile
+
+
+def largest_burst(schedule: dict[str, Any]) -> int:
+    """The most frames one `DepthPipeline.push` (or a reset's flush) publishes on one topic: a
+    whole window (the first window, or a flushed one)."""
+    return max(int(schedule["window"]), int(schedule.get("first_window") or 0), 1)
+
+
+class _Topics:
+    """The publishers of one frame status (main topics, or `provisional/...`)."""
+
+    def __init__(self, node: Node, prefix: str, qos: QoSProfile, reporter: IncompatibleQosReporter) -> None:
+        def pub(msg_type: type, name: str) -> Any:
+            topic = prefix + name
+            return node.create_publisher(
+                msg_type,
+                topic,
+                qos,
+                event_callbacks=reporter.publisher(node.resolve_topic_name(topic)),
+                qos_overriding_options=output_overrides(),
+            )
+
+        self.depth = pub(Image, "depth")
+        self.disparity = pub(Image, "disparity")
+        self.points = pub(PointCloud2, "points")
+        self.camera_info = pub(CameraInfo, "depth/camera_info")
+
+    def all(self) -> list[Any]:
+        return [self.depth, self.disparity, self.points, self.camera_info]
+
+
+class OutputPublishers:
+    """Creates the outputs and publishes `DepthFrame`s on them.
+
+    Args:
+        node: the node that owns the publishers.
+        params: the node's ROS parameters (`output_qos`, `output_qos_depth`, `publish_colormap`...).
+        publish_policy: the pipeline's `publish` ("both": early frames go to `provisional/...`).
+        burst: `largest_burst` of the pipeline's schedule.
+        reporter: incompatible-QoS reporting.
+        warn: `warn(message)` for the start-up QoS warning.
+    """
+
+    def __init__(
+        self,
+        node: Node,
+        params: dict[str, Any],
+        publish_policy: str,
+        burst: int,
+        reporter: IncompatibleQosReporter,
+        warn: Callable[[str], None],
+    ) -> None:
+        self._node, self.p, self.policy, self.burst = node, params, publish_policy, int(burst)
+        qos = qos_profile(params["output_qos"], params["output_qos_depth"] or self.burst)
+        self.main = _Topics(node, "", qos, reporter)
+        self.provisional = _Topics(node, "provisional/", qos, reporter) if publish_policy == "both" else None
+        self.colormap = node.create_publisher(
+            Image,
+            "~/depth_colormap",
+            qos,
+            event_callbacks=reporter.publisher(node.resolve_topic_name("~/depth_colormap")),
+            qos_overriding_options=output_overrides(),
+        )
+        self._check_depth(warn)
+
+    def publishers(self) -> list[Any]:
+        return [*self.main.all(), *(self.provisional.all() if self.provisional else []), self.colormap]
+
+    def _check_depth(self, warn: Callable[[str], None]) -> None:
+        """WARN once when an output's history (after any QoS override) is shorter than a window's burst."""
+        short = [
+            (pub.topic_name, pub.qos_profile.depth)
+            for pub in self.publishers()
+            if pub.qos_profile.history == HistoryPolicy.KEEP_LAST and pub.qos_profile.depth < self.burst
+        ]
+        if short:
+            names = ", ".join(f"{topic} ({depth})" for topic, depth in short)
+            warn(
+                f"output history depth below the {self.burst} frames one window publishes at once on {names}: a "
+                "reliable subscriber in another process (RViz) can miss frames; set output_qos_depth to 0 (auto) "
+                f"or >= {self.burst} (docs/node.md, QoS)"
+            )
+
+    def has_subscribers(self) -> bool:
+        """True if anything listens to an output."""
+        return any(p.get_subscription_count() > 0 for p in self.publishers())
+
+    def destroy(self) -> None:
+        for pub in self.publishers():
+            self._node.destroy_publisher(pub)
+
+    def publish(self, f: Any) -> bool:
+        """Publish one `DepthFrame` on the topics that have subscribers; True if it went to the main
+        topics ("both": provisional frames go to `provisional/...`)."""
+        topics = self.main
+        if self.policy == "both" and f.status == "provisional" and self.provisional is not None:
+            topics = self.provisional
+        header: Header = f.meta if isinstance(f.meta, Header) else Header(stamp=conv.ns_to_stamp(f.stamp_ns))
+        if f.depth is not None and topics.depth.get_subscription_count() > 0:
+            topics.depth.publish(conv.image_msg(f.depth, "32FC1", header))
+        if topics.disparity.get_subscription_count() > 0:
+            topics.disparity.publish(conv.image_msg(f.disparity, "32FC1", header))
+        if f.points is not None and topics.points.get_subscription_count() > 0:
+            topics.points.publish(conv.cloud_msg(f.points, f.colors, header))
+        if f.camera is not None and topics.camera_info.get_subscription_count() > 0:
+            topics.camera_info.publish(conv.info_msg(f.camera, header))
+        if topics is not self.main:
+            return False
+        if self.p["publish_colormap"] and self.colormap.get_subscription_count() > 0:
+            values = f.depth if f.depth is not None else f.disparity
+            self.colormap.publish(
+                conv.colormap_msg(
+                    values, header, self.p["colormap_min"], self.p["colormap_max"], near_is_high=f.depth is None
+                )
+            )
+        return True
