@@ -22,7 +22,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from vdepth_ros.blas import set_blas_threads
-from vdepth_ros.errors import ConfigError, VdepthError
+from vdepth_ros.errors import ConfigError, ModelLoadError, VdepthError
 from vdepth_ros.ros.diagnostics import Watchdog
 from vdepth_ros.ros.intake import InputSide
 from vdepth_ros.ros.outputs import OutputPublishers, largest_burst
@@ -55,10 +55,15 @@ def build_pipeline(
     from vdepth_ros.runtime.checks import check_model_files
 
     CLOCK.add("pipeline imports", time.monotonic() - t0)
+    try:
+        config, _ = PipelineConfig.from_params(params)
+    except VdepthError:
+        raise
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"invalid pipeline parameters: {err}") from err
     built = engine is None
     pooled = None
     try:
-        config, _ = PipelineConfig.from_params(params)
         if built:
             t0 = time.monotonic()
             check_model_files(config.resolved_model())
@@ -74,9 +79,10 @@ def build_pipeline(
     except Exception as err:
         if pooled is not None and engine_pool is not None:
             engine_pool.release(pooled)  # this camera does not use it after all
-        if isinstance(err, (TypeError, ValueError)) and not isinstance(err, VdepthError):
-            raise ConfigError(f"invalid pipeline parameters: {err}") from err
-        raise
+        if isinstance(err, VdepthError) or not built:
+            raise
+        # the backend's own failure (onnxruntime's InvalidProtobuf...): one line naming the model
+        raise ModelLoadError(f"{config.resolved_model()}: cannot be loaded ({type(err).__name__}: {err})") from err
     return pipeline, built and engine_pool is None
 
 
