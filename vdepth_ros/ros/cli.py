@@ -130,7 +130,16 @@ def run(args: list[str] | None = None) -> int:
 
     argv = list(sys.argv if args is None else args)
     try:
-        options = parser().parse_args(remove_ros_args(args=argv)[1:])
+        check_params_files(argv)  # before rcl parses them (it would raise RCLInvalidROSArgsError)
+        own_args = remove_ros_args(args=argv)[1:]
+    except StartupError as err:
+        print(f"cannot start: {err}", file=sys.stderr)
+        return 2
+    except Exception as err:  # rcl refused the --ros-args section
+        print(f"cannot start: ROS arguments: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
+    try:
+        options = parser().parse_args(own_args)
     except SystemExit as done:  # --help (0), or a bad argument (2, after argparse's usage line)
         return int(done.code or 0)
     shutdown = ShutdownRequest()
@@ -138,7 +147,6 @@ def run(args: list[str] | None = None) -> int:
     nodes: list[Any] = []
     pool = None
     try:
-        check_params_files(argv)
         t0 = time.monotonic()
         _init_rclpy(argv)
         CLOCK.add("rclpy init", time.monotonic() - t0)
