@@ -3,8 +3,8 @@
 Best-effort images across processes are dropped by DDS without a trace (a 640x480 camera at 15 Hz
 delivered 101 of 375 frames to a best-effort subscriber here), so the node counts what its input
 stamps say is missing: the camera's frame period is estimated from the recent positive stamp steps
-(the median of the shortest cluster of them, since under heavy loss most steps are multiples of
-the period), and a step of `n` periods means `n - 1` frames never arrived. A step longer than `max_gap` is a
+(under heavy loss few steps are one period long, but all are multiples of it), and a step of `n`
+periods means `n - 1` frames never arrived. A step longer than `max_gap` is a
 pause (the stream restarts), not loss; a stamp going backwards restarts the estimate.
 """
 
@@ -37,14 +37,26 @@ class InputLossMeter:
 
     @property
     def period_ns(self) -> int | None:
-        """The camera's frame period (None until 4 steps were seen): the median of the steps within
-        1.5x the shortest one, if they are at least a quarter of the steps (else a stray short step
-        would halve it: then the median of all)."""
-        if len(self._steps) < 4:
+        """The camera's frame period (None until 12 steps were seen: fewer can all be multiples of a
+        longer one by chance).
+
+        Under heavy loss few steps are one period long, but all are whole multiples of it: the
+        period is the largest `base / m` (m = 1..12) that nine in ten steps up to 6 of it are
+        multiples of (within a fifth of it), `base` being the shortest step that is not a stray
+        (shorter than 0.6x the median: a jittered or duplicated frame); then refined as the median
+        of step / multiple.
+        """
+        if len(self._steps) < 12:
             return None
-        steps = np.asarray(self._steps)
-        short = steps[steps < 1.5 * steps.min()]
-        return int(np.median(short if 4 * short.size >= steps.size else steps))
+        steps = np.asarray(self._steps, dtype=np.float64)
+        base = steps[steps >= 0.6 * np.median(steps)].min()
+        for m in range(1, 13):
+            multiples = steps / (base / m)
+            short = multiples < 6.5  # long steps would multiply the jitter of `base`: judged by the short ones
+            near = short & (np.abs(multiples - np.round(multiples)) < 0.2)
+            if short.sum() >= 4 and near.sum() >= 0.9 * short.sum():
+                return int(np.median(steps[near] / np.round(multiples[near])))
+        return int(np.median(steps))
 
     def add(self, stamp_ns: int) -> int:
         """Record one received stamp; returns how many frames are missing before it."""
@@ -56,15 +68,21 @@ class InputLossMeter:
             self._steps.clear()
             return 0
         step = int(stamp_ns) - last
-        period = self.period_ns
-        missing = 0
         if self.max_gap_ns > 0 and step > self.max_gap_ns:
             return 0  # a pause: the stream restarts
+        known = self.period_ns is not None
         self._steps.append(step)
-        if period is not None and step > 1.5 * period:
-            missing = round(step / period) - 1
-            self.lost += missing
+        period = self.period_ns
+        if period is None:
+            return 0
+        # once the period is first known, the steps seen before it count too
+        missing = sum(self._missing(s, period) for s in (self._steps if not known else [step]))
+        self.lost += missing
         return missing
+
+    @staticmethod
+    def _missing(step: int, period: int) -> int:
+        return round(step / period) - 1 if step > 1.5 * period else 0
 
     @property
     def fraction(self) -> float:

@@ -198,12 +198,13 @@ class _DepthNodeCore:
         self._active = False
         self.intake.unsubscribe()
         if self.worker is not None:
-            if not restart_stream:
-                self.processor.stop.set()  # shutting down: publish nothing more
-            if not self.worker.join(timeout=join_timeout):
-                self.processor.stop.set()
+            if not self.worker.join(timeout=join_timeout):  # the window in progress is finished and published
+                self.processor.stop.set()  # or abandoned: nothing is published after this
                 self.get_logger().warning(f"the worker is still inside a window after {join_timeout} s; abandoned")
             self.worker = None
+        if not restart_stream:  # shutting down: what was published reaches reliable subscribers first
+            self.processor.stop.set()
+            self.outputs.wait_for_acks(timeout_s=1.0)
         if self.diag_timer is not None:
             self.destroy_timer(self.diag_timer)
             self.diag_timer = None
@@ -243,6 +244,18 @@ class _DepthNodeCore:
             if param.name == "watchdog_timeout":
                 self.watchdog.timeout_s = float(param.value)
         return SetParametersResult(successful=True)
+
+    def _log_summary(self) -> None:
+        """One INFO line at shutdown: what came in, what was lost where, what went out."""
+        if not self._configured:
+            return
+        intake, sent = self.intake, self.outputs.sent
+        out = ", ".join(f"{topic} {n}" for topic, n in sent.items()) or "nothing"
+        self.get_logger().info(
+            f"stopped: {intake.loss.received} images received, {intake.loss.lost} lost before the node, "
+            f"{intake.queue.dropped} dropped (queue full), {intake.skipped} skipped (no subscribers), "
+            f"{self.log.errors} input errors; published {out}"
+        )
 
     # -- tests and benchmarks ------------------------------------------------------------------
     @property
@@ -298,6 +311,7 @@ class DepthNode(_DepthNodeCore, Node):
         finished, or abandoned after a few seconds) and destroy the node."""
         if self._active:
             self._deactivate(restart_stream=False, join_timeout=_CLOSE_JOIN_S)
+        self._log_summary()
         self.destroy_node()
 
 
@@ -372,6 +386,9 @@ class ManagedDepthNode(_DepthNodeCore, LifecycleNode):
 
     def close(self) -> None:
         """Release everything, then destroy the node."""
+        if self._active:
+            self._deactivate(restart_stream=False, join_timeout=_CLOSE_JOIN_S)
+        self._log_summary()
         self._release(join_timeout=_CLOSE_JOIN_S)
         self.destroy_node()
 

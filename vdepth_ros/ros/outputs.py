@@ -3,13 +3,15 @@
 A window's frames leave in one burst (a few ms apart). A reliable publisher keeps at most its
 history depth of unacknowledged messages, so with a depth smaller than the burst a reliable
 subscriber in another process (RViz) loses frames: with depth 2, 83 of 100 `/depth` arrived across
-processes. `output_qos_depth: 0` (the default) therefore sizes the history to the largest burst the
-schedule produces, and a smaller configured depth (or `qos_overrides.<topic>.publisher.depth`) is
-warned about at start-up.
+processes. `output_qos_depth: 0` (the default) therefore sizes the history to two of the largest
+bursts the schedule produces (`auto_depth`), and a depth below one burst (also through
+`qos_overrides.<topic>.publisher.depth`) is warned about at start-up.
 """
 
 from __future__ import annotations
 
+import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +28,12 @@ def largest_burst(schedule: dict[str, Any]) -> int:
     """The most frames one `DepthPipeline.push` (or a reset's flush) publishes on one topic: a
     whole window (the first window, or a flushed one)."""
     return max(int(schedule["window"]), int(schedule.get("first_window") or 0), 1)
+
+
+def auto_depth(burst: int) -> int:
+    """`output_qos_depth: 0`: two bursts, since a worker catching up on a backlog publishes two
+    windows back to back (seen across processes on a loaded machine)."""
+    return 2 * int(burst)
 
 
 class _Topics:
@@ -73,7 +81,7 @@ class OutputPublishers:
         warn: Callable[[str], None],
     ) -> None:
         self._node, self.p, self.policy, self.burst = node, params, publish_policy, int(burst)
-        qos = qos_profile(params["output_qos"], params["output_qos_depth"] or self.burst)
+        qos = qos_profile(params["output_qos"], params["output_qos_depth"] or auto_depth(self.burst))
         self.main = _Topics(node, "", qos, reporter)
         self.provisional = _Topics(node, "provisional/", qos, reporter) if publish_policy == "both" else None
         self.colormap = node.create_publisher(
@@ -83,6 +91,7 @@ class OutputPublishers:
             event_callbacks=reporter.publisher(node.resolve_topic_name("~/depth_colormap")),
             qos_overriding_options=output_overrides(),
         )
+        self.sent: Counter[str] = Counter()  # messages published, by resolved topic
         self._check_depth(warn)
 
     def publishers(self) -> list[Any]:
@@ -107,6 +116,19 @@ class OutputPublishers:
         """True if anything listens to an output."""
         return any(p.get_subscription_count() > 0 for p in self.publishers())
 
+    def wait_for_acks(self, timeout_s: float) -> bool:
+        """Shutdown: wait (bounded) until reliable subscribers acknowledged what was published, so the
+        last window is not lost with the process; True if all were."""
+        from rclpy.duration import Duration
+
+        deadline = time.monotonic() + timeout_s
+        ok = True
+        for pub in self.publishers():
+            if pub.get_subscription_count() > 0:
+                left = max(0.0, deadline - time.monotonic())
+                ok = pub.wait_for_all_acked(Duration(nanoseconds=int(left * 1e9))) and ok
+        return ok
+
     def destroy(self) -> None:
         for pub in self.publishers():
             self._node.destroy_publisher(pub)
@@ -118,21 +140,23 @@ class OutputPublishers:
         if self.policy == "both" and f.status == "provisional" and self.provisional is not None:
             topics = self.provisional
         header: Header = f.meta if isinstance(f.meta, Header) else Header(stamp=conv.ns_to_stamp(f.stamp_ns))
-        if f.depth is not None and topics.depth.get_subscription_count() > 0:
-            topics.depth.publish(conv.image_msg(f.depth, "32FC1", header))
-        if topics.disparity.get_subscription_count() > 0:
-            topics.disparity.publish(conv.image_msg(f.disparity, "32FC1", header))
-        if f.points is not None and topics.points.get_subscription_count() > 0:
-            topics.points.publish(conv.cloud_msg(f.points, f.colors, header))
-        if f.camera is not None and topics.camera_info.get_subscription_count() > 0:
-            topics.camera_info.publish(conv.info_msg(f.camera, header))
+        if f.depth is not None:
+            self._send(topics.depth, lambda: conv.image_msg(f.depth, "32FC1", header))
+        self._send(topics.disparity, lambda: conv.image_msg(f.disparity, "32FC1", header))
+        if f.points is not None:
+            self._send(topics.points, lambda: conv.cloud_msg(f.points, f.colors, header))
+        if f.camera is not None:
+            self._send(topics.camera_info, lambda: conv.info_msg(f.camera, header))
         if topics is not self.main:
             return False
-        if self.p["publish_colormap"] and self.colormap.get_subscription_count() > 0:
+        if self.p["publish_colormap"]:
             values = f.depth if f.depth is not None else f.disparity
-            self.colormap.publish(
-                conv.colormap_msg(
-                    values, header, self.p["colormap_min"], self.p["colormap_max"], near_is_high=f.depth is None
-                )
-            )
+            lo, hi = self.p["colormap_min"], self.p["colormap_max"]
+            self._send(self.colormap, lambda: conv.colormap_msg(values, header, lo, hi, near_is_high=f.depth is None))
         return True
+
+    def _send(self, publisher: Any, message: Callable[[], Any]) -> None:
+        """Serialize and publish only for a topic somebody listens to."""
+        if publisher.get_subscription_count() > 0:
+            publisher.publish(message())
+            self.sent[publisher.topic_name] += 1
