@@ -534,3 +534,26 @@ def test_start_up_faults_as_a_process(tmp_path: Path) -> None:
         own = [line for line in res.stderr.splitlines() if line.strip() and not line.startswith("[INFO]")]
         assert len(own) == 1 and own[0].startswith("cannot start: ") and expect in own[0], res.stderr
         assert "Traceback" not in res.stderr
+
+
+def test_dropping_the_oldest_under_overload_makes_no_gap_restart() -> None:
+    """Input stamps 10 ms apart into a node that keeps up with a fraction: the queue drops the oldest,
+    so consecutive *processed* frames are far more than max_gap apart, but the input never paused."""
+
+    class VerySlow(LuminanceEngine):
+        def _run(self, batch: np.ndarray) -> np.ndarray:
+            time.sleep(0.3)  # ~15 frames arrive during one window: most are dropped
+            return super()._run(batch)
+
+    rig = FaultRig({"queue_size": 2, "max_gap": 0.1}, engine=VerySlow(height=H, width=W))
+    try:
+        for k in range(150):
+            h = Header(stamp=conv.ns_to_stamp(T0 + k * 10_000_000), frame_id="cam")
+            rig.pub_image.publish(rig.image_msg(rig.rgb(), h))
+            rig.pub_info.publish(CameraInfo(header=h, width=W, height=H, k=K))
+            rig.spin(0.01)
+        rig.settle()
+        assert rig.node.queue.dropped > 20 and len(rig.got) > 0
+        assert "gap" not in rig.node.processor.resets, rig.node.processor.resets
+    finally:
+        rig.close()

@@ -128,6 +128,7 @@ def run(args: list[str] | None = None) -> int:
 
     from vdepth_ros.ros.node import build_nodes
 
+    CLOCK.imports_done()
     argv = list(sys.argv if args is None else args)
     try:
         check_params_files(argv)  # before rcl parses them (it would raise RCLInvalidROSArgsError)

@@ -49,12 +49,10 @@ def build_pipeline(
         ConfigError: invalid pipeline parameters. ModelLoadError (`runtime.checks.ModelFileError`):
         a model file is unusable.
     """
-    t0 = time.monotonic()
-    from vdepth_ros.config import PipelineConfig  # heavy imports after rclpy is up
+    from vdepth_ros.config import PipelineConfig
     from vdepth_ros.pipeline import DepthPipeline
     from vdepth_ros.runtime.checks import check_model_files
 
-    CLOCK.add("pipeline imports", time.monotonic() - t0)
     try:
         config, _ = PipelineConfig.from_params(params)
     except VdepthError:

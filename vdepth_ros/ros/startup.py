@@ -45,8 +45,12 @@ class StartupClock:
         age = process_age_s()
         self.process_start = time.monotonic() - (age or 0.0)
         self.steps: dict[str, float] = {}
+
+    def imports_done(self) -> None:
+        """`vdepth-node`'s `main` runs: the interpreter, rclpy and the node's modules are loaded."""
+        age = process_age_s()
         if age is not None:
-            self.steps["imports"] = age  # interpreter, rclpy and the node module, up to here
+            self.steps["imports"] = age
 
     def add(self, step: str, seconds: float) -> None:
         self.steps[step] = self.steps.get(step, 0.0) + seconds
