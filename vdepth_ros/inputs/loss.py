@@ -53,7 +53,7 @@ class InputLossMeter:
         for m in range(1, 13):
             multiples = steps / (base / m)
             short = multiples < 6.5  # long steps would multiply the jitter of `base`: judged by the short ones
-            near = short & (np.abs(multiples - np.round(multiples)) < 0.2)
+            near = short & (np.round(multiples) >= 1) & (np.abs(multiples - np.round(multiples)) < 0.2)
             if short.sum() >= 4 and near.sum() >= 0.9 * short.sum():
                 return int(np.median(steps[near] / np.round(multiples[near])))
         return int(np.median(steps))
