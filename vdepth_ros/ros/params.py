@@ -149,9 +149,9 @@ ROS_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "output_qos_depth",
         0,
-        "history depth of the output publishers; 0 = auto: the most frames one window publishes at once "
-        "(the window length), so a reliable subscriber in another process (RViz) gets every frame; a smaller "
-        "depth is warned about at start-up",
+        "history depth of the output publishers; 0 = auto: two windows (a window's frames leave in one burst, "
+        "and a worker catching up publishes two), so a reliable subscriber in another process (RViz) gets every "
+        "frame; a depth below one window is warned about at start-up",
         min=0,
         max=1000,
     ),
@@ -202,7 +202,7 @@ ROS_PARAMS: tuple[ParamSpec, ...] = (
         "larger images (width x height) are refused before decoding, with a rate-limited error (a 97 KB PNG "
         "can decode to 10000x10000); 0 = no limit",
         min=0,
-        max=2**40,
+        max=1_000_000_000,
     ),
     ParamSpec("skip_when_unsubscribed", True, "skip inference while no output topic has a subscriber", dynamic=True),
     ParamSpec("max_gap", 1.0, "a larger gap between input stamps resets the stream [s]", min=0.0, max=3600.0),
