@@ -472,6 +472,9 @@ def broken_model(tmp_path: Path, what: str) -> Path:
         (folder / "model.onnx.json").unlink()
     elif what == "invalid model.onnx.json":
         (folder / "model.onnx.json").write_text('{"family": "fake", "frames": "many"}')
+    elif what == "empty model.engine beside a valid ONNX":
+        (folder / "model.engine").write_bytes(b"")
+        (folder / "model.engine.json").write_text((folder / "model.onnx.json").read_text())
     return folder
 
 
@@ -484,6 +487,7 @@ START_FAULTS = {
     "invalid config.json": ("model", "is not valid JSON"),
     "missing model.onnx.json": ("model", "missing: the exporter writes it"),
     "invalid model.onnx.json": ("model", "is not a valid input spec"),
+    "empty model.engine beside a valid ONNX": ("model", "model.engine: is empty"),
 }
 
 
