@@ -66,6 +66,10 @@ class DropOldestQueue(Generic[T]):
             self._closed = True
             self._cv.notify_all()
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def __len__(self) -> int:
         with self._cv:
             return len(self._items)
@@ -182,6 +186,8 @@ class SupervisedWorker(Generic[T]):
     def _run(self) -> None:
         while not self.stop.is_set():
             item = self.queue.get(timeout=0.1)
+            if item is None and self.queue.closed:
+                return  # input stopped and nothing left: do not spin on a closed queue
             if item is not None and not self.stop.is_set():
                 self.handle(item)
 
