@@ -29,11 +29,17 @@ class InputLossMeter:
         self._last: int | None = None
         self.received = 0
         self.lost = 0
+        self.first: int | None = None  # stamps of the first and last image of the current sequence
+        self._fresh = True
 
     def reset(self) -> None:
-        """Forget the stamps (a new stream); the totals stay."""
+        """Forget the stamps (a new stream); the totals (and the last span, for a summary) stay."""
         self._steps.clear()
-        self._last = None
+        self._fresh = True
+
+    @property
+    def last(self) -> int | None:
+        return self._last
 
     @property
     def period_ns(self) -> int | None:
@@ -62,10 +68,11 @@ class InputLossMeter:
         """Record one received stamp; returns how many frames are missing before it."""
         self.received += 1
         last, self._last = self._last, int(stamp_ns)
-        if last is None or stamp_ns == last:
-            return 0
-        if stamp_ns < last:  # clock or bag restarted: a new sequence
+        if self._fresh or last is None or stamp_ns < last:  # the first image, or the clock or bag restarted
             self._steps.clear()
+            self.first, self._fresh = int(stamp_ns), False
+            return 0
+        if stamp_ns == last:
             return 0
         step = int(stamp_ns) - last
         if self.max_gap_ns > 0 and step > self.max_gap_ns:

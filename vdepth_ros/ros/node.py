@@ -247,10 +247,11 @@ class _DepthNodeCore:
         """One INFO line at shutdown: what came in, what was lost where, what went out."""
         if not self._configured:
             return
-        intake, sent = self.intake, self.outputs.sent
+        intake, sent, loss = self.intake, self.outputs.sent, self.intake.loss
         out = ", ".join(f"{topic} {n}" for topic, n in sent.items()) or "nothing"
+        span = f" (stamps {loss.first / 1e9:.3f}..{loss.last / 1e9:.3f} s)" if loss.first and loss.last else ""
         self.get_logger().info(
-            f"stopped: {intake.loss.received} images received, {intake.loss.lost} lost before the node, "
+            f"stopped: {loss.received} images received{span}, {loss.lost} lost before the node, "
             f"{intake.queue.dropped} dropped (queue full), {intake.skipped} skipped (no subscribers), "
             f"{self.log.errors} input errors; published {out}"
         )
