@@ -630,3 +630,24 @@ def test_node_sets_openblas_threads(harness: Any) -> None:
     finally:
         for n in set(before.values()):
             set_blas_threads(n)
+
+
+def test_output_history_is_two_windows_warns_when_short_and_takes_standard_overrides(harness: Any) -> None:
+    from rclpy.qos import ReliabilityPolicy
+
+    h = harness(RANGE)
+    window = h.node.pipeline.schedule["window"]
+    assert {p.qos_profile.depth for p in h.node.outputs.publishers()} == {2 * window}  # auto: two windows
+    warned: list[str] = []
+    h2 = harness(
+        {**RANGE, "output_qos_depth": 3},
+        node_kwargs={
+            "cli_args": ["--ros-args", "-p", "qos_overrides./depth.publisher.depth:=30", "-p",
+                         "qos_overrides./points.publisher.reliability:=best_effort"],
+        },
+    )  # fmt: skip
+    outputs = h2.node.outputs
+    assert outputs.main.depth.qos_profile.depth == 30 and outputs.main.disparity.qos_profile.depth == 3
+    assert outputs.main.points.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
+    outputs._check_depth(warned.append)  # the start-up check, recorded
+    assert len(warned) == 1 and "/disparity (3)" in warned[0] and "/depth (30)" not in warned[0]

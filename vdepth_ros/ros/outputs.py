@@ -10,6 +10,7 @@ bursts the schedule produces (`auto_depth`), and a depth below one burst (also t
 
 from __future__ import annotations
 
+import copy
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -45,7 +46,7 @@ class _Topics:
             return node.create_publisher(
                 msg_type,
                 topic,
-                qos,
+                copy.copy(qos),  # rclpy applies a topic's qos_overrides to the profile object in place
                 event_callbacks=reporter.publisher(node.resolve_topic_name(topic)),
                 qos_overriding_options=output_overrides(),
             )
@@ -87,7 +88,7 @@ class OutputPublishers:
         self.colormap = node.create_publisher(
             Image,
             "~/depth_colormap",
-            qos,
+            copy.copy(qos),
             event_callbacks=reporter.publisher(node.resolve_topic_name("~/depth_colormap")),
             qos_overriding_options=output_overrides(),
         )
