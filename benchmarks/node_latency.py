@@ -193,7 +193,7 @@ class Bench:
         with self.lock:
             self.latencies.clear()
             self.arrivals.clear()
-        dropped0, skipped0, received0 = self.node.queue.dropped, self.node.skipped, self.node.input_rate.total
+        dropped0, skipped0, received0 = self.node.queue.dropped, self.node.intake.skipped, self.node.intake.rate.total
         max_queue = 0
         rss: list[float] = []
         every = max(1, n // 20)
@@ -220,11 +220,11 @@ class Bench:
             "input_rate_hz": rate,
             "frames_published": n,
             "publish_seconds": round(t_pub, 3),
-            "received_by_node": self.node.input_rate.total - received0,
+            "received_by_node": self.node.intake.rate.total - received0,
             "outputs_received": int(lat.size),
             "output_rate_hz": round((arr.size - 1) / span, 2) if arr.size > 1 else 0.0,
             "dropped": self.node.queue.dropped - dropped0,
-            "skipped": self.node.skipped - skipped0,
+            "skipped": self.node.intake.skipped - skipped0,
             "max_queue": max_queue,
             "latency_median_s": round(float(np.median(lat)), 4) if lat.size else None,
             "latency_p95_s": round(float(np.percentile(lat, 95)), 4) if lat.size else None,

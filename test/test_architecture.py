@@ -39,11 +39,15 @@ LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ),
         ("stream", "runtime", "base"),
     ),
-    "ros": (("vdepth_ros.ros",), ("pipeline", "stream", "runtime", "base")),
-    "offline": (("vdepth_ros.offline",), ("pipeline", "stream", "runtime", "base")),
-    "apps": (("vdepth_ros.eval", "vdepth_ros.demo"), ("offline", "pipeline", "stream", "runtime", "base")),
-    "export": (("vdepth_export",), ("apps", "offline", "pipeline", "stream", "runtime", "models", "base")),
-    "training": (("vdepth_training",), ("apps", "offline", "pipeline", "stream", "runtime", "models", "base")),
+    "inputs": (("vdepth_ros.inputs",), ("pipeline", "stream", "runtime", "base")),
+    "ros": (("vdepth_ros.ros",), ("inputs", "pipeline", "stream", "runtime", "base")),
+    "offline": (("vdepth_ros.offline",), ("inputs", "pipeline", "stream", "runtime", "base")),
+    "apps": (("vdepth_ros.eval", "vdepth_ros.demo"), ("offline", "inputs", "pipeline", "stream", "runtime", "base")),
+    "export": (("vdepth_export",), ("apps", "offline", "inputs", "pipeline", "stream", "runtime", "models", "base")),
+    "training": (
+        ("vdepth_training",),
+        ("apps", "offline", "inputs", "pipeline", "stream", "runtime", "models", "base"),
+    ),
 }
 
 #: Third-party packages a layer may not import. ROS (rclpy and message packages) only in `ros`.
@@ -57,10 +61,6 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("vdepth_ros.param_file", "rclpy"): "load_params reads a parameter file with rcl's own parser when rclpy "
     "is importable (import-guarded; the pure-Python rules otherwise), so offline runs read it as the node does",
 }
-
-#: ROS-free sync/resets code still under ros/ on this branch; the node branch moves it below ros/
-#: and offline/ (issue #30). The lead deletes this set, and the xfail below, when merging that.
-PENDING_MOVE = {"vdepth_ros.ros.sync", "vdepth_ros.ros.resets"}
 
 #: Source folders and the package names they are installed as (setup.py package_dir).
 SOURCES = {"vdepth_ros": "vdepth_ros", "export": "vdepth_export", "training": "vdepth_training"}
@@ -157,14 +157,8 @@ def test_every_module_is_on_a_layer() -> None:
 
 
 def test_no_import_goes_up_or_sideways() -> None:
-    bad = [v for v in _violations() if v[1] not in PENDING_MOVE]
+    bad = _violations()
     assert not bad, "imports the layer table of docs/architecture.md forbids:\n" + _report(bad)
-
-
-@pytest.mark.xfail(strict=False, reason="moved by the node branch (ROS-free sync/resets below ros/ and offline/)")
-def test_offline_imports_nothing_from_ros() -> None:
-    bad = [v for v in _violations() if v[1] in PENDING_MOVE]
-    assert not bad, _report(bad)
 
 
 def test_the_checker_sees_a_forbidden_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

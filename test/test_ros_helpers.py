@@ -13,9 +13,9 @@ from rclpy.qos import ReliabilityPolicy
 
 from vdepth_ros.errors import ConfigError
 from vdepth_ros.ros import params as P
-from vdepth_ros.ros.diagnostics import LatencyStats, RateMeter, level_for, make_status
+from vdepth_ros.ros.diagnostics import LatencyStats, RateMeter, Watchdog, level_for, make_status
 from vdepth_ros.ros.qos import qos_profile
-from vdepth_ros.ros.worker import DropOldestQueue, ThrottledLog
+from vdepth_ros.ros.worker import DropOldestQueue, RateLimitedLog, SupervisedWorker
 
 
 def test_drop_oldest_queue_counts_and_keeps_newest():
@@ -38,17 +38,110 @@ def test_drop_oldest_queue_wakes_consumer_and_close():
     assert q.get(timeout=5) is None  # returns at once after close
 
 
-def test_throttled_log_rate_limits_per_key():
-    lines: list[str] = []
-    log = ThrottledLog(lines.append, period=60)
-    assert log("a", "bad a")
-    assert not log("a", "bad a")
-    assert log("b", "bad b")
-    assert lines == ["bad a", "bad b"]
-    assert log.count == 3
+class Lines:
+    """A logger that records (severity, text)."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str]] = []
+
+    def error(self, text: str) -> None:
+        self.lines.append(("error", text))
+
+    def warning(self, text: str) -> None:
+        self.lines.append(("warning", text))
+
+    def info(self, text: str) -> None:
+        self.lines.append(("info", text))
+
+
+def test_rate_limited_log_per_key():
+    out = Lines()
+    log = RateLimitedLog(out, period=60)
+    assert log.error("a", "bad a")
+    assert not log.error("a", "bad a")
+    assert log.warning("b", "odd b")
+    assert out.lines == [("error", "bad a"), ("warning", "odd b")]
+    assert log.errors == 2 and log.last_error == "bad a"
     log.period = 0
-    log("a", "bad a")
-    assert lines[-1] == "bad a (1 more since last report)"
+    log.error("a", "bad a")
+    assert out.lines[-1] == ("error", "bad a (1 more since last report)")
+
+
+def test_rate_limited_log_never_raises_and_mixes_severities_on_a_real_rclpy_logger(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The issue's sequence: a queue-full warning, then an error, through one helper. rclpy raises
+    "Logger severity cannot be changed between calls" when one call line logs at two severities."""
+    import rclpy
+    from rclpy.node import Node
+
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    try:
+        node = Node("log_probe", context=ctx)
+        log = RateLimitedLog(node.get_logger(), period=0)
+        for _ in range(3):
+            assert log.warning("drop", "input queue full")
+            assert log.error("input", "dropping input frame")
+            assert log.info("note", "camera_info has lens distortion")
+
+        class Broken:
+            def error(self, text: str) -> None:
+                raise ValueError("Logger severity cannot be changed between calls.")
+
+        log.logger = Broken()
+        assert log.error("x", "still reported")  # does not raise: the text goes to stderr
+        assert "still reported" in capsys.readouterr().err
+        node.destroy_node()
+    finally:
+        rclpy.shutdown(context=ctx)
+
+
+def test_supervised_worker_survives_any_exception():
+    q: DropOldestQueue[int] = DropOldestQueue(10)
+    done: list[int] = []
+    reported: list[tuple[int, str]] = []
+
+    def process(i: int) -> None:
+        if i == 1:
+            raise RuntimeError("model exploded")
+        if i == 2:
+            raise SystemExit(3)  # a bug calling sys.exit in a thread
+        if i == 3:
+            raise KeyError("bug")
+        done.append(i)
+
+    def on_error(i: int, err: BaseException) -> None:
+        reported.append((i, type(err).__name__))
+        if i == 3:
+            raise ValueError("the report itself fails")
+
+    worker = SupervisedWorker(q, process, on_error)
+    worker.start()
+    for i in range(6):
+        q.put(i)
+    deadline = time.monotonic() + 10
+    while len(done) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert done == [0, 4, 5] and worker.is_alive()
+    assert reported == [(1, "RuntimeError"), (2, "SystemExit"), (3, "KeyError")] and worker.errors == 3
+    assert worker.join(timeout=5)
+
+
+def test_watchdog_errors_while_input_arrives_without_output():
+    w = Watchdog(2.0)
+    assert w.stalled_s(now=0.0) is None  # nothing yet
+    for t in (0.0, 1.0, 2.5):
+        w.input(now=t)
+    assert w.stalled_s(now=2.5) == pytest.approx(2.5)  # first input at 0, nothing published
+    w.output(now=2.6)
+    assert w.stalled_s(now=3.0) is None  # output resumed
+    w.input(now=5.0)
+    assert w.stalled_s(now=5.0) == pytest.approx(2.4)
+    assert w.stalled_s(now=8.0) is None  # input stopped too: "no input", not a stall
+    w.timeout_s = 0
+    w.input(now=9.0)
+    assert w.stalled_s(now=20.0) is None  # off
 
 
 def test_qos_presets():
@@ -79,6 +172,9 @@ def test_diagnostic_levels():
     assert level_for(15, 15, 3, False, True)[0] == DiagnosticStatus.WARN
     assert level_for(30, 5, 0, False, True)[0] == DiagnosticStatus.WARN
     assert level_for(0, 0, 0, False, False)[1] == "no input images"
+    level, message = level_for(15, 0, 0, False, True, stalled_s=6.0, last_error="dropping input frame: bad")
+    assert level == DiagnosticStatus.ERROR and "6.0 s" in message and "dropping input frame" in message
+    assert "across-processes" in level_for(15, 15, 0, False, True, lost_recent=4)[1]
     st = make_status("n", "hw", DiagnosticStatus.OK, "ok", {"rate": 1.23456, "n": 3})
     assert [(kv.key, kv.value) for kv in st.values] == [("rate", "1.235"), ("n", "3")]
 

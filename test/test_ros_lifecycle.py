@@ -184,14 +184,14 @@ def test_reactivation_restarts_the_drop_count_and_its_warning(rig: Rig) -> None:
     assert node.set_parameters([Parameter("queue_size", value=2)])[0].successful
     assert node.trigger_configure() == SUCCESS and node.trigger_activate() == SUCCESS
     published: list[Any] = []
-    node.diag_pub.publish = published.append  # type: ignore[method-assign]
+    node.status.publisher.publish = published.append  # type: ignore[method-assign]
     rig.feed(1_000_000_000)  # 12 frames into a queue of 2, nobody taking them
     assert node.queue.dropped == 10
-    node.publish_diagnostics()
+    node.status.publish()
     assert node.trigger_deactivate() == SUCCESS and node.trigger_activate() == SUCCESS
     assert node.queue.dropped == 0
     rig.feed(2_000_000_000)
-    node.publish_diagnostics()
+    node.status.publish()
     levels = [msg.status[0].level for msg in published]
     assert levels[-1] == levels[0] != b"\x00"  # WARN again: the new drops are not hidden by the old count
 

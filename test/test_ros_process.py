@@ -37,10 +37,11 @@ def run_node(
     cameras: dict[str, tuple[str, str]],
     outputs: dict[str, type],
     before_feed: Callable[[Node, SingleThreadedExecutor], None] | None = None,
+    stop_signal: int = signal.SIGINT,
 ) -> tuple[dict[str, list], str]:
     """Start `vdepth-node NODE_ARGS` on the tiny model; call `before_feed(peer, executor)`; feed
     `cameras` (name -> (image topic, camera_info topic)) until every topic in `outputs` has a
-    message (or 90 s); SIGINT; (messages, output)."""
+    message (or 90 s); `stop_signal`; (messages, output)."""
     script = Path(sys.executable).parent / "vdepth-node"
     if not script.is_file():
         pytest.skip("vdepth-node console script not installed in this environment (pip install -e .)")
@@ -85,7 +86,7 @@ def run_node(
             while time.monotonic() < end:
                 ex.spin_once(timeout_sec=0.01)
     finally:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop_signal)
         try:
             out, _ = proc.communicate(timeout=20)
         except subprocess.TimeoutExpired:
@@ -119,6 +120,19 @@ def test_vdepth_node_console_script(tmp_path: Path) -> None:
     assert _rep118_depth(conv.image_array(d))
     assert got["/robot7/points"][0].height * got["/robot7/points"][0].width == 120 * 160
     assert "/robot7/depth" in out  # the startup line names the resolved topics
+
+
+def test_vdepth_node_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    """SIGTERM (a launch system's second signal, systemd's first) while frames flow: exit 0, no ERROR."""
+    got, out = run_node(
+        tmp_path,
+        ["--ros-args", "-r", "image:=/cam/image", "-r", "camera_info:=/cam/camera_info"],
+        {"cam": ("/cam/image", "/cam/camera_info")},
+        {"/depth": Image},
+        stop_signal=signal.SIGTERM,
+    )
+    assert got["/depth"] and "[ERROR]" not in out and "Traceback" not in out
+    assert "stopped: " in out  # the shutdown summary: the ordered path ran
 
 
 def test_vdepth_node_cameras_share_one_model_in_one_process(tmp_path: Path) -> None:
@@ -211,6 +225,6 @@ def test_main_usage(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["vdepth-node", "--help"]) == 0
     assert "--params-file" in capsys.readouterr().out
     assert main(["vdepth-node", "--bogus", "--ros-args", "-p", "queue_size:=3"]) == 2
-    assert "unrecognized arguments ['--bogus']" in capsys.readouterr().err
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
     assert main(["vdepth-node", "--cameras", "--ros-args", "-p", "queue_size:=3"]) == 2
-    assert "--cameras needs at least one name" in capsys.readouterr().err
+    assert "--cameras: expected at least one argument" in capsys.readouterr().err

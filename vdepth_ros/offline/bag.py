@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 from vdepth_ros.blas import limit_blas_threads_for_tool
 from vdepth_ros.encodings import info_signature
 from vdepth_ros.errors import VdepthError
+from vdepth_ros.inputs.assembly import DEFAULT_MAX_INPUT_PIXELS
+from vdepth_ros.inputs.resets import StreamResets
 from vdepth_ros.offline.atomic import AtomicOutput
 from vdepth_ros.offline.bagio import (
     STORAGES,
@@ -46,7 +48,6 @@ from vdepth_ros.offline.runner import (
     with_progress,
 )
 from vdepth_ros.rectify import load_camera_info
-from vdepth_ros.ros.resets import StreamResets
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -200,6 +201,7 @@ def process_bag(
         sparse_depth_slop_ns=round(float(params.get("sparse_depth_slop", 0.1)) * 1e9),
         rectify=bool(params.get("rectify", False)),
         camera_info=fixed_info,
+        max_input_pixels=int(params.get("max_input_pixels", DEFAULT_MAX_INPUT_PIXELS)),
     )
     metric_input = topics.sparse_depth or topics.camera_pose
     if metric_input and params.get("scale_source", "none") == "none":
@@ -248,6 +250,11 @@ def process_bag(
             )
         for reason, n in source.stats.sparse_depth_ignored.items():
             summary.notes.append(f"sparse depth on {topics.sparse_depth} ignored on {n} frames: {reason}")
+        if source.stats.refused_camera_infos:
+            summary.notes.append(
+                f"{source.stats.refused_camera_infos} frames came with an unusable camera_info (the last good one was "
+                "used, as the live node does)"
+            )
         if not source.stats.camera_info_seen and fixed_info is None:
             summary.notes.append(f"camera_info never seen on {topics.camera_info!r}: no point clouds")
         if summary.scale_sources.get("none", 0) == summary.frames_out and summary.frames_out:

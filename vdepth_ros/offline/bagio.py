@@ -9,7 +9,7 @@ most a few messages besides the pipeline's window, so memory does not grow with 
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict, deque
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,16 +22,20 @@ from rosbags.typesys import Stores, get_typestore
 
 from vdepth_ros.encodings import (
     COLOR_INPUT_ENCODINGS,
-    decode_compressed,
     depth_from_image,
     get_encoding,
     image_array_from_fields,
     image_fields_from_array,
     info_signature,
     pointcloud2_layout,
-    rgb_from_image,
 )
 from vdepth_ros.errors import InputError
+from vdepth_ros.inputs.assembly import (
+    DEFAULT_MAX_INPUT_PIXELS,
+    FrameAssembler,
+    UnsupportedImageError,
+    decode_color_image,
+)
 from vdepth_ros.offline.errors import (
     BagReadError,
     EmptyBagError,
@@ -39,8 +43,7 @@ from vdepth_ros.offline.errors import (
     OfflineError,
     UnsupportedEncodingError,
 )
-from vdepth_ros.rectify import RectifiedView, Rectifier, has_distortion, pinhole_input, sparse_depth_input
-from vdepth_ros.triangulate import PoseBuffer, PoseTriangulator, pose_from_msg
+from vdepth_ros.triangulate import pose_from_msg
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
@@ -68,10 +71,6 @@ TYPESTORES: dict[str, Stores] = {
     "kilted": Stores.ROS2_KILTED,
 }
 STORAGES: dict[str, StoragePlugin] = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
-
-#: Images held back while waiting for their camera_info / sparse depth (same header stamp).
-SYNC_LOOKAHEAD = 4
-_STAMP_MEMORY = 32
 
 
 def stamp_ns(header: Any) -> int:
@@ -108,6 +107,7 @@ class SourceStats:
     sparse_depth_ignored: dict[str, int] = field(default_factory=dict)  # reason -> frames (the frame is kept)
     posed_frames: int = 0
     bad_poses: int = 0
+    refused_camera_infos: int = 0
 
 
 #: What a damaged or unreadable bag raises from inside rosbags (sqlite/mcap/yaml internals included).
@@ -156,25 +156,24 @@ def guarded_messages(
 
 
 def decode_color_msg(msg: Any, msgtype: str, topic: str) -> np.ndarray:
-    """`(H, W, 3)` uint8 RGB of an Image/CompressedImage message read from `topic`.
+    """`(H, W, 3)` uint8 RGB of an Image/CompressedImage message read from `topic`
+    (`inputs.assembly.decode_color_image`, as the node decodes it).
 
     Raises:
         UnsupportedEncodingError: the encoding is not a colour/mono one (names the topic).
         InputError: the message is malformed (size, buffer, undecodable bytes).
     """
-    if msgtype == COMPRESSED:
-        return decode_compressed(msg.data, msg.format)
-    try:
-        enc = get_encoding(msg.encoding)
-    except InputError as err:
-        raise UnsupportedEncodingError(f"topic {topic!r}: {err}") from None
-    if msg.encoding not in COLOR_INPUT_ENCODINGS:
-        raise UnsupportedEncodingError(
-            f"topic {topic!r}: encoding {msg.encoding!r} is a {enc.kind} "
-            f"image, not a colour one; supported: {', '.join(COLOR_INPUT_ENCODINGS)}"
-        )
-    arr = image_array_from_fields(msg.encoding, msg.height, msg.width, msg.step, msg.data, msg.is_bigendian)
-    return rgb_from_image(arr, msg.encoding)
+    if msgtype != COMPRESSED:
+        try:
+            enc = get_encoding(msg.encoding)
+        except InputError as err:
+            raise UnsupportedEncodingError(f"topic {topic!r}: {err}") from None
+        if msg.encoding not in COLOR_INPUT_ENCODINGS:
+            raise UnsupportedEncodingError(
+                f"topic {topic!r}: encoding {msg.encoding!r} is a {enc.kind} "
+                f"image, not a colour one; supported: {', '.join(COLOR_INPUT_ENCODINGS)}"
+            )
+    return decode_color_image(msg)
 
 
 def decode_depth_msg(msg: Any, label: str) -> np.ndarray:
@@ -204,8 +203,8 @@ class BagFrameSource:
             model is attached and a warning is logged once (depth is still produced, clouds are not).
         sparse_depth_topic: optional `16UC1`/`32FC1` depth topic matched by header stamp.
         camera_pose_topic: optional `PoseStamped` topic of the camera optical frame; each image's
-            pose is interpolated at its header stamp (`triangulate.PoseBuffer`, waiting at most
-            `SYNC_LOOKAHEAD` further images for a later pose), and the frames carry points
+            pose is interpolated at its header stamp (`inputs.samples`: the node's rule, with the
+            bag's log times as arrival times), and the frames carry points
             triangulated with those poses (`triangulate.PoseTriangulator`, as the node's
             `sparse_depth: pose`).
         typestore: ROS 2 distribution (`TYPESTORES` key) for bags without embedded definitions.
@@ -213,6 +212,7 @@ class BagFrameSource:
             missing one is an error rather than a fallback.
         sync_*, sparse_depth_slop_ns: the node's pairing parameters (`vdepth_ros/ros/params.py`).
         rectify: undistort each image with its camera_info first (the node's `rectify`).
+        max_input_pixels: larger images are dropped before decoding (the node's parameter).
         camera_info: a camera_info for every frame (`rectify.load_camera_info` of a calibration
             file), for bags recorded without one; the bag's camera_info topic is then not read.
 
@@ -237,6 +237,7 @@ class BagFrameSource:
         sparse_depth_slop_ns: int = 100_000_000,
         rectify: bool = False,
         camera_info: Any = None,
+        max_input_pixels: int = DEFAULT_MAX_INPUT_PIXELS,
     ) -> None:
         self.path = Path(path)
         self.image_topic = image_topic
@@ -245,12 +246,16 @@ class BagFrameSource:
             raise OfflineError("one metric scale input at a time: sparse depth or camera poses, not both")
         self.sparse_depth_topic = sparse_depth_topic
         self.camera_pose_topic = camera_pose_topic
-        self._triangulator = PoseTriangulator() if camera_pose_topic else None
-        self._rectifier = Rectifier() if rectify else None
+        self._assembler = FrameAssembler(
+            rectify=rectify,
+            sparse_depth="pose" if camera_pose_topic else ("image" if sparse_depth_topic else "none"),
+            max_input_pixels=max_input_pixels,
+            report=self._report,
+        )
+        self._frame_lacks_pose = False
         self._fixed_info = camera_info  # from a calibration file: used for every frame
         if camera_info is not None:
             self.camera_info_topic = None  # the bag's own camera_info is not read
-        self._warned_distortion = False
         self._warned_no_pose = False
         self.image_topic_explicit = image_topic_explicit
         self.camera_info_topic_explicit = camera_info_topic_explicit
@@ -433,10 +438,11 @@ class BagFrameSource:
         """Yield `FrameInput`s in bag order, streaming.
 
         Images are paired with camera_info by the live node's `ApproximateTimeSync` (nearest stamp
-        within `sync_slop_ns`, else the cached last one), so clouds match the node's. Sparse depth is
-        matched by the nearest header stamp within `sparse_depth_slop_ns`, waiting at most
-        `SYNC_LOOKAHEAD` further images for it.
-        Malformed images are dropped and counted in `stats`; an unsupported encoding raises.
+        within `sync_slop_ns`, else the cached last one), so clouds match the node's. Sparse depth and
+        camera poses follow the node's rule (`vdepth_ros.inputs.samples`) with the bag's log times as
+        the arrival times: an image waits until a sample at or after its stamp was logged, or
+        `sparse_depth_slop_ns` of log time. Malformed images are dropped and counted in `stats`; an
+        unsupported encoding raises.
 
         Args:
             on_message: called with every message of the bag (all topics), e.g. to copy them.
@@ -444,7 +450,8 @@ class BagFrameSource:
         Raises:
             UnsupportedEncodingError, BagReadError.
         """
-        from vdepth_ros.ros.sync import ApproximateTimeSync
+        from vdepth_ros.inputs.samples import TimedSamples
+        from vdepth_ros.inputs.sync import ApproximateTimeSync
 
         image_ids = {c.id for c in self._image_conns}
         info_ids = {c.id for c in self._info_conns}
@@ -452,141 +459,103 @@ class BagFrameSource:
         pose_ids = {c.id for c in self._pose_conns}
         wanted = [] if on_message is not None else self._image_conns + self._info_conns + self._depth_conns
         wanted += [] if on_message is not None else self._pose_conns
-        poses = PoseBuffer(self.sparse_depth_slop_ns)
+        samples: TimedSamples[Any] = TimedSamples(self.sparse_depth_slop_ns, capacity=512 if pose_ids else 32)
+        matching = bool(pose_ids or depth_ids)
         sync: ApproximateTimeSync[tuple[Any, str, int], Any] = ApproximateTimeSync(
             self.sync_slop_ns, queue_size=self.sync_queue_size, info_timeout_ns=self.sync_info_timeout_ns
         )
-        depths: OrderedDict[int, Any] = OrderedDict()
-        waiting: deque[Any] = deque()  # synced pairs waiting for their sparse depth
+        waiting: deque[Any] = deque()  # synced pairs waiting for their sparse depth or pose
 
         def release(pair: Any) -> FrameInput | None:
             msg, msgtype, t = pair.image
-            if pose_ids:
-                return self._frame(msg, msgtype, t, pair.info, poses.at(pair.stamp_ns))
-            key = nearest_stamp(depths, pair.stamp_ns, self.sparse_depth_slop_ns)
-            return self._frame(msg, msgtype, t, pair.info, depths.pop(key) if key is not None else None)
+            sparse = samples.nearest(pair.stamp_ns, t) if depth_ids else None
+            pose = samples.pose_at(pair.stamp_ns, t) if pose_ids else None
+            return self._frame(msg, msgtype, t, pair.info, sparse, pose)
 
-        def ready(stamp: int) -> bool:
-            if pose_ids:
-                return poses.covers(stamp)
-            return not depth_ids or nearest_stamp(depths, stamp, self.sparse_depth_slop_ns) is not None
-
-        def drain(pairs: list[Any], final: bool = False) -> Iterator[FrameInput]:
+        def drain(pairs: list[Any], now: float, final: bool = False) -> Iterator[FrameInput]:
             waiting.extend(pairs)
-            while waiting and (final or len(waiting) > SYNC_LOOKAHEAD or ready(waiting[0].stamp_ns)):
+            while waiting and (final or not matching or samples.ready(waiting[0].stamp_ns, waiting[0].image[2], now)):
                 frame = release(waiting.popleft())
                 if frame is not None:
                     yield frame
 
+        t = 0
         for conn, t, raw in guarded_messages(self.reader, wanted, self.path):
             if on_message is not None:
                 on_message(conn, t, raw)
             if conn.id in image_ids:
                 msg = self._deserialize(raw, conn.msgtype)
-                yield from drain(sync.add_image(stamp_ns(msg.header), (msg, conn.msgtype, t)))
+                yield from drain(sync.add_image(stamp_ns(msg.header), (msg, conn.msgtype, t)), t)
             elif conn.id in info_ids:
                 info = self._deserialize(raw, conn.msgtype)
                 self.stats.camera_info_seen = True
-                yield from drain(sync.add_info(stamp_ns(info.header), info))
+                yield from drain(sync.add_info(stamp_ns(info.header), info), t)
             elif conn.id in pose_ids:
                 pmsg = self._deserialize(raw, conn.msgtype)
                 try:
-                    poses.add(stamp_ns(pmsg.header), pose_from_msg(pmsg))
+                    samples.add(stamp_ns(pmsg.header), t, pose_from_msg(pmsg))
                 except InputError as err:
                     self._drop_pose(str(err))
-                yield from drain([])
+                yield from drain([], t)
             elif conn.id in depth_ids:
                 dmsg = self._deserialize(raw, conn.msgtype)
-                depths[stamp_ns(dmsg.header)] = dmsg
-                while len(depths) > _STAMP_MEMORY:
-                    depths.popitem(last=False)
-                yield from drain([])
-        yield from drain(_sync_flush(sync), final=True)
+                samples.add(stamp_ns(dmsg.header), t, dmsg)
+                yield from drain([], t)
+        yield from drain(sync.flush(), t, final=True)
 
-    def _sparse_depth(
-        self, dmsg: Any, size: tuple[int, int], camera: Any, view: RectifiedView | None
-    ) -> np.ndarray | None:
-        """The frame's sparse depth as the node builds it (`rectify.sparse_depth_input`); `size` is
-        the raw image's. A depth that cannot be used is ignored and counted; the frame is kept."""
-        is_cloud = hasattr(dmsg, "point_step")  # sensor_msgs/PointCloud2
-        depth = dmsg if is_cloud else decode_depth_msg(dmsg, f"sparse depth topic {self.sparse_depth_topic!r}")
-        try:
-            sparse = sparse_depth_input(depth, camera, size, view)
-        except InputError as err:
-            self._ignore_depth(str(err))
-            return None
-        self.stats.sparse_depth_frames += 1
-        return sparse
-
-    def _ignore_depth(self, reason: str) -> None:
-        """Count (and log once per reason) a sparse depth that cannot be used; its frame goes on without."""
-        ignored = self.stats.sparse_depth_ignored
-        ignored[reason] = ignored.get(reason, 0) + 1
-        if ignored[reason] == 1:
-            log.warning(
-                "ignoring the sparse depth on %r: %s (the frame is kept without it; further ones are counted)",
-                self.sparse_depth_topic,
-                reason,
-            )
+    def _report(self, kind: str, message: str) -> None:
+        """What the frame assembler reports: counted, and logged once per kind (the frame is kept)."""
+        if kind == "sparse":
+            ignored = self.stats.sparse_depth_ignored
+            ignored[message] = ignored.get(message, 0) + 1
+            if ignored[message] == 1:
+                log.warning(
+                    "ignoring the sparse depth on %r: %s (the frame is kept without it; further ones are counted)",
+                    self.sparse_depth_topic,
+                    message,
+                )
+        elif kind == "pose":
+            self._frame_lacks_pose = True
+            if not self._warned_no_pose:
+                self._warned_no_pose = True
+                log.warning(
+                    "a frame has no metric points: %s (poses from %r) (warned once)", message, self.camera_pose_topic
+                )
+        elif kind == "camera_info":
+            self.stats.refused_camera_infos += 1
+            if self.stats.refused_camera_infos == 1:
+                log.warning("%s (further ones are counted, not logged)", message)
+        else:
+            log.info("%s", message.replace("set rectify:=true", "pass --rectify (or set rectify: true)"))
 
     def _drop_pose(self, reason: str) -> None:
         self.stats.bad_poses += 1
         if self.stats.bad_poses == 1:
             log.warning("ignoring a camera pose message: %s (further ones are counted, not logged)", reason)
 
-    def _triangulated(self, rgb: np.ndarray, pose: np.ndarray | None, camera: Any, stamp: int) -> np.ndarray | None:
-        """Points of this frame triangulated with the camera poses (the node's `sparse_depth: pose`):
-        a frame without a pose or camera_info restarts the tracks, as in the node."""
-        assert self._triangulator is not None
-        try:
-            out = self._triangulator.push(rgb, pose, None if camera is None else camera.matrix)
-        except InputError as err:  # the tracks have restarted
-            if not self._warned_no_pose:
-                self._warned_no_pose = True
-                log.warning(
-                    "frame at %d ns has no metric points: %s (poses from %r) (warned once)",
-                    stamp,
-                    err,
-                    self.camera_pose_topic,
-                )
-            return None
-        self.stats.posed_frames += 1
-        return out
-
-    def _frame(self, msg: Any, msgtype: str, t: int, info: Any, dmsg: Any) -> FrameInput | None:
-        """One `FrameInput` from a synced image message, or None (dropped, counted)."""
-        from vdepth_ros.pipeline import FrameInput
-
+    def _frame(
+        self, msg: Any, msgtype: str, t: int, info: Any, sparse: Any = None, pose: Any = None
+    ) -> FrameInput | None:
+        """One `FrameInput` from a synced image message (`FrameAssembler`, as the node), or None
+        (dropped, counted)."""
         key = stamp_ns(msg.header)
-        try:
-            rgb = self.decode_rgb(msg, msgtype)
-        except UnsupportedEncodingError:
-            raise
-        except InputError as err:
-            self._drop(str(err))
-            return None
         if self._fixed_info is not None:
             info = self._fixed_info
-        if info is not None:
+        if info is not None:  # consecutive equal camera_infos share one object (offline keeps every meta)
             sig = info_signature(info)
             if sig == self._last_info_sig:
                 info = self._last_info
             else:
                 self._last_info, self._last_info_sig = info, sig
-        raw_size = rgb.shape[:2]  # a sparse depth image is given at the raw image's size
+        self._frame_lacks_pose = False
         try:
-            rgb, camera, view = pinhole_input(rgb, info, self._rectifier)
+            frame = self._assembler.assemble(msg, key, info, sparse=sparse, pose=pose)
+        except UnsupportedImageError as err:
+            raise UnsupportedEncodingError(f"topic {self.image_topic!r}: {err}") from None
         except InputError as err:
             self._drop(str(err))
             return None
-        if view is None and not self._warned_distortion and info is not None and has_distortion(info):
-            self._warned_distortion = True
-            log.info(
-                "camera_info has lens distortion (D); the images are taken as rectified (image_rect). "
-                "If %r holds raw, distorted images, pass --rectify (or set rectify: true).",
-                self.image_topic,
-            )
-        if camera is None and not self._warned_no_info:
+        if frame.camera is None and not self._warned_no_info:
             self._warned_no_info = True
             what = f"no camera_info on {self.camera_info_topic!r}" if self.camera_info_topic else "no camera_info topic"
             log.warning(
@@ -595,19 +564,13 @@ class BagFrameSource:
                 what,
                 key,
             )
-        sparse = None
-        if self._triangulator is not None:
-            sparse = self._triangulated(rgb, dmsg if view is None else view.pose(dmsg), camera, key)
-        elif dmsg is not None:
-            sparse = self._sparse_depth(dmsg, raw_size, camera, view)
+        if sparse is not None and frame.sparse_depth is not None:
+            self.stats.sparse_depth_frames += 1
+        if self._assembler.triangulator is not None and not self._frame_lacks_pose:
+            self.stats.posed_frames += 1
         self.stats.images += 1
-        return FrameInput(
-            rgb=rgb,
-            stamp_ns=key,
-            camera=camera,
-            sparse_depth=sparse,
-            meta=BagFrameMeta(header=msg.header, log_time_ns=t, camera_info=info),
-        )
+        frame.meta = BagFrameMeta(header=msg.header, log_time_ns=t, camera_info=self._assembler.info)
+        return frame
 
 
 def cloud_message(
@@ -634,17 +597,6 @@ def nearest_stamp(store: Mapping[int, Any], stamp: int, slop_ns: int) -> int | N
     """The key of `store` nearest to `stamp` within `slop_ns`, or None."""
     best = min(store, key=lambda s: abs(s - stamp), default=None)
     return best if best is not None and abs(best - stamp) <= slop_ns else None
-
-
-def _sync_flush(sync: Any) -> list[Any]:
-    """End of the bag: every image still waiting for a camera_info gets the cached one (or none)."""
-    if hasattr(sync, "flush"):
-        return list(sync.flush())
-    out = []
-    while sync._pending:  # ApproximateTimeSync has no public drain yet
-        stamp, image = sync._pending.popleft()
-        out.append(sync._emit_fallback(stamp, image))
-    return out
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
 
     from vdepth_ros.config import PipelineConfig
+    from vdepth_ros.inputs.resets import StreamResets
     from vdepth_ros.pipeline import DepthFrame, DepthPipeline, FrameInput
-    from vdepth_ros.ros.resets import StreamResets
     from vdepth_ros.runtime.engine import DepthEngine
 
 log = logging.getLogger(__name__)

@@ -88,14 +88,74 @@ def make_array(stamp: Any, statuses: list[DiagnosticStatus]) -> DiagnosticArray:
     return arr
 
 
+class Watchdog:
+    """Says when images arrive but nothing is published: the node is alive but producing nothing.
+
+    The silence is counted from the last output, or from the first image after a (re)start when
+    nothing was published since; images skipped for lack of subscribers do not count as input.
+
+    Args:
+        timeout_s: silence that counts as a stall; 0 turns the watchdog off.
+    """
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = float(timeout_s)
+        self._lock = threading.Lock()
+        self.restart()
+
+    def restart(self) -> None:
+        with self._lock:
+            self._first_input: float | None = None
+            self._last_input: float | None = None
+            self._last_output: float | None = None
+
+    def input(self, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            self._last_input = now
+            if self._first_input is None:
+                self._first_input = now
+
+    def output(self, now: float | None = None) -> None:
+        with self._lock:
+            self._last_output = time.monotonic() if now is None else now
+
+    def stalled_s(self, now: float | None = None) -> float | None:
+        """Seconds without output while images keep arriving, when longer than the timeout; else None."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            if self.timeout_s <= 0 or self._last_input is None or self._first_input is None:
+                return None
+            if now - self._last_input > self.timeout_s:
+                return None  # no input either: "no input images", not a stall
+            silent = now - max(self._first_input, self._last_output or self._first_input)
+        return silent if silent > self.timeout_s else None
+
+
 def level_for(
-    input_rate: float, output_rate: float, drops_recent: int, degenerate_fit: bool, receiving: bool
+    input_rate: float,
+    output_rate: float,
+    drops_recent: int,
+    degenerate_fit: bool,
+    receiving: bool,
+    *,
+    stalled_s: float | None = None,
+    lost_recent: int = 0,
+    last_error: str | None = None,
 ) -> tuple[bytes, str]:
-    """Overall level and message: WARN on drops, a degenerate fit or output far below input."""
+    """Overall level and message: ERROR when images arrive but nothing is published (`stalled_s`);
+    WARN on no input, drops, frames lost before the node, a degenerate fit or output far below input."""
+    if stalled_s is not None:
+        why = f"; last error: {last_error}" if last_error else ""
+        return DiagnosticStatus.ERROR, f"nothing published for {stalled_s:.1f} s while images arrive{why}"
     if not receiving:
         return DiagnosticStatus.WARN, "no input images"
     if drops_recent > 0:
         return DiagnosticStatus.WARN, f"dropping input ({drops_recent} since last report)"
+    if lost_recent > 0:
+        return DiagnosticStatus.WARN, (
+            f"{lost_recent} frames lost before the node since last report (docs/node.md#across-processes)"
+        )
     if degenerate_fit:
         return DiagnosticStatus.WARN, "scale fit degenerate"
     if input_rate > 0 and output_rate < 0.5 * input_rate:

@@ -146,7 +146,15 @@ ROS_PARAMS: tuple[ParamSpec, ...] = (
         "QoS of the output publishers (reliable matches reliable and best-effort subscribers, e.g. RViz defaults)",
         choices=QOS_PRESETS,
     ),
-    ParamSpec("output_qos_depth", 2, "history depth of the output publishers", min=1, max=1000),
+    ParamSpec(
+        "output_qos_depth",
+        0,
+        "history depth of the output publishers; 0 = auto: two windows (a window's frames leave in one burst, "
+        "and a worker catching up publishes two), so a reliable subscriber in another process (RViz) gets every "
+        "frame; a depth below one window is warned about at start-up",
+        min=0,
+        max=1000,
+    ),
     ParamSpec(
         "sync_slop", 0.02, "largest image/camera_info stamp difference paired as the same time [s]", min=0.0, max=10.0
     ),
@@ -188,6 +196,14 @@ ROS_PARAMS: tuple[ParamSpec, ...] = (
         min=1,
         max=10000,
     ),
+    ParamSpec(
+        "max_input_pixels",
+        4096 * 4096,
+        "larger images (width x height) are refused before decoding, with a rate-limited error (a 97 KB PNG "
+        "can decode to 10000x10000); 0 = no limit",
+        min=0,
+        max=1_000_000_000,
+    ),
     ParamSpec("skip_when_unsubscribed", True, "skip inference while no output topic has a subscriber", dynamic=True),
     ParamSpec("max_gap", 1.0, "a larger gap between input stamps resets the stream [s]", min=0.0, max=3600.0),
     ParamSpec("publish_colormap", False, "publish ~/depth_colormap (bgr8, for viewing)", dynamic=True),
@@ -198,6 +214,15 @@ ROS_PARAMS: tuple[ParamSpec, ...] = (
         dynamic=True,
     ),
     ParamSpec("colormap_max", 0.0, "colormap range upper bound", dynamic=True),
+    ParamSpec(
+        "watchdog_timeout",
+        5.0,
+        "/diagnostics goes ERROR when images arrive but nothing was published for this long, and back to OK "
+        "when output resumes [s]; set it above the model's first-window time; 0 = off",
+        min=0.0,
+        max=3600.0,
+        dynamic=True,
+    ),
     ParamSpec("diagnostics_period", 1.0, "seconds between /diagnostics messages", min=0.05, max=3600.0),
     ParamSpec(
         "flicker_period",

@@ -1,12 +1,16 @@
-"""QoS profiles by name and incompatible-QoS reporting (the #1 "no output" complaint).
+"""QoS profiles by name, ROS-standard QoS overrides for the outputs, and incompatible-QoS reporting.
 
 Input default is SensorData (best effort): a reliable subscription never matches a best-effort
 camera. Output default is reliable: RViz and `ros2 topic echo` default to reliable and a reliable
-publisher matches both reliable and best-effort subscribers.
+publisher matches both reliable and best-effort subscribers. The named presets are rclpy's
+`QoSPresetProfiles` with the configured history depth; on top of them every output publisher
+accepts the standard `qos_overrides.<topic>.publisher.{history,depth,reliability}` parameters
+(`QoSOverridingOptions`, as depth_image_proc's publishers do).
 """
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Callable
 
@@ -16,22 +20,23 @@ from rclpy.event_handler import (
     QoSRequestedIncompatibleQoSInfo,
     SubscriptionEventCallbacks,
 )
-from rclpy.qos import (
-    DurabilityPolicy,
-    HistoryPolicy,
-    QoSProfile,
-    ReliabilityPolicy,
-    qos_policy_name_from_kind,
-)
+from rclpy.qos import QoSPresetProfiles, QoSProfile, qos_policy_name_from_kind
+from rclpy.qos_overriding_options import QoSOverridingOptions
 
 from vdepth_ros.errors import ConfigError
 
-#: Accepted values of the `*_qos` parameters.
-QOS_PRESETS: tuple[str, ...] = ("sensor_data", "reliable", "best_effort")
+#: Accepted values of the `*_qos` parameters and the rclpy preset each starts from
+#: (`best_effort` is SensorData's profile: best effort, volatile).
+PRESETS: dict[str, QoSPresetProfiles] = {
+    "sensor_data": QoSPresetProfiles.SENSOR_DATA,
+    "reliable": QoSPresetProfiles.DEFAULT,
+    "best_effort": QoSPresetProfiles.SENSOR_DATA,
+}
+QOS_PRESETS: tuple[str, ...] = tuple(PRESETS)
 
 
 def qos_profile(preset: str, depth: int) -> QoSProfile:
-    """A KEEP_LAST, VOLATILE profile for a named preset.
+    """The rclpy preset profile named `preset` (KEEP_LAST, VOLATILE) with history `depth`.
 
     Args:
         preset: "sensor_data" / "best_effort" (BEST_EFFORT) or "reliable" (RELIABLE).
@@ -40,14 +45,18 @@ def qos_profile(preset: str, depth: int) -> QoSProfile:
     Raises:
         ConfigError: unknown preset or depth < 1.
     """
-    if preset not in QOS_PRESETS:
+    if preset not in PRESETS:
         raise ConfigError(f"QoS preset {preset!r} is not one of {', '.join(QOS_PRESETS)}")
     if int(depth) < 1:
         raise ConfigError(f"QoS depth must be >= 1, got {depth}")
-    reliability = ReliabilityPolicy.RELIABLE if preset == "reliable" else ReliabilityPolicy.BEST_EFFORT
-    return QoSProfile(
-        history=HistoryPolicy.KEEP_LAST, depth=int(depth), reliability=reliability, durability=DurabilityPolicy.VOLATILE
-    )
+    profile = copy.copy(PRESETS[preset].value)
+    profile.depth = int(depth)
+    return profile
+
+
+def output_overrides() -> QoSOverridingOptions:
+    """`qos_overrides.<topic>.publisher.{history,depth,reliability}` for an output publisher."""
+    return QoSOverridingOptions.with_default_policies()
 
 
 def _fix_hint(policy: str, side: str) -> str:

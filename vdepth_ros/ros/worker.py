@@ -1,12 +1,19 @@
-"""Threading helpers of the node: a bounded drop-oldest queue and a keyed, rate-limited logger."""
+"""The node's threads: a bounded drop-oldest queue, a supervised worker and logging that cannot raise.
+
+Executor callbacks put frames in the queue and never wait; one worker thread takes them. The worker
+is supervised: nothing a frame does (bad data, a model error, a bug, a logging failure) ends the
+thread; the error is reported and the next frame is processed.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -59,38 +66,149 @@ class DropOldestQueue(Generic[T]):
             self._closed = True
             self._cv.notify_all()
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def __len__(self) -> int:
         with self._cv:
             return len(self._items)
 
 
-class ThrottledLog:
-    """Logs each message key at most once per `period` seconds, counting what it suppressed.
+class RateLimitedLog:
+    """Logs each message key at most once per `period` seconds, counting what it suppressed; a
+    logging call never raises.
 
-    Bad input can arrive at camera rate; the first occurrence is logged at once, repeats are
-    summarised ("... (37 more since last report)").
+    rclpy remembers the severity, name and filters of each *call site* (file and line) and raises
+    `ValueError('Logger severity cannot be changed between calls.')` when one line logs at two
+    severities; an earlier version shared one line between an error and a warning logger and the
+    worker died of it. So every severity below has its own call line, and should the logger still
+    fail, the text goes to stderr instead.
+
+    Args:
+        logger: an rclpy logger (or anything with `error`, `warning`, `info`).
+        period: seconds between two messages of one key.
     """
 
-    def __init__(self, log: Callable[[str], None], period: float = 5.0) -> None:
-        self._log = log
+    def __init__(self, logger: Any, period: float = 5.0) -> None:
+        self.logger = logger
         self.period = float(period)
         self._last: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
         self._lock = threading.Lock()
-        self.count = 0
-        self.last_message: str | None = None
+        self.errors = 0  # error() calls, logged or not (the input errors on /diagnostics)
+        self.last_error: str | None = None
 
-    def __call__(self, key: str, message: str) -> bool:
-        """Log `message` under `key` unless logged within `period`; returns whether it was logged."""
+    def _admit(self, key: str, message: str) -> str | None:
+        """The text to log now for `key`, or None (within `period`: counted)."""
         now = time.monotonic()
         with self._lock:
-            self.count += 1
-            self.last_message = message
             last = self._last.get(key)
             if last is not None and now - last < self.period:
                 self._suppressed[key] = self._suppressed.get(key, 0) + 1
-                return False
+                return None
             self._last[key] = now
             n = self._suppressed.pop(key, 0)
-        self._log(message + (f" ({n} more since last report)" if n else ""))
+        return message + (f" ({n} more since last report)" if n else "")
+
+    def error(self, key: str, message: str) -> bool:
+        """Log an error under `key` unless one was logged within `period`; returns whether it was."""
+        self.errors += 1
+        self.last_error = message
+        text = self._admit(key, message)
+        if text is None:
+            return False
+        try:
+            self.logger.error(text)
+        except Exception as err:
+            _fallback("ERROR", text, err)
         return True
+
+    def warning(self, key: str, message: str) -> bool:
+        """As `error`, at WARN."""
+        text = self._admit(key, message)
+        if text is None:
+            return False
+        try:
+            self.logger.warning(text)
+        except Exception as err:
+            _fallback("WARN", text, err)
+        return True
+
+    def info(self, key: str, message: str) -> bool:
+        """As `error`, at INFO."""
+        text = self._admit(key, message)
+        if text is None:
+            return False
+        try:
+            self.logger.info(text)
+        except Exception as err:
+            _fallback("INFO", text, err)
+        return True
+
+
+def _fallback(severity: str, text: str, err: Exception) -> None:
+    """The logger failed: the message still reaches the console."""
+    with contextlib.suppress(Exception):  # a closed stderr: nothing more can be done, the worker goes on
+        print(f"[{severity}] {text} (logging failed: {err!r})", file=sys.stderr, flush=True)
+
+
+class SupervisedWorker(Generic[T]):
+    """One thread that takes items from a queue and hands each to `process`; no exception ends it.
+
+    Args:
+        queue: where the items come from.
+        process: called with each item, in this thread.
+        on_error: called with the item and the exception when `process` raised (report it, reset
+            the stream); an exception from it is printed to stderr and the loop goes on.
+        name: the thread's name.
+    """
+
+    def __init__(
+        self,
+        queue: DropOldestQueue[T],
+        process: Callable[[T], None],
+        on_error: Callable[[T, BaseException], None],
+        name: str = "vdepth-worker",
+    ) -> None:
+        self.queue, self._process, self._on_error = queue, process, on_error
+        self.stop = threading.Event()
+        self.busy = threading.Event()  # inside `process`: a window may be running
+        self.errors = 0
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            item = self.queue.get(timeout=0.1)
+            if item is None and self.queue.closed:
+                return  # input stopped and nothing left: do not spin on a closed queue
+            if item is not None and not self.stop.is_set():
+                self.handle(item)
+
+    def handle(self, item: T) -> None:
+        """Process one item in the calling thread; whatever it raises is reported, never raised."""
+        self.busy.set()
+        try:
+            self._process(item)
+        except BaseException as err:  # supervised: even SystemExit from a bug is reported, not fatal
+            self.errors += 1
+            try:
+                self._on_error(item, err)
+            except Exception as report_err:
+                _fallback("ERROR", f"the depth worker failed on a frame: {err!r}", report_err)
+        finally:
+            self.busy.clear()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Stop after the item in progress (the queue is closed); True if the thread has ended."""
+        self.stop.set()
+        self.queue.close()
+        if self._thread.is_alive():
+            self._thread.join(timeout=timeout)
+        return not self._thread.is_alive()

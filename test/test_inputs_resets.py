@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vdepth_ros.ros.resets import StreamResets
+from vdepth_ros.inputs.resets import StreamResets
 
 S = 1_000_000_000
 
@@ -23,3 +23,13 @@ def test_gap_check_can_be_disabled():
     r = StreamResets(max_gap_ns=0)
     r.update((2, 2), 0, None)
     assert r.update((2, 2), 1000 * S, None) is None
+
+
+def test_gap_is_measured_between_input_stamps_not_processed_frames():
+    """Under overload the node drops the oldest queued frames: the processed stamps then jump, but
+    the inputs did not stop, so no gap reset (the input before each processed frame is given)."""
+    resets = StreamResets(max_gap_ns=100)
+    assert resets.update((4, 4), 0, None) is None
+    assert resets.update((4, 4), 500, None, previous_input=490) is None  # frames 10..480 dropped
+    assert resets.update((4, 4), 700, None, previous_input=550).startswith("gap: ")  # inputs did stop
+    assert resets.update((4, 4), 900, None).startswith("gap: ")  # no input stamp known: frame to frame

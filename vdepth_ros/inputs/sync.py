@@ -92,6 +92,12 @@ class ApproximateTimeSync(Generic[I, C]):
             self._pending.popleft()
         return out
 
+    def flush(self) -> list[Pair[I, C]]:
+        """End of the input: every image still waiting for a camera_info gets the cached one (or none)."""
+        out = [self._emit_fallback(stamp, image) for stamp, image in self._pending]
+        self._pending.clear()
+        return out
+
     def clear(self) -> None:
         """Forget buffered camera_infos and pending images (time jumped backwards). Keeps the cache."""
         self._infos.clear()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vdepth_ros.ros.sync import ApproximateTimeSync
+from vdepth_ros.inputs.sync import ApproximateTimeSync
 
 MS = 1_000_000
 

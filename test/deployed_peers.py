@@ -1,0 +1,104 @@
+"""The other processes of test_ros_deployed.py: a camera driver and a viewer (RViz's QoS).
+
+    python deployed_peers.py camera --namespaces /front /rear --seconds 20 --rate 15 [--reliable]
+    python deployed_peers.py viewer --topics /depth [--depth 16]
+
+The camera publishes 640x480 rgb8 + camera_info (SensorData QoS, as most drivers, unless
+--reliable), once the node listens, and prints {"sent": n} when done; several cameras publish in
+turn. The viewer subscribes as RViz does (reliable, volatile) with depth 16 (docs/node.md: two
+windows), prints "matched" once every topic has a publisher, and on SIGINT prints
+{"<topic>": [stamps...]} and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import numpy as np
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, Image
+
+from vdepth_ros.ros import conversions as conv
+
+H, W = 480, 640
+K = [500.0, 0.0, 319.5, 0.0, 500.0, 239.5, 0.0, 0.0, 1.0]
+
+
+def camera(args: argparse.Namespace) -> None:
+    rclpy.init()
+    node = Node("camera_driver")
+    qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE) if args.reliable else qos_profile_sensor_data
+    pubs = [
+        (node.create_publisher(Image, f"{ns}/image", qos), node.create_publisher(CameraInfo, f"{ns}/camera_info", qos))
+        for ns in args.namespaces
+    ]
+    rng = np.random.default_rng(0)
+    base = rng.integers(20, 236, (H // 16, W // 16, 3), dtype=np.uint8).repeat(16, 0).repeat(16, 1)
+    images = [conv.image_msg(np.roll(base, 4 * k, axis=1), "rgb8", conv.copy_header(Image().header)) for k in range(8)]
+    deadline = time.monotonic() + 60  # discovery: frames sent before the node listens are not "lost"
+    while time.monotonic() < deadline and not all(pub.get_subscription_count() > 0 for pub, _ in pubs):
+        time.sleep(0.05)
+    time.sleep(0.5)
+    n = int(args.seconds * args.rate)
+    start, t0 = time.monotonic(), 1_000_000_000
+    slots = len(pubs)  # several cameras publish in turn, as separate drivers would, not back to back
+    for tick in range(n * slots):
+        k, (image_pub, info_pub) = tick // slots, pubs[tick % slots]
+        stamp = conv.ns_to_stamp(t0 + round(k * 1e9 / args.rate))
+        msg = images[k % len(images)]
+        msg.header.stamp, msg.header.frame_id = stamp, "camera_optical"
+        image_pub.publish(msg)
+        info = CameraInfo(width=W, height=H, k=K)
+        info.header.stamp, info.header.frame_id = stamp, "camera_optical"
+        info_pub.publish(info)
+        time.sleep(max(0.0, start + (tick + 1) / (args.rate * slots) - time.monotonic()))
+    time.sleep(0.5)
+    print(json.dumps({"sent": n}), flush=True)
+    node.destroy_node()
+    rclpy.shutdown()
+
+
+def viewer(args: argparse.Namespace) -> None:
+    rclpy.init()
+    node = Node("viewer")
+    qos = QoSProfile(depth=args.depth, reliability=ReliabilityPolicy.RELIABLE)
+    got: dict[str, list[int]] = {topic: [] for topic in args.topics}
+    subs = [
+        node.create_subscription(Image, t, lambda m, t=t: got[t].append(conv.stamp_to_ns(m.header.stamp)), qos)
+        for t in args.topics
+    ]
+    matched = False
+    try:
+        while rclpy.ok():
+            rclpy.spin_once(node, timeout_sec=0.1)
+            if not matched and all(s.get_publisher_count() > 0 for s in subs):
+                matched = True
+                print("matched", flush=True)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    print(json.dumps(got), flush=True)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers(dest="role", required=True)
+    cam = sub.add_parser("camera")
+    cam.add_argument("--namespaces", nargs="+", default=[""])
+    cam.add_argument("--seconds", type=float, default=20.0)
+    cam.add_argument("--rate", type=float, default=15.0)
+    cam.add_argument("--reliable", action="store_true")
+    view = sub.add_parser("viewer")
+    view.add_argument("--topics", nargs="+", required=True)
+    view.add_argument("--depth", type=int, default=16)
+    args = p.parse_args()
+    camera(args) if args.role == "camera" else viewer(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,324 @@
+"""The input side shared by node and bag: frame assembly, camera_info checks, sparse matching, loss.
+
+The key test feeds the live node (real rclpy messages into its callbacks, its worker's steps) and
+`vdepth-bag`'s reader (a bag written with the same messages, log times = arrival times) one timeline
+and asserts they build equal `FrameInput`s.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+from vdepth_ros.errors import InputError
+from vdepth_ros.inputs.assembly import (
+    FrameAssembler,
+    UnsupportedImageError,
+    camera_info_problem,
+    check_input_size,
+    compressed_size,
+    decode_color_image,
+)
+from vdepth_ros.inputs.loss import InputLossMeter
+from vdepth_ros.inputs.samples import TimedSamples
+
+H, W = 48, 64
+K = [60.0, 0.0, 31.5, 0.0, 60.0, 23.5, 0.0, 0.0, 1.0]
+P = [60.0, 0.0, 31.5, 0.0, 0.0, 60.0, 23.5, 0.0, 0.0, 0.0, 1.0, 0.0]
+
+
+def info(**kw: Any) -> SimpleNamespace:
+    fields = {"width": W, "height": H, "k": list(K), "p": list(P), "r": [1.0, 0, 0, 0, 1, 0, 0, 0, 1], "d": [0.0] * 5}
+    fields.update(kw)
+    return SimpleNamespace(**fields)
+
+
+def raw_image(rgb: np.ndarray, encoding: str = "rgb8") -> SimpleNamespace:
+    return SimpleNamespace(
+        encoding=encoding, height=rgb.shape[0], width=rgb.shape[1], step=rgb.strides[0], data=rgb.tobytes(),
+        is_bigendian=0,
+    )  # fmt: skip
+
+
+# -- camera_info checks ------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        ({"k": [np.nan, *K[1:]]}, "K holds NaN or infinity"),
+        ({"p": [np.inf, *P[1:]]}, "P holds NaN or infinity"),
+        ({"d": [0.1, np.nan, 0, 0, 0]}, "D holds NaN"),
+        ({"k": [-60.0, *K[1:]], "p": [0.0] * 12}, "focal lengths must be positive"),
+        ({"k": K[:8] + [0.0]}, "last row"),
+        ({"k": [60.0, 0, 500.0, 0, 60.0, 23.5, 0, 0, 1]}, "principal point"),
+        ({"p": [600.0, 0, 31.5, 0, 0, 600.0, 23.5, 0, 0, 0, 1, 0]}, "does not fit K"),
+        ({"width": 0, "height": 0}, "needs its image size"),
+        ({"k": [1.0]}, "expected 9 and 12"),
+    ],
+)
+def test_camera_info_problems_are_named(fields: dict[str, Any], problem: str) -> None:
+    assert problem in (camera_info_problem(info(**fields)) or "")
+
+
+def test_camera_info_that_is_fine() -> None:
+    assert camera_info_problem(info()) is None
+    assert camera_info_problem(info(k=[0.0] * 9, p=[0.0] * 12)) is None  # uncalibrated: depth without a cloud
+    assert camera_info_problem(info(), (H * 2, W * 2)) is None  # binned camera_info: same aspect ratio
+    assert "aspect ratio" in camera_info_problem(info(), (H, W // 2))
+
+
+def test_a_bad_camera_info_is_refused_and_the_last_good_one_kept() -> None:
+    reports: list[tuple[str, str]] = []
+    assembler = FrameAssembler(report=lambda kind, message: reports.append((kind, message)))
+    rgb = raw_image(np.zeros((H, W, 3), np.uint8))
+    assert assembler.assemble(rgb, 1, None).camera is None
+    assert assembler.assemble(rgb, 2, info(k=[np.nan] * 9)).camera is None  # nothing good yet
+    assert "no camera_info until a good one arrives" in reports[-1][1]
+    good = assembler.assemble(rgb, 3, info()).camera
+    assert good is not None and good.fx == 60.0
+    assert assembler.assemble(rgb, 4, info(p=[np.nan] * 12)).camera == good
+    assert reports[-1] == ("camera_info", "refusing a camera_info: P holds NaN or infinity; the last good one is used")
+    assert assembler.refused_infos == 2
+
+
+# -- image size and decoding -------------------------------------------------------------------
+def test_compressed_sizes_are_read_from_the_header() -> None:
+    rgb = np.zeros((37, 53, 3), np.uint8)
+    for ext in (".png", ".jpg"):
+        data = cv2.imencode(ext, rgb)[1].tobytes()
+        assert compressed_size(data) == (53, 37)
+    assert compressed_size(b"GIF89a....") is None
+
+
+def test_oversized_images_are_refused_before_decoding() -> None:
+    # a PNG header declaring 10000 x 10000: never decoded (that would take ~300 MB)
+    bomb = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + struct.pack(">II", 10000, 10000) + b"\x08\x02"
+    msg = SimpleNamespace(format="png", data=bomb)
+    with pytest.raises(InputError, match=r"10000x10000 \(100.0 MP\) is larger than max_input_pixels"):
+        decode_color_image(msg, 4096 * 4096)
+    check_input_size(raw_image(np.zeros((H, W, 3), np.uint8)), H * W)  # at the limit: fine
+    with pytest.raises(InputError, match="max_input_pixels"):
+        check_input_size(raw_image(np.zeros((H, W, 3), np.uint8)), H * W - 1)
+    check_input_size(msg, 0)  # 0: no limit
+
+
+def test_a_depth_image_on_the_colour_input_is_unsupported() -> None:
+    with pytest.raises(UnsupportedImageError, match="16UC1 is a depth image"):
+        decode_color_image(raw_image(np.zeros((H, W), np.uint16), "16UC1"))
+    with pytest.raises(UnsupportedImageError, match="unsupported image encoding"):
+        decode_color_image(raw_image(np.zeros((H, W), np.uint8), "nv21"))
+
+
+# -- the sparse-matching rule ------------------------------------------------------------------
+def test_an_image_is_decided_by_a_sample_at_or_after_it_or_the_slop() -> None:
+    s: TimedSamples[str] = TimedSamples(slop_ns=100)
+    s.add(990, arrival=1000, sample="before")
+    assert not s.ready(1000, arrival=1005, now=1050)  # no sample at or after 1000 yet
+    s.add(1030, arrival=1060, sample="after")
+    assert s.ready(1000, arrival=1005, now=1060)
+    assert s.nearest(1000, arrival=1005) == "before"  # 10 away beats 30
+    s.add(1001, arrival=2000, sample="late")  # arrived after the decision: never used
+    assert s.nearest(1000, arrival=1005) == "before"
+    # an image with no later sample waits `slop` after its own arrival
+    assert s.decided_at(5000, arrival=5000) == 5100
+    assert s.nearest(5000, arrival=5000) is None  # none within slop
+
+
+# -- frame loss ------------------------------------------------------------------------------
+def test_loss_is_counted_from_the_stamp_gaps() -> None:
+    period = 66_666_667
+    meter = InputLossMeter(max_gap_ns=1_000_000_000)
+    rng = np.random.default_rng(1)
+    received = [k for k in range(300) if k < 6 or rng.random() < 0.6]
+    for k in received:
+        meter.add(k * period + int(rng.normal(0, 1e6)))
+    assert abs(meter.period_ns - period) < 2e6
+    assert meter.lost == received[-1] + 1 - len(received)
+    meter.add(received[-1] * period + 5_000_000_000)  # a 5 s pause: the stream restarts, not loss
+    meter.add(3)  # a bag loop: stamps restart
+    assert meter.lost == received[-1] + 1 - len(received)
+
+
+# -- node and bag: one timeline, equal FrameInputs ---------------------------------------------
+MS = 1_000_000
+T0 = 1_700_000_000_000_000_000
+PERIOD = 66_666_667  # 15 Hz camera
+
+
+def timeline(kind: str) -> list[tuple[int, str, dict[str, Any]]]:
+    """(arrival ns, topic, fields) in arrival order: a 15 Hz camera whose camera_info follows each
+    image (one has NaN in K), and a metric input on its own clock: a depth sensor at 10 Hz with
+    latencies from 5 ms to 180 ms (beyond sparse_depth_slop), or odometry at 30 Hz lagging 40 ms."""
+    rng = np.random.default_rng(7)
+    events: list[tuple[int, str, dict[str, Any]]] = []
+    for k in range(14):
+        stamp = T0 + k * PERIOD
+        rgb = rng.integers(0, 255, (H, W, 3), dtype=np.uint8)
+        events.append((stamp + 30 * MS, "image", {"stamp": stamp, "rgb": rgb}))
+        k_values = [np.nan, *K[1:]] if k == 5 else K
+        events.append((stamp + 31 * MS, "camera_info", {"stamp": stamp, "k": k_values}))
+    if kind == "image":
+        for j in range(5):
+            stamp = T0 + j * 250 * MS + 13 * MS
+            depth = np.full((H, W), np.nan, np.float32)
+            depth[::6, ::6] = 1.0 + j
+            events.append((stamp + [5, 60, 180][j % 3] * MS, "sparse_depth", {"stamp": stamp, "depth": depth}))
+    else:
+        for j in range(30):
+            stamp = T0 + j * 33 * MS
+            pose = np.eye(4)
+            pose[:3, 3] = [0.01 * j, 0.002 * j, 0.0]
+            events.append((stamp + 40 * MS, "camera_pose", {"stamp": stamp, "pose": pose}))
+    return sorted(events, key=lambda e: e[0])
+
+
+def write_timeline_bag(path: Path, events: list[tuple[int, str, dict[str, Any]]]) -> None:
+    from rosbags.rosbag2 import Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    ts = get_typestore(Stores.ROS2_KILTED)
+    T = ts.types
+    types = {
+        "image": "sensor_msgs/msg/Image",
+        "camera_info": "sensor_msgs/msg/CameraInfo",
+        "sparse_depth": "sensor_msgs/msg/Image",
+        "camera_pose": "geometry_msgs/msg/PoseStamped",
+    }
+
+    def header(stamp: int) -> Any:
+        time_msg = T["builtin_interfaces/msg/Time"](sec=stamp // 10**9, nanosec=stamp % 10**9)
+        return T["std_msgs/msg/Header"](stamp=time_msg, frame_id="cam")
+
+    with Writer(path, version=9) as writer:
+        conns = {topic: writer.add_connection(f"/{topic}", t, typestore=ts) for topic, t in types.items()}
+        for arrival, topic, f in events:
+            if topic in ("image", "sparse_depth"):
+                arr = f["rgb"] if topic == "image" else f["depth"]
+                msg = T[types[topic]](
+                    header=header(f["stamp"]), height=H, width=W, encoding="rgb8" if topic == "image" else "32FC1",
+                    is_bigendian=0, step=arr.strides[0], data=np.frombuffer(arr.tobytes(), np.uint8),
+                )  # fmt: skip
+            elif topic == "camera_info":
+                roi = T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
+                msg = T[types[topic]](
+                    header=header(f["stamp"]), height=H, width=W, distortion_model="plumb_bob", d=np.zeros(5),
+                    k=np.array(f["k"], float), r=np.eye(3).ravel(), p=np.zeros(12), binning_x=0, binning_y=0, roi=roi,
+                )  # fmt: skip
+            else:
+                from vdepth_ros.triangulate import quaternion_from_matrix
+
+                q = quaternion_from_matrix(f["pose"][:3, :3])
+                pose = T["geometry_msgs/msg/Pose"](
+                    position=T["geometry_msgs/msg/Point"](x=f["pose"][0, 3], y=f["pose"][1, 3], z=f["pose"][2, 3]),
+                    orientation=T["geometry_msgs/msg/Quaternion"](x=q[0], y=q[1], z=q[2], w=q[3]),
+                )
+                msg = T[types[topic]](header=header(f["stamp"]), pose=pose)
+            writer.write(conns[topic], arrival, ts.serialize_cdr(msg, types[topic]))
+
+
+def node_frames(events: list[tuple[int, str, dict[str, Any]]], kind: str, monkeypatch: pytest.MonkeyPatch) -> list:
+    """Drive a DepthNode's own callbacks with rclpy messages at the timeline's arrival times (a fake
+    monotonic clock), then its worker's steps; returns the FrameInputs it pushed."""
+    import rclpy
+    from fakes import LuminanceEngine
+    from geometry_msgs.msg import PoseStamped
+    from rclpy.parameter import Parameter
+    from sensor_msgs.msg import CameraInfo
+    from std_msgs.msg import Header
+
+    from vdepth_ros.ros import conversions as conv
+    from vdepth_ros.ros import intake as intake_module
+    from vdepth_ros.ros.node import DepthNode
+    from vdepth_ros.triangulate import quaternion_from_matrix
+
+    clock = [0]
+    monkeypatch.setattr(intake_module, "time", SimpleNamespace(monotonic_ns=lambda: clock[0]))
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=int(os.environ["ROS_DOMAIN_ID"]))
+    params = {"skip_when_unsubscribed": False, "sparse_depth": kind, "scale_source": "sparse"}
+    node = DepthNode(
+        context=ctx, engine=LuminanceEngine(height=H, width=W), start_worker=False,
+        parameter_overrides=[Parameter(k, value=v) for k, v in params.items()],
+    )  # fmt: skip
+    pushed: list[Any] = []
+    node.pipeline.push = lambda frame: pushed.append(frame) or []  # type: ignore[method-assign]
+    try:
+        for arrival, topic, f in events:
+            clock[0] = arrival
+            h = Header(stamp=conv.ns_to_stamp(f["stamp"]), frame_id="cam")
+            if topic == "image":
+                node.intake._on_image(conv.image_msg(f["rgb"], "rgb8", h))
+            elif topic == "camera_info":
+                node.intake._on_info(CameraInfo(header=h, width=W, height=H, k=[float(v) for v in f["k"]]))
+            elif topic == "sparse_depth":
+                node.intake._on_sparse(conv.image_msg(f["depth"], "32FC1", h))
+            else:
+                msg = PoseStamped(header=h)
+                msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = (float(v) for v in f["pose"][:3, 3])
+                q = [float(v) for v in quaternion_from_matrix(f["pose"][:3, :3])]
+                o = msg.pose.orientation
+                o.x, o.y, o.z, o.w = q
+                node.intake._on_sparse(msg)
+        clock[0] = events[-1][0] + 10**9  # the worker takes the frames late: it must not matter
+        node.intake._enqueue(node.intake.sync.flush())  # the bag's end: every image waiting for camera_info
+        node.process_pending()
+        assert node.log.errors >= 1  # the NaN camera_info was refused
+    finally:
+        node.close()
+        rclpy.shutdown(context=ctx)
+    return pushed
+
+
+@pytest.mark.parametrize("kind", ["image", "pose"])
+def test_node_and_bag_assemble_equal_frames_from_one_timeline(
+    tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vdepth_ros.offline.bagio import BagFrameSource
+
+    events = timeline(kind)
+    write_timeline_bag(tmp_path / "bag", events)
+    topic = {"sparse_depth_topic": "/sparse_depth"} if kind == "image" else {"camera_pose_topic": "/camera_pose"}
+    with BagFrameSource(tmp_path / "bag", image_topic="/image", camera_info_topic="/camera_info", **topic) as src:
+        from_bag = list(src.frames())
+        refused = src.stats.refused_camera_infos
+    from_node = node_frames(events, kind, monkeypatch)
+    assert len(from_node) == len(from_bag) == 14 and refused == 1
+    with_sparse = 0
+    for a, b in zip(from_node, from_bag, strict=True):
+        assert a.stamp_ns == b.stamp_ns
+        np.testing.assert_array_equal(a.rgb, b.rgb)
+        assert a.camera == b.camera and a.camera is not None  # the refused one replaced by the last good
+        assert (a.sparse_depth is None) == (b.sparse_depth is None)
+        if a.sparse_depth is not None:
+            np.testing.assert_array_equal(a.sparse_depth, b.sparse_depth)
+            with_sparse += 1
+        assert a.meta.frame_id == b.meta.header.frame_id == "cam"
+    if kind == "image":  # the rule did choose: some images got a sample, the late ones none
+        assert 0 < with_sparse < 14
+
+
+def test_a_late_worker_gets_what_an_idle_one_gets() -> None:
+    """The same samples, decided at the same moments, whenever the worker asks."""
+    s: TimedSamples[int] = TimedSamples(slop_ns=100 * MS)
+    images = [(k * PERIOD, k * PERIOD + 30 * MS) for k in range(10)]
+    samples = [(j * 100 * MS + 13 * MS, j * 100 * MS + 13 * MS + [5, 60, 180][j % 3] * MS, j) for j in range(7)]
+    idle = {}
+    events = sorted([(a, "image", (st, a)) for st, a in images] + [(a, "sample", (st, a, j)) for st, a, j in samples])
+    pending = []
+    for now, what, data in events:
+        if what == "sample":
+            s.add(*data)
+        else:
+            pending.append(data)
+        for st, a in list(pending):
+            if s.ready(st, a, now):
+                idle[st] = s.nearest(st, a)
+                pending.remove((st, a))
+    late = {st: s.nearest(st, a) for st, a in images}  # every sample has arrived by now
+    assert {k: v for k, v in late.items() if k in idle} == idle and len(idle) >= 8

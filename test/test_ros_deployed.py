@@ -1,0 +1,176 @@
+"""The node as deployed: camera driver, `vdepth-node` and a viewer with RViz's QoS in three processes.
+
+640x480 rgb8 at 15 Hz for 20 s from a best-effort camera (as most drivers publish): every frame the
+node publishes reaches the reliable viewer (depth 5, RViz's default), the frames DDS lost before the
+node are counted (received + lost = sent), and SIGINT ends the node with exit status 0 and no ERROR
+line. Plain, `--managed` and `--cameras`. The viewer's depth is 16: docs/node.md asks RViz users
+for two windows (8 frames each here), as the node's own output history; with RViz's default 5 a
+viewer starved on a busy machine lost frames of a burst from its own history in this test.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fakes import write_tiny_onnx
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+PEERS = Path(__file__).with_name("deployed_peers.py")
+SECONDS, RATE = 20.0, 15.0
+SUMMARY = re.compile(
+    r"\[(?P<node>[\w./]+)\]: stopped: (?P<received>\d+) images received "
+    r"\(stamps (?P<first>[\d.]+)\.\.(?P<last>[\d.]+) s\), "
+    r"(?P<lost>\d+) lost before the node, "
+    r"(?P<dropped>\d+) dropped .*?; published (?P<out>.*)$",
+    re.M,
+)
+
+
+def start(cmd: list[str], log: Path) -> tuple[subprocess.Popen, Any]:
+    out = log.open("w")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, text=True, env=env), out
+
+
+def wait_for(path: Path, text: str, timeout: float, proc: subprocess.Popen) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if text in path.read_text():
+            return
+        assert proc.poll() is None, f"exited early:\n{path.read_text()}"
+        time.sleep(0.2)
+    raise AssertionError(f"{text!r} not seen in {timeout} s:\n{path.read_text()}")
+
+
+def interrupt(proc: subprocess.Popen, timeout: float = 30) -> int:
+    proc.send_signal(signal.SIGINT)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise AssertionError("the process did not exit within 30 s of SIGINT") from None
+
+
+def lifecycle_up(node_name: str) -> None:
+    """configure + activate a managed node through its lifecycle services (as Nav2's manager does)."""
+    import rclpy
+    from lifecycle_msgs.msg import State, Transition
+    from lifecycle_msgs.srv import ChangeState, GetState
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=int(os.environ["ROS_DOMAIN_ID"]))
+    node = Node("manager", context=ctx)
+    executor = SingleThreadedExecutor(context=ctx)
+    executor.add_node(node)
+    get_state = node.create_client(GetState, f"{node_name}/get_state")
+    change = node.create_client(ChangeState, f"{node_name}/change_state")
+    try:
+        assert get_state.wait_for_service(timeout_sec=60) and change.wait_for_service(timeout_sec=60)
+
+        def call(client: Any, request: Any) -> Any:
+            future = client.call_async(request)
+            executor.spin_until_future_complete(future, timeout_sec=10)
+            if not future.done():
+                client.remove_pending_request(future)
+            return future.result() if future.done() else None
+
+        def state() -> int | None:
+            reply = call(get_state, GetState.Request())
+            return None if reply is None else reply.current_state.id
+
+        for transition, target in (
+            (Transition.TRANSITION_CONFIGURE, State.PRIMARY_STATE_INACTIVE),
+            (Transition.TRANSITION_ACTIVATE, State.PRIMARY_STATE_ACTIVE),
+        ):
+            deadline = time.monotonic() + 60
+            while state() != target:  # a lost reply to a transition that did happen is seen here
+                assert time.monotonic() < deadline, f"{node_name} never reached state {target}"
+                call(change, ChangeState.Request(transition=Transition(id=transition)))
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.shutdown(context=ctx)
+
+
+@pytest.mark.parametrize(
+    ("mode", "args", "namespaces"),
+    [
+        ("plain", [], [""]),
+        ("managed", ["--managed"], [""]),
+        ("cameras", ["--cameras", "front", "rear"], ["/front", "/rear"]),
+    ],
+)
+def test_three_processes_deliver_every_published_frame_and_exit_cleanly(
+    tmp_path: Path, mode: str, args: list[str], namespaces: list[str]
+) -> None:
+    script = Path(sys.executable).parent / "vdepth-node"
+    if not script.is_file():
+        pytest.skip("vdepth-node console script not installed (pip install -e .)")
+    model = write_tiny_onnx(tmp_path, frames=8)  # an 8-frame window: bursts of 8 frames
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        f"/**:\n  ros__parameters:\n    model: {str(model)!r}\n    backend: onnxruntime\n    scale_source: range\n"
+        "    max_gap: 30.0\n"  # heavy loss on a busy machine makes gaps of seconds: count them as loss
+    )
+    topics = [f"{ns}/depth" for ns in namespaces]
+    node, node_log = start([str(script), *args, "--ros-args", "--params-file", str(params)], tmp_path / "node.log")
+    viewer, viewer_log = start([sys.executable, str(PEERS), "viewer", "--topics", *topics], tmp_path / "viewer.log")
+    camera = None
+    try:
+        if mode == "managed":
+            lifecycle_up("/depth_node")
+        wait_for(tmp_path / "viewer.log", "matched", 90, viewer)
+        camera = subprocess.run(
+            [sys.executable, str(PEERS), "camera", "--namespaces", *namespaces, "--seconds", str(SECONDS),
+             "--rate", str(RATE)],
+            capture_output=True, text=True, timeout=SECONDS + 60, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )  # fmt: skip
+        assert camera.returncode == 0, camera.stderr
+        sent = json.loads(camera.stdout.strip().splitlines()[-1])["sent"]
+        time.sleep(3.0)  # the node finishes the frames it holds
+        assert interrupt(node) == 0, (tmp_path / "node.log").read_text()
+    finally:
+        for proc in (node, viewer):
+            if proc.poll() is None and proc is node:
+                proc.kill()
+    assert interrupt(viewer) == 0
+    node_log.close()
+    viewer_log.close()
+    node_out, viewer_out = (tmp_path / "node.log").read_text(), (tmp_path / "viewer.log").read_text()
+    assert "[ERROR]" not in node_out and "Traceback" not in node_out, node_out
+    got = json.loads(viewer_out.strip().splitlines()[-1])
+    summaries = {m["node"]: m for m in SUMMARY.finditer(node_out)}
+    assert len(summaries) == len(namespaces), node_out
+    for ns, topic in zip(namespaces, topics, strict=True):
+        s = summaries[f"{ns.strip('/') + '.' if ns else ''}depth_node"]
+        published = dict(re.findall(r"(/[\w/]+) (\d+)", s["out"]))
+        received, lost = int(s["received"]), int(s["lost"])
+        # every frame the node published on the depth topic reached the viewer, once, in order
+        stamps = sorted(set(got[topic]))
+        step = 1e9 / RATE
+        missing = [round(b - a - step) for a, b in itertools.pairwise(stamps) if b - a > 1.5 * step]
+        assert int(published[topic]) == len(got[topic]) > 0.5 * received, (topic, published, len(got[topic]), missing)
+        assert got[topic] == sorted(set(got[topic]))
+        # what DDS lost before the node is counted: every frame between the first and the last image the
+        # node received is received or lost (frames before the first or after the last cannot be seen);
+        # the camera's period is estimated from the stamps, which needs ~10 % of the frames to arrive
+        span = round((float(s["last"]) - float(s["first"])) * RATE) + 1
+        assert span >= 0.8 * sent, (span, sent)  # the node saw the stream from start to end
+        if received >= 0.1 * span:
+            assert abs(received + lost - span) <= 1, (sent, span, received, lost)
+        else:  # a starved machine (seen at load 9 with two cameras: 16 of 300 arrived)
+            assert lost > 0 and received + lost <= span, (sent, span, received, lost)
+    print(f"{mode}: sent {sent} per camera; node summaries: {[m.group(0) for m in SUMMARY.finditer(node_out)]}")

@@ -1,0 +1,278 @@
+"""One synchronised camera input -> the pipeline's `FrameInput`: the same steps live and offline.
+
+`FrameAssembler.assemble` is what the node's worker and `vdepth-bag`'s reader both call with an
+image message, its camera_info (paired by `inputs.sync`), and the sparse depth message or camera
+pose that `inputs.samples` gave it:
+
+1. refuse an image above `max_input_pixels` before decoding it (a 97 KB PNG can hold 10000x10000);
+2. decode it to RGB (`encodings`: raw encodings, YUV 4:2:2, Bayer, jpeg/png);
+3. check the camera_info (`camera_info_problem`): a bad one is refused and the last good one used;
+4. undistort with `rectify: true`, else note once that the camera_info has distortion
+   (`rectify.pinhole_input`);
+5. sparse depth: triangulate tracked points with the pose (`triangulate.PoseTriangulator`), or
+   decode/project the depth image or cloud (`rectify.sparse_depth_input`); a unusable one is
+   reported and the frame goes on without it.
+
+Messages are duck-typed on the fields rclpy's and rosbags' share, so this module imports neither.
+Problems that do not drop the frame go to the caller's `report(kind, message)`: the node logs them
+rate-limited, the bag counts them.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from vdepth_ros.encodings import (
+    decode_compressed,
+    depth_from_image,
+    get_encoding,
+    image_array_from_fields,
+    rgb_from_image,
+)
+from vdepth_ros.errors import InputError
+from vdepth_ros.pipeline import FrameInput
+from vdepth_ros.rectify import Rectifier, has_distortion, pinhole_input, sparse_depth_input
+from vdepth_ros.triangulate import PoseTriangulator
+
+#: Default `max_input_pixels`: 4096 x 4096 (16.8 MP: 4K UHD and most machine-vision cameras fit).
+DEFAULT_MAX_INPUT_PIXELS = 4096 * 4096
+
+#: Kinds passed to `report`: what was wrong, and the frame was kept.
+REPORT_KINDS = ("camera_info", "distortion", "sparse", "pose")
+
+
+class UnsupportedImageError(InputError):
+    """The image's encoding is not a colour or mono one (a depth image on the colour input...)."""
+
+
+def is_compressed(msg: Any) -> bool:
+    """True for a `sensor_msgs/CompressedImage` (rclpy or rosbags)."""
+    return hasattr(msg, "format") and not hasattr(msg, "encoding")
+
+
+def compressed_size(data: bytes | bytearray | memoryview) -> tuple[int, int] | None:
+    """`(width, height)` from a PNG or JPEG header without decoding, or None (other formats).
+
+    Hand-written because OpenCV has no header-only read and Pillow is not a dependency; PNG's IHDR
+    and JPEG's start-of-frame segment are fixed layouts (PNG spec 11.2.2, ITU T.81 B.2.2).
+    """
+    buf = bytes(memoryview(data)[:65536])
+    if buf[:8] == b"\x89PNG\r\n\x1a\n" and len(buf) >= 24:
+        width, height = struct.unpack(">II", buf[16:24])
+        return int(width), int(height)
+    if buf[:2] != b"\xff\xd8":
+        return None
+    i = 2
+    while i + 9 <= len(buf) and buf[i] == 0xFF:
+        marker, length = buf[i + 1], struct.unpack(">H", buf[i + 2 : i + 4])[0]
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # a start-of-frame segment
+            height, width = struct.unpack(">HH", buf[i + 5 : i + 9])
+            return int(width), int(height)
+        i += 2 + length
+    return None
+
+
+def check_input_size(msg: Any, max_pixels: int) -> None:
+    """Refuse an image larger than `max_pixels` (0: no limit) before it is decoded.
+
+    Raises:
+        InputError: naming the size, the limit and the parameter.
+    """
+    if max_pixels <= 0:
+        return
+    size = compressed_size(msg.data) if is_compressed(msg) else (int(msg.width), int(msg.height))
+    if size is not None and size[0] * size[1] > max_pixels:
+        raise InputError(
+            f"image {size[0]}x{size[1]} ({size[0] * size[1] / 1e6:.1f} MP) is larger than max_input_pixels "
+            f"= {max_pixels} ({max_pixels / 1e6:.1f} MP); the frame is dropped (raise max_input_pixels if the "
+            "camera really is this large)"
+        )
+
+
+def decode_color_image(msg: Any, max_pixels: int = 0) -> np.ndarray:
+    """`(H, W, 3)` uint8 RGB of a duck-typed `Image` or `CompressedImage`.
+
+    Raises:
+        UnsupportedImageError: a depth or unknown encoding.
+        InputError: larger than `max_pixels`, or malformed (size, buffer, undecodable bytes).
+    """
+    check_input_size(msg, max_pixels)
+    if is_compressed(msg):
+        rgb = decode_compressed(msg.data, msg.format)
+        if max_pixels > 0 and rgb.shape[0] * rgb.shape[1] > max_pixels:  # a format without a known header
+            raise InputError(f"decoded image {rgb.shape[1]}x{rgb.shape[0]} is larger than max_input_pixels")
+        return rgb
+    try:
+        kind = get_encoding(msg.encoding).kind
+    except InputError as err:
+        raise UnsupportedImageError(str(err)) from None
+    arr = image_array_from_fields(msg.encoding, msg.height, msg.width, msg.step, msg.data, msg.is_bigendian)
+    try:
+        return rgb_from_image(arr, msg.encoding)
+    except InputError as err:
+        if kind == "depth":
+            raise UnsupportedImageError(str(err)) from None
+        raise
+
+
+def decode_depth_image(msg: Any) -> np.ndarray:
+    """`(H, W)` float32 metres (NaN invalid) of a duck-typed `16UC1`/`32FC1` `Image`.
+
+    Raises:
+        InputError: not a depth encoding, or malformed.
+    """
+    if get_encoding(msg.encoding).unit_scale is None:
+        raise InputError(f"encoding {msg.encoding!r} is not a depth image (16UC1 or 32FC1)")
+    arr = image_array_from_fields(msg.encoding, msg.height, msg.width, msg.step, msg.data, msg.is_bigendian)
+    return depth_from_image(arr, msg.encoding)
+
+
+def _projection_problem(name: str, m: np.ndarray, width: int, height: int) -> str | None:
+    """What is wrong with a set (non-zero) K (3x3) or P (3x4), or None."""
+    fx, fy, cx, cy = m[0, 0], m[1, 1], m[0, 2], m[1, 2]
+    if not (fx > 0 and fy > 0):
+        return f"{name} has fx={fx:g}, fy={fy:g}; focal lengths must be positive"
+    if not np.allclose(m[2, :3], [0.0, 0.0, 1.0]) or m[1, 0] != 0:
+        return f"{name}'s last row must be [0 0 1{' 0' if m.shape[1] == 4 else ''}] and {name}[1][0] zero"
+    if not (0 <= cx <= width and 0 <= cy <= height):
+        return f"{name}'s principal point ({cx:g}, {cy:g}) lies outside the {width}x{height} image"
+    return None
+
+
+def camera_info_problem(info: Any, image_size: tuple[int, int] | None = None) -> str | None:
+    """What makes a `CameraInfo` unusable, or None. An all-zero (uncalibrated) one is usable: it
+    gives no camera (depth without a cloud).
+
+    Checks: K, P, R, D finite; a set K or P has positive fx, fy, the pinhole last row and its
+    principal point inside the image; K and P agree (P's focal lengths within 4x of K's); a
+    calibrated camera_info has a size, of the image's aspect ratio (`image_size` `(H, W)`; binning
+    and resizing keep it, a crop does not).
+    """
+    arrays = {name: np.asarray(getattr(info, name, ()), dtype=np.float64).ravel() for name in ("k", "p", "r", "d")}
+    for name, values in arrays.items():
+        if not np.isfinite(values).all():
+            return f"{name.upper()} holds NaN or infinity"
+    if arrays["k"].size != 9 or arrays["p"].size != 12:
+        return f"K has {arrays['k'].size} and P {arrays['p'].size} values; expected 9 and 12"
+    k, p = arrays["k"].reshape(3, 3), arrays["p"].reshape(3, 4)
+    width, height = int(info.width), int(info.height)
+    if not k.any() and not p.any():
+        return None
+    if width <= 0 or height <= 0:
+        return f"a calibrated camera_info needs its image size; width x height is {width}x{height}"
+    for name, m in (("K", k), ("P", p)):
+        problem = _projection_problem(name, m, width, height) if m.any() else None
+        if problem:
+            return problem
+    if k.any() and p.any() and not (0.25 <= p[0, 0] / k[0, 0] <= 4 and 0.25 <= p[1, 1] / k[1, 1] <= 4):
+        return f"P (fx={p[0, 0]:g}, fy={p[1, 1]:g}) does not fit K (fx={k[0, 0]:g}, fy={k[1, 1]:g})"
+    if image_size is not None:
+        sy, sx = image_size[0] / height, image_size[1] / width
+        if abs(sx / sy - 1.0) > 0.02:
+            return (
+                f"it is for {width}x{height} images, but the image is {image_size[1]}x{image_size[0]}: "
+                "another aspect ratio (cropped?)"
+            )
+    return None
+
+
+class FrameAssembler:
+    """Builds the `FrameInput` of one synchronised input (module docstring), for one camera stream.
+
+    Args:
+        rectify: undistort each image with its camera_info (the node's `rectify`).
+        sparse_depth: "none", "image", "pointcloud" or "pose" (the node's `sparse_depth`).
+        max_input_pixels: larger images are refused before decoding (0: no limit).
+        report: `report(kind, message)` for problems that keep the frame (`REPORT_KINDS`).
+    """
+
+    def __init__(
+        self,
+        *,
+        rectify: bool = False,
+        sparse_depth: str = "none",
+        max_input_pixels: int = DEFAULT_MAX_INPUT_PIXELS,
+        report: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self.rectifier = Rectifier() if rectify else None
+        self.triangulator = PoseTriangulator() if sparse_depth == "pose" else None
+        self.max_input_pixels = int(max_input_pixels)
+        self._report = report or (lambda kind, message: None)
+        self.info: Any = None  # the camera_info the last frame used (the last good one)
+        self.refused_infos = 0
+        self._distortion_noted = False
+
+    def reset(self) -> None:
+        """A new stream: the tracked points belong to the old one."""
+        if self.triangulator is not None:
+            self.triangulator.reset()
+
+    def assemble(
+        self, image: Any, stamp_ns: int, info: Any, sparse: Any = None, pose: Any = None, meta: Any = None
+    ) -> FrameInput:
+        """One `FrameInput` (see the module docstring for the steps).
+
+        Args:
+            image: `Image` or `CompressedImage` message.
+            stamp_ns: its stamp.
+            info: the paired `CameraInfo`, or None.
+            sparse: the matched sparse `Image` (16UC1/32FC1) or `PointCloud2`, or None.
+            pose: `sparse_depth: pose`: the camera-to-world pose at the stamp, or None.
+            meta: `FrameInput.meta` (the node: a copied header; the bag: its `BagFrameMeta`).
+
+        Raises:
+            UnsupportedImageError, InputError: the frame cannot be used (it is dropped).
+        """
+        rgb = decode_color_image(image, self.max_input_pixels)
+        raw_size = rgb.shape[:2]
+        info = self._checked_info(info, raw_size)
+        rgb, camera, view = pinhole_input(rgb, info, self.rectifier)
+        if view is None and not self._distortion_noted and info is not None and has_distortion(info):
+            self._distortion_noted = True
+            self._report(
+                "distortion",
+                "camera_info has lens distortion (D); the image is taken as rectified (image_rect), as "
+                "depth_image_proc does. If 'image' is a raw, distorted image, set rectify:=true.",
+            )
+        if self.triangulator is not None:
+            sparse_depth = self._triangulated(rgb, pose if view is None else view.pose(pose), camera)
+        else:
+            sparse_depth = self._sparse_depth(sparse, camera, raw_size, view)
+        return FrameInput(rgb=rgb, stamp_ns=int(stamp_ns), camera=camera, sparse_depth=sparse_depth, meta=meta)
+
+    def _checked_info(self, info: Any, size: tuple[int, int]) -> Any:
+        """`info` if usable, else the last good one (the bad one is reported)."""
+        if info is None or info is self.info:
+            return self.info if info is not None else None
+        problem = camera_info_problem(info, size)
+        if problem is None:
+            self.info = info
+            return info
+        self.refused_infos += 1
+        keeps = "the last good one is used" if self.info is not None else "no camera_info until a good one arrives"
+        self._report("camera_info", f"refusing a camera_info: {problem}; {keeps}")
+        return self.info
+
+    def _sparse_depth(self, sparse: Any, camera: Any, raw_size: tuple[int, int], view: Any) -> np.ndarray | None:
+        if sparse is None:
+            return None
+        try:
+            depth = sparse if hasattr(sparse, "point_step") else decode_depth_image(sparse)
+            return sparse_depth_input(depth, camera, raw_size, view)
+        except InputError as err:
+            self._report("sparse", str(err))
+            return None
+
+    def _triangulated(self, rgb: np.ndarray, pose: Any, camera: Any) -> np.ndarray | None:
+        """Sparse depth from the tracked points and the poses, or None (no pose or camera_info:
+        `PoseTriangulator.push` restarts the tracks; reported)."""
+        assert self.triangulator is not None
+        try:
+            return self.triangulator.push(rgb, pose, None if camera is None else camera.matrix)
+        except InputError as err:
+            self._report("pose", str(err))
+            return None

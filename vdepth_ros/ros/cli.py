@@ -1,0 +1,176 @@
+"""`vdepth-node`: the process around the depth node(s): arguments, start-up checks, spin, clean exit.
+
+Exit status: 0 after SIGINT/SIGTERM (what a launch system sends), 2 when the node cannot start
+(one line on stderr, `invalid configuration: ...` or `cannot start: <file>: <reason>`, no traceback).
+
+Shutdown is ordered so nothing publishes into a dead context (rclpy's own SIGINT handler shuts the
+context down at once, while the worker may be publishing a window): rclpy's handlers are off, and
+on a signal the process stops taking input, lets the worker finish the window in progress (or
+abandons it after a few seconds), then destroys the nodes, the executor and the context.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+import traceback
+from typing import Any
+
+import rclpy
+
+from vdepth_ros.errors import ConfigError, VdepthError
+from vdepth_ros.ros.startup import CLOCK, StartupError, check_params_files
+
+DESCRIPTION = """Live video depth: subscribes to image (+ camera_info, optional sparse_depth or camera_pose),
+publishes depth, disparity, points, depth/camera_info and /diagnostics. Parameters and topics:
+docs/node.md; defaults: config/depth.yaml (share/vdepth_ros/config/depth.yaml when installed).
+ROS arguments go after --ros-args: [--params-file FILE] [-p NAME:=VALUE] [-r FROM:=TO] ..."""
+
+EPILOG = """per-camera parameters go in /front/depth_node: sections of the params file (docs/node.md);
+remap a camera's topics with full names: -r /front/image:=/cam_front/image_rect"""
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="vdepth-node",
+        usage="vdepth-node [--managed] [--cameras NAME [NAME ...]] [--ros-args ...]",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--cameras",
+        nargs="+",
+        metavar="NAME",
+        default=[],
+        help="one depth_node per camera, in namespaces /NAME (topics /front/image -> /front/depth, ...), "
+        "sharing one loaded model",
+    )
+    p.add_argument(
+        "--managed",
+        action="store_true",
+        help="a ROS 2 managed (lifecycle) node: starts unconfigured and waits for the configure / activate "
+        "transitions (e.g. from Nav2's lifecycle_manager)",
+    )
+    return p
+
+
+class ShutdownRequest:
+    """SIGINT/SIGTERM set a flag (and wake the executor); the main loop then shuts down in order."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.executor: Any = None
+        self.signal: str | None = None
+
+    def install(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.signal = signal.Signals(signum).name
+        self.event.set()
+        if self.executor is not None:
+            self.executor.wake()
+
+
+def _init_rclpy(argv: list[str]) -> None:
+    """rclpy with its signal handlers off (ours order the shutdown).
+
+    Raises:
+        StartupError: rcl refused the ROS arguments.
+    """
+    from rclpy.signals import SignalHandlerOptions
+
+    try:
+        rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
+    except Exception as err:  # RCLInvalidROSArgsError and friends: a bad --ros-args section
+        raise StartupError(f"ROS arguments {' '.join(argv[1:])!r}: {' '.join(str(err).split())}") from None
+
+
+def _spin(nodes: list[Any], shutdown: ShutdownRequest) -> None:
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+
+    executor = SingleThreadedExecutor()  # callbacks only enqueue; each node's worker thread does the work
+    shutdown.executor = executor
+    for node in nodes:
+        executor.add_node(node)
+    try:
+        while not shutdown.event.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=0.1)
+    except ExternalShutdownException:
+        pass
+    finally:
+        for node in nodes:
+            node.stop_input()  # 1. no new frames
+        executor.shutdown(timeout_sec=1.0)
+
+
+def _close(nodes: list[Any], pool: Any) -> None:
+    """2. finish or abandon the windows in progress, stop the workers, destroy the nodes; 3. the context."""
+    for node in nodes:
+        try:
+            node.close()
+        except Exception as err:  # the others must still be closed; one line, not a traceback
+            print(f"depth_node: closing {node.get_name()}: {err!r}", file=sys.stderr)
+    if pool is not None:
+        pool.close()
+    if rclpy.ok():
+        rclpy.shutdown()
+
+
+def run(args: list[str] | None = None) -> int:
+    """`vdepth-node [--managed] [--cameras ...] --ros-args --params-file config/depth.yaml ...`."""
+    from rclpy.utilities import remove_ros_args
+
+    from vdepth_ros.ros.node import build_nodes
+
+    CLOCK.imports_done()
+    argv = list(sys.argv if args is None else args)
+    try:
+        check_params_files(argv)  # before rcl parses them (it would raise RCLInvalidROSArgsError)
+        own_args = remove_ros_args(args=argv)[1:]
+    except StartupError as err:
+        print(f"cannot start: {err}", file=sys.stderr)
+        return 2
+    except Exception as err:  # rcl refused the --ros-args section
+        print(f"cannot start: ROS arguments: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
+    try:
+        options = parser().parse_args(own_args)
+    except SystemExit as done:  # --help (0), or a bad argument (2, after argparse's usage line)
+        return int(done.code or 0)
+    shutdown = ShutdownRequest()
+    shutdown.install()
+    nodes: list[Any] = []
+    pool = None
+    try:
+        t0 = time.monotonic()
+        _init_rclpy(argv)
+        CLOCK.add("rclpy init", time.monotonic() - t0)
+        nodes, pool = build_nodes(options.cameras, managed=options.managed)
+        _spin(nodes, shutdown)
+    except ConfigError as err:
+        print(f"invalid configuration: {err}", file=sys.stderr)
+        return 2
+    except VdepthError as err:  # a bad file, a model that cannot load, a missing backend...
+        print(f"cannot start: {err}", file=sys.stderr)
+        return 2
+    except Exception as err:  # anything else at start-up: one line; the traceback at --log-level debug
+        if nodes:
+            raise
+        print(f"cannot start: {type(err).__name__}: {err}", file=sys.stderr)
+        _debug_traceback()
+        return 2
+    finally:
+        _close(nodes, pool)
+    return 0
+
+
+def _debug_traceback() -> None:
+    """The start-up failure's traceback, only when the user asked for debug logs."""
+    if "debug" in " ".join(sys.argv).lower():
+        traceback.print_exc()

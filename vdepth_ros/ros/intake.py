@@ -1,0 +1,233 @@
+"""The node's inputs: subscriptions and their callbacks, which pair, count and enqueue, never block
+and never raise.
+
+Every received image is counted (rate, frames lost before the node, the watchdog) before anything
+can refuse it. Images are paired with camera_info (`inputs.sync`) and queued for the worker with
+their arrival time and the stamp of the image received before them, so the worker measures gaps
+between *input* stamps (`inputs.resets`) and matches sparse depth or poses by the shared rule
+(`inputs.samples`), whatever it dropped or however late it takes the frame.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from geometry_msgs.msg import PoseStamped
+from rclpy.node import Node
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+
+from vdepth_ros.errors import InputError
+from vdepth_ros.inputs.assembly import check_input_size
+from vdepth_ros.inputs.loss import InputLossMeter
+from vdepth_ros.inputs.samples import TimedSamples
+from vdepth_ros.inputs.sync import ApproximateTimeSync, Pair
+from vdepth_ros.ros import conversions as conv
+from vdepth_ros.ros.diagnostics import RateMeter, Watchdog
+from vdepth_ros.ros.qos import IncompatibleQosReporter, qos_profile
+from vdepth_ros.ros.worker import DropOldestQueue, RateLimitedLog
+
+#: Where the input-loss warning sends the user (docs section written from measurements).
+ACROSS_PROCESSES = "docs/node.md#across-processes"
+
+
+@dataclass
+class InputItem:
+    """One synchronised input waiting for the worker."""
+
+    stamp_ns: int
+    image: Image | CompressedImage
+    info: CameraInfo | None
+    info_source: str
+    arrival_ns: int  # time.monotonic_ns() when the image arrived
+    previous_input_ns: int | None  # stamp of the image received before it (None after a pause)
+
+
+class InputSide:
+    """Subscriptions, pairing and the input queue of one camera stream.
+
+    Args:
+        node: the node that owns the subscriptions.
+        params: the node's ROS parameters.
+        log: the node's rate-limited log.
+        reporter: incompatible-QoS reporting.
+        wants_frames: False while no output has a subscriber (`skip_when_unsubscribed`).
+        watchdog: told about every image that is not skipped.
+    """
+
+    def __init__(
+        self,
+        node: Node,
+        params: dict[str, Any],
+        log: RateLimitedLog,
+        reporter: IncompatibleQosReporter,
+        wants_frames: Callable[[], bool],
+        watchdog: Watchdog,
+    ) -> None:
+        self._node, self.p, self.log, self._reporter = node, params, log, reporter
+        self._wants_frames, self._watchdog = wants_frames, watchdog
+        self._lock = threading.Lock()
+        self._sample_arrived = threading.Condition(self._lock)
+        self.sync: ApproximateTimeSync[tuple[Any, int, int | None], CameraInfo] = ApproximateTimeSync(
+            int(params["sync_slop"] * 1e9), params["sync_queue_size"], int(params["camera_info_timeout"] * 1e9)
+        )
+        mode = params["sparse_depth"]
+        slop_ns = int(params["sparse_depth_slop"] * 1e9)
+        self.samples: TimedSamples[Any] = TimedSamples(slop_ns, 512 if mode == "pose" else 32)
+        self.loss = InputLossMeter(int(params["max_gap"] * 1e9))
+        self.rate = RateMeter()
+        self.skipped = 0
+        self.subscriptions: list[Any] = []
+        self.queue: DropOldestQueue[InputItem] = DropOldestQueue(params["queue_size"])
+        self.on_first_image: Callable[[], None] | None = None
+        self._loss_warned = False
+        self._restart_stream_state()
+
+    def _restart_stream_state(self) -> None:
+        self._last_stamp: int | None = None
+        self._paused = True  # nothing received yet: the first image has no previous input
+
+    # -- subscriptions -----------------------------------------------------------------------
+    def subscribe(self) -> str:
+        """Create the subscriptions (a new queue); returns a description for the start-up log."""
+        node, p = self._node, self.p
+        qos = qos_profile(p["input_qos"], p["input_qos_depth"])
+        image_topic = node.resolve_topic_name("image")
+        transport = p["image_transport"]
+        compressed = transport == "compressed" or (transport == "auto" and image_topic.endswith("/compressed"))
+        topics: list[tuple[type, str, Callable[[Any], None]]] = [
+            (CompressedImage if compressed else Image, "image", self._on_image),
+            (CameraInfo, "camera_info", self._on_info),
+        ]
+        if p["sparse_depth"] != "none":
+            mode = p["sparse_depth"]
+            sparse_type = {"image": Image, "pointcloud": PointCloud2, "pose": PoseStamped}[mode]
+            topics.append((sparse_type, "camera_pose" if mode == "pose" else "sparse_depth", self._on_sparse))
+        self.queue = DropOldestQueue(p["queue_size"])
+        self.subscriptions = [
+            node.create_subscription(
+                msg_type, topic, cb, qos, event_callbacks=self._reporter.subscription(node.resolve_topic_name(topic))
+            )
+            for msg_type, topic, cb in topics
+        ]
+        return (
+            f"{image_topic} ({'compressed' if compressed else 'raw'}, {p['input_qos']}) and "
+            f"{node.resolve_topic_name('camera_info')}"
+        )
+
+    def unsubscribe(self) -> None:
+        """Stop taking input: subscriptions destroyed, the queue closed, buffers cleared."""
+        for sub in self.subscriptions:
+            self._node.destroy_subscription(sub)
+        self.subscriptions = []
+        self.queue.close()
+        with self._lock:
+            self.sync.clear()
+            self.samples.clear()
+            self.loss.reset()
+            self._restart_stream_state()
+
+    # -- callbacks (executor thread) ---------------------------------------------------------
+    def _on_image(self, msg: Image | CompressedImage) -> None:
+        try:
+            self._take_image(msg)
+        except Exception as err:  # a callback must never raise
+            self.log.error("image-callback", f"image callback failed: {err!r}")
+
+    def _take_image(self, msg: Image | CompressedImage) -> None:
+        stamp, now = conv.stamp_to_ns(msg.header.stamp), time.monotonic_ns()
+        self.rate.tick()
+        if self.rate.total == 1 and self.on_first_image is not None:
+            self.on_first_image()
+        self._count_loss(stamp)
+        if self.p["skip_when_unsubscribed"] and not self._wants_frames():
+            self.skipped += 1
+            self._paused = True  # the stream restarts by its own gap rule when output is wanted again
+            return
+        self._watchdog.input()
+        with self._lock:
+            last, self._last_stamp = self._last_stamp, stamp
+            previous, self._paused = (None if self._paused else last), False
+            if last is not None and stamp < last:
+                self.sync.clear()  # bag loop / clock reset: old camera_infos would mis-pair
+        if last is not None and stamp == last:
+            self.log.error(
+                "duplicate-stamp",
+                f"dropping an image whose stamp {stamp} repeats the previous image's: each frame needs its own "
+                "capture time (is the camera driver stamping its images?)",
+            )
+            return
+        try:
+            check_input_size(msg, self.p["max_input_pixels"])
+        except InputError as err:
+            self.log.error("too-large", f"dropping input frame {stamp}: {err}")
+            return
+        with self._lock:
+            pairs = self.sync.add_image(stamp, (msg, now, previous))
+        self._enqueue(pairs)
+
+    def _count_loss(self, stamp: int) -> None:
+        missing = self.loss.add(stamp)
+        if missing and not self._loss_warned and self.loss.lost >= 10 and self.loss.fraction > 0.02:
+            self._loss_warned = True
+            period = self.loss.period_ns or 1
+            self.log.warning(
+                "input-loss",
+                f"{self.loss.lost} of {self.loss.received + self.loss.lost} camera frames never reached this node "
+                f"(gaps in the image stamps at the camera's {1e9 / period:.1f} Hz). Across processes best-effort "
+                "images are lost in transport: for a reliable camera driver set input_qos:=reliable; otherwise "
+                "raise the DDS receive buffer or use shared-memory transport (" + ACROSS_PROCESSES + "). "
+                "Counted on /diagnostics as 'lost before the node'; this warning is shown once.",
+            )
+
+    def _on_info(self, msg: CameraInfo) -> None:
+        try:
+            with self._lock:
+                pairs = self.sync.add_info(conv.stamp_to_ns(msg.header.stamp), msg)
+            self._enqueue(pairs)
+        except Exception as err:
+            self.log.error("info-callback", f"camera_info callback failed: {err!r}")
+
+    def _on_sparse(self, msg: Image | PointCloud2 | PoseStamped) -> None:
+        try:
+            sample: Any = msg
+            if isinstance(msg, PoseStamped):
+                sample = conv.pose_from_msg(msg)
+            with self._sample_arrived:
+                self.samples.add(conv.stamp_to_ns(msg.header.stamp), time.monotonic_ns(), sample)
+                self._sample_arrived.notify_all()
+        except InputError as err:
+            self.log.error("sparse-message", f"ignoring a {type(msg).__name__} message: {err}")
+        except Exception as err:
+            self.log.error("sparse-callback", f"sparse input callback failed: {err!r}")
+
+    def _enqueue(self, pairs: list[Pair]) -> None:
+        for pair in pairs:
+            msg, arrival, previous = pair.image
+            item = InputItem(pair.stamp_ns, msg, pair.info, pair.source, arrival, previous)
+            if self.queue.put(item):
+                self.log.warning(
+                    "queue-full",
+                    f"input queue full ({self.queue.maxsize}): dropped the oldest frame; "
+                    f"{self.queue.dropped} dropped so far (inference slower than input)",
+                )
+
+    # -- worker side -------------------------------------------------------------------------
+    def sample_for(self, item: InputItem, stop: threading.Event) -> tuple[Any, Any]:
+        """`(sparse message, pose)` of a frame by the shared rule (`inputs.samples`); waits until
+        it is decided (at most `sparse_depth_slop` after the image arrived), or `stop`."""
+        mode = self.p["sparse_depth"]
+        if mode == "none":
+            return None, None
+        with self._sample_arrived:
+            while not stop.is_set():
+                wait_ns = self.samples.decided_at(item.stamp_ns, item.arrival_ns) - time.monotonic_ns()
+                if wait_ns <= 0:
+                    break
+                self._sample_arrived.wait(timeout=min(wait_ns / 1e9, 0.1))
+            if mode == "pose":
+                return None, self.samples.pose_at(item.stamp_ns, item.arrival_ns)
+            return self.samples.nearest(item.stamp_ns, item.arrival_ns), None

@@ -1,0 +1,171 @@
+"""The node's output publishers and what it publishes for one `DepthFrame`.
+
+A window's frames leave in one burst (a few ms apart). A reliable publisher keeps at most its
+history depth of unacknowledged messages, so with a depth smaller than the burst a reliable
+subscriber in another process (RViz) loses frames: with depth 2, 83 of 100 `/depth` arrived across
+processes. `output_qos_depth: 0` (the default) therefore sizes the history to two of the largest
+bursts the schedule produces (`auto_depth`), and a depth below one burst (also through
+`qos_overrides.<topic>.publisher.depth`) is warned about at start-up.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from std_msgs.msg import Header
+
+from vdepth_ros.colormap import units_label
+from vdepth_ros.ros import conversions as conv
+from vdepth_ros.ros.qos import IncompatibleQosReporter, output_overrides, qos_profile
+
+
+def largest_burst(schedule: dict[str, Any]) -> int:
+    """The most frames one `DepthPipeline.push` (or a reset's flush) publishes on one topic: a
+    whole window (the first window, or a flushed one)."""
+    return max(int(schedule["window"]), int(schedule.get("first_window") or 0), 1)
+
+
+def auto_depth(burst: int) -> int:
+    """`output_qos_depth: 0`: two bursts, since a worker catching up on a backlog publishes two
+    windows back to back (seen across processes on a loaded machine)."""
+    return 2 * int(burst)
+
+
+class _Topics:
+    """The publishers of one frame status (main topics, or `provisional/...`)."""
+
+    def __init__(self, node: Node, prefix: str, qos: QoSProfile, reporter: IncompatibleQosReporter) -> None:
+        def pub(msg_type: type, name: str) -> Any:
+            topic = prefix + name
+            return node.create_publisher(
+                msg_type,
+                topic,
+                copy.copy(qos),  # rclpy applies a topic's qos_overrides to the profile object in place
+                event_callbacks=reporter.publisher(node.resolve_topic_name(topic)),
+                qos_overriding_options=output_overrides(),
+            )
+
+        self.depth = pub(Image, "depth")
+        self.disparity = pub(Image, "disparity")
+        self.points = pub(PointCloud2, "points")
+        self.camera_info = pub(CameraInfo, "depth/camera_info")
+
+    def all(self) -> list[Any]:
+        return [self.depth, self.disparity, self.points, self.camera_info]
+
+
+class OutputPublishers:
+    """Creates the outputs and publishes `DepthFrame`s on them.
+
+    Args:
+        node: the node that owns the publishers.
+        params: the node's ROS parameters (`output_qos`, `output_qos_depth`, `publish_colormap`...).
+        publish_policy: the pipeline's `publish` ("both": early frames go to `provisional/...`).
+        burst: `largest_burst` of the pipeline's schedule.
+        reporter: incompatible-QoS reporting.
+        warn: `warn(message)` for the start-up QoS warning.
+    """
+
+    def __init__(
+        self,
+        node: Node,
+        params: dict[str, Any],
+        publish_policy: str,
+        burst: int,
+        reporter: IncompatibleQosReporter,
+        warn: Callable[[str], None],
+    ) -> None:
+        self._node, self.p, self.policy, self.burst = node, params, publish_policy, int(burst)
+        qos = qos_profile(params["output_qos"], params["output_qos_depth"] or auto_depth(self.burst))
+        self.main = _Topics(node, "", qos, reporter)
+        self.provisional = _Topics(node, "provisional/", qos, reporter) if publish_policy == "both" else None
+        self.colormap = node.create_publisher(
+            Image,
+            "~/depth_colormap",
+            copy.copy(qos),
+            event_callbacks=reporter.publisher(node.resolve_topic_name("~/depth_colormap")),
+            qos_overriding_options=output_overrides(),
+        )
+        self.sent: Counter[str] = Counter()  # messages published, by resolved topic
+        self._check_depth(warn)
+
+    def publishers(self) -> list[Any]:
+        return [*self.main.all(), *(self.provisional.all() if self.provisional else []), self.colormap]
+
+    def _check_depth(self, warn: Callable[[str], None]) -> None:
+        """WARN once when an output's history (after any QoS override) is shorter than a window's burst."""
+        short = [
+            (pub.topic_name, pub.qos_profile.depth)
+            for pub in self.publishers()
+            if pub.qos_profile.history == HistoryPolicy.KEEP_LAST and pub.qos_profile.depth < self.burst
+        ]
+        if short:
+            names = ", ".join(f"{topic} ({depth})" for topic, depth in short)
+            warn(
+                f"output history depth below the {self.burst} frames one window publishes at once on {names}: a "
+                "reliable subscriber in another process (RViz) can miss frames; set output_qos_depth to 0 (auto) "
+                f"or >= {self.burst} (docs/node.md, QoS)"
+            )
+
+    def has_subscribers(self) -> bool:
+        """True if anything listens to an output."""
+        return any(p.get_subscription_count() > 0 for p in self.publishers())
+
+    def wait_for_acks(self, timeout_s: float) -> bool:
+        """Shutdown: wait (bounded) until reliable subscribers acknowledged what was published, so the
+        last window is not lost with the process; True if all were."""
+        from rclpy.duration import Duration
+
+        deadline = time.monotonic() + timeout_s
+        ok = True
+        for pub in self.publishers():
+            if pub.get_subscription_count() > 0:
+                left = max(0.0, deadline - time.monotonic())
+                ok = pub.wait_for_all_acked(Duration(nanoseconds=int(left * 1e9))) and ok
+        return ok
+
+    def destroy(self) -> None:
+        for pub in self.publishers():
+            self._node.destroy_publisher(pub)
+
+    def publish(self, f: Any) -> bool:
+        """Publish one `DepthFrame` on the topics that have subscribers; True if it went to the main
+        topics ("both": provisional frames go to `provisional/...`)."""
+        topics = self.main
+        if self.policy == "both" and f.status == "provisional" and self.provisional is not None:
+            topics = self.provisional
+        header: Header = f.meta if isinstance(f.meta, Header) else Header(stamp=conv.ns_to_stamp(f.stamp_ns))
+        if f.depth is not None:
+            self._send(topics.depth, lambda: conv.image_msg(f.depth, "32FC1", header))
+        self._send(topics.disparity, lambda: conv.image_msg(f.disparity, "32FC1", header))
+        if f.points is not None:
+            self._send(topics.points, lambda: conv.cloud_msg(f.points, f.colors, header))
+        if f.camera is not None:
+            self._send(topics.camera_info, lambda: conv.info_msg(f.camera, header))
+        if topics is not self.main:
+            return False
+        if self.p["publish_colormap"]:
+            values = f.depth if f.depth is not None else f.disparity
+            lo, hi = self.p["colormap_min"], self.p["colormap_max"]
+            label = units_label(f.depth is not None, f.fit.scale_source)
+            self._send(
+                self.colormap,
+                # image | depth side by side above a colour bar with units, as vdepth-video's preview
+                lambda: conv.colormap_msg(
+                    values, header, lo, hi, near_is_high=f.depth is None, rgb=getattr(f, "rgb", None), label=label
+                ),
+            )
+        return True
+
+    def _send(self, publisher: Any, message: Callable[[], Any]) -> None:
+        """Serialize and publish only for a topic somebody listens to."""
+        if publisher.get_subscription_count() > 0:
+            publisher.publish(message())
+            self.sent[publisher.topic_name] += 1

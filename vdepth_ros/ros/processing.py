@@ -1,0 +1,155 @@
+"""What the worker thread does with one queued input: assemble, restart if needed, infer, publish.
+
+The steps are the bag reader's (`inputs.assembly`, `inputs.resets`, `DepthPipeline.push`), so a
+causal `vdepth-bag` run reproduces the live node. Everything runs under `SupervisedWorker`: an
+exception here is reported by `on_error` (rate-limited, with its type and the frame) and the stream
+restarts; the worker goes on with the next frame.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from vdepth_ros.consistency import FlickerMonitor
+from vdepth_ros.encodings import info_signature
+from vdepth_ros.errors import InputError
+from vdepth_ros.inputs.assembly import FrameAssembler, UnsupportedImageError
+from vdepth_ros.inputs.resets import StreamResets
+from vdepth_ros.ros import conversions as conv
+from vdepth_ros.ros.diagnostics import LatencyStats, RateMeter, Watchdog
+from vdepth_ros.ros.intake import InputItem, InputSide
+from vdepth_ros.ros.outputs import OutputPublishers
+from vdepth_ros.ros.worker import RateLimitedLog
+
+
+class FrameProcessor:
+    """One camera stream's frames through the pipeline to the outputs (worker thread).
+
+    Args:
+        pipeline: the camera's `DepthPipeline`.
+        params: the node's ROS parameters.
+        intake: where the frames and their sparse samples come from.
+        outputs: where the `DepthFrame`s go.
+        log: the node's rate-limited log.
+        watchdog: told about every published frame.
+        now_ns: the node's clock (latency = publish time - image stamp).
+    """
+
+    def __init__(
+        self,
+        pipeline: Any,
+        params: dict[str, Any],
+        intake: InputSide,
+        outputs: OutputPublishers,
+        log: RateLimitedLog,
+        watchdog: Watchdog,
+        now_ns: Callable[[], int],
+    ) -> None:
+        self.pipeline, self.p, self.intake, self.outputs, self.log = pipeline, params, intake, outputs, log
+        self._watchdog, self._now_ns = watchdog, now_ns
+        self.assembler = FrameAssembler(
+            rectify=params["rectify"],
+            sparse_depth=params["sparse_depth"],
+            max_input_pixels=params["max_input_pixels"],
+            report=self._report,
+        )
+        self.flicker = FlickerMonitor(params["flicker_period"])
+        self.stream = StreamResets(int(params["max_gap"] * 1e9))
+        self.resets: dict[str, int] = {}
+        self.output_rate = RateMeter()
+        self.latency, self.window_latency = LatencyStats(), LatencyStats()
+        self.last_fit: Any = None
+        self.stop = threading.Event()  # the node is stopping: no more waiting or publishing
+        self.on_first_output: Callable[[], None] | None = None
+
+    def _report(self, kind: str, message: str) -> None:
+        """The assembler's notes: distortion once at INFO, the rest as rate-limited errors."""
+        if kind == "distortion":
+            self.log.info("distortion", message)
+        elif kind == "pose":
+            self.log.error(
+                "pose",
+                f"no metric points for this frame: {message} (camera_pose is looked up within sparse_depth_slop = "
+                f"{self.p['sparse_depth_slop']} s of the image; camera_info is needed too)",
+            )
+        elif kind == "sparse":
+            self.log.error("sparse", f"ignoring sparse_depth: {message}")
+        else:
+            self.log.error(kind, message)
+
+    # -- one frame ---------------------------------------------------------------------------
+    def process(self, item: InputItem) -> None:
+        """Assemble one input, run it through the pipeline and publish what comes out; a frame that
+        cannot be used is dropped with a rate-limited error. Other exceptions go to `on_error`."""
+        sparse, pose = self.intake.sample_for(item, self.stop)
+        try:
+            frame = self.assembler.assemble(
+                item.image, item.stamp_ns, item.info, sparse, pose, meta=conv.copy_header(item.image.header)
+            )
+        except InputError as err:
+            kind = "unsupported" if isinstance(err, UnsupportedImageError) else "input"
+            self.log.error(f"{kind}:{getattr(item.image, 'encoding', 'compressed')}", f"dropping input frame: {err}")
+            return
+        self.flicker.add_image(item.stamp_ns, frame.rgb)
+        info = None if self.assembler.info is None else info_signature(self.assembler.info)
+        reason = self.stream.update(frame.rgb.shape[:2], item.stamp_ns, info, item.previous_input_ns)
+        if reason:
+            self.restart(reason, flush=True, pipeline=not reason.startswith("resolution"))
+        t0 = time.monotonic()
+        frames = self.pipeline.push(frame)
+        if frames:
+            self.window_latency.add(time.monotonic() - t0)
+        for out in frames:
+            self.publish(out)
+
+    def on_error(self, item: InputItem, err: BaseException) -> None:
+        """`SupervisedWorker`'s report: rate-limited, with the type and the frame; the stream restarts."""
+        self.log.error(
+            f"worker:{type(err).__name__}",
+            f"depth pipeline failed on the frame stamped {item.stamp_ns} ({type(err).__name__}: {err}); "
+            "the stream restarts and the node goes on",
+        )
+        self.restart(f"pipeline error: {type(err).__name__}")
+
+    def publish(self, frame: Any) -> None:
+        if self.stop.is_set():
+            return  # shutting down: the context may already be going
+        if not self.outputs.publish(frame):
+            return
+        self.last_fit = frame.fit
+        values = frame.depth if frame.depth is not None else frame.disparity
+        self.flicker.add_depth(frame.stamp_ns, frame.index, values, time.monotonic())
+        if self.output_rate.total == 0 and self.on_first_output is not None:
+            self.on_first_output()
+        self.output_rate.tick()
+        self._watchdog.output()
+        self.latency.add((self._now_ns() - frame.stamp_ns) / 1e9)
+
+    # -- restarts ----------------------------------------------------------------------------
+    def restart(self, reason: str, *, flush: bool = False, pipeline: bool = True) -> None:
+        """Count and log (rate-limited per kind) a restart, publish what the old stream still holds
+        (`flush`), then reset the pipeline and the per-stream helpers."""
+        kind = reason.split(":")[0]
+        self.resets[kind] = self.resets.get(kind, 0) + 1
+        self.log.warning(f"restart:{kind}", f"restarting the depth stream: {reason}")
+        self.assembler.reset()
+        self.flicker.reset()
+        if not pipeline:
+            return
+        try:
+            if flush:
+                for out in self.pipeline.flush():
+                    self.publish(out)
+        except Exception as err:
+            self.log.error("flush", f"flushing the old stream failed ({type(err).__name__}: {err})")
+        self.pipeline.reset(reason)
+
+    def new_stream(self) -> None:
+        """Forget the stream (a deactivation): the next activation starts clean."""
+        self.stream = StreamResets(int(self.p["max_gap"] * 1e9))
+        self.pipeline.reset("deactivated")
+        self.assembler.reset()
+        self.flicker.reset()

@@ -1,0 +1,133 @@
+"""Start-up: check what the node will read before reading it, warm the model up, and say where the
+time to the first `/depth` went.
+
+A bad file stops the node with one line, `cannot start: <file>: <reason>`, and exit status 2 (as
+an invalid parameter does), never a traceback: the params files (`check_params_files`, before
+rclpy parses them) and every model file (`vdepth_ros.runtime.checks`). The start-up log then
+breaks the time to the first output into imports, model load, warm-up inference (one window run at
+configure, so the first camera window is not the slow one), discovery (activation to the first
+image) and the first window (first image to first output).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from vdepth_ros.errors import VdepthError
+
+
+class StartupError(VdepthError):
+    """The node cannot start; the message is "<file or argument>: <reason>"."""
+
+
+def process_age_s() -> float | None:
+    """Seconds since this process started (Linux: /proc), or None where that is not known."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        start_ticks = int(fields[19])  # field 22 of stat(5), counted after the ")" of the name
+        uptime = time.clock_gettime(time.CLOCK_BOOTTIME)
+        return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
+class StartupClock:
+    """Durations of the start-up steps, for the log line and `benchmarks/node_startup.py`."""
+
+    def __init__(self) -> None:
+        age = process_age_s()
+        self.process_start = time.monotonic() - (age or 0.0)
+        self.steps: dict[str, float] = {}
+
+    def imports_done(self) -> None:
+        """`vdepth-node`'s `main` runs: the interpreter, rclpy and the node's modules are loaded."""
+        age = process_age_s()
+        if age is not None:
+            self.steps["imports"] = age
+
+    def add(self, step: str, seconds: float) -> None:
+        self.steps[step] = self.steps.get(step, 0.0) + seconds
+
+    def since_start(self) -> float:
+        return time.monotonic() - self.process_start
+
+    def line(self) -> str:
+        parts = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in self.steps.items())
+        return f"start-up: {parts}; ready {self.since_start():.2f} s after the process started"
+
+
+#: One clock per process: the steps of every camera of `--cameras` add up in it.
+CLOCK = StartupClock()
+
+
+def warm_up(engine: Any) -> float:
+    """Run one window of zeros through `engine` (first-call allocations, kernel selection) and
+    return the seconds it took; a shared engine is warmed once."""
+    loaded = getattr(engine, "inner", engine)  # a SharedEngine: the engine it shares
+    if getattr(loaded, "_vdepth_warm", False):
+        return 0.0
+    spec = engine.input_spec
+    t0 = time.monotonic()
+    engine.infer(np.zeros((int(spec.frames), int(spec.height), int(spec.width), 3), np.uint8))
+    with contextlib.suppress(AttributeError):  # an engine with __slots__: warmed again next time, harmless
+        loaded._vdepth_warm = True
+    return time.monotonic() - t0
+
+
+def params_files(argv: list[str]) -> list[str]:
+    """The `--params-file` arguments inside `--ros-args` sections of `argv`."""
+    files, in_ros = [], False
+    for i, arg in enumerate(argv):
+        if arg == "--ros-args":
+            in_ros = True
+        elif arg == "--":
+            in_ros = False
+        elif in_ros and arg == "--params-file" and i + 1 < len(argv):
+            files.append(argv[i + 1])
+    return files
+
+
+def check_params_files(argv: list[str]) -> None:
+    """Check every `--params-file` the way rcl will read it: the file exists and is a YAML mapping of
+    node names (or `/**`) to `ros__parameters` mappings.
+
+    Raises:
+        StartupError: "<file>: <reason>".
+    """
+    for name in params_files(argv):
+        path = Path(name)
+        if not path.is_file():
+            raise StartupError(f"{name}: no such params file")
+        try:
+            doc = yaml.safe_load(path.read_text())
+        except (OSError, UnicodeDecodeError) as err:
+            raise StartupError(f"{name}: cannot be read ({err})") from None
+        except yaml.YAMLError as err:
+            raise StartupError(f"{name}: not valid YAML ({' '.join(str(err).split())})") from None
+        if not isinstance(doc, dict) or not doc:
+            raise StartupError(f"{name}: a params file maps node names (or /**) to ros__parameters")
+        problem = _section_problem(doc, "")
+        if problem:
+            raise StartupError(f"{name}: {problem}")
+
+
+def _section_problem(section: Any, where: str) -> str | None:
+    """What is wrong with a (possibly namespace-nested) params-file section, or None."""
+    if not isinstance(section, dict) or not section:
+        return f"section {where or '/'!r} has no 'ros__parameters:' mapping"
+    if "ros__parameters" in section:
+        if not isinstance(section["ros__parameters"], dict):
+            return f"'ros__parameters' of {where!r} must be a mapping of parameter names to values"
+        return None
+    for key, value in section.items():
+        problem = _section_problem(value, f"{where}/{key}".replace("//", "/"))
+        if problem:
+            return problem
+    return None

@@ -1,0 +1,118 @@
+"""What one camera's node reports: the `/diagnostics` status (rates, latency, losses, fit, watchdog)
+and the one-time start-up lines (first image, first output)."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+from diagnostic_msgs.msg import DiagnosticArray
+
+from vdepth_ros.ros.diagnostics import level_for, make_array, make_status
+from vdepth_ros.ros.startup import CLOCK
+from vdepth_ros.runtime.shared import SharedEngine
+
+
+class StatusReporter:
+    """/diagnostics of one `_DepthNodeCore` (its `intake`, `processor`, `outputs`, `watchdog`, `log`)."""
+
+    def __init__(self, node: Any) -> None:
+        self.node = node
+        self.publisher = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        node.intake.on_first_image = self._first_image
+        node.processor.on_first_output = self._first_output
+        self.restart()
+
+    def restart(self) -> None:
+        self._drops_reported = 0
+        self._lost_reported = self.node.intake.loss.lost
+        self._activated = time.monotonic()
+        self._first_image_at: float | None = None
+
+    def destroy(self) -> None:
+        self.node.destroy_publisher(self.publisher)
+
+    def note_activation(self) -> None:
+        self._activated = time.monotonic()
+
+    def _first_image(self) -> None:
+        self._first_image_at = time.monotonic()
+        CLOCK.add("discovery", self._first_image_at - self._activated)
+        self.node.get_logger().info(
+            f"first image {self._first_image_at - self._activated:.2f} s after activation (discovery and camera); "
+            f"{CLOCK.since_start():.2f} s after the process started"
+        )
+
+    def _first_output(self) -> None:
+        first = self._first_image_at or self._activated
+        self.node.get_logger().info(
+            f"first output {time.monotonic() - first:.2f} s after the first image (one window of "
+            f"{self.node.pipeline.schedule['first_window']} frames and its inference); "
+            f"{CLOCK.since_start():.2f} s after the process started"
+        )
+
+    def values(self) -> dict[str, Any]:
+        """The numbers reported on /diagnostics (also used by the benchmark)."""
+        node, intake, proc = self.node, self.node.intake, self.node.processor
+        lat, win = proc.latency.summary(), proc.window_latency.summary()
+        values: dict[str, Any] = {
+            "input rate [Hz]": intake.rate.rate(),
+            "output rate [Hz]": proc.output_rate.rate(),
+            "latency median [s]": lat["median"],
+            "latency p95 [s]": lat["p95"],
+            "window latency median [s]": win["median"],
+            "window latency max [s]": win["max"],
+            "queued": len(intake.queue),
+            "dropped (queue full)": intake.queue.dropped,
+            "lost before the node": intake.loss.lost,
+            "camera period [s]": (intake.loss.period_ns or 0) / 1e9,
+            "skipped (no subscribers)": intake.skipped,
+            "input errors": node.log.errors,
+            "worker errors": node.worker.errors if node.worker is not None else 0,
+            "camera_info synced/cached/none": "/".join(str(intake.sync.counts[k]) for k in intake.sync.counts),
+            "camera_info refused": proc.assembler.refused_infos,
+            "resets": ", ".join(f"{k}={v}" for k, v in sorted(proc.resets.items())) or "0",
+            "qos incompatible events": node.qos_reporter.events,
+            "publish": node.outputs.policy,
+            "flicker (flow warping error)": "off"
+            if not proc.flicker.enabled
+            else ("no measurement yet" if proc.flicker.mean is None else round(proc.flicker.mean, 5)),
+        }
+        engine = getattr(node.pipeline, "engine", None)
+        if node.engine_pool is not None and isinstance(engine, SharedEngine):
+            values["engine shared by (cameras)"] = node.engine_pool.users(engine)
+            values["engine wait [s]"] = round(engine.wait_s, 3)
+        if dataclasses.is_dataclass(proc.last_fit):  # every FitInfo field, whatever it holds
+            for key, val in dataclasses.asdict(proc.last_fit).items():
+                if val is None or isinstance(val, (int, float, str, bool)):
+                    values[f"fit {key}"] = val
+        stats = getattr(node.pipeline, "stats", None)
+        for key, val in vars(stats).items() if hasattr(stats, "__dict__") else []:
+            if isinstance(val, (int, float, str, bool)):
+                values[f"pipeline {key}"] = val
+        return values
+
+    def publish(self) -> None:
+        """Publish one DiagnosticArray; a failure is logged (rate-limited), never raised."""
+        node = self.node
+        try:
+            values = self.values()
+            queue, loss = node.intake.queue, node.intake.loss
+            drops, self._drops_reported = queue.dropped - self._drops_reported, queue.dropped
+            lost, self._lost_reported = loss.lost - self._lost_reported, loss.lost
+            level, message = level_for(
+                values["input rate [Hz]"],
+                values["output rate [Hz]"],
+                drops,
+                bool(getattr(node.processor.last_fit, "degenerate", False)),
+                node.intake.rate.rate() > 0,
+                stalled_s=node.watchdog.stalled_s(),
+                lost_recent=lost,
+                last_error=node.log.last_error,
+            )
+            fqn = node.get_fully_qualified_name()
+            status = make_status(f"{fqn}: depth stream", fqn, level, message, values)
+            self.publisher.publish(make_array(node.get_clock().now().to_msg(), [status]))
+        except Exception as err:
+            node.log.error("diagnostics", f"diagnostics failed: {err!r}")
