@@ -51,7 +51,14 @@ setup(
     name=PACKAGE,
     version="0.1.0",
     packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"])
-    + ["vdepth_export", "vdepth_training", "vdepth_training.data", "vdepth_training.data.synthetic"],
+    + [
+        "vdepth_export",
+        "vdepth_training",
+        "vdepth_training.data",
+        "vdepth_training.data.synthetic",
+        "vdepth_training.losses",
+        "vdepth_training.recipes",
+    ],
     package_dir={"vdepth_export": "export", "vdepth_training": "training"},
     package_data={PACKAGE: ["py.typed"]},
     data_files=[

@@ -11,12 +11,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from vdepth_training.config import build_dataset, build_sources, load_config
-from vdepth_training.data.dataset import collate_clips
+from training_support import CONFIGS, fresh_accelerate  # noqa: F401 - autouse fixture
+from vdepth_training.config import load_config
 from vdepth_training.recipes import get_recipe
 from vdepth_training.trainer import Trainer
-
-CONFIGS = Path(__file__).resolve().parent.parent / "training" / "configs"
 
 
 def family_landed(family: str) -> bool:
@@ -45,10 +43,9 @@ def run_tiny(name: str, tmp_path: Path, min_drop: float) -> None:
     trainer = Trainer(cfg, tmp_path)
     torch.manual_seed(cfg["training"]["seed"])
     model = trainer.recipe.build_model()
-    stage = cfg["stages"][0]
-    ds = build_dataset(cfg, stage, build_sources(cfg["data"]), seed=cfg["training"]["seed"],
-                       normalization=trainer.recipe.normalization)  # fmt: skip
-    batch = collate_clips([ds[0]])
+    trainer.recipe.configure_stage(model, trainer.plan[0])
+    trainer.recipe.start_stage(trainer.plan[0])
+    batch = trainer.recipe.batches(trainer.plan[0])[0]
     model.train()
     before = fixed_batch_loss(trainer.recipe, model, batch)
     trainer.recipe.build_model = lambda: model  # type: ignore[method-assign]
@@ -108,6 +105,10 @@ def test_paper_schedules_in_configs() -> None:
     assert dvd["optimizer"]["lr"] == pytest.approx(1e-4) and dvd["data"]["size"] == [480, 640]
     assert [s["weight"] for s in dvd["data"]["sources"]] == [9, 1, 40, 10]
     assert dvd["stages"][0]["clip_length"] == [45, 45]
+    assert dvd["optimizer"]["weight_decay"] == pytest.approx(0.01)  # torch.optim.AdamW's default, as released
+    # one command runs DepthCrafter's three stages, the third on the synthetic sets
+    assert [s["layout"] for s in dc["stages"][2]["data"]["sources"]] == ["dynamic_replica"]
+    assert "data" not in dc["stages"][0] and "data" not in dc["stages"][1]
     fiff = load_config(CONFIGS / "fiffdepth.yaml")["loss"]
     assert (fiff["w_mae"], fiff["w_gm"], fiff["w_k"], fiff["gamma"]) == (1.0, 0.5, 0.2, 0.5)
 

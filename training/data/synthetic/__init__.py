@@ -35,7 +35,12 @@ from vdepth_training.data.synthetic.meshes import box_mesh, cylinder_mesh, quad_
 from vdepth_training.data.synthetic.renderer import Renderer, SyntheticClip, intrinsics_for, render_clip
 from vdepth_training.data.synthetic.scenes import Scene, SceneKind, SceneObject, random_scene
 from vdepth_training.data.synthetic.trajectories import look_at, random_trajectory
-from vdepth_training.data.synthetic.writer import to_sequence, write_sample_video, write_synthetic_dataset
+from vdepth_training.data.synthetic.writer import (
+    render_dataset,
+    to_sequence,
+    write_sample_video,
+    write_synthetic_dataset,
+)
 
 __all__ = [
     "IMAGE_TEXTURES",
@@ -57,6 +62,7 @@ __all__ = [
     "random_scene",
     "random_trajectory",
     "render_clip",
+    "render_dataset",
     "shade_texture",
     "sphere_mesh",
     "to_sequence",

@@ -3,12 +3,21 @@ sample video."""
 
 from __future__ import annotations
 
+import logging
+import math
+import multiprocessing
+import os
 import shutil
+import time
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 from vdepth_training.data.synthetic.renderer import SyntheticClip, render_clip
+
+log = logging.getLogger("vdepth_training")
 
 
 def to_sequence(clip: SyntheticClip):
@@ -48,7 +57,7 @@ def write_synthetic_dataset(
     for seed in seeds:
         d = Path(root) / f"{int(seed):06d}"
         if not (skip_existing and (d / META_NAME).is_file()):
-            tmp = d.with_name(d.name + ".tmp")
+            tmp = d.with_name(f"{d.name}.{os.getpid()}.tmp")  # several processes may render into root
             if tmp.exists():
                 shutil.rmtree(tmp)
             write_sequence(tmp, to_sequence(render_clip(int(seed), frames, height, width, style=style)))
@@ -57,6 +66,50 @@ def write_synthetic_dataset(
             tmp.rename(d)
         out.append(d)
     return out
+
+
+def render_dataset(
+    root: str | Path,
+    seeds: Sequence[int],
+    frames: int,
+    height: int,
+    width: int,
+    style: str = "basic",
+    *,
+    rank: int = 0,
+    world: int = 1,
+    workers: int = 1,
+) -> list[Path]:
+    """Render the seeds missing from `root`, shared between `world` processes and `workers` local
+    processes each; returns every seed's folder in seed order.
+
+    Resumable (complete folders are kept; a clip is renamed into place when done) and parallel:
+    process `rank` renders the missing ones of every `world`-th seed, so ranks of a training job (or several
+    nodes on a shared folder) split the work. Before the bulk, the first clip is timed and the
+    expected wall time logged (a warning above ten minutes); the caller waits for all ranks.
+    """
+    from vdepth_training.data.sequence import META_NAME
+
+    root = Path(root)
+    missing = [int(s) for s in seeds if not (root / f"{int(s):06d}" / META_NAME).is_file()]
+    mine = [int(s) for s in list(seeds)[rank::world] if int(s) in set(missing)]  # by position: no race
+    if mine:
+        start = time.perf_counter()
+        write_synthetic_dataset(root, mine[:1], frames, height, width, style=style)
+        per_clip = time.perf_counter() - start
+        eta = per_clip * math.ceil(len(missing) / (world * max(1, workers)))
+        if rank == 0:
+            level = logging.WARNING if eta > 600 else logging.INFO
+            log.log(level, "rendering %d missing synthetic clips (%d frames %dx%d, style %s) into %s on %d process(es) "
+                    "x %d worker(s): %.1f s per clip measured, about %.0f min", len(missing), frames, height, width,
+                    style, root, world, workers, per_clip, eta / 60)  # fmt: skip
+        render = partial(write_synthetic_dataset, root, frames=frames, height=height, width=width, style=style)
+        if workers > 1 and len(mine) > 2:
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+                list(pool.map(render, [[s] for s in mine[1:]]))
+        else:
+            render(mine[1:])
+    return [root / f"{int(s):06d}" for s in seeds]
 
 
 def write_sample_video(
