@@ -18,6 +18,7 @@ import logging
 import sys
 from pathlib import Path
 
+import torch
 from vdepth_training.config import load_config
 from vdepth_training.trainer import Trainer
 
@@ -78,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     final = out / "final"
     if final.is_dir():
         print(f"model: {final}")
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
     return 0
 
 

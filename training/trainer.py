@@ -31,6 +31,7 @@ Output folder::
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import logging
 import math
@@ -176,7 +177,9 @@ class Trainer:
                 self._save(acc, progress)
             model = acc.unwrap_model(wrapped).model
             acc.free_memory(wrapped, optimizer)
-        acc.end_training()
+        self._check_ranks_agree(acc, model)
+        for tracker in acc.trackers:  # not `end_training`: it ends the process group, which outlives one fit
+            tracker.finish()
         self.model = model
         return self.history
 
@@ -200,6 +203,9 @@ class Trainer:
         want_ds = bool(ds_file) or os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
         if want_ds and not is_deepspeed_available():
             raise RuntimeError("DeepSpeed was requested but is not installed: pip install 'vdepth_ros[deepspeed]'")
+        if want_ds and "LOCAL_RANK" not in os.environ:
+            raise RuntimeError("DeepSpeed was requested but no launcher started this process: run it under torchrun "
+                               "or `accelerate launch` (training/README.md), one process per GPU")  # fmt: skip
         cuda = torch.cuda.is_available()
         handlers: list[Any] = [DistributedDataParallelKwargs(find_unused_parameters=bool(tc["find_unused_parameters"]))]
         if not cuda and int(os.environ.get("WORLD_SIZE", "1")) > 1:  # CPU ranks (DeepSpeed too) talk over gloo
@@ -230,7 +236,27 @@ class Trainer:
                 ds_cfg["gradient_clipping"] = float(self.cfg["optimizer"].get("grad_clip") or 0.0)
         if tc.get("log_with"):
             acc.init_trackers("vdepth_training", config={"recipe": self.cfg["recipe"]})
+        log.info("process %d of %d (%s on %s, %s)", acc.process_index, acc.num_processes, acc.distributed_type,
+                 acc.device, self.cfg["recipe"])  # fmt: skip
         return acc
+
+    @staticmethod
+    def _check_ranks_agree(acc: Any, model: nn.Module) -> None:
+        """Data-parallel ranks must end with identical parameters: compare a digest of every
+        parameter's bytes across the ranks (a silent divergence would otherwise surface as a
+        model that depends on which rank saved it)."""
+        if acc.num_processes == 1:
+            return
+        digest = hashlib.blake2b(digest_size=8)
+        for name, p in model.named_parameters():
+            digest.update(name.encode())
+            digest.update(p.detach().float().cpu().contiguous().numpy().tobytes())
+        mine = int.from_bytes(digest.digest(), "little") & ((1 << 62) - 1)
+        digests = acc.gather(torch.tensor([mine], dtype=torch.int64, device=acc.device)).tolist()
+        if len(set(digests)) != 1:
+            raise RuntimeError(f"ranks ended with different parameters (digests {digests})")
+        log.info("process %d of %d: parameters identical on all ranks (digest %016x)", acc.process_index,
+                 acc.num_processes, mine)  # fmt: skip
 
     def _build_model(self, *, init: bool) -> nn.Module:
         torch.manual_seed(int(self.train_cfg["seed"]))

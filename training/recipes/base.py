@@ -157,12 +157,15 @@ class TrainingStep(nn.Module):
 
 
 def dpt_unused_parameters(model: nn.Module) -> list[str]:
-    """DINOv2's `mask_token` and the coarsest DPT fusion block's `residual_layer1` (see
-    `Recipe.unused_parameters`)."""
+    """DINOv2's `mask_token` and, for every DPT head (`head`, `dpt`, ...), its coarsest fusion
+    block's `residual_layer1` (see `Recipe.unused_parameters`)."""
     names = [n for n, _ in model.named_parameters()]
-    fusions = sorted({int(m.group(1)) for n in names if (m := re.match(r"head\.fusion\.(\d+)\.", n))})
-    coarsest = f"head.fusion.{fusions[-1]}.residual_layer1." if fusions else None
-    return [n for n in names if n.endswith("embeddings.mask_token") or (coarsest and n.startswith(coarsest))]
+    coarsest: dict[str, int] = {}
+    for n in names:
+        if m := re.match(r"^(.*?fusion)\.(\d+)\.", n):
+            coarsest[m.group(1)] = max(coarsest.get(m.group(1), 0), int(m.group(2)))
+    prefixes = tuple(f"{head}.{i}.residual_layer1." for head, i in coarsest.items())
+    return [n for n in names if n.endswith("embeddings.mask_token") or (prefixes and n.startswith(prefixes))]
 
 
 __all__ = ["LossOut", "Recipe", "TrainingStep", "depth_video", "dpt_unused_parameters"]

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 from vdepth_training import losses as L
 from vdepth_training.cache import cached
-from vdepth_training.recipes.base import LossOut, Recipe, Tensor, depth_video
+from vdepth_training.recipes.base import LossOut, Recipe, Tensor, depth_video, dpt_unused_parameters
 
 # -- DVD ---------------------------------------------------------------------------------------------------
 
@@ -175,6 +175,14 @@ class OneStepRecipe(Recipe):
                 kwargs = {**{k: v for k, v in tiny.items() if k not in ("unet", "vae", "image_encoder")}, **kwargs}
             student = OneStepDepth.from_teacher(teacher, **kwargs)
         return student.train()
+
+    def unused_parameters(self, model: nn.Module) -> list[str]:
+        """The decoder stage reads the UNet's features, never its output layers (`conv_norm_out`,
+        `conv_out`), and the DPT head's coarsest fusion has no residual input (`dpt_unused_parameters`)."""
+        if self.loss_cfg.get("stage", "unet") != "decoder":
+            return []
+        out = [n for n, _ in model.named_parameters() if n.startswith(("unet.conv_norm_out.", "unet.conv_out."))]
+        return out + dpt_unused_parameters(model)
 
     def _teacher_outputs(self, frames: Tensor, key: Tensor | None, want_decoder: bool) -> dict[str, Tensor]:
         """x̂_{0;5} (T, 4, h, w), ε, and for stage 2 d_t (T, H, W) + decoder features (T, C, s, s)."""
