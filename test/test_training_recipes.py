@@ -165,3 +165,57 @@ def test_gemdepth_stage_param_groups() -> None:
     )
     assert all(p.requires_grad for n, p in named.items() if n.startswith(("spatial_blocks", "time_blocks", "head.")) and
                "fusion.3.residual_layer1" not in n)  # fmt: skip
+
+
+def test_fiffdepth_needs_real_images_for_its_t_minus_1_term(tmp_path: Path) -> None:
+    """Without `data.pseudo` the full recipe refuses to run (the paper's loss has the term); with
+    an image folder and a labelling model folder the labels are made on the fly, cached by image,
+    and every batch is half synthetic, half real."""
+    import cv2
+    import numpy as np
+    from vdepth_training.data.pseudo import load_images
+
+    from vdepth_ros.models import build_model, family_class
+
+    full = load_config(CONFIGS / "fiffdepth.yaml")
+    full["data"].pop("pseudo")
+    with pytest.raises(ValueError, match=r"data\.pseudo"):
+        get_recipe(full)
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        cv2.imwrite(str(images / f"{i}.png"), rng.integers(0, 255, (40, 56, 3), dtype=np.uint8))
+    assert [len(s) for s in load_images(images)] == [1, 1]
+    build_model("vda", **family_class("vda").tiny_config()).save_pretrained(tmp_path / "labeller")
+    cfg = load_config(CONFIGS / "fiffdepth.yaml", tiny=True, overrides={
+        "data": {"pseudo": {"sources": [{"name": "real", "layout": "images", "root": str(images)}],
+                            "model": str(tmp_path / "labeller")}},
+        "training": {"latent_cache": str(tmp_path / "cache")}})  # fmt: skip
+    trainer = Trainer(cfg, tmp_path / "run")
+    recipe, stage = trainer.recipe, trainer.plan[0]
+    batch = recipe.batches(stage)[0]
+    assert batch["frames"].shape[0] == batch["pseudo/frames"].shape[0] and batch["pseudo/frames"].shape[1] == 1
+    assert not batch["pseudo/valid"].any()  # an image folder has no depth: the labeller provides it
+    model = recipe.build_model()
+    recipe.configure_stage(model, stage)
+    recipe.start_stage(stage)
+    loss, terms = recipe.loss(model, batch, torch.Generator().manual_seed(0))
+    assert torch.isfinite(loss) and {"t0_mae", "tm1_mae", "trajectory"} <= set(terms)
+    assert sorted(p.parent.name for p in (tmp_path / "cache").rglob("*.safetensors")).count("fiff_pseudo") == 1
+    calls = []
+    recipe.labeler = lambda *a: calls.append(a)  # a cache hit never runs the labeller again
+    again, _ = recipe.loss(model, batch, torch.Generator().manual_seed(0))
+    assert not calls and float(again.detach()) == float(loss.detach())
+
+
+def test_depthcrafter_stage_3_trains_on_its_own_sources() -> None:
+    """One command: the third stage's `data.sources` replace the realistic set (DepthCrafter §4.1)."""
+    from vdepth_training.stages import plan_stages
+
+    cfg = load_config(CONFIGS / "depthcrafter.yaml", tiny=True)
+    recipe = get_recipe(cfg)
+    plan = plan_stages(cfg)
+    names = [[s.name for s in recipe.batches(st).dataset.sources] for st in plan]
+    assert names == [["toy"], ["toy"], ["toy_synthetic"]]
+    assert not torch.equal(recipe.batches(plan[0])[0]["frames"][:, :1], recipe.batches(plan[2])[0]["frames"][:, :1])

@@ -216,3 +216,21 @@ def test_train_then_export_onnx(tmp_path: Path) -> None:
     Trainer(vda_tiny(), tmp_path).fit()
     result = export.export_onnx(tmp_path / "final", frames=4, height=28, width=42, evaldata=False, threads=1)
     assert result.onnx_path.is_file()
+
+
+@pytest.mark.slow
+def test_cache_only_prefills_every_stage(tmp_path: Path) -> None:
+    """`--cache-only` fills the cache for all three DepthCrafter stages (the third with its own
+    sources); the training run that follows never computes a cached latent again."""
+    over = {"training": {"latent_cache": str(tmp_path / "cache")},
+            "stages": [{"name": "s1", "steps": 1, "trainable": "all", "within": "unet", "clip_length": [2, 2]},
+                       {"name": "s2", "steps": 1, "trainable": "temporal", "within": "unet", "clip_length": [3, 3]},
+                       {"name": "s3", "steps": 1, "trainable": "spatial", "within": "unet", "clip_length": [3, 3],
+                        "data": {"sources": [{"name": "synthetic", "layout": "toy", "count": 1, "frames": 4,
+                                              "height": 64, "width": 64, "seed": 3}]}}]}  # fmt: skip
+    cfg = load_config(CONFIGS / "depthcrafter.yaml", tiny=True, overrides=over)
+    assert Trainer(cfg, tmp_path / "run").precompute_cache() == 3
+    assert len(list((tmp_path / "cache" / "dc_depth").iterdir())) == 3  # three different clips
+    trainer = Trainer(load_config(CONFIGS / "depthcrafter.yaml", tiny=True, overrides=over), tmp_path / "run")
+    trainer.fit()
+    assert trainer.recipe.cache.misses == 0 and trainer.recipe.cache.hits == 9  # 3 entries x 3 steps

@@ -22,14 +22,14 @@ from training_support import CONFIGS
 
 #: recipe -> (stage steps, global step to stop at before resuming); multi-stage stops cross boundaries
 SCHEDULES: dict[str, tuple[list[int], int]] = {
-    "vda": ([3], 2),
-    "gemdepth": ([2, 2], 3),  # resumes inside stage 2 (GEM frozen)
-    "dvd": ([3], 2),
-    "fiffdepth": ([3], 2),
-    "depthcrafter": ([2, 1, 1], 2),  # resumes at the stage-1/2 boundary
-    "onestep": ([3], 2),
-    "onestep_decoder": ([3], 2),
-    "default": ([1, 2], 2),  # a continue stage: the optimizer carries over
+    "vda": ([3], 2),  # three steps: checkpoint rotation, and a kill after the first checkpoint
+    "gemdepth": ([1, 2], 2),  # resumes inside stage 2 (GEM frozen)
+    "dvd": ([2], 1),
+    "fiffdepth": ([2], 1),
+    "depthcrafter": ([1, 1, 1], 1),  # resumes at the stage-1/2 boundary
+    "onestep": ([2], 1),
+    "onestep_decoder": ([2], 1),
+    "default": ([1, 1], 1),  # a continue stage: the optimizer carries over the boundary
 }
 
 
@@ -66,7 +66,7 @@ def default_tiny(root: Path) -> dict[str, Any]:
     cfg["training"].update(threads=1)
     cfg["stages"] = [
         {"name": "s1", "steps": 1, "lr": 3e-4, "warmup_steps": 1},
-        {"name": "s2", "steps": 2, "lr": 2e-4, "restart": False, "loss": {"w_frame_level": 2.0}},
+        {"name": "s2", "steps": 1, "lr": 2e-4, "restart": False, "loss": {"w_frame_level": 2.0}},
     ]
     return cfg
 
