@@ -1,6 +1,6 @@
 """Training step time with 1 process vs 2 processes (torchrun, DDP over gloo on CPU) at the same
-global batch: 2 ranks x 1 micro-batch against 1 process x 2 accumulated micro-batches, the same
-threads in all (1 process x 2 threads, 2 processes x 1 thread).
+global batch: 2 ranks x 1 micro-batch against 1 process x 2 accumulated micro-batches, with one
+process at 1 thread and at 2 threads (the same cores as the two ranks).
 
 It measures what data-parallel training costs and gains on this machine (gradient all-reduce,
 process start-up excluded: the first step of each run is dropped), with a recipe's tiny config::
@@ -9,8 +9,8 @@ process start-up excluded: the first step of each run is dropped), with a recipe
     .venv/bin/python benchmarks/train_scaling.py --quick         # 4 steps, 1 repeat
     .venv/bin/python benchmarks/train_scaling.py --recipe gemdepth --json out/train_scaling.json
 
-Prints min/median/max step time per setting, the speed-up of 2 processes (median 1-process step
-time / median 2-process step time at equal global batch) and the load average (the machine is
+Prints min/median/max step time per setting, the speed-up of each over 1 process x 1 thread
+(ratio of median step times at equal global batch) and the load average (the machine is
 shared: compare ratios from one run, not absolute times across runs). On a GPU node the same
 script with `--nproc 8` measures the 8-GPU step (`--device-count` is not needed: torchrun places
 one process per GPU when CUDA is present).
@@ -74,23 +74,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args(argv)
     steps, repeats = (4, 1) if args.quick else (args.steps, args.repeats)
-    times: dict[str, list[float]] = {"1 process": [], f"{args.nproc} processes": []}
+    n = args.nproc
+    settings = {"1 process x 1 thread": (1, 1), f"1 process x {n} threads": (1, n), f"{n} processes x 1 thread": (n, 1)}
+    times: dict[str, list[float]] = {name: [] for name in settings}
     loads = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        single = tiny_recipe(args.recipe, steps, folder, grad_accum=args.nproc)
-        multi = tiny_recipe(args.recipe, steps, folder, grad_accum=1)
-        for k in range(repeats):
-            times["1 process"] += run(single, folder / f"one{k}", 1, args.nproc)
-            times[f"{args.nproc} processes"] += run(multi, folder / f"many{k}", args.nproc, 1)
-            loads.append(os.getloadavg()[0])
+        configs = {
+            1: tiny_recipe(args.recipe, steps, folder, grad_accum=n),
+            n: tiny_recipe(args.recipe, steps, folder, 1),
+        }
+        for k in range(repeats):  # settings alternate, so load changes hit all of them
+            for i, (name, (nproc, threads)) in enumerate(settings.items()):
+                times[name] += run(configs[nproc], folder / f"run{k}_{i}", nproc, threads)
+                loads.append(os.getloadavg()[0])
     result = {name: stats(v) for name, v in times.items()}
-    speedup = result["1 process"]["median"] / result[f"{args.nproc} processes"]["median"]
-    report = {"recipe": args.recipe, "global_batch_micro_batches": args.nproc, "steps": steps, "repeats": repeats,
-              "step_seconds": result, "speedup_median": speedup, "load_average_1min": loads}  # fmt: skip
+    base = result["1 process x 1 thread"]["median"]
+    speedup = {name: base / s["median"] for name, s in result.items()}
+    report = {"recipe": args.recipe, "global_batch_micro_batches": n, "steps": steps, "repeats": repeats,
+              "step_seconds": result, "speedup_vs_1x1": speedup, "load_average_1min": loads}  # fmt: skip
     for name, s in result.items():
-        print(f"{name:>12}: step {s['median']:.3f} s median (min {s['min']:.3f}, max {s['max']:.3f}, n={s['n']})")
-    print(f"speed-up of {args.nproc} processes at equal global batch: {speedup:.2f}x")
+        print(f"{name:>22}: step {s['median']:.3f} s median (min {s['min']:.3f}, max {s['max']:.3f}, n={s['n']}), "
+              f"{speedup[name]:.2f}x")  # fmt: skip
     print(f"load average (1 min) during the runs: {', '.join(f'{x:.2f}' for x in loads)}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
