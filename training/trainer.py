@@ -164,7 +164,7 @@ class Trainer:
                 acc.load_state(str(ckpt))
                 assert progress.state_dict() == start, (progress.state_dict(), start)
                 self._saved_step, ckpt = progress.global_step, None
-            for stage in segment[segment.index(self.plan[max(progress.stage, segment[0].index)]) :]:
+            for stage in [st for st in segment if st.index >= progress.stage]:
                 if progress.stage != stage.index:
                     progress.stage, progress.stage_step = stage.index, 0
                 self._run_stage(acc, wrapped, optimizer, stage, progress, stop)
