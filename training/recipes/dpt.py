@@ -48,10 +48,13 @@ class GemDepthRecipe(VDARecipe):
     Camera supervision as in the released `compute_camera_loss`: L1 on translation (clamped at
     100) and quaternion, each averaged over frames and components, at every iteration of the
     camera head, weighted γ^(n−1−i) with γ = 0.6 (`loss.camera_gamma`; the last iteration weighs 1)
-    and averaged over the n iterations (`losses.camera_loss_iterations`). Poses (camera-from-world,
+    and averaged over the n iterations (`losses.camera_loss_iterations`; equal to the release's on
+    the same encodings, `test_gemdepth_camera_loss_matches_the_release`). Poses (camera-from-world,
     VGGT encoding) are expressed relative to frame 0 and their translations divided by the clip's
     mean translation norm, with the model's own `relative_to_first` / `normalize_translations`;
-    quaternions are sign-canonicalised (w ≥ 0). On a pose-free clip (or with `w_cam: 0`) the
+    quaternions are sign-canonicalised (w ≥ 0). A known difference, effect not measured: the
+    release divides only the GT translations (by their largest norm) and compares the raw
+    predicted encoding. On a pose-free clip (or with `w_cam: 0`) the
     camera outputs enter the loss with weight 0, as in the release, so the camera head still takes
     part in every backward pass (DDP needs no unused parameters). Stage 2 freezes the GEM (config
     `exclude`).
