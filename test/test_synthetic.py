@@ -131,7 +131,7 @@ def test_sequence_format_roundtrip(tmp_path) -> None:
 
 # -- the "rich" style --------------------------------------------------------------------------
 def test_image_texture_tiles_are_periodic_and_in_range() -> None:
-    from vdepth_training.data.synthetic import _dead_leaves_tile, _fractal_tile, _sample_tile
+    from vdepth_training.data.synthetic.materials import _dead_leaves_tile, _fractal_tile, _sample_tile
 
     rng = np.random.default_rng(0)
     u, v = rng.uniform(-3, 3, 500), rng.uniform(-3, 3, 500)
@@ -173,7 +173,7 @@ def test_rich_rooms_are_more_cluttered_and_use_image_textures() -> None:
 
 
 def test_aim_at_target_points_the_camera_at_a_nearby_object() -> None:
-    from vdepth_training.data.synthetic import _aim_at_target
+    from vdepth_training.data.synthetic.trajectories import _aim_at_target
 
     target = np.array([2.0, 1.0, 0.8])
     scene = Scene(objects=[], targets=np.stack([target, [40.0, 0.0, 0.0]]), style="rich")
@@ -242,3 +242,26 @@ def test_ambient_occlusion_darkens_the_floor_next_to_a_box_only_when_enabled() -
     assert lum["rich"][0] == pytest.approx(lum["rich"][1], rel=1e-5)  # flat ambient: no cue
     assert lum["rich_ao_muted"][0] < 0.85 * lum["rich_ao_muted"][1]  # occluded by the box's side
     assert lum["rich_ao_muted"][1] == pytest.approx(lum["rich"][1], rel=0.05)  # open floor: ~unoccluded
+
+
+def test_box_mesh_is_the_rotated_box_between_its_corners() -> None:
+    """`box_mesh` (trimesh.creation.box) is the closed box between `lo` and `hi` turned by `yaw`
+    about its vertical axis: the corner set, the volume and outward faces are those of the box.
+    Renders differ from the former hand-written mesh only by float rounding (depth within 7e-6 m
+    on 60x80 test clips: the corners are computed as centre +- half extent)."""
+    import math
+
+    import trimesh
+    from vdepth_training.data.synthetic import box_mesh
+
+    lo, hi, yaw = np.array([0.5, -1.0, 0.0]), np.array([1.7, -0.2, 0.9]), 0.6
+    verts, faces = box_mesh(lo, hi, yaw)
+    c = (lo + hi) / 2
+    rot = np.array([[math.cos(yaw), -math.sin(yaw), 0], [math.sin(yaw), math.cos(yaw), 0], [0, 0, 1]])
+    corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+    want = (corners - c) @ rot.T + c
+    assert verts.dtype == np.float32 and faces.shape == (12, 3)
+    dist = np.linalg.norm(verts[:, None].astype(np.float64) - want[None], axis=-1)
+    assert dist.min(axis=1).max() < 1e-6 and dist.min(axis=0).max() < 1e-6  # the same 8 corners
+    mesh = trimesh.Trimesh(verts.astype(np.float64), faces, process=False)
+    assert mesh.is_watertight and mesh.volume == pytest.approx(float(np.prod(hi - lo)), rel=1e-6)  # outward

@@ -144,13 +144,20 @@ def test_clip_dataset_deterministic_and_batch_consistent() -> None:
     for batch in batches:
         assert batch["frames"].shape[0] == 2 and 2 <= batch["frames"].shape[1] <= 6
         assert (batch["source"] == 0).all()  # weight-0 source never drawn
-    # index 8 + 5 is item 5 of epoch 1: a different clip; with fixed_clips the same clip
-    assert ds[13]["key"].tolist() == [3, 1, 5]
+    # index 8 + 5 is item 5 of epoch 1: a different clip; with fixed_clips the same clip, and the
+    # key (the latent-cache identity) is the clip's content: equal exactly when the clip is
+    assert not torch.equal(ds[13]["frames"], a["frames"]) and ds[13]["key"].tolist() != a["key"].tolist()
     ds.fixed_clips = True
-    assert torch.equal(ds[13]["frames"], a["frames"])
+    assert torch.equal(ds[13]["frames"], a["frames"]) and ds[13]["key"].tolist() == a["key"].tolist()
     stream = make_loader(ds, start_batch=3)
     first = next(iter(stream))
-    assert torch.equal(first["key"][:, 2], torch.tensor([6, 7]))
+    assert torch.equal(first["key"], torch.stack([ds[6]["key"], ds[7]["key"]]))
+    # whatever drew the clip (another seed, stage or rank) its content gives the key; a cut clip is another
+    from vdepth_training.data.dataset import clip_key
+
+    assert torch.equal(clip_key({**a, "source": torch.tensor(1)}), a["key"])
+    cut = {k: v[:1] if k in ("frames", "target", "valid") else v for k, v in a.items()}
+    assert not torch.equal(clip_key(cut), a["key"])
 
 
 def test_multi_aspect_crops_shared_within_a_batch() -> None:

@@ -11,12 +11,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from vdepth_training.config import build_dataset, build_sources, load_config
-from vdepth_training.data.dataset import collate_clips
+from training_support import CONFIGS, fresh_accelerate  # noqa: F401 - autouse fixture
+from vdepth_training.config import load_config
 from vdepth_training.recipes import get_recipe
 from vdepth_training.trainer import Trainer
-
-CONFIGS = Path(__file__).resolve().parent.parent / "training" / "configs"
 
 
 def family_landed(family: str) -> bool:
@@ -45,10 +43,9 @@ def run_tiny(name: str, tmp_path: Path, min_drop: float) -> None:
     trainer = Trainer(cfg, tmp_path)
     torch.manual_seed(cfg["training"]["seed"])
     model = trainer.recipe.build_model()
-    stage = cfg["stages"][0]
-    ds = build_dataset(cfg, stage, build_sources(cfg["data"]), seed=cfg["training"]["seed"],
-                       normalization=trainer.recipe.normalization)  # fmt: skip
-    batch = collate_clips([ds[0]])
+    trainer.recipe.configure_stage(model, trainer.plan[0])
+    trainer.recipe.start_stage(trainer.plan[0])
+    batch = trainer.recipe.batches(trainer.plan[0])[0]
     model.train()
     before = fixed_batch_loss(trainer.recipe, model, batch)
     trainer.recipe.build_model = lambda: model  # type: ignore[method-assign]
@@ -108,6 +105,10 @@ def test_paper_schedules_in_configs() -> None:
     assert dvd["optimizer"]["lr"] == pytest.approx(1e-4) and dvd["data"]["size"] == [480, 640]
     assert [s["weight"] for s in dvd["data"]["sources"]] == [9, 1, 40, 10]
     assert dvd["stages"][0]["clip_length"] == [45, 45]
+    assert dvd["optimizer"]["weight_decay"] == pytest.approx(0.01)  # torch.optim.AdamW's default, as released
+    # one command runs DepthCrafter's three stages, the third on the synthetic sets
+    assert [s["layout"] for s in dc["stages"][2]["data"]["sources"]] == ["dynamic_replica"]
+    assert "data" not in dc["stages"][0] and "data" not in dc["stages"][1]
     fiff = load_config(CONFIGS / "fiffdepth.yaml")["loss"]
     assert (fiff["w_mae"], fiff["w_gm"], fiff["w_k"], fiff["gamma"]) == (1.0, 0.5, 0.2, 0.5)
 
@@ -141,19 +142,80 @@ def test_matrix_to_quaternion_round_trip() -> None:
 
 
 def test_gemdepth_stage_param_groups() -> None:
+    from vdepth_training.stages import plan_stages, stage_lr
+
     cfg = load_config(CONFIGS / "gemdepth.yaml", tiny=True, overrides={"optimizer": {"lr": 1e-6, "lr_new": 1e-4}})
     if not family_landed("gemdepth"):
         pytest.skip("gemdepth family has not landed")
     recipe = get_recipe(cfg)
+    plan = plan_stages(cfg)
     model = recipe.build_model()
-    groups = recipe.configure_stage(model, cfg["stages"][0])
-    ids = {id(p): g["lr"] for g in groups for p in g["params"]}
+    groups = recipe.configure_stage(model, plan[0])
+    lrs = {id(p): stage_lr(plan[0], 0) * recipe.lr_scale(plan[0], g["role"]) for g in groups for p in g["params"]}
     named = dict(model.named_parameters())
-    assert ids[id(named["camera_token"])] == pytest.approx(1e-4)  # GEM: new module
-    assert ids[id(next(p for n, p in named.items() if n.startswith("time_blocks")))] == pytest.approx(1e-4)  # ASTT
-    assert ids[id(next(p for n, p in named.items() if n.startswith("backbone")))] == pytest.approx(1e-6)
-    recipe.configure_stage(model, cfg["stages"][1])  # stage 2: GEM frozen
+    assert lrs[id(named["camera_token"])] == pytest.approx(1e-4)  # GEM: new module
+    assert lrs[id(next(p for n, p in named.items() if n.startswith("time_blocks")))] == pytest.approx(1e-4)  # ASTT
+    assert lrs[id(next(p for n, p in named.items() if n.startswith("backbone.encoder")))] == pytest.approx(1e-6)
+    # never used by the forward: frozen, so DDP needs no find_unused_parameters
+    assert not named["backbone.embeddings.mask_token"].requires_grad
+    assert not any(p.requires_grad for n, p in named.items() if n.startswith("frame_blocks.1."))
+    recipe.configure_stage(model, plan[1])  # stage 2: GEM frozen
     assert not named["camera_token"].requires_grad and not any(
         p.requires_grad for n, p in named.items() if n.startswith(("frame_blocks", "global_blocks", "camera_head"))
     )
-    assert all(p.requires_grad for n, p in named.items() if n.startswith(("spatial_blocks", "time_blocks", "head.")))
+    assert all(p.requires_grad for n, p in named.items() if n.startswith(("spatial_blocks", "time_blocks", "head.")) and
+               "fusion.3.residual_layer1" not in n)  # fmt: skip
+
+
+def test_fiffdepth_needs_real_images_for_its_t_minus_1_term(tmp_path: Path) -> None:
+    """Without `data.pseudo` the full recipe refuses to run (the paper's loss has the term); with
+    an image folder and a labelling model folder the labels are made on the fly, cached by image,
+    and every batch is half synthetic, half real."""
+    import cv2
+    import numpy as np
+    from vdepth_training.data.pseudo import load_images
+
+    from vdepth_ros.models import build_model, family_class
+
+    full = load_config(CONFIGS / "fiffdepth.yaml")
+    full["data"].pop("pseudo")
+    with pytest.raises(ValueError, match=r"data\.pseudo"):
+        get_recipe(full)
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        cv2.imwrite(str(images / f"{i}.png"), rng.integers(0, 255, (40, 56, 3), dtype=np.uint8))
+    assert [len(s) for s in load_images(images)] == [1, 1]
+    build_model("vda", **family_class("vda").tiny_config()).save_pretrained(tmp_path / "labeller")
+    cfg = load_config(CONFIGS / "fiffdepth.yaml", tiny=True, overrides={
+        "data": {"pseudo": {"sources": [{"name": "real", "layout": "images", "root": str(images)}],
+                            "model": str(tmp_path / "labeller")}},
+        "training": {"latent_cache": str(tmp_path / "cache")}})  # fmt: skip
+    trainer = Trainer(cfg, tmp_path / "run")
+    recipe, stage = trainer.recipe, trainer.plan[0]
+    batch = recipe.batches(stage)[0]
+    assert batch["frames"].shape[0] == batch["pseudo/frames"].shape[0] and batch["pseudo/frames"].shape[1] == 1
+    assert not batch["pseudo/valid"].any()  # an image folder has no depth: the labeller provides it
+    model = recipe.build_model()
+    recipe.configure_stage(model, stage)
+    recipe.start_stage(stage)
+    loss, terms = recipe.loss(model, batch, torch.Generator().manual_seed(0))
+    assert torch.isfinite(loss) and {"t0_mae", "tm1_mae", "trajectory"} <= set(terms)
+    assert sorted(p.parent.name for p in (tmp_path / "cache").rglob("*.safetensors")).count("fiff_pseudo") == 1
+    calls = []
+    recipe.labeler = lambda *a: calls.append(a)  # a cache hit never runs the labeller again
+    again, _ = recipe.loss(model, batch, torch.Generator().manual_seed(0))
+    assert not calls and float(again.detach()) == float(loss.detach())
+
+
+def test_depthcrafter_stage_3_trains_on_its_own_sources() -> None:
+    """One command: the third stage's `data.sources` replace the realistic set (DepthCrafter §4.1)."""
+    from vdepth_training.stages import plan_stages
+
+    cfg = load_config(CONFIGS / "depthcrafter.yaml", tiny=True)
+    recipe = get_recipe(cfg)
+    plan = plan_stages(cfg)
+    names = [[s.name for s in recipe.batches(st).dataset.sources] for st in plan]
+    assert names == [["toy"], ["toy"], ["toy_synthetic"]]
+    assert not torch.equal(recipe.batches(plan[0])[0]["frames"][:, :1], recipe.batches(plan[2])[0]["frames"][:, :1])

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 from torch import nn
+from training_support import CONFIGS, fresh_accelerate  # noqa: F401 - autouse fixture
 from vdepth_training.config import deep_merge, load_config
 from vdepth_training.freeze import count_by_kind, layer_kind, set_trainable
 from vdepth_training.trainer import Trainer, check_loss_decreases, latest_checkpoint
-
-CONFIGS = Path(__file__).resolve().parent.parent / "training" / "configs"
+from vdepth_training.weights import read_weights
 
 
 class ToyST(nn.Module):
@@ -119,7 +119,8 @@ def test_resume_equals_uninterrupted(tmp_path: Path) -> None:
     h_straight = straight.fit()
     interrupted = Trainer(vda_tiny(**over), tmp_path / "b")
     interrupted.fit(max_steps=3)  # checkpoint at 2 (periodic) and 3 (on stop)
-    assert latest_checkpoint(tmp_path / "b").name == "step_00000003"
+    assert latest_checkpoint(tmp_path / "b").name == "checkpoint_3"
+    assert sorted(p.name for p in (tmp_path / "b" / "checkpoints").iterdir()) == ["checkpoint_2", "checkpoint_3"]
     resumed = Trainer(vda_tiny(**over), tmp_path / "b")
     h_resumed = resumed.fit(resume=True)
     assert [h["step"] for h in h_resumed] == [4]
@@ -147,16 +148,15 @@ def test_checkpoint_exports_to_a_model_folder(tmp_path: Path) -> None:
 
 
 def test_two_stages_switch_trainable_layers(tmp_path: Path) -> None:
-    from safetensors.torch import load_file
-
     over = {"stages": [
         {"name": "all", "steps": 1, "trainable": "all", "clip_length": [2, 2]},
         {"name": "spatial", "steps": 1, "trainable": "spatial", "clip_length": [2, 2]},
     ]}  # fmt: skip
     Trainer(vda_tiny(**over), tmp_path).fit(max_steps=1)  # stops at the stage boundary
     ckpt = latest_checkpoint(tmp_path)
-    assert json.loads((ckpt / "trainer_state.json").read_text())["stage"] == 1
-    after_stage1 = load_file(str(ckpt / "model.safetensors"))
+    # stage 0 done; the resumed run opens stage 1 with a fresh optimizer over its own parameters
+    assert json.loads((ckpt / "trainer_state.json").read_text()) == {"global_step": 1, "stage": 0, "stage_step": 1}
+    after_stage1 = read_weights(ckpt)
     trainer = Trainer(vda_tiny(**over), tmp_path)
     trainer.fit(resume=True)
     changed = {n for n, p in trainer.model.named_parameters() if not torch.equal(p.detach(), after_stage1[n])}
@@ -216,3 +216,21 @@ def test_train_then_export_onnx(tmp_path: Path) -> None:
     Trainer(vda_tiny(), tmp_path).fit()
     result = export.export_onnx(tmp_path / "final", frames=4, height=28, width=42, evaldata=False, threads=1)
     assert result.onnx_path.is_file()
+
+
+@pytest.mark.slow
+def test_cache_only_prefills_every_stage(tmp_path: Path) -> None:
+    """`--cache-only` fills the cache for all three DepthCrafter stages (the third with its own
+    sources); the training run that follows never computes a cached latent again."""
+    over = {"training": {"latent_cache": str(tmp_path / "cache")},
+            "stages": [{"name": "s1", "steps": 1, "trainable": "all", "within": "unet", "clip_length": [2, 2]},
+                       {"name": "s2", "steps": 1, "trainable": "temporal", "within": "unet", "clip_length": [3, 3]},
+                       {"name": "s3", "steps": 1, "trainable": "spatial", "within": "unet", "clip_length": [3, 3],
+                        "data": {"sources": [{"name": "synthetic", "layout": "toy", "count": 1, "frames": 4,
+                                              "height": 64, "width": 64, "seed": 3}]}}]}  # fmt: skip
+    cfg = load_config(CONFIGS / "depthcrafter.yaml", tiny=True, overrides=over)
+    assert Trainer(cfg, tmp_path / "run").precompute_cache() == 3
+    assert len(list((tmp_path / "cache" / "dc_depth").iterdir())) == 3  # three different clips
+    trainer = Trainer(load_config(CONFIGS / "depthcrafter.yaml", tiny=True, overrides=over), tmp_path / "run")
+    trainer.fit()
+    assert trainer.recipe.cache.misses == 0 and trainer.recipe.cache.hits == 9  # 3 entries x 3 steps

@@ -3,15 +3,18 @@
 The papers never run the frozen parts during training: DepthCrafter caches the VAE latents of video
 and depth (Supp. A.1, "latent caching"); the one-step student is distilled from cached 5-step
 teacher latents (003 §3.2.1, no decoding during training). `ClipDataset` gives every clip a key
-`(seed, epoch, index)`; with `data.fixed_clips: true` the same clips recur every epoch, so after the
-first pass (or after `python -m vdepth_training.train ... --latent-cache DIR --cache-only`) every
-lookup hits.
+a content hash of its frames and target (`dataset.clip_key`), so every rank and every stage that
+draws the same clip finds the same entry; with `data.fixed_clips: true` the same clips recur every
+epoch, so after the first pass (or after `python -m vdepth_training.train ... --cache-only`, which
+fills the cache for every stage, split across the ranks) every lookup hits.
 
-Files: `<root>/<name>/<seed>_<epoch>_<index>.safetensors` holding one tensor `"value"` per clip.
+Files: `<root>/<name>/<key hex>.safetensors` holding one tensor `"value"` per clip; a write goes to
+a temporary file renamed into place, so ranks that compute the same entry never see a torn file.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,8 +34,8 @@ class LatentCache:
         self.misses = 0
 
     def path(self, name: str, key: torch.Tensor) -> Path:
-        seed, epoch, index = (int(v) for v in key.tolist())
-        return self.root / name / f"{seed}_{epoch}_{index}.safetensors"
+        """The file of entry `name` for one clip key (`dataset.clip_key`, any int64 vector)."""
+        return self.root / name / ("".join(f"{int(v):016x}" for v in key.tolist()) + ".safetensors")
 
     def get_or_compute(self, name: str, keys: torch.Tensor, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
         """`compute()` -> (B, ...) for the batch, unless every item of `keys` (B, 3) is cached.
@@ -49,7 +52,7 @@ class LatentCache:
         value = compute()
         for p, v in zip(paths, value, strict=True):
             p.parent.mkdir(parents=True, exist_ok=True)
-            tmp = p.with_suffix(".tmp")
+            tmp = p.with_name(f"{p.stem}.{os.getpid()}.tmp")  # one per process: ranks may race
             save_file({"value": v.detach().to("cpu").contiguous()}, str(tmp))
             tmp.replace(p)  # atomic: a crash never leaves a truncated entry
         return value

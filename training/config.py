@@ -8,6 +8,7 @@ section that is deep-merged over the rest by `--tiny` (dicts merge, lists and sc
 from __future__ import annotations
 
 import copy
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +20,22 @@ from vdepth_training.data.layouts import load_layout
 from vdepth_training.data.toy import load_toy
 from vdepth_training.data.transforms import GEMDEPTH_ASPECTS
 
-SECTIONS = ("recipe", "model", "data", "optimizer", "training", "loss", "stages", "tiny", "deepspeed")
+log = logging.getLogger("vdepth_training")
+
+#: the bundled default model's recipe (v7)
+DEFAULT_RECIPE = Path(__file__).resolve().parent / "configs" / "default_v7.yaml"
+
+SECTIONS = ("recipe", "model", "data", "optimizer", "training", "loss", "stages", "augment", "tiny")
 
 DEFAULT_TRAINING: dict[str, Any] = {
-    "batch_size": 1,
+    "batch_size": 1,  # per process and micro-step
+    "deepspeed": None,  # a DeepSpeed JSON config (ZeRO-2: configs/deepspeed_zero2.json); unusable = an error
+    "init": None,  # weights to start from: a model folder, a checkpoint folder or a legacy checkpoint.pt
+    "init_new_modules": [],  # modules absent from `init` (they keep their initialisation)
+    "threads": None,  # torch intra-op threads per process (None: torch's default)
+    "stop_at": None,  # end the run at this global step, as if the stages ended there
+    "export_weights_dtype": None,  # e.g. float16: the final model's stored weights
+    "latent_cache": None,
     "grad_accum": 1,
     "mixed_precision": "no",
     "gradient_checkpointing": False,
@@ -32,6 +45,7 @@ DEFAULT_TRAINING: dict[str, Any] = {
     "keep_checkpoints": 3,
     "num_workers": 0,
     "log_with": None,
+    "find_unused_parameters": False,  # DDP; recipes freeze what they never use instead (Recipe.unused_parameters)
 }
 DEFAULT_OPTIMIZER: dict[str, Any] = {
     "name": "adamw",
@@ -41,6 +55,8 @@ DEFAULT_OPTIMIZER: dict[str, Any] = {
     "weight_decay": 0.0,
     "grad_clip": None,
     "warmup_steps": 0,
+    "schedule": "constant",  # or "cosine" (to min_lr_ratio x lr over each stage; `stages.stage_lr`)
+    "min_lr_ratio": 0.05,
     "new_params": None,
     "lr_new": None,
 }
@@ -64,6 +80,11 @@ def load_config(path: str | Path, *, tiny: bool = False, overrides: dict[str, An
         ValueError: unknown section, no stages, a stage without positive `steps`, or no recipe.
     """
     raw = yaml.safe_load(Path(path).read_text()) or {}
+    if "train" in raw and "recipe" not in raw:  # the former train_default schema
+        from vdepth_training.legacy import convert_train_default
+
+        log.warning("%s uses the former train_default schema; read as recipe `default` (see training/README.md)", path)
+        raw = convert_train_default(raw)
     unknown = set(raw) - set(SECTIONS)
     if unknown:
         raise ValueError(f"{path}: unknown sections {sorted(unknown)}; known: {SECTIONS}")
@@ -88,7 +109,6 @@ def load_config(path: str | Path, *, tiny: bool = False, overrides: dict[str, An
         if int(st.get("steps", 0)) <= 0:
             raise ValueError(f"{path}: stage {i} ({st.get('name')}) needs steps > 0")
         st.setdefault("name", f"stage{i + 1}")
-        st.setdefault("trainable", "all")
     return cfg
 
 

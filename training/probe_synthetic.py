@@ -3,8 +3,11 @@ training never saw, against the constant and row-ramp baselines (same metric cod
 
 It answers "did the network learn the renders?" before anyone spends time on the real evaluation::
 
-    python -m vdepth_training.probe_synthetic runs/default2/checkpoint.pt \\
+    python -m vdepth_training.probe_synthetic runs/default2/checkpoints/checkpoint_4500 \\
         --config training/configs/default_v2_convstem.yaml
+
+The checkpoint may be any weights `weights.read_weights` reads (a checkpoint folder, a model
+folder such as `<run>/final`, or a former `train_default` `checkpoint.pt`).
 
 Clips: seeds 777001, 777002, 777005, 777011, 777013, 777020 (outside every training seed range),
 8 frames at 120x160, run through the model at 168x224 as one window, compared at 120x160;
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -33,14 +37,14 @@ def probe(
     if frame_step < 1:
         raise ValueError(f"frame_step must be >= 1, got {frame_step}")
     import cv2
+    from vdepth_training.config import build_family_model, load_config
     from vdepth_training.data.synthetic import render_clip
-    from vdepth_training.train_default import build_model, load_config
+    from vdepth_training.weights import read_weights
 
     from vdepth_ros.eval.metrics import constant_prediction, evaluate_sequence
 
-    model = build_model(load_config(config))
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    model.load_state_dict(state["model"])
+    model = build_family_model(load_config(config))
+    model.load_state_dict(read_weights(checkpoint))
     model.eval()
     res: dict[str, list[float]] = {"model": [], "constant": [], "row_ramp": [], "model_nearness_gain": []}
     for seed in SEEDS:
@@ -60,23 +64,33 @@ def probe(
             res["model_nearness_gain"].append(m.nearness_gain)
         res["constant"].append(evaluate_sequence(constant_prediction(depth.shape), depth, 10.0).abs_rel)
         res["row_ramp"].append(evaluate_sequence(np.ascontiguousarray(ramp), depth, 10.0).abs_rel)
-    out: dict[str, float | None] = {"step": int(state["step"])}
+    out: dict[str, float | None] = {"step": checkpoint_step(checkpoint)}
     for k, v in res.items():
         out[k] = round(float(np.mean(v)), 4) if v else None  # None: no clip defines it
     return out
 
 
+def checkpoint_step(checkpoint: str) -> int | None:
+    """The global step a checkpoint was taken at (None for a model folder)."""
+    path = Path(checkpoint)
+    if (path / "trainer_state.json").is_file():
+        return int(json.loads((path / "trainer_state.json").read_text())["global_step"])
+    if path.suffix == ".pt":
+        return int(torch.load(path, map_location="cpu", weights_only=True)["step"])
+    return None
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("checkpoint", help="checkpoint.pt written by train_default")
+    ap.add_argument("checkpoint", help="a checkpoint folder of the run (or its final/ model folder)")
     ap.add_argument("--config", default=None, help="the run's recipe YAML (default: the shipped default_v7.yaml)")
     ap.add_argument("--style", default="basic", help="render style of the held-out clips (basic, rich)")
     ap.add_argument("--frame-step", type=int, default=1, help="keep every N-th rendered frame (faster motion)")
     args = ap.parse_args(argv)
-    from vdepth_training.train_default import DEFAULT_CONFIG
+    from vdepth_training.config import DEFAULT_RECIPE
 
     torch.set_num_threads(1)
-    out = probe(args.checkpoint, args.config or str(DEFAULT_CONFIG), style=args.style, frame_step=args.frame_step)
+    out = probe(args.checkpoint, args.config or str(DEFAULT_RECIPE), style=args.style, frame_step=args.frame_step)
     print(json.dumps({**out, "style": args.style, "frame_step": args.frame_step}))
 
 

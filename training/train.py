@@ -1,7 +1,9 @@
 """Entry point: `python -m vdepth_training.train --config training/configs/<recipe>.yaml [--tiny] [--resume]`.
 
-Multi-GPU (DeepSpeed ZeRO-2, as DepthCrafter trained)::
+The same command runs in one process, under `torchrun` (one launcher per node) or under
+`accelerate launch` (DDP or DeepSpeed ZeRO-2); see training/README.md and `training/launch/`::
 
+    torchrun --standalone --nproc_per_node 8 -m vdepth_training.train --config training/configs/vda.yaml
     accelerate launch --config_file training/configs/accelerate_zero2.yaml \\
         -m vdepth_training.train --config training/configs/depthcrafter.yaml
 
@@ -16,6 +18,7 @@ import logging
 import sys
 from pathlib import Path
 
+import torch
 from vdepth_training.config import load_config
 from vdepth_training.trainer import Trainer
 
@@ -28,21 +31,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--output", type=Path, default=None, help="output folder (default: runs/<config stem>[-tiny])")
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many global steps (checkpointed)")
     p.add_argument("--latent-cache", type=Path, default=None, help="cache frozen-encoder/teacher latents here")
-    p.add_argument("--cache-only", action="store_true", help="fill the latent cache for stage 1's clips and exit")
+    p.add_argument("--cache-only", action="store_true", help="fill the latent cache for every stage's clips and exit")
+    p.add_argument("--data", type=Path, default=None, help="recipe default: folder of the rendered clips")
+    p.add_argument("--deepspeed", type=Path, default=None, help="DeepSpeed JSON config (sets training.deepspeed)")
     p.add_argument(
         "--export-checkpoint",
         type=Path,
         default=None,
-        help="write a checkpoints/step_* folder as a vdepth_ros model to <output>/export and exit",
+        help="write a checkpoint (or model/weights file) as a vdepth_ros model to <output>/export and exit",
     )
+    p.add_argument("--weights-fp16", action="store_true", help="store exported weights as float16")
     return p.parse_args(argv)
+
+
+def overrides_from(args: argparse.Namespace) -> dict:
+    """Command-line settings as config overrides."""
+    training: dict = {}
+    if args.latent_cache:
+        training["latent_cache"] = str(args.latent_cache)
+    if args.deepspeed:
+        training["deepspeed"] = str(args.deepspeed)
+    if args.weights_fp16:
+        training["export_weights_dtype"] = "float16"
+    out: dict = {"training": training} if training else {}
+    if args.data:
+        out["data"] = {"root": str(args.data)}
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
-    overrides = {"training": {"latent_cache": str(args.latent_cache)}} if args.latent_cache else None
-    cfg = load_config(args.config, tiny=args.tiny, overrides=overrides)
+    cfg = load_config(args.config, tiny=args.tiny, overrides=overrides_from(args) or None)
     out = args.output or Path("runs") / (args.config.stem + ("-tiny" if args.tiny else ""))
     trainer = Trainer(cfg, out)
     if args.export_checkpoint is not None:
@@ -59,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     final = out / "final"
     if final.is_dir():
         print(f"model: {final}")
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
     return 0
 
 

@@ -1,50 +1,77 @@
-"""Recipe-agnostic multi-stage trainer on `accelerate`.
+"""Recipe-agnostic multi-stage trainer on `accelerate`: one process, DDP or DeepSpeed ZeRO-2, one
+GPU or several nodes, CPU (gloo) included.
 
-Features: mixed precision (`accelerator.autocast`), gradient checkpointing (any submodule that
-offers it), gradient accumulation (`accelerator.accumulate`), gradient clipping, checkpoints with
-exact resume (`accelerator.save_state` + data position + stage), per-step loss logging
-(`metrics.jsonl`, plus accelerate trackers when `training.log_with` is set) and DeepSpeed ZeRO-2
-when launched with `accelerate launch --config_file <accelerate yaml with deepspeed_config_file>`.
+Launch with plain `python`, `torchrun` or `accelerate launch` (see training/README.md and
+`training/launch/`). Per optimizer step every rank runs `grad_accum` micro-batches; the loss is
+computed inside the wrapped module's forward (`recipes.TrainingStep`), so DDP and DeepSpeed reduce
+exactly the gradients of the parameters a stage trains (never-used ones are frozen by the recipe,
+`Recipe.unused_parameters`).
 
-Exactness of resume: the data stream of a stage is a pure function of (seed, stage, micro-batch
-index) (`ClipDataset`), the loss noise of a micro-batch comes from a generator seeded with
-(seed, global step, micro index, process index), and model/optimizer/scheduler state is restored by
-accelerate. So stopping after k steps and resuming equals running straight through.
+Data: one deterministic batch stream per stage segment; rank r of W takes batch
+`(step * grad_accum + micro) * W + r` (`data.stream`), so the ranks partition one stream and W
+ranks with `grad_accum` a equal one rank with `grad_accum` a·W, up to float summation order. The
+loss-noise generator of a micro-batch is seeded by its batch index, not by the rank. Logged losses
+and metrics are means over the ranks; only the main process writes.
+
+Checkpoints: accelerate's own machinery (`ProjectConfiguration` automatic naming
+`checkpoints/checkpoint_<global step>` and `total_limit` rotation, `save_state`/`load_state`,
+the step counters registered with `register_for_checkpointing`), plus `trainer_state.json` (the
+same counters, readable before anything is built). `--resume` continues from the latest complete
+checkpoint and reproduces an uninterrupted run exactly (tested with one and two ranks).
 
 Output folder::
 
-    metrics.jsonl                   one JSON line per optimizer step
-    checkpoints/step_00001000/      accelerate state + trainer_state.json
-    final/                          `save_pretrained` of the exported model (loads with
-                                    `vdepth_ros.models.load_model`)
+    metrics.jsonl                     one JSON line per optimizer step (main process)
+    checkpoints/checkpoint_<step>/    accelerate state + trainer_state.json
+    final/                            `save_pretrained` of the exported model (loads with
+                                      `vdepth_ros.models.load_model`); after ZeRO the weights come
+                                      from `Accelerator.get_state_dict`
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import json
 import logging
 import math
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
-from vdepth_training.config import build_dataset, build_optimizer, build_sources
-from vdepth_training.data.dataset import make_loader
-from vdepth_training.recipes import Recipe, get_recipe
+from vdepth_training.config import build_optimizer
+from vdepth_training.data.stream import rank_loader
+from vdepth_training.recipes import Recipe, TrainingStep, get_recipe
+from vdepth_training.stages import Stage, plan_stages, stage_lr
+from vdepth_training.weights import STEP_PREFIX, load_init_weights, read_weights
 
 log = logging.getLogger("vdepth_training")
 
 STATE_NAME = "trainer_state.json"
 
 
+class TrainingProgress:
+    """The step counters, restored with a checkpoint (`Accelerator.register_for_checkpointing`)."""
+
+    def __init__(self) -> None:
+        self.global_step = 0
+        self.stage = 0
+        self.stage_step = 0
+
+    def state_dict(self) -> dict[str, int]:
+        return {"global_step": self.global_step, "stage": self.stage, "stage_step": self.stage_step}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.global_step, self.stage, self.stage_step = state["global_step"], state["stage"], state["stage_step"]
+
+
 def enable_gradient_checkpointing(model: nn.Module) -> int:
     """Turn on activation checkpointing in every submodule that supports it (diffusers
-    `enable_gradient_checkpointing`; transformers `activation_checkpointing_enable`, formerly
-    `gradient_checkpointing_enable`); returns how many modules were switched."""
+    `enable_gradient_checkpointing`; transformers `gradient_checkpointing_enable`); returns how
+    many modules were switched."""
     count = 0
     for module in model.modules():
         if module is model:
@@ -67,15 +94,26 @@ def enable_gradient_checkpointing(model: nn.Module) -> int:
     return count
 
 
-def step_generator(seed: int, step: int, micro: int, process: int) -> torch.Generator:
-    """The loss-noise generator of one micro-batch (pure function of its position)."""
-    return torch.Generator().manual_seed((seed * 1_000_003 + step * 1009 + micro * 31 + process) % (2**63))
+def batch_generator(seed: int, origin: int, batch_index: int) -> torch.Generator:
+    """The loss-noise generator of global batch `batch_index` of the segment starting at step
+    `origin` (a pure function of the batch's position in the stream, the same on any rank)."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + origin * 1009 + batch_index) % (2**63))
 
 
 def latest_checkpoint(output_dir: str | Path) -> Path | None:
-    ckpts = sorted((Path(output_dir) / "checkpoints").glob("step_*"))
-    ckpts = [c for c in ckpts if (c / STATE_NAME).is_file()]
-    return ckpts[-1] if ckpts else None
+    """The newest complete checkpoint (`checkpoints/checkpoint_<step>` with its trainer state)."""
+    folders = [p for p in (Path(output_dir) / "checkpoints").glob("checkpoint_*") if (p / STATE_NAME).is_file()]
+    return max(folders, key=lambda p: int(p.name.rsplit("_", 1)[1])) if folders else None
+
+
+def segments(plan: list[Stage]) -> list[list[Stage]]:
+    """Stages grouped by the optimizer they share (a restart stage opens a segment)."""
+    out: list[list[Stage]] = []
+    for stage in plan:
+        if stage.restart:
+            out.append([])
+        out[-1].append(stage)
+    return out
 
 
 class Trainer:
@@ -91,201 +129,290 @@ class Trainer:
         self.cfg = cfg
         self.output_dir = Path(output_dir)
         self.recipe = recipe or get_recipe(cfg)
+        self.recipe.output_dir = self.output_dir
         self.train_cfg = cfg["training"]
+        self.plan = plan_stages(cfg, self.recipe.stage_keys)
         self.history: list[dict[str, Any]] = []
         self.model: nn.Module | None = None
+        self._saved_step = -1
 
-    # -- helpers ------------------------------------------------------------------------------------
-    def _accelerator(self) -> Any:
-        from accelerate import Accelerator
-        from accelerate.state import AcceleratorState
-        from accelerate.utils import ProjectConfiguration
-
-        if AcceleratorState._shared_state and int(os.environ.get("WORLD_SIZE", "1")) == 1:
-            # accelerate's state is a per-process singleton that refuses a different precision; a
-            # single-process caller (tests, notebooks) may train several configs in a row.
-            AcceleratorState._reset_state(reset_partial_state=True)
-
-        log_with = self.train_cfg.get("log_with")
-        accelerator = Accelerator(
-            mixed_precision=self.train_cfg["mixed_precision"],
-            gradient_accumulation_steps=int(self.train_cfg["grad_accum"]),
-            cpu=not torch.cuda.is_available(),
-            log_with=log_with,
-            project_config=ProjectConfiguration(project_dir=str(self.output_dir), logging_dir=str(self.output_dir)),
-        )
-        plugin = getattr(accelerator.state, "deepspeed_plugin", None)
-        if plugin is not None:
-            # The loader is not passed to `prepare` (the dataset is sharded by seed), so DeepSpeed's
-            # "auto" micro-batch size and clipping are filled in here.
-            ds_cfg = plugin.deepspeed_config
-            ds_cfg["train_micro_batch_size_per_gpu"] = int(self.train_cfg["batch_size"])
-            if ds_cfg.get("gradient_clipping") == "auto":
-                ds_cfg["gradient_clipping"] = float(self.cfg["optimizer"].get("grad_clip") or 0.0)
-        return accelerator
-
-    def _save(self, accelerator: Any, model: nn.Module, global_step: int, stage_idx: int, stage_step: int) -> Path:
-        ckpt = self.output_dir / "checkpoints" / f"step_{global_step:08d}"
-        accelerator.save_state(str(ckpt))
-        weights = ckpt / "model.safetensors"
-        if not weights.is_file():  # DeepSpeed/FSDP write sharded engine state: add plain weights
-            state = accelerator.get_state_dict(model)
-            if accelerator.is_main_process:
-                from safetensors.torch import save_file
-
-                save_file({k: v.detach().cpu().clone() for k, v in state.items()}, str(weights))
-        if accelerator.is_main_process:
-            state = {"global_step": global_step, "stage": stage_idx, "stage_step": stage_step,
-                     "stage_name": self.cfg["stages"][stage_idx]["name"]}  # fmt: skip
-            (ckpt / STATE_NAME).write_text(json.dumps(state, indent=2) + "\n")
-            keep = int(self.train_cfg.get("keep_checkpoints") or 0)
-            if keep > 0:
-                for old in sorted((self.output_dir / "checkpoints").glob("step_*"))[:-keep]:
-                    shutil.rmtree(old, ignore_errors=True)
-        accelerator.wait_for_everyone()
-        return ckpt
-
-    def _log(self, accelerator: Any, record: dict[str, Any]) -> None:
-        self.history.append(record)
-        if accelerator.is_main_process:
-            with (self.output_dir / "metrics.jsonl").open("a") as f:
-                f.write(json.dumps(record) + "\n")
-            if self.train_cfg.get("log_with"):
-                accelerator.log({k: v for k, v in record.items() if isinstance(v, int | float)}, step=record["step"])
-            every = int(self.train_cfg.get("log_every") or 1)
-            if record["step"] % every == 0:
-                terms = " ".join(f"{k}={v:.4g}" for k, v in record.items() if k.startswith("loss"))
-                log.info("step %d [%s] %s", record["step"], record["stage"], terms)
-
-    # -- main loop ----------------------------------------------------------------------------------
+    # -- the run ------------------------------------------------------------------------------
     def fit(self, *, resume: bool = False, max_steps: int | None = None) -> list[dict[str, Any]]:
-        """Train every stage (or stop after `max_steps` global steps); returns the step records.
+        """Train every stage (or stop, checkpointed, after `max_steps` global steps); returns the
+        step records (the same on every rank).
 
         Args:
             resume: continue from the latest checkpoint in `output_dir` (fresh start if none).
-            max_steps: stop early (and checkpoint) once this many global steps are done.
+            max_steps: stop early once this many global steps are done.
         """
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        cfg, tc = self.cfg, self.train_cfg
-        seed = int(tc["seed"])
-        torch.manual_seed(seed)
-        model = self.recipe.build_model()
-        if tc.get("gradient_checkpointing"):
-            enable_gradient_checkpointing(model)
-        sources = build_sources(cfg["data"])
-        stages = cfg["stages"]
-        start_stage, start_step, global_step = 0, 0, 0
+        # 1. accelerator, counters, model
+        acc = self._accelerator()
+        progress = TrainingProgress()
+        acc.register_for_checkpointing(progress)
         ckpt = latest_checkpoint(self.output_dir) if resume else None
-        if ckpt is not None:
-            state = json.loads((ckpt / STATE_NAME).read_text())
-            start_stage, start_step, global_step = state["stage"], state["stage_step"], state["global_step"]
-            if start_step >= int(stages[start_stage]["steps"]):
-                start_stage, start_step = start_stage + 1, 0
-        accum = int(tc["grad_accum"])
-        for stage_idx in range(start_stage, len(stages)):
-            stage = stages[stage_idx]
-            accelerator = self._accelerator()
-            if tc.get("log_with") and accelerator.is_main_process:
-                accelerator.init_trackers("vdepth_training", config={"recipe": cfg["recipe"]})
-            if ckpt is not None and stage_idx == start_stage and start_step == 0:
-                # Checkpoint taken at a stage boundary: carry the weights, not the old optimizer.
-                from safetensors.torch import load_model
-
-                load_model(model, str(ckpt / "model.safetensors"), strict=False)
-            groups = self.recipe.configure_stage(model, stage)
-            optimizer = build_optimizer(groups, cfg["optimizer"])
-            warmup = int(stage.get("warmup_steps", cfg["optimizer"].get("warmup_steps") or 0))
-            scheduler = torch.optim.lr_scheduler.LambdaLR(
-                optimizer, lambda s, w=warmup: 1.0 if w <= 0 else min(1.0, (s + 1) / w)
-            )
-            model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-            stage_step = 0
-            if ckpt is not None and stage_idx == start_stage and start_step > 0:
-                accelerator.load_state(str(ckpt))
-                stage_step = start_step
-            ds = build_dataset(cfg, stage, sources, seed=seed + 7919 * stage_idx + 104_729 * accelerator.process_index,
-                               normalization=self.recipe.normalization)  # fmt: skip
-            loader = iter(make_loader(ds, start_batch=stage_step * accum, num_workers=int(tc.get("num_workers") or 0)))
-            trainable = [p for g in optimizer.param_groups for p in g["params"]]
-            model.train()
-            n_steps = int(stage["steps"])
-            while stage_step < n_steps:
-                if max_steps is not None and global_step >= max_steps:
+        model = self._build_model(init=ckpt is None)
+        # 2. where to start and where to stop
+        start = json.loads((ckpt / STATE_NAME).read_text()) if ckpt else progress.state_dict()
+        end = self.plan[-1].end if not self.train_cfg.get("stop_at") else int(self.train_cfg["stop_at"])
+        stop = end if max_steps is None else min(end, max_steps)
+        # 3. the segments of stages that share an optimizer, from the resume point on
+        for segment in segments(self.plan):
+            if segment[-1].index < start["stage"] or progress.global_step >= stop:
+                continue
+            wrapped, optimizer = self._prepare(acc, model, segment[0])
+            if ckpt is not None:
+                acc.load_state(str(ckpt))
+                assert progress.state_dict() == start, (progress.state_dict(), start)
+                self._saved_step, ckpt = progress.global_step, None
+            for stage in [st for st in segment if st.index >= progress.stage]:
+                if progress.stage != stage.index:
+                    progress.stage, progress.stage_step = stage.index, 0
+                self._run_stage(acc, wrapped, optimizer, stage, progress, stop)
+                if progress.global_step >= stop:
                     break
-                t0 = time.perf_counter()
-                sums: dict[str, float] = {}
-                for micro in range(accum):
-                    batch = {k: v.to(accelerator.device) for k, v in next(loader).items()}
-                    gen = step_generator(seed, global_step, micro, accelerator.process_index)
-                    with accelerator.accumulate(model), accelerator.autocast():
-                        loss, terms = self.recipe.loss(model, batch, gen)
-                        if not torch.isfinite(loss):
-                            raise FloatingPointError(f"non-finite loss {loss.item()} at step {global_step}")
-                        accelerator.backward(loss)
-                        if accelerator.sync_gradients and cfg["optimizer"].get("grad_clip"):
-                            accelerator.clip_grad_norm_(trainable, float(cfg["optimizer"]["grad_clip"]))
-                        optimizer.step()
-                        scheduler.step()
-                        optimizer.zero_grad(set_to_none=True)
-                    sums["loss"] = sums.get("loss", 0.0) + float(loss.detach()) / accum
-                    for k, v in terms.items():
-                        sums[f"loss/{k}"] = sums.get(f"loss/{k}", 0.0) + float(v) / accum
-                stage_step += 1
-                global_step += 1
-                record = {"step": global_step, "stage": stage["name"], "stage_step": stage_step, **sums,
-                          "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}  # fmt: skip
-                self._log(accelerator, record)
-                every = int(tc.get("checkpoint_every") or 0)
-                if every and global_step % every == 0:
-                    self._save(accelerator, model, global_step, stage_idx, stage_step)
-            model = accelerator.unwrap_model(model)
-            if max_steps is not None and global_step >= max_steps and stage_step < n_steps:
-                self._save(accelerator, model, global_step, stage_idx, stage_step)
-                self.model = model
-                accelerator.end_training()
-                return self.history
-            accelerator.end_training()
+            # 4. the end of the run (export) or an early stop (checkpoint)
+            if progress.global_step >= end:
+                self._export_final(acc, wrapped)
+            elif progress.global_step >= stop:
+                self._save(acc, progress)
+            model = acc.unwrap_model(wrapped).model
+            acc.free_memory(wrapped, optimizer)
+        self._check_ranks_agree(acc, model)
+        for tracker in acc.trackers:  # not `end_training`: it ends the process group, which outlives one fit
+            tracker.finish()
         self.model = model
-        if global_step > 0 or ckpt is not None:
-            self.export(model)
         return self.history
 
-    def precompute_cache(self, stage_index: int = 0) -> int:
-        """Fill `training.latent_cache` for one epoch of a stage's clips without optimising.
+    def _accelerator(self) -> Any:
+        """The `Accelerator`: DeepSpeed when `training.deepspeed` or `accelerate launch` asks for it
+        (an error if it cannot run), gloo between CPU processes, automatic checkpoint naming."""
+        from accelerate import Accelerator
+        from accelerate.utils import (
+            DeepSpeedPlugin,
+            DistributedDataParallelKwargs,
+            DistributedType,
+            InitProcessGroupKwargs,
+            ProjectConfiguration,
+            is_deepspeed_available,
+        )
 
-        Runs the recipe's loss under `no_grad` on exactly the clips `fit` will draw in that stage
-        (same seeds; process 0), so with `data.fixed_clips: true` training never runs the frozen
-        encoders or the teacher. Returns the number of batches processed.
-        """
-        if self.recipe.cache is None:
-            raise ValueError("set training.latent_cache (or --latent-cache) to precompute a cache")
-        cfg, seed = self.cfg, int(self.train_cfg["seed"])
-        torch.manual_seed(seed)
+        tc = self.train_cfg
+        if tc.get("threads"):
+            torch.set_num_threads(int(tc["threads"]))
+        ds_file = tc.get("deepspeed")
+        want_ds = bool(ds_file) or os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+        if want_ds and not is_deepspeed_available():
+            raise RuntimeError("DeepSpeed was requested but is not installed: pip install 'vdepth_ros[deepspeed]'")
+        if want_ds and "LOCAL_RANK" not in os.environ:
+            raise RuntimeError("DeepSpeed was requested but no launcher started this process: run it under torchrun "
+                               "or `accelerate launch` (training/README.md), one process per GPU")  # fmt: skip
+        cuda = torch.cuda.is_available()
+        handlers: list[Any] = [DistributedDataParallelKwargs(find_unused_parameters=bool(tc["find_unused_parameters"]))]
+        if not cuda and int(os.environ.get("WORLD_SIZE", "1")) > 1:  # CPU ranks (DeepSpeed too) talk over gloo
+            handlers.append(InitProcessGroupKwargs(backend="gloo"))
+        project = ProjectConfiguration(
+            project_dir=str(self.output_dir), logging_dir=str(self.output_dir), automatic_checkpoint_naming=True,
+            total_limit=int(tc["keep_checkpoints"]) or None,
+        )  # fmt: skip
+        acc = Accelerator(
+            cpu=not cuda and not want_ds,  # `cpu=True` would turn DeepSpeed off
+            mixed_precision=tc["mixed_precision"],
+            gradient_accumulation_steps=int(tc["grad_accum"]),
+            deepspeed_plugin=DeepSpeedPlugin(hf_ds_config=str(ds_file)) if ds_file else None,
+            log_with=tc.get("log_with"),
+            project_config=project,
+            kwargs_handlers=handlers,
+            step_scheduler_with_optimizer=False,
+        )
+        if want_ds and acc.distributed_type != DistributedType.DEEPSPEED:
+            raise RuntimeError(f"DeepSpeed was requested but accelerate runs {acc.distributed_type}; launch with "
+                               "torchrun or `accelerate launch` so that every rank sets LOCAL_RANK")  # fmt: skip
+        if acc.distributed_type == DistributedType.DEEPSPEED:
+            # No loader goes through `prepare` (the stream is partitioned by rank), so DeepSpeed's
+            # "auto" micro-batch size and clipping are filled in here.
+            ds_cfg = acc.state.deepspeed_plugin.deepspeed_config
+            ds_cfg["train_micro_batch_size_per_gpu"] = int(tc["batch_size"])
+            if ds_cfg.get("gradient_clipping") == "auto":
+                ds_cfg["gradient_clipping"] = float(self.cfg["optimizer"].get("grad_clip") or 0.0)
+        if tc.get("log_with"):
+            acc.init_trackers("vdepth_training", config={"recipe": self.cfg["recipe"]})
+        log.info("process %d of %d (%s on %s, %s)", acc.process_index, acc.num_processes, acc.distributed_type,
+                 acc.device, self.cfg["recipe"])  # fmt: skip
+        return acc
+
+    @staticmethod
+    def _check_ranks_agree(acc: Any, model: nn.Module) -> None:
+        """Data-parallel ranks must end with identical parameters: compare a digest of every
+        parameter's bytes across the ranks (a silent divergence would otherwise surface as a
+        model that depends on which rank saved it)."""
+        if acc.num_processes == 1:
+            return
+        digest = hashlib.blake2b(digest_size=8)
+        for name, p in model.named_parameters():
+            digest.update(name.encode())
+            digest.update(p.detach().float().cpu().contiguous().numpy().tobytes())
+        mine = int.from_bytes(digest.digest(), "little") & ((1 << 62) - 1)
+        digests = acc.gather(torch.tensor([mine], dtype=torch.int64, device=acc.device)).tolist()
+        if len(set(digests)) != 1:
+            raise RuntimeError(f"ranks ended with different parameters (digests {digests})")
+        log.info("process %d of %d: parameters identical on all ranks (digest %016x)", acc.process_index,
+                 acc.num_processes, mine)  # fmt: skip
+
+    def _build_model(self, *, init: bool) -> nn.Module:
+        torch.manual_seed(int(self.train_cfg["seed"]))
         model = self.recipe.build_model()
-        stage = cfg["stages"][stage_index]
-        self.recipe.configure_stage(model, stage)
-        ds = build_dataset(cfg, stage, build_sources(cfg["data"]), seed=seed + 7919 * stage_index,
-                           normalization=self.recipe.normalization)  # fmt: skip
-        count = 0
-        with torch.no_grad():
-            for i, batch in enumerate(make_loader(ds, num_workers=int(self.train_cfg.get("num_workers") or 0))):
-                self.recipe.loss(model, batch, step_generator(seed, i, 0, 0))
-                count += 1
-        return count
+        if init and self.train_cfg.get("init"):  # fine-tuning: another run's weights, fresh optimizer
+            load_init_weights(model, read_weights(self.train_cfg["init"]), self.train_cfg.get("init_new_modules") or ())
+            log.info("initialised from %s", self.train_cfg["init"])
+        if self.train_cfg.get("gradient_checkpointing"):
+            enable_gradient_checkpointing(model)
+        return model
 
+    def _prepare(self, acc: Any, model: nn.Module, stage: Stage) -> tuple[nn.Module, Any]:
+        """A segment's optimizer over the stage's trainable parameters, prepared with the model."""
+        groups = self.recipe.configure_stage(model, stage)
+        optimizer = build_optimizer(groups, {**self.cfg["optimizer"], "lr": float(stage.spec["lr"])})
+        return acc.prepare(TrainingStep(self.recipe, model), optimizer)
+
+    def _run_stage(
+        self, acc: Any, wrapped: nn.Module, optimizer: Any, stage: Stage, progress: TrainingProgress, stop: int
+    ) -> None:
+        """Steps of `stage` from `progress` until the stage ends or the run reaches `stop`."""
+        if progress.stage_step >= stage.steps:
+            return
+        self.recipe.prepare_data(stage, acc.process_index, acc.num_processes)
+        acc.wait_for_everyone()
+        self.recipe.start_stage(stage)
+        accum = int(self.train_cfg["grad_accum"])
+        first = (stage.start - stage.origin + progress.stage_step) * accum  # this rank's micro-batch
+        loader = iter(rank_loader(self.recipe.batches(stage), start=first, rank=acc.process_index,
+                                  world=acc.num_processes, num_workers=int(self.train_cfg["num_workers"])))  # fmt: skip
+        trainable = [p for p in acc.unwrap_model(wrapped).parameters() if p.requires_grad]
+        wrapped.train()
+        every = int(self.train_cfg.get("checkpoint_every") or 0)
+        while progress.stage_step < stage.steps and progress.global_step < stop:
+            record = self._step(acc, wrapped, optimizer, loader, trainable, stage, progress.global_step)
+            progress.stage_step += 1
+            progress.global_step += 1
+            self._log(acc, {"step": progress.global_step, "stage": stage.name, "stage_step": progress.stage_step,
+                            **record})  # fmt: skip
+            if every and progress.global_step % every == 0:
+                self._save(acc, progress)
+
+    def _step(
+        self, acc: Any, wrapped: nn.Module, optimizer: Any, loader: Any, trainable: list, stage: Stage, step: int
+    ) -> dict[str, Any]:
+        """One optimizer step of `grad_accum` micro-batches; returns the rank-averaged terms."""
+        t0 = time.perf_counter()
+        base = stage_lr(stage, step)
+        for group in optimizer.param_groups:  # the lr is a pure function of the step (stages.stage_lr)
+            group["lr"] = base * self.recipe.lr_scale(stage, group["role"])
+        accum, seed, clip = (
+            int(self.train_cfg["grad_accum"]),
+            int(self.train_cfg["seed"]),
+            self.cfg["optimizer"]["grad_clip"],
+        )
+        sums: dict[str, float] = {}
+        for micro in range(accum):
+            batch = {k: v.to(acc.device) for k, v in next(loader).items()}
+            index = ((step - stage.origin) * accum + micro) * acc.num_processes + acc.process_index
+            with acc.accumulate(wrapped):
+                loss, terms = wrapped(batch, batch_generator(seed, stage.origin, index))
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"non-finite loss {loss.item()} at step {step} (batch {index})")
+                acc.backward(loss)
+                if acc.sync_gradients and clip:
+                    acc.clip_grad_norm_(trainable, float(clip))
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            for k, v in {"loss": loss, **{f"loss/{n}": t for n, t in terms.items()}}.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach()) / accum
+        names = sorted(sums)
+        means = acc.reduce(torch.tensor([sums[k] for k in names], dtype=torch.float64, device=acc.device), "mean")
+        record = dict(zip(names, (float(v) for v in means.cpu()), strict=True))
+        return {**record, "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
+
+    def _log(self, acc: Any, record: dict[str, Any]) -> None:
+        self.history.append(record)
+        if not acc.is_main_process:
+            return
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        with (self.output_dir / "metrics.jsonl").open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.train_cfg.get("log_with"):
+            acc.log({k: v for k, v in record.items() if isinstance(v, int | float)}, step=record["step"])
+        if record["step"] % int(self.train_cfg.get("log_every") or 1) == 0:
+            terms = " ".join(f"{k}={v:.4g}" for k, v in record.items() if k.startswith("loss"))
+            log.info("step %d [%s] %s", record["step"], record["stage"], terms)
+
+    def _save(self, acc: Any, progress: TrainingProgress) -> None:
+        """`save_state` to `checkpoints/checkpoint_<global step>` (rotated by accelerate), then the
+        counters as JSON, written last: a checkpoint without it is incomplete and never resumed."""
+        if progress.global_step == self._saved_step:
+            return
+        acc.project_configuration.iteration = progress.global_step
+        folder = Path(acc.save_state())
+        if acc.is_main_process:
+            (folder / STATE_NAME).write_text(json.dumps(progress.state_dict(), indent=2) + "\n")
+        acc.wait_for_everyone()
+        self._saved_step = progress.global_step
+
+    def _export_final(self, acc: Any, wrapped: nn.Module) -> None:
+        """`output_dir/final` from `Accelerator.get_state_dict` (ZeRO gathers or clones its flat
+        parameters, so the saved tensors never share storage)."""
+        state = acc.get_state_dict(wrapped)
+        if acc.is_main_process:
+            model = copy.deepcopy(acc.unwrap_model(wrapped).model)
+            model.load_state_dict({k[len(STEP_PREFIX) :]: v for k, v in state.items() if k.startswith(STEP_PREFIX)})
+            self.export(model)
+        acc.wait_for_everyone()
+
+    # -- tools --------------------------------------------------------------------------------
     def export(self, model: nn.Module, out: str | Path | None = None) -> Path:
         """`save_pretrained` the recipe's exported model (default folder: `output_dir/final`)."""
         out = Path(out) if out is not None else self.output_dir / "final"
-        self.recipe.export_model(model).save_pretrained(out)
+        dtype = self.train_cfg.get("export_weights_dtype")
+        self.recipe.export_model(model).save_pretrained(out, weights_dtype=getattr(torch, dtype) if dtype else None)
         return out
 
     def export_checkpoint(self, checkpoint: str | Path, out: str | Path) -> Path:
-        """A `checkpoints/step_*` folder -> a `vdepth_ros.models` folder (e.g. to evaluate mid-run)."""
-        from safetensors.torch import load_model
-
+        """A checkpoint (or any `weights.read_weights` source) -> a `vdepth_ros.models` folder."""
+        torch.manual_seed(int(self.train_cfg["seed"]))
         model = self.recipe.build_model()
-        load_model(model, str(Path(checkpoint) / "model.safetensors"), strict=True)
+        model.load_state_dict(read_weights(checkpoint), strict=True)
         return self.export(model, out)
+
+    def precompute_cache(self) -> int:
+        """Fill `training.latent_cache` with one epoch of every stage's clips without optimising.
+
+        Runs the recipe's loss under `no_grad` on the clips `fit` draws in each stage (cache keys
+        are clip contents, so stages that share clips share entries); ranks take every W-th batch.
+        With `data.fixed_clips: true` training then never runs the frozen encoders or the teacher.
+        Returns the number of batches this process ran.
+        """
+        if self.recipe.cache is None:
+            raise ValueError("set training.latent_cache (or --latent-cache) to precompute a cache")
+        from accelerate import PartialState
+
+        state = PartialState()
+        model = self._build_model(init=True).to(state.device)
+        count, seed = 0, int(self.train_cfg["seed"])
+        with torch.no_grad():
+            for stage in self.plan:
+                self.recipe.configure_stage(model, stage)
+                self.recipe.prepare_data(stage, state.process_index, state.num_processes)
+                state.wait_for_everyone()
+                self.recipe.start_stage(stage)
+                batches = self.recipe.batches(stage)
+                epoch = math.ceil(len(batches) / state.num_processes)  # type: ignore[arg-type]
+                loader = rank_loader(batches, start=0, rank=state.process_index, world=state.num_processes)
+                for b, batch in zip(range(epoch), loader, strict=False):
+                    index = b * state.num_processes + state.process_index
+                    batch = {k: v.to(state.device) for k, v in batch.items()}
+                    self.recipe.loss(model, batch, batch_generator(seed, stage.origin, index))
+                    count += 1
+        state.wait_for_everyone()
+        return count
 
 
 def check_loss_decreases(history: list[dict[str, Any]], window: int = 3) -> tuple[float, float]:
@@ -296,4 +423,12 @@ def check_loss_decreases(history: list[dict[str, Any]], window: int = 3) -> tupl
     return sum(losses[:window]) / window, sum(losses[-window:]) / window
 
 
-__all__ = ["Trainer", "check_loss_decreases", "enable_gradient_checkpointing", "latest_checkpoint", "step_generator"]
+__all__ = [
+    "Trainer",
+    "TrainingProgress",
+    "batch_generator",
+    "check_loss_decreases",
+    "enable_gradient_checkpointing",
+    "latest_checkpoint",
+    "segments",
+]

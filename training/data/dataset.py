@@ -15,11 +15,13 @@ Each item is a dict:
     poses      (T, 4, 4) float32 camera-to-world (identity when unknown)
     has_camera () bool
     source     () int64 index into the dataset's sources
-    key        (3,) int64 (seed, epoch, index): identity of the clip (latent-cache key)
+    key        (2,) int64 content hash of frames, target and valid: identity of the clip (the
+               latent-cache key), the same on every rank, stage and epoch that draws the same clip
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from collections.abc import Callable, Iterator, Mapping
 from collections.abc import Sequence as SequenceABC
@@ -172,7 +174,7 @@ class ClipDataset(Dataset):
         seq = random_hflip(seq, rng, self.sampling.flip_p)
         seq = resize_and_crop(seq, size, rng if self.sampling.random_crop else None)
         item = clip_to_tensors(seq, self.sampling.normalization, max_depth=source.max_depth, source_index=src_idx)
-        item["key"] = torch.tensor([self.seed, epoch, index], dtype=torch.int64)
+        item["key"] = clip_key(item)
         return item
 
 
@@ -210,18 +212,43 @@ def clip_to_tensors(
     }
 
 
+def clip_key(item: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """(2,) int64 content hash (BLAKE2b, 126 bits) of a clip's frames, target and valid mask.
+
+    A content key, not a position: whatever rank, stage, epoch or dataset seed draws a clip, the
+    cache finds its latents under the same key, and a different clip (other crop, flip or length)
+    never hits them.
+    """
+    digest = hashlib.blake2b(digest_size=16)
+    for name in ("frames", "target", "valid"):
+        value = item[name].contiguous()
+        digest.update(str((name, value.dtype, tuple(value.shape))).encode())
+        digest.update(value.numpy().tobytes())
+    raw = digest.digest()
+    mask = (1 << 63) - 1
+    return torch.tensor([int.from_bytes(raw[:8], "little") & mask, int.from_bytes(raw[8:], "little") & mask])
+
+
 def collate_clips(items: list[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     """Stack items; clips of unequal length (a sequence shorter than the drawn length) are cut to
     the shortest so the batch is rectangular: (B, T, ...). Placeholder items (sources with a
     smaller `batch_size`) are dropped."""
     items = [it for it in items if "placeholder" not in it]
     t = min(int(it["frames"].shape[0]) for it in items)
+    # a cut clip is another clip: its key must name what the batch holds (latent-cache identity)
+    items = [_cut(it, t) if int(it["frames"].shape[0]) > t and "key" in it else it for it in items]
     out: dict[str, torch.Tensor] = {}
     for key in items[0]:
         vals = [it[key] for it in items]
         if vals[0].dim() >= 1 and key in ("frames", "target", "valid", "intrinsics", "poses"):
             vals = [v[:t] for v in vals]
         out[key] = torch.stack(vals)
+    return out
+
+
+def _cut(item: Mapping[str, torch.Tensor], t: int) -> dict[str, torch.Tensor]:
+    out = {k: v[:t] if k in ("frames", "target", "valid", "intrinsics", "poses") else v for k, v in item.items()}
+    out["key"] = clip_key(out)
     return out
 
 
@@ -256,6 +283,7 @@ __all__ = [
     "InfiniteSampler",
     "SequenceSource",
     "Source",
+    "clip_key",
     "clip_to_tensors",
     "collate_clips",
     "make_loader",

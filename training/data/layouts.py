@@ -23,6 +23,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from vdepth_training.data.pseudo import load_images
 from vdepth_training.data.sequence import Sequence, SequenceReader, find_sequences, write_sequence
 
 DepthReader = Callable[[Path], tuple[np.ndarray, np.ndarray]]
@@ -477,6 +478,7 @@ LAYOUTS: dict[str, Callable[..., list[Any]]] = {
     "hypersim": load_hypersim,
     "dynamic_replica": load_dynamic_replica,
     "pointodyssey": load_pointodyssey,
+    "images": load_images,  # real images without depth (FiffDepth's pseudo-labelled t = -1 data)
 }
 
 

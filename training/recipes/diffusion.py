@@ -1,170 +1,19 @@
-"""Per-paper training recipes: how a batch becomes a loss for one model family.
+"""Recipes of the latent-diffusion families: DVD, DepthCrafter and its one-step student (003).
 
-A recipe builds its model (a `vdepth_ros.models` family), selects the trainable parameters of a
-stage, computes the loss of a batch (see `vdepth_training.losses`) and returns the model to save.
-The trainer (`trainer.py`) is recipe-agnostic.
-
-Batches are `ClipDataset` dicts: `frames` (B, T, 3, H, W) in [0, 1], `target` (B, T, H, W)
-normalised disparity, `valid`, `intrinsics`, `poses`, `has_camera`, `key` (B, 3).
+FiffDepth, whose t = −1 term needs a second (pseudo-labelled) stream, is in `fiffdepth.py`.
 """
 
 from __future__ import annotations
 
 import copy
-import re
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from vdepth_training import losses as L
-from vdepth_training.cache import LatentCache, cached
-from vdepth_training.config import build_family_model
-from vdepth_training.freeze import set_trainable
-
-Tensor = torch.Tensor
-LossOut = tuple[Tensor, dict[str, Tensor]]
-
-
-def _depth_video(target: Tensor) -> Tensor:
-    """(..., H, W) disparity in [0, 1] -> (..., 3, H, W) in [-1, 1] (replicated 3×, VAE input)."""
-    return (target.unsqueeze(-3) * 2.0 - 1.0).expand(*target.shape[:-2], 3, *target.shape[-2:]).contiguous()
-
-
-class Recipe:
-    """Base recipe. Subclasses set `family`, `normalization` and implement `loss`.
-
-    Args:
-        cfg: the loaded config (`config.load_config`).
-    """
-
-    name: ClassVar[str] = ""
-    family: ClassVar[str] = ""
-    normalization: ClassVar[str] = "minmax_sequence"
-    within: ClassVar[str | None] = None  # submodule that holds the trainable layers (e.g. "unet")
-
-    def __init__(self, cfg: dict[str, Any]) -> None:
-        self.cfg = cfg
-        self.loss_cfg: dict[str, Any] = dict(cfg.get("loss") or {})
-        cache_dir = cfg["training"].get("latent_cache")
-        self.cache = LatentCache(cache_dir) if cache_dir else None
-
-    def build_model(self) -> nn.Module:
-        model = build_family_model(self.cfg)
-        if model.family != self.family:
-            raise ValueError(f"recipe {self.name!r} trains family {self.family!r}, config builds {model.family!r}")
-        return model
-
-    def configure_stage(self, model: nn.Module, stage: dict[str, Any]) -> list[dict[str, Any]]:
-        """Freeze per the stage and return optimizer param groups.
-
-        Stage keys: `trainable` (all|none|spatial|temporal), `within`, `include`, `exclude` (see
-        `freeze.set_trainable`); `lr`, `lr_new` + `new_params` (regex) override the optimizer's
-        (GemDepth: 1e-4 for new modules, 1e-6 for pretrained ones).
-        """
-        names = set_trainable(
-            model,
-            stage["trainable"],
-            within=stage.get("within", self.within),
-            include=stage.get("include"),
-            exclude=stage.get("exclude"),
-        )
-        if not names:
-            raise ValueError(f"stage {stage['name']!r} leaves no trainable parameter")
-        opt = self.cfg["optimizer"]
-        lr = float(stage.get("lr", opt["lr"]))
-        new_re = stage.get("new_params", opt.get("new_params"))
-        lr_new = stage.get("lr_new", opt.get("lr_new"))
-        params = dict(model.named_parameters())
-        if new_re and lr_new is not None:
-            pat = re.compile(new_re)
-            new = [params[n] for n in names if pat.search(n)]
-            old = [params[n] for n in names if not pat.search(n)]
-            return [g for g in ({"params": new, "lr": float(lr_new)}, {"params": old, "lr": lr}) if g["params"]]
-        return [{"params": [params[n] for n in names], "lr": lr}]
-
-    def loss(self, model: nn.Module, batch: dict[str, Tensor], generator: torch.Generator) -> LossOut:
-        raise NotImplementedError
-
-    def export_model(self, model: nn.Module) -> nn.Module:
-        """The `VideoDepthModel` to `save_pretrained` (a copy; training state untouched)."""
-        return model
-
-
-# -- GemDepth / Video Depth Anything ------------------------------------------------------------------------------
-
-
-class VDARecipe(Recipe):
-    """Video Depth Anything fine-tuning with GemDepth's depth losses (SSI + 0.5·GM + 10·TGM).
-
-    The VDA family has no camera head, so L_cam is absent (GemDepth Eq. 3 with γ = 0).
-    """
-
-    name = "vda"
-    family = "vda"
-    normalization = "per_frame"
-
-    def predict_batch(self, model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, Any]:
-        out = model(batch["frames"])
-        return out, None
-
-    def loss(self, model: nn.Module, batch: dict[str, Tensor], generator: torch.Generator) -> LossOut:
-        pred, camera = self.predict_batch(model, batch)
-        return L.gemdepth_loss(
-            pred.float(),
-            batch["target"],
-            batch["valid"],
-            camera=camera,
-            w_gm=float(self.loss_cfg.get("w_gm", 0.5)),
-            w_tgm=float(self.loss_cfg.get("w_tgm", 10.0)),
-            w_cam=float(self.loss_cfg.get("w_cam", 0.2)),
-        )
-
-
-class GemDepthRecipe(VDARecipe):
-    """GemDepth (Eq. 1–3): SSI + 0.5·GM + 10·TGM + 0.2·L_cam; L_cam only on pose-annotated clips.
-
-    Camera supervision follows the released code: predicted and GT poses (camera-from-world, VGGT
-    encoding) are expressed relative to frame 0 and their translations divided by the clip's mean
-    translation norm, with the model's own `relative_to_first` / `normalize_translations`; quaternions
-    are sign-canonicalised (w ≥ 0) before the L1 loss. Stage 2 freezes the GEM (config `exclude`).
-    """
-
-    name = "gemdepth"
-    family = "gemdepth"
-
-    def predict_batch(self, model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, Any]:
-        from vdepth_ros.models.gemdepth import normalize_translations, relative_to_first
-
-        out = model.forward_geometry(batch["frames"])
-        if float(self.loss_cfg.get("w_cam", 0.2)) == 0 or not bool(batch["has_camera"].all()):
-            return out.disparity, None
-
-        def relative(quat: Tensor, trans: Tensor) -> tuple[Tensor, Tensor]:
-            q, t = relative_to_first(quat, trans)
-            q = q * torch.where(q[..., 3:] < 0, -1.0, 1.0)
-            return q, normalize_translations(t)[0]
-
-        enc = out.pose_encoding.float()
-        q_pred, t_pred = relative(enc[..., 3:7], enc[..., :3])
-        w2c = torch.linalg.inv(batch["poses"].float())  # dataset poses are camera-to-world
-        q_gt, t_gt = relative(matrix_to_quaternion(w2c[..., :3, :3]), w2c[..., :3, 3])
-        return out.disparity, (q_pred, q_gt, t_pred, t_gt)
-
-
-def matrix_to_quaternion(r: Tensor) -> Tensor:
-    """(..., 3, 3) rotations -> (..., 4) unit quaternions (x, y, z, w) with w >= 0."""
-    m = r
-    w = torch.sqrt((1 + m[..., 0, 0] + m[..., 1, 1] + m[..., 2, 2]).clamp_min(1e-12)) / 2
-    x = torch.sqrt((1 + m[..., 0, 0] - m[..., 1, 1] - m[..., 2, 2]).clamp_min(0)) / 2
-    y = torch.sqrt((1 - m[..., 0, 0] + m[..., 1, 1] - m[..., 2, 2]).clamp_min(0)) / 2
-    z = torch.sqrt((1 - m[..., 0, 0] - m[..., 1, 1] + m[..., 2, 2]).clamp_min(0)) / 2
-    x = x * torch.sign(m[..., 2, 1] - m[..., 1, 2])
-    y = y * torch.sign(m[..., 0, 2] - m[..., 2, 0])
-    z = z * torch.sign(m[..., 1, 0] - m[..., 0, 1])
-    q = torch.stack([x, y, z, w], -1)
-    return q / q.norm(dim=-1, keepdim=True)
-
+from vdepth_training.cache import cached
+from vdepth_training.recipes.base import LossOut, Recipe, Tensor, depth_video, dpt_unused_parameters
 
 # -- DVD ---------------------------------------------------------------------------------------------------
 
@@ -197,7 +46,7 @@ class DVDRecipe(Recipe):
                 return model.encode(video.permute(0, 2, 1, 3, 4))  # (B, 3, F, H, W) -> (B, z, f, h, w)
 
         z_x = cached(self.cache, "dvd_rgb", keys, lambda: encode(frames * 2.0 - 1.0), frames)
-        z_d = cached(self.cache, "dvd_depth", keys, lambda: encode(_depth_video(target)), frames)
+        z_d = cached(self.cache, "dvd_depth", keys, lambda: encode(depth_video(target)), frames)
         pred = model.denoise(z_x)
         return L.dvd_loss(
             pred.transpose(1, 2).float(),
@@ -211,81 +60,6 @@ class DVDRecipe(Recipe):
         if getattr(out, "lora_rank", 0):
             out.merge_lora()  # DVD App. D: LoRA merged for inference/export
         return out
-
-
-# -- FiffDepth ------------------------------------------------------------------------------------------------
-
-
-class FiffDepthRecipe(Recipe):
-    """FiffDepth Eq. 7: Σ_{t∈{0,−1}} (MAE + 0.5·GM)(d_t, d*_t) + 0.2·L_k on SD latents.
-
-    - t = 0: d_0 = U(x_0, 0) against the GT depth latent d*_0 (synthetic data).
-    - t = −1: d_{−1} = U(d_0, −1) against the pseudo-label latent d*_{−1}; the paper uses DAv2-L
-      labels on real images. A batch may carry them as `pseudo_target` (B, T, H, W); otherwise
-      (`loss.pseudo_labels: gt`, the tiny config) the GT stands in. Gradients flow through d_0
-      (unspecified in the paper).
-    - L_k (Eq. 2–3): v-prediction on the blend b_0 = 0.5·x_0 + 0.5·d*_0 at t ~ U{1..999}, SD DDPM.
-    Targets: FiffDepth predicts relative *depth*; the model's `predict` returns 1 − depth as
-    disparity, so the target depth is 1 − (per-frame normalised disparity), in [-1, 1].
-    """
-
-    name = "fiffdepth"
-    family = "fiffdepth"
-    normalization = "per_frame"
-
-    def __init__(self, cfg: dict[str, Any]) -> None:
-        super().__init__(cfg)
-        self.alpha_bar = L.ddpm_alpha_bar()
-
-    def loss(self, model: nn.Module, batch: dict[str, Tensor], generator: torch.Generator) -> LossOut:
-        from vdepth_ros.models.fiffdepth import LATENT_SCALE
-
-        frames = batch["frames"].flatten(0, 1)  # (N, 3, H, W): a single-image model
-        keys = batch.get("key")
-
-        def encode(images: Tensor) -> Tensor:
-            with torch.no_grad():
-                return model.vae.encode(images).latent_dist.mean * LATENT_SCALE
-
-        def per_image(x: Tensor) -> Tensor:
-            return x.flatten(0, 1)
-
-        b, t = batch["frames"].shape[:2]
-        x0 = cached(self.cache, "fiff_rgb", keys, lambda: encode(frames * 2 - 1).unflatten(0, (b, t)), frames)
-        d0_star = cached(
-            self.cache, "fiff_depth", keys,
-            lambda: encode(_depth_video(1.0 - batch["target"].flatten(0, 1))).unflatten(0, (b, t)), frames,
-        )  # fmt: skip
-        x0, d0_star = per_image(x0), per_image(d0_star)
-        ehs = model.empty_text_embedding.expand(x0.shape[0], -1, -1)
-        unet = model.unet
-        n = x0.shape[0]
-
-        def run(x: Tensor, timestep: Tensor) -> Tensor:
-            return unet(x, timestep, encoder_hidden_states=ehs, return_dict=False)[0]
-
-        d0 = run(x0, torch.zeros(n, dtype=torch.long, device=x0.device))
-        dm1 = dm1_star = None
-        if self.loss_cfg.get("pseudo_labels", "batch") == "gt" or "pseudo_target" in batch:
-            if "pseudo_target" in batch:
-                pseudo = batch["pseudo_target"].flatten(0, 1)
-                dm1_star = encode(_depth_video(1.0 - pseudo))
-            else:
-                dm1_star = d0_star
-            dm1 = run(d0, torch.full((n,), -1, dtype=torch.long, device=x0.device))
-        steps = torch.randint(1, len(self.alpha_bar), (n,), generator=generator)
-        noise = torch.randn(x0.shape, generator=generator).to(x0)
-        b_t, v = L.trajectory_target(x0, d0_star, noise, self.alpha_bar[steps].to(x0),
-                                     gamma=float(self.loss_cfg.get("gamma", 0.5)))  # fmt: skip
-        v_pred = run(b_t, steps.to(x0.device))
-        return L.fiffdepth_loss(
-            d0.float(), d0_star.float(),
-            None if dm1 is None else dm1.float(), dm1_star,
-            v_pred.float(), v.float(),
-            w_mae=float(self.loss_cfg.get("w_mae", 1.0)),
-            w_gm=float(self.loss_cfg.get("w_gm", 0.5)),
-            w_k=float(self.loss_cfg.get("w_k", 0.2)),
-        )  # fmt: skip
 
 
 # -- DepthCrafter ------------------------------------------------------------------------------------------------
@@ -323,7 +97,7 @@ class DepthCrafterRecipe(Recipe):
 
         def compute() -> Tensor:
             with torch.no_grad():
-                return (model.encode_latents(_depth_video(target)) * LATENT_SCALE)[None]
+                return (model.encode_latents(depth_video(target)) * LATENT_SCALE)[None]
 
         return cached(self.cache, "dc_depth", None if key is None else key[None], compute, target)[0].contiguous()
 
@@ -402,11 +176,19 @@ class OneStepRecipe(Recipe):
             student = OneStepDepth.from_teacher(teacher, **kwargs)
         return student.train()
 
+    def unused_parameters(self, model: nn.Module) -> list[str]:
+        """The decoder stage reads the UNet's features, never its output layers (`conv_norm_out`,
+        `conv_out`), and the DPT head's coarsest fusion has no residual input (`dpt_unused_parameters`)."""
+        if self.loss_cfg.get("stage", "unet") != "decoder":
+            return []
+        out = [n for n, _ in model.named_parameters() if n.startswith(("unet.conv_norm_out.", "unet.conv_out."))]
+        return out + dpt_unused_parameters(model)
+
     def _teacher_outputs(self, frames: Tensor, key: Tensor | None, want_decoder: bool) -> dict[str, Tensor]:
         """x̂_{0;5} (T, 4, h, w), ε, and for stage 2 d_t (T, H, W) + decoder features (T, C, s, s)."""
         teacher = self.teacher.to(frames.device)
         t, _, h, w = frames.shape
-        seed = 0 if key is None else int(key[0]) * 1_000_003 + int(key[1]) * 7919 + int(key[2])
+        seed = 0 if key is None else (int(key[0]) * 1_000_003 + int(key[1])) % (2**63)  # the clip's content
         gen = torch.Generator().manual_seed(seed)
         aug = torch.randn(frames.shape, generator=gen).to(frames) if teacher.augment_noise else None
         f = teacher.vae_factor
@@ -499,27 +281,4 @@ def pool_features(maps: list[Tensor], size: int) -> Tensor:
     return F.adaptive_avg_pool2d(finest, size)
 
 
-RECIPES: dict[str, type[Recipe]] = {
-    r.name: r for r in (VDARecipe, GemDepthRecipe, DVDRecipe, FiffDepthRecipe, DepthCrafterRecipe, OneStepRecipe)
-}
-
-
-def get_recipe(cfg: dict[str, Any]) -> Recipe:
-    name = cfg["recipe"]
-    if name not in RECIPES:
-        raise ValueError(f"unknown recipe {name!r}; known: {sorted(RECIPES)}")
-    return RECIPES[name](cfg)
-
-
-__all__ = [
-    "RECIPES",
-    "DVDRecipe",
-    "DepthCrafterRecipe",
-    "FiffDepthRecipe",
-    "GemDepthRecipe",
-    "OneStepRecipe",
-    "Recipe",
-    "VDARecipe",
-    "get_recipe",
-    "matrix_to_quaternion",
-]
+__all__ = ["DVDRecipe", "DepthCrafterRecipe", "OneStepRecipe", "capture_outputs", "pool_features"]

@@ -1,0 +1,238 @@
+"""Every recipe on two ranks (torchrun, gloo on CPU), as deployed: identical parameters on both
+ranks, equal to one process with the same global batch, exact resume after a stop and after a
+kill, an exported model that loads, DeepSpeed ZeRO-2 through `accelerate launch`, and the
+multi-node launch files rendered for 2 nodes x 8 GPUs.
+
+One torchrun launch (`training_ranks.py`) trains every recipe's shortened tiny config, straight
+and stopped-then-resumed, for all tests of this module (the launches dominate the time).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from training_ranks import SCHEDULES, tiny_config
+from training_support import REPO, assert_same_state, fresh_accelerate, rank_env, state_of, torchrun  # noqa: F401
+from vdepth_training.config import load_config
+from vdepth_training.data.stream import ClipBatches, RankSampler
+from vdepth_training.recipes import get_recipe
+from vdepth_training.stages import plan_stages
+from vdepth_training.trainer import Trainer
+
+RECIPES = ["vda", "gemdepth", "dvd", "fiffdepth", "depthcrafter", "onestep", "onestep_decoder", "default"]
+#: recipes also trained in one process: DPT, LoRA, a paired pseudo-label stream, per-batch EDM
+#: noise, per-batch augmentation and a continue stage
+SINGLE_PROCESS_CHECKED = ("vda", "dvd", "fiffdepth", "depthcrafter", "default")
+
+
+@pytest.fixture(scope="module")
+def ranks(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """Two ranks train every recipe (straight, and stopped + resumed); returns (folder, output)."""
+    pytest.importorskip("embreex")  # the default recipe renders its clips
+    out = tmp_path_factory.mktemp("ranks")
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         str(REPO / "test" / "training_ranks.py"), str(out), *RECIPES],
+        cwd=REPO, env=rank_env(), capture_output=True, text=True, timeout=3600,
+    )  # fmt: skip
+    return out, proc.stdout + proc.stderr
+
+
+def test_rank_streams_partition_one_stream() -> None:
+    """Rank r of W takes batches m*W + r: disjoint, and together exactly one stream."""
+    per_rank = [list(zip(range(5), RankSampler(3, r, 2), strict=False)) for r in range(2)]
+    taken = sorted(b for rank in per_rank for _, b in rank)
+    assert taken == list(range(6, 16))
+    ds = tiny_config("vda", Path("/nonexistent"))
+    recipe = get_recipe(ds)
+    batches = recipe.batches(plan_stages(ds)[0])
+    assert isinstance(batches, ClipBatches)
+    keys = [tuple(batches[b]["key"][0].tolist()) for b in range(4)]
+    assert len(set(keys)) > 1  # the ranks' first batches are different clips
+    assert tuple(batches[1]["key"][0].tolist()) == keys[1]  # ... and a pure function of the index
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", RECIPES)
+def test_two_ranks_train_like_one_process_and_resume_exactly(name: str, ranks: tuple[Path, str]) -> None:
+    from vdepth_ros.models import load_model
+
+    out, log = ranks
+    errors = sorted((out / name).glob("error*.txt"))
+    assert not errors, errors[0].read_text()
+    for rank in (0, 1):  # two processes really ran
+        assert f"process {rank} of 2 (DistributedType.MULTI_CPU on cpu:0, {name.split('_')[0]})" in log
+    straight = [state_of(out / name / "straight" / f"rank{r}.safetensors") for r in (0, 1)]
+    assert_same_state(straight[0], straight[1], what="rank 0 vs rank 1")
+    resumed = state_of(out / name / "resumed" / "rank0.safetensors")
+    assert_same_state(straight[0], resumed, what=f"stopped at step {SCHEDULES[name][1]} and resumed")
+    steps = sum(SCHEDULES[name][0])
+    records = [json.loads(x) for x in (out / name / "straight" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == list(range(1, steps + 1))  # one writer: the main process
+    kept = sorted(p.name for p in (out / name / "straight" / "checkpoints").iterdir())
+    assert kept == [f"checkpoint_{s}" for s in range(max(1, steps - 1), steps + 1)]  # rotation keeps the last 2
+    # the exported model loads, with the trained weights (LoRA merged for DVD)
+    model = load_model(out / name / "straight" / "final")
+    assert model.family == get_recipe(tiny_config(name, out)).build_model().family
+    if name != "dvd":
+        exported = {k: v.float() for k, v in state_of(out / name / "straight" / "final").items()}
+        assert_same_state({k: straight[0][k] for k in exported}, exported, what="final/")
+    # one process with the same global batch (2 accumulated micro-batches) trains the same model;
+    # one thread as each rank had: another thread count sums in another order, and Adam turns the
+    # last-bit differences of near-zero gradients into differences of the order of the lr. One
+    # recipe per mechanism (the trainer's stream and step are recipe-agnostic; CI time is short).
+    if name not in SINGLE_PROCESS_CHECKED:
+        return
+    threads = torch.get_num_threads()
+    try:
+        single = Trainer(tiny_config(name, out, grad_accum=2, threads=1), out / name / "single")
+        single.fit()
+    finally:
+        torch.set_num_threads(threads)
+    one = {k: v.detach().float() for k, v in single.model.state_dict().items()}
+    assert_same_state(one, straight[0], rtol=1e-5, atol=1e-6, what="1 process x 2 micro-batches")
+
+
+@pytest.mark.slow
+def test_cli_killed_rank_group_resumes_exactly(ranks: tuple[Path, str], tmp_path: Path) -> None:
+    """`torchrun -m vdepth_training.train` killed (SIGKILL) after its first checkpoint, then
+    started again with --resume, ends with the weights of the uninterrupted run."""
+    import yaml
+
+    out, _ = ranks
+    cfg = tiny_config("vda", out)
+    cfg.pop("tiny")
+    recipe = tmp_path / "vda.yaml"
+    recipe.write_text(yaml.safe_dump(cfg))
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "vdepth_training.train", "--config", str(recipe), "--output", str(run)]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=REPO, env=rank_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 900
+    while not (run / "checkpoints" / "checkpoint_1" / "trainer_state.json").is_file():
+        assert proc.poll() is None and time.monotonic() < deadline, "no first checkpoint"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # the launcher and both ranks, mid-run
+    proc.wait(timeout=60)
+    assert not (run / "final").exists()
+    torchrun(["-m", "vdepth_training.train", "--config", str(recipe), "--output", str(run), "--resume"])
+    final = {k: v.float() for k, v in state_of(run / "final").items()}
+    assert_same_state(state_of(out / "vda" / "straight" / "rank0.safetensors"), final, what="killed and resumed")
+
+
+@pytest.mark.slow
+def test_zero2_two_ranks_resume_and_export(tmp_path: Path) -> None:
+    """DeepSpeed ZeRO-2 through `accelerate launch` (the config the papers' 8-GPU runs use, on 2
+    CPU processes): ranks agree, a stopped run resumes exactly, and the export after ZeRO loads."""
+    pytest.importorskip("deepspeed", reason="DeepSpeed is not installed (pip install 'vdepth_ros[deepspeed]')")
+    from vdepth_ros.models import load_model
+
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+           str(REPO / "training" / "configs" / "accelerate_zero2.yaml"), "--num_processes", "2",
+           str(REPO / "test" / "training_ranks.py"), str(tmp_path), "vda"]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=REPO, env=rank_env(), capture_output=True, text=True, timeout=1800)
+    log = proc.stdout + proc.stderr
+    errors = sorted((tmp_path / "vda").glob("error*.txt"))
+    assert proc.returncode == 0 and not errors, errors[0].read_text() if errors else log[-6000:]
+    for rank in (0, 1):
+        assert f"process {rank} of 2 (DistributedType.DEEPSPEED" in log
+    straight = [state_of(tmp_path / "vda" / "straight" / f"rank{r}.safetensors") for r in (0, 1)]
+    assert_same_state(straight[0], straight[1], what="ZeRO-2 rank 0 vs rank 1")
+    assert_same_state(straight[0], state_of(tmp_path / "vda" / "resumed" / "rank0.safetensors"), what="resumed")
+    model = load_model(tmp_path / "vda" / "straight" / "final")
+    exported = {k: v.float() for k, v in model.state_dict().items() if k in straight[0]}
+    assert_same_state({k: straight[0][k] for k in exported}, exported, what="final/ after ZeRO")
+
+
+def test_deepspeed_requested_but_unusable_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`training.deepspeed` never falls back to plain data parallel in silence."""
+    zero2 = str(REPO / "training" / "configs" / "deepspeed_zero2.json")
+    cfg = load_config(
+        REPO / "training" / "configs" / "vda.yaml", tiny=True, overrides={"training": {"deepspeed": zero2}}
+    )
+    for var in ("LOCAL_RANK", "WORLD_SIZE", "RANK", "ACCELERATE_USE_DEEPSPEED"):
+        monkeypatch.delenv(var, raising=False)
+    with pytest.raises(RuntimeError, match="DeepSpeed"):
+        Trainer(cfg, tmp_path).fit()
+    monkeypatch.setattr("accelerate.utils.is_deepspeed_available", lambda: False)
+    with pytest.raises(RuntimeError, match="not installed"):
+        Trainer(cfg, tmp_path).fit()
+    assert not (tmp_path / "metrics.jsonl").exists()
+
+
+@pytest.mark.parametrize("name", RECIPES[:-1])
+def test_recipes_freeze_exactly_the_parameters_their_forward_never_uses(name: str, tmp_path: Path) -> None:
+    """After `configure_stage` every trainable parameter gets a gradient from one batch (DDP needs
+    no `find_unused_parameters`), and each parameter the recipe freezes as unused really gets none."""
+    cfg = tiny_config(name, tmp_path)
+    recipe = get_recipe(cfg)
+    torch.manual_seed(0)
+    model = recipe.build_model()
+    for stage in plan_stages(cfg):
+        recipe.configure_stage(model, stage)
+        recipe.start_stage(stage)
+        unused = set(recipe.unused_parameters(model))
+        named = dict(model.named_parameters())
+        trainable = {n for n, p in named.items() if p.requires_grad}
+        for n in unused & {n for n in named if n.split(".")[0] in {t.split(".")[0] for t in trainable}}:
+            named[n].requires_grad_(True)  # unfreeze to see that no gradient reaches them
+        model.zero_grad(set_to_none=True)
+        loss, _ = recipe.loss(model, recipe.batches(stage)[0], torch.Generator().manual_seed(0))
+        loss.backward()
+        missing = sorted(n for n in trainable if named[n].grad is None)
+        assert not missing, f"{stage.name}: trainable but unused {missing[:8]}"
+        reached = sorted(n for n in unused if named[n].requires_grad and named[n].grad is not None)
+        assert not reached, f"{stage.name}: frozen as unused but used {reached[:8]}"
+
+
+def test_launch_files_render_for_two_nodes_of_eight_gpus(tmp_path: Path) -> None:
+    """The SLURM script starts one torchrun per node with the cluster's rendezvous, 8 processes
+    per node and shared output and cache; the one-node script one torchrun for the node's GPUs.
+    `srun`, `scontrol` and `torchrun` are stand-ins that record what they would have run."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls.jsonl"
+    (bin_dir / "scontrol").write_text("#!/usr/bin/env bash\nprintf 'gpu-a01\\ngpu-a02\\n'\n")
+    (bin_dir / "srun").write_text(  # one task per node, as --ntasks-per-node=1 asks
+        '#!/usr/bin/env bash\nwhile [[ "$1" == --* ]]; do shift; done\n'
+        'for node in $(seq 0 $((SLURM_NNODES - 1))); do SLURM_NODEID=$node "$@"; done\n'
+    )
+    (bin_dir / "torchrun").write_text(
+        f'#!/usr/bin/env bash\n{sys.executable} -c "import json, os, sys; '
+        f"open('{calls}', 'a').write(json.dumps({{'node': os.environ.get('SLURM_NODEID'), "
+        f'\'args\': sys.argv[1:]}}) + chr(10))" "$@"\n'
+    )
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    env = {**rank_env(), "PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_JOB_NODELIST": "gpu-a[01-02]",
+           "SLURM_NNODES": "2", "SLURM_JOB_ID": "4242", "SLURM_GPUS_PER_NODE": "h100:8",
+           "OUTPUT": "/shared/runs/dc", "CACHE": "/shared/cache/dc"}  # fmt: skip
+    script = REPO / "training" / "launch" / "slurm.sbatch"
+    subprocess.run(["bash", str(script), "training/configs/depthcrafter.yaml", "--deepspeed", "z.json"], cwd=REPO,
+                   env=env, check=True)  # fmt: skip
+    runs = [json.loads(x) for x in calls.read_text().splitlines()]
+    assert [r["node"] for r in runs] == ["0", "1"]  # one launcher per node
+    for r in runs:
+        assert r["args"] == [
+            "--nnodes", "2", "--nproc_per_node", "8", "--rdzv_id", "4242", "--rdzv_backend", "c10d",
+            "--rdzv_endpoint", "gpu-a01:29500", "-m", "vdepth_training.train", "--config",
+            "training/configs/depthcrafter.yaml", "--output", "/shared/runs/dc", "--latent-cache", "/shared/cache/dc",
+            "--resume", "--deepspeed", "z.json",
+        ]  # fmt: skip
+    header = script.read_text()
+    assert "#SBATCH --ntasks-per-node=1" in header and "#SBATCH --gpus-per-node=8" in header
+    calls.unlink()
+    subprocess.run(["bash", str(REPO / "training" / "launch" / "one_node.sh"), "training/configs/vda.yaml"],
+                   cwd=REPO, env={**env, "GPUS": "8"}, check=True)  # fmt: skip
+    [one] = [json.loads(x) for x in calls.read_text().splitlines()]
+    assert one["args"] == ["--standalone", "--nproc_per_node", "8", "-m", "vdepth_training.train", "--config",
+                           "training/configs/vda.yaml", "--resume"]  # fmt: skip

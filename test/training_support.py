@@ -1,0 +1,67 @@
+"""Helpers shared by the training tests: fresh accelerate state, tiny configs, rank launchers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+CONFIGS = REPO / "training" / "configs"
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerate() -> None:
+    """accelerate's process state is a singleton that refuses a second precision; a test process
+    trains several configs in a row (a launched run is one process per rank and never needs this).
+    Resetting it uses accelerate's private `_reset_state`, as accelerate's own test utilities do."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def rank_env(threads: int = 1) -> dict[str, str]:
+    """Environment of a launched run: one thread per rank on the 2-core machine, no hub."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ACCELERATE_", "LOCAL_RANK", "RANK", "WORLD_SIZE"))}
+    env.update(OMP_NUM_THREADS=str(threads), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1")
+    return env
+
+
+def torchrun(args: list[str], *, nproc: int = 2, timeout: float = 900, env: dict[str, str] | None = None) -> str:
+    """`torchrun --standalone --nproc_per_node N <args>` (a free rendezvous port per call); returns
+    the combined output, and fails the test with it when the run fails."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", *args]
+    proc = subprocess.run(cmd, cwd=REPO, env=env or rank_env(), capture_output=True, text=True, timeout=timeout)
+    out = proc.stdout + proc.stderr
+    if proc.returncode != 0:
+        pytest.fail(f"{' '.join(cmd)} exited {proc.returncode}:\n{out[-6000:]}")
+    return out
+
+
+def state_of(path: Path) -> dict[str, torch.Tensor]:
+    from vdepth_training.weights import read_weights
+
+    return read_weights(path)
+
+
+def assert_same_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], *, rtol: float = 0.0, atol: float = 0.0,
+                      what: str = "") -> None:  # fmt: skip
+    assert a.keys() == b.keys(), what
+    for k in a:
+        if rtol == 0 and atol == 0:
+            assert torch.equal(a[k], b[k]), f"{what}: {k}"
+        else:
+            torch.testing.assert_close(
+                a[k].float(), b[k].float(), rtol=rtol, atol=atol, msg=lambda m, k=k: f"{what} {k}: {m}"
+            )
+
+
+def tiny(name: str, **over: Any) -> dict[str, Any]:
+    from vdepth_training.config import load_config
+
+    return load_config(CONFIGS / f"{name}.yaml", tiny=True, overrides=over or None)

@@ -1,0 +1,126 @@
+"""Real images without depth, and pseudo-labels for them from a depth model (FiffDepth's t = −1 data).
+
+FiffDepth supervises its t = −1 pass with Depth Anything V2-Large pseudo-labels on real images
+(LAION-Art, 200K; FiffDepth §4.1). Here the images are a folder read by `layout: images` (one
+single-frame sequence per image, no target), and the labels come from any `vdepth_ros` model
+folder (`PseudoLabeler`), either on the fly during training (cached in the latent cache by clip
+content) or written once in the sequence format by
+
+    python -m vdepth_training.data.pseudo --images data/laion_art --model models/<labeller> --out data/laion_pseudo
+
+and read back with `layout: sequence` (the labels are the sequences' disparity targets).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Sequence as SequenceABC
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from vdepth_training.data.sequence import Sequence, write_sequence
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+
+
+class ImageSequence:
+    """One image as a single-frame sequence with no depth (`valid` all false)."""
+
+    def __init__(self, path: Path, name: str) -> None:
+        self.path, self.name = path, name
+
+    def __len__(self) -> int:
+        return 1
+
+    def read(self, indices: SequenceABC[int] | np.ndarray | None = None) -> Sequence:
+        import cv2
+
+        bgr = cv2.imread(str(self.path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise OSError(f"cannot read image {self.path}")
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)[None]
+        shape = rgb.shape[:3]
+        return Sequence(rgb=rgb, target=np.zeros(shape, np.float32), valid=np.zeros(shape, bool),
+                        target_kind="disparity", metric=False, name=self.name, source="images")  # fmt: skip
+
+
+def load_images(root: str | Path) -> list[ImageSequence]:
+    """Every image under `root` (recursively, sorted), each a single-frame sequence."""
+    root = Path(root)
+    paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    return [ImageSequence(p, f"images/{p.relative_to(root).as_posix()}") for p in paths]
+
+
+class PseudoLabeler:
+    """A frozen `vdepth_ros` model that labels images with relative disparity.
+
+    Each image is resized to the model's `multiple_of` grid (the nearest size, at least one
+    multiple), predicted as a one-frame clip, and resized back; depth outputs are inverted.
+
+    Args:
+        model_dir: a model folder `vdepth_ros.models.load_model` reads (the paper used Depth
+            Anything V2-Large; any relative-depth model folder works).
+    """
+
+    def __init__(self, model_dir: str | Path) -> None:
+        from vdepth_ros.models import load_model
+
+        self.model = load_model(model_dir).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) RGB in [0, 1] -> (N, H, W) disparity (larger = nearer)."""
+        model = self.model
+        limits = model.input_constraints
+        h, w = frames.shape[-2:]
+        m = int(limits.multiple_of)
+        size = (max(m, round(h / m) * m), max(m, round(w / m) * m))
+        lo, hi = limits.value_range
+        device = next(model.parameters()).device
+        out = []
+        for frame in frames.to(device, torch.float32):
+            x = F.interpolate(frame[None], size=size, mode="bilinear", align_corners=False)
+            pred = model.predict((lo + (hi - lo) * x).clamp(lo, hi))  # (1, h', w')
+            if limits.output_kind == "depth":
+                pred = 1.0 / pred.clamp_min(1e-6)
+            out.append(F.interpolate(pred[None].float(), size=(h, w), mode="bilinear", align_corners=False)[0, 0])
+        return torch.stack(out).to(frames.device)
+
+
+def write_pseudo_labels(images: str | Path, model_dir: str | Path, out: str | Path) -> list[Path]:
+    """Label every image of `images` and write each as a one-frame sequence (target = disparity)
+    under `out`; existing sequences are kept, so an interrupted run resumes."""
+    from vdepth_training.data.sequence import META_NAME
+
+    labeler = PseudoLabeler(model_dir)
+    written = []
+    for seq in load_images(images):
+        folder = Path(out) / re.sub(r"[^A-Za-z0-9_.-]+", "_", seq.name)
+        if not (folder / META_NAME).is_file():
+            clip = seq.read()
+            frames = torch.from_numpy(clip.rgb).permute(0, 3, 1, 2).float() / 255.0
+            disparity = labeler(frames).numpy().astype(np.float32)
+            label = Sequence(rgb=clip.rgb, target=disparity, valid=np.ones(disparity.shape, bool),
+                             target_kind="disparity", metric=False, name=seq.name, source="pseudo")  # fmt: skip
+            write_sequence(folder, label)
+        written.append(folder)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m vdepth_training.data.pseudo", description=__doc__.splitlines()[0])
+    ap.add_argument("--images", required=True, type=Path, help="folder of real images (searched recursively)")
+    ap.add_argument("--model", required=True, type=Path, help="vdepth_ros model folder that labels them")
+    ap.add_argument("--out", required=True, type=Path, help="output folder (sequence format)")
+    args = ap.parse_args(argv)
+    print(f"{len(write_pseudo_labels(args.images, args.model, args.out))} labelled images in {args.out}")
+    return 0
+
+
+__all__ = ["ImageSequence", "PseudoLabeler", "load_images", "write_pseudo_labels"]
+
+if __name__ == "__main__":
+    raise SystemExit(main())

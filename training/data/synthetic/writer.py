@@ -1,0 +1,152 @@
+"""Rendered clips on disk: the training sequence format (`write_synthetic_dataset`) and the demo's
+sample video."""
+
+from __future__ import annotations
+
+import logging
+import math
+import multiprocessing
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+from vdepth_training.data.synthetic.renderer import SyntheticClip, render_clip
+
+log = logging.getLogger("vdepth_training")
+
+
+def to_sequence(clip: SyntheticClip):
+    """The clip as a training `Sequence` (metric depth target, sky invalid, K and poses per frame)."""
+    from vdepth_training.data.sequence import Sequence
+
+    t = clip.rgb.shape[0]
+    return Sequence(
+        rgb=clip.rgb,
+        target=clip.depth,
+        valid=clip.valid,
+        target_kind="depth",
+        intrinsics=np.repeat(clip.intrinsics[None], t, axis=0),
+        poses=clip.poses,
+        metric=True,
+        name=f"synthetic/{clip.kind}/{clip.seed:06d}",
+        source="synthetic",
+    )
+
+
+def write_synthetic_dataset(
+    root: str | Path,
+    seeds: Sequence[int],
+    frames: int = 24,
+    height: int = 168,
+    width: int = 224,
+    skip_existing: bool = True,
+    style: str = "basic",
+) -> list[Path]:
+    """Render `seeds` into `root/<seed>/` in the training sequence format; returns the folders.
+
+    Existing complete folders are kept (`skip_existing`), so an interrupted run resumes.
+    """
+    from vdepth_training.data.sequence import META_NAME, write_sequence
+
+    out = []
+    for seed in seeds:
+        d = Path(root) / f"{int(seed):06d}"
+        if not (skip_existing and (d / META_NAME).is_file()):
+            tmp = d.with_name(f"{d.name}.{os.getpid()}.tmp")  # several processes may render into root
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            write_sequence(tmp, to_sequence(render_clip(int(seed), frames, height, width, style=style)))
+            if d.exists():
+                shutil.rmtree(d)
+            tmp.rename(d)
+        out.append(d)
+    return out
+
+
+def render_dataset(
+    root: str | Path,
+    seeds: Sequence[int],
+    frames: int,
+    height: int,
+    width: int,
+    style: str = "basic",
+    *,
+    rank: int = 0,
+    world: int = 1,
+    workers: int = 1,
+) -> list[Path]:
+    """Render the seeds missing from `root`, shared between `world` processes and `workers` local
+    processes each; returns every seed's folder in seed order.
+
+    Resumable (complete folders are kept; a clip is renamed into place when done) and parallel:
+    process `rank` renders the missing ones of every `world`-th seed, so ranks of a training job (or several
+    nodes on a shared folder) split the work. Before the bulk, the first clip is timed and the
+    expected wall time logged (a warning above ten minutes); the caller waits for all ranks.
+    """
+    from vdepth_training.data.sequence import META_NAME
+
+    root = Path(root)
+    missing = [int(s) for s in seeds if not (root / f"{int(s):06d}" / META_NAME).is_file()]
+    mine = [int(s) for s in list(seeds)[rank::world] if int(s) in set(missing)]  # by position: no race
+    if mine:
+        start = time.perf_counter()
+        write_synthetic_dataset(root, mine[:1], frames, height, width, style=style)
+        per_clip = time.perf_counter() - start
+        eta = per_clip * math.ceil(len(missing) / (world * max(1, workers)))
+        if rank == 0:
+            level = logging.WARNING if eta > 600 else logging.INFO
+            log.log(level, "rendering %d missing synthetic clips (%d frames %dx%d, style %s) into %s on %d process(es) "
+                    "x %d worker(s): %.1f s per clip measured, about %.0f min", len(missing), frames, height, width,
+                    style, root, world, workers, per_clip, eta / 60)  # fmt: skip
+        render = partial(write_synthetic_dataset, root, frames=frames, height=height, width=width, style=style)
+        if workers > 1 and len(mine) > 2:
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+                list(pool.map(render, [[s] for s in mine[1:]]))
+        else:
+            render(mine[1:])
+    return [root / f"{int(s):06d}" for s in seeds]
+
+
+def write_sample_video(
+    path: str | Path, seed: int = 90004, frames: int = 90, height: int = 240, width: int = 320, fps: float = 30.0
+) -> Path:
+    """The demo's bundled clip: one rendered room as an MP4 plus `<name>.json` (the demo's sidecar:
+    fx, fy, cx, cy, width, height, near, far, fps) and `<name>_camera.yaml` (fx fy cx cy width height)."""
+    import json
+
+    import cv2
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    clip = render_clip(seed, frames, height, width, kind="room")
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    if not writer.isOpened():
+        raise RuntimeError(f"cannot open an mp4v writer for {path}")
+    for img in clip.rgb:
+        writer.write(cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    writer.release()
+    K = clip.intrinsics
+    cam = {
+        "fx": float(K[0, 0]),
+        "fy": float(K[1, 1]),
+        "cx": float(K[0, 2]),
+        "cy": float(K[1, 2]),
+        "width": width,
+        "height": height,
+    }
+    valid = clip.depth[clip.depth > 0]
+    meta = {
+        **cam,
+        "near": round(float(np.percentile(valid, 1)), 2),
+        "far": round(float(np.percentile(valid, 99)), 2),
+        "fps": fps,
+        "source": f"vdepth_training.data.synthetic.render_clip(seed={seed}, kind='room')",
+    }
+    path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+    path.with_name(path.stem + "_camera.yaml").write_text("".join(f"{k}: {v}\n" for k, v in cam.items()))
+    return path

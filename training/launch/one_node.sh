@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Train on one machine with all its GPUs: one process per GPU (DDP), or DeepSpeed ZeRO-2 with
+#   --deepspeed training/configs/deepspeed_zero2.json
+# Usage (from the repository root):
+#   training/launch/one_node.sh training/configs/<recipe>.yaml [--output runs/x] [more vdepth_training.train args]
+# GPUS (default: every GPU nvidia-smi lists, else 8) sets the number of processes. The run resumes
+# from its latest checkpoint when started again with the same --output.
+set -euo pipefail
+CONFIG=${1:?usage: one_node.sh CONFIG [vdepth_training.train args...]}
+shift
+if [[ -z "${GPUS:-}" ]]; then
+  GPUS=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
+  [[ "$GPUS" -gt 0 ]] || GPUS=8
+fi
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-8}
+exec torchrun --standalone --nproc_per_node "$GPUS" \
+  -m vdepth_training.train --config "$CONFIG" --resume "$@"

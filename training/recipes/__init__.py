@@ -1,0 +1,45 @@
+"""Per-paper training recipes (and the bundled default model's): how a batch becomes a loss for one
+model family. The trainer (`trainer.py`) is recipe-agnostic; `base.Recipe` is the interface.
+
+Modules: `base` (interface, `TrainingStep`), `dpt` (vda, gemdepth), `diffusion` (dvd,
+depthcrafter, onestep), `fiffdepth`, `default` (the bundled model, on synthetic renders).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vdepth_training.recipes.base import LossOut, Recipe, TrainingStep
+from vdepth_training.recipes.default import DefaultRecipe
+from vdepth_training.recipes.diffusion import DepthCrafterRecipe, DVDRecipe, OneStepRecipe
+from vdepth_training.recipes.dpt import GemDepthRecipe, VDARecipe, matrix_to_quaternion
+from vdepth_training.recipes.fiffdepth import FiffDepthRecipe
+
+RECIPES: dict[str, type[Recipe]] = {
+    r.name: r
+    for r in (VDARecipe, GemDepthRecipe, DVDRecipe, FiffDepthRecipe, DepthCrafterRecipe, OneStepRecipe, DefaultRecipe)
+}
+
+
+def get_recipe(cfg: dict[str, Any]) -> Recipe:
+    name = cfg["recipe"]
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; known: {sorted(RECIPES)}")
+    return RECIPES[name](cfg)
+
+
+__all__ = [
+    "RECIPES",
+    "DVDRecipe",
+    "DefaultRecipe",
+    "DepthCrafterRecipe",
+    "FiffDepthRecipe",
+    "GemDepthRecipe",
+    "LossOut",
+    "OneStepRecipe",
+    "Recipe",
+    "TrainingStep",
+    "VDARecipe",
+    "get_recipe",
+    "matrix_to_quaternion",
+]
