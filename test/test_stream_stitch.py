@@ -7,15 +7,8 @@ import pytest
 
 from vdepth_ros.errors import ConfigError
 from vdepth_ros.stream.align import AffineFit, FitOptions
-from vdepth_ros.stream.stitch import (
-    CausalGraphAligner,
-    GlobalAligner,
-    PairEdge,
-    Stitcher,
-    blend,
-    crossfade_weights,
-    solve_global_affine,
-)
+from vdepth_ros.stream.graph import CausalGraphAligner, GlobalAligner, PairEdge, solve_global_affine
+from vdepth_ros.stream.stitch import Stitcher, blend, crossfade_weights
 from vdepth_ros.stream.windows import WindowScheduler
 
 VDA_KF = (0, 12, 24, 25, 26, 27, 28, 29, 30, 31)

@@ -38,7 +38,8 @@ from vdepth_ros.stream.align import AffineFit, FitOptions
 from vdepth_ros.stream.cloud import CameraModel, PointCloudBuilder
 from vdepth_ros.stream.depth import depth_from_disparity, disparity_from_depth
 from vdepth_ros.stream.scale import make_scale_source, resample_sparse_depth
-from vdepth_ros.stream.stitch import GlobalAligner, StitchedFrame, Stitcher
+from vdepth_ros.stream.graph import GlobalAligner
+from vdepth_ros.stream.stitch import StitchedFrame, Stitcher
 from vdepth_ros.stream.windows import Window, WindowScheduler, pad_for_rule
 
 if TYPE_CHECKING:

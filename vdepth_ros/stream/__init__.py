@@ -3,6 +3,7 @@
 from vdepth_ros.stream.align import IDENTITY, AffineFit, FitOptions, align_scale_shift, fit_pairs
 from vdepth_ros.stream.cloud import CameraModel, PointCloudBuilder
 from vdepth_ros.stream.depth import depth_from_disparity, disparity_from_depth
+from vdepth_ros.stream.graph import CausalGraphAligner, GlobalAligner, PairEdge, solve_global_affine
 from vdepth_ros.stream.scale import (
     MetricScale,
     NoScale,
@@ -12,16 +13,7 @@ from vdepth_ros.stream.scale import (
     make_scale_source,
     resample_sparse_depth,
 )
-from vdepth_ros.stream.stitch import (
-    CausalGraphAligner,
-    GlobalAligner,
-    PairEdge,
-    StitchedFrame,
-    Stitcher,
-    blend,
-    crossfade_weights,
-    solve_global_affine,
-)
+from vdepth_ros.stream.stitch import StitchedFrame, Stitcher, blend, crossfade_weights
 from vdepth_ros.stream.windows import Window, WindowScheduler, pad_for_rule
 
 __all__ = [
