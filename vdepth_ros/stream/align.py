@@ -12,7 +12,11 @@ and the shrinkage compounds; see docs / design note). The default here is theref
   Huber) weights on the residual normalised by its MAD, so outliers on *either* side (the
   previous window is the next window's reference) are rejected;
 * in float64 on a deterministic subsample of the valid pixels (`max_points`), so the fit cost
-  does not grow with the resolution.
+  does not grow with the resolution;
+* on pixels whose reference is > 0 (`pixels="positive_ref"`): a reference clamped to 0 carries no
+  information. VDA fits *all* pixels (`utils.util.compute_scale_and_shift` with an all-ones mask),
+  clamped ones included; `VDA_FIT` (`pixels="all"`, OLS, no robust weights, no subsampling, no
+  correlation test) reproduces its (scale, shift).
 
 A fit with too few points, no variance, or no correlation falls back to (1, 0) and says so
 (`AffineFit.degenerate`).
@@ -29,6 +33,7 @@ from vdepth_ros.errors import ConfigError
 
 FitMethod = Literal["symmetric", "ols"]
 Robust = Literal["tukey", "huber", "none"]
+FitPixels = Literal["positive_ref", "all"]
 
 _MAD_TO_SIGMA = 1.4826  # MAD of a Gaussian = 0.6745 sigma
 _TUKEY_C = 4.685  # 95 % Gaussian efficiency (Tukey biweight)
@@ -48,6 +53,8 @@ class FitOptions:
         min_points: fewer valid pixels than this -> degenerate fit.
         min_correlation: |weighted correlation| below this -> degenerate fit.
         iterations: maximum IRLS iterations.
+        pixels: "positive_ref" (pixels whose reference is > 0) or "all" (every finite pair, as
+            VDA's `compute_scale_and_shift` with its all-ones mask).
     """
 
     method: FitMethod = "symmetric"
@@ -57,12 +64,15 @@ class FitOptions:
     min_points: int = 16
     min_correlation: float = 0.2
     iterations: int = 20
+    pixels: FitPixels = "positive_ref"
 
     def __post_init__(self) -> None:
         if self.method not in ("symmetric", "ols"):
             raise ConfigError(f"fit method must be 'symmetric' or 'ols', got {self.method!r}")
         if self.robust not in ("tukey", "huber", "none"):
             raise ConfigError(f"robust must be 'tukey', 'huber' or 'none', got {self.robust!r}")
+        if self.pixels not in ("positive_ref", "all"):
+            raise ConfigError(f"fit pixels must be 'positive_ref' or 'all', got {self.pixels!r}")
         if self.scale_clip is not None:
             lo, hi = self.scale_clip
             if not 0 < lo <= hi:
@@ -72,6 +82,8 @@ class FitOptions:
 
 
 DEFAULT_FIT_OPTIONS = FitOptions()
+#: VDA's stitching fit: closed-form least squares of ref on cur over all overlap pixels.
+VDA_FIT = FitOptions(method="ols", robust="none", max_points=0, min_correlation=0.0, pixels="all")
 
 
 @dataclass(frozen=True)
@@ -116,9 +128,13 @@ def _degenerate(reason: str, n: int) -> AffineFit:
 
 
 def sample_valid(
-    cur: np.ndarray, ref: np.ndarray, mask: np.ndarray | None = None, max_points: int = 0
+    cur: np.ndarray,
+    ref: np.ndarray,
+    mask: np.ndarray | None = None,
+    max_points: int = 0,
+    pixels: FitPixels = "positive_ref",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Valid (finite on both sides, ref > 0, inside `mask`) pairs as float64 vectors.
+    """Valid (finite on both sides, ref > 0 unless `pixels="all"`, inside `mask`) pairs as float64.
 
     Subsamples deterministically by a fixed stride *before* the validity test, so the cost is
     bounded by `max_points` rather than by the image size.
@@ -131,7 +147,9 @@ def sample_valid(
         step = -(-c.size // max_points)
         c, r = c[::step], r[::step]
         m = None if m is None else m[::step]
-    valid = np.isfinite(c) & np.isfinite(r) & (r > 0)
+    valid = np.isfinite(c) & np.isfinite(r)
+    if pixels == "positive_ref":
+        valid &= r > 0
     if m is not None:
         valid &= m.astype(bool)
     return c[valid].astype(np.float64), r[valid].astype(np.float64)
@@ -259,12 +277,13 @@ def align_scale_shift(
     Args:
         cur: `(..., H, W)` disparity of the new window (any affine frame), NaN = invalid.
         ref: same shape, the already-aligned reference disparity, NaN = invalid; pixels with
-            `ref <= 0` are excluded (values clamped to 0 carry no information).
+            `ref <= 0` are excluded unless `options.pixels == "all"` (values clamped to 0 carry
+            no information).
         mask: optional boolean array of the same shape, False = excluded (sky, dynamic...).
         options: method, robustness, clip, subsampling.
 
     Returns:
         The fit; `degenerate=True` with (1, 0) when it cannot be estimated.
     """
-    c, r = sample_valid(cur, ref, mask, options.max_points)
+    c, r = sample_valid(cur, ref, mask, options.max_points, options.pixels)
     return fit_pairs(c, r, options)

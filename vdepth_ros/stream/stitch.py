@@ -147,7 +147,7 @@ class Stitcher:
         if fit.degenerate or self._anchor is None or self._anchor not in self._refs:
             return True
         p = window.slots.index(self._anchor)
-        c, r = sample_valid(disp[p], self._refs[self._anchor], None, self.options.max_points)
+        c, r = sample_valid(disp[p], self._refs[self._anchor], None, self.options.max_points, self.options.pixels)
         if c.size == 0:
             return False
         ok = np.abs(r - (fit.scale * c + fit.shift)) <= 3.0 * max(fit.residual, 1e-12)
