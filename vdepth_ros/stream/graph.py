@@ -37,8 +37,10 @@ class PairEdge:
 class GlobalAligner:
     """Collects pairwise fits between windows that share frames (offline pass 1).
 
-    Memory is bounded: only the last `history` windows' raw outputs and the raw output of the
-    first window's slot-0 frame (the keyframe schedule's persistent anchor) are kept.
+    Memory and copying are bounded: each window keeps only a fixed subsample of its frames' pixels
+    (`frame_samples`: the same pixels in every frame, so shared frames pair up pixel for pixel),
+    for the last `history` windows and for the first window's slot-0 frame (the persistent
+    anchor of the keyframe layout).
 
     Args:
         options: fit options for the pairwise fits (symmetric by default, so no side is "truth").
@@ -48,7 +50,7 @@ class GlobalAligner:
     def __init__(self, options: FitOptions = DEFAULT_FIT_OPTIONS, history: int = 2) -> None:
         self.options = options
         self._recent: deque[tuple[Window, np.ndarray]] = deque(maxlen=max(1, history))
-        self._anchor: tuple[int, int, np.ndarray] | None = None  # (frame, window, raw)
+        self._anchor: tuple[int, int, np.ndarray] | None = None  # (frame, window, samples)
         self.edges: list[PairEdge] = []
         self.n_windows = 0
 
@@ -58,26 +60,26 @@ class GlobalAligner:
         Returns the edges this window added (also appended to `edges`)."""
         n = len(window.slots)
         first_new = len(self.edges)
-        raw = np.asarray(disparity, dtype=np.float32)[:n]
+        # a quarter of a fit's points per frame: an edge of up to four shared frames fits them all
+        per_frame = self.options.max_points // 4 if self.options.max_points else 0
+        samples = frame_samples(np.asarray(disparity)[:n], per_frame)
         pos = {f: p for p, f in reversed(list(enumerate(window.slots)))}
         compared = set()
-        for prev, prev_raw in self._recent:
+        for prev, prev_samples in self._recent:
             prev_pos = {f: p for p, f in reversed(list(enumerate(prev.slots)))}
             shared = [f for f in prev_pos if f in pos]
             if shared:
-                fit = align_scale_shift(
-                    raw[[pos[f] for f in shared]], prev_raw[[prev_pos[f] for f in shared]], options=self.options
-                )
-                self.edges.append(PairEdge(prev.index, window.index, fit))
+                cur, ref = samples[[pos[f] for f in shared]], prev_samples[[prev_pos[f] for f in shared]]
+                self.edges.append(PairEdge(prev.index, window.index, align_scale_shift(cur, ref, options=self.options)))
                 compared.add(prev.index)
         if self._anchor is not None:
-            frame, w_idx, a_raw = self._anchor
+            frame, w_idx, anchor = self._anchor
             if w_idx not in compared and frame in pos:
-                fit = align_scale_shift(raw[pos[frame]], a_raw, options=self.options)
+                fit = align_scale_shift(samples[pos[frame]], anchor, options=self.options)
                 self.edges.append(PairEdge(w_idx, window.index, fit))
         elif window.index == 0:
-            self._anchor = (window.slots[0], 0, raw[0].copy())
-        self._recent.append((window, raw.copy()))
+            self._anchor = (window.slots[0], 0, samples[0])
+        self._recent.append((window, samples))
         self.n_windows = max(self.n_windows, window.index + 1)
         return self.edges[first_new:]
 
@@ -91,6 +93,18 @@ class GlobalAligner:
             else AffineFit(scale=float(s), shift=float(t), degenerate=True, reason=NO_FIT)
             for k, (s, t) in enumerate(zip(scales, shifts, strict=True))
         ]
+
+
+def frame_samples(disparity: np.ndarray, per_frame: int) -> np.ndarray:
+    """`(n, P)` float32 copy of every `step`-th pixel of each frame, `P <= per_frame` (0 = all).
+
+    The same pixels in every frame (a fixed stride over the flattened image covers every row),
+    so two windows' samples of a shared frame are compared pixel for pixel.
+    """
+    flat = disparity.reshape(disparity.shape[0], -1)
+    if per_frame and flat.shape[1] > per_frame:
+        flat = flat[:, :: -(-flat.shape[1] // per_frame)]
+    return np.array(flat, dtype=np.float32)
 
 
 NO_FIT = "no valid fit to an earlier window; continues in the scale of the window before"
