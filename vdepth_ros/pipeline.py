@@ -77,8 +77,14 @@ class FitInfo:
 
     Attributes:
         scale, shift: the window alignment (window disparity -> stream canonical disparity).
-        residual: robust residual sigma of that fit (canonical disparity units).
-        inlier_fraction: fraction of fit pixels kept by the robust weights.
+        residual: how far the aligned window is from the stream it continues, on the frames it
+            blends into: robust sigma of the difference relative to the disparity there (0.02 =
+            2 %; 0 for a stream's first window). The same measure in every alignment mode and
+            offline (`stream.stitch.WindowHealth`).
+        inlier_fraction: fraction of the fit's pixels kept by its robust weights (graph alignment
+            and offline: the mean over the window's pairwise fits).
+        scale_change: the window's scale over the previous window's (1 = the model's raw scale
+            did not change; a jump flags a model or alignment problem).
         degenerate: the fit fell back to (1, 0), or with graph alignment to the previous window's
             affine (too few points, flat, uncorrelated); see `reason`.
         scale_source: "none" | "sparse" | "range" | "metric".
@@ -97,6 +103,7 @@ class FitInfo:
     metric_scale: float | None = None
     metric_shift: float | None = None
     reason: str = ""
+    scale_change: float = 1.0
 
 
 @dataclass
@@ -473,7 +480,7 @@ class DepthPipeline:
             )
             if camera is not None and self.cloud is not None:
                 points, colors = self.cloud.build(depth, camera, rgb if self.config.cloud_colors else None)
-        fit = self._fit_info(sf.fit, sf.window, metric)
+        fit = self._fit_info(sf, metric)
         self.stats.frames_out += 1
         self.stats.last_fit = fit
         self.stats.post_seconds += time.perf_counter() - t0
@@ -490,18 +497,20 @@ class DepthPipeline:
             fit=fit,
         )
 
-    def _fit_info(self, fit: AffineFit, window: int, metric: AffineFit | None) -> FitInfo:
+    def _fit_info(self, sf: StitchedFrame, metric: AffineFit | None) -> FitInfo:
+        fit, health = sf.fit, sf.health
         return FitInfo(
             scale=fit.scale,
             shift=fit.shift,
-            residual=fit.residual,
+            residual=health.residual,
             inlier_fraction=fit.inlier_fraction,
             degenerate=fit.degenerate,
             scale_source=self.scale_source.kind,
-            window=window,
+            window=sf.window,
             metric_scale=None if metric is None else metric.scale,
             metric_shift=None if metric is None else metric.shift,
             reason=fit.reason,
+            scale_change=health.scale_change,
         )
 
     # -- offline -------------------------------------------------------------------------------

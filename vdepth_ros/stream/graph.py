@@ -87,10 +87,11 @@ class GlobalAligner:
         """Per-window affines (window -> canonical scale of `anchor`) from all edges."""
         scales, shifts, _ = solve_global_affine(self.n_windows, self.edges, anchor)
         fitted = fitted_windows(self.edges)
+        inliers = edge_inliers(self.edges)
         return [
-            AffineFit(scale=float(s), shift=float(t))
+            AffineFit(scale=float(s), shift=float(t), inlier_fraction=inliers.get(k, 1.0))
             if k == anchor or k in fitted
-            else AffineFit(scale=float(s), shift=float(t), degenerate=True, reason=NO_FIT)
+            else AffineFit(scale=float(s), shift=float(t), inlier_fraction=0.0, degenerate=True, reason=NO_FIT)
             for k, (s, t) in enumerate(zip(scales, shifts, strict=True))
         ]
 
@@ -108,6 +109,17 @@ def frame_samples(disparity: np.ndarray, per_frame: int) -> np.ndarray:
 
 
 NO_FIT = "no valid fit to an earlier window; continues in the scale of the window before"
+
+
+def edge_inliers(edges: list[PairEdge]) -> dict[int, float]:
+    """Per later window: the inlier fraction of its valid pairwise fits, weighted by their points."""
+    num: dict[int, float] = {}
+    den: dict[int, float] = {}
+    for e in edges:
+        if not e.fit.degenerate and e.fit.n_points:
+            num[e.later] = num.get(e.later, 0.0) + e.fit.inlier_fraction * e.fit.n_points
+            den[e.later] = den.get(e.later, 0.0) + e.fit.n_points
+    return {k: num[k] / den[k] for k in num}
 
 
 def fitted_windows(edges: list[PairEdge]) -> set[int]:
@@ -306,5 +318,5 @@ class CausalGraphAligner:
         self._estimates = {n: v for n, v in self._estimates.items() if n in keep}
         scale, shift = self._estimates[k]
         if k not in fitted_windows(new):
-            return AffineFit(scale=scale, shift=shift, degenerate=True, reason=NO_FIT)
-        return AffineFit(scale=scale, shift=shift)
+            return AffineFit(scale=scale, shift=shift, inlier_fraction=0.0, degenerate=True, reason=NO_FIT)
+        return AffineFit(scale=scale, shift=shift, inlier_fraction=edge_inliers(new)[k])

@@ -50,6 +50,49 @@ def blend(old: np.ndarray, new: np.ndarray, weight_new: float) -> np.ndarray:
     return out
 
 
+_HEALTH_POINTS = 16384  # pixels compared per window (an even stride over the overlap frames)
+
+
+@dataclass(frozen=True)
+class WindowHealth:
+    """How well a window, once aligned, agrees with the stream it continues (any alignment mode).
+
+    Compared on the overlap frames the window blends into, before blending: the stream's output
+    so far against the aligned new window, on an even pixel subsample.
+
+    Attributes:
+        residual: robust (MAD) sigma of the difference, relative to the stream's median disparity
+            there (0.02 = 2 %).
+        scale_change: this window's scale over the previous window's (1 = unchanged raw scale).
+        compared: pixels compared (0: nothing to compare, e.g. the first window of a stream).
+    """
+
+    residual: float = 0.0
+    scale_change: float = 1.0
+    compared: int = 0
+
+
+NO_OVERLAP = WindowHealth()
+
+
+def overlap_health(stream: list[np.ndarray], aligned: list[np.ndarray], scale_change: float = 1.0) -> WindowHealth:
+    """`WindowHealth` of aligned frames against the stream's output of the same frames."""
+    if not stream:
+        return WindowHealth(scale_change=scale_change)
+    a = np.stack(stream).ravel()
+    b = np.stack(aligned).ravel()
+    step = max(1, a.size // _HEALTH_POINTS)
+    a, b = a[::step], b[::step]
+    ok = np.isfinite(a) & np.isfinite(b) & (a > 0)
+    if not ok.any():
+        return WindowHealth(scale_change=scale_change)
+    return WindowHealth(
+        residual=1.4826 * float(np.median(np.abs(b[ok] - a[ok]))) / float(np.median(a[ok])),
+        scale_change=scale_change,
+        compared=int(np.count_nonzero(ok)),
+    )
+
+
 @dataclass
 class StitchedFrame:
     """One output frame of the stitcher.
@@ -60,6 +103,7 @@ class StitchedFrame:
         status: "provisional" (a later window will revise it) or "final".
         window: index of the newest window that contributed.
         fit: the alignment of that window.
+        health: that window's agreement with the stream before it (`WindowHealth`).
     """
 
     index: int
@@ -67,6 +111,7 @@ class StitchedFrame:
     status: Status
     window: int
     fit: AffineFit
+    health: WindowHealth = NO_OVERLAP
 
 
 class Stitcher:
@@ -107,8 +152,9 @@ class Stitcher:
 
     def reset(self) -> None:
         """Forget all output (stream restart)."""
-        self._tail: dict[int, tuple[np.ndarray, int, AffineFit]] = {}
+        self._tail: dict[int, StitchedFrame] = {}  # provisional frames, as output
         self._refs: dict[int, np.ndarray] = {}
+        self._last_scale: float | None = None
         self._anchor: int | None = None
         self.last_fit: AffineFit = IDENTITY
         self.degenerate_fits = 0
@@ -134,7 +180,7 @@ class Stitcher:
             return IDENTITY
         if self.alignment == "chain_ls":
             pos = [p for p in range(window.n_context, len(window.slots)) if window.slots[p] in self._tail]
-            ref = [self._tail[window.slots[p]][0] for p in pos]
+            ref = [self._tail[window.slots[p]].disparity for p in pos]
         else:
             pos = [p for p in range(window.n_context) if window.slots[p] in self._refs]
             ref = [self._refs[window.slots[p]] for p in pos]
@@ -196,12 +242,17 @@ class Stitcher:
         frames_here = {window.slots[p] for p in out_pos}
         # Provisional frames this window does not revise are settled as they are.
         for f in [f for f in self._tail if f not in frames_here]:
-            d, w_idx, w_fit = self._tail.pop(f)
-            out.append(StitchedFrame(f, d, "final", w_idx, w_fit))
+            sf = self._tail.pop(f)
+            out.append(StitchedFrame(f, sf.disparity, "final", sf.window, sf.fit, sf.health))
         overlap = [p for p in out_pos if window.slots[p] in self._tail]
+        change = 1.0 if self._last_scale is None else fit.scale / self._last_scale
+        self._last_scale = fit.scale
+        health = overlap_health(
+            [self._tail[window.slots[p]].disparity for p in overlap], [aligned[p] for p in overlap], change
+        )
         weights = crossfade_weights(len(overlap))
         first_prov = n - window.n_provisional if window.n_provisional else n
-        new_tail: dict[int, tuple[np.ndarray, int, AffineFit]] = {}
+        new_tail: dict[int, StitchedFrame] = {}
         values: dict[int, np.ndarray] = {}
         k = 0
         settled = window.n_context + window.overlap  # before this slot: output by earlier windows
@@ -210,15 +261,16 @@ class Stitcher:
             if p < settled and f not in self._tail:
                 continue  # already final (a moved-back last window re-covers them): context only
             if k < len(overlap) and overlap[k] == p:
-                value = blend(self._tail[f][0], aligned[p], float(weights[k]))
+                value = blend(self._tail[f].disparity, aligned[p], float(weights[k]))
                 k += 1
             else:
                 value = aligned[p]  # a view: `aligned` is this call's own array
             values[f] = value
             status: Status = "provisional" if p >= first_prov else "final"
+            frame = StitchedFrame(f, value, status, window.index, fit, health)
             if status == "provisional":
-                new_tail[f] = (value, window.index, fit)
-            out.append(StitchedFrame(f, value, status, window.index, fit))
+                new_tail[f] = frame
+            out.append(frame)
         self._tail = new_tail
 
         if self.alignment == "keyframe" and affine is None:
@@ -242,6 +294,6 @@ class Stitcher:
 
     def finish(self) -> list[StitchedFrame]:
         """End of stream: every provisional frame left becomes final, unchanged."""
-        out = [StitchedFrame(f, d, "final", w, fit) for f, (d, w, fit) in self._tail.items()]
+        out = [StitchedFrame(f, sf.disparity, "final", sf.window, sf.fit, sf.health) for f, sf in self._tail.items()]
         self._tail = {}
         return out
