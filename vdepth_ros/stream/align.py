@@ -254,6 +254,10 @@ def _lmeds_start(c: np.ndarray, r: np.ndarray, method: FitMethod, hypotheses: in
 
 
 _COARSE_POINTS = 8192  # IRLS converges on this subsample first, then refines on all points
+#: A model's errors are smooth over the image, so residuals of nearby pixels are correlated and a
+#: fit's standard error (the weight of its edge in the graph solve) is computed as if only this
+#: many points were independent: an edge of many frames of one window is no surer than one frame.
+_INDEPENDENT_POINTS = 64
 _TOL = 1e-7  # relative change of (s, t) that ends the IRLS
 _COARSE_TOL = 1e-5  # the same on the subsample (the refinement on all points follows)
 _REFINE_ITERATIONS = 3  # on all points after the subsample converged
@@ -343,8 +347,9 @@ def fit_pairs(c: np.ndarray, r: np.ndarray, options: FitOptions = DEFAULT_FIT_OP
         n_eff, inl = float(w.sum()), float(np.count_nonzero(w > 1e-3)) / n
         mc = float(w @ c) / n_eff
         var_c = float(w @ ((c - mc) ** 2)) / n_eff
-    scale_se = sigma / np.sqrt(max(n_eff * var_c, 1e-300))
-    shift_se = sigma / np.sqrt(max(n_eff, 1.0))
+    n_se = min(n_eff, _INDEPENDENT_POINTS)  # smooth errors: neighbouring residuals are not independent
+    scale_se = sigma / np.sqrt(max(n_se * var_c, 1e-300))
+    shift_se = sigma / np.sqrt(max(n_se, 1.0))
     return AffineFit(
         scale=float(s),
         shift=float(t),
