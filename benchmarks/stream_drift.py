@@ -283,7 +283,7 @@ def run_method(world: World, schedule: dict, method: str) -> tuple[np.ndarray, n
         for frame in inputs:
             take(pipe.push(frame))
         take(pipe.flush())
-    info = {"windows": engine.calls, "resets": pipe.stats.resets, "degenerate_fits": pipe.stats.degenerate_fits}
+    info = {"windows": engine.calls, "scene_cuts": pipe.stats.scene_cuts, "degenerate_fits": pipe.stats.degenerate_fits}
     info["layout"] = pipe.schedule["keyframes"] or "chain"
     return final, first if method != "offline" else final, info
 
@@ -426,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 print(
                     f"{sched:20s} {errors:10s} {method:15s} drift-floor={row['drift_above_floor']:+.4f} "
-                    f"recover={row['frames_to_recover']:4d} resets={row['resets']} windows={row['windows']} "
+                    f"recover={row['frames_to_recover']:4d} cuts={row['scene_cuts']} windows={row['windows']} "
                     f"[AbsRel/drift-floor/recover per segment: {segs}] ({row['seconds']:.1f} s)",
                     flush=True,
                 )
