@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -87,6 +88,17 @@ def summarise(rows: list[dict], alignments: list[str]) -> dict:
     return out
 
 
+def offline_goal(rows: list[dict], stream: str, tol: float = 0.0) -> dict:
+    """Issue #26: offline at least as accurate as the causal stream on every sequence (AbsRel and δ1)."""
+    worse = []
+    for r in rows:
+        d_absrel = r["offline"]["abs_rel"] - r[stream]["abs_rel"]  # > 0: offline worse
+        d_delta1 = r["offline"]["delta1"] - r[stream]["delta1"]  # < 0: offline worse
+        if d_absrel > tol or d_delta1 < -tol:
+            worse.append((r["sequence"], d_absrel, d_delta1))
+    return {"stream": stream, "sequences": len(rows), "worse": worse, "pass": not worse}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default=None, help="model folder (default: the bundled default model)")
@@ -123,11 +135,19 @@ def main(argv: list[str] | None = None) -> int:
             r = res[method]
             gap = f"{r['mean_abs_gap']:.4f}" if "mean_abs_gap" in r else "-"
             print(f"{name:10s} {method:10s} {r['abs_rel']:.4f}   {r['delta1']:.4f}  {r['tae']:8.3f}  {gap}")
-    print(f"({time.perf_counter() - t0:.0f} s)")
+    goal = offline_goal(rows, alignments[0])
+    print(
+        f"goal: offline >= stream ({alignments[0]}) on AbsRel and δ1 on every development sequence: "
+        f"{'PASS' if goal['pass'] else 'FAIL'} ({goal['sequences'] - len(goal['worse'])}/{goal['sequences']})"
+    )
+    for name, d_absrel, d_delta1 in goal["worse"]:
+        print(f"  offline worse on {name}: AbsRel {d_absrel:+.4f}, δ1 {d_delta1:+.4f}")
+    print(f"({time.perf_counter() - t0:.0f} s, load average {os.getloadavg()})")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         meta = vars(args) | {"json": str(args.json)}
-        args.json.write_text(json.dumps({"args": meta, "rows": rows, "summary": summary}, indent=1))
+        meta["loadavg"] = os.getloadavg()
+        args.json.write_text(json.dumps({"args": meta, "rows": rows, "summary": summary, "goal": goal}, indent=1))
     return 0
 
 
