@@ -16,8 +16,8 @@ slots under per-window errors (`--errors`):
 
 Frames of a window that lie in another segment than its first new frame (a window across a cut,
 or a keyframe anchor from before it) get their own random affine: a model has no common scale for
-two unrelated scenes. The frames' images are the GT disparity as gray levels (the synthetic scene
-has no camera images); the pipeline sees them like camera frames (scene-cut detection included).
+two unrelated scenes. The pipeline sees each frame's camera image (HoloLens, 7-Scenes: the data's
+own; the synthetic scene: its GT disparity colour-mapped), so scene-cut detection runs as deployed.
 
 Scoring, per segment (a restarted stream has a new scale, so each segment gets its own fit):
 
@@ -85,6 +85,7 @@ RECOVER_TOL = 0.01
 class Sequence:
     name: str
     disparity: np.ndarray  # (N, H, W) float32, NaN invalid, normalised so its 99th percentile is 1
+    rgb: np.ndarray | None = None  # (N, H, W, 3) uint8 camera images, when the data has them
 
 
 def _load_depth_pngs(paths: list[Path], invalid: set[int], size: tuple[int, int]) -> np.ndarray:
@@ -101,28 +102,36 @@ def _load_depth_pngs(paths: list[Path], invalid: set[int], size: tuple[int, int]
     return np.stack(out)
 
 
+def _load_images(paths: list[Path], size: tuple[int, int]) -> np.ndarray:
+    import cv2
+
+    return np.stack([cv2.resize(cv2.imread(str(p))[..., ::-1], size, interpolation=cv2.INTER_AREA) for p in paths])
+
+
 def _ping_pong(n_src: int, n: int, start: int = 0) -> np.ndarray:
     """Frame order start.., n-1, n-2..1, 0.. (loop mirrored so there is no jump)."""
     period = np.r_[np.arange(n_src), np.arange(n_src - 2, 0, -1)]
     return np.resize(np.roll(period, -start), n)
 
 
-def _normalise(depth: np.ndarray, name: str) -> Sequence:
+def _normalise(depth: np.ndarray, name: str, rgb: np.ndarray | None = None) -> Sequence:
     with np.errstate(divide="ignore", invalid="ignore"):
         disp = np.where(depth > 0, 1.0 / depth, np.nan).astype(np.float32)
     disp /= np.nanpercentile(disp, 99)
-    return Sequence(name, disp)
+    return Sequence(name, disp, rgb)
 
 
 def load_sequences(size: tuple[int, int], which: list[str]) -> list[Sequence]:
     root = evaldata_dir()
     seqs = []
     if "7scenes" in which and root is not None:
-        paths = sorted((root / "7scenes_tsdf_fusion" / "data").glob("frame-*.depth.png"))
-        seqs.append(_normalise(_load_depth_pngs(paths, {65535, 0}, size), "7scenes"))
+        folder = root / "7scenes_tsdf_fusion" / "data"
+        depth = _load_depth_pngs(sorted(folder.glob("frame-*.depth.png")), {65535, 0}, size)
+        seqs.append(_normalise(depth, "7scenes", _load_images(sorted(folder.glob("frame-*.color.jpg")), size)))
     if "hololens" in which and root is not None:
-        folder = root / "dvmvs_hololens_000" / "sample-data" / "hololens-dataset" / "000" / "depth"
-        seqs.append(_normalise(_load_depth_pngs(sorted(folder.glob("*.png")), {0}, size), "hololens"))
+        folder = root / "dvmvs_hololens_000" / "sample-data" / "hololens-dataset" / "000"
+        depth = _load_depth_pngs(sorted((folder / "depth").glob("*.png")), {0}, size)
+        seqs.append(_normalise(depth, "hololens", _load_images(sorted((folder / "images").glob("*.png")), size)))
     if "synthetic" in which:
         seqs.append(_normalise(synthetic_depth(240, size), "synthetic"))
     if root is None and ("7scenes" in which or "hololens" in which):
@@ -160,9 +169,10 @@ class World:
         order_a = _ping_pong(len(a.disparity), n_a - s_len)
         half = (n_a - s_len) // 2  # the camera stops half way through A
         order_a = np.r_[order_a[:half], np.full(s_len, order_a[half]), order_a[half:]]
-        parts = [a.disparity[order_a], b.disparity[_ping_pong(len(b.disparity), n_b)]]
-        parts.append(a.disparity[_ping_pong(len(a.disparity), n_c, start=len(a.disparity) // 2)])
-        self.gt = np.concatenate(parts).astype(np.float32)
+        order_b = _ping_pong(len(b.disparity), n_b)
+        order_c = _ping_pong(len(a.disparity), n_c, start=len(a.disparity) // 2)
+        self.gt = np.concatenate([a.disparity[order_a], b.disparity[order_b], a.disparity[order_c]]).astype(np.float32)
+        self._source = [(a, k) for k in order_a] + [(b, k) for k in order_b] + [(a, k) for k in order_c]
         self.bounds = [0, n_a, n_a + n_b, n]  # segment k is frames [bounds[k], bounds[k+1])
         self.segment = np.repeat(np.arange(3), np.diff(self.bounds))
         self.names = [a.name, b.name, a.name + "'"]
@@ -173,9 +183,16 @@ class World:
         self._u, self._v = self._u / max(w - 1, 1) - 0.5, self._v / max(h - 1, 1) - 0.5
 
     def image(self, k: int) -> np.ndarray:
-        """Frame k's "camera image": the GT disparity as gray, its index in pixel (0, 0)."""
-        gray = np.nan_to_num(np.clip(self.gt[k] * 200.0, 0, 255)).astype(np.uint8)
-        img = np.repeat(gray[..., None], 3, axis=2)
+        """Frame k's camera image (the data's own, else its GT disparity colour-mapped), with the
+        frame index in pixel (0, 0)."""
+        seq, src = self._source[k]
+        if seq.rgb is not None:
+            img = seq.rgb[src].copy()
+        else:
+            import cv2
+
+            gray = np.nan_to_num(np.clip(self.gt[k] * 200.0, 0, 255)).astype(np.uint8)
+            img = cv2.applyColorMap(gray, cv2.COLORMAP_TURBO)[..., ::-1].copy()
         img[0, 0] = (k & 255, (k >> 8) & 255, (k >> 16) & 255)
         return img
 

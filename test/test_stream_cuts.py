@@ -48,6 +48,13 @@ def test_exposure_change_and_static_camera_are_not_cuts():
     assert cut_score(frame_signature(frames[0]), frame_signature(frames[0])) == pytest.approx(0.0, abs=1e-6)
 
 
+def test_moving_fast_again_after_a_stop_is_not_a_cut():
+    frames = _pan(_scene(6, w=5000), 60, step=64)  # scores ~0.23, up to 0.52
+    det = SceneCutDetector()
+    stopped = frames[:20] + [frames[19]] * 40 + frames[20:]  # fast pan, 40 frames at rest, fast pan
+    assert sum(det.update(f) for f in stopped) == 0
+
+
 def test_running_median_absorbs_a_shaky_camera():
     """Scores that are high all the time (fast motion) raise the baseline instead of cutting."""
     scene = _scene(3, w=2000)

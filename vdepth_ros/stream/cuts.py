@@ -11,7 +11,8 @@ histogram; the cut score of a frame against the previous one is the geometric me
 where and which colours occur, while a fast pan mostly changes the first and an exposure change
 the second. A frame is a cut when its score exceeds the median score of the last `history` frames
 by `threshold`, so a shaky or fast camera, whose scores are high all the time, does not read as a
-string of cuts. On the development clips (HoloLens, the DAVIS and Sora demo videos, the DeepV2D
+string of cuts; frames of a camera at rest (score ~0) do not lower that median, so moving again
+after a stop is not a cut either. On the development clips (HoloLens, the DAVIS and Sora demo videos, the DeepV2D
 NYU/ScanNet/KITTI/golf clips; 7-Scenes not used) the default 0.5 flagged none of ~400 consecutive
 pairs and 98.9 % of the 182 joins between two different clips (`benchmarks/scene_cuts.py`).
 
@@ -30,6 +31,7 @@ from vdepth_ros.errors import ConfigError
 _GRID = (12, 16)
 _LEVELS = 8  # per channel: 512 joint colour bins
 _SAMPLES = 4096  # histogram samples per frame
+_STATIC = 0.02  # scores at most this (an unchanged view) do not enter the running median
 
 
 Signature = tuple[np.ndarray, np.ndarray]
@@ -102,5 +104,6 @@ class SceneCutDetector:
         if score - base >= self.threshold:
             self._scores.clear()  # the new scene starts its own statistics
             return True
-        self._scores.append(score)
+        if score > _STATIC:  # a camera at rest says nothing about how fast it usually moves
+            self._scores.append(score)
         return False
