@@ -38,7 +38,7 @@ from vdepth_ros.stream.align import AffineFit, FitOptions
 from vdepth_ros.stream.cloud import CameraModel, PointCloudBuilder
 from vdepth_ros.stream.cuts import SceneCutDetector
 from vdepth_ros.stream.depth import depth_from_disparity, disparity_from_depth
-from vdepth_ros.stream.graph import GlobalAligner
+from vdepth_ros.stream.graph import CausalGraphAligner
 from vdepth_ros.stream.scale import make_scale_source, resample_sparse_depth
 from vdepth_ros.stream.stitch import StitchedFrame, Stitcher
 from vdepth_ros.stream.windows import Window, WindowScheduler, anchor_keyframes, pad_for_rule
@@ -518,7 +518,8 @@ class DepthPipeline:
         """Non-causal processing of a whole sequence: all windows, one global solve, then output.
 
         Pass 1 runs every window (same schedule and model calls as causal mode) and records
-        pairwise fits between windows that share frames; window disparities, working-resolution
+        pairwise fits between windows that share frames (`CausalGraphAligner`, the edges of graph
+        alignment, all kept); window disparities, working-resolution
         images and sparse depth spill to temporary files, so memory is bounded by the window
         size. Then `solve_global_affine` finds every window's (s, t) at once (anchored on window
         0) and pass 2 applies them with the same crossfade as causal mode. A scene cut (as in
@@ -546,12 +547,16 @@ class DepthPipeline:
         finally:
             self._clear()  # also when the consumer stops early: the causal API stays usable
 
+    def _offline_aligner(self) -> CausalGraphAligner:
+        """The causal graph estimator, keeping every edge for one joint solve at the end."""
+        return CausalGraphAligner(self.fit_options, lag=self.config.graph_lag, keep_edges=True)
+
     def _offline_windows(
         self, frames: Iterable[FrameInput], spill: _Spill, records: list[_Record]
     ) -> list[_OfflineSegment]:
         """Pass 1: every window of every segment run, spilled and fitted pairwise."""
         sched = self.scheduler
-        segments = [_OfflineSegment(0, 0, GlobalAligner(self.fit_options))]
+        segments = [_OfflineSegment(0, 0, self._offline_aligner())]
         buffer: dict[int, np.ndarray] = {}  # working-resolution images by segment-local index
 
         def run(window: Window) -> None:
@@ -575,7 +580,7 @@ class DepthPipeline:
             if self._scene_cut(rec.rgb):
                 close_segment()
                 sched.reset()
-                segments.append(_OfflineSegment(len(records), spill.n_windows, GlobalAligner(self.fit_options)))
+                segments.append(_OfflineSegment(len(records), spill.n_windows, self._offline_aligner()))
                 self.stats.scene_cuts += 1
             buffer[sched.add_frame()] = rec.rgb
             spill.put_frame(len(records), rec)
@@ -592,7 +597,7 @@ class DepthPipeline:
 
     def _offline_output(self, seg: _OfflineSegment, spill: _Spill, records: list[_Record]) -> Iterator[DepthFrame]:
         """Pass 2 for one segment: solve, stitch with the solved affines, output every frame once."""
-        fits = seg.aligner.solve(anchor=0)
+        fits = seg.aligner.solve()
         self.stats.degenerate_fits += sum(f.degenerate for f in fits) + sum(e.fit.degenerate for e in seg.aligner.edges)
         self._index_base = seg.first_frame
         self.scale_source.reset()
@@ -619,7 +624,7 @@ class _OfflineSegment:
 
     first_frame: int  # sequence index of its frame 0
     first_window: int  # spill index of its window 0
-    aligner: GlobalAligner
+    aligner: CausalGraphAligner
     windows: list[Window] = field(default_factory=list)
 
 

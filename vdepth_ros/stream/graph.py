@@ -51,13 +51,21 @@ class GlobalAligner:
         self.options = options
         self._recent: deque[tuple[Window, np.ndarray]] = deque(maxlen=max(1, history))
         self._anchor: tuple[int, int, np.ndarray] | None = None  # (frame, window, samples)
+        self.anchor_samples: np.ndarray | None = None
         self.edges: list[PairEdge] = []
         self.n_windows = 0
 
-    def add(self, window: Window, disparity: np.ndarray) -> list[PairEdge]:
+    def add(self, window: Window, disparity: np.ndarray, anchor_reference: np.ndarray | None = None) -> list[PairEdge]:
         """Record one window's raw output `(len(slots)[+pad], H, W)`; windows in order.
 
-        Returns the edges this window added (also appended to `edges`)."""
+        Args:
+            window, disparity: the window and its raw model output.
+            anchor_reference: samples of the anchor frame in the canonical scale (window 0's) to
+                fit the anchor edge to, e.g. `CausalGraphAligner`'s consensus of many windows;
+                default: window 0's own output of it.
+
+        Returns the edges this window added (also appended to `edges`); `anchor_samples` is this
+        window's output of the anchor frame (None when the window does not hold it)."""
         n = len(window.slots)
         first_new = len(self.edges)
         # a quarter of a fit's points per frame: an edge of up to four shared frames fits them all
@@ -72,13 +80,16 @@ class GlobalAligner:
                 cur, ref = samples[[pos[f] for f in shared]], prev_samples[[prev_pos[f] for f in shared]]
                 self.edges.append(PairEdge(prev.index, window.index, align_scale_shift(cur, ref, options=self.options)))
                 compared.add(prev.index)
+        if self._anchor is None and window.index == 0:
+            self._anchor = (window.slots[0], 0, samples[0])
+        self.anchor_samples = None
         if self._anchor is not None:
             frame, w_idx, anchor = self._anchor
-            if w_idx not in compared and frame in pos:
-                fit = align_scale_shift(samples[pos[frame]], anchor, options=self.options)
+            self.anchor_samples = samples[pos[frame]] if frame in pos else None
+            if w_idx not in compared and frame in pos and window.index != w_idx:
+                ref = anchor if anchor_reference is None else anchor_reference
+                fit = align_scale_shift(samples[pos[frame]], ref, options=self.options)
                 self.edges.append(PairEdge(w_idx, window.index, fit))
-        elif window.index == 0:
-            self._anchor = (window.slots[0], 0, samples[0])
         self._recent.append((window, samples))
         self.n_windows = max(self.n_windows, window.index + 1)
         return self.edges[first_new:]
@@ -266,19 +277,30 @@ class CausalGraphAligner:
     are dropped: cost and memory per window are bounded by `lag` and `history`, not the stream
     length.
 
+    Multi-window consensus: the anchor edge of a window is fitted not to window 0's output of the
+    anchor frame but to the mean of every earlier window's output of it, each mapped to the
+    canonical scale by its estimate. Each window's own smooth error then averages out of the
+    reference, instead of window 0's error being inherited by every later window.
+
+    The offline pass (`keep_edges=True`, then `solve`) runs the same estimator and solves all
+    the edges jointly at the end.
+
     Why: on the development data (HoloLens and held-out renders) this stream stays much closer to
-    the offline solve, sequence by sequence, than keyframe alignment does; see docs/architecture.md.
+    the offline solve, sequence by sequence, than keyframe alignment does; see docs/alignment.md.
 
     Args:
-        options: fit options of the pairwise fits (as offline).
-        history: previous windows each window is compared with (as offline).
+        options: fit options of the pairwise fits.
+        history: previous windows each window is compared with.
         lag: earlier windows re-estimated together with each new one (>= 1).
+        keep_edges: keep every edge for `solve` (offline); memory then grows with the windows.
     """
 
-    def __init__(self, options: FitOptions = DEFAULT_FIT_OPTIONS, history: int = 2, lag: int = 8) -> None:
+    def __init__(
+        self, options: FitOptions = DEFAULT_FIT_OPTIONS, history: int = 2, lag: int = 8, keep_edges: bool = False
+    ) -> None:
         if lag < 1:
             raise ConfigError(f"graph lag must be >= 1 window, got {lag}")
-        self.options, self.history, self.lag = options, int(history), int(lag)
+        self.options, self.history, self.lag, self.keep_edges = options, int(history), int(lag), keep_edges
         self.reset()
 
     def reset(self) -> None:
@@ -286,6 +308,41 @@ class CausalGraphAligner:
         self._pairs = GlobalAligner(self.options, self.history)
         self._edges: list[PairEdge] = []
         self._estimates: dict[int, tuple[float, float]] = {}
+        self._consensus_sum: np.ndarray | None = None  # canonical anchor samples, summed over windows
+        self._consensus_count: np.ndarray | None = None
+        self.edges: list[PairEdge] = []  # all of them, with keep_edges
+        self.n_windows = 0
+
+    def _consensus(self) -> np.ndarray | None:
+        if self._consensus_sum is None or self._consensus_count is None:
+            return None
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (self._consensus_sum / self._consensus_count).astype(np.float32)
+
+    def _add_to_consensus(self, scale: float, shift: float) -> None:
+        samples = self._pairs.anchor_samples
+        if samples is None:
+            return
+        canonical = samples.astype(np.float64) * scale + shift
+        ok = np.isfinite(canonical)
+        if self._consensus_sum is None or self._consensus_count is None:
+            self._consensus_sum, self._consensus_count = np.zeros(samples.shape), np.zeros(samples.shape)
+        self._consensus_sum += np.where(ok, canonical, 0.0)
+        self._consensus_count += ok
+
+    def solve(self) -> list[AffineFit]:
+        """Offline (`keep_edges=True`): every window's affine from one solve over all edges."""
+        if not self.keep_edges:
+            raise ConfigError("solve() needs keep_edges=True (the causal aligner prunes its edges)")
+        scales, shifts, _ = solve_global_affine(self.n_windows, self.edges, 0)
+        fitted = fitted_windows(self.edges)
+        inliers = edge_inliers(self.edges)
+        return [
+            AffineFit(scale=float(s), shift=float(t), inlier_fraction=inliers.get(k, 1.0))
+            if k == 0 or k in fitted
+            else AffineFit(scale=float(s), shift=float(t), inlier_fraction=0.0, degenerate=True, reason=NO_FIT)
+            for k, (s, t) in enumerate(zip(scales, shifts, strict=True))
+        ]
 
     @property
     def state_size(self) -> tuple[int, int]:
@@ -300,10 +357,14 @@ class CausalGraphAligner:
         scale, and later windows fitted to it follow it.
         """
         k = window.index
-        new = self._pairs.add(window, disparity)
+        new = self._pairs.add(window, disparity, anchor_reference=self._consensus())
         self._pairs.edges.clear()  # the edges live here, pruned by the lag
+        self.n_windows = max(self.n_windows, k + 1)
+        if self.keep_edges:
+            self.edges += new
         if k == 0 or not self._estimates:
             self._edges, self._estimates = [], {k: (1.0, 0.0)}
+            self._add_to_consensus(1.0, 0.0)
             return IDENTITY
         first_free = max(1, k - self.lag)  # window 0 is the canonical scale
         self._edges = [e for e in self._edges + new if e.later >= first_free]
@@ -317,6 +378,7 @@ class CausalGraphAligner:
         keep = {0, *range(first_free, k + 1), *(e.earlier for e in self._edges)}
         self._estimates = {n: v for n, v in self._estimates.items() if n in keep}
         scale, shift = self._estimates[k]
+        self._add_to_consensus(scale, shift)
         if k not in fitted_windows(new):
             return AffineFit(scale=scale, shift=shift, inlier_fraction=0.0, degenerate=True, reason=NO_FIT)
         return AffineFit(scale=scale, shift=shift, inlier_fraction=edge_inliers(new)[k])
