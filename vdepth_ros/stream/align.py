@@ -316,7 +316,7 @@ def fit_pairs(c: np.ndarray, r: np.ndarray, options: FitOptions = DEFAULT_FIT_OP
         m = _Moments(c, r)
         s, t = _lmeds_start(m.c, m.r, options.method)
         sigma, iterations = 0.0, options.iterations
-        if n >= 4 * _COARSE_POINTS:
+        if n >= 2 * _COARSE_POINTS:
             coarse = m.subsample(n // _COARSE_POINTS)
             s, t, _, w_coarse, sigma = _irls(coarse, s, t, 0.0, options, options.iterations, spread, _COARSE_TOL)
             if w_coarse is not None:  # converged: a few refining iterations on all points

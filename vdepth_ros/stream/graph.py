@@ -68,8 +68,8 @@ class GlobalAligner:
         window's output of the anchor frame (None when the window does not hold it)."""
         n = len(window.slots)
         first_new = len(self.edges)
-        # a quarter of a fit's points per frame: an edge of up to four shared frames fits them all
-        per_frame = self.options.max_points // 4 if self.options.max_points else 0
+        # an eighth of a fit's points per frame: plenty for a smooth map, and fits stay cheap
+        per_frame = self.options.max_points // 8 if self.options.max_points else 0
         samples = frame_samples(np.asarray(disparity)[:n], per_frame)
         pos = {f: p for p, f in reversed(list(enumerate(window.slots)))}
         compared = set()

@@ -79,10 +79,9 @@ def overlap_health(stream: list[np.ndarray], aligned: list[np.ndarray], scale_ch
     """`WindowHealth` of aligned frames against the stream's output of the same frames."""
     if not stream:
         return WindowHealth(scale_change=scale_change)
-    a = np.stack(stream).ravel()
-    b = np.stack(aligned).ravel()
-    step = max(1, a.size // _HEALTH_POINTS)
-    a, b = a[::step], b[::step]
+    step = max(1, len(stream) * stream[0].size // _HEALTH_POINTS)  # subsample before copying
+    a = np.concatenate([np.ravel(f)[::step] for f in stream])
+    b = np.concatenate([np.ravel(f)[::step] for f in aligned])
     ok = np.isfinite(a) & np.isfinite(b) & (a > 0)
     if not ok.any():
         return WindowHealth(scale_change=scale_change)
