@@ -440,3 +440,17 @@ def _run_windows(stitcher, windows, output, affines=None):
         affine = affines if affines is None or isinstance(affines, AffineFit) else affines[k]
         events += stitcher.add(w, output(w), affine=affine)
     return events + stitcher.finish()
+
+
+def test_an_outlier_burst_stays_out_of_the_anchor_consensus():
+    gt = _video(80)
+    windows = WindowScheduler(16, 6, schedule="keyframe", keyframes=(0, 6, 12, 13, 14, 15)).plan(80)
+    aligner, rng = CausalGraphAligner(), np.random.default_rng(3)
+    for w in windows:
+        x = gt[list(w.slots)]
+        d = (2.0 * x * (1 + 0.01 * rng.standard_normal(x.shape)) + 0.1).astype(np.float32)
+        if w.index == 3:
+            d[:, :8, :8] = 5.0  # a burst over every frame of one window, anchor slot included
+        aligner.add(w, d)
+    consensus = aligner._consensus().reshape(24, 32)  # window 0's scale: 2 gt + 0.1
+    np.testing.assert_allclose(consensus[:8, :8], 2.0 * gt[0, :8, :8] + 0.1, rtol=0.03)

@@ -34,6 +34,10 @@ class PairEdge:
     fit: AffineFit
 
 
+_MAD_TO_SIGMA = 1.4826
+_CONSENSUS_K = 3.0  # a window's anchor pixel enters the consensus within 3 sigma of it
+
+
 class GlobalAligner:
     """Collects pairwise fits between windows that share frames (offline pass 1).
 
@@ -327,6 +331,13 @@ class CausalGraphAligner:
         ok = np.isfinite(canonical)
         if self._consensus_sum is None or self._consensus_count is None:
             self._consensus_sum, self._consensus_count = np.zeros(samples.shape), np.zeros(samples.shape)
+        else:  # pixels far off the consensus (an outlier burst in this window) stay out of it
+            with np.errstate(invalid="ignore", divide="ignore"):
+                off = np.abs(canonical - self._consensus_sum / self._consensus_count)
+            known = np.isfinite(off) & ok
+            if known.any():
+                sigma = _MAD_TO_SIGMA * float(np.median(off[known][:: max(1, int(known.sum()) // 8192)]))
+                ok &= ~known | (off <= _CONSENSUS_K * max(sigma, 1e-12))
         self._consensus_sum += np.where(ok, canonical, 0.0)
         self._consensus_count += ok
 
