@@ -1,15 +1,15 @@
 """Graph alignment: pairwise window fits and one weighted least-squares solve of all affines.
 
-`GlobalAligner` + `solve_global_affine` are the offline path: pairwise symmetric robust fits
-between every pair of windows that share frames, then one weighted least-squares solve of all
-windows' (log s, t) on that graph, anchored on one window, so no fit's error is only ever passed
-down a chain. The solved affines are then applied through `stream.stitch.Stitcher` (`affine=`).
+`GlobalAligner` collects pairwise symmetric robust fits between windows that share frames, and
+`solve_global_affine` is one weighted least-squares solve of all windows' (log s, t) on that graph,
+anchored on one window, so no fit's error is only ever passed down a chain.
 
-`CausalGraphAligner` is that offline estimator run causally ("graph" alignment; `Stitcher("graph")`
-fits with its own): each new window adds its pairwise fits to the graph and the same weighted
+`CausalGraphAligner` runs that estimator causally ("graph" alignment; `Stitcher("graph")` fits
+with its own): each new window adds its pairwise fits to the graph and the same weighted
 least-squares solve runs over the windows seen so far, with windows older than `lag` frozen at
-their last estimate (fixed-lag smoothing, so cost and memory stay bounded). The stream and the
-offline pass thus differ only in the edges the future adds, not in how the affines are estimated.
+their last estimate (fixed-lag smoothing, so cost and memory stay bounded). The offline pass
+(`DepthPipeline.run_offline`) runs the same aligner keeping every edge and solves them all at the
+end (`solve`): stream and offline differ only in the edges the future adds.
 """
 
 from __future__ import annotations

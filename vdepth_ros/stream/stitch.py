@@ -5,8 +5,9 @@ accumulated, blended output, as DVD does; keyframe: its anchor and keyframe slot
 stored aligned values, as VDA/GemDepth do; graph: `stream.graph.CausalGraphAligner`), clamps at 0,
 then crossfades linearly over the overlap. Frames the next window will revise are *provisional*;
 the others, and the revised ones once blended, are *final*. The offline path
-(`stream.graph.GlobalAligner`) hands its solved affines in (`affine=`), so blending is identical
-in both modes.
+(`stream.graph.CausalGraphAligner.solve`) hands its solved affines in (`affine=`), so blending is
+identical in both modes. Every window's agreement with the stream it continues is measured the same
+way in every mode (`WindowHealth`: residual on the overlap, scale change).
 """
 
 from __future__ import annotations
