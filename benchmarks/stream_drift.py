@@ -7,11 +7,11 @@ where the camera stops), B (another scene, 30 %) and A again (20 %). The real `D
 on it with a stand-in engine (`BenchEngine`) whose "model output" for a window is the GT of its
 slots under per-window errors (`--errors`):
 
-* `noise`: random affine (scale 0.5-2, shift ±0.2) and 2 % multiplicative pixel noise;
+* `noise`: random affine (scale 0.5-2, shift ±0.2) and 2 % multiplicative pixel noise (`--noise`);
 * `structured`: random affine, a smooth multiplicative bias field of ±10 % (bilinear from a coarse
   3x4 random grid), a random planar tilt (±10 % across the image), a wrong relative depth between
   two parts of the image (±10 % on one side of a random line) and 3 % pixel noise;
-* `bursts`: random affine, 2 % noise, and in 10 % of the windows a burst of outlier pixels (a
+* `bursts`: random affine, 2 % noise, and in 10 % of the windows (`--burst-rate`) a burst of outlier pixels (a
   rectangle over ~16 % of every frame, random values; those pixels are left out of the score).
 
 Frames of a window that lie in another segment than its first new frame (a window across a cut,
@@ -162,7 +162,17 @@ def synthetic_depth(n: int, size: tuple[int, int], variant: int = 0) -> np.ndarr
 class World:
     """The GT stream (segments A | B | A'), and every window's corrupted "model output"."""
 
-    def __init__(self, a: Sequence, b: Sequence, n: int, errors: str, seed: int, static: float = 0.05) -> None:
+    def __init__(
+        self,
+        a: Sequence,
+        b: Sequence,
+        n: int,
+        errors: str,
+        seed: int,
+        static: float = 0.05,
+        noise: float = 0.02,
+        burst_rate: float = 0.1,
+    ) -> None:
         n_a, n_b = int(0.5 * n), int(0.3 * n)
         n_c = n - n_a - n_b
         s_len = int(static * n)
@@ -176,7 +186,7 @@ class World:
         self.bounds = [0, n_a, n_a + n_b, n]  # segment k is frames [bounds[k], bounds[k+1])
         self.segment = np.repeat(np.arange(3), np.diff(self.bounds))
         self.names = [a.name, b.name, a.name + "'"]
-        self.errors, self.seed = errors, seed
+        self.errors, self.seed, self.noise, self.burst_rate = errors, seed, noise, burst_rate
         self.burst_mask = np.zeros(self.gt.shape, bool)
         h, w = self.gt.shape[1:]
         self._v, self._u = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -214,11 +224,11 @@ class World:
         x = self.gt[idx]
         seg = self.segment[idx]
         affine = {s: (rng.uniform(0.5, 2.0), rng.uniform(-0.2, 0.2)) for s in np.unique(seg).tolist()}
-        noise = 0.03 if self.errors == "structured" else 0.02
+        noise = 1.5 * self.noise if self.errors == "structured" else self.noise
         field = self._field(rng) if self.errors == "structured" else np.float32(1.0)
         out = x * field * (1 + noise * rng.standard_normal(x.shape, dtype=np.float32))
         burst = None
-        if self.errors == "bursts" and rng.random() < 0.1:
+        if self.errors == "bursts" and rng.random() < self.burst_rate:
             h, w = x.shape[1:]
             bh, bw = int(0.4 * h), int(0.4 * w)
             y0, x0 = rng.integers(0, h - bh), rng.integers(0, w - bw)
@@ -370,9 +380,19 @@ def segment_scores(world: World, pred: np.ndarray, first: np.ndarray, floor: np.
     return rows
 
 
-def run_case(a: Sequence, b: Sequence, sched: str, errors: str, method: str, n: int, seed: int) -> dict:
+def run_case(
+    a: Sequence,
+    b: Sequence,
+    sched: str,
+    errors: str,
+    method: str,
+    n: int,
+    seed: int,
+    noise: float = 0.02,
+    burst_rate: float = 0.1,
+) -> dict:
     schedule = SCHEDULES[sched]
-    world = World(a, b, n, errors, seed)
+    world = World(a, b, n, errors, seed, noise=noise, burst_rate=burst_rate)
     t0 = time.perf_counter()
     pred, first, info = run_method(world, schedule, method)
     seconds = time.perf_counter() - t0
@@ -418,6 +438,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--errors", default=",".join(ERRORS))
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--noise", type=float, default=0.02, help="pixel noise (structured errors: 1.5x)")
+    ap.add_argument("--burst-rate", type=float, default=0.1, help="fraction of windows with a burst")
     ap.add_argument("--quick", action="store_true", help="600 frames at 64x48, noise and structured errors")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
@@ -434,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
     for sched in args.schedules.split(","):
         for errors in args.errors.split(","):
             for method in args.methods.split(","):
-                row = run_case(a, b, sched, errors, method, args.frames, args.seed)
+                row = run_case(a, b, sched, errors, method, args.frames, args.seed, args.noise, args.burst_rate)
                 rows.append(row)
                 segs = " ".join(
                     f"{s['segment']}:{s['absrel']:.4f}/{s['drift_above_floor']:+.4f}"
