@@ -7,7 +7,7 @@ import pytest
 
 from vdepth_ros.errors import ConfigError
 from vdepth_ros.stream.align import IDENTITY, AffineFit, FitOptions
-from vdepth_ros.stream.graph import CausalGraphAligner, GlobalAligner, PairEdge, solve_global_affine
+from vdepth_ros.stream.graph import OFFLINE_LAG, CausalGraphAligner, GlobalAligner, PairEdge, solve_global_affine
 from vdepth_ros.stream.stitch import Stitcher, blend, crossfade_weights
 from vdepth_ros.stream.windows import WindowScheduler, anchor_keyframes
 
@@ -272,15 +272,28 @@ def test_causal_graph_with_unbounded_lag_is_the_offline_solve_of_the_windows_so_
     gt = _video(80)
     windows = WindowScheduler(16, 6, schedule="keyframe", keyframes=(0, 6, 12, 13, 14, 15)).plan(80)
     raw = _noisy_windows(windows, gt, np.random.default_rng(7), noise=0.05)
-    causal, offline = CausalGraphAligner(lag=1000), CausalGraphAligner(keep_edges=True)
+    causal, edges = CausalGraphAligner(lag=1000), CausalGraphAligner(keep_history=True)
     for w, (d, _, _) in zip(windows, raw, strict=True):
         fit = causal.add(w, d)
-        offline.add(w, d)
-        ref = offline.solve()[w.index]
-        assert fit.scale == pytest.approx(ref.scale, rel=1e-6)
-        assert fit.shift == pytest.approx(ref.shift, abs=1e-6)
-    with pytest.raises(ConfigError, match="keep_edges"):
-        causal.solve()
+        edges.add(w, d)
+        scales, shifts, _ = solve_global_affine(edges.n_windows, edges.edges)
+        assert fit.scale == pytest.approx(scales[w.index], rel=1e-6)
+        assert fit.shift == pytest.approx(shifts[w.index], abs=1e-6)
+
+
+def test_offline_smoothing_takes_each_window_as_it_leaves_the_lag():
+    gt = _video(80)
+    windows = WindowScheduler(16, 6, schedule="keyframe", keyframes=(0, 6, 12, 13, 14, 15)).plan(80)
+    raw = _noisy_windows(windows, gt, np.random.default_rng(5), noise=0.05)
+    smoother, history = CausalGraphAligner(lag=2, keep_history=True), []
+    for w, (d, _, _) in zip(windows, raw, strict=True):
+        smoother.add(w, d)
+        history.append(dict(smoother._estimates))
+    final = smoother.smoothed()
+    assert len(final) == len(windows)
+    for k in range(1, len(windows) - 2):  # frozen once two more windows were seen
+        assert (final[k].scale, final[k].shift) == history[k + 2][k]
+        assert history[k][k] != history[k + 2][k]  # and the future did move it
 
 
 def test_anchor_edges_fit_the_consensus_of_earlier_windows():
@@ -288,7 +301,7 @@ def test_anchor_edges_fit_the_consensus_of_earlier_windows():
     canonical scale: one window's own error in it no longer sets every later window's scale."""
     gt = _video(80)
     windows = WindowScheduler(16, 6, schedule="keyframe", keyframes=(0, 6, 12, 13, 14, 15)).plan(80)
-    aligner = CausalGraphAligner(keep_edges=True)
+    aligner = CausalGraphAligner(keep_history=True)
     for w in windows:
         d = (2.0 * gt[list(w.slots)] + 0.1).astype(np.float32)
         if w.index == 0:
@@ -314,6 +327,7 @@ def test_causal_graph_state_is_bounded_by_the_lag():
     assert max(sizes[20:]) == max(sizes[-20:])  # no growth with the stream length
     edges, estimates = max(sizes)
     assert edges <= 3 * (3 + 1) and estimates <= 1 + (3 + 1) + 2  # lag windows' edges; window 0 + lag + history
+    assert not aligner.edges and not aligner._final  # the history is kept offline only
 
 
 def test_causal_graph_keeps_the_last_scale_for_a_window_without_valid_fits():
@@ -412,10 +426,10 @@ def _structured_case(name: str, seed: int, h: int = 24, w: int = 32) -> tuple[fl
     windows = sched.plan(n)
     graph = _final(_run_windows(Stitcher("graph"), windows, output), n)
     floor = _final(_run_windows(Stitcher("graph"), windows, lambda win: output(win, affine=False), IDENTITY), n)
-    aligner = CausalGraphAligner(keep_edges=True)  # as `DepthPipeline.run_offline`
+    aligner = CausalGraphAligner(lag=OFFLINE_LAG, keep_history=True)  # as `DepthPipeline.run_offline`
     for win in windows:
         aligner.add(win, output(win))
-    offline = _final(_run_windows(Stitcher("graph"), windows, output, aligner.solve()), n)
+    offline = _final(_run_windows(Stitcher("graph"), windows, output, aligner.smoothed()), n)
     released = WindowScheduler(window, cfg["overlap"], frames_rule=rule).plan(n)
     plain = FitOptions(method="ols", robust="none", max_points=0, min_correlation=0.0)
     chain = _final(_run_windows(Stitcher("chain_ls", plain), released, output), n)

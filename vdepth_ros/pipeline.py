@@ -38,7 +38,7 @@ from vdepth_ros.stream.align import AffineFit, FitOptions
 from vdepth_ros.stream.cloud import CameraModel, PointCloudBuilder
 from vdepth_ros.stream.cuts import SceneCutDetector
 from vdepth_ros.stream.depth import depth_from_disparity, disparity_from_depth
-from vdepth_ros.stream.graph import CausalGraphAligner
+from vdepth_ros.stream.graph import OFFLINE_LAG, CausalGraphAligner
 from vdepth_ros.stream.scale import make_scale_source, resample_sparse_depth
 from vdepth_ros.stream.stitch import StitchedFrame, Stitcher
 from vdepth_ros.stream.windows import Window, WindowScheduler, anchor_keyframes, pad_for_rule
@@ -521,8 +521,9 @@ class DepthPipeline:
         pairwise fits between windows that share frames (`CausalGraphAligner`, the edges of graph
         alignment, all kept); window disparities, working-resolution
         images and sparse depth spill to temporary files, so memory is bounded by the window
-        size. Then `solve_global_affine` finds every window's (s, t) at once (anchored on window
-        0) and pass 2 applies them with the same crossfade as causal mode. A scene cut (as in
+        size. Every window's (s, t) is the graph estimate once two more windows have been seen
+        (`CausalGraphAligner.smoothed`, anchored on window 0) and pass 2 applies them with the
+        same crossfade as causal mode. A scene cut (as in
         causal mode) starts a new segment with its own windows and solve. Every frame is output
         once, "final". `anchor_refresh` does not apply here (the papers' frame-0 anchor is kept).
 
@@ -548,8 +549,8 @@ class DepthPipeline:
             self._clear()  # also when the consumer stops early: the causal API stays usable
 
     def _offline_aligner(self) -> CausalGraphAligner:
-        """The causal graph estimator, keeping every edge for one joint solve at the end."""
-        return CausalGraphAligner(self.fit_options, lag=self.config.graph_lag, keep_edges=True)
+        """The graph estimator as a fixed-lag smoother (`OFFLINE_LAG` future windows, all edges kept)."""
+        return CausalGraphAligner(self.fit_options, lag=OFFLINE_LAG, keep_history=True)
 
     def _offline_windows(
         self, frames: Iterable[FrameInput], spill: _Spill, records: list[_Record]
@@ -597,7 +598,7 @@ class DepthPipeline:
 
     def _offline_output(self, seg: _OfflineSegment, spill: _Spill, records: list[_Record]) -> Iterator[DepthFrame]:
         """Pass 2 for one segment: solve, stitch with the solved affines, output every frame once."""
-        fits = seg.aligner.solve()
+        fits = seg.aligner.smoothed()
         self.stats.degenerate_fits += sum(f.degenerate for f in fits) + sum(e.fit.degenerate for e in seg.aligner.edges)
         self._index_base = seg.first_frame
         self.scale_source.reset()
