@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -87,6 +88,17 @@ def summarise(rows: list[dict], alignments: list[str]) -> dict:
     return out
 
 
+def offline_goal(rows: list[dict], stream: str, tol: float = 0.0) -> dict:
+    """Issue #26: offline at least as accurate as the causal stream on every sequence (AbsRel and δ1)."""
+    worse = []
+    for r in rows:
+        d_absrel = r["offline"]["abs_rel"] - r[stream]["abs_rel"]  # > 0: offline worse
+        d_delta1 = r["offline"]["delta1"] - r[stream]["delta1"]  # < 0: offline worse
+        if d_absrel > tol or d_delta1 < -tol:
+            worse.append((r["sequence"], d_absrel, d_delta1))
+    return {"stream": stream, "sequences": len(rows), "worse": worse, "pass": not worse}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default=None, help="model folder (default: the bundled default model)")
@@ -97,6 +109,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", default="240x320", help="render size HxW")
     ap.add_argument("--style", default="rich")
     ap.add_argument("--no-hololens", action="store_true")
+    ap.add_argument(
+        "--report-7scenes",
+        action="store_true",
+        help="also score the acceptance set (7-Scenes), printed apart: for reporting only, never for choosing",
+    )
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     from vdepth_ros.blas import limit_blas_threads_for_tool
@@ -123,11 +140,24 @@ def main(argv: list[str] | None = None) -> int:
             r = res[method]
             gap = f"{r['mean_abs_gap']:.4f}" if "mean_abs_gap" in r else "-"
             print(f"{name:10s} {method:10s} {r['abs_rel']:.4f}   {r['delta1']:.4f}  {r['tae']:8.3f}  {gap}")
-    print(f"({time.perf_counter() - t0:.0f} s)")
+    goal = offline_goal(rows, alignments[0])
+    print(
+        f"goal: offline >= stream ({alignments[0]}) on AbsRel and δ1 on every development sequence: "
+        f"{'PASS' if goal['pass'] else 'FAIL'} ({goal['sequences'] - len(goal['worse'])}/{goal['sequences']})"
+    )
+    for name, d_absrel, d_delta1 in goal["worse"]:
+        print(f"  offline worse on {name}: AbsRel {d_absrel:+.4f}, δ1 {d_delta1:+.4f}")
+    acceptance: list[dict] = []
+    if args.report_7scenes and root is not None:
+        print("\nacceptance set (7-Scenes): reported only, nothing above was chosen by it")
+        acceptance = compare(engine, load_dataset("7scenes", root), alignments)
+    print(f"({time.perf_counter() - t0:.0f} s, load average {os.getloadavg()})")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         meta = vars(args) | {"json": str(args.json)}
-        args.json.write_text(json.dumps({"args": meta, "rows": rows, "summary": summary}, indent=1))
+        meta["loadavg"] = os.getloadavg()
+        out = {"args": meta, "rows": rows, "summary": summary, "goal": goal, "acceptance_report_only": acceptance}
+        args.json.write_text(json.dumps(out, indent=1))
     return 0
 
 

@@ -329,7 +329,8 @@ def test_anchor_refresh_end_to_end_after_a_scene_cut():
         f.rgb = (255 - f.rgb[::-1, ::-1] // 3).astype(np.uint8)
     eng = ForgetsOldAnchor(frames=16, overlap=6, keyframes=(0, 6, 12, 13, 14, 15), alignment="keyframe")
     eng.anchor_means = []
-    pipe = DepthPipeline(_config(publish="final", anchor_refresh=True), eng)
+    # scene_cut_threshold 0: a cut the detector misses (it restarts the stream when it sees one)
+    pipe = DepthPipeline(_config(publish="final", anchor_refresh=True, scene_cut_threshold=0.0), eng)
     out = _latest(_run(pipe, frames), 80)
     assert pipe.stats.anchor_refreshes == 1
     assert eng.anchor_means[-1] > 0.5  # later windows are anchored in the new scene
@@ -341,7 +342,7 @@ def test_anchor_refresh_end_to_end_after_a_scene_cut():
     # robust fit survives on the keyframe slot alone, with no margin left)
     eng2 = ForgetsOldAnchor(frames=16, overlap=6, keyframes=(0, 6, 12, 13, 14, 15), alignment="keyframe")
     eng2.anchor_means = []
-    stale = _latest(_run(DepthPipeline(_config(publish="final"), eng2), frames), 80)
+    stale = _latest(_run(DepthPipeline(_config(publish="final", scene_cut_threshold=0.0), eng2), frames), 80)
     assert stale[-1].fit.inlier_fraction < 0.6
 
 

@@ -123,3 +123,40 @@ def test_bad_options_raise():
         FitOptions(method="tls")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="scale_clip"):
         FitOptions(scale_clip=(1.5, 0.7))
+
+
+def _vda_compute_scale_and_shift():
+    """The authors' VDA fit (`utils/util.py`), imported from the reference code (never copied)."""
+    import importlib.util
+
+    from vdepth_ros.paths import reference_code_dir
+
+    root = reference_code_dir()
+    path = None if root is None else root / "video-depth-anything" / "utils" / "util.py"
+    if path is None or not path.is_file():
+        pytest.skip("reference code (../shared/reference-code/video-depth-anything) not present")
+    spec = importlib.util.spec_from_file_location("vda_reference_util", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.compute_scale_and_shift
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_vda_fit_option_reproduces_the_authors_compute_scale_and_shift(seed):
+    """`VDA_FIT` (all pixels, plain least squares) gives VDA's (scale, shift), zeros included."""
+    from vdepth_ros.stream.align import VDA_FIT
+
+    vda_fit = _vda_compute_scale_and_shift()
+    rng = np.random.default_rng(seed)
+    cur = rng.random((2, 48, 64)).astype(np.float32)  # VDA's two context frames
+    ref = (rng.uniform(0.5, 2.0) * cur + rng.uniform(-0.3, -0.1) + 0.05 * rng.standard_normal(cur.shape)).astype(
+        np.float32
+    )
+    ref[ref < 0] = 0  # VDA clamps aligned references at 0 and still fits those pixels
+    assert (ref == 0).mean() > 0.01
+    s_ref, t_ref = vda_fit(np.concatenate(cur), np.concatenate(ref), np.concatenate(np.ones_like(ref) == 1))
+    fit = align_scale_shift(cur, ref, options=VDA_FIT)
+    assert fit.scale == pytest.approx(float(s_ref), rel=1e-6, abs=1e-6)
+    assert fit.shift == pytest.approx(float(t_ref), rel=1e-6, abs=1e-6)
+    default = align_scale_shift(cur, ref, options=FitOptions(method="ols", robust="none", max_points=0))
+    assert abs(default.scale - float(s_ref)) > 1e-3  # the package default drops ref <= 0: a different fit

@@ -6,17 +6,10 @@ import numpy as np
 import pytest
 
 from vdepth_ros.errors import ConfigError
-from vdepth_ros.stream.align import AffineFit, FitOptions
-from vdepth_ros.stream.stitch import (
-    CausalGraphAligner,
-    GlobalAligner,
-    PairEdge,
-    Stitcher,
-    blend,
-    crossfade_weights,
-    solve_global_affine,
-)
-from vdepth_ros.stream.windows import WindowScheduler
+from vdepth_ros.stream.align import IDENTITY, AffineFit, FitOptions
+from vdepth_ros.stream.graph import OFFLINE_LAG, CausalGraphAligner, GlobalAligner, PairEdge, solve_global_affine
+from vdepth_ros.stream.stitch import Stitcher, blend, crossfade_weights
+from vdepth_ros.stream.windows import WindowScheduler, anchor_keyframes
 
 VDA_KF = (0, 12, 24, 25, 26, 27, 28, 29, 30, 31)
 
@@ -65,7 +58,7 @@ def test_crossfade_weights_formula():
 )
 def test_noiseless_windows_stitch_exactly_to_the_first_windows_scale(sched):
     gt = _video(57)
-    rng = np.random.default_rng(1)
+    rng = np.random.default_rng(11)
     affs = [(rng.uniform(0.5, 2), rng.uniform(-0.2, 0.2)) for _ in range(40)]
     s = sched()
     alignment = "keyframe" if s.schedule == "keyframe" else "chain_ls"
@@ -105,7 +98,7 @@ def test_overlap_is_crossfaded_between_old_and_new_values():
 
 def test_chain_robust_symmetric_fit_does_not_drift_where_ols_does():
     gt = _video(400, 32, 40)
-    rng = np.random.default_rng(2)
+    rng = np.random.default_rng(11)
     affs = [(rng.uniform(0.5, 2), rng.uniform(-0.2, 0.2)) for _ in range(100)]
 
     def drift(options):
@@ -123,7 +116,7 @@ def test_keyframe_anchor_refresh_on_content_change():
     gt[60:] = _video(60, seed=1)[:, ::-1, ::-1] * 0.3 + 0.9 + 0.4 * np.random.default_rng(0).random((60, 24, 32))
     s = WindowScheduler(16, 6, schedule="keyframe", keyframes=(0, 6, 12, 13, 14, 15))
     st = Stitcher("keyframe", anchor_refresh=True, anchor_min_inliers=0.5)
-    rng = np.random.default_rng(3)
+    rng = np.random.default_rng(11)
     refreshed = []
     for _ in range(n):
         s.add_frame()
@@ -181,7 +174,7 @@ def test_global_solve_averages_redundant_noisy_edges():
 @pytest.mark.parametrize("keyframe", [False, True])
 def test_offline_aligner_recovers_truth_up_to_one_affine(keyframe):
     gt = _video(90)
-    rng = np.random.default_rng(4)
+    rng = np.random.default_rng(11)
     if keyframe:
         s = WindowScheduler(16, 6, schedule="keyframe", keyframes=(0, 6, 12, 13, 14, 15))
     else:
@@ -279,13 +272,46 @@ def test_causal_graph_with_unbounded_lag_is_the_offline_solve_of_the_windows_so_
     gt = _video(80)
     windows = WindowScheduler(16, 6, schedule="keyframe", keyframes=(0, 6, 12, 13, 14, 15)).plan(80)
     raw = _noisy_windows(windows, gt, np.random.default_rng(7), noise=0.05)
-    causal, offline = CausalGraphAligner(lag=1000), GlobalAligner()
+    causal, edges = CausalGraphAligner(lag=1000), CausalGraphAligner(keep_history=True)
     for w, (d, _, _) in zip(windows, raw, strict=True):
         fit = causal.add(w, d)
-        offline.add(w, d)
-        ref = offline.solve()[w.index]
-        assert fit.scale == pytest.approx(ref.scale, rel=1e-6)
-        assert fit.shift == pytest.approx(ref.shift, abs=1e-6)
+        edges.add(w, d)
+        scales, shifts, _ = solve_global_affine(edges.n_windows, edges.edges)
+        assert fit.scale == pytest.approx(scales[w.index], rel=1e-6)
+        assert fit.shift == pytest.approx(shifts[w.index], abs=1e-6)
+
+
+def test_offline_smoothing_takes_each_window_as_it_leaves_the_lag():
+    gt = _video(80)
+    windows = WindowScheduler(16, 6, schedule="keyframe", keyframes=(0, 6, 12, 13, 14, 15)).plan(80)
+    raw = _noisy_windows(windows, gt, np.random.default_rng(5), noise=0.05)
+    smoother, history = CausalGraphAligner(lag=2, keep_history=True), []
+    for w, (d, _, _) in zip(windows, raw, strict=True):
+        smoother.add(w, d)
+        history.append(dict(smoother._estimates))
+    final = smoother.smoothed()
+    assert len(final) == len(windows)
+    for k in range(1, len(windows) - 2):  # frozen once two more windows were seen
+        assert (final[k].scale, final[k].shift) == history[k + 2][k]
+        assert history[k][k] != history[k + 2][k]  # and the future did move it
+
+
+def test_anchor_edges_fit_the_consensus_of_earlier_windows():
+    """The anchor edge's reference is the mean of every earlier window's anchor output in the
+    canonical scale: one window's own error in it no longer sets every later window's scale."""
+    gt = _video(80)
+    windows = WindowScheduler(16, 6, schedule="keyframe", keyframes=(0, 6, 12, 13, 14, 15)).plan(80)
+    aligner = CausalGraphAligner(keep_history=True)
+    for w in windows:
+        d = (2.0 * gt[list(w.slots)] + 0.1).astype(np.float32)
+        if w.index == 0:
+            d[0] *= 1.3  # window 0 got the anchor frame 30 % too far away
+        aligner.add(w, d)
+    anchor_edges = [e for e in aligner.edges if e.earlier == 0 and e.later > 2]
+    assert len(anchor_edges) == len(windows) - 3
+    # each later anchor edge's error shrinks as the consensus outweighs window 0
+    errors = [abs(np.log(e.fit.scale)) for e in anchor_edges]
+    assert errors[-1] < errors[0] / 2
 
 
 def test_causal_graph_state_is_bounded_by_the_lag():
@@ -301,6 +327,7 @@ def test_causal_graph_state_is_bounded_by_the_lag():
     assert max(sizes[20:]) == max(sizes[-20:])  # no growth with the stream length
     edges, estimates = max(sizes)
     assert edges <= 3 * (3 + 1) and estimates <= 1 + (3 + 1) + 2  # lag windows' edges; window 0 + lag + history
+    assert not aligner.edges and not aligner._final  # the history is kept offline only
 
 
 def test_causal_graph_keeps_the_last_scale_for_a_window_without_valid_fits():
@@ -339,3 +366,105 @@ def test_graph_stitcher_fits_with_its_own_causal_graph_unless_given_the_affine()
     assert given.graph is not None and given.graph.state_size == (0, 0)  # never fed: offline mode
     own.reset()
     assert own.graph.state_size == (0, 0)
+
+
+# -- structured per-window errors (issue #26), one case per schedule -----------------------------
+STRUCTURED_SCHEDULES = {
+    "vda_32_10": {"window": 32, "overlap": 10, "keyframes": VDA_KF},
+    "dvd_45_9": {"window": 45, "overlap": 9, "frames_rule": "4n+1"},
+    "depthcrafter_110_25": {"window": 110, "overlap": 25},
+    "default_8_4": {"window": 8, "overlap": 4, "keyframes": (0, 3, 6, 7)},
+}
+
+
+def _structured_field(rng, h, w):
+    """A window's smooth multiplicative error: ±10 % bias from a 3x4 grid, a tilt, a wrong part."""
+    v, u = np.mgrid[0:h, 0:w] / np.array([h - 1, w - 1])[:, None, None] - 0.5
+    grid = rng.uniform(-0.1, 0.1, (3, 4))
+    bias = np.stack([np.interp(np.linspace(0, 3, w), np.arange(4), g) for g in grid])
+    bias = np.stack([np.interp(np.linspace(0, 2, h), np.arange(3), bias[:, j]) for j in range(w)], axis=1)
+    tilt = 1 + rng.uniform(-0.1, 0.1) * u + rng.uniform(-0.1, 0.1) * v
+    part = 1 + np.where(u + 0.5 * v > rng.uniform(-0.3, 0.3), rng.uniform(-0.1, 0.1), 0.0)
+    return (1 + bias) * tilt * part
+
+
+def _drift(stream, gt):
+    """AbsRel (depth) after one least-squares affine over all frames minus the same over the
+    first third: the benchmark's drift (`benchmarks/stream_drift.py`), the papers' protocol."""
+    from vdepth_ros.eval.metrics import aligned_depth, fit_disparity_affine, frame_metrics
+
+    def absrel(pred, g):
+        valid = np.ones(pred.shape, bool)
+        s, t = fit_disparity_affine(pred, 1.0 / g, valid)
+        depth = aligned_depth(pred, s, t, 1e9)
+        return np.mean([frame_metrics(d, 1.0 / gk, v)[0] for d, gk, v in zip(depth, g, valid, strict=True)])
+
+    third = len(gt) // 3
+    return float(absrel(stream, gt) - absrel(stream[:third], gt[:third]))
+
+
+def _structured_case(name: str, seed: int, h: int = 24, w: int = 32) -> tuple[float, float, float]:
+    """Drift above the floor of (graph stream, offline, papers' chained OLS) on 16 windows with
+    structured per-window errors: random affine, smooth bias field, tilt, wrong part, 1 % noise."""
+    cfg = STRUCTURED_SCHEDULES[name]
+    window, rule = cfg["window"], cfg.get("frames_rule", "any")
+    keyframes = cfg.get("keyframes") or anchor_keyframes(window, cfg["overlap"])
+    sched = WindowScheduler(window, len(keyframes), schedule="keyframe", keyframes=keyframes, frames_rule=rule)
+    n = window + 15 * sched.stride
+    gt = _video(n, h=h, w=w) + 0.2
+    rng = np.random.default_rng(seed)
+    errors = {}
+
+    def output(win, affine=True):
+        if win.slots not in errors:
+            errors[win.slots] = (rng.uniform(0.5, 2), rng.uniform(-0.2, 0.2), _structured_field(rng, h, w))
+        a, b, field = errors[win.slots]
+        noise = np.random.default_rng([seed, len(errors)]).standard_normal((len(win.slots), h, w))
+        x = gt[list(win.slots)] * field * (1 + 0.01 * noise)
+        return (a * x + b if affine else x).astype(np.float32)
+
+    windows = sched.plan(n)
+    graph = _final(_run_windows(Stitcher("graph"), windows, output), n)
+    floor = _final(_run_windows(Stitcher("graph"), windows, lambda win: output(win, affine=False), IDENTITY), n)
+    aligner = CausalGraphAligner(lag=OFFLINE_LAG, keep_history=True)  # as `DepthPipeline.run_offline`
+    for win in windows:
+        aligner.add(win, output(win))
+    offline = _final(_run_windows(Stitcher("graph"), windows, output, aligner.smoothed()), n)
+    released = WindowScheduler(window, cfg["overlap"], frames_rule=rule).plan(n)
+    plain = FitOptions(method="ols", robust="none", max_points=0, min_correlation=0.0)
+    chain = _final(_run_windows(Stitcher("chain_ls", plain), released, output), n)
+    base = _drift(floor, gt)
+    return _drift(graph, gt) - base, _drift(offline, gt) - base, _drift(chain, gt) - base
+
+
+@pytest.mark.parametrize("name", list(STRUCTURED_SCHEDULES))
+def test_structured_window_errors_stay_near_the_floor_per_schedule(name):
+    """With anchor slots on every layout the graph stream and the offline solve keep the drift of
+    perfect stitching (the floor) on average over three sequences; chained least squares on the
+    released layout accumulates the per-window errors. (The benchmark's goals, on 3000 frames at
+    128x96: `benchmarks/stream_drift.py`; 16 windows at 24x32 are noisier, hence the margins.)"""
+    graph, offline, chain = np.mean([_structured_case(name, seed) for seed in range(3)], axis=0)
+    assert graph <= 0.006 and offline <= 0.006
+    assert chain > max(graph, offline) + 0.01
+
+
+def _run_windows(stitcher, windows, output, affines=None):
+    events = []
+    for k, w in enumerate(windows):
+        affine = affines if affines is None or isinstance(affines, AffineFit) else affines[k]
+        events += stitcher.add(w, output(w), affine=affine)
+    return events + stitcher.finish()
+
+
+def test_an_outlier_burst_stays_out_of_the_anchor_consensus():
+    gt = _video(80)
+    windows = WindowScheduler(16, 6, schedule="keyframe", keyframes=(0, 6, 12, 13, 14, 15)).plan(80)
+    aligner, rng = CausalGraphAligner(), np.random.default_rng(3)
+    for w in windows:
+        x = gt[list(w.slots)]
+        d = (2.0 * x * (1 + 0.01 * rng.standard_normal(x.shape)) + 0.1).astype(np.float32)
+        if w.index == 3:
+            d[:, :8, :8] = 5.0  # a burst over every frame of one window, anchor slot included
+        aligner.add(w, d)
+    consensus = aligner._consensus().reshape(24, 32)  # window 0's scale: 2 gt + 0.1
+    np.testing.assert_allclose(consensus[:8, :8], 2.0 * gt[0, :8, :8] + 0.1, rtol=0.03)

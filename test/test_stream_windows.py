@@ -153,3 +153,35 @@ def test_anchor_refresh_changes_context():
 def test_bad_schedules_raise_config_error(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         WindowScheduler(**kwargs)
+
+
+def test_anchor_keyframes_give_vdas_layout_at_the_same_model_cost():
+    from vdepth_ros.stream.windows import anchor_keyframes
+
+    assert anchor_keyframes(32, 10) == (0, 12, 24, 25, 26, 27, 28, 29, 30, 31)  # VDA's own
+    assert anchor_keyframes(8, 4) == (0, 3, 6, 7)  # the bundled model's preset
+    assert anchor_keyframes(45, 9) == (0, 17, *range(38, 45))
+    assert anchor_keyframes(4, 2) == (0, 3)
+    with pytest.raises(ConfigError, match="anchor slots"):
+        anchor_keyframes(8, 1)
+    released = WindowScheduler(45, 9, frames_rule="4n+1").plan(1000)
+    anchored = WindowScheduler(45, 9, schedule="keyframe", keyframes=anchor_keyframes(45, 9), frames_rule="4n+1")
+    windows = anchored.plan(1000)
+    assert abs(len(windows) - len(released)) <= 1  # same stride: the same number of model calls
+    assert all(w.slots[0] == 0 for w in windows)  # every window holds the anchor frame
+
+
+def test_graph_alignment_gives_chain_families_anchor_slots_unless_disabled():
+    from fakes import LuminanceEngine
+
+    from vdepth_ros.config import PipelineConfig
+    from vdepth_ros.pipeline import DepthPipeline
+
+    def schedule(**cfg):
+        engine = LuminanceEngine(frames=9, overlap=3, frames_rule="4n+1", alignment="chain_ls")
+        return DepthPipeline(PipelineConfig(**cfg), engine).schedule
+
+    assert schedule()["schedule"] == "chain"  # the family's default alignment keeps its layout
+    graph = schedule(alignment="graph")
+    assert graph["schedule"] == "keyframe" and graph["keyframes"] == [0, 3, 8] and graph["stride"] == 6
+    assert schedule(alignment="graph", anchor_slots=False)["schedule"] == "chain"

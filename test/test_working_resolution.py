@@ -59,7 +59,8 @@ def test_pipeline_picks_the_variant_closest_in_aspect_per_stream(tmp_path: Path)
     folder = _variant_folder(tmp_path)
     pool = EnginePool()
     handle = pool.get(str(folder), backend="onnxruntime", threads=1)
-    pipe = DepthPipeline(PipelineConfig(scale_source="none", publish="final"), handle)
+    # noise frames are all scene cuts to the detector: off, so the windows are the schedule's
+    pipe = DepthPipeline(PipelineConfig(scale_source="none", publish="final", scene_cut_threshold=0.0), handle)
     out = [f for fr in _frames(6, 72, 128) for f in pipe.push(fr)] + pipe.flush()  # 16:9 camera
     assert (pipe.height, pipe.width) == (36, 64) and out[0].disparity.shape == (72, 128)
     assert handle.calls == 2  # a variant's windows count on the handle the node holds

@@ -26,6 +26,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "robust": ("tukey", "huber", "none"),
     "resize_method": RESIZE_METHODS,
     "upsample_method": UPSAMPLE_METHODS,
+    "fit_pixels": ("positive_ref", "all"),
 }
 
 
@@ -55,6 +56,14 @@ class PipelineConfig:
         scale_clip_min, scale_clip_max: clip of the per-window scale (DVD demo: 0.7, 1.5);
             0, 0 = no clip.
         fit_max_points: pixels per fit (deterministic subsample); 0 = all.
+        fit_pixels: "positive_ref" (pixels whose reference is > 0) | "all" (every overlap pixel,
+            zeros included, as VDA's fit).
+        anchor_slots: graph alignment on a chain-window family (DVD, DepthCrafter, FiffDepth):
+            give every window VDA's context slots (the anchor frame and one older frame, in place
+            of two blended overlap frames: same model cost), so every window is tied to the anchor
+            window; false = the released chain layout.
+        scene_cut_threshold: restart alignment at a scene cut detected from image statistics
+            (`stream.SceneCutDetector`: excess of the cut score over its running median); 0 = off.
         anchor_refresh: keyframe mode: replace the anchor frame when the scene no longer
             matches it (the papers keep frame 0 forever).
         anchor_min_inliers: inlier fraction of the anchor below which it is refreshed.
@@ -98,6 +107,9 @@ class PipelineConfig:
     scale_clip_min: float = 0.0
     scale_clip_max: float = 0.0
     fit_max_points: int = 65536
+    fit_pixels: str = "positive_ref"
+    anchor_slots: bool = True
+    scene_cut_threshold: float = 0.5
     anchor_refresh: bool = False
     anchor_min_inliers: float = 0.5
     graph_lag: int = 8
@@ -153,6 +165,8 @@ class PipelineConfig:
             raise ConfigError(f"anchor_min_inliers must be in [0, 1], got {self.anchor_min_inliers}")
         if self.engine_threads and self.backend == "tensorrt":
             raise ConfigError("engine_threads does not apply to backend 'tensorrt' (a GPU runs the model): leave it 0")
+        if not 0.0 <= self.scene_cut_threshold <= 1.0:
+            raise ConfigError(f"scene_cut_threshold must be in [0, 1] (0 = off), got {self.scene_cut_threshold}")
         if self.graph_lag < 1:
             raise ConfigError(f"graph_lag must be >= 1 window, got {self.graph_lag}")
         if self.sparse_min_points < 2:

@@ -42,10 +42,12 @@ from vdepth_ros.errors import ConfigError, InputError
 from vdepth_ros.resize import registered_size, resize_frame, upsample, working_size
 from vdepth_ros.stream.align import AffineFit, FitOptions
 from vdepth_ros.stream.cloud import CameraModel, PointCloudBuilder
+from vdepth_ros.stream.cuts import SceneCutDetector
 from vdepth_ros.stream.depth import depth_from_disparity, disparity_from_depth
+from vdepth_ros.stream.graph import OFFLINE_LAG, CausalGraphAligner
 from vdepth_ros.stream.scale import make_scale_source, resample_sparse_depth
-from vdepth_ros.stream.stitch import GlobalAligner, StitchedFrame, Stitcher
-from vdepth_ros.stream.windows import Window, WindowScheduler, pad_for_rule
+from vdepth_ros.stream.stitch import StitchedFrame, Stitcher
+from vdepth_ros.stream.windows import Window, WindowScheduler, anchor_keyframes, pad_for_rule
 
 if TYPE_CHECKING:
     from vdepth_ros.runtime.engine import DepthEngine
@@ -81,8 +83,14 @@ class FitInfo:
 
     Attributes:
         scale, shift: the window alignment (window disparity -> stream canonical disparity).
-        residual: robust residual sigma of that fit (canonical disparity units).
-        inlier_fraction: fraction of fit pixels kept by the robust weights.
+        residual: how far the aligned window is from the stream it continues, on the frames it
+            blends into: robust sigma of the difference relative to the disparity there (0.02 =
+            2 %; 0 for a stream's first window). The same measure in every alignment mode and
+            offline (`stream.stitch.WindowHealth`).
+        inlier_fraction: fraction of the fit's pixels kept by its robust weights (graph alignment
+            and offline: the mean over the window's pairwise fits).
+        scale_change: the window's scale over the previous window's (1 = the model's raw scale
+            did not change; a jump flags a model or alignment problem).
         degenerate: the fit fell back to (1, 0), or with graph alignment to the previous window's
             affine (too few points, flat, uncorrelated); see `reason`.
         scale_source: "none" | "sparse" | "range" | "metric".
@@ -101,6 +109,7 @@ class FitInfo:
     metric_scale: float | None = None
     metric_shift: float | None = None
     reason: str = ""
+    scale_change: float = 1.0
 
 
 @dataclass
@@ -108,7 +117,7 @@ class DepthFrame:
     """One output frame (see `docs/architecture.md`). Arrays are read-only views.
 
     Attributes:
-        index: 0-based frame index since the last reset.
+        index: 0-based frame index since the last reset (a scene cut does not restart it).
         stamp_ns, meta: from the FrameInput.
         status: "provisional" (a later window may revise it) or "final".
         disparity: `(h, w)` float32 aligned relative disparity, NaN invalid; `(h, w)` is the output
@@ -146,6 +155,7 @@ class PipelineStats:
     degenerate_fits: int = 0
     anchor_refreshes: int = 0
     resets: int = 0
+    scene_cuts: int = 0
     last_reset_reason: str = ""
     infer_seconds: float = 0.0
     post_seconds: float = 0.0
@@ -173,6 +183,10 @@ def _scheduler(config: PipelineConfig, spec: InputSpec, alignment: str) -> Windo
     window = config.window or int(spec.window)
     if alignment == "keyframe" and not keyframes:
         raise ConfigError("alignment 'keyframe' needs keyframes (config.keyframes or the model's spec)")
+    if alignment == "graph" and not keyframes and config.anchor_slots:
+        # A chain family gets VDA's context slots in place of two overlap frames (same cost), so
+        # every window shares the anchor frame with window 0: the graph has loops, not a chain.
+        keyframes = anchor_keyframes(window, config.overlap or int(spec.overlap))
     # "graph" shares the keyframe schedule when the model has one: the offline solve runs on the
     # same windows, and the slot-0 anchor frame gives every window an edge to window 0.
     keyframe_schedule = alignment == "keyframe" or (alignment == "graph" and bool(keyframes))
@@ -242,6 +256,7 @@ class DepthPipeline:
             robust=config.robust,  # type: ignore[arg-type]
             scale_clip=config.scale_clip,
             max_points=config.fit_max_points,
+            pixels=config.fit_pixels,  # type: ignore[arg-type]
         )
         self.fit_options = options
         self.stitcher = Stitcher(
@@ -268,6 +283,8 @@ class DepthPipeline:
         far = min(config.max_depth, config.far) if self.scale_source.kind == "range" else config.max_depth
         self.depth_limits = (config.min_depth, far)  # REP 118: -Inf below, +Inf beyond
         self.cloud = PointCloudBuilder(config.cloud_stride) if config.cloud_stride > 0 else None
+        threshold = config.scene_cut_threshold
+        self.cuts = SceneCutDetector(threshold) if threshold > 0 else None
         self.stats = PipelineStats()
         self._clear()
 
@@ -299,13 +316,28 @@ class DepthPipeline:
 
     # -- state ---------------------------------------------------------------------------------
     def _clear(self) -> None:
+        self._restart_stream()
+        self._index_base = 0  # DepthFrame.index of local frame 0: a scene cut keeps counting
+        self._input_size: tuple[int, int] | None = None
+        self._output_size: tuple[int, int] | None = None
+        if self.cuts is not None:
+            self.cuts.reset()
+
+    def _restart_stream(self) -> None:
+        """New alignment, windows and scale from the next frame on (a reset or a scene cut)."""
         self.scheduler.reset()
         self.stitcher.reset()
         self.scale_source.reset()
         self._records: dict[int, _Record] = {}
         self._last_emitted = -1
-        self._input_size: tuple[int, int] | None = None
-        self._output_size: tuple[int, int] | None = None
+
+    def _scene_cut(self, rec: _Record) -> bool:
+        """True when the frame of `rec` starts a new scene after frames of this stream."""
+        if self.cuts is None:
+            return False
+        # uint8 images only: a bicubic working image is float in the engine's value range
+        image = rec.rgb if rec.rgb is not None and rec.rgb.dtype == np.uint8 else rec.rgb_out
+        return image is not None and self.cuts.update(image) and self.scheduler.n_frames > 0
 
     def reset(self, reason: str) -> None:
         """Drop all state (frames not yet output are discarded); indices restart at 0."""
@@ -329,8 +361,11 @@ class DepthPipeline:
             self.reset(f"input resolution changed to {rgb.shape[1]}x{rgb.shape[0]}")
         if self._input_size is None:
             self._start_stream(rgb.shape[:2])
+        record = self._record(frame, rgb)
+        if self._scene_cut(record):
+            out += self._cut()
         index = self.scheduler.add_frame()
-        self._records[index] = self._record(frame, rgb)
+        self._records[index] = record
         self.stats.frames_in += 1
         try:
             while (window := self.scheduler.next_window()) is not None:
@@ -346,11 +381,29 @@ class DepthPipeline:
 
         The pipeline is then ready for a new stream (indices restart at 0).
         """
+        out = self._end_stream()
+        self._clear()
+        return out
+
+    def _end_stream(self) -> list[DepthFrame]:
         out: list[DepthFrame] = []
         while (window := self.scheduler.next_window(final=True)) is not None:
             out += self._select(self._run_window(window))
-        out += self._select(self._finish(self.stitcher.finish()))
-        self._clear()
+        return out + self._select(self._finish(self.stitcher.finish()))
+
+    def _cut(self) -> list[DepthFrame]:
+        """Scene cut before the next frame: finish the stream so far, restart alignment after it.
+
+        Unlike `reset`, frame indices keep counting and nothing is dropped: the frames before the
+        cut are output by a last (partial) window, as at the end of a stream.
+        """
+        score = self.cuts.last_score if self.cuts is not None else 0.0
+        base = self._index_base + self.scheduler.n_frames
+        log.info("scene cut before frame %d (score %.2f): alignment restarts", base, score)
+        out = self._end_stream()
+        self._restart_stream()
+        self._index_base = base
+        self.stats.scene_cuts += 1
         return out
 
     def _check(self, frame: FrameInput) -> np.ndarray:
@@ -469,12 +522,12 @@ class DepthPipeline:
             depth = depth_from_disparity(disp, metric.scale, metric.shift, min_depth=near, max_depth=far)
             if camera is not None and self.cloud is not None:
                 points, colors = self.cloud.build(depth, camera, rgb if self.config.cloud_colors else None)
-        fit = self._fit_info(sf.fit, sf.window, metric)
+        fit = self._fit_info(sf, metric)
         self.stats.frames_out += 1
         self.stats.last_fit = fit
         self.stats.post_seconds += time.perf_counter() - t0
         return DepthFrame(
-            index=sf.index,
+            index=self._index_base + sf.index,
             stamp_ns=rec.stamp_ns,
             meta=rec.meta,
             status=sf.status,
@@ -487,18 +540,20 @@ class DepthPipeline:
             rgb=_readonly(rgb),
         )
 
-    def _fit_info(self, fit: AffineFit, window: int, metric: AffineFit | None) -> FitInfo:
+    def _fit_info(self, sf: StitchedFrame, metric: AffineFit | None) -> FitInfo:
+        fit, health = sf.fit, sf.health
         return FitInfo(
             scale=fit.scale,
             shift=fit.shift,
-            residual=fit.residual,
+            residual=health.residual,
             inlier_fraction=fit.inlier_fraction,
             degenerate=fit.degenerate,
             scale_source=self.scale_source.kind,
-            window=window,
+            window=sf.window,
             metric_scale=None if metric is None else metric.scale,
             metric_shift=None if metric is None else metric.shift,
             reason=fit.reason,
+            scale_change=health.scale_change,
         )
 
     # -- offline -------------------------------------------------------------------------------
@@ -506,10 +561,13 @@ class DepthPipeline:
         """Non-causal processing of a whole sequence: all windows, one global solve, then output.
 
         Pass 1 runs every window (same schedule and model calls as causal mode) and records
-        pairwise fits between windows that share frames; window disparities, working-resolution
+        pairwise fits between windows that share frames (`CausalGraphAligner`, the edges of graph
+        alignment, all kept); window disparities, working-resolution
         images and sparse depth spill to temporary files, so memory is bounded by the window
-        size. Then `solve_global_affine` finds every window's (s, t) at once (anchored on window
-        0) and pass 2 applies them with the same crossfade as causal mode. Every frame is output
+        size. Every window's (s, t) is the graph estimate once two more windows have been seen
+        (`CausalGraphAligner.smoothed`, anchored on window 0) and pass 2 applies them with the
+        same crossfade as causal mode. A scene cut (as in
+        causal mode) starts a new segment with its own windows and solve. Every frame is output
         once, "final". `anchor_refresh` does not apply here (the papers' frame-0 anchor is kept).
 
         Args:
@@ -526,60 +584,95 @@ class DepthPipeline:
                 stack.callback(spill.close_files)
                 stack.callback(spill.close_reads)
                 records: list[_Record] = []
-                windows: list[Window] = []
-                aligner = GlobalAligner(self.fit_options)
-                sched = self.scheduler
-
-                def run(window: Window) -> None:
-                    disp = self._infer(window, [buffer[f] for f in window.slots])
-                    spill.put_window(disp)
-                    aligner.add(window, disp)
-                    windows.append(window)
-
-                buffer: dict[int, np.ndarray] = {}
-                for frame in frames:
-                    rgb = self._check(frame)
-                    if records and rgb.shape[:2] != records[0].input_size:
-                        raise InputError("run_offline needs one input resolution for the whole sequence")
-                    if not records:
-                        self._start_stream(rgb.shape[:2])
-                        spill.h, spill.w = self.height, self.width
-                    index = sched.add_frame()
-                    rec = self._record(frame, rgb)
-                    buffer[index] = rec.rgb
-                    spill.put_frame(index, rec)
-                    rec.rgb = rec.rgb_out = rec.sparse = None
-                    records.append(rec)
-                    self.stats.frames_in += 1
-                    while (w := sched.next_window()) is not None:
-                        run(w)
-                    need = sched.needed_frames()
-                    for i in [i for i in buffer if i not in need]:
-                        del buffer[i]
-                while (w := sched.next_window(final=True)) is not None:
-                    run(w)
-                buffer.clear()
-                fits = aligner.solve(anchor=0)
-                self.stats.degenerate_fits += sum(f.degenerate for f in fits) + sum(
-                    e.fit.degenerate for e in aligner.edges
-                )
+                segments = self._offline_windows(frames, spill, records)
                 spill.close_writes()
-
-                stitcher = Stitcher(self.alignment, self.fit_options)  # type: ignore[arg-type]
-                for window, fit in zip(windows, fits, strict=True):
-                    stitched = stitcher.add(window, spill.window(window.index), affine=fit)
-                    here = [s for s in stitched if s.window == window.index]
-                    if here:
-                        self.scale_source.update(
-                            np.stack([s.disparity for s in here]), [spill.sparse(s.index) for s in here]
-                        )
-                    for sf in stitched:
-                        if sf.status == "final":
-                            yield self._depth_frame(sf, spill.record(sf.index, records[sf.index]))
-                for sf in stitcher.finish():
-                    yield self._depth_frame(sf, spill.record(sf.index, records[sf.index]))
+                for segment in segments:
+                    yield from self._offline_output(segment, spill, records)
         finally:
             self._clear()  # also when the consumer stops early: the causal API stays usable
+
+    def _offline_aligner(self) -> CausalGraphAligner:
+        """The graph estimator as a fixed-lag smoother (`OFFLINE_LAG` future windows, all edges kept)."""
+        return CausalGraphAligner(self.fit_options, lag=OFFLINE_LAG, keep_history=True)
+
+    def _offline_windows(
+        self, frames: Iterable[FrameInput], spill: _Spill, records: list[_Record]
+    ) -> list[_OfflineSegment]:
+        """Pass 1: every window of every segment run, spilled and fitted pairwise."""
+        sched = self.scheduler
+        segments = [_OfflineSegment(0, 0, self._offline_aligner())]
+        buffer: dict[int, np.ndarray] = {}  # working-resolution images by segment-local index
+
+        def run(window: Window) -> None:
+            seg = segments[-1]
+            disp = self._infer(window, [buffer[f] for f in window.slots])
+            spill.put_window(disp)
+            seg.aligner.add(window, disp)
+            seg.windows.append(window)
+
+        def close_segment() -> None:
+            while (w := sched.next_window(final=True)) is not None:
+                run(w)
+            buffer.clear()
+
+        for frame in frames:
+            rgb = self._check(frame)
+            if records and rgb.shape[:2] != records[0].input_size:
+                raise InputError("run_offline needs one input resolution for the whole sequence")
+            if not records:
+                self._start_stream(rgb.shape[:2])
+                spill.h, spill.w = self.height, self.width
+            rec = self._record(frame, rgb)
+            assert rec.rgb is not None
+            if self._scene_cut(rec):
+                close_segment()
+                sched.reset()
+                segments.append(_OfflineSegment(len(records), spill.n_windows, self._offline_aligner()))
+                self.stats.scene_cuts += 1
+            buffer[sched.add_frame()] = rec.rgb
+            spill.put_frame(len(records), rec)
+            rec.rgb = rec.rgb_out = rec.sparse = None
+            records.append(rec)
+            self.stats.frames_in += 1
+            while (w := sched.next_window()) is not None:
+                run(w)
+            need = sched.needed_frames()
+            for i in [i for i in buffer if i not in need]:
+                del buffer[i]
+        close_segment()
+        return segments
+
+    def _offline_output(self, seg: _OfflineSegment, spill: _Spill, records: list[_Record]) -> Iterator[DepthFrame]:
+        """Pass 2 for one segment: solve, stitch with the solved affines, output every frame once."""
+        fits = seg.aligner.smoothed()
+        self.stats.degenerate_fits += sum(f.degenerate for f in fits) + sum(e.fit.degenerate for e in seg.aligner.edges)
+        self._index_base = seg.first_frame
+        self.scale_source.reset()
+        stitcher = Stitcher(self.alignment, self.fit_options)  # type: ignore[arg-type]
+
+        def out(sf: StitchedFrame) -> DepthFrame:
+            g = seg.first_frame + sf.index
+            return self._depth_frame(sf, spill.record(g, records[g]))
+
+        for window, fit in zip(seg.windows, fits, strict=True):
+            stitched = stitcher.add(window, spill.window(seg.first_window + window.index), affine=fit)
+            here = [s for s in stitched if s.window == window.index]
+            if here:
+                self.scale_source.update(
+                    np.stack([s.disparity for s in here]), [spill.sparse(seg.first_frame + s.index) for s in here]
+                )
+            yield from (out(sf) for sf in stitched if sf.status == "final")
+        yield from (out(sf) for sf in stitcher.finish())
+
+
+@dataclass
+class _OfflineSegment:
+    """The frames between two scene cuts in `run_offline`: its windows and their pairwise fits."""
+
+    first_frame: int  # sequence index of its frame 0
+    first_window: int  # spill index of its window 0
+    aligner: CausalGraphAligner
+    windows: list[Window] = field(default_factory=list)
 
 
 class _Spill:
@@ -594,6 +687,7 @@ class _Spill:
         self._disp = open(folder / "disp.f32", "wb")  # noqa: SIM115
         self._sparse = open(folder / "sparse.f32", "wb")  # noqa: SIM115
         self._win_offsets: list[tuple[int, int]] = []  # (first frame slot, n frames) per window
+        self.n_windows = 0
         self._n_disp = 0
         self._sparse_slot: dict[int, int] = {}
         self._rgb_out_offset: dict[int, tuple[int, tuple[int, int]]] = {}
@@ -611,6 +705,7 @@ class _Spill:
 
     def put_window(self, disp: np.ndarray) -> None:
         self._win_offsets.append((self._n_disp, disp.shape[0]))
+        self.n_windows = len(self._win_offsets)
         self._disp.write(np.ascontiguousarray(disp, dtype=np.float32).tobytes())
         self._n_disp += disp.shape[0]
 

@@ -1,8 +1,10 @@
 """Streaming core (numpy only): window scheduling, alignment, stitching, depth, clouds."""
 
-from vdepth_ros.stream.align import IDENTITY, AffineFit, FitOptions, align_scale_shift, fit_pairs
+from vdepth_ros.stream.align import IDENTITY, VDA_FIT, AffineFit, FitOptions, align_scale_shift, fit_pairs
 from vdepth_ros.stream.cloud import CameraModel, PointCloudBuilder
+from vdepth_ros.stream.cuts import SceneCutDetector
 from vdepth_ros.stream.depth import depth_from_disparity, disparity_from_depth
+from vdepth_ros.stream.graph import CausalGraphAligner, GlobalAligner, PairEdge, solve_global_affine
 from vdepth_ros.stream.scale import (
     MetricScale,
     NoScale,
@@ -12,20 +14,12 @@ from vdepth_ros.stream.scale import (
     make_scale_source,
     resample_sparse_depth,
 )
-from vdepth_ros.stream.stitch import (
-    CausalGraphAligner,
-    GlobalAligner,
-    PairEdge,
-    StitchedFrame,
-    Stitcher,
-    blend,
-    crossfade_weights,
-    solve_global_affine,
-)
-from vdepth_ros.stream.windows import Window, WindowScheduler, pad_for_rule
+from vdepth_ros.stream.stitch import StitchedFrame, Stitcher, WindowHealth, blend, crossfade_weights
+from vdepth_ros.stream.windows import Window, WindowScheduler, anchor_keyframes, pad_for_rule
 
 __all__ = [
     "IDENTITY",
+    "VDA_FIT",
     "AffineFit",
     "CameraModel",
     "CausalGraphAligner",
@@ -37,12 +31,15 @@ __all__ = [
     "PointCloudBuilder",
     "RangeScale",
     "ScaleSource",
+    "SceneCutDetector",
     "SparseScale",
     "StitchedFrame",
     "Stitcher",
     "Window",
+    "WindowHealth",
     "WindowScheduler",
     "align_scale_shift",
+    "anchor_keyframes",
     "blend",
     "crossfade_weights",
     "depth_from_disparity",

@@ -12,7 +12,11 @@ and the shrinkage compounds; see docs / design note). The default here is theref
   Huber) weights on the residual normalised by its MAD, so outliers on *either* side (the
   previous window is the next window's reference) are rejected;
 * in float64 on a deterministic subsample of the valid pixels (`max_points`), so the fit cost
-  does not grow with the resolution.
+  does not grow with the resolution;
+* on pixels whose reference is > 0 (`pixels="positive_ref"`): a reference clamped to 0 carries no
+  information. VDA fits *all* pixels (`utils.util.compute_scale_and_shift` with an all-ones mask),
+  clamped ones included; `VDA_FIT` (`pixels="all"`, OLS, no robust weights, no subsampling, no
+  correlation test) reproduces its (scale, shift).
 
 A fit with too few points, no variance, or no correlation falls back to (1, 0) and says so
 (`AffineFit.degenerate`).
@@ -29,6 +33,7 @@ from vdepth_ros.errors import ConfigError
 
 FitMethod = Literal["symmetric", "ols"]
 Robust = Literal["tukey", "huber", "none"]
+FitPixels = Literal["positive_ref", "all"]
 
 _MAD_TO_SIGMA = 1.4826  # MAD of a Gaussian = 0.6745 sigma
 _TUKEY_C = 4.685  # 95 % Gaussian efficiency (Tukey biweight)
@@ -48,6 +53,8 @@ class FitOptions:
         min_points: fewer valid pixels than this -> degenerate fit.
         min_correlation: |weighted correlation| below this -> degenerate fit.
         iterations: maximum IRLS iterations.
+        pixels: "positive_ref" (pixels whose reference is > 0) or "all" (every finite pair, as
+            VDA's `compute_scale_and_shift` with its all-ones mask).
     """
 
     method: FitMethod = "symmetric"
@@ -57,12 +64,15 @@ class FitOptions:
     min_points: int = 16
     min_correlation: float = 0.2
     iterations: int = 20
+    pixels: FitPixels = "positive_ref"
 
     def __post_init__(self) -> None:
         if self.method not in ("symmetric", "ols"):
             raise ConfigError(f"fit method must be 'symmetric' or 'ols', got {self.method!r}")
         if self.robust not in ("tukey", "huber", "none"):
             raise ConfigError(f"robust must be 'tukey', 'huber' or 'none', got {self.robust!r}")
+        if self.pixels not in ("positive_ref", "all"):
+            raise ConfigError(f"fit pixels must be 'positive_ref' or 'all', got {self.pixels!r}")
         if self.scale_clip is not None:
             lo, hi = self.scale_clip
             if not 0 < lo <= hi:
@@ -72,6 +82,8 @@ class FitOptions:
 
 
 DEFAULT_FIT_OPTIONS = FitOptions()
+#: VDA's stitching fit: closed-form least squares of ref on cur over all overlap pixels.
+VDA_FIT = FitOptions(method="ols", robust="none", max_points=0, min_correlation=0.0, pixels="all")
 
 
 @dataclass(frozen=True)
@@ -116,9 +128,13 @@ def _degenerate(reason: str, n: int) -> AffineFit:
 
 
 def sample_valid(
-    cur: np.ndarray, ref: np.ndarray, mask: np.ndarray | None = None, max_points: int = 0
+    cur: np.ndarray,
+    ref: np.ndarray,
+    mask: np.ndarray | None = None,
+    max_points: int = 0,
+    pixels: FitPixels = "positive_ref",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Valid (finite on both sides, ref > 0, inside `mask`) pairs as float64 vectors.
+    """Valid (finite on both sides, ref > 0 unless `pixels="all"`, inside `mask`) pairs as float64.
 
     Subsamples deterministically by a fixed stride *before* the validity test, so the cost is
     bounded by `max_points` rather than by the image size.
@@ -131,7 +147,9 @@ def sample_valid(
         step = -(-c.size // max_points)
         c, r = c[::step], r[::step]
         m = None if m is None else m[::step]
-    valid = np.isfinite(c) & np.isfinite(r) & (r > 0)
+    valid = np.isfinite(c) & np.isfinite(r)
+    if pixels == "positive_ref":
+        valid &= r > 0
     if m is not None:
         valid &= m.astype(bool)
     return c[valid].astype(np.float64), r[valid].astype(np.float64)
@@ -158,20 +176,66 @@ def _weighted_fit(c: np.ndarray, r: np.ndarray, w: np.ndarray | None, method: Fi
 
 
 def _robust_sigma(res: np.ndarray, floor: float) -> float:
-    """MAD sigma of the residuals (median over at most ~16k of them: it only sets a threshold)."""
-    step = max(1, res.size // 16384)
+    """MAD sigma of the residuals (median over at most ~8k of them: it only sets a threshold)."""
+    step = max(1, res.size // 8192)
     return max(_MAD_TO_SIGMA * float(np.median(np.abs(res[::step]))), floor)
 
 
-def _weights(res: np.ndarray, sigma: float, robust: Robust) -> np.ndarray:
-    u = np.abs(res) / sigma
+def _weights(res: np.ndarray, sigma: float, robust: Robust, out: np.ndarray | None = None) -> np.ndarray:
+    """Tukey or Huber IRLS weights of the residuals `res` at residual scale `sigma` (into `out`)."""
+    out = np.abs(res, out=out)
     if robust == "tukey":
-        w = np.clip(1.0 - (u / _TUKEY_C) ** 2, 0.0, None)
-        return w * w
-    return np.minimum(1.0, _HUBER_K / np.maximum(u, 1e-300))
+        out *= 1.0 / (sigma * _TUKEY_C)
+        np.square(out, out=out)
+        np.subtract(1.0, out, out=out)
+        np.maximum(out, 0.0, out=out)
+        return np.square(out, out=out)
+    np.maximum(out, 1e-300, out=out)
+    np.divide(_HUBER_K * sigma, out, out=out)
+    return np.minimum(out, 1.0, out=out)
 
 
-def _lmeds_start(c: np.ndarray, r: np.ndarray, method: FitMethod, hypotheses: int = 128) -> tuple[float, float]:
+class _Moments:
+    """Centred data of one fit and its stacked products, so each IRLS step is one matrix-vector pass.
+
+    `c`, `r` are centred on their plain means (well-conditioned float64 sums); `stack` holds
+    `c, r, c^2, c r, r^2` as rows, so `stack @ w` gives every weighted moment at once.
+    """
+
+    def __init__(self, c: np.ndarray, r: np.ndarray) -> None:
+        self.mean_c, self.mean_r = float(c.mean()), float(r.mean())
+        self.stack = np.empty((5, c.size))
+        self.c, self.r = self.stack[0], self.stack[1]
+        np.subtract(c, self.mean_c, out=self.c)
+        np.subtract(r, self.mean_r, out=self.r)
+        np.multiply(self.c, self.c, out=self.stack[2])
+        np.multiply(self.c, self.r, out=self.stack[3])
+        np.multiply(self.r, self.r, out=self.stack[4])
+
+    def subsample(self, step: int) -> _Moments:
+        sub = _Moments.__new__(_Moments)
+        sub.mean_c, sub.mean_r = self.mean_c, self.mean_r
+        sub.stack = np.ascontiguousarray(self.stack[:, ::step])
+        sub.c, sub.r = sub.stack[0], sub.stack[1]
+        return sub
+
+    def fit(self, w: np.ndarray, method: FitMethod) -> tuple[float, float, float]:
+        """(s, t0, correlation) of the weighted fit `r ≈ s c + t0` in centred coordinates."""
+        sw = float(w.sum())
+        mc, mr, ecc, ecr, err = (self.stack @ w) / sw
+        vcc, vcr, vrr = ecc - mc * mc, ecr - mc * mr, err - mr * mr
+        if vcc <= 0 or vrr <= 0:
+            return float("nan"), float("nan"), 0.0
+        corr = vcr / np.sqrt(vcc * vrr)
+        s = np.copysign(np.sqrt(vrr / vcc), vcr) if method == "symmetric" else vcr / vcc
+        return float(s), float(mr - s * mc), float(corr)
+
+    def to_original(self, s: float, t0: float) -> tuple[float, float]:
+        """`t` of `r ≈ s c + t` in the original (uncentred) coordinates."""
+        return s, t0 + self.mean_r - s * self.mean_c
+
+
+def _lmeds_start(c: np.ndarray, r: np.ndarray, method: FitMethod, hypotheses: int = 64) -> tuple[float, float]:
     """Least-median-of-squares start from random point pairs (breakdown ~50 %), deterministic."""
     rng = np.random.default_rng(12345)  # fixed: the same input always gives the same fit
     n = c.size
@@ -182,15 +246,65 @@ def _lmeds_start(c: np.ndarray, r: np.ndarray, method: FitMethod, hypotheses: in
         return _weighted_fit(c, r, None, method)[:2]
     s = (r[i] - r[j])[ok] / dc[ok]
     t = r[i][ok] - s * c[i][ok]
-    probe = slice(None, None, max(1, n // 512))
+    probe = slice(None, None, max(1, n // 256))
     cp, rp = c[probe], r[probe]
     med = np.median(np.abs(rp[None, :] - (s[:, None] * cp[None, :] + t[:, None])), axis=1)
     k = int(np.argmin(med))
     return float(s[k]), float(t[k])
 
 
+_COARSE_POINTS = 8192  # IRLS converges on this subsample first, then refines on all points
+#: A model's errors are smooth over the image, so residuals of nearby pixels are correlated and a
+#: fit's standard error (the weight of its edge in the graph solve) is computed as if only this
+#: many points were independent: an edge of many frames of one window is no surer than one frame.
+_INDEPENDENT_POINTS = 64
+_TOL = 1e-7  # relative change of (s, t) that ends the IRLS
+_COARSE_TOL = 1e-5  # the same on the subsample (the refinement on all points follows)
+_REFINE_ITERATIONS = 3  # on all points after the subsample converged
+
+
+def _irls(
+    m: _Moments,
+    s: float,
+    t: float,
+    sigma: float,
+    options: FitOptions,
+    iterations: int,
+    spread: float,
+    tol: float = _TOL,
+) -> tuple[float, float, float, np.ndarray | None, float]:
+    """IRLS from (s, t) in `m`'s centred coordinates: (s, t, corr, weights, sigma); weights None
+    when too few points survive. `sigma <= 0`: the residual scale is re-estimated in the first
+    three iterations, while the fit moves most, then kept."""
+    corr = 0.0
+    estimate = sigma <= 0
+    res, w = np.empty_like(m.c), np.empty_like(m.c)
+    for it in range(iterations):
+        np.multiply(m.c, -s, out=res)
+        res += m.r
+        res -= t
+        if estimate and it < 3:
+            sigma = _robust_sigma(res, 1e-9 * spread)
+        _weights(res, sigma, options.robust, out=w)
+        if float(w.sum()) < options.min_points:
+            return s, t, corr, None, sigma
+        s_new, t_new, corr = m.fit(w, options.method)
+        if not np.isfinite(s_new):
+            break
+        done = abs(s_new - s) <= tol * max(abs(s), 1e-30) and abs(t_new - t) <= tol * spread
+        s, t = s_new, t_new
+        if done:
+            break
+    return s, t, corr, w, sigma
+
+
 def fit_pairs(c: np.ndarray, r: np.ndarray, options: FitOptions = DEFAULT_FIT_OPTIONS) -> AffineFit:
-    """Fit `r ≈ s c + t` on already-valid float64 vectors `c`, `r` (see `align_scale_shift`)."""
+    """Fit `r ≈ s c + t` on already-valid float64 vectors `c`, `r` (see `align_scale_shift`).
+
+    With many points the robust fit first converges on an evenly strided subsample of about
+    8k points and then refines on all of them (a few iterations): the same fit at a third of
+    the cost.
+    """
     n = int(c.size)
     if n < options.min_points:
         return _degenerate(f"{n} valid points < min_points {options.min_points}", n)
@@ -199,24 +313,20 @@ def fit_pairs(c: np.ndarray, r: np.ndarray, options: FitOptions = DEFAULT_FIT_OP
     if options.robust == "none":
         s, t, corr = _weighted_fit(c, r, None, options.method)
     else:
-        s, t = _lmeds_start(c, r, options.method)
-        corr = 0.0
-        floor = 1e-9 * spread
-        sigma = 0.0
-        for it in range(options.iterations):
-            res = r - (s * c + t)
-            if it < 3:  # re-estimate the residual scale while the fit moves most, then keep it
-                sigma = _robust_sigma(res, floor)
-            w = _weights(res, sigma, options.robust)
-            if float(w.sum()) < options.min_points:
-                return _degenerate("robust weights rejected almost all points", n)
-            s_new, t_new, corr = _weighted_fit(c, r, w, options.method)
-            if not np.isfinite(s_new):
-                break
-            done = abs(s_new - s) <= 1e-9 * max(abs(s), 1e-30) and abs(t_new - t) <= 1e-9 * spread
-            s, t = s_new, t_new
-            if done:
-                break
+        m = _Moments(c, r)
+        s, t = _lmeds_start(m.c, m.r, options.method)
+        sigma, iterations = 0.0, options.iterations
+        if n >= 2 * _COARSE_POINTS:
+            coarse = m.subsample(n // _COARSE_POINTS)
+            s, t, _, w_coarse, sigma = _irls(coarse, s, t, 0.0, options, options.iterations, spread, _COARSE_TOL)
+            if w_coarse is not None:  # converged: a few refining iterations on all points
+                iterations = min(iterations, _REFINE_ITERATIONS)
+            else:
+                sigma = 0.0
+        s, t, corr, w, _ = _irls(m, s, t, sigma, options, iterations, spread)
+        if w is None:
+            return _degenerate("robust weights rejected almost all points", n)
+        s, t = m.to_original(s, t)
     if not (np.isfinite(s) and np.isfinite(t)):
         return _degenerate("no variance in the overlap (flat or constant disparity)", n)
     if abs(corr) < options.min_correlation:
@@ -237,8 +347,9 @@ def fit_pairs(c: np.ndarray, r: np.ndarray, options: FitOptions = DEFAULT_FIT_OP
         n_eff, inl = float(w.sum()), float(np.count_nonzero(w > 1e-3)) / n
         mc = float(w @ c) / n_eff
         var_c = float(w @ ((c - mc) ** 2)) / n_eff
-    scale_se = sigma / np.sqrt(max(n_eff * var_c, 1e-300))
-    shift_se = sigma / np.sqrt(max(n_eff, 1.0))
+    n_se = min(n_eff, _INDEPENDENT_POINTS)  # smooth errors: neighbouring residuals are not independent
+    scale_se = sigma / np.sqrt(max(n_se * var_c, 1e-300))
+    shift_se = sigma / np.sqrt(max(n_se, 1.0))
     return AffineFit(
         scale=float(s),
         shift=float(t),
@@ -259,12 +370,13 @@ def align_scale_shift(
     Args:
         cur: `(..., H, W)` disparity of the new window (any affine frame), NaN = invalid.
         ref: same shape, the already-aligned reference disparity, NaN = invalid; pixels with
-            `ref <= 0` are excluded (values clamped to 0 carry no information).
+            `ref <= 0` are excluded unless `options.pixels == "all"` (values clamped to 0 carry
+            no information).
         mask: optional boolean array of the same shape, False = excluded (sky, dynamic...).
         options: method, robustness, clip, subsampling.
 
     Returns:
         The fit; `degenerate=True` with (1, 0) when it cannot be estimated.
     """
-    c, r = sample_valid(cur, ref, mask, options.max_points)
+    c, r = sample_valid(cur, ref, mask, options.max_points, options.pixels)
     return fit_pairs(c, r, options)

@@ -1,27 +1,17 @@
-"""Stitching windows of affine-ambiguous disparity into one consistent stream.
+"""Causal stitching of affine-ambiguous disparity windows into one consistent stream.
 
-`Stitcher` is the causal path: each window is fitted to what is already output (chain: its
-overlap frames against the accumulated, blended output, as DVD does; keyframe: its anchor and
-keyframe slots against their stored aligned values, as VDA/GemDepth do), clamped at 0, then
-crossfaded linearly over the overlap. Frames the next window will revise are *provisional*; the
-others, and the revised ones once blended, are *final*.
-
-`GlobalAligner` + `solve_global_affine` are the offline path: pairwise symmetric robust fits
-between every pair of windows that share frames, then one weighted least-squares solve of all
-windows' (log s, t) on that graph, anchored on one window, so no fit's error is only ever passed
-down a chain. The solved affines are then applied through the same `Stitcher` (`affine=`), so
-blending is identical in both modes.
-
-`CausalGraphAligner` is that offline estimator run causally ("graph" alignment; `Stitcher("graph")`
-fits with its own): each new window adds its pairwise fits to the graph and the same weighted
-least-squares solve runs over the windows seen so far, with windows older than `lag` frozen at
-their last estimate (fixed-lag smoothing, so cost and memory stay bounded). The stream and the
-offline pass thus differ only in the edges the future adds, not in how the affines are estimated.
+`Stitcher` fits each window to what is already output (chain: its overlap frames against the
+accumulated, blended output, as DVD does; keyframe: its anchor and keyframe slots against their
+stored aligned values, as VDA/GemDepth do; graph: `stream.graph.CausalGraphAligner`), clamps at 0,
+then crossfades linearly over the overlap. Frames the next window will revise are *provisional*;
+the others, and the revised ones once blended, are *final*. The offline path
+(`stream.graph.CausalGraphAligner.solve`) hands its solved affines in (`affine=`), so blending is
+identical in both modes. Every window's agreement with the stream it continues is measured the same
+way in every mode (`WindowHealth`: residual on the overlap, scale change).
 """
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass
 from typing import Literal
 
@@ -36,6 +26,7 @@ from vdepth_ros.stream.align import (
     align_scale_shift,
     sample_valid,
 )
+from vdepth_ros.stream.graph import CausalGraphAligner
 from vdepth_ros.stream.windows import Window
 
 Alignment = Literal["chain_ls", "keyframe", "graph", "none"]
@@ -60,6 +51,48 @@ def blend(old: np.ndarray, new: np.ndarray, weight_new: float) -> np.ndarray:
     return out
 
 
+_HEALTH_POINTS = 16384  # pixels compared per window (an even stride over the overlap frames)
+
+
+@dataclass(frozen=True)
+class WindowHealth:
+    """How well a window, once aligned, agrees with the stream it continues (any alignment mode).
+
+    Compared on the overlap frames the window blends into, before blending: the stream's output
+    so far against the aligned new window, on an even pixel subsample.
+
+    Attributes:
+        residual: robust (MAD) sigma of the difference, relative to the stream's median disparity
+            there (0.02 = 2 %).
+        scale_change: this window's scale over the previous window's (1 = unchanged raw scale).
+        compared: pixels compared (0: nothing to compare, e.g. the first window of a stream).
+    """
+
+    residual: float = 0.0
+    scale_change: float = 1.0
+    compared: int = 0
+
+
+NO_OVERLAP = WindowHealth()
+
+
+def overlap_health(stream: list[np.ndarray], aligned: list[np.ndarray], scale_change: float = 1.0) -> WindowHealth:
+    """`WindowHealth` of aligned frames against the stream's output of the same frames."""
+    if not stream:
+        return WindowHealth(scale_change=scale_change)
+    step = max(1, len(stream) * stream[0].size // _HEALTH_POINTS)  # subsample before copying
+    a = np.concatenate([np.ravel(f)[::step] for f in stream])
+    b = np.concatenate([np.ravel(f)[::step] for f in aligned])
+    ok = np.isfinite(a) & np.isfinite(b) & (a > 0)
+    if not ok.any():
+        return WindowHealth(scale_change=scale_change)
+    return WindowHealth(
+        residual=1.4826 * float(np.median(np.abs(b[ok] - a[ok]))) / float(np.median(a[ok])),
+        scale_change=scale_change,
+        compared=int(np.count_nonzero(ok)),
+    )
+
+
 @dataclass
 class StitchedFrame:
     """One output frame of the stitcher.
@@ -70,6 +103,7 @@ class StitchedFrame:
         status: "provisional" (a later window will revise it) or "final".
         window: index of the newest window that contributed.
         fit: the alignment of that window.
+        health: that window's agreement with the stream before it (`WindowHealth`).
     """
 
     index: int
@@ -77,6 +111,7 @@ class StitchedFrame:
     status: Status
     window: int
     fit: AffineFit
+    health: WindowHealth = NO_OVERLAP
 
 
 class Stitcher:
@@ -117,8 +152,9 @@ class Stitcher:
 
     def reset(self) -> None:
         """Forget all output (stream restart)."""
-        self._tail: dict[int, tuple[np.ndarray, int, AffineFit]] = {}
+        self._tail: dict[int, StitchedFrame] = {}  # provisional frames, as output
         self._refs: dict[int, np.ndarray] = {}
+        self._last_scale: float | None = None
         self._anchor: int | None = None
         self.last_fit: AffineFit = IDENTITY
         self.degenerate_fits = 0
@@ -144,7 +180,7 @@ class Stitcher:
             return IDENTITY
         if self.alignment == "chain_ls":
             pos = [p for p in range(window.n_context, len(window.slots)) if window.slots[p] in self._tail]
-            ref = [self._tail[window.slots[p]][0] for p in pos]
+            ref = [self._tail[window.slots[p]].disparity for p in pos]
         else:
             pos = [p for p in range(window.n_context) if window.slots[p] in self._refs]
             ref = [self._refs[window.slots[p]] for p in pos]
@@ -157,7 +193,7 @@ class Stitcher:
         if fit.degenerate or self._anchor is None or self._anchor not in self._refs:
             return True
         p = window.slots.index(self._anchor)
-        c, r = sample_valid(disp[p], self._refs[self._anchor], None, self.options.max_points)
+        c, r = sample_valid(disp[p], self._refs[self._anchor], None, self.options.max_points, self.options.pixels)
         if c.size == 0:
             return False
         ok = np.abs(r - (fit.scale * c + fit.shift)) <= 3.0 * max(fit.residual, 1e-12)
@@ -206,12 +242,17 @@ class Stitcher:
         frames_here = {window.slots[p] for p in out_pos}
         # Provisional frames this window does not revise are settled as they are.
         for f in [f for f in self._tail if f not in frames_here]:
-            d, w_idx, w_fit = self._tail.pop(f)
-            out.append(StitchedFrame(f, d, "final", w_idx, w_fit))
+            sf = self._tail.pop(f)
+            out.append(StitchedFrame(f, sf.disparity, "final", sf.window, sf.fit, sf.health))
         overlap = [p for p in out_pos if window.slots[p] in self._tail]
+        change = 1.0 if self._last_scale is None else fit.scale / self._last_scale
+        self._last_scale = fit.scale
+        health = overlap_health(
+            [self._tail[window.slots[p]].disparity for p in overlap], [aligned[p] for p in overlap], change
+        )
         weights = crossfade_weights(len(overlap))
         first_prov = n - window.n_provisional if window.n_provisional else n
-        new_tail: dict[int, tuple[np.ndarray, int, AffineFit]] = {}
+        new_tail: dict[int, StitchedFrame] = {}
         values: dict[int, np.ndarray] = {}
         k = 0
         settled = window.n_context + window.overlap  # before this slot: output by earlier windows
@@ -220,15 +261,16 @@ class Stitcher:
             if p < settled and f not in self._tail:
                 continue  # already final (a moved-back last window re-covers them): context only
             if k < len(overlap) and overlap[k] == p:
-                value = blend(self._tail[f][0], aligned[p], float(weights[k]))
+                value = blend(self._tail[f].disparity, aligned[p], float(weights[k]))
                 k += 1
             else:
                 value = aligned[p]  # a view: `aligned` is this call's own array
             values[f] = value
             status: Status = "provisional" if p >= first_prov else "final"
+            frame = StitchedFrame(f, value, status, window.index, fit, health)
             if status == "provisional":
-                new_tail[f] = (value, window.index, fit)
-            out.append(StitchedFrame(f, value, status, window.index, fit))
+                new_tail[f] = frame
+            out.append(frame)
         self._tail = new_tail
 
         if self.alignment == "keyframe" and affine is None:
@@ -252,278 +294,6 @@ class Stitcher:
 
     def finish(self) -> list[StitchedFrame]:
         """End of stream: every provisional frame left becomes final, unchanged."""
-        out = [StitchedFrame(f, d, "final", w, fit) for f, (d, w, fit) in self._tail.items()]
+        out = [StitchedFrame(f, sf.disparity, "final", sf.window, sf.fit, sf.health) for f, sf in self._tail.items()]
         self._tail = {}
         return out
-
-
-# -- offline: global solve --------------------------------------------------------------------
-@dataclass(frozen=True)
-class PairEdge:
-    """Relation between two windows on their shared frames: `d_earlier ≈ a * d_later + b`."""
-
-    earlier: int
-    later: int
-    fit: AffineFit
-
-
-class GlobalAligner:
-    """Collects pairwise fits between windows that share frames (offline pass 1).
-
-    Memory is bounded: only the last `history` windows' raw outputs and the raw output of the
-    first window's slot-0 frame (the keyframe schedule's persistent anchor) are kept.
-
-    Args:
-        options: fit options for the pairwise fits (symmetric by default, so no side is "truth").
-        history: how many previous windows to compare each window with.
-    """
-
-    def __init__(self, options: FitOptions = DEFAULT_FIT_OPTIONS, history: int = 2) -> None:
-        self.options = options
-        self._recent: deque[tuple[Window, np.ndarray]] = deque(maxlen=max(1, history))
-        self._anchor: tuple[int, int, np.ndarray] | None = None  # (frame, window, raw)
-        self.edges: list[PairEdge] = []
-        self.n_windows = 0
-
-    def add(self, window: Window, disparity: np.ndarray) -> list[PairEdge]:
-        """Record one window's raw output `(len(slots)[+pad], H, W)`; windows in order.
-
-        Returns the edges this window added (also appended to `edges`)."""
-        n = len(window.slots)
-        first_new = len(self.edges)
-        raw = np.asarray(disparity, dtype=np.float32)[:n]
-        pos = {f: p for p, f in reversed(list(enumerate(window.slots)))}
-        compared = set()
-        for prev, prev_raw in self._recent:
-            prev_pos = {f: p for p, f in reversed(list(enumerate(prev.slots)))}
-            shared = [f for f in prev_pos if f in pos]
-            if shared:
-                fit = align_scale_shift(
-                    raw[[pos[f] for f in shared]], prev_raw[[prev_pos[f] for f in shared]], options=self.options
-                )
-                self.edges.append(PairEdge(prev.index, window.index, fit))
-                compared.add(prev.index)
-        if self._anchor is not None:
-            frame, w_idx, a_raw = self._anchor
-            if w_idx not in compared and frame in pos:
-                fit = align_scale_shift(raw[pos[frame]], a_raw, options=self.options)
-                self.edges.append(PairEdge(w_idx, window.index, fit))
-        elif window.index == 0:
-            self._anchor = (window.slots[0], 0, raw[0].copy())
-        self._recent.append((window, raw.copy()))
-        self.n_windows = max(self.n_windows, window.index + 1)
-        return self.edges[first_new:]
-
-    def solve(self, anchor: int = 0) -> list[AffineFit]:
-        """Per-window affines (window -> canonical scale of `anchor`) from all edges."""
-        scales, shifts, _ = solve_global_affine(self.n_windows, self.edges, anchor)
-        fitted = fitted_windows(self.edges)
-        return [
-            AffineFit(scale=float(s), shift=float(t))
-            if k == anchor or k in fitted
-            else AffineFit(scale=float(s), shift=float(t), degenerate=True, reason=NO_FIT)
-            for k, (s, t) in enumerate(zip(scales, shifts, strict=True))
-        ]
-
-
-NO_FIT = "no valid fit to an earlier window; continues in the scale of the window before"
-
-
-def fitted_windows(edges: list[PairEdge]) -> set[int]:
-    """Windows with at least one valid fit to an earlier window (the others are degenerate)."""
-    return {e.later for e in edges if not e.fit.degenerate and e.fit.scale > 0}
-
-
-def _graph_lsq(
-    n: int, i: np.ndarray, j: np.ndarray, y: np.ndarray, w: np.ndarray, fixed: dict[int, float]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Weighted LS of `x[j] - x[i] = y` with `x[f] = fixed[f]`: tree start, then CG on the normal eqs.
-
-    Returns (x, reached). The tree start (breadth-first from the fixed nodes, strongest edges
-    first) is the exact solution on a chain; CG only spreads the redundant edges' information
-    (cycles). Nodes not connected to a fixed node keep x = 0.
-    """
-    x = np.zeros(n)
-    reached = np.zeros(n, bool)
-    for f, value in fixed.items():
-        x[f], reached[f] = value, True
-    adj: list[list[tuple[int, int, float]]] = [[] for _ in range(n)]
-    for e, (a, b) in enumerate(zip(i.tolist(), j.tolist(), strict=True)):
-        adj[a].append((b, e, 1.0))
-        adj[b].append((a, e, -1.0))
-    queue = deque(sorted(fixed))
-    while queue:
-        a = queue.popleft()
-        for b, e, sign in sorted(adj[a], key=lambda t: -w[t[1]]):
-            if not reached[b]:
-                reached[b] = True
-                x[b] = x[a] + sign * y[e]
-                queue.append(b)
-    free = reached.copy()
-    free[list(fixed)] = False
-    use = reached[i] & reached[j]
-    i, j, y, w = i[use], j[use], y[use], w[use]
-    if not free.any() or i.size == 0:
-        return x, reached
-
-    def normal(v: np.ndarray) -> np.ndarray:
-        d = w * (v[j] - v[i])
-        out = np.bincount(j, d, n) - np.bincount(i, d, n)
-        out[~free] = 0.0
-        return out
-
-    rhs = np.bincount(j, w * y, n) - np.bincount(i, w * y, n)
-    rhs[~free] = 0.0
-    diag = np.bincount(i, w, n) + np.bincount(j, w, n)
-    diag[~free] = 1.0
-    r = rhs - normal(x)
-    z = r / diag
-    p = z.copy()
-    rz = float(r @ z)
-    tol = 1e-28 * max(float(rhs @ rhs), float(r @ r), 1e-300)
-    for _ in range(4 * n + 50):
-        if float(r @ r) <= tol:
-            break
-        ap = normal(p)
-        alpha = rz / float(p @ ap)
-        x += alpha * p
-        r -= alpha * ap
-        z = r / diag
-        rz_new = float(r @ z)
-        p = z + (rz_new / rz) * p
-        rz = rz_new
-    return x, reached
-
-
-def solve_global_affine(
-    n_windows: int,
-    edges: list[PairEdge],
-    anchor: int = 0,
-    fixed: dict[int, tuple[float, float]] | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-window (scale, shift) mapping each window to the anchor window's scale.
-
-    Edge `d_i ≈ a d_j + b` (i earlier, j later) means `s_j = s_i a` and `t_j = t_i + s_i b`. Stage 1
-    solves `log s_j - log s_i = log a` (weights from the fit's standard error), stage 2
-    `t_j - t_i = s_i b` given the scales; both weighted least squares over all edges.
-
-    Args:
-        n_windows: windows are 0 .. n_windows - 1.
-        edges: pairwise fits; degenerate ones and non-positive scales are ignored.
-        anchor: the window held at (1, 0) when `fixed` is None.
-        fixed: windows held at given (scale, shift) instead of the anchor (the causal solve
-            freezes windows that left its lag).
-
-    Returns:
-        scales `(n,)`, shifts `(n,)`, reached `(n,)` bool (False: no valid edge path to a fixed
-        window; such a window, and what hangs off it, continues in the scale of the window before
-        it).
-    """
-    if n_windows == 0:
-        return np.ones(0), np.zeros(0), np.zeros(0, bool)
-    if fixed is None:
-        if not 0 <= anchor < n_windows:
-            raise ConfigError(f"anchor window {anchor} out of range [0, {n_windows})")
-        fixed = {anchor: (1.0, 0.0)}
-    if not fixed or any(not 0 <= f < n_windows or s <= 0 for f, (s, _) in fixed.items()):
-        raise ConfigError(f"fixed windows need indices in [0, {n_windows}) and scales > 0, got {fixed}")
-    good = [e for e in edges if not e.fit.degenerate and e.fit.scale > 0]
-    ei = np.array([e.earlier for e in good], dtype=np.int64)
-    ej = np.array([e.later for e in good], dtype=np.int64)
-    a = np.array([e.fit.scale for e in good], dtype=np.float64)
-    b = np.array([e.fit.shift for e in good], dtype=np.float64)
-    floor = 1e-12
-    w_log = 1.0 / np.maximum(np.array([e.fit.scale_se for e in good]) / np.maximum(a, floor), floor) ** 2
-    se_t = np.array([e.fit.shift_se for e in good])
-    has_edge = np.zeros(n_windows, bool)
-    has_edge[ei], has_edge[ej] = True, True
-    pinned = dict(fixed)
-    connected = None
-    while True:
-        log_pins = {f: float(np.log(s)) for f, (s, _) in pinned.items()}
-        logs, reached = _graph_lsq(n_windows, ei, ej, np.log(np.maximum(a, floor)), w_log, log_pins)
-        scales = np.exp(logs)
-        si = scales[ei] if ei.size else np.zeros(0)
-        w_t = 1.0 / np.maximum(si * se_t, floor) ** 2
-        shifts, _ = _graph_lsq(n_windows, ei, ej, si * b, w_t, {f: float(t) for f, (_, t) in pinned.items()})
-        connected = reached.copy() if connected is None else connected
-        # A part of the graph with no path to a fixed window (every fit of some window failed)
-        # continues in the scale of the window before it instead of falling back to raw output:
-        # its first window is pinned there and the graph solved again (one pass per such part);
-        # windows without any valid edge just copy their predecessor.
-        pinned_one = False
-        for u in np.flatnonzero(~reached).tolist():
-            scales[u], shifts[u] = (scales[u - 1], shifts[u - 1]) if u > 0 else (1.0, 0.0)
-            if has_edge[u]:
-                pinned[u] = (float(scales[u]), float(shifts[u]))
-                pinned_one = True
-                break
-        if not pinned_one:
-            return scales, shifts, connected
-
-
-class CausalGraphAligner:
-    """Graph alignment: the offline global solve, run causally over a fixed lag.
-
-    Each window adds its pairwise fits (`GlobalAligner`: the previous `history` windows and the
-    first window's slot-0 frame) and gets the affine of the weighted least-squares solve over all
-    edges seen so far, in which the new window and the `lag` before it are free and older ones are
-    frozen at the estimate they had when they left the lag (window 0 is the canonical scale,
-    (1, 0)). Frozen windows matter only through edges to free ones, so older edges and estimates
-    are dropped: cost and memory per window are bounded by `lag` and `history`, not the stream
-    length.
-
-    Why: on the development data (HoloLens and held-out renders) this stream stays much closer to
-    the offline solve, sequence by sequence, than keyframe alignment does; see docs/architecture.md.
-
-    Args:
-        options: fit options of the pairwise fits (as offline).
-        history: previous windows each window is compared with (as offline).
-        lag: earlier windows re-estimated together with each new one (>= 1).
-    """
-
-    def __init__(self, options: FitOptions = DEFAULT_FIT_OPTIONS, history: int = 2, lag: int = 8) -> None:
-        if lag < 1:
-            raise ConfigError(f"graph lag must be >= 1 window, got {lag}")
-        self.options, self.history, self.lag = options, int(history), int(lag)
-        self.reset()
-
-    def reset(self) -> None:
-        """Forget all windows (stream restart)."""
-        self._pairs = GlobalAligner(self.options, self.history)
-        self._edges: list[PairEdge] = []
-        self._estimates: dict[int, tuple[float, float]] = {}
-
-    @property
-    def state_size(self) -> tuple[int, int]:
-        """(edges, estimates) held: bounded by the lag, whatever the stream length."""
-        return len(self._edges), len(self._estimates)
-
-    def add(self, window: Window, disparity: np.ndarray) -> AffineFit:
-        """Record one window's raw output (windows in order) and return its affine.
-
-        A window with no valid fit to an earlier window gets the previous window's affine
-        (`solve_global_affine`) and is marked degenerate: the stream continues in the last known
-        scale, and later windows fitted to it follow it.
-        """
-        k = window.index
-        new = self._pairs.add(window, disparity)
-        self._pairs.edges.clear()  # the edges live here, pruned by the lag
-        if k == 0 or not self._estimates:
-            self._edges, self._estimates = [], {k: (1.0, 0.0)}
-            return IDENTITY
-        first_free = max(1, k - self.lag)  # window 0 is the canonical scale
-        self._edges = [e for e in self._edges + new if e.later >= first_free]
-        nodes = sorted({n for e in self._edges for n in (e.earlier, e.later)} | set(self._estimates) | {k})
-        local = {n: idx for idx, n in enumerate(nodes)}
-        fixed = {local[n]: self._estimates[n] for n in nodes if n < first_free}
-        edges = [PairEdge(local[e.earlier], local[e.later], e.fit) for e in self._edges]
-        scales, shifts, _ = solve_global_affine(len(nodes), edges, fixed=fixed)
-        for n in range(first_free, k + 1):
-            self._estimates[n] = (float(scales[local[n]]), float(shifts[local[n]]))
-        keep = {0, *range(first_free, k + 1), *(e.earlier for e in self._edges)}
-        self._estimates = {n: v for n, v in self._estimates.items() if n in keep}
-        scale, shift = self._estimates[k]
-        if k not in fitted_windows(new):
-            return AffineFit(scale=scale, shift=shift, degenerate=True, reason=NO_FIT)
-        return AffineFit(scale=scale, shift=shift)

@@ -13,6 +13,11 @@ Two schedules, both from the papers' released inference code:
   `keyframes[m:] == [W-I .. W-1]`) and `W-O` new frames. The last window is padded by repeating
   the last frame, as VDA pads the video.
 
+`anchor_keyframes` gives a chain family (DVD, DepthCrafter) the keyframe layout with the same
+number of re-run frames: the anchor and one older frame take the place of the first two overlap
+frames, so the model cost is unchanged and every window shares the anchor frame with window 0
+(the graph solve gets a loop through every window instead of a chain; `docs/alignment.md`).
+
 Windows are padded to `4n+1` frames by repeating the last frame when `frames_rule == "4n+1"`
 (Wan VAE; DVD `pad_time_mod4`). Frame indices are 0-based since the last reset.
 """
@@ -86,6 +91,22 @@ def interp_length(window: int, keyframes: tuple[int, ...]) -> int:
             break
         n += 1
     return n
+
+
+def anchor_keyframes(window: int, overlap: int) -> tuple[int, ...]:
+    """VDA-style keyframe slots for a chain family's `window`/`overlap`: same re-run frame count.
+
+    `overlap >= 3`: `(0, k, W-O+2 .. W-1)` with `k = round(3/8 W)` (VDA's 12 of 32): the anchor,
+    one older frame and `O - 2` blended frames. `overlap == 2`: `(0, W-1)`, the anchor and one
+    blended frame.
+    """
+    if overlap < 2 or overlap >= window:
+        raise ConfigError(f"anchor slots need 2 <= overlap < window, got overlap {overlap}, window {window}")
+    if overlap == 2:
+        return (0, window - 1)
+    tail = tuple(range(window - overlap + 2, window))
+    older = min(max(1, round(0.375 * window)), tail[0] - 1)
+    return (0, older, *tail)
 
 
 class WindowScheduler:
