@@ -34,6 +34,7 @@ from vdepth_ros.models.dinov2 import (
     released_to_hf,
 )
 from vdepth_ros.models.dpt import ConvDetailEncoder, TemporalDPTHead, released_head_names
+from vdepth_ros.models.split import PerFrameSplit, SplitSignature
 
 #: Released encoder sizes (DINOv2 ViT-S/B/L) with their DPT widths and tapped layers (0-based),
 #: from VDA's `run.py` model_configs and `intermediate_layer_idx`.
@@ -254,7 +255,7 @@ class DinoVideoDepthBase(VideoDepthModel):
         assert not result.missing_keys and not result.unexpected_keys
 
 
-class VideoDepthAnything(DinoVideoDepthBase):
+class VideoDepthAnything(PerFrameSplit, DinoVideoDepthBase):
     """Video Depth Anything: per-frame DINOv2 tokens -> temporal DPT head -> ReLU disparity.
 
     Args:
@@ -375,10 +376,19 @@ class VideoDepthAnything(DinoVideoDepthBase):
         Returns:
             `(B, T, H, W)` non-negative relative disparity (affine-invariant inverse depth).
         """
-        b, t, _, h, w = frames.shape
-        skips = self.detail(self.normalise(frames)) if self.detail is not None else None
-        disparity = self.head(self.encode(frames), num_frames=t, skips=skips)  # (B*T, H, W)
-        return self.disparity_output(disparity, b, t, h, w)
+        _, t, _, h, w = frames.shape
+        return self.decode_window(self.encode_frames(frames.flatten(0, 1)), t, h, w)
+
+    def frame_skips(self, clip: torch.Tensor) -> list[torch.Tensor] | None:
+        return self.detail(self.normalise(clip)) if self.detail is not None else None
 
 
-__all__ = ["VDA_PRESETS", "WINDOW_PRESETS", "DinoVideoDepthBase", "VideoDepthAnything", "resolve_window"]
+__all__ = [
+    "VDA_PRESETS",
+    "WINDOW_PRESETS",
+    "DinoVideoDepthBase",
+    "PerFrameSplit",
+    "SplitSignature",
+    "VideoDepthAnything",
+    "resolve_window",
+]
