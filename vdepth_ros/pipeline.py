@@ -285,6 +285,8 @@ class DepthPipeline:
 
     # -- state ---------------------------------------------------------------------------------
     def _clear(self) -> None:
+        if hasattr(self.engine, "reset_stream"):
+            self.engine.reset_stream()  # frame indices restart: the engine's per-frame cache is stale
         self.scheduler.reset()
         self.stitcher.reset()
         self.scale_source.reset()
@@ -366,7 +368,10 @@ class DepthPipeline:
     def _infer(self, window: Window, rgbs: list[np.ndarray]) -> np.ndarray:
         frames = np.stack(rgbs + [rgbs[-1]] * window.pad)
         t0 = time.perf_counter()
-        out = self.engine.infer(frames)
+        if getattr(self.engine, "supports_reuse", False):  # frame indices: the engine reuses overlap work
+            out = self.engine.infer(frames, frame_ids=list(window.slots) + [window.slots[-1]] * window.pad)
+        else:
+            out = self.engine.infer(frames)
         self.stats.infer_seconds += time.perf_counter() - t0
         self.stats.windows += 1
         out = np.asarray(out, dtype=np.float32)[: len(window.slots)]

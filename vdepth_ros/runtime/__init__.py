@@ -32,7 +32,7 @@ ENGINE_NAME = "model.engine"
 ENGINE_SUFFIXES = (".engine", ".plan")
 _BACKEND_ALIASES = {"ort": "onnxruntime", "onnx": "onnxruntime", "trt": "tensorrt", "pytorch": "torch"}
 # create_engine options each backend understands (others are rejected, not silently dropped).
-_TORCH_OPTS = {"frames", "height", "width", "threads", "device"}
+_TORCH_OPTS = {"frames", "height", "width", "threads", "device", "reuse"}
 _ORT_OPTS = {"threads", "providers", "cache_dir", "device_id", "spinning"}
 _TRT_OPTS = {"device_id", "onnx_path"}
 
@@ -70,7 +70,9 @@ def _torch_engine(model: Any, opts: dict[str, Any], precision: str) -> DepthEngi
 
     _check_opts("torch", opts, _TORCH_OPTS)
     spec = spec_from_model(model, opts.get("frames"), opts.get("height"), opts.get("width"), precision=precision)
-    return TorchEngine(model, spec, device=opts.get("device", "cpu"), threads=opts.get("threads"))
+    return TorchEngine(
+        model, spec, device=opts.get("device", "cpu"), threads=opts.get("threads"), reuse=bool(opts.get("reuse", True))
+    )
 
 
 def _ort_engine(path: Path, precision: str, opts: dict[str, Any]) -> DepthEngine:

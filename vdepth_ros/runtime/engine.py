@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Hashable, Sequence
 from typing import Any
 
 import numpy as np
 
 from vdepth_ros.errors import InputError
+from vdepth_ros.runtime.reuse import FrameFeatureCache, window_ids
 from vdepth_ros.runtime.spec import InputSpec
 
 
@@ -18,23 +20,46 @@ class DepthEngine(abc.ABC):
     or float32 already in `value_range`, with `1 <= T <= spec.frames` for fixed-shape graphs
     (shorter windows are padded by repeating the last frame and the padding is cut from the
     output). It returns `(T, H, W)` float32. Engines are context managers.
+
+    With `frame_ids` (one identity per frame, unique within a stream: the pipeline's frame
+    indices) a backend that runs the model as a per-frame and a per-window graph (`supports_reuse`)
+    encodes only the frames it has not seen in the previous window and reuses the others' features
+    (`runtime/reuse.py`); `reset_stream()` forgets them. Without split graphs `frame_ids` is ignored.
     """
 
     backend: str = ""
 
     def __init__(self, spec: InputSpec) -> None:
         self.input_spec = spec
+        self.feature_cache = FrameFeatureCache()
 
     # -- to implement ------------------------------------------------------------------------
     @abc.abstractmethod
     def _run(self, batch: np.ndarray) -> np.ndarray:
         """`(1, T, 3, H, W)` float32 -> `(1, T, H, W)` float32, T == graph frames."""
 
+    def _encode(self, frames: np.ndarray) -> Sequence[Any]:
+        """Split backends: `(N, 3, H, W)` float32 -> per-frame features, each with a leading axis N."""
+        raise NotImplementedError
+
+    def _decode(self, features: list[Sequence[Any]]) -> np.ndarray:
+        """Split backends: one window's per-frame features (each leading axis 1) -> `(1, T, H, W)`."""
+        raise NotImplementedError
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release sessions/buffers."""
 
     # -- shared ------------------------------------------------------------------------------
-    def infer(self, frames: np.ndarray) -> np.ndarray:
+    @property
+    def supports_reuse(self) -> bool:
+        """True when `infer(frame_ids=...)` reuses per-frame work (the backend has split graphs)."""
+        return False
+
+    def reset_stream(self) -> None:
+        """Forget the current stream's cached per-frame work (a new stream starts)."""
+        self.feature_cache.clear()
+
+    def infer(self, frames: np.ndarray, frame_ids: Sequence[Hashable] | None = None) -> np.ndarray:
         spec = self.input_spec
         frames = np.asarray(frames)
         if frames.ndim != 4 or frames.shape[-1] != 3:
@@ -53,9 +78,27 @@ class DepthEngine(abc.ABC):
         if n > t:  # pad by repeating the last frame; its outputs are discarded
             x = np.concatenate([x, np.repeat(x[-1:], n - t, axis=0)], axis=0)
         batch = np.ascontiguousarray(x.transpose(0, 3, 1, 2)[None])
-        out = self._run(batch)
+        if frame_ids is not None and self.supports_reuse:
+            out = self._infer_reusing(batch[0], window_ids(frame_ids, t, n))
+        else:
+            out = self._run(batch)
         out = np.asarray(out, dtype=np.float32).reshape(n, spec.height, spec.width)
         return out[:t]
+
+    def _infer_reusing(self, frames: np.ndarray, ids: list[Hashable]) -> np.ndarray:
+        """`(n, 3, H, W)` window with one identity per slot -> `(1, n, H, W)`, encoding new frames only."""
+        cache = self.feature_cache
+        new = cache.missing(ids)
+        if new:
+            first = {}
+            for slot, i in enumerate(ids):
+                first.setdefault(i, slot)
+            feats = self._encode(np.ascontiguousarray(frames[[first[i] for i in new]]))
+            for j, i in enumerate(new):
+                cache.put(i, tuple(f[j : j + 1] for f in feats))
+        out = self._decode(cache.get(ids, new))
+        cache.retain(ids)
+        return out
 
     def warmup(self, runs: int = 1) -> None:
         dummy = np.zeros((self.input_spec.frames, self.input_spec.height, self.input_spec.width, 3), np.uint8)
@@ -63,7 +106,7 @@ class DepthEngine(abc.ABC):
             self.infer(dummy)
 
     def describe(self) -> dict[str, Any]:
-        return {"backend": self.backend, **self.input_spec.to_dict()}
+        return {"backend": self.backend, "reuse": self.supports_reuse, **self.input_spec.to_dict()}
 
     def __enter__(self) -> DepthEngine:
         return self
