@@ -33,7 +33,7 @@ ENGINE_SUFFIXES = (".engine", ".plan")
 _BACKEND_ALIASES = {"ort": "onnxruntime", "onnx": "onnxruntime", "trt": "tensorrt", "pytorch": "torch"}
 # create_engine options each backend understands (others are rejected, not silently dropped).
 _TORCH_OPTS = {"frames", "height", "width", "threads", "device", "reuse"}
-_ORT_OPTS = {"threads", "providers", "cache_dir", "device_id", "spinning"}
+_ORT_OPTS = {"threads", "providers", "cache_dir", "device_id", "spinning", "reuse"}
 _TRT_OPTS = {"device_id", "onnx_path"}
 
 
@@ -87,6 +87,7 @@ def _ort_engine(path: Path, precision: str, opts: dict[str, Any]) -> DepthEngine
         cache_dir=opts.get("cache_dir"),
         device_id=int(opts.get("device_id", 0)),
         spinning=bool(opts.get("spinning", False)),
+        reuse=bool(opts.get("reuse", True)),
     )
 
 

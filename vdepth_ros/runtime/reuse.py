@@ -15,10 +15,14 @@ reuses was in the window before it), so memory is bounded by one window of featu
 
 from __future__ import annotations
 
+import json
 from collections.abc import Hashable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from vdepth_ros.errors import InputError
+from vdepth_ros.runtime.spec import InputSpec
 
 
 class FrameFeatureCache:
@@ -93,4 +97,66 @@ def window_ids(frame_ids: Sequence[Hashable], frames: int, padded: int) -> list[
     return ids + [ids[-1]] * (padded - frames)
 
 
-__all__ = ["FrameFeatureCache", "window_ids"]
+# -- split graph files (ONNX Runtime, TensorRT) ---------------------------------------------------
+@dataclass(frozen=True)
+class SplitFiles:
+    """The per-frame and per-window graphs exported next to a whole-window graph.
+
+    `model.onnx` -> `model.frame.onnx` (input `frames (N, 3, H, W)`, N dynamic; outputs the feature
+    maps), `model.window.onnx` (the feature maps of one window -> `disparity (1, T, H, W)`) and
+    `model.split.json` (`SplitMeta`). The same stems with `.engine` for TensorRT.
+    """
+
+    frame: Path
+    window: Path
+    meta: Path
+
+    def exist(self) -> bool:
+        return self.frame.is_file() and self.window.is_file() and self.meta.is_file()
+
+
+def split_files_for(model_file: str | Path, suffix: str = ".onnx") -> SplitFiles:
+    """`model.onnx` (or `.engine`) -> its `SplitFiles` (`suffix`: the graphs' file type)."""
+    p = Path(model_file)
+    stem = p.name.split(".")[0]
+    return SplitFiles(
+        p.with_name(f"{stem}.frame{suffix}"), p.with_name(f"{stem}.window{suffix}"), p.with_name(f"{stem}.split.json")
+    )
+
+
+@dataclass(frozen=True)
+class SplitMeta:
+    """What `model.split.json` records: the window shape, the feature maps, and the sha256 of the
+    whole-window ONNX the split was exported with (a re-exported `model.onnx` makes it stale)."""
+
+    frames: int
+    height: int
+    width: int
+    precision: str
+    feature_names: tuple[str, ...]
+    feature_shapes: tuple[tuple[int, ...], ...]
+    onnx_sha256: str | None = None
+    parity: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def load(cls, path: str | Path) -> SplitMeta:
+        d = json.loads(Path(path).read_text())
+        d["feature_names"] = tuple(d["feature_names"])
+        d["feature_shapes"] = tuple(tuple(s) for s in d["feature_shapes"])
+        return cls(**d)
+
+    def mismatch(self, spec: InputSpec, onnx_sha256: str | None) -> str | None:
+        """Why these split graphs cannot stand in for a graph with `spec` (None: they can)."""
+        want = (spec.frames, spec.height, spec.width, spec.precision)
+        have = (self.frames, self.height, self.width, self.precision)
+        if want != have:
+            return f"split graphs are (frames, height, width, precision) {have}, the model is {want}"
+        if onnx_sha256 is not None and self.onnx_sha256 is not None and onnx_sha256 != self.onnx_sha256:
+            return "split graphs were exported with another model.onnx (re-export them with --split)"
+        return None
+
+
+__all__ = ["FrameFeatureCache", "SplitFiles", "SplitMeta", "split_files_for", "window_ids"]
