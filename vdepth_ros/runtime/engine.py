@@ -32,6 +32,7 @@ class DepthEngine(abc.ABC):
     def __init__(self, spec: InputSpec) -> None:
         self.input_spec = spec
         self.feature_cache = FrameFeatureCache()
+        self.reset_stream()
 
     # -- to implement ------------------------------------------------------------------------
     @abc.abstractmethod
@@ -46,6 +47,14 @@ class DepthEngine(abc.ABC):
         """Split backends: one window's per-frame features (each leading axis 1) -> `(1, T, H, W)`."""
         raise NotImplementedError
 
+    def _new_stream(self) -> Any:
+        """Streaming backends: the state of a new stream (a causal model's `TemporalCache`)."""
+        raise NotImplementedError
+
+    def _step(self, frames: np.ndarray, state: Any) -> np.ndarray:
+        """Streaming backends: the stream's next `N` frames `(N, 3, H, W)` -> `(N, H, W)`, `state` updated."""
+        raise NotImplementedError
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release sessions/buffers."""
 
@@ -55,9 +64,18 @@ class DepthEngine(abc.ABC):
         """True when `infer(frame_ids=...)` reuses per-frame work (the backend has split graphs)."""
         return False
 
+    @property
+    def streams(self) -> bool:
+        """True when `infer(frame_ids=...)` runs a causal model as a stream: each new frame once,
+        attending to the stream's earlier frames (`_new_stream`, `_step`)."""
+        return False
+
     def reset_stream(self) -> None:
-        """Forget the current stream's cached per-frame work (a new stream starts)."""
+        """Forget the current stream: cached per-frame work, a causal model's past frames."""
         self.feature_cache.clear()
+        self._stream: Any = None
+        self._stream_out: dict[Hashable, np.ndarray] = {}
+        self._stream_last: Any = None
 
     def infer(self, frames: np.ndarray, frame_ids: Sequence[Hashable] | None = None) -> np.ndarray:
         spec = self.input_spec
@@ -78,7 +96,9 @@ class DepthEngine(abc.ABC):
         if n > t:  # pad by repeating the last frame; its outputs are discarded
             x = np.concatenate([x, np.repeat(x[-1:], n - t, axis=0)], axis=0)
         batch = np.ascontiguousarray(x.transpose(0, 3, 1, 2)[None])
-        if frame_ids is not None and self.supports_reuse:
+        if frame_ids is not None and self.streams:
+            out = self._infer_streaming(batch[0], window_ids(frame_ids, t, n))
+        elif frame_ids is not None and self.supports_reuse:
             out = self._infer_reusing(batch[0], window_ids(frame_ids, t, n))
         else:
             out = self._run(batch)
@@ -100,13 +120,38 @@ class DepthEngine(abc.ABC):
         cache.retain(ids)
         return out
 
+    def _infer_streaming(self, frames: np.ndarray, ids: list[Hashable]) -> np.ndarray:
+        """Causal model: frames not seen before are the stream's next frames (in id order); each is
+        inferred once, attending to the stream's earlier frames; seen frames keep their output."""
+        new = list(dict.fromkeys(i for i in ids if i not in self._stream_out))
+        last = self._stream_last
+        if last is not None and any(isinstance(i, int) and i <= last for i in new):
+            self.reset_stream()  # the ids restarted: a new stream that was not announced
+            new = list(dict.fromkeys(ids))
+        if all(isinstance(i, int) for i in new) and new != sorted(new):
+            raise InputError(f"a stream's new frames must come in order, got ids {new}")
+        if new:
+            if self._stream is None:
+                self._stream = self._new_stream()
+            out = self._step(np.ascontiguousarray(frames[[ids.index(i) for i in new]]), self._stream)
+            self._stream_out.update(zip(new, out, strict=True))
+            self._stream_last = new[-1]
+        self.feature_cache.misses += len(new)
+        self.feature_cache.hits += len(set(ids)) - len(new)
+        result = np.stack([self._stream_out[i] for i in ids])[None]
+        keep = set(ids)
+        for i in [i for i in self._stream_out if i not in keep]:
+            del self._stream_out[i]
+        return result
+
     def warmup(self, runs: int = 1) -> None:
         dummy = np.zeros((self.input_spec.frames, self.input_spec.height, self.input_spec.width, 3), np.uint8)
         for _ in range(runs):
             self.infer(dummy)
 
     def describe(self) -> dict[str, Any]:
-        return {"backend": self.backend, "reuse": self.supports_reuse, **self.input_spec.to_dict()}
+        return {"backend": self.backend, "reuse": self.supports_reuse, "streams": self.streams,
+                **self.input_spec.to_dict()}  # fmt: skip
 
     def __enter__(self) -> DepthEngine:
         return self

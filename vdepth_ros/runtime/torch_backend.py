@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from vdepth_ros.errors import BackendUnavailableError, ConfigError, InputError
+from vdepth_ros.errors import BackendUnavailableError, ConfigError
 from vdepth_ros.runtime.engine import DepthEngine
 from vdepth_ros.runtime.spec import InputSpec
 
@@ -79,9 +79,6 @@ class TorchEngine(DepthEngine):
             self.split.frame_module.to(device=self.device, dtype=self._dtype)
             self.split.window_module.to(device=self.device, dtype=self._dtype)
         self._model = model
-        self._stream: Any = None  # TemporalCache of a causal model's stream
-        self._stream_out: dict[Any, np.ndarray] = {}
-        self._stream_last: Any = None
         log.info(
             "torch engine: family=%s T=%d %dx%d %s on %s, %d threads",
             spec.family,
@@ -108,8 +105,7 @@ class TorchEngine(DepthEngine):
         return self.split is not None
 
     @property
-    def streaming(self) -> bool:
-        """True when windows with frame ids run as a stream of a causal model."""
+    def streams(self) -> bool:
         return self.split is not None and bool(getattr(self._model, "streamable", False))
 
     def _encode(self, frames: np.ndarray) -> tuple[Any, ...]:
@@ -124,44 +120,14 @@ class TorchEngine(DepthEngine):
             levels = [torch.cat([f[k] for f in features]) for k in range(len(features[0]))]
             return self.split.window_module(*levels).float().cpu().numpy()
 
-    def reset_stream(self) -> None:
-        super().reset_stream()
-        self._stream = None
-        self._stream_out.clear()
-        self._stream_last = None
+    def _new_stream(self) -> Any:
+        return self._model.new_stream()
 
-    def _infer_reusing(self, frames: np.ndarray, ids: list[Any]) -> np.ndarray:
-        if not self.streaming:
-            return super()._infer_reusing(frames, ids)
-        return self._infer_streaming(frames, ids)
-
-    def _infer_streaming(self, frames: np.ndarray, ids: list[Any]) -> np.ndarray:
-        """Causal model: frames not seen before are the stream's next frames (in id order); each is
-        inferred once, attending to the stream's earlier frames; seen frames keep their output."""
+    def _step(self, frames: np.ndarray, state: Any) -> np.ndarray:
         torch = self._torch
-        new = list(dict.fromkeys(i for i in ids if i not in self._stream_out))
-        last = self._stream_last
-        if last is not None and any(isinstance(i, int) and i <= last for i in new):
-            self.reset_stream()  # the ids restarted: a new stream that was not announced
-            new = list(dict.fromkeys(ids))
-        if all(isinstance(i, int) for i in new) and new != sorted(new):
-            raise InputError(f"a stream's new frames must come in order, got ids {new}")
-        if new:
-            if self._stream is None:
-                self._stream = self._model.new_stream()
-            x = torch.from_numpy(np.ascontiguousarray(frames[[ids.index(i) for i in new]]))
-            with torch.inference_mode():
-                out = self._model.stream(x.to(device=self.device, dtype=self._dtype)[None], self._stream)
-            for j, i in enumerate(new):
-                self._stream_out[i] = out[0, j].float().cpu().numpy()
-            self._stream_last = new[-1]
-        self.feature_cache.misses += len(new)
-        self.feature_cache.hits += len(set(ids)) - len(new)
-        result = np.stack([self._stream_out[i] for i in ids])[None]
-        keep = set(ids)
-        for i in [i for i in self._stream_out if i not in keep]:
-            del self._stream_out[i]
-        return result
+        with torch.inference_mode():
+            x = torch.from_numpy(frames).to(device=self.device, dtype=self._dtype)[None]
+            return self._model.stream(x, state)[0].float().cpu().numpy()
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "device": str(self.device), "threads": self._torch.get_num_threads()}
@@ -169,4 +135,3 @@ class TorchEngine(DepthEngine):
     def close(self) -> None:
         self.module = None  # type: ignore[assignment]
         self.split = None
-        self._stream = None
