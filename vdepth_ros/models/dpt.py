@@ -22,7 +22,8 @@ Module names (used by the released-checkpoint key maps in `vda.py` / `gemdepth.p
 
 Deliberate differences from VDA: no class-token readout (`use_clstoken=False` in every released
 VDA config), no batch-norm option (`use_bn=False` likewise), no micro-batching of the last fusion
-stages and no streaming hidden-state cache (offline windows only).
+stages. VDA's streaming cache of hidden states is replaced by causal motion modules with a
+`TemporalCache` (`models/motion.py`), used only by models built with `causal_context > 0`.
 """
 
 from __future__ import annotations

@@ -12,7 +12,11 @@ are `window=16` / `window=8`.
 
 Deliberate differences from the released code: position embeddings are interpolated in fp32
 without autocast (VDA runs under fp16 autocast); `predict` requires H, W to be multiples of 14
-instead of resizing (resizing is the pipeline's job); no streaming cache.
+instead of resizing (resizing is the pipeline's job); no streaming mode (`video_depth_stream.py` runs
+the bidirectionally trained network on a cache of past frames, which the VDA paper reports costs
+accuracy; here only a model built with causal attention streams, `models/motion.py`). The forward
+is split at the head's first temporal layer (`models/split.py`), the same operations in the same
+order, so windows can reuse the features of frames they share with the previous window.
 """
 
 from __future__ import annotations
