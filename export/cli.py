@@ -173,19 +173,25 @@ def _run_engine(args: argparse.Namespace) -> int:
         device=args.device,
         tf32=args.tf32,
     )
-    print(
-        json.dumps(
-            {
-                "engine": str(res.engine_path),
-                "rebuilt": res.rebuilt,
-                "reason": res.reason,
-                "seconds": round(res.seconds, 2),
-                "key": res.key.to_dict(),
-                "timing_cache": str(res.timing_cache),
-            },
-            indent=2,
-        )
-    )
+    summary = {
+        "engine": str(res.engine_path),
+        "rebuilt": res.rebuilt,
+        "reason": res.reason,
+        "seconds": round(res.seconds, 2),
+        "key": res.key.to_dict(),
+        "timing_cache": str(res.timing_cache),
+    }
+    from vdepth_export.export_split import build_split_engines
+
+    from vdepth_ros.runtime.reuse import split_files_for
+
+    if args.output is None and split_files_for(onnx).exist():  # `vdepth-export split` graphs: engines too
+        split = build_split_engines(
+            onnx, precision=args.precision, workspace_gib=args.workspace_gib, device=args.device, tf32=args.tf32,
+            force_engine_update=args.force_engine_update,
+        )  # fmt: skip
+        summary["split_engines"] = [str(r.engine_path) for r in split]
+    print(json.dumps(summary, indent=2))
     return 0
 
 

@@ -123,6 +123,8 @@ def export_split_onnx(
         _export(window_stage, tuple(feats), raw, (names, ("disparity",)), None, not weights_fp16)
         _finalize(raw, files.window, 2 * 1024**3, weights_fp16)
     model.float()
+    for graph in (files.frame, files.window):  # `build_split_engines` reads the shapes from these
+        spec.save(spec_path_for(graph))
     meta = SplitMeta(
         frames=spec.frames,
         height=spec.height,
@@ -175,4 +177,27 @@ def split_parity(
     }
 
 
-__all__ = ["export_split_onnx", "split_parity"]
+def build_split_engines(onnx_path: str | Path, precision: str = "fp32", **options: Any) -> list[Any]:
+    """TensorRT engines of the split graphs beside `onnx_path` (`model.frame.engine`, `model.window.engine`).
+
+    The frame engine's batch profile spans 1 (a stream) .. the window length, tuned for one stride
+    (the frames a window adds); the window engine has the fixed window. `options` go to
+    `build_engine` (workspace, timing cache, device, tf32, force_engine_update, trt/gpu for tests).
+    """
+    from vdepth_export.build_engine import build_engine
+
+    onnx_path = Path(onnx_path)
+    files, engines = split_files_for(onnx_path), split_files_for(onnx_path, ".engine")
+    if not files.exist():
+        raise ConfigError(f"no split graphs beside {onnx_path}; write them with `vdepth-export split`")
+    spec = InputSpec.load(spec_path_for(files.frame))
+    stride = max(1, spec.window - spec.overlap)
+    shape = (3, spec.height, spec.width)
+    batch = {"frames": ((1, *shape), (min(stride, spec.frames), *shape), (spec.frames, *shape))}
+    return [
+        build_engine(files.frame, engines.frame, precision=precision, profiles=batch, **options),
+        build_engine(files.window, engines.window, precision=precision, **options),
+    ]
+
+
+__all__ = ["build_split_engines", "export_split_onnx", "split_parity"]

@@ -34,7 +34,7 @@ _BACKEND_ALIASES = {"ort": "onnxruntime", "onnx": "onnxruntime", "trt": "tensorr
 # create_engine options each backend understands (others are rejected, not silently dropped).
 _TORCH_OPTS = {"frames", "height", "width", "threads", "device", "reuse"}
 _ORT_OPTS = {"threads", "providers", "cache_dir", "device_id", "spinning", "reuse"}
-_TRT_OPTS = {"device_id", "onnx_path"}
+_TRT_OPTS = {"device_id", "onnx_path", "reuse"}
 
 
 def _import_ok(name: str) -> bool:
@@ -96,7 +96,11 @@ def _trt_engine(path: Path, precision: str | None, opts: dict[str, Any]) -> Dept
 
     _check_opts("tensorrt", opts, _TRT_OPTS)
     return TensorRTEngine(
-        path, device=int(opts.get("device_id", 0)), precision=precision, onnx_path=opts.get("onnx_path")
+        path,
+        device=int(opts.get("device_id", 0)),
+        precision=precision,
+        onnx_path=opts.get("onnx_path"),
+        reuse=bool(opts.get("reuse", True)),
     )
 
 
