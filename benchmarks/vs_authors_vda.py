@@ -80,7 +80,7 @@ def _einops_stub() -> types.ModuleType:
         names = [n for g in left for n in g]
         x = x.reshape([known[n] for n in names])
         for n in [n for g in right for n in g if n not in names]:  # repeat: new axes
-            x = x.unsqueeze(-1).expand(*x.shape[:-1], known[n])
+            x = x.unsqueeze(-1).expand(*x.shape, known[n])
             names.append(n)
         order = [names.index(n) for g in right for n in g]
         x = x.permute(order)
