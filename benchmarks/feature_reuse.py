@@ -15,8 +15,11 @@ load average before and after.
     .venv/bin/python benchmarks/feature_reuse.py --json
 
 Configurations: `default` (the bundled vda_lite model, 8/4 at 160x224, torch and ONNX Runtime;
-the ORT split graphs are exported to a temp folder when the model folder has none) and `vda-s`
-(VDA-Small sizes with random weights, 32/10, torch: random weights cost the same as trained ones).
+the ORT split graphs are exported to a temp folder when the model folder has none), `vda-s`
+(VDA-Small sizes with random weights, 32/10, torch: random weights cost the same as trained ones)
+and `stream` (per new frame: the bundled weights in a causal model run as a stream, one inference
+per frame, against the windowed bundled model with reuse, both torch; latency only, the weights
+were not trained causally).
 """
 
 from __future__ import annotations
@@ -134,6 +137,8 @@ def run_config(name: str, args: argparse.Namespace, count: int, tmp: Path) -> li
             res = compare_engines(plain, reuse, windows, frames)
             results.append({"config": f"default vda_lite {spec.window}/{spec.overlap} {spec.height}x{spec.width}",
                             "backend": label, **res})  # fmt: skip
+    elif name == "stream":
+        results.append(stream_vs_windows(args, count, tmp))
     elif name == "vda-s":
         import torch
 
@@ -153,9 +158,48 @@ def run_config(name: str, args: argparse.Namespace, count: int, tmp: Path) -> li
     return results
 
 
+def stream_vs_windows(args: argparse.Namespace, count: int, tmp: Path) -> dict[str, Any]:
+    """ms per new frame: causal stream steps vs windows of the windowed model (reuse on), alternating."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from latency_goals import streaming_model
+
+    from vdepth_ros.paths import default_model_dir
+    from vdepth_ros.runtime import create_engine
+
+    windowed = create_engine(str(default_model_dir()), backend="torch", threads=args.threads)
+    stream = create_engine(str(streaming_model(tmp)), backend="torch", threads=args.threads)
+    spec = windowed.input_spec
+    windows = schedule_windows(spec.window, spec.overlap, spec.keyframes, count)
+    frames = clip(max(max(w) for w in windows) + 1, spec.height, spec.width)
+    per_window, per_step, seen = [], [], set()
+    step = 0
+    for k, ids in enumerate(windows):
+        new = sorted(set(ids) - seen)
+        seen |= set(ids)
+        t0 = time.perf_counter()
+        windowed.infer(frames[ids], frame_ids=ids)
+        t1 = time.perf_counter()
+        for i in new:  # the same new frames, one stream step each
+            stream.infer(frames[[max(0, i - 1), i]], frame_ids=[max(0, i - 1), i])
+        t2 = time.perf_counter()
+        if k > 0:
+            per_window.append((t1 - t0) / len(new))
+            per_step.append((t2 - t1) / len(new))
+            step += len(new)
+    med_w, med_s = statistics.median(per_window) * 1000, statistics.median(per_step) * 1000
+    return {
+        "config": f"stream (causal, context 8) vs windowed 8/4 with reuse, {spec.height}x{spec.width}",
+        "backend": "torch", "windows_timed": len(per_window), "frames_timed": step,
+        "windowed_ms_per_new_frame": round(med_w, 1), "stream_ms_per_frame": round(med_s, 1),
+        "ratio_of_medians": round(med_w / med_s, 3),
+        "windowed_min_max_ms": [round(1000 * min(per_window), 1), round(1000 * max(per_window), 1)],
+        "stream_min_max_ms": [round(1000 * min(per_step), 1), round(1000 * max(per_step), 1)],
+    }  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--configs", nargs="+", choices=["default", "vda-s"], default=None)
+    ap.add_argument("--configs", nargs="+", choices=["default", "stream", "vda-s"], default=None)
     ap.add_argument("--backends", nargs="+", choices=["torch", "onnxruntime"], default=["torch", "onnxruntime"])
     ap.add_argument("--quick", action="store_true", help="the bundled model only, few windows")
     ap.add_argument("--windows", type=int, default=None, help="windows per configuration (first one untimed)")
@@ -164,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
-    configs = args.configs or (["default"] if args.quick else ["default", "vda-s"])
+    configs = args.configs or (["default", "stream"] if args.quick else ["default", "stream", "vda-s"])
     load_before = os.getloadavg()
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="vdepth-reuse-") as tmp:
@@ -172,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
             count = args.windows or (6 if args.quick else (4 if name == "vda-s" else 12))
             results += run_config(name, args, count, Path(tmp))
     for r in results:
+        if "max_abs_diff_rel" not in r:  # the stream comparison: a cost, no exactness goal
+            continue
         r["goal_exact"] = r["max_abs_diff_rel"] <= GOAL_DIFF
         if r["config"].startswith("VDA-S"):
             r["goal_ratio"] = r["ratio_of_medians"] >= GOAL_RATIO
@@ -181,6 +227,11 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(report, indent=2))
         return 0
     for r in results:
+        if "stream_ms_per_frame" in r:
+            print(f"{r['config']} [{r['backend']}], {r['frames_timed']} frames: windowed "
+                  f"{r['windowed_ms_per_new_frame']} ms per new frame (min/max {r['windowed_min_max_ms']}), stream {r['stream_ms_per_frame']} ms per "
+                  f"frame (min/max {r['stream_min_max_ms']}) -> {r['ratio_of_medians']}x")  # fmt: skip
+            continue
         u, c = r["uncached"], r["reuse"]
         goal = f", goal >= {GOAL_RATIO}x: {'PASS' if r['goal_ratio'] else 'FAIL'}" if "goal_ratio" in r else ""
         print(
