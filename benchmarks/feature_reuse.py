@@ -228,9 +228,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     for r in results:
         if "stream_ms_per_frame" in r:
-            print(f"{r['config']} [{r['backend']}], {r['frames_timed']} frames: windowed "
-                  f"{r['windowed_ms_per_new_frame']} ms per new frame (min/max {r['windowed_min_max_ms']}), stream {r['stream_ms_per_frame']} ms per "
-                  f"frame (min/max {r['stream_min_max_ms']}) -> {r['ratio_of_medians']}x")  # fmt: skip
+            print(
+                f"{r['config']} [{r['backend']}], {r['frames_timed']} frames: windowed "
+                f"{r['windowed_ms_per_new_frame']} ms per new frame (min/max {r['windowed_min_max_ms']}), "
+                f"stream {r['stream_ms_per_frame']} ms per frame (min/max {r['stream_min_max_ms']}) "
+                f"-> {r['ratio_of_medians']}x"
+            )
             continue
         u, c = r["uncached"], r["reuse"]
         goal = f", goal >= {GOAL_RATIO}x: {'PASS' if r['goal_ratio'] else 'FAIL'}" if "goal_ratio" in r else ""
