@@ -139,7 +139,9 @@ def create_engine(
             exported graph's spec in a folder, else the model's constraints), `threads`, `device`.
             onnxruntime: `threads`, `providers`, `cache_dir` (TensorRT EP caches), `device_id`,
             `spinning` (busy-wait threads, default off). tensorrt: `device_id`, `onnx_path`
-            (engine must be built from this file). In "auto" mode each backend takes its own.
+            (engine must be built from this file). Every backend: `reuse` (default True): with
+            split graphs, `infer(frame_ids=...)` encodes only frames the previous window did not
+            have (`runtime/reuse.py`). In "auto" mode each backend takes its own.
 
     Raises:
         BackendUnavailableError: the requested backend's library (or GPU) is missing.
