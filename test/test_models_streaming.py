@@ -135,3 +135,14 @@ def test_engine_and_pipeline_publish_each_frame_one_inference_after_it_arrives()
     assert rel(streamed, whole) <= 1e-5
     with pytest.raises(InputError, match="in order"):
         engine.infer(rgb[[0, 1]], frame_ids=[20, 19])
+
+
+def test_a_causal_model_folder_runs_on_torch_only(tmp_path) -> None:
+    model = causal_model()
+    model.save_pretrained(tmp_path)
+    _, h, w = VideoDepthAnythingLite.tiny_input_shape()
+    (tmp_path / "model.onnx").write_bytes(b"not used")  # even beside an exported graph, auto picks torch
+    with create_engine(tmp_path, height=h, width=w) as engine:
+        assert engine.backend == "torch" and engine.streams
+    with pytest.raises(ConfigError, match="torch backend only"):
+        create_engine(tmp_path, backend="onnxruntime")

@@ -15,6 +15,7 @@ Backend libraries are imported lazily; a missing one raises `BackendUnavailableE
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -178,8 +179,16 @@ def create_engine(
         raise ModelLoadError(f"{path}: unknown model file type (expected .onnx, .engine or a model folder)")
 
     onnx_file, engine_file = path / ONNX_NAME, path / ENGINE_NAME
-    if backend == "torch":
+    if backend == "torch" or (backend == "auto" and _streams(path)):
+        if backend == "auto":
+            log.info("auto backend: torch (a causal model streams only on torch)")
+            opts = _split_opts(opts, _TORCH_OPTS)
         return _torch_engine(*_load_torch_model(path, opts), precision)
+    if _streams(path):
+        raise ConfigError(
+            f"{path} holds a causal (streaming) model: it runs as a stream on the torch backend only "
+            "(its exported graphs hold no stream state); use backend 'torch'"
+        )
     if backend == "onnxruntime":
         if not onnx_file.is_file():
             raise ModelLoadError(f"{path} has no {ONNX_NAME}; export one with `vdepth-export onnx {path}`")
@@ -189,6 +198,17 @@ def create_engine(
             raise ModelLoadError(f"{path} has no {ENGINE_NAME}; build one with `vdepth-export engine {onnx_file}`")
         return _trt_engine(engine_file, precision, opts)
     return _auto_folder(path, precision, opts)
+
+
+def _streams(folder: Path) -> bool:
+    """True when the folder's model is causal (`causal_context` > 0 in its config.json)."""
+    config = folder / "config.json"
+    if not config.is_file():
+        return False
+    try:
+        return int(json.loads(config.read_text()).get("causal_context") or 0) > 0
+    except (ValueError, TypeError, AttributeError):
+        return False
 
 
 def _auto_folder(path: Path, precision: str, opts: dict[str, Any]) -> DepthEngine:
