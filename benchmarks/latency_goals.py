@@ -103,6 +103,7 @@ class Peer:
         self.ipub = self.node.create_publisher(CameraInfo, "camera_info", reliable)
         self.lock = threading.Lock()
         self.latencies: list[float] = []
+        self.timed_from_ns = 0
         self.diag: dict[str, str] = {}
         self.node.create_subscription(Image, "depth", self._on_depth, reliable)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
@@ -115,8 +116,10 @@ class Peer:
         self.images = [np.ascontiguousarray(base[:, 4 * k : 4 * k + W]) for k in range(64)]
 
     def _on_depth(self, msg: Any) -> None:
+        stamp = self.conv.stamp_to_ns(msg.header.stamp)
         with self.lock:
-            self.latencies.append((time.time_ns() - self.conv.stamp_to_ns(msg.header.stamp)) / 1e9)
+            if stamp >= self.timed_from_ns:
+                self.latencies.append((time.time_ns() - stamp) / 1e9)
 
     def _on_diag(self, msg: Any) -> None:
         for status in msg.status:
@@ -130,18 +133,24 @@ class Peer:
                 return
             time.sleep(0.2)
 
-    def publish(self, n: int, drain_s: float = 3.0) -> np.ndarray:
-        """Publish n frames at the rate; the latencies (s) of the depth images that came back."""
+    def publish(self, n: int, warmup: int, drain_s: float = 3.0) -> np.ndarray:
+        """Publish `warmup` + n frames at the rate, without a pause (a gap would reset the stream);
+        the latencies (s) of the depth images of the last n that came back."""
         from std_msgs.msg import Header
 
         with self.lock:
             self.latencies.clear()
+            self.timed_from_ns = 2**63 - 1
         t0 = time.monotonic()
-        for k in range(n):
+        for k in range(warmup + n):
             delay = t0 + k / self.rate - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-            h = Header(stamp=self.conv.ns_to_stamp(time.time_ns()), frame_id="camera_optical")
+            now = time.time_ns()
+            if k == warmup:
+                with self.lock:
+                    self.timed_from_ns = now
+            h = Header(stamp=self.conv.ns_to_stamp(now), frame_id="camera_optical")
             self.pub.publish(self.conv.image_msg(self.images[k % len(self.images)], "rgb8", h))
             self.ipub.publish(self.CameraInfo(header=h, width=W, height=H, k=K))
         time.sleep(drain_s)
@@ -187,8 +196,7 @@ def cross_process(model: Path, backend: str, frames: int, rate: float, tmp: Path
     peer = Peer(rate)
     try:
         peer.wait_for_node()
-        peer.publish(24)  # warm-up: model load, first windows
-        lat = peer.publish(frames)
+        lat = peer.publish(frames, warmup=24)  # warm-up: first windows, allocations
         diag = dict(peer.diag)
     finally:
         out = stop_node(proc)
