@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+from vdepth_ros.models.gemdepth import GemDepth
 from vdepth_ros.models.vda import VideoDepthAnything
 from vdepth_ros.models.vda_lite import VideoDepthAnythingLite
 from vdepth_ros.pipeline import DepthPipeline, FrameInput, PipelineConfig
@@ -72,7 +73,7 @@ class CountingEncodes:
         engine._encode = encode
 
 
-@pytest.mark.parametrize("cls", FAMILIES, ids=lambda c: c.family)
+@pytest.mark.parametrize("cls", [*FAMILIES, GemDepth], ids=lambda c: c.family)
 def test_torch_reuse_equals_the_uncached_window_and_encodes_only_new_frames(cls) -> None:
     model = tiny_model(cls)
     _, h, w = cls.tiny_input_shape()
