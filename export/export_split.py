@@ -10,7 +10,7 @@
 
 ONNX Runtime (`create_engine`) then encodes only the frames a window does not share with the one
 before (`runtime/reuse.py`); `vdepth-export engine` builds TensorRT engines from the same graphs.
-Only families with a per-frame split (`split_signature`: vda, vda_lite) can be split.
+Only families with a per-frame split (`split_signature`: vda, vda_lite, gemdepth) can be split.
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def export_split_onnx(
     spec = InputSpec.load(spec_path_for(onnx_path))
     model = load_source(source)
     if not hasattr(model, "split_signature"):
-        raise ConfigError(f"family {model.family!r} has no per-frame split (only vda and vda_lite do)")
+        raise ConfigError(f"family {model.family!r} has no per-frame split (vda, vda_lite and gemdepth do)")
     sig = model.split_signature(spec.frames, spec.height, spec.width)
     files = split_files_for(onnx_path)
     names = sig.feature_names
