@@ -99,7 +99,8 @@ class PerFrameSplit:
         """The two graphs for windows of `frames` frames at `height x width` (see `SplitSignature`)."""
         sig = self.export_signature(frames, height, width)  # type: ignore[attr-defined]  # checks the shape
         with torch.no_grad():
-            probe = self.encode_frames(torch.zeros(1, 3, height, width, device=self.pixel_mean.device))  # type: ignore[attr-defined]
+            like = self.pixel_mean  # type: ignore[attr-defined]  # the model's device and dtype
+            probe = self.encode_frames(torch.zeros(1, 3, height, width, device=like.device, dtype=like.dtype))
         return SplitSignature(
             frame_module=_FrameStage(self).eval(),
             window_module=_WindowStage(self, sig.frames, sig.height, sig.width).eval(),
