@@ -209,3 +209,14 @@ def test_stale_split_graphs_are_not_used(split_folder: Path, tmp_path: Path, cap
         assert not engine.supports_reuse  # the whole-window graph runs instead
         assert engine.infer(frames(8, spec.height, spec.width)).shape == (8, spec.height, spec.width)
     assert "not reusing overlap work" in caplog.text
+
+
+def test_reuse_in_reduced_precision() -> None:
+    """The engine casts the model first; the split graphs run in that precision too."""
+    model = tiny_model(VideoDepthAnythingLite)
+    _, h, w = VideoDepthAnythingLite.tiny_input_shape()
+    engine = create_engine(model, backend="torch", precision="bf16", frames=8, height=h, width=w)
+    clip = frames(12, h, w)
+    for ids in schedule(8, 4, (0, 3, 6, 7), 2):
+        assert rel(engine.infer(clip[ids], frame_ids=ids), engine.infer(clip[ids])) <= 1e-2
+    assert engine.feature_cache.hits == 4
