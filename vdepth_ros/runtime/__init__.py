@@ -178,6 +178,11 @@ def create_engine(
             return _trt_engine(path, precision, opts if backend != "auto" else _split_opts(opts, _TRT_OPTS))
         raise ModelLoadError(f"{path}: unknown model file type (expected .onnx, .engine or a model folder)")
 
+    return _folder_engine(path, backend, precision, opts)
+
+
+def _folder_engine(path: Path, backend: str, precision: str, opts: dict[str, Any]) -> DepthEngine:
+    """The engine of a model folder for `backend` (a causal model: torch only)."""
     onnx_file, engine_file = path / ONNX_NAME, path / ENGINE_NAME
     if backend == "torch" or (backend == "auto" and _streams(path)):
         if backend == "auto":
