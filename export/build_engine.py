@@ -91,6 +91,7 @@ def _serialize_network(
     workspace_bytes: int,
     timing_cache: Path,
     tf32: bool,
+    profiles: dict[str, tuple[tuple[int, ...], ...]] | None = None,
 ) -> bytes:
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -112,11 +113,12 @@ def _serialize_network(
             config.set_flag(trt.BuilderFlag.BF16)
         if not tf32:  # keep fp32 layers true fp32, as the parity report measured
             config.clear_flag(trt.BuilderFlag.TF32)
-    shapes = profile_shapes(network, spec)
-    if shapes:
+    # min = opt = max: the fixed window, unless the caller gives (min, opt, max) per input
+    ranges = profiles if profiles is not None else {n: (s, s, s) for n, s in profile_shapes(network, spec).items()}
+    if ranges:
         profile = builder.create_optimization_profile()
-        for name, shape in shapes.items():
-            profile.set_shape(name, shape, shape, shape)  # min = opt = max: the fixed window
+        for name, (lo, opt, hi) in ranges.items():
+            profile.set_shape(name, lo, opt, hi)
         config.add_optimization_profile(profile)
 
     cache_blob = timing_cache.read_bytes() if timing_cache.is_file() else b""
@@ -150,6 +152,7 @@ def build_engine(
     tf32: bool = False,
     trt: Any = None,
     gpu: tuple[str, str] | None = None,
+    profiles: dict[str, tuple[tuple[int, ...], ...]] | None = None,
 ) -> EngineBuildResult:
     """Build (or reuse) the TensorRT engine of an exported ONNX graph.
 
@@ -164,6 +167,8 @@ def build_engine(
         device: CUDA device index whose name/compute capability enter the key.
         tf32: allow TF32 in fp32 layers (off by default to stay close to the parity report).
         trt, gpu: injected `tensorrt` module and (name, "major.minor") for tests.
+        profiles: (min, opt, max) shape per dynamic input (the split graphs' frame batch); default
+            the spec's fixed window.
 
     Returns:
         `EngineBuildResult`; `rebuilt` is False when a cached engine with the same key was reused.
@@ -201,7 +206,7 @@ def build_engine(
     engine_path.parent.mkdir(parents=True, exist_ok=True)
     key_path_for(engine_path).unlink(missing_ok=True)  # never leave an old key next to a new engine
     start = time.perf_counter()
-    blob = _serialize_network(trt, onnx_path, spec, precision, int(workspace_gib * 1024**3), tc, tf32)
+    blob = _serialize_network(trt, onnx_path, spec, precision, int(workspace_gib * 1024**3), tc, tf32, profiles)
     _atomic_write(engine_path, blob)
     write_key(engine_path, key)
     engine_spec = InputSpec.from_dict(

@@ -1,5 +1,6 @@
 """`vdepth-export`: `pull` (a known release from the hub -> the model cache), `import` (a paper's
-released checkpoint on disk -> model folder), `onnx` (model -> ONNX + spec + parity report) and
+released checkpoint on disk -> model folder), `onnx` (model -> ONNX + spec + parity report), `split`
+(per-frame + per-window graphs beside an exported model.onnx, for exact reuse of overlap work) and
 `engine` (ONNX -> TensorRT)."""
 
 from __future__ import annotations
@@ -87,7 +88,31 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--force-engine-update", action="store_true", help="rebuild even if the cached engine matches")
     e.add_argument("--device", type=int, default=0)
     e.add_argument("--tf32", action="store_true", help="allow TF32 in fp32 layers")
+    s = sub.add_parser(
+        "split",
+        help="write per-frame + per-window graphs beside a model folder's model.onnx (vda, vda_lite): "
+        "windows then encode only frames the previous window did not have",
+    )
+    s.add_argument("model", help="model folder holding config.json, model.safetensors and model.onnx")
+    s.add_argument("--weights-fp16", action="store_true", help="store weights as float16 behind casts")
+    s.add_argument("--no-parity", action="store_true", help="skip the ONNX Runtime vs PyTorch check")
+    s.add_argument("--threads", type=int, default=None, help="threads for the parity run")
     return p
+
+
+def _run_split(args: argparse.Namespace) -> int:
+    from vdepth_export.export_split import export_split_onnx
+
+    from vdepth_ros.paths import evaldata_dir
+
+    folder = Path(args.model)
+    meta = export_split_onnx(
+        folder, folder / "model.onnx", parity=not args.no_parity, threads=args.threads, evaldata=evaldata_dir(),
+        weights_fp16=args.weights_fp16,
+    )  # fmt: skip
+    print(json.dumps({"features": dict(zip(meta.feature_names, meta.feature_shapes, strict=True)),
+                      "parity": meta.parity}, indent=2))  # fmt: skip
+    return 0
 
 
 def _run_onnx(args: argparse.Namespace) -> int:
@@ -190,26 +215,34 @@ def _run_engine(args: argparse.Namespace) -> int:
         device=args.device,
         tf32=args.tf32,
     )
-    print(
-        json.dumps(
-            {
-                "engine": str(res.engine_path),
-                "rebuilt": res.rebuilt,
-                "reason": res.reason,
-                "seconds": round(res.seconds, 2),
-                "key": res.key.to_dict(),
-                "timing_cache": str(res.timing_cache),
-            },
-            indent=2,
-        )
-    )
+    summary = {
+        "engine": str(res.engine_path),
+        "rebuilt": res.rebuilt,
+        "reason": res.reason,
+        "seconds": round(res.seconds, 2),
+        "key": res.key.to_dict(),
+        "timing_cache": str(res.timing_cache),
+    }
+    from vdepth_export.export_split import build_split_engines
+
+    from vdepth_ros.runtime.reuse import split_files_for
+
+    if args.output is None and split_files_for(onnx).exist():  # `vdepth-export split` graphs: engines too
+        split = build_split_engines(
+            onnx, precision=args.precision, workspace_gib=args.workspace_gib, device=args.device, tf32=args.tf32,
+            force_engine_update=args.force_engine_update,
+        )  # fmt: skip
+        summary["split_engines"] = [str(r.engine_path) for r in split]
+    print(json.dumps(summary, indent=2))
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
-    run = {"import": _run_import, "pull": _run_pull, "onnx": _run_onnx, "engine": _run_engine}[args.command]
+    run = {"import": _run_import, "pull": _run_pull, "onnx": _run_onnx, "split": _run_split, "engine": _run_engine}[
+        args.command
+    ]
     try:
         return run(args)
     except (VdepthError, FileNotFoundError, FileExistsError) as err:

@@ -325,11 +325,18 @@ class DepthPipeline:
 
     def _restart_stream(self) -> None:
         """New alignment, windows and scale from the next frame on (a reset or a scene cut)."""
+        self._reset_engine_stream()
         self.scheduler.reset()
         self.stitcher.reset()
         self.scale_source.reset()
         self._records: dict[int, _Record] = {}
         self._last_emitted = -1
+
+    def _reset_engine_stream(self) -> None:
+        """Frame indices restart: the engine's per-frame cache (exact reuse) is stale."""
+        for engine in {id(e): e for e in (self.engine, getattr(self, "_engine", self.engine))}.values():
+            if hasattr(engine, "reset_stream"):  # engines outside the package may lack it
+                engine.reset_stream()
 
     def _scene_cut(self, rec: _Record) -> bool:
         """True when the frame of `rec` starts a new scene after frames of this stream."""
@@ -460,7 +467,11 @@ class DepthPipeline:
     def _infer(self, window: Window, rgbs: list[np.ndarray]) -> np.ndarray:
         frames = np.stack(rgbs + [rgbs[-1]] * window.pad)
         t0 = time.perf_counter()
-        out = self._engine.infer(frames)
+        engine = self._engine
+        if getattr(engine, "supports_reuse", False):  # frame indices: the engine reuses overlap work
+            out = engine.infer(frames, frame_ids=list(window.slots) + [window.slots[-1]] * window.pad)
+        else:
+            out = engine.infer(frames)
         self.stats.infer_seconds += time.perf_counter() - t0
         self.stats.windows += 1
         out = np.asarray(out, dtype=np.float32)[: len(window.slots)]
@@ -627,6 +638,7 @@ class DepthPipeline:
             if self._scene_cut(rec):
                 close_segment()
                 sched.reset()
+                self._reset_engine_stream()
                 segments.append(_OfflineSegment(len(records), spill.n_windows, self._offline_aligner()))
                 self.stats.scene_cuts += 1
             buffer[sched.add_frame()] = rec.rgb

@@ -22,7 +22,8 @@ Module names (used by the released-checkpoint key maps in `vda.py` / `gemdepth.p
 
 Deliberate differences from VDA: no class-token readout (`use_clstoken=False` in every released
 VDA config), no batch-norm option (`use_bn=False` likewise), no micro-batching of the last fusion
-stages and no streaming hidden-state cache (offline windows only).
+stages. VDA's streaming cache of hidden states is replaced by causal motion modules with a
+`TemporalCache` (`models/motion.py`), used only by models built with `causal_context > 0`.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from transformers.models.depth_anything.modeling_depth_anything import (
 )
 
 from vdepth_ros.errors import ConfigError
+from vdepth_ros.models.motion import TemporalCache, TemporalMotionModule
 
 #: DPT reassemble factors per level (x4 up, x2 up, identity, /2 down), as in DPT / Depth Anything.
 REASSEMBLE_FACTORS: tuple[float, ...] = (4, 2, 1, 0.5)
@@ -152,76 +154,6 @@ class DPTHead(nn.Module):
         return self._decode(path, grid)
 
 
-class TemporalMotionModule(nn.Module):
-    """VDA/AnimateDiff motion module: attention over frames at every spatial location.
-
-    `x + proj_out(blocks(proj_in(GroupNorm(x))))`, where the blocks attend along time for each pixel.
-    GroupNorm is applied **per frame** (VDA normalises `(b f) c h w`; diffusers' AnimateDiff module
-    normalises over all frames jointly, so we wrap the diffusers block ourselves).
-
-    Args:
-        channels: `C` of the maps.
-        num_heads: attention heads (VDA: 8; head dim = C / heads).
-        num_blocks: transformer blocks (VDA: 1), each with 2 temporal self-attentions + GEGLU FF.
-        max_frames: length of the sinusoidal positional table (VDA: 32) -- the longest window.
-        norm_groups: GroupNorm groups (VDA: 32).
-        zero_init: zero `proj_out` so the module starts as the identity (VDA: True).
-    """
-
-    def __init__(
-        self,
-        channels: int,
-        num_heads: int = 8,
-        num_blocks: int = 1,
-        max_frames: int = 32,
-        norm_groups: int = 32,
-        zero_init: bool = True,
-    ) -> None:
-        super().__init__()
-        if channels % num_heads or channels % norm_groups:
-            raise ConfigError(
-                f"motion module channels {channels} must be divisible by num_heads {num_heads} "
-                f"and norm_groups {norm_groups}"
-            )
-        self.max_frames = int(max_frames)
-        self.norm = nn.GroupNorm(norm_groups, channels, eps=1e-6, affine=True)
-        self.proj_in = nn.Linear(channels, channels)
-        self.transformer_blocks = nn.ModuleList(
-            BasicTransformerBlock(
-                channels,
-                num_heads,
-                channels // num_heads,
-                activation_fn="geglu",
-                attention_bias=False,
-                double_self_attention=True,
-                positional_embeddings="sinusoidal",
-                num_positional_embeddings=self.max_frames,
-            )
-            for _ in range(num_blocks)
-        )
-        self.proj_out = nn.Linear(channels, channels)
-        if zero_init:
-            nn.init.zeros_(self.proj_out.weight)
-            nn.init.zeros_(self.proj_out.bias)
-
-    def forward(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
-        """Args: x `(B*T, C, h, w)` frame-major per clip; num_frames `T`. Returns the same shape."""
-        bt, c, h, w = x.shape
-        if num_frames > self.max_frames:
-            raise ValueError(f"{num_frames} frames exceed the temporal position table ({self.max_frames})")
-        if bt % num_frames:
-            raise ValueError(f"batch*frames {bt} is not a multiple of num_frames {num_frames}")
-        b = bt // num_frames
-        y = self.norm(x)
-        y = y.reshape(b, num_frames, c, h * w).permute(0, 3, 1, 2).reshape(b * h * w, num_frames, c)
-        y = self.proj_in(y)
-        for block in self.transformer_blocks:
-            y = block(y)
-        y = self.proj_out(y)
-        y = y.reshape(b, h * w, num_frames, c).permute(0, 2, 3, 1).reshape(bt, c, h, w)
-        return x + y
-
-
 def sinusoidal_2d(height: int, width: int, dim: int, device=None, dtype=None) -> torch.Tensor:
     """Fixed 2D sine/cosine positions `(height * width, dim)`, row-major: half the channels encode
     the row, half the column (the 2D form of the Transformer table, as in MAE / DETR). Computed from
@@ -308,7 +240,10 @@ class TemporalDPTHead(DPTHead):
         norm_groups: GroupNorm groups in the motion modules (VDA: 32; must divide
             `out_channels[2]`, `out_channels[3]` and `features`).
         zero_init: zero-initialise the motion modules' output projections (VDA: True).
-        reassemble_factors: as `DPTHead` ((1, 1, 1, 1) for a convolutional pyramid).
+        reassemble_factors: as `DPTHead` ((1, 1, 1, 1) for a convolutional pyramid); the third
+            must be 1 (its grid is the output grid).
+        causal_context: 0 = VDA's window attention; `k > 0` = causal attention over `k` frames in
+            every motion module (`TemporalMotionModule`), streamable with a `TemporalCache`.
 
     Example:
         >>> head = TemporalDPTHead([64] * 4, features=32, out_channels=[16, 32, 64, 64], norm_groups=8)
@@ -330,12 +265,18 @@ class TemporalDPTHead(DPTHead):
         norm_groups: int = 32,
         zero_init: bool = True,
         reassemble_factors: Sequence[float] = REASSEMBLE_FACTORS,
+        causal_context: int = 0,
     ) -> None:
         super().__init__(in_channels, features, out_channels, head_features, patch_size, reassemble_factors)
+        if self.reassemble_factors[2] != 1:
+            raise ConfigError(f"the third reassemble factor must be 1 (output grid), got {reassemble_factors!r}")
         self.num_frames = int(num_frames)
+        self.causal_context = int(causal_context)
 
         def mm(c: int) -> TemporalMotionModule:
-            return TemporalMotionModule(c, num_heads, num_blocks, self.num_frames, norm_groups, zero_init)
+            return TemporalMotionModule(
+                c, num_heads, num_blocks, self.num_frames, norm_groups, zero_init, self.causal_context
+            )
 
         self.motion_modules = nn.ModuleList(
             [mm(self.out_channels[2]), mm(self.out_channels[3]), mm(self.features), mm(self.features)]
@@ -356,18 +297,45 @@ class TemporalDPTHead(DPTHead):
         Returns:
             `(B*T, h * patch_size, w * patch_size)` float tensor, >= 0.
         """
-        grid = (int(features[2].shape[-2]), int(features[2].shape[-1]))
+        return self.temporal_decode(self.frame_levels(features, skips), num_frames)
+
+    def frame_levels(
+        self, features: Sequence[torch.Tensor], skips: Sequence[torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The head's per-frame work before its first temporal layer (reassemble, skips, the 3x3
+        convs of the two finest levels): `(N, C_i, h, w)` x 4 -> 4 maps of N independent frames.
+
+        `temporal_decode(frame_levels(f), T) == forward(f, T)` exactly (the same operations in the
+        same order); splitting them lets a runtime keep these maps for frames that recur in later
+        windows (exact reuse of overlap work).
+        """
         l1, l2, l3, l4 = self._levels(features)
         if skips is not None:
             l1 = l1 + F.interpolate(skips[0], size=l1.shape[2:], mode="bilinear", align_corners=False)
             l2 = l2 + F.interpolate(skips[1], size=l2.shape[2:], mode="bilinear", align_corners=False)
-        l3 = self.motion_modules[0](l3, num_frames)
-        l4 = self.motion_modules[1](l4, num_frames)
-        l1, l2, l3, l4 = (conv(x) for conv, x in zip(self.convs, (l1, l2, l3, l4), strict=True))
+        return self.convs[0](l1), self.convs[1](l2), l3, l4
+
+    def temporal_decode(
+        self,
+        levels: Sequence[torch.Tensor],
+        num_frames: int,
+        temporal_cache: TemporalCache | None = None,
+    ) -> torch.Tensor:
+        """From `frame_levels` maps of clips of `num_frames` frames to `(B*T, h*p, w*p)` (>= 0).
+
+        The output grid is the third level's (a ViT's token grid; reassemble factor 1). With
+        `temporal_cache` (causal motion modules only) the frames continue a stream whose earlier
+        frames' attention inputs the cache holds (`TemporalCache`).
+        """
+        l1, l2, l3, l4 = levels
+        grid = (int(l3.shape[-2]), int(l3.shape[-1]))
+        mm = self.motion_modules
+        l3 = self.convs[2](mm[0](l3, num_frames, temporal_cache))
+        l4 = self.convs[3](mm[1](l4, num_frames, temporal_cache))
         path = self.fusion[3](l4, size=l3.shape[2:])
-        path = self.motion_modules[2](path, num_frames)
+        path = mm[2](path, num_frames, temporal_cache)
         path = self.fusion[2](path, l3, size=l2.shape[2:])
-        path = self.motion_modules[3](path, num_frames)
+        path = mm[3](path, num_frames, temporal_cache)
         path = self.fusion[1](path, l2, size=l1.shape[2:])
         path = self.fusion[0](path, l1)
         return self._decode(path, grid)

@@ -60,6 +60,7 @@ from vdepth_ros.errors import ConfigError, InputError
 from vdepth_ros.models.base import load_state_dict_file, register_to_config
 from vdepth_ros.models.dinov2 import build_dinov2_backbone
 from vdepth_ros.models.dpt import TemporalDPTHead
+from vdepth_ros.models.split import PerFrameSplit
 from vdepth_ros.models.vda import VDA_PRESETS, DinoVideoDepthBase
 
 #: FoV clamp (radians) when building intrinsics, so degenerate head outputs give finite focals.
@@ -342,7 +343,7 @@ class GemDepthOutput:
     translation_scale: torch.Tensor
 
 
-class GemDepth(DinoVideoDepthBase):
+class GemDepth(PerFrameSplit, DinoVideoDepthBase):
     """GemDepth-VDA: DINOv2 + GEM (camera/pose embedding) + ASTT + temporal DPT head -> disparity.
 
     Args:
@@ -546,10 +547,14 @@ class GemDepth(DinoVideoDepthBase):
             `GemDepthOutput` (see its attributes for shapes and conventions).
         """
         b, t, _, h, w = frames.shape
+        return self._geometry(self.encode(frames), b, t, h, w)
+
+    def _geometry(self, maps: list[torch.Tensor], b: int, t: int, h: int, w: int) -> GemDepthOutput:
+        """Everything after the per-frame DINOv2 maps (4 x `(B*T, C, H/14, W/14)`): GEM, pose
+        embedding, ASTT, head. `forward_geometry` = `_geometry(encode(frames))`."""
         gh, gw = h // self.patch_size, w // self.patch_size
-        maps = self.encode(frames)  # 4 x (B*T, C, gh, gw)
         c = maps[3].shape[1]
-        pos = self._grid_positions(gh, gw, frames.device)
+        pos = self._grid_positions(gh, gw, maps[3].device)
         last = maps[3].flatten(2).transpose(1, 2)  # (B*T, L, C)
 
         pose_enc = self._gem(last, b, t, pos)  # (B, T, 9)
@@ -571,6 +576,22 @@ class GemDepth(DinoVideoDepthBase):
         intrinsics[..., 0, 0], intrinsics[..., 1, 1] = fx, fy
         intrinsics[..., 0, 2], intrinsics[..., 1, 2], intrinsics[..., 2, 2] = w / 2.0, h / 2.0, 1.0
         return GemDepthOutput(disparity, pose_enc, extrinsics, intrinsics, trans_scale[:, 0, 3])
+
+    # Exact reuse: only DINOv2 is per frame here (GEM's camera/register tokens, frame-slot 0 vs the
+    # others, and the global and ASTT attention all depend on the window), so the split keeps the
+    # DINOv2 maps of frames a window shares with the previous one (`models/split.py`).
+    def encode_frames(self, frames: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """`(N, 3, H, W)` in [0, 1] -> the 4 DINOv2 maps of N independent frames."""
+        return tuple(self.encode(frames[None]))
+
+    def decode_window(
+        self, levels: Sequence[torch.Tensor], num_frames: int, height: int, width: int, cache: Any = None
+    ) -> torch.Tensor:
+        """The maps of `B` clips of `num_frames` frames -> `(B, T, height, width)` disparity."""
+        if cache is not None:
+            raise ConfigError("GemDepth has no causal (streaming) mode")
+        b = levels[0].shape[0] // num_frames
+        return self._geometry(list(levels), b, num_frames, height, width).disparity
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         """`(B, T, 3, H, W)` in [0, 1] -> `(B, T, H, W)` disparity (the exported graph)."""

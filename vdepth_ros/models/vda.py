@@ -12,7 +12,11 @@ are `window=16` / `window=8`.
 
 Deliberate differences from the released code: position embeddings are interpolated in fp32
 without autocast (VDA runs under fp16 autocast); `predict` requires H, W to be multiples of 14
-instead of resizing (resizing is the pipeline's job); no streaming cache.
+instead of resizing (resizing is the pipeline's job); no streaming mode (`video_depth_stream.py` runs
+the bidirectionally trained network on a cache of past frames, which the VDA paper reports costs
+accuracy; here only a model built with causal attention streams, `models/motion.py`). The forward
+is split at the head's first temporal layer (`models/split.py`), the same operations in the same
+order, so windows can reuse the features of frames they share with the previous window.
 
 Checked against the authors' code (`test/test_parity_vda.py`): the released key layouts of
 vits/vitb/vitl equal the authors' `VideoDepthAnything.state_dict()` (0 missing / 0 unexpected on
@@ -46,6 +50,7 @@ from vdepth_ros.models.dinov2 import (
     released_to_hf,
 )
 from vdepth_ros.models.dpt import ConvDetailEncoder, TemporalDPTHead, released_head_names
+from vdepth_ros.models.split import PerFrameSplit, SplitSignature
 
 #: Released encoder sizes (DINOv2 ViT-S/B/L) with their DPT widths and tapped layers (0-based),
 #: from VDA's `run.py` model_configs and `intermediate_layer_idx`.
@@ -274,7 +279,7 @@ class DinoVideoDepthBase(VideoDepthModel):
         assert not result.missing_keys and not result.unexpected_keys
 
 
-class VideoDepthAnything(DinoVideoDepthBase):
+class VideoDepthAnything(PerFrameSplit, DinoVideoDepthBase):
     """Video Depth Anything: per-frame DINOv2 tokens -> temporal DPT head -> ReLU disparity.
 
     Args:
@@ -402,10 +407,19 @@ class VideoDepthAnything(DinoVideoDepthBase):
             `(B, T, H, W)` non-negative relative disparity (affine-invariant inverse depth), or depth in
             metres for a `metric` model.
         """
-        b, t, _, h, w = frames.shape
-        skips = self.detail(self.normalise(frames)) if self.detail is not None else None
-        disparity = self.head(self.encode(frames), num_frames=t, skips=skips)  # (B*T, H, W)
-        return self.disparity_output(disparity, b, t, h, w)
+        _, t, _, h, w = frames.shape
+        return self.decode_window(self.encode_frames(frames.flatten(0, 1)), t, h, w)
+
+    def frame_skips(self, clip: torch.Tensor) -> list[torch.Tensor] | None:
+        return self.detail(self.normalise(clip)) if self.detail is not None else None
 
 
-__all__ = ["VDA_PRESETS", "WINDOW_PRESETS", "DinoVideoDepthBase", "VideoDepthAnything", "resolve_window"]
+__all__ = [
+    "VDA_PRESETS",
+    "WINDOW_PRESETS",
+    "DinoVideoDepthBase",
+    "PerFrameSplit",
+    "SplitSignature",
+    "VideoDepthAnything",
+    "resolve_window",
+]

@@ -35,13 +35,14 @@ from vdepth_ros.errors import ConfigError
 from vdepth_ros.models.base import InputConstraints, register_to_config
 from vdepth_ros.models.dpt import SpatialContextModule, TemporalDPTHead
 from vdepth_ros.models.efficientnet_lite import EfficientNetLiteEncoder, load_imagenet_weights
+from vdepth_ros.models.split import PerFrameSplit
 from vdepth_ros.models.vda import DinoVideoDepthBase
 
 #: the encoder's coarsest stride: H and W must be multiples of it
 STRIDE = 32
 
 
-class VideoDepthAnythingLite(DinoVideoDepthBase):
+class VideoDepthAnythingLite(PerFrameSplit, DinoVideoDepthBase):
     """EfficientNet-Lite pyramid -> VDA temporal DPT head -> ReLU disparity.
 
     Reuses the VDA I/O (`DinoVideoDepthBase`: input checks, windows, export signature); only the
@@ -60,6 +61,12 @@ class VideoDepthAnythingLite(DinoVideoDepthBase):
         context_blocks: transformer blocks of global spatial attention on the encoder's stride-32
             map (`dpt.SpatialContextModule`, not in VDA); 0 (default) = none.
         context_width: their attention width.
+        causal_context: 0 (default, VDA): windows with attention over all their frames. `k > 0`:
+            every motion module attends causally to the current and `k - 1` previous frames
+            (`models/motion.py`), and the model is run as a stream, one inference per new frame
+            (`stream`; the runtime does it for windows of frame ids): its windows are then 2 frames
+            with overlap 1, so each frame is published one inference after it arrives. Same
+            parameters as a windowed model; trained for it, it predicts what it was trained on.
     """
 
     family: ClassVar[str] = "vda_lite"
@@ -80,6 +87,7 @@ class VideoDepthAnythingLite(DinoVideoDepthBase):
         encoder: str = "lite0",
         context_blocks: int = 0,
         context_width: int = 128,
+        causal_context: int = 0,
     ) -> None:
         super().__init__()
         # [-1, 1] input scaling, as the TensorFlow "Lite" models were trained
@@ -101,12 +109,24 @@ class VideoDepthAnythingLite(DinoVideoDepthBase):
             num_heads=motion_heads,
             norm_groups=motion_norm_groups,
             reassemble_factors=(1, 1, 1, 1),
+            causal_context=causal_context,
         )
 
     @property
     def input_constraints(self) -> InputConstraints:
         # Same windows and keyframes as VDA; "graph" stitching (module docstring).
+        if self.streamable:
+            # A stream: each window adds one frame to the previous one, whose (cached, unchanged)
+            # output the chain fit aligns to itself; any clip length works (relative positions).
+            return dataclasses.replace(
+                super().input_constraints, window=2, overlap=1, keyframes=None, alignment="chain_ls", max_window=None
+            )
         return dataclasses.replace(super().input_constraints, alignment="graph")
+
+    def check_input(self, frames: torch.Tensor) -> None:
+        if self.streamable and frames.dim() == 5 and frames.shape[1] > self.max_frames:
+            frames = frames[:, : self.max_frames]  # causal attention has no window limit
+        super().check_input(frames)
 
     @classmethod
     def tiny_config(cls) -> dict[str, Any]:
@@ -143,8 +163,8 @@ class VideoDepthAnythingLite(DinoVideoDepthBase):
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         """Disparity of clips: `(B, T, 3, H, W)` RGB in [0, 1] (H, W multiples of 32) -> `(B, T, H, W)` >= 0."""
-        b, t, _, h, w = frames.shape
-        return self.disparity_output(self.head(self.encode(frames), num_frames=t), b, t, h, w)
+        _, t, _, h, w = frames.shape
+        return self.decode_window(self.encode_frames(frames.flatten(0, 1)), t, h, w)
 
 
 __all__ = ["STRIDE", "VideoDepthAnythingLite"]

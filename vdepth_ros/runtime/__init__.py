@@ -15,6 +15,7 @@ Backend libraries are imported lazily; a missing one raises `BackendUnavailableE
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -32,9 +33,9 @@ ENGINE_NAME = "model.engine"
 ENGINE_SUFFIXES = (".engine", ".plan")
 _BACKEND_ALIASES = {"ort": "onnxruntime", "onnx": "onnxruntime", "trt": "tensorrt", "pytorch": "torch"}
 # create_engine options each backend understands (others are rejected, not silently dropped).
-_TORCH_OPTS = {"frames", "height", "width", "threads", "device"}
-_ORT_OPTS = {"threads", "providers", "cache_dir", "device_id", "spinning"}
-_TRT_OPTS = {"device_id", "onnx_path"}
+_TORCH_OPTS = {"frames", "height", "width", "threads", "device", "reuse"}
+_ORT_OPTS = {"threads", "providers", "cache_dir", "device_id", "spinning", "reuse"}
+_TRT_OPTS = {"device_id", "onnx_path", "reuse"}
 
 
 def _import_ok(name: str) -> bool:
@@ -70,7 +71,9 @@ def _torch_engine(model: Any, opts: dict[str, Any], precision: str) -> DepthEngi
 
     _check_opts("torch", opts, _TORCH_OPTS)
     spec = spec_from_model(model, opts.get("frames"), opts.get("height"), opts.get("width"), precision=precision)
-    return TorchEngine(model, spec, device=opts.get("device", "cpu"), threads=opts.get("threads"))
+    return TorchEngine(
+        model, spec, device=opts.get("device", "cpu"), threads=opts.get("threads"), reuse=bool(opts.get("reuse", True))
+    )
 
 
 def _ort_engine(path: Path, precision: str, opts: dict[str, Any]) -> DepthEngine:
@@ -85,6 +88,7 @@ def _ort_engine(path: Path, precision: str, opts: dict[str, Any]) -> DepthEngine
         cache_dir=opts.get("cache_dir"),
         device_id=int(opts.get("device_id", 0)),
         spinning=bool(opts.get("spinning", False)),
+        reuse=bool(opts.get("reuse", True)),
     )
 
 
@@ -93,7 +97,11 @@ def _trt_engine(path: Path, precision: str | None, opts: dict[str, Any]) -> Dept
 
     _check_opts("tensorrt", opts, _TRT_OPTS)
     return TensorRTEngine(
-        path, device=int(opts.get("device_id", 0)), precision=precision, onnx_path=opts.get("onnx_path")
+        path,
+        device=int(opts.get("device_id", 0)),
+        precision=precision,
+        onnx_path=opts.get("onnx_path"),
+        reuse=bool(opts.get("reuse", True)),
     )
 
 
@@ -132,7 +140,9 @@ def create_engine(
             exported graph's spec in a folder, else the model's constraints), `threads`, `device`.
             onnxruntime: `threads`, `providers`, `cache_dir` (TensorRT EP caches), `device_id`,
             `spinning` (busy-wait threads, default off). tensorrt: `device_id`, `onnx_path`
-            (engine must be built from this file). In "auto" mode each backend takes its own.
+            (engine must be built from this file). Every backend: `reuse` (default True): with
+            split graphs, `infer(frame_ids=...)` encodes only frames the previous window did not
+            have (`runtime/reuse.py`). In "auto" mode each backend takes its own.
 
     Raises:
         BackendUnavailableError: the requested backend's library (or GPU) is missing.
@@ -168,9 +178,22 @@ def create_engine(
             return _trt_engine(path, precision, opts if backend != "auto" else _split_opts(opts, _TRT_OPTS))
         raise ModelLoadError(f"{path}: unknown model file type (expected .onnx, .engine or a model folder)")
 
+    return _folder_engine(path, backend, precision, opts)
+
+
+def _folder_engine(path: Path, backend: str, precision: str, opts: dict[str, Any]) -> DepthEngine:
+    """The engine of a model folder for `backend` (a causal model: torch only)."""
     onnx_file, engine_file = path / ONNX_NAME, path / ENGINE_NAME
-    if backend == "torch":
+    if backend == "torch" or (backend == "auto" and _streams(path)):
+        if backend == "auto":
+            log.info("auto backend: torch (a causal model streams only on torch)")
+            opts = _split_opts(opts, _TORCH_OPTS)
         return _torch_engine(*_load_torch_model(path, opts), precision)
+    if _streams(path):
+        raise ConfigError(
+            f"{path} holds a causal (streaming) model: it runs as a stream on the torch backend only "
+            "(its exported graphs hold no stream state); use backend 'torch'"
+        )
     if backend == "onnxruntime":
         if not onnx_file.is_file():
             raise ModelLoadError(f"{path} has no {ONNX_NAME}; export one with `vdepth-export onnx {path}`")
@@ -180,6 +203,17 @@ def create_engine(
             raise ModelLoadError(f"{path} has no {ENGINE_NAME}; build one with `vdepth-export engine {onnx_file}`")
         return _trt_engine(engine_file, precision, opts)
     return _auto_folder(path, precision, opts)
+
+
+def _streams(folder: Path) -> bool:
+    """True when the folder's model is causal (`causal_context` > 0 in its config.json)."""
+    config = folder / "config.json"
+    if not config.is_file():
+        return False
+    try:
+        return int(json.loads(config.read_text()).get("causal_context") or 0) > 0
+    except (ValueError, TypeError, AttributeError):
+        return False
 
 
 def _auto_folder(path: Path, precision: str, opts: dict[str, Any]) -> DepthEngine:

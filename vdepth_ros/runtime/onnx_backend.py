@@ -13,7 +13,9 @@ import numpy as np
 
 from vdepth_ros.errors import BackendUnavailableError, ConfigError, ModelLoadError
 from vdepth_ros.runtime.engine import DepthEngine
+from vdepth_ros.runtime.reuse import SplitMeta, split_files_for
 from vdepth_ros.runtime.spec import InputSpec, spec_path_for, variant_files
+from vdepth_ros.runtime.trt_cache import onnx_sha256
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +128,11 @@ class OnnxRuntimeEngine(DepthEngine):
         precision: precision hint for the TensorRT EP (default: the spec's).
         cache_dir: TensorRT EP engine/timing cache folder.
         device_id: CUDA device for the GPU providers.
+        reuse: when `model.frame.onnx`, `model.window.onnx` and `model.split.json` lie next to
+            `onnx_path` and match it (`vdepth-export onnx --split`), run those two graphs instead,
+            so that `infer(frame_ids=...)` encodes only frames the previous window did not have
+            (`runtime/reuse.py`). Off when constructed directly (the export parity check must test
+            `onnx_path` itself); `create_engine` turns it on.
     """
 
     backend = "onnxruntime"
@@ -141,6 +148,7 @@ class OnnxRuntimeEngine(DepthEngine):
         cache_dir: str | Path | None = None,
         device_id: int = 0,
         spinning: bool = False,
+        reuse: bool = False,
     ) -> None:
         ort = import_onnxruntime()
         path = Path(onnx_path)
@@ -171,9 +179,19 @@ class OnnxRuntimeEngine(DepthEngine):
                 raise ConfigError(f"threads must be >= 1, got {threads}")
             so.intra_op_num_threads = int(threads)
             so.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(
-            str(path), sess_options=so, providers=[n for n, _ in chosen], provider_options=[o for _, o in chosen]
-        )
+
+        def session(graph: Path) -> Any:
+            names, options = [n for n, _ in chosen], [o for _, o in chosen]
+            return ort.InferenceSession(str(graph), sess_options=so, providers=names, provider_options=options)
+
+        self._split = self._load_split(path, spec, session) if reuse else None
+        if self._split is not None:
+            self.session = None
+            self.providers = list(self._split[0].get_providers())
+            log.info("onnxruntime engine: %s as its per-frame + per-window graphs, providers %s", path.name,
+                     self.providers)  # fmt: skip
+            return
+        self.session = session(path)
         self.providers = list(self.session.get_providers())
         self._in_name, self._in_dtype = self._resolve_io(self.session.get_inputs(), spec.input_name, "input")
         self._out_name, _ = self._resolve_io(self.session.get_outputs(), spec.output_name, "output")
@@ -203,7 +221,36 @@ class OnnxRuntimeEngine(DepthEngine):
             if isinstance(got, int) and got != exp and not (axis == 1 and spec.dynamic_frames):
                 raise ModelLoadError(f"graph input {arg.name} has shape {shape}, the spec says {list(want)}")
 
+    @staticmethod
+    def _load_split(path: Path, spec: InputSpec, session: Any) -> tuple[Any, Any, SplitMeta] | None:
+        """The split graphs' sessions if they exist and belong to `path` (else None, with the reason logged)."""
+        files = split_files_for(path)
+        if not files.exist():
+            return None
+        meta = SplitMeta.load(files.meta)
+        why = meta.mismatch(spec, onnx_sha256(path))
+        if why is not None:
+            log.warning("not reusing overlap work: %s (%s)", why, files.meta)
+            return None
+        return session(files.frame), session(files.window), meta
+
+    @property
+    def supports_reuse(self) -> bool:
+        return self._split is not None
+
+    def _encode(self, frames: np.ndarray) -> list[np.ndarray]:
+        frame_graph, _, meta = self._split  # type: ignore[misc]
+        return frame_graph.run(list(meta.feature_names), {"frames": frames})
+
+    def _decode(self, features: list[Any]) -> np.ndarray:
+        _, window_graph, meta = self._split  # type: ignore[misc]
+        feed = {name: np.concatenate([f[k] for f in features]) for k, name in enumerate(meta.feature_names)}
+        (out,) = window_graph.run(["disparity"], feed)
+        return np.asarray(out, dtype=np.float32)
+
     def _run(self, batch: np.ndarray) -> np.ndarray:
+        if self._split is not None:
+            return self._decode([self._encode(batch[0])])
         x = batch if batch.dtype == self._in_dtype else batch.astype(self._in_dtype)
         (out,) = self.session.run([self._out_name], {self._in_name: x})
         return np.asarray(out, dtype=np.float32)
@@ -236,3 +283,4 @@ class OnnxRuntimeEngine(DepthEngine):
         for engine in self._variants.values():
             engine.close()
         self._variants.clear()
+        self._split = None

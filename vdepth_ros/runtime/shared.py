@@ -11,9 +11,11 @@ needs anyway (one execution context and one set of bound buffers per engine).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -67,11 +69,17 @@ class SharedEngine(DepthEngine):
         self.wait_s = 0.0  # time this handle spent waiting for other handles' windows
         self._counts: SharedEngine = self  # a resolution variant counts on the handle it came from
 
-    def _run(self, batch: np.ndarray) -> np.ndarray:
+    @contextlib.contextmanager
+    def _turn(self, counts: bool = True) -> Iterator[None]:
+        """Hold the engine (waiting for other handles' calls first); `counts`: one model call."""
         t0 = time.perf_counter()
         with self._lock:
             self._counts.wait_s += time.perf_counter() - t0
-            self._counts.calls += 1
+            self._counts.calls += int(counts)
+            yield
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        with self._turn():
             return self.inner._run(batch)
 
     def resolutions(self) -> list[tuple[int, int]] | None:
@@ -85,6 +93,31 @@ class SharedEngine(DepthEngine):
         handle = SharedEngine(inner, self._lock)
         handle._counts = self._counts
         return handle
+
+    # Exact reuse and streaming: the per-frame cache and the stream state are this handle's (its
+    # camera's); only the backend calls on the shared engine take turns.
+    @property
+    def supports_reuse(self) -> bool:
+        return self.inner.supports_reuse
+
+    @property
+    def streams(self) -> bool:
+        return self.inner.streams
+
+    def _encode(self, frames: np.ndarray) -> Any:
+        with self._turn(counts=False):  # part of the window call `_decode` counts
+            return self.inner._encode(frames)
+
+    def _decode(self, features: list[Any]) -> np.ndarray:
+        with self._turn():
+            return self.inner._decode(features)
+
+    def _new_stream(self) -> Any:
+        return self.inner._new_stream()
+
+    def _step(self, frames: np.ndarray, state: Any) -> np.ndarray:
+        with self._turn():
+            return self.inner._step(frames, state)
 
     def describe(self) -> dict[str, Any]:
         return {**self.inner.describe(), "shared": True}

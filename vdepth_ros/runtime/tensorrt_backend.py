@@ -2,7 +2,8 @@
 pinned host staging buffers. CUDA memory and streams come from `torch.cuda`.
 
 Nothing here has been executed on a GPU by this project (no GPU, and TensorRT cannot be installed
-on its machines); the name-based IO planning and the cache-key checks are tested with fakes.
+on its machines); the name-based IO planning and the cache-key checks are tested with fakes, the
+split engines' data flow (`tensorrt_split.py`) with a fake that executes the graphs on the CPU.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ import numpy as np
 
 from vdepth_ros.errors import BackendUnavailableError, ModelLoadError
 from vdepth_ros.runtime.engine import DepthEngine
+from vdepth_ros.runtime.reuse import SplitMeta, split_files_for
 from vdepth_ros.runtime.spec import InputSpec, spec_path_for
-from vdepth_ros.runtime.trt_cache import verify_engine
+from vdepth_ros.runtime.tensorrt_split import SplitEngines
+from vdepth_ros.runtime.trt_cache import EngineMismatchError, onnx_sha256, verify_engine
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +144,10 @@ class TensorRTEngine(DepthEngine):
         device: CUDA device index.
         precision: expected precision (None: accept the one recorded in the key).
         onnx_path: if given, the engine must have been built from exactly this ONNX file.
+        reuse: when `model.frame.engine` + `model.window.engine` (built from `vdepth-export split`
+            graphs) and `model.split.json` lie beside the engine and match it, run those instead,
+            so `infer(frame_ids=...)` encodes only frames the previous window did not have
+            (`runtime/tensorrt_split.py`); their cache keys are verified like the engine's.
     """
 
     backend = "tensorrt"
@@ -153,6 +160,7 @@ class TensorRTEngine(DepthEngine):
         device: int = 0,
         precision: str | None = None,
         onnx_path: str | Path | None = None,
+        reuse: bool = True,
     ) -> None:
         trt = import_tensorrt()
         import torch
@@ -163,19 +171,22 @@ class TensorRTEngine(DepthEngine):
         spec = spec if spec is not None else InputSpec.load(spec_path_for(path))
         super().__init__(spec)
         gpu_name, cc = cuda_identity(device)
-        self.key = verify_engine(
-            path,
-            tensorrt_version=str(trt.__version__),
-            gpu_name=gpu_name,
-            compute_capability=cc,
-            precision=precision,
-            onnx_path=onnx_path,
-        )
+
+        def verify(engine: Path, onnx: str | Path | None) -> Any:
+            return verify_engine(engine, tensorrt_version=str(trt.__version__), gpu_name=gpu_name,
+                                 compute_capability=cc, precision=precision, onnx_path=onnx)  # fmt: skip
+
+        self.key = verify(path, onnx_path)
         self._torch = torch
         self.path = path
         self.device = torch.device("cuda", device)
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
+        self.split = self._load_split(trt, verify, onnx_path) if reuse else None
+        if self.split is not None:
+            log.info("tensorrt engine: %s as its frame + window engines, %s on %s", path.name, trt.__version__,
+                     gpu_name)  # fmt: skip
+            return
         self.engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
         if self.engine is None:
             raise ModelLoadError(f"TensorRT could not deserialize {path} (see the TensorRT log above)")
@@ -195,7 +206,38 @@ class TensorRTEngine(DepthEngine):
         self.context.set_tensor_address(self.output.name, int(self._d_out.data_ptr()))
         log.info("tensorrt engine: %s (%s), %s on %s", path.name, self.key.precision, trt.__version__, gpu_name)
 
+    def _load_split(self, trt: Any, verify: Any, onnx_path: str | Path | None) -> SplitEngines | None:
+        """The split engines beside this one, keys verified, or None (the reason logged)."""
+        files = split_files_for(self.path, ".engine")
+        if not files.exist():
+            return None
+        meta = SplitMeta.load(files.meta)
+        why = meta.mismatch(self.input_spec, onnx_sha256(onnx_path) if onnx_path is not None else None)
+        if why is not None:
+            log.warning("not reusing overlap work: %s (%s)", why, files.meta)
+            return None
+        graphs = split_files_for(onnx_path) if onnx_path is not None else None
+        try:
+            verify(files.frame, graphs.frame if graphs else None)
+            verify(files.window, graphs.window if graphs else None)
+        except EngineMismatchError as err:  # the whole-window engine is still valid: run it
+            log.warning("not reusing overlap work: %s", err)
+            return None
+        return SplitEngines(self._runtime, trt, files, meta, self.input_spec, self._torch, self.device)
+
+    @property
+    def supports_reuse(self) -> bool:
+        return self.split is not None
+
+    def _encode(self, frames: np.ndarray) -> tuple[Any, ...]:
+        return self.split.encode(frames)  # type: ignore[union-attr]
+
+    def _decode(self, features: list[Any]) -> np.ndarray:
+        return self.split.decode(features)  # type: ignore[union-attr]
+
     def _run(self, batch: np.ndarray) -> np.ndarray:
+        if self.split is not None:
+            return self.split.decode([self.split.encode(batch[0])])
         torch = self._torch
         self._h_in.copy_(torch.from_numpy(batch))
         with torch.cuda.stream(self._stream):
@@ -212,3 +254,4 @@ class TensorRTEngine(DepthEngine):
     def close(self) -> None:
         self.context = None
         self.engine = None
+        self.split = None

@@ -48,11 +48,17 @@ class TorchEngine(DepthEngine):
         spec: shapes and rules; build it with `runtime.shapes.spec_from_model`.
         device: torch device string ("cpu", "cuda", "cuda:1").
         threads: intra-op thread count (`torch.set_num_threads`, process-wide), or None to keep.
+        reuse: run a family with a per-frame split (`models.split.PerFrameSplit`) as its two
+            graphs when `infer` gets frame ids, so frames seen in the previous window are not
+            encoded again (`runtime/reuse.py`); a causal model (`streamable`) is then run as a
+            stream, each new frame once, from a `TemporalCache`. Same output either way.
     """
 
     backend = "torch"
 
-    def __init__(self, model: Any, spec: InputSpec, *, device: str = "cpu", threads: int | None = None) -> None:
+    def __init__(
+        self, model: Any, spec: InputSpec, *, device: str = "cpu", threads: int | None = None, reuse: bool = True
+    ) -> None:
         super().__init__(spec)
         torch = import_torch()
         if spec.dynamic_frames:
@@ -72,6 +78,12 @@ class TorchEngine(DepthEngine):
         sig = model.export_signature(spec.frames, spec.height, spec.width)
         self.module = sig.module.eval().to(device=self.device, dtype=self._dtype)
         self.signature = sig
+        self.split = None
+        if reuse and hasattr(model, "split_signature"):
+            self.split = model.split_signature(spec.frames, spec.height, spec.width)
+            self.split.frame_module.to(device=self.device, dtype=self._dtype)
+            self.split.window_module.to(device=self.device, dtype=self._dtype)
+        self._model = model
         log.info(
             "torch engine: family=%s T=%d %dx%d %s on %s, %d threads",
             spec.family,
@@ -111,8 +123,39 @@ class TorchEngine(DepthEngine):
                 out = out[0]
             return out.float().cpu().numpy()
 
+    # -- exact reuse / streaming ------------------------------------------------------------------
+    @property
+    def supports_reuse(self) -> bool:
+        return self.split is not None
+
+    @property
+    def streams(self) -> bool:
+        return self.split is not None and bool(getattr(self._model, "streamable", False))
+
+    def _encode(self, frames: np.ndarray) -> tuple[Any, ...]:
+        torch = self._torch
+        with torch.inference_mode():
+            x = torch.from_numpy(frames).to(device=self.device, dtype=self._dtype)
+            return tuple(self.split.frame_module(x))
+
+    def _decode(self, features: list[Any]) -> np.ndarray:
+        torch = self._torch
+        with torch.inference_mode():
+            levels = [torch.cat([f[k] for f in features]) for k in range(len(features[0]))]
+            return self.split.window_module(*levels).float().cpu().numpy()
+
+    def _new_stream(self) -> Any:
+        return self._model.new_stream()
+
+    def _step(self, frames: np.ndarray, state: Any) -> np.ndarray:
+        torch = self._torch
+        with torch.inference_mode():
+            x = torch.from_numpy(frames).to(device=self.device, dtype=self._dtype)[None]
+            return self._model.stream(x, state)[0].float().cpu().numpy()
+
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "device": str(self.device), "threads": self._torch.get_num_threads()}
 
     def close(self) -> None:
         self.module = None  # type: ignore[assignment]
+        self.split = None

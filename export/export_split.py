@@ -1,0 +1,203 @@
+"""Export a model's per-frame and per-window graphs next to its `model.onnx` (exact reuse).
+
+`vdepth-export split MODEL` (after `vdepth-export onnx MODEL`) writes
+
+* `model.frame.onnx`: `frames (N, 3, H, W)` float32 in the model's value range, N dynamic ->
+  the per-frame feature maps `level1..level4 (N, C_i, h_i, w_i)`;
+* `model.window.onnx`: the maps of one window (N = T) -> `disparity (1, T, H, W)`;
+* `model.split.json` (`runtime.reuse.SplitMeta`): shapes, the sha256 of the `model.onnx` they
+  belong to, and an ONNX Runtime vs PyTorch parity report of the two graphs composed.
+
+ONNX Runtime (`create_engine`) then encodes only the frames a window does not share with the one
+before (`runtime/reuse.py`); `vdepth-export engine` builds TensorRT engines from the same graphs.
+Only families with a per-frame split (`split_signature`: vda, vda_lite, gemdepth) can be split.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from vdepth_export.export_onnx import ExportError, _finalize, _stdout_to_stderr, load_source
+from vdepth_export.parity import TOLERANCE, compare, parity_clips
+
+from vdepth_ros.errors import ConfigError
+from vdepth_ros.models import VideoDepthModel
+from vdepth_ros.runtime.reuse import SplitMeta, split_files_for
+from vdepth_ros.runtime.spec import InputSpec, spec_path_for
+from vdepth_ros.runtime.trt_cache import onnx_sha256
+
+log = logging.getLogger(__name__)
+
+_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+class _Float32IO(nn.Module):
+    """Float32 inputs and outputs around a stage computing in `dtype` (as the whole-window export)."""
+
+    def __init__(self, stage: nn.Module, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.stage, self.dtype = stage, dtype
+
+    def forward(self, *inputs: torch.Tensor) -> Any:
+        out = self.stage(*(x.to(self.dtype) for x in inputs))
+        return tuple(o.float() for o in out) if isinstance(out, tuple) else out.float()
+
+
+def _export(
+    module: nn.Module, example: tuple[torch.Tensor, ...], path: Path, names: tuple, axes: dict | None, fuse_bn: bool
+) -> None:
+    """Legacy (TorchScript) export at opset 17, the exporter the whole-window graph uses first
+    (`fuse_bn=False` keeps BatchNorm weights as they are, for `weights_fp16`, as `export_onnx`)."""
+    inputs, outputs = names
+    mode = {} if fuse_bn else {"training": torch.onnx.TrainingMode.PRESERVE}
+    with warnings.catch_warnings(), _stdout_to_stderr(), torch.no_grad():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks traced as constants
+        torch.onnx.export(
+            module,
+            example,
+            str(path),
+            dynamo=False,
+            opset_version=17,
+            do_constant_folding=True,
+            input_names=list(inputs),
+            output_names=list(outputs),
+            dynamic_axes=axes,
+            **mode,
+        )
+
+
+def export_split_onnx(
+    source: str | Path | VideoDepthModel,
+    onnx_path: str | Path,
+    *,
+    parity: bool = True,
+    strict: bool = True,
+    threads: int | None = None,
+    evaldata: Path | None = None,
+    weights_fp16: bool = False,
+) -> SplitMeta:
+    """Write the split graphs for the whole-window graph `onnx_path` (its `.json` spec gives T, H, W).
+
+    Args:
+        source: the model (folder or instance) `onnx_path` was exported from.
+        onnx_path: its `model.onnx`, already exported (`export_onnx`).
+        parity: check ONNX Runtime (CPU) on the two graphs against PyTorch's whole forward.
+        strict: raise `ExportError` when parity fails (after writing the report).
+        threads, evaldata, weights_fp16: as `export_onnx`.
+
+    Raises:
+        ConfigError: the family has no per-frame split.
+    """
+    onnx_path = Path(onnx_path)
+    spec = InputSpec.load(spec_path_for(onnx_path))
+    model = load_source(source)
+    if not hasattr(model, "split_signature"):
+        raise ConfigError(f"family {model.family!r} has no per-frame split (vda, vda_lite and gemdepth do)")
+    sig = model.split_signature(spec.frames, spec.height, spec.width)
+    files = split_files_for(onnx_path)
+    names = sig.feature_names
+    dtype = _DTYPES[spec.precision]
+    frame_stage, window_stage = sig.frame_module, sig.window_module
+    if spec.precision != "fp32":
+        model.to(dtype)
+        frame_stage, window_stage = _Float32IO(frame_stage, dtype), _Float32IO(window_stage, dtype)
+    example = torch.rand(2, 3, spec.height, spec.width, generator=torch.Generator().manual_seed(0))
+    lo, hi = spec.value_range
+    example = example * (hi - lo) + lo
+    with tempfile.TemporaryDirectory(dir=onnx_path.parent) as tmp:
+        raw = Path(tmp) / "raw.onnx"
+        axes = {"frames": {0: "frames"}, **{n: {0: "frames"} for n in names}}
+        _export(frame_stage, (example,), raw, (("frames",), names), axes, not weights_fp16)
+        _finalize(raw, files.frame, 2 * 1024**3, weights_fp16)
+        with torch.no_grad():
+            feats = frame_stage(example[[0] * spec.frames])
+        _export(window_stage, tuple(feats), raw, (names, ("disparity",)), None, not weights_fp16)
+        _finalize(raw, files.window, 2 * 1024**3, weights_fp16)
+    model.float()
+    for graph in (files.frame, files.window):  # `build_split_engines` reads the shapes from these
+        spec.save(spec_path_for(graph))
+    meta = SplitMeta(
+        frames=spec.frames,
+        height=spec.height,
+        width=spec.width,
+        precision=spec.precision,
+        feature_names=names,
+        feature_shapes=sig.feature_shapes,
+        onnx_sha256=onnx_sha256(onnx_path),
+    )
+    files.meta.write_text(json.dumps(meta.to_dict(), indent=2, sort_keys=True) + "\n")
+    report = split_parity(model, onnx_path, spec, threads=threads, evaldata=evaldata) if parity else None
+    meta = SplitMeta(**{**meta.to_dict(), "parity": report})
+    files.meta.write_text(json.dumps(meta.to_dict(), indent=2, sort_keys=True) + "\n")
+    log.info("split graphs %s, %s written", files.frame.name, files.window.name)
+    if strict and report is not None and not report["passed"]:
+        raise ExportError(f"split ONNX graphs differ from PyTorch: {report['max_abs_rel']:.3g} of the range")
+    return meta
+
+
+def split_parity(
+    model: VideoDepthModel, onnx_path: Path, spec: InputSpec, *, threads: int | None, evaldata: Path | None
+) -> dict[str, Any]:
+    """ONNX Runtime's split graphs, composed and with reuse across two windows, vs PyTorch."""
+    from vdepth_ros.runtime.onnx_backend import OnnxRuntimeEngine
+    from vdepth_ros.runtime.torch_backend import TorchEngine
+
+    tol = TOLERANCE[spec.precision]
+    checks = []
+    ref_spec = InputSpec.from_dict({**spec.to_dict(), "precision": "fp32", "dynamic_frames": False})
+    overlap = max(1, spec.overlap)
+    with (
+        OnnxRuntimeEngine(onnx_path, spec, providers=["cpu"], threads=threads, reuse=True) as split,
+        TorchEngine(model, ref_spec, threads=threads, reuse=False) as ref,
+    ):
+        if not split.supports_reuse:
+            raise ExportError("the split graphs just written do not load")
+        for name, clip in parity_clips(2 * spec.frames - overlap, spec.height, spec.width, evaldata, 2):
+            split.reset_stream()
+            windows = [list(range(spec.frames)), list(range(spec.frames - overlap, 2 * spec.frames - overlap))]
+            for k, ids in enumerate(windows):  # the second window reuses `overlap` frames of the first
+                stats = compare(f"{name}/window{k}", ref.infer(clip[ids]), split.infer(clip[ids], frame_ids=ids), tol)
+                checks.append(stats.to_dict())
+    worst = max(c["max_abs_rel"] for c in checks)
+    return {
+        "reference": "torch fp32 whole forward",
+        "tolerance_rel": tol,
+        "checks": checks,
+        "max_abs_rel": worst,
+        "passed": bool(all(c["passed"] for c in checks) and np.isfinite(worst)),
+    }
+
+
+def build_split_engines(onnx_path: str | Path, precision: str = "fp32", **options: Any) -> list[Any]:
+    """TensorRT engines of the split graphs beside `onnx_path` (`model.frame.engine`, `model.window.engine`).
+
+    The frame engine's batch profile spans 1 (a stream) .. the window length, tuned for one stride
+    (the frames a window adds); the window engine has the fixed window. `options` go to
+    `build_engine` (workspace, timing cache, device, tf32, force_engine_update, trt/gpu for tests).
+    """
+    from vdepth_export.build_engine import build_engine
+
+    onnx_path = Path(onnx_path)
+    files, engines = split_files_for(onnx_path), split_files_for(onnx_path, ".engine")
+    if not files.exist():
+        raise ConfigError(f"no split graphs beside {onnx_path}; write them with `vdepth-export split`")
+    spec = InputSpec.load(spec_path_for(files.frame))
+    stride = max(1, spec.window - spec.overlap)
+    shape = (3, spec.height, spec.width)
+    batch = {"frames": ((1, *shape), (min(stride, spec.frames), *shape), (spec.frames, *shape))}
+    return [
+        build_engine(files.frame, engines.frame, precision=precision, profiles=batch, **options),
+        build_engine(files.window, engines.window, precision=precision, **options),
+    ]
+
+
+__all__ = ["build_split_engines", "export_split_onnx", "split_parity"]

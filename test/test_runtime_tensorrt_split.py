@@ -1,0 +1,171 @@
+"""TensorRT reuse path up to the GPU, and its data flow on the CPU.
+
+No GPU and no TensorRT here. The build of the split engines is checked against `FakeTensorRT`
+(profiles: a frame batch of 1..T, tuned for one stride), the backend against it up to the first
+CUDA allocation, and `SplitEngines`' data flow (frame engine with any batch, window engine with its
+bound buffers, exact reuse across windows) with a fake whose execution contexts run the real split
+ONNX graphs with ONNX Runtime on the memory the engine binds (CPU tensors' addresses).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from test_runtime_reuse import frames, rel, schedule, tiny_model
+from test_runtime_tensorrt import GPU
+
+from vdepth_ros.models.vda_lite import VideoDepthAnythingLite
+from vdepth_ros.runtime import create_engine
+from vdepth_ros.runtime import tensorrt_backend as trb
+from vdepth_ros.runtime.reuse import SplitMeta, split_files_for
+from vdepth_ros.runtime.spec import InputSpec, spec_path_for
+from vdepth_ros.runtime.tensorrt_split import SplitEngines
+from vdepth_ros.runtime.trt_cache import key_path_for
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def split_model(tmp_path_factory) -> Path:
+    from vdepth_export.export_onnx import export_onnx
+    from vdepth_export.export_split import export_split_onnx
+
+    folder = tmp_path_factory.mktemp("trt_split")
+    _, h, w = VideoDepthAnythingLite.tiny_input_shape()
+    export_onnx(tiny_model(VideoDepthAnythingLite), folder, frames=8, height=h, width=w, parity=False)
+    export_split_onnx(folder, folder / "model.onnx", parity=False)
+    return folder
+
+
+def _view(address: int, shape: tuple[int, ...]) -> np.ndarray:
+    n = int(np.prod(shape))
+    return np.ctypeslib.as_array((ctypes.c_float * n).from_address(address)).reshape(shape)
+
+
+class OrtContext:
+    """An execution context that runs an ONNX graph with ONNX Runtime on the bound host memory."""
+
+    def __init__(self, onnx_path: Path) -> None:
+        import onnxruntime as ort
+
+        self.session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+        self.address: dict[str, int] = {}
+        self.shapes = {a.name: tuple(a.shape) for a in self.session.get_inputs()}
+        self.executions = 0
+
+    def set_input_shape(self, name: str, shape: tuple[int, ...]) -> bool:
+        self.shapes[name] = tuple(shape)
+        return True
+
+    def set_tensor_address(self, name: str, address: int) -> None:
+        self.address[name] = address
+
+    def execute_async_v3(self, stream: int) -> bool:
+        feed = {a.name: _view(self.address[a.name], self.shapes[a.name]).copy() for a in self.session.get_inputs()}
+        outs = self.session.run(None, feed)
+        for arg, out in zip(self.session.get_outputs(), outs, strict=True):
+            _view(self.address[arg.name], out.shape)[...] = out
+        self.executions += 1
+        return True
+
+
+class OrtRuntime:
+    """`deserialize_cuda_engine` of "engine files" that hold the path of their ONNX graph."""
+
+    def __init__(self, fake_trt: Any) -> None:
+        self.trt = fake_trt
+        self.contexts: list[OrtContext] = []
+
+    def deserialize_cuda_engine(self, blob: bytes) -> Any:
+        onnx_path = Path(blob.decode())
+        engine = self.trt.engine_from_onnx(onnx_path)
+
+        def context() -> OrtContext:
+            self.contexts.append(OrtContext(onnx_path))
+            return self.contexts[-1]
+
+        engine.create_execution_context = context
+        return engine
+
+
+def test_split_engines_are_built_with_a_frame_batch_profile(split_model, fake_trt) -> None:
+    from vdepth_export.export_split import build_split_engines
+
+    results = build_split_engines(split_model / "model.onnx", precision="fp16", trt=fake_trt, gpu=GPU)
+    assert [r.engine_path.name for r in results] == ["model.frame.engine", "model.window.engine"]
+    frame_rec, window_rec = (json.loads(r.engine_path.read_bytes()) for r in results)
+    _, h, w = VideoDepthAnythingLite.tiny_input_shape()
+    # a stream adds 1 frame, a window of the 8/4 schedule 4, a first window 8
+    assert frame_rec["profiles"] == [{"frames": [[1, 3, h, w], [4, 3, h, w], [8, 3, h, w]]}]
+    assert window_rec["profiles"] == []  # the window graph is static
+    assert "FP16" in frame_rec["flags"] and [t[0] for t in frame_rec["io"]][:1] == ["frames"]
+    assert sorted(t[0] for t in window_rec["io"]) == ["disparity", "level1", "level2", "level3", "level4"]
+
+
+def test_split_engine_data_flow_equals_the_whole_model(split_model, fake_trt) -> None:
+    """SplitEngines on CPU tensors: encode new frames (any batch), decode windows, reuse the rest."""
+    files = split_files_for(split_model / "model.onnx")
+    engines = split_files_for(split_model / "model.onnx", ".engine")
+    for graph, engine in ((files.frame, engines.frame), (files.window, engines.window)):
+        engine.write_bytes(str(graph).encode())
+    spec = InputSpec.load(spec_path_for(split_model / "model.onnx"))
+    runtime = OrtRuntime(fake_trt)
+    split = SplitEngines(runtime, fake_trt, engines, SplitMeta.load(files.meta), spec, torch, torch.device("cpu"))
+
+    class CpuSplitEngine(trb.DepthEngine):  # TensorRTEngine's reuse hooks, without its CUDA set-up
+        backend = "tensorrt-fake"
+        supports_reuse = True
+
+        def _encode(self, x):
+            return split.encode(x)
+
+        def _decode(self, features):
+            return split.decode(features)
+
+        def _run(self, batch):
+            return split.decode([split.encode(batch[0])])
+
+    engine = CpuSplitEngine(spec)
+    whole = create_engine(split_model, backend="onnxruntime", reuse=False)
+    windows = schedule(spec.window, spec.overlap, spec.keyframes, 3)
+    clip = frames(max(max(w) for w in windows) + 1, spec.height, spec.width)
+    for ids in windows:
+        assert rel(engine.infer(clip[ids], frame_ids=ids), whole.infer(clip[ids])) <= 1e-5
+    frame_ctx = runtime.contexts[0]
+    assert frame_ctx.executions == 3 and frame_ctx.shapes["frames"][0] == 4  # 8, then 4 new frames twice
+    assert engine.feature_cache.hits == 8
+    assert rel(engine.infer(clip[:8]), whole.infer(clip[:8])) <= 1e-5  # no ids: both engines on all frames
+
+
+def test_tensorrt_engine_takes_the_split_engines_until_cuda_memory(split_model, fake_trt, monkeypatch, caplog) -> None:
+    from vdepth_export.build_engine import build_engine
+    from vdepth_export.export_split import build_split_engines
+
+    if torch.cuda.is_available():  # pragma: no cover
+        pytest.skip("a GPU is present; this test covers the CPU-only path")
+    monkeypatch.setattr(trb, "cuda_identity", lambda device=0: GPU)
+    onnx = split_model / "model.onnx"
+    build_engine(onnx, precision="fp32", trt=fake_trt, gpu=GPU, force_engine_update=True)
+    build_split_engines(onnx, precision="fp32", trt=fake_trt, gpu=GPU, force_engine_update=True)
+    fake_trt.calls.clear()
+    with pytest.raises((RuntimeError, AssertionError), match=r"(?i)cuda"):
+        trb.TensorRTEngine(split_model / "model.engine", onnx_path=onnx)
+    deserialized = [c for c in fake_trt.calls if c[0] == "deserialize_cuda_engine"]
+    assert len(deserialized) == 2  # the frame and window engines, not the whole-window one
+    # a split engine built from another graph fails its key check: never deserialized, the
+    # whole-window engine runs instead (a warning says why)
+    fake_trt.calls.clear()
+    key_file = key_path_for(split_files_for(onnx, ".engine").frame)
+    key_file.write_text(json.dumps({**json.loads(key_file.read_text()), "onnx_sha256": "0" * 64}))
+    caplog.set_level(logging.WARNING, logger="vdepth_ros.runtime")
+    with pytest.raises((RuntimeError, AssertionError), match=r"(?i)cuda"):
+        trb.TensorRTEngine(split_model / "model.engine", onnx_path=onnx)
+    assert len([c for c in fake_trt.calls if c[0] == "deserialize_cuda_engine"]) == 1
+    assert "not reusing overlap work" in caplog.text and "onnx_sha256" in caplog.text

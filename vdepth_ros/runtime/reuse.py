@@ -1,0 +1,162 @@
+"""Exact reuse of per-frame work across overlapping windows (`DepthEngine.infer(frame_ids=...)`).
+
+A window of a VDA-style schedule repeats frames of the previous one: the overlap and keyframe
+slots (VDA 32/10: 10 of 32 frames; the bundled model 8/4: 4 of 8). For a family whose work before
+the first temporal layer is per frame (`models.split.PerFrameSplit`), a backend that runs the model
+as a per-frame graph and a per-window graph can keep those frames' features and encode only the
+new frames. The result is the same computation, so the output equals the uncached path (to the
+float rounding of a different batch size; tested within 1e-5).
+
+The cache belongs to one stream: frames are keyed by the identity the caller gives (the pipeline's
+frame index since its last reset), `DepthEngine.reset_stream()` empties it (the pipeline calls it on
+every reset), and only the frames of the latest window are kept (every frame a VDA or chain window
+reuses was in the window before it), so memory is bounded by one window of features.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Hashable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from vdepth_ros.errors import InputError
+from vdepth_ros.runtime.spec import InputSpec
+
+
+class FrameFeatureCache:
+    """Per-frame features of the current stream, keyed by frame identity.
+
+    Entries are whatever the backend's `_encode` returns per frame (a tuple of arrays or tensors
+    with a leading axis of 1). `hits` and `misses` count frames served from the cache and encoded.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[Hashable, Any] = {}
+        self._newest: Any = None  # the largest identity ever encoded in this stream (ints in the pipeline)
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, frame_id: Hashable) -> bool:
+        return frame_id in self._entries
+
+    def missing(self, frame_ids: Sequence[Hashable]) -> list[Hashable]:
+        """Identities in `frame_ids` not cached, first occurrence order, each once.
+
+        An uncached identity that does not come after every identity encoded so far (ordered
+        identities, as the pipeline's frame indices) means the caller started a new stream without
+        `clear()`: the cache is dropped rather than trusted.
+        """
+        new = list(dict.fromkeys(i for i in frame_ids if i not in self._entries))
+        newest = self._newest
+        if newest is not None and any(_ordered(i, newest) and i <= newest for i in new):
+            self.clear()
+            new = list(dict.fromkeys(frame_ids))
+        return new
+
+    def put(self, frame_id: Hashable, features: Any) -> None:
+        self._entries[frame_id] = features
+        self.misses += 1
+        if self._newest is None or (_ordered(frame_id, self._newest) and frame_id > self._newest):
+            self._newest = frame_id
+
+    def get(self, frame_ids: Sequence[Hashable], new: Sequence[Hashable] = ()) -> list[Any]:
+        """Features of `frame_ids` in order (`new`: those just encoded, not counted as hits)."""
+        try:
+            out = [self._entries[i] for i in frame_ids]
+        except KeyError as err:
+            raise InputError(f"frame {err.args[0]!r} is neither cached nor in this window") from None
+        fresh = set(new)
+        self.hits += sum(1 for i in dict.fromkeys(frame_ids) if i not in fresh)
+        return out
+
+    def retain(self, frame_ids: Sequence[Hashable]) -> None:
+        """Keep only `frame_ids` (the latest window)."""
+        keep = set(frame_ids)
+        for i in [i for i in self._entries if i not in keep]:
+            del self._entries[i]
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._newest = None
+
+
+def _ordered(a: Any, b: Any) -> bool:
+    return isinstance(a, int) and isinstance(b, int)
+
+
+def window_ids(frame_ids: Sequence[Hashable], frames: int, padded: int) -> list[Hashable]:
+    """The identity of every slot of a padded window: padding repeats the last frame, so its id."""
+    ids = list(frame_ids)
+    if len(ids) != frames:
+        raise InputError(f"{len(ids)} frame ids for a window of {frames} frames")
+    return ids + [ids[-1]] * (padded - frames)
+
+
+# -- split graph files (ONNX Runtime, TensorRT) ---------------------------------------------------
+@dataclass(frozen=True)
+class SplitFiles:
+    """The per-frame and per-window graphs exported next to a whole-window graph.
+
+    `model.onnx` -> `model.frame.onnx` (input `frames (N, 3, H, W)`, N dynamic; outputs the feature
+    maps), `model.window.onnx` (the feature maps of one window -> `disparity (1, T, H, W)`) and
+    `model.split.json` (`SplitMeta`). The same stems with `.engine` for TensorRT.
+    """
+
+    frame: Path
+    window: Path
+    meta: Path
+
+    def exist(self) -> bool:
+        return self.frame.is_file() and self.window.is_file() and self.meta.is_file()
+
+
+def split_files_for(model_file: str | Path, suffix: str = ".onnx") -> SplitFiles:
+    """`model.onnx` (or `.engine`) -> its `SplitFiles` (`suffix`: the graphs' file type)."""
+    p = Path(model_file)
+    stem = p.name.split(".")[0]
+    return SplitFiles(
+        p.with_name(f"{stem}.frame{suffix}"), p.with_name(f"{stem}.window{suffix}"), p.with_name(f"{stem}.split.json")
+    )
+
+
+@dataclass(frozen=True)
+class SplitMeta:
+    """What `model.split.json` records: the window shape, the feature maps, and the sha256 of the
+    whole-window ONNX the split was exported with (a re-exported `model.onnx` makes it stale)."""
+
+    frames: int
+    height: int
+    width: int
+    precision: str
+    feature_names: tuple[str, ...]
+    feature_shapes: tuple[tuple[int, ...], ...]
+    onnx_sha256: str | None = None
+    parity: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def load(cls, path: str | Path) -> SplitMeta:
+        d = json.loads(Path(path).read_text())
+        d["feature_names"] = tuple(d["feature_names"])
+        d["feature_shapes"] = tuple(tuple(s) for s in d["feature_shapes"])
+        return cls(**d)
+
+    def mismatch(self, spec: InputSpec, onnx_sha256: str | None) -> str | None:
+        """Why these split graphs cannot stand in for a graph with `spec` (None: they can)."""
+        want = (spec.frames, spec.height, spec.width, spec.precision)
+        have = (self.frames, self.height, self.width, self.precision)
+        if want != have:
+            return f"split graphs are (frames, height, width, precision) {have}, the model is {want}"
+        if onnx_sha256 is not None and self.onnx_sha256 is not None and onnx_sha256 != self.onnx_sha256:
+            return "split graphs were exported with another model.onnx (re-export them with --split)"
+        return None
+
+
+__all__ = ["FrameFeatureCache", "SplitFiles", "SplitMeta", "split_files_for", "window_ids"]
