@@ -1,4 +1,4 @@
-"""The bundled default model (models/default): files, size, determinism, ONNX parity, quality, the accuracy tables in the docs."""
+"""The bundled default model (models/default): files, size, determinism, ONNX parity, quality, accuracy tables."""
 
 from __future__ import annotations
 
