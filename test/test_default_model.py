@@ -1,4 +1,4 @@
-"""The bundled default model (models/default): files, size, determinism, ONNX parity, quality, README table."""
+"""The bundled default model (models/default): files, size, determinism, ONNX parity, quality, accuracy tables."""
 
 from __future__ import annotations
 
@@ -107,7 +107,7 @@ def test_predicts_depth_on_held_out_synthetic_video() -> None:
 @pytest.mark.slow
 def test_vdepth_eval_reproduces_the_model_card_numbers(evaldata, tmp_path) -> None:
     """`vdepth-eval --datasets hololens --sparse-points 500 --pose-points` gives the committed numbers
-    (the model card table; the README's command with 7-Scenes left out for time)."""
+    (the model card table; docs/benchmarks.md's command with 7-Scenes left out for time)."""
     from vdepth_ros.eval import cli
 
     ref = json.loads((MODEL / "eval_results.json").read_text())
@@ -144,14 +144,14 @@ README_ROWS = {
 README_SETS = {"7-Scenes": "7scenes", "HoloLens": "hololens"}
 
 
-def test_readme_accuracy_table_is_the_committed_evaluation() -> None:
-    """The README's accuracy table must show `eval_results.json` (what `vdepth-eval` wrote for the
-    shipped weights), rounded to 3 decimals: a new default with an old table would misreport."""
+def _accuracy_table_mismatches(doc: str, heading: str) -> tuple[set, list]:
+    """The rows of the accuracy table under `heading` in `doc` (repository-relative), and the rows
+    whose AbsRel/δ1/TAE differ from `eval_results.json` rounded to 3 decimals."""
     results = json.loads((MODEL / "eval_results.json").read_text())["datasets"]
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = text[text.index("### Accuracy of the default model") :]
+    text = (Path(__file__).resolve().parents[1] / doc).read_text()
+    section = text[text.index(heading) :]
     section = section[: section.index("\n\n", section.index("| set |"))]
-    seen, current = set(), None
+    seen, wrong, current = set(), [], None
     for line in section.splitlines():
         cells = [c.strip().replace("*", "") for c in line.strip().strip("|").split("|")]
         if len(cells) != 5 or cells[1] not in README_ROWS:
@@ -160,6 +160,19 @@ def test_readme_accuracy_table_is_the_committed_evaluation() -> None:
             current = README_SETS[cells[0].split(",")[0]]
         m = results[current]["methods"][README_ROWS[cells[1]]]
         tae = "–" if m["tae"] is None else f"{m['tae']:.3f}"
-        assert cells[2:] == [f"{m['abs_rel']:.3f}", f"{m['delta1']:.3f}", tae], (current, cells[1])
+        if cells[2:] != [f"{m['abs_rel']:.3f}", f"{m['delta1']:.3f}", tae]:
+            wrong.append((current, cells[1], cells[2:]))
         seen.add((current, cells[1]))
+    return seen, wrong
+
+
+def test_accuracy_tables_are_the_committed_evaluation() -> None:
+    """docs/benchmarks.md's accuracy table (every row) and the README's short one (a subset) must show
+    `eval_results.json` (what `vdepth-eval` wrote for the shipped weights), rounded to 3 decimals: a
+    new default with an old table would misreport."""
+    seen, wrong = _accuracy_table_mismatches("docs/benchmarks.md", "## Accuracy of the default model")
+    assert not wrong, wrong
     assert seen == {(s, r) for s in README_SETS.values() for r in README_ROWS}
+    seen, wrong = _accuracy_table_mismatches("README.md", "## How good is the bundled model")
+    assert not wrong, wrong
+    assert {("7scenes", "default model, stream (causal)"), ("hololens", "default model, stream (causal)")} <= seen
