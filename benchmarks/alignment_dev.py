@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from vdepth_ros.eval.cli import run_offline, run_stream
 from vdepth_ros.eval.datasets import EvalSequence, load_dataset
 from vdepth_ros.eval.metrics import evaluate_sequence
+from vdepth_ros.eval.runs import run_offline, run_stream
 from vdepth_ros.paths import default_model_dir, evaldata_dir
 
 FIRST_SEED = 990_001  # held out: training renders use seeds < 10 000

@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from vdepth_ros.consistency import flow_warping_error
-from vdepth_ros.eval.cli import _single_frame_engine, run_offline, run_per_frame, run_stream
 from vdepth_ros.eval.datasets import EvalSequence, load_dataset
 from vdepth_ros.eval.metrics import aligned_depth, evaluate_sequence, valid_mask
+from vdepth_ros.eval.runs import _single_frame_engine, run_offline, run_per_frame, run_stream
 from vdepth_ros.paths import default_model_dir, evaldata_dir
 from vdepth_ros.runtime import create_engine
 

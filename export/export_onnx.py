@@ -23,14 +23,15 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
+from vdepth_export.onnx_graph import ExportError, dynamic_axes_of, finalize_graph
 from vdepth_export.parity import TOLERANCE, compare, parity_clips
 
-from vdepth_ros.errors import ConfigError, ModelLoadError, VdepthError
+from vdepth_ros.errors import ConfigError, ModelLoadError
 from vdepth_ros.models import VideoDepthModel, family_class, load_model
 from vdepth_ros.runtime import ONNX_NAME
 from vdepth_ros.runtime.onnx_backend import OnnxRuntimeEngine
@@ -39,16 +40,15 @@ from vdepth_ros.runtime.spec import InputSpec, spec_path_for, variant_path
 from vdepth_ros.runtime.torch_backend import TorchEngine
 from vdepth_ros.runtime.trt_cache import external_data_path
 
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
 log = logging.getLogger(__name__)
 
 EXPORTERS = ("auto", "legacy", "dynamo")
 MIN_OPSET = 17
 PROTOBUF_LIMIT = 2 * 1024**3  # bytes; larger graphs must keep weights in an external-data file
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-class ExportError(VdepthError):
-    """Export failed, or the exported graph does not match PyTorch."""
 
 
 def parity_path_for(onnx_path: str | Path) -> Path:
@@ -180,108 +180,6 @@ def _export_dynamo(
     prog.save(str(path), external_data=True)
 
 
-def _finalize(tmp: Path, path: Path, threshold: int, weights_fp16: bool = False) -> bool:
-    """Re-save `tmp` as `path`, weights in `path.data` when over `threshold` bytes; run the checker."""
-    import onnx
-
-    proto = onnx.load(str(tmp), load_external_data=True)
-    weight_bytes = sum(len(t.raw_data) for t in proto.graph.initializer)
-    proto = _fold_constants(proto, shape_inference=weight_bytes < threshold)
-    if weights_fp16:
-        proto = store_weights_fp16(proto)
-    ext = external_data_path(path)
-    ext.unlink(missing_ok=True)
-    external = weight_bytes >= threshold
-    if external:
-        onnx.save_model(
-            proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True, location=ext.name,
-            size_threshold=1024,
-        )  # fmt: skip
-    else:
-        onnx.save_model(proto, str(path))
-    onnx.checker.check_model(str(path))  # path form: handles external data and > 2 GB
-    return external
-
-
-def store_weights_fp16(proto: Any, min_elements: int = 16) -> Any:
-    """Store float32 initializers (of at least `min_elements` values) whose values are all exactly
-    representable in float16 as float16, read through a `Cast(to=FLOAT)` node under the old name.
-
-    Lossless by construction: the graph computes exactly what it computed before, in float32
-    (ONNX Runtime folds the casts when it loads the model). It shrinks a file when the model's
-    weights were rounded to float16 first (`save_pretrained(weights_dtype=torch.float16)`);
-    initializers the exporter computed from several weights (a BatchNorm folded into a conv) are
-    not float16 values and stay float32.
-    """
-    import numpy as np
-    from onnx import TensorProto, helper, numpy_helper
-
-    keep, casts = [], []
-    for init in proto.graph.initializer:
-        if init.data_type != TensorProto.FLOAT or int(np.prod(init.dims)) < min_elements:
-            keep.append(init)
-            continue
-        w = numpy_helper.to_array(init)
-        w16 = w.astype(np.float16)
-        if not np.array_equal(w16.astype(np.float32), w):  # not a float16 value: keep it exact
-            keep.append(init)
-            continue
-        half = numpy_helper.from_array(w16, name=init.name + "__fp16")
-        keep.append(half)
-        casts.append(helper.make_node("Cast", [half.name], [init.name], to=TensorProto.FLOAT))
-    del proto.graph.initializer[:]
-    proto.graph.initializer.extend(keep)
-    nodes = list(proto.graph.node)
-    del proto.graph.node[:]
-    proto.graph.node.extend(casts + nodes)  # casts first: the graph stays topologically sorted
-    return proto  # `_finalize` runs the checker on the saved file
-
-
-def _fold_constants(proto: Any, *, shape_inference: bool) -> Any:
-    """Fold constant subgraphs the exporter left (the legacy exporter misses e.g. `1 / buffer`).
-
-    Only onnxscript's constant folding and dead-node removal run: its full `optimize()` (rewrite
-    rules, repeated passes) took 124-334 s on the tiny one-step/DepthCrafter graphs (10-17k
-    nodes), folding alone about 1 s. Large constant generators (`ConstantOfShape` over the size
-    limit) are left unfolded on purpose.
-    """
-    try:
-        import onnx_ir as ir
-        from onnx_ir.passes.common import RemoveUnusedNodesPass
-        from onnxscript import optimizer
-    except ImportError:
-        log.warning("onnxscript not installed: only the exporter's own constant folding was applied")
-        return proto
-    names = ([i.name for i in proto.graph.input], [o.name for o in proto.graph.output])
-    model = ir.serde.deserialize_model(proto)
-    noisy = logging.getLogger("onnxscript.optimizer._constant_folding")  # one warning per skipped node
-    level = noisy.level
-    noisy.setLevel(logging.ERROR)
-    try:
-        optimizer.fold_constants(model, onnx_shape_inference=shape_inference)
-    finally:
-        noisy.setLevel(level)
-    RemoveUnusedNodesPass()(model)
-    folded = ir.serde.serialize_model(model)
-    if ([i.name for i in folded.graph.input], [o.name for o in folded.graph.output]) != names:
-        raise ExportError(f"constant folding renamed the graph IO {names}")
-    return folded
-
-
-def dynamic_axes_of(onnx_path: Path) -> dict[str, list[int]]:
-    """Graph IO name -> axes that are symbolic (not a fixed size)."""
-    import onnx
-
-    proto = onnx.load(str(onnx_path), load_external_data=False)
-    out: dict[str, list[int]] = {}
-    for vi in list(proto.graph.input) + list(proto.graph.output):
-        dims = vi.type.tensor_type.shape.dim
-        axes = [i for i, d in enumerate(dims) if not d.HasField("dim_value") or d.dim_value <= 0]
-        if axes:
-            out[vi.name] = axes
-    return out
-
-
 def second_frames(spec: InputSpec, max_window: int | None) -> int:
     """A second, different window length allowed by the family's frames rule."""
     step = 4 if spec.frames_rule == "4n+1" else 1
@@ -342,6 +240,7 @@ def export_onnx(
             would go: a fixed-shape graph for another aspect ratio, which the runtime picks for
             cameras of that aspect (`DepthEngine.at_resolution`).
     """
+    # 1. Check the options; the model, its export shape and where the files go.
     check_precision(precision)
     if exporter not in EXPORTERS:
         raise ConfigError(f"exporter must be one of {EXPORTERS}, got {exporter!r}")
@@ -350,65 +249,27 @@ def export_onnx(
     frames = frames if frames is not None else t0
     height = height if height is not None else h0
     width = width if width is not None else w0
-
     onnx_path, save_model_dir = _output_paths(source, output)
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
     if save_model_dir is not None:
         model.save_pretrained(save_model_dir)
-
     constraints = model.input_constraints
     spec = spec_from_model(model, frames, height, width, precision=precision, dynamic_frames=dynamic_frames)
     if variant:
         onnx_path = variant_path(onnx_path, spec.height, spec.width)
-    sig = model.export_signature(spec.frames, spec.height, spec.width)
-    names = (sig.input_names[0], sig.output_names[0])
-    spec = InputSpec.from_dict({**spec.to_dict(), "input_name": names[0], "output_name": names[1]})
-    module = sig.module.eval()
-    if precision != "fp32":
-        module = _CastIO(module, _DTYPES[precision]).eval()
-    example = (
-        torch.from_numpy(
-            parity_clips(spec.frames, spec.height, spec.width, None, 1)[0][1].transpose(0, 3, 1, 2)[None].copy()
-        ).float()
-        / 255.0
-        * (spec.value_range[1] - spec.value_range[0])
-        + spec.value_range[0]
-    )
-
+    # 2. The module to trace (float32 IO around the precision) and an example input.
+    spec, names, module, example = _traced_module(model, spec, precision)
+    # 3. Export with the first exporter that succeeds, then finish the graph file.
     max_frames = int(constraints.max_window or max(64, spec.frames))
     tries = ["legacy", "dynamo"] if exporter == "auto" else [exporter]
-    tmp_dir = onnx_path.parent / f".{onnx_path.name}.tmp"
-    tmp_dir.mkdir(exist_ok=True)
-    tmp = tmp_dir / "raw.onnx"
-    errors: list[str] = []
     start = time.perf_counter()
-    used, used_opset = "", 0
-    try:
-        for name in tries:
-            used_opset = int(opset if opset is not None else (17 if name == "legacy" else 18))
-            if used_opset < MIN_OPSET:
-                raise ConfigError(f"opset must be >= {MIN_OPSET}, got {used_opset}")
-            try:
-                with torch.inference_mode(False), torch.no_grad():
-                    if name == "legacy":
-                        _export_legacy(module, example, tmp, used_opset, names, dynamic_frames, not weights_fp16)
-                    else:
-                        _export_dynamo(module, example, tmp, used_opset, names, dynamic_frames, max_frames)
-            except Exception as err:  # exporter failures are many types; keep the message, try the next
-                errors.append(f"{name}: {type(err).__name__}: {str(err)[:500]}")
-                log.warning("%s ONNX export failed (%s)%s", name, err, "; trying dynamo" if name != tries[-1] else "")
-                continue
-            used = name
-            break
-        if not used:
-            raise ExportError(f"ONNX export failed with every exporter: {' | '.join(errors)}")
-        external = _finalize(tmp, onnx_path, external_data_threshold, weights_fp16)
-    finally:
-        for f in tmp_dir.iterdir():
-            f.unlink()
-        tmp_dir.rmdir()
+    with _scratch_dir(onnx_path) as tmp:
+        used, used_opset = _export_first(
+            tries, opset, module, example, tmp, names, dynamic_frames, max_frames, weights_fp16
+        )
+        external = finalize_graph(tmp, onnx_path, external_data_threshold, weights_fp16)
     seconds = time.perf_counter() - start
-
+    # 4. The spec with what the exporter made of the frame axis.
     dyn = dynamic_axes_of(onnx_path)
     frames_dynamic = 1 in dyn.get(names[0], [])
     if dynamic_frames and not frames_dynamic:
@@ -424,31 +285,110 @@ def export_onnx(
     result = ExportResult(onnx_path, spec, used, used_opset, seconds, external, dyn)
     result.files = [onnx_path, spec_path_for(onnx_path)] + ([external_data_path(onnx_path)] if external else [])
     log.info("exported %s (%s, opset %d) in %.1f s; dynamic axes %s", onnx_path, used, used_opset, seconds, dyn)
-
+    # 5. ONNX Runtime against PyTorch, written as the parity report.
     if parity:
-        if evaldata is True:
-            from vdepth_ros.paths import evaldata_dir
-
-            evaldata = evaldata_dir()
-        report = parity_report(
-            model, onnx_path, spec, dyn, evaldata=Path(evaldata) if evaldata else None, threads=threads,
-            max_window=constraints.max_window,
-        )  # fmt: skip
-        report.update(exporter=used, opset=used_opset, export_seconds=round(seconds, 3))
-        ppath = parity_path_for(onnx_path)
-        ppath.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
-        result.parity = report
-        result.files.append(ppath)
-        if report["skipped"]:
-            log.warning("parity NOT checked: %s", report["skipped"])
-        if strict and report["passed"] is False:
-            worst = max(report["checks"], key=lambda c: c["max_abs_rel"])
-            raise ExportError(
-                f"ONNX Runtime differs from PyTorch: max-abs {worst['max_abs']:.3g} "
-                f"({worst['max_abs_rel']:.3g} of the output range > {report['tolerance_rel']}) on {worst['name']}; "
-                f"report: {ppath}"
-            )
+        _write_parity(result, model, evaldata, threads, constraints.max_window, strict)
     return result
+
+
+def _traced_module(
+    model: VideoDepthModel, spec: InputSpec, precision: str
+) -> tuple[InputSpec, tuple[str, str], nn.Module, torch.Tensor]:
+    """The model's export signature at `spec`'s shape: (spec with the IO names, (input, output)
+    names, the module in eval mode with float32 IO, an example input in the model's value range)."""
+    sig = model.export_signature(spec.frames, spec.height, spec.width)
+    names = (sig.input_names[0], sig.output_names[0])
+    spec = InputSpec.from_dict({**spec.to_dict(), "input_name": names[0], "output_name": names[1]})
+    module = sig.module.eval()
+    if precision != "fp32":
+        module = _CastIO(module, _DTYPES[precision]).eval()
+    example = (
+        torch.from_numpy(
+            parity_clips(spec.frames, spec.height, spec.width, None, 1)[0][1].transpose(0, 3, 1, 2)[None].copy()
+        ).float()
+        / 255.0
+        * (spec.value_range[1] - spec.value_range[0])
+        + spec.value_range[0]
+    )
+    return spec, names, module, example
+
+
+@contextlib.contextmanager
+def _scratch_dir(onnx_path: Path) -> Iterator[Path]:
+    """`raw.onnx` in a hidden folder next to `onnx_path`, removed with everything in it afterwards."""
+    tmp_dir = onnx_path.parent / f".{onnx_path.name}.tmp"
+    tmp_dir.mkdir(exist_ok=True)
+    try:
+        yield tmp_dir / "raw.onnx"
+    finally:
+        for f in tmp_dir.iterdir():
+            f.unlink()
+        tmp_dir.rmdir()
+
+
+def _export_first(
+    tries: list[str],
+    opset: int | None,
+    module: nn.Module,
+    example: torch.Tensor,
+    tmp: Path,
+    names: tuple[str, str],
+    dynamic_frames: bool,
+    max_frames: int,
+    weights_fp16: bool,
+) -> tuple[str, int]:
+    """Export to `tmp` with the first of `tries` that succeeds; returns (exporter, opset)."""
+    errors: list[str] = []
+    for name in tries:
+        used_opset = int(opset if opset is not None else (17 if name == "legacy" else 18))
+        if used_opset < MIN_OPSET:
+            raise ConfigError(f"opset must be >= {MIN_OPSET}, got {used_opset}")
+        try:
+            with torch.inference_mode(False), torch.no_grad():
+                if name == "legacy":
+                    _export_legacy(module, example, tmp, used_opset, names, dynamic_frames, not weights_fp16)
+                else:
+                    _export_dynamo(module, example, tmp, used_opset, names, dynamic_frames, max_frames)
+        except Exception as err:  # exporter failures are many types; keep the message, try the next
+            errors.append(f"{name}: {type(err).__name__}: {str(err)[:500]}")
+            log.warning("%s ONNX export failed (%s)%s", name, err, "; trying dynamo" if name != tries[-1] else "")
+            continue
+        return name, used_opset
+    raise ExportError(f"ONNX export failed with every exporter: {' | '.join(errors)}")
+
+
+def _write_parity(
+    result: ExportResult,
+    model: VideoDepthModel,
+    evaldata: str | Path | bool | None,
+    threads: int | None,
+    max_window: int | None,
+    strict: bool,
+) -> None:
+    """Run `parity_report` on the exported graph, write it next to it and into `result`; with `strict`
+    raise `ExportError` when it failed (after writing it)."""
+    if evaldata is True:
+        from vdepth_ros.paths import evaldata_dir
+
+        evaldata = evaldata_dir()
+    report = parity_report(
+        model, result.onnx_path, result.spec, result.dynamic_axes,
+        evaldata=Path(evaldata) if evaldata else None, threads=threads, max_window=max_window,
+    )  # fmt: skip
+    report.update(exporter=result.exporter, opset=result.opset, export_seconds=round(result.seconds, 3))
+    ppath = parity_path_for(result.onnx_path)
+    ppath.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    result.parity = report
+    result.files.append(ppath)
+    if report["skipped"]:
+        log.warning("parity NOT checked: %s", report["skipped"])
+    if strict and report["passed"] is False:
+        worst = max(report["checks"], key=lambda c: c["max_abs_rel"])
+        raise ExportError(
+            f"ONNX Runtime differs from PyTorch: max-abs {worst['max_abs']:.3g} "
+            f"({worst['max_abs_rel']:.3g} of the output range > {report['tolerance_rel']}) on {worst['name']}; "
+            f"report: {ppath}"
+        )
 
 
 def _output_paths(source: Any, output: str | Path | None) -> tuple[Path, Path | None]:

@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from vdepth_export.export_onnx import ExportError, _finalize, _stdout_to_stderr, load_source
+from vdepth_export.export_onnx import _stdout_to_stderr, load_source
+from vdepth_export.onnx_graph import ExportError, finalize_graph
 from vdepth_export.parity import TOLERANCE, compare, parity_clips
 
 from vdepth_ros.errors import ConfigError
@@ -117,11 +118,11 @@ def export_split_onnx(
         raw = Path(tmp) / "raw.onnx"
         axes = {"frames": {0: "frames"}, **{n: {0: "frames"} for n in names}}
         _export(frame_stage, (example,), raw, (("frames",), names), axes, not weights_fp16)
-        _finalize(raw, files.frame, 2 * 1024**3, weights_fp16)
+        finalize_graph(raw, files.frame, 2 * 1024**3, weights_fp16)
         with torch.no_grad():
             feats = frame_stage(example[[0] * spec.frames])
         _export(window_stage, tuple(feats), raw, (names, ("disparity",)), None, not weights_fp16)
-        _finalize(raw, files.window, 2 * 1024**3, weights_fp16)
+        finalize_graph(raw, files.window, 2 * 1024**3, weights_fp16)
     model.float()
     for graph in (files.frame, files.window):  # `build_split_engines` reads the shapes from these
         spec.save(spec_path_for(graph))

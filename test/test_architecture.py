@@ -29,6 +29,8 @@ LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "pipeline": (
         (
             "vdepth_ros.pipeline",
+            "vdepth_ros.pipeline_types",
+            "vdepth_ros.pipeline_offline",
             "vdepth_ros.config",
             "vdepth_ros.param_file",
             "vdepth_ros.resize",

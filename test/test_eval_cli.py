@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from vdepth_ros.eval import cli
+from vdepth_ros.eval import cli, runs
 from vdepth_ros.eval.datasets import EvalSequence
 
 
@@ -32,9 +32,9 @@ def test_offline_stream_and_per_frame_runs_cover_every_frame(synthetic_sequence)
     from fakes import AffineCorruptingEngine, LuminanceEngine
 
     seq = synthetic_sequence
-    off = cli.run_offline(LuminanceEngine(height=42, width=56, frames=8, overlap=3), seq)
-    st = cli.run_stream(LuminanceEngine(height=42, width=56, frames=8, overlap=3), seq)
-    pf = cli.run_per_frame(LuminanceEngine(height=42, width=56, frames=8, overlap=3), seq)
+    off = runs.run_offline(LuminanceEngine(height=42, width=56, frames=8, overlap=3), seq)
+    st = runs.run_stream(LuminanceEngine(height=42, width=56, frames=8, overlap=3), seq)
+    pf = runs.run_per_frame(LuminanceEngine(height=42, width=56, frames=8, overlap=3), seq)
     for d in (off, st, pf):
         assert d.shape == seq.depth.shape
         assert np.isfinite(d).all()
@@ -45,9 +45,9 @@ def test_offline_stream_and_per_frame_runs_cover_every_frame(synthetic_sequence)
     assert m_off.abs_rel == pytest.approx(m_pf.abs_rel, rel=0.02)
     # a model whose every window has a random affine: the per-frame runs keep it, the pipeline aligns it away
     eng = AffineCorruptingEngine(height=42, width=56, frames=8, overlap=3, seed=3)
-    pf_bad = cli.evaluate_sequence(cli.run_per_frame(eng, seq), seq.depth, 10.0)
+    pf_bad = cli.evaluate_sequence(runs.run_per_frame(eng, seq), seq.depth, 10.0)
     eng = AffineCorruptingEngine(height=42, width=56, frames=8, overlap=3, seed=3)
-    off_good = cli.evaluate_sequence(cli.run_offline(eng, seq), seq.depth, 10.0)
+    off_good = cli.evaluate_sequence(runs.run_offline(eng, seq), seq.depth, 10.0)
     assert off_good.abs_rel < pf_bad.abs_rel
 
 
@@ -114,19 +114,19 @@ def test_size_and_per_frame_fit_options(evaldata, tmp_path, capsys) -> None:
 
 def test_sparse_gt_samples_pick_ground_truth_at_rgb_pixels(synthetic_sequence) -> None:
     seq = synthetic_sequence
-    a = cli.sparse_gt_samples(seq, 3, 40)
+    a = runs.sparse_gt_samples(seq, 3, 40)
     assert a.shape == seq.rgb.shape[1:3]
     got = np.isfinite(a)
     assert got.sum() == 40
     np.testing.assert_array_equal(a[got], seq.depth[3][got])  # same grid here: the GT itself
-    np.testing.assert_array_equal(cli.sparse_gt_samples(seq, 3, 40), a)  # seeded by the frame
-    assert not np.array_equal(np.isfinite(cli.sparse_gt_samples(seq, 4, 40)), got)
+    np.testing.assert_array_equal(runs.sparse_gt_samples(seq, 3, 40), a)  # seeded by the frame
+    assert not np.array_equal(np.isfinite(runs.sparse_gt_samples(seq, 4, 40)), got)
     # a GT grid subsampled by 2 (as 7-Scenes is evaluated): samples land on the RGB pixel they came from
     half = EvalSequence(
         name="half", rgb=seq.rgb, depth=seq.depth[:, ::2, ::2], intrinsics=seq.intrinsics,
         rgb_intrinsics=seq.rgb_intrinsics, poses=None, max_depth=10.0,
     )  # fmt: skip
-    b = cli.sparse_gt_samples(half, 3, 30)
+    b = runs.sparse_gt_samples(half, 3, 30)
     got = np.isfinite(b)
     assert got.sum() == 30
     np.testing.assert_array_equal(b[got], seq.depth[3][got])
@@ -146,11 +146,11 @@ def test_stream_with_sparse_points_returns_metric_inverse_depth(synthetic_sequen
         rgb_intrinsics=seq.rgb_intrinsics, poses=seq.poses, max_depth=10.0,
     )  # fmt: skip
     eng = AffineCorruptingEngine(height=42, width=56, frames=8, overlap=3, seed=5)
-    inv = cli.run_stream(eng, coded, sparse_points=200)
+    inv = runs.run_stream(eng, coded, sparse_points=200)
     valid = (seq.depth > 0) & (inv > 0)
     ratio = (1.0 / inv[valid]) / seq.depth[valid]
     assert np.median(np.abs(ratio - 1.0)) < 0.05  # metric without any alignment to the GT
-    rel = cli.run_stream(AffineCorruptingEngine(height=42, width=56, frames=8, overlap=3, seed=5), coded)
+    rel = runs.run_stream(AffineCorruptingEngine(height=42, width=56, frames=8, overlap=3, seed=5), coded)
     ratio_rel = (1.0 / rel[valid]) / seq.depth[valid]
     assert np.median(np.abs(ratio_rel - 1.0)) > 0.2  # the relative output alone is not
 
@@ -164,17 +164,17 @@ def test_stream_with_pose_points_is_metric_from_the_first_frame() -> None:
 
     clip = render_clip(3, frames=30, height=180, width=240, kind="room", style="rich")
     seq = EvalSequence("render/3", clip.rgb, clip.depth, clip.intrinsics, clip.intrinsics, clip.poses, 10.0)
-    inv = cli.run_stream(LuminanceEngine(height=96, width=128, frames=8, overlap=3), seq, pose_points=True)
+    inv = runs.run_stream(LuminanceEngine(height=96, width=128, frames=8, overlap=3), seq, pose_points=True)
     assert all((inv[t] > 0).mean() > 0.9 for t in range(seq.num_frames))  # every frame, the first ones too
     valid = np.isfinite(seq.depth) & (seq.depth > 0) & (inv > 0)
     ratio = np.median((1.0 / inv[valid]) / seq.depth[valid])
-    rel = cli.run_stream(LuminanceEngine(height=96, width=128, frames=8, overlap=3), seq)
+    rel = runs.run_stream(LuminanceEngine(height=96, width=128, frames=8, overlap=3), seq)
     ratio_rel = np.median((1.0 / rel[valid]) / seq.depth[valid])
     # a grey-level "model" has the wrong shape, but its scale now comes from the poses
     assert abs(ratio - 1.0) < 0.25 and abs(ratio_rel - 1.0) > 0.5
     no_poses = EvalSequence("still", clip.rgb, clip.depth, clip.intrinsics, clip.intrinsics, None, 10.0)
     with pytest.raises(cli.ConfigError, match="poses"):
-        cli.run_stream(LuminanceEngine(height=96, width=128, frames=8, overlap=3), no_poses, pose_points=True)
+        runs.run_stream(LuminanceEngine(height=96, width=128, frames=8, overlap=3), no_poses, pose_points=True)
 
 
 def test_node_params_reach_the_model_runs_and_eval_keys_stay_fixed(synthetic_sequence, tmp_path, monkeypatch) -> None:
@@ -184,24 +184,24 @@ def test_node_params_reach_the_model_runs_and_eval_keys_stay_fixed(synthetic_seq
 
     kf = (0, 3, 6, 7)
     eng = AffineCorruptingEngine(height=42, width=56, frames=8, overlap=4, keyframes=kf, alignment="graph")
-    assert cli.make_pipeline(eng).alignment == "graph"  # bundled config/depth.yaml: alignment auto
+    assert runs.make_pipeline(eng).alignment == "graph"  # bundled config/depth.yaml: alignment auto
     yaml = tmp_path / "p.yaml"
     yaml.write_text("/**:\n  ros__parameters:\n    alignment: keyframe\n    scale_source: range\n    cloud_stride: 2\n")
     node = load_params(yaml)
-    pipe = cli.make_pipeline(eng, base=node)
+    pipe = runs.make_pipeline(eng, base=node)
     assert pipe.alignment == "keyframe"
     assert pipe.scale_source.kind == "none" and pipe.cloud is None  # the evaluation's own settings win
     # both model runs build their pipeline from those params
     seen = []
-    real = cli.make_pipeline
+    real = runs.make_pipeline
 
     def spy(engine, params=None, base=None):
         pipe = real(engine, params, base)
         seen.append(pipe.alignment)
         return pipe
 
-    monkeypatch.setattr(cli, "make_pipeline", spy)
-    for run in (cli.run_stream, cli.run_offline):
+    monkeypatch.setattr(runs, "make_pipeline", spy)
+    for run in (runs.run_stream, runs.run_offline):
         out = run(AffineCorruptingEngine(height=42, width=56, frames=8, keyframes=kf), synthetic_sequence, base=node)
         assert out.shape == synthetic_sequence.depth.shape
     assert seen == ["keyframe", "keyframe"]
@@ -225,8 +225,8 @@ def test_a_sequence_without_a_metric_fit_is_noted_not_fatal(monkeypatch) -> None
     still_poses = np.repeat(clip.poses[:1], len(clip.poses), axis=0)
     still = EvalSequence("still", clip.rgb, clip.depth, clip.intrinsics, clip.intrinsics, still_poses, 10.0)
     engine = LuminanceEngine(height=96, width=128, frames=8, overlap=3)
-    with pytest.raises(cli.NoMetricFitError, match="still: no metric fit"):
-        cli.run_stream(engine, still, pose_points=True)
+    with pytest.raises(runs.NoMetricFitError, match="still: no metric fit"):
+        runs.run_stream(engine, still, pose_points=True)
 
     from pathlib import Path
 

@@ -278,7 +278,7 @@ def test_fp16_weight_storage_halves_both_files_and_keeps_parity(tmp_path: Path) 
 def test_store_weights_fp16_is_lossless() -> None:
     """Only initializers whose values are exactly float16 are converted; the rest stay float32."""
     from onnx import TensorProto, helper, numpy_helper
-    from vdepth_export.export_onnx import store_weights_fp16
+    from vdepth_export.onnx_graph import store_weights_fp16
 
     exact = np.arange(32, dtype=np.float32).reshape(4, 8) / 4  # representable in float16
     inexact = exact + np.float32(1e-4)

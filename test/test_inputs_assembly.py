@@ -279,7 +279,7 @@ def node_frames(events: list[tuple[int, str, dict[str, Any]]], kind: str, monkey
 def test_node_and_bag_assemble_equal_frames_from_one_timeline(
     tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from vdepth_ros.offline.bagio import BagFrameSource
+    from vdepth_ros.offline.bag_reader import BagFrameSource
 
     events = timeline(kind)
     write_timeline_bag(tmp_path / "bag", events)

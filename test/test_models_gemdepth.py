@@ -13,8 +13,8 @@ from test_models_vda import hololens_clip, randomise
 
 from vdepth_ros.errors import ConfigError
 from vdepth_ros.models import build_model, load_model
-from vdepth_ros.models.gemdepth import (
-    GemDepth,
+from vdepth_ros.models.gemdepth import GemDepth
+from vdepth_ros.models.gemdepth_blocks import (
     normalize_translations,
     quat_multiply,
     quat_to_matrix,

@@ -9,7 +9,8 @@ import pytest
 from rosbags.rosbag2 import Writer
 from rosbags.typesys import Stores, get_typestore
 
-from vdepth_ros.offline.bagio import STORAGES, BagFrameSource
+from vdepth_ros.offline.bag_reader import BagFrameSource
+from vdepth_ros.offline.bag_types import STORAGES
 from vdepth_ros.offline.errors import BagReadError, EmptyBagError, MissingTopicError, UnsupportedEncodingError
 from vdepth_ros.offline.synth import synthetic_frames, write_image_bag
 

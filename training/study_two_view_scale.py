@@ -109,7 +109,7 @@ def _sample(img: np.ndarray, pts: np.ndarray, scale_xy: tuple[float, float]) -> 
 
 
 def study(model: str | None, evaldata: str, frames: int) -> dict:
-    from vdepth_ros.eval import cli
+    from vdepth_ros.eval import runs
     from vdepth_ros.eval.datasets import load_dataset
     from vdepth_ros.eval.metrics import aligned_depth, evaluate_sequence, fit_disparity_affine, valid_mask
     from vdepth_ros.paths import default_model_dir
@@ -117,7 +117,7 @@ def study(model: str | None, evaldata: str, frames: int) -> dict:
 
     seq = load_dataset("hololens", evaldata, frames=frames)[0]
     engine = create_engine(str(model or default_model_dir()), backend="onnxruntime", threads=2)
-    pred = cli.run_offline(engine, seq)
+    pred = runs.run_offline(engine, seq)
     gt, valid = seq.depth, valid_mask(seq.depth, seq.max_depth)
     T, h, w = gt.shape
     sxy = (w / seq.rgb.shape[2], h / seq.rgb.shape[1])

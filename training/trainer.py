@@ -159,29 +159,46 @@ class Trainer:
         for segment in segments(self.plan):
             if segment[-1].index < start["stage"] or progress.global_step >= stop:
                 continue
-            wrapped, optimizer = self._prepare(acc, model, segment[0])
-            if ckpt is not None:
-                acc.load_state(str(ckpt))
-                assert progress.state_dict() == start, (progress.state_dict(), start)
-                self._saved_step, ckpt = progress.global_step, None
-            for stage in [st for st in segment if st.index >= progress.stage]:
-                if progress.stage != stage.index:
-                    progress.stage, progress.stage_step = stage.index, 0
-                self._run_stage(acc, wrapped, optimizer, stage, progress, stop)
-                if progress.global_step >= stop:
-                    break
-            # 4. the end of the run (export) or an early stop (checkpoint)
-            if progress.global_step >= end:
-                self._export_final(acc, wrapped)
-            elif progress.global_step >= stop:
-                self._save(acc, progress)
-            model = acc.unwrap_model(wrapped).model
-            acc.free_memory(wrapped, optimizer)
+            model = self._run_segment(acc, model, segment, progress, ckpt, start, stop, end)
+            ckpt = None  # loaded into the first segment run
         self._check_ranks_agree(acc, model)
         for tracker in acc.trackers:  # not `end_training`: it ends the process group, which outlives one fit
             tracker.finish()
         self.model = model
         return self.history
+
+    def _run_segment(
+        self,
+        acc: Any,
+        model: nn.Module,
+        segment: list[Stage],
+        progress: TrainingProgress,
+        ckpt: Path | None,
+        start: dict[str, int],
+        stop: int,
+        end: int,
+    ) -> nn.Module:
+        """Train the stages of one optimizer segment from `progress` on (after loading `ckpt` into
+        it); export at the end of the run, checkpoint at an early stop. Returns the unwrapped model."""
+        wrapped, optimizer = self._prepare(acc, model, segment[0])
+        if ckpt is not None:
+            acc.load_state(str(ckpt))
+            assert progress.state_dict() == start, (progress.state_dict(), start)
+            self._saved_step = progress.global_step
+        for stage in [st for st in segment if st.index >= progress.stage]:
+            if progress.stage != stage.index:
+                progress.stage, progress.stage_step = stage.index, 0
+            self._run_stage(acc, wrapped, optimizer, stage, progress, stop)
+            if progress.global_step >= stop:
+                break
+        # 4. the end of the run (export) or an early stop (checkpoint)
+        if progress.global_step >= end:
+            self._export_final(acc, wrapped)
+        elif progress.global_step >= stop:
+            self._save(acc, progress)
+        model = acc.unwrap_model(wrapped).model
+        acc.free_memory(wrapped, optimizer)
+        return model
 
     def _accelerator(self) -> Any:
         """The `Accelerator`: DeepSpeed when `training.deepspeed` or `accelerate launch` asks for it

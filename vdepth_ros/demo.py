@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -132,45 +133,15 @@ def run_demo(
     from vdepth_ros.offline.atomic import AtomicOutput
     from vdepth_ros.offline.bag import process_bag
     from vdepth_ros.offline.flicker import measure_flicker
-    from vdepth_ros.offline.synth import default_intrinsics, write_image_bag
+    from vdepth_ros.offline.synth import write_image_bag
     from vdepth_ros.offline.video import process_video
     from vdepth_ros.offline.videoio import VideoFrameSource
 
+    # 0. The model and the clip (one error naming everything missing); the clip's camera and depth range.
     out = Path(out)
-    missing = []
-    model_path: Path | None = None
-    if engine is None:
-        try:
-            model_path = check_default_model(model)
-        except OfflineError as err:
-            missing.append(str(err))
-    sample_path = Path(sample) if sample else find_sample()
-    if sample_path is None or not sample_path.exists():
-        where = sample_path or "no sample.mp4 / sample/ next to the default model"
-        missing.append(
-            f"the sample clip is missing ({where}; it is bundled with the default model; "
-            f"pass --input CLIP to use your own)"
-        )
-    if missing:
-        raise OfflineError("cannot run the demo: " + "; ".join(missing))
-    assert sample_path is not None
+    model_path, sample_path = _demo_inputs(engine, model, sample)
     prepare_out(out, overwrite)
-    params = load_node_params()
-    meta = load_sidecar(sample_path)
-    with VideoFrameSource(sample_path, max_frames=max_frames) as src:
-        size, fps, count = src.size, src.fps, src.frame_count
-    if size is None:
-        raise OfflineError(f"cannot read the frame size of {sample_path}")
-    intrinsics = _intrinsics(meta)
-    notes = []
-    if intrinsics is None:
-        intrinsics = default_intrinsics(*size)
-        notes.append("the sample has no intrinsics: a 60-degree pinhole is assumed (clouds are approximate)")
-    near = float(meta.get("near", params.get("near", 0.3)))
-    far = float(meta.get("far", params.get("far", 10.0)))
-    if "near" not in meta:
-        notes.append(f"no depth range in the sample metadata: near/far {near:g}/{far:g} m from the params")
-    params = {**params, "scale_source": "range", "near": near, "far": far}
+    setup = _demo_setup(sample_path, max_frames)
     model_arg = str(model_path) if model_path else None
 
     replace = True  # out is the demo's folder (prepare_out): its previous results are replaced once new ones exist
@@ -178,14 +149,14 @@ def run_demo(
     video = process_video(
         sample_path,
         out / "video",
-        params=params,
+        params=setup.params,
         mode="offline",
         formats=("png", "npz"),
         preview=True,
-        preview_still=(count or 1) // 2,  # the README's preview frame (docs/img/preview.png)
+        preview_still=(setup.count or 1) // 2,  # the README's preview frame (docs/img/preview.png)
         ply=False,
-        intrinsics=intrinsics,
-        depth_range=(near, far),
+        intrinsics=setup.intrinsics,
+        depth_range=setup.depth_range,
         max_frames=max_frames,
         engine=engine,
         model=model_arg,
@@ -197,12 +168,13 @@ def run_demo(
         VideoFrameSource(sample_path, max_frames=max_frames) as src,
         AtomicOutput(out / "input_bag", overwrite=replace, inputs=[sample_path]) as tmp,
     ):
-        n = write_image_bag(tmp, (f.rgb for f in src.frames()), storage="mcap", fps=fps, intrinsics=intrinsics)
+        rgbs = (f.rgb for f in src.frames())
+        n = write_image_bag(tmp, rgbs, storage="mcap", fps=setup.fps, intrinsics=setup.intrinsics)
     print(f"[3/4] vdepth-bag {out / 'input_bag'} -> {out / 'depth_bag'} (causal, as the live node)", flush=True)
     bag = process_bag(
         out / "input_bag",
         out / "depth_bag",
-        params=params,
+        params=setup.params,
         mode="causal",
         storage="mcap",
         engine=engine,
@@ -219,7 +191,7 @@ def run_demo(
         "video": video.to_dict(),
         "bag": bag.to_dict(),
         "flicker": flicker.to_dict(),
-        "notes": notes,
+        "notes": setup.notes,
         "outputs": {
             "depth_png": str(out / "video" / "depth"),
             "preview": str(out / "video" / "preview.mp4"),
@@ -230,6 +202,64 @@ def run_demo(
     }
     (out / "summary.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     return result
+
+
+def _demo_inputs(engine: DepthEngine | None, model: str | None, sample: str | Path | None) -> tuple[Path | None, Path]:
+    """(the model folder, None with an injected engine; the sample clip), or one `OfflineError`
+    naming everything that is missing."""
+    missing = []
+    model_path: Path | None = None
+    if engine is None:
+        try:
+            model_path = check_default_model(model)
+        except OfflineError as err:
+            missing.append(str(err))
+    sample_path = Path(sample) if sample else find_sample()
+    if sample_path is None or not sample_path.exists():
+        where = sample_path or "no sample.mp4 / sample/ next to the default model"
+        missing.append(
+            f"the sample clip is missing ({where}; it is bundled with the default model; "
+            f"pass --input CLIP to use your own)"
+        )
+    if missing or sample_path is None:
+        raise OfflineError("cannot run the demo: " + "; ".join(missing))
+    return model_path, sample_path
+
+
+@dataclass
+class _DemoSetup:
+    """The node's params with the clip's depth range as the scale source, and the clip's camera."""
+
+    params: dict[str, Any]
+    intrinsics: tuple[float, float, float, float]
+    depth_range: tuple[float, float]
+    fps: float
+    count: int | None
+    notes: list[str]
+
+
+def _demo_setup(sample_path: Path, max_frames: int | None) -> _DemoSetup:
+    """The clip's intrinsics and depth range from its sidecar JSON, else assumed (and noted)."""
+    from vdepth_ros.offline.synth import default_intrinsics
+    from vdepth_ros.offline.videoio import VideoFrameSource
+
+    params = load_node_params()
+    meta = load_sidecar(sample_path)
+    with VideoFrameSource(sample_path, max_frames=max_frames) as src:
+        size, fps, count = src.size, src.fps, src.frame_count
+    if size is None:
+        raise OfflineError(f"cannot read the frame size of {sample_path}")
+    intrinsics = _intrinsics(meta)
+    notes = []
+    if intrinsics is None:
+        intrinsics = default_intrinsics(*size)
+        notes.append("the sample has no intrinsics: a 60-degree pinhole is assumed (clouds are approximate)")
+    near = float(meta.get("near", params.get("near", 0.3)))
+    far = float(meta.get("far", params.get("far", 10.0)))
+    if "near" not in meta:
+        notes.append(f"no depth range in the sample metadata: near/far {near:g}/{far:g} m from the params")
+    params = {**params, "scale_source": "range", "near": near, "far": far}
+    return _DemoSetup(params, intrinsics, (near, far), fps, count, notes)
 
 
 def format_result(result: dict[str, Any]) -> str:

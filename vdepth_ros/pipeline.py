@@ -24,27 +24,24 @@ a deterministic engine, so a bag processed causally equals the live node frame f
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 
 from vdepth_ros.config import PipelineConfig
 from vdepth_ros.errors import ConfigError, InputError
+from vdepth_ros.pipeline_offline import run_offline
+from vdepth_ros.pipeline_types import DepthFrame, FitInfo, FrameInput, PipelineStats, _Record
 from vdepth_ros.resize import registered_size, resize_frame, upsample, working_size
 from vdepth_ros.stream.align import AffineFit, FitOptions
 from vdepth_ros.stream.cloud import CameraModel, PointCloudBuilder
 from vdepth_ros.stream.cuts import SceneCutDetector
 from vdepth_ros.stream.depth import depth_from_disparity, disparity_from_depth
-from vdepth_ros.stream.graph import OFFLINE_LAG, CausalGraphAligner
 from vdepth_ros.stream.scale import make_scale_source, resample_sparse_depth
 from vdepth_ros.stream.stitch import StitchedFrame, Stitcher
 from vdepth_ros.stream.windows import Window, WindowScheduler, anchor_keyframes, pad_for_rule
@@ -56,125 +53,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 __all__ = ["CameraModel", "DepthFrame", "DepthPipeline", "FitInfo", "FrameInput", "PipelineConfig", "PipelineStats"]
-
-
-@dataclass
-class FrameInput:
-    """One camera frame.
-
-    Attributes:
-        rgb: `(H, W, 3)` uint8 RGB, any resolution.
-        stamp_ns: timestamp in nanoseconds (passed through).
-        camera: intrinsics at the rgb's resolution; None -> no cloud.
-        sparse_depth: `(H, W)` float32 metres at the rgb's resolution, NaN/0 invalid, or None.
-        meta: opaque to the pipeline (ROS header, bag timestamp...), passed through.
-    """
-
-    rgb: np.ndarray
-    stamp_ns: int
-    camera: CameraModel | None = None
-    sparse_depth: np.ndarray | None = None
-    meta: Any = None
-
-
-@dataclass(frozen=True)
-class FitInfo:
-    """How a frame's values were obtained.
-
-    Attributes:
-        scale, shift: the window alignment (window disparity -> stream canonical disparity).
-        residual: how far the aligned window is from the stream it continues, on the frames it
-            blends into: robust sigma of the difference relative to the disparity there (0.02 =
-            2 %; 0 for a stream's first window). The same measure in every alignment mode and
-            offline (`stream.stitch.WindowHealth`).
-        inlier_fraction: fraction of the fit's pixels kept by its robust weights (graph alignment
-            and offline: the mean over the window's pairwise fits).
-        scale_change: the window's scale over the previous window's (1 = the model's raw scale
-            did not change; a jump flags a model or alignment problem).
-        degenerate: the fit fell back to (1, 0), or with graph alignment to the previous window's
-            affine (too few points, flat, uncorrelated); see `reason`.
-        scale_source: "none" | "sparse" | "range" | "metric".
-        window: index of the newest window that contributed to this frame.
-        metric_scale, metric_shift: canonical disparity -> metric inverse depth (1/m), or None.
-        reason: why the fit is degenerate ("" otherwise).
-    """
-
-    scale: float
-    shift: float
-    residual: float
-    inlier_fraction: float
-    degenerate: bool
-    scale_source: str
-    window: int = -1
-    metric_scale: float | None = None
-    metric_shift: float | None = None
-    reason: str = ""
-    scale_change: float = 1.0
-
-
-@dataclass
-class DepthFrame:
-    """One output frame (see `docs/architecture.md`). Arrays are read-only views.
-
-    Attributes:
-        index: 0-based frame index since the last reset (a scene cut does not restart it).
-        stamp_ns, meta: from the FrameInput.
-        status: "provisional" (a later window may revise it) or "final".
-        disparity: `(h, w)` float32 aligned relative disparity, NaN invalid; `(h, w)` is the output
-            resolution (`output_resolution`), registered to the input image.
-        depth: `(h, w)` float32 metres, REP 118 (NaN no estimate, +Inf beyond the far limit, -Inf
-            below the near limit); None without a scale.
-        camera: intrinsics at `(h, w)` (the input's camera when `(h, w)` is the input size), or None.
-        points: `(h', w', 3)` float32 organized xyz in metres (optical frame), NaN where the depth
-            is not finite, or None.
-        colors: `(h', w', 3)` uint8 RGB matching `points`, or None.
-        fit: alignment and scale of this frame.
-        rgb: `(h, w, 3)` uint8 input image at the output resolution (previews, overlays).
-    """
-
-    index: int
-    stamp_ns: int
-    meta: Any
-    status: Literal["provisional", "final"]
-    disparity: np.ndarray
-    depth: np.ndarray | None
-    camera: CameraModel | None
-    points: np.ndarray | None
-    colors: np.ndarray | None
-    fit: FitInfo
-    rgb: np.ndarray | None = None
-
-
-@dataclass
-class PipelineStats:
-    """Counters for diagnostics (cumulative over resets)."""
-
-    frames_in: int = 0
-    frames_out: int = 0
-    windows: int = 0
-    degenerate_fits: int = 0
-    anchor_refreshes: int = 0
-    resets: int = 0
-    scene_cuts: int = 0
-    last_reset_reason: str = ""
-    infer_seconds: float = 0.0
-    post_seconds: float = 0.0
-    last_fit: FitInfo | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass
-class _Record:
-    stamp_ns: int
-    meta: Any
-    camera: CameraModel | None
-    input_size: tuple[int, int]  # (H, W)
-    rgb: np.ndarray | None  # working resolution (uint8, or float32 in the value range: resize_method)
-    rgb_out: np.ndarray | None  # output resolution uint8 (the input image itself by default)
-    sparse: np.ndarray | None  # working resolution float32 metres
 
 
 def _scheduler(config: PipelineConfig, spec: InputSpec, alignment: str) -> WindowScheduler:
@@ -585,183 +463,4 @@ class DepthPipeline:
             frames: the sequence (consumed once).
             spill_dir: folder for the temporary files (default: the system temp dir).
         """
-        self._clear()
-        try:
-            with (
-                tempfile.TemporaryDirectory(prefix="vdepth-offline-", dir=spill_dir) as tmp,
-                contextlib.ExitStack() as stack,
-            ):
-                spill = _Spill(Path(tmp), self.height, self.width)
-                stack.callback(spill.close_files)
-                stack.callback(spill.close_reads)
-                records: list[_Record] = []
-                segments = self._offline_windows(frames, spill, records)
-                spill.close_writes()
-                for segment in segments:
-                    yield from self._offline_output(segment, spill, records)
-        finally:
-            self._clear()  # also when the consumer stops early: the causal API stays usable
-
-    def _offline_aligner(self) -> CausalGraphAligner:
-        """The graph estimator as a fixed-lag smoother (`OFFLINE_LAG` future windows, all edges kept)."""
-        return CausalGraphAligner(self.fit_options, lag=OFFLINE_LAG, keep_history=True)
-
-    def _offline_windows(
-        self, frames: Iterable[FrameInput], spill: _Spill, records: list[_Record]
-    ) -> list[_OfflineSegment]:
-        """Pass 1: every window of every segment run, spilled and fitted pairwise."""
-        sched = self.scheduler
-        segments = [_OfflineSegment(0, 0, self._offline_aligner())]
-        buffer: dict[int, np.ndarray] = {}  # working-resolution images by segment-local index
-
-        def run(window: Window) -> None:
-            seg = segments[-1]
-            disp = self._infer(window, [buffer[f] for f in window.slots])
-            spill.put_window(disp)
-            seg.aligner.add(window, disp)
-            seg.windows.append(window)
-
-        def close_segment() -> None:
-            while (w := sched.next_window(final=True)) is not None:
-                run(w)
-            buffer.clear()
-
-        for frame in frames:
-            rgb = self._check(frame)
-            if records and rgb.shape[:2] != records[0].input_size:
-                raise InputError("run_offline needs one input resolution for the whole sequence")
-            if not records:
-                self._start_stream(rgb.shape[:2])
-                spill.h, spill.w = self.height, self.width
-            rec = self._record(frame, rgb)
-            assert rec.rgb is not None
-            if self._scene_cut(rec):
-                close_segment()
-                sched.reset()
-                self._reset_engine_stream()
-                segments.append(_OfflineSegment(len(records), spill.n_windows, self._offline_aligner()))
-                self.stats.scene_cuts += 1
-            buffer[sched.add_frame()] = rec.rgb
-            spill.put_frame(len(records), rec)
-            rec.rgb = rec.rgb_out = rec.sparse = None
-            records.append(rec)
-            self.stats.frames_in += 1
-            while (w := sched.next_window()) is not None:
-                run(w)
-            need = sched.needed_frames()
-            for i in [i for i in buffer if i not in need]:
-                del buffer[i]
-        close_segment()
-        return segments
-
-    def _offline_output(self, seg: _OfflineSegment, spill: _Spill, records: list[_Record]) -> Iterator[DepthFrame]:
-        """Pass 2 for one segment: solve, stitch with the solved affines, output every frame once."""
-        fits = seg.aligner.smoothed()
-        self.stats.degenerate_fits += sum(f.degenerate for f in fits) + sum(e.fit.degenerate for e in seg.aligner.edges)
-        self._index_base = seg.first_frame
-        self.scale_source.reset()
-        stitcher = Stitcher(self.alignment, self.fit_options)  # type: ignore[arg-type]
-
-        def out(sf: StitchedFrame) -> DepthFrame:
-            g = seg.first_frame + sf.index
-            return self._depth_frame(sf, spill.record(g, records[g]))
-
-        for window, fit in zip(seg.windows, fits, strict=True):
-            stitched = stitcher.add(window, spill.window(seg.first_window + window.index), affine=fit)
-            here = [s for s in stitched if s.window == window.index]
-            if here:
-                self.scale_source.update(
-                    np.stack([s.disparity for s in here]), [spill.sparse(seg.first_frame + s.index) for s in here]
-                )
-            yield from (out(sf) for sf in stitched if sf.status == "final")
-        yield from (out(sf) for sf in stitcher.finish())
-
-
-@dataclass
-class _OfflineSegment:
-    """The frames between two scene cuts in `run_offline`: its windows and their pairwise fits."""
-
-    first_frame: int  # sequence index of its frame 0
-    first_window: int  # spill index of its window 0
-    aligner: CausalGraphAligner
-    windows: list[Window] = field(default_factory=list)
-
-
-class _Spill:
-    """Append-only temp files for offline mode, read back window by window with `os.pread`.
-
-    Holds the window disparities, sparse depth (working resolution) and the output-resolution RGB;
-    the working-resolution frames are only needed while their windows run (pass 1)."""
-
-    def __init__(self, folder: Path, height: int, width: int) -> None:
-        self.folder, self.h, self.w = folder, height, width
-        self._rgb_out = open(folder / "rgb_out.u8", "wb")  # noqa: SIM115 - closed in close_writes
-        self._disp = open(folder / "disp.f32", "wb")  # noqa: SIM115
-        self._sparse = open(folder / "sparse.f32", "wb")  # noqa: SIM115
-        self._win_offsets: list[tuple[int, int]] = []  # (first frame slot, n frames) per window
-        self.n_windows = 0
-        self._n_disp = 0
-        self._sparse_slot: dict[int, int] = {}
-        self._rgb_out_offset: dict[int, tuple[int, tuple[int, int]]] = {}
-        self._rgb_out_bytes = 0
-
-    def put_frame(self, index: int, rec: _Record) -> None:
-        if rec.sparse is not None:
-            self._sparse_slot[index] = len(self._sparse_slot)
-            self._sparse.write(np.ascontiguousarray(rec.sparse, dtype=np.float32).tobytes())
-        if rec.rgb_out is not None:
-            data = np.ascontiguousarray(rec.rgb_out).tobytes()
-            self._rgb_out_offset[index] = (self._rgb_out_bytes, rec.rgb_out.shape[:2])
-            self._rgb_out.write(data)
-            self._rgb_out_bytes += len(data)
-
-    def put_window(self, disp: np.ndarray) -> None:
-        self._win_offsets.append((self._n_disp, disp.shape[0]))
-        self.n_windows = len(self._win_offsets)
-        self._disp.write(np.ascontiguousarray(disp, dtype=np.float32).tobytes())
-        self._n_disp += disp.shape[0]
-
-    def close_files(self) -> None:
-        for f in (self._rgb_out, self._disp, self._sparse):
-            f.close()
-
-    def close_writes(self) -> None:
-        self.close_files()
-        # Read back with pread into fresh buffers, not np.memmap: pages a memmap has touched stay
-        # mapped (and counted in RSS) until it is closed, so RSS would grow with the sequence.
-        names = ("rgb_out.u8", "disp.f32", "sparse.f32")
-        self._fds = {name: os.open(self.folder / name, os.O_RDONLY) for name in names}
-
-    def close_reads(self) -> None:
-        for fd in getattr(self, "_fds", {}).values():
-            os.close(fd)
-        self._fds = {}
-
-    def _read(self, name: str, offset: int, dtype: type, shape: tuple[int, ...]) -> np.ndarray:
-        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
-        buf = bytearray(nbytes)
-        view = memoryview(buf)
-        got = 0
-        while got < nbytes:  # pread may return short reads
-            chunk = os.pread(self._fds[name], nbytes - got, offset + got)
-            if not chunk:
-                raise OSError(f"offline spill file {name} is truncated")
-            view[got : got + len(chunk)] = chunk
-            got += len(chunk)
-        return np.frombuffer(buf, dtype=dtype).reshape(shape)
-
-    def window(self, k: int) -> np.ndarray:
-        start, n = self._win_offsets[k]
-        frame = self.h * self.w * 4
-        return self._read("disp.f32", start * frame, np.float32, (n, self.h, self.w))
-
-    def sparse(self, index: int) -> np.ndarray | None:
-        slot = self._sparse_slot.get(index)
-        if slot is None:
-            return None
-        return self._read("sparse.f32", slot * self.h * self.w * 4, np.float32, (self.h, self.w))
-
-    def record(self, index: int, rec: _Record) -> _Record:
-        off, (h, w) = self._rgb_out_offset[index]
-        rgb_out = self._read("rgb_out.u8", off, np.uint8, (h, w, 3))
-        return _Record(rec.stamp_ns, rec.meta, rec.camera, rec.input_size, None, rgb_out, None)
+        yield from run_offline(self, frames, spill_dir)

@@ -71,7 +71,7 @@ class GemDepthRecipe(VDARecipe):
         return dpt_unused_parameters(model) + idle
 
     def predict_batch(self, model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor | None]:
-        from vdepth_ros.models.gemdepth import normalize_translations, relative_to_first
+        from vdepth_ros.models.gemdepth_blocks import normalize_translations, relative_to_first
 
         deltas: list[Tensor] = []  # the camera head's per-iteration updates of the pose encoding
         hook = model.camera_head.pose_branch.register_forward_hook(lambda _m, _i, out: deltas.append(out))

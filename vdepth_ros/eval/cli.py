@@ -20,10 +20,11 @@ import logging
 import platform
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from vdepth_ros.errors import ConfigError, ModelLoadError
@@ -36,7 +37,15 @@ from vdepth_ros.eval.metrics import (
     evaluate_sequence,
     row_ramp_prediction,
 )
-from vdepth_ros.stream.depth import disparity_from_depth
+from vdepth_ros.eval.runs import (
+    NoMetricFitError,
+    _single_frame_engine,
+    make_pipeline,
+    measure_engine_fps,
+    run_offline,
+    run_per_frame,
+    run_stream,
+)
 
 log = logging.getLogger("vdepth.eval")
 
@@ -48,188 +57,6 @@ BASELINES = ("constant", "row ramp")
 POSE_ROW = "model stream + points triangulated with GT poses"
 #: rows of metric output scored as they are (`metrics.evaluate_metric`), next to their protocol row
 METRIC_SUFFIX = ", metric (no alignment)"
-
-
-def _to_gt_grid(disp: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Output disparity (NaN invalid) -> GT grid (h, w), bilinear; NaN -> 0 (floored later)."""
-    d = np.nan_to_num(np.asarray(disp, np.float32), nan=0.0)
-    h, w = size
-    if d.shape != (h, w):
-        d = cv2.resize(d, (w, h), interpolation=cv2.INTER_LINEAR)
-    return d
-
-
-def _frames(seq: EvalSequence, sparse_points: int = 0, pose_points: bool = False) -> Iterator[Any]:
-    from vdepth_ros.pipeline import FrameInput
-    from vdepth_ros.triangulate import PoseTriangulator
-
-    step = round(1e9 / seq.fps)
-    if pose_points and seq.poses is None:
-        raise ConfigError(f"{seq.name} has no camera poses to triangulate with")
-    tri = PoseTriangulator() if pose_points else None
-    for i in range(seq.num_frames):
-        if tri is not None:
-            sparse = tri.push(seq.rgb[i], seq.poses[i], seq.rgb_intrinsics)
-        else:
-            sparse = sparse_gt_samples(seq, i, sparse_points) if sparse_points > 0 else None
-        yield FrameInput(rgb=seq.rgb[i], stamp_ns=i * step, sparse_depth=sparse)
-
-
-def sparse_gt_samples(seq: EvalSequence, index: int, points: int) -> np.ndarray:
-    """A simulated sparse depth sensor: `points` GT depths of frame `index` at random valid GT pixels
-    (seeded by the frame index, so every run draws the same ones), as an `(H, W)` float32 map at
-    the RGB's resolution with NaN elsewhere (the `FrameInput.sparse_depth` format)."""
-    gt = seq.depth[index]
-    h, w = gt.shape
-    H, W = seq.rgb.shape[1:3]
-    ok = np.isfinite(gt) & (gt > 0) & (gt < seq.max_depth)
-    if seq.mask is not None:
-        ok &= np.asarray(seq.mask, bool)
-    ys, xs = np.nonzero(ok)
-    out = np.full((H, W), np.nan, np.float32)
-    if ys.size == 0:
-        return out
-    pick = np.random.default_rng(index).choice(ys.size, size=min(points, ys.size), replace=False)
-    # GT pixel centres -> RGB pixels (the GT grid may be a subsampled copy of the RGB's)
-    u = np.clip(np.rint((xs[pick] + 0.5) * W / w - 0.5).astype(int), 0, W - 1)
-    v = np.clip(np.rint((ys[pick] + 0.5) * H / h - 0.5).astype(int), 0, H - 1)
-    out[v, u] = gt[ys[pick], xs[pick]]
-    return out
-
-
-#: what the evaluation fixes whatever the params file says: relative output, no cloud, and the working
-#: resolution's output resized bilinearly (the protocol's resize) straight to the camera's grid
-EVAL_OVERRIDES: dict[str, Any] = {
-    "scale_source": "none",
-    "cloud_stride": 0,
-    "output_resolution": "input",
-    "upsample_method": "bilinear",
-}
-
-
-def make_pipeline(engine: Any, params: dict[str, Any] | None = None, base: dict[str, Any] | None = None) -> Any:
-    """A `DepthPipeline` from the node's parameters, relative output, no cloud.
-
-    Args:
-        engine: the engine under evaluation.
-        params: overrides on top of everything (e.g. `scale_source: sparse` for the sparse row).
-        base: the node's flat parameters (`vdepth-eval --params`); default: the bundled
-            `config/depth.yaml`, as the node, `vdepth-bag` and `vdepth-video` use.
-    """
-    from vdepth_ros.offline.runner import load_node_params
-    from vdepth_ros.pipeline import DepthPipeline
-
-    merged = dict(load_node_params() if base is None else base)
-    merged.update(EVAL_OVERRIDES)
-    merged.update(params or {})
-    return DepthPipeline.from_dict(merged, engine=engine)
-
-
-class NoMetricFitError(RuntimeError):
-    """A metric row's sequence never got a metric fit (e.g. a camera that barely moves gives no
-    triangulated points); the row is reported without it."""
-
-
-def run_offline(
-    engine: Any, seq: EvalSequence, params: dict[str, Any] | None = None, base: dict[str, Any] | None = None
-) -> np.ndarray:
-    """`(T, h, w)` disparity on the GT grid from `DepthPipeline.run_offline` (`make_pipeline` args)."""
-    pipe = make_pipeline(engine, params, base)
-    out = np.zeros(seq.depth.shape, np.float32)
-    seen = np.zeros(seq.num_frames, bool)
-    for f in pipe.run_offline(_frames(seq)):
-        out[f.index] = _to_gt_grid(f.disparity, seq.gt_size)
-        seen[f.index] = True
-    if not seen.all():
-        raise RuntimeError(f"run_offline returned {seen.sum()} of {seq.num_frames} frames")
-    return out
-
-
-def run_stream(
-    engine: Any,
-    seq: EvalSequence,
-    params: dict[str, Any] | None = None,
-    sparse_points: int = 0,
-    base: dict[str, Any] | None = None,
-    pose_points: bool = False,
-) -> np.ndarray:
-    """`(T, h, w)` disparity on the GT grid from the causal pipeline: the first output of each frame.
-
-    With `sparse_points` > 0 the pipeline runs with `scale_source: sparse`, fed that many GT depths
-    per frame (`sparse_gt_samples`), and the result is its metric output as inverse depth.
-
-    With `pose_points` the sparse depths are instead triangulated from the images with the GT camera
-    poses (`triangulate.PoseTriangulator`, as robot odometry would feed the node). Until the
-    camera has moved enough for a first metric fit the pipeline outputs no depth; those first frames
-    are scored with the first fit that follows (the only use of a later frame)."""
-    metric = sparse_points > 0 or pose_points
-    if metric:
-        params = {**(params or {}), "scale_source": "sparse"}
-    pipe = make_pipeline(engine, params, base)
-    out = np.zeros(seq.depth.shape, np.float32)
-    seen = np.zeros(seq.num_frames, bool)
-    frames = []
-    for fi in _frames(seq, sparse_points, pose_points):
-        frames += pipe.push(fi)
-    frames += pipe.flush()
-    first_fit = next(((f.fit.metric_scale, f.fit.metric_shift) for f in frames if f.depth is not None), None)
-    for f in frames:
-        if not seen[f.index]:
-            if metric:
-                if f.depth is not None:
-                    inv = np.nan_to_num(disparity_from_depth(f.depth), nan=0.0)
-                elif pose_points and first_fit is not None:
-                    inv = np.maximum(np.nan_to_num(first_fit[0] * f.disparity + first_fit[1], nan=0.0), 0.0)
-                else:
-                    raise NoMetricFitError(f"{seq.name}: no metric fit in any window (too few sparse points)")
-                out[f.index] = _to_gt_grid(inv, seq.gt_size)
-            else:
-                out[f.index] = _to_gt_grid(f.disparity, seq.gt_size)
-            seen[f.index] = True
-    if not seen.all():
-        raise RuntimeError(f"causal pipeline returned {seen.sum()} of {seq.num_frames} frames")
-    return out
-
-
-def run_per_frame(engine: Any, seq: EvalSequence) -> np.ndarray:
-    """`(T, h, w)` disparity on the GT grid, the engine run on one frame at a time (no stitching)."""
-    spec = engine.input_spec
-    out = np.zeros(seq.depth.shape, np.float32)
-    for i in range(seq.num_frames):
-        rgb = cv2.resize(seq.rgb[i], (spec.width, spec.height), interpolation=cv2.INTER_AREA)
-        out[i] = _to_gt_grid(engine.infer(rgb[None])[0], seq.gt_size)
-    return out
-
-
-def _single_frame_engine(model_dir: Path, engine: Any) -> Any:
-    """The same weights with a one-frame window (torch, exact T = 1) when the folder has them; else
-    `engine` itself (which pads a single frame by repetition)."""
-    if not (Path(model_dir) / "config.json").is_file():
-        return engine
-    from vdepth_ros.runtime import create_engine
-
-    spec = engine.input_spec
-    try:
-        return create_engine(str(model_dir), backend="torch", frames=1, height=spec.height, width=spec.width)
-    except Exception as err:  # e.g. torch missing: fall back to padding
-        log.warning("no T=1 torch engine (%s); per-frame runs pad one frame to the window", err)
-        return engine
-
-
-def measure_engine_fps(engine: Any, repeats: int = 3) -> dict[str, float]:
-    """Amortised frames/s of full windows: (window - overlap) new frames per `infer` call (median)."""
-    spec = engine.input_spec
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, 256, (spec.frames, spec.height, spec.width, 3), dtype=np.uint8)
-    engine.infer(x)  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        engine.infer(x)
-        times.append(time.perf_counter() - t0)
-    sec = float(np.median(times))
-    new = max(1, int(spec.window) - int(spec.overlap))
-    return {"window_s": sec, "frames_per_window": float(spec.frames), "new_frames": float(new), "fps": new / sec}
 
 
 def evaluate(
@@ -264,102 +91,161 @@ def evaluate(
     `params_file` is the node parameter YAML the offline and stream runs use (default: the bundled
     `config/depth.yaml`), e.g. to score another `alignment`.
     """
+    # 1. Check the options; read the node's parameters (ConfigError on a bad file) before any work.
     if size is not None and backend != "torch":
         raise ConfigError(
             f"a working size needs the torch backend (exported graphs have a fixed size), got {backend!r}"
         )
     from vdepth_ros.offline.runner import default_params_path, load_node_params
 
-    node_params = load_node_params(params_file)  # ConfigError on a bad file, before any work
-    engine = single = None
+    node_params = load_node_params(params_file)
     results: dict[str, Any] = {"datasets": {}, "meta": {"model": None, "backend": None}}
     results["meta"]["params_file"] = str(params_file) if params_file else str(default_params_path())
+    # 2. The engines under evaluation (none for the baselines only), described in the meta.
+    opts = _EvalRuns(
+        node_params=node_params,
+        stream=stream,
+        per_frame=per_frame,
+        per_frame_fit=per_frame_fit,
+        sparse_points=sparse_points,
+        pose_points=pose_points,
+    )
     if with_model:
-        from vdepth_ros.paths import default_model_dir
-        from vdepth_ros.runtime import create_engine
-        from vdepth_ros.runtime.registry import resolve_model
-
-        mdir = Path(resolve_model(model)) if model else default_model_dir()
-        opts: dict[str, Any] = {"threads": threads} if threads else {}
-        if size is not None:
-            opts.update(height=int(size[0]), width=int(size[1]))
-        engine = create_engine(str(mdir), backend=backend, **opts)
-        results["meta"].update({"model": str(mdir), "backend": engine.backend, "spec": engine.input_spec.to_dict()})
-        results["meta"]["speed"] = measure_engine_fps(engine)
-        single = _single_frame_engine(mdir, engine)
-        results["meta"]["per_frame_engine"] = f"{single.backend}, T={single.input_spec.frames}"
-        results["meta"]["pipeline"] = make_pipeline(engine, base=node_params).schedule
+        opts.engine, opts.single = _load_engines(model, backend, threads, size, node_params, results["meta"])
     results["meta"]["machine"] = {"cpu_count": __import__("os").cpu_count(), "python": platform.python_version()}
+    # 3. Every dataset: every method on every sequence, then the means and goal checks.
     frames = {**DEFAULT_FRAMES, **(frames or {})}
     for name in datasets:
-        kwargs: dict[str, Any] = {"stride": DEFAULT_STRIDE.get(name, 1)}
-        if name in frames:
-            kwargs["frames"] = frames[name]
-        seqs = load_dataset(name, evaldata, **kwargs)
-        rows: dict[str, list[DepthMetrics]] = {}
-        timing: dict[str, float] = {}
-        notes: list[str] = []
-
-        def add(method: str, m: DepthMetrics, rows: dict[str, list[DepthMetrics]] = rows) -> None:
-            rows.setdefault(method, []).append(m)
-
-        for seq in seqs:
-            log.info("%s: %d frames, GT %s", seq.name, seq.num_frames, seq.gt_size)
-            kw = {"intrinsics": seq.intrinsics, "poses": seq.poses, "mask": None}
-            mask = None if seq.mask is None else np.broadcast_to(seq.mask, seq.depth.shape)
-            kw["mask"] = mask
-            add("constant", evaluate_sequence(constant_prediction(seq.depth.shape), seq.depth, seq.max_depth, **kw))
-            add("row ramp", evaluate_sequence(row_ramp_prediction(seq.depth.shape), seq.depth, seq.max_depth, **kw))
-            if engine is None:
-                continue
-            t0 = time.perf_counter()
-            offline = run_offline(engine, seq, base=node_params)
-            add("model offline", evaluate_sequence(offline, seq.depth, seq.max_depth, **kw))
-            timing["offline_s"] = timing.get("offline_s", 0.0) + time.perf_counter() - t0
-            if per_frame_fit:
-                m = evaluate_per_frame_fit(offline, seq.depth, seq.max_depth, mask=mask)
-                add("model offline, affine per frame", m)
-            if stream:
-                t0 = time.perf_counter()
-                disp = run_stream(engine, seq, base=node_params)
-                add("model stream", evaluate_sequence(disp, seq.depth, seq.max_depth, **kw))
-                timing["stream_s"] = timing.get("stream_s", 0.0) + time.perf_counter() - t0
-            if sparse_points > 0:
-                disp = run_stream(engine, seq, sparse_points=sparse_points, base=node_params)
-                row = f"model stream + {sparse_points} sparse GT points"
-                add(row, evaluate_sequence(disp, seq.depth, seq.max_depth, **kw))
-                add(f"{row}{METRIC_SUFFIX}", evaluate_metric(disp, seq.depth, seq.max_depth, mask=mask))
-            if pose_points and seq.poses is not None:
-                try:
-                    disp = run_stream(engine, seq, pose_points=True, base=node_params)
-                except NoMetricFitError as err:
-                    notes.append(f"{POSE_ROW}: {err}; the row averages the other sequences")
-                    log.warning("%s", err)
-                else:
-                    add(POSE_ROW, evaluate_sequence(disp, seq.depth, seq.max_depth, **kw))
-                    add(f"{POSE_ROW}{METRIC_SUFFIX}", evaluate_metric(disp, seq.depth, seq.max_depth, mask=mask))
-            if per_frame:
-                t0 = time.perf_counter()
-                add(
-                    "model per-frame (T=1)",
-                    evaluate_sequence(run_per_frame(single, seq), seq.depth, seq.max_depth, **kw),
-                )
-                timing["per_frame_s"] = timing.get("per_frame_s", 0.0) + time.perf_counter() - t0
-        total_frames = sum(s.num_frames for s in seqs)
-        results["datasets"][name] = {
-            "sequences": [s.name for s in seqs],
-            "frames": total_frames,
-            "stride": kwargs["stride"],
-            "methods": {k: _mean(v) for k, v in rows.items()},
-            "timing": {
-                **timing,
-                **({"offline_fps": total_frames / timing["offline_s"]} if "offline_s" in timing else {}),
-            },
-        }
-        results["datasets"][name]["goals"] = goals(results["datasets"][name]["methods"])
-        if notes:
-            results["datasets"][name]["notes"] = notes
+        results["datasets"][name] = _evaluate_dataset(name, evaldata, frames, opts)
     return results
+
+
+@dataclass
+class _EvalRuns:
+    """Which model runs `evaluate` scores, and with what."""
+
+    node_params: dict[str, Any]
+    stream: bool
+    per_frame: bool
+    per_frame_fit: bool
+    sparse_points: int
+    pose_points: bool
+    engine: Any = None
+    single: Any = None  # the engine on one frame at a time
+
+
+@dataclass
+class _Scores:
+    """One dataset's per-sequence metrics by method, run times and notes."""
+
+    rows: dict[str, list[DepthMetrics]] = field(default_factory=dict)
+    timing: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, method: str, m: DepthMetrics) -> None:
+        self.rows.setdefault(method, []).append(m)
+
+    @contextmanager
+    def timed(self, key: str) -> Iterator[None]:
+        """Add the block's wall time to `timing[key]` (seconds, summed over sequences)."""
+        t0 = time.perf_counter()
+        yield
+        self.timing[key] = self.timing.get(key, 0.0) + time.perf_counter() - t0
+
+
+def _load_engines(
+    model: str | None,
+    backend: str,
+    threads: int | None,
+    size: tuple[int, int] | None,
+    node_params: dict[str, Any],
+    meta: dict[str, Any],
+) -> tuple[Any, Any]:
+    """The engine under evaluation and its one-frame twin; their description and speed into `meta`."""
+    from vdepth_ros.paths import default_model_dir
+    from vdepth_ros.runtime import create_engine
+    from vdepth_ros.runtime.registry import resolve_model
+
+    mdir = Path(resolve_model(model)) if model else default_model_dir()
+    opts: dict[str, Any] = {"threads": threads} if threads else {}
+    if size is not None:
+        opts.update(height=int(size[0]), width=int(size[1]))
+    engine = create_engine(str(mdir), backend=backend, **opts)
+    meta.update({"model": str(mdir), "backend": engine.backend, "spec": engine.input_spec.to_dict()})
+    meta["speed"] = measure_engine_fps(engine)
+    single = _single_frame_engine(mdir, engine)
+    meta["per_frame_engine"] = f"{single.backend}, T={single.input_spec.frames}"
+    meta["pipeline"] = make_pipeline(engine, base=node_params).schedule
+    return engine, single
+
+
+def _evaluate_dataset(name: str, evaldata: Path, frames: dict[str, int], opts: _EvalRuns) -> dict[str, Any]:
+    """One dataset's results: its sequences, the mean metrics of every method, timing and goal checks."""
+    kwargs: dict[str, Any] = {"stride": DEFAULT_STRIDE.get(name, 1)}
+    if name in frames:
+        kwargs["frames"] = frames[name]
+    seqs = load_dataset(name, evaldata, **kwargs)
+    scores = _Scores()
+    for seq in seqs:
+        log.info("%s: %d frames, GT %s", seq.name, seq.num_frames, seq.gt_size)
+        _score_sequence(seq, opts, scores)
+    total_frames = sum(s.num_frames for s in seqs)
+    timing = scores.timing
+    out: dict[str, Any] = {
+        "sequences": [s.name for s in seqs],
+        "frames": total_frames,
+        "stride": kwargs["stride"],
+        "methods": {k: _mean(v) for k, v in scores.rows.items()},
+        "timing": {**timing, **({"offline_fps": total_frames / timing["offline_s"]} if "offline_s" in timing else {})},
+    }
+    out["goals"] = goals(out["methods"])
+    if scores.notes:
+        out["notes"] = scores.notes
+    return out
+
+
+def _score_sequence(seq: EvalSequence, opts: _EvalRuns, scores: _Scores) -> None:
+    """Every requested method on one sequence, into `scores`."""
+    mask = None if seq.mask is None else np.broadcast_to(seq.mask, seq.depth.shape)
+    kw = {"intrinsics": seq.intrinsics, "poses": seq.poses, "mask": mask}
+    scores.add("constant", evaluate_sequence(constant_prediction(seq.depth.shape), seq.depth, seq.max_depth, **kw))
+    scores.add("row ramp", evaluate_sequence(row_ramp_prediction(seq.depth.shape), seq.depth, seq.max_depth, **kw))
+    engine, base = opts.engine, opts.node_params
+    if engine is None:
+        return
+    with scores.timed("offline_s"):
+        offline = run_offline(engine, seq, base=base)
+        scores.add("model offline", evaluate_sequence(offline, seq.depth, seq.max_depth, **kw))
+    if opts.per_frame_fit:
+        m = evaluate_per_frame_fit(offline, seq.depth, seq.max_depth, mask=mask)
+        scores.add("model offline, affine per frame", m)
+    if opts.stream:
+        with scores.timed("stream_s"):
+            disp = run_stream(engine, seq, base=base)
+            scores.add("model stream", evaluate_sequence(disp, seq.depth, seq.max_depth, **kw))
+    if opts.sparse_points > 0:
+        disp = run_stream(engine, seq, sparse_points=opts.sparse_points, base=base)
+        row = f"model stream + {opts.sparse_points} sparse GT points"
+        scores.add(row, evaluate_sequence(disp, seq.depth, seq.max_depth, **kw))
+        scores.add(f"{row}{METRIC_SUFFIX}", evaluate_metric(disp, seq.depth, seq.max_depth, mask=mask))
+    if opts.pose_points and seq.poses is not None:
+        _score_pose_points(seq, opts, scores, kw)
+    if opts.per_frame:
+        with scores.timed("per_frame_s"):
+            disp = run_per_frame(opts.single, seq)
+            scores.add("model per-frame (T=1)", evaluate_sequence(disp, seq.depth, seq.max_depth, **kw))
+
+
+def _score_pose_points(seq: EvalSequence, opts: _EvalRuns, scores: _Scores, kw: dict[str, Any]) -> None:
+    """The causal pipeline fed points triangulated with the GT poses; a sequence without a metric fit is noted."""
+    try:
+        disp = run_stream(opts.engine, seq, pose_points=True, base=opts.node_params)
+    except NoMetricFitError as err:
+        scores.notes.append(f"{POSE_ROW}: {err}; the row averages the other sequences")
+        log.warning("%s", err)
+        return
+    scores.add(POSE_ROW, evaluate_sequence(disp, seq.depth, seq.max_depth, **kw))
+    scores.add(f"{POSE_ROW}{METRIC_SUFFIX}", evaluate_metric(disp, seq.depth, seq.max_depth, mask=kw["mask"]))
 
 
 def _mean(ms: list[DepthMetrics]) -> dict[str, Any]:

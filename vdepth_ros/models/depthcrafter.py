@@ -12,6 +12,9 @@ Architecture (all `diffusers` / `transformers` blocks, no re-implemented layers)
 * `AutoencoderKLTemporalDecoder` (SVD VAE, frozen): per-frame encoder, temporal decoder run in chunks.
 * `CLIPVisionModelWithProjection` (OpenCLIP ViT-H in SVD-XT): one `image_embeds` token per frame.
 
+The UNet class, the released/tiny configs of the three parts and their strict loader are in
+`svd_parts.py` (shared with the one-step student); this module is the sampler around them.
+
 Conditioning (released pipeline `DepthCrafterPipeline.__call__`): frames [0,1] -> [-1,1]; CLIP on the
 clean frames squash-resized with antialiasing to the encoder's `image_size` (224 for the release; no
 crop), mapped back to [0,1] and normalised with the OpenAI CLIP mean/std; then
@@ -51,159 +54,32 @@ from pathlib import Path
 from typing import Any, ClassVar, Self
 
 import torch
-from diffusers import AutoencoderKLTemporalDecoder, UNetSpatioTemporalConditionModel
+from diffusers import AutoencoderKLTemporalDecoder
 from diffusers.pipelines.stable_video_diffusion.pipeline_stable_video_diffusion import _resize_with_antialiasing
 from torch import nn
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
-from vdepth_ros.errors import InputError, ModelLoadError
+from vdepth_ros.errors import InputError
 from vdepth_ros.models import edm
 from vdepth_ros.models.base import ExportSignature, InputConstraints, VideoDepthModel, register_to_config
+from vdepth_ros.models.svd_parts import (
+    RELEASED_CLIP_CONFIG,
+    RELEASED_UNET_CONFIG,
+    RELEASED_VAE_CONFIG,
+    TINY_CLIP_CONFIG,
+    TINY_UNET_CONFIG,
+    TINY_VAE_CONFIG,
+    SpatioTemporalUNet,
+    clean_config,
+    clip_config,
+    load_part,
+)
 
 #: SVD micro-conditioning `[fps, motion_bucket_id, noise_aug_strength]` as DepthCrafter passes it.
 ADDED_TIME_IDS: tuple[float, float, float] = (7.0, 127.0, 0.02)
 DEFAULT_WINDOW = 110
 DEFAULT_OVERLAP = 25
-
-#: SVD-XT / DepthCrafter UNet: diffusers' defaults are exactly the released config (8 in, 4 out,
-#: block_out (320, 640, 1280, 1280), cross-attention 1024, added-time 3 x 256).
-RELEASED_UNET_CONFIG: dict[str, Any] = {}
-#: SVD-XT `vae/config.json` (architecture keys).
-RELEASED_VAE_CONFIG: dict[str, Any] = {
-    "in_channels": 3,
-    "out_channels": 3,
-    "down_block_types": ["DownEncoderBlock2D"] * 4,
-    "block_out_channels": [128, 256, 512, 512],
-    "layers_per_block": 2,
-    "latent_channels": 4,
-    "sample_size": 768,
-    "scaling_factor": edm.LATENT_SCALE,
-    "force_upcast": True,
-}
-#: SVD-XT `image_encoder/config.json` (OpenCLIP ViT-H/14 vision tower, 1024-d projection).
-RELEASED_CLIP_CONFIG: dict[str, Any] = {
-    "hidden_size": 1280,
-    "intermediate_size": 5120,
-    "projection_dim": 1024,
-    "num_hidden_layers": 32,
-    "num_attention_heads": 16,
-    "num_channels": 3,
-    "image_size": 224,
-    "patch_size": 14,
-    "hidden_act": "gelu",
-    "layer_norm_eps": 1e-5,
-}
-_CLIP_KEYS = frozenset(RELEASED_CLIP_CONFIG) | {"attention_dropout", "initializer_range", "initializer_factor"}
-
-#: Tiny CPU configs with the released *structure* (4 UNet levels, VAE factor 8 -> multiple of 64).
-TINY_UNET_CONFIG: dict[str, Any] = {
-    "in_channels": 8,
-    "out_channels": 4,
-    "block_out_channels": [32, 32, 64, 64],
-    "layers_per_block": 1,
-    "cross_attention_dim": 32,
-    "num_attention_heads": [1, 1, 2, 2],
-    "addition_time_embed_dim": 8,
-    "projection_class_embeddings_input_dim": 24,
-    "num_frames": 8,
-}
-TINY_VAE_CONFIG: dict[str, Any] = {
-    "down_block_types": ["DownEncoderBlock2D"] * 4,
-    "block_out_channels": [32, 32, 32, 32],
-    "layers_per_block": 1,
-    "latent_channels": 4,
-}
-TINY_CLIP_CONFIG: dict[str, Any] = {
-    "hidden_size": 32,
-    "intermediate_size": 37,
-    "projection_dim": 32,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 2,
-    "image_size": 28,
-    "patch_size": 14,
-}
-
-
-#: Module names of diffusers' SVD blocks that act along time.
-_TEMPORAL_PARTS = frozenset({"temporal_transformer_blocks", "temporal_res_block", "time_mixer", "time_pos_embed"})
-
-
-class SpatioTemporalUNet(UNetSpatioTemporalConditionModel):
-    """diffusers' SVD UNet with DepthCrafter's per-frame CLIP context and optional feature taps.
-
-    Parameter names are diffusers', so released `diffusion_pytorch_model.safetensors` files load as is.
-    """
-
-    def forward(  # type: ignore[override]
-        self,
-        sample: torch.Tensor,
-        timestep: torch.Tensor | float,
-        encoder_hidden_states: torch.Tensor,
-        added_time_ids: torch.Tensor,
-        return_features: bool = False,
-    ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
-        """Run the UNet on a batch of clips.
-
-        Args:
-            sample: `(B, T, in_channels, h, w)`; h, w multiples of `2 ** (levels - 1)`.
-            timestep: c_noise, a float or a tensor broadcastable to `(B,)`.
-            encoder_hidden_states: `(B, T, D)`, one CLIP token per frame.
-            added_time_ids: `(B, 3)`.
-            return_features: also return the decoder pyramid (see `feature_channels`).
-
-        Returns:
-            `(B, T, out_channels, h, w)`, and with `return_features` a list of 4 maps
-            `(B*T, C_i, h / 2**i, w / 2**i)`, finest first: the last up block's output, the outputs of
-            up blocks 1 and 0, and the mid block's output.
-        """
-        batch, frames = sample.shape[:2]
-        t = timestep if torch.is_tensor(timestep) else torch.tensor(timestep, dtype=sample.dtype)
-        t = t.reshape(-1).to(sample.device).expand(batch)
-        emb = self.time_embedding(self.time_proj(t).to(sample.dtype))
-        time_embeds = self.add_time_proj(added_time_ids.flatten()).reshape(batch, -1).to(emb.dtype)
-        emb = (emb + self.add_embedding(time_embeds)).repeat_interleave(frames, dim=0)
-        context = encoder_hidden_states.flatten(0, 1).unsqueeze(1)  # DepthCrafter: (B*T, 1, D)
-        indicator = torch.zeros(batch, frames, dtype=sample.dtype, device=sample.device)
-
-        h = self.conv_in(sample.flatten(0, 1))
-        skips: tuple[torch.Tensor, ...] = (h,)
-        for block in self.down_blocks:
-            kw = {"encoder_hidden_states": context} if getattr(block, "has_cross_attention", False) else {}
-            h, res = block(hidden_states=h, temb=emb, image_only_indicator=indicator, **kw)
-            skips += res
-        h = self.mid_block(hidden_states=h, temb=emb, encoder_hidden_states=context, image_only_indicator=indicator)
-        taps = [h]
-        for block in self.up_blocks:
-            res, skips = skips[-len(block.resnets) :], skips[: -len(block.resnets)]
-            kw = {"encoder_hidden_states": context} if getattr(block, "has_cross_attention", False) else {}
-            h = block(hidden_states=h, temb=emb, res_hidden_states_tuple=res, image_only_indicator=indicator, **kw)
-            taps.append(h)
-        out = self.conv_out(self.conv_act(self.conv_norm_out(h)))
-        out = out.reshape(batch, frames, *out.shape[1:])
-        if not return_features:
-            return out
-        return out, [taps[-1], taps[2], taps[1], taps[0]]
-
-    def is_temporal(self, name: str) -> bool:
-        """Whether parameter `name` belongs to a *temporal* layer (paper Supp. A.2: temporal
-        transformers and temporal resnet blocks, with their frame-position embeddings and the
-        spatial/temporal mixing factors); everything else is spatial. Used to train one group only
-        (DepthCrafter stages 2/3; the one-step student trains spatial layers only)."""
-        return any(part in _TEMPORAL_PARTS for part in name.split("."))
-
-    @property
-    def feature_channels(self) -> list[int]:
-        """Channels of the 4 pyramid maps returned with `return_features` (finest first).
-
-        Our choice (the paper does not say): the final decoder features at the latent resolution,
-        the up-block outputs at 1/2 and 1/4 and the bottleneck at 1/8 -- one map per UNet scale, all
-        from the decoder half where the depth latent is formed. Needs exactly 4 up blocks (SVD).
-        """
-        if len(self.up_blocks) != 4:
-            raise ValueError(f"the feature pyramid needs a 4-level UNet, this one has {len(self.up_blocks)}")
-        rev = list(reversed(self.config.block_out_channels))
-        return [rev[3], rev[1], rev[0], self.config.block_out_channels[-1]]
 
 
 @dataclass
@@ -299,10 +175,10 @@ class SVDDepthModel(VideoDepthModel):
         decode_chunk_size: int = 8,
     ) -> None:
         super().__init__()
-        self.unet = SpatioTemporalUNet.from_config(_clean_config(RELEASED_UNET_CONFIG if unet is None else unet))
-        self.vae = AutoencoderKLTemporalDecoder.from_config(_clean_config(RELEASED_VAE_CONFIG if vae is None else vae))
+        self.unet = SpatioTemporalUNet.from_config(clean_config(RELEASED_UNET_CONFIG if unet is None else unet))
+        self.vae = AutoencoderKLTemporalDecoder.from_config(clean_config(RELEASED_VAE_CONFIG if vae is None else vae))
         clip_cfg = RELEASED_CLIP_CONFIG if image_encoder is None else image_encoder
-        self.image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(**_clip_config(clip_cfg)))
+        self.image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(**clip_config(clip_cfg)))
         self.window, self.overlap = int(window), int(overlap)
         self.noise_aug_strength = float(noise_aug_strength)
         self.augment_noise = bool(augment_noise)
@@ -524,13 +400,13 @@ class SVDDepthModel(VideoDepthModel):
             ModelLoadError: a file is missing or keys do not match exactly.
         """
         unet_dir, svd_dir = Path(unet_dir), Path(svd_dir)
-        unet = _pretrained(SpatioTemporalUNet, unet_dir, None, variant)
-        vae = _pretrained(AutoencoderKLTemporalDecoder, svd_dir, "vae", variant)
-        image_encoder = _pretrained(CLIPVisionModelWithProjection, svd_dir, "image_encoder", variant)
+        unet = load_part(SpatioTemporalUNet, unet_dir, None, variant)
+        vae = load_part(AutoencoderKLTemporalDecoder, svd_dir, "vae", variant)
+        image_encoder = load_part(CLIPVisionModelWithProjection, svd_dir, "image_encoder", variant)
         model = cls(
-            unet=_clean_config(dict(unet.config)),
-            vae=_clean_config(dict(vae.config)),
-            image_encoder=_clip_config(image_encoder.config.to_dict()),
+            unet=clean_config(dict(unet.config)),
+            vae=clean_config(dict(vae.config)),
+            image_encoder=clip_config(image_encoder.config.to_dict()),
             **kwargs,
         )
         for ours, loaded in ((model.unet, unet), (model.vae, vae), (model.image_encoder, image_encoder)):
@@ -613,39 +489,6 @@ class DepthCrafter(SVDDepthModel):
         assert eps is not None
         cond = self.condition(frames, aug_noise)
         return self.normalize(self.decode_disparity(self.sample_latents(cond, eps)))
-
-
-# -- helpers ------------------------------------------------------------------------------------
-def _clean_config(cfg: dict[str, Any]) -> dict[str, Any]:
-    """Drop diffusers' bookkeeping keys (`_class_name`, `_diffusers_version`, ...)."""
-    return {k: v for k, v in cfg.items() if not k.startswith("_")}
-
-
-def _clip_config(cfg: dict[str, Any]) -> dict[str, Any]:
-    """Architecture keys of a `CLIPVisionConfig` (drops dtype/architectures/versions)."""
-    return {k: v for k, v in cfg.items() if k in _CLIP_KEYS}
-
-
-def _pretrained(cls: Any, folder: Path, subfolder: str | None, variant: str | None) -> nn.Module:
-    """`cls.from_pretrained(folder, subfolder=, variant=, local_files_only=True)`, strict: a missing,
-    unexpected or mis-shaped key is a `ModelLoadError` (from_pretrained itself only warns and fills
-    missing weights randomly). `variant` applies where files of that variant exist (DepthCrafter's
-    UNet is released as plain fp32 next to SVD-XT's fp16 parts)."""
-    part = folder / subfolder if subfolder else folder
-    if not (part / "config.json").is_file():
-        raise ModelLoadError(f"{part / 'config.json'} not found: expected a diffusers/transformers model folder")
-    use = variant if variant and any(part.glob(f"*.{variant}.*")) else None
-    kwargs = {"subfolder": subfolder} if subfolder else {}
-    try:
-        module, info = cls.from_pretrained(
-            str(folder), variant=use, local_files_only=True, output_loading_info=True, **kwargs
-        )
-    except (OSError, ValueError, RuntimeError) as err:  # no weights file, shape mismatch
-        raise ModelLoadError(f"{part}: {err}") from err
-    bad = {k: v for k in ("missing_keys", "unexpected_keys", "mismatched_keys") if (v := list(info.get(k, [])))}
-    if bad:
-        raise ModelLoadError(f"{part}: keys do not match the release: {bad}")
-    return module.float()
 
 
 __all__ = [

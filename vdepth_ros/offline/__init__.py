@@ -3,7 +3,11 @@
 Modules:
     bag: `vdepth-bag` CLI and `process_bag`.
     video: `vdepth-video` CLI and `process_video`.
-    bagio: streaming rosbag2 input (`BagFrameSource`) and output (`DepthBagWriter`) on `rosbags`.
+    bag_reader: streaming rosbag2 input (`BagFrameSource`) on `rosbags`.
+    bag_writer: rosbag2 output of the node's messages (`DepthBagWriter`).
+    bag_messages: opening a bag and decoding single messages (reader and `vdepth-flicker`).
+    bag_types: message type names, typestores, storages, `BagFrameMeta` (reader -> writer).
+    flicker: `vdepth-flicker`, frame-to-frame flicker of a depth bag.
     videoio: video/image-folder input and per-frame file outputs.
     runner: pipeline construction from the node's YAML, causal/offline driving, progress, summary.
     atomic: outputs built under a temporary name and renamed into place.

@@ -25,14 +25,9 @@ from vdepth_ros.errors import VdepthError
 from vdepth_ros.inputs.assembly import DEFAULT_MAX_INPUT_PIXELS
 from vdepth_ros.inputs.resets import StreamResets
 from vdepth_ros.offline.atomic import AtomicOutput
-from vdepth_ros.offline.bagio import (
-    STORAGES,
-    TYPESTORES,
-    BagFrameMeta,
-    BagFrameSource,
-    DepthBagWriter,
-    OutputTopics,
-)
+from vdepth_ros.offline.bag_reader import BagFrameSource
+from vdepth_ros.offline.bag_types import STORAGES, TYPESTORES, BagFrameMeta
+from vdepth_ros.offline.bag_writer import DepthBagWriter, OutputTopics
 from vdepth_ros.offline.errors import OfflineError
 from vdepth_ros.offline.runner import (
     MODES,
@@ -162,6 +157,7 @@ def process_bag(
         FileNotFoundError, OfflineError subclasses (missing topic, empty/corrupt bag, unsupported
         encoding, output exists), ConfigError.
     """
+    # 1. Check the options; the node's parameters and topic names.
     if mode not in MODES:
         raise VdepthError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
     if storage not in STORAGES:
@@ -179,35 +175,24 @@ def process_bag(
     )
     summary = RunSummary(mode=mode)
     clock = Stopwatch()
-    fixed_info = None
-    if camera_info_file is not None and camera_info_topic is not None:
-        raise VdepthError("give a camera_info topic or a camera_info file, not both")
-    if camera_info_file is not None:
-        fixed_info = load_camera_info(camera_info_file)
-        summary.notes.append(f"camera_info from {camera_info_file} for every frame (the bag's is not read)")
-    source = BagFrameSource(
+    # 2. The input: the bag's frames, with a fixed calibration file if one is given.
+    fixed_info = _fixed_camera_info(camera_info_file, camera_info_topic, summary)
+    source = _frame_source(
         input_path,
-        image_topic=topics.image,
-        camera_info_topic=topics.camera_info,
-        sparse_depth_topic=topics.sparse_depth,
-        camera_pose_topic=topics.camera_pose,
-        typestore=typestore,
+        topics,
+        params,
+        typestore,
+        fixed_info,
         image_topic_explicit=image_topic is not None,
         camera_info_topic_explicit=camera_info_topic is not None,
-        # the node's ROS-side sync parameters (vdepth_ros/ros/params.py), seconds -> ns
-        sync_slop_ns=round(float(params.get("sync_slop", 0.02)) * 1e9),
-        sync_queue_size=int(params.get("sync_queue_size", 10)),
-        sync_info_timeout_ns=round(float(params.get("camera_info_timeout", 1.0)) * 1e9),
-        sparse_depth_slop_ns=round(float(params.get("sparse_depth_slop", 0.1)) * 1e9),
-        rectify=bool(params.get("rectify", False)),
-        camera_info=fixed_info,
-        max_input_pixels=int(params.get("max_input_pixels", DEFAULT_MAX_INPUT_PIXELS)),
     )
+    # 3. The pipeline's configuration: metric input turns the sparse scale source on.
     metric_input = topics.sparse_depth or topics.camera_pose
     if metric_input and params.get("scale_source", "none") == "none":
         params = {**params, "scale_source": "sparse"}
         summary.notes.append(f"metric input on {metric_input}: scale_source set to 'sparse'")
     config = pipeline_config(params, model=model, backend=backend)
+    # 4. Run it into a new bag, built under a temporary name and renamed into place when complete.
     with AtomicOutput(output_path, overwrite=overwrite, inputs=[input_path]) as tmp, source:
         summary.notes.extend(source.notes)
         pipeline = build_pipeline(config, engine=engine)
@@ -221,12 +206,8 @@ def process_bag(
             publish=publish,
             provisional_topics=topics.provisional,
         ) as writer:
-            frames = with_progress(
-                source.frames(on_message=writer.copy_message if copy_input_topics else None),
-                source.frame_count,
-                PROG,
-                progress,
-            )
+            on_message = writer.copy_message if copy_input_topics else None
+            frames = with_progress(source.frames(on_message=on_message), source.frame_count, PROG, progress)
             resets = StreamResets(round(float(params.get("max_gap", 1.0)) * 1e9))
             outputs = run_pipeline(pipeline, frames, mode, resets, _frame_signature)  # type: ignore[arg-type]
             if mode == "offline":
@@ -234,38 +215,89 @@ def process_bag(
             for frame in outputs:
                 if writer.write_frame(frame):
                     summary.add(frame)
+        # 5. What the run saw, as counts and notes.
         summary.clouds_skipped = writer.clouds_skipped
-        summary.notes += [
-            f"stream restarted {n}x ({kind}), as the live node would"
-            for kind, n in resets.counts.items()
-            if kind != "resolution"
-        ]
-        summary.frames_in = source.stats.images + source.stats.dropped
-        summary.dropped = source.stats.dropped
-        if topics.camera_pose:
-            summary.notes.append(
-                f"camera poses on {topics.camera_pose}: {source.stats.posed_frames} of "
-                f"{source.stats.images} frames triangulated"
-                + (f", {source.stats.bad_poses} invalid pose messages ignored" if source.stats.bad_poses else "")
-            )
-        for reason, n in source.stats.sparse_depth_ignored.items():
-            summary.notes.append(f"sparse depth on {topics.sparse_depth} ignored on {n} frames: {reason}")
-        if source.stats.refused_camera_infos:
-            summary.notes.append(
-                f"{source.stats.refused_camera_infos} frames came with an unusable camera_info (the last good one was "
-                "used, as the live node does)"
-            )
-        if not source.stats.camera_info_seen and fixed_info is None:
-            summary.notes.append(f"camera_info never seen on {topics.camera_info!r}: no point clouds")
-        if summary.scale_sources.get("none", 0) == summary.frames_out and summary.frames_out:
-            summary.notes.append("no scale source: only disparity was written (no metric depth, no clouds)")
+        _add_run_notes(summary, source, topics, resets, fixed_info)
         counts = dict(writer.counts)
     summary.seconds = clock.elapsed
+    # 6. Optionally measure the written depth's flicker; name the outputs.
     if flicker:
         summary.notes.append(_flicker_note(output_path, input_path, source.image_topic, topics, counts, typestore))
     summary.outputs["output bag"] = str(output_path)
     summary.outputs["topics written"] = ", ".join(f"{t} ({n})" for t, n in counts.items()) or "none"
     return summary
+
+
+def _fixed_camera_info(camera_info_file: str | Path | None, camera_info_topic: str | None, summary: RunSummary) -> Any:
+    """The calibration file's camera_info for every frame (noted in `summary`), or None."""
+    if camera_info_file is not None and camera_info_topic is not None:
+        raise VdepthError("give a camera_info topic or a camera_info file, not both")
+    if camera_info_file is None:
+        return None
+    info = load_camera_info(camera_info_file)
+    summary.notes.append(f"camera_info from {camera_info_file} for every frame (the bag's is not read)")
+    return info
+
+
+def _frame_source(
+    input_path: Path,
+    topics: BagTopics,
+    params: dict[str, Any],
+    typestore: str,
+    fixed_info: Any,
+    *,
+    image_topic_explicit: bool,
+    camera_info_topic_explicit: bool,
+) -> BagFrameSource:
+    """The bag reader with the node's topics and its ROS-side sync parameters."""
+    return BagFrameSource(
+        input_path,
+        image_topic=topics.image,
+        camera_info_topic=topics.camera_info,
+        sparse_depth_topic=topics.sparse_depth,
+        camera_pose_topic=topics.camera_pose,
+        typestore=typestore,
+        image_topic_explicit=image_topic_explicit,
+        camera_info_topic_explicit=camera_info_topic_explicit,
+        # the node's ROS-side sync parameters (vdepth_ros/ros/params.py), seconds -> ns
+        sync_slop_ns=round(float(params.get("sync_slop", 0.02)) * 1e9),
+        sync_queue_size=int(params.get("sync_queue_size", 10)),
+        sync_info_timeout_ns=round(float(params.get("camera_info_timeout", 1.0)) * 1e9),
+        sparse_depth_slop_ns=round(float(params.get("sparse_depth_slop", 0.1)) * 1e9),
+        rectify=bool(params.get("rectify", False)),
+        camera_info=fixed_info,
+        max_input_pixels=int(params.get("max_input_pixels", DEFAULT_MAX_INPUT_PIXELS)),
+    )
+
+
+def _add_run_notes(
+    summary: RunSummary, source: BagFrameSource, topics: BagTopics, resets: StreamResets, fixed_info: Any
+) -> None:
+    """Input counts and what the user should know about the run (restarts, ignored inputs) into `summary`."""
+    stats = source.stats
+    summary.notes += [
+        f"stream restarted {n}x ({kind}), as the live node would"
+        for kind, n in resets.counts.items()
+        if kind != "resolution"
+    ]
+    summary.frames_in = stats.images + stats.dropped
+    summary.dropped = stats.dropped
+    if topics.camera_pose:
+        summary.notes.append(
+            f"camera poses on {topics.camera_pose}: {stats.posed_frames} of {stats.images} frames triangulated"
+            + (f", {stats.bad_poses} invalid pose messages ignored" if stats.bad_poses else "")
+        )
+    for reason, n in stats.sparse_depth_ignored.items():
+        summary.notes.append(f"sparse depth on {topics.sparse_depth} ignored on {n} frames: {reason}")
+    if stats.refused_camera_infos:
+        summary.notes.append(
+            f"{stats.refused_camera_infos} frames came with an unusable camera_info (the last good one was "
+            "used, as the live node does)"
+        )
+    if not stats.camera_info_seen and fixed_info is None:
+        summary.notes.append(f"camera_info never seen on {topics.camera_info!r}: no point clouds")
+    if summary.scale_sources.get("none", 0) == summary.frames_out and summary.frames_out:
+        summary.notes.append("no scale source: only disparity was written (no metric depth, no clouds)")
 
 
 def _flicker_note(

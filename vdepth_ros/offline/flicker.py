@@ -31,19 +31,14 @@ import numpy as np
 from vdepth_ros.consistency import FlowWarpingError, pair_tae
 from vdepth_ros.encodings import camera_from_info
 from vdepth_ros.errors import InputError
-from vdepth_ros.offline.bagio import (
-    CAMERA_INFO,
-    IMAGE,
-    IMAGE_TYPES,
-    POSE_STAMPED,
-    TYPESTORES,
+from vdepth_ros.offline.bag_messages import (
     decode_color_msg,
     decode_depth_msg,
     guarded_messages,
     nearest_stamp,
     open_reader,
-    stamp_ns,
 )
+from vdepth_ros.offline.bag_types import CAMERA_INFO, IMAGE, IMAGE_TYPES, POSE_STAMPED, TYPESTORES, stamp_ns
 from vdepth_ros.offline.errors import BagReadError, MissingTopicError, UnsupportedEncodingError
 from vdepth_ros.offline.runner import cli_errors, setup_logging
 from vdepth_ros.triangulate import PoseBuffer, pose_from_msg
@@ -218,23 +213,13 @@ def measure_flicker(
     Raises:
         FileNotFoundError, BagReadError, MissingTopicError, UnsupportedEncodingError.
     """
+    # 1. Check the arguments and the bags' topics.
     paths = [Path(p) for p in paths]
-    for p in paths:
-        if not p.exists():
-            raise FileNotFoundError(f"bag {p} does not exist")
-    if not depth_topics:
-        raise MissingTopicError("give at least one --depth-topic")
-    if image_topic in depth_topics:
-        raise MissingTopicError(f"{image_topic!r} is given as both the colour and a depth topic")
+    _check_arguments(paths, image_topic, depth_topics)
     reader = open_reader(paths, typestore)
     try:
-        topics = {c.topic: c.msgtype for c in reader.connections}
-        listed = ", ".join(f"{t} [{m}]" for t, m in sorted(topics.items())) or "(none)"
-        for topic, allowed in [(image_topic, IMAGE_TYPES), *[(t, (IMAGE,)) for t in depth_topics]]:
-            if topic not in topics:
-                raise MissingTopicError(f"topic {topic!r} not found; the bags hold: {listed}")
-            if topics[topic] not in allowed:
-                raise MissingTopicError(f"topic {topic!r} is {topics[topic]}, expected {' or '.join(allowed)}")
+        topics = _checked_topics(reader, image_topic, depth_topics)
+        # 2. One chain of consecutive pairs per depth topic, with the geometry for TAE when poses are given.
         slop_ns = round(slop * 1e9)
         geometry: dict[str, _Geometry | None] = dict.fromkeys(depth_topics)
         notes: dict[str, str] = {}
@@ -245,42 +230,87 @@ def measure_flicker(
         chains = {t: _Chain(t, round(max_gap * 1e9), max_width, geometry[t]) for t in depth_topics}
         for t, note in notes.items():
             chains[t].result.tae_note = note
+        # 3. Stream the bag: match each depth image to the colour image nearest in stamp.
         images: OrderedDict[int, np.ndarray] = OrderedDict()
         wanted = [c for c in reader.connections if c.topic == image_topic or c.topic in chains]
         for conn, _t, raw in guarded_messages(reader, wanted, paths[0]):
-            try:
-                msg = reader.deserialize(raw, conn.msgtype)
-            except Exception as err:
-                raise BagReadError(f"cannot deserialize a {conn.msgtype} message on {conn.topic} ({err})") from err
-            stamp = stamp_ns(msg.header)
+            msg = _deserialize(reader, raw, conn)
             if conn.topic == image_topic:
-                try:
-                    images[stamp] = decode_color_msg(msg, conn.msgtype, image_topic)
-                except UnsupportedEncodingError:
-                    raise
-                except InputError:
-                    continue  # a malformed image: its depth goes unmatched
-                while len(images) > _HELD:
-                    images.popitem(last=False)
-                for chain in chains.values():  # depth images that arrived before their colour image
-                    for ds in [s for s in chain.pending if abs(s - stamp) <= slop_ns]:
-                        chain.add(ds, images[stamp], chain.pending.pop(ds))
+                _add_image(images, chains, msg, conn.msgtype, image_topic, slop_ns)
             else:
-                chain = chains[conn.topic]
-                depth = decode_depth_msg(msg, f"depth topic {conn.topic!r}")
-                key = nearest_stamp(images, stamp, slop_ns)
-                if key is not None:
-                    chain.add(stamp, images[key], depth)
-                else:
-                    chain.pending[stamp] = depth
-                    while len(chain.pending) > _HELD:
-                        chain.pending.popitem(last=False)
-                        chain.result.unmatched += 1
+                _add_depth(images, chains[conn.topic], msg, conn.topic, slop_ns)
+        # 4. Depth images still waiting for a colour image are unmatched.
         for chain in chains.values():
             chain.result.unmatched += len(chain.pending)
         return [c.result for c in chains.values()]
     finally:
         reader.close()
+
+
+def _check_arguments(paths: list[Path], image_topic: str, depth_topics: Sequence[str]) -> None:
+    for p in paths:
+        if not p.exists():
+            raise FileNotFoundError(f"bag {p} does not exist")
+    if not depth_topics:
+        raise MissingTopicError("give at least one --depth-topic")
+    if image_topic in depth_topics:
+        raise MissingTopicError(f"{image_topic!r} is given as both the colour and a depth topic")
+
+
+def _checked_topics(reader: Any, image_topic: str, depth_topics: Sequence[str]) -> dict[str, str]:
+    """The bags' topic -> message type, after checking the colour and depth topics are there and typed right."""
+    topics = {c.topic: c.msgtype for c in reader.connections}
+    listed = ", ".join(f"{t} [{m}]" for t, m in sorted(topics.items())) or "(none)"
+    for topic, allowed in [(image_topic, IMAGE_TYPES), *[(t, (IMAGE,)) for t in depth_topics]]:
+        if topic not in topics:
+            raise MissingTopicError(f"topic {topic!r} not found; the bags hold: {listed}")
+        if topics[topic] not in allowed:
+            raise MissingTopicError(f"topic {topic!r} is {topics[topic]}, expected {' or '.join(allowed)}")
+    return topics
+
+
+def _deserialize(reader: Any, raw: bytes, conn: Any) -> Any:
+    try:
+        return reader.deserialize(raw, conn.msgtype)
+    except Exception as err:
+        raise BagReadError(f"cannot deserialize a {conn.msgtype} message on {conn.topic} ({err})") from err
+
+
+def _add_image(
+    images: OrderedDict[int, np.ndarray],
+    chains: dict[str, _Chain],
+    msg: Any,
+    msgtype: str,
+    image_topic: str,
+    slop_ns: int,
+) -> None:
+    """Hold a colour image (the last `_HELD`) and pair it with the depth images that arrived before it."""
+    stamp = stamp_ns(msg.header)
+    try:
+        images[stamp] = decode_color_msg(msg, msgtype, image_topic)
+    except UnsupportedEncodingError:
+        raise
+    except InputError:
+        return  # a malformed image: its depth goes unmatched
+    while len(images) > _HELD:
+        images.popitem(last=False)
+    for chain in chains.values():  # depth images that arrived before their colour image
+        for ds in [s for s in chain.pending if abs(s - stamp) <= slop_ns]:
+            chain.add(ds, images[stamp], chain.pending.pop(ds))
+
+
+def _add_depth(images: OrderedDict[int, np.ndarray], chain: _Chain, msg: Any, topic: str, slop_ns: int) -> None:
+    """Pair a depth image with its colour image, or hold it (the last `_HELD`) until that arrives."""
+    stamp = stamp_ns(msg.header)
+    depth = decode_depth_msg(msg, f"depth topic {topic!r}")
+    key = nearest_stamp(images, stamp, slop_ns)
+    if key is not None:
+        chain.add(stamp, images[key], depth)
+        return
+    chain.pending[stamp] = depth
+    while len(chain.pending) > _HELD:
+        chain.pending.popitem(last=False)
+        chain.result.unmatched += 1
 
 
 def format_report(results: list[TopicFlicker]) -> str:

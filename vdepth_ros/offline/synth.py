@@ -13,16 +13,8 @@ from rosbags.rosbag2 import Writer
 from rosbags.typesys import get_typestore
 
 from vdepth_ros.encodings import image_fields_from_array
-from vdepth_ros.offline.bagio import (
-    CAMERA_INFO,
-    COMPRESSED,
-    IMAGE,
-    POINTCLOUD2,
-    POSE_STAMPED,
-    STORAGES,
-    TYPESTORES,
-    cloud_message,
-)
+from vdepth_ros.offline.bag_types import CAMERA_INFO, COMPRESSED, IMAGE, POINTCLOUD2, POSE_STAMPED, STORAGES, TYPESTORES
+from vdepth_ros.offline.bag_writer import cloud_message
 from vdepth_ros.offline.errors import OfflineError
 from vdepth_ros.triangulate import quaternion_from_matrix
 

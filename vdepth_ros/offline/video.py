@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
     from vdepth_ros.pipeline import FrameInput
     from vdepth_ros.runtime.engine import DepthEngine
+    from vdepth_ros.stream.cloud import CameraModel
 
 log = logging.getLogger(__name__)
 PROG = "vdepth-video"
@@ -115,62 +116,30 @@ def process_video(
     Returns:
         The run summary; `outputs` lists the files written.
     """
-    from vdepth_ros.stream.cloud import CameraModel
-
+    # 1. Check the mode; the node's parameters with the scale source a video can have.
     if mode not in MODES:
         raise OfflineError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
     input_path, output_dir = Path(input_path), Path(output_dir)
-    if params is None:
-        params = load_node_params(params_file)
-    if depth_range is not None:
-        params = depth_range_params(params, *depth_range)
-    elif params.get("scale_source", "range") == "range":
-        # A video file carries no depth range: without --depth-range, write disparity and say so
-        # rather than metres from the node's assumed default range.
-        params = {**params, "scale_source": "none"}
+    params = _video_params(load_node_params(params_file) if params is None else params, depth_range)
     summary = RunSummary(mode=mode)
     clock = Stopwatch()
+    # 2. Open the input and the output folder (built under a temporary name, renamed when complete).
     with (
         AtomicOutput(output_dir, overwrite=overwrite, inputs=[input_path]) as tmp,
         VideoFrameSource(input_path, fps=fps, max_frames=max_frames) as source,
     ):
-        camera = None
-        assumed = False
-        info = None
-        if sum(x is not None for x in (intrinsics, assume_hfov, camera_info)) > 1:
-            raise OfflineError("give one of --intrinsics, --assume-hfov and --camera-info")
-        if rectify and camera_info is None:
-            raise OfflineError("--rectify needs --camera-info (the lens distortion to undo)")
-        if camera_info is not None:
-            info = load_camera_info(camera_info)
-            if has_distortion(info) and not rectify:
-                msg = f"{camera_info} has lens distortion: pass --rectify unless the video is already undistorted"
-                log.warning(msg)
-                summary.notes.append(msg)
-        elif intrinsics is not None or assume_hfov is not None:
-            if source.size is None:
-                raise OfflineError(f"{input_path}: unknown frame size; cannot attach intrinsics")
-            w, h = source.size
-            if intrinsics is None:
-                hfov = float(assume_hfov or 60.0)
-                intrinsics = default_intrinsics(w, h, hfov)
-                assumed = True
-                msg = ASSUMED_WARNING.format(hfov=hfov)
-                log.warning(msg)
-                summary.notes.append(msg)
-            fx, fy, cx, cy = intrinsics
-            camera = CameraModel(fx=fx, fy=fy, cx=cx, cy=cy, width=w, height=h)
-        elif ply:
-            raise OfflineError("--ply needs --intrinsics FX FY CX CY, --camera-info FILE or --assume-hfov DEG")
-        source.camera = camera
+        # 3. The camera: a calibration file, given or assumed intrinsics, or none.
+        cam = _video_camera(source, input_path, intrinsics, assume_hfov, camera_info, rectify, ply, summary)
+        source.camera = cam.camera
+        # 4. Run the pipeline and write one result per frame.
         config = pipeline_config(params, model=model, backend=backend)
         pipeline = build_pipeline(config, engine=engine)
         with VideoOutputWriter(
             tmp, formats=formats, fps=source.fps, preview=preview, ply=ply, still_index=preview_still
         ) as out:
             frames = with_progress(source.frames(), source.frame_count, PROG, progress)
-            if info is not None:
-                frames = _with_camera_info(frames, info, Rectifier() if rectify else None)
+            if cam.info is not None:
+                frames = _with_camera_info(frames, cam.info, Rectifier() if rectify else None)
             outputs = run_pipeline(pipeline, frames, mode)  # type: ignore[arg-type]
             if mode == "offline":
                 outputs = with_progress(outputs, source.frame_count, f"{PROG} (writing)", progress)
@@ -179,24 +148,18 @@ def process_video(
                     continue  # files hold one result per frame: with "both", the final one
                 out.write(frame)
                 summary.add(frame)
+            # 5. Counts, notes and the run's meta file.
             summary.frames_in = source.frames_read + source.dropped
             summary.dropped = source.dropped
-            if ply and out.kind == "disparity":
-                summary.notes.append(
-                    "no scale source: point clouds need metric depth; no .ply written (use --depth-range NEAR FAR)"
-                )
-            if out.kind == "disparity":
-                summary.notes.append(
-                    "no scale source: wrote relative DISPARITY, not metric depth (use --depth-range NEAR FAR for depth)"
-                )
+            summary.notes += _disparity_notes(out.kind, ply=ply)
             out.write_meta(
                 {
                     "input": str(input_path),
                     "mode": mode,
                     "fps": source.fps,
                     "input_size": list(source.size) if source.size else None,  # (width, height)
-                    "input_intrinsics": list(intrinsics) if intrinsics else None,  # at input_size; see "camera"
-                    "intrinsics_assumed": assumed,
+                    "input_intrinsics": list(cam.intrinsics) if cam.intrinsics else None,  # at input_size
+                    "intrinsics_assumed": cam.assumed,
                     "camera_info": str(camera_info) if camera_info else None,
                     "rectified": bool(rectify),
                     "depth_range": list(depth_range) if depth_range else None,
@@ -205,15 +168,101 @@ def process_video(
             kind, clouds = out.kind, out.clouds
         summary.clouds = clouds
     summary.seconds = clock.elapsed
-    summary.outputs["output folder"] = str(output_dir)
-    summary.outputs["per-frame files"] = f"{output_dir / str(kind)}/ ({', '.join(formats)})"
-    if preview:
-        summary.outputs["preview"] = str(output_dir / "preview.mp4")
-        if preview_still is not None:
-            summary.outputs["preview still"] = str(output_dir / "preview.png")
-    if clouds:
-        summary.outputs["clouds"] = str(output_dir / "clouds")
+    # 6. Name the outputs.
+    summary.outputs.update(_output_names(output_dir, str(kind), formats, preview, preview_still, clouds))
     return summary
+
+
+def _video_params(params: dict[str, Any], depth_range: tuple[float, float] | None) -> dict[str, Any]:
+    """`params` with `depth_range` as the scale source; without one, disparity instead of the
+    node's range default."""
+    if depth_range is not None:
+        return depth_range_params(params, *depth_range)
+    if params.get("scale_source", "range") == "range":
+        # A video file carries no depth range: without --depth-range, write disparity and say so
+        # rather than metres from the node's assumed default range.
+        return {**params, "scale_source": "none"}
+    return params
+
+
+@dataclasses.dataclass
+class _VideoCamera:
+    """The camera of a video run: a fixed `CameraModel` (from intrinsics), or a calibration `info`
+    attached to every frame, or neither."""
+
+    camera: CameraModel | None = None
+    info: Any = None
+    intrinsics: tuple[float, float, float, float] | None = None
+    assumed: bool = False
+
+
+def _video_camera(
+    source: VideoFrameSource,
+    input_path: Path,
+    intrinsics: tuple[float, float, float, float] | None,
+    assume_hfov: float | None,
+    camera_info: str | Path | None,
+    rectify: bool,
+    ply: bool,
+    summary: RunSummary,
+) -> _VideoCamera:
+    """The camera from the options (one of intrinsics, an assumed FOV, a calibration file); warnings
+    (distortion left in, assumed FOV) go to the log and `summary`'s notes."""
+    from vdepth_ros.stream.cloud import CameraModel
+
+    if sum(x is not None for x in (intrinsics, assume_hfov, camera_info)) > 1:
+        raise OfflineError("give one of --intrinsics, --assume-hfov and --camera-info")
+    if rectify and camera_info is None:
+        raise OfflineError("--rectify needs --camera-info (the lens distortion to undo)")
+    if camera_info is not None:
+        info = load_camera_info(camera_info)
+        if has_distortion(info) and not rectify:
+            msg = f"{camera_info} has lens distortion: pass --rectify unless the video is already undistorted"
+            log.warning(msg)
+            summary.notes.append(msg)
+        return _VideoCamera(info=info)
+    if intrinsics is None and assume_hfov is None:
+        if ply:
+            raise OfflineError("--ply needs --intrinsics FX FY CX CY, --camera-info FILE or --assume-hfov DEG")
+        return _VideoCamera()
+    if source.size is None:
+        raise OfflineError(f"{input_path}: unknown frame size; cannot attach intrinsics")
+    w, h = source.size
+    assumed = intrinsics is None
+    if intrinsics is None:
+        hfov = float(assume_hfov or 60.0)
+        intrinsics = default_intrinsics(w, h, hfov)
+        msg = ASSUMED_WARNING.format(hfov=hfov)
+        log.warning(msg)
+        summary.notes.append(msg)
+    fx, fy, cx, cy = intrinsics
+    camera = CameraModel(fx=fx, fy=fy, cx=cx, cy=cy, width=w, height=h)
+    return _VideoCamera(camera=camera, intrinsics=intrinsics, assumed=assumed)
+
+
+def _disparity_notes(kind: str, *, ply: bool) -> list[str]:
+    """What the user must know when no scale source made metric depth."""
+    if kind != "disparity":
+        return []
+    notes = []
+    if ply:
+        notes.append("no scale source: point clouds need metric depth; no .ply written (use --depth-range NEAR FAR)")
+    notes.append("no scale source: wrote relative DISPARITY, not metric depth (use --depth-range NEAR FAR for depth)")
+    return notes
+
+
+def _output_names(
+    output_dir: Path, kind: str, formats: tuple[str, ...], preview: bool, preview_still: int | None, clouds: int
+) -> dict[str, str]:
+    """The summary's list of what was written where."""
+    names = {"output folder": str(output_dir), "per-frame files": f"{output_dir / kind}/ ({', '.join(formats)})"}
+    if preview:
+        names["preview"] = str(output_dir / "preview.mp4")
+        if preview_still is not None:
+            names["preview still"] = str(output_dir / "preview.png")
+    if clouds:
+        names["clouds"] = str(output_dir / "clouds")
+    return names
 
 
 def _with_camera_info(frames: Iterable[FrameInput], info: Any, rectifier: Rectifier | None) -> Iterator[FrameInput]:

@@ -1,0 +1,190 @@
+"""The SVD-XT parts DepthCrafter (`depthcrafter.py`) and the one-step student (`onestep.py`) build
+on: `SpatioTemporalUNet` (diffusers' SVD UNet with DepthCrafter's per-frame CLIP token, see
+`depthcrafter.py`'s docstring), the released and tiny configs of the UNet, VAE and CLIP image
+encoder, and the strict `from_pretrained` loader of the released folders. Kept apart from the
+sampler because they describe the released networks, not how DepthCrafter samples with them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffusers import UNetSpatioTemporalConditionModel
+from torch import nn
+
+from vdepth_ros.errors import ModelLoadError
+from vdepth_ros.models import edm
+
+#: SVD-XT / DepthCrafter UNet: diffusers' defaults are exactly the released config (8 in, 4 out,
+#: block_out (320, 640, 1280, 1280), cross-attention 1024, added-time 3 x 256).
+RELEASED_UNET_CONFIG: dict[str, Any] = {}
+#: SVD-XT `vae/config.json` (architecture keys).
+RELEASED_VAE_CONFIG: dict[str, Any] = {
+    "in_channels": 3,
+    "out_channels": 3,
+    "down_block_types": ["DownEncoderBlock2D"] * 4,
+    "block_out_channels": [128, 256, 512, 512],
+    "layers_per_block": 2,
+    "latent_channels": 4,
+    "sample_size": 768,
+    "scaling_factor": edm.LATENT_SCALE,
+    "force_upcast": True,
+}
+#: SVD-XT `image_encoder/config.json` (OpenCLIP ViT-H/14 vision tower, 1024-d projection).
+RELEASED_CLIP_CONFIG: dict[str, Any] = {
+    "hidden_size": 1280,
+    "intermediate_size": 5120,
+    "projection_dim": 1024,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 16,
+    "num_channels": 3,
+    "image_size": 224,
+    "patch_size": 14,
+    "hidden_act": "gelu",
+    "layer_norm_eps": 1e-5,
+}
+_CLIP_KEYS = frozenset(RELEASED_CLIP_CONFIG) | {"attention_dropout", "initializer_range", "initializer_factor"}
+
+#: Tiny CPU configs with the released *structure* (4 UNet levels, VAE factor 8 -> multiple of 64).
+TINY_UNET_CONFIG: dict[str, Any] = {
+    "in_channels": 8,
+    "out_channels": 4,
+    "block_out_channels": [32, 32, 64, 64],
+    "layers_per_block": 1,
+    "cross_attention_dim": 32,
+    "num_attention_heads": [1, 1, 2, 2],
+    "addition_time_embed_dim": 8,
+    "projection_class_embeddings_input_dim": 24,
+    "num_frames": 8,
+}
+TINY_VAE_CONFIG: dict[str, Any] = {
+    "down_block_types": ["DownEncoderBlock2D"] * 4,
+    "block_out_channels": [32, 32, 32, 32],
+    "layers_per_block": 1,
+    "latent_channels": 4,
+}
+TINY_CLIP_CONFIG: dict[str, Any] = {
+    "hidden_size": 32,
+    "intermediate_size": 37,
+    "projection_dim": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "image_size": 28,
+    "patch_size": 14,
+}
+
+
+#: Module names of diffusers' SVD blocks that act along time.
+_TEMPORAL_PARTS = frozenset({"temporal_transformer_blocks", "temporal_res_block", "time_mixer", "time_pos_embed"})
+
+
+class SpatioTemporalUNet(UNetSpatioTemporalConditionModel):
+    """diffusers' SVD UNet with DepthCrafter's per-frame CLIP context and optional feature taps.
+
+    Parameter names are diffusers', so released `diffusion_pytorch_model.safetensors` files load as is.
+    """
+
+    def forward(  # type: ignore[override]
+        self,
+        sample: torch.Tensor,
+        timestep: torch.Tensor | float,
+        encoder_hidden_states: torch.Tensor,
+        added_time_ids: torch.Tensor,
+        return_features: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+        """Run the UNet on a batch of clips.
+
+        Args:
+            sample: `(B, T, in_channels, h, w)`; h, w multiples of `2 ** (levels - 1)`.
+            timestep: c_noise, a float or a tensor broadcastable to `(B,)`.
+            encoder_hidden_states: `(B, T, D)`, one CLIP token per frame.
+            added_time_ids: `(B, 3)`.
+            return_features: also return the decoder pyramid (see `feature_channels`).
+
+        Returns:
+            `(B, T, out_channels, h, w)`, and with `return_features` a list of 4 maps
+            `(B*T, C_i, h / 2**i, w / 2**i)`, finest first: the last up block's output, the outputs of
+            up blocks 1 and 0, and the mid block's output.
+        """
+        batch, frames = sample.shape[:2]
+        t = timestep if torch.is_tensor(timestep) else torch.tensor(timestep, dtype=sample.dtype)
+        t = t.reshape(-1).to(sample.device).expand(batch)
+        emb = self.time_embedding(self.time_proj(t).to(sample.dtype))
+        time_embeds = self.add_time_proj(added_time_ids.flatten()).reshape(batch, -1).to(emb.dtype)
+        emb = (emb + self.add_embedding(time_embeds)).repeat_interleave(frames, dim=0)
+        context = encoder_hidden_states.flatten(0, 1).unsqueeze(1)  # DepthCrafter: (B*T, 1, D)
+        indicator = torch.zeros(batch, frames, dtype=sample.dtype, device=sample.device)
+
+        h = self.conv_in(sample.flatten(0, 1))
+        skips: tuple[torch.Tensor, ...] = (h,)
+        for block in self.down_blocks:
+            kw = {"encoder_hidden_states": context} if getattr(block, "has_cross_attention", False) else {}
+            h, res = block(hidden_states=h, temb=emb, image_only_indicator=indicator, **kw)
+            skips += res
+        h = self.mid_block(hidden_states=h, temb=emb, encoder_hidden_states=context, image_only_indicator=indicator)
+        taps = [h]
+        for block in self.up_blocks:
+            res, skips = skips[-len(block.resnets) :], skips[: -len(block.resnets)]
+            kw = {"encoder_hidden_states": context} if getattr(block, "has_cross_attention", False) else {}
+            h = block(hidden_states=h, temb=emb, res_hidden_states_tuple=res, image_only_indicator=indicator, **kw)
+            taps.append(h)
+        out = self.conv_out(self.conv_act(self.conv_norm_out(h)))
+        out = out.reshape(batch, frames, *out.shape[1:])
+        if not return_features:
+            return out
+        return out, [taps[-1], taps[2], taps[1], taps[0]]
+
+    def is_temporal(self, name: str) -> bool:
+        """Whether parameter `name` belongs to a *temporal* layer (paper Supp. A.2: temporal
+        transformers and temporal resnet blocks, with their frame-position embeddings and the
+        spatial/temporal mixing factors); everything else is spatial. Used to train one group only
+        (DepthCrafter stages 2/3; the one-step student trains spatial layers only)."""
+        return any(part in _TEMPORAL_PARTS for part in name.split("."))
+
+    @property
+    def feature_channels(self) -> list[int]:
+        """Channels of the 4 pyramid maps returned with `return_features` (finest first).
+
+        Our choice (the paper does not say): the final decoder features at the latent resolution,
+        the up-block outputs at 1/2 and 1/4 and the bottleneck at 1/8 -- one map per UNet scale, all
+        from the decoder half where the depth latent is formed. Needs exactly 4 up blocks (SVD).
+        """
+        if len(self.up_blocks) != 4:
+            raise ValueError(f"the feature pyramid needs a 4-level UNet, this one has {len(self.up_blocks)}")
+        rev = list(reversed(self.config.block_out_channels))
+        return [rev[3], rev[1], rev[0], self.config.block_out_channels[-1]]
+
+
+# -- helpers ------------------------------------------------------------------------------------
+def clean_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Drop diffusers' bookkeeping keys (`_class_name`, `_diffusers_version`, ...)."""
+    return {k: v for k, v in cfg.items() if not k.startswith("_")}
+
+
+def clip_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Architecture keys of a `CLIPVisionConfig` (drops dtype/architectures/versions)."""
+    return {k: v for k, v in cfg.items() if k in _CLIP_KEYS}
+
+
+def load_part(cls: Any, folder: Path, subfolder: str | None, variant: str | None) -> nn.Module:
+    """`cls.from_pretrained(folder, subfolder=, variant=, local_files_only=True)`, strict: a missing,
+    unexpected or mis-shaped key is a `ModelLoadError` (from_pretrained itself only warns and fills
+    missing weights randomly). `variant` applies where files of that variant exist (DepthCrafter's
+    UNet is released as plain fp32 next to SVD-XT's fp16 parts)."""
+    part = folder / subfolder if subfolder else folder
+    if not (part / "config.json").is_file():
+        raise ModelLoadError(f"{part / 'config.json'} not found: expected a diffusers/transformers model folder")
+    use = variant if variant and any(part.glob(f"*.{variant}.*")) else None
+    kwargs = {"subfolder": subfolder} if subfolder else {}
+    try:
+        module, info = cls.from_pretrained(
+            str(folder), variant=use, local_files_only=True, output_loading_info=True, **kwargs
+        )
+    except (OSError, ValueError, RuntimeError) as err:  # no weights file, shape mismatch
+        raise ModelLoadError(f"{part}: {err}") from err
+    bad = {k: v for k in ("missing_keys", "unexpected_keys", "mismatched_keys") if (v := list(info.get(k, [])))}
+    if bad:
+        raise ModelLoadError(f"{part}: keys do not match the release: {bad}")
+    return module.float()

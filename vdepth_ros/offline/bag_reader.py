@@ -1,0 +1,490 @@
+"""Streaming rosbag2 input for `vdepth-bag`, on `rosbags` (no ROS install needed).
+
+`BagFrameSource` reads a bag (directory, or a bare `.mcap`/`.db3` file) message by message and yields
+`FrameInput`s with their camera model and optional sparse depth matched by header stamp; it holds at
+most a few messages besides the pipeline's window, so memory does not grow with the bag length.
+Single-message helpers (open, iterate, decode) are in `bag_messages`; the writer is `bag_writer`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from rosbags.highlevel import AnyReader
+from rosbags.interfaces import Connection
+
+from vdepth_ros.encodings import (
+    info_signature,
+)
+from vdepth_ros.errors import InputError
+from vdepth_ros.inputs.assembly import (
+    DEFAULT_MAX_INPUT_PIXELS,
+    FrameAssembler,
+    UnsupportedImageError,
+)
+from vdepth_ros.inputs.samples import TimedSamples
+from vdepth_ros.inputs.sync import ApproximateTimeSync
+from vdepth_ros.offline.bag_messages import decode_color_msg, guarded_messages, open_reader, storage_error
+from vdepth_ros.offline.bag_types import (
+    CAMERA_INFO,
+    COMPRESSED,
+    IMAGE,
+    IMAGE_TYPES,
+    POINTCLOUD2,
+    POSE_STAMPED,
+    TYPESTORES,
+    BagFrameMeta,
+    stamp_ns,
+)
+from vdepth_ros.offline.errors import (
+    BagReadError,
+    EmptyBagError,
+    MissingTopicError,
+    OfflineError,
+    UnsupportedEncodingError,
+)
+from vdepth_ros.triangulate import pose_from_msg
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from rosbags.typesys.store import Typestore
+
+    from vdepth_ros.pipeline import FrameInput
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SourceStats:
+    """Counters of a `BagFrameSource` run."""
+
+    images: int = 0
+    dropped: int = 0
+    drop_reasons: dict[str, int] = field(default_factory=dict)
+    camera_info_seen: bool = False
+    sparse_depth_frames: int = 0
+    sparse_depth_ignored: dict[str, int] = field(default_factory=dict)  # reason -> frames (the frame is kept)
+    posed_frames: int = 0
+    bad_poses: int = 0
+    refused_camera_infos: int = 0
+
+
+class BagFrameSource:
+    """Read colour frames (+ camera_info, + sparse depth) from a rosbag2 bag, streaming.
+
+    Args:
+        path: bag folder, or a bare `.mcap` / `.db3` file.
+        image_topic: `sensor_msgs/Image` or `CompressedImage` topic. If `image_topic_explicit` is
+            false and the topic is absent, the bag's only image topic is used instead.
+        camera_info_topic: `CameraInfo` topic; when absent from the bag (and not explicit) no camera
+            model is attached and a warning is logged once (depth is still produced, clouds are not).
+        sparse_depth_topic: optional `16UC1`/`32FC1` depth topic matched by header stamp.
+        camera_pose_topic: optional `PoseStamped` topic of the camera optical frame; each image's
+            pose is interpolated at its header stamp (`inputs.samples`: the node's rule, with the
+            bag's log times as arrival times), and the frames carry points
+            triangulated with those poses (`triangulate.PoseTriangulator`, as the node's
+            `sparse_depth: pose`).
+        typestore: ROS 2 distribution (`TYPESTORES` key) for bags without embedded definitions.
+        image_topic_explicit, camera_info_topic_explicit: the user named these topics, so a
+            missing one is an error rather than a fallback.
+        sync_*, sparse_depth_slop_ns: the node's pairing parameters (`vdepth_ros/ros/params.py`).
+        rectify: undistort each image with its camera_info first (the node's `rectify`).
+        max_input_pixels: larger images are dropped before decoding (the node's parameter).
+        camera_info: a camera_info for every frame (`rectify.load_camera_info` of a calibration
+            file), for bags recorded without one; the bag's camera_info topic is then not read.
+
+    Raises (on `open`):
+        FileNotFoundError, BagReadError, EmptyBagError, MissingTopicError, UnsupportedEncodingError.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        image_topic: str,
+        camera_info_topic: str | None = None,
+        sparse_depth_topic: str | None = None,
+        camera_pose_topic: str | None = None,
+        typestore: str = "kilted",
+        image_topic_explicit: bool = True,
+        camera_info_topic_explicit: bool = True,
+        sync_slop_ns: int = 20_000_000,
+        sync_queue_size: int = 10,
+        sync_info_timeout_ns: int = 1_000_000_000,
+        sparse_depth_slop_ns: int = 100_000_000,
+        rectify: bool = False,
+        camera_info: Any = None,
+        max_input_pixels: int = DEFAULT_MAX_INPUT_PIXELS,
+    ) -> None:
+        self.path = Path(path)
+        self.image_topic = image_topic
+        self.camera_info_topic: str | None = camera_info_topic
+        if sparse_depth_topic and camera_pose_topic:
+            raise OfflineError("one metric scale input at a time: sparse depth or camera poses, not both")
+        self.sparse_depth_topic = sparse_depth_topic
+        self.camera_pose_topic = camera_pose_topic
+        self._assembler = FrameAssembler(
+            rectify=rectify,
+            sparse_depth="pose" if camera_pose_topic else ("image" if sparse_depth_topic else "none"),
+            max_input_pixels=max_input_pixels,
+            report=self._report,
+        )
+        self._frame_lacks_pose = False
+        self._fixed_info = camera_info  # from a calibration file: used for every frame
+        if camera_info is not None:
+            self.camera_info_topic = None  # the bag's own camera_info is not read
+        self._warned_no_pose = False
+        self.image_topic_explicit = image_topic_explicit
+        self.camera_info_topic_explicit = camera_info_topic_explicit
+        if typestore not in TYPESTORES:
+            raise OfflineError(f"unknown typestore {typestore!r}; choose one of {', '.join(TYPESTORES)}")
+        self.typestore_name = typestore
+        self.stats = SourceStats()
+        self._reader: AnyReader | None = None
+        self._image_conns: list[Connection] = []
+        self._info_conns: list[Connection] = []
+        self._depth_conns: list[Connection] = []
+        self._pose_conns: list[Connection] = []
+        self.notes: list[str] = []
+        self.sync_slop_ns, self.sync_queue_size = int(sync_slop_ns), int(sync_queue_size)
+        self.sync_info_timeout_ns = int(sync_info_timeout_ns)
+        self._warned_no_info = False
+        self._last_info: Any = None
+        self._last_info_sig: tuple | None = None
+        self.sparse_depth_slop_ns = int(sparse_depth_slop_ns)
+
+    # -- open / close ------------------------------------------------------------------------
+    def open(self) -> BagFrameSource:
+        if not self.path.exists():
+            raise FileNotFoundError(f"input bag {self.path} does not exist")
+        self._reader = open_reader([self.path], self.typestore_name)
+        try:
+            self._select_connections()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def close(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.close()
+
+    def __enter__(self) -> BagFrameSource:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> bool:
+        self.close()
+        return False
+
+    # -- metadata ----------------------------------------------------------------------------
+    @property
+    def reader(self) -> AnyReader:
+        if self._reader is None:
+            raise OfflineError("BagFrameSource is not open")
+        return self._reader
+
+    @property
+    def connections(self) -> list[Connection]:
+        """All connections of the input bag."""
+        return list(self.reader.connections)
+
+    @property
+    def topics(self) -> dict[str, str]:
+        """Topic name -> message type of every topic in the bag."""
+        return {c.topic: c.msgtype for c in self.reader.connections}
+
+    @property
+    def frame_count(self) -> int:
+        """Number of image messages on the selected topic (from the bag's index)."""
+        return sum(c.msgcount for c in self._image_conns)
+
+    @property
+    def typestore(self) -> Typestore:
+        return self.reader.typestore
+
+    def _topic_list(self) -> str:
+        items = sorted(self.topics.items())
+        return ", ".join(f"{t} [{m}]" for t, m in items) if items else "(none)"
+
+    def _conns(self, topic: str) -> list[Connection]:
+        return [c for c in self.reader.connections if c.topic == topic]
+
+    def _select_connections(self) -> None:
+        if not self.reader.connections or self.reader.message_count == 0:
+            raise EmptyBagError(f"{self.path}: the bag holds no messages (topics: {self._topic_list()})")
+        image_conns = self._conns(self.image_topic)
+        if not image_conns:
+            candidates = sorted({c.topic for c in self.reader.connections if c.msgtype in IMAGE_TYPES})
+            if not self.image_topic_explicit and len(candidates) == 1:
+                self.notes.append(
+                    f"image topic {self.image_topic!r} not in the bag; using its only image topic {candidates[0]!r}"
+                )
+                self.image_topic = candidates[0]
+                image_conns = self._conns(self.image_topic)
+            else:
+                raise MissingTopicError(
+                    f"{self.path}: image topic {self.image_topic!r} not found; the bag has: "
+                    f"{self._topic_list()} (choose one with --image-topic)"
+                )
+        bad = {c.msgtype for c in image_conns if c.msgtype not in IMAGE_TYPES}
+        if bad:
+            raise UnsupportedEncodingError(
+                f"topic {self.image_topic!r} has type {', '.join(sorted(bad))}; expected {IMAGE} or {COMPRESSED}"
+            )
+        if sum(c.msgcount for c in image_conns) == 0:
+            raise EmptyBagError(f"{self.path}: image topic {self.image_topic!r} holds no messages")
+        self._image_conns = image_conns
+        self._check_first_image()
+
+        if self.camera_info_topic:
+            info = self._conns(self.camera_info_topic)
+            candidates = sorted({c.topic for c in self.reader.connections if c.msgtype == CAMERA_INFO})
+            if not info and not self.camera_info_topic_explicit and len(candidates) == 1:
+                self.notes.append(
+                    f"camera_info topic {self.camera_info_topic!r} not in the bag; using its only "
+                    f"CameraInfo topic {candidates[0]!r}"
+                )
+                self.camera_info_topic = candidates[0]
+                info = self._conns(self.camera_info_topic)
+            if not info and self.camera_info_topic_explicit:
+                raise MissingTopicError(
+                    f"{self.path}: camera_info topic {self.camera_info_topic!r} not found; "
+                    f"the bag has: {self._topic_list()}"
+                )
+            if any(c.msgtype != CAMERA_INFO for c in info):
+                raise MissingTopicError(
+                    f"topic {self.camera_info_topic!r} is not {CAMERA_INFO}: "
+                    f"{', '.join(sorted({c.msgtype for c in info}))}"
+                )
+            self._info_conns = [c for c in info if c.msgcount > 0]
+        if self.sparse_depth_topic:
+            self._depth_conns = self._typed_conns(self.sparse_depth_topic, "sparse depth", (IMAGE, POINTCLOUD2))
+        if self.camera_pose_topic:
+            self._pose_conns = self._typed_conns(self.camera_pose_topic, "camera pose", POSE_STAMPED)
+
+    def _typed_conns(self, topic: str, what: str, msgtypes: str | tuple[str, ...]) -> list[Connection]:
+        """The connections of a topic the user asked for, which must exist and carry one of `msgtypes`."""
+        conns = self._conns(topic)
+        if not conns:
+            raise MissingTopicError(f"{self.path}: {what} topic {topic!r} not found; the bag has: {self._topic_list()}")
+        allowed = (msgtypes,) if isinstance(msgtypes, str) else msgtypes
+        if any(c.msgtype not in allowed for c in conns):
+            found = ", ".join(sorted({c.msgtype for c in conns}))
+            raise UnsupportedEncodingError(f"{what} topic {topic!r} must be {' or '.join(allowed)}, not {found}")
+        return conns
+
+    def _check_first_image(self) -> None:
+        """Decode the first image now, so a wrong topic type or encoding fails before any model loads."""
+        messages = self.reader.messages(connections=self._image_conns)
+        try:
+            conn, _, raw = next(messages)
+        except StopIteration:
+            raise EmptyBagError(f"{self.path}: image topic {self.image_topic!r} holds no messages") from None
+        except Exception as err:
+            raise storage_error(self.path, err) from err
+        finally:
+            messages.close()  # release the storage cursor before the streaming pass opens its own
+        msg = self._deserialize(raw, conn.msgtype)
+        try:
+            self.decode_rgb(msg, conn.msgtype)
+        except UnsupportedEncodingError:
+            raise
+        except InputError as err:
+            log.warning("the first image on %s is malformed (%s); such frames are dropped", self.image_topic, err)
+
+    # -- messages ----------------------------------------------------------------------------
+    def _deserialize(self, raw: bytes, msgtype: str) -> Any:
+        try:
+            return self.reader.deserialize(raw, msgtype)
+        except Exception as err:
+            raise BagReadError(f"{self.path}: cannot deserialize a {msgtype} message ({err})") from err
+
+    def decode_rgb(self, msg: Any, msgtype: str) -> np.ndarray:
+        """`(H, W, 3)` uint8 RGB of an Image/CompressedImage message of the image topic
+        (`decode_color_msg`)."""
+        return decode_color_msg(msg, msgtype, self.image_topic)
+
+    def _drop(self, reason: str) -> None:
+        self.stats.dropped += 1
+        self.stats.drop_reasons[reason] = self.stats.drop_reasons.get(reason, 0) + 1
+        if self.stats.drop_reasons[reason] == 1:
+            log.warning("dropping a frame: %s (further drops for this reason are counted, not logged)", reason)
+
+    def frames(self, on_message: Callable[[Connection, int, bytes], None] | None = None) -> Iterator[FrameInput]:
+        """Yield `FrameInput`s in bag order, streaming.
+
+        Images are paired with camera_info by the live node's `ApproximateTimeSync` (nearest stamp
+        within `sync_slop_ns`, else the cached last one), so clouds match the node's. Sparse depth and
+        camera poses follow the node's rule (`vdepth_ros.inputs.samples`) with the bag's log times as
+        the arrival times: an image waits until a sample at or after its stamp was logged, or
+        `sparse_depth_slop_ns` of log time. Malformed images are dropped and counted in `stats`; an
+        unsupported encoding raises.
+
+        Args:
+            on_message: called with every message of the bag (all topics), e.g. to copy them.
+
+        Raises:
+            UnsupportedEncodingError, BagReadError.
+        """
+        # 1. What to read: the input topics, or every message (`[]`) when the caller takes them all.
+        wanted: list[Connection] = []
+        if on_message is None:
+            wanted = self._image_conns + self._info_conns + self._depth_conns + self._pose_conns
+        # 2. The node's matching rules, with the bag's log times as the arrival times.
+        matcher = _BagMatcher(self, depth=bool(self._depth_conns), pose=bool(self._pose_conns))
+        kinds = self._connection_kinds()
+        # 3. Route each input message; release the pairs whose sparse depth and pose are decided.
+        t = 0
+        for conn, t, raw in guarded_messages(self.reader, wanted, self.path):
+            if on_message is not None:
+                on_message(conn, t, raw)
+            kind = kinds.get(conn.id)
+            if kind is not None:
+                yield from self._release(matcher, self._take(matcher, kind, conn, t, raw), t)
+        # 4. End of the bag: release every pair still waiting.
+        yield from self._release(matcher, matcher.sync.flush(), t, final=True)
+
+    def _connection_kinds(self) -> dict[int, str]:
+        """Connection id -> "image" | "info" | "pose" | "depth" (in that precedence)."""
+        kinds: dict[int, str] = {}
+        for kind, conns in (
+            ("depth", self._depth_conns),
+            ("pose", self._pose_conns),
+            ("info", self._info_conns),
+            ("image", self._image_conns),
+        ):
+            kinds.update((c.id, kind) for c in conns)
+        return kinds
+
+    def _take(self, matcher: _BagMatcher, kind: str, conn: Connection, t: int, raw: bytes) -> list[Any]:
+        """Hand one input message of `kind` to `matcher`; returns the image/info pairs it completed."""
+        msg = self._deserialize(raw, conn.msgtype)
+        if kind == "image":
+            return matcher.sync.add_image(stamp_ns(msg.header), (msg, conn.msgtype, t))
+        if kind == "info":
+            self.stats.camera_info_seen = True
+            return matcher.sync.add_info(stamp_ns(msg.header), msg)
+        if kind == "pose":
+            try:
+                matcher.samples.add(stamp_ns(msg.header), t, pose_from_msg(msg))
+            except InputError as err:
+                self._drop_pose(str(err))
+        else:
+            matcher.samples.add(stamp_ns(msg.header), t, msg)
+        return []
+
+    def _release(self, matcher: _BagMatcher, pairs: list[Any], now: float, final: bool = False) -> Iterator[FrameInput]:
+        """The `FrameInput`s of the pairs `matcher` releases at bag time `now` (all with `final`)."""
+        for pair in matcher.ready(pairs, now, final):
+            msg, msgtype, t = pair.image
+            frame = self._frame(msg, msgtype, t, pair.info, matcher.sparse_for(pair), matcher.pose_for(pair))
+            if frame is not None:
+                yield frame
+
+    def _report(self, kind: str, message: str) -> None:
+        """What the frame assembler reports: counted, and logged once per kind (the frame is kept)."""
+        if kind == "sparse":
+            ignored = self.stats.sparse_depth_ignored
+            ignored[message] = ignored.get(message, 0) + 1
+            if ignored[message] == 1:
+                log.warning(
+                    "ignoring the sparse depth on %r: %s (the frame is kept without it; further ones are counted)",
+                    self.sparse_depth_topic,
+                    message,
+                )
+        elif kind == "pose":
+            self._frame_lacks_pose = True
+            if not self._warned_no_pose:
+                self._warned_no_pose = True
+                log.warning(
+                    "a frame has no metric points: %s (poses from %r) (warned once)", message, self.camera_pose_topic
+                )
+        elif kind == "camera_info":
+            self.stats.refused_camera_infos += 1
+            if self.stats.refused_camera_infos == 1:
+                log.warning("%s (further ones are counted, not logged)", message)
+        else:
+            log.info("%s", message.replace("set rectify:=true", "pass --rectify (or set rectify: true)"))
+
+    def _drop_pose(self, reason: str) -> None:
+        self.stats.bad_poses += 1
+        if self.stats.bad_poses == 1:
+            log.warning("ignoring a camera pose message: %s (further ones are counted, not logged)", reason)
+
+    def _frame(
+        self, msg: Any, msgtype: str, t: int, info: Any, sparse: Any = None, pose: Any = None
+    ) -> FrameInput | None:
+        """One `FrameInput` from a synced image message (`FrameAssembler`, as the node), or None
+        (dropped, counted)."""
+        key = stamp_ns(msg.header)
+        if self._fixed_info is not None:
+            info = self._fixed_info
+        if info is not None:  # consecutive equal camera_infos share one object (offline keeps every meta)
+            sig = info_signature(info)
+            if sig == self._last_info_sig:
+                info = self._last_info
+            else:
+                self._last_info, self._last_info_sig = info, sig
+        self._frame_lacks_pose = False
+        try:
+            frame = self._assembler.assemble(msg, key, info, sparse=sparse, pose=pose)
+        except UnsupportedImageError as err:
+            raise UnsupportedEncodingError(f"topic {self.image_topic!r}: {err}") from None
+        except InputError as err:
+            self._drop(str(err))
+            return None
+        if frame.camera is None and not self._warned_no_info:
+            self._warned_no_info = True
+            what = f"no camera_info on {self.camera_info_topic!r}" if self.camera_info_topic else "no camera_info topic"
+            log.warning(
+                "%s for the frame at %d ns: depth and disparity are written, point clouds are skipped "
+                "until a camera_info arrives (warned once)",
+                what,
+                key,
+            )
+        if sparse is not None and frame.sparse_depth is not None:
+            self.stats.sparse_depth_frames += 1
+        if self._assembler.triangulator is not None and not self._frame_lacks_pose:
+            self.stats.posed_frames += 1
+        self.stats.images += 1
+        frame.meta = BagFrameMeta(header=msg.header, log_time_ns=t, camera_info=self._assembler.info)
+        return frame
+
+
+class _BagMatcher:
+    """The node's input rules (`vdepth_ros.inputs`) over bag time: images paired with camera_info by
+    `ApproximateTimeSync`, then each pair held until its sparse depth or pose is decided
+    (`TimedSamples`), in arrival order."""
+
+    def __init__(self, source: BagFrameSource, *, depth: bool, pose: bool) -> None:
+        self.sync: ApproximateTimeSync[tuple[Any, str, int], Any] = ApproximateTimeSync(
+            source.sync_slop_ns, queue_size=source.sync_queue_size, info_timeout_ns=source.sync_info_timeout_ns
+        )
+        self.samples: TimedSamples[Any] = TimedSamples(source.sparse_depth_slop_ns, capacity=512 if pose else 32)
+        self.depth = depth
+        self.pose = pose
+        self._waiting: deque[Any] = deque()  # synced pairs waiting for their sparse depth or pose
+
+    def ready(self, pairs: list[Any], now: float, final: bool) -> Iterator[Any]:
+        """Queue `pairs`; yield the waiting pairs, oldest first, whose samples are decided at `now`."""
+        self._waiting.extend(pairs)
+        matching = self.depth or self.pose
+        while self._waiting and (
+            final or not matching or self.samples.ready(self._waiting[0].stamp_ns, self._waiting[0].image[2], now)
+        ):
+            yield self._waiting.popleft()
+
+    def sparse_for(self, pair: Any) -> Any:
+        """The sparse depth message matched to `pair`'s image, or None."""
+        return self.samples.nearest(pair.stamp_ns, pair.image[2]) if self.depth else None
+
+    def pose_for(self, pair: Any) -> Any:
+        """The camera pose at `pair`'s image stamp, or None."""
+        return self.samples.pose_at(pair.stamp_ns, pair.image[2]) if self.pose else None

@@ -1,0 +1,52 @@
+"""Shared names of the rosbag2 reader and writer of `vdepth-bag`: message types, typestores, storages.
+
+`BagFrameMeta` is the contract between them: the reader puts it on each `FrameInput.meta`, the
+writer stamps the outputs from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rosbags.rosbag2 import StoragePlugin
+from rosbags.typesys import Stores
+
+IMAGE = "sensor_msgs/msg/Image"
+COMPRESSED = "sensor_msgs/msg/CompressedImage"
+CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
+POSE_STAMPED = "geometry_msgs/msg/PoseStamped"
+POINTCLOUD2 = "sensor_msgs/msg/PointCloud2"
+IMAGE_TYPES = (IMAGE, COMPRESSED)
+
+#: `--typestore` choices: the ROS 2 distributions whose message definitions are used when a bag
+#: carries none (older sqlite3 bags) and for the output bag's type hashes.
+TYPESTORES: dict[str, Stores] = {
+    "humble": Stores.ROS2_HUMBLE,
+    "iron": Stores.ROS2_IRON,
+    "jazzy": Stores.ROS2_JAZZY,
+    "kilted": Stores.ROS2_KILTED,
+}
+STORAGES: dict[str, StoragePlugin] = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
+
+
+def stamp_ns(header: Any) -> int:
+    """`std_msgs/Header.stamp` in integer nanoseconds."""
+    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+
+
+@dataclass
+class BagFrameMeta:
+    """`FrameInput.meta` of a bag frame: what the writer needs to stamp the outputs like the node.
+
+    Attributes:
+        header: the input image's `std_msgs/Header` (stamp and frame_id are copied to every output).
+        log_time_ns: the bag receive time of the image; outputs are logged at the same time.
+        camera_info: the `CameraInfo` matched to the image, or None. Consecutive equal ones (same
+            `info_signature`) share one object, since offline mode keeps every frame's meta; so
+            its header is not necessarily this frame's.
+    """
+
+    header: Any
+    log_time_ns: int
+    camera_info: Any = None

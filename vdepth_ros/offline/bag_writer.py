@@ -1,0 +1,263 @@
+"""Streaming rosbag2 output for `vdepth-bag`, on `rosbags` (no ROS install needed).
+
+`DepthBagWriter` writes the pipeline's `DepthFrame`s as the live node's messages into a new bag;
+`cloud_message` builds a `PointCloud2` as the node does (also used by the synthetic-bag writer).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from rosbags.interfaces import Connection
+from rosbags.rosbag2 import Writer, WriterError
+from rosbags.typesys import get_typestore
+
+from vdepth_ros.encodings import image_fields_from_array, pointcloud2_layout
+from vdepth_ros.offline.bag_types import CAMERA_INFO, IMAGE, POINTCLOUD2, STORAGES, TYPESTORES, BagFrameMeta
+from vdepth_ros.offline.errors import OfflineError
+
+if TYPE_CHECKING:
+    from vdepth_ros.pipeline import DepthFrame
+    from vdepth_ros.stream.cloud import CameraModel
+
+
+def cloud_message(
+    ts: Any, header: Any, points: np.ndarray, colors: np.ndarray | None = None, *, is_dense: bool = False
+) -> Any:
+    """A rosbags `PointCloud2` of `(H, W, 3)` xyz points (`H` = 1: unorganized) in typestore `ts`.
+    Organized output clouds keep `is_dense=False` (NaN where depth is invalid), as the node's."""
+    fields, point_step, row_step, data = pointcloud2_layout(points, colors)
+    pf = ts.types["sensor_msgs/msg/PointField"]
+    return ts.types[POINTCLOUD2](
+        header=header,
+        height=points.shape[0],
+        width=points.shape[1],
+        fields=[pf(name=n, offset=o, datatype=d, count=c) for n, o, d, c in fields],
+        is_bigendian=False,
+        point_step=point_step,
+        row_step=row_step,
+        data=np.frombuffer(data, np.uint8),
+        is_dense=is_dense,
+    )
+
+
+@dataclass(frozen=True)
+class OutputTopics:
+    """Output topic names of one frame status, as the node resolves them (None disables one)."""
+
+    depth: str | None
+    disparity: str | None
+    points: str | None
+    camera_info: str | None
+
+    @classmethod
+    def under(cls, namespace: str, prefix: str = "") -> OutputTopics:
+        """The node's relative output names (`depth`, `disparity`, `points`, `depth/camera_info`,
+        with `prefix` such as `provisional/`) resolved in `namespace`."""
+        ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
+        return cls(*(f"{ns}/{prefix}{name}" for name in ("depth", "disparity", "points", "depth/camera_info")))
+
+
+PUBLISH_POLICIES = ("final", "provisional", "both")
+
+
+class DepthBagWriter:
+    """Write `DepthFrame`s as the live node's messages into a new rosbag2 bag.
+
+    Exactly what the node publishes: depth `32FC1` metres (NaN invalid, REP 118), disparity `32FC1`,
+    points an organized `PointCloud2` (xyz or xyzrgb, `is_dense=False`) and camera_info for the output
+    resolution. With the `publish` policy `both`, provisional frames go to `provisional_topics` and
+    final ones to `topics`; otherwise every frame the pipeline returns goes to `topics`.
+    Every output copies the input image's header (stamp, frame_id) and is logged at the input image's
+    bag receive time.
+
+    Args:
+        path: new bag folder (must not exist).
+        topics: main output topic names.
+        storage: "mcap" or "sqlite3".
+        typestore: ROS 2 distribution for the message definitions/hashes written.
+        publish: "final" | "provisional" | "both" (the pipeline's `publish` parameter).
+        provisional_topics: topics for provisional frames with `publish="both"`.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        topics: OutputTopics,
+        *,
+        storage: str = "mcap",
+        typestore: str = "kilted",
+        publish: str = "final",
+        provisional_topics: OutputTopics | None = None,
+    ) -> None:
+        if storage not in STORAGES:
+            raise OfflineError(f"unknown storage {storage!r}; choose one of {', '.join(STORAGES)}")
+        if typestore not in TYPESTORES:
+            raise OfflineError(f"unknown typestore {typestore!r}; choose one of {', '.join(TYPESTORES)}")
+        if publish not in PUBLISH_POLICIES:
+            raise OfflineError(f"publish policy must be one of {', '.join(PUBLISH_POLICIES)}, got {publish!r}")
+        if publish == "both" and provisional_topics is None:
+            raise OfflineError("publish='both' needs provisional_topics")
+        self.path = Path(path)
+        self.topics = topics
+        self.provisional_topics = provisional_topics
+        self.publish = publish
+        self.storage = storage
+        self.ts = get_typestore(TYPESTORES[typestore])
+        self._writer: Writer | None = None
+        self._conns: dict[str, Connection] = {}
+        self._copied: dict[int, Connection] = {}
+        self.counts: dict[str, int] = {}
+        self.clouds_skipped = 0
+        self.frames_written = 0
+
+    def open(self) -> DepthBagWriter:
+        writer = Writer(self.path, version=9, storage_plugin=STORAGES[self.storage])
+        try:
+            writer.open()
+        except WriterError as err:
+            raise OfflineError(f"cannot create bag {self.path}: {err}") from err
+        self._writer = writer
+        return self
+
+    def close(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
+
+    def abort(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.abort()
+
+    def __enter__(self) -> DepthBagWriter:
+        return self.open()
+
+    def __exit__(self, exc_type: object, *exc: object) -> bool:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+        return False
+
+    @property
+    def writer(self) -> Writer:
+        if self._writer is None:
+            raise OfflineError("DepthBagWriter is not open")
+        return self._writer
+
+    def _conn(self, topic: str, msgtype: str) -> Connection:
+        conn = self._conns.get(topic)
+        if conn is None:
+            taken = {c.topic for c in self._copied.values()}
+            if topic in taken:
+                raise OfflineError(
+                    f"output topic {topic!r} already exists in the input bag; with "
+                    f"--copy-input-topics the outputs need other names"
+                )
+            conn = self.writer.add_connection(topic, msgtype, typestore=self.ts)
+            self._conns[topic] = conn
+        return conn
+
+    def _write(self, topic: str | None, msgtype: str, msg: Any, t: int) -> None:
+        if not topic:
+            return
+        self.writer.write(self._conn(topic, msgtype), t, self.ts.serialize_cdr(msg, msgtype))
+        self.counts[topic] = self.counts.get(topic, 0) + 1
+
+    def copy_message(self, conn: Connection, t: int, raw: bytes) -> None:
+        """Copy one raw input message (same topic, type, definition and QoS) into the output bag."""
+        out = self._copied.get(conn.id)
+        if out is None:
+            if conn.topic in self._conns:
+                raise OfflineError(f"input topic {conn.topic!r} collides with an output topic")
+            ext = conn.ext
+            qos = list(getattr(ext, "offered_qos_profiles", []) or [])
+            fmt = getattr(ext, "serialization_format", "cdr")
+            msgdef = conn.msgdef.data if conn.msgdef.data and conn.digest else None
+            out = self.writer.add_connection(
+                conn.topic,
+                conn.msgtype,
+                typestore=self.ts if msgdef is None else None,
+                msgdef=msgdef,
+                rihs01=conn.digest if msgdef else None,
+                serialization_format=fmt,
+                offered_qos_profiles=qos,
+            )
+            self._copied[conn.id] = out
+        self.writer.write(out, t, raw)
+
+    # -- message builders ---------------------------------------------------------------------
+    def _image(self, header: Any, arr: np.ndarray, encoding: str) -> Any:
+        step, data = image_fields_from_array(arr, encoding)
+        return self.ts.types[IMAGE](
+            header=header,
+            height=arr.shape[0],
+            width=arr.shape[1],
+            encoding=encoding,
+            is_bigendian=0,
+            step=step,
+            data=np.frombuffer(data, np.uint8),
+        )
+
+    def _camera_info(self, header: Any, camera: CameraModel) -> Any:
+        """As the node's `info_msg`: rectified pinhole at the output resolution, no distortion."""
+        T = self.ts.types
+        k = np.array([camera.fx, 0, camera.cx, 0, camera.fy, camera.cy, 0, 0, 1], np.float64)
+        p = np.array([camera.fx, 0, camera.cx, 0, 0, camera.fy, camera.cy, 0, 0, 0, 1, 0], np.float64)
+        return T[CAMERA_INFO](
+            header=header,
+            height=int(camera.height),
+            width=int(camera.width),
+            distortion_model="plumb_bob",
+            d=np.zeros(5, np.float64),
+            k=k,
+            r=np.eye(3, dtype=np.float64).reshape(-1),
+            p=p,
+            binning_x=0,
+            binning_y=0,
+            roi=T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False),
+        )
+
+    def route(self, status: str) -> OutputTopics | None:
+        """The topics a frame of `status` goes to (None: not published).
+
+        The pipeline already applies the policy (`DepthPipeline._select`: each frame once for
+        "provisional"/"final"), so every frame it returns is published; only "both" splits them.
+        """
+        if self.publish == "both":
+            return self.topics if status == "final" else self.provisional_topics
+        return self.topics
+
+    def write_frame(self, frame: DepthFrame) -> bool:
+        """Write one frame's outputs at its input's bag time, if the publish policy publishes it.
+
+        Returns:
+            True if the frame was written to the main (not provisional) topics.
+        """
+        meta = frame.meta
+        if not isinstance(meta, BagFrameMeta):
+            raise OfflineError("DepthBagWriter.write_frame needs frames read by BagFrameSource (meta)")
+        topics = self.route(frame.status)
+        if topics is None:
+            return False
+        header, t = meta.header, meta.log_time_ns
+        if frame.depth is not None:
+            self._write(
+                topics.depth, IMAGE, self._image(header, np.ascontiguousarray(frame.depth, np.float32), "32FC1"), t
+            )
+        self._write(
+            topics.disparity, IMAGE, self._image(header, np.ascontiguousarray(frame.disparity, np.float32), "32FC1"), t
+        )
+        if frame.points is not None:
+            self._write(topics.points, POINTCLOUD2, cloud_message(self.ts, header, frame.points, frame.colors), t)
+        elif frame.depth is not None and topics is self.topics:  # depth but no camera model
+            self.clouds_skipped += 1
+        if frame.camera is not None:
+            self._write(topics.camera_info, CAMERA_INFO, self._camera_info(header, frame.camera), t)
+        if topics is self.topics:
+            self.frames_written += 1
+        return topics is self.topics

@@ -1,0 +1,222 @@
+"""`DepthPipeline.run_offline`: the non-causal two-pass run over a whole sequence (no ROS).
+
+Pass 1 (`_offline_windows`) runs every window as causal mode would and records pairwise fits
+(`CausalGraphAligner` as a fixed-lag smoother), spilling window disparities, sparse depth and
+output-resolution images to temporary files (`_Spill`), so memory is bounded by the window size;
+pass 2 (`_offline_output`) stitches each scene-cut segment with the solved affines. Kept apart
+from `pipeline.py` because only the offline tools use it; it drives the pipeline's own steps
+(`_check`, `_record`, `_infer`, `_depth_frame`, ...), so causal and offline frames go through
+the same code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from vdepth_ros.errors import InputError
+from vdepth_ros.stream.graph import OFFLINE_LAG, CausalGraphAligner
+from vdepth_ros.stream.stitch import StitchedFrame, Stitcher
+
+if TYPE_CHECKING:
+    from vdepth_ros.pipeline import DepthPipeline
+    from vdepth_ros.pipeline_types import DepthFrame, FrameInput, _Record
+    from vdepth_ros.stream.windows import Window
+
+
+def run_offline(
+    pipe: DepthPipeline, frames: Iterable[FrameInput], spill_dir: str | Path | None = None
+) -> Iterator[DepthFrame]:
+    """`DepthPipeline.run_offline` (its docstring): pass 1 `_offline_windows`, pass 2 `_offline_output`."""
+    pipe._clear()
+    try:
+        with (
+            tempfile.TemporaryDirectory(prefix="vdepth-offline-", dir=spill_dir) as tmp,
+            contextlib.ExitStack() as stack,
+        ):
+            spill = _Spill(Path(tmp), pipe.height, pipe.width)
+            stack.callback(spill.close_files)
+            stack.callback(spill.close_reads)
+            records: list[_Record] = []
+            segments = _offline_windows(pipe, frames, spill, records)
+            spill.close_writes()
+            for segment in segments:
+                yield from _offline_output(pipe, segment, spill, records)
+    finally:
+        pipe._clear()  # also when the consumer stops early: the causal API stays usable
+
+
+def _offline_aligner(pipe: DepthPipeline) -> CausalGraphAligner:
+    """The graph estimator as a fixed-lag smoother (`OFFLINE_LAG` future windows, all edges kept)."""
+    return CausalGraphAligner(pipe.fit_options, lag=OFFLINE_LAG, keep_history=True)
+
+
+def _offline_windows(
+    pipe: DepthPipeline, frames: Iterable[FrameInput], spill: _Spill, records: list[_Record]
+) -> list[_OfflineSegment]:
+    """Pass 1: every window of every segment run, spilled and fitted pairwise."""
+    sched = pipe.scheduler
+    segments = [_OfflineSegment(0, 0, _offline_aligner(pipe))]
+    buffer: dict[int, np.ndarray] = {}  # working-resolution images by segment-local index
+
+    def run(window: Window) -> None:
+        seg = segments[-1]
+        disp = pipe._infer(window, [buffer[f] for f in window.slots])
+        spill.put_window(disp)
+        seg.aligner.add(window, disp)
+        seg.windows.append(window)
+
+    def close_segment() -> None:
+        while (w := sched.next_window(final=True)) is not None:
+            run(w)
+        buffer.clear()
+
+    for frame in frames:
+        rgb = pipe._check(frame)
+        if records and rgb.shape[:2] != records[0].input_size:
+            raise InputError("run_offline needs one input resolution for the whole sequence")
+        if not records:
+            pipe._start_stream(rgb.shape[:2])
+            spill.h, spill.w = pipe.height, pipe.width
+        rec = pipe._record(frame, rgb)
+        assert rec.rgb is not None
+        if pipe._scene_cut(rec):
+            close_segment()
+            sched.reset()
+            pipe._reset_engine_stream()
+            segments.append(_OfflineSegment(len(records), spill.n_windows, _offline_aligner(pipe)))
+            pipe.stats.scene_cuts += 1
+        buffer[sched.add_frame()] = rec.rgb
+        spill.put_frame(len(records), rec)
+        rec.rgb = rec.rgb_out = rec.sparse = None
+        records.append(rec)
+        pipe.stats.frames_in += 1
+        while (w := sched.next_window()) is not None:
+            run(w)
+        need = sched.needed_frames()
+        for i in [i for i in buffer if i not in need]:
+            del buffer[i]
+    close_segment()
+    return segments
+
+
+def _offline_output(
+    pipe: DepthPipeline, seg: _OfflineSegment, spill: _Spill, records: list[_Record]
+) -> Iterator[DepthFrame]:
+    """Pass 2 for one segment: solve, stitch with the solved affines, output every frame once."""
+    fits = seg.aligner.smoothed()
+    pipe.stats.degenerate_fits += sum(f.degenerate for f in fits) + sum(e.fit.degenerate for e in seg.aligner.edges)
+    pipe._index_base = seg.first_frame
+    pipe.scale_source.reset()
+    stitcher = Stitcher(pipe.alignment, pipe.fit_options)  # type: ignore[arg-type]
+
+    def out(sf: StitchedFrame) -> DepthFrame:
+        g = seg.first_frame + sf.index
+        return pipe._depth_frame(sf, spill.record(g, records[g]))
+
+    for window, fit in zip(seg.windows, fits, strict=True):
+        stitched = stitcher.add(window, spill.window(seg.first_window + window.index), affine=fit)
+        here = [s for s in stitched if s.window == window.index]
+        if here:
+            pipe.scale_source.update(
+                np.stack([s.disparity for s in here]), [spill.sparse(seg.first_frame + s.index) for s in here]
+            )
+        yield from (out(sf) for sf in stitched if sf.status == "final")
+    yield from (out(sf) for sf in stitcher.finish())
+
+
+@dataclass
+class _OfflineSegment:
+    """The frames between two scene cuts in `run_offline`: its windows and their pairwise fits."""
+
+    first_frame: int  # sequence index of its frame 0
+    first_window: int  # spill index of its window 0
+    aligner: CausalGraphAligner
+    windows: list[Window] = field(default_factory=list)
+
+
+class _Spill:
+    """Append-only temp files for offline mode, read back window by window with `os.pread`.
+
+    Holds the window disparities, sparse depth (working resolution) and the output-resolution RGB;
+    the working-resolution frames are only needed while their windows run (pass 1)."""
+
+    def __init__(self, folder: Path, height: int, width: int) -> None:
+        self.folder, self.h, self.w = folder, height, width
+        self._rgb_out = open(folder / "rgb_out.u8", "wb")  # noqa: SIM115 - closed in close_writes
+        self._disp = open(folder / "disp.f32", "wb")  # noqa: SIM115
+        self._sparse = open(folder / "sparse.f32", "wb")  # noqa: SIM115
+        self._win_offsets: list[tuple[int, int]] = []  # (first frame slot, n frames) per window
+        self.n_windows = 0
+        self._n_disp = 0
+        self._sparse_slot: dict[int, int] = {}
+        self._rgb_out_offset: dict[int, tuple[int, tuple[int, int]]] = {}
+        self._rgb_out_bytes = 0
+
+    def put_frame(self, index: int, rec: _Record) -> None:
+        if rec.sparse is not None:
+            self._sparse_slot[index] = len(self._sparse_slot)
+            self._sparse.write(np.ascontiguousarray(rec.sparse, dtype=np.float32).tobytes())
+        if rec.rgb_out is not None:
+            data = np.ascontiguousarray(rec.rgb_out).tobytes()
+            self._rgb_out_offset[index] = (self._rgb_out_bytes, rec.rgb_out.shape[:2])
+            self._rgb_out.write(data)
+            self._rgb_out_bytes += len(data)
+
+    def put_window(self, disp: np.ndarray) -> None:
+        self._win_offsets.append((self._n_disp, disp.shape[0]))
+        self.n_windows = len(self._win_offsets)
+        self._disp.write(np.ascontiguousarray(disp, dtype=np.float32).tobytes())
+        self._n_disp += disp.shape[0]
+
+    def close_files(self) -> None:
+        for f in (self._rgb_out, self._disp, self._sparse):
+            f.close()
+
+    def close_writes(self) -> None:
+        self.close_files()
+        # Read back with pread into fresh buffers, not np.memmap: pages a memmap has touched stay
+        # mapped (and counted in RSS) until it is closed, so RSS would grow with the sequence.
+        names = ("rgb_out.u8", "disp.f32", "sparse.f32")
+        self._fds = {name: os.open(self.folder / name, os.O_RDONLY) for name in names}
+
+    def close_reads(self) -> None:
+        for fd in getattr(self, "_fds", {}).values():
+            os.close(fd)
+        self._fds = {}
+
+    def _read(self, name: str, offset: int, dtype: type, shape: tuple[int, ...]) -> np.ndarray:
+        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        buf = bytearray(nbytes)
+        view = memoryview(buf)
+        got = 0
+        while got < nbytes:  # pread may return short reads
+            chunk = os.pread(self._fds[name], nbytes - got, offset + got)
+            if not chunk:
+                raise OSError(f"offline spill file {name} is truncated")
+            view[got : got + len(chunk)] = chunk
+            got += len(chunk)
+        return np.frombuffer(buf, dtype=dtype).reshape(shape)
+
+    def window(self, k: int) -> np.ndarray:
+        start, n = self._win_offsets[k]
+        frame = self.h * self.w * 4
+        return self._read("disp.f32", start * frame, np.float32, (n, self.h, self.w))
+
+    def sparse(self, index: int) -> np.ndarray | None:
+        slot = self._sparse_slot.get(index)
+        if slot is None:
+            return None
+        return self._read("sparse.f32", slot * self.h * self.w * 4, np.float32, (self.h, self.w))
+
+    def record(self, index: int, rec: _Record) -> _Record:
+        off, (h, w) = self._rgb_out_offset[index]
+        rgb_out = self._read("rgb_out.u8", off, np.uint8, (h, w, 3))
+        return replace(rec, rgb=None, rgb_out=rgb_out, sparse=None)

@@ -1,0 +1,132 @@
+"""The data `DepthPipeline` takes and returns: `FrameInput` in, `DepthFrame` (with its `FitInfo`)
+out, `PipelineStats`; and `_Record`, what the pipeline keeps of a frame between its window and
+its output. Import them from `vdepth_ros.pipeline`, which re-exports them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from vdepth_ros.stream.cloud import CameraModel
+
+
+@dataclass
+class FrameInput:
+    """One camera frame.
+
+    Attributes:
+        rgb: `(H, W, 3)` uint8 RGB, any resolution.
+        stamp_ns: timestamp in nanoseconds (passed through).
+        camera: intrinsics at the rgb's resolution; None -> no cloud.
+        sparse_depth: `(H, W)` float32 metres at the rgb's resolution, NaN/0 invalid, or None.
+        meta: opaque to the pipeline (ROS header, bag timestamp...), passed through.
+    """
+
+    rgb: np.ndarray
+    stamp_ns: int
+    camera: CameraModel | None = None
+    sparse_depth: np.ndarray | None = None
+    meta: Any = None
+
+
+@dataclass(frozen=True)
+class FitInfo:
+    """How a frame's values were obtained.
+
+    Attributes:
+        scale, shift: the window alignment (window disparity -> stream canonical disparity).
+        residual: how far the aligned window is from the stream it continues, on the frames it
+            blends into: robust sigma of the difference relative to the disparity there (0.02 =
+            2 %; 0 for a stream's first window). The same measure in every alignment mode and
+            offline (`stream.stitch.WindowHealth`).
+        inlier_fraction: fraction of the fit's pixels kept by its robust weights (graph alignment
+            and offline: the mean over the window's pairwise fits).
+        scale_change: the window's scale over the previous window's (1 = the model's raw scale
+            did not change; a jump flags a model or alignment problem).
+        degenerate: the fit fell back to (1, 0), or with graph alignment to the previous window's
+            affine (too few points, flat, uncorrelated); see `reason`.
+        scale_source: "none" | "sparse" | "range" | "metric".
+        window: index of the newest window that contributed to this frame.
+        metric_scale, metric_shift: canonical disparity -> metric inverse depth (1/m), or None.
+        reason: why the fit is degenerate ("" otherwise).
+    """
+
+    scale: float
+    shift: float
+    residual: float
+    inlier_fraction: float
+    degenerate: bool
+    scale_source: str
+    window: int = -1
+    metric_scale: float | None = None
+    metric_shift: float | None = None
+    reason: str = ""
+    scale_change: float = 1.0
+
+
+@dataclass
+class DepthFrame:
+    """One output frame (see `docs/architecture.md`). Arrays are read-only views.
+
+    Attributes:
+        index: 0-based frame index since the last reset (a scene cut does not restart it).
+        stamp_ns, meta: from the FrameInput.
+        status: "provisional" (a later window may revise it) or "final".
+        disparity: `(h, w)` float32 aligned relative disparity, NaN invalid; `(h, w)` is the output
+            resolution (`output_resolution`), registered to the input image.
+        depth: `(h, w)` float32 metres, REP 118 (NaN no estimate, +Inf beyond the far limit, -Inf
+            below the near limit); None without a scale.
+        camera: intrinsics at `(h, w)` (the input's camera when `(h, w)` is the input size), or None.
+        points: `(h', w', 3)` float32 organized xyz in metres (optical frame), NaN where the depth
+            is not finite, or None.
+        colors: `(h', w', 3)` uint8 RGB matching `points`, or None.
+        fit: alignment and scale of this frame.
+        rgb: `(h, w, 3)` uint8 input image at the output resolution (previews, overlays).
+    """
+
+    index: int
+    stamp_ns: int
+    meta: Any
+    status: Literal["provisional", "final"]
+    disparity: np.ndarray
+    depth: np.ndarray | None
+    camera: CameraModel | None
+    points: np.ndarray | None
+    colors: np.ndarray | None
+    fit: FitInfo
+    rgb: np.ndarray | None = None
+
+
+@dataclass
+class PipelineStats:
+    """Counters for diagnostics (cumulative over resets)."""
+
+    frames_in: int = 0
+    frames_out: int = 0
+    windows: int = 0
+    degenerate_fits: int = 0
+    anchor_refreshes: int = 0
+    resets: int = 0
+    scene_cuts: int = 0
+    last_reset_reason: str = ""
+    infer_seconds: float = 0.0
+    post_seconds: float = 0.0
+    last_fit: FitInfo | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class _Record:
+    stamp_ns: int
+    meta: Any
+    camera: CameraModel | None
+    input_size: tuple[int, int]  # (H, W)
+    rgb: np.ndarray | None  # working resolution (uint8, or float32 in the value range: resize_method)
+    rgb_out: np.ndarray | None  # output resolution uint8 (the input image itself by default)
+    sparse: np.ndarray | None  # working resolution float32 metres
