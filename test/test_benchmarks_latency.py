@@ -19,6 +19,25 @@ from vdepth_ros.stream.windows import WindowScheduler
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
+STAND_INS = ("torchvision", "einops", "easydict", "video_depth_anything", "utils")
+
+
+@pytest.fixture(autouse=True)
+def _restore_stand_ins():
+    """The benchmarks put stand-ins (torchvision, einops, easydict) and the authors' modules into
+    `sys.modules` for the life of their process; in the test process they must not outlive the test,
+    or a later parity test imports the authors' code against a stand-in missing what it needs."""
+
+    def ours(name: str) -> bool:
+        return name.split(".")[0] in STAND_INS
+
+    before = {n: m for n, m in sys.modules.items() if ours(n)}
+    yield
+    for name in [n for n in sys.modules if ours(n)]:
+        del sys.modules[name]
+    sys.modules.update(before)
+
+
 def _load(name: str):
     spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
