@@ -280,14 +280,15 @@ def _snap_pixels(blocks: np.ndarray, height: int, width: int) -> tuple[np.ndarra
     covers (a few per block), so the cost follows the edges, not the image size."""
     h, w = blocks.shape[0] + 1, blocks.shape[1] + 1
     row_start, row_count, col_start, col_count = _block_spans(h, w, height, width)
-    by, bx = np.nonzero(blocks)
+    by, bx = (i.astype(np.int32) for i in np.nonzero(blocks))
     rows, cols = row_count[by], col_count[bx]
     count = rows * cols
-    block = np.repeat(np.arange(by.size), count)
-    local = np.arange(block.size) - np.repeat(np.cumsum(count) - count, count)  # rank within its block
-    y = row_start[by[block]] + local // cols[block]
+    # int32 throughout: per-pixel temporaries stay small enough for the allocator to reuse
+    block = np.repeat(np.arange(by.size, dtype=np.int32), count)
+    local = np.arange(block.size, dtype=np.int32) - np.repeat(np.cumsum(count, dtype=np.int32) - count, count)
+    y = row_start[by[block]] + local // cols[block]  # `local` is the pixel's rank within its block
     x = col_start[bx[block]] + local % cols[block]
-    return y * width + x, by[block] * w + bx[block]
+    return y * np.int32(width) + x, by[block] * np.int32(w) + bx[block]
 
 
 @functools.lru_cache(maxsize=4)
@@ -297,7 +298,8 @@ def _block_spans(h: int, w: int, height: int, width: int) -> tuple[np.ndarray, .
     spans = []
     for n_in, n_out in ((h, height), (w, width)):
         first = _axis(n_in, n_out, False)[0]
-        spans += [np.searchsorted(first, np.arange(n_in - 1)), np.bincount(first, minlength=n_in - 1)]
+        start = np.searchsorted(first, np.arange(n_in - 1))
+        spans += [start.astype(np.int32), np.bincount(first, minlength=n_in - 1).astype(np.int32)]
     return tuple(spans)
 
 
