@@ -233,7 +233,8 @@ def camera_frames(n: int, height: int, width: int) -> list[np.ndarray]:
     import cv2
 
     rng = np.random.default_rng(3)
-    scene = cv2.resize(rng.integers(0, 255, (height // 8, width // 4, 3), dtype=np.uint8), (2 * width, height))
+    texture = rng.integers(0, 255, (height // 8, width // 4, 3), dtype=np.uint8)
+    scene = cv2.resize(texture, (width + 4 * n, height))  # pans 4 pixels per frame
     frames = []
     for k in range(n):
         f = np.ascontiguousarray(scene[:, 4 * k : 4 * k + width])
