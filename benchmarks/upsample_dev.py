@@ -11,8 +11,9 @@ occluding contours, on the aligned depth, mean over frames):
 
 * "model": `output_resolution: model` (about the working resolution's pixel count, the camera's
   aspect), scored against the GT sampled at that resolution (nearest pixel centre);
-* "input/<method>": `output_resolution: input` with each `upsample_method`, scored at the GT's own
-  (the camera's) resolution;
+* "input/<method>": `output_resolution: input`, the stream's working-resolution disparity upsampled
+  by each `upsample_method` (one stream per sequence, so only the upsampler differs), scored at
+  the GT's own (the camera's) resolution;
 * "oracle/<method>": each method upsampling the GT's own disparity area-averaged to the working
   resolution (16 frames per sequence): the upsampler's effect without the model's own blur. The
   edge_aware constants (`resize.EDGE_SPREAD`, `EDGE_SIGMA`) were chosen on this oracle on the renders.
@@ -106,6 +107,35 @@ class CachedEngine(DepthEngine):
         return self if inner is self.inner else CachedEngine(inner, self.cache)
 
 
+def stitched(engine: DepthEngine, seq: EvalSequence) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per frame, the working-resolution disparity and the guide image exactly as the causal
+    pipeline (output at the input resolution) hands them to the upsampler.
+
+    Every method then upsamples the same stream. Separate pipeline runs per method were not
+    comparable: their scores moved by up to 0.001 AbsRel with the runs' order, not the method."""
+    import vdepth_ros.pipeline as pipeline_module
+
+    calls: list[tuple[np.ndarray, np.ndarray]] = []
+    real = pipeline_module.upsample
+
+    def capture(values: np.ndarray, height: int, width: int, method: str = "", guide: Any = None) -> np.ndarray:
+        calls.append((np.array(values, dtype=np.float32), guide))
+        return real(values, height, width, "bilinear", guide=guide)
+
+    cfg = PipelineConfig(publish="final", cloud_stride=0, output_resolution="input", scale_source="none")
+    pipe = DepthPipeline(cfg, engine)
+    order: list[int] = []  # frame index of each upsampling call (one per published frame)
+    pipeline_module.upsample = capture
+    try:
+        for k in range(seq.num_frames):
+            order += [f.index for f in pipe.push(FrameInput(rgb=seq.rgb[k], stamp_ns=round(k * 1e9 / seq.fps)))]
+        order += [f.index for f in pipe.flush()]
+    finally:
+        pipeline_module.upsample = real
+    by_index = dict(zip(order, calls, strict=True))
+    return [by_index[k] for k in range(seq.num_frames)]
+
+
 def run(engine: DepthEngine, seq: EvalSequence, **params: Any) -> list[Any]:
     """The causal pipeline's final frames of `seq` with these parameters."""
     cfg = PipelineConfig(**{"publish": "final", "cloud_stride": 0, **params})
@@ -183,10 +213,12 @@ def evaluate(engine: DepthEngine, seq: EvalSequence) -> dict[str, Any]:
     disp = np.stack([f.disparity for f in frames])
     res["model_size"] = list(disp.shape[1:])
     res["model"] = score(disp, nearest(seq.depth, *disp.shape[1:]), seq.max_depth)
+    stream = stitched(engine, seq)
+    height, width = seq.depth.shape[1:]
     for name in METHODS:
         with method_variant(name) as method:
-            frames = run(engine, seq, output_resolution="input", upsample_method=method, scale_source="none")
-        res[f"input/{name}"] = score(np.stack([f.disparity for f in frames]), seq.depth, seq.max_depth)
+            up = np.stack([upsample(values, height, width, method, guide=guide) for values, guide in stream])
+        res[f"input/{name}"] = score(up, seq.depth, seq.max_depth)
     res["range_mode"] = range_values(run(engine, seq, output_resolution="input", scale_source="range"))
     pipe = DepthPipeline(PipelineConfig(), engine)
     pipe.push(FrameInput(rgb=seq.rgb[0], stamp_ns=0))
