@@ -230,10 +230,15 @@ def _discontinuities(values: np.ndarray, ratio: float) -> np.ndarray:
     defines contours) and needs no frame statistics; the second difference keeps planes out (a
     slanted floor near the horizon has large relative steps but no bend). NaN blocks: False."""
     hi, lo = _block_extremes(values)
-    bend = _block_extremes(_second_difference(values))[0]
     with np.errstate(invalid="ignore"):
         limit = np.float32(ratio) * np.abs(hi)
-        return (hi - lo > limit) & (bend > limit)
+        steps = hi - lo > limit
+    if not steps.any():  # a smooth frame: no second differences needed
+        return steps
+    curv = _second_difference(values)
+    bend = np.maximum(np.maximum(curv[:-1, :-1], curv[:-1, 1:]), np.maximum(curv[1:, :-1], curv[1:, 1:]))
+    with np.errstate(invalid="ignore"):
+        return steps & (bend > limit)
 
 
 def edge_snap_upsample(values: np.ndarray, height: int, width: int, *, ratio: float = SNAP_RATIO) -> np.ndarray:
