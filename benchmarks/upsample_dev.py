@@ -11,8 +11,9 @@ occluding contours, on the aligned depth, mean over frames):
 
 * "model": `output_resolution: model` (about the working resolution's pixel count, the camera's
   aspect), scored against the GT sampled at that resolution (nearest pixel centre);
-* "input/<method>": `output_resolution: input` with each `upsample_method`, scored at the GT's own
-  (the camera's) resolution;
+* "input/<method>": `output_resolution: input`, the stream's working-resolution disparity upsampled
+  by each `upsample_method` (one stream per sequence, so only the upsampler differs), scored at
+  the GT's own (the camera's) resolution;
 * "oracle/<method>": each method upsampling the GT's own disparity area-averaged to the working
   resolution (16 frames per sequence): the upsampler's effect without the model's own blur. The
   edge_aware constants (`resize.EDGE_SPREAD`, `EDGE_SIGMA`) were chosen on this oracle on the renders.
@@ -23,16 +24,21 @@ sequence: finite / +Inf / -Inf / NaN fractions and the finite depth's 2nd-98th p
 
     .venv/bin/python benchmarks/upsample_dev.py --json out/upsample_dev.json          # ~4 min on 2 cores
     .venv/bin/python benchmarks/upsample_dev.py --quick                               # 2 renders, 32 frames
+    .venv/bin/python benchmarks/upsample_dev.py --methods bilinear edge_snap --snap-ratios 0.1 0.2
+
+`--snap-ratios` adds "edge_snap@R" rows: edge_snap with `resize.SNAP_RATIO` = R (how it was chosen).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +47,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from alignment_dev import render_sequences
 
+from vdepth_ros import resize
 from vdepth_ros.config import PipelineConfig
 from vdepth_ros.eval.datasets import EvalSequence, load_dataset
 from vdepth_ros.eval.metrics import (
@@ -55,6 +62,26 @@ from vdepth_ros.pipeline import DepthPipeline, FrameInput
 from vdepth_ros.resize import UPSAMPLE_METHODS, upsample
 from vdepth_ros.runtime import create_engine
 from vdepth_ros.runtime.engine import DepthEngine
+
+#: the methods compared (main() sets them from --methods and --snap-ratios)
+METHODS: list[str] = list(UPSAMPLE_METHODS)
+
+
+@contextlib.contextmanager
+def method_variant(name: str) -> Iterator[str]:
+    """ "edge_snap@R" runs edge_snap with SNAP_RATIO R; yields the method name to pass on."""
+    method, _, ratio = name.partition("@")
+    if not ratio:
+        yield method
+        return
+    defaults = resize.edge_snap_upsample.__kwdefaults__
+    assert defaults is not None
+    saved = defaults["ratio"]
+    defaults["ratio"] = float(ratio)
+    try:
+        yield method
+    finally:
+        defaults["ratio"] = saved
 
 
 class CachedEngine(DepthEngine):
@@ -78,6 +105,35 @@ class CachedEngine(DepthEngine):
     def at_resolution(self, height: int, width: int) -> DepthEngine:
         inner = self.inner.at_resolution(height, width)
         return self if inner is self.inner else CachedEngine(inner, self.cache)
+
+
+def stitched(engine: DepthEngine, seq: EvalSequence) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per frame, the working-resolution disparity and the guide image exactly as the causal
+    pipeline (output at the input resolution) hands them to the upsampler.
+
+    Every method then upsamples the same stream. Separate pipeline runs per method were not
+    comparable: their scores moved by up to 0.001 AbsRel with the runs' order, not the method."""
+    import vdepth_ros.pipeline as pipeline_module
+
+    calls: list[tuple[np.ndarray, np.ndarray]] = []
+    real = pipeline_module.upsample
+
+    def capture(values: np.ndarray, height: int, width: int, method: str = "", guide: Any = None) -> np.ndarray:
+        calls.append((np.array(values, dtype=np.float32), guide))
+        return real(values, height, width, "bilinear", guide=guide)
+
+    cfg = PipelineConfig(publish="final", cloud_stride=0, output_resolution="input", scale_source="none")
+    pipe = DepthPipeline(cfg, engine)
+    order: list[int] = []  # frame index of each upsampling call (one per published frame)
+    pipeline_module.upsample = capture
+    try:
+        for k in range(seq.num_frames):
+            order += [f.index for f in pipe.push(FrameInput(rgb=seq.rgb[k], stamp_ns=round(k * 1e9 / seq.fps)))]
+        order += [f.index for f in pipe.flush()]
+    finally:
+        pipeline_module.upsample = real
+    by_index = dict(zip(order, calls, strict=True))
+    return [by_index[k] for k in range(seq.num_frames)]
 
 
 def run(engine: DepthEngine, seq: EvalSequence, **params: Any) -> list[Any]:
@@ -119,19 +175,20 @@ def oracle(seq: EvalSequence, working: tuple[int, int], frames: int) -> dict[str
     out: dict[str, dict[str, float]] = {}
     h, w = working
     picks = range(0, seq.num_frames, max(1, seq.num_frames // frames))
-    for method in UPSAMPLE_METHODS:
+    for name in METHODS:
         f1s, rels = [], []
         for k in picks:
             gt = seq.depth[k]
             valid = valid_mask(gt, seq.max_depth)
             disp = np.where(valid, 1.0 / np.maximum(gt, 1e-3), 0.0).astype(np.float32)
             small = cv2.resize(disp, (w, h), interpolation=cv2.INTER_AREA)
-            up = upsample(small, *gt.shape, method, guide=seq.rgb[k])
+            with method_variant(name) as method:
+                up = upsample(small, *gt.shape, method, guide=seq.rgb[k])
             depth = 1.0 / np.maximum(up, 1e-3)
             if (b := boundary_f1(depth, gt, valid)) is not None:
                 f1s.append(b)
             rels.append(float(np.mean(np.abs(depth[valid] - gt[valid]) / gt[valid])))
-        out[method] = {"abs_rel": float(np.mean(rels)), "boundary_f1": float(np.mean(f1s)) if f1s else float("nan")}
+        out[name] = {"abs_rel": float(np.mean(rels)), "boundary_f1": float(np.mean(f1s)) if f1s else float("nan")}
     return out
 
 
@@ -156,9 +213,12 @@ def evaluate(engine: DepthEngine, seq: EvalSequence) -> dict[str, Any]:
     disp = np.stack([f.disparity for f in frames])
     res["model_size"] = list(disp.shape[1:])
     res["model"] = score(disp, nearest(seq.depth, *disp.shape[1:]), seq.max_depth)
-    for method in UPSAMPLE_METHODS:
-        frames = run(engine, seq, output_resolution="input", upsample_method=method, scale_source="none")
-        res[f"input/{method}"] = score(np.stack([f.disparity for f in frames]), seq.depth, seq.max_depth)
+    stream = stitched(engine, seq)
+    height, width = seq.depth.shape[1:]
+    for name in METHODS:
+        with method_variant(name) as method:
+            up = np.stack([upsample(values, height, width, method, guide=guide) for values, guide in stream])
+        res[f"input/{name}"] = score(up, seq.depth, seq.max_depth)
     res["range_mode"] = range_values(run(engine, seq, output_resolution="input", scale_source="range"))
     pipe = DepthPipeline(PipelineConfig(), engine)
     pipe.push(FrameInput(rgb=seq.rgb[0], stamp_ns=0))
@@ -173,13 +233,14 @@ def upsample_cost(repeats: int) -> dict[str, dict[str, float]]:
     for (h, w), (wh, ww) in (((480, 640), (160, 224)), ((720, 1280), (160, 288))):
         small = cv2_smooth(rng.random((wh, ww), dtype=np.float32))
         guide = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
-        for method in UPSAMPLE_METHODS:
+        for name in METHODS:
             ts = []
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                upsample(small, h, w, method, guide=guide)
-                ts.append(1000 * (time.perf_counter() - t0))
-            out.setdefault(f"{w}x{h}", {})[method] = round(statistics.median(ts), 2)
+            with method_variant(name) as method:
+                for _ in range(repeats):
+                    t0 = time.perf_counter()
+                    upsample(small, h, w, method, guide=guide)
+                    ts.append(1000 * (time.perf_counter() - t0))
+            out.setdefault(f"{w}x{h}", {})[name] = round(statistics.median(ts), 2)
     return out
 
 
@@ -197,9 +258,9 @@ def mean_over(results: dict[str, Any], keys: list[str]) -> dict[str, Any]:
             metric: round(float(np.nanmean([results[k]["oracle"][m][metric] for k in keys])), 4)
             for metric in ("abs_rel", "boundary_f1")
         }
-        for m in UPSAMPLE_METHODS
+        for m in METHODS
     }
-    for output in ["model", *(f"input/{m}" for m in UPSAMPLE_METHODS)]:
+    for output in ["model", *(f"input/{m}" for m in METHODS)]:
         out[output] = {
             metric: round(float(np.nanmean([results[k][output][metric] for k in keys])), 4)
             for metric in ("abs_rel", "delta1", "boundary_f1")
@@ -216,10 +277,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=20, help="timing repeats per upsample method")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="2 renders of 32 frames, 48 HoloLens frames, 5 repeats")
+    ap.add_argument("--methods", nargs="+", choices=UPSAMPLE_METHODS, default=list(UPSAMPLE_METHODS))
+    ap.add_argument("--snap-ratios", nargs="*", type=float, default=[], help="edge_snap@R variants")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args(argv)
     if args.quick:
         args.renders, args.frames, args.hololens_frames, args.repeats = 2, 32, 48, 5
+    METHODS[:] = [*args.methods, *(f"edge_snap@{r:g}" for r in args.snap_ratios)]
     t0 = time.perf_counter()
     seqs = render_sequences(args.renders, args.frames, 240, 320, "rich")
     root = evaldata_dir()

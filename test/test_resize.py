@@ -16,6 +16,7 @@ from vdepth_ros.paths import reference_code_dir
 from vdepth_ros.resize import (
     closest_aspect,
     edge_aware_upsample,
+    edge_snap_upsample,
     lower_bound_size,
     registered_size,
     resize_frame,
@@ -158,7 +159,7 @@ def test_upsample_methods_shapes_and_registration() -> None:
     """A linear ramp stays a ramp through the pixel-centre methods (registration), and nearest and
     align-corners differ from it exactly as their conventions say."""
     small = np.tile(np.arange(8, dtype=np.float32), (6, 1))  # value = working column index
-    for method in ("bilinear", "edge_aware"):
+    for method in ("bilinear", "edge_aware", "edge_snap"):
         guide = np.full((24, 32, 3), 128, np.uint8)
         up = upsample(small, 24, 32, method, guide=guide)
         centre = (np.arange(32) + 0.5) * (8 / 32) - 0.5  # working column of each output pixel centre
@@ -209,3 +210,51 @@ def test_edge_aware_leaves_slanted_surfaces_bilinear() -> None:
     plane = 0.5 + 0.03 * u + 0.05 * v
     texture = np.random.default_rng(3).integers(0, 256, (120, 168, 3), dtype=np.uint8)
     np.testing.assert_array_equal(edge_aware_upsample(plane, texture), upsample(plane, 120, 168, "bilinear"))
+
+
+def test_edge_snap_puts_no_depth_between_the_sides_of_a_step() -> None:
+    """A sharp step (a vertical and a diagonal edge) at the working resolution: bilinear blends the
+    two sides (flying points in the cloud), edge_snap outputs only the two sides' values, and every
+    pixel whose 2x2 support lies on one side is exactly bilinear."""
+    h, w, big_h, big_w = 30, 40, 90, 124  # not integer scales: the output grid straddles the step
+    v, u = np.mgrid[0:h, 0:w]
+    small = np.where((u < 17) | (u + v < 12), 5.0, 1.0).astype(np.float32)
+    lin = upsample(small, big_h, big_w, "bilinear")
+    snap = edge_snap_upsample(small, big_h, big_w)
+    between = (lin > 1.0 + 1e-4) & (lin < 5.0 - 1e-4)
+    assert between.mean() > 0.02  # bilinear does float between the sides here
+    assert not np.any((snap > 1.0 + 1e-4) & (snap < 5.0 - 1e-4))
+    np.testing.assert_array_equal(snap[~between], lin[~between])
+    # each snapped pixel takes the side it is mostly on (the one its bilinear value is closer to)
+    np.testing.assert_array_equal(snap[between], np.where(lin[between] > 3.0, 5.0, 1.0))
+
+
+def test_edge_snap_takes_one_of_the_four_working_values_at_a_blurred_edge() -> None:
+    """An edge between working pixels (area-averaged: one column of in-between values, as a model's
+    own output has): snapped pixels take one of their four working values, never a blend of them
+    (the in-between column itself is the model's, not the upsampler's, and stays)."""
+    big_h, big_w, f = 120, 160, 4
+    truth = np.full((big_h, big_w), 1.0, np.float32)
+    truth[:, :62] = 5.0
+    small = cv2.resize(truth, (big_w // f, big_h // f), interpolation=cv2.INTER_AREA)
+    snap = upsample(small, big_h, big_w, "edge_snap")
+    lin = upsample(small, big_h, big_w, "bilinear")
+    working_values = np.unique(small)  # 1, 5 and the in-between column's 3
+    assert np.isin(snap, working_values).all()
+    assert not np.isin(lin, working_values).all()
+
+
+def test_edge_snap_is_bilinear_on_flat_and_slanted_surfaces() -> None:
+    """No discontinuity, no snapping: a flat wall, a gently curved surface and a plane steep enough
+    that neighbouring working pixels differ by far more than SNAP_RATIO (a floor near the horizon:
+    large relative steps, but no second difference) all come out exactly bilinear."""
+    v, u = np.mgrid[0:40, 0:56].astype(np.float32)
+    surfaces = {
+        "flat": np.full((40, 56), 0.7, np.float32),
+        "curved": (1.0 + 0.2 * np.sin(u / 9.0) * np.cos(v / 7.0)).astype(np.float32),
+        "floor": (0.02 * (v + 1.0)).astype(np.float32),  # rows differ by up to 100 % of their value
+    }
+    for name, disp in surfaces.items():
+        np.testing.assert_array_equal(
+            edge_snap_upsample(disp, 120, 168), upsample(disp, 120, 168, "bilinear"), err_msg=name
+        )

@@ -74,8 +74,17 @@ def test_speed_benchmark_core_equals_reference_and_reports(repo_root, tmp_path):
     bench = _load(repo_root, "stream_speed")
     out = tmp_path / "speed.json"
     bench.main(["--size", "96x72", "--windows", "2", "--repeat", "1", "--json", str(out)])
-    rows = json.loads(out.read_text())["rows"]
+    report = json.loads(out.read_text())
+    rows = report["rows"]
     assert [r["schedule"] for r in rows] == ["dvd_45_9", "vda_32_10", "default_8_4"]
+    # the whole per-frame path: every stage timed, the default upsample method first, model left out
+    paths = report["per_frame_path"]
+    assert paths[0]["upsample_method"] == bench.PipelineConfig().upsample_method
+    for p in paths:
+        stages = sum(p[s]["median"] for s in bench.STAGES)
+        assert p["frames"] == 64 and p["working"] == "224x160"
+        assert p["total"]["min"] > 0 and p["upsample"]["min"] > 0 and p["cloud"]["min"] > 0
+        assert abs(stages - p["total"]["median"]) < 0.5 * p["total"]["median"]
     assert all(r["core_ms_per_frame"] > 0 and r["speedup"] > 0 and r["graph_core_ms_per_frame"] > 0 for r in rows)
     # On noiseless windows the fast core and the plain reference compute the same depth.
     sched = bench.WindowScheduler(9, 3)

@@ -85,8 +85,9 @@ class PipelineConfig:
         max_output_width: cap on the output width in pixels, aspect kept (bandwidth); 0 = none.
         resize_method: camera image -> working resolution: "area" (cv2 INTER_AREA on uint8) |
             "bicubic" (VDA's reference: float INTER_CUBIC).
-        upsample_method: working -> output resolution: "edge_aware" (RGB-guided at depth edges) |
-            "bilinear" | "bilinear_align_corners" (VDA's reference) | "nearest".
+        upsample_method: working -> output resolution: "edge_snap" (bilinear; at depth edges
+            one of the four working depths, none in between) | "edge_aware" (RGB-guided at depth
+            edges) | "bilinear" | "bilinear_align_corners" (VDA's reference) | "nearest".
         working_short_side: shorter side of the working resolution for engines that run any size
             (torch), keep-aspect to the family's multiple; 0 = the model's exported resolution's.
     """
@@ -124,7 +125,7 @@ class PipelineConfig:
     output_resolution: str = "input"
     max_output_width: int = 0
     resize_method: str = "area"
-    upsample_method: str = "edge_aware"
+    upsample_method: str = "edge_snap"
     working_short_side: int = 0
 
     def __post_init__(self) -> None:

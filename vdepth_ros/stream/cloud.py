@@ -122,14 +122,17 @@ class PointCloudBuilder:
         z = depth[::s, ::s] if s > 1 else depth
         x, y = self.rays(camera)
         points = np.empty((*z.shape, 3), np.float32)
-        # Channel by channel: about twice as fast as broadcasting a (h, w, 3) grid against z.
-        with np.errstate(invalid="ignore"):  # Inf * 0 on the principal ray: NaN, as set below anyway
-            np.multiply(z, x, out=points[..., 0], casting="unsafe")
-            np.multiply(z, y, out=points[..., 1], casting="unsafe")
-        points[..., 2] = z
-        invalid = ~np.isfinite(z)  # +-Inf would give +-Inf or NaN (0 * Inf) coordinates: all NaN
+        # Channel by channel: about twice as fast as broadcasting a (h, w, 3) grid against z. Z is
+        # written first with NaN for every non-finite depth (+-Inf would give +-Inf, or NaN on the
+        # principal ray, in X and Y), so X and Y inherit the NaN: a masked write to one channel
+        # instead of to all three (`points[invalid] = nan` cost ~1.3 ms at 640x480).
+        depth_out = points[..., 2]
+        depth_out[...] = z
+        invalid = ~np.isfinite(z)
         if invalid.any():
-            points[invalid] = np.nan
+            np.copyto(depth_out, np.float32(np.nan), where=invalid)
+        np.multiply(depth_out, x, out=points[..., 0], casting="unsafe")
+        np.multiply(depth_out, y, out=points[..., 1], casting="unsafe")
         cols = None
         if colors is not None:
             if colors.shape[:2] != depth.shape:
