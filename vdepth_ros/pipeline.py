@@ -39,7 +39,8 @@ import numpy as np
 
 from vdepth_ros.config import PipelineConfig
 from vdepth_ros.errors import ConfigError, InputError
-from vdepth_ros.resize import registered_size, resize_frame, upsample, working_size
+from vdepth_ros.resize import registered_size, resize_frame, upsample, vda_working_size, working_size
+from vdepth_ros.runtime.registry import reference_inference
 from vdepth_ros.stream.align import AffineFit, FitOptions
 from vdepth_ros.stream.cloud import CameraModel, PointCloudBuilder
 from vdepth_ros.stream.cuts import SceneCutDetector
@@ -234,6 +235,12 @@ class DepthPipeline:
         self.engine = engine  # as given (a pool's handle stays this object); `_engine` runs the stream
         self._engine = engine
         spec = engine.input_spec
+        # `inference` resolved for the engine's family: the authors' settings in "reference" mode
+        config = self.config = config.for_family(spec.family)
+        self.reference = reference_inference(spec.family) if config.inference == "reference" else None
+        # VDA's order: each window upsampled to the output size, then fitted, clamped and blended
+        # there (the fit over upsampled pixels is not the fit over working pixels)
+        self._stitch_output = self.reference is not None and self.reference.get("stitch_resolution") == "output"
         self.height, self.width = int(spec.height), int(spec.width)  # working resolution (per stream)
         self._default_size = (self.height, self.width)
         if spec.multiple_of > 1 and (self.height % spec.multiple_of or self.width % spec.multiple_of):
@@ -257,6 +264,9 @@ class DepthPipeline:
             scale_clip=config.scale_clip,
             max_points=config.fit_max_points,
             pixels=config.fit_pixels,  # type: ignore[arg-type]
+            # the authors solve the normal equations whatever the correlation, and clip the
+            # scale without refitting the shift (DVD)
+            **({"min_correlation": 0.0, "clip_keeps_shift": True} if self.reference is not None else {}),
         )
         self.fit_options = options
         self.stitcher = Stitcher(
@@ -428,14 +438,18 @@ class DepthPipeline:
     def _start_stream(self, input_size: tuple[int, int]) -> None:
         """Working and output resolution of a new stream of `input_size` (H, W) frames."""
         h, w = input_size
-        work = working_size(
-            h,
-            w,
-            fixed=self.engine.resolutions(),
-            default=self._default_size,
-            multiple=self.engine.input_spec.multiple_of,
-            short_side=self.config.working_short_side,
-        )
+        fixed = self.engine.resolutions()
+        if fixed is None and self.reference is not None and self.reference.get("working_size") == "vda":
+            work = vda_working_size(h, w, self.config.working_short_side or min(self._default_size))
+        else:
+            work = working_size(
+                h,
+                w,
+                fixed=fixed,
+                default=self._default_size,
+                multiple=self.engine.input_spec.multiple_of,
+                short_side=self.config.working_short_side,
+            )
         if work != (self.height, self.width) or self._engine is not self.engine:
             self._engine = self.engine.at_resolution(*work)
             self.height, self.width = work
@@ -479,6 +493,8 @@ class DepthPipeline:
 
     def _run_window(self, window: Window) -> list[StitchedFrame]:
         disp = self._infer(window, [self._records[f].rgb for f in window.slots])
+        if self._stitch_output:
+            disp = self._upsample_window(window, disp)
         before = (self.stitcher.degenerate_fits, self.stitcher.anchor_refreshes)
         stitched = self.stitcher.add(window, disp, inplace=True)  # the engine's output is ours
         self.stats.degenerate_fits += self.stitcher.degenerate_fits - before[0]
@@ -492,13 +508,27 @@ class DepthPipeline:
             self.scheduler.set_anchor(self.stitcher.anchor)
         return self._finish(stitched, window)
 
+    def _upsample_window(self, window: Window, disp: np.ndarray) -> np.ndarray:
+        assert self._output_size is not None
+        oh, ow = self._output_size
+        method = self.config.upsample_method
+        guides = [self._records[f].rgb_out for f in window.slots]
+        return np.stack([upsample(d, oh, ow, method, guide=g) for d, g in zip(disp, guides, strict=True)])
+
+    def _sparse_at(self, index: int, shape: tuple[int, ...]) -> np.ndarray | None:
+        sparse = self._records[index].sparse
+        if sparse is None or sparse.shape == shape:
+            return sparse
+        # stitched at the output size (reference mode): nearest keeps the points and their holes
+        return cv2.resize(sparse, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
+
     def _finish(self, stitched: list[StitchedFrame], window: Window | None = None) -> list[StitchedFrame]:
         """Update the metric scale from this window's output frames."""
         if window is not None and stitched:
             here = [s for s in stitched if s.window == window.index]
             if here:
                 self.scale_source.update(
-                    np.stack([s.disparity for s in here]), [self._records[s.index].sparse for s in here]
+                    np.stack([s.disparity for s in here]), [self._sparse_at(s.index, s.disparity.shape) for s in here]
                 )
         return stitched
 
