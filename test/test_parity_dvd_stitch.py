@@ -117,3 +117,41 @@ def test_a_moved_back_last_window_is_the_listed_difference() -> None:
     ours, theirs, last = _stitch_both(61, 21, 5)  # windows 0, 16, 32, then 40 (moved back from 48)
     assert _relative(ours[:last], theirs[:last]) <= 1e-5
     assert _relative(ours[last:], theirs[last:]) > 1e-3  # the authors revise frames 40..52
+
+
+@pytest.mark.slow
+def test_the_pipeline_stitches_dvds_three_channels_as_the_authors() -> None:
+    """`DepthPipeline` (reference mode, torch engine, a tiny random DVD) against the authors'
+    `generate_depth_sliced` around the same network's `predict_channels` (their `WanVideoPipeline`
+    cannot run here; `test_parity_dvd.py` compares the network with theirs): every frame <= 1e-4."""
+    from vdepth_ros.models.dvd import DVD
+    from vdepth_ros.offline.synth import synthetic_frames
+    from vdepth_ros.pipeline import DepthPipeline, FrameInput
+    from vdepth_ros.runtime import create_engine
+
+    authors = _authors_stitching()
+    torch.manual_seed(0)
+    model = DVD(**DVD.tiny_config()).eval()
+    _, h, w = DVD.tiny_input_shape()
+    rgb = np.stack(list(synthetic_frames(21, h, w)))  # windows 0, 6, 12 of 9 frames tile 21 exactly
+    engine = create_engine(model, backend="torch", height=h, width=w)
+    pipe = DepthPipeline(PipelineConfig(scale_source="none", publish="final"), engine=engine)
+    assert pipe.config.inference == "reference" and pipe.fit_options.scale_clip == (0.7, 1.5)
+    out = [f for i, img in enumerate(rgb) for f in pipe.push(FrameInput(rgb=img, stamp_ns=i))] + pipe.flush()
+    ours = np.stack([f.disparity for f in out])
+
+    class Pipe:
+        device = "cpu"
+
+        def __call__(self, input_video: torch.Tensor, **_: object) -> dict[str, np.ndarray]:
+            with torch.no_grad():
+                channels = model.predict_channels(input_video[0]).numpy()  # (n, 3, H, W)
+            return {"depth": channels.transpose(0, 2, 3, 1)[None]}
+
+    stub = types.SimpleNamespace(pipe=Pipe(), args=types.SimpleNamespace(mode="regression", denoise_step=1))
+    video = torch.from_numpy(rgb).permute(0, 3, 1, 2)[None].float() / 255.0
+    theirs = authors.generate_depth_sliced(stub, video, window_size=9, overlap=3)[0].mean(axis=-1)
+    assert [f.index for f in out] == list(range(21)) and pipe.stats.windows == 3
+    assert float(theirs.std()) > 1e-3 * float(np.abs(theirs).max())
+    print(f"pipeline vs generate_depth_sliced: {_relative(ours, theirs):.2e} relative")
+    assert _relative(ours, theirs) <= 1e-4

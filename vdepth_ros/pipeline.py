@@ -47,7 +47,7 @@ from vdepth_ros.stream.cuts import SceneCutDetector
 from vdepth_ros.stream.depth import depth_from_disparity, disparity_from_depth
 from vdepth_ros.stream.graph import OFFLINE_LAG, CausalGraphAligner
 from vdepth_ros.stream.scale import make_scale_source, resample_sparse_depth
-from vdepth_ros.stream.stitch import StitchedFrame, Stitcher
+from vdepth_ros.stream.stitch import StitchedFrame, Stitcher, mean_channels
 from vdepth_ros.stream.windows import Window, WindowScheduler, anchor_keyframes, pad_for_rule
 
 if TYPE_CHECKING:
@@ -257,6 +257,12 @@ class DepthPipeline:
         if self.metric_model and config.alignment == "auto":
             self.alignment = "none"  # metric depth needs no alignment, only the crossfade
         self.scheduler = _scheduler(config, spec, self.alignment)
+        # DVD's three decoded channels, fitted and blended together and averaged after (causal mode)
+        self._channels = (
+            self.reference is not None
+            and self.reference.get("channels", 1) > 1
+            and self.alignment in ("chain_ls", "keyframe", "none")  # not the graph solver's
+        )
         self.window, self.overlap = self.scheduler.window, self.scheduler.overlap
         options = FitOptions(
             method=config.fit_method,  # type: ignore[arg-type]
@@ -491,8 +497,21 @@ class DepthPipeline:
         out = np.asarray(out, dtype=np.float32)[: len(window.slots)]
         return disparity_from_depth(out) if self.metric_model else out
 
+    def _infer_channels(self, window: Window, rgbs: list[np.ndarray]) -> np.ndarray | None:
+        """`(n, C, H, W)` from `engine.infer_channels`, or None (the engine has the mean only)."""
+        t0 = time.perf_counter()
+        out = self._engine.infer_channels(np.stack(rgbs + [rgbs[-1]] * window.pad))
+        if out is None:
+            return None
+        self.stats.infer_seconds += time.perf_counter() - t0
+        self.stats.windows += 1
+        return np.asarray(out, dtype=np.float32)[: len(window.slots)]
+
     def _run_window(self, window: Window) -> list[StitchedFrame]:
-        disp = self._infer(window, [self._records[f].rgb for f in window.slots])
+        rgbs = [self._records[f].rgb for f in window.slots]
+        disp = self._infer_channels(window, rgbs) if self._channels else None
+        if disp is None:
+            disp = self._infer(window, rgbs)
         if self._stitch_output:
             disp = self._upsample_window(window, disp)
         before = (self.stitcher.degenerate_fits, self.stitcher.anchor_refreshes)
@@ -524,6 +543,7 @@ class DepthPipeline:
 
     def _finish(self, stitched: list[StitchedFrame], window: Window | None = None) -> list[StitchedFrame]:
         """Update the metric scale from this window's output frames."""
+        stitched = mean_channels(stitched)
         if window is not None and stitched:
             here = [s for s in stitched if s.window == window.index]
             if here:
