@@ -22,7 +22,8 @@ Deliberate differences from the released code, all numerically equivalent or doc
   averaging after (`test/test_parity_dvd_stitch.py`: <= 1e-4 against their stitching). Remaining:
   a last window moved back to the video's end revises, in the authors' code, frames a causal
   stream has already output (up to 0.13 relative there on a synthetic worst case; none before);
-  their 480x640 bilinear resize is not reproduced; exported graphs give the mean only.
+  their 480x640 bilinear resize is not reproduced; exported graphs give the mean only (0.37
+  relative on a tiny random DVD with very unequal channels, `benchmarks/reference_mode_effects.py`).
 
 The released files are DVD's `model.safetensors` / `dvd_1.1.safetensors` (the DiffSynth DiT under
 `pipe.dit.` with unmerged peft LoRA pairs) and the original `Wan2.1_VAE.pth`; `from_released`
