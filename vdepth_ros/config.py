@@ -16,6 +16,7 @@ from vdepth_ros.errors import ConfigError
 from vdepth_ros.resize import RESIZE_METHODS, UPSAMPLE_METHODS
 
 _CHOICES: dict[str, tuple[str, ...]] = {
+    "inference": ("auto", "reference", "package"),
     "backend": ("auto", "torch", "onnxruntime", "tensorrt"),
     "precision": ("fp32", "fp16", "bf16"),
     "alignment": ("auto", "chain_ls", "keyframe", "graph", "none"),
@@ -37,6 +38,13 @@ class PipelineConfig:
     Attributes:
         model: model folder / file, a release name pulled into the model cache (`vda-small`, see
             docs/models.md), or "default" (`vdepth_ros.paths.default_model_dir()`).
+        inference: "auto" (default: "reference" for a paper family - vda, gemdepth, dvd,
+            depthcrafter, fiffdepth - and "package" for the others, e.g. the bundled model) |
+            "reference" (the authors' resize, upsampling, windows and stitching fit, see
+            docs/models.md) | "package" (this package's defaults). In "reference" mode a field
+            left at its package default takes the authors' value; a field set to any other value
+            keeps it (to combine a package default with reference mode, use "package" and set
+            the reference fields one by one).
         backend: "auto" | "torch" | "onnxruntime" | "tensorrt".
         precision: "fp32" | "fp16" | "bf16".
         engine_threads: inference threads (ONNX Runtime intra-op, or torch's, process-wide); 0 =
@@ -93,6 +101,7 @@ class PipelineConfig:
     """
 
     model: str = "default"
+    inference: str = "auto"
     backend: str = "auto"
     precision: str = "fp32"
     engine_threads: int = 0
@@ -199,6 +208,30 @@ class PipelineConfig:
         from vdepth_ros.runtime.registry import resolve_model
 
         return resolve_model(self.model)
+
+    def for_family(self, family: str) -> PipelineConfig:
+        """This config with `inference` resolved for the engine's `family` ("reference" or
+        "package"); in reference mode every field still at its package default that the family's
+        authors fix (`runtime.registry.REFERENCE_INFERENCE[family]["config"]`) takes their value.
+        Windows, overlap and keyframes stay the model spec's (a released import records the
+        authors' schedule)."""
+        from vdepth_ros.runtime.registry import reference_inference
+
+        reference = reference_inference(family)
+        mode = self.inference
+        if mode == "auto":
+            mode = "reference" if reference is not None else "package"
+        if mode == "package":
+            return dataclasses.replace(self, inference="package")
+        if reference is None:
+            raise ConfigError(f"inference 'reference': family {family!r} has no authors' inference to reproduce")
+        defaults = PipelineConfig()
+        values = {
+            name: value
+            for name, value in reference.get("config", {}).items()
+            if getattr(self, name) == getattr(defaults, name)
+        }
+        return dataclasses.replace(self, inference="reference", **values)
 
     def to_params(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

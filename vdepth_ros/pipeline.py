@@ -37,13 +37,14 @@ from vdepth_ros.config import PipelineConfig
 from vdepth_ros.errors import ConfigError, InputError
 from vdepth_ros.pipeline_offline import run_offline
 from vdepth_ros.pipeline_types import DepthFrame, FitInfo, FrameInput, PipelineStats, _Record
-from vdepth_ros.resize import registered_size, resize_frame, upsample, working_size
+from vdepth_ros.resize import registered_size, resize_frame, upsample, vda_working_size, working_size
+from vdepth_ros.runtime.registry import reference_inference
 from vdepth_ros.stream.align import AffineFit, FitOptions
 from vdepth_ros.stream.cloud import CameraModel, PointCloudBuilder
 from vdepth_ros.stream.cuts import SceneCutDetector
 from vdepth_ros.stream.depth import depth_from_disparity, disparity_from_depth
 from vdepth_ros.stream.scale import make_scale_source, resample_sparse_depth
-from vdepth_ros.stream.stitch import StitchedFrame, Stitcher
+from vdepth_ros.stream.stitch import StitchedFrame, Stitcher, mean_channels
 from vdepth_ros.stream.windows import Window, WindowScheduler, anchor_keyframes, pad_for_rule
 
 if TYPE_CHECKING:
@@ -112,6 +113,12 @@ class DepthPipeline:
         self.engine = engine  # as given (a pool's handle stays this object); `_engine` runs the stream
         self._engine = engine
         spec = engine.input_spec
+        # `inference` resolved for the engine's family: the authors' settings in "reference" mode
+        config = self.config = config.for_family(spec.family)
+        self.reference = reference_inference(spec.family) if config.inference == "reference" else None
+        # VDA's order: each window upsampled to the output size, then fitted, clamped and blended
+        # there (the fit over upsampled pixels is not the fit over working pixels)
+        self._stitch_output = self.reference is not None and self.reference.get("stitch_resolution") == "output"
         self.height, self.width = int(spec.height), int(spec.width)  # working resolution (per stream)
         self._default_size = (self.height, self.width)
         if spec.multiple_of > 1 and (self.height % spec.multiple_of or self.width % spec.multiple_of):
@@ -128,6 +135,12 @@ class DepthPipeline:
         if self.metric_model and config.alignment == "auto":
             self.alignment = "none"  # metric depth needs no alignment, only the crossfade
         self.scheduler = _scheduler(config, spec, self.alignment)
+        # DVD's three decoded channels, fitted and blended together and averaged after (causal mode)
+        self._channels = (
+            self.reference is not None
+            and self.reference.get("channels", 1) > 1
+            and self.alignment in ("chain_ls", "keyframe", "none")  # not the graph solver's
+        )
         self.window, self.overlap = self.scheduler.window, self.scheduler.overlap
         options = FitOptions(
             method=config.fit_method,  # type: ignore[arg-type]
@@ -135,6 +148,9 @@ class DepthPipeline:
             scale_clip=config.scale_clip,
             max_points=config.fit_max_points,
             pixels=config.fit_pixels,  # type: ignore[arg-type]
+            # the authors solve the normal equations whatever the correlation, and clip the
+            # scale without refitting the shift (DVD)
+            **({"min_correlation": 0.0, "clip_keeps_shift": True} if self.reference is not None else {}),
         )
         self.fit_options = options
         self.stitcher = Stitcher(
@@ -306,14 +322,18 @@ class DepthPipeline:
     def _start_stream(self, input_size: tuple[int, int]) -> None:
         """Working and output resolution of a new stream of `input_size` (H, W) frames."""
         h, w = input_size
-        work = working_size(
-            h,
-            w,
-            fixed=self.engine.resolutions(),
-            default=self._default_size,
-            multiple=self.engine.input_spec.multiple_of,
-            short_side=self.config.working_short_side,
-        )
+        fixed = self.engine.resolutions()
+        if fixed is None and self.reference is not None and self.reference.get("working_size") == "vda":
+            work = vda_working_size(h, w, self.config.working_short_side or min(self._default_size))
+        else:
+            work = working_size(
+                h,
+                w,
+                fixed=fixed,
+                default=self._default_size,
+                multiple=self.engine.input_spec.multiple_of,
+                short_side=self.config.working_short_side,
+            )
         if work != (self.height, self.width) or self._engine is not self.engine:
             self._engine = self.engine.at_resolution(*work)
             self.height, self.width = work
@@ -355,8 +375,23 @@ class DepthPipeline:
         out = np.asarray(out, dtype=np.float32)[: len(window.slots)]
         return disparity_from_depth(out) if self.metric_model else out
 
+    def _infer_channels(self, window: Window, rgbs: list[np.ndarray]) -> np.ndarray | None:
+        """`(n, C, H, W)` from `engine.infer_channels`, or None (the engine has the mean only)."""
+        t0 = time.perf_counter()
+        out = self._engine.infer_channels(np.stack(rgbs + [rgbs[-1]] * window.pad))
+        if out is None:
+            return None
+        self.stats.infer_seconds += time.perf_counter() - t0
+        self.stats.windows += 1
+        return np.asarray(out, dtype=np.float32)[: len(window.slots)]
+
     def _run_window(self, window: Window) -> list[StitchedFrame]:
-        disp = self._infer(window, [self._records[f].rgb for f in window.slots])
+        rgbs = [self._records[f].rgb for f in window.slots]
+        disp = self._infer_channels(window, rgbs) if self._channels else None
+        if disp is None:
+            disp = self._infer(window, rgbs)
+        if self._stitch_output:
+            disp = self._upsample_window(window, disp)
         before = (self.stitcher.degenerate_fits, self.stitcher.anchor_refreshes)
         stitched = self.stitcher.add(window, disp, inplace=True)  # the engine's output is ours
         self.stats.degenerate_fits += self.stitcher.degenerate_fits - before[0]
@@ -370,13 +405,28 @@ class DepthPipeline:
             self.scheduler.set_anchor(self.stitcher.anchor)
         return self._finish(stitched, window)
 
+    def _upsample_window(self, window: Window, disp: np.ndarray) -> np.ndarray:
+        assert self._output_size is not None
+        oh, ow = self._output_size
+        method = self.config.upsample_method
+        guides = [self._records[f].rgb_out for f in window.slots]
+        return np.stack([upsample(d, oh, ow, method, guide=g) for d, g in zip(disp, guides, strict=True)])
+
+    def _sparse_at(self, index: int, shape: tuple[int, ...]) -> np.ndarray | None:
+        sparse = self._records[index].sparse
+        if sparse is None or sparse.shape == shape:
+            return sparse
+        # stitched at the output size (reference mode): nearest keeps the points and their holes
+        return cv2.resize(sparse, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
+
     def _finish(self, stitched: list[StitchedFrame], window: Window | None = None) -> list[StitchedFrame]:
         """Update the metric scale from this window's output frames."""
+        stitched = mean_channels(stitched)
         if window is not None and stitched:
             here = [s for s in stitched if s.window == window.index]
             if here:
                 self.scale_source.update(
-                    np.stack([s.disparity for s in here]), [self._records[s.index].sparse for s in here]
+                    np.stack([s.disparity for s in here]), [self._sparse_at(s.index, s.disparity.shape) for s in here]
                 )
         return stitched
 

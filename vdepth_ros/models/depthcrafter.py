@@ -44,6 +44,10 @@ Checked against the authors' code (`test/test_parity_depthcrafter.py`): their UN
 same keys at the released config and the same forward on random tiny weights (<= 1e-5); their
 `DepthCrafterPipeline.__call__` over two windows plus `infer`'s channel mean and min-max equals
 `predict` with the same seed (<= 1e-4: float32 rounding through the steps and the min-max).
+
+`inference: reference` (the default for this family) only switches the pipeline's scene cuts off;
+the authors' resize (max side 1024, multiple of 64, via decord) is not reproduced and their output
+stays at the processing resolution (the pipeline upsamples to the input's), not measured.
 """
 
 from __future__ import annotations

@@ -16,8 +16,14 @@ Deliberate differences from the released code, all numerically equivalent or doc
 - The VAE output keeps DVD's three channels until `predict`, which averages them (the authors keep
   all three through window stitching and average after it, `test_from_trained_all_vid.py`). Both
   are linear until the stitching's clamp at 0 and its scale clip, but the least-squares fit over
-  three channels is not the fit over their mean; `predict_channels` returns the three channels for
-  a stitcher that handles them (see docs/models.md, DVD).
+  three channels is not the fit over their mean. In `inference: reference` (the default for this
+  family) the torch engine's `infer_channels` returns `predict_channels` and the stream stitches the
+  three channels as the authors' `generate_depth_sliced` (scale clipped to [0.7, 1.5], shift kept),
+  averaging after (`test/test_parity_dvd_stitch.py`: <= 1e-4 against their stitching). Remaining:
+  a last window moved back to the video's end revises, in the authors' code, frames a causal
+  stream has already output (up to 0.13 relative there on a synthetic worst case; none before);
+  their 480x640 bilinear resize is not reproduced; exported graphs give the mean only (0.37
+  relative on a tiny random DVD with very unequal channels, `benchmarks/reference_mode_effects.py`).
 
 The released files are DVD's `model.safetensors` / `dvd_1.1.safetensors` (the DiffSynth DiT under
 `pipe.dit.` with unmerged peft LoRA pairs) and the original `Wan2.1_VAE.pth`; `from_released`

@@ -24,6 +24,9 @@ pipeline aligns in disparity. `predict` therefore returns `1 - depth_rel` (near 
 default; this is monotone in disparity but not affine to it, so the stream's affine fit is an
 approximation for this family (documented deviation). `output="depth"` returns the raw relative
 depth for evaluation against the paper's protocol.
+
+`inference: reference` (the default for this family) switches the pipeline's scene cuts off and
+upsamples bilinearly (the authors' resize back); the processing-resolution resize above remains.
 """
 
 from __future__ import annotations

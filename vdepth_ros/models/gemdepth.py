@@ -41,6 +41,10 @@ Deliberate differences from the released code (documented, all deterministic):
 
 Output extrinsics are **relative to window slot 0** (slot 0 is the identity) with translations
 normalised by `Z`: a per-window, up-to-scale geometry, not metric odometry.
+
+`inference: reference` (the default for this family) runs the pipeline as the authors'
+`infer_video_depth`, the same as VDA's (see `models/vda.py`; checked end to end for VDA only:
+GemDepth's entry is VDA's with this network).
 """
 
 from __future__ import annotations

@@ -22,6 +22,16 @@ Checked against the authors' code (`test/test_parity_vda.py`): the released key 
 vits/vitb/vitl equal the authors' `VideoDepthAnything.state_dict()` (0 missing / 0 unexpected on
 import), and their `forward` and `from_released` agree to <= 1e-5 relative on the same random vits
 weights. The metric releases are the same network (`metric=True`: output in metres).
+
+`inference: reference` (the default for this family, `PipelineConfig.for_family`) runs the pipeline
+as `infer_video_depth`: bicubic keep-aspect resize to `resize.vda_working_size`, keyframe stitching
+with each window upsampled (`align_corners=True`) to the output size before an all-pixel least-squares
+fit, clamp and crossfade; `test/test_parity_vda_e2e.py` checks it against `infer_video_depth` on 80
+HoloLens frames (<= 1e-4 per frame). Remaining differences (docs/models.md, "The reference inference
+mode"): fp32 instead of fp16 autocast on a GPU; fixed-shape exports run their exported size (the
+torch engine runs the authors' size). Stitching at the working resolution and upsampling after
+(`inference: package` order) changes frames after the first window by up to 2.1e-3 relative
+(`benchmarks/reference_mode_effects.py`).
 """
 
 from __future__ import annotations

@@ -58,6 +58,11 @@ class DepthEngine(abc.ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release sessions/buffers."""
 
+    def infer_channels(self, frames: np.ndarray) -> np.ndarray | None:
+        """`(T, C, H, W)` per-channel output of a family that stitches several channels (DVD's
+        reference), or None when this engine has only `infer`'s averaged output (exported graphs)."""
+        return None
+
     def resolutions(self) -> list[tuple[int, int]] | None:
         """The working (H, W) this engine runs; None = any multiple of `input_spec.multiple_of`."""
         return [(self.input_spec.height, self.input_spec.width)]

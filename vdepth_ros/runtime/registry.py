@@ -117,8 +117,21 @@ class Release:
             raise ConfigError(f"registry entry {data.get('name')!r}: {err}") from None
 
 
+#: The authors' stitching fit: closed-form least squares over every overlap pixel, no subsampling,
+#: no robust weights; they have no scene-cut detector.
+_PLAIN_FIT: dict[str, Any] = {
+    "fit_method": "ols",
+    "robust": "none",
+    "fit_max_points": 0,
+    "fit_pixels": "all",
+    "scene_cut_threshold": 0.0,
+}
+
 #: How each family's authors run inference (their entry point's resize, normalisation, upsampling,
-#: stitching), recorded for the `reference` inference mode. Facts from the reference code.
+#: stitching), recorded for the `reference` inference mode. Facts from the reference code. "config":
+#: the `PipelineConfig` values that reproduce them (`PipelineConfig.for_family`); "working_size":
+#: "vda" = `resize.vda_working_size` (keep aspect, 518 lower bound, multiple of 14);
+#: "stitch_resolution": "output" = windows are upsampled before stitching (default: after).
 REFERENCE_INFERENCE: dict[str, dict[str, Any]] = {
     "vda": {
         "entry": "video_depth_anything/video_depth.py: VideoDepthAnything.infer_video_depth",
@@ -130,6 +143,14 @@ REFERENCE_INFERENCE: dict[str, dict[str, Any]] = {
         "keyframes": [0, 12, 24, 25, 26, 27, 28, 29, 30, 31],
         "fit": "least squares over all pixels of 2 keyframes (metric models: scale 1, shift 0)",
         "crossfade": 8,
+        "working_size": "vda",
+        "stitch_resolution": "output",  # every window is upsampled to the input size, then fitted and blended
+        "config": {
+            **_PLAIN_FIT,
+            "alignment": "keyframe",
+            "resize_method": "bicubic",
+            "upsample_method": "bilinear_align_corners",
+        },
     },
     "gemdepth": {"entry": "model/gemdepth.py: GemDepth.infer_video_depth", "same_as": "vda"},
     "dvd": {
@@ -140,6 +161,13 @@ REFERENCE_INFERENCE: dict[str, dict[str, Any]] = {
         "fit": "least squares over all overlap pixels of all 3 channels; scale clipped to [0.7, 1.5]",
         "channels": 3,
         "upsample": "bilinear, align_corners=False",
+        "config": {
+            **_PLAIN_FIT,
+            "alignment": "chain_ls",
+            "scale_clip_min": 0.7,
+            "scale_clip_max": 1.5,
+            "upsample_method": "bilinear",
+        },
     },
     "depthcrafter": {
         "entry": "depthcrafter/inference.py: DepthCrafterInference.infer",
@@ -147,12 +175,15 @@ REFERENCE_INFERENCE: dict[str, dict[str, Any]] = {
         "window": 110,
         "overlap": 25,
         "fit": "none: latent noise reuse + latent crossfade; min-max over the whole video",
+        "upsample": "none: the output stays at the processing resolution",
+        "config": {"scene_cut_threshold": 0.0},
     },
     "fiffdepth": {
         "entry": "fiffdepth/direct_pipeline.py: DirectPipeline.__call__",
         "resize": "max edge = processing_res (pipeline default), bilinear with antialias",
         "upsample": "bilinear with antialias, to the input size",
         "fit": "none (single-image model)",
+        "config": {"scene_cut_threshold": 0.0, "upsample_method": "bilinear"},
     },
 }
 
@@ -245,6 +276,15 @@ _BUILTIN: tuple[Release, ...] = (
 )
 
 
+def reference_inference(family: str) -> dict[str, Any] | None:
+    """`REFERENCE_INFERENCE[family]` with `same_as` followed; None for a family without a paper
+    release (e.g. the bundled `vda_lite`)."""
+    entry = REFERENCE_INFERENCE.get(family)
+    if entry is None:
+        return None
+    return REFERENCE_INFERENCE[entry["same_as"]] if "same_as" in entry else entry
+
+
 def _extra_releases() -> tuple[Release, ...]:
     path = os.environ.get(REGISTRY_ENV)
     if not path:
@@ -329,6 +369,7 @@ __all__ = [
     "cached_model_dir",
     "get_release",
     "model_cache_dir",
+    "reference_inference",
     "releases",
     "resolve_model",
 ]

@@ -114,6 +114,18 @@ class TorchEngine(DepthEngine):
                 self._variants[(height, width)] = engine
         return engine
 
+    def infer_channels(self, frames: np.ndarray) -> np.ndarray | None:
+        if not hasattr(self._model, "predict_channels"):
+            return None
+        lo, hi = self.input_spec.value_range
+        x = np.asarray(frames)
+        x = x.astype(np.float32) * np.float32((hi - lo) / 255.0) + np.float32(lo) if x.dtype == np.uint8 else x
+        torch = self._torch
+        with torch.inference_mode():
+            batch = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float32))
+            out = self._model.predict_channels(batch.to(device=self.device, dtype=self._dtype))
+            return out.float().cpu().numpy()
+
     def _run(self, batch: np.ndarray) -> np.ndarray:
         torch = self._torch
         with torch.inference_mode():

@@ -14,7 +14,7 @@ from vdepth_ros.stream.scale import (
     make_scale_source,
     resample_sparse_depth,
 )
-from vdepth_ros.stream.stitch import StitchedFrame, Stitcher, WindowHealth, blend, crossfade_weights
+from vdepth_ros.stream.stitch import StitchedFrame, Stitcher, WindowHealth, blend, crossfade_weights, mean_channels
 from vdepth_ros.stream.windows import Window, WindowScheduler, anchor_keyframes, pad_for_rule
 
 __all__ = [
@@ -46,6 +46,7 @@ __all__ = [
     "disparity_from_depth",
     "fit_pairs",
     "make_scale_source",
+    "mean_channels",
     "pad_for_rule",
     "resample_sparse_depth",
     "solve_global_affine",

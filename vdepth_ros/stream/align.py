@@ -55,6 +55,9 @@ class FitOptions:
         iterations: maximum IRLS iterations.
         pixels: "positive_ref" (pixels whose reference is > 0) or "all" (every finite pair, as
             VDA's `compute_scale_and_shift` with its all-ones mask).
+        clip_keeps_shift: a clipped scale keeps the shift fitted with the unclipped one (DVD's
+            demo, `np.clip(scale, 0.7, 1.5)` after the solve) instead of the shift refitted for
+            the clipped scale (the default: the best shift for the scale used).
     """
 
     method: FitMethod = "symmetric"
@@ -65,6 +68,7 @@ class FitOptions:
     min_correlation: float = 0.2
     iterations: int = 20
     pixels: FitPixels = "positive_ref"
+    clip_keeps_shift: bool = False
 
     def __post_init__(self) -> None:
         if self.method not in ("symmetric", "ols"):
@@ -336,8 +340,9 @@ def fit_pairs(c: np.ndarray, r: np.ndarray, options: FitOptions = DEFAULT_FIT_OP
         lo, hi = options.scale_clip
         if not lo <= s <= hi:
             s, clipped = float(np.clip(s, lo, hi)), True
-            ww = np.ones_like(c) if w is None else w
-            t = float(ww @ (r - s * c)) / float(ww.sum())
+            if not options.clip_keeps_shift:
+                ww = np.ones_like(c) if w is None else w
+                t = float(ww @ (r - s * c)) / float(ww.sum())
     res = r - (s * c + t)
     if w is None:
         sigma, n_eff, inl = float(np.sqrt(np.mean(res * res))), float(n), 1.0

@@ -12,6 +12,7 @@ way in every mode (`WindowHealth`: residual on the overlap, scale change).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
@@ -114,6 +115,15 @@ class StitchedFrame:
     health: WindowHealth = NO_OVERLAP
 
 
+def mean_channels(frames: list[StitchedFrame]) -> list[StitchedFrame]:
+    """Frames stitched with channels (`(C, H, W)` disparity) as their channel mean `(H, W)`, the
+    others as they are: DVD averages its three decoded channels after stitching them."""
+    return [
+        dataclasses.replace(f, disparity=f.disparity.mean(axis=0, dtype=np.float32)) if f.disparity.ndim == 3 else f
+        for f in frames
+    ]
+
+
 class Stitcher:
     """Causal stitcher (see module docstring).
 
@@ -207,7 +217,9 @@ class Stitcher:
 
         Args:
             window: the scheduled window.
-            disparity: `(len(window.slots)[+pad], H, W)` model output (padding outputs are cut).
+            disparity: `(len(window.slots)[+pad], H, W)` model output (padding outputs are cut), or
+                `(..., C, H, W)` with C channels kept through the fit (over all channels' pixels),
+                clamp and crossfade (DVD's reference; `mean_channels` for the output).
             affine: use this affine instead of fitting (offline mode: from the global solve).
             inplace: the caller hands `disparity` over (e.g. a fresh engine output): align it in
                 place instead of allocating a new window array (saves ~60 % of the apply cost).
@@ -218,7 +230,7 @@ class Stitcher:
         """
         n = len(window.slots)
         disp = np.asarray(disparity, dtype=np.float32)
-        if disp.ndim != 3 or disp.shape[0] < n:
+        if disp.ndim not in (3, 4) or disp.shape[0] < n:
             raise ValueError(f"window {window.index} has {n} slots, got disparity of shape {disp.shape}")
         disp = disp[:n]
         fit = affine if affine is not None else self._fit(window, disp)
