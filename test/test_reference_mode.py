@@ -44,7 +44,8 @@ def test_the_bundled_family_keeps_the_package_defaults() -> None:
 
 
 def test_explicit_values_win_and_package_mode_changes_nothing() -> None:
-    config = PipelineConfig(robust="huber", upsample_method="edge_aware", scene_cut_threshold=0.3).for_family("vda")
+    default_upsample = PipelineConfig().upsample_method
+    config = PipelineConfig(robust="huber", upsample_method=default_upsample, scene_cut_threshold=0.3).for_family("vda")
     assert (config.robust, config.scene_cut_threshold) == ("huber", 0.3)  # set: kept
     assert config.upsample_method == "bilinear_align_corners"  # the package default: replaced
     assert config.fit_pixels == "all"
