@@ -8,8 +8,9 @@ anchored on one window, so no fit's error is only ever passed down a chain.
 with its own): each new window adds its pairwise fits to the graph and the same weighted
 least-squares solve runs over the windows seen so far, with windows older than `lag` frozen at
 their last estimate (fixed-lag smoothing, so cost and memory stay bounded). The offline pass
-(`DepthPipeline.run_offline`) runs the same aligner keeping every edge and solves them all at the
-end (`solve`): stream and offline differ only in the edges the future adds.
+(`DepthPipeline.run_offline`) runs the same aligner keeping every edge and takes each window's
+estimate once `OFFLINE_LAG` later windows have added their edges (`smoothed`, a fixed-lag smoother):
+stream and offline differ only in the edges the near future adds.
 """
 
 from __future__ import annotations
