@@ -337,6 +337,39 @@ def _field_types() -> dict[str, Any]:
     return typing.get_type_hints(PipelineConfig)
 
 
+def _to_bool(value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    return None
+
+
+def _to_int(value: Any) -> int | None:
+    ok = not isinstance(value, bool) and isinstance(value, int | float) and int(value) == value
+    return int(value) if ok else None
+
+
+def _to_float(value: Any) -> float | None:
+    return float(value) if not isinstance(value, bool) and isinstance(value, int | float) else None
+
+
+def _to_int_list(value: Any) -> list[int] | None:
+    if not isinstance(value, list | tuple) or any(isinstance(v, bool) or not isinstance(v, int) for v in value):
+        return None
+    return [int(v) for v in value]
+
+
+# field type -> (conversion returning None when the value does not fit, what the error calls the type)
+_CONVERSIONS: dict[Any, tuple[Any, str]] = {
+    bool: (_to_bool, "a bool"),
+    int: (_to_int, "an integer"),
+    float: (_to_float, "a number"),
+    str: (lambda v: v if isinstance(v, str) else None, "a string"),
+    list[int]: (_to_int_list, "a list of integers"),
+}
+
+
 def _coerce(name: str, tp: Any, value: Any) -> Any:
     """`value` as field `name` of type `tp` takes it (ROS and YAML give ints for floats, strings for
     bools on the command line); ConfigError naming the field and value otherwise."""
@@ -345,29 +378,11 @@ def _coerce(name: str, tp: Any, value: Any) -> Any:
         if value not in choices:
             raise ConfigError(f"{name} must be one of {choices}, got {value!r}")
         return value
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false"):
-            return value.lower() == "true"
-        raise ConfigError(f"{name} must be a bool, got {value!r}")
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
-            raise ConfigError(f"{name} must be an integer, got {value!r}")
-        return int(value)
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{name} must be a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{name} must be a string, got {value!r}")
-        return value
-    if tp == list[int]:
-        if not isinstance(value, list | tuple) or any(isinstance(v, bool) or not isinstance(v, int) for v in value):
-            raise ConfigError(f"{name} must be a list of integers, got {value!r}")
-        return [int(v) for v in value]
-    raise ConfigError(f"{name}: unsupported field type {tp}")  # pragma: no cover - programming error
+    convert, what = _CONVERSIONS[tp]
+    converted = convert(value)
+    if converted is None:
+        raise ConfigError(f"{name} must be {what}, got {value!r}")
+    return converted
 
 
 def load_params(yaml_path: str | Path, node_name: str | None = None) -> dict[str, Any]:
