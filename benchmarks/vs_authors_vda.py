@@ -225,23 +225,12 @@ def run_model_level(engine: Any, resized: np.ndarray, record: list, device: str)
     return seconds, worst
 
 
-def reference_options() -> dict[str, str]:
-    """Pipeline options whose value "reference" reproduces the authors' preprocessing and fit, if any."""
-    from vdepth_ros import config as cfg
-
-    choices = getattr(cfg, "_CHOICES", {})
-    opts = {k: "reference" for k, v in choices.items() if "reference" in v}
-    has_resize = any("resize" in k or "interp" in k for k in opts)
-    has_fit = any("fit" in k or "align" in k for k in opts)
-    return opts if has_resize and has_fit else {}
-
-
 def run_pipeline(model: Any, frames: np.ndarray, size: tuple[int, int], threads: int, device: str) -> tuple:
     """`DepthPipeline.run_offline` (keyframe alignment, output at the input size): (disparity, seconds, note)."""
     from vdepth_ros.pipeline import DepthPipeline, FrameInput, PipelineConfig
     from vdepth_ros.runtime import create_engine
 
-    ref = reference_options()
+    ref = {"inference": "reference"}  # the authors' resize, fit and upsampling (docs/models.md)
     config = PipelineConfig(scale_source="none", alignment="keyframe", output_resolution="input", **ref)
     engine = create_engine(model, backend="torch", frames=32, height=size[0], width=size[1], threads=threads,
                            device=device)  # fmt: skip

@@ -8,152 +8,242 @@ parameter dict (`PipelineConfig.from_params`), and the offline tools read the no
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from vdepth_ros.errors import ConfigError
 from vdepth_ros.resize import RESIZE_METHODS, UPSAMPLE_METHODS
 
-_CHOICES: dict[str, tuple[str, ...]] = {
-    "inference": ("auto", "reference", "package"),
-    "backend": ("auto", "torch", "onnxruntime", "tensorrt"),
-    "precision": ("fp32", "fp16", "bf16"),
-    "alignment": ("auto", "chain_ls", "keyframe", "graph", "none"),
-    "publish": ("provisional", "final", "both"),
-    "scale_source": ("none", "sparse", "range", "metric"),
-    "output_resolution": ("input", "model"),
-    "fit_method": ("symmetric", "ols"),
-    "robust": ("tukey", "huber", "none"),
-    "resize_method": RESIZE_METHODS,
-    "upsample_method": UPSAMPLE_METHODS,
-    "fit_pixels": ("positive_ref", "all"),
-}
+# The choices of the string parameters: `Literal` types, so validation, the node's parameter
+# descriptors and the docs read them from the field's type.
+Inference = Literal["auto", "reference", "package"]
+Backend = Literal["auto", "torch", "onnxruntime", "tensorrt"]
+Precision = Literal["fp32", "fp16", "bf16"]
+Alignment = Literal["auto", "chain_ls", "keyframe", "graph", "none"]
+Publish = Literal["provisional", "final", "both"]
+ScaleSource = Literal["none", "sparse", "range", "metric"]
+OutputResolution = Literal["input", "model"]
+FitMethod = Literal["symmetric", "ols"]
+Robust = Literal["tukey", "huber", "none"]
+ResizeMethod = Literal[RESIZE_METHODS]  # type: ignore[valid-type] - the tuple resize.py dispatches on
+UpsampleMethod = Literal[UPSAMPLE_METHODS]  # type: ignore[valid-type]
+FitPixels = Literal["positive_ref", "all"]
+
+
+def param(default: Any, *description: str, min: float | None = None, max: float | None = None) -> Any:
+    """A `PipelineConfig` field: its default, its description (the node's parameter descriptor and
+    docs/node.md; string pieces are joined) and an optional range, kept in the field's metadata."""
+    metadata = {"description": "".join(description), "min": min, "max": max}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass
 class PipelineConfig:
-    """Depth pipeline parameters.
+    """Depth pipeline parameters: each field's type, default, description and range are its
+    declaration (`param`); `validate` checks values against them and the cross-field rules."""
 
-    Attributes:
-        model: model folder / file, a release name pulled into the model cache (`vda-small`, see
-            docs/models.md), or "default" (`vdepth_ros.paths.default_model_dir()`).
-        inference: "auto" (default: "reference" for a paper family - vda, gemdepth, dvd,
-            depthcrafter, fiffdepth - and "package" for the others, e.g. the bundled model) |
-            "reference" (the authors' resize, upsampling, windows and stitching fit, see
-            docs/models.md) | "package" (this package's defaults). In "reference" mode a field
-            left at its package default takes the authors' value; a field set to any other value
-            keeps it (to combine a package default with reference mode, use "package" and set
-            the reference fields one by one).
-        backend: "auto" | "torch" | "onnxruntime" | "tensorrt".
-        precision: "fp32" | "fp16" | "bf16".
-        engine_threads: inference threads (ONNX Runtime intra-op, or torch's, process-wide); 0 =
-            the backend's default (ONNX Runtime: one per core). Lower it to leave cores to the rest
-            of the robot; not for TensorRT.
-        device_id: GPU index for TensorRT and ONNX Runtime's CUDA/TensorRT providers.
-        window: window length in frames; 0 = the model's default.
-        overlap: overlap in frames; 0 = the model's default (keyframe mode: `len(keyframes)`).
-        keyframes: keyframe slots for keyframe alignment; empty = the model's default.
-        alignment: "auto" (the model's default) | "chain_ls" | "keyframe" | "graph" (the offline
-            global solve run causally over the last `graph_lag` windows) | "none".
-        publish: "provisional" (each frame once, as early as possible) | "final" (each frame once,
-            when settled) | "both" (provisional, then final when a later window revised it).
-        low_latency_start: first window shorter (about half) so the first output comes sooner.
-        fit_method: "symmetric" (default; no drift from errors-in-variables) | "ols" (the papers).
-        robust: "tukey" | "huber" | "none" (plain closed-form fit, as the papers).
-        scale_clip_min, scale_clip_max: clip of the per-window scale (DVD demo: 0.7, 1.5);
-            0, 0 = no clip.
-        fit_max_points: pixels per fit (deterministic subsample); 0 = all.
-        fit_pixels: "positive_ref" (pixels whose reference is > 0) | "all" (every overlap pixel,
-            zeros included, as VDA's fit).
-        anchor_slots: graph alignment on a chain-window family (DVD, DepthCrafter, FiffDepth):
-            give every window VDA's context slots (the anchor frame and one older frame, in place
-            of two blended overlap frames: same model cost), so every window is tied to the anchor
-            window; false = the released chain layout.
-        scene_cut_threshold: restart alignment at a scene cut detected from image statistics
-            (`stream.SceneCutDetector`: excess of the cut score over its running median); 0 = off.
-        anchor_refresh: keyframe mode: replace the anchor frame when the scene no longer
-            matches it (the papers keep frame 0 forever).
-        anchor_min_inliers: inlier fraction of the anchor below which it is refreshed.
-        graph_lag: graph alignment: earlier windows re-estimated with each new one (older ones
-            are frozen, so cost and memory stay bounded).
-        scale_source: "range" (default: depth from an assumed near..far range, fixed on the first
-            window; consistent over time, not metric) | "sparse" (metric, from a depth sensor or
-            camera poses) | "metric" (metric models) | "none" (relative disparity only; no depth, no
-            cloud).
-        near, far: metres, for scale_source "range"; `far` is also its far limit (+Inf beyond).
-        sparse_min_points: sparse depth points needed to refit the metric scale of a window.
-        min_depth, max_depth: near and far limits in metres: depth below is -Inf, beyond is +Inf
-            (REP 118), never a clipped value.
-        cloud_stride: point cloud downsampling (every n-th pixel); 0 = no cloud.
-        cloud_colors: attach RGB to the cloud.
-        output_resolution: "input" (the camera's resolution: registered pixel for pixel,
-            depth/camera_info = the input's) | "model" (about the working resolution's pixel count,
-            the camera's aspect ratio kept; intrinsics scaled).
-        max_output_width: cap on the output width in pixels, aspect kept (bandwidth); 0 = none.
-        resize_method: camera image -> working resolution: "area" (cv2 INTER_AREA on uint8) |
-            "bicubic" (VDA's reference: float INTER_CUBIC).
-        upsample_method: working -> output resolution: "edge_snap" (bilinear; at depth edges
-            one of the four working depths, none in between) | "edge_aware" (RGB-guided at depth
-            edges) | "bilinear" | "bilinear_align_corners" (VDA's reference) | "nearest".
-        working_short_side: shorter side of the working resolution for engines that run any size
-            (torch), keep-aspect to the family's multiple; 0 = the model's exported resolution's.
-    """
-
-    model: str = "default"
-    inference: str = "auto"
-    backend: str = "auto"
-    precision: str = "fp32"
-    engine_threads: int = 0
-    device_id: int = 0
-    window: int = 0
-    overlap: int = 0
-    keyframes: list[int] = field(default_factory=list)
-    alignment: str = "auto"
-    publish: str = "provisional"
-    low_latency_start: bool = False
-    fit_method: str = "symmetric"
-    robust: str = "tukey"
-    scale_clip_min: float = 0.0
-    scale_clip_max: float = 0.0
-    fit_max_points: int = 65536
-    fit_pixels: str = "positive_ref"
-    anchor_slots: bool = True
-    scene_cut_threshold: float = 0.5
-    anchor_refresh: bool = False
-    anchor_min_inliers: float = 0.5
-    graph_lag: int = 8
-    scale_source: str = "range"
-    near: float = 0.3
-    far: float = 10.0
-    sparse_min_points: int = 50
-    min_depth: float = 0.05
-    max_depth: float = 100.0
-    cloud_stride: int = 1
-    cloud_colors: bool = True
-    output_resolution: str = "input"
-    max_output_width: int = 0
-    resize_method: str = "area"
-    upsample_method: str = "edge_snap"
-    working_short_side: int = 0
+    model: str = param(
+        "default",
+        "model folder / file, a release name pulled into the model cache (`vda-small`, see "
+        'docs/models.md), or "default" (`vdepth_ros.paths.default_model_dir()`).',
+    )
+    inference: Inference = param(
+        "auto",
+        '"auto" (default: "reference" for a paper family - vda, gemdepth, dvd, depthcrafter, '
+        'fiffdepth - and "package" for the others, e.g. the bundled model) | "reference" (the '
+        'authors\' resize, upsampling, windows and stitching fit, see docs/models.md) | "package" '
+        '(this package\'s defaults). In "reference" mode a field left at its package default takes'
+        " the authors' value; a field set to any other value keeps it (to combine a package "
+        'default with reference mode, use "package" and set the reference fields one by one).',
+    )
+    backend: Backend = param(
+        "auto",
+        '"auto" | "torch" | "onnxruntime" | "tensorrt".',
+    )
+    precision: Precision = param(
+        "fp32",
+        '"fp32" | "fp16" | "bf16".',
+    )
+    engine_threads: int = param(
+        0,
+        "inference threads (ONNX Runtime intra-op, or torch's, process-wide); 0 = the backend's "
+        "default (ONNX Runtime: one per core). Lower it to leave cores to the rest of the robot; "
+        "not for TensorRT.",
+        min=0,
+    )
+    device_id: int = param(
+        0,
+        "GPU index for TensorRT and ONNX Runtime's CUDA/TensorRT providers.",
+        min=0,
+    )
+    window: int = param(
+        0,
+        "window length in frames; 0 = the model's default.",
+        min=0,
+    )
+    overlap: int = param(
+        0,
+        "overlap in frames; 0 = the model's default (keyframe mode: `len(keyframes)`).",
+        min=0,
+    )
+    keyframes: list[int] = param(
+        [],
+        "keyframe slots for keyframe alignment; empty = the model's default.",
+    )
+    alignment: Alignment = param(
+        "auto",
+        '"auto" (the model\'s default) | "chain_ls" | "keyframe" | "graph" (the offline global '
+        'solve run causally over the last `graph_lag` windows) | "none".',
+    )
+    publish: Publish = param(
+        "provisional",
+        '"provisional" (each frame once, as early as possible) | "final" (each frame once, when '
+        'settled) | "both" (provisional, then final when a later window revised it).',
+    )
+    low_latency_start: bool = param(
+        False,
+        "first window shorter (about half) so the first output comes sooner.",
+    )
+    fit_method: FitMethod = param(
+        "symmetric",
+        '"symmetric" (default; no drift from errors-in-variables) | "ols" (the papers).',
+    )
+    robust: Robust = param(
+        "tukey",
+        '"tukey" | "huber" | "none" (plain closed-form fit, as the papers).',
+    )
+    scale_clip_min: float = param(
+        0.0,
+        "clip of the per-window scale (DVD demo: 0.7, 1.5); 0, 0 = no clip.",
+    )
+    scale_clip_max: float = param(
+        0.0,
+        "clip of the per-window scale (DVD demo: 0.7, 1.5); 0, 0 = no clip.",
+    )
+    fit_max_points: int = param(
+        65536,
+        "pixels per fit (deterministic subsample); 0 = all.",
+        min=0,
+    )
+    fit_pixels: FitPixels = param(
+        "positive_ref",
+        '"positive_ref" (pixels whose reference is > 0) | "all" (every overlap pixel, zeros included, as VDA\'s fit).',
+    )
+    anchor_slots: bool = param(
+        True,
+        "graph alignment on a chain-window family (DVD, DepthCrafter, FiffDepth): give every "
+        "window VDA's context slots (the anchor frame and one older frame, in place of two "
+        "blended overlap frames: same model cost), so every window is tied to the anchor window; "
+        "false = the released chain layout.",
+    )
+    scene_cut_threshold: float = param(
+        0.5,
+        "restart alignment at a scene cut detected from image statistics "
+        "(`stream.SceneCutDetector`: excess of the cut score over its running median); 0 = off.",
+        min=0.0,
+        max=1.0,
+    )
+    anchor_refresh: bool = param(
+        False,
+        "keyframe mode: replace the anchor frame when the scene no longer matches it (the papers "
+        "keep frame 0 forever).",
+    )
+    anchor_min_inliers: float = param(
+        0.5,
+        "inlier fraction of the anchor below which it is refreshed.",
+        min=0.0,
+        max=1.0,
+    )
+    graph_lag: int = param(
+        8,
+        "graph alignment: earlier windows re-estimated with each new one (older ones are frozen, "
+        "so cost and memory stay bounded).",
+        min=1,
+    )
+    scale_source: ScaleSource = param(
+        "range",
+        '"range" (default: depth from an assumed near..far range, fixed on the first window; '
+        'consistent over time, not metric) | "sparse" (metric, from a depth sensor or camera '
+        'poses) | "metric" (metric models) | "none" (relative disparity only; no depth, no '
+        "cloud).",
+    )
+    near: float = param(
+        0.3,
+        'metres, for scale_source "range"; `far` is also its far limit (+Inf beyond).',
+    )
+    far: float = param(
+        10.0,
+        'metres, for scale_source "range"; `far` is also its far limit (+Inf beyond).',
+    )
+    sparse_min_points: int = param(
+        50,
+        "sparse depth points needed to refit the metric scale of a window.",
+        min=2,
+    )
+    min_depth: float = param(
+        0.05,
+        "near and far limits in metres: depth below is -Inf, beyond is +Inf (REP 118), never a clipped value.",
+    )
+    max_depth: float = param(
+        100.0,
+        "near and far limits in metres: depth below is -Inf, beyond is +Inf (REP 118), never a clipped value.",
+    )
+    cloud_stride: int = param(
+        1,
+        "point cloud downsampling (every n-th pixel); 0 = no cloud.",
+        min=0,
+    )
+    cloud_colors: bool = param(
+        True,
+        "attach RGB to the cloud.",
+    )
+    output_resolution: OutputResolution = param(
+        "input",
+        '"input" (the camera\'s resolution: registered pixel for pixel, depth/camera_info = the '
+        "input's) | \"model\" (about the working resolution's pixel count, the camera's aspect "
+        "ratio kept; intrinsics scaled).",
+    )
+    max_output_width: int = param(
+        0,
+        "cap on the output width in pixels, aspect kept (bandwidth); 0 = none.",
+        min=0,
+    )
+    resize_method: ResizeMethod = param(
+        "area",
+        'camera image -> working resolution: "area" (cv2 INTER_AREA on uint8) | "bicubic" (VDA\'s '
+        "reference: float INTER_CUBIC).",
+    )
+    upsample_method: UpsampleMethod = param(
+        "edge_snap",
+        'working -> output resolution: "edge_snap" (bilinear; at depth edges one of the four '
+        'working depths, none in between) | "edge_aware" (RGB-guided at depth edges) | "bilinear"'
+        ' | "bilinear_align_corners" (VDA\'s reference) | "nearest".',
+    )
+    working_short_side: int = param(
+        0,
+        "shorter side of the working resolution for engines that run any size (torch), keep-"
+        "aspect to the family's multiple; 0 = the model's exported resolution's.",
+        min=0,
+    )
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
         """Check types, choices and ranges; raise ConfigError naming the field and value."""
+        hints = _field_types()
         for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            setattr(self, f.name, _coerce(f.name, f.type, value))
-        for name, choices in _CHOICES.items():
-            if getattr(self, name) not in choices:
-                raise ConfigError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
-        for name in (
-            "window", "overlap", "fit_max_points", "cloud_stride", "engine_threads", "device_id", "max_output_width",
-            "working_short_side",
-        ):  # fmt: skip
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+            value = _coerce(f.name, hints[f.name], getattr(self, f.name))
+            low, high = f.metadata.get("min"), f.metadata.get("max")
+            if low is not None and value < low:
+                raise ConfigError(f"{f.name} must be >= {low}, got {value}")
+            if high is not None and value > high:
+                raise ConfigError(f"{f.name} must be in [{low}, {high}], got {value}")
+            setattr(self, f.name, value)
         if self.window and self.overlap >= self.window:
             raise ConfigError(f"overlap must be < window, got overlap={self.overlap}, window={self.window}")
         if any(k < 0 for k in self.keyframes):
@@ -171,16 +261,8 @@ class PipelineConfig:
             raise ConfigError(
                 f"far ({self.far}) is the range mode's far limit: it must exceed min_depth ({self.min_depth})"
             )
-        if not 0.0 <= self.anchor_min_inliers <= 1.0:
-            raise ConfigError(f"anchor_min_inliers must be in [0, 1], got {self.anchor_min_inliers}")
         if self.engine_threads and self.backend == "tensorrt":
             raise ConfigError("engine_threads does not apply to backend 'tensorrt' (a GPU runs the model): leave it 0")
-        if not 0.0 <= self.scene_cut_threshold <= 1.0:
-            raise ConfigError(f"scene_cut_threshold must be in [0, 1] (0 = off), got {self.scene_cut_threshold}")
-        if self.graph_lag < 1:
-            raise ConfigError(f"graph_lag must be >= 1 window, got {self.graph_lag}")
-        if self.sparse_min_points < 2:
-            raise ConfigError(f"sparse_min_points must be >= 2, got {self.sparse_min_points}")
 
     @property
     def scale_clip(self) -> tuple[float, float] | None:
@@ -250,31 +332,57 @@ class PipelineConfig:
         return cls(**known), unknown
 
 
-def _coerce(name: str, annotation: Any, value: Any) -> Any:
-    kind = str(annotation)
-    if kind == "bool":
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false"):
-            return value.lower() == "true"
-        raise ConfigError(f"{name} must be a bool, got {value!r}")
-    if kind == "int":
-        if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
-            raise ConfigError(f"{name} must be an integer, got {value!r}")
-        return int(value)
-    if kind == "float":
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{name} must be a number, got {value!r}")
-        return float(value)
-    if kind == "str":
-        if not isinstance(value, str):
-            raise ConfigError(f"{name} must be a string, got {value!r}")
+def _field_types() -> dict[str, Any]:
+    """`PipelineConfig`'s field types, evaluated (the module's annotations are strings)."""
+    return typing.get_type_hints(PipelineConfig)
+
+
+def _to_bool(value: Any) -> bool | None:
+    if isinstance(value, bool):
         return value
-    if kind == "list[int]":
-        if not isinstance(value, list | tuple) or any(isinstance(v, bool) or not isinstance(v, int) for v in value):
-            raise ConfigError(f"{name} must be a list of integers, got {value!r}")
-        return [int(v) for v in value]
-    raise ConfigError(f"{name}: unsupported field type {kind}")  # pragma: no cover - programming error
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    return None
+
+
+def _to_int(value: Any) -> int | None:
+    ok = not isinstance(value, bool) and isinstance(value, int | float) and int(value) == value
+    return int(value) if ok else None
+
+
+def _to_float(value: Any) -> float | None:
+    return float(value) if not isinstance(value, bool) and isinstance(value, int | float) else None
+
+
+def _to_int_list(value: Any) -> list[int] | None:
+    if not isinstance(value, list | tuple) or any(isinstance(v, bool) or not isinstance(v, int) for v in value):
+        return None
+    return [int(v) for v in value]
+
+
+# field type -> (conversion returning None when the value does not fit, what the error calls the type)
+_CONVERSIONS: dict[Any, tuple[Any, str]] = {
+    bool: (_to_bool, "a bool"),
+    int: (_to_int, "an integer"),
+    float: (_to_float, "a number"),
+    str: (lambda v: v if isinstance(v, str) else None, "a string"),
+    list[int]: (_to_int_list, "a list of integers"),
+}
+
+
+def _coerce(name: str, tp: Any, value: Any) -> Any:
+    """`value` as field `name` of type `tp` takes it (ROS and YAML give ints for floats, strings for
+    bools on the command line); ConfigError naming the field and value otherwise."""
+    if typing.get_origin(tp) is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            raise ConfigError(f"{name} must be one of {choices}, got {value!r}")
+        return value
+    convert, what = _CONVERSIONS[tp]
+    converted = convert(value)
+    if converted is None:
+        raise ConfigError(f"{name} must be {what}, got {value!r}")
+    return converted
 
 
 def load_params(yaml_path: str | Path, node_name: str | None = None) -> dict[str, Any]:

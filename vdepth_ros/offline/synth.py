@@ -46,6 +46,61 @@ def default_intrinsics(width: int, height: int, hfov_deg: float = 60.0) -> tuple
     return fx, fx, (width - 1) / 2.0, (height - 1) / 2.0
 
 
+def _image_raw(ts: Any, rgb: np.ndarray, encoding: str, header: Any, index: int) -> bytes:
+    """One frame as a serialized Image (raw encodings) or CompressedImage (jpeg, png)."""
+    import cv2
+
+    T = ts.types
+    if encoding in ("jpeg", "png"):
+        ok, buf = cv2.imencode(".jpg" if encoding == "jpeg" else ".png", np.ascontiguousarray(rgb[..., ::-1]))
+        if not ok:
+            raise OfflineError(f"cannot encode frame {index} as {encoding}")
+        return ts.serialize_cdr(T[COMPRESSED](header=header, format=encoding, data=buf.reshape(-1)), COMPRESSED)
+    h, w = rgb.shape[:2]
+    arr = {
+        "rgb8": rgb,
+        "bgr8": rgb[..., ::-1],
+        "rgba8": np.concatenate([rgb, np.full((h, w, 1), 255, np.uint8)], axis=2),
+        "mono8": rgb.mean(axis=2).astype(np.uint8),
+    }[encoding]
+    step, data = image_fields_from_array(np.ascontiguousarray(arr), encoding)
+    msg = T[IMAGE](
+        header=header,
+        height=h,
+        width=w,
+        encoding=encoding,
+        is_bigendian=0,
+        step=step,
+        data=np.frombuffer(data, np.uint8),
+    )
+    return ts.serialize_cdr(msg, IMAGE)
+
+
+def _camera_info(
+    T: Any,
+    header: Any,
+    width: int,
+    height: int,
+    intrinsics: tuple[float, float, float, float],
+    distortion: Sequence[float] | None,
+) -> Any:
+    """A plumb_bob CameraInfo whose `P` is the intrinsics (a monocular calibration)."""
+    fx, fy, cx, cy = intrinsics
+    return T[CAMERA_INFO](
+        header=header,
+        height=height,
+        width=width,
+        distortion_model="plumb_bob",
+        d=np.zeros(5) if distortion is None else np.asarray(distortion, np.float64),
+        k=np.array([fx, 0, cx, 0, fy, cy, 0, 0, 1], np.float64),
+        r=np.eye(3).reshape(-1),
+        p=np.array([fx, 0, cx, 0, 0, fy, cy, 0, 0, 0, 1, 0], np.float64),
+        binning_x=0,
+        binning_y=0,
+        roi=T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False),
+    )
+
+
 def write_image_bag(
     path: str | Path,
     frames: Iterable[np.ndarray],
@@ -96,8 +151,6 @@ def write_image_bag(
     """
     if encoding not in BAG_ENCODINGS:
         raise OfflineError(f"encoding {encoding!r} not in {BAG_ENCODINGS}")
-    import cv2
-
     ts = get_typestore(TYPESTORES[typestore])
     T = ts.types
     if sparse_depth is not None and sparse_points is not None:
@@ -121,48 +174,10 @@ def write_image_bag(
                 frame_id=frame_id,
             )
             h, w = rgb.shape[:2]
-            if compressed:
-                ok, buf = cv2.imencode(".jpg" if encoding == "jpeg" else ".png", np.ascontiguousarray(rgb[..., ::-1]))
-                if not ok:
-                    raise OfflineError(f"cannot encode frame {i} as {encoding}")
-                msg: Any = T[COMPRESSED](header=header, format=encoding, data=buf.reshape(-1))
-                img_raw = ts.serialize_cdr(msg, COMPRESSED)
-            else:
-                arr = {
-                    "rgb8": rgb,
-                    "bgr8": rgb[..., ::-1],
-                    "rgba8": np.concatenate([rgb, np.full((h, w, 1), 255, np.uint8)], axis=2),
-                    "mono8": rgb.mean(axis=2).astype(np.uint8),
-                }[encoding]
-                step, data = image_fields_from_array(np.ascontiguousarray(arr), encoding)
-                msg = T[IMAGE](
-                    header=header,
-                    height=h,
-                    width=w,
-                    encoding=encoding,
-                    is_bigendian=0,
-                    step=step,
-                    data=np.frombuffer(data, np.uint8),
-                )
-                img_raw = ts.serialize_cdr(msg, IMAGE)
+            img_raw = _image_raw(ts, rgb, encoding, header, i)
             info_raw = None
             if info_conn is not None:
-                fx, fy, cx, cy = intrinsics or default_intrinsics(w, h)
-                info = T[CAMERA_INFO](
-                    header=header,
-                    height=h,
-                    width=w,
-                    distortion_model="plumb_bob",
-                    d=np.zeros(5) if distortion is None else np.asarray(distortion, np.float64),
-                    k=np.array([fx, 0, cx, 0, fy, cy, 0, 0, 1], np.float64),
-                    r=np.eye(3).reshape(-1),
-                    p=np.array([fx, 0, cx, 0, 0, fy, cy, 0, 0, 0, 1, 0], np.float64),
-                    binning_x=0,
-                    binning_y=0,
-                    roi=T["sensor_msgs/msg/RegionOfInterest"](
-                        x_offset=0, y_offset=0, height=0, width=0, do_rectify=False
-                    ),
-                )
+                info = _camera_info(T, header, w, h, intrinsics or default_intrinsics(w, h), distortion)
                 info_raw = ts.serialize_cdr(info, CAMERA_INFO)
             if info_raw is not None and info_first:
                 writer.write(info_conn, t, info_raw)

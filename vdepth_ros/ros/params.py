@@ -10,9 +10,7 @@ marked `dynamic` may change while the node runs; any other change is rejected wi
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import math
-import re
 import types
 import typing
 from collections.abc import Mapping
@@ -257,49 +255,14 @@ def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
-def attribute_docs(cls: type) -> dict[str, str]:
-    """`name -> description` from a Google-style `Attributes:` docstring section.
-
-    `a, b: text` documents both names; indented continuation lines are joined.
-    """
-    docs: dict[str, str] = {}
-    lines = inspect.cleandoc(cls.__doc__ or "").splitlines()
-    try:
-        start = next(i for i, line in enumerate(lines) if line.strip() == "Attributes:")
-    except StopIteration:
-        return docs
-    current: list[str] = []
-    indent = None
-    for line in lines[start + 1 :]:
-        if not line.strip():
-            continue
-        ind = len(line) - len(line.lstrip())
-        indent = ind if indent is None else indent
-        if ind < indent:
-            break
-        m = re.match(r"^([\w, ]+):\s*(.*)$", line.strip()) if ind == indent else None
-        if m:
-            current = [n.strip() for n in m.group(1).split(",")]
-            for n in current:
-                docs[n] = m.group(2)
-        else:
-            for n in current:
-                docs[n] += " " + line.strip()
-    return docs
-
-
-def pipeline_param_specs(
-    config_cls: type, choices: Mapping[str, tuple[str, ...]] | None = None
-) -> tuple[ParamSpec, ...]:
+def pipeline_param_specs(config_cls: type) -> tuple[ParamSpec, ...]:
     """Parameter specs for every field of the pipeline's config dataclass.
 
-    Descriptions come from field metadata `description` or the class docstring's `Attributes:`
-    section; choices from metadata, `choices`, or `Literal[...]` annotations; ranges from
-    metadata `min`/`max`. Fields defaulting to None are declared dynamically typed.
+    Descriptions come from field metadata `description` (`vdepth_ros.config.param`), choices from
+    metadata `choices` or `Literal[...]` annotations, ranges from metadata `min`/`max`. Fields
+    defaulting to None are declared dynamically typed.
     """
     hints = typing.get_type_hints(config_cls)
-    docs = attribute_docs(config_cls)
-    choices = choices or {}
     specs = []
     for f in dataclasses.fields(config_cls):
         if f.default is not dataclasses.MISSING:
@@ -311,10 +274,10 @@ def pipeline_param_specs(
         if isinstance(default, tuple):
             default = list(default)
         tp, _ = _unwrap_optional(hints.get(f.name))
-        allowed = f.metadata.get("choices", choices.get(f.name))
+        allowed = f.metadata.get("choices")
         if allowed is None and typing.get_origin(tp) is typing.Literal:
             allowed = tuple(typing.get_args(tp))
-        description = f.metadata.get("description", docs.get(f.name, f.name.replace("_", " ")))
+        description = f.metadata.get("description") or f.name.replace("_", " ")
         specs.append(
             ParamSpec(
                 f.name,
@@ -330,9 +293,9 @@ def pipeline_param_specs(
     return tuple(specs)
 
 
-def all_param_specs(config_cls: type, choices: Mapping[str, tuple[str, ...]] | None = None) -> tuple[ParamSpec, ...]:
+def all_param_specs(config_cls: type) -> tuple[ParamSpec, ...]:
     """ROS keys followed by the pipeline keys; a name clash is a programming error."""
-    pipeline = pipeline_param_specs(config_cls, choices)
+    pipeline = pipeline_param_specs(config_cls)
     clash = {s.name for s in ROS_PARAMS} & {s.name for s in pipeline}
     if clash:
         raise ConfigError(f"parameter names used by both the node and PipelineConfig: {sorted(clash)}")
@@ -371,5 +334,4 @@ def node_param_specs() -> tuple[ParamSpec, ...]:
     """All parameters of `depth_node`: the ROS table plus `vdepth_ros.config.PipelineConfig`."""
     from vdepth_ros import config
 
-    choices = getattr(config, "CHOICES", None) or getattr(config, "_CHOICES", {})
-    return all_param_specs(config.PipelineConfig, choices)
+    return all_param_specs(config.PipelineConfig)
