@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -40,8 +41,10 @@ def tiny_config(name: str, root: Path, **training: Any) -> dict[str, Any]:
     steps, _ = SCHEDULES[name]
     if name == "default":
         path = root / "default_tiny.yaml"
-        if not path.is_file():
-            path.write_text(yaml.safe_dump(default_tiny(root)))
+        if not path.is_file():  # both ranks may get here: each writes its own file, then renames
+            part = path.with_suffix(f".{os.getpid()}.part")
+            part.write_text(yaml.safe_dump(default_tiny(root)))
+            os.replace(part, path)  # atomic: the other rank never reads a half-written file
         cfg = load_config(path, overrides={"training": training} if training else None)
     else:
         cfg = load_config(CONFIGS / f"{name}.yaml", tiny=True,
