@@ -42,7 +42,8 @@ def camera(args: argparse.Namespace) -> None:
     base = rng.integers(20, 236, (H // 16, W // 16, 3), dtype=np.uint8).repeat(16, 0).repeat(16, 1)
     images = [conv.image_msg(np.roll(base, 4 * k, axis=1), "rgb8", conv.copy_header(Image().header)) for k in range(8)]
     deadline = time.monotonic() + 60  # discovery: frames sent before the node listens are not "lost"
-    while time.monotonic() < deadline and not all(pub.get_subscription_count() > 0 for pub, _ in pubs):
+    # every image and camera_info publisher matched: an image without its camera_info is not processed
+    while time.monotonic() < deadline and not all(p.get_subscription_count() > 0 for pair in pubs for p in pair):
         time.sleep(0.05)
     time.sleep(0.5)
     n = int(args.seconds * args.rate)
