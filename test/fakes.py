@@ -80,3 +80,19 @@ def write_tiny_onnx(folder: Path, frames: int = 4, height: int = 48, width: int 
         folder / "model.onnx.json"
     )
     return path
+
+
+class RecordingLogger:
+    """A logger (rclpy's error/warning/info) that records (severity, text), e.g. under RateLimitedLog."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str]] = []
+
+    def error(self, text: str) -> None:
+        self.lines.append(("error", text))
+
+    def warning(self, text: str) -> None:
+        self.lines.append(("warning", text))
+
+    def info(self, text: str) -> None:
+        self.lines.append(("info", text))

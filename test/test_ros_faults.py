@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pytest
 import rclpy
-from fakes import LuminanceEngine, write_tiny_onnx
+from fakes import LuminanceEngine, RecordingLogger, write_tiny_onnx
 from geometry_msgs.msg import PoseStamped
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
@@ -41,22 +41,6 @@ H, W = 48, 64
 K = [60.0, 0.0, 31.5, 0.0, 60.0, 23.5, 0.0, 0.0, 1.0]
 PERIOD = 66_666_667
 T0 = 1_000_000_000
-
-
-class Recorder:
-    """The node's logger in its RateLimitedLog: records (severity, text)."""
-
-    def __init__(self) -> None:
-        self.lines: list[tuple[str, str]] = []
-
-    def error(self, text: str) -> None:
-        self.lines.append(("error", text))
-
-    def warning(self, text: str) -> None:
-        self.lines.append(("warning", text))
-
-    def info(self, text: str) -> None:
-        self.lines.append(("info", text))
 
 
 class Received:
@@ -88,7 +72,7 @@ class FaultRig:
             start_worker=True,
             parameter_overrides=[Parameter(k, value=v) for k, v in params.items()],
         )
-        self.log = Recorder()
+        self.log = RecordingLogger()
         if record:
             self.node.log.logger = self.log
         self.peer = Node("camera", context=self.ctx)

@@ -9,6 +9,7 @@ from typing import Literal
 
 import pytest
 from diagnostic_msgs.msg import DiagnosticStatus
+from fakes import RecordingLogger
 from rclpy.qos import ReliabilityPolicy
 
 from vdepth_ros.errors import ConfigError
@@ -38,24 +39,8 @@ def test_drop_oldest_queue_wakes_consumer_and_close():
     assert q.get(timeout=5) is None  # returns at once after close
 
 
-class Lines:
-    """A logger that records (severity, text)."""
-
-    def __init__(self) -> None:
-        self.lines: list[tuple[str, str]] = []
-
-    def error(self, text: str) -> None:
-        self.lines.append(("error", text))
-
-    def warning(self, text: str) -> None:
-        self.lines.append(("warning", text))
-
-    def info(self, text: str) -> None:
-        self.lines.append(("info", text))
-
-
 def test_rate_limited_log_per_key():
-    out = Lines()
+    out = RecordingLogger()
     log = RateLimitedLog(out, period=60)
     assert log.error("a", "bad a")
     assert not log.error("a", "bad a")
