@@ -117,6 +117,33 @@ def test_alignment_dev_benchmark_scores_offline_and_each_stream_alignment(repo_r
     assert "mean |δ1 gap to offline|" in capsys.readouterr().out
 
 
+def test_offline_estimators_benchmark_reproduces_the_pipeline_and_reads_the_gt(repo_root):
+    pytest.importorskip("embreex")
+    from vdepth_ros.eval.runs import run_offline, run_stream
+    from vdepth_ros.paths import default_model_dir
+    from vdepth_ros.runtime import create_engine
+
+    bench = _load(repo_root, "offline_estimators")
+    seq = _load(repo_root, "alignment_dev").render_sequences(1, 28, 96, 128, "rich")[0]
+    engine = create_engine(str(default_model_dir()), backend="onnxruntime")
+    offline, windows, options = bench.record(engine, seq)
+    assert len(windows) > 3 and all(d.shape[0] == len(w.slots) for w, d in windows)
+    np.testing.assert_array_equal(offline, run_offline(engine, seq))  # recording changes nothing
+    # the benchmark's own stitching of the recorded windows is the causal pipeline's stream
+    stream = bench.stitch(windows, bench.stream_affines(windows, options), seq.gt_size, first=True)
+    np.testing.assert_allclose(stream, run_stream(engine, seq), rtol=1e-4, atol=1e-4)
+    # windows whose output is an exact affine of the GT disparity: the GT fit undoes every affine
+    gt_disp = 1.0 / seq.depth[:, ::2, ::2].clip(1e-3)
+    exact = [(w, 0.5 * (k + 1) * gt_disp[list(w.slots)] + 0.1 * k) for k, (w, _) in enumerate(windows)]
+    small = type(seq)(seq.name, seq.rgb, seq.depth[:, ::2, ::2], seq.intrinsics, seq.intrinsics, None, seq.max_depth)
+    affines = bench.gt_affines(exact, small)
+    assert affines[2] == pytest.approx((1 / 3, -0.2 / 3), rel=1e-3, abs=1e-3)
+    assert bench.context_bias(exact, small) == pytest.approx((0.0, 0.0), abs=1e-3)
+    res = bench.score_sequence(engine, seq)
+    assert set(res) == {*bench.METHODS, "context_bias"}
+    assert all(0 < res[m][0] < 1 and 0 < res[m][1] <= 1 for m in bench.METHODS)
+
+
 def test_triangulation_benchmark_scores_points_against_the_gt(repo_root):
     pytest.importorskip("embreex")
     from vdepth_training.data.synthetic import render_clip

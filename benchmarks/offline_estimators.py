@@ -1,0 +1,254 @@
+"""Offline estimators against the causal stream on the development data, and the headroom (issue #26).
+
+Issue #26 asks for an offline solve at least as accurate as the causal stream on every development
+sequence. This benchmark runs the bundled model once per development sequence (HoloLens and the
+16 held-out renders of `alignment_dev.py`; 7-Scenes never), keeps every window's raw output, then
+stitches the same windows with the per-window affines of each estimator and scores them with the
+papers' protocol (`vdepth_ros.eval.metrics.evaluate_sequence`):
+
+* `stream`: the causal graph alignment (`CausalGraphAligner`, lag 8), each frame as first published;
+* `offline`: `DepthPipeline.run_offline` itself (the fixed-lag smoother, `OFFLINE_LAG`), scored
+  from the pipeline's own output;
+* `delay1`, `delay2`: the stream's estimator (lag 8) with each window's affine taken once 1 or 2
+  later windows have added their edges;
+* `consensus`: every frame seen by several windows gets the mean of their aligned outputs and every
+  window is refitted to those means (5 rounds from the stream's affines: all windows' views of
+  every shared frame, not only the anchor's);
+* `gt_fit` (not a method: it reads the ground truth): each window's affine fitted to the GT
+  disparity of its frames, then stitched the same way: what per-window alignment could reach.
+
+A diagnostic of the model, from the GT: `context_bias` is, per window, the log ratio of the
+disparity the window's GT fit gives (at its median) on its context slots (the anchor and the older
+frame, far back in time) over the same on its other, contiguous slots; its mean and spread over the
+windows say how differently the model scales the far-back frames of a window than the recent ones
+(every anchor edge of the graph reads the window's scale from its anchor slot).
+
+For each estimator: mean AbsRel / δ1 over the 17 sequences and on how many it is worse than the
+stream in AbsRel or δ1. ~4 min on 2 cores::
+
+    .venv/bin/python benchmarks/offline_estimators.py --json out/offline_estimators.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from vdepth_ros.eval.datasets import EvalSequence, load_dataset
+from vdepth_ros.eval.metrics import evaluate_sequence
+from vdepth_ros.eval.runs import make_pipeline, run_offline
+from vdepth_ros.paths import default_model_dir, evaldata_dir
+from vdepth_ros.stream.align import AffineFit, FitOptions, align_scale_shift
+from vdepth_ros.stream.graph import CausalGraphAligner, frame_samples
+from vdepth_ros.stream.stitch import Stitcher
+from vdepth_ros.stream.windows import Window
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from alignment_dev import render_sequences  # the same development set
+
+Affines = list[tuple[float, float]]
+
+
+class RecordingEngine:
+    """The engine, keeping every window's output (the offline pass runs each window once)."""
+
+    def __init__(self, engine) -> None:
+        self.engine, self.outputs = engine, []
+
+    def __getattr__(self, name):
+        return getattr(self.engine, name)
+
+    def infer(self, frames: np.ndarray, **kwargs) -> np.ndarray:
+        out = np.asarray(self.engine.infer(frames, **kwargs), np.float32)
+        self.outputs.append(out.copy())
+        return out
+
+
+def record(engine, seq: EvalSequence) -> tuple[np.ndarray, list[tuple[Window, np.ndarray]], FitOptions]:
+    """The package's offline output on the GT grid, and its windows with their raw outputs."""
+    rec = RecordingEngine(engine)
+    offline = run_offline(rec, seq)
+    pipe = make_pipeline(engine)
+    windows = pipe.scheduler.plan(seq.num_frames)
+    if len(windows) != len(rec.outputs):  # a scene cut restarted the schedule
+        raise SystemExit(f"{seq.name}: {len(rec.outputs)} windows run, {len(windows)} planned")
+    return offline, [(w, o[: len(w.slots)]) for w, o in zip(windows, rec.outputs, strict=True)], pipe.fit_options
+
+
+def stitch(
+    windows: list[tuple[Window, np.ndarray]], affines: Affines, size: tuple[int, int], first: bool
+) -> np.ndarray:
+    """Stitched disparity on the GT grid `(T, h, w)`: each frame as first output, or settled."""
+    h, w = size
+    n = max(max(win.slots) for win, _ in windows) + 1
+    out = np.zeros((n, h, w), np.float32)
+    seen = np.zeros(n, bool)
+    stitcher = Stitcher("graph")
+
+    def put(frames) -> None:
+        for sf in frames:
+            if (first and seen[sf.index]) or (not first and sf.status != "final"):
+                continue
+            out[sf.index] = cv2.resize(np.nan_to_num(sf.disparity, nan=0.0), (w, h), interpolation=cv2.INTER_LINEAR)
+            seen[sf.index] = True
+
+    for (win, disp), (s, t) in zip(windows, affines, strict=True):
+        put(stitcher.add(win, disp.copy(), affine=AffineFit(scale=s, shift=t)))
+    put(stitcher.finish())
+    return out
+
+
+def stream_affines(windows, options: FitOptions) -> Affines:
+    aligner = CausalGraphAligner(options, lag=8)
+    return [(f.scale, f.shift) for f in (aligner.add(w, d) for w, d in windows)]
+
+
+def delayed_affines(windows, options: FitOptions, delay: int) -> Affines:
+    """The stream's estimator; each window's affine once `delay` later windows were added."""
+    aligner = CausalGraphAligner(options, lag=8, keep_history=True)
+    taken: dict[int, tuple[float, float]] = {}
+    for w, d in windows:
+        aligner.add(w, d)
+        if w.index >= delay:
+            fit = aligner.smoothed()[w.index - delay]
+            taken[w.index - delay] = (fit.scale, fit.shift)
+    latest = [(f.scale, f.shift) for f in aligner.smoothed()]
+    return [taken.get(k, latest[k]) for k in range(len(windows))]
+
+
+def consensus_affines(windows, options: FitOptions, start: Affines, rounds: int = 5) -> Affines:
+    """Every shared frame's mean aligned output; every window (but the first) refitted to them."""
+    per = options.max_points // 8 if options.max_points else 0
+    samples = [(w, frame_samples(d, per)) for w, d in windows]
+    count: dict[int, int] = {}
+    for w, _ in samples:
+        for f in set(w.slots):
+            count[f] = count.get(f, 0) + 1
+    affines = list(start)
+    for _ in range(rounds):
+        views: dict[int, list[np.ndarray]] = {}
+        for (w, s), (a, b) in zip(samples, affines, strict=True):
+            for f, p in {f: p for p, f in reversed(list(enumerate(w.slots)))}.items():
+                if count[f] > 1:
+                    views.setdefault(f, []).append(s[p] * a + b)
+        mean = {f: np.mean(v, axis=0) for f, v in views.items()}
+        refit = [affines[0]]
+        for (w, s), old in zip(samples[1:], affines[1:], strict=True):
+            pos = {f: p for p, f in reversed(list(enumerate(w.slots))) if count[f] > 1}
+            fit = align_scale_shift(s[list(pos.values())], np.stack([mean[f] for f in pos]), options=options)
+            refit.append(old if fit.degenerate else (fit.scale, fit.shift))
+        affines = refit
+    return affines
+
+
+def gt_affines(windows, seq: EvalSequence) -> Affines:
+    """Each window's least-squares affine to the GT disparity of its frames, relative to window 0's."""
+    h, w = seq.gt_size
+    fits = []
+    for win, disp in windows:
+        pred, target = [], []
+        for p, f in enumerate(win.slots):
+            gt = seq.depth[f]
+            ok = np.isfinite(gt) & (gt > 1e-3) & (gt < seq.max_depth)
+            pred.append(cv2.resize(disp[p], (w, h), interpolation=cv2.INTER_LINEAR)[ok])
+            target.append(1.0 / gt[ok])
+        x = np.concatenate(pred)
+        a, b = np.linalg.lstsq(np.stack([x, np.ones_like(x)], 1), np.concatenate(target), rcond=None)[0]
+        fits.append((float(a), float(b)))
+    a0, b0 = fits[0]
+    return [(a / a0, (b - b0) / a0) for a, b in fits]
+
+
+def context_bias(windows, seq: EvalSequence) -> tuple[float, float]:
+    """(mean, std) over windows of log(GT-fit value on the context slots / on the others)."""
+    h, w = seq.gt_size
+    ratios = []
+    for win, disp in windows[1:]:  # window 0's slots are all contiguous
+        values = []
+        for part in (range(win.n_context), range(win.n_context, len(win.slots))):
+            pred, target = [], []
+            for p in part:
+                gt = seq.depth[win.slots[p]]
+                ok = np.isfinite(gt) & (gt > 1e-3) & (gt < seq.max_depth)
+                pred.append(cv2.resize(disp[p], (w, h), interpolation=cv2.INTER_LINEAR)[ok])
+                target.append(1.0 / gt[ok])
+            x = np.concatenate(pred)
+            a, b = np.linalg.lstsq(np.stack([x, np.ones_like(x)], 1), np.concatenate(target), rcond=None)[0]
+            values.append((a, b, x))
+        m = float(np.median(np.concatenate([v[2] for v in values])))
+        (a1, b1, _), (a2, b2, _) = values
+        ratios.append(np.log(max(a1 * m + b1, 1e-9) / max(a2 * m + b2, 1e-9)))
+    return float(np.mean(ratios)), float(np.std(ratios))
+
+
+METHODS = ("stream", "offline", "delay1", "delay2", "consensus", "gt_fit")
+
+
+def score_sequence(engine, seq: EvalSequence) -> dict[str, tuple[float, float]]:
+    offline, windows, options = record(engine, seq)
+    stream = stream_affines(windows, options)
+    runs = {
+        "stream": stitch(windows, stream, seq.gt_size, first=True),
+        "offline": offline,
+        "delay1": stitch(windows, delayed_affines(windows, options, 1), seq.gt_size, first=False),
+        "delay2": stitch(windows, delayed_affines(windows, options, 2), seq.gt_size, first=False),
+        "consensus": stitch(windows, consensus_affines(windows, options, stream), seq.gt_size, first=False),
+        "gt_fit": stitch(windows, gt_affines(windows, seq), seq.gt_size, first=False),
+    }
+    out: dict = {}
+    for name, pred in runs.items():
+        m = evaluate_sequence(pred, seq.depth, seq.max_depth)
+        out[name] = (m.abs_rel, m.delta1)
+    out["context_bias"] = context_bias(windows, seq)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--renders", type=int, default=16)
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args(argv)
+    from vdepth_ros.blas import limit_blas_threads_for_tool
+    from vdepth_ros.runtime import create_engine
+
+    limit_blas_threads_for_tool()
+    engine = create_engine(str(default_model_dir()), backend="onnxruntime")
+    t0, load0 = time.perf_counter(), os.getloadavg()
+    root = evaldata_dir()
+    seqs = (load_dataset("hololens", root) if root is not None else []) + render_sequences(
+        args.renders, 96, 240, 320, "rich"
+    )
+    rows = []
+    for seq in seqs:
+        res = score_sequence(engine, seq)
+        rows.append({"sequence": seq.name} | {k: list(v) for k, v in res.items()})
+        line = "  ".join(f"{k} {a:.4f}/{d:.4f}" for k, (a, d) in res.items() if k != "context_bias")
+        bias = res["context_bias"]
+        print(f"{seq.name:18s} {line}  context_bias {bias[0]:+.3f} ± {bias[1]:.3f}", flush=True)
+    print(f"\nmethod      AbsRel   δ1      worse than the stream (AbsRel or δ1), of {len(rows)}")
+    summary = {}
+    for k in METHODS:
+        worse = sum(r[k][0] > r["stream"][0] or r[k][1] < r["stream"][1] for r in rows)
+        summary[k] = {
+            "abs_rel": float(np.mean([r[k][0] for r in rows])),
+            "delta1": float(np.mean([r[k][1] for r in rows])),
+            "worse_than_stream": worse,
+        }
+        print(f"{k:10s}  {summary[k]['abs_rel']:.4f}  {summary[k]['delta1']:.4f}  {worse if k != 'stream' else '-'}")
+    print(f"({time.perf_counter() - t0:.0f} s, load average {load0} -> {os.getloadavg()})")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        meta = {"renders": args.renders, "loadavg": [load0, os.getloadavg()]}
+        args.json.write_text(json.dumps({"args": meta, "rows": rows, "summary": summary}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
