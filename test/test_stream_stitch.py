@@ -1,4 +1,4 @@
-"""Stitcher (causal), crossfade, provisional/final semantics, offline global solve."""
+"""Stitcher (causal), crossfade, provisional/final semantics, offline graph solve."""
 
 from __future__ import annotations
 

@@ -96,8 +96,8 @@ class PipelineConfig:
     )
     alignment: Alignment = param(
         "auto",
-        '"auto" (the model\'s default) | "chain_ls" | "keyframe" | "graph" (the offline global '
-        'solve run causally over the last `graph_lag` windows) | "none".',
+        '"auto" (the model\'s default) | "chain_ls" | "keyframe" | "graph" (a weighted least-squares '
+        'solve over pairwise window fits, run causally over the last `graph_lag` windows) | "none".',
     )
     publish: Publish = param(
         "provisional",

@@ -497,7 +497,7 @@ class DepthPipeline:
 
     # -- offline -------------------------------------------------------------------------------
     def run_offline(self, frames: Iterable[FrameInput], spill_dir: str | Path | None = None) -> Iterator[DepthFrame]:
-        """Non-causal processing of a whole sequence: all windows, one global solve, then output.
+        """Non-causal processing of a whole sequence: all windows, a fixed-lag smoother, then output.
 
         Pass 1 runs every window (same schedule and model calls as causal mode) and records
         pairwise fits between windows that share frames (`CausalGraphAligner`, the edges of graph

@@ -16,7 +16,7 @@ Its pyramid (strides 4, 8, 16, 32) replaces DPT's reassembled token grid (reasse
 TensorFlow "Lite" models were trained ((x - 127) / 128).
 
 Second difference: the family's default stitching is "graph" (`stream.CausalGraphAligner`, the
-offline global solve run causally on the same keyframe windows) instead of VDA's keyframe fit.
+graph solve of the offline pass run causally on the same keyframe windows) instead of VDA's keyframe fit.
 Chosen on the development data only (HoloLens and 16 held-out renders, bar set before the run):
 lower AbsRel than keyframe on both, equal delta1, and a stream that stays about 3x closer to the
 offline result per sequence (`docs/architecture.md`). `alignment: keyframe` gives VDA's recipe.

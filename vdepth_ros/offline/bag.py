@@ -359,7 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--mode",
         choices=MODES,
         default="causal",
-        help="causal = what the live node publishes (default); offline = global fit over the whole bag",
+        help="causal = what the live node publishes (default); "
+        "offline = each window re-aligned with two later windows (not causal)",
     )
     p.add_argument("--storage", choices=sorted(STORAGES), default="mcap", help="output storage (default mcap)")
     p.add_argument(

@@ -297,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--mode",
         choices=MODES,
         default="offline",
-        help="offline = global fit over the clip (default); causal = what the live node does",
+        help="offline = each window re-aligned with two later windows (default); causal = what the live node does",
     )
     p.add_argument(
         "--depth-range",

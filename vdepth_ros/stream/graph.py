@@ -275,7 +275,7 @@ def solve_global_affine(
 
 
 class CausalGraphAligner:
-    """Graph alignment: the offline global solve, run causally over a fixed lag.
+    """Graph alignment: the weighted least-squares graph solve, run causally over a fixed lag.
 
     Each window adds its pairwise fits (`GlobalAligner`: the previous `history` windows and the
     first window's slot-0 frame) and gets the affine of the weighted least-squares solve over all

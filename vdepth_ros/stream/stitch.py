@@ -220,7 +220,7 @@ class Stitcher:
             disparity: `(len(window.slots)[+pad], H, W)` model output (padding outputs are cut), or
                 `(..., C, H, W)` with C channels kept through the fit (over all channels' pixels),
                 clamp and crossfade (DVD's reference; `mean_channels` for the output).
-            affine: use this affine instead of fitting (offline mode: from the global solve).
+            affine: use this affine instead of fitting (offline mode: the smoother's).
             inplace: the caller hands `disparity` over (e.g. a fresh engine output): align it in
                 place instead of allocating a new window array (saves ~60 % of the apply cost).
 
