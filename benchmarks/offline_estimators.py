@@ -19,9 +19,9 @@ papers' protocol (`vdepth_ros.eval.metrics.evaluate_sequence`):
 
 A diagnostic of the model, from the GT: `context_bias` is, per window, the log ratio of the
 disparity the window's GT fit gives (at its median) on its context slots (the anchor and the older
-frame, far back in time) over the same on its other, contiguous slots; its mean and spread over the
-windows say how differently the model scales the far-back frames of a window than the recent ones
-(every anchor edge of the graph reads the window's scale from its anchor slot).
+frame) over the same on its other slots; its mean and spread over the windows say how far one
+window's error is from a single affine (the two fits see different frames, so the slot's role and
+the frames' content both enter it). The graph reads every window's affine from the frames it shares.
 
 For each estimator: mean AbsRel / δ1 over the 17 sequences and on how many it is worse than the
 stream in AbsRel or δ1. ~4 min on 2 cores::
