@@ -12,7 +12,12 @@ slots under per-window errors (`--errors`):
   3x4 random grid), a random planar tilt (±10 % across the image), a wrong relative depth between
   two parts of the image (±10 % on one side of a random line) and 3 % pixel noise;
 * `bursts`: random affine, 2 % noise, and in 10 % of the windows (`--burst-rate`) a burst of outlier pixels (a
-  rectangle over ~16 % of every frame, random values; those pixels are left out of the score).
+  rectangle over ~16 % of every frame, random values; those pixels are left out of the score);
+* `frames`: `structured`, and the error also changes from frame to frame within a window, so no one
+  affine aligns all of a window's frames (as measured on the bundled model:
+  `benchmarks/offline_estimators.py`, `context_bias`): the scale ramps across the window's
+  contiguous frames (up to ±5 % at either end) and each frame before them (the anchor and older frames of
+  a keyframe window) gets a factor of its own (±10 %).
 
 Frames of a window that lie in another segment than its first new frame (a window across a cut,
 or a keyframe anchor from before it) get their own random affine: a model has no common scale for
@@ -37,6 +42,11 @@ Methods: `causal` (the package's stream: `alignment: graph`, anchor slots on eve
 cuts on), `offline` (`run_offline`, same settings) and `paper` (the family's released recipe:
 chained plain least squares (DVD, DepthCrafter) or VDA's keyframe fit on all pixels, released
 window layout, no cut handling); `graph_released` is the package stream on the released layout.
+
+Goals (issue #26, printed PASS/FAIL): drift above the floor <= 0.005 causal and <= 0.002 offline,
+recovery <= one window, over the `noise`, `structured` and `bursts` rows. The `frames` rows are
+printed against the same bars in a table of their own and are not a goal: their floor is out of
+reach for any stitcher (`print_goals`).
 
 Usage:
     .venv/bin/python benchmarks/stream_drift.py [--frames 3000] [--size 128x96] [--json out.json]
@@ -74,7 +84,8 @@ SCHEDULES = {
     # The bundled default model (vda_lite 8-frame preset).
     "default_8_4": {"window": 8, "overlap": 4, "keyframes": (0, 3, 6, 7)},
 }
-ERRORS = ("noise", "structured", "bursts")
+ERRORS = ("noise", "structured", "bursts", "frames")
+GOAL_ERRORS = ("noise", "structured", "bursts")  # the issue's goals; `frames` is reported against the same bars
 METHODS = ("causal", "offline", "paper", "graph_released")
 GOALS = {"causal": 0.005, "offline": 0.002}  # drift above the floor
 NO_MAX_DEPTH = 1e9  # GT is normalised disparity (relative units): no depth cap
@@ -218,15 +229,31 @@ class World:
         part = np.where(normal[0] * self._u + normal[1] * self._v > offset, rng.uniform(-0.1, 0.1), 0.0)
         return ((1 + bias) * (1 + tilt[0] * self._u + tilt[1] * self._v) * (1 + part)).astype(np.float32)
 
+    @staticmethod
+    def _frame_factors(idx: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Per-frame scale errors of one window (`frames`): a ramp over the contiguous tail (frames
+        one apart; padding repeats count as contiguous) and an own factor for each frame before it."""
+        steps = np.diff(idx)
+        breaks = np.flatnonzero((steps != 0) & (steps != 1))
+        tail = int(breaks[-1]) + 1 if breaks.size else 0  # first frame of the contiguous tail
+        factors = np.ones(len(idx), np.float32)
+        factors[:tail] = 1 + rng.uniform(-0.1, 0.1, tail)
+        n = len(idx) - tail
+        factors[tail:] = 1 + rng.uniform(-0.05, 0.05) * np.linspace(-1.0, 1.0, n) if n > 1 else 1.0
+        return factors
+
     def window(self, idx: np.ndarray, with_affine: bool = True) -> np.ndarray:
         """Model output `(T, H, W)` for frames `idx` (padding repeats included), deterministic."""
         rng = np.random.default_rng([self.seed, zlib.crc32(np.asarray(idx, np.int64).tobytes())])
         x = self.gt[idx]
         seg = self.segment[idx]
         affine = {s: (rng.uniform(0.5, 2.0), rng.uniform(-0.2, 0.2)) for s in np.unique(seg).tolist()}
-        noise = 1.5 * self.noise if self.errors == "structured" else self.noise
-        field = self._field(rng) if self.errors == "structured" else np.float32(1.0)
+        smooth = self.errors in ("structured", "frames")
+        noise = 1.5 * self.noise if smooth else self.noise
+        field = self._field(rng) if smooth else np.float32(1.0)
         out = x * field * (1 + noise * rng.standard_normal(x.shape, dtype=np.float32))
+        if self.errors == "frames":
+            out *= self._frame_factors(np.asarray(idx), rng)[:, None, None]
         burst = None
         if self.errors == "bursts" and rng.random() < self.burst_rate:
             h, w = x.shape[1:]
@@ -407,25 +434,39 @@ def run_case(
 
 
 def print_goals(rows: list[dict]) -> bool:
-    """Goal table: per method x schedule, the worst drift above floor and recovery; True if all pass."""
+    """Goal table: per method x schedule, the worst drift above floor and recovery; True if all pass.
+
+    The goals cover the `GOAL_ERRORS` rows; `frames` rows are printed against the same bars in a
+    table of their own and do not count: their floor (each window's affine removed exactly) cannot
+    be reached by any stitcher, because a window's frames do not share one affine there.
+    """
+    groups = (
+        ("goals (issue #26): " + ", ".join(GOAL_ERRORS) + " errors", GOAL_ERRORS, True),
+        ("per-frame errors within a window, same bars (reported, not a goal)", ("frames",), False),
+    )
     ok_all = True
-    print("\nmethod          schedule              max drift-floor (goal)   max recover (goal)")
-    for method in dict.fromkeys(r["method"] for r in rows):
-        for sched in dict.fromkeys(r["schedule"] for r in rows):
-            sel = [r for r in rows if r["method"] == method and r["schedule"] == sched]
-            if not sel:
-                continue
-            drift = max(r["drift_above_floor"] for r in sel)
-            rec, win = max(r["frames_to_recover"] for r in sel), sel[0]["window"]
-            goal = GOALS.get(method)
-            if goal is None:
-                verdict = "(reference, no goal)"
-            else:
-                ok = drift <= goal and rec <= win
-                ok_all &= ok
-                verdict = "PASS" if ok else "FAIL"
-            g = f"{goal:.3f}" if goal else "  -  "
-            print(f"{method:15s} {sched:20s} {drift:+.4f} ({g})          {rec:4d} (<= {win})  {verdict}")
+    for title, kinds, counts in groups:
+        group = [r for r in rows if r["errors"] in kinds]
+        if not group:
+            continue
+        print(f"\n{title}")
+        print("method          schedule              max drift-floor (goal)   max recover (goal)")
+        for method in dict.fromkeys(r["method"] for r in group):
+            for sched in dict.fromkeys(r["schedule"] for r in group):
+                sel = [r for r in group if r["method"] == method and r["schedule"] == sched]
+                if not sel:
+                    continue
+                drift = max(r["drift_above_floor"] for r in sel)
+                rec, win = max(r["frames_to_recover"] for r in sel), sel[0]["window"]
+                goal = GOALS.get(method)
+                if goal is None:
+                    verdict = "(reference, no goal)"
+                else:
+                    ok = drift <= goal and rec <= win
+                    ok_all &= ok or not counts
+                    verdict = "PASS" if ok else "FAIL"
+                g = f"{goal:.3f}" if goal else "  -  "
+                print(f"{method:15s} {sched:20s} {drift:+.4f} ({g})          {rec:4d} (<= {win})  {verdict}")
     return ok_all
 
 

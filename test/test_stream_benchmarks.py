@@ -59,6 +59,27 @@ def test_drift_benchmark_corruption_floor_and_metric():
     assert np.nanmin(field) > 0.6 and np.nanmax(field) < 1.5 and np.nanstd(field) > 0.02  # ±10 % x3 + noise
     decoded = bench.BenchEngine(world, bench.SCHEDULES["default_8_4"]).infer(np.stack([world.image(k) for k in idx]))
     np.testing.assert_array_equal(decoded, out)  # the engine reads the frame indices from the images
+    # `frames`: the same window errors times a factor per frame: a ramp over the contiguous frames
+    # (a linear trend through 1, at most ±5 % at the ends) and an own factor for each frame before
+    idx = np.array([0, 10, 20, 21, 22, 23, 24, 25])
+    frames = bench.World(seq, seq, 100, "frames", seed=1).window(idx, with_affine=False)
+    factors = (frames / world.window(idx, with_affine=False)).reshape(8, -1)
+    per_frame = np.nanmedian(factors, axis=1)
+    np.testing.assert_allclose(factors, np.broadcast_to(per_frame[:, None], factors.shape), rtol=1e-5)
+    tail = per_frame[2:]
+    np.testing.assert_allclose(np.diff(tail), np.diff(tail)[0], atol=1e-6)
+    assert abs(tail.mean() - 1) < 1e-6 and 0 < abs(tail[-1] - 1) <= 0.05 and np.ptp(tail) > 0
+    assert np.all(np.abs(per_frame[:2] - 1) <= 0.1) and per_frame[0] != per_frame[1]
+    # `frames` rows are reported against the same bars but are not among the goals
+    row = {"method": "causal", "schedule": "default_8_4", "window": 8, "frames_to_recover": 0}
+    assert bench.print_goals([row | {"errors": "structured", "drift_above_floor": 0.001}])
+    assert bench.print_goals(
+        [
+            row | {"errors": "structured", "drift_above_floor": 0.001},
+            row | {"errors": "frames", "drift_above_floor": 0.01},
+        ]
+    )
+    assert not bench.print_goals([row | {"errors": "bursts", "drift_above_floor": 0.01}])
 
 
 @pytest.mark.evaldata
