@@ -39,10 +39,10 @@ def test_drift_benchmark_structured_errors_cuts_and_goals(repo_root, tmp_path, c
     paper_after = max(s["absrel"] for s in rows["paper"]["segments"][1:])
     assert paper_after > 2 * max(s["absrel"] for s in rows["causal"]["segments"][1:])
     text = capsys.readouterr().out
-    assert "max drift-floor (goal)" in text and "load average" in text
+    assert "drift-floor mean / worst (goal)" in text and "load average" in text
 
 
-def test_drift_benchmark_corruption_floor_and_metric():
+def test_drift_benchmark_corruption_floor_and_metric(capsys):
     bench = sys.modules.get("stream_drift") or _load(Path(__file__).resolve().parent.parent, "stream_drift")
     gt = np.linspace(0.5, 1.0, 2 * 6 * 8).reshape(2, 6, 8).astype(np.float32)
     assert bench.absrel_after_global_fit(3 * gt + 1, gt, np.zeros(gt.shape, bool)) == pytest.approx(0.0, abs=1e-6)
@@ -80,6 +80,13 @@ def test_drift_benchmark_corruption_floor_and_metric():
         ]
     )
     assert not bench.print_goals([row | {"errors": "bursts", "drift_above_floor": 0.01}])
+    # with several seeds a goal must hold on each of them
+    capsys.readouterr()
+    seeds = [row | {"errors": "structured", "seed": k, "drift_above_floor": d} for k, d in enumerate((0.001, 0.006))]
+    assert not bench.print_goals(seeds)
+    out = capsys.readouterr().out
+    assert "+0.0035 / +0.0060" in out and "FAIL (1 of 2 seeds fail)" in out
+    assert bench.print_goals(seeds[:1])
 
 
 @pytest.mark.evaldata
