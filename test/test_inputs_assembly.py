@@ -322,3 +322,45 @@ def test_a_late_worker_gets_what_an_idle_one_gets() -> None:
                 pending.remove((st, a))
     late = {st: s.nearest(st, a) for st, a in images}  # every sample has arrived by now
     assert {k: v for k, v in late.items() if k in idle} == idle and len(idle) >= 8
+
+
+def stamp_fault_timeline(fault: str) -> list[tuple[int, str, dict[str, Any]]]:
+    """`timeline("image")` with a camera stamping fault: "repeat" gives image 6 (and its camera_info)
+    image 5's stamp; "back" sets the stamps back from image 9 on (a bag loop, a clock reset) with
+    each camera_info arriving after the next image, so an image is still waiting to pair."""
+    events = []
+    for arrival, topic, f in timeline("image"):
+        f = dict(f)
+        k = (f["stamp"] - T0) // PERIOD if topic in ("image", "camera_info") else None
+        if fault == "repeat" and k == 6:
+            f["stamp"] = T0 + 5 * PERIOD
+        if fault == "back" and k is not None and k >= 9:
+            f["stamp"] -= 9 * PERIOD + 7 * MS
+        if fault == "back" and topic == "camera_info":
+            arrival += 80 * MS
+        events.append((arrival, topic, f))
+    return sorted(events, key=lambda e: e[0])
+
+
+@pytest.mark.parametrize("fault", ["repeat", "back"])
+def test_node_and_bag_agree_on_repeated_and_backward_stamps(
+    tmp_path: Path, fault: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The node drops an image whose stamp repeats the previous one's and forgets what waits to pair
+    when stamps go back; `vdepth-bag` must build the same frames (causal = the live node)."""
+    from vdepth_ros.offline.bag_reader import BagFrameSource
+
+    events = stamp_fault_timeline(fault)
+    write_timeline_bag(tmp_path / "bag", events)
+    with BagFrameSource(
+        tmp_path / "bag", image_topic="/image", camera_info_topic="/camera_info", sparse_depth_topic="/sparse_depth"
+    ) as src:
+        from_bag = list(src.frames())
+        dropped = src.stats.dropped
+    from_node = node_frames(events, "image", monkeypatch)
+    assert [f.stamp_ns for f in from_bag] == [f.stamp_ns for f in from_node]
+    assert len(from_node) == 13 and dropped == (1 if fault == "repeat" else 0)
+    for a, b in zip(from_node, from_bag, strict=True):
+        np.testing.assert_array_equal(a.rgb, b.rgb)
+        assert a.camera == b.camera
+        assert (a.sparse_depth is None) == (b.sparse_depth is None)

@@ -367,7 +367,7 @@ class BagFrameSource:
         """Hand one input message of `kind` to `matcher`; returns the image/info pairs it completed."""
         msg = self._deserialize(raw, conn.msgtype)
         if kind == "image":
-            return matcher.sync.add_image(stamp_ns(msg.header), (msg, conn.msgtype, t))
+            return self._take_image(matcher, msg, conn.msgtype, t)
         if kind == "info":
             self.stats.camera_info_seen = True
             return matcher.sync.add_info(stamp_ns(msg.header), msg)
@@ -379,6 +379,22 @@ class BagFrameSource:
         else:
             matcher.samples.add(stamp_ns(msg.header), t, msg)
         return []
+
+    def _take_image(self, matcher: _BagMatcher, msg: Any, msgtype: str, t: int) -> list[Any]:
+        """An image, by the live node's intake rules (`ros/intake.py`): a stamp going back (a bag loop,
+        a clock reset) forgets the camera_infos and images waiting to pair; an image whose stamp
+        repeats the previous image's is dropped (counted), as the node refuses it."""
+        stamp = stamp_ns(msg.header)
+        last, matcher.last_image_stamp = matcher.last_image_stamp, stamp
+        if last is not None and stamp < last:
+            matcher.sync.clear()
+        if last is not None and stamp == last:
+            self._drop(
+                "its stamp repeats the previous image's: each frame needs its own capture time (is the camera "
+                "driver stamping its images?)"
+            )
+            return []
+        return matcher.sync.add_image(stamp, (msg, msgtype, t))
 
     def _release(self, matcher: _BagMatcher, pairs: list[Any], now: float, final: bool = False) -> Iterator[FrameInput]:
         """The `FrameInput`s of the pairs `matcher` releases at bag time `now` (all with `final`)."""
@@ -471,6 +487,7 @@ class _BagMatcher:
         self.depth = depth
         self.pose = pose
         self._waiting: deque[Any] = deque()  # synced pairs waiting for their sparse depth or pose
+        self.last_image_stamp: int | None = None  # the previous image's header stamp (the node's intake rules)
 
     def ready(self, pairs: list[Any], now: float, final: bool) -> Iterator[Any]:
         """Queue `pairs`; yield the waiting pairs, oldest first, whose samples are decided at `now`."""
