@@ -84,3 +84,57 @@ def test_output_may_not_overlap_input(tmp_path: Path) -> None:
     for out in (bag, bag / "sub", tmp_path):
         with pytest.raises(OfflineError, match="overlaps the input"):
             check_output_path(out, overwrite=True, inputs=[bag])
+
+
+def test_an_output_that_cannot_be_created_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file where the output's folder must be, or a read-only folder: an OfflineError (one line from
+    the CLIs, exit status 2), not an OSError traceback; nothing is left behind."""
+    (tmp_path / "notes.txt").write_text("user data")
+    with (
+        pytest.raises(OfflineError, match=r"cannot create the output .*notes.txt is a file, not a folder"),
+        AtomicOutput(tmp_path / "notes.txt" / "out"),
+    ):
+        pass
+    assert (tmp_path / "notes.txt").read_text() == "user data"
+
+    def read_only(self: Path, *args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", read_only)  # chmod 555 does not stop root, who runs CI
+    with (
+        pytest.raises(OfflineError, match=r"cannot create the output .*Permission denied"),
+        AtomicOutput(tmp_path / "out"),
+    ):
+        pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+@pytest.mark.parametrize("tool", ["bag", "video"])
+def test_cli_output_in_a_read_only_folder(
+    tmp_path: Path, tool: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from vdepth_ros.offline import bag, video
+    from vdepth_ros.offline.synth import synthetic_frames, write_image_bag
+
+    src = tmp_path / "in"
+    if tool == "bag":
+        write_image_bag(src, synthetic_frames(2, 12, 16))
+    else:
+        import cv2
+
+        src.mkdir()
+        for i, rgb in enumerate(synthetic_frames(2, 12, 16)):
+            cv2.imwrite(str(src / f"{i}.png"), rgb)
+    real_mkdir = Path.mkdir
+
+    def mkdir(self: Path, *args: object, **kwargs: object) -> None:
+        if self.parent == tmp_path / "ro":
+            raise PermissionError(13, "Permission denied", str(self))
+        real_mkdir(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    (tmp_path / "ro").mkdir()
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    main = bag.main if tool == "bag" else video.main
+    assert main([str(src), "-o", str(tmp_path / "ro" / "out"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "error: cannot create the output" in err and "Permission denied" in err and "Traceback" not in err

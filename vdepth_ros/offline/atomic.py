@@ -78,9 +78,15 @@ class AtomicOutput:
 
     def __enter__(self) -> Path:
         check_output_path(self.final, overwrite=self.overwrite, inputs=self.inputs)
-        self.final.parent.mkdir(parents=True, exist_ok=True)
-        self.staging = self.final.parent / f"{STAGING_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        self.staging.mkdir()
+        staging = self.final.parent / f"{STAGING_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        try:
+            self.final.parent.mkdir(parents=True, exist_ok=True)
+            staging.mkdir()
+        except OSError as err:  # a read-only folder, a file where a folder must be, a full disk...
+            where = Path(err.filename or self.final.parent)
+            why = f"{where} is a file, not a folder" if where.is_file() else f"{err.strerror or err} ({where})"
+            raise OfflineError(f"cannot create the output {self.final}: {why}; choose another output path") from err
+        self.staging = staging
         return self.path
 
     def commit(self) -> Path:
