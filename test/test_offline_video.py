@@ -247,3 +247,59 @@ def test_camera_info_file_equals_intrinsics_and_rectify_undistorts(tmp_path: Pat
         process_video(folder, tmp_path / "x", engine=make_engine(), camera_info=cal, intrinsics=K, **kw)
     with pytest.raises(OfflineError, match="--rectify needs --camera-info"):
         process_video(folder, tmp_path / "y", engine=make_engine(), intrinsics=K, rectify=True, **kw)
+
+
+class VariableRateCapture:
+    """`cv2.VideoCapture` of a variable-frame-rate clip (as phones record): frames at these times
+    (ms, a 2 s pause in the middle), 2.3 frames/s on average."""
+
+    TIMES = (0.0, 33.3, 66.7, 100.0, 2100.0, 2133.3, 2166.7)
+
+    def __init__(self, path: str) -> None:
+        self.frames = list(synthetic_frames(len(self.TIMES), H, W))
+        self.i = -1
+
+    def isOpened(self) -> bool:  # noqa: N802 - OpenCV's name
+        return True
+
+    def get(self, prop: int) -> float:
+        values = {
+            cv2.CAP_PROP_FPS: len(self.TIMES) / 3.0,
+            cv2.CAP_PROP_FRAME_COUNT: len(self.TIMES),
+            cv2.CAP_PROP_FRAME_WIDTH: W,
+            cv2.CAP_PROP_FRAME_HEIGHT: H,
+            cv2.CAP_PROP_POS_MSEC: self.TIMES[self.i] if self.i >= 0 else 0.0,
+        }
+        return float(values.get(prop, 0.0))
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        self.i += 1
+        if self.i >= len(self.frames):
+            return False, None
+        return True, np.ascontiguousarray(self.frames[self.i][..., ::-1])
+
+    def release(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("fps", [None, 10.0])
+def test_variable_frame_rate_video_keeps_its_frame_times(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fps: float | None
+) -> None:
+    """The stamps written (npz, frames.csv) are the video's own frame times, not index / average fps
+    (which put the frame after a 2 s pause 1.7 s early); `--fps` still sets them as index / fps."""
+    import vdepth_ros.offline.videoio as videoio
+
+    clip = make_mp4(tmp_path / "phone.mp4", n=2)  # exists; its frames come from the fake capture
+    monkeypatch.setattr(videoio.cv2, "VideoCapture", VariableRateCapture)
+    n = len(VariableRateCapture.TIMES)
+    s = process_video(
+        clip, tmp_path / "out", params={}, engine=make_engine(), formats=("npz",), preview=False, fps=fps, mode="causal"
+    )
+    assert s.frames_out == n
+    want = [round(t * 1e6) for t in VariableRateCapture.TIMES] if fps is None else [round(i * 1e8) for i in range(n)]
+    rows = list(csv.DictReader((tmp_path / "out" / "frames.csv").open()))
+    assert [int(r["stamp_ns"]) for r in sorted(rows, key=lambda r: int(r["index"]))] == want
+    for i in range(n):
+        with np.load(tmp_path / "out" / "disparity" / f"{i:06d}.npz") as z:
+            assert int(z["stamp_ns"]) == want[i]

@@ -107,7 +107,8 @@ def process_video(
         assume_hfov: assume a pinhole with this horizontal FOV (degrees) when `intrinsics` is None;
             a warning says the geometry is distorted.
         depth_range: `(near, far)` metres: the scale source; None: disparity only.
-        fps: frame rate for stamps and the preview (default: the video's, 30 for folders).
+        fps: frame rate of the preview; given, stamps are `index / fps` (default: a video's own frame
+            times, which variable-frame-rate clips need, and its average rate; 30 for folders).
         max_frames: process at most this many frames.
         overwrite: replace an existing output folder once the new one is complete.
         engine, model, backend: as for `vdepth_ros.offline.bag.process_bag`.
@@ -331,7 +332,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DEG",
         help="assume intrinsics from a horizontal FOV (distorts geometry; warned)",
     )
-    p.add_argument("--fps", type=float, help="frame rate (default: the video's; 30 for image folders)")
+    p.add_argument(
+        "--fps",
+        type=float,
+        help="frame rate of the preview, and stamps = index / FPS (default: a video's own frame times and "
+        "average rate; 30 for image folders)",
+    )
     p.add_argument("--max-frames", type=int, help="process at most this many frames")
     p.add_argument(
         "--no-preview", action="store_true", help="do not write preview.mp4 (image | depth, colour bar with units)"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,11 +149,12 @@ class VideoFrameSource:
         self.close()
         return False
 
-    def _raw(self) -> Iterator[tuple[np.ndarray | None, str]]:
+    def _raw(self) -> Iterator[tuple[np.ndarray | None, str, float | None]]:
+        """(RGB or None, name, the video's own presentation time in ms or None) per input frame."""
         if self._files:
             for p in self._files:
                 img = cv2.imread(str(p), cv2.IMREAD_COLOR)
-                yield (None if img is None else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)), p.name
+                yield (None if img is None else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)), p.name, None
             return
         if self._cap is None:
             raise OfflineError("VideoFrameSource is not open")
@@ -161,15 +163,30 @@ class VideoFrameSource:
             ok, img = self._cap.read()
             if not ok:
                 return
-            yield cv2.cvtColor(img, cv2.COLOR_BGR2RGB), f"{self.path.name}#{i}"
+            yield cv2.cvtColor(img, cv2.COLOR_BGR2RGB), f"{self.path.name}#{i}", self._cap.get(cv2.CAP_PROP_POS_MSEC)
             i += 1
 
+    def _stamps(self) -> Iterator[tuple[int, np.ndarray | None, str, int]]:
+        """(index, RGB or None, name, stamp ns) per input frame: a video's own frame times unless `fps`
+        was given (variable frame rate clips, e.g. phone videos, are not `index / fps`), else `index /
+        fps`; a time that does not increase is replaced by the previous one plus a frame period."""
+        previous: int | None = None
+        for index, (rgb, name, msec) in enumerate(self._raw()):
+            stamp = round(index * 1e9 / self.fps)
+            if self.requested_fps is None and msec is not None and math.isfinite(msec) and msec >= 0:
+                stamp = round(msec * 1e6)
+            if previous is not None and stamp <= previous:
+                stamp = previous + round(1e9 / self.fps)
+            previous = stamp
+            yield index, rgb, name, stamp
+
     def frames(self) -> Iterator[FrameInput]:
-        """`FrameInput`s stamped `index / fps`; undecodable or differently sized images are dropped (counted)."""
+        """`FrameInput`s stamped with the video's frame times (`index / fps` for image folders or with
+        `fps` given); undecodable or differently sized images are dropped (counted)."""
         from vdepth_ros.pipeline import FrameInput
 
         n = 0
-        for index, (rgb, name) in enumerate(self._raw()):
+        for index, rgb, name, stamp in self._stamps():
             if self.max_frames is not None and n >= self.max_frames:
                 return
             if rgb is None or (self.size is not None and (rgb.shape[1], rgb.shape[0]) != self.size):
@@ -186,7 +203,7 @@ class VideoFrameSource:
             self.frames_read = n
             yield FrameInput(
                 rgb=rgb,
-                stamp_ns=round(index * 1e9 / self.fps),
+                stamp_ns=stamp,
                 camera=self.camera,
                 meta=VideoFrameMeta(index=index, source=name),
             )
