@@ -303,3 +303,29 @@ def test_variable_frame_rate_video_keeps_its_frame_times(
     for i in range(n):
         with np.load(tmp_path / "out" / "disparity" / f"{i:06d}.npz") as z:
             assert int(z["stamp_ns"]) == want[i]
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--max-frames", "0", "--max-frames must be at least 1"),
+        ("--max-frames", "-1", "--max-frames must be at least 1"),
+        ("--fps", "0", "--fps must be a positive frame rate"),
+        ("--fps", "-5", "--fps must be a positive frame rate"),
+        ("--assume-hfov", "0", "--assume-hfov must be"),
+        ("--assume-hfov", "200", "--assume-hfov must be"),
+    ],
+)
+def test_meaningless_numbers_are_refused(
+    tmp_path: Path, option: str, value: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--max-frames 0 used to write an 'output' with no frames and report a 'None/' folder and a
+    preview that did not exist; --fps 0 and --assume-hfov 0 silently became 30 and 60."""
+    clip = make_mp4(tmp_path / "clip.mp4", n=2)
+    args = [str(clip), "-o", str(tmp_path / "out"), "--no-progress", option, value]
+    if option == "--assume-hfov":
+        args += ["--ply", "--depth-range", "0.5", "4"]
+    assert videocli.main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()

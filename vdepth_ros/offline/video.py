@@ -15,6 +15,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -120,6 +121,7 @@ def process_video(
     # 1. Check the mode; the node's parameters with the scale source a video can have.
     if mode not in MODES:
         raise OfflineError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
+    _check_numbers(fps=fps, max_frames=max_frames, assume_hfov=assume_hfov)
     input_path, output_dir = Path(input_path), Path(output_dir)
     params = _video_params(load_node_params(params_file) if params is None else params, depth_range)
     summary = RunSummary(mode=mode)
@@ -172,6 +174,17 @@ def process_video(
     # 6. Name the outputs.
     summary.outputs.update(_output_names(output_dir, str(kind), formats, preview, preview_still, clouds))
     return summary
+
+
+def _check_numbers(*, fps: float | None, max_frames: int | None, assume_hfov: float | None) -> None:
+    """Refuse numeric options that cannot mean anything (they used to give an empty output, a
+    misleading writer error or a silent default)."""
+    if fps is not None and not (math.isfinite(fps) and fps > 0):
+        raise OfflineError(f"--fps must be a positive frame rate, got {fps:g}")
+    if max_frames is not None and max_frames < 1:
+        raise OfflineError(f"--max-frames must be at least 1, got {max_frames}")
+    if assume_hfov is not None and not 0 < assume_hfov < 180:
+        raise OfflineError(f"--assume-hfov must be a horizontal field of view in (0, 180) degrees, got {assume_hfov:g}")
 
 
 def _video_params(params: dict[str, Any], depth_range: tuple[float, float] | None) -> dict[str, Any]:
