@@ -122,3 +122,14 @@ def test_with_camera_poses_the_papers_tae_is_reported_too(tmp_path: Path) -> Non
     assert r.to_dict()["tae_x100"] is None and "no camera_info for /cam/depth" in r.tae_note
     with pytest.raises(flicker.MissingTopicError, match="pose topic '/odom'"):
         flicker.measure_flicker([tmp_path / "gt"], "/image", ["/cam/depth"], pose_topic="/odom")
+
+
+@pytest.mark.parametrize("width", ["0", "8"])
+def test_a_too_narrow_flow_width_is_a_clear_error(
+    tmp_path: Path, width: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--max-width 0 died in cv2.resize, 8 in OpenCV's DIS flow (tracebacks); now one error line."""
+    bag = _recording(tmp_path / "rec")
+    assert flicker.main([str(bag), "--depth-topic", "/cam/depth", "--max-width", width]) == 2
+    err = capsys.readouterr().err
+    assert "--max-width must be at least 16" in err and "Traceback" not in err

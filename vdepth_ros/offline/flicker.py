@@ -30,7 +30,7 @@ import numpy as np
 
 from vdepth_ros.consistency import FlowWarpingError, pair_tae
 from vdepth_ros.encodings import camera_from_info
-from vdepth_ros.errors import InputError
+from vdepth_ros.errors import InputError, VdepthError
 from vdepth_ros.offline.bag_messages import (
     decode_color_msg,
     decode_depth_msg,
@@ -39,11 +39,13 @@ from vdepth_ros.offline.bag_messages import (
     open_reader,
 )
 from vdepth_ros.offline.bag_types import CAMERA_INFO, IMAGE, IMAGE_TYPES, POSE_STAMPED, TYPESTORES, stamp_ns
-from vdepth_ros.offline.errors import BagReadError, MissingTopicError, UnsupportedEncodingError
+from vdepth_ros.offline.errors import BagReadError, MissingTopicError, OfflineError, UnsupportedEncodingError
 from vdepth_ros.offline.runner import cli_errors, setup_logging
 from vdepth_ros.triangulate import PoseBuffer, pose_from_msg
 
 PROG = "vdepth-flicker"
+#: The narrowest flow image `--max-width` may ask for (OpenCV's DIS flow needs 12 pixels; some margin).
+MIN_FLOW_WIDTH = 16
 _HELD = 32  # unmatched images / depth images kept per stream (stamps already passed are dropped)
 
 
@@ -216,6 +218,8 @@ def measure_flicker(
     # 1. Check the arguments and the bags' topics.
     paths = [Path(p) for p in paths]
     _check_arguments(paths, image_topic, depth_topics)
+    if max_width < MIN_FLOW_WIDTH:  # OpenCV's DIS flow raises on images under 12 pixels
+        raise OfflineError(f"--max-width must be at least {MIN_FLOW_WIDTH} pixels, got {max_width}")
     reader = open_reader(paths, typestore)
     try:
         topics = _checked_topics(reader, image_topic, depth_topics)
@@ -354,7 +358,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--slop", type=float, default=0.02, help="largest image/depth stamp difference paired [s]")
     p.add_argument("--max-gap", type=float, default=1.0, help="a larger stamp gap restarts the chain [s]")
-    p.add_argument("--max-width", type=int, default=320, help="flow is computed on a copy at most this wide")
+    p.add_argument(
+        "--max-width",
+        type=int,
+        default=320,
+        help=f"flow is computed on a copy at most this wide (default 320, at least {MIN_FLOW_WIDTH})",
+    )
     p.add_argument("--typestore", choices=sorted(TYPESTORES), default="kilted")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -381,7 +390,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise BagReadError(
                 "no consecutive image/depth pairs matched: check the topics, and --slop against the stamps"
             )
-    except (BagReadError, UnsupportedEncodingError, FileNotFoundError, KeyboardInterrupt) as exc:
+    except (VdepthError, FileNotFoundError, KeyboardInterrupt) as exc:
         return cli_errors(PROG, exc)
     print(json.dumps([r.to_dict() for r in results], indent=2) if args.json else format_report(results))
     return 0
