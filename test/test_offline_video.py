@@ -329,3 +329,19 @@ def test_meaningless_numbers_are_refused(
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()
+
+
+def test_an_undecodable_image_is_dropped_wherever_it_sorts(tmp_path: Path) -> None:
+    """A damaged file sorting first (here 'broken.png' before 'frame_0.png') failed the whole folder
+    ("cannot decode image"), while the same file anywhere else was dropped and counted."""
+    folder = make_folder(tmp_path / "frames", n=4)
+    (folder / "broken.png").write_bytes(b"not a png")
+    s = process_video(folder, tmp_path / "out", params={}, engine=make_engine(), preview=False)
+    assert (s.frames_in, s.frames_out, s.dropped) == (5, 4, 1)
+    rows = list(csv.DictReader((tmp_path / "out" / "frames.csv").open()))
+    assert [r["source"] for r in rows] == [f"frame_{i}.png" for i in range(4)]
+    for name in ("broken.png", "frame_0.png", "frame_1.png", "frame_2.png", "frame_3.png"):
+        (folder / name).write_bytes(b"not a png")
+    with pytest.raises(VideoReadError, match="none of its 5 image files can be decoded"):
+        process_video(folder, tmp_path / "out2", params={}, engine=make_engine())
+    assert not (tmp_path / "out2").exists()

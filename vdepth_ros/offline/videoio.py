@@ -117,9 +117,10 @@ class VideoFrameSource:
             if not self._files:
                 raise VideoReadError(f"folder {self.path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
             self.frame_count = len(self._files)
-            first = cv2.imread(str(self._files[0]), cv2.IMREAD_COLOR)
+            # the size of the first image that decodes: an undecodable one is dropped wherever it sorts
+            first = next((img for p in self._files if (img := cv2.imread(str(p), cv2.IMREAD_COLOR)) is not None), None)
             if first is None:
-                raise VideoReadError(f"cannot decode image {self._files[0]}")
+                raise VideoReadError(f"folder {self.path}: none of its {len(self._files)} image files can be decoded")
             self.size = (first.shape[1], first.shape[0])
         else:
             cap = cv2.VideoCapture(str(self.path))
