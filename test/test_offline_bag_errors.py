@@ -143,3 +143,29 @@ def test_an_error_in_the_frame_code_is_not_blamed_on_the_bag(tmp_path: Path, mon
     with BagFrameSource(bag, image_topic="/image") as src, pytest.raises(ValueError, match="a bug") as exc:
         list(src.frames())
     assert not isinstance(exc.value, BagReadError)
+
+
+def test_a_bag_whose_every_image_is_dropped_is_an_error_not_an_empty_output(tmp_path: Path) -> None:
+    """Every image malformed (here each buffer is half its size): the run used to succeed with exit
+    status 0 and an output bag with no messages; now it fails naming why, and writes nothing."""
+    from fakes import LuminanceEngine
+
+    from vdepth_ros.offline.bag import process_bag
+    from vdepth_ros.offline.errors import OfflineError
+
+    bag = tmp_path / "bag"
+    with Writer(bag, version=9, storage_plugin=STORAGES["mcap"]) as w:
+        conn = w.add_connection("/image", "sensor_msgs/msg/Image", typestore=TS)
+        T = TS.types
+        for i in range(3):
+            stamp = T["builtin_interfaces/msg/Time"](sec=1, nanosec=i * 1000)
+            msg = T["sensor_msgs/msg/Image"](
+                header=T["std_msgs/msg/Header"](stamp=stamp, frame_id="c"), height=4, width=6, encoding="rgb8",
+                is_bigendian=0, step=18, data=np.zeros(36, np.uint8),
+            )  # fmt: skip
+            w.write(conn, 1 + i, TS.serialize_cdr(msg, "sensor_msgs/msg/Image"))
+    engine = LuminanceEngine(height=48, width=64, frames=8, overlap=3)
+    with pytest.raises(OfflineError, match=r"none of the 3 images on '/image' could be used \(3x .*\)"):
+        process_bag(bag, tmp_path / "out", params={"scale_source": "range"}, engine=engine)
+    assert not (tmp_path / "out").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bag"]  # no staging folder left either

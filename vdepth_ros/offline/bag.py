@@ -219,6 +219,12 @@ def process_bag(
         summary.clouds_skipped = writer.clouds_skipped
         _add_run_notes(summary, source, topics, resets, fixed_info)
         counts = dict(writer.counts)
+        if summary.frames_out == 0:  # an empty bag is not a result: fail before it is renamed into place
+            reasons = "; ".join(f"{n}x {why}" for why, n in source.stats.drop_reasons.items())
+            raise OfflineError(
+                f"{input_path}: none of the {summary.frames_in} images on {source.image_topic!r} could be "
+                f"used ({reasons or 'no output frames'}); no output was written"
+            )
     summary.seconds = clock.elapsed
     # 6. Optionally measure the written depth's flicker; name the outputs.
     if flicker:
