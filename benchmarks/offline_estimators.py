@@ -96,7 +96,8 @@ def stitch(
         for sf in frames:
             if (first and seen[sf.index]) or (not first and sf.status != "final"):
                 continue
-            out[sf.index] = cv2.resize(np.nan_to_num(sf.disparity, nan=0.0), (w, h), interpolation=cv2.INTER_LINEAR)
+            disp = cv2.resize(np.nan_to_num(sf.disparity, nan=0.0), (w, h), interpolation=cv2.INTER_LINEAR)
+            out[sf.index] = np.maximum(disp, 0.0)  # as the pipeline's relative output: clamped once upsampled
             seen[sf.index] = True
 
     for (win, disp), (s, t) in zip(windows, affines, strict=True):

@@ -103,6 +103,7 @@ def run_core(windows, outs, alignment: str, camera: CameraModel, rgb: np.ndarray
             if sf.status == "final":  # publish="final": every frame converted exactly once
                 depth = depth_from_disparity(sf.disparity, 2.0, 0.05, min_depth=MIN_DEPTH, max_depth=MAX_DEPTH)
                 cloud.build(depth, camera, rgb)
+                np.maximum(sf.disparity, 0.0)  # the relative output, clamped after the depth
                 frames += 1
     return time.process_time() - t0, frames, depth
 

@@ -199,6 +199,49 @@ def test_sparse_metric_scale_end_to_end():
     assert out[-1].fit.scale_source == "sparse"
 
 
+class _ShiftedEngine(LuminanceEngine):
+    """Raw disparity = luminance disparity - 0.45: bright frames stay above 0, dark content below."""
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        return super()._run(batch) - 0.45
+
+
+def test_far_content_below_the_canonical_zero_keeps_its_metric_depth():
+    """Content farther than anything the first window saw aligns below 0 in the stream's frame. It
+    keeps its metric depth (the papers' clamp in the stitcher would collapse it to one depth: the
+    check that this test can fail), while the relative disparity output is clamped at 0."""
+    frames = []
+    for f in _frames(30):
+        img = (140 + f.rgb * (115 / 255)).astype(np.uint8)  # luminance >= 0.55: raw disparity > 0
+        if f.meta[1] >= 12:
+            img[:, : W_IN // 4] = 0  # a dark (far) region the first windows never saw: raw -0.35
+        frames.append(FrameInput(img, f.stamp_ns, f.camera, meta=f.meta))
+    truth = _truth(frames)
+    true_depth = 1.0 / truth  # metric inverse depth = raw + 0.45 = luminance disparity
+    rng = np.random.default_rng(0)
+    fed = []
+    for f, z in zip(frames, true_depth, strict=True):
+        zin = cv2.resize(z, (W_IN, H_IN), interpolation=cv2.INTER_NEAREST)
+        sparse = np.where(rng.random(zin.shape) < 0.05, zin, np.nan).astype(np.float32)
+        fed.append(FrameInput(f.rgb, f.stamp_ns, f.camera, sparse))
+    far = np.zeros((48, 64), bool)
+    far[4:-4, 2 : 64 // 4 - 4] = True  # inside the dark region, away from its blurred border
+    cfg = _config(scale_source="sparse", sparse_min_points=20, publish="final", max_depth=50.0)
+    results = {}
+    for clamp_in_stitcher in (False, True):
+        pipe = DepthPipeline(cfg, _ShiftedEngine())
+        assert pipe.stitcher.clamp_negative is False  # the package's default outside reference mode
+        pipe.stitcher.clamp_negative = clamp_in_stitcher
+        results[clamp_in_stitcher] = _latest(_run(pipe, fed), 30)
+    out = results[False]
+    for f in out[16:]:
+        rel = np.abs(f.depth[far] - true_depth[f.index][far]) / true_depth[f.index][far]
+        assert np.median(rel) < 0.02, f.index
+        assert np.nanmin(f.disparity) >= 0 and np.all(f.disparity[far] == 0)
+    clamped = np.concatenate([f.depth[far] for f in results[True][16:]])
+    assert np.median(np.abs(clamped - true_depth[16][far].mean()) / true_depth[16][far].mean()) > 0.3
+
+
 def test_metric_model_passes_depth_through():
     eng = LuminanceEngine(output_kind="depth")  # "depth" in metres = 0.1 + luminance
     frames = _frames(20)

@@ -151,6 +151,18 @@ def test_alignment_dev_benchmark_scores_offline_and_each_stream_alignment(repo_r
     assert "mean |δ1 gap to offline|" in capsys.readouterr().out
 
 
+def test_negative_disparity_benchmark_runs_both_ways_with_a_sparse_scale(repo_root, tmp_path, capsys):
+    pytest.importorskip("embreex")
+    bench = _load(repo_root, "negative_disparity")
+    out = tmp_path / "neg.json"
+    assert bench.main(["--renders", "1", "--frames", "24", "--no-hololens", "--json", str(out)]) == 0
+    (row,) = json.loads(out.read_text())["rows"]
+    for way in bench.WAYS:  # the package's path does not clamp in the stitcher (asserted inside)
+        assert 0 < row[way]["metric"][0] < 1 and 0 < row[way]["metric"][1] <= 1
+        assert 0 <= row[way]["clamped"] < 1
+    assert "metric AbsRel, package - stitch_clamp" in capsys.readouterr().out
+
+
 def test_offline_estimators_benchmark_reproduces_the_pipeline_and_reads_the_gt(repo_root):
     pytest.importorskip("embreex")
     from vdepth_ros.eval.runs import run_offline, run_stream

@@ -13,6 +13,15 @@ One object shared by the live node, `vdepth-bag`, `vdepth-video` and `vdepth-eva
    (`stream.ScaleSource`), `stream.depth_from_disparity` (REP 118: NaN no estimate, +Inf beyond
    the far limit, -Inf below the near limit), organized cloud.
 
+Negative aligned disparity: the stream's canonical frame is its first window's, whose 0 is not
+infinity, so content farther than anything that window saw lands below 0. Metric scale, depth and
+points are computed from those values as they are (`depth_from_disparity` maps metric inverse depth
+<= 0 to +Inf), and only the relative `disparity` output is clamped at 0 afterwards (consumers
+and the papers' protocol expect disparity >= 0). DVD and VDA clamp inside the stitching, before
+the crossfade; `inference: reference` does the same (`Stitcher(clamp_negative=True)`). Measured
+effect (metric AbsRel with a sparse scale, development set): `benchmarks/negative_disparity.py`,
+docs/alignment.md "Far content below the canonical zero".
+
 Latency (causal): a frame is output when its window is complete, i.e. after the first window
 (W frames, or about half with `low_latency_start`) at start-up and then every stride `W - O`
 frames, plus one `infer` call. Frames in the last `O` (keyframe schedule: the last
@@ -156,6 +165,7 @@ class DepthPipeline:
         self.stitcher = Stitcher(
             self.alignment,  # type: ignore[arg-type]
             options,
+            clamp_negative=self.reference is not None,  # module docstring: negative disparity
             anchor_refresh=config.anchor_refresh,
             anchor_min_inliers=config.anchor_min_inliers,
             graph_lag=config.graph_lag,
@@ -461,6 +471,9 @@ class DepthPipeline:
             depth = depth_from_disparity(disp, metric.scale, metric.shift, min_depth=near, max_depth=far)
             if camera is not None and self.cloud is not None:
                 points, colors = self.cloud.build(depth, camera, rgb if self.config.cloud_colors else None)
+        # relative output only, after the metric conversion (NaN stays); never in the stitcher's
+        # own array (at the working size `upsample` returns it, and provisional frames are blended later)
+        disp = np.maximum(disp, 0.0, out=None if np.may_share_memory(disp, sf.disparity) else disp)
         fit = self._fit_info(sf, metric)
         self.stats.frames_out += 1
         self.stats.last_fit = fit

@@ -115,7 +115,9 @@ def _offline_output(
     pipe.stats.degenerate_fits += sum(f.degenerate for f in fits) + sum(e.fit.degenerate for e in seg.aligner.edges)
     pipe._index_base = seg.first_frame
     pipe.scale_source.reset()
-    stitcher = Stitcher(pipe.alignment, pipe.fit_options)  # type: ignore[arg-type]
+    stitcher = Stitcher(  # type: ignore[arg-type]
+        pipe.alignment, pipe.fit_options, clamp_negative=pipe.stitcher.clamp_negative
+    )
 
     def out(sf: StitchedFrame) -> DepthFrame:
         g = seg.first_frame + sf.index

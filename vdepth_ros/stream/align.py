@@ -13,8 +13,9 @@ and the shrinkage compounds; see docs / design note). The default here is theref
   previous window is the next window's reference) are rejected;
 * in float64 on a deterministic subsample of the valid pixels (`max_points`), so the fit cost
   does not grow with the resolution;
-* on pixels whose reference is > 0 (`pixels="positive_ref"`): a reference clamped to 0 carries no
-  information. VDA fits *all* pixels (`utils.util.compute_scale_and_shift` with an all-ones mask),
+* on pixels whose reference is > 0 (`pixels="positive_ref"`): below the stream's canonical zero
+  is content farther than anything its first window saw, and a reference the papers' clamp set
+  to 0 carries no information. VDA fits *all* pixels (`utils.util.compute_scale_and_shift` with an all-ones mask),
   clamped ones included; `VDA_FIT` (`pixels="all"`, OLS, no robust weights, no subsampling, no
   correlation test) reproduces its (scale, shift).
 

@@ -2,9 +2,10 @@
 
 `Stitcher` fits each window to what is already output (chain: its overlap frames against the
 accumulated, blended output, as DVD does; keyframe: its anchor and keyframe slots against their
-stored aligned values, as VDA/GemDepth do; graph: `stream.graph.CausalGraphAligner`), clamps at 0,
-then crossfades linearly over the overlap. Frames the next window will revise are *provisional*;
-the others, and the revised ones once blended, are *final*. The offline path
+stored aligned values, as VDA/GemDepth do; graph: `stream.graph.CausalGraphAligner`),
+optionally clamps at 0 (the papers' post-processing), then crossfades linearly over the overlap.
+Frames the next window will revise are *provisional*; the others, and the revised ones once
+blended, are *final*. The offline path
 (`stream.graph.CausalGraphAligner.solve`) hands its solved affines in (`affine=`), so blending is
 identical in both modes. Every window's agreement with the stream it continues is measured the same
 way in every mode (`WindowHealth`: residual on the overlap, scale change).
@@ -132,7 +133,11 @@ class Stitcher:
             the affines the caller passes, e.g. `GlobalAligner`'s offline) or "none" (metric models:
             crossfade only).
         options: fit options (method, robust weights, scale clip, subsampling).
-        clamp_negative: set aligned values < 0 to 0 (DVD and VDA post-processing).
+        clamp_negative: set aligned values < 0 to 0 (DVD and VDA post-processing). The canonical
+            frame's 0 is the segment's first window's, not infinity: content farther than
+            anything that window saw maps below it, and clamping collapses it to one value.
+            The pipeline sets it only in `inference: reference`; otherwise it clamps its relative
+            `disparity` output after the metric conversion (`DepthPipeline`).
         anchor_refresh: keyframe mode only. The papers keep frame 0 as the anchor forever; with
             this on, when fewer than `anchor_min_inliers` of the anchor's pixels agree with the
             fit (the scene no longer looks like frame 0), the newest settled frame of the
@@ -147,7 +152,7 @@ class Stitcher:
         alignment: Alignment = "chain_ls",
         options: FitOptions = DEFAULT_FIT_OPTIONS,
         *,
-        clamp_negative: bool = True,
+        clamp_negative: bool = False,
         anchor_refresh: bool = False,
         anchor_min_inliers: float = 0.5,
         graph_lag: int = 8,
