@@ -59,3 +59,54 @@ def test_a_family_whose_init_is_not_decorated_is_refused_when_defined() -> None:
 def test_values_that_json_cannot_hold_are_refused() -> None:
     with pytest.raises(TypeError, match="not JSON-serialisable"):
         _Parent(name=Path("x"))  # type: ignore[arg-type]
+
+
+def _saved_tiny_vda(folder: Path) -> Path:
+    from vdepth_ros.models.vda import VideoDepthAnything
+
+    torch.manual_seed(0)
+    return VideoDepthAnything(**VideoDepthAnything.tiny_config()).save_pretrained(folder)
+
+
+def test_a_folder_that_does_not_fit_its_config_is_a_model_load_error_naming_the_keys(tmp_path: Path) -> None:
+    """Each of these used to escape as a bare TypeError/RuntimeError/JSONDecodeError/SafetensorError
+    (a traceback in every tool); missing keys even raised `'set' object is not subscriptable`."""
+    from safetensors.torch import load_file, save_file
+
+    from vdepth_ros.errors import ModelLoadError
+    from vdepth_ros.models import load_model, read_config
+
+    folder = _saved_tiny_vda(tmp_path / "m")
+    weights, config = folder / "model.safetensors", folder / "config.json"
+    good_weights, good_config = weights.read_bytes(), config.read_text()
+    state = load_file(weights)
+    dropped = sorted(state)[0]
+    state.pop(dropped)
+    state["not.a.key"] = torch.zeros(1)
+    save_file(state, weights)
+    with pytest.raises(ModelLoadError, match=rf"missing keys \['{dropped}'\] \(1\), unexpected keys \['not\.a\.key'\]"):
+        load_model(folder)
+    assert load_model(folder, strict=False) is not None  # strict=False still loads what fits
+
+    weights.write_bytes(good_weights)
+    config.write_text(json.dumps({**json.loads(good_config), "features": 32}))  # another width than the weights
+    shape = r"another shape: head\.convs\.0\.weight \(16, 8, 3, 3\) \(model \(32, 8, 3, 3\)\)"
+    with pytest.raises(ModelLoadError, match=shape):
+        load_model(folder)
+    config.write_text(json.dumps({**json.loads(good_config), "bogus": 1}))
+    with pytest.raises(ModelLoadError, match=r"config\.json does not fit family 'vda'.*bogus"):
+        load_model(folder)
+    config.write_text("{not json")
+    with pytest.raises(ModelLoadError, match=r"config\.json is not valid JSON"):
+        read_config(folder)
+
+    config.write_text(good_config)
+    weights.write_bytes(good_weights[:100])  # a truncated download
+    with pytest.raises(ModelLoadError, match=r"model\.safetensors is not a readable safetensors file"):
+        load_model(folder)
+    from vdepth_ros.models import load_state_dict_file
+
+    with pytest.raises(ModelLoadError, match=r"not a readable safetensors file"):
+        load_state_dict_file(weights)
+    weights.write_bytes(good_weights)
+    assert load_model(folder) is not None

@@ -48,7 +48,14 @@ def build_model(family: str, **config: Any) -> VideoDepthModel:
 
 
 def load_model(directory: str | Path, *, strict: bool = True) -> VideoDepthModel:
-    """Rebuild a model saved by `VideoDepthModel.save_pretrained`."""
+    """Rebuild a model saved by `VideoDepthModel.save_pretrained`.
+
+    Raises:
+        ModelLoadError: no or unreadable `config.json`, a config the family does not take, an
+            unreadable `model.safetensors`, or (with `strict`) weights whose keys or shapes do not
+            fit; the message names the file and the keys.
+    """
+    from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_model as load_into
 
     directory = Path(directory)
@@ -57,13 +64,31 @@ def load_model(directory: str | Path, *, strict: bool = True) -> VideoDepthModel
     cfg.pop("_class_name", None)
     if family is None:
         raise ModelLoadError(f"{directory / CONFIG_NAME} has no _family entry")
-    model = build_model(family, **cfg)
+    try:
+        model = build_model(family, **cfg)
+    except TypeError as err:  # a key the family's constructor does not take
+        raise ModelLoadError(f"{directory / CONFIG_NAME} does not fit family {family!r}: {err}") from None
     weights = directory / WEIGHTS_NAME
     if not weights.is_file():
         raise ModelLoadError(f"{weights} not found")
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 (not a dict)
+    except (SafetensorError, OSError) as err:
+        raise ModelLoadError(f"{weights} is not a readable safetensors file ({err}); pull or export it again") from None
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    wrong = [f"{k} {shapes[k]} (model {expected[k]})" for k in sorted(shapes.keys() & expected.keys())
+             if shapes[k] != expected[k]]  # fmt: skip
+    if wrong:
+        raise ModelLoadError(
+            f"{weights} does not fit its config.json: {len(wrong)} tensor(s) of another shape: {', '.join(wrong[:10])}"
+        )
     missing, unexpected = load_into(model, str(weights), strict=False)
     if strict and (missing or unexpected):
-        raise ModelLoadError(f"{weights}: missing keys {missing[:10]}, unexpected keys {unexpected[:10]}")
+        raise ModelLoadError(
+            f"{weights} does not fit its config.json: missing keys {sorted(missing)[:10]} ({len(missing)}), "
+            f"unexpected keys {sorted(unexpected)[:10]} ({len(unexpected)})"
+        )
     return model.eval()
 
 

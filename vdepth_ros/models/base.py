@@ -190,7 +190,13 @@ def read_config(directory: str | Path) -> dict[str, Any]:
     path = Path(directory) / CONFIG_NAME
     if not path.is_file():
         raise ModelLoadError(f"{path} not found: expected a model folder with {CONFIG_NAME} and {WEIGHTS_NAME}")
-    return json.loads(path.read_text())
+    try:
+        cfg = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ModelLoadError(f"{path} is not valid JSON: {err}") from None
+    if not isinstance(cfg, dict):
+        raise ModelLoadError(f"{path} does not hold a JSON object")
+    return cfg
 
 
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
@@ -199,9 +205,13 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise ModelLoadError(f"checkpoint {path} not found")
     if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except SafetensorError as err:
+            raise ModelLoadError(f"{path} is not a readable safetensors file ({err})") from None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # pickle payloads that are not plain tensors are refused
