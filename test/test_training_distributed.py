@@ -236,3 +236,49 @@ def test_launch_files_render_for_two_nodes_of_eight_gpus(tmp_path: Path) -> None
     [one] = [json.loads(x) for x in calls.read_text().splitlines()]
     assert one["args"] == ["--standalone", "--nproc_per_node", "8", "-m", "vdepth_training.train", "--config",
                            "training/configs/vda.yaml", "--resume"]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_both_ranks_at_one_step_with_one_checkpoint(tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT to the launcher and both ranks, as a terminal sends it; torchrun forwards a
+    second one) used to raise KeyboardInterrupt wherever each rank was, losing the steps since the
+    last periodic checkpoint. Now both ranks agree on one step, save one checkpoint and stop; the
+    resumed run equals an uninterrupted one."""
+    import yaml
+
+    cfg = load_config(REPO / "training" / "configs" / "vda.yaml", tiny=True)
+    cfg.pop("tiny")
+    cfg["stages"] = [{**cfg["stages"][0], "steps": 400}]
+    cfg["training"].update(checkpoint_every=0, log_every=1)
+    cfg["data"].update(num_samples=4, sources=[{**s, "count": 2} for s in cfg["data"]["sources"]])
+    recipe = tmp_path / "vda.yaml"
+    recipe.write_text(yaml.safe_dump(cfg))
+    base = ["-m", "vdepth_training.train", "--config", str(recipe)]
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *base,
+           "--output", str(run)]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=REPO, env=rank_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+    metrics, deadline = run / "metrics.jsonl", time.monotonic() + 600
+    while not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 3):
+        assert proc.poll() is None and time.monotonic() < deadline, "no third step"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    log = proc.communicate(timeout=120)[0]
+    stops = [
+        line.split("stopped after step ")[1].split()[0] for line in log.splitlines() if "stopped after step" in line
+    ]
+    assert len(stops) == 2 and stops[0] == stops[1], log[-4000:]  # both ranks, the same step
+    step = int(stops[0])
+    assert [p.name for p in (run / "checkpoints").iterdir()] == [f"checkpoint_{step}"]
+    assert {f"random_states_{r}.pkl" for r in (0, 1)} <= {
+        p.name for p in (run / "checkpoints" / f"checkpoint_{step}").iterdir()
+    }
+    assert [json.loads(x)["step"] for x in metrics.read_text().splitlines()] == list(range(1, step + 1))
+    torchrun([*base, "--output", str(run), "--resume", "--max-steps", str(step + 2)])
+    torchrun([*base, "--output", str(tmp_path / "straight"), "--max-steps", str(step + 2)])
+    assert_same_state(state_of(tmp_path / "straight" / "checkpoints" / f"checkpoint_{step + 2}" / "model.safetensors"),
+                      state_of(run / "checkpoints" / f"checkpoint_{step + 2}" / "model.safetensors"),
+                      what="interrupted by Ctrl-C and resumed")  # fmt: skip
+    assert [json.loads(x)["step"] for x in metrics.read_text().splitlines()] == list(range(1, step + 3))

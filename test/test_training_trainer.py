@@ -234,3 +234,85 @@ def test_cache_only_prefills_every_stage(tmp_path: Path) -> None:
     trainer = Trainer(load_config(CONFIGS / "depthcrafter.yaml", tiny=True, overrides=over), tmp_path / "run")
     trainer.fit()
     assert trainer.recipe.cache.misses == 0 and trainer.recipe.cache.hits == 9  # 3 entries x 3 steps
+
+
+def test_a_misspelt_training_or_optimizer_key_is_refused_before_training(tmp_path: Path) -> None:
+    """`training.bach_size` used to train with the default batch size in silence."""
+    from vdepth_ros.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"training sets unknown keys \['bach_size'\].*did you mean 'batch_size'"):
+        Trainer(vda_tiny(training={"bach_size": 2}), tmp_path)
+    with pytest.raises(ConfigError, match=r"optimizer sets unknown keys \['learning_rate'\]"):
+        Trainer(vda_tiny(optimizer={"learning_rate": 1.0}), tmp_path)
+    with pytest.raises(ConfigError, match=r"mixed_precision must be one of"):
+        Trainer(vda_tiny(training={"mixed_precision": "fp8x"}), tmp_path)
+    assert not any(tmp_path.iterdir())
+    # the default recipe's own optimizer keys stay accepted
+    default = load_config(CONFIGS / "default_v7.yaml", overrides={"data": {"root": str(tmp_path / "data")}})
+    Trainer(default, tmp_path / "run")
+
+
+def test_cli_mistakes_are_one_line_errors_and_a_run_is_not_overwritten(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A config mistake used to end in a traceback; a second run into the same --output appended
+    to its metrics.jsonl, retrained and then crashed on (or silently replaced) its checkpoints."""
+    import yaml
+    from vdepth_training.train import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({**yaml.safe_load((CONFIGS / "vda.yaml").read_text()), "recipe": "vdaa"}))
+    for argv, message in (
+        (["--config", str(bad), "--tiny"], "unknown recipe 'vdaa'"),
+        (["--config", str(tmp_path / "none.yaml")], "not found"),
+    ):
+        assert main([*argv, "--output", str(tmp_path / "x")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err and "Traceback" not in err, err
+    run = tmp_path / "run"
+    argv = ["--config", str(CONFIGS / "vda.yaml"), "--tiny", "--output", str(run), "--max-steps", "2"]
+    assert main(argv) == 0
+    before = {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+    assert main(argv) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()} == before  # nothing touched
+    assert main([*argv[:-1], "1", "--overwrite"]) == 0  # asked: starts again
+    assert [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()] == [1]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["checkpoint_1"]
+
+
+def test_ctrl_c_stops_after_the_step_with_a_checkpoint_and_resumes_exactly(tmp_path: Path) -> None:
+    """SIGINT used to raise KeyboardInterrupt mid-step: everything since the last periodic
+    checkpoint was lost (all of it before the first one), and the resumed run logged the lost
+    steps a second time in metrics.jsonl."""
+    import os
+    import signal
+
+    over = {"stages": [{"name": "finetune", "steps": 5, "trainable": "all", "clip_length": [3, 3]}],
+            "data": {"num_samples": 5}, "training": {"checkpoint_every": 0}}  # fmt: skip
+    straight = Trainer(vda_tiny(**over), tmp_path / "a")
+    h_straight = straight.fit()
+    interrupted = Trainer(vda_tiny(**over), tmp_path / "b")
+    loss = interrupted.recipe.loss
+    calls = []
+
+    def ctrl_c_in_step_3(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C in the middle of the third step
+        return loss(*args, **kwargs)
+
+    interrupted.recipe.loss = ctrl_c_in_step_3  # type: ignore[method-assign]
+    history = interrupted.fit()
+    assert interrupted.interrupted and [h["step"] for h in history] == [1, 2, 3]  # the step finished
+    assert latest_checkpoint(tmp_path / "b").name == "checkpoint_3" and not (tmp_path / "b" / "final").exists()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    with (tmp_path / "b" / "metrics.jsonl").open("a") as f:  # as if killed after logging step 4
+        f.write(json.dumps({"step": 4, "loss": 1.0}) + "\n")
+    resumed = Trainer(vda_tiny(**over), tmp_path / "b")
+    resumed.fit(resume=True)
+    assert not resumed.interrupted
+    steps = [json.loads(x)["step"] for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5]  # each step logged once
+    a, b = straight.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a) and h_straight[-1]["step"] == 5

@@ -8,6 +8,7 @@ section that is deep-merged over the rest by `--tiny` (dicts merge, lists and sc
 from __future__ import annotations
 
 import copy
+import difflib
 import logging
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ from vdepth_training.data.dataset import ClipDataset, ClipSampling, Source
 from vdepth_training.data.layouts import load_layout
 from vdepth_training.data.toy import load_toy
 from vdepth_training.data.transforms import GEMDEPTH_ASPECTS
+
+from vdepth_ros.errors import ConfigError
 
 log = logging.getLogger("vdepth_training")
 
@@ -47,6 +50,7 @@ DEFAULT_TRAINING: dict[str, Any] = {
     "log_with": None,
     "find_unused_parameters": False,  # DDP; recipes freeze what they never use instead (Recipe.unused_parameters)
 }
+MIXED_PRECISIONS = ("no", "fp16", "bf16", "fp8")  # accelerate's
 DEFAULT_OPTIMIZER: dict[str, Any] = {
     "name": "adamw",
     "lr": 1e-4,
@@ -73,13 +77,27 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _read_yaml(path: str | Path) -> dict[str, Any]:
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"config {path} not found")
+    try:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+    return raw
+
+
 def load_config(path: str | Path, *, tiny: bool = False, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Read a recipe YAML, apply `tiny` and `overrides`, fill defaults and validate.
 
     Raises:
-        ValueError: unknown section, no stages, a stage without positive `steps`, or no recipe.
+        FileNotFoundError: no file at `path`.
+        ConfigError: not a YAML mapping, unknown section, no stages, a stage without positive
+            `steps`, or no recipe (a ValueError too).
     """
-    raw = yaml.safe_load(Path(path).read_text()) or {}
+    raw = _read_yaml(path)
     if "train" in raw and "recipe" not in raw:  # the former train_default schema
         from vdepth_training.legacy import convert_train_default
 
@@ -87,11 +105,11 @@ def load_config(path: str | Path, *, tiny: bool = False, overrides: dict[str, An
         raw = convert_train_default(raw)
     unknown = set(raw) - set(SECTIONS)
     if unknown:
-        raise ValueError(f"{path}: unknown sections {sorted(unknown)}; known: {SECTIONS}")
+        raise ConfigError(f"{path}: unknown sections {sorted(unknown)}; known: {SECTIONS}")
     cfg = {k: v for k, v in raw.items() if k != "tiny"}
     if tiny:
         if "tiny" not in raw:
-            raise ValueError(f"{path} has no `tiny` section")
+            raise ConfigError(f"{path} has no `tiny` section")
         cfg = deep_merge(cfg, raw["tiny"])
     if overrides:
         cfg = deep_merge(cfg, overrides)
@@ -101,15 +119,35 @@ def load_config(path: str | Path, *, tiny: bool = False, overrides: dict[str, An
     cfg.setdefault("model", {})
     cfg["tiny"] = tiny
     if not cfg.get("recipe"):
-        raise ValueError(f"{path}: `recipe` is required")
+        raise ConfigError(f"{path}: `recipe` is required")
     stages = cfg.get("stages") or []
     if not stages:
-        raise ValueError(f"{path}: at least one stage is required")
+        raise ConfigError(f"{path}: at least one stage is required")
     for i, st in enumerate(stages):
         if int(st.get("steps", 0)) <= 0:
-            raise ValueError(f"{path}: stage {i} ({st.get('name')}) needs steps > 0")
+            raise ConfigError(f"{path}: stage {i} ({st.get('name')}) needs steps > 0")
         st.setdefault("name", f"stage{i + 1}")
     return cfg
+
+
+def check_keys(cfg: dict[str, Any], optimizer_keys: frozenset[str] = frozenset()) -> None:
+    """Refuse a `training` or `optimizer` key that nothing reads (a misspelt `bach_size` would
+    otherwise train with the default in silence). `optimizer_keys`: the recipe's own
+    (`Recipe.optimizer_keys`).
+
+    Raises:
+        ConfigError: naming the unknown keys, a close known one, and the known ones; a
+            `training.mixed_precision` accelerate does not know.
+    """
+    for section, known in (("training", set(DEFAULT_TRAINING)), ("optimizer", set(DEFAULT_OPTIMIZER) | optimizer_keys)):
+        unknown = sorted(set(cfg.get(section) or {}) - known)
+        if unknown:
+            close = {k: difflib.get_close_matches(k, known, n=1) for k in unknown}
+            hints = "".join(f" ({k}: did you mean {c[0]!r}?)" for k, c in close.items() if c)
+            raise ConfigError(f"{section} sets unknown keys {unknown}{hints}; known: {sorted(known)}")
+    precision = (cfg.get("training") or {}).get("mixed_precision", "no")
+    if precision not in MIXED_PRECISIONS:
+        raise ConfigError(f"training.mixed_precision must be one of {MIXED_PRECISIONS}, got {precision!r}")
 
 
 # -- builders ------------------------------------------------------------------------------------------
@@ -127,7 +165,10 @@ def build_family_model(cfg: dict[str, Any]) -> nn.Module:
     kwargs = dict(mcfg.get("config") or {})
     if mcfg.get("use_tiny_config"):
         kwargs = {**family_class(family).tiny_config(), **kwargs}
-    return build_model(family, **kwargs)
+    try:
+        return build_model(family, **kwargs)
+    except TypeError as err:  # a model.config key the family's constructor does not take
+        raise ConfigError(f"model.config does not fit family {family!r}: {err}") from None
 
 
 def build_sources(data: dict[str, Any]) -> list[Source]:
@@ -142,7 +183,10 @@ def build_sources(data: dict[str, Any]) -> list[Source]:
         name = entry.pop("name", layout)
         batch_size = entry.pop("batch_size", None)
         root = entry.pop("root", None)
-        seqs = load_toy(root, **entry) if layout == "toy" else load_layout(layout, root, **entry)
+        try:
+            seqs = load_toy(root, **entry) if layout == "toy" else load_layout(layout, root, **entry)
+        except TypeError as err:  # a source key the layout does not take
+            raise ConfigError(f"data.sources[{name!r}] ({layout}): {err}") from None
         sources.append(
             Source(
                 seqs,
@@ -190,7 +234,15 @@ def build_optimizer(groups: list[dict[str, Any]], opt: dict[str, Any]) -> torch.
         return torch.optim.Adam(groups, **kwargs)
     if name == "adamw":
         return torch.optim.AdamW(groups, **kwargs)
-    raise ValueError(f"optimizer must be adam or adamw, got {opt['name']!r}")
+    raise ConfigError(f"optimizer.name must be adam or adamw, got {opt['name']!r}")
 
 
-__all__ = ["build_dataset", "build_family_model", "build_optimizer", "build_sources", "deep_merge", "load_config"]
+__all__ = [
+    "build_dataset",
+    "build_family_model",
+    "build_optimizer",
+    "build_sources",
+    "check_keys",
+    "deep_merge",
+    "load_config",
+]

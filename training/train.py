@@ -22,12 +22,21 @@ import torch
 from vdepth_training.config import load_config
 from vdepth_training.trainer import Trainer
 
+from vdepth_ros.errors import VdepthError
+
+PROG = "python -m vdepth_training.train"
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m vdepth_training.train", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     p.add_argument("--config", required=True, type=Path, help="recipe YAML (training/configs/*.yaml)")
     p.add_argument("--tiny", action="store_true", help="apply the config's `tiny` section (CPU smoke run)")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --output")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start afresh in an --output that holds a run (deletes its metrics, checkpoints and final model)",
+    )
     p.add_argument("--output", type=Path, default=None, help="output folder (default: runs/<config stem>[-tiny])")
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many global steps (checkpointed)")
     p.add_argument("--latent-cache", type=Path, default=None, help="cache frozen-encoder/teacher latents here")
@@ -60,8 +69,21 @@ def overrides_from(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit codes: 0 done (or stopped at --max-steps), 2 a mistake in the command or config (one line
+    on stderr), 130 stopped by Ctrl-C after a checkpoint (`--resume` continues)."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
+    try:
+        return _run(args)
+    except (VdepthError, FileNotFoundError, FileExistsError) as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 2
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def _run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, tiny=args.tiny, overrides=overrides_from(args) or None)
     out = args.output or Path("runs") / (args.config.stem + ("-tiny" if args.tiny else ""))
     trainer = Trainer(cfg, out)
@@ -72,15 +94,16 @@ def main(argv: list[str] | None = None) -> int:
         n = trainer.precompute_cache()
         print(f"cached {n} batches in {cfg['training']['latent_cache']}")
         return 0
-    history = trainer.fit(resume=args.resume, max_steps=args.max_steps)
+    history = trainer.fit(resume=args.resume, max_steps=args.max_steps, overwrite=args.overwrite)
     if history:
         print(f"steps {history[0]['step']}..{history[-1]['step']}: loss {history[0]['loss']:.5g} -> "
               f"{history[-1]['loss']:.5g}")  # fmt: skip
+    if trainer.interrupted:
+        print(f"interrupted: checkpoint in {out / 'checkpoints'}; add --resume to continue")
+        return 130
     final = out / "final"
     if final.is_dir():
         print(f"model: {final}")
-    if torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
     return 0
 
 

@@ -36,21 +36,30 @@ import json
 import logging
 import math
 import os
+import shutil
+import signal
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
-from vdepth_training.config import build_optimizer
+from vdepth_training.config import build_optimizer, check_keys
 from vdepth_training.data.stream import rank_loader
 from vdepth_training.recipes import Recipe, TrainingStep, get_recipe
 from vdepth_training.stages import Stage, plan_stages, stage_lr
 from vdepth_training.weights import STEP_PREFIX, load_init_weights, read_weights
 
+from vdepth_ros.offline.errors import OutputExistsError
+
 log = logging.getLogger("vdepth_training")
 
 STATE_NAME = "trainer_state.json"
+#: what a run writes into its output folder (`data/`, the default recipe's renders, is reused on purpose)
+RUN_FILES = ("metrics.jsonl", "checkpoints", "final")
 
 
 class TrainingProgress:
@@ -131,25 +140,48 @@ class Trainer:
         self.recipe = recipe or get_recipe(cfg)
         self.recipe.output_dir = self.output_dir
         self.train_cfg = cfg["training"]
+        check_keys(cfg, self.recipe.optimizer_keys)
         self.plan = plan_stages(cfg, self.recipe.stage_keys)
         self.history: list[dict[str, Any]] = []
         self.model: nn.Module | None = None
         self._saved_step = -1
+        self.interrupted = False  # set by SIGINT (Ctrl-C) during the steps: stop, checkpointed, at the next step
+        self._stop_requested = False
 
     # -- the run ------------------------------------------------------------------------------
-    def fit(self, *, resume: bool = False, max_steps: int | None = None) -> list[dict[str, Any]]:
-        """Train every stage (or stop, checkpointed, after `max_steps` global steps); returns the
-        step records (the same on every rank).
+    def fit(
+        self, *, resume: bool = False, max_steps: int | None = None, overwrite: bool = False
+    ) -> list[dict[str, Any]]:
+        """Train every stage (or stop, checkpointed, after `max_steps` global steps or at a Ctrl-C,
+        `interrupted`); returns the step records (the same on every rank).
 
         Args:
             resume: continue from the latest checkpoint in `output_dir` (fresh start if none).
             max_steps: stop early once this many global steps are done.
+            overwrite: start afresh in an `output_dir` that holds a run (its metrics, checkpoints
+                and final model are deleted first).
+
+        Raises:
+            OutputExistsError: `output_dir` holds a run and neither `resume` nor `overwrite` is set.
         """
+        existing = [name for name in RUN_FILES if (self.output_dir / name).exists()]
+        if existing and not resume and not overwrite:
+            raise OutputExistsError(
+                f"{self.output_dir} already holds a run ({', '.join(existing)}): pass --resume to continue it, "
+                "--overwrite to start it again, or choose another --output"
+            )
         # 1. accelerator, counters, model
         acc = self._accelerator()
+        if existing and overwrite and not resume and acc.is_main_process:
+            for name in existing:
+                path = self.output_dir / name
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+        acc.wait_for_everyone()
         progress = TrainingProgress()
         acc.register_for_checkpointing(progress)
         ckpt = latest_checkpoint(self.output_dir) if resume else None
+        if resume and acc.is_main_process:
+            self._truncate_metrics(json.loads((ckpt / STATE_NAME).read_text())["global_step"] if ckpt else 0)
         model = self._build_model(init=ckpt is None)
         # 2. where to start and where to stop
         start = json.loads((ckpt / STATE_NAME).read_text()) if ckpt else progress.state_dict()
@@ -161,6 +193,8 @@ class Trainer:
                 continue
             model = self._run_segment(acc, model, segment, progress, ckpt, start, stop, end)
             ckpt = None  # loaded into the first segment run
+            if self.interrupted:
+                break
         self._check_ranks_agree(acc, model)
         for tracker in acc.trackers:  # not `end_training`: it ends the process group, which outlives one fit
             tracker.finish()
@@ -189,13 +223,17 @@ class Trainer:
             if progress.stage != stage.index:
                 progress.stage, progress.stage_step = stage.index, 0
             self._run_stage(acc, wrapped, optimizer, stage, progress, stop)
-            if progress.global_step >= stop:
+            if progress.global_step >= stop or self.interrupted:
                 break
         # 4. the end of the run (export) or an early stop (checkpoint)
         if progress.global_step >= end:
             self._export_final(acc, wrapped)
-        elif progress.global_step >= stop:
+        elif progress.global_step >= stop or self.interrupted:
             self._save(acc, progress)
+        if self.interrupted:
+            log.warning(
+                "interrupted: stopped after step %d with a checkpoint; --resume continues", progress.global_step
+            )
         model = acc.unwrap_model(wrapped).model
         acc.free_memory(wrapped, optimizer)
         return model
@@ -307,14 +345,56 @@ class Trainer:
         trainable = [p for p in acc.unwrap_model(wrapped).parameters() if p.requires_grad]
         wrapped.train()
         every = int(self.train_cfg.get("checkpoint_every") or 0)
-        while progress.stage_step < stage.steps and progress.global_step < stop:
-            record = self._step(acc, wrapped, optimizer, loader, trainable, stage, progress.global_step)
-            progress.stage_step += 1
-            progress.global_step += 1
-            self._log(acc, {"step": progress.global_step, "stage": stage.name, "stage_step": progress.stage_step,
-                            **record})  # fmt: skip
-            if every and progress.global_step % every == 0:
-                self._save(acc, progress)
+        with self._stop_on_sigint():
+            while progress.stage_step < stage.steps and progress.global_step < stop:
+                record = self._step(acc, wrapped, optimizer, loader, trainable, stage, progress.global_step)
+                progress.stage_step += 1
+                progress.global_step += 1
+                self._log(acc, {"step": progress.global_step, "stage": stage.name, "stage_step": progress.stage_step,
+                                **record})  # fmt: skip
+                if every and progress.global_step % every == 0:
+                    self._save(acc, progress)
+                if self.interrupted:
+                    break
+
+    @contextmanager
+    def _stop_on_sigint(self) -> Iterator[None]:
+        """While steps run, a first SIGINT (Ctrl-C) asks to stop after the current step: the ranks
+        agree on it through the step's reduction (`_step`), so all stop at the same step and save
+        one checkpoint. A repeat within 2 s is the same Ctrl-C forwarded by torchrun to its ranks;
+        a later one aborts at once (KeyboardInterrupt). Only where Python's own handler is in place."""
+        if threading.current_thread() is not threading.main_thread() or (
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+        ):
+            yield
+            return
+        first: list[float] = []
+
+        def handler(signum: int, frame: Any) -> None:
+            now = time.monotonic()
+            if first and now - first[0] > 2.0:
+                raise KeyboardInterrupt
+            if not first:
+                first.append(now)
+                self._stop_requested = True
+                log.warning("Ctrl-C: stopping after this step with a checkpoint (Ctrl-C again to abort at once)")
+
+        signal.signal(signal.SIGINT, handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def _truncate_metrics(self, step: int) -> None:
+        """Drop the metric records after `step` (the checkpoint resumed from): an interrupted run
+        logged steps that the resumed run logs again."""
+        path = self.output_dir / "metrics.jsonl"
+        if not path.is_file():
+            return
+        lines = path.read_text().splitlines(keepends=True)
+        kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
+        if len(kept) != len(lines):
+            path.write_text("".join(kept))
 
     def _step(
         self, acc: Any, wrapped: nn.Module, optimizer: Any, loader: Any, trainable: list, stage: Stage, step: int
@@ -345,8 +425,10 @@ class Trainer:
             for k, v in {"loss": loss, **{f"loss/{n}": t for n, t in terms.items()}}.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach()) / accum
         names = sorted(sums)
-        means = acc.reduce(torch.tensor([sums[k] for k in names], dtype=torch.float64, device=acc.device), "mean")
-        record = dict(zip(names, (float(v) for v in means.cpu()), strict=True))
+        values = [sums[k] for k in names] + [float(self._stop_requested)]  # a stop asked on any rank stops all
+        means = acc.reduce(torch.tensor(values, dtype=torch.float64, device=acc.device), "mean").cpu().tolist()
+        self.interrupted = self.interrupted or means.pop() > 0
+        record = dict(zip(names, means, strict=True))
         return {**record, "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
 
     def _log(self, acc: Any, record: dict[str, Any]) -> None:

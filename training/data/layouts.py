@@ -26,6 +26,8 @@ import numpy as np
 from vdepth_training.data.pseudo import load_images
 from vdepth_training.data.sequence import Sequence, SequenceReader, find_sequences, write_sequence
 
+from vdepth_ros.errors import ConfigError
+
 DepthReader = Callable[[Path], tuple[np.ndarray, np.ndarray]]
 """path -> (depth (H, W) float32 metres, valid (H, W) bool)."""
 
@@ -489,10 +491,10 @@ def load_layout(layout: str, root: str | Path, **options: Any) -> list[Any]:
         ValueError: unknown layout, or no sequence found (a wrong root is a config error).
     """
     if layout not in LAYOUTS:
-        raise ValueError(f"unknown dataset layout {layout!r}; known: {sorted(LAYOUTS)}")
+        raise ConfigError(f"unknown dataset layout {layout!r}; known: {sorted(LAYOUTS)}")
     seqs = LAYOUTS[layout](root, **options)
     if not seqs:
-        raise ValueError(f"no {layout} sequences found under {root}")
+        raise ConfigError(f"no {layout} sequences found under {root} (data roots in the configs are placeholders)")
     return seqs
 
 

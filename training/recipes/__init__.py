@@ -15,6 +15,8 @@ from vdepth_training.recipes.diffusion import DepthCrafterRecipe, DVDRecipe, One
 from vdepth_training.recipes.dpt import GemDepthRecipe, VDARecipe, matrix_to_quaternion
 from vdepth_training.recipes.fiffdepth import FiffDepthRecipe
 
+from vdepth_ros.errors import ConfigError
+
 RECIPES: dict[str, type[Recipe]] = {
     r.name: r
     for r in (VDARecipe, GemDepthRecipe, DVDRecipe, FiffDepthRecipe, DepthCrafterRecipe, OneStepRecipe, DefaultRecipe)
@@ -24,7 +26,7 @@ RECIPES: dict[str, type[Recipe]] = {
 def get_recipe(cfg: dict[str, Any]) -> Recipe:
     name = cfg["recipe"]
     if name not in RECIPES:
-        raise ValueError(f"unknown recipe {name!r}; known: {sorted(RECIPES)}")
+        raise ConfigError(f"unknown recipe {name!r}; known: {sorted(RECIPES)}")
     return RECIPES[name](cfg)
 
 

@@ -48,6 +48,7 @@ class Recipe:
     normalization: ClassVar[str] = "minmax_sequence"
     within: ClassVar[str | None] = None  # submodule that holds the trainable layers (e.g. "unet")
     stage_keys: ClassVar[frozenset[str]] = frozenset()  # stage keys beyond `stages.STAGE_KEYS`
+    optimizer_keys: ClassVar[frozenset[str]] = frozenset()  # `optimizer` keys beyond `config.DEFAULT_OPTIMIZER`
 
     def __init__(self, cfg: dict[str, Any]) -> None:
         self.cfg = cfg

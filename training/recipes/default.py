@@ -58,6 +58,7 @@ class DefaultRecipe(VDARecipe):
     name = "default"
     family = ("vda", "vda_lite")
     stage_keys = frozenset({"encoder_lr_scale"})
+    optimizer_keys = frozenset({"encoder_lr_scale", "new_module_lr_scale"})
 
     def __init__(self, cfg: dict[str, Any]) -> None:
         super().__init__(cfg)
