@@ -49,6 +49,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="store the weights as float16 behind casts (half the file, float32 compute)",
     )
+    o.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a model already in -o (family names) or an .onnx file that vdepth-export did not write",
+    )
 
     i = sub.add_parser(
         "import",
@@ -138,6 +143,7 @@ def _run_onnx(args: argparse.Namespace) -> int:
         evaldata=evaldata,
         weights_fp16=args.weights_fp16,
         variant=args.variant,
+        overwrite=args.overwrite,
     )
     summary = {
         "onnx": str(res.onnx_path),
@@ -245,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     try:
         return run(args)
-    except (VdepthError, FileNotFoundError, FileExistsError) as err:
+    except (VdepthError, OSError) as err:  # OSError: missing/existing paths, permissions, a full disk
         print(f"vdepth-export {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -32,7 +32,8 @@ from vdepth_export.onnx_graph import ExportError, dynamic_axes_of, finalize_grap
 from vdepth_export.parity import TOLERANCE, compare, parity_clips
 
 from vdepth_ros.errors import ConfigError, ModelLoadError
-from vdepth_ros.models import VideoDepthModel, family_class, load_model
+from vdepth_ros.models import CONFIG_NAME, WEIGHTS_NAME, VideoDepthModel, family_class, load_model
+from vdepth_ros.offline.errors import OutputExistsError
 from vdepth_ros.runtime import ONNX_NAME
 from vdepth_ros.runtime.onnx_backend import OnnxRuntimeEngine
 from vdepth_ros.runtime.shapes import check_precision, resolve_frames, spec_from_model
@@ -210,6 +211,7 @@ def export_onnx(
     external_data_threshold: int = PROTOBUF_LIMIT,
     weights_fp16: bool = False,
     variant: bool = False,
+    overwrite: bool = False,
 ) -> ExportResult:
     """Export `source` to ONNX, write its InputSpec and (by default) a parity report.
 
@@ -239,11 +241,19 @@ def export_onnx(
         variant: write `model.<H>x<W>.onnx` (`runtime.spec.variant_path`) next to where `model.onnx`
             would go: a fixed-shape graph for another aspect ratio, which the runtime picks for
             cameras of that aspect (`DepthEngine.at_resolution`).
+        overwrite: replace a model (`config.json`, `model.safetensors`) already in the output
+            folder when a family name or instance is saved there, and an `.onnx` file that
+            vdepth-export did not write (no `.onnx.json` beside it). A previous export's
+            `model.onnx` in its own model folder is replaced either way.
+
+    Raises:
+        OutputExistsError: one of those is in the way and `overwrite` is false (checked first).
     """
     # 1. Check the options; the model, its export shape and where the files go.
     check_precision(precision)
     if exporter not in EXPORTERS:
         raise ConfigError(f"exporter must be one of {EXPORTERS}, got {exporter!r}")
+    _check_outputs(source, output, overwrite)
     model = load_source(source, tiny=tiny)
     t0, h0, w0 = default_shape(model, tiny)
     frames = frames if frames is not None else t0
@@ -388,6 +398,25 @@ def _write_parity(
             f"ONNX Runtime differs from PyTorch: max-abs {worst['max_abs']:.3g} "
             f"({worst['max_abs_rel']:.3g} of the output range > {report['tolerance_rel']}) on {worst['name']}; "
             f"report: {ppath}"
+        )
+
+
+def _check_outputs(source: Any, output: str | Path | None, overwrite: bool) -> None:
+    """Refuse to replace another model's weights, or an ONNX file this tool did not write."""
+    if overwrite or output is None:
+        return
+    onnx_path, save_model_dir = _output_paths(source, output)
+    if save_model_dir is not None:
+        held = [n for n in (CONFIG_NAME, WEIGHTS_NAME) if (save_model_dir / n).exists()]
+        if held:
+            raise OutputExistsError(
+                f"{save_model_dir} already holds a model ({', '.join(held)}), which exporting "
+                f"{getattr(source, 'family', source)!s} there would replace: pass --overwrite, or export "
+                "that folder itself (vdepth-export onnx FOLDER)"
+            )
+    if onnx_path.exists() and not spec_path_for(onnx_path).exists():
+        raise OutputExistsError(
+            f"{onnx_path} exists and was not written by vdepth-export; pass --overwrite to replace it"
         )
 
 

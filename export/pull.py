@@ -18,10 +18,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import tempfile
 from pathlib import Path
 
 from vdepth_ros.errors import ConfigError, VdepthError
 from vdepth_ros.runtime.registry import (
+    CACHE_ENV,
     PROVENANCE_NAME,
     Release,
     ReleaseFile,
@@ -81,6 +83,22 @@ def _check_file(path: Path, spec: ReleaseFile, remove_on_mismatch: bool) -> str:
         real.unlink(missing_ok=True)  # the hub cache's blob behind the snapshot link
         raise DownloadError(f"{where}: {problem}; the downloaded copy was removed and nothing was imported")
     raise DownloadError(f"{path} ({where}): {problem}; nothing was imported")
+
+
+def _check_writable(output: Path, overwrite: bool) -> None:
+    """Before any download: the model folder may be written (no user file or folder in the way,
+    the cache folder writable), so a pull never fetches gigabytes only to fail at the import."""
+    from vdepth_ros.offline.atomic import check_output_path
+
+    check_output_path(output, overwrite=overwrite)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryDirectory(dir=output.parent, prefix=".vdepth-write-test-").cleanup()
+    except OSError as err:
+        raise DownloadError(
+            f"cannot write to the model cache {output.parent} ({err.strerror or err}): pass --cache DIR or set "
+            f"${CACHE_ENV} to a writable folder"
+        ) from None
 
 
 def _transport_errors() -> tuple[type[BaseException], ...]:
@@ -184,7 +202,10 @@ def pull(
     Raises:
         ConfigError: unknown name, or a release with no public download.
         LicenseNotAcceptedError: non-commercial licence without `accept_license`.
-        DownloadError: offline (the message lists the manual steps), gated, missing, bad checksum.
+        DownloadError: offline (the message lists the manual steps), gated, missing, bad checksum,
+            or a model cache that cannot be written (checked before downloading).
+        OutputExistsError: something else is at the model's folder and `overwrite` is false
+            (checked before downloading).
         ModelLoadError: the files do not fit the family (from the importer).
     """
     from vdepth_export.import_released import import_released
@@ -202,6 +223,7 @@ def pull(
     if (output / "config.json").is_file() and not overwrite:
         log.info("%s is already in the model cache: %s (pass --overwrite to pull it again)", name, output)
         return output
+    _check_writable(output, overwrite)
     _quiet_http_logs()
     paths = _fetch(release, output, Path(from_dir) if from_dir is not None else None, endpoint)
     provenance = {

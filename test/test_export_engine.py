@@ -86,7 +86,8 @@ def test_reuse_rebuild_and_force(onnx_file, fake_trt) -> None:
     assert "TF32" not in _record(fp32.engine_path)["flags"]
     assert build_engine(onnx_file, precision="fp32", trt=fake_trt, gpu=GPU, tf32=True, force_engine_update=True)
     assert "TF32" in _record(fp32.engine_path)["flags"]
-    export_onnx(TinyVideoNet(channels=5).eval(), onnx_file.parent, frames=T, height=H, width=W, parity=False)
+    export_onnx(TinyVideoNet(channels=5).eval(), onnx_file.parent, frames=T, height=H, width=W, parity=False,
+                overwrite=True)  # fmt: skip
     changed = build_engine(onnx_file, precision="fp32", trt=fake_trt, gpu=GPU)
     assert "onnx_sha256" in changed.reason
 

@@ -334,3 +334,29 @@ def test_variant_export_is_picked_for_its_aspect(tmp_path) -> None:
     with create_engine(tmp_path, backend="onnxruntime", threads=1) as eng:
         assert eng.resolutions() == [(16, 20), (12, 24)]
         assert eng.at_resolution(12, 24).infer(np.zeros((4, 12, 24, 3), np.uint8)).shape == (4, 12, 24)
+
+
+@pytest.mark.usefixtures("tiny_registry")
+def test_export_never_replaces_another_model_or_a_foreign_onnx_without_overwrite(tmp_path, capsys) -> None:
+    """`vdepth-export onnx vda --tiny -o FOLDER` used to replace FOLDER's config.json and
+    model.safetensors (e.g. a pulled release) with random weights, and `-o file.onnx` replaced any
+    file of that name."""
+    folder = tmp_path / "real"
+    TinyVideoNet(channels=4).eval().save_pretrained(folder)
+    (folder / "release.json").write_text("{}")
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    assert cli_main(["onnx", "vda", "--tiny", "-o", str(folder), "--no-parity"]) == 2
+    err = capsys.readouterr().err
+    assert "already holds a model (config.json, model.safetensors)" in err and err.count("\n") == 1
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # nothing written, no scratch folder
+    mine = tmp_path / "mine.onnx"
+    mine.write_text("mine")
+    shape = ["--frames", "4", "--height", "24", "--width", "40"]
+    assert cli_main(["onnx", str(folder), "-o", str(mine), *shape, "--no-parity"]) == 2
+    assert "not written by vdepth-export" in capsys.readouterr().err and mine.read_text() == "mine"
+    # in place, a previous export of the folder itself is replaced as before; --overwrite replaces the rest
+    res = export_onnx(folder, frames=T, height=H, width=W, parity=False)
+    assert export_onnx(folder, frames=T, height=H, width=W, parity=False).onnx_path == res.onnx_path
+    assert export_onnx(folder, mine, frames=T, height=H, width=W, parity=False, overwrite=True).onnx_path == mine
+    export_onnx(TinyVideoNet(channels=5).eval(), folder, frames=T, height=H, width=W, parity=False, overwrite=True)
+    assert json.loads((folder / "config.json").read_text())["channels"] == 5

@@ -253,3 +253,32 @@ def test_offline_names_the_files_and_the_import_command(env: dict[str, str], tmp
     (tmp_path / "dl" / REPO).mkdir(parents=True)
     (tmp_path / "dl" / REPO / FILE).write_bytes(weights)
     assert (pull("vda-tiny-test", from_dir=tmp_path / "dl") / "config.json").is_file()
+
+
+def test_a_cache_that_cannot_be_written_or_a_file_in_the_way_stops_before_downloading(
+    hub: Hub, env: dict[str, str], online: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Both used to download the release first; an unwritable cache then ended in an OSError
+    traceback (`Read-only file system` / `Permission denied`), a user's file at the model's path
+    in an OutputExistsError after the download."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder should be")
+    with pytest.raises(
+        DownloadError, match=r"cannot write to the model cache .*--cache DIR or set \$VDEPTH_MODEL_CACHE"
+    ):
+        pull("vda-tiny-test", endpoint=hub.url, cache=blocker / "models")
+    mine = Path(env[CACHE_ENV]) / "vda-tiny-test"
+    mine.parent.mkdir(parents=True)
+    mine.write_text("my notes")
+    import huggingface_hub.constants as hf
+
+    endpoint = hf.ENDPOINT
+    hf.ENDPOINT = hub.url  # the CLI passes no endpoint: HF_ENDPOINT's value
+    try:
+        assert export_main(["pull", "vda-tiny-test"]) == 2
+    finally:
+        hf.ENDPOINT = endpoint
+    err = capsys.readouterr().err
+    assert "exists; pass --overwrite" in err and err.count("\n") == 1
+    assert mine.read_text() == "my notes"
+    assert hub.requests == []  # nothing downloaded in either case
