@@ -163,6 +163,20 @@ def test_negative_disparity_benchmark_runs_both_ways_with_a_sparse_scale(repo_ro
     assert "metric AbsRel, package - stitch_clamp" in capsys.readouterr().out
 
 
+def test_missed_cuts_benchmark_a_detected_cut_restarts_cleanly(repo_root, tmp_path):
+    pytest.importorskip("embreex")
+    bench = _load(repo_root, "missed_cuts")
+    out = tmp_path / "missed.json"
+    assert bench.main(["--renders", "2", "--frames", "16", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert {r["join"] for r in rows} >= {"render/990001+render/990002", "render/990002+render/990001"}
+    for r in rows:
+        assert r["cuts_detected"] == 1
+        # after a detected cut the second clip is stitched exactly as if it were run alone
+        assert r["detected"] == pytest.approx(r["alone"], abs=1e-6)
+        assert r["missed"] != r["detected"]  # with the detector off, the stream carried on across the join
+
+
 def test_offline_estimators_benchmark_reproduces_the_pipeline_and_reads_the_gt(repo_root):
     pytest.importorskip("embreex")
     from vdepth_ros.eval.runs import run_offline, run_stream
