@@ -8,7 +8,9 @@ truth are joined (held-out renders of `alignment_dev.py`, and HoloLens resized t
 causal pipeline runs over the join twice: with the detector (the default) and with
 `scene_cut_threshold: 0` (the cut missed: the stream's alignment, anchor frame and windows carry on
 across it). The second clip's frames are scored on their own with the papers' protocol (one affine
-for those frames), and compared with the second clip run alone.
+for those frames), and compared with the second clip run alone. For the missed cut it also prints
+whether the fit health saw it: the largest `residual` of the windows within one window length of
+the join against the largest of the earlier windows.
 
     .venv/bin/python benchmarks/missed_cuts.py --json out/missed_cuts.json   # ~6 min on 2 cores
     .venv/bin/python benchmarks/missed_cuts.py --renders 2 --frames 24       # quick
@@ -22,6 +24,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -51,21 +54,40 @@ def joined(a: EvalSequence, b: EvalSequence) -> EvalSequence:
     return EvalSequence(f"{a.name}+{b.name}", rgb, depth, a.intrinsics, a.intrinsics, None, RENDER_MAX_DEPTH)
 
 
-def cuts_found(engine, seq: EvalSequence) -> int:
-    """Scene cuts the default pipeline detects over `seq`."""
+def _run(engine, seq: EvalSequence, params: dict | None = None) -> tuple[Any, list]:
+    """The causal pipeline over `seq`: (the pipeline, its output frames)."""
     from vdepth_ros.pipeline import FrameInput
 
-    pipe = make_pipeline(engine)
+    pipe = make_pipeline(engine, params)
+    out = []
     for k, rgb in enumerate(seq.rgb):
-        pipe.push(FrameInput(rgb=rgb, stamp_ns=k * 33_333_333))
-    pipe.flush()
-    return pipe.stats.scene_cuts
+        out += pipe.push(FrameInput(rgb=rgb, stamp_ns=k * 33_333_333))
+    return pipe, out + pipe.flush()
+
+
+def cuts_found(engine, seq: EvalSequence) -> int:
+    """Scene cuts the default pipeline detects over `seq`."""
+    return _run(engine, seq)[0].stats.scene_cuts
+
+
+def join_residual(engine, seq: EvalSequence, join: int) -> tuple[float, float]:
+    """With the cut missed, the fit-health residual (`FitInfo.residual`): the largest of the windows
+    whose output starts within one window length of the join, and the largest of the earlier ones
+    (the first clip alone; the stream's first window has none)."""
+    pipe, frames = _run(engine, seq, {"scene_cut_threshold": 0.0, "publish": "final"})
+    first: dict[int, tuple[int, float]] = {}  # window -> (its first output frame, its residual)
+    for f in frames:
+        first.setdefault(f.fit.window, (f.index, f.fit.residual))
+    near = [r for i, r in first.values() if abs(i - join) < pipe.window]
+    before = [r for w, (i, r) in first.items() if w > 0 and i <= join - pipe.window]
+    return max(near, default=float("nan")), max(before, default=float("nan"))
 
 
 def score_join(engine, a: EvalSequence, b: EvalSequence) -> dict:
     """The second clip's AbsRel / δ1 with the detector, with the cut missed, and run alone."""
     seq, n = joined(a, b), a.num_frames
     row: dict = {"join": seq.name, "cuts_detected": cuts_found(engine, seq)}
+    row["residual_at_join"], row["residual_max_before"] = join_residual(engine, seq, n)
     for name, params in (("detected", {}), ("missed", {"scene_cut_threshold": 0.0})):
         disp = run_stream(engine, seq, params)
         m = evaluate_sequence(disp[n:], b.depth, b.max_depth)
@@ -99,7 +121,9 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
         print(
             f"{row['join']:34s} cuts detected {row['cuts_detected']}  second clip AbsRel/δ1: "
-            + "  ".join(f"{k} {row[k][0]:.4f}/{row[k][1]:.4f}" for k in ("detected", "missed", "alone")),
+            + "  ".join(f"{k} {row[k][0]:.4f}/{row[k][1]:.4f}" for k in ("detected", "missed", "alone"))
+            + f"  missed: residual near the join {row['residual_at_join']:.3f}"
+            + f", largest before {row['residual_max_before']:.3f}",
             flush=True,
         )
     d = np.array([[r["missed"][0] - r["detected"][0], r["missed"][1] - r["detected"][1]] for r in rows])
@@ -108,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{d[:, 0].max():+.4f}), δ1 {d[:, 1].mean():+.4f} mean ({d[:, 1].min():+.4f} .. {d[:, 1].max():+.4f}); "
         f"missed worse in δ1 on {int(np.sum(d[:, 1] < 0))} of {len(rows)} joins"
     )
+    above = sum(r["residual_at_join"] > r["residual_max_before"] for r in rows)
+    print(f"missed cut: fit-health residual near the join above every earlier window's on {above} of {len(rows)}")
     print(f"({time.perf_counter() - t0:.0f} s, load average {load0} -> {os.getloadavg()})")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

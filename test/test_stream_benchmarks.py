@@ -175,6 +175,7 @@ def test_missed_cuts_benchmark_a_detected_cut_restarts_cleanly(repo_root, tmp_pa
         # after a detected cut the second clip is stitched exactly as if it were run alone
         assert r["detected"] == pytest.approx(r["alone"], abs=1e-6)
         assert r["missed"] != r["detected"]  # with the detector off, the stream carried on across the join
+        assert r["residual_at_join"] > 0 and r["residual_max_before"] >= 0
 
 
 def test_offline_estimators_benchmark_reproduces_the_pipeline_and_reads_the_gt(repo_root):
