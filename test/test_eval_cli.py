@@ -91,6 +91,96 @@ def test_cli_refuses_missing_evaldata(tmp_path) -> None:
         cli.main(["--evaldata", str(tmp_path / "nope"), "--baselines-only"])
 
 
+@pytest.fixture
+def tiny_evaldata(tmp_path):
+    """An evaluation data folder with a 4-frame, 16x12 HoloLens-layout sequence (no research data needed)."""
+    import cv2
+
+    seq = tmp_path / "evaldata" / "dvmvs_hololens_000"
+    (seq / "images").mkdir(parents=True)
+    (seq / "depth").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        cv2.imwrite(str(seq / "images" / f"{i:05d}.png"), rng.integers(0, 255, (12, 16, 3), dtype=np.uint8))
+        cv2.imwrite(str(seq / "depth" / f"{i:05d}.png"), rng.integers(500, 4000, (12, 16), dtype=np.uint16))
+    np.savetxt(seq / "K.txt", [[10.0, 0, 8], [0, 10.0, 6], [0, 0, 1]])
+    np.savetxt(seq / "poses.txt", np.tile(np.eye(4).reshape(1, 16), (4, 1)))
+    return tmp_path / "evaldata"
+
+
+def _eval(evaldata, out, *extra):
+    return cli.main(
+        ["--evaldata", str(evaldata), "--datasets", "hololens", "--baselines-only", "--out", str(out), *extra]
+    )
+
+
+def test_cli_keeps_existing_results_unless_overwrite(tiny_evaldata, tmp_path, capsys) -> None:
+    """docs/offline.md: an existing output is kept unless --overwrite (the results used to be replaced silently)."""
+    out = tmp_path / "out"
+    assert _eval(tiny_evaldata, out, "--frames", "3") == 0
+    first = (out / "results.json").read_text()
+    mine = out / "notes.txt"
+    mine.write_text("the user's own file")
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as done:
+        _eval(tiny_evaldata, out, "--frames", "4")
+    assert done.value.code == 2
+    assert "exists; pass --overwrite" in capsys.readouterr().err
+    assert (out / "results.json").read_text() == first
+    assert _eval(tiny_evaldata, out, "--frames", "4", "--overwrite") == 0
+    assert json.loads((out / "results.json").read_text())["datasets"]["hololens"]["frames"] == 4
+    assert "| hololens | 4 |" in (out / "results.md").read_text()
+    assert mine.read_text() == "the user's own file"  # --overwrite replaces the two reports, nothing else
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "results.json", "results.md"]
+
+
+@pytest.mark.parametrize("kind", ["file", "under_file"])
+def test_cli_unusable_out_is_one_line_before_any_work(tiny_evaldata, tmp_path, capsys, monkeypatch, kind) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    out = afile if kind == "file" else afile / "sub"
+    monkeypatch.setattr(cli, "evaluate", lambda *a, **k: pytest.fail("ran before checking --out"))
+    with pytest.raises(SystemExit) as done:
+        _eval(tiny_evaldata, out)
+    assert done.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and str(out) in err.splitlines()[-1]
+    assert afile.read_text() == "mine"
+
+
+def test_cli_missing_dataset_is_one_line_before_any_work(tiny_evaldata, tmp_path, capsys, monkeypatch) -> None:
+    """A dataset missing from --evaldata used to raise FileNotFoundError, after the datasets before it had run."""
+    monkeypatch.setattr(cli, "evaluate", lambda *a, **k: pytest.fail("ran before checking the data"))
+    out = tmp_path / "new" / "out"
+    with pytest.raises(SystemExit) as done:
+        cli.main(["--evaldata", str(tiny_evaldata), "--datasets", "hololens", "7scenes", "--out", str(out)])
+    assert done.value.code == 2
+    assert "dataset 7scenes: no folder" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()  # the output folders it would have created are not left behind
+
+
+def test_cli_incomplete_dataset_is_one_line(tmp_path, capsys) -> None:
+    (tmp_path / "evaldata" / "7scenes_tsdf_fusion").mkdir(parents=True)
+    with pytest.raises(SystemExit) as done:
+        cli.main(["--evaldata", str(tmp_path / "evaldata"), "--datasets", "7scenes", "--baselines-only",
+                  "--out", str(tmp_path / "out")])  # fmt: skip
+    assert done.value.code == 2
+    assert "no frame-*.color.jpg under" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "args", [["--frames", "0"], ["--frames", "-3"], ["--threads", "0"], ["--sparse-points", "-1"], ["--frames", "x"]]
+)
+def test_cli_rejects_counts_out_of_range(tiny_evaldata, tmp_path, capsys, args) -> None:
+    """`--frames -3` used to evaluate all but the last 3 frames, `--frames 0` the default count."""
+    with pytest.raises(SystemExit) as done:
+        _eval(tiny_evaldata, tmp_path / "out", *args)
+    assert done.value.code == 2
+    assert f"argument {args[0]}" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_size_and_per_frame_fit_options(evaldata, tmp_path, capsys) -> None:
     pytest.importorskip("torch")
     base = ["--datasets", "hololens", "--frames", "8", "--no-stream", "--no-per-frame"]

@@ -7,7 +7,9 @@ For every sequence of every requested dataset it evaluates (see `metrics.py` for
 * `model stream` - the causal pipeline (`push` + `flush`, what the live node publishes);
 * `model per-frame` - the same engine on one frame at a time (T = 1), no stitching.
 
-It writes `results.json` and `results.md` (table + goal checks) to `--out` and prints the table.
+It writes `results.json` and `results.md` (table + goal checks) to `--out` and prints the table. The
+options, the data and the output folder are checked before any work; existing results are kept
+unless `--overwrite`.
 
     vdepth-eval --datasets 7scenes hololens --out out/eval
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import platform
 import time
 from collections.abc import Iterator
@@ -28,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from vdepth_ros.errors import ConfigError, ModelLoadError
-from vdepth_ros.eval.datasets import DATASETS, EvalSequence, load_dataset
+from vdepth_ros.eval.datasets import DATASETS, EvalDataError, EvalSequence, dataset_dir, load_dataset
 from vdepth_ros.eval.metrics import (
     DepthMetrics,
     constant_prediction,
@@ -92,13 +95,9 @@ def evaluate(
     `config/depth.yaml`), e.g. to score another `alignment`.
     """
     # 1. Check the options; read the node's parameters (ConfigError on a bad file) before any work.
-    if size is not None and backend != "torch":
-        raise ConfigError(
-            f"a working size needs the torch backend (exported graphs have a fixed size), got {backend!r}"
-        )
-    from vdepth_ros.offline.runner import default_params_path, load_node_params
+    from vdepth_ros.offline.runner import default_params_path
 
-    node_params = load_node_params(params_file)
+    node_params = _check_options(backend=backend, size=size, params_file=params_file)
     results: dict[str, Any] = {"datasets": {}, "meta": {"model": None, "backend": None}}
     results["meta"]["params_file"] = str(params_file) if params_file else str(default_params_path())
     # 2. The engines under evaluation (none for the baselines only), described in the meta.
@@ -118,6 +117,37 @@ def evaluate(
     for name in datasets:
         results["datasets"][name] = _evaluate_dataset(name, evaldata, frames, opts)
     return results
+
+
+def check_inputs(
+    datasets: list[str],
+    evaldata: Path,
+    *,
+    backend: str = "auto",
+    size: tuple[int, int] | None = None,
+    params_file: str | Path | None = None,
+) -> dict[str, Any]:
+    """What can be checked without running anything (the CLI's first step); returns the node parameters.
+
+    Raises:
+        ConfigError: a working size without the torch backend; a missing or invalid parameter file.
+        EvalDataError: a requested dataset's folder is not in `evaldata`.
+    """
+    node_params = _check_options(backend=backend, size=size, params_file=params_file)
+    for name in datasets:
+        dataset_dir(name, evaldata)
+    return node_params
+
+
+def _check_options(*, backend: str, size: tuple[int, int] | None, params_file: str | Path | None) -> dict[str, Any]:
+    """The options that do not depend on the data; returns the node parameters (ConfigError otherwise)."""
+    if size is not None and backend != "torch":
+        raise ConfigError(
+            f"a working size needs the torch backend (exported graphs have a fixed size), got {backend!r}"
+        )
+    from vdepth_ros.offline.runner import load_node_params
+
+    return load_node_params(params_file)
 
 
 @dataclass
@@ -331,13 +361,77 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(results: dict[str, Any], out: Path) -> tuple[Path, Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    j = out / "results.json"
-    j.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
-    md = out / "results.md"
-    md.write_text(markdown(results))
-    return j, md
+REPORT_FILES = ("results.json", "results.md")
+
+
+def prepare_output(out: Path, *, overwrite: bool = False) -> None:
+    """Create the output folder and refuse results that would replace existing ones, before any work.
+
+    Raises:
+        OutputExistsError: `results.json` or `results.md` exists in `out` and `overwrite` is false.
+        OfflineError: `out` is a file, or cannot be created or written.
+    """
+    from vdepth_ros.offline.atomic import check_output_path
+    from vdepth_ros.offline.errors import OfflineError
+
+    if out.exists() and not out.is_dir():
+        raise OfflineError(f"output {out} is a file, not a folder; choose another --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OfflineError(f"cannot create the output folder {out}: {err.strerror or err}") from None
+    if not os.access(out, os.W_OK):
+        raise OfflineError(f"cannot write to the output folder {out}")
+    for name in REPORT_FILES:
+        check_output_path(out / name, overwrite=overwrite)
+
+
+def write_report(results: dict[str, Any], out: Path, *, overwrite: bool = False) -> tuple[Path, Path]:
+    """`results.json` and `results.md` in `out`, each written under a temporary name and renamed into place.
+
+    Raises:
+        OutputExistsError: one of them exists and `overwrite` is false (nothing is written then).
+        OfflineError: a file cannot be written.
+    """
+    from vdepth_ros.offline.errors import OfflineError
+
+    prepare_output(out, overwrite=overwrite)
+    texts = (json.dumps(results, indent=2, sort_keys=True) + "\n", markdown(results))
+    paths = tuple(out / name for name in REPORT_FILES)
+    for path, text in zip(paths, texts, strict=True):
+        tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
+        try:
+            tmp.write_text(text)
+            os.replace(tmp, path)
+        except OSError as err:  # e.g. a folder named results.json, a full disk
+            raise OfflineError(f"cannot write {path}: {err.strerror or err}") from None
+        finally:
+            tmp.unlink(missing_ok=True)
+    return paths[0], paths[1]
+
+
+def _count(minimum: int) -> Any:
+    """An argparse type: an integer of at least `minimum` (argparse turns the ValueError into one line)."""
+
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    parse.__name__ = "int"  # argparse's message for a non-number: "invalid int value: 'abc'"
+    return parse
+
+
+def _remove_created(out: Path, missing: list[Path]) -> None:
+    """Remove the folders `prepare_output` created for a run that then failed, as long as they are empty."""
+    for folder in (out, *out.parents):
+        if folder not in missing:
+            return
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -348,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
         "--model", default=None, help="model folder or pulled release name (default: the bundled default model)"
     )
     ap.add_argument("--backend", default="auto")
-    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--threads", type=_count(1), default=None)
     ap.add_argument(
         "--size",
         type=int,
@@ -357,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
         metavar=("H", "W"),
         help="model working resolution (torch backend only; default: the exported graph's)",
     )
-    ap.add_argument("--frames", type=int, default=None, help="frames per video dataset (default 300 / 120)")
+    ap.add_argument("--frames", type=_count(1), default=None, help="frames per video dataset (default 300 / 120)")
     ap.add_argument("--no-stream", action="store_true", help="skip the causal run")
     ap.add_argument("--no-per-frame", action="store_true", help="skip the T=1 run")
     ap.add_argument(
@@ -368,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument(
         "--sparse-points",
-        type=int,
+        type=_count(0),
         default=0,
         metavar="N",
         help="add a row: the causal pipeline with scale_source 'sparse' fed N ground-truth depths per frame "
@@ -387,7 +481,8 @@ def main(argv: list[str] | None = None) -> int:
         "scale_source, cloud_stride, output_resolution and upsample_method are fixed by the evaluation)",
     )
     ap.add_argument("--baselines-only", action="store_true", help="trivial baselines only (no model)")
-    ap.add_argument("--out", default="out/eval")
+    ap.add_argument("--out", default="out/eval", help="folder for results.json and results.md (default out/eval)")
+    ap.add_argument("--overwrite", action="store_true", help="replace results.json and results.md already in --out")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
@@ -400,7 +495,14 @@ def main(argv: list[str] | None = None) -> int:
     if root is None or not root.is_dir():
         ap.error("evaluation data not found: pass --evaldata or set VDEPTH_EVALDATA (never copied into the repo)")
     frames = {d: args.frames for d in DEFAULT_FRAMES} if args.frames else None
-    try:
+    from vdepth_ros.offline.errors import OfflineError
+
+    out = Path(args.out).absolute()
+    missing = [p for p in (out, *out.parents) if not p.exists()]  # what prepare_output will create
+    size = tuple(args.size) if args.size else None
+    try:  # everything that can fail without running anything fails now, not after minutes of work
+        check_inputs(args.datasets, root, backend=args.backend, size=size, params_file=args.params)
+        prepare_output(out, overwrite=args.overwrite)
         results = evaluate(
             args.datasets,
             root,
@@ -411,15 +513,17 @@ def main(argv: list[str] | None = None) -> int:
             per_frame=not args.no_per_frame,
             with_model=not args.baselines_only,
             threads=args.threads,
-            size=tuple(args.size) if args.size else None,
+            size=size,
             per_frame_fit=args.per_frame_fit,
-            sparse_points=max(0, args.sparse_points),
+            sparse_points=args.sparse_points,
             params_file=args.params,
             pose_points=args.pose_points,
         )
-    except (ConfigError, ModelLoadError) as err:  # --size with an exported graph; a release not pulled yet
+        _, md = write_report(results, out, overwrite=args.overwrite)
+    except (ConfigError, ModelLoadError, EvalDataError, OfflineError) as err:
+        # --size with an exported graph; a release not pulled yet; a dataset missing; results already in --out
+        _remove_created(out, missing)
         ap.error(str(err))
-    _, md = write_report(results, Path(args.out))
     print(md.read_text(), end="")
     return 0
 

@@ -22,6 +22,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from vdepth_ros.errors import VdepthError
+
+
+class EvalDataError(VdepthError, FileNotFoundError):
+    """A dataset is missing or incomplete in the evaluation data folder; the message names the path."""
+
 
 @dataclass
 class EvalSequence:
@@ -61,7 +67,7 @@ class EvalSequence:
 def read_rgb(path: str | Path) -> np.ndarray:
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
-        raise FileNotFoundError(f"cannot read image {path}")
+        raise EvalDataError(f"cannot read image {path}")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
@@ -69,7 +75,7 @@ def read_depth_png(path: str | Path, scale: float, invalid: tuple[int, ...] = (0
     """uint16 depth PNG -> float32 metres (`value / scale`), 0 where the raw value is in `invalid`."""
     raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if raw is None:
-        raise FileNotFoundError(f"cannot read depth {path}")
+        raise EvalDataError(f"cannot read depth {path}")
     if raw.dtype != np.uint16:
         raise ValueError(f"{path}: expected a uint16 depth PNG, got {raw.dtype}")
     bad = np.isin(raw, invalid)
@@ -97,7 +103,7 @@ def load_7scenes(root: str | Path, frames: int = 300, stride: int = 2) -> list[E
     data = root / "data" if (root / "data").is_dir() else root
     colors = sorted(data.glob("frame-*.color.jpg"))[:frames]
     if not colors:
-        raise FileNotFoundError(f"no frame-*.color.jpg under {data}")
+        raise EvalDataError(f"no frame-*.color.jpg under {data}")
     stems = [p.name.replace(".color.jpg", "") for p in colors]
     rgb, depth = _stack(colors, [data / f"{s}.depth.png" for s in stems], 1000.0, (0, 65535), stride)
     poses = np.stack([np.loadtxt(data / f"{s}.pose.txt") for s in stems])
@@ -121,7 +127,7 @@ def load_hololens(root: str | Path, frames: int = 120, stride: int = 1) -> list[
     cands = [root, root / "sample-data" / "hololens-dataset" / "000"]
     seq = next((c for c in cands if (c / "images").is_dir()), None)
     if seq is None:
-        raise FileNotFoundError(f"no images/ folder under {root}")
+        raise EvalDataError(f"no images/ folder under {root}")
     images = sorted((seq / "images").glob("*.png"))[:frames]
     rgb, depth = _stack(images, [seq / "depth" / p.name for p in images], 1000.0, (0,), stride)
     poses = np.loadtxt(seq / "poses.txt").reshape(-1, 4, 4)[: len(images)]
@@ -141,7 +147,10 @@ def load_hololens(root: str | Path, frames: int = 120, stride: int = 1) -> list[
 
 def _single_frames(root: Path, kind: str, cap: float, stride: int) -> list[EvalSequence]:
     """Frames listed in `<root>/data/<kind>_demo/test_annotations.json` (paths relative to `root`)."""
-    ann = json.loads((root / "data" / f"{kind}_demo" / "test_annotations.json").read_text())
+    ann_path = root / "data" / f"{kind}_demo" / "test_annotations.json"
+    if not ann_path.is_file():
+        raise EvalDataError(f"no {ann_path}")
+    ann = json.loads(ann_path.read_text())
     items = sorted(ann["files"], key=lambda it: it["rgb"])
     out = []
     for it in items:
@@ -188,18 +197,34 @@ DATASETS: dict[str, tuple[str, Callable[..., list[EvalSequence]]]] = {
 }
 
 
-def load_dataset(name: str, evaldata: str | Path, **kwargs) -> list[EvalSequence]:
-    """Load dataset `name` (a key of `DATASETS`) from the evaldata root."""
+def dataset_dir(name: str, evaldata: str | Path) -> Path:
+    """The folder of dataset `name` (a key of `DATASETS`) in the evaldata root.
+
+    Raises:
+        ValueError: `name` is not a known dataset.
+        EvalDataError: the folder is not there (checked before any work, so a run does not fail late).
+    """
     try:
-        folder, loader = DATASETS[name]
+        folder = DATASETS[name][0]
     except KeyError:
         raise ValueError(f"unknown dataset {name!r}; known: {sorted(DATASETS)}") from None
-    return loader(Path(evaldata) / folder, **kwargs)
+    path = Path(evaldata) / folder
+    if not path.is_dir():
+        raise EvalDataError(f"dataset {name}: no folder {path} in the evaluation data")
+    return path
+
+
+def load_dataset(name: str, evaldata: str | Path, **kwargs) -> list[EvalSequence]:
+    """Load dataset `name` (a key of `DATASETS`) from the evaldata root (`EvalDataError` if it is missing)."""
+    path = dataset_dir(name, evaldata)
+    return DATASETS[name][1](path, **kwargs)
 
 
 __all__ = [
     "DATASETS",
+    "EvalDataError",
     "EvalSequence",
+    "dataset_dir",
     "load_7scenes",
     "load_dataset",
     "load_hololens",
