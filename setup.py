@@ -85,10 +85,10 @@ setup(
         "console_scripts": [
             "vdepth-node = vdepth_ros.ros.node:main",
             "depth_node = vdepth_ros.ros.node:main",
-            "vdepth-bag = vdepth_ros.offline.bag:main",
+            "vdepth-bag = vdepth_ros.offline.entry:bag",
             "vdepth-video = vdepth_ros.offline.video:main",
             "vdepth-eval = vdepth_ros.eval.cli:main",
-            "vdepth-flicker = vdepth_ros.offline.flicker:main",
+            "vdepth-flicker = vdepth_ros.offline.entry:flicker",
             "vdepth-export = vdepth_export.cli:main",
         ],
     },

@@ -240,8 +240,7 @@ class _DemoSetup:
 
 def _demo_setup(sample_path: Path, max_frames: int | None) -> _DemoSetup:
     """The clip's intrinsics and depth range from its sidecar JSON, else assumed (and noted)."""
-    from vdepth_ros.offline.synth import default_intrinsics
-    from vdepth_ros.offline.videoio import VideoFrameSource
+    from vdepth_ros.offline.videoio import VideoFrameSource, default_intrinsics
 
     params = load_node_params()
     meta = load_sidecar(sample_path)
@@ -289,6 +288,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     setup_logging(args.verbose)
+    from importlib.util import find_spec
+
+    from vdepth_ros.offline.entry import BAG_EXTRA_HINT
+
+    if find_spec("rosbags") is None:  # steps 2-4 write and read bags; fail before step 1, not after it
+        print(
+            f"{PROG}: the demo writes and reads ROS 2 bags, and 'rosbags' is not installed; {BAG_EXTRA_HINT}",
+            file=sys.stderr,
+        )
+        return 2
     limit_blas_threads_for_tool()  # numpy's spinning OpenBLAS pool slows stitching: vdepth_ros/blas.py
     try:
         with sigterm_as_interrupt():

@@ -8,6 +8,7 @@ Modules:
     bag_messages: opening a bag and decoding single messages (reader and `vdepth-flicker`).
     bag_types: message type names, typestores, storages, `BagFrameMeta` (reader -> writer).
     flicker: `vdepth-flicker`, frame-to-frame flicker of a depth bag.
+    entry: the console scripts of `vdepth-bag` and `vdepth-flicker` (one line without the `bag` extra).
     videoio: video/image-folder input and per-frame file outputs.
     runner: pipeline construction from the node's YAML, causal/offline driving, progress, summary.
     atomic: outputs built under a temporary name and renamed into place.

@@ -16,6 +16,7 @@ from vdepth_ros.encodings import image_fields_from_array
 from vdepth_ros.offline.bag_types import CAMERA_INFO, COMPRESSED, IMAGE, POINTCLOUD2, POSE_STAMPED, STORAGES, TYPESTORES
 from vdepth_ros.offline.bag_writer import cloud_message
 from vdepth_ros.offline.errors import OfflineError
+from vdepth_ros.offline.videoio import default_intrinsics
 from vdepth_ros.triangulate import quaternion_from_matrix
 
 if TYPE_CHECKING:
@@ -38,12 +39,6 @@ def synthetic_frames(n: int, height: int = 48, width: int = 64, seed: int = 0) -
         y0 = (i * 2) % max(height - side, 1)
         img[y0 : y0 + side, x0 : x0 + side] = (255.0, 230.0, 40.0)
         yield np.clip(img, 0, 255).astype(np.uint8)
-
-
-def default_intrinsics(width: int, height: int, hfov_deg: float = 60.0) -> tuple[float, float, float, float]:
-    """`(fx, fy, cx, cy)` of an assumed pinhole with horizontal FOV `hfov_deg` and square pixels."""
-    fx = (width / 2.0) / float(np.tan(np.radians(hfov_deg) / 2.0))
-    return fx, fx, (width - 1) / 2.0, (height - 1) / 2.0
 
 
 def _image_raw(ts: Any, rgb: np.ndarray, encoding: str, header: Any, index: int) -> bytes:

@@ -37,8 +37,7 @@ from vdepth_ros.offline.runner import (
     sigterm_as_interrupt,
     with_progress,
 )
-from vdepth_ros.offline.synth import default_intrinsics
-from vdepth_ros.offline.videoio import FORMATS, VideoFrameSource, VideoOutputWriter
+from vdepth_ros.offline.videoio import FORMATS, VideoFrameSource, VideoOutputWriter, default_intrinsics
 from vdepth_ros.rectify import Rectifier, has_distortion, load_camera_info, pinhole_input
 
 if TYPE_CHECKING:

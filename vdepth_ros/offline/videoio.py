@@ -41,6 +41,12 @@ PNG_CODES = {
 }
 
 
+def default_intrinsics(width: int, height: int, hfov_deg: float = 60.0) -> tuple[float, float, float, float]:
+    """`(fx, fy, cx, cy)` of an assumed pinhole with horizontal FOV `hfov_deg` and square pixels."""
+    fx = (width / 2.0) / float(np.tan(np.radians(hfov_deg) / 2.0))
+    return fx, fx, (width - 1) / 2.0, (height - 1) / 2.0
+
+
 def depth_png(depth: np.ndarray) -> np.ndarray:
     """Depth in metres (REP 118 float32) -> uint16 millimetres with `PNG_CODES` for NaN / -Inf / +Inf;
     distances are 2..65534 mm."""

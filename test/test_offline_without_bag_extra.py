@@ -1,0 +1,94 @@
+"""The smallest documented install (`.[ros,onnx]`, no `bag` extra; docs/install.md): `vdepth-video` works,
+and the tools that need bags say so in one line instead of an import traceback.
+
+Each case runs in a fresh interpreter in which `rosbags` cannot be imported (None in sys.modules).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BLOCK = "import sys; sys.modules['rosbags'] = None\n"
+
+
+def _run(code: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", BLOCK + textwrap.dedent(code)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_vdepth_video_runs_without_rosbags(tmp_path) -> None:
+    """It used to fail at import: `offline/synth.py` (bag writing) held the assumed intrinsics it needs."""
+    import cv2
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        cv2.imwrite(str(frames / f"{i:03d}.png"), rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    proc = _run(
+        f"""
+        from vdepth_ros.offline.video import main
+        rc = main([{str(frames)!r}, "-o", {str(tmp_path / "out")!r}])
+        assert "rosbags" not in sys.modules or sys.modules["rosbags"] is None
+        raise SystemExit(rc)
+        """,
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert any((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize("tool", ["bag", "flicker"])
+def test_bag_tools_name_the_missing_extra_in_one_line(tool, tmp_path) -> None:
+    proc = _run(
+        f"""
+        from vdepth_ros.offline import entry
+        raise SystemExit(entry.{tool}(["--help"]))
+        """,
+        tmp_path,
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr
+    assert lines[0].startswith(f"vdepth-{tool}: needs the Python package 'rosbags'") and "'.[bag]'" in lines[0]
+
+
+@pytest.mark.parametrize("tool", ["bag", "flicker"])
+def test_bag_tools_run_through_the_entry_point(tool, capsys) -> None:
+    pytest.importorskip("rosbags")
+    from vdepth_ros.offline import entry
+
+    with pytest.raises(SystemExit) as done:
+        getattr(entry, tool)(["--help"])
+    assert done.value.code == 0
+    assert f"vdepth-{tool}" in capsys.readouterr().out
+
+
+def test_entry_points_of_the_bag_tools() -> None:
+    text = (Path(__file__).resolve().parents[1] / "setup.py").read_text()
+    assert '"vdepth-bag = vdepth_ros.offline.entry:bag"' in text
+    assert '"vdepth-flicker = vdepth_ros.offline.entry:flicker"' in text
+
+
+def test_demo_without_rosbags_is_one_line_and_writes_nothing(tmp_path) -> None:
+    proc = _run(
+        f"""
+        from vdepth_ros.demo import main
+        raise SystemExit(main(["--out", {str(tmp_path / "demo")!r}]))
+        """,
+        tmp_path,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and "'rosbags' is not installed" in proc.stderr
+    assert not (tmp_path / "demo").exists()
