@@ -331,3 +331,10 @@ def test_a_sequence_without_a_metric_fit_is_noted_not_fatal(monkeypatch) -> None
     assert len(d["notes"]) == 1 and "still" in d["notes"][0]
     assert cli.POSE_ROW in d["methods"] and "model offline" in d["methods"]  # from the moving sequence
     assert "- hololens · note: " in cli.markdown(res)
+
+
+def test_cli_help_names_where_the_data_comes_from(capsys) -> None:
+    """The help said `../shared/evaldata`; the folder actually comes from $VDEPTH_EVALDATA first."""
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    assert "VDEPTH_EVALDATA" in " ".join(capsys.readouterr().out.split())

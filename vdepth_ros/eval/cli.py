@@ -437,7 +437,12 @@ def _remove_created(out: Path, missing: list[Path]) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="vdepth-eval", description=__doc__.split("\n")[0])
     ap.add_argument("--datasets", nargs="+", default=["7scenes", "hololens"], choices=sorted(DATASETS))
-    ap.add_argument("--evaldata", default=None, help="evaldata root (default: ../shared/evaldata)")
+    ap.add_argument(
+        "--evaldata",
+        default=None,
+        help="evaluation data folder (default: $VDEPTH_EVALDATA, else shared/evaldata beside the checkout or one "
+        "level above it; docs/benchmarks.md)",
+    )
     ap.add_argument(
         "--model", default=None, help="model folder or pulled release name (default: the bundled default model)"
     )
