@@ -17,12 +17,20 @@ Needs `launch`/`launch_ros` (a real ROS 2 install). Where ROS comes from pip, th
 
 import os
 
-from ament_index_python.packages import get_package_share_directory
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
-from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
+try:
+    from ament_index_python.packages import get_package_share_directory
+    from launch.actions import DeclareLaunchArgument, OpaqueFunction
+    from launch.substitutions import LaunchConfiguration
+    from launch_ros.actions import Node
 
-from launch import LaunchDescription
+    from launch import LaunchDescription
+except ModuleNotFoundError as err:  # ROS from pip: no launch/launch_ros wheels
+    raise ModuleNotFoundError(
+        f"depth.launch.py needs the ROS 2 packages launch and launch_ros ({err.name} is missing): a ROS 2 install. "
+        "With ROS from pip, run the node directly: vdepth-node [--managed] [--cameras ...] --ros-args "
+        "--params-file config/depth.yaml -r image:=... -r camera_info:=... (docs/node.md)",
+        name=err.name,
+    ) from err
 
 
 def generate_launch_description() -> LaunchDescription:

@@ -167,3 +167,77 @@ def test_launch_cameras_start_one_process_without_shared_remaps(
     assert managed["arguments"][:3] == ["--managed", "--cameras", "front"]
     (single,) = opaque[1](_context(entities, managed="True"))
     assert single["arguments"][:2] == ["--managed", "--ros-args"] and "remappings" in single
+
+
+def _load_launch_file(repo_root: Path) -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("depth_launch_probe", repo_root / "launch" / "depth.launch.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_launch_file_without_launch_ros_says_what_to_run_instead(repo_root: Path, monkeypatch) -> None:
+    """With ROS from pip there is no launch/launch_ros: the error names the missing package and vdepth-node."""
+    monkeypatch.setitem(sys.modules, "launch", None)
+    monkeypatch.setitem(sys.modules, "launch_ros", None)
+    with pytest.raises(ModuleNotFoundError) as err:
+        _load_launch_file(repo_root)
+    assert "ROS 2 install" in str(err.value) and "vdepth-node" in str(err.value)
+
+
+def test_launch_file_nodes_and_arguments_with_stand_in_launch(repo_root: Path, monkeypatch) -> None:
+    """The launch file's logic (arguments, `cameras`, `namespace`, `managed`) run against minimal stand-ins
+    for launch/launch_ros, since the real ones are not on pip."""
+    import types
+
+    class Named:
+        def __init__(self, *args: Any, **kw: Any) -> None:
+            self.args, self.kw = args, kw
+
+    class LaunchConfiguration:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def perform(self, context: dict[str, str]) -> str:
+            return context[self.name]
+
+    mods = {
+        "launch": types.ModuleType("launch"),
+        "launch.actions": types.ModuleType("launch.actions"),
+        "launch.substitutions": types.ModuleType("launch.substitutions"),
+        "launch_ros": types.ModuleType("launch_ros"),
+        "launch_ros.actions": types.ModuleType("launch_ros.actions"),
+        "ament_index_python": types.ModuleType("ament_index_python"),
+        "ament_index_python.packages": types.ModuleType("ament_index_python.packages"),
+    }
+    mods["launch"].LaunchDescription = lambda entities: entities
+    mods["launch.actions"].DeclareLaunchArgument = Named
+    mods["launch.actions"].OpaqueFunction = lambda function: function
+    mods["launch.substitutions"].LaunchConfiguration = LaunchConfiguration
+    mods["launch_ros.actions"].Node = Named
+    mods["ament_index_python.packages"].get_package_share_directory = lambda pkg: f"/opt/share/{pkg}"
+    for name, mod in mods.items():
+        monkeypatch.setitem(sys.modules, name, mod)
+    entities = _load_launch_file(repo_root).generate_launch_description()
+    *args, nodes_for = entities
+    defaults = {a.args[0]: a.kw["default_value"] for a in args}
+    documented = {"image", "camera_info", "sparse_depth", "camera_pose", "depth", "disparity", "points"}
+    assert set(defaults) == documented | {"namespace", "params_file", "log_level", "cameras", "managed"}  # node.md
+    assert defaults["params_file"] == "/opt/share/vdepth_ros/config/depth.yaml"
+
+    def node(**over: str) -> Any:
+        (n,) = nodes_for({**defaults, **over})
+        assert n.kw["executable"] == "depth_node" and n.kw["package"] == "vdepth_ros"
+        return n
+
+    single = node(image="/cam/image_rect")
+    assert single.kw["arguments"] == ["--ros-args", "--log-level", "info"]
+    assert {r[0] for r in single.kw["remappings"]} == documented
+    assert node(managed="true").kw["arguments"][0] == "--managed"
+    multi = node(cameras="front rear", namespace="/robot1/", managed="True")
+    assert multi.kw["arguments"] == [
+        "--managed", "--cameras", "robot1/front", "robot1/rear", "--ros-args", "--log-level", "info",
+    ]  # fmt: skip
+    assert "namespace" not in multi.kw and "remappings" not in multi.kw
