@@ -87,6 +87,35 @@ def test_a_bad_camera_info_is_refused_and_the_last_good_one_kept() -> None:
     assert assembler.refused_infos == 2
 
 
+def test_a_region_of_interest_and_binning_give_the_image_its_own_intrinsics() -> None:
+    """A camera reading out a ROI (or binning) publishes the full calibration with `roi`/`binning_*`
+    set, as sensor_msgs defines them; image_geometry (depth_image_proc) shifts the principal point by
+    the ROI's offset and divides by the binning. Before: the ROI was taken for a resize (a 640x480
+    ROI of a 1280x960 sensor got half the focal length) or, of another aspect ratio, refused."""
+    sensor_msgs = pytest.importorskip("sensor_msgs.msg")
+    full_k = [800.0, 0.0, 639.5, 0.0, 800.0, 479.5, 0.0, 0.0, 1.0]  # a 1280x960 sensor
+    full_p = [800.0, 0.0, 639.5, 0.0, 0.0, 800.0, 479.5, 0.0, 0.0, 0.0, 1.0, 0.0]
+
+    def camera(w: int, h: int, roi: tuple[int, int, int, int] = (0, 0, 0, 0), binning: tuple[int, int] = (0, 0)) -> Any:
+        msg = sensor_msgs.CameraInfo(
+            width=1280, height=960, k=full_k, p=full_p, binning_x=binning[0], binning_y=binning[1]
+        )
+        msg.roi = sensor_msgs.RegionOfInterest(x_offset=roi[0], y_offset=roi[1], width=roi[2], height=roi[3])
+        reports: list[tuple[str, str]] = []
+        assembler = FrameAssembler(report=lambda kind, message: reports.append((kind, message)))
+        cam = assembler.assemble(raw_image(np.zeros((h, w, 3), np.uint8)), 1, msg).camera
+        assert not reports, reports
+        return None if cam is None else (cam.fx, cam.fy, cam.cx, cam.cy, cam.width, cam.height)
+
+    assert camera(640, 480, (320, 240, 640, 480)) == (800, 800, 319.5, 239.5, 640, 480)  # centre crop, 4:3
+    assert camera(640, 360, (0, 300, 640, 360)) == (800, 800, 639.5, 179.5, 640, 360)  # 16:9 crop of a 4:3 sensor
+    assert camera(640, 960, binning=(2, 1)) == (400, 800, 319.5, 479.5, 640, 960)  # asymmetric binning
+    assert camera(320, 240, (320, 240, 640, 480), (2, 2)) == (400, 400, 159.5, 119.5, 320, 240)  # both
+    assert camera(640, 480) == (400, 400, 319.5, 239.5, 640, 480)  # no roi: a resized stream, as before
+    outside = info(width=W, height=H, roi=SimpleNamespace(x_offset=W // 2, y_offset=0, width=W, height=H))
+    assert "region of interest" in (camera_info_problem(outside) or "")
+
+
 # -- image size and decoding -------------------------------------------------------------------
 def test_compressed_sizes_are_read_from_the_header() -> None:
     rgb = np.zeros((37, 53, 3), np.uint8)

@@ -424,11 +424,31 @@ def decode_compressed(data: bytes | bytearray | memoryview, fmt: str = "") -> np
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
+def image_window(info: Any) -> tuple[int, int, int, int, int, int]:
+    """`(x_offset, y_offset, width, height, binning_x, binning_y)`: the part of the calibrated
+    image (`info.width x info.height`) that the camera's images show, and how it was binned.
+
+    As `sensor_msgs/CameraInfo` defines them (and image_geometry applies them): `roi` is given in
+    full-resolution, unbinned pixels, an all-zero `roi` is the whole image, binning 0 is 1, and the
+    image is `roi.width / binning_x` x `roi.height / binning_y` pixels. Messages without the fields
+    (a calibration file) are the whole image, unbinned.
+    """
+    bx = max(1, int(getattr(info, "binning_x", 0) or 0))
+    by = max(1, int(getattr(info, "binning_y", 0) or 0))
+    roi = getattr(info, "roi", None)
+    if roi is None or int(roi.width) <= 0 or int(roi.height) <= 0:
+        return 0, 0, int(info.width), int(info.height), bx, by
+    return int(roi.x_offset), int(roi.y_offset), int(roi.width), int(roi.height), bx, by
+
+
 def camera_from_info(info: Any) -> CameraModel | None:
-    """Pinhole intrinsics from a `sensor_msgs/CameraInfo` (rclpy or rosbags message).
+    """Pinhole intrinsics from a `sensor_msgs/CameraInfo` (rclpy or rosbags message), for the
+    images the camera publishes.
 
     Uses the rectified projection `P` if set, else `K` (depth_image_proc / image_geometry); None
-    for an uncalibrated (all-zero) or sizeless camera_info.
+    for an uncalibrated (all-zero) or sizeless camera_info. A region of interest and binning
+    (`image_window`) are applied as image_geometry does, so a cropped or binned image gets its own
+    principal point and focal lengths (pixel-centre convention, as `CameraModel.scaled`).
     """
     from vdepth_ros.stream.cloud import CameraModel
 
@@ -442,9 +462,12 @@ def camera_from_info(info: Any) -> CameraModel | None:
         return None
     if int(info.width) <= 0 or int(info.height) <= 0:
         return None
-    return CameraModel(
-        fx=float(fx), fy=float(fy), cx=float(cx), cy=float(cy), width=int(info.width), height=int(info.height)
-    )
+    x0, y0, width, height, bx, by = image_window(info)
+    if (x0, y0, width, height, bx, by) != (0, 0, int(info.width), int(info.height), 1, 1):
+        fx, fy = fx / bx, fy / by
+        cx, cy = (cx - x0 + 0.5) / bx - 0.5, (cy - y0 + 0.5) / by - 0.5
+        width, height = max(1, width // bx), max(1, height // by)
+    return CameraModel(fx=float(fx), fy=float(fy), cx=float(cx), cy=float(cy), width=int(width), height=int(height))
 
 
 def info_signature(info: Any) -> tuple:

@@ -31,6 +31,7 @@ from vdepth_ros.encodings import (
     depth_from_image,
     get_encoding,
     image_array_from_fields,
+    image_window,
     rgb_from_image,
 )
 from vdepth_ros.errors import InputError
@@ -149,8 +150,9 @@ def camera_info_problem(info: Any, image_size: tuple[int, int] | None = None) ->
 
     Checks: K, P, R, D finite; a set K or P has positive fx, fy, the pinhole last row and its
     principal point inside the image; K and P agree (P's focal lengths within 4x of K's); a
-    calibrated camera_info has a size, of the image's aspect ratio (`image_size` `(H, W)`; binning
-    and resizing keep it, a crop does not).
+    calibrated camera_info has a size, a region of interest inside it, and the image's aspect ratio
+    (`image_size` `(H, W)`) for the part it says the image shows (its `roi`, binned: resizing keeps
+    the ratio, an undeclared crop does not).
     """
     arrays = {name: np.asarray(getattr(info, name, ()), dtype=np.float64).ravel() for name in ("k", "p", "r", "d")}
     for name, values in arrays.items():
@@ -170,12 +172,21 @@ def camera_info_problem(info: Any, image_size: tuple[int, int] | None = None) ->
             return problem
     if k.any() and p.any() and not (0.25 <= p[0, 0] / k[0, 0] <= 4 and 0.25 <= p[1, 1] / k[1, 1] <= 4):
         return f"P (fx={p[0, 0]:g}, fy={p[1, 1]:g}) does not fit K (fx={k[0, 0]:g}, fy={k[1, 1]:g})"
+    x0, y0, roi_w, roi_h, bx, by = image_window(info)
+    if x0 < 0 or y0 < 0 or x0 + roi_w > width or y0 + roi_h > height:
+        return f"its region of interest ({roi_w}x{roi_h} at {x0}, {y0}) is not inside the {width}x{height} image"
     if image_size is not None:
-        sy, sx = image_size[0] / height, image_size[1] / width
+        shown_w, shown_h = roi_w / bx, roi_h / by
+        sy, sx = image_size[0] / shown_h, image_size[1] / shown_w
         if abs(sx / sy - 1.0) > 0.02:
+            shown = (
+                f"{width}x{height} images"
+                if (roi_w, roi_h, bx, by) == (width, height, 1, 1)
+                else (f"{shown_w:g}x{shown_h:g} images (roi {roi_w}x{roi_h}, binning {bx}x{by})")
+            )
             return (
-                f"it is for {width}x{height} images, but the image is {image_size[1]}x{image_size[0]}: "
-                "another aspect ratio (cropped?)"
+                f"it is for {shown}, but the image is {image_size[1]}x{image_size[0]}: another aspect ratio "
+                "(cropped without setting roi?)"
             )
     return None
 
