@@ -135,6 +135,24 @@ def test_vdepth_node_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     assert "stopped: " in out  # the shutdown summary: the ordered path ran
 
 
+def test_a_misspelled_parameter_is_warned_about_not_ignored(tmp_path: Path) -> None:
+    """rcl ignores an override nobody declares, so `-p rectfy:=true` (a distorted camera left
+    unrectified) used to pass without a word; the node names it once at start-up, with the closest
+    parameter, and runs. Known names (params file, rclpy's use_sim_time, qos_overrides) are not named."""
+    got, out = run_node(
+        tmp_path,
+        ["--ros-args", "-p", "rectfy:=true", "-p", "use_sim_time:=false",
+         "-p", "qos_overrides./depth.publisher.depth:=20",
+         "-r", "image:=/cam/image", "-r", "camera_info:=/cam/camera_info"],
+        {"cam": ("/cam/image", "/cam/camera_info")},
+        {"/depth": Image},
+    )  # fmt: skip
+    assert got["/depth"]
+    warnings = [line for line in out.splitlines() if "does not have" in line]
+    assert len(warnings) == 1 and "[WARN]" in warnings[0], out
+    assert "ignoring 1 parameter(s) this node does not have: rectfy (did you mean rectify?)" in warnings[0]
+
+
 def test_vdepth_node_cameras_share_one_model_in_one_process(tmp_path: Path) -> None:
     got, out = run_node(
         tmp_path,

@@ -26,7 +26,13 @@ from vdepth_ros.errors import ConfigError, ModelLoadError, VdepthError
 from vdepth_ros.ros.diagnostics import Watchdog
 from vdepth_ros.ros.intake import InputSide
 from vdepth_ros.ros.outputs import OutputPublishers, largest_burst
-from vdepth_ros.ros.params import ParamSpec, node_param_specs, runtime_change_error, validate_ros_params
+from vdepth_ros.ros.params import (
+    ParamSpec,
+    node_param_specs,
+    runtime_change_error,
+    unknown_parameters_warning,
+    validate_ros_params,
+)
 from vdepth_ros.ros.processing import FrameProcessor
 from vdepth_ros.ros.qos import IncompatibleQosReporter
 from vdepth_ros.ros.startup import CLOCK, warm_up
@@ -151,6 +157,9 @@ class _DepthNodeCore:
             lambda: self.get_clock().now().nanoseconds,
         )
         self.status = StatusReporter(self)
+        unknown = unknown_parameters_warning(getattr(self, "_parameter_overrides", {}), self.has_parameter)
+        if unknown:  # after the publishers: their qos_overrides.* parameters are declared by now
+            self.get_logger().warning(unknown)
         self.worker: SupervisedWorker | None = None
         self.diag_timer = None
         self._configured = True

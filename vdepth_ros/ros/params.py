@@ -10,10 +10,11 @@ marked `dynamic` may change while the node runs; any other change is rejected wi
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -335,3 +336,27 @@ def node_param_specs() -> tuple[ParamSpec, ...]:
     from vdepth_ros import config
 
     return all_param_specs(config.PipelineConfig)
+
+
+def unknown_parameters_warning(overridden: Iterable[str], is_declared: Callable[[str], bool]) -> str | None:
+    """The start-up warning for parameters set on the command line or in a params file that the node
+    does not have (a typo such as `-p rectfy:=true` would otherwise be ignored without a word, as rcl
+    ignores any override nobody declares), each with the closest parameter name; None if all are known.
+
+    Args:
+        overridden: the names given to the node (`-p`, `--params-file` sections that match it).
+        is_declared: the node's `has_parameter` (this node's parameters, rclpy's own such as
+            `use_sim_time`, and the publishers' `qos_overrides.*`).
+    """
+    unknown = sorted(name for name in set(overridden) if not is_declared(name))
+    if not unknown:
+        return None
+    names = [spec.name for spec in node_param_specs()]
+    parts = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, names, n=1, cutoff=0.75)
+        parts.append(f"{name} (did you mean {close[0]}?)" if close else name)
+    return (
+        f"ignoring {len(unknown)} parameter(s) this node does not have: {', '.join(parts)}; check the -p "
+        "arguments and params file sections for depth_node (every parameter: docs/node.md, Parameters)"
+    )
