@@ -62,15 +62,18 @@ def test_image_rejects_bad_fields():
         enc.image_fields_from_array(np.zeros((2, 2), np.uint8), "rgb8")
 
 
-@pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "rgba8", "bgra8"])
+@pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "rgba8", "bgra8", "rgb16", "bgr16", "rgba16", "bgra16"])
 def test_rgb_from_colour_encodings(encoding: str):
     rgb = _rgb()
     src = {
-        "rgb8": rgb,
-        "bgr8": rgb[..., ::-1],
-        "rgba8": np.dstack([rgb, np.full(rgb.shape[:2], 7, np.uint8)]),
-        "bgra8": np.dstack([rgb[..., ::-1], np.full(rgb.shape[:2], 7, np.uint8)]),
-    }[encoding]
+        "rgb": rgb,
+        "bgr": rgb[..., ::-1],
+        "rgba": np.dstack([rgb, np.full(rgb.shape[:2], 7, np.uint8)]),
+        "bgra": np.dstack([rgb[..., ::-1], np.full(rgb.shape[:2], 7, np.uint8)]),
+    }[encoding[:-2] if encoding.endswith("16") else encoding[:-1]]
+    if encoding.endswith("16"):  # 16 bits per channel (machine-vision cameras): the top 8 bits are the image
+        src = src.astype(np.uint16) * 256 + 100  # low bits set: they are dropped, not rounded
+        assert enc.get_encoding(encoding).bytes_per_pixel == 2 * src.shape[2]
     out = enc.rgb_from_image(np.ascontiguousarray(src), encoding)
     assert out.shape == rgb.shape
     assert out.dtype == np.uint8
@@ -119,6 +122,10 @@ def test_yuv422_byte_orders() -> None:
     yuyv = np.tile(np.array([y, u, y, v], np.uint8), (4, 3)).reshape(4, 6, 2)
     a, b = enc.rgb_from_image(uyvy, "yuv422"), enc.rgb_from_image(yuyv, "yuv422_yuy2")
     np.testing.assert_array_equal(a, b)
+    # "uyvy" and "yuyv" are the current sensor_msgs names of the same two layouts ("yuv422" and
+    # "yuv422_yuy2" are deprecated there): a driver built on the current constants publishes them
+    np.testing.assert_array_equal(enc.rgb_from_image(uyvy, "uyvy"), a)
+    np.testing.assert_array_equal(enc.rgb_from_image(yuyv, "yuyv"), a)
     r, g, bl = (int(x) for x in a[0, 0])
     assert r > bl + 60 and r > g + 60  # red from V; read in the wrong order it would not be
     grey = enc.rgb_from_image(np.tile(np.array([128, 90], np.uint8), (2, 4)).reshape(2, 4, 2), "yuv422")

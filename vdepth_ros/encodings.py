@@ -68,10 +68,18 @@ ENCODINGS: dict[str, Encoding] = {
         _enc("bgr8", "u1", 3, "color", order="bgr"),
         _enc("rgba8", "u1", 4, "color", order="rgba"),
         _enc("bgra8", "u1", 4, "color", order="bgra"),
-        # packed YUV 4:2:2 (sensor_msgs image_encodings: "yuv422" is UYVY, "yuv422_yuy2" is YUYV),
-        # the native format of most USB cameras (v4l2_camera, usb_cam can publish it unconverted)
+        # 16 bits per channel (machine-vision cameras), kept to their top 8 bits
+        _enc("rgb16", "u2", 3, "color", order="rgb"),
+        _enc("bgr16", "u2", 3, "color", order="bgr"),
+        _enc("rgba16", "u2", 4, "color", order="rgba"),
+        _enc("bgra16", "u2", 4, "color", order="bgra"),
+        # packed YUV 4:2:2, the native format of most USB cameras (v4l2_camera, usb_cam can publish it
+        # unconverted). sensor_msgs image_encodings names each twice: "uyvy" (= the deprecated
+        # "yuv422") and "yuyv" (= the deprecated "yuv422_yuy2"); drivers publish either name
         _enc("yuv422", "u1", 2, "color", order="uyvy"),
         _enc("yuv422_yuy2", "u1", 2, "color", order="yuyv"),
+        _enc("uyvy", "u1", 2, "color", order="uyvy"),
+        _enc("yuyv", "u1", 2, "color", order="yuyv"),
         # raw Bayer mosaics of machine-vision cameras, demosaiced here (image_proc's debayer)
         *(
             _enc(f"bayer_{p}{bits}", dt, 1, "color", order=f"bayer_{p}")
@@ -193,8 +201,9 @@ def image_fields_from_array(arr: np.ndarray, encoding: str) -> tuple[int, bytes]
 def rgb_from_image(arr: np.ndarray, encoding: str) -> np.ndarray:
     """Convert a decoded colour/mono image to `(H, W, 3)` uint8 RGB.
 
-    Accepts rgb8, bgr8, rgba8, bgra8, mono8/8UC1 and mono16 (top 8 bits kept), packed YUV 4:2:2
-    (yuv422 = UYVY, yuv422_yuy2 = YUYV; BT.601, as cv_bridge converts them) and Bayer mosaics
+    Accepts rgb8, bgr8, rgba8, bgra8, their 16-bit forms (rgb16...; top 8 bits kept), mono8/8UC1
+    and mono16 (top 8 bits kept), packed YUV 4:2:2 (uyvy = yuv422, yuyv = yuv422_yuy2; BT.601, as
+    cv_bridge converts them) and Bayer mosaics
     (bayer_rggb8 ... bayer_grbg16; bilinear demosaicing, 16-bit kept to its top 8 bits). Returns
     `arr` itself (no copy) for rgb8.
 
@@ -208,14 +217,11 @@ def rgb_from_image(arr: np.ndarray, encoding: str) -> np.ndarray:
             f"{', '.join(COLOR_INPUT_ENCODINGS)} (remap 'image' to the colour stream, and depth to "
             f"'sparse_depth')"
         )
-    if enc.order == "rgb":
-        return arr
-    if enc.order == "bgr":
-        return np.ascontiguousarray(arr[..., ::-1])
-    if enc.order == "rgba":
-        return np.ascontiguousarray(arr[..., :3])
-    if enc.order == "bgra":
-        return np.ascontiguousarray(arr[..., 2::-1])
+    if enc.order in _CHANNELS:
+        rgb = arr[..., _CHANNELS[enc.order]]
+        if rgb.dtype != np.uint8:  # 16-bit colour: the top 8 bits
+            return (rgb >> 8).astype(np.uint8)
+        return arr if enc.order == "rgb" else np.ascontiguousarray(rgb)
     if enc.order in _CV2_COLOR_CODES:
         import cv2  # only for these encodings
 
@@ -241,6 +247,14 @@ def grey_at_most(image: np.ndarray, max_width: int) -> np.ndarray:
         grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
     return grey
 
+
+#: Where R, G, B sit in a channel-ordered encoding.
+_CHANNELS: dict[str, slice] = {
+    "rgb": slice(0, 3),
+    "bgr": slice(None, None, -1),
+    "rgba": slice(0, 3),
+    "bgra": slice(2, None, -1),
+}
 
 #: OpenCV conversion per storage order. OpenCV's older Bayer names are shifted by one pixel
 #: (cv_bridge maps bayer_rggb8 to COLOR_BayerBG2BGR); these are its pattern-named aliases, whose
