@@ -116,6 +116,30 @@ def test_a_region_of_interest_and_binning_give_the_image_its_own_intrinsics() ->
     assert "region of interest" in (camera_info_problem(outside) or "")
 
 
+def test_sparse_depth_in_another_frame_is_reported_once_and_still_used() -> None:
+    """No TF lookup here: a depth image or cloud in another frame than the image (a depth camera's
+    unaligned stream, a LiDAR in its own frame) is taken as registered / in the optical frame, so
+    the mismatch is named (once per pair of frames); the frame keeps its sparse depth."""
+    reports: list[tuple[str, str]] = []
+    assembler = FrameAssembler(sparse_depth="image", report=lambda kind, message: reports.append((kind, message)))
+
+    def with_frame(msg: SimpleNamespace, frame_id: str) -> SimpleNamespace:
+        msg.header = SimpleNamespace(frame_id=frame_id)
+        return msg
+
+    rgb = np.zeros((H, W, 3), np.uint8)
+    depth = np.full((H, W), 2.0, np.float32)
+    for k, (image_frame, depth_frame) in enumerate(
+        [("cam", "cam"), ("/cam", "cam"), ("", "depth"), ("cam", ""), ("cam", "depth"), ("cam", "depth"), ("cam", "ir")]
+    ):
+        image = with_frame(raw_image(rgb), image_frame)
+        frame = assembler.assemble(image, k, info(), with_frame(raw_image(depth, "32FC1"), depth_frame))
+        assert frame.sparse_depth is not None and np.nanmax(frame.sparse_depth) == 2.0
+    assert [kind for kind, _ in reports] == ["sparse_frame", "sparse_frame"]
+    assert "depth image is in frame 'depth', the image in 'cam'" in reports[0][1]
+    assert "'ir'" in reports[1][1]
+
+
 # -- image size and decoding -------------------------------------------------------------------
 def test_compressed_sizes_are_read_from_the_header() -> None:
     rgb = np.zeros((37, 53, 3), np.uint8)

@@ -180,6 +180,18 @@ def sparse_frame(rig: FaultRig, sparse: Any) -> None:
     rig.frame()
 
 
+def sparse_in_frame(rig: FaultRig, frame_id: str, cloud: bool = False) -> None:
+    """A usable sparse depth message, at the image's stamp but in another frame than the image's ("cam")."""
+    h = Header(stamp=rig.header().stamp, frame_id=frame_id)
+    if cloud:
+        msg = conv.cloud_msg(np.array([[[0.1, 0.0, 2.0], [-0.1, 0.05, 3.0]]], np.float32), None, h)
+    else:
+        msg = conv.image_msg(np.full((H, W), 2.0, np.float32), "32FC1", h)
+    rig.pub_sparse.publish(msg)
+    rig.spin(0.01)
+    rig.frame()
+
+
 def bad_pose(rig: FaultRig) -> None:
     msg = PoseStamped(header=rig.header())
     msg.pose.orientation.w = float("nan")
@@ -321,6 +333,18 @@ FAULTS: dict[str, Fault] = {
         lambda r: sparse_frame(r, conv.image_msg(r.rgb(), "rgb8", r.header())),
         "is not a depth image",
         params={"sparse_depth": "image", "scale_source": "sparse"},
+    ),
+    "sparse depth image in another frame": Fault(
+        lambda r: sparse_in_frame(r, "camera_depth_optical_frame"),
+        "is in frame 'camera_depth_optical_frame', the image in 'cam'",
+        "warning",
+        params={"sparse_depth": "image", "scale_source": "sparse"},
+    ),
+    "LiDAR cloud in its own frame": Fault(
+        lambda r: sparse_in_frame(r, "velodyne", cloud=True),
+        "point cloud is in frame 'velodyne'",
+        "warning",
+        params={"sparse_depth": "pointcloud", "scale_source": "sparse"},
     ),
     "truncated PointCloud2": Fault(
         short_cloud, "ignoring sparse_depth", params={"sparse_depth": "pointcloud", "scale_source": "sparse"}

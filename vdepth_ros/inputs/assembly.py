@@ -43,7 +43,7 @@ from vdepth_ros.triangulate import PoseTriangulator
 DEFAULT_MAX_INPUT_PIXELS = 4096 * 4096
 
 #: Kinds passed to `report`: what was wrong, and the frame was kept.
-REPORT_KINDS = ("camera_info", "distortion", "sparse", "pose")
+REPORT_KINDS = ("camera_info", "distortion", "sparse", "sparse_frame", "pose")
 
 
 class UnsupportedImageError(InputError):
@@ -191,6 +191,12 @@ def camera_info_problem(info: Any, image_size: tuple[int, int] | None = None) ->
     return None
 
 
+def _frame_id(msg: Any) -> str:
+    """A message's `header.frame_id` without a leading '/' (ROS 1 style), '' when it has none."""
+    header = getattr(msg, "header", None)
+    return str(getattr(header, "frame_id", "") or "").lstrip("/")
+
+
 class FrameAssembler:
     """Builds the `FrameInput` of one synchronised input (module docstring), for one camera stream.
 
@@ -216,6 +222,7 @@ class FrameAssembler:
         self.info: Any = None  # the camera_info the last frame used (the last good one)
         self.refused_infos = 0
         self._distortion_noted = False
+        self._frames_noted: set[tuple[str, str]] = set()  # (sparse frame, image frame) pairs reported
 
     def reset(self) -> None:
         """A new stream: the tracked points belong to the old one."""
@@ -252,6 +259,8 @@ class FrameAssembler:
         if self.triangulator is not None:
             sparse_depth = self._triangulated(rgb, pose if view is None else view.pose(pose), camera)
         else:
+            if sparse is not None:
+                self._check_sparse_frame(sparse, image)
             sparse_depth = self._sparse_depth(sparse, camera, raw_size, view)
         return FrameInput(rgb=rgb, stamp_ns=int(stamp_ns), camera=camera, sparse_depth=sparse_depth, meta=meta)
 
@@ -267,6 +276,28 @@ class FrameAssembler:
         keeps = "the last good one is used" if self.info is not None else "no camera_info until a good one arrives"
         self._report("camera_info", f"refusing a camera_info: {problem}; {keeps}")
         return self.info
+
+    def _check_sparse_frame(self, sparse: Any, image: Any) -> None:
+        """Report (once per pair of frames) a sparse depth message whose `frame_id` is not the image's:
+        it is used as if registered to the image (a depth image) or given in its optical frame (a
+        cloud), since nothing here looks up TF, so a LiDAR cloud in its own frame or a depth camera's
+        unaligned image would give a wrong metric scale without a word."""
+        theirs, ours = _frame_id(sparse), _frame_id(image)
+        if not theirs or not ours or theirs == ours or (theirs, ours) in self._frames_noted:
+            return
+        self._frames_noted.add((theirs, ours))
+        if hasattr(sparse, "point_step"):
+            what, need = "point cloud", "given in the image's optical frame"
+        else:
+            what, need = (
+                "depth image",
+                "registered to the image pixel for pixel (e.g. a depth camera's aligned_depth_to_color)",
+            )
+        self._report(
+            "sparse_frame",
+            f"the sparse_depth {what} is in frame {theirs!r}, the image in {ours!r}: it is used as if it were {need} "
+            "(there is no TF lookup); if it is not, the metric scale is wrong: publish it in the image's frame",
+        )
 
     def _sparse_depth(self, sparse: Any, camera: Any, raw_size: tuple[int, int], view: Any) -> np.ndarray | None:
         if sparse is None:

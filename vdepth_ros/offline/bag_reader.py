@@ -422,6 +422,8 @@ class BagFrameSource:
                 log.warning(
                     "a frame has no metric points: %s (poses from %r) (warned once)", message, self.camera_pose_topic
                 )
+        elif kind == "sparse_frame":
+            log.warning("%s (%r)", message, self.sparse_depth_topic)  # once per pair of frames (the assembler)
         elif kind == "camera_info":
             self.stats.refused_camera_infos += 1
             if self.stats.refused_camera_infos == 1:
