@@ -138,6 +138,13 @@ def test_sparse_depth_in_another_frame_is_reported_once_and_still_used() -> None
     assert [kind for kind, _ in reports] == ["sparse_frame", "sparse_frame"]
     assert "depth image is in frame 'depth', the image in 'cam'" in reports[0][1]
     assert "'ir'" in reports[1][1]
+    # a camera_info in another frame: most likely another camera's; used, named once
+    reports.clear()
+    for k in range(3):
+        image = with_frame(raw_image(rgb), "cam")
+        assert assembler.assemble(image, 10 + k, with_frame(info(), "depth")).camera is not None
+    assert [kind for kind, _ in reports] == ["camera_info_frame"]
+    assert "camera_info is in frame 'depth', the image in 'cam'" in reports[0][1]
 
 
 # -- image size and decoding -------------------------------------------------------------------

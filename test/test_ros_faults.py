@@ -310,6 +310,11 @@ FAULTS: dict[str, Fault] = {
         lambda r: r.frame(info=info(r, width=W, height=3 * H, k=[60.0, 0, 31.5, 0, 60.0, 70.0, 0, 0, 1])),
         "another aspect ratio",
     ),
+    "camera_info of another frame": Fault(
+        lambda r: r.frame(info=info(r, header=Header(stamp=r.header().stamp, frame_id="depth_optical"))),
+        "the camera_info is in frame 'depth_optical', the image in 'cam'",
+        "warning",
+    ),
     "calibrated camera_info without a size": Fault(
         lambda r: r.frame(info=info(r, width=0, height=0)), "needs its image size"
     ),

@@ -43,7 +43,7 @@ from vdepth_ros.triangulate import PoseTriangulator
 DEFAULT_MAX_INPUT_PIXELS = 4096 * 4096
 
 #: Kinds passed to `report`: what was wrong, and the frame was kept.
-REPORT_KINDS = ("camera_info", "distortion", "sparse", "sparse_frame", "pose")
+REPORT_KINDS = ("camera_info", "camera_info_frame", "distortion", "sparse", "sparse_frame", "pose")
 
 
 class UnsupportedImageError(InputError):
@@ -222,7 +222,7 @@ class FrameAssembler:
         self.info: Any = None  # the camera_info the last frame used (the last good one)
         self.refused_infos = 0
         self._distortion_noted = False
-        self._frames_noted: set[tuple[str, str]] = set()  # (sparse frame, image frame) pairs reported
+        self._frames_noted: set[tuple[str, str, str]] = set()  # (kind, its frame, image frame) reported
 
     def reset(self) -> None:
         """A new stream: the tracked points belong to the old one."""
@@ -248,6 +248,8 @@ class FrameAssembler:
         rgb = decode_color_image(image, self.max_input_pixels)
         raw_size = rgb.shape[:2]
         info = self._checked_info(info, raw_size)
+        if info is not None:
+            self._check_info_frame(info, image)
         rgb, camera, view = pinhole_input(rgb, info, self.rectifier)
         if view is None and not self._distortion_noted and info is not None and has_distortion(info):
             self._distortion_noted = True
@@ -277,15 +279,36 @@ class FrameAssembler:
         self._report("camera_info", f"refusing a camera_info: {problem}; {keeps}")
         return self.info
 
+    def _other_frame(self, kind: str, msg: Any, image: Any) -> tuple[str, str]:
+        """`(msg's frame, image's frame)` the first time `msg` of `kind` has a frame_id other than the
+        image's (both set), else `("", "")`."""
+        theirs, ours = _frame_id(msg), _frame_id(image)
+        if not theirs or not ours or theirs == ours or (kind, theirs, ours) in self._frames_noted:
+            return "", ""
+        self._frames_noted.add((kind, theirs, ours))
+        return theirs, ours
+
+    def _check_info_frame(self, info: Any, image: Any) -> None:
+        """Report (once per pair of frames) a camera_info whose `frame_id` is not the image's: most
+        likely another camera's (a remap to the depth camera's camera_info of the same size gives the
+        cloud wrong intrinsics without a word). It is used; the outputs keep the image's frame."""
+        theirs, ours = self._other_frame("camera_info", info, image)
+        if theirs:
+            self._report(
+                "camera_info_frame",
+                f"the camera_info is in frame {theirs!r}, the image in {ours!r}: its intrinsics are used for the image "
+                "(the outputs keep the image's frame); if it is another camera's camera_info, remap camera_info to "
+                "this camera's",
+            )
+
     def _check_sparse_frame(self, sparse: Any, image: Any) -> None:
         """Report (once per pair of frames) a sparse depth message whose `frame_id` is not the image's:
         it is used as if registered to the image (a depth image) or given in its optical frame (a
         cloud), since nothing here looks up TF, so a LiDAR cloud in its own frame or a depth camera's
         unaligned image would give a wrong metric scale without a word."""
-        theirs, ours = _frame_id(sparse), _frame_id(image)
-        if not theirs or not ours or theirs == ours or (theirs, ours) in self._frames_noted:
+        theirs, ours = self._other_frame("sparse", sparse, image)
+        if not theirs:
             return
-        self._frames_noted.add((theirs, ours))
         if hasattr(sparse, "point_step"):
             what, need = "point cloud", "given in the image's optical frame"
         else:

@@ -424,6 +424,8 @@ class BagFrameSource:
                 )
         elif kind == "sparse_frame":
             log.warning("%s (%r)", message, self.sparse_depth_topic)  # once per pair of frames (the assembler)
+        elif kind == "camera_info_frame":
+            log.warning("%s", message)  # once per pair of frames (the assembler)
         elif kind == "camera_info":
             self.stats.refused_camera_infos += 1
             if self.stats.refused_camera_infos == 1:

@@ -66,7 +66,7 @@ class FrameProcessor:
         self.on_first_output: Callable[[], None] | None = None
 
     def _report(self, kind: str, message: str) -> None:
-        """The assembler's notes: distortion once at INFO, a sparse input in another frame at WARN, the rest as
+        """The assembler's notes: distortion once at INFO, an input in another frame at WARN, the rest as
         rate-limited errors."""
         if kind == "distortion":
             self.log.info("distortion", message)
@@ -78,8 +78,8 @@ class FrameProcessor:
             )
         elif kind == "sparse":
             self.log.error("sparse", f"ignoring sparse_depth: {message}")
-        elif kind == "sparse_frame":
-            self.log.warning("sparse-frame", message)
+        elif kind in ("sparse_frame", "camera_info_frame"):
+            self.log.warning(kind, message)
         else:
             self.log.error(kind, message)
 
