@@ -220,6 +220,49 @@ def test_vdepth_node_managed_waits_for_the_lifecycle_transitions(tmp_path: Path)
     assert got["/depth"] and _rep118_depth(conv.image_array(got["/depth"][0]))
 
 
+def test_an_input_topic_of_another_type_is_named_with_the_fix(tmp_path: Path) -> None:
+    """image_transport's convention, `-r image:=/cam/image -p image_transport:=compressed`, made the node
+    subscribe CompressedImage on the raw /cam/image: DDS matched nothing and no image ever arrived,
+    without a word. The node now names the topic, both types and image_transport's compressed topic,
+    once, while the camera (another process) publishes."""
+    script = Path(sys.executable).parent / "vdepth-node"
+    if not script.is_file():
+        pytest.skip("vdepth-node console script not installed")
+    model = write_tiny_onnx(tmp_path)
+    log = tmp_path / "node.log"
+    cmd = [str(script), "--ros-args", "-p", f"model:={model}", "-p", "backend:=onnxruntime",
+           "-p", "diagnostics_period:=0.2", "-p", "image_transport:=compressed",
+           "-r", "image:=/cam/image", "-r", "camera_info:=/cam/camera_info"]  # fmt: skip
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=int(os.environ["ROS_DOMAIN_ID"]))
+    peer = Node("raw_camera", context=ctx)
+    pub = peer.create_publisher(Image, "/cam/image", qos_profile("sensor_data", 5))
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and "none of those messages arrive" not in log.read_text():
+            assert proc.poll() is None, log.read_text()
+            h = Header(stamp=conv.ns_to_stamp(time.time_ns()), frame_id="cam_optical")
+            pub.publish(conv.image_msg(np.zeros((120, 160, 3), np.uint8), "rgb8", h))
+            time.sleep(0.1)
+        time.sleep(1.0)  # several more diagnostics periods: still one warning
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        peer.destroy_node()
+        rclpy.shutdown(context=ctx)
+    text = log.read_text()
+    warned = [line for line in text.splitlines() if "none of those messages arrive" in line]
+    assert proc.returncode == 0 and len(warned) == 1 and "[WARN]" in warned[0], text
+    assert "'/cam/image' is published as sensor_msgs/msg/Image" in warned[0]
+    assert "remap image to '/cam/image/compressed'" in warned[0]
+
+
 def test_vdepth_node_rejects_bad_params_file(tmp_path: Path) -> None:
     script = Path(sys.executable).parent / "vdepth-node"
     if not script.is_file():

@@ -34,6 +34,23 @@ from vdepth_ros.ros.worker import DropOldestQueue, RateLimitedLog
 ACROSS_PROCESSES = "docs/node.md#across-processes"
 
 
+def _type_name(msg_type: type) -> str:
+    """`sensor_msgs/msg/Image` for rclpy's `sensor_msgs.msg.Image` (the graph's spelling)."""
+    return f"{msg_type.__module__.split('.')[0]}/msg/{msg_type.__name__}"
+
+
+def _type_hint(topic: str, wanted: str, published: str) -> str:
+    """What to change when `topic` carries `published` and this node wants `wanted` there."""
+    if wanted.endswith("/CompressedImage") and published.endswith("/Image"):
+        return (
+            f"image_transport:=compressed takes 'image' itself as the compressed topic; remap image to "
+            f"'{topic}/compressed' (image_transport's name for it) or set image_transport:=raw"
+        )
+    if wanted.endswith("/Image") and published.endswith("/CompressedImage") and topic.endswith("image"):
+        return "set image_transport:=compressed, or remap image to the raw stream"
+    return "check the remapping of this topic (and the sparse_depth parameter for sparse_depth / camera_pose)"
+
+
 @dataclass
 class InputItem:
     """One synchronised input waiting for the worker."""
@@ -84,6 +101,7 @@ class InputSide:
         self.queue: DropOldestQueue[InputItem] = DropOldestQueue(params["queue_size"])
         self.on_first_image: Callable[[], None] | None = None
         self._loss_warned = False
+        self._type_warned: set[tuple[str, str]] = set()  # (topic, published type) already warned about
         self._restart_stream_state()
 
     def _restart_stream_state(self) -> None:
@@ -117,6 +135,25 @@ class InputSide:
             f"{image_topic} ({'compressed' if compressed else 'raw'}, {p['input_qos']}) and "
             f"{node.resolve_topic_name('camera_info')}"
         )
+
+    def check_topic_types(self) -> None:
+        """WARN once per topic and type when an input topic is published with another message type
+        than this node subscribes there: DDS matches nothing and no message arrives, without an error
+        anywhere. The usual case is image_transport's convention, `-r image:=/cam/image_raw -p
+        image_transport:=compressed` (the compressed stream is `/cam/image_raw/compressed`), or a
+        sparse_depth that does not match the `sparse_depth` parameter. Called from the status timer."""
+        for sub in self.subscriptions:
+            topic, wanted = sub.topic_name, _type_name(sub.msg_type)
+            published = {info.topic_type for info in self._node.get_publishers_info_by_topic(topic)}
+            for other in sorted(published - {wanted}):
+                if (topic, other) in self._type_warned:
+                    continue
+                self._type_warned.add((topic, other))
+                self.log.warning(
+                    f"topic-type:{topic}",
+                    f"'{topic}' is published as {other}, but this node subscribes {wanted} there, so none of those "
+                    f"messages arrive: {_type_hint(topic, wanted, other)}",
+                )
 
     def unsubscribe(self) -> None:
         """Stop taking input: subscriptions destroyed, the queue closed, buffers cleared."""

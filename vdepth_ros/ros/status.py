@@ -97,6 +97,7 @@ class StatusReporter:
         """Publish one DiagnosticArray; a failure is logged (rate-limited), never raised."""
         node = self.node
         try:
+            node.intake.check_topic_types()
             values = self.values()
             queue, loss = node.intake.queue, node.intake.loss
             drops, self._drops_reported = queue.dropped - self._drops_reported, queue.dropped
