@@ -328,6 +328,9 @@ FAULTS: dict[str, Fault] = {
     "gap in the stamps": Fault(
         lambda r: (setattr(r, "k", r.k + 20), r.frame()), "restarting the depth stream: gap", "warning"
     ),
+    "camera slower than max_gap": Fault(
+        lambda r: (setattr(r, "k", r.k + 20), r.frame()), "the camera is slower than max_gap allows", "warning"
+    ),
     "burst into a short queue": Fault(burst, "input queue full", "warning", params={"queue_size": 3}, engine=Slow),
     "sparse depth of another size": Fault(
         lambda r: sparse_frame(r, conv.image_msg(np.ones((H // 2, W), np.float32), "32FC1", r.header())),

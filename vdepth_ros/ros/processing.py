@@ -59,6 +59,7 @@ class FrameProcessor:
         self.flicker = FlickerMonitor(params["flicker_period"])
         self.stream = StreamResets(int(params["max_gap"] * 1e9))
         self.resets: dict[str, int] = {}
+        self._gap_streak = 0  # consecutive frames that each restarted the stream after a gap
         self.output_rate = RateMeter()
         self.latency, self.window_latency = LatencyStats(), LatencyStats()
         self.last_fit: Any = None
@@ -99,6 +100,7 @@ class FrameProcessor:
         self.flicker.add_image(item.stamp_ns, frame.rgb)
         info = None if self.assembler.info is None else info_signature(self.assembler.info)
         reason = self.stream.update(frame.rgb.shape[:2], item.stamp_ns, info, item.previous_input_ns)
+        self._note_gap_streak(reason)
         if reason:
             self.restart(reason, flush=True, pipeline=not reason.startswith("resolution"))
         t0 = time.monotonic()
@@ -107,6 +109,20 @@ class FrameProcessor:
             self.window_latency.add(time.monotonic() - t0)
         for out in frames:
             self.publish(out)
+
+    def _note_gap_streak(self, reason: str | None) -> None:
+        """A camera slower than `max_gap` (a stream throttled to 1 Hz, a timelapse) restarts the stream on
+        every frame: no window ever fills, each frame is inferred alone and published one frame late, and
+        the range scale is refitted per frame. Its restarts look like pauses, so after three in a row
+        the cause and the fix are named once."""
+        self._gap_streak = self._gap_streak + 1 if reason and reason.startswith("gap") else 0
+        if self._gap_streak == 3:
+            self.log.warning(
+                "slow-camera",
+                f"the last 3 frames each came more than max_gap = {self.p['max_gap']} s after the one before: the "
+                "camera is slower than max_gap allows, so every frame starts a new stream (each frame inferred "
+                "alone, no temporal consistency); set max_gap above the camera's frame period",
+            )
 
     def on_error(self, item: InputItem, err: BaseException) -> None:
         """`SupervisedWorker`'s report: rate-limited, with the type and the frame; the stream restarts."""
