@@ -303,10 +303,16 @@ def test_ctrl_c_stops_after_the_step_with_a_checkpoint_and_resumes_exactly(tmp_p
         return loss(*args, **kwargs)
 
     interrupted.recipe.loss = ctrl_c_in_step_3  # type: ignore[method-assign]
-    history = interrupted.fit()
+    # the trainer takes SIGINT over only from Python's own handler; an earlier test in this process
+    # (rclpy) may have installed another one
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        history = interrupted.fit()
+    finally:
+        restored = signal.signal(signal.SIGINT, previous)
+    assert restored is signal.default_int_handler  # the trainer put Python's handler back
     assert interrupted.interrupted and [h["step"] for h in history] == [1, 2, 3]  # the step finished
     assert latest_checkpoint(tmp_path / "b").name == "checkpoint_3" and not (tmp_path / "b" / "final").exists()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
     with (tmp_path / "b" / "metrics.jsonl").open("a") as f:  # as if killed after logging step 4
         f.write(json.dumps({"step": 4, "loss": 1.0}) + "\n")
     resumed = Trainer(vda_tiny(**over), tmp_path / "b")
