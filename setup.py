@@ -83,8 +83,8 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
-            "vdepth-node = vdepth_ros.ros.node:main",
-            "depth_node = vdepth_ros.ros.node:main",
+            "vdepth-node = vdepth_ros.ros.entry:main",
+            "depth_node = vdepth_ros.ros.entry:main",
             "vdepth-bag = vdepth_ros.offline.entry:bag",
             "vdepth-video = vdepth_ros.offline.video:main",
             "vdepth-eval = vdepth_ros.eval.cli:main",

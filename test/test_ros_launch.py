@@ -40,7 +40,7 @@ def test_launch_file_is_valid_and_uses_installed_config_and_executable(repo_root
 
 
 def test_launch_executable_is_a_console_script(repo_root: Path) -> None:
-    assert "depth_node = vdepth_ros.ros.node:main" in (repo_root / "setup.py").read_text()
+    assert "depth_node = vdepth_ros.ros.entry:main" in (repo_root / "setup.py").read_text()
 
 
 def test_launch_file_runs_where_launch_ros_exists(repo_root: Path) -> None:

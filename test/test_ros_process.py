@@ -289,3 +289,48 @@ def test_main_usage(capsys: pytest.CaptureFixture[str]) -> None:
     assert "unrecognized arguments: --bogus" in capsys.readouterr().err
     assert main(["vdepth-node", "--cameras", "--ros-args", "-p", "queue_size:=3"]) == 2
     assert "--cameras: expected at least one argument" in capsys.readouterr().err
+
+
+_SIGNAL_DURING_IMPORTS = """
+import importlib.abc, os, signal, sys
+
+class SignalWhileImportingTheNode(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "vdepth_ros.ros.cli":  # the slow part: rclpy, numpy, the runtime
+            os.kill(os.getpid(), getattr(signal, sys.argv[1]))
+        return None
+
+sys.meta_path.insert(0, SignalWhileImportingTheNode())
+from vdepth_ros.ros.entry import main
+sys.exit(main(["vdepth-node"]))
+"""
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_a_signal_while_the_node_is_still_importing_ends_it_quietly(sig: str) -> None:
+    """A launch system may stop the node in its first half second, during the imports: that used to
+    print a KeyboardInterrupt traceback (SIGINT) or kill the process by the signal (SIGTERM)."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _SIGNAL_DURING_IMPORTS, sig], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr and "KeyboardInterrupt" not in proc.stderr
+
+
+def test_the_console_entry_point_imports_only_the_standard_library() -> None:
+    code = "import sys, vdepth_ros.ros.entry; print(sorted(m for m in ('rclpy', 'numpy', 'torch') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_sigint_right_after_spawn_exits_0_without_a_traceback(tmp_path: Path) -> None:
+    """The console script as a launch system starts it, stopped 0.3 s after the spawn."""
+    exe = Path(sys.executable).with_name("vdepth-node")
+    if not exe.exists():
+        pytest.skip("the vdepth-node console script is not installed next to this Python")
+    proc = subprocess.Popen([str(exe)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err

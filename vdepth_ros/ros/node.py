@@ -463,10 +463,10 @@ def build_nodes(
 
 
 def main(args: list[str] | None = None) -> int:
-    """Console entry point (`vdepth-node`): see `vdepth_ros.ros.cli`."""
-    from vdepth_ros.ros.cli import run
+    """`python -m vdepth_ros.ros.node`; the console scripts start at `vdepth_ros.ros.entry`."""
+    from vdepth_ros.ros.entry import main as entry
 
-    return run(args)
+    return entry(args)
 
 
 if __name__ == "__main__":

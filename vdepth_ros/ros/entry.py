@@ -1,0 +1,27 @@
+"""Console entry point of the node (`vdepth-node`; `depth_node` under colcon), light on imports.
+
+A launch system may stop the node at any moment, also in the first half second, while Python is
+still importing rclpy, numpy and the runtime. Until `vdepth_ros.ros.cli.run` installs the node's
+own handlers (which shut down in order), SIGINT and SIGTERM end the process quietly with exit
+status 0, as they do later: nothing has started, so there is nothing to shut down. Without this a
+SIGINT then printed a KeyboardInterrupt traceback (exit status 1) and a SIGTERM killed the process
+by the signal. Only the standard library is imported here, so the handlers are in place before
+anything slow runs.
+"""
+
+from __future__ import annotations
+
+import signal
+
+
+def _stop_before_start(signum: int, frame: object) -> None:
+    raise SystemExit(0)  # unwinds the import in progress; no traceback for SystemExit
+
+
+def main(args: list[str] | None = None) -> int:
+    """`vdepth-node`: see `vdepth_ros.ros.cli`."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _stop_before_start)
+    from vdepth_ros.ros.cli import run
+
+    return run(args)
