@@ -50,6 +50,23 @@ def render_sequences(count: int, frames: int, height: int, width: int, style: st
     return out
 
 
+def development_sequences(renders: int, frames: int = 96, hololens: bool = True) -> list[EvalSequence]:
+    """HoloLens (where the evaluation data is, unless `hololens` is False), then `renders` held-out
+    240x320 renders of `frames` frames: the development set of the stitching benchmarks."""
+    root = evaldata_dir()
+    seqs = load_dataset("hololens", root) if root is not None and hololens else []
+    return seqs + render_sequences(renders, frames, 240, 320, "rich")
+
+
+def bundled_engine():
+    """The bundled model on ONNX Runtime, BLAS threads limited as the tools do."""
+    from vdepth_ros.blas import limit_blas_threads_for_tool
+    from vdepth_ros.runtime import create_engine
+
+    limit_blas_threads_for_tool()
+    return create_engine(str(default_model_dir()), backend="onnxruntime")
+
+
 def compare(engine, seqs: list[EvalSequence], alignments: list[str]) -> list[dict]:
     """One row per sequence: offline and each stream alignment, AbsRel and δ1."""
     rows = []

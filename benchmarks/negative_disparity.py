@@ -32,12 +32,10 @@ from pathlib import Path
 import numpy as np
 
 from vdepth_ros.eval import runs
-from vdepth_ros.eval.datasets import load_dataset
 from vdepth_ros.eval.metrics import evaluate_metric, evaluate_sequence
-from vdepth_ros.paths import default_model_dir, evaldata_dir
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from alignment_dev import render_sequences  # the same development set
+from alignment_dev import bundled_engine, development_sequences  # the same development set
 
 WAYS = ("package", "stitch_clamp")
 
@@ -77,15 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sparse-points", type=int, default=200)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
-    from vdepth_ros.blas import limit_blas_threads_for_tool
-    from vdepth_ros.runtime import create_engine
-
-    limit_blas_threads_for_tool()
-    engine = create_engine(str(default_model_dir()), backend="onnxruntime")
+    engine = bundled_engine()
     t0, load0 = time.perf_counter(), os.getloadavg()
-    root = evaldata_dir()
-    hololens = load_dataset("hololens", root) if root is not None and not args.no_hololens else []
-    seqs = hololens + render_sequences(args.renders, args.frames, 240, 320, "rich")
+    seqs = development_sequences(args.renders, args.frames, hololens=not args.no_hololens)
     rows = []
     for seq in seqs:
         row: dict = {"sequence": seq.name}

@@ -41,17 +41,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vdepth_ros.eval.datasets import EvalSequence, load_dataset
+from vdepth_ros.eval.datasets import EvalSequence
 from vdepth_ros.eval.metrics import evaluate_sequence
 from vdepth_ros.eval.runs import make_pipeline, run_offline
-from vdepth_ros.paths import default_model_dir, evaldata_dir
 from vdepth_ros.stream.align import AffineFit, FitOptions, align_scale_shift
 from vdepth_ros.stream.graph import CausalGraphAligner, frame_samples
 from vdepth_ros.stream.stitch import Stitcher
 from vdepth_ros.stream.windows import Window
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from alignment_dev import render_sequences  # the same development set
+from alignment_dev import bundled_engine, development_sequences  # the same development set
 
 Affines = list[tuple[float, float]]
 
@@ -216,16 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--renders", type=int, default=16)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
-    from vdepth_ros.blas import limit_blas_threads_for_tool
-    from vdepth_ros.runtime import create_engine
-
-    limit_blas_threads_for_tool()
-    engine = create_engine(str(default_model_dir()), backend="onnxruntime")
+    engine = bundled_engine()
     t0, load0 = time.perf_counter(), os.getloadavg()
-    root = evaldata_dir()
-    seqs = (load_dataset("hololens", root) if root is not None else []) + render_sequences(
-        args.renders, 96, 240, 320, "rich"
-    )
+    seqs = development_sequences(args.renders)
     rows = []
     for seq in seqs:
         res = score_sequence(engine, seq)

@@ -181,16 +181,22 @@ def test_no_scale_source_gives_disparity_only():
     assert out[0].depth is None and out[0].points is None and out[0].fit.scale_source == "none"
 
 
-def test_sparse_metric_scale_end_to_end():
-    frames = _frames(30)
-    truth = _truth(frames)
-    true_depth = 1.0 / (2.0 * truth + 0.1)  # metric inverse depth = 2 * luminance disparity + 0.1
+def _with_sparse_depth(frames: list[FrameInput], true_depth: np.ndarray) -> list[FrameInput]:
+    """`frames` with a sparse depth input: 5 % of the input pixels of `true_depth` (working grid), seeded."""
     rng = np.random.default_rng(0)
     fed = []
     for f, z in zip(frames, true_depth, strict=True):
         zin = cv2.resize(z, (W_IN, H_IN), interpolation=cv2.INTER_NEAREST)
         sparse = np.where(rng.random(zin.shape) < 0.05, zin, np.nan).astype(np.float32)
         fed.append(FrameInput(f.rgb, f.stamp_ns, f.camera, sparse))
+    return fed
+
+
+def test_sparse_metric_scale_end_to_end():
+    frames = _frames(30)
+    truth = _truth(frames)
+    true_depth = 1.0 / (2.0 * truth + 0.1)  # metric inverse depth = 2 * luminance disparity + 0.1
+    fed = _with_sparse_depth(frames, true_depth)
     cfg = _config(scale_source="sparse", sparse_min_points=20, publish="final", max_depth=50.0)
     out = _latest(_run(DepthPipeline(cfg, AffineCorruptingEngine()), fed), 30)
     depth = np.stack([f.depth for f in out])
@@ -218,12 +224,7 @@ def test_far_content_below_the_canonical_zero_keeps_its_metric_depth():
         frames.append(FrameInput(img, f.stamp_ns, f.camera, meta=f.meta))
     truth = _truth(frames)
     true_depth = 1.0 / truth  # metric inverse depth = raw + 0.45 = luminance disparity
-    rng = np.random.default_rng(0)
-    fed = []
-    for f, z in zip(frames, true_depth, strict=True):
-        zin = cv2.resize(z, (W_IN, H_IN), interpolation=cv2.INTER_NEAREST)
-        sparse = np.where(rng.random(zin.shape) < 0.05, zin, np.nan).astype(np.float32)
-        fed.append(FrameInput(f.rgb, f.stamp_ns, f.camera, sparse))
+    fed = _with_sparse_depth(frames, true_depth)
     far = np.zeros((48, 64), bool)
     far[4:-4, 2 : 64 // 4 - 4] = True  # inside the dark region, away from its blurred border
     cfg = _config(scale_source="sparse", sparse_min_points=20, publish="final", max_depth=50.0)
