@@ -148,13 +148,17 @@ def test_a_camera_with_another_backend_or_thread_count_gets_its_own_engine(tmp_p
         rclpy.shutdown(context=ctx)
 
 
-def test_a_namespace_remap_that_merges_the_cameras_is_refused(tmp_path: Path) -> None:
+def test_a_namespace_remap_that_merges_the_cameras_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     model = write_tiny_onnx(tmp_path)
     ctx = init_context(["--params-file", str(params_file(tmp_path, model)), "-r", "__ns:=/robot7"])
     try:
         for cameras in (["front", "rear"], ["robot7/front"]):  # even one camera would not be where it was named
             with pytest.raises(ConfigError, match=r"__ns.*--cameras robot1/front"):
                 build_nodes(cameras, context=ctx, start_worker=False)
+        # refused before any model is loaded (it used to load the model, log "publishing" and then refuse)
+        monkeypatch.setattr("vdepth_ros.ros.node.EnginePool", lambda: pytest.fail("a model pool was made"))
+        with pytest.raises(ConfigError, match="__ns"):
+            build_nodes(["front"], context=ctx, start_worker=False)
     finally:
         rclpy.shutdown(context=ctx)
 

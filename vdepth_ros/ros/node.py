@@ -422,6 +422,26 @@ def camera_namespaces(names: list[str]) -> list[str]:
     return out
 
 
+def _check_no_namespace_remap(namespaces: list[str], context: Any = None) -> None:
+    """Refuse a global `-r __ns:=...` with `--cameras` before any model is loaded: a bare node of the
+    depth node's name (nothing declared, no services) shows where the remaps put each camera.
+
+    Raises:
+        ConfigError: a `__ns` remap moves a camera out of the namespace it was named with.
+    """
+    for ns in namespaces:
+        probe = Node(NODE_NAME, namespace=ns, context=context, start_parameter_services=False, enable_rosout=False)
+        try:
+            actual = probe.get_namespace()
+        finally:
+            probe.destroy_node()
+        if actual != ns:  # a global remap overrides every node's namespace
+            raise ConfigError(
+                f"camera {ns} was put in namespace {actual} by a '__ns' remap, which applies to every node of "
+                "the process; name the cameras with their full namespaces instead (--cameras robot1/front robot1/rear)"
+            )
+
+
 def build_nodes(
     cameras: list[str], *, managed: bool = False, **kwargs: Any
 ) -> tuple[list[DepthNode | ManagedDepthNode], EnginePool | None]:
@@ -438,18 +458,12 @@ def build_nodes(
     namespaces = camera_namespaces(cameras)
     if not namespaces:
         return [node_cls(**kwargs)], None
+    _check_no_namespace_remap(namespaces, kwargs.get("context"))
     pool = EnginePool()
     nodes: list[DepthNode | ManagedDepthNode] = []
     try:
         for ns in namespaces:
-            node = node_cls(namespace=ns, engine_pool=pool, **kwargs)
-            nodes.append(node)
-            if node.get_namespace() != ns:  # a global `-r __ns:=...` overrides every node's namespace
-                raise ConfigError(
-                    f"camera {ns} was put in namespace {node.get_namespace()} by a '__ns' remap, which applies to "
-                    "every node of the process; name the cameras with their full namespaces instead "
-                    "(--cameras robot1/front robot1/rear)"
-                )
+            nodes.append(node_cls(namespace=ns, engine_pool=pool, **kwargs))
     except BaseException:
         for node in nodes:
             node.close()
