@@ -334,3 +334,27 @@ def test_sigint_right_after_spawn_exits_0_without_a_traceback(tmp_path: Path) ->
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "Traceback" not in err
+
+
+def test_a_signal_during_the_model_load_stops_the_start_up_at_once(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A large model can take longer to load than a launch system waits before SIGKILL; the signal
+    used to be acted on only once the load and warm-up had finished."""
+    from vdepth_ros.ros import cli
+
+    def slow_load(cameras: Any, managed: bool = False) -> Any:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(60)  # a large model still loading
+        pytest.fail("the start-up was not interrupted")
+
+    monkeypatch.setattr("vdepth_ros.ros.node.build_nodes", slow_load)
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    t0 = time.monotonic()
+    try:
+        assert cli.run(["vdepth-node", "--ros-args", "-p", "queue_size:=3"]) == 0
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    assert time.monotonic() - t0 < 30
+    assert "stopped by SIGINT during start-up" in capsys.readouterr().err

@@ -6,7 +6,9 @@ Exit status: 0 after SIGINT/SIGTERM (what a launch system sends), 2 when the nod
 Shutdown is ordered so nothing publishes into a dead context (rclpy's own SIGINT handler shuts the
 context down at once, while the worker may be publishing a window): rclpy's handlers are off, and
 on a signal the process stops taking input, lets the worker finish the window in progress (or
-abandons it after a few seconds), then destroys the nodes, the executor and the context.
+abandons it after a few seconds), then destroys the nodes, the executor and the context. A signal
+before that, while the model loads and warms up, stops the start-up at once (exit 0, one line);
+during the imports before this module runs, `vdepth_ros.ros.entry` does the same.
 """
 
 from __future__ import annotations
@@ -58,13 +60,23 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+class StartupInterrupted(BaseException):
+    """A signal while the nodes are still being built (model load, warm-up): unwinds the start-up
+    at once. A BaseException, so no `except Exception` on the way turns it into a load error."""
+
+
 class ShutdownRequest:
-    """SIGINT/SIGTERM set a flag (and wake the executor); the main loop then shuts down in order."""
+    """SIGINT/SIGTERM set a flag (and wake the executor); the main loop then shuts down in order.
+
+    While `starting` (the model loads and warms up in the main thread, which can take many seconds
+    for a large model, longer than a launch system waits before it escalates to SIGKILL) a signal
+    instead raises `StartupInterrupted`: nothing is published yet, so nothing needs an ordered stop."""
 
     def __init__(self) -> None:
         self.event = threading.Event()
         self.executor: Any = None
         self.signal: str | None = None
+        self.starting = True
 
     def install(self) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -73,6 +85,9 @@ class ShutdownRequest:
     def _handle(self, signum: int, frame: Any) -> None:
         self.signal = signal.Signals(signum).name
         self.event.set()
+        if self.starting:
+            self.starting = False  # a second signal while unwinding only sets the flag
+            raise StartupInterrupted(self.signal)
         if self.executor is not None:
             self.executor.wake()
 
@@ -152,7 +167,11 @@ def run(args: list[str] | None = None) -> int:
         _init_rclpy(argv)
         CLOCK.add("rclpy init", time.monotonic() - t0)
         nodes, pool = build_nodes(options.cameras, managed=options.managed)
+        shutdown.starting = False
         _spin(nodes, shutdown)
+    except StartupInterrupted as stop:
+        print(f"vdepth-node: stopped by {stop} during start-up (nothing was published)", file=sys.stderr)
+        return 0
     except ConfigError as err:
         print(f"invalid configuration: {err}", file=sys.stderr)
         return 2

@@ -20,8 +20,12 @@ def _stop_before_start(signum: int, frame: object) -> None:
 
 def main(args: list[str] | None = None) -> int:
     """`vdepth-node`: see `vdepth_ros.ros.cli`."""
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, _stop_before_start)
-    from vdepth_ros.ros.cli import run
+    previous = {sig: signal.signal(sig, _stop_before_start) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        from vdepth_ros.ros.cli import run
 
-    return run(args)
+        return run(args)
+    finally:  # `--help` or a bad argument returns before the node's own handlers replace these
+        for sig, handler in previous.items():
+            if signal.getsignal(sig) is _stop_before_start:
+                signal.signal(sig, handler)
