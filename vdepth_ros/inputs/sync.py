@@ -22,6 +22,13 @@ C = TypeVar("C")  # camera_info payload
 InfoSource = Literal["synced", "cached", "none"]
 
 
+#: Why an image whose stamp repeats the previous image's is dropped (`ApproximateTimeSync.admit_image`).
+REPEATED_STAMP = (
+    "its stamp repeats the previous image's: each frame needs its own capture time (is the camera driver "
+    "stamping its images?)"
+)
+
+
 @dataclass
 class Pair(Generic[I, C]):
     """One image with the camera_info chosen for it."""
@@ -72,6 +79,15 @@ class ApproximateTimeSync(Generic[I, C]):
                 break
             self._pending.popleft()
         return out
+
+    def admit_image(self, stamp_ns: int, last_ns: int | None) -> bool:
+        """The intake rules for an image stamped `stamp_ns` after one stamped `last_ns` (None: the
+        first), shared by the live node and `vdepth-bag` so both take the same frames: a stamp going
+        back (a bag loop, a clock reset) forgets the camera_infos and images waiting to pair, whose
+        stamps would mis-pair; a repeated stamp is not admitted (False, `REPEATED_STAMP`)."""
+        if last_ns is not None and stamp_ns < last_ns:
+            self.clear()
+        return last_ns is None or stamp_ns != last_ns
 
     def add_image(self, stamp_ns: int, image: I) -> list[Pair[I, C]]:
         """Add an image; returns the images ready to process (this one and/or older ones), in order."""

@@ -28,7 +28,7 @@ from vdepth_ros.inputs.assembly import (
     UnsupportedImageError,
 )
 from vdepth_ros.inputs.samples import TimedSamples
-from vdepth_ros.inputs.sync import ApproximateTimeSync
+from vdepth_ros.inputs.sync import REPEATED_STAMP, ApproximateTimeSync
 from vdepth_ros.offline.bag_messages import decode_color_msg, guarded_messages, open_reader, storage_error
 from vdepth_ros.offline.bag_types import (
     CAMERA_INFO,
@@ -386,13 +386,8 @@ class BagFrameSource:
         repeats the previous image's is dropped (counted), as the node refuses it."""
         stamp = stamp_ns(msg.header)
         last, matcher.last_image_stamp = matcher.last_image_stamp, stamp
-        if last is not None and stamp < last:
-            matcher.sync.clear()
-        if last is not None and stamp == last:
-            self._drop(
-                "its stamp repeats the previous image's: each frame needs its own capture time (is the camera "
-                "driver stamping its images?)"
-            )
+        if not matcher.sync.admit_image(stamp, last):
+            self._drop(REPEATED_STAMP)
             return []
         return matcher.sync.add_image(stamp, (msg, msgtype, t))
 

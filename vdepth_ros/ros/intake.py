@@ -24,7 +24,7 @@ from vdepth_ros.errors import InputError
 from vdepth_ros.inputs.assembly import check_input_size
 from vdepth_ros.inputs.loss import InputLossMeter
 from vdepth_ros.inputs.samples import TimedSamples
-from vdepth_ros.inputs.sync import ApproximateTimeSync, Pair
+from vdepth_ros.inputs.sync import REPEATED_STAMP, ApproximateTimeSync, Pair
 from vdepth_ros.ros import conversions as conv
 from vdepth_ros.ros.diagnostics import RateMeter, Watchdog
 from vdepth_ros.ros.qos import IncompatibleQosReporter, qos_profile
@@ -188,14 +188,9 @@ class InputSide:
         with self._lock:
             last, self._last_stamp = self._last_stamp, stamp
             previous, self._paused = (None if self._paused else last), False
-            if last is not None and stamp < last:
-                self.sync.clear()  # bag loop / clock reset: old camera_infos would mis-pair
-        if last is not None and stamp == last:
-            self.log.error(
-                "duplicate-stamp",
-                f"dropping an image whose stamp {stamp} repeats the previous image's: each frame needs its own "
-                "capture time (is the camera driver stamping its images?)",
-            )
+            admitted = self.sync.admit_image(stamp, last)
+        if not admitted:
+            self.log.error("duplicate-stamp", f"dropping the image stamped {stamp}: {REPEATED_STAMP}")
             return
         try:
             check_input_size(msg, self.p["max_input_pixels"])
