@@ -23,6 +23,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -65,6 +66,30 @@ def bundled_engine():
 
     limit_blas_threads_for_tool()
     return create_engine(str(default_model_dir()), backend="onnxruntime")
+
+
+def observed_stream(engine, seq: EvalSequence, setup=None, **run_stream_kwargs) -> tuple[np.ndarray, Any, list]:
+    """`eval.runs.run_stream`'s output, with the pipeline it ran and every frame that pipeline
+    output (for its stats and fit health); `setup(pipe)` runs on the pipeline before the first frame."""
+    from vdepth_ros.eval import runs
+
+    make, seen = runs.make_pipeline, {}
+
+    def observed(*args, **kwargs):
+        pipe = seen["pipe"] = make(*args, **kwargs)
+        if setup is not None:
+            setup(pipe)
+        frames, push, flush = seen.setdefault("frames", []), pipe.push, pipe.flush
+        pipe.push = lambda fi: frames.extend(out := push(fi)) or out
+        pipe.flush = lambda: frames.extend(out := flush()) or out
+        return pipe
+
+    runs.make_pipeline = observed
+    try:
+        disp = runs.run_stream(engine, seq, **run_stream_kwargs)
+    finally:
+        runs.make_pipeline = make
+    return disp, seen["pipe"], seen["frames"]
 
 
 def compare(engine, seqs: list[EvalSequence], alignments: list[str]) -> list[dict]:

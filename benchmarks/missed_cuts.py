@@ -24,18 +24,22 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
 
 from vdepth_ros.eval.datasets import EvalSequence, load_dataset
 from vdepth_ros.eval.metrics import evaluate_sequence
-from vdepth_ros.eval.runs import make_pipeline, run_stream
-from vdepth_ros.paths import default_model_dir, evaldata_dir
+from vdepth_ros.eval.runs import run_stream
+from vdepth_ros.paths import evaldata_dir
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from alignment_dev import RENDER_MAX_DEPTH, render_sequences  # the same development set
+from alignment_dev import (  # the same development set
+    RENDER_MAX_DEPTH,
+    bundled_engine,
+    observed_stream,
+    render_sequences,
+)
 
 SIZE = (240, 320)  # the renders' (h, w); HoloLens is resized to it
 
@@ -54,27 +58,10 @@ def joined(a: EvalSequence, b: EvalSequence) -> EvalSequence:
     return EvalSequence(f"{a.name}+{b.name}", rgb, depth, a.intrinsics, a.intrinsics, None, RENDER_MAX_DEPTH)
 
 
-def _run(engine, seq: EvalSequence, params: dict | None = None) -> tuple[Any, list]:
-    """The causal pipeline over `seq`: (the pipeline, its output frames)."""
-    from vdepth_ros.pipeline import FrameInput
-
-    pipe = make_pipeline(engine, params)
-    out = []
-    for k, rgb in enumerate(seq.rgb):
-        out += pipe.push(FrameInput(rgb=rgb, stamp_ns=k * 33_333_333))
-    return pipe, out + pipe.flush()
-
-
-def cuts_found(engine, seq: EvalSequence) -> int:
-    """Scene cuts the default pipeline detects over `seq`."""
-    return _run(engine, seq)[0].stats.scene_cuts
-
-
-def join_residual(engine, seq: EvalSequence, join: int) -> tuple[float, float]:
+def join_residual(pipe, frames: list, join: int) -> tuple[float, float]:
     """With the cut missed, the fit-health residual (`FitInfo.residual`): the largest of the windows
     whose output starts within one window length of the join, and the largest of the earlier ones
     (the first clip alone; the stream's first window has none)."""
-    pipe, frames = _run(engine, seq, {"scene_cut_threshold": 0.0, "publish": "final"})
     first: dict[int, tuple[int, float]] = {}  # window -> (its first output frame, its residual)
     for f in frames:
         first.setdefault(f.fit.window, (f.index, f.fit.residual))
@@ -86,12 +73,15 @@ def join_residual(engine, seq: EvalSequence, join: int) -> tuple[float, float]:
 def score_join(engine, a: EvalSequence, b: EvalSequence) -> dict:
     """The second clip's AbsRel / δ1 with the detector, with the cut missed, and run alone."""
     seq, n = joined(a, b), a.num_frames
-    row: dict = {"join": seq.name, "cuts_detected": cuts_found(engine, seq)}
-    row["residual_at_join"], row["residual_max_before"] = join_residual(engine, seq, n)
+    row: dict = {"join": seq.name}
     for name, params in (("detected", {}), ("missed", {"scene_cut_threshold": 0.0})):
-        disp = run_stream(engine, seq, params)
+        disp, pipe, frames = observed_stream(engine, seq, params=params)
         m = evaluate_sequence(disp[n:], b.depth, b.max_depth)
         row[name] = [m.abs_rel, m.delta1]
+        if name == "detected":
+            row["cuts_detected"] = pipe.stats.scene_cuts
+        else:
+            row["residual_at_join"], row["residual_max_before"] = join_residual(pipe, frames, n)
     m = evaluate_sequence(run_stream(engine, b), b.depth, b.max_depth)
     row["alone"] = [m.abs_rel, m.delta1]
     return row
@@ -103,11 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frames", type=int, default=64, help="frames per clip")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
-    from vdepth_ros.blas import limit_blas_threads_for_tool
-    from vdepth_ros.runtime import create_engine
-
-    limit_blas_threads_for_tool()
-    engine = create_engine(str(default_model_dir()), backend="onnxruntime")
+    engine = bundled_engine()
     t0, load0 = time.perf_counter(), os.getloadavg()
     renders = render_sequences(args.renders, args.frames, *SIZE, "rich")
     pairs = [(renders[k], renders[k + 1]) for k in range(0, len(renders) - 1, 2)]

@@ -31,40 +31,23 @@ from pathlib import Path
 
 import numpy as np
 
-from vdepth_ros.eval import runs
 from vdepth_ros.eval.metrics import evaluate_metric, evaluate_sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from alignment_dev import bundled_engine, development_sequences  # the same development set
+from alignment_dev import bundled_engine, development_sequences, observed_stream  # the same development set
 
 WAYS = ("package", "stitch_clamp")
 
 
 def run_way(engine, seq, way: str, sparse_points: int) -> tuple[np.ndarray, float]:
     """Metric inverse depth on the GT grid from the causal pipeline, and the clamped share."""
-    make = runs.make_pipeline
-    clamped: list[float] = []
 
-    def patched(*args, **kwargs):
-        pipe = make(*args, **kwargs)
+    def setup(pipe) -> None:
         assert not pipe.stitcher.clamp_negative, "the package's own path clamps after the conversion"
         pipe.stitcher.clamp_negative = way == "stitch_clamp"
-        push, flush = pipe.push, pipe.flush
 
-        def count(frames):
-            clamped.extend(float(np.mean(f.disparity == 0)) for f in frames)
-            return frames
-
-        pipe.push = lambda fi: count(push(fi))
-        pipe.flush = lambda: count(flush())
-        return pipe
-
-    runs.make_pipeline = patched
-    try:
-        out = runs.run_stream(engine, seq, sparse_points=sparse_points)
-    finally:
-        runs.make_pipeline = make
-    return out, float(np.mean(clamped)) if clamped else 0.0
+    out, _, frames = observed_stream(engine, seq, setup, sparse_points=sparse_points)
+    return out, float(np.mean([np.mean(f.disparity == 0) for f in frames])) if frames else 0.0
 
 
 def main(argv: list[str] | None = None) -> int:
