@@ -134,6 +134,19 @@ def test_cli_keeps_existing_results_unless_overwrite(tiny_evaldata, tmp_path, ca
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "results.json", "results.md"]
 
 
+def test_cli_overwrite_never_replaces_a_folder_named_like_a_report(tiny_evaldata, tmp_path, capsys) -> None:
+    """--overwrite replaces the reports `vdepth-eval` wrote, not a folder of the user's that has their name."""
+    out = tmp_path / "out"
+    (out / "results.json").mkdir(parents=True)
+    (out / "results.json" / "mine.txt").write_text("the user's own file")
+    with pytest.raises(SystemExit) as done:
+        _eval(tiny_evaldata, out, "--frames", "3", "--overwrite")
+    assert done.value.code == 2
+    assert "is a folder, not a report" in capsys.readouterr().err
+    assert (out / "results.json" / "mine.txt").read_text() == "the user's own file"
+    assert sorted(p.name for p in out.iterdir()) == ["results.json"]  # no results.md, no staging left
+
+
 @pytest.mark.parametrize("kind", ["file", "under_file"])
 def test_cli_unusable_out_is_one_line_before_any_work(tiny_evaldata, tmp_path, capsys, monkeypatch, kind) -> None:
     afile = tmp_path / "afile"

@@ -369,7 +369,7 @@ def prepare_output(out: Path, *, overwrite: bool = False) -> None:
 
     Raises:
         OutputExistsError: `results.json` or `results.md` exists in `out` and `overwrite` is false.
-        OfflineError: `out` is a file, or cannot be created or written.
+        OfflineError: `out` is a file, cannot be created or written, or holds a folder named like a report.
     """
     from vdepth_ros.offline.atomic import check_output_path
     from vdepth_ros.offline.errors import OfflineError
@@ -383,30 +383,30 @@ def prepare_output(out: Path, *, overwrite: bool = False) -> None:
     if not os.access(out, os.W_OK):
         raise OfflineError(f"cannot write to the output folder {out}")
     for name in REPORT_FILES:
+        if (out / name).is_dir():  # --overwrite replaces reports, never a folder of the user's
+            raise OfflineError(f"{out / name} is a folder, not a report; choose another --out")
         check_output_path(out / name, overwrite=overwrite)
 
 
 def write_report(results: dict[str, Any], out: Path, *, overwrite: bool = False) -> tuple[Path, Path]:
-    """`results.json` and `results.md` in `out`, each written under a temporary name and renamed into place.
+    """`results.json` and `results.md` in `out`, each written through `AtomicOutput` (temporary name, renamed).
 
     Raises:
         OutputExistsError: one of them exists and `overwrite` is false (nothing is written then).
         OfflineError: a file cannot be written.
     """
+    from vdepth_ros.offline.atomic import AtomicOutput
     from vdepth_ros.offline.errors import OfflineError
 
     prepare_output(out, overwrite=overwrite)
     texts = (json.dumps(results, indent=2, sort_keys=True) + "\n", markdown(results))
     paths = tuple(out / name for name in REPORT_FILES)
     for path, text in zip(paths, texts, strict=True):
-        tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
         try:
-            tmp.write_text(text)
-            os.replace(tmp, path)
-        except OSError as err:  # e.g. a folder named results.json, a full disk
+            with AtomicOutput(path, overwrite=overwrite) as tmp:
+                tmp.write_text(text)
+        except OSError as err:  # e.g. a full disk
             raise OfflineError(f"cannot write {path}: {err.strerror or err}") from None
-        finally:
-            tmp.unlink(missing_ok=True)
     return paths[0], paths[1]
 
 
