@@ -322,3 +322,85 @@ def test_ctrl_c_stops_after_the_step_with_a_checkpoint_and_resumes_exactly(tmp_p
     assert steps == [1, 2, 3, 4, 5]  # each step logged once
     a, b = straight.model.state_dict(), resumed.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a) and h_straight[-1]["step"] == 5
+
+
+@pytest.mark.parametrize(
+    ("recipe", "over", "message"),
+    [
+        ("vda", {"data": {"clip_lenght": [2, 3]}}, r"data sets unknown keys.*did you mean 'clip_length'"),
+        ("vda", {"loss": {"w_tmg": 1.0}}, r"loss sets unknown keys \['w_tmg'\].*did you mean 'w_tgm'"),
+        ("vda", {"loss": {"w_cam": 1.0}}, r"loss sets unknown keys \['w_cam'\]"),  # gemdepth's, not VDA's
+        ("vda", {"model": {"use_tiny_confg": True}}, r"model sets unknown keys \['use_tiny_confg'\]"),
+        ("vda", {"augment": {"blur_p": 0.5}}, r"augment sets unknown keys \['blur_p'\]"),  # the default recipe's
+        ("vda", {"stages": [{"name": "s", "steps": 1, "loss": {"w_gn": 0.1}}]}, r"stages\[0\]\.loss sets .*'w_gm'"),
+        ("vda", {"data": {"sources": [{"layout": "toy", "cuont": 2}]}}, r"data\.sources\[0\].*\['cuont'\].*'count'"),
+        ("dvd", {"loss": {"w_spacial": 0.5}}, r"loss sets unknown keys \['w_spacial'\].*did you mean 'w_spatial'"),
+        ("fiffdepth", {"data": {"pseudo": {"modle": None}}}, r"data\.pseudo sets unknown keys \['modle'\]"),
+        ("onestep", {"model": {"teacher": {"step": 5}}}, r"model\.teacher sets unknown keys \['step'\].*'steps'"),
+    ],
+)
+def test_a_misspelt_key_in_any_section_is_refused_before_training(
+    recipe: str, over: dict, message: str, tmp_path: Path
+) -> None:
+    """Only `training:` and `optimizer:` were checked: `data.clip_lenght` or `loss.w_tmg` trained
+    with the defaults in silence, a misspelt source option failed only once the data was built."""
+    from vdepth_ros.errors import ConfigError
+
+    cfg = load_config(CONFIGS / f"{recipe}.yaml", tiny=True, overrides=over)
+    with pytest.raises(ConfigError, match=message):
+        Trainer(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_misspelt_default_recipe_key_is_one_line_on_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The default recipe's `data:` and `augment:` keys are its own; a typo there is exit code 2
+    and one line, before any clip is rendered; `--data` with a recipe that reads `data.sources`
+    is refused instead of ignored."""
+    import yaml
+    from vdepth_training.config import DEFAULT_RECIPE
+    from vdepth_training.train import main
+
+    raw = yaml.safe_load(DEFAULT_RECIPE.read_text())
+    for section, key, hint in (("data", "render_sise", "render_size"), ("augment", "jpeg_qualty", "jpeg_quality")):
+        path = tmp_path / f"{section}.yaml"
+        path.write_text(yaml.safe_dump({**raw, section: {**raw[section], key: 1}}))
+        assert main(["--config", str(path), "--output", str(tmp_path / "run")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"did you mean {hint!r}" in err, err
+    assert not (tmp_path / "run").exists()
+    argv = ["--config", str(CONFIGS / "vda.yaml"), "--tiny", "--output", str(tmp_path / "run"), "--data", "x"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--data" in err and "data.sources" in err, err
+
+
+def test_export_checkpoint_does_not_replace_an_export_without_overwrite(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--export-checkpoint` wrote over `<output>/export` (an earlier export, perhaps the one a robot
+    runs) without asking, unlike vdepth-export and vdepth-eval; exporting from a file inside that
+    folder overwrote the weights it was reading."""
+    from vdepth_training.train import main
+
+    run = tmp_path / "run"
+    base = ["--config", str(CONFIGS / "vda.yaml"), "--tiny", "--output", str(run)]
+    assert main([*base, "--max-steps", "2"]) == 0
+    capsys.readouterr()
+    ckpt = latest_checkpoint(run)
+    assert main([*base, "--export-checkpoint", str(ckpt)]) == 0
+    assert f"model: {run / 'export'}" in capsys.readouterr().out
+    export = run / "export"
+    (export / "NOTES.md").write_text("deployed on robot 3\n")
+    before = {p.name: p.read_bytes() for p in export.iterdir()}
+    for source in (ckpt, export / "model.safetensors"):
+        assert main([*base, "--export-checkpoint", str(source), "--weights-fp16"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "export" in err and "Traceback" not in err, err
+        assert {p.name: p.read_bytes() for p in export.iterdir()} == before  # untouched
+    assert "--overwrite" in err or "overlaps" in err
+    assert main([*base, "--export-checkpoint", str(ckpt), "--weights-fp16", "--overwrite"]) == 0  # asked
+    assert sorted(p.name for p in export.iterdir()) == ["config.json", "model.safetensors"]
+    assert (export / "model.safetensors").stat().st_size < len(before["model.safetensors"])
+    assert sorted(p.name for p in run.iterdir() if p.name.startswith(".")) == []  # no staging left behind

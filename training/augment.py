@@ -11,6 +11,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+#: the keys of a recipe's `augment:` section (`photometric`; the zoom is `data.zoom`)
+AUGMENT_KEYS = frozenset(
+    ("grayscale_p", "white_balance", "saturation", "hue_shift", "contrast", "flicker", "brightness", "gamma")
+    + ("vignette_p", "blur_p", "blur_sigma", "noise_p", "noise_std", "motion_blur_p", "motion_blur_px", "jpeg_p")
+    + ("jpeg_quality",)
+)
+
 
 def _u(g: torch.Generator, lo: float, hi: float) -> float:
     return float(lo + (hi - lo) * torch.rand((), generator=g))
@@ -156,4 +163,4 @@ def augment_batch(
     return {"frames": torch.stack(frames), "target": torch.stack(target), "valid": torch.stack(valid)}
 
 
-__all__ = ["augment_batch", "jpeg_roundtrip", "motion_blur", "photometric", "zoom_crop"]
+__all__ = ["AUGMENT_KEYS", "augment_batch", "jpeg_roundtrip", "motion_blur", "photometric", "zoom_crop"]

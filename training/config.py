@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import inspect
 import logging
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import torch
 import yaml
 from torch import nn
 from vdepth_training.data.dataset import ClipDataset, ClipSampling, Source
-from vdepth_training.data.layouts import load_layout
+from vdepth_training.data.layouts import LAYOUTS, load_layout
 from vdepth_training.data.toy import load_toy
 from vdepth_training.data.transforms import GEMDEPTH_ASPECTS
 
@@ -130,21 +131,84 @@ def load_config(path: str | Path, *, tiny: bool = False, overrides: dict[str, An
     return cfg
 
 
-def check_keys(cfg: dict[str, Any], optimizer_keys: frozenset[str] = frozenset()) -> None:
-    """Refuse a `training` or `optimizer` key that nothing reads (a misspelt `bach_size` would
-    otherwise train with the default in silence). `optimizer_keys`: the recipe's own
-    (`Recipe.optimizer_keys`).
+#: `data:` keys that `build_dataset` and `build_sources` read (the recipes on `Recipe.batches`)
+DATA_KEYS = frozenset(
+    ("sources", "aspects", "clip_length", "size", "normalization", "flip_p", "random_crop", "stride", "num_samples")
+    + ("fixed_clips",)
+)
+#: `model:` keys that `build_family_model` reads
+MODEL_KEYS = frozenset(("family", "config", "init_from", "use_tiny_config"))
+#: keys of a `data.sources` entry that `build_sources` reads; the rest go to its layout's loader
+SOURCE_KEYS = frozenset(("layout", "weight", "length", "max_depth", "name", "batch_size", "root"))
+
+
+def refuse_unknown_keys(where: str, given: Any, known: frozenset[str] | set[str]) -> None:
+    """Refuse a mapping `given` (a config section) with keys nothing reads: a misspelt key would
+    otherwise be ignored in silence and the run train with the default.
 
     Raises:
-        ConfigError: naming the unknown keys, a close known one, and the known ones; a
+        ConfigError: `given` is not a mapping, or naming its unknown keys, a close known one for
+            each ("did you mean"), and the known ones.
+    """
+    if given is None:
+        return
+    if not isinstance(given, dict):
+        raise ConfigError(f"{where} must be a mapping of keys, got {type(given).__name__}")
+    unknown = sorted(set(given) - set(known), key=str)
+    if unknown:
+        close = {k: difflib.get_close_matches(str(k), [str(n) for n in known], n=1) for k in unknown}
+        hints = "".join(f" ({k}: did you mean {c[0]!r}?)" for k, c in close.items() if c)
+        raise ConfigError(f"{where} sets unknown keys {unknown}{hints}; known: {sorted(known)}")
+
+
+def _check_sources(where: str, entries: Any) -> None:
+    """Each `sources` entry: `SOURCE_KEYS` plus the options of its layout's loader."""
+    if entries is None:
+        return
+    if not isinstance(entries, list):
+        raise ConfigError(f"{where} must be a list of sources, got {type(entries).__name__}")
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}[{i}] must be a mapping, got {type(entry).__name__}")
+        layout = entry.get("layout", "sequence")
+        loader = load_toy if layout == "toy" else LAYOUTS.get(layout)
+        if loader is None:
+            raise ConfigError(f"{where}[{i}]: unknown dataset layout {layout!r}; known: {sorted([*LAYOUTS, 'toy'])}")
+        params = inspect.signature(loader).parameters.values()
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            options = {p.name for p in params if p.kind is not p.VAR_POSITIONAL}
+            refuse_unknown_keys(f"{where}[{i}] (layout {layout})", entry, SOURCE_KEYS | options)
+
+
+def _check_section(where: str, given: Any, path: str, known: dict[str, frozenset[str]]) -> None:
+    """`given` against `known[path]`, then its nested sections (`known["<path>.<key>"]`) and sources."""
+    refuse_unknown_keys(where, given, known[path])
+    for key, value in (given or {}).items():
+        if f"{path}.{key}" in known:
+            _check_section(f"{where}.{key}", value, f"{path}.{key}", known)
+        elif key == "sources" and path.startswith("data"):
+            _check_sources(f"{where}.sources", value)
+
+
+def check_keys(cfg: dict[str, Any], known: dict[str, frozenset[str]]) -> None:
+    """Refuse a key that nothing reads in any section of a loaded recipe (a misspelt `bach_size`,
+    `clip_lenght` or `w_tmg` would otherwise train with the default in silence): `training`,
+    `optimizer`, `model`, `data` (its `sources` entries too), `loss`, `augment`, and each stage's
+    `data` and `loss`. One error before anything is built.
+
+    Args:
+        known: section -> the keys its recipe reads (`Recipe.config_keys()`); a dotted name
+            (`data.pseudo`, `model.teacher`) is a nested section.
+
+    Raises:
+        ConfigError: naming the section, the unknown keys, a close known one, and the known ones; a
             `training.mixed_precision` accelerate does not know.
     """
-    for section, known in (("training", set(DEFAULT_TRAINING)), ("optimizer", set(DEFAULT_OPTIMIZER) | optimizer_keys)):
-        unknown = sorted(set(cfg.get(section) or {}) - known)
-        if unknown:
-            close = {k: difflib.get_close_matches(k, known, n=1) for k in unknown}
-            hints = "".join(f" ({k}: did you mean {c[0]!r}?)" for k, c in close.items() if c)
-            raise ConfigError(f"{section} sets unknown keys {unknown}{hints}; known: {sorted(known)}")
+    for section in ("training", "optimizer", "model", "data", "loss", "augment"):
+        _check_section(section, cfg.get(section), section, known)
+    for i, stage in enumerate(cfg.get("stages") or []):
+        for section in ("data", "loss"):
+            _check_section(f"stages[{i}].{section}", stage.get(section), section, known)
     precision = (cfg.get("training") or {}).get("mixed_precision", "no")
     if precision not in MIXED_PRECISIONS:
         raise ConfigError(f"training.mixed_precision must be one of {MIXED_PRECISIONS}, got {precision!r}")
@@ -238,6 +302,9 @@ def build_optimizer(groups: list[dict[str, Any]], opt: dict[str, Any]) -> torch.
 
 
 __all__ = [
+    "DATA_KEYS",
+    "MODEL_KEYS",
+    "SOURCE_KEYS",
     "build_dataset",
     "build_family_model",
     "build_optimizer",
@@ -245,4 +312,5 @@ __all__ = [
     "check_keys",
     "deep_merge",
     "load_config",
+    "refuse_unknown_keys",
 ]

@@ -21,9 +21,10 @@ from pathlib import Path
 
 import torch
 from vdepth_training.config import load_config
+from vdepth_training.recipes import recipe_class
 from vdepth_training.trainer import Trainer
 
-from vdepth_ros.errors import VdepthError
+from vdepth_ros.errors import ConfigError, VdepthError
 
 PROG = "python -m vdepth_training.train"
 
@@ -36,19 +37,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--overwrite",
         action="store_true",
-        help="start afresh in an --output that holds a run (deletes its metrics, checkpoints and final model)",
+        help="start afresh in an --output that holds a run (deletes its metrics, checkpoints and final model); "
+        "with --export-checkpoint: replace <output>/export",
     )
     p.add_argument("--output", type=Path, default=None, help="output folder (default: runs/<config stem>[-tiny])")
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many global steps (checkpointed)")
     p.add_argument("--latent-cache", type=Path, default=None, help="cache frozen-encoder/teacher latents here")
     p.add_argument("--cache-only", action="store_true", help="fill the latent cache for every stage's clips and exit")
-    p.add_argument("--data", type=Path, default=None, help="recipe default: folder of the rendered clips")
+    p.add_argument("--data", type=Path, default=None, help="recipe default only: folder of the rendered clips")
     p.add_argument("--deepspeed", type=Path, default=None, help="DeepSpeed JSON config (sets training.deepspeed)")
     p.add_argument(
         "--export-checkpoint",
         type=Path,
         default=None,
-        help="write a checkpoint (or model/weights file) as a vdepth_ros model to <output>/export and exit",
+        help="write a checkpoint (or model/weights file) as a vdepth_ros model to <output>/export and exit "
+        "(an existing export only with --overwrite)",
     )
     p.add_argument("--weights-fp16", action="store_true", help="store exported weights as float16")
     return p.parse_args(argv)
@@ -86,10 +89,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, tiny=args.tiny, overrides=overrides_from(args) or None)
+    if args.data and "root" not in recipe_class(cfg).data_keys:
+        raise ConfigError(f"--data is the folder of the default recipe's rendered clips; recipe {cfg['recipe']!r} "
+                          "reads its data from data.sources (set each source's root in the config)")  # fmt: skip
     out = args.output or Path("runs") / (args.config.stem + ("-tiny" if args.tiny else ""))
     trainer = Trainer(cfg, out)
     if args.export_checkpoint is not None:
-        print(f"model: {trainer.export_checkpoint(args.export_checkpoint, out / 'export')}")
+        print(f"model: {trainer.export_checkpoint(args.export_checkpoint, out / 'export', overwrite=args.overwrite)}")
         return 0
     if args.cache_only:
         n = trainer.precompute_cache()

@@ -53,6 +53,7 @@ from vdepth_training.recipes import Recipe, TrainingStep, get_recipe
 from vdepth_training.stages import Stage, plan_stages, stage_lr
 from vdepth_training.weights import STEP_PREFIX, load_init_weights, read_weights
 
+from vdepth_ros.offline.atomic import AtomicOutput, check_output_path
 from vdepth_ros.offline.errors import OutputExistsError
 
 log = logging.getLogger("vdepth_training")
@@ -137,10 +138,11 @@ class Trainer:
     def __init__(self, cfg: dict[str, Any], output_dir: str | Path, recipe: Recipe | None = None) -> None:
         self.cfg = cfg
         self.output_dir = Path(output_dir)
-        self.recipe = recipe or get_recipe(cfg)
+        if recipe is not None:
+            check_keys(cfg, recipe.config_keys())
+        self.recipe = recipe or get_recipe(cfg)  # refuses unknown keys before anything is built
         self.recipe.output_dir = self.output_dir
         self.train_cfg = cfg["training"]
-        check_keys(cfg, self.recipe.optimizer_keys)
         self.plan = plan_stages(cfg, self.recipe.stage_keys)
         self.history: list[dict[str, Any]] = []
         self.model: nn.Module | None = None
@@ -474,12 +476,21 @@ class Trainer:
         self.recipe.export_model(model).save_pretrained(out, weights_dtype=getattr(torch, dtype) if dtype else None)
         return out
 
-    def export_checkpoint(self, checkpoint: str | Path, out: str | Path) -> Path:
-        """A checkpoint (or any `weights.read_weights` source) -> a `vdepth_ros.models` folder."""
+    def export_checkpoint(self, checkpoint: str | Path, out: str | Path, *, overwrite: bool = False) -> Path:
+        """A checkpoint (or any `weights.read_weights` source) -> a `vdepth_ros.models` folder `out`,
+        written under a temporary name and renamed into place (as `vdepth-export import` does).
+
+        Raises:
+            OutputExistsError: `out` exists (not empty) and `overwrite` is false (checked first).
+            OfflineError: `out` overlaps `checkpoint`.
+        """
+        check_output_path(Path(out), overwrite=overwrite, inputs=[Path(checkpoint)])  # before building the model
         torch.manual_seed(int(self.train_cfg["seed"]))
         model = self.recipe.build_model()
         model.load_state_dict(read_weights(checkpoint), strict=True)
-        return self.export(model, out)
+        with AtomicOutput(out, overwrite=overwrite, inputs=[Path(checkpoint)]) as tmp:
+            self.export(model, tmp)
+        return Path(out)
 
     def precompute_cache(self) -> int:
         """Fill `training.latent_cache` with one epoch of every stage's clips without optimising.

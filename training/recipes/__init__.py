@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from vdepth_training.config import check_keys
 from vdepth_training.recipes.base import LossOut, Recipe, TrainingStep
 from vdepth_training.recipes.default import DefaultRecipe
 from vdepth_training.recipes.diffusion import DepthCrafterRecipe, DVDRecipe, OneStepRecipe
@@ -23,11 +24,19 @@ RECIPES: dict[str, type[Recipe]] = {
 }
 
 
-def get_recipe(cfg: dict[str, Any]) -> Recipe:
+def recipe_class(cfg: dict[str, Any]) -> type[Recipe]:
+    """The recipe class `cfg["recipe"]` names."""
     name = cfg["recipe"]
     if name not in RECIPES:
         raise ConfigError(f"unknown recipe {name!r}; known: {sorted(RECIPES)}")
-    return RECIPES[name](cfg)
+    return RECIPES[name]
+
+
+def get_recipe(cfg: dict[str, Any]) -> Recipe:
+    """The recipe of `cfg`, after refusing any key in its sections that the recipe does not read."""
+    cls = recipe_class(cfg)
+    check_keys(cfg, cls.config_keys())
+    return cls(cfg)
 
 
 __all__ = [
@@ -44,4 +53,5 @@ __all__ = [
     "VDARecipe",
     "get_recipe",
     "matrix_to_quaternion",
+    "recipe_class",
 ]

@@ -21,7 +21,15 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 from vdepth_training.cache import LatentCache
-from vdepth_training.config import build_dataset, build_family_model, build_sources
+from vdepth_training.config import (
+    DATA_KEYS,
+    DEFAULT_OPTIMIZER,
+    DEFAULT_TRAINING,
+    MODEL_KEYS,
+    build_dataset,
+    build_family_model,
+    build_sources,
+)
 from vdepth_training.data.dataset import Source
 from vdepth_training.data.stream import ClipBatches
 from vdepth_training.freeze import set_trainable
@@ -49,6 +57,24 @@ class Recipe:
     within: ClassVar[str | None] = None  # submodule that holds the trainable layers (e.g. "unet")
     stage_keys: ClassVar[frozenset[str]] = frozenset()  # stage keys beyond `stages.STAGE_KEYS`
     optimizer_keys: ClassVar[frozenset[str]] = frozenset()  # `optimizer` keys beyond `config.DEFAULT_OPTIMIZER`
+    data_keys: ClassVar[frozenset[str]] = DATA_KEYS  # the `data` keys the recipe reads
+    model_keys: ClassVar[frozenset[str]] = MODEL_KEYS  # the `model` keys the recipe reads
+    loss_keys: ClassVar[frozenset[str]] = frozenset()  # the `loss` keys its `loss` reads
+    augment_keys: ClassVar[frozenset[str]] = frozenset()  # the `augment` keys (none: no `augment` section)
+    nested_keys: ClassVar[dict[str, frozenset[str]]] = {}  # nested sections, e.g. "data.pseudo" -> its keys
+
+    @classmethod
+    def config_keys(cls) -> dict[str, frozenset[str]]:
+        """Section (dotted for nested ones) -> the keys the recipe reads (`config.check_keys`)."""
+        return {
+            "training": frozenset(DEFAULT_TRAINING),
+            "optimizer": frozenset(DEFAULT_OPTIMIZER) | cls.optimizer_keys,
+            "model": cls.model_keys,
+            "data": cls.data_keys,
+            "loss": cls.loss_keys,
+            "augment": cls.augment_keys,
+            **cls.nested_keys,
+        }
 
     def __init__(self, cfg: dict[str, Any]) -> None:
         self.cfg = cfg

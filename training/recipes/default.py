@@ -23,7 +23,8 @@ from typing import Any
 import torch
 from torch import nn
 from torch.utils.data import Dataset
-from vdepth_training.augment import augment_batch
+from vdepth_training.augment import AUGMENT_KEYS, augment_batch
+from vdepth_training.config import MODEL_KEYS
 from vdepth_training.data.dataset import ClipDataset, ClipSampling, Source, collate_clips
 from vdepth_training.data.stream import Batch, MappedBatches
 from vdepth_training.recipes.dpt import VDARecipe
@@ -59,6 +60,12 @@ class DefaultRecipe(VDARecipe):
     family = ("vda", "vda_lite")
     stage_keys = frozenset({"encoder_lr_scale"})
     optimizer_keys = frozenset({"encoder_lr_scale", "new_module_lr_scale"})
+    data_keys = frozenset(
+        ("root", "seeds", "style", "frames", "render_size", "render_workers", "clip_length", "size", "zoom")
+        + ("normalization", "stride")
+    )
+    model_keys = MODEL_KEYS | {"pretrained_encoder"}
+    augment_keys = AUGMENT_KEYS
 
     def __init__(self, cfg: dict[str, Any]) -> None:
         super().__init__(cfg)

@@ -6,13 +6,14 @@ FiffDepth, whose t = −1 term needs a second (pseudo-labelled) stream, is in `f
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from vdepth_training import losses as L
 from vdepth_training.cache import cached
+from vdepth_training.config import MODEL_KEYS
 from vdepth_training.recipes.base import LossOut, Recipe, Tensor, depth_video, dpt_unused_parameters
 
 # -- DVD ---------------------------------------------------------------------------------------------------
@@ -29,6 +30,7 @@ class DVDRecipe(Recipe):
     name = "dvd"
     family = "dvd"
     normalization = "quantile_clip"
+    loss_keys = frozenset(("w_spatial", "w_temporal"))
 
     def loss(self, model: nn.Module, batch: dict[str, Tensor], generator: torch.Generator) -> LossOut:
         from vdepth_ros.models.dvd import pad_to_4n_plus_1
@@ -77,6 +79,7 @@ class DepthCrafterRecipe(Recipe):
     name = "depthcrafter"
     family = "depthcrafter"
     normalization = "minmax_sequence"
+    loss_keys = frozenset(("p_mean", "p_std"))
     within = "unet"
 
     def conditioning(self, model: nn.Module, frames: Tensor, key: Tensor | None, generator: torch.Generator) -> Any:
@@ -146,6 +149,11 @@ class OneStepRecipe(Recipe):
     family = "onestep"
     normalization = "minmax_sequence"
     within = "unet"
+    loss_keys = frozenset(("stage", "affinity_size", "lam", "w_feature", "w_grad"))
+    model_keys = MODEL_KEYS | {"teacher"}
+    nested_keys: ClassVar[dict[str, frozenset[str]]] = {
+        "model.teacher": frozenset(("init_from", "config", "use_tiny_config", "steps"))
+    }
 
     def __init__(self, cfg: dict[str, Any]) -> None:
         super().__init__(cfg)

@@ -19,6 +19,7 @@ class VDARecipe(Recipe):
     name = "vda"
     family = "vda"
     normalization = "per_frame"
+    loss_keys = frozenset(("w_gm", "w_tgm", *L.CLIP_LOSS_KEYS))
 
     def unused_parameters(self, model: nn.Module) -> list[str]:
         return dpt_unused_parameters(model)
@@ -62,6 +63,7 @@ class GemDepthRecipe(VDARecipe):
 
     name = "gemdepth"
     family = "gemdepth"
+    loss_keys = VDARecipe.loss_keys | {"w_cam", "camera_gamma"}
 
     def unused_parameters(self, model: nn.Module) -> list[str]:
         """Also the GEM frame/global blocks past `gem_active` (the release runs only block 0)."""

@@ -3,14 +3,14 @@ pseudo-labels for t = −1 (FiffDepth Eq. 7, §4.1)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 from torch.utils.data import Dataset
 from vdepth_training import losses as L
 from vdepth_training.cache import cached
-from vdepth_training.config import build_dataset
+from vdepth_training.config import DATA_KEYS, build_dataset
 from vdepth_training.data.stream import ClipBatches, PairedBatches
 from vdepth_training.recipes.base import LossOut, Recipe, Tensor, depth_video
 from vdepth_training.stages import Stage
@@ -41,6 +41,10 @@ class FiffDepthRecipe(Recipe):
     name = "fiffdepth"
     family = "fiffdepth"
     normalization = "per_frame"
+    loss_keys = frozenset(("pseudo_labels", "gamma", "w_mae", "w_gm", "w_k"))
+    data_keys = DATA_KEYS | {"pseudo"}
+    # data.pseudo: `model` (the labelling model folder), `sources`, and any `data` key for the real images
+    nested_keys: ClassVar[dict[str, frozenset[str]]] = {"data.pseudo": DATA_KEYS | {"model"}}
 
     def __init__(self, cfg: dict[str, Any]) -> None:
         super().__init__(cfg)
