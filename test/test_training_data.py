@@ -199,3 +199,47 @@ def test_per_source_batch_size() -> None:
     assert seen == {0: (1, 3), 1: (4, 1)}
     with pytest.raises(ValueError, match="batch_size 5"):
         ClipDataset([Source(video.sequences, batch_size=5)], ClipSampling(), num_samples=4, batch_size=4)
+
+
+@pytest.mark.parametrize(
+    ("mistake", "when", "message"),
+    [
+        ("missing_depth", "open", r"1 of 4 frames have no depth \(target/000002\.npy\)"),
+        ("png_depth", "open", r"not PNG: convert a 16-bit millimetre PNG"),
+        ("empty", "open", r"an empty sequence"),
+        ("poses", "open", r"poses\.npy: shape \(3, 4, 4\), expected \(4, 4, 4\)"),
+        ("frame_size", "read", r"rgb/000001\.png: 9x12, but .*sequence\.json says 6x8"),
+        ("uint16_depth", "read", r"target/000000\.npy holds uint16; .*depth_mm / 1000"),
+    ],
+)
+def test_reader_names_each_mistake_in_a_users_sequence_folder(
+    mistake: str, when: str, message: str, tmp_path: Path
+) -> None:
+    """A user's own folder with a mistake failed mid-run (FileNotFoundError, numpy's "all input
+    arrays must have the same shape" or "need at least one array to stack", on whichever rank drew
+    the frame) or trained in silence (uint16 millimetres read as metres). Structural mistakes are now
+    found when the folder is opened, per-frame ones name the file and the fix."""
+    import cv2
+
+    from vdepth_ros.errors import ConfigError
+
+    folder = write_sequence(tmp_path / "seq", make_seq())
+    if mistake == "missing_depth":
+        (folder / "target" / "000002.npy").unlink()
+    elif mistake == "png_depth":
+        for p in sorted((folder / "target").glob("*.npy")):
+            cv2.imwrite(str(p.with_suffix(".png")), (np.load(p) * 1000).astype(np.uint16))
+            p.unlink()
+    elif mistake == "empty":
+        for p in (folder / "rgb").iterdir():
+            p.unlink()
+    elif mistake == "poses":
+        np.save(folder / "poses.npy", np.load(folder / "poses.npy")[:3])
+    elif mistake == "frame_size":
+        cv2.imwrite(str(folder / "rgb" / "000001.png"), np.zeros((9, 12, 3), np.uint8))
+    elif mistake == "uint16_depth":
+        np.save(folder / "target" / "000000.npy", (np.load(folder / "target" / "000000.npy") * 1000).astype(np.uint16))
+    with pytest.raises(ConfigError, match=message):
+        SequenceReader(folder).read()
+    if when == "read":
+        SequenceReader(folder)  # opening is cheap: only the frames read are checked

@@ -294,3 +294,33 @@ def test_launched_ranks_exit_0_after_a_complete_run(tmp_path: Path) -> None:
         torchrun(["-m", "vdepth_training.train", "--config", str(REPO / "training" / "configs" / "dvd.yaml"),
                   "--tiny", "--output", str(tmp_path / f"run{i}"), "--max-steps", "2"])  # fmt: skip
         assert (tmp_path / f"run{i}" / "checkpoints" / "checkpoint_2" / "trainer_state.json").is_file()
+
+
+def test_two_ranks_on_a_users_folder_with_a_missing_depth_file_stop_before_training(tmp_path: Path) -> None:
+    """A user's sequence folder with one frame's depth missing trained until a rank drew that frame
+    (hours into a real run), then ended in a FileNotFoundError on that rank and gloo's "connection
+    closed by peer" on the other. Now both ranks stop before the first step with one line naming the
+    sequence, the frame and the format."""
+    import numpy as np
+    import yaml
+    from vdepth_training.data.sequence import Sequence, write_sequence
+
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        write_sequence(tmp_path / "mine" / f"seq{i}", Sequence(
+            rgb=rng.integers(0, 256, (6, 32, 48, 3), dtype=np.uint8),
+            target=rng.uniform(1, 5, (6, 32, 48)).astype(np.float32), valid=np.ones((6, 32, 48), bool)))  # fmt: skip
+    (tmp_path / "mine" / "seq1" / "target" / "000003.npy").unlink()
+    cfg = load_config(REPO / "training" / "configs" / "vda.yaml", tiny=True)
+    cfg.pop("tiny")
+    cfg["data"].update(num_samples=4, sources=[{"name": "mine", "layout": "sequence", "root": str(tmp_path / "mine")}])
+    cfg["stages"] = [{**cfg["stages"][0], "steps": 6}]
+    recipe = tmp_path / "mine.yaml"
+    recipe.write_text(yaml.safe_dump(cfg))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
+           "vdepth_training.train", "--config", str(recipe), "--output", str(tmp_path / "run")]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=REPO, env=rank_env(), capture_output=True, text=True, timeout=300)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("python -m vdepth_training.train: error")]
+    assert proc.returncode != 0 and len(errors) == 2, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "seq1: 1 of 6 frames have no depth (target/000003.npy)" in errors[0]
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()  # no step ran

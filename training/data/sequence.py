@@ -30,6 +30,8 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 
+from vdepth_ros.errors import ConfigError
+
 FORMAT = "vdepth-seq/1"
 META_NAME = "sequence.json"
 TargetKind = Literal["depth", "disparity"]
@@ -153,16 +155,50 @@ class SequenceReader:
         meta_path = self.directory / META_NAME
         if not meta_path.is_file():
             raise FileNotFoundError(f"{meta_path} not found: not a {FORMAT} sequence folder")
-        self.meta: dict[str, Any] = json.loads(meta_path.read_text())
+        try:
+            self.meta: dict[str, Any] = json.loads(meta_path.read_text())
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{meta_path} is not valid JSON: {err}") from None
         if self.meta.get("format") != FORMAT:
-            raise ValueError(f"{meta_path}: format {self.meta.get('format')!r}, expected {FORMAT!r}")
-        self._rgb = sorted(p for p in (self.directory / "rgb").iterdir() if p.suffix.lower() in (".png", ".jpg"))
+            raise ConfigError(f"{meta_path}: format {self.meta.get('format')!r}, expected {FORMAT!r}")
+        rgb_dir = self.directory / "rgb"
+        files = sorted(rgb_dir.iterdir()) if rgb_dir.is_dir() else []
+        self._rgb = [p for p in files if p.suffix.lower() in (".png", ".jpg")]
+        if not self._rgb or not self.meta.get("num_frames"):
+            raise ConfigError(
+                f"{self.directory}: an empty sequence (no frames in rgb/); remove the folder or add frames"
+            )
         if len(self._rgb) != self.meta["num_frames"]:
-            raise ValueError(f"{self.directory}: {len(self._rgb)} rgb files, metadata says {self.meta['num_frames']}")
+            raise ConfigError(
+                f"{self.directory}: {len(self._rgb)} rgb files, sequence.json says num_frames {self.meta['num_frames']}"
+            )
+        self._check_targets()
         intr = self.directory / "intrinsics.npy"
         poses = self.directory / "poses.npy"
         self._intrinsics = np.load(intr) if intr.is_file() else None
         self._poses = np.load(poses) if poses.is_file() else None
+        for path, arr, shape in ((intr, self._intrinsics, (3, 3)), (poses, self._poses, (4, 4))):
+            if arr is not None and arr.shape != (len(self._rgb), *shape):
+                raise ConfigError(f"{path}: shape {arr.shape}, expected {(len(self._rgb), *shape)} (one per frame)")
+
+    def _check_targets(self) -> None:
+        """Every rgb frame has its `target/<stem>.npy` (one listing, no file opened): a missing one
+        would otherwise stop a run hours in, on whichever rank first drew that frame."""
+        target_dir = self.directory / "target"
+        present = {p.name for p in target_dir.iterdir()} if target_dir.is_dir() else set()
+        missing = [p.stem for p in self._rgb if f"{p.stem}.npy" not in present]
+        if not missing:
+            return
+        shown = ", ".join(f"target/{m}.npy" for m in missing[:3]) + (
+            f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        )
+        hint = "every rgb/<frame> needs target/<frame>.npy, float32 depth in metres (or disparity)"
+        if any(f"{m}.png" in present for m in missing):
+            hint = ("the format holds target/<frame>.npy, float32 depth in metres, not PNG: convert a 16-bit "
+                    "millimetre PNG with np.save(npy, png.astype(np.float32) / 1000)")  # fmt: skip
+        raise ConfigError(
+            f"{self.directory}: {len(missing)} of {len(self._rgb)} frames have no depth ({shown}); {hint}"
+        )
 
     def __len__(self) -> int:
         return int(self.meta["num_frames"])
@@ -175,19 +211,33 @@ class SequenceReader:
         """Load the frames at `indices` (all frames when None) as a `Sequence`."""
         idx = np.arange(len(self)) if indices is None else np.asarray(indices, dtype=np.int64)
         rgb, target, valid = [], [], []
+        size = (int(self.meta["height"]), int(self.meta["width"])) if "height" in self.meta else None
         for i in idx:
             path = self._rgb[int(i)]
             img = cv2.imread(str(path), cv2.IMREAD_COLOR)
             if img is None:
-                raise ValueError(f"cannot decode {path}")
+                raise ConfigError(f"cannot decode {path}")
             rgb.append(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
             stem = path.stem
-            target.append(np.load(self.directory / "target" / f"{stem}.npy"))
+            tpath = self.directory / "target" / f"{stem}.npy"
+            target.append(np.load(tpath))
+            if not np.issubdtype(target[-1].dtype, np.floating):
+                raise ConfigError(
+                    f"{tpath} holds {target[-1].dtype}; the format holds float32 depth in metres (or disparity): "
+                    "save millimetres as (depth_mm / 1000).astype(np.float32)"
+                )
             vpath = self.directory / "valid" / f"{stem}.png"
             if vpath.is_file():
                 valid.append(cv2.imread(str(vpath), cv2.IMREAD_GRAYSCALE) > 0)
             else:
                 valid.append(np.ones(target[-1].shape, dtype=bool))
+            size = size or img.shape[:2]
+            for file, shape in ((path, img.shape[:2]), (tpath, target[-1].shape), (vpath, valid[-1].shape)):
+                if shape != size:
+                    raise ConfigError(
+                        f"{file}: {shape[0]}x{shape[1]}, but {self.directory / META_NAME} says {size[0]}x{size[1]} "
+                        "(every frame of a sequence has its size; resize it, or make it a sequence of its own)"
+                    )
         return Sequence(
             rgb=np.stack(rgb),
             target=np.stack(target),
