@@ -40,6 +40,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="start afresh in an --output that holds a run (deletes its metrics, checkpoints and final model); "
         "with --export-checkpoint: replace <output>/export",
     )
+    p.add_argument(
+        "--allow-config-change",
+        action="store_true",
+        help="with --resume: continue although the config differs from the checkpoint's (refused otherwise)",
+    )
     p.add_argument("--output", type=Path, default=None, help="output folder (default: runs/<config stem>[-tiny])")
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many global steps (checkpointed)")
     p.add_argument("--latent-cache", type=Path, default=None, help="cache frozen-encoder/teacher latents here")
@@ -101,7 +106,8 @@ def _run(args: argparse.Namespace) -> int:
         n = trainer.precompute_cache()
         print(f"cached {n} batches in {cfg['training']['latent_cache']}")
         return 0
-    history = trainer.fit(resume=args.resume, max_steps=args.max_steps, overwrite=args.overwrite)
+    history = trainer.fit(resume=args.resume, max_steps=args.max_steps, overwrite=args.overwrite,
+                          allow_config_change=args.allow_config_change)  # fmt: skip
     if history:
         print(f"steps {history[0]['step']}..{history[-1]['step']}: loss {history[0]['loss']:.5g} -> "
               f"{history[-1]['loss']:.5g}")  # fmt: skip

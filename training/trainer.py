@@ -22,7 +22,7 @@ checkpoint and reproduces an uninterrupted run exactly (tested with one and two 
 Output folder::
 
     metrics.jsonl                     one JSON line per optimizer step (main process)
-    checkpoints/checkpoint_<step>/    accelerate state + trainer_state.json
+    checkpoints/checkpoint_<step>/    accelerate state + trainer_config.json + trainer_state.json (last)
     final/                            `save_pretrained` of the exported model (loads with
                                       `vdepth_ros.models.load_model`); after ZeRO the weights come
                                       from `Accelerator.get_state_dict`
@@ -53,12 +53,20 @@ from vdepth_training.recipes import Recipe, TrainingStep, get_recipe
 from vdepth_training.stages import Stage, plan_stages, stage_lr
 from vdepth_training.weights import STEP_PREFIX, load_init_weights, read_weights
 
+from vdepth_ros.errors import ConfigError
 from vdepth_ros.offline.atomic import AtomicOutput, check_output_path
 from vdepth_ros.offline.errors import OutputExistsError
 
 log = logging.getLogger("vdepth_training")
 
 STATE_NAME = "trainer_state.json"
+#: the run's config as it was when a checkpoint was saved (beside `STATE_NAME`; `--resume` compares it)
+CONFIG_NAME = "trainer_config.json"
+#: `training` keys a resumed run may change: they do not change what it computes
+RESUMABLE_CHANGES = frozenset(
+    ("log_every", "checkpoint_every", "keep_checkpoints", "num_workers", "log_with", "threads", "latent_cache")
+    + ("stop_at", "export_weights_dtype")
+)
 #: what a run writes into its output folder (`data/`, the default recipe's renders, is reused on purpose)
 RUN_FILES = ("metrics.jsonl", "checkpoints", "final")
 
@@ -152,7 +160,12 @@ class Trainer:
 
     # -- the run ------------------------------------------------------------------------------
     def fit(
-        self, *, resume: bool = False, max_steps: int | None = None, overwrite: bool = False
+        self,
+        *,
+        resume: bool = False,
+        max_steps: int | None = None,
+        overwrite: bool = False,
+        allow_config_change: bool = False,
     ) -> list[dict[str, Any]]:
         """Train every stage (or stop, checkpointed, after `max_steps` global steps or at a Ctrl-C,
         `interrupted`); returns the step records (the same on every rank).
@@ -162,9 +175,13 @@ class Trainer:
             max_steps: stop early once this many global steps are done.
             overwrite: start afresh in an `output_dir` that holds a run (its metrics, checkpoints
                 and final model are deleted first).
+            allow_config_change: resume although the config differs from the checkpoint's (the
+                differences are logged as a warning); otherwise that is an error.
 
         Raises:
             OutputExistsError: `output_dir` holds a run and neither `resume` nor `overwrite` is set.
+            ConfigError: `resume` with a config that differs from the checkpoint's (beyond
+                `RESUMABLE_CHANGES`) and not `allow_config_change`.
         """
         existing = [name for name in RUN_FILES if (self.output_dir / name).exists()]
         if existing and not resume and not overwrite:
@@ -172,6 +189,8 @@ class Trainer:
                 f"{self.output_dir} already holds a run ({', '.join(existing)}): pass --resume to continue it, "
                 "--overwrite to start it again, or choose another --output"
             )
+        if resume and (found := latest_checkpoint(self.output_dir)) is not None:
+            self._check_resumed_config(found, allow_config_change)
         # 1. accelerator, counters, model
         acc = self._accelerator()
         if existing and overwrite and not resume and acc.is_main_process:
@@ -387,6 +406,26 @@ class Trainer:
         finally:
             signal.signal(signal.SIGINT, signal.default_int_handler)
 
+    def _check_resumed_config(self, ckpt: Path, allow: bool) -> None:
+        """Refuse (or with `allow`, warn about) resuming `ckpt` with a config other than the one
+        it was saved with: the resumed run would silently be neither the old run nor the new one."""
+        path = ckpt / CONFIG_NAME
+        if not path.is_file():  # saved before checkpoints recorded their config
+            return
+        old, now = json.loads(path.read_text()), json.loads(json.dumps(self.cfg, default=str))
+        for cfg in (old, now):
+            cfg["training"] = {k: v for k, v in cfg.get("training", {}).items() if k not in RESUMABLE_CHANGES}
+        changes = config_changes(old, now)
+        if not changes:
+            return
+        listed = "; ".join(changes[:6]) + (f"; and {len(changes) - 6} more" if len(changes) > 6 else "")
+        if not allow:
+            raise ConfigError(
+                f"--resume: the config differs from the one {ckpt.name} was saved with ({listed}); resume with the "
+                "same config, pass --allow-config-change to continue with the new one, or --overwrite to start again"
+            )
+        log.warning("resuming %s with a changed config: %s", ckpt, listed)
+
     def _truncate_metrics(self, step: int) -> None:
         """Drop the metric records after `step` (the checkpoint resumed from): an interrupted run
         logged steps that the resumed run logs again."""
@@ -454,6 +493,7 @@ class Trainer:
         acc.project_configuration.iteration = progress.global_step
         folder = Path(acc.save_state())
         if acc.is_main_process:
+            (folder / CONFIG_NAME).write_text(json.dumps(self.cfg, indent=2, sort_keys=True, default=str) + "\n")
             (folder / STATE_NAME).write_text(json.dumps(progress.state_dict(), indent=2) + "\n")
         acc.wait_for_everyone()
         self._saved_step = progress.global_step
@@ -525,6 +565,17 @@ class Trainer:
         return count
 
 
+def config_changes(old: Any, new: Any, where: str = "") -> list[str]:
+    """`"<dotted key>: <old> -> <new>"` for every value that differs between two configs (nested
+    mappings and lists are compared item by item)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        keys = sorted(set(old) | set(new), key=str)
+        return [c for k in keys for c in config_changes(old.get(k), new.get(k), f"{where}.{k}" if where else str(k))]
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        return [c for i, (a, b) in enumerate(zip(old, new, strict=True)) for c in config_changes(a, b, f"{where}[{i}]")]
+    return [] if old == new else [f"{where}: {old!r} -> {new!r}"]
+
+
 def check_loss_decreases(history: list[dict[str, Any]], window: int = 3) -> tuple[float, float]:
     """(mean loss of the first `window` steps, of the last `window`) -- for overfit checks."""
     losses = [h["loss"] for h in history]
@@ -538,6 +589,7 @@ __all__ = [
     "TrainingProgress",
     "batch_generator",
     "check_loss_decreases",
+    "config_changes",
     "enable_gradient_checkpointing",
     "latest_checkpoint",
     "segments",
