@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -91,3 +93,158 @@ def test_overrides_parse_json_values() -> None:
     }
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         parse_overrides(["window"])
+
+
+@pytest.fixture(scope="module")
+def tiny_vda_release() -> tuple[VideoDepthAnything, dict[str, torch.Tensor]]:
+    torch.manual_seed(4)  # a seed whose random tiny VDA gives a non-constant output
+    tiny = VideoDepthAnything(**VideoDepthAnything.tiny_config()).eval()
+    return tiny, tiny.released_state_dict()
+
+
+def test_training_checkpoint_layouts_import_as_the_plain_release(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    tiny_vda_release: tuple[VideoDepthAnything, dict[str, torch.Tensor]],
+) -> None:
+    """Fine-tuned checkpoints come as their trainers save them: DDP's `module.` and torch.compile's
+    `_orig_mod.` on every key, wrapped in one entry of a dict with optimizer state and epoch counters.
+    `module.` used to end in 'missing keys [...], unexpected keys ['module.head...']', and any wrapper
+    other than `state_dict`/`model` in 'unexpected keys ['model_ema']'."""
+    tiny, sd = tiny_vda_release
+    frames = torch.rand(4, 3, 70, 98, generator=torch.Generator().manual_seed(0))
+    expected = tiny.predict(frames)
+    assert float(expected.std()) > 0
+    ddp = {"module." + k: v for k, v in sd.items()}
+    layouts = {
+        "ddp": ddp,
+        "compiled_ddp": {"_orig_mod." + k: v for k, v in ddp.items()},
+        "wrapped_ddp": {"model": ddp, "epoch": 3, "optimizer": {"state": {}, "param_groups": []}},
+        "ema": {"model_ema": sd, "step": 10},
+        "bf16": {k: v.bfloat16() if v.is_floating_point() else v for k, v in sd.items()},
+    }
+    sets = _sets(VideoDepthAnything.tiny_config())
+    for name, obj in layouts.items():
+        torch.save(obj, tmp_path / f"{name}.pth")
+        out = tmp_path / f"out_{name}"
+        assert cli_main(["import", "vda", str(tmp_path / f"{name}.pth"), "-o", str(out), *sets]) == 0, name
+        got = load_model(out).predict(frames)
+        tol = 0.05 * float(expected.abs().max()) if name == "bf16" else 0.0
+        torch.testing.assert_close(got, expected, rtol=0, atol=tol, msg=name)
+    # two candidate state dicts, neither the trainers' usual name: refused by name, never one chosen silently
+    torch.save({"student": sd, "teacher": sd}, tmp_path / "two.pth")
+    assert cli_main(["import", "vda", str(tmp_path / "two.pth"), "-o", str(tmp_path / "two"), *sets]) == 2
+    assert "several state dicts ('student', 'teacher')" in capsys.readouterr().err
+    assert not (tmp_path / "two").exists()
+
+
+def test_files_that_are_not_weights_name_what_they_are(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    tiny_vda_release: tuple[VideoDepthAnything, dict[str, torch.Tensor]],
+) -> None:
+    """What a hand download really gives: a Git LFS pointer (a clone without git-lfs), the hub's HTML
+    page (the /blob/ link), a cut-off file, a training checkpoint with an argparse.Namespace. These
+    used to print torch's 'Unsupported operand 118 ... Re-running torch.load with weights_only=False
+    will likely succeed' (wrong advice for a text file) or '[Errno 22] Invalid argument'."""
+    _, sd = tiny_vda_release
+    good = tmp_path / "good.pth"
+    torch.save(sd, good)
+    lfs = "version https://git-lfs.github.com/spec/v1\noid sha256:" + "0" * 64 + "\nsize 112000000\n"
+    cases = {
+        "lfs.pth": (lfs.encode(), r"Git LFS pointer.*git lfs pull"),
+        "lfs.safetensors": (lfs.encode(), r"Git LFS pointer.*git lfs pull"),
+        "page.pth": (b"\n<!DOCTYPE html>\n<html><body>Video-Depth-Anything</body></html>", r"HTML page.*/resolve/"),
+        "empty.pth": (b"", r"empty.*download it again"),
+        "cut.pth": (good.read_bytes()[: good.stat().st_size // 2], r"truncated or corrupt.*download it again"),
+        "cut2.pth": (good.read_bytes()[:5000], r"truncated or corrupt.*download it again"),
+    }
+    torch.save({"model": sd, "args": argparse.Namespace(lr=1e-4)}, tmp_path / "ns.pth")
+    sets = _sets(VideoDepthAnything.tiny_config())
+    for name, (data, _) in cases.items():
+        (tmp_path / name).write_bytes(data)
+    cases["ns.pth"] = (b"", r"argparse\.Namespace.*weights_only=False")
+    for name, (_, match) in cases.items():
+        assert cli_main(["import", "vda", str(tmp_path / name), "-o", str(tmp_path / "out"), *sets]) == 2, name
+        err = capsys.readouterr().err
+        assert re.search(match, err, re.S), (name, err)
+        assert "likely succeed" not in err and "Unsupported operand" not in err, err
+        assert err.startswith("vdepth-export import: error: ") and name in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_checkpoint_of_another_size_or_family_names_the_one_it_is(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    tiny_vda_release: tuple[VideoDepthAnything, dict[str, torch.Tensor]],
+) -> None:
+    """`vdepth-export import vda video_depth_anything_vitb.pth` without `--encoder vitb`: the same key
+    names at other widths. It used to end in a RuntimeError traceback with hundreds of 'size mismatch'
+    lines; a GemDepth file given as `vda` (or the reverse) listed keys but not what to run."""
+    _, sd = tiny_vda_release
+    ckpt = tmp_path / "video_depth_anything_tiny.pth"
+    torch.save(sd, ckpt)
+    narrow = {**VideoDepthAnything.tiny_config(), "features": 8}  # the head at another width
+    assert cli_main(["import", "vda", str(ckpt), "-o", str(tmp_path / "a"), *_sets(narrow)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert "another shape: head.convs.0.weight (16, 8, 3, 3) (model (8, 8, 3, 3))" in err, err
+    # a released size given the wrong --encoder: the error names the right one (ViT-S widths, ViT-B file)
+    from vdepth_ros.models.vda import VDA_PRESETS
+
+    small = {k: VDA_PRESETS["vits"][k] for k in ("hidden_size", "num_heads")}
+    vitb_like = {k: (torch.zeros(*v.shape[:-1], 768) if k == "pretrained.cls_token" else v) for k, v in sd.items()}
+    torch.save(vitb_like, tmp_path / "b.pth")
+    assert cli_main(["import", "vda", str(tmp_path / "b.pth"), "-o", str(tmp_path / "a"), *_sets(small)]) == 2
+    err = capsys.readouterr().err
+    assert "--encoder vitb" in err and "Traceback" not in err, err
+    # a GemDepth file as vda, a VDA file as gemdepth
+    torch.manual_seed(1)
+    torch.save(GemDepth(**GemDepth.tiny_config()).released_state_dict(), tmp_path / "gemdepth.pth")
+    args = ["import", "vda", str(tmp_path / "gemdepth.pth"), "-o", str(tmp_path / "a")]
+    assert cli_main([*args, *_sets(VideoDepthAnything.tiny_config())]) == 2
+    assert "GemDepth checkpoint: vdepth-export import gemdepth" in capsys.readouterr().err
+    args = ["import", "gemdepth", str(ckpt), "-o", str(tmp_path / "a"), *_sets(GemDepth.tiny_config())]
+    assert cli_main(args) == 2
+    assert "Video Depth Anything checkpoint: vdepth-export import vda" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()
+
+
+def test_sharded_safetensors_import_through_their_index_or_any_shard(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    tiny_vda_release: tuple[VideoDepthAnything, dict[str, torch.Tensor]],
+) -> None:
+    """Large checkpoints come as `model-0000i-of-0000n.safetensors` + `model.safetensors.index.json`
+    (huggingface_hub's split_torch_state_dict_into_shards). Giving the index used to be a JSON error
+    or a 'missing keys' list; giving one shard imported a model with half its keys missing."""
+    from huggingface_hub import split_torch_state_dict_into_shards
+    from safetensors.torch import save_file
+
+    tiny, sd = tiny_vda_release
+    folder = tmp_path / "release"
+    folder.mkdir()
+    split = split_torch_state_dict_into_shards(sd, max_shard_size=200_000)
+    assert split.is_sharded and len(split.filename_to_tensors) >= 2
+    for filename, names in split.filename_to_tensors.items():
+        save_file({n: sd[n].contiguous() for n in names}, str(folder / filename))
+    index = folder / "model.safetensors.index.json"
+    index.write_text(json.dumps({"metadata": split.metadata, "weight_map": split.tensor_to_filename}))
+    (folder / "README.md").write_text("unrelated file next to the weights")
+    frames = torch.rand(4, 3, 70, 98, generator=torch.Generator().manual_seed(0))
+    sets = _sets(VideoDepthAnything.tiny_config())
+    first_shard = folder / sorted(split.filename_to_tensors)[0]
+    for i, source in enumerate((index, first_shard, folder)):
+        out = tmp_path / f"out{i}"
+        assert cli_main(["import", "vda", str(source), "-o", str(out), *sets]) == 0, capsys.readouterr().err
+        assert torch.equal(load_model(out).predict(frames), tiny.predict(frames))
+    capsys.readouterr()
+    last = folder / sorted(split.filename_to_tensors)[-1]
+    last.rename(tmp_path / "elsewhere.safetensors")  # one shard not downloaded
+    assert cli_main(["import", "vda", str(index), "-o", str(tmp_path / "bad"), *sets]) == 2
+    err = capsys.readouterr().err
+    assert f"{last.name}" in err and "not found" in err and "download all" in err, err
+    index.unlink()  # a lone shard without its index
+    assert cli_main(["import", "vda", str(first_shard), "-o", str(tmp_path / "bad"), *sets]) == 2
+    assert "shard 1 of" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()

@@ -20,6 +20,7 @@ from vdepth_ros.models.base import (
     load_state_dict_file,
     read_config,
     register_to_config,
+    shape_mismatches,
 )
 
 # registry name -> "module:Class"; modules import lazily so a family's heavy deps load on demand.
@@ -76,9 +77,7 @@ def load_model(directory: str | Path, *, strict: bool = True) -> VideoDepthModel
             shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 (not a dict)
     except (SafetensorError, OSError) as err:
         raise ModelLoadError(f"{weights} is not a readable safetensors file ({err}); pull or export it again") from None
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    wrong = [f"{k} {shapes[k]} (model {expected[k]})" for k in sorted(shapes.keys() & expected.keys())
-             if shapes[k] != expected[k]]  # fmt: skip
+    wrong = shape_mismatches({k: tuple(v.shape) for k, v in model.state_dict().items()}, shapes)
     if wrong:
         raise ModelLoadError(
             f"{weights} does not fit its config.json: {len(wrong)} tensor(s) of another shape: {', '.join(wrong[:10])}"

@@ -11,6 +11,8 @@ import functools
 import inspect
 import json
 import os
+import pickle
+import re
 import stat
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -199,27 +201,211 @@ def read_config(directory: str | Path) -> dict[str, Any]:
     return cfg
 
 
+def shape_mismatches(expected: dict[str, tuple[int, ...]], got: dict[str, tuple[int, ...]]) -> list[str]:
+    """`key (got) (model expected)` for every key in both whose shapes differ, sorted."""
+    both = sorted(expected.keys() & got.keys())
+    return [f"{k} {got[k]} (model {expected[k]})" for k in both if got[k] != expected[k]]
+
+
+def load_state_checked(module: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
+    """Load `state` into `module` strictly; `ModelLoadError` starting with `what` that names the
+    tensors of another shape, else the missing and unexpected keys (torch's own strict load raises a
+    RuntimeError with one line per mismatched tensor, hundreds for a checkpoint of another size)."""
+    expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    wrong = shape_mismatches(expected, {k: tuple(v.shape) for k, v in state.items()})
+    if wrong:
+        raise ModelLoadError(f"{what}: {len(wrong)} tensor(s) of another shape: {', '.join(wrong[:10])}")
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ModelLoadError(
+            f"{what}: missing keys {sorted(missing)[:10]} ({len(missing)}), "
+            f"unexpected keys {sorted(unexpected)[:10]} ({len(unexpected)})"
+        )
+
+
+#: Prefixes trainers put on every key: DDP / DataParallel (`module.`) and `torch.compile` (`_orig_mod.`).
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+#: The entry holding the weights in a training checkpoint, preferred in this order when several exist.
+_STATE_ENTRIES = ("state_dict", "model")
+
+
+def _not_weights(path: Path) -> str | None:
+    """Why `path` is plainly not a weights file (empty, a Git LFS pointer, an HTML page, text), or None."""
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if not head:
+        return f"{path} is empty (0 bytes): the download did not complete; download it again"
+    if head.startswith(b"version https://git-lfs.github.com/spec/"):
+        return (
+            f"{path} is a Git LFS pointer ({path.stat().st_size} bytes), not the weights: run `git lfs pull` in "
+            "the clone it came from, or download the file itself (the hub's .../resolve/<revision>/<file> URL)"
+        )
+    text = head.lstrip().lower()
+    if text.startswith((b"<!doctype html", b"<html", b"<head", b"<?xml")):
+        return (
+            f"{path} is an HTML page, not the weights (a web page was saved, e.g. the hub's /blob/ link): download "
+            "the file from its .../resolve/<revision>/<file> URL"
+        )
+    if b"\0" not in head:
+        try:
+            first = head.decode("utf-8").strip().splitlines()[0][:80]
+        except (UnicodeDecodeError, IndexError):
+            return None
+        return f"{path} is a text file, not the weights (it starts with {first!r}); download the weights again"
+    return None
+
+
+def _unwrap(state: Any, path: Path) -> dict[str, torch.Tensor]:
+    """The state dict inside a training checkpoint: `{"state_dict": ...}`, `{"model": ...}` or the
+    only tensor dict among the entries (`model_ema`, `net`, ...), with DDP's `module.` and
+    torch.compile's `_orig_mod.` taken off when every key has them."""
+
+    def has_tensors(d: Any) -> bool:
+        return isinstance(d, dict) and any(isinstance(v, torch.Tensor) for v in d.values())
+
+    def strip(d: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        for _ in range(2 * len(_WRAPPER_PREFIXES)):  # e.g. _orig_mod.module.
+            prefix = next((p for p in _WRAPPER_PREFIXES if all(k.startswith(p) for k in d)), None)
+            if prefix is None:
+                break
+            d = {k[len(prefix) :]: v for k, v in d.items()}
+        return d
+
+    for _ in range(3):  # {"checkpoint": {"model": {...}}}
+        if not isinstance(state, dict) or has_tensors(state):
+            break
+        named = [k for k in _STATE_ENTRIES if isinstance(state.get(k), dict)]
+        found = named[:1] or [k for k, v in state.items() if has_tensors(v)]
+        if len(found) > 1:
+            names = ", ".join(repr(k) for k in sorted(map(str, found)))
+            raise ModelLoadError(
+                f"{path} holds several state dicts ({names}); save the one to import on its own: "
+                f"python -c \"import torch; c = torch.load('{path}', weights_only=True); torch.save(c['<name>'], "
+                "'weights.pth')\""
+            )
+        if not found:
+            break
+        state = state[found[0]]
+    if not has_tensors(state):
+        raise ModelLoadError(f"{path} does not hold a state dict (no tensors found)")
+    return strip({k: v for k, v in state.items() if isinstance(v, torch.Tensor)})
+
+
+#: `model-00001-of-00003.safetensors`: one shard of a split checkpoint (huggingface_hub's naming).
+_SHARD = re.compile(r"-(\d+)-of-(\d+)\.[A-Za-z]+$")
+_WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
+
+
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a checkpoint safely: safetensors first, else `torch.load(weights_only=True)`."""
+    """Read a checkpoint safely: safetensors first, else `torch.load(weights_only=True)`.
+
+    `path` may also be a split checkpoint's `*.index.json`, any one of its shards (the index beside
+    it), or a folder holding one checkpoint (other files are ignored). Training checkpoints are
+    unwrapped (`_unwrap`: the state dict inside, DDP/compile prefixes off).
+
+    Raises:
+        ModelLoadError: missing, not a weights file (empty, Git LFS pointer, HTML page, text), cut off or
+            corrupt, holding Python objects besides tensors, several candidate state dicts, a shard
+            without its index or an index without all its shards; the message says which and what to do.
+    """
     path = Path(path)
+    if path.is_dir():
+        path = _checkpoint_in_folder(path)
+    if path.name.endswith(".index.json") and path.is_file():
+        return _load_sharded(path)
+    shard = _SHARD.search(path.name)
+    if shard and int(shard[2]) > 1 and path.is_file():
+        for index in sorted(path.parent.glob("*.index.json")):
+            if path.name in _weight_map(index).values():
+                return _load_sharded(index)
+        raise ModelLoadError(
+            f"{path} is shard {int(shard[1])} of {int(shard[2])} and no *.index.json beside it lists it: download "
+            "all the shards and the index into one folder and pass the index (or the folder)"
+        )
+    return _load_one(path)
+
+
+def _checkpoint_in_folder(folder: Path) -> Path:
+    """The one checkpoint in `folder`: its `*.index.json`, else its only weights file."""
+    indexes = sorted(folder.glob("*.index.json"))
+    if len(indexes) == 1:
+        return indexes[0]
+    files = sorted(p for p in folder.iterdir() if p.suffix in _WEIGHT_SUFFIXES and p.is_file())
+    if not indexes and len(files) == 1:
+        return files[0]
+    found = ", ".join(p.name for p in (indexes or files)) or f"no {'/'.join(_WEIGHT_SUFFIXES)} file"
+    raise ModelLoadError(f"{folder} is a folder with {found}: pass the checkpoint file itself")
+
+
+def _weight_map(index: Path) -> dict[str, str]:
+    try:
+        weight_map = json.loads(index.read_text()).get("weight_map")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as err:
+        raise ModelLoadError(f"{index} is not a checkpoint index (JSON with a weight_map): {err}") from None
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise ModelLoadError(f"{index} is not a checkpoint index: no weight_map")
+    return {str(k): str(v) for k, v in weight_map.items()}
+
+
+def _load_sharded(index: Path) -> dict[str, torch.Tensor]:
+    """Every shard an index lists (from the index's folder), merged; all the listed tensors present."""
+    weight_map = _weight_map(index)
+    shards = sorted(set(weight_map.values()))
+    absent = [s for s in shards if not (index.parent / s).is_file()]
+    if absent:
+        raise ModelLoadError(
+            f"{index} lists {len(shards)} shards; {', '.join(absent[:5])} not found beside it: download all the "
+            "shards into that folder"
+        )
+    state: dict[str, torch.Tensor] = {}
+    for shard in shards:
+        state.update(_load_one(index.parent / shard))
+    lost = sorted(weight_map.keys() - state.keys())
+    if lost:
+        raise ModelLoadError(f"{index}: tensors it lists are in none of the shards: {lost[:10]} ({len(lost)})")
+    return state
+
+
+def _load_one(path: Path) -> dict[str, torch.Tensor]:
+    """One checkpoint file: safetensors, else `torch.load(weights_only=True)`, unwrapped."""
     if not path.is_file():
         raise ModelLoadError(f"checkpoint {path} not found")
+    if (why := _not_weights(path)) is not None:
+        raise ModelLoadError(why)
     if path.suffix == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
         try:
-            return load_file(str(path))
+            return _unwrap(load_file(str(path)), path)
         except SafetensorError as err:
-            raise ModelLoadError(f"{path} is not a readable safetensors file ({err})") from None
+            raise ModelLoadError(
+                f"{path} is not a readable safetensors file ({err}): truncated or corrupt; download it again"
+            ) from None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle payloads that are not plain tensors are refused
-        raise ModelLoadError(f"cannot load {path} with weights_only=True: {err}") from err
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
-        state = state["model"]
-    if not isinstance(state, dict):
-        raise ModelLoadError(f"{path} does not hold a state dict")
-    return state
+    except pickle.UnpicklingError as err:  # weights_only refuses a non-tensor object, or not a pickle at all
+        raise ModelLoadError(_unpickling_problem(path, err)) from None
+    except (RuntimeError, OSError, EOFError, ValueError) as err:
+        first = str(err).split(". ")[0]
+        raise ModelLoadError(
+            f"{path} is truncated or corrupt ({path.stat().st_size} bytes; {first}): download it again"
+        ) from None
+    return _unwrap(state, path)
+
+
+def _unpickling_problem(path: Path, err: Exception) -> str:
+    """A weights_only refusal in one line: the Python objects in the file and a way to keep only its weights."""
+    try:
+        unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:  # not a torch zip file: a legacy or broken pickle
+        unsafe = []
+    if unsafe:
+        return (
+            f"{path} holds Python objects besides tensors ({', '.join(unsafe[:5])}), which the safe loader "
+            "(torch.load weights_only=True) refuses. If you trust the file, save its weights alone and import "
+            f"that: python -c \"import torch; c = torch.load('{path}', weights_only=False); "
+            "torch.save(c.get('state_dict', c.get('model', c)), 'weights.pth')\""
+        )
+    size = path.stat().st_size
+    return f"{path} is truncated or corrupt, or not a PyTorch checkpoint ({size} bytes): download it again"

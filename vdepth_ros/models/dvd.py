@@ -44,6 +44,7 @@ from vdepth_ros.models.base import (
     ExportSignature,
     InputConstraints,
     VideoDepthModel,
+    load_state_checked,
     load_state_dict_file,
     register_to_config,
 )
@@ -340,11 +341,4 @@ def _wan_vae_state(vae: Path) -> dict[str, torch.Tensor]:
 
 
 def _load_strict(module: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
-    try:
-        missing, unexpected = module.load_state_dict(state, strict=False)
-    except RuntimeError as err:  # shape mismatches: another Wan size
-        raise ModelLoadError(f"{what}: does not fit the Wan config: {err}") from err
-    if missing or unexpected:
-        raise ModelLoadError(
-            f"{what}: keys do not match the Wan config: missing {missing[:8]}, unexpected {unexpected[:8]}"
-        )
+    load_state_checked(module, state, f"{what}: does not fit the Wan config")

@@ -59,7 +59,7 @@ import torch
 from torch import nn
 
 from vdepth_ros.errors import ConfigError, InputError
-from vdepth_ros.models.base import load_state_dict_file, register_to_config
+from vdepth_ros.models.base import register_to_config
 from vdepth_ros.models.dinov2 import build_dinov2_backbone
 from vdepth_ros.models.dpt import TemporalDPTHead
 from vdepth_ros.models.gemdepth_blocks import (
@@ -242,7 +242,7 @@ class GemDepth(PerFrameSplit, DinoVideoDepthBase):
         """
         vitl = {k: v for k, v in VDA_PRESETS["vitl"].items()}
         model = cls(**{**vitl, **overrides})
-        model.load_released_state_dict(load_state_dict_file(path))
+        model.load_released_file(path)
         return model.eval()
 
     # -- forward ----------------------------------------------------------------------------------

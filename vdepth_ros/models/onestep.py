@@ -49,9 +49,9 @@ from typing import Any, ClassVar, Literal
 import torch
 import torch.nn.functional as F
 
-from vdepth_ros.errors import ConfigError, InputError, ModelLoadError
+from vdepth_ros.errors import ConfigError, InputError
 from vdepth_ros.models import edm
-from vdepth_ros.models.base import InputConstraints, load_state_dict_file, register_to_config
+from vdepth_ros.models.base import InputConstraints, load_state_checked, load_state_dict_file, register_to_config
 from vdepth_ros.models.depthcrafter import (
     DEFAULT_OVERLAP,
     DEFAULT_WINDOW,
@@ -154,10 +154,7 @@ class OneStepDepth(SVDDepthModel):
         """Load DPT-head weights (`TemporalDPTHead` key names) from a safetensors/torch file."""
         if self.dpt is None:
             raise ConfigError("this student has no DPT head (head='vae')")
-        state = load_state_dict_file(Path(path))
-        missing, unexpected = self.dpt.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise ModelLoadError(f"{path}: missing keys {missing[:10]}, unexpected keys {unexpected[:10]}")
+        load_state_checked(self.dpt, load_state_dict_file(Path(path)), str(path))
 
     @property
     def grid_factor(self) -> int:

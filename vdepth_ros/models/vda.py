@@ -49,6 +49,7 @@ from vdepth_ros.models.base import (
     ExportSignature,
     InputConstraints,
     VideoDepthModel,
+    load_state_checked,
     load_state_dict_file,
     register_to_config,
 )
@@ -285,8 +286,32 @@ class DinoVideoDepthBase(VideoDepthModel):
             raise ModelLoadError(
                 f"released checkpoint: missing keys {missing[:10]}, unexpected keys {sorted(state)[:10]}"
             )
-        result = self.load_state_dict(mapped, strict=True)
-        assert not result.missing_keys and not result.unexpected_keys
+        load_state_checked(self, mapped, "released checkpoint")
+
+    def load_released_file(self, path: str | Path) -> None:
+        """`load_released_state_dict` of a checkpoint file; a `ModelLoadError` names the file and,
+        where the keys show it, the family or VDA size the file really is and the option to pass."""
+        state = load_state_dict_file(path)
+        try:
+            self.load_released_state_dict(state)
+        except ModelLoadError as err:
+            raise ModelLoadError(f"{path}: {err}{self._released_hint(state, path)}") from None
+
+    def _released_hint(self, state: dict[str, torch.Tensor], path: str | Path) -> str:
+        """What the checkpoint is, when it is not what this model expects (GemDepth adds camera tokens
+        to VDA's layout; the ViT width tells the VDA size)."""
+        gem = "camera_token" in state
+        if gem and self.family != "gemdepth":
+            return f"; this is a GemDepth checkpoint: vdepth-export import gemdepth {path} -o FOLDER"
+        if not gem and self.family == "gemdepth" and "pretrained.cls_token" in state:
+            return f"; this is a Video Depth Anything checkpoint: vdepth-export import vda {path} -o FOLDER"
+        cls_token = state.get("pretrained.cls_token")
+        if self.family == "vda" and cls_token is not None:
+            width = int(cls_token.shape[-1])
+            sizes = [e for e, p in VDA_PRESETS.items() if p["hidden_size"] == width]
+            if sizes and width != self.config.get("hidden_size"):
+                return f"; its ViT width is {width}, that of --encoder {sizes[0]}: pass --encoder {sizes[0]}"
+        return ""
 
 
 class VideoDepthAnything(PerFrameSplit, DinoVideoDepthBase):
@@ -404,7 +429,7 @@ class VideoDepthAnything(PerFrameSplit, DinoVideoDepthBase):
             if overrides.get(key):
                 raise ConfigError(f"{key} models are not released; load them with load_model(dir)")
         model = cls.preset(encoder, **overrides)
-        model.load_released_state_dict(load_state_dict_file(path))
+        model.load_released_file(path)
         return model.eval()
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
