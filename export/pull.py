@@ -52,10 +52,10 @@ def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def _manual_steps(release: Release, output: Path) -> str:
+def _manual_steps(release: Release, output: Path, endpoint: str | None) -> str:
     """What to do without the network: the files (URLs) and the two ways to import them."""
     lines = [f"download these files of {release.name!r} by hand:"]
-    lines += [f"  {f.url}" for f in release.files]
+    lines += [f"  {f.url_at(endpoint)}" for f in release.files]
     lines.append(f"then either put them as DIR/<repo>/<file> ({', '.join(f.local_path for f in release.files)})")
     lines.append(f"and run `vdepth-export pull {release.name} --from DIR`, or run")
     paths = [s.split(":", 1)[1] if ":" in s else f"<folder of {s}>" for s in release.sources]
@@ -117,6 +117,27 @@ def _quiet_http_logs() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def _hub_answer(err: BaseException, endpoint: str | None) -> str:
+    """What stopped the download, from the hub client's error and its causes: offline mode, an HTTP
+    status the hub (or a mirror, a proxy) answered, or no connection."""
+    from huggingface_hub import constants
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+
+    where = (endpoint or constants.ENDPOINT).rstrip("/")
+    chain: list[BaseException] = []
+    cause: BaseException | None = err
+    while cause is not None and len(chain) < 5:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    if constants.HF_HUB_OFFLINE or any(isinstance(c, OfflineModeIsEnabled) for c in chain):
+        return "HF_HUB_OFFLINE is set and the file is not in the hub cache: unset it to download"
+    for c in chain:
+        response = getattr(c, "response", None) if isinstance(c, HfHubHTTPError) else None
+        if response is not None:
+            return f"the hub at {where} answered HTTP {response.status_code} {response.reason_phrase}".rstrip()
+    return f"cannot reach the hub at {where} ({chain[-1].__class__.__name__}: {str(chain[-1]).splitlines()[0][:200]})"
+
+
 def _download(spec: ReleaseFile, release: Release, output: Path, endpoint: str | None) -> Path:
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (
@@ -128,6 +149,7 @@ def _download(spec: ReleaseFile, release: Release, output: Path, endpoint: str |
         RevisionNotFoundError,
     )
 
+    manual = _manual_steps(release, output, endpoint)
     try:
         return Path(hf_hub_download(spec.repo, spec.filename, revision=spec.revision, endpoint=endpoint))
     except GatedRepoError as err:
@@ -135,16 +157,21 @@ def _download(spec: ReleaseFile, release: Release, output: Path, endpoint: str |
             f"{spec.repo} is gated: accept its licence on https://huggingface.co/{spec.repo} and log in "
             f"(`hf auth login` or HF_TOKEN). ({err.__class__.__name__})"
         ) from None
-    except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError) as err:
-        if isinstance(err, LocalEntryNotFoundError):  # offline and not cached (a subclass of EntryNotFound)
-            msg = f"cannot reach the hub ({err.__class__.__name__}).\n"
-            raise DownloadError(msg + _manual_steps(release, output)) from None
+    except RepositoryNotFoundError as err:  # 404, or 401: private, or a wrong/expired token
+        raise DownloadError(
+            f"{_hub_answer(err, endpoint)}: no repository {spec.repo} visible with this login. If it is private "
+            "or gated, or HF_TOKEN is wrong or expired, log in (`hf auth login` or HF_TOKEN); otherwise the "
+            "registry entry may be out of date"
+        ) from None
+    except (RevisionNotFoundError, EntryNotFoundError) as err:
+        if isinstance(err, LocalEntryNotFoundError):  # offline, or the hub unreachable or answering an error
+            raise DownloadError(f"{_hub_answer(err, endpoint)}.\n{manual}") from None
         raise DownloadError(
             f"the hub has no {spec.filename} in {spec.repo}@{spec.revision} ({err.__class__.__name__}); "
             "the registry entry may be out of date"
         ) from None
     except (OfflineModeIsEnabled, *_transport_errors()) as err:  # offline, refused, kept failing mid-file
-        raise DownloadError(f"download of {spec.url} failed: {err}\n" + _manual_steps(release, output)) from None
+        raise DownloadError(f"download of {spec.url_at(endpoint)} failed: {err}\n{manual}") from None
 
 
 def _fetch(

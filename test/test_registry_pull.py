@@ -46,6 +46,7 @@ class Hub:
     cut: dict[str, int] = field(default_factory=dict)  # filename -> GETs to cut halfway (-1: always)
     requests: list[tuple[str, str, str | None]] = field(default_factory=list)
     url: str = ""
+    status: tuple[int, str] | None = None  # answer every request with (HTTP status, X-Error-Code or "")
 
 
 def _handler(hub: Hub) -> type[BaseHTTPRequestHandler]:
@@ -55,6 +56,13 @@ def _handler(hub: Hub) -> type[BaseHTTPRequestHandler]:
 
         def _serve(self, body: bool) -> None:
             hub.requests.append((self.command, self.path, self.headers.get("Range")))
+            if hub.status is not None:  # a mirror or proxy that answers with an error
+                self.send_response(hub.status[0])
+                if hub.status[1]:
+                    self.send_header("X-Error-Code", hub.status[1])
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             parts = self.path.split("?")[0].lstrip("/").split("/")
             repo, rest = "/".join(parts[:2]), parts[2:]
             key = (repo, "/".join(rest[2:])) if rest[:1] == ["resolve"] else None
@@ -282,3 +290,30 @@ def test_a_cache_that_cannot_be_written_or_a_file_in_the_way_stops_before_downlo
     assert "exists; pass --overwrite" in err and err.count("\n") == 1
     assert mine.read_text() == "my notes"
     assert hub.requests == []  # nothing downloaded in either case
+
+
+def test_hub_errors_say_what_the_hub_answered_and_where(
+    hub: Hub, env: dict[str, str], online: None, tmp_path: Path
+) -> None:
+    """A mirror (HF_ENDPOINT) answering 404 without the hub's error headers used to be reported as
+    'cannot reach the hub', with huggingface.co URLs to fetch by hand; a 401 (private repository,
+    wrong or expired HF_TOKEN) as 'the registry entry may be out of date'."""
+    hub.status = (404, "")
+    with pytest.raises(DownloadError) as err:
+        pull("vda-tiny-test", endpoint=hub.url)
+    msg = str(err.value)
+    assert f"{hub.url} answered HTTP 404" in msg and "cannot reach" not in msg, msg
+    assert f"{hub.url}/{REPO}/resolve/main/{FILE}" in msg and "huggingface.co" not in msg, msg
+    hub.status = (401, "RepoNotFound")
+    with pytest.raises(DownloadError) as err:
+        pull("vda-tiny-test", endpoint=hub.url)
+    msg = str(err.value)
+    assert "HTTP 401" in msg and "hf auth login" in msg and "HF_TOKEN" in msg, msg
+    assert _leftovers(Path(env[CACHE_ENV])) == []
+
+
+def test_offline_mode_is_named_as_the_reason(env: dict[str, str], hub: Hub) -> None:
+    """HF_HUB_OFFLINE=1 (often set for robots) used to read as 'cannot reach the hub'."""
+    with pytest.raises(DownloadError, match=r"HF_HUB_OFFLINE is set.*unset it to download"):
+        pull("vda-tiny-test", endpoint=hub.url)
+    assert hub.requests == []

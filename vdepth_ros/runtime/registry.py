@@ -54,7 +54,13 @@ class ReleaseFile:
 
     @property
     def url(self) -> str:
-        return f"https://huggingface.co/{self.repo}/resolve/{self.revision}/{self.filename}"
+        """The download URL on the hub in effect (`HF_ENDPOINT`, a mirror, else huggingface.co)."""
+        return self.url_at(None)
+
+    def url_at(self, endpoint: str | None) -> str:
+        """The download URL on `endpoint` (None: `HF_ENDPOINT`, else https://huggingface.co)."""
+        base = (endpoint or os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
+        return f"{base}/{self.repo}/resolve/{self.revision}/{self.filename}"
 
     @property
     def local_path(self) -> str:
