@@ -248,3 +248,28 @@ def test_sharded_safetensors_import_through_their_index_or_any_shard(
     assert cli_main(["import", "vda", str(first_shard), "-o", str(tmp_path / "bad"), *sets]) == 2
     assert "shard 1 of" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+def test_a_tilde_the_shell_did_not_expand_means_home(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tiny_vda_release: tuple[VideoDepthAnything, dict[str, torch.Tensor]],
+) -> None:
+    """`--output=~/models/vda` (bash expands no `~` after `--opt=`), a quoted path or one from a script:
+    the model used to be written to a folder literally named `~` in the working directory, and the
+    printed `model: ~/models/vda` then named a folder that did not exist."""
+    _, sd = tiny_vda_release
+    home = tmp_path / "home"
+    (home / "downloads").mkdir(parents=True)
+    torch.save(sd, home / "downloads" / "vda.pth")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    sets = _sets(VideoDepthAnything.tiny_config())
+    assert cli_main(["import", "vda", "~/downloads/vda.pth", "--output=~/models/vda", *sets]) == 0
+    assert json.loads(capsys.readouterr().out)["model"] == str(home / "models" / "vda")
+    assert (home / "models" / "vda" / "config.json").is_file()
+    assert not (tmp_path / "~").exists()
+    args = ["onnx", "~/models/vda", "--frames", "4", "--height", "70", "--width", "98", "--no-parity"]
+    assert cli_main(args) == 0
+    assert (home / "models" / "vda" / "model.onnx").is_file() and not (tmp_path / "~").exists()
