@@ -200,7 +200,15 @@ def _run_pull(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         from_dir=args.from_dir,
     )
-    print(json.dumps({"model": str(out), "next": [f"model: {args.name}", f"vdepth-video IN OUT --model {args.name}"]}))
+    from vdepth_ros.runtime.registry import CACHE_ENV, cached_model_dir
+
+    out = out.absolute()  # the node and the tools run from other folders
+    if out == cached_model_dir(args.name).absolute():
+        steps: dict[str, list[str]] = {"next": [f"model: {args.name}", f"vdepth-video IN OUT --model {args.name}"]}
+    else:  # --cache elsewhere: NAME resolves only through that cache
+        steps = {"next": [f"model: {out}", f"vdepth-video IN OUT --model {out}"],
+                 "or": [f"{CACHE_ENV}={out.parent} and model: {args.name}"]}  # fmt: skip
+    print(json.dumps({"model": str(out), **steps}))
     return 0
 
 

@@ -317,3 +317,25 @@ def test_offline_mode_is_named_as_the_reason(env: dict[str, str], hub: Hub) -> N
     with pytest.raises(DownloadError, match=r"HF_HUB_OFFLINE is set.*unset it to download"):
         pull("vda-tiny-test", endpoint=hub.url)
     assert hub.requests == []
+
+
+def test_pull_into_another_cache_prints_next_steps_that_work(
+    env: dict[str, str], tmp_path: Path, weights: bytes, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """`pull NAME --cache mycache` used to print `"model": "mycache/NAME"` (relative to where pull ran)
+    and `next: model: NAME`, which the node then refused: NAME is looked up in the default cache."""
+    from vdepth_ros.runtime.registry import resolve_model
+
+    (tmp_path / "dl" / REPO).mkdir(parents=True)
+    (tmp_path / "dl" / REPO / FILE).write_bytes(weights)
+    monkeypatch.chdir(tmp_path)
+    assert export_main(["pull", "vda-tiny-test", "--from", "dl", "--cache", "mycache"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    folder = tmp_path / "mycache" / "vda-tiny-test"
+    assert printed["model"] == str(folder)
+    monkeypatch.chdir(tmp_path / "dl")  # the node runs elsewhere
+    for step in printed["next"]:
+        model = step.split("model: ", 1)[1] if step.startswith("model: ") else step.split("--model ", 1)[1]
+        assert resolve_model(model) == str(folder), step
+    assert any(f"{CACHE_ENV}={folder.parent}" in step for step in printed.get("or", [])), printed
