@@ -15,6 +15,7 @@ URLs and the two ways to import them by hand.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -101,6 +102,10 @@ def _check_writable(output: Path, overwrite: bool) -> None:
         ) from None
 
 
+#: errors of the local disk, not of the network: full, read-only, no permission, a file in the way
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EEXIST}
+
+
 def _transport_errors() -> tuple[type[BaseException], ...]:
     """OSError, plus the hub client's HTTP transport errors (httpx2 in huggingface_hub >= 1)."""
     try:
@@ -169,6 +174,15 @@ def _download(spec: ReleaseFile, release: Release, output: Path, endpoint: str |
         raise DownloadError(
             f"the hub has no {spec.filename} in {spec.repo}@{spec.revision} ({err.__class__.__name__}); "
             "the registry entry may be out of date"
+        ) from None
+    except OSError as err:
+        if err.errno not in _STORAGE_ERRNOS:
+            raise DownloadError(f"download of {spec.url_at(endpoint)} failed: {err}\n{manual}") from None
+        from huggingface_hub import constants
+
+        raise DownloadError(
+            f"cannot write the hub cache {constants.HF_HUB_CACHE} ({err.strerror}: {err.filename}): free space "
+            "there, or set HF_HUB_CACHE (or HF_HOME) to a writable folder with room for the release"
         ) from None
     except (OfflineModeIsEnabled, *_transport_errors()) as err:  # offline, refused, kept failing mid-file
         raise DownloadError(f"download of {spec.url_at(endpoint)} failed: {err}\n{manual}") from None

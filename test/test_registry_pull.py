@@ -339,3 +339,30 @@ def test_pull_into_another_cache_prints_next_steps_that_work(
         model = step.split("model: ", 1)[1] if step.startswith("model: ") else step.split("--model ", 1)[1]
         assert resolve_model(model) == str(folder), step
     assert any(f"{CACHE_ENV}={folder.parent}" in step for step in printed.get("or", [])), printed
+
+
+def test_a_hub_cache_that_cannot_be_written_is_not_called_a_download_failure(
+    hub: Hub, env: dict[str, str], online: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk (a multi-GB release on a Jetson's eMMC), a read-only or blocked HF_HUB_CACHE used to
+    read 'download of URL failed: [Errno 20] Not a directory ...' followed by how to download by hand."""
+    import errno
+
+    import huggingface_hub.constants as hf
+
+    (tmp_path / "afile").write_text("x")
+    monkeypatch.setattr(hf, "HF_HUB_CACHE", str(tmp_path / "afile" / "hub"))
+    with pytest.raises(DownloadError) as err:
+        pull("vda-tiny-test", endpoint=hub.url)
+    msg = str(err.value)
+    assert "cannot write the hub cache" in msg and "HF_HUB_CACHE" in msg and "by hand" not in msg, msg
+    monkeypatch.setattr(hf, "HF_HUB_CACHE", str(tmp_path / "hf2"))
+    import huggingface_hub.file_download as fd
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "hf2" / "blob.incomplete"))
+
+    monkeypatch.setattr(fd, "http_get", full)
+    with pytest.raises(DownloadError, match=r"cannot write the hub cache .*No space left on device.*HF_HUB_CACHE"):
+        pull("vda-tiny-test", endpoint=hub.url)
+    assert _leftovers(Path(env[CACHE_ENV])) == []
