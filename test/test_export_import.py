@@ -273,3 +273,24 @@ def test_a_tilde_the_shell_did_not_expand_means_home(
     args = ["onnx", "~/models/vda", "--frames", "4", "--height", "70", "--width", "98", "--no-parity"]
     assert cli_main(args) == 0
     assert (home / "models" / "vda" / "model.onnx").is_file() and not (tmp_path / "~").exists()
+
+
+def test_a_released_checkpoint_given_as_the_model_says_to_import_it(
+    tmp_path: Path, tiny_vda_release: tuple[VideoDepthAnything, dict[str, torch.Tensor]]
+) -> None:
+    """`model: video_depth_anything_vits.pth` (the file just downloaded), or the folder it was saved in,
+    used to answer 'unknown model file type (expected .onnx, .engine or a model folder)' or
+    'config.json not found', without saying that the file has to be imported first."""
+    from vdepth_ros.errors import ModelLoadError
+
+    _, sd = tiny_vda_release
+    (tmp_path / "dl").mkdir()
+    for name in ("video_depth_anything_vits.pth", "model.safetensors"):
+        ckpt = tmp_path / "dl" / name
+        torch.save(sd, ckpt)
+        with pytest.raises(ModelLoadError, match=rf"{re.escape(str(ckpt))}.*vdepth-export import FAMILY"):
+            create_engine(ckpt)
+        for backend in ("torch", "auto"):
+            with pytest.raises(ModelLoadError, match=r"released checkpoint.*vdepth-export import FAMILY"):
+                create_engine(tmp_path / "dl", backend=backend)
+        ckpt.unlink()

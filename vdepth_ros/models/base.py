@@ -188,9 +188,33 @@ def _jsonable(cfg: dict[str, Any]) -> dict[str, Any]:
     return {k: conv(v) for k, v in cfg.items()}
 
 
+def released_checkpoint_problem(path: str | Path) -> str | None:
+    """For a released checkpoint given where a model folder is expected (a `.pth`/`.safetensors`
+    file, or a folder of them or a diffusers folder, without `config.json`): the message saying to
+    import it first; None for anything else."""
+    path = Path(path)
+    if path.is_file():
+        released = path.suffix in _WEIGHT_SUFFIXES or path.name.endswith(".index.json")
+    else:
+        released = path.is_dir() and not (path / CONFIG_NAME).is_file() and (
+            (path / "model_index.json").is_file()
+            or any((path / sub).is_dir() for sub in ("unet", "vae", "transformer"))
+            or any(p.suffix in _WEIGHT_SUFFIXES for p in path.iterdir())
+        )  # fmt: skip
+    if not released:
+        return None
+    return (
+        f"{path} is a released checkpoint, not a model folder ({CONFIG_NAME} + {WEIGHTS_NAME}): import it first "
+        f"with `vdepth-export import FAMILY {path} -o FOLDER` (`vdepth-export import --help` lists the families; "
+        "a known release: `vdepth-export pull NAME`), then use FOLDER"
+    )
+
+
 def read_config(directory: str | Path) -> dict[str, Any]:
     path = Path(directory) / CONFIG_NAME
     if not path.is_file():
+        if (why := released_checkpoint_problem(directory)) is not None:
+            raise ModelLoadError(why)
         raise ModelLoadError(f"{path} not found: expected a model folder with {CONFIG_NAME} and {WEIGHTS_NAME}")
     try:
         cfg = json.loads(path.read_text())
