@@ -106,6 +106,18 @@ def _check_writable(output: Path, overwrite: bool) -> None:
 _STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EEXIST}
 
 
+def _damage(folder: Path) -> str | None:
+    """Why a model folder in the cache cannot be loaded (config.json or the weights' header), or None."""
+    from vdepth_ros.models import read_config, read_weight_shapes
+
+    try:
+        read_config(folder)
+        read_weight_shapes(folder)
+    except VdepthError as err:
+        return str(err).split("; ")[0]
+    return None
+
+
 def _transport_errors() -> tuple[type[BaseException], ...]:
     """OSError, plus the hub client's HTTP transport errors (httpx2 in huggingface_hub >= 1)."""
     try:
@@ -262,8 +274,14 @@ def pull(
             f"licence ({pages}) and pass --accept-license to download it."
         )
     if (output / "config.json").is_file() and not overwrite:
-        log.info("%s is already in the model cache: %s (pass --overwrite to pull it again)", name, output)
-        return output
+        damage = _damage(output)
+        if damage is None:
+            log.info("%s is already in the model cache: %s (pass --overwrite to pull it again)", name, output)
+            return output
+        if not (output / PROVENANCE_NAME).is_file():  # imported there by hand: the user's to replace
+            raise DownloadError(f"{output} is damaged ({damage}): pass --overwrite to replace it with {name}")
+        log.warning("%s in the model cache is damaged (%s): pulling it again", output, damage)
+        overwrite = True  # a folder pull wrote, unusable as it is
     _check_writable(output, overwrite)
     _quiet_http_logs()
     paths = _fetch(release, output, Path(from_dir) if from_dir is not None else None, endpoint)

@@ -121,6 +121,12 @@ def test_training_checkpoint_layouts_import_as_the_plain_release(
         "compiled_ddp": {"_orig_mod." + k: v for k, v in ddp.items()},
         "wrapped_ddp": {"model": ddp, "epoch": 3, "optimizer": {"state": {}, "param_groups": []}},
         "ema": {"model_ema": sd, "step": 10},
+        "lightning": {
+            "state_dict": {"model." + k: v for k, v in sd.items()},
+            "epoch": 1,
+            "global_step": 9,
+            "hyper_parameters": {"lr": 1e-4},
+        },
         "bf16": {k: v.bfloat16() if v.is_floating_point() else v for k, v in sd.items()},
     }
     sets = _sets(VideoDepthAnything.tiny_config())

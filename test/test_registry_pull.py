@@ -366,3 +366,26 @@ def test_a_hub_cache_that_cannot_be_written_is_not_called_a_download_failure(
     with pytest.raises(DownloadError, match=r"cannot write the hub cache .*No space left on device.*HF_HUB_CACHE"):
         pull("vda-tiny-test", endpoint=hub.url)
     assert _leftovers(Path(env[CACHE_ENV])) == []
+
+
+def test_a_damaged_model_in_the_cache_is_pulled_again(
+    env: dict[str, str], tmp_path: Path, weights: bytes, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A cached model whose weights were cut (a full disk, a copy interrupted) made the node say 'not a
+    readable safetensors file; pull or export it again', and `pull` answered 'already in the model
+    cache' without looking: the user was stuck unless they found --overwrite."""
+    (tmp_path / "dl" / REPO).mkdir(parents=True)
+    (tmp_path / "dl" / REPO / FILE).write_bytes(weights)
+    folder = pull("vda-tiny-test", from_dir=tmp_path / "dl")
+    good = (folder / "model.safetensors").read_bytes()
+    (folder / "model.safetensors").write_bytes(good[:100])
+    with pytest.raises(Exception, match=r"vdepth-export pull vda-tiny-test"):
+        load_model(folder)
+    assert pull("vda-tiny-test", from_dir=tmp_path / "dl") == folder
+    assert (folder / "model.safetensors").read_bytes() == good
+    # a folder the user imported there by hand (no release.json) is not replaced without --overwrite
+    (folder / PROVENANCE_NAME).unlink()
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(Exception, match=r"damaged.*--overwrite"):
+        pull("vda-tiny-test", from_dir=tmp_path / "dl")
+    assert not (folder / "model.safetensors").exists()

@@ -7,12 +7,14 @@ a saved model from `config.json` + `model.safetensors`.
 from __future__ import annotations
 
 import importlib
+import json
 from pathlib import Path
 from typing import Any
 
 from vdepth_ros.errors import ConfigError, ModelLoadError
 from vdepth_ros.models.base import (
     CONFIG_NAME,
+    PROVENANCE_NAME,
     WEIGHTS_NAME,
     ExportSignature,
     InputConstraints,
@@ -48,6 +50,34 @@ def build_model(family: str, **config: Any) -> VideoDepthModel:
     return family_class(family)(**config)
 
 
+def _fix_hint(directory: Path) -> str:
+    """How to get a good copy of a model folder: pull a pulled release again, else re-create it."""
+    try:
+        name = json.loads((directory / PROVENANCE_NAME).read_text())["name"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "import or export it again"
+    return f"pull it again: `vdepth-export pull {name} --overwrite`"
+
+
+def read_weight_shapes(directory: str | Path) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every tensor in a model folder's `model.safetensors` (its header only).
+
+    Raises:
+        ModelLoadError: the file is missing or unreadable; the message says how to get it again.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    directory = Path(directory)
+    weights = directory / WEIGHTS_NAME
+    if not weights.is_file():
+        raise ModelLoadError(f"{weights} not found; {_fix_hint(directory)}")
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 (not a dict)
+    except (SafetensorError, OSError) as err:
+        raise ModelLoadError(f"{weights} is not a readable safetensors file ({err}); {_fix_hint(directory)}") from None
+
+
 def load_model(directory: str | Path, *, strict: bool = True) -> VideoDepthModel:
     """Rebuild a model saved by `VideoDepthModel.save_pretrained`.
 
@@ -56,7 +86,6 @@ def load_model(directory: str | Path, *, strict: bool = True) -> VideoDepthModel
             unreadable `model.safetensors`, or (with `strict`) weights whose keys or shapes do not
             fit; the message names the file and the keys.
     """
-    from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_model as load_into
 
     directory = Path(directory)
@@ -70,13 +99,7 @@ def load_model(directory: str | Path, *, strict: bool = True) -> VideoDepthModel
     except TypeError as err:  # a key the family's constructor does not take
         raise ModelLoadError(f"{directory / CONFIG_NAME} does not fit family {family!r}: {err}") from None
     weights = directory / WEIGHTS_NAME
-    if not weights.is_file():
-        raise ModelLoadError(f"{weights} not found")
-    try:
-        with safe_open(str(weights), framework="pt") as f:
-            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 (not a dict)
-    except (SafetensorError, OSError) as err:
-        raise ModelLoadError(f"{weights} is not a readable safetensors file ({err}); pull or export it again") from None
+    shapes = read_weight_shapes(directory)
     wrong = shape_mismatches({k: tuple(v.shape) for k, v in model.state_dict().items()}, shapes)
     if wrong:
         raise ModelLoadError(
@@ -103,5 +126,6 @@ __all__ = [
     "load_model",
     "load_state_dict_file",
     "read_config",
+    "read_weight_shapes",
     "register_to_config",
 ]

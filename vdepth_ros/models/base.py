@@ -26,6 +26,8 @@ from vdepth_ros.errors import ModelLoadError
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+#: written by `vdepth-export pull` next to config.json: which release and files the folder came from.
+PROVENANCE_NAME = "release.json"
 
 Alignment = Literal["chain_ls", "keyframe", "graph", "none"]
 
@@ -247,8 +249,10 @@ def load_state_checked(module: nn.Module, state: dict[str, torch.Tensor], what: 
         )
 
 
-#: Prefixes trainers put on every key: DDP / DataParallel (`module.`) and `torch.compile` (`_orig_mod.`).
-_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+#: Prefixes trainers put on every key: DDP / DataParallel (`module.`), `torch.compile` (`_orig_mod.`) and a
+#: Lightning module's `self.model` (`model.`). Taken off only when every key has one; the family loaders
+#: stay strict, so a wrong guess is an error naming the keys, never a model with random weights.
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.", "model.")
 #: The entry holding the weights in a training checkpoint, preferred in this order when several exist.
 _STATE_ENTRIES = ("state_dict", "model")
 
@@ -281,8 +285,8 @@ def _not_weights(path: Path) -> str | None:
 
 def _unwrap(state: Any, path: Path) -> dict[str, torch.Tensor]:
     """The state dict inside a training checkpoint: `{"state_dict": ...}`, `{"model": ...}` or the
-    only tensor dict among the entries (`model_ema`, `net`, ...), with DDP's `module.` and
-    torch.compile's `_orig_mod.` taken off when every key has them."""
+    only tensor dict among the entries (`model_ema`, `net`, ...), with the `_WRAPPER_PREFIXES` taken
+    off when every key has them."""
 
     def has_tensors(d: Any) -> bool:
         return isinstance(d, dict) and any(isinstance(v, torch.Tensor) for v in d.values())

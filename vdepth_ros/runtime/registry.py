@@ -27,11 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from vdepth_ros.errors import ConfigError, ModelLoadError
+from vdepth_ros.models.base import PROVENANCE_NAME
 
 CACHE_ENV = "VDEPTH_MODEL_CACHE"
 REGISTRY_ENV = "VDEPTH_MODEL_REGISTRY"
-#: written by `vdepth-export pull` next to config.json: which release and files the folder came from.
-PROVENANCE_NAME = "release.json"
 
 
 @dataclass(frozen=True)
