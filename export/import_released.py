@@ -77,6 +77,48 @@ IMPORTERS: dict[str, tuple[str, tuple[int, int], _Loader]] = {
 }
 
 
+_KINDS: tuple[tuple[type, tuple[type, ...], str], ...] = (
+    (bool, (bool,), "true or false"),
+    (int, (int,), "an integer"),
+    (float, (int, float), "a number"),
+    (str, (str,), "a string"),
+    (list, (list,), "a JSON list such as [1,2]"),
+    (tuple, (list,), "a JSON list such as [1,2]"),
+)
+
+
+def check_overrides(family: str, overrides: dict[str, Any]) -> None:
+    """Each `--set KEY=VALUE` against the family's constructor and `from_released` options: a known key
+    (the closest one is suggested) and a value of its default's type (bool, int, number, string, list).
+
+    Raises:
+        ConfigError: an unknown key or a value of another type.
+    """
+    import difflib
+    import inspect
+
+    from vdepth_ros.models import family_class
+
+    cls = family_class(family)
+    params = {n: p for n, p in inspect.signature(cls.__init__).parameters.items() if n != "self"}
+    loader_options = inspect.signature(cls.from_released).parameters.items()  # e.g. DVD's lora_alpha_over_rank
+    params |= {n: p for n, p in loader_options if p.default is not inspect.Parameter.empty}
+    for key, value in overrides.items():
+        if key not in params:
+            close = difflib.get_close_matches(key, params, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f"; known: {', '.join(sorted(params))}"
+            raise ConfigError(f"unknown --set key {key!r} for {family}{hint}")
+        default = params[key].default
+        if default is None or default is inspect.Parameter.empty:
+            continue
+        for kind, accepted, words in _KINDS:
+            if isinstance(default, kind):
+                ok = isinstance(value, accepted) and not (kind is not bool and isinstance(value, bool))
+                if not ok:
+                    raise ConfigError(f"--set {key} expects {words}, got {value!r}")
+                break
+
+
 def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
     """`KEY=VALUE` constructor overrides; VALUE is read as JSON when it parses (numbers, lists,
     true/false), else kept as a string."""
@@ -133,7 +175,14 @@ def import_released(
             raise FileNotFoundError(f"{p} does not exist")
     out = Path(output)
     check_output_path(out, overwrite=overwrite, inputs=paths)  # before minutes of loading
-    model = loader(paths, encoder, variant, dict(overrides or {}))
+    check_overrides(family, dict(overrides or {}))
+    try:
+        model = loader(paths, encoder, variant, dict(overrides or {}))
+    except (TypeError, ValueError, RuntimeError) as err:  # a constructor refusing the values it was given
+        if not overrides:
+            raise
+        sets = " ".join(f"{k}={json.dumps(v)}" for k, v in overrides.items())
+        raise ConfigError(f"cannot build {family} with these --set values ({sets}): {err}") from None
     # written under a temporary name and renamed: a failure never leaves half a model, and an
     # existing folder is replaced only once the new one is complete
     with AtomicOutput(out, overwrite=overwrite, inputs=paths) as tmp:
@@ -143,4 +192,4 @@ def import_released(
     return out
 
 
-__all__ = ["IMPORTERS", "import_released", "parse_overrides"]
+__all__ = ["IMPORTERS", "check_overrides", "import_released", "parse_overrides"]

@@ -300,3 +300,27 @@ def test_a_released_checkpoint_given_as_the_model_says_to_import_it(
             with pytest.raises(ModelLoadError, match=r"released checkpoint.*vdepth-export import FAMILY"):
                 create_engine(tmp_path / "dl", backend=backend)
         ckpt.unlink()
+
+
+def test_set_overrides_are_checked_against_the_family(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    tiny_vda_release: tuple[VideoDepthAnything, dict[str, torch.Tensor]],
+) -> None:
+    """`--set windw=16` (a typo), `--set window=abc`, `--set metric=yes`, `--set features=-1` used to end
+    in TypeError/ValueError/RuntimeError tracebacks, or (metric=yes) a string where a bool belongs."""
+    _, sd = tiny_vda_release
+    ckpt = tmp_path / "video_depth_anything_vits.pth"
+    torch.save(sd, ckpt)
+    base = ["import", "vda", str(ckpt), "-o", str(tmp_path / "a")]
+    cases = {
+        "windw=16": "unknown --set key 'windw' for vda (did you mean 'window'?)",
+        "window=abc": "--set window expects an integer, got 'abc'",
+        "metric=yes": "--set metric expects true or false, got 'yes'",
+        "features=-1": "cannot build vda with these --set values",
+    }
+    for item, message in cases.items():
+        assert cli_main([*base, "--set", item]) == 2, item
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and err.count("\n") == 1, (item, err)
+    assert not (tmp_path / "a").exists()
