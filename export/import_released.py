@@ -77,16 +77,6 @@ IMPORTERS: dict[str, tuple[str, tuple[int, int], _Loader]] = {
 }
 
 
-_KINDS: tuple[tuple[type, tuple[type, ...], str], ...] = (
-    (bool, (bool,), "true or false"),
-    (int, (int,), "an integer"),
-    (float, (int, float), "a number"),
-    (str, (str,), "a string"),
-    (list, (list,), "a JSON list such as [1,2]"),
-    (tuple, (list,), "a JSON list such as [1,2]"),
-)
-
-
 def check_overrides(family: str, overrides: dict[str, Any]) -> None:
     """Each `--set KEY=VALUE` against the family's constructor and `from_released` options: a known key
     (the closest one is suggested) and a value of its default's type (bool, int, number, string, list).
@@ -97,7 +87,7 @@ def check_overrides(family: str, overrides: dict[str, Any]) -> None:
     import difflib
     import inspect
 
-    from vdepth_ros.models import family_class
+    from vdepth_ros.models import family_class, value_type_problem
 
     cls = family_class(family)
     params = {n: p for n, p in inspect.signature(cls.__init__).parameters.items() if n != "self"}
@@ -108,15 +98,9 @@ def check_overrides(family: str, overrides: dict[str, Any]) -> None:
             close = difflib.get_close_matches(key, params, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else f"; known: {', '.join(sorted(params))}"
             raise ConfigError(f"unknown --set key {key!r} for {family}{hint}")
-        default = params[key].default
-        if default is None or default is inspect.Parameter.empty:
-            continue
-        for kind, accepted, words in _KINDS:
-            if isinstance(default, kind):
-                ok = isinstance(value, accepted) and not (kind is not bool and isinstance(value, bool))
-                if not ok:
-                    raise ConfigError(f"--set {key} expects {words}, got {value!r}")
-                break
+        expected = value_type_problem(params[key].default, value)
+        if expected is not None:
+            raise ConfigError(f"--set {key} expects {expected}, got {value!r}")
 
 
 def parse_overrides(items: Sequence[str]) -> dict[str, Any]:

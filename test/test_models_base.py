@@ -110,3 +110,21 @@ def test_a_folder_that_does_not_fit_its_config_is_a_model_load_error_naming_the_
         load_state_dict_file(weights)
     weights.write_bytes(good_weights)
     assert load_model(folder) is not None
+
+
+def test_a_config_value_of_another_type_is_refused_not_taken_as_truthy(tmp_path: Path) -> None:
+    """A hand-edited config.json with `"metric": "false"` (quoted) used to load as a metric model (a
+    non-empty string is true): every tool then wrote relative disparity as depth in metres."""
+    from vdepth_ros.errors import ModelLoadError
+    from vdepth_ros.models import load_model
+
+    folder = _saved_tiny_vda(tmp_path / "m")
+    config = folder / "config.json"
+    good = json.loads(config.read_text())
+    for key, value, expected in (("metric", "false", "true or false"), ("window", "8", "an integer"),
+                                 ("out_channels", 8, "a JSON list")):  # fmt: skip
+        config.write_text(json.dumps({**good, key: value}))
+        with pytest.raises(ModelLoadError, match=rf"config\.json: {key} expects {expected}.*got {value!r}"):
+            load_model(folder)
+    config.write_text(json.dumps(good))
+    assert load_model(folder).input_constraints.output_kind == "disparity"

@@ -7,6 +7,7 @@ a saved model from `config.json` + `model.safetensors`.
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,28 @@ def family_class(family: str) -> type[VideoDepthModel]:
         raise ConfigError(f"unknown model family {family!r}; known: {sorted(MODEL_FAMILIES)}") from None
     module_name, cls_name = target.split(":")
     return getattr(importlib.import_module(module_name), cls_name)
+
+
+_KINDS: tuple[tuple[type, tuple[type, ...], str], ...] = (
+    (bool, (bool,), "true or false"),
+    (int, (int,), "an integer"),
+    (float, (int, float), "a number"),
+    (str, (str,), "a string"),
+    (list, (list,), "a JSON list such as [1,2]"),
+    (tuple, (list,), "a JSON list such as [1,2]"),
+)
+
+
+def value_type_problem(default: Any, value: Any) -> str | None:
+    """What a config value must be (e.g. "true or false") when its JSON type is not its constructor
+    default's (bool, int, number, string, list), else None; a None or absent default accepts anything."""
+    if default is None or default is inspect.Parameter.empty:
+        return None
+    for kind, accepted, words in _KINDS:
+        if isinstance(default, kind):
+            ok = isinstance(value, accepted) and not (kind is not bool and isinstance(value, bool))
+            return None if ok else words
+    return None
 
 
 def build_model(family: str, **config: Any) -> VideoDepthModel:
@@ -94,6 +117,10 @@ def load_model(directory: str | Path, *, strict: bool = True) -> VideoDepthModel
     cfg.pop("_class_name", None)
     if family is None:
         raise ModelLoadError(f"{directory / CONFIG_NAME} has no _family entry")
+    params = inspect.signature(family_class(family).__init__).parameters
+    for key, value in cfg.items():  # "metric": "false" would be a truthy string: a metric model
+        if key in params and (expected := value_type_problem(params[key].default, value)) is not None:
+            raise ModelLoadError(f"{directory / CONFIG_NAME}: {key} expects {expected}, got {value!r}")
     try:
         model = build_model(family, **cfg)
     except TypeError as err:  # a key the family's constructor does not take
@@ -128,4 +155,5 @@ __all__ = [
     "read_config",
     "read_weight_shapes",
     "register_to_config",
+    "value_type_problem",
 ]
