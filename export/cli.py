@@ -189,7 +189,7 @@ def _run_pull(args: argparse.Namespace) -> int:
     from vdepth_export.pull import describe_releases, pull
 
     if args.list:
-        print(json.dumps(describe_releases(), indent=2))
+        print(json.dumps(describe_releases(args.cache), indent=2))
         return 0
     if not args.name:
         raise ConfigError("pull needs a release name (see `vdepth-export pull --list`)")

@@ -30,7 +30,6 @@ from vdepth_ros.runtime.registry import (
     ReleaseFile,
     cached_model_dir,
     get_release,
-    model_cache_dir,
 )
 
 log = logging.getLogger(__name__)
@@ -306,11 +305,11 @@ def pull(
     )
 
 
-def describe_releases() -> list[dict[str, object]]:
-    """Every release with its licence and whether it is in the model cache (`pull --list`)."""
+def describe_releases(cache: str | Path | None = None) -> list[dict[str, object]]:
+    """Every release with its licence and whether it is in the model cache `cache` (default
+    `model_cache_dir()`) (`pull --list [--cache DIR]`)."""
     from vdepth_ros.runtime.registry import releases
 
-    cache = model_cache_dir()
     return [
         {
             "name": r.name,
@@ -319,7 +318,7 @@ def describe_releases() -> list[dict[str, object]]:
             "license": r.license,
             "needs_accept_license": r.non_commercial,
             "downloadable": bool(r.files),
-            "cached": (cache / r.name / "config.json").is_file(),
+            "cached": (cached_model_dir(r.name, cache) / "config.json").is_file(),
         }
         for r in releases().values()
     ]

@@ -389,3 +389,18 @@ def test_a_damaged_model_in_the_cache_is_pulled_again(
     with pytest.raises(Exception, match=r"damaged.*--overwrite"):
         pull("vda-tiny-test", from_dir=tmp_path / "dl")
     assert not (folder / "model.safetensors").exists()
+
+
+def test_list_reports_the_cache_it_is_given(
+    env: dict[str, str], tmp_path: Path, weights: bytes, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`pull --list --cache DIR` used to report the default cache's state, ignoring --cache."""
+    (tmp_path / "dl" / REPO).mkdir(parents=True)
+    (tmp_path / "dl" / REPO / FILE).write_bytes(weights)
+    other = tmp_path / "other"
+    assert export_main(["pull", "vda-tiny-test", "--from", str(tmp_path / "dl"), "--cache", str(other)]) == 0
+    capsys.readouterr()
+    assert export_main(["pull", "--list", "--cache", str(other)]) == 0
+    assert {r["name"]: r for r in json.loads(capsys.readouterr().out)}["vda-tiny-test"]["cached"] is True
+    assert export_main(["pull", "--list"]) == 0  # the default cache does not hold it
+    assert {r["name"]: r for r in json.loads(capsys.readouterr().out)}["vda-tiny-test"]["cached"] is False
