@@ -14,7 +14,7 @@ from pathlib import Path
 
 from vdepth_export.import_released import IMPORTERS, import_released, parse_overrides
 
-from vdepth_ros.errors import ConfigError, VdepthError
+from vdepth_ros.errors import ConfigError, ModelLoadError, VdepthError
 from vdepth_ros.runtime.shapes import PRECISIONS
 
 
@@ -110,8 +110,11 @@ def _run_split(args: argparse.Namespace) -> int:
     from vdepth_export.export_split import export_split_onnx
 
     from vdepth_ros.paths import evaldata_dir
+    from vdepth_ros.runtime import ONNX_NAME
 
     folder = Path(args.model)
+    if not (folder / ONNX_NAME).is_file():
+        raise ModelLoadError(f"{folder} has no {ONNX_NAME}: export it first with `vdepth-export onnx {folder}`")
     meta = export_split_onnx(
         folder, folder / "model.onnx", parity=not args.no_parity, threads=args.threads, evaldata=evaldata_dir(),
         weights_fp16=args.weights_fp16,

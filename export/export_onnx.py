@@ -98,7 +98,11 @@ def load_source(source: str | Path | VideoDepthModel, *, tiny: bool = False, see
     try:
         cls = family_class(str(source))
     except ConfigError:
-        raise ModelLoadError(f"{source!r} is neither a model folder nor a known family name") from None
+        from vdepth_ros.models.base import released_checkpoint_problem
+
+        why = released_checkpoint_problem(path)
+        exists = "" if path.exists() else " (no such file or folder)"
+        raise ModelLoadError(why or f"{source!r} is neither a model folder nor a known family name{exists}") from None
     torch.manual_seed(seed)
     if tiny:
         if not hasattr(cls, "tiny_config"):

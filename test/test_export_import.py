@@ -282,7 +282,9 @@ def test_a_tilde_the_shell_did_not_expand_means_home(
 
 
 def test_a_released_checkpoint_given_as_the_model_says_to_import_it(
-    tmp_path: Path, tiny_vda_release: tuple[VideoDepthAnything, dict[str, torch.Tensor]]
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    tiny_vda_release: tuple[VideoDepthAnything, dict[str, torch.Tensor]],
 ) -> None:
     """`model: video_depth_anything_vits.pth` (the file just downloaded), or the folder it was saved in,
     used to answer 'unknown model file type (expected .onnx, .engine or a model folder)' or
@@ -299,7 +301,12 @@ def test_a_released_checkpoint_given_as_the_model_says_to_import_it(
         for backend in ("torch", "auto"):
             with pytest.raises(ModelLoadError, match=r"released checkpoint.*vdepth-export import FAMILY"):
                 create_engine(tmp_path / "dl", backend=backend)
+        for args in (["onnx", str(ckpt)], ["onnx", str(tmp_path / "dl")]):  # 'neither a model folder nor a family'
+            assert cli_main(args) == 2
+            assert "vdepth-export import FAMILY" in capsys.readouterr().err
         ckpt.unlink()
+    assert cli_main(["split", str(tmp_path / "dl")]) == 2  # used to be 'input spec model.onnx.json not found'
+    assert f"has no model.onnx: export it first with `vdepth-export onnx {tmp_path / 'dl'}`" in capsys.readouterr().err
 
 
 def test_set_overrides_are_checked_against_the_family(
