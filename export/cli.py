@@ -175,7 +175,7 @@ def _run_import(args: argparse.Namespace) -> int:
         weights_fp16=args.weights_fp16,
         overwrite=args.overwrite,
         variant=args.variant,
-    )
+    ).absolute()  # the node and the tools run from other folders
     print(
         json.dumps(
             {

@@ -276,6 +276,10 @@ def test_a_tilde_the_shell_did_not_expand_means_home(
     assert json.loads(capsys.readouterr().out)["model"] == str(home / "models" / "vda")
     assert (home / "models" / "vda" / "config.json").is_file()
     assert not (tmp_path / "~").exists()
+    # a relative -o: the printed folder is absolute, since the node and the tools run from elsewhere
+    assert cli_main(["import", "vda", "~/downloads/vda.pth", "-o", "rel/vda", *sets]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["model"] == str(tmp_path / "rel" / "vda") and f"model: {tmp_path / 'rel' / 'vda'}" in printed["next"]
     args = ["onnx", "~/models/vda", "--frames", "4", "--height", "70", "--width", "98", "--no-parity"]
     assert cli_main(args) == 0
     assert (home / "models" / "vda" / "model.onnx").is_file() and not (tmp_path / "~").exists()
