@@ -169,3 +169,48 @@ def test_a_bag_whose_every_image_is_dropped_is_an_error_not_an_empty_output(tmp_
         process_bag(bag, tmp_path / "out", params={"scale_source": "range"}, engine=engine)
     assert not (tmp_path / "out").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bag"]  # no staging folder left either
+
+
+def _two_camera_bag(path: Path, *, encoding: str = "rgb8", infos: tuple[str, str] = ("/cam1/camera_info",
+                    "/cam2/camera_info")) -> Path:  # fmt: skip
+    """A bag with two cameras (`/cam1/image_raw`, `/cam2/image_raw`, or `.../compressed`), each with
+    its camera_info topic (`infos`) in its own optical frame."""
+    from rosbags.rosbag2 import Reader
+
+    messages = []
+    with Writer(path, version=9, storage_plugin=STORAGES["mcap"]) as w:
+        for i, cam in enumerate(("cam1", "cam2")):
+            part = path.parent / f"{path.name}_{cam}"
+            image = f"/{cam}/image_raw" + ("/compressed" if encoding in ("jpeg", "png") else "")
+            write_image_bag(part, synthetic_frames(3, 12, 16, seed=i), image_topic=image, camera_info_topic=infos[i],
+                            frame_id=f"{cam}_optical", encoding=encoding)  # fmt: skip
+            with Reader(part) as r:
+                conns = {c.id: w.add_connection(c.topic, c.msgtype, typestore=TS) for c in r.connections}
+                messages += [(t, conns[c.id], raw) for c, t, raw in r.messages()]
+        for t, conn, raw in sorted(messages, key=lambda m: m[0]):
+            w.write(conn, t, raw)
+    return path
+
+
+@pytest.mark.parametrize("encoding", ["rgb8", "jpeg"])
+def test_a_chosen_camera_gets_its_own_camera_info_in_a_two_camera_bag(tmp_path: Path, encoding: str) -> None:
+    """`vdepth-bag IN --image-topic /cam2/image_raw` on a two-camera bag ran without any camera_info
+    (default `/camera_info` absent, two candidates): no point clouds, no /depth/camera_info, although
+    `/cam2/camera_info` was right beside the image topic."""
+    bag = _two_camera_bag(tmp_path / "two", encoding=encoding)
+    image = "/cam2/image_raw" + ("/compressed" if encoding == "jpeg" else "")
+    kw = {"camera_info_topic": "/camera_info", "camera_info_topic_explicit": False}
+    with BagFrameSource(bag, image_topic=image, **kw) as src:
+        assert src.camera_info_topic == "/cam2/camera_info"
+        assert any("'/cam2/camera_info', the image topic's own" in n for n in src.notes)
+        frames = list(src.frames())
+        assert len(frames) == 3 and all(f.camera is not None for f in frames)
+
+
+def test_an_ambiguous_camera_info_topic_is_an_error_naming_the_choices(tmp_path: Path) -> None:
+    """With several CameraInfo topics and none beside the image topic, the run went on without one."""
+    bag = _two_camera_bag(tmp_path / "two", infos=("/left/info/camera_info", "/right/info/camera_info"))
+    choices = r"several: /left/info/camera_info, /right/info/camera_info \(choose one with --camera-info-topic"
+    with pytest.raises(MissingTopicError, match=choices):
+        BagFrameSource(bag, image_topic="/cam2/image_raw", camera_info_topic="/camera_info",
+                       camera_info_topic_explicit=False).open()  # fmt: skip

@@ -245,14 +245,8 @@ class BagFrameSource:
 
         if self.camera_info_topic:
             info = self._conns(self.camera_info_topic)
-            candidates = sorted({c.topic for c in self.reader.connections if c.msgtype == CAMERA_INFO})
-            if not info and not self.camera_info_topic_explicit and len(candidates) == 1:
-                self.notes.append(
-                    f"camera_info topic {self.camera_info_topic!r} not in the bag; using its only "
-                    f"CameraInfo topic {candidates[0]!r}"
-                )
-                self.camera_info_topic = candidates[0]
-                info = self._conns(self.camera_info_topic)
+            if not info and not self.camera_info_topic_explicit:
+                info = self._fallback_camera_info()
             if not info and self.camera_info_topic_explicit:
                 raise MissingTopicError(
                     f"{self.path}: camera_info topic {self.camera_info_topic!r} not found; "
@@ -268,6 +262,31 @@ class BagFrameSource:
             self._depth_conns = self._typed_conns(self.sparse_depth_topic, "sparse depth", (IMAGE, POINTCLOUD2))
         if self.camera_pose_topic:
             self._pose_conns = self._typed_conns(self.camera_pose_topic, "camera pose", POSE_STAMPED)
+
+    def _fallback_camera_info(self) -> list[Connection]:
+        """The default camera_info topic is not in the bag: the image topic's own (`camera_info`
+        beside it, as image_transport pairs them: `/cam/image_raw` and `/cam/image_raw/compressed`
+        -> `/cam/camera_info`), else the bag's only CameraInfo topic; several others are an error."""
+        candidates = sorted({c.topic for c in self.reader.connections if c.msgtype == CAMERA_INFO})
+        base = self.image_topic
+        if any(c.msgtype == COMPRESSED for c in self._image_conns) and base.count("/") > 1:
+            base = base.rsplit("/", 1)[0]  # the transport's sub-topic
+        sibling = base.rsplit("/", 1)[0] + "/camera_info"
+        if sibling in candidates:
+            chosen, why = sibling, f"using {sibling!r}, the image topic's own"
+        elif len(candidates) == 1:
+            chosen, why = candidates[0], f"using its only CameraInfo topic {candidates[0]!r}"
+        elif candidates:
+            raise MissingTopicError(
+                f"{self.path}: camera_info topic {self.camera_info_topic!r} not found and none belongs to "
+                f"{self.image_topic!r}; the bag has several: {', '.join(candidates)} (choose one with "
+                "--camera-info-topic)"
+            )
+        else:
+            return []
+        self.notes.append(f"camera_info topic {self.camera_info_topic!r} not in the bag; {why}")
+        self.camera_info_topic = chosen
+        return self._conns(chosen)
 
     def _typed_conns(self, topic: str, what: str, msgtypes: str | tuple[str, ...]) -> list[Connection]:
         """The connections of a topic the user asked for, which must exist and carry one of `msgtypes`."""
@@ -419,8 +438,9 @@ class BagFrameSource:
                 )
         elif kind == "sparse_frame":
             log.warning("%s (%r)", message, self.sparse_depth_topic)  # once per pair of frames (the assembler)
-        elif kind == "camera_info_frame":
-            log.warning("%s", message)  # once per pair of frames (the assembler)
+        elif kind == "camera_info_frame":  # once per pair of frames (the assembler); the bag's way to choose
+            log.warning("%s", message.replace("remap camera_info to this camera's", "choose this camera's with "
+                                              "--camera-info-topic"))  # fmt: skip
         elif kind == "camera_info":
             self.stats.refused_camera_infos += 1
             if self.stats.refused_camera_infos == 1:
