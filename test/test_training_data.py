@@ -243,3 +243,20 @@ def test_reader_names_each_mistake_in_a_users_sequence_folder(
         SequenceReader(folder).read()
     if when == "read":
         SequenceReader(folder)  # opening is cheap: only the frames read are checked
+
+
+def test_a_frame_without_valid_depth_is_warned_once_per_sequence(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Depth that is all NaN, inf or zero (a failed export, a wrong scale) trained in silence: such
+    frames add nothing to the loss."""
+    seq = make_seq()
+    seq.target[1] = np.nan
+    seq.target[2] = 0.0
+    reader = SequenceReader(write_sequence(tmp_path / "seq", seq))
+    with caplog.at_level("WARNING", logger="vdepth_training"):
+        reader.read()
+        reader.read([2])
+        SequenceReader(write_sequence(tmp_path / "fine", make_seq())).read()
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and "seq: frame 000001 has no valid depth" in warnings[0], warnings

@@ -22,6 +22,7 @@ A single image is a sequence with `num_frames == 1` (DVD/FiffDepth image sources
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence as SequenceABC
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,8 @@ import cv2
 import numpy as np
 
 from vdepth_ros.errors import ConfigError
+
+log = logging.getLogger("vdepth_training")
 
 FORMAT = "vdepth-seq/1"
 META_NAME = "sequence.json"
@@ -173,6 +176,7 @@ class SequenceReader:
                 f"{self.directory}: {len(self._rgb)} rgb files, sequence.json says num_frames {self.meta['num_frames']}"
             )
         self._check_targets()
+        self._warned_invalid = False
         intr = self.directory / "intrinsics.npy"
         poses = self.directory / "poses.npy"
         self._intrinsics = np.load(intr) if intr.is_file() else None
@@ -238,7 +242,7 @@ class SequenceReader:
                         f"{file}: {shape[0]}x{shape[1]}, but {self.directory / META_NAME} says {size[0]}x{size[1]} "
                         "(every frame of a sequence has its size; resize it, or make it a sequence of its own)"
                     )
-        return Sequence(
+        seq = Sequence(
             rgb=np.stack(rgb),
             target=np.stack(target),
             valid=np.stack(valid),
@@ -249,6 +253,16 @@ class SequenceReader:
             name=self.name,
             source=str(self.meta.get("source", "")),
         )
+        empty = [self._rgb[int(i)].stem for i, v in zip(idx, seq.valid, strict=True) if not v.any()]
+        if empty and not self._warned_invalid:
+            self._warned_invalid = True
+            log.warning(
+                "%s: frame %s has no valid depth (every pixel NaN, inf, <= 0 or masked): such frames supervise "
+                "nothing (warned once per sequence)",
+                self.directory,
+                empty[0],
+            )
+        return seq
 
 
 def find_sequences(root: str | Path) -> list[Path]:
