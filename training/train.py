@@ -106,17 +106,18 @@ def _run(args: argparse.Namespace) -> int:
         n = trainer.precompute_cache()
         print(f"cached {n} batches in {cfg['training']['latent_cache']}")
         return 0
+    report = print if int(os.environ.get("RANK", "0")) == 0 else (lambda *_: None)  # once, not once per rank
     history = trainer.fit(resume=args.resume, max_steps=args.max_steps, overwrite=args.overwrite,
                           allow_config_change=args.allow_config_change)  # fmt: skip
     if history:
-        print(f"steps {history[0]['step']}..{history[-1]['step']}: loss {history[0]['loss']:.5g} -> "
-              f"{history[-1]['loss']:.5g}")  # fmt: skip
+        report(f"steps {history[0]['step']}..{history[-1]['step']}: loss {history[0]['loss']:.5g} -> "
+               f"{history[-1]['loss']:.5g}")  # fmt: skip
     if trainer.interrupted:
-        print(f"interrupted: checkpoint in {out / 'checkpoints'}; add --resume to continue")
+        report(f"interrupted: checkpoint in {out / 'checkpoints'}; add --resume to continue")
         return 130
     final = out / "final"
     if final.is_dir():
-        print(f"model: {final}")
+        report(f"model: {final}")
     return 0
 
 
