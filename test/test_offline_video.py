@@ -345,3 +345,49 @@ def test_an_undecodable_image_is_dropped_wherever_it_sorts(tmp_path: Path) -> No
     with pytest.raises(VideoReadError, match="none of its 5 image files can be decoded"):
         process_video(folder, tmp_path / "out2", params={}, engine=make_engine())
     assert not (tmp_path / "out2").exists()
+
+
+def _calibration(path: Path, width: int, height: int, k: list[float]) -> Path:
+    path.write_text(
+        f"image_width: {width}\nimage_height: {height}\ncamera_matrix: {{rows: 3, cols: 3, data: {k}}}\n"
+        "distortion_model: plumb_bob\ndistortion_coefficients: {rows: 1, cols: 5, data: [0, 0, 0, 0, 0]}\n"
+    )
+    return path
+
+
+@pytest.mark.parametrize(
+    ("camera", "match"),
+    [
+        # a 16:9 calibration on the 4:3 clip: scaled per axis it would stretch every cloud
+        ({"camera_info": (1280, 720, [900, 0, 640, 0, 900, 360, 0, 0, 1])}, "another aspect ratio"),
+        # an uncalibrated file (camera_calibration's template): no clouds, and nothing said
+        ({"camera_info": (W, H, [0] * 9)}, "all zero"),
+        # intrinsics of the camera's full resolution given for a downscaled clip
+        ({"intrinsics": (900.0, 900.0, 640.0, 360.0)}, "outside the 64x48 image"),
+        ({"camera_info": (W, H, [60, 0, 200, 0, 60, 23.5, 0, 0, 1])}, "outside the 64x48 image"),
+        ({"intrinsics": (-60.0, 60.0, 31.5, 23.5)}, "focal lengths must be positive"),
+    ],
+    ids=["aspect", "uncalibrated", "intrinsics_off_image", "file_off_image", "negative_focal"],
+)
+def test_a_camera_that_cannot_be_the_clips_is_refused_before_anything_is_written(
+    tmp_path: Path, camera: dict, match: str
+) -> None:
+    """The calibration the clouds and meta.json's camera come from is checked against the clip as the
+    node checks a camera_info against its image (`inputs.assembly.camera_info_problem`): a wrong
+    one used to be scaled onto the clip without a word (fx 13.5 / fy 18 px from a 16:9 file on
+    a 4:3 clip), or, all zero, to give no clouds in silence."""
+    folder = make_folder(tmp_path / "frames")
+    if "camera_info" in camera:
+        camera = {"camera_info": _calibration(tmp_path / "cam.yaml", *camera["camera_info"])}
+    with pytest.raises(OfflineError, match=match):
+        process_video(folder, tmp_path / "out", params={}, engine=make_engine(), depth_range=RANGE, ply=True, **camera)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_lens_rectify_cannot_undo_is_refused_naming_the_file(tmp_path: Path) -> None:
+    folder = make_folder(tmp_path / "frames")
+    cal = _calibration(tmp_path / "cam.yaml", W, H, [60, 0, 31.5, 0, 60, 23.5, 0, 0, 1])
+    cal.write_text(cal.read_text().replace("cols: 5, data: [0, 0, 0, 0, 0]", "cols: 3, data: [-0.2, 0.05, 0]"))
+    with pytest.raises(OfflineError, match=r"cam\.yaml: plumb_bob distortion needs 4, 5, 8, 12 or 14 coefficients"):
+        process_video(folder, tmp_path / "out", params={}, engine=make_engine(), camera_info=cal, rectify=True)
+    assert not (tmp_path / "out").exists()

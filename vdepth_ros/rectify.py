@@ -210,6 +210,26 @@ def _matrix(doc: dict, key: str, rows: int, cols: int, path: Path) -> np.ndarray
     return arr
 
 
+def pinhole_info(fx: float, fy: float, cx: float, cy: float, width: int, height: int) -> SimpleNamespace:
+    """A camera_info of a distortion-free pinhole camera (`K` = `P`), duck-typed like
+    `sensor_msgs/CameraInfo`: what plain intrinsics (`vdepth-video --intrinsics`, a `fx fy cx cy`
+    file) stand for, so they are checked and used as a camera_info is."""
+    K = np.array([fx, 0, cx, 0, fy, cy, 0, 0, 1], np.float64)
+    P = np.hstack([K.reshape(3, 3), np.zeros((3, 1))]).ravel()
+    return SimpleNamespace(
+        width=int(width),
+        height=int(height),
+        distortion_model="plumb_bob",
+        d=np.zeros(0),
+        k=K,
+        r=np.eye(3).ravel(),
+        p=P,
+        roi=None,
+        binning_x=0,
+        binning_y=0,
+    )
+
+
 def load_camera_info(path: str | Path) -> SimpleNamespace:
     """A camera_info from a calibration file, duck-typed like `sensor_msgs/CameraInfo`.
 
@@ -247,15 +267,17 @@ def load_camera_info(path: str | Path) -> SimpleNamespace:
             P = np.hstack([K.reshape(3, 3), np.zeros((3, 1))]).ravel()
     elif {"fx", "fy", "cx", "cy"} <= set(doc):
         w, h = doc.get("width"), doc.get("height")
-        K = np.array([doc["fx"], 0, doc["cx"], 0, doc["fy"], doc["cy"], 0, 0, 1], np.float64)
-        model, D, R = "plumb_bob", np.zeros(0), np.eye(3).ravel()
-        P = np.hstack([K.reshape(3, 3), np.zeros((3, 1))]).ravel()
     else:
         raise ConfigError(
             f"{path}: not a camera calibration (expected camera_calibration's camera_matrix/... keys, or fx fy cx cy)"
         )
     if not (isinstance(w, int) and isinstance(h, int) and w > 0 and h > 0):
         raise ConfigError(f"{path}: image width and height must be positive integers, got {w!r} x {h!r}")
+    if "camera_matrix" not in doc:
+        try:
+            return pinhole_info(*(float(doc[key]) for key in ("fx", "fy", "cx", "cy")), w, h)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{path}: fx fy cx cy must be numbers") from None
     return SimpleNamespace(
         width=w, height=h, distortion_model=model, d=D, k=K, r=R, p=P, roi=None, binning_x=0, binning_y=0
     )
@@ -315,6 +337,7 @@ __all__ = [
     "Rectifier",
     "has_distortion",
     "load_camera_info",
+    "pinhole_info",
     "pinhole_input",
     "sparse_depth_input",
 ]

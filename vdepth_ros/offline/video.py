@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vdepth_ros.blas import limit_blas_threads_for_tool
-from vdepth_ros.errors import VdepthError
+from vdepth_ros.encodings import camera_from_info
+from vdepth_ros.errors import InputError, VdepthError
+from vdepth_ros.inputs.assembly import camera_info_problem
 from vdepth_ros.offline.atomic import AtomicOutput
 from vdepth_ros.offline.errors import OfflineError
 from vdepth_ros.offline.runner import (
@@ -38,7 +40,7 @@ from vdepth_ros.offline.runner import (
     with_progress,
 )
 from vdepth_ros.offline.videoio import FORMATS, VideoFrameSource, VideoOutputWriter, default_intrinsics
-from vdepth_ros.rectify import Rectifier, has_distortion, load_camera_info, pinhole_input
+from vdepth_ros.rectify import Rectifier, has_distortion, load_camera_info, pinhole_info, pinhole_input
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
@@ -219,16 +221,23 @@ def _video_camera(
     ply: bool,
     summary: RunSummary,
 ) -> _VideoCamera:
-    """The camera from the options (one of intrinsics, an assumed FOV, a calibration file); warnings
-    (distortion left in, assumed FOV) go to the log and `summary`'s notes."""
-    from vdepth_ros.stream.cloud import CameraModel
-
+    """The camera from the options (one of intrinsics, an assumed FOV, a calibration file), checked
+    against the clip (`_check_camera`); warnings (distortion left in, assumed FOV) go to the log and
+    `summary`'s notes."""
     if sum(x is not None for x in (intrinsics, assume_hfov, camera_info)) > 1:
         raise OfflineError("give one of --intrinsics, --assume-hfov and --camera-info")
     if rectify and camera_info is None:
         raise OfflineError("--rectify needs --camera-info (the lens distortion to undo)")
     if camera_info is not None:
         info = load_camera_info(camera_info)
+        _check_camera(
+            info, source.size, str(camera_info), "a calibration of this camera (at any resolution of the clip's shape)"
+        )
+        if rectify and source.size is not None:
+            try:  # an unsupported lens model or coefficient count: now, naming the file, not at frame 0
+                Rectifier().view(info, *source.size)
+            except InputError as err:
+                raise OfflineError(f"{camera_info}: {err}") from None
         if has_distortion(info) and not rectify:
             msg = f"{camera_info} has lens distortion: pass --rectify unless the video is already undistorted"
             log.warning(msg)
@@ -248,9 +257,26 @@ def _video_camera(
         msg = ASSUMED_WARNING.format(hfov=hfov)
         log.warning(msg)
         summary.notes.append(msg)
-    fx, fy, cx, cy = intrinsics
-    camera = CameraModel(fx=fx, fy=fy, cx=cx, cy=cy, width=w, height=h)
-    return _VideoCamera(camera=camera, intrinsics=intrinsics, assumed=assumed)
+    info = pinhole_info(*intrinsics, w, h)
+    _check_camera(info, source.size, "--intrinsics", f"FX FY CX CY in pixels of the clip's {w}x{h} frames")
+    return _VideoCamera(camera=camera_from_info(info), intrinsics=intrinsics, assumed=assumed)
+
+
+def _check_camera(info: Any, size: tuple[int, int] | None, what: str, fix: str) -> None:
+    """Refuse a camera that cannot be the clip's, as the node refuses such a camera_info
+    (`camera_info_problem`: positive focal lengths, principal point inside the image, the clip's
+    aspect ratio), and an uncalibrated (all-zero) one: scaled onto the clip without a word, it
+    would bend or stretch every cloud, or give none.
+
+    Args:
+        size: the clip's `(width, height)`, None when unknown.
+        what, fix: the option named in the error and what it must be.
+    """
+    problem = camera_info_problem(info, None if size is None else (size[1], size[0]))
+    if problem is None and camera_from_info(info) is None:
+        problem = "its camera matrix is all zero (an uncalibrated camera)"
+    if problem is not None:
+        raise OfflineError(f"{what}: {problem}; give {fix}")
 
 
 def _disparity_notes(kind: str, *, ply: bool) -> list[str]:
