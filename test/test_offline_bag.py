@@ -208,6 +208,19 @@ def test_camera_info_never_seen(tmp_path: Path, caplog: pytest.LogCaptureFixture
     assert any("camera_info never seen" in n for n in s.notes)
 
 
+def test_an_uncalibrated_camera_info_is_named_as_such(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A driver without its calibration file publishes an all-zero camera_info: the clouds are
+    skipped, and the warning says why (it used to say that no camera_info was on the topic)."""
+    src = make_bag(tmp_path / "in", n=6, camera_info_topic=None)
+    cal = tmp_path / "uncalibrated.yaml"
+    cal.write_text(f"image_width: {W}\nimage_height: {H}\ncamera_matrix: {{rows: 3, cols: 3, data: {[0] * 9}}}\n")
+    with caplog.at_level(logging.WARNING):
+        s = process_bag(src, tmp_path / "out", params=PARAMS, engine=make_engine(), camera_info_file=cal)
+    warnings = [r.getMessage() for r in caplog.records if "point clouds are skipped" in r.getMessage()]
+    assert len(warnings) == 1 and "is uncalibrated (K and P are all zero)" in warnings[0]
+    assert "no camera_info" not in warnings[0] and s.clouds == 0 and s.clouds_skipped == 6
+
+
 def test_camera_info_after_image_is_paired(tmp_path: Path) -> None:
     src = make_bag(tmp_path / "in", n=6, info_first=False)
     s = process_bag(src, tmp_path / "out", params=PARAMS, engine=make_engine(), mode="causal")

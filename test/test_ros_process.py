@@ -31,6 +31,14 @@ from vdepth_ros.ros.qos import qos_profile
 pytestmark = pytest.mark.ros
 
 
+#: The camera the peer publishes by default: 160x120, calibrated.
+CAMERA_INFO = CameraInfo(width=160, height=120, k=[100.0, 0, 79.5, 0, 100.0, 59.5, 0, 0, 1])
+
+
+def _fields(msg: Any) -> dict[str, Any]:
+    return {name: getattr(msg, name) for name in msg.get_fields_and_field_types()}
+
+
 def run_node(
     tmp_path: Path,
     node_args: list[str],
@@ -38,10 +46,11 @@ def run_node(
     outputs: dict[str, type],
     before_feed: Callable[[Node, SingleThreadedExecutor], None] | None = None,
     stop_signal: int = signal.SIGINT,
+    camera_info: CameraInfo | None = CAMERA_INFO,
 ) -> tuple[dict[str, list], str]:
     """Start `vdepth-node NODE_ARGS` on the tiny model; call `before_feed(peer, executor)`; feed
-    `cameras` (name -> (image topic, camera_info topic)) until every topic in `outputs` has a
-    message (or 90 s); `stop_signal`; (messages, output)."""
+    `cameras` (name -> (image topic, camera_info topic), with `camera_info` restamped, or none) until
+    every topic in `outputs` has a message (or 90 s); `stop_signal`; (messages, output)."""
     script = Path(sys.executable).parent / "vdepth-node"
     if not script.is_file():
         pytest.skip("vdepth-node console script not installed in this environment (pip install -e .)")
@@ -80,7 +89,8 @@ def run_node(
             h = Header(stamp=conv.ns_to_stamp(1_000_000_000 + k * 50_000_000), frame_id="cam_optical")
             for pub, ipub in pubs:
                 pub.publish(conv.image_msg(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8), "rgb8", h))
-                ipub.publish(CameraInfo(header=h, width=160, height=120, k=[100.0, 0, 79.5, 0, 100.0, 59.5, 0, 0, 1]))
+                if camera_info is not None:
+                    ipub.publish(CameraInfo(**{**_fields(camera_info), "header": h}))
             k += 1
             end = time.monotonic() + 0.05
             while time.monotonic() < end:
@@ -151,6 +161,37 @@ def test_a_misspelled_parameter_is_warned_about_not_ignored(tmp_path: Path) -> N
     warnings = [line for line in out.splitlines() if "does not have" in line]
     assert len(warnings) == 1 and "[WARN]" in warnings[0], out
     assert "ignoring 1 parameter(s) this node does not have: rectfy (did you mean rectify?)" in warnings[0]
+
+
+@pytest.mark.parametrize(
+    ("camera_info", "cause", "fix"),
+    [
+        (None, "no camera_info has arrived on '/cam/camera_info'", "remap camera_info to the camera's camera_info"),
+        (
+            CameraInfo(width=160, height=120),
+            "the camera_info on '/cam/camera_info' is uncalibrated (K and P",
+            "calibrate",
+        ),
+    ],
+    ids=["not_remapped", "uncalibrated"],
+)
+def test_output_without_a_camera_model_says_why_there_is_no_cloud(
+    tmp_path: Path, camera_info: CameraInfo | None, cause: str, fix: str
+) -> None:
+    """A camera_info left on its default name (the image remapped, the camera_info not) or a driver
+    running without its calibration file: /depth and /disparity came, /points and
+    /depth/camera_info never did, and the node said nothing. It names the cause and the fix once."""
+    got, out = run_node(
+        tmp_path,
+        ["--ros-args", "-r", "image:=/cam/image", "-r", "camera_info:=/cam/camera_info"],
+        {"cam": ("/cam/image", "/cam/camera_info")},
+        {"/depth": Image},
+        camera_info=camera_info,
+    )
+    assert got["/depth"]
+    warnings = [line for line in out.splitlines() if cause in line]
+    assert len(warnings) == 1 and "[WARN]" in warnings[0], out
+    assert "no /points and no /depth/camera_info" in warnings[0] and fix in warnings[0]
 
 
 def test_vdepth_node_cameras_share_one_model_in_one_process(tmp_path: Path) -> None:

@@ -191,6 +191,19 @@ def camera_info_problem(info: Any, image_size: tuple[int, int] | None = None) ->
     return None
 
 
+def camera_missing(info: Any, where: str, refused: int = 0) -> str:
+    """Why a frame has no camera model (so no point cloud and no output camera_info), given the
+    camera_info it was assembled with (`FrameAssembler.info`) and how many were refused
+    (`FrameAssembler.refused_infos`): none arrived, only unusable ones did, or an uncalibrated
+    (all-zero) one did, as camera drivers publish without a calibration file. `where` names the
+    topic ("on '/cam/camera_info'")."""
+    if info is None and refused:
+        return f"every camera_info {where} so far was refused (the error above says why)"
+    if info is None:
+        return f"no camera_info has arrived {where}"
+    return f"the camera_info {where} is uncalibrated (K and P are all zero)"
+
+
 def _frame_id(msg: Any) -> str:
     """A message's `header.frame_id` without a leading '/' (ROS 1 style), '' when it has none."""
     header = getattr(msg, "header", None)

@@ -26,6 +26,7 @@ from vdepth_ros.inputs.assembly import (
     DEFAULT_MAX_INPUT_PIXELS,
     FrameAssembler,
     UnsupportedImageError,
+    camera_missing,
 )
 from vdepth_ros.inputs.samples import TimedSamples
 from vdepth_ros.inputs.sync import REPEATED_STAMP, ApproximateTimeSync
@@ -477,12 +478,17 @@ class BagFrameSource:
             return None
         if frame.camera is None and not self._warned_no_info:
             self._warned_no_info = True
-            what = f"no camera_info on {self.camera_info_topic!r}" if self.camera_info_topic else "no camera_info topic"
+            info = self._assembler.info
+            if self._fixed_info is not None:
+                where = "from --camera-info-file"
+            else:
+                where = f"on {self.camera_info_topic!r}" if self.camera_info_topic else "(no camera_info topic)"
             log.warning(
-                "%s for the frame at %d ns: depth and disparity are written, point clouds are skipped "
-                "until a camera_info arrives (warned once)",
-                what,
+                "%s for the frame at %d ns: depth and disparity are written, point clouds are skipped, and so is "
+                "depth/camera_info %s (warned once)",
+                camera_missing(info, where, self._assembler.refused_infos),
                 key,
+                "until a camera_info arrives" if info is None else "(give a calibration with --camera-info-file)",
             )
         if sparse is not None and frame.sparse_depth is not None:
             self.stats.sparse_depth_frames += 1

@@ -136,6 +136,11 @@ class InputSide:
             f"{node.resolve_topic_name('camera_info')}"
         )
 
+    def camera_info_topic(self) -> tuple[str, int]:
+        """The resolved camera_info topic and how many nodes publish it."""
+        topic = self._node.resolve_topic_name("camera_info")
+        return topic, self._node.count_publishers(topic)
+
     def check_topic_types(self) -> None:
         """WARN once per topic and type when an input topic is published with another message type
         than this node subscribes there: DDS matches nothing and no message arrives, without an error

@@ -16,7 +16,7 @@ from typing import Any
 from vdepth_ros.consistency import FlickerMonitor
 from vdepth_ros.encodings import info_signature
 from vdepth_ros.errors import InputError
-from vdepth_ros.inputs.assembly import FrameAssembler, UnsupportedImageError
+from vdepth_ros.inputs.assembly import FrameAssembler, UnsupportedImageError, camera_missing
 from vdepth_ros.inputs.resets import StreamResets
 from vdepth_ros.ros import conversions as conv
 from vdepth_ros.ros.diagnostics import LatencyStats, RateMeter, Watchdog
@@ -65,6 +65,7 @@ class FrameProcessor:
         self.last_fit: Any = None
         self.stop = threading.Event()  # the node is stopping: no more waiting or publishing
         self.on_first_output: Callable[[], None] | None = None
+        self._no_camera_noted: set[str] = set()  # causes of camera-less output already named
 
     def _report(self, kind: str, message: str) -> None:
         """The assembler's notes: distortion once at INFO, an input in another frame at WARN, the rest as
@@ -136,6 +137,8 @@ class FrameProcessor:
     def publish(self, frame: Any) -> None:
         if self.stop.is_set():
             return  # shutting down: the context may already be going
+        if frame.camera is None:
+            self._note_no_camera(frame)
         if not self.outputs.publish(frame):
             return
         self.last_fit = frame.fit
@@ -146,6 +149,37 @@ class FrameProcessor:
         self.output_rate.tick()
         self._watchdog.output()
         self.latency.add((self._now_ns() - frame.stamp_ns) / 1e9)
+
+    def _note_no_camera(self, frame: Any) -> None:
+        """WARN once per cause when frames go out without a camera model: no points and no
+        depth/camera_info, which used to be all a user (a camera_info left unremapped, a driver
+        without its calibration file) saw. An image goes on without camera_info only after
+        `camera_info_timeout` without any (`inputs.sync`), so one trailing the first image is not named."""
+        info, refused = self.assembler.info, self.assembler.refused_infos
+        topic, publishers = self.intake.camera_info_topic()
+        cause = camera_missing(info, f"on '{topic}'", refused)
+        if cause in self._no_camera_noted:
+            return
+        self._no_camera_noted.add(cause)
+        if info is not None:
+            fix = "calibrate the camera (camera_calibration) and give the driver the file (e.g. its camera_info_url)"
+        elif refused:
+            fix = "fix what that error names"
+        else:
+            fix = (
+                f"{publishers} node(s) publish '{topic}'; remap camera_info to the camera's camera_info topic "
+                "(e.g. -r camera_info:=/camera/color/camera_info)"
+            )
+        main = self.outputs.main
+        missing = [main.camera_info.topic_name]
+        if frame.depth is not None and getattr(self.pipeline, "cloud", None) is not None:
+            missing.insert(0, main.points.topic_name)
+        published = "depth and disparity are" if frame.depth is not None else "disparity is"
+        self.log.warning(
+            "no-camera",
+            f"{cause}: no {' and no '.join(missing)}, which need the camera's intrinsics "
+            f"({published} published); {fix}",
+        )
 
     # -- restarts ----------------------------------------------------------------------------
     def restart(self, reason: str, *, flush: bool = False, pipeline: bool = True) -> None:
