@@ -156,6 +156,11 @@ def test_pose_of_the_rectified_frame_applies_the_rectifying_rotation() -> None:
         (info(model="kannala_brandt_x", d=[0.1, 0.0, 0.0, 0.0]), "cannot be rectified"),
         (info(d=[0.1, 0.0, 0.0]), "needs 4, 5, 8, 12 or 14 coefficients"),
         (info(model="equidistant", d=[0.1, 0.0]), "equidistant distortion needs 4"),
+        # a fifth non-zero coefficient is not the equidistant model: it used to be dropped in silence
+        (
+            info(model="equidistant", d=[0.1, 0.0, 0.0, 0.0, 0.02]),
+            r"needs 4 coefficients \(k1..k4\), camera_info has 5",
+        ),
         (info(k=np.zeros((3, 3))), "K is zero"),
         (info(roi=(160, 120)), "region of interest"),
         (info(width=0), "width and height"),
@@ -164,6 +169,12 @@ def test_pose_of_the_rectified_frame_applies_the_rectifying_rotation() -> None:
 def test_unusable_camera_info_is_a_clear_input_error(msg: Any, match: str) -> None:
     with pytest.raises(InputError, match=match):
         Rectifier().view(msg, W, H)
+
+
+def test_equidistant_coefficients_padded_with_zeros_are_k1_to_k4() -> None:
+    padded = Rectifier().view(info(model="equidistant", d=[*FISHEYE, 0.0, 0.0, 0.0, 0.0], p=P), W, H)
+    exact = Rectifier().view(info(model="equidistant", d=FISHEYE, p=P), W, H)
+    np.testing.assert_array_equal(padded.map_x, exact.map_x)
 
 
 def test_rectify_without_camera_info_or_at_the_wrong_size_is_an_input_error() -> None:
