@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -180,3 +181,50 @@ def test_max_output_width_keeps_the_aspect_and_the_geometry() -> None:
     assert f.depth.shape == (60, 80) and f.camera == CAM.scaled(80, 60) and f.rgb.shape == (60, 80, 3)
     inner = f.points[2:-2, 2:-2].reshape(-1, 3)
     np.testing.assert_allclose(inner @ NORMAL, OFFSET, rtol=2e-4)
+
+
+def _outside_the_raw_image(k: np.ndarray, d: list[float], p: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Rectified pixels whose ray (through P) lands outside the raw h x w image (plumb_bob through K),
+    computed here without OpenCV."""
+    v, u = np.mgrid[0:h, 0:w].astype(np.float64)
+    x, y = (u - p[0, 2]) / p[0, 0], (v - p[1, 2]) / p[1, 1]
+    k1, k2, p1, p2, k3 = d
+    r2 = x * x + y * y
+    radial = 1 + k1 * r2 + k2 * r2**2 + k3 * r2**3
+    xd = x * radial + 2 * p1 * x * y + p2 * (r2 + 2 * x * x)
+    yd = y * radial + p1 * (r2 + 2 * y * y) + 2 * p2 * x * y
+    ru, rv = k[0, 0] * xd + k[0, 2], k[1, 1] * yd + k[1, 2]
+    return (ru < 0) | (ru > w - 1) | (rv < 0) | (rv > h - 1)
+
+
+@pytest.mark.parametrize("output_resolution", ["input", "model"])
+def test_rectified_pixels_outside_the_lens_view_have_no_estimate(output_resolution: str) -> None:
+    """`rectify: true` with a projection P wider than the lens shows (camera_calibration's alpha = 1,
+    a fisheye's balance = 1) leaves a black border with no camera data in it. Depth, disparity and
+    the cloud there used to be the model's guess for black pixels (a ring of made-up points around
+    the cloud); they are NaN, REP 118's "no estimate", as for a pixel without a return."""
+    from vdepth_ros.inputs.assembly import FrameAssembler
+
+    h, w = 120, 160
+    k = np.array([[110.0, 0.0, 79.5], [0.0, 104.0, 61.5], [0.0, 0.0, 1.0]])
+    p = np.array([[90.0, 0.0, 81.0, 0.0], [0.0, 85.0, 58.0, 0.0], [0.0, 0.0, 1.0, 0.0]])
+    d = [-0.12, 0.02, 0.001, -0.002, 0.0]
+    info = SimpleNamespace(
+        width=w, height=h, distortion_model="plumb_bob", d=d, k=k.ravel(), r=np.eye(3).ravel(), p=p.ravel()
+    )
+    assembler = FrameAssembler(rectify=True)
+    frames = []
+    for i, rgb in enumerate(synthetic_frames(6, h, w)):
+        msg = SimpleNamespace(encoding="rgb8", height=h, width=w, step=3 * w, data=rgb.tobytes(), is_bigendian=0)
+        frames.append(assembler.assemble(msg, i, info))
+    cfg = PipelineConfig(output_resolution=output_resolution, publish="final")
+    f = _run(DepthPipeline(cfg, PlaneEngine(48, 64)), frames)[-1]
+    outside = _outside_the_raw_image(k, d, p[:, :3], h, w)
+    assert 0.1 < outside.mean() < 0.5  # a real border
+    oh, ow = f.depth.shape
+    if (oh, ow) != (h, w):  # an output pixel is outside when most of the input pixels it averages are
+        outside = cv2.resize(outside.astype(np.float32), (ow, oh), interpolation=cv2.INTER_AREA) > 0.5
+    nan = np.isnan(f.depth)
+    assert np.isnan(f.disparity[nan]).all() and np.isnan(f.points[nan]).all()
+    assert (nan != outside).mean() < 0.01  # up to the boundary's rounding
+    assert np.isfinite(f.depth[~outside & ~nan]).all() and (nan & ~outside).sum() <= 0.01 * nan.size

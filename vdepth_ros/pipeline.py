@@ -95,6 +95,15 @@ def _scheduler(config: PipelineConfig, spec: InputSpec, alignment: str) -> Windo
     )
 
 
+def _valid_at(valid: np.ndarray | None, height: int, width: int) -> np.ndarray | None:
+    """`FrameInput.valid` at the output resolution: an output pixel shows the scene when most of
+    the input pixels it averages do (as the RGB is resized, INTER_AREA). None stays None."""
+    if valid is None or np.shape(valid) == (height, width):
+        return valid
+    share = cv2.resize(np.asarray(valid, dtype=np.float32), (width, height), interpolation=cv2.INTER_AREA)
+    return share >= 0.5
+
+
 def _readonly(a: np.ndarray | None) -> np.ndarray | None:
     if a is None:
         return None
@@ -323,6 +332,8 @@ class DepthPipeline:
             raise InputError(f"FrameInput.rgb must be (H, W, 3) uint8 RGB, got {rgb.shape} {rgb.dtype}")
         if frame.sparse_depth is not None and np.shape(frame.sparse_depth) != rgb.shape[:2]:
             raise InputError(f"sparse_depth is {np.shape(frame.sparse_depth)}, rgb is {rgb.shape[:2]}")
+        if frame.valid is not None and np.shape(frame.valid) != rgb.shape[:2]:
+            raise InputError(f"valid is {np.shape(frame.valid)}, rgb is {rgb.shape[:2]}")
         if frame.camera is not None and (frame.camera.width, frame.camera.height) != (rgb.shape[1], rgb.shape[0]):
             raise InputError(
                 f"camera is {frame.camera.width}x{frame.camera.height}, rgb is {rgb.shape[1]}x{rgb.shape[0]}"
@@ -364,7 +375,9 @@ class DepthPipeline:
         assert self._output_size is not None
         oh, ow = self._output_size
         out = rgb if rgb.shape[:2] == (oh, ow) else cv2.resize(rgb, (ow, oh), interpolation=cv2.INTER_AREA)
-        return _Record(frame.stamp_ns, frame.meta, frame.camera, rgb.shape[:2], work, out, sparse)
+        return _Record(
+            frame.stamp_ns, frame.meta, frame.camera, rgb.shape[:2], work, out, sparse, _valid_at(frame.valid, oh, ow)
+        )
 
     def _release(self) -> None:
         keep = self.scheduler.needed_frames() | self.stitcher.pending
@@ -463,6 +476,10 @@ class DepthPipeline:
         assert rgb is not None
         h, w = rgb.shape[:2]
         disp = upsample(sf.disparity, h, w, self.config.upsample_method, guide=rgb)
+        if rec.valid_out is not None:  # outside the lens's view: no estimate (REP 118 NaN), no cloud point
+            if np.may_share_memory(disp, sf.disparity):
+                disp = disp.copy()
+            disp[~rec.valid_out] = np.nan
         camera = rec.camera.scaled(w, h) if rec.camera is not None else None
         metric = self.scale_source.current
         depth = points = colors = None

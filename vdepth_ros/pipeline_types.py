@@ -23,6 +23,9 @@ class FrameInput:
         camera: intrinsics at the rgb's resolution; None -> no cloud.
         sparse_depth: `(H, W)` float32 metres at the rgb's resolution, NaN/0 invalid, or None.
         meta: opaque to the pipeline (ROS header, bag timestamp...), passed through.
+        valid: `(H, W)` bool, the pixels that show the scene (False: outside the lens's view of an
+            undistorted image, `rectify.RectifiedView.valid`): the outputs there are NaN, no
+            estimate, and carry no cloud point. None: every pixel.
     """
 
     rgb: np.ndarray
@@ -30,6 +33,7 @@ class FrameInput:
     camera: CameraModel | None = None
     sparse_depth: np.ndarray | None = None
     meta: Any = None
+    valid: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -130,3 +134,4 @@ class _Record:
     rgb: np.ndarray | None  # working resolution (uint8, or float32 in the value range: resize_method)
     rgb_out: np.ndarray | None  # output resolution uint8 (the input image itself by default)
     sparse: np.ndarray | None  # working resolution float32 metres
+    valid_out: np.ndarray | None = None  # output resolution bool: pixels that show the scene (None: all)

@@ -67,12 +67,15 @@ class RectifiedView:
         rotation: `(3, 3)` raw optical frame -> rectified frame (`CameraInfo.R`).
         map_x, map_y: `cv2.remap` maps (float32, rectified pixel -> raw pixel); None when there is
             nothing to undo (no distortion, `R` = I and `P` = `K`): images pass through unchanged.
+        valid: `(H, W)` bool, the rectified pixels whose raw pixel lies inside the raw image (False:
+            outside the lens's view, black in `image`); None when every pixel has one.
     """
 
     camera: CameraModel
     rotation: np.ndarray
     map_x: np.ndarray | None
     map_y: np.ndarray | None
+    valid: np.ndarray | None = None
 
     @property
     def is_identity(self) -> bool:
@@ -195,7 +198,10 @@ def _build_view(info: Any, width: int, height: int) -> RectifiedView:
         if D.size not in (0, 4, 5, 8, 12, 14):
             raise InputError(f"{model} distortion needs 4, 5, 8, 12 or 14 coefficients, camera_info has {D.size}")
         map_x, map_y = cv2.initUndistortRectifyMap(K, D if D.size else None, R, P, size, cv2.CV_32FC1)
-    return RectifiedView(camera, R, map_x, map_y)
+    # every bilinear tap inside the raw image: the pixel shows the scene (outside, `image` is black)
+    valid = (map_x >= 0) & (map_x <= width - 1) & (map_y >= 0) & (map_y <= height - 1)
+    valid.flags.writeable = False  # shared by every frame of this view
+    return RectifiedView(camera, R, map_x, map_y, None if valid.all() else valid)
 
 
 def _matrix(doc: dict, key: str, rows: int, cols: int, path: Path) -> np.ndarray:

@@ -277,7 +277,10 @@ class FrameAssembler:
             if sparse is not None:
                 self._check_sparse_frame(sparse, image)
             sparse_depth = self._sparse_depth(sparse, camera, raw_size, view)
-        return FrameInput(rgb=rgb, stamp_ns=int(stamp_ns), camera=camera, sparse_depth=sparse_depth, meta=meta)
+        valid = None if view is None else view.valid
+        return FrameInput(
+            rgb=rgb, stamp_ns=int(stamp_ns), camera=camera, sparse_depth=sparse_depth, meta=meta, valid=valid
+        )
 
     def _checked_info(self, info: Any, size: tuple[int, int]) -> Any:
         """`info` if usable, else the last good one (the bad one is reported)."""

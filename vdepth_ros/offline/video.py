@@ -307,8 +307,8 @@ def _output_names(
 def _with_camera_info(frames: Iterable[FrameInput], info: Any, rectifier: Rectifier | None) -> Iterator[FrameInput]:
     """Frames with the calibration's camera (scaled to the frame), undistorted with `rectifier`."""
     for f in frames:
-        rgb, camera, _ = pinhole_input(f.rgb, info, rectifier)
-        yield dataclasses.replace(f, rgb=rgb, camera=camera)
+        rgb, camera, view = pinhole_input(f.rgb, info, rectifier)
+        yield dataclasses.replace(f, rgb=rgb, camera=camera, valid=None if view is None else view.valid)
 
 
 def _formats(text: str) -> tuple[str, ...]:
