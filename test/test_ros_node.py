@@ -427,13 +427,13 @@ def test_rectify_undistorts_raw_images_before_the_pipeline(harness: Any) -> None
     for k, rgb in enumerate(rgbs):
         h.send(rgb, "rgb8", header(k), info_fields=DISTORTED)
     # what the node must publish: each image undistorted with that camera_info, then the pipeline
-    # with the rectified camera P
+    # with the rectified camera P (no estimate outside the lens's view)
     view = Rectifier().view(CameraInfo(width=W, height=H, k=K, **DISTORTED), W, H)
     assert (view.camera.fx, view.camera.cx) == (450.0, 322.0)
     pipe = DepthPipeline.from_dict(RANGE, engine=HoleEngine())
     ref = []
     for k, rgb in enumerate(rgbs):
-        ref += pipe.push(FrameInput(rgb=view.image(rgb), stamp_ns=stamp(k), camera=view.camera))
+        ref += pipe.push(FrameInput(rgb=view.image(rgb), stamp_ns=stamp(k), camera=view.camera, valid=view.valid))
     assert len(ref) >= 8
     assert h.spin_until(lambda: len(h.got["depth"]) >= len(ref) and len(h.got["depth/camera_info"]) >= len(ref))
     for f, d, info in zip(ref, h.got["depth"], h.got["depth/camera_info"], strict=False):
