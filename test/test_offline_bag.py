@@ -394,7 +394,9 @@ def test_cli_rectify_undistorts_with_the_camera_info(
     pipe = DepthPipeline(PipelineConfig.from_params(params)[0], engine=make_engine())
     expected = []
     for f in _pipeline_frames():
-        expected += pipe.push(FrameInput(rgb=view.image(f.rgb), stamp_ns=f.stamp_ns, camera=view.camera))
+        expected += pipe.push(
+            FrameInput(rgb=view.image(f.rgb), stamp_ns=f.stamp_ns, camera=view.camera, valid=view.valid)
+        )
     expected += pipe.flush()
     got = read_bag(tmp_path / "rect")["/depth"]
     plain = read_bag(tmp_path / "plain")["/depth"]
