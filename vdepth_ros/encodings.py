@@ -484,6 +484,23 @@ def camera_from_info(info: Any) -> CameraModel | None:
     return CameraModel(fx=float(fx), fy=float(fy), cx=float(cx), cy=float(cy), width=int(width), height=int(height))
 
 
+def camera_info_fields(camera: CameraModel) -> dict[str, Any]:
+    """The `sensor_msgs/CameraInfo` fields of an output image: the rectified pinhole `camera` at its
+    resolution, no distortion (`plumb_bob`, five zeros), `R` = I, `K` = `P`'s 3x3 block, `Tx` = 0 (the
+    depth is in this camera's own frame). Float lists, for the node's message, `vdepth-bag`'s and
+    `vdepth-video`'s `camera_info.yaml` alike; binning and ROI keep their defaults (none)."""
+    fx, fy, cx, cy = float(camera.fx), float(camera.fy), float(camera.cx), float(camera.cy)
+    return {
+        "width": int(camera.width),
+        "height": int(camera.height),
+        "distortion_model": "plumb_bob",
+        "d": [0.0] * 5,
+        "k": [fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0],
+        "r": [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
+        "p": [fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0],
+    }
+
+
 def info_signature(info: Any) -> tuple:
     """What must stay constant in camera_info for a stream to continue (size and projection)."""
     return (

@@ -15,7 +15,7 @@ from rosbags.interfaces import Connection
 from rosbags.rosbag2 import Writer, WriterError
 from rosbags.typesys import get_typestore
 
-from vdepth_ros.encodings import image_fields_from_array, pointcloud2_layout
+from vdepth_ros.encodings import camera_info_fields, image_fields_from_array, pointcloud2_layout
 from vdepth_ros.offline.bag_types import CAMERA_INFO, IMAGE, POINTCLOUD2, STORAGES, TYPESTORES, BagFrameMeta
 from vdepth_ros.offline.errors import OfflineError
 
@@ -206,17 +206,12 @@ class DepthBagWriter:
     def _camera_info(self, header: Any, camera: CameraModel) -> Any:
         """As the node's `info_msg`: rectified pinhole at the output resolution, no distortion."""
         T = self.ts.types
-        k = np.array([camera.fx, 0, camera.cx, 0, camera.fy, camera.cy, 0, 0, 1], np.float64)
-        p = np.array([camera.fx, 0, camera.cx, 0, 0, camera.fy, camera.cy, 0, 0, 0, 1, 0], np.float64)
+        fields = camera_info_fields(camera)
+        arrays = {name: np.asarray(fields.pop(name), np.float64) for name in ("d", "k", "r", "p")}
         return T[CAMERA_INFO](
             header=header,
-            height=int(camera.height),
-            width=int(camera.width),
-            distortion_model="plumb_bob",
-            d=np.zeros(5, np.float64),
-            k=k,
-            r=np.eye(3, dtype=np.float64).reshape(-1),
-            p=p,
+            **fields,
+            **arrays,
             binning_x=0,
             binning_y=0,
             roi=T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False),

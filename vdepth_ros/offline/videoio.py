@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from vdepth_ros.colormap import auto_range, preview_image, units_label
+from vdepth_ros.encodings import camera_info_fields
 from vdepth_ros.offline.errors import OfflineError, VideoReadError
 
 if TYPE_CHECKING:
@@ -437,16 +438,17 @@ class VideoOutputWriter:
 
 
 def write_camera_yaml(path: Path, camera: CameraModel) -> None:
-    """The camera of the written depth as ROS camera_calibration YAML (rectified: no distortion),
-    readable by `vdepth_ros.rectify.load_camera_info` and camera_info_manager."""
-    k = [camera.fx, 0.0, camera.cx, 0.0, camera.fy, camera.cy, 0.0, 0.0, 1.0]
-    p = [camera.fx, 0.0, camera.cx, 0.0, 0.0, camera.fy, camera.cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+    """The camera of the written depth as ROS camera_calibration YAML (rectified: no distortion,
+    `encodings.camera_info_fields` as the node's depth/camera_info), readable by
+    `vdepth_ros.rectify.load_camera_info` and camera_info_manager."""
+    f = camera_info_fields(camera)
 
     def mat(rows: int, cols: int, data: list[float]) -> str:
         return f"  rows: {rows}\n  cols: {cols}\n  data: [{', '.join(repr(float(v)) for v in data)}]\n"
 
     path.write_text(
-        f"image_width: {camera.width}\nimage_height: {camera.height}\ncamera_name: vdepth_depth\n"
-        f"camera_matrix:\n{mat(3, 3, k)}distortion_model: plumb_bob\ndistortion_coefficients:\n{mat(1, 5, [0.0] * 5)}"
-        f"rectification_matrix:\n{mat(3, 3, [1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0])}projection_matrix:\n{mat(3, 4, p)}"
+        f"image_width: {f['width']}\nimage_height: {f['height']}\ncamera_name: vdepth_depth\n"
+        f"camera_matrix:\n{mat(3, 3, f['k'])}distortion_model: {f['distortion_model']}\n"
+        f"distortion_coefficients:\n{mat(1, 5, f['d'])}rectification_matrix:\n{mat(3, 3, f['r'])}"
+        f"projection_matrix:\n{mat(3, 4, f['p'])}"
     )

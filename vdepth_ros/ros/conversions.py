@@ -100,19 +100,9 @@ def cloud_msg(points: np.ndarray, colors: np.ndarray | None, header: Header) -> 
 
 
 def info_msg(camera: CameraModel, header: Header) -> CameraInfo:
-    """`CameraInfo` for an output image: rectified pinhole at `camera`'s resolution, no distortion."""
-    k = [camera.fx, 0.0, camera.cx, 0.0, camera.fy, camera.cy, 0.0, 0.0, 1.0]
-    p = [camera.fx, 0.0, camera.cx, 0.0, 0.0, camera.fy, camera.cy, 0.0, 0.0, 0.0, 1.0, 0.0]
-    return CameraInfo(
-        header=header,
-        width=int(camera.width),
-        height=int(camera.height),
-        distortion_model="plumb_bob",
-        d=[0.0] * 5,
-        k=k,
-        r=[1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0],
-        p=p,
-    )
+    """`CameraInfo` for an output image: rectified pinhole at `camera`'s resolution, no distortion
+    (`encodings.camera_info_fields`)."""
+    return CameraInfo(header=header, **enc.camera_info_fields(camera))
 
 
 def colormap_msg(
