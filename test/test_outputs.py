@@ -228,3 +228,30 @@ def test_rectified_pixels_outside_the_lens_view_have_no_estimate(output_resoluti
     assert np.isnan(f.disparity[nan]).all() and np.isnan(f.points[nan]).all()
     assert (nan != outside).mean() < 0.01  # up to the boundary's rounding
     assert np.isfinite(f.depth[~outside & ~nan]).all() and (nan & ~outside).sum() <= 0.01 * nan.size
+
+
+@pytest.mark.parametrize("mode", ["causal", "offline"])
+def test_range_mode_scale_comes_from_the_scene_not_the_lens_border(mode: str) -> None:
+    """Range mode puts the first window's 2nd disparity percentile at `far` (about 2 % of the scene
+    beyond it, +Inf). With `rectify: true` and a wide P, the black lens border (a quarter of the image
+    here, which this model makes the farthest content) used to set that percentile: nothing of the
+    scene reached `far`, the whole stream's depth was compressed towards the camera."""
+    from vdepth_ros.inputs.assembly import FrameAssembler
+
+    h, w = 120, 160
+    k = [110.0, 0.0, 79.5, 0.0, 104.0, 61.5, 0.0, 0.0, 1.0]
+    p = [90.0, 0.0, 81.0, 0.0, 0.0, 85.0, 58.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    info = SimpleNamespace(
+        width=w, height=h, distortion_model="plumb_bob", d=[-0.12, 0.02, 0.001, -0.002, 0.0], k=k, r=np.eye(3), p=p
+    )
+    assembler = FrameAssembler(rectify=True)
+    frames = []
+    for i, rgb in enumerate(synthetic_frames(8, h, w)):
+        msg = SimpleNamespace(encoding="rgb8", height=h, width=w, step=3 * w, data=rgb.tobytes(), is_bigendian=0)
+        frames.append(assembler.assemble(msg, i, info))
+    cfg = PipelineConfig(scale_source="range", near=0.5, far=6.0, publish="final")
+    pipe = DepthPipeline(cfg, LuminanceEngine(48, 64, frames=4, overlap=1))
+    first = (_run(pipe, frames) if mode == "causal" else list(pipe.run_offline(frames)))[:4]
+    depth = np.stack([f.depth for f in first])
+    scene = depth[~np.isnan(depth)]
+    assert 0.005 < np.isposinf(scene).mean() < 0.05  # ~2 % of the scene beyond far, by construction

@@ -45,7 +45,7 @@ import numpy as np
 from vdepth_ros.config import PipelineConfig
 from vdepth_ros.errors import ConfigError, InputError
 from vdepth_ros.pipeline_offline import run_offline
-from vdepth_ros.pipeline_types import DepthFrame, FitInfo, FrameInput, PipelineStats, _Record
+from vdepth_ros.pipeline_types import DepthFrame, FitInfo, FrameInput, PipelineStats, _Record, scale_input
 from vdepth_ros.resize import registered_size, resize_frame, upsample, vda_working_size, working_size
 from vdepth_ros.runtime.registry import reference_inference
 from vdepth_ros.stream.align import AffineFit, FitOptions
@@ -375,9 +375,9 @@ class DepthPipeline:
         assert self._output_size is not None
         oh, ow = self._output_size
         out = rgb if rgb.shape[:2] == (oh, ow) else cv2.resize(rgb, (ow, oh), interpolation=cv2.INTER_AREA)
-        return _Record(
-            frame.stamp_ns, frame.meta, frame.camera, rgb.shape[:2], work, out, sparse, _valid_at(frame.valid, oh, ow)
-        )
+        fit_size = (oh, ow) if self._stitch_output else (self.height, self.width)
+        valid_out, valid_fit = _valid_at(frame.valid, oh, ow), _valid_at(frame.valid, *fit_size)
+        return _Record(frame.stamp_ns, frame.meta, frame.camera, rgb.shape[:2], work, out, sparse, valid_out, valid_fit)
 
     def _release(self) -> None:
         keep = self.scheduler.needed_frames() | self.stitcher.pending
@@ -449,7 +449,8 @@ class DepthPipeline:
             here = [s for s in stitched if s.window == window.index]
             if here:
                 self.scale_source.update(
-                    np.stack([s.disparity for s in here]), [self._sparse_at(s.index, s.disparity.shape) for s in here]
+                    scale_input(here, [self._records[s.index] for s in here]),
+                    [self._sparse_at(s.index, s.disparity.shape) for s in here],
                 )
         return stitched
 

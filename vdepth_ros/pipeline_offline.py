@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from vdepth_ros.errors import InputError
+from vdepth_ros.pipeline_types import scale_input
 from vdepth_ros.stream.graph import OFFLINE_LAG, CausalGraphAligner
 from vdepth_ros.stream.stitch import StitchedFrame, Stitcher
 
@@ -128,7 +129,8 @@ def _offline_output(
         here = [s for s in stitched if s.window == window.index]
         if here:
             pipe.scale_source.update(
-                np.stack([s.disparity for s in here]), [spill.sparse(seg.first_frame + s.index) for s in here]
+                scale_input(here, [records[seg.first_frame + s.index] for s in here]),
+                [spill.sparse(seg.first_frame + s.index) for s in here],
             )
         yield from (out(sf) for sf in stitched if sf.status == "final")
     yield from (out(sf) for sf in stitcher.finish())

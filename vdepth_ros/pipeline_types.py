@@ -11,6 +11,7 @@ from typing import Any, Literal
 import numpy as np
 
 from vdepth_ros.stream.cloud import CameraModel
+from vdepth_ros.stream.stitch import StitchedFrame
 
 
 @dataclass
@@ -135,3 +136,15 @@ class _Record:
     rgb_out: np.ndarray | None  # output resolution uint8 (the input image itself by default)
     sparse: np.ndarray | None  # working resolution float32 metres
     valid_out: np.ndarray | None = None  # output resolution bool: pixels that show the scene (None: all)
+    valid_fit: np.ndarray | None = None  # the same at the stitching resolution (what the scale is fitted on)
+
+
+def scale_input(stitched: list[StitchedFrame], records: list[_Record]) -> np.ndarray:
+    """The disparities a window's metric scale is fitted on: the stitched frames, NaN where their
+    input shows no scene (`FrameInput.valid`: a rectified image's lens border, whose made-up values
+    would set the range mode's percentiles). Causal and offline alike."""
+    out = np.stack([s.disparity for s in stitched])
+    for i, rec in enumerate(records):
+        if rec.valid_fit is not None and rec.valid_fit.shape == out.shape[1:]:
+            out[i][~rec.valid_fit] = np.nan
+    return out
