@@ -4,6 +4,7 @@ values, previews and the files vdepth-video writes (docs/outputs.md)."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -255,3 +256,20 @@ def test_range_mode_scale_comes_from_the_scene_not_the_lens_border(mode: str) ->
     depth = np.stack([f.depth for f in first])
     scene = depth[~np.isnan(depth)]
     assert 0.005 < np.isposinf(scene).mean() < 0.05  # ~2 % of the scene beyond far, by construction
+
+
+def test_a_camera_the_fixed_shape_model_must_stretch_is_named(caplog: pytest.LogCaptureFixture) -> None:
+    """A portrait camera on a landscape-only export: the frames are squeezed to the model's shape
+    (1.78x here) without a word; the depth stays registered, the warning names the stretch and the fix."""
+    pipe = DepthPipeline(PipelineConfig(publish="final"), LuminanceEngine(48, 64, frames=4, overlap=1))
+    with caplog.at_level(logging.WARNING):
+        _run(pipe, [FrameInput(rgb=f, stamp_ns=i) for i, f in enumerate(synthetic_frames(5, 64, 48))])
+    warnings = [r.getMessage() for r in caplog.records if "stretched" in r.getMessage()]
+    assert len(warnings) == 1 and "1.78x horizontally" in warnings[0] and "--variant" in warnings[0]
+    pipe.reset("gap")
+    _run(pipe, [FrameInput(rgb=f, stamp_ns=5 + i) for i, f in enumerate(synthetic_frames(5, 64, 48))])
+    assert len([r for r in caplog.records if "stretched" in r.getMessage()]) == 1  # once, not per stream
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):  # a 4:3 camera on the 4:3 export: nothing to say
+        _run(pipe, [FrameInput(rgb=f, stamp_ns=10 + i) for i, f in enumerate(synthetic_frames(5, 96, 128))])
+    assert not [r for r in caplog.records if "stretched" in r.getMessage()]

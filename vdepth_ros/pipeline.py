@@ -65,6 +65,11 @@ log = logging.getLogger(__name__)
 __all__ = ["CameraModel", "DepthFrame", "DepthPipeline", "FitInfo", "FrameInput", "PipelineConfig", "PipelineStats"]
 
 
+#: A working resolution whose aspect ratio differs from the camera's by more than this factor is
+#: named at stream start (a portrait camera on a landscape export: 1.87x; 3:2 on 7:5 is 1.07x).
+MAX_STRETCH = 1.25
+
+
 def _scheduler(config: PipelineConfig, spec: InputSpec, alignment: str) -> WindowScheduler:
     """Window schedule from the model's input spec, overridden by non-zero config values."""
     keyframes = tuple(config.keyframes) or (tuple(spec.keyframes) if spec.keyframes else None)
@@ -137,6 +142,7 @@ class DepthPipeline:
         # VDA's order: each window upsampled to the output size, then fitted, clamped and blended
         # there (the fit over upsampled pixels is not the fit over working pixels)
         self._stitch_output = self.reference is not None and self.reference.get("stitch_resolution") == "output"
+        self._stretch_noted: set[tuple[int, int, int, int]] = set()  # (camera H, W, working H, W) warned about
         self.height, self.width = int(spec.height), int(spec.width)  # working resolution (per stream)
         self._default_size = (self.height, self.width)
         if spec.multiple_of > 1 and (self.height % spec.multiple_of or self.width % spec.multiple_of):
@@ -365,6 +371,18 @@ class DepthPipeline:
             "stream of %dx%d frames: working resolution %dx%d, output %dx%d",
             w, h, self.width, self.height, self._output_size[1], self._output_size[0],
         )  # fmt: skip
+        stretch = (self.width / self.height) / (w / h)
+        shapes = (h, w, self.height, self.width)
+        if max(stretch, 1.0 / stretch) > MAX_STRETCH and shapes not in self._stretch_noted:
+            self._stretch_noted.add(shapes)  # once per camera and model shape, not at every stream restart
+            log.warning(
+                "the model runs at %dx%d, the camera's %dx%d frames have another shape: the model sees them "
+                "stretched %.2fx %s (depth stays registered to the image, but a model sees distorted scenes "
+                "less well); export one at the camera's shape (vdepth-export onnx FOLDER --height H --width W "
+                "--variant, docs/outputs.md) or use the torch backend, which runs any size",
+                self.width, self.height, w, h, max(stretch, 1.0 / stretch),
+                "horizontally" if stretch > 1.0 else "vertically",
+            )  # fmt: skip
 
     def _record(self, frame: FrameInput, rgb: np.ndarray) -> _Record:
         value_range = self.engine.input_spec.value_range
