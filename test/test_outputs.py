@@ -265,7 +265,9 @@ def test_a_camera_the_fixed_shape_model_must_stretch_is_named(caplog: pytest.Log
     with caplog.at_level(logging.WARNING):
         _run(pipe, [FrameInput(rgb=f, stamp_ns=i) for i, f in enumerate(synthetic_frames(5, 64, 48))])
     warnings = [r.getMessage() for r in caplog.records if "stretched" in r.getMessage()]
-    assert len(warnings) == 1 and "1.78x horizontally" in warnings[0] and "--variant" in warnings[0]
+    assert (
+        len(warnings) == 1 and "1.78x horizontally" in warnings[0] and "--height 64 --width 48 --variant" in warnings[0]
+    )
     pipe.reset("gap")
     _run(pipe, [FrameInput(rgb=f, stamp_ns=5 + i) for i, f in enumerate(synthetic_frames(5, 64, 48))])
     assert len([r for r in caplog.records if "stretched" in r.getMessage()]) == 1  # once, not per stream

@@ -375,13 +375,16 @@ class DepthPipeline:
         shapes = (h, w, self.height, self.width)
         if max(stretch, 1.0 / stretch) > MAX_STRETCH and shapes not in self._stretch_noted:
             self._stretch_noted.add(shapes)  # once per camera and model shape, not at every stream restart
+            # the model's shape turned: what a portrait camera on a landscape export wants
+            turned = (self.height / self.width) / (w / h)
+            shape = (self.width, self.height) if max(turned, 1 / turned) < MAX_STRETCH else ("H", "W")
             log.warning(
                 "the model runs at %dx%d, the camera's %dx%d frames have another shape: the model sees them "
                 "stretched %.2fx %s (depth stays registered to the image, but a model sees distorted scenes "
-                "less well); export one at the camera's shape (vdepth-export onnx FOLDER --height H --width W "
+                "less well); export one of the camera's shape (vdepth-export onnx FOLDER --height %s --width %s "
                 "--variant, docs/outputs.md) or use the torch backend, which runs any size",
                 self.width, self.height, w, h, max(stretch, 1.0 / stretch),
-                "horizontally" if stretch > 1.0 else "vertically",
+                "horizontally" if stretch > 1.0 else "vertically", *shape,
             )  # fmt: skip
 
     def _record(self, frame: FrameInput, rgb: np.ndarray) -> _Record:
