@@ -223,6 +223,8 @@ def test_camera_info_file_equals_intrinsics_and_rectify_undistorts(tmp_path: Pat
     kw = {"params": {"cloud_stride": 1}, "formats": ("npy",), "depth_range": RANGE, "ply": True, "preview": False}
     process_video(folder, tmp_path / "k", engine=make_engine(), intrinsics=K, **kw)
     process_video(folder, tmp_path / "file", engine=make_engine(), camera_info=cal, **kw)
+    meta = json.loads((tmp_path / "file" / "meta.json").read_text())
+    assert meta["input_intrinsics"] == list(K)  # the calibration's camera at the clip's size, as --intrinsics
     for i in range(N):
         name = f"{i:06d}.npy"
         np.testing.assert_array_equal(

@@ -242,7 +242,11 @@ def _video_camera(
             msg = f"{camera_info} has lens distortion: pass --rectify unless the video is already undistorted"
             log.warning(msg)
             summary.notes.append(msg)
-        return _VideoCamera(info=info)
+        camera = camera_from_info(info)  # the frames' pinhole camera (P, else K), at the clip's size
+        if camera is not None and source.size is not None:
+            camera = camera.scaled(*source.size)
+        intrinsics = None if camera is None else (camera.fx, camera.fy, camera.cx, camera.cy)
+        return _VideoCamera(info=info, intrinsics=intrinsics)
     if intrinsics is None and assume_hfov is None:
         if ply:
             raise OfflineError("--ply needs --intrinsics FX FY CX CY, --camera-info FILE or --assume-hfov DEG")
