@@ -135,9 +135,11 @@ def test_sparse_depth_in_another_frame_is_reported_once_and_still_used() -> None
         image = with_frame(raw_image(rgb), image_frame)
         frame = assembler.assemble(image, k, info(), with_frame(raw_image(depth, "32FC1"), depth_frame))
         assert frame.sparse_depth is not None and np.nanmax(frame.sparse_depth) == 2.0
-    assert [kind for kind, _ in reports] == ["sparse_frame", "sparse_frame"]
-    assert "depth image is in frame 'depth', the image in 'cam'" in reports[0][1]
-    assert "'ir'" in reports[1][1]
+    # an image without a frame: the outputs would have none (RViz cannot place them); named once
+    assert [kind for kind, _ in reports] == ["image_frame", "sparse_frame", "sparse_frame"]
+    assert "the image's header has no frame_id" in reports[0][1]
+    assert "depth image is in frame 'depth', the image in 'cam'" in reports[1][1]
+    assert "'ir'" in reports[2][1]
     # a camera_info in another frame: most likely another camera's; used, named once
     reports.clear()
     for k in range(3):

@@ -43,7 +43,7 @@ from vdepth_ros.triangulate import PoseTriangulator
 DEFAULT_MAX_INPUT_PIXELS = 4096 * 4096
 
 #: Kinds passed to `report`: what was wrong, and the frame was kept.
-REPORT_KINDS = ("camera_info", "camera_info_frame", "distortion", "sparse", "sparse_frame", "pose")
+REPORT_KINDS = ("camera_info", "camera_info_frame", "image_frame", "distortion", "sparse", "sparse_frame", "pose")
 
 
 class UnsupportedImageError(InputError):
@@ -235,6 +235,7 @@ class FrameAssembler:
         self.info: Any = None  # the camera_info the last frame used (the last good one)
         self.refused_infos = 0
         self._distortion_noted = False
+        self._empty_frame_noted = False
         self._frames_noted: set[tuple[str, str, str]] = set()  # (kind, its frame, image frame) reported
 
     def reset(self) -> None:
@@ -260,6 +261,7 @@ class FrameAssembler:
         """
         rgb = decode_color_image(image, self.max_input_pixels)
         raw_size = rgb.shape[:2]
+        self._check_image_frame(image)
         info = self._checked_info(info, raw_size)
         if info is not None:
             self._check_info_frame(info, image)
@@ -294,6 +296,20 @@ class FrameAssembler:
         keeps = "the last good one is used" if self.info is not None else "no camera_info until a good one arrives"
         self._report("camera_info", f"refusing a camera_info: {problem}; {keeps}")
         return self.info
+
+    def _check_image_frame(self, image: Any) -> None:
+        """Report once an image whose header has an empty `frame_id`: the outputs carry the image's
+        header, so depth, points and depth/camera_info would have no frame either, and RViz and TF
+        cannot place them (RViz says only 'Frame [] does not exist')."""
+        if self._empty_frame_noted or getattr(image, "header", None) is None or _frame_id(image):
+            return
+        self._empty_frame_noted = True
+        self._report(
+            "image_frame",
+            "the image's header has no frame_id, so neither have the outputs (they keep its header) and RViz or "
+            "TF cannot place the depth and the cloud: set the camera's optical frame in the driver "
+            "(e.g. its frame_id parameter)",
+        )
 
     def _other_frame(self, kind: str, msg: Any, image: Any) -> tuple[str, str]:
         """`(msg's frame, image's frame)` the first time `msg` of `kind` has a frame_id other than the

@@ -442,6 +442,8 @@ class BagFrameSource:
         elif kind == "camera_info_frame":  # once per pair of frames (the assembler); the bag's way to choose
             log.warning("%s", message.replace("remap camera_info to this camera's", "choose this camera's with "
                                               "--camera-info-topic"))  # fmt: skip
+        elif kind == "image_frame":
+            log.warning("%s", message)  # once (the assembler)
         elif kind == "camera_info":
             self.stats.refused_camera_infos += 1
             if self.stats.refused_camera_infos == 1:
