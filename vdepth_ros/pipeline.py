@@ -101,8 +101,9 @@ def _scheduler(config: PipelineConfig, spec: InputSpec, alignment: str) -> Windo
 
 
 def _valid_at(valid: np.ndarray | None, height: int, width: int) -> np.ndarray | None:
-    """`FrameInput.valid` at the output resolution: an output pixel shows the scene when most of
-    the input pixels it averages do (as the RGB is resized, INTER_AREA). None stays None."""
+    """`FrameInput.valid` at `height x width` (the output, or the stitching resolution): a pixel
+    there shows the scene when most of the input pixels it averages do (INTER_AREA, as the RGB is
+    resized). None stays None."""
     if valid is None or np.shape(valid) == (height, width):
         return valid
     share = cv2.resize(np.asarray(valid, dtype=np.float32), (width, height), interpolation=cv2.INTER_AREA)
