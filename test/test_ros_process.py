@@ -399,3 +399,81 @@ def test_a_signal_during_the_model_load_stops_the_start_up_at_once(
             signal.signal(s, handler)
     assert time.monotonic() - t0 < 30
     assert "stopped by SIGINT during start-up" in capsys.readouterr().err
+
+
+def _param_call(ex: SingleThreadedExecutor, request: Callable[[], Any], timeout: float = 60.0) -> Any:
+    """One parameter-service call from another process, as `ros2 param` makes it; a reply lost just
+    after discovery is asked for again (gets, and sets of the same value, are safe to repeat)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        future = request()
+        ex.spin_until_future_complete(future, timeout_sec=3.0)
+        if future.done():
+            return future.result()
+    raise AssertionError("the node's parameter service never answered")
+
+
+def test_parameters_as_ros2_param_sets_and_dumps_them_from_another_process(tmp_path: Path) -> None:
+    """`-p far:=6`, `watchdog_timeout: 10` in a params file and `ros2 param set /depth_node
+    watchdog_timeout 7` (integers for double parameters) stopped the node at start-up (exit 2) or
+    were refused at runtime ("Wrong parameter type, expected '3' got '2'"), though vdepth-bag reads
+    the same file; and `ros2 param dump` (every name in one get) came back empty because
+    `keyframes` had no value. Integers are taken as doubles, every parameter can be read, and a
+    parameter that needs a restart is still refused with that reason."""
+    from rclpy.parameter import Parameter, parameter_value_to_python
+    from rclpy.parameter_client import AsyncParameterClient
+
+    extra = tmp_path / "mine.yaml"
+    extra.write_text("/**:\n  ros__parameters:\n    watchdog_timeout: 10\n")
+    seen: dict[str, Any] = {}
+
+    def tune(peer: Node, ex: SingleThreadedExecutor) -> None:
+        client = AsyncParameterClient(peer, "/depth_node")
+        assert client.wait_for_services(timeout_sec=60), "no parameter services on /depth_node"
+        names = list(_param_call(ex, client.list_parameters).result.names)
+        dump = _param_call(ex, lambda: client.get_parameters(names)).values  # what `ros2 param dump` asks
+        seen["dump"] = dict(zip(names, (parameter_value_to_python(v) for v in dump), strict=False))
+        seen["names"] = names
+        seen["set int"] = _param_call(ex, lambda: client.set_parameters([Parameter("watchdog_timeout", value=7)]))
+        seen["after"] = _param_call(ex, lambda: client.get_parameters(["watchdog_timeout"])).values[0]
+        seen["restart"] = _param_call(ex, lambda: client.set_parameters([Parameter("far", value=7)]))
+
+    got, out = run_node(
+        tmp_path,
+        ["--ros-args", "-p", "far:=6", "--params-file", str(extra),
+         "-r", "image:=/cam/image", "-r", "camera_info:=/cam/camera_info"],
+        {"cam": ("/cam/image", "/cam/camera_info")},
+        {"/depth": Image},
+        before_feed=tune,
+    )  # fmt: skip
+    assert got["/depth"], out
+    dump = seen["dump"]
+    assert len(dump) == len(seen["names"]), f"ros2 param dump would miss parameters: {out}"
+    assert dump["far"] == 6.0 and dump["watchdog_timeout"] == 10.0 and dump["keyframes"] == []
+    assert seen["set int"].results[0].successful, seen["set int"].results[0].reason
+    assert parameter_value_to_python(seen["after"]) == 7.0 and isinstance(
+        parameter_value_to_python(seen["after"]), float
+    )
+    result = seen["restart"].results[0]
+    assert not result.successful and "restart required" in result.reason
+
+
+def test_a_params_file_that_applies_to_no_node_of_the_process_is_named(tmp_path: Path) -> None:
+    """A `depth_node:` section applies only to a node without a namespace, so for a node pushed into
+    /robot7 rcl skipped the whole file without a word and the node ran on defaults. The node names
+    the file and the section to write, once, and runs."""
+    plain = tmp_path / "plain.yaml"
+    plain.write_text("depth_node:\n  ros__parameters:\n    far: 4.0\n")
+    got, out = run_node(
+        tmp_path,
+        ["--ros-args", "-r", "__ns:=/robot7", "--params-file", str(plain),
+         "-r", "image:=/cam/image", "-r", "camera_info:=/cam/camera_info"],
+        {"cam": ("/cam/image", "/cam/camera_info")},
+        {"/robot7/depth": Image},
+    )  # fmt: skip
+    assert got["/robot7/depth"]
+    warned = [line for line in out.splitlines() if str(plain) in line]
+    assert len(warned) == 1 and "[WARN]" in warned[0], out
+    assert "none of its sections (/depth_node) applies to /robot7/depth_node" in warned[0]
+    assert "/robot7/depth_node" in warned[0].split("name the section")[1]
+    assert "params file" not in out.replace(warned[0], "")  # the run_node's own /** file is not named

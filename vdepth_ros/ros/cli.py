@@ -24,7 +24,7 @@ from typing import Any
 import rclpy
 
 from vdepth_ros.errors import ConfigError, VdepthError
-from vdepth_ros.ros.startup import CLOCK, StartupError, check_params_files
+from vdepth_ros.ros.startup import CLOCK, StartupError, check_params_files, params_files, unused_params_file_sections
 
 DESCRIPTION = """Live video depth: subscribes to image (+ camera_info, optional sparse_depth or camera_pose),
 publishes depth, disparity, points, depth/camera_info and /diagnostics. Parameters and topics:
@@ -167,6 +167,8 @@ def run(args: list[str] | None = None) -> int:
         _init_rclpy(argv)
         CLOCK.add("rclpy init", time.monotonic() - t0)
         nodes, pool = build_nodes(options.cameras, managed=options.managed)
+        for warning in unused_params_file_sections(params_files(argv), [n.get_fully_qualified_name() for n in nodes]):
+            nodes[0].get_logger().warning(warning)
         shutdown.starting = False
         _spin(nodes, shutdown)
     except StartupInterrupted as stop:

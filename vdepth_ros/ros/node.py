@@ -102,12 +102,41 @@ class _DepthNodeCore:
 
     # -- construction --------------------------------------------------------------------------
     def _declare_params(self) -> None:
+        """Declare every parameter with a value (so `ros2 param get/dump` can read each one), taking
+        an integer given for a double as that double, on the command line, in a params file
+        (`_parameter_overrides`) and when set later (a pre-set callback), as the offline tools do."""
         self._specs: dict[str, ParamSpec] = {s.name: s for s in node_param_specs()}
+        overrides: dict[str, Parameter] = getattr(self, "_parameter_overrides", {})
         for spec in self._specs.values():
+            given = overrides.get(spec.name)
+            if given is not None and spec.coerce(given.value) is not given.value:
+                overrides[spec.name] = Parameter(spec.name, value=spec.coerce(given.value))
             try:
                 self.declare_parameter(spec.name, spec.declare_value(), spec.descriptor())
             except Exception as err:  # rclpy's range/type exceptions: re-raise with our message
-                raise ConfigError(f"parameter {spec.name}: {err}") from err
+                reason = spec.validate(overrides[spec.name].value) if spec.name in overrides else None
+                raise ConfigError(reason or f"parameter {spec.name}: {err}") from err
+            if isinstance(spec.default, list) and not self._has_value(spec.name):
+                # an empty list has no ROS type: declared by type, then given its empty value (a
+                # parameter without a value empties every `ros2 param dump` and multi-name get)
+                self.set_parameters([Parameter(spec.name, spec.declare_value(), [])])
+        self.add_pre_set_parameters_callback(self._coerce_parameters)
+
+    def _has_value(self, name: str) -> bool:
+        try:
+            self.get_parameter(name)
+        except ParameterUninitializedException:
+            return False
+        return True
+
+    def _coerce_parameters(self, params: list[Parameter]) -> list[Parameter]:
+        """rclpy's pre-set hook: an integer set for a double parameter becomes that double."""
+        out = []
+        for param in params:
+            spec = self._specs.get(param.name)
+            value = spec.coerce(param.value) if spec is not None else param.value
+            out.append(param if value is param.value else Parameter(param.name, value=value))
+        return out
 
     def _param_values(self) -> dict[str, Any]:
         values = {}

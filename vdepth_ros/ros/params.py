@@ -96,6 +96,15 @@ class ParamSpec:
             ]
         return d
 
+    def coerce(self, value: Any) -> Any:
+        """`value` as this parameter's type where that loses nothing: an integer given for a double
+        (`-p far:=6`, `far: 6` in a params file, `ros2 param set /depth_node far 6`) is that double, as
+        the offline tools read the same file; rclpy alone refuses it ("expecting type 'DOUBLE'").
+        Anything else is returned unchanged (and judged by `validate`)."""
+        if isinstance(self.default, float) and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        return value
+
     def validate(self, value: Any) -> str | None:
         """None if `value` is acceptable, else the reason."""
         if self.default is not None and not _same_type(value, self.default):

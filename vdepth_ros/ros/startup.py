@@ -131,3 +131,39 @@ def _section_problem(section: Any, where: str) -> str | None:
         if problem:
             return problem
     return None
+
+
+def unused_params_file_sections(files: list[str], nodes: list[str]) -> list[str]:
+    """One warning per `--params-file` whose values none of this process's nodes (fully qualified
+    names) gets, which rcl would skip without a word: a file none of whose sections applies to any
+    of them (written for another node, or `depth_node:` for a node pushed into a namespace), and,
+    in a file that does apply, each section named after one of these nodes that matches none of
+    them (`depth_node:` or `/robot1/depth_node:` for `/robot/depth_node`). Sections for other
+    nodes (a file shared by a whole launch) are left alone."""
+    from vdepth_ros.errors import ConfigError
+    from vdepth_ros.param_file import matches, parse_param_file
+
+    names = {node.rsplit("/", 1)[-1] for node in nodes}
+    fix = (
+        f"name the section /** (every node) or {nodes[0]} (a section without a namespace applies only to a "
+        "node without one; docs/node.md, Parameters)"
+    )
+    out = []
+    for path in files:
+        try:
+            sections = list(parse_param_file(path))
+        except ConfigError:  # rcl's own reading decides; check_params_files already refused the worst
+            continue
+        used = [s for s in sections if any(matches(s, node) for node in nodes)]
+        ours = [s for s in sections if s not in used and s.rsplit("/", 1)[-1] in names]
+        if sections and not used:
+            out.append(
+                f"params file {path}: none of its sections ({', '.join(sections)}) applies to "
+                f"{', '.join(nodes)}, so none of its values is used; {fix}"
+            )
+        elif ours:
+            out.append(
+                f"params file {path}: section(s) {', '.join(ours)} apply to no node of this process "
+                f"({', '.join(nodes)}), so their values are not used; {fix}"
+            )
+    return out
