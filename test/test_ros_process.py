@@ -47,10 +47,12 @@ def run_node(
     before_feed: Callable[[Node, SingleThreadedExecutor], None] | None = None,
     stop_signal: int = signal.SIGINT,
     camera_info: CameraInfo | None = CAMERA_INFO,
+    done: Callable[[dict[str, list]], bool] = lambda got: all(got.values()),
 ) -> tuple[dict[str, list], str]:
     """Start `vdepth-node NODE_ARGS` on the tiny model; call `before_feed(peer, executor)`; feed
     `cameras` (name -> (image topic, camera_info topic), with `camera_info` restamped, or none) until
-    every topic in `outputs` has a message (or 90 s); `stop_signal`; (messages, output)."""
+    `done(messages)` (by default: every topic in `outputs` has a message), or 90 s; `stop_signal`;
+    (messages, output)."""
     script = Path(sys.executable).parent / "vdepth-node"
     if not script.is_file():
         pytest.skip("vdepth-node console script not installed in this environment (pip install -e .)")
@@ -84,7 +86,7 @@ def run_node(
             before_feed(peer, ex)
         deadline = time.monotonic() + 90
         k = 0
-        while time.monotonic() < deadline and not all(got.values()):
+        while time.monotonic() < deadline and not done(got):
             assert proc.poll() is None, f"vdepth-node exited early:\n{proc.stdout.read()}"
             h = Header(stamp=conv.ns_to_stamp(1_000_000_000 + k * 50_000_000), frame_id="cam_optical")
             for pub, ipub in pubs:
@@ -477,3 +479,56 @@ def test_a_params_file_that_applies_to_no_node_of_the_process_is_named(tmp_path:
     assert "none of its sections (/depth_node) applies to /robot7/depth_node" in warned[0]
     assert "/robot7/depth_node" in warned[0].split("name the section")[1]
     assert "params file" not in out.replace(warned[0], "")  # the run_node's own /** file is not named
+
+
+def _latched_camera_info(keep: list[Any]) -> Callable[[Node, SingleThreadedExecutor], None]:
+    """before_feed: publish the camera's camera_info once, latched (transient_local), before the
+    node subscribes, as a static calibration publisher does."""
+
+    def publish(peer: Node, ex: SingleThreadedExecutor) -> None:
+        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+        qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        pub = peer.create_publisher(CameraInfo, "/cam/camera_info", qos)
+        h = Header(stamp=conv.ns_to_stamp(1_000_000_000), frame_id="cam_optical")
+        pub.publish(CameraInfo(header=h, width=160, height=120, k=[100.0, 0, 79.5, 0, 100.0, 59.5, 0, 0, 1]))
+        keep.append(pub)
+
+    return publish
+
+
+def test_a_camera_info_published_once_latched_gives_the_cloud(tmp_path: Path) -> None:
+    """A camera_info published once with transient_local durability (a static calibration
+    publisher) before the node started never reached its volatile subscription: depth came out, but
+    no cloud and no depth/camera_info, without a word. The node takes the latched message."""
+    keep: list[Any] = []
+    got, out = run_node(
+        tmp_path,
+        ["--ros-args", "-r", "image:=/cam/image", "-r", "camera_info:=/cam/camera_info"],
+        {"cam": ("/cam/image", "/cam/camera_info_nobody_reads")},
+        {"/points": PointCloud2, "/depth/camera_info": CameraInfo},
+        before_feed=_latched_camera_info(keep),
+    )
+    assert got["/points"] and got["/depth/camera_info"], out
+    assert got["/points"][0].height * got["/points"][0].width == 120 * 160
+    assert "'/cam/camera_info' is published transient_local" in out and "no camera_info has arrived" not in out
+
+
+def test_no_camera_info_is_named_once_with_the_fix(tmp_path: Path) -> None:
+    """Without any camera_info (the remap forgotten) the node published depth but never a cloud,
+    without a word; it says so once, naming the topic and the remap to make."""
+    from rcl_interfaces.msg import Log
+
+    def warned(got: dict[str, list]) -> bool:
+        return any("no camera_info has arrived" in m.msg for m in got["/rosout"])
+
+    _, out = run_node(
+        tmp_path,
+        ["--ros-args", "-p", "diagnostics_period:=0.2", "-r", "image:=/cam/image"],
+        {"cam": ("/cam/image", "/cam/camera_info")},
+        {"/rosout": Log, "/depth": Image},
+        done=lambda got: warned(got) and bool(got["/depth"]),
+    )
+    lines = [line for line in out.splitlines() if "no camera_info has arrived" in line]
+    assert len(lines) == 1 and "[WARN]" in lines[0], out
+    assert "on '/camera_info'" in lines[0] and "nothing publishes it" in lines[0] and "-r camera_info:=" in lines[0]

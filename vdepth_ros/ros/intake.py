@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from geometry_msgs.msg import PoseStamped
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from vdepth_ros.errors import InputError
@@ -102,6 +104,8 @@ class InputSide:
         self.on_first_image: Callable[[], None] | None = None
         self._loss_warned = False
         self._type_warned: set[tuple[str, str]] = set()  # (topic, published type) already warned about
+        self._info_arrived = False
+        self._latched_info: Any = None  # the transient_local camera_info subscription, once one is needed
         self._restart_stream_state()
 
     def _restart_stream_state(self) -> None:
@@ -125,6 +129,8 @@ class InputSide:
             sparse_type = {"image": Image, "pointcloud": PointCloud2, "pose": PoseStamped}[mode]
             topics.append((sparse_type, "camera_pose" if mode == "pose" else "sparse_depth", self._on_sparse))
         self.queue = DropOldestQueue(p["queue_size"])
+        self._info_arrived = False
+        self._latched_info = None
         self.subscriptions = [
             node.create_subscription(
                 msg_type, topic, cb, qos, event_callbacks=self._reporter.subscription(node.resolve_topic_name(topic))
@@ -159,6 +165,43 @@ class InputSide:
                     f"'{topic}' is published as {other}, but this node subscribes {wanted} there, so none of those "
                     f"messages arrive: {_type_hint(topic, wanted, other)}",
                 )
+
+    def check_camera_info(self) -> None:
+        """While no camera_info has arrived: take a latched one.
+
+        A camera_info published once with transient_local durability (a static calibration
+        publisher, a driver that latches it) is kept for late subscribers, but only for subscribers
+        that ask for transient_local, and such a subscription would match no ordinary (volatile)
+        camera driver. So once a transient_local publisher is seen on the topic, a second
+        subscription with its durability and reliability takes its last message. (Frames that go out
+        without any camera model are named by `FrameProcessor`, with the cause.) Called from the
+        status timer."""
+        if self._info_arrived or not self.subscriptions or self._latched_info is not None:
+            return
+        node = self._node
+        topic = node.resolve_topic_name("camera_info")
+        transient = DurabilityPolicy.TRANSIENT_LOCAL
+        latched = [
+            info
+            for info in node.get_publishers_info_by_topic(topic)
+            if info.topic_type == _type_name(CameraInfo) and info.qos_profile.durability == transient
+        ]
+        if not latched:
+            return
+        qos = QoSProfile(depth=1, reliability=latched[0].qos_profile.reliability, durability=transient)
+        self._latched_info = node.create_subscription(
+            CameraInfo,
+            "camera_info",
+            self._on_info,
+            qos,
+            # it cannot match the volatile publishers the other subscription takes: not a fault
+            event_callbacks=SubscriptionEventCallbacks(incompatible_qos=lambda _: None),
+        )
+        self.subscriptions.append(self._latched_info)
+        self.log.info(
+            "latched-camera-info",
+            f"'{topic}' is published transient_local (latched, e.g. once): also subscribed to its last message",
+        )
 
     def unsubscribe(self) -> None:
         """Stop taking input: subscriptions destroyed, the queue closed, buffers cleared."""
@@ -221,6 +264,7 @@ class InputSide:
             )
 
     def _on_info(self, msg: CameraInfo) -> None:
+        self._info_arrived = True
         try:
             with self._lock:
                 pairs = self.sync.add_info(conv.stamp_to_ns(msg.header.stamp), msg)

@@ -165,10 +165,16 @@ class FrameProcessor:
             fix = "calibrate the camera (camera_calibration) and give the driver the file (e.g. its camera_info_url)"
         elif refused:
             fix = "fix what that error names"
+        elif not publishers:
+            fix = (
+                "nothing publishes it: remap camera_info to the camera's camera_info topic (next to its image, "
+                "e.g. -r camera_info:=/camera/color/camera_info)"
+            )
         else:
             fix = (
-                f"{publishers} node(s) publish '{topic}'; remap camera_info to the camera's camera_info topic "
-                "(e.g. -r camera_info:=/camera/color/camera_info)"
+                f"it has {publishers} publisher(s) but none of their messages arrived (one published only before "
+                "this node subscribed is lost unless its publisher is transient_local, latched): make the driver "
+                "publish camera_info with each image, or remap camera_info to the camera's camera_info topic"
             )
         main = self.outputs.main
         missing = [main.camera_info.topic_name]

@@ -98,6 +98,7 @@ class StatusReporter:
         node = self.node
         try:
             node.intake.check_topic_types()
+            node.intake.check_camera_info()
             values = self.values()
             queue, loss = node.intake.queue, node.intake.loss
             drops, self._drops_reported = queue.dropped - self._drops_reported, queue.dropped
