@@ -532,3 +532,27 @@ def test_no_camera_info_is_named_once_with_the_fix(tmp_path: Path) -> None:
     lines = [line for line in out.splitlines() if "no camera_info has arrived" in line]
     assert len(lines) == 1 and "[WARN]" in lines[0], out
     assert "on '/camera_info'" in lines[0] and "nothing publishes it" in lines[0] and "-r camera_info:=" in lines[0]
+
+
+def test_use_sim_time_without_a_clock_keeps_diagnostics_and_says_why(tmp_path: Path) -> None:
+    """`use_sim_time:=true` with a bag played without --clock (or paused): ROS time stands still,
+    and /diagnostics, on a ROS-time timer, never came, so neither did its watchdog, while depth
+    flowed. /diagnostics keeps its period on the steady clock and one WARN names the missing /clock."""
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rcl_interfaces.msg import Log
+
+    def done(got: dict[str, list]) -> bool:
+        names = [s.name for m in got["/diagnostics"] for s in m.status]
+        warned = any("no /clock has arrived" in m.msg for m in got["/rosout"])
+        return warned and any(name.startswith("/depth_node") for name in names) and bool(got["/depth"])
+
+    _, out = run_node(
+        tmp_path,
+        ["--ros-args", "-p", "use_sim_time:=true", "-p", "diagnostics_period:=0.2",
+         "-r", "image:=/cam/image", "-r", "camera_info:=/cam/camera_info"],
+        {"cam": ("/cam/image", "/cam/camera_info")},
+        {"/diagnostics": DiagnosticArray, "/rosout": Log, "/depth": Image},
+        done=done,
+    )  # fmt: skip
+    lines = [line for line in out.splitlines() if "no /clock has arrived" in line]
+    assert len(lines) == 1 and "[WARN]" in lines[0] and "--clock" in lines[0], out

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.clock import Clock, ClockType
 from rclpy.exceptions import ParameterUninitializedException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
@@ -213,7 +214,10 @@ class _DepthNodeCore:
         self.worker = SupervisedWorker(self.intake.queue, self.processor.process, self.processor.on_error)
         if start_worker:
             self.worker.start()
-        self.diag_timer = self.create_timer(self.p["diagnostics_period"], self.status.publish)
+        # on the steady clock, not the node's: under use_sim_time a paused bag, or one played without
+        # --clock, stops ROS time, and a ROS-time timer with it: no /diagnostics, no watchdog
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self.diag_timer = self.create_timer(self.p["diagnostics_period"], self.status.publish, clock=steady)
         self._active = True
         self.status.note_activation()
         names = ", ".join(self.resolve_topic_name(t) for t in ("depth", "disparity", "points", "depth/camera_info"))

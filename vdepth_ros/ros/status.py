@@ -29,6 +29,7 @@ class StatusReporter:
         self._lost_reported = self.node.intake.loss.lost
         self._activated = time.monotonic()
         self._first_image_at: float | None = None
+        self._clock_warned = False
 
     def destroy(self) -> None:
         self.node.destroy_publisher(self.publisher)
@@ -51,6 +52,20 @@ class StatusReporter:
             f"{self.node.pipeline.schedule['first_window']} frames and its inference); "
             f"{CLOCK.since_start():.2f} s after the process started"
         )
+
+    def _check_sim_clock(self) -> None:
+        """WARN once when use_sim_time is on, images arrive and ROS time is still 0: nothing publishes
+        /clock (a bag played without --clock), so the latencies and /diagnostics stamps are off."""
+        node = self.node
+        if self._clock_warned or node.intake.rate.total == 0 or not node.get_parameter("use_sim_time").value:
+            return
+        if node.get_clock().now().nanoseconds == 0:
+            self._clock_warned = True
+            node.get_logger().warning(
+                "use_sim_time is true but no /clock has arrived, so this node's ROS time is 0 (the latency on "
+                "/diagnostics is meaningless): play the bag with its clock (ros2 bag play --clock), or set "
+                "use_sim_time:=false for a live camera"
+            )
 
     def values(self) -> dict[str, Any]:
         """The numbers reported on /diagnostics (also used by the benchmark)."""
@@ -99,6 +114,7 @@ class StatusReporter:
         try:
             node.intake.check_topic_types()
             node.intake.check_camera_info()
+            self._check_sim_clock()
             values = self.values()
             queue, loss = node.intake.queue, node.intake.loss
             drops, self._drops_reported = queue.dropped - self._drops_reported, queue.dropped
