@@ -111,3 +111,30 @@ def test_clear_keeps_cached_info_after_time_jump():
 def test_rejects_bad_settings():
     with pytest.raises(ValueError, match="bad sync settings"):
         ApproximateTimeSync(slop_ns=-1)
+
+
+def test_camera_info_slower_than_the_images_does_not_hold_them():
+    """camera_info at 1 Hz with images at 15 Hz (a throttled or slow calibration publisher): every
+    image between two camera_infos used to wait in the sync until `queue_size` more had arrived
+    (10 frames, 0.67 s of latency at 15 Hz, and the last ones of a stream never came out). Once
+    two camera_infos show their rate, an image the next one cannot match goes out at once, cached;
+    the images the next one can match still wait for it."""
+    period = 66_666_667  # 15 Hz images, camera_info with every 15th (stamped as that image)
+    s = ApproximateTimeSync(20 * MS, 10, 1_000_000_000)
+    held = {}
+    for k in range(60):
+        if k % 15 == 0:
+            for p in s.add_info(k * period, f"i{k}"):
+                held[p.image] = (k - p.image, p.source)
+        for p in s.add_image(k * period, k):
+            held[p.image] = (k - p.image, p.source)
+    assert sorted(held) == list(range(60))
+    assert {k: held[k] for k in (0, 15, 30, 45)} == {k: (0, "synced") for k in (0, 15, 30, 45)}
+    late = {k: h for k, (h, _) in held.items() if k >= 16 and k % 15}  # after the rate is known
+    assert max(late.values()) == 0, late
+    # every-frame camera_info, its message a little after the image: the image still waits for its own
+    s = _sync()
+    for k in range(5):
+        assert s.add_image(k * 33 * MS, f"a{k}") == []
+        out = s.add_info(k * 33 * MS, f"i{k}")
+        assert [(p.image, p.info, p.source) for p in out] == [(f"a{k}", f"i{k}", "synced")]

@@ -3,8 +3,10 @@
 Images drive the output: every image is emitted exactly once, paired with the camera_info whose
 stamp is nearest within `slop`, or, when camera_info has stopped arriving (none newer than
 `info_timeout` before the image), with the last one received (cached, like Isaac ROS's
-`cache_camera_info`). An image waits for its camera_info only while that can still arrive; the
-wait is bounded by `queue_size` pending images and by `info_timeout` of image time.
+`cache_camera_info`). An image waits for its camera_info only while that can still arrive (not
+when a newer one already passed it, nor when camera_info comes slower than the images and the next
+one is not due until after it); the wait is bounded by `queue_size` pending images and by
+`info_timeout` of image time.
 
 The class is plain Python over integer nanosecond stamps, so it is unit-tested without ROS and
 is not thread-safe (the node calls it under its own lock).
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Generic, Literal, TypeVar
 
 I = TypeVar("I")  # image payload
@@ -145,10 +148,22 @@ class ApproximateTimeSync(Generic[I, C]):
             return True  # newer infos already arrived and none matched
         if self._last_info_stamp is not None and newest_image - self._last_info_stamp > self.info_timeout_ns:
             return True  # camera_info stopped arriving: use the cache immediately
+        period = self._info_period()
+        if period is not None and stamp + self.slop_ns < self._last_info_stamp + period:
+            return True  # camera_info slower than the images: the next one is due after this image's slop
         first = newest_image if self._first_image_stamp is None else self._first_image_stamp
         if self._last_info_stamp is None and newest_image - first > self.info_timeout_ns:
             return True  # no camera_info at all so far: do not delay every image
         return newest_image - stamp > self.info_timeout_ns
+
+    def _info_period(self) -> int | None:
+        """The shortest interval between the buffered camera_infos' stamps (None before two): a
+        camera_info slower than the images (a driver or throttle at 1 Hz) is not due again sooner,
+        so an image between two of them is not held waiting for one (up to `queue_size` images of
+        latency each), and goes out at once with the last one."""
+        stamps = [s for s, _ in self._infos]
+        gaps = [b - a for a, b in pairwise(stamps) if b > a]
+        return min(gaps) if gaps else None
 
     def _emit_fallback(self, stamp: int, image: I) -> Pair[I, C]:
         if self._last_info is None:
