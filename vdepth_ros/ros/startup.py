@@ -137,9 +137,9 @@ def unused_params_file_sections(files: list[str], nodes: list[str]) -> list[str]
     """One warning per `--params-file` whose values none of this process's nodes (fully qualified
     names) gets, which rcl would skip without a word: a file none of whose sections applies to any
     of them (written for another node, or `depth_node:` for a node pushed into a namespace), and,
-    in a file that does apply, each section named after one of these nodes that matches none of
-    them (`depth_node:` or `/robot1/depth_node:` for `/robot/depth_node`). Sections for other
-    nodes (a file shared by a whole launch) are left alone."""
+    in a file that does apply, a section with this node's name and no namespace (`depth_node:`)
+    when the node has one. Sections for other nodes (a file shared by a whole launch, another
+    camera's `/rear/depth_node:`) are left alone."""
     from vdepth_ros.errors import ConfigError
     from vdepth_ros.param_file import matches, parse_param_file
 
@@ -155,7 +155,7 @@ def unused_params_file_sections(files: list[str], nodes: list[str]) -> list[str]
         except ConfigError:  # rcl's own reading decides; check_params_files already refused the worst
             continue
         used = [s for s in sections if any(matches(s, node) for node in nodes)]
-        ours = [s for s in sections if s not in used and s.rsplit("/", 1)[-1] in names]
+        ours = [s for s in sections if s not in used and s.count("/") == 1 and s[1:] in names]
         if sections and not used:
             out.append(
                 f"params file {path}: none of its sections ({', '.join(sections)}) applies to "
