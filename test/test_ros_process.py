@@ -209,48 +209,73 @@ def test_vdepth_node_cameras_share_one_model_in_one_process(tmp_path: Path) -> N
     assert "2 cameras (/front, /rear) share 1 loaded model(s)" in out
 
 
+class LifecycleClient:
+    """The managed node's lifecycle services from another process, as `ros2 lifecycle` or Nav2's
+    lifecycle_manager call them."""
+
+    def __init__(self, peer: Node, ex: SingleThreadedExecutor, node: str = "/depth_node") -> None:
+        from lifecycle_msgs.srv import ChangeState, GetState
+
+        self.ex = ex
+        self.get_state = peer.create_client(GetState, f"{node}/get_state")
+        self.change = peer.create_client(ChangeState, f"{node}/change_state")
+        for client in (self.get_state, self.change):
+            assert client.wait_for_service(timeout_sec=60), "the managed node's lifecycle services never appeared"
+
+    def call(self, client: Any, request: Any, timeout: float) -> Any:
+        # A request sent just after discovery can lose its reply (DDS has not matched the reply
+        # reader yet): callers retry, checking the state rather than resending blindly.
+        future = client.call_async(request)
+        self.ex.spin_until_future_complete(future, timeout_sec=timeout)
+        if not future.done():
+            client.remove_pending_request(future)
+            return None
+        return future.result()
+
+    def state(self) -> int:
+        from lifecycle_msgs.srv import GetState
+
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            reply = self.call(self.get_state, GetState.Request(), 3.0)
+            if reply is not None:
+                return reply.current_state.id
+        raise AssertionError("get_state never answered")
+
+    def go(self, transition: int, target: int) -> None:
+        """Transition until the node is in `target` (a lost reply to a transition that did happen
+        is seen in the state)."""
+        from lifecycle_msgs.msg import Transition
+        from lifecycle_msgs.srv import ChangeState
+
+        deadline = time.monotonic() + 60
+        while self.state() != target:
+            assert time.monotonic() < deadline, f"transition {transition} never reached state {target}"
+            self.call(self.change, ChangeState.Request(transition=Transition(id=transition)), 10.0)
+
+    def refused(self, transition: int) -> bool:
+        """Ask for a transition the current state does not have; True when it was refused."""
+        from lifecycle_msgs.msg import Transition
+        from lifecycle_msgs.srv import ChangeState
+
+        for _ in range(10):
+            reply = self.call(self.change, ChangeState.Request(transition=Transition(id=transition)), 10.0)
+            if reply is not None:
+                return not reply.success
+        raise AssertionError("change_state never answered")
+
+
 def test_vdepth_node_managed_waits_for_the_lifecycle_transitions(tmp_path: Path) -> None:
     from lifecycle_msgs.msg import State, Transition
-    from lifecycle_msgs.srv import ChangeState, GetState
 
     seen: dict[str, int] = {}
 
     def configure_and_activate(peer: Node, ex: SingleThreadedExecutor) -> None:
-        get_state = peer.create_client(GetState, "/depth_node/get_state")
-        change = peer.create_client(ChangeState, "/depth_node/change_state")
-        for client in (get_state, change):
-            assert client.wait_for_service(timeout_sec=60), "the managed node's lifecycle services never appeared"
-
-        def call(client: Any, request: Any, timeout: float) -> Any:
-            # A request sent just after discovery can lose its reply (DDS has not matched the reply
-            # reader yet): callers retry, checking the state rather than resending blindly.
-            future = client.call_async(request)
-            ex.spin_until_future_complete(future, timeout_sec=timeout)
-            if not future.done():
-                client.remove_pending_request(future)
-                return None
-            return future.result()
-
-        def state() -> int:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                reply = call(get_state, GetState.Request(), 3.0)
-                if reply is not None:
-                    return reply.current_state.id
-            raise AssertionError("get_state never answered")
-
-        seen["before"] = state()
-        steps = (
-            (Transition.TRANSITION_CONFIGURE, State.PRIMARY_STATE_INACTIVE),
-            (Transition.TRANSITION_ACTIVATE, State.PRIMARY_STATE_ACTIVE),
-        )
-        for transition, target in steps:
-            deadline = time.monotonic() + 60
-            while state() != target:  # a lost reply to a transition that did happen is seen here
-                assert time.monotonic() < deadline, f"transition {transition} never reached state {target}"
-                call(change, ChangeState.Request(transition=Transition(id=transition)), 10.0)
-        seen["after"] = state()
-        seen["unconfigured"], seen["active"] = State.PRIMARY_STATE_UNCONFIGURED, State.PRIMARY_STATE_ACTIVE
+        lifecycle = LifecycleClient(peer, ex)
+        seen["before"] = lifecycle.state()
+        lifecycle.go(Transition.TRANSITION_CONFIGURE, State.PRIMARY_STATE_INACTIVE)
+        lifecycle.go(Transition.TRANSITION_ACTIVATE, State.PRIMARY_STATE_ACTIVE)
+        seen["after"] = lifecycle.state()
 
     got, _ = run_node(
         tmp_path,
@@ -259,8 +284,39 @@ def test_vdepth_node_managed_waits_for_the_lifecycle_transitions(tmp_path: Path)
         {"/depth": Image},
         before_feed=configure_and_activate,
     )
-    assert seen["before"] == seen["unconfigured"] and seen["after"] == seen["active"]
+    assert seen["before"] == State.PRIMARY_STATE_UNCONFIGURED and seen["after"] == State.PRIMARY_STATE_ACTIVE
     assert got["/depth"] and _rep118_depth(conv.image_array(got["/depth"][0]))
+
+
+def test_managed_node_cycled_from_another_process_runs_again_and_logs_each_configure(tmp_path: Path) -> None:
+    """A bring-up manager cycles the node (configure, activate, deactivate, cleanup, configure,
+    activate) and sends a transition the state does not have: that one is refused, the node then
+    publishes again, and the second configure's log line gives its own model load and warm-up
+    (it used to repeat the process's start-up line with every configure's times added up)."""
+    from lifecycle_msgs.msg import State, Transition
+
+    refused: list[bool] = []
+
+    def cycle(peer: Node, ex: SingleThreadedExecutor) -> None:
+        lifecycle = LifecycleClient(peer, ex)
+        lifecycle.go(Transition.TRANSITION_CONFIGURE, State.PRIMARY_STATE_INACTIVE)
+        lifecycle.go(Transition.TRANSITION_ACTIVATE, State.PRIMARY_STATE_ACTIVE)
+        lifecycle.go(Transition.TRANSITION_DEACTIVATE, State.PRIMARY_STATE_INACTIVE)
+        lifecycle.go(Transition.TRANSITION_CLEANUP, State.PRIMARY_STATE_UNCONFIGURED)
+        refused.append(lifecycle.refused(Transition.TRANSITION_ACTIVATE))  # unconfigured has no activate
+        lifecycle.go(Transition.TRANSITION_CONFIGURE, State.PRIMARY_STATE_INACTIVE)
+        lifecycle.go(Transition.TRANSITION_ACTIVATE, State.PRIMARY_STATE_ACTIVE)
+
+    got, out = run_node(
+        tmp_path,
+        ["--managed", "--ros-args", "-r", "image:=/cam/image", "-r", "camera_info:=/cam/camera_info"],
+        {"cam": ("/cam/image", "/cam/camera_info")},
+        {"/depth": Image},
+        before_feed=cycle,
+    )
+    assert refused == [True] and got["/depth"], out
+    assert out.count("start-up: ") == 1 and out.count("configured: model load") == 1, out
+    assert "Traceback" not in out
 
 
 def test_an_input_topic_of_another_type_is_named_with_the_fix(tmp_path: Path) -> None:

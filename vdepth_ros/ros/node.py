@@ -100,6 +100,7 @@ class _DepthNodeCore:
 
     _configured = False
     _active = False
+    _configures = 0  # successful configures so far (a managed node may be cleaned up and configured again)
 
     # -- construction --------------------------------------------------------------------------
     def _declare_params(self) -> None:
@@ -164,6 +165,7 @@ class _DepthNodeCore:
                 self.get_logger().info(f"OpenBLAS threads {before} -> {self.p['blas_threads']} (blas_threads)")
         self.pipeline_params = {k: v for k, v in values.items() if self._specs[k].group == "pipeline"}
         self.engine_pool = engine_pool
+        before = dict(CLOCK.steps)
         self.pipeline, self._owns_engine = build_pipeline(self.pipeline_params, engine, engine_pool)
         self._warn_scale_inputs()
         self.qos_reporter = IncompatibleQosReporter(self.get_logger().warning)
@@ -188,13 +190,17 @@ class _DepthNodeCore:
         )
         self.status = StatusReporter(self)
         unknown = unknown_parameters_warning(getattr(self, "_parameter_overrides", {}), self.has_parameter)
-        if unknown:  # after the publishers: their qos_overrides.* parameters are declared by now
+        if unknown and not self._configures:  # after the publishers: their qos_overrides.* are declared by now
             self.get_logger().warning(unknown)
         self.worker: SupervisedWorker | None = None
         self.diag_timer = None
         self._configured = True
-        if self._owns_engine or engine_pool is not None:
+        if (self._owns_engine or engine_pool is not None) and not self._configures:
             self.get_logger().info(CLOCK.line())
+        elif self._owns_engine or engine_pool is not None:  # a managed node configured again: this one's steps
+            steps = {k: v - before.get(k, 0.0) for k, v in CLOCK.steps.items() if v != before.get(k, 0.0)}
+            self.get_logger().info("configured: " + ", ".join(f"{k} {v:.2f} s" for k, v in steps.items()))
+        self._configures += 1
 
     def _warn_scale_inputs(self) -> None:
         scale_source = self.pipeline.config.scale_source
