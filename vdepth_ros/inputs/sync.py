@@ -149,7 +149,11 @@ class ApproximateTimeSync(Generic[I, C]):
         if self._last_info_stamp is not None and newest_image - self._last_info_stamp > self.info_timeout_ns:
             return True  # camera_info stopped arriving: use the cache immediately
         period = self._info_period()
-        if period is not None and stamp + self.slop_ns < self._last_info_stamp + period:
+        if (
+            period is not None
+            and self._last_info_stamp is not None
+            and stamp + self.slop_ns < self._last_info_stamp + period
+        ):
             return True  # camera_info slower than the images: the next one is due after this image's slop
         first = newest_image if self._first_image_stamp is None else self._first_image_stamp
         if self._last_info_stamp is None and newest_image - first > self.info_timeout_ns:
