@@ -612,3 +612,23 @@ def test_use_sim_time_without_a_clock_keeps_diagnostics_and_says_why(tmp_path: P
     )  # fmt: skip
     lines = [line for line in out.splitlines() if "no /clock has arrived" in line]
     assert len(lines) == 1 and "[WARN]" in lines[0] and "--clock" in lines[0], out
+
+
+def test_image_stamps_on_another_clock_are_named_once(tmp_path: Path) -> None:
+    """A camera stamping with its own device clock (here: 1 s after the epoch) gave a /diagnostics
+    latency of ~1.8e9 s and outputs RViz cannot place in TF, without a word; one WARN says the
+    stamps are on another clock and how to fix the driver or the bag replay."""
+    from rcl_interfaces.msg import Log
+
+    def done(got: dict[str, list]) -> bool:
+        return any("behind this node's clock" in m.msg for m in got["/rosout"]) and bool(got["/depth"])
+
+    _, out = run_node(
+        tmp_path,
+        ["--ros-args", "-r", "image:=/cam/image", "-r", "camera_info:=/cam/camera_info"],
+        {"cam": ("/cam/image", "/cam/camera_info")},
+        {"/rosout": Log, "/depth": Image},
+        done=done,
+    )
+    lines = [line for line in out.splitlines() if "behind this node's clock" in line]
+    assert len(lines) == 1 and "[WARN]" in lines[0] and "use_sim_time:=true" in lines[0], out

@@ -24,6 +24,10 @@ from vdepth_ros.ros.intake import InputItem, InputSide
 from vdepth_ros.ros.outputs import OutputPublishers
 from vdepth_ros.ros.worker import RateLimitedLog
 
+#: Image stamps further than this from the node's clock are on another clock (a camera's device
+#: time, a recording played without its clock): no queue or window makes a latency this long.
+STAMP_CLOCK_MISMATCH_NS = 120_000_000_000
+
 
 class FrameProcessor:
     """One camera stream's frames through the pipeline to the outputs (worker thread).
@@ -66,6 +70,7 @@ class FrameProcessor:
         self.stop = threading.Event()  # the node is stopping: no more waiting or publishing
         self.on_first_output: Callable[[], None] | None = None
         self._no_camera_noted: set[str] = set()  # causes of camera-less output already named
+        self._stamp_clock_warned = False
 
     def _report(self, kind: str, message: str) -> None:
         """The assembler's notes: distortion once at INFO, an input in another frame at WARN, the rest as
@@ -148,7 +153,19 @@ class FrameProcessor:
             self.on_first_output()
         self.output_rate.tick()
         self._watchdog.output()
-        self.latency.add((self._now_ns() - frame.stamp_ns) / 1e9)
+        now = self._now_ns()
+        self.latency.add((now - frame.stamp_ns) / 1e9)
+        if now and abs(now - frame.stamp_ns) > STAMP_CLOCK_MISMATCH_NS and not self._stamp_clock_warned:
+            self._stamp_clock_warned = True  # (ROS time 0: no /clock under use_sim_time, said by the status)
+            off = (now - frame.stamp_ns) / 1e9
+            self.log.warning(
+                "stamp-clock",
+                f"the image stamps are {abs(off):.0f} s {'behind' if off > 0 else 'ahead of'} this node's clock: "
+                "the camera stamps with another clock (its own device time?) or a recording plays without its "
+                "clock, so the latency on /diagnostics means nothing and tools that look up TF at these stamps "
+                "(RViz, message_filters) find no transforms; have the driver stamp with ROS time, or play the bag "
+                "with --clock and set use_sim_time:=true",
+            )
 
     def _note_no_camera(self, frame: Any) -> None:
         """WARN once per cause when frames go out without a camera model: no points and no
