@@ -137,6 +137,7 @@ class InputSide:
             )
             for msg_type, topic, cb in topics
         ]
+        self.check_camera_info(published=False)  # a latched camera_info already discovered: take it now
         return (
             f"{image_topic} ({'compressed' if compressed else 'raw'}, {p['input_qos']}) and "
             f"{node.resolve_topic_name('camera_info')}"
@@ -174,8 +175,8 @@ class InputSide:
         that ask for transient_local, and such a subscription would match no ordinary (volatile)
         camera driver. So once a transient_local publisher is seen on the topic, a second
         subscription with its durability and reliability takes its last message. (Frames that go out
-        without any camera model are named by `FrameProcessor`, with the cause.) Called from the
-        status timer."""
+        without any camera model are named by `FrameProcessor`, with the cause.) Called at
+        subscription and from the status timer."""
         if self._info_arrived or not self.subscriptions or self._latched_info is not None:
             return
         node = self._node
