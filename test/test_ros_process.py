@@ -632,3 +632,39 @@ def test_image_stamps_on_another_clock_are_named_once(tmp_path: Path) -> None:
     )
     lines = [line for line in out.splitlines() if "behind this node's clock" in line]
     assert len(lines) == 1 and "[WARN]" in lines[0] and "use_sim_time:=true" in lines[0], out
+
+
+def test_another_node_publishing_the_outputs_is_named_once(tmp_path: Path) -> None:
+    """Two cameras run as two processes (the docs' advice on a CPU), the second started without its
+    own namespace: both publish /depth and every subscriber got the two streams interleaved, without
+    a word. The node names the shared topics and the fix once (here the other publisher is this
+    test's process, standing in for the second camera's node)."""
+    from rcl_interfaces.msg import Log
+
+    keep: list[Any] = []
+
+    def second_camera_node(peer: Node, ex: SingleThreadedExecutor) -> None:
+        keep.append(peer.create_publisher(Image, "/depth", qos_profile("reliable", 10)))
+
+    def done(got: dict[str, list]) -> bool:
+        return any("another node publishes on this node's outputs" in m.msg for m in got["/rosout"])
+
+    _, out = run_node(
+        tmp_path,
+        [
+            "--ros-args",
+            "-p",
+            "diagnostics_period:=0.2",
+            "-r",
+            "image:=/cam/image",
+            "-r",
+            "camera_info:=/cam/camera_info",
+        ],
+        {"cam": ("/cam/image", "/cam/camera_info")},
+        {"/rosout": Log},
+        before_feed=second_camera_node,
+        done=done,
+    )
+    lines = [line for line in out.splitlines() if "another node publishes on this node's outputs" in line]
+    assert len(lines) == 1 and "[WARN]" in lines[0], out
+    assert "/depth (/depth_node, /smoke_peer)" in lines[0] and "__ns" in lines[0]

@@ -114,6 +114,20 @@ class OutputPublishers:
                 f"or >= {self.burst} (docs/node.md, QoS)"
             )
 
+    def shared_topics(self) -> dict[str, list[str]]:
+        """Output topics that another publisher also publishes -> the nodes publishing there (this
+        node included). Each output has one publisher of this node, so a second one is another node:
+        most often this node started again in another process for a second camera without its own
+        namespace, whose frames then interleave with these on every subscriber."""
+        shared = {}
+        for pub in self.publishers():
+            infos = self._node.get_publishers_info_by_topic(pub.topic_name)
+            if len(infos) > 1:
+                shared[pub.topic_name] = sorted(f"{i.node_namespace.rstrip('/')}/{i.node_name}" for i in infos)
+        if any("_UNKNOWN_" in name for nodes in shared.values() for name in nodes):
+            return {}  # DDS has the endpoint but not yet its node's name (rmw's _NODE_NAME_UNKNOWN_): next time
+        return shared
+
     def has_subscribers(self) -> bool:
         """True if anything listens to an output."""
         return any(p.get_subscription_count() > 0 for p in self.publishers())

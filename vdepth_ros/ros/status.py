@@ -30,6 +30,7 @@ class StatusReporter:
         self._activated = time.monotonic()
         self._first_image_at: float | None = None
         self._clock_warned = False
+        self._shared_warned = False
 
     def destroy(self) -> None:
         self.node.destroy_publisher(self.publisher)
@@ -65,6 +66,22 @@ class StatusReporter:
                 "use_sim_time is true but no /clock has arrived, so this node's ROS time is 0 (the latency on "
                 "/diagnostics is meaningless): play the bag with its clock (ros2 bag play --clock), or set "
                 "use_sim_time:=false for a live camera"
+            )
+
+    def _check_shared_outputs(self) -> None:
+        """WARN once when another node publishes on this node's output topics (two cameras' nodes in
+        separate processes, both in the root namespace): subscribers get both streams interleaved."""
+        if self._shared_warned:
+            return
+        shared = self.node.outputs.shared_topics()
+        if shared:
+            self._shared_warned = True
+            topics = ", ".join(f"{topic} ({', '.join(nodes)})" for topic, nodes in shared.items())
+            self.node.get_logger().warning(
+                f"another node publishes on this node's outputs too: {topics}; every subscriber (RViz) gets both "
+                "streams interleaved. Give each camera's node its own namespace (-r __ns:=/front, or one process: "
+                "--cameras front rear), or remap the outputs. (Right after this node was restarted from a killed "
+                "process, the old one's publishers linger until DDS times them out, seconds: then ignore this)"
             )
 
     def values(self) -> dict[str, Any]:
@@ -115,6 +132,7 @@ class StatusReporter:
             node.intake.check_topic_types()
             node.intake.check_camera_info()
             self._check_sim_clock()
+            self._check_shared_outputs()
             values = self.values()
             queue, loss = node.intake.queue, node.intake.loss
             drops, self._drops_reported = queue.dropped - self._drops_reported, queue.dropped
