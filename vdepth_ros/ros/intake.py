@@ -137,7 +137,7 @@ class InputSide:
             )
             for msg_type, topic, cb in topics
         ]
-        self.check_camera_info(published=False)  # a latched camera_info already discovered: take it now
+        self.check_camera_info()  # a latched camera_info already discovered: take it now
         return (
             f"{image_topic} ({'compressed' if compressed else 'raw'}, {p['input_qos']}) and "
             f"{node.resolve_topic_name('camera_info')}"
