@@ -299,8 +299,8 @@ def test_launched_ranks_exit_0_after_a_complete_run(tmp_path: Path) -> None:
 def test_two_ranks_on_a_users_folder_with_a_missing_depth_file_stop_before_training(tmp_path: Path) -> None:
     """A user's sequence folder with one frame's depth missing trained until a rank drew that frame
     (hours into a real run), then ended in a FileNotFoundError on that rank and gloo's "connection
-    closed by peer" on the other. Now both ranks stop before the first step with one line naming the
-    sequence, the frame and the format."""
+    closed by peer" on the other. Now the ranks stop before building the model with one line naming
+    the sequence, the frame and the format."""
     import numpy as np
     import yaml
     from vdepth_training.data.sequence import Sequence, write_sequence
@@ -324,6 +324,7 @@ def test_two_ranks_on_a_users_folder_with_a_missing_depth_file_stop_before_train
     assert proc.returncode != 0 and errors, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "seq1: 1 of 6 frames have no depth (target/000003.npy)" in errors[0]
     assert not (tmp_path / "run" / "metrics.jsonl").exists()  # no step ran
+    assert "process 0 of 2" not in proc.stdout  # found before the ranks built their accelerator and model
 
 
 def test_two_ranks_resume_with_a_changed_config_is_refused_unless_allowed(tmp_path: Path) -> None:

@@ -189,8 +189,12 @@ class Trainer:
                 f"{self.output_dir} already holds a run ({', '.join(existing)}): pass --resume to continue it, "
                 "--overwrite to start it again, or choose another --output"
             )
+        first_stage = 0
         if resume and (found := latest_checkpoint(self.output_dir)) is not None:
             self._check_resumed_config(found, allow_config_change)
+            first_stage = int(json.loads((found / STATE_NAME).read_text())["stage"])
+        for stage in self.plan[first_stage:]:  # a mistake in the data fails here, before the model is built
+            self.recipe.open_data(stage)
         # 1. accelerator, counters, model
         acc = self._accelerator()
         if existing and overwrite and not resume and acc.is_main_process:

@@ -144,6 +144,12 @@ class Recipe:
         """Make the stage's data exist (the default recipe renders its clips); every rank calls
         it, then the trainer waits for all of them."""
 
+    def open_data(self, stage: Stage) -> None:
+        """Open the stage's data sources now (every layout scans its folders and checks its files),
+        so that a mistake in the data is an error before the model is built, not at the stage's start."""
+        if stage.cfg["data"].get("sources"):
+            self.sources(stage.cfg["data"])
+
     def sources(self, data: dict[str, Any]) -> list[Source]:
         """`data.sources` as `Source`s, loaded once per distinct list (layouts scan folders)."""
         key = json.dumps(data.get("sources"), sort_keys=True, default=str)

@@ -60,12 +60,21 @@ class FiffDepthRecipe(Recipe):
                 "`python -m vdepth_training.data.pseudo` with layout: sequence and model: null)"
             )
 
+    def _pseudo_data(self, stage: Stage) -> dict[str, Any]:
+        """The real images' `data` (`data.pseudo` over `data`, per-frame normalised)."""
+        pseudo = dict(stage.cfg["data"]["pseudo"])
+        return {**stage.cfg["data"], **{k: v for k, v in pseudo.items() if k != "model"}, "normalization": "per_frame"}
+
+    def open_data(self, stage: Stage) -> None:
+        super().open_data(stage)
+        if (stage.cfg.get("loss") or {}).get("pseudo_labels", "stream") == "stream":
+            self.sources(self._pseudo_data(stage))
+
     def batches(self, stage: Stage) -> Dataset:
         main = super().batches(stage)
         if self.loss_cfg.get("pseudo_labels", "stream") != "stream":
             return main
-        pseudo = dict(stage.cfg["data"]["pseudo"])
-        data = {**stage.cfg["data"], **{k: v for k, v in pseudo.items() if k != "model"}, "normalization": "per_frame"}
+        data = self._pseudo_data(stage)
         cfg = {**stage.cfg, "data": data}
         seed = int(self.cfg["training"]["seed"]) + 7919 * stage.index + 1
         real = build_dataset(cfg, {"clip_length": [1, 1]}, self.sources(data), seed=seed, normalization="per_frame")
