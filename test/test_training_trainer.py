@@ -404,3 +404,20 @@ def test_export_checkpoint_does_not_replace_an_export_without_overwrite(
     assert sorted(p.name for p in export.iterdir()) == ["config.json", "model.safetensors"]
     assert (export / "model.safetensors").stat().st_size < len(before["model.safetensors"])
     assert sorted(p.name for p in run.iterdir() if p.name.startswith(".")) == []  # no staging left behind
+
+
+def test_ctrl_c_before_the_first_step_is_one_line_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C while a large model loads (before the trainer takes SIGINT over) printed a
+    KeyboardInterrupt traceback on every rank."""
+    from vdepth_training.train import main
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "_build_model", interrupted)
+    argv = ["--config", str(CONFIGS / "vda.yaml"), "--tiny", "--output", str(tmp_path / "run")]
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "interrupted" in err and "Traceback" not in err, err

@@ -79,7 +79,7 @@ def overrides_from(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """Exit codes: 0 done (or stopped at --max-steps), 2 a mistake in the command or config (one line
-    on stderr), 130 stopped by Ctrl-C after a checkpoint (`--resume` continues)."""
+    on stderr), 130 stopped by Ctrl-C (after a checkpoint during the steps; `--resume` continues)."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
     try:
@@ -87,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     except (VdepthError, FileNotFoundError, FileExistsError) as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C outside the steps (start-up, export) or a second one within them
+        print(f"{PROG}: interrupted; --resume continues from the last complete checkpoint", file=sys.stderr)
+        return 130
     finally:
         if torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
