@@ -357,3 +357,35 @@ def test_two_ranks_resume_with_a_changed_config_is_refused_unless_allowed(tmp_pa
     assert out.count(f"model: {run / 'final'}") == 1  # the result is printed once, not by every rank
     assert [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
     assert (run / "final").is_dir()
+
+
+def test_validation_on_two_ranks_equals_one_process(tmp_path: Path) -> None:
+    """Validation during training did not exist: a user training on their own data saw only the
+    training loss. `training.validate_every` runs the recipe's loss on held-out data
+    (`data.validation`); 3 batches on 2 ranks (one rank gets one more) neither hangs nor differs
+    from one process with the same global batch."""
+    import yaml
+
+    cfg = load_config(REPO / "training" / "configs" / "vda.yaml", tiny=True)
+    cfg.pop("tiny")
+    cfg["stages"] = [{**cfg["stages"][0], "steps": 4}]
+    toy = {"name": "held_out", "layout": "toy", "count": 2, "frames": 6, "height": 32, "width": 48, "seed": 7}
+    cfg["data"].update(num_samples=4, sources=[{**s, "count": 2} for s in cfg["data"]["sources"]],
+                       validation={"sources": [toy], "fixed_clips": True})  # fmt: skip
+    cfg["training"].update(validate_every=2, validate_batches=3)
+    two, one = tmp_path / "two.yaml", tmp_path / "one.yaml"
+    two.write_text(yaml.safe_dump(cfg))
+    cfg["training"]["grad_accum"] = 2
+    one.write_text(yaml.safe_dump(cfg))
+    base = ["-m", "vdepth_training.train", "--output"]
+    torchrun([*base, str(tmp_path / "run2"), "--config", str(two)], timeout=300)
+    torchrun([*base, str(tmp_path / "run1"), "--config", str(one)], nproc=1, timeout=300)
+
+    def validations(run: str) -> list[tuple[int, float]]:
+        records = [json.loads(x) for x in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+        return [(r["step"], r["val/loss"]) for r in records if "val/loss" in r]
+
+    got, want = validations("run2"), validations("run1")
+    assert [s for s, _ in got] == [2, 4] and [s for s, _ in want] == [2, 4]
+    for (_, a), (_, b) in zip(got, want, strict=True):
+        assert abs(a - b) <= 1e-5 * max(1.0, abs(b)), (got, want)

@@ -421,3 +421,13 @@ def test_ctrl_c_before_the_first_step_is_one_line_not_a_traceback(
     assert main(argv) == 130
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "interrupted" in err and "Traceback" not in err, err
+
+
+def test_validation_needs_held_out_data(tmp_path: Path) -> None:
+    """`training.validate_every` without `data.validation` would validate nothing in silence."""
+    from vdepth_ros.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"validate_every needs data\.validation"):
+        Trainer(vda_tiny(training={"validate_every": 2}), tmp_path / "run")
+    with pytest.raises(ConfigError, match=r"data\.validation sets unknown keys \['sorces'\].*'sources'"):
+        Trainer(vda_tiny(training={"validate_every": 2}, data={"validation": {"sorces": []}}), tmp_path / "run")

@@ -50,6 +50,8 @@ DEFAULT_TRAINING: dict[str, Any] = {
     "num_workers": 0,
     "log_with": None,
     "find_unused_parameters": False,  # DDP; recipes freeze what they never use instead (Recipe.unused_parameters)
+    "validate_every": 0,  # global steps between validations on `data.validation` (0: none)
+    "validate_batches": 4,  # batches of the validation stream per validation, split across the ranks
 }
 MIXED_PRECISIONS = ("no", "fp16", "bf16", "fp8")  # accelerate's
 DEFAULT_OPTIMIZER: dict[str, Any] = {

@@ -65,7 +65,7 @@ CONFIG_NAME = "trainer_config.json"
 #: `training` keys a resumed run may change: they do not change what it computes
 RESUMABLE_CHANGES = frozenset(
     ("log_every", "checkpoint_every", "keep_checkpoints", "num_workers", "log_with", "threads", "latent_cache")
-    + ("stop_at", "export_weights_dtype")
+    + ("stop_at", "export_weights_dtype", "validate_every", "validate_batches")
 )
 #: what a run writes into its output folder (`data/`, the default recipe's renders, is reused on purpose)
 RUN_FILES = ("metrics.jsonl", "checkpoints", "final")
@@ -152,6 +152,9 @@ class Trainer:
         self.recipe.output_dir = self.output_dir
         self.train_cfg = cfg["training"]
         self.plan = plan_stages(cfg, self.recipe.stage_keys)
+        held_out = any(st.cfg["data"].get("validation") for st in self.plan)
+        if int(self.train_cfg.get("validate_every") or 0) and not held_out:
+            raise ConfigError("training.validate_every needs data.validation: the held-out data (e.g. its sources)")
         self.history: list[dict[str, Any]] = []
         self.model: nn.Module | None = None
         self._saved_step = -1
@@ -370,17 +373,44 @@ class Trainer:
         trainable = [p for p in acc.unwrap_model(wrapped).parameters() if p.requires_grad]
         wrapped.train()
         every = int(self.train_cfg.get("checkpoint_every") or 0)
+        validate_every = int(self.train_cfg.get("validate_every") or 0)
+        held_out = self.recipe.validation_stage(stage) if validate_every else None
+        if held_out is not None:
+            self.recipe.prepare_data(held_out, acc.process_index, acc.num_processes)
+            acc.wait_for_everyone()
+            held_out_batches = self.recipe.batches(held_out)
         with self._stop_on_sigint():
             while progress.stage_step < stage.steps and progress.global_step < stop:
                 record = self._step(acc, wrapped, optimizer, loader, trainable, stage, progress.global_step)
                 progress.stage_step += 1
                 progress.global_step += 1
+                if held_out is not None and progress.global_step % validate_every == 0:
+                    record["val/loss"] = self._validate(acc, wrapped, held_out_batches)
                 self._log(acc, {"step": progress.global_step, "stage": stage.name, "stage_step": progress.stage_step,
                                 **record})  # fmt: skip
                 if every and progress.global_step % every == 0:
                     self._save(acc, progress)
                 if self.interrupted:
                     break
+
+    def _validate(self, acc: Any, wrapped: nn.Module, batches: Any) -> float:
+        """The recipe's loss on the first `validate_batches` batches of the held-out stream (the
+        same batches at every validation), without gradients; rank r takes batches r, r + W, ....
+
+        The unwrapped module runs (DDP's forward would sync buffers, a collective that ranks with
+        unequal numbers of batches would leave waiting); one sum over the ranks follows, which every
+        rank joins whatever the number of batches and ranks."""
+        module = acc.unwrap_model(wrapped)
+        module.eval()
+        total, count, seed = 0.0, 0, int(self.train_cfg["seed"])
+        with torch.no_grad(), acc.autocast():
+            for b in range(acc.process_index, int(self.train_cfg["validate_batches"]), acc.num_processes):
+                batch = {k: v.to(acc.device) for k, v in batches[b].items()}
+                loss, _ = module(batch, batch_generator(seed, -1, b))
+                total, count = total + float(loss), count + 1
+        module.train()
+        sums = acc.reduce(torch.tensor([total, count], dtype=torch.float64, device=acc.device), "sum").cpu().tolist()
+        return sums[0] / max(sums[1], 1.0)
 
     @contextmanager
     def _stop_on_sigint(self) -> Iterator[None]:
@@ -486,7 +516,7 @@ class Trainer:
         if self.train_cfg.get("log_with"):
             acc.log({k: v for k, v in record.items() if isinstance(v, int | float)}, step=record["step"])
         if record["step"] % int(self.train_cfg.get("log_every") or 1) == 0:
-            terms = " ".join(f"{k}={v:.4g}" for k, v in record.items() if k.startswith("loss"))
+            terms = " ".join(f"{k}={v:.4g}" for k, v in record.items() if k.startswith(("loss", "val/")))
             log.info("step %d [%s] %s", record["step"], record["stage"], terms)
 
     def _save(self, acc: Any, progress: TrainingProgress) -> None:

@@ -12,6 +12,7 @@ normalised disparity, `valid`, `intrinsics`, `poses`, `has_camera`, `key` (B, 2)
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -65,16 +66,29 @@ class Recipe:
 
     @classmethod
     def config_keys(cls) -> dict[str, frozenset[str]]:
-        """Section (dotted for nested ones) -> the keys the recipe reads (`config.check_keys`)."""
+        """Section (dotted for nested ones) -> the keys the recipe reads (`config.check_keys`);
+        `data.validation` takes the `data` keys (the held-out data, see `validation_stage`)."""
         return {
             "training": frozenset(DEFAULT_TRAINING),
             "optimizer": frozenset(DEFAULT_OPTIMIZER) | cls.optimizer_keys,
             "model": cls.model_keys,
-            "data": cls.data_keys,
+            "data": cls.data_keys | {"validation"},
+            "data.validation": cls.data_keys,
             "loss": cls.loss_keys,
             "augment": cls.augment_keys,
             **cls.nested_keys,
         }
+
+    @staticmethod
+    def validation_stage(stage: Stage) -> Stage | None:
+        """`stage` on its held-out data (`data.validation` over the stage's `data`), or None
+        without `data.validation`. Its batch stream is the recipe's own (`batches`), index 0 on."""
+        held_out = stage.cfg["data"].get("validation")
+        if not held_out:
+            return None
+        data = {**stage.cfg["data"], **held_out}
+        data.pop("validation", None)
+        return dataclasses.replace(stage, cfg={**stage.cfg, "data": data})
 
     def __init__(self, cfg: dict[str, Any]) -> None:
         self.cfg = cfg
@@ -147,8 +161,9 @@ class Recipe:
     def open_data(self, stage: Stage) -> None:
         """Open the stage's data sources now (every layout scans its folders and checks its files),
         so that a mistake in the data is an error before the model is built, not at the stage's start."""
-        if stage.cfg["data"].get("sources"):
-            self.sources(stage.cfg["data"])
+        for st in (stage, self.validation_stage(stage)):
+            if st is not None and st.cfg["data"].get("sources"):
+                self.sources(st.cfg["data"])
 
     def sources(self, data: dict[str, Any]) -> list[Source]:
         """`data.sources` as `Source`s, loaded once per distinct list (layouts scan folders)."""
