@@ -389,3 +389,14 @@ def test_validation_on_two_ranks_equals_one_process(tmp_path: Path) -> None:
     assert [s for s, _ in got] == [2, 4] and [s for s, _ in want] == [2, 4]
     for (_, a), (_, b) in zip(got, want, strict=True):
         assert abs(a - b) <= 1e-5 * max(1.0, abs(b)), (got, want)
+
+
+def test_export_checkpoint_under_torchrun_writes_one_model(tmp_path: Path) -> None:
+    """`--export-checkpoint` in a launched run (the training command with the flag added) had
+    every rank write `<output>/export`: the second rank found the first one's export and failed."""
+    base = ["-m", "vdepth_training.train", "--config", str(REPO / "training" / "configs" / "vda.yaml"), "--tiny",
+            "--output", str(tmp_path / "run")]  # fmt: skip
+    torchrun([*base, "--max-steps", "1"])
+    out = torchrun([*base, "--export-checkpoint", str(tmp_path / "run" / "checkpoints" / "checkpoint_1")])
+    assert out.count(f"model: {tmp_path / 'run' / 'export'}") == 1
+    assert sorted(p.name for p in (tmp_path / "run" / "export").iterdir()) == ["config.json", "model.safetensors"]

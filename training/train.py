@@ -102,14 +102,17 @@ def _run(args: argparse.Namespace) -> int:
                           "reads its data from data.sources (set each source's root in the config)")  # fmt: skip
     out = args.output or Path("runs") / (args.config.stem + ("-tiny" if args.tiny else ""))
     trainer = Trainer(cfg, out)
+    main_rank = int(os.environ.get("RANK", "0")) == 0
+    report = print if main_rank else (lambda *_: None)  # once, not once per rank
     if args.export_checkpoint is not None:
+        if not main_rank:  # under a launcher one process writes the model (the others would race it)
+            return 0
         print(f"model: {trainer.export_checkpoint(args.export_checkpoint, out / 'export', overwrite=args.overwrite)}")
         return 0
     if args.cache_only:
         n = trainer.precompute_cache()
         print(f"cached {n} batches in {cfg['training']['latent_cache']}")
         return 0
-    report = print if int(os.environ.get("RANK", "0")) == 0 else (lambda *_: None)  # once, not once per rank
     history = trainer.fit(resume=args.resume, max_steps=args.max_steps, overwrite=args.overwrite,
                           allow_config_change=args.allow_config_change)  # fmt: skip
     if history:
