@@ -167,6 +167,15 @@ class InputSide:
                     f"messages arrive: {_type_hint(topic, wanted, other)}",
                 )
 
+    def camera_info_latched(self) -> bool:
+        """Whether a transient_local (latched) camera_info publisher is on the topic: its message is on
+        its way through the subscription `check_camera_info` makes, so frames without one are no fault."""
+        transient = DurabilityPolicy.TRANSIENT_LOCAL
+        return self._latched_info is not None or any(
+            info.topic_type == _type_name(CameraInfo) and info.qos_profile.durability == transient
+            for info in self._node.get_publishers_info_by_topic(self._node.resolve_topic_name("camera_info"))
+        )
+
     def check_camera_info(self) -> None:
         """While no camera_info has arrived: take a latched one.
 

@@ -173,6 +173,8 @@ class FrameProcessor:
         without its calibration file) saw. An image goes on without camera_info only after
         `camera_info_timeout` without any (`inputs.sync`), so one trailing the first image is not named."""
         info, refused = self.assembler.info, self.assembler.refused_infos
+        if info is None and not refused and self.intake.camera_info_latched():
+            return  # the latched camera_info is on its way (`InputSide.check_camera_info`)
         topic, publishers = self.intake.camera_info_topic()
         cause = camera_missing(info, f"on '{topic}'", refused)
         if cause in self._no_camera_noted:
