@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from vdepth_ros.errors import VdepthError
 from vdepth_ros.offline import bag as bagcli
 from vdepth_ros.offline.atomic import STAGING_PREFIX
 from vdepth_ros.offline.bag import process_bag
-from vdepth_ros.offline.errors import MissingTopicError
+from vdepth_ros.offline.errors import MissingTopicError, OfflineError
 from vdepth_ros.offline.synth import default_intrinsics, synthetic_frames, write_image_bag
 from vdepth_ros.pipeline import DepthPipeline, FrameInput
 
@@ -211,14 +212,33 @@ def test_camera_info_never_seen(tmp_path: Path, caplog: pytest.LogCaptureFixture
 def test_an_uncalibrated_camera_info_is_named_as_such(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A driver without its calibration file publishes an all-zero camera_info: the clouds are
     skipped, and the warning says why (it used to say that no camera_info was on the topic)."""
-    src = make_bag(tmp_path / "in", n=6, camera_info_topic=None)
-    cal = tmp_path / "uncalibrated.yaml"
-    cal.write_text(f"image_width: {W}\nimage_height: {H}\ncamera_matrix: {{rows: 3, cols: 3, data: {[0] * 9}}}\n")
+    src = make_bag(tmp_path / "in", n=6, intrinsics=(0.0, 0.0, 0.0, 0.0))
     with caplog.at_level(logging.WARNING):
-        s = process_bag(src, tmp_path / "out", params=PARAMS, engine=make_engine(), camera_info_file=cal)
+        s = process_bag(src, tmp_path / "out", params=PARAMS, engine=make_engine())
     warnings = [r.getMessage() for r in caplog.records if "point clouds are skipped" in r.getMessage()]
     assert len(warnings) == 1 and "is uncalibrated (K and P are all zero)" in warnings[0]
     assert "no camera_info" not in warnings[0] and s.clouds == 0 and s.clouds_skipped == 6
+
+
+@pytest.mark.parametrize(
+    ("calibration", "problem"),
+    [
+        ("camera_matrix: {rows: 3, cols: 3, data: [0, 0, 0, 0, 0, 0, 0, 0, 0]}", "all zero (an uncalibrated"),
+        ("fx: 50.0\nfy: 50.0\ncx: 900.0\ncy: 20.0", "principal point"),
+    ],
+    ids=["uncalibrated", "principal_point_outside"],
+)
+def test_an_unusable_camera_info_file_is_refused_before_anything_is_written(
+    tmp_path: Path, calibration: str, problem: str
+) -> None:
+    """The calibration the user names with --camera-info-file is checked up front, as vdepth-video's
+    --camera-info is: an all-zero or impossible one used to run the whole bag (no clouds, a warning)."""
+    src = make_bag(tmp_path / "in", n=4, camera_info_topic=None)
+    cal = tmp_path / "cal.yaml"
+    cal.write_text(f"image_width: {W}\nimage_height: {H}\nwidth: {W}\nheight: {H}\n{calibration}\n")
+    with pytest.raises(OfflineError, match=f"--camera-info-file {cal}: .*{re.escape(problem)}"):
+        process_bag(src, tmp_path / "out", params=PARAMS, engine=make_engine(), camera_info_file=cal)
+    assert not (tmp_path / "out").exists()
 
 
 def test_camera_info_after_image_is_paired(tmp_path: Path) -> None:

@@ -79,17 +79,19 @@ def _camera_info(
     intrinsics: tuple[float, float, float, float],
     distortion: Sequence[float] | None,
 ) -> Any:
-    """A plumb_bob CameraInfo whose `P` is the intrinsics (a monocular calibration)."""
+    """A plumb_bob CameraInfo whose `P` is the intrinsics (a monocular calibration); all zero (K, R,
+    P, no D) for intrinsics `(0, 0, 0, 0)`, as a driver without its calibration file publishes."""
     fx, fy, cx, cy = intrinsics
+    calibrated = any(intrinsics)
     return T[CAMERA_INFO](
         header=header,
         height=height,
         width=width,
-        distortion_model="plumb_bob",
-        d=np.zeros(5) if distortion is None else np.asarray(distortion, np.float64),
-        k=np.array([fx, 0, cx, 0, fy, cy, 0, 0, 1], np.float64),
-        r=np.eye(3).reshape(-1),
-        p=np.array([fx, 0, cx, 0, 0, fy, cy, 0, 0, 0, 1, 0], np.float64),
+        distortion_model="plumb_bob" if calibrated else "",
+        d=np.zeros(5 if calibrated else 0) if distortion is None else np.asarray(distortion, np.float64),
+        k=np.array([fx, 0, cx, 0, fy, cy, 0, 0, calibrated], np.float64),
+        r=np.eye(3).reshape(-1) * calibrated,
+        p=np.array([fx, 0, cx, 0, 0, fy, cy, 0, 0, 0, calibrated, 0], np.float64),
         binning_x=0,
         binning_y=0,
         roi=T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False),
@@ -130,7 +132,8 @@ def write_image_bag(
         fps: stamps advance by `1/fps`; header stamp == bag time.
         start_ns: first stamp.
         frame_id: header frame_id.
-        intrinsics: `(fx, fy, cx, cy)`; default: `default_intrinsics` of the frame size.
+        intrinsics: `(fx, fy, cx, cy)`; default: `default_intrinsics` of the frame size; `(0, 0, 0, 0)`:
+            an uncalibrated (all-zero) camera_info.
         distortion: plumb_bob coefficients for the camera_info's `D` (default: none); `P` stays
             the intrinsics, as for a monocular calibration.
         sparse_depth: optional `(H, W)` float32 metre maps written as `32FC1` on `sparse_depth_topic`.
