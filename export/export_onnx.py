@@ -340,6 +340,13 @@ def _scratch_dir(onnx_path: Path) -> Iterator[Path]:
         tmp_dir.rmdir()
 
 
+def _newest_opset() -> int:
+    """The newest ONNX opset the installed `onnx` package knows."""
+    import onnx
+
+    return int(onnx.defs.onnx_opset_version())
+
+
 def _export_first(
     tries: list[str],
     opset: int | None,
@@ -355,8 +362,9 @@ def _export_first(
     errors: list[str] = []
     for name in tries:
         used_opset = int(opset if opset is not None else (17 if name == "legacy" else 18))
-        if used_opset < MIN_OPSET:
-            raise ConfigError(f"opset must be >= {MIN_OPSET}, got {used_opset}")
+        newest = _newest_opset()
+        if not MIN_OPSET <= used_opset <= newest:
+            raise ConfigError(f"opset must be between {MIN_OPSET} and {newest} (the installed onnx), got {used_opset}")
         try:
             with torch.inference_mode(False), torch.no_grad():
                 if name == "legacy":

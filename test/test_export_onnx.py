@@ -360,3 +360,31 @@ def test_export_never_replaces_another_model_or_a_foreign_onnx_without_overwrite
     assert export_onnx(folder, mine, frames=T, height=H, width=W, parity=False, overwrite=True).onnx_path == mine
     export_onnx(TinyVideoNet(channels=5).eval(), folder, frames=T, height=H, width=W, parity=False, overwrite=True)
     assert json.loads((folder / "config.json").read_text())["channels"] == 5
+
+
+@pytest.mark.usefixtures("tiny_registry")
+def test_a_failed_re_export_keeps_the_working_graph(tmp_path: Path, capsys, monkeypatch) -> None:
+    """Re-exporting a folder in place (other frames, an opset) whose graph then failed the ONNX
+    checker used to leave the broken model.onnx in place of the working one, beside the old
+    model.onnx.json, so the runtime loaded a broken graph with a stale spec; the error was a
+    ValidationError traceback. An opset newer than the installed onnx knows was also a traceback."""
+    model = TinyVideoNet(channels=4).eval()
+    model.save_pretrained(tmp_path)
+    shape = ["--frames", "3", "--height", "20", "--width", "28", "--synthetic"]
+    assert cli_main(["onnx", str(tmp_path), *shape]) == 0
+    capsys.readouterr()
+    good = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    newest = onnx.defs.onnx_opset_version()
+    assert cli_main(["onnx", str(tmp_path), *shape, "--opset", str(newest + 2)]) == 2
+    err = capsys.readouterr().err
+    assert f"opset must be between 17 and {newest}" in err and err.count("\n") == 1, err
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise onnx.checker.ValidationError("No Op registered for Attention with domain_version of 18")
+
+    monkeypatch.setattr(onnx.checker, "check_model", broken)
+    assert cli_main(["onnx", str(tmp_path), *shape]) == 2
+    err = capsys.readouterr().err
+    assert "fails the ONNX checker" in err and "No Op registered" in err and err.count("\n") == 1, err
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == good  # nothing replaced
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
