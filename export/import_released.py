@@ -31,6 +31,11 @@ _Loader = Callable[[Sequence[Path], "str | None", "str | None", dict[str, Any]],
 def _vda(sources: Sequence[Path], encoder: str | None, variant: str | None, overrides: dict[str, Any]) -> Any:
     from vdepth_ros.models.vda import VideoDepthAnything
 
+    if "metric" not in overrides and "metric" in sources[0].name.lower():  # same layout: only the name tells
+        raise ConfigError(
+            f"{sources[0].name} looks like a metric release (depth in metres): pass --set metric=true, or "
+            "--set metric=false if it is a relative one"
+        )
     return VideoDepthAnything.from_released(sources[0], encoder=encoder or "vits", **overrides)
 
 

@@ -335,3 +335,24 @@ def test_set_overrides_are_checked_against_the_family(
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err and err.count("\n") == 1, (item, err)
     assert not (tmp_path / "a").exists()
+
+
+def test_a_metric_release_is_not_imported_as_relative_by_mistake(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    tiny_vda_release: tuple[VideoDepthAnything, dict[str, torch.Tensor]],
+) -> None:
+    """`metric_video_depth_anything_vits.pth` has the relative release's layout: imported without
+    `--set metric=true` it used to become a relative model, so the pipeline stitched metres as
+    affine-invariant disparity (inverted, rescaled depth) without a word."""
+    _, sd = tiny_vda_release
+    ckpt = tmp_path / "metric_video_depth_anything_vits.pth"
+    torch.save(sd, ckpt)
+    sets = _sets(VideoDepthAnything.tiny_config())
+    assert cli_main(["import", "vda", str(ckpt), "-o", str(tmp_path / "m"), *sets]) == 2
+    assert "--set metric=true" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
+    assert cli_main(["import", "vda", str(ckpt), "-o", str(tmp_path / "m"), *sets, "--set", "metric=true"]) == 0
+    assert load_model(tmp_path / "m").input_constraints.output_kind == "depth"
+    assert cli_main(["import", "vda", str(ckpt), "-o", str(tmp_path / "r"), *sets, "--set", "metric=false"]) == 0
+    assert load_model(tmp_path / "r").input_constraints.output_kind == "disparity"
