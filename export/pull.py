@@ -128,9 +128,13 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
 
 
 def _quiet_http_logs() -> None:
-    """httpx logs every request at INFO; a pull prints its own outcome."""
+    """httpx logs every request at INFO; a pull prints its own outcome. huggingface_hub prints its
+    warnings (retries, resumed downloads) with its own handler: not again through the root logger."""
+    from huggingface_hub.utils import logging as hf_logging
+
     for name in ("httpx", "httpx2"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    hf_logging.disable_propagation()
 
 
 def _hub_answer(err: BaseException, endpoint: str | None) -> str:

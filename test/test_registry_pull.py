@@ -404,3 +404,18 @@ def test_list_reports_the_cache_it_is_given(
     assert {r["name"]: r for r in json.loads(capsys.readouterr().out)}["vda-tiny-test"]["cached"] is True
     assert export_main(["pull", "--list"]) == 0  # the default cache does not hold it
     assert {r["name"]: r for r in json.loads(capsys.readouterr().out)}["vda-tiny-test"]["cached"] is False
+
+
+@pytest.mark.slow
+def test_hub_client_warnings_are_printed_once(hub: Hub, env: dict[str, str]) -> None:
+    """Each huggingface_hub warning (a cut download being resumed, a retry) used to print twice:
+    once by the library's own handler and again, with a level prefix, by vdepth-export's."""
+    script = Path(sys.executable).parent / "vdepth-export"
+    proc_env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    proc_env["HF_ENDPOINT"] = hub.url
+    hub.cut[FILE] = 1  # the first GET stops halfway; the client warns and resumes
+    res = subprocess.run([str(script), "pull", "vda-tiny-test"], env=proc_env, capture_output=True, text=True,
+                         timeout=300)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    warned = [line for line in res.stderr.splitlines() if "peer closed connection" in line]
+    assert len(warned) == 1, res.stderr
