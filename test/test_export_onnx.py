@@ -388,3 +388,25 @@ def test_a_failed_re_export_keeps_the_working_graph(tmp_path: Path, capsys, monk
     assert "fails the ONNX checker" in err and "No Op registered" in err and err.count("\n") == 1, err
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == good  # nothing replaced
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_dynamic_graph_is_not_run_past_its_models_longest_window(tmp_path: Path) -> None:
+    """`--dynamic-frames` graphs of a family with a temporal position table (VDA: 32 frames) accepted
+    any `window:`; past the table ONNX Runtime failed inside the graph ('Attempting to broadcast an
+    axis by a dimension other than 1. 8 by 12'), a traceback in vdepth-video and the node."""
+    from vdepth_ros.errors import ConfigError, InputError
+    from vdepth_ros.models.vda import VideoDepthAnything
+    from vdepth_ros.pipeline import DepthPipeline, PipelineConfig
+
+    torch.manual_seed(0)
+    tiny = VideoDepthAnything(**VideoDepthAnything.tiny_config()).eval()  # max_frames 8
+    res = export_onnx(tiny, tmp_path, frames=4, height=70, width=98, dynamic_frames=True, parity=False)
+    assert res.spec.dynamic_frames and res.spec.max_frames == 8
+    engine = create_engine(tmp_path / "model.onnx", backend="onnxruntime")
+    clip = (np.random.default_rng(0).random((12, 70, 98, 3)) * 255).astype(np.uint8)
+    assert engine.infer(clip[:8]).shape == (8, 70, 98)
+    with pytest.raises(InputError, match=r"window of 12 frames; this model accepts 1\.\.8"):
+        engine.infer(clip)
+    config = PipelineConfig(window=12, overlap=4, alignment="chain_ls", inference="package")
+    with pytest.raises(ConfigError, match=r"window 12 exceeds the model's longest window of 8 frames"):
+        DepthPipeline(config, engine)

@@ -86,6 +86,8 @@ def _scheduler(config: PipelineConfig, spec: InputSpec, alignment: str) -> Windo
     overlap = config.overlap or (len(keyframes) if keyframe_schedule else int(spec.overlap))
     if not spec.dynamic_frames and window > spec.frames:
         raise ConfigError(f"window {window} exceeds the engine's fixed {spec.frames} frames")
+    if spec.max_frames is not None and window > spec.max_frames:
+        raise ConfigError(f"window {window} exceeds the model's longest window of {spec.max_frames} frames")
     first = None
     if config.low_latency_start:  # about half a window, still a valid length for the model
         first = (window + overlap + 1) // 2

@@ -103,8 +103,9 @@ class DepthEngine(abc.ABC):
         t, h, w, _ = frames.shape
         if (h, w) != (spec.height, spec.width):
             raise InputError(f"frames are {h}x{w}, the model works at {spec.height}x{spec.width}; resize first")
-        if t < 1 or (not spec.dynamic_frames and t > spec.frames):
-            raise InputError(f"window of {t} frames; this model accepts 1..{spec.frames}")
+        longest = spec.max_frames if spec.dynamic_frames else spec.frames
+        if t < 1 or (longest is not None and t > longest):
+            raise InputError(f"window of {t} frames; this model accepts 1..{longest}")
         lo, hi = spec.value_range
         if frames.dtype == np.uint8:
             x = frames.astype(np.float32) * np.float32((hi - lo) / 255.0) + np.float32(lo)

@@ -105,6 +105,7 @@ def spec_from_model(
         input_name=input_name,
         output_name=output_name,
         dynamic_frames=bool(dynamic_frames),
+        max_frames=int(c.max_window) if getattr(c, "max_window", None) else None,
         precision=check_precision(precision),
         extra=dict(extra or {}),
     )

@@ -34,6 +34,8 @@ class InputSpec:
         multiple_of: H, W multiple the architecture needs.
         input_name, output_name: graph tensor names (bound by name in ORT/TensorRT).
         dynamic_frames: True if the graph accepts any T (then `frames` is the export example).
+        max_frames: the longest window the model takes (a temporal position table), or None (no
+            limit known); a dynamic graph is never run past it.
         precision: "fp32" | "fp16" | "bf16".
     """
 
@@ -52,6 +54,7 @@ class InputSpec:
     input_name: str = "frames"
     output_name: str = "disparity"
     dynamic_frames: bool = False
+    max_frames: int | None = None
     precision: str = "fp32"
     extra: dict[str, Any] = field(default_factory=dict)
 
