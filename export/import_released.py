@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from vdepth_ros.errors import ConfigError
+from vdepth_ros.errors import ConfigError, VdepthError
 from vdepth_ros.offline.atomic import AtomicOutput, check_output_path
 
 #: family -> (what the sources are, how many: (min, max), loader(sources, encoder, variant, overrides))
@@ -167,6 +167,8 @@ def import_released(
     check_overrides(family, dict(overrides or {}))
     try:
         model = loader(paths, encoder, variant, dict(overrides or {}))
+    except VdepthError:  # ours already say what is wrong (ConfigError is also a ValueError)
+        raise
     except (TypeError, ValueError, RuntimeError) as err:  # a constructor refusing the values it was given
         if not overrides:
             raise

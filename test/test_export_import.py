@@ -350,7 +350,9 @@ def test_a_metric_release_is_not_imported_as_relative_by_mistake(
     torch.save(sd, ckpt)
     sets = _sets(VideoDepthAnything.tiny_config())
     assert cli_main(["import", "vda", str(ckpt), "-o", str(tmp_path / "m"), *sets]) == 2
-    assert "--set metric=true" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith(f"vdepth-export import: error: {ckpt.name} looks like a metric release"), err
+    assert "--set metric=true" in err
     assert not (tmp_path / "m").exists()
     assert cli_main(["import", "vda", str(ckpt), "-o", str(tmp_path / "m"), *sets, "--set", "metric=true"]) == 0
     assert load_model(tmp_path / "m").input_constraints.output_kind == "depth"
