@@ -272,11 +272,13 @@ def main(argv: list[str] | None = None) -> int:
     run = {"import": _run_import, "pull": _run_pull, "onnx": _run_onnx, "split": _run_split, "engine": _run_engine}[
         args.command
     ]
+    from vdepth_ros.offline.runner import cli_errors, sigterm_as_interrupt
+
     try:
-        return run(args)
-    except (VdepthError, OSError) as err:  # OSError: missing/existing paths, permissions, a full disk
-        print(f"vdepth-export {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        with sigterm_as_interrupt():  # Ctrl-C or a SIGTERM: one line, exit 130, nothing half-written
+            return run(args)
+    except (VdepthError, OSError, KeyboardInterrupt) as err:  # OSError: missing/existing paths, a full disk
+        return cli_errors(f"vdepth-export {args.command}", err)
 
 
 if __name__ == "__main__":

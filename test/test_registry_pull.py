@@ -47,6 +47,7 @@ class Hub:
     requests: list[tuple[str, str, str | None]] = field(default_factory=list)
     url: str = ""
     status: tuple[int, str] | None = None  # answer every request with (HTTP status, X-Error-Code or "")
+    stall: threading.Event | None = None  # GETs send half the body, then wait for this event
 
 
 def _handler(hub: Hub) -> type[BaseHTTPRequestHandler]:
@@ -84,6 +85,12 @@ def _handler(hub: Hub) -> type[BaseHTTPRequestHandler]:
                 self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
             self.end_headers()
             if not body:
+                return
+            if hub.stall is not None and self.command == "GET":
+                self.wfile.write(data[start : start + (len(data) - start) // 2])
+                self.wfile.flush()
+                hub.stall.wait(60)
+                self.close_connection = True
                 return
             left = hub.cut.get(key[1], 0)
             if left:
@@ -419,3 +426,32 @@ def test_hub_client_warnings_are_printed_once(hub: Hub, env: dict[str, str]) -> 
     assert res.returncode == 0, res.stderr
     warned = [line for line in res.stderr.splitlines() if "peer closed connection" in line]
     assert len(warned) == 1, res.stderr
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_a_download_is_one_line_and_imports_nothing(hub: Hub, env: dict[str, str]) -> None:
+    """Ctrl-C (or a SIGTERM) in the middle of a multi-GB download used to print a KeyboardInterrupt
+    traceback (SIGTERM: killed outright); the other console tools say one line and exit 130."""
+    import signal
+    import time
+
+    script = Path(sys.executable).parent / "vdepth-export"
+    proc_env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    proc_env["HF_ENDPOINT"] = hub.url
+    hub.stall = threading.Event()
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            n = len(hub.requests)
+            proc = subprocess.Popen([str(script), "pull", "vda-tiny-test"], env=proc_env, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)  # fmt: skip
+            deadline = time.monotonic() + 240
+            while not any(m == "GET" for m, _, _ in hub.requests[n:]) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            time.sleep(0.5)  # the half body is being read
+            proc.send_signal(sig)
+            _, err = proc.communicate(timeout=60)
+            assert proc.returncode == 130, (sig, proc.returncode, err)
+            assert "Traceback" not in err and "vdepth-export pull: interrupted" in err, err
+            assert _leftovers(Path(env[CACHE_ENV])) == []
+    finally:
+        hub.stall.set()
