@@ -358,3 +358,17 @@ def test_a_metric_release_is_not_imported_as_relative_by_mistake(
     assert load_model(tmp_path / "m").input_constraints.output_kind == "depth"
     assert cli_main(["import", "vda", str(ckpt), "-o", str(tmp_path / "r"), *sets, "--set", "metric=false"]) == 0
     assert load_model(tmp_path / "r").input_constraints.output_kind == "disparity"
+
+
+def test_a_diffusers_or_transformers_folder_given_as_the_model_says_to_import_it(tmp_path: Path) -> None:
+    """The DepthCrafter UNet folder (a diffusers config.json + weights) given as `model:` used to
+    answer 'config.json has no _family entry'."""
+    from vdepth_ros.errors import ModelLoadError
+
+    folder = tmp_path / "DepthCrafter"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"_class_name": "UNetSpatioTemporalConditionModel",
+                                                    "_diffusers_version": "0.25.0"}))  # fmt: skip
+    (folder / "diffusion_pytorch_model.safetensors").write_bytes(b"\0" * 16)
+    with pytest.raises(ModelLoadError, match=r"released checkpoint.*vdepth-export import FAMILY"):
+        create_engine(folder, backend="torch")

@@ -23,6 +23,7 @@ from vdepth_ros.models.base import (
     load_state_dict_file,
     read_config,
     register_to_config,
+    released_checkpoint_problem,
     shape_mismatches,
 )
 
@@ -115,8 +116,9 @@ def load_model(directory: str | Path, *, strict: bool = True) -> VideoDepthModel
     cfg = read_config(directory)
     family = cfg.pop("_family", None)
     cfg.pop("_class_name", None)
-    if family is None:
-        raise ModelLoadError(f"{directory / CONFIG_NAME} has no _family entry")
+    if family is None:  # e.g. a diffusers/transformers folder of a release, not imported yet
+        why = released_checkpoint_problem(directory)
+        raise ModelLoadError(why or f"{directory / CONFIG_NAME} has no _family entry")
     params = inspect.signature(family_class(family).__init__).parameters
     for key, value in cfg.items():  # "metric": "false" would be a truthy string: a metric model
         if key in params and (expected := value_type_problem(params[key].default, value)) is not None:

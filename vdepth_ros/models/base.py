@@ -190,6 +190,13 @@ def _jsonable(cfg: dict[str, Any]) -> dict[str, Any]:
     return {k: conv(v) for k, v in cfg.items()}
 
 
+def _has_family(folder: Path) -> bool:
+    try:
+        return "_family" in json.loads((folder / CONFIG_NAME).read_text())
+    except (OSError, ValueError, TypeError):
+        return False
+
+
 def released_checkpoint_problem(path: str | Path) -> str | None:
     """For a released checkpoint given where a model folder is expected (a `.pth`/`.safetensors`
     file, or a folder of them or a diffusers folder, without `config.json`): the message saying to
@@ -197,8 +204,8 @@ def released_checkpoint_problem(path: str | Path) -> str | None:
     path = Path(path)
     if path.is_file():
         released = path.suffix in _WEIGHT_SUFFIXES or path.name.endswith(".index.json")
-    else:
-        released = path.is_dir() and not (path / CONFIG_NAME).is_file() and (
+    else:  # no config.json of ours (with `_family`): a diffusers/transformers config does not count
+        released = path.is_dir() and not _has_family(path) and (
             (path / "model_index.json").is_file()
             or any((path / sub).is_dir() for sub in ("unet", "vae", "transformer"))
             or any(p.suffix in _WEIGHT_SUFFIXES for p in path.iterdir())
