@@ -8,13 +8,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 
 from vdepth_export.import_released import IMPORTERS, import_released, parse_overrides
 
 from vdepth_ros.errors import ConfigError, ModelLoadError, VdepthError
+from vdepth_ros.paths import expand_home
 from vdepth_ros.runtime.shapes import PRECISIONS
 
 
@@ -255,19 +255,9 @@ def _run_engine(args: argparse.Namespace) -> int:
     return 0
 
 
-def _expand_home(args: argparse.Namespace) -> None:
-    """`~` in every path argument means the home folder, also where the shell left it (`--output=~/x`,
-    quoted, from a script): no folder literally named `~` is written, and the printed paths are real."""
-    for key, value in vars(args).items():
-        if isinstance(value, str):  # expanduser changes only a leading ~ or ~user
-            setattr(args, key, os.path.expanduser(value))
-        elif isinstance(value, list):
-            setattr(args, key, [os.path.expanduser(v) if isinstance(v, str) else v for v in value])
-
-
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    _expand_home(args)
+    expand_home(args)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     run = {"import": _run_import, "pull": _run_pull, "onnx": _run_onnx, "split": _run_split, "engine": _run_engine}[
         args.command

@@ -183,6 +183,24 @@ def test_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.Cap
         videocli.main([*args, "--format", "tiff"])
 
 
+def test_cli_a_tilde_the_shell_did_not_expand_means_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`-o=~/depth` or `--output=~/depth` (bash expands no `~` after `=`), a quoted path or one from a
+    script: every console tool reads `~` as the home folder (`paths.expand_home`) instead of writing
+    a folder literally named `~` in the working directory."""
+    monkeypatch.setattr(videocli, "build_pipeline", lambda config, engine=None: DepthPipeline(config, make_engine()))
+    home = tmp_path / "home"
+    home.mkdir()
+    make_mp4(home / "c.mp4", 3)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    assert videocli.main(["~/c.mp4", "--output=~/depth", "--no-progress", "--no-preview"]) == 0
+    assert len(list((home / "depth" / "disparity").glob("*.png"))) == 3
+    assert not (tmp_path / "~").exists()
+    capsys.readouterr()
+
+
 def test_cli_runs_openblas_on_one_thread_unless_the_user_chose(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

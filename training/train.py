@@ -25,6 +25,7 @@ from vdepth_training.recipes import recipe_class
 from vdepth_training.trainer import Trainer
 
 from vdepth_ros.errors import ConfigError, VdepthError
+from vdepth_ros.paths import expand_home
 
 PROG = "python -m vdepth_training.train"
 
@@ -81,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     """Exit codes: 0 done (or stopped at --max-steps), 2 a mistake in the command or config (one line
     on stderr), 130 stopped by Ctrl-C (after a checkpoint during the steps; `--resume` continues)."""
     args = parse_args(argv)
+    expand_home(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
     try:
         return _run(args)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 _PKG_DIR = Path(__file__).resolve().parent
 REPO_ROOT = _PKG_DIR.parent
@@ -53,3 +54,20 @@ def reference_code_dir() -> Path | None:
         if cand.is_dir():
             return cand
     return None
+
+
+def expand_home(args: Any) -> None:
+    """`~` in every string argument of a parsed command line (`argparse.Namespace`) means the home
+    folder, also where the shell left it (`--output=~/x`: bash expands no `~` after `--opt=`; quoted;
+    from a script), so no folder literally named `~` is written and printed paths are real. Every
+    console tool calls it right after parsing; `expanduser` changes only a leading `~` or `~user`."""
+
+    def expand(value: Any) -> Any:
+        if isinstance(value, str):
+            return os.path.expanduser(value)
+        if isinstance(value, Path):  # an argparse `type=Path`
+            return Path(os.path.expanduser(value))
+        return value
+
+    for key, value in vars(args).items():
+        setattr(args, key, [expand(v) for v in value] if isinstance(value, list) else expand(value))

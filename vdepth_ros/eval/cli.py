@@ -49,6 +49,7 @@ from vdepth_ros.eval.runs import (
     run_per_frame,
     run_stream,
 )
+from vdepth_ros.paths import expand_home
 
 log = logging.getLogger("vdepth.eval")
 
@@ -490,6 +491,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--overwrite", action="store_true", help="replace results.json and results.md already in --out")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
+    expand_home(args)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     from vdepth_ros.blas import limit_blas_threads_for_tool
     from vdepth_ros.paths import evaldata_dir

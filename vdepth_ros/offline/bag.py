@@ -42,6 +42,7 @@ from vdepth_ros.offline.runner import (
     sigterm_as_interrupt,
     with_progress,
 )
+from vdepth_ros.paths import expand_home
 from vdepth_ros.rectify import load_camera_info
 
 if TYPE_CHECKING:
@@ -402,6 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point (`vdepth-bag`)."""
     args = build_parser().parse_args(argv)
+    expand_home(args)
     setup_logging(args.verbose)
     try:
         # as the node in that namespace reads the file: `/front/depth_node:` sections apply there

@@ -41,6 +41,7 @@ from vdepth_ros.offline.bag_messages import (
 from vdepth_ros.offline.bag_types import CAMERA_INFO, IMAGE, IMAGE_TYPES, POSE_STAMPED, TYPESTORES, stamp_ns
 from vdepth_ros.offline.errors import BagReadError, MissingTopicError, OfflineError, UnsupportedEncodingError
 from vdepth_ros.offline.runner import cli_errors, setup_logging
+from vdepth_ros.paths import expand_home
 from vdepth_ros.triangulate import PoseBuffer, pose_from_msg
 
 PROG = "vdepth-flicker"
@@ -373,6 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point (`vdepth-flicker`)."""
     args = build_parser().parse_args(argv)
+    expand_home(args)
     setup_logging(args.verbose)
     try:
         results = measure_flicker(

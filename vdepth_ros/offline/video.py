@@ -40,6 +40,7 @@ from vdepth_ros.offline.runner import (
     with_progress,
 )
 from vdepth_ros.offline.videoio import FORMATS, VideoFrameSource, VideoOutputWriter, default_intrinsics
+from vdepth_ros.paths import expand_home
 from vdepth_ros.rectify import Rectifier, has_distortion, load_camera_info, pinhole_info, pinhole_input
 
 if TYPE_CHECKING:
@@ -399,6 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point (`vdepth-video`)."""
     args = build_parser().parse_args(argv)
+    expand_home(args)
     setup_logging(args.verbose)
     limit_blas_threads_for_tool()  # numpy's spinning OpenBLAS pool slows stitching: vdepth_ros/blas.py
     try:
