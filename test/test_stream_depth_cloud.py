@@ -151,10 +151,11 @@ def test_resample_sparse_depth_keeps_every_sample_and_the_nearest_per_cell():
     z[0, 0], z[0, 1] = 0.0, -1.0  # invalid values are not samples
     out = resample_sparse_depth(z, w, h)
     assert out.shape == (h, w) and out.dtype == np.float32
-    # every valid sample reaches the cell of its pixel, and that cell holds the nearest of its samples
+    # every valid sample reaches the cell that holds its pixel's centre (the convention of cv2.resize and of the
+    # intrinsics' scaling), and that cell holds the nearest of its samples
     valid = np.isfinite(z) & (z > 0)
     vy, vx = np.nonzero(valid)
-    cells = (vy * h // H) * w + vx * w // W
+    cells = np.floor((vy + 0.5) * h / H).astype(int) * w + np.floor((vx + 0.5) * w / W).astype(int)
     expect = {}
     for c, v in zip(cells, z[vy, vx], strict=True):
         expect[c] = min(expect.get(c, np.inf), v)
@@ -165,6 +166,10 @@ def test_resample_sparse_depth_keeps_every_sample_and_the_nearest_per_cell():
     import cv2
 
     assert np.isfinite(cv2.resize(z, (w, h), interpolation=cv2.INTER_NEAREST)).sum() < 0.4 * valid.sum()
+    # 4 -> 3: pixel 1 spans output [0.75, 1.5), its centre 1.125 is in cell 1 (its left edge would say cell 0)
+    one = np.full((4, 4), np.nan, np.float32)
+    one[1, 1] = 2.0
+    assert np.argwhere(np.isfinite(resample_sparse_depth(one, 3, 3))).tolist() == [[1, 1]]
     # same size: only invalid values become NaN
     same = resample_sparse_depth(z, W, H)
     assert np.isnan(same[0, 0]) and np.isnan(same[0, 1])
