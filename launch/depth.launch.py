@@ -8,7 +8,8 @@ Several cameras in one process, sharing the loaded model (docs/node.md, "Several
     ros2 launch vdepth_ros depth.launch.py cameras:="front rear" namespace:=robot1
 
 starts `depth_node --cameras robot1/front robot1/rear`: topics /robot1/front/image ->
-/robot1/front/depth, ...; the single-camera topic arguments are not used then (remap by full name).
+/robot1/front/depth, ...; a single-camera topic argument (image:=..., which would apply to every
+camera) is refused then, naming the full-name remap to write in a launch file of your own.
 `managed:=true` starts it as a lifecycle node (`--managed`) that waits for configure/activate.
 
 Needs `launch`/`launch_ros` (a real ROS 2 install). Where ROS comes from pip, the equivalent is
@@ -31,6 +32,10 @@ except ModuleNotFoundError as err:  # ROS from pip: no launch/launch_ros wheels
         "--params-file config/depth.yaml -r image:=... -r camera_info:=... (docs/node.md)",
         name=err.name,
     ) from err
+
+
+#: Arguments that remap one camera's topic: with `cameras` they would apply to every camera.
+TOPIC_ARGUMENTS = ("image", "camera_info", "sparse_depth", "camera_pose", "depth", "disparity", "points")
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -85,6 +90,16 @@ def depth_nodes(context: object) -> list[Node]:
         # No `namespace=` and no relative remappings: both would apply to every camera of the process.
         prefix = LaunchConfiguration("namespace").perform(context).strip("/")
         names = [f"{prefix}/{c.strip('/')}" if prefix else c.strip("/") for c in cameras]
+        given = {a: LaunchConfiguration(a).perform(context) for a in TOPIC_ARGUMENTS}
+        given = {a: v for a, v in given.items() if v != a}  # each argument's default is its own name
+        if given:  # ignored without a word, the camera would wait on /NAME/image for ever
+            remaps = ", ".join(f"('/{names[0]}/{a}', '{v}')" for a, v in given.items())
+            raise RuntimeError(
+                f"{', '.join(f'{a}:={v}' for a, v in given.items())} remaps one camera's topic, but cameras:= "
+                f"starts {len(names)} camera(s) whose topics are /{names[0]}/image, ...: remap each camera's "
+                f"topics by full name in a launch file of your own (Node(..., remappings=[{remaps}, ...]); "
+                "docs/node.md, Several cameras in one process), or leave cameras empty for one camera"
+            )
         return [
             Node(
                 package="vdepth_ros",

@@ -241,3 +241,24 @@ def test_launch_file_nodes_and_arguments_with_stand_in_launch(repo_root: Path, m
         "--managed", "--cameras", "robot1/front", "robot1/rear", "--ros-args", "--log-level", "info",
     ]  # fmt: skip
     assert "namespace" not in multi.kw and "remappings" not in multi.kw
+
+
+@pytest.mark.parametrize("argument", ["image", "camera_info", "depth", "points"])
+def test_launch_cameras_refuse_a_single_camera_topic_argument(
+    repo_root: Path, monkeypatch: pytest.MonkeyPatch, argument: str
+) -> None:
+    """`cameras:="front rear" image:=/cam_front/image_rect` used to start the node with the remap
+    dropped without a word: /front/image has no publisher, and nothing said why. The launch now
+    stops with one error naming the argument and the full-name remap to write instead."""
+    mod = _load_launch_with_fakes(repo_root, monkeypatch)
+    entities = mod.generate_launch_description()
+    (opaque,) = [e for e in entities if e[0] == "opaque"]
+    with pytest.raises(RuntimeError) as err:
+        opaque[1](_context(entities, cameras="front rear", namespace="robot1", **{argument: "/cam_front/x"}))
+    msg = str(err.value)
+    assert f"{argument}:=/cam_front/x" in msg and f"('/robot1/front/{argument}', '/cam_front/x')" in msg
+    assert "leave cameras empty" in msg
+    (node,) = opaque[1](_context(entities, cameras="front rear", namespace="robot1"))  # defaults: no error
+    assert node["arguments"][:3] == ["--cameras", "robot1/front", "robot1/rear"]
+    (single,) = opaque[1](_context(entities, **{argument: "/cam_front/x"}))  # one camera: the remap
+    assert (argument, argument) in [(k, v.name) for k, v in single["remappings"]]
