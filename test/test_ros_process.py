@@ -537,6 +537,30 @@ def test_a_params_file_that_applies_to_no_node_of_the_process_is_named(tmp_path:
     assert "params file" not in out.replace(warned[0], "")  # the run_node's own /** file is not named
 
 
+def test_a_camera_section_without_the_launch_namespace_is_named(tmp_path: Path) -> None:
+    """`--cameras robot1/front robot1/rear` (what the launch file's namespace:=robot1 cameras:="front rear"
+    starts) with the `/front/depth_node:` section docs/node.md shows: rcl skipped the section without a
+    word (the file's `/**:` applied), so the front camera ran on the shared values. The node names the
+    section and the one to write, once, and both cameras run."""
+    own = tmp_path / "cameras.yaml"
+    own.write_text("/**:\n  ros__parameters:\n    near: 0.3\n/front/depth_node:\n  ros__parameters:\n    far: 4.0\n"
+                   "/rear/depth_node:\n  ros__parameters:\n    far: 5.0\n/robot2/front/depth_node:\n"
+                   "  ros__parameters:\n    far: 6.0\n")  # fmt: skip
+    got, out = run_node(
+        tmp_path,
+        ["--cameras", "robot1/front", "robot1/rear", "--ros-args", "--params-file", str(own)],
+        {"front": ("/robot1/front/image", "/robot1/front/camera_info"),
+         "rear": ("/robot1/rear/image", "/robot1/rear/camera_info")},
+        {"/robot1/front/depth": Image, "/robot1/rear/depth": Image},
+    )  # fmt: skip
+    assert got["/robot1/front/depth"] and got["/robot1/rear/depth"]
+    warned = [line for line in out.splitlines() if str(own) in line]
+    assert len(warned) == 1 and "[WARN]" in warned[0], out
+    assert "/front/depth_node as /robot1/front/depth_node" in warned[0]
+    assert "/rear/depth_node as /robot1/rear/depth_node" in warned[0]
+    assert "/robot2/" not in warned[0]  # another robot's section is not this process's business
+
+
 def _latched_camera_info(keep: list[Any]) -> Callable[[Node, SingleThreadedExecutor], None]:
     """before_feed: publish the camera's camera_info once, latched (transient_local), before the
     node subscribes, as a static calibration publisher does."""

@@ -137,17 +137,14 @@ def unused_params_file_sections(files: list[str], nodes: list[str]) -> list[str]
     """One warning per `--params-file` whose values none of this process's nodes (fully qualified
     names) gets, which rcl would skip without a word: a file none of whose sections applies to any
     of them (written for another node, or `depth_node:` for a node pushed into a namespace), and,
-    in a file that does apply, a section with this node's name and no namespace (`depth_node:`)
-    when the node has one. Sections for other nodes (a file shared by a whole launch, another
-    camera's `/rear/depth_node:`) are left alone."""
+    in a file that does apply, a section for one of these nodes that leaves out the start of its
+    namespace (`depth_node:` or `/front/depth_node:` for `/robot1/front/depth_node`, as when a launch
+    file's namespace prefixes the cameras), named with the section to write. Sections for other nodes
+    (a file shared by a whole launch, another camera's `/rear/depth_node:`, another robot's
+    `/robot2/front/depth_node:`) are left alone."""
     from vdepth_ros.errors import ConfigError
     from vdepth_ros.param_file import matches, parse_param_file
 
-    names = {node.rsplit("/", 1)[-1] for node in nodes}
-    fix = (
-        f"name the section /** (every node) or {nodes[0]} (a section without a namespace applies only to a "
-        "node without one; docs/node.md, Parameters)"
-    )
     out = []
     for path in files:
         try:
@@ -155,15 +152,33 @@ def unused_params_file_sections(files: list[str], nodes: list[str]) -> list[str]
         except ConfigError:  # rcl's own reading decides; check_params_files already refused the worst
             continue
         used = [s for s in sections if any(matches(s, node) for node in nodes)]
-        ours = [s for s in sections if s not in used and s.count("/") == 1 and s[1:] in names]
+        meant = {s: _meant_node(s, nodes) for s in sections if s not in used}
+        meant = {s: node for s, node in meant.items() if node is not None}
         if sections and not used:
+            fix = (
+                f"name the section /** (every node) or {meant.get(sections[0], nodes[0])} (a section applies "
+                "only to the node of its exact namespace; docs/node.md, Parameters)"
+            )
             out.append(
                 f"params file {path}: none of its sections ({', '.join(sections)}) applies to "
                 f"{', '.join(nodes)}, so none of its values is used; {fix}"
             )
-        elif ours:
+        elif meant:
+            rename = ", ".join(f"{s} as {node}" for s, node in meant.items())
             out.append(
-                f"params file {path}: section(s) {', '.join(ours)} apply to no node of this process "
-                f"({', '.join(nodes)}), so their values are not used; {fix}"
+                f"params file {path}: section(s) {', '.join(meant)} apply to no node of this process "
+                f"({', '.join(nodes)}), so their values are not used; name {rename} (a section applies "
+                "only to the node of its exact namespace; docs/node.md, Parameters)"
             )
     return out
+
+
+def _meant_node(section: str, nodes: list[str]) -> str | None:
+    """The node a section that matches none of `nodes` was most likely written for: the one whose
+    fully qualified name ends with the section's whole name (a namespace prefix left out); None for
+    sections of other nodes. Meant for several (`depth_node:` beside `--cameras`): `/**` and the section,
+    which matches each of them."""
+    if "*" in section:
+        return None
+    meant = [node for node in nodes if node.endswith(section)]
+    return meant[0] if len(meant) == 1 else f"/**{section}" if meant else None
