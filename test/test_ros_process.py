@@ -207,6 +207,11 @@ def test_vdepth_node_cameras_share_one_model_in_one_process(tmp_path: Path) -> N
         assert got[topic], f"no {topic} received from the vdepth-node --cameras process"
         assert _rep118_depth(conv.image_array(got[topic][0]))
     assert "2 cameras (/front, /rear) share 1 loaded model(s)" in out
+    # one start-up line for the process, once both cameras are up (each camera logged it, the first
+    # one "ready" before the second had its model)
+    (line,) = [ln for ln in out.splitlines() if "start-up: " in ln]
+    assert "share 1 loaded model(s); start-up: " in line and "ready " in line
+    assert out.index(line) > out.rindex("subscribed to ")
 
 
 class LifecycleClient:

@@ -101,6 +101,9 @@ class _DepthNodeCore:
     _configured = False
     _active = False
     _configures = 0  # successful configures so far (a managed node may be cleaned up and configured again)
+    #: `vdepth-node --cameras` logs the start-up line once, when every camera is up (`build_nodes`),
+    #: not each camera (the first one's "ready" would come before the others' models are loaded).
+    _process_logs_startup = False
 
     # -- construction --------------------------------------------------------------------------
     def _declare_params(self) -> None:
@@ -195,9 +198,11 @@ class _DepthNodeCore:
         self.worker: SupervisedWorker | None = None
         self.diag_timer = None
         self._configured = True
-        if (self._owns_engine or engine_pool is not None) and not self._configures:
-            self.get_logger().info(CLOCK.line())
-        elif self._owns_engine or engine_pool is not None:  # a managed node configured again: this one's steps
+        loaded_here = self._owns_engine or engine_pool is not None
+        if not self._configures:
+            if self._owns_engine or (engine_pool is not None and not self._process_logs_startup):
+                self.get_logger().info(CLOCK.line())
+        elif loaded_here:  # a managed node configured again: this one's steps
             steps = {k: v - before.get(k, 0.0) for k, v in CLOCK.steps.items() if v != before.get(k, 0.0)}
             self.get_logger().info("configured: " + ", ".join(f"{k} {v:.2f} s" for k, v in steps.items()))
         self._configures += 1
@@ -337,6 +342,8 @@ class DepthNode(_DepthNodeCore, Node):
     Raises:
         ConfigError: a parameter is invalid; the message names it and why.
     """
+
+    _process_logs_startup = True  # with an engine_pool: build_nodes, once every camera is up
 
     def __init__(
         self,
@@ -511,7 +518,8 @@ def build_nodes(
     if managed:
         nodes[0].get_logger().info(f"{len(nodes)} managed cameras ({', '.join(namespaces)}), unconfigured")
     else:
-        nodes[0].get_logger().info(f"{len(nodes)} cameras ({', '.join(namespaces)}) share {len(pool)} loaded model(s)")
+        shared = f"{len(nodes)} cameras ({', '.join(namespaces)}) share {len(pool)} loaded model(s)"
+        nodes[0].get_logger().info(f"{shared}; {CLOCK.line()}")  # once, with every camera up
     return nodes, pool
 
 
