@@ -384,6 +384,45 @@ def test_vdepth_node_rejects_bad_params_file(tmp_path: Path) -> None:
     assert "invalid configuration" in res.stderr and "output_qos" in res.stderr
 
 
+@pytest.mark.parametrize("remap", ["depth:=/depth", "points:=/robot/points", "depth_node:disparity:=/disp"])
+def test_a_remap_that_merges_the_cameras_outputs_is_refused_before_the_model_loads(tmp_path: Path, remap: str) -> None:
+    """`vdepth-node --cameras front rear --ros-args -r depth:=/depth`: a relative rule applies to every
+    camera, so both published their frames on /depth, interleaved for every subscriber, without a word.
+    The node refuses it at once (exit 2, one line naming the topic and the full-name remap)."""
+    script = Path(sys.executable).parent / "vdepth-node"
+    if not script.is_file():
+        pytest.skip("vdepth-node console script not installed")
+    model = tmp_path / "missing_model"  # never reached: the check comes before the model load
+    res = subprocess.run(
+        [str(script), "--cameras", "front", "rear", "--ros-args", "-p", f"model:={model}", "-r", remap],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    topic = remap.split(":=")[0].split(":")[-1]
+    assert res.returncode == 2, res.stdout + res.stderr
+    (line,) = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert line.startswith("invalid configuration: cameras /front, /rear all resolve ")
+    assert f"'{topic}'" in line and f"-r /front/{topic}:=" in line and str(model) not in line
+
+
+def test_a_relative_input_remap_with_cameras_is_named_once(tmp_path: Path) -> None:
+    """`-r image:=/cam/image` with `--cameras front rear` (meant for one camera) fed both cameras the
+    same stream: /rear/depth was the front camera's depth, without a word. The node names it once."""
+    got, out = run_node(
+        tmp_path,
+        ["--cameras", "front", "rear", "--ros-args", "-r", "image:=/cam/image"],
+        {"cam": ("/cam/image", "/front/camera_info"), "rear": ("/unused/image", "/rear/camera_info")},
+        {"/front/depth": Image, "/rear/depth": Image},
+    )
+    assert got["/front/depth"] and got["/rear/depth"]  # it still runs: two configurations of one camera
+    warned = [line for line in out.splitlines() if "all resolve 'image'" in line]
+    assert len(warned) == 1 and "[WARN]" in warned[0], out
+    assert "cameras /front, /rear all resolve 'image' to /cam/image" in warned[0]
+    assert "-r /front/image:=..." in warned[0] and "same stream" in warned[0]
+
+
 def test_main_usage(capsys: pytest.CaptureFixture[str]) -> None:
     from vdepth_ros.ros.node import main
 

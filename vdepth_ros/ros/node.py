@@ -25,8 +25,8 @@ from rclpy.parameter import Parameter
 from vdepth_ros.blas import set_blas_threads
 from vdepth_ros.errors import ConfigError, ModelLoadError, VdepthError
 from vdepth_ros.ros.diagnostics import Watchdog
-from vdepth_ros.ros.intake import InputSide
-from vdepth_ros.ros.outputs import OutputPublishers, largest_burst
+from vdepth_ros.ros.intake import INPUT_TOPICS, InputSide
+from vdepth_ros.ros.outputs import MAIN_TOPICS, OUTPUT_TOPICS, OutputPublishers, largest_burst
 from vdepth_ros.ros.params import (
     ParamSpec,
     node_param_specs,
@@ -231,7 +231,7 @@ class _DepthNodeCore:
         self.diag_timer = self.create_timer(self.p["diagnostics_period"], self.status.publish, clock=steady)
         self._active = True
         self.status.note_activation()
-        names = ", ".join(self.resolve_topic_name(t) for t in ("depth", "disparity", "points", "depth/camera_info"))
+        names = ", ".join(self.resolve_topic_name(t) for t in MAIN_TOPICS)
         self.get_logger().info(
             f"subscribed to {inputs}; publishing {self.outputs.policy} frames on {names} ({self.p['output_qos']})"
         )
@@ -468,17 +468,24 @@ def camera_namespaces(names: list[str]) -> list[str]:
     return out
 
 
-def _check_no_namespace_remap(namespaces: list[str], context: Any = None) -> None:
-    """Refuse a global `-r __ns:=...` with `--cameras` before any model is loaded: a bare node of the
-    depth node's name (nothing declared, no services) shows where the remaps put each camera.
+def _check_cameras_apart(namespaces: list[str], context: Any = None) -> list[str]:
+    """Check before any model is loaded that the process's remaps keep the cameras apart: a bare
+    node of the depth node's name per camera (nothing declared, no services) shows where they put
+    its namespace and topics. Returns one warning per input topic that several cameras resolve to
+    the same topic (each would process the same stream: a relative rule such as `-r image:=/cam/image`
+    applies to every camera; wanted only to run two configurations on one camera).
 
     Raises:
-        ConfigError: a `__ns` remap moves a camera out of the namespace it was named with.
+        ConfigError: a `__ns` remap moves a camera out of the namespace it was named with, or two
+            cameras would publish on one output topic (every subscriber would get both streams).
     """
+    resolved: dict[str, dict[str, str]] = {}  # topic -> {camera namespace: resolved name}
     for ns in namespaces:
         probe = Node(NODE_NAME, namespace=ns, context=context, start_parameter_services=False, enable_rosout=False)
         try:
             actual = probe.get_namespace()
+            for topic in (*INPUT_TOPICS, *OUTPUT_TOPICS):
+                resolved.setdefault(topic, {})[ns] = probe.resolve_topic_name(topic)
         finally:
             probe.destroy_node()
         if actual != ns:  # a global remap overrides every node's namespace
@@ -486,6 +493,23 @@ def _check_no_namespace_remap(namespaces: list[str], context: Any = None) -> Non
                 f"camera {ns} was put in namespace {actual} by a '__ns' remap, which applies to every node of "
                 "the process; name the cameras with their full namespaces instead (--cameras robot1/front robot1/rear)"
             )
+    warnings = []
+    for topic, by_camera in resolved.items():
+        cameras: dict[str, list[str]] = {}
+        for ns, name in by_camera.items():
+            cameras.setdefault(name, []).append(ns)
+        for name, shared in cameras.items():
+            if len(shared) < 2:
+                continue
+            what = (
+                f"cameras {', '.join(shared)} all resolve '{topic}' to {name}: a relative remap (-r {topic}:={name}) "
+                f"applies to every camera of --cameras; remap each camera's topic by full name instead "
+                f"(-r {shared[0]}/{topic}:=...; docs/node.md, Several cameras in one process)"
+            )
+            if topic not in INPUT_TOPICS:
+                raise ConfigError(f"{what}. Two cameras cannot publish on one topic: subscribers get both streams")
+            warnings.append(f"{what}; each of these cameras processes the same stream")
+    return warnings
 
 
 def build_nodes(
@@ -498,13 +522,14 @@ def build_nodes(
     nodes built so far are closed before it propagates.
 
     Raises:
-        ConfigError: a camera name is invalid, or a `__ns` remap puts every camera in one namespace.
+        ConfigError: a camera name is invalid, a `__ns` remap puts every camera in one namespace, or a
+            remap puts two cameras' outputs on one topic.
     """
     node_cls: type[DepthNode | ManagedDepthNode] = ManagedDepthNode if managed else DepthNode
     namespaces = camera_namespaces(cameras)
     if not namespaces:
         return [node_cls(**kwargs)], None
-    _check_no_namespace_remap(namespaces, kwargs.get("context"))
+    warnings = _check_cameras_apart(namespaces, kwargs.get("context"))
     pool = EnginePool()
     nodes: list[DepthNode | ManagedDepthNode] = []
     try:
@@ -515,6 +540,8 @@ def build_nodes(
             node.close()
         pool.close()
         raise
+    for warning in warnings:
+        nodes[0].get_logger().warning(warning)
     if managed:
         nodes[0].get_logger().info(f"{len(nodes)} managed cameras ({', '.join(namespaces)}), unconfigured")
     else:

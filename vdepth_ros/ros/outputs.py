@@ -38,6 +38,12 @@ def auto_depth(burst: int) -> int:
     return 2 * int(burst)
 
 
+#: The output topics of one frame status, relative to the node (`provisional/` prefixes the early ones).
+MAIN_TOPICS = ("depth", "disparity", "points", "depth/camera_info")
+#: Every output topic a node may publish on (`publish: both` adds the provisional ones; the colormap).
+OUTPUT_TOPICS = (*MAIN_TOPICS, *(f"provisional/{t}" for t in MAIN_TOPICS), "~/depth_colormap")
+
+
 class _Topics:
     """The publishers of one frame status (main topics, or `provisional/...`)."""
 
@@ -52,10 +58,11 @@ class _Topics:
                 qos_overriding_options=output_overrides(),
             )
 
-        self.depth = pub(Image, "depth")
-        self.disparity = pub(Image, "disparity")
-        self.points = pub(PointCloud2, "points")
-        self.camera_info = pub(CameraInfo, "depth/camera_info")
+        depth, disparity, points, camera_info = MAIN_TOPICS
+        self.depth = pub(Image, depth)
+        self.disparity = pub(Image, disparity)
+        self.points = pub(PointCloud2, points)
+        self.camera_info = pub(CameraInfo, camera_info)
 
     def all(self) -> list[Any]:
         return [self.depth, self.disparity, self.points, self.camera_info]
