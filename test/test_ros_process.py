@@ -423,6 +423,15 @@ def test_a_relative_input_remap_with_cameras_is_named_once(tmp_path: Path) -> No
     assert "-r /front/image:=..." in warned[0] and "same stream" in warned[0]
 
 
+def test_cameras_given_twice_start_every_camera() -> None:
+    """`vdepth-node --cameras front --cameras rear` (one flag per camera, as a script may build it)
+    started only rear: argparse kept the last list, without a word."""
+    from vdepth_ros.ros.cli import parser
+
+    assert parser().parse_args(["--cameras", "front", "--cameras", "rear", "side"]).cameras == ["front", "rear", "side"]
+    assert parser().parse_args([]).cameras == []
+
+
 def test_main_usage(capsys: pytest.CaptureFixture[str]) -> None:
     from vdepth_ros.ros.node import main
 

@@ -46,6 +46,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--cameras",
         nargs="+",
+        action="extend",  # `--cameras front --cameras rear` is both, not only the last
         metavar="NAME",
         default=[],
         help="one depth_node per camera, in namespaces /NAME (topics /front/image -> /front/depth, ...), "
