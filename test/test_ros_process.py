@@ -590,6 +590,31 @@ def test_a_params_file_that_applies_to_no_node_of_the_process_is_named(tmp_path:
     assert "params file" not in out.replace(warned[0], "")  # the run_node's own /** file is not named
 
 
+def test_a_camera_that_sends_nothing_is_named_once_while_the_other_runs(tmp_path: Path) -> None:
+    """`--cameras front rear` with the rear camera's remap mistyped (or its driver down): front
+    published, rear stayed silent and the log said nothing about it (only /diagnostics "no input
+    images"). After 10 s without an image the rear node names its topic and the fix, once."""
+    first: list[float] = []  # when front's first depth arrived: both cameras were active by then
+
+    def done(got: dict[str, list]) -> bool:
+        if got["/front/depth"] and not first:
+            first.append(time.monotonic())
+        return bool(first) and time.monotonic() - first[0] > 11
+
+    got, out = run_node(
+        tmp_path,
+        ["--cameras", "front", "rear", "--ros-args", "-r", "/rear/image:=/cam_raer/image"],
+        {"front": ("/front/image", "/front/camera_info")},
+        {"/front/depth": Image},
+        done=done,
+    )
+    assert got["/front/depth"]
+    warned = [line for line in out.splitlines() if "no image has arrived" in line]
+    assert len(warned) == 1 and "[WARN]" in warned[0] and "rear.depth_node" in warned[0], out
+    assert "'/cam_raer/image' in 10 s: nothing publishes it: remap image" in warned[0]
+    assert "-r /cam_raer/image:=" in warned[0]
+
+
 def test_a_camera_section_without_the_launch_namespace_is_named(tmp_path: Path) -> None:
     """`--cameras robot1/front robot1/rear` (what the launch file's namespace:=robot1 cameras:="front rear"
     starts) with the `/front/depth_node:` section docs/node.md shows: rcl skipped the section without a

@@ -10,12 +10,16 @@ from typing import Any
 from diagnostic_msgs.msg import DiagnosticArray
 
 from vdepth_ros.ros.diagnostics import level_for, make_array, make_status
+from vdepth_ros.ros.intake import ACROSS_PROCESSES
 from vdepth_ros.ros.startup import CLOCK
 from vdepth_ros.runtime.shared import SharedEngine
 
 
 class StatusReporter:
     """/diagnostics of one `_DepthNodeCore` (its `intake`, `processor`, `outputs`, `watchdog`, `log`)."""
+
+    #: After this long active without any image, the node says so once (a camera not remapped...).
+    NO_IMAGE_WARN_S = 10.0
 
     def __init__(self, node: Any) -> None:
         self.node = node
@@ -31,6 +35,7 @@ class StatusReporter:
         self._first_image_at: float | None = None
         self._clock_warned = False
         self._shared_warned = False
+        self._no_image_warned = False
 
     def destroy(self) -> None:
         self.node.destroy_publisher(self.publisher)
@@ -67,6 +72,32 @@ class StatusReporter:
                 "/diagnostics is meaningless): play the bag with its clock (ros2 bag play --clock), or set "
                 "use_sim_time:=false for a live camera"
             )
+
+    def _check_no_image(self) -> None:
+        """WARN once when no image has arrived `NO_IMAGE_WARN_S` after activation, naming the topic,
+        its publishers and the fix: otherwise only /diagnostics says "no input images", and a camera
+        left on its default topic (or, with --cameras, one camera of several) just stays silent."""
+        node = self.node
+        if self._no_image_warned or node.intake.rate.total or time.monotonic() - self._activated < self.NO_IMAGE_WARN_S:
+            return
+        self._no_image_warned = True
+        topic = node.resolve_topic_name("image")
+        publishers = node.count_publishers(topic)
+        if not publishers:
+            why = (
+                f"nothing publishes it: remap image to the camera's image topic (-r {topic}:=/camera/color/image_raw; "
+                "with --cameras by the camera's full name)"
+            )
+        else:
+            why = (
+                f"it has {publishers} publisher(s) but none of their images arrived: input_qos reliable matches no "
+                "best-effort camera (named in an incompatible-QoS WARN), and large best-effort images between "
+                f"processes need the Fast DDS profile ({ACROSS_PROCESSES})"
+            )
+        node.get_logger().warning(
+            f"no image has arrived on '{topic}' in {self.NO_IMAGE_WARN_S:.0f} s: {why}; nothing is published "
+            "until one does"
+        )
 
     def _check_shared_outputs(self) -> None:
         """WARN once when another node publishes on this node's output topics (two cameras' nodes in
@@ -132,6 +163,7 @@ class StatusReporter:
             node.intake.check_topic_types()
             node.intake.check_camera_info()
             self._check_sim_clock()
+            self._check_no_image()
             self._check_shared_outputs()
             values = self.values()
             queue, loss = node.intake.queue, node.intake.loss
