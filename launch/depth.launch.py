@@ -3,6 +3,8 @@
     ros2 launch vdepth_ros depth.launch.py image:=/camera/color/image_raw \
         camera_info:=/camera/color/camera_info namespace:=robot1
 
+`depth_camera_info` (the intrinsics of depth, disparity and points) follows `depth` unless given.
+
 Several cameras in one process, sharing the loaded model (docs/node.md, "Several cameras"):
 
     ros2 launch vdepth_ros depth.launch.py cameras:="front rear" namespace:=robot1
@@ -34,8 +36,18 @@ except ModuleNotFoundError as err:  # ROS from pip: no launch/launch_ros wheels
     ) from err
 
 
-#: Arguments that remap one camera's topic: with `cameras` they would apply to every camera.
-TOPIC_ARGUMENTS = ("image", "camera_info", "sparse_depth", "camera_pose", "depth", "disparity", "points")
+#: The launch arguments that remap one camera's topics: argument -> the node's topic (its default).
+#: With `cameras` they would apply to every camera.
+TOPIC_ARGUMENTS = {
+    "image": "image",
+    "camera_info": "camera_info",
+    "sparse_depth": "sparse_depth",
+    "camera_pose": "camera_pose",
+    "depth": "depth",
+    "disparity": "disparity",
+    "points": "points",
+    "depth_camera_info": "depth/camera_info",  # default: next to wherever `depth` goes
+}
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -64,6 +76,11 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("depth", default_value="depth", description="output depth topic (32FC1, metres)"),
         DeclareLaunchArgument("disparity", default_value="disparity", description="output relative disparity topic"),
         DeclareLaunchArgument("points", default_value="points", description="output organized point cloud topic"),
+        DeclareLaunchArgument(
+            "depth_camera_info",
+            default_value="",
+            description="output intrinsics of depth, disparity and points (empty: DEPTH/camera_info, next to depth)",
+        ),
         DeclareLaunchArgument("log_level", default_value="info", description="node log level"),
         DeclareLaunchArgument(
             "managed",
@@ -91,9 +108,9 @@ def depth_nodes(context: object) -> list[Node]:
         prefix = LaunchConfiguration("namespace").perform(context).strip("/")
         names = [f"{prefix}/{c.strip('/')}" if prefix else c.strip("/") for c in cameras]
         given = {a: LaunchConfiguration(a).perform(context) for a in TOPIC_ARGUMENTS}
-        given = {a: v for a, v in given.items() if v != a}  # each argument's default is its own name
+        given = {a: v for a, v in given.items() if v not in (TOPIC_ARGUMENTS[a], "")}  # not left at its default
         if given:  # ignored without a word, the camera would wait on /NAME/image for ever
-            remaps = ", ".join(f"('/{names[0]}/{a}', '{v}')" for a, v in given.items())
+            remaps = ", ".join(f"('/{names[0]}/{TOPIC_ARGUMENTS[a]}', '{v}')" for a, v in given.items())
             raise RuntimeError(
                 f"{', '.join(f'{a}:={v}' for a, v in given.items())} remaps one camera's topic, but cameras:= "
                 f"starts {len(names)} camera(s) whose topics are /{names[0]}/image, ...: remap each camera's "
@@ -111,6 +128,7 @@ def depth_nodes(context: object) -> list[Node]:
                 arguments=[*flags, "--cameras", *names, "--ros-args", "--log-level", log_level],
             )
         ]
+    depth = LaunchConfiguration("depth").perform(context)
     node = Node(
         package="vdepth_ros",
         executable="depth_node",
@@ -120,14 +138,9 @@ def depth_nodes(context: object) -> list[Node]:
         emulate_tty=True,
         parameters=[LaunchConfiguration("params_file")],
         remappings=[
-            ("image", LaunchConfiguration("image")),
-            ("camera_info", LaunchConfiguration("camera_info")),
-            ("sparse_depth", LaunchConfiguration("sparse_depth")),
-            ("camera_pose", LaunchConfiguration("camera_pose")),
-            ("depth", LaunchConfiguration("depth")),
-            ("disparity", LaunchConfiguration("disparity")),
-            ("points", LaunchConfiguration("points")),
-        ],
+            (topic, LaunchConfiguration(arg)) for arg, topic in TOPIC_ARGUMENTS.items() if arg != "depth_camera_info"
+        ]
+        + [("depth/camera_info", LaunchConfiguration("depth_camera_info").perform(context) or f"{depth}/camera_info")],
         arguments=[*flags, "--ros-args", "--log-level", log_level],
     )
     return [node]

@@ -144,6 +144,7 @@ def test_launch_one_camera_remaps_its_topics(repo_root: Path, monkeypatch: pytes
         "depth",
         "disparity",
         "points",
+        "depth/camera_info",
     ]
     assert node["arguments"] == ["--ros-args", "--log-level", "debug"]
 
@@ -224,6 +225,7 @@ def test_launch_file_nodes_and_arguments_with_stand_in_launch(repo_root: Path, m
     *args, nodes_for = entities
     defaults = {a.args[0]: a.kw["default_value"] for a in args}
     documented = {"image", "camera_info", "sparse_depth", "camera_pose", "depth", "disparity", "points"}
+    documented |= {"depth_camera_info"}
     assert set(defaults) == documented | {"namespace", "params_file", "log_level", "cameras", "managed"}  # node.md
     assert defaults["params_file"] == "/opt/share/vdepth_ros/config/depth.yaml"
 
@@ -234,7 +236,7 @@ def test_launch_file_nodes_and_arguments_with_stand_in_launch(repo_root: Path, m
 
     single = node(image="/cam/image_rect")
     assert single.kw["arguments"] == ["--ros-args", "--log-level", "info"]
-    assert {r[0] for r in single.kw["remappings"]} == documented
+    assert {r[0] for r in single.kw["remappings"]} == documented - {"depth_camera_info"} | {"depth/camera_info"}
     assert node(managed="true").kw["arguments"][0] == "--managed"
     multi = node(cameras="front rear", namespace="/robot1/", managed="True")
     assert multi.kw["arguments"] == [
@@ -261,4 +263,24 @@ def test_launch_cameras_refuse_a_single_camera_topic_argument(
     (node,) = opaque[1](_context(entities, cameras="front rear", namespace="robot1"))  # defaults: no error
     assert node["arguments"][:3] == ["--cameras", "robot1/front", "robot1/rear"]
     (single,) = opaque[1](_context(entities, **{argument: "/cam_front/x"}))  # one camera: the remap
-    assert (argument, argument) in [(k, v.name) for k, v in single["remappings"]]
+    assert (argument, argument) in [(k, getattr(v, "name", v)) for k, v in single["remappings"]]
+
+
+def test_launch_depth_camera_info_follows_depth(repo_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`depth:=/front_cam/depth` moved depth but left its intrinsics on /depth/camera_info (no launch
+    argument reached that topic), apart from the depth image depth_image_proc and RViz pair it with.
+    They now follow depth, and `depth_camera_info:=` puts them anywhere."""
+    mod = _load_launch_with_fakes(repo_root, monkeypatch)
+    entities = mod.generate_launch_description()
+    (opaque,) = [e for e in entities if e[0] == "opaque"]
+
+    def info_remap(**over: str) -> str:
+        (node,) = opaque[1](_context(entities, **over))
+        (value,) = [v for k, v in node["remappings"] if k == "depth/camera_info"]
+        return value
+
+    assert info_remap() == "depth/camera_info"  # relative: under the node's namespace, as before
+    assert info_remap(depth="/front_cam/depth") == "/front_cam/depth/camera_info"
+    assert info_remap(depth="/front_cam/depth", depth_camera_info="/front_cam/info") == "/front_cam/info"
+    with pytest.raises(RuntimeError, match="depth_camera_info:=/x"):
+        opaque[1](_context(entities, cameras="front rear", depth_camera_info="/x"))
