@@ -412,7 +412,7 @@ def test_a_relative_input_remap_with_cameras_is_named_once(tmp_path: Path) -> No
     same stream: /rear/depth was the front camera's depth, without a word. The node names it once."""
     got, out = run_node(
         tmp_path,
-        ["--cameras", "front", "rear", "--ros-args", "-r", "image:=/cam/image"],
+        ["--cameras", "front", "rear", "--ros-args", "-r", "image:=/cam/image", "-r", "camera_pose:=/vio/pose"],
         {"cam": ("/cam/image", "/front/camera_info"), "rear": ("/unused/image", "/rear/camera_info")},
         {"/front/depth": Image, "/rear/depth": Image},
     )
@@ -421,6 +421,7 @@ def test_a_relative_input_remap_with_cameras_is_named_once(tmp_path: Path) -> No
     assert len(warned) == 1 and "[WARN]" in warned[0], out
     assert "cameras /front, /rear all resolve 'image' to /cam/image" in warned[0]
     assert "-r /front/image:=..." in warned[0] and "same stream" in warned[0]
+    assert "'camera_pose'" not in out  # one odometry topic for several cameras may be meant
 
 
 def test_cameras_given_twice_start_every_camera() -> None:

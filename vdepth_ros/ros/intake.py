@@ -34,8 +34,6 @@ from vdepth_ros.ros.worker import DropOldestQueue, RateLimitedLog
 
 #: Where the input-loss warning sends the user (docs section written from measurements).
 ACROSS_PROCESSES = "docs/node.md#across-processes"
-#: Every input topic a node may subscribe to, relative to the node (`sparse_depth`/`camera_pose` optional).
-INPUT_TOPICS = ("image", "camera_info", "sparse_depth", "camera_pose")
 
 
 def _type_name(msg_type: type) -> str:

@@ -25,7 +25,7 @@ from rclpy.parameter import Parameter
 from vdepth_ros.blas import set_blas_threads
 from vdepth_ros.errors import ConfigError, ModelLoadError, VdepthError
 from vdepth_ros.ros.diagnostics import Watchdog
-from vdepth_ros.ros.intake import INPUT_TOPICS, InputSide
+from vdepth_ros.ros.intake import InputSide
 from vdepth_ros.ros.outputs import MAIN_TOPICS, OUTPUT_TOPICS, OutputPublishers, largest_burst
 from vdepth_ros.ros.params import (
     ParamSpec,
@@ -471,9 +471,10 @@ def camera_namespaces(names: list[str]) -> list[str]:
 def _check_cameras_apart(namespaces: list[str], context: Any = None) -> list[str]:
     """Check before any model is loaded that the process's remaps keep the cameras apart: a bare
     node of the depth node's name per camera (nothing declared, no services) shows where they put
-    its namespace and topics. Returns one warning per input topic that several cameras resolve to
-    the same topic (each would process the same stream: a relative rule such as `-r image:=/cam/image`
-    applies to every camera; wanted only to run two configurations on one camera).
+    its namespace and topics. Returns a warning when several cameras resolve `image` to one topic
+    (each would process the same stream: a relative rule such as `-r image:=/cam/image` applies to
+    every camera; wanted only to run two configurations on one camera; other inputs, such as one
+    odometry topic, may be shared).
 
     Raises:
         ConfigError: a `__ns` remap moves a camera out of the namespace it was named with, or two
@@ -484,7 +485,7 @@ def _check_cameras_apart(namespaces: list[str], context: Any = None) -> list[str
         probe = Node(NODE_NAME, namespace=ns, context=context, start_parameter_services=False, enable_rosout=False)
         try:
             actual = probe.get_namespace()
-            for topic in (*INPUT_TOPICS, *OUTPUT_TOPICS):
+            for topic in ("image", *OUTPUT_TOPICS):
                 resolved.setdefault(topic, {})[ns] = probe.resolve_topic_name(topic)
         finally:
             probe.destroy_node()
@@ -506,7 +507,7 @@ def _check_cameras_apart(namespaces: list[str], context: Any = None) -> list[str
                 f"applies to every camera of --cameras; remap each camera's topic by full name instead "
                 f"(-r {shared[0]}/{topic}:=...; docs/node.md, Several cameras in one process)"
             )
-            if topic not in INPUT_TOPICS:
+            if topic != "image":
                 raise ConfigError(f"{what}. Two cameras cannot publish on one topic: subscribers get both streams")
             warnings.append(f"{what}; each of these cameras processes the same stream")
     return warnings
