@@ -613,7 +613,7 @@ def test_a_camera_that_sends_nothing_is_named_once_while_the_other_runs(tmp_path
     warned = [line for line in out.splitlines() if "no image has arrived" in line]
     assert len(warned) == 1 and "[WARN]" in warned[0] and "rear.depth_node" in warned[0], out
     assert "'/cam_raer/image' in 10 s: nothing publishes it: remap image" in warned[0]
-    assert "-r /cam_raer/image:=" in warned[0]
+    assert "-r /rear/image:=/camera/color/image_raw" in warned[0]  # the rule to correct
 
 
 def test_a_camera_section_without_the_launch_namespace_is_named(tmp_path: Path) -> None:

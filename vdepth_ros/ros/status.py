@@ -83,11 +83,9 @@ class StatusReporter:
         self._no_image_warned = True
         topic = node.resolve_topic_name("image")
         publishers = node.count_publishers(topic)
-        if not publishers:
-            why = (
-                f"nothing publishes it: remap image to the camera's image topic (-r {topic}:=/camera/color/image_raw; "
-                "with --cameras by the camera's full name)"
-            )
+        if not publishers:  # the rule to write is on the node's own name (rcl applies one rule per name)
+            own = node.resolve_topic_name("image", only_expand=True)
+            why = f"nothing publishes it: remap image to the camera's image topic (-r {own}:=/camera/color/image_raw)"
         else:
             why = (
                 f"it has {publishers} publisher(s) but none of their images arrived: input_qos reliable matches no "
