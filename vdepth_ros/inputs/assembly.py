@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from vdepth_ros.encodings import (
+    camera_from_info,
     decode_compressed,
     depth_from_image,
     get_encoding,
@@ -189,6 +190,17 @@ def camera_info_problem(info: Any, image_size: tuple[int, int] | None = None) ->
                 "(cropped without setting roi?)"
             )
     return None
+
+
+def calibration_problem(info: Any, image_size: tuple[int, int] | None = None) -> str | None:
+    """What makes a calibration the user names (a file, `--intrinsics`) unusable, or None:
+    `camera_info_problem`, and also an uncalibrated (all-zero) camera, which a live camera_info may
+    be (no cloud, named by `camera_missing`) but a calibration given on purpose may not. One rule for
+    `vdepth-bag --camera-info-file` and `vdepth-video --camera-info/--intrinsics`."""
+    problem = camera_info_problem(info, image_size)
+    if problem is None and camera_from_info(info) is None:
+        problem = "its camera matrix is all zero (an uncalibrated camera)"
+    return problem
 
 
 def camera_missing(info: Any, where: str, refused: int = 0) -> str:

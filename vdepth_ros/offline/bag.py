@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vdepth_ros.blas import limit_blas_threads_for_tool
-from vdepth_ros.encodings import camera_from_info, info_signature
+from vdepth_ros.encodings import info_signature
 from vdepth_ros.errors import VdepthError
-from vdepth_ros.inputs.assembly import DEFAULT_MAX_INPUT_PIXELS, camera_info_problem
+from vdepth_ros.inputs.assembly import DEFAULT_MAX_INPUT_PIXELS, calibration_problem
 from vdepth_ros.inputs.resets import StreamResets
 from vdepth_ros.offline.atomic import AtomicOutput
 from vdepth_ros.offline.bag_reader import BagFrameSource
@@ -243,9 +243,7 @@ def _fixed_camera_info(camera_info_file: str | Path | None, camera_info_topic: s
         return None
     info = load_camera_info(camera_info_file)
     # a calibration the user names is checked before any work, as vdepth-video checks its --camera-info
-    problem = camera_info_problem(info)
-    if problem is None and camera_from_info(info) is None:
-        problem = "its camera matrix is all zero (an uncalibrated camera)"
+    problem = calibration_problem(info)
     if problem is not None:
         raise OfflineError(f"--camera-info-file {camera_info_file}: {problem}; give the camera's calibration")
     summary.notes.append(f"camera_info from {camera_info_file} for every frame (the bag's is not read)")

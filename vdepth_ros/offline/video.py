@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from vdepth_ros.blas import limit_blas_threads_for_tool
 from vdepth_ros.encodings import camera_from_info
 from vdepth_ros.errors import InputError, VdepthError
-from vdepth_ros.inputs.assembly import camera_info_problem
+from vdepth_ros.inputs.assembly import calibration_problem
 from vdepth_ros.offline.atomic import AtomicOutput
 from vdepth_ros.offline.errors import OfflineError
 from vdepth_ros.offline.runner import (
@@ -269,7 +269,7 @@ def _video_camera(
 
 def _check_camera(info: Any, size: tuple[int, int] | None, what: str, fix: str) -> None:
     """Refuse a camera that cannot be the clip's, as the node refuses such a camera_info
-    (`camera_info_problem`: positive focal lengths, principal point inside the image, the clip's
+    (`calibration_problem`: positive focal lengths, principal point inside the image, the clip's
     aspect ratio), and an uncalibrated (all-zero) one: scaled onto the clip without a word, it
     would bend or stretch every cloud, or give none.
 
@@ -277,9 +277,7 @@ def _check_camera(info: Any, size: tuple[int, int] | None, what: str, fix: str) 
         size: the clip's `(width, height)`, None when unknown.
         what, fix: the option named in the error and what it must be.
     """
-    problem = camera_info_problem(info, None if size is None else (size[1], size[0]))
-    if problem is None and camera_from_info(info) is None:
-        problem = "its camera matrix is all zero (an uncalibrated camera)"
+    problem = calibration_problem(info, None if size is None else (size[1], size[0]))
     if problem is not None:
         raise OfflineError(f"{what}: {problem}; give {fix}")
 
