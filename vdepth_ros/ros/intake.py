@@ -167,14 +167,20 @@ class InputSide:
                     f"messages arrive: {_type_hint(topic, wanted, other)}",
                 )
 
+    def _latched_info_publishers(self) -> list[Any]:
+        """The transient_local (latched) CameraInfo publishers on the camera_info topic."""
+        node = self._node
+        return [
+            info
+            for info in node.get_publishers_info_by_topic(node.resolve_topic_name("camera_info"))
+            if info.topic_type == _type_name(CameraInfo)
+            and info.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL
+        ]
+
     def camera_info_latched(self) -> bool:
         """Whether a transient_local (latched) camera_info publisher is on the topic: its message is on
         its way through the subscription `check_camera_info` makes, so frames without one are no fault."""
-        transient = DurabilityPolicy.TRANSIENT_LOCAL
-        return self._latched_info is not None or any(
-            info.topic_type == _type_name(CameraInfo) and info.qos_profile.durability == transient
-            for info in self._node.get_publishers_info_by_topic(self._node.resolve_topic_name("camera_info"))
-        )
+        return self._latched_info is not None or bool(self._latched_info_publishers())
 
     def check_camera_info(self) -> None:
         """While no camera_info has arrived: take a latched one.
@@ -188,17 +194,14 @@ class InputSide:
         subscription and from the status timer."""
         if self._info_arrived or not self.subscriptions or self._latched_info is not None:
             return
-        node = self._node
-        topic = node.resolve_topic_name("camera_info")
-        transient = DurabilityPolicy.TRANSIENT_LOCAL
-        latched = [
-            info
-            for info in node.get_publishers_info_by_topic(topic)
-            if info.topic_type == _type_name(CameraInfo) and info.qos_profile.durability == transient
-        ]
+        latched = self._latched_info_publishers()
         if not latched:
             return
-        qos = QoSProfile(depth=1, reliability=latched[0].qos_profile.reliability, durability=transient)
+        node = self._node
+        topic = node.resolve_topic_name("camera_info")
+        qos = QoSProfile(
+            depth=1, reliability=latched[0].qos_profile.reliability, durability=DurabilityPolicy.TRANSIENT_LOCAL
+        )
         self._latched_info = node.create_subscription(
             CameraInfo,
             "camera_info",
