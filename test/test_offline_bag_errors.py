@@ -214,3 +214,16 @@ def test_an_ambiguous_camera_info_topic_is_an_error_naming_the_choices(tmp_path:
     with pytest.raises(MissingTopicError, match=choices):
         BagFrameSource(bag, image_topic="/cam2/image_raw", camera_info_topic="/camera_info",
                        camera_info_topic_explicit=False).open()  # fmt: skip
+
+
+def test_another_cameras_camera_info_names_the_bag_option_not_a_remap(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The camera_info of another camera (another frame_id) is named with vdepth-bag's way to choose
+    one, `--camera-info-topic`, not the node's remap."""
+    bag = _two_camera_bag(tmp_path / "two")
+    with caplog.at_level("WARNING"), BagFrameSource(bag, image_topic="/cam2/image_raw",
+                                                    camera_info_topic="/cam1/camera_info") as src:  # fmt: skip
+        assert len(list(src.frames())) == 3
+    warned = [r.getMessage() for r in caplog.records if "the camera_info is in frame 'cam1_optical'" in r.getMessage()]
+    assert len(warned) == 1 and "--camera-info-topic" in warned[0] and "remap" not in warned[0], warned

@@ -230,6 +230,8 @@ class FrameAssembler:
         sparse_depth: "none", "image", "pointcloud" or "pose" (the node's `sparse_depth`).
         max_input_pixels: larger images are refused before decoding (0: no limit).
         report: `report(kind, message)` for problems that keep the frame (`REPORT_KINDS`).
+        choose_info: how the user picks this camera's camera_info, named when the one in use is
+            another camera's (the node: a remap; `vdepth-bag`: `--camera-info-topic`).
     """
 
     def __init__(
@@ -239,7 +241,9 @@ class FrameAssembler:
         sparse_depth: str = "none",
         max_input_pixels: int = DEFAULT_MAX_INPUT_PIXELS,
         report: Callable[[str, str], None] | None = None,
+        choose_info: str = "remap camera_info to this camera's",
     ) -> None:
+        self.choose_info = choose_info
         self.rectifier = Rectifier() if rectify else None
         self.triangulator = PoseTriangulator() if sparse_depth == "pose" else None
         self.max_input_pixels = int(max_input_pixels)
@@ -341,8 +345,7 @@ class FrameAssembler:
             self._report(
                 "camera_info_frame",
                 f"the camera_info is in frame {theirs!r}, the image in {ours!r}: its intrinsics are used for the image "
-                "(the outputs keep the image's frame); if it is another camera's camera_info, remap camera_info to "
-                "this camera's",
+                f"(the outputs keep the image's frame); if it is another camera's camera_info, {self.choose_info}",
             )
 
     def _check_sparse_frame(self, sparse: Any, image: Any) -> None:

@@ -135,6 +135,7 @@ class BagFrameSource:
             sparse_depth="pose" if camera_pose_topic else ("image" if sparse_depth_topic else "none"),
             max_input_pixels=max_input_pixels,
             report=self._report,
+            choose_info="choose this camera's with --camera-info-topic",
         )
         self._frame_lacks_pose = False
         self._fixed_info = camera_info  # from a calibration file: used for every frame
@@ -439,11 +440,8 @@ class BagFrameSource:
                 )
         elif kind == "sparse_frame":
             log.warning("%s (%r)", message, self.sparse_depth_topic)  # once per pair of frames (the assembler)
-        elif kind == "camera_info_frame":  # once per pair of frames (the assembler); the bag's way to choose
-            log.warning("%s", message.replace("remap camera_info to this camera's", "choose this camera's with "
-                                              "--camera-info-topic"))  # fmt: skip
-        elif kind == "image_frame":
-            log.warning("%s", message)  # once (the assembler)
+        elif kind in ("camera_info_frame", "image_frame"):
+            log.warning("%s", message)  # once (per pair of frames) by the assembler
         elif kind == "camera_info":
             self.stats.refused_camera_infos += 1
             if self.stats.refused_camera_infos == 1:
