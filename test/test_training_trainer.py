@@ -394,16 +394,38 @@ def test_export_checkpoint_does_not_replace_an_export_without_overwrite(
     export = run / "export"
     (export / "NOTES.md").write_text("deployed on robot 3\n")
     before = {p.name: p.read_bytes() for p in export.iterdir()}
-    for source in (ckpt, export / "model.safetensors"):
+    for source, why in ((ckpt, "--overwrite"), (export / "model.safetensors", "overlaps")):
         assert main([*base, "--export-checkpoint", str(source), "--weights-fp16"]) == 2
         err = capsys.readouterr().err
-        assert err.count("\n") == 1 and "export" in err and "Traceback" not in err, err
+        assert err.count("\n") == 1 and "export" in err and why in err and "Traceback" not in err, err
         assert {p.name: p.read_bytes() for p in export.iterdir()} == before  # untouched
-    assert "--overwrite" in err or "overlaps" in err
     assert main([*base, "--export-checkpoint", str(ckpt), "--weights-fp16", "--overwrite"]) == 0  # asked
     assert sorted(p.name for p in export.iterdir()) == ["config.json", "model.safetensors"]
     assert (export / "model.safetensors").stat().st_size < len(before["model.safetensors"])
     assert sorted(p.name for p in run.iterdir() if p.name.startswith(".")) == []  # no staging left behind
+
+
+def test_export_checkpoint_of_weights_that_do_not_fit_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Weights of another model size given to `--export-checkpoint` were torch's strict-load
+    RuntimeError traceback (one line per tensor); now one line naming the tensors, as vdepth-export
+    import says it (`models.base.load_state_checked`)."""
+    from safetensors.torch import load_file, save_file
+    from vdepth_training.train import main
+
+    run = tmp_path / "run"
+    base = ["--config", str(CONFIGS / "vda.yaml"), "--tiny", "--output", str(run)]
+    assert main([*base, "--max-steps", "1"]) == 0
+    state = load_file(str(latest_checkpoint(run) / "model.safetensors"))  # the training step's: `model.` keys
+    name = sorted(k for k, v in state.items() if v.ndim == 2 and k.startswith("model."))[0]
+    state[name] = torch.zeros(state[name].shape[0] + 1, state[name].shape[1])
+    save_file(state, str(tmp_path / "other.safetensors"))
+    capsys.readouterr()
+    assert main([*base, "--export-checkpoint", str(tmp_path / "other.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "tensor(s) of another shape" in err and name.removeprefix("model.") in err, err
+    assert not (run / "export").exists()
 
 
 def test_ctrl_c_before_the_first_step_is_one_line_not_a_traceback(

@@ -54,6 +54,7 @@ from vdepth_training.stages import Stage, plan_stages, stage_lr
 from vdepth_training.weights import STEP_PREFIX, load_init_weights, read_weights
 
 from vdepth_ros.errors import ConfigError
+from vdepth_ros.models.base import load_state_checked
 from vdepth_ros.offline.atomic import AtomicOutput, check_output_path
 from vdepth_ros.offline.errors import OutputExistsError
 
@@ -557,11 +558,12 @@ class Trainer:
         Raises:
             OutputExistsError: `out` exists (not empty) and `overwrite` is false (checked first).
             OfflineError: `out` overlaps `checkpoint`.
+            ModelLoadError: the weights do not fit the recipe's model (the keys or shapes named).
         """
         check_output_path(Path(out), overwrite=overwrite, inputs=[Path(checkpoint)])  # before building the model
         torch.manual_seed(int(self.train_cfg["seed"]))
         model = self.recipe.build_model()
-        model.load_state_dict(read_weights(checkpoint), strict=True)
+        load_state_checked(model, read_weights(checkpoint), f"{checkpoint} does not fit recipe {self.recipe.name!r}")
         with AtomicOutput(out, overwrite=overwrite, inputs=[Path(checkpoint)]) as tmp:
             self.export(model, tmp)
         return Path(out)
