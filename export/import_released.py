@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from vdepth_ros.errors import ConfigError, VdepthError
+from vdepth_ros.errors import ConfigError, VdepthError, closest_name
 from vdepth_ros.offline.atomic import AtomicOutput, check_output_path
 
 #: family -> (what the sources are, how many: (min, max), loader(sources, encoder, variant, overrides))
@@ -89,7 +89,6 @@ def check_overrides(family: str, overrides: dict[str, Any]) -> None:
     Raises:
         ConfigError: an unknown key or a value of another type.
     """
-    import difflib
     import inspect
 
     from vdepth_ros.models import family_class, value_type_problem
@@ -100,8 +99,8 @@ def check_overrides(family: str, overrides: dict[str, Any]) -> None:
     params |= {n: p for n, p in loader_options if p.default is not inspect.Parameter.empty}
     for key, value in overrides.items():
         if key not in params:
-            close = difflib.get_close_matches(key, params, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else f"; known: {', '.join(sorted(params))}"
+            close = closest_name(key, params)
+            hint = f" (did you mean {close!r}?)" if close else f"; known: {', '.join(sorted(params))}"
             raise ConfigError(f"unknown --set key {key!r} for {family}{hint}")
         expected = value_type_problem(params[key].default, value)
         if expected is not None:

@@ -8,7 +8,6 @@ section that is deep-merged over the rest by `--tiny` (dicts merge, lists and sc
 from __future__ import annotations
 
 import copy
-import difflib
 import inspect
 import logging
 from pathlib import Path
@@ -22,7 +21,7 @@ from vdepth_training.data.layouts import LAYOUTS, load_layout
 from vdepth_training.data.toy import load_toy
 from vdepth_training.data.transforms import GEMDEPTH_ASPECTS
 
-from vdepth_ros.errors import ConfigError
+from vdepth_ros.errors import ConfigError, closest_name
 
 log = logging.getLogger("vdepth_training")
 
@@ -158,8 +157,8 @@ def refuse_unknown_keys(where: str, given: Any, known: frozenset[str] | set[str]
         raise ConfigError(f"{where} must be a mapping of keys, got {type(given).__name__}")
     unknown = sorted(set(given) - set(known), key=str)
     if unknown:
-        close = {k: difflib.get_close_matches(str(k), [str(n) for n in known], n=1) for k in unknown}
-        hints = "".join(f" ({k}: did you mean {c[0]!r}?)" for k, c in close.items() if c)
+        close = {k: closest_name(k, known) for k in unknown}
+        hints = "".join(f" ({k}: did you mean {c!r}?)" for k, c in close.items() if c)
         raise ConfigError(f"{where} sets unknown keys {unknown}{hints}; known: {sorted(known)}")
 
 

@@ -10,7 +10,6 @@ marked `dynamic` may change while the node runs; any other change is rejected wi
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import types
 import typing
@@ -20,7 +19,7 @@ from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
-from vdepth_ros.errors import ConfigError
+from vdepth_ros.errors import ConfigError, closest_name
 from vdepth_ros.ros.qos import QOS_PRESETS
 
 
@@ -363,8 +362,8 @@ def unknown_parameters_warning(overridden: Iterable[str], is_declared: Callable[
     names = [spec.name for spec in node_param_specs()]
     parts = []
     for name in unknown:
-        close = difflib.get_close_matches(name, names, n=1, cutoff=0.75)
-        parts.append(f"{name} (did you mean {close[0]}?)" if close else name)
+        close = closest_name(name, names, cutoff=0.75)
+        parts.append(f"{name} (did you mean {close}?)" if close else name)
     return (
         f"ignoring {len(unknown)} parameter(s) this node does not have: {', '.join(parts)}; check the -p "
         "arguments and params file sections for depth_node (every parameter: docs/node.md, Parameters)"
