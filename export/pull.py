@@ -190,16 +190,14 @@ def _download(spec: ReleaseFile, release: Release, output: Path, endpoint: str |
             f"the hub has no {spec.filename} in {spec.repo}@{spec.revision} ({err.__class__.__name__}); "
             "the registry entry may be out of date"
         ) from None
-    except OSError as err:
-        if err.errno not in _STORAGE_ERRNOS:
-            raise DownloadError(f"download of {spec.url_at(endpoint)} failed: {err}\n{manual}") from None
-        from huggingface_hub import constants
-
-        raise DownloadError(
-            f"cannot write the hub cache {constants.HF_HUB_CACHE} ({err.strerror}: {err.filename}): free space "
-            "there, or set HF_HUB_CACHE (or HF_HOME) to a writable folder with room for the release"
-        ) from None
     except (OfflineModeIsEnabled, *_transport_errors()) as err:  # offline, refused, kept failing mid-file
+        if isinstance(err, OSError) and err.errno in _STORAGE_ERRNOS:  # the local disk, not the network
+            from huggingface_hub import constants
+
+            raise DownloadError(
+                f"cannot write the hub cache {constants.HF_HUB_CACHE} ({err.strerror}: {err.filename}): free space "
+                "there, or set HF_HUB_CACHE (or HF_HOME) to a writable folder with room for the release"
+            ) from None
         raise DownloadError(f"download of {spec.url_at(endpoint)} failed: {err}\n{manual}") from None
 
 
