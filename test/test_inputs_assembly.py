@@ -147,6 +147,7 @@ def test_sparse_depth_in_another_frame_is_reported_once_and_still_used() -> None
         assert assembler.assemble(image, 10 + k, with_frame(info(), "depth")).camera is not None
     assert [kind for kind, _ in reports] == ["camera_info_frame"]
     assert "camera_info is in frame 'depth', the image in 'cam'" in reports[0][1]
+    assert "remap camera_info to this camera's" in reports[0][1]  # the node's way (vdepth-bag: its option)
 
 
 # -- image size and decoding -------------------------------------------------------------------
