@@ -25,6 +25,7 @@ from vdepth_training.recipes import recipe_class
 from vdepth_training.trainer import Trainer
 
 from vdepth_ros.errors import ConfigError, VdepthError
+from vdepth_ros.offline.runner import cli_errors
 from vdepth_ros.paths import expand_home
 
 PROG = "python -m vdepth_training.train"
@@ -87,8 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _run(args)
     except (VdepthError, FileNotFoundError, FileExistsError) as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return 2
+        return cli_errors(PROG, err)  # one line, exit 2, as every console tool
     except KeyboardInterrupt:  # Ctrl-C outside the steps (start-up, export) or a second one within them
         print(f"{PROG}: interrupted; --resume continues from the last complete checkpoint", file=sys.stderr)
         return 130
