@@ -489,10 +489,16 @@ def camera_info_fields(camera: CameraModel) -> dict[str, Any]:
     resolution, no distortion (`plumb_bob`, five zeros), `R` = I, `K` = `P`'s 3x3 block, `Tx` = 0 (the
     depth is in this camera's own frame). Float lists, for the node's message, `vdepth-bag`'s and
     `vdepth-video`'s `camera_info.yaml` alike; binning and ROI keep their defaults (none)."""
-    fx, fy, cx, cy = float(camera.fx), float(camera.fy), float(camera.cx), float(camera.cy)
+    return pinhole_fields(camera.fx, camera.fy, camera.cx, camera.cy, camera.width, camera.height)
+
+
+def pinhole_fields(fx: float, fy: float, cx: float, cy: float, width: int, height: int) -> dict[str, Any]:
+    """`camera_info_fields` of plain intrinsics, unchecked (`rectify.pinhole_info` builds the camera_info
+    of a user's `--intrinsics` with it, to be judged as a camera_info is, zeros and all)."""
+    fx, fy, cx, cy = float(fx), float(fy), float(cx), float(cy)
     return {
-        "width": int(camera.width),
-        "height": int(camera.height),
+        "width": int(width),
+        "height": int(height),
         "distortion_model": "plumb_bob",
         "d": [0.0] * 5,
         "k": [fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0],

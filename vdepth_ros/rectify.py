@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 import yaml
 
-from vdepth_ros.encodings import camera_from_info, sparse_depth_from_cloud
+from vdepth_ros.encodings import camera_from_info, pinhole_fields, sparse_depth_from_cloud
 from vdepth_ros.errors import ConfigError, InputError
 from vdepth_ros.stream.cloud import CameraModel
 
@@ -219,21 +219,11 @@ def _matrix(doc: dict, key: str, rows: int, cols: int, path: Path) -> np.ndarray
 def pinhole_info(fx: float, fy: float, cx: float, cy: float, width: int, height: int) -> SimpleNamespace:
     """A camera_info of a distortion-free pinhole camera (`K` = `P`), duck-typed like
     `sensor_msgs/CameraInfo`: what plain intrinsics (`vdepth-video --intrinsics`, a `fx fy cx cy`
-    file) stand for, so they are checked and used as a camera_info is."""
-    K = np.array([fx, 0, cx, 0, fy, cy, 0, 0, 1], np.float64)
-    P = np.hstack([K.reshape(3, 3), np.zeros((3, 1))]).ravel()
-    return SimpleNamespace(
-        width=int(width),
-        height=int(height),
-        distortion_model="plumb_bob",
-        d=np.zeros(0),
-        k=K,
-        r=np.eye(3).ravel(),
-        p=P,
-        roi=None,
-        binning_x=0,
-        binning_y=0,
-    )
+    file) stand for, so they are checked and used as a camera_info is. Its fields are those of the
+    node's `depth/camera_info` (`encodings.pinhole_fields`), as float64 arrays."""
+    fields = pinhole_fields(fx, fy, cx, cy, width, height)
+    arrays = {name: np.asarray(fields.pop(name), np.float64) for name in ("d", "k", "r", "p")}
+    return SimpleNamespace(**fields, **arrays, roi=None, binning_x=0, binning_y=0)
 
 
 def load_camera_info(path: str | Path) -> SimpleNamespace:
