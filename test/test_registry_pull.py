@@ -428,6 +428,17 @@ def test_hub_client_warnings_are_printed_once(hub: Hub, env: dict[str, str]) -> 
     assert len(warned) == 1, res.stderr
 
 
+def _default_signals() -> None:
+    """In the child before exec: SIGINT and SIGTERM at their defaults and unblocked, as a shell or a
+    launch system starts a tool. A process inherits ignored and blocked signals, and the test
+    runner's own state after earlier tests (rclpy installs handlers) must not decide this test."""
+    import signal
+
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 def test_ctrl_c_during_a_download_is_one_line_and_imports_nothing(hub: Hub, env: dict[str, str]) -> None:
     """Ctrl-C (or a SIGTERM) in the middle of a multi-GB download used to print a KeyboardInterrupt
@@ -443,13 +454,18 @@ def test_ctrl_c_during_a_download_is_one_line_and_imports_nothing(hub: Hub, env:
         for sig in (signal.SIGINT, signal.SIGTERM):
             n = len(hub.requests)
             proc = subprocess.Popen([str(script), "pull", "vda-tiny-test"], env=proc_env, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True)  # fmt: skip
+                                    stderr=subprocess.PIPE, text=True, preexec_fn=_default_signals)  # fmt: skip
             deadline = time.monotonic() + 240
             while not any(m == "GET" for m, _, _ in hub.requests[n:]) and time.monotonic() < deadline:
                 time.sleep(0.2)
             time.sleep(0.5)  # the half body is being read
             proc.send_signal(sig)
-            _, err = proc.communicate(timeout=60)
+            try:
+                _, err = proc.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                _, err = proc.communicate()
+                pytest.fail(f"vdepth-export pull went on for 60 s after {signal.Signals(sig).name}:\n{err}")
             assert proc.returncode == 130, (sig, proc.returncode, err)
             assert "Traceback" not in err and "vdepth-export pull: interrupted" in err, err
             assert _leftovers(Path(env[CACHE_ENV])) == []
