@@ -138,3 +138,25 @@ def test_cli_output_in_a_read_only_folder(
     assert main([str(src), "-o", str(tmp_path / "ro" / "out"), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "error: cannot create the output" in err and "Permission denied" in err and "Traceback" not in err
+
+
+def test_a_killed_runs_partial_output_is_removed_by_the_next_run(tmp_path: Path) -> None:
+    """SIGKILL leaves no chance to clean up: its staging folder stayed beside the output for good.
+    The next run for the same output removes it; a live run's or another output's staging stays."""
+    import os
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    stale = tmp_path / f"{STAGING_PREFIX}{dead_pid}-0000abcd"
+    (stale / "out.bag").mkdir(parents=True)
+    (stale / "out.bag" / "half.mcap").write_text("half")
+    live = tmp_path / f"{STAGING_PREFIX}{os.getpid()}-0000beef"
+    (live / "out.bag").mkdir(parents=True)
+    other = tmp_path / f"{STAGING_PREFIX}{dead_pid}-0000cafe"
+    (other / "other.bag").mkdir(parents=True)
+    with AtomicOutput(tmp_path / "out.bag") as path:
+        path.write_text("done")
+    assert (tmp_path / "out.bag").read_text() == "done"
+    assert not stale.exists() and live.exists() and other.exists()

@@ -50,6 +50,31 @@ def check_output_path(final: Path, *, overwrite: bool, inputs: Iterable[Path] = 
             raise OutputExistsError(f"output {final} exists; pass --overwrite to replace it")
 
 
+def _remove_stale_staging(final: Path) -> None:
+    """Delete the staging folders a killed run (SIGKILL, power loss: no clean-up ran) left for the
+    same output: `<parent>/.vdepth-partial-<pid>-<id>/<final name>` whose process no longer runs on
+    this machine. Another output's staging, or a live run's, is left alone."""
+    try:
+        candidates = list(final.parent.glob(f"{STAGING_PREFIX}*"))
+    except OSError:
+        return
+    for staging in candidates:
+        pid = staging.name[len(STAGING_PREFIX) :].split("-", 1)[0]
+        if not pid.isdigit() or not (staging / final.name).exists() or _running(int(pid)):
+            continue
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: it exists
+        return True
+    return True
+
+
 class AtomicOutput:
     """Context manager giving a temporary path to write, renamed to `final` on success.
 
@@ -78,6 +103,7 @@ class AtomicOutput:
 
     def __enter__(self) -> Path:
         check_output_path(self.final, overwrite=self.overwrite, inputs=self.inputs)
+        _remove_stale_staging(self.final)
         staging = self.final.parent / f"{STAGING_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:
             self.final.parent.mkdir(parents=True, exist_ok=True)
