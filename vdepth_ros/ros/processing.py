@@ -69,7 +69,7 @@ class FrameProcessor:
         self.last_fit: Any = None
         self.stop = threading.Event()  # the node is stopping: no more waiting or publishing
         self.on_first_output: Callable[[], None] | None = None
-        self._no_camera_noted: set[str] = set()  # causes of camera-less output already named
+        self._no_camera_noted: set[str] = set()  # kinds of camera-less output already named
         self._stamp_clock_warned = False
 
     def _report(self, kind: str, message: str) -> None:
@@ -173,13 +173,14 @@ class FrameProcessor:
         without its calibration file) saw. An image goes on without camera_info only after
         `camera_info_timeout` without any (`inputs.sync`), so one trailing the first image is not named."""
         info, refused = self.assembler.info, self.assembler.refused_infos
-        if info is None and not refused and self.intake.camera_info_latched():
+        kind = "uncalibrated" if info is not None else "refused" if refused else "none"
+        if kind in self._no_camera_noted:
+            return  # checked first: this runs for every camera-less frame, the graph queries below need not
+        if kind == "none" and self.intake.camera_info_latched():
             return  # the latched camera_info is on its way (`InputSide.check_camera_info`)
+        self._no_camera_noted.add(kind)
         topic, publishers = self.intake.camera_info_topic()
         cause = camera_missing(info, f"on '{topic}'", refused)
-        if cause in self._no_camera_noted:
-            return
-        self._no_camera_noted.add(cause)
         if info is not None:
             fix = "calibrate the camera (camera_calibration) and give the driver the file (e.g. its camera_info_url)"
         elif refused:
