@@ -69,6 +69,24 @@ def test_demo_names_what_is_missing(
     assert not (tmp_path / "out").exists()
 
 
+def test_demo_reads_a_tilde_the_shell_did_not_expand_as_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--out=~/demo` (bash expands no `~` after `=`), a quoted path or one from a script: the demo, like
+    every console tool, writes into the home folder, not into a folder literally named `~` here."""
+    home = tmp_path / "home"
+    home.mkdir()
+    make_clip(home / "clip.mp4", 6)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    run = demo.run_demo  # the bundled model is not needed: the same run with a test engine
+    monkeypatch.setattr(demo, "run_demo", lambda *a, **k: run(*a, **k, engine=LuminanceEngine(48, 64, 8, 3)))
+    assert demo.main(["--out=~/demo", "--input=~/clip.mp4"]) == 0
+    assert (home / "demo" / "summary.json").is_file()
+    assert not (tmp_path / "~").exists()
+    assert str(home / "demo") in capsys.readouterr().out
+
+
 def _have_default() -> bool:
     from vdepth_ros.paths import default_model_dir
 

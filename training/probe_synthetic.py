@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vdepth_ros.paths import expand_home
+
 SEEDS: tuple[int, ...] = (777_001, 777_002, 777_005, 777_011, 777_013, 777_020)
 
 
@@ -87,6 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--style", default="basic", help="render style of the held-out clips (basic, rich)")
     ap.add_argument("--frame-step", type=int, default=1, help="keep every N-th rendered frame (faster motion)")
     args = ap.parse_args(argv)
+    expand_home(args)
     from vdepth_training.config import DEFAULT_RECIPE
 
     torch.set_num_threads(1)

@@ -32,6 +32,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from vdepth_ros.paths import expand_home
+
 GAPS: tuple[int, ...] = (1, 2, 3, 4, 6, 8)
 _LK = {"winSize": (31, 31), "maxLevel": 5}
 
@@ -204,6 +206,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--evaldata", default=None, help="evaldata root (default: as vdepth-eval)")
     ap.add_argument("--frames", type=int, default=120)
     args = ap.parse_args(argv)
+    expand_home(args)
     from vdepth_ros.paths import evaldata_dir
 
     root = Path(args.evaldata) if args.evaldata else evaldata_dir()

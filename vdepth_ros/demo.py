@@ -27,6 +27,7 @@ from vdepth_ros.blas import limit_blas_threads_for_tool
 from vdepth_ros.errors import VdepthError
 from vdepth_ros.offline.errors import OfflineError, OutputExistsError
 from vdepth_ros.offline.runner import cli_errors, load_node_params, setup_logging, sigterm_as_interrupt
+from vdepth_ros.paths import expand_home
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -287,6 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--overwrite", action="store_true", help="allow writing into a folder the demo did not create")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
+    expand_home(args)
     setup_logging(args.verbose)
     from importlib.util import find_spec
 

@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from vdepth_training.data.sequence import Sequence, write_sequence
 
+from vdepth_ros.paths import expand_home
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
 
@@ -116,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", required=True, type=Path, help="vdepth_ros model folder that labels them")
     ap.add_argument("--out", required=True, type=Path, help="output folder (sequence format)")
     args = ap.parse_args(argv)
+    expand_home(args)
     print(f"{len(write_pseudo_labels(args.images, args.model, args.out))} labelled images in {args.out}")
     return 0
 

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from vdepth_training.data.synthetic.materials import STYLES
 from vdepth_training.data.synthetic.writer import write_sample_video, write_synthetic_dataset
 
+from vdepth_ros.paths import expand_home
+
 
 def main(argv: Sequence[str] | None = None) -> None:
     """`python -m vdepth_training.data.synthetic --out DIR --seeds 0:1000 [--frames 24 --size 192 256]`."""
@@ -20,6 +22,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--style", default="basic", choices=sorted(STYLES), help="scene/material distribution")
     ap.add_argument("--sample", default=None, help="write the demo sample clip (MP4 + sidecars) here instead")
     args = ap.parse_args(argv)
+    expand_home(args)
     if args.sample:
         print(write_sample_video(args.sample))
         return
