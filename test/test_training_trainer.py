@@ -333,6 +333,8 @@ def test_ctrl_c_stops_after_the_step_with_a_checkpoint_and_resumes_exactly(tmp_p
         ("vda", {"model": {"use_tiny_confg": True}}, r"model sets unknown keys \['use_tiny_confg'\]"),
         ("vda", {"augment": {"blur_p": 0.5}}, r"augment sets unknown keys \['blur_p'\]"),  # the default recipe's
         ("vda", {"stages": [{"name": "s", "steps": 1, "loss": {"w_gn": 0.1}}]}, r"stages\[0\]\.loss sets .*'w_gm'"),
+        ("vda", {"stages": [{"name": "s", "steps": 1, "lr_nwe": 1e-3}]}, r"stages\[0\] sets .*did you mean 'lr_new'"),
+        ("vda", {"stages": [{"name": "s", "steps": 1, "warmup": 5}]}, r"stages\[0\] sets .*mean 'warmup_steps'"),
         ("vda", {"data": {"sources": [{"layout": "toy", "cuont": 2}]}}, r"data\.sources\[0\].*\['cuont'\].*'count'"),
         ("dvd", {"loss": {"w_spacial": 0.5}}, r"loss sets unknown keys \['w_spacial'\].*did you mean 'w_spatial'"),
         ("fiffdepth", {"data": {"pseudo": {"modle": None}}}, r"data\.pseudo sets unknown keys \['modle'\]"),
@@ -370,6 +372,12 @@ def test_a_misspelt_default_recipe_key_is_one_line_on_the_command_line(
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and f"did you mean {hint!r}" in err, err
     assert not (tmp_path / "run").exists()
+    for stages, expect in ((["warmup"], "stages[0] must be a mapping"), ([{"steps": "many"}], "steps")):
+        path = tmp_path / "stages.yaml"
+        path.write_text(yaml.safe_dump({**raw, "stages": stages}))
+        assert main(["--config", str(path), "--output", str(tmp_path / "run")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and expect in err and "Traceback" not in err, err
     argv = ["--config", str(CONFIGS / "vda.yaml"), "--tiny", "--output", str(tmp_path / "run"), "--data", "x"]
     assert main(argv) == 2
     err = capsys.readouterr().err

@@ -125,9 +125,14 @@ def load_config(path: str | Path, *, tiny: bool = False, overrides: dict[str, An
     stages = cfg.get("stages") or []
     if not stages:
         raise ConfigError(f"{path}: at least one stage is required")
+    if not isinstance(stages, list):
+        raise ConfigError(f"{path}: stages must be a list of stages (`- name: ...` entries), got {stages!r}")
     for i, st in enumerate(stages):
-        if int(st.get("steps", 0)) <= 0:
-            raise ConfigError(f"{path}: stage {i} ({st.get('name')}) needs steps > 0")
+        if not isinstance(st, dict):
+            raise ConfigError(f"{path}: stages[{i}] must be a mapping of stage keys (name, steps, ...), got {st!r}")
+        steps = st.get("steps", 0)
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0:
+            raise ConfigError(f"{path}: stage {i} ({st.get('name')}) needs steps > 0 (an integer), got {steps!r}")
         st.setdefault("name", f"stage{i + 1}")
     return cfg
 

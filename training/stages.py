@@ -75,15 +75,15 @@ def plan_stages(cfg: dict[str, Any], extra_keys: frozenset[str] = frozenset()) -
     """The stages of `cfg` (a loaded recipe) in order, with their effective settings.
 
     Raises:
-        ConfigError: an unknown stage key, a `data` key the recipe lacks, a `restart: false`
-            stage that changes the trained parameters, or an unknown schedule.
+        ConfigError: an unknown stage key (naming the closest known one), a `data` key the recipe
+            lacks, a `restart: false` stage that changes the trained parameters, or an unknown schedule.
     """
+    from vdepth_training.config import refuse_unknown_keys  # torch & data: loaded by every caller by now
+
     plan: list[Stage] = []
     known = STAGE_KEYS | extra_keys
     for i, entry in enumerate(cfg["stages"]):
-        unknown = set(entry) - known
-        if unknown:
-            raise ConfigError(f"stages[{i}] sets {sorted(unknown)}; a stage may set {sorted(known)}")
+        refuse_unknown_keys(f"stages[{i}]", entry, known)
         bad = set(entry.get("data") or {}) - set(cfg["data"]) - {"sources"}
         if bad:
             raise ConfigError(f"stages[{i}].data sets {sorted(bad)}, which the recipe's data does not have")
