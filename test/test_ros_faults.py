@@ -555,6 +555,57 @@ def test_start_up_fault_is_one_line_and_exit_2(
     assert "Traceback" not in err
 
 
+#: params files the node used to start with (rcl then refused them with its own words, or read them
+#: wrongly) or refused with other words than the offline tools: one rule (`param_file.parse_param_file`)
+PARAMS_FILE_FAULTS = {
+    "values outside any ros__parameters": ("/**:\n  window: 8\n", "has no 'ros__parameters:' mapping"),
+    "a list of two types": ("/**:\n  ros__parameters:\n    keyframes: [1, 2.0]\n", "a list must hold one type"),
+    "a parameter without a value": ("/**:\n  ros__parameters:\n    window:\n", "window: no value"),
+    "a key after ros__parameters": (
+        "/**:\n  ros__parameters:\n    window: 8\n  publish: final\n",
+        "keys after ros__parameters",
+    ),
+    "an invalid node name": ("/9node:\n  ros__parameters:\n    window: 8\n", "invalid node name"),
+    "an empty file": ("# window: 8\n", "has no 'ros__parameters:' mapping"),
+    "an empty section": (
+        "/**:\n  ros__parameters:\n    window: 8\ndepth_node: {}\n",
+        "section 'depth_node' has no 'ros__parameters:' mapping",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(PARAMS_FILE_FAULTS))
+def test_a_bad_params_file_stops_the_node_with_the_reason_the_offline_tools_give(
+    tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The node checked a params file's structure with its own rules (fewer than rcl's), the offline
+    tools with `load_params`'s: a file the node started with could be one `vdepth-bag --params` refuses,
+    and rcl's refusal read `cannot start: ROS arguments '...': Couldn't parse params file ...`."""
+    import signal
+
+    from vdepth_ros.config import load_params
+    from vdepth_ros.errors import ConfigError
+    from vdepth_ros.ros.node import main
+
+    text, expect = PARAMS_FILE_FAULTS[name]
+    params = tmp_path / "params.yaml"
+    params.write_text(text)
+    with pytest.raises(ConfigError) as offline:
+        load_params(params)
+    assert expect in str(offline.value)
+    monkeypatch.setenv("ROS_LOG_DIR", str(tmp_path))
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        code = main(["vdepth-node", "--ros-args", "--params-file", str(params)])
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2, err
+    assert lines == [f"cannot start: {offline.value}"], err
+
+
 @pytest.mark.slow
 def test_start_up_faults_as_a_process(tmp_path: Path) -> None:
     """The console script itself: a missing params file (rcl would raise RCLInvalidROSArgsError) and a

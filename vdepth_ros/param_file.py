@@ -26,7 +26,11 @@ The rules (rcl_yaml_param_parser `parse.c` and rclpy `node.cpp`, Kilted; checked
   rcl's order (bool, integer, double, string, then the array types), as rclpy reads rcl's struct.
 
 Deliberately stricter than rcl, where rcl's own parser mis-reads the file: keys after
-`ros__parameters` in the same mapping and an empty mapping as a parameter value are refused here.
+`ros__parameters` in the same mapping and an empty mapping as a parameter value are refused here;
+so are a file without any `ros__parameters` and a node name with nothing under it, which rcl
+ignores (the file's values would never arrive). This is the one structure check: the node checks
+each `--params-file` with it before rcl parses it (`ros.startup.check_params_files`), and the
+offline tools read the node's file through it.
 """
 
 from __future__ import annotations
@@ -140,8 +144,13 @@ def parse_param_file(path: str | Path) -> dict[str, Section]:
     sections: dict[str, Section] = {}
     for doc in _events_to_tree(text, path):
         if doc[0] != "map":
-            raise ConfigError(f"parameter file {path} must map node names to {PARAMS_KEY}")
+            raise ConfigError(f"parameter file {path} must map node names (or /**) to {PARAMS_KEY}")
         _read_names(doc, [], sections, path)
+    if not sections:
+        raise ConfigError(
+            f"parameter file {path} has no '{PARAMS_KEY}:' mapping: it must map node names (or /**) to "
+            f"{PARAMS_KEY} (e.g. '/**:' then '  {PARAMS_KEY}:' then '    window: 8')"
+        )
     return sections
 
 
@@ -152,6 +161,8 @@ def _fail(path: Path, line: int, why: str) -> ConfigError:
 def _read_names(mapping: Any, names: list[str], sections: dict[str, Section], path: Path) -> None:
     """A mapping above `ros__parameters`: its keys are node names or namespaces."""
     seen_params = False
+    if names and not mapping[1]:
+        raise _fail(path, mapping[-1], f"section {'/'.join(names)!r} has no '{PARAMS_KEY}:' mapping")
     for key, value in mapping[1]:
         if key[0] != "scalar" or not key[1]:
             raise _fail(path, key[-1], "a node name must be a non-empty plain key")
@@ -169,8 +180,15 @@ def _read_names(mapping: Any, names: list[str], sections: dict[str, Section], pa
             seen_params = True
         elif value[0] == "map":
             _read_names(value, [*names, key[1]], sections, path)
+        elif names:
+            raise _fail(
+                path,
+                key[-1],
+                f"section {'/'.join(names)!r} has no '{PARAMS_KEY}:' mapping: {key[1]!r} is a value outside one "
+                "(is the node's section indented right?)",
+            )
         else:
-            raise _fail(path, value[-1], f"a value before {PARAMS_KEY} (is the node's section indented right?)")
+            raise _fail(path, key[-1], f"{key[1]!r} is a value, not a node name with a '{PARAMS_KEY}:' mapping")
 
 
 def _check_name(name: str, path: Path, line: int) -> None:

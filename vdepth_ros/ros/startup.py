@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from vdepth_ros.errors import VdepthError
 
@@ -95,42 +94,24 @@ def params_files(argv: list[str]) -> list[str]:
 
 
 def check_params_files(argv: list[str]) -> None:
-    """Check every `--params-file` the way rcl will read it: the file exists and is a YAML mapping of
-    node names (or `/**`) to `ros__parameters` mappings.
+    """Check every `--params-file` before rcl reads it, by the rules the offline tools read it with
+    (`vdepth_ros.param_file.parse_param_file`: YAML, node names, `ros__parameters` mappings,
+    values), so the node refuses exactly the files `vdepth-bag --params` refuses, in the same words.
 
     Raises:
-        StartupError: "<file>: <reason>".
+        StartupError: "<file>: <reason>" (a missing file), else the parameter file's reason, which
+            names the file and line.
     """
+    from vdepth_ros.errors import ConfigError
+    from vdepth_ros.param_file import parse_param_file
+
     for name in params_files(argv):
-        path = Path(name)
-        if not path.is_file():
+        if not Path(name).is_file():
             raise StartupError(f"{name}: no such params file")
         try:
-            doc = yaml.safe_load(path.read_text())
-        except (OSError, UnicodeDecodeError) as err:
-            raise StartupError(f"{name}: cannot be read ({err})") from None
-        except yaml.YAMLError as err:
-            raise StartupError(f"{name}: not valid YAML ({' '.join(str(err).split())})") from None
-        if not isinstance(doc, dict) or not doc:
-            raise StartupError(f"{name}: a params file maps node names (or /**) to ros__parameters")
-        problem = _section_problem(doc, "")
-        if problem:
-            raise StartupError(f"{name}: {problem}")
-
-
-def _section_problem(section: Any, where: str) -> str | None:
-    """What is wrong with a (possibly namespace-nested) params-file section, or None."""
-    if not isinstance(section, dict) or not section:
-        return f"section {where or '/'!r} has no 'ros__parameters:' mapping"
-    if "ros__parameters" in section:
-        if not isinstance(section["ros__parameters"], dict):
-            return f"'ros__parameters' of {where!r} must be a mapping of parameter names to values"
-        return None
-    for key, value in section.items():
-        problem = _section_problem(value, f"{where}/{key}".replace("//", "/"))
-        if problem:
-            return problem
-    return None
+            parse_param_file(name)
+        except ConfigError as err:
+            raise StartupError(str(err)) from None
 
 
 def unused_params_file_sections(files: list[str], nodes: list[str]) -> list[str]:
@@ -149,7 +130,7 @@ def unused_params_file_sections(files: list[str], nodes: list[str]) -> list[str]
     for path in files:
         try:
             sections = list(parse_param_file(path))
-        except ConfigError:  # rcl's own reading decides; check_params_files already refused the worst
+        except ConfigError:  # check_params_files refused it at start-up (by the same rules)
             continue
         used = [s for s in sections if any(matches(s, node) for node in nodes)]
         meant = {s: _meant_node(s, nodes) for s in sections if s not in used}
