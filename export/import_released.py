@@ -91,20 +91,20 @@ def check_overrides(family: str, overrides: dict[str, Any]) -> None:
     """
     import inspect
 
-    from vdepth_ros.models import family_class, value_type_problem
+    from vdepth_ros.models import config_type_problem, family_class
 
     cls = family_class(family)
     params = {n: p for n, p in inspect.signature(cls.__init__).parameters.items() if n != "self"}
     loader_options = inspect.signature(cls.from_released).parameters.items()  # e.g. DVD's lora_alpha_over_rank
     params |= {n: p for n, p in loader_options if p.default is not inspect.Parameter.empty}
-    for key, value in overrides.items():
+    for key in overrides:
         if key not in params:
             close = closest_name(key, params)
             hint = f" (did you mean {close!r}?)" if close else f"; known: {', '.join(sorted(params))}"
             raise ConfigError(f"unknown --set key {key!r} for {family}{hint}")
-        expected = value_type_problem(params[key].default, value)
-        if expected is not None:
-            raise ConfigError(f"--set {key} expects {expected}, got {value!r}")
+    problem = config_type_problem(params, overrides)
+    if problem is not None:
+        raise ConfigError(f"--set {problem}")
 
 
 def parse_overrides(items: Sequence[str]) -> dict[str, Any]:

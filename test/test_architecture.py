@@ -22,7 +22,17 @@ REPO = Path(__file__).resolve().parent.parent
 #: layer -> (the modules it holds, the layers it may import). A module is a dotted prefix; the
 #: longest matching prefix places a module. Imports inside one layer are free.
 LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "base": (("vdepth_ros", "vdepth_ros.errors", "vdepth_ros.paths", "vdepth_ros.blas", "vdepth_ros.colormap"), ()),
+    "base": (
+        (
+            "vdepth_ros",
+            "vdepth_ros.errors",
+            "vdepth_ros.values",
+            "vdepth_ros.paths",
+            "vdepth_ros.blas",
+            "vdepth_ros.colormap",
+        ),
+        (),
+    ),
     "stream": (("vdepth_ros.stream",), ("base",)),
     "models": (("vdepth_ros.models",), ("base",)),
     "runtime": (("vdepth_ros.runtime",), ("models", "base")),

@@ -122,7 +122,7 @@ def test_a_config_value_of_another_type_is_refused_not_taken_as_truthy(tmp_path:
     config = folder / "config.json"
     good = json.loads(config.read_text())
     for key, value, expected in (("metric", "false", "true or false"), ("window", "8", "an integer"),
-                                 ("out_channels", 8, "a JSON list")):  # fmt: skip
+                                 ("out_channels", 8, "a list of integers")):  # fmt: skip
         config.write_text(json.dumps({**good, key: value}))
         with pytest.raises(ModelLoadError, match=rf"config\.json: {key} expects {expected}.*got {value!r}"):
             load_model(folder)

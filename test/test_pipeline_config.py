@@ -17,8 +17,8 @@ def test_defaults_are_valid_and_roundtrip():
     assert again == cfg and unknown == {}
 
 
-def test_from_params_splits_unknown_keys_and_coerces_numbers():
-    params = {"window": 45.0, "near": 1, "cloud_colors": "false", "image_topic": "/cam/image", "qos.depth": 5}
+def test_from_params_splits_unknown_keys_and_takes_integers_for_numbers():
+    params = {"window": 45, "near": 1, "cloud_colors": False, "image_topic": "/cam/image", "qos.depth": 5}
     cfg, unknown = PipelineConfig.from_params(params)
     assert cfg.window == 45 and isinstance(cfg.window, int)
     assert cfg.near == 1.0 and isinstance(cfg.near, float)
@@ -37,7 +37,10 @@ def test_from_params_splits_unknown_keys_and_coerces_numbers():
         ({"min_depth": 5.0, "max_depth": 1.0}, "min_depth"),
         ({"scale_source": "range", "near": 3.0, "far": 2.0}, "near"),
         ({"scale_clip_min": 1.5, "scale_clip_max": 0.7}, "scale_clip"),
-        ({"cloud_colors": "maybe"}, "cloud_colors must be a bool"),
+        ({"cloud_colors": "maybe"}, "cloud_colors must be true or false"),
+        ({"cloud_colors": "false"}, "cloud_colors must be true or false, got 'false' .*without quotes"),
+        ({"window": 45.0}, r"window must be an integer, got 45.0 \(write 45"),
+        ({"window": True}, "window must be an integer, got True"),
         ({"keyframes": [0, "a"]}, "keyframes"),
         ({"model": 3}, "model must be a string"),
         ({"anchor_min_inliers": 2.0}, "anchor_min_inliers"),

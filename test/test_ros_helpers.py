@@ -189,7 +189,8 @@ def test_param_validation_reasons():
     by = {s.name: s for s in P.ROS_PARAMS}
     assert by["queue_size"].validate(0) == "queue_size=0 is below the minimum 1"
     assert "is not one of" in by["output_qos"].validate("fast")
-    assert "must be int" in by["queue_size"].validate(2.5)
+    assert by["queue_size"].validate(2.5) == "queue_size must be an integer, got 2.5"
+    assert "got True" in by["queue_size"].validate(True)  # a bool is no integer
     assert by["sync_slop"].validate(1) is None  # ints are fine for doubles
     with pytest.raises(ConfigError, match="input_qos"):
         P.validate_ros_params({"input_qos": "nope"})

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from vdepth_ros.errors import ConfigError
 from vdepth_ros.resize import RESIZE_METHODS, UPSAMPLE_METHODS
+from vdepth_ros.values import conform, type_problem
 
 # The choices of the string parameters: `Literal` types, so validation, the node's parameter
 # descriptors and the docs read them from the field's type.
@@ -337,52 +338,19 @@ def _field_types() -> dict[str, Any]:
     return typing.get_type_hints(PipelineConfig)
 
 
-def _to_bool(value: Any) -> bool | None:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    return None
-
-
-def _to_int(value: Any) -> int | None:
-    ok = not isinstance(value, bool) and isinstance(value, int | float) and int(value) == value
-    return int(value) if ok else None
-
-
-def _to_float(value: Any) -> float | None:
-    return float(value) if not isinstance(value, bool) and isinstance(value, int | float) else None
-
-
-def _to_int_list(value: Any) -> list[int] | None:
-    if not isinstance(value, list | tuple) or any(isinstance(v, bool) or not isinstance(v, int) for v in value):
-        return None
-    return [int(v) for v in value]
-
-
-# field type -> (conversion returning None when the value does not fit, what the error calls the type)
-_CONVERSIONS: dict[Any, tuple[Any, str]] = {
-    bool: (_to_bool, "a bool"),
-    int: (_to_int, "an integer"),
-    float: (_to_float, "a number"),
-    str: (lambda v: v if isinstance(v, str) else None, "a string"),
-    list[int]: (_to_int_list, "a list of integers"),
-}
-
-
 def _coerce(name: str, tp: Any, value: Any) -> Any:
-    """`value` as field `name` of type `tp` takes it (ROS and YAML give ints for floats, strings for
-    bools on the command line); ConfigError naming the field and value otherwise."""
+    """`value` as field `name` of type `tp` takes it, by the one type rule (`vdepth_ros.values`: an
+    integer is taken for a number, nothing else is converted); ConfigError naming the field, the
+    value and the fix otherwise."""
     if typing.get_origin(tp) is Literal:
         choices = typing.get_args(tp)
         if value not in choices:
             raise ConfigError(f"{name} must be one of {choices}, got {value!r}")
         return value
-    convert, what = _CONVERSIONS[tp]
-    converted = convert(value)
-    if converted is None:
-        raise ConfigError(f"{name} must be {what}, got {value!r}")
-    return converted
+    problem = type_problem(tp, value)
+    if problem is not None:
+        raise ConfigError(f"{name} must be {problem}")
+    return conform(tp, value)
 
 
 def load_params(yaml_path: str | Path, node_name: str | None = None) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from vdepth_ros.models.base import (
     released_checkpoint_problem,
     shape_mismatches,
 )
+from vdepth_ros.values import kind_of, type_problem
 
 # registry name -> "module:Class"; modules import lazily so a family's heavy deps load on demand.
 MODEL_FAMILIES: dict[str, str] = {
@@ -48,25 +50,15 @@ def family_class(family: str) -> type[VideoDepthModel]:
     return getattr(importlib.import_module(module_name), cls_name)
 
 
-_KINDS: tuple[tuple[type, tuple[type, ...], str], ...] = (
-    (bool, (bool,), "true or false"),
-    (int, (int,), "an integer"),
-    (float, (int, float), "a number"),
-    (str, (str,), "a string"),
-    (list, (list,), "a JSON list such as [1,2]"),
-    (tuple, (list,), "a JSON list such as [1,2]"),
-)
-
-
-def value_type_problem(default: Any, value: Any) -> str | None:
-    """What a config value must be (e.g. "true or false") when its JSON type is not its constructor
-    default's (bool, int, number, string, list), else None; a None or absent default accepts anything."""
-    if default is None or default is inspect.Parameter.empty:
-        return None
-    for kind, accepted, words in _KINDS:
-        if isinstance(default, kind):
-            ok = isinstance(value, accepted) and not (kind is not bool and isinstance(value, bool))
-            return None if ok else words
+def config_type_problem(params: Mapping[str, inspect.Parameter], config: Mapping[str, Any]) -> str | None:
+    """ "KEY expects WHAT, got VALUE" for the first `config` value that is not of its constructor
+    default's kind (`vdepth_ros.values`, the rule every setting obeys: true/false, integer, number,
+    string, list), else None. A None or absent default takes anything; keys `params` lacks are the
+    caller's to refuse. `config.json` (`load_model`), `vdepth-export import --set` and a recipe's
+    `model.config` are all checked with it."""
+    for key, value in config.items():
+        if key in params and (problem := type_problem(kind_of(params[key].default), value)) is not None:
+            return f"{key} expects {problem}"
     return None
 
 
@@ -119,10 +111,9 @@ def load_model(directory: str | Path, *, strict: bool = True) -> VideoDepthModel
     if family is None:  # e.g. a diffusers/transformers folder of a release, not imported yet
         why = released_checkpoint_problem(directory)
         raise ModelLoadError(why or f"{directory / CONFIG_NAME} has no _family entry")
-    params = inspect.signature(family_class(family).__init__).parameters
-    for key, value in cfg.items():  # "metric": "false" would be a truthy string: a metric model
-        if key in params and (expected := value_type_problem(params[key].default, value)) is not None:
-            raise ModelLoadError(f"{directory / CONFIG_NAME}: {key} expects {expected}, got {value!r}")
+    problem = config_type_problem(inspect.signature(family_class(family).__init__).parameters, cfg)
+    if problem is not None:  # "metric": "false" would be a truthy string: a metric model
+        raise ModelLoadError(f"{directory / CONFIG_NAME}: {problem}")
     try:
         model = build_model(family, **cfg)
     except TypeError as err:  # a key the family's constructor does not take
@@ -151,11 +142,11 @@ __all__ = [
     "InputConstraints",
     "VideoDepthModel",
     "build_model",
+    "config_type_problem",
     "family_class",
     "load_model",
     "load_state_dict_file",
     "read_config",
     "read_weight_shapes",
     "register_to_config",
-    "value_type_problem",
 ]

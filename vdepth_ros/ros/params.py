@@ -21,6 +21,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 
 from vdepth_ros.errors import ConfigError, closest_name
 from vdepth_ros.ros.qos import QOS_PRESETS
+from vdepth_ros.values import conform, kind_of, kind_of_type, type_problem
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,8 @@ class ParamSpec:
         min, max: inclusive numeric range.
         dynamic: may change at runtime; otherwise changes are rejected ("restart required").
         group: "ros" (this node) or "pipeline" (forwarded to `DepthPipeline.from_dict`).
+        kind: the value's kind for `vdepth_ros.values` (a pipeline field's type, e.g. `list[int]`);
+            None: the default's kind (`values.kind_of`).
     """
 
     name: str
@@ -45,6 +48,12 @@ class ParamSpec:
     max: float | None = None
     dynamic: bool = False
     group: str = "ros"
+    kind: Any = None
+
+    @property
+    def value_kind(self) -> Any:
+        """The kind `vdepth_ros.values` judges this parameter's values by."""
+        return self.kind if self.kind is not None else kind_of(self.default)
 
     @property
     def type_name(self) -> str:
@@ -96,18 +105,22 @@ class ParamSpec:
         return d
 
     def coerce(self, value: Any) -> Any:
-        """`value` as this parameter's type where that loses nothing: an integer given for a double
-        (`-p far:=6`, `far: 6` in a params file, `ros2 param set /depth_node far 6`) is that double, as
-        the offline tools read the same file; rclpy alone refuses it ("expecting type 'DOUBLE'").
-        Anything else is returned unchanged (and judged by `validate`)."""
-        if isinstance(self.default, float) and isinstance(value, int) and not isinstance(value, bool):
-            return float(value)
-        return value
+        """`value` as this parameter's type where the one type rule (`vdepth_ros.values`) takes it: an
+        integer given for a double (`-p far:=6`, `far: 6` in a params file, `ros2 param set
+        /depth_node far 6`) is that double, as the offline tools read the same file; rclpy alone
+        refuses it ("expecting type 'DOUBLE'"). Anything else is returned unchanged (and judged by
+        `validate`)."""
+        kind = self.value_kind
+        if type_problem(kind, value) is not None:
+            return value
+        converted = conform(kind, value)
+        return value if converted == value and type(converted) is type(value) else converted
 
     def validate(self, value: Any) -> str | None:
         """None if `value` is acceptable, else the reason."""
-        if self.default is not None and not _same_type(value, self.default):
-            return f"{self.name} must be {self.type_name}, got {type(value).__name__} {value!r}"
+        problem = type_problem(self.value_kind, value)
+        if problem is not None:
+            return f"{self.name} must be {problem}"
         if self.choices is not None and value not in self.choices:
             return f"{self.name}={value!r} is not one of {', '.join(self.choices)}"
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -118,18 +131,6 @@ class ParamSpec:
             if self.max is not None and value > self.max:
                 return f"{self.name}={value} is above the maximum {self.max}"
         return None
-
-
-def _same_type(value: Any, default: Any) -> bool:
-    if isinstance(default, bool):
-        return isinstance(value, bool)
-    if isinstance(default, float):
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if isinstance(default, int):
-        return isinstance(value, int) and not isinstance(value, bool)
-    if isinstance(default, (list, tuple)):
-        return isinstance(value, (list, tuple))
-    return isinstance(value, type(default))
 
 
 #: Parameters of the ROS layer itself (topics are remapped, not parameterised).
@@ -284,6 +285,7 @@ def pipeline_param_specs(config_cls: type) -> tuple[ParamSpec, ...]:
             default = list(default)
         tp, _ = _unwrap_optional(hints.get(f.name))
         allowed = f.metadata.get("choices")
+        kind = kind_of_type(tp)
         if allowed is None and typing.get_origin(tp) is typing.Literal:
             allowed = tuple(typing.get_args(tp))
         description = f.metadata.get("description") or f.name.replace("_", " ")
@@ -297,6 +299,7 @@ def pipeline_param_specs(config_cls: type) -> tuple[ParamSpec, ...]:
                 max=f.metadata.get("max"),
                 dynamic=False,
                 group="pipeline",
+                kind=kind if default is not None else None,  # None: dynamically typed
             )
         )
     return tuple(specs)

@@ -1,0 +1,126 @@
+"""One type rule for every setting a user gives (`vdepth_ros.values`), whichever way it comes in.
+
+The node's parameters, the YAML the offline tools read and a model's config (config.json,
+`vdepth-export import --set`, a recipe's `model.config`) had three copies of the rule that
+disagreed: `window: 8.0` and `cloud_colors: "false"` stopped the node but ran `vdepth-bag` on the
+same file; a recipe's `model.config: {metric: "false"}` built a metric model (a non-empty string
+is true). Now each way in takes the same values and refuses the others in the same words.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vdepth_ros.errors import ConfigError, ModelLoadError
+
+#: a mistake in the node's params file -> the words of the fix every tool gives
+PARAMS_MISTAKES = {
+    "quoted bool": ('cloud_colors: "false"', "cloud_colors must be true or false, got 'false'", "without quotes"),
+    "bool for an integer": ("window: true", "window must be an integer, got True", ""),
+    "decimal for an integer": ("window: 8.0", "window must be an integer, got 8.0", "write 8"),
+    "decimals in an integer list": ("keyframes: [0.0, 8.0]", "keyframes must be a list of integers", "write 0"),
+    "number for a string": ("model: 3", "model must be a string, got 3", "quotes"),
+}
+
+
+def _params(tmp_path: Path, line: str) -> Path:
+    path = tmp_path / "depth.yaml"
+    path.write_text(f"/**:\n  ros__parameters:\n    {line}\n")
+    return path
+
+
+def test_a_value_of_the_wrong_type_stops_vdepth_bag_naming_the_fix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from vdepth_ros.offline.bag import main
+
+    for line, reason, fix in PARAMS_MISTAKES.values():
+        params = _params(tmp_path, line)
+        assert main([str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--params", str(params)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and reason in err and fix in err and "Traceback" not in err, (line, err)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.ros
+@pytest.mark.parametrize("mistake", list(PARAMS_MISTAKES))
+def test_the_node_refuses_the_same_values_in_the_same_words_as_the_offline_tools(
+    tmp_path: Path, mistake: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`vdepth-node --ros-args --params-file` with the file `vdepth-bag --params` refused above."""
+    pytest.importorskip("rclpy")
+    from vdepth_ros.offline.runner import load_node_params, pipeline_config
+    from vdepth_ros.ros.node import main
+
+    line, reason, fix = PARAMS_MISTAKES[mistake]
+    params = _params(tmp_path, line)
+    with pytest.raises(ConfigError) as offline:
+        pipeline_config(load_node_params(params))
+    monkeypatch.setenv("ROS_LOG_DIR", str(tmp_path))
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        code = main(["vdepth-node", "--ros-args", "--params-file", str(params)])
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = [x for x in err.splitlines() if x.strip()]
+    assert lines == [f"invalid configuration: {offline.value}"], err
+    assert reason in lines[0] and fix in lines[0]
+
+
+def test_an_integer_is_a_number_everywhere(tmp_path: Path) -> None:
+    """`far: 6` (YAML, JSON and `-p far:=6` write whole numbers so) is 6.0 for the offline tools as for
+    the node (test_ros_process), and for a model's number settings."""
+    import inspect
+
+    from vdepth_ros.models import config_type_problem, family_class
+    from vdepth_ros.offline.runner import load_node_params, pipeline_config
+
+    config = pipeline_config(load_node_params(_params(tmp_path, "far: 6")))
+    assert config.far == 6.0 and isinstance(config.far, float)
+    params = inspect.signature(family_class("gemdepth").__init__).parameters
+    assert config_type_problem(params, {"rope_freq": 100, "window": 16}) is None
+
+
+#: a mistake in a model's config -> the words of the fix (config.json, --set and model.config alike)
+MODEL_MISTAKES: dict[str, tuple[Any, str]] = {
+    "metric": ("false", "metric expects true or false, got 'false' (a string: write true or false, without quotes)"),
+    "window": (8.0, "window expects an integer, got 8.0 (write 8, without a decimal point)"),
+    "max_frames": (True, "max_frames expects an integer, got True"),
+    "out_channels": ([16, 32.5], "out_channels expects a list of integers, got [16, 32.5] (item 1 is 32.5)"),
+}
+
+
+@pytest.mark.parametrize("key", list(MODEL_MISTAKES))
+def test_a_model_setting_of_the_wrong_type_is_refused_in_the_same_words_everywhere(tmp_path: Path, key: str) -> None:
+    """config.json of a model folder, `vdepth-export import --set` and a training recipe's
+    `model.config` (which used to build a metric model from `metric: "false"`)."""
+    import torch
+    from vdepth_export.import_released import check_overrides
+    from vdepth_training.config import build_family_model
+
+    from vdepth_ros.models import load_model
+    from vdepth_ros.models.vda import VideoDepthAnything
+
+    value, words = MODEL_MISTAKES[key]
+    torch.manual_seed(0)
+    folder = VideoDepthAnything(**VideoDepthAnything.tiny_config()).save_pretrained(tmp_path / "m")
+    config = folder / "config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), key: value}))
+    with pytest.raises(ModelLoadError) as loaded:
+        load_model(folder)
+    assert str(loaded.value) == f"{config}: {words}"
+    with pytest.raises(ConfigError) as overridden:
+        check_overrides("vda", {key: value})
+    assert str(overridden.value) == f"--set {words}"
+    recipe = {"model": {"family": "vda", "use_tiny_config": True, "config": {key: value}}}
+    with pytest.raises(ConfigError) as trained:
+        build_family_model(recipe)
+    assert str(trained.value) == f"model.config: {words}"

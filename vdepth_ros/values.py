@@ -1,0 +1,141 @@
+"""The one rule for the type of a setting's value, wherever a user gives one.
+
+Every way in goes through it: the node's parameters (`-p`, `--params-file`, `ros2 param set`:
+`ros.params.ParamSpec`), the YAML the offline tools and `DepthPipeline.from_dict` read
+(`config.PipelineConfig`), and a model family's constructor config (`config.json`,
+`vdepth-export import --set`, a recipe's `model.config`: `models.config_type_problem`). So one
+value is taken, or refused in the same words, by all of them.
+
+The rule, deliberately:
+- a value must be of its setting's kind: true/false, an integer, a number, a string, or a list
+  (of one of those);
+- the one widening: an integer is taken for a number (`far: 6` is 6.0: YAML, JSON and the ROS
+  command line write whole numbers without a decimal point); nothing else is converted;
+- true/false is never a number (Python's bool is an int: `window: true` would be 1);
+- a decimal is never an integer, even a whole one (`window: 8.0`): rcl types it a double, so the
+  node could not take it, and the message says to write `8`;
+- a string is never true/false or a number (`"false"` in quotes is a non-empty, truthy string),
+  and the message says to write it without quotes;
+- a list is a JSON/YAML list (a tuple from Python too); with a known item kind each item obeys the
+  rules above.
+"""
+
+from __future__ import annotations
+
+import array
+import typing
+from typing import Any
+
+#: what each scalar kind is called in an error ("must be ...", "expects ...")
+_WORDS: dict[type, str] = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+_LIST_WORDS: dict[type, str] = {
+    bool: "a list of true/false values",
+    int: "a list of integers",
+    float: "a list of numbers",
+    str: "a list of strings",
+}
+_BOOL_WORDS = frozenset(("true", "false", "yes", "no", "on", "off"))
+_FLOAT_MAX = 1.7976931348623157e308
+#: what a list may come as: JSON/YAML lists, Python tuples, and rclpy's integer/double arrays
+_SEQUENCES = (list, tuple, array.array)
+
+
+def kind_of(default: Any) -> Any:
+    """The kind a default value stands for: `bool`, `int`, `float`, `str`, `list[<one of them>]`
+    (a list or tuple whose items share a kind; integers and numbers mixed are numbers), `list`
+    (items of any kind, e.g. an empty default), or None (anything: a None default, or one of no
+    such kind)."""
+    for kind in (bool, int, float, str):  # bool first: it is an int too
+        if isinstance(default, kind):
+            return kind
+    if isinstance(default, list | tuple):
+        kinds = {kind_of(item) for item in default}
+        if kinds == {int, float}:
+            kinds = {float}
+        item = kinds.pop() if len(kinds) == 1 else None
+        return list[item] if item in _WORDS else list
+    return None
+
+
+def kind_of_type(tp: Any) -> Any:
+    """The kind a type annotation stands for (`bool`, `int`, `float`, `str`, `list[int]`, `list`...),
+    or None for one without a type rule here (a `Literal`'s choices, an `Optional`: judged elsewhere)."""
+    if tp in _WORDS or tp is list:
+        return tp
+    if typing.get_origin(tp) is list:
+        args = typing.get_args(tp)
+        return tp if len(args) == 1 and args[0] in _WORDS else list
+    return None
+
+
+def _fits(kind: type, value: Any) -> bool:
+    if kind is bool:
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    if kind is int:
+        return isinstance(value, int)
+    if kind is float:
+        return isinstance(value, float) or (isinstance(value, int) and abs(value) <= _FLOAT_MAX)
+    return isinstance(value, kind)
+
+
+def _reads_as(kind: type, text: str) -> bool:
+    """Would `text` be a value of `kind` written without quotes?"""
+    if kind is bool:
+        return text.strip().lower() in _BOOL_WORDS
+    try:
+        kind(text.strip())
+    except (TypeError, ValueError):
+        return False
+    return kind in (int, float)
+
+
+def _hint(kind: type, value: Any) -> str:
+    """The fix for the usual ways of getting a kind wrong ("" if none)."""
+    if isinstance(value, str) and kind is not str and _reads_as(kind, value):
+        return "a string: write " + ("true or false" if kind is bool else "the number") + ", without quotes"
+    if kind is int and isinstance(value, float) and value.is_integer():
+        return f"write {int(value)}, without a decimal point"
+    if kind is str and isinstance(value, int | float):  # bools too
+        return "put it in quotes to give it as a string"
+    return ""
+
+
+def type_problem(kind: Any, value: Any) -> str | None:
+    """None if `value` is of `kind` (`kind_of`'s kinds, or a field's type such as `list[int]`), else
+    what it must be and what it got, with the fix where it is a usual slip: e.g.
+    "true or false, got 'false' (a string: write it without quotes)". Callers put the setting's
+    name before it ("window must be ...", "--set window expects ...")."""
+    if kind is None:
+        return None
+    if kind in _WORDS:
+        if _fits(kind, value):
+            return None
+        hint = _hint(kind, value)
+        return f"{_WORDS[kind]}, got {value!r}" + (f" ({hint})" if hint else "")
+    if kind is list or typing.get_origin(kind) is list:
+        (item,) = typing.get_args(kind) or (None,)
+        words = _LIST_WORDS.get(item, "a list such as [1, 2]")
+        if not isinstance(value, _SEQUENCES):
+            return f"{words}, got {value!r}"
+        for i, entry in enumerate(value):
+            if item is not None and not _fits(item, entry):
+                hint = _hint(item, entry)
+                return f"{words}, got {list(value)!r} (item {i} is {entry!r}" + (f": {hint})" if hint else ")")
+        return None
+    raise TypeError(f"no type rule for {kind!r}")
+
+
+def conform(kind: Any, value: Any) -> Any:
+    """`value`, which `type_problem` accepted, in the form of `kind`: an integer given for a number
+    as that number (`far: 6` -> 6.0), a tuple as a list; anything else unchanged."""
+    if kind is float and not isinstance(value, float):
+        return float(value)
+    if kind is list or typing.get_origin(kind) is list:
+        (item,) = typing.get_args(kind) or (None,)
+        return [conform(item, entry) for entry in value]
+    return value
+
+
+__all__ = ["conform", "kind_of", "kind_of_type", "type_problem"]
