@@ -372,7 +372,8 @@ def test_a_misspelt_default_recipe_key_is_one_line_on_the_command_line(
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and f"did you mean {hint!r}" in err, err
     assert not (tmp_path / "run").exists()
-    for stages, expect in ((["warmup"], "stages[0] must be a mapping"), ([{"steps": "many"}], "steps")):
+    bad_stages = ((["warmup"], "stages[0] must be a mapping"), ([{"steps": 2.5}], "stages[0].steps must be an integer"))
+    for stages, expect in bad_stages:
         path = tmp_path / "stages.yaml"
         path.write_text(yaml.safe_dump({**raw, "stages": stages}))
         assert main(["--config", str(path), "--output", str(tmp_path / "run")]) == 2

@@ -22,6 +22,7 @@ from vdepth_training.data.toy import load_toy
 from vdepth_training.data.transforms import GEMDEPTH_ASPECTS
 
 from vdepth_ros.errors import ConfigError, closest_name
+from vdepth_ros.values import type_problem
 
 log = logging.getLogger("vdepth_training")
 
@@ -122,7 +123,12 @@ def load_config(path: str | Path, *, tiny: bool = False, overrides: dict[str, An
     cfg["tiny"] = tiny
     if not cfg.get("recipe"):
         raise ConfigError(f"{path}: `recipe` is required")
-    stages = cfg.get("stages") or []
+    _check_stage_list(path, cfg.get("stages") or [])
+    return cfg
+
+
+def _check_stage_list(path: str | Path, stages: Any) -> None:
+    """At least one stage, each a mapping with `steps` > 0 (an integer); a missing `name` is filled in."""
     if not stages:
         raise ConfigError(f"{path}: at least one stage is required")
     if not isinstance(stages, list):
@@ -131,10 +137,12 @@ def load_config(path: str | Path, *, tiny: bool = False, overrides: dict[str, An
         if not isinstance(st, dict):
             raise ConfigError(f"{path}: stages[{i}] must be a mapping of stage keys (name, steps, ...), got {st!r}")
         steps = st.get("steps", 0)
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0:
-            raise ConfigError(f"{path}: stage {i} ({st.get('name')}) needs steps > 0 (an integer), got {steps!r}")
+        problem = type_problem(int, steps)
+        if problem is not None:
+            raise ConfigError(f"{path}: stages[{i}].steps must be {problem}")
+        if steps <= 0:
+            raise ConfigError(f"{path}: stage {i} ({st.get('name')}) needs steps > 0")
         st.setdefault("name", f"stage{i + 1}")
-    return cfg
 
 
 #: `data:` keys that `build_dataset` and `build_sources` read (the recipes on `Recipe.batches`)
