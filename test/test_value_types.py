@@ -89,6 +89,20 @@ def test_an_integer_is_a_number_everywhere(tmp_path: Path) -> None:
     assert config_type_problem(params, {"rope_freq": 100, "window": 16}) is None
 
 
+def test_numpy_numbers_from_a_script_are_numbers() -> None:
+    """`DepthPipeline.from_dict({"window": np.int64(16)})` (a value computed with numpy) was refused:
+    "window must be an integer, got np.int64(16)"."""
+    import numpy as np
+
+    from vdepth_ros.config import PipelineConfig
+
+    config, _ = PipelineConfig.from_params({"window": np.int64(16), "overlap": np.int32(4), "far": np.float32(8)})
+    assert (config.window, config.overlap, config.far) == (16, 4, 8.0)
+    assert type(config.window) is int and type(config.far) is float
+    with pytest.raises(ConfigError, match=r"window must be an integer, got np\.float64"):
+        PipelineConfig.from_params({"window": np.float64(16.5)})
+
+
 #: a mistake in a model's config -> the words of the fix (config.json, --set and model.config alike)
 MODEL_MISTAKES: dict[str, tuple[Any, str]] = {
     "metric": ("false", "metric expects true or false, got 'false' (a string: write true or false, without quotes)"),

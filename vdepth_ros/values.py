@@ -17,12 +17,14 @@ The rule, deliberately:
 - a string is never true/false or a number (`"false"` in quotes is a non-empty, truthy string),
   and the message says to write it without quotes;
 - a list is a JSON/YAML list (a tuple from Python too); with a known item kind each item obeys the
-  rules above.
+  rules above;
+- from Python, numpy's integers and floats count as Python's (`window=np.int64(16)` is 16).
 """
 
 from __future__ import annotations
 
 import array
+import numbers
 import typing
 from typing import Any
 
@@ -73,10 +75,10 @@ def _fits(kind: type, value: Any) -> bool:
         return isinstance(value, bool)
     if isinstance(value, bool):
         return False
-    if kind is int:
-        return isinstance(value, int)
+    if kind is int:  # numpy's integers too (a value computed in a script)
+        return isinstance(value, numbers.Integral)
     if kind is float:
-        return isinstance(value, float) or (isinstance(value, int) and abs(value) <= _FLOAT_MAX)
+        return isinstance(value, numbers.Real) and not (isinstance(value, numbers.Integral) and abs(value) > _FLOAT_MAX)
     return isinstance(value, kind)
 
 
@@ -129,9 +131,10 @@ def type_problem(kind: Any, value: Any) -> str | None:
 
 def conform(kind: Any, value: Any) -> Any:
     """`value`, which `type_problem` accepted, in the form of `kind`: an integer given for a number
-    as that number (`far: 6` -> 6.0), a tuple as a list; anything else unchanged."""
-    if kind is float and not isinstance(value, float):
-        return float(value)
+    as that number (`far: 6` -> 6.0), numpy's numbers as Python's, a tuple as a list; anything
+    else unchanged."""
+    if kind in (int, float) and type(value) is not kind:
+        return kind(value)
     if kind is list or typing.get_origin(kind) is list:
         (item,) = typing.get_args(kind) or (None,)
         return [conform(item, entry) for entry in value]
