@@ -42,6 +42,7 @@ LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "vdepth_ros.pipeline_types",
             "vdepth_ros.pipeline_offline",
             "vdepth_ros.config",
+            "vdepth_ros.node_params",
             "vdepth_ros.param_file",
             "vdepth_ros.resize",
             "vdepth_ros.encodings",

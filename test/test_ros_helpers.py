@@ -12,9 +12,10 @@ from diagnostic_msgs.msg import DiagnosticStatus
 from fakes import RecordingLogger
 from rclpy.qos import ReliabilityPolicy
 
+from vdepth_ros import node_params as P
 from vdepth_ros.errors import ConfigError
-from vdepth_ros.ros import params as P
 from vdepth_ros.ros.diagnostics import LatencyStats, RateMeter, Watchdog, level_for, make_status
+from vdepth_ros.ros.params import descriptor
 from vdepth_ros.ros.qos import qos_profile
 from vdepth_ros.ros.worker import DropOldestQueue, RateLimitedLog, SupervisedWorker
 
@@ -179,10 +180,10 @@ def test_pipeline_specs_from_dataclass():
     assert specs["window"].description == "frames per window"
     assert specs["align"].choices == ("chain_ls", "none")
     assert specs["max_depth"].default is None
-    assert specs["max_depth"].descriptor().dynamic_typing
+    assert descriptor(specs["max_depth"]).dynamic_typing
     assert specs["sizes"].default == [1, 2]
     assert all(s.group == "pipeline" and not s.dynamic for s in specs.values())
-    assert specs["window"].descriptor().integer_range[0].from_value == 2
+    assert descriptor(specs["window"]).integer_range[0].from_value == 2
 
 
 def test_param_validation_reasons():

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from vdepth_ros.config import load_params
-from vdepth_ros.ros.params import ROS_PARAMS, node_param_specs
+from vdepth_ros.node_params import ROS_PARAMS, node_param_specs
 
 
 def _launch(repo_root: Path) -> ast.Module:

@@ -25,6 +25,9 @@ PARAMS_MISTAKES = {
     "decimal for an integer": ("window: 8.0", "window must be an integer, got 8.0", "write 8"),
     "decimals in an integer list": ("keyframes: [0.0, 8.0]", "keyframes must be a list of integers", "write 0"),
     "number for a string": ("model: 3", "model must be a string, got 3", "quotes"),
+    # ROS-side keys vdepth-bag reproduces: `rectify: "false"` rectified every image (bool("false"))
+    "quoted bool of the ROS side": ('rectify: "false"', "rectify must be true or false, got 'false'", "without quotes"),
+    "string for a ROS-side number": ('sync_slop: "0.05"', "sync_slop must be a number, got '0.05'", "without quotes"),
 }
 
 

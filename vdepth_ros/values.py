@@ -1,7 +1,7 @@
 """The one rule for the type of a setting's value, wherever a user gives one.
 
 Every way in goes through it: the node's parameters (`-p`, `--params-file`, `ros2 param set`:
-`ros.params.ParamSpec`), the YAML the offline tools and `DepthPipeline.from_dict` read
+`node_params.ParamSpec`), the YAML the offline tools and `DepthPipeline.from_dict` read
 (`config.PipelineConfig`), and a model family's constructor config (`config.json`,
 `vdepth-export import --set`, a recipe's `model.config`: `models.config_type_problem`). So one
 value is taken, or refused in the same words, by all of them.

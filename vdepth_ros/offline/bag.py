@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, Any
 from vdepth_ros.blas import limit_blas_threads_for_tool
 from vdepth_ros.encodings import info_signature
 from vdepth_ros.errors import VdepthError
-from vdepth_ros.inputs.assembly import DEFAULT_MAX_INPUT_PIXELS, calibration_problem
+from vdepth_ros.inputs.assembly import calibration_problem
 from vdepth_ros.inputs.resets import StreamResets
+from vdepth_ros.node_params import ros_param_values
 from vdepth_ros.offline.atomic import AtomicOutput
 from vdepth_ros.offline.bag_reader import BagFrameSource
 from vdepth_ros.offline.bag_types import STORAGES, TYPESTORES, BagFrameMeta
@@ -84,7 +85,7 @@ def resolve_topics(
     Explicit topic arguments play the role of remappings.
     """
     ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
-    sparse_mode = str(params.get("sparse_depth", "none"))
+    sparse_mode = ros_param_values(params)["sparse_depth"]
     sparse = sparse_depth_topic or (f"{ns}/sparse_depth" if sparse_mode in ("image", "pointcloud") else None)
     pose = camera_pose_topic or (f"{ns}/camera_pose" if sparse_mode == "pose" and not sparse_depth_topic else None)
     if sparse and pose:
@@ -209,7 +210,7 @@ def process_bag(
         ) as writer:
             on_message = writer.copy_message if copy_input_topics else None
             frames = with_progress(source.frames(on_message=on_message), source.frame_count, PROG, progress)
-            resets = StreamResets(round(float(params.get("max_gap", 1.0)) * 1e9))
+            resets = StreamResets(round(ros_param_values(params)["max_gap"] * 1e9))
             outputs = run_pipeline(pipeline, frames, mode, resets, _frame_signature)  # type: ignore[arg-type]
             if mode == "offline":
                 outputs = with_progress(outputs, source.frame_count, f"{PROG} (writing)", progress)
@@ -261,6 +262,7 @@ def _frame_source(
     camera_info_topic_explicit: bool,
 ) -> BagFrameSource:
     """The bag reader with the node's topics and its ROS-side sync parameters."""
+    ros = ros_param_values(params)
     return BagFrameSource(
         input_path,
         image_topic=topics.image,
@@ -270,14 +272,14 @@ def _frame_source(
         typestore=typestore,
         image_topic_explicit=image_topic_explicit,
         camera_info_topic_explicit=camera_info_topic_explicit,
-        # the node's ROS-side sync parameters (vdepth_ros/ros/params.py), seconds -> ns
-        sync_slop_ns=round(float(params.get("sync_slop", 0.02)) * 1e9),
-        sync_queue_size=int(params.get("sync_queue_size", 10)),
-        sync_info_timeout_ns=round(float(params.get("camera_info_timeout", 1.0)) * 1e9),
-        sparse_depth_slop_ns=round(float(params.get("sparse_depth_slop", 0.1)) * 1e9),
-        rectify=bool(params.get("rectify", False)),
+        # the node's ROS-side sync parameters (vdepth_ros/node_params.py), seconds -> ns
+        sync_slop_ns=round(ros["sync_slop"] * 1e9),
+        sync_queue_size=ros["sync_queue_size"],
+        sync_info_timeout_ns=round(ros["camera_info_timeout"] * 1e9),
+        sparse_depth_slop_ns=round(ros["sparse_depth_slop"] * 1e9),
+        rectify=ros["rectify"],
         camera_info=fixed_info,
-        max_input_pixels=int(params.get("max_input_pixels", DEFAULT_MAX_INPUT_PIXELS)),
+        max_input_pixels=ros["max_input_pixels"],
     )
 
 
@@ -409,7 +411,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.rectify:
             params = {**params, "rectify": True}
         # the node's `blas_threads` parameter, as the node applies it (vdepth_ros/blas.py)
-        limit_blas_threads_for_tool(int(params.get("blas_threads", 1)))
+        limit_blas_threads_for_tool(ros_param_values(params)["blas_threads"])
         with sigterm_as_interrupt():
             summary = process_bag(
                 args.input,

@@ -94,7 +94,7 @@ class BagFrameSource:
         typestore: ROS 2 distribution (`TYPESTORES` key) for bags without embedded definitions.
         image_topic_explicit, camera_info_topic_explicit: the user named these topics, so a
             missing one is an error rather than a fallback.
-        sync_*, sparse_depth_slop_ns: the node's pairing parameters (`vdepth_ros/ros/params.py`).
+        sync_*, sparse_depth_slop_ns: the node's pairing parameters (`vdepth_ros/node_params.py`).
         rectify: undistort each image with its camera_info first (the node's `rectify`).
         max_input_pixels: larger images are dropped before decoding (the node's parameter).
         camera_info: a camera_info for every frame (`rectify.load_camera_info` of a calibration

@@ -40,10 +40,18 @@ def default_params_path() -> Path:
 
 def load_node_params(path: str | Path | None = None, node_name: str = "depth_node") -> dict[str, Any]:
     """The node's parameters as a flat dict, from `path` or the bundled `config/depth.yaml`, as the
-    node `node_name` (`/ns/depth_node` for a node in a namespace) gets them (rcl's rules)."""
-    from vdepth_ros.config import load_params
+    node `node_name` (`/ns/depth_node` for a node in a namespace) gets them (rcl's rules).
 
-    return dict(load_params(Path(path) if path else default_params_path(), node_name))
+    Raises:
+        ConfigError: the file cannot be read, or one of the node's ROS-side values is one the node
+            would stop on (`node_params.ros_param_values`; the pipeline's are `pipeline_config`'s).
+    """
+    from vdepth_ros.config import load_params
+    from vdepth_ros.node_params import ros_param_values
+
+    params = dict(load_params(Path(path) if path else default_params_path(), node_name))
+    ros_param_values(params)
+    return params
 
 
 def pipeline_config(params: dict[str, Any], *, model: str | None = None, backend: str | None = None) -> PipelineConfig:

@@ -24,16 +24,17 @@ from rclpy.parameter import Parameter
 
 from vdepth_ros.blas import set_blas_threads
 from vdepth_ros.errors import ConfigError, ModelLoadError, VdepthError
-from vdepth_ros.ros.diagnostics import Watchdog
-from vdepth_ros.ros.intake import InputSide
-from vdepth_ros.ros.outputs import MAIN_TOPICS, OUTPUT_TOPICS, OutputPublishers, largest_burst
-from vdepth_ros.ros.params import (
+from vdepth_ros.node_params import (
     ParamSpec,
     node_param_specs,
     runtime_change_error,
     unknown_parameters_warning,
     validate_ros_params,
 )
+from vdepth_ros.ros.diagnostics import Watchdog
+from vdepth_ros.ros.intake import InputSide
+from vdepth_ros.ros.outputs import MAIN_TOPICS, OUTPUT_TOPICS, OutputPublishers, largest_burst
+from vdepth_ros.ros.params import declare_value, descriptor
 from vdepth_ros.ros.processing import FrameProcessor
 from vdepth_ros.ros.qos import IncompatibleQosReporter
 from vdepth_ros.ros.startup import CLOCK, warm_up
@@ -117,14 +118,14 @@ class _DepthNodeCore:
             if given is not None and spec.coerce(given.value) is not given.value:
                 overrides[spec.name] = Parameter(spec.name, value=spec.coerce(given.value))
             try:
-                self.declare_parameter(spec.name, spec.declare_value(), spec.descriptor())
+                self.declare_parameter(spec.name, declare_value(spec), descriptor(spec))
             except Exception as err:  # rclpy's range/type exceptions: re-raise with our message
                 reason = spec.validate(overrides[spec.name].value) if spec.name in overrides else None
                 raise ConfigError(reason or f"parameter {spec.name}: {err}") from err
             if isinstance(spec.default, list) and not self._has_value(spec.name):
                 # an empty list has no ROS type: declared by type, then given its empty value (a
                 # parameter without a value empties every `ros2 param dump` and multi-name get)
-                self.set_parameters([Parameter(spec.name, spec.declare_value(), [])])
+                self.set_parameters([Parameter(spec.name, declare_value(spec), [])])
         self.add_pre_set_parameters_callback(self._coerce_parameters)
 
     def _has_value(self, name: str) -> bool:

@@ -1,373 +1,54 @@
-"""Node parameters: one table for the ROS-side keys, the pipeline keys derived from `PipelineConfig`.
-
-Every parameter is declared once with a description and, where it applies, a range or a list of
-choices. ROS keys are validated here; pipeline keys are validated by building a `PipelineConfig`
-(so the node, `config/depth.yaml` and the offline tools share one set of rules). Only the keys
-marked `dynamic` may change while the node runs; any other change is rejected with
-"restart required".
-"""
+"""The node's parameters as rclpy declares them: the value to declare and the descriptor of each
+`vdepth_ros.node_params.ParamSpec` (the table itself, its types, ranges and rules, has no ROS
+import, so the offline tools use it too)."""
 
 from __future__ import annotations
 
-import dataclasses
-import math
-import types
-import typing
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
-from vdepth_ros.errors import ConfigError, closest_name
-from vdepth_ros.ros.qos import QOS_PRESETS
-from vdepth_ros.values import conform, kind_of, kind_of_type, type_problem
+from vdepth_ros.node_params import ParamSpec
 
 
-@dataclass(frozen=True)
-class ParamSpec:
-    """One node parameter.
+def declare_value(spec: ParamSpec) -> Any:
+    """What to pass to `declare_parameter`: an empty list has no ROS type, so give the type."""
+    if isinstance(spec.default, list) and not spec.default:
+        from rclpy.parameter import Parameter
 
-    Attributes:
-        name: parameter name.
-        default: default value; its Python type is the parameter type (None: dynamically typed).
-        description: one line for `ros2 param describe` and docs/node.md.
-        choices: allowed string values.
-        min, max: inclusive numeric range.
-        dynamic: may change at runtime; otherwise changes are rejected ("restart required").
-        group: "ros" (this node) or "pipeline" (forwarded to `DepthPipeline.from_dict`).
-        kind: the value's kind for `vdepth_ros.values` (a pipeline field's type, e.g. `list[int]`);
-            None: the default's kind (`values.kind_of`).
-    """
-
-    name: str
-    default: Any
-    description: str
-    choices: tuple[str, ...] | None = None
-    min: float | None = None
-    max: float | None = None
-    dynamic: bool = False
-    group: str = "ros"
-    kind: Any = None
-
-    @property
-    def value_kind(self) -> Any:
-        """The kind `vdepth_ros.values` judges this parameter's values by."""
-        return self.kind if self.kind is not None else kind_of(self.default)
-
-    @property
-    def type_name(self) -> str:
-        if self.default is None:
-            return "any"
-        if isinstance(self.default, list):
-            return "int[]" if all(isinstance(v, int) for v in self.default) else "double[]"
-        return {bool: "bool", int: "int", float: "double", str: "string"}[type(self.default)]
-
-    def declare_value(self) -> Any:
-        """What to pass to `declare_parameter`: an empty list has no ROS type, so give the type."""
-        if isinstance(self.default, list) and not self.default:
-            from rclpy.parameter import Parameter
-
-            return Parameter.Type.INTEGER_ARRAY
-        return self.default
-
-    def descriptor(self) -> ParameterDescriptor:
-        """The rclpy descriptor (ranges are enforced by rclpy too)."""
-        extra = []
-        if self.choices:
-            extra.append("one of: " + ", ".join(self.choices))
-        if not self.dynamic:
-            extra.append("restart required to change")
-        d = ParameterDescriptor(
-            name=self.name,
-            description=self.description,
-            additional_constraints="; ".join(extra),
-            dynamic_typing=self.default is None,
-        )
-        if isinstance(self.default, bool):
-            return d
-        if isinstance(self.default, int) and (self.min is not None or self.max is not None):
-            d.integer_range = [
-                IntegerRange(
-                    from_value=int(self.min if self.min is not None else -(2**62)),
-                    to_value=int(self.max if self.max is not None else 2**62),
-                    step=0,
-                )
-            ]
-        elif isinstance(self.default, float) and (self.min is not None or self.max is not None):
-            d.floating_point_range = [
-                FloatingPointRange(
-                    from_value=float(self.min if self.min is not None else -1e300),
-                    to_value=float(self.max if self.max is not None else 1e300),
-                    step=0.0,
-                )
-            ]
-        return d
-
-    def coerce(self, value: Any) -> Any:
-        """`value` as this parameter's type where the one type rule (`vdepth_ros.values`) takes it: an
-        integer given for a double (`-p far:=6`, `far: 6` in a params file, `ros2 param set
-        /depth_node far 6`) is that double, as the offline tools read the same file; rclpy alone
-        refuses it ("expecting type 'DOUBLE'"). Anything else is returned unchanged (and judged by
-        `validate`)."""
-        kind = self.value_kind
-        if type_problem(kind, value) is not None:
-            return value
-        converted = conform(kind, value)
-        return value if converted == value and type(converted) is type(value) else converted
-
-    def validate(self, value: Any) -> str | None:
-        """None if `value` is acceptable, else the reason."""
-        problem = type_problem(self.value_kind, value)
-        if problem is not None:
-            return f"{self.name} must be {problem}"
-        if self.choices is not None and value not in self.choices:
-            return f"{self.name}={value!r} is not one of {', '.join(self.choices)}"
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            if isinstance(value, float) and math.isnan(value):
-                return f"{self.name} must be a number, got NaN"
-            if self.min is not None and value < self.min:
-                return f"{self.name}={value} is below the minimum {self.min}"
-            if self.max is not None and value > self.max:
-                return f"{self.name}={value} is above the maximum {self.max}"
-        return None
+        return Parameter.Type.INTEGER_ARRAY
+    return spec.default
 
 
-#: Parameters of the ROS layer itself (topics are remapped, not parameterised).
-ROS_PARAMS: tuple[ParamSpec, ...] = (
-    ParamSpec(
-        "image_transport",
-        "auto",
-        "input image transport; auto = compressed if the resolved 'image' topic ends in /compressed, else raw",
-        choices=("auto", "raw", "compressed"),
-    ),
-    ParamSpec(
-        "input_qos",
-        "sensor_data",
-        "QoS of the image/camera_info/sparse_depth subscriptions (sensor_data = best effort, matches any camera)",
-        choices=QOS_PRESETS,
-    ),
-    ParamSpec("input_qos_depth", 5, "history depth of the input subscriptions", min=1, max=1000),
-    ParamSpec(
-        "output_qos",
-        "reliable",
-        "QoS of the output publishers (reliable matches reliable and best-effort subscribers, e.g. RViz defaults)",
-        choices=QOS_PRESETS,
-    ),
-    ParamSpec(
-        "output_qos_depth",
-        0,
-        "history depth of the output publishers; 0 = auto: two windows (a window's frames leave in one burst, "
-        "and a worker catching up publishes two), so a reliable subscriber in another process (RViz) gets every "
-        "frame; a depth below one window is warned about at start-up",
-        min=0,
-        max=1000,
-    ),
-    ParamSpec(
-        "sync_slop", 0.02, "largest image/camera_info stamp difference paired as the same time [s]", min=0.0, max=10.0
-    ),
-    ParamSpec("sync_queue_size", 10, "images held while waiting for their camera_info", min=1, max=1000),
-    ParamSpec(
-        "camera_info_timeout",
-        1.0,
-        "after this long without camera_info the last one is reused [s]",
-        min=0.0,
-        max=3600.0,
-    ),
-    ParamSpec(
-        "rectify",
-        False,
-        "undistort each image with its camera_info (K, D, R, P; plumb_bob, rational_polynomial, equidistant) "
-        "before inference, as image_proc makes image_rect: set it when 'image' is a raw, distorted image; "
-        "false = the image is already rectified (image_rect)",
-    ),
-    ParamSpec(
-        "sparse_depth",
-        "none",
-        "optional metric scale input: none, image (topic 'sparse_depth', 32FC1 m / 16UC1 mm, same camera), "
-        "pointcloud (topic 'sparse_depth', PointCloud2 in the camera optical frame) or pose (topic "
-        "'camera_pose', geometry_msgs/PoseStamped of the camera optical frame in a fixed frame, metres: "
-        "tracked image points are triangulated with it; needs camera_info)",
-        choices=("none", "image", "pointcloud", "pose"),
-    ),
-    ParamSpec(
-        "sparse_depth_slop",
-        0.1,
-        "largest image/sparse_depth (or camera_pose) stamp difference used for scale [s]",
-        min=0.0,
-        max=10.0,
-    ),
-    ParamSpec(
-        "queue_size",
-        32,
-        "input frames buffered for the worker; when full the oldest is dropped (counted)",
-        min=1,
-        max=10000,
-    ),
-    ParamSpec(
-        "max_input_pixels",
-        4096 * 4096,
-        "larger images (width x height) are refused before decoding, with a rate-limited error (a 97 KB PNG "
-        "can decode to 10000x10000); 0 = no limit",
-        min=0,
-        max=1_000_000_000,
-    ),
-    ParamSpec("skip_when_unsubscribed", True, "skip inference while no output topic has a subscriber", dynamic=True),
-    ParamSpec("max_gap", 1.0, "a larger gap between input stamps resets the stream [s]", min=0.0, max=3600.0),
-    ParamSpec("publish_colormap", False, "publish ~/depth_colormap (bgr8, for viewing)", dynamic=True),
-    ParamSpec(
-        "colormap_min",
-        0.0,
-        "colormap range lower bound (depth m, or disparity without scale); min >= max means per-frame auto range",
-        dynamic=True,
-    ),
-    ParamSpec("colormap_max", 0.0, "colormap range upper bound", dynamic=True),
-    ParamSpec(
-        "watchdog_timeout",
-        5.0,
-        "/diagnostics goes ERROR when images arrive but nothing was published for this long, and back to OK "
-        "when output resumes [s]; set it above the model's first-window time; 0 = off",
-        min=0.0,
-        max=3600.0,
-        dynamic=True,
-    ),
-    ParamSpec("diagnostics_period", 1.0, "seconds between /diagnostics messages", min=0.05, max=3600.0),
-    ParamSpec(
-        "flicker_period",
-        0.0,
-        "seconds between flicker measurements reported on /diagnostics (the flow warping error of one pair "
-        "of consecutive output frames, ~14 ms of CPU each at 640x480, benchmarks/flicker_cost.py; "
-        "vdepth_ros.consistency); 0 = off",
-        min=0.0,
-        max=3600.0,
-        dynamic=True,
-    ),
-    ParamSpec(
-        "blas_threads",
-        1,
-        "threads of numpy's OpenBLAS in this process (set at start-up, process-wide); "
-        "the node's numpy work is small and a BLAS thread pool busy-waits, competing with inference "
-        "for the cores; 0 = leave as is",
-        min=0,
-        max=1024,
-    ),
-)
-
-#: Pipeline keys that need a new engine/pipeline: rejected at runtime with "restart required".
-RESTART_REQUIRED: frozenset[str] = frozenset({"model", "backend", "precision", "engine_threads", "device_id"})
-
-
-def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return (args[0] if len(args) == 1 else tp), len(args) < len(typing.get_args(tp))
-    return tp, False
-
-
-def pipeline_param_specs(config_cls: type) -> tuple[ParamSpec, ...]:
-    """Parameter specs for every field of the pipeline's config dataclass.
-
-    Descriptions come from field metadata `description` (`vdepth_ros.config.param`), choices from
-    metadata `choices` or `Literal[...]` annotations, ranges from metadata `min`/`max`. Fields
-    defaulting to None are declared dynamically typed.
-    """
-    hints = typing.get_type_hints(config_cls)
-    specs = []
-    for f in dataclasses.fields(config_cls):
-        if f.default is not dataclasses.MISSING:
-            default = f.default
-        elif f.default_factory is not dataclasses.MISSING:
-            default = f.default_factory()
-        else:
-            default = None
-        if isinstance(default, tuple):
-            default = list(default)
-        tp, _ = _unwrap_optional(hints.get(f.name))
-        allowed = f.metadata.get("choices")
-        kind = kind_of_type(tp)
-        if allowed is None and typing.get_origin(tp) is typing.Literal:
-            allowed = tuple(typing.get_args(tp))
-        description = f.metadata.get("description") or f.name.replace("_", " ")
-        specs.append(
-            ParamSpec(
-                f.name,
-                default,
-                description,
-                choices=tuple(allowed) if allowed else None,
-                min=f.metadata.get("min"),
-                max=f.metadata.get("max"),
-                dynamic=False,
-                group="pipeline",
-                kind=kind if default is not None else None,  # None: dynamically typed
-            )
-        )
-    return tuple(specs)
-
-
-def all_param_specs(config_cls: type) -> tuple[ParamSpec, ...]:
-    """ROS keys followed by the pipeline keys; a name clash is a programming error."""
-    pipeline = pipeline_param_specs(config_cls)
-    clash = {s.name for s in ROS_PARAMS} & {s.name for s in pipeline}
-    if clash:
-        raise ConfigError(f"parameter names used by both the node and PipelineConfig: {sorted(clash)}")
-    return ROS_PARAMS + pipeline
-
-
-def validate_ros_params(values: Mapping[str, Any]) -> None:
-    """Check every ROS-side value and their combinations.
-
-    Raises:
-        ConfigError: naming the first bad parameter and why.
-    """
-    by_name = {s.name: s for s in ROS_PARAMS}
-    for name, value in values.items():
-        spec = by_name.get(name)
-        if spec is not None:
-            reason = spec.validate(value)
-            if reason:
-                raise ConfigError(reason)
-
-
-def runtime_change_error(name: str, old: Any, new: Any, specs: Mapping[str, ParamSpec]) -> str | None:
-    """None if `name` may change from `old` to `new` while running, else the reason."""
-    spec = specs.get(name)
-    if spec is None:
-        return None  # not ours (e.g. use_sim_time)
-    if old == new:
-        return None
+def descriptor(spec: ParamSpec) -> ParameterDescriptor:
+    """The rclpy descriptor (`ros2 param describe`; ranges are enforced by rclpy too)."""
+    extra = []
+    if spec.choices:
+        extra.append("one of: " + ", ".join(spec.choices))
     if not spec.dynamic:
-        what = "the engine (model, backend, precision, threads, GPU)" if name in RESTART_REQUIRED else name
-        return f"{name}: changing {what} at runtime is not supported; restart required"
-    return spec.validate(new)
-
-
-def node_param_specs() -> tuple[ParamSpec, ...]:
-    """All parameters of `depth_node`: the ROS table plus `vdepth_ros.config.PipelineConfig`."""
-    from vdepth_ros import config
-
-    return all_param_specs(config.PipelineConfig)
-
-
-def unknown_parameters_warning(overridden: Iterable[str], is_declared: Callable[[str], bool]) -> str | None:
-    """The start-up warning for parameters set on the command line or in a params file that the node
-    does not have (a typo such as `-p rectfy:=true` would otherwise be ignored without a word, as rcl
-    ignores any override nobody declares), each with the closest parameter name; None if all are known.
-
-    Args:
-        overridden: the names given to the node (`-p`, `--params-file` sections that match it).
-        is_declared: the node's `has_parameter` (this node's parameters, rclpy's own such as
-            `use_sim_time`, and the publishers' `qos_overrides.*`).
-    """
-    unknown = sorted(name for name in set(overridden) if not is_declared(name))
-    if not unknown:
-        return None
-    names = [spec.name for spec in node_param_specs()]
-    parts = []
-    for name in unknown:
-        close = closest_name(name, names, cutoff=0.75)
-        parts.append(f"{name} (did you mean {close}?)" if close else name)
-    return (
-        f"ignoring {len(unknown)} parameter(s) this node does not have: {', '.join(parts)}; check the -p "
-        "arguments and params file sections for depth_node (every parameter: docs/node.md, Parameters)"
+        extra.append("restart required to change")
+    d = ParameterDescriptor(
+        name=spec.name,
+        description=spec.description,
+        additional_constraints="; ".join(extra),
+        dynamic_typing=spec.default is None,
     )
+    if isinstance(spec.default, bool):
+        return d
+    if isinstance(spec.default, int) and (spec.min is not None or spec.max is not None):
+        d.integer_range = [
+            IntegerRange(
+                from_value=int(spec.min if spec.min is not None else -(2**62)),
+                to_value=int(spec.max if spec.max is not None else 2**62),
+                step=0,
+            )
+        ]
+    elif isinstance(spec.default, float) and (spec.min is not None or spec.max is not None):
+        d.floating_point_range = [
+            FloatingPointRange(
+                from_value=float(spec.min if spec.min is not None else -1e300),
+                to_value=float(spec.max if spec.max is not None else 1e300),
+                step=0.0,
+            )
+        ]
+    return d

@@ -24,15 +24,17 @@ from rclpy.qos import QoSPresetProfiles, QoSProfile, qos_policy_name_from_kind
 from rclpy.qos_overriding_options import QoSOverridingOptions
 
 from vdepth_ros.errors import ConfigError
+from vdepth_ros.node_params import QOS_PRESETS
 
-#: Accepted values of the `*_qos` parameters and the rclpy preset each starts from
-#: (`best_effort` is SensorData's profile: best effort, volatile).
-PRESETS: dict[str, QoSPresetProfiles] = {
+_RCLPY_PRESETS = {
     "sensor_data": QoSPresetProfiles.SENSOR_DATA,
     "reliable": QoSPresetProfiles.DEFAULT,
     "best_effort": QoSPresetProfiles.SENSOR_DATA,
 }
-QOS_PRESETS: tuple[str, ...] = tuple(PRESETS)
+#: The accepted values of the `*_qos` parameters (`node_params.QOS_PRESETS`) and the rclpy preset
+#: each starts from (`best_effort` is SensorData's profile: best effort, volatile); a name without
+#: a preset here fails at import.
+PRESETS: dict[str, QoSPresetProfiles] = {name: _RCLPY_PRESETS[name] for name in QOS_PRESETS}
 
 
 def qos_profile(preset: str, depth: int) -> QoSProfile:
