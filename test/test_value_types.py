@@ -141,3 +141,28 @@ def test_a_model_setting_of_the_wrong_type_is_refused_in_the_same_words_everywhe
     with pytest.raises(ConfigError) as trained:
         build_family_model(recipe)
     assert str(trained.value) == f"model.config: {words}"
+
+
+def test_the_offline_tools_name_a_parameter_the_node_does_not_have(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`windw: 8` in the file given to `vdepth-bag --params` was ignored without a word (the node warns
+    about it at start-up); now the offline tools give the node's warning, with the closest name.
+    rclpy's own parameters and the publishers' `qos_overrides.*` are known."""
+    from vdepth_ros.offline.runner import load_node_params
+
+    path = tmp_path / "depth.yaml"
+    path.write_text(
+        "/**:\n  ros__parameters:\n    windw: 8\n    use_sim_time: true\n"
+        "    qos_overrides:\n      /depth:\n        publisher:\n          depth: 5\n"
+    )
+    with caplog.at_level("WARNING"):
+        params = load_node_params(path)
+    assert params["windw"] == 8
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 1 and "ignoring 1 parameter(s)" in warned[0], warned
+    assert "windw (did you mean window?)" in warned[0] and str(path) in warned[0]
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        load_node_params()  # the bundled config/depth.yaml: every name known
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]

@@ -324,6 +324,21 @@ def node_param_specs() -> tuple[ParamSpec, ...]:
     return all_param_specs(config.PipelineConfig)
 
 
+#: parameters rclpy declares on every node (`use_sim_time`...); the publishers' QoS overrides
+#: (`qos_overrides./depth.publisher.depth`) are declared by the node's publishers
+RCLPY_PARAMETERS = frozenset(("use_sim_time", "start_type_description_service"))
+
+
+def is_node_parameter(name: str) -> bool:
+    """Does `depth_node` have this parameter (its table, rclpy's own, a publisher's `qos_overrides.*`)?
+    What the node's `has_parameter` answers once running, for the offline tools' reading of its file."""
+    return (
+        name in RCLPY_PARAMETERS
+        or name.startswith("qos_overrides.")
+        or any(spec.name == name for spec in node_param_specs())
+    )
+
+
 def unknown_parameters_warning(overridden: Iterable[str], is_declared: Callable[[str], bool]) -> str | None:
     """The start-up warning for parameters set on the command line or in a params file that the node
     does not have (a typo such as `-p rectfy:=true` would otherwise be ignored without a word, as rcl

@@ -42,15 +42,22 @@ def load_node_params(path: str | Path | None = None, node_name: str = "depth_nod
     """The node's parameters as a flat dict, from `path` or the bundled `config/depth.yaml`, as the
     node `node_name` (`/ns/depth_node` for a node in a namespace) gets them (rcl's rules).
 
+    A parameter the node does not have (a typo such as `windw: 8`) is warned about as the node
+    warns at start-up, with the closest name.
+
     Raises:
         ConfigError: the file cannot be read, or one of the node's ROS-side values is one the node
             would stop on (`node_params.ros_param_values`; the pipeline's are `pipeline_config`'s).
     """
     from vdepth_ros.config import load_params
-    from vdepth_ros.node_params import ros_param_values
+    from vdepth_ros.node_params import is_node_parameter, ros_param_values, unknown_parameters_warning
 
-    params = dict(load_params(Path(path) if path else default_params_path(), node_name))
+    path = Path(path) if path else default_params_path()
+    params = dict(load_params(path, node_name))
     ros_param_values(params)
+    unknown = unknown_parameters_warning(params, is_node_parameter)
+    if unknown:
+        log.warning("%s: %s", path, unknown)
     return params
 
 
