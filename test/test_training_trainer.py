@@ -246,6 +246,8 @@ def test_a_misspelt_training_or_optimizer_key_is_refused_before_training(tmp_pat
         Trainer(vda_tiny(optimizer={"learning_rate": 1.0}), tmp_path)
     with pytest.raises(ConfigError, match=r"mixed_precision must be one of"):
         Trainer(vda_tiny(training={"mixed_precision": "fp8x"}), tmp_path)
+    with pytest.raises(ConfigError, match=r"got False \(YAML reads a bare no as false: write 'no' in quotes"):
+        Trainer(vda_tiny(training={"mixed_precision": False}), tmp_path)  # `mixed_precision: no`
     assert not any(tmp_path.iterdir())
     # the default recipe's own optimizer keys stay accepted
     default = load_config(CONFIGS / "default_v7.yaml", overrides={"data": {"root": str(tmp_path / "data")}})

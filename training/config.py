@@ -225,7 +225,8 @@ def check_keys(cfg: dict[str, Any], known: dict[str, frozenset[str]]) -> None:
             _check_section(f"stages[{i}].{section}", stage.get(section), section, known)
     precision = (cfg.get("training") or {}).get("mixed_precision", "no")
     if precision not in MIXED_PRECISIONS:
-        raise ConfigError(f"training.mixed_precision must be one of {MIXED_PRECISIONS}, got {precision!r}")
+        hint = " (YAML reads a bare no as false: write 'no' in quotes)" if precision is False else ""
+        raise ConfigError(f"training.mixed_precision must be one of {MIXED_PRECISIONS}, got {precision!r}{hint}")
 
 
 # -- builders ------------------------------------------------------------------------------------------
