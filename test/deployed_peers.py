@@ -1,12 +1,13 @@
 """The other processes of test_ros_deployed.py: a camera driver and a viewer (RViz's QoS).
 
     python deployed_peers.py camera --namespaces /front /rear --seconds 20 --rate 15 [--reliable]
-    python deployed_peers.py viewer --topics /depth [--depth 16]
+    python deployed_peers.py viewer --topics /depth /depth/camera_info /points [--depth 16] [--best-effort]
 
 The camera publishes 640x480 rgb8 + camera_info (SensorData QoS, as most drivers, unless
 --reliable), once the node listens, and prints {"sent": n} when done; several cameras publish in
 turn. The viewer subscribes as RViz does (reliable, volatile) with depth 16 (docs/node.md: two
-windows), prints "matched" once every topic has a publisher, and on SIGINT prints
+windows), each topic with its type (`.../camera_info` CameraInfo, `.../points` PointCloud2, else
+Image), prints "matched" once every topic has a publisher, and on SIGINT prints
 {"<topic>": [stamps...]} and exits 0.
 """
 
@@ -22,7 +23,7 @@ import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from vdepth_ros.ros import conversions as conv
 
@@ -65,13 +66,19 @@ def camera(args: argparse.Namespace) -> None:
     rclpy.shutdown()
 
 
+def _type(topic: str) -> type:
+    name = topic.rsplit("/", 1)[-1]
+    return {"camera_info": CameraInfo, "points": PointCloud2}.get(name, Image)
+
+
 def viewer(args: argparse.Namespace) -> None:
     rclpy.init()
     node = Node("viewer")
-    qos = QoSProfile(depth=args.depth, reliability=ReliabilityPolicy.RELIABLE)
+    reliability = ReliabilityPolicy.BEST_EFFORT if args.best_effort else ReliabilityPolicy.RELIABLE
+    qos = QoSProfile(depth=args.depth, reliability=reliability)
     got: dict[str, list[int]] = {topic: [] for topic in args.topics}
     subs = [
-        node.create_subscription(Image, t, lambda m, t=t: got[t].append(conv.stamp_to_ns(m.header.stamp)), qos)
+        node.create_subscription(_type(t), t, lambda m, t=t: got[t].append(conv.stamp_to_ns(m.header.stamp)), qos)
         for t in args.topics
     ]
     matched = False
@@ -97,6 +104,7 @@ def main() -> None:
     view = sub.add_parser("viewer")
     view.add_argument("--topics", nargs="+", required=True)
     view.add_argument("--depth", type=int, default=16)
+    view.add_argument("--best-effort", action="store_true", help="as RViz's DepthCloud display by default")
     args = p.parse_args()
     camera(args) if args.role == "camera" else viewer(args)
 

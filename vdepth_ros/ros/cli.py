@@ -14,17 +14,20 @@ during the imports before this module runs, `vdepth_ros.ros.entry` does the same
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
 import time
 import traceback
+from pathlib import Path
 from typing import Any
 
 import rclpy
 
 from vdepth_ros.errors import ConfigError, VdepthError
 from vdepth_ros.ros.startup import CLOCK, StartupError, check_params_files, params_files, unused_params_file_sections
+from vdepth_ros.ros.transport import use_large_segment_profile
 
 DESCRIPTION = """Live video depth: subscribes to image (+ camera_info, optional sparse_depth or camera_pose),
 publishes depth, disparity, points, depth/camera_info and /diagnostics. Parameters and topics:
@@ -165,9 +168,12 @@ def run(args: list[str] | None = None) -> int:
     pool = None
     try:
         t0 = time.monotonic()
+        transport = use_large_segment_profile(os.environ, Path.cwd())  # before rclpy creates the participant
         _init_rclpy(argv)
         CLOCK.add("rclpy init", time.monotonic() - t0)
         nodes, pool = build_nodes(options.cameras, managed=options.managed)
+        if transport:
+            nodes[0].get_logger().info(transport)
         for warning in unused_params_file_sections(params_files(argv), [n.get_fully_qualified_name() for n in nodes]):
             nodes[0].get_logger().warning(warning)
         shutdown.starting = False
