@@ -5,7 +5,7 @@ segment per process, 512 KiB by default. A window of 640x480 outputs leaves as o
 and disparity images (1.2 MB each), clouds (4.9 MB) and camera_infos, so the segment runs full and
 samples are dropped there; a reliable subscriber (RViz, depth_image_proc, a message_filters sync)
 must then have them repaired, and those the node's bounded history (`output_qos_depth`) no longer
-holds are lost for good: 1-3 % of every topic at 640x480 / 15 Hz, more on a busy machine, and
+holds are lost for good: 1-26 % of a topic at 640x480 / 15 Hz on a busy machine (2 cores), and
 depth images without their camera_info (`test/test_ros_consumers.py`). `config/fastdds_large_images.xml`
 gives the segment 32 MiB, and what counts is the publishing process, so `vdepth-node` uses it for
 itself unless the user configured Fast DDS in any way. Standard library only: it runs before rclpy
