@@ -144,6 +144,29 @@ def test_training_checkpoint_layouts_import_as_the_plain_release(
     assert not (tmp_path / "two").exists()
 
 
+def test_a_trainer_checkpoint_folder_imports_as_the_release(
+    tmp_path: Path, tiny_vda_release: tuple[VideoDepthAnything, dict[str, torch.Tensor]]
+) -> None:
+    """accelerate's `save_state` folder (vdepth_training's `checkpoints/checkpoint_<step>`) holds the
+    training step's `model.safetensors` (`model.` keys) beside `optimizer.bin`, `scheduler.bin` and the
+    RNG states; given as the source it was refused ('a folder with model.safetensors, optimizer.bin,
+    scheduler.bin: pass the checkpoint file itself'), though training read it."""
+    from safetensors.torch import save_file
+
+    tiny, sd = tiny_vda_release
+    folder = tmp_path / "checkpoints" / "checkpoint_9"
+    folder.mkdir(parents=True)
+    save_file({"model." + k: v.contiguous() for k, v in sd.items()}, str(folder / "model.safetensors"))
+    for name in ("optimizer.bin", "scheduler.bin"):
+        torch.save({"state": {0: {"exp_avg": torch.zeros(3)}}, "param_groups": []}, folder / name)
+    (folder / "random_states_0.pkl").write_bytes(b"\x80\x04N.")
+    (folder / "config.json").write_text('{"recipe": "vda"}')
+    out = tmp_path / "imported"
+    assert cli_main(["import", "vda", str(folder), "-o", str(out), *_sets(VideoDepthAnything.tiny_config())]) == 0
+    frames = torch.rand(4, 3, 70, 98, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(load_model(out).predict(frames), tiny.predict(frames), rtol=0, atol=0)
+
+
 def test_files_that_are_not_weights_name_what_they_are(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],

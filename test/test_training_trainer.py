@@ -16,7 +16,8 @@ from training_support import CONFIGS, fresh_accelerate  # noqa: F401 - autouse f
 from vdepth_training.config import deep_merge, load_config
 from vdepth_training.freeze import count_by_kind, layer_kind, set_trainable
 from vdepth_training.trainer import Trainer, check_loss_decreases, latest_checkpoint
-from vdepth_training.weights import read_weights
+
+from vdepth_ros.models import load_state_dict_file
 
 
 class ToyST(nn.Module):
@@ -156,7 +157,7 @@ def test_two_stages_switch_trainable_layers(tmp_path: Path) -> None:
     ckpt = latest_checkpoint(tmp_path)
     # stage 0 done; the resumed run opens stage 1 with a fresh optimizer over its own parameters
     assert json.loads((ckpt / "trainer_state.json").read_text()) == {"global_step": 1, "stage": 0, "stage_step": 1}
-    after_stage1 = read_weights(ckpt)
+    after_stage1 = load_state_dict_file(ckpt)
     trainer = Trainer(vda_tiny(**over), tmp_path)
     trainer.fit(resume=True)
     changed = {n for n, p in trainer.model.named_parameters() if not torch.equal(p.detach(), after_stage1[n])}
@@ -437,6 +438,35 @@ def test_export_checkpoint_of_weights_that_do_not_fit_is_one_line(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "tensor(s) of another shape" in err and name.removeprefix("model.") in err, err
     assert not (run / "export").exists()
+
+
+def test_export_checkpoint_reads_the_layouts_vdepth_export_import_reads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Training read weights with its own reader, which took any file but `.pt` for safetensors: a
+    fine-tuned `.pth` saved by the user's own loop (DDP `module.` + torch.compile `_orig_mod.` keys in
+    `{"state_dict": ..., "epoch": ...}`) and a Git LFS pointer both ended in a SafetensorError
+    traceback. Training now reads through the package's one reader (`load_state_dict_file`)."""
+    from vdepth_training.config import build_family_model
+    from vdepth_training.train import main
+
+    from vdepth_ros.models import load_model
+
+    torch.manual_seed(3)
+    state = build_family_model(vda_tiny()).state_dict()
+    finetuned = tmp_path / "finetuned.pth"
+    torch.save({"state_dict": {f"_orig_mod.module.{k}": v for k, v in state.items()}, "epoch": 3}, finetuned)
+    run = tmp_path / "run"
+    base = ["--config", str(CONFIGS / "vda.yaml"), "--tiny", "--output", str(run)]
+    assert main([*base, "--export-checkpoint", str(finetuned)]) == 0
+    exported = load_model(run / "export").state_dict()
+    assert all(torch.equal(exported[k], v) for k, v in state.items())
+    lfs = tmp_path / "lfs.safetensors"
+    lfs.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:" + "0" * 64 + "\nsize 1200\n")
+    capsys.readouterr()
+    assert main([*base, "--export-checkpoint", str(lfs), "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Git LFS pointer" in err and "Traceback" not in err, err
 
 
 def test_ctrl_c_before_the_first_step_is_one_line_not_a_traceback(

@@ -44,9 +44,9 @@ def torchrun(args: list[str], *, nproc: int = 2, timeout: float = 900, env: dict
 
 
 def state_of(path: Path) -> dict[str, torch.Tensor]:
-    from vdepth_training.weights import read_weights
+    from vdepth_ros.models import load_state_dict_file
 
-    return read_weights(path)
+    return load_state_dict_file(path)
 
 
 def assert_same_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], *, rtol: float = 0.0, atol: float = 0.0,

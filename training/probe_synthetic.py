@@ -6,7 +6,7 @@ It answers "did the network learn the renders?" before anyone spends time on the
     python -m vdepth_training.probe_synthetic runs/default2/checkpoints/checkpoint_4500 \\
         --config training/configs/default_v2_convstem.yaml
 
-The checkpoint may be any weights `weights.read_weights` reads (a checkpoint folder, a model
+The checkpoint may be any weights `vdepth_ros.models.load_state_dict_file` reads (a checkpoint folder, a model
 folder such as `<run>/final`, or a former `train_default` `checkpoint.pt`).
 
 Clips: seeds 777001, 777002, 777005, 777011, 777013, 777020 (outside every training seed range),
@@ -41,12 +41,12 @@ def probe(
     import cv2
     from vdepth_training.config import build_family_model, load_config
     from vdepth_training.data.synthetic import render_clip
-    from vdepth_training.weights import read_weights
 
     from vdepth_ros.eval.metrics import constant_prediction, evaluate_sequence
+    from vdepth_ros.models import load_state_dict_file
 
     model = build_family_model(load_config(config))
-    model.load_state_dict(read_weights(checkpoint))
+    model.load_state_dict(load_state_dict_file(checkpoint))
     model.eval()
     res: dict[str, list[float]] = {"model": [], "constant": [], "row_ramp": [], "model_nearness_gain": []}
     for seed in SEEDS:

@@ -51,10 +51,10 @@ from vdepth_training.config import build_optimizer, check_keys
 from vdepth_training.data.stream import rank_loader
 from vdepth_training.recipes import Recipe, TrainingStep, get_recipe
 from vdepth_training.stages import Stage, plan_stages, stage_lr
-from vdepth_training.weights import STEP_PREFIX, load_init_weights, read_weights
+from vdepth_training.weights import STEP_PREFIX, load_init_weights
 
 from vdepth_ros.errors import ConfigError
-from vdepth_ros.models.base import load_state_checked
+from vdepth_ros.models.base import load_state_checked, load_state_dict_file
 from vdepth_ros.offline.atomic import AtomicOutput, check_output_path
 from vdepth_ros.offline.errors import OutputExistsError
 
@@ -346,7 +346,8 @@ class Trainer:
         torch.manual_seed(int(self.train_cfg["seed"]))
         model = self.recipe.build_model()
         if init and self.train_cfg.get("init"):  # fine-tuning: another run's weights, fresh optimizer
-            load_init_weights(model, read_weights(self.train_cfg["init"]), self.train_cfg.get("init_new_modules") or ())
+            init_state = load_state_dict_file(self.train_cfg["init"])
+            load_init_weights(model, init_state, self.train_cfg.get("init_new_modules") or ())
             log.info("initialised from %s", self.train_cfg["init"])
         if self.train_cfg.get("gradient_checkpointing"):
             enable_gradient_checkpointing(model)
@@ -552,7 +553,7 @@ class Trainer:
         return out
 
     def export_checkpoint(self, checkpoint: str | Path, out: str | Path, *, overwrite: bool = False) -> Path:
-        """A checkpoint (or any `weights.read_weights` source) -> a `vdepth_ros.models` folder `out`,
+        """A checkpoint (or any `vdepth_ros.models.load_state_dict_file` source) -> a `vdepth_ros.models` folder `out`,
         written under a temporary name and renamed into place (as `vdepth-export import` does).
 
         Raises:
@@ -563,7 +564,8 @@ class Trainer:
         check_output_path(Path(out), overwrite=overwrite, inputs=[Path(checkpoint)])  # before building the model
         torch.manual_seed(int(self.train_cfg["seed"]))
         model = self.recipe.build_model()
-        load_state_checked(model, read_weights(checkpoint), f"{checkpoint} does not fit recipe {self.recipe.name!r}")
+        what = f"{checkpoint} does not fit recipe {self.recipe.name!r}"
+        load_state_checked(model, load_state_dict_file(checkpoint), what)
         with AtomicOutput(out, overwrite=overwrite, inputs=[Path(checkpoint)]) as tmp:
             self.export(model, tmp)
         return Path(out)

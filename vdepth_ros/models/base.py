@@ -329,6 +329,23 @@ def _unwrap(state: Any, path: Path) -> dict[str, torch.Tensor]:
 #: `model-00001-of-00003.safetensors`: one shard of a split checkpoint (huggingface_hub's naming).
 _SHARD = re.compile(r"-(\d+)-of-(\d+)\.[A-Za-z]+$")
 _WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
+#: The model's weights in a folder that holds other state too (accelerate's `save_state`, transformers).
+_MODEL_FILE_NAMES = (WEIGHTS_NAME, "pytorch_model.bin")
+#: DeepSpeed ZeRO's sharded model and optimizer state in an accelerate checkpoint folder.
+_ZERO_FOLDER = "pytorch_model"
+
+
+def _load_zero(folder: Path) -> dict[str, torch.Tensor]:
+    """A DeepSpeed ZeRO checkpoint folder, gathered to one fp32 state dict by DeepSpeed's own reader."""
+    try:
+        from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+    except ImportError:
+        raise ModelLoadError(
+            f"{folder} is a DeepSpeed ZeRO checkpoint ({_ZERO_FOLDER}/); reading it needs deepspeed "
+            "(pip install deepspeed), or convert it with the zero_to_fp32.py script DeepSpeed saved beside it"
+        ) from None
+    state = get_fp32_state_dict_from_zero_checkpoint(str(folder), tag=_ZERO_FOLDER)
+    return _unwrap(dict(state), folder)
 
 
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
@@ -338,12 +355,19 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     it), or a folder holding one checkpoint (other files are ignored). Training checkpoints are
     unwrapped (`_unwrap`: the state dict inside, DDP/compile prefixes off).
 
+    A folder may be a model folder (`config.json` + `model.safetensors`), a training checkpoint
+    folder (accelerate's `checkpoint_<step>`: `model.safetensors` beside the optimizer state, or
+    DeepSpeed's ZeRO shards in `pytorch_model/`, gathered with DeepSpeed's own reader), or a folder
+    holding one checkpoint. Training code and the importers read weights only through here.
+
     Raises:
         ModelLoadError: missing, not a weights file (empty, Git LFS pointer, HTML page, text), cut off or
             corrupt, holding Python objects besides tensors, several candidate state dicts, a shard
             without its index or an index without all its shards; the message says which and what to do.
     """
-    path = Path(path)
+    path = Path(path).expanduser()
+    if path.is_dir() and not (path / WEIGHTS_NAME).is_file() and (path / _ZERO_FOLDER).is_dir():
+        return _load_zero(path)
     if path.is_dir():
         path = _checkpoint_in_folder(path)
     if path.name.endswith(".index.json") and path.is_file():
@@ -361,10 +385,14 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def _checkpoint_in_folder(folder: Path) -> Path:
-    """The one checkpoint in `folder`: its `*.index.json`, else its only weights file."""
+    """The one checkpoint in `folder`: its `*.index.json`, else the model's file by its usual name
+    (a checkpoint folder also holds `optimizer.bin`, `scheduler.bin`), else its only weights file."""
     indexes = sorted(folder.glob("*.index.json"))
     if len(indexes) == 1:
         return indexes[0]
+    named = [folder / n for n in _MODEL_FILE_NAMES if (folder / n).is_file()]
+    if not indexes and named:
+        return named[0]
     files = sorted(p for p in folder.iterdir() if p.suffix in _WEIGHT_SUFFIXES and p.is_file())
     if not indexes and len(files) == 1:
         return files[0]
