@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -410,3 +411,32 @@ def test_a_dynamic_graph_is_not_run_past_its_models_longest_window(tmp_path: Pat
     config = PipelineConfig(window=12, overlap=4, alignment="chain_ls", inference="package")
     with pytest.raises(ConfigError, match=r"window 12 exceeds the model's longest window of 8 frames"):
         DepthPipeline(config, engine)
+
+
+def test_a_dynamic_export_from_before_max_frames_is_limited_to_its_window_with_one_note(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`model.onnx.json` of exports made before specs recorded `max_frames` has no such key: such a
+    dynamic graph loaded as 'no limit known', and a window past the model's temporal position table
+    failed inside ONNX Runtime (a broadcast error, a traceback in vdepth-video and the node). It
+    now loads limited to the window its spec names, with one note saying to re-export."""
+    from vdepth_ros.errors import InputError
+    from vdepth_ros.models.vda import VideoDepthAnything
+
+    torch.manual_seed(0)
+    tiny = VideoDepthAnything(**VideoDepthAnything.tiny_config()).eval()  # max_frames 8
+    export_onnx(tiny, tmp_path, frames=4, height=70, width=98, dynamic_frames=True, parity=False)
+    spec_file = tmp_path / "model.onnx.json"
+    old = json.loads(spec_file.read_text())
+    del old["max_frames"]  # as exports before the field wrote it
+    spec_file.write_text(json.dumps(old))
+    caplog.set_level(logging.WARNING)
+    with create_engine(tmp_path / "model.onnx", backend="onnxruntime", threads=1) as engine:
+        assert engine.input_spec.max_frames == max(4, old["window"]) <= 8
+        clip = (np.random.default_rng(0).random((12, 70, 98, 3)) * 255).astype(np.uint8)
+        assert engine.infer(clip[: engine.input_spec.max_frames]).shape[0] == engine.input_spec.max_frames
+        with pytest.raises(InputError, match=r"window of 12 frames; this model accepts 1\.\."):
+            engine.infer(clip)
+    InputSpec.load(spec_file)  # loaded again (a variant lookup, a check): not noted again
+    notes = [r.getMessage() for r in caplog.records if "max_frames" in r.getMessage()]
+    assert len(notes) == 1 and "re-export" in notes[0], notes

@@ -7,6 +7,7 @@ pixel range, output kind and the window/alignment rules the stream core must app
 from __future__ import annotations
 
 import json
+import logging
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -14,7 +15,11 @@ from typing import Any, Literal
 
 from vdepth_ros.errors import ConfigError
 
+log = logging.getLogger(__name__)
+
 SPEC_VERSION = 1
+#: old spec files (no max_frames) already noted, so a file loaded again (variants, checks) is noted once
+_NOTED_OLD_SPECS: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -93,10 +98,26 @@ class InputSpec:
 
     @classmethod
     def load(cls, path: str | Path) -> InputSpec:
+        """The spec file `path`. One written before specs recorded `max_frames` (the model's longest
+        window) and with a dynamic frame axis is limited to the longest window it names (its
+        `window`, or the export's example length), with one note saying to re-export: run past the
+        model's limit, such a graph fails inside ONNX Runtime."""
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"input spec {path} not found (the exporter writes it next to the model)")
-        return cls.from_dict(json.loads(path.read_text()))
+        data = json.loads(path.read_text())
+        if isinstance(data, dict) and "max_frames" not in data and data.get("dynamic_frames"):
+            longest = max(int(data.get("frames", 0)), int(data.get("window", cls.window)))
+            data = {**data, "max_frames": longest}
+            if str(path.resolve()) not in _NOTED_OLD_SPECS:
+                _NOTED_OLD_SPECS.add(str(path.resolve()))
+                log.warning(
+                    "%s was written before exports recorded the model's longest window (max_frames): windows "
+                    "are limited to %d frames, its window; re-export it (vdepth-export onnx ... --dynamic-frames) "
+                    "to record the model's own limit",
+                    path, longest,
+                )  # fmt: skip
+        return cls.from_dict(data)
 
 
 def spec_path_for(model_file: str | Path) -> Path:
