@@ -84,6 +84,14 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("--cache", help="model cache folder (default: $VDEPTH_MODEL_CACHE or ~/.cache/vdepth_ros/models)")
     pl.add_argument("--from", dest="from_dir", help="take the files from DIR/<repo>/<file> instead of the hub")
     pl.add_argument("--overwrite", action="store_true", help="pull again over a model already in the cache")
+    pl.add_argument(
+        "--revision",
+        action="append",
+        default=[],
+        metavar="[REPO=]REV",
+        help="a branch, tag or commit to download instead of the registry's (REPO=REV for one repository of a "
+        "release from several; repeatable); recorded in the model's release.json; unverified (no known sha256)",
+    )
 
     e = sub.add_parser("engine", help="build a TensorRT engine from an exported ONNX (needs tensorrt + GPU)")
     e.add_argument("onnx", help="model.onnx (with model.onnx.json next to it) or a model folder")
@@ -202,6 +210,7 @@ def _run_pull(args: argparse.Namespace) -> int:
         accept_license=args.accept_license,
         overwrite=args.overwrite,
         from_dir=args.from_dir,
+        revisions=args.revision,
     )
     from vdepth_ros.runtime.registry import CACHE_ENV, cached_model_dir
 

@@ -2,6 +2,7 @@
 
     vdepth-export pull vda-small                      # Apache-2.0: no licence flag needed
     vdepth-export pull dvd --accept-license           # CC-BY-NC-4.0 weights
+    vdepth-export pull vda-small --revision v1.0      # a branch, tag or commit of the release's repository
     vdepth-node --ros-args -p model:=vda-small ...    # `model: NAME` resolves to the cached folder
 
 Downloads go through `huggingface_hub.hf_hub_download`, so `HF_ENDPOINT` (mirrors), `HF_HUB_OFFLINE`,
@@ -9,20 +10,26 @@ Downloads go through `huggingface_hub.hf_hub_download`, so `HF_ENDPOINT` (mirror
 hub tool, and the files land in the hub's own cache (`HF_HUB_CACHE`), shared with those tools. Each
 file with a known sha256 (or size) is checked before import; a mismatch removes the downloaded copy.
 The import writes the model folder under a temporary name and renames it (`import_released`), so an
-interrupted pull never leaves half a model in the cache. Offline, the error lists the files, their
+interrupted pull never leaves half a model in the cache. `release.json` in the folder records each
+file's revision (the registry's, or `--revision`'s) and the commit it resolved to; a file taken at
+another revision than the registry's has no known checksum and is imported unverified (its sha256
+recorded). Offline, the error lists the files, their
 URLs and the two ways to import them by hand.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import hashlib
 import json
 import logging
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from vdepth_ros.errors import ConfigError, VdepthError
+from vdepth_ros.offline.errors import OutputExistsError
 from vdepth_ros.runtime.registry import (
     CACHE_ENV,
     PROVENANCE_NAME,
@@ -101,6 +108,81 @@ def _check_writable(output: Path, overwrite: bool) -> None:
         ) from None
 
 
+def at_revisions(release: Release, revisions: Sequence[str]) -> Release:
+    """`release` with `--revision` applied: `REV` (a branch, tag or commit; every file, when the
+    release comes from one repository) or `REPO=REV` for one of its repositories. A file moved to
+    another revision than the registry's loses its known sha256 and size (they are the registry
+    revision's): it is imported unverified, its sha256 recorded.
+
+    Raises:
+        ConfigError: an empty revision, `REV` for a release from several repositories, a repository the
+            release does not use, or two revisions for one repository.
+    """
+    repos = sorted({f.repo for f in release.files})
+    chosen: dict[str, str] = {}
+    for item in revisions:
+        repo, sep, rev = item.partition("=")
+        repo, rev = (repo.strip(), rev.strip()) if sep else ("", repo.strip())
+        if not rev:
+            raise ConfigError(f"--revision {item!r}: give a branch, tag or commit (REV, or REPO=REV)")
+        if not repo:
+            if len(repos) != 1:
+                raise ConfigError(
+                    f"{release.name} downloads from {len(repos)} repositories ({', '.join(repos)}): give each "
+                    "one's revision as --revision REPO=REV"
+                )
+            repo = repos[0]
+        elif repo not in repos:
+            raise ConfigError(f"--revision {item}: {release.name} has no files in {repo}; its repositories: "
+                              f"{', '.join(repos)}")  # fmt: skip
+        if chosen.get(repo, rev) != rev:
+            raise ConfigError(f"two revisions for {repo}: {chosen[repo]} and {rev}")
+        chosen[repo] = rev
+    files = tuple(
+        f if chosen.get(f.repo, f.revision) == f.revision
+        else dataclasses.replace(f, revision=chosen[f.repo], sha256=None, size=None)
+        for f in release.files
+    )  # fmt: skip
+    return dataclasses.replace(release, files=files)
+
+
+def cached_revisions(folder: Path) -> dict[str, str]:
+    """`repo -> "revision (commit)"` of the files a pull recorded in `folder`'s `release.json`; empty
+    for a folder imported by hand or recorded before revisions were."""
+    try:
+        files = json.loads((folder / PROVENANCE_NAME).read_text())["files"]
+        out = {}
+        for f in files:
+            commit = f.get("commit")
+            rev = str(f["revision"])
+            out[str(f["repo"])] = f"{rev} ({commit})" if commit and commit != rev else rev
+        return out
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
+def _revision_differs(folder: Path, release: Release) -> str | None:
+    """What the cached `folder` holds when a file of `release` is asked at another revision, or None."""
+    try:
+        recorded = json.loads((folder / PROVENANCE_NAME).read_text())["files"]
+        have = {(str(f["repo"]), str(f["filename"])): {f.get("revision"), f.get("commit")} for f in recorded}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        have = {}
+    for spec in release.files:
+        if spec.revision not in have.get((spec.repo, spec.filename), set()):
+            held = ", ".join(f"{r}@{v}" for r, v in cached_revisions(folder).items()) or "a revision not recorded"
+            return f"{folder} holds {release.name} at {held}, not {spec.repo}@{spec.revision}"
+    return None
+
+
+def _commit_of(path: Path, spec: ReleaseFile) -> str | None:
+    """The commit a hub download resolved to: `.../snapshots/<commit>/<filename>` in the hub cache."""
+    snapshot = path
+    for _ in Path(spec.filename).parts:
+        snapshot = snapshot.parent
+    return snapshot.name if snapshot.parent.name == "snapshots" else None
+
+
 #: errors of the local disk, not of the network: full, read-only, no permission, a file in the way
 _STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EEXIST}
 
@@ -158,7 +240,8 @@ def _hub_answer(err: BaseException, endpoint: str | None) -> str:
     return f"cannot reach the hub at {where} ({chain[-1].__class__.__name__}: {str(chain[-1]).splitlines()[0][:200]})"
 
 
-def _download(spec: ReleaseFile, release: Release, output: Path, endpoint: str | None) -> Path:
+def _download(spec: ReleaseFile, release: Release, output: Path, endpoint: str | None, asked: bool) -> Path:
+    """`spec` from the hub into its cache; `asked`: its revision came from `--revision`."""
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (
         EntryNotFoundError,
@@ -186,6 +269,13 @@ def _download(spec: ReleaseFile, release: Release, output: Path, endpoint: str |
     except (RevisionNotFoundError, EntryNotFoundError) as err:
         if isinstance(err, LocalEntryNotFoundError):  # offline, or the hub unreachable or answering an error
             raise DownloadError(f"{_hub_answer(err, endpoint)}.\n{manual}") from None
+        if asked:
+            what = f"no revision {spec.revision!r} of {spec.repo}" if isinstance(err, RevisionNotFoundError) else (
+                f"no {spec.filename} in {spec.repo}@{spec.revision}")  # fmt: skip
+            raise DownloadError(
+                f"the hub has {what} ({err.__class__.__name__}): --revision takes a branch, tag or commit of "
+                f"{spec.repo} that holds the release's files"
+            ) from None
         raise DownloadError(
             f"the hub has no {spec.filename} in {spec.repo}@{spec.revision} ({err.__class__.__name__}); "
             "the registry entry may be out of date"
@@ -202,9 +292,10 @@ def _download(spec: ReleaseFile, release: Release, output: Path, endpoint: str |
 
 
 def _fetch(
-    release: Release, output: Path, from_dir: Path | None, endpoint: str | None
+    release: Release, output: Path, from_dir: Path | None, endpoint: str | None, asked: frozenset[ReleaseFile]
 ) -> dict[ReleaseFile, tuple[Path, str]]:
-    """Every file of the release on local disk (from `from_dir`, else downloaded), with its sha256."""
+    """Every file of the release on local disk (from `from_dir`, else downloaded), with its sha256;
+    `asked`: the files whose revision came from `--revision`."""
     paths: dict[ReleaseFile, tuple[Path, str]] = {}
     for spec in release.files:
         if from_dir is not None:
@@ -213,7 +304,7 @@ def _fetch(
                 raise FileNotFoundError(f"{path} not found (--from expects DIR/<repo>/<file>)")
             paths[spec] = (path, _check_file(path, spec, remove_on_mismatch=False))
         else:
-            path = _download(spec, release, output, endpoint)
+            path = _download(spec, release, output, endpoint, spec in asked)
             paths[spec] = (path, _check_file(path, spec, remove_on_mismatch=True))
     return paths
 
@@ -239,6 +330,7 @@ def pull(
     overwrite: bool = False,
     from_dir: str | Path | None = None,
     endpoint: str | None = None,
+    revisions: Sequence[str] = (),
 ) -> Path:
     """Download (or take from `from_dir`) release `name`, check it and import it into the model cache.
 
@@ -249,23 +341,29 @@ def pull(
         overwrite: replace a model already in the cache.
         from_dir: use files already on disk, laid out as `DIR/<repo>/<filename>`, instead of the hub.
         endpoint: hub URL (default: `HF_ENDPOINT`, else huggingface.co).
+        revisions: `--revision` values (`at_revisions`): `REV` or `REPO=REV`, a branch, tag or commit.
 
     Returns:
         The model folder; already there (and `overwrite` false) -> returned without downloading.
 
     Raises:
-        ConfigError: unknown name, or a release with no public download.
+        ConfigError: unknown name, a release with no public download, a `revisions` value that does
+            not fit the release, or `revisions` with `from_dir`.
         LicenseNotAcceptedError: non-commercial licence without `accept_license`.
         DownloadError: offline (the message lists the manual steps), gated, missing, bad checksum,
             or a model cache that cannot be written (checked before downloading).
-        OutputExistsError: something else is at the model's folder and `overwrite` is false
-            (checked before downloading).
+        OutputExistsError: something else is at the model's folder, or the release at another
+            revision, and `overwrite` is false (checked before downloading).
         ModelLoadError: the files do not fit the family (from the importer).
     """
     from vdepth_export.import_released import import_released
 
-    release = get_release(name)
+    registered = get_release(name)
     output = cached_model_dir(name, cache)
+    if revisions and from_dir is not None:
+        raise ConfigError("--revision picks what is downloaded; --from takes the files in DIR as they are: drop one")
+    release = at_revisions(registered, revisions)
+    asked = frozenset(f for f in release.files if f not in registered.files)
     if not release.files:
         raise ConfigError(f"{name} has no public download. {release.notes}".replace("<cache>", str(output.parent)))
     if release.non_commercial and not accept_license:
@@ -276,8 +374,13 @@ def pull(
         )
     if (output / "config.json").is_file() and not overwrite:
         damage = _damage(output)
+        other = _revision_differs(output, release) if revisions else None
+        if other is not None:
+            raise OutputExistsError(f"{other}: pass --overwrite to replace it")
         if damage is None:
-            log.info("%s is already in the model cache: %s (pass --overwrite to pull it again)", name, output)
+            held = ", ".join(f"{r}@{v}" for r, v in cached_revisions(output).items())
+            log.info("%s is already in the model cache: %s%s (pass --overwrite to pull it again)", name, output,
+                     f" ({held})" if held else "")  # fmt: skip
             return output
         if not (output / PROVENANCE_NAME).is_file():  # imported there by hand: the user's to replace
             raise DownloadError(f"{output} is damaged ({damage}): pass --overwrite to replace it with {name}")
@@ -285,14 +388,20 @@ def pull(
         overwrite = True  # a folder pull wrote, unusable as it is
     _check_writable(output, overwrite)
     _quiet_http_logs()
-    paths = _fetch(release, output, Path(from_dir) if from_dir is not None else None, endpoint)
+    paths = _fetch(release, output, Path(from_dir) if from_dir is not None else None, endpoint, asked)
     provenance = {
         "name": release.name,
         "family": release.family,
         "license": release.license,
         "files": [
-            {"repo": s.repo, "filename": s.filename, "revision": s.revision, "sha256": sha}
-            for s, (_p, sha) in paths.items()
+            {
+                "repo": s.repo,
+                "filename": s.filename,
+                "revision": s.revision,
+                "commit": _commit_of(p, s),
+                "sha256": sha,
+            }
+            for s, (p, sha) in paths.items()
         ],
     }
     return import_released(
@@ -321,9 +430,18 @@ def describe_releases(cache: str | Path | None = None) -> list[dict[str, object]
             "needs_accept_license": r.non_commercial,
             "downloadable": bool(r.files),
             "cached": (cached_model_dir(r.name, cache) / "config.json").is_file(),
+            "cached_revisions": cached_revisions(cached_model_dir(r.name, cache)),
         }
         for r in releases().values()
     ]
 
 
-__all__ = ["DownloadError", "LicenseNotAcceptedError", "describe_releases", "pull", "sha256_of"]
+__all__ = [
+    "DownloadError",
+    "LicenseNotAcceptedError",
+    "at_revisions",
+    "cached_revisions",
+    "describe_releases",
+    "pull",
+    "sha256_of",
+]

@@ -22,20 +22,23 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 import torch
 from vdepth_export.cli import main as export_main
-from vdepth_export.pull import DownloadError, LicenseNotAcceptedError, pull
+from vdepth_export.pull import DownloadError, LicenseNotAcceptedError, at_revisions, pull
 
 from vdepth_ros.errors import ConfigError
 from vdepth_ros.models import load_model
 from vdepth_ros.models.vda import VideoDepthAnything
+from vdepth_ros.offline.errors import OutputExistsError
 from vdepth_ros.runtime.registry import CACHE_ENV, PROVENANCE_NAME, REGISTRY_ENV
 
 REPO = "test-org/Video-Depth-Anything-Tiny"
 FILE = "video_depth_anything_vits.pth"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
+COMMIT_V2 = "fedcba9876543210fedcba9876543210fedcba98"
 
 
 @dataclass
@@ -48,6 +51,23 @@ class Hub:
     url: str = ""
     status: tuple[int, str] | None = None  # answer every request with (HTTP status, X-Error-Code or "")
     stall: threading.Event | None = None  # GETs send half the body, then wait for this event
+    #: other revisions (a tag, a branch, or the commit itself) -> (their commit, their files); main is `files`
+    revisions: dict[str, tuple[str, dict[tuple[str, str], bytes]]] = field(default_factory=dict)
+
+
+def _lookup(hub: Hub, path: str) -> tuple[str, str, bytes | None, str]:
+    """`/{repo}/resolve/{revision}/{filename}` -> (the revision's commit, filename, the file or None,
+    the X-Error-Code of a 404). The revision is main, its commit, or one of `hub.revisions` (by name or commit)."""
+    parts = path.split("?")[0].lstrip("/").split("/")
+    repo, rest = "/".join(parts[:2]), parts[2:]
+    known = {"main": (COMMIT, hub.files), COMMIT: (COMMIT, hub.files), **hub.revisions}
+    known |= {commit: (commit, files) for commit, files in hub.revisions.values()}
+    revision = unquote(rest[1]) if len(rest) > 1 else "main"
+    if revision not in known:
+        return "", "", None, "RevisionNotFound"
+    commit, files = known[revision]
+    filename = "/".join(rest[2:]) if rest[:1] == ["resolve"] else ""
+    return commit, filename, files.get((repo, filename)), "EntryNotFound"
 
 
 def _handler(hub: Hub) -> type[BaseHTTPRequestHandler]:
@@ -64,20 +84,17 @@ def _handler(hub: Hub) -> type[BaseHTTPRequestHandler]:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return
-            parts = self.path.split("?")[0].lstrip("/").split("/")
-            repo, rest = "/".join(parts[:2]), parts[2:]
-            key = (repo, "/".join(rest[2:])) if rest[:1] == ["resolve"] else None
-            if key not in hub.files:
+            commit, filename, data, error = _lookup(hub, self.path)
+            if data is None:
                 self.send_response(404)
-                self.send_header("X-Error-Code", "EntryNotFound")
-                self.send_header("X-Repo-Commit", COMMIT)
+                self.send_header("X-Error-Code", error)
+                self.send_header("X-Repo-Commit", commit)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return
-            data = hub.files[key]
             start = int(self.headers["Range"].split("=")[1].split("-")[0]) if self.headers.get("Range") else 0
             self.send_response(206 if start else 200)
-            self.send_header("X-Repo-Commit", COMMIT)
+            self.send_header("X-Repo-Commit", commit)
             self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
             self.send_header("Accept-Ranges", "bytes")
             self.send_header("Content-Length", str(len(data) - start))
@@ -92,9 +109,9 @@ def _handler(hub: Hub) -> type[BaseHTTPRequestHandler]:
                 hub.stall.wait(60)
                 self.close_connection = True
                 return
-            left = hub.cut.get(key[1], 0)
+            left = hub.cut.get(filename, 0)
             if left:
-                hub.cut[key[1]] = left - 1 if left > 0 else left
+                hub.cut[filename] = left - 1 if left > 0 else left
                 self.wfile.write(data[start : start + (len(data) - start) // 2])
                 self.wfile.flush()
                 self.close_connection = True  # the peer sees a short body
@@ -471,3 +488,83 @@ def test_ctrl_c_during_a_download_is_one_line_and_imports_nothing(hub: Hub, env:
             assert _leftovers(Path(env[CACHE_ENV])) == []
     finally:
         hub.stall.set()
+
+
+def test_revision_pulls_a_tag_or_commit_and_records_it(
+    hub: Hub, env: dict[str, str], online: None, capsys: pytest.CaptureFixture[str], tiny: VideoDepthAnything
+) -> None:
+    """`pull` had no `--revision`: only the registry's revision (main) could be pulled, so a release
+    re-tagged or fixed upstream could not be pinned or rolled back, and the model folder did not say
+    which commit it held. Now `--revision` takes a branch, tag or commit (huggingface_hub's), the
+    registry's sha256 (main's) is not applied to another revision's bytes, and release.json and
+    `pull --list` record the revision and its commit; a cached model at another revision is replaced
+    only with --overwrite."""
+    torch.manual_seed(5)
+    v2 = VideoDepthAnything(**VideoDepthAnything.tiny_config()).eval()
+    buf = io.BytesIO()
+    torch.save(v2.released_state_dict(), buf)
+    hub.revisions["v2"] = (COMMIT_V2, {(REPO, FILE): buf.getvalue()})
+    folder = pull("vda-tiny-test", endpoint=hub.url, revisions=["v2"])
+    assert ("GET", f"/{REPO}/resolve/v2/{FILE}", None) in hub.requests, hub.requests
+    recorded = json.loads((folder / PROVENANCE_NAME).read_text())["files"][0]
+    assert (recorded["revision"], recorded["commit"]) == ("v2", COMMIT_V2)
+    assert recorded["sha256"] == hashlib.sha256(buf.getvalue()).hexdigest()
+    frames = torch.rand(4, 3, 70, 98, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(load_model(folder).predict(frames), v2.predict(frames))
+    assert export_main(["pull", "--list"]) == 0
+    listed = {r["name"]: r for r in json.loads(capsys.readouterr().out)}["vda-tiny-test"]
+    assert listed["cached_revisions"] == {REPO: f"v2 ({COMMIT_V2})"}
+    n = len(hub.requests)
+    assert pull("vda-tiny-test", endpoint=hub.url) == folder  # no --revision: the cached model, as is
+    assert pull("vda-tiny-test", endpoint=hub.url, revisions=[COMMIT_V2]) == folder  # its commit: the same
+    with pytest.raises(OutputExistsError, match=rf"at {REPO}@v2 \({COMMIT_V2}\), not {REPO}@main.*--overwrite"):
+        pull("vda-tiny-test", endpoint=hub.url, revisions=["main"])
+    assert len(hub.requests) == n  # none of these downloaded anything
+    pull("vda-tiny-test", endpoint=hub.url, revisions=["main"], overwrite=True)  # main: checked against the registry
+    assert torch.equal(load_model(folder).predict(frames), tiny.predict(frames))
+    assert json.loads((folder / PROVENANCE_NAME).read_text())["files"][0]["commit"] == COMMIT
+    # a revision the repository does not have: one line naming it, nothing imported
+    other = Path(env[CACHE_ENV]).parent / "other"
+    with pytest.raises(DownloadError, match=r"no revision 'v9' of .*--revision takes a branch, tag or commit"):
+        pull("vda-tiny-test", endpoint=hub.url, revisions=["v9"], cache=other)
+    assert _leftovers(other) == []
+
+
+def test_revision_offline_uses_the_hub_cache_or_names_the_url(
+    hub: Hub, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HF_HUB_OFFLINE keeps its meaning with --revision: a revision already in the hub cache is
+    imported from there without a request; one that is not is refused naming HF_HUB_OFFLINE and
+    the file's URL at that revision."""
+    import huggingface_hub.constants as hf
+
+    buf = io.BytesIO()
+    torch.save(VideoDepthAnything(**VideoDepthAnything.tiny_config()).released_state_dict(), buf)
+    hub.revisions["v2"] = (COMMIT_V2, {(REPO, FILE): buf.getvalue()})
+    with pytest.raises(DownloadError) as err:  # HF_HUB_OFFLINE=1, as conftest sets it
+        pull("vda-tiny-test", endpoint=hub.url, revisions=["v2"])
+    assert "HF_HUB_OFFLINE is set" in str(err.value) and f"{hub.url}/{REPO}/resolve/v2/{FILE}" in str(err.value)
+    assert hub.requests == []
+    monkeypatch.setattr(hf, "HF_HUB_OFFLINE", False)
+    pull("vda-tiny-test", endpoint=hub.url, revisions=["v2"], cache=Path(env[CACHE_ENV]).parent / "first")
+    monkeypatch.setattr(hf, "HF_HUB_OFFLINE", True)
+    n = len(hub.requests)
+    folder = pull("vda-tiny-test", endpoint=hub.url, revisions=["v2"])
+    assert len(hub.requests) == n
+    assert json.loads((folder / PROVENANCE_NAME).read_text())["files"][0]["commit"] == COMMIT_V2
+
+
+def test_revision_values_that_do_not_fit_the_release_are_refused(env: dict[str, str], tmp_path: Path) -> None:
+    from vdepth_ros.runtime.registry import get_release
+
+    dvd = get_release("dvd")  # two repositories: a bare REV is ambiguous
+    with pytest.raises(ConfigError, match=r"2 repositories .*--revision REPO=REV"):
+        at_revisions(dvd, ["v1"])
+    with pytest.raises(ConfigError, match=r"no files in nobody/else"):
+        at_revisions(dvd, ["nobody/else=v1"])
+    pinned = at_revisions(dvd, ["Wan-AI/Wan2.1-T2V-1.3B=abc123"])
+    assert [(f.repo, f.revision) for f in pinned.files] == [("FayeHongfeiZhang/DVD", "main"),
+                                                             ("Wan-AI/Wan2.1-T2V-1.3B", "abc123")]  # fmt: skip
+    assert pinned.files[1].sha256 is None and pinned.files[0] == dvd.files[0]
+    with pytest.raises(ConfigError, match=r"--from takes the files"):
+        pull("vda-tiny-test", from_dir=tmp_path, revisions=["v2"])
