@@ -13,7 +13,6 @@ tested against a fake `tensorrt` module that records the API calls.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import time
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from vdepth_ros.errors import ConfigError, ModelLoadError, VdepthError
+from vdepth_ros.offline.atomic import AtomicOutput
 from vdepth_ros.runtime import ENGINE_NAME, ONNX_NAME
 from vdepth_ros.runtime.shapes import check_precision
 from vdepth_ros.runtime.spec import InputSpec, spec_path_for
@@ -130,14 +130,9 @@ def _serialize_network(
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise EngineBuildError(f"TensorRT failed to build {onnx_path.name} (see the TensorRT log above)")
-    _atomic_write(timing_cache, bytes(config.get_timing_cache().serialize()))
+    with AtomicOutput(timing_cache, overwrite=True) as staged:  # shared by builds: never half-written
+        staged.write_bytes(bytes(config.get_timing_cache().serialize()))
     return bytes(serialized)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def build_engine(
@@ -203,12 +198,9 @@ def build_engine(
         return EngineBuildResult(engine_path, key, False, "cache key matches", 0.0, tc)
 
     log.info("building %s: %s", engine_path, reason)
-    engine_path.parent.mkdir(parents=True, exist_ok=True)
-    key_path_for(engine_path).unlink(missing_ok=True)  # never leave an old key next to a new engine
+    key_path_for(engine_path).unlink(missing_ok=True)  # a rebuild that fails leaves the old engine untrusted
     start = time.perf_counter()
     blob = _serialize_network(trt, onnx_path, spec, precision, int(workspace_gib * 1024**3), tc, tf32, profiles)
-    _atomic_write(engine_path, blob)
-    write_key(engine_path, key)
     engine_spec = InputSpec.from_dict(
         {
             **spec.to_dict(),
@@ -217,7 +209,13 @@ def build_engine(
             "extra": {**spec.extra, "onnx": onnx_path.name, "onnx_precision": spec.precision},
         }
     )
-    engine_spec.save(spec_path_for(engine_path))
+    # the engine, its cache key and its spec move into place together, the engine last: a failed build
+    # or Ctrl-C never leaves a half-written engine, nor an old spec beside a new engine
+    sidecars = [key_path_for(engine_path).name, spec_path_for(engine_path).name]
+    with AtomicOutput(engine_path, overwrite=True, companions=sidecars) as staged:
+        staged.write_bytes(blob)
+        write_key(staged, key)
+        engine_spec.save(spec_path_for(staged))
     seconds = time.perf_counter() - start
     log.info("built %s (%d bytes) in %.1f s", engine_path, len(blob), seconds)
     return EngineBuildResult(engine_path, key, True, reason, seconds, tc)

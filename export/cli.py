@@ -41,7 +41,11 @@ def _parser() -> argparse.ArgumentParser:
     o.add_argument("--exporter", choices=("auto", "legacy", "dynamo"), default="auto")
     o.add_argument("--dynamic-frames", action="store_true", help="declare T dynamic (checked at two lengths)")
     o.add_argument("--no-parity", action="store_true", help="skip the ONNX Runtime vs PyTorch check")
-    o.add_argument("--no-strict", action="store_true", help="write the report but exit 0 on a parity failure")
+    o.add_argument(
+        "--no-strict",
+        action="store_true",
+        help="install the graph and its report even when parity fails (exit code 1 then, not 2)",
+    )
     o.add_argument("--threads", type=int, default=None, help="threads for the parity run")
     o.add_argument("--evaldata", help="folder of real frames for parity (default: ../shared/evaldata if present)")
     o.add_argument("--synthetic", action="store_true", help="parity on synthetic clips only")

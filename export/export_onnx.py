@@ -23,7 +23,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,6 +33,7 @@ from vdepth_export.parity import TOLERANCE, compare, parity_clips
 
 from vdepth_ros.errors import ConfigError, ModelLoadError
 from vdepth_ros.models import CONFIG_NAME, WEIGHTS_NAME, VideoDepthModel, family_class, load_model
+from vdepth_ros.offline.atomic import AtomicOutput
 from vdepth_ros.offline.errors import OutputExistsError
 from vdepth_ros.runtime import ONNX_NAME
 from vdepth_ros.runtime.onnx_backend import OnnxRuntimeEngine
@@ -40,9 +41,6 @@ from vdepth_ros.runtime.shapes import check_precision, resolve_frames, spec_from
 from vdepth_ros.runtime.spec import InputSpec, spec_path_for, variant_path
 from vdepth_ros.runtime.torch_backend import TorchEngine
 from vdepth_ros.runtime.trt_cache import external_data_path
-
-if TYPE_CHECKING:
-    from collections.abc import Iterator
 
 log = logging.getLogger(__name__)
 
@@ -273,35 +271,49 @@ def export_onnx(
         onnx_path = variant_path(onnx_path, spec.height, spec.width)
     # 2. The module to trace (float32 IO around the precision) and an example input.
     spec, names, module, example = _traced_module(model, spec, precision)
-    # 3. Export with the first exporter that succeeds, then finish the graph file.
+    # 3. Export with the first exporter that succeeds, then finish the graph file. Everything is
+    # written beside the staged graph and moved into place together, once complete (`AtomicOutput`):
+    # a failure or Ctrl-C leaves the working graph, its spec and report as they were.
     max_frames = int(constraints.max_window or max(64, spec.frames))
     tries = ["legacy", "dynamo"] if exporter == "auto" else [exporter]
     start = time.perf_counter()
-    with _scratch_dir(onnx_path) as tmp:
-        used, used_opset = _export_first(
-            tries, opset, module, example, tmp, names, dynamic_frames, max_frames, weights_fp16
-        )
-        external = finalize_graph(tmp, onnx_path, external_data_threshold, weights_fp16)
-    seconds = time.perf_counter() - start
-    # 4. The spec with what the exporter made of the frame axis.
-    dyn = dynamic_axes_of(onnx_path)
-    frames_dynamic = 1 in dyn.get(names[0], [])
-    if dynamic_frames and not frames_dynamic:
-        log.warning("frame axis was requested dynamic but the exporter fixed it; the spec says fixed")
-    spec = InputSpec.from_dict(
-        {
-            **spec.to_dict(),
-            "dynamic_frames": frames_dynamic,
-            "extra": {**spec.extra, "exporter": used, "opset": used_opset, "torch": torch.__version__},
-        }
-    )
-    spec.save(spec_path_for(onnx_path))
-    result = ExportResult(onnx_path, spec, used, used_opset, seconds, external, dyn)
-    result.files = [onnx_path, spec_path_for(onnx_path)] + ([external_data_path(onnx_path)] if external else [])
+    written = [external_data_path(onnx_path), spec_path_for(onnx_path), parity_path_for(onnx_path)]
+    report: dict[str, Any] | None = None
+    try:
+        # overwrite: `_check_outputs` decided what may be replaced (a previous export's files are)
+        with AtomicOutput(onnx_path, overwrite=True, companions=[p.name for p in written]) as staged:
+            raw = staged.with_name(".exporter-raw.onnx")  # the exporter's own file(s), left in the staging folder
+            used, used_opset = _export_first(
+                tries, opset, module, example, raw, names, dynamic_frames, max_frames, weights_fp16
+            )
+            external = finalize_graph(raw, staged, external_data_threshold, weights_fp16)
+            seconds = time.perf_counter() - start
+            # 4. The spec with what the exporter made of the frame axis.
+            dyn = dynamic_axes_of(staged)
+            frames_dynamic = 1 in dyn.get(names[0], [])
+            if dynamic_frames and not frames_dynamic:
+                log.warning("frame axis was requested dynamic but the exporter fixed it; the spec says fixed")
+            spec = InputSpec.from_dict(
+                {
+                    **spec.to_dict(),
+                    "dynamic_frames": frames_dynamic,
+                    "extra": {**spec.extra, "exporter": used, "opset": used_opset, "torch": torch.__version__},
+                }
+            )
+            spec.save(spec_path_for(staged))
+            result = ExportResult(staged, spec, used, used_opset, seconds, external, dyn)
+            # 5. ONNX Runtime against PyTorch, written as the parity report.
+            if parity:
+                report = _parity(result, model, evaldata, threads, constraints.max_window)
+                parity_path_for(staged).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+                _check_parity(report, parity_path_for(onnx_path), strict)
+    except ExportError:
+        if report is not None and not onnx_path.exists():  # nothing kept there: the report says what failed
+            parity_path_for(onnx_path).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+        raise
+    result.onnx_path = onnx_path
+    result.files = [onnx_path, *(p for p in written if p.is_file())]
     log.info("exported %s (%s, opset %d) in %.1f s; dynamic axes %s", onnx_path, used, used_opset, seconds, dyn)
-    # 5. ONNX Runtime against PyTorch, written as the parity report.
-    if parity:
-        _write_parity(result, model, evaldata, threads, constraints.max_window, strict)
     return result
 
 
@@ -325,19 +337,6 @@ def _traced_module(
         + spec.value_range[0]
     )
     return spec, names, module, example
-
-
-@contextlib.contextmanager
-def _scratch_dir(onnx_path: Path) -> Iterator[Path]:
-    """`raw.onnx` in a hidden folder next to `onnx_path`, removed with everything in it afterwards."""
-    tmp_dir = onnx_path.parent / f".{onnx_path.name}.tmp"
-    tmp_dir.mkdir(exist_ok=True)
-    try:
-        yield tmp_dir / "raw.onnx"
-    finally:
-        for f in tmp_dir.iterdir():
-            f.unlink()
-        tmp_dir.rmdir()
 
 
 def _newest_opset() -> int:
@@ -379,16 +378,14 @@ def _export_first(
     raise ExportError(f"ONNX export failed with every exporter: {' | '.join(errors)}")
 
 
-def _write_parity(
+def _parity(
     result: ExportResult,
     model: VideoDepthModel,
     evaldata: str | Path | bool | None,
     threads: int | None,
     max_window: int | None,
-    strict: bool,
-) -> None:
-    """Run `parity_report` on the exported graph, write it next to it and into `result`; with `strict`
-    raise `ExportError` when it failed (after writing it)."""
+) -> dict[str, Any]:
+    """`parity_report` on the exported graph, also put into `result`."""
     if evaldata is True:
         from vdepth_ros.paths import evaldata_dir
 
@@ -398,19 +395,28 @@ def _write_parity(
         evaldata=Path(evaldata) if evaldata else None, threads=threads, max_window=max_window,
     )  # fmt: skip
     report.update(exporter=result.exporter, opset=result.opset, export_seconds=round(result.seconds, 3))
-    ppath = parity_path_for(result.onnx_path)
-    ppath.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     result.parity = report
-    result.files.append(ppath)
     if report["skipped"]:
         log.warning("parity NOT checked: %s", report["skipped"])
-    if strict and report["passed"] is False:
-        worst = max(report["checks"], key=lambda c: c["max_abs_rel"])
-        raise ExportError(
-            f"ONNX Runtime differs from PyTorch: max-abs {worst['max_abs']:.3g} "
-            f"({worst['max_abs_rel']:.3g} of the output range > {report['tolerance_rel']}) on {worst['name']}; "
-            f"report: {ppath}"
-        )
+    return report
+
+
+def _check_parity(report: dict[str, Any], ppath: Path, strict: bool) -> None:
+    """With `strict`, `ExportError` when the parity check failed; it names the worst check, and says
+    that a working graph at the output was kept, else where the report is."""
+    if not strict or report["passed"] is not False:
+        return
+    worst = max(report["checks"], key=lambda c: c["max_abs_rel"])
+    graph = ppath.with_name(ppath.name.removesuffix(".parity.json"))
+    where = (
+        f"{graph} and its files were left as they were (--no-strict installs the new graph anyway, with its report)"
+        if graph.exists()
+        else f"report: {ppath}"
+    )
+    raise ExportError(
+        f"ONNX Runtime differs from PyTorch: max-abs {worst['max_abs']:.3g} "
+        f"({worst['max_abs_rel']:.3g} of the output range > {report['tolerance_rel']}) on {worst['name']}; {where}"
+    )
 
 
 def _check_outputs(source: Any, output: str | Path | None, overwrite: bool) -> None:

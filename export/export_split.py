@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -31,9 +30,10 @@ from vdepth_export.parity import TOLERANCE, compare, parity_clips
 
 from vdepth_ros.errors import ConfigError
 from vdepth_ros.models import VideoDepthModel
+from vdepth_ros.offline.atomic import AtomicOutput
 from vdepth_ros.runtime.reuse import SplitMeta, split_files_for
 from vdepth_ros.runtime.spec import InputSpec, spec_path_for
-from vdepth_ros.runtime.trt_cache import onnx_sha256
+from vdepth_ros.runtime.trt_cache import external_data_path, onnx_sha256
 
 log = logging.getLogger(__name__)
 
@@ -114,18 +114,6 @@ def export_split_onnx(
     example = torch.rand(2, 3, spec.height, spec.width, generator=torch.Generator().manual_seed(0))
     lo, hi = spec.value_range
     example = example * (hi - lo) + lo
-    with tempfile.TemporaryDirectory(dir=onnx_path.parent) as tmp:
-        raw = Path(tmp) / "raw.onnx"
-        axes = {"frames": {0: "frames"}, **{n: {0: "frames"} for n in names}}
-        _export(frame_stage, (example,), raw, (("frames",), names), axes, not weights_fp16)
-        finalize_graph(raw, files.frame, 2 * 1024**3, weights_fp16)
-        with torch.no_grad():
-            feats = frame_stage(example[[0] * spec.frames])
-        _export(window_stage, tuple(feats), raw, (names, ("disparity",)), None, not weights_fp16)
-        finalize_graph(raw, files.window, 2 * 1024**3, weights_fp16)
-    model.float()
-    for graph in (files.frame, files.window):  # `build_split_engines` reads the shapes from these
-        spec.save(spec_path_for(graph))
     meta = SplitMeta(
         frames=spec.frames,
         height=spec.height,
@@ -135,10 +123,30 @@ def export_split_onnx(
         feature_shapes=sig.feature_shapes,
         onnx_sha256=onnx_sha256(onnx_path),
     )
-    files.meta.write_text(json.dumps(meta.to_dict(), indent=2, sort_keys=True) + "\n")
+    # Both graphs, their specs (`build_split_engines` reads the shapes from them) and model.split.json
+    # are written beside the staged meta and moved into place together (`AtomicOutput`; the meta last):
+    # a failure or Ctrl-C leaves a previous split as it was. The parity check loads the split graphs
+    # beside `model.onnx`, so it runs on the installed files and then adds its report to the meta.
+    graphs = (files.frame, files.window)
+    companions = [q.name for g in graphs for q in (g, external_data_path(g), spec_path_for(g))]
+    with AtomicOutput(files.meta, overwrite=True, companions=companions) as staged_meta:
+        staged = {g: staged_meta.with_name(g.name) for g in graphs}
+        raw = staged_meta.with_name(".exporter-raw.onnx")  # the exporter's own file(s), left in the staging folder
+        axes = {"frames": {0: "frames"}, **{n: {0: "frames"} for n in names}}
+        _export(frame_stage, (example,), raw, (("frames",), names), axes, not weights_fp16)
+        finalize_graph(raw, staged[files.frame], 2 * 1024**3, weights_fp16)
+        with torch.no_grad():
+            feats = frame_stage(example[[0] * spec.frames])
+        _export(window_stage, tuple(feats), raw, (names, ("disparity",)), None, not weights_fp16)
+        finalize_graph(raw, staged[files.window], 2 * 1024**3, weights_fp16)
+        for graph in staged.values():
+            spec.save(spec_path_for(graph))
+        staged_meta.write_text(json.dumps(meta.to_dict(), indent=2, sort_keys=True) + "\n")
+    model.float()
     report = split_parity(model, onnx_path, spec, threads=threads, evaldata=evaldata) if parity else None
     meta = SplitMeta(**{**meta.to_dict(), "parity": report})
-    files.meta.write_text(json.dumps(meta.to_dict(), indent=2, sort_keys=True) + "\n")
+    with AtomicOutput(files.meta, overwrite=True) as staged_meta:
+        staged_meta.write_text(json.dumps(meta.to_dict(), indent=2, sort_keys=True) + "\n")
     log.info("split graphs %s, %s written", files.frame.name, files.window.name)
     if strict and report is not None and not report["passed"]:
         raise ExportError(f"split ONNX graphs differ from PyTorch: {report['max_abs_rel']:.3g} of the range")

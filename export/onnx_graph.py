@@ -7,7 +7,6 @@ Shared by `export_onnx` (one graph) and `export_split` (the split graphs of exac
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -21,42 +20,37 @@ class ExportError(VdepthError):
     """Export failed, or the exported graph does not match PyTorch."""
 
 
-def finalize_graph(tmp: Path, path: Path, threshold: int, weights_fp16: bool = False) -> bool:
-    """Re-save `tmp` as `path`, weights in `path.data` when over `threshold` bytes; run the checker.
+def finalize_graph(raw: Path, path: Path, threshold: int, weights_fp16: bool = False) -> bool:
+    """Re-save the exporter's `raw` graph as `path`, weights in `path.data` when over `threshold`
+    bytes; run the checker. Returns whether the weights went to `path.data`.
 
-    The graph is written and checked beside `tmp` (a scratch folder on `path`'s file system) and
-    only then moved over `path`: a graph that fails the checker never replaces a working one.
+    `path` is a staged file (`AtomicOutput`, with `path.data` among its companions): the callers
+    move it into place only once it and everything beside it is complete, so a graph that fails the
+    checker never replaces a working one.
 
     Raises:
         ExportError: the graph fails the ONNX checker (the checker's message).
     """
     import onnx
 
-    proto = onnx.load(str(tmp), load_external_data=True)
+    proto = onnx.load(str(raw), load_external_data=True)
     weight_bytes = sum(len(t.raw_data) for t in proto.graph.initializer)
     proto = _fold_constants(proto, shape_inference=weight_bytes < threshold)
     if weights_fp16:
         proto = store_weights_fp16(proto)
-    staged = tmp.parent / path.name
-    staged_ext = external_data_path(staged)  # the same file name as `path`'s: the graph records it
     external = weight_bytes >= threshold
-    if external:
+    if external:  # the graph records the data file's name: `path`'s own, kept when moved into place
         onnx.save_model(
-            proto, str(staged), save_as_external_data=True, all_tensors_to_one_file=True, location=staged_ext.name,
-            size_threshold=1024,
+            proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+            location=external_data_path(path).name, size_threshold=1024,
         )  # fmt: skip
     else:
-        onnx.save_model(proto, str(staged))
+        onnx.save_model(proto, str(path))
     try:
-        onnx.checker.check_model(str(staged))  # path form: handles external data and > 2 GB
+        onnx.checker.check_model(str(path))  # path form: handles external data and > 2 GB
     except onnx.checker.ValidationError as err:
         first = str(err).strip().splitlines()[0]
-        raise ExportError(f"the exported graph fails the ONNX checker ({first}); {path} was left as it was") from None
-    if external:
-        os.replace(staged_ext, external_data_path(path))
-    else:
-        external_data_path(path).unlink(missing_ok=True)
-    os.replace(staged, path)
+        raise ExportError(f"the exported graph fails the ONNX checker ({first}); nothing was replaced") from None
     return external
 
 

@@ -440,3 +440,49 @@ def test_a_dynamic_export_from_before_max_frames_is_limited_to_its_window_with_o
     InputSpec.load(spec_file)  # loaded again (a variant lookup, a check): not noted again
     notes = [r.getMessage() for r in caplog.records if "max_frames" in r.getMessage()]
     assert len(notes) == 1 and "re-export" in notes[0], notes
+
+
+@pytest.mark.usefixtures("tiny_registry")
+def test_an_interrupted_or_parity_failing_re_export_keeps_the_working_export(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Re-exporting a deployed folder moved the new graph over the working one before its spec and
+    parity report were written: Ctrl-C at that point left the new graph (4 frames) beside the old
+    spec (3 frames), and a re-export that failed the (strict) parity check exited 2 with the failing
+    graph installed. The graph, its data, spec and report are now moved into place together, once
+    the check passed (`AtomicOutput`); the user's other files are never touched."""
+    import vdepth_export.export_onnx as mod
+
+    model = TinyVideoNet(channels=4).eval()
+    model.save_pretrained(tmp_path)
+    (tmp_path / "NOTES.md").write_text("deployed on robot 3\n")
+    assert cli_main(["onnx", str(tmp_path), "--frames", "3", "--height", "20", "--width", "28", "--synthetic"]) == 0
+    capsys.readouterr()
+    good = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    again = ["onnx", str(tmp_path), "--frames", "4", "--height", "20", "--width", "28", "--synthetic"]
+
+    def ctrl_c(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(InputSpec, "save", ctrl_c)  # Ctrl-C while the spec is written
+        assert cli_main(again) == 130
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == good
+
+    def failing(*args: object, **kwargs: object) -> dict:
+        check = {"name": "bright@T=4", "max_abs": 0.5, "max_abs_rel": 0.5, "passed": False}
+        return {"passed": False, "checks": [check], "tolerance_rel": 0.01, "skipped": None, "max_abs": 0.5,
+                "mean_abs": 0.1, "inputs": ["synthetic:seed0"], "constant_reference": False}  # fmt: skip
+
+    monkeypatch.setattr(mod, "parity_report", failing)
+    assert cli_main(again) == 2
+    err = capsys.readouterr().err
+    assert "differs from PyTorch" in err and "left as they were" in err and err.count("\n") == 1, err
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == good
+    assert cli_main([*again, "--no-strict"]) == 1  # asked for: installed, with its report
+    assert InputSpec.load(tmp_path / "model.onnx.json").frames == 4
+    assert json.loads(parity_path_for(tmp_path / "model.onnx").read_text())["passed"] is False
+    assert (tmp_path / "NOTES.md").read_text() == "deployed on robot 3\n"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

@@ -82,15 +82,31 @@ class AtomicOutput:
     rename is atomic, and a storage file named after the folder keeps the final name). On an
     exception, including KeyboardInterrupt, the staging folder is deleted and `final` is untouched.
 
+    `companions` names files that belong to `final` and sit beside it (an ONNX graph's external
+    data and spec): written beside the temporary path, they are moved into place with it, the
+    output itself last; a companion not written removes its namesake beside `final` (it belonged to
+    the output replaced). Should a move fail, the files already moved are put back as they were.
+    Other files beside `final` are never touched.
+
     Example:
         >>> with AtomicOutput(Path("out.bag"), overwrite=False) as tmp:  # doctest: +SKIP
         ...     write_bag(tmp)
     """
 
-    def __init__(self, final: str | Path, *, overwrite: bool = False, inputs: Iterable[str | Path] = ()) -> None:
+    def __init__(
+        self,
+        final: str | Path,
+        *,
+        overwrite: bool = False,
+        inputs: Iterable[str | Path] = (),
+        companions: Iterable[str] = (),
+    ) -> None:
         self.final = Path(final).absolute()
         self.overwrite = overwrite
         self.inputs = [Path(p) for p in inputs]
+        self.companions = [str(c) for c in companions]
+        if any(Path(c).name != c or c in ("", ".", "..", self.final.name) for c in self.companions):
+            raise OfflineError(f"companions of {self.final} must be other plain file names, got {self.companions}")
         self.staging: Path | None = None
         self.committed = False
 
@@ -125,14 +141,26 @@ class AtomicOutput:
             raise OfflineError(f"nothing was written for {self.final}")
         check_output_path(self.final, overwrite=self.overwrite, inputs=self.inputs)  # may have appeared meanwhile
         previous = self.staging / ".previous"
-        had_previous = self.final.exists() or self.final.is_symlink()
-        if had_previous:
-            os.replace(self.final, previous)  # aside, not deleted, until the new output is in place
+        previous.mkdir()
+        done: list[tuple[Path, Path | None]] = []  # (final path, where its previous file was put aside)
         try:
-            os.replace(self.path, self.final)
+            for name in [*self.companions, self.final.name]:  # the output itself last
+                new, dest, aside = self.staging / name, self.final.parent / name, previous / name
+                had = dest.exists() or dest.is_symlink()
+                if had:
+                    os.replace(dest, aside)  # aside, not deleted, until the new output is in place
+                done.append((dest, aside if had else None))
+                if new.exists() or new.is_symlink():
+                    os.replace(new, dest)
         except BaseException:
-            if had_previous:
-                os.replace(previous, self.final)
+            for dest, aside in reversed(done):
+                if dest.exists() or dest.is_symlink():
+                    if dest.is_dir() and not dest.is_symlink():
+                        shutil.rmtree(dest, ignore_errors=True)
+                    else:
+                        dest.unlink(missing_ok=True)
+                if aside is not None:
+                    os.replace(aside, dest)
             raise
         self.committed = True
         self._cleanup()
