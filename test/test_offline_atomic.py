@@ -160,3 +160,45 @@ def test_a_killed_runs_partial_output_is_removed_by_the_next_run(tmp_path: Path)
         path.write_text("done")
     assert (tmp_path / "out.bag").read_text() == "done"
     assert not stale.exists() and live.exists() and other.exists()
+
+
+def test_companions_move_with_the_output_and_are_put_back_when_a_move_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An output made of a file and its sidecars (a graph, its external data and spec) is replaced
+    as one: every sidecar written moves with it, one not written removes the old namesake (it
+    described the replaced output), a failed move puts everything back, and other files beside the
+    output are never touched."""
+    import os
+
+    final = tmp_path / "model.onnx"
+    for name, text in (("model.onnx", "old graph"), ("model.onnx.data", "old data"), ("model.onnx.json", "old spec"),
+                       ("notes.txt", "mine")):  # fmt: skip
+        (tmp_path / name).write_text(text)
+    with AtomicOutput(final, overwrite=True, companions=["model.onnx.data", "model.onnx.json"]) as tmp:
+        tmp.write_text("new graph")
+        tmp.with_name("model.onnx.json").write_text("new spec")  # no external data this time
+    assert {p.name: p.read_text() for p in tmp_path.iterdir()} == {
+        "model.onnx": "new graph", "model.onnx.json": "new spec", "notes.txt": "mine"}  # fmt: skip
+    real_replace = os.replace
+
+    failed: list[object] = []
+
+    def full_disk(src: object, dst: object) -> None:
+        if Path(str(dst)) == final and not failed:  # the output's own move fails, once
+            failed.append(src)
+            raise OSError(28, "No space left on device")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", full_disk)
+    out = AtomicOutput(final, overwrite=True, companions=["model.onnx.data", "model.onnx.json"])
+    tmp = out.__enter__()
+    tmp.write_text("newer graph")
+    tmp.with_name("model.onnx.data").write_text("newer data")
+    tmp.with_name("model.onnx.json").write_text("newer spec")
+    with pytest.raises(OSError, match="No space"):
+        out.__exit__(None, None, None)
+    assert {p.name: p.read_text() for p in tmp_path.iterdir()} == {
+        "model.onnx": "new graph", "model.onnx.json": "new spec", "notes.txt": "mine"}  # fmt: skip
+    with pytest.raises(OfflineError, match="plain file names"):
+        AtomicOutput(final, companions=["../elsewhere"])

@@ -174,7 +174,9 @@ class AtomicOutput:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> bool:
-        if exc_type is None and not self.committed:
-            self.commit()
-        self._cleanup()
+        try:
+            if exc_type is None and not self.committed:
+                self.commit()
+        finally:  # a commit that failed (a full disk) leaves no staging folder either
+            self._cleanup()
         return False
