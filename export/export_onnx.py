@@ -232,7 +232,8 @@ def export_onnx(
         dynamic_frames: declare the frame axis dynamic; checked at two window lengths.
         tiny: with a family name, build its `tiny_config()` with random weights.
         parity: run the ONNX Runtime vs PyTorch check and write the report.
-        strict: raise `ExportError` when parity fails (the report is written first).
+        strict: raise `ExportError` when parity fails; the failing graph is then not installed (a
+            working export at the output stays as it was; with none there, the report is written).
         threads: ORT/torch threads for the parity run.
         evaldata: folder of real frames; True = autodetect (`vdepth_ros.paths.evaldata_dir`);
             None/False = synthetic clips only.
