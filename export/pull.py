@@ -362,10 +362,10 @@ def pull(
     output = cached_model_dir(name, cache)
     if revisions and from_dir is not None:
         raise ConfigError("--revision picks what is downloaded; --from takes the files in DIR as they are: drop one")
+    if not registered.files:
+        raise ConfigError(f"{name} has no public download. {registered.notes}".replace("<cache>", str(output.parent)))
     release = at_revisions(registered, revisions)
     asked = frozenset(f for f in release.files if f not in registered.files)
-    if not release.files:
-        raise ConfigError(f"{name} has no public download. {release.notes}".replace("<cache>", str(output.parent)))
     if release.non_commercial and not accept_license:
         pages = ", ".join(sorted({f"https://huggingface.co/{f.repo}" for f in release.files})) or "see docs/models.md"
         raise LicenseNotAcceptedError(

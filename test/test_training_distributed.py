@@ -151,6 +151,12 @@ def test_zero2_two_ranks_resume_and_export(tmp_path: Path) -> None:
     model = load_model(tmp_path / "vda" / "straight" / "final")
     exported = {k: v.float() for k, v in model.state_dict().items() if k in straight[0]}
     assert_same_state({k: straight[0][k] for k in exported}, exported, what="final/ after ZeRO")
+    # the last ZeRO checkpoint folder (`pytorch_model/` shards) reads as the trained weights, as
+    # training.init / --export-checkpoint / vdepth-export import read it (`load_state_dict_file`)
+    from vdepth_training.trainer import latest_checkpoint
+
+    zero = state_of(latest_checkpoint(tmp_path / "vda" / "straight"))
+    assert_same_state(straight[0], {k: v.float() for k, v in zero.items()}, what="ZeRO checkpoint folder")
 
 
 def test_deepspeed_requested_but_unusable_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
