@@ -329,8 +329,10 @@ def _unwrap(state: Any, path: Path) -> dict[str, torch.Tensor]:
 #: `model-00001-of-00003.safetensors`: one shard of a split checkpoint (huggingface_hub's naming).
 _SHARD = re.compile(r"-(\d+)-of-(\d+)\.[A-Za-z]+$")
 _WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
-#: The model's weights in a folder that holds other state too (accelerate's `save_state`, transformers).
-_MODEL_FILE_NAMES = (WEIGHTS_NAME, "pytorch_model.bin")
+#: What trainers save beside the model's weights in a checkpoint folder (accelerate's `save_state`:
+#: `optimizer.bin`, `scheduler.bin`, `scaler.pt`, `random_states_0.pkl`; transformers' `training_args.bin`,
+#: `rng_state.pth`): not weights.
+_TRAINER_STATE = re.compile(r"(optimizer|scheduler|scaler|random_states|rng_state|training_args)(_\d+)?\.")
 #: DeepSpeed ZeRO's sharded model and optimizer state in an accelerate checkpoint folder.
 _ZERO_FOLDER = "pytorch_model"
 
@@ -385,15 +387,14 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def _checkpoint_in_folder(folder: Path) -> Path:
-    """The one checkpoint in `folder`: its `*.index.json`, else the model's file by its usual name
-    (a checkpoint folder also holds `optimizer.bin`, `scheduler.bin`), else its only weights file."""
+    """The one checkpoint in `folder`: its `*.index.json`, else its only weights file (a trainer's
+    optimizer, scheduler and RNG state beside it do not count)."""
     indexes = sorted(folder.glob("*.index.json"))
     if len(indexes) == 1:
         return indexes[0]
-    named = [folder / n for n in _MODEL_FILE_NAMES if (folder / n).is_file()]
-    if not indexes and named:
-        return named[0]
-    files = sorted(p for p in folder.iterdir() if p.suffix in _WEIGHT_SUFFIXES and p.is_file())
+    files = sorted(
+        p for p in folder.iterdir() if p.suffix in _WEIGHT_SUFFIXES and p.is_file() and not _TRAINER_STATE.match(p.name)
+    )
     if not indexes and len(files) == 1:
         return files[0]
     found = ", ".join(p.name for p in (indexes or files)) or f"no {'/'.join(_WEIGHT_SUFFIXES)} file"
