@@ -64,7 +64,9 @@ def _manual_steps(release: Release, output: Path, endpoint: str | None) -> str:
     lines = [f"download these files of {release.name!r} by hand:"]
     lines += [f"  {f.url_at(endpoint)}" for f in release.files]
     lines.append(f"then either put them as DIR/<repo>/<file> ({', '.join(f.local_path for f in release.files)})")
-    lines.append(f"and run `vdepth-export pull {release.name} --from DIR`, or run")
+    default = get_release(release.name).files
+    revisions = "".join(f" --revision {f.repo}={f.revision}" for f in dict.fromkeys(release.files) if f not in default)
+    lines.append(f"and run `vdepth-export pull {release.name} --from DIR{revisions}`, or run")
     paths = [s.split(":", 1)[1] if ":" in s else f"<folder of {s}>" for s in release.sources]
     lines.append(f"  {release.import_command(paths, output)}")
     return "\n".join(lines)
@@ -341,14 +343,15 @@ def pull(
         overwrite: replace a model already in the cache.
         from_dir: use files already on disk, laid out as `DIR/<repo>/<filename>`, instead of the hub.
         endpoint: hub URL (default: `HF_ENDPOINT`, else huggingface.co).
-        revisions: `--revision` values (`at_revisions`): `REV` or `REPO=REV`, a branch, tag or commit.
+        revisions: `--revision` values (`at_revisions`): `REV` or `REPO=REV`, a branch, tag or commit;
+            with `from_dir`, the revision its files are (recorded, not verified).
 
     Returns:
         The model folder; already there (and `overwrite` false) -> returned without downloading.
 
     Raises:
-        ConfigError: unknown name, a release with no public download, a `revisions` value that does
-            not fit the release, or `revisions` with `from_dir`.
+        ConfigError: unknown name, a release with no public download, or a `revisions` value that
+            does not fit the release.
         LicenseNotAcceptedError: non-commercial licence without `accept_license`.
         DownloadError: offline (the message lists the manual steps), gated, missing, bad checksum,
             or a model cache that cannot be written (checked before downloading).
@@ -360,8 +363,6 @@ def pull(
 
     registered = get_release(name)
     output = cached_model_dir(name, cache)
-    if revisions and from_dir is not None:
-        raise ConfigError("--revision picks what is downloaded; --from takes the files in DIR as they are: drop one")
     if not registered.files:
         raise ConfigError(f"{name} has no public download. {registered.notes}".replace("<cache>", str(output.parent)))
     release = at_revisions(registered, revisions)

@@ -566,5 +566,24 @@ def test_revision_values_that_do_not_fit_the_release_are_refused(env: dict[str, 
     assert [(f.repo, f.revision) for f in pinned.files] == [("FayeHongfeiZhang/DVD", "main"),
                                                              ("Wan-AI/Wan2.1-T2V-1.3B", "abc123")]  # fmt: skip
     assert pinned.files[1].sha256 is None and pinned.files[0] == dvd.files[0]
-    with pytest.raises(ConfigError, match=r"--from takes the files"):
-        pull("vda-tiny-test", from_dir=tmp_path, revisions=["v2"])
+
+
+def test_revision_offline_steps_import_the_revision_by_hand(
+    env: dict[str, str], tmp_path: Path, weights: bytes
+) -> None:
+    """Offline with --revision, the manual steps named the revision's URL but the command
+    `pull NAME --from DIR` without it: the file fetched by hand then failed the registry's sha256
+    (main's). The command now carries the revision, and `--from DIR --revision` imports the files as
+    that revision (recorded, unverified)."""
+    other = weights + b"\0"  # another revision's bytes: not the registry's sha256
+    with pytest.raises(DownloadError) as err:  # HF_HUB_OFFLINE=1, as conftest sets it
+        pull("vda-tiny-test", revisions=["v2"])
+    assert f"/resolve/v2/{FILE}" in str(err.value)
+    assert f"vdepth-export pull vda-tiny-test --from DIR --revision {REPO}=v2" in str(err.value)
+    (tmp_path / "dl" / REPO).mkdir(parents=True)
+    (tmp_path / "dl" / REPO / FILE).write_bytes(other)
+    with pytest.raises(DownloadError, match=r"expected .*nothing was imported"):  # the registry's revision: checked
+        pull("vda-tiny-test", from_dir=tmp_path / "dl")
+    folder = pull("vda-tiny-test", from_dir=tmp_path / "dl", revisions=[f"{REPO}=v2"])
+    recorded = json.loads((folder / PROVENANCE_NAME).read_text())["files"][0]
+    assert (recorded["revision"], recorded["commit"]) == ("v2", None)
