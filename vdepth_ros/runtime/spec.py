@@ -112,9 +112,9 @@ class InputSpec:
             if str(path.resolve()) not in _NOTED_OLD_SPECS:
                 _NOTED_OLD_SPECS.add(str(path.resolve()))
                 log.warning(
-                    "%s was written before exports recorded the model's longest window (max_frames): windows "
-                    "are limited to %d frames, its window; re-export it (vdepth-export onnx ... --dynamic-frames) "
-                    "to record the model's own limit",
+                    "%s was written before exports recorded the model's longest window (max_frames): its graph is "
+                    "run on windows of at most %d frames, its window; re-export it (vdepth-export onnx ... "
+                    "--dynamic-frames) to record the model's own limit",
                     path, longest,
                 )  # fmt: skip
         return cls.from_dict(data)
