@@ -208,6 +208,60 @@ def test_loss_is_counted_from_the_stamp_gaps() -> None:
     assert meter.lost == received[-1] + 1 - len(received)
 
 
+@pytest.mark.parametrize(("before_hz", "after_hz"), [(30, 15), (30, 20), (15, 7.5), (30, 10), (15, 30)])
+def test_a_camera_changing_its_frame_rate_loses_nothing(before_hz: float, after_hz: float) -> None:
+    """A webcam or RealSense lowering its rate in dim light (auto exposure), a reconfigured driver:
+    every image arrives, but the longer steps used to count as frames lost until the old rate left
+    the estimate (27 of 600 at 30 -> 15 Hz, 57 at 30 -> 20 Hz), and the node told the user to fix
+    the transport."""
+    meter = InputLossMeter(max_gap_ns=1_000_000_000)
+    rng = np.random.default_rng(2)
+    stamp = 0
+    for rate in (before_hz, after_hz, before_hz):
+        for _ in range(120):
+            stamp += int(1e9 / rate + rng.normal(0, 5e5))
+            meter.add(stamp)
+    assert abs(meter.period_ns - 1e9 / before_hz) < 2e6  # back at the first rate
+    meter.reset()  # the end of the stream confirms what is pending
+    assert meter.lost == 0
+
+
+@pytest.mark.parametrize("rate", [30, 15])
+@pytest.mark.parametrize("seed", range(3))
+def test_stamp_jitter_is_not_loss(rate: int, seed: int) -> None:
+    """A driver stamping on arrival (or a Python camera) jitters its stamps by a few ms: every image
+    arrives, but the period estimate could fit a fraction of the true period to a few short steps
+    (25-28 ms steps of a 30 Hz camera are all "6 of 4.3 ms") and count each frame as 5-9 lost."""
+    meter = InputLossMeter(max_gap_ns=1_000_000_000)
+    rng = np.random.default_rng(seed)
+    stamp = 0
+    for _ in range(1000):
+        stamp += int(max(2e6, rng.normal(1e9 / rate, 4e6)))
+        meter.add(stamp)
+    assert abs(meter.period_ns - 1e9 / rate) < 3e6
+    meter.reset()
+    assert meter.lost <= 2, meter.lost
+
+
+def test_loss_after_a_rate_change_is_still_counted() -> None:
+    """The rate change is learnt, then loss at the new rate counts as before."""
+    meter = InputLossMeter(max_gap_ns=1_000_000_000)
+    stamp, missing = 0, 0
+    for k in range(160):
+        stamp += 33_333_333 if k < 100 else 66_666_667
+        meter.add(stamp)
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        stamp += 66_666_667
+        if rng.random() < 0.3:
+            missing += 1
+            continue
+        meter.add(stamp)
+    meter.add(stamp + 66_666_667)
+    meter.reset()
+    assert abs(meter.lost - missing) <= 1, (meter.lost, missing)
+
+
 # -- node and bag: one timeline, equal FrameInputs ---------------------------------------------
 MS = 1_000_000
 T0 = 1_700_000_000_000_000_000

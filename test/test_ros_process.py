@@ -8,6 +8,7 @@ namespace matched by the params file's `/**:` wildcard, and must publish at leas
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -771,3 +772,58 @@ def test_another_node_publishing_the_outputs_is_named_once(tmp_path: Path) -> No
     lines = [line for line in out.splitlines() if "another node publishes on this node's outputs" in line]
     assert len(lines) == 1 and "[WARN]" in lines[0], out
     assert "/depth (/depth_node, /smoke_peer)" in lines[0] and "__ns" in lines[0]
+
+
+def _camera_stream(
+    frames: list[tuple[int, int, int, CameraInfo | None]],
+    settle: Callable[[], bool] = lambda: True,
+) -> Callable[[Node, SingleThreadedExecutor], None]:
+    """before_feed: a camera on /cam/image + /cam/camera_info publishing `frames` (stamp ns, width,
+    height, the camera_info sent with it or None), ~40 per second whatever their stamps say (the
+    node judges rates from stamps), then spinning until `settle()` or 30 s."""
+
+    def publish(peer: Node, ex: SingleThreadedExecutor) -> None:
+        rel = qos_profile("reliable", 10)
+        image_pub = peer.create_publisher(Image, "/cam/image", rel)
+        info_pub = peer.create_publisher(CameraInfo, "/cam/camera_info", rel)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (
+            image_pub.get_subscription_count() and info_pub.get_subscription_count()
+        ):
+            ex.spin_once(timeout_sec=0.05)
+        rng = np.random.default_rng(0)
+        for stamp, width, height, info in frames:
+            h = Header(stamp=conv.ns_to_stamp(stamp), frame_id="cam_optical")
+            image_pub.publish(conv.image_msg(rng.integers(0, 255, (height, width, 3), dtype=np.uint8), "rgb8", h))
+            if info is not None:
+                info_pub.publish(CameraInfo(**{**_fields(info), "header": h}))
+            end = time.monotonic() + 0.025
+            while time.monotonic() < end:
+                ex.spin_once(timeout_sec=0.005)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not settle():
+            ex.spin_once(timeout_sec=0.05)
+
+    return publish
+
+
+SUMMARY = re.compile(r"stopped: (?P<received>\d+) images received.*?, (?P<lost>\d+) lost before the node")
+
+
+def test_a_camera_lowering_its_frame_rate_is_not_taken_for_transport_loss(tmp_path: Path) -> None:
+    """A webcam or RealSense halving its rate in dim light (auto exposure): every image reached the
+    node over reliable QoS, yet the longer stamp steps were counted as frames lost before the node,
+    and its WARN sent the user to input_qos:=reliable (already set) and the DDS buffers."""
+    stamps = [1_000_000_000 + k * 33_333_333 for k in range(40)]
+    stamps += [stamps[-1] + (k + 1) * 66_666_667 for k in range(60)]
+    _, out = run_node(
+        tmp_path,
+        ["--ros-args", "-r", "image:=/cam/image", "-r", "camera_info:=/cam/camera_info"],
+        {},
+        {},
+        before_feed=_camera_stream([(s, 160, 120, CAMERA_INFO) for s in stamps]),
+        done=lambda got: True,
+    )
+    summary = SUMMARY.search(out)
+    assert summary is not None and int(summary["received"]) == len(stamps), out
+    assert int(summary["lost"]) == 0 and "never reached this node" not in out, out

@@ -6,6 +6,14 @@ stamps say is missing: the camera's frame period is estimated from the recent po
 (under heavy loss few steps are one period long, but all are multiples of it), and a step of `n`
 periods means `n - 1` frames never arrived. A step longer than `max_gap` is a
 pause (the stream restarts), not loss; a stamp going backwards restarts the estimate.
+
+A camera that changes its frame rate is not loss: a webcam or a RealSense lowering its rate in dim
+light (auto exposure), a reconfigured driver, a simulator slowing down. Its steps become longer
+all at once and stay alike, which random loss almost never does (8 steps of the same length in a row
+at 50 % loss: about 1 in 65,000), so a missing count is confirmed only `STEADY_STEPS` steps later,
+and a run of that many alike steps longer than the period restarts the estimate at the new rate
+instead. (A transport losing exactly every other frame looks the same as a camera at half the
+rate, and is counted as that.)
 """
 
 from __future__ import annotations
@@ -13,6 +21,10 @@ from __future__ import annotations
 from collections import deque
 
 import numpy as np
+
+#: Steps alike in a row (within `STEADY_TOLERANCE` of their median) that mean a new frame rate.
+STEADY_STEPS = 8
+STEADY_TOLERANCE = 0.2
 
 
 class InputLossMeter:
@@ -26,14 +38,16 @@ class InputLossMeter:
     def __init__(self, max_gap_ns: int = 1_000_000_000, history: int = 31) -> None:
         self.max_gap_ns = int(max_gap_ns)
         self._steps: deque[int] = deque(maxlen=history)
+        self._pending: deque[int] = deque()  # missing counts of the last steps, not yet confirmed
         self._last: int | None = None
         self.received = 0
-        self.lost = 0
+        self._confirmed = 0  # missing frames confirmed (`STEADY_STEPS` steps later, or at a pause)
         self.first: int | None = None  # stamps of the first and last image of the current sequence
         self._fresh = True
 
     def reset(self) -> None:
         """Forget the stamps (a new stream); the totals (and the last span, for a summary) stay."""
+        self._confirm_pending()
         self._steps.clear()
         self._fresh = True
 
@@ -50,7 +64,10 @@ class InputLossMeter:
         period is the largest `base / m` (m = 1..12) that nine in ten steps up to 6 of it are
         multiples of (within a fifth of it), `base` being the shortest step that is not a stray
         (shorter than 0.6x the median: a jittered or duplicated frame); then refined as the median
-        of step / multiple.
+        of step / multiple, and kept only if nine in ten of *all* the steps are multiples of that:
+        a few short steps of a jittered camera fit a small fraction of its period by chance (25-28 ms
+        steps of a 30 Hz camera are all "6 of 4.3 ms"), which would count every frame as several lost.
+        Without such a period, the median step.
         """
         if len(self._steps) < 12:
             return None
@@ -61,31 +78,69 @@ class InputLossMeter:
             short = multiples < 6.5  # long steps would multiply the jitter of `base`: judged by the short ones
             near = short & (np.round(multiples) >= 1) & (np.abs(multiples - np.round(multiples)) < 0.2)
             if short.sum() >= 4 and near.sum() >= 0.9 * short.sum():
-                return int(np.median(steps[near] / np.round(multiples[near])))
+                period = float(np.median(steps[near] / np.round(multiples[near])))
+                multiples = steps / period
+                judged = multiples < 12.5
+                fits = judged & (np.round(multiples) >= 1) & (np.abs(multiples - np.round(multiples)) < 0.2)
+                if fits.sum() >= 0.9 * judged.sum():
+                    return int(period)
         return int(np.median(steps))
 
+    @property
+    def lost(self) -> int:
+        """Frames missing so far: confirmed ones, and those of the last steps that a change of the
+        camera's frame rate may still explain (module docstring)."""
+        return self._confirmed + sum(self._pending)
+
     def add(self, stamp_ns: int) -> int:
-        """Record one received stamp; returns how many frames are missing before it."""
+        """Record one received stamp; returns how many missing frames this confirms (of a step
+        `STEADY_STEPS` back, or of all pending steps when the stream ends here)."""
         self.received += 1
         last, self._last = self._last, int(stamp_ns)
         if self._fresh or last is None or stamp_ns < last:  # the first image, or the clock or bag restarted
+            confirmed = self._confirm_pending()
             self._steps.clear()
             self.first, self._fresh = int(stamp_ns), False
-            return 0
+            return confirmed
         if stamp_ns == last:
             return 0
         step = int(stamp_ns) - last
         if self.max_gap_ns > 0 and step > self.max_gap_ns:
-            return 0  # a pause: the stream restarts
+            return self._confirm_pending()  # a pause: the stream restarts
         known = self.period_ns is not None
         self._steps.append(step)
         period = self.period_ns
         if period is None:
             return 0
+        if self._rate_changed(period):
+            # the camera's rate changed: the estimate restarts on the new steps, which were not loss
+            recent = list(self._steps)[-STEADY_STEPS:]
+            self._steps.clear()
+            self._steps.extend(recent)
+            self._pending.clear()
+            return 0
         # once the period is first known, the steps seen before it count too
-        missing = sum(self._missing(s, period) for s in (self._steps if not known else [step]))
-        self.lost += missing
-        return missing
+        self._pending.extend(self._missing(s, period) for s in (self._steps if not known else [step]))
+        confirmed = 0
+        while len(self._pending) > STEADY_STEPS - 1:
+            confirmed += self._pending.popleft()
+        self._confirmed += confirmed
+        return confirmed
+
+    def _rate_changed(self, period: int) -> bool:
+        """The last `STEADY_STEPS` steps are alike and longer than `period` would make them."""
+        if len(self._steps) < STEADY_STEPS:
+            return False
+        recent = np.asarray(list(self._steps)[-STEADY_STEPS:], dtype=np.float64)
+        median = float(np.median(recent))
+        return median > 1.5 * period and bool(np.all(np.abs(recent - median) <= STEADY_TOLERANCE * median))
+
+    def _confirm_pending(self) -> int:
+        """The stream ended (a pause, a restart): what its last steps missed is loss."""
+        confirmed = sum(self._pending)
+        self._pending.clear()
+        self._confirmed += confirmed
+        return confirmed
 
     @staticmethod
     def _missing(step: int, period: int) -> int:
