@@ -87,6 +87,32 @@ def test_a_bad_camera_info_is_refused_and_the_last_good_one_kept() -> None:
     assert assembler.refused_infos == 2
 
 
+@pytest.mark.parametrize("rectify", [False, True])
+def test_the_last_good_camera_info_is_not_stretched_to_an_image_of_another_aspect_ratio(rectify: bool) -> None:
+    """A camera that changed resolution (64x48 -> 64x32): the last good camera_info stood in for the
+    new frames (one reused while the new one has not come, or a refused one for the old size) and was
+    scaled to 64x32 with fy halved, a stretched cloud; with rectify the undistortion maps were built
+    from it. Such a frame now has no camera model (`unfit` says why) or, to be undistorted, is refused
+    with the reason; one of the same aspect ratio (a binned or resized stream) still takes it."""
+    reports: list[tuple[str, str]] = []
+    assembler = FrameAssembler(rectify=rectify, report=lambda kind, message: reports.append((kind, message)))
+    good = info()
+    assert assembler.assemble(raw_image(np.zeros((H, W, 3), np.uint8)), 1, good).camera is not None
+    wide = raw_image(np.zeros((H * 2 // 3, W, 3), np.uint8))
+    for stamp, given in ((2, good), (3, info(width=W + 1))):  # reused; a refused one for about the old size
+        if rectify:
+            with pytest.raises(
+                InputError, match="does not fit the image: it is for 64x48 images, but the image is 64x32"
+            ):
+                assembler.assemble(wide, stamp, given)
+        else:
+            assert assembler.assemble(wide, stamp, given).camera is None
+            assert "it is for 64x48 images, but the image is 64x32" in (assembler.unfit or "")
+    assert "the last good one does not fit this image either" in reports[-1][1]
+    half = assembler.assemble(raw_image(np.zeros((H // 2, W // 2, 3), np.uint8)), 4, good)
+    assert half.camera is not None and half.camera.fx == half.camera.fy and assembler.unfit is None
+
+
 def test_a_region_of_interest_and_binning_give_the_image_its_own_intrinsics() -> None:
     """A camera reading out a ROI (or binning) publishes the full calibration with `roi`/`binning_*`
     set, as sensor_msgs defines them; image_geometry (depth_image_proc) shifts the principal point by

@@ -827,3 +827,52 @@ def test_a_camera_lowering_its_frame_rate_is_not_taken_for_transport_loss(tmp_pa
     summary = SUMMARY.search(out)
     assert summary is not None and int(summary["received"]) == len(stamps), out
     assert int(summary["lost"]) == 0 and "never reached this node" not in out, out
+
+
+def _info(width: int, height: int) -> CameraInfo:
+    """A calibrated camera_info for `width x height` images (square pixels)."""
+    f = 0.8 * width
+    return CameraInfo(width=width, height=height, k=[f, 0, (width - 1) / 2, 0, f, (height - 1) / 2, 0, 0, 1])
+
+
+@pytest.mark.parametrize("driver", ["camera_info_lags", "calibration_for_the_old_size"])
+def test_a_camera_changing_resolution_never_gets_stretched_intrinsics(tmp_path: Path, driver: str) -> None:
+    """A camera reconfigured from 320x240 to 320x180 (another aspect ratio): the last good camera_info,
+    for 320x240, stood in for the new images' (one that came a few frames late, or a driver still
+    publishing its calibration file for the old size), and the cloud and depth/camera_info got
+    intrinsics stretched to the new size (fx 256, fy 192) without a word, or under an error saying
+    "the last good one is used". Those frames now have no camera model and the cause is named; frames
+    with a fitting camera_info have their own."""
+    old = _info(320, 240)
+    frames: list[tuple[int, int, int, CameraInfo | None]] = []
+    for k in range(36):
+        width, height = (320, 240) if k < 18 else (320, 180)
+        # lagging: camera_info at a fifth of the image rate (throttled); else the driver's calibration
+        # file is for the old size
+        info = (None if k % 5 else _info(width, height)) if driver == "camera_info_lags" else old
+        frames.append((1_000_000_000 + k * 50_000_000, width, height, info))
+    infos: list[CameraInfo] = []
+    depths: list[Image] = []
+
+    def feed(peer: Node, ex: SingleThreadedExecutor) -> None:
+        rel = qos_profile("reliable", 50)
+        peer.create_subscription(CameraInfo, "/depth/camera_info", infos.append, rel)
+        peer.create_subscription(Image, "/depth", depths.append, rel)
+        _camera_stream(frames, settle=lambda: sum(d.height == 180 for d in depths) >= 12)(peer, ex)
+
+    _, out = run_node(
+        tmp_path,
+        ["--ros-args", "-r", "image:=/cam/image", "-r", "camera_info:=/cam/camera_info"],
+        {},
+        {},
+        before_feed=feed,
+        done=lambda got: True,
+    )
+    assert sum(d.height == 180 for d in depths) >= 12, out
+    for info in infos:  # every published camera is the camera's own: square pixels, centred
+        assert info.k[0] == info.k[4] and info.k[5] == (info.height - 1) / 2, (info.width, info.height, list(info.k))
+    assert "it is for 320x240 images, but the image is 320x180" in out, out
+    if driver == "camera_info_lags":
+        assert any(i.height == 180 for i in infos), out  # the new size's own camera_info is used
+    else:
+        assert "the last good one does not fit this image either" in out and "the last good one is used" not in out

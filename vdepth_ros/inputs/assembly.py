@@ -206,13 +206,19 @@ def calibration_problem(info: Any, image_size: tuple[int, int] | None = None) ->
 def camera_missing(info: Any, where: str, refused: int = 0) -> str:
     """Why a frame has no camera model (so no point cloud and no output camera_info), given the
     camera_info it was assembled with (`FrameAssembler.info`) and how many were refused
-    (`FrameAssembler.refused_infos`): none arrived, only unusable ones did, or an uncalibrated
-    (all-zero) one did, as camera drivers publish without a calibration file. `where` names the
-    topic ("on '/cam/camera_info'")."""
+    (`FrameAssembler.refused_infos`): none arrived, only unusable ones did, an uncalibrated
+    (all-zero) one did, as camera drivers publish without a calibration file, or the last good one
+    is for another aspect ratio than the image (`FrameAssembler.unfit`). `where` names the topic
+    ("on '/cam/camera_info'")."""
     if info is None and refused:
         return f"every camera_info {where} so far was refused (the error above says why)"
     if info is None:
         return f"no camera_info has arrived {where}"
+    if camera_from_info(info) is not None:  # calibrated, but not for this image (`FrameAssembler.unfit`)
+        return (
+            f"the camera_info {where} is for {int(info.width)}x{int(info.height)} images, not the image's aspect "
+            "ratio (the camera changed resolution?)"
+        )
     return f"the camera_info {where} is uncalibrated (K and P are all zero)"
 
 
@@ -249,6 +255,8 @@ class FrameAssembler:
         self.max_input_pixels = int(max_input_pixels)
         self._report = report or (lambda kind, message: None)
         self.info: Any = None  # the camera_info the last frame used (the last good one)
+        self.unfit: str | None = None  # why the last good camera_info did not fit the last frame, if not
+        self._fits: tuple[Any, str | None] = (None, None)  # (image size, why `info` does not fit it)
         self.refused_infos = 0
         self._distortion_noted = False
         self._empty_frame_noted = False
@@ -281,6 +289,8 @@ class FrameAssembler:
         info = self._checked_info(info, raw_size)
         if info is not None:
             self._check_info_frame(info, image)
+        elif self.unfit and self.rectifier is not None:
+            raise InputError(f"rectify is on, but the camera_info does not fit the image: {self.unfit}")
         rgb, camera, view = pinhole_input(rgb, info, self.rectifier)
         if view is None and not self._distortion_noted and info is not None and has_distortion(info):
             self._distortion_noted = True
@@ -301,17 +311,39 @@ class FrameAssembler:
         )
 
     def _checked_info(self, info: Any, size: tuple[int, int]) -> Any:
-        """`info` if usable, else the last good one (the bad one is reported)."""
-        if info is None or info is self.info:
-            return self.info if info is not None else None
-        problem = camera_info_problem(info, size)
-        if problem is None:
-            self.info = info
-            return info
-        self.refused_infos += 1
-        keeps = "the last good one is used" if self.info is not None else "no camera_info until a good one arrives"
-        self._report("camera_info", f"refusing a camera_info: {problem}; {keeps}")
-        return self.info
+        """`info` if usable for an image of `size` `(H, W)`, else the last good one if that fits the
+        image, else None (the bad one is reported).
+
+        The last good camera_info stands in for one that is refused or has not come yet (a camera_info
+        slower than the images, `inputs.sync`), but only for an image it fits: after the camera changed
+        its resolution to another aspect ratio (a driver reconfigured, a calibration file for another
+        resolution) it would give the cloud and depth/camera_info intrinsics stretched to the new
+        size. Such a frame has no camera model (`unfit` says why)."""
+        self.unfit = None
+        if info is None:
+            return None
+        refusal = None
+        if info is not self.info:
+            refusal = camera_info_problem(info, size)
+            if refusal is None:
+                self.info, self._fits = info, (size, None)
+                return info
+            self.refused_infos += 1
+        if self.info is not None and self._fits[0] != size:
+            self._fits = (size, camera_info_problem(self.info, size))
+        self.unfit = None if self.info is None else self._fits[1]
+        if refusal is not None:
+            if self.info is None:
+                keeps = "no camera_info until a good one arrives"
+            elif self.unfit:
+                keeps = (
+                    "the last good one does not fit this image either, so the frame has no intrinsics (no points, "
+                    "no depth/camera_info)"
+                )
+            else:
+                keeps = "the last good one is used"
+            self._report("camera_info", f"refusing a camera_info: {refusal}; {keeps}")
+        return None if self.unfit else self.info
 
     def _check_image_frame(self, image: Any) -> None:
         """Report once an image whose header has an empty `frame_id`: the outputs carry the image's

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from vdepth_ros.consistency import FlickerMonitor
-from vdepth_ros.encodings import info_signature
+from vdepth_ros.encodings import camera_from_info, info_signature
 from vdepth_ros.errors import InputError
 from vdepth_ros.inputs.assembly import FrameAssembler, UnsupportedImageError, camera_missing
 from vdepth_ros.inputs.resets import StreamResets
@@ -95,6 +95,7 @@ class FrameProcessor:
         """Assemble one input, run it through the pipeline and publish what comes out; a frame that
         cannot be used is dropped with a rate-limited error. Other exceptions go to `on_error`."""
         sparse, pose = self.intake.sample_for(item, self.stop)
+        refused = self.assembler.refused_infos
         try:
             frame = self.assembler.assemble(
                 item.image, item.stamp_ns, item.info, sparse, pose, meta=conv.copy_header(item.image.header)
@@ -103,6 +104,8 @@ class FrameProcessor:
             kind = "unsupported" if isinstance(err, UnsupportedImageError) else "input"
             self.log.error(f"{kind}:{getattr(item.image, 'encoding', 'compressed')}", f"dropping input frame: {err}")
             return
+        if self.assembler.unfit and self.assembler.refused_infos == refused:  # (a refusal names it itself)
+            self._note_unfit(self.assembler.unfit)
         self.flicker.add_image(item.stamp_ns, frame.rgb)
         info = None if self.assembler.info is None else info_signature(self.assembler.info)
         reason = self.stream.update(frame.rgb.shape[:2], item.stamp_ns, info, item.previous_input_ns)
@@ -167,12 +170,29 @@ class FrameProcessor:
                 "with --clock and set use_sim_time:=true",
             )
 
+    def _note_unfit(self, problem: str) -> None:
+        """WARN (rate-limited) when the last good camera_info does not fit a frame (`FrameAssembler.unfit`):
+        a camera that changed its resolution to another aspect ratio, whose camera_info for the new size
+        has not come yet, or a camera_info for a crop that does not say so."""
+        main = self.outputs.main
+        self.log.warning(
+            "camera-info-unfit",
+            f"the last camera_info does not fit this frame ({problem}): it has no intrinsics, so no "
+            f"{main.points.topic_name} and no {main.camera_info.topic_name}; frames of this size get them once a "
+            "camera_info for their resolution arrives (a camera that changed resolution), or set roi and binning in "
+            "camera_info if the image is a crop or binned",
+        )
+
     def _note_no_camera(self, frame: Any) -> None:
         """WARN once per cause when frames go out without a camera model: no points and no
         depth/camera_info, which used to be all a user (a camera_info left unremapped, a driver
         without its calibration file) saw. An image goes on without camera_info only after
         `camera_info_timeout` without any (`inputs.sync`), so one trailing the first image is not named."""
         info, refused = self.assembler.info, self.assembler.refused_infos
+        # a calibrated camera_info leaves a frame without a camera only when it is for another aspect
+        # ratio (`FrameAssembler.unfit`; the assembler has gone on since that frame: judged from the info)
+        if info is not None and camera_from_info(info) is not None:
+            return  # named with the frame (`_note_unfit`, or the camera_info's refusal)
         kind = "uncalibrated" if info is not None else "refused" if refused else "none"
         if kind in self._no_camera_noted:
             return  # checked first: this runs for every camera-less frame, the graph queries below need not
