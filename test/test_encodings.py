@@ -50,8 +50,8 @@ def test_padded_step_and_bigendian():
 
 
 def test_image_rejects_bad_fields():
-    with pytest.raises(InputError, match="unsupported image encoding 'nv21'"):
-        enc.image_array_from_fields("nv21", 2, 2, 4, b"\0" * 8)
+    with pytest.raises(InputError, match="unsupported image encoding 'nv24'"):  # (nv12, nv21 are read)
+        enc.image_array_from_fields("nv24", 2, 2, 4, b"\0" * 8)
     with pytest.raises(InputError, match="step 5 < width"):
         enc.image_array_from_fields("rgb8", 2, 2, 5, b"\0" * 12)
     with pytest.raises(InputError, match="needs 12"):
@@ -136,6 +136,47 @@ def test_yuv422_byte_orders() -> None:
     assert np.abs(back.astype(int) - rgb.astype(int)).max() <= 8
     with pytest.raises(InputError, match="odd width"):
         enc.rgb_from_image(np.zeros((2, 3, 2), np.uint8), "yuv422")
+
+
+def _nv(rgb: np.ndarray, encoding: str) -> np.ndarray:
+    """A semi-planar 4:2:0 image (nv12: U V pairs, nv21: V U) of `rgb`, as `(3H/2, W)` bytes."""
+    h, w = rgb.shape[:2]
+    i420 = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420)  # Y, then U and V planes
+    u, v = i420[h : h + h // 4].reshape(h // 2, w // 2), i420[h + h // 4 :].reshape(h // 2, w // 2)
+    chroma = np.stack([u, v] if encoding == "nv12" else [v, u], axis=-1).reshape(h // 2, w)
+    return np.vstack([i420[:h], chroma])
+
+
+@pytest.mark.parametrize("encoding", ["nv12", "nv21"])
+def test_semi_planar_yuv420_as_camera_isps_publish_it(encoding: str) -> None:
+    """nv12 / nv21 (sensor_msgs image_encodings; a Jetson's or Raspberry Pi's ISP, GStreamer bridges):
+    a luma plane and half-height interleaved chroma, `step` bytes a row, 1.5 rows a pixel row. Was
+    refused as an unsupported encoding."""
+    rgb = _smooth_rgb()
+    h, w = rgb.shape[:2]
+    planes = _nv(rgb, encoding)
+    padded = np.hstack([planes, np.zeros((planes.shape[0], 6), np.uint8)])  # rows padded to a multiple
+    for data, step in ((planes, w), (padded, w + 6)):
+        arr = enc.image_array_from_fields(encoding, h, w, step, array.array("B", data.tobytes()))
+        out = enc.rgb_from_image(arr, encoding)
+        assert out.shape == rgb.shape and out.dtype == np.uint8
+        assert np.abs(out.astype(int) - rgb.astype(int)).max() <= 8  # 4:2:0 chroma on a smooth image
+    swapped = "nv21" if encoding == "nv12" else "nv12"  # U and V read the other way round: wrong colours
+    wrong = enc.rgb_from_image(enc.image_array_from_fields(swapped, h, w, w, planes.tobytes()), swapped)
+    assert np.abs(wrong.astype(int) - rgb.astype(int)).max() > 20
+    with pytest.raises(InputError, match="data has"):
+        enc.image_array_from_fields(encoding, h, w, w, planes[:h].tobytes())  # the luma plane alone
+    with pytest.raises(InputError, match="even width and height"):
+        enc.image_array_from_fields(encoding, 3, 4, 4, bytes(4 * 5))
+
+
+def test_an_opencv_type_without_channel_order_names_the_fix() -> None:
+    """cv_bridge's cv2_to_imgmsg(frame) without an encoding publishes "8UC3": which channel is which is
+    not said (image_proc refuses it too). The error used to list the encodings only; it names the fix."""
+    with pytest.raises(InputError, match=r"8UC3 does not say the channel order.*cv2_to_imgmsg\(frame, 'bgr8'\)"):
+        enc.get_encoding("8UC3")
+    with pytest.raises(InputError, match=r"cv2_to_imgmsg\(frame, 'bgra8'\)"):
+        enc.get_encoding("8UC4")
 
 
 def test_rgb_rejects_depth_with_hint():

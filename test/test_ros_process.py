@@ -777,10 +777,12 @@ def test_another_node_publishing_the_outputs_is_named_once(tmp_path: Path) -> No
 def _camera_stream(
     frames: list[tuple[int, int, int, CameraInfo | None]],
     settle: Callable[[], bool] = lambda: True,
+    image: Callable[[np.ndarray, Header], Image] = lambda rgb, h: conv.image_msg(rgb, "rgb8", h),
 ) -> Callable[[Node, SingleThreadedExecutor], None]:
     """before_feed: a camera on /cam/image + /cam/camera_info publishing `frames` (stamp ns, width,
-    height, the camera_info sent with it or None), ~40 per second whatever their stamps say (the
-    node judges rates from stamps), then spinning until `settle()` or 30 s."""
+    height, the camera_info sent with it or None) as `image(rgb, header)` makes them, ~40 per second
+    whatever their stamps say (the node judges rates from stamps), then spinning until `settle()` or
+    30 s."""
 
     def publish(peer: Node, ex: SingleThreadedExecutor) -> None:
         rel = qos_profile("reliable", 10)
@@ -794,7 +796,7 @@ def _camera_stream(
         rng = np.random.default_rng(0)
         for stamp, width, height, info in frames:
             h = Header(stamp=conv.ns_to_stamp(stamp), frame_id="cam_optical")
-            image_pub.publish(conv.image_msg(rng.integers(0, 255, (height, width, 3), dtype=np.uint8), "rgb8", h))
+            image_pub.publish(image(rng.integers(0, 255, (height, width, 3), dtype=np.uint8), h))
             if info is not None:
                 info_pub.publish(CameraInfo(**{**_fields(info), "header": h}))
             end = time.monotonic() + 0.025
@@ -876,3 +878,54 @@ def test_a_camera_changing_resolution_never_gets_stretched_intrinsics(tmp_path: 
         assert any(i.height == 180 for i in infos), out  # the new size's own camera_info is used
     else:
         assert "the last good one does not fit this image either" in out and "the last good one is used" not in out
+
+
+def _nv12(rgb: np.ndarray, header: Header) -> Image:
+    """An nv12 Image of `rgb` (a camera ISP's format), rows padded to a multiple of 64 bytes."""
+    import cv2
+
+    h, w = rgb.shape[:2]
+    i420 = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2YUV_I420)
+    u, v = i420[h : h + h // 4].reshape(h // 2, w // 2), i420[h + h // 4 :].reshape(h // 2, w // 2)
+    planes = np.vstack([i420[:h], np.stack([u, v], axis=-1).reshape(h // 2, w)])
+    step = -(-w // 64) * 64
+    data = np.zeros((planes.shape[0], step), np.uint8)
+    data[:, :w] = planes
+    msg = Image(header=header, height=h, width=w, encoding="nv12", step=step)
+    msg.data = data.tobytes()
+    return msg
+
+
+def _cv2_to_imgmsg_passthrough(rgb: np.ndarray, header: Header) -> Image:
+    """What cv_bridge's cv2_to_imgmsg(frame) publishes for an OpenCV frame: encoding "8UC3"."""
+    msg = conv.image_msg(np.ascontiguousarray(rgb[..., ::-1]), "bgr8", header)
+    msg.encoding = "8UC3"
+    return msg
+
+
+def test_a_camera_publishing_nv12_gives_depth_and_an_opencv_frame_is_named(tmp_path: Path) -> None:
+    """An ISP camera (Jetson, Raspberry Pi) or a GStreamer bridge publishing nv12 got every frame refused
+    as an unsupported encoding; it now gives depth and clouds. A frame published by cv2_to_imgmsg(frame)
+    without an encoding ("8UC3": no channel order) is still refused, with one error naming the fix."""
+    depths: list[Image] = []
+
+    def feed(peer: Node, ex: SingleThreadedExecutor) -> None:
+        peer.create_subscription(Image, "/depth", depths.append, qos_profile("reliable", 50))
+        stamps = [1_000_000_000 + k * 50_000_000 for k in range(30)]
+        info = CameraInfo(**{**_fields(CAMERA_INFO)})
+        _camera_stream([(s, 160, 120, info) for s in stamps[:12]], lambda: len(depths) >= 6, _nv12)(peer, ex)
+        later = [(s, 160, 120, info) for s in stamps[12:]]
+        _camera_stream(later, image=_cv2_to_imgmsg_passthrough)(peer, ex)
+
+    _, out = run_node(
+        tmp_path,
+        ["--ros-args", "-r", "image:=/cam/image", "-r", "camera_info:=/cam/camera_info"],
+        {},
+        {},
+        before_feed=feed,
+        done=lambda got: True,
+    )
+    assert len(depths) >= 6 and (depths[0].height, depths[0].width) == (120, 160), out
+    assert "unsupported image encoding 'nv12'" not in out, out
+    refused = [line for line in out.splitlines() if "'8UC3'" in line]
+    assert len(refused) == 1 and "[ERROR]" in refused[0] and "cv2_to_imgmsg(frame, 'bgr8')" in refused[0], out

@@ -35,8 +35,12 @@ class Encoding:
         kind: "color" (usable as the RGB input), "mono" (grey, usable as input), "depth" (metric range).
         unit_scale: metres per stored unit for depth encodings, else None.
         order: how a colour encoding stores colour: channel order ("rgb", "bgr", "rgba", "bgra"),
-            packed YUV 4:2:2 ("uyvy", "yuyv"; two bytes per pixel, as `(H, W, 2)`) or a Bayer
-            mosaic named by its top-left 2x2 block ("bayer_rggb", ...; one sample per pixel).
+            packed YUV 4:2:2 ("uyvy", "yuyv"; two bytes per pixel, as `(H, W, 2)`), semi-planar
+            YUV 4:2:0 ("nv12", "nv21": a luma plane of `H` rows, then `H / 2` rows of interleaved
+            chroma, as `(3H / 2, W)`) or a Bayer mosaic named by its top-left 2x2 block
+            ("bayer_rggb", ...; one sample per pixel).
+        height_scaling: rows of data per image row (sensor_msgs' `getHeightScaling`: 1.5 for the
+            4:2:0 planes).
     """
 
     name: str
@@ -45,6 +49,7 @@ class Encoding:
     kind: EncodingKind
     unit_scale: float | None = None
     order: str | None = None
+    height_scaling: float = 1.0
 
     @property
     def bytes_per_pixel(self) -> int:
@@ -52,9 +57,15 @@ class Encoding:
 
 
 def _enc(
-    name: str, dtype: str, channels: int, kind: EncodingKind, unit_scale: float | None = None, order: str | None = None
+    name: str,
+    dtype: str,
+    channels: int,
+    kind: EncodingKind,
+    unit_scale: float | None = None,
+    order: str | None = None,
+    height_scaling: float = 1.0,
 ) -> Encoding:
-    return Encoding(name, np.dtype(dtype).newbyteorder("<"), channels, kind, unit_scale, order)
+    return Encoding(name, np.dtype(dtype).newbyteorder("<"), channels, kind, unit_scale, order, height_scaling)
 
 
 #: Bayer patterns by their top-left 2x2 block, row by row.
@@ -80,6 +91,10 @@ ENCODINGS: dict[str, Encoding] = {
         _enc("yuv422_yuy2", "u1", 2, "color", order="yuyv"),
         _enc("uyvy", "u1", 2, "color", order="uyvy"),
         _enc("yuyv", "u1", 2, "color", order="yuyv"),
+        # semi-planar YUV 4:2:0, what camera ISPs (Jetson, Rockchip, Raspberry Pi) and GStreamer
+        # bridges give: 12 bits per pixel, 1.5 rows of data per image row
+        _enc("nv12", "u1", 1, "color", order="nv12", height_scaling=1.5),
+        _enc("nv21", "u1", 1, "color", order="nv21", height_scaling=1.5),
         # raw Bayer mosaics of machine-vision cameras, demosaiced here (image_proc's debayer)
         *(
             _enc(f"bayer_{p}{bits}", dt, 1, "color", order=f"bayer_{p}")
@@ -127,7 +142,14 @@ def get_encoding(encoding: str) -> Encoding:
     try:
         return ENCODINGS[encoding]
     except KeyError:
-        raise InputError(f"unsupported image encoding {encoding!r}; supported: {', '.join(ENCODINGS)}") from None
+        hint = ""
+        if encoding in ("8UC3", "8UC4"):  # cv_bridge's cv2_to_imgmsg(frame) without an encoding ("passthrough")
+            hint = (
+                f"; {encoding} does not say the channel order (image_proc refuses it too): have the publisher name it, "
+                f"e.g. cv_bridge's cv2_to_imgmsg(frame, '{'bgr8' if encoding == '8UC3' else 'bgra8'}') for an OpenCV "
+                "frame"
+            )
+        raise InputError(f"unsupported image encoding {encoding!r}{hint}; supported: {', '.join(ENCODINGS)}") from None
 
 
 def image_array_from_fields(
@@ -148,7 +170,8 @@ def image_array_from_fields(
         is_bigendian: byte order of multi-byte samples.
 
     Returns:
-        `(H, W)` for one channel or `(H, W, C)`, in the encoding's dtype with native byte order.
+        `(H, W)` for one channel or `(H, W, C)`, in the encoding's dtype with native byte order
+        (`(3H / 2, W)` for the 4:2:0 planes of nv12 / nv21).
         The result may be a read-only view of `data`; copy it before writing.
 
     Raises:
@@ -158,6 +181,10 @@ def image_array_from_fields(
     height, width, step = int(height), int(width), int(step)
     if height <= 0 or width <= 0:
         raise InputError(f"{encoding} image has invalid size {width}x{height}")
+    if enc.height_scaling != 1.0:
+        if height % 2 or width % 2:
+            raise InputError(f"{encoding} image {width}x{height}: 4:2:0 chroma needs an even width and height")
+        height = int(height * enc.height_scaling)  # the rows of all the planes
     row_bytes = width * enc.bytes_per_pixel
     if step < row_bytes:
         raise InputError(
@@ -203,7 +230,7 @@ def rgb_from_image(arr: np.ndarray, encoding: str) -> np.ndarray:
 
     Accepts rgb8, bgr8, rgba8, bgra8, their 16-bit forms (rgb16...; top 8 bits kept), mono8/8UC1
     and mono16 (top 8 bits kept), packed YUV 4:2:2 (uyvy = yuv422, yuyv = yuv422_yuy2; BT.601, as
-    cv_bridge converts them) and Bayer mosaics
+    cv_bridge converts them), semi-planar YUV 4:2:0 (nv12, nv21; BT.601 as OpenCV) and Bayer mosaics
     (bayer_rggb8 ... bayer_grbg16; bilinear demosaicing, 16-bit kept to its top 8 bits). Returns
     `arr` itself (no copy) for rgb8.
 
@@ -262,6 +289,8 @@ _CHANNELS: dict[str, slice] = {
 _CV2_COLOR_CODES: dict[str, str] = {
     "uyvy": "COLOR_YUV2RGB_UYVY",
     "yuyv": "COLOR_YUV2RGB_YUYV",
+    "nv12": "COLOR_YUV2RGB_NV12",
+    "nv21": "COLOR_YUV2RGB_NV21",
     **{f"bayer_{p}": f"COLOR_Bayer{p.upper()}2RGB" for p in _BAYER},
 }
 
