@@ -929,3 +929,30 @@ def test_a_camera_publishing_nv12_gives_depth_and_an_opencv_frame_is_named(tmp_p
     assert "unsupported image encoding 'nv12'" not in out, out
     refused = [line for line in out.splitlines() if "'8UC3'" in line]
     assert len(refused) == 1 and "[ERROR]" in refused[0] and "cv2_to_imgmsg(frame, 'bgr8')" in refused[0], out
+
+
+def test_a_covered_lens_is_logged_once_not_per_window(tmp_path: Path) -> None:
+    """A camera with its lens cap on (or black frames while it starts up): every window's alignment
+    falls back, and the node printed a line for each (several a second, for as long as the cap stayed
+    on); now at most one per 5 s, with how many more, all counted on /diagnostics."""
+
+    def black(rgb: np.ndarray, header: Header) -> Image:
+        return conv.image_msg(np.zeros_like(rgb), "rgb8", header)
+
+    depths: list[Image] = []
+
+    def feed(peer: Node, ex: SingleThreadedExecutor) -> None:
+        peer.create_subscription(Image, "/depth", depths.append, qos_profile("reliable", 50))
+        frames = [(1_000_000_000 + k * 50_000_000, 160, 120, CAMERA_INFO) for k in range(60)]
+        _camera_stream(frames, lambda: len(depths) >= 50, black)(peer, ex)
+
+    _, out = run_node(
+        tmp_path,
+        ["--ros-args", "-r", "image:=/cam/image", "-r", "camera_info:=/cam/camera_info"],
+        {},
+        {},
+        before_feed=feed,
+        done=lambda got: True,
+    )
+    assert len(depths) >= 50, out
+    assert len([line for line in out.splitlines() if "alignment fell back" in line]) == 1, out

@@ -62,6 +62,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: Seconds between two logged windows whose alignment fell back (`DepthPipeline._log_fallback`).
+FALLBACK_LOG_PERIOD_S = 5.0
+
 __all__ = ["CameraModel", "DepthFrame", "DepthPipeline", "FitInfo", "FrameInput", "PipelineConfig", "PipelineStats"]
 
 
@@ -208,6 +211,7 @@ class DepthPipeline:
         threshold = config.scene_cut_threshold
         self.cuts = SceneCutDetector(threshold) if threshold > 0 else None
         self.stats = PipelineStats()
+        self._fallback_logged: tuple[float, int] | None = None  # (when the last was logged, how many since)
         self._clear()
 
     @classmethod
@@ -444,13 +448,25 @@ class DepthPipeline:
         self.stats.degenerate_fits += self.stitcher.degenerate_fits - before[0]
         self.stats.anchor_refreshes += self.stitcher.anchor_refreshes - before[1]
         if self.stitcher.last_fit.degenerate and window.index > 0:
-            fit = self.stitcher.last_fit
-            log.warning(
-                "window %d: alignment fell back to (%.3g, %.3g): %s", window.index, fit.scale, fit.shift, fit.reason
-            )
+            self._log_fallback(window.index)
         if self.stitcher.anchor is not None and self.stitcher.anchor != self.scheduler.anchor:
             self.scheduler.set_anchor(self.stitcher.anchor)
         return self._finish(stitched, window)
+
+    def _log_fallback(self, index: int) -> None:
+        """A window whose alignment fell back (a covered lens, a blank wall: every window of it), logged
+        at most once per `FALLBACK_LOG_PERIOD_S` with how many were not (all are counted in
+        `stats.degenerate_fits`): a camera with its lens cap on gave a line per window."""
+        now, (last, unlogged) = time.monotonic(), self._fallback_logged or (-np.inf, 0)
+        if now - last < FALLBACK_LOG_PERIOD_S:
+            self._fallback_logged = (last, unlogged + 1)
+            return
+        fit = self.stitcher.last_fit
+        more = f" ({unlogged} more since the last report)" if unlogged else ""
+        log.warning(
+            "window %d: alignment fell back to (%.3g, %.3g): %s%s", index, fit.scale, fit.shift, fit.reason, more
+        )
+        self._fallback_logged = (now, 0)
 
     def _upsample_window(self, window: Window, disp: np.ndarray) -> np.ndarray:
         assert self._output_size is not None
