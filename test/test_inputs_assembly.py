@@ -201,7 +201,7 @@ def test_a_depth_image_on_the_colour_input_is_unsupported() -> None:
     with pytest.raises(UnsupportedImageError, match="16UC1 is a depth image"):
         decode_color_image(raw_image(np.zeros((H, W), np.uint16), "16UC1"))
     with pytest.raises(UnsupportedImageError, match="unsupported image encoding"):
-        decode_color_image(raw_image(np.zeros((H, W), np.uint8), "nv21"))
+        decode_color_image(raw_image(np.zeros((H, W), np.uint8), "nv24"))
 
 
 # -- the sparse-matching rule ------------------------------------------------------------------
