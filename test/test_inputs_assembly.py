@@ -288,6 +288,19 @@ def test_loss_after_a_rate_change_is_still_counted() -> None:
     assert abs(meter.lost - missing) <= 1, (meter.lost, missing)
 
 
+def test_frames_stamped_slightly_out_of_order_are_not_loss() -> None:
+    """A frame stamped 1 ms before the one it follows (a driver's clock stepping back) arrived: the
+    meter restarted its estimate on it and counted the next, doubled step as a lost frame."""
+    meter = InputLossMeter(max_gap_ns=1_000_000_000)
+    stamps = [k * 50_000_000 for k in range(200)]
+    for k in range(5, 200, 10):
+        stamps[k] = stamps[k - 1] - 1_000_000
+    for s in stamps:
+        meter.add(s)
+    meter.reset()
+    assert meter.lost == 0 and meter.received == 200
+
+
 # -- node and bag: one timeline, equal FrameInputs ---------------------------------------------
 MS = 1_000_000
 T0 = 1_700_000_000_000_000_000

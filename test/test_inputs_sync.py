@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vdepth_ros.inputs.sync import ApproximateTimeSync
+from vdepth_ros.inputs.sync import OUT_OF_ORDER_NS, ApproximateTimeSync
 
 MS = 1_000_000
 
@@ -138,3 +138,16 @@ def test_camera_info_slower_than_the_images_does_not_hold_them():
         assert s.add_image(k * 33 * MS, f"a{k}") == []
         out = s.add_info(k * 33 * MS, f"i{k}")
         assert [(p.image, p.info, p.source) for p in out] == [(f"a{k}", f"i{k}", "synced")]
+
+
+def test_a_stamp_slightly_out_of_order_is_refused_and_a_jump_back_restarts() -> None:
+    """A driver whose clock steps back a millisecond: the frame is refused like a repeated stamp and
+    what waits to pair is kept; a jump back further than OUT_OF_ORDER_NS (a bag loop) is admitted and
+    clears it, as before."""
+    sync: ApproximateTimeSync[str, str] = ApproximateTimeSync(slop_ns=10, queue_size=5, info_timeout_ns=10**9)
+    sync.add_image(1_000_000_000, "waiting")
+    assert sync.admit_image(999_000_000, 1_000_000_000) is False and sync.pending == 1
+    assert sync.admit_image(1_000_000_000, 1_000_000_000) is False
+    assert sync.admit_image(1_000_000_000 - OUT_OF_ORDER_NS, 1_000_000_000) is False
+    assert sync.admit_image(1_033_000_000, 1_000_000_000) is True and sync.pending == 1
+    assert sync.admit_image(900_000_000, 1_000_000_000) is True and sync.pending == 0

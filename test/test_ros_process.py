@@ -956,3 +956,39 @@ def test_a_covered_lens_is_logged_once_not_per_window(tmp_path: Path) -> None:
     )
     assert len(depths) >= 50, out
     assert len([line for line in out.splitlines() if "alignment fell back" in line]) == 1, out
+
+
+def test_a_driver_clock_stepping_back_a_millisecond_does_not_restart_the_stream(tmp_path: Path) -> None:
+    """A camera whose hardware time, mapped to ROS time, steps back by a millisecond now and then
+    (one frame stamped just before the one it follows): each such frame restarted the stream as a
+    "time jump (bag loop?)", losing its temporal consistency, cleared the frames waiting to pair, and
+    was counted as frames lost before the node. Such a frame is dropped with one error naming the
+    cause; the stream goes on; a real jump back (a bag loop) still restarts it."""
+    depths: list[Image] = []
+    stamps = [1_000_000_000 + k * 50_000_000 for k in range(48)]
+    for k in range(10, 48, 10):
+        stamps[k] = stamps[k - 1] - 1_000_000  # 1 ms before the frame it follows
+    stamps += [stamps[-1] - 2_000_000_000 + k * 50_000_000 for k in range(12)]  # then the bag loops
+
+    def feed(peer: Node, ex: SingleThreadedExecutor) -> None:
+        peer.create_subscription(Image, "/depth", depths.append, qos_profile("reliable", 50))
+        frames = [(s, 160, 120, CAMERA_INFO) for s in stamps]
+        _camera_stream(frames, lambda: len(depths) >= 48)(peer, ex)
+
+    _, out = run_node(
+        tmp_path,
+        ["--ros-args", "-r", "image:=/cam/image", "-r", "camera_info:=/cam/camera_info"],
+        {},
+        {},
+        before_feed=feed,
+        done=lambda got: True,
+    )
+    restarts = [line for line in out.splitlines() if "restarting the depth stream" in line]
+    assert len(restarts) == 1 and "went back 2.000 s" in restarts[0], out  # only the bag loop
+    dropped = [line for line in out.splitlines() if "does its clock step back?" in line]
+    assert len(dropped) == 1 and "[ERROR]" in dropped[0], out
+    summary = SUMMARY.search(out)
+    assert summary is not None and int(summary["lost"]) == 0, out
+    out_of_order = {stamps[k] for k in range(10, 48, 10)}
+    published = [conv.stamp_to_ns(d.header.stamp) for d in depths]
+    assert len(published) >= 48 - len(out_of_order) and not out_of_order & set(published[:40]), out

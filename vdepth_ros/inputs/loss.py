@@ -5,7 +5,8 @@ delivered 101 of 375 frames to a best-effort subscriber here), so the node count
 stamps say is missing: the camera's frame period is estimated from the recent positive stamp steps
 (under heavy loss few steps are one period long, but all are multiples of it), and a step of `n`
 periods means `n - 1` frames never arrived. A step longer than `max_gap` is a
-pause (the stream restarts), not loss; a stamp going backwards restarts the estimate.
+pause (the stream restarts), not loss; a stamp going backwards (more than `inputs.sync.OUT_OF_ORDER_NS`:
+less is an out-of-order frame, ignored) restarts the estimate.
 
 A camera that changes its frame rate is not loss: a webcam or a RealSense lowering its rate in dim
 light (auto exposure), a reconfigured driver, a simulator slowing down. Its steps become longer
@@ -21,6 +22,8 @@ from __future__ import annotations
 from collections import deque
 
 import numpy as np
+
+from vdepth_ros.inputs.sync import OUT_OF_ORDER_NS
 
 #: Steps alike in a row (within `STEADY_TOLERANCE` of their median) that mean a new frame rate.
 STEADY_STEPS = 8
@@ -39,6 +42,7 @@ class InputLossMeter:
         self.max_gap_ns = int(max_gap_ns)
         self._steps: deque[int] = deque(maxlen=history)
         self._pending: deque[int] = deque()  # missing counts of the last steps, not yet confirmed
+        self._misstamped = 0  # frames received since the last step with a stamp not after it
         self._last: int | None = None
         self.received = 0
         self._confirmed = 0  # missing frames confirmed (`STEADY_STEPS` steps later, or at a pause)
@@ -97,18 +101,24 @@ class InputLossMeter:
         `STEADY_STEPS` back, or of all pending steps when the stream ends here)."""
         self.received += 1
         last, self._last = self._last, int(stamp_ns)
+        if last is not None and not self._fresh and last - OUT_OF_ORDER_NS <= stamp_ns <= last:
+            # repeated or slightly out of order (`inputs.sync`): neither loss nor a restart; the next
+            # step, which looks a frame too long, has this frame in it (it is split in equal parts)
+            self._last, self._misstamped = last, self._misstamped + 1
+            return 0
+        misstamped, self._misstamped = self._misstamped, 0
         if self._fresh or last is None or stamp_ns < last:  # the first image, or the clock or bag restarted
             confirmed = self._confirm_pending()
             self._steps.clear()
             self.first, self._fresh = int(stamp_ns), False
             return confirmed
-        if stamp_ns == last:
-            return 0
         step = int(stamp_ns) - last
         if self.max_gap_ns > 0 and step > self.max_gap_ns:
             return self._confirm_pending()  # a pause: the stream restarts
         known = self.period_ns is not None
-        self._steps.append(step)
+        parts = [step // (misstamped + 1)] * (misstamped + 1)
+        parts[-1] += step - sum(parts)
+        self._steps.extend(parts)
         period = self.period_ns
         if period is None:
             return 0
@@ -120,7 +130,7 @@ class InputLossMeter:
             self._pending.clear()
             return 0
         # once the period is first known, the steps seen before it count too
-        self._pending.extend(self._missing(s, period) for s in (self._steps if not known else [step]))
+        self._pending.extend(self._missing(s, period) for s in (self._steps if not known else parts))
         confirmed = 0
         while len(self._pending) > STEADY_STEPS - 1:
             confirmed += self._pending.popleft()

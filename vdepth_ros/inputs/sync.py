@@ -25,10 +25,17 @@ C = TypeVar("C")  # camera_info payload
 InfoSource = Literal["synced", "cached", "none"]
 
 
-#: Why an image whose stamp repeats the previous image's is dropped (`ApproximateTimeSync.admit_image`).
+#: An image stamped at most this much before the previous image is out of order, not a new timeline:
+#: a driver whose clock steps back a little (a camera's hardware time mapped to ROS time, known to go
+#: back by a few ms), or frames stamped in another order than they are sent. It is dropped and the
+#: stream goes on; further back is a bag loop or a clock reset, which restarts it.
+OUT_OF_ORDER_NS = 50_000_000
+
+#: Why an image whose stamp repeats the previous image's, or lies up to `OUT_OF_ORDER_NS` before it,
+#: is dropped (`ApproximateTimeSync.admit_image`).
 REPEATED_STAMP = (
-    "its stamp repeats the previous image's: each frame needs its own capture time (is the camera driver "
-    "stamping its images?)"
+    "its stamp repeats the previous image's, or lies up to 0.05 s before it: each frame needs its own capture "
+    "time, later than the one before (is the camera driver stamping its images? does its clock step back?)"
 )
 
 
@@ -84,13 +91,16 @@ class ApproximateTimeSync(Generic[I, C]):
         return out
 
     def admit_image(self, stamp_ns: int, last_ns: int | None) -> bool:
-        """The intake rules for an image stamped `stamp_ns` after one stamped `last_ns` (None: the
-        first), shared by the live node and `vdepth-bag` so both take the same frames: a stamp going
-        back (a bag loop, a clock reset) forgets the camera_infos and images waiting to pair, whose
-        stamps would mis-pair; a repeated stamp is not admitted (False, `REPEATED_STAMP`)."""
-        if last_ns is not None and stamp_ns < last_ns:
+        """The intake rules for an image stamped `stamp_ns` after the last admitted one, stamped
+        `last_ns` (None: the first), shared by the live node and `vdepth-bag` so both take the same
+        frames: a stamp going back further than `OUT_OF_ORDER_NS` (a bag loop, a clock reset) forgets
+        the camera_infos and images waiting to pair, whose stamps would mis-pair; a repeated stamp, or
+        one out of order by less, is not admitted (False, `REPEATED_STAMP`): restarting the stream for
+        a driver's clock stepping back a millisecond lost its temporal consistency each time."""
+        if last_ns is not None and stamp_ns < last_ns - OUT_OF_ORDER_NS:
             self.clear()
-        return last_ns is None or stamp_ns != last_ns
+            return True
+        return last_ns is None or stamp_ns > last_ns
 
     def add_image(self, stamp_ns: int, image: I) -> list[Pair[I, C]]:
         """Add an image; returns the images ready to process (this one and/or older ones), in order."""

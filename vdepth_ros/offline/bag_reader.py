@@ -404,12 +404,13 @@ class BagFrameSource:
     def _take_image(self, matcher: _BagMatcher, msg: Any, msgtype: str, t: int) -> list[Any]:
         """An image, by the live node's intake rules (`ros/intake.py`): a stamp going back (a bag loop,
         a clock reset) forgets the camera_infos and images waiting to pair; an image whose stamp
-        repeats the previous image's is dropped (counted), as the node refuses it."""
+        repeats the previous image's, or is slightly out of order, is dropped (counted), as the node
+        refuses it."""
         stamp = stamp_ns(msg.header)
-        last, matcher.last_image_stamp = matcher.last_image_stamp, stamp
-        if not matcher.sync.admit_image(stamp, last):
+        if not matcher.sync.admit_image(stamp, matcher.last_image_stamp):
             self._drop(REPEATED_STAMP)
             return []
+        matcher.last_image_stamp = stamp
         return matcher.sync.add_image(stamp, (msg, msgtype, t))
 
     def _release(self, matcher: _BagMatcher, pairs: list[Any], now: float, final: bool = False) -> Iterator[FrameInput]:

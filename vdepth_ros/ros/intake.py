@@ -247,9 +247,11 @@ class InputSide:
             return
         self._watchdog.input()
         with self._lock:
-            last, self._last_stamp = self._last_stamp, stamp
+            last = self._last_stamp
             previous, self._paused = (None if self._paused else last), False
             admitted = self.sync.admit_image(stamp, last)
+            if admitted:
+                self._last_stamp = stamp
         if not admitted:
             self.log.error("duplicate-stamp", f"dropping the image stamped {stamp}: {REPEATED_STAMP}")
             return
