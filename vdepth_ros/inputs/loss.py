@@ -96,6 +96,11 @@ class InputLossMeter:
         camera's frame rate may still explain (module docstring)."""
         return self._confirmed + sum(self._pending)
 
+    @property
+    def confirmed(self) -> int:
+        """Frames missing so far that no change of the camera's frame rate can explain any more."""
+        return self._confirmed
+
     def add(self, stamp_ns: int) -> int:
         """Record one received stamp; returns how many missing frames this confirms (of a step
         `STEADY_STEPS` back, or of all pending steps when the stream ends here)."""

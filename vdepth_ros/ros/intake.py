@@ -266,7 +266,7 @@ class InputSide:
 
     def _count_loss(self, stamp: int) -> None:
         missing = self.loss.add(stamp)
-        if missing and not self._loss_warned and self.loss.lost >= 10 and self.loss.fraction > 0.02:
+        if missing and not self._loss_warned and self.loss.confirmed >= 10 and self.loss.fraction > 0.02:
             self._loss_warned = True
             period = self.loss.period_ns or 1
             self.log.warning(

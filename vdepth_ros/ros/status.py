@@ -30,7 +30,7 @@ class StatusReporter:
 
     def restart(self) -> None:
         self._drops_reported = 0
-        self._lost_reported = self.node.intake.loss.lost
+        self._lost_reported = self.node.intake.loss.confirmed
         self._activated = time.monotonic()
         self._first_image_at: float | None = None
         self._clock_warned = False
@@ -166,7 +166,8 @@ class StatusReporter:
             values = self.values()
             queue, loss = node.intake.queue, node.intake.loss
             drops, self._drops_reported = queue.dropped - self._drops_reported, queue.dropped
-            lost, self._lost_reported = loss.lost - self._lost_reported, loss.lost
+            # confirmed only: frames a change of the camera's rate may still explain are no WARN yet
+            lost, self._lost_reported = loss.confirmed - self._lost_reported, loss.confirmed
             level, message = level_for(
                 values["input rate [Hz]"],
                 values["output rate [Hz]"],
