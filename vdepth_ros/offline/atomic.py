@@ -7,6 +7,7 @@ touched.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import uuid
@@ -20,6 +21,20 @@ if TYPE_CHECKING:
     from types import TracebackType
 
 STAGING_PREFIX = ".vdepth-partial-"
+
+#: errnos of a write that did not fit: a full disk, a user quota, a file system's file size limit
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def disk_full_error(err: BaseException, where: Path, fix: str) -> OfflineError | None:
+    """The one-line error for a write into `where` that did not fit (`DISK_FULL_ERRNOS`), naming
+    `fix`; None for any other error."""
+    if not isinstance(err, OSError) or err.errno not in DISK_FULL_ERRNOS:
+        return None
+    why = err.strerror or str(err)
+    if err.errno == errno.EFBIG:
+        why += " (the file system's largest file, e.g. FAT32's 4 GB, or a file size limit)"
+    return OfflineError(f"cannot write {where}: {why}; {fix}")
 
 
 def _is_within(path: Path, other: Path) -> bool:
@@ -75,12 +90,18 @@ def _running(pid: int) -> bool:
     return True
 
 
+OUTPUT_FULL_FIX = "nothing was written under that name; free space on its disk or choose another output path (-o)"
+
+
 class AtomicOutput:
     """Context manager giving a temporary path to write, renamed to `final` on success.
 
     The temporary path is `<parent>/.vdepth-partial-<id>/<final name>` (same filesystem, so the
     rename is atomic, and a storage file named after the folder keeps the final name). On an
-    exception, including KeyboardInterrupt, the staging folder is deleted and `final` is untouched.
+    exception, including KeyboardInterrupt, the staging folder is deleted and `final` is untouched;
+    a write that did not fit (a full disk, `DISK_FULL_ERRNOS`) becomes one `OfflineError` naming
+    the output. `scratch` is a folder in the staging folder for a tool's temporary files, so they
+    go on the output's disk and are removed with it (also after a SIGKILL, by the next run).
 
     `companions` names files that belong to `final` and sit beside it (an ONNX graph's external
     data and spec): written beside the temporary path, they are moved into place with it, the
@@ -131,6 +152,15 @@ class AtomicOutput:
         self.staging = staging
         return self.path
 
+    @property
+    def scratch(self) -> Path:
+        """A folder for temporary files beside the output (in the staging folder; not renamed)."""
+        if self.staging is None:
+            raise OfflineError("AtomicOutput is not open")
+        folder = self.staging / ".scratch"
+        folder.mkdir(exist_ok=True)
+        return folder
+
     def commit(self) -> Path:
         """Move the finished output to its final name (replacing an allowed existing one).
 
@@ -179,4 +209,7 @@ class AtomicOutput:
                 self.commit()
         finally:  # a commit that failed (a full disk) leaves no staging folder either
             self._cleanup()
+        full = disk_full_error(exc, self.final, OUTPUT_FULL_FIX) if exc is not None else None
+        if full is not None:  # a traceback from deep in a writer would hide what to do about it
+            raise full from exc
         return False

@@ -195,7 +195,8 @@ def process_bag(
         summary.notes.append(f"metric input on {metric_input}: scale_source set to 'sparse'")
     config = pipeline_config(params, model=model, backend=backend)
     # 4. Run it into a new bag, built under a temporary name and renamed into place when complete.
-    with AtomicOutput(output_path, overwrite=overwrite, inputs=[input_path]) as tmp, source:
+    output = AtomicOutput(output_path, overwrite=overwrite, inputs=[input_path])
+    with output as tmp, source:
         summary.notes.extend(source.notes)
         pipeline = build_pipeline(config, engine=engine)
         # offline mode emits every frame once, final: it goes to the main topics whatever the live policy
@@ -211,7 +212,7 @@ def process_bag(
             on_message = writer.copy_message if copy_input_topics else None
             frames = with_progress(source.frames(on_message=on_message), source.frame_count, PROG, progress)
             resets = StreamResets(round(ros_param_values(params)["max_gap"] * 1e9))
-            outputs = run_pipeline(pipeline, frames, mode, resets, _frame_signature)  # type: ignore[arg-type]
+            outputs = run_pipeline(pipeline, frames, mode, resets, _frame_signature, output.scratch)  # type: ignore[arg-type]
             if mode == "offline":
                 outputs = with_progress(outputs, source.frame_count, f"{PROG} (writing)", progress)
             for frame in outputs:

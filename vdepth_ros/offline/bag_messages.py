@@ -5,6 +5,8 @@ depth images as the node does, match a stamp).
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -15,20 +17,29 @@ from rosbags.typesys import get_typestore
 from vdepth_ros.encodings import COLOR_INPUT_ENCODINGS, depth_from_image, get_encoding, image_array_from_fields
 from vdepth_ros.errors import InputError
 from vdepth_ros.inputs.assembly import decode_color_image
+from vdepth_ros.offline.atomic import disk_full_error
 from vdepth_ros.offline.bag_types import COMPRESSED, STORAGES, TYPESTORES
 from vdepth_ros.offline.errors import BagReadError, UnsupportedEncodingError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
-    from pathlib import Path
 
     from rosbags.interfaces import Connection
+
+#: rosbags unpacks a bag recorded with `compression_mode: file` whole into the system temp folder
+TEMP_FULL_FIX = (
+    "a bag recorded with compression_mode: file is unpacked there whole before reading; set TMPDIR to a "
+    "folder on a disk with room for the uncompressed bag"
+)
 
 #: What a damaged or unreadable bag raises from inside rosbags (sqlite/mcap/yaml internals included).
 _READ_ERRORS = (AnyReaderError, ReaderError, OSError, ValueError, KeyError, IndexError, EOFError)
 
 
 def storage_error(path: Path, err: Exception) -> BagReadError:
+    full = disk_full_error(err, Path(tempfile.gettempdir()), TEMP_FULL_FIX)
+    if full is not None:  # not the bag's fault: it was being unpacked (compression_mode: file)
+        return BagReadError(f"{path}: {full}")
     text = " ".join(str(a) for a in err.args) or type(err).__name__
     low = text.lower()
     if "storage" in low and ("not supported" in low or "unrecognized" in low or "unknown" in low):

@@ -87,13 +87,14 @@ def run_pipeline(
     mode: Mode,
     resets: StreamResets | None = None,
     signature: Callable[[FrameInput], tuple | None] | None = None,
+    spill_dir: Path | None = None,
 ) -> Iterator[DepthFrame]:
     """Drive `pipeline` over `frames`.
 
     `causal` is exactly what the live node does: `push` per frame, `flush` at the end and, with
     `resets`, flush + reset where the node restarts the stream (`signature(frame)` gives the
     camera_info signature). `offline` is `run_offline` (global scale/shift solve, windows spilled to
-    disk, memory bounded by the window).
+    disk in `spill_dir`, the output's `AtomicOutput.scratch`, memory bounded by the window).
     """
     if mode == "causal":
         for frame in frames:
@@ -109,7 +110,7 @@ def run_pipeline(
             yield from pipeline.push(frame)
         yield from pipeline.flush()
     elif mode == "offline":
-        yield from pipeline.run_offline(frames)
+        yield from pipeline.run_offline(frames, spill_dir)
     else:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
 

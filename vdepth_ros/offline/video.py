@@ -129,8 +129,9 @@ def process_video(
     summary = RunSummary(mode=mode)
     clock = Stopwatch()
     # 2. Open the input and the output folder (built under a temporary name, renamed when complete).
+    output = AtomicOutput(output_dir, overwrite=overwrite, inputs=[input_path])
     with (
-        AtomicOutput(output_dir, overwrite=overwrite, inputs=[input_path]) as tmp,
+        output as tmp,
         VideoFrameSource(input_path, fps=fps, max_frames=max_frames) as source,
     ):
         # 3. The camera: a calibration file, given or assumed intrinsics, or none.
@@ -145,7 +146,7 @@ def process_video(
             frames = with_progress(source.frames(), source.frame_count, PROG, progress)
             if cam.info is not None:
                 frames = _with_camera_info(frames, cam.info, Rectifier() if rectify else None)
-            outputs = run_pipeline(pipeline, frames, mode)  # type: ignore[arg-type]
+            outputs = run_pipeline(pipeline, frames, mode, spill_dir=output.scratch)  # type: ignore[arg-type]
             if mode == "offline":
                 outputs = with_progress(outputs, source.frame_count, f"{PROG} (writing)", progress)
             for frame in outputs:

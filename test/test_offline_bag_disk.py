@@ -1,0 +1,138 @@
+"""vdepth-bag / vdepth-video against the disks a user has: a full one, a small or RAM-backed /tmp."""
+
+from __future__ import annotations
+
+import resource
+import signal
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from fakes import LuminanceEngine
+
+from vdepth_ros.offline import bag as bagcli
+from vdepth_ros.offline import video as videocli
+from vdepth_ros.offline.atomic import STAGING_PREFIX
+from vdepth_ros.offline.bag import process_bag
+from vdepth_ros.offline.synth import synthetic_frames, write_image_bag
+from vdepth_ros.pipeline import DepthPipeline
+
+PARAMS = {"scale_source": "range", "near": 0.5, "far": 5.0, "max_depth": 3.0}
+
+
+def _engine() -> LuminanceEngine:
+    return LuminanceEngine(height=48, width=64, frames=8, overlap=3)
+
+
+@pytest.fixture
+def fake_models(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLIs build their pipeline with the LuminanceEngine instead of a model."""
+    for cli in (bagcli, videocli):
+        monkeypatch.setattr(cli, "build_pipeline", lambda config, engine=None: DepthPipeline(config, _engine()))
+
+
+@contextmanager
+def file_size_limit(nbytes: int) -> Iterator[None]:
+    """Writes past `nbytes` fail with an OSError (EFBIG), as on a full disk or a FAT32 stick."""
+    old_limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, old_limit[1]))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, old_limit)
+        signal.signal(signal.SIGXFSZ, old_handler)
+
+
+def _params_file(tmp_path: Path) -> Path:
+    path = tmp_path / "params.yaml"
+    body = "\n".join(f"    {k}: {v}" for k, v in PARAMS.items())
+    path.write_text(f"depth_node:\n  ros__parameters:\n{body}\n")
+    return path
+
+
+@pytest.mark.parametrize("mode", ["causal", "offline"])
+def test_a_full_disk_is_one_error_naming_the_output_not_a_traceback(
+    tmp_path: Path, fake_models: None, capsys: pytest.CaptureFixture[str], mode: str
+) -> None:
+    """The output's disk fills up mid-run: the CLI used to die with an OSError traceback (exit 1)."""
+    src = tmp_path / "in"
+    write_image_bag(src, synthetic_frames(40, 36, 52))
+    out = tmp_path / "out"
+    args = [str(src), "-o", str(out), "--params", str(_params_file(tmp_path)), "--no-progress", "--mode", mode]
+    with file_size_limit(150_000):
+        rc = bagcli.main(args)
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert "Traceback" not in err
+    (line,) = [x for x in err.splitlines() if x.startswith("vdepth-bag:")]
+    assert str(out) in line and "-o" in line and "File too large" in line, line
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(STAGING_PREFIX)]
+
+
+def test_vdepth_video_full_disk_is_one_error(
+    tmp_path: Path, fake_models: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import cv2
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, rgb in enumerate(synthetic_frames(20, 36, 52)):
+        cv2.imwrite(str(folder / f"{i:04d}.png"), rgb[..., ::-1])
+    out = tmp_path / "out"
+    args = [str(folder), "-o", str(out), "--params", str(_params_file(tmp_path)), "--no-progress"]
+    with file_size_limit(20_000):
+        rc = videocli.main([*args, "--format", "npy"])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert "Traceback" not in err
+    (line,) = [x for x in err.splitlines() if x.startswith("vdepth-video:")]
+    assert str(out) in line and "-o" in line, line
+    assert not out.exists()
+
+
+def test_offline_mode_keeps_its_temporary_files_beside_the_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The offline pass spills every frame to disk: that goes on the output's disk (which the user
+    chose with -o and is cleaned with the output), not the system temp folder, which may be small or
+    RAM-backed (tmpfs: the spill would then fill memory). Here the temp folder is unusable."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-temp-folder"))
+    src = tmp_path / "in"
+    write_image_bag(src, synthetic_frames(20, 36, 52))
+    summary = process_bag(src, tmp_path / "out", params=PARAMS, engine=_engine(), mode="offline")
+    assert summary.frames_out == 20
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(STAGING_PREFIX)]
+
+
+def test_no_room_to_unpack_a_file_compressed_bag_names_tmpdir_not_a_corrupt_bag(tmp_path: Path) -> None:
+    """rosbags unpacks a `compression_mode: file` bag whole into the temp folder before reading it;
+    when that does not fit, the error used to call the user's bag "truncated or corrupt"."""
+    from rosbags.rosbag2 import Writer
+    from rosbags.rosbag2.enums import CompressionFormat, CompressionMode
+
+    from vdepth_ros.offline.bag_reader import BagFrameSource
+    from vdepth_ros.offline.errors import BagReadError
+
+    src = tmp_path / "in"
+    real_writer = Writer
+
+    class FileCompressed(real_writer):  # what `ros2 bag record --compression-mode file` writes
+        def __init__(self, *args: object, **kw: object) -> None:
+            super().__init__(*args, **kw)
+            self.set_compression(CompressionMode.FILE, CompressionFormat.ZSTD)
+
+    import vdepth_ros.offline.synth as synth
+
+    synth_writer, synth.Writer = synth.Writer, FileCompressed
+    try:
+        write_image_bag(src, synthetic_frames(20, 36, 52))
+    finally:
+        synth.Writer = synth_writer
+    assert next(src.glob("*.mcap.zstd")).stat().st_size < 60_000
+    with file_size_limit(60_000), pytest.raises(BagReadError) as exc:
+        BagFrameSource(src, image_topic="/image").open()
+    assert "TMPDIR" in str(exc.value) and "corrupt" not in str(exc.value)
