@@ -86,7 +86,7 @@ setup(
             "vdepth-node = vdepth_ros.ros.entry:main",
             "depth_node = vdepth_ros.ros.entry:main",
             "vdepth-bag = vdepth_ros.offline.entry:bag",
-            "vdepth-video = vdepth_ros.offline.video:main",
+            "vdepth-video = vdepth_ros.offline.entry:video",
             "vdepth-eval = vdepth_ros.eval.cli:main",
             "vdepth-flicker = vdepth_ros.offline.entry:flicker",
             "vdepth-export = vdepth_export.cli:main",

@@ -1,7 +1,8 @@
-"""Console-script entry points of the tools that read or write bags (`vdepth-bag`, `vdepth-flicker`).
+"""Console-script entry points of the offline tools (`vdepth-bag`, `vdepth-video`, `vdepth-flicker`).
 
 Bags need the `bag` extra (rosbags, mcap), which the smallest install (`.[ros,onnx]`, docs/install.md)
 leaves out. Without it these commands say so in one line (exit status 2) instead of an import traceback.
+Importing a tool takes seconds (torch): Ctrl-C meanwhile is the tools' one line too (exit status 130).
 """
 
 from __future__ import annotations
@@ -22,9 +23,15 @@ def missing_bag_package(err: ModuleNotFoundError) -> str | None:
 
 
 def run_tool(prog: str, module: str, argv: Sequence[str] | None = None) -> int:
-    """Import `module` and run its `main(argv)`; a missing `bag` package is one line on stderr, exit 2."""
+    """Import `module` and run its `main(argv)`; a missing `bag` package is one line on stderr, exit 2,
+    and Ctrl-C during the import is the tools' interrupted line, exit 130."""
     try:
         tool = importlib.import_module(module)
+    except KeyboardInterrupt:
+        from vdepth_ros.offline.errors import interrupted_line
+
+        print(interrupted_line(prog), file=sys.stderr)
+        return 130
     except ModuleNotFoundError as err:
         package = missing_bag_package(err)
         if package is None:
@@ -39,6 +46,11 @@ def run_tool(prog: str, module: str, argv: Sequence[str] | None = None) -> int:
 def bag(argv: Sequence[str] | None = None) -> int:
     """`vdepth-bag` (vdepth_ros.offline.bag)."""
     return run_tool("vdepth-bag", "vdepth_ros.offline.bag", argv)
+
+
+def video(argv: Sequence[str] | None = None) -> int:
+    """`vdepth-video` (vdepth_ros.offline.video)."""
+    return run_tool("vdepth-video", "vdepth_ros.offline.video", argv)
 
 
 def flicker(argv: Sequence[str] | None = None) -> int:

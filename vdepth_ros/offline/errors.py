@@ -5,6 +5,11 @@ from __future__ import annotations
 from vdepth_ros.errors import InputError, VdepthError
 
 
+def interrupted_line(prog: str) -> str:
+    """What a tool prints on Ctrl-C / SIGTERM (exit status 130), whenever it arrives."""
+    return f"{prog}: interrupted; no output was written under the final name"
+
+
 class OfflineError(VdepthError):
     """Base class of the offline tools' errors; the CLIs print it and exit with status 2."""
 

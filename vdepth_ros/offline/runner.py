@@ -246,7 +246,9 @@ def setup_logging(verbose: bool) -> None:
 def cli_errors(prog: str, exc: BaseException) -> int:
     """Print an error for the CLIs and return the exit status (2 for our errors, 130 for Ctrl-C)."""
     if isinstance(exc, KeyboardInterrupt):
-        print(f"{prog}: interrupted; no output was written under the final name", file=sys.stderr)
+        from vdepth_ros.offline.errors import interrupted_line
+
+        print(interrupted_line(prog), file=sys.stderr)
         return 130
     print(f"{prog}: error: {exc}", file=sys.stderr)
     return 2
