@@ -5,13 +5,15 @@ depth images as the node does, match a stamp).
 
 from __future__ import annotations
 
+import logging
+import re
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rosbags.highlevel import AnyReader, AnyReaderError
-from rosbags.rosbag2 import ReaderError
+from rosbags.rosbag2 import Reader, ReaderError
 from rosbags.typesys import get_typestore
 
 from vdepth_ros.encodings import COLOR_INPUT_ENCODINGS, depth_from_image, get_encoding, image_array_from_fields
@@ -22,9 +24,11 @@ from vdepth_ros.offline.bag_types import COMPRESSED, STORAGES, TYPESTORES
 from vdepth_ros.offline.errors import BagReadError, UnsupportedEncodingError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping
+    from collections.abc import Iterator, Mapping, Sequence
 
     from rosbags.interfaces import Connection
+
+log = logging.getLogger(__name__)
 
 #: rosbags unpacks a bag recorded with `compression_mode: file` whole into the system temp folder
 TEMP_FULL_FIX = (
@@ -36,7 +40,9 @@ TEMP_FULL_FIX = (
 _READ_ERRORS = (AnyReaderError, ReaderError, OSError, ValueError, KeyError, IndexError, EOFError)
 
 
-def storage_error(path: Path, err: Exception) -> BagReadError:
+def storage_error(path: Path, err: Exception, files: Sequence[Path] = ()) -> BagReadError:
+    """The `BagReadError` for a bag rosbags could not open or read; `files` (its storage files or
+    folders) are probed one by one to name the damaged one."""
     full = disk_full_error(err, Path(tempfile.gettempdir()), TEMP_FULL_FIX)
     if full is not None:  # not the bag's fault: it was being unpacked (compression_mode: file)
         return BagReadError(f"{path}: {full}")
@@ -44,21 +50,119 @@ def storage_error(path: Path, err: Exception) -> BagReadError:
     low = text.lower()
     if "storage" in low and ("not supported" in low or "unrecognized" in low or "unknown" in low):
         return BagReadError(f"{path}: unknown bag storage ({text}); supported: {', '.join(STORAGES)}")
+    bad, why = _damaged_file(files)
+    if bad is not None and bad.suffix == ".mcap" and "magic" in why.lower():
+        return BagReadError(
+            f"{path}: {bad.name} looks truncated or corrupt ({why}): cut off where the recorder was killed "
+            f"before it closed the file? Recover it with the mcap CLI, `mcap recover {bad} -o "
+            f"{bad.with_suffix('.recovered.mcap').name}`, and put the recovered file in its place; or move it "
+            "out of the folder to read the rest"
+        )
+    if bad is not None and bad != path:
+        return BagReadError(f"{path}: cannot read {bad.name}, it looks truncated or corrupt ({why})")
     return BagReadError(f"{path}: cannot read the bag, it looks truncated or corrupt ({text})")
 
 
-def open_reader(paths: list[Path], typestore: str) -> AnyReader:
+def _expand_folders(files: Sequence[Path]) -> list[Path]:
+    """`files` with each bag folder replaced by its `.mcap`/`.db3` storage files."""
+    out: list[Path] = []
+    for f in files:
+        if f.is_dir():
+            out += sorted((p for p in f.iterdir() if p.suffix in (".mcap", ".db3") and p.is_file()), key=_split_index)
+        else:
+            out.append(f)
+    return out
+
+
+def _damaged_file(files: Sequence[Path]) -> tuple[Path | None, str]:
+    """The first of `files` (storage files or bag folders) rosbags cannot open alone, and why."""
+    for f in _expand_folders(files):
+        reader = Reader(f)
+        try:
+            reader.open()
+        except Exception as err:
+            return f, " ".join(str(a) for a in err.args) or type(err).__name__
+        reader.close()
+    return None, ""
+
+
+def open_reader(paths: list[Path], typestore: str, notes: list[str] | None = None) -> AnyReader:
     """An open rosbags `AnyReader` over `paths` (read together, in time order).
 
+    A bag folder whose metadata.yaml is missing (a recorder killed before it wrote it, a folder
+    copied without it) or cannot be used (written by a newer rosbag2 than rosbags reads, damaged)
+    is read from its `.mcap`/`.db3` storage files directly, as one bag; what was done is appended
+    to `notes`.
+
     Raises:
-        BagReadError: unknown storage, or a damaged bag (`storage_error`).
+        BagReadError: unknown storage, not a bag, or a damaged bag (`storage_error`, naming the
+            damaged storage file and how to recover a cut-off MCAP one).
     """
+    store = get_typestore(TYPESTORES[typestore])
+    sources = [
+        _storage_files(p, "has no metadata.yaml", notes) if _is_folder_without_metadata(p) else [p] for p in paths
+    ]
     try:
-        reader = AnyReader(paths, default_typestore=get_typestore(TYPESTORES[typestore]))
-        reader.open()
+        return _open_any(sources, store)
     except Exception as err:  # AnyReaderError/ReaderError, or sqlite/mcap/yaml internals on damaged files
-        raise storage_error(paths[0], err) from err
+        reason = _metadata_problem(err)
+        folders = [p for p in paths if p.is_dir() and (p / "metadata.yaml").exists()]
+        if reason is None or not folders:
+            raise storage_error(paths[0], err, [f for group in sources for f in group]) from err
+        sources = [
+            _storage_files(p, reason, notes) if p in folders else group for p, group in zip(paths, sources, strict=True)
+        ]
+    try:
+        return _open_any(sources, store)
+    except Exception as err:
+        raise storage_error(paths[0], err, [f for group in sources for f in group]) from err
+
+
+def _open_any(sources: list[list[Path]], store: Any) -> AnyReader:
+    reader = AnyReader([f for group in sources for f in group], default_typestore=store)
+    reader.open()
     return reader
+
+
+def _is_folder_without_metadata(path: Path) -> bool:
+    return path.is_dir() and not (path / "metadata.yaml").exists()
+
+
+def _metadata_problem(err: Exception) -> str | None:
+    """Why rosbags could not use a bag folder's metadata.yaml, from its error, or None (another failure)."""
+    text = " ".join(str(a) for a in err.args)
+    newer = re.search(r"version (\d+) not supported", text)
+    if newer:
+        return f"has a metadata.yaml of version {newer.group(1)}, newer than the installed rosbags reads"
+    if re.search(r"Could not load YAML|metadata key is missing|Invalid bag metadata|Could not read metadata", text):
+        return f"has a metadata.yaml that cannot be used ({text.rstrip('.')})"
+    return None
+
+
+def _split_index(path: Path) -> tuple[str, int]:
+    """Sort key of rosbag2's split files (`name_0`, `name_1`, ... `name_10`)."""
+    stem, _, index = path.name.split(".")[0].rpartition("_")
+    return (stem, int(index)) if index.isdigit() else (path.name, -1)
+
+
+def _storage_files(folder: Path, problem: str, notes: list[str] | None) -> list[Path]:
+    """The `.mcap`/`.db3` files of a bag folder whose metadata.yaml cannot be used, noted in `notes`."""
+    files = _expand_folders([folder])
+    if not files:
+        packed = sorted(p.name for p in folder.glob("*.zstd"))
+        if packed:
+            raise BagReadError(
+                f"{folder} {problem}, and its storage files are compressed whole ({', '.join(packed)}); "
+                "unpack them with `zstd -d` and run on the folder again"
+            )
+        if not (folder / "metadata.yaml").exists():
+            raise BagReadError(f"{folder}: not a bag: no metadata.yaml and no .mcap or .db3 storage files in it")
+        raise BagReadError(f"{folder} {problem}, and no .mcap or .db3 storage files")
+    note = f"{folder} {problem}: read its {len(files)} storage file{'s' if len(files) > 1 else ''} directly"
+    log.warning("%s", note)
+    if notes is not None:
+        notes.append(note)
+    return files
 
 
 def guarded_messages(

@@ -165,7 +165,7 @@ class BagFrameSource:
     def open(self) -> BagFrameSource:
         if not self.path.exists():
             raise FileNotFoundError(f"input bag {self.path} does not exist")
-        self._reader = open_reader([self.path], self.typestore_name)
+        self._reader = open_reader([self.path], self.typestore_name, self.notes)
         try:
             self._select_connections()
         except BaseException:
