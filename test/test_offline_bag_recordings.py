@@ -78,3 +78,66 @@ def test_a_folder_that_is_not_a_bag_says_so(tmp_path: Path) -> None:
     (tmp_path / "photos" / "a.jpg").write_bytes(b"x")
     with pytest.raises(BagReadError, match=r"no metadata\.yaml and no \.mcap or \.db3"):
         process_bag(tmp_path / "photos", tmp_path / "out", params=PARAMS, engine=_engine())
+
+
+def _strip_definitions(bag: Path, keep_text: bool = False) -> None:
+    """Make a sqlite3 bag look recorded before Iron: no type hashes, and no message definitions
+    (`keep_text`: the definitions stay, as pre-Iron MCAP bags carry them)."""
+    import sqlite3
+
+    db = next(bag.glob("*.db3"))
+    with sqlite3.connect(db) as con:
+        if keep_text:
+            con.execute("UPDATE message_definitions SET type_description_hash=''")
+        else:
+            con.execute("DELETE FROM message_definitions")
+        con.execute("UPDATE topics SET type_description_hash=''")
+    meta = bag / "metadata.yaml"
+    lines = meta.read_text().splitlines()
+    meta.write_text("\n".join(ln for ln in lines if "RIHS01_" not in ln and "type_description_hash" not in ln) + "\n")
+
+
+@pytest.mark.parametrize("definitions", [True, False])
+def test_the_robots_own_message_types_in_an_old_bag_are_copied_or_named(tmp_path: Path, definitions: bool) -> None:
+    """--copy-input-topics on a bag recorded before Iron (no type hashes) with the robot's own
+    message type died with rosbags' TypesysError traceback ('Type ... is unknown'). With the
+    definition in the bag it is now copied byte for byte; without one (pre-Iron sqlite3) rosbags
+    cannot write the type: the run completes, and the summary names what stayed in the input."""
+    from rosbags.highlevel import AnyReader
+    from rosbags.rosbag2 import Writer
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    from vdepth_ros.offline.bag_types import STORAGES
+
+    bag = tmp_path / "in"
+    write_image_bag(bag, synthetic_frames(10, 36, 52), storage="sqlite3", start_ns=START)
+    store = get_typestore(Stores.ROS2_KILTED)
+    store.register(get_types_from_msg("int32 a\nstring b\n", "my_robot_msgs/msg/Thing"))
+    thing = store.types["my_robot_msgs/msg/Thing"]
+    raws = [store.serialize_cdr(thing(a=i, b="x" * i), "my_robot_msgs/msg/Thing") for i in range(10)]
+    extra = tmp_path / "extra"
+    with Writer(extra, version=9, storage_plugin=STORAGES["sqlite3"]) as w:
+        conn = w.add_connection("/robot/thing", "my_robot_msgs/msg/Thing", typestore=store)
+        for i, raw in enumerate(raws):
+            w.write(conn, START + i * 33_333_333, raw)
+    _strip_definitions(bag, keep_text=definitions)
+    _strip_definitions(extra, keep_text=definitions)
+    combined = tmp_path / "combined"
+    combined.mkdir()
+    shutil.move(next(bag.glob("*.db3")), combined / "combined_0.db3")
+    shutil.move(next(extra.glob("*.db3")), combined / "combined_1.db3")  # no metadata.yaml: read directly
+    for storage in ("mcap", "sqlite3"):
+        out = tmp_path / f"out_{storage}"
+        summary = process_bag(combined, out, params=PARAMS, engine=_engine(), copy_input_topics=True, storage=storage)
+        with AnyReader([out]) as reader:
+            topics = {c.topic for c in reader.connections}
+            assert {"/image", "/camera_info", "/depth"} <= topics
+            conns = [c for c in reader.connections if c.topic == "/robot/thing"]
+            images = [c for c in reader.connections if c.topic == "/image"]
+            assert sum(1 for _ in reader.messages(connections=images)) == 10
+            if definitions:
+                assert [bytes(raw) for _, _, raw in reader.messages(connections=conns)] == raws
+                assert conns[0].digest == store.hash_rihs01("my_robot_msgs/msg/Thing")
+            else:
+                assert not conns
+                assert any("/robot/thing" in n and "not copied" in n for n in summary.notes), summary.notes

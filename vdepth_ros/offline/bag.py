@@ -220,6 +220,11 @@ def process_bag(
                     summary.add(frame)
         # 5. What the run saw, as counts and notes.
         summary.clouds_skipped = writer.clouds_skipped
+        summary.notes += [
+            f"{topic} ({msgtype}) not copied: the bag carries no definition of the type and --typestore "
+            f"{typestore} does not know it"
+            for topic, msgtype in writer.not_copied
+        ]
         _add_run_notes(summary, source, topics, resets, fixed_info)
         counts = dict(writer.counts)
         if summary.frames_out == 0:  # an empty bag is not a result: fail before it is renamed into place

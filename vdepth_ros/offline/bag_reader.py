@@ -40,6 +40,7 @@ from vdepth_ros.offline.bag_types import (
     POSE_STAMPED,
     TYPESTORES,
     BagFrameMeta,
+    connection_key,
     stamp_ns,
 )
 from vdepth_ros.offline.errors import (
@@ -366,14 +367,14 @@ class BagFrameSource:
         for conn, t, raw in guarded_messages(self.reader, wanted, self.path):
             if on_message is not None:
                 on_message(conn, t, raw)
-            kind = kinds.get(conn.id)
+            kind = kinds.get(connection_key(conn))
             if kind is not None:
                 yield from self._release(matcher, self._take(matcher, kind, conn, t, raw), t)
         # 4. End of the bag: release every pair still waiting.
         yield from self._release(matcher, matcher.sync.flush(), t, final=True)
 
-    def _connection_kinds(self) -> dict[int, str]:
-        """Connection id -> "image" | "info" | "pose" | "depth" (in that precedence)."""
+    def _connection_kinds(self) -> dict[tuple[int, int], str]:
+        """`connection_key` -> "image" | "info" | "pose" | "depth" (in that precedence)."""
         kinds: dict[int, str] = {}
         for kind, conns in (
             ("depth", self._depth_conns),
@@ -381,7 +382,7 @@ class BagFrameSource:
             ("info", self._info_conns),
             ("image", self._image_conns),
         ):
-            kinds.update((c.id, kind) for c in conns)
+            kinds.update((connection_key(c), kind) for c in conns)
         return kinds
 
     def _take(self, matcher: _BagMatcher, kind: str, conn: Connection, t: int, raw: bytes) -> list[Any]:

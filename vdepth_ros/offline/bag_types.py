@@ -30,6 +30,12 @@ TYPESTORES: dict[str, Stores] = {
 STORAGES: dict[str, StoragePlugin] = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 
 
+def connection_key(conn: Any) -> tuple[int, int]:
+    """A key unique among every connection an `AnyReader` reads: `Connection.id` is unique only
+    within one bag or storage file, and several files are read together (split bags read directly)."""
+    return id(conn.owner), int(conn.id)
+
+
 def stamp_ns(header: Any) -> int:
     """`std_msgs/Header.stamp` in integer nanoseconds."""
     return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)

@@ -6,22 +6,46 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from rosbags.interfaces import Connection
+from rosbags.interfaces import Connection, MessageDefinitionFormat
 from rosbags.rosbag2 import Writer, WriterError
-from rosbags.typesys import get_typestore
+from rosbags.typesys import Stores, get_types_from_idl, get_types_from_msg, get_typestore
 
 from vdepth_ros.encodings import camera_info_fields, image_fields_from_array, pointcloud2_layout
-from vdepth_ros.offline.bag_types import CAMERA_INFO, IMAGE, POINTCLOUD2, STORAGES, TYPESTORES, BagFrameMeta
+from vdepth_ros.offline.bag_types import (
+    CAMERA_INFO,
+    IMAGE,
+    POINTCLOUD2,
+    STORAGES,
+    TYPESTORES,
+    BagFrameMeta,
+    connection_key,
+)
 from vdepth_ros.offline.errors import OfflineError
 
 if TYPE_CHECKING:
     from vdepth_ros.pipeline import DepthFrame
     from vdepth_ros.stream.cloud import CameraModel
+
+log = logging.getLogger(__name__)
+
+
+def _rihs01(conn: Connection) -> str:
+    """The RIHS01 type hash of the message definition a connection carries (MSG or IDL text)."""
+    store = get_typestore(Stores.EMPTY)
+    data = conn.msgdef.data
+    if conn.msgdef.format == MessageDefinitionFormat.MSG:
+        store.register(get_types_from_msg(data, conn.msgtype))
+    else:
+        sep = "=" * 80 + "\n"
+        for part in data.split(sep)[1:] if data.startswith(f"{sep}IDL: ") else [data]:
+            store.register(get_types_from_idl(part.split("\n", 1)[1] if part.startswith("IDL: ") else part))
+    return store.hash_rihs01(conn.msgtype)
 
 
 def cloud_message(
@@ -107,9 +131,12 @@ class DepthBagWriter:
         self.publish = publish
         self.storage = storage
         self.ts = get_typestore(TYPESTORES[typestore])
+        self.typestore_name = typestore
         self._writer: Writer | None = None
         self._conns: dict[str, Connection] = {}
-        self._copied: dict[int, Connection] = {}
+        self._copied: dict[tuple[int, int], Connection] = {}  # connection_key of an input -> output
+        self._copied_topics: dict[tuple[str, str], Connection] = {}  # (topic, type) -> output
+        self.not_copied: dict[tuple[str, str], int] = {}  # (topic, type) -> 0: types rosbags cannot write
         self.counts: dict[str, int] = {}
         self.clouds_skipped = 0
         self.frames_written = 0
@@ -169,26 +196,54 @@ class DepthBagWriter:
         self.counts[topic] = self.counts.get(topic, 0) + 1
 
     def copy_message(self, conn: Connection, t: int, raw: bytes) -> None:
-        """Copy one raw input message (same topic, type, definition and QoS) into the output bag."""
-        out = self._copied.get(conn.id)
+        """Copy one raw input message (same topic, type, definition and QoS) into the output bag.
+
+        The same topic and type read from several storage files (a split bag) go to one output
+        topic. A bag with definitions but no type hashes (recorded before Iron, MCAP) gets the hash
+        of the definition it carries. A type the bag does not define (sqlite3 bags recorded before
+        Iron) and the typestore does not know, such as the robot's own messages, cannot be written
+        by rosbags: it is left out, warned about once and listed in `not_copied`.
+        """
+        key = connection_key(conn)
+        out = self._copied.get(key)
         if out is None:
-            if conn.topic in self._conns:
-                raise OfflineError(f"input topic {conn.topic!r} collides with an output topic")
-            ext = conn.ext
-            qos = list(getattr(ext, "offered_qos_profiles", []) or [])
-            fmt = getattr(ext, "serialization_format", "cdr")
-            msgdef = conn.msgdef.data if conn.msgdef.data and conn.digest else None
-            out = self.writer.add_connection(
-                conn.topic,
-                conn.msgtype,
-                typestore=self.ts if msgdef is None else None,
-                msgdef=msgdef,
-                rihs01=conn.digest if msgdef else None,
-                serialization_format=fmt,
-                offered_qos_profiles=qos,
-            )
-            self._copied[conn.id] = out
+            out = self._copied_topics.get((conn.topic, conn.msgtype))
+        if out is None:
+            if (conn.topic, conn.msgtype) in self.not_copied:
+                return
+            out = self._copy_connection(conn)
+            if out is None:
+                self.not_copied[(conn.topic, conn.msgtype)] = 0
+                log.warning(
+                    "not copying %s (%s): the bag carries no definition of that type and the %s typestore does "
+                    "not know it (a bag recorded before Iron with the robot's own messages); it stays in the input",
+                    conn.topic,
+                    conn.msgtype,
+                    self.typestore_name,
+                )
+                return
+            self._copied_topics[(conn.topic, conn.msgtype)] = out
+        self._copied[key] = out
         self.writer.write(out, t, raw)
+
+    def _copy_connection(self, conn: Connection) -> Connection | None:
+        """The output connection for a copied input connection (None: its type cannot be written)."""
+        if conn.topic in self._conns:
+            raise OfflineError(f"input topic {conn.topic!r} collides with an output topic")
+        ext = conn.ext
+        if conn.msgdef.data:
+            definition: dict[str, Any] = {"msgdef": conn.msgdef.data, "rihs01": conn.digest or _rihs01(conn)}
+        elif conn.msgtype in self.ts.types:
+            definition = {"typestore": self.ts}
+        else:
+            return None
+        return self.writer.add_connection(
+            conn.topic,
+            conn.msgtype,
+            serialization_format=getattr(ext, "serialization_format", "cdr"),
+            offered_qos_profiles=list(getattr(ext, "offered_qos_profiles", []) or []),
+            **definition,
+        )
 
     # -- message builders ---------------------------------------------------------------------
     def _image(self, header: Any, arr: np.ndarray, encoding: str) -> Any:
