@@ -141,3 +141,15 @@ def test_the_robots_own_message_types_in_an_old_bag_are_copied_or_named(tmp_path
             else:
                 assert not conns
                 assert any("/robot/thing" in n and "not copied" in n for n in summary.notes), summary.notes
+
+
+def test_one_file_of_a_split_bag_says_the_bag_has_more(tmp_path: Path) -> None:
+    """A user passing rec_0.mcap of a split recording got a third of it without a word."""
+    rec = _split_recording(tmp_path / "rec", "mcap")
+    write_image_bag(tmp_path / "meta", synthetic_frames(1, 36, 52))
+    text = (tmp_path / "meta" / "metadata.yaml").read_text()
+    text = text.replace("- meta.mcap", "- rec_0.mcap\n  - rec_1.mcap\n  - rec_2.mcap")
+    (rec / "metadata.yaml").write_text(text)
+    summary = process_bag(rec / "rec_0.mcap", tmp_path / "out", params=PARAMS, engine=_engine())
+    assert summary.frames_out == 8
+    assert any("1 of the 3 files" in n and str(rec) in n for n in summary.notes), summary.notes

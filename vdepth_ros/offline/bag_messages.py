@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import yaml
 from rosbags.highlevel import AnyReader, AnyReaderError
 from rosbags.rosbag2 import Reader, ReaderError
 from rosbags.typesys import get_typestore
@@ -99,6 +100,8 @@ def open_reader(paths: list[Path], typestore: str, notes: list[str] | None = Non
             damaged storage file and how to recover a cut-off MCAP one).
     """
     store = get_typestore(TYPESTORES[typestore])
+    for path in paths:
+        _note_part_of_split_bag(path, notes)
     sources = [
         _storage_files(p, "has no metadata.yaml", notes) if _is_folder_without_metadata(p) else [p] for p in paths
     ]
@@ -116,6 +119,26 @@ def open_reader(paths: list[Path], typestore: str, notes: list[str] | None = Non
         return _open_any(sources, store)
     except Exception as err:
         raise storage_error(paths[0], err, [f for group in sources for f in group]) from err
+
+
+def _note_part_of_split_bag(path: Path, notes: list[str] | None) -> None:
+    """Note that a storage file given alone is one of several files of the bag folder it is in."""
+    meta = path.parent / "metadata.yaml"
+    if path.is_dir() or not meta.is_file():
+        return
+    try:
+        info = yaml.safe_load(meta.read_text())["rosbag2_bagfile_information"]
+        files = [Path(str(f)).name for f in info["relative_file_paths"]]
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return
+    if path.name in files and len(files) > 1:
+        note = (
+            f"{path.name} is 1 of the {len(files)} files of the bag {path.parent}: only it was read "
+            "(pass the folder for all)"
+        )
+        log.warning("%s", note)
+        if notes is not None:
+            notes.append(note)
 
 
 def _open_any(sources: list[list[Path]], store: Any) -> AnyReader:
