@@ -153,3 +153,31 @@ def test_one_file_of_a_split_bag_says_the_bag_has_more(tmp_path: Path) -> None:
     summary = process_bag(rec / "rec_0.mcap", tmp_path / "out", params=PARAMS, engine=_engine())
     assert summary.frames_out == 8
     assert any("1 of the 3 files" in n and str(rec) in n for n in summary.notes), summary.notes
+
+
+@pytest.mark.parametrize(("name", "storage"), [("depth.mcap", "mcap"), ("depth.db3", "sqlite3")])
+def test_an_output_named_like_a_storage_file_is_that_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], name: str, storage: str
+) -> None:
+    """`-o depth.mcap` made a folder depth.mcap/ holding depth.mcap.mcap; the input side takes a
+    bare .mcap/.db3 file, so the output does too: one storage file, readable as a bag."""
+    from rosbags.highlevel import AnyReader
+
+    from vdepth_ros.offline import bag as bagcli
+    from vdepth_ros.pipeline import DepthPipeline
+
+    monkeypatch.setattr(bagcli, "build_pipeline", lambda config, engine=None: DepthPipeline(config, _engine()))
+    src = tmp_path / "in"
+    write_image_bag(src, synthetic_frames(10, 36, 52))
+    params = tmp_path / "params.yaml"
+    params.write_text("depth_node:\n  ros__parameters:\n" + "".join(f"    {k}: {v}\n" for k, v in PARAMS.items()))
+    out = tmp_path / name
+    assert bagcli.main([str(src), "-o", str(out), "--params", str(params), "--no-progress"]) == 0
+    assert out.is_file()
+    with AnyReader([out]) as reader:
+        assert {c.topic: c.msgcount for c in reader.connections}["/depth"] == 10
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["in", "params.yaml", name])
+    other = "sqlite3" if storage == "mcap" else "mcap"
+    rc = bagcli.main([str(src), "-o", str(tmp_path / f"x{out.suffix}"), "--storage", other, "--params", str(params)])
+    assert rc == 2
+    assert "--storage" in capsys.readouterr().err

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,7 +118,7 @@ def process_bag(
     camera_pose_topic: str | None = None,
     camera_info_file: str | Path | None = None,
     mode: str = "causal",
-    storage: str = "mcap",
+    storage: str | None = None,
     copy_input_topics: bool = False,
     overwrite: bool = False,
     typestore: str = "kilted",
@@ -132,7 +133,8 @@ def process_bag(
 
     Args:
         input_path: bag folder or bare `.mcap`/`.db3` file; never modified.
-        output_path: new bag folder; must not exist unless `overwrite`.
+        output_path: new bag folder, or a single storage file when it ends in `.mcap`/`.db3`; must
+            not exist unless `overwrite`.
         params: node parameters (overrides `params_file`); default: `load_node_params(params_file)`.
         params_file: YAML in the node's format; default: the bundled `config/depth.yaml`.
         image_topic, camera_info_topic, sparse_depth_topic, camera_pose_topic: override the node's
@@ -141,7 +143,7 @@ def process_bag(
         camera_info_file: a calibration YAML (`rectify.load_camera_info`) used for every frame
             instead of the bag's camera_info topic (bags recorded without one).
         mode: "causal" (the live node's behaviour) or "offline" (global fit; better, not live-equal).
-        storage: output storage, "mcap" or "sqlite3".
+        storage: output storage, "mcap" or "sqlite3" (default: the output's extension, else mcap).
         copy_input_topics: also copy every input message, so the output is self-contained.
         overwrite: replace an existing output (only once the new one is complete).
         typestore: ROS 2 distribution for bags without embedded message definitions.
@@ -162,9 +164,8 @@ def process_bag(
     # 1. Check the options; the node's parameters and topic names.
     if mode not in MODES:
         raise VdepthError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
-    if storage not in STORAGES:
-        raise VdepthError(f"--storage must be one of {', '.join(STORAGES)}, got {storage!r}")
     input_path, output_path = Path(input_path), Path(output_path)
+    storage, single_file = _output_storage(output_path, storage)
     if params is None:
         params = load_node_params(params_file, f"{namespace.rstrip('/')}/depth_node")
     topics = resolve_topics(
@@ -197,12 +198,13 @@ def process_bag(
     # 4. Run it into a new bag, built under a temporary name and renamed into place when complete.
     output = AtomicOutput(output_path, overwrite=overwrite, inputs=[input_path])
     with output as tmp, source:
+        bag_dir = tmp.with_name(tmp.stem) if single_file else tmp  # rosbags writes a folder
         summary.notes.extend(source.notes)
         pipeline = build_pipeline(config, engine=engine)
         # offline mode emits every frame once, final: it goes to the main topics whatever the live policy
         publish = config.publish if mode == "causal" else "final"
         with DepthBagWriter(
-            tmp,
+            bag_dir,
             topics.outputs,
             storage=storage,
             typestore=typestore,
@@ -218,6 +220,9 @@ def process_bag(
             for frame in outputs:
                 if writer.write_frame(frame):
                     summary.add(frame)
+        if single_file:  # the storage file alone (its metadata.yaml is not needed to read it)
+            next(bag_dir.glob(f"*{tmp.suffix}")).rename(tmp)
+            shutil.rmtree(bag_dir)
         # 5. What the run saw, as counts and notes.
         summary.clouds_skipped = writer.clouds_skipped
         summary.notes += [
@@ -240,6 +245,23 @@ def process_bag(
     summary.outputs["output bag"] = str(output_path)
     summary.outputs["topics written"] = ", ".join(f"{t} ({n})" for t, n in counts.items()) or "none"
     return summary
+
+
+#: output extensions that name a single storage file, and their storage
+SINGLE_FILE_STORAGES = {".mcap": "mcap", ".db3": "sqlite3"}
+
+
+def _output_storage(output: Path, storage: str | None) -> tuple[str, bool]:
+    """The output's storage and whether it is a single storage file (`-o depth.mcap`), not a folder."""
+    implied = SINGLE_FILE_STORAGES.get(output.suffix)
+    if storage is not None and storage not in STORAGES:
+        raise VdepthError(f"--storage must be one of {', '.join(STORAGES)}, got {storage!r}")
+    if storage is not None and implied is not None and storage != implied:
+        raise VdepthError(
+            f"--storage {storage} cannot write {output.name}, a {implied} file; name the output "
+            f"{output.stem}{next(k for k, v in SINGLE_FILE_STORAGES.items() if v == storage)} or a folder"
+        )
+    return storage or implied or "mcap", implied is not None
 
 
 def _fixed_camera_info(camera_info_file: str | Path | None, camera_info_topic: str | None, summary: RunSummary) -> Any:
@@ -348,7 +370,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG, description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("input", type=Path, help="input bag (folder, or a .mcap/.db3 file); never modified")
-    p.add_argument("-o", "--output", type=Path, required=True, help="output bag folder (must not exist)")
+    p.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        help="output bag folder, or a single .mcap/.db3 file (must not exist unless --overwrite)",
+    )
     p.add_argument("--namespace", default="/", help="the node's namespace for its relative topic names (default /)")
     p.add_argument("--image-topic", help="colour Image/CompressedImage topic (default: NAMESPACE/image)")
     p.add_argument("--camera-info-topic", help="CameraInfo topic (default: NAMESPACE/camera_info)")
@@ -381,7 +409,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="causal = what the live node publishes (default); "
         "offline = each window re-aligned with two later windows (not causal)",
     )
-    p.add_argument("--storage", choices=sorted(STORAGES), default="mcap", help="output storage (default mcap)")
+    p.add_argument(
+        "--storage", choices=sorted(STORAGES), help="output storage (default: the output's .mcap/.db3, else mcap)"
+    )
     p.add_argument(
         "--flicker",
         action="store_true",
