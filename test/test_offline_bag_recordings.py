@@ -181,3 +181,14 @@ def test_an_output_named_like_a_storage_file_is_that_file(
     rc = bagcli.main([str(src), "-o", str(tmp_path / f"x{out.suffix}"), "--storage", other, "--params", str(params)])
     assert rc == 2
     assert "--storage" in capsys.readouterr().err
+
+
+def test_the_summary_says_what_the_output_holds_of_the_input(tmp_path: Path) -> None:
+    """The output holds the depth outputs only unless --copy-input-topics: the summary says so,
+    so nobody deletes the recording believing the output kept its other topics."""
+    src = tmp_path / "in"
+    write_image_bag(src, synthetic_frames(10, 36, 52))
+    summary = process_bag(src, tmp_path / "out", params=PARAMS, engine=_engine())
+    assert any("--copy-input-topics" in n and "2 topics" in n for n in summary.notes), summary.notes
+    copied = process_bag(src, tmp_path / "out2", params=PARAMS, engine=_engine(), copy_input_topics=True)
+    assert any("copied" in n and "2 topics" in n for n in copied.notes), copied.notes

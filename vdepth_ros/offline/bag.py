@@ -225,6 +225,7 @@ def process_bag(
             shutil.rmtree(bag_dir)
         # 5. What the run saw, as counts and notes.
         summary.clouds_skipped = writer.clouds_skipped
+        summary.notes.append(_input_topics_note(input_path, source, copy_input_topics, writer))
         summary.notes += [
             f"{topic} ({msgtype}) not copied: the bag carries no definition of the type and --typestore "
             f"{typestore} does not know it"
@@ -245,6 +246,18 @@ def process_bag(
     summary.outputs["output bag"] = str(output_path)
     summary.outputs["topics written"] = ", ".join(f"{t} ({n})" for t, n in counts.items()) or "none"
     return summary
+
+
+def _input_topics_note(input_path: Path, source: BagFrameSource, copied: bool, writer: DepthBagWriter) -> str:
+    """What the output holds of the input's topics (not copied by default: the input stays as it is)."""
+    n = len(source.topics)
+    if copied:
+        kept = n - len(writer.not_copied)
+        return f"the input's {f'{kept} of {n}' if kept < n else n} topics were copied into the output"
+    return (
+        f"the output holds the depth outputs only; the input's {n} topics stay in {input_path} "
+        "(play both together, or --copy-input-topics copies them in)"
+    )
 
 
 #: output extensions that name a single storage file, and their storage
