@@ -192,3 +192,19 @@ def test_the_summary_says_what_the_output_holds_of_the_input(tmp_path: Path) -> 
     assert any("--copy-input-topics" in n and "2 topics" in n for n in summary.notes), summary.notes
     copied = process_bag(src, tmp_path / "out2", params=PARAMS, engine=_engine(), copy_input_topics=True)
     assert any("copied" in n and "2 topics" in n for n in copied.notes), copied.notes
+
+
+def test_a_camera_that_does_not_stamp_its_images_can_use_the_bags_receive_times(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A driver that leaves every header stamp at zero: the node (and so the bag tool) drops each
+    image after the first, and the run wrote 1 of 30 frames with nothing to do about it. The bag
+    knows when each message arrived: --log-time-stamps uses that, for every input topic."""
+    src = tmp_path / "in"
+    write_image_bag(src, synthetic_frames(30, 36, 52), header_stamps_ns=[0] * 30)
+    with caplog.at_level("WARNING"):
+        summary = process_bag(src, tmp_path / "out", params=PARAMS, engine=_engine())
+    assert summary.frames_out == 1 and summary.dropped == 29
+    assert "--log-time-stamps" in caplog.text
+    summary = process_bag(src, tmp_path / "out2", params=PARAMS, engine=_engine(), log_time_stamps=True)
+    assert summary.frames_out == 30 and summary.dropped == 0 and summary.clouds == 30

@@ -128,6 +128,7 @@ def process_bag(
     namespace: str = "/",
     progress: bool = False,
     flicker: bool = False,
+    log_time_stamps: bool = False,
 ) -> RunSummary:
     """Run the pipeline over one bag and write a new bag with the node's outputs.
 
@@ -151,6 +152,8 @@ def process_bag(
         model, backend: override the params' model folder/file and backend.
         namespace: the node's namespace; its relative topic names are resolved in it.
         progress: show a tqdm bar on stderr.
+        log_time_stamps: stamp the inputs with the bag's receive times, not their header stamps
+            (cameras whose drivers do not stamp their images); the outputs carry them too.
         flicker: then measure how steady the written depth is (`vdepth-flicker` on the output with
             the input: the flow warping error, and TAE when camera poses were given), into the notes.
 
@@ -188,6 +191,7 @@ def process_bag(
         fixed_info,
         image_topic_explicit=image_topic is not None,
         camera_info_topic_explicit=camera_info_topic is not None,
+        log_time_stamps=log_time_stamps,
     )
     # 3. The pipeline's configuration: metric input turns the sparse scale source on.
     metric_input = topics.sparse_depth or topics.camera_pose
@@ -301,6 +305,7 @@ def _frame_source(
     *,
     image_topic_explicit: bool,
     camera_info_topic_explicit: bool,
+    log_time_stamps: bool = False,
 ) -> BagFrameSource:
     """The bag reader with the node's topics and its ROS-side sync parameters."""
     ros = ros_param_values(params)
@@ -321,6 +326,7 @@ def _frame_source(
         rectify=ros["rectify"],
         camera_info=fixed_info,
         max_input_pixels=ros["max_input_pixels"],
+        log_time_stamps=log_time_stamps,
     )
 
 
@@ -430,6 +436,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="then measure how steady the written depth is (vdepth-flicker: flow warping error, TAE with poses)",
     )
+    p.add_argument(
+        "--log-time-stamps",
+        action="store_true",
+        help="stamp the inputs (and so the outputs) with the times the bag received them, for a camera driver "
+        "that does not stamp its images (repeated or zero header stamps)",
+    )
     p.add_argument("--copy-input-topics", action="store_true", help="copy every input message into the output")
     p.add_argument("--params", type=Path, help="node parameter YAML (default: the bundled config/depth.yaml)")
     p.add_argument(
@@ -481,6 +493,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 namespace=args.namespace,
                 progress=not args.no_progress and sys.stderr.isatty(),
                 flicker=args.flicker,
+                log_time_stamps=args.log_time_stamps,
             )
     except (VdepthError, FileNotFoundError, KeyboardInterrupt) as exc:
         return cli_errors(PROG, exc)

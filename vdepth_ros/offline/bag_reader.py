@@ -98,6 +98,8 @@ class BagFrameSource:
         sync_*, sparse_depth_slop_ns: the node's pairing parameters (`vdepth_ros/node_params.py`).
         rectify: undistort each image with its camera_info first (the node's `rectify`).
         max_input_pixels: larger images are dropped before decoding (the node's parameter).
+        log_time_stamps: stamp every input message with the time the bag received it instead of
+            its header stamp (cameras whose drivers do not stamp their images).
         camera_info: a camera_info for every frame (`rectify.load_camera_info` of a calibration
             file), for bags recorded without one; the bag's camera_info topic is then not read.
 
@@ -123,6 +125,7 @@ class BagFrameSource:
         rectify: bool = False,
         camera_info: Any = None,
         max_input_pixels: int = DEFAULT_MAX_INPUT_PIXELS,
+        log_time_stamps: bool = False,
     ) -> None:
         self.path = Path(path)
         self.image_topic = image_topic
@@ -161,6 +164,7 @@ class BagFrameSource:
         self._last_info: Any = None
         self._last_info_sig: tuple | None = None
         self.sparse_depth_slop_ns = int(sparse_depth_slop_ns)
+        self.log_time_stamps = log_time_stamps
 
     # -- open / close ------------------------------------------------------------------------
     def open(self) -> BagFrameSource:
@@ -388,6 +392,8 @@ class BagFrameSource:
     def _take(self, matcher: _BagMatcher, kind: str, conn: Connection, t: int, raw: bytes) -> list[Any]:
         """Hand one input message of `kind` to `matcher`; returns the image/info pairs it completed."""
         msg = self._deserialize(raw, conn.msgtype)
+        if self.log_time_stamps:  # the bag's receive time as the capture time (the outputs copy it)
+            msg.header.stamp = type(msg.header.stamp)(sec=t // 1_000_000_000, nanosec=t % 1_000_000_000)
         if kind == "image":
             return self._take_image(matcher, msg, conn.msgtype, t)
         if kind == "info":
@@ -409,7 +415,7 @@ class BagFrameSource:
         refuses it."""
         stamp = stamp_ns(msg.header)
         if not matcher.sync.admit_image(stamp, matcher.last_image_stamp):
-            self._drop(REPEATED_STAMP)
+            self._drop(f"{REPEATED_STAMP}; --log-time-stamps uses the times the bag received them")
             return []
         matcher.last_image_stamp = stamp
         return matcher.sync.add_image(stamp, (msg, msgtype, t))

@@ -119,6 +119,7 @@ def write_image_bag(
     camera_pose_topic: str = "/camera_pose",
     info_first: bool = True,
     stamps_ns: Sequence[int] | None = None,
+    header_stamps_ns: Sequence[int] | None = None,
 ) -> int:
     """Write `frames` (RGB uint8) as a rosbag2 bag with Image/CompressedImage + CameraInfo.
 
@@ -143,6 +144,8 @@ def write_image_bag(
             `camera_pose_topic` (frame_id "world"), one per frame, same stamp.
         info_first: write camera_info before (True) or after (False) its image.
         stamps_ns: explicit stamps per frame (gaps, jumps); default `start_ns + i / fps`.
+        header_stamps_ns: header stamps per frame other than the bag times (a driver that does not
+            stamp its images: zeros); default: the bag times.
 
     Returns:
         The number of frames written.
@@ -167,8 +170,9 @@ def write_image_bag(
         pose_conn = writer.add_connection(camera_pose_topic, POSE_STAMPED, typestore=ts) if pose_iter else None
         for i, rgb in enumerate(frames):
             t = int(stamps_ns[i]) if stamps_ns is not None else start_ns + round(i * 1e9 / fps)
+            st = int(header_stamps_ns[i]) if header_stamps_ns is not None else t
             header = T["std_msgs/msg/Header"](
-                stamp=T["builtin_interfaces/msg/Time"](sec=t // 1_000_000_000, nanosec=t % 1_000_000_000),
+                stamp=T["builtin_interfaces/msg/Time"](sec=st // 1_000_000_000, nanosec=st % 1_000_000_000),
                 frame_id=frame_id,
             )
             h, w = rgb.shape[:2]
