@@ -10,7 +10,7 @@ import pytest
 from fakes import LuminanceEngine
 
 from vdepth_ros.offline.bag import process_bag
-from vdepth_ros.offline.errors import BagReadError
+from vdepth_ros.offline.errors import BagReadError, OfflineError
 from vdepth_ros.offline.synth import synthetic_frames, write_image_bag
 
 PARAMS = {"scale_source": "range", "near": 0.5, "far": 5.0, "max_depth": 3.0}
@@ -208,3 +208,14 @@ def test_a_camera_that_does_not_stamp_its_images_can_use_the_bags_receive_times(
     assert "--log-time-stamps" in caplog.text
     summary = process_bag(src, tmp_path / "out2", params=PARAMS, engine=_engine(), log_time_stamps=True)
     assert summary.frames_out == 30 and summary.dropped == 0 and summary.clouds == 30
+
+
+def test_a_bags_metadata_yaml_stands_for_its_folder(tmp_path: Path) -> None:
+    """`vdepth-bag rec/metadata.yaml` (tab completion ends there) said "unknown bag storage '.yaml'",
+    and an output inside rec/ was not seen as overlapping the input."""
+    src = tmp_path / "rec"
+    write_image_bag(src, synthetic_frames(10, 36, 52))
+    summary = process_bag(src / "metadata.yaml", tmp_path / "out", params=PARAMS, engine=_engine())
+    assert summary.frames_out == 10
+    with pytest.raises(OfflineError, match="overlaps the input"):
+        process_bag(src / "metadata.yaml", src / "out", params=PARAMS, engine=_engine())

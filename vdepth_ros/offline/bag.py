@@ -27,6 +27,7 @@ from vdepth_ros.inputs.assembly import calibration_problem
 from vdepth_ros.inputs.resets import StreamResets
 from vdepth_ros.node_params import ros_param_values
 from vdepth_ros.offline.atomic import AtomicOutput
+from vdepth_ros.offline.bag_messages import bag_path
 from vdepth_ros.offline.bag_reader import BagFrameSource
 from vdepth_ros.offline.bag_types import STORAGES, TYPESTORES, BagFrameMeta
 from vdepth_ros.offline.bag_writer import DepthBagWriter, OutputTopics
@@ -167,7 +168,7 @@ def process_bag(
     # 1. Check the options; the node's parameters and topic names.
     if mode not in MODES:
         raise VdepthError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
-    input_path, output_path = Path(input_path), Path(output_path)
+    input_path, output_path = bag_path(input_path), Path(output_path)
     storage, single_file = _output_storage(output_path, storage)
     if params is None:
         params = load_node_params(params_file, f"{namespace.rstrip('/')}/depth_node")

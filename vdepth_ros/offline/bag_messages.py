@@ -87,6 +87,12 @@ def _damaged_file(files: Sequence[Path]) -> tuple[Path | None, str]:
     return None, ""
 
 
+def bag_path(path: str | Path) -> Path:
+    """The bag a path names: a bag folder's metadata.yaml stands for the folder."""
+    path = Path(path)
+    return path.parent if path.name == "metadata.yaml" and path.is_file() else path
+
+
 def open_reader(paths: list[Path], typestore: str, notes: list[str] | None = None) -> AnyReader:
     """An open rosbags `AnyReader` over `paths` (read together, in time order).
 
@@ -100,6 +106,7 @@ def open_reader(paths: list[Path], typestore: str, notes: list[str] | None = Non
             damaged storage file and how to recover a cut-off MCAP one).
     """
     store = get_typestore(TYPESTORES[typestore])
+    paths = [bag_path(p) for p in paths]
     for path in paths:
         _note_part_of_split_bag(path, notes)
     sources = [

@@ -30,7 +30,13 @@ from vdepth_ros.inputs.assembly import (
 )
 from vdepth_ros.inputs.samples import TimedSamples
 from vdepth_ros.inputs.sync import REPEATED_STAMP, ApproximateTimeSync
-from vdepth_ros.offline.bag_messages import decode_color_msg, guarded_messages, open_reader, storage_error
+from vdepth_ros.offline.bag_messages import (
+    bag_path,
+    decode_color_msg,
+    guarded_messages,
+    open_reader,
+    storage_error,
+)
 from vdepth_ros.offline.bag_types import (
     CAMERA_INFO,
     COMPRESSED,
@@ -127,7 +133,7 @@ class BagFrameSource:
         max_input_pixels: int = DEFAULT_MAX_INPUT_PIXELS,
         log_time_stamps: bool = False,
     ) -> None:
-        self.path = Path(path)
+        self.path = bag_path(path)
         self.image_topic = image_topic
         self.camera_info_topic: str | None = camera_info_topic
         if sparse_depth_topic and camera_pose_topic:
