@@ -219,3 +219,28 @@ def test_a_bags_metadata_yaml_stands_for_its_folder(tmp_path: Path) -> None:
     assert summary.frames_out == 10
     with pytest.raises(OfflineError, match="overlaps the input"):
         process_bag(src / "metadata.yaml", src / "out", params=PARAMS, engine=_engine())
+
+
+def test_a_ros1_bag_is_refused_naming_the_converter(tmp_path: Path) -> None:
+    """rosbags reads ROS 1 bags too, but their messages are ROS 1's: a camera_info (K, not k) died
+    with an AttributeError traceback, and --copy-input-topics wrote ROS 1 bytes as CDR (an output
+    nothing can read). One error naming rosbags-convert, which comes with rosbags."""
+    from rosbags.rosbag1 import Writer as Ros1Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    store = get_typestore(Stores.ROS1_NOETIC)
+    T = store.types
+    bag = tmp_path / "old.bag"
+    with Ros1Writer(bag) as w:
+        conn = w.add_connection("/image", "sensor_msgs/msg/Image", typestore=store)
+        for i, rgb in enumerate(synthetic_frames(3, 12, 16)):
+            stamp = T["builtin_interfaces/msg/Time"](sec=1 + i, nanosec=0)
+            header = T["std_msgs/msg/Header"](seq=i, stamp=stamp, frame_id="cam")
+            msg = T["sensor_msgs/msg/Image"](
+                header=header, height=12, width=16, encoding="rgb8", is_bigendian=0, step=48, data=rgb.reshape(-1)
+            )
+            w.write(conn, (1 + i) * 1_000_000_000, store.serialize_ros1(msg, "sensor_msgs/msg/Image"))
+    with pytest.raises(BagReadError, match="ROS 1 bag") as exc:
+        process_bag(bag, tmp_path / "out", params=PARAMS, engine=_engine())
+    assert "rosbags-convert --src" in str(exc.value) and "--dst-typestore ros2_kilted" in str(exc.value)
+    assert not (tmp_path / "out").exists()

@@ -105,7 +105,6 @@ def open_reader(paths: list[Path], typestore: str, notes: list[str] | None = Non
         BagReadError: unknown storage, not a bag, or a damaged bag (`storage_error`, naming the
             damaged storage file and how to recover a cut-off MCAP one).
     """
-    store = get_typestore(TYPESTORES[typestore])
     paths = [bag_path(p) for p in paths]
     for path in paths:
         _note_part_of_split_bag(path, notes)
@@ -113,7 +112,9 @@ def open_reader(paths: list[Path], typestore: str, notes: list[str] | None = Non
         _storage_files(p, "has no metadata.yaml", notes) if _is_folder_without_metadata(p) else [p] for p in paths
     ]
     try:
-        return _open_any(sources, store)
+        return _open_any(sources, typestore)
+    except BagReadError:
+        raise
     except Exception as err:  # AnyReaderError/ReaderError, or sqlite/mcap/yaml internals on damaged files
         reason = _metadata_problem(err)
         folders = [p for p in paths if p.is_dir() and (p / "metadata.yaml").exists()]
@@ -123,7 +124,9 @@ def open_reader(paths: list[Path], typestore: str, notes: list[str] | None = Non
             _storage_files(p, reason, notes) if p in folders else group for p, group in zip(paths, sources, strict=True)
         ]
     try:
-        return _open_any(sources, store)
+        return _open_any(sources, typestore)
+    except BagReadError:
+        raise
     except Exception as err:
         raise storage_error(paths[0], err, [f for group in sources for f in group]) from err
 
@@ -148,9 +151,17 @@ def _note_part_of_split_bag(path: Path, notes: list[str] | None) -> None:
             notes.append(note)
 
 
-def _open_any(sources: list[list[Path]], store: Any) -> AnyReader:
-    reader = AnyReader([f for group in sources for f in group], default_typestore=store)
+def _open_any(sources: list[list[Path]], typestore: str) -> AnyReader:
+    reader = AnyReader([f for group in sources for f in group], default_typestore=get_typestore(TYPESTORES[typestore]))
     reader.open()
+    if not reader.is2:  # rosbags reads ROS 1 bags, but with ROS 1's messages (CameraInfo.K, header.seq)
+        reader.close()
+        path = sources[0][0]
+        raise BagReadError(
+            f"{path} is a ROS 1 bag; the offline tools read ROS 2 bags. Convert it with rosbags' converter "
+            f"(installed with it): rosbags-convert --src {path} --dst {path.with_suffix('')}_ros2 "
+            f"--dst-typestore ros2_{typestore}"
+        )
     return reader
 
 
