@@ -31,7 +31,7 @@ from vdepth_ros.offline.bag_messages import bag_path
 from vdepth_ros.offline.bag_reader import BagFrameSource
 from vdepth_ros.offline.bag_types import STORAGES, TYPESTORES, BagFrameMeta
 from vdepth_ros.offline.bag_writer import DepthBagWriter, OutputTopics
-from vdepth_ros.offline.errors import OfflineError
+from vdepth_ros.offline.errors import InterruptedAfterOutput, OfflineError
 from vdepth_ros.offline.runner import (
     MODES,
     RunSummary,
@@ -247,7 +247,10 @@ def process_bag(
     summary.seconds = clock.elapsed
     # 6. Optionally measure the written depth's flicker; name the outputs.
     if flicker:
-        summary.notes.append(_flicker_note(output_path, input_path, source.image_topic, topics, counts, typestore))
+        try:
+            summary.notes.append(_flicker_note(output_path, input_path, source.image_topic, topics, counts, typestore))
+        except KeyboardInterrupt:
+            raise InterruptedAfterOutput(str(output_path), "the flicker measurement") from None
     summary.outputs["output bag"] = str(output_path)
     summary.outputs["topics written"] = ", ".join(f"{t} ({n})" for t, n in counts.items()) or "none"
     return summary

@@ -5,8 +5,18 @@ from __future__ import annotations
 from vdepth_ros.errors import InputError, VdepthError
 
 
-def interrupted_line(prog: str) -> str:
+class InterruptedAfterOutput(KeyboardInterrupt):
+    """Ctrl-C once the output is complete and in place (e.g. during `vdepth-bag --flicker`)."""
+
+    def __init__(self, output: str, stopped: str) -> None:
+        super().__init__(output, stopped)
+        self.output, self.stopped = output, stopped
+
+
+def interrupted_line(prog: str, exc: BaseException | None = None) -> str:
     """What a tool prints on Ctrl-C / SIGTERM (exit status 130), whenever it arrives."""
+    if isinstance(exc, InterruptedAfterOutput):
+        return f"{prog}: interrupted during {exc.stopped}; the output {exc.output} was complete and is kept"
     return f"{prog}: interrupted; no output was written under the final name"
 
 

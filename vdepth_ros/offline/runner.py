@@ -248,7 +248,7 @@ def cli_errors(prog: str, exc: BaseException) -> int:
     if isinstance(exc, KeyboardInterrupt):
         from vdepth_ros.offline.errors import interrupted_line
 
-        print(interrupted_line(prog), file=sys.stderr)
+        print(interrupted_line(prog, exc), file=sys.stderr)
         return 130
     print(f"{prog}: error: {exc}", file=sys.stderr)
     return 2
