@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from vdepth_ros.offline.errors import OfflineError, OutputExistsError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
     from types import TracebackType
 
 STAGING_PREFIX = ".vdepth-partial-"
@@ -41,16 +41,25 @@ def _is_within(path: Path, other: Path) -> bool:
     return path == other or other in path.parents
 
 
-def check_output_path(final: Path, *, overwrite: bool, inputs: Iterable[Path] = ()) -> None:
+def check_output_path(
+    final: Path,
+    *,
+    overwrite: bool,
+    inputs: Iterable[Path] = (),
+    replaceable: Callable[[Path], str | None] | None = None,
+) -> None:
     """Refuse an output that would clobber user data.
 
     Args:
         final: the output path the user asked for.
         overwrite: whether an existing `final` may be replaced.
         inputs: input files/folders; `final` may not be one of them, inside one, or contain one.
+        replaceable: with `overwrite`, what an existing `final` is not (e.g. "not a bag"), or None
+            when it is an earlier output of the tool that may be replaced; default: anything.
 
     Raises:
-        OutputExistsError: `final` exists (and is not an empty folder) and `overwrite` is false.
+        OutputExistsError: `final` exists (and is not an empty folder) and `overwrite` is false,
+            or `replaceable` refuses it.
         OfflineError: `final` overlaps an input.
     """
     final = final.resolve()
@@ -63,6 +72,12 @@ def check_output_path(final: Path, *, overwrite: bool, inputs: Iterable[Path] = 
             return
         if not overwrite:
             raise OutputExistsError(f"output {final} exists; pass --overwrite to replace it")
+        why = replaceable(final) if replaceable is not None else None
+        if why is not None:
+            raise OutputExistsError(
+                f"output {final} exists and is {why}: --overwrite replaces only an earlier output; move it "
+                "away or choose another output path"
+            )
 
 
 def _remove_stale_staging(final: Path) -> None:
@@ -121,8 +136,10 @@ class AtomicOutput:
         overwrite: bool = False,
         inputs: Iterable[str | Path] = (),
         companions: Iterable[str] = (),
+        replaceable: Callable[[Path], str | None] | None = None,
     ) -> None:
         self.final = Path(final).absolute()
+        self.replaceable = replaceable
         self.overwrite = overwrite
         self.inputs = [Path(p) for p in inputs]
         self.companions = [str(c) for c in companions]
@@ -139,7 +156,7 @@ class AtomicOutput:
         return self.staging / self.final.name
 
     def __enter__(self) -> Path:
-        check_output_path(self.final, overwrite=self.overwrite, inputs=self.inputs)
+        check_output_path(self.final, overwrite=self.overwrite, inputs=self.inputs, replaceable=self.replaceable)
         _remove_stale_staging(self.final)
         staging = self.final.parent / f"{STAGING_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:
@@ -169,7 +186,8 @@ class AtomicOutput:
         """
         if self.staging is None or not (self.path.exists() or self.path.is_symlink()):
             raise OfflineError(f"nothing was written for {self.final}")
-        check_output_path(self.final, overwrite=self.overwrite, inputs=self.inputs)  # may have appeared meanwhile
+        # it may have appeared meanwhile
+        check_output_path(self.final, overwrite=self.overwrite, inputs=self.inputs, replaceable=self.replaceable)
         previous = self.staging / ".previous"
         previous.mkdir()
         done: list[tuple[Path, Path | None]] = []  # (final path, where its previous file was put aside)

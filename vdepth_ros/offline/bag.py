@@ -201,7 +201,7 @@ def process_bag(
         summary.notes.append(f"metric input on {metric_input}: scale_source set to 'sparse'")
     config = pipeline_config(params, model=model, backend=backend)
     # 4. Run it into a new bag, built under a temporary name and renamed into place when complete.
-    output = AtomicOutput(output_path, overwrite=overwrite, inputs=[input_path])
+    output = AtomicOutput(output_path, overwrite=overwrite, inputs=[input_path], replaceable=_not_a_bag)
     with output as tmp, source:
         bag_dir = tmp.with_name(tmp.stem) if single_file else tmp  # rosbags writes a folder
         summary.notes.extend(source.notes)
@@ -266,6 +266,15 @@ def _input_topics_note(input_path: Path, source: BagFrameSource, copied: bool, w
         f"the output holds the depth outputs only; the input's {n} topics stay in {input_path} "
         "(play both together, or --copy-input-topics copies them in)"
     )
+
+
+def _not_a_bag(path: Path) -> str | None:
+    """What an existing output path is instead of a bag --overwrite may replace, or None."""
+    if path.is_file() and path.suffix in SINGLE_FILE_STORAGES:
+        return None
+    if path.is_dir() and (path / "metadata.yaml").is_file():
+        return None
+    return "not a bag (a folder with metadata.yaml, or a .mcap/.db3 file)"
 
 
 #: output extensions that name a single storage file, and their storage

@@ -129,7 +129,7 @@ def process_video(
     summary = RunSummary(mode=mode)
     clock = Stopwatch()
     # 2. Open the input and the output folder (built under a temporary name, renamed when complete).
-    output = AtomicOutput(output_dir, overwrite=overwrite, inputs=[input_path])
+    output = AtomicOutput(output_dir, overwrite=overwrite, inputs=[input_path], replaceable=_not_a_video_output)
     with (
         output as tmp,
         VideoFrameSource(input_path, fps=fps, max_frames=max_frames) as source,
@@ -394,6 +394,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
+
+
+def _not_a_video_output(path: Path) -> str | None:
+    """What an existing output path is instead of an earlier vdepth-video output, or None."""
+    return None if (path / "meta.json").is_file() else "not a vdepth-video output (no meta.json)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
