@@ -244,3 +244,26 @@ def test_a_ros1_bag_is_refused_naming_the_converter(tmp_path: Path) -> None:
         process_bag(bag, tmp_path / "out", params=PARAMS, engine=_engine())
     assert "rosbags-convert --src" in str(exc.value) and "--dst-typestore ros2_kilted" in str(exc.value)
     assert not (tmp_path / "out").exists()
+
+
+def test_copying_a_bag_that_already_has_the_output_topics_names_the_way_out(tmp_path: Path) -> None:
+    """A recording made while the live node ran holds /depth already: with --copy-input-topics the
+    run failed at the first output frame saying only that the outputs 'need other names'."""
+    src = tmp_path / "in"
+    write_image_bag(src, synthetic_frames(10, 36, 52))
+    first = tmp_path / "first"
+    process_bag(src, first, params=PARAMS, engine=_engine(), copy_input_topics=True)  # now holds /depth too
+    with pytest.raises(OfflineError, match="--namespace") as exc:
+        process_bag(first, tmp_path / "again", params=PARAMS, engine=_engine(), copy_input_topics=True)
+    assert "/depth" in str(exc.value)
+    summary = process_bag(
+        first,
+        tmp_path / "again",
+        params=PARAMS,
+        engine=_engine(),
+        copy_input_topics=True,
+        namespace="rerun",
+        image_topic="/image",
+        camera_info_topic="/camera_info",
+    )
+    assert summary.frames_out == 10

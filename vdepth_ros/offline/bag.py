@@ -204,6 +204,8 @@ def process_bag(
     output = AtomicOutput(output_path, overwrite=overwrite, inputs=[input_path], replaceable=_not_a_bag)
     with output as tmp, source:
         bag_dir = tmp.with_name(tmp.stem) if single_file else tmp  # rosbags writes a folder
+        if copy_input_topics:
+            _check_copy_collisions(source, topics, provisional=mode == "causal" and config.publish == "both")
         summary.notes.extend(source.notes)
         pipeline = build_pipeline(config, engine=engine)
         # offline mode emits every frame once, final: it goes to the main topics whatever the live policy
@@ -254,6 +256,23 @@ def process_bag(
     summary.outputs["output bag"] = str(output_path)
     summary.outputs["topics written"] = ", ".join(f"{t} ({n})" for t, n in counts.items()) or "none"
     return summary
+
+
+def _check_copy_collisions(source: BagFrameSource, topics: BagTopics, *, provisional: bool) -> None:
+    """Refuse, before any work, copying an input that already holds topics this run writes (a
+    recording made while the live node ran), naming the way out."""
+    written = {
+        t for out in (topics.outputs, topics.provisional)[: 2 if provisional else 1] for t in vars(out).values() if t
+    }
+    clash = sorted(written & set(source.topics))
+    if clash:
+        inputs = f"--image-topic {source.image_topic}"
+        if source.camera_info_topic:
+            inputs += f" --camera-info-topic {source.camera_info_topic}"
+        raise OfflineError(
+            f"the input bag already has {', '.join(clash)}, which this run writes; with --copy-input-topics put "
+            f"the outputs under another namespace: --namespace NS, with the inputs named ({inputs})"
+        )
 
 
 def _input_topics_note(input_path: Path, source: BagFrameSource, copied: bool, writer: DepthBagWriter) -> str:
