@@ -267,3 +267,28 @@ def test_copying_a_bag_that_already_has_the_output_topics_names_the_way_out(tmp_
         camera_info_topic="/camera_info",
     )
     assert summary.frames_out == 10
+
+
+@pytest.mark.parametrize("jump", ["gap", "time jump"])
+def test_offline_mode_starts_again_where_causal_restarts(tmp_path: Path, jump: str) -> None:
+    """A recording with a 5 s hole, or two sessions merged so the stamps go back: causal mode
+    restarts the stream there as the node does, but offline mode stitched across the discontinuity
+    as if the frames were continuous. Now each part is solved on its own."""
+    shift = 5_000_000_000 if jump == "gap" else -2_000_000_000
+    stamps = [START + round(i * 1e9 / 30) for i in range(12)] + [START + shift + round(i * 1e9 / 30) for i in range(12)]
+    frames = list(synthetic_frames(24, 36, 52))
+    logged = [START + round(i * 1e9 / 30) for i in range(24)]  # the bag's own order: received in sequence
+    write_image_bag(tmp_path / "in", frames, stamps_ns=logged, header_stamps_ns=stamps)
+    summary = process_bag(tmp_path / "in", tmp_path / "out", params=PARAMS, engine=_engine(), mode="offline")
+    assert summary.frames_out == 24
+    assert any(f"restarted 1x ({jump})" in n for n in summary.notes), summary.notes
+    write_image_bag(tmp_path / "second", frames[12:], stamps_ns=logged[12:], header_stamps_ns=stamps[12:])
+    process_bag(tmp_path / "second", tmp_path / "alone", params=PARAMS, engine=_engine(), mode="offline")
+    from rosbags.highlevel import AnyReader
+
+    def depth(bag: Path) -> list[bytes]:
+        with AnyReader([bag]) as reader:
+            conns = [c for c in reader.connections if c.topic == "/depth"]
+            return [bytes(raw) for _, _, raw in reader.messages(connections=conns)]
+
+    assert depth(tmp_path / "out")[12:] == depth(tmp_path / "alone")

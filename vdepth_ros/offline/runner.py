@@ -94,25 +94,59 @@ def run_pipeline(
     `causal` is exactly what the live node does: `push` per frame, `flush` at the end and, with
     `resets`, flush + reset where the node restarts the stream (`signature(frame)` gives the
     camera_info signature). `offline` is `run_offline` (global scale/shift solve, windows spilled to
-    disk in `spill_dir`, the output's `AtomicOutput.scratch`, memory bounded by the window).
+    disk in `spill_dir`, the output's `AtomicOutput.scratch`, memory bounded by the window), run on
+    each part between the places where causal mode restarts: a gap or a time jump is not stitched over.
     """
-    if mode == "causal":
-        for frame in frames:
-            reason = (
-                resets.update(frame.rgb.shape[:2], frame.stamp_ns, signature(frame) if signature else None)
-                if resets
-                else None
-            )
-            if reason and not reason.startswith("resolution"):  # the pipeline handles resolution itself
-                log.warning("restarting the depth stream: %s", reason)
-                yield from pipeline.flush()
-                pipeline.reset(reason)
-            yield from pipeline.push(frame)
-        yield from pipeline.flush()
-    elif mode == "offline":
-        yield from pipeline.run_offline(frames, spill_dir)
-    else:
+    if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    parts = _StreamParts(frames, resets, signature)
+    while True:
+        if mode == "causal":
+            for frame in parts.part():
+                yield from pipeline.push(frame)
+            yield from pipeline.flush()
+        else:
+            yield from pipeline.run_offline(parts.part(), spill_dir)
+        if parts.reason is None:
+            return
+        log.warning("restarting the depth stream: %s", parts.reason)
+        pipeline.reset(parts.reason)
+
+
+class _StreamParts:
+    """`frames` cut where `resets` restarts the stream (not on a resolution change: the pipeline
+    handles that itself); `part()` yields the next part, then `reason` says why it ended (None: the
+    frames ended)."""
+
+    def __init__(
+        self,
+        frames: Iterable[FrameInput],
+        resets: StreamResets | None,
+        signature: Callable[[FrameInput], tuple | None] | None,
+    ) -> None:
+        self._frames = iter(frames)
+        self._resets, self._signature = resets, signature
+        self._first: FrameInput | None = None  # the frame that starts the next part
+        self.reason: str | None = None
+
+    def part(self) -> Iterator[FrameInput]:
+        self.reason = None
+        if self._first is not None:
+            first, self._first = self._first, None
+            yield first
+        for frame in self._frames:
+            reason = self._restart(frame)
+            if reason:
+                self._first, self.reason = frame, reason
+                return
+            yield frame
+
+    def _restart(self, frame: FrameInput) -> str | None:
+        if self._resets is None:
+            return None
+        info = self._signature(frame) if self._signature else None
+        reason = self._resets.update(frame.rgb.shape[:2], frame.stamp_ns, info)
+        return reason if reason and not reason.startswith("resolution") else None
 
 
 def with_progress(frames: Iterable[T], total: int | None, desc: str, enabled: bool) -> Iterator[T]:
