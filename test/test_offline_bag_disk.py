@@ -136,3 +136,47 @@ def test_no_room_to_unpack_a_file_compressed_bag_names_tmpdir_not_a_corrupt_bag(
     with file_size_limit(60_000), pytest.raises(BagReadError) as exc:
         BagFrameSource(src, image_topic="/image").open()
     assert "TMPDIR" in str(exc.value) and "corrupt" not in str(exc.value)
+
+
+def test_vdepth_video_png_files_on_a_full_disk_are_an_error_not_missing_files(
+    tmp_path: Path, fake_models: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """OpenCV's imwrite reports success for a PNG the disk had no room for (the file is cut short):
+    on a full disk the run exited 0 with truncated depth PNGs."""
+    import cv2
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, rgb in enumerate(synthetic_frames(20, 36, 52)):
+        cv2.imwrite(str(folder / f"{i:04d}.png"), rgb[..., ::-1])
+    out = tmp_path / "out"
+    args = [str(folder), "-o", str(out), "--params", str(_params_file(tmp_path)), "--no-progress", "--no-preview"]
+    with file_size_limit(1_500):  # each 16-bit PNG is over 2 kB, frames.csv and meta.json fit
+        rc = videocli.main([*args, "--max-frames", "5", "--mode", "causal"])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert "Traceback" not in err
+    (line,) = [x for x in err.splitlines() if x.startswith("vdepth-video:")]
+    assert str(out) in line, line
+    assert not out.exists()
+
+
+def test_vdepth_video_preview_on_a_full_disk_is_an_error(
+    tmp_path: Path, fake_models: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """OpenCV's video writer does not report failed writes either: preview.mp4 came out cut short."""
+    import cv2
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, rgb in enumerate(synthetic_frames(20, 36, 52)):
+        cv2.imwrite(str(folder / f"{i:04d}.png"), rgb[..., ::-1])
+    out = tmp_path / "out"
+    args = [str(folder), "-o", str(out), "--params", str(_params_file(tmp_path)), "--no-progress"]
+    with file_size_limit(9_000):  # the .npy files (7.6 kB), frames.csv and meta.json fit; the mp4 does not
+        rc = videocli.main([*args, "--format", "npy", "--mode", "causal"])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    (line,) = [x for x in err.splitlines() if x.startswith("vdepth-video:")]
+    assert "preview.mp4" in line or str(out) in line, line
+    assert not out.exists()

@@ -23,7 +23,7 @@ from vdepth_ros.encodings import camera_info_fields
 from vdepth_ros.offline.errors import OfflineError, VideoReadError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Sequence
 
     from vdepth_ros.pipeline import DepthFrame, FrameInput
     from vdepth_ros.stream.cloud import CameraModel
@@ -240,6 +240,15 @@ def write_ply(path: Path, points: np.ndarray, colors: np.ndarray | None) -> int:
     return int(rec.size)
 
 
+def write_png(path: Path, image: np.ndarray, params: Sequence[int] = ()) -> None:
+    """`image` as a PNG file. Not `cv2.imwrite`: it reports success for a file the disk had no room
+    for (cut short), where Python's write raises the OSError (a full disk is then one error)."""
+    ok, buf = cv2.imencode(".png", image, list(params))
+    if not ok:
+        raise OfflineError(f"cannot encode {path.name} as PNG")
+    path.write_bytes(buf.tobytes())
+
+
 def read_ply(path: Path) -> np.ndarray:
     """`(N, 3)` float32 xyz of a PLY written by `write_ply` (for tests and quick checks)."""
     data = path.read_bytes()
@@ -301,6 +310,7 @@ class VideoOutputWriter:
         self.label = ""
         self._csv: Any = None
         self._csv_file: Any = None
+        self._video_frames = 0
 
     def __enter__(self) -> VideoOutputWriter:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -311,14 +321,16 @@ class VideoOutputWriter:
         )
         return self
 
-    def __exit__(self, *exc: object) -> bool:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> bool:
+        self.close(check=exc_type is None)
         return False
 
-    def close(self) -> None:
+    def close(self, check: bool = True) -> None:
         if self._video is not None:
             self._video.release()
             self._video = None
+            if check:
+                self._check_preview()
         if self._csv_file is not None:
             self._csv_file.close()
             self._csv_file = None
@@ -347,6 +359,19 @@ class VideoOutputWriter:
             if not self._video.isOpened():
                 raise OfflineError("cannot open an mp4v video writer for preview.mp4")
 
+    def _check_preview(self) -> None:
+        """OpenCV's video writer does not report a failed write: read preview.mp4's frame count back."""
+        cap = cv2.VideoCapture(str(self.folder / "preview.mp4"))
+        try:
+            readable = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
+        finally:
+            cap.release()
+        if readable < self._video_frames:
+            raise OfflineError(
+                f"preview.mp4 was not written completely ({readable} of {self._video_frames} frames read back): "
+                "is the disk full? Free space or choose another output path (-o); --no-preview leaves it out"
+            )
+
     def write(self, frame: DepthFrame) -> None:
         """Write one frame's files (all frames must agree on having depth or not)."""
         if self.kind is None:
@@ -363,7 +388,7 @@ class VideoOutputWriter:
             else:
                 q = np.where(np.isfinite(values), np.rint(values * float(self.png_scale or 1.0)), 0)
                 q = np.clip(q, 0, 65535).astype(np.uint16)
-            cv2.imwrite(str(stem.with_suffix(".png")), q)
+            write_png(stem.with_suffix(".png"), q)
         if "npy" in self.formats:
             np.save(stem.with_suffix(".npy"), values.astype(np.float32))
         if "npz" in self.formats:
@@ -377,8 +402,9 @@ class VideoOutputWriter:
         if self._video is not None:
             img = self._preview(frame, values)
             self._video.write(img)
+            self._video_frames += 1
             if index == self.still_index:
-                cv2.imwrite(str(self.folder / "preview.png"), img, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+                write_png(self.folder / "preview.png", img, [cv2.IMWRITE_PNG_COMPRESSION, 9])
         if self.ply and frame.points is not None:
             (self.folder / "clouds").mkdir(exist_ok=True)
             write_ply(self.folder / "clouds" / f"{index:06d}.ply", frame.points, frame.colors)
