@@ -105,7 +105,7 @@ def _running(pid: int) -> bool:
     return True
 
 
-OUTPUT_FULL_FIX = "nothing was written under that name; free space on its disk or choose another output path (-o)"
+OUTPUT_FULL_FIX = "nothing was written under that name; free space on its disk or choose another output path"
 
 
 class AtomicOutput:
