@@ -206,8 +206,9 @@ def test_a_camera_that_does_not_stamp_its_images_can_use_the_bags_receive_times(
         summary = process_bag(src, tmp_path / "out", params=PARAMS, engine=_engine())
     assert summary.frames_out == 1 and summary.dropped == 29
     assert "--log-time-stamps" in caplog.text
-    summary = process_bag(src, tmp_path / "out2", params=PARAMS, engine=_engine(), log_time_stamps=True)
+    summary = process_bag(src, tmp_path / "out2", params=PARAMS, engine=_engine(), log_time_stamps=True, flicker=True)
     assert summary.frames_out == 30 and summary.dropped == 0 and summary.clouds == 30
+    assert any("flicker of /depth" in n and "over 29 pairs" in n for n in summary.notes), summary.notes
 
 
 def test_a_bags_metadata_yaml_stands_for_its_folder(tmp_path: Path) -> None:

@@ -250,7 +250,9 @@ def process_bag(
     # 6. Optionally measure the written depth's flicker; name the outputs.
     if flicker:
         try:
-            summary.notes.append(_flicker_note(output_path, input_path, source.image_topic, topics, counts, typestore))
+            summary.notes.append(
+                _flicker_note(output_path, input_path, source.image_topic, topics, counts, typestore, log_time_stamps)
+            )
         except KeyboardInterrupt:
             raise InterruptedAfterOutput(str(output_path), "the flicker measurement") from None
     summary.outputs["output bag"] = str(output_path)
@@ -393,7 +395,13 @@ def _add_run_notes(
 
 
 def _flicker_note(
-    output: Path, source_bag: Path, image_topic: str, topics: BagTopics, counts: dict[str, int], typestore: str
+    output: Path,
+    source_bag: Path,
+    image_topic: str,
+    topics: BagTopics,
+    counts: dict[str, int],
+    typestore: str,
+    log_time_stamps: bool = False,
 ) -> str:
     """`vdepth-flicker` on the finished output bag, read together with its input, as one note."""
     from vdepth_ros.offline.flicker import measure_flicker
@@ -407,6 +415,7 @@ def _flicker_note(
         [depth],
         pose_topic=topics.camera_pose,  # TAE's intrinsics: the written <depth>/camera_info, found by name
         typestore=typestore,
+        log_time_stamps=log_time_stamps,  # the outputs carry the receive times of their images then
     )
     d = r.to_dict()
     if d["flow_warping_error"] is None:

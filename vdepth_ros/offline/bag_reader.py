@@ -47,6 +47,7 @@ from vdepth_ros.offline.bag_types import (
     TYPESTORES,
     BagFrameMeta,
     connection_key,
+    restamp,
     stamp_ns,
 )
 from vdepth_ros.offline.errors import (
@@ -399,7 +400,7 @@ class BagFrameSource:
         """Hand one input message of `kind` to `matcher`; returns the image/info pairs it completed."""
         msg = self._deserialize(raw, conn.msgtype)
         if self.log_time_stamps:  # the bag's receive time as the capture time (the outputs copy it)
-            msg.header.stamp = type(msg.header.stamp)(sec=t // 1_000_000_000, nanosec=t % 1_000_000_000)
+            restamp(msg, t)
         if kind == "image":
             return self._take_image(matcher, msg, conn.msgtype, t)
         if kind == "info":

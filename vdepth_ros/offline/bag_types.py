@@ -36,6 +36,13 @@ def connection_key(conn: Any) -> tuple[int, int]:
     return id(conn.owner), int(conn.id)
 
 
+def restamp(msg: Any, t: int) -> Any:
+    """`msg` with its header stamped `t` ns: a bag's receive time standing in for the capture time of a
+    camera driver that does not stamp its images (`--log-time-stamps`)."""
+    msg.header.stamp = type(msg.header.stamp)(sec=t // 1_000_000_000, nanosec=t % 1_000_000_000)
+    return msg
+
+
 def stamp_ns(header: Any) -> int:
     """`std_msgs/Header.stamp` in integer nanoseconds."""
     return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)

@@ -38,7 +38,7 @@ from vdepth_ros.offline.bag_messages import (
     nearest_stamp,
     open_reader,
 )
-from vdepth_ros.offline.bag_types import CAMERA_INFO, IMAGE, IMAGE_TYPES, POSE_STAMPED, TYPESTORES, stamp_ns
+from vdepth_ros.offline.bag_types import CAMERA_INFO, IMAGE, IMAGE_TYPES, POSE_STAMPED, TYPESTORES, restamp, stamp_ns
 from vdepth_ros.offline.errors import BagReadError, MissingTopicError, OfflineError, UnsupportedEncodingError
 from vdepth_ros.offline.runner import cli_errors, setup_logging
 from vdepth_ros.paths import expand_home
@@ -155,6 +155,7 @@ def _read_geometry(
     depth_topics: Sequence[str],
     path: Path,
     slop_ns: int,
+    log_time_stamps: bool = False,
 ) -> tuple[dict[str, _Geometry | None], dict[str, str]]:
     """First pass: every pose and the camera_info of each depth topic (found or named)."""
     if topics.get(pose_topic) != POSE_STAMPED:
@@ -172,8 +173,10 @@ def _read_geometry(
     count = sum(c.msgcount for c in conns if c.topic == pose_topic)
     poses = PoseBuffer(slop_ns, capacity=max(count, 1))
     infos: dict[str, list[tuple[int, Any]]] = {c: [] for c in wanted - {pose_topic}}
-    for conn, _t, raw in guarded_messages(reader, conns, path):
+    for conn, t, raw in guarded_messages(reader, conns, path):
         msg = reader.deserialize(raw, conn.msgtype)
+        if log_time_stamps:
+            restamp(msg, t)
         if conn.topic == pose_topic:
             try:
                 poses.add(stamp_ns(msg.header), pose_from_msg(msg))
@@ -205,6 +208,7 @@ def measure_flicker(
     typestore: str = "kilted",
     pose_topic: str | None = None,
     camera_info_topic: str | None = None,
+    log_time_stamps: bool = False,
 ) -> list[TopicFlicker]:
     """The flow warping error of each depth topic against `image_topic` (module docstring).
 
@@ -212,6 +216,8 @@ def measure_flicker(
     papers' TAE is computed too, on the depth as published: each pair warped with the poses and the
     depth's camera_info (`camera_info_topic`, else `<depth topic>/camera_info` or a sibling
     `camera_info`, scaled to the depth's size). TAE only means something for metric depth.
+    `log_time_stamps`: pair by the bags' receive times, not the header stamps (`vdepth-bag
+    --log-time-stamps` output read with its input).
 
     Raises:
         FileNotFoundError, BagReadError, MissingTopicError, UnsupportedEncodingError.
@@ -230,7 +236,7 @@ def measure_flicker(
         notes: dict[str, str] = {}
         if pose_topic is not None:
             geometry, notes = _read_geometry(
-                reader, topics, pose_topic, camera_info_topic, depth_topics, paths[0], slop_ns
+                reader, topics, pose_topic, camera_info_topic, depth_topics, paths[0], slop_ns, log_time_stamps
             )
         chains = {t: _Chain(t, round(max_gap * 1e9), max_width, geometry[t]) for t in depth_topics}
         for t, note in notes.items():
@@ -238,8 +244,10 @@ def measure_flicker(
         # 3. Stream the bag: match each depth image to the colour image nearest in stamp.
         images: OrderedDict[int, np.ndarray] = OrderedDict()
         wanted = [c for c in reader.connections if c.topic == image_topic or c.topic in chains]
-        for conn, _t, raw in guarded_messages(reader, wanted, paths[0]):
+        for conn, t, raw in guarded_messages(reader, wanted, paths[0]):
             msg = _deserialize(reader, raw, conn)
+            if log_time_stamps:
+                restamp(msg, t)
             if conn.topic == image_topic:
                 _add_image(images, chains, msg, conn.msgtype, image_topic, slop_ns)
             else:
@@ -365,6 +373,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=320,
         help=f"flow is computed on a copy at most this wide (default 320, at least {MIN_FLOW_WIDTH})",
     )
+    p.add_argument(
+        "--log-time-stamps",
+        action="store_true",
+        help="pair by the bags' receive times, not the header stamps (vdepth-bag --log-time-stamps output)",
+    )
     p.add_argument("--typestore", choices=sorted(TYPESTORES), default="kilted")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -385,6 +398,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_gap=args.max_gap,
             max_width=args.max_width,
             typestore=args.typestore,
+            log_time_stamps=args.log_time_stamps,
             pose_topic=args.pose_topic,
             camera_info_topic=args.camera_info_topic,
         )
