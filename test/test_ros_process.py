@@ -49,11 +49,12 @@ def run_node(
     stop_signal: int = signal.SIGINT,
     camera_info: CameraInfo | None = CAMERA_INFO,
     done: Callable[[dict[str, list]], bool] = lambda got: all(got.values()),
+    env: dict[str, str] | None = None,
 ) -> tuple[dict[str, list], str]:
     """Start `vdepth-node NODE_ARGS` on the tiny model; call `before_feed(peer, executor)`; feed
     `cameras` (name -> (image topic, camera_info topic), with `camera_info` restamped, or none) until
     `done(messages)` (by default: every topic in `outputs` has a message), or 90 s; `stop_signal`;
-    (messages, output)."""
+    (messages, output). `env`: added to the node's environment."""
     script = Path(sys.executable).parent / "vdepth-node"
     if not script.is_file():
         pytest.skip("vdepth-node console script not installed in this environment (pip install -e .)")
@@ -66,7 +67,7 @@ def run_node(
     )
     cmd = [str(script), *node_args[: node_args.index("--ros-args")], "--ros-args", "--params-file", str(params)]
     cmd += node_args[node_args.index("--ros-args") + 1 :]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     ctx = rclpy.Context()
     rclpy.init(context=ctx, domain_id=int(os.environ["ROS_DOMAIN_ID"]))
@@ -119,12 +120,33 @@ def _rep118_depth(depth: np.ndarray) -> bool:
     return bool(in_limits and not np.isnan(depth).any())
 
 
+#: sitecustomize for the node's process: torch cannot be imported, as where it is not installed
+_NO_TORCH = """
+import importlib.abc, sys
+
+class NoTorch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] == "torch":
+            raise ModuleNotFoundError("No module named 'torch'", name="torch")
+        return None
+
+sys.meta_path.insert(0, NoTorch())
+"""
+
+
 def test_vdepth_node_console_script(tmp_path: Path) -> None:
+    """Also where torch is not installed (`pip install vdepth_ros[ros]` with an ONNX model or an
+    engine): the node's imports pulled torch in through the model registry, so it could not start
+    there, and every start paid torch's import (seconds)."""
+    (tmp_path / "no_torch").mkdir()
+    (tmp_path / "no_torch" / "sitecustomize.py").write_text(_NO_TORCH)
+    path = os.pathsep.join([str(tmp_path / "no_torch"), *filter(None, [os.environ.get("PYTHONPATH")])])
     got, out = run_node(
         tmp_path,
         ["--ros-args", "-r", "__ns:=/robot7", "-r", "image:=/cam/image", "-r", "camera_info:=/cam/camera_info"],
         {"cam": ("/cam/image", "/cam/camera_info")},
         {"/robot7/depth": Image, "/robot7/points": PointCloud2},
+        env={"PYTHONPATH": path},
     )
     assert got["/robot7/depth"], "no /robot7/depth received from the vdepth-node process"
     d = got["/robot7/depth"][0]

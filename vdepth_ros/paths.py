@@ -9,6 +9,9 @@ from typing import Any
 
 _PKG_DIR = Path(__file__).resolve().parent
 REPO_ROOT = _PKG_DIR.parent
+#: written by `vdepth-export pull` next to config.json: which release and files the folder came from
+#: (here, not in `models`: the runtime and the node read it without importing torch).
+PROVENANCE_NAME = "release.json"
 
 
 def share_dir() -> Path:

@@ -16,7 +16,6 @@ from typing import Any
 from vdepth_ros.errors import ConfigError, ModelLoadError
 from vdepth_ros.models.base import (
     CONFIG_NAME,
-    PROVENANCE_NAME,
     WEIGHTS_NAME,
     ExportSignature,
     InputConstraints,
@@ -27,6 +26,7 @@ from vdepth_ros.models.base import (
     released_checkpoint_problem,
     shape_mismatches,
 )
+from vdepth_ros.paths import PROVENANCE_NAME
 from vdepth_ros.values import kind_of, type_problem
 
 # registry name -> "module:Class"; modules import lazily so a family's heavy deps load on demand.

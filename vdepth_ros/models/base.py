@@ -26,8 +26,6 @@ from vdepth_ros.errors import ModelLoadError
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
-#: written by `vdepth-export pull` next to config.json: which release and files the folder came from.
-PROVENANCE_NAME = "release.json"
 
 Alignment = Literal["chain_ls", "keyframe", "graph", "none"]
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from vdepth_ros.errors import ConfigError, ModelLoadError
-from vdepth_ros.models.base import PROVENANCE_NAME
+from vdepth_ros.paths import PROVENANCE_NAME
 
 CACHE_ENV = "VDEPTH_MODEL_CACHE"
 REGISTRY_ENV = "VDEPTH_MODEL_REGISTRY"
