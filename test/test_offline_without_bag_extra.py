@@ -28,7 +28,9 @@ def _run(code: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def test_vdepth_video_runs_without_rosbags(tmp_path) -> None:
-    """It used to fail at import: `offline/synth.py` (bag writing) held the assumed intrinsics it needs."""
+    """It used to fail at import: `offline/synth.py` (bag writing) held the assumed intrinsics it needs.
+    Without torch too (docs/install.md: the bundled ONNX model needs only onnxruntime): the model
+    registry's import pulled torch in, so no offline tool started where torch is not installed."""
     import cv2
 
     frames = tmp_path / "frames"
@@ -38,6 +40,7 @@ def test_vdepth_video_runs_without_rosbags(tmp_path) -> None:
         cv2.imwrite(str(frames / f"{i:03d}.png"), rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
     proc = _run(
         f"""
+        sys.modules["torch"] = None
         from vdepth_ros.offline.video import main
         rc = main([{str(frames)!r}, "-o", {str(tmp_path / "out")!r}])
         assert "rosbags" not in sys.modules or sys.modules["rosbags"] is None
