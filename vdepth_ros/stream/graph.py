@@ -81,6 +81,8 @@ class GlobalAligner:
         samples = frame_samples(np.asarray(disparity)[:n], per_frame)
         pos = {f: p for p, f in reversed(list(enumerate(window.slots)))}
         compared = set()
+        anchor_frame = None if self._anchor is None else self._anchor[0]
+        on_anchor_only = []  # edges that read this window's anchor slot and nothing else
         for prev, prev_samples in self._recent:
             prev_pos = {f: p for p, f in reversed(list(enumerate(prev.slots)))}
             shared = [f for f in prev_pos if f in pos]
@@ -88,6 +90,8 @@ class GlobalAligner:
                 cur, ref = samples[[pos[f] for f in shared]], prev_samples[[prev_pos[f] for f in shared]]
                 self.edges.append(PairEdge(prev.index, window.index, align_scale_shift(cur, ref, options=self.options)))
                 compared.add(prev.index)
+                if shared == [anchor_frame]:
+                    on_anchor_only.append(len(self.edges) - 1)
         if self._anchor is None and window.index == 0:
             self._anchor = (window.slots[0], 0, samples[0])
         self.anchor_samples = None
@@ -98,9 +102,22 @@ class GlobalAligner:
                 ref = anchor if anchor_reference is None else anchor_reference
                 fit = align_scale_shift(samples[pos[frame]], ref, options=self.options)
                 self.edges.append(PairEdge(w_idx, window.index, fit))
+                if on_anchor_only:
+                    self._share_one_reading([*on_anchor_only, len(self.edges) - 1])
         self._recent.append((window, samples))
         self.n_windows = max(self.n_windows, window.index + 1)
         return self.edges[first_new:]
+
+    def _share_one_reading(self, indices: list[int]) -> None:
+        """Edges in `indices` all fit this window's one reading of the anchor frame (to different
+        references): its own error in that reading is common to them, so together they count as one
+        edge, each with weight 1/len (standard errors times sqrt(len)). Counted separately, a window
+        whose anchor reading is off by its smooth error would be pulled twice as hard towards it."""
+        inflate = float(np.sqrt(len(indices)))
+        for i in indices:
+            e = self.edges[i]
+            fit = dataclasses.replace(e.fit, scale_se=e.fit.scale_se * inflate, shift_se=e.fit.shift_se * inflate)
+            self.edges[i] = PairEdge(e.earlier, e.later, fit)
 
     def solve(self, anchor: int = 0) -> list[AffineFit]:
         """Per-window affines (window -> canonical scale of `anchor`) from all edges."""
