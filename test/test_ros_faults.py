@@ -81,7 +81,9 @@ class FaultRig:
         # fill the memory the burst test measures
         self.got = Received()
         self.peer.create_subscription(Image, "disparity", self.got.append, rel)  # published with any scale source
-        self.pub_image = self.peer.create_publisher(CompressedImage if self.compressed else Image, "image", rel)
+        # image_transport's names: the compressed stream of base topic `image` is `image/compressed`
+        image_topic = "image/compressed" if self.compressed else "image"
+        self.pub_image = self.peer.create_publisher(CompressedImage if self.compressed else Image, image_topic, rel)
         self.pub_info = self.peer.create_publisher(CameraInfo, "camera_info", rel)
         sparse_type = {"image": Image, "pointcloud": PointCloud2, "pose": PoseStamped}.get(params.get("sparse_depth"))
         topic = "camera_pose" if params.get("sparse_depth") == "pose" else "sparse_depth"

@@ -23,7 +23,7 @@ import rclpy
 from fakes import write_tiny_onnx
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header
 
 from vdepth_ros.ros import conversions as conv
@@ -347,47 +347,79 @@ def test_managed_node_cycled_from_another_process_runs_again_and_logs_each_confi
     assert "Traceback" not in out
 
 
+def _compressed_camera(topic: str, until: Callable[[], bool], seconds: float = 60.0):
+    """A feed for `run_node`: JPEG CompressedImages on `topic` with camera_info on /cam/camera_info."""
+    import cv2
+
+    def feed(peer: Node, ex: SingleThreadedExecutor) -> None:
+        rel = qos_profile("reliable", 10)
+        pub, ipub = (
+            peer.create_publisher(CompressedImage, topic, rel),
+            peer.create_publisher(CameraInfo, "/cam/camera_info", rel),
+        )
+        rng, k, deadline = np.random.default_rng(0), 0, time.monotonic() + seconds
+        while time.monotonic() < deadline and not until():
+            h = Header(stamp=conv.ns_to_stamp(1_000_000_000 + k * 50_000_000), frame_id="cam_optical")
+            jpeg = cv2.imencode(".jpg", rng.integers(0, 255, (120, 160, 3), dtype=np.uint8))[1]
+            pub.publish(CompressedImage(header=h, format="jpeg", data=jpeg.tobytes()))
+            ipub.publish(CameraInfo(**{**_fields(CAMERA_INFO), "header": h}))
+            k += 1
+            end = time.monotonic() + 0.05
+            while time.monotonic() < end:
+                ex.spin_once(timeout_sec=0.01)
+
+    return feed
+
+
+def test_image_transport_compressed_reads_the_base_topics_compressed_stream(tmp_path: Path) -> None:
+    """image_transport's convention, `-r image:=/cam/image_raw -p image_transport:=compressed`: the
+    compressed stream is `/cam/image_raw/compressed`. The node subscribed CompressedImage on the raw
+    topic itself, and nothing arrived; it now reads `<image>/compressed` (a name already ending in
+    /compressed is taken as it is) and gives depth from a camera in another process."""
+    depths: list[Image] = []
+
+    def feed(peer: Node, ex: SingleThreadedExecutor) -> None:
+        peer.create_subscription(Image, "/depth", depths.append, qos_profile("reliable", 50))
+        _compressed_camera("/cam/image_raw/compressed", lambda: len(depths) >= 3)(peer, ex)
+
+    args = [
+        "--ros-args",
+        "-p",
+        "image_transport:=compressed",
+        "-r",
+        "image:=/cam/image_raw",
+        "-r",
+        "camera_info:=/cam/camera_info",
+    ]
+    _, out = run_node(tmp_path, args, {}, {}, before_feed=feed, done=lambda got: True)
+    assert len(depths) >= 3, out
+    assert "/cam/image_raw/compressed (compressed" in out, out
+
+
 def test_an_input_topic_of_another_type_is_named_with_the_fix(tmp_path: Path) -> None:
-    """image_transport's convention, `-r image:=/cam/image -p image_transport:=compressed`, made the node
-    subscribe CompressedImage on the raw /cam/image: DDS matched nothing and no image ever arrived,
-    without a word. The node now names the topic, both types and image_transport's compressed topic,
-    once, while the camera (another process) publishes."""
-    script = Path(sys.executable).parent / "vdepth-node"
-    if not script.is_file():
-        pytest.skip("vdepth-node console script not installed")
-    model = write_tiny_onnx(tmp_path)
-    log = tmp_path / "node.log"
-    cmd = [str(script), "--ros-args", "-p", f"model:={model}", "-p", "backend:=onnxruntime",
-           "-p", "diagnostics_period:=0.2", "-p", "image_transport:=compressed",
-           "-r", "image:=/cam/image", "-r", "camera_info:=/cam/camera_info"]  # fmt: skip
-    with log.open("w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx, domain_id=int(os.environ["ROS_DOMAIN_ID"]))
-    peer = Node("raw_camera", context=ctx)
-    pub = peer.create_publisher(Image, "/cam/image", qos_profile("sensor_data", 5))
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and "none of those messages arrive" not in log.read_text():
-            assert proc.poll() is None, log.read_text()
-            h = Header(stamp=conv.ns_to_stamp(time.time_ns()), frame_id="cam_optical")
-            pub.publish(conv.image_msg(np.zeros((120, 160, 3), np.uint8), "rgb8", h))
-            time.sleep(0.1)
-        time.sleep(1.0)  # several more diagnostics periods: still one warning
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        peer.destroy_node()
-        rclpy.shutdown(context=ctx)
-    text = log.read_text()
-    warned = [line for line in text.splitlines() if "none of those messages arrive" in line]
-    assert proc.returncode == 0 and len(warned) == 1 and "[WARN]" in warned[0], text
-    assert "'/cam/image' is published as sensor_msgs/msg/Image" in warned[0]
-    assert "remap image to '/cam/image/compressed'" in warned[0]
+    """A compressed stream remapped to `image` under a name image_transport would not give it
+    (`/cam/jpeg`), with the default transport: the node subscribes a raw Image there, DDS matches
+    nothing and no image ever arrives, which used to pass without a word. The node names the topic,
+    both types and the fix, once, while the camera (another process) publishes."""
+    warned_text: list[str] = []
+
+    def feed(peer: Node, ex: SingleThreadedExecutor) -> None:
+        _compressed_camera("/cam/jpeg", lambda: False, seconds=8.0)(peer, ex)
+
+    args = [
+        "--ros-args",
+        "-p",
+        "diagnostics_period:=0.2",
+        "-r",
+        "image:=/cam/jpeg",
+        "-r",
+        "camera_info:=/cam/camera_info",
+    ]
+    _, out = run_node(tmp_path, args, {}, {}, before_feed=feed, done=lambda got: True)
+    warned_text += [line for line in out.splitlines() if "none of those messages arrive" in line]
+    assert len(warned_text) == 1 and "[WARN]" in warned_text[0], out
+    assert "'/cam/jpeg' is published as sensor_msgs/msg/CompressedImage" in warned_text[0]
+    assert "set image_transport:=compressed" in warned_text[0]
 
 
 def test_vdepth_node_rejects_bad_params_file(tmp_path: Path) -> None:

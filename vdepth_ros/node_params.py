@@ -99,7 +99,9 @@ ROS_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "image_transport",
         "auto",
-        "input image transport; auto = compressed if the resolved 'image' topic ends in /compressed, else raw",
+        "input image transport; compressed reads '<image>/compressed' as image_transport does (an 'image' "
+        "topic already ending in /compressed is taken as it is); auto = compressed if the resolved 'image' "
+        "topic ends in /compressed, else raw",
         choices=("auto", "raw", "compressed"),
     ),
     ParamSpec(

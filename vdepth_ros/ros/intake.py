@@ -41,14 +41,25 @@ def _type_name(msg_type: type) -> str:
     return f"{msg_type.__module__.split('.')[0]}/msg/{msg_type.__name__}"
 
 
-def _type_hint(topic: str, wanted: str, published: str) -> str:
-    """What to change when `topic` carries `published` and this node wants `wanted` there."""
-    if wanted.endswith("/CompressedImage") and published.endswith("/Image"):
-        return (
-            f"image_transport:=compressed takes 'image' itself as the compressed topic; remap image to "
-            f"'{topic}/compressed' (image_transport's name for it) or set image_transport:=raw"
-        )
-    if wanted.endswith("/Image") and published.endswith("/CompressedImage") and topic.endswith("image"):
+def image_subscription(image_topic: str, transport: str) -> tuple[str, bool]:
+    """(topic, compressed) the node subscribes for the resolved `image` topic and `image_transport`.
+
+    image_transport's convention: with the compressed transport, base topic `/cam/image_raw` is
+    read from `/cam/image_raw/compressed`; a base topic that already names the compressed stream
+    (ends in `/compressed`) is taken as it is, so both ways of writing it work. `auto` picks
+    compressed for a topic ending in `/compressed`, else raw.
+    """
+    named_compressed = image_topic.endswith("/compressed")
+    if transport == "compressed":
+        return (image_topic if named_compressed else image_topic.rstrip("/") + "/compressed"), True
+    return image_topic, transport == "auto" and named_compressed
+
+
+def _type_hint(is_image: bool, wanted: str, published: str) -> str:
+    """What to change when a topic carries `published` and this node wants `wanted` there."""
+    if is_image and wanted.endswith("/CompressedImage") and published.endswith("/Image"):
+        return "remap image to the camera's base topic (compressed reads <base>/compressed), or image_transport:=raw"
+    if is_image and wanted.endswith("/Image") and published.endswith("/CompressedImage"):
         return "set image_transport:=compressed, or remap image to the raw stream"
     return "check the remapping of this topic (and the sparse_depth parameter for sparse_depth / camera_pose)"
 
@@ -100,6 +111,7 @@ class InputSide:
         self.rate = RateMeter()
         self.skipped = 0
         self.subscriptions: list[Any] = []
+        self.image_topic = ""  # the topic the images are read from (`subscribe`)
         self.queue: DropOldestQueue[InputItem] = DropOldestQueue(params["queue_size"])
         self.on_first_image: Callable[[], None] | None = None
         self._loss_warned = False
@@ -117,11 +129,10 @@ class InputSide:
         """Create the subscriptions (a new queue); returns a description for the start-up log."""
         node, p = self._node, self.p
         qos = qos_profile(p["input_qos"], p["input_qos_depth"])
-        image_topic = node.resolve_topic_name("image")
-        transport = p["image_transport"]
-        compressed = transport == "compressed" or (transport == "auto" and image_topic.endswith("/compressed"))
+        image_topic, compressed = image_subscription(node.resolve_topic_name("image"), p["image_transport"])
+        self.image_topic = image_topic
         topics: list[tuple[type, str, Callable[[Any], None]]] = [
-            (CompressedImage if compressed else Image, "image", self._on_image),
+            (CompressedImage if compressed else Image, image_topic, self._on_image),
             (CameraInfo, "camera_info", self._on_info),
         ]
         if p["sparse_depth"] != "none":
@@ -151,9 +162,9 @@ class InputSide:
     def check_topic_types(self) -> None:
         """WARN once per topic and type when an input topic is published with another message type
         than this node subscribes there: DDS matches nothing and no message arrives, without an error
-        anywhere. The usual case is image_transport's convention, `-r image:=/cam/image_raw -p
-        image_transport:=compressed` (the compressed stream is `/cam/image_raw/compressed`), or a
-        sparse_depth that does not match the `sparse_depth` parameter. Called from the status timer."""
+        anywhere: a raw stream remapped to `image` with `image_transport:=compressed` and a name
+        ending in `/compressed`, a compressed one read as raw, or a sparse_depth that does not match
+        the `sparse_depth` parameter. Called from the status timer."""
         for sub in self.subscriptions:
             topic, wanted = sub.topic_name, _type_name(sub.msg_type)
             published = {info.topic_type for info in self._node.get_publishers_info_by_topic(topic)}
@@ -164,7 +175,7 @@ class InputSide:
                 self.log.warning(
                     f"topic-type:{topic}",
                     f"'{topic}' is published as {other}, but this node subscribes {wanted} there, so none of those "
-                    f"messages arrive: {_type_hint(topic, wanted, other)}",
+                    f"messages arrive: {_type_hint(topic == self.image_topic, wanted, other)}",
                 )
 
     def _latched_info_publishers(self) -> list[Any]:

@@ -81,7 +81,7 @@ class StatusReporter:
         if self._no_image_warned or node.intake.rate.total or time.monotonic() - self._activated < self.NO_IMAGE_WARN_S:
             return
         self._no_image_warned = True
-        topic = node.resolve_topic_name("image")
+        topic = node.intake.image_topic or node.resolve_topic_name("image")
         publishers = node.count_publishers(topic)
         if not publishers:  # the rule to write is on the node's own name (rcl applies one rule per name)
             own = node.resolve_topic_name("image", only_expand=True)
