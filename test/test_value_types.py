@@ -162,6 +162,7 @@ def test_the_offline_tools_name_a_parameter_the_node_does_not_have(
     warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warned) == 1 and "ignoring 1 parameter(s)" in warned[0], warned
     assert "windw (did you mean window?)" in warned[0] and str(path) in warned[0]
+    assert "-p arguments" not in warned[0]  # a file, not a command line, is what to check
     caplog.clear()
     with caplog.at_level("WARNING"):
         load_node_params()  # the bundled config/depth.yaml: every name known

@@ -341,7 +341,11 @@ def is_node_parameter(name: str) -> bool:
     )
 
 
-def unknown_parameters_warning(overridden: Iterable[str], is_declared: Callable[[str], bool]) -> str | None:
+def unknown_parameters_warning(
+    overridden: Iterable[str],
+    is_declared: Callable[[str], bool],
+    where: str = "the -p arguments and params file sections",
+) -> str | None:
     """The start-up warning for parameters set on the command line or in a params file that the node
     does not have (a typo such as `-p rectfy:=true` would otherwise be ignored without a word, as rcl
     ignores any override nobody declares), each with the closest parameter name; None if all are known.
@@ -350,6 +354,7 @@ def unknown_parameters_warning(overridden: Iterable[str], is_declared: Callable[
         overridden: the names given to the node (`-p`, `--params-file` sections that match it).
         is_declared: the node's `has_parameter` (this node's parameters, rclpy's own such as
             `use_sim_time`, and the publishers' `qos_overrides.*`).
+        where: where the names were given, for the fix (the offline tools read one params file).
     """
     unknown = sorted(name for name in set(overridden) if not is_declared(name))
     if not unknown:
@@ -360,6 +365,6 @@ def unknown_parameters_warning(overridden: Iterable[str], is_declared: Callable[
         close = closest_name(name, names, cutoff=0.75)
         parts.append(f"{name} (did you mean {close}?)" if close else name)
     return (
-        f"ignoring {len(unknown)} parameter(s) this node does not have: {', '.join(parts)}; check the -p "
-        "arguments and params file sections for depth_node (every parameter: docs/node.md, Parameters)"
+        f"ignoring {len(unknown)} parameter(s) this node does not have: {', '.join(parts)}; check {where} "
+        "for depth_node (every parameter: docs/node.md, Parameters)"
     )

@@ -55,7 +55,7 @@ def load_node_params(path: str | Path | None = None, node_name: str = "depth_nod
     path = Path(path) if path else default_params_path()
     params = dict(load_params(path, node_name))
     ros_param_values(params)
-    unknown = unknown_parameters_warning(params, is_node_parameter)
+    unknown = unknown_parameters_warning(params, is_node_parameter, where="this file's section")
     if unknown:
         log.warning("%s: %s", path, unknown)
     return params
