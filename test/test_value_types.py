@@ -104,6 +104,10 @@ def test_numpy_numbers_from_a_script_are_numbers() -> None:
     assert type(config.window) is int and type(config.far) is float
     with pytest.raises(ConfigError, match=r"window must be an integer, got np\.float64"):
         PipelineConfig.from_params({"window": np.float64(16.5)})
+    config, _ = PipelineConfig.from_params({"cloud_colors": np.bool_(False)})  # a mask's .any(), say
+    assert config.cloud_colors is False
+    with pytest.raises(ConfigError, match=r"window must be an integer, got np\.True_"):
+        PipelineConfig.from_params({"window": np.bool_(True)})
 
 
 #: a mistake in a model's config -> the words of the fix (config.json, --set and model.config alike)

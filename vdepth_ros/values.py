@@ -18,7 +18,7 @@ The rule, deliberately:
   and the message says to write it without quotes;
 - a list is a JSON/YAML list (a tuple from Python too); with a known item kind each item obeys the
   rules above;
-- from Python, numpy's integers and floats count as Python's (`window=np.int64(16)` is 16).
+- from Python, numpy's integers, floats and bools count as Python's (`window=np.int64(16)` is 16).
 """
 
 from __future__ import annotations
@@ -70,10 +70,14 @@ def kind_of_type(tp: Any) -> Any:
     return None
 
 
+def _is_numpy_bool(value: Any) -> bool:
+    return type(value).__module__ == "numpy" and type(value).__name__ == "bool"  # np.bool_ (numpy 2 names it bool)
+
+
 def _fits(kind: type, value: Any) -> bool:
     if kind is bool:
-        return isinstance(value, bool)
-    if isinstance(value, bool):
+        return isinstance(value, bool) or _is_numpy_bool(value)
+    if isinstance(value, bool) or _is_numpy_bool(value):
         return False
     if kind is int:  # numpy's integers too (a value computed in a script)
         return isinstance(value, numbers.Integral)
@@ -131,9 +135,9 @@ def type_problem(kind: Any, value: Any) -> str | None:
 
 def conform(kind: Any, value: Any) -> Any:
     """`value`, which `type_problem` accepted, in the form of `kind`: an integer given for a number
-    as that number (`far: 6` -> 6.0), numpy's numbers as Python's, a tuple as a list; anything
+    as that number (`far: 6` -> 6.0), numpy's numbers and bools as Python's, a tuple as a list; anything
     else unchanged."""
-    if kind in (int, float) and type(value) is not kind:
+    if kind in (bool, int, float) and type(value) is not kind:
         return kind(value)
     if kind is list or typing.get_origin(kind) is list:
         (item,) = typing.get_args(kind) or (None,)
