@@ -260,3 +260,27 @@ def test_a_frame_without_valid_depth_is_warned_once_per_sequence(
         SequenceReader(write_sequence(tmp_path / "fine", make_seq())).read()
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 1 and "seq: frame 000001 has no valid depth" in warnings[0], warnings
+
+
+def test_synthetic_dataset_on_a_full_disk_is_one_error_and_no_complete_looking_sequence(tmp_path: Path) -> None:
+    """cv2.imwrite reports success for a PNG a full disk had no room for: the renderer used to write
+    truncated frames, then sequence.json, and training later read a 'complete' but broken sequence."""
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "synthetic"
+
+    def small_disk() -> None:  # writes past 3 kB fail (EFBIG), as on a full disk
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (3_000, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+    cmd = [sys.executable, "-m", "vdepth_training.data.synthetic", "--out", str(out), "--seeds", "0:1",
+           "--frames", "2", "--size", "64", "96"]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, preexec_fn=small_disk)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    (line,) = [x for x in proc.stderr.splitlines() if "error" in x]
+    assert str(out) in line and "free space" in line, line
+    assert not list(out.rglob("sequence.json"))

@@ -32,6 +32,8 @@ import cv2
 import numpy as np
 
 from vdepth_ros.errors import ConfigError
+from vdepth_ros.offline.atomic import disk_full_error
+from vdepth_ros.offline.videoio import write_png
 
 log = logging.getLogger("vdepth_training")
 
@@ -111,14 +113,34 @@ class Sequence:
 
 
 def write_sequence(directory: str | Path, seq: Sequence) -> Path:
-    """Write `seq` in the on-disk format (see module docstring); returns the folder."""
+    """Write `seq` in the on-disk format (see module docstring); returns the folder.
+
+    `sequence.json` is written last: a folder without it is incomplete (readers skip it, the tools
+    that write sequences write it again).
+
+    Raises:
+        OfflineError: the disk (or quota) is full; nothing is left looking complete.
+    """
     out = Path(directory)
+    try:
+        _write_sequence_files(out, seq)
+    except OSError as err:
+        full = disk_full_error(err, out, f"{META_NAME} was not written, so the folder counts as incomplete; free space "
+                               "on its disk or choose another folder, then run again")  # fmt: skip
+        if full is not None:
+            raise full from err
+        raise
+    return out
+
+
+def _write_sequence_files(out: Path, seq: Sequence) -> None:
     for sub in ("rgb", "target", "valid"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     for i in range(seq.num_frames):
-        cv2.imwrite(str(out / "rgb" / f"{i:06d}.png"), cv2.cvtColor(seq.rgb[i], cv2.COLOR_RGB2BGR))
+        # not cv2.imwrite: it reports success for a file cut short by a full disk
+        write_png(out / "rgb" / f"{i:06d}.png", cv2.cvtColor(seq.rgb[i], cv2.COLOR_RGB2BGR))
         np.save(out / "target" / f"{i:06d}.npy", seq.target[i].astype(np.float32))
-        cv2.imwrite(str(out / "valid" / f"{i:06d}.png"), seq.valid[i].astype(np.uint8) * 255)
+        write_png(out / "valid" / f"{i:06d}.png", seq.valid[i].astype(np.uint8) * 255)
     if seq.intrinsics is not None:
         np.save(out / "intrinsics.npy", seq.intrinsics.astype(np.float64))
     if seq.poses is not None:
@@ -135,7 +157,6 @@ def write_sequence(directory: str | Path, seq: Sequence) -> Path:
         "source": seq.source,
     }
     (out / META_NAME).write_text(json.dumps(meta, indent=2) + "\n")
-    return out
 
 
 def is_sequence_dir(path: str | Path) -> bool:
