@@ -35,6 +35,7 @@ from vdepth_ros.errors import ConfigError, ModelLoadError
 from vdepth_ros.models import CONFIG_NAME, WEIGHTS_NAME, VideoDepthModel, family_class, load_model
 from vdepth_ros.offline.atomic import AtomicOutput
 from vdepth_ros.offline.errors import OutputExistsError
+from vdepth_ros.paths import not_a_model_folder
 from vdepth_ros.runtime import ONNX_NAME
 from vdepth_ros.runtime.onnx_backend import OnnxRuntimeEngine
 from vdepth_ros.runtime.shapes import check_precision, resolve_frames, spec_from_model
@@ -96,7 +97,7 @@ def load_source(source: str | Path | VideoDepthModel, *, tiny: bool = False, see
     try:
         cls = family_class(str(source))
     except ConfigError:
-        from vdepth_ros.models.base import released_checkpoint_problem
+        from vdepth_ros.paths import released_checkpoint_problem
 
         why = released_checkpoint_problem(path)
         exists = "" if path.exists() else " (no such file or folder)"
@@ -282,7 +283,9 @@ def export_onnx(
     report: dict[str, Any] | None = None
     try:
         # overwrite: `_check_outputs` decided what may be replaced (a previous export's files are)
-        with AtomicOutput(onnx_path, overwrite=True, companions=[p.name for p in written]) as staged:
+        with AtomicOutput(
+            onnx_path, overwrite=True, companions=[p.name for p in written], replaceable=_not_an_onnx_file
+        ) as staged:
             raw = staged.with_name(".exporter-raw.onnx")  # the exporter's own file(s), left in the staging folder
             used, used_opset = _export_first(
                 tries, opset, module, example, raw, names, dynamic_frames, max_frames, weights_fp16
@@ -421,22 +424,35 @@ def _check_parity(report: dict[str, Any], ppath: Path, strict: bool) -> None:
 
 
 def _check_outputs(source: Any, output: str | Path | None, overwrite: bool) -> None:
-    """Refuse to replace another model's weights, or an ONNX file this tool did not write."""
-    if overwrite or output is None:
+    """Refuse to replace another model's weights, or an ONNX file this tool did not write (unless
+    `overwrite`); never, even with `overwrite`, a folder or files of the user's that are not a model."""
+    if output is None:
         return
     onnx_path, save_model_dir = _output_paths(source, output)
+    if (why := _not_an_onnx_file(onnx_path)) is not None and onnx_path.exists():
+        raise OutputExistsError(f"{onnx_path} exists and is {why}; choose another -o")
     if save_model_dir is not None:
         held = [n for n in (CONFIG_NAME, WEIGHTS_NAME) if (save_model_dir / n).exists()]
-        if held:
+        if held and not overwrite:
             raise OutputExistsError(
                 f"{save_model_dir} already holds a model ({', '.join(held)}), which exporting "
                 f"{getattr(source, 'family', source)!s} there would replace: pass --overwrite, or export "
                 "that folder itself (vdepth-export onnx FOLDER)"
             )
-    if onnx_path.exists() and not spec_path_for(onnx_path).exists():
+        if held and (why := not_a_model_folder(save_model_dir)) is not None:
+            raise OutputExistsError(
+                f"{save_model_dir} holds {', '.join(held)} but is {why}: --overwrite replaces only a model "
+                "the tools wrote; move those files away or choose another -o"
+            )
+    if onnx_path.exists() and not spec_path_for(onnx_path).exists() and not overwrite:
         raise OutputExistsError(
             f"{onnx_path} exists and was not written by vdepth-export; pass --overwrite to replace it"
         )
+
+
+def _not_an_onnx_file(path: Path) -> str | None:
+    """What an existing graph path is instead of a file (an ONNX graph), or None: a folder is never replaced."""
+    return "a folder, not an ONNX file" if path.is_dir() else None
 
 
 def _output_paths(source: Any, output: str | Path | None) -> tuple[Path, Path | None]:

@@ -95,3 +95,31 @@ def test_demo_without_rosbags_is_one_line_and_writes_nothing(tmp_path) -> None:
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr and "'rosbags' is not installed" in proc.stderr
     assert not (tmp_path / "demo").exists()
+
+
+@pytest.mark.parametrize("layout", ["file", "folder"])
+def test_a_released_checkpoint_without_torch_says_to_import_it(layout, tmp_path) -> None:
+    """Where torch is not installed (an ONNX-only install), `--model` pointing at a paper's released
+    `.pth` (or a folder of one) used to end in ImportError: the check that recognises a released
+    checkpoint imported the torch model code."""
+    import cv2
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    cv2.imwrite(str(frames / "000.png"), np.zeros((48, 64, 3), np.uint8))
+    ckpt = tmp_path / "release" / "video_depth_anything_vits.pth"
+    ckpt.parent.mkdir()
+    ckpt.write_bytes(b"PK\x03\x04 not read")
+    model = ckpt if layout == "file" else ckpt.parent
+    proc = _run(
+        f"""
+        sys.modules["torch"] = None
+        from vdepth_ros.offline.video import main
+        raise SystemExit(main([{str(frames)!r}, "-o", {str(tmp_path / "out")!r}, "--model", {str(model)!r}]))
+        """,
+        tmp_path,
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and "ImportError" not in proc.stderr, proc.stderr[-2000:]
+    assert "released checkpoint" in proc.stderr and "vdepth-export import" in proc.stderr, proc.stderr
+    assert not (tmp_path / "out").exists()

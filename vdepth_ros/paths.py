@@ -1,7 +1,9 @@
-"""Where bundled files live, in a source checkout and in an installed tree."""
+"""Where bundled files live, in a source checkout and in an installed tree; the names of a model
+folder's files (here, not in `models`: the runtime, the node and the tools check them without torch)."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -12,6 +14,53 @@ REPO_ROOT = _PKG_DIR.parent
 #: written by `vdepth-export pull` next to config.json: which release and files the folder came from
 #: (here, not in `models`: the runtime and the node read it without importing torch).
 PROVENANCE_NAME = "release.json"
+#: a model folder: `save_pretrained` writes its config (with `_family`) and weights under these names
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+#: the files released checkpoints come as
+WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
+
+
+def is_model_folder(folder: str | Path) -> bool:
+    """True when `folder` holds our `config.json` (with `_family`; a diffusers/transformers config
+    does not count)."""
+    try:
+        return "_family" in json.loads((Path(folder) / CONFIG_NAME).read_text())
+    except (OSError, ValueError, TypeError):
+        return False
+
+
+def not_a_model_folder(path: Path) -> str | None:
+    """What an existing `path` is instead of a model folder the tools wrote (our `config.json`, or a
+    pull's `release.json`), or None: the `replaceable` rule of the outputs that write model folders,
+    so `--overwrite` never replaces a folder of the user's other files."""
+    if path.is_dir() and (is_model_folder(path) or (path / PROVENANCE_NAME).is_file()):
+        return None
+    if path.is_dir():
+        return f"not a model folder (no {CONFIG_NAME} with _family)"
+    return "a file, not a model folder"
+
+
+def released_checkpoint_problem(path: str | Path) -> str | None:
+    """For a released checkpoint given where a model folder is expected (a `.pth`/`.safetensors`
+    file, or a folder of them or a diffusers folder, without `config.json`): the message saying to
+    import it first; None for anything else."""
+    path = Path(path)
+    if path.is_file():
+        released = path.suffix in WEIGHT_SUFFIXES or path.name.endswith(".index.json")
+    else:  # no config.json of ours (with `_family`): a diffusers/transformers config does not count
+        released = path.is_dir() and not is_model_folder(path) and (
+            (path / "model_index.json").is_file()
+            or any((path / sub).is_dir() for sub in ("unet", "vae", "transformer"))
+            or any(p.suffix in WEIGHT_SUFFIXES for p in path.iterdir())
+        )  # fmt: skip
+    if not released:
+        return None
+    return (
+        f"{path} is a released checkpoint, not a model folder ({CONFIG_NAME} + {WEIGHTS_NAME}): import it first "
+        f"with `vdepth-export import FAMILY {path} -o FOLDER` (`vdepth-export import --help` lists the families; "
+        "a known release: `vdepth-export pull NAME`), then use FOLDER"
+    )
 
 
 def share_dir() -> Path:

@@ -23,9 +23,8 @@ import torch
 from torch import nn
 
 from vdepth_ros.errors import ModelLoadError
+from vdepth_ros.paths import CONFIG_NAME, WEIGHT_SUFFIXES, WEIGHTS_NAME, released_checkpoint_problem
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
 
 Alignment = Literal["chain_ls", "keyframe", "graph", "none"]
 
@@ -188,35 +187,6 @@ def _jsonable(cfg: dict[str, Any]) -> dict[str, Any]:
     return {k: conv(v) for k, v in cfg.items()}
 
 
-def _has_family(folder: Path) -> bool:
-    try:
-        return "_family" in json.loads((folder / CONFIG_NAME).read_text())
-    except (OSError, ValueError, TypeError):
-        return False
-
-
-def released_checkpoint_problem(path: str | Path) -> str | None:
-    """For a released checkpoint given where a model folder is expected (a `.pth`/`.safetensors`
-    file, or a folder of them or a diffusers folder, without `config.json`): the message saying to
-    import it first; None for anything else."""
-    path = Path(path)
-    if path.is_file():
-        released = path.suffix in _WEIGHT_SUFFIXES or path.name.endswith(".index.json")
-    else:  # no config.json of ours (with `_family`): a diffusers/transformers config does not count
-        released = path.is_dir() and not _has_family(path) and (
-            (path / "model_index.json").is_file()
-            or any((path / sub).is_dir() for sub in ("unet", "vae", "transformer"))
-            or any(p.suffix in _WEIGHT_SUFFIXES for p in path.iterdir())
-        )  # fmt: skip
-    if not released:
-        return None
-    return (
-        f"{path} is a released checkpoint, not a model folder ({CONFIG_NAME} + {WEIGHTS_NAME}): import it first "
-        f"with `vdepth-export import FAMILY {path} -o FOLDER` (`vdepth-export import --help` lists the families; "
-        "a known release: `vdepth-export pull NAME`), then use FOLDER"
-    )
-
-
 def read_config(directory: str | Path) -> dict[str, Any]:
     path = Path(directory) / CONFIG_NAME
     if not path.is_file():
@@ -326,7 +296,6 @@ def _unwrap(state: Any, path: Path) -> dict[str, torch.Tensor]:
 
 #: `model-00001-of-00003.safetensors`: one shard of a split checkpoint (huggingface_hub's naming).
 _SHARD = re.compile(r"-(\d+)-of-(\d+)\.[A-Za-z]+$")
-_WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
 #: What trainers save beside the model's weights in a checkpoint folder (accelerate's `save_state`:
 #: `optimizer.bin`, `scheduler.bin`, `scaler.pt`, `random_states_0.pkl`; transformers' `training_args.bin`,
 #: `rng_state.pth`): not weights.
@@ -391,11 +360,11 @@ def _checkpoint_in_folder(folder: Path) -> Path:
     if len(indexes) == 1:
         return indexes[0]
     files = sorted(
-        p for p in folder.iterdir() if p.suffix in _WEIGHT_SUFFIXES and p.is_file() and not _TRAINER_STATE.match(p.name)
+        p for p in folder.iterdir() if p.suffix in WEIGHT_SUFFIXES and p.is_file() and not _TRAINER_STATE.match(p.name)
     )
     if not indexes and len(files) == 1:
         return files[0]
-    found = ", ".join(p.name for p in (indexes or files)) or f"no {'/'.join(_WEIGHT_SUFFIXES)} file"
+    found = ", ".join(p.name for p in (indexes or files)) or f"no {'/'.join(WEIGHT_SUFFIXES)} file"
     raise ModelLoadError(f"{folder} is a folder with {found}: pass the checkpoint file itself")
 
 

@@ -176,7 +176,7 @@ def create_engine(
             if backend not in ("auto", "tensorrt"):
                 raise ConfigError(f"{path.name} is a TensorRT engine; use backend 'tensorrt'")
             return _trt_engine(path, precision, opts if backend != "auto" else _split_opts(opts, _TRT_OPTS))
-        from vdepth_ros.models.base import released_checkpoint_problem
+        from vdepth_ros.paths import released_checkpoint_problem
 
         why = released_checkpoint_problem(path)
         raise ModelLoadError(why or f"{path}: unknown model file type (expected .onnx, .engine or a model folder)")
@@ -249,7 +249,7 @@ def _auto_folder(path: Path, precision: str, opts: dict[str, Any]) -> DepthEngin
     else:
         reasons.append(f"no {ONNX_NAME}")
     if not (path / "config.json").is_file():
-        from vdepth_ros.models.base import released_checkpoint_problem
+        from vdepth_ros.paths import released_checkpoint_problem
 
         why = released_checkpoint_problem(path)
         raise ModelLoadError(why or f"{path} holds no usable model ({'; '.join(reasons)}; no config.json for torch)")
