@@ -25,7 +25,6 @@ from torch import nn
 from vdepth_ros.errors import ModelLoadError
 from vdepth_ros.paths import CONFIG_NAME, WEIGHT_SUFFIXES, WEIGHTS_NAME, released_checkpoint_problem
 
-
 Alignment = Literal["chain_ls", "keyframe", "graph", "none"]
 
 
