@@ -147,6 +147,23 @@ def test_cli_overwrite_never_replaces_a_folder_named_like_a_report(tiny_evaldata
     assert sorted(p.name for p in out.iterdir()) == ["results.json"]  # no results.md, no staging left
 
 
+@pytest.mark.parametrize("name", ["results.json", "results.md"])
+def test_cli_overwrite_never_replaces_a_file_of_the_users_named_like_a_report(
+    tiny_evaldata, tmp_path, capsys, name
+) -> None:
+    """`--out ~/data --overwrite` (a slip) replaced the user's own results.json / results.md there."""
+    out = tmp_path / "data"
+    out.mkdir()
+    (out / name).write_text("my own results, not vdepth-eval's")
+    with pytest.raises(SystemExit) as done:
+        _eval(tiny_evaldata, out, "--frames", "3", "--overwrite")
+    assert done.value.code == 2
+    (line,) = [x for x in capsys.readouterr().err.splitlines() if "error" in x]
+    assert str(out / name) in line and "not a vdepth-eval report" in line, line
+    assert (out / name).read_text() == "my own results, not vdepth-eval's"
+    assert sorted(p.name for p in out.iterdir()) == [name]
+
+
 @pytest.mark.parametrize("kind", ["file", "under_file"])
 def test_cli_unusable_out_is_one_line_before_any_work(tiny_evaldata, tmp_path, capsys, monkeypatch, kind) -> None:
     afile = tmp_path / "afile"

@@ -329,7 +329,7 @@ def goals(methods: dict[str, dict[str, Any]]) -> dict[str, Any]:
 def markdown(results: dict[str, Any]) -> str:
     """The results as a markdown table + goal lines."""
     lines = [
-        "| dataset | frames | method | AbsRel ↓ | δ1 ↑ | TAE ×100 ↓ | nearness gain (→1) |",
+        _MD_HEAD + " AbsRel ↓ | δ1 ↑ | TAE ×100 ↓ | nearness gain (→1) |",
         "|---|---|---|---|---|---|---|",
     ]
     for name, d in results["datasets"].items():
@@ -363,13 +363,33 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 REPORT_FILES = ("results.json", "results.md")
+#: the first line of every results.md (`markdown`)
+_MD_HEAD = "| dataset | frames | method |"
+
+
+def _not_a_report(path: Path) -> str | None:
+    """What an existing results.json / results.md is instead of an earlier vdepth-eval report, or None:
+    --overwrite replaces reports, never a folder or another file of the user's."""
+    if path.is_dir():
+        return "a folder, not a report"
+    try:
+        text = path.read_text()
+        if path.suffix == ".md":
+            ours = text.startswith(_MD_HEAD)
+        else:
+            report = json.loads(text)
+            ours = isinstance(report, dict) and {"datasets", "meta"} <= report.keys()
+    except (OSError, ValueError):
+        ours = False
+    return None if ours else "not a vdepth-eval report"
 
 
 def prepare_output(out: Path, *, overwrite: bool = False) -> None:
     """Create the output folder and refuse results that would replace existing ones, before any work.
 
     Raises:
-        OutputExistsError: `results.json` or `results.md` exists in `out` and `overwrite` is false.
+        OutputExistsError: `results.json` or `results.md` exists in `out` and `overwrite` is false, or it is
+            not an earlier report.
         OfflineError: `out` is a file, cannot be created or written, or holds a folder named like a report.
     """
     from vdepth_ros.offline.atomic import check_output_path
@@ -386,7 +406,7 @@ def prepare_output(out: Path, *, overwrite: bool = False) -> None:
     for name in REPORT_FILES:
         if (out / name).is_dir():  # --overwrite replaces reports, never a folder of the user's
             raise OfflineError(f"{out / name} is a folder, not a report; choose another --out")
-        check_output_path(out / name, overwrite=overwrite)
+        check_output_path(out / name, overwrite=overwrite, replaceable=_not_a_report)
 
 
 def write_report(results: dict[str, Any], out: Path, *, overwrite: bool = False) -> tuple[Path, Path]:
@@ -404,7 +424,7 @@ def write_report(results: dict[str, Any], out: Path, *, overwrite: bool = False)
     paths = tuple(out / name for name in REPORT_FILES)
     for path, text in zip(paths, texts, strict=True):
         try:
-            with AtomicOutput(path, overwrite=overwrite) as tmp:
+            with AtomicOutput(path, overwrite=overwrite, replaceable=_not_a_report) as tmp:
                 tmp.write_text(text)
         except OSError as err:  # e.g. a full disk
             raise OfflineError(f"cannot write {path}: {err.strerror or err}") from None
