@@ -21,6 +21,7 @@ from typing import Any
 
 from vdepth_ros.errors import ConfigError, ModelLoadError, VdepthError
 from vdepth_ros.offline.atomic import AtomicOutput
+from vdepth_ros.offline.errors import OutputExistsError
 from vdepth_ros.runtime import ENGINE_NAME, ONNX_NAME
 from vdepth_ros.runtime.shapes import check_precision
 from vdepth_ros.runtime.spec import InputSpec, spec_path_for
@@ -57,6 +58,15 @@ class EngineBuildResult:
 def default_engine_path(onnx_path: Path) -> Path:
     """`model.onnx` -> `model.engine` next to it (what `create_engine(folder)` looks for)."""
     return onnx_path.with_name(ENGINE_NAME) if onnx_path.name == ONNX_NAME else onnx_path.with_suffix(".engine")
+
+
+def _not_an_engine(path: Path) -> str | None:
+    """What an existing engine path is instead of an engine `build_engine` wrote (its spec or cache key
+    beside it), or None: a rebuild never replaces a folder or a file of the user's."""
+    if path.is_file() and (spec_path_for(path).is_file() or key_path_for(path).is_file()):
+        return None
+    what = "a folder" if path.is_dir() else "a file"
+    return f"{what}, not an engine vdepth-export built (no {spec_path_for(path).name} beside it)"
 
 
 def default_timing_cache(engine_path: Path, key: EngineCacheKey) -> Path:
@@ -130,7 +140,9 @@ def _serialize_network(
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise EngineBuildError(f"TensorRT failed to build {onnx_path.name} (see the TensorRT log above)")
-    with AtomicOutput(timing_cache, overwrite=True) as staged:  # shared by builds: never half-written
+    # shared by builds: never half-written; a folder given as --timing-cache is never replaced
+    not_a_file = lambda p: "a folder, not a timing cache" if p.is_dir() else None  # noqa: E731
+    with AtomicOutput(timing_cache, overwrite=True, replaceable=not_a_file) as staged:
         staged.write_bytes(bytes(config.get_timing_cache().serialize()))
     return bytes(serialized)
 
@@ -175,6 +187,10 @@ def build_engine(
     if not onnx_path.is_file():
         raise ModelLoadError(f"ONNX model {onnx_path} not found; export it with `vdepth-export onnx`")
     spec = InputSpec.load(spec_path_for(onnx_path))
+    # before TensorRT and minutes of building: an engine replaces only an engine this tool built
+    early_path = Path(engine_path) if engine_path is not None else default_engine_path(onnx_path)
+    if (early_path.exists() or early_path.is_symlink()) and (why := _not_an_engine(early_path)) is not None:
+        raise OutputExistsError(f"{early_path} exists and is {why}; move it away or choose another -o")
     if spec.dynamic_frames:
         log.info("graph has a dynamic frame axis; the engine is built for T=%d only", spec.frames)
     trt = trt if trt is not None else import_tensorrt()
@@ -212,7 +228,7 @@ def build_engine(
     # the engine, its cache key and its spec move into place together, the engine last: a failed build
     # or Ctrl-C never leaves a half-written engine, nor an old spec beside a new engine
     sidecars = [key_path_for(engine_path).name, spec_path_for(engine_path).name]
-    with AtomicOutput(engine_path, overwrite=True, companions=sidecars) as staged:
+    with AtomicOutput(engine_path, overwrite=True, companions=sidecars, replaceable=_not_an_engine) as staged:
         staged.write_bytes(blob)
         write_key(staged, key)
         engine_spec.save(spec_path_for(staged))

@@ -23,6 +23,7 @@ from typing import Any
 
 from vdepth_ros.errors import ConfigError, VdepthError, closest_name
 from vdepth_ros.offline.atomic import AtomicOutput, check_output_path
+from vdepth_ros.paths import not_a_model_folder
 
 #: family -> (what the sources are, how many: (min, max), loader(sources, encoder, variant, overrides))
 _Loader = Callable[[Sequence[Path], "str | None", "str | None", dict[str, Any]], Any]
@@ -142,7 +143,7 @@ def import_released(
 
     Raises:
         ConfigError: unknown family, wrong number of sources, a family without released weights.
-        OutputExistsError: `output` exists (not empty) and `overwrite` is false.
+        OutputExistsError: `output` exists (not empty) and `overwrite` is false, or it is not a model folder.
         FileNotFoundError: a source is missing.
         ModelLoadError: the checkpoint does not match the family (from `from_released`).
     """
@@ -162,7 +163,8 @@ def import_released(
         if not p.exists():
             raise FileNotFoundError(f"{p} does not exist")
     out = Path(output)
-    check_output_path(out, overwrite=overwrite, inputs=paths)  # before minutes of loading
+    # before minutes of loading; --overwrite replaces a model folder, never a folder of the user's other files
+    check_output_path(out, overwrite=overwrite, inputs=paths, replaceable=not_a_model_folder)
     check_overrides(family, dict(overrides or {}))
     try:
         model = loader(paths, encoder, variant, dict(overrides or {}))
@@ -175,7 +177,7 @@ def import_released(
         raise ConfigError(f"cannot build {family} with these --set values ({sets}): {err}") from None
     # written under a temporary name and renamed: a failure never leaves half a model, and an
     # existing folder is replaced only once the new one is complete
-    with AtomicOutput(out, overwrite=overwrite, inputs=paths) as tmp:
+    with AtomicOutput(out, overwrite=overwrite, inputs=paths, replaceable=not_a_model_folder) as tmp:
         model.save_pretrained(tmp, weights_dtype=torch.float16 if weights_fp16 else None)
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text)

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from vdepth_ros.errors import ConfigError, VdepthError
 from vdepth_ros.offline.errors import OutputExistsError
+from vdepth_ros.paths import not_a_model_folder
 from vdepth_ros.runtime.registry import (
     CACHE_ENV,
     PROVENANCE_NAME,
@@ -99,7 +100,7 @@ def _check_writable(output: Path, overwrite: bool) -> None:
     the cache folder writable), so a pull never fetches gigabytes only to fail at the import."""
     from vdepth_ros.offline.atomic import check_output_path
 
-    check_output_path(output, overwrite=overwrite)
+    check_output_path(output, overwrite=overwrite, replaceable=not_a_model_folder)
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryDirectory(dir=output.parent, prefix=".vdepth-write-test-").cleanup()

@@ -36,6 +36,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import signal
 import threading
@@ -57,6 +58,7 @@ from vdepth_ros.errors import ConfigError
 from vdepth_ros.models.base import load_state_checked, load_state_dict_file
 from vdepth_ros.offline.atomic import AtomicOutput, check_output_path
 from vdepth_ros.offline.errors import OutputExistsError
+from vdepth_ros.paths import not_a_model_folder
 
 log = logging.getLogger("vdepth_training")
 
@@ -70,6 +72,34 @@ RESUMABLE_CHANGES = frozenset(
 )
 #: what a run writes into its output folder (`data/`, the default recipe's renders, is reused on purpose)
 RUN_FILES = ("metrics.jsonl", "checkpoints", "final")
+
+
+def _check_run_outputs(output_dir: Path, names: list[str]) -> None:
+    """Raise OutputExistsError unless each of `names` in `output_dir` is what a run writes there."""
+    for name in names:
+        if (why := _not_run_output(output_dir / name)) is not None:
+            raise OutputExistsError(
+                f"{output_dir / name} exists and is {why}: --overwrite replaces only an earlier run; "
+                "move it away or choose another --output"
+            )
+
+
+def _not_run_output(path: Path) -> str | None:
+    """What `path` (one of `RUN_FILES` in an output folder) is instead of what a run writes there, or None."""
+    if path.name == "final":
+        return not_a_model_folder(path)
+    if path.name == "checkpoints":
+        if not path.is_dir():
+            return "a file, not a run's checkpoints folder"
+        other = [p.name for p in path.iterdir() if not re.fullmatch(r"checkpoint_\d+", p.name)]
+        return f"not a run's checkpoints folder (it holds {', '.join(sorted(other)[:3])})" if other else None
+    try:  # metrics.jsonl: one JSON object with a step per line
+        first = path.open().readline() if path.is_file() else None
+        if first is not None and (not first.strip() or "step" in json.loads(first)):
+            return None
+    except (OSError, ValueError, TypeError):
+        pass
+    return "not a run's metrics (JSON lines with a step)"
 
 
 class TrainingProgress:
@@ -193,6 +223,8 @@ class Trainer:
                 f"{self.output_dir} already holds a run ({', '.join(existing)}): pass --resume to continue it, "
                 "--overwrite to start it again, or choose another --output"
             )
+        if overwrite and not resume:  # only what a run wrote is deleted, never a file or folder of the user's
+            _check_run_outputs(self.output_dir, existing)
         first_stage = 0
         if resume and (found := latest_checkpoint(self.output_dir)) is not None:
             self._check_resumed_config(found, allow_config_change)
@@ -557,16 +589,17 @@ class Trainer:
         written under a temporary name and renamed into place (as `vdepth-export import` does).
 
         Raises:
-            OutputExistsError: `out` exists (not empty) and `overwrite` is false (checked first).
+            OutputExistsError: `out` exists (not empty) and `overwrite` is false, or is not a model folder
+                (checked first).
             OfflineError: `out` overlaps `checkpoint`.
             ModelLoadError: the weights do not fit the recipe's model (the keys or shapes named).
         """
-        check_output_path(Path(out), overwrite=overwrite, inputs=[Path(checkpoint)])  # before building the model
+        check_output_path(Path(out), overwrite=overwrite, inputs=[Path(checkpoint)], replaceable=not_a_model_folder)
         torch.manual_seed(int(self.train_cfg["seed"]))
         model = self.recipe.build_model()
         what = f"{checkpoint} does not fit recipe {self.recipe.name!r}"
         load_state_checked(model, load_state_dict_file(checkpoint), what)
-        with AtomicOutput(out, overwrite=overwrite, inputs=[Path(checkpoint)]) as tmp:
+        with AtomicOutput(out, overwrite=overwrite, inputs=[Path(checkpoint)], replaceable=not_a_model_folder) as tmp:
             self.export(model, tmp)
         return Path(out)
 
