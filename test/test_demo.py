@@ -56,6 +56,24 @@ def test_demo_refuses_a_folder_it_did_not_write(tmp_path: Path) -> None:
     assert (tmp_path / "mine" / "thesis.tex").read_text() == "precious"
 
 
+@pytest.mark.parametrize("name", ["input_bag", "depth_bag", "video", "summary.json"])
+def test_demo_overwrite_never_replaces_a_users_file_or_folder_it_would_write(tmp_path: Path, name: str) -> None:
+    """`--out ~/data --overwrite`: the demo wrote its input_bag/ and summary.json over the user's own
+    (and found the user's video/ or depth_bag/ only after minutes of work)."""
+    mine = tmp_path / "data" / name
+    if name.endswith(".json"):
+        mine.parent.mkdir()
+        mine.write_text('{"my": "results"}')
+    else:
+        mine.mkdir(parents=True)
+        (mine / "thesis.tex").write_text("precious")
+    before = {p: p.read_bytes() for p in sorted((tmp_path / "data").rglob("*")) if p.is_file()}
+    clip = make_clip(tmp_path / "c.mp4")
+    with pytest.raises(OutputExistsError, match=f"{name} exists and is not"):
+        demo.run_demo(tmp_path / "data", sample=clip, engine=LuminanceEngine(48, 64, 8, 3), overwrite=True)
+    assert {p: p.read_bytes() for p in sorted((tmp_path / "data").rglob("*")) if p.is_file()} == before
+
+
 def test_demo_names_what_is_missing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

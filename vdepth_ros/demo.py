@@ -37,6 +37,20 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 PROG = "vdepth_ros.demo"
 MARKER = ".vdepth-demo"
+SUMMARY = "summary.json"
+
+
+def _not_a_summary(path: Path) -> str | None:
+    """What an existing summary.json is instead of the demo's own (its `outputs`), or None."""
+    try:
+        summary = json.loads(path.read_text())
+        if isinstance(summary, dict) and "outputs" in summary:
+            return None
+    except (OSError, ValueError, TypeError):
+        pass
+    return "not the demo's summary"
+
+
 SAMPLE_NAMES = ("sample.mp4", "sample.mov", "sample.avi", "sample.mkv")
 
 
@@ -100,9 +114,17 @@ def _intrinsics(meta: dict[str, Any]) -> tuple[float, float, float, float] | Non
 
 
 def prepare_out(out: Path, overwrite: bool) -> None:
-    """Make `out` the demo's folder: reuse a previous demo's (marker file), refuse anything else."""
+    """Make `out` the demo's folder: reuse a previous demo's (marker file), refuse anything else; with
+    `overwrite` another folder too, but never replace a file or folder of the user's in it (before any work)."""
+    from vdepth_ros.offline.atomic import check_output_path
+    from vdepth_ros.offline.bag import not_a_bag
+    from vdepth_ros.offline.video import not_a_video_output
+
     if out.exists() and any(out.iterdir()) and not (out / MARKER).is_file() and not overwrite:
         raise OutputExistsError(f"{out} exists and was not written by the demo; pass --overwrite or another --out")
+    rules = {"video": not_a_video_output, "input_bag": not_a_bag, "depth_bag": not_a_bag, SUMMARY: _not_a_summary}
+    for name, rule in rules.items():  # what the demo replaces on a re-run
+        check_output_path(out / name, overwrite=True, replaceable=rule)
     out.mkdir(parents=True, exist_ok=True)
     (out / MARKER).write_text("written by python -m vdepth_ros.demo; its subfolders are replaced on re-runs\n")
 
@@ -201,7 +223,7 @@ def run_demo(
             "output_bag": str(out / "depth_bag"),
         },
     }
-    (out / "summary.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    (out / SUMMARY).write_text(json.dumps(result, indent=2, default=str) + "\n")
     return result
 
 

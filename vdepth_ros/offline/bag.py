@@ -201,7 +201,7 @@ def process_bag(
         summary.notes.append(f"metric input on {metric_input}: scale_source set to 'sparse'")
     config = pipeline_config(params, model=model, backend=backend)
     # 4. Run it into a new bag, built under a temporary name and renamed into place when complete.
-    output = AtomicOutput(output_path, overwrite=overwrite, inputs=[input_path], replaceable=_not_a_bag)
+    output = AtomicOutput(output_path, overwrite=overwrite, inputs=[input_path], replaceable=not_a_bag)
     with output as tmp, source:
         bag_dir = tmp.with_name(tmp.stem) if single_file else tmp  # rosbags writes a folder
         if copy_input_topics:
@@ -289,7 +289,7 @@ def _input_topics_note(input_path: Path, source: BagFrameSource, copied: bool, w
     )
 
 
-def _not_a_bag(path: Path) -> str | None:
+def not_a_bag(path: Path) -> str | None:
     """What an existing output path is instead of a bag --overwrite may replace, or None."""
     if path.is_file() and path.suffix in SINGLE_FILE_STORAGES:
         return None

@@ -129,7 +129,7 @@ def process_video(
     summary = RunSummary(mode=mode)
     clock = Stopwatch()
     # 2. Open the input and the output folder (built under a temporary name, renamed when complete).
-    output = AtomicOutput(output_dir, overwrite=overwrite, inputs=[input_path], replaceable=_not_a_video_output)
+    output = AtomicOutput(output_dir, overwrite=overwrite, inputs=[input_path], replaceable=not_a_video_output)
     with (
         output as tmp,
         VideoFrameSource(input_path, fps=fps, max_frames=max_frames) as source,
@@ -396,7 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _not_a_video_output(path: Path) -> str | None:
+def not_a_video_output(path: Path) -> str | None:
     """What an existing output path is instead of an earlier vdepth-video output, or None."""
     return None if (path / "meta.json").is_file() else "not a vdepth-video output (no meta.json)"
 
