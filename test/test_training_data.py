@@ -284,3 +284,19 @@ def test_synthetic_dataset_on_a_full_disk_is_one_error_and_no_complete_looking_s
     (line,) = [x for x in proc.stderr.splitlines() if "error" in x]
     assert str(out) in line and "free space" in line, line
     assert not list(out.rglob("sequence.json"))
+
+
+def test_synthetic_dataset_never_replaces_a_users_folder_with_a_clips_name(tmp_path: Path) -> None:
+    """`--out ~/data`: a folder of the user's named like a seed's clip (000000) was deleted and rendered over."""
+    import subprocess
+    import sys
+
+    mine = tmp_path / "data" / "000000"
+    mine.mkdir(parents=True)
+    (mine / "thesis.tex").write_text("precious")
+    cmd = [sys.executable, "-m", "vdepth_training.data.synthetic", "--out", str(tmp_path / "data"), "--seeds", "0:1",
+           "--frames", "2", "--size", "32", "48"]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and str(mine) in proc.stderr and "not a rendered clip" in proc.stderr
+    assert (mine / "thesis.tex").read_text() == "precious"

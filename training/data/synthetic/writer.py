@@ -38,6 +38,12 @@ def to_sequence(clip: SyntheticClip):
     )
 
 
+def _not_a_sequence(path: Path) -> str | None:
+    from vdepth_training.data.sequence import META_NAME
+
+    return None if (path / META_NAME).is_file() else f"not a rendered clip (no {META_NAME})"
+
+
 def write_synthetic_dataset(
     root: str | Path,
     seeds: Sequence[int],
@@ -53,10 +59,14 @@ def write_synthetic_dataset(
     """
     from vdepth_training.data.sequence import META_NAME, write_sequence
 
+    from vdepth_ros.offline.atomic import check_output_path
+
     out = []
     for seed in seeds:
         d = Path(root) / f"{int(seed):06d}"
         if not (skip_existing and (d / META_NAME).is_file()):
+            # a rendered clip is replaced, never a folder of the user's that has its name (--out ~/data)
+            check_output_path(d, overwrite=True, replaceable=_not_a_sequence)
             tmp = d.with_name(f"{d.name}.{os.getpid()}.tmp")  # several processes may render into root
             if tmp.exists():
                 shutil.rmtree(tmp)
