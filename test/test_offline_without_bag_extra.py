@@ -123,3 +123,32 @@ def test_a_released_checkpoint_without_torch_says_to_import_it(layout, tmp_path)
     assert "Traceback" not in proc.stderr and "ImportError" not in proc.stderr, proc.stderr[-2000:]
     assert "released checkpoint" in proc.stderr and "vdepth-export import" in proc.stderr, proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("backend", ["auto", "torch"])
+def test_a_model_folder_without_onnx_and_without_torch_is_one_line(backend, tmp_path) -> None:
+    """A model folder with no exported graph (config.json + weights only) on an ONNX-only install
+    ended in a ModuleNotFoundError traceback from the model code instead of naming what to do."""
+    import cv2
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    cv2.imwrite(str(frames / "000.png"), np.zeros((48, 64, 3), np.uint8))
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text('{"_family": "vda", "_class_name": "VideoDepthAnything"}\n')
+    (model / "model.safetensors").write_bytes(b"\0" * 16)
+    proc = _run(
+        f"""
+        sys.modules["torch"] = None
+        from vdepth_ros.offline.video import main
+        args = [{str(frames)!r}, "-o", {str(tmp_path / "out")!r}, "--model", {str(model)!r}, "--backend", {backend!r}]
+        raise SystemExit(main(args))
+        """,
+        tmp_path,
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    (line,) = proc.stderr.strip().splitlines()
+    assert "needs PyTorch" in line and "vdepth_ros[ml]" in line, line
+    assert not (tmp_path / "out").exists()

@@ -107,7 +107,11 @@ def _trt_engine(path: Path, precision: str | None, opts: dict[str, Any]) -> Dept
 
 def _load_torch_model(folder: Path, opts: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     """The folder's model, and `opts` with the working shape defaulted to the exported graph's
-    (`model.onnx.json`) so torch and the exported backends run the same window and resolution."""
+    (`model.onnx.json`) so torch and the exported backends run the same window and resolution.
+    Without torch (an ONNX-only install): `BackendUnavailableError` naming what to install."""
+    from vdepth_ros.runtime.torch_backend import import_torch
+
+    import_torch()  # before the model code, which imports torch at its top
     from vdepth_ros.models import load_model
 
     exported = spec_path_for(folder / ONNX_NAME)
