@@ -157,6 +157,29 @@ def test_vdepth_node_console_script(tmp_path: Path) -> None:
     assert "/robot7/depth" in out  # the startup line names the resolved topics
 
 
+@pytest.mark.parametrize("model", ["release/video_depth_anything_vits.pth", "release", "folder"])
+def test_vdepth_node_without_torch_names_what_to_do_with_a_model_it_cannot_run(tmp_path: Path, model: str) -> None:
+    """Where torch is not installed, `model:` pointing at a released .pth (or its folder) or at a model
+    folder without an exported graph stopped the node with an ImportError traceback."""
+    script = Path(sys.executable).parent / "vdepth-node"
+    if not script.is_file():
+        pytest.skip("vdepth-node console script not installed in this environment (pip install -e .)")
+    (tmp_path / "no_torch").mkdir()
+    (tmp_path / "no_torch" / "sitecustomize.py").write_text(_NO_TORCH)
+    (tmp_path / "release").mkdir()
+    (tmp_path / "release" / "video_depth_anything_vits.pth").write_bytes(b"PK not read")
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "config.json").write_text('{"_family": "vda", "_class_name": "VideoDepthAnything"}')
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "no_torch")}
+    proc = subprocess.run([str(script), "--ros-args", "-p", f"model:={tmp_path / model}"], env=env,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2, out
+    assert "Traceback" not in out and "ImportError" not in out and "ModuleNotFound" not in out, out
+    fix = "needs PyTorch" if model == "folder" else "vdepth-export import"
+    assert fix in out, out
+
+
 def test_vdepth_node_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     """SIGTERM (a launch system's second signal, systemd's first) while frames flow: exit 0, no ERROR."""
     got, out = run_node(
