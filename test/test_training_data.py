@@ -300,3 +300,18 @@ def test_synthetic_dataset_never_replaces_a_users_folder_with_a_clips_name(tmp_p
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr and str(mine) in proc.stderr and "not a rendered clip" in proc.stderr
     assert (mine / "thesis.tex").read_text() == "precious"
+
+
+@pytest.mark.parametrize("mine", ["run.mp4", "run.json", "run_camera.yaml"])
+def test_synthetic_sample_never_replaces_a_users_video_or_sidecar(tmp_path: Path, mine: str) -> None:
+    """`--sample ~/run.mp4` wrote the rendered clip and its two sidecars over the user's own files."""
+    import subprocess
+    import sys
+
+    (tmp_path / mine).write_text("the user's own")
+    cmd = [sys.executable, "-m", "vdepth_training.data.synthetic", "--sample", str(tmp_path / "run.mp4")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and "not a sample clip this tool wrote" in proc.stderr, proc.stderr
+    assert (tmp_path / mine).read_text() == "the user's own"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [mine]

@@ -75,8 +75,8 @@ def check_output_path(
         why = replaceable(final) if replaceable is not None else None
         if why is not None:
             raise OutputExistsError(
-                f"output {final} exists and is {why}: --overwrite replaces only an earlier output; move it "
-                "away or choose another output path"
+                f"output {final} exists and is {why}: only an earlier output of the tool is replaced (with "
+                "--overwrite where the tool has it); move it away or choose another output path"
             )
 
 

@@ -131,15 +131,13 @@ def write_sample_video(
 
     import cv2
 
+    from vdepth_ros.offline.atomic import AtomicOutput, check_output_path
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    sidecars = [path.with_suffix(".json"), path.with_name(path.stem + "_camera.yaml")]
+    for p in (path, *sidecars):  # an earlier sample is replaced (the documented command), nothing else
+        check_output_path(p, overwrite=True, replaceable=lambda _p: _not_a_sample(path))
     clip = render_clip(seed, frames, height, width, kind="room")
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-    if not writer.isOpened():
-        raise RuntimeError(f"cannot open an mp4v writer for {path}")
-    for img in clip.rgb:
-        writer.write(cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
-    writer.release()
     K = clip.intrinsics
     cam = {
         "fx": float(K[0, 0]),
@@ -155,8 +153,31 @@ def write_sample_video(
         "near": round(float(np.percentile(valid, 1)), 2),
         "far": round(float(np.percentile(valid, 99)), 2),
         "fps": fps,
-        "source": f"vdepth_training.data.synthetic.render_clip(seed={seed}, kind='room')",
+        "source": f"{SAMPLE_SOURCE}(seed={seed}, kind='room')",
     }
-    path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
-    path.with_name(path.stem + "_camera.yaml").write_text("".join(f"{k}: {v}\n" for k, v in cam.items()))
+    with AtomicOutput(path, overwrite=True, companions=[p.name for p in sidecars],
+                      replaceable=lambda _p: _not_a_sample(path)) as tmp:  # fmt: skip
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+        if not writer.isOpened():
+            raise RuntimeError(f"cannot open an mp4v writer for {path}")
+        for img in clip.rgb:
+            writer.write(cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+        writer.release()
+        tmp.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+        tmp.with_name(tmp.stem + "_camera.yaml").write_text("".join(f"{k}: {v}\n" for k, v in cam.items()))
     return path
+
+
+#: the `source` of a sample clip's sidecar json: how an earlier sample (replaceable) is recognised
+SAMPLE_SOURCE = "vdepth_training.data.synthetic.render_clip"
+
+
+def _not_a_sample(path: Path) -> str | None:
+    """What is at `path` (or its sidecars) instead of a sample clip this tool wrote, or None."""
+    import json
+
+    try:
+        ours = str(json.loads(path.with_suffix(".json").read_text())["source"]).startswith(SAMPLE_SOURCE)
+    except (OSError, ValueError, KeyError, TypeError):
+        ours = False
+    return None if ours else f"not a sample clip this tool wrote (no {path.with_suffix('.json').name} from it)"
