@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -658,3 +659,40 @@ def test_output_history_is_two_windows_warns_when_short_and_takes_standard_overr
     assert outputs.main.points.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
     outputs._check_depth(warned.append)  # the start-up check, recorded
     assert len(warned) == 1 and "/disparity (3)" in warned[0] and "/depth (30)" not in warned[0]
+
+
+def test_a_subscriber_that_holds_up_one_output_holds_up_nothing_else(harness: Any) -> None:
+    """A reliable subscriber that stops acknowledging (a frozen RViz, a process stopped in a debugger)
+    makes `publish()` block on its topic (Fast DDS: 50 ms and more per message, until DDS times the
+    reader out). Here /points' publish blocks outright: depth, disparity and camera_info still get every
+    frame in order with one stamp, /points loses its oldest pending clouds (counted on /diagnostics and
+    named in a WARN), and the node still shuts down."""
+    h = harness(RANGE, start_worker=True)
+    points = h.node.outputs.main.points
+    release, real = threading.Event(), points.publish
+    points.publish = lambda msg: (release.wait(30), real(msg))
+    rgbs = frames(40)
+    try:
+        for k, rgb in enumerate(rgbs):
+            h.pub_image.publish(conv.image_msg(rgb, "rgb8", header(k)))
+            h.pub_info.publish(CameraInfo(header=header(k), width=W, height=H, k=K))
+            h.spin(0.03)
+        n = len(reference(rgbs, RANGE))
+        healthy = ("depth", "disparity", "depth/camera_info")
+        assert h.spin_until(lambda: all(len(h.got[t]) >= n for t in healthy), timeout=30), len(h.got["depth"])
+        h.spin(0.1)
+        assert h.node.queue.dropped == 0
+        stamps = [conv.stamp_to_ns(m.header.stamp) for m in h.got["depth"]]
+        assert stamps == sorted(set(stamps)) and len(stamps) == n
+        for topic in ("disparity", "depth/camera_info"):
+            assert [conv.stamp_to_ns(m.header.stamp) for m in h.got[topic]] == stamps
+        dropped = h.node.outputs.dropped[points.topic_name]
+        assert dropped > 0
+        assert h.node.diagnostics_values()["outputs dropped (subscriber not taking them)"] == dropped
+        held = [w for w in h.log.warnings if "a subscriber of /points does not take its messages" in w]
+        assert len(held) == 1, h.log.warnings  # rate-limited
+    finally:
+        release.set()
+    h.spin_until(lambda: len(h.got["points"]) > 0, timeout=10)
+    points_stamps = [conv.stamp_to_ns(m.header.stamp) for m in h.got["points"]]
+    assert points_stamps == sorted(points_stamps) and set(points_stamps) <= set(stamps)

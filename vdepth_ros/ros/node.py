@@ -44,6 +44,7 @@ from vdepth_ros.runtime.shared import EnginePool, SharedEngine
 
 NODE_NAME = "depth_node"
 _CLOSE_JOIN_S = 5.0  # at process exit, wait this long for a window in progress
+_DRAIN_S = 2.0  # then this long for the outputs still pending (a subscriber that holds one up: counted)
 _NAME_TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # one part of a ROS 2 namespace
 
 
@@ -181,6 +182,7 @@ class _DepthNodeCore:
             largest_burst(self.pipeline.schedule),
             self.qos_reporter,
             self.get_logger().warning,
+            self.log,
         )
         self.intake = InputSide(self, self.p, self.log, self.qos_reporter, self.outputs.has_subscribers, self.watchdog)
         self.processor = FrameProcessor(
@@ -256,7 +258,10 @@ class _DepthNodeCore:
             self.worker = None
         if not restart_stream:  # shutting down: what was published reaches reliable subscribers first
             self.processor.stop.set()
+            self.outputs.stop(timeout_s=_DRAIN_S)  # what is pending goes out, or is counted as dropped
             self.outputs.wait_for_acks(timeout_s=1.0)
+        else:
+            self.outputs.drain(timeout_s=_DRAIN_S)
         if self.diag_timer is not None:
             self.destroy_timer(self.diag_timer)
             self.diag_timer = None
@@ -303,11 +308,19 @@ class _DepthNodeCore:
             return
         intake, sent, loss = self.intake, self.outputs.sent, self.intake.loss
         out = ", ".join(f"{topic} {n}" for topic, n in sent.items()) or "nothing"
+        held = self.outputs.dropped
+        held_up = (
+            f"{sum(held.values())} outputs dropped for subscribers that did not take them ("
+            + ", ".join(f"{topic} {n}" for topic, n in held.items())
+            + "); "
+            if held
+            else ""
+        )
         span = f" (stamps {loss.first / 1e9:.3f}..{loss.last / 1e9:.3f} s)" if loss.first and loss.last else ""
         self.get_logger().info(
             f"stopped: {loss.received} images received{span}, {loss.lost} lost before the node, "
             f"{intake.queue.dropped} dropped (queue full), {intake.skipped} skipped (no subscribers), "
-            f"{self.log.errors} input errors; published {out}"
+            f"{self.log.errors} input errors; {held_up}published {out}"
         )
 
     # -- tests and benchmarks ------------------------------------------------------------------
@@ -322,6 +335,7 @@ class _DepthNodeCore:
         while (item := self.intake.queue.get(timeout=0)) is not None:
             self.worker.handle(item)
             n += 1
+        self.outputs.drain(timeout_s=_DRAIN_S)  # published, as the worker thread's frames are by now
         return n
 
     def diagnostics_values(self) -> dict[str, Any]:

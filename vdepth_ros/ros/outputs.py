@@ -6,6 +6,13 @@ subscriber in another process (RViz) loses frames: with depth 2, 83 of 100 `/dep
 processes. `output_qos_depth: 0` (the default) therefore sizes the history to two of the largest
 bursts the schedule produces (`auto_depth`), and a depth below one burst (also through
 `qos_overrides.<topic>.publisher.depth`) is warned about at start-up.
+
+A reliable publisher whose subscriber stops acknowledging (a frozen RViz, a process stopped in a
+debugger, one that died and DDS has not timed out yet) blocks in `publish()`: 50 ms and more per
+message. So the worker never publishes itself: each output has its own thread (`_Sender`) with a
+drop-oldest queue of two bursts (`auto_depth`); a stuck subscriber costs its own topic's oldest pending messages
+(counted, one rate-limited WARN naming the topic and its subscribers), never the pipeline or the
+other outputs.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from std_msgs.msg import Header
 from vdepth_ros.colormap import units_label
 from vdepth_ros.ros import conversions as conv
 from vdepth_ros.ros.qos import IncompatibleQosReporter, output_overrides, qos_profile
+from vdepth_ros.ros.worker import DropOldestQueue, RateLimitedLog, SupervisedWorker
 
 
 def largest_burst(schedule: dict[str, Any]) -> int:
@@ -68,6 +76,41 @@ class _Topics:
         return [self.depth, self.disparity, self.points, self.camera_info]
 
 
+class _Sender:
+    """One output's publishing thread: `put` never waits; the thread publishes in order."""
+
+    def __init__(self, publisher: Any, maxsize: int, on_error: Callable[[Any, BaseException], None]) -> None:
+        self.publisher = publisher
+        self.queue: DropOldestQueue[Any] = DropOldestQueue(maxsize)
+        self.sent = 0
+        self.abandoned = 0  # still pending when the node stopped
+        self._done = 0  # published or failed
+        self._worker = SupervisedWorker(
+            self.queue, self._publish, on_error, name=f"vdepth-publish{publisher.topic_name}"
+        )
+        self._worker.start()
+
+    def _publish(self, msg: Any) -> None:
+        try:
+            self.publisher.publish(msg)
+            self.sent += 1
+        finally:
+            self._done += 1
+
+    @property
+    def dropped(self) -> int:
+        return self.queue.dropped + self.abandoned
+
+    def idle(self) -> bool:
+        return self._done + self.queue.dropped + self.abandoned >= self.queue.put_count
+
+    def stop(self, timeout_s: float) -> None:
+        """Count what is still pending as dropped and end the thread (after a publish in progress)."""
+        self.abandoned += self.queue.clear()
+        if self._worker.join(timeout=timeout_s):  # (one taken just as it stopped is counted too)
+            self.abandoned += max(0, self.queue.put_count - self._done - self.queue.dropped - self.abandoned)
+
+
 class OutputPublishers:
     """Creates the outputs and publishes `DepthFrame`s on them.
 
@@ -78,6 +121,7 @@ class OutputPublishers:
         burst: `largest_burst` of the pipeline's schedule.
         reporter: incompatible-QoS reporting.
         warn: `warn(message)` for the start-up QoS warning.
+        log: the node's rate-limited log (a subscriber that holds up an output).
     """
 
     def __init__(
@@ -88,8 +132,12 @@ class OutputPublishers:
         burst: int,
         reporter: IncompatibleQosReporter,
         warn: Callable[[str], None],
+        log: RateLimitedLog,
     ) -> None:
         self._node, self.p, self.policy, self.burst = node, params, publish_policy, int(burst)
+        self._log = log
+        self._senders: dict[str, _Sender] = {}  # by resolved topic, started on the first message
+        self._held_noted: dict[str, float] = {}  # topic -> when its held-up WARN was last due
         qos = qos_profile(params["output_qos"], params["output_qos_depth"] or auto_depth(self.burst))
         self.main = _Topics(node, "", qos, reporter)
         self.provisional = _Topics(node, "provisional/", qos, reporter) if publish_policy == "both" else None
@@ -100,7 +148,6 @@ class OutputPublishers:
             event_callbacks=reporter.publisher(node.resolve_topic_name("~/depth_colormap")),
             qos_overriding_options=output_overrides(),
         )
-        self.sent: Counter[str] = Counter()  # messages published, by resolved topic
         self._check_depth(warn)
 
     def publishers(self) -> list[Any]:
@@ -152,7 +199,34 @@ class OutputPublishers:
                 ok = pub.wait_for_all_acked(Duration(nanoseconds=int(left * 1e9))) and ok
         return ok
 
+    @property
+    def sent(self) -> Counter[str]:
+        """Messages published, by resolved topic."""
+        return Counter({topic: s.sent for topic, s in list(self._senders.items()) if s.sent})
+
+    @property
+    def dropped(self) -> Counter[str]:
+        """Messages dropped unpublished because a subscriber held their topic up, by resolved topic."""
+        return Counter({topic: s.dropped for topic, s in list(self._senders.items()) if s.dropped})
+
+    def drain(self, timeout_s: float) -> bool:
+        """Wait (bounded) until every pending message is published; True if all were."""
+        deadline = time.monotonic() + timeout_s
+        while not all(s.idle() for s in list(self._senders.values())):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.005)
+        return True
+
+    def stop(self, timeout_s: float) -> None:
+        """Shutdown: publish what is pending (for at most `timeout_s`), count the rest as dropped and
+        end the publishing threads."""
+        self.drain(timeout_s)
+        for sender in list(self._senders.values()):
+            sender.stop(timeout_s=1.0)
+
     def destroy(self) -> None:
+        self.stop(timeout_s=0.0)
         for pub in self.publishers():
             self._node.destroy_publisher(pub)
 
@@ -186,7 +260,42 @@ class OutputPublishers:
         return True
 
     def _send(self, publisher: Any, message: Callable[[], Any]) -> None:
-        """Serialize and publish only for a topic somebody listens to."""
-        if publisher.get_subscription_count() > 0:
-            publisher.publish(message())
-            self.sent[publisher.topic_name] += 1
+        """Build the message only for a topic somebody listens to and hand it to the topic's thread."""
+        if publisher.get_subscription_count() == 0:
+            return
+        topic = publisher.topic_name
+        sender = self._senders.get(topic)
+        if sender is None:
+            # two bursts, as the history (`auto_depth`): a worker catching up publishes two windows back to back
+            depth = auto_depth(max(self.burst, 1))
+            sender = _Sender(publisher, depth, lambda _msg, err: self._publish_failed(topic, err))
+            self._senders[topic] = sender
+        if sender.queue.put(message()):
+            self._note_held_up(topic, sender)
+
+    def _note_held_up(self, topic: str, sender: _Sender) -> None:
+        """WARN (rate-limited per topic) that a subscriber does not take `topic`'s messages."""
+        now = time.monotonic()
+        if now - self._held_noted.get(topic, -1e9) < self._log.period:
+            return  # the message says how many so far; no graph query per dropped message
+        self._held_noted[topic] = now
+        try:
+            subscribers = ", ".join(
+                sorted(
+                    f"{i.node_namespace.rstrip('/')}/{i.node_name}"
+                    for i in self._node.get_subscriptions_info_by_topic(topic)
+                )
+            )
+        except Exception:
+            subscribers = "unknown"
+        self._log.warning(
+            f"held-up:{topic}",
+            f"a subscriber of {topic} does not take its messages (its subscribers: {subscribers}; a frozen or "
+            f"stopped RViz, a process paused in a debugger, or one that died and DDS has not timed out yet): "
+            f"{sender.dropped} pending {topic} messages dropped so far, oldest first, so that the depth stream and "
+            "the other outputs go on; resume or close that subscriber, or have it subscribe best_effort",
+        )
+
+    def _publish_failed(self, topic: str, err: BaseException) -> None:
+        """A publishing thread's report: rate-limited; the thread goes on with the next message."""
+        self._log.error(f"publish:{type(err).__name__}", f"publishing on {topic} failed ({type(err).__name__}: {err})")

@@ -129,6 +129,7 @@ class StatusReporter:
             "lost before the node": intake.loss.lost,
             "camera period [s]": (intake.loss.period_ns or 0) / 1e9,
             "skipped (no subscribers)": intake.skipped,
+            "outputs dropped (subscriber not taking them)": sum(node.outputs.dropped.values()),
             "input errors": node.log.errors,
             "worker errors": node.worker.errors if node.worker is not None else 0,
             "camera_info synced/cached/none": "/".join(str(intake.sync.counts[k]) for k in intake.sync.counts),
