@@ -44,6 +44,7 @@ def run_with_consumers(tmp_path: Path, consumers: dict[str, list[str]]) -> tuple
         name: start([sys.executable, str(PEERS), "viewer", *args], tmp_path / f"{name}.log")
         for name, args in consumers.items()
     }
+    ran = False
     try:
         for name, (proc, _) in viewers.items():
             wait_for(tmp_path / f"{name}.log", "matched", 90, proc)
@@ -55,9 +56,14 @@ def run_with_consumers(tmp_path: Path, consumers: dict[str, list[str]]) -> tuple
         camera_log.close()
         time.sleep(3.0)  # the node publishes what it holds
         assert interrupt(node) == 0, (tmp_path / "node.log").read_text()
+        ran = True
     finally:
         if node.poll() is None:
             node.kill()
+        for proc, _ in viewers.values() if not ran else ():  # a failed run leaves no viewer running
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     got = {}
     for name, (proc, log) in viewers.items():
         assert interrupt(proc) == 0

@@ -128,7 +128,7 @@ def test_three_processes_deliver_every_published_frame_and_exit_cleanly(
     topics = [f"{ns}/depth" for ns in namespaces]
     node, node_log = start([str(script), *args, "--ros-args", "--params-file", str(params)], tmp_path / "node.log")
     viewer, viewer_log = start([sys.executable, str(PEERS), "viewer", "--topics", *topics], tmp_path / "viewer.log")
-    camera = None
+    camera, ran = None, False
     try:
         if mode == "managed":
             lifecycle_up("/depth_node")
@@ -142,10 +142,13 @@ def test_three_processes_deliver_every_published_frame_and_exit_cleanly(
         sent = json.loads(camera.stdout.strip().splitlines()[-1])["sent"]
         time.sleep(3.0)  # the node finishes the frames it holds
         assert interrupt(node) == 0, (tmp_path / "node.log").read_text()
+        ran = True
     finally:
-        for proc in (node, viewer):
-            if proc.poll() is None and proc is node:
-                proc.kill()
+        if node.poll() is None:
+            node.kill()
+        if not ran and viewer.poll() is None:  # a failed run leaves no viewer running on the machine
+            viewer.kill()
+            viewer.wait()
     assert interrupt(viewer) == 0
     node_log.close()
     viewer_log.close()

@@ -79,10 +79,14 @@ def test_a_frozen_reliable_consumer_does_not_slow_the_others(tmp_path: Path, mon
         assert interrupt(healthy) == 0
     finally:
         for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGCONT)
-                proc.kill()
-                proc.wait()
+            if proc.poll() is None:  # resumed and stopped with SIGINT: a SIGKILLed DDS participant leaves
+                proc.send_signal(signal.SIGCONT)  # its shared-memory ports locked in /dev/shm, which can
+                proc.send_signal(signal.SIGINT)  # keep later processes on this domain from discovering
+                try:  # each other
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
         for log in logs:
             log.close()
     out = (tmp_path / "node.log").read_text()
