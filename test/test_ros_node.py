@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from fakes import LuminanceEngine
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
@@ -671,6 +671,8 @@ def test_a_subscriber_that_holds_up_one_output_holds_up_nothing_else(harness: An
     points = h.node.outputs.main.points
     release, real = threading.Event(), points.publish
     points.publish = lambda msg: (release.wait(30), real(msg))
+    diagnostics: list[Any] = []
+    h.node.status.publisher.publish = diagnostics.append
     rgbs = frames(40)
     try:
         for k, rgb in enumerate(rgbs):
@@ -689,6 +691,9 @@ def test_a_subscriber_that_holds_up_one_output_holds_up_nothing_else(harness: An
         dropped = h.node.outputs.dropped[points.topic_name]
         assert dropped > 0
         assert h.node.diagnostics_values()["outputs dropped (subscriber not taking them)"] == dropped
+        h.node.status.publish()  # /diagnostics' level says so too (was OK while outputs were dropped)
+        levels = [(st.level, st.message) for array in diagnostics for st in array.status]
+        assert any(lv == DiagnosticStatus.WARN and "outputs dropped" in msg for lv, msg in levels), levels
         held = [w for w in h.log.warnings if "a subscriber of /points does not take its messages" in w]
         assert len(held) == 1, h.log.warnings  # rate-limited
     finally:

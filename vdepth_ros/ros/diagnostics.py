@@ -142,9 +142,11 @@ def level_for(
     stalled_s: float | None = None,
     lost_recent: int = 0,
     last_error: str | None = None,
+    output_drops_recent: int = 0,
 ) -> tuple[bytes, str]:
     """Overall level and message: ERROR when images arrive but nothing is published (`stalled_s`);
-    WARN on no input, drops, frames lost before the node, a degenerate fit or output far below input."""
+    WARN on no input, drops, frames lost before the node, outputs dropped for a subscriber that does
+    not take them, a degenerate fit or output far below input."""
     if stalled_s is not None:
         why = f"; last error: {last_error}" if last_error else ""
         return DiagnosticStatus.ERROR, f"nothing published for {stalled_s:.1f} s while images arrive{why}"
@@ -155,6 +157,10 @@ def level_for(
     if lost_recent > 0:
         return DiagnosticStatus.WARN, (
             f"{lost_recent} frames lost before the node since last report (docs/node.md#across-processes)"
+        )
+    if output_drops_recent > 0:
+        return DiagnosticStatus.WARN, (
+            f"{output_drops_recent} outputs dropped since last report: a subscriber does not take them"
         )
     if degenerate_fit:
         return DiagnosticStatus.WARN, "scale fit degenerate"

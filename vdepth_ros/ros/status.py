@@ -31,6 +31,8 @@ class StatusReporter:
     def restart(self) -> None:
         self._drops_reported = 0
         self._lost_reported = self.node.intake.loss.confirmed
+        outputs = getattr(self.node, "outputs", None)
+        self._output_drops_reported = sum(outputs.dropped.values()) if outputs is not None else 0
         self._activated = time.monotonic()
         self._first_image_at: float | None = None
         self._clock_warned = False
@@ -169,6 +171,8 @@ class StatusReporter:
             drops, self._drops_reported = queue.dropped - self._drops_reported, queue.dropped
             # confirmed only: frames a change of the camera's rate may still explain are no WARN yet
             lost, self._lost_reported = loss.confirmed - self._lost_reported, loss.confirmed
+            out_dropped = sum(node.outputs.dropped.values())
+            out_drops, self._output_drops_reported = out_dropped - self._output_drops_reported, out_dropped
             level, message = level_for(
                 values["input rate [Hz]"],
                 values["output rate [Hz]"],
@@ -178,6 +182,7 @@ class StatusReporter:
                 stalled_s=node.watchdog.stalled_s(),
                 lost_recent=lost,
                 last_error=node.log.last_error,
+                output_drops_recent=out_drops,
             )
             fqn = node.get_fully_qualified_name()
             status = make_status(f"{fqn}: depth stream", fqn, level, message, values)
