@@ -494,3 +494,21 @@ def test_validation_needs_held_out_data(tmp_path: Path) -> None:
         Trainer(vda_tiny(training={"validate_every": 2}), tmp_path / "run")
     with pytest.raises(ConfigError, match=r"data\.validation sets unknown keys \['sorces'\].*'sources'"):
         Trainer(vda_tiny(training={"validate_every": 2}, data={"validation": {"sorces": []}}), tmp_path / "run")
+
+
+def test_a_run_that_dies_while_writing_final_leaves_no_final_folder(tmp_path: Path, monkeypatch) -> None:
+    """`final/` was written in place: a run killed (or out of disk) half way through `save_pretrained`
+    left a `final/` with a config and part of the weights, which looks like a finished model. It is
+    now written under a temporary name and renamed when complete."""
+    from vdepth_ros.models.base import VideoDepthModel
+
+    def dies_half_way(self, out, *args, **kwargs):
+        Path(out).mkdir(parents=True, exist_ok=True)
+        (Path(out) / "config.json").write_text("{}")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(VideoDepthModel, "save_pretrained", dies_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(vda_tiny(), tmp_path).fit()
+    assert not (tmp_path / "final").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".vdepth-partial")]

@@ -573,7 +573,11 @@ class Trainer:
         if acc.is_main_process:
             model = copy.deepcopy(acc.unwrap_model(wrapped).model)
             model.load_state_dict({k[len(STEP_PREFIX) :]: v for k, v in state.items() if k.startswith(STEP_PREFIX)})
-            self.export(model)
+            # under a temporary name, renamed when complete: a run killed while writing leaves no
+            # final/ that looks finished (a resumed run's export replaces its own earlier one)
+            final = self.output_dir / "final"
+            with AtomicOutput(final, overwrite=True, replaceable=not_a_model_folder) as tmp:
+                self.export(model, tmp)
         acc.wait_for_everyone()
 
     # -- tools --------------------------------------------------------------------------------
