@@ -96,3 +96,21 @@ class RecordingLogger:
 
     def info(self, text: str) -> None:
         self.lines.append(("info", text))
+
+
+def run_node_main(params: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """`vdepth-node --ros-args --params-file PARAMS` in this process, for start-up failures: ROS logs go
+    beside the file, and the SIGINT/SIGTERM handlers `main` installs are put back afterwards.
+    Returns (exit code, stderr)."""
+    import signal
+
+    from vdepth_ros.ros.node import main
+
+    monkeypatch.setenv("ROS_LOG_DIR", str(params.parent))
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        code = main(["vdepth-node", "--ros-args", "--params-file", str(params)])
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    return code, capsys.readouterr().err

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pytest
 import rclpy
-from fakes import LuminanceEngine, RecordingLogger, write_tiny_onnx
+from fakes import LuminanceEngine, RecordingLogger, run_node_main, write_tiny_onnx
 from geometry_msgs.msg import PoseStamped
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
@@ -532,24 +532,13 @@ def test_start_up_fault_is_one_line_and_exit_2(
     tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`vdepth-node`'s entry point in this process (the process-level run is below)."""
-    import signal
-
-    from vdepth_ros.ros.node import main
-
     kind, expect = START_FAULTS[name]
     params = tmp_path / "params.yaml"
     if kind == "model":
         params.write_text(f"/**:\n  ros__parameters:\n    model: {str(broken_model(tmp_path, name))!r}\n")
     elif kind.startswith("params:"):
         params.write_text(kind.split(":", 1)[1])
-    monkeypatch.setenv("ROS_LOG_DIR", str(tmp_path))
-    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        code = main(["vdepth-node", "--ros-args", "--params-file", str(params)])
-    finally:
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
-    err = capsys.readouterr().err
+    code, err = run_node_main(params, monkeypatch, capsys)
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2, err
     assert len(lines) == 1 and lines[0].startswith("cannot start: ") and expect in lines[0], err
@@ -583,11 +572,8 @@ def test_a_bad_params_file_stops_the_node_with_the_reason_the_offline_tools_give
     """The node checked a params file's structure with its own rules (fewer than rcl's), the offline
     tools with `load_params`'s: a file the node started with could be one `vdepth-bag --params` refuses,
     and rcl's refusal read `cannot start: ROS arguments '...': Couldn't parse params file ...`."""
-    import signal
-
     from vdepth_ros.config import load_params
     from vdepth_ros.errors import ConfigError
-    from vdepth_ros.ros.node import main
 
     text, expect = PARAMS_FILE_FAULTS[name]
     params = tmp_path / "params.yaml"
@@ -595,14 +581,7 @@ def test_a_bad_params_file_stops_the_node_with_the_reason_the_offline_tools_give
     with pytest.raises(ConfigError) as offline:
         load_params(params)
     assert expect in str(offline.value)
-    monkeypatch.setenv("ROS_LOG_DIR", str(tmp_path))
-    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        code = main(["vdepth-node", "--ros-args", "--params-file", str(params)])
-    finally:
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
-    err = capsys.readouterr().err
+    code, err = run_node_main(params, monkeypatch, capsys)
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2, err
     assert lines == [f"cannot start: {offline.value}"], err

@@ -10,7 +10,6 @@ is true). Now each way in takes the same values and refuses the others in the sa
 from __future__ import annotations
 
 import json
-import signal
 from pathlib import Path
 from typing import Any
 
@@ -57,21 +56,15 @@ def test_the_node_refuses_the_same_values_in_the_same_words_as_the_offline_tools
 ) -> None:
     """`vdepth-node --ros-args --params-file` with the file `vdepth-bag --params` refused above."""
     pytest.importorskip("rclpy")
+    from fakes import run_node_main
+
     from vdepth_ros.offline.runner import load_node_params, pipeline_config
-    from vdepth_ros.ros.node import main
 
     line, reason, fix = PARAMS_MISTAKES[mistake]
     params = _params(tmp_path, line)
     with pytest.raises(ConfigError) as offline:
         pipeline_config(load_node_params(params))
-    monkeypatch.setenv("ROS_LOG_DIR", str(tmp_path))
-    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        code = main(["vdepth-node", "--ros-args", "--params-file", str(params)])
-    finally:
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
-    err = capsys.readouterr().err
+    code, err = run_node_main(params, monkeypatch, capsys)
     assert code == 2, err
     lines = [x for x in err.splitlines() if x.strip()]
     assert lines == [f"invalid configuration: {offline.value}"], err
