@@ -73,9 +73,9 @@ def test_a_full_disk_is_one_error_naming_the_output_not_a_traceback(
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(STAGING_PREFIX)]
 
 
-def test_vdepth_video_full_disk_is_one_error(
-    tmp_path: Path, fake_models: None, capsys: pytest.CaptureFixture[str]
-) -> None:
+def _video_run(tmp_path: Path) -> tuple[Path, list[str]]:
+    """A folder of 20 frames for vdepth-video: (its output path, the arguments without the options
+    a test adds)."""
     import cv2
 
     folder = tmp_path / "frames"
@@ -83,7 +83,13 @@ def test_vdepth_video_full_disk_is_one_error(
     for i, rgb in enumerate(synthetic_frames(20, 36, 52)):
         cv2.imwrite(str(folder / f"{i:04d}.png"), rgb[..., ::-1])
     out = tmp_path / "out"
-    args = [str(folder), "-o", str(out), "--params", str(_params_file(tmp_path)), "--no-progress"]
+    return out, [str(folder), "-o", str(out), "--params", str(_params_file(tmp_path)), "--no-progress"]
+
+
+def test_vdepth_video_full_disk_is_one_error(
+    tmp_path: Path, fake_models: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, args = _video_run(tmp_path)
     with file_size_limit(20_000):
         rc = videocli.main([*args, "--format", "npy"])
     err = capsys.readouterr().err
@@ -143,14 +149,8 @@ def test_vdepth_video_png_files_on_a_full_disk_are_an_error_not_missing_files(
 ) -> None:
     """OpenCV's imwrite reports success for a PNG the disk had no room for (the file is cut short):
     on a full disk the run exited 0 with truncated depth PNGs."""
-    import cv2
-
-    folder = tmp_path / "frames"
-    folder.mkdir()
-    for i, rgb in enumerate(synthetic_frames(20, 36, 52)):
-        cv2.imwrite(str(folder / f"{i:04d}.png"), rgb[..., ::-1])
-    out = tmp_path / "out"
-    args = [str(folder), "-o", str(out), "--params", str(_params_file(tmp_path)), "--no-progress", "--no-preview"]
+    out, args = _video_run(tmp_path)
+    args.append("--no-preview")
     with file_size_limit(1_500):  # each 16-bit PNG is over 2 kB, frames.csv and meta.json fit
         rc = videocli.main([*args, "--max-frames", "5", "--mode", "causal"])
     err = capsys.readouterr().err
@@ -165,14 +165,7 @@ def test_vdepth_video_preview_on_a_full_disk_is_an_error(
     tmp_path: Path, fake_models: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """OpenCV's video writer does not report failed writes either: preview.mp4 came out cut short."""
-    import cv2
-
-    folder = tmp_path / "frames"
-    folder.mkdir()
-    for i, rgb in enumerate(synthetic_frames(20, 36, 52)):
-        cv2.imwrite(str(folder / f"{i:04d}.png"), rgb[..., ::-1])
-    out = tmp_path / "out"
-    args = [str(folder), "-o", str(out), "--params", str(_params_file(tmp_path)), "--no-progress"]
+    out, args = _video_run(tmp_path)
     with file_size_limit(9_000):  # the .npy files (7.6 kB), frames.csv and meta.json fit; the mp4 does not
         rc = videocli.main([*args, "--format", "npy", "--mode", "causal"])
     err = capsys.readouterr().err
