@@ -16,8 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from fakes import write_tiny_onnx
-from test_ros_deployed import PEERS, interrupt, start, wait_for
+from test_ros_deployed import PEERS, interrupt, node_command, start, wait_for
 
 from vdepth_ros.ros import transport
 
@@ -30,16 +29,8 @@ CONSUMED = ("/depth", "/depth/camera_info", "/points", "/disparity")
 def run_with_consumers(tmp_path: Path, consumers: dict[str, list[str]]) -> tuple:
     """Node, consumers (name -> `deployed_peers.py viewer` arguments) and a reliable 640x480 camera, each
     in its own process; (published per topic, {consumer: received stamps per topic}, node log)."""
-    script = Path(sys.executable).parent / "vdepth-node"
-    if not script.is_file():
-        pytest.skip("vdepth-node console script not installed (pip install -e .)")
-    model = write_tiny_onnx(tmp_path, frames=8)
-    params = tmp_path / "params.yaml"
-    params.write_text(
-        f"/**:\n  ros__parameters:\n    model: {str(model)!r}\n    backend: onnxruntime\n    scale_source: range\n"
-        "    input_qos: reliable\n    max_gap: 30.0\n    queue_size: 200\n"
-    )
-    node, node_log = start([str(script), "--ros-args", "--params-file", str(params)], tmp_path / "node.log")
+    command = node_command(tmp_path, params="    input_qos: reliable\n    queue_size: 200\n")
+    node, node_log = start(command, tmp_path / "node.log")
     viewers = {
         name: start([sys.executable, str(PEERS), "viewer", *args], tmp_path / f"{name}.log")
         for name, args in consumers.items()

@@ -36,6 +36,22 @@ SUMMARY = re.compile(
 )
 
 
+def node_command(tmp_path: Path, args: tuple[str, ...] = (), params: str = "") -> list[str]:
+    """`vdepth-node ARGS --ros-args --params-file F` on the tiny 8-frame model (bursts of 8 frames), F
+    holding range scale, a 30 s max_gap (heavy loss on a busy machine makes gaps of seconds: counted as
+    loss) and the `params` lines (indented YAML); skips where the console script is not installed."""
+    script = Path(sys.executable).parent / "vdepth-node"
+    if not script.is_file():
+        pytest.skip("vdepth-node console script not installed (pip install -e .)")
+    model = write_tiny_onnx(tmp_path, frames=8)
+    file = tmp_path / "params.yaml"
+    file.write_text(
+        f"/**:\n  ros__parameters:\n    model: {str(model)!r}\n    backend: onnxruntime\n    scale_source: range\n"
+        f"    max_gap: 30.0\n{params}"
+    )
+    return [str(script), *args, "--ros-args", "--params-file", str(file)]
+
+
 def start(cmd: list[str], log: Path) -> tuple[subprocess.Popen, Any]:
     out = log.open("w")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -116,17 +132,8 @@ def lifecycle_up(node_name: str) -> None:
 def test_three_processes_deliver_every_published_frame_and_exit_cleanly(
     tmp_path: Path, mode: str, args: list[str], namespaces: list[str]
 ) -> None:
-    script = Path(sys.executable).parent / "vdepth-node"
-    if not script.is_file():
-        pytest.skip("vdepth-node console script not installed (pip install -e .)")
-    model = write_tiny_onnx(tmp_path, frames=8)  # an 8-frame window: bursts of 8 frames
-    params = tmp_path / "params.yaml"
-    params.write_text(
-        f"/**:\n  ros__parameters:\n    model: {str(model)!r}\n    backend: onnxruntime\n    scale_source: range\n"
-        "    max_gap: 30.0\n"  # heavy loss on a busy machine makes gaps of seconds: count them as loss
-    )
     topics = [f"{ns}/depth" for ns in namespaces]
-    node, node_log = start([str(script), *args, "--ros-args", "--params-file", str(params)], tmp_path / "node.log")
+    node, node_log = start(node_command(tmp_path, tuple(args)), tmp_path / "node.log")
     viewer, viewer_log = start([sys.executable, str(PEERS), "viewer", "--topics", *topics], tmp_path / "viewer.log")
     camera, ran = None, False
     try:

@@ -23,8 +23,7 @@ import time
 from pathlib import Path
 
 import pytest
-from fakes import write_tiny_onnx
-from test_ros_deployed import PEERS, SUMMARY, interrupt, start, wait_for
+from test_ros_deployed import PEERS, SUMMARY, interrupt, node_command, start, wait_for
 
 pytestmark = pytest.mark.ros
 
@@ -36,15 +35,7 @@ def test_a_frozen_reliable_consumer_does_not_slow_the_others(tmp_path: Path, mon
     """Frozen reliable viewers of /points and /depth; a healthy one counts /depth/camera_info (small: what
     it gets is what the node publishes). The node runs on Fast DDS's default transports (UDP for large
     messages, as with RViz on another machine), where a frozen reader blocks a publish most."""
-    script = Path(sys.executable).parent / "vdepth-node"
-    if not script.is_file():
-        pytest.skip("vdepth-node console script not installed (pip install -e .)")
-    model = write_tiny_onnx(tmp_path, frames=8)
-    params = tmp_path / "params.yaml"
-    params.write_text(
-        f"/**:\n  ros__parameters:\n    model: {str(model)!r}\n    backend: onnxruntime\n    scale_source: range\n"
-        "    input_qos: reliable\n    max_gap: 30.0\n"
-    )
+    command = node_command(tmp_path, params="    input_qos: reliable\n")
     procs: list[subprocess.Popen] = []
     logs = []
 
@@ -55,7 +46,7 @@ def test_a_frozen_reliable_consumer_does_not_slow_the_others(tmp_path: Path, mon
         return proc
 
     monkeypatch.setenv("FASTDDS_BUILTIN_TRANSPORTS", "DEFAULT")  # the node only (docs/node.md, Across processes)
-    node = launch("node", [str(script), "--ros-args", "--params-file", str(params)])
+    node = launch("node", command)
     monkeypatch.delenv("FASTDDS_BUILTIN_TRANSPORTS")
     viewer = [sys.executable, str(PEERS), "viewer"]
     frozen = {
