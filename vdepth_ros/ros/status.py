@@ -171,7 +171,7 @@ class StatusReporter:
             drops, self._drops_reported = queue.dropped - self._drops_reported, queue.dropped
             # confirmed only: frames a change of the camera's rate may still explain are no WARN yet
             lost, self._lost_reported = loss.confirmed - self._lost_reported, loss.confirmed
-            out_dropped = sum(node.outputs.dropped.values())
+            out_dropped = values["outputs dropped (subscriber not taking them)"]
             out_drops, self._output_drops_reported = out_dropped - self._output_drops_reported, out_dropped
             level, message = level_for(
                 values["input rate [Hz]"],

@@ -115,9 +115,9 @@ class GlobalAligner:
         whose anchor reading is off by its smooth error would be pulled twice as hard towards it."""
         inflate = float(np.sqrt(len(indices)))
         for i in indices:
-            e = self.edges[i]
-            fit = dataclasses.replace(e.fit, scale_se=e.fit.scale_se * inflate, shift_se=e.fit.shift_se * inflate)
-            self.edges[i] = PairEdge(e.earlier, e.later, fit)
+            fit = self.edges[i].fit
+            scaled = dataclasses.replace(fit, scale_se=fit.scale_se * inflate, shift_se=fit.shift_se * inflate)
+            self.edges[i] = dataclasses.replace(self.edges[i], fit=scaled)
 
     def solve(self, anchor: int = 0) -> list[AffineFit]:
         """Per-window affines (window -> canonical scale of `anchor`) from all edges."""
