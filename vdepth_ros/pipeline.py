@@ -45,7 +45,7 @@ import numpy as np
 from vdepth_ros.config import PipelineConfig
 from vdepth_ros.errors import ConfigError, InputError
 from vdepth_ros.pipeline_offline import run_offline
-from vdepth_ros.pipeline_types import DepthFrame, FitInfo, FrameInput, PipelineStats, _Record, scale_input
+from vdepth_ros.pipeline_types import DepthFrame, FitInfo, FrameInput, PipelineStats, _Record, fit_input, scale_input
 from vdepth_ros.resize import registered_size, resize_frame, upsample, vda_working_size, working_size
 from vdepth_ros.runtime.registry import reference_inference
 from vdepth_ros.stream.align import AffineFit, FitOptions
@@ -444,7 +444,8 @@ class DepthPipeline:
         if self._stitch_output:
             disp = self._upsample_window(window, disp)
         before = (self.stitcher.degenerate_fits, self.stitcher.anchor_refreshes)
-        stitched = self.stitcher.add(window, disp, inplace=True)  # the engine's output is ours
+        fit_on = fit_input(disp, [self._records[f] for f in window.slots])
+        stitched = self.stitcher.add(window, disp, inplace=True, fit_on=fit_on)  # the engine's output is ours
         self.stats.degenerate_fits += self.stitcher.degenerate_fits - before[0]
         self.stats.anchor_refreshes += self.stitcher.anchor_refreshes - before[1]
         if self.stitcher.last_fit.degenerate and window.index > 0:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from vdepth_ros.errors import InputError
-from vdepth_ros.pipeline_types import scale_input
+from vdepth_ros.pipeline_types import fit_input, scale_input
 from vdepth_ros.stream.graph import OFFLINE_LAG, CausalGraphAligner
 from vdepth_ros.stream.stitch import StitchedFrame, Stitcher
 
@@ -71,7 +71,8 @@ def _offline_windows(
         seg = segments[-1]
         disp = pipe._infer(window, [buffer[f] for f in window.slots])
         spill.put_window(disp)
-        seg.aligner.add(window, disp)
+        fit_on = fit_input(disp, [records[seg.first_frame + f] for f in window.slots])
+        seg.aligner.add(window, disp if fit_on is None else fit_on)
         seg.windows.append(window)
 
     def close_segment() -> None:
@@ -125,7 +126,9 @@ def _offline_output(
         return pipe._depth_frame(sf, spill.record(g, records[g]))
 
     for window, fit in zip(seg.windows, fits, strict=True):
-        stitched = stitcher.add(window, spill.window(seg.first_window + window.index), affine=fit)
+        disp = spill.window(seg.first_window + window.index)
+        fit_on = fit_input(disp, [records[seg.first_frame + f] for f in window.slots])
+        stitched = stitcher.add(window, disp, affine=fit, fit_on=fit_on)
         here = [s for s in stitched if s.window == window.index]
         if here:
             pipe.scale_source.update(

@@ -148,3 +148,19 @@ def scale_input(stitched: list[StitchedFrame], records: list[_Record]) -> np.nda
         if rec.valid_fit is not None and rec.valid_fit.shape == out.shape[1:]:
             out[i][~rec.valid_fit] = np.nan
     return out
+
+
+def fit_input(window_output: np.ndarray, records: list[_Record]) -> np.ndarray | None:
+    """A window's output `(n[, C], H, W)` as its alignment fits see it: a copy with NaN where its
+    frames show no scene (`FrameInput.valid`: a rectified image's lens border, where the model's
+    made-up values follow no window's affine); None when every pixel shows the scene. Causal and
+    offline alike (`Stitcher.add(fit_on=...)`, `CausalGraphAligner.add`)."""
+    masks = [rec.valid_fit for rec in records]
+    shape = window_output.shape[-2:]
+    if all(m is None or m.shape != shape or m.all() for m in masks):
+        return None
+    out = np.array(window_output, dtype=np.float32, copy=True)
+    for i, m in enumerate(masks):
+        if m is not None and m.shape == shape:
+            out[i][..., ~m] = np.nan
+    return out

@@ -78,14 +78,22 @@ class WindowHealth:
 NO_OVERLAP = WindowHealth()
 
 
-def overlap_health(stream: list[np.ndarray], aligned: list[np.ndarray], scale_change: float = 1.0) -> WindowHealth:
-    """`WindowHealth` of aligned frames against the stream's output of the same frames."""
+def overlap_health(
+    stream: list[np.ndarray],
+    aligned: list[np.ndarray],
+    scale_change: float = 1.0,
+    fitted: list[np.ndarray] | None = None,
+) -> WindowHealth:
+    """`WindowHealth` of aligned frames against the stream's output of the same frames; with
+    `fitted` (the same frames as the fit saw them), only pixels finite there are compared."""
     if not stream:
         return WindowHealth(scale_change=scale_change)
     step = max(1, len(stream) * stream[0].size // _HEALTH_POINTS)  # subsample before copying
     a = np.concatenate([np.ravel(f)[::step] for f in stream])
     b = np.concatenate([np.ravel(f)[::step] for f in aligned])
     ok = np.isfinite(a) & np.isfinite(b) & (a > 0)
+    if fitted is not None:
+        ok &= np.isfinite(np.concatenate([np.ravel(f)[::step] for f in fitted]))
     if not ok.any():
         return WindowHealth(scale_change=scale_change)
     return WindowHealth(
@@ -216,7 +224,13 @@ class Stitcher:
 
     # -- stitching ----------------------------------------------------------------------------
     def add(
-        self, window: Window, disparity: np.ndarray, affine: AffineFit | None = None, *, inplace: bool = False
+        self,
+        window: Window,
+        disparity: np.ndarray,
+        affine: AffineFit | None = None,
+        *,
+        inplace: bool = False,
+        fit_on: np.ndarray | None = None,
     ) -> list[StitchedFrame]:
         """Stitch one window's model output.
 
@@ -228,6 +242,11 @@ class Stitcher:
             affine: use this affine instead of fitting (offline mode: the smoother's).
             inplace: the caller hands `disparity` over (e.g. a fresh engine output): align it in
                 place instead of allocating a new window array (saves ~60 % of the apply cost).
+            fit_on: the same output as the fits and the fit health should see it, NaN where a
+                frame shows no scene (`pipeline_types.fit_input`: a rectified image's lens border,
+                where a model's made-up values follow no window's affine; past half the image
+                they outvote the scene in a robust fit). Default: `disparity`. The stitched
+                values keep the model's numbers there (the pipeline masks its outputs).
 
         Returns:
             Frames in increasing index order; settled frames as "final", frames the next window
@@ -238,7 +257,10 @@ class Stitcher:
         if disp.ndim not in (3, 4) or disp.shape[0] < n:
             raise ValueError(f"window {window.index} has {n} slots, got disparity of shape {disp.shape}")
         disp = disp[:n]
-        fit = affine if affine is not None else self._fit(window, disp)
+        seen = disp if fit_on is None else np.asarray(fit_on, dtype=np.float32)[:n]
+        if seen.shape != disp.shape:
+            raise ValueError(f"fit_on has shape {seen.shape}, the window's output {disp.shape}")
+        fit = affine if affine is not None else self._fit(window, seen)
         if fit.degenerate:
             self.degenerate_fits += 1
         self.last_fit = fit
@@ -247,7 +269,7 @@ class Stitcher:
             and affine is None
             and self.anchor_refresh
             and window.index > 0
-            and not self._anchor_agrees(window, disp, fit)
+            and not self._anchor_agrees(window, seen, fit)
         )
         own = inplace and disp.flags.writeable and disp.dtype == np.float32
         aligned = fit.apply(disp, out=disp if own else None)
@@ -265,7 +287,10 @@ class Stitcher:
         change = 1.0 if self._last_scale is None else fit.scale / self._last_scale
         self._last_scale = fit.scale
         health = overlap_health(
-            [self._tail[window.slots[p]].disparity for p in overlap], [aligned[p] for p in overlap], change
+            [self._tail[window.slots[p]].disparity for p in overlap],
+            [aligned[p] for p in overlap],
+            change,
+            None if fit_on is None else [seen[p] for p in overlap],
         )
         weights = crossfade_weights(len(overlap))
         first_prov = n - window.n_provisional if window.n_provisional else n
