@@ -204,6 +204,109 @@ def test_a_depth_image_on_the_colour_input_is_unsupported() -> None:
         decode_color_image(raw_image(np.zeros((H, W), np.uint8), "nv24"))
 
 
+# -- 16-bit cameras: the significant bits -------------------------------------------------------
+BAYER16 = [f"bayer_{p}16" for p in ("rggb", "bggr", "gbrg", "grbg")]
+SIXTEEN_BIT = ["mono16", "rgb16", "bgr16", "rgba16", "bgra16", *BAYER16]
+
+
+def _picture(h: int = H, w: int = W) -> np.ndarray:
+    """A smooth, well exposed RGB picture (demosaicing blurs it by little)."""
+    vv, uu = np.mgrid[0:h, 0:w].astype(float)
+    return np.stack([40 + 3 * uu, np.full_like(uu, 150.0), 30 + 4 * vv], axis=-1).astype(np.uint8)
+
+
+def _camera_samples(rgb: np.ndarray, encoding: str, bits: int, seed: int = 0) -> np.ndarray:
+    """What a `bits`-bit camera publishes for `rgb` in `encoding`: the 8-bit picture as the top of
+    `bits` low bits, sensor noise below them (an alpha channel opaque: all 16 bits set)."""
+    layout = encoding.removesuffix("16")
+    if layout == "mono":
+        planes = rgb[..., 1]
+    elif layout.startswith("bayer_"):
+        planes = np.empty(rgb.shape[:2], np.uint8)
+        for k, c in enumerate(layout[-4:]):
+            dy, dx = divmod(k, 2)
+            planes[dy::2, dx::2] = rgb[dy::2, dx::2, "rgb".index(c)]
+    else:
+        planes = rgb if layout.startswith("rgb") else rgb[..., ::-1]
+    noise = np.random.default_rng(seed).integers(0, 2 ** (bits - 8), planes.shape)
+    samples = (planes.astype(np.uint16) << (bits - 8)) | noise.astype(np.uint16)
+    if layout.endswith("a"):
+        samples = np.dstack([samples, np.full(rgb.shape[:2], 0xFFFF, np.uint16)])
+    return np.ascontiguousarray(samples)
+
+
+@pytest.mark.parametrize("encoding", SIXTEEN_BIT)
+@pytest.mark.parametrize("bits", [10, 12, 14])
+def test_a_camera_with_fewer_than_16_bits_gives_the_model_a_well_exposed_picture(encoding: str, bits: int) -> None:
+    """A 10-, 12- or 14-bit camera publishing its samples in the low bits of a 16-bit encoding (as many
+    machine-vision and thermal drivers do) came out almost black: the top 8 of 16 bits were kept. With
+    image_bit_depth's auto default the picture the model sees is the camera's, for every 16-bit
+    encoding, and the choice is told once."""
+    picture = _picture()
+    seen = np.repeat(picture[..., 1:2], 3, axis=2) if encoding == "mono16" else picture
+    notes: list[tuple[str, str]] = []
+    assembler = FrameAssembler(report=lambda kind, message: notes.append((kind, message)))
+    for k in range(3):
+        frame = assembler.assemble(raw_image(_camera_samples(picture, encoding, bits, seed=k), encoding), k, None)
+        err = np.abs(frame.rgb.astype(int) - seen.astype(int))[2:-2, 2:-2]
+        assert err.max() <= 8, (encoding, bits, err.max())
+    assert [kind for kind, _ in notes] == ["bit_depth"], notes
+    assert f"use {bits} bits" in notes[0][1] and "image_bit_depth" in notes[0][1]
+
+
+def test_the_chosen_bit_depth_does_not_follow_a_darker_frame() -> None:
+    """Auto mode only ever raises the bit depth: a dark frame after bright ones stays dark (read
+    with the same 12 bits), so the picture does not change brightness from frame to frame; a
+    brighter sample than the bits allow raises it, once, and says so."""
+    picture = _picture()
+    notes: list[str] = []
+    assembler = FrameAssembler(report=lambda kind, message: notes.append(message))
+    assembler.assemble(raw_image(_camera_samples(picture, "mono16", 12), "mono16"), 0, None)
+    dark = _camera_samples(picture // 8, "mono16", 12)  # values below 2**9
+    frame = assembler.assemble(raw_image(dark, "mono16"), 1, None)
+    np.testing.assert_array_equal(frame.rgb[..., 0], (dark >> 4).astype(np.uint8))
+    assert len(notes) == 1
+    brighter = _camera_samples(picture, "mono16", 14)
+    frame = assembler.assemble(raw_image(brighter, "mono16"), 2, None)
+    np.testing.assert_array_equal(frame.rgb[..., 0], (brighter >> 6).astype(np.uint8))
+    assert len(notes) == 2 and "exceed 12 bits" in notes[1]
+
+
+@pytest.mark.parametrize("shift", [4, 6, 8])
+def test_samples_in_the_top_bits_keep_their_top_8_bits(shift: int) -> None:
+    """A camera (or cv_bridge) putting 10 or 12 bits in the top of the 16, even a dark frame of it,
+    is read as before: the top 8 bits."""
+    picture = _picture() // 4  # dark: its top bits are unused too
+    noise = np.random.default_rng(0).integers(0, 2 ** (8 - shift), (H, W)) << shift  # the bits below the picture
+    samples = picture[..., 1].astype(np.uint16) << 8 | noise.astype(np.uint16)
+    frame = FrameAssembler().assemble(raw_image(samples, "mono16"), 0, None)
+    np.testing.assert_array_equal(frame.rgb[..., 0], picture[..., 1])
+
+
+def test_a_fixed_image_bit_depth_is_used_as_given() -> None:
+    """image_bit_depth set: used from the first frame (no guessing), larger samples saturate; told once."""
+    picture = _picture()
+    notes: list[str] = []
+    assembler = FrameAssembler(image_bit_depth=10, report=lambda kind, message: notes.append(message))
+    for k in range(2):
+        frame = assembler.assemble(raw_image(_camera_samples(picture, "mono16", 12), "mono16"), k, None)
+        assert (
+            frame.rgb.max() == 255
+            and (frame.rgb[..., 0] == np.minimum(picture[..., 1].astype(int) * 4, 255)).mean() > 0.9
+        )
+    assert len(notes) == 1 and "10-bit" in notes[0]
+
+
+@pytest.mark.parametrize("bits", [1, 7, 17])
+def test_an_image_bit_depth_outside_8_to_16_is_refused(bits: int) -> None:
+    from vdepth_ros.errors import ConfigError
+    from vdepth_ros.node_params import ros_param_values
+
+    with pytest.raises(ConfigError, match="image_bit_depth"):
+        ros_param_values({"image_bit_depth": bits})
+    assert ros_param_values({"image_bit_depth": 12})["image_bit_depth"] == 12
+
+
 # -- the sparse-matching rule ------------------------------------------------------------------
 def test_an_image_is_decided_by_a_sample_at_or_after_it_or_the_slop() -> None:
     s: TimedSamples[str] = TimedSamples(slop_ns=100)

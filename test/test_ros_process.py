@@ -1069,3 +1069,47 @@ def test_a_driver_clock_stepping_back_a_millisecond_does_not_restart_the_stream(
     out_of_order = {stamps[k] for k in range(10, 48, 10)}
     published = [conv.stamp_to_ns(d.header.stamp) for d in depths]
     assert len(published) >= 48 - len(out_of_order) and not out_of_order & set(published[:40]), out
+
+
+def _twelve_bit_mono16(rgb: np.ndarray, header: Header) -> Image:
+    """What a 12-bit machine-vision camera publishes as mono16: values 0-4095 (the picture in bits
+    11..4, sensor noise below)."""
+    noise = np.random.default_rng(int(header.stamp.nanosec)).integers(0, 16, rgb.shape[:2])
+    return conv.image_msg((rgb[..., 1].astype(np.uint16) << 4) | noise.astype(np.uint16), "mono16", header)
+
+
+def test_a_12_bit_camera_publishing_mono16_gives_the_model_its_picture(tmp_path: Path) -> None:
+    """A 12-bit camera publishing mono16 with its samples in the low 12 bits: the node kept the top 8
+    of 16 bits (cv_bridge's rule), so the model saw an almost black picture (mean 8 of 255 here) and
+    its depth was that of a dark image. The node finds the 12 bits (image_bit_depth's auto default),
+    says so in one INFO line, and the picture the model sees (the preview's left half) is the camera's."""
+    previews: list[Image] = []
+
+    def feed(peer: Node, ex: SingleThreadedExecutor) -> None:
+        peer.create_subscription(Image, "/depth_node/depth_colormap", previews.append, qos_profile("reliable", 50))
+        frames = [(1_000_000_000 + k * 50_000_000, 160, 120, CAMERA_INFO) for k in range(24)]
+        _camera_stream(frames, lambda: len(previews) >= 8, _twelve_bit_mono16)(peer, ex)
+
+    _, out = run_node(
+        tmp_path,
+        [
+            "--ros-args",
+            "-p",
+            "publish_colormap:=true",
+            "-r",
+            "image:=/cam/image",
+            "-r",
+            "camera_info:=/cam/camera_info",
+        ],
+        {},
+        {},
+        before_feed=feed,
+        done=lambda got: True,
+    )
+    assert len(previews) >= 8, out
+    for msg in previews:
+        preview = conv.image_array(msg)
+        seen = preview[: preview.shape[0] // 2, : preview.shape[1] // 2 - 2]  # the input image, upper part
+        assert 100 < seen.mean() < 155, (seen.mean(), out)  # the camera's uniform 0-255 picture, mean 127
+    told = [line for line in out.splitlines() if "mono16 samples use 12 bits" in line]
+    assert len(told) == 1 and "[INFO]" in told[0] and "image_bit_depth" in told[0], out

@@ -79,7 +79,7 @@ ENCODINGS: dict[str, Encoding] = {
         _enc("bgr8", "u1", 3, "color", order="bgr"),
         _enc("rgba8", "u1", 4, "color", order="rgba"),
         _enc("bgra8", "u1", 4, "color", order="bgra"),
-        # 16 bits per channel (machine-vision cameras), kept to their top 8 bits
+        # 16 bits per channel (machine-vision cameras): `significant_bits` of them hold the samples
         _enc("rgb16", "u2", 3, "color", order="rgb"),
         _enc("bgr16", "u2", 3, "color", order="bgr"),
         _enc("rgba16", "u2", 4, "color", order="rgba"),
@@ -225,29 +225,41 @@ def image_fields_from_array(arr: np.ndarray, encoding: str) -> tuple[int, bytes]
     return arr.shape[1] * enc.bytes_per_pixel, arr.tobytes()
 
 
-def rgb_from_image(arr: np.ndarray, encoding: str) -> np.ndarray:
+def rgb_from_image(arr: np.ndarray, encoding: str, bit_depth: int = 16) -> np.ndarray:
     """Convert a decoded colour/mono image to `(H, W, 3)` uint8 RGB.
 
-    Accepts rgb8, bgr8, rgba8, bgra8, their 16-bit forms (rgb16...; top 8 bits kept), mono8/8UC1
-    and mono16 (top 8 bits kept), packed YUV 4:2:2 (uyvy = yuv422, yuyv = yuv422_yuy2; BT.601, as
-    cv_bridge converts them), semi-planar YUV 4:2:0 (nv12, nv21; BT.601 as OpenCV) and Bayer mosaics
-    (bayer_rggb8 ... bayer_grbg16; bilinear demosaicing, 16-bit kept to its top 8 bits). Returns
-    `arr` itself (no copy) for rgb8.
+    Accepts rgb8, bgr8, rgba8, bgra8, their 16-bit forms (rgb16...), mono8/8UC1 and mono16, packed
+    YUV 4:2:2 (uyvy = yuv422, yuyv = yuv422_yuy2; BT.601, as cv_bridge converts them), semi-planar
+    YUV 4:2:0 (nv12, nv21; BT.601 as OpenCV) and Bayer mosaics (bayer_rggb8 ... bayer_grbg16;
+    bilinear demosaicing). Returns `arr` itself (no copy) for rgb8.
+
+    Args:
+        arr: the image as `image_array_from_fields` gives it.
+        encoding: its ROS encoding.
+        bit_depth: 16-bit encodings only: how many low bits hold the samples (8-16; a 12-bit camera
+            publishing mono16 has values 0-4095); the top 8 of them are kept, larger values saturate.
+            16 (cv_bridge's rule: the top 8 bits) unless the caller knows (`significant_bits`).
 
     Raises:
         InputError: a depth or unsupported encoding was given as the colour image.
     """
     enc = get_encoding(encoding)
     if enc.kind == "depth":
+        hint = ""
+        if encoding == "16UC1":  # cv_bridge's cv2_to_imgmsg(frame) of a uint16 grey frame, without an encoding
+            hint = (
+                "; if it is a 16-bit grey camera image, not depth, have the publisher name it mono16 (e.g. "
+                "cv_bridge's cv2_to_imgmsg(frame, 'mono16'))"
+            )
         raise InputError(
             f"encoding {encoding} is a depth image, not a colour image; the 'image' input needs one of "
             f"{', '.join(COLOR_INPUT_ENCODINGS)} (remap 'image' to the colour stream, and depth to "
-            f"'sparse_depth')"
+            f"'sparse_depth'){hint}"
         )
     if enc.order in _CHANNELS:
         rgb = arr[..., _CHANNELS[enc.order]]
-        if rgb.dtype != np.uint8:  # 16-bit colour: the top 8 bits
-            return (rgb >> 8).astype(np.uint8)
+        if rgb.dtype != np.uint8:
+            return to_8bit(rgb, bit_depth)
         return arr if enc.order == "rgb" else np.ascontiguousarray(rgb)
     if enc.order in _CV2_COLOR_CODES:
         import cv2  # only for these encodings
@@ -257,9 +269,45 @@ def rgb_from_image(arr: np.ndarray, encoding: str) -> np.ndarray:
         if enc.order.startswith("bayer") and (arr.shape[0] < 2 or arr.shape[1] < 2):
             raise InputError(f"{encoding} image {arr.shape[1]}x{arr.shape[0]} is smaller than one 2x2 Bayer block")
         rgb = cv2.cvtColor(np.ascontiguousarray(arr), getattr(cv2, _CV2_COLOR_CODES[enc.order]))
-        return rgb if rgb.dtype == np.uint8 else (rgb >> 8).astype(np.uint8)
-    grey = arr if arr.dtype == np.uint8 else (arr >> 8).astype(np.uint8)
+        return rgb if rgb.dtype == np.uint8 else to_8bit(rgb, bit_depth)
+    grey = arr if arr.dtype == np.uint8 else to_8bit(arr, bit_depth)
     return np.repeat(grey[..., None], 3, axis=2)
+
+
+#: The significant bits a 16-bit camera's samples can have (its ADC), as `significant_bits` rounds them.
+SAMPLE_BIT_DEPTHS: tuple[int, ...] = (8, 10, 12, 14, 16)
+
+
+def to_8bit(samples: np.ndarray, bit_depth: int = 16) -> np.ndarray:
+    """uint8 of 16-bit `samples` whose low `bit_depth` bits hold the value: the top 8 of those bits,
+    saturating above `2**bit_depth - 1`."""
+    shift = max(0, min(int(bit_depth), 16) - 8)
+    out = samples >> shift if shift else samples
+    if shift < 8:
+        out = np.minimum(out, 255)
+    return out.astype(np.uint8)
+
+
+def significant_bits(arr: np.ndarray, encoding: str) -> tuple[int, int] | None:
+    """`(bits, largest sample)` of one 16-bit image: how many low bits its samples use, rounded up to
+    a sensor's bit depth (`SAMPLE_BIT_DEPTHS`), or None when the image cannot tell (all zero: a
+    covered lens, a dark first frame).
+
+    Many machine-vision and thermal cameras publish 10-, 12- or 14-bit samples as mono16, bayer_*16
+    or rgb16 in the *low* bits (values 0-4095 for 12 bits); others (and cv_bridge) put them in the
+    *top* bits. Samples whose low bits are never set while at least four higher ones vary are taken
+    as top-aligned: 16. A colour encoding's alpha channel is not a sample.
+    """
+    enc = get_encoding(encoding)
+    samples = arr[..., :3] if enc.channels == 4 else arr
+    used = int(np.bitwise_or.reduce(samples, axis=None))
+    if used == 0:
+        return None
+    largest = int(samples.max())
+    low_zeros = (used & -used).bit_length() - 1  # trailing zero bits of every sample
+    if low_zeros >= 2 and used.bit_length() - low_zeros >= 4:
+        return 16, largest
+    return next(b for b in SAMPLE_BIT_DEPTHS if used.bit_length() <= b), largest
 
 
 def grey_at_most(image: np.ndarray, max_width: int) -> np.ndarray:

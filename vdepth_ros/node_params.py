@@ -168,6 +168,15 @@ ROS_PARAMS: tuple[ParamSpec, ...] = (
         max=10000,
     ),
     ParamSpec(
+        "image_bit_depth",
+        0,
+        "significant bits of 16-bit images (mono16, bayer_*16, rgb16...): a 12-bit camera publishing values "
+        "0-4095 is 12, and bits 11..4 become the model's 8-bit image; 0 = auto: found from the images (low "
+        "bits used or top bits filled), only ever raised, each choice logged once at INFO",
+        min=0,
+        max=16,
+    ),
+    ParamSpec(
         "max_input_pixels",
         4096 * 4096,
         "larger images (width x height) are refused before decoding, with a rate-limited error (a 97 KB PNG "
@@ -290,6 +299,9 @@ def validate_ros_params(values: Mapping[str, Any]) -> None:
             reason = spec.validate(value)
             if reason:
                 raise ConfigError(reason)
+    bits = values.get("image_bit_depth", 0)
+    if isinstance(bits, int) and 0 < bits < 8:
+        raise ConfigError(f"image_bit_depth={bits}: a 16-bit image holds 8 to 16 significant bits (0 = auto)")
 
 
 def ros_param_values(params: Mapping[str, Any]) -> dict[str, Any]:

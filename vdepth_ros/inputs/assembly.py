@@ -34,6 +34,7 @@ from vdepth_ros.encodings import (
     image_array_from_fields,
     image_window,
     rgb_from_image,
+    significant_bits,
 )
 from vdepth_ros.errors import InputError
 from vdepth_ros.pipeline import FrameInput
@@ -44,7 +45,16 @@ from vdepth_ros.triangulate import PoseTriangulator
 DEFAULT_MAX_INPUT_PIXELS = 4096 * 4096
 
 #: Kinds passed to `report`: what was wrong, and the frame was kept.
-REPORT_KINDS = ("camera_info", "camera_info_frame", "image_frame", "distortion", "sparse", "sparse_frame", "pose")
+REPORT_KINDS = (
+    "bit_depth",
+    "camera_info",
+    "camera_info_frame",
+    "image_frame",
+    "distortion",
+    "sparse",
+    "sparse_frame",
+    "pose",
+)
 
 
 class UnsupportedImageError(InputError):
@@ -95,8 +105,60 @@ def check_input_size(msg: Any, max_pixels: int) -> None:
         )
 
 
-def decode_color_image(msg: Any, max_pixels: int = 0) -> np.ndarray:
+class SampleBitDepth:
+    """How many low bits of one camera's 16-bit samples hold the picture (the `image_bit_depth`
+    parameter): a 12-bit camera publishing mono16 (bayer_*16, rgb16...) with values 0-4095, as many
+    machine-vision and thermal drivers do, came out almost black when the top 8 of 16 bits were kept
+    (cv_bridge's rule).
+
+    Args:
+        setting: 8-16 for a camera whose bit depth the user knows; 0 = auto: found from the images
+            (`encodings.significant_bits`), only ever raised (a darker frame never lowers it, so the
+            picture does not change brightness from frame to frame), each choice told once.
+    """
+
+    def __init__(self, setting: int = 0) -> None:
+        self.setting = int(setting)
+        self.bits: int | None = self.setting or None
+        self._told = False
+        self.note: str | None = None  # what was chosen, to be told once (taken by the caller)
+
+    def bits_for(self, arr: np.ndarray, encoding: str) -> int:
+        """The bit depth to read this 16-bit image with; sets `note` (one line for the user) when it was
+        chosen or raised."""
+        if self.setting:
+            if not self._told:
+                self._told = True
+                self.note = f"{encoding} images are read as {self.setting}-bit (image_bit_depth)"
+            return self.setting
+        found = significant_bits(arr, encoding)
+        if found is None or (self.bits is not None and found[0] <= self.bits):
+            return self.bits or 16
+        previous, (self.bits, largest) = self.bits, found
+        if previous is not None:
+            what = f"exceed {previous} bits (the largest is {largest})"
+        elif self.bits == 16:
+            what = "fill 16 bits (or their top bits)"
+        else:
+            what = f"use {self.bits} bits (the largest is {largest})"
+        how = (
+            "their top 8 bits are the image"
+            if self.bits == 16
+            else f"read as {self.bits}-bit: bits {self.bits - 1}..{self.bits - 8} are the image"
+        )
+        self.note = (
+            f"{encoding} samples {what}: {how} (image_bit_depth: 0 = auto; set it to the camera's bit depth to fix it)"
+        )
+        return self.bits
+
+
+def decode_color_image(msg: Any, max_pixels: int = 0, bit_depth: SampleBitDepth | None = None) -> np.ndarray:
     """`(H, W, 3)` uint8 RGB of a duck-typed `Image` or `CompressedImage`.
+
+    Args:
+        msg: the message.
+        max_pixels: larger images are refused (0: no limit).
+        bit_depth: how 16-bit samples are read (the camera's `SampleBitDepth`; None: their top 8 bits).
 
     Raises:
         UnsupportedImageError: a depth or unknown encoding.
@@ -113,8 +175,11 @@ def decode_color_image(msg: Any, max_pixels: int = 0) -> np.ndarray:
     except InputError as err:
         raise UnsupportedImageError(str(err)) from None
     arr = image_array_from_fields(msg.encoding, msg.height, msg.width, msg.step, msg.data, msg.is_bigendian)
+    bits = 16
+    if bit_depth is not None and kind != "depth" and arr.dtype.itemsize == 2:
+        bits = bit_depth.bits_for(arr, msg.encoding)
     try:
-        return rgb_from_image(arr, msg.encoding)
+        return rgb_from_image(arr, msg.encoding, bits)
     except InputError as err:
         if kind == "depth":
             raise UnsupportedImageError(str(err)) from None
@@ -235,6 +300,7 @@ class FrameAssembler:
         rectify: undistort each image with its camera_info (the node's `rectify`).
         sparse_depth: "none", "image", "pointcloud" or "pose" (the node's `sparse_depth`).
         max_input_pixels: larger images are refused before decoding (0: no limit).
+        image_bit_depth: significant bits of 16-bit samples, 0 = auto (`SampleBitDepth`).
         report: `report(kind, message)` for problems that keep the frame (`REPORT_KINDS`).
         choose_info: how the user picks this camera's camera_info, named when the one in use is
             another camera's (the node: a remap; `vdepth-bag`: `--camera-info-topic`).
@@ -246,6 +312,7 @@ class FrameAssembler:
         rectify: bool = False,
         sparse_depth: str = "none",
         max_input_pixels: int = DEFAULT_MAX_INPUT_PIXELS,
+        image_bit_depth: int = 0,
         report: Callable[[str, str], None] | None = None,
         choose_info: str = "remap camera_info to this camera's",
     ) -> None:
@@ -253,6 +320,7 @@ class FrameAssembler:
         self.rectifier = Rectifier() if rectify else None
         self.triangulator = PoseTriangulator() if sparse_depth == "pose" else None
         self.max_input_pixels = int(max_input_pixels)
+        self.bit_depth = SampleBitDepth(image_bit_depth)
         self._report = report or (lambda kind, message: None)
         self.info: Any = None  # the camera_info the last frame used (the last good one)
         self.unfit: str | None = None  # why the last good camera_info did not fit the last frame, if not
@@ -283,7 +351,10 @@ class FrameAssembler:
         Raises:
             UnsupportedImageError, InputError: the frame cannot be used (it is dropped).
         """
-        rgb = decode_color_image(image, self.max_input_pixels)
+        rgb = decode_color_image(image, self.max_input_pixels, self.bit_depth)
+        if self.bit_depth.note:
+            self._report("bit_depth", self.bit_depth.note)
+            self.bit_depth.note = None
         raw_size = rgb.shape[:2]
         self._check_image_frame(image)
         info = self._checked_info(info, raw_size)

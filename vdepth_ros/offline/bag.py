@@ -360,6 +360,7 @@ def _frame_source(
         rectify=ros["rectify"],
         camera_info=fixed_info,
         max_input_pixels=ros["max_input_pixels"],
+        image_bit_depth=ros["image_bit_depth"],
         log_time_stamps=log_time_stamps,
     )
 

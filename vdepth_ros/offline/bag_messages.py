@@ -19,7 +19,7 @@ from rosbags.typesys import get_typestore
 
 from vdepth_ros.encodings import COLOR_INPUT_ENCODINGS, depth_from_image, get_encoding, image_array_from_fields
 from vdepth_ros.errors import InputError
-from vdepth_ros.inputs.assembly import decode_color_image
+from vdepth_ros.inputs.assembly import SampleBitDepth, decode_color_image
 from vdepth_ros.offline.atomic import disk_full_error
 from vdepth_ros.offline.bag_types import COMPRESSED, STORAGES, TYPESTORES
 from vdepth_ros.offline.errors import BagReadError, UnsupportedEncodingError
@@ -225,9 +225,9 @@ def guarded_messages(
         yield item
 
 
-def decode_color_msg(msg: Any, msgtype: str, topic: str) -> np.ndarray:
+def decode_color_msg(msg: Any, msgtype: str, topic: str, bit_depth: SampleBitDepth | None = None) -> np.ndarray:
     """`(H, W, 3)` uint8 RGB of an Image/CompressedImage message read from `topic`
-    (`inputs.assembly.decode_color_image`, as the node decodes it).
+    (`inputs.assembly.decode_color_image`, as the node decodes it; 16-bit samples by `bit_depth`).
 
     Raises:
         UnsupportedEncodingError: the encoding is not a colour/mono one (names the topic).
@@ -243,7 +243,7 @@ def decode_color_msg(msg: Any, msgtype: str, topic: str) -> np.ndarray:
                 f"topic {topic!r}: encoding {msg.encoding!r} is a {enc.kind} "
                 f"image, not a colour one; supported: {', '.join(COLOR_INPUT_ENCODINGS)}"
             )
-    return decode_color_image(msg)
+    return decode_color_image(msg, bit_depth=bit_depth)
 
 
 def decode_depth_msg(msg: Any, label: str) -> np.ndarray:

@@ -31,6 +31,7 @@ import numpy as np
 from vdepth_ros.consistency import FlowWarpingError, pair_tae
 from vdepth_ros.encodings import camera_from_info
 from vdepth_ros.errors import InputError, VdepthError
+from vdepth_ros.inputs.assembly import SampleBitDepth
 from vdepth_ros.offline.bag_messages import (
     decode_color_msg,
     decode_depth_msg,
@@ -243,13 +244,14 @@ def measure_flicker(
             chains[t].result.tae_note = note
         # 3. Stream the bag: match each depth image to the colour image nearest in stamp.
         images: OrderedDict[int, np.ndarray] = OrderedDict()
+        bit_depth = SampleBitDepth()  # a 12-bit camera's mono16 read as the node reads it (auto)
         wanted = [c for c in reader.connections if c.topic == image_topic or c.topic in chains]
         for conn, t, raw in guarded_messages(reader, wanted, paths[0]):
             msg = _deserialize(reader, raw, conn)
             if log_time_stamps:
                 restamp(msg, t)
             if conn.topic == image_topic:
-                _add_image(images, chains, msg, conn.msgtype, image_topic, slop_ns)
+                _add_image(images, chains, msg, conn.msgtype, image_topic, slop_ns, bit_depth)
             else:
                 _add_depth(images, chains[conn.topic], msg, conn.topic, slop_ns)
         # 4. Depth images still waiting for a colour image are unmatched.
@@ -296,11 +298,12 @@ def _add_image(
     msgtype: str,
     image_topic: str,
     slop_ns: int,
+    bit_depth: SampleBitDepth,
 ) -> None:
     """Hold a colour image (the last `_HELD`) and pair it with the depth images that arrived before it."""
     stamp = stamp_ns(msg.header)
     try:
-        images[stamp] = decode_color_msg(msg, msgtype, image_topic)
+        images[stamp] = decode_color_msg(msg, msgtype, image_topic, bit_depth)
     except UnsupportedEncodingError:
         raise
     except InputError:

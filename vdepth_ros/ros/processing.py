@@ -58,6 +58,7 @@ class FrameProcessor:
             rectify=params["rectify"],
             sparse_depth=params["sparse_depth"],
             max_input_pixels=params["max_input_pixels"],
+            image_bit_depth=params["image_bit_depth"],
             report=self._report,
         )
         self.flicker = FlickerMonitor(params["flicker_period"])
@@ -73,10 +74,10 @@ class FrameProcessor:
         self._stamp_clock_warned = False
 
     def _report(self, kind: str, message: str) -> None:
-        """The assembler's notes: distortion once at INFO, an input in another frame at WARN, the rest as
-        rate-limited errors."""
-        if kind == "distortion":
-            self.log.info("distortion", message)
+        """The assembler's notes: distortion once and the bit depth of 16-bit images at INFO, an input in
+        another frame at WARN, the rest as rate-limited errors."""
+        if kind in ("distortion", "bit_depth"):
+            self.log.info(kind, message)
         elif kind == "pose":
             self.log.error(
                 "pose",
