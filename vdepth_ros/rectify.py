@@ -13,9 +13,10 @@ pinhole camera `P`.
 Conventions (REP 104 / image_geometry): `R` maps the raw optical frame to the rectified one
 (identity for a monocular calibration), so metric inputs given in the raw optical frame (a sparse
 point cloud, a camera pose) are rotated by it. The outputs keep the image's `frame_id`, as
-`image_rect` does. A `CameraInfo` at a different resolution than the image (binning, a resized
-stream) is scaled to the image; the distortion coefficients act on normalised coordinates and do
-not change.
+`image_rect` does. A `CameraInfo` whose images show a region of interest of the calibrated image
+(its `roi`) or are binned is applied as image_geometry does (`encodings.image_window`), and one at
+another resolution than the image (a resized stream) is scaled to it: `K` and `P` move to the image's
+pixels, the distortion coefficients act on normalised coordinates and do not change.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import cv2
 import numpy as np
 import yaml
 
-from vdepth_ros.encodings import camera_from_info, pinhole_fields, sparse_depth_from_cloud
+from vdepth_ros.encodings import camera_from_info, image_window, pinhole_fields, sparse_depth_from_cloud
 from vdepth_ros.errors import ConfigError, InputError
 from vdepth_ros.stream.cloud import CameraModel
 
@@ -49,12 +50,12 @@ def has_distortion(info: Any) -> bool:
     return bool(np.any(_coefficients(info) != 0.0))
 
 
-def _scaled(m: np.ndarray, sx: float, sy: float) -> np.ndarray:
-    """A 3x3 camera matrix for the image resized by (sx, sy), pixel-centre convention as
-    `CameraModel.scaled`."""
+def _windowed(m: np.ndarray, x0: int, y0: int, sx: float, sy: float) -> np.ndarray:
+    """A 3x3 camera matrix for the window of the image at (x0, y0), resized by (sx, sy) (binning, a
+    resized stream): pixel-centre convention, as `CameraModel.scaled` and `encodings.camera_from_info`."""
     out = m.copy()
-    out[0, 0], out[0, 2] = m[0, 0] * sx, (m[0, 2] + 0.5) * sx - 0.5
-    out[1, 1], out[1, 2] = m[1, 1] * sy, (m[1, 2] + 0.5) * sy - 0.5
+    out[0, 0], out[0, 2] = m[0, 0] * sx, (m[0, 2] - x0 + 0.5) * sx - 0.5
+    out[1, 1], out[1, 2] = m[1, 1] * sy, (m[1, 2] - y0 + 0.5) * sy - 0.5
     return out
 
 
@@ -134,8 +135,7 @@ class Rectifier:
         `CameraInfo`, rclpy or rosbags).
 
         Raises:
-            InputError: uncalibrated `K`, an unsupported distortion model or coefficient count,
-                or a region of interest that is not the whole image.
+            InputError: uncalibrated `K`, an unsupported distortion model or coefficient count.
         """
         key = (
             str(getattr(info, "distortion_model", "") or ""),
@@ -145,6 +145,7 @@ class Rectifier:
             tuple(np.asarray(info.p, dtype=np.float64).ravel()),
             int(info.width),
             int(info.height),
+            image_window(info),
             int(width),
             int(height),
         )
@@ -166,19 +167,15 @@ def _build_view(info: Any, width: int, height: int) -> RectifiedView:
     info_w, info_h = int(info.width), int(info.height)
     if info_w <= 0 or info_h <= 0:
         raise InputError("rectify needs camera_info width and height")
-    roi = getattr(info, "roi", None)
-    if roi is not None and int(roi.width) > 0 and (int(roi.width), int(roi.height)) != (info_w, info_h):
-        raise InputError(
-            f"camera_info has a region of interest ({roi.width}x{roi.height}); rectify needs the full image"
-        )
     R = np.asarray(info.r, dtype=np.float64).reshape(3, 3)
     if not np.any(R):
         R = np.eye(3)  # an unset R (all zero) means no rectifying rotation (image_geometry)
     P = np.asarray(info.p, dtype=np.float64).reshape(3, 4)[:, :3]
     if not (P[0, 0] > 0 and P[1, 1] > 0):
         P = K  # no rectified projection given: keep the camera's own intrinsics
-    sx, sy = width / info_w, height / info_h
-    K, P = _scaled(K, sx, sy), _scaled(P, sx, sy)
+    x0, y0, shown_w, shown_h, _, _ = image_window(info)  # binning: the image is smaller than the window
+    sx, sy = width / shown_w, height / shown_h
+    K, P = _windowed(K, x0, y0, sx, sy), _windowed(P, x0, y0, sx, sy)
     camera = CameraModel(float(P[0, 0]), float(P[1, 1]), float(P[0, 2]), float(P[1, 2]), width, height)
     model = str(getattr(info, "distortion_model", "") or "plumb_bob")  # unset: OpenCV's own (radial-tangential)
     D = _coefficients(info)
