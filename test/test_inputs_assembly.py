@@ -283,6 +283,15 @@ def test_samples_in_the_top_bits_keep_their_top_8_bits(shift: int) -> None:
     np.testing.assert_array_equal(frame.rgb[..., 0], picture[..., 1])
 
 
+def test_a_10_bit_sensor_in_a_12_bit_container_is_read_as_12_bit() -> None:
+    """Samples that are all multiples of 4 below 4096 (a 10-bit ADC in a Mono12 format, 4x digital
+    gain) are not top-aligned: read as 12-bit, not as an almost black top-8-of-16."""
+    picture = _picture()
+    samples = _camera_samples(picture, "mono16", 10) << 2
+    frame = FrameAssembler().assemble(raw_image(samples, "mono16"), 0, None)
+    assert np.abs(frame.rgb[..., 0].astype(int) - picture[..., 1]).max() <= 1
+
+
 def test_a_fixed_image_bit_depth_is_used_as_given() -> None:
     """image_bit_depth set: used from the first frame (no guessing), larger samples saturate; told once."""
     picture = _picture()

@@ -295,8 +295,10 @@ def significant_bits(arr: np.ndarray, encoding: str) -> tuple[int, int] | None:
 
     Many machine-vision and thermal cameras publish 10-, 12- or 14-bit samples as mono16, bayer_*16
     or rgb16 in the *low* bits (values 0-4095 for 12 bits); others (and cv_bridge) put them in the
-    *top* bits. Samples whose low bits are never set while at least four higher ones vary are taken
-    as top-aligned: 16. A colour encoding's alpha channel is not a sample.
+    *top* bits. Samples reaching bit 13 whose two lowest bits (or more) are never set while at least
+    four above them vary are taken as top-aligned: 16 (a dark frame of a top-aligned camera is not
+    brightened); below bit 13 such samples are a 10-bit sensor in a 12-bit container, say, and read
+    by their largest. A colour encoding's alpha channel is not a sample.
     """
     enc = get_encoding(encoding)
     samples = arr[..., :3] if enc.channels == 4 else arr
@@ -305,7 +307,7 @@ def significant_bits(arr: np.ndarray, encoding: str) -> tuple[int, int] | None:
         return None
     largest = int(samples.max())
     low_zeros = (used & -used).bit_length() - 1  # trailing zero bits of every sample
-    if low_zeros >= 2 and used.bit_length() - low_zeros >= 4:
+    if low_zeros >= 2 and used.bit_length() - low_zeros >= 4 and used.bit_length() >= 14:
         return 16, largest
     return next(b for b in SAMPLE_BIT_DEPTHS if used.bit_length() <= b), largest
 
