@@ -292,6 +292,23 @@ def test_a_10_bit_sensor_in_a_12_bit_container_is_read_as_12_bit() -> None:
     assert np.abs(frame.rgb[..., 0].astype(int) - picture[..., 1]).max() <= 1
 
 
+@pytest.mark.parametrize("encoding", ["mono16", "bgr16"])
+def test_a_12_bit_camera_over_compressed_transport_gives_the_model_its_picture(encoding: str) -> None:
+    """image_transport's compressed plugin sends mono16/bgr16 images as 16-bit PNGs (format
+    "mono16; png compressed ..."): a 12-bit camera's came out almost black (OpenCV's 8-bit decoding
+    keeps the top 8 bits), as the raw images did. They are read by the same bit depth rule."""
+    picture = _picture()
+    samples = _camera_samples(picture, encoding, 12)
+    msg = SimpleNamespace(
+        format=f"{encoding}; png compressed {encoding}", data=cv2.imencode(".png", samples)[1].tobytes()
+    )
+    notes: list[str] = []
+    frame = FrameAssembler(report=lambda kind, message: notes.append(message)).assemble(msg, 0, None)
+    seen = np.repeat(picture[..., 1:2], 3, axis=2) if encoding == "mono16" else picture
+    assert np.abs(frame.rgb.astype(int) - seen).max() <= 1
+    assert len(notes) == 1 and f"{encoding} samples use 12 bits" in notes[0]
+
+
 def test_a_fixed_image_bit_depth_is_used_as_given() -> None:
     """image_bit_depth set: used from the first frame (no guessing), larger samples saturate; told once."""
     picture = _picture()

@@ -498,12 +498,15 @@ def sparse_depth_from_cloud(msg: Any, camera: CameraModel, rotation: np.ndarray 
     return depth
 
 
-def decode_compressed(data: bytes | bytearray | memoryview, fmt: str = "") -> np.ndarray:
-    """Decode a `sensor_msgs/CompressedImage` payload (jpeg/png) to `(H, W, 3)` uint8 RGB.
+def decode_compressed(data: bytes | bytearray | memoryview, fmt: str = "", keep_16bit: bool = False) -> np.ndarray:
+    """Decode a `sensor_msgs/CompressedImage` payload (jpeg/png) to `(H, W, 3)` RGB.
 
     Args:
         data: the compressed bytes.
         fmt: the message's `format` field; only used in error messages (OpenCV sniffs the codec).
+        keep_16bit: a 16-bit PNG (image_transport's compressed mono16/bgr16) stays uint16, for the
+            caller to read with its significant bits (`to_8bit`); else every image is uint8 (the top
+            8 bits of 16).
 
     Raises:
         InputError: the bytes cannot be decoded.
@@ -511,7 +514,10 @@ def decode_compressed(data: bytes | bytearray | memoryview, fmt: str = "") -> np
     import cv2  # lazy: only compressed inputs need OpenCV here
 
     buf = np.frombuffer(data, dtype=np.uint8)
-    img = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
+    flags = cv2.IMREAD_COLOR | (cv2.IMREAD_ANYDEPTH if keep_16bit else 0)
+    img = cv2.imdecode(buf, flags) if buf.size else None
+    if img is not None and img.dtype not in (np.uint8, np.uint16):  # another depth: as 8 bits
+        img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     if img is None:
         raise InputError(f"cannot decode compressed image ({buf.size} bytes, format {fmt!r}); expected jpeg or png")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)

@@ -35,6 +35,7 @@ from vdepth_ros.encodings import (
     image_window,
     rgb_from_image,
     significant_bits,
+    to_8bit,
 )
 from vdepth_ros.errors import InputError
 from vdepth_ros.pipeline import FrameInput
@@ -123,13 +124,14 @@ class SampleBitDepth:
         self._told = False
         self.note: str | None = None  # what was chosen, to be told once (taken by the caller)
 
-    def bits_for(self, arr: np.ndarray, encoding: str) -> int:
-        """The bit depth to read this 16-bit image with; sets `note` (one line for the user) when it was
-        chosen or raised."""
+    def bits_for(self, arr: np.ndarray, encoding: str, label: str | None = None) -> int:
+        """The bit depth to read this 16-bit image (`arr` in `encoding`) with; sets `note` (one line for
+        the user, naming the images `label`, default `encoding`) when it was chosen or raised."""
+        label = label or encoding
         if self.setting:
             if not self._told:
                 self._told = True
-                self.note = f"{encoding} images are read as {self.setting}-bit (image_bit_depth)"
+                self.note = f"{label} images are read as {self.setting}-bit (image_bit_depth)"
             return self.setting
         found = significant_bits(arr, encoding)
         if found is None or (self.bits is not None and found[0] <= self.bits):
@@ -147,7 +149,7 @@ class SampleBitDepth:
             else f"read as {self.bits}-bit: bits {self.bits - 1}..{self.bits - 8} are the image"
         )
         self.note = (
-            f"{encoding} samples {what}: {how} (image_bit_depth: 0 = auto; set it to the camera's bit depth to fix it)"
+            f"{label} samples {what}: {how} (image_bit_depth: 0 = auto; set it to the camera's bit depth to fix it)"
         )
         return self.bits
 
@@ -166,9 +168,13 @@ def decode_color_image(msg: Any, max_pixels: int = 0, bit_depth: SampleBitDepth 
     """
     check_input_size(msg, max_pixels)
     if is_compressed(msg):
-        rgb = decode_compressed(msg.data, msg.format)
+        rgb = decode_compressed(msg.data, msg.format, keep_16bit=bit_depth is not None)
         if max_pixels > 0 and rgb.shape[0] * rgb.shape[1] > max_pixels:  # a format without a known header
             raise InputError(f"decoded image {rgb.shape[1]}x{rgb.shape[0]} is larger than max_input_pixels")
+        if bit_depth is not None and rgb.dtype == np.uint16:  # a 16-bit PNG (compressed mono16, bgr16...)
+            # image_transport's format names the encoding first: "mono16; png compressed mono16"
+            label = str(msg.format).split(";")[0].strip() or "16-bit png"
+            rgb = to_8bit(rgb, bit_depth.bits_for(rgb, "rgb16", label))
         return rgb
     try:
         kind = get_encoding(msg.encoding).kind
