@@ -198,8 +198,10 @@ def test_oversized_images_are_refused_before_decoding() -> None:
 
 
 def test_a_depth_image_on_the_colour_input_is_unsupported() -> None:
-    with pytest.raises(UnsupportedImageError, match="16UC1 is a depth image"):
+    with pytest.raises(UnsupportedImageError, match="16UC1 is a depth image") as refused:
         decode_color_image(raw_image(np.zeros((H, W), np.uint16), "16UC1"))
+    # what cv2_to_imgmsg(frame) publishes for a 16-bit grey frame: the fix is named too
+    assert "cv2_to_imgmsg(frame, 'mono16')" in str(refused.value)
     with pytest.raises(UnsupportedImageError, match="unsupported image encoding"):
         decode_color_image(raw_image(np.zeros((H, W), np.uint8), "nv24"))
 
