@@ -186,6 +186,21 @@ def test_bgr_equals_rgb_input(tmp_path: Path) -> None:
         np.testing.assert_array_equal(a, b)
 
 
+def test_a_12_bit_mono16_bag_gives_the_depth_of_its_picture(tmp_path: Path) -> None:
+    """A bag of a 12-bit camera's mono16 (values 0-4095) gave the depth of an almost black picture;
+    vdepth-bag reads it by the node's image_bit_depth rule (auto), so its depth is the mono8 bag's."""
+    outs = []
+    for enc in ("mono8", "mono16"):
+        make_bag(tmp_path / f"in_{enc}", n=6, encoding=enc)
+        process_bag(
+            tmp_path / f"in_{enc}", tmp_path / f"out_{enc}", params=PARAMS, engine=make_engine(), mode="offline"
+        )
+        outs.append([img(m) for _, m in read_bag(tmp_path / f"out_{enc}")["/depth"]])
+    assert len(outs[0]) == len(outs[1]) == 6
+    for a, b in zip(*outs, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_copy_input_topics(tmp_path: Path) -> None:
     src = make_bag(tmp_path / "in", "mcap", n=6)
     process_bag(src, tmp_path / "out", params=PARAMS, engine=make_engine(), copy_input_topics=True, storage="sqlite3")

@@ -22,8 +22,9 @@ from vdepth_ros.triangulate import quaternion_from_matrix
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
 
-#: `write_image_bag` encodings: raw ROS encodings, or "jpeg"/"png" for `CompressedImage`.
-BAG_ENCODINGS = ("rgb8", "bgr8", "rgba8", "mono8", "jpeg", "png")
+#: `write_image_bag` encodings: raw ROS encodings, or "jpeg"/"png" for `CompressedImage`. mono16 is a
+#: 12-bit camera's: the grey image in the low 12 bits (bits 11..4), as many machine-vision drivers publish.
+BAG_ENCODINGS = ("rgb8", "bgr8", "rgba8", "mono8", "mono16", "jpeg", "png")
 
 
 def synthetic_frames(n: int, height: int = 48, width: int = 64, seed: int = 0) -> Iterator[np.ndarray]:
@@ -57,6 +58,7 @@ def _image_raw(ts: Any, rgb: np.ndarray, encoding: str, header: Any, index: int)
         "bgr8": rgb[..., ::-1],
         "rgba8": np.concatenate([rgb, np.full((h, w, 1), 255, np.uint8)], axis=2),
         "mono8": rgb.mean(axis=2).astype(np.uint8),
+        "mono16": rgb.mean(axis=2).astype(np.uint8).astype(np.uint16) << 4,
     }[encoding]
     step, data = image_fields_from_array(np.ascontiguousarray(arr), encoding)
     msg = T[IMAGE](
