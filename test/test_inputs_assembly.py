@@ -142,6 +142,20 @@ def test_a_region_of_interest_and_binning_give_the_image_its_own_intrinsics() ->
     assert "region of interest" in (camera_info_problem(outside) or "")
 
 
+def test_an_image_frame_id_with_a_leading_slash_is_named_once() -> None:
+    """A ROS 1 style frame_id ('/camera_optical': an old driver, a converted ROS 1 bag) is refused by
+    tf2 in ROS 2, so RViz could not place the outputs, which keep the image's header, without a word
+    from the node; it is named once, with the fix."""
+    reports: list[tuple[str, str]] = []
+    assembler = FrameAssembler(report=lambda kind, message: reports.append((kind, message)))
+    for k in range(3):
+        image = raw_image(np.zeros((H, W, 3), np.uint8))
+        image.header = SimpleNamespace(frame_id="/camera_optical")
+        assembler.assemble(image, k, info())
+    assert [kind for kind, _ in reports] == ["image_frame"]
+    assert "'/camera_optical' starts with '/'" in reports[0][1] and "without the /" in reports[0][1]
+
+
 def test_sparse_depth_in_another_frame_is_reported_once_and_still_used() -> None:
     """No TF lookup here: a depth image or cloud in another frame than the image (a depth camera's
     unaligned stream, a LiDAR in its own frame) is taken as registered / in the optical frame, so
@@ -156,7 +170,7 @@ def test_sparse_depth_in_another_frame_is_reported_once_and_still_used() -> None
     rgb = np.zeros((H, W, 3), np.uint8)
     depth = np.full((H, W), 2.0, np.float32)
     for k, (image_frame, depth_frame) in enumerate(
-        [("cam", "cam"), ("/cam", "cam"), ("", "depth"), ("cam", ""), ("cam", "depth"), ("cam", "depth"), ("cam", "ir")]
+        [("cam", "cam"), ("cam", "/cam"), ("", "depth"), ("cam", ""), ("cam", "depth"), ("cam", "depth"), ("cam", "ir")]
     ):
         image = with_frame(raw_image(rgb), image_frame)
         frame = assembler.assemble(image, k, info(), with_frame(raw_image(depth, "32FC1"), depth_frame))

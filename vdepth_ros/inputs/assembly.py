@@ -425,15 +425,27 @@ class FrameAssembler:
     def _check_image_frame(self, image: Any) -> None:
         """Report once an image whose header has an empty `frame_id`: the outputs carry the image's
         header, so depth, points and depth/camera_info would have no frame either, and RViz and TF
-        cannot place them (RViz says only 'Frame [] does not exist')."""
-        if self._empty_frame_noted or getattr(image, "header", None) is None or _frame_id(image):
+        cannot place them (RViz says only 'Frame [] does not exist'). And once one whose `frame_id`
+        starts with '/' (ROS 1 style: an old driver, a converted ROS 1 bag), which tf2 refuses in ROS 2
+        ("frame_ids cannot start with a '/'"), so RViz cannot place those outputs either."""
+        header = getattr(image, "header", None)
+        if self._empty_frame_noted or header is None:
+            return
+        frame = str(getattr(header, "frame_id", "") or "")
+        if frame and not frame.startswith("/"):
             return
         self._empty_frame_noted = True
+        if not frame.lstrip("/"):
+            problem = "has no frame_id, so neither have the outputs (they keep its header)"
+        else:
+            problem = (
+                f"frame_id {frame!r} starts with '/' (ROS 1 style), which tf2 refuses in ROS 2 (\"frame_ids cannot "
+                "start with a '/'\"), and the outputs keep its header"
+            )
         self._report(
             "image_frame",
-            "the image's header has no frame_id, so neither have the outputs (they keep its header) and RViz or "
-            "TF cannot place the depth and the cloud: set the camera's optical frame in the driver "
-            "(e.g. its frame_id parameter)",
+            f"the image's header {problem}: RViz or TF cannot place the depth and the cloud; set the camera's "
+            f"optical frame in the driver (e.g. its frame_id parameter{', without the /' if frame else ''})",
         )
 
     def _other_frame(self, kind: str, msg: Any, image: Any) -> tuple[str, str]:
