@@ -254,6 +254,19 @@ def test_depth_image_as_input_is_rejected_rate_limited_and_node_recovers(harness
     assert h.spin_until(lambda: len(h.got["depth"]) > 0)  # still alive and producing
 
 
+def test_each_bit_depth_the_node_chooses_is_told_even_seconds_apart(harness: Any) -> None:
+    """A 12-bit mono16 camera whose first frame is dark (lens cap, night): auto reads it as 8-bit,
+    and the next, brighter frame raises it to 12. Each choice changes the picture the model sees, so
+    each is one INFO line; the second one used to fall in the first one's rate-limit period."""
+    h = harness(RANGE)
+    rgb = frames(2)
+    h.send(rgb[0][..., 1].astype(np.uint16) >> 2, "mono16", header(0))  # dark: below 2**8
+    h.send(rgb[1][..., 1].astype(np.uint16) << 4 | 7, "mono16", header(1))
+    told = [line for line in h.log.infos if "mono16 samples" in line]
+    assert len(told) == 2 and "use 8 bits" in told[0] and "exceed 8 bits" in told[1], h.log.infos
+    assert "read as 12-bit" in told[1]
+
+
 def test_best_effort_camera_feeds_default_subscription(harness: Any) -> None:
     h = harness(RANGE, pub_qos=qos_profile_sensor_data, start_worker=True)
     for k, rgb in enumerate(frames(12)):

@@ -76,8 +76,10 @@ class FrameProcessor:
     def _report(self, kind: str, message: str) -> None:
         """The assembler's notes: distortion once and the bit depth of 16-bit images at INFO, an input in
         another frame at WARN, the rest as rate-limited errors."""
-        if kind in ("distortion", "bit_depth"):
+        if kind == "distortion":
             self.log.info(kind, message)
+        elif kind == "bit_depth":  # each choice changes the picture: its own key, so none is rate-limited away
+            self.log.info(f"{kind}:{message}", message)
         elif kind == "pose":
             self.log.error(
                 "pose",
