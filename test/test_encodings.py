@@ -177,6 +177,11 @@ def test_an_opencv_type_without_channel_order_names_the_fix() -> None:
         enc.get_encoding("8UC3")
     with pytest.raises(InputError, match=r"cv2_to_imgmsg\(frame, 'bgra8'\)"):
         enc.get_encoding("8UC4")
+    # a 16-bit frame (a 12-bit camera read with OpenCV, a 16-bit PNG): the same, with the 16-bit names
+    with pytest.raises(InputError, match=r"16UC3 does not say the channel order.*cv2_to_imgmsg\(frame, 'bgr16'\)"):
+        enc.get_encoding("16UC3")
+    with pytest.raises(InputError, match=r"cv2_to_imgmsg\(frame, 'bgra16'\)"):
+        enc.get_encoding("16UC4")
 
 
 def test_rgb_rejects_depth_with_hint():

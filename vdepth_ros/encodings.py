@@ -143,11 +143,11 @@ def get_encoding(encoding: str) -> Encoding:
         return ENCODINGS[encoding]
     except KeyError:
         hint = ""
-        if encoding in ("8UC3", "8UC4"):  # cv_bridge's cv2_to_imgmsg(frame) without an encoding ("passthrough")
+        named = {"8UC3": "bgr8", "8UC4": "bgra8", "16UC3": "bgr16", "16UC4": "bgra16"}.get(encoding)
+        if named:  # cv_bridge's cv2_to_imgmsg(frame) without an encoding ("passthrough")
             hint = (
                 f"; {encoding} does not say the channel order (image_proc refuses it too): have the publisher name it, "
-                f"e.g. cv_bridge's cv2_to_imgmsg(frame, '{'bgr8' if encoding == '8UC3' else 'bgra8'}') for an OpenCV "
-                "frame"
+                f"e.g. cv_bridge's cv2_to_imgmsg(frame, '{named}') for an OpenCV frame"
             )
         raise InputError(f"unsupported image encoding {encoding!r}{hint}; supported: {', '.join(ENCODINGS)}") from None
 
