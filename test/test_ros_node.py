@@ -319,6 +319,7 @@ def test_bundled_config_is_loadable(harness: Any, repo_root: Path) -> None:
         ({"window": 4, "overlap": 5}, "overlap must be < window"),
         ({"publish": "sometimes"}, "publish"),
         ({"min_depth": 5.0, "max_depth": 1.0}, "min_depth"),
+        ({"image_bit_depth": 4}, "image_bit_depth=4: a 16-bit image holds 8 to 16 significant bits"),
     ],
 )
 def test_invalid_parameters_are_rejected(params: dict[str, Any], match: str) -> None:
