@@ -109,6 +109,28 @@ def test_folder_matches_pipeline_and_writes_ply(tmp_path: Path) -> None:
         np.testing.assert_array_equal(pts, finite)
 
 
+def test_a_folder_of_a_12_bit_cameras_16_bit_pngs_gives_the_depth_of_its_picture(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Frames a 12-bit camera saved as 16-bit PNGs (values 0-4095, as machine-vision capture tools
+    write them) were read to their top 8 bits: the depth of an almost black picture. They are read
+    by the node's auto bit depth rule, said once, and give the depth of the 8-bit frames."""
+    eight, twelve = make_folder(tmp_path / "eight"), tmp_path / "twelve"
+    twelve.mkdir()
+    for i, rgb in enumerate(synthetic_frames(N, H, W)):
+        cv2.imwrite(str(twelve / f"frame_{i}.png"), np.ascontiguousarray(rgb[..., ::-1]).astype(np.uint16) << 4)
+    outs = {}
+    for folder in (eight, twelve):
+        with caplog.at_level(logging.INFO):
+            process_video(folder, tmp_path / f"out_{folder.name}", params={}, engine=make_engine(), formats=("npy",),
+                          depth_range=RANGE, preview=False)  # fmt: skip
+        outs[folder.name] = [np.load(p) for p in sorted((tmp_path / f"out_{folder.name}" / "depth").glob("*.npy"))]
+    assert len(outs["twelve"]) == N
+    for a, b in zip(outs["eight"], outs["twelve"], strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert sum("samples use 12 bits" in r.getMessage() for r in caplog.records) == 1
+
+
 def test_without_scale_source_writes_disparity_and_says_so(tmp_path: Path) -> None:
     s = process_video(
         make_mp4(tmp_path / "c.mp4"), tmp_path / "out", params={}, engine=make_engine(), ply=True, assume_hfov=70.0

@@ -24,6 +24,7 @@ from vdepth_ros.blas import limit_blas_threads_for_tool
 from vdepth_ros.encodings import camera_from_info
 from vdepth_ros.errors import InputError, VdepthError
 from vdepth_ros.inputs.assembly import calibration_problem
+from vdepth_ros.node_params import ros_param_values
 from vdepth_ros.offline.atomic import AtomicOutput
 from vdepth_ros.offline.errors import OfflineError
 from vdepth_ros.offline.runner import (
@@ -132,7 +133,9 @@ def process_video(
     output = AtomicOutput(output_dir, overwrite=overwrite, inputs=[input_path], replaceable=not_a_video_output)
     with (
         output as tmp,
-        VideoFrameSource(input_path, fps=fps, max_frames=max_frames) as source,
+        VideoFrameSource(
+            input_path, fps=fps, max_frames=max_frames, image_bit_depth=ros_param_values(params)["image_bit_depth"]
+        ) as source,
     ):
         # 3. The camera: a calibration file, given or assumed intrinsics, or none.
         cam = _video_camera(source, input_path, intrinsics, assume_hfov, camera_info, rectify, ply, summary)

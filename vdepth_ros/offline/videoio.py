@@ -19,7 +19,8 @@ import cv2
 import numpy as np
 
 from vdepth_ros.colormap import auto_range, preview_image, units_label
-from vdepth_ros.encodings import camera_info_fields
+from vdepth_ros.encodings import camera_info_fields, to_8bit
+from vdepth_ros.inputs.assembly import SampleBitDepth
 from vdepth_ros.offline.errors import OfflineError, VideoReadError
 
 if TYPE_CHECKING:
@@ -89,6 +90,8 @@ class VideoFrameSource:
         fps: frame rate for stamps; default: the video's own (30 for image folders or when unknown).
         camera: intrinsics at the input resolution attached to every frame (None: no clouds).
         max_frames: stop after this many frames (None: all).
+        image_bit_depth: significant bits of 16-bit image files (PNG, TIFF), 0 = auto (the node's
+            parameter, `inputs.assembly.SampleBitDepth`).
 
     Raises (on `open`):
         FileNotFoundError, VideoReadError.
@@ -101,6 +104,7 @@ class VideoFrameSource:
         fps: float | None = None,
         camera: CameraModel | None = None,
         max_frames: int | None = None,
+        image_bit_depth: int = 0,
     ) -> None:
         self.path = Path(path)
         self.requested_fps = fps
@@ -113,6 +117,7 @@ class VideoFrameSource:
         self.frames_read = 0
         self._cap: Any = None
         self._files: list[Path] = []
+        self._bit_depth = SampleBitDepth(image_bit_depth)  # 16-bit image files, as the node reads 16-bit images
 
     def open(self) -> VideoFrameSource:
         if not self.path.exists():
@@ -161,7 +166,7 @@ class VideoFrameSource:
         """(RGB or None, name, the video's own presentation time in ms or None) per input frame."""
         if self._files:
             for p in self._files:
-                img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+                img = self._read_image(p)
                 yield (None if img is None else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)), p.name, None
             return
         if self._cap is None:
@@ -173,6 +178,20 @@ class VideoFrameSource:
                 return
             yield cv2.cvtColor(img, cv2.COLOR_BGR2RGB), f"{self.path.name}#{i}", self._cap.get(cv2.CAP_PROP_POS_MSEC)
             i += 1
+
+    def _read_image(self, path: Path) -> np.ndarray | None:
+        """BGR uint8 of an image file, None if it does not decode. A 16-bit one (PNG, TIFF) is read with
+        its significant bits (`inputs.assembly.SampleBitDepth`, auto, each choice logged), not its top 8:
+        a 12-bit camera's frames saved as 16-bit PNGs were almost black (`image_bit_depth`, 0 = auto)."""
+        img = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
+        if img is not None and img.dtype == np.uint16:
+            img = to_8bit(img, self._bit_depth.bits_for(img, "bgr16", "16-bit image"))
+            if self._bit_depth.note:
+                log.info("%s", self._bit_depth.note)
+                self._bit_depth.note = None
+        elif img is not None and img.dtype != np.uint8:  # float (EXR, float TIFF): as OpenCV reads it to 8 bits
+            img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        return img
 
     def _stamps(self) -> Iterator[tuple[int, np.ndarray | None, str, int]]:
         """(index, RGB or None, name, stamp ns) per input frame: a video's own frame times unless `fps`
