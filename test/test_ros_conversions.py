@@ -12,6 +12,7 @@ from std_msgs.msg import Header
 
 from vdepth_ros.encodings import unpack_rgb_float
 from vdepth_ros.errors import InputError
+from vdepth_ros.inputs.assembly import decode_color_image, decode_depth_image
 from vdepth_ros.ros import conversions as conv
 from vdepth_ros.stream.cloud import CameraModel
 
@@ -43,7 +44,7 @@ def test_rgb_from_image_msgs_survive_serialization(encoding: str):
         "rgba8": np.dstack([rgb, np.zeros((48, 64), np.uint8)]),
     }[encoding]
     msg = deserialize_message(serialize_message(_image(np.ascontiguousarray(src), encoding)), Image)
-    out = conv.rgb_from_msg(msg)
+    out = decode_color_image(msg)
     expect = np.repeat(rgb[..., 1:2], 3, axis=2) if encoding == "mono8" else rgb
     np.testing.assert_array_equal(out, expect)
 
@@ -58,7 +59,7 @@ def test_camera_native_encodings_survive_serialization(encoding: str):
         src = rgb[..., 1].copy()
         src[0::2, 0::2], src[1::2, 1::2] = rgb[0::2, 0::2, 0], rgb[1::2, 1::2, 2]
     msg = deserialize_message(serialize_message(_image(np.ascontiguousarray(src), encoding)), Image)
-    out = conv.rgb_from_msg(msg)
+    out = decode_color_image(msg)
     assert out.shape == rgb.shape and out.dtype == np.uint8
     assert np.median(np.abs(out.astype(int) - rgb.astype(int))) <= 8
 
@@ -66,14 +67,14 @@ def test_camera_native_encodings_survive_serialization(encoding: str):
 def test_depth_image_is_rejected_as_colour():
     msg = _image(np.zeros((4, 4), np.uint16), "16UC1")
     with pytest.raises(InputError, match="16UC1 is a depth image"):
-        conv.rgb_from_msg(msg)
+        decode_color_image(msg)
 
 
 def test_truncated_buffer_is_rejected():
     msg = _image(np.zeros((4, 4, 3), np.uint8), "rgb8")
     msg.height = 400  # lies about its size: must not crash or over-read
     with pytest.raises(InputError, match="needs"):
-        conv.rgb_from_msg(msg)
+        decode_color_image(msg)
 
 
 def test_compressed():
@@ -82,7 +83,7 @@ def test_compressed():
     _, png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     msg = CompressedImage(header=_header(), format="png")
     msg.data = png.tobytes()
-    np.testing.assert_array_equal(conv.rgb_from_msg(msg), rgb)
+    np.testing.assert_array_equal(decode_color_image(msg), rgb)
 
 
 def test_camera_from_info_prefers_p_and_rejects_uncalibrated():
@@ -123,9 +124,9 @@ def test_sparse_depth_from_cloud_projects_nearest():
     assert np.isfinite(depth).sum() == 2  # behind-camera and out-of-image points ignored
 
 
-def test_depth_from_msg_units():
+def test_depth_image_units():
     msg = _image(np.array([[0, 2500]], np.uint16), "16UC1")
-    d = conv.depth_from_msg(msg)
+    d = decode_depth_image(msg)
     assert np.isnan(d[0, 0])
     assert d[0, 1] == pytest.approx(2.5)
 

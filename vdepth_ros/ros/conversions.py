@@ -10,7 +10,7 @@ import array
 
 import numpy as np
 from builtin_interfaces.msg import Time
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
 from vdepth_ros import encodings as enc
@@ -38,22 +38,6 @@ def copy_header(header: Header) -> Header:
 def image_array(msg: Image) -> np.ndarray:
     """The pixels of an `Image` in its own encoding (zero-copy when rows are unpadded)."""
     return enc.image_array_from_fields(msg.encoding, msg.height, msg.width, msg.step, msg.data, msg.is_bigendian)
-
-
-def rgb_from_msg(msg: Image | CompressedImage) -> np.ndarray:
-    """`(H, W, 3)` uint8 RGB from a raw or compressed image.
-
-    Raises:
-        InputError: unsupported encoding (e.g. a 16UC1 depth image on the colour input) or bad buffer.
-    """
-    if isinstance(msg, CompressedImage):
-        return enc.decode_compressed(msg.data, msg.format)
-    return enc.rgb_from_image(image_array(msg), msg.encoding)
-
-
-def depth_from_msg(msg: Image) -> np.ndarray:
-    """`(H, W)` float32 metres (NaN invalid) from a `16UC1`/`32FC1` depth image."""
-    return enc.depth_from_image(image_array(msg), msg.encoding)
 
 
 #: Shared with the offline tools (ROS-free, duck-typed on the message fields).
@@ -134,14 +118,12 @@ __all__ = [
     "cloud_msg",
     "colormap_msg",
     "copy_header",
-    "depth_from_msg",
     "image_array",
     "image_msg",
     "info_msg",
     "info_signature",
     "ns_to_stamp",
     "pose_from_msg",
-    "rgb_from_msg",
     "sparse_depth_from_cloud",
     "stamp_to_ns",
 ]
