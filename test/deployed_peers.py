@@ -1,14 +1,19 @@
 """The other processes of test_ros_deployed.py: a camera driver and a viewer (RViz's QoS).
 
     python deployed_peers.py camera --namespaces /front /rear --seconds 20 --rate 15 [--reliable]
+        [--pause-after N --pause S]
     python deployed_peers.py viewer --topics /depth /depth/camera_info /points [--depth 16] [--best-effort]
+        [--arrivals]
 
 The camera publishes 640x480 rgb8 + camera_info (SensorData QoS, as most drivers, unless
 --reliable), once the node listens, and prints {"sent": n} when done; several cameras publish in
-turn. The viewer subscribes as RViz does (reliable, volatile) with depth 16 (docs/node.md: two
-windows), each topic with its type (`.../camera_info` CameraInfo, `.../points` PointCloud2, else
-Image), prints "matched" once every topic has a publisher, and on SIGINT prints
-{"<topic>": [stamps...]} and exits 0.
+turn. With --pause-after N it stops for S seconds after N frames, as a stalled driver does (the
+stamps, on the camera's clock, jump by the pause), and also prints "pause_start" and "pause_end"
+(time.monotonic(), shared by the processes of one machine). The viewer subscribes as RViz does
+(reliable, volatile) with depth 16 (docs/node.md: two windows), each topic with its type
+(`.../camera_info` CameraInfo, `.../points` PointCloud2, else Image), prints "matched" once every
+topic has a publisher, and on SIGINT prints {"<topic>": [stamps...]} (with --arrivals
+[[stamp, time.monotonic() at arrival]...]) and exits 0.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import argparse
 import json
 import sys
 import time
+from typing import Any
 
 import numpy as np
 import rclpy
@@ -50,9 +56,16 @@ def camera(args: argparse.Namespace) -> None:
     n = int(args.seconds * args.rate)
     start, t0 = time.monotonic(), 1_000_000_000
     slots = len(pubs)  # several cameras publish in turn, as separate drivers would, not back to back
+    report: dict[str, float] = {}
     for tick in range(n * slots):
         k, (image_pub, info_pub) = tick // slots, pubs[tick % slots]
-        stamp = conv.ns_to_stamp(t0 + round(k * 1e9 / args.rate))
+        if args.pause_after and tick == args.pause_after * slots:
+            report["pause_start"] = time.monotonic()
+            time.sleep(args.pause)
+            report["pause_end"] = time.monotonic()
+            start += args.pause
+        paused = args.pause if args.pause_after and k >= args.pause_after else 0.0
+        stamp = conv.ns_to_stamp(t0 + round(k * 1e9 / args.rate + paused * 1e9))
         msg = images[k % len(images)]
         msg.header.stamp, msg.header.frame_id = stamp, "camera_optical"
         image_pub.publish(msg)
@@ -61,7 +74,7 @@ def camera(args: argparse.Namespace) -> None:
         info_pub.publish(info)
         time.sleep(max(0.0, start + (tick + 1) / (args.rate * slots) - time.monotonic()))
     time.sleep(0.5)
-    print(json.dumps({"sent": n}), flush=True)
+    print(json.dumps({"sent": n, **report}), flush=True)
     node.destroy_node()
     rclpy.shutdown()
 
@@ -76,11 +89,13 @@ def viewer(args: argparse.Namespace) -> None:
     node = Node("viewer")
     reliability = ReliabilityPolicy.BEST_EFFORT if args.best_effort else ReliabilityPolicy.RELIABLE
     qos = QoSProfile(depth=args.depth, reliability=reliability)
-    got: dict[str, list[int]] = {topic: [] for topic in args.topics}
-    subs = [
-        node.create_subscription(_type(t), t, lambda m, t=t: got[t].append(conv.stamp_to_ns(m.header.stamp)), qos)
-        for t in args.topics
-    ]
+    got: dict[str, list[Any]] = {topic: [] for topic in args.topics}
+
+    def take(topic: str, msg: Any) -> None:
+        stamp = conv.stamp_to_ns(msg.header.stamp)
+        got[topic].append([stamp, time.monotonic()] if args.arrivals else stamp)
+
+    subs = [node.create_subscription(_type(t), t, lambda m, t=t: take(t, m), qos) for t in args.topics]
     matched = False
     try:
         while rclpy.ok():
@@ -101,10 +116,13 @@ def main() -> None:
     cam.add_argument("--seconds", type=float, default=20.0)
     cam.add_argument("--rate", type=float, default=15.0)
     cam.add_argument("--reliable", action="store_true")
+    cam.add_argument("--pause-after", type=int, default=0, help="pause after this many frames (0: none)")
+    cam.add_argument("--pause", type=float, default=0.0, help="seconds of the pause")
     view = sub.add_parser("viewer")
     view.add_argument("--topics", nargs="+", required=True)
     view.add_argument("--depth", type=int, default=16)
     view.add_argument("--best-effort", action="store_true", help="as RViz's DepthCloud display by default")
+    view.add_argument("--arrivals", action="store_true", help="record each message's arrival time too")
     args = p.parse_args()
     camera(args) if args.role == "camera" else viewer(args)
 

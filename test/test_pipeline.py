@@ -86,6 +86,46 @@ def test_causal_stitching_recovers_truth_up_to_one_global_affine(engine):
     assert final[5].meta == ("m", 5)
 
 
+ENGINES = [
+    lambda: AffineCorruptingEngine(frames=8, overlap=3),
+    lambda: AffineCorruptingEngine(frames=13, overlap=4, frames_rule="4n+1", seed=1),
+    lambda: AffineCorruptingEngine(frames=16, overlap=6, keyframes=(0, 6, 12, 13, 14, 15), alignment="keyframe"),
+    lambda: AffineCorruptingEngine(frames=16, overlap=6, keyframes=(0, 6, 12, 13, 14, 15), alignment="graph"),
+    lambda: AffineCorruptingEngine(frames=8, overlap=3, alignment="graph", seed=3),
+]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("policy", ["provisional", "final", "both"])
+def test_a_paused_camera_gets_its_held_frames_now_and_the_stream_goes_on(engine, policy):
+    """A camera that pauses between windows (bursts of 1-13 frames, each followed by a pause): the
+    early window publishes every frame the pause left waiting for a window ("provisional": all of
+    them; "final"/"both": all but the ones the next window revises), and the stream goes on after
+    it: no restart, every frame once (each policy's rule), alignment as good as without pauses."""
+    frames = _frames(47)
+    pipe = DepthPipeline(_config(publish=policy), engine())
+    out, k = [], 0
+    for burst in (3, 2, 9, 1, 6, 13, 2, 11):
+        for f in frames[k : k + burst]:
+            out += pipe.push(f)
+        k += burst
+        early = pipe.early_window()
+        out += early
+        main = [f.index for f in out if policy != "both" or f.status == "final"]
+        if policy == "provisional":
+            assert pipe.held == 0 and sorted(main) == list(range(k))  # nothing waits for the camera
+        else:
+            assert pipe.held <= pipe.scheduler.interp and set(range(k - pipe.held)) <= set(main)
+        assert pipe.early_window() == []  # nothing new since: no second window
+    out += pipe.flush()
+    assert pipe.stats.resets == 0
+    main = [f for f in out if policy != "both" or f.status == "final"]
+    assert sorted(f.index for f in main) == list(range(47))  # each once on the main topics
+    final = _latest(out, 47)
+    pred = np.stack([f.disparity for f in final])
+    assert _global_affine_error(pred, _truth(frames)) < 1e-4
+
+
 def test_publish_policies():
     frames = _frames(30)
     results = {}

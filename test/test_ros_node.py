@@ -371,6 +371,79 @@ def test_resets_are_logged_once_each(harness: Any) -> None:
     assert h.node.log.errors == 0
 
 
+def test_a_pause_is_measured_in_frame_periods_of_the_images_arrival(harness: Any) -> None:
+    """`pause_flush: 0` (auto): 4 periods of the images' arrival on the node's clock (not of their
+    stamps: a bag played at half speed arrives at half the rate; a slow-motion replay must not count
+    every frame as a pause), at least 0.2 s, at most max_gap; an earlier pause is no period."""
+    h = harness({**RANGE, "max_gap": 1.0})
+    intake, proc = h.node.intake, h.node.processor
+    assert proc.pause_after_s() == 0.5  # nothing arrived yet
+    for k in range(10):
+        intake._note_arrival(k * PERIOD_NS)
+    assert proc.pause_after_s() == pytest.approx(4 * PERIOD_NS / 1e9)
+    intake._note_arrival(9 * PERIOD_NS + 3_000_000_000)  # a pause: not a period
+    assert proc.pause_after_s() == pytest.approx(4 * PERIOD_NS / 1e9)
+    for k in range(30):  # the same stamps played at half speed
+        intake._note_arrival(9 * PERIOD_NS + 3_000_000_000 + (k + 1) * 2 * PERIOD_NS)
+    assert proc.pause_after_s() == pytest.approx(8 * PERIOD_NS / 1e9)
+    for k in range(30):  # at 100 Hz: at least 0.2 s; at 2 Hz: at most max_gap
+        intake._note_arrival(20_000_000_000 + k * 10_000_000)
+    assert proc.pause_after_s() == 0.2
+    for k in range(30):
+        intake._note_arrival(30_000_000_000 + k * 500_000_000)
+    assert proc.pause_after_s() == 1.0
+    h.node.p["pause_flush"] = 0.7
+    assert proc.pause_after_s() == 0.7
+
+
+@pytest.mark.parametrize("publish", ["provisional", "final"])
+def test_a_paused_camera_gets_its_held_frames_published_during_the_pause(harness: Any, publish: str) -> None:
+    """A camera that pauses (a driver stall, an exposure change) left the frames waiting for the next
+    window unpublished until it resumed, and then they came out late with their old stamps. Now,
+    `pause_flush` (auto: 4 of the camera's frame periods) after the last image they are published
+    (the stream goes on: no restart, each frame once); frames the "final" policy still holds go out
+    when the pause reaches max_gap, as the stream ends, and the camera's next image after that is
+    not counted as a second restart. Time here is the node's clock, set by hand."""
+    h = harness({**RANGE, "publish": publish, "max_gap": 3.0})
+    node, proc = h.node, h.node.processor
+    rgbs = frames(30)
+    for k in range(15):  # windows at frames 8 and 13 (8 frames, overlap 3): frames 13 and 14 wait
+        h.send(rgbs[k], "rgb8", header(k))
+    before = node.pipeline.held
+    assert before >= 2 and h.spin_until(lambda: len(h.got["depth"]) == 15 - before)
+    last, pause = node.intake.last_image_ns, proc.pause_after_s()
+    assert 0.2 <= pause <= 3.0  # 4 periods of the images' arrival here, within its bounds
+    for idle_s in (0.1, pause - 0.01):
+        proc._now_ns = lambda idle_s=idle_s: last + int(idle_s * 1e9)
+        proc.on_idle()
+        h.spin(0.2)
+        assert len(h.got["depth"]) == 15 - before  # not paused yet
+    proc._now_ns = lambda: last + int((pause + 0.01) * 1e9)
+    proc.on_idle()
+    proc.on_idle()  # once per pause
+    held = node.pipeline.held
+    assert h.spin_until(lambda: len(h.got["depth"]) == 15 - held)
+    stamps = [conv.stamp_to_ns(m.header.stamp) for m in h.got["depth"]]
+    assert stamps == [stamp(k) for k in range(15 - held)]  # each frame once, with its own stamp
+    assert publish == "final" or held == 0
+    assert node.diagnostics_values()["pause flushes"] == 1 and proc.resets == {}
+    if publish == "final":  # the provisional frames wait for the next window, or for max_gap
+        assert held == 3
+        proc._now_ns = lambda: last + int(3.05 * 1e9)
+        proc.on_idle()
+        assert h.spin_until(lambda: len(h.got["depth"]) == 15) and proc.resets == {"pause": 1}
+        resume = 15 + 60  # the camera comes back 4 s later: the stream restarted already
+    else:
+        resume = 15  # the camera comes back: the same stream goes on
+    proc._now_ns = lambda: node.get_clock().now().nanoseconds
+    for k in range(15, 30):
+        h.send(rgbs[k], "rgb8", header(k + resume - 15))
+    assert proc.resets == ({"pause": 1} if publish == "final" else {})
+    assert node.pipeline.stats.resets == len(proc.resets)
+    stamps = [conv.stamp_to_ns(m.header.stamp) for m in h.got["depth"]]
+    assert len(stamps) == len(set(stamps)) and stamps == sorted(stamps)
+
+
 def test_publish_both_uses_separate_topics(harness: Any) -> None:
     h = harness({**RANGE, "publish": "both"}, topics=("depth", "provisional/depth"))
     for k, rgb in enumerate(frames(20)):
@@ -693,7 +766,7 @@ def test_a_subscriber_that_holds_up_one_output_holds_up_nothing_else(harness: An
             h.pub_image.publish(conv.image_msg(rgb, "rgb8", header(k)))
             h.pub_info.publish(CameraInfo(header=header(k), width=W, height=H, k=K))
             h.spin(0.03)
-        n = len(reference(rgbs, RANGE))
+        n = len(rgbs)  # every frame: the last ones when the camera pauses after them (pause_flush)
         healthy = ("depth", "disparity", "depth/camera_info")
         assert h.spin_until(lambda: all(len(h.got[t]) >= n for t in healthy), timeout=30), len(h.got["depth"])
         h.spin(0.1)

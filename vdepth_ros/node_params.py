@@ -186,6 +186,16 @@ ROS_PARAMS: tuple[ParamSpec, ...] = (
     ),
     ParamSpec("skip_when_unsubscribed", True, "skip inference while no output topic has a subscriber", dynamic=True),
     ParamSpec("max_gap", 1.0, "a larger gap between input stamps resets the stream [s]", min=0.0, max=3600.0),
+    ParamSpec(
+        "pause_flush",
+        0.0,
+        "after this long without an image (a camera that paused) the frames held for the next window are "
+        "inferred and published at once, with their own stamps; the stream goes on when the camera resumes [s]; "
+        "0 = auto: 4 of the camera's frame periods as its images arrive, at least 0.2 s (0.5 s until the rate is "
+        "known), at most max_gap",
+        min=0.0,
+        max=3600.0,
+    ),
     ParamSpec("publish_colormap", False, "publish ~/depth_colormap (bgr8, for viewing)", dynamic=True),
     ParamSpec(
         "colormap_min",

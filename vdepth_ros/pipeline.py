@@ -309,6 +309,33 @@ class DepthPipeline:
         self._release()
         return out
 
+    def early_window(self) -> list[DepthFrame]:
+        """A camera that paused: run a window over the frames held for the next one now (shaped as
+        the end of a stream's window, `WindowScheduler.early_window`), without ending the stream;
+        returns the frames that became available (none when no frame is waiting for a window).
+        The stream goes on with the next `push` as after any window. As in `push`, an engine error
+        resets the stream and propagates."""
+        window = self.scheduler.early_window()
+        if window is None:
+            return []
+        try:
+            out = self._select(self._run_window(window))
+        except Exception as err:
+            self.reset(f"window failed: {type(err).__name__}: {err}")
+            raise
+        self._release()
+        return out
+
+    @property
+    def held(self) -> int:
+        """Frames pushed whose output the `publish` policy still holds back: frames waiting for a
+        window, and with "final" or "both" the provisional frames the next window will revise (a
+        `flush` outputs them all)."""
+        waiting = self.scheduler.n_frames - 1 - self._last_emitted
+        if self.config.publish == "both":
+            waiting += len(self.stitcher.pending)
+        return max(0, waiting)
+
     def flush(self) -> list[DepthFrame]:
         """End of stream: run the last (partial) window, settle all provisional frames as final.
 

@@ -5,8 +5,9 @@ Exit status: 0 after SIGINT/SIGTERM (what a launch system sends), 2 when the nod
 
 Shutdown is ordered so nothing publishes into a dead context (rclpy's own SIGINT handler shuts the
 context down at once, while the worker may be publishing a window): rclpy's handlers are off, and
-on a signal the process stops taking input, lets the worker finish the window in progress (or
-abandons it after a few seconds), then destroys the nodes, the executor and the context. A signal
+on a signal the process stops taking input, lets the worker finish the frames queued and publish
+every frame the stream holds, as at the end of a bag (or abandons them after a few seconds, or at a
+second signal), then destroys the nodes, the executor and the context. A signal
 before that, while the model loads and warms up, stops the start-up at once (exit 0, one line);
 during the imports before this module runs, `vdepth_ros.ros.entry` does the same.
 """
@@ -74,13 +75,16 @@ class ShutdownRequest:
 
     While `starting` (the model loads and warms up in the main thread, which can take many seconds
     for a large model, longer than a launch system waits before it escalates to SIGKILL) a signal
-    instead raises `StartupInterrupted`: nothing is published yet, so nothing needs an ordered stop."""
+    instead raises `StartupInterrupted`: nothing is published yet, so nothing needs an ordered stop.
+    A second signal while the nodes stop (they publish what the stream holds, for a few seconds at
+    most) stops them at once: nothing more is published or waited for (`hurry_up`)."""
 
     def __init__(self) -> None:
         self.event = threading.Event()
         self.executor: Any = None
         self.signal: str | None = None
         self.starting = True
+        self.nodes: list[Any] = []
 
     def install(self) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -88,6 +92,10 @@ class ShutdownRequest:
 
     def _handle(self, signum: int, frame: Any) -> None:
         self.signal = signal.Signals(signum).name
+        if self.event.is_set() and not self.starting:  # the second: no more waiting
+            for node in self.nodes:
+                if hasattr(node, "hurry_up") and getattr(node, "_configured", False):
+                    node.hurry_up()
         self.event.set()
         if self.starting:
             self.starting = False  # a second signal while unwinding only sets the flag
@@ -176,6 +184,7 @@ def run(args: list[str] | None = None) -> int:
             nodes[0].get_logger().info(transport)
         for warning in unused_params_file_sections(params_files(argv), [n.get_fully_qualified_name() for n in nodes]):
             nodes[0].get_logger().warning(warning)
+        shutdown.nodes = nodes
         shutdown.starting = False
         _spin(nodes, shutdown)
     except StartupInterrupted as stop:

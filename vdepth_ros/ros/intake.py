@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -123,6 +124,8 @@ class InputSide:
     def _restart_stream_state(self) -> None:
         self._last_stamp: int | None = None
         self._paused = True  # nothing received yet: the first image has no previous input
+        self.last_image_ns: int | None = None  # the node's clock when the last image taken arrived
+        self._arrival_gaps: deque[int] = deque(maxlen=30)  # between the images taken, on the node's clock
 
     # -- subscriptions -----------------------------------------------------------------------
     def subscribe(self) -> str:
@@ -257,6 +260,7 @@ class InputSide:
             self._paused = True  # the stream restarts by its own gap rule when output is wanted again
             return
         self._watchdog.input()
+        self._note_arrival(self._node.get_clock().now().nanoseconds)
         with self._lock:
             last = self._last_stamp
             previous, self._paused = (None if self._paused else last), False
@@ -274,6 +278,19 @@ class InputSide:
         with self._lock:
             pairs = self.sync.add_image(stamp, (msg, now, previous))
         self._enqueue(pairs)
+
+    def _note_arrival(self, now_ns: int) -> None:
+        last, self.last_image_ns = self.last_image_ns, now_ns
+        gap = now_ns - last if last is not None else -1
+        if gap >= 0 and (self.p["max_gap"] <= 0 or gap <= self.p["max_gap"] * 1e9):  # a pause is no period
+            self._arrival_gaps.append(gap)
+
+    @property
+    def arrival_period_ns(self) -> float | None:
+        """The mean time between the images taken (the last 30, pauses longer than `max_gap` left out),
+        on the node's clock: the camera's period as this node sees it (a bag played at half speed
+        arrives at half the rate its stamps say). None until 5 gaps were seen."""
+        return sum(self._arrival_gaps) / len(self._arrival_gaps) if len(self._arrival_gaps) >= 5 else None
 
     def _count_loss(self, stamp: int) -> None:
         missing = self.loss.add(stamp)

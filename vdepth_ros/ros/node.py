@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -43,7 +44,7 @@ from vdepth_ros.ros.worker import RateLimitedLog, SupervisedWorker
 from vdepth_ros.runtime.shared import EnginePool, SharedEngine
 
 NODE_NAME = "depth_node"
-_CLOSE_JOIN_S = 5.0  # at process exit, wait this long for a window in progress
+_CLOSE_JOIN_S = 5.0  # at process exit, wait this long for the queued frames and the stream's last window
 _DRAIN_S = 2.0  # then this long for the outputs still pending (a subscriber that holds one up: counted)
 _NAME_TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # one part of a ROS 2 namespace
 
@@ -200,6 +201,7 @@ class _DepthNodeCore:
             self.get_logger().warning(unknown)
         self.worker: SupervisedWorker | None = None
         self.diag_timer = None
+        self.hurry = threading.Event()  # a second signal: stop waiting for anything
         self._configured = True
         loaded_here = self._owns_engine or engine_pool is not None
         if not self._configures:
@@ -225,7 +227,13 @@ class _DepthNodeCore:
         self.processor.stop.clear()
         self.watchdog.restart()
         self.status.restart()
-        self.worker = SupervisedWorker(self.intake.queue, self.processor.process, self.processor.on_error)
+        self.worker = SupervisedWorker(
+            self.intake.queue,
+            self.processor.process,
+            self.processor.on_error,
+            on_idle=self.processor.on_idle,
+            on_end=self.processor.end_stream,
+        )
         if start_worker:
             self.worker.start()
         # on the steady clock, not the node's: under use_sim_time a paused bag, or one played without
@@ -244,22 +252,33 @@ class _DepthNodeCore:
         if self._active:
             self.intake.unsubscribe()
 
+    def hurry_up(self) -> None:
+        """A second SIGINT/SIGTERM: stop at once; nothing more is published or waited for."""
+        self.hurry.set()
+        self.processor.stop.set()
+
     def _deactivate(self, restart_stream: bool = True, join_timeout: float | None = None) -> None:
-        """Stop taking input: subscriptions and timer gone, worker stopped (what is queued is
-        discarded; a window in progress is finished first, waiting at most `join_timeout`, None =
-        as long as it takes) and, with `restart_stream`, the stream restarted so a later
-        activation starts clean."""
+        """Stop taking input: subscriptions and timer gone, then the end of the stream: the worker
+        processes what is queued and publishes every frame the stream holds (`FrameProcessor.end_stream`,
+        as the end of a bag), waiting at most `join_timeout` (None = as long as it takes) or until
+        `hurry_up`; what is left then is abandoned. One log line says which. With `restart_stream`
+        the stream is restarted so a later activation starts clean."""
         self._active = False
+        queued = len(self.intake.queue)
         self.intake.unsubscribe()
         if self.worker is not None:
-            if not self.worker.join(timeout=join_timeout):  # the window in progress is finished and published
-                self.processor.stop.set()  # or abandoned: nothing is published after this
-                self.get_logger().warning(f"the worker is still inside a window after {join_timeout} s; abandoned")
+            t0 = time.monotonic()
+            finished = self.worker.finish(timeout=join_timeout, hurry=self.hurry)
+            if not finished:
+                self.processor.stop.set()  # the window in progress is abandoned: nothing is published after this
+            self._log_end(queued, finished, time.monotonic() - t0, join_timeout)
             self.worker = None
         if not restart_stream:  # shutting down: what was published reaches reliable subscribers first
             self.processor.stop.set()
-            self.outputs.stop(timeout_s=_DRAIN_S)  # what is pending goes out, or is counted as dropped
-            self.outputs.wait_for_acks(timeout_s=1.0)
+            drain = 0.0 if self.hurry.is_set() else _DRAIN_S
+            self.outputs.stop(timeout_s=drain, hurry=self.hurry)  # what is pending goes out, or counted as dropped
+            if not self.hurry.is_set():
+                self.outputs.wait_for_acks(timeout_s=1.0, hurry=self.hurry)
         else:
             self.outputs.drain(timeout_s=_DRAIN_S)
         if self.diag_timer is not None:
@@ -267,6 +286,22 @@ class _DepthNodeCore:
             self.diag_timer = None
         if restart_stream:
             self.processor.new_stream()
+
+    def _log_end(self, queued: int, finished: bool, seconds: float, timeout: float | None) -> None:
+        """One line at the end of the input, when anything was queued or held: published, or abandoned."""
+        if not finished:
+            why = "a second signal" if self.hurry.is_set() else f"not done within {timeout} s"
+            self.get_logger().warning(
+                f"input stopped: abandoned the frames still queued and the ones the stream held for its next "
+                f"window ({why}); {queued} were queued"
+            )
+            return
+        held = self.processor.ended[0] if self.processor.ended else 0
+        if queued or held:
+            self.get_logger().info(
+                f"input stopped: processed the {queued} queued frame(s), then published the {held} frame(s) the "
+                f"stream still held, as at the end of a bag ({seconds:.2f} s)"
+            )
 
     def _cleanup(self) -> None:
         """Back to unconfigured: publishers destroyed, the model released (closed if this node

@@ -18,6 +18,7 @@ other outputs.
 from __future__ import annotations
 
 import copy
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -186,18 +187,23 @@ class OutputPublishers:
         """True if anything listens to an output."""
         return any(p.get_subscription_count() > 0 for p in self.publishers())
 
-    def wait_for_acks(self, timeout_s: float) -> bool:
-        """Shutdown: wait (bounded) until reliable subscribers acknowledged what was published, so the
-        last window is not lost with the process; True if all were."""
+    def wait_for_acks(self, timeout_s: float, hurry: threading.Event | None = None) -> bool:
+        """Shutdown: wait (bounded, or until `hurry` is set) until reliable subscribers acknowledged what
+        was published, so the last window is not lost with the process; True if all were."""
         from rclpy.duration import Duration
 
         deadline = time.monotonic() + timeout_s
-        ok = True
         for pub in self.publishers():
-            if pub.get_subscription_count() > 0:
-                left = max(0.0, deadline - time.monotonic())
-                ok = pub.wait_for_all_acked(Duration(nanoseconds=int(left * 1e9))) and ok
-        return ok
+            if pub.get_subscription_count() == 0:
+                continue
+            # in slices, so a second signal is handled within one (the wait is a C call)
+            while True:
+                left = max(0.0, min(0.1, deadline - time.monotonic()))
+                if pub.wait_for_all_acked(Duration(nanoseconds=int(left * 1e9))):
+                    break
+                if time.monotonic() >= deadline or (hurry is not None and hurry.is_set()):
+                    return False
+        return True
 
     @property
     def sent(self) -> Counter[str]:
@@ -209,21 +215,22 @@ class OutputPublishers:
         """Messages dropped unpublished because a subscriber held their topic up, by resolved topic."""
         return Counter({topic: s.dropped for topic, s in list(self._senders.items()) if s.dropped})
 
-    def drain(self, timeout_s: float) -> bool:
-        """Wait (bounded) until every pending message is published; True if all were."""
+    def drain(self, timeout_s: float, hurry: threading.Event | None = None) -> bool:
+        """Wait (bounded, or until `hurry` is set) until every pending message is published; True if
+        all were."""
         deadline = time.monotonic() + timeout_s
         while not all(s.idle() for s in list(self._senders.values())):
-            if time.monotonic() >= deadline:
+            if time.monotonic() >= deadline or (hurry is not None and hurry.is_set()):
                 return False
             time.sleep(0.005)
         return True
 
-    def stop(self, timeout_s: float) -> None:
-        """Shutdown: publish what is pending (for at most `timeout_s`), count the rest as dropped and
-        end the publishing threads."""
-        self.drain(timeout_s)
+    def stop(self, timeout_s: float, hurry: threading.Event | None = None) -> None:
+        """Shutdown: publish what is pending (for at most `timeout_s`, or until `hurry` is set), count
+        the rest as dropped and end the publishing threads."""
+        self.drain(timeout_s, hurry)
         for sender in list(self._senders.values()):
-            sender.stop(timeout_s=1.0)
+            sender.stop(timeout_s=0.0 if hurry is not None and hurry.is_set() else 1.0)
 
     def destroy(self) -> None:
         self.stop(timeout_s=0.0)

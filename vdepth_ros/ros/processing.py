@@ -28,6 +28,14 @@ from vdepth_ros.ros.worker import RateLimitedLog
 #: time, a recording played without its clock): no queue or window makes a latency this long.
 STAMP_CLOCK_MISMATCH_NS = 120_000_000_000
 
+#: `pause_flush: 0` (auto): the camera has paused after this many of its frame periods without an
+#: image (as the images arrive, on the node's clock: `InputSide.arrival_period_ns`; a bag played slower
+#: than recorded arrives slower than its stamps say), and at least `PAUSE_MIN_S` (delivery across
+#: processes jitters by tens of ms); `PAUSE_UNKNOWN_S` until the period is known.
+PAUSE_PERIODS = 4
+PAUSE_MIN_S = 0.2
+PAUSE_UNKNOWN_S = 0.5
+
 
 class FrameProcessor:
     """One camera stream's frames through the pipeline to the outputs (worker thread).
@@ -72,6 +80,9 @@ class FrameProcessor:
         self.on_first_output: Callable[[], None] | None = None
         self._no_camera_noted: set[str] = set()  # kinds of camera-less output already named
         self._stamp_clock_warned = False
+        self.pause_flushes = 0  # early windows run for a paused camera (`on_idle`)
+        self._early_for: int | None = None  # the last image before the pause already flushed
+        self.ended: tuple[int, int, float] | None = None  # `end_stream`: (held, published, seconds)
 
     def _report(self, kind: str, message: str) -> None:
         """The assembler's notes: distortion once and the bit depth of 16-bit images at INFO, an input in
@@ -230,6 +241,72 @@ class FrameProcessor:
             f"({published} published); {fix}",
         )
 
+    # -- pauses and the end of the input -------------------------------------------------------
+    def pause_after_s(self) -> float:
+        """Seconds without an image after which the camera counts as paused (`pause_flush`; 0: auto,
+        `PAUSE_PERIODS` of the camera's period as its images arrive, at most `max_gap`)."""
+        if self.p["pause_flush"] > 0:
+            return float(self.p["pause_flush"])
+        period = self.intake.arrival_period_ns
+        auto = max(PAUSE_PERIODS * period / 1e9, PAUSE_MIN_S) if period else PAUSE_UNKNOWN_S
+        # a pause longer than max_gap restarts the stream anyway: no reason to hold its frames longer
+        return min(auto, self.p["max_gap"]) if self.p["max_gap"] > 0 else auto
+
+    def on_idle(self) -> None:
+        """The worker has nothing queued (called every few tens of ms). A camera that paused (a driver
+        stall, an exposure change, a stream stopped for a while) leaves the frames that wait for the
+        next window unpublished until it resumes, and then they would come out late, with their old
+        stamps, to consumers that look up TF at them. So after `pause_after_s` without an image the
+        frames held for the next window are run in a window now and published (the stream goes on);
+        after `max_gap` the frames the publish policy still holds ("final"/"both": the provisional
+        ones) are published as the stream ends (the gap restart the camera's next image would bring,
+        done now). Time is the node's clock: a bag paused under use_sim_time is no pause."""
+        last = self.intake.last_image_ns
+        if last is None or self.stop.is_set() or not self.pipeline.held:
+            return
+        idle_s = (self._now_ns() - last) / 1e9
+        try:
+            if idle_s >= self.pause_after_s() and last != self._early_for:
+                self._early_for = last
+                held = self.pipeline.held
+                frames = self.pipeline.early_window()
+                for out in frames:
+                    self.publish(out)
+                if frames:
+                    self.pause_flushes += 1
+                    self.log.info(
+                        "pause",
+                        f"no image for {idle_s:.2f} s (pause_flush): published the {held} frame(s) held for the next "
+                        "window now; the stream goes on when the camera resumes",
+                    )
+            max_gap = float(self.p["max_gap"])
+            if max_gap > 0 and idle_s > max_gap and self.pipeline.held:
+                self.restart(f"pause: no image for {idle_s:.1f} s (max_gap {max_gap} s)", flush=True)
+                self.stream = StreamResets(int(max_gap * 1e9))  # restarted already: the next image is no gap
+        except Exception as err:
+            self.log.error(
+                f"idle:{type(err).__name__}",
+                f"publishing the frames held during a pause failed ({type(err).__name__}: {err}); the stream restarts",
+            )
+            self.restart(f"pipeline error: {type(err).__name__}")
+
+    def end_stream(self) -> None:
+        """The input stopped for good (shutdown, deactivation) and every queued frame was processed:
+        publish every frame the stream still holds, as at the end of a bag (`DepthPipeline.flush`);
+        `ended` says what was done."""
+        held = self.pipeline.held
+        if not held or self.stop.is_set():
+            return
+        t0 = time.monotonic()
+        try:
+            frames = self.pipeline.flush()
+        except Exception as err:
+            self.log.error("flush", f"flushing the stream at its end failed ({type(err).__name__}: {err})")
+            return
+        for out in frames:
+            self.publish(out)
+        self.ended = (held, len(frames), time.monotonic() - t0)
+
     # -- restarts ----------------------------------------------------------------------------
     def restart(self, reason: str, *, flush: bool = False, pipeline: bool = True) -> None:
         """Count and log (rate-limited per kind) a restart, publish what the old stream still holds
@@ -252,6 +329,7 @@ class FrameProcessor:
     def new_stream(self) -> None:
         """Forget the stream (a deactivation): the next activation starts clean."""
         self.stream = StreamResets(int(self.p["max_gap"] * 1e9))
+        self._early_for, self.ended = None, None
         self.pipeline.reset("deactivated")
         self.assembler.reset()
         self.flicker.reset()

@@ -137,6 +137,7 @@ class StatusReporter:
             "camera_info synced/cached/none": "/".join(str(intake.sync.counts[k]) for k in intake.sync.counts),
             "camera_info refused": proc.assembler.refused_infos,
             "resets": ", ".join(f"{k}={v}" for k, v in sorted(proc.resets.items())) or "0",
+            "pause flushes": proc.pause_flushes,
             "qos incompatible events": node.qos_reporter.events,
             "publish": node.outputs.policy,
             "flicker (flow warping error)": "off"

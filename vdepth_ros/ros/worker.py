@@ -162,6 +162,10 @@ class SupervisedWorker(Generic[T]):
         on_error: called with the item and the exception when `process` raised (report it, reset
             the stream); an exception from it is printed to stderr and the loop goes on.
         name: the thread's name.
+        on_idle: called in the thread every `idle_s` while the queue is empty and open.
+        on_end: called in the thread once the queue is closed and every item in it processed
+            (`finish`), not after `join` or an abandoned `finish`.
+        idle_s: how often `on_idle` is called while idle.
     """
 
     def __init__(
@@ -170,8 +174,13 @@ class SupervisedWorker(Generic[T]):
         process: Callable[[T], None],
         on_error: Callable[[T, BaseException], None],
         name: str = "vdepth-worker",
+        *,
+        on_idle: Callable[[], None] | None = None,
+        on_end: Callable[[], None] | None = None,
+        idle_s: float = 0.05,
     ) -> None:
         self.queue, self._process, self._on_error = queue, process, on_error
+        self._on_idle, self._on_end, self.idle_s = on_idle, on_end, float(idle_s)
         self.stop = threading.Event()
         self.busy = threading.Event()  # inside `process`: a window may be running
         self.errors = 0
@@ -185,11 +194,27 @@ class SupervisedWorker(Generic[T]):
 
     def _run(self) -> None:
         while not self.stop.is_set():
-            item = self.queue.get(timeout=0.1)
-            if item is None and self.queue.closed:
-                return  # input stopped and nothing left: do not spin on a closed queue
-            if item is not None and not self.stop.is_set():
+            item = self.queue.get(timeout=self.idle_s)
+            if item is None and self.queue.closed:  # input stopped and nothing left
+                if self._on_end is not None and not self.stop.is_set():
+                    self._call(self._on_end)
+                return
+            if item is None:
+                if self._on_idle is not None and not self.stop.is_set():
+                    self._call(self._on_idle)
+            elif not self.stop.is_set():
                 self.handle(item)
+
+    def _call(self, hook: Callable[[], None]) -> None:
+        """`on_idle` / `on_end` (they report their own errors): whatever escapes is printed, never raised."""
+        self.busy.set()
+        try:
+            hook()
+        except BaseException as err:
+            self.errors += 1
+            _fallback("ERROR", f"the depth worker failed between frames: {err!r}", err)
+        finally:
+            self.busy.clear()
 
     def handle(self, item: T) -> None:
         """Process one item in the calling thread; whatever it raises is reported, never raised."""
@@ -204,6 +229,23 @@ class SupervisedWorker(Generic[T]):
                 _fallback("ERROR", f"the depth worker failed on a frame: {err!r}", report_err)
         finally:
             self.busy.clear()
+
+    def finish(self, timeout: float | None = None, hurry: threading.Event | None = None) -> bool:
+        """Process what is queued, then `on_end`, then stop (the queue is closed), waiting at most
+        `timeout` seconds (None: as long as it takes) or until `hurry` is set; then whatever is left
+        is abandoned (the item in progress ends in the background, nothing more is taken). True if
+        the thread has ended."""
+        self.queue.close()
+        if not self._thread.is_alive() and self._thread.ident is None:  # never started (tests): here
+            self._run()
+            return True
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._thread.is_alive():
+            if (hurry is not None and hurry.is_set()) or (deadline is not None and time.monotonic() >= deadline):
+                self.stop.set()
+                break
+            self._thread.join(timeout=0.05)
+        return not self._thread.is_alive()
 
     def join(self, timeout: float | None = None) -> bool:
         """Stop after the item in progress (the queue is closed); True if the thread has ended."""

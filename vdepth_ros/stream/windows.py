@@ -234,6 +234,20 @@ class WindowScheduler:
             start = max(0, self.n_frames - self.window)
         return self._emit(start, self.n_frames, n_ctx, last=True)
 
+    def early_window(self) -> Window | None:
+        """A window over the frames that arrived since the last one, before a full window has (a
+        camera that paused): shaped as the end of a stream's (chain: moved back to full length;
+        keyframe: padded by repeating the last frame), but the stream goes on: its last O (keyframe:
+        I) frames stay provisional and the next window starts from them. None when no frame has
+        arrived since the last window."""
+        if self._finished or self.n_frames <= self._prev_end:
+            return None
+        start = self._contig_start()
+        n_ctx = self.n_context if (self.schedule == "keyframe" and self._count) else 0
+        if self.schedule == "chain" and self._count:
+            start = max(0, self.n_frames - self.window)
+        return self._emit(start, self.n_frames, n_ctx, last=False, pad_to_full=True)
+
     def plan(self, n_frames: int) -> list[Window]:
         """All windows for a sequence of `n_frames` frames (resets the scheduler first)."""
         self.reset()
@@ -250,9 +264,10 @@ class WindowScheduler:
     def _contig_start(self) -> int:
         if not self._count:
             return 0
-        return self._prev_end - (self.interp if self.schedule == "keyframe" else self.overlap)
+        # (an early window shorter than the overlap: the next window starts at the stream's start)
+        return max(0, self._prev_end - (self.interp if self.schedule == "keyframe" else self.overlap))
 
-    def _emit(self, start: int, end: int, n_ctx: int, last: bool) -> Window:
+    def _emit(self, start: int, end: int, n_ctx: int, last: bool, pad_to_full: bool = False) -> Window:
         contig = tuple(range(start, end))
         context: tuple[int, ...] = ()
         if n_ctx:
@@ -263,7 +278,7 @@ class WindowScheduler:
         if self.schedule == "keyframe":
             # VDA pads the video so every window is full length; pad the last one the same way.
             target = self.window if self._count else self.first_window
-            pad = max(0, target - len(slots)) if last else 0
+            pad = max(0, target - len(slots)) if last or pad_to_full else 0
         else:
             pad = 0
         pad += pad_for_rule(len(slots) + pad, self.frames_rule)

@@ -1,0 +1,189 @@
+"""The ends and pauses of a live stream, as deployed: camera driver, `vdepth-node` and a viewer with
+RViz's QoS in three processes, the node stopped with SIGINT as a launch system does (docs/node.md,
+"Pauses and the end of the input").
+
+The node publishes a frame once its window is complete (8 frames here, then every 7). Before, the
+last frames of a stream that did not fill a window were never published at SIGINT, and the frames
+held when a camera paused came out only when it resumed, seconds late, with their old stamps.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fakes import write_tiny_onnx
+
+pytestmark = [pytest.mark.ros]
+PEERS = Path(__file__).with_name("deployed_peers.py")
+RATE = 15.0
+
+#: sitecustomize for the node's process: every model call sleeps once the marker file exists (a large
+#: model's window on a slow machine), so the stream's last window outlasts a launch system's patience
+_SLOW_ONCE_MARKED = """
+import os, time
+import onnxruntime as ort
+
+_run = ort.InferenceSession.run
+def run(self, *args, **kwargs):
+    if os.path.exists(os.environ["VDEPTH_TEST_SLOW_MARKER"]):
+        time.sleep(30)
+    return _run(self, *args, **kwargs)
+ort.InferenceSession.run = run
+"""
+
+
+def node_command(tmp_path: Path, params: str = "") -> list[str]:
+    """`vdepth-node --ros-args --params-file F` on the tiny 8-frame model (windows of 8, overlap 1),
+    reliable input (no frame lost in transport, so every count is exact); `params`: more YAML lines."""
+    script = Path(sys.executable).parent / "vdepth-node"
+    if not script.is_file():
+        pytest.skip("vdepth-node console script not installed (pip install -e .)")
+    model = write_tiny_onnx(tmp_path, frames=8)
+    file = tmp_path / "params.yaml"
+    file.write_text(
+        f"/**:\n  ros__parameters:\n    model: {str(model)!r}\n    backend: onnxruntime\n    scale_source: range\n"
+        f"    input_qos: reliable\n{params}"
+    )
+    return [str(script), "--ros-args", "--params-file", str(file)]
+
+
+class Rig:
+    """The node and the viewer started; `camera(...)` runs the camera to its end; `stop()` SIGINTs."""
+
+    def __init__(self, tmp_path: Path, params: str = "", env: dict[str, str] | None = None) -> None:
+        self.tmp = tmp_path
+        base = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+        self.node_log, self.viewer_log = tmp_path / "node.log", tmp_path / "viewer.log"
+        self._files = [self.node_log.open("w"), self.viewer_log.open("w")]
+        self.node = subprocess.Popen(
+            node_command(tmp_path, params), stdout=self._files[0], stderr=subprocess.STDOUT, env={**base, **(env or {})}
+        )
+        self.viewer = subprocess.Popen(
+            [sys.executable, str(PEERS), "viewer", "--topics", "/depth", "--arrivals"],
+            stdout=self._files[1], stderr=subprocess.STDOUT, text=True, env=base,
+        )  # fmt: skip
+        self._wait_for(self.viewer_log, "matched", 90, self.viewer)
+
+    def _wait_for(self, path: Path, text: str, timeout: float, proc: subprocess.Popen) -> None:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if text in path.read_text():
+                return
+            assert proc.poll() is None, f"exited early:\n{path.read_text()}"
+            time.sleep(0.1)
+        raise AssertionError(f"{text!r} not seen in {timeout} s:\n{path.read_text()}")
+
+    def camera(self, seconds: float, *args: str) -> dict[str, Any]:
+        done = subprocess.run(
+            [sys.executable, str(PEERS), "camera", "--reliable", "--seconds", str(seconds), "--rate", str(RATE), *args],
+            capture_output=True, text=True, timeout=seconds + 90, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    def interrupt_node(self, timeout: float = 30) -> float:
+        """SIGINT; the seconds until the node exited (exit status 0 asserted)."""
+        t0 = time.monotonic()
+        self.node.send_signal(signal.SIGINT)
+        try:
+            assert self.node.wait(timeout=timeout) == 0, self.node_log.read_text()
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"no exit within {timeout} s of SIGINT:\n{self.node_log.read_text()}") from None
+        return time.monotonic() - t0
+
+    def received(self) -> list[list[float]]:
+        """Stop the viewer; [stamp, arrival] of every /depth it got."""
+        self.viewer.send_signal(signal.SIGINT)
+        assert self.viewer.wait(timeout=30) == 0
+        return json.loads(self.viewer_log.read_text().strip().splitlines()[-1])["/depth"]
+
+    def close(self) -> None:
+        for proc in (self.node, self.viewer):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        for f in self._files:
+            f.close()
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Any:
+    made: list[Rig] = []
+
+    def make(*args: Any, **kw: Any) -> Rig:
+        made.append(Rig(tmp_path, *args, **kw))
+        return made[-1]
+
+    yield make
+    for r in made:
+        r.close()
+
+
+def _published(log: str) -> int:
+    return int(re.search(r"published /depth (\d+)", log).group(1))
+
+
+def test_sigint_publishes_the_last_frames_that_did_not_fill_a_window(rig: Any) -> None:
+    """45 frames: windows end at frames 8, 15, ..., 43; the last 2 frames never filled one. SIGINT right
+    after the camera's last frame (pause_flush is long here, so only the end of the input can publish
+    them): every frame reaches the viewer, one INFO line says so, exit 0 within a few seconds."""
+    r = rig("    pause_flush: 60.0\n")
+    sent = r.camera(3.0)["sent"]
+    assert sent == 45
+    took = r.interrupt_node()
+    got, log = r.received(), r.node_log.read_text()
+    assert [s for s, _ in got] == sorted({s for s, _ in got}) and len(got) == sent == _published(log), log
+    assert re.search(r"input stopped: processed the \d+ queued frame\(s\), then published the 2 frame\(s\)", log), log
+    assert took < 10 and "[ERROR]" not in log and "Traceback" not in log, log
+
+
+def test_a_paused_camera_gets_its_held_frames_during_the_pause(rig: Any) -> None:
+    """The camera stops for 3 s after 45 frames (a stalled driver: its stamps jump by the pause). The 2
+    frames that waited for a window reach the viewer during the pause (pause_flush, auto: 4 frame
+    periods), not 3 s late when the camera resumes; after the pause the stream restarts (a gap longer
+    than max_gap) and every frame is published once."""
+    r = rig()
+    cam = r.camera(4.0, "--pause-after", "45", "--pause", "3.0")
+    r.interrupt_node()
+    got, log = r.received(), r.node_log.read_text()
+    stamps = [s for s, _ in got]
+    assert stamps == sorted(set(stamps)) and len(got) == cam["sent"] == _published(log), log
+    before = sorted(got)[:45]  # the frames sent before the pause
+    late = [(s, round(t - cam["pause_start"], 2)) for s, t in before if t > cam["pause_start"] + 1.0]
+    assert not late, (late, log)  # all published during the pause, within a second of it
+    assert "no image for" in log and "restarting the depth stream: gap" in log, log
+
+
+@pytest.mark.parametrize("signals", [1, 2])
+def test_a_slow_last_window_is_bounded_and_a_second_sigint_stops_at_once(
+    rig: Any, tmp_path: Path, signals: int
+) -> None:
+    """The stream's last window takes 30 s (a large model on a slow machine). After one SIGINT the node
+    waits for it 5 s at most, then exits (status 0) with one WARN naming what it abandoned; a second
+    SIGINT (Ctrl-C again, a launch system escalating) ends it within about a second."""
+    (tmp_path / "slow").mkdir()
+    (tmp_path / "slow" / "sitecustomize.py").write_text(_SLOW_ONCE_MARKED)
+    marker = tmp_path / "slow_now"
+    path = os.pathsep.join([str(tmp_path / "slow"), *filter(None, [os.environ.get("PYTHONPATH")])])
+    r = rig("    pause_flush: 60.0\n", env={"PYTHONPATH": path, "VDEPTH_TEST_SLOW_MARKER": str(marker)})
+    r.camera(3.0)
+    marker.touch()  # from now on a window takes 30 s
+    if signals == 2:
+        r.node.send_signal(signal.SIGINT)
+        time.sleep(1.0)
+        assert r.node.poll() is None  # running the last window
+    took = r.interrupt_node(timeout=20)
+    log = r.node_log.read_text()
+    assert took < (3.0 if signals == 2 else 5.0 + 2.0 + 1.0 + 2.0), (took, log)
+    why = "a second signal" if signals == 2 else "not done within 5.0 s"
+    assert f"abandoned the frames still queued and the ones the stream held for its next window ({why})" in log, log
+    assert "Traceback" not in log and "[ERROR]" not in log, log
