@@ -122,9 +122,21 @@ def test_watchdog_errors_while_input_arrives_without_output():
     assert w.stalled_s(now=2.5) == pytest.approx(2.5)  # first input at 0, nothing published
     w.output(now=2.6)
     assert w.stalled_s(now=3.0) is None  # output resumed
-    w.input(now=5.0)
-    assert w.stalled_s(now=5.0) == pytest.approx(2.4)
+    w.input(now=4.0)
+    assert w.stalled_s(now=4.0) is None  # 1.4 s since the output
+    w.input(now=4.5)
+    assert w.stalled_s(now=4.7) == pytest.approx(2.1)  # images since the output at 2.6, nothing published
     assert w.stalled_s(now=8.0) is None  # input stopped too: "no input", not a stall
+    # a camera that paused longer than the timeout: its next window needs its images first, so the
+    # silence counts from its first image after the pause (was: from the output before the pause, an
+    # ERROR on /diagnostics the moment the camera came back)
+    w.output(now=9.0)
+    for t in (20.0, 20.5, 21.0):
+        w.input(now=t)
+        assert w.stalled_s(now=t) is None
+    for t in (21.5, 22.0, 22.5):
+        w.input(now=t)
+    assert w.stalled_s(now=22.5) == pytest.approx(2.5)  # a real stall after the pause is still one
     w.timeout_s = 0
     w.input(now=9.0)
     assert w.stalled_s(now=20.0) is None  # off

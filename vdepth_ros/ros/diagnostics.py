@@ -91,8 +91,10 @@ def make_array(stamp: Any, statuses: list[DiagnosticStatus]) -> DiagnosticArray:
 class Watchdog:
     """Says when images arrive but nothing is published: the node is alive but producing nothing.
 
-    The silence is counted from the last output, or from the first image after a (re)start when
-    nothing was published since; images skipped for lack of subscribers do not count as input.
+    The silence is counted from the last output, or from the first image after a (re)start, or
+    after a pause of the input longer than the timeout (a camera that stopped for a while: its next
+    window needs its images first), when nothing was published since; images skipped for lack of
+    subscribers do not count as input.
 
     Args:
         timeout_s: silence that counts as a stall; 0 turns the watchdog off.
@@ -112,6 +114,8 @@ class Watchdog:
     def input(self, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
         with self._lock:
+            if self._last_input is not None and now - self._last_input > self.timeout_s:
+                self._first_input = self._last_output = None  # the input resumes after a pause
             self._last_input = now
             if self._first_input is None:
                 self._first_input = now
