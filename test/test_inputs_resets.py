@@ -1,8 +1,11 @@
-"""StreamResets: the ROS-free rule for restarting the stream (shared with vdepth-bag's causal mode)."""
+"""StreamResets and PauseRule: the ROS-free rules for restarting the stream and for a paused one (shared
+with vdepth-bag's causal mode)."""
 
 from __future__ import annotations
 
-from vdepth_ros.inputs.resets import StreamResets
+import pytest
+
+from vdepth_ros.inputs.resets import PauseRule, StreamResets
 
 S = 1_000_000_000
 
@@ -33,3 +36,30 @@ def test_gap_is_measured_between_input_stamps_not_processed_frames():
     assert resets.update((4, 4), 500, None, previous_input=490) is None  # frames 10..480 dropped
     assert resets.update((4, 4), 700, None, previous_input=550).startswith("gap: ")  # inputs did stop
     assert resets.update((4, 4), 900, None).startswith("gap: ")  # no input stamp known: frame to frame
+
+
+def test_a_pause_is_four_frame_periods_of_the_frames_as_they_arrive():
+    """`pause_flush: 0` (auto): 4 periods of the frames' arrival (the live node feeds its clock: a bag
+    played at half speed arrives at half the rate its stamps say, and a slow-motion replay must not
+    count every frame as a pause), at least 0.2 s, at most max_gap; an earlier pause is no period."""
+    period = 66_666_667
+    rule = PauseRule(0.0, 1.0)
+    assert rule.pause_after_s() == 0.5 and not rule.paused_before(0)  # nothing arrived yet
+    for k in range(10):
+        rule.note(k * period)
+    assert rule.pause_after_s() == pytest.approx(4 * period / 1e9)
+    assert not rule.paused_before(13 * period - 1) and rule.paused_before(13 * period)
+    t = 9 * period + 3 * S
+    rule.note(t)  # a pause: not a period
+    assert rule.pause_after_s() == pytest.approx(4 * period / 1e9)
+    for k in range(30):  # the same stamps played at half speed
+        rule.note(t + (k + 1) * 2 * period)
+    assert rule.pause_after_s() == pytest.approx(8 * period / 1e9)
+    for k in range(30):  # at 100 Hz: at least 0.2 s
+        rule.note(20 * S + k * 10_000_000)
+    assert rule.pause_after_s() == 0.2
+    for k in range(31):  # at 2 Hz: at most max_gap (a longer pause restarts the stream anyway)
+        rule.note(30 * S + k * S // 2)
+    assert rule.pause_after_s() == 1.0
+    assert PauseRule(0.7, 1.0).pause_after_s() == 0.7  # set: as set
+    assert PauseRule(0.0, 0.0).pause_after_s() == 0.5  # no max_gap: no cap

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from fakes import LuminanceEngine
+from fakes import AffineCorruptingEngine, LuminanceEngine
 from rosbags.highlevel import AnyReader
 from rosbags.rosbag2 import Reader
 
@@ -165,6 +165,36 @@ def test_causal_output_equals_pipeline_push_flush(tmp_path: Path, publish: str) 
             np.testing.assert_array_equal(img(d), f.depth)  # bit for bit, NaNs in the same places
             np.testing.assert_array_equal(img(disp), f.disparity)
             np.testing.assert_array_equal(cloud(pc), f.points)
+
+
+@pytest.mark.parametrize("publish", ["provisional", "final"])
+def test_causal_mode_makes_the_windows_the_live_node_makes_when_the_camera_pauses(tmp_path: Path, publish: str) -> None:
+    """The live node runs the frames it holds in a window when the camera pauses (`pause_flush`, auto:
+    4 frame periods) and goes on with the same stream; so does the causal bag run, from the stamps:
+    a 0.5 s pause after frame 11 (the stream goes on) and a 2 s gap after frame 19 (more than
+    max_gap: the held frames' window, then the stream restarts). Bit for bit what the pipeline gives
+    for those steps."""
+    params = {**PARAMS, "publish": publish, "max_gap": 1.0}
+    step = round(1e9 / 30)
+    stamps = [START + i * step + (500_000_000 if i > 11 else 0) + (2_000_000_000 if i > 19 else 0) for i in range(26)]
+    write_image_bag(tmp_path / "in", synthetic_frames(26, H, W), start_ns=START, frame_id=FRAME_ID, stamps_ns=stamps)
+    engine = lambda: AffineCorruptingEngine(height=48, width=64, frames=8, overlap=3, seed=5)  # noqa: E731
+    process_bag(tmp_path / "in", tmp_path / "out", params=params, engine=engine(), mode="causal")
+    got = read_bag(tmp_path / "out")["/depth"]
+
+    pipe = DepthPipeline(PipelineConfig.from_params(params)[0], engine=engine())  # each window its own affine
+    expected = []
+    for i, f in enumerate(_pipeline_frames(26)):
+        if i == 12:
+            expected += pipe.early_window()  # the pause: the stream goes on
+        if i == 20:
+            expected += pipe.early_window() + pipe.flush()  # the gap: held frames first, then a new stream
+        expected += pipe.push(FrameInput(rgb=f.rgb, stamp_ns=stamps[i], camera=f.camera))
+    expected += pipe.flush()
+    assert pipe.stats.windows == 5 and len(got) == len(expected) == 26  # two of them early
+    for (_, d), f in zip(got, expected, strict=True):
+        assert stamp(d) == f.stamp_ns
+        np.testing.assert_array_equal(img(d), f.depth)
 
 
 def test_inputs_compressed_bgr_mono_and_humble(tmp_path: Path) -> None:

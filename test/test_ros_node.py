@@ -371,31 +371,6 @@ def test_resets_are_logged_once_each(harness: Any) -> None:
     assert h.node.log.errors == 0
 
 
-def test_a_pause_is_measured_in_frame_periods_of_the_images_arrival(harness: Any) -> None:
-    """`pause_flush: 0` (auto): 4 periods of the images' arrival on the node's clock (not of their
-    stamps: a bag played at half speed arrives at half the rate; a slow-motion replay must not count
-    every frame as a pause), at least 0.2 s, at most max_gap; an earlier pause is no period."""
-    h = harness({**RANGE, "max_gap": 1.0})
-    intake, proc = h.node.intake, h.node.processor
-    assert proc.pause_after_s() == 0.5  # nothing arrived yet
-    for k in range(10):
-        intake._note_arrival(k * PERIOD_NS)
-    assert proc.pause_after_s() == pytest.approx(4 * PERIOD_NS / 1e9)
-    intake._note_arrival(9 * PERIOD_NS + 3_000_000_000)  # a pause: not a period
-    assert proc.pause_after_s() == pytest.approx(4 * PERIOD_NS / 1e9)
-    for k in range(30):  # the same stamps played at half speed
-        intake._note_arrival(9 * PERIOD_NS + 3_000_000_000 + (k + 1) * 2 * PERIOD_NS)
-    assert proc.pause_after_s() == pytest.approx(8 * PERIOD_NS / 1e9)
-    for k in range(30):  # at 100 Hz: at least 0.2 s; at 2 Hz: at most max_gap
-        intake._note_arrival(20_000_000_000 + k * 10_000_000)
-    assert proc.pause_after_s() == 0.2
-    for k in range(30):
-        intake._note_arrival(30_000_000_000 + k * 500_000_000)
-    assert proc.pause_after_s() == 1.0
-    h.node.p["pause_flush"] = 0.7
-    assert proc.pause_after_s() == 0.7
-
-
 @pytest.mark.parametrize("publish", ["provisional", "final"])
 def test_a_paused_camera_gets_its_held_frames_published_during_the_pause(harness: Any, publish: str) -> None:
     """A camera that pauses (a driver stall, an exposure change) left the frames waiting for the next
@@ -411,7 +386,7 @@ def test_a_paused_camera_gets_its_held_frames_published_during_the_pause(harness
         h.send(rgbs[k], "rgb8", header(k))
     before = node.pipeline.held
     assert before >= 2 and h.spin_until(lambda: len(h.got["depth"]) == 15 - before)
-    last, pause = node.intake.last_image_ns, proc.pause_after_s()
+    last, pause = node.intake.pauses.last_ns, node.intake.pauses.pause_after_s()
     assert 0.2 <= pause <= 3.0  # 4 periods of the images' arrival here, within its bounds
     for idle_s in (0.1, pause - 0.01):
         proc._now_ns = lambda idle_s=idle_s: last + int(idle_s * 1e9)

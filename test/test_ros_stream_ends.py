@@ -149,8 +149,8 @@ def test_sigint_publishes_the_last_frames_that_did_not_fill_a_window(rig: Any) -
 def test_a_paused_camera_gets_its_held_frames_during_the_pause(rig: Any) -> None:
     """The camera stops for 3 s after 45 frames (a stalled driver: its stamps jump by the pause). The 2
     frames that waited for a window reach the viewer during the pause (pause_flush, auto: 4 frame
-    periods), not 3 s late when the camera resumes; after the pause the stream restarts (a gap longer
-    than max_gap) and every frame is published once."""
+    periods), not when the camera resumes (before: 3 s late); after the pause the stream restarts (a
+    gap longer than max_gap) and every frame is published once."""
     r = rig()
     cam = r.camera(4.0, "--pause-after", "45", "--pause", "3.0")
     r.interrupt_node()
@@ -158,8 +158,8 @@ def test_a_paused_camera_gets_its_held_frames_during_the_pause(rig: Any) -> None
     stamps = [s for s, _ in got]
     assert stamps == sorted(set(stamps)) and len(got) == cam["sent"] == _published(log), log
     before = sorted(got)[:45]  # the frames sent before the pause
-    late = [(s, round(t - cam["pause_start"], 2)) for s, t in before if t > cam["pause_start"] + 1.0]
-    assert not late, (late, log)  # all published during the pause, within a second of it
+    late = [(s, round(t - cam["pause_start"], 2)) for s, t in before if t >= cam["pause_end"]]
+    assert not late, (late, log)  # all published during the pause (on an idle machine within 0.3 s of it)
     assert "no image for" in log and "restarting the depth stream: gap" in log, log
 
 

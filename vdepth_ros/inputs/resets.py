@@ -1,4 +1,5 @@
-"""When a live stream must restart: time jumps back, long gaps, new intrinsics, new resolution.
+"""When a live stream must restart (time jumps back, long gaps, new intrinsics, new resolution) and
+when it has paused (`PauseRule`).
 
 ROS-free (plain stamps and tuples), so `vdepth-bag`'s causal mode can restart exactly where the
 live node does. A gap is measured between *input* stamps: the node passes the stamp of the image it
@@ -9,7 +10,16 @@ reported so callers can log it.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
+
+#: `pause_flush: 0` (auto): a stream has paused after this many of its frame periods without a frame
+#: (the mean time between its last frames, on the clock they arrive by), at least `PAUSE_MIN_S`
+#: (delivery across processes jitters by tens of ms), at most `max_gap`; `PAUSE_UNKNOWN_S` until
+#: `PAUSE_MIN_GAPS` steps were seen.
+PAUSE_PERIODS = 4
+PAUSE_MIN_S = 0.2
+PAUSE_UNKNOWN_S = 0.5
+PAUSE_MIN_GAPS = 5
 
 
 class StreamResets:
@@ -63,3 +73,49 @@ class StreamResets:
         last frame given here."""
         assert self.stamp is not None
         return self.stamp if previous_input is None else max(self.stamp, int(previous_input))
+
+
+class PauseRule:
+    """When a stream has paused, so the frames held for its next window should be run in a window
+    now (`DepthPipeline.early_window`): after `pause_after_s` without a frame. The live node feeds it
+    the images' arrival times on its clock (a bag played at half speed arrives at half the rate its
+    stamps say), `vdepth-bag` the stamps, so a causal bag run makes the windows the live node made.
+
+    Args:
+        pause_flush_s: the node's `pause_flush`: seconds, or 0 for auto (`PAUSE_PERIODS` frame periods).
+        max_gap_s: the node's `max_gap` (0: none): caps the auto value (a longer pause restarts the
+            stream anyway), and longer steps are pauses, not periods.
+    """
+
+    def __init__(self, pause_flush_s: float, max_gap_s: float) -> None:
+        self.pause_flush_s, self.max_gap_s = float(pause_flush_s), float(max_gap_s)
+        self.last_ns: int | None = None
+        self._steps: deque[int] = deque(maxlen=30)
+
+    def note(self, t_ns: int) -> None:
+        """A frame at `t_ns`."""
+        last, self.last_ns = self.last_ns, int(t_ns)
+        step = self.last_ns - last if last is not None else -1
+        if step >= 0 and (self.max_gap_s <= 0 or step <= self.max_gap_s * 1e9):  # a pause is no period
+            self._steps.append(step)
+
+    @property
+    def period_ns(self) -> float | None:
+        """The mean step between the last 30 frames (pauses left out); None until `PAUSE_MIN_GAPS`."""
+        return sum(self._steps) / len(self._steps) if len(self._steps) >= PAUSE_MIN_GAPS else None
+
+    def pause_after_s(self) -> float:
+        """Seconds without a frame after which the stream counts as paused."""
+        if self.pause_flush_s > 0:
+            return self.pause_flush_s
+        period = self.period_ns
+        auto = max(PAUSE_PERIODS * period / 1e9, PAUSE_MIN_S) if period else PAUSE_UNKNOWN_S
+        return min(auto, self.max_gap_s) if self.max_gap_s > 0 else auto
+
+    def paused_for(self, now_ns: int) -> float:
+        """Seconds since the last frame (0 before the first)."""
+        return 0.0 if self.last_ns is None else (int(now_ns) - self.last_ns) / 1e9
+
+    def paused_before(self, t_ns: int) -> bool:
+        """Whether a frame at `t_ns` comes after a pause (then call `note(t_ns)`)."""
+        return self.last_ns is not None and self.paused_for(t_ns) >= self.pause_after_s()

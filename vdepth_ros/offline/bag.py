@@ -24,7 +24,7 @@ from vdepth_ros.blas import limit_blas_threads_for_tool
 from vdepth_ros.encodings import info_signature
 from vdepth_ros.errors import VdepthError
 from vdepth_ros.inputs.assembly import calibration_problem
-from vdepth_ros.inputs.resets import StreamResets
+from vdepth_ros.inputs.resets import PauseRule, StreamResets
 from vdepth_ros.node_params import ros_param_values
 from vdepth_ros.offline.atomic import AtomicOutput
 from vdepth_ros.offline.bag_messages import bag_path
@@ -220,8 +220,10 @@ def process_bag(
         ) as writer:
             on_message = writer.copy_message if copy_input_topics else None
             frames = with_progress(source.frames(on_message=on_message), source.frame_count, PROG, progress)
-            resets = StreamResets(round(ros_param_values(params)["max_gap"] * 1e9))
-            outputs = run_pipeline(pipeline, frames, mode, resets, _frame_signature, output.scratch)  # type: ignore[arg-type]
+            ros_values = ros_param_values(params)
+            resets = StreamResets(round(ros_values["max_gap"] * 1e9))
+            pauses = PauseRule(ros_values["pause_flush"], ros_values["max_gap"])
+            outputs = run_pipeline(pipeline, frames, mode, resets, _frame_signature, output.scratch, pauses)  # type: ignore[arg-type]
             if mode == "offline":
                 outputs = with_progress(outputs, source.frame_count, f"{PROG} (writing)", progress)
             for frame in outputs:

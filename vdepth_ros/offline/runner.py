@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
 
     from vdepth_ros.config import PipelineConfig
-    from vdepth_ros.inputs.resets import StreamResets
+    from vdepth_ros.inputs.resets import PauseRule, StreamResets
     from vdepth_ros.pipeline import DepthFrame, DepthPipeline, FrameInput
     from vdepth_ros.runtime.engine import DepthEngine
 
@@ -88,12 +88,15 @@ def run_pipeline(
     resets: StreamResets | None = None,
     signature: Callable[[FrameInput], tuple | None] | None = None,
     spill_dir: Path | None = None,
+    pauses: PauseRule | None = None,
 ) -> Iterator[DepthFrame]:
     """Drive `pipeline` over `frames`.
 
     `causal` is exactly what the live node does: `push` per frame, `flush` at the end and, with
     `resets`, flush + reset where the node restarts the stream (`signature(frame)` gives the
-    camera_info signature). `offline` is `run_offline` (global scale/shift solve, windows spilled to
+    camera_info signature), and with `pauses` (fed the stamps) the window the node runs over the
+    frames it holds when the camera pauses (`DepthPipeline.early_window`; before a gap restart too:
+    the node runs it during the pause). `offline` is `run_offline` (global scale/shift solve, windows spilled to
     disk in `spill_dir`, the output's `AtomicOutput.scratch`, memory bounded by the window), run on
     each part between the places where causal mode restarts: a gap or a time jump is not stitched over.
     """
@@ -103,7 +106,13 @@ def run_pipeline(
     while True:
         if mode == "causal":
             for frame in parts.part():
+                if pauses is not None:
+                    if pauses.paused_before(frame.stamp_ns):
+                        yield from pipeline.early_window()
+                    pauses.note(frame.stamp_ns)
                 yield from pipeline.push(frame)
+            if pauses is not None and parts.reason is not None and parts.reason.startswith("gap"):
+                yield from pipeline.early_window()
             yield from pipeline.flush()
         else:
             yield from pipeline.run_offline(parts.part(), spill_dir)

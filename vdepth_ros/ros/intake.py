@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +25,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from vdepth_ros.errors import InputError
 from vdepth_ros.inputs.assembly import check_input_size
 from vdepth_ros.inputs.loss import InputLossMeter
+from vdepth_ros.inputs.resets import PauseRule
 from vdepth_ros.inputs.samples import TimedSamples
 from vdepth_ros.inputs.sync import REPEATED_STAMP, ApproximateTimeSync, Pair
 from vdepth_ros.ros import conversions as conv
@@ -124,8 +124,8 @@ class InputSide:
     def _restart_stream_state(self) -> None:
         self._last_stamp: int | None = None
         self._paused = True  # nothing received yet: the first image has no previous input
-        self.last_image_ns: int | None = None  # the node's clock when the last image taken arrived
-        self._arrival_gaps: deque[int] = deque(maxlen=30)  # between the images taken, on the node's clock
+        # the images taken, as they arrive on the node's clock: when the camera has paused
+        self.pauses = PauseRule(self.p["pause_flush"], self.p["max_gap"])
 
     # -- subscriptions -----------------------------------------------------------------------
     def subscribe(self) -> str:
@@ -260,7 +260,7 @@ class InputSide:
             self._paused = True  # the stream restarts by its own gap rule when output is wanted again
             return
         self._watchdog.input()
-        self._note_arrival(self._node.get_clock().now().nanoseconds)
+        self.pauses.note(self._node.get_clock().now().nanoseconds)
         with self._lock:
             last = self._last_stamp
             previous, self._paused = (None if self._paused else last), False
@@ -278,19 +278,6 @@ class InputSide:
         with self._lock:
             pairs = self.sync.add_image(stamp, (msg, now, previous))
         self._enqueue(pairs)
-
-    def _note_arrival(self, now_ns: int) -> None:
-        last, self.last_image_ns = self.last_image_ns, now_ns
-        gap = now_ns - last if last is not None else -1
-        if gap >= 0 and (self.p["max_gap"] <= 0 or gap <= self.p["max_gap"] * 1e9):  # a pause is no period
-            self._arrival_gaps.append(gap)
-
-    @property
-    def arrival_period_ns(self) -> float | None:
-        """The mean time between the images taken (the last 30, pauses longer than `max_gap` left out),
-        on the node's clock: the camera's period as this node sees it (a bag played at half speed
-        arrives at half the rate its stamps say). None until 5 gaps were seen."""
-        return sum(self._arrival_gaps) / len(self._arrival_gaps) if len(self._arrival_gaps) >= 5 else None
 
     def _count_loss(self, stamp: int) -> None:
         missing = self.loss.add(stamp)

@@ -28,14 +28,6 @@ from vdepth_ros.ros.worker import RateLimitedLog
 #: time, a recording played without its clock): no queue or window makes a latency this long.
 STAMP_CLOCK_MISMATCH_NS = 120_000_000_000
 
-#: `pause_flush: 0` (auto): the camera has paused after this many of its frame periods without an
-#: image (as the images arrive, on the node's clock: `InputSide.arrival_period_ns`; a bag played slower
-#: than recorded arrives slower than its stamps say), and at least `PAUSE_MIN_S` (delivery across
-#: processes jitters by tens of ms); `PAUSE_UNKNOWN_S` until the period is known.
-PAUSE_PERIODS = 4
-PAUSE_MIN_S = 0.2
-PAUSE_UNKNOWN_S = 0.5
-
 
 class FrameProcessor:
     """One camera stream's frames through the pipeline to the outputs (worker thread).
@@ -242,31 +234,23 @@ class FrameProcessor:
         )
 
     # -- pauses and the end of the input -------------------------------------------------------
-    def pause_after_s(self) -> float:
-        """Seconds without an image after which the camera counts as paused (`pause_flush`; 0: auto,
-        `PAUSE_PERIODS` of the camera's period as its images arrive, at most `max_gap`)."""
-        if self.p["pause_flush"] > 0:
-            return float(self.p["pause_flush"])
-        period = self.intake.arrival_period_ns
-        auto = max(PAUSE_PERIODS * period / 1e9, PAUSE_MIN_S) if period else PAUSE_UNKNOWN_S
-        # a pause longer than max_gap restarts the stream anyway: no reason to hold its frames longer
-        return min(auto, self.p["max_gap"]) if self.p["max_gap"] > 0 else auto
-
     def on_idle(self) -> None:
         """The worker has nothing queued (called every few tens of ms). A camera that paused (a driver
         stall, an exposure change, a stream stopped for a while) leaves the frames that wait for the
         next window unpublished until it resumes, and then they would come out late, with their old
-        stamps, to consumers that look up TF at them. So after `pause_after_s` without an image the
+        stamps, to consumers that look up TF at them. So after `pause_flush` without an image (the
+        intake's `PauseRule`, on the node's clock) the
         frames held for the next window are run in a window now and published (the stream goes on);
         after `max_gap` the frames the publish policy still holds ("final"/"both": the provisional
         ones) are published as the stream ends (the gap restart the camera's next image would bring,
         done now). Time is the node's clock: a bag paused under use_sim_time is no pause."""
-        last = self.intake.last_image_ns
+        pauses = self.intake.pauses
+        last = pauses.last_ns
         if last is None or self.stop.is_set() or not self.pipeline.held:
             return
-        idle_s = (self._now_ns() - last) / 1e9
+        idle_s = pauses.paused_for(self._now_ns())
         try:
-            if idle_s >= self.pause_after_s() and last != self._early_for:
+            if idle_s >= pauses.pause_after_s() and last != self._early_for:
                 self._early_for = last
                 held = self.pipeline.held
                 frames = self.pipeline.early_window()
