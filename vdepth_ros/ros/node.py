@@ -233,6 +233,7 @@ class _DepthNodeCore:
             self.processor.on_error,
             on_idle=self.processor.on_idle,
             on_end=self.processor.end_stream,
+            idle_s=0.05,  # a pause is noticed within this of `pause_flush`
         )
         if start_worker:
             self.worker.start()

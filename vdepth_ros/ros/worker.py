@@ -177,7 +177,7 @@ class SupervisedWorker(Generic[T]):
         *,
         on_idle: Callable[[], None] | None = None,
         on_end: Callable[[], None] | None = None,
-        idle_s: float = 0.05,
+        idle_s: float = 0.1,
     ) -> None:
         self.queue, self._process, self._on_error = queue, process, on_error
         self._on_idle, self._on_end, self.idle_s = on_idle, on_end, float(idle_s)
