@@ -412,8 +412,8 @@ class DepthNode(_DepthNodeCore, Node):
         self._activate(start_worker)
 
     def close(self) -> None:
-        """Stop input and the worker (the pending queue is discarded; a window in progress is
-        finished, or abandoned after a few seconds) and destroy the node."""
+        """Stop input, let the worker process what is queued and publish every frame the stream holds
+        (or abandon it after a few seconds, or at `hurry_up`), and destroy the node."""
         if self._active:
             self._deactivate(restart_stream=False, join_timeout=_CLOSE_JOIN_S)
         self._log_summary()
@@ -428,7 +428,8 @@ class ManagedDepthNode(_DepthNodeCore, LifecycleNode):
     * configure: parameters validated, the model loaded, publishers created (a bad parameter or
       model fails the transition with the reason logged; fix it and configure again);
     * activate: subscriptions, worker and /diagnostics start; deactivate stops them (queued input
-      is discarded, the stream restarts on the next activation);
+      is processed and every frame the stream holds published; the stream restarts on the next
+      activation);
     * cleanup: publishers destroyed and the model released; shutdown from any state does what is
       needed of both.
 
