@@ -371,6 +371,27 @@ def test_resets_are_logged_once_each(harness: Any) -> None:
     assert h.node.log.errors == 0
 
 
+def test_stopping_publishes_the_queued_frames_and_every_frame_the_stream_holds(harness: Any) -> None:
+    """A node behind its camera when it is stopped (SIGINT, deactivate) used to discard the frames
+    still queued and the ones waiting for a window: 11 frames in (a window of 8, overlap 3), none
+    processed yet; stopping publishes all 11, in order, and says so in one line."""
+    h = harness(RANGE)  # no worker thread: the frames stay queued
+    lines: list[str] = []
+    h.node.get_logger = lambda: type("L", (), {"info": lines.append, "warning": lines.append})()
+    for k, rgb in enumerate(frames(11)):
+        h.pub_image.publish(conv.image_msg(rgb, "rgb8", header(k)))
+        h.pub_info.publish(CameraInfo(header=header(k), width=W, height=H, k=K))
+        h.spin(0.03)
+    assert h.spin_until(lambda: h.node.queue.put_count == 11)
+    h.node.stop_input()
+    h.node._deactivate(restart_stream=False, join_timeout=30)
+    assert h.node.outputs.sent["/depth"] == 11
+    said = [line for line in lines if line.startswith("input stopped")]
+    assert len(said) == 1 and said[0].startswith(
+        "input stopped: processed the 11 queued frame(s), then published the 3 frame(s) the stream still held"
+    )
+
+
 @pytest.mark.parametrize("publish", ["provisional", "final"])
 def test_a_paused_camera_gets_its_held_frames_published_during_the_pause(harness: Any, publish: str) -> None:
     """A camera that pauses (a driver stall, an exposure change) left the frames waiting for the next

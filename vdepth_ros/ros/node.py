@@ -103,6 +103,7 @@ class _DepthNodeCore:
 
     _configured = False
     _active = False
+    _queued_at_stop: int | None = None  # `stop_input`: frames queued when the input stopped
     _configures = 0  # successful configures so far (a managed node may be cleaned up and configured again)
     #: `vdepth-node --cameras` logs the start-up line once, when every camera is up (`build_nodes`),
     #: not each camera (the first one's "ready" would come before the others' models are loaded).
@@ -251,6 +252,7 @@ class _DepthNodeCore:
     def stop_input(self) -> None:
         """Stop taking input (shutdown's first step): subscriptions gone, the queue closed."""
         if self._active:
+            self._queued_at_stop = len(self.intake.queue)  # the worker takes them from now on
             self.intake.unsubscribe()
 
     def hurry_up(self) -> None:
@@ -265,7 +267,7 @@ class _DepthNodeCore:
         `hurry_up`; what is left then is abandoned. One log line says which. With `restart_stream`
         the stream is restarted so a later activation starts clean."""
         self._active = False
-        queued = len(self.intake.queue)
+        queued, self._queued_at_stop = self._queued_at_stop or len(self.intake.queue), None
         self.intake.unsubscribe()
         if self.worker is not None:
             t0 = time.monotonic()
