@@ -102,7 +102,8 @@ class PauseRule:
     @property
     def period_ns(self) -> float | None:
         """The mean step between the last 30 frames (pauses left out); None until `PAUSE_MIN_GAPS`."""
-        return sum(self._steps) / len(self._steps) if len(self._steps) >= PAUSE_MIN_GAPS else None
+        steps = tuple(self._steps)  # one copy: the live node notes arrivals in another thread
+        return sum(steps) / len(steps) if len(steps) >= PAUSE_MIN_GAPS else None
 
     def pause_after_s(self) -> float:
         """Seconds without a frame after which the stream counts as paused."""
