@@ -218,3 +218,33 @@ def test_deactivate_waits_for_the_window_in_progress_and_one_worker_runs(tmp_pat
         assert [t.name for t in threading.enumerate()].count("vdepth-worker") == 1
     finally:
         rig.close()
+
+
+def test_deactivate_with_a_slow_model_and_a_full_queue_returns_in_bounded_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Deactivate publishes what is queued and held, as SIGINT does, but a lifecycle manager waits
+    for the transition: with a slow model and a full queue that could take many windows. Past the
+    bound the rest is abandoned; the window in progress still ends before the transition returns."""
+    import threading
+
+    from vdepth_ros.ros import node as node_module
+
+    class VerySlowEngine(LuminanceEngine):
+        def _run(self, batch: np.ndarray) -> np.ndarray:
+            time.sleep(1.5)
+            return super()._run(batch)
+
+    monkeypatch.setattr(node_module, "_CLOSE_JOIN_S", 1.0)
+    rig = Rig(str(write_tiny_onnx(tmp_path)), engine=VerySlowEngine(height=48, width=64, frames=4, overlap=1),
+              start_worker=True)  # fmt: skip
+    try:
+        node = rig.node
+        assert node.trigger_configure() == SUCCESS and node.trigger_activate() == SUCCESS
+        assert rig.feed(1_000_000_000) >= 8  # several windows' worth queued behind a 1.5 s window
+        t0 = time.monotonic()
+        assert node.trigger_deactivate() == SUCCESS
+        assert time.monotonic() - t0 < 1.0 + 1.5 + 1.5  # the bound, the window in progress, slack
+        assert [t for t in threading.enumerate() if t.name == "vdepth-worker"] == []
+    finally:
+        rig.close()

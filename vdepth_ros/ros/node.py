@@ -263,18 +263,23 @@ class _DepthNodeCore:
     def _deactivate(self, restart_stream: bool = True, join_timeout: float | None = None) -> None:
         """Stop taking input: subscriptions and timer gone, then the end of the stream: the worker
         processes what is queued and publishes every frame the stream holds (`FrameProcessor.end_stream`,
-        as the end of a bag), waiting at most `join_timeout` (None = as long as it takes) or until
-        `hurry_up`; what is left then is abandoned. One log line says which. With `restart_stream`
-        the stream is restarted so a later activation starts clean."""
+        as the end of a bag), for at most `_CLOSE_JOIN_S` or until `hurry_up`; what is left then is
+        abandoned (one log line says which). The window in progress then ends unpublished, waited for
+        at most `join_timeout` (None = as long as it takes: a lifecycle deactivate, so a later
+        activation never runs two workers). With `restart_stream` the stream is restarted so a later
+        activation starts clean."""
         self._active = False
         queued, self._queued_at_stop = self._queued_at_stop or len(self.intake.queue), None
         self.intake.unsubscribe()
         if self.worker is not None:
             t0 = time.monotonic()
-            finished = self.worker.finish(timeout=join_timeout, hurry=self.hurry)
+            flush_s = _CLOSE_JOIN_S if join_timeout is None else min(join_timeout, _CLOSE_JOIN_S)
+            finished = self.worker.finish(timeout=flush_s, hurry=self.hurry)
             if not finished:
                 self.processor.stop.set()  # the window in progress is abandoned: nothing is published after this
-            self._log_end(queued, finished, time.monotonic() - t0, join_timeout)
+                if join_timeout is None:
+                    self.worker.join()
+            self._log_end(queued, finished, time.monotonic() - t0, flush_s)
             self.worker = None
         if not restart_stream:  # shutting down: what was published reaches reliable subscribers first
             self.processor.stop.set()
