@@ -219,6 +219,17 @@ def test_runtime_changes():
     assert P.runtime_change_error("model", "a", "a", specs) is None
 
 
+def test_every_parameters_example_is_a_value_it_takes():
+    """The example a refused `ros2 param set` names (`set_value_error`) is one the parameter takes, as
+    `ros2 param set` reads it (YAML), for every parameter of the node."""
+    import yaml
+
+    for spec in P.node_param_specs():
+        assert spec.example is not None, spec.name
+        value = spec.coerce(yaml.safe_load(spec.example))
+        assert spec.validate(value) is None, (spec.name, spec.example, spec.validate(value))
+
+
 def test_name_clash_is_rejected():
     @dataclasses.dataclass
     class Bad:

@@ -648,6 +648,52 @@ def test_parameters_as_ros2_param_sets_and_dumps_them_from_another_process(tmp_p
     assert not result.successful and "restart required" in result.reason
 
 
+def test_ros2_param_set_from_another_process_is_answered_in_the_packages_words(tmp_path: Path) -> None:
+    """`ros2 param set /depth_node watchdog_timeout abc` (a SetParameters call from another process)
+    was answered by rclpy: "Wrong parameter type, expected '3' got '4'" (type ids), "Parameter
+    queue_size out of range. Min: 1, ..." and, for a name the node lacks, "Invalid access to
+    undeclared parameter(s): []". Every refusal now names the parameter, what it must be and a
+    command that works; a parameter that cannot change at runtime says restart required; a refused
+    atomic set applies nothing; a valid change of a dynamic parameter takes effect (the colormap
+    starts)."""
+    from rclpy.parameter import Parameter, parameter_value_to_python
+    from rclpy.parameter_client import AsyncParameterClient
+
+    seen: dict[str, Any] = {}
+
+    def tune(peer: Node, ex: SingleThreadedExecutor) -> None:
+        client = AsyncParameterClient(peer, "/depth_node")
+        assert client.wait_for_services(timeout_sec=60), "no parameter services on /depth_node"
+        for name, value in [("watchdog_timeout", "abc"), ("publish_colormap", 1), ("flicker_period", -2.0),
+                            ("keyframes", "x"), ("queue_size", 0), ("watchdg_timeout", 3.0)]:  # fmt: skip
+            seen[name] = _param_call(ex, lambda n=name, v=value: client.set_parameters([Parameter(n, value=v)]))
+        seen["atomic"] = _param_call(ex, lambda: client.set_parameters_atomically(
+            [Parameter("publish_colormap", value=True), Parameter("far", value=9.0)]))  # fmt: skip
+        seen["after atomic"] = _param_call(ex, lambda: client.get_parameters(["publish_colormap"])).values[0]
+        seen["on"] = _param_call(ex, lambda: client.set_parameters([Parameter("publish_colormap", value=True)]))
+
+    got, out = run_node(
+        tmp_path, ["--ros-args", "-p", "skip_when_unsubscribed:=false"], {"cam": ("/image", "/camera_info")},
+        {"/depth_node/depth_colormap": Image}, before_feed=tune,
+    )  # fmt: skip
+    reasons = {k: v.results[0].reason for k, v in seen.items() if k not in ("atomic", "after atomic")}
+    assert all(not v.results[0].successful for k, v in seen.items() if k not in ("atomic", "after atomic", "on"))
+    assert "Wrong parameter type" not in str(reasons) and "out of range" not in str(reasons), reasons
+    assert reasons["watchdog_timeout"] == (
+        "watchdog_timeout must be a number, got 'abc'; e.g. ros2 param set /depth_node watchdog_timeout 5.0"
+    )
+    assert reasons["publish_colormap"].startswith("publish_colormap must be true or false, got 1; e.g. ros2 param set")
+    assert "flicker_period=-2.0 is below the minimum 0.0; e.g. ros2 param set" in reasons["flicker_period"]
+    assert "keyframes" in reasons["keyframes"] and "restart required" in reasons["keyframes"]
+    assert "queue_size" in reasons["queue_size"] and "restart required" in reasons["queue_size"]
+    assert "no parameter 'watchdg_timeout' (did you mean watchdog_timeout?)" in reasons["watchdg_timeout"]
+    assert not seen["atomic"].result.successful and "far" in seen["atomic"].result.reason
+    assert parameter_value_to_python(seen["after atomic"]) is False  # nothing of the refused set applied
+    assert seen["on"].results[0].successful, reasons["on"]
+    assert got["/depth_node/depth_colormap"], out  # the change took effect
+    assert "parameter change refused: watchdog_timeout must be a number" in out
+
+
 def test_a_params_file_that_applies_to_no_node_of_the_process_is_named(tmp_path: Path) -> None:
     """A `depth_node:` section applies only to a node without a namespace, so for a node pushed into
     /robot7 rcl skipped the whole file without a word and the node ran on defaults. The node names

@@ -65,6 +65,24 @@ class ParamSpec:
             return "int[]" if all(isinstance(v, int) for v in self.default) else "double[]"
         return {bool: "bool", int: "int", float: "double", str: "string"}[type(self.default)]
 
+    @property
+    def example(self) -> str | None:
+        """A value of this parameter as it is typed after `ros2 param set` or `-p name:=` (a choice, the
+        default, or a value of the kind where the default is empty), for an error's fix; None for
+        a parameter of any type."""
+        kind = self.value_kind
+        if kind is None:
+            return None
+        if self.choices:
+            return str(self.choices[-1] if self.default == self.choices[0] else self.choices[0])
+        if kind is bool:
+            return "true" if not self.default else "false"
+        if kind in (int, float, str):
+            return repr(kind(self.default)) if kind is not str else str(self.default)
+        item = (typing.get_args(kind) or (None,))[0]
+        values = list(self.default) or {int: [0, 8], float: [0.5, 1.0], str: ["a", "b"]}.get(item, [0, 8])
+        return "[" + ", ".join(v if isinstance(v, str) else repr(v) for v in values) + "]"
+
     def coerce(self, value: Any) -> Any:
         """`value` as this parameter's type where the one type rule (`vdepth_ros.values`) takes it: an
         integer given for a double (`-p far:=6`, `far: 6` in a params file, `ros2 param set
@@ -328,17 +346,38 @@ def ros_param_values(params: Mapping[str, Any]) -> dict[str, Any]:
     return values
 
 
-def runtime_change_error(name: str, old: Any, new: Any, specs: Mapping[str, ParamSpec]) -> str | None:
-    """None if `name` may change from `old` to `new` while running, else the reason."""
+def set_value_error(spec: ParamSpec, value: Any, node: str = "/depth_node") -> str | None:
+    """None if `value` is acceptable for `spec`, else the reason (`ParamSpec.validate`: the parameter,
+    what it must be, what it got) with a command that works, e.g. "watchdog_timeout must be a number,
+    got 'abc'; e.g. ros2 param set /depth_node watchdog_timeout 5.0": the answer to a
+    `ros2 param set` (a SetParameters call) of a wrong value, instead of rclpy's "Wrong parameter
+    type, expected '3' got '4'"."""
+    reason = spec.validate(value)
+    if reason is None or spec.example is None:
+        return reason
+    example = spec.example if " " not in spec.example else f'"{spec.example}"'
+    return f"{reason}; e.g. ros2 param set {node} {spec.name} {example}"
+
+
+def runtime_change_error(
+    name: str, old: Any, new: Any, specs: Mapping[str, ParamSpec], node: str = "/depth_node"
+) -> str | None:
+    """None if `name` may change from `old` to `new` while running, else the reason: a parameter that
+    is not `dynamic` needs a restart (whatever the value), a dynamic one a valid value
+    (`set_value_error`)."""
     spec = specs.get(name)
     if spec is None:
         return None  # not ours (e.g. use_sim_time)
-    if old == new:
+    if old == new and type(old) is type(new):
         return None
     if not spec.dynamic:
         what = "the engine (model, backend, precision, threads, GPU)" if name in RESTART_REQUIRED else name
-        return f"{name}: changing {what} at runtime is not supported; restart required"
-    return spec.validate(new)
+        dynamic = ", ".join(s.name for s in specs.values() if s.dynamic)
+        return (
+            f"{name}: changing {what} at runtime is not supported; restart required (set it with -p {name}:=... or "
+            f"in the params file; the parameters that change at runtime: {dynamic})"
+        )
+    return set_value_error(spec, new, node)
 
 
 def node_param_specs() -> tuple[ParamSpec, ...]:

@@ -115,6 +115,8 @@ def type_problem(kind: Any, value: Any) -> str | None:
     name before it ("window must be ...", "--set window expects ...")."""
     if kind is None:
         return None
+    if isinstance(value, array.array):  # rclpy's integer/double arrays: shown as the list they are
+        value = value.tolist()
     if kind in _WORDS:
         if _fits(kind, value):
             return None

@@ -24,11 +24,12 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from vdepth_ros.blas import set_blas_threads
-from vdepth_ros.errors import ConfigError, ModelLoadError, VdepthError
+from vdepth_ros.errors import ConfigError, ModelLoadError, VdepthError, closest_name
 from vdepth_ros.node_params import (
     ParamSpec,
     node_param_specs,
     runtime_change_error,
+    set_value_error,
     unknown_parameters_warning,
     validate_ros_params,
 )
@@ -323,19 +324,64 @@ class _DepthNodeCore:
         self.pipeline = None
         self._configured = False
 
-    def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
-        if not self._configured:  # a managed node before configure: anything valid, read at configure
-            for param in params:
-                spec = self._specs.get(param.name)
-                reason = spec.validate(param.value) if spec is not None else None
-                if reason:
-                    return SetParametersResult(successful=False, reason=reason)
-            return SetParametersResult(successful=True)
+    def set_parameters_atomically(self, parameter_list: list[Parameter]) -> SetParametersResult:
+        """rclpy's, with the package's reasons first: `ros2 param set` (the SetParameters service calls
+        this for each parameter) of a wrong type, a value out of range, a parameter that needs a
+        restart or one the node does not have is refused in one line that names the parameter, what
+        it must be and a command that works (rclpy would answer a type or range check first, in its
+        own words: "Wrong parameter type, expected '3' got '4'"). Nothing of a refused list is applied.
+        The refusal is logged too (rate-limited), for whoever watches the node rather than the caller."""
+        reason = self._unknown_name(parameter_list) or self._set_refusal(parameter_list)
+        if reason is not None:
+            log = getattr(self, "log", None)
+            if log is not None:
+                log.warning(f"param set {parameter_list[0].name}", f"parameter change refused: {reason}")
+            return SetParametersResult(successful=False, reason=reason)
+        return super().set_parameters_atomically(parameter_list)  # type: ignore[misc]
+
+    def set_parameters(self, parameter_list: list[Parameter]) -> list[SetParametersResult]:
+        """rclpy's (each parameter set on its own), through `set_parameters_atomically`'s checks."""
+        return [self.set_parameters_atomically([param]) for param in parameter_list]
+
+    def _unknown_name(self, params: list[Parameter]) -> str | None:
+        """'<node> has no parameter <name> (did you mean ...?)' for the first name the node lacks."""
+        node = self.get_fully_qualified_name()
         for param in params:
-            old = self.p.get(param.name, self.pipeline_params.get(param.name))
-            reason = runtime_change_error(param.name, old, param.value, self._specs)
+            if not self.has_parameter(param.name):
+                close = closest_name(param.name, list(getattr(self, "_specs", {})), cutoff=0.6)
+                hint = f" (did you mean {close}?)" if close else ""
+                return f"{node} has no parameter {param.name!r}{hint}; its parameters: docs/node.md, Parameters"
+        return None
+
+    def _set_refusal(self, params: list[Parameter]) -> str | None:
+        """Why `params` may not be set now (None: they may): a deleted parameter, a bad value
+        (`set_value_error`), or, once configured, a change that needs a restart
+        (`runtime_change_error`). Values are taken as the pre-set hook will (an integer for a double);
+        parameters not in the table (rclpy's own: use_sim_time, qos_overrides.*) are rclpy's to judge."""
+        specs: dict[str, ParamSpec] = getattr(self, "_specs", {})
+        node = self.get_fully_qualified_name()
+        for param in params:
+            spec = specs.get(param.name)
+            if spec is None:
+                continue
+            if param.type_ == Parameter.Type.NOT_SET:
+                return f"{param.name} cannot be deleted: it is one of {node}'s parameters (set a value instead)"
+            value = spec.coerce(param.value)
+            if not self._configured:  # a managed node before configure: anything valid, read at configure
+                reason = set_value_error(spec, value, node)
+            else:
+                old = self.p.get(param.name, self.pipeline_params.get(param.name))
+                reason = runtime_change_error(param.name, old, value, specs, node)
             if reason:
-                return SetParametersResult(successful=False, reason=reason)
+                return reason
+        return None
+
+    def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        reason = self._set_refusal(params)  # refused before rclpy's checks already; kept for any other way in
+        if reason:
+            return SetParametersResult(successful=False, reason=reason)
+        if not self._configured:
+            return SetParametersResult(successful=True)
         for param in params:
             if param.name in self.p:
                 self.p[param.name] = param.value
