@@ -92,11 +92,11 @@ def check_overrides(family: str, overrides: dict[str, Any]) -> None:
     """
     import inspect
 
-    from vdepth_ros.models import config_type_problem, family_class
+    from vdepth_ros.models import config_parameters, config_type_problem, family_class
 
     cls = family_class(family)
-    params = {n: p for n, p in inspect.signature(cls.__init__).parameters.items() if n != "self"}
-    loader_options = inspect.signature(cls.from_released).parameters.items()  # e.g. DVD's lora_alpha_over_rank
+    params = config_parameters(cls.__init__)
+    loader_options = config_parameters(cls.from_released).items()  # e.g. DVD's lora_alpha_over_rank
     params |= {n: p for n, p in loader_options if p.default is not inspect.Parameter.empty}
     for key in overrides:
         if key not in params:

@@ -109,7 +109,32 @@ MODEL_MISTAKES: dict[str, tuple[Any, str]] = {
     "window": (8.0, "window expects an integer, got 8.0 (write 8, without a decimal point)"),
     "max_frames": (True, "max_frames expects an integer, got True"),
     "out_channels": ([16, 32.5], "out_channels expects a list of integers, got [16, 32.5] (item 1 is 32.5)"),
+    # settings whose default is None took anything (a string for a number ran until inference)
+    "overlap": ("4", "overlap expects an integer (or null), got '4' (a string: write the number, without quotes)"),
+    "keyframes": ([0, 8.5], "keyframes expects a list of integers (or null), got [0, 8.5] (item 1 is 8.5)"),
 }
+
+
+def test_every_model_setting_defaulting_to_none_is_held_to_its_declared_type() -> None:
+    """A family's constructor setting whose default is None (`overlap: int | None`, `lora_alpha:
+    float | None`, `unet: dict | None`, `augment_noise: bool | None`) took any value; now each is
+    judged by its declared type, and None (JSON null) is still taken."""
+    import inspect
+
+    from vdepth_ros.models import MODEL_FAMILIES, config_parameters, config_type_problem, family_class
+
+    checked = 0
+    for family in MODEL_FAMILIES:
+        params = config_parameters(family_class(family).__init__)
+        for name, param in params.items():
+            if param.default is not None or param.annotation is inspect.Parameter.empty:
+                continue
+            assert config_type_problem(params, {name: None}) is None, (family, name)
+            wrong = 3 if "str" in str(param.annotation) and "dict" not in str(param.annotation) else "x"
+            problem = config_type_problem(params, {name: wrong})
+            assert problem is not None and problem.startswith(f"{name} expects "), (family, name, problem)
+            checked += 1
+    assert checked >= 15
 
 
 @pytest.mark.parametrize("key", list(MODEL_MISTAKES))

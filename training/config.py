@@ -235,7 +235,7 @@ def check_keys(cfg: dict[str, Any], known: dict[str, frozenset[str]]) -> None:
 def build_family_model(cfg: dict[str, Any]) -> nn.Module:
     """The `vdepth_ros.models` family of `cfg["model"]`: tiny config when `use_tiny_config`, then
     `config` kwargs; weights from `init_from` (a `save_pretrained` folder) when given."""
-    from vdepth_ros.models import build_model, config_type_problem, family_class, load_model
+    from vdepth_ros.models import build_model, config_parameters, config_type_problem, family_class, load_model
 
     mcfg = cfg["model"]
     family = mcfg["family"]
@@ -244,7 +244,7 @@ def build_family_model(cfg: dict[str, Any]) -> nn.Module:
     kwargs = dict(mcfg.get("config") or {})
     if mcfg.get("use_tiny_config"):
         kwargs = {**family_class(family).tiny_config(), **kwargs}
-    problem = config_type_problem(inspect.signature(family_class(family).__init__).parameters, kwargs)
+    problem = config_type_problem(config_parameters(family_class(family).__init__), kwargs)
     if problem is not None:  # `metric: "false"` would be a truthy string: a metric model
         raise ConfigError(f"model.config: {problem}")
     try:

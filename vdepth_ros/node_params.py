@@ -71,6 +71,7 @@ class ParamSpec:
         default, or a value of the kind where the default is empty), for an error's fix; None for
         a parameter of any type."""
         kind = self.value_kind
+        kind = typing.get_args(kind)[0] if typing.get_origin(kind) is typing.Union else kind  # Optional[X]: X
         if kind is None:
             return None
         if self.choices:
@@ -78,9 +79,10 @@ class ParamSpec:
         if kind is bool:
             return "true" if not self.default else "false"
         if kind in (int, float, str):
-            return repr(kind(self.default)) if kind is not str else str(self.default)
+            typical = self.default if self.default is not None else {int: 1, float: 1.0, str: "text"}[kind]
+            return repr(kind(typical)) if kind is not str else str(typical)
         item = (typing.get_args(kind) or (None,))[0]
-        values = list(self.default) or {int: [0, 8], float: [0.5, 1.0], str: ["a", "b"]}.get(item, [0, 8])
+        values = list(self.default or []) or {int: [0, 8], float: [0.5, 1.0], str: ["a", "b"]}.get(item, [0, 8])
         return "[" + ", ".join(v if isinstance(v, str) else repr(v) for v in values) + "]"
 
     def coerce(self, value: Any) -> Any:
@@ -270,7 +272,8 @@ def pipeline_param_specs(config_cls: type) -> tuple[ParamSpec, ...]:
 
     Descriptions come from field metadata `description` (`vdepth_ros.config.param`), choices from
     metadata `choices` or `Literal[...]` annotations, ranges from metadata `min`/`max`. Fields
-    defaulting to None are declared dynamically typed.
+    defaulting to None are declared dynamically typed (rcl has no None), their values still held to
+    the field's type (`float | None`: a number).
     """
     hints = typing.get_type_hints(config_cls)
     specs = []
@@ -285,7 +288,7 @@ def pipeline_param_specs(config_cls: type) -> tuple[ParamSpec, ...]:
             default = list(default)
         tp, _ = _unwrap_optional(hints.get(f.name))
         allowed = f.metadata.get("choices")
-        kind = kind_of_type(tp)
+        kind = kind_of_type(tp) if default is not None else kind_of_type(hints.get(f.name))  # X | None: None or X
         if allowed is None and typing.get_origin(tp) is typing.Literal:
             allowed = tuple(typing.get_args(tp))
         description = f.metadata.get("description") or f.name.replace("_", " ")
@@ -299,7 +302,7 @@ def pipeline_param_specs(config_cls: type) -> tuple[ParamSpec, ...]:
                 max=f.metadata.get("max"),
                 dynamic=False,
                 group="pipeline",
-                kind=kind if default is not None else None,  # None: dynamically typed
+                kind=kind,  # None default: dynamically typed for rcl, values still held to the field's type
             )
         )
     return tuple(specs)

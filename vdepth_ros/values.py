@@ -18,13 +18,18 @@ The rule, deliberately:
   and the message says to write it without quotes;
 - a list is a JSON/YAML list (a tuple from Python too); with a known item kind each item obeys the
   rules above;
+- a mapping (a model's sub-config such as `unet`) is a JSON object / YAML mapping;
+- null (None) only where the setting's type allows it (`overlap: int | None`); a setting whose
+  default is None is still held to its declared type (`kind_of_type`), not taken as anything;
 - from Python, numpy's integers, floats and bools count as Python's (`window=np.int64(16)` is 16).
 """
 
 from __future__ import annotations
 
 import array
+import collections.abc
 import numbers
+import types
 import typing
 from typing import Any
 
@@ -60,13 +65,32 @@ def kind_of(default: Any) -> Any:
 
 
 def kind_of_type(tp: Any) -> Any:
-    """The kind a type annotation stands for (`bool`, `int`, `float`, `str`, `list[int]`, `list`...),
-    or None for one without a type rule here (a `Literal`'s choices, an `Optional`: judged elsewhere)."""
-    if tp in _WORDS or tp is list:
+    """The kind a type annotation stands for: `bool`, `int`, `float`, `str`; `list[int]` (a list,
+    tuple or sequence of one of them: `tuple[int, ...]`, `Sequence[int]`), `list` (of anything);
+    `dict` (a mapping: a JSON object, a YAML mapping); `Optional[<one of them>]` for `X | None` (None
+    or a value of X's kind). None for one without a type rule here (a `Literal`'s choices are judged
+    by its caller; `Any`, a class, a union of two kinds: anything)."""
+    if tp in _WORDS or tp is list or tp is dict:
         return tp
-    if typing.get_origin(tp) is list:
-        args = typing.get_args(tp)
-        return tp if len(args) == 1 and args[0] in _WORDS else list
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType) and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        inner = kind_of_type(rest[0]) if len(rest) == 1 else None
+        return None if inner is None else typing.Optional[inner]  # noqa: UP045 (a kind, not an annotation)
+    if origin in (list, tuple, collections.abc.Sequence) or tp in (tuple, collections.abc.Sequence):
+        items = [a for a in args if a is not Ellipsis]
+        if origin is tuple and len(set(items)) > 1:
+            return list
+        return list[items[0]] if items and items[0] in _WORDS else list
+    if origin in (dict, collections.abc.Mapping) or tp is collections.abc.Mapping:
+        return dict
+    return None
+
+
+def _optional(kind: Any) -> Any:
+    """X for a kind `Optional[X]`, else None."""
+    if typing.get_origin(kind) in (typing.Union, types.UnionType) and type(None) in typing.get_args(kind):
+        return next(a for a in typing.get_args(kind) if a is not type(None))
     return None
 
 
@@ -122,6 +146,13 @@ def type_problem(kind: Any, value: Any) -> str | None:
             return None
         hint = _hint(kind, value)
         return f"{_WORDS[kind]}, got {value!r}" + (f" ({hint})" if hint else "")
+    if (inner := _optional(kind)) is not None:
+        if value is None:
+            return None
+        problem = type_problem(inner, value)
+        return None if problem is None else problem.replace(", got ", " (or null), got ", 1)
+    if kind is dict:
+        return None if isinstance(value, collections.abc.Mapping) else f"a mapping such as {{key: 1}}, got {value!r}"
     if kind is list or typing.get_origin(kind) is list:
         (item,) = typing.get_args(kind) or (None,)
         words = _LIST_WORDS.get(item, "a list such as [1, 2]")
@@ -139,6 +170,8 @@ def conform(kind: Any, value: Any) -> Any:
     """`value`, which `type_problem` accepted, in the form of `kind`: an integer given for a number
     as that number (`far: 6` -> 6.0), numpy's numbers and bools as Python's, a tuple as a list; anything
     else unchanged."""
+    if (inner := _optional(kind)) is not None:
+        return None if value is None else conform(inner, value)
     if kind in (bool, int, float) and type(value) is not kind:
         return kind(value)
     if kind is list or typing.get_origin(kind) is list:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
-from collections.abc import Mapping
+import typing
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from vdepth_ros.models.base import (
     shape_mismatches,
 )
 from vdepth_ros.paths import PROVENANCE_NAME
-from vdepth_ros.values import kind_of, type_problem
+from vdepth_ros.values import kind_of, kind_of_type, type_problem
 
 # registry name -> "module:Class"; modules import lazily so a family's heavy deps load on demand.
 MODEL_FAMILIES: dict[str, str] = {
@@ -50,14 +51,39 @@ def family_class(family: str) -> type[VideoDepthModel]:
     return getattr(importlib.import_module(module_name), cls_name)
 
 
+def config_parameters(*functions: Callable[..., Any]) -> dict[str, inspect.Parameter]:
+    """The keyword parameters of `functions` (a family's `__init__`, its `from_released`) by name,
+    each with its annotation resolved (`typing.get_type_hints`; the modules write annotations as
+    strings), for `config_type_problem`. `self` and `*args`/`**kwargs` are left out."""
+    out: dict[str, inspect.Parameter] = {}
+    for function in functions:
+        try:
+            hints = typing.get_type_hints(function)
+        except Exception:  # an annotation that does not resolve: judged by the defaults alone
+            hints = {}
+        for name, param in inspect.signature(function).parameters.items():
+            if name != "self" and param.kind not in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                out.setdefault(name, param.replace(annotation=hints.get(name, param.annotation)))
+    return out
+
+
 def config_type_problem(params: Mapping[str, inspect.Parameter], config: Mapping[str, Any]) -> str | None:
-    """ "KEY expects WHAT, got VALUE" for the first `config` value that is not of its constructor
-    default's kind (`vdepth_ros.values`, the rule every setting obeys: true/false, integer, number,
-    string, list), else None. A None or absent default takes anything; keys `params` lacks are the
-    caller's to refuse. `config.json` (`load_model`), `vdepth-export import --set` and a recipe's
-    `model.config` are all checked with it."""
+    """ "KEY expects WHAT, got VALUE" for the first `config` value that is not of its parameter's
+    kind (`vdepth_ros.values`, the rule every setting obeys: true/false, integer, number, string,
+    list, mapping, and null where the type allows None), else None. The kind is the declared type's
+    (`params` from `config_parameters`) where it has one, else the default's: so a setting whose
+    default is None (`overlap: int | None = None`) is held to its type too. A parameter of neither
+    (an `Any`, a class) takes anything; keys `params` lacks are the caller's to refuse.
+    `config.json` (`load_model`), `vdepth-export import --set` and a recipe's `model.config` are all
+    checked with it."""
     for key, value in config.items():
-        if key in params and (problem := type_problem(kind_of(params[key].default), value)) is not None:
+        if key not in params:
+            continue
+        param = params[key]
+        kind = kind_of_type(param.annotation)
+        if kind is None:
+            kind = kind_of(param.default) if param.default is not inspect.Parameter.empty else None
+        if (problem := type_problem(kind, value)) is not None:
             return f"{key} expects {problem}"
     return None
 
@@ -111,7 +137,7 @@ def load_model(directory: str | Path, *, strict: bool = True) -> VideoDepthModel
     if family is None:  # e.g. a diffusers/transformers folder of a release, not imported yet
         why = released_checkpoint_problem(directory)
         raise ModelLoadError(why or f"{directory / CONFIG_NAME} has no _family entry")
-    problem = config_type_problem(inspect.signature(family_class(family).__init__).parameters, cfg)
+    problem = config_type_problem(config_parameters(family_class(family).__init__), cfg)
     if problem is not None:  # "metric": "false" would be a truthy string: a metric model
         raise ModelLoadError(f"{directory / CONFIG_NAME}: {problem}")
     try:
@@ -142,6 +168,7 @@ __all__ = [
     "InputConstraints",
     "VideoDepthModel",
     "build_model",
+    "config_parameters",
     "config_type_problem",
     "family_class",
     "load_model",
