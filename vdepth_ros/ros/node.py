@@ -43,6 +43,7 @@ from vdepth_ros.ros.startup import CLOCK, warm_up
 from vdepth_ros.ros.status import StatusReporter
 from vdepth_ros.ros.worker import RateLimitedLog, SupervisedWorker
 from vdepth_ros.runtime.shared import EnginePool, SharedEngine
+from vdepth_ros.values import kind_of, type_problem
 
 NODE_NAME = "depth_node"
 _CLOSE_JOIN_S = 5.0  # at process exit, wait this long for the queued frames and the stream's last window
@@ -357,12 +358,16 @@ class _DepthNodeCore:
         """Why `params` may not be set now (None: they may): a deleted parameter, a bad value
         (`set_value_error`), or, once configured, a change that needs a restart
         (`runtime_change_error`). Values are taken as the pre-set hook will (an integer for a double);
-        parameters not in the table (rclpy's own: use_sim_time, qos_overrides.*) are rclpy's to judge."""
+        a parameter not in the table (rclpy's own: use_sim_time) is held to its value's kind."""
         specs: dict[str, ParamSpec] = getattr(self, "_specs", {})
         node = self.get_fully_qualified_name()
         for param in params:
             spec = specs.get(param.name)
-            if spec is None:
+            if spec is None:  # rclpy's own (use_sim_time): its value's kind, as rclpy would, in these words
+                current = self.get_parameter(param.name).value if self.has_parameter(param.name) else None
+                problem = None if current is None else type_problem(kind_of(current), param.value)
+                if problem is not None:
+                    return f"{param.name} must be {problem}; e.g. ros2 param set {node} {param.name} {current!r}"
                 continue
             if param.type_ == Parameter.Type.NOT_SET:
                 return f"{param.name} cannot be deleted: it is one of {node}'s parameters (set a value instead)"
