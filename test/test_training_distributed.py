@@ -366,6 +366,44 @@ def test_two_ranks_resume_with_a_changed_config_is_refused_unless_allowed(tmp_pa
     assert (run / "final").is_dir()
 
 
+def test_two_ranks_read_scientific_notation_as_numbers_and_refuse_a_wrong_type_in_one_line(tmp_path: Path) -> None:
+    """PyYAML reads `1e-4` (no dot) as a string: `betas: [9e-1, 999e-3]` ended both ranks in AdamW's
+    TypeError and `checkpoint_every: 1e3` in int()'s ValueError, after the model was built. Now a
+    recipe's scientific notation is the number it reads as (it trains, and its checkpoint holds
+    numbers), and a value of the wrong type stops the ranks before anything is built with one line
+    naming the key and the fix."""
+    import yaml
+
+    cfg = load_config(REPO / "training" / "configs" / "vda.yaml", tiny=True)
+    for key in ("tiny", "optimizer", "training"):
+        cfg.pop(key)
+    cfg["stages"] = [{**cfg["stages"][0], "steps": 2, "lr": 2e-4}]
+    cfg["data"].update(num_samples=4, sources=[{**s, "count": 2} for s in cfg["data"]["sources"]])
+    text = yaml.safe_dump(cfg).replace("lr: 0.0002", "lr: 2e-4")
+    assert "lr: 2e-4" in text
+    optimizer = "optimizer: {lr: 3e-4, betas: [9e-1, 999e-3], eps: 1e-8, weight_decay: 1e-2}\n"
+    training = "training: {mixed_precision: 'no', checkpoint_every: 1, log_every: 1, threads: 1}\n"
+    recipe, run = tmp_path / "mine.yaml", tmp_path / "run"
+    recipe.write_text(text + optimizer + training)
+    torchrun(["-m", "vdepth_training.train", "--config", str(recipe), "--output", str(run)])
+    assert (run / "final").is_dir()
+    saved = json.loads((run / "checkpoints" / "checkpoint_2" / "trainer_config.json").read_text())
+    assert saved["optimizer"]["betas"] == [0.9, 0.999] and saved["optimizer"]["lr"] == 3e-4
+    assert saved["stages"][0]["lr"] == 2e-4 and saved["optimizer"]["weight_decay"] == 0.01
+
+    recipe.write_text(text + optimizer + training.replace("checkpoint_every: 1", "checkpoint_every: 1e3"))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
+           "vdepth_training.train", "--config", str(recipe), "--output", str(tmp_path / "run2")]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=REPO, env=rank_env(), capture_output=True, text=True, timeout=300)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("python -m vdepth_training.train: error")]
+    assert proc.returncode != 0 and errors, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert errors[0].endswith(
+        "training.checkpoint_every must be an integer, got 1000.0 (write 1000, without a decimal point)"
+    )
+    assert "ValueError" not in proc.stderr and "process 0 of 2" not in proc.stdout  # before any rank built anything
+    assert not (tmp_path / "run2").exists()
+
+
 def test_validation_on_two_ranks_equals_one_process(tmp_path: Path) -> None:
     """Validation during training did not exist: a user training on their own data saw only the
     training loss. `training.validate_every` runs the recipe's loss on held-out data

@@ -255,6 +255,81 @@ def test_a_misspelt_training_or_optimizer_key_is_refused_before_training(tmp_pat
     Trainer(default, tmp_path / "run")
 
 
+def test_a_misspelt_section_in_the_tiny_section_is_refused(tmp_path: Path) -> None:
+    """`tiny: {optimiser: {lr: 3e-4}}` was merged as a section nothing reads: `--tiny` trained at the
+    full recipe's learning rate (1e-6) without a word. Now it is refused with the closest section."""
+    from vdepth_ros.errors import ConfigError
+
+    recipe = tmp_path / "mine.yaml"
+    text = (CONFIGS / "vda.yaml").read_text()
+    assert "  optimizer: {lr: 3.0e-4" in text
+    recipe.write_text(text.replace("  optimizer: {lr: 3.0e-4", "  optimiser: {lr: 3.0e-4"))
+    for tiny in (True, False):
+        with pytest.raises(ConfigError, match=r"tiny sets unknown keys \['optimiser'\].*did you mean 'optimizer'"):
+            load_config(recipe, tiny=tiny)
+
+
+#: a recipe value of the wrong type (section overrides) -> the one line that refuses it
+TYPE_MISTAKES: dict[str, tuple[dict, str]] = {
+    "quoted lr": ({"optimizer": {"lr": "abc"}}, "optimizer.lr must be a number, got 'abc'"),
+    "decimal batch size": ({"training": {"batch_size": 2.0}}, "training.batch_size must be an integer, got 2.0"),
+    "quoted seed": ({"training": {"seed": "1"}}, "training.seed must be an integer, got '1' (a string: write the"),
+    "None-default threads": ({"training": {"threads": "2"}}, "training.threads must be an integer (or null), got '2'"),
+    "None-default grad_clip": ({"optimizer": {"grad_clip": "x"}}, "optimizer.grad_clip must be a number (or null)"),
+    "quoted bool": ({"data": {"random_crop": "false"}}, "data.random_crop must be true or false, got 'false'"),
+    "float count": ({"data": {"num_samples": 1e3}}, "data.num_samples must be an integer, got 1000.0 (write 1000"),
+    "loss weight": ({"loss": {"w_tgm": "10"}}, "loss.w_tgm must be a number, got '10'"),
+    "betas": ({"optimizer": {"betas": [0.9, "x"]}}, "optimizer.betas must be a list of numbers"),
+}
+
+
+@pytest.mark.parametrize("mistake", list(TYPE_MISTAKES))
+def test_a_recipe_value_of_the_wrong_type_is_refused_before_training(tmp_path: Path, mistake: str) -> None:
+    """Recipe values were not checked against their type: `lr: abc` and `num_samples: 1e3` ended in
+    a float()/int() traceback after the model was built, `random_crop: "false"` cropped (a non-empty
+    string is true), `batch_size: 2.0` ran as 2. Now each is one ConfigError naming the key and the fix."""
+    from vdepth_ros.errors import ConfigError
+
+    over, words = TYPE_MISTAKES[mistake]
+    with pytest.raises(ConfigError) as err:
+        Trainer(vda_tiny(**over), tmp_path)
+    assert str(err.value).startswith(words), str(err.value)
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_stage_value_of_the_wrong_type_is_refused_and_scientific_notation_is_a_number(tmp_path: Path) -> None:
+    """A stage's `restart: "false"` restarted the optimizer (a non-empty string is true) and
+    `warmup_steps: "10"` was int()'d in silence; a YAML `lr: 1e-4` (PyYAML: a string) is the number."""
+    from vdepth_training.trainer import config_changes
+
+    from vdepth_ros.errors import ConfigError
+
+    recipe = tmp_path / "mine.yaml"
+    text = (
+        (CONFIGS / "vda.yaml").read_text().replace("optimizer: {lr: 3.0e-4, lr_new: 3.0e-4}", "optimizer: {lr: 3e-4}")
+    )
+    stage = "    - {name: finetune, steps: 12, trainable: all, clip_length: [4, 4]}"
+    assert stage in text
+    recipe.write_text(text.replace(stage, stage[:-1] + ", lr: 1e-4, min_lr_ratio: 5E-2, warmup_steps: 2}"))
+    cfg = load_config(recipe, tiny=True)
+    assert (
+        cfg["optimizer"]["lr"] == 3e-4 and cfg["stages"][0]["lr"] == 1e-4 and cfg["stages"][0]["min_lr_ratio"] == 0.05
+    )
+    Trainer(cfg, tmp_path / "run")
+    for key, value, words in (
+        ("restart", "false", "stages[1].restart must be true or false, got 'false'"),
+        ("warmup_steps", "10", "stages[1].warmup_steps must be an integer, got '10'"),
+    ):
+        cfg = vda_tiny()
+        cfg["stages"] = [cfg["stages"][0], {**cfg["stages"][0], "name": "second", key: value}]
+        with pytest.raises(ConfigError) as err:
+            Trainer(cfg, tmp_path / "run")
+        assert str(err.value).startswith(words), str(err.value)
+    # a checkpoint saved when `lr: 1e-4` was read as text resumes with the same recipe
+    assert config_changes({"optimizer": {"lr": "1e-4"}}, {"optimizer": {"lr": 1e-4}}) == []
+    assert config_changes({"optimizer": {"lr": "1e-4"}}, {"optimizer": {"lr": 2e-4}}) != []
+
+
 def test_cli_mistakes_are_one_line_errors_and_a_run_is_not_overwritten(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

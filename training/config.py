@@ -22,7 +22,7 @@ from vdepth_training.data.toy import load_toy
 from vdepth_training.data.transforms import GEMDEPTH_ASPECTS
 
 from vdepth_ros.errors import ConfigError, closest_name
-from vdepth_ros.values import type_problem
+from vdepth_ros.values import kind_of_type, load_yaml, type_problem
 
 log = logging.getLogger("vdepth_training")
 
@@ -68,6 +68,49 @@ DEFAULT_OPTIMIZER: dict[str, Any] = {
     "lr_new": None,
 }
 
+#: the type of each `training` / `optimizer` key whose default is None (the others have their
+#: default's: `vdepth_ros.values.kind_of`); `log_with` (accelerate's trackers) takes anything
+NONE_DEFAULT_TYPES: dict[str, Any] = {
+    "training.deepspeed": str | None,
+    "training.init": str | None,
+    "training.threads": int | None,
+    "training.stop_at": int | None,
+    "training.export_weights_dtype": str | None,
+    "training.latent_cache": str | None,
+    "optimizer.grad_clip": float | None,
+    "optimizer.new_params": str | None,
+    "optimizer.lr_new": float | None,
+}
+#: the type of the `data:` keys `build_dataset` reads (`aspects`, `sources`: checked by their readers)
+DATA_TYPES: dict[str, Any] = {
+    "clip_length": list[int],
+    "size": list[int],
+    "normalization": str,
+    "flip_p": float,
+    "random_crop": bool,
+    "stride": int,
+    "num_samples": int,
+    "fixed_clips": bool,
+}
+#: the type of the stage keys `stages.plan_stages` reads besides the `optimizer` ones
+STAGE_TYPES: dict[str, Any] = {"steps": int, "trainable": str, "clip_length": list[int], "restart": bool}
+
+
+def value_types(data: dict[str, Any] | None = None) -> dict[str, Any]:
+    """ "<section>.<key>" -> the type its value must be of (`check_types`): `training.*` and
+    `optimizer.*` by their defaults (`NONE_DEFAULT_TYPES` for the None ones), `stage.*` (a stage's
+    own keys: `STAGE_TYPES` and the optimizer keys it may override) and `data.*` (`data`: the
+    recipe's, default `DATA_TYPES`). A recipe adds its own (`Recipe.value_types`)."""
+    types: dict[str, Any] = {f"training.{k}": type(v) for k, v in DEFAULT_TRAINING.items() if v is not None}
+    types |= {f"optimizer.{k}": type(v) for k, v in DEFAULT_OPTIMIZER.items() if v is not None}
+    types |= {"optimizer.betas": list[float], "training.init_new_modules": list[str]}
+    types |= NONE_DEFAULT_TYPES
+    from vdepth_training.stages import OPTIMIZER_KEYS
+
+    types |= {f"stage.{k}": types[f"optimizer.{k}"] for k in OPTIMIZER_KEYS}
+    types |= {f"stage.{k}": t for k, t in STAGE_TYPES.items()}
+    return types | {f"data.{k}": t for k, t in (DATA_TYPES if data is None else data).items()}
+
 
 def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     """`over` merged into a copy of `base`: nested dicts merge, everything else replaces."""
@@ -84,7 +127,7 @@ def _read_yaml(path: str | Path) -> dict[str, Any]:
     if not Path(path).is_file():
         raise FileNotFoundError(f"config {path} not found")
     try:
-        raw = yaml.safe_load(Path(path).read_text()) or {}
+        raw = load_yaml(Path(path).read_text()) or {}  # `lr: 1e-4` is a number, not PyYAML's string
     except yaml.YAMLError as err:
         raise ConfigError(f"{path} is not valid YAML: {err}") from None
     if not isinstance(raw, dict):
@@ -108,7 +151,11 @@ def load_config(path: str | Path, *, tiny: bool = False, overrides: dict[str, An
         raw = convert_train_default(raw)
     unknown = set(raw) - set(SECTIONS)
     if unknown:
-        raise ConfigError(f"{path}: unknown sections {sorted(unknown)}; known: {SECTIONS}")
+        close = {k: closest_name(k, SECTIONS) for k in sorted(unknown, key=str)}
+        hints = "".join(f" ({k}: did you mean {c!r}?)" for k, c in close.items() if c)
+        raise ConfigError(f"{path}: unknown sections {sorted(unknown, key=str)}{hints}; known: {SECTIONS}")
+    # `tiny` is merged over the sections: a misspelt one there (`optimiser:`) would be a section nothing reads
+    refuse_unknown_keys(f"{path}: tiny", raw.get("tiny"), frozenset(SECTIONS) - {"tiny"})
     cfg = {k: v for k, v in raw.items() if k != "tiny"}
     if tiny:
         if "tiny" not in raw:
@@ -204,7 +251,7 @@ def _check_section(where: str, given: Any, path: str, known: dict[str, frozenset
             _check_sources(f"{where}.sources", value)
 
 
-def check_keys(cfg: dict[str, Any], known: dict[str, frozenset[str]]) -> None:
+def check_keys(cfg: dict[str, Any], known: dict[str, frozenset[str]], types: dict[str, Any] | None = None) -> None:
     """Refuse a key that nothing reads in any section of a loaded recipe (a misspelt `bach_size`,
     `clip_lenght` or `w_tmg` would otherwise train with the default in silence): `training`,
     `optimizer`, `model`, `data` (its `sources` entries too), `loss`, `augment`, and each stage's
@@ -213,6 +260,8 @@ def check_keys(cfg: dict[str, Any], known: dict[str, frozenset[str]]) -> None:
     Args:
         known: section -> the keys its recipe reads (`Recipe.config_keys()`); a dotted name
             (`data.pseudo`, `model.teacher`) is a nested section.
+        types: the values' types (`Recipe.value_types()`; default `value_types()`), for
+            `check_types`, which runs last.
 
     Raises:
         ConfigError: naming the section, the unknown keys, a close known one, and the known ones; a
@@ -227,6 +276,37 @@ def check_keys(cfg: dict[str, Any], known: dict[str, frozenset[str]]) -> None:
     if precision not in MIXED_PRECISIONS:
         hint = " (YAML reads a bare no as false: write 'no' in quotes)" if precision is False else ""
         raise ConfigError(f"training.mixed_precision must be one of {MIXED_PRECISIONS}, got {precision!r}{hint}")
+    check_types(cfg, value_types() if types is None else types)
+
+
+def check_types(cfg: dict[str, Any], types: dict[str, Any]) -> None:
+    """Each value of a loaded recipe against its key's type (`vdepth_ros.values`, the rule every
+    setting obeys; `types`: `value_types()` or a recipe's `Recipe.value_types()`), and loss
+    weights `w_*` as numbers, in every section and each stage's keys and `data`/`loss` changes.
+    `lr: "1e-4"` (quoted), `batch_size: 2.0`, `restart: "false"` (a non-empty string is true) or
+    `num_samples: abc` fail here in one line naming the key and the fix, instead of a traceback from
+    `float()`/`int()` later or a run that silently trains with another value. A key without a type
+    here takes anything (its reader checks it).
+
+    Raises:
+        ConfigError: "<where>.<key> must be <what>, got <value> (<fix>)" for the first bad value.
+    """
+
+    def check(where: str, section: str, values: Any) -> None:
+        for key, value in values.items() if isinstance(values, dict) else ():
+            name = f"{section}.{key}"
+            kind = float if section == "loss" and str(key).startswith("w_") else kind_of_type(types.get(name))
+            problem = type_problem(kind, value)
+            if problem is not None:
+                raise ConfigError(f"{where}.{key} must be {problem}")
+
+    for section in ("training", "optimizer", "data", "loss"):
+        check(section, section, cfg.get(section))
+    check("data.validation", "data", (cfg.get("data") or {}).get("validation"))
+    for i, stage in enumerate(cfg.get("stages") or []):
+        check(f"stages[{i}]", "stage", stage)
+        check(f"stages[{i}].data", "data", stage.get("data"))
+        check(f"stages[{i}].loss", "loss", stage.get("loss"))
 
 
 # -- builders ------------------------------------------------------------------------------------------
@@ -328,7 +408,9 @@ __all__ = [
     "build_optimizer",
     "build_sources",
     "check_keys",
+    "check_types",
     "deep_merge",
     "load_config",
     "refuse_unknown_keys",
+    "value_types",
 ]

@@ -66,6 +66,8 @@ STATE_NAME = "trainer_state.json"
 #: the run's config as it was when a checkpoint was saved (beside `STATE_NAME`; `--resume` compares it)
 CONFIG_NAME = "trainer_config.json"
 #: `training` keys a resumed run may change: they do not change what it computes
+#: scientific notation without a dot (`1e-4`), which checkpoints saved before it was read as a number hold as text
+_FLOAT_TEXT = re.compile(r"[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+")
 RESUMABLE_CHANGES = frozenset(
     ("log_every", "checkpoint_every", "keep_checkpoints", "num_workers", "log_with", "threads", "latent_cache")
     + ("stop_at", "export_weights_dtype", "validate_every", "validate_batches")
@@ -178,7 +180,7 @@ class Trainer:
         self.cfg = cfg
         self.output_dir = Path(output_dir)
         if recipe is not None:
-            check_keys(cfg, recipe.config_keys())
+            check_keys(cfg, recipe.config_keys(), recipe.value_types())
         self.recipe = recipe or get_recipe(cfg)  # refuses unknown keys before anything is built
         self.recipe.output_dir = self.output_dir
         self.train_cfg = cfg["training"]
@@ -648,6 +650,8 @@ def config_changes(old: Any, new: Any, where: str = "") -> list[str]:
         return [c for k in keys for c in config_changes(old.get(k), new.get(k), f"{where}.{k}" if where else str(k))]
     if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
         return [c for i, (a, b) in enumerate(zip(old, new, strict=True)) for c in config_changes(a, b, f"{where}[{i}]")]
+    if isinstance(old, str) and isinstance(new, float) and _FLOAT_TEXT.fullmatch(old) and float(old) == new:
+        return []  # `lr: 1e-4` saved as the string PyYAML read before recipes read it as a number
     return [] if old == new else [f"{where}: {old!r} -> {new!r}"]
 
 

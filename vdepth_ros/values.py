@@ -180,4 +180,33 @@ def conform(kind: Any, value: Any) -> Any:
     return value
 
 
-__all__ = ["conform", "kind_of", "kind_of_type", "type_problem"]
+#: a YAML 1.2 float (what JSON, C and Python read as one): `1e-4`, `5E3`, `-2.5e+3`, `.5`; PyYAML follows
+#: YAML 1.1, which needs a dot and a signed exponent, and reads `lr: 1e-4` as the string '1e-4'
+_FLOAT_12 = (
+    r"^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?"  # 1.5, 1., 1.0e-4
+    r"|\.[0-9][0-9_]*(?:[eE][-+]?[0-9]+)?"  # .5, .5e3
+    r"|[0-9][0-9_]*[eE][-+]?[0-9]+)$"  # 1e-4, 5E3
+)
+
+
+def load_yaml(text: str) -> Any:
+    """YAML as a user means it (`yaml.safe_load` otherwise): a number in scientific notation
+    without a dot (`lr: 1e-4`, `eps: 1e-8`, `steps: 1e5`) is that number, a float, as in JSON and
+    YAML 1.2, not a string (PyYAML's YAML 1.1 reading). A quoted `"1e-4"` stays a string.
+
+    Raises:
+        yaml.YAMLError: not valid YAML.
+    """
+    import re
+
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(_FLOAT_12), list("-+0123456789."))
+    return yaml.load(text, Loader=Loader)
+
+
+__all__ = ["conform", "kind_of", "kind_of_type", "load_yaml", "type_problem"]

@@ -35,7 +35,7 @@ def recipe_class(cfg: dict[str, Any]) -> type[Recipe]:
 def get_recipe(cfg: dict[str, Any]) -> Recipe:
     """The recipe of `cfg`, after refusing any key in its sections that the recipe does not read."""
     cls = recipe_class(cfg)
-    check_keys(cfg, cls.config_keys())
+    check_keys(cfg, cls.config_keys(), cls.value_types())
     return cls(cfg)
 
 

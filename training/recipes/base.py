@@ -30,6 +30,7 @@ from vdepth_training.config import (
     build_dataset,
     build_family_model,
     build_sources,
+    value_types,
 )
 from vdepth_training.data.dataset import Source
 from vdepth_training.data.stream import ClipBatches
@@ -78,6 +79,12 @@ class Recipe:
             "augment": cls.augment_keys,
             **cls.nested_keys,
         }
+
+    @classmethod
+    def value_types(cls) -> dict[str, Any]:
+        """ "<section>.<key>" -> the type of its value (`config.check_types`): `config.value_types()`
+        for the `data` keys `build_dataset` reads; a recipe with other keys adds or replaces them."""
+        return value_types()
 
     @staticmethod
     def validation_stage(stage: Stage) -> Stage | None:

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 from vdepth_training.augment import AUGMENT_KEYS, augment_batch
-from vdepth_training.config import MODEL_KEYS
+from vdepth_training.config import MODEL_KEYS, value_types
 from vdepth_training.data.dataset import ClipDataset, ClipSampling, Source, collate_clips
 from vdepth_training.data.stream import Batch, MappedBatches
 from vdepth_training.recipes.dpt import VDARecipe
@@ -66,6 +66,15 @@ class DefaultRecipe(VDARecipe):
     )
     model_keys = MODEL_KEYS | {"pretrained_encoder"}
     augment_keys = AUGMENT_KEYS
+
+    @classmethod
+    def value_types(cls) -> dict[str, Any]:
+        """The common types with this recipe's `data` keys (rendered clips: `stride` is a range) and
+        its encoder/new-module learning-rate factors."""
+        data = {"frames": int, "render_workers": int, "render_size": list[int], "clip_length": list[int]}
+        data |= {"size": list[int], "stride": list[int], "normalization": str}
+        factors = {"optimizer.encoder_lr_scale": float, "stage.encoder_lr_scale": float}
+        return value_types(data) | factors | {"optimizer.new_module_lr_scale": float}
 
     def __init__(self, cfg: dict[str, Any]) -> None:
         super().__init__(cfg)
