@@ -297,6 +297,21 @@ def test_a_recipe_value_of_the_wrong_type_is_refused_before_training(tmp_path: P
     assert not any(tmp_path.iterdir())
 
 
+def test_the_default_recipes_augment_values_are_held_to_their_types(tmp_path: Path) -> None:
+    """`augment: {noise_std: ["5e-3", 0.05]}` (or `hue_shift: "0.06"`) failed in the first batch's
+    photometric augmentation with a TypeError, after the renders and the model; now it is one line."""
+    from vdepth_ros.errors import ConfigError
+
+    for over, words in (
+        ({"noise_std": ["5e-3", 0.05]}, "augment.noise_std must be a list of numbers, got ['5e-3', 0.05]"),
+        ({"hue_shift": "0.06"}, "augment.hue_shift must be a number, got '0.06' (a string: write the number"),
+    ):
+        cfg = load_config(CONFIGS / "default_v7.yaml", overrides={"data": {"root": str(tmp_path)}, "augment": over})
+        with pytest.raises(ConfigError) as err:
+            Trainer(cfg, tmp_path / "run")
+        assert str(err.value).startswith(words), str(err.value)
+
+
 def test_a_stage_value_of_the_wrong_type_is_refused_and_scientific_notation_is_a_number(tmp_path: Path) -> None:
     """A stage's `restart: "false"` restarted the optimizer (a non-empty string is true) and
     `warmup_steps: "10"` was int()'d in silence; a YAML `lr: 1e-4` (PyYAML: a string) is the number."""

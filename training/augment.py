@@ -11,12 +11,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-#: the keys of a recipe's `augment:` section (`photometric`; the zoom is `data.zoom`)
-AUGMENT_KEYS = frozenset(
-    ("grayscale_p", "white_balance", "saturation", "hue_shift", "contrast", "flicker", "brightness", "gamma")
-    + ("vignette_p", "blur_p", "blur_sigma", "noise_p", "noise_std", "motion_blur_p", "motion_blur_px", "jpeg_p")
-    + ("jpeg_quality",)
-)
+#: the keys of a recipe's `augment:` section (`photometric`; the zoom is `data.zoom`) and their types:
+#: a probability or an amplitude is a number, a range [lo, hi] a list of numbers
+AUGMENT_TYPES: dict[str, type] = {
+    **dict.fromkeys(("grayscale_p", "vignette_p", "blur_p", "noise_p", "motion_blur_p", "jpeg_p"), float),
+    **dict.fromkeys(("white_balance", "hue_shift", "flicker", "motion_blur_px"), float),
+    **dict.fromkeys(("saturation", "contrast", "brightness", "gamma", "blur_sigma", "noise_std"), list[float]),
+    "jpeg_quality": list[float],
+}
+AUGMENT_KEYS = frozenset(AUGMENT_TYPES)
 
 
 def _u(g: torch.Generator, lo: float, hi: float) -> float:
@@ -163,4 +166,12 @@ def augment_batch(
     return {"frames": torch.stack(frames), "target": torch.stack(target), "valid": torch.stack(valid)}
 
 
-__all__ = ["AUGMENT_KEYS", "augment_batch", "jpeg_roundtrip", "motion_blur", "photometric", "zoom_crop"]
+__all__ = [
+    "AUGMENT_KEYS",
+    "AUGMENT_TYPES",
+    "augment_batch",
+    "jpeg_roundtrip",
+    "motion_blur",
+    "photometric",
+    "zoom_crop",
+]

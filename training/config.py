@@ -300,7 +300,7 @@ def check_types(cfg: dict[str, Any], types: dict[str, Any]) -> None:
             if problem is not None:
                 raise ConfigError(f"{where}.{key} must be {problem}")
 
-    for section in ("training", "optimizer", "data", "loss"):
+    for section in ("training", "optimizer", "data", "loss", "augment"):
         check(section, section, cfg.get(section))
     check("data.validation", "data", (cfg.get("data") or {}).get("validation"))
     for i, stage in enumerate(cfg.get("stages") or []):

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 from torch.utils.data import Dataset
-from vdepth_training.augment import AUGMENT_KEYS, augment_batch
+from vdepth_training.augment import AUGMENT_KEYS, AUGMENT_TYPES, augment_batch
 from vdepth_training.config import MODEL_KEYS, value_types
 from vdepth_training.data.dataset import ClipDataset, ClipSampling, Source, collate_clips
 from vdepth_training.data.stream import Batch, MappedBatches
@@ -69,12 +69,13 @@ class DefaultRecipe(VDARecipe):
 
     @classmethod
     def value_types(cls) -> dict[str, Any]:
-        """The common types with this recipe's `data` keys (rendered clips: `stride` is a range) and
-        its encoder/new-module learning-rate factors."""
+        """The common types with this recipe's `data` keys (rendered clips: `stride` is a range), its
+        encoder/new-module learning-rate factors and its `augment` section."""
         data = {"frames": int, "render_workers": int, "render_size": list[int], "clip_length": list[int]}
         data |= {"size": list[int], "stride": list[int], "normalization": str}
         factors = {"optimizer.encoder_lr_scale": float, "stage.encoder_lr_scale": float}
-        return value_types(data) | factors | {"optimizer.new_module_lr_scale": float}
+        augment = {f"augment.{k}": t for k, t in AUGMENT_TYPES.items()}
+        return value_types(data) | factors | {"optimizer.new_module_lr_scale": float} | augment
 
     def __init__(self, cfg: dict[str, Any]) -> None:
         super().__init__(cfg)
