@@ -269,6 +269,19 @@ def test_a_misspelt_section_in_the_tiny_section_is_refused(tmp_path: Path) -> No
             load_config(recipe, tiny=tiny)
 
 
+def test_a_misspelt_model_config_key_is_refused_before_the_ranks_start(tmp_path: Path) -> None:
+    """`model.config: {windw: 8}` stopped every rank (each printing it) once its accelerator was up,
+    with Python's "unexpected keyword argument" and no hint; now one error before anything is built,
+    with the closest key, as for every other section."""
+    from vdepth_ros.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"model.config \(family vda\) sets unknown keys \['windw'\].*'window'"):
+        Trainer(vda_tiny(model={"config": {"windw": 8}}), tmp_path)
+    with pytest.raises(ConfigError, match=r"model.config: window expects an integer, got 8.0"):
+        Trainer(vda_tiny(model={"config": {"window": 8.0}}), tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
 #: a recipe value of the wrong type (section overrides) -> the one line that refuses it
 TYPE_MISTAKES: dict[str, tuple[dict, str]] = {
     "quoted lr": ({"optimizer": {"lr": "abc"}}, "optimizer.lr must be a number, got 'abc'"),

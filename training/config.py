@@ -277,6 +277,30 @@ def check_keys(cfg: dict[str, Any], known: dict[str, frozenset[str]], types: dic
         hint = " (YAML reads a bare no as false: write 'no' in quotes)" if precision is False else ""
         raise ConfigError(f"training.mixed_precision must be one of {MIXED_PRECISIONS}, got {precision!r}{hint}")
     check_types(cfg, value_types() if types is None else types)
+    check_model_config(cfg.get("model") or {})
+
+
+def check_model_config(model: dict[str, Any]) -> None:
+    """`model.config` against its family's constructor (`vdepth_ros.models.config_parameters`): a key it
+    does not take, with the closest one (`windw` used to stop every rank after its accelerator was up,
+    without a hint), and a value of the wrong type, as `config.json` and `vdepth-export import --set`
+    are judged. `init_from` (a saved model with its own config) and a recipe without `family` are left
+    to the recipe.
+
+    Raises:
+        ConfigError: the unknown keys or the first value of the wrong type.
+    """
+    from vdepth_ros.models import config_parameters, config_type_problem, family_class
+
+    if not model.get("family") or model.get("init_from") or not model.get("config"):
+        return
+    init = family_class(model["family"]).__init__
+    params = config_parameters(init)
+    if not any(p.kind is p.VAR_KEYWORD for p in inspect.signature(init).parameters.values()):
+        refuse_unknown_keys(f"model.config (family {model['family']})", model["config"], frozenset(params))
+    problem = config_type_problem(params, model["config"])
+    if problem is not None:
+        raise ConfigError(f"model.config: {problem}")
 
 
 def check_types(cfg: dict[str, Any], types: dict[str, Any]) -> None:
@@ -408,6 +432,7 @@ __all__ = [
     "build_optimizer",
     "build_sources",
     "check_keys",
+    "check_model_config",
     "check_types",
     "deep_merge",
     "load_config",
