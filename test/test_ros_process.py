@@ -655,7 +655,7 @@ def test_ros2_param_set_from_another_process_is_answered_in_the_packages_words(t
     undeclared parameter(s): []". Every refusal now names the parameter, what it must be and a
     command that works; a parameter that cannot change at runtime says restart required; a refused
     atomic set applies nothing; a valid change of a dynamic parameter takes effect (the colormap
-    starts)."""
+    starts), and `1e-3`, which `ros2 param set` sends as text, is the number."""
     from rclpy.parameter import Parameter, parameter_value_to_python
     from rclpy.parameter_client import AsyncParameterClient
 
@@ -672,13 +672,18 @@ def test_ros2_param_set_from_another_process_is_answered_in_the_packages_words(t
             [Parameter("publish_colormap", value=True), Parameter("far", value=9.0)]))  # fmt: skip
         seen["after atomic"] = _param_call(ex, lambda: client.get_parameters(["publish_colormap"])).values[0]
         seen["on"] = _param_call(ex, lambda: client.set_parameters([Parameter("publish_colormap", value=True)]))
+        # `ros2 param set /depth_node colormap_max 2e1` sends the text '2e1' (PyYAML reads 1e-3 as a string)
+        seen["sci"] = _param_call(ex, lambda: client.set_parameters([Parameter("colormap_max", value="2e1")]))
+        seen["sci value"] = _param_call(ex, lambda: client.get_parameters(["colormap_max"])).values[0]
 
     got, out = run_node(
         tmp_path, ["--ros-args", "-p", "skip_when_unsubscribed:=false"], {"cam": ("/image", "/camera_info")},
         {"/depth_node/depth_colormap": Image}, before_feed=tune,
     )  # fmt: skip
-    reasons = {k: v.results[0].reason for k, v in seen.items() if k not in ("atomic", "after atomic")}
-    assert all(not v.results[0].successful for k, v in seen.items() if k not in ("atomic", "after atomic", "on"))
+    sets = {k: v for k, v in seen.items() if k not in ("atomic", "after atomic", "sci value")}
+    reasons = {k: v.results[0].reason for k, v in sets.items()}
+    assert all(not v.results[0].successful for k, v in sets.items() if k not in ("on", "sci")), reasons
+    assert seen["sci"].results[0].successful and parameter_value_to_python(seen["sci value"]) == 20.0, reasons
     assert "Wrong parameter type" not in str(reasons) and "out of range" not in str(reasons), reasons
     assert reasons["watchdog_timeout"] == (
         "watchdog_timeout must be a number, got 'abc'; e.g. ros2 param set /depth_node watchdog_timeout 5.0"

@@ -59,6 +59,7 @@ from vdepth_ros.models.base import load_state_checked, load_state_dict_file
 from vdepth_ros.offline.atomic import AtomicOutput, check_output_path
 from vdepth_ros.offline.errors import OutputExistsError
 from vdepth_ros.paths import not_a_model_folder
+from vdepth_ros.values import misread_number
 
 log = logging.getLogger("vdepth_training")
 
@@ -66,8 +67,6 @@ STATE_NAME = "trainer_state.json"
 #: the run's config as it was when a checkpoint was saved (beside `STATE_NAME`; `--resume` compares it)
 CONFIG_NAME = "trainer_config.json"
 #: `training` keys a resumed run may change: they do not change what it computes
-#: scientific notation without a dot (`1e-4`), which checkpoints saved before it was read as a number hold as text
-_FLOAT_TEXT = re.compile(r"[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+")
 RESUMABLE_CHANGES = frozenset(
     ("log_every", "checkpoint_every", "keep_checkpoints", "num_workers", "log_with", "threads", "latent_cache")
     + ("stop_at", "export_weights_dtype", "validate_every", "validate_batches")
@@ -650,7 +649,7 @@ def config_changes(old: Any, new: Any, where: str = "") -> list[str]:
         return [c for k in keys for c in config_changes(old.get(k), new.get(k), f"{where}.{k}" if where else str(k))]
     if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
         return [c for i, (a, b) in enumerate(zip(old, new, strict=True)) for c in config_changes(a, b, f"{where}[{i}]")]
-    if isinstance(old, str) and isinstance(new, float) and _FLOAT_TEXT.fullmatch(old) and float(old) == new:
+    if isinstance(new, float) and misread_number(old) == new:
         return []  # `lr: 1e-4` saved as the string PyYAML read before recipes read it as a number
     return [] if old == new else [f"{where}: {old!r} -> {new!r}"]
 

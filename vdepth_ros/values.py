@@ -209,4 +209,18 @@ def load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=Loader)
 
 
-__all__ = ["conform", "kind_of", "kind_of_type", "load_yaml", "type_problem"]
+def misread_number(text: Any) -> float | None:
+    """The number `text` is where it is a number that PyYAML (YAML 1.1) reads as a string: scientific
+    notation without a dot or sign (`1e-3`, `5E3`, `1.0e5`), which `load_yaml`, JSON, C and rcl read
+    as a float. `ros2 param set NODE NAME 1e-3` and `ros2 param load` parse with PyYAML and so send
+    the text '1e-3'. None for anything else (`"0.05"` in quotes stays a string, by the rule above)."""
+    import re
+
+    import yaml
+
+    if not isinstance(text, str) or not re.fullmatch(_FLOAT_12, text.strip()):
+        return None
+    return float(text.replace("_", "")) if isinstance(yaml.safe_load(text), str) else None
+
+
+__all__ = ["conform", "kind_of", "kind_of_type", "load_yaml", "misread_number", "type_problem"]

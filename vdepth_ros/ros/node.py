@@ -43,7 +43,7 @@ from vdepth_ros.ros.startup import CLOCK, warm_up
 from vdepth_ros.ros.status import StatusReporter
 from vdepth_ros.ros.worker import RateLimitedLog, SupervisedWorker
 from vdepth_ros.runtime.shared import EnginePool, SharedEngine
-from vdepth_ros.values import kind_of, type_problem
+from vdepth_ros.values import kind_of, misread_number, type_problem
 
 NODE_NAME = "depth_node"
 _CLOSE_JOIN_S = 5.0  # at process exit, wait this long for the queued frames and the stream's last window
@@ -141,13 +141,25 @@ class _DepthNodeCore:
         return True
 
     def _coerce_parameters(self, params: list[Parameter]) -> list[Parameter]:
-        """rclpy's pre-set hook: an integer set for a double parameter becomes that double."""
+        """rclpy's pre-set hook: an integer set for a double parameter becomes that double, and so does
+        the text `ros2 param set` sends for `1e-3` (`_set_value`)."""
         out = []
         for param in params:
             spec = self._specs.get(param.name)
-            value = spec.coerce(param.value) if spec is not None else param.value
+            value = self._set_value(spec, param.value) if spec is not None else param.value
             out.append(param if value is param.value else Parameter(param.name, value=value))
         return out
+
+    @staticmethod
+    def _set_value(spec: ParamSpec, value: Any) -> Any:
+        """A value set at runtime as the parameter takes it: `spec.coerce` (an integer for a double),
+        and for a double the text '1e-3' as 0.001: `ros2 param set /depth_node colormap_min 1e-3` (and
+        `ros2 param load`) read the value with PyYAML, which takes scientific notation without a dot
+        for a string, where rcl reads the same `1e-3` in a params file or `-p` as a double."""
+        number = misread_number(value)
+        if number is not None and spec.value_kind is not None and type_problem(spec.value_kind, number) is None:
+            return spec.coerce(number)
+        return spec.coerce(value)
 
     def _param_values(self) -> dict[str, Any]:
         values = {}
@@ -371,7 +383,7 @@ class _DepthNodeCore:
                 continue
             if param.type_ == Parameter.Type.NOT_SET:
                 return f"{param.name} cannot be deleted: it is one of {node}'s parameters (set a value instead)"
-            value = spec.coerce(param.value)
+            value = self._set_value(spec, param.value)
             if not self._configured:  # a managed node before configure: anything valid, read at configure
                 reason = set_value_error(spec, value, node)
             else:
