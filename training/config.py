@@ -151,9 +151,7 @@ def load_config(path: str | Path, *, tiny: bool = False, overrides: dict[str, An
         raw = convert_train_default(raw)
     unknown = set(raw) - set(SECTIONS)
     if unknown:
-        close = {k: closest_name(k, SECTIONS) for k in sorted(unknown, key=str)}
-        hints = "".join(f" ({k}: did you mean {c!r}?)" for k, c in close.items() if c)
-        raise ConfigError(f"{path}: unknown sections {sorted(unknown, key=str)}{hints}; known: {SECTIONS}")
+        raise ConfigError(f"{path}: unknown sections {sorted(unknown)}; known: {SECTIONS}")
     # `tiny` is merged over the sections: a misspelt one there (`optimiser:`) would be a section nothing reads
     refuse_unknown_keys(f"{path}: tiny", raw.get("tiny"), frozenset(SECTIONS) - {"tiny"})
     cfg = {k: v for k, v in raw.items() if k != "tiny"}
