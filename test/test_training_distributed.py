@@ -338,7 +338,8 @@ def test_two_ranks_resume_with_a_changed_config_is_refused_unless_allowed(tmp_pa
     """`--resume` with an edited config (another learning rate, crop size, loss weight...) went on
     in silence: the result was neither the old run nor the new one. Now it is refused before any
     rank builds anything, naming what changed; settings that change nothing computed (logging,
-    checkpoint frequency) may change; --allow-config-change continues with a warning."""
+    checkpoint frequency) may change; --allow-config-change continues with a warning. So is resuming
+    the two ranks' run in one process (another global batch), which used to go on in silence."""
     import yaml
 
     cfg = load_config(REPO / "training" / "configs" / "vda.yaml", tiny=True)
@@ -359,6 +360,12 @@ def test_two_ranks_resume_with_a_changed_config_is_refused_unless_allowed(tmp_pa
     assert proc.returncode != 0 and errors, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "optimizer.lr: 0.0003 -> 0.01" in errors[0] and "log_every" not in errors[0], errors[0]
     assert {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()} == before  # nothing touched
+    # one process resuming the two ranks' run would train on another global batch and stream: refused too
+    proc = subprocess.run([sys.executable, *base, "--resume"], cwd=REPO, env=rank_env(), capture_output=True, text=True)
+    assert proc.returncode == 2 and "processes: 2 -> 1 (the global batch is batch_size x grad_accum x processes)" in (
+        proc.stderr
+    ), proc.stderr[-3000:]
+    assert {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()} == before
     out = torchrun([*base, "--resume", "--allow-config-change"])
     assert "resuming" in out and "optimizer.lr: 0.0003 -> 0.01" in out
     assert out.count(f"model: {run / 'final'}") == 1  # the result is printed once, not by every rank

@@ -247,6 +247,7 @@ class Trainer:
         model = self._build_model(init=ckpt is None)
         # 2. where to start and where to stop
         start = json.loads((ckpt / STATE_NAME).read_text()) if ckpt else progress.state_dict()
+        start.pop("processes", None)  # the counters only (the process count was checked above)
         end = self.plan[-1].end if not self.train_cfg.get("stop_at") else int(self.train_cfg["stop_at"])
         stop = end if max_steps is None else min(end, max_steps)
         # 3. the segments of stages that share an optimizer, from the resume point on
@@ -477,14 +478,21 @@ class Trainer:
 
     def _check_resumed_config(self, ckpt: Path, allow: bool) -> None:
         """Refuse (or with `allow`, warn about) resuming `ckpt` with a config other than the one
-        it was saved with: the resumed run would silently be neither the old run nor the new one."""
+        it was saved with, or with another number of processes (ranks): the resumed run would
+        silently be neither the old run nor the new one."""
         path = ckpt / CONFIG_NAME
-        if not path.is_file():  # saved before checkpoints recorded their config
-            return
-        old, now = json.loads(path.read_text()), json.loads(json.dumps(self.cfg, default=str))
-        for cfg in (old, now):
-            cfg["training"] = {k: v for k, v in cfg.get("training", {}).items() if k not in RESUMABLE_CHANGES}
-        changes = config_changes(old, now)
+        changes = []
+        if path.is_file():  # (saved before checkpoints recorded their config: not compared)
+            old, now = json.loads(path.read_text()), json.loads(json.dumps(self.cfg, default=str))
+            for cfg in (old, now):
+                cfg["training"] = {k: v for k, v in cfg.get("training", {}).items() if k not in RESUMABLE_CHANGES}
+            changes = config_changes(old, now)
+        saved = json.loads((ckpt / STATE_NAME).read_text()).get("processes")
+        processes = int(os.environ.get("WORLD_SIZE", "1"))  # set by torchrun and accelerate launch
+        if saved is not None and saved != processes:  # the global batch and each rank's share of the stream
+            changes.append(
+                f"processes: {saved} -> {processes} (the global batch is batch_size x grad_accum x processes)"
+            )
         if not changes:
             return
         listed = "; ".join(changes[:6]) + (f"; and {len(changes) - 6} more" if len(changes) > 6 else "")
@@ -563,7 +571,8 @@ class Trainer:
         folder = Path(acc.save_state())
         if acc.is_main_process:
             (folder / CONFIG_NAME).write_text(json.dumps(self.cfg, indent=2, sort_keys=True, default=str) + "\n")
-            (folder / STATE_NAME).write_text(json.dumps(progress.state_dict(), indent=2) + "\n")
+            state = {**progress.state_dict(), "processes": acc.num_processes}  # `--resume` compares it
+            (folder / STATE_NAME).write_text(json.dumps(state, indent=2) + "\n")
         acc.wait_for_everyone()
         self._saved_step = progress.global_step
 
