@@ -283,6 +283,24 @@ def test_a_misspelt_model_config_key_is_refused_before_the_ranks_start(tmp_path:
     assert not any(tmp_path.iterdir())
 
 
+def test_a_model_config_that_init_from_ignores_is_refused(tmp_path: Path) -> None:
+    """`model.init_from` loads a saved model as it was saved: a `model.config` value beside it (a user
+    fine-tuning released weights with `window: 16`) was ignored in silence; now it is refused, naming
+    both values. The saved model's own values are fine."""
+    from vdepth_ros.errors import ConfigError
+    from vdepth_ros.models.vda import VideoDepthAnything
+
+    tiny = VideoDepthAnything.tiny_config()
+    folder = VideoDepthAnything(**tiny).save_pretrained(tmp_path / "saved")
+    other = tiny["window"] + 2
+    cfg = vda_tiny()
+    cfg["model"] = {"family": "vda", "init_from": str(folder), "config": {"window": other}}
+    with pytest.raises(ConfigError, match=rf"model.config sets window: {other} \(saved: {tiny['window']}\), but"):
+        Trainer(cfg, tmp_path / "run")
+    cfg["model"]["config"] = {"window": tiny["window"]}
+    Trainer(cfg, tmp_path / "run")
+
+
 #: a recipe value of the wrong type (section overrides) -> the one line that refuses it
 TYPE_MISTAKES: dict[str, tuple[dict, str]] = {
     "quoted lr": ({"optimizer": {"lr": "abc"}}, "optimizer.lr must be a number, got 'abc'"),

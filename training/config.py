@@ -282,15 +282,18 @@ def check_model_config(model: dict[str, Any]) -> None:
     """`model.config` against its family's constructor (`vdepth_ros.models.config_parameters`): a key it
     does not take, with the closest one (`windw` used to stop every rank after its accelerator was up,
     without a hint), and a value of the wrong type, as `config.json` and `vdepth-export import --set`
-    are judged. `init_from` (a saved model with its own config) and a recipe without `family` are left
-    to the recipe.
+    are judged. With `init_from` (a saved model, loaded as it was saved) a `config` value other than
+    the saved model's was ignored in silence: it is refused, naming both. A recipe without `family`
+    is left to the recipe.
 
     Raises:
-        ConfigError: the unknown keys or the first value of the wrong type.
+        ConfigError: the unknown keys, the first value of the wrong type, or a value `init_from`'s
+            model was not built with.
     """
     from vdepth_ros.models import config_parameters, config_type_problem, family_class
+    from vdepth_ros.models.base import CONFIG_NAME, read_config
 
-    if not model.get("family") or model.get("init_from") or not model.get("config"):
+    if not model.get("family") or not model.get("config"):
         return
     init = family_class(model["family"]).__init__
     params = config_parameters(init)
@@ -299,6 +302,17 @@ def check_model_config(model: dict[str, Any]) -> None:
     problem = config_type_problem(params, model["config"])
     if problem is not None:
         raise ConfigError(f"model.config: {problem}")
+    if model.get("init_from"):
+        saved_file = Path(str(model["init_from"])).expanduser() / CONFIG_NAME
+        saved = read_config(saved_file.parent) if saved_file.is_file() else {}  # (a missing one: load_model says)
+        differ = [
+            f"{k}: {v!r} (saved: {saved[k]!r})" for k, v in model["config"].items() if k in saved and saved[k] != v
+        ]
+        if differ:
+            raise ConfigError(
+                f"model.config sets {', '.join(differ)}, but model.init_from {model['init_from']} is loaded as saved "
+                f"({saved_file}): remove those keys from model.config, or init_from to build a new model with them"
+            )
 
 
 def check_types(cfg: dict[str, Any], types: dict[str, Any]) -> None:
