@@ -21,7 +21,10 @@ The rule, deliberately:
 - a mapping (a model's sub-config such as `unet`) is a JSON object / YAML mapping;
 - null (None) only where the setting's type allows it (`overlap: int | None`); a setting whose
   default is None is still held to its declared type (`kind_of_type`), not taken as anything;
-- from Python, numpy's integers, floats and bools count as Python's (`window=np.int64(16)` is 16).
+- from Python, numpy's integers, floats and bools count as Python's (`window=np.int64(16)` is 16);
+- in a YAML file the package reads itself (a training recipe: `load_yaml`), `1e-4` is a number, as
+  in JSON, YAML 1.2 and rcl's params files (PyYAML alone reads a string); at runtime the node takes
+  the text `ros2 param set` sends for it (`misread_number`).
 """
 
 from __future__ import annotations
