@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import inspect
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -332,7 +333,7 @@ def check_types(cfg: dict[str, Any], types: dict[str, Any]) -> None:
         for key, value in values.items() if isinstance(values, dict) else ():
             name = f"{section}.{key}"
             kind = float if section == "loss" and str(key).startswith("w_") else kind_of_type(types.get(name))
-            problem = type_problem(kind, value)
+            problem = type_problem(kind, os.fspath(value) if isinstance(value, os.PathLike) else value)  # a Path: text
             if problem is not None:
                 raise ConfigError(f"{where}.{key} must be {problem}")
 
