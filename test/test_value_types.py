@@ -189,3 +189,19 @@ def test_the_offline_tools_name_a_parameter_the_node_does_not_have(
     with caplog.at_level("WARNING"):
         load_node_params()  # the bundled config/depth.yaml: every name known
     assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+def test_scientific_notation_that_pyyaml_left_as_text_is_named_with_the_number_to_write() -> None:
+    """`far: 1e1` in a YAML a script reads with PyYAML (YAML 1.1: no dot, so text) reaches
+    `PipelineConfig` as '1e1'; the fix said "write the number, without quotes", which the user had
+    done. It now says why it is text and what to write."""
+    from vdepth_ros.config import PipelineConfig
+
+    with pytest.raises(ConfigError) as err:
+        PipelineConfig.from_params({"far": "1e1"})
+    assert (
+        str(err.value)
+        == "far must be a number, got '1e1' (a string: PyYAML (YAML 1.1) reads 1e1 without a dot as text; write 10.0)"
+    )
+    with pytest.raises(ConfigError, match=r"window must be an integer, got '1e1' \(.*write 10\)"):
+        PipelineConfig.from_params({"window": "1e1"})

@@ -126,6 +126,10 @@ def _reads_as(kind: type, text: str) -> bool:
 
 def _hint(kind: type, value: Any) -> str:
     """The fix for the usual ways of getting a kind wrong ("" if none)."""
+    number = misread_number(value) if kind in (int, float) else None
+    if number is not None and (kind is float or number.is_integer()):  # not quoted: PyYAML read it so
+        fix = repr(number) if kind is float else str(int(number))
+        return f"a string: PyYAML (YAML 1.1) reads {value} without a dot as text; write {fix}"
     if isinstance(value, str) and kind is not str and _reads_as(kind, value):
         return "a string: write " + ("true or false" if kind is bool else "the number") + ", without quotes"
     if kind is int and isinstance(value, float) and value.is_integer():
