@@ -115,6 +115,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--weights-fp16", action="store_true", help="store weights as float16 behind casts")
     s.add_argument("--no-parity", action="store_true", help="skip the ONNX Runtime vs PyTorch check")
     s.add_argument("--threads", type=int, default=None, help="threads for the parity run")
+    s.add_argument("--overwrite", action="store_true", help="replace split graphs the folder already holds")
     return p
 
 
@@ -129,7 +130,7 @@ def _run_split(args: argparse.Namespace) -> int:
         raise ModelLoadError(f"{folder} has no {ONNX_NAME}: export it first with `vdepth-export onnx {folder}`")
     meta = export_split_onnx(
         folder, folder / "model.onnx", parity=not args.no_parity, threads=args.threads, evaldata=evaldata_dir(),
-        weights_fp16=args.weights_fp16,
+        weights_fp16=args.weights_fp16, overwrite=args.overwrite,
     )  # fmt: skip
     print(json.dumps({"features": dict(zip(meta.feature_names, meta.feature_shapes, strict=True)),
                       "parity": meta.parity}, indent=2))  # fmt: skip

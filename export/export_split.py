@@ -31,6 +31,7 @@ from vdepth_export.parity import TOLERANCE, compare, parity_clips
 from vdepth_ros.errors import ConfigError
 from vdepth_ros.models import VideoDepthModel
 from vdepth_ros.offline.atomic import AtomicOutput
+from vdepth_ros.offline.errors import OutputExistsError
 from vdepth_ros.runtime.reuse import SplitMeta, split_files_for
 from vdepth_ros.runtime.spec import InputSpec, spec_path_for
 from vdepth_ros.runtime.trt_cache import external_data_path, onnx_sha256
@@ -85,6 +86,7 @@ def export_split_onnx(
     threads: int | None = None,
     evaldata: Path | None = None,
     weights_fp16: bool = False,
+    overwrite: bool = False,
 ) -> SplitMeta:
     """Write the split graphs for the whole-window graph `onnx_path` (its `.json` spec gives T, H, W).
 
@@ -94,11 +96,15 @@ def export_split_onnx(
         parity: check ONNX Runtime (CPU) on the two graphs against PyTorch's whole forward.
         strict: raise `ExportError` when parity fails (after writing the report).
         threads, evaldata, weights_fp16: as `export_onnx`.
+        overwrite: replace split graphs already beside `onnx_path` (only ones vdepth-export wrote).
 
     Raises:
         ConfigError: the family has no per-frame split.
+        OutputExistsError: split graphs exist and `overwrite` is false, or they were not written by
+            vdepth-export (checked first).
     """
     onnx_path = Path(onnx_path)
+    _check_split_outputs(onnx_path, overwrite)
     spec = InputSpec.load(spec_path_for(onnx_path))
     model = load_source(source)
     if not hasattr(model, "split_signature"):
@@ -151,6 +157,34 @@ def export_split_onnx(
     if strict and report is not None and not report["passed"]:
         raise ExportError(f"split ONNX graphs differ from PyTorch: {report['max_abs_rel']:.3g} of the range")
     return meta
+
+
+def _check_split_outputs(onnx_path: Path, overwrite: bool) -> None:
+    """Refuse to replace split graphs beside `onnx_path` unless `overwrite`, and never files that are
+    not a split vdepth-export wrote (a graph without its spec, a `model.split.json` it cannot read)."""
+    files = split_files_for(onnx_path)
+    held = [p for p in (files.frame, files.window, files.meta) if p.exists() or p.is_symlink()]
+    if not held:
+        return
+    meta: SplitMeta | None = None
+    foreign = [p.name for p in (files.frame, files.window) if p in held and not spec_path_for(p).is_file()]
+    if files.meta in held:
+        try:
+            meta = SplitMeta.load(files.meta)
+        except (OSError, ValueError, TypeError, KeyError):
+            foreign.append(files.meta.name)
+    if foreign:
+        raise OutputExistsError(
+            f"{', '.join(str(onnx_path.parent / n) for n in foreign)} exist but were not written by "
+            "`vdepth-export split`: --overwrite replaces only its own split graphs; move them away"
+        )
+    if not overwrite:
+        stale = meta is not None and meta.onnx_sha256 not in (None, onnx_sha256(onnx_path))
+        raise OutputExistsError(
+            f"{onnx_path.parent} already holds split graphs"
+            f"{' (exported for an earlier model.onnx)' if stale else ''}: {', '.join(p.name for p in held)}; "
+            "pass --overwrite to replace them"
+        )
 
 
 def split_parity(

@@ -196,7 +196,11 @@ def test_onnxruntime_split_graphs_equal_the_whole_graph(split_folder: Path) -> N
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("change", [{"onnx_sha256": "0" * 64}, {"width": 64}], ids=["other-onnx", "other-shape"])
+@pytest.mark.parametrize(
+    "change",
+    [{"onnx_sha256": "0" * 64}, {"width": 64}, {"parity": {"passed": False, "max_abs_rel": 0.5}}],
+    ids=["other-onnx", "other-shape", "failed-parity"],
+)
 def test_stale_split_graphs_are_not_used(split_folder: Path, tmp_path: Path, caplog, change: dict) -> None:
     folder = tmp_path / "m"
     shutil.copytree(split_folder, folder)

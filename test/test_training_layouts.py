@@ -200,3 +200,14 @@ def test_convert_and_registry(tmp_path: Path) -> None:
         load_layout("nyu", tmp_path)
     with pytest.raises(ValueError, match="no tartanair sequences"):
         load_layout("tartanair", tmp_path / "out")
+
+
+def test_convert_keeps_two_sequences_whose_names_make_the_same_folder_name(tmp_path: Path) -> None:
+    """`a b.png` and `a_b.png` both became the folder `images_a_b.png`: the second overwrote the first."""
+    images = tmp_path / "images"
+    images.mkdir()
+    for i, name in enumerate(("a b.png", "a_b.png")):
+        cv2.imwrite(str(images / name), np.full((8, 8, 3), 40 * (i + 1), np.uint8))
+    folders = convert("images", images, tmp_path / "out")
+    assert len(folders) == 2 and len({f.name for f in folders}) == 2
+    assert sorted(SequenceReader(f).read().rgb.mean() for f in folders) == [40, 80]

@@ -24,7 +24,7 @@ from typing import Any
 import cv2
 import numpy as np
 from vdepth_training.data.pseudo import load_images
-from vdepth_training.data.sequence import Sequence, SequenceReader, find_sequences, write_sequence
+from vdepth_training.data.sequence import Sequence, SequenceReader, find_sequences, write_sequences
 
 from vdepth_ros.errors import ConfigError
 
@@ -498,13 +498,44 @@ def load_layout(layout: str, root: str | Path, **options: Any) -> list[Any]:
     return seqs
 
 
-def convert(layout: str, root: str | Path, out_dir: str | Path, **options: Any) -> list[Path]:
-    """Write every sequence of a public layout in the on-disk format; returns the folders."""
-    out = []
-    for seq in load_layout(layout, root, **options):
-        folder = Path(out_dir) / re.sub(r"[^A-Za-z0-9_.-]+", "_", seq.name)
-        out.append(write_sequence(folder, seq.read()))
-    return out
+def convert(
+    layout: str, root: str | Path, out_dir: str | Path, *, overwrite: bool = False, **options: Any
+) -> list[Path]:
+    """Write every sequence of a public layout in the on-disk format into the new folder `out_dir`
+    (`write_sequences`: built under a temporary name, renamed when complete; an existing one is
+    refused unless `overwrite`, which replaces only a folder of sequences); returns the folders.
+
+    Raises:
+        ConfigError: unknown layout or no sequence under `root`.
+        OutputExistsError: `out_dir` exists (see `write_sequences`).
+    """
+    seqs = load_layout(layout, root, **options)
+    return write_sequences(out_dir, (s.read() for s in seqs), overwrite=overwrite, inputs=[root])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m vdepth_training.data.layouts LAYOUT ROOT --out DIR [--overwrite]`: `convert`.
+    Exit status 2 with one line for a mistake (unknown layout, no sequences, an existing output)."""
+    import argparse
+
+    from vdepth_ros.errors import VdepthError
+    from vdepth_ros.offline.runner import cli_errors
+    from vdepth_ros.paths import expand_home
+
+    prog = "python -m vdepth_training.data.layouts"
+    ap = argparse.ArgumentParser(prog=prog, description="write a public dataset layout in the sequence format")
+    ap.add_argument("layout", choices=sorted(LAYOUTS), help="the dataset's layout")
+    ap.add_argument("root", type=Path, help="the dataset's folder")
+    ap.add_argument("--out", required=True, type=Path, help="output folder (new; sequence format)")
+    ap.add_argument("--overwrite", action="store_true", help="replace an earlier output (a folder of sequences)")
+    args = ap.parse_args(argv)
+    expand_home(args)
+    try:
+        folders = convert(args.layout, args.root, args.out, overwrite=args.overwrite)
+    except (VdepthError, FileNotFoundError, KeyboardInterrupt) as err:
+        return cli_errors(prog, err)
+    print(f"{len(folders)} sequences in {args.out}")
+    return 0
 
 
 __all__ = [
@@ -522,3 +553,6 @@ __all__ = [
     "load_vkitti2",
     "quat_to_matrix",
 ]
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -4,7 +4,8 @@ FiffDepth supervises its t = −1 pass with Depth Anything V2-Large pseudo-label
 (LAION-Art, 200K; FiffDepth §4.1). Here the images are a folder read by `layout: images` (one
 single-frame sequence per image, no target), and the labels come from any `vdepth_ros` model
 folder (`PseudoLabeler`), either on the fly during training (cached in the latent cache by clip
-content) or written once in the sequence format by
+content) or written once in the sequence format, into a new folder (`--overwrite` replaces an
+earlier output), by
 
     python -m vdepth_training.data.pseudo --images data/laion_art --model models/<labeller> --out data/laion_pseudo
 
@@ -14,16 +15,19 @@ and read back with `layout: sequence` (the labels are the sequences' disparity t
 from __future__ import annotations
 
 import argparse
-import re
+import logging
+from collections.abc import Iterator
 from collections.abc import Sequence as SequenceABC
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from vdepth_training.data.sequence import Sequence, write_sequence
+from vdepth_training.data.sequence import Sequence, not_sequences, write_sequences
 
 from vdepth_ros.paths import expand_home
+
+log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
@@ -92,34 +96,62 @@ class PseudoLabeler:
         return torch.stack(out).to(frames.device)
 
 
-def write_pseudo_labels(images: str | Path, model_dir: str | Path, out: str | Path) -> list[Path]:
-    """Label every image of `images` and write each as a one-frame sequence (target = disparity)
-    under `out`; existing sequences are kept, so an interrupted run resumes."""
-    from vdepth_training.data.sequence import META_NAME
+def write_pseudo_labels(
+    images: str | Path, model_dir: str | Path, out: str | Path, *, overwrite: bool = False
+) -> list[Path]:
+    """Label every image of `images` with the model `model_dir` and write each as a one-frame
+    sequence (target = disparity) in the new folder `out` (`write_sequences`: renamed into place
+    when every image is labelled, so labels of two models or two image sets are never mixed);
+    returns the sequence folders.
 
+    Raises:
+        ConfigError: no image under `images`.
+        OutputExistsError: `out` exists and `overwrite` is false, or it is not a folder of sequences.
+        OfflineError: `out` overlaps `images` or `model_dir`.
+    """
+    from vdepth_ros.errors import ConfigError
+    from vdepth_ros.offline.atomic import check_output_path
+
+    seqs = load_images(images)
+    if not seqs:
+        raise ConfigError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {images}")
+    inputs = [Path(images), Path(model_dir)]
+    check_output_path(Path(out), overwrite=overwrite, inputs=inputs, replaceable=not_sequences)  # before the model
     labeler = PseudoLabeler(model_dir)
-    written = []
-    for seq in load_images(images):
-        folder = Path(out) / re.sub(r"[^A-Za-z0-9_.-]+", "_", seq.name)
-        if not (folder / META_NAME).is_file():
-            clip = seq.read()
+
+    def labelled() -> Iterator[Sequence]:
+        for seq in seqs:
+            try:
+                clip = seq.read()
+            except OSError as err:  # one damaged file does not cost the labels of all the others
+                log.warning("%s; skipped", err)
+                continue
             frames = torch.from_numpy(clip.rgb).permute(0, 3, 1, 2).float() / 255.0
             disparity = labeler(frames).numpy().astype(np.float32)
-            label = Sequence(rgb=clip.rgb, target=disparity, valid=np.ones(disparity.shape, bool),
-                             target_kind="disparity", metric=False, name=seq.name, source="pseudo")  # fmt: skip
-            write_sequence(folder, label)
-        written.append(folder)
-    return written
+            yield Sequence(rgb=clip.rgb, target=disparity, valid=np.ones(disparity.shape, bool),
+                           target_kind="disparity", metric=False, name=seq.name, source="pseudo")  # fmt: skip
+
+    return write_sequences(out, labelled(), overwrite=overwrite, inputs=inputs)
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m vdepth_training.data.pseudo", description=__doc__.splitlines()[0])
+    """Exit status 2 with one line for a mistake (no images, an existing output, a bad model folder)."""
+    from vdepth_ros.errors import VdepthError
+    from vdepth_ros.offline.runner import cli_errors
+
+    prog = "python -m vdepth_training.data.pseudo"
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     ap.add_argument("--images", required=True, type=Path, help="folder of real images (searched recursively)")
     ap.add_argument("--model", required=True, type=Path, help="vdepth_ros model folder that labels them")
-    ap.add_argument("--out", required=True, type=Path, help="output folder (sequence format)")
+    ap.add_argument("--out", required=True, type=Path, help="output folder (new; sequence format)")
+    ap.add_argument("--overwrite", action="store_true", help="replace an earlier output (a folder of sequences)")
     args = ap.parse_args(argv)
     expand_home(args)
-    print(f"{len(write_pseudo_labels(args.images, args.model, args.out))} labelled images in {args.out}")
+    try:
+        written = write_pseudo_labels(args.images, args.model, args.out, overwrite=args.overwrite)
+    except (VdepthError, FileNotFoundError, KeyboardInterrupt) as err:
+        return cli_errors(prog, err)
+    print(f"{len(written)} labelled images in {args.out}")
     return 0
 
 

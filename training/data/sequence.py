@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+from collections.abc import Iterable
 from collections.abc import Sequence as SequenceABC
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +34,7 @@ import cv2
 import numpy as np
 
 from vdepth_ros.errors import ConfigError
-from vdepth_ros.offline.atomic import disk_full_error
+from vdepth_ros.offline.atomic import AtomicOutput, disk_full_error
 from vdepth_ros.offline.videoio import write_png
 
 log = logging.getLogger("vdepth_training")
@@ -161,6 +163,61 @@ def _write_sequence_files(out: Path, seq: Sequence) -> None:
 
 def is_sequence_dir(path: str | Path) -> bool:
     return (Path(path) / META_NAME).is_file()
+
+
+def not_sequences(path: Path) -> str | None:
+    """What an existing `path` is instead of a folder of sequences (`write_sequences`: every entry a
+    sequence folder), or None: `--overwrite` replaces only such a folder, never one of the user's."""
+    if not path.is_dir():
+        return "a file, not a folder of sequences"
+    other = sorted(p.name for p in path.iterdir() if not is_sequence_dir(p))
+    return f"not a folder of sequences (it holds {', '.join(other[:3])})" if other else None
+
+
+def sequence_folder_name(name: str) -> str:
+    """A sequence's folder name from its `name` (characters other than letters, digits, `_.-` -> `_`)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+def write_sequences(
+    out: str | Path,
+    sequences: Iterable[Sequence],
+    *,
+    overwrite: bool = False,
+    inputs: Iterable[str | Path] = (),
+) -> list[Path]:
+    """Write `sequences` (each read when its turn comes) as the sequence folders of a new folder
+    `out`, built under a temporary name and renamed into place when all are written (`AtomicOutput`):
+    an interrupted or failed run leaves nothing under `out`, and a folder is never filled with a mix
+    of old and new sequences. Two names that make the same folder name get `~2`, `~3`, ...
+
+    Args:
+        out: the output folder; an existing non-empty one is refused unless `overwrite`, and even
+            then replaced only when it is a folder of sequences (`not_sequences`).
+        sequences: the sequences to write.
+        overwrite: replace an earlier output (once the new one is complete).
+        inputs: input files/folders `out` may not overlap.
+
+    Returns:
+        The sequence folders under `out`.
+
+    Raises:
+        OutputExistsError: `out` exists and `overwrite` is false, or it is not a folder of sequences.
+        OfflineError: `out` overlaps an input, or its disk is full.
+    """
+    out = Path(out)
+    names: list[str] = []
+    with AtomicOutput(out, overwrite=overwrite, inputs=[Path(p) for p in inputs], replaceable=not_sequences) as tmp:
+        tmp.mkdir()
+        for seq in sequences:
+            base = name = sequence_folder_name(seq.name)
+            n = 1
+            while name in names:
+                n += 1
+                name = f"{base}~{n}"
+            write_sequence(tmp / name, seq)
+            names.append(name)
+    return [out / name for name in names]
 
 
 class SequenceReader:
@@ -294,4 +351,15 @@ def find_sequences(root: str | Path) -> list[Path]:
     return sorted(p.parent for p in root.rglob(META_NAME))
 
 
-__all__ = ["FORMAT", "Sequence", "SequenceReader", "TargetKind", "find_sequences", "is_sequence_dir", "write_sequence"]
+__all__ = [
+    "FORMAT",
+    "Sequence",
+    "SequenceReader",
+    "TargetKind",
+    "find_sequences",
+    "is_sequence_dir",
+    "not_sequences",
+    "sequence_folder_name",
+    "write_sequence",
+    "write_sequences",
+]

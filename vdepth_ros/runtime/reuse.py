@@ -154,8 +154,11 @@ class SplitMeta:
         have = (self.frames, self.height, self.width, self.precision)
         if want != have:
             return f"split graphs are (frames, height, width, precision) {have}, the model is {want}"
+        again = "re-export them with `vdepth-export split FOLDER --overwrite`"
         if onnx_sha256 is not None and self.onnx_sha256 is not None and onnx_sha256 != self.onnx_sha256:
-            return "split graphs were exported with another model.onnx (re-export them with --split)"
+            return f"split graphs were exported with another model.onnx ({again})"
+        if self.parity is not None and self.parity.get("passed") is False:
+            return f"split graphs failed their parity check against PyTorch when exported ({again})"
         return None
 
 
