@@ -634,3 +634,23 @@ def test_a_run_that_dies_while_writing_final_leaves_no_final_folder(tmp_path: Pa
         Trainer(vda_tiny(), tmp_path).fit()
     assert not (tmp_path / "final").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".vdepth-partial")]
+
+
+def test_export_never_fills_a_users_folder_named_like_the_final_model(tmp_path: Path) -> None:
+    """`Trainer.export(model)` wrote config.json and model.safetensors straight into `output/final`,
+    whatever it held (a folder of the user's, another run's model): now the one model writer is
+    atomic and refuses it, and `final_dir` is the one name of that folder."""
+    from vdepth_ros.models import load_model
+    from vdepth_ros.offline.errors import OutputExistsError
+
+    trainer = Trainer(vda_tiny(), tmp_path)
+    assert trainer.final_dir == tmp_path / "final"
+    (trainer.final_dir / "photos").mkdir(parents=True)
+    (trainer.final_dir / "notes.txt").write_text("mine\n")
+    model = trainer.recipe.build_model()
+    with pytest.raises(OutputExistsError, match="pass --overwrite"):
+        trainer.export(model)
+    with pytest.raises(OutputExistsError, match="not a model folder"):
+        trainer.export(model, overwrite=True)
+    assert sorted(p.name for p in trainer.final_dir.iterdir()) == ["notes.txt", "photos"]
+    assert load_model(trainer.export(model, tmp_path / "other")).family == "vda"

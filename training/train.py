@@ -123,9 +123,8 @@ def _run(args: argparse.Namespace) -> int:
     if trainer.interrupted:
         report(f"interrupted: checkpoint in {out / 'checkpoints'}; add --resume to continue")
         return 130
-    final = out / "final"
-    if final.is_dir():
-        report(f"model: {final}")
+    if trainer.final_dir.is_dir():
+        report(f"model: {trainer.final_dir}")
     return 0
 
 

@@ -23,7 +23,7 @@ Output folder::
 
     metrics.jsonl                     one JSON line per optimizer step (main process)
     checkpoints/checkpoint_<step>/    accelerate state + trainer_config.json + trainer_state.json (last)
-    final/                            `save_pretrained` of the exported model (loads with
+    final/                            (`FINAL_NAME`) `save_pretrained` of the exported model (loads with
                                       `vdepth_ros.models.load_model`); after ZeRO the weights come
                                       from `Accelerator.get_state_dict`
 """
@@ -41,7 +41,7 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -71,8 +71,10 @@ RESUMABLE_CHANGES = frozenset(
     ("log_every", "checkpoint_every", "keep_checkpoints", "num_workers", "log_with", "threads", "latent_cache")
     + ("stop_at", "export_weights_dtype", "validate_every", "validate_batches")
 )
+#: the finished run's model folder in its output folder (`Trainer.final_dir`)
+FINAL_NAME = "final"
 #: what a run writes into its output folder (`data/`, the default recipe's renders, is reused on purpose)
-RUN_FILES = ("metrics.jsonl", "checkpoints", "final")
+RUN_FILES = ("metrics.jsonl", "checkpoints", FINAL_NAME)
 
 
 def _check_run_outputs(output_dir: Path, names: list[str]) -> None:
@@ -87,7 +89,7 @@ def _check_run_outputs(output_dir: Path, names: list[str]) -> None:
 
 def _not_run_output(path: Path) -> str | None:
     """What `path` (one of `RUN_FILES` in an output folder) is instead of what a run writes there, or None."""
-    if path.name == "final":
+    if path.name == FINAL_NAME:
         return not_a_model_folder(path)
     if path.name == "checkpoints":
         if not path.is_dir():
@@ -576,26 +578,46 @@ class Trainer:
         acc.wait_for_everyone()
         self._saved_step = progress.global_step
 
+    @property
+    def final_dir(self) -> Path:
+        """The finished run's model folder, `output_dir/final` (`FINAL_NAME`)."""
+        return self.output_dir / FINAL_NAME
+
     def _export_final(self, acc: Any, wrapped: nn.Module) -> None:
-        """`output_dir/final` from `Accelerator.get_state_dict` (ZeRO gathers or clones its flat
+        """`final_dir` from `Accelerator.get_state_dict` (ZeRO gathers or clones its flat
         parameters, so the saved tensors never share storage)."""
         state = acc.get_state_dict(wrapped)
         if acc.is_main_process:
             model = copy.deepcopy(acc.unwrap_model(wrapped).model)
             model.load_state_dict({k[len(STEP_PREFIX) :]: v for k, v in state.items() if k.startswith(STEP_PREFIX)})
-            # under a temporary name, renamed when complete: a run killed while writing leaves no
-            # final/ that looks finished (a resumed run's export replaces its own earlier one)
-            final = self.output_dir / "final"
-            with AtomicOutput(final, overwrite=True, replaceable=not_a_model_folder) as tmp:
-                self.export(model, tmp)
+            # a resumed run's export replaces its own earlier one (`fit` refused any other final/)
+            self.export(model, overwrite=True)
         acc.wait_for_everyone()
 
     # -- tools --------------------------------------------------------------------------------
-    def export(self, model: nn.Module, out: str | Path | None = None) -> Path:
-        """`save_pretrained` the recipe's exported model (default folder: `output_dir/final`)."""
-        out = Path(out) if out is not None else self.output_dir / "final"
+    def export(
+        self,
+        model: nn.Module,
+        out: str | Path | None = None,
+        *,
+        overwrite: bool = False,
+        inputs: Iterable[str | Path] = (),
+    ) -> Path:
+        """`save_pretrained` the recipe's exported model into the model folder `out` (default
+        `final_dir`), under a temporary name renamed when complete (`AtomicOutput`): a run killed
+        while writing leaves no folder that looks like a finished model.
+
+        Args:
+            overwrite: replace an existing `out` (only a model folder; never a folder of the user's).
+            inputs: files `out` may not overlap (the checkpoint exported).
+
+        Raises:
+            OutputExistsError: `out` exists (not empty) and `overwrite` is false, or it is not a model folder.
+        """
+        out = Path(out) if out is not None else self.final_dir
         dtype = self.train_cfg.get("export_weights_dtype")
-        self.recipe.export_model(model).save_pretrained(out, weights_dtype=getattr(torch, dtype) if dtype else None)
+        with AtomicOutput(out, overwrite=overwrite, inputs=inputs, replaceable=not_a_model_folder) as tmp:
+            self.recipe.export_model(model).save_pretrained(tmp, weights_dtype=getattr(torch, dtype) if dtype else None)
         return out
 
     def export_checkpoint(self, checkpoint: str | Path, out: str | Path, *, overwrite: bool = False) -> Path:
@@ -613,9 +635,7 @@ class Trainer:
         model = self.recipe.build_model()
         what = f"{checkpoint} does not fit recipe {self.recipe.name!r}"
         load_state_checked(model, load_state_dict_file(checkpoint), what)
-        with AtomicOutput(out, overwrite=overwrite, inputs=[Path(checkpoint)], replaceable=not_a_model_folder) as tmp:
-            self.export(model, tmp)
-        return Path(out)
+        return self.export(model, out, overwrite=overwrite, inputs=[Path(checkpoint)])
 
     def precompute_cache(self) -> int:
         """Fill `training.latent_cache` with one epoch of every stage's clips without optimising.
