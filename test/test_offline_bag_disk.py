@@ -114,34 +114,74 @@ def test_offline_mode_keeps_its_temporary_files_beside_the_output(
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(STAGING_PREFIX)]
 
 
-def test_no_room_to_unpack_a_file_compressed_bag_names_tmpdir_not_a_corrupt_bag(tmp_path: Path) -> None:
-    """rosbags unpacks a `compression_mode: file` bag whole into the temp folder before reading it;
-    when that does not fit, the error used to call the user's bag "truncated or corrupt"."""
+def _file_compressed_bag(src: Path, frames: int = 20) -> Path:
+    """A bag as `ros2 bag record --compression-mode file` writes it: each storage file zstd-compressed whole."""
     from rosbags.rosbag2 import Writer
     from rosbags.rosbag2.enums import CompressionFormat, CompressionMode
 
-    from vdepth_ros.offline.bag_reader import BagFrameSource
-    from vdepth_ros.offline.errors import BagReadError
+    import vdepth_ros.offline.synth as synth
 
-    src = tmp_path / "in"
-    real_writer = Writer
-
-    class FileCompressed(real_writer):  # what `ros2 bag record --compression-mode file` writes
+    class FileCompressed(Writer):
         def __init__(self, *args: object, **kw: object) -> None:
             super().__init__(*args, **kw)
             self.set_compression(CompressionMode.FILE, CompressionFormat.ZSTD)
 
-    import vdepth_ros.offline.synth as synth
-
     synth_writer, synth.Writer = synth.Writer, FileCompressed
     try:
-        write_image_bag(src, synthetic_frames(20, 36, 52))
+        write_image_bag(src, synthetic_frames(frames, 36, 52))
     finally:
         synth.Writer = synth_writer
+    return src
+
+
+def test_no_room_to_unpack_a_file_compressed_bag_names_tmpdir_not_a_corrupt_bag(tmp_path: Path) -> None:
+    """rosbags unpacks a `compression_mode: file` bag whole into the temp folder before reading it;
+    when that does not fit, the error used to call the user's bag "truncated or corrupt"."""
+    from vdepth_ros.offline.bag_reader import BagFrameSource
+    from vdepth_ros.offline.errors import BagReadError
+
+    src = _file_compressed_bag(tmp_path / "in")
     assert next(src.glob("*.mcap.zstd")).stat().st_size < 60_000
     with file_size_limit(60_000), pytest.raises(BagReadError) as exc:
         BagFrameSource(src, image_topic="/image").open()
     assert "TMPDIR" in str(exc.value) and "corrupt" not in str(exc.value)
+
+
+def test_vdepth_bag_unpacks_a_file_compressed_bag_beside_its_output_not_in_tmp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file-compressed bag was unpacked whole into /tmp (often small or RAM-backed: a big bag
+    filled it, or memory) whatever disk -o named; it goes beside the output now, removed with the
+    staging folder. Here the temp folder is unusable."""
+    src = _file_compressed_bag(tmp_path / "in")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-temp-folder"))
+    summary = process_bag(src, tmp_path / "out", params=PARAMS, engine=_engine())
+    assert summary.frames_out == 20
+    assert tempfile.tempdir == str(tmp_path / "no-temp-folder")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "out"]  # nothing left beside the output
+
+
+def test_no_room_beside_the_output_to_unpack_a_bag_is_one_error_before_any_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the storage files record their unpacked size (rosbag2 compresses each file whole), a
+    disk without room for it is named at once, not after minutes of unpacking."""
+    import shutil
+
+    from backports import zstd
+
+    from vdepth_ros.offline.errors import BagReadError
+
+    src = _file_compressed_bag(tmp_path / "in")
+    packed = next(src.glob("*.zstd"))
+    packed.write_bytes(zstd.compress(zstd.decompress(packed.read_bytes())))  # one frame with its size
+    unpacked = zstd.get_frame_info(packed.read_bytes()).decompressed_size
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: real(p)._replace(free=unpacked // 2))
+    with pytest.raises(BagReadError, match=r"no room to unpack .* beside the output") as exc:
+        process_bag(src, tmp_path / "out", params=PARAMS, engine=_engine())
+    assert "GB" in str(exc.value) and "corrupt" not in str(exc.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
 
 
 def test_vdepth_video_png_files_on_a_full_disk_are_an_error_not_missing_files(

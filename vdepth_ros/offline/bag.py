@@ -202,7 +202,8 @@ def process_bag(
     config = pipeline_config(params, model=model, backend=backend)
     # 4. Run it into a new bag, built under a temporary name and renamed into place when complete.
     output = AtomicOutput(output_path, overwrite=overwrite, inputs=[input_path], replaceable=not_a_bag)
-    with output as tmp, source:
+    # a bag recorded with compression_mode: file is unpacked beside the output (the disk chosen with -o)
+    with output as tmp, source.unpacking_in(output.scratch):
         bag_dir = tmp.with_name(tmp.stem) if single_file else tmp  # rosbags writes a folder
         if copy_input_topics:
             _check_copy_collisions(source, topics, provisional=mode == "causal" and config.publish == "both")

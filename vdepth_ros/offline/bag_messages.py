@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import logging
 import re
+import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,20 +33,29 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: rosbags unpacks a bag recorded with `compression_mode: file` whole into the system temp folder
+#: rosbags unpacks a bag recorded with `compression_mode: file` whole before reading it: into the
+#: system temp folder, or the folder `open_reader` is given (`vdepth-bag`: beside its output)
 TEMP_FULL_FIX = (
     "a bag recorded with compression_mode: file is unpacked there whole before reading; set TMPDIR to a "
     "folder on a disk with room for the uncompressed bag"
+)
+BESIDE_OUTPUT_FULL_FIX = (
+    "a bag recorded with compression_mode: file is unpacked whole beside the output before reading; free "
+    "space on that disk or choose an output on a disk with room for the uncompressed bag"
 )
 
 #: What a damaged or unreadable bag raises from inside rosbags (sqlite/mcap/yaml internals included).
 _READ_ERRORS = (AnyReaderError, ReaderError, OSError, ValueError, KeyError, IndexError, EOFError)
 
 
-def storage_error(path: Path, err: Exception, files: Sequence[Path] = ()) -> BagReadError:
+def storage_error(
+    path: Path, err: Exception, files: Sequence[Path] = (), unpack_dir: Path | None = None
+) -> BagReadError:
     """The `BagReadError` for a bag rosbags could not open or read; `files` (its storage files or
-    folders) are probed one by one to name the damaged one."""
-    full = disk_full_error(err, Path(tempfile.gettempdir()), TEMP_FULL_FIX)
+    folders) are probed one by one to name the damaged one. `unpack_dir`: where a file-compressed
+    bag was being unpacked (None: the system temp folder)."""
+    fix = TEMP_FULL_FIX if unpack_dir is None else BESIDE_OUTPUT_FULL_FIX
+    full = disk_full_error(err, unpack_dir or Path(tempfile.gettempdir()), fix)
     if full is not None:  # not the bag's fault: it was being unpacked (compression_mode: file)
         return BagReadError(f"{path}: {full}")
     text = " ".join(str(a) for a in err.args) or type(err).__name__
@@ -93,8 +104,16 @@ def bag_path(path: str | Path) -> Path:
     return path.parent if path.name == "metadata.yaml" and path.is_file() else path
 
 
-def open_reader(paths: list[Path], typestore: str, notes: list[str] | None = None) -> AnyReader:
+def open_reader(
+    paths: list[Path], typestore: str, notes: list[str] | None = None, unpack_dir: Path | None = None
+) -> AnyReader:
     """An open rosbags `AnyReader` over `paths` (read together, in time order).
+
+    A bag recorded with `compression_mode: file` is unpacked whole before it is read (rosbags): into
+    `unpack_dir` when given (a tool's scratch folder beside its output, on the disk the user chose
+    and removed with it), else the system temp folder (`TMPDIR`), often small or RAM-backed. When
+    the unpacked size is known (the zstd frames record it) and does not fit, that is the error,
+    before anything is written.
 
     A bag folder whose metadata.yaml is missing (a recorder killed before it wrote it, a folder
     copied without it) or cannot be used (written by a newer rosbag2 than rosbags reads, damaged)
@@ -103,32 +122,89 @@ def open_reader(paths: list[Path], typestore: str, notes: list[str] | None = Non
 
     Raises:
         BagReadError: unknown storage, not a bag, or a damaged bag (`storage_error`, naming the
-            damaged storage file and how to recover a cut-off MCAP one).
+            damaged storage file and how to recover a cut-off MCAP one); no room to unpack it.
     """
     paths = [bag_path(p) for p in paths]
     for path in paths:
         _note_part_of_split_bag(path, notes)
+    _check_room_to_unpack(paths, unpack_dir)
     sources = [
         _storage_files(p, "has no metadata.yaml", notes) if _is_folder_without_metadata(p) else [p] for p in paths
     ]
     try:
-        return _open_any(sources, typestore)
+        return _open_any(sources, typestore, unpack_dir)
     except BagReadError:
         raise
     except Exception as err:  # AnyReaderError/ReaderError, or sqlite/mcap/yaml internals on damaged files
         reason = _metadata_problem(err)
         folders = [p for p in paths if p.is_dir() and (p / "metadata.yaml").exists()]
         if reason is None or not folders:
-            raise storage_error(paths[0], err, [f for group in sources for f in group]) from err
+            raise storage_error(paths[0], err, [f for group in sources for f in group], unpack_dir) from err
         sources = [
             _storage_files(p, reason, notes) if p in folders else group for p, group in zip(paths, sources, strict=True)
         ]
     try:
-        return _open_any(sources, typestore)
+        return _open_any(sources, typestore, unpack_dir)
     except BagReadError:
         raise
     except Exception as err:
-        raise storage_error(paths[0], err, [f for group in sources for f in group]) from err
+        raise storage_error(paths[0], err, [f for group in sources for f in group], unpack_dir) from err
+
+
+def _file_compressed(path: Path) -> list[Path]:
+    """The storage files of a bag folder recorded with `compression_mode: file` ([] for any other)."""
+    try:
+        info = yaml.safe_load((path / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+        if str(info.get("compression_mode") or "").lower() != "file":
+            return []
+        return [path / name for name in info.get("relative_file_paths") or []]
+    except (OSError, yaml.YAMLError, TypeError, KeyError):  # not a folder, or metadata rosbags will name
+        return []
+
+
+def _check_room_to_unpack(paths: list[Path], unpack_dir: Path | None) -> None:
+    """Raise BagReadError when the file-compressed bags among `paths` will not fit where rosbags
+    unpacks them (their zstd frames' recorded sizes; a size not recorded is not counted)."""
+    files = [f for p in paths for f in _file_compressed(p)]
+    if not files:
+        return
+    try:  # rosbags' own zstd
+        from compression import zstd  # type: ignore[import-not-found]  # Python >= 3.14
+    except ImportError:
+        from backports import zstd
+
+    need = 0
+    for f in files:
+        try:
+            with f.open("rb") as fh:
+                need += zstd.get_frame_info(fh.read(18)).decompressed_size or 0
+        except (OSError, zstd.ZstdError):
+            continue  # rosbags names a missing or damaged file
+    where = unpack_dir or Path(tempfile.gettempdir())
+    try:
+        free = shutil.disk_usage(where).free
+    except OSError:
+        return
+    if need > free:
+        fix = TEMP_FULL_FIX if unpack_dir is None else BESIDE_OUTPUT_FULL_FIX
+        raise BagReadError(
+            f"{paths[0]}: no room to unpack it in {where}: the bag needs {need / 1e9:.2f} GB there, "
+            f"{free / 1e9:.2f} GB are free; {fix}"
+        )
+
+
+@contextmanager
+def _unpacking_in(folder: Path | None) -> Iterator[None]:
+    """rosbags unpacks a file-compressed bag into a `tempfile.TemporaryDirectory()`, made while the
+    reader opens: in `folder` then (None: the system temp folder)."""
+    if folder is None:
+        yield
+        return
+    before, tempfile.tempdir = tempfile.tempdir, str(folder)
+    try:
+        yield
+    finally:
+        tempfile.tempdir = before
 
 
 def _note_part_of_split_bag(path: Path, notes: list[str] | None) -> None:
@@ -151,9 +227,10 @@ def _note_part_of_split_bag(path: Path, notes: list[str] | None) -> None:
             notes.append(note)
 
 
-def _open_any(sources: list[list[Path]], typestore: str) -> AnyReader:
+def _open_any(sources: list[list[Path]], typestore: str, unpack_dir: Path | None = None) -> AnyReader:
     reader = AnyReader([f for group in sources for f in group], default_typestore=get_typestore(TYPESTORES[typestore]))
-    reader.open()
+    with _unpacking_in(unpack_dir):
+        reader.open()
     if not reader.is2:  # rosbags reads ROS 1 bags, but with ROS 1's messages (CameraInfo.K, header.seq)
         reader.close()
         path = sources[0][0]

@@ -175,12 +175,19 @@ class BagFrameSource:
         self._last_info_sig: tuple | None = None
         self.sparse_depth_slop_ns = int(sparse_depth_slop_ns)
         self.log_time_stamps = log_time_stamps
+        self.unpack_dir: Path | None = None
 
     # -- open / close ------------------------------------------------------------------------
+    def unpacking_in(self, folder: Path) -> BagFrameSource:
+        """Unpack a bag recorded with `compression_mode: file` into `folder` when opened (a scratch
+        folder beside the tool's output), not the system temp folder; returns self (`with`)."""
+        self.unpack_dir = folder
+        return self
+
     def open(self) -> BagFrameSource:
         if not self.path.exists():
             raise FileNotFoundError(f"input bag {self.path} does not exist")
-        self._reader = open_reader([self.path], self.typestore_name, self.notes)
+        self._reader = open_reader([self.path], self.typestore_name, self.notes, self.unpack_dir)
         try:
             self._select_connections()
         except BaseException:
