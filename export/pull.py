@@ -37,6 +37,7 @@ from vdepth_ros.runtime.registry import (
     Release,
     ReleaseFile,
     cached_model_dir,
+    cached_revisions,
     get_release,
 )
 
@@ -147,21 +148,6 @@ def at_revisions(release: Release, revisions: Sequence[str]) -> Release:
         for f in release.files
     )  # fmt: skip
     return dataclasses.replace(release, files=files)
-
-
-def cached_revisions(folder: Path) -> dict[str, str]:
-    """`repo -> "revision (commit)"` of the files a pull recorded in `folder`'s `release.json`; empty
-    for a folder imported by hand or recorded before revisions were."""
-    try:
-        files = json.loads((folder / PROVENANCE_NAME).read_text())["files"]
-        out = {}
-        for f in files:
-            commit = f.get("commit")
-            rev = str(f["revision"])
-            out[str(f["repo"])] = f"{rev} ({commit})" if commit and commit != rev else rev
-        return out
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return {}
 
 
 def _revision_differs(folder: Path, release: Release) -> str | None:

@@ -658,3 +658,22 @@ def test_bare_mcap_file_and_topic_fallbacks(tmp_path: Path) -> None:
     s = process_bag(src / "in.mcap", tmp_path / "out", params=PARAMS, engine=make_engine())
     assert s.frames_out == 5 and s.clouds == 5  # both topics found although the node's names differ
     assert sum("only image topic" in n or "'/cam/camera_info', the image topic's own" in n for n in s.notes) == 2
+
+
+def test_the_summary_names_the_model_that_ran(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Two runs of `vdepth-bag` on two machines' model folders: the summary did not say which model,
+    file or backend made the depth; its `model:` line (and `--json`'s "model") now does."""
+    import json
+
+    from fakes import write_tiny_onnx
+
+    model = write_tiny_onnx(tmp_path, frames=4)
+    src = make_bag(tmp_path / "in", n=5)
+    args = [str(src), "-o", str(tmp_path / "out"), "--params", str(_yaml(tmp_path)), "--no-progress",
+            "--model", str(model), "--backend", "onnxruntime"]  # fmt: skip
+    assert bagcli.main(args) == 0
+    (line,) = [x for x in capsys.readouterr().out.splitlines() if x.startswith("model: ")]
+    assert f"fake from {model}" in line and "on onnxruntime" in line and "windows of 4 frames" in line, line
+    assert bagcli.main([*args, "--overwrite", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["model"]["model"] == str(model) and summary["model"]["backend"].startswith("onnxruntime")

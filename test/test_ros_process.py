@@ -1166,3 +1166,38 @@ def test_a_12_bit_camera_publishing_mono16_gives_the_model_its_picture(tmp_path:
         assert 100 < seen.mean() < 155, (seen.mean(), out)  # the camera's uniform 0-255 picture, mean 127
     told = [line for line in out.splitlines() if "mono16 samples use 12 bits" in line]
     assert len(told) == 1 and "[INFO]" in told[0] and "image_bit_depth" in told[0], out
+
+
+def test_the_node_says_which_model_release_it_runs_in_its_log_and_diagnostics(tmp_path: Path) -> None:
+    """Two robots, two pulls of one release at different revisions (or two exports of one folder):
+    nothing in the node's log or /diagnostics said which model, release, revision, file or backend
+    ran. One INFO line at start and the /diagnostics values now name them."""
+    import json
+
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    files = [{"repo": "depth-anything/Video-Depth-Anything-Small", "filename": "vda_s.pth", "revision": "v1.1",
+              "commit": "0123abcd", "sha256": None}]  # fmt: skip
+    (tmp_path / "release.json").write_text(json.dumps({"name": "vda-small", "family": "vda", "files": files}))
+
+    def values(got: dict[str, list]) -> dict[str, str]:
+        found = [s for m in got["/diagnostics"] for s in m.status if s.name.startswith("/depth_node")]
+        return {kv.key: kv.value for kv in found[-1].values} if found else {}
+
+    got, out = run_node(
+        tmp_path,
+        ["--ros-args", "-p", "diagnostics_period:=0.2",
+         "-r", "image:=/cam/image", "-r", "camera_info:=/cam/camera_info"],
+        {"cam": ("/cam/image", "/cam/camera_info")},
+        {"/diagnostics": DiagnosticArray},
+        done=lambda got: bool(values(got)),
+    )  # fmt: skip
+    lines = [line for line in out.splitlines() if "]: model: " in line]
+    assert len(lines) == 1 and "[INFO]" in lines[0], out
+    release = "vda-small (depth-anything/Video-Depth-Anything-Small@v1.1 (0123abcd))"
+    model_file = str(tmp_path / "model.onnx")
+    for part in (release, model_file, "onnxruntime", "fp32", "windows of 4 frames"):
+        assert part in lines[0], (part, lines[0])
+    diag = values(got)
+    assert diag["model release"] == release and diag["model file"].startswith(model_file), diag
+    assert diag["backend"].startswith("onnxruntime") and diag["windows"].startswith("4 frames"), diag

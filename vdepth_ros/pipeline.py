@@ -47,7 +47,7 @@ from vdepth_ros.errors import ConfigError, InputError
 from vdepth_ros.pipeline_offline import run_offline
 from vdepth_ros.pipeline_types import DepthFrame, FitInfo, FrameInput, PipelineStats, _Record, fit_input, scale_input
 from vdepth_ros.resize import registered_size, resize_frame, upsample, vda_working_size, working_size
-from vdepth_ros.runtime.registry import reference_inference
+from vdepth_ros.runtime.registry import model_identity, reference_inference
 from vdepth_ros.stream.align import AffineFit, FitOptions
 from vdepth_ros.stream.cloud import CameraModel, PointCloudBuilder
 from vdepth_ros.stream.cuts import SceneCutDetector
@@ -65,7 +65,24 @@ log = logging.getLogger(__name__)
 #: Seconds between two logged windows whose alignment fell back (`DepthPipeline._log_fallback`).
 FALLBACK_LOG_PERIOD_S = 5.0
 
-__all__ = ["CameraModel", "DepthFrame", "DepthPipeline", "FitInfo", "FrameInput", "PipelineConfig", "PipelineStats"]
+__all__ = [
+    "CameraModel",
+    "DepthFrame",
+    "DepthPipeline",
+    "FitInfo",
+    "FrameInput",
+    "PipelineConfig",
+    "PipelineStats",
+    "identity_line",
+]
+
+
+def identity_line(identity: dict[str, str]) -> str:
+    """`DepthPipeline.model_identity` as one log/summary line."""
+    return (
+        f"{identity['model family']} from {identity['model']} (release: {identity['model release']}); runs "
+        f"{identity['model file']} on {identity['backend']}, {identity['precision']}; windows of {identity['windows']}"
+    )
 
 
 #: A working resolution whose aspect ratio differs from the camera's by more than this factor is
@@ -133,11 +150,13 @@ class DepthPipeline:
 
     def __init__(self, config: PipelineConfig, engine: DepthEngine | None = None) -> None:
         self.config = config
+        self._model_source: str | None = None  # the model it loaded itself (`model_identity`)
         if engine is None:
             from vdepth_ros.runtime import create_engine
 
+            self._model_source = config.resolved_model()
             engine = create_engine(
-                config.resolved_model(), backend=config.backend, precision=config.precision, **config.engine_options()
+                self._model_source, backend=config.backend, precision=config.precision, **config.engine_options()
             )
         self.engine = engine  # as given (a pool's handle stays this object); `_engine` runs the stream
         self._engine = engine
@@ -239,6 +258,22 @@ class DepthPipeline:
             "lag_frames": s.stride,
             "provisional_frames": s.interp if s.schedule == "keyframe" else s.overlap,
         }
+
+    def model_identity(self, model: str | Path | None = None) -> dict[str, str]:
+        """Which model runs (`runtime.registry.model_identity`: family, path, release, file, backend,
+        precision) and the windows it runs on: what tells two robots' runs apart.
+
+        Args:
+            model: the folder or file the engine was built from; default: the one this pipeline
+                loaded itself (None for an engine given in code).
+        """
+        s = self.schedule
+        keyframes = f", keyframes {s['keyframes']}" if s["schedule"] == "keyframe" else ""
+        windows = (
+            f"{s['window']} frames, overlap {s['overlap']}{keyframes}, at {self.height}x{self.width}, "
+            f"alignment {s['alignment']}"
+        )
+        return {**model_identity(model if model is not None else self._model_source, self.engine), "windows": windows}
 
     # -- state ---------------------------------------------------------------------------------
     def _clear(self) -> None:

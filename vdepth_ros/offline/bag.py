@@ -209,6 +209,7 @@ def process_bag(
             _check_copy_collisions(source, topics, provisional=mode == "causal" and config.publish == "both")
         summary.notes.extend(source.notes)
         pipeline = build_pipeline(config, engine=engine)
+        summary.model = pipeline.model_identity()
         # offline mode emits every frame once, final: it goes to the main topics whatever the live policy
         publish = config.publish if mode == "causal" else "final"
         with DepthBagWriter(

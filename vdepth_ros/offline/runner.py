@@ -190,6 +190,8 @@ class RunSummary:
     degenerate_fits: int = 0
     outputs: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    #: which model ran (`DepthPipeline.model_identity`)
+    model: dict[str, str] = field(default_factory=dict)
 
     def add(self, frame: DepthFrame) -> None:
         """Count one emitted frame."""
@@ -229,6 +231,7 @@ class RunSummary:
             "scale_sources": dict(self.scale_sources),
             "outputs": self.outputs,
             "notes": self.notes,
+            "model": self.model,
         }
 
     def format(self) -> str:
@@ -244,6 +247,10 @@ class RunSummary:
         ]
         if self.clouds or self.clouds_skipped:
             lines.append(f"point clouds: {self.clouds} written, {self.clouds_skipped} skipped (no camera model)")
+        if self.model:
+            from vdepth_ros.pipeline import identity_line
+
+            lines.append(f"model: {identity_line(self.model)}")
         lines += [f"{k}: {v}" for k, v in self.outputs.items()]
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)

@@ -143,6 +143,7 @@ def process_video(
         # 4. Run the pipeline and write one result per frame.
         config = pipeline_config(params, model=model, backend=backend)
         pipeline = build_pipeline(config, engine=engine)
+        summary.model = pipeline.model_identity()
         with VideoOutputWriter(
             tmp, formats=formats, fps=source.fps, preview=preview, ply=ply, still_index=preview_still
         ) as out:
@@ -172,6 +173,7 @@ def process_video(
                     "camera_info": str(camera_info) if camera_info else None,
                     "rectified": bool(rectify),
                     "depth_range": list(depth_range) if depth_range else None,
+                    "model": summary.model,
                 }
             )
             kind, clouds = out.kind, out.clouds

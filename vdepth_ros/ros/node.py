@@ -175,6 +175,8 @@ class _DepthNodeCore:
 
     # -- configure: parameters, model, publishers ---------------------------------------------
     def _configure(self, engine: Any = None, engine_pool: EnginePool | None = None) -> None:
+        from vdepth_ros.pipeline import identity_line
+
         values = self._param_values()
         ros_values = {k: v for k, v in values.items() if self._specs[k].group == "ros"}
         validate_ros_params(ros_values)
@@ -188,6 +190,10 @@ class _DepthNodeCore:
         self.engine_pool = engine_pool
         before = dict(CLOCK.steps)
         self.pipeline, self._owns_engine = build_pipeline(self.pipeline_params, engine, engine_pool)
+        # which model this camera runs, once per configure (also on /diagnostics): two robots' logs tell apart
+        built_from = self.pipeline.config.resolved_model() if engine is None else None
+        self.model_identity = self.pipeline.model_identity(built_from)
+        self.get_logger().info(f"model: {identity_line(self.model_identity)}")
         self._warn_scale_inputs()
         self.qos_reporter = IncompatibleQosReporter(self.get_logger().warning)
         self.watchdog = Watchdog(self.p["watchdog_timeout"])

@@ -144,6 +144,7 @@ class StatusReporter:
             if not proc.flicker.enabled
             else ("no measurement yet" if proc.flicker.mean is None else round(proc.flicker.mean, 5)),
         }
+        values.update(getattr(node, "model_identity", {}))  # which model runs (the start-up "model:" line)
         engine = getattr(node.pipeline, "engine", None)
         if node.engine_pool is not None and isinstance(engine, SharedEngine):
             values["engine shared by (cameras)"] = node.engine_pool.users(engine)
