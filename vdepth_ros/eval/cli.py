@@ -206,7 +206,9 @@ def _load_engines(
     meta["speed"] = measure_engine_fps(engine)
     single = _single_frame_engine(mdir, engine)
     meta["per_frame_engine"] = f"{single.backend}, T={single.input_spec.frames}"
-    meta["pipeline"] = make_pipeline(engine, base=node_params).schedule
+    pipeline = make_pipeline(engine, base=node_params)
+    meta["pipeline"] = pipeline.schedule
+    meta["identity"] = pipeline.model_identity(mdir)  # release and revisions, file, backend: which model ran
     return engine, single
 
 
