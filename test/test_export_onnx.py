@@ -418,26 +418,43 @@ def test_a_dynamic_export_from_before_max_frames_is_limited_to_its_window_with_o
 ) -> None:
     """`model.onnx.json` of exports made before specs recorded `max_frames` has no such key: such a
     dynamic graph loaded as 'no limit known', and a window past the model's temporal position table
-    failed inside ONNX Runtime (a broadcast error, a traceback in vdepth-video and the node). It
-    now loads limited to the window its spec names, with one note saying to re-export."""
-    from vdepth_ros.errors import InputError
+    failed inside ONNX Runtime (a broadcast error, a traceback in vdepth-video and the node). In its
+    model folder it takes the limit of the folder's config.json; a graph without its folder is
+    limited to the window its spec names, with one note, and an error past it says why and how to
+    lift it (it said "the model's longest window", which it is not)."""
+    import shutil
+
+    from vdepth_ros.errors import ConfigError, InputError
     from vdepth_ros.models.vda import VideoDepthAnything
+    from vdepth_ros.pipeline import DepthPipeline, PipelineConfig
 
     torch.manual_seed(0)
     tiny = VideoDepthAnything(**VideoDepthAnything.tiny_config()).eval()  # max_frames 8
-    export_onnx(tiny, tmp_path, frames=4, height=70, width=98, dynamic_frames=True, parity=False)
-    spec_file = tmp_path / "model.onnx.json"
+    folder = tmp_path / "m"
+    export_onnx(tiny, folder, frames=4, height=70, width=98, dynamic_frames=True, parity=False)
+    spec_file = folder / "model.onnx.json"
     old = json.loads(spec_file.read_text())
     del old["max_frames"]  # as exports before the field wrote it
     spec_file.write_text(json.dumps(old))
+    alone = tmp_path / "graph"  # the graph copied to the robot without its model folder
+    alone.mkdir()
+    for name in ("model.onnx", "model.onnx.json"):
+        shutil.copy(folder / name, alone / name)
+    clip = (np.random.default_rng(0).random((12, 70, 98, 3)) * 255).astype(np.uint8)
     caplog.set_level(logging.WARNING)
-    with create_engine(tmp_path / "model.onnx", backend="onnxruntime", threads=1) as engine:
-        assert engine.input_spec.max_frames == max(4, old["window"]) <= 8
-        clip = (np.random.default_rng(0).random((12, 70, 98, 3)) * 255).astype(np.uint8)
+    with create_engine(folder / "model.onnx", backend="onnxruntime", threads=1) as engine:
+        assert engine.input_spec.max_frames == 8  # the model's own limit, from config.json
+        assert engine.infer(clip[:8]).shape[0] == 8
+    assert not [r for r in caplog.records if "max_frames" in r.getMessage()]
+    with create_engine(alone / "model.onnx", backend="onnxruntime", threads=1) as engine:
+        assert engine.input_spec.max_frames == max(4, old["window"]) < 8
         assert engine.infer(clip[: engine.input_spec.max_frames]).shape[0] == engine.input_spec.max_frames
-        with pytest.raises(InputError, match=r"window of 12 frames; this model accepts 1\.\."):
+        with pytest.raises(InputError, match=r"window of 12 frames; this model accepts 1\.\..*not the model's own"):
             engine.infer(clip)
-    InputSpec.load(spec_file)  # loaded again (a variant lookup, a check): not noted again
+        config = PipelineConfig(window=8, overlap=2, alignment="chain_ls", inference="package")
+        with pytest.raises(ConfigError, match=r"not the model's own limit.*--dynamic-frames.*\"max_frames\""):
+            DepthPipeline(config, engine)
+    InputSpec.load(alone / "model.onnx.json")  # loaded again (a variant lookup, a check): not noted again
     notes = [r.getMessage() for r in caplog.records if "max_frames" in r.getMessage()]
     assert len(notes) == 1 and "re-export" in notes[0], notes
 

@@ -107,7 +107,9 @@ def _scheduler(config: PipelineConfig, spec: InputSpec, alignment: str) -> Windo
     if not spec.dynamic_frames and window > spec.frames:
         raise ConfigError(f"window {window} exceeds the engine's fixed {spec.frames} frames")
     if spec.max_frames is not None and window > spec.max_frames:
-        raise ConfigError(f"window {window} exceeds the model's longest window of {spec.max_frames} frames")
+        raise ConfigError(
+            f"window {window} exceeds the model's longest window of {spec.max_frames} frames{spec.window_limit_fix()}"
+        )
     first = None
     if config.low_latency_start:  # about half a window, still a valid length for the model
         first = (window + overlap + 1) // 2

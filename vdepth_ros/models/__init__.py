@@ -160,6 +160,24 @@ def load_model(directory: str | Path, *, strict: bool = True) -> VideoDepthModel
     return model.eval()
 
 
+def folder_max_window(directory: str | Path) -> tuple[bool, int | None]:
+    """The longest window the model of a model folder takes (`input_constraints.max_window`: a
+    temporal position table; None = no limit), from its `config.json` alone (built on the meta
+    device: no weights read, no memory used). Returns (known, limit); (False, None) when the folder
+    has no usable config or the family cannot be built that way."""
+    import torch
+
+    try:
+        cfg = read_config(Path(directory))
+        family = cfg.pop("_family")
+        cfg.pop("_class_name", None)
+        with torch.device("meta"):
+            limit = build_model(family, **cfg).input_constraints.max_window
+    except Exception:  # no config, another family's keys, a constructor that needs real tensors
+        return False, None
+    return True, None if limit is None else int(limit)
+
+
 __all__ = [
     "CONFIG_NAME",
     "MODEL_FAMILIES",
@@ -171,6 +189,7 @@ __all__ = [
     "config_parameters",
     "config_type_problem",
     "family_class",
+    "folder_max_window",
     "load_model",
     "load_state_dict_file",
     "read_config",

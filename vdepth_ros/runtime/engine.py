@@ -105,7 +105,7 @@ class DepthEngine(abc.ABC):
             raise InputError(f"frames are {h}x{w}, the model works at {spec.height}x{spec.width}; resize first")
         longest = spec.max_frames if spec.dynamic_frames else spec.frames
         if t < 1 or (longest is not None and t > longest):
-            raise InputError(f"window of {t} frames; this model accepts 1..{longest}")
+            raise InputError(f"window of {t} frames; this model accepts 1..{longest}{spec.window_limit_fix()}")
         lo, hi = spec.value_range
         if frames.dtype == np.uint8:
             x = frames.astype(np.float32) * np.float32((hi - lo) / 255.0) + np.float32(lo)

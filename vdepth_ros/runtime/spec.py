@@ -99,25 +99,61 @@ class InputSpec:
     @classmethod
     def load(cls, path: str | Path) -> InputSpec:
         """The spec file `path`. One written before specs recorded `max_frames` (the model's longest
-        window) and with a dynamic frame axis is limited to the longest window it names (its
-        `window`, or the export's example length), with one note saying to re-export: run past the
-        model's limit, such a graph fails inside ONNX Runtime."""
+        window) and with a dynamic frame axis (run past the model's limit, such a graph fails inside
+        ONNX Runtime) takes the limit of the model folder's `config.json` beside it; without one it
+        is limited to the longest window it names (its `window`, or the export's example length),
+        marked `extra["max_frames_assumed"]` (`window_limit_fix`), with one note saying to re-export."""
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"input spec {path} not found (the exporter writes it next to the model)")
         data = json.loads(path.read_text())
         if isinstance(data, dict) and "max_frames" not in data and data.get("dynamic_frames"):
+            known, limit = _folder_limit(path.parent, data.get("family"))
+            if known:
+                return cls.from_dict({**data, "max_frames": limit})
             longest = max(int(data.get("frames", 0)), int(data.get("window", cls.window)))
-            data = {**data, "max_frames": longest}
+            extra = {**(data.get("extra") or {}), "max_frames_assumed": True}
+            data = {**data, "max_frames": longest, "extra": extra}
             if str(path.resolve()) not in _NOTED_OLD_SPECS:
                 _NOTED_OLD_SPECS.add(str(path.resolve()))
                 log.warning(
-                    "%s was written before exports recorded the model's longest window (max_frames): its graph is "
-                    "run on windows of at most %d frames, its window; re-export it (vdepth-export onnx ... "
-                    "--dynamic-frames) to record the model's own limit",
-                    path, longest,
+                    "%s was written before exports recorded the model's longest window (max_frames) and has no "
+                    "model folder's config.json beside it to read it from: its graph is run on windows of at most "
+                    "%d frames, its window; %s",
+                    path, longest, OLD_SPEC_FIX,
                 )  # fmt: skip
         return cls.from_dict(data)
+
+    def window_limit_fix(self) -> str:
+        """For a spec whose `max_frames` was assumed (`load` of an old dynamic export), why the limit
+        is what it is and how to lift it; "" otherwise."""
+        if not self.extra.get("max_frames_assumed"):
+            return ""
+        return (
+            f" (not the model's own limit: the export's spec was written before exports recorded it, so its graph "
+            f"is limited to its own window of {self.max_frames} frames; {OLD_SPEC_FIX})"
+        )
+
+
+#: how to lift the window limit of a dynamic export made before specs recorded `max_frames`
+OLD_SPEC_FIX = (
+    "re-export it from its model folder (`vdepth-export onnx MODEL_FOLDER --dynamic-frames` with the export's "
+    '--height and --width), or add the model\'s longest window as "max_frames" to its .onnx.json'
+)
+
+
+def _folder_limit(folder: Path, family: Any) -> tuple[bool, int | None]:
+    """(known, limit): the longest window of the model folder `folder` of `family` (`folder_max_window`)."""
+    from vdepth_ros.paths import CONFIG_NAME
+
+    try:
+        if json.loads((folder / CONFIG_NAME).read_text()).get("_family") != family:
+            return False, None
+    except (OSError, ValueError, AttributeError):
+        return False, None
+    from vdepth_ros.models import folder_max_window
+
+    return folder_max_window(folder)
 
 
 def spec_path_for(model_file: str | Path) -> Path:
