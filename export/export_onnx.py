@@ -39,7 +39,7 @@ from vdepth_ros.paths import not_a_model_folder
 from vdepth_ros.runtime import ONNX_NAME
 from vdepth_ros.runtime.onnx_backend import OnnxRuntimeEngine
 from vdepth_ros.runtime.shapes import check_precision, resolve_frames, spec_from_model
-from vdepth_ros.runtime.spec import InputSpec, spec_path_for, variant_path
+from vdepth_ros.runtime.spec import WEIGHTS_KEY, InputSpec, spec_path_for, variant_path
 from vdepth_ros.runtime.torch_backend import TorchEngine
 from vdepth_ros.runtime.trt_cache import external_data_path
 
@@ -265,8 +265,7 @@ def export_onnx(
     width = width if width is not None else w0
     onnx_path, save_model_dir = _output_paths(source, output)
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
-    if save_model_dir is not None:
-        model.save_pretrained(save_model_dir)
+    weights = weights_fingerprint(model)  # before any cast: what tells this export's variants apart
     constraints = model.input_constraints
     spec = spec_from_model(model, frames, height, width, precision=precision, dynamic_frames=dynamic_frames)
     if variant:
@@ -280,6 +279,8 @@ def export_onnx(
     tries = ["legacy", "dynamo"] if exporter == "auto" else [exporter]
     start = time.perf_counter()
     written = [external_data_path(onnx_path), spec_path_for(onnx_path), parity_path_for(onnx_path)]
+    if save_model_dir is not None:  # the model's config and weights move in with its graph, not before it
+        written += [save_model_dir / CONFIG_NAME, save_model_dir / WEIGHTS_NAME]
     report: dict[str, Any] | None = None
     try:
         # overwrite: `_check_outputs` decided what may be replaced (a previous export's files are)
@@ -287,6 +288,8 @@ def export_onnx(
             onnx_path, overwrite=True, companions=[p.name for p in written], replaceable=_not_an_onnx_file
         ) as staged:
             raw = staged.with_name(".exporter-raw.onnx")  # the exporter's own file(s), left in the staging folder
+            if save_model_dir is not None:
+                model.save_pretrained(staged.parent)
             used, used_opset = _export_first(
                 tries, opset, module, example, raw, names, dynamic_frames, max_frames, weights_fp16
             )
@@ -301,7 +304,13 @@ def export_onnx(
                 {
                     **spec.to_dict(),
                     "dynamic_frames": frames_dynamic,
-                    "extra": {**spec.extra, "exporter": used, "opset": used_opset, "torch": torch.__version__},
+                    "extra": {
+                        **spec.extra,
+                        "exporter": used,
+                        "opset": used_opset,
+                        "torch": torch.__version__,
+                        WEIGHTS_KEY: weights,
+                    },
                 }
             )
             spec.save(spec_path_for(staged))
@@ -319,6 +328,20 @@ def export_onnx(
     result.files = [onnx_path, *(p for p in written if p.is_file())]
     log.info("exported %s (%s, opset %d) in %.1f s; dynamic axes %s", onnx_path, used, used_opset, seconds, dyn)
     return result
+
+
+def weights_fingerprint(model: nn.Module) -> str:
+    """sha256 of the model's parameters and buffers (names, dtypes, shapes, bytes): recorded in the
+    spec as `extra["weights_sha256"]`, so a resolution variant exported from other weights than the
+    main graph is refused at load (`runtime.onnx_backend`), not run silently for one camera."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().to("cpu").contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
 
 
 def _traced_module(

@@ -503,3 +503,32 @@ def test_an_interrupted_or_parity_failing_re_export_keeps_the_working_export(
     assert json.loads(parity_path_for(tmp_path / "model.onnx").read_text())["passed"] is False
     assert (tmp_path / "NOTES.md").read_text() == "deployed on robot 3\n"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+@pytest.mark.usefixtures("tiny_registry")
+def test_a_failing_export_into_a_model_folder_keeps_its_weights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`vdepth-export onnx OTHER -o FOLDER --overwrite` wrote OTHER's config.json and weights into
+    FOLDER before exporting: when the export then failed (parity, Ctrl-C), FOLDER held the new
+    weights beside the old graph, one folder of two models. They now move in with the graph."""
+    import vdepth_export.export_onnx as mod
+
+    folder = tmp_path / "m"
+    torch.manual_seed(0)
+    export_onnx(TinyVideoNet(channels=4).eval(), folder, frames=2, height=16, width=16, parity=False)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+
+    def failing(*args: object, **kwargs: object) -> dict:
+        check = {"name": "bright@T=2", "max_abs": 0.5, "max_abs_rel": 0.5, "passed": False}
+        return {"passed": False, "checks": [check], "tolerance_rel": 0.01, "skipped": None, "max_abs": 0.5,
+                "mean_abs": 0.1, "inputs": ["synthetic:seed0"], "constant_reference": False}  # fmt: skip
+
+    monkeypatch.setattr(mod, "parity_report", failing)
+    torch.manual_seed(1)
+    other = TinyVideoNet(channels=4).eval()
+    with pytest.raises(ExportError):
+        export_onnx(other, folder, frames=2, height=16, width=16, overwrite=True, evaldata=False)
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.name != "model.onnx.parity.json"} == {
+        k: v for k, v in before.items() if k != "model.onnx.parity.json"
+    }

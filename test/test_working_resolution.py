@@ -90,3 +90,25 @@ def test_torch_engine_runs_any_multiple_keeping_the_aspect(tmp_path: Path) -> No
 def test_working_short_side_needs_an_engine_that_runs_any_size() -> None:
     with pytest.raises(ConfigError, match="working_short_side"):
         DepthPipeline(PipelineConfig(working_short_side=96), LuminanceEngine())
+
+
+@pytest.mark.usefixtures("tiny_registry")
+def test_a_variant_left_from_earlier_weights_is_refused_not_run(tmp_path: Path) -> None:
+    """A folder re-exported with new weights (a longer training run, same family and shapes) kept its
+    16:9 variant from the old weights: a 16:9 camera silently ran the old model. Exports now record
+    their weights' fingerprint, and such a variant is refused with the command that re-exports it."""
+    import torch
+    from vdepth_export.export_onnx import export_onnx
+
+    folder = tmp_path / "m"
+    torch.manual_seed(0)
+    old = TinyVideoNet(channels=4).eval()
+    export_onnx(old, folder, frames=2, height=16, width=16, parity=False)
+    export_onnx(folder, folder, frames=2, height=16, width=24, parity=False, variant=True)  # as the CLI does
+    with create_engine(folder, backend="onnxruntime", threads=1) as eng:
+        assert eng.at_resolution(16, 24).input_spec.width == 24  # the same weights: a variant
+    torch.manual_seed(1)
+    export_onnx(TinyVideoNet(channels=4).eval(), folder, frames=2, height=16, width=16, parity=False, overwrite=True)
+    refused = r"model\.16x24\.onnx was exported from other weights.*--variant"
+    with create_engine(folder, backend="onnxruntime", threads=1) as eng, pytest.raises(ModelLoadError, match=refused):
+        eng.at_resolution(16, 24)

@@ -14,7 +14,7 @@ import numpy as np
 from vdepth_ros.errors import BackendUnavailableError, ConfigError, ModelLoadError
 from vdepth_ros.runtime.engine import DepthEngine
 from vdepth_ros.runtime.reuse import SplitMeta, split_files_for
-from vdepth_ros.runtime.spec import InputSpec, spec_path_for, variant_files
+from vdepth_ros.runtime.spec import WEIGHTS_KEY, InputSpec, spec_path_for, variant_files
 from vdepth_ros.runtime.trt_cache import onnx_sha256
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,13 @@ def _check_variant(spec: InputSpec, variant: InputSpec, path: Path) -> None:
     diff = sorted(k for k in ours if ours[k] != theirs[k])
     if diff:
         raise ModelLoadError(f"{path.name} is not a resolution variant of the same export: {diff} differ")
+    mine, its = spec.extra.get(WEIGHTS_KEY), variant.extra.get(WEIGHTS_KEY)
+    if mine is not None and its is not None and mine != its:  # an export before the key: not known
+        raise ModelLoadError(
+            f"{path.name} was exported from other weights than the graph beside it that it is a variant of (left "
+            f"from an earlier model): re-export it from the model folder (`vdepth-export onnx FOLDER --height "
+            f"{variant.height} --width {variant.width} --variant`) or remove it"
+        )
 
 
 def _provider_name(entry: ProviderEntry) -> str:

@@ -18,6 +18,8 @@ from vdepth_ros.errors import ConfigError
 log = logging.getLogger(__name__)
 
 SPEC_VERSION = 1
+#: `extra` key of the sha256 of the weights a graph was exported from (`vdepth-export onnx`)
+WEIGHTS_KEY = "weights_sha256"
 #: old spec files (no max_frames) already noted, so a file loaded again (variants, checks) is noted once
 _NOTED_OLD_SPECS: set[str] = set()
 
