@@ -315,3 +315,30 @@ def test_synthetic_sample_never_replaces_a_users_video_or_sidecar(tmp_path: Path
     assert "Traceback" not in proc.stderr and "not a sample clip this tool wrote" in proc.stderr, proc.stderr
     assert (tmp_path / mine).read_text() == "the user's own"
     assert sorted(p.name for p in tmp_path.iterdir()) == [mine]
+
+
+def test_clips_rendered_with_other_settings_are_not_mixed_with_new_ones(tmp_path: Path) -> None:
+    """A changed `frames`, `render_size` or `style` over the same data root kept the clips already
+    there (resume) and rendered only the missing seeds: one dataset of two renders, without a word.
+    Now the run stops first, naming the settings that differ."""
+    import subprocess
+    import sys
+
+    from vdepth_training.data.synthetic import render_dataset
+
+    from vdepth_ros.errors import ConfigError
+
+    root = tmp_path / "data"
+    render_dataset(root, range(0, 2), 2, 32, 48, style="basic")
+    before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    render_dataset(root, range(0, 3), 2, 32, 48, style="basic")  # the same settings: resumed
+    with pytest.raises(ConfigError, match=r"3 clip\(s\) rendered with other settings.*3 frames 32x48"):
+        render_dataset(root, range(0, 3), 3, 32, 48, style="basic")
+    with pytest.raises(ConfigError, match=r"style basic; this config renders 2 frames 32x48, style rich"):
+        render_dataset(root, range(0, 3), 2, 32, 48, style="rich")
+    cmd = [sys.executable, "-m", "vdepth_training.data.synthetic", "--out", str(root), "--seeds", "0:4",
+           "--frames", "2", "--size", "40", "48"]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "other settings" in proc.stderr, proc.stderr
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file() and "000002" not in p.parts} == before
+    assert sorted(p.name for p in root.iterdir()) == ["000000", "000001", "000002"]

@@ -157,6 +157,7 @@ def _write_sequence_files(out: Path, seq: Sequence) -> None:
         "metric": seq.metric,
         "name": seq.name,
         "source": seq.source,
+        **({"extra": seq.extra} if seq.extra else {}),  # how it was made (a renderer's settings), JSON values
     }
     (out / META_NAME).write_text(json.dumps(meta, indent=2) + "\n")
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from vdepth_training.data.synthetic.materials import STYLES
-from vdepth_training.data.synthetic.writer import write_sample_video, write_synthetic_dataset
+from vdepth_training.data.synthetic.writer import check_rendered_with, write_sample_video, write_synthetic_dataset
 
 from vdepth_ros.errors import VdepthError
 from vdepth_ros.paths import expand_home
@@ -35,6 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(write_sample_video(args.sample))
             return 0
         a, b = (int(x) for x in args.seeds.split(":"))
+        check_rendered_with(Path(args.out), range(a, b), args.frames, *args.size, args.style)  # before any clip
         for s in range(a, b):
             write_synthetic_dataset(args.out, [s], args.frames, *args.size, style=args.style)
             if (s - a) % 50 == 0:

@@ -20,8 +20,9 @@ from vdepth_training.data.synthetic.renderer import SyntheticClip, render_clip
 log = logging.getLogger("vdepth_training")
 
 
-def to_sequence(clip: SyntheticClip):
-    """The clip as a training `Sequence` (metric depth target, sky invalid, K and poses per frame)."""
+def to_sequence(clip: SyntheticClip, style: str | None = None):
+    """The clip as a training `Sequence` (metric depth target, sky invalid, K and poses per frame;
+    `style`, the renderer's, recorded in its `extra`)."""
     from vdepth_training.data.sequence import Sequence
 
     t = clip.rgb.shape[0]
@@ -35,6 +36,7 @@ def to_sequence(clip: SyntheticClip):
         metric=True,
         name=f"synthetic/{clip.kind}/{clip.seed:06d}",
         source="synthetic",
+        extra={"render": {"style": style}} if style is not None else {},
     )
 
 
@@ -61,6 +63,8 @@ def write_synthetic_dataset(
 
     from vdepth_ros.offline.atomic import check_output_path
 
+    if skip_existing:
+        check_rendered_with(Path(root), seeds, frames, height, width, style)
     out = []
     for seed in seeds:
         d = Path(root) / f"{int(seed):06d}"
@@ -70,7 +74,7 @@ def write_synthetic_dataset(
             tmp = d.with_name(f"{d.name}.{os.getpid()}.tmp")  # several processes may render into root
             if tmp.exists():
                 shutil.rmtree(tmp)
-            write_sequence(tmp, to_sequence(render_clip(int(seed), frames, height, width, style=style)))
+            write_sequence(tmp, to_sequence(render_clip(int(seed), frames, height, width, style=style), style))
             if d.exists():
                 shutil.rmtree(d)
             tmp.rename(d)
@@ -101,6 +105,7 @@ def render_dataset(
     from vdepth_training.data.sequence import META_NAME
 
     root = Path(root)
+    check_rendered_with(root, seeds, frames, height, width, style)
     missing = [int(s) for s in seeds if not (root / f"{int(s):06d}" / META_NAME).is_file()]
     mine = [int(s) for s in list(seeds)[rank::world] if int(s) in set(missing)]  # by position: no race
     if mine:
@@ -120,6 +125,40 @@ def render_dataset(
         else:
             render(mine[1:])
     return [root / f"{int(s):06d}" for s in seeds]
+
+
+def check_rendered_with(root: Path, seeds: Sequence[int], frames: int, height: int, width: int, style: str) -> None:
+    """Raise ConfigError when a complete clip of `seeds` in `root` was rendered with other settings
+    (frames, size, or a recorded style): it would be kept, and a run would train on a mix of old and
+    new clips without a word (a changed `render_size`, `frames` or `style` over the same data root)."""
+    import json
+
+    from vdepth_training.data.sequence import META_NAME
+
+    from vdepth_ros.errors import ConfigError
+
+    want = {"frames": int(frames), "size": f"{int(height)}x{int(width)}", "style": style}
+    other = []
+    for seed in seeds:
+        meta_path = root / f"{int(seed):06d}" / META_NAME
+        if not meta_path.is_file():
+            continue
+        try:
+            meta = json.loads(meta_path.read_text())
+            have = {"frames": int(meta["num_frames"]), "size": f"{int(meta['height'])}x{int(meta['width'])}",
+                    "style": ((meta.get("extra") or {}).get("render") or {}).get("style", style)}  # fmt: skip
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not readable here: the reader names it
+        if have != want:
+            other.append((meta_path.parent.name, have))
+    if other:
+        name, have = other[0]
+        show = lambda d: f"{d['frames']} frames {d['size']}, style {d['style']}"  # noqa: E731
+        raise ConfigError(
+            f"{root} holds {len(other)} clip(s) rendered with other settings ({name}: {show(have)}; this config "
+            f"renders {show(want)}): they would be kept and mixed with new ones; set data.root (or --data) to "
+            "another folder, or move those clips away"
+        )
 
 
 def write_sample_video(
