@@ -677,3 +677,19 @@ def test_the_summary_names_the_model_that_ran(tmp_path: Path, capsys: pytest.Cap
     assert bagcli.main([*args, "--overwrite", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["model"]["model"] == str(model) and summary["model"]["backend"].startswith("onnxruntime")
+
+
+def test_an_output_bag_folder_records_which_model_made_it(tmp_path: Path) -> None:
+    """A depth bag found months later did not say which model made it; its metadata.yaml does now."""
+    import yaml
+    from fakes import write_tiny_onnx
+
+    model = write_tiny_onnx(tmp_path, frames=4)
+    src = make_bag(tmp_path / "in", n=5)
+    out = tmp_path / "out"
+    process_bag(src, out, params={"scale_source": "range", "model": str(model), "backend": "onnxruntime"})
+    custom = yaml.safe_load((out / "metadata.yaml").read_text())["rosbag2_bagfile_information"]["custom_data"]
+    assert custom["vdepth_ros.model"] == str(model) and custom["vdepth_ros.backend"].startswith("onnxruntime")
+    assert custom["vdepth_ros.windows"].startswith("4 frames")
+    with AnyReader([out]) as reader:  # still a bag every reader opens
+        assert reader.message_count > 0

@@ -219,6 +219,8 @@ def process_bag(
             typestore=typestore,
             publish=publish,
             provisional_topics=topics.provisional,
+            # which model made the depth, with the bag folder (metadata.yaml custom_data)
+            custom_data={f"vdepth_ros.{k.replace(' ', '_')}": v for k, v in summary.model.items()},
         ) as writer:
             on_message = writer.copy_message if copy_input_topics else None
             frames = with_progress(source.frames(on_message=on_message), source.frame_count, PROG, progress)

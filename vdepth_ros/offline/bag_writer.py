@@ -105,6 +105,8 @@ class DepthBagWriter:
         typestore: ROS 2 distribution for the message definitions/hashes written.
         publish: "final" | "provisional" | "both" (the pipeline's `publish` parameter).
         provisional_topics: topics for provisional frames with `publish="both"`.
+        custom_data: written into the bag folder's metadata.yaml `custom_data` (strings; e.g. which
+            model made the depth, `DepthPipeline.model_identity`).
     """
 
     def __init__(
@@ -116,6 +118,7 @@ class DepthBagWriter:
         typestore: str = "kilted",
         publish: str = "final",
         provisional_topics: OutputTopics | None = None,
+        custom_data: dict[str, str] | None = None,
     ) -> None:
         if storage not in STORAGES:
             raise OfflineError(f"unknown storage {storage!r}; choose one of {', '.join(STORAGES)}")
@@ -140,6 +143,7 @@ class DepthBagWriter:
         self.counts: dict[str, int] = {}
         self.clouds_skipped = 0
         self.frames_written = 0
+        self.custom_data = dict(custom_data or {})
 
     def open(self) -> DepthBagWriter:
         writer = Writer(self.path, version=9, storage_plugin=STORAGES[self.storage])
@@ -147,6 +151,8 @@ class DepthBagWriter:
             writer.open()
         except WriterError as err:
             raise OfflineError(f"cannot create bag {self.path}: {err}") from err
+        for key, value in self.custom_data.items():
+            writer.set_custom_data(key, str(value))
         self._writer = writer
         return self
 
