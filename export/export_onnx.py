@@ -32,7 +32,7 @@ from vdepth_export.onnx_graph import ExportError, dynamic_axes_of, finalize_grap
 from vdepth_export.parity import TOLERANCE, compare, parity_clips
 
 from vdepth_ros.errors import ConfigError, ModelLoadError
-from vdepth_ros.models import CONFIG_NAME, WEIGHTS_NAME, VideoDepthModel, family_class, load_model
+from vdepth_ros.models import CONFIG_NAME, WEIGHTS_NAME, VideoDepthModel, family_class, load_model, state_fingerprint
 from vdepth_ros.offline.atomic import AtomicOutput
 from vdepth_ros.offline.errors import OutputExistsError
 from vdepth_ros.paths import not_a_model_folder
@@ -265,7 +265,7 @@ def export_onnx(
     width = width if width is not None else w0
     onnx_path, save_model_dir = _output_paths(source, output)
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
-    weights = weights_fingerprint(model)  # before any cast: what tells this export's variants apart
+    weights = state_fingerprint(model)  # before any cast: what tells this export's variants apart
     constraints = model.input_constraints
     spec = spec_from_model(model, frames, height, width, precision=precision, dynamic_frames=dynamic_frames)
     if variant:
@@ -328,20 +328,6 @@ def export_onnx(
     result.files = [onnx_path, *(p for p in written if p.is_file())]
     log.info("exported %s (%s, opset %d) in %.1f s; dynamic axes %s", onnx_path, used, used_opset, seconds, dyn)
     return result
-
-
-def weights_fingerprint(model: nn.Module) -> str:
-    """sha256 of the model's parameters and buffers (names, dtypes, shapes, bytes): recorded in the
-    spec as `extra["weights_sha256"]`, so a resolution variant exported from other weights than the
-    main graph is refused at load (`runtime.onnx_backend`), not run silently for one camera."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        t = tensor.detach().to("cpu").contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
 
 
 def _traced_module(

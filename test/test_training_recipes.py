@@ -202,11 +202,26 @@ def test_fiffdepth_needs_real_images_for_its_t_minus_1_term(tmp_path: Path) -> N
     recipe.start_stage(stage)
     loss, terms = recipe.loss(model, batch, torch.Generator().manual_seed(0))
     assert torch.isfinite(loss) and {"t0_mae", "tm1_mae", "trajectory"} <= set(terms)
-    assert sorted(p.parent.name for p in (tmp_path / "cache").rglob("*.safetensors")).count("fiff_pseudo") == 1
+    entries = [p.parent.name.split("@")[0] for p in (tmp_path / "cache").rglob("*.safetensors")]
+    assert entries.count("fiff_pseudo") == 1
     calls = []
     recipe.labeler = lambda *a: calls.append(a)  # a cache hit never runs the labeller again
     again, _ = recipe.loss(model, batch, torch.Generator().manual_seed(0))
     assert not calls and float(again.detach()) == float(loss.detach())
+    # Another labeller with the same latent_cache (a better model, or the folder pulled again): its
+    # labels are computed, not the first labeller's taken from the cache (they used to be, silently).
+    torch.manual_seed(1)
+    build_model("vda", **family_class("vda").tiny_config()).save_pretrained(tmp_path / "labeller2")
+    cfg2 = load_config(CONFIGS / "fiffdepth.yaml", tiny=True, overrides={
+        "data": {"pseudo": {"sources": [{"name": "real", "layout": "images", "root": str(images)}],
+                            "model": str(tmp_path / "labeller2")}},
+        "training": {"latent_cache": str(tmp_path / "cache")}})  # fmt: skip
+    other = Trainer(cfg2, tmp_path / "run2").recipe
+    other.start_stage(stage)
+    labelled = []
+    other.labeler = lambda frames: labelled.append(1) or torch.rand(frames.shape[0], *frames.shape[-2:])
+    other.loss(model, batch, torch.Generator().manual_seed(0))
+    assert labelled, "the first labeller's cached latents were used for the second"
 
 
 def test_depthcrafter_stage_3_trains_on_its_own_sources() -> None:

@@ -193,7 +193,7 @@ def test_teacher_latents_cached_to_disk(tmp_path: Path) -> None:
     batch = collate_clips([ds[0]])
     first, _ = recipe.loss(model, batch, torch.Generator().manual_seed(0))
     files = sorted(tmp_path.rglob("*.safetensors"))
-    assert [f.parent.name for f in files] == ["os_teacher_latent"]
+    assert [f.parent.name.split("@")[0] for f in files] == ["os_teacher_latent"]  # @ the teacher's fingerprint
     calls = []
     recipe.teacher.sample_latents = lambda *a, **k: calls.append(1)  # type: ignore[method-assign]
     second, _ = recipe.loss(model, batch, torch.Generator().manual_seed(0))
@@ -208,7 +208,8 @@ def test_cache_only_cli_fills_the_cache(tmp_path: Path, capsys: pytest.CaptureFi
             "--latent-cache", str(tmp_path / "cache"), "--cache-only"]  # fmt: skip
     assert main(argv) == 0
     assert "cached 1 batches" in capsys.readouterr().out
-    assert sorted(p.parent.name for p in (tmp_path / "cache").rglob("*.safetensors")) == ["dvd_depth", "dvd_rgb"]
+    names = sorted(p.parent.name.split("@")[0] for p in (tmp_path / "cache").rglob("*.safetensors"))
+    assert names == ["dvd_depth", "dvd_rgb"]
 
 
 @pytest.mark.slow
@@ -232,7 +233,8 @@ def test_cache_only_prefills_every_stage(tmp_path: Path) -> None:
                                               "height": 64, "width": 64, "seed": 3}]}}]}  # fmt: skip
     cfg = load_config(CONFIGS / "depthcrafter.yaml", tiny=True, overrides=over)
     assert Trainer(cfg, tmp_path / "run").precompute_cache() == 3
-    assert len(list((tmp_path / "cache" / "dc_depth").iterdir())) == 3  # three different clips
+    (depths,) = (tmp_path / "cache").glob("dc_depth@*")  # one VAE
+    assert len(list(depths.iterdir())) == 3  # three different clips
     trainer = Trainer(load_config(CONFIGS / "depthcrafter.yaml", tiny=True, overrides=over), tmp_path / "run")
     trainer.fit()
     assert trainer.recipe.cache.misses == 0 and trainer.recipe.cache.hits == 9  # 3 entries x 3 steps

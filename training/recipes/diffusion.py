@@ -47,8 +47,9 @@ class DVDRecipe(Recipe):
             with torch.no_grad():
                 return model.encode(video.permute(0, 2, 1, 3, 4))  # (B, 3, F, H, W) -> (B, z, f, h, w)
 
-        z_x = cached(self.cache, "dvd_rgb", keys, lambda: encode(frames * 2.0 - 1.0), frames)
-        z_d = cached(self.cache, "dvd_depth", keys, lambda: encode(depth_video(target)), frames)
+        vae = (model.vae,)  # frozen: its weights name the entries
+        z_x = cached(self.cache, "dvd_rgb", keys, lambda: encode(frames * 2.0 - 1.0), frames, vae)
+        z_d = cached(self.cache, "dvd_depth", keys, lambda: encode(depth_video(target)), frames, vae)
         pred = model.denoise(z_x)
         return L.dvd_loss(
             pred.transpose(1, 2).float(),
@@ -91,8 +92,10 @@ class DepthCrafterRecipe(Recipe):
             if self.cache is None or keys is None:
                 cond = model.condition(frames, aug)
                 return Conditioning(cond.latents.contiguous(), cond.clip)  # see `cache.cached` on layouts
-            lat = cached(self.cache, "dc_cond", keys, lambda: model.condition(frames, aug).latents[None], frames)[0]
-            clip = cached(self.cache, "dc_clip", keys, lambda: model.encode_clip(frames * 2 - 1)[None], frames)[0]
+            lat = cached(self.cache, "dc_cond", keys, lambda: model.condition(frames, aug).latents[None], frames,
+                         (model.vae,))[0]  # fmt: skip
+            clip = cached(self.cache, "dc_clip", keys, lambda: model.encode_clip(frames * 2 - 1)[None], frames,
+                          (model.image_encoder,))[0]  # fmt: skip
             return Conditioning(lat, clip)
 
     def depth_latent(self, model: nn.Module, target: Tensor, key: Tensor | None) -> Tensor:
@@ -102,7 +105,8 @@ class DepthCrafterRecipe(Recipe):
             with torch.no_grad():
                 return (model.encode_latents(depth_video(target)) * LATENT_SCALE)[None]
 
-        return cached(self.cache, "dc_depth", None if key is None else key[None], compute, target)[0].contiguous()
+        keys = None if key is None else key[None]
+        return cached(self.cache, "dc_depth", keys, compute, target, (model.vae,))[0].contiguous()
 
     def loss(self, model: nn.Module, batch: dict[str, Tensor], generator: torch.Generator) -> LossOut:
         from vdepth_ros.models import edm
@@ -209,7 +213,7 @@ class OneStepRecipe(Recipe):
             def sample() -> Tensor:
                 return teacher.sample_latents(teacher.condition(frames, aug), eps)[None]
 
-            out["latent"] = cached(self.cache, "os_teacher_latent", keys, sample, frames)[0]
+            out["latent"] = cached(self.cache, "os_teacher_latent", keys, sample, frames, (teacher,))[0]
             if want_decoder:
                 size = int(self.loss_cfg.get("affinity_size", 16))
 
@@ -218,7 +222,7 @@ class OneStepRecipe(Recipe):
                         disp = teacher.normalize(teacher.decode_disparity(out["latent"]))
                     return torch.cat([disp.flatten(1), pool_features(feats, size).flatten(1)], dim=1)[None]
 
-                packed = cached(self.cache, "os_teacher_decoder", keys, decode, frames)[0]
+                packed = cached(self.cache, "os_teacher_decoder", keys, decode, frames, (teacher, size))[0]
                 out["disparity"] = packed[:, : h * w].reshape(t, h, w)
                 out["features"] = packed[:, h * w :].reshape(t, -1, size, size)
         return out

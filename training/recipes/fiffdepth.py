@@ -3,6 +3,7 @@ pseudo-labels for t = −1 (FiffDepth Eq. 7, §4.1)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -100,7 +101,8 @@ class FiffDepthRecipe(Recipe):
                 disp = batch["pseudo/target"].flatten(0, 1)
             return self._encode(model, depth_video(1.0 - disp)).unflatten(0, batch["pseudo/frames"].shape[:2])
 
-        return cached(self.cache, "fiff_pseudo", batch.get("pseudo/key"), compute, frames).flatten(0, 1)
+        producers = (model.vae, Path(label_model)) if label_model else (model.vae,)  # another labeller: other entries
+        return cached(self.cache, "fiff_pseudo", batch.get("pseudo/key"), compute, frames, producers).flatten(0, 1)
 
     @staticmethod
     def _encode(model: nn.Module, images: Tensor) -> Tensor:
@@ -113,11 +115,12 @@ class FiffDepthRecipe(Recipe):
         frames = batch["frames"].flatten(0, 1)  # (N, 3, H, W): a single-image model
         keys = batch.get("key")
         b, t = batch["frames"].shape[:2]
-        x0 = cached(self.cache, "fiff_rgb", keys,
-                    lambda: self._encode(model, frames * 2 - 1).unflatten(0, (b, t)), frames).flatten(0, 1)  # fmt: skip
+        vae = (model.vae,)  # frozen: its weights name the entries
+        x0 = cached(self.cache, "fiff_rgb", keys, lambda: self._encode(model, frames * 2 - 1).unflatten(0, (b, t)),
+                    frames, vae).flatten(0, 1)  # fmt: skip
         depth = depth_video(1.0 - batch["target"].flatten(0, 1))
-        d0_star = cached(self.cache, "fiff_depth", keys,
-                         lambda: self._encode(model, depth).unflatten(0, (b, t)), frames).flatten(0, 1)  # fmt: skip
+        d0_star = cached(self.cache, "fiff_depth", keys, lambda: self._encode(model, depth).unflatten(0, (b, t)),
+                         frames, vae).flatten(0, 1)  # fmt: skip
         unet = model.unet
 
         def run(x: Tensor, timestep: int | Tensor) -> Tensor:
@@ -133,7 +136,8 @@ class FiffDepthRecipe(Recipe):
             real = batch["pseudo/frames"].flatten(0, 1)
             shape = batch["pseudo/frames"].shape[:2]
             xr = cached(self.cache, "fiff_rgb", batch.get("pseudo/key"),
-                        lambda: self._encode(model, real * 2 - 1).unflatten(0, shape), real).flatten(0, 1)  # fmt: skip
+                        lambda: self._encode(model, real * 2 - 1).unflatten(0, shape), real,
+                        vae).flatten(0, 1)  # fmt: skip
             dm1, dm1_star = run(run(xr, 0), -1), self._pseudo_latent(model, batch)
         n = x0.shape[0]
         steps = torch.randint(1, len(self.alpha_bar), (n,), generator=generator)

@@ -26,6 +26,7 @@ from vdepth_ros.models.base import (
     register_to_config,
     released_checkpoint_problem,
     shape_mismatches,
+    state_fingerprint,
 )
 from vdepth_ros.paths import PROVENANCE_NAME
 from vdepth_ros.values import kind_of, kind_of_type, type_problem
@@ -195,4 +196,5 @@ __all__ = [
     "read_config",
     "read_weight_shapes",
     "register_to_config",
+    "state_fingerprint",
 ]

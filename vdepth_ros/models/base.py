@@ -201,6 +201,19 @@ def read_config(directory: str | Path) -> dict[str, Any]:
     return cfg
 
 
+def state_fingerprint(module: nn.Module) -> str:
+    """sha256 of a module's parameters and buffers (names, dtypes, shapes, bytes): which weights
+    made something (an export's `extra["weights_sha256"]`, a latent cache entry)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        t = tensor.detach().to("cpu").contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
 def shape_mismatches(expected: dict[str, tuple[int, ...]], got: dict[str, tuple[int, ...]]) -> list[str]:
     """`key (got) (model expected)` for every key in both whose shapes differ, sorted."""
     both = sorted(expected.keys() & got.keys())
