@@ -1201,3 +1201,24 @@ def test_the_node_says_which_model_release_it_runs_in_its_log_and_diagnostics(tm
     diag = values(got)
     assert diag["model release"] == release and diag["model file"].startswith(model_file), diag
     assert diag["backend"].startswith("onnxruntime") and diag["windows"].startswith("4 frames"), diag
+
+
+def test_the_pipelines_own_log_lines_reach_the_ros_log_with_their_severity(tmp_path: Path) -> None:
+    """The pipeline and the runtime log with Python's logging (they know nothing of ROS). In the node
+    their warnings came out as bare stderr lines (no severity, not on /rosout or in the log files)
+    and their INFO lines (the stream's working resolution, a scene cut) not at all. A 16:9 camera on
+    the tiny 4:3 model: the stretch warning and the stream's resolution line carry their severity."""
+    info = CameraInfo(width=192, height=108, k=[120.0, 0, 95.5, 0, 120.0, 53.5, 0, 0, 1])
+    stamps = [1_000_000_000 + k * 50_000_000 for k in range(12)]
+    _, out = run_node(
+        tmp_path,
+        ["--ros-args", "-r", "image:=/cam/image", "-r", "camera_info:=/cam/camera_info"],
+        {},
+        {"/depth": Image},
+        before_feed=_camera_stream([(s, 192, 108, info) for s in stamps]),
+        done=lambda got: len(got["/depth"]) >= 4,
+    )
+    stretched = [line for line in out.splitlines() if "have another shape" in line]
+    assert len(stretched) == 1 and "[WARN]" in stretched[0] and "[vdepth_ros.pipeline]" in stretched[0], out
+    resolution = [line for line in out.splitlines() if "stream of 192x108 frames: working resolution" in line]
+    assert resolution and all("[INFO]" in line for line in resolution), out

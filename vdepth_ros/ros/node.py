@@ -38,6 +38,7 @@ from vdepth_ros.ros.intake import InputSide
 from vdepth_ros.ros.outputs import MAIN_TOPICS, OUTPUT_TOPICS, OutputPublishers, largest_burst
 from vdepth_ros.ros.params import declare_value, descriptor
 from vdepth_ros.ros.processing import FrameProcessor
+from vdepth_ros.ros.python_logs import forward_python_logging
 from vdepth_ros.ros.qos import IncompatibleQosReporter
 from vdepth_ros.ros.startup import CLOCK, warm_up
 from vdepth_ros.ros.status import StatusReporter
@@ -116,6 +117,7 @@ class _DepthNodeCore:
         """Declare every parameter with a value (so `ros2 param get/dump` can read each one), taking
         an integer given for a double as that double, on the command line, in a params file
         (`_parameter_overrides`) and when set later (a pre-set callback), as the offline tools do."""
+        forward_python_logging()  # the pipeline's and runtime's own lines, into the ROS log
         self._specs: dict[str, ParamSpec] = {s.name: s for s in node_param_specs()}
         overrides: dict[str, Parameter] = getattr(self, "_parameter_overrides", {})
         for spec in self._specs.values():
