@@ -521,8 +521,8 @@ START_FAULTS = {
     "truncated safetensors beside a valid ONNX": ("model", "not a complete safetensors file"),
     "garbage model.onnx": ("model", "is not an ONNX model"),
     "invalid config.json": ("model", "is not valid JSON"),
-    "missing model.onnx.json": ("model", "missing: the exporter writes it"),
-    "invalid model.onnx.json": ("model", "is not a valid input spec"),
+    "missing model.onnx.json": ("model", "model.onnx.json: not found"),
+    "invalid model.onnx.json": ("model", "model.onnx.json: is not valid"),
     "empty model.engine beside a valid ONNX": ("model", "model.engine: is empty"),
 }
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from vdepth_ros.errors import ConfigError, ModelLoadError
+from vdepth_ros.errors import ModelLoadError
 
 
 class ModelFileError(ModelLoadError):
@@ -53,15 +53,12 @@ def _check_safetensors(path: Path) -> None:
 
 
 def _check_spec(path: Path) -> None:
-    from vdepth_ros.runtime.spec import InputSpec
+    from vdepth_ros.runtime.spec import InputSpec, SpecError
 
-    if not path.is_file():
-        raise ModelFileError(path, "missing: the exporter writes it next to the model file")
-    _check_json(path)
     try:
         InputSpec.load(path)
-    except (ConfigError, TypeError, ValueError, KeyError) as err:
-        raise ModelFileError(path, f"is not a valid input spec ({err})") from None
+    except SpecError as err:
+        raise ModelFileError(path, err.reason) from None
 
 
 def _protobuf_fields(data: bytes) -> set[int]:

@@ -6,9 +6,12 @@ pixel range, output kind and the window/alignment rules the stream core must app
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
+import typing
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -22,6 +25,14 @@ SPEC_VERSION = 1
 WEIGHTS_KEY = "weights_sha256"
 #: old spec files (no max_frames) already noted, so a file loaded again (variants, checks) is noted once
 _NOTED_OLD_SPECS: set[str] = set()
+
+
+class SpecError(ConfigError):
+    """A model's spec file is missing or unusable; the message is "input spec <file> <reason>"."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"input spec {path} {reason}")
+        self.path, self.reason = path, reason
 
 
 @dataclass(frozen=True)
@@ -66,13 +77,11 @@ class InputSpec:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("frames", "height", "width", "window"):
-            if int(getattr(self, name)) <= 0:
-                raise ConfigError(f"InputSpec.{name} must be positive, got {getattr(self, name)!r}")
-        if not 0 <= self.overlap < self.window:
-            raise ConfigError(f"InputSpec.overlap must be in [0, window), got {self.overlap} (window {self.window})")
-        if self.output_kind not in ("disparity", "depth"):
-            raise ConfigError(f"InputSpec.output_kind must be disparity|depth, got {self.output_kind!r}")
+        """Every field's type and range, so a wrong value (a spec edited by hand, a file from another
+        tool) stops loading with the field named, not later inside the pipeline or as wrong output."""
+        for name, ok, want in _field_checks(self):
+            if not ok:
+                raise ConfigError(f"InputSpec.{name} must be {want}, got {getattr(self, name)!r}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -107,24 +116,21 @@ class InputSpec:
         marked `extra["max_frames_assumed"]` (`window_limit_fix`), with one note saying to re-export."""
         path = Path(path)
         if not path.is_file():
-            raise ConfigError(f"input spec {path} not found (the exporter writes it next to the model)")
-        data = json.loads(path.read_text())
-        if isinstance(data, dict) and "max_frames" not in data and data.get("dynamic_frames"):
-            known, limit = _folder_limit(path.parent, data.get("family"))
-            if known:
-                return cls.from_dict({**data, "max_frames": limit})
-            longest = max(int(data.get("frames", 0)), int(data.get("window", cls.window)))
-            extra = {**(data.get("extra") or {}), "max_frames_assumed": True}
-            data = {**data, "max_frames": longest, "extra": extra}
-            if str(path.resolve()) not in _NOTED_OLD_SPECS:
-                _NOTED_OLD_SPECS.add(str(path.resolve()))
-                log.warning(
-                    "%s was written before exports recorded the model's longest window (max_frames) and has no "
-                    "model folder's config.json beside it to read it from: its graph is run on windows of at most "
-                    "%d frames, its window; %s",
-                    path, longest, OLD_SPEC_FIX,
-                )  # fmt: skip
-        return cls.from_dict(data)
+            raise SpecError(
+                path,
+                "not found: a graph runs only with the spec vdepth-export writes beside it (window, pixel range, "
+                "tensor names). For an ONNX file from another tool, convert the checkpoint instead: "
+                "`vdepth-export import FAMILY CHECKPOINT -o FOLDER`, then `vdepth-export onnx FOLDER`",
+            )
+        try:
+            data = json.loads(path.read_text())
+            if not isinstance(data, dict):
+                raise ConfigError(f"it holds a {type(data).__name__}, not a JSON object of fields")
+            if "max_frames" not in data and data.get("dynamic_frames") is True:
+                data = _old_spec_data(path, data)
+            return cls.from_dict(data)
+        except (ConfigError, ValueError, TypeError, UnicodeDecodeError) as err:  # JSONDecodeError is a ValueError
+            raise SpecError(path, f"is not valid: {err}; {_spec_fix(path)}") from None
 
     def window_limit_fix(self) -> str:
         """For a spec whose `max_frames` was assumed (`load` of an old dynamic export), why the limit
@@ -135,6 +141,82 @@ class InputSpec:
             f" (not the model's own limit: the export's spec was written before exports recorded it, so its graph "
             f"is limited to its own window of {self.max_frames} frames; {OLD_SPEC_FIX})"
         )
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_range(v: object) -> bool:
+    return (
+        isinstance(v, tuple | list)
+        and len(v) == 2
+        and all(isinstance(x, int | float) and not isinstance(x, bool) for x in v)
+        and v[0] < v[1]
+    )
+
+
+def _field_checks(spec: InputSpec) -> Iterator[tuple[str, bool, str]]:
+    """`(field, valid, what it must be)` for every field of `spec`, in an order where each check
+    may rely on the ones before it."""
+    for name in ("frames", "height", "width", "window", "multiple_of"):
+        yield name, _is_int(getattr(spec, name)) and getattr(spec, name) > 0, "a positive integer"
+    yield "overlap", _is_int(spec.overlap) and 0 <= spec.overlap < spec.window, f"in [0, window={spec.window})"
+    for name, allowed in _literal_fields().items():
+        yield name, getattr(spec, name) in allowed, " or ".join(repr(a) for a in allowed)
+    for name in ("family", "input_name", "output_name"):
+        yield name, isinstance(getattr(spec, name), str) and bool(getattr(spec, name)), "a non-empty name"
+    yield "value_range", _is_range(spec.value_range), "[low, high] with low < high"
+    slots = spec.keyframes is None or (
+        bool(spec.keyframes) and all(_is_int(k) and 0 <= k < spec.window for k in spec.keyframes)
+    )
+    yield "keyframes", slots, f"null or frame slots in [0, window={spec.window})"
+    yield "dynamic_frames", isinstance(spec.dynamic_frames, bool), "true or false"
+    limit = spec.max_frames is None or (_is_int(spec.max_frames) and spec.max_frames > 0)
+    yield "max_frames", limit, "null or a positive integer"
+    yield "frames", spec.frames_rule != "4n+1" or (spec.frames - 1) % 4 == 0, "4n+1 (frames_rule '4n+1')"
+    for name in ("height", "width"):
+        yield name, getattr(spec, name) % spec.multiple_of == 0, f"a multiple of multiple_of={spec.multiple_of}"
+    yield "extra", isinstance(spec.extra, dict), "a JSON object"
+
+
+def _old_spec_data(path: Path, data: dict[str, Any]) -> dict[str, Any]:
+    """`data` of a dynamic graph whose spec predates `max_frames`, with the limit of the model
+    folder's `config.json` beside it, or else the longest window the spec names (its `window`, or the
+    export's example length), marked `extra["max_frames_assumed"]` and noted once per file."""
+    known, limit = _folder_limit(path.parent, data.get("family"))
+    if known:
+        return {**data, "max_frames": limit}
+    longest = max(int(data.get("frames", 0)), int(data.get("window", InputSpec.window)))
+    extra = {**(data.get("extra") or {}), "max_frames_assumed": True}
+    if str(path.resolve()) not in _NOTED_OLD_SPECS:
+        _NOTED_OLD_SPECS.add(str(path.resolve()))
+        log.warning(
+            "%s was written before exports recorded the model's longest window (max_frames) and has no "
+            "model folder's config.json beside it to read it from: its graph is run on windows of at most "
+            "%d frames, its window; %s",
+            path, longest, OLD_SPEC_FIX,
+        )  # fmt: skip
+    return {**data, "max_frames": longest, "extra": extra}
+
+
+def _spec_fix(path: Path) -> str:
+    """What to run about a spec file that cannot be used: write it again with the tool that wrote it."""
+    model = path.with_name(path.name.removesuffix(".json"))
+    if model.suffix in (".engine", ".plan"):
+        return f"correct the field, or rebuild: `vdepth-export engine {model.parent} --force-engine-update`"
+    return f"correct the field, or export again: `vdepth-export onnx {model.parent}` (from its model folder)"
+
+
+@functools.cache
+def _literal_fields() -> dict[str, tuple[object, ...]]:
+    """`InputSpec`'s fields of `Literal[...]` type and their allowed values (`precision` from
+    `shapes.PRECISIONS`, the one list of them)."""
+    from vdepth_ros.runtime.shapes import PRECISIONS
+
+    hints = typing.get_type_hints(InputSpec)
+    found = {n: typing.get_args(t) for n, t in hints.items() if typing.get_origin(t) is Literal}
+    return {**found, "precision": PRECISIONS}
 
 
 #: how to lift the window limit of a dynamic export made before specs recorded `max_frames`

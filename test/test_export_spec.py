@@ -1,0 +1,115 @@
+"""The spec beside an exported graph (`model.onnx.json`) as users meet it: edited by hand with a wrong
+value, missing beside an ONNX file from another tool. Either is one error line naming the file, the
+field and what to run, at load time: before, most wrong values loaded and ran (an unknown alignment,
+an upside-down pixel range, an unknown precision, `dynamic_frames: "no"`), or failed later without
+naming the file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from fakes import write_tiny_onnx
+
+from vdepth_ros.errors import ConfigError
+from vdepth_ros.offline import video as videocli
+from vdepth_ros.runtime import create_engine
+
+#: field -> a wrong value a hand edit leaves (the tiny graph: T=4, 48x64, window 4, overlap 1)
+WRONG = {
+    "alignment": "keyframes",
+    "value_range": [255, 0],
+    "precision": "fp8",
+    "multiple_of": 0,
+    "dynamic_frames": "no",
+    "keyframes": [0, 9],
+    "frames_rule": "4n",
+    "overlap": 4,
+    "frames": "4",
+    "output_kind": "metric",
+    "input_name": "",
+    "max_frames": -1,
+}
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("exported")
+    write_tiny_onnx(folder)
+    return folder
+
+
+def _edited(exported: Path, tmp_path: Path, field: str, value: object) -> Path:
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "model.onnx").write_bytes((exported / "model.onnx").read_bytes())
+    spec = json.loads((exported / "model.onnx.json").read_text())
+    (folder / "model.onnx.json").write_text(json.dumps({**spec, field: value}))
+    return folder
+
+
+@pytest.mark.parametrize("field", list(WRONG))
+def test_a_hand_edited_spec_value_is_refused_naming_file_field_and_fix(
+    exported: Path, tmp_path: Path, field: str
+) -> None:
+    folder = _edited(exported, tmp_path, field, WRONG[field])
+    with pytest.raises(ConfigError) as err:
+        create_engine(folder, backend="onnx")
+    msg = str(err.value)
+    assert str(folder / "model.onnx.json") in msg and field in msg, msg
+    assert "vdepth-export onnx" in msg, msg
+
+
+def test_a_spec_that_is_not_json_or_not_an_object_names_the_file(exported: Path, tmp_path: Path) -> None:
+    folder = _edited(exported, tmp_path, "frames", 4)
+    for text in ('{"family": "fake", frames: 4', "[1, 4, 3, 48, 64]"):
+        (folder / "model.onnx.json").write_text(text)
+        with pytest.raises(ConfigError, match=r"model\.onnx\.json is not valid"):
+            create_engine(folder, backend="onnx")
+
+
+def _clip(tmp_path: Path) -> Path:
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(6):
+        cv2.imwrite(str(frames / f"{i:03d}.png"), np.full((48, 64, 3), 40 * i, np.uint8))
+    return frames
+
+
+def test_vdepth_video_with_a_hand_edited_spec_is_one_line_and_exit_2(
+    exported: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = _edited(exported, tmp_path, "alignment", "keyframes")  # before: ran as if the field were right
+    out = tmp_path / "out"
+    code = videocli.main([str(_clip(tmp_path)), "-o", str(out), "--model", str(folder), "--no-progress",
+                          "--no-preview", "--params", str(_auto_alignment(tmp_path))])  # fmt: skip
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("vdepth-video")]
+    assert code == 2 and len(err) == 1, err
+    assert "model.onnx.json" in err[0] and "alignment" in err[0], err
+    assert not out.exists() or not any(out.rglob("*.png"))
+
+
+def _auto_alignment(tmp_path: Path) -> Path:
+    params = tmp_path / "params.yaml"
+    params.write_text("/**:\n  ros__parameters:\n    alignment: auto\n")
+    return params
+
+
+@pytest.mark.parametrize("name", ["model.onnx", "depth_anything_video.onnx"])
+def test_an_onnx_from_another_tool_says_how_to_convert_its_checkpoint(
+    exported: Path, tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An ONNX file without our spec (another tool's export): the error says how to get one that runs."""
+    foreign = tmp_path / "theirs"
+    foreign.mkdir()
+    (foreign / name).write_bytes((exported / "model.onnx").read_bytes())
+    model = foreign if name == "model.onnx" else foreign / name
+    code = videocli.main([str(_clip(tmp_path)), "-o", str(tmp_path / "out"), "--model", str(model),
+                          "--no-progress", "--no-preview"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert f"{foreign / name}.json not found" in err, err
+    assert "vdepth-export import" in err and "vdepth-export onnx" in err, err
