@@ -113,3 +113,20 @@ def test_an_onnx_from_another_tool_says_how_to_convert_its_checkpoint(
     assert code == 2, err
     assert f"{foreign / name}.json not found" in err, err
     assert "vdepth-export import" in err and "vdepth-export onnx" in err, err
+
+
+def test_another_tools_onnx_kept_in_a_model_folder_does_not_stop_the_node_start_up_check(
+    exported: Path, tmp_path: Path
+) -> None:
+    """The node checks every file it may load before starting (`check_model_files`); a graph the runtime
+    never loads from the folder (another tool's export kept beside ours, no spec) stopped it with
+    "...json: missing", while vdepth-video ran the same folder. The graphs it does load stay checked."""
+    from vdepth_ros.runtime.checks import ModelFileError, check_model_files
+
+    folder = _edited(exported, tmp_path, "frames", 4)
+    (folder / "depth_anything_v2_vits.onnx").write_bytes((exported / "model.onnx").read_bytes())
+    (folder / "video_depth_anything.engine").write_bytes(b"")
+    assert {f.name for f in check_model_files(folder)} == {"model.onnx"}
+    (folder / "model.160x288.onnx").write_bytes((exported / "model.onnx").read_bytes())  # a variant: loaded
+    with pytest.raises(ModelFileError, match=r"model\.160x288\.onnx\.json: not found"):
+        check_model_files(folder)

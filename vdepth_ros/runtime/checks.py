@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 from vdepth_ros.errors import ModelLoadError
+from vdepth_ros.runtime import ENGINE_SUFFIXES, ONNX_NAME
 
 
 class ModelFileError(ModelLoadError):
@@ -122,6 +123,15 @@ def _check_engine(path: Path) -> None:
         _check_json(key)
 
 
+def _loaded_from_folder(file: Path) -> bool:
+    """Whether the runtime may load `file` from its model folder: `config.json`, `model.safetensors` and
+    the graphs named `model.*` (`model.onnx`, its variants and split graphs, their engines). Another
+    graph kept there (another tool's ONNX, a copy under another name) is never loaded, so never checked."""
+    if file.suffix not in (".onnx", *ENGINE_SUFFIXES):
+        return True
+    return file.name.split(".")[0] == ONNX_NAME.split(".")[0]
+
+
 def check_model_files(model: str | Path) -> list[Path]:
     """Check a model folder's files (or one `.onnx`/`.engine` file and its spec); returns those checked.
 
@@ -133,7 +143,7 @@ def check_model_files(model: str | Path) -> list[Path]:
     if not path.exists():
         raise ModelLoadError(f"{path}: does not exist (expected a model folder, .onnx or .engine file)")
     checked: list[Path] = []
-    files = [path] if path.is_file() else sorted(path.iterdir())
+    files = [path] if path.is_file() else [f for f in sorted(path.iterdir()) if _loaded_from_folder(f)]
     for file in files:
         check = {
             "config.json": _check_config,
