@@ -39,7 +39,7 @@ from vdepth_ros.paths import not_a_model_folder
 from vdepth_ros.runtime import ONNX_NAME
 from vdepth_ros.runtime.onnx_backend import OnnxRuntimeEngine
 from vdepth_ros.runtime.shapes import check_precision, resolve_frames, spec_from_model
-from vdepth_ros.runtime.spec import WEIGHTS_KEY, InputSpec, spec_path_for, variant_path
+from vdepth_ros.runtime.spec import WEIGHTS_KEY, InputSpec, spec_path_for, variant_mismatch, variant_path
 from vdepth_ros.runtime.torch_backend import TorchEngine
 from vdepth_ros.runtime.trt_cache import external_data_path
 
@@ -260,6 +260,9 @@ def export_onnx(
     _check_outputs(source, output, overwrite)
     model = load_source(source, tiny=tiny)
     t0, h0, w0 = default_shape(model, tiny)
+    main = _main_spec(_output_paths(source, output)[0]) if variant else None
+    if main is not None:  # a variant runs windows as model.onnx does: its T, not the family's default
+        t0 = main.frames
     frames = frames if frames is not None else t0
     height = height if height is not None else h0
     width = width if width is not None else w0
@@ -268,7 +271,14 @@ def export_onnx(
     weights = state_fingerprint(model)  # before any cast: what tells this export's variants apart
     constraints = model.input_constraints
     spec = spec_from_model(model, frames, height, width, precision=precision, dynamic_frames=dynamic_frames)
-    if variant:
+    if main is not None:
+        if diff := variant_mismatch(main, spec):
+            raise ConfigError(
+                f"--variant exports {ONNX_NAME} at another resolution, so only --height and --width may differ from "
+                f"it; this export differs in "
+                + ", ".join(f"{k} ({getattr(spec, k)!r}, {ONNX_NAME} has {getattr(main, k)!r})" for k in diff)
+                + f": give the options {ONNX_NAME} was exported with, or export {ONNX_NAME} again first"
+            )
         onnx_path = variant_path(onnx_path, spec.height, spec.width)
     # 2. The module to trace (float32 IO around the precision) and an example input.
     spec, names, module, example = _traced_module(model, spec, precision)
@@ -462,6 +472,14 @@ def _check_outputs(source: Any, output: str | Path | None, overwrite: bool) -> N
 def _not_an_onnx_file(path: Path) -> str | None:
     """What an existing graph path is instead of a file (an ONNX graph), or None: a folder is never replaced."""
     return "a folder, not an ONNX file" if path.is_dir() else None
+
+
+def _main_spec(onnx_path: Path) -> InputSpec:
+    """The spec of the `model.onnx` a `--variant` export goes beside (the variant must match it)."""
+    if not onnx_path.is_file():
+        raise ConfigError(f"--variant exports another resolution of {onnx_path}, which does not exist: export it "
+                          "first (without --variant)")  # fmt: skip
+    return InputSpec.load(spec_path_for(onnx_path))
 
 
 def _output_paths(source: Any, output: str | Path | None) -> tuple[Path, Path | None]:

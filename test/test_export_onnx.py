@@ -338,6 +338,39 @@ def test_variant_export_is_picked_for_its_aspect(tmp_path) -> None:
 
 
 @pytest.mark.usefixtures("tiny_registry")
+def test_a_variant_takes_model_onnx_options_and_a_stale_one_is_never_picked(tmp_path, capsys, caplog) -> None:
+    """`--variant --height H --width W` without repeating `--frames` exported the family's default
+    window (6 here, model.onnx has 4): the export passed, then the runtime refused the variant when a
+    camera of its aspect came. Now the variant takes model.onnx's window, other options that differ
+    are refused before exporting, and a variant left from before model.onnx was exported again is
+    not offered (one warning naming it and the command), instead of failing at the camera."""
+    TinyVideoNet(channels=4).eval().save_pretrained(tmp_path)
+    export_onnx(tmp_path, frames=4, height=16, width=20, parity=False)
+    assert cli_main(["onnx", str(tmp_path), "--height", "12", "--width", "24", "--variant", "--no-parity"]) == 0
+    with create_engine(tmp_path, backend="onnxruntime", threads=1) as eng:
+        assert eng.resolutions() == [(16, 20), (12, 24)]
+        assert eng.at_resolution(12, 24).infer(np.zeros((4, 12, 24, 3), np.uint8)).shape == (4, 12, 24)
+
+    capsys.readouterr()
+    args = ["onnx", str(tmp_path), "--height", "8", "--width", "24", "--variant", "--no-parity", "--frames", "5"]
+    assert cli_main(args) == 2
+    err = capsys.readouterr().err
+    assert "frames (5, model.onnx has 4)" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "model.8x24.onnx").exists()
+    empty = tmp_path / "empty"
+    TinyVideoNet(channels=4).eval().save_pretrained(empty)
+    assert cli_main(["onnx", str(empty), "--height", "8", "--width", "24", "--variant", "--no-parity"]) == 2
+    assert "export it first" in capsys.readouterr().err
+
+    export_onnx(tmp_path, frames=5, height=16, width=20, parity=False)  # model.onnx again, another window
+    with caplog.at_level(logging.WARNING), create_engine(tmp_path, backend="onnxruntime", threads=1) as eng:
+        assert eng.resolutions() == [(16, 20)]
+        assert eng.resolutions() == [(16, 20)]
+    warned = [r.getMessage() for r in caplog.records if "model.12x24.onnx is not used" in r.getMessage()]
+    assert len(warned) == 1 and "frames 4 (not 5)" in warned[0] and "--variant --height 12 --width 24" in warned[0]
+
+
+@pytest.mark.usefixtures("tiny_registry")
 def test_export_never_replaces_another_model_or_a_foreign_onnx_without_overwrite(tmp_path, capsys) -> None:
     """`vdepth-export onnx vda --tiny -o FOLDER` used to replace FOLDER's config.json and
     model.safetensors (e.g. a pulled release) with random weights, and `-o file.onnx` replaced any

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 from collections.abc import Sequence
@@ -14,7 +13,7 @@ import numpy as np
 from vdepth_ros.errors import BackendUnavailableError, ConfigError, ModelLoadError
 from vdepth_ros.runtime.engine import DepthEngine
 from vdepth_ros.runtime.reuse import SplitMeta, split_files_for
-from vdepth_ros.runtime.spec import WEIGHTS_KEY, InputSpec, spec_path_for, variant_files
+from vdepth_ros.runtime.spec import WEIGHTS_KEY, InputSpec, spec_path_for, variant_files, variant_mismatch
 from vdepth_ros.runtime.trt_cache import onnx_sha256
 
 log = logging.getLogger(__name__)
@@ -43,11 +42,7 @@ def import_onnxruntime() -> Any:
 
 def _check_variant(spec: InputSpec, variant: InputSpec, path: Path) -> None:
     """A variant must be the same model at another resolution: only H and W (and export notes) differ."""
-    fields = ("height", "width", "extra")
-    ours = {k: v for k, v in dataclasses.asdict(spec).items() if k not in fields}
-    theirs = {k: v for k, v in dataclasses.asdict(variant).items() if k not in fields}
-    diff = sorted(k for k in ours if ours[k] != theirs[k])
-    if diff:
+    if diff := variant_mismatch(spec, variant):
         raise ModelLoadError(f"{path.name} is not a resolution variant of the same export: {diff} differ")
     mine, its = spec.extra.get(WEIGHTS_KEY), variant.extra.get(WEIGHTS_KEY)
     if mine is not None and its is not None and mine != its:  # an export before the key: not known
@@ -56,6 +51,37 @@ def _check_variant(spec: InputSpec, variant: InputSpec, path: Path) -> None:
             f"from an earlier model): re-export it from the model folder (`vdepth-export onnx FOLDER --height "
             f"{variant.height} --width {variant.width} --variant`) or remove it"
         )
+
+
+#: variant files already warned about as unusable (stale or broken), so each is named once per process
+_WARNED_VARIANTS: set[str] = set()
+
+
+def _usable_variants(path: Path, spec: InputSpec) -> dict[tuple[int, int], Path]:
+    """`spec.variant_files(path)` less those that are not `spec` at another resolution (a variant
+    exported with other options, or left from before `model.onnx` was exported again): each is named
+    once in a warning with the command that exports it again, and never picked for a camera."""
+    usable = {}
+    for hw, file in variant_files(path).items():
+        try:
+            theirs = InputSpec.load(spec_path_for(file))
+            why = ", ".join(f"{k} {getattr(theirs, k)!r} (not {getattr(spec, k)!r})" for k in
+                            variant_mismatch(spec, theirs))  # fmt: skip
+            mine, its = spec.extra.get(WEIGHTS_KEY), theirs.extra.get(WEIGHTS_KEY)
+            if not why and mine is not None and its is not None and mine != its:  # before the key: not known
+                why = "exported from other weights, left from an earlier model"
+        except ConfigError as err:
+            why = str(err)
+        if not why:
+            usable[hw] = file
+        elif str(file.resolve()) not in _WARNED_VARIANTS:
+            _WARNED_VARIANTS.add(str(file.resolve()))
+            log.warning(
+                "%s is not used: it is not %s at another resolution (%s); export it again with the options %s was "
+                "exported with: `vdepth-export onnx %s --variant --height %d --width %d ...`",
+                file.name, path.name, why, path.name, file.parent, hw[0], hw[1],
+            )  # fmt: skip
+    return usable
 
 
 def _provider_name(entry: ProviderEntry) -> str:
@@ -265,13 +291,13 @@ class OnnxRuntimeEngine(DepthEngine):
     def resolutions(self) -> list[tuple[int, int]] | None:
         """This graph's shape and those of its variants next to it (`spec.variant_files`)."""
         own = (self.input_spec.height, self.input_spec.width)
-        return [own, *(hw for hw in variant_files(self.path) if hw != own)]
+        return [own, *(hw for hw in _usable_variants(self.path, self.input_spec) if hw != own)]
 
     def at_resolution(self, height: int, width: int) -> DepthEngine:
         """The variant graph exported at `height x width` (opened once, with this engine's options)."""
         if (height, width) == (self.input_spec.height, self.input_spec.width):
             return self
-        path = variant_files(self.path).get((height, width))
+        path = _usable_variants(self.path, self.input_spec).get((height, width))
         if path is None:
             return super().at_resolution(height, width)  # raises, naming what exists
         with self._variants_lock:

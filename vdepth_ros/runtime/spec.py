@@ -253,6 +253,13 @@ def variant_path(model_file: str | Path, height: int, width: int) -> Path:
     return p.with_name(f"{p.stem}.{int(height)}x{int(width)}{p.suffix}")
 
 
+def variant_mismatch(spec: InputSpec, variant: InputSpec) -> list[str]:
+    """The fields in which `variant` is not `spec` at another resolution (only H, W and the export
+    notes in `extra` may differ); empty when it is a variant of the same export."""
+    ours, theirs = spec.to_dict(), variant.to_dict()
+    return sorted(k for k in ours if k not in ("height", "width", "extra") and ours[k] != theirs[k])
+
+
 def variant_files(model_file: str | Path) -> dict[tuple[int, int], Path]:
     """`(H, W) -> file` of the variants of `model_file` that have their spec next to them."""
     p = Path(model_file)
