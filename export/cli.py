@@ -34,8 +34,8 @@ def _parser() -> argparse.ArgumentParser:
         "--variant",
         action="store_true",
         help="write model.<H>x<W>.onnx next to model.onnx: another aspect ratio of the same fixed-shape model "
-        "(the runtime picks the shape closest to the camera's aspect); --frames and the other options default to "
-        "model.onnx's, and only --height and --width may differ",
+        "(the runtime picks the shape closest to the camera's aspect); --frames defaults to model.onnx's, and "
+        "only --height and --width may differ from it",
     )
     o.add_argument("--precision", choices=PRECISIONS, default="fp32")
     o.add_argument("--opset", type=int, help="ONNX opset >= 17 (default 17 legacy / 18 dynamo)")
