@@ -130,3 +130,18 @@ def test_another_tools_onnx_kept_in_a_model_folder_does_not_stop_the_node_start_
     (folder / "model.160x288.onnx").write_bytes((exported / "model.onnx").read_bytes())  # a variant: loaded
     with pytest.raises(ModelFileError, match=r"model\.160x288\.onnx\.json: not found"):
         check_model_files(folder)
+
+
+def test_fp16_asked_of_onnx_runtime_on_the_cpu_says_it_is_not_applied(
+    exported: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`precision: fp16` (or `bf16`) with an fp32 model.onnx on ONNX Runtime's CPU EP ran fp32 without a
+    word; one warning per folder now says so and what to export."""
+    folder = _edited(exported, tmp_path, "frames", 4)
+    with caplog.at_level("WARNING"):
+        create_engine(folder, backend="onnxruntime", precision="fp32").close()
+        assert not [r for r in caplog.records if "not applied" in r.getMessage()]
+        for _ in range(2):
+            create_engine(folder, backend="onnxruntime", precision="fp16").close()
+    warned = [r.getMessage() for r in caplog.records if "precision fp16 is not applied" in r.getMessage()]
+    assert len(warned) == 1 and f"vdepth-export onnx {folder} --precision fp16" in warned[0], warned

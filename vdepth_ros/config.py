@@ -67,7 +67,8 @@ class PipelineConfig:
     )
     precision: Precision = param(
         "fp32",
-        '"fp32" | "fp16" | "bf16".',
+        '"fp32" | "fp16" | "bf16": what TensorRT builds (engine or EP) and torch computes in; ONNX Runtime on the '
+        "CPU or CUDA EP runs model.onnx as exported (one WARN says so; export with --precision to change it).",
     )
     engine_threads: int = param(
         0,

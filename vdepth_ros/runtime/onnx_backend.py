@@ -53,6 +53,28 @@ def _check_variant(spec: InputSpec, variant: InputSpec, path: Path) -> None:
         )
 
 
+#: model folders already warned about a precision their providers do not apply
+_WARNED_PRECISION: set[str] = set()
+
+
+def _note_precision_not_applied(path: Path, precision: str | None, spec: InputSpec, providers: list[str]) -> None:
+    """One warning per folder when `precision` (fp16 asked for on the CPU, say) is not what runs: only
+    the TensorRT EP lowers a graph's precision; the CUDA and CPU EPs run it as it was exported."""
+    if precision in (None, spec.precision) or "TensorrtExecutionProvider" in providers:
+        return
+    if str(path.parent.resolve()) in _WARNED_PRECISION:
+        return
+    _WARNED_PRECISION.add(str(path.parent.resolve()))
+    if precision == "bf16" and "CUDAExecutionProvider" not in providers:
+        how = "ONNX Runtime's CPU EP has no bf16 kernels: use fp16 or fp32 here"
+    else:
+        how = f"for {precision} here, export it so: `vdepth-export onnx {path.parent} --precision {precision}`"
+    log.warning(
+        "precision %s is not applied: %s runs %s as exported (%s); only TensorRT lowers a graph's precision. %s "
+        "(precision %s silences this)", precision, ", ".join(providers), path.name, spec.precision, how, spec.precision,
+    )  # fmt: skip
+
+
 #: variant files already warned about as unusable (stale or broken), so each is named once per process
 _WARNED_VARIANTS: set[str] = set()
 
@@ -217,6 +239,7 @@ class OnnxRuntimeEngine(DepthEngine):
             names, options = [n for n, _ in chosen], [o for _, o in chosen]
             return ort.InferenceSession(str(graph), sess_options=so, providers=names, provider_options=options)
 
+        _note_precision_not_applied(path, precision, spec, [n for n, _ in chosen])
         self._split = self._load_split(path, spec, session) if reuse else None
         if self._split is not None:
             self.session = None
