@@ -145,3 +145,23 @@ def test_fp16_asked_of_onnx_runtime_on_the_cpu_says_it_is_not_applied(
             create_engine(folder, backend="onnxruntime", precision="fp16").close()
     warned = [r.getMessage() for r in caplog.records if "precision fp16 is not applied" in r.getMessage()]
     assert len(warned) == 1 and f"vdepth-export onnx {folder} --precision fp16" in warned[0], warned
+
+
+@pytest.mark.parametrize(
+    "record", ['{"frames": 4, "height": 48', "[]", '{"frames": 4}', '{"frames": "4", "height": 48, "width": 64}']
+)
+def test_a_damaged_split_record_runs_the_whole_graph_with_one_warning(
+    exported: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, record: str
+) -> None:
+    """`model.split.json` cut off or edited by hand: every tool stopped with a JSONDecodeError/TypeError
+    traceback (the split graphs are used by default). It is now treated as a stale split: the
+    whole-window graph runs, and one warning names the file and `vdepth-export split`."""
+    folder = _edited(exported, tmp_path, "frames", 4)
+    for name in ("model.frame.onnx", "model.window.onnx"):
+        (folder / name).write_bytes((exported / "model.onnx").read_bytes())
+    (folder / "model.split.json").write_text(record)
+    with caplog.at_level("WARNING"), create_engine(folder, backend="onnxruntime") as engine:
+        assert not engine.supports_reuse
+        assert engine.infer(np.zeros((4, 48, 64, 3), np.uint8)).shape == (4, 48, 64)
+    warned = [r.getMessage() for r in caplog.records if "not reusing overlap work" in r.getMessage()]
+    assert len(warned) == 1 and "model.split.json" in warned[0] and f"vdepth-export split {folder}" in warned[0]

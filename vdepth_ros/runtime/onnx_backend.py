@@ -283,10 +283,8 @@ class OnnxRuntimeEngine(DepthEngine):
         files = split_files_for(path)
         if not files.exist():
             return None
-        meta = SplitMeta.load(files.meta)
-        why = meta.mismatch(spec, onnx_sha256(path))
-        if why is not None:
-            log.warning("not reusing overlap work: %s (%s)", why, files.meta)
+        meta = SplitMeta.usable(files, spec, onnx_sha256(path))
+        if meta is None:
             return None
         return session(files.frame), session(files.window), meta
 

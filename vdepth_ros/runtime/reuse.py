@@ -16,13 +16,16 @@ reuses was in the window before it), so memory is bounded by one window of featu
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Hashable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from vdepth_ros.errors import InputError
+from vdepth_ros.errors import ConfigError, InputError
 from vdepth_ros.runtime.spec import InputSpec
+
+log = logging.getLogger(__name__)
 
 
 class FrameFeatureCache:
@@ -143,10 +146,42 @@ class SplitMeta:
 
     @classmethod
     def load(cls, path: str | Path) -> SplitMeta:
-        d = json.loads(Path(path).read_text())
-        d["feature_names"] = tuple(d["feature_names"])
-        d["feature_shapes"] = tuple(tuple(s) for s in d["feature_shapes"])
-        return cls(**d)
+        """The file `path`.
+
+        Raises:
+            ConfigError: it cannot be read or is not a split record (cut off, edited by hand), naming
+                the file and the command that writes it again.
+        """
+        path = Path(path)
+        try:
+            d = json.loads(path.read_text())
+            d["feature_names"] = tuple(str(n) for n in d["feature_names"])
+            d["feature_shapes"] = tuple(tuple(int(x) for x in s) for s in d["feature_shapes"])
+            meta = cls(**d)
+            if not all(isinstance(v, int) and v > 0 for v in (meta.frames, meta.height, meta.width)):
+                raise ValueError("frames, height and width must be positive integers")
+            if len(meta.feature_names) != len(meta.feature_shapes) or not meta.feature_names:
+                raise ValueError("feature_names and feature_shapes must pair up")
+            return meta
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as err:
+            raise ConfigError(f"{path} is not a valid split record ({err.__class__.__name__}: {err}); export the "
+                              f"split graphs again: `vdepth-export split {path.parent}`") from None  # fmt: skip
+
+    @classmethod
+    def usable(cls, files: SplitFiles, spec: InputSpec, onnx_sha256: str | None) -> SplitMeta | None:
+        """The split record of `files` if those graphs can stand in for the graph with `spec` (whose
+        file has `onnx_sha256`); else None, with one warning saying why (a stale or damaged record
+        means the whole-window graph runs, as without split graphs)."""
+        try:
+            meta = cls.load(files.meta)
+        except ConfigError as err:
+            log.warning("not reusing overlap work: %s", err)
+            return None
+        why = meta.mismatch(spec, onnx_sha256)
+        if why is not None:
+            log.warning("not reusing overlap work: %s (%s)", why, files.meta)
+            return None
+        return meta
 
     def mismatch(self, spec: InputSpec, onnx_sha256: str | None) -> str | None:
         """Why these split graphs cannot stand in for a graph with `spec` (None: they can)."""

@@ -211,10 +211,8 @@ class TensorRTEngine(DepthEngine):
         files = split_files_for(self.path, ".engine")
         if not files.exist():
             return None
-        meta = SplitMeta.load(files.meta)
-        why = meta.mismatch(self.input_spec, onnx_sha256(onnx_path) if onnx_path is not None else None)
-        if why is not None:
-            log.warning("not reusing overlap work: %s (%s)", why, files.meta)
+        meta = SplitMeta.usable(files, self.input_spec, onnx_sha256(onnx_path) if onnx_path is not None else None)
+        if meta is None:
             return None
         graphs = split_files_for(onnx_path) if onnx_path is not None else None
         try:
