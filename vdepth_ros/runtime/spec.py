@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import numbers
 import re
 import typing
 from collections.abc import Iterator
@@ -144,14 +145,14 @@ class InputSpec:
 
 
 def _is_int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)  # numpy's integers too, not JSON's "4"
 
 
 def _is_range(v: object) -> bool:
     return (
         isinstance(v, tuple | list)
         and len(v) == 2
-        and all(isinstance(x, int | float) and not isinstance(x, bool) for x in v)
+        and all(isinstance(x, numbers.Real) and not isinstance(x, bool) for x in v)
         and v[0] < v[1]
     )
 
