@@ -165,3 +165,22 @@ def test_a_damaged_split_record_runs_the_whole_graph_with_one_warning(
         assert engine.infer(np.zeros((4, 48, 64, 3), np.uint8)).shape == (4, 48, 64)
     warned = [r.getMessage() for r in caplog.records if "not reusing overlap work" in r.getMessage()]
     assert len(warned) == 1 and "model.split.json" in warned[0] and f"vdepth-export split {folder}" in warned[0]
+
+
+@pytest.mark.parametrize("name", ["model.safetensors", "config.json", "model.onnx.json"])
+def test_a_file_of_a_model_folder_given_as_the_model_names_the_folder(
+    tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--model FOLDER/model.safetensors` (or its config.json, a spec) was called "a released
+    checkpoint: import it first" or "unknown model file type"; the fix is to give the folder."""
+    from test_runtime_tinynet import TinyVideoNet
+
+    folder = tmp_path / "my model"
+    folder.mkdir()
+    write_tiny_onnx(folder)
+    TinyVideoNet(channels=4).eval().save_pretrained(folder)
+    code = videocli.main([str(_clip(tmp_path)), "-o", str(tmp_path / "out"), "--model", str(folder / name),
+                          "--no-progress", "--no-preview"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert f"is a file of the model folder {folder}: give the folder itself" in err, err

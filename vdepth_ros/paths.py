@@ -44,8 +44,14 @@ def not_a_model_folder(path: Path) -> str | None:
 def released_checkpoint_problem(path: str | Path) -> str | None:
     """For a released checkpoint given where a model folder is expected (a `.pth`/`.safetensors`
     file, or a folder of them or a diffusers folder, without `config.json`): the message saying to
-    import it first; None for anything else."""
+    import it first; for a file of a model folder (its `model.safetensors`, `config.json`, a spec):
+    the message saying to give the folder; None for anything else."""
     path = Path(path)
+    if path.is_file() and is_model_folder(path.parent):
+        return (
+            f"{path} is a file of the model folder {path.parent}: give the folder itself (model: {path.parent}), "
+            "or one of its .onnx/.engine files"
+        )
     if path.is_file():
         released = path.suffix in WEIGHT_SUFFIXES or path.name.endswith(".index.json")
     else:  # no config.json of ours (with `_family`): a diffusers/transformers config does not count
