@@ -32,14 +32,21 @@ from vdepth_export.onnx_graph import ExportError, dynamic_axes_of, finalize_grap
 from vdepth_export.parity import TOLERANCE, compare, parity_clips
 
 from vdepth_ros.errors import ConfigError, ModelLoadError
-from vdepth_ros.models import CONFIG_NAME, WEIGHTS_NAME, VideoDepthModel, family_class, load_model, state_fingerprint
+from vdepth_ros.models import CONFIG_NAME, WEIGHTS_NAME, VideoDepthModel, family_class, load_model
 from vdepth_ros.offline.atomic import AtomicOutput
 from vdepth_ros.offline.errors import OutputExistsError
 from vdepth_ros.paths import not_a_model_folder
 from vdepth_ros.runtime import ONNX_NAME
 from vdepth_ros.runtime.onnx_backend import OnnxRuntimeEngine
 from vdepth_ros.runtime.shapes import check_precision, resolve_frames, spec_from_model
-from vdepth_ros.runtime.spec import WEIGHTS_KEY, InputSpec, spec_path_for, variant_mismatch, variant_path
+from vdepth_ros.runtime.spec import (
+    WEIGHTS_KEY,
+    InputSpec,
+    spec_path_for,
+    variant_mismatch,
+    variant_path,
+    weights_record,
+)
 from vdepth_ros.runtime.torch_backend import TorchEngine
 from vdepth_ros.runtime.trt_cache import external_data_path
 
@@ -268,7 +275,6 @@ def export_onnx(
     width = width if width is not None else w0
     onnx_path, save_model_dir = _output_paths(source, output)
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
-    weights = state_fingerprint(model)  # before any cast: what tells this export's variants apart
     constraints = model.input_constraints
     spec = spec_from_model(model, frames, height, width, precision=precision, dynamic_frames=dynamic_frames)
     if main is not None:
@@ -319,7 +325,9 @@ def export_onnx(
                         "exporter": used,
                         "opset": used_opset,
                         "torch": torch.__version__,
-                        WEIGHTS_KEY: weights,
+                        **_weights_beside(
+                            source, onnx_path, None if save_model_dir is None else staged.parent / WEIGHTS_NAME
+                        ),
                     },
                 }
             )
@@ -472,6 +480,21 @@ def _check_outputs(source: Any, output: str | Path | None, overwrite: bool) -> N
 def _not_an_onnx_file(path: Path) -> str | None:
     """What an existing graph path is instead of a file (an ONNX graph), or None: a folder is never replaced."""
     return "a folder, not an ONNX file" if path.is_dir() else None
+
+
+def _weights_beside(source: Any, onnx_path: Path, staged_weights: Path | None) -> dict[str, Any]:
+    """`{WEIGHTS_KEY: record}` of the weights the graph was exported from, when they lie beside it
+    (exported in its model folder, or saved with it: `staged_weights`, moved in with the graph, a
+    rename that keeps the file's time): the runtime then sees weights changed since the export
+    (`spec.weights_changed`), and variants of other weights. Empty otherwise."""
+    folder = onnx_path.parent.resolve()
+    if staged_weights is not None:
+        weights = staged_weights
+    elif isinstance(source, str | Path) and Path(source).is_dir() and Path(source).resolve() == folder:
+        weights = folder / WEIGHTS_NAME
+    else:
+        return {}
+    return {WEIGHTS_KEY: weights_record(weights)} if weights.is_file() else {}
 
 
 def _main_spec(onnx_path: Path) -> InputSpec:

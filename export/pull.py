@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import hashlib
 import json
 import logging
 import tempfile
@@ -40,6 +39,7 @@ from vdepth_ros.runtime.registry import (
     cached_revisions,
     get_release,
 )
+from vdepth_ros.runtime.trt_cache import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +52,9 @@ class DownloadError(VdepthError):
     """The hub cannot be reached (offline), refuses access, or a file fails its checksum."""
 
 
-def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+def sha256_of(path: Path) -> str:
+    """Hex sha256 of a file."""
+    return file_sha256(path)
 
 
 def _manual_steps(release: Release, output: Path, endpoint: str | None) -> str:

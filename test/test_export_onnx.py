@@ -16,6 +16,7 @@ from vdepth_export.cli import main as cli_main
 from vdepth_export.export_onnx import ExportError, export_onnx, parity_path_for
 from vdepth_export.parity import compare, parity_clips, synthetic_clip
 
+from vdepth_ros.errors import ModelLoadError
 from vdepth_ros.models import ExportSignature, InputConstraints, VideoDepthModel, register_to_config
 from vdepth_ros.runtime import create_engine
 from vdepth_ros.runtime.spec import InputSpec, spec_path_for
@@ -368,6 +369,38 @@ def test_a_variant_takes_model_onnx_options_and_a_stale_one_is_never_picked(tmp_
         assert eng.resolutions() == [(16, 20)]
     warned = [r.getMessage() for r in caplog.records if "model.12x24.onnx is not used" in r.getMessage()]
     assert len(warned) == 1 and "frames 4 (not 5)" in warned[0] and "--variant --height 12 --width 24" in warned[0]
+
+
+@pytest.mark.usefixtures("tiny_registry")
+def test_exports_older_than_the_folders_weights_are_not_run(tmp_path, caplog) -> None:
+    """Retrained weights saved into a folder that holds exports (model.onnx, a variant): `auto` ran the
+    old model.onnx without a word. Now the exports record the weights they were made from; `auto`
+    runs the folder's weights on torch with one warning naming the command, `onnxruntime` refuses
+    with it, a variant exported before the new weights is not used, and re-exporting ends it."""
+    torch.manual_seed(0)
+    TinyVideoNet(channels=4).eval().save_pretrained(tmp_path)
+    export_onnx(tmp_path, frames=4, height=16, width=20, parity=False)
+    export_onnx(tmp_path, frames=4, height=12, width=24, parity=False, variant=True)
+    (tmp_path / "model.safetensors").touch()  # copied back unchanged (new mtime): still the same weights
+    with create_engine(tmp_path) as eng:
+        assert eng.backend == "onnxruntime" and eng.resolutions() == [(16, 20), (12, 24)]
+
+    TinyVideoNet(channels=4).eval().save_pretrained(tmp_path)  # retrained (other random weights)
+    clip = np.random.default_rng(0).integers(0, 255, (4, 16, 20, 3), dtype=np.uint8)
+    with caplog.at_level(logging.WARNING), create_engine(tmp_path) as eng:
+        assert eng.backend == "torch"
+        with create_engine(tmp_path, backend="torch", frames=4, height=16, width=20) as new:
+            reference = new.infer(clip)
+        np.testing.assert_allclose(eng.infer(clip), reference, atol=1e-6)
+    assert f"vdepth-export onnx {tmp_path}" in caplog.text and "other weights" in caplog.text
+    with pytest.raises(ModelLoadError, match="exported from other weights"):
+        create_engine(tmp_path, backend="onnxruntime")
+
+    export_onnx(tmp_path, frames=4, height=16, width=20, parity=False)  # exported again: used again
+    with caplog.at_level(logging.WARNING), create_engine(tmp_path) as eng:
+        assert eng.backend == "onnxruntime" and eng.resolutions() == [(16, 20)]  # the variant is the old weights'
+        np.testing.assert_allclose(eng.infer(clip), reference, atol=1e-5)
+    assert "model.12x24.onnx is not used" in caplog.text and "exported from other weights" in caplog.text
 
 
 @pytest.mark.usefixtures("tiny_registry")

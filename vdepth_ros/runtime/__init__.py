@@ -204,12 +204,38 @@ def _folder_engine(path: Path, backend: str, precision: str, opts: dict[str, Any
     if backend == "onnxruntime":
         if not onnx_file.is_file():
             raise ModelLoadError(f"{path} has no {ONNX_NAME}; export one with `vdepth-export onnx {path}`")
+        if stale := _stale_export(path, onnx_file):
+            raise ModelLoadError(stale)
         return _ort_engine(onnx_file, precision, opts)
     if backend == "tensorrt":
         if not engine_file.is_file():
             raise ModelLoadError(f"{path} has no {ENGINE_NAME}; build one with `vdepth-export engine {onnx_file}`")
+        if stale := _stale_export(path, engine_file):
+            raise ModelLoadError(stale)
         return _trt_engine(engine_file, precision, opts)
     return _auto_folder(path, precision, opts)
+
+
+def _stale_export(folder: Path, graph: Path) -> str | None:
+    """Why `graph` (the folder's model.onnx or model.engine) must not run: it was exported from other
+    weights than the folder's `model.safetensors` now holds (retrained or replaced since), so it would
+    run the old ones. None when its spec records no weights (older exports) or they are the same."""
+    from vdepth_ros.paths import WEIGHTS_NAME
+    from vdepth_ros.runtime.spec import weights_changed
+
+    spec_file = spec_path_for(graph)
+    try:
+        if not spec_file.is_file() or not weights_changed(InputSpec.load(spec_file), folder / WEIGHTS_NAME):
+            return None
+    except ConfigError:  # a damaged spec: loading the graph reports it
+        return None
+    again = f"`vdepth-export onnx {folder}`" + (
+        f", then `vdepth-export engine {folder}`" if graph.suffix in ENGINE_SUFFIXES else ""
+    )
+    return (
+        f"{graph} was exported from other weights than {folder / WEIGHTS_NAME} holds now (changed since the "
+        f"export), so it would run the old ones: export it again ({again}), or use backend 'torch'"
+    )
 
 
 def _streams(folder: Path) -> bool:
@@ -223,12 +249,12 @@ def _streams(folder: Path) -> bool:
         return False
 
 
-def _auto_folder(path: Path, precision: str, opts: dict[str, Any]) -> DepthEngine:
+def _auto_exported(path: Path, precision: str, opts: dict[str, Any], reasons: list[str]) -> DepthEngine | None:
+    """The folder's TensorRT engine, else its ONNX graph on ONNX Runtime, or None (why: in `reasons`)."""
     from vdepth_ros.runtime.tensorrt_backend import tensorrt_status
     from vdepth_ros.runtime.trt_cache import EngineMismatchError
 
     onnx_file, engine_file = path / ONNX_NAME, path / ENGINE_NAME
-    reasons: list[str] = []
     if engine_file.is_file():
         ok, why = tensorrt_status(int(opts.get("device_id", 0)))
         if ok:
@@ -252,6 +278,17 @@ def _auto_folder(path: Path, precision: str, opts: dict[str, Any]) -> DepthEngin
         reasons.append("onnxruntime not installed")
     else:
         reasons.append(f"no {ONNX_NAME}")
+    return None
+
+
+def _auto_folder(path: Path, precision: str, opts: dict[str, Any]) -> DepthEngine:
+    reasons: list[str] = []
+    stale = _stale_export(path, path / ONNX_NAME) or _stale_export(path, path / ENGINE_NAME)
+    if stale is not None:  # the exports would run the old weights: the folder's own weights run on torch
+        log.warning("auto backend: not using the exported graphs: %s", stale)
+        reasons.append("the exported graphs are older than the weights")
+    elif (engine := _auto_exported(path, precision, opts, reasons)) is not None:
+        return engine
     if not (path / "config.json").is_file():
         from vdepth_ros.paths import released_checkpoint_problem
 

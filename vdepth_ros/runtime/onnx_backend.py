@@ -42,10 +42,10 @@ def import_onnxruntime() -> Any:
 
 def _check_variant(spec: InputSpec, variant: InputSpec, path: Path) -> None:
     """A variant must be the same model at another resolution: only H and W (and export notes) differ."""
-    if diff := variant_mismatch(spec, variant):
+    diff = variant_mismatch(spec, variant)
+    if diff and diff != [WEIGHTS_KEY]:
         raise ModelLoadError(f"{path.name} is not a resolution variant of the same export: {diff} differ")
-    mine, its = spec.extra.get(WEIGHTS_KEY), variant.extra.get(WEIGHTS_KEY)
-    if mine is not None and its is not None and mine != its:  # an export before the key: not known
+    if diff:
         raise ModelLoadError(
             f"{path.name} was exported from other weights than the graph beside it that it is a variant of (left "
             f"from an earlier model): re-export it from the model folder (`vdepth-export onnx FOLDER --height "
@@ -87,11 +87,12 @@ def _usable_variants(path: Path, spec: InputSpec) -> dict[tuple[int, int], Path]
     for hw, file in variant_files(path).items():
         try:
             theirs = InputSpec.load(spec_path_for(file))
-            why = ", ".join(f"{k} {getattr(theirs, k)!r} (not {getattr(spec, k)!r})" for k in
-                            variant_mismatch(spec, theirs))  # fmt: skip
-            mine, its = spec.extra.get(WEIGHTS_KEY), theirs.extra.get(WEIGHTS_KEY)
-            if not why and mine is not None and its is not None and mine != its:  # before the key: not known
-                why = "exported from other weights, left from an earlier model"
+            why = ", ".join(
+                "exported from other weights"
+                if k == WEIGHTS_KEY
+                else f"{k} {getattr(theirs, k)!r} (not {getattr(spec, k)!r})"
+                for k in variant_mismatch(spec, theirs)
+            )
         except ConfigError as err:
             why = str(err)
         if not why:

@@ -23,7 +23,6 @@ log = logging.getLogger(__name__)
 
 SPEC_VERSION = 1
 #: `extra` key of the sha256 of the weights a graph was exported from (`vdepth-export onnx`)
-WEIGHTS_KEY = "weights_sha256"
 #: old spec files (no max_frames) already noted, so a file loaded again (variants, checks) is noted once
 _NOTED_OLD_SPECS: set[str] = set()
 
@@ -241,6 +240,33 @@ def _folder_limit(folder: Path, family: Any) -> tuple[bool, int | None]:
     return folder_max_window(folder)
 
 
+#: `InputSpec.extra` key of the weights a graph was exported from (`weights_record`)
+WEIGHTS_KEY = "weights"
+
+
+def weights_record(weights: Path) -> dict[str, Any]:
+    """What an export records of the weights file beside it: size, modification time, sha256."""
+    from vdepth_ros.runtime.trt_cache import file_sha256
+
+    st = weights.stat()
+    return {"file": weights.name, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": file_sha256(weights)}
+
+
+def weights_changed(spec: InputSpec, weights: Path) -> bool:
+    """True when `weights` is not the file `spec`'s graph was exported from (its record, when the
+    export made one): replaced since, by retrained or other weights. The same size and modification
+    time count as unchanged without reading the file; otherwise its sha256 decides."""
+    from vdepth_ros.runtime.trt_cache import file_sha256
+
+    record = spec.extra.get(WEIGHTS_KEY)
+    if not isinstance(record, dict) or not weights.is_file():
+        return False
+    st = weights.stat()
+    if (st.st_size, st.st_mtime_ns) == (record.get("size"), record.get("mtime_ns")):
+        return False
+    return st.st_size != record.get("size") or file_sha256(weights) != record.get("sha256")
+
+
 def spec_path_for(model_file: str | Path) -> Path:
     """`model.onnx` -> `model.onnx.json` (also for `.engine`, `.plan`)."""
     p = Path(model_file)
@@ -256,9 +282,14 @@ def variant_path(model_file: str | Path, height: int, width: int) -> Path:
 
 def variant_mismatch(spec: InputSpec, variant: InputSpec) -> list[str]:
     """The fields in which `variant` is not `spec` at another resolution (only H, W and the export
-    notes in `extra` may differ); empty when it is a variant of the same export."""
+    notes in `extra` may differ, not the weights recorded there); empty when it is a variant of the
+    same export."""
     ours, theirs = spec.to_dict(), variant.to_dict()
-    return sorted(k for k in ours if k not in ("height", "width", "extra") and ours[k] != theirs[k])
+    diff = [k for k in ours if k not in ("height", "width", "extra") and ours[k] != theirs[k]]
+    sums = [(s.extra.get(WEIGHTS_KEY) or {}).get("sha256") for s in (spec, variant)]
+    if None not in sums and sums[0] != sums[1]:  # exported from other weights (before a retraining, say)
+        diff.append(WEIGHTS_KEY)
+    return sorted(diff)
 
 
 def variant_files(model_file: str | Path) -> dict[tuple[int, int], Path]:

@@ -78,18 +78,22 @@ def external_data_path(onnx_path: str | Path) -> Path:
     return p.with_name(p.name + ".data")
 
 
-def onnx_sha256(onnx_path: str | Path, chunk: int = 1 << 20) -> str:
-    """sha256 of the ONNX file followed by its `.data` external-data file when present."""
+def file_sha256(*paths: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of the files' bytes, one after the other, read in 1 MiB chunks."""
     h = hashlib.sha256()
-    for path in (Path(onnx_path), external_data_path(onnx_path)):
-        if not path.is_file():
-            if path == Path(onnx_path):
-                raise ModelLoadError(f"ONNX model {path} not found")
-            continue
-        with path.open("rb") as f:
+    for path in paths:
+        with Path(path).open("rb") as f:
             while block := f.read(chunk):
                 h.update(block)
     return h.hexdigest()
+
+
+def onnx_sha256(onnx_path: str | Path, chunk: int = 1 << 20) -> str:
+    """sha256 of the ONNX file followed by its `.data` external-data file when present."""
+    if not Path(onnx_path).is_file():
+        raise ModelLoadError(f"ONNX model {onnx_path} not found")
+    data = external_data_path(onnx_path)
+    return file_sha256(onnx_path, *([data] if data.is_file() else []), chunk=chunk)
 
 
 def write_key(engine_path: str | Path, key: EngineCacheKey) -> Path:
