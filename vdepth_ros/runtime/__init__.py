@@ -225,12 +225,20 @@ def _stale_export(folder: Path, graph: Path) -> str | None:
 
     spec_file = spec_path_for(graph)
     try:
-        if not spec_file.is_file() or not weights_changed(InputSpec.load(spec_file), folder / WEIGHTS_NAME):
-            return None
+        spec = InputSpec.load(spec_file) if spec_file.is_file() else None
     except ConfigError:  # a damaged spec: loading the graph reports it
         return None
-    again = f"`vdepth-export onnx {folder}`" + (
-        f", then `vdepth-export engine {folder}`" if graph.suffix in ENGINE_SUFFIXES else ""
+    if spec is None or not weights_changed(spec, folder / WEIGHTS_NAME):
+        return None
+    shape = f"--frames {spec.frames} --height {spec.height} --width {spec.width}"
+    extra = (" --dynamic-frames" if spec.dynamic_frames else "") + (
+        f" --precision {spec.extra.get('onnx_precision', spec.precision)}"
+        if spec.extra.get("onnx_precision", spec.precision) != "fp32" else ""
+    )  # fmt: skip
+    again = f"`vdepth-export onnx {folder} {shape}{extra}`" + (
+        f", then `vdepth-export engine {folder} --precision {spec.precision}`"
+        if graph.suffix in ENGINE_SUFFIXES
+        else ""
     )
     return (
         f"{graph} was exported from other weights than {folder / WEIGHTS_NAME} holds now (changed since the "
