@@ -203,7 +203,8 @@ def read_config(directory: str | Path) -> dict[str, Any]:
 
 def state_fingerprint(module: nn.Module) -> str:
     """sha256 of a module's parameters and buffers (names, dtypes, shapes, bytes): which weights
-    made something (an export's `extra["weights_sha256"]`, a latent cache entry)."""
+    made something in memory (a latent cache entry; an export records its weights file instead,
+    `runtime.spec.weights_record`)."""
     import hashlib
 
     h = hashlib.sha256()
