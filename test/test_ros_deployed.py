@@ -52,9 +52,10 @@ def node_command(tmp_path: Path, args: tuple[str, ...] = (), params: str = "") -
     return [str(script), *args, "--ros-args", "--params-file", str(file)]
 
 
-def start(cmd: list[str], log: Path) -> tuple[subprocess.Popen, Any]:
+def start(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, Any]:
+    """`cmd` with stdout and stderr to `log`, in this process's environment plus `env`."""
     out = log.open("w")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, text=True, env=env), out
 
 

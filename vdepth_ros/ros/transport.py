@@ -8,8 +8,10 @@ must then have them repaired, and those the node's bounded history (`output_qos_
 holds are lost for good: 1-26 % of a topic at 640x480 / 15 Hz on a busy machine (2 cores), and
 depth images without their camera_info (`test/test_ros_consumers.py`). `config/fastdds_large_images.xml`
 gives the segment 32 MiB, and what counts is the publishing process, so `vdepth-node` uses it for
-itself unless the user configured Fast DDS in any way. Standard library only: it runs before rclpy
-creates the process's DDS participant.
+itself unless the user configured Fast DDS in any way. Its 5 s participant lease (Fast DDS: 20 s)
+bounds how long a stopped process that uses it (a frozen RViz, the node paused in a debugger) still
+costs the processes that publish to it (docs/node.md, Threads, queue, drops, faults). Standard
+library only: it runs before rclpy creates the process's DDS participant.
 """
 
 from __future__ import annotations
