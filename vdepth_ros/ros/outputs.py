@@ -7,12 +7,14 @@ processes. `output_qos_depth: 0` (the default) therefore sizes the history to tw
 bursts the schedule produces (`auto_depth`), and a depth below one burst (also through
 `qos_overrides.<topic>.publisher.depth`) is warned about at start-up.
 
-A reliable publisher whose subscriber stops acknowledging (a frozen RViz, a process stopped in a
-debugger, one that died and DDS has not timed out yet) blocks in `publish()`: 50 ms and more per
-message. So the worker never publishes itself: each output has its own thread (`_Sender`) with a
-drop-oldest queue of two bursts (`auto_depth`); a stuck subscriber costs its own topic's oldest pending messages
-(counted, one rate-limited WARN naming the topic and its subscribers), never the pipeline or the
-other outputs.
+A topic one of whose subscribers sits in a stopped process (a frozen RViz, a process stopped in a
+debugger) is slow to publish until that process's Fast DDS lease expires (20 s by default, 5 s with the
+bundled profile): Fast DDS re-creates a shared-memory port for every 64 KB fragment it sends there,
+~10 ms per 640x480 depth image, ~40 ms per cloud (`transport.py`; docs/node.md). So the worker
+never publishes itself: each output has its own thread (`_Sender`) with a drop-oldest queue of two
+bursts (`auto_depth`); a stuck subscriber costs its own topic's oldest pending messages (counted, one
+rate-limited WARN naming the topic and its subscribers), and nothing waits for it. (The time Fast DDS
+spends there is CPU and holds rclpy's GIL, so a frozen viewer of large topics still slows the process.)
 """
 
 from __future__ import annotations
@@ -300,7 +302,9 @@ class OutputPublishers:
             f"a subscriber of {topic} does not take its messages (its subscribers: {subscribers}; a frozen or "
             f"stopped RViz, a process paused in a debugger, or one that died and DDS has not timed out yet): "
             f"{sender.dropped} pending {topic} messages dropped so far, oldest first, so that the depth stream and "
-            "the other outputs go on; resume or close that subscriber, or have it subscribe best_effort",
+            "the other outputs go on; resume or close that subscriber (DDS stops sending to a stopped process when its "
+            "lease expires: 20 s by default, 5 s if it uses the bundled Fast DDS profile "
+            "config/fastdds_large_images.xml; docs/node.md, Threads, queue, drops, faults)",
         )
 
     def _publish_failed(self, topic: str, err: BaseException) -> None:
