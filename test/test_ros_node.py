@@ -784,3 +784,30 @@ def test_a_subscriber_that_holds_up_one_output_holds_up_nothing_else(harness: An
     h.spin_until(lambda: len(h.got["points"]) > 0, timeout=10)
     points_stamps = [conv.stamp_to_ns(m.header.stamp) for m in h.got["points"]]
     assert points_stamps == sorted(points_stamps) and set(points_stamps) <= set(stamps)
+
+
+def test_a_topic_slow_to_publish_is_named_before_anything_is_dropped(
+    harness: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A subscriber in a stopped process (a frozen RViz) makes every publish on its topics slow without
+    blocking them: Fast DDS goes on sending to it until its lease expires, ~40 ms per 640x480 cloud. Nothing
+    was dropped, so no WARN named the topic; the node fell behind and the only WARN was about camera
+    frames lost before the node, pointing at the input transport. Now the slow topic is named, with its
+    subscribers, and only that one."""
+    from vdepth_ros.ros import outputs
+
+    monkeypatch.setattr(outputs, "SLOW_WINDOW_S", 0.5, raising=False)
+    h = harness(RANGE, start_worker=True)
+    points = h.node.outputs.main.points
+    real = points.publish
+    points.publish = lambda msg: (time.sleep(0.05), real(msg))
+    for k, rgb in enumerate(frames(40)):
+        h.pub_image.publish(conv.image_msg(rgb, "rgb8", header(k)))
+        h.pub_info.publish(CameraInfo(header=header(k), width=W, height=H, k=K))
+        h.spin(0.03)
+    assert h.spin_until(lambda: any("publishing /points takes" in w for w in h.log.warnings), timeout=30), (
+        h.log.warnings
+    )
+    slow = [w for w in h.log.warnings if "publishing /" in w]
+    assert all(w.startswith("publishing /points takes") for w in slow), slow
+    assert "stopped process" in slow[0] and "fastdds_large_images.xml" in slow[0], slow[0]

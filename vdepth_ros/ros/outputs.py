@@ -55,6 +55,14 @@ MAIN_TOPICS = ("depth", "disparity", "points", "depth/camera_info")
 OUTPUT_TOPICS = (*MAIN_TOPICS, *(f"provisional/{t}" for t in MAIN_TOPICS), "~/depth_colormap")
 
 
+#: What the held-up and slow WARNs advise.
+_STOPPED_FIX = (
+    "resume or close that subscriber (DDS stops sending to a stopped process when its lease expires: 20 s by "
+    "default, 5 s if it uses the bundled Fast DDS profile config/fastdds_large_images.xml; docs/node.md, Threads, "
+    "queue, drops, faults)"
+)
+
+
 class _Topics:
     """The publishers of one frame status (main topics, or `provisional/...`)."""
 
@@ -79,6 +87,11 @@ class _Topics:
         return [self.depth, self.disparity, self.points, self.camera_info]
 
 
+#: A topic whose `publish()` calls took more than this share of the last `SLOW_WINDOW_S` is slow to
+#: publish (healthy: a 640x480 cloud at 30 Hz takes ~10 %; to a stopped subscriber process ~100 %).
+SLOW_SHARE, SLOW_WINDOW_S = 0.5, 5.0
+
+
 class _Sender:
     """One output's publishing thread: `put` never waits; the thread publishes in order."""
 
@@ -88,17 +101,41 @@ class _Sender:
         self.sent = 0
         self.abandoned = 0  # still pending when the node stopped
         self._done = 0  # published or failed
+        #: (share of the time in publish(), seconds per message, when) of the last full window above SLOW_SHARE
+        self._slow: tuple[float, float, float] | None = None
+        self._window = (time.monotonic(), 0.0, 0)  # start, seconds in publish(), messages
         self._worker = SupervisedWorker(
             self.queue, self._publish, on_error, name=f"vdepth-publish{publisher.topic_name}"
         )
         self._worker.start()
 
     def _publish(self, msg: Any) -> None:
+        t0 = time.monotonic()
         try:
             self.publisher.publish(msg)
             self.sent += 1
         finally:
             self._done += 1
+            self._time(t0, time.monotonic())
+
+    def _time(self, t0: float, t1: float) -> None:
+        start, busy, n = self._window
+        busy, n = busy + t1 - t0, n + 1
+        if t1 - start < SLOW_WINDOW_S:
+            self._window = (start, busy, n)
+            return
+        share = busy / (t1 - start)
+        self._slow = (share, busy / n, t1) if share > SLOW_SHARE else None
+        self._window = (t1, 0.0, 0)
+
+    @property
+    def slow(self) -> tuple[float, float] | None:
+        """(share of the time in `publish()`, seconds per message) of the latest window, if it ended within the
+        last window and the share was above `SLOW_SHARE`."""
+        slow = self._slow
+        if slow is None or time.monotonic() - slow[2] > SLOW_WINDOW_S:
+            return None
+        return slow[0], slow[1]
 
     @property
     def dropped(self) -> int:
@@ -140,7 +177,7 @@ class OutputPublishers:
         self._node, self.p, self.policy, self.burst = node, params, publish_policy, int(burst)
         self._log = log
         self._senders: dict[str, _Sender] = {}  # by resolved topic, started on the first message
-        self._held_noted: dict[str, float] = {}  # topic -> when its held-up WARN was last due
+        self._held_noted: dict[str, float] = {}  # WARN key -> when it was last due
         qos = qos_profile(params["output_qos"], params["output_qos_depth"] or auto_depth(self.burst))
         self.main = _Topics(node, "", qos, reporter)
         self.provisional = _Topics(node, "provisional/", qos, reporter) if publish_policy == "both" else None
@@ -281,30 +318,53 @@ class OutputPublishers:
             self._senders[topic] = sender
         if sender.queue.put(message()):
             self._note_held_up(topic, sender)
+        elif sender.slow is not None:
+            self._note_slow(topic, sender.slow)
 
-    def _note_held_up(self, topic: str, sender: _Sender) -> None:
-        """WARN (rate-limited per topic) that a subscriber does not take `topic`'s messages."""
+    def _due(self, key: str) -> bool:
+        """Whether the WARN `key` is due (once per log period; no graph query per message)."""
         now = time.monotonic()
-        if now - self._held_noted.get(topic, -1e9) < self._log.period:
-            return  # the message says how many so far; no graph query per dropped message
-        self._held_noted[topic] = now
+        if now - self._held_noted.get(key, -1e9) < self._log.period:
+            return False
+        self._held_noted[key] = now
+        return True
+
+    def _subscribers(self, topic: str) -> str:
         try:
-            subscribers = ", ".join(
+            return ", ".join(
                 sorted(
                     f"{i.node_namespace.rstrip('/')}/{i.node_name}"
                     for i in self._node.get_subscriptions_info_by_topic(topic)
                 )
             )
         except Exception:
-            subscribers = "unknown"
+            return "unknown"
+
+    def _note_held_up(self, topic: str, sender: _Sender) -> None:
+        """WARN (rate-limited per topic) that a subscriber does not take `topic`'s messages."""
+        if not self._due(f"held-up:{topic}"):
+            return  # the message says how many so far
         self._log.warning(
             f"held-up:{topic}",
-            f"a subscriber of {topic} does not take its messages (its subscribers: {subscribers}; a frozen or "
-            f"stopped RViz, a process paused in a debugger, or one that died and DDS has not timed out yet): "
+            f"a subscriber of {topic} does not take its messages (its subscribers: {self._subscribers(topic)}; a "
+            "frozen or stopped RViz, a process paused in a debugger, or one that died and DDS has not timed out yet): "
             f"{sender.dropped} pending {topic} messages dropped so far, oldest first, so that the depth stream and "
-            "the other outputs go on; resume or close that subscriber (DDS stops sending to a stopped process when its "
-            "lease expires: 20 s by default, 5 s if it uses the bundled Fast DDS profile "
-            "config/fastdds_large_images.xml; docs/node.md, Threads, queue, drops, faults)",
+            f"the other outputs go on; {_STOPPED_FIX}",
+        )
+
+    def _note_slow(self, topic: str, slow: tuple[float, float]) -> None:
+        """WARN (rate-limited per topic) that publishing `topic` takes most of the time, before anything is dropped:
+        DDS is still sending to a stopped subscriber process, and the node and the topic's other subscribers fall
+        behind (its camera frames then show up as lost before the node)."""
+        if not self._due(f"slow:{topic}"):
+            return
+        share, per_message = slow
+        self._log.warning(
+            f"slow:{topic}",
+            f"publishing {topic} takes {per_message * 1e3:.0f} ms per message, {share:.0%} of the last "
+            f"{SLOW_WINDOW_S:.0f} s: most likely a subscriber of it sits in a stopped process (its subscribers: "
+            f"{self._subscribers(topic)}; a frozen RViz, a process paused in a debugger), and this node and the "
+            f"other subscribers of {topic} fall behind meanwhile; {_STOPPED_FIX}",
         )
 
     def _publish_failed(self, topic: str, err: BaseException) -> None:
