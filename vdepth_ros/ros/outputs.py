@@ -363,8 +363,9 @@ class OutputPublishers:
             f"slow:{topic}",
             f"publishing {topic} takes {per_message * 1e3:.0f} ms per message, {share:.0%} of the last "
             f"{SLOW_WINDOW_S:.0f} s: most likely a subscriber of it sits in a stopped process (its subscribers: "
-            f"{self._subscribers(topic)}; a frozen RViz, a process paused in a debugger), and this node and the "
-            f"other subscribers of {topic} fall behind meanwhile; {_STOPPED_FIX}",
+            f"{self._subscribers(topic)}; a frozen RViz, a process paused in a debugger) or the network to one is "
+            f"too slow for it, and this node and the other subscribers of {topic} fall behind meanwhile; "
+            f"{_STOPPED_FIX}",
         )
 
     def _publish_failed(self, topic: str, err: BaseException) -> None:
