@@ -4,8 +4,9 @@ Separate processes: `vdepth-node` (tiny 8-frame model, its bundled Fast DDS prof
 camera, a healthy reliable viewer and a healthy best-effort viewer of the topics, and a reliable viewer of
 the same topics that is SIGSTOPped `--freeze-wait` seconds before the camera starts (a paused RViz, a
 process stopped in a debugger). Per setting: images the camera sent, images the healthy viewers received
-per topic, and images lost before the node. Settings: no frozen viewer; a frozen viewer on Fast DDS's
-defaults (20 s lease); a frozen viewer on `config/fastdds_large_images.xml` (5 s lease). The test
+per topic, and images lost before the node. Settings: no frozen viewer; a viewer whose process stops
+spinning (a stuck callback) instead of being stopped; a frozen viewer on Fast DDS's defaults (20 s lease);
+a frozen viewer on `config/fastdds_large_images.xml` (5 s lease). The test
 `test/test_ros_stalled_consumer.py::test_a_viewer_frozen_on_the_bundled_profile_stops_slowing_the_others_within_seconds`
 runs the same processes (`healthy_rates`).
 
@@ -32,11 +33,12 @@ os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp(prefix="vdepth-roslog-"))
 from test_ros_deployed import SUMMARY  # noqa: E402
 from test_ros_stalled_consumer import PROFILE_ENV, healthy_rates  # noqa: E402
 
-#: name -> the frozen viewer's environment (None: no frozen viewer)
-SETTINGS: dict[str, dict[str, str] | None] = {
-    "no frozen viewer": None,
-    "frozen viewer, Fast DDS defaults": {},
-    "frozen viewer, bundled profile": PROFILE_ENV,
+#: name -> (the frozen viewer's environment (None: no frozen viewer), SIGSTOPped (else it stops spinning))
+SETTINGS: dict[str, tuple[dict[str, str] | None, bool]] = {
+    "no frozen viewer": (None, True),
+    "viewer not spinning, Fast DDS defaults": ({}, False),
+    "frozen viewer, Fast DDS defaults": ({}, True),
+    "frozen viewer, bundled profile": (PROFILE_ENV, True),
 }
 
 
@@ -55,9 +57,9 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="vdepth-frozen-") as tmp:
         for k, topics in enumerate(topic_sets):
-            for j, (name, env) in enumerate(SETTINGS.items()):
+            for j, (name, (env, stop)) in enumerate(SETTINGS.items()):
                 timing = {"rate": args.rate, "seconds": args.seconds, "freeze_wait": args.freeze_wait}
-                got = healthy_rates(Path(tmp) / f"{k}-{j}", env, topics, **timing)
+                got = healthy_rates(Path(tmp) / f"{k}-{j}", env, topics, stop=stop, **timing)
                 summary = SUMMARY.search(got["node"])
                 lost = int(summary["lost"]) if summary else None
                 row = {"topics": topics, "setting": name, "sent": got["sent"], "lost_before_node": lost}

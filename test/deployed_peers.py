@@ -3,7 +3,7 @@
     python deployed_peers.py camera --namespaces /front /rear --seconds 20 --rate 15 [--reliable]
         [--pause-after N --pause S]
     python deployed_peers.py viewer --topics /depth /depth/camera_info /points [--depth 16] [--best-effort]
-        [--arrivals]
+        [--arrivals] [--no-spin]
 
 The camera publishes 640x480 rgb8 + camera_info (SensorData QoS, as most drivers, unless
 --reliable), once the node listens, and prints {"sent": n} when done; several cameras publish in
@@ -103,6 +103,8 @@ def viewer(args: argparse.Namespace) -> None:
             if not matched and all(s.get_publisher_count() > 0 for s in subs):
                 matched = True
                 print("matched", flush=True)
+                while args.no_spin and rclpy.ok():  # as a callback that never returns
+                    time.sleep(0.1)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     print(json.dumps(got), flush=True)
@@ -123,6 +125,7 @@ def main() -> None:
     view.add_argument("--depth", type=int, default=16)
     view.add_argument("--best-effort", action="store_true", help="as RViz's DepthCloud display by default")
     view.add_argument("--arrivals", action="store_true", help="record each message's arrival time too")
+    view.add_argument("--no-spin", action="store_true", help="stop spinning once matched (a stuck callback)")
     args = p.parse_args()
     camera(args) if args.role == "camera" else viewer(args)
 

@@ -119,11 +119,13 @@ def healthy_rates(
     rate: float = 30.0,
     seconds: float = 6.0,
     freeze_wait: float = 7.0,
+    stop: bool = True,
 ) -> dict[str, Any]:
     """Node, a reliable camera (640x480, `rate` Hz for `seconds`), a healthy reliable viewer and a healthy
     best-effort one of `topics`, and (unless `frozen_env` is None) a reliable viewer of `topics` in the
-    environment `frozen_env` that is SIGSTOPped `freeze_wait` s before the camera starts, each in its own
-    process. {"sent": images, "healthy": {topic: received}, "healthy_best_effort": {...}, "node": log}."""
+    environment `frozen_env` that is SIGSTOPped (`stop`; else it stops spinning once matched) `freeze_wait`
+    s before the camera starts, each in its own process. {"sent": images, "healthy": {topic: received},
+    "healthy_best_effort": {...}, "node": log}."""
     tmp_path.mkdir(parents=True, exist_ok=True)
     command = node_command(tmp_path, params="    input_qos: reliable\n    queue_size: 200\n")
     procs: list[subprocess.Popen] = []
@@ -139,7 +141,7 @@ def healthy_rates(
     viewer = [sys.executable, str(PEERS), "viewer", "--topics", *topics]
     viewers = {"healthy": launch("healthy", viewer)}
     viewers["healthy_best_effort"] = launch("healthy_best_effort", [*viewer, "--best-effort"])
-    frozen = None if frozen_env is None else launch("frozen", viewer, frozen_env)
+    frozen = None if frozen_env is None else launch("frozen", viewer + ([] if stop else ["--no-spin"]), frozen_env)
     got: dict[str, Any] = {"sent": int(seconds * rate)}
     try:
         for name, proc in viewers.items():
@@ -147,7 +149,8 @@ def healthy_rates(
         if frozen is not None:
             wait_for(tmp_path / "frozen.log", "matched", 90, frozen)
             time.sleep(2.0)  # the node has matched it too (a stopped process answers no discovery)
-            frozen.send_signal(signal.SIGSTOP)
+            if stop:
+                frozen.send_signal(signal.SIGSTOP)
             time.sleep(freeze_wait)
         camera_args = ["camera", "--seconds", str(seconds), "--rate", str(rate), "--reliable"]
         camera = launch("camera", [sys.executable, str(PEERS), *camera_args])
