@@ -2,9 +2,10 @@
 
 A camera, `vdepth-node`, RViz-like reliable viewers that are then frozen (SIGSTOP: a paused RViz,
 a process stopped in a debugger, a crashed one not yet timed out by DDS) and a healthy viewer run
-as separate processes at 640x480. A reliable publisher whose reader stops acknowledging can block in
-`publish()` (plain rclpy, Fast DDS default transports: 300 publishes of a 640x480 cloud in 8 s, not
-1 s). Before the outputs had their own threads the worker waited there: one run here dropped 31 of
+as separate processes at 640x480. A publisher one of whose readers sits in a stopped process is slow
+in `publish()` until that process's lease expires (plain rclpy, Fast DDS default transports: 300
+publishes of a 640x480 cloud in 8 s, not 1 s; Fast DDS re-creates a shared-memory port for every
+fragment it sends there). Before the outputs had their own threads the worker waited there: one run here dropped 31 of
 225 images from the input queue and a healthy /depth viewer got 190 (another helper saw 67-82 of
 ~220 on a loaded machine). How much a frozen reader blocks varies from run to run (other runs before
 the fix lost 0-5 images), so this test guards the separate-process behaviour and the SIGINT shutdown

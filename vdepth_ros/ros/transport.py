@@ -83,7 +83,8 @@ def use_large_segment_profile(
     environ[PROFILE_VARIABLE] = str(profile)
     return (
         f"Fast DDS: this process uses {profile} (a {SEGMENT_BYTES // 2**20} MiB shared-memory segment), so "
-        "its depth images and clouds reach subscribers in other processes whole; set "
+        "its depth images and clouds reach subscribers in other processes whole; start RViz with "
+        f"{PROFILE_VARIABLE}={profile} too, so that a frozen RViz holds this node up for 5 s, not 20; set "
         f"{PROFILE_VARIABLE} to a profile of your own, or FASTDDS_BUILTIN_TRANSPORTS=DEFAULT for Fast DDS's "
         "defaults (docs/node.md, Across processes)"
     )
