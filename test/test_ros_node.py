@@ -801,13 +801,21 @@ def test_a_topic_slow_to_publish_is_named_before_anything_is_dropped(
     points = h.node.outputs.main.points
     real = points.publish
     points.publish = lambda msg: (time.sleep(0.05), real(msg))
+    diagnostics: list[Any] = []
+    h.node.status.publisher.publish = diagnostics.append
     for k, rgb in enumerate(frames(40)):
         h.pub_image.publish(conv.image_msg(rgb, "rgb8", header(k)))
         h.pub_info.publish(CameraInfo(header=header(k), width=W, height=H, k=K))
         h.spin(0.03)
-    assert h.spin_until(lambda: any("publishing /points takes" in w for w in h.log.warnings), timeout=30), (
-        h.log.warnings
-    )
+
+    def reported() -> bool:  # in the log, and on /diagnostics (rqt_robot_monitor) while it lasts
+        h.node.status.publish()
+        on_diagnostics = any(
+            st.level == DiagnosticStatus.WARN and "/points" in st.message for a in diagnostics for st in a.status
+        )
+        return on_diagnostics and any("publishing /points takes" in w for w in h.log.warnings)
+
+    assert h.spin_until(reported, timeout=30), (h.log.warnings, [st.message for a in diagnostics for st in a.status])
     slow = [w for w in h.log.warnings if "publishing /" in w]
     assert all(w.startswith("publishing /points takes") for w in slow), slow
     assert "stopped process" in slow[0] and "fastdds_large_images.xml" in slow[0], slow[0]

@@ -147,10 +147,13 @@ def level_for(
     lost_recent: int = 0,
     last_error: str | None = None,
     output_drops_recent: int = 0,
+    slow_outputs: str = "",
 ) -> tuple[bytes, str]:
     """Overall level and message: ERROR when images arrive but nothing is published (`stalled_s`);
-    WARN on no input, drops, frames lost before the node, outputs dropped for a subscriber that does
-    not take them, a degenerate fit or output far below input."""
+    WARN on no input, drops, outputs slow to publish (`slow_outputs`, e.g. "/points 70%": a subscriber
+    in a stopped process, which also makes frames go lost before the node), frames lost before the
+    node, outputs dropped for a subscriber that does not take them, a degenerate fit or output far
+    below input."""
     if stalled_s is not None:
         why = f"; last error: {last_error}" if last_error else ""
         return DiagnosticStatus.ERROR, f"nothing published for {stalled_s:.1f} s while images arrive{why}"
@@ -158,6 +161,11 @@ def level_for(
         return DiagnosticStatus.WARN, "no input images"
     if drops_recent > 0:
         return DiagnosticStatus.WARN, f"dropping input ({drops_recent} since last report)"
+    if slow_outputs:
+        return DiagnosticStatus.WARN, (
+            f"publishing takes most of the time on {slow_outputs}: a subscriber in a stopped process? "
+            "(docs/node.md, Threads, queue, drops, faults)"
+        )
     if lost_recent > 0:
         return DiagnosticStatus.WARN, (
             f"{lost_recent} frames lost before the node since last report (docs/node.md#across-processes)"

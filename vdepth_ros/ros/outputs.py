@@ -250,6 +250,11 @@ class OutputPublishers:
         return Counter({topic: s.sent for topic, s in list(self._senders.items()) if s.sent})
 
     @property
+    def slow(self) -> dict[str, float]:
+        """Topics whose `publish()` took more than `SLOW_SHARE` of the latest `SLOW_WINDOW_S` -> that share."""
+        return {topic: slow[0] for topic, s in list(self._senders.items()) if (slow := s.slow) is not None}
+
+    @property
     def dropped(self) -> Counter[str]:
         """Messages dropped unpublished because a subscriber held their topic up, by resolved topic."""
         return Counter({topic: s.dropped for topic, s in list(self._senders.items()) if s.dropped})

@@ -132,6 +132,8 @@ class StatusReporter:
             "camera period [s]": (intake.loss.period_ns or 0) / 1e9,
             "skipped (no subscribers)": intake.skipped,
             "outputs dropped (subscriber not taking them)": sum(node.outputs.dropped.values()),
+            "outputs slow to publish": ", ".join(f"{t} {share:.0%}" for t, share in node.outputs.slow.items())
+            or "none",
             "input errors": node.log.errors,
             "worker errors": node.worker.errors if node.worker is not None else 0,
             "camera_info synced/cached/none": "/".join(str(intake.sync.counts[k]) for k in intake.sync.counts),
@@ -185,6 +187,7 @@ class StatusReporter:
                 lost_recent=lost,
                 last_error=node.log.last_error,
                 output_drops_recent=out_drops,
+                slow_outputs="" if values["outputs slow to publish"] == "none" else values["outputs slow to publish"],
             )
             fqn = node.get_fully_qualified_name()
             status = make_status(f"{fqn}: depth stream", fqn, level, message, values)
