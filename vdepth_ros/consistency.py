@@ -107,7 +107,7 @@ class FlowWarpingError:
 
 class FlickerMonitor:
     """Live flicker for `/diagnostics`: the flow warping error of one pair of consecutive output
-    frames every `period` seconds (one pair costs ~14 ms of CPU at 640x480,
+    frames every `period` seconds (one pair costs ~9 ms of CPU at 640x480,
     `benchmarks/flicker_cost.py`; every frame would cost as much as corner tracking).
 
     The images arrive before their depth (a window later); `add_image` keeps a small grey copy per

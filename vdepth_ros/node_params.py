@@ -238,7 +238,7 @@ ROS_PARAMS: tuple[ParamSpec, ...] = (
         "flicker_period",
         0.0,
         "seconds between flicker measurements reported on /diagnostics (the flow warping error of one pair "
-        "of consecutive output frames, ~14 ms of CPU each at 640x480, benchmarks/flicker_cost.py; "
+        "of consecutive output frames, ~9 ms of CPU each at 640x480, docs/performance.md; "
         "vdepth_ros.consistency); 0 = off",
         min=0.0,
         max=3600.0,
