@@ -284,12 +284,17 @@ def _demo_setup(sample_path: Path, max_frames: int | None) -> _DemoSetup:
     return _DemoSetup(params, intrinsics, (near, far), fps, count, notes)
 
 
+def _residual(value: Any) -> str:
+    """A fit residual (relative) as a percentage, or as given when there is none (None, "n/a")."""
+    return f"{100 * value:.1f} %" if isinstance(value, int | float) else str(value)
+
+
 def format_result(result: dict[str, Any]) -> str:
     v, b, fl = result["video"], result["bag"], result["flicker"]
     lines = [
         f"demo: {result['sample']} with model {result['model']}",
         f"  video: {v['frames_out']} frames, {v['fps']} frames/s, scale {v['scale_sources']}, "
-        f"fit residual median {v['fit_residual_median']}",
+        f"fit residual median {_residual(v['fit_residual_median'])}",
         f"  bag:   {b['frames_in']} frames in, {b['frames_out']} out, {b['dropped']} dropped, {b['fps']} frames/s, "
         f"{b['clouds']} clouds",
         f"  flicker of /depth (flow warping error, lower is steadier): {fl['flow_warping_error']:.4f} over "
