@@ -1,7 +1,7 @@
 """The other processes of test_ros_deployed.py: a camera driver and a viewer (RViz's QoS).
 
     python deployed_peers.py camera --namespaces /front /rear --seconds 20 --rate 15 [--reliable]
-        [--pause-after N --pause S]
+        [--pause-after N --pause S] [--size WxH] [--encoding E] [--no-camera-info] [--die-after N]
     python deployed_peers.py viewer --topics /depth /depth/camera_info /points [--depth 16] [--best-effort]
         [--arrivals] [--no-spin]
 
@@ -9,7 +9,10 @@ The camera publishes 640x480 rgb8 + camera_info (SensorData QoS, as most drivers
 --reliable), once the node listens, and prints {"sent": n} when done; several cameras publish in
 turn. With --pause-after N it stops for S seconds after N frames, as a stalled driver does (the
 stamps, on the camera's clock, jump by the pause), and also prints "pause_start" and "pause_end"
-(time.monotonic(), shared by the processes of one machine). The viewer subscribes as RViz does
+(time.monotonic(), shared by the processes of one machine). `--size` and `--encoding` (rgb8,
+bgr8, mono8, or one the node does not decode, e.g. 32FC1) change the images; `--no-camera-info`
+publishes none (a camera_info not remapped: nothing is waited for); `--die-after N` ends the
+process with os._exit after N frames, as a crashed driver (no "sent" line). The viewer subscribes as RViz does
 (reliable, volatile) with depth 16 (docs/node.md: two windows), each topic with its type
 (`.../camera_info` CameraInfo, `.../points` PointCloud2, else Image), prints "matched" once every
 topic has a publisher, and on SIGINT prints {"<topic>": [stamps...]} (with --arrivals
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from typing import Any
@@ -42,15 +46,26 @@ def camera(args: argparse.Namespace) -> None:
     node = Node("camera_driver")
     qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE) if args.reliable else qos_profile_sensor_data
     pubs = [
-        (node.create_publisher(Image, f"{ns}/image", qos), node.create_publisher(CameraInfo, f"{ns}/camera_info", qos))
+        (
+            node.create_publisher(Image, f"{ns}/image", qos),
+            None if args.no_camera_info else node.create_publisher(CameraInfo, f"{ns}/camera_info", qos),
+        )
         for ns in args.namespaces
     ]
+    w, h = (int(v) for v in args.size.lower().split("x"))
+    f = K[0] * w / W  # the same field of view at any size
+    k_matrix = [f, 0.0, (w - 1) / 2, 0.0, f, (h - 1) / 2, 0.0, 0.0, 1.0]
     rng = np.random.default_rng(0)
-    base = rng.integers(20, 236, (H // 16, W // 16, 3), dtype=np.uint8).repeat(16, 0).repeat(16, 1)
-    images = [conv.image_msg(np.roll(base, 4 * k, axis=1), "rgb8", conv.copy_header(Image().header)) for k in range(8)]
+    base = rng.integers(20, 236, (h // 16 + 1, w // 16 + 1, 3), dtype=np.uint8).repeat(16, 0).repeat(16, 1)[:h, :w]
+    frames = [np.roll(base, 4 * k, axis=1) for k in range(8)]
+    if args.encoding == "mono8":
+        frames = [f[..., 0].copy() for f in frames]
+    elif args.encoding == "32FC1":
+        frames = [f[..., 0].astype(np.float32) for f in frames]
+    images = [conv.image_msg(f, args.encoding, conv.copy_header(Image().header)) for f in frames]
     deadline = time.monotonic() + 60  # discovery: frames sent before the node listens are not "lost"
     # every image and camera_info publisher matched: an image without its camera_info is not processed
-    while time.monotonic() < deadline and not all(p.get_subscription_count() > 0 for pair in pubs for p in pair):
+    while time.monotonic() < deadline and not all(p.get_subscription_count() > 0 for pair in pubs for p in pair if p):
         time.sleep(0.05)
     time.sleep(0.5)
     n = int(args.seconds * args.rate)
@@ -69,9 +84,12 @@ def camera(args: argparse.Namespace) -> None:
         msg = images[k % len(images)]
         msg.header.stamp, msg.header.frame_id = stamp, "camera_optical"
         image_pub.publish(msg)
-        info = CameraInfo(width=W, height=H, k=K)
-        info.header.stamp, info.header.frame_id = stamp, "camera_optical"
-        info_pub.publish(info)
+        if info_pub is not None:
+            info = CameraInfo(width=w, height=h, k=k_matrix)
+            info.header.stamp, info.header.frame_id = stamp, "camera_optical"
+            info_pub.publish(info)
+        if args.die_after and tick + 1 == args.die_after * slots:
+            os._exit(0)  # a crashed driver: no goodbye, its DDS participant times out
         time.sleep(max(0.0, start + (tick + 1) / (args.rate * slots) - time.monotonic()))
     time.sleep(0.5)
     print(json.dumps({"sent": n, **report}), flush=True)
@@ -120,6 +138,10 @@ def main() -> None:
     cam.add_argument("--reliable", action="store_true")
     cam.add_argument("--pause-after", type=int, default=0, help="pause after this many frames (0: none)")
     cam.add_argument("--pause", type=float, default=0.0, help="seconds of the pause")
+    cam.add_argument("--size", default=f"{W}x{H}", help="image size WxH")
+    cam.add_argument("--encoding", default="rgb8")
+    cam.add_argument("--no-camera-info", action="store_true")
+    cam.add_argument("--die-after", type=int, default=0, help="os._exit after this many frames (0: never)")
     view = sub.add_parser("viewer")
     view.add_argument("--topics", nargs="+", required=True)
     view.add_argument("--depth", type=int, default=16)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
+from test_ros_deployed import PEERS, interrupt, node_command, start, wait_for
 
 from vdepth_ros.errors import ConfigError
 from vdepth_ros.pipeline import DepthPipeline, FrameInput
@@ -212,3 +215,58 @@ def test_a_camera_that_fails_configure_gives_its_engine_share_back(tmp_path: Pat
         front.close()
         pool.close()
         rclpy.shutdown(context=ctx)
+
+
+# -- as deployed: the node, each camera and the listeners in processes of their own ------------------
+
+
+def _camera_process(namespace: str, *args: str) -> subprocess.CompletedProcess:
+    """`deployed_peers.py camera` for one camera (its own process, as its own driver)."""
+    return subprocess.run(
+        [sys.executable, str(PEERS), "camera", "--namespaces", namespace, *args],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+
+
+def test_each_cameras_pipeline_lines_name_it_and_reach_rosout(tmp_path: Path) -> None:
+    """The pipeline logs with Python's logging (it knows nothing of ROS). With two cameras its lines
+    (a stretched model, a scene cut, a covered lens's alignment fallback) came out as
+    `[vdepth_ros.pipeline]`, naming no camera, and never reached /rosout (only a node's loggers do).
+    The rear camera here is 16:9 on the 4:3 model: its stretch warning names it, on the console and
+    on /rosout, and the front camera's lines name the front camera."""
+    from rcl_interfaces.msg import Log
+
+    node, node_log = start(node_command(tmp_path, ("--cameras", "front", "rear")), tmp_path / "node.log")
+    ctx = init_context([])
+    listener = Node("rosout_listener", context=ctx)
+    got: list[tuple[str, str]] = []
+    listener.create_subscription(Log, "/rosout", lambda m: got.append((m.name, m.msg)), 200)
+    depth = [listener.create_subscription(Image, f"/{cam}/depth", lambda m: None, 10) for cam in ("front", "rear")]
+    ex = SingleThreadedExecutor(context=ctx)
+    ex.add_node(listener)
+    try:
+        wait_for(tmp_path / "node.log", "share 1 loaded model", 60, node)
+        end = time.monotonic() + 30  # the node skips frames nobody subscribes to
+        while time.monotonic() < end and not all(sub.get_publisher_count() for sub in depth):
+            ex.spin_once(timeout_sec=0.1)
+        for namespace, size in (("/front", "640x480"), ("/rear", "640x360")):
+            camera = _camera_process(namespace, "--seconds", "1", "--rate", "15", "--size", size, "--reliable")
+            assert camera.returncode == 0, camera.stderr
+        end = time.monotonic() + 10
+        while time.monotonic() < end and not any("another shape" in m for _, m in got):
+            ex.spin_once(timeout_sec=0.1)
+        assert interrupt(node) == 0
+    finally:
+        if node.poll() is None:
+            node.kill()
+        ex.shutdown()
+        listener.destroy_node()
+        rclpy.shutdown(context=ctx)
+    node_log.close()
+    out = (tmp_path / "node.log").read_text()
+    stretched = [line for line in out.splitlines() if "have another shape" in line]
+    assert len(stretched) == 1 and "[WARN] " in stretched[0], out
+    assert "[rear.depth_node.vdepth_ros.pipeline]" in stretched[0], out
+    front = [line for line in out.splitlines() if "stream of 640x480 frames" in line]
+    assert front and all("[front.depth_node.vdepth_ros.pipeline]" in line for line in front), out
+    assert ("rear.depth_node.vdepth_ros.pipeline", stretched[0].split("]: ", 1)[1]) in got, got

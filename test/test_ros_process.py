@@ -1219,6 +1219,6 @@ def test_the_pipelines_own_log_lines_reach_the_ros_log_with_their_severity(tmp_p
         done=lambda got: len(got["/depth"]) >= 4,
     )
     stretched = [line for line in out.splitlines() if "have another shape" in line]
-    assert len(stretched) == 1 and "[WARN]" in stretched[0] and "[vdepth_ros.pipeline]" in stretched[0], out
+    assert len(stretched) == 1 and "[WARN]" in stretched[0] and "[depth_node.vdepth_ros.pipeline]" in stretched[0], out
     resolution = [line for line in out.splitlines() if "stream of 192x108 frames: working resolution" in line]
     assert resolution and all("[INFO]" in line for line in resolution), out

@@ -9,6 +9,7 @@ in the pipeline, exactly as for `vdepth-bag`. `vdepth-node` itself is `ros/cli.p
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 import threading
@@ -38,7 +39,7 @@ from vdepth_ros.ros.intake import InputSide
 from vdepth_ros.ros.outputs import MAIN_TOPICS, OUTPUT_TOPICS, OutputPublishers, largest_burst
 from vdepth_ros.ros.params import declare_value, descriptor
 from vdepth_ros.ros.processing import FrameProcessor
-from vdepth_ros.ros.python_logs import forward_python_logging
+from vdepth_ros.ros.python_logs import forward_python_logging, logging_as
 from vdepth_ros.ros.qos import IncompatibleQosReporter
 from vdepth_ros.ros.startup import CLOCK, warm_up
 from vdepth_ros.ros.status import StatusReporter
@@ -50,6 +51,18 @@ NODE_NAME = "depth_node"
 _CLOSE_JOIN_S = 5.0  # at process exit, wait this long for the queued frames and the stream's last window
 _DRAIN_S = 2.0  # then this long for the outputs still pending (a subscriber that holds one up: counted)
 _NAME_TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # one part of a ROS 2 namespace
+
+
+def _in_node_log(step: Callable[..., Any]) -> Callable[..., Any]:
+    """A node step whose pipeline/runtime log records go under the node's logger (`python_logs.logging_as`):
+    with --cameras they name the camera."""
+
+    @functools.wraps(step)
+    def run(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with logging_as(self.get_logger()):
+            return step(self, *args, **kwargs)
+
+    return run
 
 
 def build_pipeline(
@@ -176,6 +189,7 @@ class _DepthNodeCore:
         return values
 
     # -- configure: parameters, model, publishers ---------------------------------------------
+    @_in_node_log
     def _configure(self, engine: Any = None, engine_pool: EnginePool | None = None) -> None:
         from vdepth_ros.pipeline import identity_line
 
@@ -245,6 +259,7 @@ class _DepthNodeCore:
             )
 
     # -- activate: inputs and the worker ------------------------------------------------------
+    @_in_node_log
     def _activate(self, start_worker: bool = True) -> None:
         inputs = self.intake.subscribe()
         self.processor.stop.clear()
@@ -257,6 +272,7 @@ class _DepthNodeCore:
             on_idle=self.processor.on_idle,
             on_end=self.processor.end_stream,
             idle_s=0.05,  # a pause is noticed within this of `pause_flush`
+            context=lambda: logging_as(self.get_logger()),
         )
         if start_worker:
             self.worker.start()
@@ -282,6 +298,7 @@ class _DepthNodeCore:
         self.hurry.set()
         self.processor.stop.set()
 
+    @_in_node_log
     def _deactivate(self, restart_stream: bool = True, join_timeout: float | None = None) -> None:
         """Stop taking input: subscriptions and timer gone, then the end of the stream: the worker
         processes what is queued and publishes every frame the stream holds (`FrameProcessor.end_stream`,
@@ -333,6 +350,7 @@ class _DepthNodeCore:
                 f"stream still held, as at the end of a bag ({seconds:.2f} s)"
             )
 
+    @_in_node_log
     def _cleanup(self) -> None:
         """Back to unconfigured: publishers destroyed, the model released (closed if this node
         loaded it)."""

@@ -5,26 +5,62 @@ The layers below the node (pipeline, runtime, inputs) know nothing of ROS and lo
 runs the camera's frames stretched, overlap work not reused. In the node nothing handled those
 records, so Python's last-resort handler printed warnings as bare lines on stderr (no severity, not
 on /rosout, not in the ROS log files) and dropped everything below WARNING. `forward_python_logging`
-hands them to rcutils under the record's own logger name (`vdepth_ros.pipeline`, ...), so they
-carry a severity, reach /rosout and the log files, and follow `--log-level`.
+hands them to rcutils, so they carry a severity, reach the log files and follow `--log-level`.
+
+Records logged while a node works (its worker thread, its configure/activate/deactivate/cleanup:
+`logging_as`) go under that node's child logger (`front.depth_node.vdepth_ros.pipeline`): with
+`vdepth-node --cameras front rear` a scene cut, a covered lens's alignment fallback or a stretched
+model then names its camera, and only a node's loggers and their children reach /rosout (a bare
+`vdepth_ros.pipeline` logger never did). Records outside any node keep their own name.
 
 rclpy has no such bridge (its `rclpy.logging` is rcutils only), hence this small handler.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
+from collections.abc import Iterator
+from typing import Any
 
 import rclpy.logging
 
 _METHODS = ((logging.ERROR, "error"), (logging.WARNING, "warning"), (logging.INFO, "info"))
+_current = threading.local()  # .logger: the node logger this thread's records go under
+_children: dict[tuple[str, str], Any] = {}  # kept: a child logger that is collected leaves /rosout
+_children_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def logging_as(node_logger: Any) -> Iterator[None]:
+    """Inside, this thread's forwarded records go under `node_logger`'s child of the record's name."""
+    previous = getattr(_current, "logger", None)
+    _current.logger = node_logger
+    try:
+        yield
+    finally:
+        _current.logger = previous
+
+
+def _logger_for(name: str) -> Any:
+    """A fresh logger per record (rclpy's refuses another severity from the same call site), under the
+    thread's node logger if any; that one's child is made once and kept, which registers it for /rosout."""
+    parent = getattr(_current, "logger", None)
+    if parent is None:
+        return rclpy.logging.get_logger(name)
+    with _children_lock:
+        key = (parent.name, name)
+        if key not in _children:
+            _children[key] = parent.get_child(name)
+        return rclpy.logging.get_logger(_children[key].name)
 
 
 class _RosLogHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             method = next((name for level, name in _METHODS if record.levelno >= level), "debug")
-            getattr(rclpy.logging.get_logger(record.name), method)(self.format(record))
+            getattr(_logger_for(record.name), method)(self.format(record))
         except Exception:  # a log line must never take the node down
             self.handleError(record)
 

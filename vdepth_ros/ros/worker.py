@@ -166,6 +166,7 @@ class SupervisedWorker(Generic[T]):
         on_end: called in the thread once the queue is closed and every item in it processed
             (`finish`), not after `join` or an abandoned `finish`.
         idle_s: how often `on_idle` is called while idle.
+        context: entered by the thread around all of the above (the node's `logging_as`).
     """
 
     def __init__(
@@ -178,8 +179,10 @@ class SupervisedWorker(Generic[T]):
         on_idle: Callable[[], None] | None = None,
         on_end: Callable[[], None] | None = None,
         idle_s: float = 0.1,
+        context: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
     ) -> None:
         self.queue, self._process, self._on_error = queue, process, on_error
+        self._context = context
         self._on_idle, self._on_end, self.idle_s = on_idle, on_end, float(idle_s)
         self.stop = threading.Event()
         self.busy = threading.Event()  # inside `process`: a window may be running
@@ -193,6 +196,10 @@ class SupervisedWorker(Generic[T]):
         return self._thread.is_alive()
 
     def _run(self) -> None:
+        with self._context():
+            self._loop()
+
+    def _loop(self) -> None:
         while not self.stop.is_set():
             item = self.queue.get(timeout=self.idle_s)
             if item is None and self.queue.closed:  # input stopped and nothing left
