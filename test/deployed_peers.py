@@ -2,6 +2,7 @@
 
     python deployed_peers.py camera --namespaces /front /rear --seconds 20 --rate 15 [--reliable]
         [--pause-after N --pause S] [--size WxH] [--encoding E] [--no-camera-info] [--die-after N]
+        [--last-image-alone]
     python deployed_peers.py viewer --topics /depth /depth/camera_info /points [--depth 16] [--best-effort]
         [--arrivals] [--no-spin]
 
@@ -12,7 +13,8 @@ stamps, on the camera's clock, jump by the pause), and also prints "pause_start"
 (time.monotonic(), shared by the processes of one machine). `--size` and `--encoding` (rgb8,
 bgr8, mono8, or one the node does not decode, e.g. 32FC1) change the images; `--no-camera-info`
 publishes none (a camera_info not remapped: nothing is waited for); `--die-after N` ends the
-process with os._exit after N frames, as a crashed driver (no "sent" line). The viewer subscribes as RViz does
+process with os._exit after N frames, as a crashed driver (no "sent" line); `--last-image-alone`
+sends the last image without its camera_info (the node stopped between the two). The viewer subscribes as RViz does
 (reliable, volatile) with depth 16 (docs/node.md: two windows), each topic with its type
 (`.../camera_info` CameraInfo, `.../points` PointCloud2, else Image), prints "matched" once every
 topic has a publisher, and on SIGINT prints {"<topic>": [stamps...]} (with --arrivals
@@ -84,7 +86,7 @@ def camera(args: argparse.Namespace) -> None:
         msg = images[k % len(images)]
         msg.header.stamp, msg.header.frame_id = stamp, "camera_optical"
         image_pub.publish(msg)
-        if info_pub is not None:
+        if info_pub is not None and not (args.last_image_alone and k == n - 1):
             info = CameraInfo(width=w, height=h, k=k_matrix)
             info.header.stamp, info.header.frame_id = stamp, "camera_optical"
             info_pub.publish(info)
@@ -142,6 +144,7 @@ def main() -> None:
     cam.add_argument("--encoding", default="rgb8")
     cam.add_argument("--no-camera-info", action="store_true")
     cam.add_argument("--die-after", type=int, default=0, help="os._exit after this many frames (0: never)")
+    cam.add_argument("--last-image-alone", action="store_true", help="no camera_info for the last image")
     view = sub.add_parser("viewer")
     view.add_argument("--topics", nargs="+", required=True)
     view.add_argument("--depth", type=int, default=16)

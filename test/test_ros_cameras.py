@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -270,3 +271,37 @@ def test_each_cameras_pipeline_lines_name_it_and_reach_rosout(tmp_path: Path) ->
     front = [line for line in out.splitlines() if "stream of 640x480 frames" in line]
     assert front and all("[front.depth_node.vdepth_ros.pipeline]" in line for line in front), out
     assert ("rear.depth_node.vdepth_ros.pipeline", stretched[0].split("]: ", 1)[1]) in got, got
+
+
+def test_sigint_publishes_every_cameras_last_images_also_those_waiting_for_their_camera_info(tmp_path: Path) -> None:
+    """A driver publishes each image, then its camera_info; the node pairs them. At SIGINT an image whose
+    camera_info had not come yet was thrown away with the pairing buffer (every camera lost its last
+    frame whenever the signal fell between the two messages), although the node promises to publish
+    every frame it received, as at the end of a bag (which pairs them with the last camera_info).
+    Both cameras, in processes of their own, end with an image alone; SIGINT; every image is published."""
+    frames = 12
+    reliable = "    input_qos: reliable\n"  # no frame lost on the way: each one is counted
+    node, node_log = start(node_command(tmp_path, ("--cameras", "front", "rear"), reliable), tmp_path / "node.log")
+    topics = ["/front/depth", "/rear/depth"]
+    viewer, viewer_log = start([sys.executable, str(PEERS), "viewer", "--topics", *topics], tmp_path / "viewer.log")
+    try:
+        wait_for(tmp_path / "viewer.log", "matched", 90, viewer)
+        for namespace in ("/front", "/rear"):
+            camera = _camera_process(namespace, "--seconds", str(frames / 15), "--rate", "15", "--reliable",
+                                     "--size", "320x240", "--last-image-alone")  # fmt: skip
+            assert camera.returncode == 0, camera.stderr
+        wait_for(tmp_path / "node.log", "rear.depth_node]: first output", 30, node)
+        time.sleep(1.0)
+        assert interrupt(node) == 0
+    finally:
+        if node.poll() is None:
+            node.kill()
+        assert interrupt(viewer) == 0
+    node_log.close()
+    viewer_log.close()
+    out = (tmp_path / "node.log").read_text()
+    got = json.loads((tmp_path / "viewer.log").read_text().strip().splitlines()[-1])
+    for topic in topics:
+        assert len(set(got[topic])) == frames, (topic, len(got[topic]), out)
+        assert f"published {topic} {frames}" in out, out
+    assert "[ERROR]" not in out and "Traceback" not in out, out

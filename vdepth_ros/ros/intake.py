@@ -231,10 +231,15 @@ class InputSide:
         )
 
     def unsubscribe(self) -> None:
-        """Stop taking input: subscriptions destroyed, the queue closed, buffers cleared."""
+        """Stop taking input: subscriptions destroyed; the images still waiting for their camera_info
+        queued with the last one (as at the end of a bag: a stop between a driver's image and its
+        camera_info lost that image); the queue closed, buffers cleared."""
         for sub in self.subscriptions:
             self._node.destroy_subscription(sub)
         self.subscriptions = []
+        with self._lock:
+            pending = [] if self.queue.closed else self.sync.flush()
+        self._enqueue(pending)
         self.queue.close()
         with self._lock:
             self.sync.clear()
