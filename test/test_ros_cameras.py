@@ -305,3 +305,24 @@ def test_sigint_publishes_every_cameras_last_images_also_those_waiting_for_their
         assert len(set(got[topic])) == frames, (topic, len(got[topic]), out)
         assert f"published {topic} {frames}" in out, out
     assert "[ERROR]" not in out and "Traceback" not in out, out
+
+
+@pytest.mark.parametrize(
+    ("rear_section", "reason"),
+    [
+        ("far: -2.0", "need 0 < near < far"),  # a value the pipeline refuses
+        ("input_qos: fast", "input_qos='fast'"),  # a node setting
+        ("model: /nonexistent/model.onnx", "/nonexistent/model.onnx"),  # its own model, missing
+    ],
+)
+def test_a_cameras_bad_value_names_the_camera(tmp_path: Path, rear_section: str, reason: str) -> None:
+    """`vdepth-node --cameras front rear` with a bad value in the rear camera's `/rear/depth_node:`
+    section exited 2 with `invalid configuration: need 0 < near < far ..., got far=-2.0`: which of
+    the file's sections? The error now names the camera and its node (the section to look at)."""
+    cmd = node_command(tmp_path, ("--cameras", "front", "rear"))
+    Path(cmd[-1]).write_text(Path(cmd[-1]).read_text() + f"/rear/depth_node:\n  ros__parameters:\n    {rear_section}\n")
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 2, done.stderr
+    (line,) = [x for x in done.stderr.splitlines() if x.startswith(("invalid configuration:", "cannot start:"))]
+    assert "camera /rear (/rear/depth_node): " in line and reason in line, line
+    assert "Traceback" not in done.stderr, done.stderr

@@ -672,7 +672,8 @@ def build_nodes(
 
     Raises:
         ConfigError: a camera name is invalid, a `__ns` remap puts every camera in one namespace, or a
-            remap puts two cameras' outputs on one topic.
+            remap puts two cameras' outputs on one topic. A camera's node that cannot start raises its
+            own error (`VdepthError`), prefixed with the camera (`camera /rear (/rear/depth_node): ...`).
     """
     node_cls: type[DepthNode | ManagedDepthNode] = ManagedDepthNode if managed else DepthNode
     namespaces = camera_namespaces(cameras)
@@ -683,7 +684,11 @@ def build_nodes(
     nodes: list[DepthNode | ManagedDepthNode] = []
     try:
         for ns in namespaces:
-            nodes.append(node_cls(namespace=ns, engine_pool=pool, **kwargs))
+            try:
+                nodes.append(node_cls(namespace=ns, engine_pool=pool, **kwargs))
+            except VdepthError as err:  # which camera's values (its params-file section) or model
+                err.args = (f"camera {ns} ({ns}/{NODE_NAME}): {err}", *err.args[1:])
+                raise
     except BaseException:
         for node in nodes:
             node.close()
