@@ -73,7 +73,7 @@ def camera(args: argparse.Namespace) -> None:
     n = int(args.seconds * args.rate)
     start, t0 = time.monotonic(), 1_000_000_000
     slots = len(pubs)  # several cameras publish in turn, as separate drivers would, not back to back
-    report: dict[str, float] = {}
+    report: dict[str, float] = {"start": start}  # time.monotonic() of stamp t0
     for tick in range(n * slots):
         k, (image_pub, info_pub) = tick // slots, pubs[tick % slots]
         if args.pause_after and tick == args.pause_after * slots:
