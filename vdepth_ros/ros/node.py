@@ -290,8 +290,8 @@ class _DepthNodeCore:
     def stop_input(self) -> None:
         """Stop taking input (shutdown's first step): subscriptions gone, the queue closed."""
         if self._active:
+            self.intake.unsubscribe()  # (queues the images still waiting for their camera_info)
             self._queued_at_stop = len(self.intake.queue)  # the worker takes them from now on
-            self.intake.unsubscribe()
 
     def hurry_up(self) -> None:
         """A second SIGINT/SIGTERM: stop at once; nothing more is published or waited for."""
@@ -308,8 +308,8 @@ class _DepthNodeCore:
         activation never runs two workers). With `restart_stream` the stream is restarted so a later
         activation starts clean."""
         self._active = False
-        queued, self._queued_at_stop = self._queued_at_stop or len(self.intake.queue), None
         self.intake.unsubscribe()
+        queued, self._queued_at_stop = self._queued_at_stop or len(self.intake.queue), None
         if self.worker is not None:
             t0 = time.monotonic()
             flush_s = _CLOSE_JOIN_S if join_timeout is None else min(join_timeout, _CLOSE_JOIN_S)
