@@ -287,7 +287,7 @@ def test_sigint_publishes_every_cameras_last_images_also_those_waiting_for_their
     try:
         wait_for(tmp_path / "viewer.log", "matched", 90, viewer)
         for namespace in ("/front", "/rear"):
-            camera = _camera_process(namespace, "--seconds", str(frames / 15), "--rate", "15", "--reliable",
+            camera = _camera_process(namespace, "--seconds", str(frames / 10), "--rate", "10", "--reliable",
                                      "--size", "320x240", "--last-image-alone")  # fmt: skip
             assert camera.returncode == 0, camera.stderr
         wait_for(tmp_path / "node.log", "rear.depth_node]: first output", 30, node)
