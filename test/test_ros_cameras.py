@@ -326,3 +326,22 @@ def test_a_cameras_bad_value_names_the_camera(tmp_path: Path, rear_section: str,
     (line,) = [x for x in done.stderr.splitlines() if x.startswith(("invalid configuration:", "cannot start:"))]
     assert "camera /rear (/rear/depth_node): " in line and reason in line, line
     assert "Traceback" not in done.stderr, done.stderr
+
+
+def test_a_process_wide_setting_in_one_cameras_section_is_named(tmp_path: Path) -> None:
+    """`blas_threads` is one value for the process (numpy's OpenBLAS). Set in `/rear/depth_node:` it
+    silently applied to the front camera too (the front camera's own log line had said 1): one WARN
+    at start-up now says the cameras ask for different values and where to set it."""
+    cmd = node_command(tmp_path, ("--cameras", "front", "rear"))
+    Path(cmd[-1]).write_text(Path(cmd[-1]).read_text() + "/rear/depth_node:\n  ros__parameters:\n    blas_threads: 2\n")
+    node, log = start(cmd, tmp_path / "node.log")
+    try:
+        wait_for(tmp_path / "node.log", "share 1 loaded model", 60, node)
+        assert interrupt(node) == 0
+    finally:
+        if node.poll() is None:
+            node.kill()
+    log.close()
+    out = (tmp_path / "node.log").read_text()
+    (line,) = [x for x in out.splitlines() if "blas_threads is process-wide" in x]
+    assert "[WARN]" in line and "/front 1, /rear 2" in line and "/**" in line, out

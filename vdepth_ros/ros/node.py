@@ -661,6 +661,19 @@ def _check_cameras_apart(namespaces: list[str], context: Any = None) -> list[str
     return warnings
 
 
+def _process_wide_differences(nodes: list[Any]) -> list[str]:
+    """A warning per process-wide parameter (`blas_threads`) that the cameras' sections set apart: the
+    process can have one value, the one each configure sets last, whatever the other camera asked."""
+    values = {node.get_namespace(): node.get_parameter("blas_threads").value for node in nodes}
+    if len(set(values.values())) < 2:
+        return []
+    asked = ", ".join(f"{ns} {value}" for ns, value in values.items())
+    return [
+        f"blas_threads is process-wide (numpy's OpenBLAS), but the cameras ask for different values ({asked}): "
+        f"the last camera configured sets it for all; set it once, in the params file's /** section"
+    ]
+
+
 def build_nodes(
     cameras: list[str], *, managed: bool = False, **kwargs: Any
 ) -> tuple[list[DepthNode | ManagedDepthNode], EnginePool | None]:
@@ -694,7 +707,7 @@ def build_nodes(
             node.close()
         pool.close()
         raise
-    for warning in warnings:
+    for warning in [*warnings, *_process_wide_differences(nodes)]:
         nodes[0].get_logger().warning(warning)
     if managed:
         nodes[0].get_logger().info(f"{len(nodes)} managed cameras ({', '.join(namespaces)}), unconfigured")
