@@ -36,10 +36,13 @@ SUMMARY = re.compile(
 )
 
 
-def node_command(tmp_path: Path, args: tuple[str, ...] = (), params: str = "") -> list[str]:
+def node_command(
+    tmp_path: Path, args: tuple[str, ...] = (), params: str = "", max_gap: float | None = 30.0
+) -> list[str]:
     """`vdepth-node ARGS --ros-args --params-file F` on the tiny 8-frame model (bursts of 8 frames), F
-    holding range scale, a 30 s max_gap (heavy loss on a busy machine makes gaps of seconds: counted as
-    loss) and the `params` lines (indented YAML); skips where the console script is not installed."""
+    holding range scale, `max_gap` (default 30 s: heavy loss on a busy machine makes gaps of seconds,
+    counted as loss; None: the node's own) and the `params` lines (indented YAML); skips where the
+    console script is not installed."""
     script = Path(sys.executable).parent / "vdepth-node"
     if not script.is_file():
         pytest.skip("vdepth-node console script not installed (pip install -e .)")
@@ -47,7 +50,8 @@ def node_command(tmp_path: Path, args: tuple[str, ...] = (), params: str = "") -
     file = tmp_path / "params.yaml"
     file.write_text(
         f"/**:\n  ros__parameters:\n    model: {str(model)!r}\n    backend: onnxruntime\n    scale_source: range\n"
-        f"    max_gap: 30.0\n{params}"
+        + ("" if max_gap is None else f"    max_gap: {float(max_gap)}\n")
+        + params
     )
     return [str(script), *args, "--ros-args", "--params-file", str(file)]
 

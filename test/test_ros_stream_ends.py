@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes import write_tiny_onnx
+from test_ros_deployed import PEERS, wait_for
+from test_ros_deployed import node_command as deployed_node_command
 
 pytestmark = [pytest.mark.ros]
-PEERS = Path(__file__).with_name("deployed_peers.py")
 RATE = 15.0
 
 #: sitecustomize for the node's process: every model call sleeps once the marker file exists (a large
@@ -42,18 +42,9 @@ ort.InferenceSession.run = run
 
 
 def node_command(tmp_path: Path, params: str = "") -> list[str]:
-    """`vdepth-node --ros-args --params-file F` on the tiny 8-frame model (windows of 8, overlap 1),
-    reliable input (no frame lost in transport, so every count is exact); `params`: more YAML lines."""
-    script = Path(sys.executable).parent / "vdepth-node"
-    if not script.is_file():
-        pytest.skip("vdepth-node console script not installed (pip install -e .)")
-    model = write_tiny_onnx(tmp_path, frames=8)
-    file = tmp_path / "params.yaml"
-    file.write_text(
-        f"/**:\n  ros__parameters:\n    model: {str(model)!r}\n    backend: onnxruntime\n    scale_source: range\n"
-        f"    input_qos: reliable\n{params}"
-    )
-    return [str(script), "--ros-args", "--params-file", str(file)]
+    """The deployed tests' node (tiny 8-frame model: windows of 8, overlap 1) with the node's own
+    max_gap and reliable input (no frame lost in transport, so every count is exact)."""
+    return deployed_node_command(tmp_path, params="    input_qos: reliable\n" + params, max_gap=None)
 
 
 class Rig:
@@ -71,16 +62,7 @@ class Rig:
             [sys.executable, str(PEERS), "viewer", "--topics", "/depth", "--arrivals"],
             stdout=self._files[1], stderr=subprocess.STDOUT, text=True, env=base,
         )  # fmt: skip
-        self._wait_for(self.viewer_log, "matched", 90, self.viewer)
-
-    def _wait_for(self, path: Path, text: str, timeout: float, proc: subprocess.Popen) -> None:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if text in path.read_text():
-                return
-            assert proc.poll() is None, f"exited early:\n{path.read_text()}"
-            time.sleep(0.1)
-        raise AssertionError(f"{text!r} not seen in {timeout} s:\n{path.read_text()}")
+        wait_for(self.viewer_log, "matched", 90, self.viewer)
 
     def camera(self, seconds: float, *args: str) -> dict[str, Any]:
         done = subprocess.run(
