@@ -219,8 +219,7 @@ class WindowScheduler:
         """The next window if enough frames have arrived (or, with `final`, the last one)."""
         if self._finished:
             return None
-        start = self._contig_start()
-        n_ctx = self.n_context if (self.schedule == "keyframe" and self._count) else 0
+        start, n_ctx = self._contig_start(), self._n_context_now()
         full = (self.window if self._count else self.first_window) - n_ctx
         if self.n_frames - start >= full:
             return self._emit(start, start + full, n_ctx, last=False)
@@ -229,10 +228,7 @@ class WindowScheduler:
                 self._finished = True
             return None
         self._finished = True
-        if self.schedule == "chain" and self._count:
-            # DVD demo: move the last window back to full length; its real overlap exceeds O.
-            start = max(0, self.n_frames - self.window)
-        return self._emit(start, self.n_frames, n_ctx, last=True)
+        return self._emit(self._partial_start(start), self.n_frames, n_ctx, last=True)
 
     def early_window(self) -> Window | None:
         """A window over the frames that arrived since the last one, before a full window has (a
@@ -242,11 +238,8 @@ class WindowScheduler:
         arrived since the last window."""
         if self._finished or self.n_frames <= self._prev_end:
             return None
-        start = self._contig_start()
-        n_ctx = self.n_context if (self.schedule == "keyframe" and self._count) else 0
-        if self.schedule == "chain" and self._count:
-            start = max(0, self.n_frames - self.window)
-        return self._emit(start, self.n_frames, n_ctx, last=False, pad_to_full=True)
+        start = self._partial_start(self._contig_start())
+        return self._emit(start, self.n_frames, self._n_context_now(), last=False, pad_to_full=True)
 
     def plan(self, n_frames: int) -> list[Window]:
         """All windows for a sequence of `n_frames` frames (resets the scheduler first)."""
@@ -261,6 +254,15 @@ class WindowScheduler:
         return out
 
     # -- internals ----------------------------------------------------------------------------
+    def _n_context_now(self) -> int:
+        """Context slots of the next window (keyframe layout, after the first window)."""
+        return self.n_context if (self.schedule == "keyframe" and self._count) else 0
+
+    def _partial_start(self, start: int) -> int:
+        """Start of a window over fewer frames than a full one (the stream's last, or an early one):
+        the chain layout moves it back to full length (DVD demo; its real overlap then exceeds O)."""
+        return max(0, self.n_frames - self.window) if self.schedule == "chain" and self._count else start
+
     def _contig_start(self) -> int:
         if not self._count:
             return 0
