@@ -40,19 +40,6 @@ def import_onnxruntime() -> Any:
     return onnxruntime
 
 
-def _check_variant(spec: InputSpec, variant: InputSpec, path: Path) -> None:
-    """A variant must be the same model at another resolution: only H and W (and export notes) differ."""
-    diff = variant_mismatch(spec, variant)
-    if diff and diff != [WEIGHTS_KEY]:
-        raise ModelLoadError(f"{path.name} is not a resolution variant of the same export: {diff} differ")
-    if diff:
-        raise ModelLoadError(
-            f"{path.name} was exported from other weights than the graph beside it that it is a variant of (left "
-            f"from an earlier model): re-export it from the model folder (`vdepth-export onnx FOLDER --height "
-            f"{variant.height} --width {variant.width} --variant`) or remove it"
-        )
-
-
 #: model folders already warned about a precision their providers do not apply
 _WARNED_PRECISION: set[str] = set()
 
@@ -325,8 +312,7 @@ class OnnxRuntimeEngine(DepthEngine):
         with self._variants_lock:
             engine = self._variants.get((height, width))
             if engine is None:
-                engine = OnnxRuntimeEngine(path, **self._options)
-                _check_variant(self.input_spec, engine.input_spec, path)
+                engine = OnnxRuntimeEngine(path, **self._options)  # its spec passed `_usable_variants`
                 self._variants[(height, width)] = engine
         return engine
 
