@@ -337,14 +337,7 @@ class DepthPipeline:
         index = self.scheduler.add_frame()
         self._records[index] = record
         self.stats.frames_in += 1
-        try:
-            while (window := self.scheduler.next_window()) is not None:
-                out += self._select(self._run_window(window))
-        except Exception as err:
-            self.reset(f"window failed: {type(err).__name__}: {err}")
-            raise
-        self._release()
-        return out
+        return out + self._run_windows(iter(self.scheduler.next_window, None))
 
     def early_window(self) -> list[DepthFrame]:
         """A camera that paused: run a window over the frames held for the next one now (shaped as
@@ -353,10 +346,16 @@ class DepthPipeline:
         The stream goes on with the next `push` as after any window. As in `push`, an engine error
         resets the stream and propagates."""
         window = self.scheduler.early_window()
-        if window is None:
-            return []
+        return [] if window is None else self._run_windows([window])
+
+    def _run_windows(self, windows: Iterable[Window]) -> list[DepthFrame]:
+        """Run the scheduled `windows` (`push`, `early_window`) and release what no window needs any
+        more. An engine error resets the stream (its pending frames are lost) and propagates, so the
+        next push starts a consistent new stream."""
+        out: list[DepthFrame] = []
         try:
-            out = self._select(self._run_window(window))
+            for window in windows:
+                out += self._select(self._run_window(window))
         except Exception as err:
             self.reset(f"window failed: {type(err).__name__}: {err}")
             raise
