@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,9 @@ _worker_num = int("".join(c for c in _worker if c.isdigit()) or 0)
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 # A unique domain per test process (0..101 valid); pid spreads parallel CI runs apart.
 os.environ["ROS_DOMAIN_ID"] = str((os.getpid() * 7 + _worker_num) % 100 + 1)
-os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp(prefix="vdepth-roslog-"))
+_OWN_ROS_LOG_DIR = None
+if "ROS_LOG_DIR" not in os.environ:
+    _OWN_ROS_LOG_DIR = os.environ["ROS_LOG_DIR"] = tempfile.mkdtemp(prefix="vdepth-roslog-")
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("OMP_NUM_THREADS", "2")
@@ -40,6 +44,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _OWN_ROS_LOG_DIR is not None and exitstatus == 0:  # kept for a failure's logs
+        shutil.rmtree(_OWN_ROS_LOG_DIR, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def module_tmp(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Path]:
+    """A folder for one module's shared fixtures, removed when the module ends. The suite writes
+    over 20 GB in all (checkpoints, bags, exports); kept to the end of the session, a CI machine's
+    disk filled up halfway through and every later test failed in setup."""
+    folder = tmp_path_factory.mktemp(request.module.__name__.rpartition(".")[2])
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

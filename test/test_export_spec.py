@@ -36,8 +36,8 @@ WRONG = {
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("exported")
+def exported(module_tmp: Path) -> Path:
+    folder = module_tmp
     write_tiny_onnx(folder)
     return folder
 

@@ -28,10 +28,10 @@ pytestmark = pytest.mark.slow  # ~2 min together under load (three processes loa
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def cache(module_tmp: Path) -> Path:
     from export.import_released import import_released
 
-    root = tmp_path_factory.mktemp("cache")
+    root = module_tmp / "cache"
     torch.manual_seed(4)  # a seed whose random tiny VDA gives a non-constant output
     tiny = VideoDepthAnything(**VideoDepthAnything.tiny_config()).eval()
     ckpt = root.parent / "video_depth_anything_vits.pth"

@@ -12,7 +12,10 @@ import pytest
 
 from vdepth_ros.offline.synth import synthetic_frames, write_image_bag
 
-SHORT, LONG = 40, 400  # 640x480 frames: a leak of one decoded frame each would add ~330 MB over 360 frames
+SHORT, LONG = 40, 400
+# 320x240 frames: a leak of one decoded frame each would still add ~83 MB over 360 frames, ten times
+# the bound below; at 640x480 the two output bags took 3 GB of a CI machine's disk.
+HEIGHT, WIDTH = 240, 320
 
 
 def _peak_rss_mb(repo: Path, bag: Path, out: Path, mode: str) -> dict[str, float]:
@@ -40,7 +43,7 @@ def test_peak_rss_independent_of_bag_length(tmp_path: Path, repo_root: Path, mod
     peaks = {}
     for n in (SHORT, LONG):
         bag = tmp_path / f"bag{n}"
-        write_image_bag(bag, synthetic_frames(n, 480, 640), encoding="jpeg")
+        write_image_bag(bag, synthetic_frames(n, HEIGHT, WIDTH), encoding="jpeg")
         peaks[n] = _peak_rss_mb(repo_root, bag, tmp_path / f"out{n}", mode)
     # Neither the heap nor total RSS may grow with the bag, in either mode (offline spill files are
     # read back with pread, so no file-backed mapping accumulates either).

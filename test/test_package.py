@@ -57,8 +57,8 @@ def test_setup_cfg_installs_scripts_where_ros2_run_looks() -> None:
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> zipfile.ZipFile:
-    out = tmp_path_factory.mktemp("wheel")
+def wheel(module_tmp: Path) -> zipfile.ZipFile:
+    out = module_tmp
     proc = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "--no-build-isolation", "-q", "-w", str(out)],
         capture_output=True,

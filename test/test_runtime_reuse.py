@@ -163,11 +163,11 @@ def test_pooled_handles_keep_their_own_caches() -> None:
 
 
 @pytest.fixture(scope="module")
-def split_folder(tmp_path_factory) -> Path:
+def split_folder(module_tmp: Path) -> Path:
     from vdepth_export.export_onnx import export_onnx
     from vdepth_export.export_split import export_split_onnx
 
-    folder = tmp_path_factory.mktemp("split")
+    folder = module_tmp
     model = tiny_model(VideoDepthAnythingLite)
     _, h, w = VideoDepthAnythingLite.tiny_input_shape()
     export_onnx(model, folder, frames=8, height=h, width=w, parity=False)

@@ -242,8 +242,8 @@ class FakeTensorRT(types.ModuleType):
 
 
 @pytest.fixture
-def exported(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("onnx")
+def exported(tmp_path: Path) -> Path:
+    out = tmp_path / "onnx"
     export_onnx(TinyVideoNet(channels=4).eval(), out, frames=T, height=H, width=W, parity=False)
     return out / "model.onnx"
 

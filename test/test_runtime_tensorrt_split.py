@@ -33,11 +33,11 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def split_model(tmp_path_factory) -> Path:
+def split_model(module_tmp: Path) -> Path:
     from vdepth_export.export_onnx import export_onnx
     from vdepth_export.export_split import export_split_onnx
 
-    folder = tmp_path_factory.mktemp("trt_split")
+    folder = module_tmp
     _, h, w = VideoDepthAnythingLite.tiny_input_shape()
     export_onnx(tiny_model(VideoDepthAnythingLite), folder, frames=8, height=h, width=w, parity=False)
     export_split_onnx(folder, folder / "model.onnx", parity=False)

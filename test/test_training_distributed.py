@@ -34,10 +34,10 @@ SINGLE_PROCESS_CHECKED = ("vda", "dvd", "fiffdepth", "depthcrafter", "default")
 
 
 @pytest.fixture(scope="module")
-def ranks(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+def ranks(module_tmp: Path) -> tuple[Path, str]:
     """Two ranks train every recipe (straight, and stopped + resumed); returns (folder, output)."""
     pytest.importorskip("embreex")  # the default recipe renders its clips
-    out = tmp_path_factory.mktemp("ranks")
+    out = module_tmp
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
          str(REPO / "test" / "training_ranks.py"), str(out), *RECIPES],
