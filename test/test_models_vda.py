@@ -368,3 +368,15 @@ def test_detail_branch_starts_as_a_no_op_then_adds_local_detail(tmp_path: Path) 
         VideoDepthAnything.from_released(tmp_path / "none.pth", detail_width=8)
 
     assert_onnx_matches_torch(hybrid, tmp_path / "hybrid.onnx")
+
+
+def test_a_model_built_without_weights_trains_from_every_seed() -> None:
+    """The final ReLU must pass gradient at the first step: PyTorch's random bias of the output
+    conv left it dead on every pixel for most tiny configs and some full ones (no step revives it)."""
+    for seed in range(10):
+        torch.manual_seed(seed)
+        model = VideoDepthAnything(**VideoDepthAnything.tiny_config()).train()
+        out = model(torch.rand(1, 4, 3, 28, 42))
+        assert (out > 0).float().mean() > 0.5, seed
+        out.mean().backward()
+        assert model.head.head.conv3.weight.grad.abs().sum() > 0, seed

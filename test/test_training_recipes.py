@@ -234,3 +234,12 @@ def test_depthcrafter_stage_3_trains_on_its_own_sources() -> None:
     names = [[s.name for s in recipe.batches(st).dataset.sources] for st in plan]
     assert names == [["toy"], ["toy"], ["toy_synthetic"]]
     assert not torch.equal(recipe.batches(plan[0])[0]["frames"][:, :1], recipe.batches(plan[2])[0]["frames"][:, :1])
+
+
+def test_every_recipes_tiny_model_is_tiny() -> None:
+    """`--tiny` is a recipe's CPU check: a model config left over from the full recipe (VDA's
+    deep-merged `config: {}` kept ViT-S) made its tests train 28 M parameters and write GBs."""
+    names = sorted(p.stem for p in CONFIGS.glob("*.yaml") if not p.stem.startswith(("accelerate", "default")))
+    for name in names:
+        model = get_recipe(load_config(CONFIGS / f"{name}.yaml", tiny=True)).build_model()
+        assert sum(p.numel() for p in model.parameters()) < 5_000_000, name
