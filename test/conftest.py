@@ -46,6 +46,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+def pytest_report_header(config: pytest.Config) -> str:
+    """Free disk where the tests write: a full disk fails every later test in setup, far from its cause."""
+    where = tempfile.gettempdir()
+    free = shutil.disk_usage(where).free / 2**30
+    return f"free disk under {where}: {free:.1f} GiB (the suite's peak use: docs/development.md)"
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if _OWN_ROS_LOG_DIR is not None and exitstatus == 0:  # kept for a failure's logs
         shutil.rmtree(_OWN_ROS_LOG_DIR, ignore_errors=True)
