@@ -50,7 +50,7 @@ def pytest_report_header(config: pytest.Config) -> str:
     """Free disk where the tests write: a full disk fails every later test in setup, far from its cause."""
     where = tempfile.gettempdir()
     free = shutil.disk_usage(where).free / 2**30
-    return f"free disk under {where}: {free:.1f} GiB (the suite's peak use: docs/development.md)"
+    return f"free disk under {where}: {free:.1f} GiB (what `make test` needs: docs/install.md)"
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
