@@ -2,7 +2,7 @@
 
     python deployed_peers.py camera --namespaces /front /rear --seconds 20 --rate 15 [--reliable]
         [--pause-after N --pause S] [--size WxH] [--encoding E] [--no-camera-info] [--die-after N]
-        [--last-image-alone]
+        [--last-image-alone] [--speed X] [--hold] [--loops N] [--clock HZ]
     python deployed_peers.py viewer --topics /depth /depth/camera_info /points [--depth 16] [--best-effort]
         [--arrivals] [--no-spin]
 
@@ -14,10 +14,18 @@ stamps, on the camera's clock, jump by the pause), and also prints "pause_start"
 bgr8, mono8, or one the node does not decode, e.g. 32FC1) change the images; `--no-camera-info`
 publishes none (a camera_info not remapped: nothing is waited for); `--die-after N` ends the
 process with os._exit after N frames, as a crashed driver (no "sent" line); `--last-image-alone`
-sends the last image without its camera_info (the node stopped between the two). The viewer subscribes as RViz does
-(reliable, volatile) with depth 16 (docs/node.md: two windows), each topic with its type
-(`.../camera_info` CameraInfo, `.../points` PointCloud2, else Image), prints "matched" once every
-topic has a publisher, and on SIGINT prints {"<topic>": [stamps...]} (with --arrivals
+sends the last image without its camera_info (the node stopped between the two). It also prints
+"last_wall", the time.time() of its last frame (the clock of the node's log lines).
+
+As a bag player (recorded frames republished with their recorded stamps): `--speed X` plays them at
+X times the recorded rate (0.25: slow motion; the stamps stay `--rate` apart), `--hold` makes the
+pause a paused player's (the stamps go on where they stopped), `--loops N` plays the recording N
+times (the stamps jump back to the first one at each loop, as `--loop`), and `--clock HZ` publishes
+the recording's time on /clock at HZ, as `ros2 bag play --clock` (for use_sim_time).
+
+The viewer subscribes as RViz does (reliable, volatile) with depth 16 (docs/node.md: two windows),
+each topic with its type (`.../camera_info` CameraInfo, `.../points` PointCloud2, else Image),
+prints "matched" once every topic has a publisher, and on SIGINT prints {"<topic>": [stamps...]} (with --arrivals
 [[stamp, time.monotonic() at arrival]...]) and exits 0.
 """
 
@@ -35,12 +43,60 @@ import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from vdepth_ros.ros import conversions as conv
 
 H, W = 480, 640
 K = [500.0, 0.0, 319.5, 0.0, 500.0, 239.5, 0.0, 0.0, 1.0]
+
+
+class Playback:
+    """Where a bag player is in its recording (seconds after its first frame: `at`), moving on at
+    `speed` while it plays; with a /clock publisher it publishes that time at `hz` while it waits,
+    as `ros2 bag play --clock` (a paused player holds it)."""
+
+    def __init__(self, speed: float, clock: Any = None, hz: float = 0.0, t0: int = 0) -> None:
+        self.speed, self.clock, self.hz, self.t0 = speed, clock, hz, t0
+        self.loop()
+        self._last_clock = -1.0
+
+    def loop(self) -> None:
+        """Back to the first frame (a loop starts over)."""
+        self.played, self.since, self.paused = 0.0, time.monotonic(), False
+
+    def at(self, now: float) -> float:
+        return self.played if self.paused else self.played + (now - self.since) * self.speed
+
+    def pause(self, seconds: float) -> None:
+        self.played, self.paused = self.at(time.monotonic()), True
+        self.wait_until(time.monotonic() + seconds)
+        self.paused, self.since = False, time.monotonic()
+
+    def wait_until(self, until: float) -> None:
+        """Sleep until `until` (time.monotonic()), publishing /clock meanwhile."""
+        while self.clock is not None:
+            now = time.monotonic()
+            if now - self._last_clock >= 1 / self.hz:
+                self._last_clock = now
+                self.clock.publish(Clock(clock=conv.ns_to_stamp(self.t0 + round(self.at(now) * 1e9))))
+            if now >= until:
+                return
+            time.sleep(max(0.0, min(until - now, self._last_clock + 1 / self.hz - now)))
+        time.sleep(max(0.0, until - time.monotonic()))
+
+
+def _images(args: argparse.Namespace, w: int, h: int) -> list[Image]:
+    """8 frames of a textured scene moving right, in `args.encoding`."""
+    rng = np.random.default_rng(0)
+    base = rng.integers(20, 236, (h // 16 + 1, w // 16 + 1, 3), dtype=np.uint8).repeat(16, 0).repeat(16, 1)[:h, :w]
+    frames = [np.roll(base, 4 * k, axis=1) for k in range(8)]
+    if args.encoding == "mono8":
+        frames = [f[..., 0].copy() for f in frames]
+    elif args.encoding == "32FC1":
+        frames = [f[..., 0].astype(np.float32) for f in frames]
+    return [conv.image_msg(f, args.encoding, conv.copy_header(Image().header)) for f in frames]
 
 
 def camera(args: argparse.Namespace) -> None:
@@ -57,14 +113,7 @@ def camera(args: argparse.Namespace) -> None:
     w, h = (int(v) for v in args.size.lower().split("x"))
     f = K[0] * w / W  # the same field of view at any size
     k_matrix = [f, 0.0, (w - 1) / 2, 0.0, f, (h - 1) / 2, 0.0, 0.0, 1.0]
-    rng = np.random.default_rng(0)
-    base = rng.integers(20, 236, (h // 16 + 1, w // 16 + 1, 3), dtype=np.uint8).repeat(16, 0).repeat(16, 1)[:h, :w]
-    frames = [np.roll(base, 4 * k, axis=1) for k in range(8)]
-    if args.encoding == "mono8":
-        frames = [f[..., 0].copy() for f in frames]
-    elif args.encoding == "32FC1":
-        frames = [f[..., 0].astype(np.float32) for f in frames]
-    images = [conv.image_msg(f, args.encoding, conv.copy_header(Image().header)) for f in frames]
+    images = _images(args, w, h)
     deadline = time.monotonic() + 60  # discovery: frames sent before the node listens are not "lost"
     # every image and camera_info publisher matched: an image without its camera_info is not processed
     while time.monotonic() < deadline and not all(p.get_subscription_count() > 0 for pair in pubs for p in pair if p):
@@ -74,14 +123,20 @@ def camera(args: argparse.Namespace) -> None:
     start, t0 = time.monotonic(), 1_000_000_000
     slots = len(pubs)  # several cameras publish in turn, as separate drivers would, not back to back
     report: dict[str, float] = {"start": start}  # time.monotonic() of stamp t0
-    for tick in range(n * slots):
-        k, (image_pub, info_pub) = tick // slots, pubs[tick % slots]
+    clock = node.create_publisher(Clock, "/clock", 10) if args.clock else None
+    player = Playback(args.speed, clock, args.clock, t0)
+    per_loop = n * slots
+    for tick in range(per_loop * args.loops):
+        k, (image_pub, info_pub) = (tick // slots) % n, pubs[tick % slots]
+        if tick and tick % per_loop == 0:  # a bag played in a loop starts over: its stamps jump back
+            start = time.monotonic()
+            player.loop()
         if args.pause_after and tick == args.pause_after * slots:
             report["pause_start"] = time.monotonic()
-            time.sleep(args.pause)
+            player.pause(args.pause)
             report["pause_end"] = time.monotonic()
             start += args.pause
-        paused = args.pause if args.pause_after and k >= args.pause_after else 0.0
+        paused = args.pause if args.pause_after and k >= args.pause_after and not args.hold else 0.0
         stamp = conv.ns_to_stamp(t0 + round(k * 1e9 / args.rate + paused * 1e9))
         msg = images[k % len(images)]
         msg.header.stamp, msg.header.frame_id = stamp, "camera_optical"
@@ -92,9 +147,10 @@ def camera(args: argparse.Namespace) -> None:
             info_pub.publish(info)
         if args.die_after and tick + 1 == args.die_after * slots:
             os._exit(0)  # a crashed driver: no goodbye, its DDS participant times out
-        time.sleep(max(0.0, start + (tick + 1) / (args.rate * slots) - time.monotonic()))
+        report["last_wall"] = time.time()  # the node's log lines carry this clock
+        player.wait_until(start + (tick % per_loop + 1) / (args.rate * args.speed * slots))
     time.sleep(0.5)
-    print(json.dumps({"sent": n, **report}), flush=True)
+    print(json.dumps({"sent": n * args.loops, **report}), flush=True)
     node.destroy_node()
     rclpy.shutdown()
 
@@ -145,6 +201,10 @@ def main() -> None:
     cam.add_argument("--no-camera-info", action="store_true")
     cam.add_argument("--die-after", type=int, default=0, help="os._exit after this many frames (0: never)")
     cam.add_argument("--last-image-alone", action="store_true", help="no camera_info for the last image")
+    cam.add_argument("--speed", type=float, default=1.0, help="a bag player's rate: frames sent at speed x rate")
+    cam.add_argument("--hold", action="store_true", help="the pause is a paused player's: the stamps do not jump")
+    cam.add_argument("--loops", type=int, default=1, help="play the frames this many times (stamps jump back)")
+    cam.add_argument("--clock", type=float, default=0.0, help="publish the recording's time on /clock at this Hz")
     view = sub.add_parser("viewer")
     view.add_argument("--topics", nargs="+", required=True)
     view.add_argument("--depth", type=int, default=16)
