@@ -63,3 +63,33 @@ def test_a_pause_is_four_frame_periods_of_the_frames_as_they_arrive():
     assert rule.pause_after_s() == 1.0
     assert PauseRule(0.7, 1.0).pause_after_s() == 0.7  # set: as set
     assert PauseRule(0.0, 0.0).pause_after_s() == 0.5  # no max_gap: no cap
+
+
+def test_a_slow_motion_replay_stretches_the_pause_bounds_by_its_speed():
+    """A 15 Hz recording replayed at 0.1x without its clock: each frame arrives 0.67 s after the one
+    before while max_gap is 0.2 s of stamps. Its frames are no pauses and no gaps: every bound in
+    seconds is stretched by 10 (the windows and restarts real time makes); a faster replay keeps the
+    real-time bounds; a paused player among the steps does not change the speed; the stamps alone
+    (vdepth-bag) are real time; after a stream's first frame alone the speed is unknown and a pause
+    does not end it."""
+    period = 66_666_667
+    rule = PauseRule(0.0, 0.2)
+    rule.note(0, 5 * S)
+    assert rule.ends_after_s() == 0.0 and rule.pause_after_s() == 0.5  # speed unknown: nothing ends
+    for k in range(1, 10):
+        rule.note(k * 10 * period, 5 * S + k * period)
+    assert rule.stretch == pytest.approx(10.0)
+    assert rule.ends_after_s() == pytest.approx(2.0)  # max_gap: 0.2 s of stamps
+    assert rule.pause_after_s() == pytest.approx(2.0)  # 4 of its periods (2.67 s), capped there
+    assert not rule.paused_before(10 * period * 10 - 1)
+    rule.note(50 * S, 5 * S + 10 * period)  # the player paused for 44 s: the stamps went on
+    assert rule.stretch == pytest.approx(10.0)
+    assert PauseRule(0.3, 1.0).pause_after_s() == 0.3
+    fast, slow, bag = PauseRule(0.0, 1.0), PauseRule(0.3, 1.0), PauseRule(0.0, 1.0)
+    for k in range(10):
+        fast.note(k * period // 4, k * period)  # 4x
+        slow.note(k * 4 * period, k * period)  # 0.25x, pause_flush 0.3 s
+        bag.note(k * period)
+    assert fast.stretch == 1.0 and fast.ends_after_s() == 1.0 and fast.pause_after_s() == 0.2
+    assert slow.pause_after_s() == pytest.approx(1.2) and slow.ends_after_s() == pytest.approx(4.0)
+    assert bag.stretch == 1.0 and bag.ends_after_s() == 1.0

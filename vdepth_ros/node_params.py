@@ -210,9 +210,9 @@ ROS_PARAMS: tuple[ParamSpec, ...] = (
         "pause_flush",
         0.0,
         "after this long without an image (a camera that paused) the frames held for the next window are "
-        "inferred and published at once, with their own stamps; the stream goes on when the camera resumes [s]; "
-        "0 = auto: 4 of the camera's frame periods as its images arrive, at least 0.2 s (0.5 s until the rate is "
-        "known), at most max_gap",
+        "inferred and published at once, with their own stamps; the stream goes on when the camera resumes [s, of "
+        "the stamps' time: a recording replayed at 0.25x without use_sim_time waits 4x as long]; 0 = auto: 4 of the "
+        "camera's frame periods as its images arrive, at least 0.2 s (0.5 s until the rate is known), at most max_gap",
         min=0.0,
         max=3600.0,
     ),

@@ -11,6 +11,7 @@ reported so callers can log it.
 from __future__ import annotations
 
 from collections import Counter, deque
+from statistics import median_low
 
 #: `pause_flush: 0` (auto): a stream has paused after this many of its frame periods without a frame
 #: (the mean time between its last frames, on the clock they arrive by), at least `PAUSE_MIN_S`
@@ -77,9 +78,19 @@ class StreamResets:
 
 class PauseRule:
     """When a stream has paused, so the frames held for its next window should be run in a window
-    now (`DepthPipeline.early_window`): after `pause_after_s` without a frame. The live node feeds it
-    the images' arrival times on its clock (a bag played at half speed arrives at half the rate its
-    stamps say), `vdepth-bag` the stamps, so a causal bag run makes the windows the live node made.
+    now (`DepthPipeline.early_window`): after `pause_after_s` without a frame, and when the pause is
+    as long as a `max_gap` gap (`ends_after_s`: the live node ends the stream then). The live node
+    feeds it the images' arrival times on its clock with their stamps, `vdepth-bag` the stamps
+    alone, so a causal bag run makes the windows the live node made.
+
+    A recording replayed in slow motion without `use_sim_time` (a bag player at 0.25x) arrives
+    slower than its stamps say: its frames are not pauses, and a step that is short in stamps is no
+    gap. So the rule measures the replay's `stretch` (node-clock seconds per second of stamps, the
+    median of the recent steps; 1 for a live camera, a recording played with its clock, a bag read
+    by `vdepth-bag`) and stretches every bound given in seconds (`pause_flush`, `max_gap`, the
+    unknown-period default) by it, so a replay at any slower speed makes the windows and restarts
+    that real time makes. A faster replay (2x) keeps the real-time bounds (never shortened below
+    them: delivery jitter is on the node's clock).
 
     Args:
         pause_flush_s: the node's `pause_flush`: seconds, or 0 for auto (`PAUSE_PERIODS` frame periods).
@@ -90,14 +101,29 @@ class PauseRule:
     def __init__(self, pause_flush_s: float, max_gap_s: float) -> None:
         self.pause_flush_s, self.max_gap_s = float(pause_flush_s), float(max_gap_s)
         self.last_ns: int | None = None
+        self._last_stamp: int | None = None
         self._steps: deque[int] = deque(maxlen=30)
+        self._stretches: deque[float] = deque(maxlen=30)
 
-    def note(self, t_ns: int) -> None:
-        """A frame at `t_ns`."""
+    def note(self, t_ns: int, stamp_ns: int | None = None) -> None:
+        """A frame at `t_ns` (stamped `stamp_ns`; None: `t_ns`, the stamps are the clock)."""
+        stamp = int(t_ns if stamp_ns is None else stamp_ns)
         last, self.last_ns = self.last_ns, int(t_ns)
+        last_stamp, self._last_stamp = self._last_stamp, stamp
         step = self.last_ns - last if last is not None else -1
-        if step >= 0 and (self.max_gap_s <= 0 or step <= self.max_gap_s * 1e9):  # a pause is no period
+        stamp_step = stamp - last_stamp if last_stamp is not None else -1
+        if step >= 0 and stamp_step > 0:  # (a stamp going back is a bag loop: no speed)
+            self._stretches.append(step / stamp_step)
+        if step >= 0 and (self.max_gap_s <= 0 or step <= self.max_gap_s * self.stretch * 1e9):  # a pause is no period
             self._steps.append(step)
+
+    @property
+    def stretch(self) -> float:
+        """Node-clock seconds per second of stamps (at least 1): 4 for a recording replayed at 0.25x
+        without its clock. The lower median of the last 30 steps, so a pause (a player paused, a
+        driver stall) among them does not count."""
+        stretches = tuple(self._stretches)  # one copy: the live node notes arrivals in another thread
+        return max(1.0, median_low(stretches)) if stretches else 1.0
 
     @property
     def period_ns(self) -> float | None:
@@ -105,13 +131,21 @@ class PauseRule:
         steps = tuple(self._steps)  # one copy: the live node notes arrivals in another thread
         return sum(steps) / len(steps) if len(steps) >= PAUSE_MIN_GAPS else None
 
+    def ends_after_s(self) -> float:
+        """Seconds without a frame after which the stream ends (a pause as long as a `max_gap` gap
+        in stamps); 0: never, or not yet: after a stream's first frame alone its speed is unknown (a
+        replay at 0.05x would end at every frame), and the next frame's stamp says if it was a gap."""
+        return self.max_gap_s * self.stretch if self.max_gap_s > 0 and self._stretches else 0.0
+
     def pause_after_s(self) -> float:
         """Seconds without a frame after which the stream counts as paused."""
+        stretch = self.stretch
         if self.pause_flush_s > 0:
-            return self.pause_flush_s
+            return self.pause_flush_s * stretch
         period = self.period_ns
-        auto = max(PAUSE_PERIODS * period / 1e9, PAUSE_MIN_S) if period else PAUSE_UNKNOWN_S
-        return min(auto, self.max_gap_s) if self.max_gap_s > 0 else auto
+        auto = max(PAUSE_PERIODS * period / 1e9, PAUSE_MIN_S) if period else PAUSE_UNKNOWN_S * stretch
+        ends = self.ends_after_s()
+        return min(auto, ends) if ends > 0 else auto
 
     def paused_for(self, now_ns: int) -> float:
         """Seconds since the last frame (0 before the first)."""

@@ -36,6 +36,10 @@ from vdepth_ros.ros.worker import DropOldestQueue, RateLimitedLog
 #: Where the input-loss warning sends the user (docs section written from measurements).
 ACROSS_PROCESSES = "docs/node.md#across-processes"
 
+#: A `PauseRule.stretch` this large (images arriving 1.5x slower than their stamps: no camera's
+#: jitter) is a slow-motion replay, named once in the log.
+REPLAY_STRETCH_NOTED = 1.5
+
 
 def _type_name(msg_type: type) -> str:
     """`sensor_msgs/msg/Image` for rclpy's `sensor_msgs.msg.Image` (the graph's spelling)."""
@@ -116,6 +120,7 @@ class InputSide:
         self.queue: DropOldestQueue[InputItem] = DropOldestQueue(params["queue_size"])
         self.on_first_image: Callable[[], None] | None = None
         self._loss_warned = False
+        self._replay_noted = False
         self._type_warned: set[tuple[str, str]] = set()  # (topic, published type) already warned about
         self._info_arrived = False
         self._latched_info: Any = None  # the transient_local camera_info subscription, once one is needed
@@ -265,7 +270,8 @@ class InputSide:
             self._paused = True  # the stream restarts by its own gap rule when output is wanted again
             return
         self._watchdog.input()
-        self.pauses.note(self._node.get_clock().now().nanoseconds)
+        self.pauses.note(self._node.get_clock().now().nanoseconds, stamp)
+        self._note_replay_speed()
         with self._lock:
             last = self._last_stamp
             previous, self._paused = (None if self._paused else last), False
@@ -283,6 +289,22 @@ class InputSide:
         with self._lock:
             pairs = self.sync.add_image(stamp, (msg, now, previous))
         self._enqueue(pairs)
+
+    def _note_replay_speed(self) -> None:
+        """INFO once when the images arrive slower than their stamps say (a recording replayed in slow
+        motion without use_sim_time): the pause rules then stretch their bounds (`PauseRule.stretch`)."""
+        stretch = self.pauses.stretch
+        if self._replay_noted or stretch < REPLAY_STRETCH_NOTED:
+            return
+        self._replay_noted = True
+        ends = self.pauses.ends_after_s()
+        self.log.info(
+            "replay-speed",
+            f"the images arrive {stretch:.1f}x slower than their stamps say (a recording replayed at "
+            f"{1 / stretch:.2g}x without use_sim_time?): pause_flush and max_gap are taken in the stamps' time, "
+            "so its slow frames are no pauses"
+            + (f" (the stream ends after {ends:.1f} s without an image on this node's clock)" if ends else ""),
+        )
 
     def _count_loss(self, stamp: int) -> None:
         missing = self.loss.add(stamp)

@@ -239,11 +239,12 @@ class FrameProcessor:
         stall, an exposure change, a stream stopped for a while) leaves the frames that wait for the
         next window unpublished until it resumes, and then they would come out late, with their old
         stamps, to consumers that look up TF at them. So after `pause_flush` without an image (the
-        intake's `PauseRule`, on the node's clock) the
+        intake's `PauseRule`, on the node's clock, stretched for a slow-motion replay) the
         frames held for the next window are run in a window now and published (the stream goes on);
-        after `max_gap` the frames the publish policy still holds ("final"/"both": the provisional
-        ones) are published as the stream ends (the gap restart the camera's next image would bring,
-        done now). Time is the node's clock: a bag paused under use_sim_time is no pause."""
+        after `max_gap` (`PauseRule.ends_after_s`) the frames the publish policy still holds
+        ("final"/"both": the provisional ones) are published as the stream ends (the gap restart the
+        camera's next image would bring, done now). Time is the node's clock: a bag paused under
+        use_sim_time is no pause."""
         pauses = self.intake.pauses
         last = pauses.last_ns
         if last is None or self.stop.is_set() or not self.pipeline.held:
@@ -263,9 +264,10 @@ class FrameProcessor:
                         f"no image for {idle_s:.2f} s (pause_flush): published the {held} frame(s) held for the next "
                         "window now; the stream goes on when the camera resumes",
                     )
-            max_gap = float(self.p["max_gap"])
-            if max_gap > 0 and idle_s > max_gap and self.pipeline.held:
-                self.restart(f"pause: no image for {idle_s:.1f} s (max_gap {max_gap} s)", flush=True)
+            max_gap, ends = float(self.p["max_gap"]), pauses.ends_after_s()
+            if ends > 0 and idle_s > ends and self.pipeline.held:
+                replay = f", {ends:.1f} s at this replay's {1 / pauses.stretch:.2g}x" if ends > max_gap * 1.01 else ""
+                self.restart(f"pause: no image for {idle_s:.1f} s (max_gap {max_gap} s{replay})", flush=True)
                 self.stream = StreamResets(int(max_gap * 1e9))  # restarted already: the next image is no gap
         except Exception as err:
             self.log.error(

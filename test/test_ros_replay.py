@@ -1,0 +1,43 @@
+"""The live node fed a recording replayed at another speed, as deployed: a bag player (an rclpy
+process republishing recorded frames with their recorded stamps), `vdepth-node` and a viewer with
+RViz's QoS in three processes (docs/node.md, "Replays at other speeds").
+
+A replay is the same stream whatever its speed: every frame published once, in order, no restart
+but where the stamps jump back (a loop), each deliberate act logged once. Before, a slow-motion
+replay without use_sim_time restarted the stream at every frame: the pause rules measured the node's
+clock against `max_gap`, which is a gap in stamps.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from test_ros_stream_ends import rig  # noqa: F401  (the fixture)
+
+pytestmark = [pytest.mark.ros]
+
+#: the pipeline's INFO line at each reset, with its wall-clock time (the node's log clock)
+_RESET = re.compile(r"\[INFO\] \[(\d+\.\d+)\] \[[\w.]+\]: depth pipeline reset: (.*)")
+_PAUSE_FLUSH = re.compile(r"\[INFO\] \[(\d+\.\d+)\] \[[\w.]+\]: no image for .* \(pause_flush\)")
+
+
+def test_a_slow_motion_replay_in_a_loop_restarts_only_where_the_stamps_jump_back(rig: Any) -> None:  # noqa: F811
+    """9 recorded frames (15 Hz) played twice at 0.2x without use_sim_time: 3 frames a second on the
+    node's clock, each 0.33 s after the one before, while max_gap is 0.2 s of stamps. Before: a
+    "pause" restart and an early window after nearly every frame (18 restarts, 16 early windows for
+    18 frames). Now: one restart, where the loop starts over, no early window while the player
+    plays, every frame published once, and one INFO line names the slow replay."""
+    r = rig("    publish: final\n    max_gap: 0.2\n")
+    played = r.camera(0.6, "--speed", "0.2", "--loops", "2")
+    r.interrupt_node()
+    got, log = r.received(), r.node_log.read_text()
+    stamps = [s for s, _ in got]
+    assert played["sent"] == 18 and len(stamps) == 18, log
+    assert stamps[:9] == sorted(set(stamps[:9])) and stamps[9:] == stamps[:9], log  # each loop in order, once
+    during = [reason for t, reason in _RESET.findall(log) if float(t) <= played["last_wall"]]
+    assert len(during) == 1 and during[0].startswith("time jump"), (during, log)
+    assert not [t for t in _PAUSE_FLUSH.findall(log) if float(t) <= played["last_wall"]], log
+    assert len(re.findall(r"slower than their stamps say", log)) == 1, log
+    assert "[ERROR]" not in log and "Traceback" not in log, log
