@@ -24,8 +24,9 @@ times (the stamps jump back to the first one at each loop, as `--loop`), and `--
 the recording's time on /clock at HZ, as `ros2 bag play --clock` (for use_sim_time).
 
 The viewer subscribes as RViz does (reliable, volatile) with depth 16 (docs/node.md: two windows),
-each topic with its type (`.../camera_info` CameraInfo, `.../points` PointCloud2, else Image),
-prints "matched" once every topic has a publisher, and on SIGINT prints {"<topic>": [stamps...]} (with --arrivals
+each topic with its type (`.../camera_info` CameraInfo, `.../points` PointCloud2, `/diagnostics`
+DiagnosticArray, recorded as [level, message] of each status, else Image), prints "matched" once
+every topic has a publisher, and on SIGINT prints {"<topic>": [stamps...]} (with --arrivals
 [[stamp, time.monotonic() at arrival]...]) and exits 0.
 """
 
@@ -40,6 +41,7 @@ from typing import Any
 
 import numpy as np
 import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -157,7 +159,7 @@ def camera(args: argparse.Namespace) -> None:
 
 def _type(topic: str) -> type:
     name = topic.rsplit("/", 1)[-1]
-    return {"camera_info": CameraInfo, "points": PointCloud2}.get(name, Image)
+    return {"camera_info": CameraInfo, "points": PointCloud2, "diagnostics": DiagnosticArray}.get(name, Image)
 
 
 def viewer(args: argparse.Namespace) -> None:
@@ -168,6 +170,9 @@ def viewer(args: argparse.Namespace) -> None:
     got: dict[str, list[Any]] = {topic: [] for topic in args.topics}
 
     def take(topic: str, msg: Any) -> None:
+        if isinstance(msg, DiagnosticArray):  # each status's level and message
+            got[topic].extend([int.from_bytes(st.level, "little"), st.message] for st in msg.status)
+            return
         stamp = conv.stamp_to_ns(msg.header.stamp)
         got[topic].append([stamp, time.monotonic()] if args.arrivals else stamp)
 

@@ -142,6 +142,23 @@ def test_watchdog_errors_while_input_arrives_without_output():
     assert w.stalled_s(now=20.0) is None  # off
 
 
+def test_watchdog_waits_for_the_next_windows_frames_before_counting_silence():
+    """A window publishes nothing until its frames arrived: a recording replayed at 0.05x (a frame
+    every 1.33 s) needs 9 s for a window of 8, which a 5 s watchdog called a stall between every two
+    outputs. With `wait_frames` (the window less one) the silence counts from the last of them."""
+    w = Watchdog(5.0, wait_frames=7)
+    for k in range(8):  # the first window's frames: nothing published yet, no stall
+        w.input(now=k * 1.33)
+        assert w.stalled_s(now=k * 1.33 + 1.0) is None
+    for k in range(8, 13):  # images go on, nothing is published: a stall, counted from the window's last frame
+        w.input(now=k * 1.33)
+    assert w.stalled_s(now=12 * 1.33) == pytest.approx(5 * 1.33)
+    w.output(now=12 * 1.33 + 0.3)
+    for k in range(13, 19):  # the next output's frames are still arriving
+        w.input(now=k * 1.33)
+        assert w.stalled_s(now=k * 1.33 + 1.2) is None
+
+
 def test_qos_presets():
     assert qos_profile("sensor_data", 5).reliability == ReliabilityPolicy.BEST_EFFORT
     assert qos_profile("reliable", 1).reliability == ReliabilityPolicy.RELIABLE

@@ -10,10 +10,17 @@ clock against `max_gap`, which is a gap in stamps.
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
+from test_ros_deployed import PEERS, wait_for
 from test_ros_stream_ends import rig  # noqa: F401  (the fixture)
 
 pytestmark = [pytest.mark.ros]
@@ -41,3 +48,29 @@ def test_a_slow_motion_replay_in_a_loop_restarts_only_where_the_stamps_jump_back
     assert not [t for t in _PAUSE_FLUSH.findall(log) if float(t) <= played["last_wall"]], log
     assert len(re.findall(r"slower than their stamps say", log)) == 1, log
     assert "[ERROR]" not in log and "Traceback" not in log, log
+
+
+def test_a_slow_motion_replay_is_no_stall_on_diagnostics(rig: Any, tmp_path: Path) -> None:  # noqa: F811
+    """15 recorded frames played at 0.2x (a frame every 0.33 s): each window's output needs 7 more
+    frames, 2.3 s of this replay, and watchdog_timeout is 1.5 s. Before: /diagnostics went ERROR
+    "nothing published for 2.0 s while images arrive" between every two windows of a healthy replay
+    (at 0.05x with the default 5 s, for 4 s of every 9). Now the silence counts once the next
+    output's frames have arrived: never ERROR, every frame published."""
+    r = rig("    publish: final\n    watchdog_timeout: 1.5\n    diagnostics_period: 0.25\n")
+    log_path = tmp_path / "diagnostics.log"
+    with log_path.open("w") as out:
+        diag = subprocess.Popen(
+            [sys.executable, str(PEERS), "viewer", "--topics", "/diagnostics"], stdout=out, stderr=subprocess.STDOUT,
+            text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )  # fmt: skip
+        try:
+            wait_for(log_path, "matched", 60, diag)
+            played = r.camera(1.0, "--speed", "0.2")
+        finally:
+            diag.send_signal(signal.SIGINT)
+            diag.wait(timeout=30)
+    r.interrupt_node()
+    got, log = r.received(), r.node_log.read_text()
+    statuses = json.loads(log_path.read_text().strip().splitlines()[-1])["/diagnostics"]
+    assert played["sent"] == 15 and len(got) == 15, log
+    assert len(statuses) > 10 and not [m for level, m in statuses if level == 2], statuses

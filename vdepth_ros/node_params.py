@@ -227,8 +227,9 @@ ROS_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "watchdog_timeout",
         5.0,
-        "/diagnostics goes ERROR when images arrive but nothing was published for this long, and back to OK "
-        "when output resumes [s]; set it above the model's first-window time; 0 = off",
+        "/diagnostics goes ERROR when images arrive but nothing was published for this long once the next "
+        "window's images have arrived (a slow camera or a slow-motion replay waiting for them is no stall), and back "
+        "to OK when output resumes [s]; set it above the model's first-window time; 0 = off",
         min=0.0,
         max=3600.0,
         dynamic=True,

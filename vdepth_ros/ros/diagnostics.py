@@ -94,14 +94,19 @@ class Watchdog:
     The silence is counted from the last output, or from the first image after a (re)start, or
     after a pause of the input longer than the timeout (a camera that stopped for a while: its next
     window needs its images first), when nothing was published since; images skipped for lack of
-    subscribers do not count as input.
+    subscribers do not count as input. A window publishes nothing until its frames have arrived, so
+    the silence starts only once `wait_frames` more images came: a slow camera, or a recording
+    replayed in slow motion (a frame a second, 7 to a window's output), is waiting for its frames,
+    not stalled.
 
     Args:
         timeout_s: silence that counts as a stall; 0 turns the watchdog off.
+        wait_frames: images an output may wait for after the one before (the window's length less
+            one: `largest_burst(schedule) - 1`); 0: none.
     """
 
-    def __init__(self, timeout_s: float) -> None:
-        self.timeout_s = float(timeout_s)
+    def __init__(self, timeout_s: float, wait_frames: int = 0) -> None:
+        self.timeout_s, self.wait_frames = float(timeout_s), int(wait_frames)
         self._lock = threading.Lock()
         self.restart()
 
@@ -110,19 +115,24 @@ class Watchdog:
             self._first_input: float | None = None
             self._last_input: float | None = None
             self._last_output: float | None = None
+            self._waited: list[float] = []  # arrivals of the next output's frames (up to `wait_frames`)
 
     def input(self, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
         with self._lock:
             if self._last_input is not None and now - self._last_input > self.timeout_s:
                 self._first_input = self._last_output = None  # the input resumes after a pause
+                self._waited.clear()
             self._last_input = now
             if self._first_input is None:
                 self._first_input = now
+            elif len(self._waited) < self.wait_frames:
+                self._waited.append(now)
 
     def output(self, now: float | None = None) -> None:
         with self._lock:
             self._last_output = time.monotonic() if now is None else now
+            self._waited.clear()
 
     def stalled_s(self, now: float | None = None) -> float | None:
         """Seconds without output while images keep arriving, when longer than the timeout; else None."""
@@ -132,7 +142,10 @@ class Watchdog:
                 return None
             if now - self._last_input > self.timeout_s:
                 return None  # no input either: "no input images", not a stall
-            silent = now - max(self._first_input, self._last_output or self._first_input)
+            if len(self._waited) < self.wait_frames:
+                return None  # the next output's frames have not all arrived
+            since = max(self._first_input, self._last_output or self._first_input)
+            silent = now - (self._waited[-1] if self.wait_frames else since)  # (the waited-for frames came after)
         return silent if silent > self.timeout_s else None
 
 

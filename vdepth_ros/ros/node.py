@@ -212,7 +212,7 @@ class _DepthNodeCore:
         self.get_logger().info(f"model: {identity_line(self.model_identity)}")
         self._warn_scale_inputs()
         self.qos_reporter = IncompatibleQosReporter(self.get_logger().warning)
-        self.watchdog = Watchdog(self.p["watchdog_timeout"])
+        self.watchdog = Watchdog(self.p["watchdog_timeout"], largest_burst(self.pipeline.schedule) - 1)
         self.outputs = OutputPublishers(
             self,
             self.p,
