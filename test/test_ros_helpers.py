@@ -186,6 +186,9 @@ def test_diagnostic_levels():
     assert level_for(15, 15, 0, False, True) == (DiagnosticStatus.OK, "ok")
     assert level_for(15, 15, 3, False, True)[0] == DiagnosticStatus.WARN
     assert level_for(30, 5, 0, False, True)[0] == DiagnosticStatus.WARN
+    # a replay at 0.05x (0.75 Hz): outputs come 7 at a time every 9 s, a 5 s rate window sees 0 or 7
+    assert level_for(0.75, 0.0, 0, False, True, compare_from_hz=3.2) == (DiagnosticStatus.OK, "ok")
+    assert level_for(30, 5, 0, False, True, compare_from_hz=3.2)[0] == DiagnosticStatus.WARN
     assert level_for(0, 0, 0, False, False)[1] == "no input images"
     level, message = level_for(15, 0, 0, False, True, stalled_s=6.0, last_error="dropping input frame: bad")
     assert level == DiagnosticStatus.ERROR and "6.0 s" in message and "dropping input frame" in message

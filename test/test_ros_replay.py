@@ -54,8 +54,9 @@ def test_a_slow_motion_replay_is_no_stall_on_diagnostics(rig: Any, tmp_path: Pat
     """15 recorded frames played at 0.2x (a frame every 0.33 s): each window's output needs 7 more
     frames, 2.3 s of this replay, and watchdog_timeout is 1.5 s. Before: /diagnostics went ERROR
     "nothing published for 2.0 s while images arrive" between every two windows of a healthy replay
-    (at 0.05x with the default 5 s, for 4 s of every 9). Now the silence counts once the next
-    output's frames have arrived: never ERROR, every frame published."""
+    (at 0.05x with the default 5 s, for 4 s of every 9), and WARN "output rate below half the input
+    rate" most of the time. Now the silence counts once the next output's frames have arrived, and
+    the rates are compared from two windows' frames in their 5 s: OK throughout, every frame published."""
     r = rig("    publish: final\n    watchdog_timeout: 1.5\n    diagnostics_period: 0.25\n")
     log_path = tmp_path / "diagnostics.log"
     with log_path.open("w") as out:
@@ -74,3 +75,5 @@ def test_a_slow_motion_replay_is_no_stall_on_diagnostics(rig: Any, tmp_path: Pat
     statuses = json.loads(log_path.read_text().strip().splitlines()[-1])["/diagnostics"]
     assert played["sent"] == 15 and len(got) == 15, log
     assert len(statuses) > 10 and not [m for level, m in statuses if level == 2], statuses
+    # nor WARN "output rate below half the input rate" (its windows' bursts, 0 or 7 in the rates' 5 s)
+    assert {m for _, m in statuses} <= {"ok", "no input images"}, statuses

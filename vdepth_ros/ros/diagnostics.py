@@ -161,12 +161,14 @@ def level_for(
     last_error: str | None = None,
     output_drops_recent: int = 0,
     slow_outputs: str = "",
+    compare_from_hz: float = 0.0,
 ) -> tuple[bytes, str]:
     """Overall level and message: ERROR when images arrive but nothing is published (`stalled_s`);
     WARN on no input, drops, outputs slow to publish (`slow_outputs`, e.g. "/points 70%": a subscriber
     in a stopped process, which also makes frames go lost before the node), frames lost before the
     node, outputs dropped for a subscriber that does not take them, a degenerate fit or output far
-    below input."""
+    below input (compared from an input of `compare_from_hz`: windows publish in bursts, so a slower
+    camera or a slow-motion replay has too few of them in the rates' window for a fair comparison)."""
     if stalled_s is not None:
         why = f"; last error: {last_error}" if last_error else ""
         return DiagnosticStatus.ERROR, f"nothing published for {stalled_s:.1f} s while images arrive{why}"
@@ -189,6 +191,6 @@ def level_for(
         )
     if degenerate_fit:
         return DiagnosticStatus.WARN, "scale fit degenerate"
-    if input_rate > 0 and output_rate < 0.5 * input_rate:
+    if input_rate > 0 and input_rate >= compare_from_hz and output_rate < 0.5 * input_rate:
         return DiagnosticStatus.WARN, "output rate below half the input rate"
     return DiagnosticStatus.OK, "ok"

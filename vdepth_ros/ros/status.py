@@ -11,6 +11,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 
 from vdepth_ros.ros.diagnostics import level_for, make_array, make_status
 from vdepth_ros.ros.intake import ACROSS_PROCESSES
+from vdepth_ros.ros.outputs import largest_burst
 from vdepth_ros.ros.startup import CLOCK
 from vdepth_ros.runtime.shared import SharedEngine
 
@@ -188,6 +189,8 @@ class StatusReporter:
                 last_error=node.log.last_error,
                 output_drops_recent=out_drops,
                 slow_outputs="" if values["outputs slow to publish"] == "none" else values["outputs slow to publish"],
+                # two windows' bursts in the rates' window at least (2 x 8 frames in 5 s: 3.2 Hz)
+                compare_from_hz=2 * largest_burst(node.pipeline.schedule) / node.intake.rate.window_s,
             )
             fqn = node.get_fully_qualified_name()
             status = make_status(f"{fqn}: depth stream", fqn, level, message, values)
