@@ -93,3 +93,11 @@ def test_a_slow_motion_replay_stretches_the_pause_bounds_by_its_speed():
     assert fast.stretch == 1.0 and fast.ends_after_s() == 1.0 and fast.pause_after_s() == 0.2
     assert slow.pause_after_s() == pytest.approx(1.2) and slow.ends_after_s() == pytest.approx(4.0)
     assert bag.stretch == 1.0 and bag.ends_after_s() == 1.0
+    coarse = PauseRule(0.0, 1.0)  # use_sim_time with a /clock at 10 Hz: arrivals on 100 ms ticks, 67 ms apart
+    for k in range(30):
+        coarse.note((k * period) // 100_000_000 * 100_000_000, k * period)
+    assert coarse.stretch < 1.1
+    coarse.note(0, 0)  # the player loops: its /clock goes back, the speed is measured anew from here
+    assert coarse.speed_known and coarse.stretch < 1.1  # (the loop's first frame: the speed before it)
+    rule.note(0, 0)  # the 0.1x replay loops (its stamps and this clock went back)
+    assert rule.stretch == pytest.approx(10.0) and rule.ends_after_s() == pytest.approx(2.0)

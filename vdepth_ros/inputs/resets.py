@@ -21,6 +21,8 @@ PAUSE_PERIODS = 4
 PAUSE_MIN_S = 0.2
 PAUSE_UNKNOWN_S = 0.5
 PAUSE_MIN_GAPS = 5
+#: `PauseRule.stretch`: the replay's speed is measured over spans of this many frame steps.
+STRETCH_SPAN = 5
 
 
 class StreamResets:
@@ -101,29 +103,40 @@ class PauseRule:
     def __init__(self, pause_flush_s: float, max_gap_s: float) -> None:
         self.pause_flush_s, self.max_gap_s = float(pause_flush_s), float(max_gap_s)
         self.last_ns: int | None = None
-        self._last_stamp: int | None = None
         self._steps: deque[int] = deque(maxlen=30)
-        self._stretches: deque[float] = deque(maxlen=30)
+        self._timeline: deque[tuple[int, int]] = deque(maxlen=31)  # (t, stamp) of the last frames
+        self._before: float | None = None  # the stretch measured before the stamps went back
 
     def note(self, t_ns: int, stamp_ns: int | None = None) -> None:
         """A frame at `t_ns` (stamped `stamp_ns`; None: `t_ns`, the stamps are the clock)."""
         stamp = int(t_ns if stamp_ns is None else stamp_ns)
         last, self.last_ns = self.last_ns, int(t_ns)
-        last_stamp, self._last_stamp = self._last_stamp, stamp
+        if self._timeline and (stamp < self._timeline[-1][1] or self.last_ns < self._timeline[-1][0]):
+            self._before = self.stretch if self.speed_known else self._before  # a loop keeps its speed
+            self._timeline.clear()  # a bag loop, a clock going back: another timeline
+        if not self._timeline or stamp > self._timeline[-1][1]:  # (a repeated stamp tells no speed)
+            self._timeline.append((self.last_ns, stamp))
         step = self.last_ns - last if last is not None else -1
-        stamp_step = stamp - last_stamp if last_stamp is not None else -1
-        if step >= 0 and stamp_step > 0:  # (a stamp going back is a bag loop: no speed)
-            self._stretches.append(step / stamp_step)
         if step >= 0 and (self.max_gap_s <= 0 or step <= self.max_gap_s * self.stretch * 1e9):  # a pause is no period
             self._steps.append(step)
 
     @property
     def stretch(self) -> float:
         """Node-clock seconds per second of stamps (at least 1): 4 for a recording replayed at 0.25x
-        without its clock. The lower median of the last 30 steps, so a pause (a player paused, a
-        driver stall) among them does not count."""
-        stretches = tuple(self._stretches)  # one copy: the live node notes arrivals in another thread
-        return max(1.0, median_low(stretches)) if stretches else 1.0
+        without its clock. The lower median over the last 30 frames of spans of `STRETCH_SPAN` steps
+        (a coarse /clock, ticking slower than the frames, averages out), so a pause (a player paused,
+        a driver stall) among them does not count."""
+        timeline = tuple(self._timeline)  # one copy: the live node notes arrivals in another thread
+        span = min(STRETCH_SPAN, len(timeline) - 1)
+        if span < 1:
+            return self._before or 1.0
+        ratios = [(b[0] - a[0]) / (b[1] - a[1]) for a, b in zip(timeline, timeline[span:], strict=False)]
+        return max(1.0, median_low(ratios))
+
+    @property
+    def speed_known(self) -> bool:
+        """Whether `stretch` was measured: a step seen (before a loop too: a player keeps its speed)."""
+        return len(self._timeline) > 1 or self._before is not None
 
     @property
     def period_ns(self) -> float | None:
@@ -135,7 +148,7 @@ class PauseRule:
         """Seconds without a frame after which the stream ends (a pause as long as a `max_gap` gap
         in stamps); 0: never, or not yet: after a stream's first frame alone its speed is unknown (a
         replay at 0.05x would end at every frame), and the next frame's stamp says if it was a gap."""
-        return self.max_gap_s * self.stretch if self.max_gap_s > 0 and self._stretches else 0.0
+        return self.max_gap_s * self.stretch if self.max_gap_s > 0 and self.speed_known else 0.0
 
     def pause_after_s(self) -> float:
         """Seconds without a frame after which the stream counts as paused."""
