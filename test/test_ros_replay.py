@@ -16,6 +16,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -77,3 +78,18 @@ def test_a_slow_motion_replay_is_no_stall_on_diagnostics(rig: Any, tmp_path: Pat
     assert len(statuses) > 10 and not [m for level, m in statuses if level == 2], statuses
     # nor WARN "output rate below half the input rate" (its windows' bursts, 0 or 7 in the rates' 5 s)
     assert {m for _, m in statuses} <= {"ok", "no input images"}, statuses
+
+
+def test_a_single_image_with_publish_final_comes_out_without_a_second(rig: Any) -> None:  # noqa: F811
+    """One image (`ros2 topic pub --once`, a camera that died after its first frame) with
+    `publish: final`: its stream's speed is unknown, so it ends only after 5 max_gap (a slow-motion
+    replay's first step is no pause), but it does end: the frame is published then, while the node
+    runs, not only when it is stopped."""
+    r = rig("    publish: final\n")
+    assert r.camera(0.07)["sent"] == 1
+    wait_for(r.node_log, "depth pipeline reset: pause", 30, r.node)
+    stopped = time.monotonic()
+    r.interrupt_node()
+    got, log = r.received(), r.node_log.read_text()
+    assert len(got) == 1 and got[0][1] < stopped, log
+    assert len(re.findall("restarting the depth stream", log)) == 1, log

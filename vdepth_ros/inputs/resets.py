@@ -23,6 +23,9 @@ PAUSE_UNKNOWN_S = 0.5
 PAUSE_MIN_GAPS = 5
 #: `PauseRule.stretch`: the replay's speed is measured over spans of this many frame steps.
 STRETCH_SPAN = 5
+#: After a stream's first frame alone (its speed unknown) a pause ends it after this many `max_gap`:
+#: a slow-motion replay's first step is no pause, and a single image (`publish: final`) still comes out.
+UNKNOWN_SPEED_GAPS = 5
 
 
 class StreamResets:
@@ -146,9 +149,11 @@ class PauseRule:
 
     def ends_after_s(self) -> float:
         """Seconds without a frame after which the stream ends (a pause as long as a `max_gap` gap
-        in stamps); 0: never, or not yet: after a stream's first frame alone its speed is unknown (a
-        replay at 0.05x would end at every frame), and the next frame's stamp says if it was a gap."""
-        return self.max_gap_s * self.stretch if self.max_gap_s > 0 and self.speed_known else 0.0
+        in stamps; 0: never). After a stream's first frame alone its speed is unknown: `UNKNOWN_SPEED_GAPS`
+        times that (a replay at 0.05x would end there, a single image must still come out)."""
+        if self.max_gap_s <= 0:
+            return 0.0
+        return self.max_gap_s * (self.stretch if self.speed_known else UNKNOWN_SPEED_GAPS)
 
     def pause_after_s(self) -> float:
         """Seconds without a frame after which the stream counts as paused."""
@@ -157,8 +162,7 @@ class PauseRule:
             return self.pause_flush_s * stretch
         period = self.period_ns
         auto = max(PAUSE_PERIODS * period / 1e9, PAUSE_MIN_S) if period else PAUSE_UNKNOWN_S * stretch
-        ends = self.ends_after_s()
-        return min(auto, ends) if ends > 0 else auto
+        return min(auto, self.ends_after_s()) if self.max_gap_s > 0 else auto
 
     def paused_for(self, now_ns: int) -> float:
         """Seconds since the last frame (0 before the first)."""
