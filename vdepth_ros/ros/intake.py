@@ -292,7 +292,8 @@ class InputSide:
 
     def _note_replay_speed(self) -> None:
         """INFO once when the images arrive slower than their stamps say (a recording replayed in slow
-        motion without use_sim_time): the pause rules then stretch their bounds (`PauseRule.stretch`)."""
+        motion, a simulator slower than real time, without use_sim_time): the pause rules then stretch
+        their bounds (`PauseRule.stretch`)."""
         stretch = self.pauses.stretch
         if self._replay_noted or stretch < REPLAY_STRETCH_NOTED:
             return
@@ -301,8 +302,8 @@ class InputSide:
         self.log.info(
             "replay-speed",
             f"the images arrive {stretch:.1f}x slower than their stamps say (a recording replayed at "
-            f"{1 / stretch:.2g}x without use_sim_time?): pause_flush and max_gap are taken in the stamps' time, "
-            "so its slow frames are no pauses"
+            f"{1 / stretch:.2g}x, or a simulator slower than real time, without use_sim_time?): pause_flush and "
+            "max_gap are taken in the stamps' time, so its slow frames are no pauses"
             + (f" (the stream ends after {ends:.1f} s without an image on this node's clock)" if ends else ""),
         )
 
