@@ -2,7 +2,7 @@
 
     python deployed_peers.py camera --namespaces /front /rear --seconds 20 --rate 15 [--reliable]
         [--pause-after N --pause S] [--size WxH] [--encoding E] [--no-camera-info] [--die-after N]
-        [--last-image-alone] [--speed X] [--hold] [--loops N] [--clock HZ]
+        [--last-image-alone] [--speed X] [--hold] [--loops N] [--clock HZ] [--pose-latency MS]
     python deployed_peers.py viewer --topics /depth /depth/camera_info /points [--depth 16] [--best-effort]
         [--arrivals] [--no-spin]
 
@@ -21,7 +21,9 @@ As a bag player (recorded frames republished with their recorded stamps): `--spe
 X times the recorded rate (0.25: slow motion; the stamps stay `--rate` apart), `--hold` makes the
 pause a paused player's (the stamps go on where they stopped), `--loops N` plays the recording N
 times (the stamps jump back to the first one at each loop, as `--loop`), and `--clock HZ` publishes
-the recording's time on /clock at HZ, as `ros2 bag play --clock` (for use_sim_time).
+the recording's time on /clock at HZ, as `ros2 bag play --clock` (for use_sim_time). With
+`--pose-latency MS` each image's camera pose (PoseStamped on camera_pose, moving 1 cm a frame) is
+published with its stamp MS ms of recorded time after it, as an odometry source that lags.
 
 The viewer subscribes as RViz does (reliable, volatile) with depth 16 (docs/node.md: two windows),
 each topic with its type (`.../camera_info` CameraInfo, `.../points` PointCloud2, `/diagnostics`
@@ -42,6 +44,7 @@ from typing import Any
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import PoseStamped
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -126,6 +129,7 @@ def camera(args: argparse.Namespace) -> None:
     slots = len(pubs)  # several cameras publish in turn, as separate drivers would, not back to back
     report: dict[str, float] = {"start": start}  # time.monotonic() of stamp t0
     clock = node.create_publisher(Clock, "/clock", 10) if args.clock else None
+    poses = node.create_publisher(PoseStamped, "camera_pose", qos) if args.pose_latency else None
     player = Playback(args.speed, clock, args.clock, t0)
     per_loop = n * slots
     for tick in range(per_loop * args.loops):
@@ -147,6 +151,12 @@ def camera(args: argparse.Namespace) -> None:
             info = CameraInfo(width=w, height=h, k=k_matrix)
             info.header.stamp, info.header.frame_id = stamp, "camera_optical"
             info_pub.publish(info)
+        if poses is not None:
+            player.wait_until(time.monotonic() + args.pose_latency / 1000 / args.speed)
+            pose = PoseStamped()
+            pose.header.stamp, pose.header.frame_id, pose.pose.position.x = stamp, "odom", 0.01 * k
+            pose.pose.orientation.w = 1.0
+            poses.publish(pose)
         if args.die_after and tick + 1 == args.die_after * slots:
             os._exit(0)  # a crashed driver: no goodbye, its DDS participant times out
         report["last_wall"] = time.time()  # the node's log lines carry this clock
@@ -210,6 +220,7 @@ def main() -> None:
     cam.add_argument("--hold", action="store_true", help="the pause is a paused player's: the stamps do not jump")
     cam.add_argument("--loops", type=int, default=1, help="play the frames this many times (stamps jump back)")
     cam.add_argument("--clock", type=float, default=0.0, help="publish the recording's time on /clock at this Hz")
+    cam.add_argument("--pose-latency", type=float, default=0.0, help="publish each image's pose this many ms later")
     view = sub.add_parser("viewer")
     view.add_argument("--topics", nargs="+", required=True)
     view.add_argument("--depth", type=int, default=16)

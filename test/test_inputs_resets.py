@@ -98,6 +98,6 @@ def test_a_slow_motion_replay_stretches_the_pause_bounds_by_its_speed():
         coarse.note((k * period) // 100_000_000 * 100_000_000, k * period)
     assert coarse.stretch < 1.1
     coarse.note(0, 0)  # the player loops: its /clock goes back, the speed is measured anew from here
-    assert coarse.speed_known and coarse.stretch < 1.1  # (the loop's first frame: the speed before it)
+    assert coarse.speed.known and coarse.stretch < 1.1  # (the loop's first frame: the speed before it)
     rule.note(0, 0)  # the 0.1x replay loops (its stamps and this clock went back)
     assert rule.stretch == pytest.approx(10.0) and rule.ends_after_s() == pytest.approx(2.0)

@@ -93,3 +93,20 @@ def test_a_single_image_with_publish_final_comes_out_without_a_second(rig: Any) 
     got, log = r.received(), r.node_log.read_text()
     assert len(got) == 1 and got[0][1] < stopped, log
     assert len(re.findall("restarting the depth stream", log)) == 1, log
+
+
+def test_a_slow_motion_replay_waits_for_its_lagging_poses_in_stamp_time(rig: Any) -> None:  # noqa: F811
+    """`sparse_depth: pose` from an odometry that lags its images by 30 ms (each pose stamped as its
+    image), `sparse_depth_slop` 0.05 s, the recording played at 0.2x: each pose arrives 0.15 s after
+    its image. An image waits for its pose up to the slop after it arrived, which was measured on
+    the node's clock, so before every frame went without one ("no metric points for this frame:
+    no camera pose"); now the wait is the slop of stamp time (0.25 s here), as in real time, from
+    the second image on (the first cannot tell the speed)."""
+    r = rig("    sparse_depth: pose\n    sparse_depth_slop: 0.05\n")
+    played = r.camera(0.6, "--speed", "0.2", "--pose-latency", "30")
+    r.interrupt_node()
+    got, log = r.received(), r.node_log.read_text()
+    assert played["sent"] == 9 and len(got) == 9, log
+    # the first image alone cannot tell the replay's speed: it waited 0.05 s (before: all 9 did)
+    errors = int(re.search(r"(\d+) input errors", log).group(1))
+    assert errors <= 1 and "Traceback" not in log, log

@@ -81,6 +81,43 @@ class StreamResets:
         return self.stamp if previous_input is None else max(self.stamp, int(previous_input))
 
 
+class ReplaySpeed:
+    """How much slower than their stamps images arrive on some clock (`stretch`: that clock's
+    seconds per second of stamps, at least 1): 4 for a recording replayed at 0.25x without its clock,
+    1 for a live camera, a recording played with its clock, a bag read by `vdepth-bag`. The lower
+    median over the last 30 frames of spans of `STRETCH_SPAN` steps, so a pause among them (a player
+    paused, a driver stall) does not count and a clock ticking coarser than the frames (a /clock at
+    10 Hz under 15 Hz images) averages out; a stamp or clock going back (a bag loop) starts a new
+    timeline, keeping the speed measured before (a player keeps its rate)."""
+
+    def __init__(self) -> None:
+        self._timeline: deque[tuple[int, int]] = deque(maxlen=31)  # (t, stamp) of the last frames
+        self._before: float | None = None  # the stretch measured before the stamps went back
+
+    def note(self, t_ns: int, stamp_ns: int) -> None:
+        """A frame stamped `stamp_ns` arrived at `t_ns` on the clock measured."""
+        t, stamp = int(t_ns), int(stamp_ns)
+        if self._timeline and (stamp < self._timeline[-1][1] or t < self._timeline[-1][0]):
+            self._before = self.stretch if self.known else self._before
+            self._timeline.clear()
+        if not self._timeline or stamp > self._timeline[-1][1]:  # (a repeated stamp tells no speed)
+            self._timeline.append((t, stamp))
+
+    @property
+    def stretch(self) -> float:
+        timeline = tuple(self._timeline)  # one copy: the live node notes arrivals in another thread
+        span = min(STRETCH_SPAN, len(timeline) - 1)
+        if span < 1:
+            return self._before or 1.0
+        ratios = [(b[0] - a[0]) / (b[1] - a[1]) for a, b in zip(timeline, timeline[span:], strict=False)]
+        return max(1.0, median_low(ratios))
+
+    @property
+    def known(self) -> bool:
+        """Whether `stretch` was measured: a step seen (before a loop too)."""
+        return len(self._timeline) > 1 or self._before is not None
+
+
 class PauseRule:
     """When a stream has paused, so the frames held for its next window should be run in a window
     now (`DepthPipeline.early_window`): after `pause_after_s` without a frame, and when the pause is
@@ -90,9 +127,8 @@ class PauseRule:
 
     A recording replayed in slow motion without `use_sim_time` (a bag player at 0.25x) arrives
     slower than its stamps say: its frames are not pauses, and a step that is short in stamps is no
-    gap. So the rule measures the replay's `stretch` (node-clock seconds per second of stamps, the
-    median of the recent steps; 1 for a live camera, a recording played with its clock, a bag read
-    by `vdepth-bag`) and stretches every bound given in seconds (`pause_flush`, `max_gap`, the
+    gap. So the rule measures the replay's `stretch` (`ReplaySpeed` on the clock it is fed) and
+    stretches every bound given in seconds (`pause_flush`, `max_gap`, the
     unknown-period default) by it, so a replay at any slower speed makes the windows and restarts
     that real time makes. A faster replay (2x) keeps the real-time bounds (never shortened below
     them: delivery jitter is on the node's clock).
@@ -107,39 +143,20 @@ class PauseRule:
         self.pause_flush_s, self.max_gap_s = float(pause_flush_s), float(max_gap_s)
         self.last_ns: int | None = None
         self._steps: deque[int] = deque(maxlen=30)
-        self._timeline: deque[tuple[int, int]] = deque(maxlen=31)  # (t, stamp) of the last frames
-        self._before: float | None = None  # the stretch measured before the stamps went back
+        self.speed = ReplaySpeed()  # on the clock the frames are noted by
 
     def note(self, t_ns: int, stamp_ns: int | None = None) -> None:
         """A frame at `t_ns` (stamped `stamp_ns`; None: `t_ns`, the stamps are the clock)."""
-        stamp = int(t_ns if stamp_ns is None else stamp_ns)
         last, self.last_ns = self.last_ns, int(t_ns)
-        if self._timeline and (stamp < self._timeline[-1][1] or self.last_ns < self._timeline[-1][0]):
-            self._before = self.stretch if self.speed_known else self._before  # a loop keeps its speed
-            self._timeline.clear()  # a bag loop, a clock going back: another timeline
-        if not self._timeline or stamp > self._timeline[-1][1]:  # (a repeated stamp tells no speed)
-            self._timeline.append((self.last_ns, stamp))
+        self.speed.note(self.last_ns, self.last_ns if stamp_ns is None else stamp_ns)
         step = self.last_ns - last if last is not None else -1
         if step >= 0 and (self.max_gap_s <= 0 or step <= self.max_gap_s * self.stretch * 1e9):  # a pause is no period
             self._steps.append(step)
 
     @property
     def stretch(self) -> float:
-        """Node-clock seconds per second of stamps (at least 1): 4 for a recording replayed at 0.25x
-        without its clock. The lower median over the last 30 frames of spans of `STRETCH_SPAN` steps
-        (a coarse /clock, ticking slower than the frames, averages out), so a pause (a player paused,
-        a driver stall) among them does not count."""
-        timeline = tuple(self._timeline)  # one copy: the live node notes arrivals in another thread
-        span = min(STRETCH_SPAN, len(timeline) - 1)
-        if span < 1:
-            return self._before or 1.0
-        ratios = [(b[0] - a[0]) / (b[1] - a[1]) for a, b in zip(timeline, timeline[span:], strict=False)]
-        return max(1.0, median_low(ratios))
-
-    @property
-    def speed_known(self) -> bool:
-        """Whether `stretch` was measured: a step seen (before a loop too: a player keeps its speed)."""
-        return len(self._timeline) > 1 or self._before is not None
+        """The replay's `ReplaySpeed.stretch` on the clock the frames are noted by."""
+        return self.speed.stretch
 
     @property
     def period_ns(self) -> float | None:
@@ -153,7 +170,7 @@ class PauseRule:
         times that (a replay at 0.05x would end there, a single image must still come out)."""
         if self.max_gap_s <= 0:
             return 0.0
-        return self.max_gap_s * (self.stretch if self.speed_known else UNKNOWN_SPEED_GAPS)
+        return self.max_gap_s * (self.stretch if self.speed.known else UNKNOWN_SPEED_GAPS)
 
     def pause_after_s(self) -> float:
         """Seconds without a frame after which the stream counts as paused."""

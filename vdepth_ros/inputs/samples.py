@@ -59,10 +59,12 @@ class TimedSamples(Generic[T]):
         if len(self._stamps) > self.capacity:
             del self._stamps[0], self._arrivals[0], self._samples[0]
 
-    def decided_at(self, stamp_ns: int, arrival: int) -> int:
+    def decided_at(self, stamp_ns: int, arrival: int, stretch: float = 1.0) -> int:
         """When the image (stamp, arrival) is decided: the first arrival of a sample stamped at or
-        after it, or `slop` after the image arrived; never before the image itself."""
-        deadline = int(arrival) + self.slop_ns
+        after it, or `slop` after the image arrived; never before the image itself. `stretch`: the
+        arrival clock's seconds per second of stamps (`inputs.resets.ReplaySpeed`; a recording
+        replayed at 0.25x arrives 4x slower, its samples too): the wait is `slop` of stamp time."""
+        deadline = int(arrival) + round(self.slop_ns * stretch)
         i = bisect.bisect_left(self._stamps, int(stamp_ns))
         covering = min(self._arrivals[i:], default=deadline)
         return max(int(arrival), min(deadline, covering))
@@ -71,26 +73,26 @@ class TimedSamples(Generic[T]):
         """True when waiting longer cannot change this image's sample."""
         return now >= self.decided_at(stamp_ns, arrival)
 
-    def _arrived(self, stamp_ns: int, arrival: int) -> list[int]:
-        by = self.decided_at(stamp_ns, arrival)
+    def _arrived(self, stamp_ns: int, arrival: int, stretch: float) -> list[int]:
+        by = self.decided_at(stamp_ns, arrival, stretch)
         return [i for i, a in enumerate(self._arrivals) if a <= by]
 
-    def nearest(self, stamp_ns: int, arrival: int) -> T | None:
+    def nearest(self, stamp_ns: int, arrival: int, stretch: float = 1.0) -> T | None:
         """The sample nearest `stamp_ns` within `slop` among those arrived by the decision, or None
         (ties: the earlier arrival)."""
         best = min(
-            (i for i in self._arrived(stamp_ns, arrival) if abs(self._stamps[i] - stamp_ns) <= self.slop_ns),
+            (i for i in self._arrived(stamp_ns, arrival, stretch) if abs(self._stamps[i] - stamp_ns) <= self.slop_ns),
             key=lambda i: (abs(self._stamps[i] - stamp_ns), self._arrivals[i]),
             default=None,
         )
         return None if best is None else self._samples[best]
 
-    def pose_at(self, stamp_ns: int, arrival: int) -> Any:
+    def pose_at(self, stamp_ns: int, arrival: int, stretch: float = 1.0) -> Any:
         """Camera poses only: the pose at `stamp_ns` from the poses arrived by the decision
         (interpolated between the two around it, else the nearest within `slop`), or None."""
         buffer = PoseBuffer(self.slop_ns, capacity=max(self.capacity, 2))
         reach = max(self.slop_ns, buffer.max_gap_ns)  # only poses this close can be used
-        for i in self._arrived(stamp_ns, arrival):
+        for i in self._arrived(stamp_ns, arrival, stretch):
             if abs(self._stamps[i] - stamp_ns) <= reach:
                 buffer.add(self._stamps[i], self._samples[i])  # type: ignore[arg-type]
         pose: np.ndarray | None = buffer.at(int(stamp_ns))

@@ -25,7 +25,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from vdepth_ros.errors import InputError
 from vdepth_ros.inputs.assembly import check_input_size
 from vdepth_ros.inputs.loss import InputLossMeter
-from vdepth_ros.inputs.resets import PauseRule
+from vdepth_ros.inputs.resets import PauseRule, ReplaySpeed
 from vdepth_ros.inputs.samples import TimedSamples
 from vdepth_ros.inputs.sync import REPEATED_STAMP, ApproximateTimeSync, Pair
 from vdepth_ros.ros import conversions as conv
@@ -131,6 +131,8 @@ class InputSide:
         self._paused = True  # nothing received yet: the first image has no previous input
         # the images taken, as they arrive on the node's clock: when the camera has paused
         self.pauses = PauseRule(self.p["pause_flush"], self.p["max_gap"])
+        # the same on the steady clock the sparse samples wait by (slower under use_sim_time's slow replay)
+        self.arrival_speed = ReplaySpeed()
 
     # -- subscriptions -----------------------------------------------------------------------
     def subscribe(self) -> str:
@@ -271,6 +273,7 @@ class InputSide:
             return
         self._watchdog.input()
         self.pauses.note(self._node.get_clock().now().nanoseconds, stamp)
+        self.arrival_speed.note(now, stamp)
         self._note_replay_speed()
         with self._lock:
             last = self._last_stamp
@@ -357,16 +360,18 @@ class InputSide:
     # -- worker side -------------------------------------------------------------------------
     def sample_for(self, item: InputItem, stop: threading.Event) -> tuple[Any, Any]:
         """`(sparse message, pose)` of a frame by the shared rule (`inputs.samples`); waits until
-        it is decided (at most `sparse_depth_slop` after the image arrived), or `stop`."""
+        it is decided (at most `sparse_depth_slop` after the image arrived, of stamp time: a
+        slow-motion replay's samples arrive slower too), or `stop`."""
         mode = self.p["sparse_depth"]
         if mode == "none":
             return None, None
+        stretch = self.arrival_speed.stretch  # (one value for the whole decision)
         with self._sample_arrived:
             while not stop.is_set():
-                wait_ns = self.samples.decided_at(item.stamp_ns, item.arrival_ns) - time.monotonic_ns()
+                wait_ns = self.samples.decided_at(item.stamp_ns, item.arrival_ns, stretch) - time.monotonic_ns()
                 if wait_ns <= 0:
                     break
                 self._sample_arrived.wait(timeout=min(wait_ns / 1e9, 0.1))
             if mode == "pose":
-                return None, self.samples.pose_at(item.stamp_ns, item.arrival_ns)
-            return self.samples.nearest(item.stamp_ns, item.arrival_ns), None
+                return None, self.samples.pose_at(item.stamp_ns, item.arrival_ns, stretch)
+            return self.samples.nearest(item.stamp_ns, item.arrival_ns, stretch), None
