@@ -362,6 +362,9 @@ def test_an_image_is_decided_by_a_sample_at_or_after_it_or_the_slop() -> None:
     # an image with no later sample waits `slop` after its own arrival
     assert s.decided_at(5000, arrival=5000) == 5100
     assert s.nearest(5000, arrival=5000) is None  # none within slop
+    # replayed at 0.25x (stretch 4) its samples arrive 4x later too: the wait is `slop` of stamp time
+    s.add(5000, arrival=5300, sample="lagging")
+    assert s.decided_at(5000, arrival=5000, stretch=4.0) == 5300 and s.nearest(5000, 5000, stretch=4.0) == "lagging"
 
 
 # -- frame loss ------------------------------------------------------------------------------
