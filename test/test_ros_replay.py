@@ -51,14 +51,8 @@ def test_a_slow_motion_replay_in_a_loop_restarts_only_where_the_stamps_jump_back
     assert "[ERROR]" not in log and "Traceback" not in log, log
 
 
-def test_a_slow_motion_replay_is_no_stall_on_diagnostics(rig: Any, tmp_path: Path) -> None:  # noqa: F811
-    """15 recorded frames played at 0.2x (a frame every 0.33 s): each window's output needs 7 more
-    frames, 2.3 s of this replay, and watchdog_timeout is 1.5 s. Before: /diagnostics went ERROR
-    "nothing published for 2.0 s while images arrive" between every two windows of a healthy replay
-    (at 0.05x with the default 5 s, for 4 s of every 9), and WARN "output rate below half the input
-    rate" most of the time. Now the silence counts once the next output's frames have arrived, and
-    the rates are compared from two windows' frames in their 5 s: OK throughout, every frame published."""
-    r = rig("    publish: final\n    watchdog_timeout: 1.5\n    diagnostics_period: 0.25\n")
+def _diagnostics_during(r: Any, tmp_path: Path, seconds: float, *args: str) -> tuple[dict[str, Any], list[list[Any]]]:
+    """`r.camera(seconds, *args)` with a /diagnostics viewer beside it: (its report, [[level, message]...])."""
     log_path = tmp_path / "diagnostics.log"
     with log_path.open("w") as out:
         diag = subprocess.Popen(
@@ -67,13 +61,24 @@ def test_a_slow_motion_replay_is_no_stall_on_diagnostics(rig: Any, tmp_path: Pat
         )  # fmt: skip
         try:
             wait_for(log_path, "matched", 60, diag)
-            played = r.camera(1.0, "--speed", "0.2")
+            played = r.camera(seconds, *args)
         finally:
             diag.send_signal(signal.SIGINT)
             diag.wait(timeout=30)
+    return played, json.loads(log_path.read_text().strip().splitlines()[-1])["/diagnostics"]
+
+
+def test_a_slow_motion_replay_is_no_stall_on_diagnostics(rig: Any, tmp_path: Path) -> None:  # noqa: F811
+    """15 recorded frames played at 0.2x (a frame every 0.33 s): each window's output needs 7 more
+    frames, 2.3 s of this replay, and watchdog_timeout is 1.5 s. Before: /diagnostics went ERROR
+    "nothing published for 2.0 s while images arrive" between every two windows of a healthy replay
+    (at 0.05x with the default 5 s, for 4 s of every 9), and WARN "output rate below half the input
+    rate" most of the time. Now the silence counts once the next output's frames have arrived, and
+    the rates are compared from two windows' frames in their 5 s: OK throughout, every frame published."""
+    r = rig("    publish: final\n    watchdog_timeout: 1.5\n    diagnostics_period: 0.25\n")
+    played, statuses = _diagnostics_during(r, tmp_path, 1.0, "--speed", "0.2")
     r.interrupt_node()
     got, log = r.received(), r.node_log.read_text()
-    statuses = json.loads(log_path.read_text().strip().splitlines()[-1])["/diagnostics"]
     assert played["sent"] == 15 and len(got) == 15, log
     assert len(statuses) > 10 and not [m for level, m in statuses if level == 2], statuses
     # nor WARN "output rate below half the input rate" (its windows' bursts, 0 or 7 in the rates' 5 s)
@@ -110,3 +115,16 @@ def test_a_slow_motion_replay_waits_for_its_lagging_poses_in_stamp_time(rig: Any
     # the first image alone cannot tell the replay's speed: it waited 0.05 s (before: all 9 did)
     errors = int(re.search(r"(\d+) input errors", log).group(1))
     assert errors <= 1 and "Traceback" not in log, log
+
+
+def test_a_very_slow_replay_is_not_no_input_between_its_images(rig: Any, tmp_path: Path) -> None:  # noqa: F811
+    """4 recorded frames played at 0.02x: an image every 3.3 s. /diagnostics said "no input images"
+    whenever fewer than two had come in its 5 s rate window, half the time between two images of a
+    running replay; now images arrive while the last came within two of their steps (or 5 s)."""
+    r = rig("    diagnostics_period: 0.25\n")
+    played, statuses = _diagnostics_during(r, tmp_path, 0.27, "--speed", "0.02")
+    r.interrupt_node()
+    assert played["sent"] == 4, r.node_log.read_text()
+    messages = [m for _, m in statuses]
+    first = next(i for i, m in enumerate(messages) if m != "no input images")  # (before the first image: right)
+    assert "no input images" not in messages[first:], messages

@@ -11,6 +11,7 @@ reported so callers can log it.
 from __future__ import annotations
 
 from collections import Counter, deque
+from itertools import pairwise
 from statistics import median_low
 
 #: `pause_flush: 0` (auto): a stream has paused after this many of its frame periods without a frame
@@ -111,6 +112,13 @@ class ReplaySpeed:
             return self._before or 1.0
         ratios = [(b[0] - a[0]) / (b[1] - a[1]) for a, b in zip(timeline, timeline[span:], strict=False)]
         return max(1.0, median_low(ratios))
+
+    @property
+    def step_ns(self) -> int | None:
+        """The median step between the last frames on the clock measured (None before two)."""
+        timeline = tuple(self._timeline)
+        steps = [b[0] - a[0] for a, b in pairwise(timeline)]
+        return int(median_low(steps)) if steps else None
 
     @property
     def known(self) -> bool:

@@ -20,6 +20,7 @@ class RateMeter:
         self._times: deque[float] = deque()
         self._lock = threading.Lock()
         self.total = 0
+        self.last: float | None = None  # time.monotonic() of the last event
 
     def tick(self, n: int = 1, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
@@ -27,6 +28,7 @@ class RateMeter:
             for _ in range(n):
                 self._times.append(now)
             self.total += n
+            self.last = now
             self._trim(now)
 
     def rate(self, now: float | None = None) -> float:

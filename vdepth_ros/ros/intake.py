@@ -310,6 +310,16 @@ class InputSide:
             + (f" (the stream ends after {ends:.1f} s without an image on this node's clock)" if ends else ""),
         )
 
+    def receiving(self, now: float | None = None) -> bool:
+        """Whether images are arriving: the last came within the rate's window (5 s) or two of the
+        images' steps on the steady clock (`ReplaySpeed.step_ns`), so a slow camera or a replay at
+        0.02x is not "no input" between two images."""
+        last = self.rate.last
+        if last is None:
+            return False
+        step_s = (self.arrival_speed.step_ns or 0) / 1e9
+        return (time.monotonic() if now is None else now) - last <= max(self.rate.window_s, 2 * step_s)
+
     def _count_loss(self, stamp: int) -> None:
         missing = self.loss.add(stamp)
         if missing and not self._loss_warned and self.loss.confirmed >= 10 and self.loss.fraction > 0.02:

@@ -183,7 +183,7 @@ class StatusReporter:
                 values["output rate [Hz]"],
                 drops,
                 bool(getattr(node.processor.last_fit, "degenerate", False)),
-                node.intake.rate.rate() > 0,
+                node.intake.receiving(),
                 stalled_s=node.watchdog.stalled_s(),
                 lost_recent=lost,
                 last_error=node.log.last_error,
