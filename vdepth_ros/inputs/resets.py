@@ -106,6 +106,7 @@ class ReplaySpeed:
 
     @property
     def stretch(self) -> float:
+        """Seconds of the clock measured per second of stamps, at least 1 (class docstring)."""
         timeline = tuple(self._timeline)  # one copy: the live node notes arrivals in another thread
         span = min(STRETCH_SPAN, len(timeline) - 1)
         if span < 1:

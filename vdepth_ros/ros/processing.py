@@ -266,8 +266,13 @@ class FrameProcessor:
                     )
             max_gap, ends = float(self.p["max_gap"]), pauses.ends_after_s()
             if ends > 0 and idle_s > ends and self.pipeline.held:
-                replay = f", {ends:.1f} s at this replay's {1 / pauses.stretch:.2g}x" if ends > max_gap * 1.01 else ""
-                self.restart(f"pause: no image for {idle_s:.1f} s (max_gap {max_gap} s{replay})", flush=True)
+                if not pauses.speed.known:
+                    why = f"max_gap {max_gap} s; {ends:.1f} s after a stream's first image alone, its speed unknown"
+                elif ends > max_gap * 1.01:
+                    why = f"max_gap {max_gap} s, {ends:.1f} s at this replay's {1 / pauses.stretch:.2g}x"
+                else:
+                    why = f"max_gap {max_gap} s"
+                self.restart(f"pause: no image for {idle_s:.1f} s ({why})", flush=True)
                 self.stream = StreamResets(int(max_gap * 1e9))  # restarted already: the next image is no gap
         except Exception as err:
             self.log.error(
