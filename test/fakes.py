@@ -6,6 +6,7 @@ corrupted by a per-window affine, so tests can check that stitching recovers the
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -114,3 +115,36 @@ def run_node_main(params: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
     return code, capsys.readouterr().err
+
+
+#: broken model folders (`broken_model`) -> what the start-up check says (the node and every offline tool)
+MODEL_FAULTS = {
+    "truncated safetensors beside a valid ONNX": "not a complete safetensors file",
+    "garbage model.onnx": "is not an ONNX model",
+    "invalid config.json": "is not valid JSON",
+    "missing model.onnx.json": "model.onnx.json: not found",
+    "invalid model.onnx.json": "model.onnx.json: is not valid",
+    "empty model.engine beside a valid ONNX": "model.engine: is empty",
+}
+
+
+def broken_model(tmp_path: Path, what: str) -> Path:
+    """`tmp_path/model`: a tiny ONNX model folder with the fault `what` (a `MODEL_FAULTS` key)."""
+    folder = tmp_path / "model"
+    folder.mkdir()
+    write_tiny_onnx(folder)
+    (folder / "config.json").write_text('{"_family": "vda_lite", "window": 8}')
+    if what == "truncated safetensors beside a valid ONNX":
+        (folder / "model.safetensors").write_bytes(struct.pack("<Q", 400) + b'{"w": {"dtype": "F32", "sh')
+    elif what == "garbage model.onnx":
+        (folder / "model.onnx").write_bytes(b"not an onnx graph")
+    elif what == "invalid config.json":
+        (folder / "config.json").write_text('{"_family": "vda_lite", window: 8')
+    elif what == "missing model.onnx.json":
+        (folder / "model.onnx.json").unlink()
+    elif what == "invalid model.onnx.json":
+        (folder / "model.onnx.json").write_text('{"family": "fake", "frames": "many"}')
+    elif what == "empty model.engine beside a valid ONNX":
+        (folder / "model.engine").write_bytes(b"")
+        (folder / "model.engine.json").write_text((folder / "model.onnx.json").read_text())
+    return folder

@@ -52,11 +52,11 @@ def test_invalid_values_name_field_and_value(params, match):
         PipelineConfig.from_params(params)
 
 
-def test_scale_clip_and_default_model(monkeypatch):
+def test_scale_clip_and_default_model(monkeypatch, tmp_path):
     assert PipelineConfig(scale_clip_min=0.7, scale_clip_max=1.5).scale_clip == (0.7, 1.5)
     monkeypatch.setenv("VDEPTH_DEFAULT_MODEL", "/opt/models/vda")
     assert PipelineConfig().resolved_model() == "/opt/models/vda"
-    assert PipelineConfig(model="/x/y").resolved_model() == "/x/y"
+    assert PipelineConfig(model=str(tmp_path)).resolved_model() == str(tmp_path)
 
 
 def _write(tmp_path: Path, text: str) -> Path:

@@ -77,10 +77,14 @@ def test_model_name_resolves_through_the_cache(monkeypatch: pytest.MonkeyPatch, 
     (folder / "config.json").write_text("{}")
     assert resolve_model("vda-small") == str(folder)
     assert PipelineConfig(model="vda-small").resolved_model() == str(folder)
-    # paths pass through unchanged (existing or not: create_engine reports a missing file)
+    # an existing path as an absolute one; a missing one names the path tried and what it is relative to
     assert resolve_model(str(folder)) == str(folder)
-    assert resolve_model("models/missing") == "models/missing"
-    assert resolve_model("graph.onnx") == "graph.onnx"
+    assert resolve_model("cache/vda-small") == str(folder)
+    missing = tmp_path / "models" / "missing"
+    with pytest.raises(ModelLoadError, match=f"{missing} does not exist, relative to the current folder {tmp_path}"):
+        resolve_model("models/missing")
+    with pytest.raises(ModelLoadError, match=f"'graph.onnx': {tmp_path / 'graph.onnx'} does not exist"):
+        resolve_model("graph.onnx")
 
 
 def test_extra_releases_from_a_registry_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pytest
 import rclpy
-from fakes import LuminanceEngine, RecordingLogger, run_node_main, write_tiny_onnx
+from fakes import MODEL_FAULTS, LuminanceEngine, RecordingLogger, broken_model, run_node_main
 from geometry_msgs.msg import PoseStamped
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
@@ -493,37 +493,11 @@ def test_100hz_burst_keeps_memory_bounded() -> None:
 
 
 # -- start-up faults: one line, exit status 2 ----------------------------------------------------
-def broken_model(tmp_path: Path, what: str) -> Path:
-    folder = tmp_path / "model"
-    folder.mkdir()
-    write_tiny_onnx(folder)
-    (folder / "config.json").write_text('{"_family": "vda_lite", "window": 8}')
-    if what == "truncated safetensors beside a valid ONNX":
-        (folder / "model.safetensors").write_bytes(struct.pack("<Q", 400) + b'{"w": {"dtype": "F32", "sh')
-    elif what == "garbage model.onnx":
-        (folder / "model.onnx").write_bytes(b"not an onnx graph")
-    elif what == "invalid config.json":
-        (folder / "config.json").write_text('{"_family": "vda_lite", window: 8')
-    elif what == "missing model.onnx.json":
-        (folder / "model.onnx.json").unlink()
-    elif what == "invalid model.onnx.json":
-        (folder / "model.onnx.json").write_text('{"family": "fake", "frames": "many"}')
-    elif what == "empty model.engine beside a valid ONNX":
-        (folder / "model.engine").write_bytes(b"")
-        (folder / "model.engine.json").write_text((folder / "model.onnx.json").read_text())
-    return folder
-
-
 START_FAULTS = {
     "missing params file": ("params", "no such params file"),
     "params file that is not YAML": ("params:/**:\n  ros__parameters: [\n", "not valid YAML"),
     "params file without ros__parameters": ("params:/**:\n  window: 8\n", "has no 'ros__parameters:' mapping"),
-    "truncated safetensors beside a valid ONNX": ("model", "not a complete safetensors file"),
-    "garbage model.onnx": ("model", "is not an ONNX model"),
-    "invalid config.json": ("model", "is not valid JSON"),
-    "missing model.onnx.json": ("model", "model.onnx.json: not found"),
-    "invalid model.onnx.json": ("model", "model.onnx.json: is not valid"),
-    "empty model.engine beside a valid ONNX": ("model", "model.engine: is empty"),
+    **{name: ("model", expect) for name, expect in MODEL_FAULTS.items()},
 }
 
 

@@ -282,13 +282,10 @@ class PipelineConfig:
         return opts
 
     def resolved_model(self) -> str:
-        """`model` as a path: "default" -> the bundled default model folder, a release name (`vda-small`)
-        -> its folder in the model cache (`vdepth_ros.runtime.registry.resolve_model`; a release not
-        pulled yet raises `ModelLoadError` naming `vdepth-export pull NAME`)."""
-        if self.model == "default":
-            from vdepth_ros.paths import default_model_dir
-
-            return str(default_model_dir())
+        """`model` as a path (`vdepth_ros.runtime.registry.resolve_model`): "default" -> the bundled default
+        model folder, a release name (`vda-small`) -> its folder in the model cache, a relative path ->
+        from the current folder (a params file's `model:` is made absolute from the file's folder when
+        the file is read: `load_node_params`, the node's `_configure`)."""
         from vdepth_ros.runtime.registry import resolve_model
 
         return resolve_model(self.model)

@@ -76,17 +76,25 @@ def find_sample() -> Path | None:
 
 
 def check_default_model(model: str | None) -> Path:
-    """The model folder/file to use; raise naming what is missing."""
-    from vdepth_ros.paths import default_model_dir
+    """The model folder/file to use (`--model`, else the bundled default), resolved and checked as the
+    node does at start-up (`runtime.checks`); raise naming what is missing or unusable."""
+    from vdepth_ros.errors import ModelLoadError
+    from vdepth_ros.runtime.checks import check_model_files
     from vdepth_ros.runtime.registry import resolve_model
 
-    path = Path(resolve_model(model)) if model else default_model_dir()
-    if not path.exists() or (path.is_dir() and not (path / "config.json").is_file() and not any(path.glob("*.onnx"))):
-        raise OfflineError(
-            f"the default model is missing: {path} has no config.json or model.onnx "
-            f"(it is provided in models/default/ by the default-model work; set VDEPTH_DEFAULT_MODEL "
-            f"or pass --model DIR)"
-        )
+    try:
+        path = Path(resolve_model(model or "default"))
+        if not path.exists() or (
+            path.is_dir() and not (path / "config.json").is_file() and not any(path.glob("*.onnx"))
+        ):
+            raise OfflineError(
+                f"the default model is missing: {path} has no config.json or model.onnx "
+                f"(it is provided in models/default/ by the default-model work; set VDEPTH_DEFAULT_MODEL "
+                f"or pass --model DIR)"
+            )
+        check_model_files(path)
+    except ModelLoadError as err:
+        raise OfflineError(str(err)) from None
     return path
 
 

@@ -193,11 +193,10 @@ def _load_engines(
     meta: dict[str, Any],
 ) -> tuple[Any, Any]:
     """The engine under evaluation and its one-frame twin; their description and speed into `meta`."""
-    from vdepth_ros.paths import default_model_dir
     from vdepth_ros.runtime import create_engine
-    from vdepth_ros.runtime.registry import resolve_model
+    from vdepth_ros.runtime.checks import checked_model
 
-    mdir = Path(resolve_model(model)) if model else default_model_dir()
+    mdir = Path(checked_model(model or "default"))  # the node's start-up check: one line before any work
     opts: dict[str, Any] = {"threads": threads} if threads else {}
     if size is not None:
         opts.update(height=int(size[0]), width=int(size[1]))

@@ -171,7 +171,7 @@ def process_bag(
     input_path, output_path = bag_path(input_path), Path(output_path)
     storage, single_file = _output_storage(output_path, storage)
     if params is None:
-        params = load_node_params(params_file, f"{namespace.rstrip('/')}/depth_node")
+        params = load_node_params(params_file, f"{namespace.rstrip('/')}/depth_node", model)
     topics = resolve_topics(
         params,
         namespace=namespace,
@@ -199,7 +199,7 @@ def process_bag(
     if metric_input and params.get("scale_source", "none") == "none":
         params = {**params, "scale_source": "sparse"}
         summary.notes.append(f"metric input on {metric_input}: scale_source set to 'sparse'")
-    config = pipeline_config(params, model=model, backend=backend)
+    config = pipeline_config(params, model=model, backend=backend, check_model=engine is None)
     # 4. Run it into a new bag, built under a temporary name and renamed into place when complete.
     output = AtomicOutput(output_path, overwrite=overwrite, inputs=[input_path], replaceable=not_a_bag)
     # a bag recorded with compression_mode: file is unpacked beside the output (the disk chosen with -o)
@@ -516,7 +516,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args.verbose)
     try:
         # as the node in that namespace reads the file: `/front/depth_node:` sections apply there
-        params = load_node_params(args.params, f"{args.namespace.rstrip('/')}/depth_node")
+        params = load_node_params(args.params, f"{args.namespace.rstrip('/')}/depth_node", args.model)
         if args.rectify:
             params = {**params, "rectify": True}
         # the node's `blas_threads` parameter, as the node applies it (vdepth_ros/blas.py)

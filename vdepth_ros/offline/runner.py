@@ -38,19 +38,25 @@ def default_params_path() -> Path:
     return config_dir() / "depth.yaml"
 
 
-def load_node_params(path: str | Path | None = None, node_name: str = "depth_node") -> dict[str, Any]:
+def load_node_params(
+    path: str | Path | None = None, node_name: str = "depth_node", model: str | None = None
+) -> dict[str, Any]:
     """The node's parameters as a flat dict, from `path` or the bundled `config/depth.yaml`, as the
     node `node_name` (`/ns/depth_node` for a node in a namespace) gets them (rcl's rules).
 
     A parameter the node does not have (a typo such as `windw: 8`) is warned about as the node
-    warns at start-up, with the closest name.
+    warns at start-up, with the closest name. The file's `model` is resolved as the node resolves it
+    (`runtime.registry.resolve_model`: a relative path from the file's folder, a release name to its
+    cache folder); `model` (a tool's `--model`) replaces it instead, from the current folder.
 
     Raises:
         ConfigError: the file cannot be read, or one of the node's ROS-side values is one the node
             would stop on (`node_params.ros_param_values`; the pipeline's are `pipeline_config`'s).
+        ModelLoadError: the file's model is not found (the message names the path tried).
     """
     from vdepth_ros.config import load_params
     from vdepth_ros.node_params import is_node_parameter, ros_param_values, unknown_parameters_warning
+    from vdepth_ros.runtime.registry import resolve_model
 
     path = Path(path) if path else default_params_path()
     params = dict(load_params(path, node_name))
@@ -58,11 +64,23 @@ def load_node_params(path: str | Path | None = None, node_name: str = "depth_nod
     unknown = unknown_parameters_warning(params, is_node_parameter, where="this file's section")
     if unknown:
         log.warning("%s: %s", path, unknown)
+    if model:
+        params["model"] = str(model)
+    elif isinstance(params.get("model"), str):
+        params["model"] = resolve_model(params["model"], params_file=path)
     return params
 
 
-def pipeline_config(params: dict[str, Any], *, model: str | None = None, backend: str | None = None) -> PipelineConfig:
-    """The `PipelineConfig` from the node's flat params (ROS-only keys are ignored), with CLI overrides."""
+def pipeline_config(
+    params: dict[str, Any], *, model: str | None = None, backend: str | None = None, check_model: bool = False
+) -> PipelineConfig:
+    """The `PipelineConfig` from the node's flat params (ROS-only keys are ignored), with CLI overrides.
+
+    Args:
+        check_model: resolve the model and check its files as the node does at start-up
+            (`runtime.checks.checked_model`), so a bad one stops the tool with the node's words before
+            any work; the config then holds the model's absolute path.
+    """
     from vdepth_ros.config import PipelineConfig
 
     params = dict(params)
@@ -71,6 +89,10 @@ def pipeline_config(params: dict[str, Any], *, model: str | None = None, backend
     if backend:
         params["backend"] = backend
     config, _ros_only = PipelineConfig.from_params(params)
+    if check_model:
+        from vdepth_ros.runtime.checks import checked_model
+
+        config.model = checked_model(config.model)
     return config
 
 

@@ -126,7 +126,9 @@ def process_video(
         raise OfflineError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
     _check_numbers(fps=fps, max_frames=max_frames, assume_hfov=assume_hfov)
     input_path, output_dir = Path(input_path), Path(output_dir)
-    params = _video_params(load_node_params(params_file) if params is None else params, depth_range)
+    params = _video_params(load_node_params(params_file, model=model) if params is None else params, depth_range)
+    # the model resolved and checked as the node does at start-up, before the output or the input is opened
+    config = pipeline_config(params, model=model, backend=backend, check_model=engine is None)
     summary = RunSummary(mode=mode)
     clock = Stopwatch()
     # 2. Open the input and the output folder (built under a temporary name, renamed when complete).
@@ -141,7 +143,6 @@ def process_video(
         cam = _video_camera(source, input_path, intrinsics, assume_hfov, camera_info, rectify, ply, summary)
         source.camera = cam.camera
         # 4. Run the pipeline and write one result per frame.
-        config = pipeline_config(params, model=model, backend=backend)
         pipeline = build_pipeline(config, engine=engine)
         summary.model = pipeline.model_identity()
         with VideoOutputWriter(

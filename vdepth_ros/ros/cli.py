@@ -27,6 +27,7 @@ from typing import Any
 import rclpy
 
 from vdepth_ros.errors import ConfigError, VdepthError
+from vdepth_ros.ros import startup
 from vdepth_ros.ros.startup import CLOCK, StartupError, check_params_files, params_files, unused_params_file_sections
 from vdepth_ros.ros.transport import use_large_segment_profile
 
@@ -159,6 +160,7 @@ def run(args: list[str] | None = None) -> int:
     argv = list(sys.argv if args is None else args)
     try:
         check_params_files(argv)  # before rcl parses them (it would raise RCLInvalidROSArgsError)
+        startup.PARAMS_FILES[:] = params_files(argv)  # a relative `model:` in one is relative to its folder
         own_args = remove_ros_args(args=argv)[1:]
     except StartupError as err:
         print(f"cannot start: {err}", file=sys.stderr)

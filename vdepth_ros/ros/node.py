@@ -41,7 +41,7 @@ from vdepth_ros.ros.params import declare_value, descriptor
 from vdepth_ros.ros.processing import FrameProcessor
 from vdepth_ros.ros.python_logs import forward_python_logging, logging_as
 from vdepth_ros.ros.qos import IncompatibleQosReporter
-from vdepth_ros.ros.startup import CLOCK, warm_up
+from vdepth_ros.ros.startup import CLOCK, params_file_of, warm_up
 from vdepth_ros.ros.status import StatusReporter
 from vdepth_ros.ros.worker import RateLimitedLog, SupervisedWorker
 from vdepth_ros.runtime.shared import EnginePool, SharedEngine
@@ -66,10 +66,15 @@ def _in_node_log(step: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def build_pipeline(
-    params: dict[str, Any], engine: Any = None, engine_pool: EnginePool | None = None
+    params: dict[str, Any],
+    engine: Any = None,
+    engine_pool: EnginePool | None = None,
+    params_file: str | None = None,
 ) -> tuple[Any, bool]:
-    """The camera's `DepthPipeline` and whether the engine was built here (then it is checked
-    first, timed, warmed up, and closed at cleanup; an injected or pooled one is not closed).
+    """The camera's `DepthPipeline` and whether the engine was built here (then its model is resolved
+    and checked first (`runtime.checks.checked_model`, as the offline tools do), timed, warmed up, and
+    closed at cleanup; an injected or pooled one is not closed). `params_file`: the params file that
+    gave `model` (a relative path there is relative to the file's folder), None for the current folder.
 
     Raises:
         ConfigError: invalid pipeline parameters. ModelLoadError (`runtime.checks.ModelFileError`):
@@ -77,7 +82,7 @@ def build_pipeline(
     """
     from vdepth_ros.config import PipelineConfig
     from vdepth_ros.pipeline import DepthPipeline
-    from vdepth_ros.runtime.checks import check_model_files
+    from vdepth_ros.runtime.checks import checked_model
 
     try:
         config, _ = PipelineConfig.from_params(params)
@@ -90,7 +95,7 @@ def build_pipeline(
     try:
         if built:
             t0 = time.monotonic()
-            check_model_files(config.resolved_model())
+            config.model = checked_model(config.model, params_file)
             if engine_pool is not None:
                 engine = pooled = engine_pool.get(
                     config.resolved_model(), config.backend, config.precision, **config.engine_options()
@@ -205,7 +210,8 @@ class _DepthNodeCore:
         self.pipeline_params = {k: v for k, v in values.items() if self._specs[k].group == "pipeline"}
         self.engine_pool = engine_pool
         before = dict(CLOCK.steps)
-        self.pipeline, self._owns_engine = build_pipeline(self.pipeline_params, engine, engine_pool)
+        model_file = params_file_of(self.get_fully_qualified_name(), "model", self.pipeline_params["model"])
+        self.pipeline, self._owns_engine = build_pipeline(self.pipeline_params, engine, engine_pool, model_file)
         # which model this camera runs, once per configure (also on /diagnostics): two robots' logs tell apart
         built_from = self.pipeline.config.resolved_model() if engine is None else None
         self.model_identity = self.pipeline.model_identity(built_from)

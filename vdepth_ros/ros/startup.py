@@ -93,6 +93,29 @@ def params_files(argv: list[str]) -> list[str]:
     return files
 
 
+#: This process's `--params-file` arguments (`vdepth-node` sets them before building its nodes): a
+#: relative `model:` path written in one of them is relative to that file's folder (`params_file_of`).
+PARAMS_FILES: list[str] = []
+
+
+def params_file_of(node: str, name: str, value: Any) -> str | None:
+    """The params file of this process (`PARAMS_FILES`) that gave node `node` (fully qualified) `value`
+    for parameter `name`: the last one setting it, as rcl applies them; None when none did (a `-p`
+    override, a launch file's value, the default).
+    """
+    from vdepth_ros.config import load_params
+
+    source = None
+    for path in PARAMS_FILES:
+        try:
+            values = load_params(path, node)
+        except VdepthError:  # no section for this node (refused files stopped start-up already)
+            continue
+        if name in values:
+            source = path if values[name] == value else None
+    return source
+
+
 def check_params_files(argv: list[str]) -> None:
     """Check every `--params-file` before rcl reads it, by the rules the offline tools read it with
     (`vdepth_ros.param_file.parse_param_file`: YAML, node names, `ros__parameters` mappings,

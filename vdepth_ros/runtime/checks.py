@@ -163,3 +163,20 @@ def check_model_files(model: str | Path) -> list[Path]:
             raise ModelFileError(file, f"cannot be read ({err})") from None
         checked.append(file)
     return checked
+
+
+def checked_model(model: str, params_file: str | Path | None = None) -> str:
+    """`model` resolved (`registry.resolve_model`: "default", a release name, a path relative to the
+    current folder or to `params_file`'s folder) and every file of it checked (`check_model_files`): what
+    the node and every offline tool call before any work, so a bad model stops each with the same line.
+
+    Raises:
+        ModelLoadError: not found (naming the path tried and what it is relative to), a release not
+            pulled, or `ModelFileError` for the first unusable file.
+        ConfigError: a relative `$VDEPTH_MODEL_CACHE`.
+    """
+    from vdepth_ros.runtime.registry import resolve_model
+
+    path = resolve_model(model, params_file)
+    check_model_files(path)
+    return path

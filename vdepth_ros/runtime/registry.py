@@ -317,12 +317,28 @@ def get_release(name: str) -> Release:
 
 
 def model_cache_dir() -> Path:
-    """`$VDEPTH_MODEL_CACHE`, else `$XDG_CACHE_HOME/vdepth_ros/models`, else `~/.cache/vdepth_ros/models`."""
+    """`$VDEPTH_MODEL_CACHE`, else `$XDG_CACHE_HOME/vdepth_ros/models`, else `~/.cache/vdepth_ros/models`.
+
+    A relative `$VDEPTH_MODEL_CACHE` would be a different folder for every process started in another
+    folder (a launch system, a service: the node would look in an empty cache), so it is refused; a
+    relative `$XDG_CACHE_HOME` is ignored, as the XDG base directory specification says.
+
+    Raises:
+        ConfigError: `$VDEPTH_MODEL_CACHE` is a relative path (the message names the absolute one it
+            means from this folder).
+    """
     env = os.environ.get(CACHE_ENV)
     if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+        path = Path(env).expanduser()
+        if not path.is_absolute():
+            raise ConfigError(
+                f"${CACHE_ENV}={env} is a relative path, which each process would look up from its own current "
+                f"folder (a launch system starts nodes elsewhere): set it to an absolute path, e.g. "
+                f"{CACHE_ENV}={Path.cwd() / path} for the one relative to {Path.cwd()}"
+            )
+        return path
+    xdg = Path(os.environ.get("XDG_CACHE_HOME", "")).expanduser()
+    base = xdg if xdg.is_absolute() else Path.home() / ".cache"
     return base / "vdepth_ros" / "models"
 
 
@@ -335,15 +351,33 @@ def _looks_like_a_name(model: str) -> bool:
     return os.sep not in model and "/" not in model and not model.endswith((".onnx", ".engine", ".json"))
 
 
-def resolve_model(model: str) -> str:
-    """`model` as the runtime loads it: an existing path as is, a release name as its cache folder.
+def resolve_model(model: str, params_file: str | Path | None = None) -> str:
+    """`model` as the runtime loads it: "default" as the bundled default model folder
+    (`paths.default_model_dir`), an existing path as an absolute path (`~` is the home folder), a release
+    name as its cache folder. The one resolution of every entry point (the node, `vdepth-bag`,
+    `vdepth-video`, `vdepth-eval`, the demo); `runtime.checks.checked_model` then checks its files.
+
+    Args:
+        model: the `model` value.
+        params_file: the params file the value was written in: a relative path is relative to that
+            file's folder (a launch system may start the process anywhere); None (a command line's
+            `--model` or `-p model:=`): relative to the current folder.
 
     Raises:
         ModelLoadError: `model` names a release that is not in the cache (the message names the
-            `vdepth-export pull` command), or is neither a path nor a known release.
+            `vdepth-export pull` command), or a path that does not exist (the message names the path
+            tried and what a relative one is relative to), or is neither a path nor a known release.
+        ConfigError: `$VDEPTH_MODEL_CACHE` is a relative path (`model_cache_dir`).
     """
-    if Path(model).expanduser().exists():
-        return str(Path(model).expanduser())
+    if model == "default":
+        from vdepth_ros.paths import default_model_dir
+
+        return str(default_model_dir())
+    given = Path(model).expanduser()
+    base = Path(params_file).expanduser().absolute().parent if params_file is not None else Path.cwd()
+    path = given if given.is_absolute() else base / given
+    if path.exists():
+        return str(path)
     known = releases()
     if model in known:
         folder = cached_model_dir(model)
@@ -356,12 +390,23 @@ def resolve_model(model: str) -> str:
             f"`vdepth-export pull {model}{accept}` (licence: {release.license}), or set ${CACHE_ENV} to the "
             "cache that holds it"
         )
+    where = ""
+    if not given.is_absolute():
+        where = (
+            f", relative to the folder of the params file {params_file}" if params_file is not None
+            else f", relative to the current folder {base}"
+        )  # fmt: skip
+        if params_file is not None and (Path.cwd() / given).exists():
+            where += f"; {Path.cwd() / given} exists: write that absolute path in the params file"
     if _looks_like_a_name(model):
         raise ModelLoadError(
-            f"model {model!r} is neither an existing file/folder nor a known release "
-            f"({', '.join(sorted(known))}); pass a model folder or a release name"
+            f"model {model!r} is neither an existing file/folder nor a known release ({', '.join(sorted(known))}); "
+            f"pass a model folder or a release name ({path} does not exist{where})"
         )
-    return model
+    raise ModelLoadError(
+        f"model {model!r}: {path} does not exist{where} (expected a model folder, .onnx or .engine file, or a "
+        "release name)"
+    )
 
 
 def cached_revisions(folder: Path) -> dict[str, str]:

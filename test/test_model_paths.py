@@ -1,0 +1,209 @@
+"""How every entry point finds and checks the model the user names: one resolution
+(`runtime.registry.resolve_model`) and one start-up check (`runtime.checks.checked_model`) for the node,
+`vdepth-video`, `vdepth-bag`, `vdepth-eval` and the demo.
+
+Before: the offline tools skipped the node's start-up check (a garbage model.onnx ended in an
+onnxruntime traceback, a truncated model.safetensors beside a valid ONNX ran without a word); a relative
+`model:` in a params file was looked up from the process's current folder (a launch system starts the
+node elsewhere); a relative `$VDEPTH_MODEL_CACHE` was a different, empty cache for every process started
+in another folder; a missing path was reported without saying what it was relative to.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from fakes import MODEL_FAULTS, broken_model, run_node_main, write_tiny_onnx
+
+from vdepth_ros.offline import bag as bagcli
+from vdepth_ros.offline import video as videocli
+from vdepth_ros.offline.synth import synthetic_frames, write_image_bag
+from vdepth_ros.runtime.registry import CACHE_ENV
+
+H, W, N = 48, 64, 6
+
+
+def clip(path: Path) -> Path:
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 15.0, (W, H))
+    for rgb in synthetic_frames(N, H, W):
+        vw.write(np.ascontiguousarray(rgb[..., ::-1]))
+    vw.release()
+    return path
+
+
+def tiny_model(folder: Path) -> Path:
+    """A tiny working model folder (ONNX graph + config.json)."""
+    folder.mkdir(parents=True)
+    write_tiny_onnx(folder)
+    (folder / "config.json").write_text('{"_family": "vda_lite", "window": 8}')
+    return folder
+
+
+def params_file(path: Path, model: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"/**:\n  ros__parameters:\n    model: {json.dumps(model)}\n    scale_source: none\n")
+    return path
+
+
+def own_lines(err: str) -> list[str]:
+    """stderr without the log lines (INFO/WARNING) the tools print on the way."""
+    return [line for line in err.splitlines() if line.strip() and not line.startswith(("INFO ", "WARNING "))]
+
+
+def files_of(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("fault", list(MODEL_FAULTS))
+def test_a_broken_model_stops_every_tool_before_any_work_with_the_nodes_words(
+    tmp_path: Path, fault: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = broken_model(tmp_path, fault)
+    before = files_of(model)
+    code, err = run_node_main(params_file(tmp_path / "p.yaml", str(model)), monkeypatch, capsys)
+    (node_line,) = own_lines(err)
+    assert code == 2 and node_line.startswith("cannot start: ") and MODEL_FAULTS[fault] in node_line, err
+    reason = node_line.removeprefix("cannot start: ")
+    bag = tmp_path / "in"
+    write_image_bag(bag, synthetic_frames(N, H, W), storage="mcap", start_ns=1_000_000_000)
+    runs = {
+        "vdepth-video": (videocli.main, [str(clip(tmp_path / "c.mp4")), "-o", str(tmp_path / "out_video")]),
+        "vdepth-bag": (bagcli.main, [str(bag), "-o", str(tmp_path / "out_bag")]),
+    }
+    for prog, (main, args) in runs.items():
+        assert main([*args, "--model", str(model), "--no-progress"]) == 2, prog
+        err = capsys.readouterr().err
+        assert own_lines(err) == [f"{prog}: error: {reason}"], err  # one line, the node's words, no traceback
+        assert not Path(args[2]).exists(), prog  # before any output
+    assert files_of(model) == before  # the user's folder is only read
+
+
+def test_vdepth_eval_checks_the_model_as_the_node_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from vdepth_ros.eval import cli as evalcli
+
+    seq = tmp_path / "evaldata" / "dvmvs_hololens_000"
+    (seq / "images").mkdir(parents=True)
+    (seq / "depth").mkdir()
+    for i in range(4):
+        cv2.imwrite(str(seq / "images" / f"{i:05d}.png"), np.full((12, 16, 3), 100, np.uint8))
+        cv2.imwrite(str(seq / "depth" / f"{i:05d}.png"), np.full((12, 16), 1000, np.uint16))
+    np.savetxt(seq / "K.txt", [[10.0, 0, 8], [0, 10.0, 6], [0, 0, 1]])
+    np.savetxt(seq / "poses.txt", np.tile(np.eye(4).reshape(1, 16), (4, 1)))
+    model = broken_model(tmp_path, "garbage model.onnx")
+    out = tmp_path / "report"
+    with pytest.raises(SystemExit) as done:
+        evalcli.main(["--evaldata", str(tmp_path / "evaldata"), "--datasets", "hololens", "--model", str(model),
+                      "--out", str(out)])  # fmt: skip
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and err.splitlines()[-1] == f"vdepth-eval: error: {model / 'model.onnx'}: " + (
+        "is not an ONNX model (truncated or not protobuf: invalid field tag 110 at byte 1)"
+    ), err
+    assert "Traceback" not in err and not out.exists()
+
+
+def test_a_relative_model_in_a_params_file_is_relative_to_the_file_wherever_the_process_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A launch system (or a service) starts the node in another folder than the user's shell: the
+    params file's `model: ../models/m` used to be looked up from there."""
+    ws = tmp_path / "ws"
+    model = tiny_model(ws / "models" / "m")
+    params = params_file(ws / "config" / "p.yaml", "../models/m")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    out = tmp_path / "out"
+    assert videocli.main([str(clip(tmp_path / "c.mp4")), "-o", str(out), "--params", str(params), "--no-progress",
+                          "--json"]) == 0  # fmt: skip
+    ran = json.loads(capsys.readouterr().out)["model"]["model"]
+    assert Path(ran).resolve() == model.resolve()
+    # the node resolves it the same way: proven with a broken graph there (the node then stops at once)
+    (model / "model.onnx").write_bytes(b"not an onnx graph")
+    code, err = run_node_main(params, monkeypatch, capsys)
+    assert code == 2 and own_lines(err) == [
+        f"cannot start: {ws / 'config' / '..' / 'models' / 'm' / 'model.onnx'}: is not an ONNX model "
+        "(truncated or not protobuf: invalid field tag 110 at byte 1)"
+    ], err
+
+
+def test_a_model_path_not_found_names_the_path_tried_and_what_it_is_relative_to(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ws = tmp_path / "ws"
+    (tiny_model(ws / "models" / "m") / "model.onnx").write_bytes(b"garbage")  # a node taking it stops at once
+    monkeypatch.chdir(ws)
+    # written in a params file in config/, meant from the workspace: the file's folder is tried, the fix named
+    params = params_file(ws / "config" / "p.yaml", "models/m")
+    tried = ws / "config" / "models" / "m"
+    code, err = run_node_main(params, monkeypatch, capsys)
+    assert code == 2 and own_lines(err) == [
+        f"cannot start: model 'models/m': {tried} does not exist, relative to the folder of the params file "
+        f"{params}; {ws / 'models' / 'm'} exists: write that absolute path in the params file (expected a model "
+        "folder, .onnx or .engine file, or a release name)"
+    ], err
+    assert videocli.main([str(clip(tmp_path / "c.mp4")), "-o", str(tmp_path / "o"), "--params", str(params)]) == 2
+    assert own_lines(capsys.readouterr().err) == [f"vdepth-video: error: {own_lines(err)[0].split(': ', 1)[1]}"]
+    # on the command line: relative to the current folder, and said so
+    assert videocli.main([str(tmp_path / "c.mp4"), "-o", str(tmp_path / "o"), "--model", "modles/m"]) == 2
+    assert own_lines(capsys.readouterr().err) == [
+        f"vdepth-video: error: model 'modles/m': {ws / 'modles' / 'm'} does not exist, relative to the current "
+        f"folder {ws} (expected a model folder, .onnx or .engine file, or a release name)"
+    ]
+    # the command line's --model replaces the params file's (whose bad path is then not in the way)
+    tiny_model(ws / "good")
+    out = tmp_path / "ok"
+    assert videocli.main([str(tmp_path / "c.mp4"), "-o", str(out), "--params", str(params), "--model", "good",
+                          "--no-progress"]) == 0  # fmt: skip
+    assert out.is_dir()
+
+
+def test_a_tilde_in_a_params_files_model_is_the_home_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    model = tiny_model(tmp_path / "home" / "models" / "m")
+    params = params_file(tmp_path / "p.yaml", "~/models/m")
+    assert videocli.main([str(clip(tmp_path / "c.mp4")), "-o", str(tmp_path / "o"), "--params", str(params),
+                          "--no-progress", "--json"]) == 0  # fmt: skip
+    assert json.loads(capsys.readouterr().out)["model"]["model"] == str(model)
+    assert not (tmp_path / "~").exists()
+
+
+def test_a_relative_model_cache_is_refused_by_every_entry_point(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`VDEPTH_MODEL_CACHE=cache` was `./cache` of whichever folder each process started in: a node started
+    by a launch system looked in another (empty) cache and said the release was not pulled."""
+    from export.cli import main as export_main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(CACHE_ENV, "cache")
+    (tiny_model(tmp_path / "cache" / "vda-small") / "model.onnx").write_bytes(b"garbage")  # a node taking it stops
+    expect = (
+        f"${CACHE_ENV}=cache is a relative path, which each process would look up from its own current folder (a "
+        f"launch system starts nodes elsewhere): set it to an absolute path, e.g. {CACHE_ENV}={tmp_path / 'cache'} "
+        f"for the one relative to {tmp_path}"
+    )
+    code, err = run_node_main(params_file(tmp_path / "p.yaml", "vda-small"), monkeypatch, capsys)
+    assert code == 2 and own_lines(err) == [f"invalid configuration: {expect}"], err
+    assert videocli.main([str(clip(tmp_path / "c.mp4")), "-o", "o", "--model", "vda-small"]) == 2
+    assert own_lines(capsys.readouterr().err) == [f"vdepth-video: error: {expect}"]
+    assert export_main(["pull", "vda-small", "--from", "dl"]) == 2  # pulling into it would be as lost
+    assert expect in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_relative_xdg_cache_home_is_ignored_as_the_xdg_specification_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vdepth_ros.runtime.registry import model_cache_dir
+
+    monkeypatch.delenv(CACHE_ENV, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")
+    assert model_cache_dir() == Path.home() / ".cache" / "vdepth_ros" / "models"
