@@ -50,7 +50,9 @@ class PipelineConfig:
     model: str = param(
         "default",
         "model folder / file, a release name pulled into the model cache (`vda-small`, see "
-        'docs/models.md), or "default" (`vdepth_ros.paths.default_model_dir()`).',
+        'docs/models.md), or "default" (`vdepth_ros.paths.default_model_dir()`). A relative path written in a '
+        "params file is relative to that file's folder (wherever the process starts), one given with `-p` or "
+        "`--model` to the current folder; `~` is the home folder.",
     )
     inference: Inference = param(
         "auto",
