@@ -132,6 +132,21 @@ def test_a_relative_model_in_a_params_file_is_relative_to_the_file_wherever_the_
     ], err
 
 
+def test_a_relative_model_in_a_launch_files_own_parameters_stays_relative_to_the_current_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """launch_ros writes `Node(parameters=[{"model": "models/m"}])` to /tmp/launch_params_XXXX: that folder
+    means nothing to the user, so the value keeps its meaning from the folder the launch runs in."""
+    ws = tmp_path / "ws"
+    (tiny_model(ws / "models" / "m") / "model.onnx").write_bytes(b"garbage")  # the node stops at once
+    monkeypatch.chdir(ws)
+    code, err = run_node_main(params_file(tmp_path / "tmp" / "launch_params_x1y2", "models/m"), monkeypatch, capsys)
+    assert code == 2 and own_lines(err) == [
+        f"cannot start: {ws / 'models' / 'm' / 'model.onnx'}: is not an ONNX model (truncated or not protobuf: "
+        "invalid field tag 103 at byte 1)"
+    ], err
+
+
 def test_a_model_path_not_found_names_the_path_tried_and_what_it_is_relative_to(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
