@@ -24,7 +24,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     o = sub.add_parser("onnx", help="export a model folder or a family (--tiny) to ONNX with a parity report")
-    o.add_argument("source", help="model folder (config.json + model.safetensors) or family name")
+    o.add_argument(
+        "source", help="model folder (config.json + model.safetensors), pulled release name (vda-small) or family name"
+    )
     o.add_argument("-o", "--output", help="output folder or .onnx path (default: the model folder)")
     o.add_argument("--tiny", action="store_true", help="family name: random tiny_config() model (tests, CI)")
     o.add_argument("--frames", type=int, help="window length T (default: family window / tiny shape)")
@@ -99,7 +101,7 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     e = sub.add_parser("engine", help="build a TensorRT engine from an exported ONNX (needs tensorrt + GPU)")
-    e.add_argument("onnx", help="model.onnx (with model.onnx.json next to it) or a model folder")
+    e.add_argument("onnx", help="model.onnx (with model.onnx.json next to it), a model folder or a pulled release name")
     e.add_argument("-o", "--output", help="engine path (default: model.engine next to the ONNX)")
     e.add_argument("--precision", choices=PRECISIONS, default="fp32")
     e.add_argument("--workspace-gib", type=float, default=4.0)
@@ -112,12 +114,23 @@ def _parser() -> argparse.ArgumentParser:
         help="write per-frame + per-window graphs beside a model folder's model.onnx (vda, vda_lite): "
         "windows then encode only frames the previous window did not have",
     )
-    s.add_argument("model", help="model folder holding config.json, model.safetensors and model.onnx")
+    s.add_argument(
+        "model", help="model folder holding config.json, model.safetensors and model.onnx, or a pulled release name"
+    )
     s.add_argument("--weights-fp16", action="store_true", help="store weights as float16 behind casts")
     s.add_argument("--no-parity", action="store_true", help="skip the ONNX Runtime vs PyTorch check")
     s.add_argument("--threads", type=int, default=None, help="threads for the parity run")
     s.add_argument("--overwrite", action="store_true", help="replace split graphs the folder already holds")
     return p
+
+
+def _release_folder(source: str) -> str:
+    """`source` as `model: NAME` resolves it when it names a known release and no file or folder here
+    (its pulled folder in the model cache, or the `vdepth-export pull` command to run), else as given:
+    `vdepth-export onnx dvd` exports the pulled DVD, not a random-weight model of the family."""
+    from vdepth_ros.runtime.registry import releases, resolve_model
+
+    return resolve_model(source) if not Path(source).exists() and source in releases() else source
 
 
 def _run_split(args: argparse.Namespace) -> int:
@@ -126,7 +139,7 @@ def _run_split(args: argparse.Namespace) -> int:
     from vdepth_ros.paths import evaldata_dir
     from vdepth_ros.runtime import ONNX_NAME
 
-    folder = Path(args.model)
+    folder = Path(_release_folder(args.model))
     if not (folder / ONNX_NAME).is_file():
         raise ModelLoadError(f"{folder} has no {ONNX_NAME}: export it first with `vdepth-export onnx {folder}`")
     meta = export_split_onnx(
@@ -145,7 +158,7 @@ def _run_onnx(args: argparse.Namespace) -> int:
     if args.synthetic:
         evaldata = None
     res = export_onnx(
-        args.source,
+        args.source if args.tiny else _release_folder(args.source),
         args.output,
         frames=args.frames,
         height=args.height,
@@ -235,7 +248,7 @@ def _run_engine(args: argparse.Namespace) -> int:
 
     from vdepth_ros.runtime import ONNX_NAME
 
-    onnx = Path(args.onnx)
+    onnx = Path(_release_folder(args.onnx))
     if onnx.is_dir():
         onnx = onnx / ONNX_NAME
     res = build_engine(

@@ -222,3 +222,23 @@ def test_a_relative_xdg_cache_home_is_ignored_as_the_xdg_specification_says(
     monkeypatch.delenv(CACHE_ENV, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")
     assert model_cache_dir() == Path.home() / ".cache" / "vdepth_ros" / "models"
+
+
+def test_the_export_tools_take_a_pulled_release_by_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After `vdepth-export pull NAME`, `model: NAME` ran it but `vdepth-export onnx NAME` said "neither a model
+    folder nor a known family name" (and for a release named like its family, e.g. `dvd`, would have
+    exported a model with random weights)."""
+    from export.cli import main as export_main
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    assert export_main(["split", "vda-small"]) == 2  # not pulled: the node's words, with the command to run
+    assert "`vdepth-export pull vda-small`" in capsys.readouterr().err
+    folder = tmp_path / "cache" / "vda-small"  # where pull puts it (a tiny model stands in for the release)
+    assert export_main(["onnx", "vda_lite", "--tiny", "-o", str(folder), "--no-parity"]) == 0
+    (folder / "model.onnx").unlink()
+    capsys.readouterr()
+    assert export_main(["onnx", "vda-small", "--no-parity"]) == 0
+    assert json.loads(capsys.readouterr().out)["onnx"] == str(folder / "model.onnx")
