@@ -190,28 +190,54 @@ def test_a_tilde_in_a_params_files_model_is_the_home_folder(
     assert not (tmp_path / "~").exists()
 
 
-def test_a_relative_model_cache_is_refused_by_every_entry_point(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+#: the environment variables that name a model: (value, what it holds, the model parameter that reads it)
+MODEL_ENV = {
+    CACHE_ENV: ("cache", "vda-small"),
+    "VDEPTH_DEFAULT_MODEL": ("m", "default"),
+    "VDEPTH_MODEL_REGISTRY": ("registry.json", "my-release"),
+}
+
+
+@pytest.mark.parametrize("env", list(MODEL_ENV))
+def test_a_relative_path_in_a_model_environment_variable_is_refused_by_every_entry_point(
+    tmp_path: Path, env: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`VDEPTH_MODEL_CACHE=cache` was `./cache` of whichever folder each process started in: a node started
-    by a launch system looked in another (empty) cache and said the release was not pulled."""
+    by a launch system looked in another (empty) cache and said the release was not pulled (likewise
+    another default model, another registry file)."""
     from export.cli import main as export_main
 
+    value, model = MODEL_ENV[env]
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv(CACHE_ENV, "cache")
-    (tiny_model(tmp_path / "cache" / "vda-small") / "model.onnx").write_bytes(b"garbage")  # a node taking it stops
+    monkeypatch.setenv(env, value)
+    # what the variable names, here: a model whose graph is garbage, so a node that takes it stops at once
+    (tiny_model(tmp_path / "cache" / "vda-small") / "model.onnx").write_bytes(b"garbage")
+    (tiny_model(tmp_path / "m") / "model.onnx").write_bytes(b"garbage")
+    entry = {"name": "my-release", "family": "vda_lite", "title": "t", "license": "mit", "non_commercial": False}
+    (tmp_path / "registry.json").write_text(json.dumps([entry]))
     expect = (
-        f"${CACHE_ENV}=cache is a relative path, which each process would look up from its own current folder (a "
-        f"launch system starts nodes elsewhere): set it to an absolute path, e.g. {CACHE_ENV}={tmp_path / 'cache'} "
+        f"${env}={value} is a relative path, which each process would look up from its own current folder (a "
+        f"launch system starts nodes elsewhere): set it to an absolute path, e.g. {env}={tmp_path / value} "
         f"for the one relative to {tmp_path}"
     )
-    code, err = run_node_main(params_file(tmp_path / "p.yaml", "vda-small"), monkeypatch, capsys)
+    code, err = run_node_main(params_file(tmp_path / "p.yaml", model), monkeypatch, capsys)
     assert code == 2 and own_lines(err) == [f"invalid configuration: {expect}"], err
-    assert videocli.main([str(clip(tmp_path / "c.mp4")), "-o", "o", "--model", "vda-small"]) == 2
+    assert videocli.main([str(clip(tmp_path / "c.mp4")), "-o", "o", "--model", model]) == 2
     assert own_lines(capsys.readouterr().err) == [f"vdepth-video: error: {expect}"]
-    assert export_main(["pull", "vda-small", "--from", "dl"]) == 2  # pulling into it would be as lost
-    assert expect in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+    if env == CACHE_ENV:
+        assert export_main(["pull", "vda-small", "--from", "dl"]) == 2  # pulling into it would be as lost
+        assert expect in capsys.readouterr().err
+
+
+def test_an_empty_model_is_refused_by_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`model: ""` (a launch argument left empty) was the params file's folder: "holds no usable model"."""
+    code, err = run_node_main(params_file(tmp_path / "p.yaml", ""), monkeypatch, capsys)
+    assert code == 2 and own_lines(err) == [
+        'cannot start: model is empty: give a model folder or file, a release name, or "default"'
+    ], err
 
 
 def test_a_relative_xdg_cache_home_is_ignored_as_the_xdg_specification_says(

@@ -69,6 +69,31 @@ def released_checkpoint_problem(path: str | Path) -> str | None:
     )
 
 
+def env_path(name: str) -> Path | None:
+    """The path in environment variable `name` (`~` is the home folder), None when unset or empty.
+
+    One rule for the variables that name the model (`VDEPTH_MODEL_CACHE`, `VDEPTH_DEFAULT_MODEL`,
+    `VDEPTH_MODEL_REGISTRY`): a relative path would mean another file or folder in every process started
+    in another folder (a launch system, a service), so it is refused.
+
+    Raises:
+        ConfigError: the value is a relative path (the message names the absolute one it means here).
+    """
+    from vdepth_ros.errors import ConfigError
+
+    value = os.environ.get(name)
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        raise ConfigError(
+            f"${name}={value} is a relative path, which each process would look up from its own current "
+            f"folder (a launch system starts nodes elsewhere): set it to an absolute path, e.g. "
+            f"{name}={Path.cwd() / path} for the one relative to {Path.cwd()}"
+        )
+    return path
+
+
 def share_dir() -> Path:
     """`share/vdepth_ros` of an installed tree, or the repository root in a source checkout."""
     if (REPO_ROOT / "package.xml").is_file():
@@ -81,9 +106,8 @@ def share_dir() -> Path:
 
 
 def default_model_dir() -> Path:
-    """Folder of the bundled default model; `VDEPTH_DEFAULT_MODEL` overrides it."""
-    env = os.environ.get("VDEPTH_DEFAULT_MODEL")
-    return Path(env) if env else share_dir() / "models" / "default"
+    """Folder of the bundled default model; `VDEPTH_DEFAULT_MODEL` (an absolute path, `env_path`) overrides it."""
+    return env_path("VDEPTH_DEFAULT_MODEL") or share_dir() / "models" / "default"
 
 
 def config_dir() -> Path:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from vdepth_ros.errors import ConfigError, ModelLoadError
-from vdepth_ros.paths import PROVENANCE_NAME
+from vdepth_ros.paths import PROVENANCE_NAME, env_path
 
 CACHE_ENV = "VDEPTH_MODEL_CACHE"
 REGISTRY_ENV = "VDEPTH_MODEL_REGISTRY"
@@ -291,8 +291,8 @@ def reference_inference(family: str) -> dict[str, Any] | None:
 
 
 def _extra_releases() -> tuple[Release, ...]:
-    path = os.environ.get(REGISTRY_ENV)
-    if not path:
+    path = env_path(REGISTRY_ENV)
+    if path is None:
         return ()
     try:
         entries = json.loads(Path(path).read_text())
@@ -320,23 +320,17 @@ def model_cache_dir() -> Path:
     """`$VDEPTH_MODEL_CACHE`, else `$XDG_CACHE_HOME/vdepth_ros/models`, else `~/.cache/vdepth_ros/models`.
 
     A relative `$VDEPTH_MODEL_CACHE` would be a different folder for every process started in another
-    folder (a launch system, a service: the node would look in an empty cache), so it is refused; a
-    relative `$XDG_CACHE_HOME` is ignored, as the XDG base directory specification says.
+    folder (a launch system, a service: the node would look in an empty cache), so it is refused
+    (`paths.env_path`); a relative `$XDG_CACHE_HOME` is ignored, as the XDG base directory
+    specification says.
 
     Raises:
         ConfigError: `$VDEPTH_MODEL_CACHE` is a relative path (the message names the absolute one it
             means from this folder).
     """
-    env = os.environ.get(CACHE_ENV)
-    if env:
-        path = Path(env).expanduser()
-        if not path.is_absolute():
-            raise ConfigError(
-                f"${CACHE_ENV}={env} is a relative path, which each process would look up from its own current "
-                f"folder (a launch system starts nodes elsewhere): set it to an absolute path, e.g. "
-                f"{CACHE_ENV}={Path.cwd() / path} for the one relative to {Path.cwd()}"
-            )
-        return path
+    env = env_path(CACHE_ENV)
+    if env is not None:
+        return env
     xdg = Path(os.environ.get("XDG_CACHE_HOME", "")).expanduser()
     base = xdg if xdg.is_absolute() else Path.home() / ".cache"
     return base / "vdepth_ros" / "models"
@@ -369,6 +363,8 @@ def resolve_model(model: str, params_file: str | Path | None = None) -> str:
             tried and what a relative one is relative to), or is neither a path nor a known release.
         ConfigError: `$VDEPTH_MODEL_CACHE` is a relative path (`model_cache_dir`).
     """
+    if not model.strip():
+        raise ModelLoadError('model is empty: give a model folder or file, a release name, or "default"')
     if model == "default":
         from vdepth_ros.paths import default_model_dir
 
