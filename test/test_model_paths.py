@@ -268,3 +268,39 @@ def test_the_export_tools_take_a_pulled_release_by_name(
     capsys.readouterr()
     assert export_main(["onnx", "vda-small", "--no-parity"]) == 0
     assert json.loads(capsys.readouterr().out)["onnx"] == str(folder / "model.onnx")
+
+
+@pytest.mark.slow
+def test_the_node_started_in_another_folder_runs_the_params_files_relative_model(tmp_path: Path) -> None:
+    """As a launch system or a systemd service starts it: `vdepth-node` in another current folder than the
+    params file's, whose `model: ../models/m` is found from the file's folder; SIGINT ends it (exit 0)."""
+    import os
+    import subprocess
+    import sys
+
+    from test_ros_deployed import interrupt, wait_for
+
+    script = Path(sys.executable).parent / "vdepth-node"
+    if not script.is_file():
+        pytest.skip("vdepth-node console script not installed")
+    ws = tmp_path / "ws"
+    (ws / "models" / "m").mkdir(parents=True)
+    write_tiny_onnx(ws / "models" / "m", frames=8)
+    params = params_file(ws / "config" / "p.yaml", "../models/m")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    log = tmp_path / "node.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [str(script), "--ros-args", "--params-file", str(params)],
+            cwd=elsewhere,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"},
+        )
+        try:
+            wait_for(log, f"from {ws / 'config' / '..' / 'models' / 'm'} (release", 120, proc)
+        finally:
+            code = interrupt(proc)
+    assert code == 0, log.read_text()
+    assert list(elsewhere.iterdir()) == []  # nothing written where it was started
