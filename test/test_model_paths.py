@@ -43,6 +43,19 @@ def tiny_model(folder: Path) -> Path:
     return folder
 
 
+def tiny_evaldata(root: Path) -> Path:
+    """A 4-frame, 16x12 HoloLens-layout sequence for `vdepth-eval` (as test_eval_cli's fixture)."""
+    seq = root / "dvmvs_hololens_000"
+    (seq / "images").mkdir(parents=True)
+    (seq / "depth").mkdir()
+    for i in range(4):
+        cv2.imwrite(str(seq / "images" / f"{i:05d}.png"), np.full((12, 16, 3), 100, np.uint8))
+        cv2.imwrite(str(seq / "depth" / f"{i:05d}.png"), np.full((12, 16), 1000, np.uint16))
+    np.savetxt(seq / "K.txt", [[10.0, 0, 8], [0, 10.0, 6], [0, 0, 1]])
+    np.savetxt(seq / "poses.txt", np.tile(np.eye(4).reshape(1, 16), (4, 1)))
+    return root
+
+
 def params_file(path: Path, model: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f"/**:\n  ros__parameters:\n    model: {json.dumps(model)}\n    scale_source: none\n")
@@ -87,14 +100,7 @@ def test_vdepth_eval_checks_the_model_as_the_node_does(
 ) -> None:
     from vdepth_ros.eval import cli as evalcli
 
-    seq = tmp_path / "evaldata" / "dvmvs_hololens_000"
-    (seq / "images").mkdir(parents=True)
-    (seq / "depth").mkdir()
-    for i in range(4):
-        cv2.imwrite(str(seq / "images" / f"{i:05d}.png"), np.full((12, 16, 3), 100, np.uint8))
-        cv2.imwrite(str(seq / "depth" / f"{i:05d}.png"), np.full((12, 16), 1000, np.uint16))
-    np.savetxt(seq / "K.txt", [[10.0, 0, 8], [0, 10.0, 6], [0, 0, 1]])
-    np.savetxt(seq / "poses.txt", np.tile(np.eye(4).reshape(1, 16), (4, 1)))
+    tiny_evaldata(tmp_path / "evaldata")
     model = broken_model(tmp_path, "garbage model.onnx")
     out = tmp_path / "report"
     with pytest.raises(SystemExit) as done:
@@ -105,6 +111,19 @@ def test_vdepth_eval_checks_the_model_as_the_node_does(
         "is not an ONNX model (truncated or not protobuf: invalid field tag 110 at byte 1)"
     ), err
     assert "Traceback" not in err and not out.exists()
+
+
+def test_vdepth_eval_does_not_resolve_the_params_files_model_it_does_not_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`vdepth-eval --params` takes the pipeline's settings from the node's file and runs `--model`
+    (default: the bundled model): the file's model (here one not pulled) is not in the way."""
+    from vdepth_ros.eval import cli as evalcli
+
+    tiny_evaldata(tmp_path / "evaldata")
+    params = params_file(tmp_path / "p.yaml", "no/such/model")
+    args = ["--evaldata", str(tmp_path / "evaldata"), "--datasets", "hololens", "--baselines-only"]
+    assert evalcli.main([*args, "--params", str(params), "--out", str(tmp_path / "r")]) == 0
 
 
 def test_a_relative_model_in_a_params_file_is_relative_to_the_file_wherever_the_process_starts(

@@ -148,7 +148,8 @@ def _check_options(*, backend: str, size: tuple[int, int] | None, params_file: s
         )
     from vdepth_ros.offline.runner import load_node_params
 
-    return load_node_params(params_file)
+    # the evaluation runs --model (default: the bundled one), never the file's `model`: not resolved here
+    return load_node_params(params_file, model="default")
 
 
 @dataclass
