@@ -323,3 +323,23 @@ def test_the_node_started_in_another_folder_runs_the_params_files_relative_model
             code = interrupt(proc)
     assert code == 0, log.read_text()
     assert list(elsewhere.iterdir()) == []  # nothing written where it was started
+
+
+def test_the_pseudo_labeler_takes_a_model_as_every_tool_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`python -m vdepth_training.data.pseudo --model vda-large` (a released teacher) read as a folder
+    named vda-large here: "vda-large/config.json not found" instead of the release's pull command."""
+    from vdepth_training.data.pseudo import main as pseudo_main
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "images").mkdir()
+    cv2.imwrite(str(tmp_path / "images" / "a.png"), np.full((12, 16, 3), 100, np.uint8))
+    args = ["--images", "images", "--out", "labels"]
+    assert pseudo_main([*args, "--model", "vda-large"]) == 2
+    assert "`vdepth-export pull vda-large --accept-license`" in capsys.readouterr().err
+    assert pseudo_main([*args, "--model", "modles/teacher"]) == 2
+    tried = tmp_path / "modles" / "teacher"
+    assert f"{tried} does not exist, relative to the current folder" in capsys.readouterr().err
+    assert not (tmp_path / "labels").exists()

@@ -68,13 +68,15 @@ class PseudoLabeler:
 
     Args:
         model_dir: a model folder `vdepth_ros.models.load_model` reads (the paper used Depth
-            Anything V2-Large; any relative-depth model folder works).
+            Anything V2-Large; any relative-depth model folder works), or a pulled release's name
+            (`vda-large`), resolved as `model:` is (`runtime.registry.resolve_model`).
     """
 
     def __init__(self, model_dir: str | Path) -> None:
         from vdepth_ros.models import load_model
+        from vdepth_ros.runtime.registry import resolve_model
 
-        self.model = load_model(model_dir).eval().requires_grad_(False)
+        self.model = load_model(resolve_model(str(model_dir))).eval().requires_grad_(False)
 
     @torch.no_grad()
     def __call__(self, frames: torch.Tensor) -> torch.Tensor:
@@ -142,7 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     prog = "python -m vdepth_training.data.pseudo"
     ap = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     ap.add_argument("--images", required=True, type=Path, help="folder of real images (searched recursively)")
-    ap.add_argument("--model", required=True, type=Path, help="vdepth_ros model folder that labels them")
+    ap.add_argument(
+        "--model", required=True, help="vdepth_ros model folder or pulled release name (vda-large) that labels them"
+    )
     ap.add_argument("--out", required=True, type=Path, help="output folder (new; sequence format)")
     ap.add_argument("--overwrite", action="store_true", help="replace an earlier output (a folder of sequences)")
     args = ap.parse_args(argv)
