@@ -114,11 +114,11 @@ def study(model: str | None, evaldata: str, frames: int) -> dict:
     from vdepth_ros.eval import runs
     from vdepth_ros.eval.datasets import load_dataset
     from vdepth_ros.eval.metrics import aligned_depth, evaluate_sequence, fit_disparity_affine, valid_mask
-    from vdepth_ros.paths import default_model_dir
     from vdepth_ros.runtime import create_engine
+    from vdepth_ros.runtime.checks import checked_model
 
     seq = load_dataset("hololens", evaldata, frames=frames)[0]
-    engine = create_engine(str(model or default_model_dir()), backend="onnxruntime", threads=2)
+    engine = create_engine(checked_model(model or "default"), backend="onnxruntime", threads=2)
     pred = runs.run_offline(engine, seq)
     gt, valid = seq.depth, valid_mask(seq.depth, seq.max_depth)
     T, h, w = gt.shape
@@ -202,7 +202,9 @@ def study(model: str | None, evaldata: str, frames: int) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default=None, help="model folder (default: the bundled default model)")
+    ap.add_argument(
+        "--model", default=None, help="model folder or pulled release name (default: the bundled default model)"
+    )
     ap.add_argument("--evaldata", default=None, help="evaldata root (default: as vdepth-eval)")
     ap.add_argument("--frames", type=int, default=120)
     args = ap.parse_args(argv)
