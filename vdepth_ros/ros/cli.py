@@ -160,7 +160,6 @@ def run(args: list[str] | None = None) -> int:
     argv = list(sys.argv if args is None else args)
     try:
         check_params_files(argv)  # before rcl parses them (it would raise RCLInvalidROSArgsError)
-        startup.PARAMS_FILES[:] = params_files(argv)  # a relative `model:` in one is relative to its folder
         own_args = remove_ros_args(args=argv)[1:]
     except StartupError as err:
         print(f"cannot start: {err}", file=sys.stderr)
@@ -181,6 +180,7 @@ def run(args: list[str] | None = None) -> int:
         transport = use_large_segment_profile(os.environ, Path.cwd())  # before rclpy creates the participant
         _init_rclpy(argv)
         CLOCK.add("rclpy init", time.monotonic() - t0)
+        startup.PARAMS_FILES[:] = params_files(argv)  # a relative `model:` in one is relative to its folder
         nodes, pool = build_nodes(options.cameras, managed=options.managed)
         if transport:
             nodes[0].get_logger().info(transport)
@@ -206,6 +206,7 @@ def run(args: list[str] | None = None) -> int:
         return 2
     finally:
         _close(nodes, pool)
+        startup.PARAMS_FILES.clear()  # this run's files: not another run's in the same process (tests)
     return 0
 
 
