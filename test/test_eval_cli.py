@@ -86,9 +86,12 @@ def test_cli_baselines_only_writes_reports(evaldata, tmp_path, capsys) -> None:
     assert "| hololens | 6 | row ramp |" in capsys.readouterr().out
 
 
-def test_cli_refuses_missing_evaldata(tmp_path) -> None:
-    with pytest.raises(SystemExit):
+def test_cli_refuses_missing_evaldata(tmp_path, capsys) -> None:
+    with pytest.raises(SystemExit) as done:
         cli.main(["--evaldata", str(tmp_path / "nope"), "--baselines-only"])
+    assert done.value.code == 2
+    err = capsys.readouterr().err.splitlines()  # one line as vdepth-bag/-video give theirs, no usage first
+    assert len(err) == 1 and err[0].startswith("vdepth-eval: error: evaluation data not found: pass --evaldata"), err
 
 
 @pytest.fixture
@@ -185,7 +188,8 @@ def test_cli_missing_dataset_is_one_line_before_any_work(tiny_evaldata, tmp_path
     with pytest.raises(SystemExit) as done:
         cli.main(["--evaldata", str(tiny_evaldata), "--datasets", "hololens", "7scenes", "--out", str(out)])
     assert done.value.code == 2
-    assert "dataset 7scenes: no folder" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "dataset 7scenes: no folder" in err and len(err.splitlines()) == 1, err
     assert not (tmp_path / "new").exists()  # the output folders it would have created are not left behind
 
 

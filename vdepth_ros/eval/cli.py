@@ -521,10 +521,20 @@ def main(argv: list[str] | None = None) -> int:
     limit_blas_threads_for_tool()  # numpy's spinning OpenBLAS pool slows stitching: vdepth_ros/blas.py
 
     root = Path(args.evaldata) if args.evaldata else evaldata_dir()
-    if root is None or not root.is_dir():
-        ap.error("evaluation data not found: pass --evaldata or set VDEPTH_EVALDATA (never copied into the repo)")
-    frames = {d: args.frames for d in DEFAULT_FRAMES} if args.frames else None
     from vdepth_ros.offline.errors import OfflineError
+    from vdepth_ros.offline.runner import cli_errors
+
+    if root is None or not root.is_dir():
+        # one line as vdepth-bag/-video print theirs: argparse's usage would bury the reason
+        raise SystemExit(
+            cli_errors(
+                ap.prog,
+                EvalDataError(
+                    "evaluation data not found: pass --evaldata or set VDEPTH_EVALDATA (never copied into the repo)"
+                ),
+            )
+        )
+    frames = {d: args.frames for d in DEFAULT_FRAMES} if args.frames else None
 
     out = Path(args.out).absolute()
     missing = [p for p in (out, *out.parents) if not p.exists()]  # what prepare_output will create
@@ -552,7 +562,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ModelLoadError, EvalDataError, OfflineError) as err:
         # --size with an exported graph; a release not pulled yet; a dataset missing; results already in --out
         _remove_created(out, missing)
-        ap.error(str(err))
+        raise SystemExit(cli_errors(ap.prog, err)) from None
     print(md.read_text(), end="")
     return 0
 
