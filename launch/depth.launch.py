@@ -128,7 +128,7 @@ def depth_nodes(context: object) -> list[Node]:
                 arguments=[*flags, "--cameras", *names, "--ros-args", "--log-level", log_level],
             )
         ]
-    depth = LaunchConfiguration("depth").perform(context)
+    info = LaunchConfiguration("depth_camera_info").perform(context)  # empty: the node puts it beside depth
     node = Node(
         package="vdepth_ros",
         executable="depth_node",
@@ -140,7 +140,7 @@ def depth_nodes(context: object) -> list[Node]:
         remappings=[
             (topic, LaunchConfiguration(arg)) for arg, topic in TOPIC_ARGUMENTS.items() if arg != "depth_camera_info"
         ]
-        + [("depth/camera_info", LaunchConfiguration("depth_camera_info").perform(context) or f"{depth}/camera_info")],
+        + ([("depth/camera_info", info)] if info else []),
         arguments=[*flags, "--ros-args", "--log-level", log_level],
     )
     return [node]

@@ -142,3 +142,43 @@ def test_the_installed_profile_is_found() -> None:
     transport.use_large_segment_profile(environ, Path("/nonexistent"))
     assert Path(environ["FASTDDS_DEFAULT_PROFILES_FILE"]).name == "fastdds_large_images.xml"
     assert Path(environ["FASTDDS_DEFAULT_PROFILES_FILE"]).is_file()
+
+
+def test_depth_camera_info_follows_a_remapped_depth(tmp_path: Path) -> None:
+    """`vdepth-node --ros-args -r depth:=/front_cam/depth` (or a launch file of one's own, or a second camera's node
+    remapping its outputs) moved the depth image but left its intrinsics on /depth/camera_info, where depth_image_proc
+    or RViz looking beside the depth found nothing (and two such nodes published on one camera_info topic); only
+    depth.launch.py moved both. The node now puts `depth/camera_info` under wherever `depth` resolves (the provisional
+    ones likewise), unless `depth/camera_info` itself is remapped, and each depth image has its camera_info there."""
+    remaps = {
+        "depth": "/front_cam/depth",  # camera_info follows
+        "provisional/depth": "/front_cam/early/depth",
+        "provisional/depth/camera_info": "/front_cam/early/camera_info",  # remapped itself: stays where put
+    }
+    command = node_command(tmp_path, params="    input_qos: reliable\n    publish: both\n")
+    command += [arg for topic, name in remaps.items() for arg in ("-r", f"{topic}:={name}")]
+    node, node_log = start(command, tmp_path / "node.log")
+    topics = ["/front_cam/depth", "/front_cam/depth/camera_info"]
+    topics += ["/front_cam/early/depth", "/front_cam/early/camera_info"]
+    viewer, viewer_log = start([sys.executable, str(PEERS), "viewer", "--topics", *topics], tmp_path / "viewer.log")
+    try:
+        wait_for(tmp_path / "viewer.log", "matched", 90, viewer)
+        wait_for(tmp_path / "node.log", "publishing", 30, node)
+        camera, camera_log = start(
+            [sys.executable, str(PEERS), "camera", "--seconds", "2", "--rate", "10", "--reliable", "--size", "160x120"],
+            tmp_path / "camera.log",
+        )
+        assert camera.wait(timeout=60) == 0, (tmp_path / "camera.log").read_text()
+        camera_log.close()
+        time.sleep(2.0)
+    finally:
+        code = interrupt(node) if node.poll() is None else node.returncode
+        node_log.close()
+    assert interrupt(viewer) == 0
+    viewer_log.close()
+    out = (tmp_path / "node.log").read_text()
+    assert code == 0, out
+    got = json.loads((tmp_path / "viewer.log").read_text().strip().splitlines()[-1])
+    assert got["/front_cam/depth"] and got["/front_cam/depth/camera_info"] == got["/front_cam/depth"], got
+    assert got["/front_cam/early/camera_info"] == got["/front_cam/early/depth"], got
+    assert "/front_cam/depth/camera_info" in out and "/depth/camera_info" not in out.replace("/front_cam/", ""), out

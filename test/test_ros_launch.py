@@ -144,8 +144,7 @@ def test_launch_one_camera_remaps_its_topics(repo_root: Path, monkeypatch: pytes
         "depth",
         "disparity",
         "points",
-        "depth/camera_info",
-    ]
+    ]  # depth/camera_info only with depth_camera_info:= (else the node puts it beside depth)
     assert node["arguments"] == ["--ros-args", "--log-level", "debug"]
 
 
@@ -236,7 +235,8 @@ def test_launch_file_nodes_and_arguments_with_stand_in_launch(repo_root: Path, m
 
     single = node(image="/cam/image_rect")
     assert single.kw["arguments"] == ["--ros-args", "--log-level", "info"]
-    assert {r[0] for r in single.kw["remappings"]} == documented - {"depth_camera_info"} | {"depth/camera_info"}
+    assert {r[0] for r in single.kw["remappings"]} == documented - {"depth_camera_info"}
+    assert ("depth/camera_info", "/cam/info") in node(depth_camera_info="/cam/info").kw["remappings"]
     assert node(managed="true").kw["arguments"][0] == "--managed"
     multi = node(cameras="front rear", namespace="/robot1/", managed="True")
     assert multi.kw["arguments"] == [
@@ -269,18 +269,17 @@ def test_launch_cameras_refuse_a_single_camera_topic_argument(
 def test_launch_depth_camera_info_follows_depth(repo_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`depth:=/front_cam/depth` moved depth but left its intrinsics on /depth/camera_info (no launch
     argument reached that topic), apart from the depth image depth_image_proc and RViz pair it with.
-    They now follow depth, and `depth_camera_info:=` puts them anywhere."""
+    They now follow depth (the node puts them beside wherever depth resolves, as for any remap:
+    test_ros_consumers.py), and `depth_camera_info:=` puts them anywhere."""
     mod = _load_launch_with_fakes(repo_root, monkeypatch)
     entities = mod.generate_launch_description()
     (opaque,) = [e for e in entities if e[0] == "opaque"]
 
-    def info_remap(**over: str) -> str:
+    def info_remap(**over: str) -> list[str]:
         (node,) = opaque[1](_context(entities, **over))
-        (value,) = [v for k, v in node["remappings"] if k == "depth/camera_info"]
-        return value
+        return [v for k, v in node["remappings"] if k == "depth/camera_info"]
 
-    assert info_remap() == "depth/camera_info"  # relative: under the node's namespace, as before
-    assert info_remap(depth="/front_cam/depth") == "/front_cam/depth/camera_info"
-    assert info_remap(depth="/front_cam/depth", depth_camera_info="/front_cam/info") == "/front_cam/info"
+    assert info_remap() == [] and info_remap(depth="/front_cam/depth") == []  # the node's: beside depth
+    assert info_remap(depth="/front_cam/depth", depth_camera_info="/front_cam/info") == ["/front_cam/info"]
     with pytest.raises(RuntimeError, match="depth_camera_info:=/x"):
         opaque[1](_context(entities, cameras="front rear", depth_camera_info="/x"))

@@ -55,6 +55,20 @@ MAIN_TOPICS = ("depth", "disparity", "points", "depth/camera_info")
 OUTPUT_TOPICS = (*MAIN_TOPICS, *(f"provisional/{t}" for t in MAIN_TOPICS), "~/depth_colormap")
 
 
+def output_topic(node: Node, topic: str) -> str:
+    """The resolved name of the node's `topic` (an output's: one of `OUTPUT_TOPICS`).
+
+    `depth/camera_info` (and `provisional/depth/camera_info`) goes under wherever its depth image
+    resolves, unless it is remapped itself: `-r depth:=/front_cam/depth` puts the intrinsics on
+    `/front_cam/depth/camera_info`, next to the image that depth_image_proc and RViz pair them with (a
+    remap rule matches one name only, so before they stayed on `/depth/camera_info`)."""
+    resolved = node.resolve_topic_name(topic)
+    image = topic.rpartition("/camera_info")[0]
+    if not image.endswith("depth") or resolved != node.resolve_topic_name(topic, only_expand=True):
+        return resolved
+    return node.resolve_topic_name(image).rstrip("/") + "/camera_info"
+
+
 #: What the held-up and slow WARNs advise.
 _STOPPED_FIX = (
     "resume or close that subscriber (DDS stops sending to a stopped process when its lease expires: 20 s by "
@@ -68,12 +82,12 @@ class _Topics:
 
     def __init__(self, node: Node, prefix: str, qos: QoSProfile, reporter: IncompatibleQosReporter) -> None:
         def pub(msg_type: type, name: str) -> Any:
-            topic = prefix + name
+            topic, resolved = prefix + name, output_topic(node, prefix + name)  # depth/camera_info follows depth
             return node.create_publisher(
                 msg_type,
-                topic,
+                topic if resolved == node.resolve_topic_name(topic) else resolved,
                 copy.copy(qos),  # rclpy applies a topic's qos_overrides to the profile object in place
-                event_callbacks=reporter.publisher(node.resolve_topic_name(topic)),
+                event_callbacks=reporter.publisher(resolved),
                 qos_overriding_options=output_overrides(),
             )
 
