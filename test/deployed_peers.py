@@ -2,9 +2,9 @@
 
     python deployed_peers.py camera --namespaces /front /rear --seconds 20 --rate 15 [--reliable]
         [--pause-after N --pause S] [--size WxH] [--encoding E] [--no-camera-info] [--die-after N]
-        [--last-image-alone] [--speed X] [--hold] [--loops N] [--clock HZ] [--pose-latency MS]
+        [--last-image-alone] [--speed X] [--hold] [--loops N] [--clock HZ] [--pose-latency MS] [--binning B]
     python deployed_peers.py viewer --topics /depth /depth/camera_info /points [--depth 16] [--best-effort]
-        [--arrivals] [--no-spin]
+        [--arrivals] [--no-spin] [--keep FILE]
 
 The camera publishes 640x480 rgb8 + camera_info (SensorData QoS, as most drivers, unless
 --reliable), once the node listens, and prints {"sent": n} when done; several cameras publish in
@@ -14,7 +14,9 @@ stamps, on the camera's clock, jump by the pause), and also prints "pause_start"
 bgr8, mono8, or one the node does not decode, e.g. 32FC1) change the images; `--no-camera-info`
 publishes none (a camera_info not remapped: nothing is waited for); `--die-after N` ends the
 process with os._exit after N frames, as a crashed driver (no "sent" line); `--last-image-alone`
-sends the last image without its camera_info (the node stopped between the two). It also prints
+sends the last image without its camera_info (the node stopped between the two); `--binning B`
+publishes the camera_info of a B x B binned window (roi) of a larger sensor, calibrated at full
+resolution, as machine-vision drivers do. It also prints
 "last_wall", the time.time() of its last frame (the clock of the node's log lines).
 
 As a bag player (recorded frames republished with their recorded stamps): `--speed X` plays them at
@@ -29,7 +31,8 @@ The viewer subscribes as RViz does (reliable, volatile) with depth 16 (docs/node
 each topic with its type (`.../camera_info` CameraInfo, `.../points` PointCloud2, `/diagnostics`
 DiagnosticArray, recorded as [level, message] of each status, else Image), prints "matched" once
 every topic has a publisher, and on SIGINT prints {"<topic>": [stamps...]} (with --arrivals
-[[stamp, time.monotonic() at arrival]...]) and exits 0.
+[[stamp, time.monotonic() at arrival]...]) and exits 0; `--keep FILE` also pickles every message
+it took, serialized, as {topic: {stamp: bytes}}.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pickle
 import sys
 import time
 from typing import Any
@@ -48,8 +52,9 @@ from geometry_msgs.msg import PoseStamped
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.serialization import serialize_message
 from rosgraph_msgs.msg import Clock
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2, RegionOfInterest
 
 from vdepth_ros.ros import conversions as conv
 
@@ -118,6 +123,13 @@ def camera(args: argparse.Namespace) -> None:
     w, h = (int(v) for v in args.size.lower().split("x"))
     f = K[0] * w / W  # the same field of view at any size
     k_matrix = [f, 0.0, (w - 1) / 2, 0.0, f, (h - 1) / 2, 0.0, 0.0, 1.0]
+    window: dict[str, Any] = {"width": w, "height": h}
+    if args.binning > 1:  # a binned readout of a window of a larger sensor, calibrated at full resolution
+        b, x0, y0 = args.binning, 16, 8
+        window = {"width": b * w + 2 * x0, "height": b * h + 2 * y0, "binning_x": b, "binning_y": b}
+        window["roi"] = RegionOfInterest(x_offset=x0, y_offset=y0, width=b * w, height=b * h)
+        cx, cy = (window["width"] - 1) / 2 + 3.0, (window["height"] - 1) / 2 - 2.0
+        k_matrix = [b * f, 0.0, cx, 0.0, b * f, cy, 0.0, 0.0, 1.0]
     images = _images(args, w, h)
     deadline = time.monotonic() + 60  # discovery: frames sent before the node listens are not "lost"
     # every image and camera_info publisher matched: an image without its camera_info is not processed
@@ -148,7 +160,7 @@ def camera(args: argparse.Namespace) -> None:
         msg.header.stamp, msg.header.frame_id = stamp, "camera_optical"
         image_pub.publish(msg)
         if info_pub is not None and not (args.last_image_alone and k == n - 1):
-            info = CameraInfo(width=w, height=h, k=k_matrix)
+            info = CameraInfo(k=k_matrix, **window)
             info.header.stamp, info.header.frame_id = stamp, "camera_optical"
             info_pub.publish(info)
         if poses is not None:
@@ -179,11 +191,15 @@ def viewer(args: argparse.Namespace) -> None:
     qos = QoSProfile(depth=args.depth, reliability=reliability)
     got: dict[str, list[Any]] = {topic: [] for topic in args.topics}
 
+    kept: dict[str, dict[int, bytes]] = {topic: {} for topic in args.topics}
+
     def take(topic: str, msg: Any) -> None:
         if isinstance(msg, DiagnosticArray):  # each status's level and message
             got[topic].extend([int.from_bytes(st.level, "little"), st.message] for st in msg.status)
             return
         stamp = conv.stamp_to_ns(msg.header.stamp)
+        if args.keep:
+            kept[topic][stamp] = serialize_message(msg)
         got[topic].append([stamp, time.monotonic()] if args.arrivals else stamp)
 
     subs = [node.create_subscription(_type(t), t, lambda m, t=t: take(t, m), qos) for t in args.topics]
@@ -198,6 +214,9 @@ def viewer(args: argparse.Namespace) -> None:
                     time.sleep(0.1)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    if args.keep:
+        with open(args.keep, "wb") as f:
+            pickle.dump(kept, f)
     print(json.dumps(got), flush=True)
 
 
@@ -221,12 +240,14 @@ def main() -> None:
     cam.add_argument("--loops", type=int, default=1, help="play the frames this many times (stamps jump back)")
     cam.add_argument("--clock", type=float, default=0.0, help="publish the recording's time on /clock at this Hz")
     cam.add_argument("--pose-latency", type=float, default=0.0, help="publish each image's pose this many ms later")
+    cam.add_argument("--binning", type=int, default=1, help="camera_info of a binned window of a larger sensor")
     view = sub.add_parser("viewer")
     view.add_argument("--topics", nargs="+", required=True)
     view.add_argument("--depth", type=int, default=16)
     view.add_argument("--best-effort", action="store_true", help="as RViz's DepthCloud display by default")
     view.add_argument("--arrivals", action="store_true", help="record each message's arrival time too")
     view.add_argument("--no-spin", action="store_true", help="stop spinning once matched (a stuck callback)")
+    view.add_argument("--keep", help="pickle {topic: {stamp: serialized message}} into this file at the end")
     args = p.parse_args()
     camera(args) if args.role == "camera" else viewer(args)
 

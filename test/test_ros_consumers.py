@@ -10,14 +10,18 @@ publishes reaches every consumer on every output it subscribes, and every depth 
 from __future__ import annotations
 
 import json
+import pickle
 import re
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 from test_ros_deployed import PEERS, interrupt, node_command, start, wait_for
 
+from vdepth_ros.encodings import pointcloud2_fields_array
 from vdepth_ros.ros import transport
 
 pytestmark = pytest.mark.ros
@@ -182,3 +186,76 @@ def test_depth_camera_info_follows_a_remapped_depth(tmp_path: Path) -> None:
     assert got["/front_cam/depth"] and got["/front_cam/depth/camera_info"] == got["/front_cam/depth"], got
     assert got["/front_cam/early/camera_info"] == got["/front_cam/early/depth"], got
     assert "/front_cam/depth/camera_info" in out and "/depth/camera_info" not in out.replace("/front_cam/", ""), out
+
+
+def _image_geometry_intrinsics(info: Any) -> tuple[float, float, float, float]:
+    """(fx, fy, cx, cy) of a `CameraInfo` as image_geometry's `PinholeCameraModel` reads it for the images (what
+    depth_image_proc back-projects with): `P` (else `K`), the principal point shifted by the roi's offset, then focal
+    lengths and principal point divided by the binning."""
+    p, k = np.asarray(info.p, float).reshape(3, 4), np.asarray(info.k, float).reshape(3, 3)
+    m = p[:, :3] if p[0, 0] > 0 else k
+    bx, by = max(1, info.binning_x), max(1, info.binning_y)
+    return m[0, 0] / bx, m[1, 1] / by, (m[0, 2] - info.roi.x_offset) / bx, (m[1, 2] - info.roi.y_offset) / by
+
+
+def _point_cloud_xyz(depth: Any, info: Any) -> np.ndarray:
+    """depth_image_proc's point_cloud_xyz of a 32FC1 depth image: (h, w, 3), NaN where the depth is not finite."""
+    z = np.frombuffer(bytes(depth.data), "<f4").reshape(depth.height, depth.width).astype(np.float64)
+    z = np.where(np.isfinite(z), z, np.nan)
+    fx, fy, cx, cy = _image_geometry_intrinsics(info)
+    v, u = np.mgrid[0 : depth.height, 0 : depth.width]
+    return np.stack([(u - cx) * z / fx, (v - cy) * z / fy, z], axis=-1)
+
+
+def test_depth_image_proc_on_depth_gives_the_published_cloud_for_a_binned_window(tmp_path: Path) -> None:
+    """A machine-vision camera streaming a 2x2-binned region of its sensor publishes its full-resolution calibration
+    with `roi` and `binning` set. depth_image_proc's point_cloud_xyz on /depth (image_geometry reads that camera_info:
+    principal point minus the roi's offset, divided by the binning) must give the node's /points, with the camera's
+    own camera_info (docs/outputs.md: "the geometry is the camera's") and with /depth/camera_info alike. The node
+    read the binning about pixel centres ((cx - x0 + 0.5) / 2 - 0.5), a quarter pixel from image_geometry's
+    (cx - x0) / 2: its cloud and depth/camera_info disagreed with every ROS consumer of the same camera."""
+    topics = ["/camera_info", "/depth", "/depth/camera_info", "/points"]
+    keep = tmp_path / "kept.pkl"
+    node, node_log = start(node_command(tmp_path, params="    input_qos: reliable\n"), tmp_path / "node.log")
+    viewer, viewer_log = start(
+        [sys.executable, str(PEERS), "viewer", "--keep", str(keep), "--topics", *topics], tmp_path / "viewer.log"
+    )
+    try:
+        wait_for(tmp_path / "node.log", "publishing", 90, node)
+        camera, camera_log = start(
+            [sys.executable, str(PEERS), "camera", "--seconds", "1.6", "--rate", "10", "--reliable"]
+            + ["--size", "160x120", "--binning", "2"],
+            tmp_path / "camera.log",
+        )
+        wait_for(tmp_path / "viewer.log", "matched", 90, viewer)  # /camera_info has a publisher now
+        assert camera.wait(timeout=60) == 0, (tmp_path / "camera.log").read_text()
+        camera_log.close()
+        time.sleep(2.0)
+    finally:
+        code = interrupt(node) if node.poll() is None else node.returncode
+        node_log.close()
+    assert interrupt(viewer) == 0
+    viewer_log.close()
+    assert code == 0, (tmp_path / "node.log").read_text()
+    from rclpy.serialization import deserialize_message
+    from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+    kinds = dict(zip(topics, (CameraInfo, Image, CameraInfo, PointCloud2), strict=True))
+    kept = pickle.loads(keep.read_bytes())
+    got = {t: {s: deserialize_message(b, kinds[t]) for s, b in kept[t].items()} for t in topics}
+    assert got["/points"] and set(got["/points"]) == set(got["/depth"]) == set(got["/depth/camera_info"])
+    both = set(got["/points"]) & set(got["/camera_info"])  # (the viewer may have missed the camera's first ones)
+    assert len(both) >= 8, {t: len(m) for t, m in got.items()}
+    for stamp in sorted(both):
+        cloud = got["/points"][stamp]
+        depth, out_info = got["/depth"][stamp], got["/depth/camera_info"][stamp]
+        camera_info = got["/camera_info"][stamp]
+        assert (depth.width, depth.height) == (out_info.width, out_info.height) == (cloud.width, cloud.height)
+        assert depth.header.frame_id == cloud.header.frame_id == out_info.header.frame_id == "camera_optical"
+        xyz = pointcloud2_fields_array(
+            [(f.name, f.offset, f.datatype, f.count) for f in cloud.fields],
+            cloud.point_step, cloud.height, cloud.width, cloud.row_step, bytes(cloud.data),
+        )  # fmt: skip
+        np.testing.assert_allclose(_image_geometry_intrinsics(out_info), _image_geometry_intrinsics(camera_info))
+        for info in (out_info, camera_info):
+            np.testing.assert_allclose(xyz, _point_cloud_xyz(depth, info), rtol=1e-5, atol=1e-6)

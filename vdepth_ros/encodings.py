@@ -546,27 +546,38 @@ def camera_from_info(info: Any) -> CameraModel | None:
 
     Uses the rectified projection `P` if set, else `K` (depth_image_proc / image_geometry); None
     for an uncalibrated (all-zero) or sizeless camera_info. A region of interest and binning
-    (`image_window`) are applied as image_geometry does, so a cropped or binned image gets its own
-    principal point and focal lengths (pixel-centre convention, as `CameraModel.scaled`).
+    are applied as image_geometry does (`windowed_matrix`), so a cropped or binned image gets its own
+    principal point and focal lengths, the ones every image_geometry user of the camera sees.
     """
     from vdepth_ros.stream.cloud import CameraModel
 
-    p = np.asarray(info.p, dtype=np.float64).reshape(3, 4)
+    p = np.asarray(info.p, dtype=np.float64).reshape(3, 4)[:, :3]
     k = np.asarray(info.k, dtype=np.float64).reshape(3, 3)
     if p[0, 0] > 0 and p[1, 1] > 0:
-        fx, fy, cx, cy = p[0, 0], p[1, 1], p[0, 2], p[1, 2]
+        m = p
     elif k[0, 0] > 0 and k[1, 1] > 0:
-        fx, fy, cx, cy = k[0, 0], k[1, 1], k[0, 2], k[1, 2]
+        m = k
     else:
         return None
     if int(info.width) <= 0 or int(info.height) <= 0:
         return None
+    m, width, height = windowed_matrix(m, info)
+    return CameraModel(float(m[0, 0]), float(m[1, 1]), float(m[0, 2]), float(m[1, 2]), width, height)
+
+
+def windowed_matrix(m: np.ndarray, info: Any) -> tuple[np.ndarray, int, int]:
+    """A camera matrix of the calibrated image (`K`, or `P`'s 3x3 block) -> `(matrix, width, height)` of
+    the images the camera publishes (`image_window`: its `roi`, binned), as image_geometry's
+    `PinholeCameraModel` (and so depth_image_proc) has it: the principal point minus the roi's
+    offset, then focal lengths and principal point divided by the binning (`(cx - x0) / bx`, not
+    about pixel centres: the same camera as every ROS user of these images sees)."""
     x0, y0, width, height, bx, by = image_window(info)
-    if (x0, y0, width, height, bx, by) != (0, 0, int(info.width), int(info.height), 1, 1):
-        fx, fy = fx / bx, fy / by
-        cx, cy = (cx - x0 + 0.5) / bx - 0.5, (cy - y0 + 0.5) / by - 0.5
-        width, height = max(1, width // bx), max(1, height // by)
-    return CameraModel(fx=float(fx), fy=float(fy), cx=float(cx), cy=float(cy), width=int(width), height=int(height))
+    out = np.array(m, dtype=np.float64, copy=True)
+    out[0, 2] -= x0
+    out[1, 2] -= y0
+    out[0, :3] /= bx
+    out[1, :3] /= by
+    return out, max(1, width // bx), max(1, height // by)
 
 
 def camera_info_fields(camera: CameraModel) -> dict[str, Any]:

@@ -31,7 +31,13 @@ import cv2
 import numpy as np
 import yaml
 
-from vdepth_ros.encodings import camera_from_info, image_window, pinhole_fields, sparse_depth_from_cloud
+from vdepth_ros.encodings import (
+    camera_from_info,
+    image_window,
+    pinhole_fields,
+    sparse_depth_from_cloud,
+    windowed_matrix,
+)
 from vdepth_ros.errors import ConfigError, InputError
 from vdepth_ros.stream.cloud import CameraModel
 
@@ -50,12 +56,14 @@ def has_distortion(info: Any) -> bool:
     return bool(np.any(_coefficients(info) != 0.0))
 
 
-def _windowed(m: np.ndarray, x0: int, y0: int, sx: float, sy: float) -> np.ndarray:
-    """A 3x3 camera matrix for the window of the image at (x0, y0), resized by (sx, sy) (binning, a
-    resized stream): pixel-centre convention, as `CameraModel.scaled` and `encodings.camera_from_info`."""
-    out = m.copy()
-    out[0, 0], out[0, 2] = m[0, 0] * sx, (m[0, 2] - x0 + 0.5) * sx - 0.5
-    out[1, 1], out[1, 2] = m[1, 1] * sy, (m[1, 2] - y0 + 0.5) * sy - 0.5
+def _windowed(m: np.ndarray, info: Any, width: int, height: int) -> np.ndarray:
+    """A 3x3 camera matrix of the calibrated image -> that of `width x height` images: the window and
+    binning of `info` as image_geometry (`encodings.windowed_matrix`, as `camera_from_info`), then a
+    resized stream's scale (pixel-centre convention, as `CameraModel.scaled` in `pinhole_input`)."""
+    out, shown_w, shown_h = windowed_matrix(m, info)
+    sx, sy = width / shown_w, height / shown_h
+    out[0, 0], out[0, 2] = out[0, 0] * sx, (out[0, 2] + 0.5) * sx - 0.5
+    out[1, 1], out[1, 2] = out[1, 1] * sy, (out[1, 2] + 0.5) * sy - 0.5
     return out
 
 
@@ -173,9 +181,7 @@ def _build_view(info: Any, width: int, height: int) -> RectifiedView:
     P = np.asarray(info.p, dtype=np.float64).reshape(3, 4)[:, :3]
     if not (P[0, 0] > 0 and P[1, 1] > 0):
         P = K  # no rectified projection given: keep the camera's own intrinsics
-    x0, y0, shown_w, shown_h, _, _ = image_window(info)  # binning: the image is smaller than the window
-    sx, sy = width / shown_w, height / shown_h
-    K, P = _windowed(K, x0, y0, sx, sy), _windowed(P, x0, y0, sx, sy)
+    K, P = _windowed(K, info, width, height), _windowed(P, info, width, height)
     camera = CameraModel(float(P[0, 0]), float(P[1, 1]), float(P[0, 2]), float(P[1, 2]), width, height)
     model = str(getattr(info, "distortion_model", "") or "plumb_bob")  # unset: OpenCV's own (radial-tangential)
     D = _coefficients(info)
