@@ -3,6 +3,7 @@
     python deployed_peers.py camera --namespaces /front /rear --seconds 20 --rate 15 [--reliable]
         [--pause-after N --pause S] [--size WxH] [--encoding E] [--no-camera-info] [--die-after N]
         [--last-image-alone] [--speed X] [--hold] [--loops N] [--clock HZ] [--pose-latency MS] [--binning B]
+        [--info-readers N]
     python deployed_peers.py viewer --topics /depth /depth/camera_info /points [--depth 16] [--best-effort]
         [--arrivals] [--no-spin] [--keep FILE]
 
@@ -16,7 +17,8 @@ publishes none (a camera_info not remapped: nothing is waited for); `--die-after
 process with os._exit after N frames, as a crashed driver (no "sent" line); `--last-image-alone`
 sends the last image without its camera_info (the node stopped between the two); `--binning B`
 publishes the camera_info of a B x B binned window (roi) of a larger sensor, calibrated at full
-resolution, as machine-vision drivers do. It also prints
+resolution, as machine-vision drivers do; `--info-readers N` waits for N camera_info subscribers
+(the node and a viewer of it), not one. It also prints
 "last_wall", the time.time() of its last frame (the clock of the node's log lines).
 
 As a bag player (recorded frames republished with their recorded stamps): `--speed X` plays them at
@@ -133,7 +135,11 @@ def camera(args: argparse.Namespace) -> None:
     images = _images(args, w, h)
     deadline = time.monotonic() + 60  # discovery: frames sent before the node listens are not "lost"
     # every image and camera_info publisher matched: an image without its camera_info is not processed
-    while time.monotonic() < deadline and not all(p.get_subscription_count() > 0 for pair in pubs for p in pair if p):
+    while time.monotonic() < deadline and not all(
+        image_pub.get_subscription_count() > 0
+        and (info_pub is None or info_pub.get_subscription_count() >= args.info_readers)
+        for image_pub, info_pub in pubs
+    ):
         time.sleep(0.05)
     time.sleep(0.5)
     n = int(args.seconds * args.rate)
@@ -241,6 +247,7 @@ def main() -> None:
     cam.add_argument("--clock", type=float, default=0.0, help="publish the recording's time on /clock at this Hz")
     cam.add_argument("--pose-latency", type=float, default=0.0, help="publish each image's pose this many ms later")
     cam.add_argument("--binning", type=int, default=1, help="camera_info of a binned window of a larger sensor")
+    cam.add_argument("--info-readers", type=int, default=1, help="wait for this many camera_info subscribers")
     view = sub.add_parser("viewer")
     view.add_argument("--topics", nargs="+", required=True)
     view.add_argument("--depth", type=int, default=16)
