@@ -111,7 +111,7 @@ def test_an_onnx_from_another_tool_says_how_to_convert_its_checkpoint(
                           "--no-progress", "--no-preview"])  # fmt: skip
     err = capsys.readouterr().err
     assert code == 2, err
-    assert f"{foreign / name}.json not found" in err, err
+    assert f"{foreign / name}.json: not found" in err, err  # the start-up check's words, as the node gives them
     assert "vdepth-export import" in err and "vdepth-export onnx" in err, err
 
 

@@ -337,7 +337,7 @@ def test_window_larger_than_fixed_engine_is_rejected():
         DepthPipeline(_config(window=20, overlap=4), LuminanceEngine(frames=8))
 
 
-def test_engine_none_uses_create_engine(monkeypatch):
+def test_engine_none_uses_create_engine(monkeypatch, tmp_path):
     import vdepth_ros.runtime as runtime
 
     calls = []
@@ -347,8 +347,9 @@ def test_engine_none_uses_create_engine(monkeypatch):
         return LuminanceEngine()
 
     monkeypatch.setattr(runtime, "create_engine", fake_create)
-    pipe = DepthPipeline.from_dict({"model": "/models/x", "backend": "onnxruntime", "image_topic": "/cam"})
-    assert calls == [("/models/x", "onnxruntime", "fp32")]
+    model = str(tmp_path)  # an existing folder: a path that does not exist is refused by name first
+    pipe = DepthPipeline.from_dict({"model": model, "backend": "onnxruntime", "image_topic": "/cam"})
+    assert calls == [(model, "onnxruntime", "fp32")]
     assert pipe.window == 8
 
 
