@@ -490,6 +490,12 @@ def load_layout(layout: str, root: str | Path, **options: Any) -> list[Any]:
     Raises:
         ValueError: unknown layout, or no sequence found (a wrong root is a config error).
     """
+    if layout == "rosbag":  # streamed once into sequences, never read during training
+        raise ConfigError(
+            f"a rosbag ({root}) is converted once, not read during training: "
+            f"python -m vdepth_training.data.layouts rosbag {root} --out DIR --depth-topic TOPIC, "
+            "then `layout: sequence, root: DIR`"
+        )
     if layout not in LAYOUTS:
         raise ConfigError(f"unknown dataset layout {layout!r}; known: {sorted(LAYOUTS)}")
     seqs = LAYOUTS[layout](root, **options)
@@ -509,6 +515,12 @@ def convert(
         ConfigError: unknown layout or no sequence under `root`.
         OutputExistsError: `out_dir` exists (see `write_sequences`).
     """
+    if layout == "rosbag":  # the user's own RGB-D recording, streamed (`rosbag.rosbag_sequences`)
+        from vdepth_training.data.rosbag import rosbag_sequences
+
+        if not options.get("depth_topic"):
+            raise ConfigError("a rosbag needs --depth-topic (its sensor_msgs/Image depth, 16UC1 mm or 32FC1 m)")
+        return write_sequences(out_dir, rosbag_sequences(root, **options), overwrite=overwrite, inputs=[root])
     seqs = load_layout(layout, root, **options)
     return write_sequences(out_dir, (s.read() for s in seqs), overwrite=overwrite, inputs=[root])
 
@@ -524,14 +536,29 @@ def main(argv: list[str] | None = None) -> int:
 
     prog = "python -m vdepth_training.data.layouts"
     ap = argparse.ArgumentParser(prog=prog, description="write a public dataset layout in the sequence format")
-    ap.add_argument("layout", choices=sorted(LAYOUTS), help="the dataset's layout")
-    ap.add_argument("root", type=Path, help="the dataset's folder")
+    ap.add_argument("layout", choices=[*sorted(LAYOUTS), "rosbag"], help="the dataset's layout (rosbag: your own)")
+    ap.add_argument("root", type=Path, help="the dataset's folder (rosbag: a bag folder or .mcap/.db3 file)")
     ap.add_argument("--out", required=True, type=Path, help="output folder (new; sequence format)")
     ap.add_argument("--overwrite", action="store_true", help="replace an earlier output (a folder of sequences)")
+    bag = ap.add_argument_group("rosbag (an RGB-D recording)")
+    bag.add_argument("--depth-topic", help="depth Image topic (16UC1 mm or 32FC1 m, at the colour image's size)")
+    bag.add_argument("--image-topic", help="colour topic (default: the only image topic besides the depth)")
+    bag.add_argument("--camera-info-topic", help="camera_info topic (default: the image topic's own)")
+    bag.add_argument("--frames-per-sequence", type=int, default=300, help="split longer runs (default 300)")
     args = ap.parse_args(argv)
     expand_home(args)
+    options: dict[str, Any] = {}
+    if args.layout == "rosbag":
+        options = {
+            "depth_topic": args.depth_topic,
+            "image_topic": args.image_topic,
+            "camera_info_topic": args.camera_info_topic,
+            "frames_per_sequence": args.frames_per_sequence,
+        }
+    elif args.depth_topic or args.image_topic or args.camera_info_topic:
+        ap.error("--depth-topic, --image-topic and --camera-info-topic are for the rosbag layout")
     try:
-        folders = convert(args.layout, args.root, args.out, overwrite=args.overwrite)
+        folders = convert(args.layout, args.root, args.out, overwrite=args.overwrite, **options)
     except (VdepthError, FileNotFoundError, KeyboardInterrupt) as err:
         return cli_errors(prog, err)
     print(f"{len(folders)} sequences in {args.out}")

@@ -139,7 +139,8 @@ def write_image_bag(
             an uncalibrated (all-zero) camera_info.
         distortion: plumb_bob coefficients for the camera_info's `D` (default: none); `P` stays
             the intrinsics, as for a monocular calibration.
-        sparse_depth: optional `(H, W)` float32 metre maps written as `32FC1` on `sparse_depth_topic`.
+        sparse_depth: optional `(H, W)` float32 metre maps written as `32FC1` on `sparse_depth_topic`
+            (uint16 maps: `16UC1` millimetres, as RGB-D cameras publish).
         sparse_points: instead, optional `(N, 3)` xyz points in the camera optical frame (metres)
             written as an unorganized `PointCloud2` on `sparse_depth_topic` (a LiDAR's role).
         camera_poses: optional `(4, 4)` camera-to-world matrices written as `PoseStamped` on
@@ -189,13 +190,15 @@ def write_image_bag(
             if info_raw is not None and not info_first:
                 writer.write(info_conn, t + 1, info_raw)
             if depth_iter is not None:
-                depth = np.ascontiguousarray(next(depth_iter), np.float32)
-                step, data = image_fields_from_array(depth, "32FC1")
+                depth = next(depth_iter)
+                depth_enc = "16UC1" if depth.dtype == np.uint16 else "32FC1"  # uint16: millimetres
+                depth = np.ascontiguousarray(depth, np.uint16 if depth_enc == "16UC1" else np.float32)
+                step, data = image_fields_from_array(depth, depth_enc)
                 dmsg = T[IMAGE](
                     header=header,
                     height=depth.shape[0],
                     width=depth.shape[1],
-                    encoding="32FC1",
+                    encoding=depth_enc,
                     is_bigendian=0,
                     step=step,
                     data=np.frombuffer(data, np.uint8),
