@@ -168,7 +168,14 @@ def import_released(
     check_overrides(family, dict(overrides or {}))
     try:
         model = loader(paths, encoder, variant, dict(overrides or {}))
-    except VdepthError:  # ours already say what is wrong (ConfigError is also a ValueError)
+    except VdepthError as err:  # ours already say what is wrong (ConfigError is also a ValueError)
+        from vdepth_ros.paths import training_checkpoint_problem
+
+        # a training checkpoint of another model config (a --tiny run, another size): its run's
+        # own command writes it with the config it was trained with
+        hints = [why for p in paths if (why := training_checkpoint_problem(p)) is not None]
+        if hints:
+            raise type(err)(f"{err}\n{hints[0]}") from None
         raise
     except (TypeError, ValueError, RuntimeError) as err:  # a constructor refusing the values it was given
         if not overrides:

@@ -58,14 +58,14 @@ from vdepth_ros.errors import ConfigError
 from vdepth_ros.models.base import load_state_checked, load_state_dict_file
 from vdepth_ros.offline.atomic import AtomicOutput, check_output_path
 from vdepth_ros.offline.errors import OutputExistsError
-from vdepth_ros.paths import not_a_model_folder
+from vdepth_ros.paths import TRAINER_CONFIG_NAME, TRAINER_STATE_NAME, not_a_model_folder
 from vdepth_ros.values import misread_number
 
 log = logging.getLogger("vdepth_training")
 
-STATE_NAME = "trainer_state.json"
+STATE_NAME = TRAINER_STATE_NAME
 #: the run's config as it was when a checkpoint was saved (beside `STATE_NAME`; `--resume` compares it)
-CONFIG_NAME = "trainer_config.json"
+CONFIG_NAME = TRAINER_CONFIG_NAME
 #: `training` keys a resumed run may change: they do not change what it computes
 RESUMABLE_CHANGES = frozenset(
     ("log_every", "checkpoint_every", "keep_checkpoints", "num_workers", "log_with", "threads", "latent_cache")

@@ -17,6 +17,10 @@ PROVENANCE_NAME = "release.json"
 #: a model folder: `save_pretrained` writes its config (with `_family`) and weights under these names
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+#: a vdepth_training checkpoint folder (`<run>/checkpoints/checkpoint_<step>`): the trainer's state
+#: (written last) and the run's config, named here so the tools recognise one without the trainer
+TRAINER_STATE_NAME = "trainer_state.json"
+TRAINER_CONFIG_NAME = "trainer_config.json"
 #: the files released checkpoints come as
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
 
@@ -52,6 +56,8 @@ def released_checkpoint_problem(path: str | Path) -> str | None:
             f"{path} is a file of the model folder {path.parent}: give the folder itself (model: {path.parent}), "
             "or one of its .onnx/.engine files"
         )
+    if (why := training_checkpoint_problem(path)) is not None:
+        return why
     if path.is_file():
         released = path.suffix in WEIGHT_SUFFIXES or path.name.endswith(".index.json")
     else:  # no config.json of ours (with `_family`): a diffusers/transformers config does not count
@@ -66,6 +72,33 @@ def released_checkpoint_problem(path: str | Path) -> str | None:
         f"{path} is a released checkpoint, not a model folder ({CONFIG_NAME} + {WEIGHTS_NAME}): import it first "
         f"with `vdepth-export import FAMILY {path} -o FOLDER` (`vdepth-export import --help` lists the families; "
         "a known release: `vdepth-export pull NAME`), then use FOLDER"
+    )
+
+
+def training_checkpoint_problem(path: str | Path) -> str | None:
+    """For a vdepth_training checkpoint folder (`<run>/checkpoints/checkpoint_<step>`, or a file in
+    it) given where a model folder is expected: the message naming the run's finished model
+    (`<run>/final`) and the command that writes this checkpoint as a model folder; else None."""
+    path = Path(path)
+    folder = path.parent if path.is_file() else path
+    if not ((folder / TRAINER_STATE_NAME).is_file() or (folder / TRAINER_CONFIG_NAME).is_file()):
+        return None
+    run = folder.parent.parent if folder.parent.name == "checkpoints" else Path("RUN")
+    try:
+        tiny = bool(json.loads((folder / TRAINER_CONFIG_NAME).read_text()).get("tiny"))
+    except (OSError, ValueError, AttributeError):
+        tiny = False
+    final = run / "final"
+    use_final = (
+        f"the finished run's model is {final} (use it)"
+        if is_model_folder(final)
+        else f"a finished run writes its model to {final}"
+    )
+    return (
+        f"{path} is a training checkpoint, not a model folder ({CONFIG_NAME} + {WEIGHTS_NAME}): {use_final}; "
+        f"to use this checkpoint, write it as one with `python -m vdepth_training.train --config CONFIG.yaml"
+        f"{' --tiny' if tiny else ''} --output {run} --export-checkpoint {folder}` (the run's config; "
+        f"it writes {run / 'export'}), then use that folder"
     )
 
 

@@ -1,0 +1,98 @@
+"""A user's whole journey with their own data, as the docs give it: an RGB-D bag -> sequences
+(`layouts rosbag`) -> a recipe's tiny config on two ranks, stopped and resumed -> `final/` ->
+`vdepth-export onnx` -> `vdepth-bag`; and a training checkpoint given where a model folder goes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from training_support import CONFIGS, fresh_accelerate, torchrun  # noqa: F401 - autouse fixture
+from vdepth_training.trainer import latest_checkpoint
+
+from vdepth_ros.errors import VdepthError
+from vdepth_ros.offline.synth import synthetic_frames, write_image_bag
+
+DEPTH = "/camera/aligned_depth_to_color/image_raw"
+COLOR = "/camera/color/image_raw"
+
+
+def _own_config(tmp_path: Path, data: Path | None, steps: int = 4) -> Path:
+    """vda.yaml as a user edits it: its tiny run trains on their folder, checkpoints every 2 steps."""
+    text = (CONFIGS / "vda.yaml").read_text()
+    cfg = yaml.safe_load(text)
+    if data is not None:
+        cfg["tiny"]["data"]["sources"] = [{"name": "mine", "layout": "sequence", "root": str(data)}]
+    cfg["tiny"]["training"]["checkpoint_every"] = 2
+    cfg["tiny"]["stages"][0]["steps"] = steps
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_a_training_checkpoint_where_a_model_folder_goes_names_final_and_the_export_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """`vdepth-export onnx runs/x/checkpoints/checkpoint_N` (and the node, `vdepth-bag`, `load_model`)
+    called the trainer's checkpoint "a released checkpoint" and sent the user to `vdepth-export import
+    vda ...`, which failed with a wall of missing keys for any model config but the family's default
+    (a --tiny run, another size). Now each names the run's `final/` and the command that writes this
+    checkpoint as a model folder with the run's own config, which works."""
+    from vdepth_export.cli import main as export_main
+    from vdepth_export.import_released import import_released
+    from vdepth_training.train import main as train_main
+
+    from vdepth_ros.models import load_model
+
+    cfg, run = _own_config(tmp_path, None), tmp_path / "runs" / "x"
+    assert train_main(["--config", str(cfg), "--tiny", "--output", str(run), "--max-steps", "2"]) == 0
+    ckpt = latest_checkpoint(run)
+    command = f"--tiny --output {run} --export-checkpoint {ckpt}"
+    assert export_main(["onnx", str(ckpt)]) == 2
+    err = capsys.readouterr().err
+    assert "training checkpoint" in err and command in err and "released checkpoint" not in err
+    assert f"{run / 'final'}" in err  # where a finished run's model is
+    with pytest.raises(VdepthError, match="training checkpoint") as info:
+        load_model(ckpt)  # the node, vdepth-bag and vdepth-video load through it
+    assert command in str(info.value)
+    with pytest.raises(VdepthError, match="missing keys") as info:  # the import's own reason, then the fix
+        import_released("vda", [ckpt], tmp_path / "imported")
+    assert command in str(info.value)
+    # the named command, with the run's config, writes a model folder that loads
+    assert train_main(["--config", str(cfg), *command.split()]) == 0
+    assert load_model(run / "export").family == "vda"
+
+
+@pytest.mark.slow
+def test_own_rgbd_bag_to_a_deployed_model_on_two_ranks(tmp_path: Path) -> None:
+    """The docs' commands in order, each step's output the next one's input without hand edits."""
+    from vdepth_training.data.layouts import main as layouts_main
+
+    from vdepth_ros.offline.bag import main as bag_main
+
+    n, h, w = 20, 48, 64
+    mm = [np.tile((800 + 20 * i + 10 * np.arange(w)).astype(np.uint16), (h, 1)) for i in range(n)]
+    bag = tmp_path / "rec"
+    write_image_bag(bag, synthetic_frames(n, h, w), image_topic=COLOR, camera_info_topic="/camera/color/camera_info",
+                    sparse_depth=mm, sparse_depth_topic=DEPTH)  # fmt: skip
+    data = tmp_path / "data" / "mine"
+    assert (
+        layouts_main(["rosbag", str(bag), "--out", str(data), "--depth-topic", DEPTH, "--frames-per-sequence", "10"])
+        == 0
+    )
+    cfg, run = _own_config(tmp_path, data), tmp_path / "runs" / "mine"
+    base = ["-m", "vdepth_training.train", "--config", str(cfg), "--tiny", "--output", str(run)]
+    torchrun([*base, "--max-steps", "2"])
+    assert not (run / "final").exists() and latest_checkpoint(run).name == "checkpoint_2"
+    out = torchrun([*base, "--resume"])
+    assert "process 1 of 2" in out
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
+    assert steps == [1, 2, 3, 4]
+    from vdepth_export.cli import main as export_main
+
+    assert export_main(["onnx", str(run / "final"), "--frames", "8", "--height", "42", "--width", "56"]) == 0
+    assert bag_main([str(bag), "-o", str(tmp_path / "out"), "--model", str(run / "final"), "--image-topic", COLOR]) == 0
+    assert (tmp_path / "out" / "metadata.yaml").is_file()
