@@ -96,3 +96,29 @@ def test_own_rgbd_bag_to_a_deployed_model_on_two_ranks(tmp_path: Path) -> None:
     assert export_main(["onnx", str(run / "final"), "--frames", "8", "--height", "42", "--width", "56"]) == 0
     assert bag_main([str(bag), "-o", str(tmp_path / "out"), "--model", str(run / "final"), "--image-topic", COLOR]) == 0
     assert (tmp_path / "out" / "metadata.yaml").is_file()
+
+
+def test_single_images_feeding_a_video_stage_are_named_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A user's frames labelled with the pseudo-label tool are single-frame sequences; a video
+    recipe's stage (clips of 4) trained on them in silence, every clip cut to one frame (its
+    temporal loss 0 throughout). Now the run stops before the model is built, naming the source,
+    the lengths and the fixes; `length: [1, 1]` (images on purpose) runs."""
+    from vdepth_training.data.sequence import Sequence, write_sequences
+    from vdepth_training.train import main as train_main
+
+    rng = np.random.default_rng(0)
+    images = [Sequence(rgb=rng.integers(0, 256, (1, 32, 48, 3), dtype=np.uint8),
+                       target=rng.uniform(0.1, 1, (1, 32, 48)).astype(np.float32), valid=np.ones((1, 32, 48), bool),
+                       target_kind="disparity", metric=False, name=f"images/{i}") for i in range(3)]  # fmt: skip
+    write_sequences(tmp_path / "pseudo", images)
+    cfg, run = _own_config(tmp_path, tmp_path / "pseudo"), tmp_path / "run"
+    assert train_main(["--config", str(cfg), "--tiny", "--output", str(run), "--max-steps", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "data.sources['mine']" in err and "1 frame(s)" in err and "clips of 4-4" in err and "length: [1, 1]" in err
+    assert not run.exists() or not any(run.iterdir())  # nothing built, nothing written
+    data = yaml.safe_load(cfg.read_text())
+    data["tiny"]["data"]["sources"][0]["length"] = [1, 1]
+    cfg.write_text(yaml.safe_dump(data))
+    assert train_main(["--config", str(cfg), "--tiny", "--output", str(run), "--max-steps", "1"]) == 0

@@ -401,6 +401,36 @@ def build_sources(data: dict[str, Any]) -> list[Source]:
     return sources
 
 
+def stage_clip_length(cfg: dict[str, Any], spec: dict[str, Any]) -> tuple[int, int]:
+    """The clip lengths a stage draws: its `clip_length`, else `data.clip_length`, else single frames."""
+    lo, hi = spec.get("clip_length") or cfg["data"].get("clip_length") or (1, 1)
+    return int(lo), int(hi)
+
+
+def check_clip_lengths(sources: list[Source], stage: Any) -> None:
+    """Refuse a source none of whose sequences is as long as the stage's shortest clip (and without
+    its own `length`): every clip drawn from it would be cut to its sequences' length, e.g. a folder
+    of single images (the pseudo-label tool's output) training a video stage on one frame at a time,
+    whose temporal terms then see nothing.
+
+    Raises:
+        ConfigError: naming the source, the stage, the lengths and the two fixes.
+    """
+    lo, hi = stage_clip_length(stage.cfg, stage.spec)
+    for src in sources:
+        if src.length_range is not None or not src.sequences:
+            continue
+        longest = max(len(s) for s in src.sequences)
+        if longest < lo:
+            raise ConfigError(
+                f"data.sources[{src.name!r}]: its longest sequence has {longest} frame(s), but stage "
+                f"{stage.name!r} draws clips of {lo}-{hi} frames, so every clip from it would be cut to "
+                f"{longest}; give it sequences of at least {lo} frames (consecutive frames of a video as one "
+                "sequence, e.g. `python -m vdepth_training.data.layouts rosbag`), or declare it single images "
+                "with `length: [1, 1]` in its entry (as dvd.yaml does), or lower the stage's clip_length"
+            )
+
+
 def build_dataset(
     cfg: dict[str, Any], stage: dict[str, Any], sources: list[Source], *, seed: int, normalization: str
 ) -> ClipDataset:
@@ -410,7 +440,7 @@ def build_dataset(
     if aspects == "gemdepth":
         aspects = GEMDEPTH_ASPECTS
     sampling = ClipSampling(
-        length_range=tuple(stage.get("clip_length") or data.get("clip_length") or (1, 1)),
+        length_range=stage_clip_length(cfg, stage),
         size=tuple(data.get("size") or (320, 640)),
         aspects=None if not aspects else tuple(tuple(a) for a in aspects),
         normalization=data.get("normalization") or normalization,
@@ -444,11 +474,13 @@ __all__ = [
     "build_family_model",
     "build_optimizer",
     "build_sources",
+    "check_clip_lengths",
     "check_keys",
     "check_model_config",
     "check_types",
     "deep_merge",
     "load_config",
     "refuse_unknown_keys",
+    "stage_clip_length",
     "value_types",
 ]

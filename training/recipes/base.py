@@ -30,6 +30,7 @@ from vdepth_training.config import (
     build_dataset,
     build_family_model,
     build_sources,
+    check_clip_lengths,
     value_types,
 )
 from vdepth_training.data.dataset import Source
@@ -170,7 +171,7 @@ class Recipe:
         so that a mistake in the data is an error before the model is built, not at the stage's start."""
         for st in (stage, self.validation_stage(stage)):
             if st is not None and st.cfg["data"].get("sources"):
-                self.sources(st.cfg["data"])
+                check_clip_lengths(self.sources(st.cfg["data"]), st)
 
     def sources(self, data: dict[str, Any]) -> list[Source]:
         """`data.sources` as `Source`s, loaded once per distinct list (layouts scan folders)."""
