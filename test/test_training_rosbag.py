@@ -72,3 +72,16 @@ def test_bag_mistakes_name_the_option(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "/nope" in err and "/cam/aligned_depth_to_color/image_raw" in err  # lists what the bag has
     with pytest.raises(ConfigError, match="layout: sequence"):  # a bag named in a training config
         load_layout("rosbag", bag)
+
+
+def test_frames_without_depth_split_the_recording_and_are_counted(
+    tmp_path: Path, capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture
+) -> None:
+    depth = [np.full((H, W), 2.0, np.float32) for _ in range(10)]
+    depth[5][:] = 0.0  # the depth camera dropped a frame: no usable depth
+    bag = _bag(tmp_path / "rec", 10, depth)
+    rc = layouts_main(["rosbag", str(bag), "--out", str(tmp_path / "mine"),
+                       "--depth-topic", "/cam/aligned_depth_to_color/image_raw"])  # fmt: skip
+    assert rc == 0, capsys.readouterr().err
+    assert [len(SequenceReader(p)) for p in find_sequences(tmp_path / "mine")] == [5, 4]
+    assert "1 of 10 frames had no usable depth" in caplog.text
