@@ -23,7 +23,7 @@ from typing import Any
 
 import cv2
 import numpy as np
-from vdepth_training.data.pseudo import load_images
+from vdepth_training.data.pseudo import IMAGE_SUFFIXES, load_images
 from vdepth_training.data.sequence import Sequence, SequenceReader, find_sequences, write_sequences
 
 from vdepth_ros.errors import ConfigError
@@ -465,6 +465,107 @@ def load_pointodyssey(root: str | Path) -> list[FileSequence]:
     return out
 
 
+# -- the user's own RGB-D frames -------------------------------------------------------------------------------
+
+RGB_DIRS = ("rgb", "color", "image", "images")
+DEPTH_SUFFIXES = (".png", ".npy", ".tif", ".tiff", ".exr")
+#: the usual integer depth units (units per metre), named when a 16-bit depth image has none given
+DEPTH_SCALES = "1000 for millimetres (RealSense, Azure Kinect, ROS 16UC1), 5000 for TUM RGB-D"
+
+
+def _raw_depth(path: Path) -> np.ndarray:
+    if path.suffix == ".npy":
+        d = np.load(path, allow_pickle=False)
+    else:
+        d = cv2.imread(str(path), cv2.IMREAD_ANYDEPTH)
+        if d is None:
+            raise ValueError(f"cannot decode depth image {path}")
+    if d.ndim != 2:
+        raise ValueError(f"{path}: depth must be one channel (H, W), got shape {d.shape}")
+    return d
+
+
+class _RgbdDepth:
+    """Decoder of one depth file of the `rgbd` layout: metres = value / `scale`, <= 0 invalid."""
+
+    def __init__(self, scale: float) -> None:
+        self.scale = scale
+
+    def __call__(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
+        return _finite_positive(_raw_depth(path).astype(np.float32) / self.scale)
+
+
+def _check_depth_units(path: Path, depth_scale: float | None) -> float:
+    """The scale for a sequence's depth files from its first one: integer images need `depth_scale`;
+    a median beyond 200 m is the wrong unit (millimetres read as metres), named with the fix."""
+    raw = _raw_depth(path)
+    integer = np.issubdtype(raw.dtype, np.integer)
+    if integer and depth_scale is None:
+        raise ConfigError(
+            f"{path} holds integer depth ({raw.dtype}): give its units per metre with depth_scale "
+            f"(--depth-scale; {DEPTH_SCALES})"
+        )
+    scale = float(depth_scale) if depth_scale is not None else 1.0
+    if not scale > 0:
+        raise ConfigError(f"depth_scale must be > 0 (units per metre), got {depth_scale}")
+    d = raw.astype(np.float64) / scale
+    d = d[np.isfinite(d) & (d > 0)]
+    if d.size and float(np.median(d)) > 200.0:
+        raise ConfigError(
+            f"{path}: median depth {float(np.median(d)):.0f} m with depth_scale {scale:g}: are the values "
+            f"millimetres? Set depth_scale to the units per metre ({DEPTH_SCALES}; float files in metres need none)"
+        )
+    return scale
+
+
+def load_rgbd(root: str | Path, depth_scale: float | None = None) -> list[FileSequence]:
+    """The user's own RGB-D frames: every folder under `root` with an `rgb/` (or `color/`, `image/`,
+    `images/`) and a `depth/` subfolder is one sequence, frames in name order, each colour image
+    paired with the depth file of the same stem (`.png`/`.tif` 16-bit integers with `depth_scale`
+    units per metre, e.g. 1000 for millimetres; `.npy`/`.tif`/`.exr` floats in metres). An optional
+    `intrinsics.txt` (`fx fy cx cy`) beside them gives the camera.
+
+    Raises:
+        ConfigError: a sequence whose colour and depth files do not pair one to one (naming the
+            unpaired ones), integer depth without `depth_scale`, or a unit that is not metres.
+    """
+    root = Path(root)
+    out = []
+    for depth_dir in sorted(p for p in root.rglob("depth") if p.is_dir()):
+        seq = depth_dir.parent
+        rgb_dir = next((seq / n for n in RGB_DIRS if (seq / n).is_dir()), None)
+        if rgb_dir is None:
+            continue
+        rgb = {p.stem: p for p in rgb_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+        depth = {p.stem: p for p in depth_dir.iterdir() if p.suffix.lower() in DEPTH_SUFFIXES}
+        if rgb.keys() != depth.keys():
+            no_depth, no_rgb = sorted(rgb.keys() - depth.keys()), sorted(depth.keys() - rgb.keys())
+            raise ConfigError(
+                f"{seq}: {len(rgb)} colour images in {rgb_dir.name}/ and {len(depth)} depth files in depth/ do not "
+                f"pair by name: {len(no_depth)} without depth {no_depth[:3]}, {len(no_rgb)} without colour "
+                f"{no_rgb[:3]}; give each frame both files under the same name (e.g. 000042.jpg and 000042.png)"
+            )
+        if not rgb:
+            continue
+        stems = sorted(rgb)
+        scale = _check_depth_units(depth[stems[0]], depth_scale)
+        intr = None
+        if (seq / "intrinsics.txt").is_file():
+            fx, fy, cx, cy = (float(v) for v in (seq / "intrinsics.txt").read_text().split()[:4])
+            intr = np.repeat(pinhole(fx, fy, cx, cy)[None], len(stems), axis=0)
+        out.append(
+            FileSequence(
+                [rgb[s] for s in stems],
+                [depth[s] for s in stems],
+                _RgbdDepth(scale),
+                intrinsics=intr,
+                name=f"rgbd/{seq.relative_to(root).as_posix()}",
+                source="rgbd",
+            )
+        )
+    return out
+
+
 # -- registry ---------------------------------------------------------------------------------------------
 
 
@@ -480,6 +581,7 @@ LAYOUTS: dict[str, Callable[..., list[Any]]] = {
     "hypersim": load_hypersim,
     "dynamic_replica": load_dynamic_replica,
     "pointodyssey": load_pointodyssey,
+    "rgbd": load_rgbd,  # the user's own frames: rgb/ + depth/ per sequence
     "images": load_images,  # real images without depth (FiffDepth's pseudo-labelled t = -1 data)
 }
 
@@ -545,6 +647,7 @@ def main(argv: list[str] | None = None) -> int:
     bag.add_argument("--image-topic", help="colour topic (default: the only image topic besides the depth)")
     bag.add_argument("--camera-info-topic", help="camera_info topic (default: the image topic's own)")
     bag.add_argument("--frames-per-sequence", type=int, default=300, help="split longer runs (default 300)")
+    ap.add_argument("--depth-scale", type=float, help="rgbd: integer depth units per metre (1000: millimetres)")
     args = ap.parse_args(argv)
     expand_home(args)
     options: dict[str, Any] = {}
@@ -555,8 +658,12 @@ def main(argv: list[str] | None = None) -> int:
             "camera_info_topic": args.camera_info_topic,
             "frames_per_sequence": args.frames_per_sequence,
         }
+    elif args.layout == "rgbd" and args.depth_scale is not None:
+        options = {"depth_scale": args.depth_scale}
     elif args.depth_topic or args.image_topic or args.camera_info_topic:
         ap.error("--depth-topic, --image-topic and --camera-info-topic are for the rosbag layout")
+    if args.depth_scale is not None and args.layout != "rgbd":
+        ap.error("--depth-scale is for the rgbd layout")
     try:
         folders = convert(args.layout, args.root, args.out, overwrite=args.overwrite, **options)
     except (VdepthError, FileNotFoundError, KeyboardInterrupt) as err:
@@ -575,6 +682,7 @@ __all__ = [
     "load_hypersim",
     "load_layout",
     "load_pointodyssey",
+    "load_rgbd",
     "load_sequences",
     "load_tartanair",
     "load_vkitti2",

@@ -1,5 +1,6 @@
-"""The user's own RGB-D recording (a rosbag2 bag with colour + depth) -> training sequences, as the
-docs' command runs it (`python -m vdepth_training.data.layouts rosbag BAG --out DIR --depth-topic T`)."""
+"""The user's own RGB-D recordings -> training sequences, as the docs' commands run them: a rosbag2
+bag with colour + depth (`python -m vdepth_training.data.layouts rosbag BAG --out DIR --depth-topic T`)
+or a folder of rgb/ + depth/ frames (`layout: rgbd`)."""
 
 from __future__ import annotations
 
@@ -85,3 +86,39 @@ def test_frames_without_depth_split_the_recording_and_are_counted(
     assert rc == 0, capsys.readouterr().err
     assert [len(SequenceReader(p)) for p in find_sequences(tmp_path / "mine")] == [5, 4]
     assert "1 of 10 frames had no usable depth" in caplog.text
+
+
+def _rgbd_folder(root: Path, n: int, depth: list[np.ndarray], suffix: str = ".png") -> Path:
+    import cv2
+
+    for sub in ("rgb", "depth"):
+        (root / "run1" / sub).mkdir(parents=True, exist_ok=True)
+    for i, rgb in enumerate(synthetic_frames(n, H, W)):
+        cv2.imwrite(str(root / "run1" / "rgb" / f"{i:06d}.jpg"), rgb[..., ::-1])
+        if suffix == ".npy":
+            np.save(root / "run1" / "depth" / f"{i:06d}.npy", depth[i])
+        else:
+            cv2.imwrite(str(root / "run1" / "depth" / f"{i:06d}{suffix}"), depth[i])
+    return root
+
+
+def test_rgbd_frame_folder_units_and_pairing_are_named(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A user's own frames (rgb/ + depth/, as RGB-D cameras' recorders export them) in a training config
+    or through the converter: 16-bit depth needs its units, a file without its partner is named."""
+    raw = _rgbd_folder(tmp_path / "raw", 4, _mm(4))
+    with pytest.raises(ConfigError, match=r"depth_scale.*1000 for millimetres"):
+        load_layout("rgbd", raw)  # integer depth: the unit is not guessed
+    with pytest.raises(ConfigError, match="millimetres"):
+        load_layout("rgbd", raw, depth_scale=1.0)  # 1000-1300 "m": the wrong unit
+    (seq,) = load_layout("rgbd", raw, depth_scale=1000)
+    clip = seq.read()
+    np.testing.assert_allclose(clip.target[2, 5:], 1.2, rtol=1e-6)
+    assert not clip.valid[:, :3].any() and clip.valid[:, 3:].all()
+    out = tmp_path / "mine"
+    assert layouts_main(["rgbd", str(raw), "--out", str(out), "--depth-scale", "1000"]) == 0
+    assert [len(SequenceReader(p)) for p in find_sequences(out)] == [4]
+    metres = _rgbd_folder(tmp_path / "m", 3, [np.full((H, W), 1.5, np.float32)] * 3, ".npy")
+    assert load_layout("rgbd", metres)[0].read().target.max() == pytest.approx(1.5)  # floats are metres
+    (raw / "run1" / "depth" / "000002.png").unlink()
+    with pytest.raises(ConfigError, match=r"4 colour images in rgb/ and 3 depth files.*without depth \['000002'\]"):
+        load_layout("rgbd", raw, depth_scale=1000)
