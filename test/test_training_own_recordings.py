@@ -122,3 +122,22 @@ def test_rgbd_frame_folder_units_and_pairing_are_named(tmp_path: Path, capsys: p
     (raw / "run1" / "depth" / "000002.png").unlink()
     with pytest.raises(ConfigError, match=r"4 colour images in rgb/ and 3 depth files.*without depth \['000002'\]"):
         load_layout("rgbd", raw, depth_scale=1000)
+
+
+def test_a_dropped_depth_frame_is_not_paired_with_its_neighbours(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """The node's scale-source slop (0.1 s) gave a frame whose depth the camera dropped its
+    neighbour's depth map (33 ms away at 30 fps): in a moving scene a wrong target. Training pairs
+    are held to 20 ms (`--max-stamp-gap`), so the frame is left out and the recording split there."""
+    depth: list[np.ndarray | None] = list(_mm(6))
+    depth[3] = None
+    bag = tmp_path / "rec"
+    write_image_bag(bag, synthetic_frames(6, H, W), image_topic="/cam/color/image_raw", sparse_depth=depth,
+                    camera_info_topic="/cam/color/camera_info", sparse_depth_topic="/cam/depth")  # fmt: skip
+    args = ["rosbag", str(bag), "--out", str(tmp_path / "mine"), "--depth-topic", "/cam/depth"]
+    assert layouts_main(args) == 0
+    assert [len(SequenceReader(p)) for p in find_sequences(tmp_path / "mine")] == [3, 2]
+    capsys.readouterr()
+    assert (
+        layouts_main([*args[:3], str(tmp_path / "loose"), *args[4:], "--max-stamp-gap", "0.1"]) == 0
+    )  # the user's call
+    assert [len(SequenceReader(p)) for p in find_sequences(tmp_path / "loose")] == [6]

@@ -647,6 +647,7 @@ def main(argv: list[str] | None = None) -> int:
     bag.add_argument("--image-topic", help="colour topic (default: the only image topic besides the depth)")
     bag.add_argument("--camera-info-topic", help="camera_info topic (default: the image topic's own)")
     bag.add_argument("--frames-per-sequence", type=int, default=300, help="split longer runs (default 300)")
+    bag.add_argument("--max-stamp-gap", type=float, default=0.02, help="largest colour/depth stamp gap paired [s]")
     ap.add_argument("--depth-scale", type=float, help="rgbd: integer depth units per metre (1000: millimetres)")
     args = ap.parse_args(argv)
     expand_home(args)
@@ -657,6 +658,7 @@ def main(argv: list[str] | None = None) -> int:
             "image_topic": args.image_topic,
             "camera_info_topic": args.camera_info_topic,
             "frames_per_sequence": args.frames_per_sequence,
+            "max_stamp_gap": args.max_stamp_gap,
         }
     elif args.layout == "rgbd" and args.depth_scale is not None:
         options = {"depth_scale": args.depth_scale}

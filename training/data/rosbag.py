@@ -27,6 +27,8 @@ from vdepth_ros.errors import ConfigError
 log = logging.getLogger(__name__)
 
 DEFAULT_FRAMES_PER_SEQUENCE = 300
+#: colour and depth stamps further apart than this are not paired [s] (the node's `sync_slop`)
+DEFAULT_MAX_STAMP_GAP = 0.02
 
 
 def rosbag_sequences(
@@ -37,6 +39,7 @@ def rosbag_sequences(
     camera_info_topic: str | None = None,
     frames_per_sequence: int = DEFAULT_FRAMES_PER_SEQUENCE,
     min_frames: int = 2,
+    max_stamp_gap: float = DEFAULT_MAX_STAMP_GAP,
 ) -> Iterator[Sequence]:
     """The bag's frames with depth as metric-depth sequences, streamed (one sequence in memory).
 
@@ -48,6 +51,9 @@ def rosbag_sequences(
             the sequences get intrinsics where one is present.
         frames_per_sequence: the longest sequence written; longer runs are split.
         min_frames: shorter runs of frames with depth are skipped (a clip needs a few frames).
+        max_stamp_gap: the largest colour/depth header stamp difference paired [s]; tighter than
+            the node's `sparse_depth_slop` (0.1 s, a scale source), since a depth map a few frames
+            off in a moving scene is a wrong target, not a slightly older scale.
 
     Raises:
         ConfigError: `frames_per_sequence` < 1, or no frame of the bag had usable depth (naming why,
@@ -65,6 +71,7 @@ def rosbag_sequences(
         camera_info_topic=camera_info_topic or "/camera_info",
         camera_info_topic_explicit=camera_info_topic is not None,
         sparse_depth_topic=depth_topic,
+        sparse_depth_slop_ns=round(max_stamp_gap * 1e9),
     )
     written = skipped = without_depth = 0
     run: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
@@ -99,7 +106,11 @@ def rosbag_sequences(
         raise ConfigError(
             f"{bag}: no run of {min_frames}+ frames on {source.image_topic!r} had depth on {depth_topic!r} "
             f"({source.stats.images} images, {without_depth} without depth"
-            + (f": {reasons}" if reasons else ", none within the node's sparse_depth_slop of an image")
+            + (
+                f": {reasons}"
+                if reasons
+                else f", none stamped within {max_stamp_gap:g} s of an image (--max-stamp-gap)"
+            )
             + "); record the depth registered to the colour camera (same size and stamps, e.g. "
             "aligned_depth_to_color) or choose the topics with --image-topic/--depth-topic"
         )
@@ -158,4 +169,4 @@ def _sequence(run: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]], name:
     )
 
 
-__all__ = ["DEFAULT_FRAMES_PER_SEQUENCE", "rosbag_sequences"]
+__all__ = ["DEFAULT_FRAMES_PER_SEQUENCE", "DEFAULT_MAX_STAMP_GAP", "rosbag_sequences"]

@@ -140,7 +140,7 @@ def write_image_bag(
         distortion: plumb_bob coefficients for the camera_info's `D` (default: none); `P` stays
             the intrinsics, as for a monocular calibration.
         sparse_depth: optional `(H, W)` float32 metre maps written as `32FC1` on `sparse_depth_topic`
-            (uint16 maps: `16UC1` millimetres, as RGB-D cameras publish).
+            (uint16 maps: `16UC1` millimetres, as RGB-D cameras publish; None: no depth message).
         sparse_points: instead, optional `(N, 3)` xyz points in the camera optical frame (metres)
             written as an unorganized `PointCloud2` on `sparse_depth_topic` (a LiDAR's role).
         camera_poses: optional `(4, 4)` camera-to-world matrices written as `PoseStamped` on
@@ -189,8 +189,8 @@ def write_image_bag(
             writer.write(img_conn, t, img_raw)
             if info_raw is not None and not info_first:
                 writer.write(info_conn, t + 1, info_raw)
-            if depth_iter is not None:
-                depth = next(depth_iter)
+            depth = next(depth_iter) if depth_iter is not None else None
+            if depth is not None:  # None: this frame's depth was dropped
                 depth_enc = "16UC1" if depth.dtype == np.uint16 else "32FC1"  # uint16: millimetres
                 depth = np.ascontiguousarray(depth, np.uint16 if depth_enc == "16UC1" else np.float32)
                 step, data = image_fields_from_array(depth, depth_enc)
