@@ -141,3 +141,18 @@ def test_a_dropped_depth_frame_is_not_paired_with_its_neighbours(tmp_path: Path,
         layouts_main([*args[:3], str(tmp_path / "loose"), *args[4:], "--max-stamp-gap", "0.1"]) == 0
     )  # the user's call
     assert [len(SequenceReader(p)) for p in find_sequences(tmp_path / "loose")] == [6]
+
+
+def test_a_relative_data_root_not_found_names_the_folder_it_searched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`root: data/mine` is read from the current folder: a run started elsewhere (another terminal,
+    a launcher) said only "no sequence sequences found under data/mine". Now it names the absolute
+    folder it searched and that it does not exist."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="does not exist") as info:
+        load_layout("sequence", "data/mine")
+    assert str(tmp_path / "data" / "mine") in str(info.value)
+    for layout in ("rgbd", "tartanair"):
+        with pytest.raises(ConfigError, match=f"no {layout} sequences found under data/mine"):
+            load_layout(layout, "data/mine")

@@ -602,7 +602,17 @@ def load_layout(layout: str, root: str | Path, **options: Any) -> list[Any]:
         raise ConfigError(f"unknown dataset layout {layout!r}; known: {sorted(LAYOUTS)}")
     seqs = LAYOUTS[layout](root, **options)
     if not seqs:
-        raise ConfigError(f"no {layout} sequences found under {root} (data roots in the configs are placeholders)")
+        where = Path(root)
+        if not where.is_absolute():  # a launcher or another terminal may start in another folder
+            where_text = f"{root} (relative to the current folder: {Path.cwd() / where})"
+        else:
+            where_text = str(root)
+        missing = "; the folder does not exist" if not where.exists() else ""
+        what = "sequence folders (sequence.json)" if layout == "sequence" else f"{layout} sequences"
+        raise ConfigError(
+            f"no {what} found under {where_text}{missing} (data roots in the committed configs are placeholders: "
+            "point them at your copies, as absolute paths to run from any folder)"
+        )
     return seqs
 
 
