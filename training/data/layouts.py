@@ -638,7 +638,7 @@ def convert(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m vdepth_training.data.layouts LAYOUT ROOT --out DIR [--overwrite]`: `convert`.
+    """`python -m vdepth_training.data.layouts LAYOUT ROOT --out DIR [--overwrite]` (+ rosbag/rgbd options).
     Exit status 2 with one line for a mistake (unknown layout, no sequences, an existing output)."""
     import argparse
 
@@ -647,7 +647,10 @@ def main(argv: list[str] | None = None) -> int:
     from vdepth_ros.paths import expand_home
 
     prog = "python -m vdepth_training.data.layouts"
-    ap = argparse.ArgumentParser(prog=prog, description="write a public dataset layout in the sequence format")
+    ap = argparse.ArgumentParser(
+        prog=prog,
+        description="write a public dataset layout, or your own recordings (rosbag, rgbd), in the sequence format",
+    )
     ap.add_argument("layout", choices=[*sorted(LAYOUTS), "rosbag"], help="the dataset's layout (rosbag: your own)")
     ap.add_argument("root", type=Path, help="the dataset's folder (rosbag: a bag folder or .mcap/.db3 file)")
     ap.add_argument("--out", required=True, type=Path, help="output folder (new; sequence format)")
