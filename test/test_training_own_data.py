@@ -55,6 +55,8 @@ def test_a_training_checkpoint_where_a_model_folder_goes_names_final_and_the_exp
     err = capsys.readouterr().err
     assert "training checkpoint" in err and command in err and "released checkpoint" not in err
     assert f"{run / 'final'}" in err  # where a finished run's model is
+    assert export_main(["onnx", str(run)]) == 2  # the run's own folder, before it finished: its latest checkpoint
+    assert command in capsys.readouterr().err
     with pytest.raises(VdepthError, match="training checkpoint") as info:
         load_model(ckpt)  # the node, vdepth-bag and vdepth-video load through it
     assert command in str(info.value)
@@ -64,6 +66,9 @@ def test_a_training_checkpoint_where_a_model_folder_goes_names_final_and_the_exp
     # the named command, with the run's config, writes a model folder that loads
     assert train_main(["--config", str(cfg), *command.split()]) == 0
     assert load_model(run / "export").family == "vda"
+    (run / "export").rename(run / "final")  # as a finished run holds it
+    assert export_main(["onnx", str(run), "--frames", "8", "--height", "28", "--width", "42"]) == 2
+    assert f"its model is {run / 'final'} (use it)" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -77,11 +77,23 @@ def released_checkpoint_problem(path: str | Path) -> str | None:
 
 def training_checkpoint_problem(path: str | Path) -> str | None:
     """For a vdepth_training checkpoint folder (`<run>/checkpoints/checkpoint_<step>`, or a file in
-    it) given where a model folder is expected: the message naming the run's finished model
-    (`<run>/final`) and the command that writes this checkpoint as a model folder; else None."""
+    it) or a run's own folder given where a model folder is expected: the message naming the run's
+    finished model (`<run>/final`) and the command that writes the (latest) checkpoint as a model
+    folder; else None."""
     path = Path(path)
     folder = path.parent if path.is_file() else path
-    if not ((folder / TRAINER_STATE_NAME).is_file() or (folder / TRAINER_CONFIG_NAME).is_file()):
+    if path.is_dir() and not is_model_folder(path) and (path / "checkpoints").is_dir():  # the run's own folder
+        final = path / "final"
+        if is_model_folder(final):
+            return f"{path} is a training run's folder, not a model folder: its model is {final} (use it)"
+        done = sorted(
+            (c for c in (path / "checkpoints").glob("checkpoint_*") if (c / TRAINER_STATE_NAME).is_file()),
+            key=lambda c: c.name.rpartition("_")[2].zfill(12),  # by step
+        )
+        if not done:
+            return f"{path} is a training run's folder without a model yet (no {final}, no checkpoint)"
+        folder = done[-1]
+    elif not ((folder / TRAINER_STATE_NAME).is_file() or (folder / TRAINER_CONFIG_NAME).is_file()):
         return None
     run = folder.parent.parent if folder.parent.name == "checkpoints" else Path("RUN")
     try:
