@@ -97,6 +97,19 @@ def evaldata() -> Path:
 
 
 @pytest.fixture(autouse=True)
+def _environment_restored() -> Iterator[None]:
+    """Each test starts with the session's environment. Code run in this process may set variables
+    for the process it takes as its own (the node's main points FASTDDS_DEFAULT_PROFILES_FILE at the
+    bundled profile before rclpy starts), and every later test's subprocesses inherited them: a node
+    started by a later test took the profile for the user's and said nothing (order-dependent)."""
+    saved = dict(os.environ)
+    yield
+    if os.environ != saved:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@pytest.fixture(autouse=True)
 def _seed() -> None:
     import numpy as np
 
