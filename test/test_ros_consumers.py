@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 import pickle
 import re
+import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import pytest
@@ -148,6 +149,13 @@ def test_the_installed_profile_is_found() -> None:
     assert Path(environ["FASTDDS_DEFAULT_PROFILES_FILE"]).is_file()
 
 
+def _stopped(proc: subprocess.Popen, log: IO) -> int:
+    """SIGINT `proc` unless it has ended, close its log; its exit code."""
+    code = interrupt(proc) if proc.poll() is None else proc.returncode
+    log.close()
+    return code
+
+
 def test_depth_camera_info_follows_a_remapped_depth(tmp_path: Path) -> None:
     """`vdepth-node --ros-args -r depth:=/front_cam/depth` (or a launch file of one's own, or a second camera's node
     remapping its outputs) moved the depth image but left its intrinsics on /depth/camera_info, where depth_image_proc
@@ -176,10 +184,7 @@ def test_depth_camera_info_follows_a_remapped_depth(tmp_path: Path) -> None:
         camera_log.close()
         time.sleep(2.0)
     finally:
-        code = interrupt(node) if node.poll() is None else node.returncode
-        node_log.close()
-        viewed = interrupt(viewer) if viewer.poll() is None else viewer.returncode  # none left on a failure
-        viewer_log.close()
+        code, viewed = _stopped(node, node_log), _stopped(viewer, viewer_log)  # none left on a failure
     assert viewed == 0
     out = (tmp_path / "node.log").read_text()
     assert code == 0, out
@@ -233,10 +238,7 @@ def test_depth_image_proc_on_depth_gives_the_published_cloud_for_a_binned_window
         camera_log.close()
         time.sleep(2.0)
     finally:
-        code = interrupt(node) if node.poll() is None else node.returncode
-        node_log.close()
-        viewed = interrupt(viewer) if viewer.poll() is None else viewer.returncode  # none left on a failure
-        viewer_log.close()
+        code, viewed = _stopped(node, node_log), _stopped(viewer, viewer_log)  # none left on a failure
     assert viewed == 0
     assert code == 0, (tmp_path / "node.log").read_text()
     from rclpy.serialization import deserialize_message
