@@ -19,8 +19,9 @@ is split at the head's first temporal layer (`models/split.py`), the same operat
 order, so windows can reuse the features of frames they share with the previous window. A model
 built without weights starts its output conv's bias at `OUTPUT_BIAS_INIT` instead of PyTorch's
 random draw (VDA always starts from Depth Anything V2's weights, so its code sets none): a negative
-draw left the final ReLU dead on every pixel and the model never trained (2 of 6 seeds of the
-default recipe, 9 of 10 tiny configs; `test_training_trainer.py`). Loaded weights are unaffected.
+draw left the final ReLU dead on every pixel and the model never trained (seeds 0-9: 4 of the
+default recipe's models, 9 tiny ones; none with the init: `benchmarks/weightless_vda.py`,
+`test_models_vda.py`). Loaded weights are unaffected.
 
 Checked against the authors' code (`test/test_parity_vda.py`): the released key layouts of
 vits/vitb/vitl equal the authors' `VideoDepthAnything.state_dict()` (0 missing / 0 unexpected on
