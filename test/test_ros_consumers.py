@@ -73,6 +73,10 @@ def run_with_consumers(tmp_path: Path, consumers: dict[str, list[str]]) -> tuple
     return published, got, out
 
 
+#: The share of frames a best-effort consumer must get: about half before the profile (docstring below).
+BEST_EFFORT_SHARE = 0.9
+
+
 @pytest.mark.slow
 def test_every_published_frame_reaches_reliable_and_best_effort_consumers_of_all_outputs(tmp_path: Path) -> None:
     """RViz showing depth, cloud and disparity, or depth_image_proc pairing depth with its camera_info
@@ -81,7 +85,8 @@ def test_every_published_frame_reaches_reliable_and_best_effort_consumers_of_all
     on each topic (the node's history had moved on before the repair), some depth images without
     their camera_info, and a best-effort one (RViz's DepthCloud display by default; depth 16 as the
     docs ask of RViz) got about half the depth images and a third of the clouds. The node's process now uses the bundled
-    large-segment profile, which is what counts for its outputs (the publisher's side)."""
+    large-segment profile, which is what counts for its outputs (the publisher's side). Best effort
+    may still drop a few images of a burst (`BEST_EFFORT_SHARE`); the reliable consumer gets all."""
     consumers = {
         "reliable": ["--topics", *CONSUMED],
         "best_effort": ["--best-effort", "--topics", "/depth", "/depth/camera_info", "/points"],
@@ -90,9 +95,15 @@ def test_every_published_frame_reaches_reliable_and_best_effort_consumers_of_all
     assert published["/depth"] > 0.3 * SECONDS * RATE, out
     for name, received in got.items():
         for topic, stamps in received.items():
-            assert len(stamps) == published[topic] == published["/depth"], (name, topic, published, len(stamps))
+            assert published[topic] == published["/depth"], published
             assert stamps == sorted(set(stamps))
-        assert received["/depth/camera_info"] == received["/depth"]  # ExactTime: each depth has its camera_info
+            if name == "reliable":
+                assert len(stamps) == published[topic], (name, topic, published, len(stamps))
+            else:  # best effort may drop (4 of 88 depth images in one burst of a fresh-clone run), not half
+                assert len(stamps) >= BEST_EFFORT_SHARE * published[topic], (name, topic, published, len(stamps))
+        # ExactTime: each depth image received has its camera_info (exactly the same stamps when reliable)
+        assert set(received["/depth"]) <= set(received["/depth/camera_info"]), name
+        assert name != "reliable" or received["/depth/camera_info"] == received["/depth"]
     assert "[ERROR]" not in out and "Traceback" not in out, out
     assert len(re.findall(r"\[INFO\].*Fast DDS: this process uses .*fastdds_large_images.xml", out)) == 1, out
 
