@@ -5,7 +5,8 @@
         [--last-image-alone] [--speed X] [--hold] [--loops N] [--clock HZ] [--pose-latency MS] [--binning B]
         [--info-readers N]
     python deployed_peers.py viewer --topics /depth /depth/camera_info /points [--depth 16] [--best-effort]
-        [--arrivals] [--no-spin] [--keep FILE]
+        [--arrivals] [--no-spin] [--keep FILE] [--diag-values KEY...]
+    python deployed_peers.py camera-subscriber --images image_rect /provisional/depth/image_rect [--namespace /depth]
 
 The camera publishes 640x480 rgb8 + camera_info (SensorData QoS, as most drivers, unless
 --reliable), once the node listens, and prints {"sent": n} when done; several cameras publish in
@@ -31,10 +32,19 @@ published with its stamp MS ms of recorded time after it, as an odometry source 
 
 The viewer subscribes as RViz does (reliable, volatile) with depth 16 (docs/node.md: two windows),
 each topic with its type (`.../camera_info` CameraInfo, `.../points` PointCloud2, `/diagnostics`
-DiagnosticArray, recorded as [level, message] of each status, else Image), prints "matched" once
+DiagnosticArray, recorded as [level, message] of each status, or [level, message, {key: value}] with
+`--diag-values KEY...`, else Image), prints "matched" once
 every topic has a publisher, and on SIGINT prints {"<topic>": [stamps...]} (with --arrivals
 [[stamp, time.monotonic() at arrival]...]) and exits 0; `--keep FILE` also pickles every message
 it took, serialized, as {topic: {stamp: bytes}}.
+
+The camera subscriber is an image_transport `CameraSubscriber` (RViz's Camera and DepthCloud displays,
+depth_image_proc, image_proc) per image topic, in node namespace `--namespace` (`-r __ns:=/depth`): the image
+topic is expanded, and its camera_info is `camera_info` in the image's parent namespace (image_transport's
+`getCameraInfoTopic`, camera_common.cpp; applied to the expanded name in camera_subscriber.cpp), paired by exact
+stamp (its `ExactTime` synchronizer). Reliable, depth 16. It prints "matched" once every topic has a publisher and on
+SIGINT {image topic: {"info": its camera_info topic, "images": n, "infos": n, "pairs": [[stamp, image width, height,
+info width, height, fx, fy]...]}}.
 """
 
 from __future__ import annotations
@@ -200,8 +210,12 @@ def viewer(args: argparse.Namespace) -> None:
     kept: dict[str, dict[int, bytes]] = {topic: {} for topic in args.topics}
 
     def take(topic: str, msg: Any) -> None:
-        if isinstance(msg, DiagnosticArray):  # each status's level and message
-            got[topic].extend([int.from_bytes(st.level, "little"), st.message] for st in msg.status)
+        if isinstance(msg, DiagnosticArray):  # each status's level and message (and --diag-values' values)
+            got[topic].extend(
+                [int.from_bytes(st.level, "little"), st.message]
+                + ([{kv.key: kv.value for kv in st.values if kv.key in args.diag_values}] if args.diag_values else [])
+                for st in msg.status
+            )
             return
         stamp = conv.stamp_to_ns(msg.header.stamp)
         if args.keep:
@@ -223,6 +237,50 @@ def viewer(args: argparse.Namespace) -> None:
     if args.keep:
         with open(args.keep, "wb") as f:
             pickle.dump(kept, f)
+    print(json.dumps(got), flush=True)
+
+
+def image_transport_info_topic(image_topic: str) -> str:
+    """image_transport's camera_info topic of an expanded image topic: its parent namespace + `/camera_info`."""
+    return image_topic.rstrip("/").rpartition("/")[0] + "/camera_info"
+
+
+def camera_subscriber(args: argparse.Namespace) -> None:
+    rclpy.init()
+    node = Node("camera_subscriber", namespace=args.namespace)
+    qos = QoSProfile(depth=16, reliability=ReliabilityPolicy.RELIABLE)
+    got: dict[str, dict[str, Any]] = {}
+    subs = []
+    for base in args.images:
+        image_topic = node.resolve_topic_name(base, only_expand=True)
+        info_topic = image_transport_info_topic(image_topic)
+        entry: dict[str, Any] = {"info": info_topic, "images": 0, "infos": 0, "pairs": []}
+        got[image_topic] = entry
+        held: dict[str, dict[int, Any]] = {"image": {}, "info": {}}
+
+        def take(kind: str, msg: Any, entry: dict[str, Any] = entry, held: dict = held) -> None:
+            stamp = conv.stamp_to_ns(msg.header.stamp)
+            entry["images" if kind == "image" else "infos"] += 1
+            held[kind][stamp] = msg
+            image, info = held["image"].get(stamp), held["info"].get(stamp)
+            if image is not None and info is not None:  # ExactTime: the same stamp on both
+                p = list(info.p) if info.p[0] > 0 else [*info.k[:3], 0.0, *info.k[3:6], 0.0]
+                entry["pairs"].append([stamp, image.width, image.height, info.width, info.height, p[0], p[5]])
+                for kept in held.values():
+                    for old in [s for s in kept if s <= stamp]:
+                        del kept[old]
+
+        subs.append(node.create_subscription(Image, image_topic, lambda m, t=take: t("image", m), qos))
+        subs.append(node.create_subscription(CameraInfo, info_topic, lambda m, t=take: t("info", m), qos))
+    matched = False
+    try:
+        while rclpy.ok():
+            rclpy.spin_once(node, timeout_sec=0.1)
+            if not matched and all(s.get_publisher_count() > 0 for s in subs):
+                matched = True
+                print("matched", flush=True)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
     print(json.dumps(got), flush=True)
 
 
@@ -254,9 +312,13 @@ def main() -> None:
     view.add_argument("--best-effort", action="store_true", help="as RViz's DepthCloud display by default")
     view.add_argument("--arrivals", action="store_true", help="record each message's arrival time too")
     view.add_argument("--no-spin", action="store_true", help="stop spinning once matched (a stuck callback)")
+    view.add_argument("--diag-values", nargs="*", default=[], help="/diagnostics: also record these keys' values")
     view.add_argument("--keep", help="pickle {topic: {stamp: serialized message}} into this file at the end")
+    pair = sub.add_parser("camera-subscriber")
+    pair.add_argument("--images", nargs="+", required=True, help="image topics, relative to --namespace or absolute")
+    pair.add_argument("--namespace", default="/")
     args = p.parse_args()
-    camera(args) if args.role == "camera" else viewer(args)
+    {"camera": camera, "viewer": viewer, "camera-subscriber": camera_subscriber}[args.role](args)
 
 
 if __name__ == "__main__":

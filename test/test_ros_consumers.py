@@ -274,3 +274,51 @@ def test_depth_image_proc_on_depth_gives_the_published_cloud_for_a_binned_window
         np.testing.assert_allclose(_image_geometry_intrinsics(out_info), _image_geometry_intrinsics(camera_info))
         for info in (out_info, camera_info):
             np.testing.assert_allclose(xyz, _point_cloud_xyz(depth, info), rtol=1e-5, atol=1e-6)
+
+
+def test_an_image_transport_camera_subscriber_gets_intrinsics_of_the_depths_own_size(tmp_path: Path) -> None:
+    """RViz's Camera and DepthCloud displays, depth_image_proc and every other image_transport `CameraSubscriber`
+    take the camera_info beside the image (its parent namespace's `camera_info`): on `/depth` that is `/camera_info`,
+    the node's input, whose size and focal lengths are the camera's. With `max_output_width` (or `output_resolution:
+    model`) the depth is smaller, and such a viewer built a wrong cloud without any error. The node now also publishes
+    the depth image on `depth/image_rect`, beside `depth/camera_info` (the provisional ones likewise), as
+    depth_image_proc's `depth_registered/image_rect` and `depth_registered/camera_info`; `/depth` stays. A consumer
+    pushed into namespace /depth (`-r __ns:=/depth`, subscribing `image_rect`, as depth_image_proc's
+    point_cloud_xyz) and one given the absolute provisional topic (as RViz) pair every image with intrinsics of its
+    size."""
+    params = "    input_qos: reliable\n    max_output_width: 160\n    publish: both\n"
+    node, node_log = start(node_command(tmp_path, params=params), tmp_path / "node.log")
+    images = ["image_rect", "/provisional/depth/image_rect"]
+    consumer, consumer_log = start(
+        [sys.executable, str(PEERS), "camera-subscriber", "--namespace", "/depth", "--images", *images],
+        tmp_path / "consumer.log",
+    )
+    try:
+        wait_for(tmp_path / "consumer.log", "matched", 90, consumer)
+        camera, camera_log = start(
+            [sys.executable, str(PEERS), "camera", "--seconds", "2.4", "--rate", "10", "--reliable"]
+            + ["--size", "320x240"],
+            tmp_path / "camera.log",
+        )
+        assert camera.wait(timeout=60) == 0, (tmp_path / "camera.log").read_text()
+        camera_log.close()
+        time.sleep(2.0)
+    finally:
+        code, consumed = _stopped(node, node_log), _stopped(consumer, consumer_log)  # none left on a failure
+    out = (tmp_path / "node.log").read_text()
+    assert code == 0 and consumed == 0, out
+    got = json.loads((tmp_path / "consumer.log").read_text().strip().splitlines()[-1])
+    assert {t: g["info"] for t, g in got.items()} == {
+        "/depth/image_rect": "/depth/camera_info",
+        "/provisional/depth/image_rect": "/provisional/depth/camera_info",
+    }
+    summary = re.search(r"stopped: .*; published (?P<out>.*)$", out, re.M)
+    assert summary, out
+    published = {topic: int(n) for topic, n in re.findall(r"(/[\w/]+) (\d+)", summary["out"])}
+    for topic, g in got.items():
+        info = g["info"]  # every image published was taken, each with its camera_info
+        assert g["pairs"] and len(g["pairs"]) == g["images"] == published[topic] == published[info], (topic, g, out)
+        for _stamp, width, height, info_width, info_height, fx, fy in g["pairs"]:
+            # the camera's 320x240 at fx = fy = 250 (deployed_peers.K, scaled), scaled to 160 px wide
+            assert (width, height) == (info_width, info_height) == (160, 120), g["pairs"][0]
+            assert fx == pytest.approx(125.0) and fy == pytest.approx(125.0), g["pairs"][0]

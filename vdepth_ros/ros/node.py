@@ -36,7 +36,7 @@ from vdepth_ros.node_params import (
 )
 from vdepth_ros.ros.diagnostics import Watchdog
 from vdepth_ros.ros.intake import InputSide
-from vdepth_ros.ros.outputs import MAIN_TOPICS, OUTPUT_TOPICS, OutputPublishers, largest_burst, output_topic
+from vdepth_ros.ros.outputs import OUTPUT_TOPICS, OutputPublishers, largest_burst, output_topic
 from vdepth_ros.ros.params import declare_value, descriptor
 from vdepth_ros.ros.processing import FrameProcessor
 from vdepth_ros.ros.python_logs import forward_python_logging, logging_as
@@ -288,7 +288,7 @@ class _DepthNodeCore:
         self.diag_timer = self.create_timer(self.p["diagnostics_period"], self.status.publish, clock=steady)
         self._active = True
         self.status.note_activation()
-        names = ", ".join(output_topic(self, t) for t in MAIN_TOPICS)
+        names = ", ".join(pub.topic_name for pub in self.outputs.main.all())
         self.get_logger().info(
             f"subscribed to {inputs}; publishing {self.outputs.policy} frames on {names} ({self.p['output_qos']})"
         )

@@ -20,6 +20,7 @@ spends there is CPU and holds rclpy's GIL, so a frozen viewer of large topics st
 from __future__ import annotations
 
 import copy
+import functools
 import threading
 import time
 from collections import Counter
@@ -50,9 +51,18 @@ def auto_depth(burst: int) -> int:
 
 
 #: The output topics of one frame status, relative to the node (`provisional/` prefixes the early ones).
-MAIN_TOPICS = ("depth", "disparity", "points", "depth/camera_info")
+#: `depth/image_rect` is the depth image again, beside `depth/camera_info` (`output_topic`).
+MAIN_TOPICS = ("depth", "disparity", "points", "depth/camera_info", "depth/image_rect")
 #: Every output topic a node may publish on (`publish: both` adds the provisional ones; the colormap).
 OUTPUT_TOPICS = (*MAIN_TOPICS, *(f"provisional/{t}" for t in MAIN_TOPICS), "~/depth_colormap")
+
+
+def camera_info_topic(image_topic: str) -> str:
+    """image_transport's camera_info topic of an (expanded) image topic: its parent namespace's `camera_info`
+    (`getCameraInfoTopic` in image_transport's camera_common.cpp, used by every CameraSubscriber and
+    CameraPublisher: RViz's Camera and DepthCloud displays, depth_image_proc, image_proc); `/depth` -> `/camera_info`,
+    `/depth/image_rect` -> `/depth/camera_info`."""
+    return image_topic.rstrip("/").rpartition("/")[0] + "/camera_info"
 
 
 def output_topic(node: Node, topic: str) -> str:
@@ -61,12 +71,33 @@ def output_topic(node: Node, topic: str) -> str:
     `depth/camera_info` (and `provisional/depth/camera_info`) goes under wherever its depth image
     resolves, unless it is remapped itself: `-r depth:=/front_cam/depth` puts the intrinsics on
     `/front_cam/depth/camera_info`, next to the image that depth_image_proc and RViz pair them with (a
-    remap rule matches one name only, so before they stayed on `/depth/camera_info`)."""
+    remap rule matches one name only, so before they stayed on `/depth/camera_info`).
+
+    `depth/image_rect` (and its provisional one) goes beside wherever `depth/camera_info` resolves, unless it is
+    remapped itself: the pair image_transport's rule (`camera_info_topic`) finds from the image. `/depth` is no such
+    pair (its rule's camera_info is `/camera_info`, the node's input, whose size and intrinsics are the camera's, not
+    those of depth with `output_resolution: model` or `max_output_width`)."""
     resolved = node.resolve_topic_name(topic)
-    image = topic.rpartition("/camera_info")[0]
-    if not image.endswith("depth") or resolved != node.resolve_topic_name(topic, only_expand=True):
+    if resolved != node.resolve_topic_name(topic, only_expand=True):
+        return resolved  # remapped itself
+    parent, _, leaf = topic.rpartition("/")
+    if not parent.endswith("depth"):
         return resolved
-    return node.resolve_topic_name(image).rstrip("/") + "/camera_info"
+    if leaf == "camera_info":
+        return node.resolve_topic_name(parent).rstrip("/") + "/camera_info"
+    if leaf == "image_rect":  # beside the camera_info; beside depth if that has no camera_info name
+        info = output_topic(node, f"{parent}/camera_info")
+        if not info.endswith("/camera_info"):
+            info = node.resolve_topic_name(parent).rstrip("/") + "/camera_info"
+        return info.rpartition("/")[0] + "/image_rect"
+    return resolved
+
+
+def pair_is_needed(node: Node, prefix: str = "") -> bool:
+    """Whether `depth/image_rect` goes on a topic of its own: not when `depth` already resolves there (`-r
+    depth:=/cam/depth/image_rect -r depth/camera_info:=/cam/depth/camera_info`), so no topic carries the depth
+    image twice."""
+    return output_topic(node, f"{prefix}depth/image_rect") != output_topic(node, f"{prefix}depth")
 
 
 #: What the held-up and slow WARNs advise.
@@ -91,14 +122,17 @@ class _Topics:
                 qos_overriding_options=output_overrides(),
             )
 
-        depth, disparity, points, camera_info = MAIN_TOPICS
+        depth, disparity, points, camera_info, image_rect = MAIN_TOPICS
         self.depth = pub(Image, depth)
         self.disparity = pub(Image, disparity)
         self.points = pub(PointCloud2, points)
         self.camera_info = pub(CameraInfo, camera_info)
+        #: the depth image beside its camera_info, as image_transport pairs them (None where `depth` is there)
+        self.image_rect = pub(Image, image_rect) if pair_is_needed(node, prefix) else None
 
     def all(self) -> list[Any]:
-        return [self.depth, self.disparity, self.points, self.camera_info]
+        pair = [self.image_rect] if self.image_rect is not None else []
+        return [self.depth, self.disparity, self.points, self.camera_info, *pair]
 
 
 #: A topic whose `publish()` calls took more than this share of the last `SLOW_WINDOW_S` is slow to
@@ -302,8 +336,11 @@ class OutputPublishers:
         if self.policy == "both" and f.status == "provisional" and self.provisional is not None:
             topics = self.provisional
         header: Header = f.meta if isinstance(f.meta, Header) else Header(stamp=conv.ns_to_stamp(f.stamp_ns))
-        if f.depth is not None:
-            self._send(topics.depth, lambda: conv.image_msg(f.depth, "32FC1", header))
+        if f.depth is not None:  # one message for depth and its image_transport pair, built once
+            depth = functools.cache(lambda: conv.image_msg(f.depth, "32FC1", header))
+            self._send(topics.depth, depth)
+            if topics.image_rect is not None:
+                self._send(topics.image_rect, depth)
         self._send(topics.disparity, lambda: conv.image_msg(f.disparity, "32FC1", header))
         if f.points is not None:
             self._send(topics.points, lambda: conv.cloud_msg(f.points, f.colors, header))
