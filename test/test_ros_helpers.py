@@ -7,6 +7,7 @@ import threading
 import time
 from typing import Literal
 
+import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticStatus
 from fakes import RecordingLogger
@@ -180,6 +181,28 @@ def test_rate_meter_and_latency_stats():
     summ = s.summary()
     assert summ["median"] == pytest.approx(0.505)
     assert summ["p95"] == pytest.approx(0.9505)
+
+
+def test_rate_meter_reads_slow_and_bursty_streams_at_their_rate():
+    """A 0.3 Hz camera has fewer than two images in the 5 s window half the time: its rate read 0 then; a window's
+    outputs (8 a few ms apart every 26.7 s) read 8 over the seconds since the burst (up to hundreds of Hz)."""
+    slow = RateMeter(window_s=5)
+    for k in range(6):
+        slow.tick(now=100 + k / 0.3)
+    for now in np.linspace(100 + 5 / 0.3, 100 + 5 / 0.3 + 3.3, 12):
+        assert slow.rate(now=now) == pytest.approx(0.3), now
+    assert slow.rate(now=100 + 5 / 0.3 + 6.7) == 0.0  # nothing for two steps: stopped, "no input"
+    bursts = RateMeter(window_s=5, min_events=8)
+    for b in range(4):
+        for k in range(8):
+            bursts.tick(now=100 + b * 8 / 0.3 + k * 0.002)
+    for now in np.linspace(100 + 3 * 8 / 0.3 + 0.1, 100 + 4 * 8 / 0.3, 12):
+        assert bursts.rate(now=now) == pytest.approx(0.3, rel=0.01), now
+    assert bursts.rate(now=100 + 5 * 8 / 0.3 - 0.1) == pytest.approx(8 / (2 * 8 / 0.3), rel=0.01)  # slowing
+    assert bursts.rate(now=100 + 3 * 8 / 0.3 + 2 * 8 / 0.3 + 1) == 0.0  # stopped
+    one = RateMeter(window_s=5)
+    one.tick(now=100)
+    assert one.rate(now=101) == 0.0
 
 
 def test_diagnostic_levels():

@@ -51,12 +51,17 @@ def test_a_slow_motion_replay_in_a_loop_restarts_only_where_the_stamps_jump_back
     assert "[ERROR]" not in log and "Traceback" not in log, log
 
 
-def _diagnostics_during(r: Any, tmp_path: Path, seconds: float, *args: str) -> tuple[dict[str, Any], list[list[Any]]]:
-    """`r.camera(seconds, *args)` with a /diagnostics viewer beside it: (its report, [[level, message]...])."""
+def _diagnostics_during(
+    r: Any, tmp_path: Path, seconds: float, *args: str, values: tuple[str, ...] = ()
+) -> tuple[dict[str, Any], list[list[Any]]]:
+    """`r.camera(seconds, *args)` with a /diagnostics viewer beside it: (its report, [[level, message]...]; with
+    `values`, [[level, message, {key: value}]...])."""
     log_path = tmp_path / "diagnostics.log"
     with log_path.open("w") as out:
         diag = subprocess.Popen(
-            [sys.executable, str(PEERS), "viewer", "--topics", "/diagnostics"], stdout=out, stderr=subprocess.STDOUT,
+            [sys.executable, str(PEERS), "viewer", "--topics", "/diagnostics"]
+            + (["--diag-values", *values] if values else []),
+            stdout=out, stderr=subprocess.STDOUT,
             text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
         )  # fmt: skip
         try:
@@ -118,13 +123,18 @@ def test_a_slow_motion_replay_waits_for_its_lagging_poses_in_stamp_time(rig: Any
 
 
 def test_a_very_slow_replay_is_not_no_input_between_its_images(rig: Any, tmp_path: Path) -> None:  # noqa: F811
-    """4 recorded frames played at 0.02x: an image every 3.3 s. /diagnostics said "no input images"
-    whenever fewer than two had come in its 5 s rate window, half the time between two images of a
-    running replay; now images arrive while the last came within two of their steps (or 5 s)."""
+    """4 recorded frames played at 0.02x: an image every 3.3 s (as a 0.3 Hz triggered camera). /diagnostics said
+    "no input images" whenever fewer than two had come in its 5 s rate window, half the time between two images of a
+    running replay; now images arrive while the last came within two of their steps (or 5 s). Its "input rate [Hz]"
+    read 0 at those times too (and the output rate a window's burst over the seconds since it, tens of Hz): from the
+    second image on it now reads about 0.3 Hz throughout."""
     r = rig("    diagnostics_period: 0.25\n")
-    played, statuses = _diagnostics_during(r, tmp_path, 0.27, "--speed", "0.02")
+    played, statuses = _diagnostics_during(r, tmp_path, 0.27, "--speed", "0.02", values=("input rate [Hz]",))
     r.interrupt_node()
     assert played["sent"] == 4, r.node_log.read_text()
-    messages = [m for _, m in statuses]
+    messages = [m for _, m, _ in statuses]
     first = next(i for i, m in enumerate(messages) if m != "no input images")  # (before the first image: right)
     assert "no input images" not in messages[first:], messages
+    rates = [float(v["input rate [Hz]"]) for _, _, v in statuses]
+    second = next(i for i, rate in enumerate(rates) if rate > 0)  # (one image alone has no rate)
+    assert second > first and all(0.12 <= rate <= 0.6 for rate in rates[second:]), rates

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections import deque
@@ -13,10 +14,25 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
 
 class RateMeter:
-    """Events per second over a sliding window of wall time. Thread-safe."""
+    """Events per second, thread-safe: the events after an anchor event over the time since it.
 
-    def __init__(self, window_s: float = 5.0) -> None:
-        self.window_s = float(window_s)
+    The anchor is the newest event at least `window_s` old (about `window_s` of events, as a plain
+    sliding window), or an older one where fewer than `min_events` events came after it: a slow
+    stream (a camera or trigger at 0.3 Hz, a slow-motion replay: fewer than two images in `window_s`)
+    reads its rate, not 0, and a bursty one given its burst as `min_events` (a window's outputs, 8
+    frames a few ms apart every 27 s of a 0.3 Hz camera) its mean rate, not 0 between the bursts or a
+    burst's count over the seconds since it; while the silence since the last event is no longer than a
+    recent step, the rate up to that event (it does not fall between a slow camera's images). 0 until
+    `min_events` + 1 events came, and once the stream stopped: nothing for `window_s` and for two of its
+    longest recent steps (`ros.intake`'s "no input" rule: a slow camera is not stopped between two images).
+
+    Args:
+        window_s: the time the rate is measured over, at least.
+        min_events: the events it is measured over, at least (a burst's size for a bursty stream).
+    """
+
+    def __init__(self, window_s: float = 5.0, min_events: int = 1) -> None:
+        self.window_s, self.min_events = float(window_s), max(1, int(min_events))
         self._times: deque[float] = deque()
         self._lock = threading.Lock()
         self.total = 0
@@ -35,14 +51,22 @@ class RateMeter:
         now = time.monotonic() if now is None else now
         with self._lock:
             self._trim(now)
-            if len(self._times) < 2:
+            times = self._times  # times[0] is the anchor (`_trim`)
+            if len(times) <= self.min_events:
                 return 0.0
-            span = max(now - self._times[0], 1e-9)
-            return (len(self._times) - 1) / span if span < self.window_s else len(self._times) / self.window_s
+            recent = list(times)[-self.min_events - 1 :]
+            longest = max(later - earlier for earlier, later in itertools.pairwise(recent))
+            if now - times[-1] > max(self.window_s, 2 * longest):
+                return 0.0  # stopped
+            # up to the last event while the silence since is no longer than a step seen (between two bursts, two
+            # images of a slow camera: the rate is what it was), up to now (less that step) once it is longer
+            return (len(times) - 1) / max(times[-1] - times[0], now - times[0] - longest, 1e-9)
 
     def _trim(self, now: float) -> None:
-        while self._times and now - self._times[0] > self.window_s:
-            self._times.popleft()
+        """Drop the oldest event while the next one is also `window_s` old and `min_events` events follow that."""
+        times = self._times
+        while len(times) - 2 >= self.min_events and now - times[1] >= self.window_s:
+            times.popleft()
 
 
 class LatencyStats:

@@ -65,7 +65,7 @@ class FrameProcessor:
         self.stream = StreamResets(int(params["max_gap"] * 1e9))
         self.resets: dict[str, int] = {}
         self._gap_streak = 0  # consecutive frames that each restarted the stream after a gap
-        self.output_rate = RateMeter()
+        self.output_rate = RateMeter(min_events=outputs.burst)  # frames leave a window at a time
         self.latency, self.window_latency = LatencyStats(), LatencyStats()
         self.last_fit: Any = None
         self.stop = threading.Event()  # the node is stopping: no more waiting or publishing
