@@ -26,7 +26,7 @@ from vdepth_ros.inputs.assembly import (
     compressed_size,
     decode_color_image,
 )
-from vdepth_ros.inputs.loss import InputLossMeter
+from vdepth_ros.inputs.loss import InputLossMeter, PublisherSequences
 from vdepth_ros.inputs.samples import TimedSamples
 
 H, W = 48, 64
@@ -448,6 +448,26 @@ def test_frames_stamped_slightly_out_of_order_are_not_loss() -> None:
         meter.add(s)
     meter.reset()
     assert meter.lost == 0 and meter.received == 200
+
+
+@pytest.mark.parametrize("pattern", ["every_other", "half_rate", "random"])
+def test_the_publishers_sequence_numbers_tell_transport_loss_from_a_slower_camera(pattern: str) -> None:
+    """A transport losing every other frame of a 30 Hz camera gives the stamps of a 15 Hz camera: from stamps alone
+    it counted no loss at all (the module docstring said so). With the publisher's DDS sequence numbers (what rmw
+    hands a callback that takes the message info) every frame sent and never received is counted, at once, and a
+    camera that really runs at 15 Hz still loses nothing."""
+    meter, sequences = InputLossMeter(max_gap_ns=1_000_000_000), PublisherSequences()
+    rng = np.random.default_rng(4)
+    sent = list(range(0, 600, 2)) if pattern == "half_rate" else list(range(600))
+    arrived = {"every_other": sent[::2], "half_rate": sent, "random": [k for k in sent if k < 3 or rng.random() < 0.7]}
+    for k in arrived[pattern]:
+        seq = sent.index(k) + 1  # the publisher numbers what it sends: 1, 2, 3...
+        meter.add(k * 33_333_333, sequences.add(b"camera", seq))
+    meter.reset()
+    expected = sent.index(arrived[pattern][-1]) + 1 - len(arrived[pattern])  # (after the last one received: unknown)
+    assert meter.lost == meter.in_transport == expected, (meter.lost, meter.in_transport, expected)
+    assert sequences.add(b"camera", 5) is None and sequences.add(b"other", 1) is None  # restarted; a new one
+    assert sequences.add(b"camera", 6) == 1 and sequences.add(None, 7) is None
 
 
 # -- node and bag: one timeline, equal FrameInputs ---------------------------------------------

@@ -30,7 +30,7 @@ SECONDS, RATE = 20.0, 15.0
 SUMMARY = re.compile(
     r"\[(?P<node>[\w./]+)\]: stopped: (?P<received>\d+) images received "
     r"\(stamps (?P<first>[\d.]+)\.\.(?P<last>[\d.]+) s\), "
-    r"(?P<lost>\d+) lost before the node, "
+    r"(?P<lost>\d+) lost before the node(?: \([^)]*\))?, "
     r"(?P<dropped>\d+) dropped .*?; published (?P<out>.*)$",
     re.M,
 )

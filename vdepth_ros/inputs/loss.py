@@ -13,13 +13,17 @@ light (auto exposure), a reconfigured driver, a simulator slowing down. Its step
 all at once and stay alike, which random loss almost never does (8 steps of the same length in a row
 at 50 % loss: about 1 in 65,000), so a missing count is confirmed only `STEADY_STEPS` steps later,
 and a run of that many alike steps longer than the period restarts the estimate at the new rate
-instead. (A transport losing exactly every other frame looks the same as a camera at half the
-rate, and is counted as that.)
+instead. From stamps alone a transport losing exactly every other frame looks the same as a camera at
+half the rate; so where the middleware numbers its messages (`PublisherSequences`: Fast DDS and Cyclone
+DDS number every message a publisher sends), the messages a step's gap in those numbers says were sent
+and never arrived are lost for certain (`InputLossMeter.add`'s `sent`): counted at once, and the step
+is split among them, so the stamps' period stays the camera's.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Hashable
 
 import numpy as np
 
@@ -48,6 +52,8 @@ class InputLossMeter:
         self._confirmed = 0  # missing frames confirmed (`STEADY_STEPS` steps later, or at a pause)
         self.first: int | None = None  # stamps of the first and last image of the current sequence
         self._fresh = True
+        #: frames the publisher sent that never arrived, by its sequence numbers (`add`'s `sent`); in `lost` too
+        self.in_transport = 0
 
     def reset(self) -> None:
         """Forget the stamps (a new stream); the totals (and the last span, for a summary) stay."""
@@ -101,15 +107,27 @@ class InputLossMeter:
         """Frames missing so far that no change of the camera's frame rate can explain any more."""
         return self._confirmed
 
-    def add(self, stamp_ns: int) -> int:
+    def add(self, stamp_ns: int, sent: int | None = None) -> int:
         """Record one received stamp; returns how many missing frames this confirms (of a step
-        `STEADY_STEPS` back, or of all pending steps when the stream ends here)."""
+        `STEADY_STEPS` back, or of all pending steps when the stream ends here, and `sent` - 1).
+
+        Args:
+            stamp_ns: the image's stamp.
+            sent: messages its publisher sent since the one before that arrived, this one included
+                (`PublisherSequences.add`; 1: none lost), or None where unknown.
+        """
         self.received += 1
+        in_transport = max(0, (sent or 1) - 1)
+        self.in_transport += in_transport
+        self._confirmed += in_transport
+        return in_transport + self._add(stamp_ns, sent or 1)
+
+    def _add(self, stamp_ns: int, sent: int) -> int:
         last, self._last = self._last, int(stamp_ns)
         if last is not None and not self._fresh and last - OUT_OF_ORDER_NS <= stamp_ns <= last:
             # repeated or slightly out of order (`inputs.sync`): neither loss nor a restart; the next
             # step, which looks a frame too long, has this frame in it (it is split in equal parts)
-            self._last, self._misstamped = last, self._misstamped + 1
+            self._last, self._misstamped = last, self._misstamped + sent  # (with those lost before it)
             return 0
         misstamped, self._misstamped = self._misstamped, 0
         if self._fresh or last is None or stamp_ns < last:  # the first image, or the clock or bag restarted
@@ -121,7 +139,9 @@ class InputLossMeter:
         if self.max_gap_ns > 0 and step > self.max_gap_ns:
             return self._confirm_pending()  # a pause: the stream restarts
         known = self.period_ns is not None
-        parts = [step // (misstamped + 1)] * (misstamped + 1)
+        # frames in this step: those received without a later stamp, and those sent that never arrived
+        frames = misstamped + sent
+        parts = [step // frames] * frames
         parts[-1] += step - sum(parts)
         self._steps.extend(parts)
         period = self.period_ns
@@ -166,3 +186,26 @@ class InputLossMeter:
         """Lost / (received + lost) so far."""
         total = self.received + self.lost
         return self.lost / total if total else 0.0
+
+
+class PublisherSequences:
+    """Gaps in each publisher's message sequence numbers: the messages it sent that never arrived.
+
+    rmw hands every message's `publication_sequence_number` and `publisher_gid` to a subscription
+    callback that takes the message info (rclpy's `MessageInfo`; None where the middleware has none).
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[Hashable, int] = {}
+
+    def add(self, publisher: Hashable | None, sequence: int | None) -> int | None:
+        """Messages `publisher` sent since its last one that arrived, this one included (1: none
+        lost); None for its first, without numbers, or when they went back (a publisher restarted)."""
+        if publisher is None or sequence is None:
+            return None
+        last, self._last[publisher] = self._last.get(publisher), int(sequence)
+        return None if last is None or sequence <= last else int(sequence) - last
+
+    def reset(self) -> None:
+        """Forget the publishers (the subscription was re-created: what was sent meanwhile is not loss)."""
+        self._last.clear()

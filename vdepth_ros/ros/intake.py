@@ -20,11 +20,12 @@ from geometry_msgs.msg import PoseStamped
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile
+from rclpy.subscription import MessageInfo
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from vdepth_ros.errors import InputError
 from vdepth_ros.inputs.assembly import check_input_size
-from vdepth_ros.inputs.loss import InputLossMeter
+from vdepth_ros.inputs.loss import InputLossMeter, PublisherSequences
 from vdepth_ros.inputs.resets import PauseRule, ReplaySpeed
 from vdepth_ros.inputs.samples import TimedSamples
 from vdepth_ros.inputs.sync import REPEATED_STAMP, ApproximateTimeSync, Pair
@@ -113,6 +114,7 @@ class InputSide:
         slop_ns = int(params["sparse_depth_slop"] * 1e9)
         self.samples: TimedSamples[Any] = TimedSamples(slop_ns, 512 if mode == "pose" else 32)
         self.loss = InputLossMeter(int(params["max_gap"] * 1e9))
+        self.sequences = PublisherSequences()
         self.rate = RateMeter()
         self.skipped = 0
         self.subscriptions: list[Any] = []
@@ -142,7 +144,7 @@ class InputSide:
         image_topic, compressed = image_subscription(node.resolve_topic_name("image"), p["image_transport"])
         self.image_topic = image_topic
         topics: list[tuple[type, str, Callable[[Any], None]]] = [
-            (CompressedImage if compressed else Image, image_topic, self._on_image),
+            (CompressedImage if compressed else Image, image_topic, self._on_image_with_info),
             (CameraInfo, "camera_info", self._on_info),
         ]
         if p["sparse_depth"] != "none":
@@ -252,21 +254,26 @@ class InputSide:
             self.sync.clear()
             self.samples.clear()
             self.loss.reset()
+            self.sequences.reset()  # (a new subscription: what was sent meanwhile is not loss)
             self._restart_stream_state()
 
     # -- callbacks (executor thread) ---------------------------------------------------------
-    def _on_image(self, msg: Image | CompressedImage) -> None:
+    def _on_image_with_info(self, msg: Image | CompressedImage, info: MessageInfo) -> None:
+        """The image subscription's callback: with rmw's message info (its publisher's sequence number)."""
+        self._on_image(msg, info)
+
+    def _on_image(self, msg: Image | CompressedImage, info: MessageInfo | None = None) -> None:
         try:
-            self._take_image(msg)
+            self._take_image(msg, info)
         except Exception as err:  # a callback must never raise
             self.log.error("image-callback", f"image callback failed: {err!r}")
 
-    def _take_image(self, msg: Image | CompressedImage) -> None:
+    def _take_image(self, msg: Image | CompressedImage, info: MessageInfo | None) -> None:
         stamp, now = conv.stamp_to_ns(msg.header.stamp), time.monotonic_ns()
         self.rate.tick()
         if self.rate.total == 1 and self.on_first_image is not None:
             self.on_first_image()
-        self._count_loss(stamp)
+        self._count_loss(stamp, self._sent(info))
         if self.p["skip_when_unsubscribed"] and not self._wants_frames():
             self.skipped += 1
             self._paused = True  # the stream restarts by its own gap rule when output is wanted again
@@ -320,17 +327,27 @@ class InputSide:
         step_s = (self.arrival_speed.step_ns or 0) / 1e9
         return (time.monotonic() if now is None else now) - last <= max(self.rate.window_s, 2 * step_s)
 
-    def _count_loss(self, stamp: int) -> None:
-        missing = self.loss.add(stamp)
+    def _sent(self, info: MessageInfo | None) -> int | None:
+        """Images the publisher sent since its last one that arrived (`inputs.loss.PublisherSequences`)."""
+        if not info:
+            return None
+        gid = info.get("publisher_gid")
+        publisher = bytes(gid["data"]) if isinstance(gid, dict) and gid.get("data") is not None else None
+        return self.sequences.add(publisher, info.get("publication_sequence_number"))
+
+    def _count_loss(self, stamp: int, sent: int | None = None) -> None:
+        missing = self.loss.add(stamp, sent)
         if missing and not self._loss_warned and self.loss.confirmed >= 10 and self.loss.fraction > 0.02:
             self._loss_warned = True
             period = self.loss.period_ns or 1
             self.log.warning(
                 "input-loss",
                 f"{self.loss.lost} of {self.loss.received + self.loss.lost} camera frames never reached this node "
-                f"(gaps in the image stamps at the camera's {1e9 / period:.1f} Hz). Across processes best-effort "
-                "images are lost in transport: for a reliable camera driver set input_qos:=reliable; otherwise "
-                "raise the DDS receive buffer or use shared-memory transport (" + ACROSS_PROCESSES + "). "
+                f"(gaps in the image stamps at the camera's {1e9 / period:.1f} Hz; {self.loss.in_transport} of them "
+                "sent by its publisher and never taken, by their DDS sequence numbers: lost in transport, or "
+                "overwritten in a history of input_qos_depth while the node was busy). Across processes "
+                "best-effort images are lost in transport: for a reliable camera driver set input_qos:=reliable; "
+                "otherwise raise the DDS receive buffer or use shared-memory transport (" + ACROSS_PROCESSES + "). "
                 "Counted on /diagnostics as 'lost before the node'; this warning is shown once.",
             )
 

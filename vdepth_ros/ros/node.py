@@ -455,8 +455,9 @@ class _DepthNodeCore:
             else ""
         )
         span = f" (stamps {loss.first / 1e9:.3f}..{loss.last / 1e9:.3f} s)" if loss.first and loss.last else ""
+        in_transport = f" ({loss.in_transport} of them sent and never taken)" if loss.in_transport else ""
         self.get_logger().info(
-            f"stopped: {loss.received} images received{span}, {loss.lost} lost before the node, "
+            f"stopped: {loss.received} images received{span}, {loss.lost} lost before the node{in_transport}, "
             f"{intake.queue.dropped} dropped (queue full), {intake.skipped} skipped (no subscribers), "
             f"{self.log.errors} input errors; {held_up}published {out}"
         )

@@ -130,6 +130,7 @@ class StatusReporter:
             "queued": len(intake.queue),
             "dropped (queue full)": intake.queue.dropped,
             "lost before the node": intake.loss.lost,
+            "lost in transport (of those)": intake.loss.in_transport,
             "camera period [s]": (intake.loss.period_ns or 0) / 1e9,
             "skipped (no subscribers)": intake.skipped,
             "outputs dropped (subscriber not taking them)": sum(node.outputs.dropped.values()),
