@@ -3,7 +3,8 @@
     ros2 launch vdepth_ros depth.launch.py image:=/camera/color/image_raw \
         camera_info:=/camera/color/camera_info namespace:=robot1
 
-`depth_camera_info` (the intrinsics of depth, disparity and points) follows `depth` unless given.
+`depth_camera_info` (the intrinsics of depth, disparity and points) follows `depth` unless given, and
+`depth/image_rect` (depth again, the image RViz and depth_image_proc pair with it) goes beside it.
 
 Several cameras in one process, sharing the loaded model (docs/node.md, "Several cameras"):
 

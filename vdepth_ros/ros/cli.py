@@ -32,7 +32,8 @@ from vdepth_ros.ros.startup import CLOCK, StartupError, check_params_files, para
 from vdepth_ros.ros.transport import use_large_segment_profile
 
 DESCRIPTION = """Live video depth: subscribes to image (+ camera_info, optional sparse_depth or camera_pose),
-publishes depth, disparity, points, depth/camera_info and /diagnostics. Parameters and topics:
+publishes depth, disparity, points, depth/camera_info, depth/image_rect (depth again, where RViz and
+depth_image_proc look for the image of depth/camera_info) and /diagnostics. Parameters and topics:
 docs/node.md; defaults: config/depth.yaml (share/vdepth_ros/config/depth.yaml when installed).
 ROS arguments go after --ros-args: [--params-file FILE] [-p NAME:=VALUE] [-r FROM:=TO] ..."""
 
