@@ -12,6 +12,7 @@ in another folder; a missing path was reported without saying what it was relati
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import cv2
@@ -164,6 +165,53 @@ def test_a_relative_model_in_a_launch_files_own_parameters_stays_relative_to_the
         f"cannot start: {ws / 'models' / 'm' / 'model.onnx'}: is not an ONNX model (truncated or not protobuf: "
         "invalid field tag 103 at byte 1)"
     ], err
+
+
+def test_a_relative_model_in_a_params_file_a_launch_tool_rewrote_is_never_taken_from_the_temporary_folder(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Nav2's RewrittenYaml (and ReplaceString, launch_ros's ParameterFile(allow_substs=True)) hands the
+    node a rewritten copy of the user's params file, /tmp/tmpXXXXXXXX: a relative `model:` was looked up
+    beside the copy, in the temporary folder, and a namesake there (another run's export) was taken without
+    a word. Now the copy is known for one: the path is tried from the current folder, as a launch file's own
+    values are; not found, the error names what was tried, the copy, the namesake left alone and the fix.
+    The offline tools read such a file by the same rule."""
+    import tempfile
+    import uuid
+
+    rel = f"vdepth_rewrite_{uuid.uuid4().hex[:8]}/m"
+    temp = Path(tempfile.gettempdir())
+    namesake = tiny_model(temp / rel)  # beside the copy; a garbage graph: a node that took it would stop on it
+    (namesake / "model.onnx").write_bytes(b"garbage")
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    monkeypatch.chdir(ws)
+    with tempfile.NamedTemporaryFile("w", delete=False) as copy:  # as RewrittenYaml writes it
+        copy.write(f"/**:\n  ros__parameters:\n    model: {rel}\n    scale_source: none\n")
+    try:
+        code, err = run_node_main(Path(copy.name), monkeypatch, capsys)
+        (line,) = [x for x in own_lines(err) if not x.startswith("[")]  # without the ROS log lines
+        assert code == 2 and line.startswith(f"cannot start: model '{rel}': {ws / rel} does not exist, relative "
+                                             f"to the current folder {ws}; the params file that gave it, "
+                                             f"{copy.name}, is a temporary copy"), err  # fmt: skip
+        assert f"({namesake} exists beside the copy: not taken)" in line, line
+        assert "write an absolute path for model" in line and "FindPackageShare" in line, line
+        assert videocli.main([str(clip(tmp_path / "c.mp4")), "-o", str(tmp_path / "o"), "--params", copy.name]) == 2
+        assert own_lines(capsys.readouterr().err) == [f"vdepth-video: error: {line.removeprefix('cannot start: ')}"]
+        # there in the current folder: taken from there (the model line names it), with one WARN saying why
+        (tiny_model(ws / rel) / "model.onnx").write_bytes(b"garbage")
+        code, err = run_node_main(Path(copy.name), monkeypatch, capsys)
+        assert code == 2 and f"cannot start: {ws / rel / 'model.onnx'}: is not an ONNX model" in err, err
+        (warning,) = [r.getMessage() for r in caplog.records if "temporary copy" in r.getMessage()]
+        assert warning.startswith(f"model '{rel}' is relative and the params file that gave it, {copy.name}, is a "
+                                  "temporary copy a launch tool wrote"), warning  # fmt: skip
+        assert f"taken relative to the current folder, {ws / rel}" in warning, warning
+    finally:
+        Path(copy.name).unlink()
+        shutil.rmtree(namesake.parent)
 
 
 def test_a_model_path_not_found_names_the_path_tried_and_what_it_is_relative_to(

@@ -98,16 +98,11 @@ def params_files(argv: list[str]) -> list[str]:
 PARAMS_FILES: list[str] = []
 
 
-#: The name launch_ros gives the params files it writes itself (a launch file's `parameters=[{...}]`, a
-#: file with substitutions) in the temporary folder: their folder means nothing to the user.
-LAUNCH_WRITTEN_PREFIX = "launch_params_"
-
-
 def params_file_of(node: str, name: str, value: Any) -> str | None:
     """The params file of this process (`PARAMS_FILES`) that gave node `node` (fully qualified) `value`
     for parameter `name`: the last one setting it, as rcl applies them; None when none did (a `-p`
-    override, the default) or launch_ros wrote it (`LAUNCH_WRITTEN_PREFIX`: a value of the launch
-    file, relative to the current folder as before).
+    override, the default). A temporary copy a launch tool wrote is returned too: `resolve_model` knows
+    it (`runtime.registry.is_rewritten_params_file`) and says so.
     """
     from vdepth_ros.config import load_params
 
@@ -118,8 +113,7 @@ def params_file_of(node: str, name: str, value: Any) -> str | None:
         except VdepthError:  # no section for this node (refused files stopped start-up already)
             continue
         if name in values:
-            written = Path(path).name.startswith(LAUNCH_WRITTEN_PREFIX)
-            source = path if values[name] == value and not written else None
+            source = path if values[name] == value else None
     return source
 
 

@@ -20,6 +20,7 @@ files are imported unverified (`pull` says so).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shlex
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ from typing import Any
 
 from vdepth_ros.errors import ConfigError, ModelLoadError
 from vdepth_ros.paths import PROVENANCE_NAME, env_path
+
+log = logging.getLogger(__name__)
 
 CACHE_ENV = "VDEPTH_MODEL_CACHE"
 REGISTRY_ENV = "VDEPTH_MODEL_REGISTRY"
@@ -345,6 +348,57 @@ def _looks_like_a_name(model: str) -> bool:
     return os.sep not in model and "/" not in model and not model.endswith((".onnx", ".engine", ".json"))
 
 
+#: The name launch_ros gives the params files it writes in the temporary folder (a launch file's
+#: `parameters=[{...}]`, and the user's own file rewritten by `ParameterFile(..., allow_substs=True)`).
+LAUNCH_WRITTEN_PREFIX = "launch_params_"
+
+
+def is_rewritten_params_file(params_file: str | Path) -> bool:
+    """Is this params file a temporary copy a launch tool wrote (not the file the user wrote)? launch_ros's
+    `launch_params_*` files, and any file directly in the temporary folder (Nav2's `RewrittenYaml` and
+    `ReplaceString`, other launch helpers: `tempfile.NamedTemporaryFile`'s `/tmp/tmpXXXXXXXX`). Its folder
+    says nothing about where a relative path in it was meant from."""
+    import tempfile
+
+    path = Path(params_file).expanduser().absolute()
+    if path.name.startswith(LAUNCH_WRITTEN_PREFIX):
+        return True
+    try:
+        return path.parent.resolve() == Path(tempfile.gettempdir()).resolve()
+    except OSError:
+        return False
+
+
+def _copy(params_file: str | Path | None) -> str:
+    return (
+        f"the params file that gave it, {params_file}, is a temporary copy a launch tool wrote (launch_ros's "
+        "parameters={...} or ParameterFile(allow_substs=True), Nav2's RewrittenYaml...), not the file you wrote"
+    )
+
+
+def _absolute_fix(given: Path) -> str:
+    return (
+        "write an absolute path for model (in a launch file: PathJoinSubstitution([FindPackageShare('<package>'), "
+        f"{', '.join(repr(part) for part in given.parts)}]) or -p model:=/abs/path)"
+    )
+
+
+def _relative_to(given: Path, base: Path, params_file: str | Path | None, rewritten: bool) -> str:
+    """What a relative model path that does not exist was tried relative to, and the fix, for the error."""
+    if rewritten:
+        beside = Path(params_file).expanduser().absolute().parent / given  # type: ignore[arg-type]
+        where = f", relative to the current folder {base}; {_copy(params_file)}, so its folder is not yours"
+        if beside.exists():
+            where += f" ({beside} exists beside the copy: not taken)"
+        return f"{where}; {_absolute_fix(given)}"
+    if params_file is None:
+        return f", relative to the current folder {base}"
+    where = f", relative to the folder of the params file {params_file}"
+    if (Path.cwd() / given).exists():
+        where += f"; {Path.cwd() / given} exists: write that absolute path in the params file"
+    return where
+
+
 def resolve_model(model: str, params_file: str | Path | None = None) -> str:
     """`model` as the runtime loads it: "default" as the bundled default model folder
     (`paths.default_model_dir`), an existing path as an absolute path (`~` is the home folder), a release
@@ -355,7 +409,10 @@ def resolve_model(model: str, params_file: str | Path | None = None) -> str:
         model: the `model` value.
         params_file: the params file the value was written in: a relative path is relative to that
             file's folder (a launch system may start the process anywhere); None (a command line's
-            `--model` or `-p model:=`): relative to the current folder.
+            `--model` or `-p model:=`): relative to the current folder. A temporary copy a launch tool
+            wrote (`is_rewritten_params_file`) has no folder of the user's: a relative path in it is
+            relative to the current folder (a launch file's own values, as `-p`), logged in one WARN, and
+            not found there, the error says so (never the temporary folder's namesake).
 
     Raises:
         ModelLoadError: `model` names a release that is not in the cache (the message names the
@@ -370,9 +427,16 @@ def resolve_model(model: str, params_file: str | Path | None = None) -> str:
 
         return str(default_model_dir())
     given = Path(model).expanduser()
-    base = Path(params_file).expanduser().absolute().parent if params_file is not None else Path.cwd()
+    rewritten = params_file is not None and is_rewritten_params_file(params_file)
+    from_file = params_file is not None and not rewritten
+    base = Path(params_file).expanduser().absolute().parent if from_file else Path.cwd()  # type: ignore[arg-type]
     path = given if given.is_absolute() else base / given
     if path.exists():
+        if rewritten and not given.is_absolute():
+            log.warning(
+                f"model {model!r} is relative and {_copy(params_file)}: taken relative to the current folder, "
+                f"{path}; to not depend on the folder the launch runs in, {_absolute_fix(given)}"
+            )
         return str(path)
     known = releases()
     if model in known:
@@ -386,14 +450,7 @@ def resolve_model(model: str, params_file: str | Path | None = None) -> str:
             f"`vdepth-export pull {model}{accept}` (licence: {release.license}), or set ${CACHE_ENV} to the "
             "cache that holds it"
         )
-    where = ""
-    if not given.is_absolute():
-        where = (
-            f", relative to the folder of the params file {params_file}" if params_file is not None
-            else f", relative to the current folder {base}"
-        )  # fmt: skip
-        if params_file is not None and (Path.cwd() / given).exists():
-            where += f"; {Path.cwd() / given} exists: write that absolute path in the params file"
+    where = _relative_to(given, base, params_file, rewritten) if not given.is_absolute() else ""
     if _looks_like_a_name(model):
         raise ModelLoadError(
             f"model {model!r} is neither an existing file/folder nor a known release ({', '.join(sorted(known))}); "
