@@ -485,3 +485,32 @@ def test_graph_alignment_with_short_first_window_both_policies_and_shortest_lag(
         assert pipe.schedule["first_window"] < 16
     pred = np.stack([f.disparity for f in _latest(out, 61)])
     assert _global_affine_error(pred, _truth(frames)) < 1e-4
+
+
+@pytest.mark.parametrize("fault", ["garbage model.onnx", "truncated safetensors beside a valid ONNX"])
+def test_a_pipeline_built_as_a_library_checks_its_model_as_the_node_does(
+    tmp_path: Path, fault: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`DepthPipeline(PipelineConfig(model=...))` in a user's own Python skipped the start-up check the
+    node and every tool make: a garbage graph ended in onnxruntime's "INVALID_PROTOBUF" traceback, a
+    truncated model.safetensors beside a valid ONNX graph was never noticed; and a misspelled key given
+    to `from_dict` (`max_ouput_width`) was dropped without a word. Now the same one line names the file
+    and why, and the typo is named with the closest parameter."""
+    from fakes import MODEL_FAULTS, broken_model, write_tiny_onnx
+
+    from vdepth_ros.errors import ModelLoadError
+
+    (tmp_path / "broken").mkdir()
+    model = broken_model(tmp_path / "broken", fault)
+    with pytest.raises(ModelLoadError) as err:
+        DepthPipeline(PipelineConfig(model=str(model), backend="onnxruntime"))
+    assert MODEL_FAULTS[fault] in str(err.value) and str(model) in str(err.value)
+    good = tmp_path / "good"
+    good.mkdir()
+    write_tiny_onnx(good)
+    with caplog.at_level("WARNING", logger="vdepth_ros.pipeline"):
+        pipe = DepthPipeline.from_dict({"model": str(good), "backend": "onnxruntime", "max_ouput_width": 32,
+                                        "input_qos": "reliable"})  # fmt: skip
+    (line,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert "max_ouput_width (did you mean max_output_width?)" in line and "input_qos" not in line, line
+    assert pipe.config.max_output_width == 0

@@ -147,7 +147,9 @@ class DepthPipeline:
 
     Args:
         config: pipeline parameters.
-        engine: a `DepthEngine`; None -> `vdepth_ros.runtime.create_engine(config.model, ...)`.
+        engine: a `DepthEngine`; None -> `vdepth_ros.runtime.create_engine(config.model, ...)`, once
+            `runtime.checks.checked_model` has resolved the model and checked its files (a bad one raises
+            `ModelLoadError` naming the file and why, in the words the node stops with).
     """
 
     def __init__(self, config: PipelineConfig, engine: DepthEngine | None = None) -> None:
@@ -155,8 +157,10 @@ class DepthPipeline:
         self._model_source: str | None = None  # the model it loaded itself (`model_identity`)
         if engine is None:
             from vdepth_ros.runtime import create_engine
+            from vdepth_ros.runtime.checks import checked_model
 
-            self._model_source = config.resolved_model()
+            # resolved and every model file checked, as the node and the tools do before loading
+            self._model_source = checked_model(config.model)
             engine = create_engine(
                 self._model_source, backend=config.backend, precision=config.precision, **config.engine_options()
             )
@@ -237,10 +241,17 @@ class DepthPipeline:
 
     @classmethod
     def from_dict(cls, params: dict[str, Any], engine: DepthEngine | None = None) -> DepthPipeline:
-        """From node parameters / a `load_params` dict; keys that are not pipeline fields are ignored."""
+        """From node parameters / a `load_params` dict; keys that are not pipeline fields are ignored, and
+        a key that is no parameter of the node either (a typo) is named in one WARNING with the closest."""
+        from vdepth_ros.node_params import is_node_parameter, unknown_parameters_warning
+
         config, unknown = PipelineConfig.from_params(params)
         if unknown:
             log.debug("parameters not used by the pipeline: %s", sorted(unknown))
+        # a typo (`max_ouput_width`) would be ignored without a word: named with the closest, as the node does
+        strange = unknown_parameters_warning(unknown, is_node_parameter, where="the dict given to DepthPipeline")
+        if strange:
+            log.warning(strange)
         return cls(config, engine)
 
     @property
