@@ -701,6 +701,50 @@ def test_ros2_param_set_from_another_process_is_answered_in_the_packages_words(t
     assert "parameter change refused: watchdog_timeout must be a number" in out
 
 
+def test_rqt_reconfigure_gets_descriptors_it_can_show_and_a_dump_loads_back(tmp_path: Path) -> None:
+    """What rqt_reconfigure and `ros2 param load` meet, from another process. Integer ranges without an
+    upper limit were described as 0..2**62, which rqt_reconfigure hands to a Qt slider and validator
+    (32-bit ints): OverflowError, and none of the node's parameters showed up. Parameters that need a
+    restart were described as writable, so rqt showed a new value in an editable field while the node
+    refused it (rqt drops the reason). Now every range fits a 32-bit int, the restart-only parameters are
+    read-only (greyed out) and the dynamic ones stay writable; setting the node's own dump back (`ros2
+    param load`, rqt's Load) succeeds, and a real change of a restart-only one still says restart required."""
+    from rcl_interfaces.msg import Parameter as ParameterMsg
+    from rclpy.parameter import Parameter
+    from rclpy.parameter_client import AsyncParameterClient
+
+    from vdepth_ros.node_params import node_param_specs
+
+    seen: dict[str, Any] = {}
+
+    def tune(peer: Node, ex: SingleThreadedExecutor) -> None:
+        client = AsyncParameterClient(peer, "/depth_node")
+        assert client.wait_for_services(timeout_sec=60), "no parameter services on /depth_node"
+        names = list(_param_call(ex, client.list_parameters).result.names)
+        seen["described"] = _param_call(ex, lambda: client.describe_parameters(names)).descriptors
+        values = _param_call(ex, lambda: client.get_parameters(names)).values
+        dump = [Parameter.from_parameter_msg(ParameterMsg(name=n, value=v)) for n, v in zip(names, values, strict=True)]
+        seen["load"] = _param_call(ex, lambda: client.set_parameters(dump))
+        seen["far"] = _param_call(ex, lambda: client.set_parameters([Parameter("far", value=7.0)]))
+        seen["watchdog"] = _param_call(ex, lambda: client.set_parameters([Parameter("watchdog_timeout", value=7.0)]))
+
+    got, out = run_node(tmp_path, ["--ros-args"], {"cam": ("/image", "/camera_info")}, {"/depth": Image},
+                        before_feed=tune)  # fmt: skip
+    described = {d.name: d for d in seen["described"]}
+    too_wide = {n: (r.from_value, r.to_value) for n, d in described.items() for r in d.integer_range
+                if not -(2**31) <= r.from_value <= r.to_value <= 2**31 - 1}  # fmt: skip
+    assert not too_wide, too_wide
+    specs = {s.name: s for s in node_param_specs()}
+    wrong = {n: described[n].read_only for n, s in specs.items() if described[n].read_only == s.dynamic}
+    assert not wrong, f"read_only should be (not dynamic): {wrong}"
+    failed = {r.reason for r in seen["load"].results if not r.successful}
+    assert not failed, failed
+    far = seen["far"].results[0]
+    assert not far.successful and "restart required" in far.reason, far.reason
+    assert seen["watchdog"].results[0].successful, seen["watchdog"].results[0].reason
+    assert got["/depth"], out
+
+
 def test_a_params_file_that_applies_to_no_node_of_the_process_is_named(tmp_path: Path) -> None:
     """A `depth_node:` section applies only to a node without a namespace, so for a node pushed into
     /robot7 rcl skipped the whole file without a word and the node ran on defaults. The node names

@@ -9,6 +9,7 @@ in the pipeline, exactly as for `vdepth-bag`. `vdepth-node` itself is `ros/cli.p
 
 from __future__ import annotations
 
+import copy
 import functools
 import re
 import sys
@@ -382,7 +383,36 @@ class _DepthNodeCore:
             if log is not None:
                 log.warning(f"param set {parameter_list[0].name}", f"parameter change refused: {reason}")
             return SetParametersResult(successful=False, reason=reason)
-        return super().set_parameters_atomically(parameter_list)  # type: ignore[misc]
+        changing = [param for param in parameter_list if not self._unchanged_read_only(param)]
+        if not changing:
+            return SetParametersResult(successful=True)
+        return super().set_parameters_atomically(changing)  # type: ignore[misc]
+
+    def _mark_restart_only(self) -> None:
+        """Describe every parameter that cannot change while the node runs as read-only (`ros2 param
+        describe`: "Read only: true"), so rqt_reconfigure greys it out: it showed the new value in an
+        editable field while the node refused it (rqt drops the refusal's reason). A managed node leaves
+        them settable: it reads them again at its next configure."""
+        for spec in self._specs.values():
+            if not spec.dynamic:
+                fixed = copy.copy(self.describe_parameter(spec.name))  # as declared: its type, range, text
+                fixed.read_only = True
+                self.set_descriptor(spec.name, fixed)
+
+    def _unchanged_read_only(self, param: Parameter) -> bool:
+        """A read-only parameter set to the value it has (`ros2 param load` of the node's own dump, rqt's
+        Load): nothing to change, rather than rclpy's refusal "Trying to set a read-only parameter"."""
+        if not self.has_parameter(param.name) or not self.describe_parameter(param.name).read_only:
+            return False
+        spec = getattr(self, "_specs", {}).get(param.name)
+        value = self._set_value(spec, param.value) if spec is not None else param.value
+        current = self.get_parameter(param.name).value
+
+        def plain(v: Any) -> Any:  # rclpy gives arrays as array.array or lists
+            return list(v) if hasattr(v, "__len__") and not isinstance(v, (str, bytes)) else v
+
+        current, value = plain(current), plain(value)
+        return bool(current == value and type(current) is type(value))
 
     def set_parameters(self, parameter_list: list[Parameter]) -> list[SetParametersResult]:
         """rclpy's (each parameter set on its own), through `set_parameters_atomically`'s checks."""
@@ -511,6 +541,7 @@ class DepthNode(_DepthNodeCore, Node):
         Node.__init__(self, node_name, **kwargs)
         self._declare_params()
         self._configure(engine, engine_pool)
+        self._mark_restart_only()
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._activate(start_worker)
 

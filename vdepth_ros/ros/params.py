@@ -20,8 +20,15 @@ def declare_value(spec: ParamSpec) -> Any:
     return spec.default
 
 
+#: The widest integer range a descriptor gives: rqt_reconfigure shows an integer parameter with a range as a
+#: Qt slider and validator, which take 32-bit ints (a wider bound raises OverflowError there, and the node's
+#: parameters never show up); a side without a limit is this one.
+INT32_MAX = 2**31 - 1
+
+
 def descriptor(spec: ParamSpec) -> ParameterDescriptor:
-    """The rclpy descriptor (`ros2 param describe`; ranges are enforced by rclpy too)."""
+    """The rclpy descriptor (`ros2 param describe`, rqt_reconfigure; ranges are enforced by rclpy too).
+    A running plain node marks the parameters that need a restart read-only (`DepthNode`)."""
     extra = []
     if spec.choices:
         extra.append("one of: " + ", ".join(spec.choices))
@@ -38,8 +45,8 @@ def descriptor(spec: ParamSpec) -> ParameterDescriptor:
     if isinstance(spec.default, int) and (spec.min is not None or spec.max is not None):
         d.integer_range = [
             IntegerRange(
-                from_value=int(spec.min if spec.min is not None else -(2**62)),
-                to_value=int(spec.max if spec.max is not None else 2**62),
+                from_value=max(int(spec.min), -INT32_MAX - 1) if spec.min is not None else -INT32_MAX - 1,
+                to_value=min(int(spec.max), INT32_MAX) if spec.max is not None else INT32_MAX,
                 step=0,
             )
         ]
