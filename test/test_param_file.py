@@ -60,6 +60,7 @@ REFUSED = {
     "bad_namespace": "/a-b/depth_node:\n  ros__parameters:\n    a: 1\n",
     "repeated_slash": "/ns//depth_node:\n  ros__parameters:\n    a: 1\n",
     "params_not_a_mapping": "/**:\n  ros__parameters: 5\n",
+    "nested_absolute_name": "robot1:\n  /**:\n    ros__parameters:\n      a: 1\n",  # RewrittenYaml(root_key=)
 }
 
 

@@ -462,6 +462,34 @@ def test_vdepth_node_rejects_bad_params_file(tmp_path: Path) -> None:
     assert "invalid configuration" in res.stderr and "output_qos" in res.stderr
 
 
+def test_the_bundled_params_file_nested_under_a_namespace_by_nav2_is_refused_with_the_fix(
+    tmp_path: Path, repo_root: Path
+) -> None:
+    """Nav2's bringup passes every params file through RewrittenYaml(root_key=namespace), which nests the
+    whole file under `robot1:`; config/depth.yaml's `/**:` then becomes the node name `robot1//**`, which
+    rcl refuses. The node stopped with "invalid namespace 'robot1/' in 'robot1//**'" for a file the user
+    never wrote (/tmp/tmpXXXX). Now the one line says what happened and the two fixes."""
+    import yaml
+
+    script = Path(sys.executable).parent / "vdepth-node"
+    if not script.is_file():
+        pytest.skip("vdepth-node console script not installed")
+    bundled = yaml.safe_load((repo_root / "config" / "depth.yaml").read_text())
+    params = tmp_path / "tmpa1b2c3d4"
+    params.write_text(yaml.dump({"robot1": bundled}))  # what RewrittenYaml(root_key="robot1") writes
+    res = subprocess.run(
+        [str(script), "--ros-args", "-r", "__ns:=/robot1", "--params-file", str(params)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert res.returncode == 2 and len(lines) == 1, res.stderr
+    assert str(params) in lines[0] and "'/**' is nested under 'robot1'" in lines[0], lines[0]
+    assert "RewrittenYaml(root_key=...)" in lines[0] and "without root_key" in lines[0], lines[0]
+
+
 @pytest.mark.parametrize("remap", ["depth:=/depth", "points:=/robot/points", "depth_node:disparity:=/disp"])
 def test_a_remap_that_merges_the_cameras_outputs_is_refused_before_the_model_loads(tmp_path: Path, remap: str) -> None:
     """`vdepth-node --cameras front rear --ros-args -r depth:=/depth`: a relative rule applies to every

@@ -179,6 +179,8 @@ def _read_names(mapping: Any, names: list[str], sections: dict[str, Section], pa
             _read_params(value, "", sections.setdefault(node, {}), path)
             seen_params = True
         elif value[0] == "map":
+            if names and key[1].startswith("/"):
+                raise _nested_absolute_name(path, key[3], names, key[1])
             _read_names(value, [*names, key[1]], sections, path)
         elif names:
             raise _fail(
@@ -189,6 +191,22 @@ def _read_names(mapping: Any, names: list[str], sections: dict[str, Section], pa
             )
         else:
             raise _fail(path, key[-1], f"{key[1]!r} is a value, not a node name with a '{PARAMS_KEY}:' mapping")
+
+
+def _nested_absolute_name(path: Path, line: int, names: list[str], key: str) -> ConfigError:
+    """rcl joins nested names with '/': `robot1:` then `/**:` is the node name `robot1//**`, which it refuses.
+    That is what a launch tool makes of a file with absolute section names when it nests the file under a
+    namespace (Nav2's `RewrittenYaml(root_key=...)`)."""
+    outer = "/".join(names)
+    return _fail(
+        path,
+        line,
+        f"section {key!r} is nested under {outer!r}, which makes the node name {outer + '/' + key!r}: rcl refuses "
+        f"it (a name starting with '/' is absolute and cannot be nested). If a launch tool nested this file under "
+        f"the namespace {outer!r} (Nav2's RewrittenYaml(root_key=...)), give it the file without root_key: '/**:' "
+        f"already matches a node in any namespace; or write the nested name without the leading '/' "
+        f"({key.lstrip('/')!r})",
+    )
 
 
 def _check_name(name: str, path: Path, line: int) -> None:
