@@ -736,7 +736,8 @@ def test_rqt_reconfigure_gets_descriptors_it_can_show_and_a_dump_loads_back(tmp_
     restart were described as writable, so rqt showed a new value in an editable field while the node
     refused it (rqt drops the reason). Now every range fits a 32-bit int, the restart-only parameters are
     read-only (greyed out) and the dynamic ones stay writable; setting the node's own dump back (`ros2
-    param load`, rqt's Load) succeeds, and a real change of a restart-only one still says restart required."""
+    param load`, rqt's Load) succeeds, and a real change of a restart-only one (or of a publisher's
+    `qos_overrides.*`, which rclpy answered "Trying to set a read-only parameter") says restart required."""
     from rcl_interfaces.msg import Parameter as ParameterMsg
     from rclpy.parameter import Parameter
     from rclpy.parameter_client import AsyncParameterClient
@@ -754,6 +755,8 @@ def test_rqt_reconfigure_gets_descriptors_it_can_show_and_a_dump_loads_back(tmp_
         dump = [Parameter.from_parameter_msg(ParameterMsg(name=n, value=v)) for n, v in zip(names, values, strict=True)]
         seen["load"] = _param_call(ex, lambda: client.set_parameters(dump))
         seen["far"] = _param_call(ex, lambda: client.set_parameters([Parameter("far", value=7.0)]))
+        qos = Parameter("qos_overrides./depth.publisher.depth", value=3)
+        seen["qos"] = _param_call(ex, lambda: client.set_parameters([qos]))
         seen["watchdog"] = _param_call(ex, lambda: client.set_parameters([Parameter("watchdog_timeout", value=7.0)]))
 
     got, out = run_node(tmp_path, ["--ros-args"], {"cam": ("/image", "/camera_info")}, {"/depth": Image},
@@ -769,6 +772,8 @@ def test_rqt_reconfigure_gets_descriptors_it_can_show_and_a_dump_loads_back(tmp_
     assert not failed, failed
     far = seen["far"].results[0]
     assert not far.successful and "restart required" in far.reason, far.reason
+    qos = seen["qos"].results[0]  # rclpy's own read-only parameters, in the same words
+    assert not qos.successful and "restart required" in qos.reason, qos.reason
     assert seen["watchdog"].results[0].successful, seen["watchdog"].results[0].reason
     assert got["/depth"], out
 

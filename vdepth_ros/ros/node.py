@@ -442,6 +442,11 @@ class _DepthNodeCore:
                 problem = None if current is None else type_problem(kind_of(current), param.value)
                 if problem is not None:
                     return f"{param.name} must be {problem}; e.g. ros2 param set {node} {param.name} {current!r}"
+                if param.name.startswith("qos_overrides.") and not self._unchanged_read_only(param):
+                    return (  # rclpy's words: "Trying to set a read-only parameter"
+                        f"{param.name}: a publisher's QoS is read when the node starts; restart required (set it "
+                        f"with -p {param.name}:=... or in the params file)"
+                    )
                 continue
             if param.type_ == Parameter.Type.NOT_SET:
                 return f"{param.name} cannot be deleted: it is one of {node}'s parameters (set a value instead)"
