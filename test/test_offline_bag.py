@@ -657,7 +657,7 @@ def test_bare_mcap_file_and_topic_fallbacks(tmp_path: Path) -> None:
     src = make_bag(tmp_path / "in", n=5, image_topic="/cam/image_raw", camera_info_topic="/cam/camera_info")
     s = process_bag(src / "in.mcap", tmp_path / "out", params=PARAMS, engine=make_engine())
     assert s.frames_out == 5 and s.clouds == 5  # both topics found although the node's names differ
-    assert sum("only image topic" in n or "'/cam/camera_info', the image topic's own" in n for n in s.notes) == 2
+    assert sum("only colour image topic" in n or "'/cam/camera_info', the image topic's own" in n for n in s.notes) == 2
 
 
 def test_the_summary_names_the_model_that_ran(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -59,7 +59,7 @@ def test_default_topic_falls_back_to_the_only_image_topic(tmp_path: Path) -> Non
     ) as src:
         assert src.image_topic == "/cam/image_raw"
         assert src.frame_count == 3
-        assert any("only image topic" in n for n in src.notes)
+        assert any("only colour image topic" in n for n in src.notes)
 
 
 def test_explicit_camera_info_topic_missing_is_an_error(tmp_path: Path) -> None:

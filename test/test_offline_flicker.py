@@ -133,3 +133,47 @@ def test_a_too_narrow_flow_width_is_a_clear_error(
     assert flicker.main([str(bag), "--depth-topic", "/cam/depth", "--max-width", width]) == 2
     err = capsys.readouterr().err
     assert "--max-width must be at least 16" in err and "Traceback" not in err
+
+
+def test_the_robots_own_topic_names_are_found_without_options(tmp_path: Path) -> None:
+    """A robot's recording: a compressed colour camera and a depth camera's 16UC1 topic, none named
+    /image or /depth. `vdepth-bag` refused the recording (two image topics, the depth camera's counted
+    as a candidate), and `vdepth-flicker OUT IN`, the documented next step, refused its output read
+    with the recording (no /image; the depth is /front/depth after --namespace front)."""
+    import subprocess
+    import sys
+
+    rgb, depth = panning()
+    rec = tmp_path / "rec"
+    write_image_bag(rec, list(rgb), start_ns=START, encoding="jpeg", image_topic="/cam/image_raw/compressed",
+                    camera_info_topic="/cam/camera_info", sparse_depth=[np.uint16(d * 1000) for d in depth],
+                    sparse_depth_topic="/cam/depth/image_raw")  # fmt: skip
+    engine = LuminanceEngine(height=48, width=64, frames=4, overlap=2)
+    params = {"scale_source": "range", "near": 0.5, "far": 5.0}
+    s = process_bag(rec, tmp_path / "out", params=params, engine=engine, namespace="front")
+    assert s.frames_out == T and any("'/cam/image_raw/compressed'" in n for n in s.notes), s.notes
+    script = Path(sys.executable).parent / "vdepth-flicker"
+    proc = subprocess.run(
+        [str(script), str(tmp_path / "out"), str(rec), "--json"], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    (row,) = json.loads(proc.stdout)
+    assert row["topic"] == "/front/depth" and row["pairs"] == T - 1
+    assert "/cam/image_raw/compressed" in proc.stderr and "/front/depth" in proc.stderr  # the choices are said
+    # the recording alone: its only depth topic is the depth camera's
+    proc = subprocess.run([str(script), str(rec), "--json"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert [r["topic"] for r in json.loads(proc.stdout)] == ["/cam/depth/image_raw"]
+
+
+def test_several_depth_outputs_are_an_error_naming_them_and_the_option(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = _recording(tmp_path / "in")
+    params = {"scale_source": "range", "near": 0.5, "far": 5.0}
+    for ns in ("front", "rear"):
+        engine = LuminanceEngine(height=48, width=64, frames=4, overlap=2)
+        process_bag(src, tmp_path / ns, params=params, engine=engine, namespace=ns, image_topic="/image")
+    assert flicker.main([str(tmp_path / "front"), str(tmp_path / "rear"), str(src)]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "/front/depth, /rear/depth" in line and "--depth-topic" in line, line

@@ -23,7 +23,7 @@ from vdepth_ros.encodings import COLOR_INPUT_ENCODINGS, depth_from_image, get_en
 from vdepth_ros.errors import InputError
 from vdepth_ros.inputs.assembly import SampleBitDepth, decode_color_image
 from vdepth_ros.offline.atomic import disk_full_error
-from vdepth_ros.offline.bag_types import COMPRESSED, STORAGES, TYPESTORES
+from vdepth_ros.offline.bag_types import COMPRESSED, IMAGE_TYPES, STORAGES, TYPESTORES
 from vdepth_ros.offline.errors import BagReadError, UnsupportedEncodingError
 
 if TYPE_CHECKING:
@@ -300,6 +300,33 @@ def guarded_messages(
         except _READ_ERRORS as err:
             raise storage_error(path, err) from err
         yield item
+
+
+def image_topics_by_kind(reader: AnyReader) -> dict[str, list[str]]:
+    """The bag's image topics with messages, sorted, by what their first message holds: "colour"
+    (an Image of a colour or mono encoding, a CompressedImage) and "depth" (an Image of a depth
+    encoding, 16UC1/32FC1: a depth camera's, or `vdepth-bag`'s /depth and /disparity; a
+    compressedDepth CompressedImage). A topic whose first message cannot be read or decoded is
+    neither. Used to choose a default topic: a depth camera's or the outputs' topics beside the
+    camera do not make it ambiguous."""
+    kinds: dict[str, list[str]] = {"colour": [], "depth": []}
+    topics = sorted({c.topic for c in reader.connections if c.msgtype in IMAGE_TYPES and c.msgcount > 0})
+    for topic in topics:
+        messages = reader.messages(connections=[c for c in reader.connections if c.topic == topic])
+        try:
+            conn, _, raw = next(messages)
+            msg = reader.deserialize(raw, conn.msgtype)
+            if conn.msgtype == COMPRESSED:
+                kind = "depth" if "compresseddepth" in str(msg.format).lower() else "colour"
+            else:
+                kind = {"color": "colour", "mono": "colour", "depth": "depth"}.get(get_encoding(msg.encoding).kind, "")
+        except Exception:  # unreadable or unknown: not a candidate (a chosen topic names its own error)
+            kind = ""
+        finally:
+            messages.close()  # release the storage cursor before the next one
+        if kind:
+            kinds[kind].append(topic)
+    return kinds
 
 
 def decode_color_msg(msg: Any, msgtype: str, topic: str, bit_depth: SampleBitDepth | None = None) -> np.ndarray:

@@ -34,6 +34,7 @@ from vdepth_ros.offline.bag_messages import (
     bag_path,
     decode_color_msg,
     guarded_messages,
+    image_topics_by_kind,
     open_reader,
     storage_error,
 )
@@ -90,7 +91,8 @@ class BagFrameSource:
     Args:
         path: bag folder, or a bare `.mcap` / `.db3` file.
         image_topic: `sensor_msgs/Image` or `CompressedImage` topic. If `image_topic_explicit` is
-            false and the topic is absent, the bag's only image topic is used instead.
+            false and the topic is absent, the bag's only colour image topic is used instead (its depth
+            image topics, a depth camera's or vdepth-bag's outputs, are not candidates).
         camera_info_topic: `CameraInfo` topic; when absent from the bag (and not explicit) no camera
             model is attached and a warning is logged once (depth is still produced, clouds are not).
         sparse_depth_topic: optional `16UC1`/`32FC1` depth topic matched by header stamp.
@@ -245,10 +247,12 @@ class BagFrameSource:
             raise EmptyBagError(f"{self.path}: the bag holds no messages (topics: {self._topic_list()})")
         image_conns = self._conns(self.image_topic)
         if not image_conns:
-            candidates = sorted({c.topic for c in self.reader.connections if c.msgtype in IMAGE_TYPES})
+            # a depth camera's topics, or vdepth-bag's outputs, beside the camera do not make it ambiguous
+            candidates = image_topics_by_kind(self.reader)["colour"]
             if not self.image_topic_explicit and len(candidates) == 1:
                 self.notes.append(
-                    f"image topic {self.image_topic!r} not in the bag; using its only image topic {candidates[0]!r}"
+                    f"image topic {self.image_topic!r} not in the bag; using its only colour image topic "
+                    f"{candidates[0]!r}"
                 )
                 self.image_topic = candidates[0]
                 image_conns = self._conns(self.image_topic)

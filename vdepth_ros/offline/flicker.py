@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import bisect
 import json
+import logging
 import sys
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -36,6 +37,7 @@ from vdepth_ros.offline.bag_messages import (
     decode_color_msg,
     decode_depth_msg,
     guarded_messages,
+    image_topics_by_kind,
     nearest_stamp,
     open_reader,
 )
@@ -45,6 +47,7 @@ from vdepth_ros.offline.runner import cli_errors, setup_logging
 from vdepth_ros.paths import expand_home
 from vdepth_ros.triangulate import PoseBuffer, pose_from_msg
 
+log = logging.getLogger(__name__)
 PROG = "vdepth-flicker"
 #: The narrowest flow image `--max-width` may ask for (OpenCV's DIS flow needs 12 pixels; some margin).
 MIN_FLOW_WIDTH = 16
@@ -200,8 +203,8 @@ def _read_geometry(
 
 def measure_flicker(
     paths: Sequence[str | Path],
-    image_topic: str,
-    depth_topics: Sequence[str],
+    image_topic: str | None = None,
+    depth_topics: Sequence[str] | None = None,
     *,
     slop: float = 0.02,
     max_gap: float = 1.0,
@@ -220,16 +223,21 @@ def measure_flicker(
     `log_time_stamps`: pair by the bags' receive times, not the header stamps (`vdepth-bag
     --log-time-stamps` output read with its input).
 
+    `image_topic` None: `/image`, else the bags' only colour image topic; `depth_topics` None:
+    `/depth`, else their only depth image topic not named `*disparity` (`default_topics`; a
+    `vdepth-bag --namespace` output read with a recording of the robot's camera topics).
+
     Raises:
         FileNotFoundError, BagReadError, MissingTopicError, UnsupportedEncodingError.
     """
     # 1. Check the arguments and the bags' topics.
     paths = [Path(p) for p in paths]
-    _check_arguments(paths, image_topic, depth_topics)
+    _check_arguments(paths, depth_topics)
     if max_width < MIN_FLOW_WIDTH:  # OpenCV's DIS flow raises on images under 12 pixels
         raise OfflineError(f"--max-width must be at least {MIN_FLOW_WIDTH} pixels, got {max_width}")
     reader = open_reader(paths, typestore)
     try:
+        image_topic, depth_topics = default_topics(reader, image_topic, depth_topics)
         topics = _checked_topics(reader, image_topic, depth_topics)
         # 2. One chain of consecutive pairs per depth topic, with the geometry for TAE when poses are given.
         slop_ns = round(slop * 1e9)
@@ -262,23 +270,58 @@ def measure_flicker(
         reader.close()
 
 
-def _check_arguments(paths: list[Path], image_topic: str, depth_topics: Sequence[str]) -> None:
+def _check_arguments(paths: list[Path], depth_topics: Sequence[str] | None) -> None:
     for p in paths:
         if not p.exists():
             raise FileNotFoundError(f"bag {p} does not exist")
-    if not depth_topics:
+    if depth_topics is not None and not depth_topics:
         raise MissingTopicError("give at least one --depth-topic")
-    if image_topic in depth_topics:
-        raise MissingTopicError(f"{image_topic!r} is given as both the colour and a depth topic")
+
+
+def default_topics(reader: Any, image_topic: str | None, depth_topics: Sequence[str] | None) -> tuple[str, list[str]]:
+    """The colour and depth topics to read: those given, else `/image` and `/depth` when the bags
+    have them, else their only colour image topic and their only depth image topic not named
+    `*disparity` (`bag_messages.image_topics_by_kind`, the rule `vdepth-bag` chooses its input by),
+    those named `<namespace>/depth` first (`vdepth-bag --namespace`'s output read with a depth
+    camera's recording), each choice logged. Several candidates are an error naming them and the option."""
+    have = {c.topic for c in reader.connections}
+    kinds = image_topics_by_kind(reader) if image_topic is None or depth_topics is None else {}
+    if image_topic is None:
+        image_topic = _default_topic(have, "/image", kinds["colour"], "colour image", "--image-topic")
+    if depth_topics is None:
+        depth = [t for t in kinds["depth"] if not t.endswith("disparity") and t != image_topic]
+        named = [t for t in depth if t.rsplit("/", 1)[-1] == "depth"]  # the node's output in a namespace
+        depth = named or depth
+        depth_topics = [_default_topic(have, "/depth", depth, "depth image", "--depth-topic (repeat to compare)")]
+    return image_topic, list(depth_topics)
+
+
+def _default_topic(have: set[str], default: str, candidates: list[str], what: str, option: str) -> str:
+    """`default` if the bags have it, else the only one of `candidates` (logged); else the default, whose
+    absence `_checked_topics` names, or an error naming the candidates."""
+    if default in have:
+        return default
+    if len(candidates) == 1:
+        log.info("%s not in the bags; using their only %s topic %s", default, what, candidates[0])
+        return candidates[0]
+    if candidates:
+        raise MissingTopicError(
+            f"topic {default!r} not found and the bags hold several {what} topics: {', '.join(candidates)} "
+            f"(choose with {option})"
+        )
+    return default
 
 
 def _checked_topics(reader: Any, image_topic: str, depth_topics: Sequence[str]) -> dict[str, str]:
     """The bags' topic -> message type, after checking the colour and depth topics are there and typed right."""
+    if image_topic in depth_topics:
+        raise MissingTopicError(f"{image_topic!r} is given as both the colour and a depth topic")
     topics = {c.topic: c.msgtype for c in reader.connections}
     listed = ", ".join(f"{t} [{m}]" for t, m in sorted(topics.items())) or "(none)"
     for topic, allowed in [(image_topic, IMAGE_TYPES), *[(t, (IMAGE,)) for t in depth_topics]]:
         if topic not in topics:
-            raise MissingTopicError(f"topic {topic!r} not found; the bags hold: {listed}")
+            option = "--image-topic" if topic == image_topic else "--depth-topic"
+            raise MissingTopicError(f"topic {topic!r} not found; the bags hold: {listed} (choose with {option})")
         if topics[topic] not in allowed:
             raise MissingTopicError(f"topic {topic!r} is {topics[topic]}, expected {' or '.join(allowed)}")
     return topics
@@ -353,12 +396,16 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG, description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("bags", type=Path, nargs="+", help="bag folders or .mcap/.db3 files, read together in time order")
-    p.add_argument("--image-topic", default="/image", help="colour Image/CompressedImage topic (default /image)")
+    p.add_argument(
+        "--image-topic",
+        help="colour Image/CompressedImage topic (default /image, else the bags' only colour image topic)",
+    )
     p.add_argument(
         "--depth-topic",
         action="append",
         dest="depth_topics",
-        help="depth Image topic (16UC1 mm / 32FC1 m); repeat to compare several (default /depth)",
+        help="depth Image topic (16UC1 mm / 32FC1 m); repeat to compare several (default /depth, else the "
+        "bags' only depth image topic that is not a disparity)",
     )
     p.add_argument(
         "--pose-topic",
@@ -396,7 +443,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = measure_flicker(
             args.bags,
             args.image_topic,
-            args.depth_topics or ["/depth"],
+            args.depth_topics,
             slop=args.slop,
             max_gap=args.max_gap,
             max_width=args.max_width,
