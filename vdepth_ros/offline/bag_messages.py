@@ -8,8 +8,10 @@ from __future__ import annotations
 import logging
 import re
 import shutil
+import sqlite3
 import tempfile
-from contextlib import contextmanager
+import weakref
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -131,24 +133,119 @@ def open_reader(
     sources = [
         _storage_files(p, "has no metadata.yaml", notes) if _is_folder_without_metadata(p) else [p] for p in paths
     ]
+    wal = _WalCopies(unpack_dir, notes)
     try:
-        return _open_any(sources, typestore, unpack_dir)
-    except BagReadError:
-        raise
-    except Exception as err:  # AnyReaderError/ReaderError, or sqlite/mcap/yaml internals on damaged files
-        reason = _metadata_problem(err)
-        folders = [p for p in paths if p.is_dir() and (p / "metadata.yaml").exists()]
-        if reason is None or not folders:
+        try:
+            return wal.owned_by(_open_any(wal.folded(sources), typestore, unpack_dir))
+        except BagReadError:
+            raise
+        except Exception as err:  # AnyReaderError/ReaderError, or sqlite/mcap/yaml internals on damaged files
+            reason = _metadata_problem(err)
+            folders = [p for p in paths if p.is_dir() and (p / "metadata.yaml").exists()]
+            if reason is None or not folders:
+                raise storage_error(paths[0], err, [f for group in sources for f in group], unpack_dir) from err
+            sources = [
+                _storage_files(p, reason, notes) if p in folders else group
+                for p, group in zip(paths, sources, strict=True)
+            ]
+        try:
+            return wal.owned_by(_open_any(wal.folded(sources), typestore, unpack_dir))
+        except BagReadError:
+            raise
+        except Exception as err:
             raise storage_error(paths[0], err, [f for group in sources for f in group], unpack_dir) from err
-        sources = [
-            _storage_files(p, reason, notes) if p in folders else group for p, group in zip(paths, sources, strict=True)
-        ]
-    try:
-        return _open_any(sources, typestore, unpack_dir)
-    except BagReadError:
+    except BaseException:
+        wal.remove()
         raise
-    except Exception as err:
-        raise storage_error(paths[0], err, [f for group in sources for f in group], unpack_dir) from err
+
+
+def _wal_of(db3: Path) -> Path | None:
+    """The sqlite write-ahead log beside a `.db3` file when it holds pages (None: none, or empty)."""
+    wal = db3.with_name(db3.name + "-wal")
+    try:
+        return wal if db3.suffix == ".db3" and wal.stat().st_size > 32 else None  # 32: the WAL's header alone
+    except OSError:
+        return None
+
+
+class _WalCopies:
+    """Copies of `.db3` files with their write-ahead log folded in, for reading.
+
+    rosbag2's sqlite3 storage with `storage_preset_profile: resilient` writes through a write-ahead
+    log (`name.db3-wal`) that is folded into the `.db3` file when the recorder closes it. While the
+    recorder runs, or after it was killed, the newest messages are only in that log, which rosbags
+    does not read (it opens the file as immutable): they were silently missing. The file and its
+    log are copied into `unpack_dir` (a tool's scratch folder beside its output; None: a temporary
+    folder in TMPDIR, removed with the reader) and folded together there; the input is not touched.
+    """
+
+    def __init__(self, unpack_dir: Path | None, notes: list[str] | None) -> None:
+        self.unpack_dir, self.notes = unpack_dir, notes
+        self.folder: Path | None = None
+        self._copies: dict[Path, Path] = {}
+
+    def folded(self, sources: list[list[Path]]) -> list[list[Path]]:
+        """`sources` with each `.db3` file that has a write-ahead log replaced by a folded copy; a bag
+        folder holding such a file is read from its storage files (its metadata.yaml, if any, was
+        written before the log's messages)."""
+        out = []
+        for group in sources:
+            files: list[Path] = []
+            for f in group:
+                if f.is_dir() and any(_wal_of(p) for p in _expand_folders([f])):
+                    problem = "is still being recorded, or its recorder was killed (a .db3-wal beside it)"
+                    files += _storage_files(f, problem, self.notes) if (f / "metadata.yaml").exists() else [f]
+                else:
+                    files.append(f)
+            out.append([self._copy(f) if _wal_of(f) else f for f in files])
+        return out
+
+    def _copy(self, db3: Path) -> Path:
+        if db3 in self._copies:
+            return self._copies[db3]
+        wal = _wal_of(db3)
+        assert wal is not None
+        if self.folder is None:
+            if self.unpack_dir is not None:
+                self.unpack_dir.mkdir(parents=True, exist_ok=True)
+            self.folder = Path(tempfile.mkdtemp(prefix="vdepth-wal-", dir=self.unpack_dir))
+        copy = self.folder / str(len(self._copies)) / db3.name
+        try:
+            copy.parent.mkdir()
+            shutil.copyfile(wal, copy.with_name(copy.name + "-wal"))  # the log first: a recorder may fold it meanwhile
+            shutil.copyfile(db3, copy)
+            with closing(sqlite3.connect(copy)) as con:  # opening it folds the log in
+                con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                con.execute("PRAGMA journal_mode=DELETE")
+        except OSError as err:
+            fix = (
+                "a .db3 recorded with its messages still in its -wal file is copied there whole to read them; "
+                + ("free space on that disk or choose an output on a disk with room" if self.unpack_dir else
+                   "set TMPDIR to a folder on a disk with room for it")
+            )  # fmt: skip
+            full = disk_full_error(err, self.folder, fix)
+            raise BagReadError(f"{db3}: {full or err}") from err
+        except sqlite3.Error as err:
+            raise BagReadError(f"{db3}: cannot fold {wal.name} into a copy of it ({err})") from err
+        note = (
+            f"{db3.name} has messages in {wal.name} not yet written into it (a recording still being written, "
+            "or its recorder killed, with storage preset resilient): read a copy with them"
+        )
+        log.warning("%s", note)
+        if self.notes is not None:
+            self.notes.append(note)
+        self._copies[db3] = copy
+        return copy
+
+    def owned_by(self, reader: AnyReader) -> AnyReader:
+        """`reader`, which removes the copies when it is collected (or at exit)."""
+        if self.folder is not None:
+            weakref.finalize(reader, shutil.rmtree, self.folder, True)
+        return reader
+
+    def remove(self) -> None:
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def _file_compressed(path: Path) -> list[Path]:
