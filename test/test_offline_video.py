@@ -389,6 +389,25 @@ def test_an_undecodable_image_is_dropped_wherever_it_sorts(tmp_path: Path) -> No
     assert not (tmp_path / "out2").exists()
 
 
+def test_a_folder_of_mixed_sizes_is_one_warning_per_size_and_a_summary_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A folder whose images are not all one size (a thumbnail or a resized batch among the frames):
+    every image of another size printed its own warning line (thousands for a long folder), and the
+    summary said only how many were dropped, not why."""
+    folder = make_folder(tmp_path / "frames", n=4)
+    for i, rgb in enumerate(synthetic_frames(12, H // 2, W // 2)):
+        cv2.imwrite(str(folder / f"frame_{i + 4}.png"), np.ascontiguousarray(rgb[..., ::-1]))
+    cv2.imwrite(str(folder / "frame_99.png"), np.zeros((H * 2, W * 2, 3), np.uint8))
+    with caplog.at_level(logging.WARNING):
+        s = process_video(folder, tmp_path / "out", params={}, engine=make_engine(), preview=False)
+    assert (s.frames_in, s.frames_out, s.dropped) == (17, 4, 13)
+    dropping = [r.getMessage() for r in caplog.records if r.getMessage().startswith("dropping")]
+    assert len(dropping) == 2, dropping  # one per size
+    assert "dropped 12 frame(s) of 32x24, not 64x48 as the first image frame_0.png" in s.format()
+    assert "dropped 1 frame(s) of 128x96" in s.format()
+
+
 def _calibration(path: Path, width: int, height: int, k: list[float]) -> Path:
     path.write_text(
         f"image_width: {width}\nimage_height: {height}\ncamera_matrix: {{rows: 3, cols: 3, data: {k}}}\n"

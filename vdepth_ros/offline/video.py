@@ -162,7 +162,7 @@ def process_video(
             # 5. Counts, notes and the run's meta file.
             summary.frames_in = source.frames_read + source.dropped
             summary.dropped = source.dropped
-            summary.notes += _disparity_notes(out.kind, ply=ply)
+            summary.notes += source.drop_notes() + _disparity_notes(out.kind, ply=ply)
             out.write_meta(
                 {
                     "input": str(input_path),

@@ -114,6 +114,8 @@ class VideoFrameSource:
         self.frame_count: int | None = None
         self.size: tuple[int, int] | None = None  # (width, height)
         self.dropped = 0
+        self.drop_reasons: dict[str, int] = {}  # why -> frames dropped for it (`drop_notes`)
+        self.first_frame = ""  # the name of the first frame used (its size is the clip's)
         self.frames_read = 0
         self._cap: Any = None
         self._files: list[Path] = []
@@ -130,10 +132,13 @@ class VideoFrameSource:
                 raise VideoReadError(f"folder {self.path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
             self.frame_count = len(self._files)
             # the size of the first image that decodes: an undecodable one is dropped wherever it sorts
-            first = next((img for p in self._files if (img := cv2.imread(str(p), cv2.IMREAD_COLOR)) is not None), None)
+            first = next(
+                ((p, img) for p in self._files if (img := cv2.imread(str(p), cv2.IMREAD_COLOR)) is not None), None
+            )
             if first is None:
                 raise VideoReadError(f"folder {self.path}: none of its {len(self._files)} image files can be decoded")
-            self.size = (first.shape[1], first.shape[0])
+            self.first_frame = first[0].name
+            self.size = (first[1].shape[1], first[1].shape[0])
         else:
             cap = cv2.VideoCapture(str(self.path))
             if not cap.isOpened():
@@ -217,14 +222,7 @@ class VideoFrameSource:
             if self.max_frames is not None and n >= self.max_frames:
                 return
             if rgb is None or (self.size is not None and (rgb.shape[1], rgb.shape[0]) != self.size):
-                self.dropped += 1
-                log.warning(
-                    "dropping %s: %s",
-                    name,
-                    "cannot decode"
-                    if rgb is None
-                    else f"size {rgb.shape[1]}x{rgb.shape[0]} differs from the first frame's {self.size}",
-                )
+                self._drop(name, "cannot be decoded" if rgb is None else f"{rgb.shape[1]}x{rgb.shape[0]}")
                 continue
             n += 1
             self.frames_read = n
@@ -236,6 +234,32 @@ class VideoFrameSource:
             )
         if n == 0:
             raise VideoReadError(f"{self.path}: no decodable frames")
+
+    def _drop(self, name: str, why: str) -> None:
+        """Count a frame that cannot be used (undecodable, or another size than the clip's), warned
+        once per reason: a folder of mixed sizes printed one line per image."""
+        self.dropped += 1
+        self.drop_reasons[why] = self.drop_reasons.get(why, 0) + 1
+        if self.drop_reasons[why] == 1:
+            what = why if why == "cannot be decoded" else f"is {why}, not {self._size_text()}"
+            log.warning("dropping %s: it %s (further such frames are counted, not logged)", name, what)
+
+    def _size_text(self) -> str:
+        w, h = self.size or (0, 0)
+        return f"{w}x{h}" + (f" as the first image {self.first_frame}" if self.first_frame else " as the first frame")
+
+    def drop_notes(self) -> list[str]:
+        """The summary's lines for the frames dropped, one per reason."""
+        notes = []
+        for why, count in self.drop_reasons.items():
+            if why == "cannot be decoded":
+                notes.append(f"dropped {count} frame(s) that cannot be decoded")
+            else:
+                notes.append(
+                    f"dropped {count} frame(s) of {why}, not {self._size_text()} (a clip has one size: resize "
+                    "them, or give the frames of each size as their own folder)"
+                )
+        return notes
 
 
 def write_ply(path: Path, points: np.ndarray, colors: np.ndarray | None) -> int:
