@@ -347,3 +347,50 @@ def test_a_killed_resilient_sqlite_recording_is_read_with_the_messages_in_its_wa
     after = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in rec.iterdir()}
     assert after == before  # the recording is read from a copy, never changed
     assert not list(tmp_path.glob(".vdepth-partial*")) and sorted(p.name for p in tmp_path.iterdir()) == ["out", "rec"]
+
+
+def test_a_topic_whose_definition_rosbags_cannot_use_is_named_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--copy-input-topics on an MCAP recording with one topic whose embedded definition lacks a type
+    it uses (written by a tool that left out a dependency): the run died with rosbags' KeyError
+    traceback while hashing it, and nothing was written."""
+    from mcap.reader import make_reader
+    from mcap.writer import Writer
+
+    from vdepth_ros.offline import bag as bagcli
+    from vdepth_ros.pipeline import DepthPipeline
+
+    monkeypatch.setattr(bagcli, "build_pipeline", lambda config, engine=None: DepthPipeline(config, _engine()))
+    recorded = tmp_path / "recorded"
+    write_image_bag(recorded, synthetic_frames(10, 36, 52), start_ns=START)
+    bag = tmp_path / "in"
+    bag.mkdir()
+    with next(recorded.glob("*.mcap")).open("rb") as f, (bag / "in_0.mcap").open("wb") as g:
+        reader, writer = make_reader(f), Writer(g)
+        writer.start(profile="ros2", library="another recorder")
+        summary = reader.get_summary()
+        schemas = {i: writer.register_schema(s.name, s.encoding, s.data) for i, s in summary.schemas.items()}
+        channels = {
+            i: writer.register_channel(c.topic, c.message_encoding, schemas[c.schema_id], c.metadata)
+            for i, c in summary.channels.items()
+        }
+        status = writer.register_schema("my_msgs/msg/Status", "ros2msg", b"my_msgs/Other other\nint32 x\n")
+        status_channel = writer.register_channel("/robot/status", "cdr", status, {"offered_qos_profiles": ""})
+        for _, channel, message in reader.iter_messages():
+            writer.add_message(channels[channel.id], message.log_time, message.data, message.publish_time)
+        writer.add_message(status_channel, START, b"\x00\x01\x00\x00" + bytes(8), START)
+        writer.finish()
+    out = tmp_path / "out"
+    params = tmp_path / "params.yaml"
+    params.write_text("depth_node:\n  ros__parameters:\n    scale_source: range\n")
+    rc = bagcli.main([str(bag), "-o", str(out), "--params", str(params), "--copy-input-topics", "--no-progress"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "Traceback" not in captured.err
+    assert "/robot/status (my_msgs/msg/Status) not copied: rosbags cannot use the type's definition" in captured.out
+    assert "my_msgs/msg/Other" in captured.out
+    from rosbags.highlevel import AnyReader
+
+    with AnyReader([out]) as r:
+        assert {"/image", "/camera_info", "/depth"} <= {c.topic for c in r.connections}

@@ -240,9 +240,7 @@ def process_bag(
         summary.clouds_skipped = writer.clouds_skipped
         summary.notes.append(_input_topics_note(input_path, source, copy_input_topics, writer))
         summary.notes += [
-            f"{topic} ({msgtype}) not copied: the bag carries no definition of the type and --typestore "
-            f"{typestore} does not know it"
-            for topic, msgtype in writer.not_copied
+            f"{topic} ({msgtype}) not copied: {why}" for (topic, msgtype), why in writer.not_copied.items()
         ]
         _add_run_notes(summary, source, topics, resets, fixed_info)
         counts = dict(writer.counts)

@@ -139,7 +139,7 @@ class DepthBagWriter:
         self._conns: dict[str, Connection] = {}
         self._copied: dict[tuple[int, int], Connection] = {}  # connection_key of an input -> output
         self._copied_topics: dict[tuple[str, str], Connection] = {}  # (topic, type) -> output
-        self.not_copied: dict[tuple[str, str], int] = {}  # (topic, type) -> 0: types rosbags cannot write
+        self.not_copied: dict[tuple[str, str], str] = {}  # (topic, type) -> why rosbags cannot write it
         self.counts: dict[str, int] = {}
         self.clouds_skipped = 0
         self.frames_written = 0
@@ -208,7 +208,8 @@ class DepthBagWriter:
         topic. A bag with definitions but no type hashes (recorded before Iron, MCAP) gets the hash
         of the definition it carries. A type the bag does not define (sqlite3 bags recorded before
         Iron) and the typestore does not know, such as the robot's own messages, cannot be written
-        by rosbags: it is left out, warned about once and listed in `not_copied`.
+        by rosbags: it is left out, warned about once and listed in `not_copied` with why; so is a
+        type whose definition in the bag rosbags cannot parse or hash (one lacking a type it uses).
         """
         key = connection_key(conn)
         out = self._copied.get(key)
@@ -217,39 +218,39 @@ class DepthBagWriter:
         if out is None:
             if (conn.topic, conn.msgtype) in self.not_copied:
                 return
-            out = self._copy_connection(conn)
+            out, why = self._copy_connection(conn)
             if out is None:
-                self.not_copied[(conn.topic, conn.msgtype)] = 0
-                log.warning(
-                    "not copying %s (%s): the bag carries no definition of that type and the %s typestore does "
-                    "not know it (a bag recorded before Iron with the robot's own messages); it stays in the input",
-                    conn.topic,
-                    conn.msgtype,
-                    self.typestore_name,
-                )
+                self.not_copied[(conn.topic, conn.msgtype)] = why
+                log.warning("not copying %s (%s): %s; it stays in the input", conn.topic, conn.msgtype, why)
                 return
             self._copied_topics[(conn.topic, conn.msgtype)] = out
         self._copied[key] = out
         self.writer.write(out, t, raw)
 
-    def _copy_connection(self, conn: Connection) -> Connection | None:
-        """The output connection for a copied input connection (None: its type cannot be written)."""
+    def _copy_connection(self, conn: Connection) -> tuple[Connection | None, str]:
+        """The output connection for a copied input connection, or None and why its type cannot be written."""
         if conn.topic in self._conns:
             raise OfflineError(f"input topic {conn.topic!r} collides with an output topic")
         ext = conn.ext
-        if conn.msgdef.data:
-            definition: dict[str, Any] = {"msgdef": conn.msgdef.data, "rihs01": conn.digest or _rihs01(conn)}
-        elif conn.msgtype in self.ts.types:
-            definition = {"typestore": self.ts}
-        else:
-            return None
-        return self.writer.add_connection(
-            conn.topic,
-            conn.msgtype,
-            serialization_format=getattr(ext, "serialization_format", "cdr"),
-            offered_qos_profiles=list(getattr(ext, "offered_qos_profiles", []) or []),
-            **definition,
-        )
+        try:
+            if conn.msgdef.data:
+                definition: dict[str, Any] = {"msgdef": conn.msgdef.data, "rihs01": conn.digest or _rihs01(conn)}
+            elif conn.msgtype in self.ts.types:
+                definition = {"typestore": self.ts}
+            else:
+                return None, (
+                    f"the bag carries no definition of the type and --typestore {self.typestore_name} does not know "
+                    "it (a bag recorded before Iron with the robot's own messages)"
+                )
+            return self.writer.add_connection(
+                conn.topic,
+                conn.msgtype,
+                serialization_format=getattr(ext, "serialization_format", "cdr"),
+                offered_qos_profiles=list(getattr(ext, "offered_qos_profiles", []) or []),
+                **definition,
+            ), ""
+        except Exception as err:  # rosbags' parser and hasher raise KeyError, TypesysError, ...: any is this type's
+            return None, f"rosbags cannot use the type's definition in the bag ({type(err).__name__}: {err})"
 
     # -- message builders ---------------------------------------------------------------------
     def _image(self, header: Any, arr: np.ndarray, encoding: str) -> Any:
