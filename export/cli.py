@@ -29,9 +29,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     o.add_argument("-o", "--output", help="output folder or .onnx path (default: the model folder)")
     o.add_argument("--tiny", action="store_true", help="family name: random tiny_config() model (tests, CI)")
-    o.add_argument("--frames", type=int, help="window length T (default: family window / tiny shape)")
-    o.add_argument("--height", type=int, help="working height H (multiple of the family's multiple_of)")
-    o.add_argument("--width", type=int, help="working width W")
+    o.add_argument(
+        "--frames", type=int, help="window length T (default: a trained model's clips, else the family window)"
+    )
+    o.add_argument(
+        "--height",
+        type=int,
+        help="working height H (multiple of the family's multiple_of; default: the trained one, else 280)",
+    )
+    o.add_argument("--width", type=int, help="working width W (default: the trained one, else 504)")
     o.add_argument(
         "--variant",
         action="store_true",

@@ -431,6 +431,33 @@ def check_clip_lengths(sources: list[Source], stage: Any) -> None:
             )
 
 
+#: `data.size` when a recipe sets neither it nor `data.aspects`
+DEFAULT_CROP = (320, 640)
+
+
+def crop_sizes(data: dict[str, Any]) -> list[tuple[int, int]]:
+    """The (H, W) crops a stage's `data` trains at: `data.aspects` (multi-aspect crops), else `data.size`."""
+    aspects = data.get("aspects")
+    if aspects == "gemdepth":
+        aspects = GEMDEPTH_ASPECTS
+    if aspects:
+        return [(int(h), int(w)) for h, w in aspects]
+    h, w = data.get("size") or DEFAULT_CROP
+    return [(int(h), int(w))]
+
+
+def trained_record(recipe: str, stages: list[Any]) -> dict[str, Any]:
+    """What `stages` (the `stages.Stage`s a model went through) fixed for deployment, saved with the
+    model as its `config.json`'s `_trained` (`vdepth_ros.models.base.TRAINED_KEY`): the last stage's
+    crop sizes (the final weights' last training) and the shortest and longest clip of any stage."""
+    lengths = [stage_clip_length(st.cfg, st.spec) for st in stages]
+    return {
+        "recipe": recipe,
+        "sizes": [list(s) for s in crop_sizes(stages[-1].cfg["data"])],
+        "clip_length": [min(lo for lo, _ in lengths), max(hi for _, hi in lengths)],
+    }
+
+
 def build_dataset(
     cfg: dict[str, Any], stage: dict[str, Any], sources: list[Source], *, seed: int, normalization: str
 ) -> ClipDataset:
@@ -441,7 +468,7 @@ def build_dataset(
         aspects = GEMDEPTH_ASPECTS
     sampling = ClipSampling(
         length_range=stage_clip_length(cfg, stage),
-        size=tuple(data.get("size") or (320, 640)),
+        size=tuple(data.get("size") or DEFAULT_CROP),
         aspects=None if not aspects else tuple(tuple(a) for a in aspects),
         normalization=data.get("normalization") or normalization,
         flip_p=float(data.get("flip_p", 0.5)),
@@ -478,9 +505,11 @@ __all__ = [
     "check_keys",
     "check_model_config",
     "check_types",
+    "crop_sizes",
     "deep_merge",
     "load_config",
     "refuse_unknown_keys",
     "stage_clip_length",
+    "trained_record",
     "value_types",
 ]

@@ -48,7 +48,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from vdepth_training.config import build_optimizer, check_keys
+from vdepth_training.config import build_optimizer, check_keys, trained_record
 from vdepth_training.data.stream import rank_loader
 from vdepth_training.recipes import Recipe, TrainingStep, get_recipe
 from vdepth_training.stages import Stage, plan_stages, stage_lr
@@ -156,6 +156,14 @@ def latest_checkpoint(output_dir: str | Path) -> Path | None:
     """The newest complete checkpoint (`checkpoints/checkpoint_<step>` with its trainer state)."""
     folders = [p for p in (Path(output_dir) / "checkpoints").glob("checkpoint_*") if (p / STATE_NAME).is_file()]
     return max(folders, key=lambda p: int(p.name.rsplit("_", 1)[1])) if folders else None
+
+
+def _checkpoint_step(checkpoint: str | Path) -> int | None:
+    """The global step of a checkpoint folder of a run (its `trainer_state.json`), else None."""
+    try:
+        return int(json.loads((Path(checkpoint) / STATE_NAME).read_text())["global_step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def segments(plan: list[Stage]) -> list[list[Stage]]:
@@ -595,6 +603,12 @@ class Trainer:
         acc.wait_for_everyone()
 
     # -- tools --------------------------------------------------------------------------------
+    def trained_stages(self, step: int | None = None) -> list[Stage]:
+        """The stages weights saved at global `step` went through (None: the whole run, to `stop_at`)."""
+        if step is None:
+            step = int(self.train_cfg.get("stop_at") or 0) or self.plan[-1].end
+        return [st for st in self.plan if st.start < step] or self.plan[:1]
+
     def export(
         self,
         model: nn.Module,
@@ -602,6 +616,7 @@ class Trainer:
         *,
         overwrite: bool = False,
         inputs: Iterable[str | Path] = (),
+        step: int | None = None,
     ) -> Path:
         """`save_pretrained` the recipe's exported model into the model folder `out` (default
         `final_dir`), under a temporary name renamed when complete (`AtomicOutput`): a run killed
@@ -610,14 +625,19 @@ class Trainer:
         Args:
             overwrite: replace an existing `out` (only a model folder; never a folder of the user's).
             inputs: files `out` may not overlap (the checkpoint exported).
+            step: the global step of the weights (a checkpoint's; None: the finished run). The model
+                folder records the crop sizes and clip lengths of the stages up to it
+                (`config.trained_record`), which the exporter and the engines default to.
 
         Raises:
             OutputExistsError: `out` exists (not empty) and `overwrite` is false, or it is not a model folder.
         """
         out = Path(out) if out is not None else self.final_dir
         dtype = self.train_cfg.get("export_weights_dtype")
+        exported = self.recipe.export_model(model)
+        exported.trained = trained_record(self.recipe.name, self.trained_stages(step))
         with AtomicOutput(out, overwrite=overwrite, inputs=inputs, replaceable=not_a_model_folder) as tmp:
-            self.recipe.export_model(model).save_pretrained(tmp, weights_dtype=getattr(torch, dtype) if dtype else None)
+            exported.save_pretrained(tmp, weights_dtype=getattr(torch, dtype) if dtype else None)
         return out
 
     def export_checkpoint(self, checkpoint: str | Path, out: str | Path, *, overwrite: bool = False) -> Path:
@@ -635,7 +655,8 @@ class Trainer:
         model = self.recipe.build_model()
         what = f"{checkpoint} does not fit recipe {self.recipe.name!r}"
         load_state_checked(model, load_state_dict_file(checkpoint), what)
-        return self.export(model, out, overwrite=overwrite, inputs=[Path(checkpoint)])
+        step = _checkpoint_step(checkpoint)
+        return self.export(model, out, overwrite=overwrite, inputs=[Path(checkpoint)], step=step)
 
     def precompute_cache(self) -> int:
         """Fill `training.latent_cache` with one epoch of every stage's clips without optimising.

@@ -17,6 +17,7 @@ from typing import Any
 from vdepth_ros.errors import ConfigError, ModelLoadError
 from vdepth_ros.models.base import (
     CONFIG_NAME,
+    TRAINED_KEY,
     WEIGHTS_NAME,
     ExportSignature,
     InputConstraints,
@@ -27,6 +28,7 @@ from vdepth_ros.models.base import (
     released_checkpoint_problem,
     shape_mismatches,
     state_fingerprint,
+    trained_record,
 )
 from vdepth_ros.paths import PROVENANCE_NAME
 from vdepth_ros.values import kind_of, kind_of_type, type_problem
@@ -135,6 +137,7 @@ def load_model(directory: str | Path, *, strict: bool = True) -> VideoDepthModel
     cfg = read_config(directory)
     family = cfg.pop("_family", None)
     cfg.pop("_class_name", None)
+    trained = trained_record(cfg, directory / CONFIG_NAME)
     if family is None:  # e.g. a diffusers/transformers folder of a release, not imported yet
         why = released_checkpoint_problem(directory)
         raise ModelLoadError(why or f"{directory / CONFIG_NAME} has no _family entry")
@@ -158,6 +161,7 @@ def load_model(directory: str | Path, *, strict: bool = True) -> VideoDepthModel
             f"{weights} does not fit its config.json: missing keys {sorted(missing)[:10]} ({len(missing)}), "
             f"unexpected keys {sorted(unexpected)[:10]} ({len(unexpected)})"
         )
+    model.trained = trained
     return model.eval()
 
 
@@ -172,6 +176,7 @@ def folder_max_window(directory: str | Path) -> tuple[bool, int | None]:
         cfg = read_config(Path(directory))
         family = cfg.pop("_family")
         cfg.pop("_class_name", None)
+        cfg.pop(TRAINED_KEY, None)
         with torch.device("meta"):
             limit = build_model(family, **cfg).input_constraints.max_window
     except Exception:  # no config, another family's keys, a constructor that needs real tensors
@@ -182,6 +187,7 @@ def folder_max_window(directory: str | Path) -> tuple[bool, int | None]:
 __all__ = [
     "CONFIG_NAME",
     "MODEL_FAMILIES",
+    "TRAINED_KEY",
     "WEIGHTS_NAME",
     "ExportSignature",
     "InputConstraints",

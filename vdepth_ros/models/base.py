@@ -27,6 +27,12 @@ from vdepth_ros.paths import CONFIG_NAME, WEIGHT_SUFFIXES, WEIGHTS_NAME, release
 
 Alignment = Literal["chain_ls", "keyframe", "graph", "none"]
 
+#: `config.json` key of what a training run fixed that deployment must reproduce
+#: (`VideoDepthModel.trained`): `{"sizes": [[H, W], ...], "clip_length": [lo, hi], "recipe": name}`,
+#: the crop sizes and clip lengths its stages trained at. The exporter and the engines default to
+#: them (`runtime.shapes.spec_from_model`); released imports and models built in code have none.
+TRAINED_KEY = "_trained"
+
 
 @dataclass(frozen=True)
 class InputConstraints:
@@ -90,6 +96,9 @@ class VideoDepthModel(nn.Module):
     """
 
     family: ClassVar[str] = ""
+    #: what training fixed (`TRAINED_KEY`), saved with the model; None: not recorded (a released
+    #: import, a model built in code, a folder of an earlier version)
+    trained: dict[str, Any] | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -129,6 +138,8 @@ class VideoDepthModel(nn.Module):
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         meta = {"_family": self.family, "_class_name": type(self).__name__, **self.config}
+        if self.trained:
+            meta[TRAINED_KEY] = self.trained
         (out / CONFIG_NAME).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
         if weights_dtype is None:
             save_model(self, str(out / WEIGHTS_NAME))
@@ -184,6 +195,29 @@ def _jsonable(cfg: dict[str, Any]) -> dict[str, Any]:
         raise TypeError(f"model config value {v!r} ({type(v).__name__}) is not JSON-serialisable")
 
     return {k: conv(v) for k, v in cfg.items()}
+
+
+def trained_record(cfg: dict[str, Any], where: str | Path) -> dict[str, Any] | None:
+    """`cfg`'s `TRAINED_KEY` entry, taken out of it (the constructor does not take it), checked.
+
+    Raises:
+        ModelLoadError: the entry is not a record of sizes (positive `[H, W]` pairs) and clip lengths.
+    """
+    rec = cfg.pop(TRAINED_KEY, None)
+    if rec is None:
+        return None
+
+    def pair(v: Any) -> bool:
+        return isinstance(v, list) and len(v) == 2 and all(isinstance(x, int) and x > 0 for x in v)
+
+    sizes, lengths = (rec.get("sizes"), rec.get("clip_length")) if isinstance(rec, dict) else (None, None)
+    if not (isinstance(sizes, list) and sizes and all(pair(s) for s in sizes) and (lengths is None or pair(lengths))):
+        raise ModelLoadError(
+            f"{where}: {TRAINED_KEY} must be {{'sizes': [[H, W], ...], 'clip_length': [lo, hi]}} (what the "
+            f"training run wrote), got {rec!r}: write it again with the trainer's --export-checkpoint, or delete "
+            "the entry (the exporter and engines then use the family's default size)"
+        )
+    return rec
 
 
 def read_config(directory: str | Path) -> dict[str, Any]:

@@ -9,6 +9,7 @@ module does not import torch.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from vdepth_ros.errors import ConfigError
@@ -67,6 +68,42 @@ def resolve_resolution(height: int | None, width: int | None, constraints: Any) 
     return h, w
 
 
+_noted: set[tuple[Any, ...]] = set()  # (what, trained, asked) said once per process
+
+
+def _note_once(key: tuple[Any, ...], msg: str, *args: Any) -> None:
+    if key not in _noted:
+        _noted.add(key)
+        log.warning(msg, *args)
+
+
+def trained_resolution(model: Any) -> tuple[int, int] | None:
+    """The (H, W) a trained model ran at in training (`VideoDepthModel.trained`), rounded to its
+    family's `multiple_of`; None when not recorded. Of several crop sizes (multi-aspect training),
+    the one whose aspect is closest to `DEFAULT_RESOLUTION`'s."""
+    sizes = (getattr(model, "trained", None) or {}).get("sizes")
+    if not sizes:
+        return None
+    aspect = DEFAULT_RESOLUTION[1] / DEFAULT_RESOLUTION[0]
+    h, w = min(sizes, key=lambda s: (abs(math.log((s[1] / s[0]) / aspect)), -s[0] * s[1]))
+    m = int(getattr(model.input_constraints, "multiple_of", 1) or 1)
+    return round_to_multiple(h, m), round_to_multiple(w, m)
+
+
+def trained_window(model: Any) -> int | None:
+    """The window a trained model defaults to: the longest clip its training drew, when shorter than
+    the family's window (its temporal layers never saw longer ones), made to fit the family's rules;
+    None when not recorded or not shorter."""
+    c = model.input_constraints
+    lengths = (getattr(model, "trained", None) or {}).get("clip_length")
+    if not lengths or int(lengths[1]) >= int(c.window):
+        return None
+    t = int(lengths[1])
+    if getattr(c, "frames_rule", "any") == "4n+1":
+        t = max(1, t - (t - 1) % 4)
+    return t if t > 1 else None
+
+
 def spec_from_model(
     model: Any,
     frames: int | None = None,
@@ -81,10 +118,30 @@ def spec_from_model(
 ) -> InputSpec:
     """The `InputSpec` of `model` (a `VideoDepthModel`) run at window `frames` and `height x width`.
 
+    Missing `frames`/`height`/`width` default to what the model was trained at when its training
+    recorded it (`trained_window`, `trained_resolution`), else to the family's window and
+    `DEFAULT_RESOLUTION`; an explicit shape other than the trained one runs, with one warning.
+
     The streaming window equals the graph's frames; the default overlap and keyframe slots come
     from the family's `input_constraints`, clipped to fit the window.
     """
     c = model.input_constraints
+    t_trained, hw_trained = trained_window(model), trained_resolution(model)
+    family = getattr(model, "family", "")
+    if frames is None and t_trained is not None:
+        frames = t_trained
+    elif frames is not None and t_trained is not None and int(frames) != t_trained:
+        _note_once((family, "frames", t_trained, int(frames)),
+                   "running windows of %d frames; this model was trained on clips of at most %d (its default window)",
+                   int(frames), t_trained)  # fmt: skip
+    if hw_trained is not None:
+        if height is None and width is None:
+            height, width = hw_trained
+        elif (height, width) != hw_trained:
+            _note_once((family, "size", hw_trained, height, width),
+                       "running at %sx%s; this model was trained at %dx%d (its default size)",
+                       height if height is not None else "?", width if width is not None else "?",
+                       *hw_trained)  # fmt: skip
     t = resolve_frames(frames, c)
     h, w = resolve_resolution(height, width, c)
     overlap = int(c.overlap) if int(c.overlap) < t else t // 3
