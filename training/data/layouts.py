@@ -24,7 +24,13 @@ from typing import Any
 import cv2
 import numpy as np
 from vdepth_training.data.pseudo import IMAGE_SUFFIXES, load_images
-from vdepth_training.data.sequence import Sequence, SequenceReader, find_sequences, write_sequences
+from vdepth_training.data.sequence import (
+    Sequence,
+    SequenceReader,
+    check_depth_unit,
+    find_sequences,
+    write_sequences,
+)
 
 from vdepth_ros.errors import ConfigError
 
@@ -137,6 +143,24 @@ TARTANAIR_K = pinhole(320.0, 320.0, 320.0, 240.0)  # 640x480, 90° FoV (tartanai
 _CV_TO_NED = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
 
 
+def _refuse_incomplete(layout: str, root: Path, found: int, incomplete: list[tuple[str, int, int]]) -> None:
+    """Refuse a root with sequences whose depth files are missing (`incomplete`: name, frames without
+    depth, frames): left out, the user's data would train without them in silence (a depth archive
+    not downloaded or extracted, a copy cut short).
+
+    Raises:
+        ConfigError: how many of the `found` sequences, which (the first three) and the fix.
+    """
+    if not incomplete:
+        return
+    shown = ", ".join(f"{name} ({missing} of {total} frames)" for name, missing, total in incomplete[:3])
+    more = f" and {len(incomplete) - 3} more" if len(incomplete) > 3 else ""
+    raise ConfigError(
+        f"{root}: {len(incomplete)} of {found} {layout} sequences lack depth files: {shown}{more}; download or "
+        f"extract their depth, or move those sequences out of {root} to train without them"
+    )
+
+
 def load_tartanair(root: str | Path, camera: str = "left") -> list[FileSequence]:
     """TartanAir (v1): `<env>/[<env>/]<Easy|Hard>/P###/image_<cam>/000000_<cam>.png`,
     `depth_<cam>/000000_<cam>_depth.npy` (float32 metres; the sky is a large finite value, e.g.
@@ -144,12 +168,15 @@ def load_tartanair(root: str | Path, camera: str = "left") -> list[FileSequence]
     tx ty tz qx qy qz qw, camera-to-world in NED axes). Fixed intrinsics fx=fy=320, cx=320, cy=240.
     """
     root = Path(root)
-    out = []
+    out, incomplete, found = [], [], 0
     for img_dir in sorted(root.rglob(f"image_{camera}")):
         traj = img_dir.parent
         rgb = sorted(img_dir.glob(f"*_{camera}.png"))
         depth = [traj / f"depth_{camera}" / f"{p.stem}_depth.npy" for p in rgb]
-        if not rgb or not all(d.is_file() for d in depth):
+        found += bool(rgb)
+        if missing := sum(not d.is_file() for d in depth):
+            incomplete.append((traj.relative_to(root).as_posix(), missing, len(rgb)))
+        if not rgb or missing:
             continue
         poses = None
         pose_file = traj / f"pose_{camera}.txt"
@@ -170,6 +197,7 @@ def load_tartanair(root: str | Path, camera: str = "left") -> list[FileSequence]
                 source="tartanair",
             )
         )
+    _refuse_incomplete("tartanair", root, found, incomplete)
     return out
 
 
@@ -208,7 +236,7 @@ def load_vkitti2(root: str | Path, cameras: tuple[int, ...] = (0,)) -> list[File
     may be absent (all modalities under one tree).
     """
     root = Path(root)
-    out = []
+    out, incomplete, found = [], [], 0
     for rgb_dir in sorted(root.rglob("frames/rgb/Camera_*")):
         cam = int(rgb_dir.name.split("_")[-1])
         if cam not in cameras:
@@ -216,11 +244,13 @@ def load_vkitti2(root: str | Path, cameras: tuple[int, ...] = (0,)) -> list[File
         variation_dir = rgb_dir.parent.parent.parent  # .../SceneXX/<variation>
         rel = Path(variation_dir.parent.name) / variation_dir.name
         rgb = sorted(rgb_dir.glob("rgb_*.jpg")) + sorted(rgb_dir.glob("rgb_*.png"))
-        depth_dir = _vkitti2_find(root, rel, f"frames/depth/Camera_{cam}")
-        if depth_dir is None:
+        if not rgb:
             continue
-        depth = [depth_dir / f"depth_{_frame_number(p):05d}.png" for p in rgb]
-        if not all(d.is_file() for d in depth):
+        found += 1
+        depth_dir = _vkitti2_find(root, rel, f"frames/depth/Camera_{cam}")
+        depth = [(depth_dir or rgb_dir) / f"depth_{_frame_number(p):05d}.png" for p in rgb]
+        if missing := sum(not d.is_file() for d in depth):
+            incomplete.append((f"{rel.as_posix()}/Camera_{cam}", missing, len(rgb)))
             continue
         frames = [_frame_number(p) for p in rgb]
         intr = poses = None
@@ -245,6 +275,7 @@ def load_vkitti2(root: str | Path, cameras: tuple[int, ...] = (0,)) -> list[File
                 source="vkitti2",
             )
         )
+    _refuse_incomplete("vkitti2", root, found, incomplete)
     return out
 
 
@@ -295,12 +326,16 @@ def load_hypersim(root: str | Path) -> list[FileSequence]:
     """
     root = Path(root)
     out = []
+    incomplete, found = [], 0
     for prev in sorted(root.rglob("scene_cam_*_final_preview")):
         cam = prev.name[len("scene_") : -len("_final_preview")]  # "cam_XX"
         geo = prev.parent / f"scene_{cam}_geometry_hdf5"
         rgb = sorted(prev.glob("frame.*.tonemap.jpg"))
         depth = [geo / f"frame.{_frame_number(p):04d}.depth_meters.hdf5" for p in rgb]
-        if not rgb or not all(d.is_file() for d in depth):
+        found += bool(rgb)
+        if missing := sum(not d.is_file() for d in depth):
+            incomplete.append((f"{prev.parent.parent.name}/{cam}", missing, len(rgb)))
+        if not rgb or missing:
             continue
         scene = prev.parent.parent
         frames = [_frame_number(p) for p in rgb]
@@ -316,6 +351,7 @@ def load_hypersim(root: str | Path) -> list[FileSequence]:
                 source="hypersim",
             )
         )
+    _refuse_incomplete("hypersim", root, found, incomplete)
     return out
 
 
@@ -435,12 +471,15 @@ def load_pointodyssey(root: str | Path) -> list[FileSequence]:
     depth = v / 65535 · 1000 m, 0 invalid), `anno.npz` with `intrinsics` (T, 3, 3) and
     `extrinsics` (T, 4, 4) world-to-camera (OpenCV)."""
     root = Path(root)
-    out = []
+    out, incomplete, found = [], [], 0
     for rgb_dir in sorted(root.rglob("rgbs")):
         seq = rgb_dir.parent
         rgb = sorted(rgb_dir.glob("rgb_*.jpg")) + sorted(rgb_dir.glob("rgb_*.png"))
         depth = [seq / "depths" / f"depth_{_frame_number(p):05d}.png" for p in rgb]
-        if not rgb or not all(d.is_file() for d in depth):
+        found += bool(rgb)
+        if missing := sum(not d.is_file() for d in depth):
+            incomplete.append((seq.relative_to(root).as_posix(), missing, len(rgb)))
+        if not rgb or missing:
             continue
         intr = poses = None
         anno = seq / "anno.npz"
@@ -462,6 +501,7 @@ def load_pointodyssey(root: str | Path) -> list[FileSequence]:
                 source="pointodyssey",
             )
         )
+    _refuse_incomplete("pointodyssey", root, found, incomplete)
     return out
 
 
@@ -497,7 +537,8 @@ class _RgbdDepth:
 
 def _check_depth_units(path: Path, depth_scale: float | None) -> float:
     """The scale for a sequence's depth files from its first one: integer images need `depth_scale`;
-    a median beyond 200 m is the wrong unit (millimetres read as metres), named with the fix."""
+    depth in another unit than metres is refused or warned about by `sequence.check_depth_unit` (a
+    `depth_scale` given for float files declares their unit: trusted)."""
     raw = _raw_depth(path)
     integer = np.issubdtype(raw.dtype, np.integer)
     if integer and depth_scale is None:
@@ -508,13 +549,8 @@ def _check_depth_units(path: Path, depth_scale: float | None) -> float:
     scale = float(depth_scale) if depth_scale is not None else 1.0
     if not scale > 0:
         raise ConfigError(f"depth_scale must be > 0 (units per metre), got {depth_scale}")
-    d = raw.astype(np.float64) / scale
-    d = d[np.isfinite(d) & (d > 0)]
-    if d.size and float(np.median(d)) > 200.0:
-        raise ConfigError(
-            f"{path}: median depth {float(np.median(d)):.0f} m with depth_scale {scale:g}: are the values "
-            f"millimetres? Set depth_scale to the units per metre ({DEPTH_SCALES}; float files in metres need none)"
-        )
+    fix = f"set depth_scale to the units per metre ({DEPTH_SCALES}; depth_scale: 1 declares float files in metres)"
+    check_depth_unit(path, raw.astype(np.float64) / scale, declared=depth_scale is not None and not integer, fix=fix)
     return scale
 
 

@@ -7,7 +7,9 @@ in-memory `Sequence` by a loader in `vdepth_training.data.layouts`. Training onl
 Folder layout (one folder per sequence)::
 
     <seq>/sequence.json      {"format": "vdepth-seq/1", "num_frames", "height", "width",
-                              "target_kind": "depth"|"disparity", "metric": bool, "source", "name"}
+                              "target_kind": "depth"|"disparity", "metric": bool, "source", "name",
+                              "depth_scale": units per metre of a depth target (optional, default 1:
+                              metres; 1000 for millimetres, divided out when read)}
     <seq>/rgb/000000.png     (H, W, 3) uint8 RGB (PNG; JPEG also accepted when reading)
     <seq>/target/000000.npy  (H, W) float32: depth in metres (`target_kind="depth"`) or disparity;
                              non-finite or <= 0 marks an invalid pixel
@@ -42,6 +44,48 @@ log = logging.getLogger("vdepth_training")
 FORMAT = "vdepth-seq/1"
 META_NAME = "sequence.json"
 TargetKind = Literal["depth", "disparity"]
+#: `sequence.json` key: a depth target's units per metre (default 1); declared, the unit is trusted
+DEPTH_SCALE_KEY = "depth_scale"
+#: a median depth beyond this many metres may be millimetres read as metres (or aerial footage)
+FAR_MEDIAN_M = 200.0
+_far_warned: list[bool] = [False]  # the magnitude warning, once per process (one per sequence would flood)
+
+
+def check_depth_unit(path: str | Path, metres: np.ndarray, *, declared: bool, fix: str) -> None:
+    """Whether depth read as metres is in another unit, from the first file of a sequence.
+
+    Whole numbers only with a median beyond 10 m are a sensor's integer units (millimetres, or
+    centimetres), not metres: no metric depth source gives whole metres, so this refuses (unless
+    `declared`). A median beyond `FAR_MEDIAN_M` alone is not evidence (aerial footage is that far):
+    one warning naming the fix, unless the unit was `declared`.
+
+    Args:
+        path: the file, named in the message.
+        metres: the depth as it would train (after any declared scale).
+        declared: the user gave the unit (`depth_scale`): trusted, nothing checked.
+        fix: how to declare or convert the unit, appended to the message.
+
+    Raises:
+        ConfigError: whole-number depth (the unit, the median and `fix` named).
+    """
+    if declared:
+        return
+    d = np.asarray(metres, dtype=np.float64)
+    d = d[np.isfinite(d) & (d > 0)]
+    if not d.size:
+        return
+    median = float(np.median(d))
+    if median > 10.0 and bool(np.all(d == np.round(d))):
+        raise ConfigError(
+            f"{path}: depth in whole numbers only (median {median:.0f}), read as metres: that is a sensor's unit "
+            f"(millimetres?), and would train on depth {median:.0f} m away; {fix}"
+        )
+    if median > FAR_MEDIAN_M and not _far_warned[0]:
+        _far_warned[0] = True
+        log.warning(
+            "%s: median depth %.0f m: if that is millimetres, %s; if it is metres (aerial footage), declare it to "
+            "silence this (warned once)", path, median, fix,
+        )  # fmt: skip
 
 
 @dataclass
@@ -255,6 +299,7 @@ class SequenceReader:
                 f"{self.directory}: {len(self._rgb)} rgb files, sequence.json says num_frames {self.meta['num_frames']}"
             )
         self._check_targets()
+        self._scale = self._depth_scale()
         self._warned_invalid = False
         intr = self.directory / "intrinsics.npy"
         poses = self.directory / "poses.npy"
@@ -283,6 +328,25 @@ class SequenceReader:
             f"{self.directory}: {len(missing)} of {len(self._rgb)} frames have no depth ({shown}); {hint}"
         )
 
+    def _depth_scale(self) -> float:
+        """The declared units per metre of a depth target (1: metres), checked against the first frame."""
+        meta = self.directory / META_NAME
+        declared = self.meta.get(DEPTH_SCALE_KEY)
+        if declared is not None and (isinstance(declared, bool) or not isinstance(declared, int | float)
+                                     or not declared > 0):  # fmt: skip
+            raise ConfigError(f"{meta}: {DEPTH_SCALE_KEY} must be a number > 0 (units per metre: 1000 for "
+                              f"millimetres), got {declared!r}")  # fmt: skip
+        scale = float(declared or 1.0)
+        if self.meta.get("target_kind", "depth") != "depth" or not self.meta.get("metric", True):
+            return 1.0 if declared is None else scale
+        first = self.directory / "target" / f"{self._rgb[0].stem}.npy"
+        target = np.load(first)
+        if np.issubdtype(target.dtype, np.floating):  # integer targets are refused when read (`read`)
+            fix = (f'add "{DEPTH_SCALE_KEY}": 1000 to {meta} (units per metre; 1 declares metres), or save '
+                   "depth_mm / 1000")  # fmt: skip
+            check_depth_unit(first, target / scale, declared=declared is not None, fix=fix)
+        return scale
+
     def __len__(self) -> int:
         return int(self.meta["num_frames"])
 
@@ -309,6 +373,8 @@ class SequenceReader:
                     f"{tpath} holds {target[-1].dtype}; the format holds float32 depth in metres (or disparity): "
                     "save millimetres as (depth_mm / 1000).astype(np.float32)"
                 )
+            if self._scale != 1.0:
+                target[-1] = (target[-1] / np.float32(self._scale)).astype(np.float32)
             vpath = self.directory / "valid" / f"{stem}.png"
             if vpath.is_file():
                 valid.append(cv2.imread(str(vpath), cv2.IMREAD_GRAYSCALE) > 0)
@@ -353,10 +419,12 @@ def find_sequences(root: str | Path) -> list[Path]:
 
 
 __all__ = [
+    "DEPTH_SCALE_KEY",
     "FORMAT",
     "Sequence",
     "SequenceReader",
     "TargetKind",
+    "check_depth_unit",
     "find_sequences",
     "is_sequence_dir",
     "not_sequences",

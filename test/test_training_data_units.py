@@ -1,0 +1,165 @@
+"""A user's own training data as it trains: depth in another unit than metres is caught by evidence
+or taken as declared (never by a blanket distance rule), and no sequence of theirs is left out in silence."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+from training_support import CONFIGS, fresh_accelerate, torchrun  # noqa: F401 - autouse fixture
+from vdepth_training.data import sequence as sequence_module
+from vdepth_training.data.layouts import load_layout
+from vdepth_training.data.sequence import Sequence, SequenceReader, write_sequence
+
+from vdepth_ros.errors import ConfigError
+
+H, W, T = 32, 48, 6
+
+
+def _seq(folder: Path, depth: np.ndarray, **meta: object) -> Path:
+    """A sequence folder as a user writes one: `write_sequence`, then their own `sequence.json` keys."""
+    rng = np.random.default_rng(0)
+    write_sequence(folder, Sequence(rgb=rng.integers(0, 256, (T, H, W, 3), dtype=np.uint8), target=depth,
+                                    valid=np.ones((T, H, W), bool), name=folder.name))  # fmt: skip
+    if meta:
+        path = folder / "sequence.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), **meta}))
+    return folder
+
+
+def _depth(median: float, whole: bool) -> np.ndarray:
+    ramp = np.linspace(0.8, 1.2, W, dtype=np.float32) * median
+    d = np.broadcast_to(ramp, (T, H, W)).astype(np.float32)
+    return np.round(d) if whole else d + np.float32(0.37)
+
+
+def test_float_millimetres_in_a_sequence_are_refused_and_a_declared_unit_trains(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`np.save(target, depth_mm.astype(np.float32))` trained on depth 1000x too far in silence. Whole
+    numbers are a sensor's unit, never metres: refused, naming `depth_scale`; declared, it trains in
+    metres. Aerial footage in metres (median 400 m) is not refused: one warning, none once declared."""
+    mm = _seq(tmp_path / "mm", _depth(2500.0, whole=True))
+    with pytest.raises(ConfigError, match=r'whole numbers.*"depth_scale": 1000'):
+        SequenceReader(mm)
+    declared = _seq(tmp_path / "mm_declared", _depth(2500.0, whole=True), depth_scale=1000)
+    target = SequenceReader(declared).read([0]).target
+    assert 1.9 < float(np.median(target)) < 3.1  # metres
+
+    sequence_module._far_warned[0] = False
+    with caplog.at_level(logging.WARNING, logger="vdepth_training"):
+        aerial = SequenceReader(_seq(tmp_path / "aerial", _depth(400.0, whole=False)))
+        SequenceReader(_seq(tmp_path / "aerial2", _depth(400.0, whole=False)))
+    assert float(np.median(aerial.read([0]).target)) == pytest.approx(400.37, rel=1e-3)
+    assert sum("median depth 400 m" in r.getMessage() for r in caplog.records) == 1  # once, not per sequence
+    with pytest.raises(ConfigError, match="depth_scale must be a number"):
+        SequenceReader(_seq(tmp_path / "bad", _depth(2.0, whole=False), depth_scale="mm"))
+
+
+def test_rgbd_frames_in_float_millimetres_are_refused_and_aerial_metres_load(tmp_path: Path) -> None:
+    """The `rgbd` layout refused any float depth with a median beyond 200 m (legitimate aerial footage
+    in metres too) and let float millimetres with a median below it through. Now whole numbers are
+    refused and far metres load (`depth_scale: 1` declares them)."""
+
+    def folder(name: str, depth: np.ndarray) -> Path:
+        seq = tmp_path / name / "run1"
+        (seq / "rgb").mkdir(parents=True)
+        (seq / "depth").mkdir()
+        for i in range(T):
+            cv2.imwrite(str(seq / "rgb" / f"{i:06d}.png"), np.full((H, W, 3), 90, np.uint8))
+            np.save(seq / "depth" / f"{i:06d}.npy", depth[i])
+        return tmp_path / name
+
+    with pytest.raises(ConfigError, match=r"whole numbers.*depth_scale"):
+        load_layout(
+            "rgbd", folder("mm", _depth(150.0, whole=True))
+        )  # 150 mm read as 150 m: under the former 200 m rule
+    aerial = folder("aerial", _depth(400.0, whole=False))
+    (seq,) = load_layout("rgbd", aerial, depth_scale=1)
+    assert float(np.median(seq.read([0]).target)) == pytest.approx(400.37, rel=1e-3)
+    (seq,) = load_layout("rgbd", aerial)  # undeclared: a warning, not a refusal
+    assert len(seq) == T
+
+
+def _rgb(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), np.full((H, W, 3), 90, np.uint8))
+
+
+def _png16(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), np.full((H, W), 1300, np.uint16))
+
+
+def _pointodyssey(root: Path) -> None:
+    for name in ("ani", "cab", "dancing"):
+        for i in range(3):
+            _rgb(root / "train" / name / "rgbs" / f"rgb_{i:05d}.jpg")
+            if name != "cab" and (name, i) != ("dancing", 2):
+                _png16(root / "train" / name / "depths" / f"depth_{i:05d}.png")
+
+
+def _tartanair(root: Path) -> None:
+    for name in ("P000", "P001", "P002"):
+        traj = root / "env" / "Easy" / name
+        for i in range(3):
+            _rgb(traj / "image_left" / f"{i:06d}_left.png")
+            if name != "P001" and (name, i) != ("P002", 2):
+                (traj / "depth_left").mkdir(parents=True, exist_ok=True)
+                np.save(traj / "depth_left" / f"{i:06d}_left_depth.npy", np.full((H, W), 2.5, np.float32))
+
+
+def _vkitti2(root: Path) -> None:
+    for scene in ("Scene01", "Scene02", "Scene06"):
+        for i in range(3):
+            _rgb(root / "vkitti_2.0.3_rgb" / scene / "clone" / "frames/rgb/Camera_0" / f"rgb_{i:05d}.jpg")
+            if scene != "Scene02" and (scene, i) != ("Scene06", 2):
+                _png16(root / "vkitti_2.0.3_depth" / scene / "clone" / "frames/depth/Camera_0" / f"depth_{i:05d}.png")
+
+
+@pytest.mark.parametrize(
+    ("layout", "make", "named"),
+    [
+        ("pointodyssey", _pointodyssey, ("train/cab (3 of 3 frames)", "train/dancing (1 of 3 frames)")),
+        ("tartanair", _tartanair, ("env/Easy/P001 (3 of 3 frames)", "env/Easy/P002 (1 of 3 frames)")),
+        ("vkitti2", _vkitti2, ("Scene02/clone/Camera_0 (3 of 3 frames)", "Scene06/clone/Camera_0 (1 of 3 frames)")),
+    ],
+)
+def test_a_sequence_without_its_depth_files_is_named_not_left_out(
+    tmp_path: Path, layout: str, make: object, named: tuple[str, ...]
+) -> None:
+    """A sequence whose depth files were missing (an archive not downloaded or extracted, a copy cut
+    short) was skipped in silence: the run trained on part of the user's data. Now the source is
+    refused before the model is built, naming how many and which, and the fix."""
+    make(tmp_path)  # type: ignore[operator]
+    with pytest.raises(ConfigError, match=r"2 of 3 .* sequences lack depth files") as info:
+        load_layout(layout, tmp_path)
+    assert all(n in str(info.value) for n in named) and "move those sequences out" in str(info.value)
+
+
+def test_declared_millimetres_train_on_two_ranks_and_undeclared_ones_stop_the_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from vdepth_training.train import main as train_main
+
+    data = tmp_path / "mine"
+    for i in range(2):
+        _seq(data / f"seq{i}", _depth(1800.0 + 300 * i, whole=True))
+    cfg = yaml.safe_load((CONFIGS / "vda.yaml").read_text())
+    cfg["tiny"]["data"]["sources"] = [{"name": "mine", "layout": "sequence", "root": str(data)}]
+    cfg["tiny"]["stages"][0]["steps"] = 2
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    run = tmp_path / "run"
+    assert train_main(["--config", str(path), "--tiny", "--output", str(run)]) == 2
+    assert "whole numbers" in capsys.readouterr().err and not (run / "final").exists()
+    for i in range(2):
+        meta = data / f"seq{i}" / "sequence.json"
+        meta.write_text(json.dumps({**json.loads(meta.read_text()), "depth_scale": 1000}))
+    out = torchrun(["-m", "vdepth_training.train", "--config", str(path), "--tiny", "--output", str(run)])
+    assert "process 1 of 2" in out and (run / "final" / "config.json").is_file()
