@@ -88,3 +88,32 @@ def test_a_damaged_training_record_is_one_error_naming_the_fix(tmp_path: Path) -
     (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ModelLoadError, match="_trained must be"):
         load_model(tmp_path / "m")
+
+
+def test_a_metric_model_trained_on_disparity_targets_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Fine-tuning a metric VDA (`metric: true`, e.g. a metric release as model.init_from) trained its
+    output towards normalised disparity, and final/ still said metric: the node and vdepth-bag then
+    read that disparity-like output as depth in metres. Now the run stops before training, naming the
+    fix, which trains (the metric weights as training.init of a relative model)."""
+    from vdepth_training.train import main as train_main
+
+    from vdepth_ros.models import build_model, family_class
+
+    metric = build_model("vda", **{**family_class("vda").tiny_config(), "metric": True})
+    metric.save_pretrained(tmp_path / "metric")
+    cfg = yaml.safe_load((CONFIGS / "vda.yaml").read_text())
+    cfg["tiny"]["stages"][0]["steps"] = 1
+    cfg["model"]["config"] = None  # the family's tiny config and the keys below
+    for model, init in ((None, str(tmp_path / "metric")), ({"config": {"metric": True}}, None)):
+        cfg["model"]["init_from"] = init
+        cfg["tiny"]["model"] = {"use_tiny_config": True, **(model or {"config": None})}
+        (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+        run = tmp_path / "run"
+        assert train_main(["--config", str(tmp_path / "c.yaml"), "--tiny", "--output", str(run)]) == 2
+        err = capsys.readouterr().err
+        assert "trains relative disparity" in err and "training.init" in err and not (run / "final").exists()
+    cfg["model"]["init_from"] = None
+    cfg["tiny"]["model"] = {"use_tiny_config": True, "config": {"metric": False}}
+    cfg["tiny"]["training"]["init"] = str(tmp_path / "metric")
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    assert train_main(["--config", str(tmp_path / "c.yaml"), "--tiny", "--output", str(tmp_path / "ok")]) == 0

@@ -38,6 +38,8 @@ from vdepth_training.data.stream import ClipBatches
 from vdepth_training.freeze import set_trainable
 from vdepth_training.stages import Stage
 
+from vdepth_ros.errors import ConfigError
+
 Tensor = torch.Tensor
 LossOut = tuple[Tensor, dict[str, Tensor]]
 
@@ -112,6 +114,16 @@ class Recipe:
         families = (self.family,) if isinstance(self.family, str) else self.family
         if model.family not in families:
             raise ValueError(f"recipe {self.name!r} trains family {self.family!r}, config builds {model.family!r}")
+        if model.input_constraints.output_kind == "depth":
+            # every recipe's targets are normalised disparity (`data.targets`); the saved model would
+            # still say metric, and deployment would read its disparity-like output as metres
+            where = "model.init_from's model" if self.cfg["model"].get("init_from") else "model.config"
+            raise ConfigError(
+                f"recipe {self.name!r} trains relative disparity (normalised targets), but {where} is metric "
+                "(metric: true, output in metres): its final/ would be deployed as metric depth. Train a relative "
+                "model: model.config metric: false, with the metric weights as training.init (or import the "
+                "release with `vdepth-export import ... --set metric=false` for model.init_from)"
+            )
         return model
 
     def unused_parameters(self, model: nn.Module) -> list[str]:
