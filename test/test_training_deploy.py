@@ -39,7 +39,9 @@ def test_a_model_trained_at_its_own_size_is_exported_and_run_at_it(
     from vdepth_training.train import main as train_main
     from vdepth_training.trainer import latest_checkpoint
 
+    from vdepth_ros.config import PipelineConfig
     from vdepth_ros.models import load_model
+    from vdepth_ros.pipeline import DepthPipeline
     from vdepth_ros.runtime import create_engine
     from vdepth_ros.runtime.spec import InputSpec
 
@@ -63,6 +65,10 @@ def test_a_model_trained_at_its_own_size_is_exported_and_run_at_it(
     assert (other.input_spec.height, other.input_spec.width) == (28, 42)
     said = [r.getMessage() for r in caplog.records if "trained at 42x56" in r.getMessage()]
     assert len(said) == 1 and "28x42" in said[0]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):  # the node's working_short_side, another explicit size
+        DepthPipeline(PipelineConfig(working_short_side=28), engine)
+    assert any("working_short_side 28: this model was trained at 42x56" in r.getMessage() for r in caplog.records)
 
     # a checkpoint exported mid-run records the same; a model built in code or imported records none
     ckpt = latest_checkpoint(run)

@@ -230,7 +230,8 @@ class PipelineConfig:
     working_short_side: int = param(
         0,
         "shorter side of the working resolution for engines that run any size (torch), keep-"
-        "aspect to the family's multiple; 0 = the model's exported resolution's.",
+        "aspect to the family's multiple; 0 = the model's exported resolution's (a vdepth_training "
+        "model's: the size it was trained at; another size is named in one warning).",
         min=0,
     )
 

@@ -48,6 +48,7 @@ from vdepth_ros.pipeline_offline import run_offline
 from vdepth_ros.pipeline_types import DepthFrame, FitInfo, FrameInput, PipelineStats, _Record, fit_input, scale_input
 from vdepth_ros.resize import registered_size, resize_frame, upsample, vda_working_size, working_size
 from vdepth_ros.runtime.registry import model_identity, reference_inference
+from vdepth_ros.runtime.shapes import TRAINED_SIZE_KEY
 from vdepth_ros.stream.align import AffineFit, FitOptions
 from vdepth_ros.stream.cloud import CameraModel, PointCloudBuilder
 from vdepth_ros.stream.cuts import SceneCutDetector
@@ -185,6 +186,12 @@ class DepthPipeline:
                 f"working_short_side {config.working_short_side} needs an engine that runs any resolution "
                 f"(torch); this {engine.backend} engine runs the exported shapes {engine.resolutions()}"
             )
+        trained = spec.extra.get(TRAINED_SIZE_KEY)
+        if trained and config.working_short_side and config.working_short_side != min(trained):
+            log.warning(
+                "working_short_side %d: this model was trained at %dx%d (short side %d, its default); it runs at the "
+                "size given", config.working_short_side, *trained, min(trained),
+            )  # fmt: skip
         self.metric_model = spec.output_kind == "depth"
         self.alignment = spec.alignment if config.alignment == "auto" else config.alignment
         if self.metric_model and config.alignment == "auto":

@@ -21,6 +21,9 @@ log = logging.getLogger(__name__)
 # family's `multiple_of`). 280x504 keeps a 16:9-ish aspect and is a multiple of 14 and 8.
 DEFAULT_RESOLUTION: tuple[int, int] = (280, 504)
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "bf16")
+#: `InputSpec.extra` key of the (H, W) a trained model was trained at (`trained_resolution`): an
+#: exported graph's spec records it, and the pipeline names it when told to run at another size
+TRAINED_SIZE_KEY = "trained_size"
 
 
 def round_to_multiple(value: int, multiple: int) -> int:
@@ -164,5 +167,5 @@ def spec_from_model(
         dynamic_frames=bool(dynamic_frames),
         max_frames=int(c.max_window) if getattr(c, "max_window", None) else None,
         precision=check_precision(precision),
-        extra=dict(extra or {}),
+        extra={**({TRAINED_SIZE_KEY: list(hw_trained)} if hw_trained else {}), **(extra or {})},
     )
