@@ -59,6 +59,10 @@ def test_float_millimetres_in_a_sequence_are_refused_and_a_declared_unit_trains(
     assert sum("median depth 400 m" in r.getMessage() for r in caplog.records) == 1  # once, not per sequence
     with pytest.raises(ConfigError, match="depth_scale must be a number"):
         SequenceReader(_seq(tmp_path / "bad", _depth(2.0, whole=False), depth_scale="mm"))
+    # a typo in sequence.json stopped the run when a clip of it was first drawn (a traceback, hours in)
+    for i, meta in enumerate(({"target_kind": "Depth"}, {"metric": "false"})):
+        with pytest.raises(ConfigError, match="target_kind must be"):
+            SequenceReader(_seq(tmp_path / f"typo{i}", _depth(2.0, whole=False), **meta))
 
 
 def test_rgbd_frames_in_float_millimetres_are_refused_and_aerial_metres_load(tmp_path: Path) -> None:

@@ -299,6 +299,12 @@ class SequenceReader:
                 f"{self.directory}: {len(self._rgb)} rgb files, sequence.json says num_frames {self.meta['num_frames']}"
             )
         self._check_targets()
+        kind, metric = self.meta.get("target_kind", "depth"), self.meta.get("metric", True)
+        if kind not in ("depth", "disparity") or not isinstance(metric, bool):
+            raise ConfigError(
+                f'{meta_path}: target_kind must be "depth" or "disparity" and metric true or false (JSON), got '
+                f"target_kind {kind!r}, metric {metric!r}"
+            )  # when opened: read, a clip drawn hours into a run would stop it
         self._scale = self._depth_scale()
         self._warned_invalid = False
         intr = self.directory / "intrinsics.npy"
