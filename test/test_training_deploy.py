@@ -16,12 +16,12 @@ TRAINED = (42, 56)  # neither the family's tiny shape nor the package default 28
 
 
 def _config(tmp_path: Path) -> Path:
-    """vda.yaml's tiny run as a user edits it: their crop size, clips of 3-4 frames (the model's window is 8)."""
+    """vda.yaml's tiny run as a user edits it: their crop size, clips of 4 frames (the model's window is 8)."""
     cfg = yaml.safe_load((CONFIGS / "vda.yaml").read_text())
     cfg["tiny"]["data"]["size"] = list(TRAINED)
     cfg["tiny"]["data"]["sources"][0].update(height=48, width=64)
     cfg["tiny"]["training"]["checkpoint_every"] = 1
-    cfg["tiny"]["stages"] = [{"name": "finetune", "steps": 2, "trainable": "all", "clip_length": [3, 4]}]
+    cfg["tiny"]["stages"] = [{"name": "finetune", "steps": 2, "trainable": "all", "clip_length": [4, 4]}]
     path = tmp_path / "mine.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -30,7 +30,7 @@ def _config(tmp_path: Path) -> Path:
 def test_a_model_trained_at_its_own_size_is_exported_and_run_at_it(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A model fine-tuned at 42x56 on clips of up to 4 frames was exported (`vdepth-export onnx
+    """A model fine-tuned at 42x56 on clips of 4 frames was exported (`vdepth-export onnx
     runs/x/final`) at 280x504 with the family's 8-frame window, and the torch engine (node,
     vdepth-bag, vdepth-video, vdepth-eval) ran it at short side 280: a silently different model.
     Now final/ records what training fixed; export and engines default to it, and an explicit
@@ -57,7 +57,7 @@ def test_a_model_trained_at_its_own_size_is_exported_and_run_at_it(
     assert (spec.frames, spec.height, spec.width) == (4, *TRAINED)
 
     saved = json.loads((run / "final" / "config.json").read_text())["_trained"]  # where it is kept
-    assert saved["sizes"] == [list(TRAINED)] and saved["clip_length"] == [3, 4]
+    assert saved["sizes"] == [list(TRAINED)] and saved["clip_length"] == [4, 4]
 
     caplog.clear()
     with caplog.at_level(logging.WARNING):  # an explicit other size runs, said once
@@ -86,9 +86,15 @@ def test_a_damaged_training_record_is_one_error_naming_the_fix(tmp_path: Path) -
     from vdepth_ros.models import build_model, family_class, load_model
 
     model = build_model("vda", **family_class("vda").tiny_config())
-    model.trained = {"sizes": [[42, 56]], "clip_length": [3, 4]}
+    model.trained = {"sizes": [[42, 56]], "clip_length": [4, 4]}
     model.save_pretrained(tmp_path / "m")
     assert load_model(tmp_path / "m").trained == model.trained
+    # the window follows a fixed clip length only; clips of several lengths keep the family's (8)
+    from vdepth_ros.runtime.shapes import spec_from_model
+
+    assert spec_from_model(model).frames == 4
+    model.trained = {"sizes": [[42, 56]], "clip_length": [3, 6]}
+    assert (spec_from_model(model).frames, spec_from_model(model).height) == (8, 42)
     cfg = json.loads((tmp_path / "m" / "config.json").read_text())
     cfg["_trained"] = {"sizes": [42, 56]}
     (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))

@@ -94,14 +94,17 @@ def trained_resolution(model: Any) -> tuple[int, int] | None:
 
 
 def trained_window(model: Any) -> int | None:
-    """The window a trained model defaults to: the longest clip its training drew, when shorter than
-    the family's window (its temporal layers never saw longer ones), made to fit the family's rules;
-    None when not recorded or not shorter."""
+    """The window a trained model defaults to: the clip length its training fixed (every stage drew
+    clips of that one length), when it is not the family's window, made to fit the family's rules
+    (4n+1, `max_window`); None when not recorded, not fixed (clips of several lengths: the family's
+    window stays) or the same."""
     c = model.input_constraints
     lengths = (getattr(model, "trained", None) or {}).get("clip_length")
-    if not lengths or int(lengths[1]) >= int(c.window):
+    if not lengths or int(lengths[0]) != int(lengths[1]) or int(lengths[1]) == int(c.window):
         return None
     t = int(lengths[1])
+    if getattr(c, "max_window", None):
+        t = min(t, int(c.max_window))
     if getattr(c, "frames_rule", "any") == "4n+1":
         t = max(1, t - (t - 1) % 4)
     return t if t > 1 else None
@@ -135,7 +138,7 @@ def spec_from_model(
         frames = t_trained
     elif frames is not None and t_trained is not None and int(frames) != t_trained:
         _note_once((family, "frames", t_trained, int(frames)),
-                   "running windows of %d frames; this model was trained on clips of at most %d (its default window)",
+                   "running windows of %d frames; this model was trained on clips of %d (its default window)",
                    int(frames), t_trained)  # fmt: skip
     if hw_trained is not None:
         if height is None and width is None:
