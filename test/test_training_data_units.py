@@ -90,6 +90,26 @@ def test_rgbd_frames_in_float_millimetres_are_refused_and_aerial_metres_load(tmp
     assert len(seq) == T
 
 
+def test_rgbd_depth_not_registered_to_the_colour_image_is_named(tmp_path: Path) -> None:
+    """Depth at another size than its colour image (a depth stream recorded unaligned) opened fine and
+    stopped the run when a clip of it was drawn: `ValueError: target shape (2, 24, 32) != rgb frames
+    (2, 48, 64)`, no file named. Now the folder is refused when opened (a later frame when read),
+    naming both files and what registered depth is."""
+    seq = tmp_path / "raw" / "run1"
+    (seq / "rgb").mkdir(parents=True)
+    (seq / "depth").mkdir()
+    for i in range(4):
+        cv2.imwrite(str(seq / "rgb" / f"{i:06d}.jpg"), np.full((H, W, 3), 90, np.uint8))
+        cv2.imwrite(str(seq / "depth" / f"{i:06d}.png"), np.full((H // 2, W // 2), 1500, np.uint16))
+    with pytest.raises(ConfigError, match=r"000000.png is 24x16, its colour image .*000000.jpg 48x32.*registered"):
+        load_layout("rgbd", tmp_path / "raw", depth_scale=1000)
+    for i in range(3):
+        cv2.imwrite(str(seq / "depth" / f"{i:06d}.png"), np.full((H, W), 1500, np.uint16))
+    (reader,) = load_layout("rgbd", tmp_path / "raw", depth_scale=1000)
+    with pytest.raises(ConfigError, match=r"depth/000003.png is 24x16"):
+        reader.read([2, 3])
+
+
 def _rgb(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(path), np.full((H, W, 3), 90, np.uint8))

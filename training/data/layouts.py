@@ -76,6 +76,8 @@ class FileSequence:
         for i in idx:
             rgb.append(read_rgb(self.rgb[int(i)]))
             d, v = self.read_depth(self.depth[int(i)])
+            if d.shape != rgb[-1].shape[:2]:
+                raise ConfigError(unregistered(self.rgb[int(i)], rgb[-1].shape[:2], self.depth[int(i)], d.shape))
             depth.append(d)
             valid.append(v)
         return Sequence(
@@ -89,6 +91,15 @@ class FileSequence:
             name=self.name,
             source=self.source,
         )
+
+
+def unregistered(image: Path, image_size: tuple[int, ...], depth: Path, depth_size: tuple[int, ...]) -> str:
+    """The message for a depth map of another size than its colour image."""
+    return (
+        f"{depth} is {depth_size[1]}x{depth_size[0]}, its colour image {image} {image_size[1]}x{image_size[0]}: "
+        "depth must be registered to the colour image, pixel for pixel (e.g. RealSense aligned_depth_to_color, "
+        "Azure Kinect transformed depth, both at the colour stream's size)"
+    )
 
 
 def read_rgb(path: Path) -> np.ndarray:
@@ -585,6 +596,9 @@ def load_rgbd(root: str | Path, depth_scale: float | None = None) -> list[FileSe
             continue
         stems = sorted(rgb)
         scale = _check_depth_units(depth[stems[0]], depth_scale)
+        first = read_rgb(rgb[stems[0]]).shape[:2]
+        if (size := _raw_depth(depth[stems[0]]).shape) != first:  # when opened, not when a clip of it is drawn
+            raise ConfigError(unregistered(rgb[stems[0]], first, depth[stems[0]], size))
         intr = None
         if (seq / "intrinsics.txt").is_file():
             fx, fy, cx, cy = (float(v) for v in (seq / "intrinsics.txt").read_text().split()[:4])
