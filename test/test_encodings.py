@@ -58,6 +58,13 @@ def test_image_rejects_bad_fields():
         enc.image_array_from_fields("rgb8", 2, 2, 6, b"\0" * 11)
     with pytest.raises(InputError, match="invalid size"):
         enc.image_array_from_fields("rgb8", 0, 2, 6, b"")
+    # more data than step x rows: a 4x4 frame sent under a 2x2 image's fields is refused, not read as a crop
+    with pytest.raises(InputError, match=r"data has 48 bytes, but step x rows is 12: the data holds 8 rows"):
+        enc.image_array_from_fields("rgb8", 2, 2, 6, b"\0" * 48)
+    with pytest.raises(InputError, match=r"nv12 image 2x2 step 2: data has 12 bytes, but step x rows is 6"):
+        enc.image_array_from_fields("nv12", 2, 2, 2, b"\0" * 12)
+    # the last row without its padding is still read (as it is in the data)
+    assert enc.image_array_from_fields("rgb8", 2, 2, 8, b"\0" * 14).shape == (2, 2, 3)
     with pytest.raises(InputError, match="does not match encoding rgb8"):
         enc.image_fields_from_array(np.zeros((2, 2), np.uint8), "rgb8")
 

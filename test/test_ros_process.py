@@ -1188,6 +1188,42 @@ def test_a_camera_publishing_nv12_gives_depth_and_an_opencv_frame_is_named(tmp_p
     assert len(refused) == 1 and "[ERROR]" in refused[0] and "cv2_to_imgmsg(frame, 'bgr8')" in refused[0], out
 
 
+def _fields_of_a_resized_frame(rgb: np.ndarray, header: Header) -> Image:
+    """A publisher that resized its frames for the message's fields (half the size) but sends the
+    camera's full frame: `data` holds four times the rows of `step` bytes that `height` says."""
+    msg = conv.image_msg(rgb, "rgb8", header)
+    msg.height, msg.width, msg.step = rgb.shape[0] // 2, rgb.shape[1] // 2, rgb.shape[1] // 2 * 3
+    return msg
+
+
+def test_an_image_whose_fields_do_not_describe_its_data_is_refused_by_name(tmp_path: Path) -> None:
+    """An image whose height, width and step are not those of its data (a driver reconfigured to
+    another size without updating them, a hand-written publisher setting them from a resized copy):
+    the node read the first rows of the bytes as the smaller image, a sheared picture, and published
+    its depth without a word (cv_bridge, and so image_proc, refuse such an image). Now each is refused
+    with one rate-limited error naming the mismatch and the fix, and the good frames after it give depth."""
+    depths: list[Image] = []
+
+    def feed(peer: Node, ex: SingleThreadedExecutor) -> None:
+        peer.create_subscription(Image, "/depth", depths.append, qos_profile("reliable", 50))
+        stamps = [1_000_000_000 + k * 50_000_000 for k in range(36)]
+        info = CameraInfo(**{**_fields(CAMERA_INFO)})
+        _camera_stream([(s, 160, 120, info) for s in stamps[:12]], image=_fields_of_a_resized_frame)(peer, ex)
+        _camera_stream([(s, 160, 120, info) for s in stamps[12:]], lambda: len(depths) >= 6)(peer, ex)
+
+    _, out = run_node(
+        tmp_path,
+        ["--ros-args", "-r", "image:=/cam/image", "-r", "camera_info:=/cam/camera_info"],
+        {},
+        {},
+        before_feed=feed,
+        done=lambda got: True,
+    )
+    assert len(depths) >= 6 and all((d.height, d.width) == (120, 160) for d in depths), out
+    refused = [line for line in out.splitlines() if "the data holds 240 rows of 240 bytes" in line]
+    assert len(refused) == 1 and "[ERROR]" in refused[0] and "rgb8 image 80x60 step 240" in refused[0], out
+
+
 def test_a_covered_lens_is_logged_once_not_per_window(tmp_path: Path) -> None:
     """A camera with its lens cap on (or black frames while it starts up): every window's alignment
     falls back, and the node printed a line for each (several a second, for as long as the cap stayed

@@ -175,25 +175,33 @@ def image_array_from_fields(
         The result may be a read-only view of `data`; copy it before writing.
 
     Raises:
-        InputError: unknown encoding, non-positive size, `step` too small, or buffer too short.
+        InputError: unknown encoding, non-positive size, `step` too small, or a buffer shorter or longer
+            than `step` x rows (fields that do not describe the data).
     """
     enc = get_encoding(encoding)
     height, width, step = int(height), int(width), int(step)
     if height <= 0 or width <= 0:
         raise InputError(f"{encoding} image has invalid size {width}x{height}")
+    size = f"{encoding} image {width}x{height}"
     if enc.height_scaling != 1.0:
         if height % 2 or width % 2:
-            raise InputError(f"{encoding} image {width}x{height}: 4:2:0 chroma needs an even width and height")
+            raise InputError(f"{size}: 4:2:0 chroma needs an even width and height")
         height = int(height * enc.height_scaling)  # the rows of all the planes
     row_bytes = width * enc.bytes_per_pixel
     if step < row_bytes:
-        raise InputError(
-            f"{encoding} image {width}x{height}: step {step} < width * {enc.bytes_per_pixel} = {row_bytes}"
-        )
+        raise InputError(f"{size}: step {step} < width * {enc.bytes_per_pixel} = {row_bytes}")
     buf = np.frombuffer(data, dtype=np.uint8)
     need = step * (height - 1) + row_bytes
     if buf.size < need:
-        raise InputError(f"{encoding} image {width}x{height} step {step}: data has {buf.size} bytes, needs {need}")
+        raise InputError(f"{size} step {step}: data has {buf.size} bytes, needs {need}")
+    if buf.size > step * height:  # more data than rows: the fields are not the image's (cv_bridge refuses it too)
+        rows = f"{buf.size / step:g}"
+        raise InputError(
+            f"{size} step {step}: data has {buf.size} bytes, but step x rows is {step * height}: the data holds "
+            f"{rows} rows of {step} bytes, so its height, width or step are not the image's (a publisher that "
+            "resized or reconfigured the image without updating them?); set them from the frame it sends "
+            "(cv_bridge's cv2_to_imgmsg does)"
+        )
     dtype = enc.dtype.newbyteorder(">" if is_bigendian else "<")
     if step == row_bytes:
         arr = buf[: height * row_bytes].view(dtype)
