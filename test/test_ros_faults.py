@@ -278,7 +278,8 @@ FAULTS: dict[str, Fault] = {
     "step shorter than a row": Fault(lambda r: r.frame(raw(r, step=W)), f"step {W} < width"),
     "zero size": Fault(lambda r: r.frame(raw(r, height=0)), "invalid size"),
     "odd-width YUV 4:2:2": Fault(
-        lambda r: r.frame(raw(r, encoding="yuv422", width=W - 1, step=2 * (W - 1))), "odd width"
+        lambda r: r.frame(raw(r, encoding="yuv422", width=W - 1, step=2 * (W - 1), data=bytes(2 * (W - 1) * H))),
+        "odd width",
     ),
     "image larger than max_input_pixels": Fault(
         lambda r: r.frame(conv.image_msg(np.zeros((2 * H, 2 * W, 3), np.uint8), "rgb8", r.header())),
