@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vdepth_ros.inputs.sync import OUT_OF_ORDER_NS, ApproximateTimeSync
+from vdepth_ros.inputs.sync import OUT_OF_ORDER_NS, ApproximateTimeSync, InputRate
 
 MS = 1_000_000
 
@@ -151,3 +151,19 @@ def test_a_stamp_slightly_out_of_order_is_refused_and_a_jump_back_restarts() -> 
     assert sync.admit_image(1_000_000_000 - OUT_OF_ORDER_NS, 1_000_000_000) is False
     assert sync.admit_image(1_033_000_000, 1_000_000_000) is True and sync.pending == 1
     assert sync.admit_image(900_000_000, 1_000_000_000) is True and sync.pending == 0
+
+
+def test_input_rate_takes_every_nth_image_evenly_despite_jitter() -> None:
+    period = 16_666_667  # 60 Hz, stamps jittering by up to 2 ms
+    jitter = [0, 2_000_000, -1_500_000, 1_000_000, -2_000_000, 500_000]
+    stamps = [k * period + jitter[k % len(jitter)] for k in range(60)]
+    rate = InputRate(20.0)
+    assert [k for k, s in enumerate(stamps) if rate.take(s)] == list(range(0, 60, 3))  # every third: 20 Hz
+    rate = InputRate(30.0)
+    assert [k for k, s in enumerate(stamps) if rate.take(s)] == list(range(0, 60, 2))
+    assert all(InputRate(0.0).take(s) for s in stamps)  # 0: every image
+    rate = InputRate(20.0)
+    assert rate.take(5 * period) and not rate.take(6 * period)
+    assert rate.take(period)  # a stamp going back (a bag loop) starts over
+    rate.reset()
+    assert rate.take(period)

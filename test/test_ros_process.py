@@ -1188,6 +1188,80 @@ def test_a_camera_publishing_nv12_gives_depth_and_an_opencv_frame_is_named(tmp_p
     assert len(refused) == 1 and "[ERROR]" in refused[0] and "cv2_to_imgmsg(frame, 'bgr8')" in refused[0], out
 
 
+def test_a_camera_faster_than_inference_is_thinned_evenly_by_max_input_rate(tmp_path: Path) -> None:
+    """A 60 Hz camera on a node that keeps up with ~20 Hz filled the input queue, whose oldest frames
+    were dropped: about queue_size frames of latency (0.7 s median, 1.1 s p95 with the default model at
+    640x480 on this machine) and windows of consecutive frames with jumps between them; the WARN named
+    no fix. With max_input_rate: 20 the node takes every third image, evenly spaced, and counts the rest."""
+    period = 16_666_667  # 60 Hz
+    stamps = [1_000_000_000 + k * period for k in range(72)]
+    depths: list[Image] = []
+
+    def feed(peer: Node, ex: SingleThreadedExecutor) -> None:
+        peer.create_subscription(Image, "/depth", depths.append, qos_profile("reliable", 50))
+        info = CameraInfo(**{**_fields(CAMERA_INFO)})
+        _camera_stream([(s, 160, 120, info) for s in stamps], lambda: len(depths) >= 16)(peer, ex)
+
+    _, out = run_node(
+        tmp_path,
+        ["--ros-args", "-r", "image:=/cam/image", "-r", "camera_info:=/cam/camera_info", "-p", "max_input_rate:=20.0"],
+        {},
+        {},
+        before_feed=feed,
+        done=lambda got: True,
+    )
+    got = sorted({conv.stamp_to_ns(d.header.stamp) for d in depths})
+    assert len(got) >= 16, out
+    assert all((s - stamps[0]) % (3 * period) == 0 for s in got), [(s - stamps[0]) / period for s in got]
+    assert "48 thinned (max_input_rate)" in out and "input queue full" not in out, out
+
+
+def test_a_full_input_queue_names_max_input_rate(tmp_path: Path) -> None:
+    """A camera faster than the node (here a 120 Hz burst): the queue-full WARN said only
+    "inference slower than input"; now it names the cost and the fix, max_input_rate."""
+    stamps = [1_000_000_000 + k * 8_333_333 for k in range(200)]  # 120 Hz
+
+    def burst(peer: Node, ex: SingleThreadedExecutor) -> None:
+        rel = qos_profile("reliable", 300)
+        peer.create_subscription(Image, "/depth", lambda _: None, rel)  # (output wanted: frames are processed)
+        image_pub = peer.create_publisher(Image, "/cam/image", rel)
+        info_pub = peer.create_publisher(CameraInfo, "/cam/camera_info", rel)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (
+            image_pub.get_subscription_count() and info_pub.get_subscription_count()
+        ):
+            ex.spin_once(timeout_sec=0.05)
+        rgb = np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8)
+        for stamp in stamps:  # as fast as DDS takes them
+            h = Header(stamp=conv.ns_to_stamp(stamp), frame_id="cam_optical")
+            image_pub.publish(conv.image_msg(rgb, "rgb8", h))
+            info_pub.publish(CameraInfo(**{**_fields(CAMERA_INFO), "header": h}))
+        end = time.monotonic() + 3
+        while time.monotonic() < end:
+            ex.spin_once(timeout_sec=0.05)
+
+    _, out = run_node(
+        tmp_path,
+        [
+            "--ros-args",
+            "-r",
+            "image:=/cam/image",
+            "-r",
+            "camera_info:=/cam/camera_info",
+            "-p",
+            "queue_size:=2",
+            "-p",
+            "input_qos_depth:=300",
+        ],
+        {},
+        {},
+        before_feed=burst,
+        done=lambda got: True,
+    )
+    warned = [line for line in out.splitlines() if "input queue full (" in line]
+    assert warned and all("[WARN]" in line and "set max_input_rate" in line for line in warned), out
+
+
 def _fields_of_a_resized_frame(rgb: np.ndarray, header: Header) -> Image:
     """A publisher that resized its frames for the message's fields (half the size) but sends the
     camera's full frame: `data` holds four times the rows of `step` bytes that `height` says."""

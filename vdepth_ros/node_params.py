@@ -181,6 +181,17 @@ ROS_PARAMS: tuple[ParamSpec, ...] = (
         max=10.0,
     ),
     ParamSpec(
+        "max_input_rate",
+        0.0,
+        "take images at most this often, by their stamps: every n-th image, evenly spaced (an image less than "
+        "0.9 / max_input_rate after the last one taken is skipped, counted on /diagnostics), for a camera faster "
+        "than inference (60-120 Hz), which would otherwise fill the input queue (its oldest frames dropped: about "
+        "queue_size frames of latency, uneven frame steps); set it below the output rate the node keeps up with "
+        "[Hz]; 0 = every image",
+        min=0.0,
+        max=10000.0,
+    ),
+    ParamSpec(
         "queue_size",
         32,
         "input frames buffered for the worker; when full the oldest is dropped (counted)",

@@ -39,6 +39,38 @@ REPEATED_STAMP = (
 )
 
 
+#: `InputRate`: an image is taken once its stamp is this share of `1 / max_input_rate` after the last
+#: one taken, so the camera's stamp jitter does not skip the image due (a 60 Hz camera limited to 30 Hz
+#: gives every second image, never two in a row then a gap).
+RATE_TOLERANCE = 0.9
+
+
+class InputRate:
+    """`max_input_rate`: which images a stream takes, by their stamps, when the camera is faster than
+    inference (a 60-120 Hz camera): every n-th image, n the smallest whose stamp step reaches
+    `RATE_TOLERANCE / max_rate_hz`, so the frames are evenly spaced, at most ~`max_rate_hz`. Without
+    it the input queue fills and drops its oldest frames: about `queue_size` frames of latency, and
+    windows of consecutive frames with jumps between them. The live node and `vdepth-bag` take the
+    same images (a stamp going back starts over); 0 takes every image.
+    """
+
+    def __init__(self, max_rate_hz: float) -> None:
+        self.min_step_ns = round(RATE_TOLERANCE * 1e9 / max_rate_hz) if max_rate_hz > 0 else 0
+        self._last_ns: int | None = None
+
+    def take(self, stamp_ns: int) -> bool:
+        """Whether the image stamped `stamp_ns` (admitted: `ApproximateTimeSync.admit_image`) is taken."""
+        stamp_ns = int(stamp_ns)
+        if self.min_step_ns and self._last_ns is not None and 0 <= stamp_ns - self._last_ns < self.min_step_ns:
+            return False
+        self._last_ns = stamp_ns
+        return True
+
+    def reset(self) -> None:
+        """A new stream: its first image is taken."""
+        self._last_ns = None
+
+
 @dataclass
 class Pair(Generic[I, C]):
     """One image with the camera_info chosen for it."""

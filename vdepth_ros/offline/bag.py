@@ -366,6 +366,7 @@ def _frame_source(
         max_input_pixels=ros["max_input_pixels"],
         image_bit_depth=ros["image_bit_depth"],
         log_time_stamps=log_time_stamps,
+        max_input_rate=ros["max_input_rate"],
     )
 
 
@@ -380,6 +381,8 @@ def _add_run_notes(
         if kind != "resolution"
     ]
     summary.frames_in = stats.images + stats.dropped
+    if stats.thinned:
+        summary.notes.append(f"{stats.thinned} images left out by max_input_rate, as the live node would")
     summary.dropped = stats.dropped
     if topics.camera_pose:
         summary.notes.append(

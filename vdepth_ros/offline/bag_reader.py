@@ -29,7 +29,7 @@ from vdepth_ros.inputs.assembly import (
     camera_missing,
 )
 from vdepth_ros.inputs.samples import TimedSamples
-from vdepth_ros.inputs.sync import REPEATED_STAMP, ApproximateTimeSync
+from vdepth_ros.inputs.sync import REPEATED_STAMP, ApproximateTimeSync, InputRate
 from vdepth_ros.offline.bag_messages import (
     bag_path,
     decode_color_msg,
@@ -83,6 +83,7 @@ class SourceStats:
     posed_frames: int = 0
     bad_poses: int = 0
     refused_camera_infos: int = 0
+    thinned: int = 0  # images left out by max_input_rate, as the live node leaves them out
 
 
 class BagFrameSource:
@@ -137,6 +138,7 @@ class BagFrameSource:
         max_input_pixels: int = DEFAULT_MAX_INPUT_PIXELS,
         image_bit_depth: int = 0,
         log_time_stamps: bool = False,
+        max_input_rate: float = 0.0,
     ) -> None:
         self.path = bag_path(path)
         self.image_topic = image_topic
@@ -177,6 +179,7 @@ class BagFrameSource:
         self._last_info_sig: tuple | None = None
         self.sparse_depth_slop_ns = int(sparse_depth_slop_ns)
         self.log_time_stamps = log_time_stamps
+        self.max_input_rate = float(max_input_rate)
         self.unpack_dir: Path | None = None
 
     # -- open / close ------------------------------------------------------------------------
@@ -439,6 +442,9 @@ class BagFrameSource:
             self._drop(f"{REPEATED_STAMP}; --log-time-stamps uses the times the bag received them")
             return []
         matcher.last_image_stamp = stamp
+        if not matcher.input_rate.take(stamp):  # max_input_rate, as the node thins a fast camera
+            self.stats.thinned += 1
+            return []
         return matcher.sync.add_image(stamp, (msg, msgtype, t))
 
     def _release(self, matcher: _BagMatcher, pairs: list[Any], now: float, final: bool = False) -> Iterator[FrameInput]:
@@ -542,6 +548,7 @@ class _BagMatcher:
         self.pose = pose
         self._waiting: deque[Any] = deque()  # synced pairs waiting for their sparse depth or pose
         self.last_image_stamp: int | None = None  # the previous image's header stamp (the node's intake rules)
+        self.input_rate = InputRate(source.max_input_rate)
 
     def ready(self, pairs: list[Any], now: float, final: bool) -> Iterator[Any]:
         """Queue `pairs`; yield the waiting pairs, oldest first, whose samples are decided at `now`."""

@@ -28,7 +28,7 @@ from vdepth_ros.inputs.assembly import check_input_size
 from vdepth_ros.inputs.loss import InputLossMeter, PublisherSequences
 from vdepth_ros.inputs.resets import PauseRule, ReplaySpeed
 from vdepth_ros.inputs.samples import TimedSamples
-from vdepth_ros.inputs.sync import REPEATED_STAMP, ApproximateTimeSync, Pair
+from vdepth_ros.inputs.sync import REPEATED_STAMP, ApproximateTimeSync, InputRate, Pair
 from vdepth_ros.ros import conversions as conv
 from vdepth_ros.ros.diagnostics import RateMeter, Watchdog
 from vdepth_ros.ros.qos import IncompatibleQosReporter, qos_profile
@@ -115,8 +115,11 @@ class InputSide:
         self.samples: TimedSamples[Any] = TimedSamples(slop_ns, 512 if mode == "pose" else 32)
         self.loss = InputLossMeter(int(params["max_gap"] * 1e9))
         self.sequences = PublisherSequences()
-        self.rate = RateMeter()
+        self.rate = RateMeter()  # every image received
+        self.taken = RateMeter()  # the images the stream takes (not refused, not thinned by max_input_rate)
+        self._drops = RateMeter()  # frames dropped from the full queue
         self.skipped = 0
+        self.thinned = 0  # images left out by max_input_rate
         self.subscriptions: list[Any] = []
         self.image_topic = ""  # the topic the images are read from (`subscribe`)
         self.queue: DropOldestQueue[InputItem] = DropOldestQueue(params["queue_size"])
@@ -135,6 +138,7 @@ class InputSide:
         self.pauses = PauseRule(self.p["pause_flush"], self.p["max_gap"])
         # the same on the steady clock the sparse samples wait by (slower under use_sim_time's slow replay)
         self.arrival_speed = ReplaySpeed()
+        self.input_rate = InputRate(self.p["max_input_rate"])
 
     # -- subscriptions -----------------------------------------------------------------------
     def subscribe(self) -> str:
@@ -278,7 +282,6 @@ class InputSide:
             self.skipped += 1
             self._paused = True  # the stream restarts by its own gap rule when output is wanted again
             return
-        self._watchdog.input()
         self.pauses.note(self._node.get_clock().now().nanoseconds, stamp)
         self.arrival_speed.note(now, stamp)
         self._note_replay_speed()
@@ -287,10 +290,16 @@ class InputSide:
             previous, self._paused = (None if self._paused else last), False
             admitted = self.sync.admit_image(stamp, last)
             if admitted:
-                self._last_stamp = stamp
+                self._last_stamp = stamp  # (a thinned image too: gaps are measured between images received)
+            thinned = admitted and not self.input_rate.take(stamp)
+        if thinned:  # max_input_rate: not this one (no input for the watchdog: no output is due for it)
+            self.thinned += 1
+            return
+        self._watchdog.input()
         if not admitted:
             self.log.error("duplicate-stamp", f"dropping the image stamped {stamp}: {REPEATED_STAMP}")
             return
+        self.taken.tick()
         try:
             check_input_size(msg, self.p["max_input_pixels"])
         except InputError as err:
@@ -378,11 +387,24 @@ class InputSide:
             msg, arrival, previous = pair.image
             item = InputItem(pair.stamp_ns, msg, pair.info, pair.source, arrival, previous)
             if self.queue.put(item):
-                self.log.warning(
-                    "queue-full",
-                    f"input queue full ({self.queue.maxsize}): dropped the oldest frame; "
-                    f"{self.queue.dropped} dropped so far (inference slower than input)",
-                )
+                self._drops.tick()
+                self.log.warning("queue-full", self._queue_full_message())
+
+    def _queue_full_message(self) -> str:
+        """The queue-full WARN: what it costs and the fix (`max_input_rate`, with a value once the rate the
+        worker keeps up with is measured: the images taken less those dropped, over the last 5 s)."""
+        taken, dropped = self.taken.rate(), self._drops.rate()
+        kept = taken - dropped if self.queue.dropped >= self.queue.maxsize else 0.0
+        value = f" (e.g. {max(0.5, 0.8 * kept):.2g}, 80% of what it kept up with)" if kept > 0 else ""
+        limit = self.p["max_input_rate"]
+        return (
+            f"input queue full ({self.queue.maxsize}): dropped the oldest frame; {self.queue.dropped} dropped so far: "
+            f"inference is slower than the {taken:.1f} Hz of images taken"
+            + (f" (max_input_rate {limit:g})" if limit > 0 else "")
+            + f", so each frame waits behind up to {self.queue.maxsize} others and windows get uneven frame steps; "
+            f"set max_input_rate below the output rate on /diagnostics{value} for evenly spaced frames at low "
+            "latency, or lower the camera's frame rate"
+        )
 
     # -- worker side -------------------------------------------------------------------------
     def sample_for(self, item: InputItem, stop: threading.Event) -> tuple[Any, Any]:

@@ -494,7 +494,8 @@ class _DepthNodeCore:
         self.get_logger().info(
             f"stopped: {loss.received} images received{span}, {loss.lost} lost before the node{in_transport}, "
             f"{intake.queue.dropped} dropped (queue full), {intake.skipped} skipped (no subscribers), "
-            f"{self.log.errors} input errors; {held_up}published {out}"
+            + (f"{intake.thinned} thinned (max_input_rate), " if intake.thinned else "")
+            + f"{self.log.errors} input errors; {held_up}published {out}"
         )
 
     # -- tests and benchmarks ------------------------------------------------------------------

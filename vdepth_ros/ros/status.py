@@ -133,6 +133,7 @@ class StatusReporter:
             "lost in transport (of those)": intake.loss.in_transport,
             "camera period [s]": (intake.loss.period_ns or 0) / 1e9,
             "skipped (no subscribers)": intake.skipped,
+            "thinned (max_input_rate)": intake.thinned,
             "outputs dropped (subscriber not taking them)": sum(node.outputs.dropped.values()),
             "outputs slow to publish": ", ".join(f"{t} {share:.0%}" for t, share in node.outputs.slow.items())
             or "none",
@@ -180,7 +181,7 @@ class StatusReporter:
             out_dropped = values["outputs dropped (subscriber not taking them)"]
             out_drops, self._output_drops_reported = out_dropped - self._output_drops_reported, out_dropped
             level, message = level_for(
-                values["input rate [Hz]"],
+                node.intake.taken.rate(),  # (output is compared with the images taken, not those thinned)
                 values["output rate [Hz]"],
                 drops,
                 bool(getattr(node.processor.last_fit, "degenerate", False)),
