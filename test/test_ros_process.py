@@ -985,11 +985,12 @@ def _camera_stream(
     frames: list[tuple[int, int, int, CameraInfo | None]],
     settle: Callable[[], bool] = lambda: True,
     image: Callable[[np.ndarray, Header], Image] = lambda rgb, h: conv.image_msg(rgb, "rgb8", h),
+    seconds: float = 30.0,
 ) -> Callable[[Node, SingleThreadedExecutor], None]:
     """before_feed: a camera on /cam/image + /cam/camera_info publishing `frames` (stamp ns, width,
     height, the camera_info sent with it or None) as `image(rgb, header)` makes them, ~40 per second
     whatever their stamps say (the node judges rates from stamps), then spinning until `settle()` or
-    30 s."""
+    `seconds`."""
 
     def publish(peer: Node, ex: SingleThreadedExecutor) -> None:
         rel = qos_profile("reliable", 10)
@@ -1009,7 +1010,7 @@ def _camera_stream(
             end = time.monotonic() + 0.025
             while time.monotonic() < end:
                 ex.spin_once(timeout_sec=0.005)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + seconds
         while time.monotonic() < deadline and not settle():
             ex.spin_once(timeout_sec=0.05)
 
@@ -1260,6 +1261,26 @@ def test_a_full_input_queue_names_max_input_rate(tmp_path: Path) -> None:
     )
     warned = [line for line in out.splitlines() if "input queue full (" in line]
     assert warned and all("[WARN]" in line and "set max_input_rate" in line for line in warned), out
+
+
+def test_images_without_a_stamp_are_named_as_such(tmp_path: Path) -> None:
+    """A publisher that never sets header.stamp (a new message's default; cv_bridge's cv2_to_imgmsg leaves
+    it 0): the node took the first image and refused every later one as "repeating the previous image's
+    stamp", and warned that the stamps came from another clock "(its own device time?)". Now the one
+    error says the stamp is not set and how to set it, and no clock warning sends the user elsewhere."""
+    frames = [(0, 160, 120, CameraInfo(**{**_fields(CAMERA_INFO)})) for _ in range(24)]
+    _, out = run_node(
+        tmp_path,
+        ["--ros-args", "-r", "image:=/cam/image", "-r", "camera_info:=/cam/camera_info"],
+        {},
+        {"/depth": Image},
+        before_feed=_camera_stream(frames, settle=lambda: False, seconds=3.0),
+        done=lambda got: True,
+    )
+    refused = [line for line in out.splitlines() if "dropping the image stamped 0" in line]
+    assert len(refused) == 1 and "[ERROR]" in refused[0], out
+    assert "header.stamp is not set" in refused[0] and "get_clock().now().to_msg()" in refused[0], out
+    assert "another clock" not in out, out
 
 
 def _fields_of_a_resized_frame(rgb: np.ndarray, header: Header) -> Image:

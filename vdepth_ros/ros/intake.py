@@ -34,6 +34,15 @@ from vdepth_ros.ros.diagnostics import RateMeter, Watchdog
 from vdepth_ros.ros.qos import IncompatibleQosReporter, qos_profile
 from vdepth_ros.ros.worker import DropOldestQueue, RateLimitedLog
 
+#: Why images stamped 0 are dropped: their publisher never set `header.stamp` (the default of a new
+#: message, and of cv_bridge's cv2_to_imgmsg), so every image after the first repeats the stamp.
+UNSET_STAMP = (
+    "its header.stamp is not set (0; or set from a clock still at 0: a publisher with use_sim_time and no /clock), "
+    "so every image after the first repeats it: have the publisher stamp each image with its capture time (rclpy: "
+    "msg.header.stamp = node.get_clock().now().to_msg(); cv_bridge's cv2_to_imgmsg leaves it 0), and its "
+    "camera_info with the same stamp"
+)
+
 #: Where the input-loss warning sends the user (docs section written from measurements).
 ACROSS_PROCESSES = "docs/node.md#across-processes"
 
@@ -297,7 +306,8 @@ class InputSide:
             return
         self._watchdog.input()
         if not admitted:
-            self.log.error("duplicate-stamp", f"dropping the image stamped {stamp}: {REPEATED_STAMP}")
+            why = UNSET_STAMP if stamp == 0 else REPEATED_STAMP
+            self.log.error("duplicate-stamp", f"dropping the image stamped {stamp}: {why}")
             return
         self.taken.tick()
         try:

@@ -164,7 +164,8 @@ class FrameProcessor:
         self._watchdog.output()
         now = self._now_ns()
         self.latency.add((now - frame.stamp_ns) / 1e9)
-        if now and abs(now - frame.stamp_ns) > STAMP_CLOCK_MISMATCH_NS and not self._stamp_clock_warned:
+        unset = frame.stamp_ns == 0  # no clock at all: the intake names the unset header.stamp
+        if now and not unset and abs(now - frame.stamp_ns) > STAMP_CLOCK_MISMATCH_NS and not self._stamp_clock_warned:
             self._stamp_clock_warned = True  # (ROS time 0: no /clock under use_sim_time, said by the status)
             off = (now - frame.stamp_ns) / 1e9
             self.log.warning(
