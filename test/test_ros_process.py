@@ -1283,6 +1283,24 @@ def test_images_without_a_stamp_are_named_as_such(tmp_path: Path) -> None:
     assert "another clock" not in out, out
 
 
+def test_rectify_on_an_uncalibrated_camera_names_the_fix(tmp_path: Path) -> None:
+    """rectify: true with a driver that has no calibration file (K all zero): every frame is dropped, and
+    the error said only "rectify needs a calibrated camera_info (K is zero)". It now names what to do."""
+    uncalibrated = CameraInfo(width=160, height=120)
+    stamps = [1_000_000_000 + k * 50_000_000 for k in range(24)]
+    _, out = run_node(
+        tmp_path,
+        ["--ros-args", "-r", "image:=/cam/image", "-r", "camera_info:=/cam/camera_info", "-p", "rectify:=true"],
+        {},
+        {"/depth": Image},
+        before_feed=_camera_stream([(s, 160, 120, uncalibrated) for s in stamps], settle=lambda: False, seconds=2.0),
+        done=lambda got: True,
+    )
+    refused = [line for line in out.splitlines() if "K is zero" in line]
+    assert len(refused) == 1 and "[ERROR]" in refused[0], out
+    assert "camera_info_url" in refused[0] and "rectify:=false" in refused[0], out
+
+
 def _fields_of_a_resized_frame(rgb: np.ndarray, header: Header) -> Image:
     """A publisher that resized its frames for the message's fields (half the size) but sends the
     camera's full frame: `data` holds four times the rows of `step` bytes that `height` says."""

@@ -41,6 +41,13 @@ from vdepth_ros.encodings import (
 from vdepth_ros.errors import ConfigError, InputError
 from vdepth_ros.stream.cloud import CameraModel
 
+#: What to do when `rectify` cannot undistort a camera's images (each of them is dropped).
+RECTIFY_FIX = (
+    "the image is dropped: give the camera its calibration (camera_calibration's file, through the driver's "
+    "camera_info_url) or correct it, or turn rectify off (rectify:=false; vdepth-bag: without --rectify) to take "
+    "the images as they come, as image_rect"
+)
+
 #: `CameraInfo.distortion_model` values this module undoes (sensor_msgs/distortion_models.hpp).
 DISTORTION_MODELS = ("plumb_bob", "rational_polynomial", "equidistant")
 
@@ -297,9 +304,12 @@ def pinhole_input(
     """
     h, w = image.shape[:2]
     if rectifier is not None:
-        if info is None:
-            raise InputError("rectify is on, but there is no camera_info to undistort the image with")
-        view = rectifier.view(info, w, h)
+        try:
+            if info is None:
+                raise InputError("rectify is on, but there is no camera_info to undistort the image with")
+            view = rectifier.view(info, w, h)
+        except InputError as err:  # every frame of this camera would go: say what to change
+            raise InputError(f"{err}; {RECTIFY_FIX}") from None
         return view.image(image), view.camera, view
     camera = camera_from_info(info) if info is not None else None
     if camera is not None and (camera.width, camera.height) != (w, h):
