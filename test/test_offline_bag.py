@@ -693,3 +693,14 @@ def test_an_output_bag_folder_records_which_model_made_it(tmp_path: Path) -> Non
     assert custom["vdepth_ros.windows"].startswith("4 frames")
     with AnyReader([out]) as reader:  # still a bag every reader opens
         assert reader.message_count > 0
+
+
+def test_max_input_rate_leaves_out_the_images_the_live_node_leaves_out(tmp_path: Path) -> None:
+    """A 60 Hz recording with the node's `max_input_rate: 20` (params file): vdepth-bag takes every third
+    image, as the node does (`inputs.sync.InputRate`), and says how many it left out."""
+    make_bag(tmp_path / "in", n=24, fps=60.0)
+    params = {**PARAMS, "max_input_rate": 20.0}
+    s = process_bag(tmp_path / "in", tmp_path / "out", params=params, engine=make_engine(), mode="causal")
+    stamps = [stamp(m) for _, m in read_bag(tmp_path / "out")["/depth"]]
+    assert stamps == [START + round(k * 1e9 / 60) for k in range(0, 24, 3)]
+    assert any("16 images left out by max_input_rate" in note for note in s.notes), s.notes
