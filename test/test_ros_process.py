@@ -419,6 +419,25 @@ def test_image_transport_compressed_reads_the_base_topics_compressed_stream(tmp_
     assert "/cam/image_raw/compressed (compressed" in out, out
 
 
+def test_a_camera_streaming_only_compressed_images_is_named_with_the_fix(tmp_path: Path) -> None:
+    """A robot that streams only /cam/image_raw/compressed over wifi (or a bag recorded with only the
+    compressed images), the node remapped to the base topic as for any image_transport subscriber:
+    nothing arrived, and after 10 s the WARN said "nothing publishes it: remap image to the camera's
+    image topic", which it was. Now it names the compressed stream it found and image_transport:=compressed."""
+    start = time.monotonic()
+    _, out = run_node(
+        tmp_path,
+        ["--ros-args", "-r", "image:=/cam/image_raw", "-r", "camera_info:=/cam/camera_info"],
+        {},
+        {"/depth": Image},
+        before_feed=_compressed_camera("/cam/image_raw/compressed", lambda: time.monotonic() - start > 18),
+        done=lambda got: True,
+    )
+    warned = [line for line in out.splitlines() if "no image has arrived" in line]
+    assert len(warned) == 1 and "[WARN]" in warned[0], out
+    assert "'/cam/image_raw/compressed' is" in warned[0] and "set image_transport:=compressed" in warned[0], out
+
+
 def test_an_input_topic_of_another_type_is_named_with_the_fix(tmp_path: Path) -> None:
     """A compressed stream remapped to `image` under a name image_transport would not give it
     (`/cam/jpeg`), with the default transport: the node subscribes a raw Image there, DDS matches

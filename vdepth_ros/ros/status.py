@@ -86,7 +86,10 @@ class StatusReporter:
         self._no_image_warned = True
         topic = node.intake.image_topic or node.resolve_topic_name("image")
         publishers = node.count_publishers(topic)
-        if not publishers:  # the rule to write is on the node's own name (rcl applies one rule per name)
+        other = self._other_transport(topic) if not publishers else None
+        if other is not None:  # the camera is there, in the other transport (a compressed-only bag or robot)
+            why = other
+        elif not publishers:  # the rule to write is on the node's own name (rcl applies one rule per name)
             own = node.resolve_topic_name("image", only_expand=True)
             why = f"nothing publishes it: remap image to the camera's image topic (-r {own}:=/camera/color/image_raw)"
         else:
@@ -99,6 +102,28 @@ class StatusReporter:
             f"no image has arrived on '{topic}' in {self.NO_IMAGE_WARN_S:.0f} s: {why}; nothing is published "
             "until one does"
         )
+
+    def _other_transport(self, topic: str) -> str | None:
+        """What to set when nothing publishes the image topic read but its other image_transport stream is
+        published: the raw topic's `<topic>/compressed` (a robot streaming only compressed images over
+        wifi, a bag recorded with only them), or the raw base of a `.../compressed` topic read. None if
+        neither is."""
+        node = self.node
+        if topic.endswith("/compressed"):
+            base = topic[: -len("/compressed")]
+            if base and node.count_publishers(base):
+                return (
+                    f"nothing publishes it, but its raw stream '{base}' is published: set image_transport:=raw "
+                    f"(and remap image to {base})"
+                )
+            return None
+        compressed = topic.rstrip("/") + "/compressed"
+        if node.count_publishers(compressed):
+            return (
+                f"nothing publishes it, but its compressed stream '{compressed}' is (sensor_msgs/CompressedImage, "
+                "image_transport's name for it): set image_transport:=compressed to read that one"
+            )
+        return None
 
     def _check_shared_outputs(self) -> None:
         """WARN once when another node publishes on this node's output topics (two cameras' nodes in
