@@ -57,14 +57,6 @@ MAIN_TOPICS = ("depth", "disparity", "points", "depth/camera_info", "depth/image
 OUTPUT_TOPICS = (*MAIN_TOPICS, *(f"provisional/{t}" for t in MAIN_TOPICS), "~/depth_colormap")
 
 
-def camera_info_topic(image_topic: str) -> str:
-    """image_transport's camera_info topic of an (expanded) image topic: its parent namespace's `camera_info`
-    (`getCameraInfoTopic` in image_transport's camera_common.cpp, used by every CameraSubscriber and
-    CameraPublisher: RViz's Camera and DepthCloud displays, depth_image_proc, image_proc); `/depth` -> `/camera_info`,
-    `/depth/image_rect` -> `/depth/camera_info`."""
-    return image_topic.rstrip("/").rpartition("/")[0] + "/camera_info"
-
-
 def output_topic(node: Node, topic: str) -> str:
     """The resolved name of the node's `topic` (an output's: one of `OUTPUT_TOPICS`).
 
@@ -74,9 +66,10 @@ def output_topic(node: Node, topic: str) -> str:
     remap rule matches one name only, so before they stayed on `/depth/camera_info`).
 
     `depth/image_rect` (and its provisional one) goes beside wherever `depth/camera_info` resolves, unless it is
-    remapped itself: the pair image_transport's rule (`camera_info_topic`) finds from the image. `/depth` is no such
-    pair (its rule's camera_info is `/camera_info`, the node's input, whose size and intrinsics are the camera's, not
-    those of depth with `output_resolution: model` or `max_output_width`)."""
+    remapped itself: the pair image_transport finds from the image (its `getCameraInfoTopic`, camera_common.cpp, used
+    by every CameraSubscriber: RViz's Camera and DepthCloud displays, depth_image_proc: the image's parent namespace's
+    `camera_info`). `/depth` is no such pair (its rule's camera_info is `/camera_info`, the node's input, whose size and
+    intrinsics are the camera's, not those of depth with `output_resolution: model` or `max_output_width`)."""
     resolved = node.resolve_topic_name(topic)
     if resolved != node.resolve_topic_name(topic, only_expand=True):
         return resolved  # remapped itself
