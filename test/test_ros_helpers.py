@@ -280,3 +280,41 @@ def test_name_clash_is_rejected():
 
     with pytest.raises(ConfigError, match="queue_size"):
         P.all_param_specs(Bad)
+
+
+@pytest.mark.parametrize(
+    ("remaps", "namespace", "image_rect"),
+    [
+        ([], None, "/depth/image_rect"),
+        (["depth:=/front_cam/depth"], None, "/front_cam/depth/image_rect"),  # follows depth, as its camera_info
+        ([], "/robot", "/robot/depth/image_rect"),
+        (["depth/camera_info:=/cam/depth/camera_info"], None, "/cam/depth/image_rect"),  # beside the camera_info
+        (["depth/camera_info:=/cam/info"], None, "/depth/image_rect"),  # no camera_info name: beside depth
+        (["depth/image_rect:=/x/y"], None, "/x/y"),  # remapped itself
+        (["depth:=/cam/depth/image_rect", "depth/camera_info:=/cam/depth/camera_info"], None, None),  # depth is there
+    ],
+)
+def test_depth_image_rect_goes_where_image_transport_looks_for_the_image_of_depth_camera_info(
+    remaps: list[str], namespace: str | None, image_rect: str | None
+) -> None:
+    """image_transport takes the camera_info of an image topic from its parent namespace: the node's depth/image_rect
+    is the image of wherever its depth/camera_info goes, and is left out where depth itself is that image (else the
+    one topic would carry every depth image twice)."""
+    import rclpy
+    from rclpy.node import Node
+
+    from vdepth_ros.ros.outputs import output_topic, pair_is_needed
+
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, args=["--ros-args", *(a for r in remaps for a in ("-r", r))] if remaps else None)
+    try:
+        node = Node("depth_node", namespace=namespace, context=ctx)
+        assert pair_is_needed(node) == (image_rect is not None)
+        if image_rect is not None:
+            assert output_topic(node, "depth/image_rect") == image_rect
+            info = output_topic(node, "depth/camera_info")
+            if info.endswith("/camera_info") and not any(r.startswith("depth/image_rect:=") for r in remaps):
+                assert info.rpartition("/")[0] == image_rect.rpartition("/")[0]  # the pair
+        node.destroy_node()
+    finally:
+        rclpy.shutdown(context=ctx)
