@@ -180,12 +180,10 @@ def test_three_processes_deliver_every_published_frame_and_exit_cleanly(
         assert int(published[topic]) == len(got[topic]) > 0.5 * received, (topic, published, len(got[topic]), missing)
         assert got[topic] == sorted(set(got[topic]))
         # what DDS lost before the node is counted: every frame between the first and the last image the
-        # node received is received or lost (frames before the first or after the last cannot be seen);
-        # the camera's period is estimated from the stamps, which needs ~10 % of the frames to arrive
+        # node received is received or lost (frames before the first or after the last cannot be seen),
+        # by the camera publisher's sequence numbers, however few arrive (from the stamps alone it needed
+        # ~10 % of them: a starved machine, at load 9 with two cameras, delivered 16 of 300)
         span = round((float(s["last"]) - float(s["first"])) * RATE) + 1
         assert span >= 0.8 * sent, (span, sent, s)  # the node saw the stream from start to end
-        if received >= 0.1 * span:
-            assert abs(received + lost - span) <= 1, (sent, span, received, lost)
-        else:  # a starved machine (seen at load 9 with two cameras: 16 of 300 arrived)
-            assert lost > 0 and received + lost <= span, (sent, span, received, lost)
+        assert received + lost == span, (sent, span, received, lost)
     print(f"{mode}: sent {sent} per camera; node summaries: {[m.group(0) for m in SUMMARY.finditer(node_out)]}")
