@@ -144,6 +144,13 @@ def check_model_files(model: str | Path) -> list[Path]:
         raise ModelLoadError(f"{path}: does not exist (expected a model folder, .onnx or .engine file)")
     checked: list[Path] = []
     files = [path] if path.is_file() else [f for f in sorted(path.iterdir()) if _loaded_from_folder(f)]
+    try:  # the same files, unchanged since they passed (a tool checks before its outputs, the pipeline again)
+        specs = [f.with_name(f.name + ".json") for f in files]  # a single graph's spec is not in `files`
+        signature = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in [*files, *specs] if f.exists())
+    except OSError:
+        signature = None
+    if signature is not None and _PASSED.get(str(path.absolute()), (None,))[0] == signature:
+        return list(_PASSED[str(path.absolute())][1])
     for file in files:
         check = {
             "config.json": _check_config,
@@ -162,7 +169,13 @@ def check_model_files(model: str | Path) -> list[Path]:
         except OSError as err:
             raise ModelFileError(file, f"cannot be read ({err})") from None
         checked.append(file)
+    if signature is not None:
+        _PASSED[str(path.absolute())] = (signature, tuple(checked))
     return checked
+
+
+#: model path -> (its files' (name, size, mtime) when they last passed, the files checked)
+_PASSED: dict[str, tuple[tuple[tuple[str, int, int], ...], tuple[Path, ...]]] = {}
 
 
 def checked_model(model: str, params_file: str | Path | None = None) -> str:
