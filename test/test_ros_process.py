@@ -509,6 +509,35 @@ def test_the_bundled_params_file_nested_under_a_namespace_by_nav2_is_refused_wit
     assert "RewrittenYaml(root_key=...)" in lines[0] and "without root_key" in lines[0], lines[0]
 
 
+def test_launch_arguments_a_launch_tool_wrote_as_strings_are_named_with_the_fix(tmp_path: Path) -> None:
+    """RewrittenYaml(param_rewrites={"use_sim_time": LaunchConfiguration(...)}) without convert_types=True
+    writes the launch argument as the string 'True' into its temporary copy: the node stopped with rclpy's
+    "InvalidParameterTypeException: Trying to set parameter 'use_sim_time' to 'True' of type 'STRING',
+    expecting type 'BOOL'", and for its own parameters told the user to remove quotes they never wrote.
+    Now both say what the value must be, that the file is a launch tool's copy and the fix."""
+    import tempfile
+
+    script = Path(sys.executable).parent / "vdepth-node"
+    if not script.is_file():
+        pytest.skip("vdepth-node console script not installed")
+    seen = {}
+    for name, value in [("use_sim_time", "'True'"), ("far", "'6.0'")]:
+        with tempfile.NamedTemporaryFile("w", delete=False) as copy:  # as RewrittenYaml writes its copy
+            copy.write(f"/**:\n  ros__parameters:\n    model: /no/such/model\n    {name}: {value}\n")
+        try:
+            res = subprocess.run([str(script), "--ros-args", "--params-file", copy.name], capture_output=True,
+                                 text=True, timeout=60, env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+        finally:
+            Path(copy.name).unlink()
+        lines = [line for line in res.stderr.splitlines() if line.strip()]
+        assert res.returncode == 2 and len(lines) == 1, res.stderr
+        seen[name] = lines[0]
+    assert seen["use_sim_time"].startswith("invalid configuration: use_sim_time must be true or false, got 'True'")
+    assert seen["far"].startswith("invalid configuration: far must be a number, got '6.0'")
+    for line in seen.values():
+        assert "is a temporary copy a launch tool wrote" in line and "convert_types=True" in line, line
+
+
 @pytest.mark.parametrize("remap", ["depth:=/depth", "points:=/robot/points", "depth_node:disparity:=/disp"])
 def test_a_remap_that_merges_the_cameras_outputs_is_refused_before_the_model_loads(tmp_path: Path, remap: str) -> None:
     """`vdepth-node --cameras front rear --ros-args -r depth:=/depth`: a relative rule applies to every

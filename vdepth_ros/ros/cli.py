@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import sys
 import threading
@@ -194,7 +195,7 @@ def run(args: list[str] | None = None) -> int:
         print(f"vdepth-node: stopped by {stop} during start-up (nothing was published)", file=sys.stderr)
         return 0
     except ConfigError as err:
-        print(f"invalid configuration: {err}", file=sys.stderr)
+        print(f"invalid configuration: {err}{_rewritten_strings_hint(err, argv)}", file=sys.stderr)
         return 2
     except VdepthError as err:  # a bad file, a model that cannot load, a missing backend...
         print(f"cannot start: {err}", file=sys.stderr)
@@ -202,6 +203,10 @@ def run(args: list[str] | None = None) -> int:
     except Exception as err:  # anything else at start-up: one line; the traceback at --log-level debug
         if nodes:
             raise
+        problem = _rclpy_parameter_type(err)
+        if problem is not None:  # rclpy's own parameters (use_sim_time), refused in rclpy's words
+            print(f"invalid configuration: {problem}{_rewritten_strings_hint(problem, argv)}", file=sys.stderr)
+            return 2
         print(f"cannot start: {type(err).__name__}: {err}", file=sys.stderr)
         _debug_traceback()
         return 2
@@ -209,6 +214,39 @@ def run(args: list[str] | None = None) -> int:
         _close(nodes, pool)
         startup.PARAMS_FILES.clear()  # this run's files: not another run's in the same process (tests)
     return 0
+
+
+_RCLPY_TYPE = re.compile(r"Trying to set parameter '(.+?)' to '(.*)' of type '(\w+)', expecting type '(\w+)'", re.S)
+
+
+def _rclpy_parameter_type(err: Exception) -> str | None:
+    """rclpy's refusal of a value for one of its own parameters (`use_sim_time: 'true'` in a params file:
+    "InvalidParameterTypeException: Trying to set parameter 'use_sim_time' to 'true' of type 'STRING',
+    expecting type 'BOOL'") in the words of the node's own parameters; None for anything else."""
+    from rclpy.exceptions import InvalidParameterTypeException
+
+    from vdepth_ros.values import type_problem
+
+    match = _RCLPY_TYPE.match(str(err)) if isinstance(err, InvalidParameterTypeException) else None
+    kinds = {"BOOL": bool, "INTEGER": int, "DOUBLE": float, "STRING": str}
+    if match is None or match.group(3) != "STRING" or match.group(4) not in kinds:
+        return None
+    problem = type_problem(kinds[match.group(4)], match.group(2))  # the value is the text shown
+    return None if problem is None else f"{match.group(1)} must be {problem}"
+
+
+def _rewritten_strings_hint(err: object, argv: list[str]) -> str:
+    """For a value refused as a string, when a params file is a temporary copy a launch tool wrote: such
+    tools write launch arguments as strings (the user never wrote the quotes)."""
+    from vdepth_ros.runtime.registry import is_rewritten_params_file
+
+    copies = [f for f in params_files(argv) if is_rewritten_params_file(f)]
+    if "a string" not in str(err) or not copies:
+        return ""
+    return (
+        f"; {copies[-1]} is a temporary copy a launch tool wrote, which gives launch arguments as strings: with "
+        "Nav2's RewrittenYaml pass convert_types=True, or give the value its type in the launch file"
+    )
 
 
 def _debug_traceback() -> None:
