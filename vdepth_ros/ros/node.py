@@ -442,7 +442,8 @@ class _DepthNodeCore:
                 problem = None if current is None else type_problem(kind_of(current), param.value)
                 if problem is not None:
                     return f"{param.name} must be {problem}; e.g. ros2 param set {node} {param.name} {current!r}"
-                if param.name.startswith("qos_overrides.") and not self._unchanged_read_only(param):
+                declared = self.has_parameter(param.name)  # not yet while a publisher declares it
+                if param.name.startswith("qos_overrides.") and declared and not self._unchanged_read_only(param):
                     return (  # rclpy's words: "Trying to set a read-only parameter"
                         f"{param.name}: a publisher's QoS is read when the node starts; restart required (set it "
                         f"with -p {param.name}:=... or in the params file)"
