@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,11 @@ def test_docs_list_every_parameter(repo_root: Path) -> None:
     text = (repo_root / "docs" / "node.md").read_text()
     for spec in node_param_specs():
         assert f"`{spec.name}`" in text, spec.name
+    # the tables' runtime column is what `ros2 param set` meets: "yes" applied live, "restart" refused
+    runtime = dict(re.findall(r"^\| `([a-z_]+)` \| [^|]+ \| [^|]+ \| (yes|restart) \|", text, re.M))
+    assert {n: runtime.get(n) for n in (s.name for s in node_param_specs())} == {
+        s.name: "yes" if s.dynamic else "restart" for s in node_param_specs()
+    }
     for topic in (
         "`image`",
         "`camera_info`",
