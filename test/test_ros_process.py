@@ -343,19 +343,37 @@ def test_managed_node_cycled_from_another_process_runs_again_and_logs_each_confi
     """A bring-up manager cycles the node (configure, activate, deactivate, cleanup, configure,
     activate) and sends a transition the state does not have: that one is refused, the node then
     publishes again, and the second configure's log line gives its own model load and warm-up
-    (it used to repeat the process's start-up line with every configure's times added up)."""
+    (it used to repeat the process's start-up line with every configure's times added up). The
+    restart-only parameters are read-only (rqt_reconfigure greys them out) while it is configured, and
+    writable again once it is cleaned up."""
     from lifecycle_msgs.msg import State, Transition
+    from rclpy.parameter import Parameter
+    from rclpy.parameter_client import AsyncParameterClient
 
     refused: list[bool] = []
+    read_only: list[tuple[bool, bool]] = []  # (far, watchdog_timeout) as rqt_reconfigure reads them
+    far_set: list[Any] = []
 
     def cycle(peer: Node, ex: SingleThreadedExecutor) -> None:
         lifecycle = LifecycleClient(peer, ex)
+        params = AsyncParameterClient(peer, "/depth_node")
+        assert params.wait_for_services(timeout_sec=60)
+
+        def described() -> None:
+            found = _param_call(ex, lambda: params.describe_parameters(["far", "watchdog_timeout"])).descriptors
+            read_only.append((found[0].read_only, found[1].read_only))
+
+        described()  # unconfigured: every parameter can be set
         lifecycle.go(Transition.TRANSITION_CONFIGURE, State.PRIMARY_STATE_INACTIVE)
+        described()  # configured: the restart-only ones are read-only
         lifecycle.go(Transition.TRANSITION_ACTIVATE, State.PRIMARY_STATE_ACTIVE)
         lifecycle.go(Transition.TRANSITION_DEACTIVATE, State.PRIMARY_STATE_INACTIVE)
         lifecycle.go(Transition.TRANSITION_CLEANUP, State.PRIMARY_STATE_UNCONFIGURED)
+        described()  # cleaned up: writable again, for the next configure
+        far_set.append(_param_call(ex, lambda: params.set_parameters([Parameter("far", value=7.0)])).results[0])
         refused.append(lifecycle.refused(Transition.TRANSITION_ACTIVATE))  # unconfigured has no activate
         lifecycle.go(Transition.TRANSITION_CONFIGURE, State.PRIMARY_STATE_INACTIVE)
+        described()
         lifecycle.go(Transition.TRANSITION_ACTIVATE, State.PRIMARY_STATE_ACTIVE)
 
     got, out = run_node(
@@ -366,6 +384,8 @@ def test_managed_node_cycled_from_another_process_runs_again_and_logs_each_confi
         before_feed=cycle,
     )
     assert refused == [True] and got["/depth"], out
+    assert read_only == [(False, False), (True, False), (False, False), (True, False)], read_only
+    assert far_set[0].successful, far_set[0].reason
     assert out.count("start-up: ") == 1 and out.count("configured: model load") == 1, out
     assert "Traceback" not in out
 

@@ -247,6 +247,7 @@ class _DepthNodeCore:
         self.diag_timer = None
         self.hurry = threading.Event()  # a second signal: stop waiting for anything
         self._configured = True
+        self._mark_restart_only(True)
         loaded_here = self._owns_engine or engine_pool is not None
         if not self._configures:
             if self._owns_engine or (engine_pool is not None and not self._process_logs_startup):
@@ -369,6 +370,7 @@ class _DepthNodeCore:
             self.engine_pool.release(self.pipeline.engine)
         self.pipeline = None
         self._configured = False
+        self._mark_restart_only(False)
 
     def set_parameters_atomically(self, parameter_list: list[Parameter]) -> SetParametersResult:
         """rclpy's, with the package's reasons first: `ros2 param set` (the SetParameters service calls
@@ -388,16 +390,19 @@ class _DepthNodeCore:
             return SetParametersResult(successful=True)
         return super().set_parameters_atomically(changing)  # type: ignore[misc]
 
-    def _mark_restart_only(self) -> None:
-        """Describe every parameter that cannot change while the node runs as read-only (`ros2 param
-        describe`: "Read only: true"), so rqt_reconfigure greys it out: it showed the new value in an
-        editable field while the node refused it (rqt drops the refusal's reason). A managed node leaves
-        them settable: it reads them again at its next configure."""
+    def _mark_restart_only(self, configured: bool) -> None:
+        """Describe every parameter that cannot change while the node is configured as read-only (`ros2
+        param describe`: "Read only: true"), so rqt_reconfigure greys it out: it showed the new value in
+        an editable field while the node refused it (rqt drops the refusal's reason); writable again
+        when a managed node is cleaned up (its next configure reads them)."""
         for spec in self._specs.values():
-            if not spec.dynamic:
-                fixed = copy.copy(self.describe_parameter(spec.name))  # as declared: its type, range, text
-                fixed.read_only = True
-                self.set_descriptor(spec.name, fixed)
+            if spec.dynamic:
+                continue
+            marked = copy.copy(self.describe_parameter(spec.name))  # as declared: its type, range, text
+            marked.read_only = configured
+            # rclpy's set_descriptor refuses to touch a read-only parameter's descriptor at all, so the
+            # node's descriptor table is written directly (what set_descriptor stores, the value unchanged)
+            self._descriptors[spec.name] = marked
 
     def _unchanged_read_only(self, param: Parameter) -> bool:
         """A read-only parameter set to the value it has (`ros2 param load` of the node's own dump, rqt's
@@ -548,7 +553,6 @@ class DepthNode(_DepthNodeCore, Node):
         Node.__init__(self, node_name, **kwargs)
         self._declare_params()
         self._configure(engine, engine_pool)
-        self._mark_restart_only()
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._activate(start_worker)
 
