@@ -408,6 +408,25 @@ def test_a_folder_of_mixed_sizes_is_one_warning_per_size_and_a_summary_line(
     assert "dropped 1 frame(s) of 128x96" in s.format()
 
 
+def test_a_video_cut_short_says_how_much_of_it_was_read(tmp_path: Path) -> None:
+    """A clip whose copy was interrupted (the second half of the file missing) gave a depth output
+    of its first half, with a summary as if that were the whole clip."""
+    clip = tmp_path / "clip.mkv"
+    vw = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 15.0, (W, H))
+    for rgb in synthetic_frames(40, H, W):
+        vw.write(np.ascontiguousarray(rgb[..., ::-1]))
+    vw.release()
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(clip.read_bytes()[: clip.stat().st_size // 2])
+    s = process_video(cut, tmp_path / "out", params={}, engine=make_engine(), preview=False)
+    assert 10 < s.frames_out < 30
+    assert f"cut.mkv ended after {s.frames_out} of the 40 frames its header declares" in s.format()
+    whole = process_video(clip, tmp_path / "out2", params={}, engine=make_engine(), preview=False)
+    assert whole.frames_out == 40 and "ended after" not in whole.format()
+    limited = process_video(clip, tmp_path / "out3", params={}, engine=make_engine(), preview=False, max_frames=10)
+    assert "ended after" not in limited.format()
+
+
 def _calibration(path: Path, width: int, height: int, k: list[float]) -> Path:
     path.write_text(
         f"image_width: {width}\nimage_height: {height}\ncamera_matrix: {{rows: 3, cols: 3, data: {k}}}\n"

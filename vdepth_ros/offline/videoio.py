@@ -112,6 +112,7 @@ class VideoFrameSource:
         self.max_frames = max_frames
         self.fps = float(fps or 30.0)
         self.frame_count: int | None = None
+        self.declared_frames: int | None = None  # a video file's frame count by its header (an estimate for some)
         self.size: tuple[int, int] | None = None  # (width, height)
         self.dropped = 0
         self.drop_reasons: dict[str, int] = {}  # why -> frames dropped for it (`drop_notes`)
@@ -148,7 +149,7 @@ class VideoFrameSource:
             if self.requested_fps is None and native > 0:
                 self.fps = native
             count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-            self.frame_count = count if count > 0 else None
+            self.frame_count = self.declared_frames = count if count > 0 else None
             w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
             self.size = (w, h) if w > 0 and h > 0 else None
         if self.max_frames is not None and self.frame_count is not None:
@@ -249,8 +250,15 @@ class VideoFrameSource:
         return f"{w}x{h}" + (f" as the first image {self.first_frame}" if self.first_frame else " as the first frame")
 
     def drop_notes(self) -> list[str]:
-        """The summary's lines for the frames dropped, one per reason."""
+        """The summary's lines for the frames dropped, one per reason, and for a video file that ended
+        well before the frame count its header declares (cut short: a copy or a recording interrupted)."""
         notes = []
+        declared, seen = self.declared_frames, self.frames_read + self.dropped
+        if declared and self.max_frames is None and seen < 0.95 * declared - 1:
+            notes.append(
+                f"{self.path.name} ended after {seen} of the {declared} frames its header declares: is the file "
+                "cut short (a copy or a recording interrupted)? Only the frames before the cut were read"
+            )
         for why, count in self.drop_reasons.items():
             if why == "cannot be decoded":
                 notes.append(f"dropped {count} frame(s) that cannot be decoded")
