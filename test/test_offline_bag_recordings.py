@@ -394,3 +394,23 @@ def test_a_topic_whose_definition_rosbags_cannot_use_is_named_not_a_traceback(
 
     with AnyReader([out]) as r:
         assert {"/image", "/camera_info", "/depth"} <= {c.topic for c in r.connections}
+
+
+def test_a_split_recording_copied_in_part_is_read_from_the_files_there(tmp_path: Path) -> None:
+    """A split recording whose metadata.yaml lists a file that was not copied (only the first parts
+    taken off the robot) failed as "truncated or corrupt", although the files there are whole."""
+    import yaml
+
+    rec = _split_recording(tmp_path / "rec", "mcap")
+    part = tmp_path / "part"
+    write_image_bag(part, synthetic_frames(8, 36, 52), start_ns=START)
+    meta = yaml.safe_load((part / "metadata.yaml").read_text())
+    info = meta["rosbag2_bagfile_information"]
+    names = [f"rec_{k}.mcap" for k in range(3)]
+    info["relative_file_paths"] = names
+    info["files"] = [dict(info["files"][0], path=name) for name in names]
+    (rec / "metadata.yaml").write_text(yaml.safe_dump(meta))
+    (rec / "rec_2.mcap").unlink()
+    summary = process_bag(rec, tmp_path / "out", params=PARAMS, engine=_engine())
+    assert summary.frames_in == 16 and summary.frames_out == 16
+    assert any("rec_2.mcap: copied in part?" in n and "2 storage files" in n for n in summary.notes), summary.notes

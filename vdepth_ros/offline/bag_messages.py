@@ -349,6 +349,10 @@ def _metadata_problem(err: Exception) -> str | None:
     newer = re.search(r"version (\d+) not supported", text)
     if newer:
         return f"has a metadata.yaml of version {newer.group(1)}, newer than the installed rosbags reads"
+    missing = re.search(r"Some database files are missing: \[(.*)\]", text)
+    if missing:  # a split recording copied in part
+        names = ", ".join(Path(n.strip(" '\"")).name for n in missing.group(1).split(","))
+        return f"lacks storage files its metadata.yaml lists ({names}: copied in part?)"
     if re.search(r"Could not load YAML|metadata key is missing|Invalid bag metadata|Could not read metadata", text):
         return f"has a metadata.yaml that cannot be used ({text.rstrip('.')})"
     return None
