@@ -133,10 +133,10 @@ def open_reader(
     sources = [
         _storage_files(p, "has no metadata.yaml", notes) if _is_folder_without_metadata(p) else [p] for p in paths
     ]
-    wal = _WalCopies(unpack_dir, notes)
+    copies = _ReadableCopies(unpack_dir, notes)
     try:
         try:
-            return wal.owned_by(_open_any(wal.folded(sources), typestore, unpack_dir))
+            return copies.owned_by(_open_any(copies.readable(sources), typestore, unpack_dir))
         except BagReadError:
             raise
         except Exception as err:  # AnyReaderError/ReaderError, or sqlite/mcap/yaml internals on damaged files
@@ -149,14 +149,17 @@ def open_reader(
                 for p, group in zip(paths, sources, strict=True)
             ]
         try:
-            return wal.owned_by(_open_any(wal.folded(sources), typestore, unpack_dir))
+            return copies.owned_by(_open_any(copies.readable(sources), typestore, unpack_dir))
         except BagReadError:
             raise
         except Exception as err:
             raise storage_error(paths[0], err, [f for group in sources for f in group], unpack_dir) from err
     except BaseException:
-        wal.remove()
+        copies.remove()
         raise
+
+
+MCAP_MAGIC = b"\x89MCAP0\r\n"
 
 
 def _wal_of(db3: Path) -> Path | None:
@@ -168,15 +171,75 @@ def _wal_of(db3: Path) -> Path | None:
         return None
 
 
-class _WalCopies:
-    """Copies of `.db3` files with their write-ahead log folded in, for reading.
+def _cut_off_mcap(path: Path) -> bool:
+    """An MCAP file that starts as one but does not end with its closing magic: cut off where the
+    recorder was killed, or still being written."""
+    if path.suffix != ".mcap" or not path.is_file():
+        return False
+    try:
+        with path.open("rb") as f:
+            head = f.read(len(MCAP_MAGIC))
+            f.seek(max(0, path.stat().st_size - len(MCAP_MAGIC)))
+            tail = f.read()
+    except OSError:
+        return False
+    return head == MCAP_MAGIC and tail != MCAP_MAGIC
 
-    rosbag2's sqlite3 storage with `storage_preset_profile: resilient` writes through a write-ahead
-    log (`name.db3-wal`) that is folded into the `.db3` file when the recorder closes it. While the
-    recorder runs, or after it was killed, the newest messages are only in that log, which rosbags
-    does not read (it opens the file as immutable): they were silently missing. The file and its
-    log are copied into `unpack_dir` (a tool's scratch folder beside its output; None: a temporary
-    folder in TMPDIR, removed with the reader) and folded together there; the input is not touched.
+
+def _needs_copy(path: Path) -> bool:
+    return _wal_of(path) is not None or _cut_off_mcap(path)
+
+
+def _recover_mcap(src: Path, dst: Path) -> int:
+    """Write the schemas, channels and whole messages of a cut-off MCAP file `src` into a complete
+    MCAP file `dst` (what `mcap recover` does); returns the number of messages."""
+    from mcap.records import Channel, Header, Message, Schema
+    from mcap.stream_reader import StreamReader
+    from mcap.writer import CompressionType, Writer
+
+    schemas: dict[int, int] = {}
+    channels: dict[int, int] = {}
+    count = 0
+    with src.open("rb") as f, dst.open("wb") as g:
+        writer = Writer(g, compression=CompressionType.LZ4)
+        started = False
+        try:
+            for record in StreamReader(f).records:
+                if isinstance(record, Header):
+                    writer.start(profile=record.profile, library=record.library)
+                    started = True
+                elif isinstance(record, Schema) and record.id not in schemas:
+                    schemas[record.id] = writer.register_schema(record.name, record.encoding, record.data)
+                elif isinstance(record, Channel) and record.id not in channels:
+                    channels[record.id] = writer.register_channel(
+                        record.topic, record.message_encoding, schemas.get(record.schema_id, 0), record.metadata
+                    )
+                elif isinstance(record, Message) and record.channel_id in channels:
+                    writer.add_message(
+                        channels[record.channel_id], record.log_time, record.data, record.publish_time, record.sequence
+                    )
+                    count += 1
+        except Exception:  # the cut: a record or chunk cut short (EndOfFile, a length past the end, ...)
+            pass
+        if not started:
+            writer.start(profile="ros2", library="vdepth_ros")
+        writer.finish()
+    return count
+
+
+class _ReadableCopies:
+    """Readable copies of storage files rosbags cannot read whole, for a recording still being
+    written or whose recorder was killed; the input is not touched.
+
+    - A `.db3` file with messages in its write-ahead log: rosbag2's sqlite3 storage with
+      `storage_preset_profile: resilient` writes through `name.db3-wal`, folded into the file when
+      the recorder closes it. rosbags opens the file as immutable, which ignores the log: its newest
+      messages were silently missing. The file and its log are copied and folded together.
+    - An `.mcap` file without its closing records (no footer, no summary): rosbags refused it. Its
+      whole messages are written into a complete MCAP file (`mcap recover`'s work).
+
+    The copies go into `unpack_dir` (a tool's scratch folder beside its output; None: a temporary
+    folder in TMPDIR, removed with the reader).
     """
 
     def __init__(self, unpack_dir: Path | None, notes: list[str] | None) -> None:
@@ -184,57 +247,68 @@ class _WalCopies:
         self.folder: Path | None = None
         self._copies: dict[Path, Path] = {}
 
-    def folded(self, sources: list[list[Path]]) -> list[list[Path]]:
-        """`sources` with each `.db3` file that has a write-ahead log replaced by a folded copy; a bag
-        folder holding such a file is read from its storage files (its metadata.yaml, if any, was
-        written before the log's messages)."""
+    def readable(self, sources: list[list[Path]]) -> list[list[Path]]:
+        """`sources` with each storage file rosbags cannot read whole replaced by a readable copy; a
+        bag folder holding such a file is read from its storage files (its metadata.yaml, if any,
+        was written before them)."""
         out = []
         for group in sources:
             files: list[Path] = []
             for f in group:
-                if f.is_dir() and any(_wal_of(p) for p in _expand_folders([f])):
-                    problem = "is still being recorded, or its recorder was killed (a .db3-wal beside it)"
-                    files += _storage_files(f, problem, self.notes) if (f / "metadata.yaml").exists() else [f]
+                if f.is_dir() and (f / "metadata.yaml").exists() and any(map(_needs_copy, _expand_folders([f]))):
+                    problem = "is still being recorded, or its recorder was killed"
+                    files += _storage_files(f, problem, self.notes)
                 else:
                     files.append(f)
-            out.append([self._copy(f) if _wal_of(f) else f for f in files])
+            out.append([self._copy(f) if _needs_copy(f) else f for f in files])
         return out
 
-    def _copy(self, db3: Path) -> Path:
-        if db3 in self._copies:
-            return self._copies[db3]
-        wal = _wal_of(db3)
-        assert wal is not None
+    def _copy(self, path: Path) -> Path:
+        if path in self._copies:
+            return self._copies[path]
         if self.folder is None:
             if self.unpack_dir is not None:
                 self.unpack_dir.mkdir(parents=True, exist_ok=True)
-            self.folder = Path(tempfile.mkdtemp(prefix="vdepth-wal-", dir=self.unpack_dir))
-        copy = self.folder / str(len(self._copies)) / db3.name
+            self.folder = Path(tempfile.mkdtemp(prefix="vdepth-copy-", dir=self.unpack_dir))
+        copy = self.folder / str(len(self._copies)) / path.name
+        wal = _wal_of(path)
         try:
             copy.parent.mkdir()
-            shutil.copyfile(wal, copy.with_name(copy.name + "-wal"))  # the log first: a recorder may fold it meanwhile
-            shutil.copyfile(db3, copy)
-            with closing(sqlite3.connect(copy)) as con:  # opening it folds the log in
-                con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-                con.execute("PRAGMA journal_mode=DELETE")
+            if wal is not None:
+                shutil.copyfile(wal, copy.with_name(copy.name + "-wal"))  # the log first: a recorder may fold it
+                shutil.copyfile(path, copy)
+                with closing(sqlite3.connect(copy)) as con:  # opening it folds the log in
+                    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                    con.execute("PRAGMA journal_mode=DELETE")
+                note = (
+                    f"{path.name} has messages in {wal.name} not yet written into it (a recording still being "
+                    "written, or its recorder killed, with storage preset resilient): read a copy with them"
+                )
+            else:
+                n = _recover_mcap(path, copy)
+                if n == 0:
+                    raise BagReadError(
+                        f"{path}: cannot read {path.name}, it looks truncated or corrupt (it ends before its first "
+                        "whole chunk of messages: a recording killed, or still being written, that soon?)"
+                    )
+                note = (
+                    f"{path.name} is cut off (no MCAP footer: a recording still being written, or its recorder "
+                    f"killed): read the {n} whole messages before the cut from a recovered copy"
+                )
         except OSError as err:
             fix = (
-                "a .db3 recorded with its messages still in its -wal file is copied there whole to read them; "
+                "a storage file a recorder did not close is copied there whole to read it; "
                 + ("free space on that disk or choose an output on a disk with room" if self.unpack_dir else
                    "set TMPDIR to a folder on a disk with room for it")
             )  # fmt: skip
             full = disk_full_error(err, self.folder, fix)
-            raise BagReadError(f"{db3}: {full or err}") from err
+            raise BagReadError(f"{path}: {full or err}") from err
         except sqlite3.Error as err:
-            raise BagReadError(f"{db3}: cannot fold {wal.name} into a copy of it ({err})") from err
-        note = (
-            f"{db3.name} has messages in {wal.name} not yet written into it (a recording still being written, "
-            "or its recorder killed, with storage preset resilient): read a copy with them"
-        )
+            raise BagReadError(f"{path}: cannot fold {path.name}-wal into a copy of it ({err})") from err
         log.warning("%s", note)
         if self.notes is not None:
             self.notes.append(note)
-        self._copies[db3] = copy
+        self._copies[path] = copy
         return copy
 
     def owned_by(self, reader: AnyReader) -> AnyReader:
