@@ -408,6 +408,16 @@ def test_a_folder_of_mixed_sizes_is_one_warning_per_size_and_a_summary_line(
     assert "dropped 1 frame(s) of 128x96" in s.format()
 
 
+def test_hidden_files_in_a_folder_are_not_frames(tmp_path: Path) -> None:
+    """Frames copied from a Mac onto a USB stick get a hidden "._frame_N.png" beside each: every one
+    was counted as an input frame that cannot be decoded (frames in doubled, a drop per frame)."""
+    folder = make_folder(tmp_path / "frames", n=6)
+    for i in range(6):
+        (folder / f"._frame_{i}.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    s = process_video(folder, tmp_path / "out", params={}, engine=make_engine(), preview=False)
+    assert (s.frames_in, s.frames_out, s.dropped) == (6, 6, 0)
+
+
 def test_a_video_cut_short_says_how_much_of_it_was_read(tmp_path: Path) -> None:
     """A clip whose copy was interrupted (the second half of the file missing) gave a depth output
     of its first half, with a summary as if that were the whole clip."""

@@ -126,8 +126,10 @@ class VideoFrameSource:
         if not self.path.exists():
             raise FileNotFoundError(f"input {self.path} does not exist")
         if self.path.is_dir():
+            # hidden files are not frames: macOS's "._name.png" beside each image on a USB stick or share
             self._files = sorted(
-                (p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=_natural_key
+                (p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")),
+                key=_natural_key,
             )
             if not self._files:
                 raise VideoReadError(f"folder {self.path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
