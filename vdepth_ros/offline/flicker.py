@@ -285,7 +285,8 @@ def default_topics(reader: Any, image_topic: str | None, depth_topics: Sequence[
     those named `<namespace>/depth` first (`vdepth-bag --namespace`'s output read with a depth
     camera's recording), each choice logged. Several candidates are an error naming them and the option."""
     have = {c.topic for c in reader.connections}
-    kinds = image_topics_by_kind(reader) if image_topic is None or depth_topics is None else {}
+    lacking = (image_topic is None and "/image" not in have) or (depth_topics is None and "/depth" not in have)
+    kinds = image_topics_by_kind(reader) if lacking else {"colour": [], "depth": []}  # peeks at each image topic
     if image_topic is None:
         image_topic = _default_topic(have, "/image", kinds["colour"], "colour image", "--image-topic")
     if depth_topics is None:
