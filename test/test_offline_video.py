@@ -408,6 +408,20 @@ def test_a_folder_of_mixed_sizes_is_one_warning_per_size_and_a_summary_line(
     assert "dropped 1 frame(s) of 128x96" in s.format()
 
 
+def test_frames_named_by_their_time_in_seconds_are_read_in_time_order(tmp_path: Path) -> None:
+    """Frames saved as `str(time.time()) + ".png"` (a common capture script): the fractions differ in
+    length ("1700000000.1" after "1700000000.0666666"), and the natural sort compared them as whole
+    numbers (1 < 666666), putting frames out of order."""
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    names = [f"{1700000000 + k / 30}.png" for k in range(12)]
+    for name, rgb in zip(names, synthetic_frames(12, H, W), strict=True):
+        cv2.imwrite(str(folder / name), np.ascontiguousarray(rgb[..., ::-1]))
+    process_video(folder, tmp_path / "out", params={}, engine=make_engine(), preview=False)
+    rows = list(csv.DictReader((tmp_path / "out" / "frames.csv").open()))
+    assert [r["source"] for r in rows] == names
+
+
 def test_hidden_files_in_a_folder_are_not_frames(tmp_path: Path) -> None:
     """Frames copied from a Mac onto a USB stick get a hidden "._frame_N.png" beside each: every one
     was counted as an input frame that cannot be decoded (frames in doubled, a drop per frame)."""

@@ -12,6 +12,7 @@ import logging
 import math
 import re
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -70,8 +71,16 @@ def depth_from_png(png: np.ndarray) -> np.ndarray:
     return out
 
 
+#: A number in a file name: a time in seconds with a fraction (`1700000000.1333334`, as Python's
+#: `str(time.time())` names frames; 9+ digits before the point) or a whole number.
+_NAME_NUMBER = re.compile(r"(\d{9,}\.\d+|\d+)")
+
+
 def _natural_key(path: Path) -> list[Any]:
-    return [int(tok) if tok.isdigit() else tok.lower() for tok in re.split(r"(\d+)", path.name)]
+    """Sort key of a frame's file name: its numbers by value (`2.png` before `10.png`, and a time
+    `1700000000.1` before `1700000000.1333334`, whose fractions differ in length), the rest by text."""
+    parts = _NAME_NUMBER.split(path.name)
+    return [Decimal(tok) if i % 2 else tok.lower() for i, tok in enumerate(parts)]
 
 
 @dataclass(frozen=True)
