@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from rosbags.rosbag2 import Writer
@@ -88,6 +89,28 @@ def test_wrong_message_type_on_image_topic(tmp_path: Path) -> None:
     bag = _bag(tmp_path)
     with pytest.raises(UnsupportedEncodingError, match="CameraInfo; expected sensor_msgs/msg/Image"):
         BagFrameSource(bag, image_topic="/camera_info").open()
+
+
+def test_a_compressed_depth_topic_named_as_the_image_is_called_depth_before_any_work(tmp_path: Path) -> None:
+    """A depth camera's `.../compressedDepth` topic (a CompressedImage too) given as the colour image:
+    each frame was "malformed" (its PNG follows a 12-byte header), and the run failed only after the
+    model had loaded, saying no image could be used."""
+    depth = np.full((12, 16), 1500, np.uint16)
+    ok, png = cv2.imencode(".png", depth)
+    assert ok
+    topic = "/cam/depth/image_raw/compressedDepth"
+    with Writer(tmp_path / "in", version=9, storage_plugin=STORAGES["mcap"]) as w:
+        conn = w.add_connection(topic, "sensor_msgs/msg/CompressedImage", typestore=TS)
+        T = TS.types
+        for i in range(3):
+            msg = T["sensor_msgs/msg/CompressedImage"](
+                header=T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=1, nanosec=i), frame_id="c"),
+                format="16UC1; compressedDepth png",
+                data=np.frombuffer(bytes(12) + png.tobytes(), np.uint8),
+            )
+            w.write(conn, 1_000_000_000 + i, TS.serialize_cdr(msg, "sensor_msgs/msg/CompressedImage"))
+    with pytest.raises(UnsupportedEncodingError, match=r"compressedDepth\), not a colour one.*--image-topic"):
+        BagFrameSource(tmp_path / "in", image_topic=topic).open()
 
 
 @pytest.mark.parametrize("storage", ["mcap", "sqlite3"])

@@ -512,6 +512,11 @@ def decode_color_msg(msg: Any, msgtype: str, topic: str, bit_depth: SampleBitDep
         UnsupportedEncodingError: the encoding is not a colour/mono one (names the topic).
         InputError: the message is malformed (size, buffer, undecodable bytes).
     """
+    if msgtype == COMPRESSED and "compresseddepth" in str(msg.format).lower():  # compressed_depth_image_transport
+        raise UnsupportedEncodingError(
+            f"topic {topic!r}: format {msg.format!r} is a depth image (compressedDepth), not a colour one; "
+            "choose the colour camera's topic (--image-topic)"
+        )
     if msgtype != COMPRESSED:
         try:
             enc = get_encoding(msg.encoding)
