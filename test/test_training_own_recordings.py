@@ -75,6 +75,32 @@ def test_bag_mistakes_name_the_option(tmp_path: Path, capsys: pytest.CaptureFixt
         load_layout("rosbag", bag)
 
 
+def test_the_depth_cameras_other_depth_topics_do_not_hide_the_colour_topic(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A RealSense recording has the raw depth beside the aligned one: the colour topic was no longer
+    "the only image topic besides the depth", and the conversion asked for --image-topic."""
+    from rosbags.rosbag2 import Reader, Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    from vdepth_ros.offline.bag_types import STORAGES
+
+    ts = get_typestore(Stores.ROS2_KILTED)
+    src = _bag(tmp_path / "src", 4, _mm(4))
+    bag = tmp_path / "rec"
+    with Reader(src) as r, Writer(bag, version=9, storage_plugin=STORAGES["mcap"]) as w:
+        conns = {c.id: w.add_connection(c.topic, c.msgtype, typestore=ts) for c in r.connections}
+        raw_depth = w.add_connection("/cam/depth/image_rect_raw", "sensor_msgs/msg/Image", typestore=ts)
+        for c, t, raw in r.messages():
+            w.write(conns[c.id], t, raw)
+            if c.topic == "/cam/aligned_depth_to_color/image_raw":
+                w.write(raw_depth, t, raw)
+    rc = layouts_main(["rosbag", str(bag), "--out", str(tmp_path / "mine"),
+                       "--depth-topic", "/cam/aligned_depth_to_color/image_raw"])  # fmt: skip
+    assert rc == 0, capsys.readouterr().err
+    assert [len(SequenceReader(p)) for p in find_sequences(tmp_path / "mine")] == [4]
+
+
 def test_frames_without_depth_split_the_recording_and_are_counted(
     tmp_path: Path, capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -128,13 +128,16 @@ def rosbag_sequences(
 
 
 def _only_colour_topic(bag: Path, depth_topic: str) -> str:
-    """The bag's only image topic other than the depth topic; several or none name the choice."""
-    from vdepth_ros.offline.bag_messages import open_reader
+    """The bag's only colour image topic other than the depth topic (`image_topics_by_kind`, as
+    `vdepth-bag` chooses: a depth camera's other depth topics are not candidates); several or none
+    name the choice."""
+    from vdepth_ros.offline.bag_messages import image_topics_by_kind, open_reader
     from vdepth_ros.offline.bag_types import IMAGE_TYPES
 
     reader = open_reader([bag], "kilted")
     try:
         images = sorted({c.topic for c in reader.connections if c.msgtype in IMAGE_TYPES})
+        colour = image_topics_by_kind(reader)["colour"]
     finally:
         reader.close()
     if depth_topic not in images:
@@ -142,7 +145,7 @@ def _only_colour_topic(bag: Path, depth_topic: str) -> str:
             f"{bag}: depth topic {depth_topic!r} is not an image topic of the bag; "
             f"its image topics: {', '.join(images) or 'none'}"
         )
-    topics = [t for t in images if t != depth_topic]
+    topics = [t for t in colour if t != depth_topic]
     if len(topics) != 1:
         listed = ", ".join(topics) or "none"
         raise ConfigError(
