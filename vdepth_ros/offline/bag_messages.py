@@ -159,7 +159,7 @@ def open_reader(
         raise
 
 
-MCAP_MAGIC = b"\x89MCAP0\r\n"
+_MCAP_MAGIC = b"\x89MCAP0\r\n"
 
 
 def _wal_of(db3: Path) -> Path | None:
@@ -178,12 +178,12 @@ def _cut_off_mcap(path: Path) -> bool:
         return False
     try:
         with path.open("rb") as f:
-            head = f.read(len(MCAP_MAGIC))
-            f.seek(max(0, path.stat().st_size - len(MCAP_MAGIC)))
+            head = f.read(len(_MCAP_MAGIC))
+            f.seek(max(0, path.stat().st_size - len(_MCAP_MAGIC)))
             tail = f.read()
     except OSError:
         return False
-    return head == MCAP_MAGIC and tail != MCAP_MAGIC
+    return head == _MCAP_MAGIC and tail != _MCAP_MAGIC
 
 
 def _needs_copy(path: Path) -> bool:
@@ -203,24 +203,28 @@ def _recover_mcap(src: Path, dst: Path) -> int:
     with src.open("rb") as f, dst.open("wb") as g:
         writer = Writer(g, compression=CompressionType.LZ4)
         started = False
-        try:
-            for record in StreamReader(f).records:
-                if isinstance(record, Header):
-                    writer.start(profile=record.profile, library=record.library)
-                    started = True
-                elif isinstance(record, Schema) and record.id not in schemas:
-                    schemas[record.id] = writer.register_schema(record.name, record.encoding, record.data)
-                elif isinstance(record, Channel) and record.id not in channels:
-                    channels[record.id] = writer.register_channel(
-                        record.topic, record.message_encoding, schemas.get(record.schema_id, 0), record.metadata
-                    )
-                elif isinstance(record, Message) and record.channel_id in channels:
-                    writer.add_message(
-                        channels[record.channel_id], record.log_time, record.data, record.publish_time, record.sequence
-                    )
-                    count += 1
-        except Exception:  # the cut: a record or chunk cut short (EndOfFile, a length past the end, ...)
-            pass
+        records = iter(StreamReader(f).records)
+        while True:
+            try:
+                record = next(records)
+            except StopIteration:
+                break
+            except Exception:  # the cut: a record or chunk cut short (EndOfFile, a length past the end, ...)
+                break  # (only reading: a failed write, e.g. a full disk, is raised)
+            if isinstance(record, Header):
+                writer.start(profile=record.profile, library=record.library)
+                started = True
+            elif isinstance(record, Schema) and record.id not in schemas:
+                schemas[record.id] = writer.register_schema(record.name, record.encoding, record.data)
+            elif isinstance(record, Channel) and record.id not in channels:
+                channels[record.id] = writer.register_channel(
+                    record.topic, record.message_encoding, schemas.get(record.schema_id, 0), record.metadata
+                )
+            elif isinstance(record, Message) and record.channel_id in channels:
+                writer.add_message(
+                    channels[record.channel_id], record.log_time, record.data, record.publish_time, record.sequence
+                )
+                count += 1
         if not started:
             writer.start(profile="ros2", library="vdepth_ros")
         writer.finish()
