@@ -187,3 +187,30 @@ def test_declared_millimetres_train_on_two_ranks_and_undeclared_ones_stop_the_ru
         meta.write_text(json.dumps({**json.loads(meta.read_text()), "depth_scale": 1000}))
     out = torchrun(["-m", "vdepth_training.train", "--config", str(path), "--tiny", "--output", str(run)])
     assert "process 1 of 2" in out and (run / "final" / "config.json").is_file()
+
+
+def test_camera_files_that_do_not_cover_the_frames_are_named(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A pose file of another length (TartanAir) or annotations shorter than the frames (PointOdyssey)
+    were dropped in silence: those sequences trained without cameras, GemDepth's camera loss skipping
+    them. Now one warning names the files (the sequences still train)."""
+    _tartanair(tmp_path / "ta")
+    for name in ("P001", "P002"):  # complete the depth, then give P001 a short pose file
+        for i in range(3):
+            (tmp_path / "ta" / "env" / "Easy" / name / "depth_left").mkdir(parents=True, exist_ok=True)
+            np.save(tmp_path / "ta" / "env" / "Easy" / name / "depth_left" / f"{i:06d}_left_depth.npy",
+                    np.full((H, W), 2.5, np.float32))  # fmt: skip
+    np.savetxt(tmp_path / "ta" / "env" / "Easy" / "P001" / "pose_left.txt", np.tile([0, 0, 0, 0, 0, 0, 1.0], (2, 1)))
+    np.savetxt(tmp_path / "ta" / "env" / "Easy" / "P002" / "pose_left.txt", np.tile([0, 0, 0, 0, 0, 0, 1.0], (3, 1)))
+    po = tmp_path / "po" / "train" / "ani"
+    for i in range(3):
+        _rgb(po / "rgbs" / f"rgb_{i:05d}.jpg")
+        _png16(po / "depths" / f"depth_{i:05d}.png")
+    np.savez(po / "anno.npz", intrinsics=np.tile(np.eye(3), (2, 1, 1)), extrinsics=np.tile(np.eye(4), (3, 1, 1)))
+    with caplog.at_level(logging.WARNING, logger="vdepth_training"):
+        seqs = load_layout("tartanair", tmp_path / "ta")
+        (po_seq,) = load_layout("pointodyssey", tmp_path / "po")
+    assert [s.poses is not None for s in seqs] == [False, False, True]  # P000 has no pose file: not named
+    said = [r.getMessage() for r in caplog.records]
+    assert any("1 tartanair camera file(s)" in m and "P001/pose_left.txt (2 poses, 3 frames)" in m for m in said)
+    assert any("anno.npz (intrinsics of 2 frames, 3 needed)" in m for m in said)
+    assert po_seq.intrinsics is None and po_seq.poses is not None

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import logging
 import re
 from collections import defaultdict
 from collections.abc import Callable
@@ -154,6 +155,21 @@ TARTANAIR_K = pinhole(320.0, 320.0, 320.0, 240.0)  # 640x480, 90° FoV (tartanai
 _CV_TO_NED = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
 
 
+log = logging.getLogger("vdepth_training")
+
+
+def _warn_uncovered(layout: str, root: Path, uncovered: list[str]) -> None:
+    """One warning for the camera files (`uncovered`: "<file> (<what>)") that do not cover their
+    sequence's frames: those sequences train without cameras (a recipe's camera loss skips them)."""
+    if uncovered:
+        more = f" and {len(uncovered) - 3} more" if len(uncovered) > 3 else ""
+        log.warning(
+            "%s: %d %s camera file(s) do not cover their sequence's frames, so those sequences train without "
+            "cameras (no camera loss): %s%s; complete or remove the files to silence this",
+            root, len(uncovered), layout, ", ".join(uncovered[:3]), more,
+        )  # fmt: skip
+
+
 def _refuse_incomplete(layout: str, root: Path, found: int, incomplete: list[tuple[str, int, int]]) -> None:
     """Refuse a root with sequences whose depth files are missing (`incomplete`: name, frames without
     depth, frames): left out, the user's data would train without them in silence (a depth archive
@@ -179,7 +195,7 @@ def load_tartanair(root: str | Path, camera: str = "left") -> list[FileSequence]
     tx ty tz qx qy qz qw, camera-to-world in NED axes). Fixed intrinsics fx=fy=320, cx=320, cy=240.
     """
     root = Path(root)
-    out, incomplete, found = [], [], 0
+    out, incomplete, found, uncovered = [], [], 0, []
     for img_dir in sorted(root.rglob(f"image_{camera}")):
         traj = img_dir.parent
         rgb = sorted(img_dir.glob(f"*_{camera}.png"))
@@ -197,6 +213,8 @@ def load_tartanair(root: str | Path, camera: str = "left") -> list[FileSequence]
                 poses = np.tile(np.eye(4), (len(vals), 1, 1))
                 poses[:, :3, :3] = quat_to_matrix(vals[:, 3:7]) @ _CV_TO_NED
                 poses[:, :3, 3] = vals[:, :3]
+            else:
+                uncovered.append(f"{pose_file} ({len(vals)} poses, {len(rgb)} frames)")
         out.append(
             FileSequence(
                 rgb,
@@ -209,6 +227,7 @@ def load_tartanair(root: str | Path, camera: str = "left") -> list[FileSequence]
             )
         )
     _refuse_incomplete("tartanair", root, found, incomplete)
+    _warn_uncovered("tartanair", root, uncovered)
     return out
 
 
@@ -247,7 +266,7 @@ def load_vkitti2(root: str | Path, cameras: tuple[int, ...] = (0,)) -> list[File
     may be absent (all modalities under one tree).
     """
     root = Path(root)
-    out, incomplete, found = [], [], 0
+    out, incomplete, found, uncovered = [], [], 0, []
     for rgb_dir in sorted(root.rglob("frames/rgb/Camera_*")):
         cam = int(rgb_dir.name.split("_")[-1])
         if cam not in cameras:
@@ -270,11 +289,15 @@ def load_vkitti2(root: str | Path, cameras: tuple[int, ...] = (0,)) -> list[File
             k = _vkitti2_table(text_dir / "intrinsic.txt")
             if all((f, cam) in k for f in frames):
                 intr = np.stack([pinhole(*k[(f, cam)][:4]) for f in frames])
+            else:
+                uncovered.append(f"{text_dir / 'intrinsic.txt'} (camera {cam})")
             ext_file = text_dir / "extrinsic.txt"
             if ext_file.is_file():
                 e = _vkitti2_table(ext_file)
                 if all((f, cam) in e for f in frames):
                     poses = np.linalg.inv(np.stack([e[(f, cam)].reshape(4, 4) for f in frames]))
+                else:
+                    uncovered.append(f"{ext_file} (camera {cam})")
         out.append(
             FileSequence(
                 rgb,
@@ -287,6 +310,7 @@ def load_vkitti2(root: str | Path, cameras: tuple[int, ...] = (0,)) -> list[File
             )
         )
     _refuse_incomplete("vkitti2", root, found, incomplete)
+    _warn_uncovered("vkitti2", root, uncovered)
     return out
 
 
@@ -482,7 +506,7 @@ def load_pointodyssey(root: str | Path) -> list[FileSequence]:
     depth = v / 65535 · 1000 m, 0 invalid), `anno.npz` with `intrinsics` (T, 3, 3) and
     `extrinsics` (T, 4, 4) world-to-camera (OpenCV)."""
     root = Path(root)
-    out, incomplete, found = [], [], 0
+    out, incomplete, found, uncovered = [], [], 0, []
     for rgb_dir in sorted(root.rglob("rgbs")):
         seq = rgb_dir.parent
         rgb = sorted(rgb_dir.glob("rgb_*.jpg")) + sorted(rgb_dir.glob("rgb_*.png"))
@@ -501,6 +525,11 @@ def load_pointodyssey(root: str | Path) -> list[FileSequence]:
                     intr = np.asarray(a["intrinsics"], dtype=np.float64)[frames]
                 if "extrinsics" in a and len(a["extrinsics"]) > max(frames):
                     poses = np.linalg.inv(np.asarray(a["extrinsics"], dtype=np.float64)[frames])
+                short = [k for k in ("intrinsics", "extrinsics") if k in a and len(a[k]) <= max(frames)]
+                if short:
+                    uncovered.append(
+                        f"{anno} ({', '.join(short)} of {len(a[short[0]])} frames, {max(frames) + 1} needed)"
+                    )
         out.append(
             FileSequence(
                 rgb,
@@ -513,6 +542,7 @@ def load_pointodyssey(root: str | Path) -> list[FileSequence]:
             )
         )
     _refuse_incomplete("pointodyssey", root, found, incomplete)
+    _warn_uncovered("pointodyssey", root, uncovered)
     return out
 
 
