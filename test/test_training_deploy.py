@@ -70,8 +70,12 @@ def test_a_model_trained_at_its_own_size_is_exported_and_run_at_it(
         DepthPipeline(PipelineConfig(working_short_side=28), engine)
     assert any("working_short_side 28: this model was trained at 42x56" in r.getMessage() for r in caplog.records)
 
-    # a checkpoint exported mid-run records the same; a model built in code or imported records none
+    # a checkpoint exported records what it trained at, though the recipe was edited since; a model
+    # built in code or imported records none
     ckpt = latest_checkpoint(run)
+    edited = yaml.safe_load(cfg.read_text())
+    edited["tiny"]["data"]["size"] = [28, 42]
+    cfg.write_text(yaml.safe_dump(edited))
     assert train_main(["--config", str(cfg), "--tiny", "--output", str(run), "--export-checkpoint", str(ckpt)]) == 0
     assert load_model(run / "export").trained["sizes"] == [list(TRAINED)]
     plain = load_model(run / "final")

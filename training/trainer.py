@@ -158,14 +158,6 @@ def latest_checkpoint(output_dir: str | Path) -> Path | None:
     return max(folders, key=lambda p: int(p.name.rsplit("_", 1)[1])) if folders else None
 
 
-def _checkpoint_step(checkpoint: str | Path) -> int | None:
-    """The global step of a checkpoint folder of a run (its `trainer_state.json`), else None."""
-    try:
-        return int(json.loads((Path(checkpoint) / STATE_NAME).read_text())["global_step"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
 def segments(plan: list[Stage]) -> list[list[Stage]]:
     """Stages grouped by the optimizer they share (a restart stage opens a segment)."""
     out: list[list[Stage]] = []
@@ -603,11 +595,18 @@ class Trainer:
         acc.wait_for_everyone()
 
     # -- tools --------------------------------------------------------------------------------
-    def trained_stages(self, step: int | None = None) -> list[Stage]:
-        """The stages weights saved at global `step` went through (None: the whole run, to `stop_at`)."""
-        if step is None:
-            step = int(self.train_cfg.get("stop_at") or 0) or self.plan[-1].end
-        return [st for st in self.plan if st.start < step] or self.plan[:1]
+    def trained_stages(self, checkpoint: str | Path | None = None) -> list[Stage]:
+        """The stages the weights of `checkpoint` went through, by the config and step it saved (a
+        checkpoint folder of a run; the recipe since edited does not count), else the whole run's,
+        to `stop_at`."""
+        plan, step = self.plan, int(self.train_cfg.get("stop_at") or 0) or self.plan[-1].end
+        if checkpoint is not None:
+            try:
+                step = int(json.loads((Path(checkpoint) / STATE_NAME).read_text())["global_step"])
+                plan = plan_stages(json.loads((Path(checkpoint) / CONFIG_NAME).read_text()), self.recipe.stage_keys)
+            except (OSError, ValueError, KeyError, TypeError, ConfigError):  # not a checkpoint folder of a run
+                pass
+        return [st for st in plan if st.start < step] or plan[:1]
 
     def export(
         self,
@@ -616,7 +615,7 @@ class Trainer:
         *,
         overwrite: bool = False,
         inputs: Iterable[str | Path] = (),
-        step: int | None = None,
+        stages: list[Stage] | None = None,
     ) -> Path:
         """`save_pretrained` the recipe's exported model into the model folder `out` (default
         `final_dir`), under a temporary name renamed when complete (`AtomicOutput`): a run killed
@@ -625,9 +624,9 @@ class Trainer:
         Args:
             overwrite: replace an existing `out` (only a model folder; never a folder of the user's).
             inputs: files `out` may not overlap (the checkpoint exported).
-            step: the global step of the weights (a checkpoint's; None: the finished run). The model
-                folder records the crop sizes and clip lengths of the stages up to it
-                (`config.trained_record`), which the exporter and the engines default to.
+            stages: the stages the weights went through (`trained_stages`; None: the whole run). The
+                model folder records their crop sizes and clip lengths (`config.trained_record`), which
+                the exporter and the engines default to.
 
         Raises:
             OutputExistsError: `out` exists (not empty) and `overwrite` is false, or it is not a model folder.
@@ -635,7 +634,7 @@ class Trainer:
         out = Path(out) if out is not None else self.final_dir
         dtype = self.train_cfg.get("export_weights_dtype")
         exported = self.recipe.export_model(model)
-        exported.trained = trained_record(self.recipe.name, self.trained_stages(step))
+        exported.trained = trained_record(self.recipe.name, stages or self.trained_stages())
         with AtomicOutput(out, overwrite=overwrite, inputs=inputs, replaceable=not_a_model_folder) as tmp:
             exported.save_pretrained(tmp, weights_dtype=getattr(torch, dtype) if dtype else None)
         return out
@@ -655,8 +654,8 @@ class Trainer:
         model = self.recipe.build_model()
         what = f"{checkpoint} does not fit recipe {self.recipe.name!r}"
         load_state_checked(model, load_state_dict_file(checkpoint), what)
-        step = _checkpoint_step(checkpoint)
-        return self.export(model, out, overwrite=overwrite, inputs=[Path(checkpoint)], step=step)
+        stages = self.trained_stages(checkpoint)
+        return self.export(model, out, overwrite=overwrite, inputs=[Path(checkpoint)], stages=stages)
 
     def precompute_cache(self) -> int:
         """Fill `training.latent_cache` with one epoch of every stage's clips without optimising.
