@@ -133,3 +133,26 @@ def test_a_metric_model_trained_on_disparity_targets_is_refused(tmp_path: Path, 
     cfg["tiny"]["training"]["init"] = str(tmp_path / "metric")
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     assert train_main(["--config", str(tmp_path / "c.yaml"), "--tiny", "--output", str(tmp_path / "ok")]) == 0
+
+
+def test_a_crop_the_family_cannot_run_is_named_in_training_and_deployment(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """vda trained at 30x40 in silence (its 14-pixel patch grid saw 28x28 of each crop) and the model
+    folder then recorded a size no engine runs. Now training warns once, naming the size engines run,
+    and the engine says it runs the nearest multiple."""
+    from vdepth_training.train import main as train_main
+
+    from vdepth_ros.runtime import create_engine
+
+    cfg = yaml.safe_load((CONFIGS / "vda.yaml").read_text())
+    cfg["tiny"]["data"]["size"] = [30, 40]
+    cfg["tiny"]["stages"][0]["steps"] = 1
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    with caplog.at_level(logging.WARNING):
+        assert train_main(["--config", str(tmp_path / "c.yaml"), "--tiny", "--output", str(tmp_path / "run")]) == 0
+        engine = create_engine(tmp_path / "run" / "final", backend="torch")
+    said = [r.getMessage() for r in caplog.records]
+    assert sum("crop 30x40" in m and "not a multiple of 14" in m and "28x42" in m for m in said) == 1
+    assert any("trained at 30x40, not a multiple of 14: it runs at 28x42" in m for m in said)
+    assert (engine.input_spec.height, engine.input_spec.width) == (28, 42)

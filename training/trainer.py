@@ -48,7 +48,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from vdepth_training.config import build_optimizer, check_keys, trained_record
+from vdepth_training.config import build_optimizer, check_keys, crop_sizes, trained_record
 from vdepth_training.data.stream import rank_loader
 from vdepth_training.recipes import Recipe, TrainingStep, get_recipe
 from vdepth_training.stages import Stage, plan_stages, stage_lr
@@ -59,6 +59,7 @@ from vdepth_ros.models.base import load_state_checked, load_state_dict_file
 from vdepth_ros.offline.atomic import AtomicOutput, check_output_path
 from vdepth_ros.offline.errors import OutputExistsError
 from vdepth_ros.paths import TRAINER_CONFIG_NAME, TRAINER_STATE_NAME, not_a_model_folder
+from vdepth_ros.runtime.shapes import round_to_multiple
 from vdepth_ros.values import misread_number
 
 log = logging.getLogger("vdepth_training")
@@ -381,6 +382,7 @@ class Trainer:
     def _build_model(self, *, init: bool) -> nn.Module:
         torch.manual_seed(int(self.train_cfg["seed"]))
         model = self.recipe.build_model()
+        self._note_crop_sizes(model)
         if init and self.train_cfg.get("init"):  # fine-tuning: another run's weights, fresh optimizer
             init_state = load_state_dict_file(self.train_cfg["init"])
             load_init_weights(model, init_state, self.train_cfg.get("init_new_modules") or ())
@@ -388,6 +390,20 @@ class Trainer:
         if self.train_cfg.get("gradient_checkpointing"):
             enable_gradient_checkpointing(model)
         return model
+
+    def _note_crop_sizes(self, model: nn.Module) -> None:
+        """One warning (main process) for crops that are not a multiple of the family's stride: a
+        ViT's patch grid drops their last rows and columns, and no engine runs the model at that size
+        (the model folder's default is the nearest one it runs, `runtime.shapes.trained_resolution`)."""
+        m = int(getattr(model.input_constraints, "multiple_of", 1) or 1)
+        odd = sorted({(h, w) for st in self.plan for h, w in crop_sizes(st.cfg["data"]) if h % m or w % m})
+        if odd and int(os.environ.get("RANK", "0")) == 0:
+            h, w = odd[0]
+            log.warning(
+                "crop %dx%d (data.size / data.aspects) is not a multiple of %d for family %r: a patch grid sees part "
+                "of each crop, and engines run the model at %dx%d; a multiple of %d trains what deploys",
+                h, w, m, model.family, round_to_multiple(h, m), round_to_multiple(w, m), m,
+            )  # fmt: skip
 
     def _prepare(self, acc: Any, model: nn.Module, stage: Stage) -> tuple[nn.Module, Any]:
         """A segment's optimizer over the stage's trainable parameters, prepared with the model."""

@@ -90,7 +90,11 @@ def trained_resolution(model: Any) -> tuple[int, int] | None:
     aspect = DEFAULT_RESOLUTION[1] / DEFAULT_RESOLUTION[0]
     h, w = min(sizes, key=lambda s: (abs(math.log((s[1] / s[0]) / aspect)), -s[0] * s[1]))
     m = int(getattr(model.input_constraints, "multiple_of", 1) or 1)
-    return round_to_multiple(h, m), round_to_multiple(w, m)
+    runs = round_to_multiple(h, m), round_to_multiple(w, m)
+    if runs != (h, w):
+        what = "this model was trained at %dx%d, not a multiple of %d: it runs at %dx%d"
+        _note_once((getattr(model, "family", ""), "rounded", h, w), what, h, w, m, *runs)
+    return runs
 
 
 def trained_window(model: Any) -> int | None:
