@@ -161,6 +161,10 @@ def test_input_rate_takes_every_nth_image_evenly_despite_jitter() -> None:
     assert [k for k, s in enumerate(stamps) if rate.take(s)] == list(range(0, 60, 3))  # every third: 20 Hz
     rate = InputRate(30.0)
     assert [k for k, s in enumerate(stamps) if rate.take(s)] == list(range(0, 60, 2))
+    rate = InputRate(25.0)  # at most 25 Hz: every third (20 Hz), not every second (30 Hz)
+    assert [k for k, s in enumerate(stamps) if rate.take(s)] == list(range(0, 60, 3))
+    rate = InputRate(10.0)  # a 120 Hz camera at 10 Hz: every twelfth image, 100 ms apart
+    assert [k for k in range(120) if rate.take(k * 8_333_333)] == list(range(0, 120, 12))
     assert all(InputRate(0.0).take(s) for s in stamps)  # 0: every image
     rate = InputRate(20.0)
     assert rate.take(5 * period) and not rate.take(6 * period)

@@ -183,8 +183,9 @@ ROS_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "max_input_rate",
         0.0,
-        "take images at most this often, by their stamps: every n-th image, evenly spaced (an image less than "
-        "0.9 / max_input_rate after the last one taken is skipped, counted on /diagnostics), for a camera faster "
+        "take images at most this often, by their stamps: every n-th image, evenly spaced (an image is taken once "
+        "its stamp is 1 / max_input_rate after the last one taken, less a quarter of the camera's frame step for "
+        "jitter; the others are counted on /diagnostics), for a camera faster "
         "than inference (60-120 Hz), which would otherwise fill the input queue (its oldest frames dropped: about "
         "queue_size frames of latency, uneven frame steps); set it below the output rate the node keeps up with "
         "[Hz]; 0 = every image",

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 from itertools import pairwise
+from statistics import median_low
 from typing import Generic, Literal, TypeVar
 
 I = TypeVar("I")  # image payload
@@ -39,36 +40,44 @@ REPEATED_STAMP = (
 )
 
 
-#: `InputRate`: an image is taken once its stamp is this share of `1 / max_input_rate` after the last
-#: one taken, so the camera's stamp jitter does not skip the image due (a 60 Hz camera limited to 30 Hz
-#: gives every second image, never two in a row then a gap).
-RATE_TOLERANCE = 0.9
-
-
 class InputRate:
     """`max_input_rate`: which images a stream takes, by their stamps, when the camera is faster than
-    inference (a 60-120 Hz camera): every n-th image, n the smallest whose stamp step reaches
-    `RATE_TOLERANCE / max_rate_hz`, so the frames are evenly spaced, at most ~`max_rate_hz`. Without
-    it the input queue fills and drops its oldest frames: about `queue_size` frames of latency, and
-    windows of consecutive frames with jumps between them. The live node and `vdepth-bag` take the
-    same images (a stamp going back starts over); 0 takes every image.
+    inference (a 60-120 Hz camera): every n-th image, evenly spaced, at most `max_rate_hz`. An image
+    is taken once its stamp is `1 / max_rate_hz` after the last one taken, less a slack for stamp
+    jitter: a quarter of the camera's frame step (the median of its last steps), at most a tenth of
+    that period (a 60 Hz camera at 20 Hz gives every third image, at 30 every second, a 120 Hz one at
+    10 every twelfth). Without it the input queue fills and drops its oldest frames: about
+    `queue_size` frames of latency, and windows of consecutive frames with jumps between them. The
+    live node and `vdepth-bag` take the same images (a stamp going back starts over); 0 takes every image.
     """
 
     def __init__(self, max_rate_hz: float) -> None:
-        self.min_step_ns = round(RATE_TOLERANCE * 1e9 / max_rate_hz) if max_rate_hz > 0 else 0
-        self._last_ns: int | None = None
+        self.period_ns = round(1e9 / max_rate_hz) if max_rate_hz > 0 else 0
+        self._last_ns: int | None = None  # the last image taken
+        self._previous_ns: int | None = None  # the last image seen
+        self._steps: deque[int] = deque(maxlen=9)  # the camera's last frame steps
 
     def take(self, stamp_ns: int) -> bool:
         """Whether the image stamped `stamp_ns` (admitted: `ApproximateTimeSync.admit_image`) is taken."""
+        if not self.period_ns:
+            return True
         stamp_ns = int(stamp_ns)
-        if self.min_step_ns and self._last_ns is not None and 0 <= stamp_ns - self._last_ns < self.min_step_ns:
+        if self._previous_ns is not None and stamp_ns > self._previous_ns:
+            self._steps.append(stamp_ns - self._previous_ns)
+        self._previous_ns = stamp_ns
+        if self._last_ns is not None and 0 <= stamp_ns - self._last_ns < self.period_ns - self._slack_ns():
             return False
         self._last_ns = stamp_ns
         return True
 
+    def _slack_ns(self) -> int:
+        step = median_low(self._steps) if self._steps else 0
+        return min(self.period_ns // 10, step // 4)
+
     def reset(self) -> None:
         """A new stream: its first image is taken."""
-        self._last_ns = None
+        self._last_ns = self._previous_ns = None
+        self._steps.clear()
 
 
 @dataclass
