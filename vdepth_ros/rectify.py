@@ -304,9 +304,12 @@ def pinhole_input(
     """
     h, w = image.shape[:2]
     if rectifier is not None:
+        if info is None:
+            raise InputError(
+                "rectify is on, but there is no camera_info to undistort the image with; the image is dropped: remap "
+                "camera_info to this camera's (or turn rectify off: rectify:=false; vdepth-bag: without --rectify)"
+            )
         try:
-            if info is None:
-                raise InputError("rectify is on, but there is no camera_info to undistort the image with")
             view = rectifier.view(info, w, h)
         except InputError as err:  # every frame of this camera would go: say what to change
             raise InputError(f"{err}; {RECTIFY_FIX}") from None
