@@ -109,16 +109,20 @@ class StatusReporter:
         wifi, a bag recorded with only them), or the raw base of a `.../compressed` topic read. None if
         neither is."""
         node = self.node
+
+        def published_as(name: str, msg_type: str) -> bool:
+            return any(i.topic_type == msg_type for i in node.get_publishers_info_by_topic(name))
+
         if topic.endswith("/compressed"):
             base = topic[: -len("/compressed")]
-            if base and node.count_publishers(base):
+            if base and published_as(base, "sensor_msgs/msg/Image"):
                 return (
                     f"nothing publishes it, but its raw stream '{base}' is published: set image_transport:=raw "
                     f"(and remap image to {base})"
                 )
             return None
         compressed = topic.rstrip("/") + "/compressed"
-        if node.count_publishers(compressed):
+        if published_as(compressed, "sensor_msgs/msg/CompressedImage"):
             return (
                 f"nothing publishes it, but its compressed stream '{compressed}' is (sensor_msgs/CompressedImage, "
                 "image_transport's name for it): set image_transport:=compressed to read that one"
