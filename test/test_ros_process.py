@@ -892,6 +892,23 @@ def test_a_camera_that_sends_nothing_is_named_once_while_the_other_runs(tmp_path
     assert "-r /rear/image:=/camera/color/image_raw" in warned[0]  # the rule to correct
 
 
+def test_two_cameras_publishing_on_the_image_topic_are_named_once(tmp_path: Path) -> None:
+    """Two camera drivers started without their own namespaces (two usb_cam nodes on one image topic):
+    the node took both cameras' images as one stream, their views alternating in every window, and said
+    nothing. Now one WARN names the topic, its publishers and the fix."""
+    start = time.monotonic()
+    _, out = run_node(
+        tmp_path,
+        ["--ros-args", "-r", "image:=/cam/image", "-r", "camera_info:=/cam/camera_info"],
+        {"left": ("/cam/image", "/cam/camera_info"), "right": ("/cam/image", "/cam/camera_info")},
+        {"/depth": Image},
+        done=lambda got: bool(got["/depth"]) and time.monotonic() - start > 6,
+    )
+    warned = [line for line in out.splitlines() if "'/cam/image' has 2 publishers" in line]
+    assert len(warned) == 1 and "[WARN]" in warned[0] and "/smoke_peer, /smoke_peer" in warned[0], out
+    assert "-r __ns:=/rear" in warned[0], out
+
+
 def test_a_camera_section_without_the_launch_namespace_is_named(tmp_path: Path) -> None:
     """`--cameras robot1/front robot1/rear` (what the launch file's namespace:=robot1 cameras:="front rear"
     starts) with the `/front/depth_node:` section docs/node.md shows: rcl skipped the section without a

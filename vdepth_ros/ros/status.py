@@ -38,6 +38,7 @@ class StatusReporter:
         self._first_image_at: float | None = None
         self._clock_warned = False
         self._shared_warned = False
+        self._image_publishers_warned = False
         self._no_image_warned = False
 
     def destroy(self) -> None:
@@ -145,6 +146,27 @@ class StatusReporter:
                 "process, the old one's publishers linger until DDS times them out, seconds: then ignore this)"
             )
 
+    def _check_image_publishers(self) -> None:
+        """WARN once when more than one publisher sends on the image topic read: two camera drivers
+        started without their own namespaces (two usb_cam nodes on /image_raw), whose images this node
+        would take as one camera's stream, their views alternating in every window, with no error."""
+        node = self.node
+        topic = node.intake.image_topic
+        if self._image_publishers_warned or not topic:
+            return
+        infos = node.get_publishers_info_by_topic(topic)
+        names = sorted(f"{i.node_namespace.rstrip('/')}/{i.node_name}" for i in infos)
+        if len(names) < 2 or any("_UNKNOWN_" in name for name in names):  # (a name not known yet: next time)
+            return
+        self._image_publishers_warned = True
+        node.get_logger().warning(
+            f"'{topic}' has {len(names)} publishers ({', '.join(names)}): this node takes its images as one "
+            "camera's stream, so two cameras publishing there reach the model interleaved, their views alternating "
+            "in every window. Give each camera driver its own namespace or topic and remap image to one; a second "
+            "camera gets its own node (-r __ns:=/rear) or --cameras front rear. (Right after a driver was restarted "
+            "from a killed process, its old publisher lingers until DDS times it out, seconds: then ignore this)"
+        )
+
     def values(self) -> dict[str, Any]:
         """The numbers reported on /diagnostics (also used by the benchmark)."""
         node, intake, proc = self.node, self.node.intake, self.node.processor
@@ -202,6 +224,7 @@ class StatusReporter:
             self._check_sim_clock()
             self._check_no_image()
             self._check_shared_outputs()
+            self._check_image_publishers()
             values = self.values()
             queue, loss = node.intake.queue, node.intake.loss
             drops, self._drops_reported = queue.dropped - self._drops_reported, queue.dropped
