@@ -229,10 +229,15 @@ def _rclpy_parameter_type(err: Exception) -> str | None:
 
     match = _RCLPY_TYPE.match(str(err)) if isinstance(err, InvalidParameterTypeException) else None
     kinds = {"BOOL": bool, "INTEGER": int, "DOUBLE": float, "STRING": str}
-    if match is None or match.group(3) != "STRING" or match.group(4) not in kinds:
+    if match is None or match.group(3) not in kinds or match.group(4) not in kinds:
         return None
-    problem = type_problem(kinds[match.group(4)], match.group(2))  # the value is the text shown
-    return None if problem is None else f"{match.group(1)} must be {problem}"
+    name, text, given, expected = match.groups()
+    try:  # the value, from the text rclpy shows of it
+        value = text == "True" if given == "BOOL" else kinds[given](text)
+    except ValueError:
+        return None
+    problem = type_problem(kinds[expected], value)
+    return None if problem is None else f"{name} must be {problem}"
 
 
 def _rewritten_strings_hint(err: object, argv: list[str]) -> str:

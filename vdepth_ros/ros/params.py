@@ -28,7 +28,7 @@ INT32_MAX = 2**31 - 1
 
 def descriptor(spec: ParamSpec) -> ParameterDescriptor:
     """The rclpy descriptor (`ros2 param describe`, rqt_reconfigure; ranges are enforced by rclpy too).
-    A running plain node marks the parameters that need a restart read-only (`DepthNode`)."""
+    A configured node marks the parameters that need a restart read-only (`_mark_restart_only`)."""
     extra = []
     if spec.choices:
         extra.append("one of: " + ", ".join(spec.choices))
