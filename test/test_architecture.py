@@ -70,10 +70,7 @@ FORBIDDEN_THIRD_PARTY: dict[str, tuple[str, ...]] = {"stream": ("torch", "cv2", 
 STREAM_THIRD_PARTY = {"numpy"}
 
 #: Deliberate exceptions, each with its reason (kept in docs/architecture.md's table notes too).
-ALLOWED: dict[tuple[str, str], str] = {
-    ("vdepth_ros.param_file", "rclpy"): "load_params reads a parameter file with rcl's own parser when rclpy "
-    "is importable (import-guarded; the pure-Python rules otherwise), so offline runs read it as the node does",
-}
+ALLOWED: dict[tuple[str, str], str] = {}
 
 #: Source folders and the package names they are installed as (setup.py package_dir).
 SOURCES = {"vdepth_ros": "vdepth_ros", "export": "vdepth_export", "training": "vdepth_training"}

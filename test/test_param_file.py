@@ -12,7 +12,7 @@ import pytest
 
 from vdepth_ros.config import load_params
 from vdepth_ros.errors import ConfigError
-from vdepth_ros.param_file import matches, parse_param_file, rcl_node_params, read_node_params
+from vdepth_ros.param_file import matches, parse_param_file, read_node_params
 
 NODES = ("/depth_node", "/front/depth_node", "/robot/front/depth_node", "/front/other_node")
 
@@ -72,6 +72,38 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
+def rcl_node_params(path: str | Path, node: str) -> dict[str, Any]:
+    """The parameters rcl itself gives the node `node` from the file (rclpy must be importable): the oracle
+    the pure-Python rules (`vdepth_ros.param_file`) are checked against.
+
+    A private context and a node with no parameter services and no rosout are created and
+    destroyed (~0.1 s; the node joins DDS discovery for that time, as any ROS process does).
+
+    Raises:
+        ConfigError: rcl refuses the file (its reason in the message).
+    """
+    from rclpy.context import Context
+    from rclpy.node import Node
+
+    namespace, _, name = node.rpartition("/")
+    context = Context()
+    try:
+        context.init(["vdepth", "--ros-args", "--params-file", str(path)], initialize_logging=False)
+    except Exception as err:  # rclpy's RCLError carries rcl's reason
+        raise ConfigError(f"parameter file {path}: rcl cannot parse it: {err}") from err
+    try:
+        ros_node = Node(
+            name, namespace=namespace or "/", context=context, start_parameter_services=False, enable_rosout=False
+        )
+        try:
+            # rclpy keeps what rcl matched for this node here; it has no public accessor for it
+            return {key: param.value for key, param in ros_node._parameter_overrides.items()}
+        finally:
+            ros_node.destroy_node()
+    finally:
+        context.try_shutdown()
+
+
 def _file(tmp_path: Path, name: str, repo_root: Path) -> Path:
     if FILES.get(name) is None and name in FILES:
         return repo_root / "config" / "depth.yaml"
@@ -92,21 +124,21 @@ def test_rclpy_and_the_pure_python_rules_give_every_node_the_same_parameters(
         if not any(matches(s, node) for s in sections):
             assert rcl_node_params(path, node) == {}, node
             continue
-        ours, rcl = read_node_params(path, node, use_rclpy=False), read_node_params(path, node, use_rclpy=True)
+        ours, rcl = read_node_params(path, node), rcl_node_params(path, node)
         assert _same(ours, rcl), (node, ours, rcl)
 
 
 def test_the_issue_case_later_sections_win_in_file_order(tmp_path: Path, repo_root: Path) -> None:
     """Checked against rclpy by the test above; here without it (the offline tools' route)."""
     forward, reverse = _file(tmp_path, "issue_25", repo_root), _file(tmp_path, "issue_25_reversed", repo_root)
-    assert read_node_params(forward, "/front/depth_node", use_rclpy=False) == {"window": 16}
-    assert read_node_params(reverse, "/front/depth_node", use_rclpy=False) == {"window": 8}
-    assert read_node_params(forward, "/depth_node", use_rclpy=False) == {"window": 8}
+    assert read_node_params(forward, "/front/depth_node") == {"window": 16}
+    assert read_node_params(reverse, "/front/depth_node") == {"window": 8}
+    assert read_node_params(forward, "/depth_node") == {"window": 8}
     assert load_params(forward, "/front/depth_node") == {"window": 16}
 
 
 def test_scalars_are_typed_as_rcl_types_them(tmp_path: Path, repo_root: Path) -> None:
-    got = read_node_params(_file(tmp_path, "scalar_types", repo_root), "/depth_node", use_rclpy=False)
+    got = read_node_params(_file(tmp_path, "scalar_types", repo_root), "/depth_node")
     assert (got["b1"], got["b2"], got["i1"], got["i2"], got["f1"], got["f5"]) == (True, False, 8, 31, 8.0, 8.0)
     assert got["f6"] == 2.0**63 and isinstance(got["f6"], float)
     assert [got[k] for k in ("s1", "s2", "s3", "s4", "s6", "s7", "s8", "s9")] == [
@@ -117,11 +149,11 @@ def test_scalars_are_typed_as_rcl_types_them(tmp_path: Path, repo_root: Path) ->
 
 def test_a_plain_node_name_matches_only_a_node_without_namespace(tmp_path: Path, repo_root: Path) -> None:
     path = _file(tmp_path, "plain_name_and_nested_namespace", repo_root)
-    assert read_node_params(path, "/depth_node", use_rclpy=False) == {"window": 5}
-    assert read_node_params(path, "/front/depth_node", use_rclpy=False) == {"window": 6}
-    assert read_node_params(path, "/robot/front/depth_node", use_rclpy=False) == {"window": 7}
+    assert read_node_params(path, "/depth_node") == {"window": 5}
+    assert read_node_params(path, "/front/depth_node") == {"window": 6}
+    assert read_node_params(path, "/robot/front/depth_node") == {"window": 7}
     with pytest.raises(ConfigError, match="no ros__parameters for node /rear/depth_node"):
-        read_node_params(path, "/rear/depth_node", use_rclpy=False)
+        read_node_params(path, "/rear/depth_node")
 
 
 @pytest.mark.ros
@@ -188,7 +220,7 @@ def test_random_files_read_the_same_by_rclpy_and_by_the_rules(tmp_path: Path) ->
         path.write_text(_random_file(rng))
         sections = parse_param_file(path)
         for node in ("/depth_node", "/front/depth_node"):
-            ours = read_node_params(path, node, use_rclpy=False) if any(matches(s, node) for s in sections) else {}
+            ours = read_node_params(path, node) if any(matches(s, node) for s in sections) else {}
             assert _same(ours, rcl_node_params(path, node)), (path.read_text(), node)
 
 

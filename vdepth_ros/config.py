@@ -358,9 +358,9 @@ def load_params(yaml_path: str | Path, node_name: str | None = None) -> dict[str
     """Read a ROS 2 parameter file into one flat dict (nested keys joined with dots), exactly as
     the node named `node_name` (default `/depth_node`; `/ns/name` for a namespaced one) gets it.
 
-    rcl's rules (`vdepth_ros.param_file`): rclpy's own reading when rclpy is importable, the same
-    rules in pure Python otherwise. Sections apply in file order, later ones winning: `/**:
-    window: 8` then `/front/depth_node: window: 16` gives 16 for `/front/depth_node`.
+    rcl's rules (`vdepth_ros.param_file`), applied in pure Python: reading the file creates no ROS
+    context or node, so an offline tool never joins the user's ROS domain. Sections apply in file
+    order, later ones winning: `/**: window: 8` then `/front/depth_node: window: 16` gives 16 for `/front/depth_node`.
 
     Raises:
         ConfigError: missing or invalid file, or no section of it applies to the node.

@@ -1,12 +1,14 @@
 """A ROS 2 parameter file (`--params-file`) read exactly as the node's rcl reads it.
 
 The offline tools (`vdepth-bag`, `vdepth-video`, `vdepth-eval`) promise to reproduce the node, so
-they must get the parameters the node gets from the same file. With rclpy importable,
-`rcl_node_params` asks rcl itself: a throw-away node in a private context, given the file as
-`--params-file`, the way the node is started (rclpy has no public call that parses a parameter
-file by rcl's rules; `rclpy.parameter.parameter_dict_from_yaml_file` is `ros2 param load`'s reader,
-with other rules). Without rclpy, `parse_param_file` + `node_params` apply the same rules in pure
-Python; `test/test_param_file.py` runs both on the same files and asserts equal results.
+they must get the parameters the node gets from the same file. `parse_param_file` + `node_params`
+apply rcl's rules in pure Python, and that is how the file is always read (`read_node_params`):
+an offline tool must not touch the user's ROS network. Asking rcl itself needs a context and a
+node (rclpy has no public call that parses a parameter file by rcl's rules;
+`rclpy.parameter.parameter_dict_from_yaml_file` is `ros2 param load`'s reader, with other rules),
+and that node joins the user's ROS domain, and an `RMW_IMPLEMENTATION` this install lacks makes rcl
+exit the process (102). `test/test_param_file.py` asks rcl itself (a throw-away node given the file
+as `--params-file`) and checks that these rules give the same parameters on the same files.
 
 The rules (rcl_yaml_param_parser `parse.c` and rclpy `node.cpp`, Kilted; checked against rclpy):
 - A section is `<node name>: ros__parameters: {...}`; the name may be nested
@@ -274,41 +276,10 @@ def node_params(sections: dict[str, Section], node: str) -> dict[str, Any]:
     return out
 
 
-def rcl_node_params(path: str | Path, node: str) -> dict[str, Any]:
-    """The parameters rcl itself gives the node `node` from the file (rclpy must be importable).
-
-    A private context and a node with no parameter services and no rosout are created and
-    destroyed (~0.1 s; the node joins DDS discovery for that time, as any ROS process does).
-
-    Raises:
-        ConfigError: rcl refuses the file (its reason in the message).
-    """
-    from rclpy.context import Context
-    from rclpy.node import Node
-
-    namespace, _, name = node.rpartition("/")
-    context = Context()
-    try:
-        context.init(["vdepth", "--ros-args", "--params-file", str(path)], initialize_logging=False)
-    except Exception as err:  # rclpy's RCLError carries rcl's reason
-        raise ConfigError(f"parameter file {path}: rcl cannot parse it: {err}") from err
-    try:
-        ros_node = Node(
-            name, namespace=namespace or "/", context=context, start_parameter_services=False, enable_rosout=False
-        )
-        try:
-            # rclpy keeps what rcl matched for this node here; it has no public accessor for it
-            return {key: param.value for key, param in ros_node._parameter_overrides.items()}
-        finally:
-            ros_node.destroy_node()
-    finally:
-        context.try_shutdown()
-
-
-def read_node_params(path: str | Path, node: str, *, use_rclpy: bool | None = None) -> dict[str, Any]:
-    """The node's flat parameters from the file: rcl's own reading when rclpy is importable
-    (`use_rclpy=None`), else the same rules in pure Python. Raises `ConfigError` for a missing or
-    invalid file and when no section of the file applies to `node`."""
+def read_node_params(path: str | Path, node: str) -> dict[str, Any]:
+    """The node's flat parameters from the file, by rcl's rules in pure Python: no ROS context,
+    node or DDS participant is created. Raises `ConfigError` for a missing or invalid file and when
+    no section of the file applies to `node`."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"parameter file {path} not found")
@@ -318,14 +289,7 @@ def read_node_params(path: str | Path, node: str, *, use_rclpy: bool | None = No
             f"parameter file {path} has no {PARAMS_KEY} for node {node} (its sections: {list(sections) or 'none'}); "
             "a section '/**:' applies to every node"
         )
-    if use_rclpy is None:
-        try:
-            import rclpy  # noqa: F401
-        except ImportError:
-            use_rclpy = False
-        else:
-            use_rclpy = True
-    return rcl_node_params(path, node) if use_rclpy else node_params(sections, node)
+    return node_params(sections, node)
 
 
 def fully_qualified(node_name: str) -> str:
@@ -333,4 +297,4 @@ def fully_qualified(node_name: str) -> str:
     return node_name if node_name.startswith("/") else "/" + node_name
 
 
-__all__ = ["fully_qualified", "matches", "node_params", "parse_param_file", "rcl_node_params", "read_node_params"]
+__all__ = ["fully_qualified", "matches", "node_params", "parse_param_file", "read_node_params"]
