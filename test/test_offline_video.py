@@ -401,11 +401,39 @@ def test_a_folder_of_mixed_sizes_is_one_warning_per_size_and_a_summary_line(
     cv2.imwrite(str(folder / "frame_99.png"), np.zeros((H * 2, W * 2, 3), np.uint8))
     with caplog.at_level(logging.WARNING):
         s = process_video(folder, tmp_path / "out", params={}, engine=make_engine(), preview=False)
-    assert (s.frames_in, s.frames_out, s.dropped) == (17, 4, 13)
+    assert (s.frames_in, s.frames_out, s.dropped) == (17, 12, 5)  # the size most images have is kept
     dropping = [r.getMessage() for r in caplog.records if r.getMessage().startswith("dropping")]
     assert len(dropping) == 2, dropping  # one per size
-    assert "dropped 12 frame(s) of 32x24, not 64x48 as the first image frame_0.png" in s.format()
+    assert (
+        "dropped 4 frame(s) of 64x48, not 32x24 as most of the folder's images (the first: frame_4.png)" in s.format()
+    )
     assert "dropped 1 frame(s) of 128x96" in s.format()
+
+
+@pytest.mark.parametrize("many", [False, True])
+def test_a_stray_image_sorting_first_does_not_drop_the_folder(many: bool, tmp_path: Path) -> None:
+    """A thumbnail (`000_thumb.jpg`, `cover.png`) that sorts before the frames: its size was taken as the
+    clip's and every real frame was dropped, the whole folder lost to one file. With more images than are
+    sampled for the size (`SIZE_SAMPLES`) too. Run as the user runs it."""
+    import subprocess
+    import sys
+
+    from vdepth_ros.offline.videoio import SIZE_SAMPLES
+
+    n = SIZE_SAMPLES * 2 + 5 if many else 6
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "000_thumb.png"), np.zeros((H // 4, W // 4, 3), np.uint8))
+    for i in range(n):
+        cv2.imwrite(str(folder / f"frame_{i:04d}.png"), np.full((H, W, 3), 10 + i % 200, np.uint8))
+    vdepth_video = str(Path(sys.executable).parent / "vdepth-video")
+    args = [vdepth_video, str(folder), "-o", str(tmp_path / "out"), "--no-progress", "--no-preview", "--json"]
+    args += ["--max-frames", "6"]  # the size is still the folder's
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads(proc.stdout)
+    assert (summary["frames_out"], summary["dropped"]) == (6, 1), summary
+    assert "dropping 000_thumb.png: it is 16x12, not 64x48" in proc.stderr
 
 
 def test_frames_named_by_their_time_in_seconds_are_read_in_time_order(tmp_path: Path) -> None:

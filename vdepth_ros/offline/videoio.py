@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".m4v", ".webm")
 FORMATS = ("png", "npy", "npz")
+#: images of a folder decoded at open to find the size most of them have (`VideoFrameSource._pick_size`)
+SIZE_SAMPLES = 32
 #: 16-bit depth PNG (millimetres): codes for what is not a distance (REP 118's NaN / -Inf / +Inf).
 PNG_NO_ESTIMATE, PNG_TOO_CLOSE, PNG_TOO_FAR = 0, 1, 65535
 PNG_CODES = {
@@ -125,7 +127,7 @@ class VideoFrameSource:
         self.size: tuple[int, int] | None = None  # (width, height)
         self.dropped = 0
         self.drop_reasons: dict[str, int] = {}  # why -> frames dropped for it (`drop_notes`)
-        self.first_frame = ""  # the name of the first frame used (its size is the clip's)
+        self.first_frame = ""  # the name of the first image of the clip's size (an image folder)
         self.frames_read = 0
         self._cap: Any = None
         self._files: list[Path] = []
@@ -143,14 +145,7 @@ class VideoFrameSource:
             if not self._files:
                 raise VideoReadError(f"folder {self.path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
             self.frame_count = len(self._files)
-            # the size of the first image that decodes: an undecodable one is dropped wherever it sorts
-            first = next(
-                ((p, img) for p in self._files if (img := cv2.imread(str(p), cv2.IMREAD_COLOR)) is not None), None
-            )
-            if first is None:
-                raise VideoReadError(f"folder {self.path}: none of its {len(self._files)} image files can be decoded")
-            self.first_frame = first[0].name
-            self.size = (first[1].shape[1], first[1].shape[0])
+            self._pick_size()
         else:
             cap = cv2.VideoCapture(str(self.path))
             if not cap.isOpened():
@@ -166,6 +161,31 @@ class VideoFrameSource:
         if self.max_frames is not None and self.frame_count is not None:
             self.frame_count = min(self.frame_count, self.max_frames)
         return self
+
+    def _pick_size(self) -> None:
+        """An image folder's size: the one most images have, among up to `SIZE_SAMPLES` spread over the
+        folder (all of a smaller one), ties to the earliest. Frames of other sizes are dropped: with the
+        first image's size, one thumbnail or stray file sorting first dropped every real frame."""
+        files = self._files
+        picks = sorted({round(i * (len(files) - 1) / (SIZE_SAMPLES - 1)) for i in range(SIZE_SAMPLES)})
+        sample = files if len(files) <= SIZE_SAMPLES else [files[i] for i in picks]
+        counts: dict[tuple[int, int], int] = {}
+        first: dict[tuple[int, int], str] = {}
+        for p in sample:
+            img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+            if img is not None:
+                size = (img.shape[1], img.shape[0])
+                counts[size] = counts.get(size, 0) + 1
+                first.setdefault(size, p.name)
+        if not counts and len(sample) < len(files):  # the sample did not decode: the first image that does
+            img_of = ((p, img) for p in files if (img := cv2.imread(str(p), cv2.IMREAD_COLOR)) is not None)
+            if (found := next(img_of, None)) is not None:
+                counts[(found[1].shape[1], found[1].shape[0])] = 1
+                first[(found[1].shape[1], found[1].shape[0])] = found[0].name
+        if not counts:
+            raise VideoReadError(f"folder {self.path}: none of its {len(files)} image files can be decoded")
+        self.size = max(counts, key=lambda size: counts[size])  # max keeps the first of equal counts
+        self.first_frame = first[self.size]
 
     def close(self) -> None:
         cap, self._cap = self._cap, None
@@ -258,7 +278,11 @@ class VideoFrameSource:
 
     def _size_text(self) -> str:
         w, h = self.size or (0, 0)
-        return f"{w}x{h}" + (f" as the first image {self.first_frame}" if self.first_frame else " as the first frame")
+        return f"{w}x{h}" + (
+            f" as most of the folder's images (the first: {self.first_frame})"
+            if self.first_frame
+            else " as the first frame"
+        )
 
     def drop_notes(self) -> list[str]:
         """The summary's lines for the frames dropped, one per reason, and for a video file that ended
