@@ -250,3 +250,52 @@ def test_another_cameras_camera_info_names_the_bag_option_not_a_remap(
         assert len(list(src.frames())) == 3
     warned = [r.getMessage() for r in caplog.records if "the camera_info is in frame 'cam1_optical'" in r.getMessage()]
     assert len(warned) == 1 and "--camera-info-topic" in warned[0] and "remap" not in warned[0], warned
+
+
+_RECORDER = """
+import sqlite3, sys
+con = sqlite3.connect(sys.argv[1], isolation_level=None)
+con.execute("PRAGMA journal_mode=MEMORY")  # rosbag2's sqlite3 storage without the resilient preset
+con.execute("PRAGMA synchronous=OFF")
+rows = con.execute("SELECT topic_id, timestamp, data FROM messages").fetchall()
+stamp = max(r[1] for r in rows)
+print("recording", flush=True)
+for _ in range(20000):  # bounded: ~1 GB if never stopped
+    con.execute("BEGIN")
+    for topic_id, _, data in rows[:8]:
+        stamp += 33_000_000
+        con.execute("INSERT INTO messages (topic_id, timestamp, data) VALUES (?, ?, ?)", (topic_id, stamp, data))
+    con.execute("COMMIT")
+"""
+
+
+def test_a_sqlite3_bag_still_being_recorded_is_not_called_corrupt(tmp_path: Path) -> None:
+    """`vdepth-bag` on a .db3 bag a recorder is still writing (sqlite's default journal, not WAL):
+    rosbags reads the file as immutable, sees pages mid-write, and the user was told the bag "looks
+    truncated or corrupt (database disk image is malformed)", about a bag that is fine. Now: it is
+    being written, stop the recorder. Run as the user runs it, beside a writing process."""
+    import subprocess
+    import sys
+
+    bag = tmp_path / "rec"
+    write_image_bag(bag, synthetic_frames(40, 120, 160), storage="sqlite3")
+    db3 = next(bag.glob("*.db3"))
+    recorder = subprocess.Popen([sys.executable, "-c", _RECORDER, str(db3)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert recorder.stdout is not None and recorder.stdout.readline() == "recording\n"
+        vdepth_bag = str(Path(sys.executable).parent / "vdepth-bag")
+        proc = subprocess.run(
+            [vdepth_bag, str(bag), "-o", str(tmp_path / "out"), "--no-progress"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=tmp_path,
+        )
+    finally:
+        recorder.kill()
+        recorder.wait()
+    if proc.returncode == 0:  # read between two of the recorder's writes: what was recorded so far
+        return
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr[-2000:]
+    assert "being written" in proc.stderr and "Stop the recorder" in proc.stderr, proc.stderr
+    assert "corrupt" not in proc.stderr, proc.stderr

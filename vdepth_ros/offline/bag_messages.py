@@ -64,6 +64,13 @@ def storage_error(
     low = text.lower()
     if "storage" in low and ("not supported" in low or "unrecognized" in low or "unknown" in low):
         return BagReadError(f"{path}: unknown bag storage ({text}); supported: {', '.join(STORAGES)}")
+    busy = _being_written(_expand_folders(list(files) or [path]))
+    if busy is not None:
+        return BagReadError(
+            f"{path}: cannot read {busy.name} while it is being written ({text}): a recording still in "
+            "progress? Stop the recorder (Ctrl-C on `ros2 bag record`) and run again; a sqlite3 (.db3) bag "
+            "cannot be read while it records, an MCAP one (`ros2 bag record -s mcap`, the default) can"
+        )
     bad, why = _damaged_file(files)
     if bad is not None and bad.suffix == ".mcap" and "magic" in why.lower():
         return BagReadError(
@@ -75,6 +82,35 @@ def storage_error(
     if bad is not None and bad != path:
         return BagReadError(f"{path}: cannot read {bad.name}, it looks truncated or corrupt ({why})")
     return BagReadError(f"{path}: cannot read the bag, it looks truncated or corrupt ({text})")
+
+
+#: how long a storage file is watched for a recorder's writes when it cannot be read (`_being_written`)
+BUSY_WATCH_S = 1.0
+#: each storage file's (size, modification time) when `open_reader` opened it
+_OPENED: dict[Path, tuple[int, int] | None] = {}
+
+
+def _stamp(f: Path) -> tuple[int, int] | None:
+    try:
+        st = f.stat()
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
+def _being_written(files: Sequence[Path]) -> Path | None:
+    """The first of `files` another process is writing: changed since `open_reader` opened it, or
+    within `BUSY_WATCH_S` now. rosbags reads a `.db3` file as immutable, so one a recorder is writing
+    (sqlite's default journal, not WAL) reads as "malformed": not a corrupt bag. Only asked once
+    reading failed (it waits)."""
+    import time
+
+    before = {f: _stamp(f) for f in files}
+    changed = [f for f, st in before.items() if f in _OPENED and st != _OPENED[f]]
+    if changed or not files:
+        return changed[0] if changed else None
+    time.sleep(BUSY_WATCH_S)
+    return next((f for f, st in before.items() if st is not None and _stamp(f) != st), None)
 
 
 def _expand_folders(files: Sequence[Path]) -> list[Path]:
@@ -133,6 +169,7 @@ def open_reader(
     sources = [
         _storage_files(p, "has no metadata.yaml", notes) if _is_folder_without_metadata(p) else [p] for p in paths
     ]
+    _OPENED.update((f, _stamp(f)) for f in _expand_folders([f for group in sources for f in group]))
     copies = _ReadableCopies(unpack_dir, notes)
     try:
         try:
