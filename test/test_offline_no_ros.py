@@ -30,10 +30,18 @@ def _frames(folder: Path) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("params", ["bundled", "own"])
-def test_vdepth_video_runs_under_a_middleware_this_install_lacks(params: str, tmp_path: Path) -> None:
-    frames = _frames(tmp_path / "frames")
-    args = [str(BIN / "vdepth-video"), str(frames), "-o", str(tmp_path / "out"), "--no-progress"]
+@pytest.mark.parametrize(
+    ("tool", "params"), [("vdepth-video", "bundled"), ("vdepth-video", "own"), ("vdepth-bag", "own")]
+)
+def test_offline_tools_run_under_a_middleware_this_install_lacks(tool: str, params: str, tmp_path: Path) -> None:
+    if tool == "vdepth-bag":
+        from vdepth_ros.offline.synth import synthetic_frames, write_image_bag
+
+        source = tmp_path / "bag"
+        write_image_bag(source, synthetic_frames(3, 48, 64))
+    else:
+        source = _frames(tmp_path / "frames")
+    args = [str(BIN / tool), str(source), "-o", str(tmp_path / "out"), "--no-progress"]
     if params == "own":
         (tmp_path / "p.yaml").write_text("/**:\n  ros__parameters:\n    cloud_stride: 2\n")
         args += ["--params", str(tmp_path / "p.yaml")]
@@ -41,7 +49,7 @@ def test_vdepth_video_runs_under_a_middleware_this_install_lacks(params: str, tm
     proc = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "rcl" not in proc.stderr and "RMW" not in proc.stderr, proc.stderr[-2000:]
-    assert "3 frames in, 3 out" in proc.stdout
+    assert "3 frames in, 3 out" in proc.stdout, proc.stdout
 
 
 def test_reading_a_params_file_creates_no_ros_context(tmp_path: Path) -> None:
