@@ -224,6 +224,54 @@ def test_fiffdepth_needs_real_images_for_its_t_minus_1_term(tmp_path: Path) -> N
     assert labelled, "the first labeller's cached latents were used for the second"
 
 
+def test_pseudo_labels_are_made_at_the_labellers_working_size(tmp_path: Path) -> None:
+    """A large image is labelled at the labelling model's working size (here its recorded training
+    size, `_trained`), not at the image's own size far beyond what it was trained on, and the labels
+    come back at the image's size. Cached labels made under another labelling-size rule (an earlier
+    version ran every image at its own size) are computed again, not reused."""
+    import cv2
+    import numpy as np
+    import vdepth_training.data.pseudo as pseudo
+
+    from vdepth_ros.models import build_model, family_class
+
+    labeller = build_model("vda", **family_class("vda").tiny_config())
+    labeller.trained = {"sizes": [[28, 42]], "clip_length": [1, 1], "recipe": "vda"}
+    labeller.save_pretrained(tmp_path / "labeller")
+    labeler = pseudo.PseudoLabeler(tmp_path / "labeller")
+    seen: list[tuple[int, int]] = []
+    predict = labeler.model.predict
+    labeler.model.predict = lambda x: seen.append(tuple(x.shape[-2:])) or predict(x)
+    frames = torch.rand(1, 3, 126, 224)
+    out = labeler(frames)
+    assert out.shape == (1, 126, 224) and torch.isfinite(out).all()
+    assert seen and min(seen[0]) == 28 and seen[0][1] % 14 == 0, seen  # was 126x224
+    # the cache: labels of a run under another size rule are not taken for this one's
+    images = tmp_path / "images"
+    images.mkdir()
+    cv2.imwrite(str(images / "0.png"), np.random.default_rng(0).integers(0, 255, (40, 56, 3), dtype=np.uint8))
+    cfg = load_config(CONFIGS / "fiffdepth.yaml", tiny=True, overrides={
+        "data": {"pseudo": {"sources": [{"name": "real", "layout": "images", "root": str(images)}],
+                            "model": str(tmp_path / "labeller")}},
+        "training": {"latent_cache": str(tmp_path / "cache")}})  # fmt: skip
+    recipe = Trainer(cfg, tmp_path / "run").recipe
+    stage = Trainer(cfg, tmp_path / "run").plan[0]
+    batch = recipe.batches(stage)[0]
+    model = recipe.build_model()
+    recipe.configure_stage(model, stage)
+    recipe.start_stage(stage)
+    rule = pseudo.LABEL_SIZE_RULE
+    try:
+        pseudo.LABEL_SIZE_RULE = ("an earlier labelling size",)
+        recipe.loss(model, batch, torch.Generator().manual_seed(0))
+    finally:
+        pseudo.LABEL_SIZE_RULE = rule
+    labelled = []
+    recipe.labeler = lambda f: labelled.append(1) or torch.rand(f.shape[0], *f.shape[-2:])
+    recipe.loss(model, batch, torch.Generator().manual_seed(0))
+    assert labelled, "labels cached at another labelling size were reused"
+
+
 def test_depthcrafter_stage_3_trains_on_its_own_sources() -> None:
     """One command: the third stage's `data.sources` replace the realistic set (DepthCrafter §4.1)."""
     from vdepth_training.stages import plan_stages

@@ -26,6 +26,14 @@ import torch.nn.functional as F
 from vdepth_training.data.sequence import Sequence, not_sequences, write_sequences
 
 from vdepth_ros.paths import expand_home
+from vdepth_ros.resize import working_size
+from vdepth_ros.runtime.shapes import DEFAULT_RESOLUTION
+
+#: what, besides the labelling model folder and the image, sets the size labels are computed at
+#: (`PseudoLabeler.working_size`): part of the latent cache's producer fingerprint, so entries
+#: labelled under another rule or default size (earlier versions ran each image at its own size)
+#: are computed again, never reused
+LABEL_SIZE_RULE = ("pseudo-label size", "working_size lower_bound", DEFAULT_RESOLUTION)
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +42,8 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
 class ImageSequence:
     """One image as a single-frame sequence with no depth (`valid` all false)."""
+
+    target_kind = "disparity"  # no depth: labels, when a labeller adds them, are disparity
 
     def __init__(self, path: Path, name: str) -> None:
         self.path, self.name = path, name
@@ -63,8 +73,12 @@ def load_images(root: str | Path) -> list[ImageSequence]:
 class PseudoLabeler:
     """A frozen `vdepth_ros` model that labels images with relative disparity.
 
-    Each image is resized to the model's `multiple_of` grid (the nearest size, at least one
-    multiple), predicted as a one-frame clip, and resized back; depth outputs are inverted.
+    Each image runs at the model's working size for it, as the node and the offline tools run the
+    model (`vdepth_ros.resize.working_size` around `runtime.shapes.spec_from_model`'s default: the
+    size its training recorded in `config.json`'s `_trained`, else the family's default), not at the
+    image's own size: a 1920x1080 image is labelled at about the labeller's trained size, not at
+    ~1092x1918, far outside what it was trained on. The prediction (a one-frame clip) is resized
+    back to the image; depth outputs are inverted.
 
     Args:
         model_dir: a model folder `vdepth_ros.models.load_model` reads (the paper used Depth
@@ -75,8 +89,17 @@ class PseudoLabeler:
     def __init__(self, model_dir: str | Path) -> None:
         from vdepth_ros.models import load_model
         from vdepth_ros.runtime.registry import resolve_model
+        from vdepth_ros.runtime.shapes import spec_from_model
 
         self.model = load_model(resolve_model(str(model_dir))).eval().requires_grad_(False)
+        spec = spec_from_model(self.model)
+        #: the working size the model defaults to (its pixel budget sets each image's size)
+        self.default_size: tuple[int, int] = (spec.height, spec.width)
+        self.multiple: int = spec.multiple_of
+
+    def working_size(self, height: int, width: int) -> tuple[int, int]:
+        """The (H, W) the model labels a `height x width` image at (keeps its aspect)."""
+        return working_size(height, width, fixed=None, default=self.default_size, multiple=self.multiple)
 
     @torch.no_grad()
     def __call__(self, frames: torch.Tensor) -> torch.Tensor:
@@ -84,8 +107,7 @@ class PseudoLabeler:
         model = self.model
         limits = model.input_constraints
         h, w = frames.shape[-2:]
-        m = int(limits.multiple_of)
-        size = (max(m, round(h / m) * m), max(m, round(w / m) * m))
+        size = self.working_size(h, w)
         lo, hi = limits.value_range
         device = next(model.parameters()).device
         out = []
@@ -159,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["ImageSequence", "PseudoLabeler", "load_images", "write_pseudo_labels"]
+__all__ = ["LABEL_SIZE_RULE", "ImageSequence", "PseudoLabeler", "load_images", "write_pseudo_labels"]
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -101,7 +101,12 @@ class FiffDepthRecipe(Recipe):
                 disp = batch["pseudo/target"].flatten(0, 1)
             return self._encode(model, depth_video(1.0 - disp)).unflatten(0, batch["pseudo/frames"].shape[:2])
 
-        producers = (model.vae, Path(label_model)) if label_model else (model.vae,)  # another labeller: other entries
+        if label_model:  # another labeller, or labels made at another size: other entries
+            from vdepth_training.data.pseudo import LABEL_SIZE_RULE
+
+            producers = (model.vae, Path(label_model), LABEL_SIZE_RULE)
+        else:
+            producers = (model.vae,)
         return cached(self.cache, "fiff_pseudo", batch.get("pseudo/key"), compute, frames, producers).flatten(0, 1)
 
     @staticmethod
