@@ -127,3 +127,37 @@ def test_single_images_feeding_a_video_stage_are_named_before_training(
     data["tiny"]["data"]["sources"][0]["length"] = [1, 1]
     cfg.write_text(yaml.safe_dump(data))
     assert train_main(["--config", str(cfg), "--tiny", "--output", str(run), "--max-steps", "1"]) == 0
+
+
+def test_max_depth_on_a_source_of_disparity_is_named_not_ignored(
+    tmp_path: Path, capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`max_depth` caps depth before inversion; on a source whose sequences hold disparity (the
+    pseudo-label tool's output) it did nothing, in silence: the user believed their far range was
+    capped. Now such a source is refused before training, naming the source and the fix; a source
+    with some disparity sequences trains with one warning naming it."""
+    from vdepth_training.data.dataset import Source
+    from vdepth_training.data.sequence import Sequence, SequenceReader, write_sequences
+    from vdepth_training.train import main as train_main
+
+    rng = np.random.default_rng(0)
+
+    def seq(kind: str, i: int) -> Sequence:
+        return Sequence(rgb=rng.integers(0, 256, (4, 32, 48, 3), dtype=np.uint8),
+                        target=rng.uniform(0.5, 9, (4, 32, 48)).astype(np.float32), valid=np.ones((4, 32, 48), bool),
+                        target_kind=kind, metric=kind == "depth", name=f"{kind}/{i}")  # fmt: skip
+
+    write_sequences(tmp_path / "labels", [seq("disparity", i) for i in range(2)])
+    cfg, run = _own_config(tmp_path, tmp_path / "labels"), tmp_path / "run"
+    data = yaml.safe_load(cfg.read_text())
+    data["tiny"]["data"]["sources"][0]["max_depth"] = 5.0
+    cfg.write_text(yaml.safe_dump(data))
+    assert train_main(["--config", str(cfg), "--tiny", "--output", str(run), "--max-steps", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "data.sources['mine']" in err and "max_depth" in err and "disparity" in err and "remove max_depth" in err
+    write_sequences(tmp_path / "mixed", [seq("depth", 0), seq("disparity", 1)])
+    readers = [SequenceReader(p) for p in sorted((tmp_path / "mixed").iterdir())]
+    with caplog.at_level("WARNING"):
+        Source(readers, max_depth=5.0, name="mixed")
+    assert "data.sources['mixed']" in caplog.text and "1 of its 2 sequences hold disparity" in caplog.text
+    Source(readers[:1], max_depth=5.0, name="depth")  # depth only: no complaint

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import logging
 from collections.abc import Callable, Iterator, Mapping
 from collections.abc import Sequence as SequenceABC
 from dataclasses import dataclass, field
@@ -34,6 +35,10 @@ from torch.utils.data import Dataset
 from vdepth_training.data.sequence import Sequence
 from vdepth_training.data.targets import Normalization, normalize_target
 from vdepth_training.data.transforms import pick_aspect, random_hflip, resize_and_crop, sample_clip_indices
+
+from vdepth_ros.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 class SequenceSource(Protocol):
@@ -55,6 +60,10 @@ class InMemorySequence:
 
     def read(self, indices: SequenceABC[int] | np.ndarray | None = None) -> Sequence:
         return self.seq if indices is None else self.seq.select(indices)
+
+    @property
+    def target_kind(self) -> str:
+        return self.seq.target_kind
 
 
 @dataclass
@@ -79,6 +88,21 @@ class Source:
     max_depth: float | None = None
     name: str = ""
     batch_size: int | None = None
+
+    def __post_init__(self) -> None:
+        """`max_depth` caps depth; on disparity targets it would do nothing: refused (every sequence
+        holds disparity) or warned about (some do), naming the source, instead of silently ignored."""
+        if self.max_depth is None:
+            return
+        disparity = [s for s in self.sequences if getattr(s, "target_kind", "depth") == "disparity"]
+        if not disparity:
+            return
+        what = (f"data.sources[{self.name!r}] sets max_depth {self.max_depth}, a cap on depth in metres, but "
+                f"{len(disparity)} of its {len(self.sequences)} sequences hold disparity (e.g. "
+                f"{getattr(disparity[0], 'name', '?')}), which it cannot cap")  # fmt: skip
+        if len(disparity) == len(self.sequences):
+            raise ConfigError(f"{what}: remove max_depth from this source")
+        log.warning("%s; those are used uncapped (remove max_depth, or split the source by target kind)", what)
 
 
 @dataclass

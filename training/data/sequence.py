@@ -360,6 +360,11 @@ class SequenceReader:
     def name(self) -> str:
         return str(self.meta.get("name") or self.directory.name)
 
+    @property
+    def target_kind(self) -> str:
+        """What the targets hold, "depth" or "disparity" (`sequence.json`), known without reading them."""
+        return str(self.meta.get("target_kind", "depth"))
+
     def read(self, indices: SequenceABC[int] | np.ndarray | None = None) -> Sequence:
         """Load the frames at `indices` (all frames when None) as a `Sequence`."""
         idx = np.arange(len(self)) if indices is None else np.asarray(indices, dtype=np.int64)
