@@ -60,8 +60,26 @@ def test_frames_are_independent_and_deterministic(tiny: FiffDepth) -> None:
 
 
 def test_rejects_bad_size(tiny: FiffDepth) -> None:
-    with pytest.raises(ValueError, match="multiples of 4"):
-        tiny.predict(torch.rand(1, 3, 30, 48))
+    with pytest.raises(ValueError, match="multiples of 2"):  # the tiny VAE's factor
+        tiny.predict(torch.rand(1, 3, 31, 48))
+
+
+def test_runs_every_multiple_of_the_vae_factor() -> None:
+    """The released structure (SD-2: 4 UNet levels, an 8x VAE) runs any multiple of 8, as the
+    authors' pipeline does (long edge `processing_res`, the other side not rounded) and as its
+    480x640 training crops need; it was limited to multiples of 64, so 480x640 was refused."""
+    cfg = FiffDepth.tiny_config()
+    four = ["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"], ["UpBlock2D"] + ["CrossAttnUpBlock2D"] * 3
+    cfg["unet"] = {**cfg["unet"], "down_block_types": four[0], "up_block_types": four[1],
+                   "block_out_channels": [16, 16, 32, 32], "attention_head_dim": [2, 2, 4, 4]}  # fmt: skip
+    cfg["vae"] = {**cfg["vae"], "down_block_types": ["DownEncoderBlock2D"] * 4,
+                  "up_block_types": ["UpDecoderBlock2D"] * 4, "block_out_channels": [16, 16, 32, 32]}  # fmt: skip
+    model = FiffDepth(**cfg).eval()
+    assert model.input_constraints.multiple_of == 8
+    with torch.no_grad():
+        for h, w in ((120, 160), (72, 136)):  # 480x640 / 4; neither side of the second a multiple of 16
+            out = model.predict(torch.rand(1, 3, h, w))
+            assert out.shape == (1, h, w) and torch.isfinite(out).all()
 
 
 def test_save_load_round_trip(tmp_path, tiny: FiffDepth) -> None:

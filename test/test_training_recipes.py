@@ -272,6 +272,26 @@ def test_pseudo_labels_are_made_at_the_labellers_working_size(tmp_path: Path) ->
     assert labelled, "labels cached at another labelling size were reused"
 
 
+def test_every_recipe_trains_at_sizes_its_family_runs() -> None:
+    """Every shipped recipe's crops (`data.size`, `data.aspects`, every stage) are multiples of its
+    full model's stride: fiffdepth.yaml trained at 480x640 while the family ran only multiples of 64
+    (the model built on the meta device: no weights are allocated)."""
+    from vdepth_training.config import crop_sizes
+    from vdepth_training.stages import plan_stages
+
+    from vdepth_ros.models import build_model
+
+    for path in sorted(CONFIGS.glob("*.yaml")):
+        if path.name.startswith("accelerate"):
+            continue
+        cfg = load_config(path)
+        with torch.device("meta"):
+            model = build_model(cfg["model"]["family"], **(cfg["model"].get("config") or {}))
+        m = model.input_constraints.multiple_of
+        odd = {(h, w) for st in plan_stages(cfg) for h, w in crop_sizes(st.cfg["data"]) if h % m or w % m}
+        assert not odd, f"{path.name}: crops {sorted(odd)} are not multiples of {m}"
+
+
 def test_depthcrafter_stage_3_trains_on_its_own_sources() -> None:
     """One command: the third stage's `data.sources` replace the realistic set (DepthCrafter §4.1)."""
     from vdepth_training.stages import plan_stages

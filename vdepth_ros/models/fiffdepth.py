@@ -156,10 +156,14 @@ class FiffDepth(VideoDepthModel):
 
     @property
     def input_constraints(self) -> InputConstraints:
-        # The UNet downsamples the latent len(blocks)-1 times after the VAE's own factor.
-        unet_factor = 2 ** (len(self.unet.config.block_out_channels) - 1)
+        # The VAE's factor only (8 for SD-2), not VAE x UNet (64): diffusers' UNet2DConditionModel
+        # sizes each up-sampling to its skip connection (`forward_upsample_size`), so latents of any
+        # size run, as in the authors' pipeline (`resize_max_res`: long edge `processing_res`, the
+        # other side not rounded) and in the Marigold-lineage training the paper follows at 480x640
+        # (FiffDepth §4.1: Hypersim + Virtual KITTI "following previous approaches"). A size off the
+        # VAE's factor would come back smaller (its encoder floors each halving).
         return InputConstraints(
-            multiple_of=self.vae_factor * unet_factor,
+            multiple_of=self.vae_factor,
             window=self.window,
             overlap=self.overlap,
             frames_rule="any",
