@@ -159,5 +159,7 @@ def test_max_depth_on_a_source_of_disparity_is_named_not_ignored(
     readers = [SequenceReader(p) for p in sorted((tmp_path / "mixed").iterdir())]
     with caplog.at_level("WARNING"):
         Source(readers, max_depth=5.0, name="mixed")
+        Source(readers, max_depth=5.0, name="mixed")  # the next stage's sources: not said again
     assert "data.sources['mixed']" in caplog.text and "1 of its 2 sequences hold disparity" in caplog.text
+    assert caplog.text.count("data.sources['mixed']") == 1
     Source(readers[:1], max_depth=5.0, name="depth")  # depth only: no complaint

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import logging
+import os
 from collections.abc import Callable, Iterator, Mapping
 from collections.abc import Sequence as SequenceABC
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ from vdepth_training.data.transforms import pick_aspect, random_hflip, resize_an
 from vdepth_ros.errors import ConfigError
 
 log = logging.getLogger(__name__)
+_WARNED: set[str] = set()  # warnings given by this process
 
 
 class SequenceSource(Protocol):
@@ -102,7 +104,9 @@ class Source:
                 f"{getattr(disparity[0], 'name', '?')}), which it cannot cap")  # fmt: skip
         if len(disparity) == len(self.sequences):
             raise ConfigError(f"{what}: remove max_depth from this source")
-        log.warning("%s; those are used uncapped (remove max_depth, or split the source by target kind)", what)
+        if what not in _WARNED and int(os.environ.get("RANK", "0")) == 0:  # once, not per rank and stage
+            _WARNED.add(what)
+            log.warning("%s; those are used uncapped (remove max_depth, or split the source by target kind)", what)
 
 
 @dataclass
