@@ -466,3 +466,34 @@ def test_export_checkpoint_under_torchrun_writes_one_model(tmp_path: Path) -> No
     out = torchrun([*base, "--export-checkpoint", str(tmp_path / "run" / "checkpoints" / "checkpoint_1")])
     assert out.count(f"model: {tmp_path / 'run' / 'export'}") == 1
     assert sorted(p.name for p in (tmp_path / "run" / "export").iterdir()) == ["config.json", "model.safetensors"]
+
+
+def test_fiffdepth_labels_real_images_on_the_fly_on_two_ranks(tmp_path: Path) -> None:
+    """FiffDepth's t = -1 stream with a labelling model folder (trained at its own small size) on
+    two ranks: both ranks label their real images at the labeller's working size through one shared
+    latent cache, train identically, and finish."""
+    import cv2
+    import numpy as np
+    import yaml
+
+    from vdepth_ros.models import build_model, family_class
+
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        cv2.imwrite(str(images / f"{i}.png"), rng.integers(0, 255, (120, 168, 3), dtype=np.uint8))
+    labeller = build_model("vda", **family_class("vda").tiny_config())
+    labeller.trained = {"sizes": [[28, 42]], "clip_length": [1, 1], "recipe": "vda"}
+    labeller.save_pretrained(tmp_path / "labeller")
+    cfg = yaml.safe_load((REPO / "training" / "configs" / "fiffdepth.yaml").read_text())
+    cfg["tiny"]["data"]["pseudo"] = {"sources": [{"name": "real", "layout": "images", "root": str(images)}],
+                                     "model": str(tmp_path / "labeller")}  # fmt: skip
+    cfg["tiny"]["data"]["num_samples"] = 4
+    cfg["tiny"]["stages"][0]["steps"] = 2
+    cfg["tiny"]["training"].update(latent_cache=str(tmp_path / "cache"), threads=1)
+    recipe, run = tmp_path / "fiff.yaml", tmp_path / "run"
+    recipe.write_text(yaml.safe_dump(cfg))
+    torchrun(["-m", "vdepth_training.train", "--config", str(recipe), "--tiny", "--output", str(run)])
+    assert (run / "final").is_dir()
+    assert any(p.name.startswith("fiff_pseudo@") for p in (tmp_path / "cache").iterdir())
