@@ -272,6 +272,34 @@ def test_pseudo_labels_are_made_at_the_labellers_working_size(tmp_path: Path) ->
     assert labelled, "labels cached at another labelling size were reused"
 
 
+def test_the_pseudo_label_tool_runs_on_the_device_it_is_given(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`python -m vdepth_training.data.pseudo` ran the labeller on the CPU only, even on a GPU
+    machine (200K images with DAv2-L); now it takes `--device` (default: the GPU when torch sees
+    one). A device that is not there, or not a device, is one line naming the fix; nothing written."""
+    import cv2
+    import numpy as np
+    from vdepth_training.data.pseudo import main as pseudo_main
+    from vdepth_training.data.sequence import SequenceReader
+
+    from vdepth_ros.models import build_model, family_class
+
+    (tmp_path / "images").mkdir()
+    cv2.imwrite(str(tmp_path / "images" / "a.png"), np.full((40, 60, 3), 100, np.uint8))
+    build_model("vda", **family_class("vda").tiny_config()).save_pretrained(tmp_path / "labeller")
+    args = ["--images", str(tmp_path / "images"), "--model", str(tmp_path / "labeller")]
+    assert pseudo_main([*args, "--out", str(tmp_path / "bad"), "--device", "gpu"]) == 2
+    assert "'gpu'" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+    if not torch.cuda.is_available():
+        assert pseudo_main([*args, "--out", str(tmp_path / "gpu"), "--device", "cuda"]) == 2
+        err = capsys.readouterr().err
+        assert "--device cpu" in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "gpu").exists()
+    assert pseudo_main([*args, "--out", str(tmp_path / "labels"), "--device", "cpu"]) == 0
+    (seq,) = [SequenceReader(p) for p in (tmp_path / "labels").iterdir()]
+    assert seq.read().target.shape == (1, 40, 60)
+
+
 def test_every_recipe_trains_at_sizes_its_family_runs() -> None:
     """Every shipped recipe's crops (`data.size`, `data.aspects`, every stage) are multiples of its
     full model's stride: fiffdepth.yaml trained at 480x640 while the family ran only multiples of 64

@@ -84,14 +84,27 @@ class PseudoLabeler:
         model_dir: a model folder `vdepth_ros.models.load_model` reads (the paper used Depth
             Anything V2-Large; any relative-depth model folder works), or a pulled release's name
             (`vda-large`), resolved as `model:` is (`runtime.registry.resolve_model`).
+        device: torch device the model runs on ("cpu", "cuda", "cuda:1"); None: the GPU when torch
+            sees one, else the CPU.
+
+    Raises:
+        BackendUnavailableError: a CUDA device asked for and torch sees no GPU.
+        ConfigError: `device` is not a torch device.
     """
 
-    def __init__(self, model_dir: str | Path) -> None:
+    def __init__(self, model_dir: str | Path, device: str | None = None) -> None:
+        from vdepth_ros.errors import BackendUnavailableError, ConfigError
         from vdepth_ros.models import load_model
         from vdepth_ros.runtime.registry import resolve_model
         from vdepth_ros.runtime.shapes import spec_from_model
 
-        self.model = load_model(resolve_model(str(model_dir))).eval().requires_grad_(False)
+        try:
+            dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        except RuntimeError:
+            raise ConfigError(f"device must be a torch device (cpu, cuda, cuda:1), got {device!r}") from None
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise BackendUnavailableError(f"device {str(dev)!r} asked for but torch sees no CUDA GPU; use --device cpu")
+        self.model = load_model(resolve_model(str(model_dir))).eval().requires_grad_(False).to(dev)
         spec = spec_from_model(self.model)
         #: the working size the model defaults to (its pixel budget sets each image's size)
         self.default_size: tuple[int, int] = (spec.height, spec.width)
@@ -121,12 +134,12 @@ class PseudoLabeler:
 
 
 def write_pseudo_labels(
-    images: str | Path, model_dir: str | Path, out: str | Path, *, overwrite: bool = False
+    images: str | Path, model_dir: str | Path, out: str | Path, *, overwrite: bool = False, device: str | None = None
 ) -> list[Path]:
     """Label every image of `images` with the model `model_dir` and write each as a one-frame
     sequence (target = disparity) in the new folder `out` (`write_sequences`: renamed into place
     when every image is labelled, so labels of two models or two image sets are never mixed);
-    returns the sequence folders.
+    returns the sequence folders. `device`: as `PseudoLabeler`'s (None: the GPU when there is one).
 
     Raises:
         ConfigError: no image under `images`.
@@ -141,7 +154,7 @@ def write_pseudo_labels(
         raise ConfigError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {images}")
     inputs = [Path(images), Path(model_dir)]
     check_output_path(Path(out), overwrite=overwrite, inputs=inputs, replaceable=not_sequences)  # before the model
-    labeler = PseudoLabeler(model_dir)
+    labeler = PseudoLabeler(model_dir, device)
 
     def labelled() -> Iterator[Sequence]:
         for seq in seqs:
@@ -151,7 +164,7 @@ def write_pseudo_labels(
                 log.warning("%s; skipped", err)
                 continue
             frames = torch.from_numpy(clip.rgb).permute(0, 3, 1, 2).float() / 255.0
-            disparity = labeler(frames).numpy().astype(np.float32)
+            disparity = labeler(frames).cpu().numpy().astype(np.float32)
             yield Sequence(rgb=clip.rgb, target=disparity, valid=np.ones(disparity.shape, bool),
                            target_kind="disparity", metric=False, name=seq.name, source="pseudo")  # fmt: skip
 
@@ -171,10 +184,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--out", required=True, type=Path, help="output folder (new; sequence format)")
     ap.add_argument("--overwrite", action="store_true", help="replace an earlier output (a folder of sequences)")
+    ap.add_argument(
+        "--device", default=None, help="torch device of the labeller: cpu, cuda, cuda:1 (default: the GPU if any)"
+    )
     args = ap.parse_args(argv)
     expand_home(args)
     try:
-        written = write_pseudo_labels(args.images, args.model, args.out, overwrite=args.overwrite)
+        written = write_pseudo_labels(args.images, args.model, args.out, overwrite=args.overwrite, device=args.device)
     except (VdepthError, FileNotFoundError, KeyboardInterrupt) as err:
         return cli_errors(prog, err)
     print(f"{len(written)} labelled images in {args.out}")

@@ -91,8 +91,7 @@ class FiffDepthRecipe(Recipe):
                 if self.labeler is None:
                     from vdepth_training.data.pseudo import PseudoLabeler
 
-                    self.labeler = PseudoLabeler(label_model)
-                    self.labeler.model.to(frames.device)
+                    self.labeler = PseudoLabeler(label_model, str(frames.device))  # this rank's device
                 disp = self.labeler(frames)
                 lo = disp.flatten(1).amin(1)[:, None, None]
                 hi = disp.flatten(1).amax(1)[:, None, None]
