@@ -246,30 +246,45 @@ def test_pseudo_labels_are_made_at_the_labellers_working_size(tmp_path: Path) ->
     out = labeler(frames)
     assert out.shape == (1, 126, 224) and torch.isfinite(out).all()
     assert seen and min(seen[0]) == 28 and seen[0][1] % 14 == 0, seen  # was 126x224
-    # the cache: labels of a run under another size rule are not taken for this one's
+    # the cache: labels made at another labelling size, by the same folder (here: a released model
+    # without `_trained`, whose default size changed, as a family's stride or default can), or under
+    # an earlier rule (each image at its own size), are not taken for this run's
+    build_model("vda", **family_class("vda").tiny_config()).save_pretrained(tmp_path / "released")
     images = tmp_path / "images"
     images.mkdir()
     cv2.imwrite(str(images / "0.png"), np.random.default_rng(0).integers(0, 255, (40, 56, 3), dtype=np.uint8))
     cfg = load_config(CONFIGS / "fiffdepth.yaml", tiny=True, overrides={
         "data": {"pseudo": {"sources": [{"name": "real", "layout": "images", "root": str(images)}],
-                            "model": str(tmp_path / "labeller")}},
+                            "model": str(tmp_path / "released")}},
         "training": {"latent_cache": str(tmp_path / "cache")}})  # fmt: skip
-    recipe = Trainer(cfg, tmp_path / "run").recipe
-    stage = Trainer(cfg, tmp_path / "run").plan[0]
-    batch = recipe.batches(stage)[0]
-    model = recipe.build_model()
-    recipe.configure_stage(model, stage)
-    recipe.start_stage(stage)
-    rule = pseudo.LABEL_SIZE_RULE
-    try:
-        pseudo.LABEL_SIZE_RULE = ("an earlier labelling size",)
-        recipe.loss(model, batch, torch.Generator().manual_seed(0))
-    finally:
-        pseudo.LABEL_SIZE_RULE = rule
-    labelled = []
-    recipe.labeler = lambda f: labelled.append(1) or torch.rand(f.shape[0], *f.shape[-2:])
-    recipe.loss(model, batch, torch.Generator().manual_seed(0))
+
+    def run(labeler: object = None) -> None:
+        trainer = Trainer(cfg, tmp_path / "run")
+        recipe, stage = trainer.recipe, trainer.plan[0]
+        torch.manual_seed(0)  # the same frozen VAE each run (its weights name the entries too)
+        model = recipe.build_model()
+        recipe.configure_stage(model, stage)
+        recipe.start_stage(stage)
+        recipe.labeler = labeler
+        recipe.loss(model, recipe.batches(stage)[0], torch.Generator().manual_seed(0))
+
+    def counted(f: torch.Tensor) -> torch.Tensor:
+        labelled.append(1)
+        return torch.rand(f.shape[0], *f.shape[-2:])
+
+    labelled: list[int] = []
+    run()
+    run(counted)
+    assert not labelled  # same labeller, same size: a cache hit
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("vdepth_ros.runtime.shapes.DEFAULT_RESOLUTION", (56, 84))
+        run(counted)
     assert labelled, "labels cached at another labelling size were reused"
+    labelled.clear()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pseudo, "LABEL_SIZE_RULE", ("each image at its own size",))
+        run(counted)
+    assert labelled, "labels cached under another labelling rule were reused"
 
 
 def test_the_pseudo_label_tool_runs_on_the_device_it_is_given(

@@ -19,6 +19,7 @@ import logging
 from collections.abc import Iterator
 from collections.abc import Sequence as SequenceABC
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,11 +30,35 @@ from vdepth_ros.paths import expand_home
 from vdepth_ros.resize import working_size
 from vdepth_ros.runtime.shapes import DEFAULT_RESOLUTION
 
-#: what, besides the labelling model folder and the image, sets the size labels are computed at
-#: (`PseudoLabeler.working_size`): part of the latent cache's producer fingerprint, so entries
-#: labelled under another rule or default size (earlier versions ran each image at its own size)
-#: are computed again, never reused
+#: how the size labels are computed at is chosen (`PseudoLabeler.working_size`): part of the latent
+#: cache's producer fingerprint (`label_size_key`), so entries labelled under another rule
+#: (earlier versions ran each image at its own size) are computed again, never reused
 LABEL_SIZE_RULE = ("pseudo-label size", "working_size lower_bound", DEFAULT_RESOLUTION)
+
+
+def label_size_key(model_dir: str | Path) -> tuple[Any, ...]:
+    """What, besides the image, sets the size the labeller `model_dir` labels at: `LABEL_SIZE_RULE`
+    and the model's default working size and stride (`spec_from_model`), read from its `config.json`
+    alone (built on the meta device: no weights read), so a change of either (another `_trained`
+    size, a family's stride or default) gives other cache entries. Just the rule when the folder
+    cannot be read that way (the labeller's own load reports why)."""
+    from vdepth_ros.models import TRAINED_KEY, build_model, read_config
+    from vdepth_ros.runtime.registry import resolve_model
+    from vdepth_ros.runtime.shapes import spec_from_model
+
+    try:
+        cfg = read_config(Path(resolve_model(str(model_dir))))
+        family = cfg.pop("_family")
+        cfg.pop("_class_name", None)
+        trained = cfg.pop(TRAINED_KEY, None)
+        with torch.device("meta"):
+            model = build_model(family, **cfg)
+        model.trained = trained
+        spec = spec_from_model(model)
+    except Exception:  # no config, a release not imported, a constructor that needs real tensors
+        return LABEL_SIZE_RULE
+    return (*LABEL_SIZE_RULE, (spec.height, spec.width), spec.multiple_of)
+
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["LABEL_SIZE_RULE", "ImageSequence", "PseudoLabeler", "load_images", "write_pseudo_labels"]
+__all__ = ["LABEL_SIZE_RULE", "ImageSequence", "PseudoLabeler", "label_size_key", "load_images", "write_pseudo_labels"]
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -51,6 +51,7 @@ class FiffDepthRecipe(Recipe):
         super().__init__(cfg)
         self.alpha_bar = L.ddpm_alpha_bar()
         self.labeler: Any = None
+        self._label_size: tuple[Any, ...] | None = None  # `label_size_key` of the labeller, once
         mode = self.loss_cfg.get("pseudo_labels", "stream")
         if mode not in PSEUDO_MODES:
             raise ValueError(f"fiffdepth loss.pseudo_labels must be one of {PSEUDO_MODES}, got {mode!r}")
@@ -101,9 +102,11 @@ class FiffDepthRecipe(Recipe):
             return self._encode(model, depth_video(1.0 - disp)).unflatten(0, batch["pseudo/frames"].shape[:2])
 
         if label_model:  # another labeller, or labels made at another size: other entries
-            from vdepth_training.data.pseudo import LABEL_SIZE_RULE
+            from vdepth_training.data.pseudo import label_size_key
 
-            producers = (model.vae, Path(label_model), LABEL_SIZE_RULE)
+            if self._label_size is None:
+                self._label_size = label_size_key(label_model)
+            producers = (model.vae, Path(label_model), self._label_size)
         else:
             producers = (model.vae,)
         return cached(self.cache, "fiff_pseudo", batch.get("pseudo/key"), compute, frames, producers).flatten(0, 1)
