@@ -163,3 +163,6 @@ def test_max_depth_on_a_source_of_disparity_is_named_not_ignored(
     assert "data.sources['mixed']" in caplog.text and "1 of its 2 sequences hold disparity" in caplog.text
     assert caplog.text.count("data.sources['mixed']") == 1
     Source(readers[:1], max_depth=5.0, name="depth")  # depth only: no complaint
+    for bad in (0, -1.0, "80", True):  # 0 capped every depth to 0: infinite disparity, NaN losses
+        with pytest.raises(VdepthError, match=r"data.sources\['depth'\]: max_depth must be a depth in metres > 0"):
+            Source(readers[:1], max_depth=bad, name="depth")

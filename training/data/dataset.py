@@ -92,10 +92,14 @@ class Source:
     batch_size: int | None = None
 
     def __post_init__(self) -> None:
-        """`max_depth` caps depth; on disparity targets it would do nothing: refused (every sequence
-        holds disparity) or warned about (some do), naming the source, instead of silently ignored."""
+        """`max_depth` caps depth: a number > 0 (0 made every disparity infinite); on disparity targets
+        it would do nothing: refused (every sequence holds disparity) or warned about (some do),
+        naming the source, instead of silently ignored."""
         if self.max_depth is None:
             return
+        if isinstance(self.max_depth, bool) or not isinstance(self.max_depth, int | float) or not self.max_depth > 0:
+            raise ConfigError(f"data.sources[{self.name!r}]: max_depth must be a depth in metres > 0 (e.g. 80.0), "
+                              f"got {self.max_depth!r}")  # fmt: skip
         disparity = [s for s in self.sequences if getattr(s, "target_kind", "depth") == "disparity"]
         if not disparity:
             return
