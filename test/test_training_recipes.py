@@ -315,6 +315,32 @@ def test_the_pseudo_label_tool_runs_on_the_device_it_is_given(
     assert seq.read().target.shape == (1, 40, 60)
 
 
+def test_fiffdepth_real_images_without_labels_are_named_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`layout: images` with `data.pseudo.model: null` trained t = -1 on empty targets, in silence
+    (every label invalid); a labelling model folder that is not there stopped the run at its first
+    step, after the UNet was built. Both now stop before the model is built, naming the fix."""
+    import cv2
+    import numpy as np
+    import yaml
+    from vdepth_training.train import main as train_main
+
+    (tmp_path / "images").mkdir()
+    cv2.imwrite(str(tmp_path / "images" / "a.png"), np.full((40, 56, 3), 100, np.uint8))
+    cfg = yaml.safe_load((CONFIGS / "fiffdepth.yaml").read_text())
+    path, run = tmp_path / "fiff.yaml", tmp_path / "run"
+    unlabelled = "data.pseudo.sources ['real'] are images without labels and data.pseudo.model is null"
+    for model, said in ((None, unlabelled), (str(tmp_path / "modles" / "dav2"), "modles")):
+        cfg["tiny"]["data"]["pseudo"] = {"sources": [{"name": "real", "layout": "images",
+                                                      "root": str(tmp_path / "images")}], "model": model}  # fmt: skip
+        path.write_text(yaml.safe_dump(cfg))
+        assert train_main(["--config", str(path), "--tiny", "--output", str(run), "--max-steps", "1"]) == 2
+        err = capsys.readouterr().err
+        assert said in err, err
+        assert not run.exists() or not any(run.iterdir())
+
+
 def test_every_recipe_trains_at_sizes_its_family_runs() -> None:
     """Every shipped recipe's crops (`data.size`, `data.aspects`, every stage) are multiples of its
     full model's stride: fiffdepth.yaml trained at 480x640 while the family ran only multiples of 64

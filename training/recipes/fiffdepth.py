@@ -68,9 +68,29 @@ class FiffDepthRecipe(Recipe):
         return {**stage.cfg["data"], **{k: v for k, v in pseudo.items() if k != "model"}, "normalization": "per_frame"}
 
     def open_data(self, stage: Stage) -> None:
+        """Also the real images' sources, and their labels: without a labelling model, images with
+        no labels (`layout: images`) would train t = -1 on empty targets; a labelling model folder
+        that is not there would stop the run at its first step, after the UNet was loaded."""
+        from vdepth_training.data.pseudo import ImageSequence
+
+        from vdepth_ros.errors import ConfigError
+        from vdepth_ros.runtime.registry import resolve_model
+
         super().open_data(stage)
-        if (stage.cfg.get("loss") or {}).get("pseudo_labels", "stream") == "stream":
-            self.sources(self._pseudo_data(stage))
+        if (stage.cfg.get("loss") or {}).get("pseudo_labels", "stream") != "stream":
+            return
+        sources = self.sources(self._pseudo_data(stage))
+        label_model = (stage.cfg["data"].get("pseudo") or {}).get("model")
+        if label_model:
+            resolve_model(str(label_model))  # ModelLoadError naming the path or the pull command
+            return
+        unlabelled = [s.name for s in sources if any(isinstance(q, ImageSequence) for q in s.sequences)]
+        if unlabelled:
+            raise ConfigError(
+                f"data.pseudo.sources {unlabelled} are images without labels and data.pseudo.model is null: the "
+                "t = -1 term would train on empty targets; set data.pseudo.model to a labelling model folder, or "
+                "label them first (`python -m vdepth_training.data.pseudo`) and read those with layout: sequence"
+            )
 
     def batches(self, stage: Stage) -> Dataset:
         main = super().batches(stage)
