@@ -339,6 +339,20 @@ def test_fiffdepth_real_images_without_labels_are_named_before_training(
         err = capsys.readouterr().err
         assert said in err, err
         assert not run.exists() or not any(run.iterdir())
+    # labels precomputed by the tool, the shipped `model:` left in place and not there: the error
+    # says how to use them (it named only the missing folder)
+    from vdepth_training.data.pseudo import write_pseudo_labels
+
+    from vdepth_ros.models import build_model, family_class
+
+    build_model("vda", **family_class("vda").tiny_config()).save_pretrained(tmp_path / "labeller")
+    write_pseudo_labels(tmp_path / "images", tmp_path / "labeller", tmp_path / "labels", device="cpu")
+    mine = {"name": "mine", "layout": "sequence", "root": str(tmp_path / "labels")}
+    cfg["tiny"]["data"]["pseudo"] = {"sources": [mine], "model": str(tmp_path / "modles" / "dav2")}
+    path.write_text(yaml.safe_dump(cfg))
+    assert train_main(["--config", str(path), "--tiny", "--output", str(run), "--max-steps", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "modles" in err and "['mine'] hold labels of their own" in err and "model: null" in err, err
 
 
 def test_every_recipe_trains_at_sizes_its_family_runs() -> None:

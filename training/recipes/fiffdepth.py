@@ -3,6 +3,8 @@ pseudo-labels for t = −1 (FiffDepth Eq. 7, §4.1)."""
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -15,6 +17,8 @@ from vdepth_training.config import DATA_KEYS, build_dataset
 from vdepth_training.data.stream import ClipBatches, PairedBatches
 from vdepth_training.recipes.base import LossOut, Recipe, Tensor, depth_video
 from vdepth_training.stages import Stage
+
+log = logging.getLogger(__name__)
 
 PSEUDO_MODES = ("stream", "gt")
 
@@ -52,6 +56,7 @@ class FiffDepthRecipe(Recipe):
         self.alpha_bar = L.ddpm_alpha_bar()
         self.labeler: Any = None
         self._label_size: tuple[Any, ...] | None = None  # `label_size_key` of the labeller, once
+        self._relabel_noted = False  # the warning that labelled sources are labelled again, said
         mode = self.loss_cfg.get("pseudo_labels", "stream")
         if mode not in PSEUDO_MODES:
             raise ValueError(f"fiffdepth loss.pseudo_labels must be one of {PSEUDO_MODES}, got {mode!r}")
@@ -73,7 +78,7 @@ class FiffDepthRecipe(Recipe):
         that is not there would stop the run at its first step, after the UNet was loaded."""
         from vdepth_training.data.pseudo import ImageSequence
 
-        from vdepth_ros.errors import ConfigError
+        from vdepth_ros.errors import ConfigError, ModelLoadError
         from vdepth_ros.runtime.registry import resolve_model
 
         super().open_data(stage)
@@ -81,10 +86,19 @@ class FiffDepthRecipe(Recipe):
             return
         sources = self.sources(self._pseudo_data(stage))
         label_model = (stage.cfg["data"].get("pseudo") or {}).get("model")
-        if label_model:
-            resolve_model(str(label_model))  # ModelLoadError naming the path or the pull command
-            return
         unlabelled = [s.name for s in sources if any(isinstance(q, ImageSequence) for q in s.sequences)]
+        labelled = [s.name for s in sources if s.name not in unlabelled]
+        if label_model:
+            hint = (f"data.pseudo.sources {labelled} hold labels of their own (layout: sequence); set "
+                    "data.pseudo.model: null to train on those") if labelled else ""  # fmt: skip
+            try:
+                resolve_model(str(label_model))  # ModelLoadError naming the path or the pull command
+            except ModelLoadError as err:
+                raise ModelLoadError(f"data.pseudo.model: {err}{'; or ' + hint if hint else ''}") from None
+            if hint and not self._relabel_noted and int(os.environ.get("RANK", "0")) == 0:
+                self._relabel_noted = True
+                log.warning("data.pseudo.model %s labels every real image again: %s", label_model, hint)
+            return
         if unlabelled:
             raise ConfigError(
                 f"data.pseudo.sources {unlabelled} are images without labels and data.pseudo.model is null: the "
