@@ -355,6 +355,34 @@ def test_fiffdepth_real_images_without_labels_are_named_before_training(
     assert "modles" in err and "['mine'] hold labels of their own" in err and "model: null" in err, err
 
 
+def test_the_pseudo_label_tool_fails_when_no_image_could_be_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every image unreadable (another format under an image suffix): the tool said "0 labelled
+    images", exited 0 and left an empty folder, which training then refused. Now it exits 2 naming
+    the images folder, writes nothing, and an earlier output given to --overwrite stays."""
+    import numpy as np
+    from vdepth_training.data.pseudo import main as pseudo_main
+
+    from vdepth_ros.models import build_model, family_class
+
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "a.png").write_bytes(b"not an image")
+    build_model("vda", **family_class("vda").tiny_config()).save_pretrained(tmp_path / "labeller")
+    args = ["--images", str(tmp_path / "bad"), "--model", str(tmp_path / "labeller"), "--device", "cpu"]
+    assert pseudo_main([*args, "--out", str(tmp_path / "labels")]) == 2
+    assert "none of the 1 images" in capsys.readouterr().err and not (tmp_path / "labels").exists()
+    (tmp_path / "good").mkdir()
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "good" / "a.png"), np.full((20, 30, 3), 9, np.uint8))
+    good = ["--images", str(tmp_path / "good"), "--model", str(tmp_path / "labeller"), "--device", "cpu"]
+    assert pseudo_main([*good, "--out", str(tmp_path / "labels")]) == 0
+    before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "labels").rglob("*"))
+    assert pseudo_main([*args, "--out", str(tmp_path / "labels"), "--overwrite"]) == 2
+    assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "labels").rglob("*")) == before
+
+
 def test_every_recipe_trains_at_sizes_its_family_runs() -> None:
     """Every shipped recipe's crops (`data.size`, `data.aspects`, every stage) are multiples of its
     full model's stride: fiffdepth.yaml trained at 480x640 while the family ran only multiples of 64

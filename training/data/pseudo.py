@@ -167,7 +167,7 @@ def write_pseudo_labels(
     returns the sequence folders. `device`: as `PseudoLabeler`'s (None: the GPU when there is one).
 
     Raises:
-        ConfigError: no image under `images`.
+        ConfigError: no image under `images`, or none of them readable.
         OutputExistsError: `out` exists and `overwrite` is false, or it is not a folder of sequences.
         OfflineError: `out` overlaps `images` or `model_dir`.
     """
@@ -182,16 +182,21 @@ def write_pseudo_labels(
     labeler = PseudoLabeler(model_dir, device)
 
     def labelled() -> Iterator[Sequence]:
+        read = 0
         for seq in seqs:
             try:
                 clip = seq.read()
             except OSError as err:  # one damaged file does not cost the labels of all the others
                 log.warning("%s; skipped", err)
                 continue
+            read += 1
             frames = torch.from_numpy(clip.rgb).permute(0, 3, 1, 2).float() / 255.0
             disparity = labeler(frames).cpu().numpy().astype(np.float32)
             yield Sequence(rgb=clip.rgb, target=disparity, valid=np.ones(disparity.shape, bool),
                            target_kind="disparity", metric=False, name=seq.name, source="pseudo")  # fmt: skip
+        if not read:  # an empty output would "succeed" and fail the training that reads it
+            raise ConfigError(f"none of the {len(seqs)} images under {images} could be read (see the warnings); "
+                              f"nothing written to {out}")  # fmt: skip
 
     return write_sequences(out, labelled(), overwrite=overwrite, inputs=inputs)
 
