@@ -27,6 +27,9 @@ PARAMS_MISTAKES = {
     # ROS-side keys vdepth-bag reproduces: `rectify: "false"` rectified every image (bool("false"))
     "quoted bool of the ROS side": ('rectify: "false"', "rectify must be true or false, got 'false'", "without quotes"),
     "string for a ROS-side number": ('sync_slop: "0.05"', "sync_slop must be a number, got '0.05'", "without quotes"),
+    # infinity/NaN passed every range check (no max) and gave a one-colour preview or a NaN depth scale
+    "infinite colormap bound": ("colormap_max: .inf", "colormap_max must be a number, got inf", "finite"),
+    "NaN for a pipeline number": ("far: .nan", "far must be a number, got nan", "finite"),
 }
 
 
@@ -69,6 +72,20 @@ def test_the_node_refuses_the_same_values_in_the_same_words_as_the_offline_tools
     lines = [x for x in err.splitlines() if x.strip()]
     assert lines == [f"invalid configuration: {offline.value}"], err
     assert reason in lines[0] and fix in lines[0]
+
+
+def test_infinity_and_nan_are_refused_at_runtime_naming_a_value_that_works() -> None:
+    """`ros2 param set /depth_node colormap_min -inf` (a dynamic parameter) is refused with the reason and
+    an example, not taken (a preview of one colour); in a list too."""
+    from vdepth_ros import node_params as P
+    from vdepth_ros.values import type_problem
+
+    specs = {s.name: s for s in P.node_param_specs()}
+    for name in ("colormap_min", "colormap_max", "watchdog_timeout", "flicker_period"):
+        for bad in (float("inf"), float("-inf"), float("nan")):
+            reason = P.runtime_change_error(name, specs[name].default, bad, specs)
+            assert reason is not None and "finite" in reason and f"ros2 param set /depth_node {name} " in reason
+    assert type_problem(list[float], [0.5, float("inf")]) is not None
 
 
 def test_an_integer_is_a_number_everywhere(tmp_path: Path) -> None:

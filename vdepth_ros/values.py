@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import array
 import collections.abc
+import math
 import numbers
 import types
 import typing
@@ -108,8 +109,10 @@ def _fits(kind: type, value: Any) -> bool:
         return False
     if kind is int:  # numpy's integers too (a value computed in a script)
         return isinstance(value, numbers.Integral)
-    if kind is float:
-        return isinstance(value, numbers.Real) and not (isinstance(value, numbers.Integral) and abs(value) > _FLOAT_MAX)
+    if kind is float:  # infinity and NaN pass every range check and leave a setting no value can use
+        if isinstance(value, numbers.Integral):
+            return abs(value) <= _FLOAT_MAX
+        return isinstance(value, numbers.Real) and math.isfinite(value)
     return isinstance(value, kind)
 
 
@@ -132,6 +135,8 @@ def _hint(kind: type, value: Any) -> str:
         return f"a string: PyYAML (YAML 1.1) reads {value} without a dot as text; write {fix}"
     if isinstance(value, str) and kind is not str and _reads_as(kind, value):
         return "a string: write " + ("true or false" if kind is bool else "the number") + ", without quotes"
+    if kind is float and isinstance(value, numbers.Real) and not math.isfinite(value):
+        return "not finite: infinity and NaN are not values a setting can use; give a finite number"
     if kind is int and isinstance(value, float) and value.is_integer():
         return f"write {int(value)}, without a decimal point"
     if kind is str and isinstance(value, int | float):  # bools too
