@@ -497,3 +497,34 @@ def test_fiffdepth_labels_real_images_on_the_fly_on_two_ranks(tmp_path: Path) ->
     torchrun(["-m", "vdepth_training.train", "--config", str(recipe), "--tiny", "--output", str(run)])
     assert (run / "final").is_dir()
     assert any(p.name.startswith("fiff_pseudo@") for p in (tmp_path / "cache").iterdir())
+
+
+def test_a_config_error_is_printed_once_per_node_and_a_ranks_own_error_by_that_rank(tmp_path: Path) -> None:
+    """A mistake in the recipe stopped every rank with the same line: 8 copies of one error under
+    `torchrun --nproc_per_node=8`. Now a line all the node's ranks give is printed once; a rank's
+    own error (one rank's data) is still printed by each rank that meets it."""
+    recipe = tmp_path / "mine.yaml"
+    recipe.write_text("recipe: vda\nstages: 3\n")  # a mistake every rank meets in the same words
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
+           "vdepth_training.train", "--config", str(recipe), "--output", str(tmp_path / "run")]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=REPO, env=rank_env(), capture_output=True, text=True, timeout=300)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("python -m vdepth_training.train: error")]
+    assert proc.returncode != 0 and len(errors) == 1, proc.stderr[-3000:]
+
+    # an error that names the rank's own input: each rank's line is shown
+    script = tmp_path / "own_error.py"
+    script.write_text(
+        "import os, sys\n"
+        "import vdepth_training.train as train\n"
+        "from vdepth_ros.errors import ConfigError\n"
+        "def broken(args):\n"
+        "    raise ConfigError(f\"shard{os.environ['RANK']}.tar is truncated\")\n"
+        "train._run = broken\n"
+        f"sys.exit(train.main(['--config', {str(recipe)!r}]))\n"
+    )
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)]
+    proc = subprocess.run(cmd, cwd=REPO, env=rank_env(), capture_output=True, text=True, timeout=300)
+    errors = sorted(line for line in proc.stderr.splitlines() if "error: shard" in line)
+    assert [e.split("error: ")[1] for e in errors] == ["shard0.tar is truncated", "shard1.tar is truncated"], (
+        proc.stderr[-3000:]
+    )

@@ -14,6 +14,7 @@ Prints one line per logged step and the folder of the final model (`<output>/fin
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import os
 import sys
@@ -88,9 +89,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _run(args)
     except (VdepthError, FileNotFoundError, FileExistsError) as err:
-        return cli_errors(PROG, err)  # one line, exit 2, as every console tool
+        if _first_on_node_to_say(f"error: {err}"):
+            return cli_errors(PROG, err)  # one line, exit 2, as every console tool
+        return 2
     except KeyboardInterrupt:  # Ctrl-C outside the steps (start-up, export) or a second one within them
-        print(f"{PROG}: interrupted; --resume continues from the last complete checkpoint", file=sys.stderr)
+        line = f"{PROG}: interrupted; --resume continues from the last complete checkpoint"
+        if _first_on_node_to_say(line):
+            print(line, file=sys.stderr)
         return 130
     finally:
         if torch.distributed.is_initialized():
@@ -126,6 +131,27 @@ def _run(args: argparse.Namespace) -> int:
     if trainer.final_dir.is_dir():
         report(f"model: {trainer.final_dir}")
     return 0
+
+
+def _first_on_node_to_say(line: str) -> bool:
+    """Should this process print `line`? Under a launcher each rank stops on the same mistake in the
+    recipe with the same line (8 copies under `--nproc_per_node=8`): the first rank of the node to say
+    a line says it, the others only exit; a line of a rank's own (its data) differs and is printed.
+    The ranks agree through a marker file in torchrun's own per-launch folder (`TORCHELASTIC_ERROR_FILE`
+    is `<folder>/attempt_N/<rank>/error.json`; `accelerate launch` runs torchrun), with no collective: a
+    rank stopping before or instead of joining the process group can still say it. Without that
+    folder (one process, another launcher) every line is printed."""
+    error_file = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if not error_file or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return True
+    marker = Path(error_file).parent.parent / f"said-{hashlib.sha256(line.encode()).hexdigest()[:20]}"
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        return False
+    except OSError:
+        return True  # no folder to agree through: say it
+    return True
 
 
 def _exit_without_finalizing(code: int) -> None:
