@@ -689,3 +689,15 @@ def test_node_and_bag_agree_on_repeated_and_backward_stamps(
         np.testing.assert_array_equal(a.rgb, b.rgb)
         assert a.camera == b.camera
         assert (a.sparse_depth is None) == (b.sparse_depth is None)
+
+
+def test_a_compressed_depth_message_read_as_the_colour_image_is_named_as_depth() -> None:
+    """compressed_depth_image_transport's message (a 12-byte header, then a 16-bit PNG) on the topic
+    read as the colour image was "undecodable bytes"; it is a depth stream, and the error says so
+    with the fix, for the node and the offline tools alike."""
+    from vdepth_ros.inputs.assembly import UnsupportedImageError, decode_color_image
+
+    png = cv2.imencode(".png", np.full((8, 8), 1000, np.uint16))[1].tobytes()
+    msg = SimpleNamespace(format="16UC1; compressedDepth png", data=bytes(12) + png)
+    with pytest.raises(UnsupportedImageError, match="depth stream.*colour camera"):
+        decode_color_image(msg)

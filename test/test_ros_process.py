@@ -484,6 +484,25 @@ def test_an_input_topic_of_another_type_is_named_with_the_fix(tmp_path: Path) ->
     assert "set image_transport:=compressed" in warned_text[0]
 
 
+def test_a_compressed_depth_stream_remapped_to_image_is_named_as_depth_not_colour(tmp_path: Path) -> None:
+    """A depth camera's `.../compressedDepth` stream (compressed_depth_image_transport, a
+    CompressedImage) remapped to `image`: the WARN said "set image_transport:=compressed", which reads
+    `.../compressedDepth/compressed` (nothing) and would give a depth image as the colour input anyway.
+    Now it says the topic is a depth stream and to remap image to the colour camera's topic."""
+    topic = "/cam/depth/image_raw/compressedDepth"
+
+    def feed(peer: Node, ex: SingleThreadedExecutor) -> None:
+        _compressed_camera(topic, lambda: False, seconds=8.0)(peer, ex)
+
+    args = ["--ros-args", "-p", "diagnostics_period:=0.2", "-r", f"image:={topic}"]
+    args += ["-r", "camera_info:=/cam/camera_info"]
+    _, out = run_node(tmp_path, args, {}, {}, before_feed=feed, done=lambda got: True)
+    warned = [line for line in out.splitlines() if "none of those messages arrive" in line]
+    assert len(warned) == 1 and "[WARN]" in warned[0], out
+    assert "image_transport:=compressed" not in warned[0], warned[0]
+    assert "depth stream" in warned[0] and "colour" in warned[0], warned[0]
+
+
 def test_vdepth_node_rejects_bad_params_file(tmp_path: Path) -> None:
     script = Path(sys.executable).parent / "vdepth-node"
     if not script.is_file():

@@ -67,6 +67,25 @@ def is_compressed(msg: Any) -> bool:
     return hasattr(msg, "format") and not hasattr(msg, "encoding")
 
 
+#: the fix for a depth camera's stream given where the colour image is read
+DEPTH_STREAM_FIX = (
+    "it is a depth stream (compressed_depth_image_transport's compressedDepth), not a colour image: remap image "
+    "to the colour camera's topic (e.g. .../color/image_raw)"
+)
+
+
+def is_depth_stream_name(topic: str) -> bool:
+    """Does `topic` name a depth image's compressed stream (compressed_depth_image_transport's
+    `<base>/compressedDepth`, also under a transport suffix such as `.../compressedDepth/compressed`)?"""
+    return "compresseddepth" in [part.lower() for part in topic.split("/")]
+
+
+def is_compressed_depth(msg: Any) -> bool:
+    """True for a CompressedImage of compressed_depth_image_transport (format "16UC1; compressedDepth
+    png"): a depth image, whatever the topic is called."""
+    return is_compressed(msg) and "compresseddepth" in str(msg.format).lower()
+
+
 def compressed_size(data: bytes | bytearray | memoryview) -> tuple[int, int] | None:
     """`(width, height)` from a PNG or JPEG header without decoding, or None (other formats).
 
@@ -167,6 +186,8 @@ def decode_color_image(msg: Any, max_pixels: int = 0, bit_depth: SampleBitDepth 
         InputError: larger than `max_pixels`, or malformed (size, buffer, undecodable bytes).
     """
     check_input_size(msg, max_pixels)
+    if is_compressed_depth(msg):
+        raise UnsupportedImageError(f"format {msg.format!r}: {DEPTH_STREAM_FIX}")
     if is_compressed(msg):
         rgb = decode_compressed(msg.data, msg.format, keep_16bit=bit_depth is not None)
         if max_pixels > 0 and rgb.shape[0] * rgb.shape[1] > max_pixels:  # a format without a known header

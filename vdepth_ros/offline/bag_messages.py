@@ -23,7 +23,7 @@ from rosbags.typesys import get_typestore
 
 from vdepth_ros.encodings import COLOR_INPUT_ENCODINGS, depth_from_image, get_encoding, image_array_from_fields
 from vdepth_ros.errors import InputError
-from vdepth_ros.inputs.assembly import SampleBitDepth, decode_color_image
+from vdepth_ros.inputs.assembly import SampleBitDepth, decode_color_image, is_compressed_depth
 from vdepth_ros.offline.atomic import disk_full_error
 from vdepth_ros.offline.bag_types import COMPRESSED, IMAGE_TYPES, STORAGES, TYPESTORES
 from vdepth_ros.offline.errors import BagReadError, UnsupportedEncodingError
@@ -553,7 +553,7 @@ def decode_color_msg(msg: Any, msgtype: str, topic: str, bit_depth: SampleBitDep
         UnsupportedEncodingError: the encoding is not a colour/mono one (names the topic).
         InputError: the message is malformed (size, buffer, undecodable bytes).
     """
-    if msgtype == COMPRESSED and "compresseddepth" in str(msg.format).lower():  # compressed_depth_image_transport
+    if msgtype == COMPRESSED and is_compressed_depth(msg):
         raise UnsupportedEncodingError(
             f"topic {topic!r}: format {msg.format!r} is a depth image (compressedDepth), not a colour one; "
             "choose the colour camera's topic (--image-topic)"

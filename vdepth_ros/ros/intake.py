@@ -24,7 +24,7 @@ from rclpy.subscription import MessageInfo
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from vdepth_ros.errors import InputError
-from vdepth_ros.inputs.assembly import check_input_size
+from vdepth_ros.inputs.assembly import DEPTH_STREAM_FIX, check_input_size, is_depth_stream_name
 from vdepth_ros.inputs.loss import InputLossMeter, PublisherSequences
 from vdepth_ros.inputs.resets import PauseRule, ReplaySpeed
 from vdepth_ros.inputs.samples import TimedSamples
@@ -70,8 +70,10 @@ def image_subscription(image_topic: str, transport: str) -> tuple[str, bool]:
     return image_topic, transport == "auto" and named_compressed
 
 
-def _type_hint(is_image: bool, wanted: str, published: str) -> str:
-    """What to change when a topic carries `published` and this node wants `wanted` there."""
+def _type_hint(is_image: bool, wanted: str, published: str, topic: str = "") -> str:
+    """What to change when `topic` carries `published` and this node wants `wanted` there."""
+    if is_image and is_depth_stream_name(topic):  # no transport makes a depth image a colour one
+        return DEPTH_STREAM_FIX
     if is_image and wanted.endswith("/CompressedImage") and published.endswith("/Image"):
         return "remap image to the camera's base topic (compressed reads <base>/compressed), or image_transport:=raw"
     if is_image and wanted.endswith("/Image") and published.endswith("/CompressedImage"):
@@ -200,7 +202,7 @@ class InputSide:
                 self.log.warning(
                     f"topic-type:{topic}",
                     f"'{topic}' is published as {other}, but this node subscribes {wanted} there, so none of those "
-                    f"messages arrive: {_type_hint(topic == self.image_topic, wanted, other)}",
+                    f"messages arrive: {_type_hint(topic == self.image_topic, wanted, other, topic)}",
                 )
 
     def _latched_info_publishers(self) -> list[Any]:
