@@ -699,5 +699,5 @@ def test_a_compressed_depth_message_read_as_the_colour_image_is_named_as_depth()
 
     png = cv2.imencode(".png", np.full((8, 8), 1000, np.uint16))[1].tobytes()
     msg = SimpleNamespace(format="16UC1; compressedDepth png", data=bytes(12) + png)
-    with pytest.raises(UnsupportedImageError, match="depth stream.*colour camera"):
+    with pytest.raises(UnsupportedImageError, match=r"depth stream.*colour camera"):
         decode_color_image(msg)

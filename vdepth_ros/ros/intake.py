@@ -128,6 +128,7 @@ class InputSide:
         self.sequences = PublisherSequences()
         self.rate = RateMeter()  # every image received
         self.taken = RateMeter()  # the images the stream takes (not refused, not thinned by max_input_rate)
+        self._first_taken_s: float | None = None  # time.monotonic() of the first image taken
         self._drops = RateMeter()  # frames dropped from the full queue
         self.skipped = 0
         self.thinned = 0  # images left out by max_input_rate
@@ -312,6 +313,8 @@ class InputSide:
             self.log.error("duplicate-stamp", f"dropping the image stamped {stamp}: {why}")
             return
         self.taken.tick()
+        if self._first_taken_s is None:
+            self._first_taken_s = time.monotonic()
         try:
             check_input_size(msg, self.p["max_input_pixels"])
         except InputError as err:
@@ -403,11 +406,22 @@ class InputSide:
                 self.log.warning("queue-full", self._queue_full_message())
 
     def _queue_full_message(self) -> str:
-        """The queue-full WARN: what it costs and the fix (`max_input_rate`, with a value once the rate the
-        worker keeps up with is measured: the images taken less those dropped, over the last 5 s)."""
+        """The queue-full WARN: what it costs and the fix (`max_input_rate`, with a value: the rate the
+        worker keeps up with, the images taken less those dropped over the last 5 s once a queue's worth
+        were dropped; before that, as the first WARN is (later ones are rate-limited), the frames the
+        worker took since the first image over that time, its first window's wait included: a low bound)."""
         taken, dropped = self.taken.rate(), self._drops.rate()
-        kept = taken - dropped if self.queue.dropped >= self.queue.maxsize else 0.0
-        value = f" (e.g. {max(0.5, 0.8 * kept):.2g}, 80% of what it kept up with)" if kept > 0 else ""
+        if self.queue.dropped >= self.queue.maxsize:
+            kept = taken - dropped
+        else:
+            since = time.monotonic() - (self._first_taken_s or time.monotonic())
+            kept = self.queue.got_count / since if since > 0 else 0.0
+        value = (
+            f" (e.g. {max(0.5, 0.8 * kept):.2g}, 80% of what it kept up with)"
+            if kept > 0
+            else " (no value to suggest: none taken yet by the worker, still on its first window; read the output "
+            "rate there once it publishes)"
+        )
         limit = self.p["max_input_rate"]
         return (
             f"input queue full ({self.queue.maxsize}): dropped the oldest frame; {self.queue.dropped} dropped so far: "

@@ -33,6 +33,7 @@ class DropOldestQueue(Generic[T]):
         self._closed = False
         self.dropped = 0
         self.put_count = 0
+        self.got_count = 0  # items the worker took (`get`)
 
     def put(self, item: T) -> bool:
         """Append `item`; returns True if an older item was dropped to make room."""
@@ -52,7 +53,10 @@ class DropOldestQueue(Generic[T]):
         with self._cv:
             if not self._cv.wait_for(lambda: self._items or self._closed, timeout=timeout):
                 return None
-            return self._items.popleft() if self._items else None
+            if not self._items:
+                return None
+            self.got_count += 1
+            return self._items.popleft()
 
     def clear(self) -> int:
         """Drop everything queued (not counted as drops); returns how many."""
