@@ -372,3 +372,28 @@ def test_cli_help_names_where_the_data_comes_from(capsys) -> None:
     with pytest.raises(SystemExit):
         cli.main(["--help"])
     assert "VDEPTH_EVALDATA" in " ".join(capsys.readouterr().out.split())
+
+
+def test_the_evaluators_one_frame_twin_of_a_model_with_a_fixed_clip_length_warns_nothing(tmp_path, caplog) -> None:
+    """A trained model whose clips had one length (say 12 frames): `vdepth-eval` builds its one-frame
+    twin for the per-frame baseline on purpose, and each run logged "running windows of 1 frames; this
+    model was trained on clips of 12", which the user can do nothing about. A window the user asks for
+    (`create_engine(frames=...)`) still gets the warning."""
+    import logging
+
+    from vdepth_ros.models import family_class
+    from vdepth_ros.runtime import create_engine
+
+    cls = family_class("vda_lite")
+    model = cls(**cls.tiny_config())
+    model.trained = {"sizes": [[64, 96]], "clip_length": [12, 12]}
+    mdir = model.save_pretrained(tmp_path / "mine")
+    engine = create_engine(str(mdir), backend="torch", height=64, width=96)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        single = runs._single_frame_engine(mdir, engine)
+    assert single.input_spec.frames == 1
+    assert not [r for r in caplog.records if "windows of 1 frames" in r.getMessage()], caplog.text
+    with caplog.at_level(logging.WARNING):
+        create_engine(str(mdir), backend="torch", frames=1, height=64, width=96)
+    assert [r for r in caplog.records if "windows of 1 frames" in r.getMessage()], caplog.text

@@ -179,10 +179,12 @@ def _single_frame_engine(model_dir: Path, engine: Any) -> Any:
     if not (Path(model_dir) / "config.json").is_file():
         return engine
     from vdepth_ros.runtime import create_engine
+    from vdepth_ros.runtime.shapes import deliberate_shape
 
     spec = engine.input_spec
     try:
-        return create_engine(str(model_dir), backend="torch", frames=1, height=spec.height, width=spec.width)
+        with deliberate_shape():  # T = 1 on purpose: no "trained on clips of N" warning the user cannot act on
+            return create_engine(str(model_dir), backend="torch", frames=1, height=spec.height, width=spec.width)
     except Exception as err:  # e.g. torch missing: fall back to padding
         log.warning("no T=1 torch engine (%s); per-frame runs pad one frame to the window", err)
         return engine

@@ -8,8 +8,11 @@ module does not import torch.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import math
+from collections.abc import Iterator
 from typing import Any
 
 from vdepth_ros.errors import ConfigError
@@ -74,7 +77,24 @@ def resolve_resolution(height: int | None, width: int | None, constraints: Any) 
 _noted: set[tuple[Any, ...]] = set()  # (what, trained, asked) said once per process
 
 
+_deliberate: contextvars.ContextVar[bool] = contextvars.ContextVar("vdepth_deliberate_shape", default=False)
+
+
+@contextlib.contextmanager
+def deliberate_shape() -> Iterator[None]:
+    """Engines built within are of a shape their caller chose on purpose (the evaluator's one-frame
+    twin of the model for its per-frame baseline): a window or size other than the trained one is not
+    warned about, as the user cannot act on it (and a later engine of the user's at that shape still is)."""
+    token = _deliberate.set(True)
+    try:
+        yield
+    finally:
+        _deliberate.reset(token)
+
+
 def _note_once(key: tuple[Any, ...], msg: str, *args: Any) -> None:
+    if _deliberate.get():
+        return
     if key not in _noted:
         _noted.add(key)
         log.warning(msg, *args)
