@@ -30,6 +30,7 @@ PARAMS_MISTAKES = {
     # infinity/NaN passed every range check (no max) and gave a one-colour preview or a NaN depth scale
     "infinite colormap bound": ("colormap_max: .inf", "colormap_max must be a number, got inf", "finite"),
     "NaN for a pipeline number": ("far: .nan", "far must be a number, got nan", "finite"),
+    "inf as rcl reads it": ("colormap_min: -inf", "colormap_min must be a number, got -inf", "finite"),
 }
 
 
@@ -86,6 +87,9 @@ def test_infinity_and_nan_are_refused_at_runtime_naming_a_value_that_works() -> 
             reason = P.runtime_change_error(name, specs[name].default, bad, specs)
             assert reason is not None and "finite" in reason and f"ros2 param set /depth_node {name} " in reason
     assert type_problem(list[float], [0.5, float("inf")]) is not None
+    # PyYAML reads `inf` (no dot) as text: "write the number, without quotes" sent the user round in a circle
+    text = type_problem(float, "inf")
+    assert text is not None and "finite" in text and "without quotes" not in text
 
 
 def test_an_integer_is_a_number_everywhere(tmp_path: Path) -> None:

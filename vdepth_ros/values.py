@@ -121,10 +121,20 @@ def _reads_as(kind: type, text: str) -> bool:
     if kind is bool:
         return text.strip().lower() in _BOOL_WORDS
     try:
-        kind(text.strip())
+        number = kind(text.strip())
     except (TypeError, ValueError):
         return False
-    return kind in (int, float)
+    return kind in (int, float) and math.isfinite(number)
+
+
+def _is_finite_number(value: Any) -> bool:
+    """False for infinity or NaN, as a number or as the text PyYAML leaves `inf`/`nan` as; else True."""
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return True
+    return not isinstance(value, numbers.Real) or math.isfinite(value)
 
 
 def _hint(kind: type, value: Any) -> str:
@@ -135,7 +145,7 @@ def _hint(kind: type, value: Any) -> str:
         return f"a string: PyYAML (YAML 1.1) reads {value} without a dot as text; write {fix}"
     if isinstance(value, str) and kind is not str and _reads_as(kind, value):
         return "a string: write " + ("true or false" if kind is bool else "the number") + ", without quotes"
-    if kind is float and isinstance(value, numbers.Real) and not math.isfinite(value):
+    if kind is float and not _is_finite_number(value):
         return "not finite: infinity and NaN are not values a setting can use; give a finite number"
     if kind is int and isinstance(value, float) and value.is_integer():
         return f"write {int(value)}, without a decimal point"
