@@ -781,7 +781,7 @@ def test_ros2_param_set_from_another_process_is_answered_in_the_packages_words(t
         assert client.wait_for_services(timeout_sec=60), "no parameter services on /depth_node"
         for name, value in [("watchdog_timeout", "abc"), ("publish_colormap", 1), ("flicker_period", -2.0),
                             ("keyframes", "x"), ("queue_size", 0), ("watchdg_timeout", 3.0),
-                            ("use_sim_time", "x")]:  # fmt: skip
+                            ("use_sim_time", "x"), ("colormap_max", float("inf"))]:  # fmt: skip
             seen[name] = _param_call(ex, lambda n=name, v=value: client.set_parameters([Parameter(n, value=v)]))
         seen["atomic"] = _param_call(ex, lambda: client.set_parameters_atomically(
             [Parameter("publish_colormap", value=True), Parameter("far", value=9.0)]))  # fmt: skip
@@ -809,6 +809,7 @@ def test_ros2_param_set_from_another_process_is_answered_in_the_packages_words(t
     assert "queue_size" in reasons["queue_size"] and "restart required" in reasons["queue_size"]
     assert "no parameter 'watchdg_timeout' (did you mean watchdog_timeout?)" in reasons["watchdg_timeout"]
     assert reasons["use_sim_time"].startswith("use_sim_time must be true or false, got 'x'")  # rclpy's own too
+    assert "colormap_max must be a number, got inf (not finite" in reasons["colormap_max"]  # a one-colour preview
     assert not seen["atomic"].result.successful and "far" in seen["atomic"].result.reason
     assert parameter_value_to_python(seen["after atomic"]) is False  # nothing of the refused set applied
     assert seen["on"].results[0].successful, reasons["on"]
