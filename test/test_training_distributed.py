@@ -375,6 +375,7 @@ def test_two_ranks_resume_with_a_changed_config_is_refused_unless_allowed(tmp_pa
     assert {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()} == before
     out = torchrun([*base, "--resume", "--allow-config-change"])
     assert "resuming" in out and "optimizer.lr: 0.0003 -> 0.01" in out
+    assert out.count("with a changed config: optimizer.lr") == 1, out[-3000:]  # once, not once per rank
     assert out.count(f"model: {run / 'final'}") == 1  # the result is printed once, not by every rank
     assert [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
     assert (run / "final").is_dir()

@@ -519,7 +519,8 @@ class Trainer:
                 f"--resume: the config differs from the one {ckpt.name} was saved with ({listed}); resume with the "
                 "same config, pass --allow-config-change to continue with the new one, or --overwrite to start again"
             )
-        log.warning("resuming %s with a changed config: %s", ckpt, listed)
+        if int(os.environ.get("RANK", "0")) == 0:  # every rank compares the same files: said once, not per rank
+            log.warning("resuming %s with a changed config: %s", ckpt, listed)
 
     def _truncate_metrics(self, step: int) -> None:
         """Drop the metric records after `step` (the checkpoint resumed from): an interrupted run
