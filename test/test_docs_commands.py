@@ -1,0 +1,137 @@
+"""What the docs tell a user to type must exist: every link between docs points at a file and heading
+that exist, and every `--flag` written after a command (vdepth-*, benchmarks/*.py, python -m ...)
+is one that command's `--help` lists (a flag renamed in code but not in the docs is a typical break).
+docs/model-history.md is history: its old commands are left as they were."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+#: Subcommands with their own --help.
+SUBCOMMANDS = {"vdepth-export": ("pull", "import", "onnx", "engine", "split")}
+#: The ROS arguments a node takes, not argparse flags.
+ROS_ARGS = {"--ros-args", "--params-file", "--remap", "--param", "--log-level"}
+
+
+def _doc_files() -> list[Path]:
+    docs = [p for p in sorted((ROOT / "docs").glob("*.md")) if p.name != "model-history.md"]
+    return [ROOT / "README.md", *docs, ROOT / "export/README.md", ROOT / "training/README.md"] + [
+        ROOT / "models/default/README.md"
+    ]
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor of a heading."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def _anchors(path: Path) -> set[str]:
+    out: set[str] = set()
+    seen: dict[str, int] = {}
+    in_code = False
+    for line in path.read_text().splitlines():
+        if line.startswith("```"):
+            in_code = not in_code
+        if in_code:
+            continue
+        m = re.match(r"#+\s+(.*)", line)
+        if m:
+            s = _slug(m.group(1))
+            n = seen.get(s, 0)
+            seen[s] = n + 1
+            out.add(s if n == 0 else f"{s}-{n}")
+        out.update(re.findall(r'<a (?:name|id)="([^"]+)"', line))
+    return out
+
+
+def _commands(text: str) -> list[str]:
+    """Command lines of code blocks (continuations joined, comments cut) and inline code spans."""
+    out: list[str] = []
+    in_code, pending = False, ""
+    for line in text.splitlines():
+        if line.startswith("```"):
+            in_code = not in_code
+            continue
+        if in_code:
+            line = pending + " " + line.split("  #")[0] if pending else line.split("  #")[0]
+            pending = ""
+            if line.rstrip().endswith("\\"):
+                pending = line.rstrip()[:-1]
+                continue
+            out.append(line)
+        else:
+            out += re.findall(r"`([^`]+)`", line)
+    return out
+
+
+def _program(command: str) -> tuple[str, str] | None:
+    """(program, the rest of the line) for a command this package ships, else None."""
+    if m := re.search(r"(vdepth-[a-z]+)(?:\s+(\w+))?", command):
+        prog = m.group(1)
+        if m.group(2) in SUBCOMMANDS.get(prog, ()):
+            prog += " " + m.group(2)
+        return prog, command[m.end(1) :]
+    if m := re.search(r"(benchmarks/\w+\.py)", command):
+        return m.group(1), command[m.end() :]
+    if m := re.search(r"python -m ((?:vdepth_ros|vdepth_training)[\w.]*)", command):
+        return "-m " + m.group(1), command[m.end() :]
+    return None
+
+
+def _help(prog: str) -> str:
+    if prog.startswith("vdepth-"):
+        name, *sub = prog.split()
+        cmd = [str(BIN / name), *sub, "--help"]
+    elif prog.startswith("-m "):
+        cmd = [sys.executable, "-m", prog[3:], "--help"]
+    else:
+        cmd = [sys.executable, prog, "--help"]
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, f"`{' '.join(cmd)}` failed ({r.returncode}):\n{r.stderr[-2000:]}"
+    return r.stdout
+
+
+def test_links_between_docs_point_at_existing_files_and_headings() -> None:
+    bad = []
+    for doc in [*_doc_files(), ROOT / "docs/model-history.md"]:
+        for target in re.findall(r"\]\(([^)\s]+)\)", doc.read_text()):
+            if target.startswith(("http://", "https://", "mailto:")):
+                continue
+            path, _, anchor = target.partition("#")
+            linked = (doc.parent / path) if path else doc
+            if not linked.exists():
+                bad.append(f"{doc.relative_to(ROOT)}: {target} (no such file)")
+            elif anchor and linked.suffix == ".md" and anchor not in _anchors(linked):
+                bad.append(f"{doc.relative_to(ROOT)}: {target} (no such heading)")
+    assert not bad, "broken links:\n" + "\n".join(bad)
+
+
+def test_every_flag_the_docs_give_a_command_is_in_its_help() -> None:
+    wanted: dict[str, list[tuple[str, str, str]]] = {}
+    for doc in _doc_files():
+        for command in _commands(doc.read_text()):
+            found = _program(command)
+            if found is None:
+                continue
+            prog, rest = found
+            for flag in re.findall(r"(?<![\w-])(--[a-z][\w-]*)", rest):
+                if flag not in ROS_ARGS:
+                    wanted.setdefault(prog, []).append((flag, str(doc.relative_to(ROOT)), command.strip()))
+    assert "vdepth-bag" in wanted and "-m vdepth_training.train" in wanted, "the docs' commands were not found"
+    with ThreadPoolExecutor(4) as pool:
+        helps = dict(zip(wanted, pool.map(_help, wanted), strict=True))
+    missing = [
+        f"{doc}: `{prog}` has no {flag} ({command[:100]})"
+        for prog, uses in wanted.items()
+        for flag, doc, command in uses
+        if not re.search(re.escape(flag) + r"(?![\w-])", helps[prog])
+    ]
+    assert not missing, "flags the docs name that the commands do not take:\n" + "\n".join(missing)
