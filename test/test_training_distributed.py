@@ -211,7 +211,7 @@ def test_recipes_freeze_exactly_the_parameters_their_forward_never_uses(name: st
 def test_launch_files_render_for_two_nodes_of_eight_gpus(tmp_path: Path) -> None:
     """The SLURM script starts one torchrun per node with the cluster's rendezvous, 8 processes
     per node and shared output and cache; the one-node script one torchrun for the node's GPUs.
-    `srun`, `scontrol` and `torchrun` are stand-ins that record what they would have run."""
+    `srun`, `scontrol` and the Python running torchrun's module are stand-ins that record what they would have run."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     calls = tmp_path / "calls.jsonl"
@@ -220,8 +220,9 @@ def test_launch_files_render_for_two_nodes_of_eight_gpus(tmp_path: Path) -> None
         '#!/usr/bin/env bash\nwhile [[ "$1" == --* ]]; do shift; done\n'
         'for node in $(seq 0 $((SLURM_NNODES - 1))); do SLURM_NODEID=$node "$@"; done\n'
     )
-    (bin_dir / "torchrun").write_text(
-        f'#!/usr/bin/env bash\n{sys.executable} -c "import json, os, sys; '
+    (bin_dir / "python").write_text(  # called as `$PYTHON -m torch.distributed.run ARGS` (torchrun's module)
+        '#!/usr/bin/env bash\n[[ "$1 $2" == "-m torch.distributed.run" ]] || exit 3\nshift 2\n'
+        f'{sys.executable} -c "import json, os, sys; '
         f"open('{calls}', 'a').write(json.dumps({{'node': os.environ.get('SLURM_NODEID'), "
         f'\'args\': sys.argv[1:]}}) + chr(10))" "$@"\n'
     )
@@ -229,7 +230,7 @@ def test_launch_files_render_for_two_nodes_of_eight_gpus(tmp_path: Path) -> None
         tool.chmod(0o755)
     env = {**rank_env(), "PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_JOB_NODELIST": "gpu-a[01-02]",
            "SLURM_NNODES": "2", "SLURM_JOB_ID": "4242", "SLURM_GPUS_PER_NODE": "h100:8",
-           "OUTPUT": "/shared/runs/dc", "CACHE": "/shared/cache/dc"}  # fmt: skip
+           "OUTPUT": "/shared/runs/dc", "CACHE": "/shared/cache/dc", "PYTHON": str(bin_dir / "python")}  # fmt: skip
     script = REPO / "training" / "launch" / "slurm.sbatch"
     subprocess.run(["bash", str(script), "training/configs/depthcrafter.yaml", "--deepspeed", "z.json"], cwd=REPO,
                    env=env, check=True)  # fmt: skip
@@ -250,6 +251,22 @@ def test_launch_files_render_for_two_nodes_of_eight_gpus(tmp_path: Path) -> None
     [one] = [json.loads(x) for x in calls.read_text().splitlines()]
     assert one["args"] == ["--standalone", "--nproc_per_node", "8", "-m", "vdepth_training.train", "--config",
                            "training/configs/vda.yaml", "--resume"]  # fmt: skip
+
+
+def test_the_one_node_launcher_runs_without_torchrun_on_the_path(tmp_path: Path) -> None:
+    """training/README.md's `training/launch/one_node.sh training/configs/vda.yaml --output runs/vda`, after
+    `make install` and without an activated environment: it ran `torchrun`, which is only in .venv/bin, so
+    the user saw `exec: torchrun: not found`. It now runs torchrun's module with the repository's Python."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python3").symlink_to(sys.executable)  # where the repository has no .venv
+    env = {k: v for k, v in rank_env().items() if k != "PYTHON"}
+    env.update(PATH=f"{bin_dir}:/usr/bin:/bin", GPUS="1")
+    r = subprocess.run(["bash", str(REPO / "training" / "launch" / "one_node.sh"), "training/configs/vda.yaml",
+                        "--output", str(tmp_path / "run"), "--help"], cwd=tmp_path, env=env, capture_output=True,
+                       text=True, timeout=120)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "--export-checkpoint" in r.stdout  # vdepth_training.train's own help, through the launcher
 
 
 @pytest.mark.slow

@@ -4,7 +4,9 @@
 # Usage (from the repository root):
 #   training/launch/one_node.sh training/configs/<recipe>.yaml [--output runs/x] [more vdepth_training.train args]
 # GPUS (default: every GPU nvidia-smi lists, else 8) sets the number of processes. The run resumes
-# from its latest checkpoint when started again with the same --output.
+# from its latest checkpoint when started again with the same --output. PYTHON (default: the
+# repository's .venv/bin/python, which `make install` makes, else python3) runs torchrun's module, so
+# the script works without an activated environment.
 set -euo pipefail
 CONFIG=${1:?usage: one_node.sh CONFIG [vdepth_training.train args...]}
 shift
@@ -12,6 +14,10 @@ if [[ -z "${GPUS:-}" ]]; then
   GPUS=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
   [[ "$GPUS" -gt 0 ]] || GPUS=8
 fi
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+if [[ -z "${PYTHON:-}" ]]; then
+  if [[ -x "$ROOT/.venv/bin/python" ]]; then PYTHON=$ROOT/.venv/bin/python; else PYTHON=python3; fi
+fi
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-8}
-exec torchrun --standalone --nproc_per_node "$GPUS" \
+exec "$PYTHON" -m torch.distributed.run --standalone --nproc_per_node "$GPUS" \
   -m vdepth_training.train --config "$CONFIG" --resume "$@"
