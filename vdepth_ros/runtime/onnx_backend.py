@@ -172,7 +172,7 @@ class OnnxRuntimeEngine(DepthEngine):
         cache_dir: TensorRT EP engine/timing cache folder.
         device_id: CUDA device for the GPU providers.
         reuse: when `model.frame.onnx`, `model.window.onnx` and `model.split.json` lie next to
-            `onnx_path` and match it (`vdepth-export onnx --split`), run those two graphs instead,
+            `onnx_path` and match it (`vdepth-export split`), run those two graphs instead,
             so that `infer(frame_ids=...)` encodes only frames the previous window did not have
             (`runtime/reuse.py`). Off when constructed directly (the export parity check must test
             `onnx_path` itself); `create_engine` turns it on.
