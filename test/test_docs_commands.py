@@ -1,6 +1,7 @@
 """What the docs tell a user to type must exist: every link between docs points at a file and heading
 that exist, and every `--flag` written after a command (vdepth-*, benchmarks/*.py, python -m ...)
-is one that command's `--help` lists (a flag renamed in code but not in the docs is a typical break).
+is one that command's `--help` lists (a flag renamed in code but not in the docs is a typical break), as is
+every one a message or docstring of the code names in backquotes.
 docs/model-history.md is history: its old commands are left as they were."""
 
 from __future__ import annotations
@@ -125,6 +126,13 @@ def test_every_flag_the_docs_give_a_command_is_in_its_help() -> None:
             for flag in re.findall(r"(?<![\w-])(--[a-z][\w-]*)", rest):
                 if flag not in ROS_ARGS:
                     wanted.setdefault(prog, []).append((flag, str(doc.relative_to(ROOT)), command.strip()))
+    for source in sorted(p for d in ("vdepth_ros", "training", "export") for p in (ROOT / d).rglob("*.py")):
+        for command in re.findall(r"`([^`\n]+)`", source.read_text()):  # messages and docstrings tell users too
+            if (found := _program(command)) is not None:
+                prog, rest = found
+                for flag in re.findall(r"(?<![\w-])(--[a-z][\w-]*)", rest):
+                    if flag not in ROS_ARGS:
+                        wanted.setdefault(prog, []).append((flag, str(source.relative_to(ROOT)), command.strip()))
     assert "vdepth-bag" in wanted and "-m vdepth_training.train" in wanted, "the docs' commands were not found"
     with ThreadPoolExecutor(4) as pool:
         helps = dict(zip(wanted, pool.map(_help, wanted), strict=True))
