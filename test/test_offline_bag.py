@@ -315,6 +315,19 @@ def test_sparse_depth_topic_is_a_scale_source(tmp_path: Path) -> None:
     assert set(s.scale_sources) == {"sparse"}
 
 
+@pytest.mark.parametrize("params", [None, {"scale_source": "range"}])
+def test_a_metric_topic_given_on_the_command_line_makes_depth_metric(tmp_path: Path, params: Any) -> None:
+    """docs/offline.md's `vdepth-bag IN -o OUT --sparse-depth-topic /lidar/...` "for metric depth offline",
+    with the bundled parameters (scale_source: range, the default since it replaced "none"): the depth topic
+    was read and ignored, the output was the assumed near..far range, not metric, without a word. A metric
+    input named on the command line now makes the scale source sparse, and a note says so."""
+    depth = [np.full((H, W), 2.0, np.float32) for _ in range(8)]
+    src = make_bag(tmp_path / "in", n=8, sparse_depth=depth, sparse_depth_topic="/lidar_depth")
+    s = process_bag(src, tmp_path / "out", params=params, engine=make_engine(), sparse_depth_topic="/lidar_depth")
+    assert set(s.scale_sources) == {"sparse"}
+    assert any("scale_source set to 'sparse'" in n and "/lidar_depth" in n for n in s.notes)
+
+
 def test_pointcloud_sparse_depth_is_projected_as_the_node_does(tmp_path: Path) -> None:
     """`sparse_depth: pointcloud` (a LiDAR in the camera's optical frame): the bag's PointCloud2 is
     projected with the camera, so the output equals a bag carrying the same samples as a depth image;

@@ -107,6 +107,20 @@ def _frame_signature(frame: FrameInput) -> tuple | None:
     return info_signature(info) if info is not None else None
 
 
+def _with_metric_input(params: dict[str, Any], metric_input: str | None, notes: list[str]) -> dict[str, Any]:
+    """`params` with scale_source "sparse" where a metric input topic is read and the scale source is a
+    non-metric one (the default "range" included, which would leave the topic read and unused); a metric
+    model's own scale ("metric") is kept, with a note."""
+    scale_source = params.get("scale_source", "none")
+    if not metric_input or scale_source == "sparse":
+        return params
+    if scale_source == "metric":
+        notes.append(f"metric input on {metric_input} not used: scale_source is 'metric' (the model's own scale)")
+        return params
+    notes.append(f"metric input on {metric_input}: scale_source set to 'sparse' (was {scale_source!r})")
+    return {**params, "scale_source": "sparse"}
+
+
 def process_bag(
     input_path: str | Path,
     output_path: str | Path,
@@ -195,10 +209,7 @@ def process_bag(
         log_time_stamps=log_time_stamps,
     )
     # 3. The pipeline's configuration: metric input turns the sparse scale source on.
-    metric_input = topics.sparse_depth or topics.camera_pose
-    if metric_input and params.get("scale_source", "none") == "none":
-        params = {**params, "scale_source": "sparse"}
-        summary.notes.append(f"metric input on {metric_input}: scale_source set to 'sparse'")
+    params = _with_metric_input(params, topics.sparse_depth or topics.camera_pose, summary.notes)
     config = pipeline_config(params, model=model, backend=backend, check_model=engine is None)
     # 4. Run it into a new bag, built under a temporary name and renamed into place when complete.
     output = AtomicOutput(output_path, overwrite=overwrite, inputs=[input_path], replaceable=not_a_bag)
