@@ -117,7 +117,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--tf32", action="store_true", help="allow TF32 in fp32 layers")
     s = sub.add_parser(
         "split",
-        help="write per-frame + per-window graphs beside a model folder's model.onnx (vda, vda_lite): "
+        help="write per-frame + per-window graphs beside a model folder's model.onnx (vda, vda_lite, gemdepth): "
         "windows then encode only frames the previous window did not have",
     )
     s.add_argument(
