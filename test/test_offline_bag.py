@@ -328,6 +328,17 @@ def test_a_metric_topic_given_on_the_command_line_makes_depth_metric(tmp_path: P
     assert any("scale_source set to 'sparse'" in n and "/lidar_depth" in n for n in s.notes)
 
 
+def test_a_params_file_asking_for_sparse_input_but_range_scale_stays_as_the_node_runs(tmp_path: Path) -> None:
+    """`sparse_depth: image` beside `scale_source: range` in the params file: the node warns and keeps the
+    range; the bag run does the same (the causal bag equals the node), and its summary says why."""
+    depth = [np.full((H, W), 2.0, np.float32) for _ in range(8)]
+    src = make_bag(tmp_path / "in", n=8, sparse_depth=depth, sparse_depth_topic="/sparse_depth")
+    params = {"scale_source": "range", "sparse_depth": "image"}
+    s = process_bag(src, tmp_path / "out", params=params, engine=make_engine())
+    assert set(s.scale_sources) == {"range"}
+    assert any("not used" in n and "scale_source: sparse" in n for n in s.notes)
+
+
 def test_pointcloud_sparse_depth_is_projected_as_the_node_does(tmp_path: Path) -> None:
     """`sparse_depth: pointcloud` (a LiDAR in the camera's optical frame): the bag's PointCloud2 is
     projected with the camera, so the output equals a bag carrying the same samples as a depth image;

@@ -107,18 +107,25 @@ def _frame_signature(frame: FrameInput) -> tuple | None:
     return info_signature(info) if info is not None else None
 
 
-def _with_metric_input(params: dict[str, Any], metric_input: str | None, notes: list[str]) -> dict[str, Any]:
-    """`params` with scale_source "sparse" where a metric input topic is read and the scale source is a
-    non-metric one (the default "range" included, which would leave the topic read and unused); a metric
-    model's own scale ("metric") is kept, with a note."""
+def _with_metric_input(
+    params: dict[str, Any], metric_input: str | None, named_here: bool, notes: list[str]
+) -> dict[str, Any]:
+    """`params` with scale_source "sparse" where a metric input topic is read and the scale source is
+    "none", or also the default "range" when the topic was named on the command line
+    (`--sparse-depth-topic`, `--camera-pose-topic`: an explicit request for metric depth, which
+    "range" would leave read and unused). A topic that comes from the params file's `sparse_depth`
+    beside `scale_source: range` is left as the node leaves it (its start-up warning), with a note,
+    so that the bag equals the node; so is a metric model's own scale ("metric")."""
     scale_source = params.get("scale_source", "none")
     if not metric_input or scale_source == "sparse":
         return params
-    if scale_source == "metric":
-        notes.append(f"metric input on {metric_input} not used: scale_source is 'metric' (the model's own scale)")
-        return params
-    notes.append(f"metric input on {metric_input}: scale_source set to 'sparse' (was {scale_source!r})")
-    return {**params, "scale_source": "sparse"}
+    if scale_source == "none" or (scale_source == "range" and named_here):
+        notes.append(f"metric input on {metric_input}: scale_source set to 'sparse' (was {scale_source!r})")
+        return {**params, "scale_source": "sparse"}
+    notes.append(
+        f"metric input on {metric_input} not used: scale_source is {scale_source!r} (set scale_source: sparse)"
+    )
+    return params
 
 
 def process_bag(
@@ -209,7 +216,8 @@ def process_bag(
         log_time_stamps=log_time_stamps,
     )
     # 3. The pipeline's configuration: metric input turns the sparse scale source on.
-    params = _with_metric_input(params, topics.sparse_depth or topics.camera_pose, summary.notes)
+    named_here = bool(sparse_depth_topic or camera_pose_topic)
+    params = _with_metric_input(params, topics.sparse_depth or topics.camera_pose, named_here, summary.notes)
     config = pipeline_config(params, model=model, backend=backend, check_model=engine is None)
     # 4. Run it into a new bag, built under a temporary name and renamed into place when complete.
     output = AtomicOutput(output_path, overwrite=overwrite, inputs=[input_path], replaceable=not_a_bag)
