@@ -180,6 +180,25 @@ def test_vdepth_node_without_torch_names_what_to_do_with_a_model_it_cannot_run(t
     assert fix in out, out
 
 
+@pytest.mark.parametrize(
+    ("args", "fixed"),
+    [
+        (["-r", "image:=/cam/image_rect"], "vdepth-node --ros-args -r image:=/cam/image_rect"),
+        (["--cameras", "a", "b", "-p", "far:=6", "--ros-args", "-r", "/a/image:=/x"],
+         "vdepth-node --cameras a b --ros-args -p far:=6 -r /a/image:=/x"),
+    ],
+)  # fmt: skip
+def test_ros_arguments_before_ros_args_name_the_command_to_type(args: list[str], fixed: str) -> None:
+    """README's `vdepth-node ... -r image:=...` typed without `--ros-args` (a `ros2 run` habit): argparse said
+    only "unrecognized arguments: -r". Now one line gives the command line as it should be, exit status 2."""
+    script = Path(sys.executable).parent / "vdepth-node"
+    if not script.is_file():
+        pytest.skip("vdepth-node console script not installed in this environment (pip install -e .)")
+    proc = subprocess.run([str(script), *args], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"cannot start: ROS arguments go after --ros-args: {fixed}" in proc.stderr
+
+
 def test_vdepth_node_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     """SIGTERM (a launch system's second signal, systemd's first) while frames flow: exit 0, no ERROR."""
     got, out = run_node(

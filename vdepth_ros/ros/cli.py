@@ -169,10 +169,9 @@ def run(args: list[str] | None = None) -> int:
     except Exception as err:  # rcl refused the --ros-args section
         print(f"cannot start: ROS arguments: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
-    try:
-        options = parser().parse_args(own_args)
-    except SystemExit as done:  # --help (0), or a bad argument (2, after argparse's usage line)
-        return int(done.code or 0)
+    options = _own_options(argv, own_args)
+    if isinstance(options, int):
+        return options
     shutdown = ShutdownRequest()
     shutdown.install()
     nodes: list[Any] = []
@@ -217,6 +216,33 @@ def run(args: list[str] | None = None) -> int:
 
 
 _RCLPY_TYPE = re.compile(r"Trying to set parameter '(.+?)' to '(.*)' of type '(\w+)', expecting type '(\w+)'", re.S)
+
+
+#: ROS arguments that mean nothing before --ros-args (`ros2 run` habits: `-r image:=...`, `-p far:=6`).
+ROS_ARGUMENTS = ("-r", "--remap", "-p", "--param", "--params-file", "-e", "--enclave", "--log-level")
+
+
+def _own_options(argv: list[str], own_args: list[str]) -> argparse.Namespace | int:
+    """vdepth-node's own arguments, or the exit status after --help or a bad one (ROS arguments
+    before --ros-args: the command line as it should be)."""
+    if (fixed := _ros_args_outside_ros_args(argv, own_args)) is not None:
+        print(f"cannot start: ROS arguments go after --ros-args: {fixed}", file=sys.stderr)
+        return 2
+    try:
+        return parser().parse_args(own_args)
+    except SystemExit as done:  # --help (0), or a bad argument (2, after argparse's usage line)
+        return int(done.code or 0)
+
+
+def _ros_args_outside_ros_args(argv: list[str], own_args: list[str]) -> str | None:
+    """The command line written as it should be when ROS arguments come before `--ros-args` (argparse
+    would only say "unrecognized arguments: -r"); None when there are none."""
+    if not any(a in ROS_ARGUMENTS or ":=" in a for a in own_args):
+        return None
+    rest = argv[1:]
+    first = next(i for i, a in enumerate(rest) if a in ROS_ARGUMENTS or ":=" in a)
+    ros = [a for a in rest[first:] if a != "--ros-args"]
+    return " ".join(["vdepth-node", *rest[:first], "--ros-args", *ros])
 
 
 def _rclpy_parameter_type(err: Exception) -> str | None:
