@@ -53,6 +53,19 @@ def test_vdepth_bag_output_read_together_with_its_input(tmp_path: Path, capsys: 
     assert "/depth: 0." in capsys.readouterr().out
 
 
+def test_one_bag_named_twice_is_read_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """`vdepth-flicker B B` (a bag with both the images and the depth, named as output and input):
+    every message was read twice, each depth frame paired with its own copy (180 pairs, 90 restarts
+    for 90 frames)."""
+    src = _recording(tmp_path / "both")
+    (once,) = flicker.measure_flicker([src], "/image", ["/cam/depth"])
+    with caplog.at_level("WARNING"):
+        (twice,) = flicker.measure_flicker([src, tmp_path / "." / "both"], "/image", ["/cam/depth"])
+    assert (twice.frames, twice.pairs, twice.restarts) == (once.frames, once.pairs, once.restarts) == (T, T - 1, 0)
+    assert twice.mean == once.mean
+    assert "given more than once" in caplog.text
+
+
 def test_a_gap_restarts_the_chain(tmp_path: Path) -> None:
     stamps = [START + k * 33_000_000 for k in range(T)]
     stamps[4:] = [s + 5_000_000_000 for s in stamps[4:]]  # 5 s gap after frame 3

@@ -201,6 +201,18 @@ def _read_geometry(
     return geometry, notes
 
 
+def _each_bag_once(paths: list[Path]) -> list[Path]:
+    """`paths` with a bag named twice read once (`vdepth-flicker B B`, for a bag holding both the
+    images and the depth): read twice, every message came twice, each depth frame paired with itself
+    as its own successor (180 pairs and 90 restarts for 90 frames). Said in one line."""
+    seen: dict[Path, Path] = {}
+    for path in paths:
+        seen.setdefault(path.expanduser().resolve(), path)
+    if len(seen) < len(paths):
+        log.warning("a bag was given more than once: read once (%s)", ", ".join(str(p) for p in seen.values()))
+    return list(seen.values())
+
+
 def measure_flicker(
     paths: Sequence[str | Path],
     image_topic: str | None = None,
@@ -231,7 +243,7 @@ def measure_flicker(
         FileNotFoundError, BagReadError, MissingTopicError, UnsupportedEncodingError.
     """
     # 1. Check the arguments and the bags' topics.
-    paths = [Path(p) for p in paths]
+    paths = _each_bag_once([Path(p) for p in paths])
     _check_arguments(paths, depth_topics)
     if max_width < MIN_FLOW_WIDTH:  # OpenCV's DIS flow raises on images under 12 pixels
         raise OfflineError(f"--max-width must be at least {MIN_FLOW_WIDTH} pixels, got {max_width}")
