@@ -1105,6 +1105,13 @@ def test_another_node_publishing_the_outputs_is_named_once(tmp_path: Path) -> No
     assert "/depth (/depth_node, /smoke_peer)" in lines[0] and "__ns" in lines[0]
 
 
+def _await_subscribers(ex: SingleThreadedExecutor, *publishers: Any) -> None:
+    """Spin until every publisher has matched a subscription (the node's), at most 60 s."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not all(pub.get_subscription_count() for pub in publishers):
+        ex.spin_once(timeout_sec=0.05)
+
+
 def _camera_stream(
     frames: list[tuple[int, int, int, CameraInfo | None]],
     settle: Callable[[], bool] = lambda: True,
@@ -1120,11 +1127,7 @@ def _camera_stream(
         rel = qos_profile("reliable", 10)
         image_pub = peer.create_publisher(Image, "/cam/image", rel)
         info_pub = peer.create_publisher(CameraInfo, "/cam/camera_info", rel)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not (
-            image_pub.get_subscription_count() and info_pub.get_subscription_count()
-        ):
-            ex.spin_once(timeout_sec=0.05)
+        _await_subscribers(ex, image_pub, info_pub)
         # This side has matched the node's reader; the node may not have matched this writer yet (on a loaded
         # machine images sent now can be gone from the writer's 10-deep history before it has): give it a moment.
         end = time.monotonic() + 0.5
@@ -1193,11 +1196,7 @@ def test_frames_the_camera_sent_and_the_node_never_got_are_counted_exactly(tmp_p
         qos = qos_profile("sensor_data", 5)
         image_pub = peer.create_publisher(Image, "/cam/image", qos)
         info_pub = peer.create_publisher(CameraInfo, "/cam/camera_info", qos)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not (
-            image_pub.get_subscription_count() and info_pub.get_subscription_count()
-        ):
-            ex.spin_once(timeout_sec=0.05)
+        _await_subscribers(ex, image_pub, info_pub)
         time.sleep(0.5)
         rgb = np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8)
         start = time.monotonic()
@@ -1372,11 +1371,7 @@ def test_a_full_input_queue_names_max_input_rate(tmp_path: Path) -> None:
         peer.create_subscription(Image, "/depth", lambda _: None, rel)  # (output wanted: frames are processed)
         image_pub = peer.create_publisher(Image, "/cam/image", rel)
         info_pub = peer.create_publisher(CameraInfo, "/cam/camera_info", rel)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not (
-            image_pub.get_subscription_count() and info_pub.get_subscription_count()
-        ):
-            ex.spin_once(timeout_sec=0.05)
+        _await_subscribers(ex, image_pub, info_pub)
         rgb = np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8)
         for stamp in stamps:  # as fast as DDS takes them
             h = Header(stamp=conv.ns_to_stamp(stamp), frame_id="cam_optical")
