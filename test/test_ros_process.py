@@ -1537,7 +1537,11 @@ def test_a_driver_clock_stepping_back_a_millisecond_does_not_restart_the_stream(
     dropped = [line for line in out.splitlines() if "does its clock step back?" in line]
     assert len(dropped) == 1 and "[ERROR]" in dropped[0], out
     summary = SUMMARY.search(out)
-    assert summary is not None and int(summary["lost"]) == 0, out
+    assert summary is not None, out
+    # The frames stamped back are dropped, not counted as lost; a loaded machine may still lose a few in
+    # transport (the camera's history is 10 deep), counted exactly from the publisher's sequence numbers.
+    in_transport = re.search(r"lost before the node \((\d+) of them sent and never taken\)", out)
+    assert int(summary["lost"]) == (int(in_transport[1]) if in_transport else 0), out
     out_of_order = {stamps[k] for k in range(10, 48, 10)}
     published = [conv.stamp_to_ns(d.header.stamp) for d in depths]
     assert len(published) >= 48 - len(out_of_order) and not out_of_order & set(published[:40]), out
