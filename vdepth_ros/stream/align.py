@@ -160,24 +160,24 @@ def sample_valid(
     return c[valid].astype(np.float64), r[valid].astype(np.float64)
 
 
-def _weighted_fit(c: np.ndarray, r: np.ndarray, w: np.ndarray | None, method: FitMethod) -> tuple[float, float, float]:
-    """(s, t, correlation) of the (weighted) fit r ≈ s c + t."""
-    if w is None:
-        sw = float(c.size)
-        mc, mr = float(c.mean()), float(r.mean())
-        dc, dr = c - mc, r - mr
-        vcc, vrr, vcr = float(dc @ dc) / sw, float(dr @ dr) / sw, float(dc @ dr) / sw
-    else:
-        sw = float(w.sum())
-        mc, mr = float(w @ c) / sw, float(w @ r) / sw
-        dc, dr = c - mc, r - mr
-        wdc = w * dc
-        vcc, vrr, vcr = float(wdc @ dc) / sw, float((w * dr) @ dr) / sw, float(wdc @ dr) / sw
+def _affine_from_moments(
+    mc: float, mr: float, vcc: float, vcr: float, vrr: float, method: FitMethod
+) -> tuple[float, float, float]:
+    """(s, t, correlation) of `r ≈ s c + t` from the means and (co)variances of `c` and `r`: the
+    symmetric (geometric-mean) slope or the OLS one; NaN without variance."""
     if vcc <= 0 or vrr <= 0:
         return float("nan"), float("nan"), 0.0
     corr = vcr / np.sqrt(vcc * vrr)
     s = np.copysign(np.sqrt(vrr / vcc), vcr) if method == "symmetric" else vcr / vcc
     return float(s), float(mr - s * mc), float(corr)
+
+
+def _plain_fit(c: np.ndarray, r: np.ndarray, method: FitMethod) -> tuple[float, float, float]:
+    """(s, t, correlation) of the unweighted fit r ≈ s c + t."""
+    n = float(c.size)
+    mc, mr = float(c.mean()), float(r.mean())
+    dc, dr = c - mc, r - mr
+    return _affine_from_moments(mc, mr, float(dc @ dc) / n, float(dc @ dr) / n, float(dr @ dr) / n, method)
 
 
 def _robust_sigma(res: np.ndarray, floor: float) -> float:
@@ -228,12 +228,7 @@ class _Moments:
         """(s, t0, correlation) of the weighted fit `r ≈ s c + t0` in centred coordinates."""
         sw = float(w.sum())
         mc, mr, ecc, ecr, err = (self.stack @ w) / sw
-        vcc, vcr, vrr = ecc - mc * mc, ecr - mc * mr, err - mr * mr
-        if vcc <= 0 or vrr <= 0:
-            return float("nan"), float("nan"), 0.0
-        corr = vcr / np.sqrt(vcc * vrr)
-        s = np.copysign(np.sqrt(vrr / vcc), vcr) if method == "symmetric" else vcr / vcc
-        return float(s), float(mr - s * mc), float(corr)
+        return _affine_from_moments(mc, mr, ecc - mc * mc, ecr - mc * mr, err - mr * mr, method)
 
     def to_original(self, s: float, t0: float) -> tuple[float, float]:
         """`t` of `r ≈ s c + t` in the original (uncentred) coordinates."""
@@ -248,7 +243,7 @@ def _lmeds_start(c: np.ndarray, r: np.ndarray, method: FitMethod, hypotheses: in
     dc = c[i] - c[j]
     ok = np.abs(dc) > 1e-12 * (np.abs(c[i]) + 1e-30)
     if not ok.any():
-        return _weighted_fit(c, r, None, method)[:2]
+        return _plain_fit(c, r, method)[:2]
     s = (r[i] - r[j])[ok] / dc[ok]
     t = r[i][ok] - s * c[i][ok]
     probe = slice(None, None, max(1, n // 256))
@@ -316,7 +311,7 @@ def fit_pairs(c: np.ndarray, r: np.ndarray, options: FitOptions = DEFAULT_FIT_OP
     spread = float(np.ptp(r)) or 1.0
     w: np.ndarray | None = None
     if options.robust == "none":
-        s, t, corr = _weighted_fit(c, r, None, options.method)
+        s, t, corr = _plain_fit(c, r, options.method)
     else:
         m = _Moments(c, r)
         s, t = _lmeds_start(m.c, m.r, options.method)
