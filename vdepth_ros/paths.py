@@ -159,28 +159,26 @@ def config_dir() -> Path:
     return share_dir() / "config"
 
 
-def evaldata_dir() -> Path | None:
-    """`../shared/evaldata` next to the checkout (research-only data; never copied in)."""
-    env = os.environ.get("VDEPTH_EVALDATA")
+def _shared_dir(env_var: str, name: str) -> Path | None:
+    """The folder `env_var` names, else `shared/<name>` beside the checkout or one level up; None
+    when none of them is a folder."""
+    env = os.environ.get(env_var)
     cands = [Path(env)] if env else []
-    cands += [REPO_ROOT.parent / "shared" / "evaldata", REPO_ROOT.parent.parent / "shared" / "evaldata"]
-    for cand in cands:
-        if cand.is_dir():
-            return cand
-    return None
+    cands += [REPO_ROOT.parent / "shared" / name, REPO_ROOT.parent.parent / "shared" / name]
+    return next((cand for cand in cands if cand.is_dir()), None)
+
+
+def evaldata_dir() -> Path | None:
+    """`../shared/evaldata` next to the checkout (research-only data; never copied in); `VDEPTH_EVALDATA`
+    overrides it; None when absent."""
+    return _shared_dir("VDEPTH_EVALDATA", "evaldata")
 
 
 def reference_code_dir() -> Path | None:
     """`../shared/reference-code` next to the checkout: the seed papers' own code, used only by tests and
     benchmarks to compare against numerically (never imported by the package). `VDEPTH_REFERENCE_CODE`
     overrides it; None when absent, so callers skip with a reason."""
-    env = os.environ.get("VDEPTH_REFERENCE_CODE")
-    cands = [Path(env)] if env else []
-    cands += [REPO_ROOT.parent / "shared" / "reference-code", REPO_ROOT.parent.parent / "shared" / "reference-code"]
-    for cand in cands:
-        if cand.is_dir():
-            return cand
-    return None
+    return _shared_dir("VDEPTH_REFERENCE_CODE", "reference-code")
 
 
 def expand_home(args: Any) -> None:
