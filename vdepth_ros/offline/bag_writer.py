@@ -48,6 +48,21 @@ def _rihs01(conn: Connection) -> str:
     return store.hash_rihs01(conn.msgtype)
 
 
+def image_message(ts: Any, header: Any, arr: np.ndarray, encoding: str) -> Any:
+    """A rosbags `sensor_msgs/Image` of the `(H, W[, C])` array `arr` in `encoding` (its rows packed as
+    `encodings.image_fields_from_array` lays them out) in typestore `ts`."""
+    step, data = image_fields_from_array(arr, encoding)
+    return ts.types[IMAGE](
+        header=header,
+        height=arr.shape[0],
+        width=arr.shape[1],
+        encoding=encoding,
+        is_bigendian=0,
+        step=step,
+        data=np.frombuffer(data, np.uint8),
+    )
+
+
 def cloud_message(
     ts: Any, header: Any, points: np.ndarray, colors: np.ndarray | None = None, *, is_dense: bool = False
 ) -> Any:
@@ -253,18 +268,6 @@ class DepthBagWriter:
             return None, f"rosbags cannot use the type's definition in the bag ({type(err).__name__}: {err})"
 
     # -- message builders ---------------------------------------------------------------------
-    def _image(self, header: Any, arr: np.ndarray, encoding: str) -> Any:
-        step, data = image_fields_from_array(arr, encoding)
-        return self.ts.types[IMAGE](
-            header=header,
-            height=arr.shape[0],
-            width=arr.shape[1],
-            encoding=encoding,
-            is_bigendian=0,
-            step=step,
-            data=np.frombuffer(data, np.uint8),
-        )
-
     def _camera_info(self, header: Any, camera: CameraModel) -> Any:
         """As the node's `info_msg`: rectified pinhole at the output resolution, no distortion."""
         T = self.ts.types
@@ -304,10 +307,16 @@ class DepthBagWriter:
         header, t = meta.header, meta.log_time_ns
         if frame.depth is not None:
             self._write(
-                topics.depth, IMAGE, self._image(header, np.ascontiguousarray(frame.depth, np.float32), "32FC1"), t
+                topics.depth,
+                IMAGE,
+                image_message(self.ts, header, np.ascontiguousarray(frame.depth, np.float32), "32FC1"),
+                t,
             )
         self._write(
-            topics.disparity, IMAGE, self._image(header, np.ascontiguousarray(frame.disparity, np.float32), "32FC1"), t
+            topics.disparity,
+            IMAGE,
+            image_message(self.ts, header, np.ascontiguousarray(frame.disparity, np.float32), "32FC1"),
+            t,
         )
         if frame.points is not None:
             self._write(topics.points, POINTCLOUD2, cloud_message(self.ts, header, frame.points, frame.colors), t)

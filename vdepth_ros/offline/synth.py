@@ -12,9 +12,8 @@ import numpy as np
 from rosbags.rosbag2 import Writer
 from rosbags.typesys import get_typestore
 
-from vdepth_ros.encodings import image_fields_from_array
 from vdepth_ros.offline.bag_types import CAMERA_INFO, COMPRESSED, IMAGE, POINTCLOUD2, POSE_STAMPED, STORAGES, TYPESTORES
-from vdepth_ros.offline.bag_writer import cloud_message
+from vdepth_ros.offline.bag_writer import cloud_message, image_message
 from vdepth_ros.offline.errors import OfflineError
 from vdepth_ros.offline.videoio import default_intrinsics
 from vdepth_ros.triangulate import quaternion_from_matrix
@@ -60,17 +59,7 @@ def _image_raw(ts: Any, rgb: np.ndarray, encoding: str, header: Any, index: int)
         "mono8": rgb.mean(axis=2).astype(np.uint8),
         "mono16": rgb.mean(axis=2).astype(np.uint8).astype(np.uint16) << 4,
     }[encoding]
-    step, data = image_fields_from_array(np.ascontiguousarray(arr), encoding)
-    msg = T[IMAGE](
-        header=header,
-        height=h,
-        width=w,
-        encoding=encoding,
-        is_bigendian=0,
-        step=step,
-        data=np.frombuffer(data, np.uint8),
-    )
-    return ts.serialize_cdr(msg, IMAGE)
+    return ts.serialize_cdr(image_message(ts, header, np.ascontiguousarray(arr), encoding), IMAGE)
 
 
 def _camera_info(
@@ -193,17 +182,7 @@ def write_image_bag(
             if depth is not None:  # None: this frame's depth was dropped
                 depth_enc = "16UC1" if depth.dtype == np.uint16 else "32FC1"  # uint16: millimetres
                 depth = np.ascontiguousarray(depth, np.uint16 if depth_enc == "16UC1" else np.float32)
-                step, data = image_fields_from_array(depth, depth_enc)
-                dmsg = T[IMAGE](
-                    header=header,
-                    height=depth.shape[0],
-                    width=depth.shape[1],
-                    encoding=depth_enc,
-                    is_bigendian=0,
-                    step=step,
-                    data=np.frombuffer(data, np.uint8),
-                )
-                writer.write(depth_conn, t, ts.serialize_cdr(dmsg, IMAGE))
+                writer.write(depth_conn, t, ts.serialize_cdr(image_message(ts, header, depth, depth_enc), IMAGE))
             if points_iter is not None:
                 pts = np.ascontiguousarray(next(points_iter), np.float32).reshape(1, -1, 3)
                 cmsg = cloud_message(ts, header, pts, is_dense=True)
