@@ -61,11 +61,6 @@ class Window:
     is_last: bool = False
 
     @property
-    def output_frames(self) -> tuple[int, ...]:
-        """Frames this window outputs (blended overlap first, then new frames)."""
-        return self.slots[self.n_context :]
-
-    @property
     def new_frames(self) -> tuple[int, ...]:
         """Frames output for the first time by this window."""
         return self.slots[self.n_context + self.overlap :]
