@@ -72,6 +72,16 @@ STREAM_THIRD_PARTY = {"numpy"}
 #: Deliberate exceptions, each with its reason (kept in docs/architecture.md's table notes too).
 ALLOWED: dict[tuple[str, str], str] = {}
 
+#: The only import cycles between modules, each deliberate and broken at import time (a lazy or
+#: type-only import on one side); any other cycle fails `test_no_import_cycles_but_the_known_ones`.
+KNOWN_CYCLES: dict[frozenset[str], str] = {
+    frozenset(("vdepth_ros.pipeline", "vdepth_ros.pipeline_offline")): "run_offline lazily; DepthPipeline type-only",
+    frozenset(("vdepth_ros.runtime.shapes", "vdepth_ros.runtime.spec")): "spec reads PRECISIONS lazily",
+    frozenset(
+        ("vdepth_ros.ros.cli", "vdepth_ros.ros.entry", "vdepth_ros.ros.node")
+    ): "node's main() is entry's, lazily",
+}
+
 #: Source folders and the package names they are installed as (setup.py package_dir).
 SOURCES = {"vdepth_ros": "vdepth_ros", "export": "vdepth_export", "training": "vdepth_training"}
 OURS = set(SOURCES.values())
@@ -198,3 +208,48 @@ def test_the_doc_shows_this_table() -> None:
     for layer, (prefixes, may) in LAYERS.items():
         assert rows[layer][0] == set(prefixes), f"{layer}: modules differ from LAYERS"
         assert rows[layer][1] == set(may), f"{layer}: allowed layers differ from LAYERS"
+
+
+def _cycles() -> list[set[str]]:
+    """The strongly connected groups of modules (more than one) in the graph of our imports, lazy and
+    type-only ones included (Tarjan's algorithm)."""
+    modules = _modules()
+    graph = {
+        name: {t for imported, _ in _imports(name, path) if (t := _own_target(imported, modules)) not in (None, name)}
+        for name, path in modules.items()
+    }
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    groups: list[set[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = set()
+            while True:
+                w = stack.pop()
+                group.add(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                groups.append(group)
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    return groups
+
+
+def test_no_import_cycles_but_the_known_ones() -> None:
+    """Inside a layer imports go one way too: a new cycle (two modules importing each other, however
+    lazily) is a layering mistake; move the shared piece down instead."""
+    unknown = [sorted(group) for group in _cycles() if frozenset(group) not in KNOWN_CYCLES]
+    assert not unknown, f"import cycles outside KNOWN_CYCLES: {unknown}"

@@ -21,8 +21,9 @@ from vdepth_training.data.dataset import ClipDataset, ClipSampling, Source
 from vdepth_training.data.layouts import LAYOUTS, load_layout
 from vdepth_training.data.toy import load_toy
 from vdepth_training.data.transforms import GEMDEPTH_ASPECTS
+from vdepth_training.stages import OPTIMIZER_KEYS, refuse_unknown_keys
 
-from vdepth_ros.errors import ConfigError, closest_name
+from vdepth_ros.errors import ConfigError
 from vdepth_ros.values import kind_of_type, load_yaml, type_problem
 
 log = logging.getLogger("vdepth_training")
@@ -106,8 +107,6 @@ def value_types(data: dict[str, Any] | None = None) -> dict[str, Any]:
     types |= {f"optimizer.{k}": type(v) for k, v in DEFAULT_OPTIMIZER.items() if v is not None}
     types |= {"optimizer.betas": list[float], "training.init_new_modules": list[str]}
     types |= NONE_DEFAULT_TYPES
-    from vdepth_training.stages import OPTIMIZER_KEYS
-
     types |= {f"stage.{k}": types[f"optimizer.{k}"] for k in OPTIMIZER_KEYS}
     types |= {f"stage.{k}": t for k, t in STAGE_TYPES.items()}
     return types | {f"data.{k}": t for k, t in (DATA_TYPES if data is None else data).items()}
@@ -200,25 +199,6 @@ DATA_KEYS = frozenset(
 MODEL_KEYS = frozenset(("family", "config", "init_from", "use_tiny_config"))
 #: keys of a `data.sources` entry that `build_sources` reads; the rest go to its layout's loader
 SOURCE_KEYS = frozenset(("layout", "weight", "length", "max_depth", "name", "batch_size", "root"))
-
-
-def refuse_unknown_keys(where: str, given: Any, known: frozenset[str] | set[str]) -> None:
-    """Refuse a mapping `given` (a config section) with keys nothing reads: a misspelt key would
-    otherwise be ignored in silence and the run train with the default.
-
-    Raises:
-        ConfigError: `given` is not a mapping, or naming its unknown keys, a close known one for
-            each ("did you mean"), and the known ones.
-    """
-    if given is None:
-        return
-    if not isinstance(given, dict):
-        raise ConfigError(f"{where} must be a mapping of keys, got {type(given).__name__}")
-    unknown = sorted(set(given) - set(known), key=str)
-    if unknown:
-        close = {k: closest_name(k, known) for k in unknown}
-        hints = "".join(f" ({k}: did you mean {c!r}?)" for k, c in close.items() if c)
-        raise ConfigError(f"{where} sets unknown keys {unknown}{hints}; known: {sorted(known)}")
 
 
 def _check_sources(where: str, entries: Any) -> None:

@@ -25,7 +25,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from vdepth_ros.errors import ConfigError
+from vdepth_ros.errors import ConfigError, closest_name
 
 #: stage keys every recipe understands (see module docstring)
 STAGE_KEYS = frozenset(
@@ -71,6 +71,25 @@ class Stage:
         return self.start + self.steps
 
 
+def refuse_unknown_keys(where: str, given: Any, known: frozenset[str] | set[str]) -> None:
+    """Refuse a mapping `given` (a config section) with keys nothing reads: a misspelt key would
+    otherwise be ignored in silence and the run train with the default.
+
+    Raises:
+        ConfigError: `given` is not a mapping, or naming its unknown keys, a close known one for
+            each ("did you mean"), and the known ones.
+    """
+    if given is None:
+        return
+    if not isinstance(given, dict):
+        raise ConfigError(f"{where} must be a mapping of keys, got {type(given).__name__}")
+    unknown = sorted(set(given) - set(known), key=str)
+    if unknown:
+        close = {k: closest_name(k, known) for k in unknown}
+        hints = "".join(f" ({k}: did you mean {c!r}?)" for k, c in close.items() if c)
+        raise ConfigError(f"{where} sets unknown keys {unknown}{hints}; known: {sorted(known)}")
+
+
 def plan_stages(cfg: dict[str, Any], extra_keys: frozenset[str] = frozenset()) -> list[Stage]:
     """The stages of `cfg` (a loaded recipe) in order, with their effective settings.
 
@@ -78,8 +97,6 @@ def plan_stages(cfg: dict[str, Any], extra_keys: frozenset[str] = frozenset()) -
         ConfigError: an unknown stage key (naming the closest known one), a `data` key the recipe
             lacks, a `restart: false` stage that changes the trained parameters, or an unknown schedule.
     """
-    from vdepth_training.config import refuse_unknown_keys  # torch & data: loaded by every caller by now
-
     plan: list[Stage] = []
     known = STAGE_KEYS | extra_keys
     for i, entry in enumerate(cfg["stages"]):
