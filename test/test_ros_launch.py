@@ -93,6 +93,40 @@ def test_docs_list_every_parameter(repo_root: Path) -> None:
     assert len(ROS_PARAMS) > 10
 
 
+def _parameter_rows(repo_root: Path) -> list[tuple[str, str, str, str, str]]:
+    """(name, type, default, runtime, description) of every row of docs/node.md's parameter tables."""
+    text = (repo_root / "docs" / "node.md").read_text()
+    section = text[text.index("\n## Parameters") :]
+    return re.findall(r"^\| `([a-z_]+)` \| ([^|]+) \| ([^|]+) \| (yes|restart) \| (.*) \|$", section, re.M)
+
+
+def test_docs_parameter_tables_match_the_node_and_depth_yaml(repo_root: Path) -> None:
+    """docs/node.md's parameter tables hold one row per parameter the node declares and no other, each
+    with the node's type, default (the value config/depth.yaml holds), range and choices: a user who
+    copies a default or a range from the docs gets the node's."""
+    rows = _parameter_rows(repo_root)
+    specs = {s.name: s for s in node_param_specs()}
+    names = [row[0] for row in rows]
+    assert len(names) == len(set(names)), f"parameters in two rows: {sorted(n for n in names if names.count(n) > 1)}"
+    assert set(names) == set(specs), (
+        f"rows for no parameter: {sorted(set(names) - set(specs))}; parameters without a row: "
+        f"{sorted(set(specs) - set(names))}"
+    )
+    in_yaml = yaml.safe_load((repo_root / "config" / "depth.yaml").read_text())["/**"]["ros__parameters"]
+    for name, type_name, default, _runtime, description in rows:
+        spec = specs[name]
+        assert type_name.strip() == spec.type_name, name
+        value = yaml.safe_load(default.strip().strip("`"))
+        assert (value, type(value)) == (spec.default, type(spec.default)), f"{name}: docs {default.strip()}"
+        if name in in_yaml:  # `keyframes` ([]) cannot be written in a params file
+            assert (value, type(value)) == (in_yaml[name], type(in_yaml[name])), f"{name}: depth.yaml differs"
+        bounds = [f"{side} {v}" for side, v in (("min", spec.min), ("max", spec.max)) if v is not None]
+        shown = re.search(r"Range: (.*?)\.(?: |$)", description)
+        assert (shown.group(1) if shown else None) == (", ".join(bounds) or None), f"{name}: range"
+        listed = re.search(r"One of: (.*?)\.(?: |$)", description)
+        assert (tuple(re.findall(r"`([^`]+)`", listed.group(1))) if listed else None) == spec.choices, name
+
+
 def _load_launch_with_fakes(repo_root: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     """Import the launch file against minimal stand-ins for launch / launch_ros (not in pip ROS); the
     stand-ins implement only what the file calls, and `Node(...)` returns its keyword arguments."""
