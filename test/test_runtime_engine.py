@@ -179,3 +179,44 @@ def test_ort_threads_do_not_spin_by_default(model_dir) -> None:
         assert opts.intra_op_num_threads == 2
     with create_engine(model_dir, backend="onnxruntime", spinning=True) as eng:
         assert eng.session.get_session_options().get_session_config_entry(key) == "1"
+
+
+@pytest.fixture
+def gpu_eps_listed_but_broken(monkeypatch) -> None:
+    """onnxruntime-gpu on a machine whose CUDA/cuDNN/TensorRT libraries do not load (or without a GPU):
+    it lists the GPU execution providers, and its sessions go on without them. The CPU build here does
+    just that with the two names added to its list (the session drops them with its own warning)."""
+    import warnings
+
+    import onnxruntime as ort
+
+    from vdepth_ros.runtime import onnx_backend
+
+    real = ort.get_available_providers
+    monkeypatch.setattr(ort, "get_available_providers", lambda: [TRT_EP, CUDA_EP, *real()])
+    monkeypatch.setattr(onnx_backend, "_WARNED_NOT_STARTED", set(), raising=False)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Specified provider")
+        yield
+
+
+def test_a_requested_gpu_provider_that_does_not_start_is_refused(model_dir, gpu_eps_listed_but_broken) -> None:
+    with pytest.raises(BackendUnavailableError, match=r"could not start.*CUDA, cuDNN.*request the ones that run here"):
+        create_engine(model_dir, backend="onnxruntime", providers=["cuda"])
+
+
+def test_default_gpu_providers_that_do_not_start_warn_once_and_run_on_the_cpu(
+    model_dir, gpu_eps_listed_but_broken, caplog
+) -> None:
+    with (
+        caplog.at_level(logging.WARNING, logger="vdepth_ros.runtime.onnx_backend"),
+        create_engine(model_dir, threads=1) as a,
+        create_engine(model_dir, threads=1) as b,
+    ):
+        assert a.describe()["providers"] == b.describe()["providers"] == [CPU_EP]
+        assert a.infer(_clip(1)).shape == (T, H, W)
+    said = [r.getMessage() for r in caplog.records if "could not start" in r.getMessage()]
+    assert len(said) == 1, said
+    assert TRT_EP in said[0]
+    assert CUDA_EP in said[0]
+    assert "Running on CPUExecutionProvider" in said[0]

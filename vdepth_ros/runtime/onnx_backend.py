@@ -94,6 +94,37 @@ def _usable_variants(path: Path, spec: InputSpec) -> dict[tuple[int, int], Path]
     return usable
 
 
+#: sets of execution providers already warned about as listed but not started, each named once per process
+_WARNED_NOT_STARTED: set[tuple[str, ...]] = set()
+
+
+def _check_started(graph: Path, chosen: list[str], started: list[str], *, requested: bool) -> None:
+    """Compare the providers a session was given with those it runs. onnxruntime-gpu lists the CUDA and
+    TensorRT EPs whether or not their libraries (CUDA, cuDNN, TensorRT) load and a GPU is visible; when
+    one does not start, ONNX Runtime goes on without it (the CPU EP at worst) and says so only in its
+    own log. Requested providers (`providers=`) that did not start: `BackendUnavailableError`; the
+    default order's: one warning per process naming them and what runs instead."""
+    missing = [n for n in chosen if n not in started]
+    if not missing:
+        return
+    import onnxruntime
+
+    why = (
+        f"onnxruntime {onnxruntime.__version__} lists {', '.join(missing)} but could not start "
+        f"{'it' if len(missing) == 1 else 'them'} for {graph.name}: the CUDA, cuDNN or TensorRT libraries it "
+        "needs did not load, or no GPU is visible (ONNX Runtime's own log above says which); see "
+        "https://onnxruntime.ai/docs/execution-providers/CUDA-ExecutionProvider.html#requirements"
+    )
+    if requested:
+        raise BackendUnavailableError(
+            f"{why}. Requested providers must run: fix the libraries, or request the ones that run here "
+            f"({', '.join(started)})"
+        )
+    if tuple(missing) not in _WARNED_NOT_STARTED:
+        _WARNED_NOT_STARTED.add(tuple(missing))
+        log.warning("%s. Running on %s instead, much slower than on the GPU", why, ", ".join(started))
+
+
 def _provider_name(entry: ProviderEntry) -> str:
     name = entry[0] if isinstance(entry, tuple) else entry
     return _PROVIDER_ALIASES.get(name.lower(), name)
@@ -225,7 +256,9 @@ class OnnxRuntimeEngine(DepthEngine):
 
         def session(graph: Path) -> Any:
             names, options = [n for n, _ in chosen], [o for _, o in chosen]
-            return ort.InferenceSession(str(graph), sess_options=so, providers=names, provider_options=options)
+            sess = ort.InferenceSession(str(graph), sess_options=so, providers=names, provider_options=options)
+            _check_started(graph, names, list(sess.get_providers()), requested=providers is not None)
+            return sess
 
         _note_precision_not_applied(path, precision, spec, [n for n, _ in chosen])
         self._split = self._load_split(path, spec, session) if reuse else None
