@@ -132,8 +132,10 @@ def test_engine_threads_reach_the_onnxruntime_session(tmp_path: Path) -> None:
     from fakes import write_tiny_onnx
 
     from vdepth_ros.pipeline import DepthPipeline
+    from vdepth_ros.runtime.onnx_backend import usable_cores
 
     model = str(write_tiny_onnx(tmp_path))
-    for params, threads in (({"engine_threads": 1}, 1), ({}, 0)):  # 0: ORT's own default
+    # 0: the cores the process may run on (ONNX Runtime's own default would count every core of the machine)
+    for params, threads in (({"engine_threads": 1}, 1), ({}, usable_cores())):
         pipe = DepthPipeline.from_dict({"model": model, "backend": "onnxruntime", **params})
         assert pipe.engine.session.get_session_options().intra_op_num_threads == threads

@@ -220,3 +220,42 @@ def test_default_gpu_providers_that_do_not_start_warn_once_and_run_on_the_cpu(
     assert TRT_EP in said[0]
     assert CUDA_EP in said[0]
     assert "Running on CPUExecutionProvider" in said[0]
+
+
+_THREADS_SCRIPT = """
+import os, sys
+import numpy as np
+from vdepth_ros.runtime import create_engine
+
+def threads_added(**opts):
+    before = len(os.listdir("/proc/self/task"))
+    with create_engine(sys.argv[1], backend="onnxruntime", **opts) as eng:
+        eng.infer(np.zeros((eng.input_spec.frames, eng.input_spec.height, eng.input_spec.width, 3), np.uint8))
+        return len(os.listdir("/proc/self/task")) - before
+
+threads_added(threads=1)  # once-per-process threads (ONNX Runtime's) start here, not below
+print(threads_added(), threads_added(threads=1), threads_added(threads=len(os.sched_getaffinity(0))))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux CPU affinity")
+def test_default_onnxruntime_threads_follow_the_cores_the_process_may_use(model_dir) -> None:
+    """A node pinned to some of the machine's cores (taskset, a container's cpuset): ONNX Runtime's own
+    default started a thread per core of the machine, all crowding the allowed ones."""
+    import os
+    import subprocess
+    import sys
+
+    def added(cores: set[int]) -> list[int]:
+        out = subprocess.run(
+            [sys.executable, "-c", _THREADS_SCRIPT, str(model_dir / "model.onnx")],
+            capture_output=True, text=True, timeout=120, check=True, preexec_fn=lambda: os.sched_setaffinity(0, cores),
+        )  # fmt: skip
+        return [int(n) for n in out.stdout.split()]
+
+    allowed = os.sched_getaffinity(0)
+    default, one, every = added({min(allowed)})
+    assert default == one == every == 0  # one core: the calling thread alone
+    if len(allowed) > 1:
+        default, one, every = added(allowed)
+        assert default == every == len(allowed) - 1

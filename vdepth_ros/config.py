@@ -75,7 +75,8 @@ class PipelineConfig:
     engine_threads: int = param(
         0,
         "inference threads (ONNX Runtime intra-op, or torch's, process-wide); 0 = the backend's "
-        "default (ONNX Runtime: one per core). Lower it to leave cores to the rest of the robot; "
+        "default (ONNX Runtime: one per core the node may run on, by its CPU affinity and cgroup CPU quota, e.g. "
+        "taskset or a container's cpuset and --cpus). Lower it to leave cores to the rest of the robot; "
         "not for TensorRT.",
         min=0,
     )

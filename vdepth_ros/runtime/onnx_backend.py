@@ -125,6 +125,26 @@ def _check_started(graph: Path, chosen: list[str], started: list[str], *, reques
         log.warning("%s. Running on %s instead, much slower than on the GPU", why, ", ".join(started))
 
 
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity (taskset, a container's cpuset), at most its
+    cgroup v2 CPU quota rounded up (`docker --cpus`, a systemd `CPUQuota`). ONNX Runtime's default thread
+    count is every core of the machine whatever those say, so a node pinned to 4 of 16 cores ran 16
+    intra-op threads on 4."""
+    import math
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        own = Path("/proc/self/cgroup").read_text().splitlines()
+        rel = next((line[3:] for line in own if line.startswith("0::")), "/").lstrip("/")
+        quota, period = (Path("/sys/fs/cgroup") / rel / "cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):  # no cgroup v2 (or not Linux): the affinity alone
+        pass
+    return max(1, cores)
+
+
 def _provider_name(entry: ProviderEntry) -> str:
     name = entry[0] if isinstance(entry, tuple) else entry
     return _PROVIDER_ALIASES.get(name.lower(), name)
@@ -248,11 +268,11 @@ class OnnxRuntimeEngine(DepthEngine):
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.log_severity_level = 3
         so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-        if threads is not None:
-            if int(threads) < 1:
-                raise ConfigError(f"threads must be >= 1, got {threads}")
-            so.intra_op_num_threads = int(threads)
-            so.inter_op_num_threads = 1
+        if threads is not None and int(threads) < 1:
+            raise ConfigError(f"threads must be >= 1, got {threads}")
+        # default: one per core this process may use (ONNX Runtime's own default counts every core)
+        so.intra_op_num_threads = int(threads) if threads is not None else usable_cores()
+        so.inter_op_num_threads = 1
 
         def session(graph: Path) -> Any:
             names, options = [n for n, _ in chosen], [o for _, o in chosen]
@@ -273,7 +293,7 @@ class OnnxRuntimeEngine(DepthEngine):
         self._in_name, self._in_dtype = self._resolve_io(self.session.get_inputs(), spec.input_name, "input")
         self._out_name, _ = self._resolve_io(self.session.get_outputs(), spec.output_name, "output")
         self._check_input_shape()
-        log.info("onnxruntime engine: %s, providers %s, threads %s", path.name, self.providers, threads or "default")
+        log.info("onnxruntime engine: %s, providers %s, %d threads", path.name, self.providers, so.intra_op_num_threads)
 
     @staticmethod
     def _resolve_io(args: Sequence[Any], wanted: str, kind: str) -> tuple[str, Any]:
