@@ -259,3 +259,40 @@ def test_default_onnxruntime_threads_follow_the_cores_the_process_may_use(model_
     if len(allowed) > 1:
         default, one, every = added(allowed)
         assert default == every == len(allowed) - 1
+
+
+def test_tensorrt_ep_engines_are_cached_per_graph_and_never_handed_to_another(
+    model_dir, gpu_eps_listed_but_broken, monkeypatch, tmp_path
+) -> None:
+    """The TensorRT EP (onnxruntime-gpu on a Jetson, the first of the default order) builds its engine at
+    every start unless given a cache folder, and names its cached engines by the graph's structure: a
+    retrained model exported again would load the old weights' engine from a shared folder. The options
+    ONNX Runtime would get (it cannot run the EP here) say where its engines go."""
+    import onnxruntime as ort
+
+    given: list[dict] = []
+    real = ort.InferenceSession
+
+    def recording(path, sess_options=None, providers=None, provider_options=None, **kw):
+        given.append(dict(zip(providers, provider_options, strict=True)))
+        return real(path, sess_options=sess_options, providers=providers, provider_options=provider_options, **kw)
+
+    monkeypatch.setattr(ort, "InferenceSession", recording)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+
+    def engine_cache(**opts) -> Path:
+        with create_engine(model_dir, threads=1, **opts):
+            trt = given[-1][TRT_EP]
+        assert trt["trt_engine_cache_enable"] is True
+        assert trt["trt_timing_cache_path"] == trt["trt_engine_cache_path"]
+        return Path(trt["trt_engine_cache_path"])
+
+    first = engine_cache()
+    assert first.is_dir()
+    assert first.is_relative_to(tmp_path / "xdg" / "vdepth_ros")  # the user's cache, not the model folder
+    assert engine_cache() == first  # the next start finds its engine
+    assert engine_cache(precision="fp16") != first
+    assert engine_cache(cache_dir=tmp_path / "mine").parent == tmp_path / "mine"
+    torch.manual_seed(7)  # retrained: the same layers and file name, other weights
+    _export(TinyVideoNet(channels=4).eval(), model_dir)
+    assert engine_cache() not in (first, None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Sequence
@@ -125,6 +126,43 @@ def _check_started(graph: Path, chosen: list[str], started: list[str], *, reques
         log.warning("%s. Running on %s instead, much slower than on the GPU", why, ", ".join(started))
 
 
+#: TensorRT EP cache folders that could not be created, each named once per process
+_WARNED_CACHE: set[str] = set()
+
+
+def _trt_ep_cache(graph: Path, precision: str, cache_dir: str | Path | None, device_id: int) -> Path | None:
+    """The folder for the TensorRT EP's engine and timing caches of `graph` (`trt_cache.ort_trt_cache_dir`
+    under `cache_dir`, default `<cache root>/ort-trt`): without one the EP builds the engine again at every
+    start (minutes for a ViT), and one folder shared by graphs of the same structure would hand a
+    re-exported model the old weights' engine. None (no cache, one warning) when it cannot be created."""
+    import onnxruntime
+
+    from vdepth_ros.runtime.registry import cache_root
+    from vdepth_ros.runtime.tensorrt_backend import cuda_identity
+    from vdepth_ros.runtime.trt_cache import ort_trt_cache_dir
+
+    platform = {"onnxruntime": onnxruntime.__version__, "device": str(device_id)}
+    try:
+        import tensorrt
+
+        platform["tensorrt"] = str(tensorrt.__version__)
+    except ImportError:  # the EP loads TensorRT's libraries itself; the python package is optional
+        pass
+    with contextlib.suppress(BackendUnavailableError):
+        platform["device"] = " sm".join(cuda_identity(device_id))
+    root = Path(cache_dir).expanduser() if cache_dir is not None else cache_root() / "ort-trt"
+    folder = ort_trt_cache_dir(root, graph, precision, platform)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        if str(root) not in _WARNED_CACHE:
+            _WARNED_CACHE.add(str(root))
+            log.warning("TensorRT EP engines are not cached (%s): every start builds them again; give "
+                        "create_engine a writable cache_dir", err)  # fmt: skip
+        return None
+    return folder
+
+
 def usable_cores() -> int:
     """The cores this process may run on: its CPU affinity (taskset, a container's cpuset), at most its
     cgroup v2 CPU quota rounded up (`docker --cpus`, a systemd `CPUQuota`). ONNX Runtime's default thread
@@ -220,7 +258,9 @@ class OnnxRuntimeEngine(DepthEngine):
             spinning threads steal the cores from everything else in the process (ROS callbacks,
             torch), measured as a 10-190x slowdown of torch running next to an ORT session on 2 cores.
         precision: precision hint for the TensorRT EP (default: the spec's).
-        cache_dir: TensorRT EP engine/timing cache folder.
+        cache_dir: TensorRT EP cache folder (default `~/.cache/vdepth_ros/ort-trt`); each graph's engine and
+            timing caches go into a subfolder named by its sha256, the precision, the ONNX Runtime and
+            TensorRT versions and the GPU, so a re-exported graph or another setup never loads a stale engine.
         device_id: CUDA device for the GPU providers.
         reuse: when `model.frame.onnx`, `model.window.onnx` and `model.split.json` lie next to
             `onnx_path` and match it (`vdepth-export split`), run those two graphs instead,
@@ -261,7 +301,6 @@ class OnnxRuntimeEngine(DepthEngine):
             ort.get_available_providers(),
             providers,
             precision=precision or spec.precision,
-            cache_dir=cache_dir,
             device_id=device_id,
         )
         so = ort.SessionOptions()
@@ -275,7 +314,14 @@ class OnnxRuntimeEngine(DepthEngine):
         so.inter_op_num_threads = 1
 
         def session(graph: Path) -> Any:
-            names, options = [n for n, _ in chosen], [o for _, o in chosen]
+            entries = chosen
+            if TRT_EP in (n for n, _ in chosen):  # its engines: cached under the graph's own key
+                trt_cache = _trt_ep_cache(graph, precision or spec.precision, cache_dir, device_id)
+                entries = select_providers(
+                    ort.get_available_providers(), providers, precision=precision or spec.precision,
+                    cache_dir=trt_cache, device_id=device_id,
+                )  # fmt: skip
+            names, options = [n for n, _ in entries], [o for _, o in entries]
             sess = ort.InferenceSession(str(graph), sess_options=so, providers=names, provider_options=options)
             _check_started(graph, names, list(sess.get_providers()), requested=providers is not None)
             return sess

@@ -334,9 +334,15 @@ def model_cache_dir() -> Path:
     env = env_path(CACHE_ENV)
     if env is not None:
         return env
+    return cache_root() / "models"
+
+
+def cache_root() -> Path:
+    """`$XDG_CACHE_HOME/vdepth_ros`, else `~/.cache/vdepth_ros` (a relative `$XDG_CACHE_HOME` is ignored,
+    as the XDG base directory specification says): the package's caches (models, TensorRT EP engines)."""
     xdg = Path(os.environ.get("XDG_CACHE_HOME", "")).expanduser()
     base = xdg if xdg.is_absolute() else Path.home() / ".cache"
-    return base / "vdepth_ros" / "models"
+    return base / "vdepth_ros"
 
 
 def cached_model_dir(name: str, cache: str | Path | None = None) -> Path:
@@ -529,6 +535,7 @@ __all__ = [
     "REGISTRY_ENV",
     "Release",
     "ReleaseFile",
+    "cache_root",
     "cached_model_dir",
     "cached_revisions",
     "get_release",
