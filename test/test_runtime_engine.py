@@ -265,7 +265,7 @@ def test_tensorrt_ep_engines_are_cached_per_graph_and_never_handed_to_another(
     model_dir, gpu_eps_listed_but_broken, monkeypatch, tmp_path
 ) -> None:
     """The TensorRT EP (onnxruntime-gpu on a Jetson, the first of the default order) builds its engine at
-    every start unless given a cache folder, and names its cached engines by the graph's structure: a
+    every start unless given a cache folder, and names its cached engines by the model's path, not its weights: a
     retrained model exported again would load the old weights' engine from a shared folder. The options
     ONNX Runtime would get (it cannot run the EP here) say where its engines go."""
     import onnxruntime as ort

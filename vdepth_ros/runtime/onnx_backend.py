@@ -133,7 +133,7 @@ _WARNED_CACHE: set[str] = set()
 def _trt_ep_cache(graph: Path, precision: str, cache_dir: str | Path | None, device_id: int) -> Path | None:
     """The folder for the TensorRT EP's engine and timing caches of `graph` (`trt_cache.ort_trt_cache_dir`
     under `cache_dir`, default `<cache root>/ort-trt`): without one the EP builds the engine again at every
-    start (minutes for a ViT), and one folder shared by graphs of the same structure would hand a
+    start (minutes for a ViT), and one folder shared across exports of one path would hand a
     re-exported model the old weights' engine. None (no cache, one warning) when it cannot be created."""
     import onnxruntime
 

@@ -173,9 +173,9 @@ def verify_engine(
 def ort_trt_cache_dir(root: str | Path, onnx_path: str | Path, precision: str, platform: dict[str, str]) -> Path:
     """The folder under `root` for ONNX Runtime's TensorRT EP engine and timing caches of `onnx_path`.
 
-    The EP names its engine files by a hash of the graph's structure, not its weights: a retrained model
-    exported again (same layers, same file name) would load the old weights' engine from a shared cache
-    folder. The folder is therefore named by the ONNX file's sha256 (with its external data), the
+    The EP names its engine files by a hash of the model's path (else its node names), not its weights: a
+    retrained model exported again (same layers, same file name) would load the old weights' engine from a
+    shared cache folder. The folder is therefore named by the ONNX file's sha256 (with its external data), the
     precision and the platform (`platform`: ONNX Runtime and TensorRT versions, GPU), so an engine is only
     ever found for the graph, precision and setup it was built from."""
     blob = json.dumps({"onnx_sha256": onnx_sha256(onnx_path), "precision": precision, **platform}, sort_keys=True)
