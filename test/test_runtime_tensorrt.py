@@ -457,3 +457,30 @@ def test_auto_falls_back_when_the_engine_key_mismatches(tmp_path, fake_trt, expo
     assert not [c for c in fake_trt.calls if c[0] == "deserialize_cuda_engine"]
     with pytest.raises(EngineMismatchError, match="gpu_name"):
         create_engine(folder, backend="tensorrt", precision="fp16")
+
+
+def test_an_engine_of_another_precision_names_the_parameter_not_a_rebuild(
+    tmp_path, fake_trt, exported, monkeypatch, caplog
+) -> None:
+    """The README builds `--precision fp16` engines, and the node's `precision` defaults to fp32: the engine
+    was skipped with 'rebuild with `vdepth-export engine --force-engine-update`' (no model, and a rebuild at
+    the default fp32 replaces the fp16 engine the user built). The fix is the parameter, or an engine of the
+    precision asked for; any other mismatch names the full rebuild command."""
+    import logging
+
+    folder = exported.parent
+    monkeypatch.setattr(trb, "cuda_identity", lambda device=0: GPU)
+    _engine_files(folder, fake_trt, exported, _key(exported, precision="fp16"))
+    caplog.set_level(logging.WARNING, logger="vdepth_ros.runtime")
+    with create_engine(folder) as eng:  # precision fp32, the default
+        assert eng.backend == "onnxruntime"
+    assert "precision: fp16" in caplog.text
+    with pytest.raises(
+        EngineMismatchError, match=rf"precision: fp16.*`vdepth-export engine {folder} --precision fp32`"
+    ):
+        create_engine(folder, backend="tensorrt")
+    _engine_files(folder, fake_trt, exported, _key(exported, precision="fp16", tensorrt_version="10.7.0"))
+    with pytest.raises(
+        EngineMismatchError, match=rf"`vdepth-export engine {folder} --precision fp16 --force-engine-update`"
+    ):
+        create_engine(folder, backend="tensorrt", precision="fp16")

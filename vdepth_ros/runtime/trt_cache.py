@@ -163,10 +163,19 @@ def verify_engine(
     diff = stored.differences(current)
     if diff:
         detail = ", ".join(f"{k}: engine {a!r} vs now {b!r}" for k, (a, b) in diff.items())
-        raise EngineMismatchError(
-            f"{engine_path.name} was built for another setup ({detail}); rebuild with "
-            "`vdepth-export engine --force-engine-update`"
-        )
+        # the command that builds this engine again: a model folder's engines (model.engine and the split
+        # graphs' model.frame/window.engine) come from the folder, another from its ONNX file
+        own = engine_path.name in ("model.engine", "model.frame.engine", "model.window.engine")
+        source = engine_path.parent if own else engine_path.with_suffix(".onnx")
+        build = f"vdepth-export engine {source} --precision {current.precision}" + ("" if own else f" -o {engine_path}")
+        if set(diff) == {"precision"}:  # the engine is fine: the run asked for another precision
+            fix = (
+                f"run it at the precision it was built for (precision: {stored.precision}, the node's and the "
+                f"offline tools' parameter), or build a {current.precision} engine: `{build}`"
+            )
+        else:
+            fix = f"rebuild it on this machine: `{build} --force-engine-update`"
+        raise EngineMismatchError(f"{engine_path.name} was built for another setup ({detail}); {fix}")
     return stored
 
 
