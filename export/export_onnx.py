@@ -452,9 +452,11 @@ def _check_parity(report: dict[str, Any], ppath: Path, strict: bool) -> None:
 
 def _check_outputs(source: Any, output: str | Path | None, overwrite: bool) -> None:
     """Refuse to replace another model's weights, or an ONNX file this tool did not write (unless
-    `overwrite`); never, even with `overwrite`, a folder or files of the user's that are not a model."""
-    if output is None:
-        return
+    `overwrite`); never, even with `overwrite`, a folder or files of the user's that are not a model. In
+    place (no `output`), the folder's `model.onnx` is checked the same way: a graph of the user's there (no
+    spec beside it) is not replaced without `overwrite`."""
+    if output is None and not (isinstance(source, str | Path) and Path(source).is_dir()):
+        return  # a family name or an instance without -o: `_output_paths` says to give one
     onnx_path, save_model_dir = _output_paths(source, output)
     if (why := _not_an_onnx_file(onnx_path)) is not None and onnx_path.exists():
         raise OutputExistsError(f"{onnx_path} exists and is {why}; choose another -o")
@@ -473,7 +475,8 @@ def _check_outputs(source: Any, output: str | Path | None, overwrite: bool) -> N
             )
     if onnx_path.exists() and not spec_path_for(onnx_path).exists() and not overwrite:
         raise OutputExistsError(
-            f"{onnx_path} exists and was not written by vdepth-export; pass --overwrite to replace it"
+            f"{onnx_path} exists and was not written by vdepth-export (no {spec_path_for(onnx_path).name} beside "
+            "it); pass --overwrite to replace it, or -o another folder or .onnx path"
         )
 
 

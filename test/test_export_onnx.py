@@ -598,3 +598,22 @@ def test_a_failing_export_into_a_model_folder_keeps_its_weights(
     assert {p.name: p.read_bytes() for p in folder.iterdir() if p.name != "model.onnx.parity.json"} == {
         k: v for k, v in before.items() if k != "model.onnx.parity.json"
     }
+
+
+@pytest.mark.usefixtures("tiny_registry")
+def test_exporting_a_folder_in_place_never_replaces_a_graph_of_the_users(tmp_path, capsys) -> None:
+    """A model folder holding the user's own model.onnx (torch.onnx.export by hand, another tool: no
+    model.onnx.json beside it): `vdepth-export onnx FOLDER` replaced it without a word, while `-o` the same
+    file was refused. Now refused the same way in place; --overwrite replaces it."""
+    folder = tmp_path / "model"
+    TinyVideoNet(channels=4).eval().save_pretrained(folder)
+    (folder / "model.onnx").write_text("my own graph")
+    shape = ["--frames", str(T), "--height", str(H), "--width", str(W), "--no-parity"]
+    assert cli_main(["onnx", str(folder), *shape]) == 2
+    err = capsys.readouterr().err
+    assert "not written by vdepth-export" in err and "--overwrite" in err and err.count("\n") == 1
+    assert (folder / "model.onnx").read_text() == "my own graph"
+    assert not (folder / "model.onnx.json").exists()
+    assert cli_main(["onnx", str(folder), *shape, "--overwrite"]) == 0
+    assert (folder / "model.onnx.json").is_file()
+    assert cli_main(["onnx", str(folder), *shape]) == 0  # its own export is replaced in place, as before
