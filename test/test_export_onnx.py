@@ -19,7 +19,7 @@ from vdepth_export.parity import compare, parity_clips, synthetic_clip
 from vdepth_ros.errors import ModelLoadError
 from vdepth_ros.models import ExportSignature, InputConstraints, VideoDepthModel, register_to_config
 from vdepth_ros.runtime import create_engine
-from vdepth_ros.runtime.spec import InputSpec, spec_path_for
+from vdepth_ros.runtime.spec import InputSpec, SpecError, spec_path_for
 from vdepth_ros.runtime.trt_cache import external_data_path
 
 T, H, W = 4, 24, 40  # non-square, not the model's default window (6)
@@ -614,6 +614,11 @@ def test_exporting_a_folder_in_place_never_replaces_a_graph_of_the_users(tmp_pat
     assert "not written by vdepth-export" in err and "--overwrite" in err and err.count("\n") == 1
     assert (folder / "model.onnx").read_text() == "my own graph"
     assert not (folder / "model.onnx.json").exists()
+    # the runtime, meeting that graph, names the same command (not `vdepth-export import`: this is a model folder)
+    with pytest.raises(SpecError, match=rf"`vdepth-export onnx {folder} --overwrite`.*backend 'torch'"):
+        create_engine(folder)
     assert cli_main(["onnx", str(folder), *shape, "--overwrite"]) == 0
+    with create_engine(folder) as eng:
+        assert eng.backend == "onnxruntime"
     assert (folder / "model.onnx.json").is_file()
     assert cli_main(["onnx", str(folder), *shape]) == 0  # its own export is replaced in place, as before

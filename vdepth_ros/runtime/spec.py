@@ -116,11 +116,18 @@ class InputSpec:
         marked `extra["max_frames_assumed"]` (`window_limit_fix`), with one note saying to re-export."""
         path = Path(path)
         if not path.is_file():
+            graph = path.with_name(path.name.removesuffix(".json"))
+            fix = (
+                f"{path.parent} holds the model's config.json: export its graph with the spec, "
+                f"`vdepth-export onnx {path.parent} --overwrite` (replaces this {graph.name}), or use backend 'torch'"
+                if graph.suffix == ".onnx" and (path.parent / "config.json").is_file()
+                else "For an ONNX file from another tool, convert the checkpoint instead: "
+                "`vdepth-export import FAMILY CHECKPOINT -o FOLDER`, then `vdepth-export onnx FOLDER`"
+            )
             raise SpecError(
                 path,
                 "not found: a graph runs only with the spec vdepth-export writes beside it (window, pixel range, "
-                "tensor names). For an ONNX file from another tool, convert the checkpoint instead: "
-                "`vdepth-export import FAMILY CHECKPOINT -o FOLDER`, then `vdepth-export onnx FOLDER`",
+                f"tensor names). {fix}",
             )
         try:
             data = json.loads(path.read_text())
