@@ -388,15 +388,30 @@ def pull(
             for s, (p, sha) in paths.items()
         ],
     }
-    return import_released(
-        release.family,
-        _sources(release, paths),
-        output,
-        encoder=release.encoder,
-        overrides=dict(release.overrides),
-        variant=release.variant,
-        overwrite=overwrite,
-        extra_files={PROVENANCE_NAME: json.dumps(provenance, indent=2) + "\n"},
+    try:
+        return import_released(
+            release.family,
+            _sources(release, paths),
+            output,
+            encoder=release.encoder,
+            overrides=dict(release.overrides),
+            variant=release.variant,
+            overwrite=overwrite,
+            extra_files={PROVENANCE_NAME: json.dumps(provenance, indent=2) + "\n"},
+        )
+    except OutputExistsError:
+        if not _pulled_meanwhile(output, release):
+            raise
+        log.info("%s was pulled into the model cache by another process meanwhile: %s", name, output)
+        return output
+
+
+def _pulled_meanwhile(folder: Path, release: Release) -> bool:
+    """Whether `folder`, absent when this pull checked the cache, now holds `release` at the asked
+    revisions, complete: another `pull` of the same release (a second terminal, a provisioning script
+    run twice) renamed it into place while this one downloaded or imported."""
+    return (
+        (folder / PROVENANCE_NAME).is_file() and _damage(folder) is None and _revision_differs(folder, release) is None
     )
 
 

@@ -53,6 +53,9 @@ class Hub:
     stall: threading.Event | None = None  # GETs send half the body, then wait for this event
     #: other revisions (a tag, a branch, or the commit itself) -> (their commit, their files); main is `files`
     revisions: dict[str, tuple[str, dict[tuple[str, str], bytes]]] = field(default_factory=dict)
+    #: GETs wait until this many HEADs were asked (clients past their cache check), 60 s at most
+    heads_before_get: int = 0
+    heads_seen: threading.Event = field(default_factory=threading.Event)
 
 
 def _lookup(hub: Hub, path: str) -> tuple[str, str, bytes | None, str]:
@@ -77,6 +80,11 @@ def _handler(hub: Hub) -> type[BaseHTTPRequestHandler]:
 
         def _serve(self, body: bool) -> None:
             hub.requests.append((self.command, self.path, self.headers.get("Range")))
+            heads = sum(m == "HEAD" for m, _, _ in hub.requests)
+            if self.command == "HEAD" and heads >= hub.heads_before_get:
+                hub.heads_seen.set()
+            elif self.command == "GET" and hub.heads_before_get:  # wait for the other clients' HEADs
+                hub.heads_seen.wait(120)
             if hub.status is not None:  # a mirror or proxy that answers with an error
                 self.send_response(hub.status[0])
                 if hub.status[1]:
@@ -587,3 +595,26 @@ def test_revision_offline_steps_import_the_revision_by_hand(
     folder = pull("vda-tiny-test", from_dir=tmp_path / "dl", revisions=[f"{REPO}=v2"])
     recorded = json.loads((folder / PROVENANCE_NAME).read_text())["files"][0]
     assert (recorded["revision"], recorded["commit"]) == ("v2", None)
+
+
+@pytest.mark.slow
+def test_two_pulls_of_one_release_at_once_both_succeed(hub: Hub, env: dict[str, str]) -> None:
+    """Two `vdepth-export pull NAME` at once (two terminals, a provisioning script run twice, two
+    containers sharing the cache) both found the model absent and downloaded; the first renamed its
+    folder into place and the second then failed with 'output ... exists; pass --overwrite', exit 2."""
+    script = Path(sys.executable).parent / "vdepth-export"
+    proc_env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    proc_env |= {"HF_ENDPOINT": hub.url, "HF_HUB_DOWNLOAD_TIMEOUT": "150", "HF_HUB_ETAG_TIMEOUT": "150"}
+    hub.heads_before_get = 2  # the download starts once both pulls have asked the hub
+    procs = [
+        subprocess.Popen([str(script), "pull", "vda-tiny-test"], env=proc_env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)  # fmt: skip
+        for _ in range(2)
+    ]
+    results = [(p.wait(timeout=300), *p.communicate()) for p in procs]
+    folder = Path(env[CACHE_ENV]) / "vda-tiny-test"
+    for rc, out, err in results:
+        assert rc == 0 and json.loads(out)["model"] == str(folder), err
+    assert sum(m == "HEAD" for m, _, _ in hub.requests) >= 2, hub.requests  # both passed the cache check
+    assert _leftovers(Path(env[CACHE_ENV])) == ["vda-tiny-test"]
+    assert (folder / "model.safetensors").is_file() and (folder / PROVENANCE_NAME).is_file()
