@@ -73,6 +73,14 @@ def _lookup(hub: Hub, path: str) -> tuple[str, str, bytes | None, str]:
     return commit, filename, files.get((repo, filename)), "EntryNotFound"
 
 
+def _gate(hub: Hub, command: str) -> None:
+    """`heads_before_get`: a GET waits until that many HEADs were asked (2 minutes at most)."""
+    if command == "HEAD" and sum(m == "HEAD" for m, _, _ in hub.requests) >= hub.heads_before_get:
+        hub.heads_seen.set()
+    elif command == "GET" and hub.heads_before_get:
+        hub.heads_seen.wait(120)
+
+
 def _handler(hub: Hub) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args: object) -> None:  # quiet
@@ -80,11 +88,7 @@ def _handler(hub: Hub) -> type[BaseHTTPRequestHandler]:
 
         def _serve(self, body: bool) -> None:
             hub.requests.append((self.command, self.path, self.headers.get("Range")))
-            heads = sum(m == "HEAD" for m, _, _ in hub.requests)
-            if self.command == "HEAD" and heads >= hub.heads_before_get:
-                hub.heads_seen.set()
-            elif self.command == "GET" and hub.heads_before_get:  # wait for the other clients' HEADs
-                hub.heads_seen.wait(120)
+            _gate(hub, self.command)
             if hub.status is not None:  # a mirror or proxy that answers with an error
                 self.send_response(hub.status[0])
                 if hub.status[1]:
@@ -606,11 +610,10 @@ def test_two_pulls_of_one_release_at_once_both_succeed(hub: Hub, env: dict[str, 
     proc_env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
     proc_env |= {"HF_ENDPOINT": hub.url, "HF_HUB_DOWNLOAD_TIMEOUT": "150", "HF_HUB_ETAG_TIMEOUT": "150"}
     hub.heads_before_get = 2  # the download starts once both pulls have asked the hub
-    procs = [
-        subprocess.Popen([str(script), "pull", "vda-tiny-test"], env=proc_env, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)  # fmt: skip
-        for _ in range(2)
-    ]
+    args = [str(script), "pull", "vda-tiny-test"]
+    procs: list[subprocess.Popen[str]] = []
+    for _ in range(2):
+        procs.append(subprocess.Popen(args, env=proc_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     results = [(p.wait(timeout=300), *p.communicate()) for p in procs]
     folder = Path(env[CACHE_ENV]) / "vda-tiny-test"
     for rc, out, err in results:
