@@ -8,6 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 SETUP = Path(__file__).resolve().parents[1] / "setup.py"
@@ -77,3 +78,172 @@ def test_ctrl_c_after_the_output_is_complete_says_it_was_kept(
     (line,) = [x for x in err.splitlines() if x.startswith("vdepth-bag:")]
     assert str(out) in line and "no output was written" not in line, line
     assert out.is_dir()
+
+
+def _run_with_ctrl_c(tool: str, args: list[str], at_windows: list[int], cwd: Path) -> subprocess.CompletedProcess:
+    """`tool` (bag or video) in its own process with a fake model that presses Ctrl-C (SIGINT to its
+    own process, as the terminal sends it) while it runs the windows numbered `at_windows` (twice
+    for a number given twice)."""
+    code = textwrap.dedent(
+        f"""
+        import os, signal, sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from fakes import LuminanceEngine
+        from vdepth_ros.offline import {tool} as cli
+        from vdepth_ros.pipeline import DepthPipeline
+
+        class CtrlC(LuminanceEngine):
+            def _run(self, batch):
+                for _ in range({at_windows!r}.count(self.calls + 1)):
+                    os.kill(os.getpid(), signal.SIGINT)
+                return super()._run(batch)
+
+        engine = CtrlC(height=48, width=64, frames=8, overlap=3)
+        cli.build_pipeline = lambda config, **kw: DepthPipeline(config, engine)
+        sys.exit(cli.main({args!r} + ["--no-progress"]))
+        """
+    )
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=cwd)
+
+
+def _recording_with_tf(folder: Path, n: int) -> None:
+    """A camera's recording as a robot makes it: images, camera_info, /tf and a latched /tf_static."""
+    from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    from vdepth_ros.offline.synth import synthetic_frames, write_image_bag
+
+    write_image_bag(folder.with_name("camera"), synthetic_frames(n, 36, 52))
+    ts = get_typestore(Stores.ROS2_KILTED)
+    T = ts.types
+    forever = QosTime(2147483647, 4294967295)
+    latched = Qos(
+        QosHistory.KEEP_LAST, 1, QosReliability.RELIABLE, QosDurability.TRANSIENT_LOCAL, forever, forever,
+        QosLiveliness.AUTOMATIC, forever, False,
+    )  # fmt: skip
+    tf = "tf2_msgs/msg/TFMessage"
+
+    def transforms(t: int) -> bytes:
+        stamp = T["builtin_interfaces/msg/Time"](sec=t // 10**9, nanosec=t % 10**9)
+        moved = T["geometry_msgs/msg/Transform"](
+            translation=T["geometry_msgs/msg/Vector3"](x=0.1, y=0.0, z=0.5),
+            rotation=T["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.0, w=1.0),
+        )
+        header = T["std_msgs/msg/Header"](stamp=stamp, frame_id="base_link")
+        one = T["geometry_msgs/msg/TransformStamped"](header=header, child_frame_id="camera", transform=moved)
+        return ts.serialize_cdr(T[tf](transforms=[one]), tf)
+
+    from rosbags.highlevel import AnyReader
+
+    with (
+        AnyReader([folder.with_name("camera")]) as reader,
+        Writer(folder, version=9, storage_plugin=StoragePlugin.MCAP) as w,
+    ):
+        static = w.add_connection("/tf_static", tf, typestore=ts, offered_qos_profiles=[latched])
+        moving = w.add_connection("/tf", tf, typestore=ts)
+        out = {c.id: w.add_connection(c.topic, c.msgtype, typestore=ts) for c in reader.connections}
+        first = True
+        for conn, t, raw in reader.messages():
+            if first:
+                w.write(static, t - 1, transforms(t))
+                first = False
+            if conn.topic == "/image":
+                w.write(moving, t, transforms(t))
+            w.write(out[conn.id], t, raw)
+
+
+def _bag_counts(bag: Path) -> dict[str, int]:
+    from rosbags.highlevel import AnyReader
+
+    with AnyReader([bag]) as reader:
+        counts = {c.topic: 0 for c in reader.connections}
+        for conn, _, _ in reader.messages():  # every message readable, the file complete
+            counts[conn.topic] += 1
+    return counts
+
+
+PARAMS_RANGE = "depth_node:\n  ros__parameters:\n    scale_source: range\n"
+
+
+@pytest.mark.parametrize("mode", ["causal", "offline"])
+def test_ctrl_c_during_a_long_bag_keeps_what_was_done_as_a_readable_bag(tmp_path: Path, mode: str) -> None:
+    """Ctrl-C an hour into a long bag threw the whole run away ("no output was written"), without
+    saying how far it had got; now the input ends there, as if the bag ended, and the output holds
+    every frame read, a complete bag with the copied /tf_static still latched."""
+    import yaml
+
+    rec = tmp_path / "rec"
+    _recording_with_tf(rec, 120)
+    (tmp_path / "params.yaml").write_text(PARAMS_RANGE)
+    out = tmp_path / "out"
+    args = [str(rec), "-o", str(out), "--params", "params.yaml", "--copy-input-topics", "--mode", mode]
+    proc = _run_with_ctrl_c("bag", args, [3], tmp_path)
+    assert proc.returncode == 130, proc.stderr
+    assert "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("vdepth-bag: interrupted after") and str(out) in last and "of 120" in last, proc.stderr
+    counts = _bag_counts(out)
+    written = counts["/depth"]
+    assert 8 <= written < 120 and f"holds the {written} frames" in last, (counts, last)
+    # every frame read was finished (the window held was run), with its copied input
+    assert counts["/image"] == counts["/depth/camera_info"] == written and counts["/tf_static"] == 1
+    meta = yaml.safe_load((out / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    assert f"holds the {written} frames" in meta["custom_data"]["vdepth_ros.interrupted"]
+    (static,) = [t for t in meta["topics_with_message_count"] if t["topic_metadata"]["name"] == "/tf_static"]
+    assert static["topic_metadata"]["offered_qos_profiles"][0]["durability"] == "transient_local"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["camera", "out", "params.yaml", "rec"]
+
+
+def test_ctrl_c_twice_aborts_and_keeps_nothing(tmp_path: Path) -> None:
+    from vdepth_ros.offline.synth import synthetic_frames, write_image_bag
+
+    write_image_bag(tmp_path / "rec", synthetic_frames(120, 36, 52))
+    (tmp_path / "params.yaml").write_text(PARAMS_RANGE)
+    proc = _run_with_ctrl_c("bag", ["rec", "-o", "out", "--params", "params.yaml"], [3, 3], tmp_path)
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == "vdepth-bag: interrupted; no output was written under the final name"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml", "rec"]
+
+
+def test_ctrl_c_of_an_overwrite_run_keeps_the_earlier_output(tmp_path: Path) -> None:
+    """A complete earlier output is not traded for a part of the new one."""
+    from vdepth_ros.offline.synth import synthetic_frames, write_image_bag
+
+    write_image_bag(tmp_path / "rec", synthetic_frames(120, 36, 52))
+    (tmp_path / "params.yaml").write_text(PARAMS_RANGE)
+    args = ["rec", "-o", "out", "--params", "params.yaml"]
+    assert _run_with_ctrl_c("bag", args, [], tmp_path).returncode == 0
+    before = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
+    proc = _run_with_ctrl_c("bag", [*args, "--overwrite"], [3], tmp_path)
+    assert proc.returncode == 130, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "earlier output" in last and "is kept" in last, last
+    assert {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "params.yaml", "rec"]
+
+
+def test_ctrl_c_during_a_long_video_keeps_the_frames_done(tmp_path: Path) -> None:
+    """vdepth-video: the frames read are written, with meta.json and a complete preview.mp4, and the
+    summary does not call the clip cut short (it was the reading that stopped)."""
+    import json
+
+    import cv2
+
+    from vdepth_ros.offline.synth import synthetic_frames
+
+    writer = cv2.VideoWriter(str(tmp_path / "clip.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (52, 36))
+    for rgb in synthetic_frames(120, 36, 52):
+        writer.write(np.ascontiguousarray(rgb[..., ::-1]))
+    writer.release()
+    proc = _run_with_ctrl_c("video", ["clip.mp4", "-o", "out", "--depth-range", "0.5", "5"], [3], tmp_path)
+    assert proc.returncode == 130, proc.stderr
+    written = len(list((tmp_path / "out" / "depth").glob("*.png")))
+    assert 8 <= written < 120, written
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("vdepth-video: interrupted after") and f"holds the {written} frames" in last, last
+    assert "cut short" not in proc.stdout
+    assert json.loads((tmp_path / "out" / "meta.json").read_text())["interrupted"]
+    cap = cv2.VideoCapture(str(tmp_path / "out" / "preview.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == written
+    cap.release()

@@ -147,6 +147,8 @@ class AtomicOutput:
             raise OfflineError(f"companions of {self.final} must be other plain file names, got {self.companions}")
         self.staging: Path | None = None
         self.committed = False
+        #: whether `final` held something when opened (an earlier output that --overwrite replaces)
+        self.replaces = False
 
     @property
     def path(self) -> Path:
@@ -157,6 +159,9 @@ class AtomicOutput:
 
     def __enter__(self) -> Path:
         check_output_path(self.final, overwrite=self.overwrite, inputs=self.inputs, replaceable=self.replaceable)
+        self.replaces = self.final.is_symlink() or (
+            self.final.exists() and not (self.final.is_dir() and not any(self.final.iterdir()))
+        )
         _remove_stale_staging(self.final)
         staging = self.final.parent / f"{STAGING_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:

@@ -35,14 +35,17 @@ from vdepth_ros.offline.errors import InterruptedAfterOutput, OfflineError
 from vdepth_ros.offline.runner import (
     MODES,
     RunSummary,
+    StopAtCtrlC,
     Stopwatch,
     build_pipeline,
     cli_errors,
+    exit_status,
     load_node_params,
     pipeline_config,
     run_pipeline,
     setup_logging,
     sigterm_as_interrupt,
+    stopped_output,
     with_progress,
 )
 from vdepth_ros.paths import expand_home
@@ -154,6 +157,10 @@ def process_bag(
 ) -> RunSummary:
     """Run the pipeline over one bag and write a new bag with the node's outputs.
 
+    Ctrl-C (SIGINT) or SIGTERM in the main thread ends the input where it is (`StopAtCtrlC`): the
+    output holds the frames read until then, complete and readable, and `summary.interrupted` says
+    so; a second one aborts, keeping no output.
+
     Args:
         input_path: bag folder or bare `.mcap`/`.db3` file; never modified.
         output_path: new bag folder, or a single storage file when it ends in `.mcap`/`.db3`; must
@@ -231,27 +238,36 @@ def process_bag(
         summary.model = pipeline.model_identity()
         # offline mode emits every frame once, final: it goes to the main topics whatever the live policy
         publish = config.publish if mode == "causal" else "final"
-        with DepthBagWriter(
-            bag_dir,
-            topics.outputs,
-            storage=storage,
-            typestore=typestore,
-            publish=publish,
-            provisional_topics=topics.provisional,
-            # which model made the depth, with the bag folder (metadata.yaml custom_data)
-            custom_data={f"vdepth_ros.{k.replace(' ', '_')}": v for k, v in summary.model.items()},
-        ) as writer:
+        with (
+            DepthBagWriter(
+                bag_dir,
+                topics.outputs,
+                storage=storage,
+                typestore=typestore,
+                publish=publish,
+                provisional_topics=topics.provisional,
+                # which model made the depth, with the bag folder (metadata.yaml custom_data)
+                custom_data={f"vdepth_ros.{k.replace(' ', '_')}": v for k, v in summary.model.items()},
+            ) as writer,
+            StopAtCtrlC(PROG) as stop,
+        ):
             on_message = writer.copy_message if copy_input_topics else None
             frames = with_progress(source.frames(on_message=on_message), source.frame_count, PROG, progress)
             ros_values = ros_param_values(params)
             resets = StreamResets(round(ros_values["max_gap"] * 1e9))
             pauses = PauseRule(ros_values["pause_flush"], ros_values["max_gap"])
-            outputs = run_pipeline(pipeline, frames, mode, resets, _frame_signature, output.scratch, pauses)  # type: ignore[arg-type]
+            # Ctrl-C ends the input here, as if the bag ended: the frames read are finished and written
+            outputs = run_pipeline(
+                pipeline, stop.frames(frames), mode, resets, _frame_signature, output.scratch, pauses
+            )  # type: ignore[arg-type]
             if mode == "offline":
                 outputs = with_progress(outputs, source.frame_count, f"{PROG} (writing)", progress)
             for frame in outputs:
                 if writer.write_frame(frame):
                     summary.add(frame)
+            stopped = stopped_output(stop, output, summary, source.frame_count)
+            if stopped is not None:  # in the output folder's metadata.yaml too
+                writer.writer.set_custom_data("vdepth_ros.interrupted", stopped)
         if single_file:  # the storage file alone (its metadata.yaml is not needed to read it)
             next(bag_dir.glob(f"*{tmp.suffix}")).rename(tmp)
             shutil.rmtree(bag_dir)
@@ -270,8 +286,8 @@ def process_bag(
                 f"used ({reasons or 'no output frames'}); no output was written"
             )
     summary.seconds = clock.elapsed
-    # 6. Optionally measure the written depth's flicker; name the outputs.
-    if flicker:
+    # 6. Optionally measure the written depth's flicker (not after Ctrl-C stopped the run); name the outputs.
+    if flicker and summary.interrupted is None:
         try:
             summary.notes.append(
                 _flicker_note(output_path, input_path, source.image_topic, topics, counts, typestore, log_time_stamps)
@@ -566,7 +582,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (VdepthError, FileNotFoundError, KeyboardInterrupt) as exc:
         return cli_errors(PROG, exc)
     print(json.dumps(summary.to_dict(), indent=2) if args.json else summary.format())
-    return 0
+    return exit_status(PROG, summary)
 
 
 if __name__ == "__main__":

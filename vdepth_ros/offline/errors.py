@@ -13,8 +13,19 @@ class InterruptedAfterOutput(KeyboardInterrupt):
         self.output, self.stopped = output, stopped
 
 
+class InterruptedRun(KeyboardInterrupt):
+    """Ctrl-C that ended a run's input (`runner.StopAtCtrlC`) whose output is not kept: `why` says
+    how far it got and what is left (e.g. the earlier output an --overwrite run would have replaced)."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why
+
+
 def interrupted_line(prog: str, exc: BaseException | None = None) -> str:
     """What a tool prints on Ctrl-C / SIGTERM (exit status 130), whenever it arrives."""
+    if isinstance(exc, InterruptedRun):
+        return f"{prog}: interrupted {exc.why}"
     if isinstance(exc, InterruptedAfterOutput):
         return f"{prog}: interrupted during {exc.stopped}; the output {exc.output} was complete and is kept"
     return f"{prog}: interrupted; no output was written under the final name"

@@ -16,11 +16,14 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 
+from vdepth_ros.offline.errors import InterruptedRun
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
 
     from vdepth_ros.config import PipelineConfig
     from vdepth_ros.inputs.resets import PauseRule, StreamResets
+    from vdepth_ros.offline.atomic import AtomicOutput
     from vdepth_ros.pipeline import DepthFrame, DepthPipeline, FrameInput
     from vdepth_ros.runtime.engine import DepthEngine
 
@@ -214,6 +217,8 @@ class RunSummary:
     notes: list[str] = field(default_factory=list)
     #: which model ran (`DepthPipeline.model_identity`)
     model: dict[str, str] = field(default_factory=dict)
+    #: how far a run that Ctrl-C stopped got (`StopAtCtrlC`: its output holds the input up to there)
+    interrupted: str | None = None
 
     def add(self, frame: DepthFrame) -> None:
         """Count one emitted frame."""
@@ -254,6 +259,7 @@ class RunSummary:
             "outputs": self.outputs,
             "notes": self.notes,
             "model": self.model,
+            "interrupted": self.interrupted,
         }
 
     def format(self) -> str:
@@ -305,6 +311,97 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+class StopAtCtrlC:
+    """Ctrl-C (SIGINT) or SIGTERM while a tool runs over its input ends the input there, as if the
+    recording ended: the frames read so far are finished (the window held is run) and written, and
+    the output is completed as usual, so it is a readable result of the input up to that point,
+    not a run thrown away; a second one aborts at once (KeyboardInterrupt: no output is kept).
+
+    The signal only sets a flag, checked between input frames (`frames`), so no writer is cut in
+    the middle of a message. Outside the main thread (no signal handlers there) Ctrl-C aborts.
+
+    Example:
+        >>> with StopAtCtrlC("vdepth-bag") as stop:  # doctest: +SKIP
+        ...     for frame in run(stop.frames(source)):
+        ...         write(frame)
+        >>> stop.cut  # the input was ended early  # doctest: +SKIP
+    """
+
+    def __init__(self, prog: str) -> None:
+        self.prog = prog
+        self.requested = False  # a signal came
+        self.cut = False  # the input was ended by it before its end
+        self.read = 0  # frames taken from the input
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopAtCtrlC:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[signum] = signal.signal(signum, self._handler)
+            except ValueError:  # not the main thread
+                break
+        return self
+
+    def __exit__(self, *exc: object) -> bool:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous.clear()
+        return False
+
+    def _handler(self, signum: int, _frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt(f"signal {signum}")
+        self.requested = True
+        sys.stderr.write(
+            f"\n{self.prog}: stopping: the frames read so far are finished and written "
+            "(Ctrl-C again to abort, keeping no output)\n"
+        )
+
+    def frames(self, frames: Iterable[T]) -> Iterator[T]:
+        """`frames` until a stop is requested."""
+        it = iter(frames)
+        try:
+            while not self.requested:
+                try:
+                    frame = next(it)
+                except StopIteration:
+                    return
+                self.read += 1
+                yield frame
+            self.cut = True
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:  # release the input (its reader, the progress bar) now
+                close()
+
+
+def stopped_output(stop: StopAtCtrlC, output: AtomicOutput, summary: RunSummary, total: int | None) -> str | None:
+    """Where `stop` cut the input: how far the run got, recorded in `summary` (None: not cut).
+
+    Called before the output is committed. Raises `InterruptedRun` (the output is not kept) when no
+    frame was written, or when the output would replace an earlier one (--overwrite): a complete
+    earlier result is not traded for a part of a new one.
+    """
+    if not stop.cut:
+        return None
+    got = f"after {stop.read}{f' of {total}' if total else ''} input frames"
+    if summary.frames_out == 0:
+        raise InterruptedRun(f"{got}, before any frame was written; no output was written")
+    if output.replaces:
+        raise InterruptedRun(f"{got}; the earlier output {output.final} is kept (the new one was not complete)")
+    summary.interrupted = f"{got}; {output.final} holds the {summary.frames_out} frames written from them, complete"
+    summary.notes.append(f"interrupted {summary.interrupted}; run again (with --overwrite) for the whole input")
+    return summary.interrupted
+
+
+def exit_status(prog: str, summary: RunSummary) -> int:
+    """A finished run's exit status: 0, or 130 with one line on stderr when Ctrl-C stopped it early."""
+    if summary.interrupted is None:
+        return 0
+    print(f"{prog}: interrupted {summary.interrupted}", file=sys.stderr)
+    return 130
 
 
 def setup_logging(verbose: bool) -> None:

@@ -30,14 +30,17 @@ from vdepth_ros.offline.errors import OfflineError
 from vdepth_ros.offline.runner import (
     MODES,
     RunSummary,
+    StopAtCtrlC,
     Stopwatch,
     build_pipeline,
     cli_errors,
+    exit_status,
     load_node_params,
     pipeline_config,
     run_pipeline,
     setup_logging,
     sigterm_as_interrupt,
+    stopped_output,
     with_progress,
 )
 from vdepth_ros.offline.videoio import FORMATS, VideoFrameSource, VideoOutputWriter, default_intrinsics
@@ -151,18 +154,20 @@ def process_video(
             frames = with_progress(source.frames(), source.frame_count, PROG, progress)
             if cam.info is not None:
                 frames = _with_camera_info(frames, cam.info, Rectifier() if rectify else None)
-            outputs = run_pipeline(pipeline, frames, mode, spill_dir=output.scratch)  # type: ignore[arg-type]
-            if mode == "offline":
-                outputs = with_progress(outputs, source.frame_count, f"{PROG} (writing)", progress)
-            for frame in outputs:
-                if config.publish == "both" and frame.status != "final":
-                    continue  # files hold one result per frame: with "both", the final one
-                out.write(frame)
-                summary.add(frame)
+            with StopAtCtrlC(PROG) as stop:  # Ctrl-C ends the input here: the frames read are finished
+                outputs = run_pipeline(pipeline, stop.frames(frames), mode, spill_dir=output.scratch)  # type: ignore[arg-type]
+                if mode == "offline":
+                    outputs = with_progress(outputs, source.frame_count, f"{PROG} (writing)", progress)
+                for frame in outputs:
+                    if config.publish == "both" and frame.status != "final":
+                        continue  # files hold one result per frame: with "both", the final one
+                    out.write(frame)
+                    summary.add(frame)
+            stopped = stopped_output(stop, output, summary, source.frame_count)
             # 5. Counts, notes and the run's meta file.
             summary.frames_in = source.frames_read + source.dropped
             summary.dropped = source.dropped
-            summary.notes += source.drop_notes() + _disparity_notes(out.kind, ply=ply)
+            summary.notes += source.drop_notes(read_to_end=not stop.cut) + _disparity_notes(out.kind, ply=ply)
             out.write_meta(
                 {
                     "input": str(input_path),
@@ -175,6 +180,7 @@ def process_video(
                     "rectified": bool(rectify),
                     "depth_range": list(depth_range) if depth_range else None,
                     "model": summary.model,
+                    "interrupted": stopped,  # how far a run Ctrl-C stopped got, else None
                 }
             )
             kind, clouds = out.kind, out.clouds
@@ -438,7 +444,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (VdepthError, FileNotFoundError, KeyboardInterrupt) as exc:
         return cli_errors(PROG, exc)
     print(json.dumps(summary.to_dict(), indent=2) if args.json else summary.format())
-    return 0
+    return exit_status(PROG, summary)
 
 
 if __name__ == "__main__":

@@ -284,12 +284,13 @@ class VideoFrameSource:
             else " as the first frame"
         )
 
-    def drop_notes(self) -> list[str]:
+    def drop_notes(self, read_to_end: bool = True) -> list[str]:
         """The summary's lines for the frames dropped, one per reason, and for a video file that ended
-        well before the frame count its header declares (cut short: a copy or a recording interrupted)."""
+        well before the frame count its header declares (cut short: a copy or a recording interrupted;
+        not when the reading was stopped early, `read_to_end` false, e.g. by Ctrl-C)."""
         notes = []
         declared, seen = self.declared_frames, self.frames_read + self.dropped
-        if declared and self.max_frames is None and seen < 0.95 * declared - 1:
+        if declared and read_to_end and self.max_frames is None and seen < 0.95 * declared - 1:
             notes.append(
                 f"{self.path.name} ended after {seen} of the {declared} frames its header declares: is the file "
                 "cut short (a copy or a recording interrupted)? Only the frames before the cut were read"
