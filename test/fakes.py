@@ -7,6 +7,9 @@ corrupted by a per-window affine, so tests can check that stitching recovers the
 from __future__ import annotations
 
 import struct
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -148,3 +151,32 @@ def broken_model(tmp_path: Path, what: str) -> Path:
         (folder / "model.engine").write_bytes(b"")
         (folder / "model.engine.json").write_text((folder / "model.onnx.json").read_text())
     return folder
+
+
+def run_offline_cli(
+    tool: str, args: list[str], cwd: Path, at_windows: tuple[int, ...] = ()
+) -> subprocess.CompletedProcess:
+    """`vdepth-<tool>` (bag or video) run as the user runs it, in its own process, with the fake
+    `LuminanceEngine` (8-frame windows) as its model, which presses Ctrl-C (SIGINT to its
+    own process, as the terminal sends it) while it runs the windows numbered `at_windows` (twice
+    for a number given twice)."""
+    code = textwrap.dedent(
+        f"""
+        import os, signal, sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from fakes import LuminanceEngine
+        from vdepth_ros.offline import {tool} as cli
+        from vdepth_ros.pipeline import DepthPipeline
+
+        class CtrlC(LuminanceEngine):
+            def _run(self, batch):
+                for _ in range({list(at_windows)!r}.count(self.calls + 1)):
+                    os.kill(os.getpid(), signal.SIGINT)
+                return super()._run(batch)
+
+        engine = CtrlC(height=48, width=64, frames=8, overlap=3)
+        cli.build_pipeline = lambda config, **kw: DepthPipeline(config, engine)
+        sys.exit(cli.main({args!r} + ["--no-progress"]))
+        """
+    )
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=cwd)

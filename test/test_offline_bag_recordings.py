@@ -421,3 +421,81 @@ def test_a_split_recording_copied_in_part_is_read_from_the_files_there(tmp_path:
     summary = process_bag(rec, tmp_path / "out", params=PARAMS, engine=_engine())
     assert summary.frames_in == 16 and summary.frames_out == 16
     assert any("rec_2.mcap: copied in part?" in n and "2 storage files" in n for n in summary.notes), summary.notes
+
+
+def _two_cameras(folder: Path) -> None:
+    """A robot's recording of two cameras of the same size: the front one on the node's default names
+    (`/image`, `/camera_info`, fx 40), the rear one as image_transport names it (`/rear/image_raw`,
+    `/rear/camera_info`, fx 80)."""
+    from rosbags.rosbag2 import Writer
+    from rosbags.typesys import get_typestore
+
+    from vdepth_ros.offline.bag_types import CAMERA_INFO, IMAGE, STORAGES, TYPESTORES
+    from vdepth_ros.offline.synth import _camera_info, _image_raw
+
+    ts = get_typestore(TYPESTORES["kilted"])
+    T = ts.types
+    cameras = {
+        "front": ("/image", "/camera_info", (40.0, 40.0, 26.0, 18.0), list(synthetic_frames(24, 36, 52, seed=0))),
+        "rear": (
+            "/rear/image_raw",
+            "/rear/camera_info",
+            (80.0, 80.0, 20.0, 15.0),
+            list(synthetic_frames(24, 36, 52, 1)),
+        ),
+    }
+    with Writer(folder, version=9, storage_plugin=STORAGES["mcap"]) as w:
+        conns = {
+            name: (w.add_connection(img, IMAGE, typestore=ts), w.add_connection(info, CAMERA_INFO, typestore=ts))
+            for name, (img, info, _, _) in cameras.items()
+        }
+        for i in range(24):
+            t = START + i * 33_333_333
+            header = T["std_msgs/msg/Header"](
+                stamp=T["builtin_interfaces/msg/Time"](sec=t // 10**9, nanosec=t % 10**9), frame_id="cam"
+            )
+            for name, (_, _, k, frames) in cameras.items():
+                w.write(conns[name][1], t, ts.serialize_cdr(_camera_info(T, header, 52, 36, k, None), CAMERA_INFO))
+                w.write(conns[name][0], t, _image_raw(ts, frames[i], "rgb8", header, i))
+
+
+def _written_fx(bag: Path) -> set[float]:
+    from rosbags.highlevel import AnyReader
+
+    with AnyReader([bag]) as reader:
+        conns = [c for c in reader.connections if c.topic.endswith("depth/camera_info")]
+        return {float(reader.deserialize(raw, c.msgtype).k[0]) for c, _, raw in reader.messages(connections=conns)}
+
+
+def test_the_camera_named_by_image_topic_gets_its_own_camera_info_not_the_default_ones(tmp_path: Path) -> None:
+    """`--image-topic /rear/image_raw` in a bag whose front camera is on the default names: the rear
+    images were paired with /camera_info, the front camera's calibration (same size, so no word),
+    and every cloud and depth/camera_info of the rear camera was the front one's."""
+    from fakes import run_offline_cli
+
+    _two_cameras(tmp_path / "rec")
+    (tmp_path / "params.yaml").write_text("/**:\n  ros__parameters:\n    scale_source: range\n")
+    args = ["rec", "--params", "params.yaml", "--image-topic", "/rear/image_raw", "-o", "rear"]
+    proc = run_offline_cli("bag", args, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "'/rear/camera_info'" in proc.stdout, proc.stdout
+    assert _written_fx(tmp_path / "rear") == {80.0}
+    # each camera in one run, chained into one output, as docs/offline.md shows
+    args = ["rec", "--params", "params.yaml", "--copy-input-topics", "-o", "front"]
+    assert run_offline_cli("bag", args, tmp_path).returncode == 0
+    args = ["front", "--params", "params.yaml", "--copy-input-topics", "-o", "both", "--namespace", "rear"]
+    proc = run_offline_cli("bag", [*args, "--image-topic", "/rear/image_raw"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert _written_fx(tmp_path / "front") == {40.0}
+    from rosbags.highlevel import AnyReader
+
+    with AnyReader([tmp_path / "both"]) as reader:
+        fx = {}
+        for c, _, raw in reader.messages(connections=[c for c in reader.connections if "depth/camera_info" in c.topic]):
+            fx.setdefault(c.topic, set()).add(float(reader.deserialize(raw, c.msgtype).k[0]))
+    assert fx == {"/depth/camera_info": {40.0}, "/rear/depth/camera_info": {80.0}}, fx
+    # the camera_info named is used as named
+    args = ["rec", "--params", "params.yaml", "--image-topic", "/rear/image_raw", "-o", "named"]
+    proc = run_offline_cli("bag", [*args, "--camera-info-topic", "/camera_info"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert _written_fx(tmp_path / "named") == {40.0}

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fakes import run_offline_cli
 
 SETUP = Path(__file__).resolve().parents[1] / "setup.py"
 
@@ -78,32 +79,6 @@ def test_ctrl_c_after_the_output_is_complete_says_it_was_kept(
     (line,) = [x for x in err.splitlines() if x.startswith("vdepth-bag:")]
     assert str(out) in line and "no output was written" not in line, line
     assert out.is_dir()
-
-
-def _run_with_ctrl_c(tool: str, args: list[str], at_windows: list[int], cwd: Path) -> subprocess.CompletedProcess:
-    """`tool` (bag or video) in its own process with a fake model that presses Ctrl-C (SIGINT to its
-    own process, as the terminal sends it) while it runs the windows numbered `at_windows` (twice
-    for a number given twice)."""
-    code = textwrap.dedent(
-        f"""
-        import os, signal, sys
-        sys.path.insert(0, {str(Path(__file__).parent)!r})
-        from fakes import LuminanceEngine
-        from vdepth_ros.offline import {tool} as cli
-        from vdepth_ros.pipeline import DepthPipeline
-
-        class CtrlC(LuminanceEngine):
-            def _run(self, batch):
-                for _ in range({at_windows!r}.count(self.calls + 1)):
-                    os.kill(os.getpid(), signal.SIGINT)
-                return super()._run(batch)
-
-        engine = CtrlC(height=48, width=64, frames=8, overlap=3)
-        cli.build_pipeline = lambda config, **kw: DepthPipeline(config, engine)
-        sys.exit(cli.main({args!r} + ["--no-progress"]))
-        """
-    )
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=cwd)
 
 
 def _recording_with_tf(folder: Path, n: int) -> None:
@@ -178,7 +153,7 @@ def test_ctrl_c_during_a_long_bag_keeps_what_was_done_as_a_readable_bag(tmp_path
     (tmp_path / "params.yaml").write_text(PARAMS_RANGE)
     out = tmp_path / "out"
     args = [str(rec), "-o", str(out), "--params", "params.yaml", "--copy-input-topics", "--mode", mode]
-    proc = _run_with_ctrl_c("bag", args, [3], tmp_path)
+    proc = run_offline_cli("bag", args, tmp_path, (3,))
     assert proc.returncode == 130, proc.stderr
     assert "Traceback" not in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
@@ -200,7 +175,7 @@ def test_ctrl_c_twice_aborts_and_keeps_nothing(tmp_path: Path) -> None:
 
     write_image_bag(tmp_path / "rec", synthetic_frames(120, 36, 52))
     (tmp_path / "params.yaml").write_text(PARAMS_RANGE)
-    proc = _run_with_ctrl_c("bag", ["rec", "-o", "out", "--params", "params.yaml"], [3, 3], tmp_path)
+    proc = run_offline_cli("bag", ["rec", "-o", "out", "--params", "params.yaml"], tmp_path, (3, 3))
     assert proc.returncode == 130, proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == "vdepth-bag: interrupted; no output was written under the final name"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml", "rec"]
@@ -213,9 +188,9 @@ def test_ctrl_c_of_an_overwrite_run_keeps_the_earlier_output(tmp_path: Path) -> 
     write_image_bag(tmp_path / "rec", synthetic_frames(120, 36, 52))
     (tmp_path / "params.yaml").write_text(PARAMS_RANGE)
     args = ["rec", "-o", "out", "--params", "params.yaml"]
-    assert _run_with_ctrl_c("bag", args, [], tmp_path).returncode == 0
+    assert run_offline_cli("bag", args, tmp_path).returncode == 0
     before = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
-    proc = _run_with_ctrl_c("bag", [*args, "--overwrite"], [3], tmp_path)
+    proc = run_offline_cli("bag", [*args, "--overwrite"], tmp_path, (3,))
     assert proc.returncode == 130, proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
     assert "earlier output" in last and "is kept" in last, last
@@ -236,7 +211,7 @@ def test_ctrl_c_during_a_long_video_keeps_the_frames_done(tmp_path: Path) -> Non
     for rgb in synthetic_frames(120, 36, 52):
         writer.write(np.ascontiguousarray(rgb[..., ::-1]))
     writer.release()
-    proc = _run_with_ctrl_c("video", ["clip.mp4", "-o", "out", "--depth-range", "0.5", "5"], [3], tmp_path)
+    proc = run_offline_cli("video", ["clip.mp4", "-o", "out", "--depth-range", "0.5", "5"], tmp_path, (3,))
     assert proc.returncode == 130, proc.stderr
     written = len(list((tmp_path / "out" / "depth").glob("*.png")))
     assert 8 <= written < 120, written

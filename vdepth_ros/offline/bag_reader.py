@@ -275,34 +275,60 @@ class BagFrameSource:
         self._check_first_image()
 
         if self.camera_info_topic:
-            info = self._conns(self.camera_info_topic)
-            if not info and not self.camera_info_topic_explicit:
-                info = self._fallback_camera_info()
-            if not info and self.camera_info_topic_explicit:
-                raise MissingTopicError(
-                    f"{self.path}: camera_info topic {self.camera_info_topic!r} not found; "
-                    f"the bag has: {self._topic_list()}"
-                )
-            if any(c.msgtype != CAMERA_INFO for c in info):
-                raise MissingTopicError(
-                    f"topic {self.camera_info_topic!r} is not {CAMERA_INFO}: "
-                    f"{', '.join(sorted({c.msgtype for c in info}))}"
-                )
-            self._info_conns = [c for c in info if c.msgcount > 0]
+            self._info_conns = self._select_camera_info()
         if self.sparse_depth_topic:
             self._depth_conns = self._typed_conns(self.sparse_depth_topic, "sparse depth", (IMAGE, POINTCLOUD2))
         if self.camera_pose_topic:
             self._pose_conns = self._typed_conns(self.camera_pose_topic, "camera pose", POSE_STAMPED)
 
+    def _select_camera_info(self) -> list[Connection]:
+        """The camera_info connections of the images: the topic named, else the image topic's own, the
+        default name, or the fallback (`_fallback_camera_info`)."""
+        if not self.camera_info_topic_explicit:
+            self._own_camera_info()
+        info = self._conns(self.camera_info_topic)
+        if not info and not self.camera_info_topic_explicit:
+            info = self._fallback_camera_info()
+        if not info and self.camera_info_topic_explicit:
+            raise MissingTopicError(
+                f"{self.path}: camera_info topic {self.camera_info_topic!r} not found; "
+                f"the bag has: {self._topic_list()}"
+            )
+        if any(c.msgtype != CAMERA_INFO for c in info):
+            raise MissingTopicError(
+                f"topic {self.camera_info_topic!r} is not {CAMERA_INFO}: {', '.join(sorted({c.msgtype for c in info}))}"
+            )
+        return [c for c in info if c.msgcount > 0]
+
+    def _camera_info_topics(self) -> list[str]:
+        return sorted({c.topic for c in self.reader.connections if c.msgtype == CAMERA_INFO})
+
+    def _sibling_camera_info(self) -> str:
+        """The camera_info topic beside the image topic, as image_transport pairs them
+        (`/cam/image_raw` and `/cam/image_raw/compressed` -> `/cam/camera_info`)."""
+        base = self.image_topic
+        if any(c.msgtype == COMPRESSED for c in self._image_conns) and base.count("/") > 1:
+            base = base.rsplit("/", 1)[0]  # the transport's sub-topic
+        return base.rsplit("/", 1)[0] + "/camera_info"
+
+    def _own_camera_info(self) -> None:
+        """The default camera_info topic, not named by the user, gives way to the image topic's own
+        where the bag has both (a bag of several cameras, the one named by `--image-topic` not on
+        the default names): each camera's images go with its own calibration, not another camera's."""
+        sibling, topics = self._sibling_camera_info(), self._camera_info_topics()
+        if sibling != self.camera_info_topic and sibling in topics and self.camera_info_topic in topics:
+            self.notes.append(
+                f"camera_info from {sibling!r}, beside the image topic {self.image_topic!r} (not "
+                f"{self.camera_info_topic!r}, another camera's; choose with --camera-info-topic)"
+            )
+            self.camera_info_topic = sibling
+
     def _fallback_camera_info(self) -> list[Connection]:
         """The default camera_info topic is not in the bag: the image topic's own (`camera_info`
         beside it, as image_transport pairs them: `/cam/image_raw` and `/cam/image_raw/compressed`
         -> `/cam/camera_info`), else the bag's only CameraInfo topic; several others are an error."""
-        candidates = sorted({c.topic for c in self.reader.connections if c.msgtype == CAMERA_INFO})
-        base = self.image_topic
-        if any(c.msgtype == COMPRESSED for c in self._image_conns) and base.count("/") > 1:
-            base = base.rsplit("/", 1)[0]  # the transport's sub-topic
-        sibling = base.rsplit("/", 1)[0] + "/camera_info"
+        candidates = self._camera_info_topics()
+        sibling = self._sibling_camera_info()
         if sibling in candidates:
             chosen, why = sibling, f"using {sibling!r}, the image topic's own"
         elif len(candidates) == 1:
