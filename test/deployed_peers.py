@@ -5,7 +5,7 @@
         [--last-image-alone] [--speed X] [--hold] [--loops N] [--clock HZ] [--pose-latency MS] [--binning B]
         [--info-readers N]
     python deployed_peers.py viewer --topics /depth /depth/camera_info /points [--depth 16] [--best-effort]
-        [--arrivals] [--no-spin] [--keep FILE] [--diag-values KEY...]
+        [--transient-local] [--deadline-ms MS] [--arrivals] [--no-spin] [--keep FILE] [--diag-values KEY...]
     python deployed_peers.py camera-subscriber --images image_rect /provisional/depth/image_rect [--namespace /depth]
 
 The camera publishes 640x480 rgb8 + camera_info (SensorData QoS, as most drivers, unless
@@ -30,7 +30,8 @@ the recording's time on /clock at HZ, as `ros2 bag play --clock` (for use_sim_ti
 `--pose-latency MS` each image's camera pose (PoseStamped on camera_pose, moving 1 cm a frame) is
 published with its stamp MS ms of recorded time after it, as an odometry source that lags.
 
-The viewer subscribes as RViz does (reliable, volatile) with depth 16 (docs/node.md: two windows),
+The viewer subscribes as RViz does (reliable, volatile; `--transient-local`: as a late joiner of a latched
+topic; `--deadline-ms`: asking for a deadline, as a monitor may) with depth 16 (docs/node.md: two windows),
 each topic with its type (`.../camera_info` CameraInfo, `.../points` PointCloud2, `/diagnostics`
 DiagnosticArray, recorded as [level, message] of each status, or [level, message, {key: value}] with
 `--diag-values KEY...`, else Image), prints "matched" once
@@ -61,9 +62,10 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
+from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.serialization import serialize_message
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, RegionOfInterest
@@ -205,6 +207,10 @@ def viewer(args: argparse.Namespace) -> None:
     node = Node("viewer")
     reliability = ReliabilityPolicy.BEST_EFFORT if args.best_effort else ReliabilityPolicy.RELIABLE
     qos = QoSProfile(depth=args.depth, reliability=reliability)
+    if args.transient_local:
+        qos.durability = DurabilityPolicy.TRANSIENT_LOCAL
+    if args.deadline_ms:
+        qos.deadline = Duration(nanoseconds=int(args.deadline_ms * 1e6))
     got: dict[str, list[Any]] = {topic: [] for topic in args.topics}
 
     kept: dict[str, dict[int, bytes]] = {topic: {} for topic in args.topics}
@@ -310,6 +316,8 @@ def main() -> None:
     view.add_argument("--topics", nargs="+", required=True)
     view.add_argument("--depth", type=int, default=16)
     view.add_argument("--best-effort", action="store_true", help="as RViz's DepthCloud display by default")
+    view.add_argument("--transient-local", action="store_true", help="durability transient_local (a late joiner)")
+    view.add_argument("--deadline-ms", type=float, default=0.0, help="ask for this deadline (0: none)")
     view.add_argument("--arrivals", action="store_true", help="record each message's arrival time too")
     view.add_argument("--no-spin", action="store_true", help="stop spinning once matched (a stuck callback)")
     view.add_argument("--diag-values", nargs="*", default=[], help="/diagnostics: also record these keys' values")

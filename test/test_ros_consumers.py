@@ -10,6 +10,7 @@ publishes reaches every consumer on every output it subscribes, and every depth 
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import re
 import subprocess
@@ -322,3 +323,94 @@ def test_an_image_transport_camera_subscriber_gets_intrinsics_of_the_depths_own_
             # the camera's 320x240 at fx = fy = 250 (deployed_peers.K, scaled), scaled to 160 px wide
             assert (width, height) == (info_width, info_height) == (160, 120), g["pairs"][0]
             assert fx == pytest.approx(125.0) and fy == pytest.approx(125.0), g["pairs"][0]
+
+
+def test_a_late_joiner_gets_the_last_depth_camera_info_with_the_durability_override(tmp_path: Path) -> None:
+    """A tool that needs the intrinsics once subscribes `depth/camera_info` transient_local, as to a latched topic,
+    and starts after the camera (a late joiner): it matches no volatile publisher and got nothing, and
+    `qos_overrides./depth/camera_info.publisher.durability: transient_local` was ignored ("this node does not have"
+    it). The outputs now take that override: the late joiner gets the last camera_infos published, and a volatile
+    subscriber during the run still gets every one."""
+    params = "    input_qos: reliable\n    qos_overrides./depth/camera_info.publisher.durability: transient_local\n"
+    node, node_log = start(node_command(tmp_path, params=params), tmp_path / "node.log")
+    viewer, viewer_log = start(
+        [sys.executable, str(PEERS), "viewer", "--topics", "/depth", "/depth/camera_info"], tmp_path / "viewer.log"
+    )
+    late, late_log = None, None
+    try:
+        wait_for(tmp_path / "viewer.log", "matched", 90, viewer)
+        camera, camera_log = start(
+            [sys.executable, str(PEERS), "camera", "--seconds", "2", "--rate", "10", "--reliable", "--size", "160x120"],
+            tmp_path / "camera.log",
+        )
+        assert camera.wait(timeout=60) == 0, (tmp_path / "camera.log").read_text()
+        camera_log.close()
+        time.sleep(2.0)  # the node has published what it held
+        late, late_log = start(
+            [sys.executable, str(PEERS), "viewer", "--transient-local", "--topics", "/depth/camera_info"],
+            tmp_path / "late.log",
+        )
+        wait_for(tmp_path / "late.log", "matched", 60, late)
+        time.sleep(1.5)
+    finally:
+        code, viewed = _stopped(node, node_log), _stopped(viewer, viewer_log)  # none left on a failure
+        joined = _stopped(late, late_log) if late is not None and late_log is not None else None
+    out = (tmp_path / "node.log").read_text()
+    assert code == 0 and viewed == 0 and joined == 0, out
+    during = json.loads((tmp_path / "viewer.log").read_text().strip().splitlines()[-1])
+    after = json.loads((tmp_path / "late.log").read_text().strip().splitlines()[-1])["/depth/camera_info"]
+    assert during["/depth"] and during["/depth/camera_info"] == during["/depth"], during
+    assert after and set(after) <= set(during["/depth/camera_info"]), (after, during)
+    assert after[-1] == during["/depth/camera_info"][-1]  # the latest one
+    assert "ignoring" not in out and "incompatible QoS" not in out, out
+
+
+def test_each_incompatible_qos_of_an_output_is_named_with_its_fix(tmp_path: Path) -> None:
+    """Two tools subscribe /depth with QoS the node does not offer: one transient_local (a late joiner), one asking
+    for a 100 ms deadline (a monitor). Each gets nothing, and the node named only the first mismatch of the topic (the
+    second tool stayed silent), with "make it volatile" as the durability's only fix. Each policy is now named once,
+    the durability with the override that serves it."""
+    node, node_log = start(node_command(tmp_path), tmp_path / "node.log")
+    tools = [
+        start([sys.executable, str(PEERS), "viewer", *args, "--topics", "/depth"], tmp_path / f"tool{k}.log")
+        for k, args in enumerate((["--transient-local"], ["--deadline-ms", "100"]))
+    ]
+    try:
+        wait_for(tmp_path / "node.log", "(DURABILITY", 90, node)
+        wait_for(tmp_path / "node.log", "(DEADLINE", 30, node)
+    finally:
+        code = _stopped(node, node_log)
+        for proc, log in tools:
+            _stopped(proc, log)
+    out = (tmp_path / "node.log").read_text()
+    assert code == 0, out
+    warns = [line for line in out.splitlines() if "incompatible QoS on publisher '/depth'" in line]
+    assert len(warns) == 2, out
+    durability = next(line for line in warns if "(DURABILITY" in line)
+    assert "qos_overrides./depth.publisher.durability: transient_local" in durability, durability
+    deadline = next(line for line in warns if "(DEADLINE" in line)
+    assert "leave the subscriber's DEADLINE at its default" in deadline, deadline
+
+
+def test_a_misnamed_qos_override_is_told_the_name_of_the_topic(tmp_path: Path) -> None:
+    """`qos_overrides.depth.publisher.depth` (without the topic's leading '/') and `qos_overrides./points...` for
+    points remapped to /cam/points were ignored with "this node does not have" and no hint of the names rclpy
+    declares (the topic as it resolves); a value rclpy does not know stopped the node with "Unexpected QoS override
+    for policy `reliability`: `reliabel`". The warning now names the override meant and the node's output topics; the
+    wrong value, the parameter and the values there are."""
+    params = "    qos_overrides.depth.publisher.depth: 30\n    qos_overrides./points.publisher.depth: 30\n"
+    command = node_command(tmp_path, params=params) + ["-r", "points:=/cam/points"]
+    node, node_log = start(command, tmp_path / "node.log")
+    try:
+        wait_for(tmp_path / "node.log", "ignoring", 90, node)
+    finally:
+        code = _stopped(node, node_log)
+    out = (tmp_path / "node.log").read_text()
+    assert code == 0, out
+    assert "qos_overrides.depth.publisher.depth (did you mean qos_overrides./depth.publisher.depth?)" in out, out
+    assert "qos_overrides./points.publisher.depth (did you mean qos_overrides./cam/points.publisher.depth?)" in out
+    bad = node_command(tmp_path, params="    qos_overrides./depth.publisher.reliability: reliabel\n")
+    run = subprocess.run(bad, capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    said = run.stdout + run.stderr
+    assert run.returncode != 0 and "Traceback" not in said, said
+    assert "qos_overrides./depth.publisher" in said and "reliable or best_effort" in said, said

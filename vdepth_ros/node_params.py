@@ -422,6 +422,7 @@ def unknown_parameters_warning(
     overridden: Iterable[str],
     is_declared: Callable[[str], bool],
     where: str = "the -p arguments and params file sections",
+    qos_overrides: Iterable[str] = (),
 ) -> str | None:
     """The start-up warning for parameters set on the command line or in a params file that the node
     does not have (a typo such as `-p rectfy:=true` would otherwise be ignored without a word, as rcl
@@ -432,16 +433,27 @@ def unknown_parameters_warning(
         is_declared: the node's `has_parameter` (this node's parameters, rclpy's own such as
             `use_sim_time`, and the publishers' `qos_overrides.*`).
         where: where the names were given, for the fix (the offline tools read one params file).
+        qos_overrides: the node's declared `qos_overrides.*` names: an unknown one (`qos_overrides.depth...`
+            without the topic's leading '/', or the topic's name before a remap) is told the names there are.
     """
     unknown = sorted(name for name in set(overridden) if not is_declared(name))
     if not unknown:
         return None
-    names = [spec.name for spec in node_param_specs()]
+    qos_names = sorted(qos_overrides)
+    names = [spec.name for spec in node_param_specs()] + qos_names
     parts = []
     for name in unknown:
         close = closest_name(name, names, cutoff=0.75)
         parts.append(f"{name} (did you mean {close}?)" if close else name)
+    qos_hint = ""
+    if qos_names and any(name.startswith("qos_overrides.") for name in unknown):
+        topics = sorted({name.split(".publisher.")[0].removeprefix("qos_overrides.") for name in qos_names})
+        policies = sorted({name.rsplit(".", 1)[1] for name in qos_names})
+        qos_hint = (
+            f"; qos_overrides.<topic>.publisher.<policy> names an output topic as it resolves (after remaps and "
+            f"the namespace): {', '.join(topics)}; policies {', '.join(policies)}"
+        )
     return (
-        f"ignoring {len(unknown)} parameter(s) this node does not have: {', '.join(parts)}; check {where} "
+        f"ignoring {len(unknown)} parameter(s) this node does not have: {', '.join(parts)}{qos_hint}; check {where} "
         "for depth_node (every parameter: docs/node.md, Parameters)"
     )

@@ -218,7 +218,7 @@ class _DepthNodeCore:
         self.model_identity = self.pipeline.model_identity(built_from)
         self.get_logger().info(f"model: {identity_line(self.model_identity)}")
         self._warn_scale_inputs()
-        self.qos_reporter = IncompatibleQosReporter(self.get_logger().warning)
+        self.qos_reporter = IncompatibleQosReporter(self.get_logger().warning, self)
         self.watchdog = Watchdog(self.p["watchdog_timeout"], largest_burst(self.pipeline.schedule) - 1)
         self.outputs = OutputPublishers(
             self,
@@ -240,7 +240,11 @@ class _DepthNodeCore:
             lambda: self.get_clock().now().nanoseconds,
         )
         self.status = StatusReporter(self)
-        unknown = unknown_parameters_warning(getattr(self, "_parameter_overrides", {}), self.has_parameter)
+        unknown = unknown_parameters_warning(
+            getattr(self, "_parameter_overrides", {}),
+            self.has_parameter,
+            qos_overrides=[f"qos_overrides.{name}" for name in self.get_parameters_by_prefix("qos_overrides")],
+        )
         if unknown and not self._configures:  # after the publishers: their qos_overrides.* are declared by now
             self.get_logger().warning(unknown)
         self.worker: SupervisedWorker | None = None

@@ -33,8 +33,9 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 
 from vdepth_ros.colormap import units_label
+from vdepth_ros.errors import ConfigError
 from vdepth_ros.ros import conversions as conv
-from vdepth_ros.ros.qos import IncompatibleQosReporter, output_overrides, qos_profile
+from vdepth_ros.ros.qos import OVERRIDE_VALUES, IncompatibleQosReporter, output_overrides, qos_profile
 from vdepth_ros.ros.worker import DropOldestQueue, RateLimitedLog, SupervisedWorker
 
 
@@ -101,19 +102,32 @@ _STOPPED_FIX = (
 )
 
 
+def _publisher(node: Node, msg_type: type, topic: str, qos: QoSProfile, reporter: IncompatibleQosReporter) -> Any:
+    """An output's publisher on `topic` (one of `OUTPUT_TOPICS`) with its `qos_overrides.*` and incompatible-QoS
+    reporting.
+
+    Raises:
+        ConfigError: a `qos_overrides.<topic>.publisher.<policy>` value rclpy does not know, naming the values.
+    """
+    resolved = output_topic(node, topic)  # depth/camera_info follows depth
+    try:
+        return node.create_publisher(
+            msg_type,
+            topic if resolved == node.resolve_topic_name(topic) else resolved,
+            copy.copy(qos),  # rclpy applies a topic's qos_overrides to the profile object in place
+            event_callbacks=reporter.publisher(resolved),
+            qos_overriding_options=output_overrides(),
+        )
+    except RuntimeError as err:  # rclpy: "Unexpected QoS override for policy `reliability`: `reliabel`"
+        raise ConfigError(f"qos_overrides.{resolved}.publisher: {err}; the values: {OVERRIDE_VALUES}") from err
+
+
 class _Topics:
     """The publishers of one frame status (main topics, or `provisional/...`)."""
 
     def __init__(self, node: Node, prefix: str, qos: QoSProfile, reporter: IncompatibleQosReporter) -> None:
         def pub(msg_type: type, name: str) -> Any:
-            topic, resolved = prefix + name, output_topic(node, prefix + name)  # depth/camera_info follows depth
-            return node.create_publisher(
-                msg_type,
-                topic if resolved == node.resolve_topic_name(topic) else resolved,
-                copy.copy(qos),  # rclpy applies a topic's qos_overrides to the profile object in place
-                event_callbacks=reporter.publisher(resolved),
-                qos_overriding_options=output_overrides(),
-            )
+            return _publisher(node, msg_type, prefix + name, qos, reporter)
 
         depth, disparity, points, camera_info, image_rect = MAIN_TOPICS
         self.depth = pub(Image, depth)
@@ -222,13 +236,7 @@ class OutputPublishers:
         qos = qos_profile(params["output_qos"], params["output_qos_depth"] or auto_depth(self.burst))
         self.main = _Topics(node, "", qos, reporter)
         self.provisional = _Topics(node, "provisional/", qos, reporter) if publish_policy == "both" else None
-        self.colormap = node.create_publisher(
-            Image,
-            "~/depth_colormap",
-            copy.copy(qos),
-            event_callbacks=reporter.publisher(node.resolve_topic_name("~/depth_colormap")),
-            qos_overriding_options=output_overrides(),
-        )
+        self.colormap = _publisher(node, Image, "~/depth_colormap", qos, reporter)
         self._check_depth(warn)
 
     def publishers(self) -> list[Any]:

@@ -4,8 +4,10 @@ Input default is SensorData (best effort): a reliable subscription never matches
 camera. Output default is reliable: RViz and `ros2 topic echo` default to reliable and a reliable
 publisher matches both reliable and best-effort subscribers. The named presets are rclpy's
 `QoSPresetProfiles` with the configured history depth; on top of them every output publisher
-accepts the standard `qos_overrides.<topic>.publisher.{history,depth,reliability}` parameters
-(`QoSOverridingOptions`, as depth_image_proc's publishers do).
+accepts the standard `qos_overrides.<topic>.publisher.{history,depth,reliability,durability}` parameters
+(`QoSOverridingOptions`, as depth_image_proc's publishers do): `durability: transient_local` serves
+late joiners (a tool that subscribes transient_local, as to a latched topic, matches no volatile
+publisher and gets nothing).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import copy
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from rclpy.event_handler import (
     PublisherEventCallbacks,
@@ -20,7 +23,14 @@ from rclpy.event_handler import (
     QoSRequestedIncompatibleQoSInfo,
     SubscriptionEventCallbacks,
 )
-from rclpy.qos import QoSPresetProfiles, QoSProfile, qos_policy_name_from_kind
+from rclpy.qos import (
+    QoSCompatibility,
+    QoSPolicyKind,
+    QoSPresetProfiles,
+    QoSProfile,
+    qos_check_compatible,
+    qos_policy_name_from_kind,
+)
 from rclpy.qos_overriding_options import QoSOverridingOptions
 
 from vdepth_ros.errors import ConfigError
@@ -56,51 +66,129 @@ def qos_profile(preset: str, depth: int) -> QoSProfile:
     return profile
 
 
+#: The policies of an output publisher that `qos_overrides.<topic>.publisher.<policy>` sets.
+OVERRIDABLE = (QoSPolicyKind.HISTORY, QoSPolicyKind.DEPTH, QoSPolicyKind.RELIABILITY, QoSPolicyKind.DURABILITY)
+#: Their values, for the error on a wrong one (rclpy's own says only which value it did not expect).
+OVERRIDE_VALUES = (
+    "history: keep_last or keep_all; depth: an integer >= 1; reliability: reliable or best_effort; "
+    "durability: volatile or transient_local"
+)
+
+
 def output_overrides() -> QoSOverridingOptions:
-    """`qos_overrides.<topic>.publisher.{history,depth,reliability}` for an output publisher."""
-    return QoSOverridingOptions.with_default_policies()
+    """`qos_overrides.<topic>.publisher.{history,depth,reliability,durability}` for an output publisher."""
+    return QoSOverridingOptions(OVERRIDABLE)
 
 
-def _fix_hint(policy: str, side: str) -> str:
+def _fix_hint(policy: str, side: str, topic: str) -> str:
+    """The fix for an incompatible `policy` on this node's `side` ("publisher": one of its outputs) of `topic`."""
+    override = f"qos_overrides.{topic}.publisher"
     if policy == "RELIABILITY" and side == "subscription":
         return (
             "the publisher is best effort and this subscription is reliable: set input_qos:=sensor_data "
             "(or best_effort)"
         )
+    if side == "subscription":  # (the node's subscriptions ask for nothing else a publisher can lack)
+        return f"align the {policy} policy of both sides"
     if policy == "RELIABILITY":
         return (
-            "a subscriber asks for reliable but this node publishes best effort: set output_qos:=reliable, "
-            "or make the subscriber best effort (RViz: Topic > Reliability Policy > Best Effort)"
+            f"a subscriber asks for reliable but this node publishes best effort: set output_qos:=reliable (and no "
+            f"{override}.reliability: best_effort), or make the subscriber best effort (RViz: Topic > Reliability "
+            "Policy > Best Effort)"
         )
     if policy == "DURABILITY":
-        return "a subscriber asks for transient_local durability; this node publishes volatile: make it volatile"
-    return f"align the {policy} policy of both sides"
+        return (
+            "a subscriber asks for transient_local durability (a late joiner, as of a latched topic) and this node "
+            f"publishes volatile: set {override}.durability: transient_local in the params file (a late joiner then "
+            "gets the last history-depth messages; volatile subscribers are served as before), or make the "
+            "subscriber volatile (docs/node.md, QoS)"
+        )
+    return (  # DEADLINE, LIVELINESS, LIVELINESS_LEASE_DURATION: what no output offers
+        f"a subscriber asks for a {policy} this node does not offer (its outputs publish with ROS's defaults: no "
+        f"deadline, automatic liveliness, no lease duration): leave the subscriber's {policy} at its default"
+    )
+
+
+#: rmw's words for each policy in `qos_check_compatible`'s reasons ("ERROR: Volatile publisher and transient
+#: local subscription;"), the more specific first.
+_REASON_POLICIES = (
+    ("lease duration", "LIVELINESS_LEASE_DURATION"),
+    ("liveliness", "LIVELINESS"),
+    ("deadline", "DEADLINE"),
+    ("transient local", "DURABILITY"),
+    ("reliable", "RELIABILITY"),
+)
+
+
+def incompatible_policies(offered: QoSProfile, requested: QoSProfile) -> list[str]:
+    """The policies (`qos_policy_name_from_kind`'s names) for which a subscription asking for `requested` matches
+    no publisher offering `offered`; empty when they match (or rmw cannot tell)."""
+    compatibility, reason = qos_check_compatible(offered, requested)
+    if compatibility != QoSCompatibility.ERROR:
+        return []
+    found = []
+    for part in reason.lower().split(";"):
+        policy = next((name for words, name in _REASON_POLICIES if words in part), None)
+        if policy is not None and policy not in found:
+            found.append(policy)
+    return found
 
 
 class IncompatibleQosReporter:
-    """Builds event callbacks that log each incompatible-QoS topic once, with the fix.
+    """Builds event callbacks that log each incompatible policy of a topic once, with the fix.
+
+    DDS reports one policy per event (the last peer's), and peers discovered together come in one event; so
+    for an output the subscribers of the topic are checked against what this node offers, and every policy
+    one of them asks for in vain is named, with those subscribers (a transient_local recorder and a monitor
+    asking for a deadline, both on /depth: two WARNs).
 
     Args:
         warn: logging function (e.g. `node.get_logger().warning`).
+        node: the node whose publishers are reported (their subscribers are looked up); None: the event's
+            policy only.
     """
 
-    def __init__(self, warn: Callable[[str], None]) -> None:
+    def __init__(self, warn: Callable[[str], None], node: Any = None) -> None:
         self._warn = warn
-        self._seen: set[tuple[str, str]] = set()
+        self._node = node
+        self._seen: set[tuple[str, str, str]] = set()
         self._lock = threading.Lock()
         self.events = 0
 
     def _report(self, topic: str, side: str, policy_kind: int, count: int) -> None:
         with self._lock:
             self.events += 1
-            key = (topic, side)
-            if key in self._seen:
-                return
-            self._seen.add(key)
-        policy = qos_policy_name_from_kind(policy_kind)
-        self._warn(
-            f"incompatible QoS on {side} '{topic}' ({policy}, {count} peer(s) not matched): {_fix_hint(policy, side)}"
-        )
+        peers = self._unmatched_subscribers(topic) if side == "publisher" else {}
+        for policy, names in (peers or {qos_policy_name_from_kind(policy_kind): []}).items():
+            with self._lock:
+                key = (topic, side, policy)
+                if key in self._seen:
+                    continue
+                self._seen.add(key)
+            who = f"subscribers {', '.join(sorted(set(names)))}; " if names else ""
+            self._warn(
+                f"incompatible QoS on {side} '{topic}' ({policy}, {who}{count} peer(s) not matched): "
+                f"{_fix_hint(policy, side, topic)}"
+            )
+
+    def _unmatched_subscribers(self, topic: str) -> dict[str, list[str]]:
+        """Policy -> the subscribers of `topic` that ask for it in vain from this node's publisher there."""
+        node = self._node
+        if node is None:
+            return {}
+        try:
+            offered = [
+                i.qos_profile
+                for i in node.get_publishers_info_by_topic(topic)
+                if i.node_name == node.get_name() and i.node_namespace == node.get_namespace()
+            ]
+            found: dict[str, list[str]] = {}
+            for sub in node.get_subscriptions_info_by_topic(topic) if offered else []:
+                for policy in incompatible_policies(offered[0], sub.qos_profile):
+                    found.setdefault(policy, []).append(f"{sub.node_namespace.rstrip('/')}/{sub.node_name}")
+            return found
+        except Exception:  # the graph is a help for the message, never a reason to lose it
+            return {}
 
     def subscription(self, topic: str) -> SubscriptionEventCallbacks:
         """Event callbacks for a subscription on `topic`."""
