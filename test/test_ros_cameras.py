@@ -218,6 +218,29 @@ def test_a_camera_that_fails_configure_gives_its_engine_share_back(tmp_path: Pat
         rclpy.shutdown(context=ctx)
 
 
+def test_a_configure_failing_after_the_model_loaded_releases_it_and_its_publishers(tmp_path: Path) -> None:
+    """A camera's configure that fails once the shared model is loaded (a bad `qos_overrides` value, found as
+    its publishers are created) kept its share of the model and the publishers made so far: the model stayed
+    loaded for a camera that never ran, and each retry added publishers."""
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    model = write_tiny_onnx(tmp_path)
+    bad = "qos_overrides./front/points.publisher.reliability:=relaible"
+    ctx = init_context(["--params-file", str(params_file(tmp_path, model)), "-p", bad])
+    nodes, pool = build_nodes(["front"], managed=True, context=ctx, start_worker=False)
+    (front,) = nodes
+    own = {pub.topic_name for pub in front.publishers}  # /rosout, /parameter_events, the lifecycle's
+    try:
+        for _ in range(2):
+            assert front.trigger_configure() == TransitionCallbackReturn.FAILURE
+            assert pool is not None and len(pool) == 0
+            assert {pub.topic_name for pub in front.publishers} == own
+    finally:
+        front.close()
+        pool.close()
+        rclpy.shutdown(context=ctx)
+
+
 # -- as deployed: the node, each camera and the listeners in processes of their own ------------------
 
 

@@ -409,6 +409,43 @@ def test_managed_node_cycled_from_another_process_runs_again_and_logs_each_confi
     assert "Traceback" not in out
 
 
+def test_a_configure_that_fails_after_the_model_loaded_leaves_nothing_behind(tmp_path: Path) -> None:
+    """A managed node whose configure fails once the model is loaded (a mistyped `qos_overrides` value, found
+    as the publishers are created): the failed configure kept the model loaded and the publishers made so far
+    (/depth, /disparity stayed advertised by an unconfigured node), so each retry by a bring-up manager loaded
+    the model again (on a GPU, another engine) and added another publisher on /depth; the log said
+    "RuntimeError('Unexpected QoS override for policy `reliability`: `relaible`')", naming no parameter. Now
+    every retry fails the same way, no output is advertised, and the line names the parameter and its values."""
+    from lifecycle_msgs.msg import State, Transition
+    from lifecycle_msgs.srv import ChangeState
+
+    seen: dict[str, Any] = {}
+
+    def configure_twice(peer: Node, ex: SingleThreadedExecutor) -> None:
+        lifecycle = LifecycleClient(peer, ex)
+        request = ChangeState.Request(transition=Transition(id=Transition.TRANSITION_CONFIGURE))
+        replies = [lifecycle.call(lifecycle.change, request, 30.0) for _ in range(2)]
+        seen["replies"] = [None if r is None else r.success for r in replies]
+        seen["state"] = lifecycle.state()
+        time.sleep(1.0)  # discovery of anything left advertised
+        ex.spin_once(timeout_sec=0.1)
+        seen["advertised"] = {t: peer.count_publishers(t) for t in ("/depth", "/disparity", "/points")}
+
+    _, out = run_node(
+        tmp_path,
+        ["--managed", "--ros-args", "-p", "qos_overrides./points.publisher.reliability:=relaible"],
+        {},
+        {},
+        before_feed=configure_twice,
+        done=lambda got: True,
+    )
+    assert seen["replies"] == [False, False] and seen["state"] == State.PRIMARY_STATE_UNCONFIGURED, (seen, out)
+    assert seen["advertised"] == {"/depth": 0, "/disparity": 0, "/points": 0}, (seen, out)
+    failed = [line for line in out.splitlines() if "configure failed" in line]
+    assert len(failed) == 2 and all("qos_overrides./points.publisher.reliability is 'relaible'" in f for f in failed)
+    assert "best_effort" in failed[0] and "Traceback" not in out, out
+
+
 def _compressed_camera(topic: str, until: Callable[[], bool], seconds: float = 60.0):
     """A feed for `run_node`: JPEG CompressedImages on `topic` with camera_info on /cam/camera_info."""
     import cv2

@@ -9,13 +9,14 @@ in the pipeline, exactly as for `vdepth-bag`. `vdepth-node` itself is `ros/cli.p
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import re
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from rcl_interfaces.msg import SetParametersResult
@@ -212,46 +213,49 @@ class _DepthNodeCore:
         self.engine_pool = engine_pool
         before = dict(CLOCK.steps)
         model_file = params_file_of(self.get_fully_qualified_name(), "model", self.pipeline_params["model"])
-        self.pipeline, self._owns_engine = build_pipeline(self.pipeline_params, engine, engine_pool, model_file)
-        # which model this camera runs, once per configure (also on /diagnostics): two robots' logs tell apart
-        built_from = self.pipeline.config.resolved_model() if engine is None else None
-        self.model_identity = self.pipeline.model_identity(built_from)
-        self.get_logger().info(f"model: {identity_line(self.model_identity)}")
-        self._warn_scale_inputs()
-        self.qos_reporter = IncompatibleQosReporter(self.get_logger().warning, self)
-        self.watchdog = Watchdog(self.p["watchdog_timeout"], largest_burst(self.pipeline.schedule) - 1)
-        self.outputs = OutputPublishers(
-            self,
-            self.p,
-            self.pipeline.config.publish,
-            largest_burst(self.pipeline.schedule),
-            self.qos_reporter,
-            self.get_logger().warning,
-            self.log,
-        )
-        self.intake = InputSide(self, self.p, self.log, self.qos_reporter, self.outputs.has_subscribers, self.watchdog)
-        self.processor = FrameProcessor(
-            self.pipeline,
-            self.p,
-            self.intake,
-            self.outputs,
-            self.log,
-            self.watchdog,
-            lambda: self.get_clock().now().nanoseconds,
-        )
-        self.status = StatusReporter(self)
-        unknown = unknown_parameters_warning(
-            getattr(self, "_parameter_overrides", {}),
-            self.has_parameter,
-            qos_overrides=[f"qos_overrides.{name}" for name in self.get_parameters_by_prefix("qos_overrides")],
-        )
-        if unknown and not self._configures:  # after the publishers: their qos_overrides.* are declared by now
-            self.get_logger().warning(unknown)
-        self.worker: SupervisedWorker | None = None
-        self.diag_timer = None
-        self.hurry = threading.Event()  # a second signal: stop waiting for anything
-        self._configured = True
-        self._mark_restart_only(True)
+        with self._rolled_back(self._release_engine):  # a failure on the way leaves nothing behind
+            self.pipeline, self._owns_engine = build_pipeline(self.pipeline_params, engine, engine_pool, model_file)
+            # which model this camera runs, once per configure (also on /diagnostics): two robots' logs tell apart
+            built_from = self.pipeline.config.resolved_model() if engine is None else None
+            self.model_identity = self.pipeline.model_identity(built_from)
+            self.get_logger().info(f"model: {identity_line(self.model_identity)}")
+            self._warn_scale_inputs()
+            self.qos_reporter = IncompatibleQosReporter(self.get_logger().warning, self)
+            self.watchdog = Watchdog(self.p["watchdog_timeout"], largest_burst(self.pipeline.schedule) - 1)
+            self.outputs = OutputPublishers(
+                self,
+                self.p,
+                self.pipeline.config.publish,
+                largest_burst(self.pipeline.schedule),
+                self.qos_reporter,
+                self.get_logger().warning,
+                self.log,
+            )
+            self.intake = InputSide(
+                self, self.p, self.log, self.qos_reporter, self.outputs.has_subscribers, self.watchdog
+            )
+            self.processor = FrameProcessor(
+                self.pipeline,
+                self.p,
+                self.intake,
+                self.outputs,
+                self.log,
+                self.watchdog,
+                lambda: self.get_clock().now().nanoseconds,
+            )
+            self.status = StatusReporter(self)
+            unknown = unknown_parameters_warning(
+                getattr(self, "_parameter_overrides", {}),
+                self.has_parameter,
+                qos_overrides=[f"qos_overrides.{name}" for name in self.get_parameters_by_prefix("qos_overrides")],
+            )
+            if unknown and not self._configures:  # after the publishers: their qos_overrides.* are declared by now
+                self.get_logger().warning(unknown)
+            self.worker: SupervisedWorker | None = None
+            self.diag_timer = None
+            self.hurry = threading.Event()  # a second signal: stop waiting for anything
+            self._mark_restart_only(True)
+            self._configured = True
         loaded_here = self._owns_engine or engine_pool is not None
         if not self._configures:
             if self._owns_engine or (engine_pool is not None and not self._process_logs_startup):
@@ -273,6 +277,19 @@ class _DepthNodeCore:
     # -- activate: inputs and the worker ------------------------------------------------------
     @_in_node_log
     def _activate(self, start_worker: bool = True) -> None:
+        with self._rolled_back(self._stop_worker):  # a failed activation leaves no subscription or worker
+            self._start(start_worker)
+
+    def _stop_worker(self) -> None:
+        """Undo a failed activation: no input, no worker (a later one must never run beside it)."""
+        self._active = False
+        self.intake.unsubscribe()
+        if self.worker is not None:
+            self.worker.join(timeout=_CLOSE_JOIN_S)
+            self.worker = None
+        self.diag_timer = None  # (destroyed with the step's other timers)
+
+    def _start(self, start_worker: bool) -> None:
         inputs = self.intake.subscribe()
         self.processor.stop.clear()
         self.watchdog.restart()
@@ -368,13 +385,42 @@ class _DepthNodeCore:
         loaded it)."""
         self.outputs.destroy()
         self.status.destroy()
-        if self._owns_engine:
-            self.pipeline.engine.close()
-        elif self.engine_pool is not None and isinstance(self.pipeline.engine, SharedEngine):
-            self.engine_pool.release(self.pipeline.engine)
-        self.pipeline = None
+        self._release_engine()
         self._configured = False
         self._mark_restart_only(False)
+
+    def _release_engine(self) -> None:
+        """Close the model if this node loaded it, or give its share back to the camera pool."""
+        pipeline, self.pipeline = getattr(self, "pipeline", None), None
+        if pipeline is None:
+            return
+        if self._owns_engine:
+            pipeline.engine.close()
+        elif self.engine_pool is not None and isinstance(pipeline.engine, SharedEngine):
+            self.engine_pool.release(pipeline.engine)
+
+    @contextlib.contextmanager
+    def _rolled_back(self, undo: Callable[[], None]) -> Iterator[None]:
+        """A step that leaves nothing behind when it fails: the publishers, subscriptions and timers
+        it created on the node are destroyed again and `undo` runs. A managed node whose configure
+        failed after the model loaded (a bad `qos_overrides` value, found as the publishers are
+        created) kept the model loaded and the publishers made so far: each retry loaded the model
+        again (on a GPU, another engine) and added another publisher on `/depth`."""
+        before = {id(e) for e in (*self.publishers, *self.subscriptions, *self.timers)}
+        try:
+            yield
+        except BaseException:
+            try:
+                undo()
+            finally:
+                for entities, destroy in (
+                    (self.subscriptions, self.destroy_subscription),
+                    (self.timers, self.destroy_timer),
+                    (self.publishers, self.destroy_publisher),
+                ):
+                    for entity in [e for e in entities if id(e) not in before]:
+                        destroy(entity)
+            raise
 
     def set_parameters_atomically(self, parameter_list: list[Parameter]) -> SetParametersResult:
         """rclpy's, with the package's reasons first: `ros2 param set` (the SetParameters service calls

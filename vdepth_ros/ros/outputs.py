@@ -33,9 +33,8 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 
 from vdepth_ros.colormap import units_label
-from vdepth_ros.errors import ConfigError
 from vdepth_ros.ros import conversions as conv
-from vdepth_ros.ros.qos import OVERRIDE_VALUES, IncompatibleQosReporter, output_overrides, qos_profile
+from vdepth_ros.ros.qos import IncompatibleQosReporter, output_overrides, override_error, qos_profile
 from vdepth_ros.ros.worker import DropOldestQueue, RateLimitedLog, SupervisedWorker
 
 
@@ -107,7 +106,7 @@ def _publisher(node: Node, msg_type: type, topic: str, qos: QoSProfile, reporter
     reporting.
 
     Raises:
-        ConfigError: a `qos_overrides.<topic>.publisher.<policy>` value rclpy does not know, naming the values.
+        ConfigError: a `qos_overrides.<topic>.publisher.<policy>` value rclpy does not know (`qos.override_error`).
     """
     resolved = output_topic(node, topic)  # depth/camera_info follows depth
     try:
@@ -119,7 +118,7 @@ def _publisher(node: Node, msg_type: type, topic: str, qos: QoSProfile, reporter
             qos_overriding_options=output_overrides(),
         )
     except RuntimeError as err:  # rclpy: "Unexpected QoS override for policy `reliability`: `reliabel`"
-        raise ConfigError(f"qos_overrides.{resolved}.publisher: {err}; the values: {OVERRIDE_VALUES}") from err
+        raise override_error(node, resolved, err) from None
 
 
 class _Topics:

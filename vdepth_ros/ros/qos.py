@@ -13,6 +13,7 @@ publisher and gets nothing).
 from __future__ import annotations
 
 import copy
+import re
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -23,6 +24,7 @@ from rclpy.event_handler import (
     QoSRequestedIncompatibleQoSInfo,
     SubscriptionEventCallbacks,
 )
+from rclpy.node import Node
 from rclpy.qos import (
     QoSCompatibility,
     QoSPolicyKind,
@@ -69,10 +71,31 @@ def qos_profile(preset: str, depth: int) -> QoSProfile:
 #: The policies of an output publisher that `qos_overrides.<topic>.publisher.<policy>` sets.
 OVERRIDABLE = (QoSPolicyKind.HISTORY, QoSPolicyKind.DEPTH, QoSPolicyKind.RELIABILITY, QoSPolicyKind.DURABILITY)
 #: Their values, for the error on a wrong one (rclpy's own says only which value it did not expect).
-OVERRIDE_VALUES = (
-    "history: keep_last or keep_all; depth: an integer >= 1; reliability: reliable or best_effort; "
-    "durability: volatile or transient_local"
-)
+OVERRIDE_VALUES = {
+    "history": "keep_last or keep_all",
+    "depth": "an integer >= 1",
+    "reliability": "reliable or best_effort",
+    "durability": "volatile or transient_local",
+}
+#: rclpy's refusal of a `qos_overrides` value (`rclpy.qos_overriding_options`).
+_BAD_OVERRIDE = re.compile(r"Unexpected QoS override for policy `(?P<policy>\w+)`: `(?P<value>.*)`")
+
+
+def override_error(node: Node, topic: str, err: Exception) -> ConfigError:
+    """The error for rclpy's refusal `err` of a `qos_overrides.<topic>.publisher.*` value ("Unexpected QoS
+    override for policy `reliability`: `relaible`", rcl's for a depth it cannot take): the parameter, its
+    value and what it takes, and that a publisher's QoS is read once, when it is created."""
+    found = _BAD_OVERRIDE.search(str(err))
+    policy = found["policy"] if found else "depth" if "depth" in str(err) else None
+    if policy not in OVERRIDE_VALUES:
+        values = "; ".join(f"{name}: {takes}" for name, takes in OVERRIDE_VALUES.items())
+        return ConfigError(f"qos_overrides.{topic}.publisher: {err}; the values: {values}")
+    name = f"qos_overrides.{topic}.publisher.{policy}"
+    value = node.get_parameter(name).value if node.has_parameter(name) else (found["value"] if found else "?")
+    return ConfigError(
+        f"{name} is {value!r}, but it must be {OVERRIDE_VALUES[policy]}; correct it where it is set (the params "
+        "file or -p) and start the node again (a publisher's QoS is read once, when it is created)"
+    )
 
 
 def output_overrides() -> QoSOverridingOptions:
