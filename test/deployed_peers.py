@@ -3,7 +3,7 @@
     python deployed_peers.py camera --namespaces /front /rear --seconds 20 --rate 15 [--reliable]
         [--pause-after N --pause S] [--size WxH] [--encoding E] [--no-camera-info] [--die-after N]
         [--last-image-alone] [--speed X] [--hold] [--loops N] [--clock HZ] [--pose-latency MS] [--binning B]
-        [--info-readers N]
+        [--info-readers N] [--ros-time]
     python deployed_peers.py viewer --topics /depth /depth/camera_info /points [--depth 16] [--best-effort]
         [--transient-local] [--deadline-ms MS] [--arrivals] [--no-spin] [--keep FILE] [--diag-values KEY...]
     python deployed_peers.py camera-subscriber --images image_rect /provisional/depth/image_rect [--namespace /depth]
@@ -19,7 +19,8 @@ process with os._exit after N frames, as a crashed driver (no "sent" line); `--l
 sends the last image without its camera_info (the node stopped between the two); `--binning B`
 publishes the camera_info of a B x B binned window (roi) of a larger sensor, calibrated at full
 resolution, as machine-vision drivers do; `--info-readers N` waits for N camera_info subscribers
-(the node and a viewer of it), not one. It also prints
+(the node and a viewer of it), not one; `--ros-time` stamps each frame with the ROS clock when it is
+sent, as a live driver (a driver restarted after `--die-after` goes on where it stopped). It also prints
 "last_wall", the time.time() of its last frame (the clock of the node's log lines).
 
 As a bag player (recorded frames republished with their recorded stamps): `--speed X` plays them at
@@ -123,6 +124,12 @@ def _images(args: argparse.Namespace, w: int, h: int) -> list[Image]:
     return [conv.image_msg(f, args.encoding, conv.copy_header(Image().header)) for f in frames]
 
 
+def _stamp(args: argparse.Namespace, node: Node, recorded_ns: int) -> Any:
+    """The frame's stamp: its recorded time, or with --ros-time the ROS clock now, as a live driver stamps
+    (a restarted driver's stamps go on where the crashed one's stopped)."""
+    return node.get_clock().now().to_msg() if args.ros_time else conv.ns_to_stamp(recorded_ns)
+
+
 def camera(args: argparse.Namespace) -> None:
     rclpy.init()
     node = Node("camera_driver")
@@ -173,7 +180,7 @@ def camera(args: argparse.Namespace) -> None:
             report["pause_end"] = time.monotonic()
             start += args.pause
         paused = args.pause if args.pause_after and k >= args.pause_after and not args.hold else 0.0
-        stamp = conv.ns_to_stamp(t0 + round(k * 1e9 / args.rate + paused * 1e9))
+        stamp = _stamp(args, node, t0 + round(k * 1e9 / args.rate + paused * 1e9))
         msg = images[k % len(images)]
         msg.header.stamp, msg.header.frame_id = stamp, "camera_optical"
         image_pub.publish(msg)
@@ -312,6 +319,7 @@ def main() -> None:
     cam.add_argument("--pose-latency", type=float, default=0.0, help="publish each image's pose this many ms later")
     cam.add_argument("--binning", type=int, default=1, help="camera_info of a binned window of a larger sensor")
     cam.add_argument("--info-readers", type=int, default=1, help="wait for this many camera_info subscribers")
+    cam.add_argument("--ros-time", action="store_true", help="stamp each frame with the ROS clock, as a live driver")
     view = sub.add_parser("viewer")
     view.add_argument("--topics", nargs="+", required=True)
     view.add_argument("--depth", type=int, default=16)

@@ -470,6 +470,23 @@ def test_the_publishers_sequence_numbers_tell_transport_loss_from_a_slower_camer
     assert sequences.add(b"camera", 6) == 1 and sequences.add(None, 7) is None
 
 
+def test_a_restarted_publisher_is_no_loss_and_two_in_turn_are_interleaved() -> None:
+    """A camera driver restarted (a new publisher, numbering from 1 again) after 0.6 s down, within max_gap: the
+    step across its downtime was counted as 17 frames lost before the node, though nothing was sent then. Two
+    publishers taking turns (two cameras on one topic) are told from one publisher after another."""
+    meter, sequences = InputLossMeter(max_gap_ns=1_000_000_000), PublisherSequences()
+    stamps = [k * 33_333_333 for k in range(60)] + [2_600_000_000 + k * 33_333_333 for k in range(60)]
+    for i, stamp in enumerate(stamps):
+        publisher, seq = (b"driver", i + 1) if i < 60 else (b"respawned", i - 59)
+        sent = sequences.add(publisher, seq)
+        meter.add(stamp, sent, new_publisher=sequences.switched)
+        assert sequences.switched == (i == 60)
+    meter.reset()
+    assert meter.lost == 0 and meter.received == 120 and sequences.interleaved is None
+    sequences.add(b"driver", 1)  # ... and the old publisher again: two publishers in turn
+    assert sequences.interleaved == (b"respawned", b"driver")
+
+
 # -- node and bag: one timeline, equal FrameInputs ---------------------------------------------
 MS = 1_000_000
 T0 = 1_700_000_000_000_000_000

@@ -175,3 +175,30 @@ def test_a_slow_last_window_is_bounded_and_a_second_sigint_stops_at_once(
     why = "a second signal" if signals == 2 else "not done within 5.0 s"
     assert f"abandoned the frames still queued and the ones the stream held for its next window ({why})" in log, log
     assert "Traceback" not in log and "[ERROR]" not in log, log
+
+
+def test_a_camera_driver_restarted_is_neither_loss_nor_a_second_camera(rig: Any) -> None:
+    """The camera driver crashes after 30 frames and is started again (a launch file's respawn): its new
+    publisher (another DDS GID, sequence numbers from 1) goes on stamping with the same clock, after the
+    seconds its restart took. Before, those seconds (within max_gap) were counted as frames lost before the
+    node, with a WARN about transport loss naming input_qos:=reliable (the input was reliable already), and
+    the crashed driver's publisher, left in the ROS graph until DDS timed it out, was warned about as a
+    second camera on the topic. Now neither: nothing is lost that was not sent and never taken, no such
+    WARN, and every frame is published once."""
+    r = rig("    max_gap: 30.0\n")  # the restart is no gap: the stream goes on across it
+    crashed = subprocess.run(
+        [sys.executable, str(PEERS), "camera", "--reliable", "--ros-time", "--die-after", "30", "--rate", str(RATE)],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert crashed.returncode == 0 and not crashed.stdout, crashed.stderr  # died: no "sent" line
+    restarted = r.camera(4.0, "--ros-time")
+    r.interrupt_node()
+    got, log = r.received(), r.node_log.read_text()
+    summary = re.search(r"stopped: (\d+) images received .*?, (\d+) lost before the node(?: \((\d+) of them)?", log)
+    assert summary is not None, log
+    received, lost, in_transport = (int(g or 0) for g in summary.groups())
+    # (the crashed driver's last frames may never have left it: reliable delivery needs the writer alive)
+    assert lost == in_transport and restarted["sent"] < received + lost <= 30 + restarted["sent"], log
+    assert "never reached this node" not in log and "publishers" not in log, log
+    stamps = [s for s, _ in got]
+    assert stamps == sorted(set(stamps)) and len(got) == received == _published(log), log

@@ -107,7 +107,7 @@ class InputLossMeter:
         """Frames missing so far that no change of the camera's frame rate can explain any more."""
         return self._confirmed
 
-    def add(self, stamp_ns: int, sent: int | None = None) -> int:
+    def add(self, stamp_ns: int, sent: int | None = None, new_publisher: bool = False) -> int:
         """Record one received stamp; returns how many missing frames this confirms (of a step
         `STEADY_STEPS` back, or of all pending steps when the stream ends here, and `sent` - 1).
 
@@ -115,15 +115,22 @@ class InputLossMeter:
             stamp_ns: the image's stamp.
             sent: messages its publisher sent since the one before that arrived, this one included
                 (`PublisherSequences.add`; 1: none lost), or None where unknown.
+            new_publisher: the image came from another publisher than the one before it
+                (`PublisherSequences.switched`: a camera driver restarted, respawned by its launch file):
+                the step since that one's last image is the driver's downtime, in which it sent nothing,
+                not frames lost on the way (they were counted, and warned about as transport loss).
         """
         self.received += 1
         in_transport = max(0, (sent or 1) - 1)
         self.in_transport += in_transport
         self._confirmed += in_transport
-        return in_transport + self._add(stamp_ns, sent or 1)
+        return in_transport + self._add(stamp_ns, sent or 1, new_publisher)
 
-    def _add(self, stamp_ns: int, sent: int) -> int:
+    def _add(self, stamp_ns: int, sent: int, new_publisher: bool = False) -> int:
         last, self._last = self._last, int(stamp_ns)
+        if new_publisher and last is not None and not self._fresh:
+            self._misstamped = 0  # no step across the restart; the camera's period stays known
+            return 0
         if last is not None and not self._fresh and last - OUT_OF_ORDER_NS <= stamp_ns <= last:
             # repeated or slightly out of order (`inputs.sync`): neither loss nor a restart; the next
             # step, which looks a frame too long, has this frame in it (it is split in equal parts)
@@ -197,15 +204,31 @@ class PublisherSequences:
 
     def __init__(self) -> None:
         self._last: dict[Hashable, int] = {}
+        self._previous: Hashable | None = None  # the publisher of the last message
+        #: the last message came from another publisher than the one before it (a restarted driver's new
+        #: publisher, or one of two publishers taking turns): the step between them is no loss
+        self.switched = False
+        #: the first two publishers seen taking turns (a message from one that had sent before, after
+        #: another's): two streams interleaved on one topic; None while the messages come one publisher at
+        #: a time (a driver restarted, even several times, never sends from its old publisher again)
+        self.interleaved: tuple[Hashable, Hashable] | None = None
+        #: a message has named its publisher (the middleware gives GIDs: Fast DDS, Cyclone DDS)
+        self.identified = False
 
     def add(self, publisher: Hashable | None, sequence: int | None) -> int | None:
         """Messages `publisher` sent since its last one that arrived, this one included (1: none
         lost); None for its first, without numbers, or when they went back (a publisher restarted)."""
+        previous, self.switched = self._previous, False
         if publisher is None or sequence is None:
             return None
+        self._previous, self.identified = publisher, True
+        self.switched = previous is not None and publisher != previous
+        if self.switched and publisher in self._last and self.interleaved is None:
+            self.interleaved = (previous, publisher)
         last, self._last[publisher] = self._last.get(publisher), int(sequence)
         return None if last is None or sequence <= last else int(sequence) - last
 
     def reset(self) -> None:
         """Forget the publishers (the subscription was re-created: what was sent meanwhile is not loss)."""
         self._last.clear()
+        self._previous, self.switched, self.interleaved = None, False, None

@@ -289,7 +289,7 @@ class InputSide:
         self.rate.tick()
         if self.rate.total == 1 and self.on_first_image is not None:
             self.on_first_image()
-        self._count_loss(stamp, self._sent(info))
+        self._count_loss(stamp, info)
         if self.p["skip_when_unsubscribed"] and not self._wants_frames():
             self.skipped += 1
             self._paused = True  # the stream restarts by its own gap rule when output is wanted again
@@ -359,8 +359,9 @@ class InputSide:
         publisher = bytes(gid["data"]) if isinstance(gid, dict) and gid.get("data") is not None else None
         return self.sequences.add(publisher, info.get("publication_sequence_number"))
 
-    def _count_loss(self, stamp: int, sent: int | None = None) -> None:
-        missing = self.loss.add(stamp, sent)
+    def _count_loss(self, stamp: int, info: MessageInfo | None = None) -> None:
+        sent = self._sent(info)
+        missing = self.loss.add(stamp, sent, new_publisher=bool(info) and self.sequences.switched)
         if missing and not self._loss_warned and self.loss.confirmed >= 10 and self.loss.fraction > 0.02:
             self._loss_warned = True
             period = self.loss.period_ns or 1

@@ -149,22 +149,44 @@ class StatusReporter:
     def _check_image_publishers(self) -> None:
         """WARN once when more than one publisher sends on the image topic read: two camera drivers
         started without their own namespaces (two usb_cam nodes on /image_raw), whose images this node
-        would take as one camera's stream, their views alternating in every window, with no error."""
+        would take as one camera's stream, their views alternating in every window, with no error.
+
+        Judged by the publishers the images came from (their DDS GIDs, `PublisherSequences.interleaved`):
+        two taking turns. The topic's publisher count said the same for a camera driver restarted from a
+        killed process (a launch file's respawn), whose old publisher stays in the ROS graph until DDS
+        times it out (seconds) though it sends nothing; that WARN was wrong. Where the middleware gives no
+        GIDs, the count is all there is."""
         node = self.node
         topic = node.intake.image_topic
         if self._image_publishers_warned or not topic:
             return
         infos = node.get_publishers_info_by_topic(topic)
-        names = sorted(f"{i.node_namespace.rstrip('/')}/{i.node_name}" for i in infos)
-        if len(names) < 2 or any("_UNKNOWN_" in name for name in names):  # (a name not known yet: next time)
-            return
+
+        def name(info: Any) -> str:
+            return f"{info.node_namespace.rstrip('/')}/{info.node_name}"
+
+        sequences = node.intake.sequences
+        if sequences.identified:
+            if sequences.interleaved is None:
+                return
+            by_gid: dict[Any, str] = {bytes(info.endpoint_gid): name(info) for info in infos}
+            names = sorted(by_gid.get(gid, "a publisher gone since") for gid in sequences.interleaved)
+            what, lingering = f"{len(names)} publishers sending images in turn ({', '.join(names)})", ""
+        else:
+            names = sorted(name(info) for info in infos)
+            if len(names) < 2 or any("_UNKNOWN_" in n for n in names):  # (a name not known yet: next time)
+                return
+            what = f"{len(names)} publishers ({', '.join(names)})"
+            lingering = (
+                " (Right after a driver was restarted from a killed process, its old publisher lingers until DDS "
+                "times it out, seconds: then ignore this)"
+            )
         self._image_publishers_warned = True
         node.get_logger().warning(
-            f"'{topic}' has {len(names)} publishers ({', '.join(names)}): this node takes its images as one "
+            f"'{topic}' has {what}: this node takes its images as one "
             "camera's stream, so two cameras publishing there reach the model interleaved, their views alternating "
             "in every window. Give each camera driver its own namespace or topic and remap image to one; a second "
-            "camera gets its own node (-r __ns:=/rear) or --cameras front rear. (Right after a driver was restarted "
-            "from a killed process, its old publisher lingers until DDS times it out, seconds: then ignore this)"
+            "camera gets its own node (-r __ns:=/rear) or --cameras front rear." + lingering
         )
 
     def values(self) -> dict[str, Any]:
