@@ -82,7 +82,7 @@ def overrides_from(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """Exit codes: 0 done (or stopped at --max-steps), 2 a mistake in the command or config (one line
-    on stderr), 130 stopped by Ctrl-C (after a checkpoint during the steps; `--resume` continues)."""
+    on stderr), 130 stopped by Ctrl-C or SIGTERM (after a checkpoint during the steps; `--resume` continues)."""
     args = parse_args(argv)
     expand_home(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)

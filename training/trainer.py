@@ -13,16 +13,19 @@ ranks with `grad_accum` a equal one rank with `grad_accum` a·W, up to float sum
 loss-noise generator of a micro-batch is seeded by its batch index, not by the rank. Logged losses
 and metrics are means over the ranks; only the main process writes.
 
-Checkpoints: accelerate's own machinery (`ProjectConfiguration` automatic naming
-`checkpoints/checkpoint_<global step>` and `total_limit` rotation, `save_state`/`load_state`,
-the step counters registered with `register_for_checkpointing`), plus `trainer_state.json` (the
-same counters, readable before anything is built). `--resume` continues from the latest complete
-checkpoint and reproduces an uninterrupted run exactly (tested with one and two ranks).
+Checkpoints: accelerate's `save_state`/`load_state` (the step counters registered with
+`register_for_checkpointing`) into `checkpoints/checkpoint_<global step>`, plus
+`trainer_state.json` (the same counters, readable before anything is built). A checkpoint is
+written as `checkpoint_<step>.partial` and renamed when complete; only then are the checkpoints
+beyond `keep_checkpoints` deleted, so a run killed while saving (SIGKILL, a node lost) keeps its
+last complete checkpoint. `--resume` continues from the latest complete checkpoint and reproduces
+an uninterrupted run exactly (tested with one and two ranks).
 
 Output folder::
 
     metrics.jsonl                     one JSON line per optimizer step (main process)
     checkpoints/checkpoint_<step>/    accelerate state + trainer_config.json + trainer_state.json (last)
+    checkpoints/checkpoint_<step>.partial/   a checkpoint being written (never resumed; replaced)
     final/                            (`FINAL_NAME`) `save_pretrained` of the exported model (loads with
                                       `vdepth_ros.models.load_model`); after ZeRO the weights come
                                       from `Accelerator.get_state_dict`
@@ -95,7 +98,7 @@ def _not_run_output(path: Path) -> str | None:
     if path.name == "checkpoints":
         if not path.is_dir():
             return "a file, not a run's checkpoints folder"
-        other = [p.name for p in path.iterdir() if not re.fullmatch(r"checkpoint_\d+", p.name)]
+        other = [p.name for p in path.iterdir() if _checkpoint_step(p) is None]
         return f"not a run's checkpoints folder (it holds {', '.join(sorted(other)[:3])})" if other else None
     try:  # metrics.jsonl: one JSON object with a step per line
         first = path.open().readline() if path.is_file() else None
@@ -153,10 +156,29 @@ def batch_generator(seed: int, origin: int, batch_index: int) -> torch.Generator
     return torch.Generator().manual_seed((seed * 1_000_003 + origin * 1009 + batch_index) % (2**63))
 
 
+#: a checkpoint folder's name: `checkpoint_<step>`, or `checkpoint_<step>.partial` while it is written
+_CHECKPOINT_NAME = re.compile(r"checkpoint_(\d+)(\.partial)?")
+PARTIAL_SUFFIX = ".partial"
+
+
+def _checkpoint_step(path: Path) -> int | None:
+    """The step of a checkpoint folder's name (complete or `.partial`), or None for another name."""
+    match = _CHECKPOINT_NAME.fullmatch(path.name)
+    return int(match.group(1)) if match else None
+
+
+def complete_checkpoints(output_dir: str | Path) -> list[Path]:
+    """The complete checkpoints (`checkpoints/checkpoint_<step>` with its trainer state), oldest first."""
+    folder = Path(output_dir) / "checkpoints"
+    found = [p for p in folder.glob("checkpoint_*") if not p.name.endswith(PARTIAL_SUFFIX)] if folder.is_dir() else []
+    done = [p for p in found if _checkpoint_step(p) is not None and (p / STATE_NAME).is_file()]
+    return sorted(done, key=_checkpoint_step)  # type: ignore[arg-type, return-value]
+
+
 def latest_checkpoint(output_dir: str | Path) -> Path | None:
     """The newest complete checkpoint (`checkpoints/checkpoint_<step>` with its trainer state)."""
-    folders = [p for p in (Path(output_dir) / "checkpoints").glob("checkpoint_*") if (p / STATE_NAME).is_file()]
-    return max(folders, key=lambda p: int(p.name.rsplit("_", 1)[1])) if folders else None
+    done = complete_checkpoints(output_dir)
+    return done[-1] if done else None
 
 
 def segments(plan: list[Stage]) -> list[list[Stage]]:
@@ -193,7 +215,7 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.model: nn.Module | None = None
         self._saved_step = -1
-        self.interrupted = False  # set by SIGINT (Ctrl-C) during the steps: stop, checkpointed, at the next step
+        self.interrupted = False  # set by SIGINT (Ctrl-C) or SIGTERM during the steps: stop, checkpointed
         self._stop_requested = False
 
     # -- the run ------------------------------------------------------------------------------
@@ -205,8 +227,8 @@ class Trainer:
         overwrite: bool = False,
         allow_config_change: bool = False,
     ) -> list[dict[str, Any]]:
-        """Train every stage (or stop, checkpointed, after `max_steps` global steps or at a Ctrl-C,
-        `interrupted`); returns the step records (the same on every rank).
+        """Train every stage (or stop, checkpointed, after `max_steps` global steps or at a Ctrl-C or
+        SIGTERM, `interrupted`); returns the step records (the same on every rank).
 
         Args:
             resume: continue from the latest checkpoint in `output_dir` (fresh start if none).
@@ -254,13 +276,14 @@ class Trainer:
         end = self.plan[-1].end if not self.train_cfg.get("stop_at") else int(self.train_cfg["stop_at"])
         stop = end if max_steps is None else min(end, max_steps)
         # 3. the segments of stages that share an optimizer, from the resume point on
-        for segment in segments(self.plan):
-            if segment[-1].index < start["stage"] or progress.global_step >= stop:
-                continue
-            model = self._run_segment(acc, model, segment, progress, ckpt, start, stop, end)
-            ckpt = None  # loaded into the first segment run
-            if self.interrupted:
-                break
+        with self._stop_on_signals():
+            for segment in segments(self.plan):
+                if segment[-1].index < start["stage"] or progress.global_step >= stop:
+                    continue
+                model = self._run_segment(acc, model, segment, progress, ckpt, start, stop, end)
+                ckpt = None  # loaded into the first segment run
+                if self.interrupted:
+                    break
         self._check_ranks_agree(acc, model)
         for tracker in acc.trackers:  # not `end_training`: it ends the process group, which outlives one fit
             tracker.finish()
@@ -331,10 +354,8 @@ class Trainer:
         handlers: list[Any] = [DistributedDataParallelKwargs(find_unused_parameters=bool(tc["find_unused_parameters"]))]
         if not cuda and int(os.environ.get("WORLD_SIZE", "1")) > 1:  # CPU ranks (DeepSpeed too) talk over gloo
             handlers.append(InitProcessGroupKwargs(backend="gloo"))
-        project = ProjectConfiguration(
-            project_dir=str(self.output_dir), logging_dir=str(self.output_dir), automatic_checkpoint_naming=True,
-            total_limit=int(tc["keep_checkpoints"]) or None,
-        )  # fmt: skip
+        # checkpoints are named and rotated by `_save` (accelerate's rotation deletes before it writes)
+        project = ProjectConfiguration(project_dir=str(self.output_dir), logging_dir=str(self.output_dir))
         acc = Accelerator(
             cpu=not cuda and not want_ds,  # `cpu=True` would turn DeepSpeed off
             mixed_precision=tc["mixed_precision"],
@@ -433,19 +454,18 @@ class Trainer:
             self.recipe.prepare_data(held_out, acc.process_index, acc.num_processes)
             acc.wait_for_everyone()
             held_out_batches = self.recipe.batches(held_out)
-        with self._stop_on_sigint():
-            while progress.stage_step < stage.steps and progress.global_step < stop:
-                record = self._step(acc, wrapped, optimizer, loader, trainable, stage, progress.global_step)
-                progress.stage_step += 1
-                progress.global_step += 1
-                if held_out is not None and progress.global_step % validate_every == 0:
-                    record["val/loss"] = self._validate(acc, wrapped, held_out_batches)
-                self._log(acc, {"step": progress.global_step, "stage": stage.name, "stage_step": progress.stage_step,
-                                **record})  # fmt: skip
-                if every and progress.global_step % every == 0:
-                    self._save(acc, progress)
-                if self.interrupted:
-                    break
+        while progress.stage_step < stage.steps and progress.global_step < stop:
+            record = self._step(acc, wrapped, optimizer, loader, trainable, stage, progress.global_step)
+            progress.stage_step += 1
+            progress.global_step += 1
+            if held_out is not None and progress.global_step % validate_every == 0:
+                record["val/loss"] = self._validate(acc, wrapped, held_out_batches)
+            self._log(acc, {"step": progress.global_step, "stage": stage.name, "stage_step": progress.stage_step,
+                            **record})  # fmt: skip
+            if every and progress.global_step % every == 0:
+                self._save(acc, progress)
+            if self.interrupted:
+                break
 
     def _validate(self, acc: Any, wrapped: nn.Module, batches: Any) -> float:
         """The recipe's loss on the first `validate_batches` batches of the held-out stream (the
@@ -467,32 +487,39 @@ class Trainer:
         return sums[0] / max(sums[1], 1.0)
 
     @contextmanager
-    def _stop_on_sigint(self) -> Iterator[None]:
-        """While steps run, a first SIGINT (Ctrl-C) asks to stop after the current step: the ranks
-        agree on it through the step's reduction (`_step`), so all stop at the same step and save
-        one checkpoint. A repeat within 2 s is the same Ctrl-C forwarded by torchrun to its ranks;
-        a later one aborts at once (KeyboardInterrupt). Only where Python's own handler is in place."""
-        if threading.current_thread() is not threading.main_thread() or (
-            signal.getsignal(signal.SIGINT) is not signal.default_int_handler
-        ):
+    def _stop_on_signals(self) -> Iterator[None]:
+        """While the steps and their checkpoints run, a first SIGINT (Ctrl-C) or SIGTERM (what
+        SLURM sends at a time limit or a preemption, what torchrun forwards to its ranks) asks to
+        stop after the current step: the ranks agree on it through the step's reduction (`_step`),
+        so all stop at the same step and save one checkpoint. A repeat of SIGINT within 2 s is the
+        same Ctrl-C forwarded by torchrun to its ranks; a later one aborts at once
+        (KeyboardInterrupt). A repeated SIGTERM (SLURM signals every process of the step, torchrun
+        forwards it again) never interrupts the checkpoint. Only where Python's own handlers are in place."""
+        ours = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+        if threading.current_thread() is not threading.main_thread():
             yield
             return
+        ours = {sig: default for sig, default in ours.items() if signal.getsignal(sig) is default}
         first: list[float] = []
 
         def handler(signum: int, frame: Any) -> None:
             now = time.monotonic()
-            if first and now - first[0] > 2.0:
+            if first and signum == signal.SIGINT and now - first[0] > 2.0:
                 raise KeyboardInterrupt
             if not first:
                 first.append(now)
                 self._stop_requested = True
-                log.warning("Ctrl-C: stopping after this step with a checkpoint (Ctrl-C again to abort at once)")
+                again = " (Ctrl-C again to abort at once)" if signum == signal.SIGINT else ""
+                name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+                log.warning("%s: stopping after this step with a checkpoint%s", name, again)
 
-        signal.signal(signal.SIGINT, handler)
+        for sig in ours:
+            signal.signal(sig, handler)
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+            for sig, default in ours.items():
+                signal.signal(sig, default)
 
     def _check_resumed_config(self, ckpt: Path, allow: bool) -> None:
         """Refuse (or with `allow`, warn about) resuming `ckpt` with a config other than the one
@@ -582,18 +609,41 @@ class Trainer:
             log.info("step %d [%s] %s", record["step"], record["stage"], terms)
 
     def _save(self, acc: Any, progress: TrainingProgress) -> None:
-        """`save_state` to `checkpoints/checkpoint_<global step>` (rotated by accelerate), then the
-        counters as JSON, written last: a checkpoint without it is incomplete and never resumed."""
+        """`save_state` into `checkpoints/checkpoint_<global step>.partial`, the counters as JSON
+        (written last), a rename to `checkpoint_<global step>`, and only then the rotation to
+        `keep_checkpoints`: a run killed at any point keeps its newest complete checkpoint, and a
+        folder a killed save left is never resumed and is replaced."""
         if progress.global_step == self._saved_step:
             return
-        acc.project_configuration.iteration = progress.global_step
-        folder = Path(acc.save_state())
+        folders = self.output_dir / "checkpoints"
+        folder = folders / f"checkpoint_{progress.global_step}"
+        partial = folder.with_name(folder.name + PARTIAL_SUFFIX)
         if acc.is_main_process:
-            (folder / CONFIG_NAME).write_text(json.dumps(self.cfg, indent=2, sort_keys=True, default=str) + "\n")
+            folders.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(partial, ignore_errors=True)  # left by a save that was killed
+        acc.wait_for_everyone()
+        acc.save_state(str(partial))  # every rank writes its part (its RNG states, a ZeRO shard)
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            (partial / CONFIG_NAME).write_text(json.dumps(self.cfg, indent=2, sort_keys=True, default=str) + "\n")
             state = {**progress.state_dict(), "processes": acc.num_processes}  # `--resume` compares it
-            (folder / STATE_NAME).write_text(json.dumps(state, indent=2) + "\n")
+            (partial / STATE_NAME).write_text(json.dumps(state, indent=2) + "\n")
+            if folder.exists():  # incomplete (else it would have been resumed), or an earlier copy of this step
+                shutil.rmtree(folder)
+            os.replace(partial, folder)
+            self._rotate_checkpoints(folders, keep=int(self.train_cfg["keep_checkpoints"]))
         acc.wait_for_everyone()
         self._saved_step = progress.global_step
+
+    @staticmethod
+    def _rotate_checkpoints(folders: Path, keep: int) -> None:
+        """Delete the complete checkpoints beyond the newest `keep` (0: keep all) and the folders of
+        saves that were killed; only checkpoint folders, never anything else in `folders`."""
+        done = complete_checkpoints(folders.parent)
+        old = done[: max(len(done) - keep, 0)] if keep > 0 else []
+        stale = [p for p in folders.iterdir() if _checkpoint_step(p) is not None and p.is_dir() and p not in done]
+        for path in [*old, *stale]:
+            shutil.rmtree(path, ignore_errors=True)
 
     @property
     def final_dir(self) -> Path:
@@ -733,6 +783,7 @@ __all__ = [
     "TrainingProgress",
     "batch_generator",
     "check_loss_decreases",
+    "complete_checkpoints",
     "config_changes",
     "enable_gradient_checkpointing",
     "latest_checkpoint",

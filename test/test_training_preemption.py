@@ -1,0 +1,86 @@
+"""Two ranks (torchrun, gloo on CPU) stopped the way clusters stop jobs: SIGTERM to the launcher
+and every rank (SLURM's time limit or preemption), and SIGKILL in the middle of writing a
+checkpoint. The run keeps its last complete checkpoint and `--resume` continues at its step to the
+weights of an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+from training_ranks import tiny_config
+from training_support import REPO, assert_same_state, rank_env, state_of, torchrun
+from vdepth_training.trainer import latest_checkpoint
+
+
+def _recipe(tmp_path: Path, steps: int, **training: int) -> list[str]:
+    cfg = tiny_config("vda", tmp_path)
+    cfg.pop("tiny")
+    cfg["stages"] = [{**cfg["stages"][0], "steps": steps}]
+    cfg["training"].update(training)
+    path = tmp_path / "vda.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return ["--config", str(path)]
+
+
+@pytest.mark.slow
+def test_a_checkpoint_killed_while_written_keeps_the_last_complete_one(tmp_path: Path) -> None:
+    """accelerate's rotation deleted the oldest checkpoint *before* writing the new one: a kill in
+    the middle of a save (keep_checkpoints: 1) left no complete checkpoint, and `--resume` started
+    again from step 0; with two kept, the resumed run deleted the last complete checkpoint and then
+    crashed on the half-written folder ("Checkpoint directory ... already exists")."""
+    recipe = _recipe(tmp_path, 6, checkpoint_every=1, keep_checkpoints=1)
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(REPO / "test" / "training_killed_in_save.py"), *recipe, "--output", str(run)]  # fmt: skip
+    killed = subprocess.run(cmd, cwd=REPO, env={**rank_env(), "KILL_AT_SAVE": "4"}, capture_output=True, text=True,
+                            timeout=600)  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL, killed.stdout[-3000:] + killed.stderr[-3000:]
+    assert not (run / "final").exists()
+    last = latest_checkpoint(run)
+    assert last is not None and last.name == "checkpoint_3", sorted(p.name for p in (run / "checkpoints").iterdir())
+    out = torchrun(["-m", "vdepth_training.train", *recipe, "--output", str(run), "--resume"])
+    assert "steps 4..6:" in out, out[-3000:]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["checkpoint_6"]  # the killed save is gone
+    torchrun(["-m", "vdepth_training.train", *recipe, "--output", str(tmp_path / "straight")])
+    assert_same_state(state_of(tmp_path / "straight" / "final"), state_of(run / "final"), what="killed in a save")
+
+
+@pytest.mark.slow
+def test_sigterm_as_slurm_sends_it_stops_both_ranks_with_a_checkpoint(tmp_path: Path) -> None:
+    """SLURM ends a job (time limit, preemption, scancel) with SIGTERM to every process of the step,
+    then SIGKILL; torchrun forwards SIGTERM to its ranks as well. The ranks used to die at once,
+    losing every step since the last periodic checkpoint; now both finish the step, save one
+    checkpoint at the same step and exit, and the requeued run (`--resume`) continues exactly."""
+    recipe = _recipe(tmp_path, 400, checkpoint_every=0)
+    base = ["-m", "vdepth_training.train", *recipe]
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *base,
+           "--output", str(run)]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=REPO, env=rank_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)  # fmt: skip
+    metrics, deadline = run / "metrics.jsonl", time.monotonic() + 600
+    while not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 3):
+        assert proc.poll() is None and time.monotonic() < deadline, "no third step"
+        time.sleep(0.05)
+    launcher = psutil.Process(proc.pid)
+    for p in [launcher, *launcher.children(recursive=True)]:  # every process of the job step
+        p.send_signal(signal.SIGTERM)
+    log = proc.communicate(timeout=120)[0]
+    stops = [ln.split("stopped after step ")[1].split()[0] for ln in log.splitlines() if "stopped after step" in ln]
+    assert len(stops) == 2 and stops[0] == stops[1], log[-4000:]  # both ranks, the same step
+    step = int(stops[0])
+    assert [p.name for p in (run / "checkpoints").iterdir()] == [f"checkpoint_{step}"]
+    assert [json.loads(x)["step"] for x in metrics.read_text().splitlines()] == list(range(1, step + 1))
+    torchrun([*base, "--output", str(run), "--resume", "--max-steps", str(step + 2)])
+    torchrun([*base, "--output", str(tmp_path / "straight"), "--max-steps", str(step + 2)])
+    assert_same_state(state_of(tmp_path / "straight" / "checkpoints" / f"checkpoint_{step + 2}" / "model.safetensors"),
+                      state_of(run / "checkpoints" / f"checkpoint_{step + 2}" / "model.safetensors"),
+                      what="stopped by SIGTERM and resumed")  # fmt: skip
