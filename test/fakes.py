@@ -57,8 +57,9 @@ class AffineCorruptingEngine(LuminanceEngine):
         return s * super()._run(batch) + t
 
 
-def write_tiny_onnx(folder: Path, frames: int = 4, height: int = 48, width: int = 64) -> Path:
-    """`model.onnx` + `model.onnx.json`: disparity = 0.1 + luminance, fixed (1, T, 3, H, W)."""
+def write_tiny_onnx(folder: Path, frames: int = 4, height: int = 48, width: int = 64, row_ramp: float = 0.0) -> Path:
+    """`model.onnx` + `model.onnx.json`: disparity = 0.1 + luminance, fixed (1, T, 3, H, W); plus
+    `row_ramp` x (row / (H - 1)), a "nearer at the bottom" prior, as real models learn from upright scenes."""
     import warnings
 
     torch = pytest.importorskip("torch")
@@ -66,7 +67,10 @@ def write_tiny_onnx(folder: Path, frames: int = 4, height: int = 48, width: int 
 
     class Lum(torch.nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return 0.1 + 0.299 * x[:, :, 0] + 0.587 * x[:, :, 1] + 0.114 * x[:, :, 2]
+            lum = 0.1 + 0.299 * x[:, :, 0] + 0.587 * x[:, :, 1] + 0.114 * x[:, :, 2]
+            if row_ramp:
+                lum = lum + torch.linspace(0.0, row_ramp, height)[:, None]
+            return lum
 
     path = folder / "model.onnx"
     with warnings.catch_warnings():  # the legacy exporter is deprecated but fast (0.3 s vs ~5 s)

@@ -228,6 +228,15 @@ class PipelineConfig:
         'working depths, none in between) | "edge_aware" (RGB-guided at depth edges) | "bilinear"'
         ' | "bilinear_align_corners" (VDA\'s reference) | "nearest".',
     )
+    image_rotation: int = param(
+        0,
+        "degrees to turn each camera image clockwise so that the scene is upright for the model (0 | 90 | 180 | "
+        "270): a camera mounted upside down is 180, one rolled onto its side 90 or 270. The models learned "
+        "upright scenes (near at the bottom, sky at the top) and estimate a turned one far worse; the outputs "
+        "are turned back, so depth, points and depth/camera_info stay in the camera's own pixels and frame.",
+        min=0,
+        max=270,
+    )
     working_short_side: int = param(
         0,
         "shorter side of the working resolution for engines that run any size (torch), keep-"
@@ -250,6 +259,10 @@ class PipelineConfig:
             if high is not None and value > high:
                 raise ConfigError(f"{f.name} must be in [{low}, {high}], got {value}")
             setattr(self, f.name, value)
+        if self.image_rotation % 90:
+            raise ConfigError(
+                f"image_rotation must be 0, 90, 180 or 270 (degrees clockwise), got {self.image_rotation}"
+            )
         if self.window and self.overlap >= self.window:
             raise ConfigError(f"overlap must be < window, got overlap={self.overlap}, window={self.window}")
         if any(k < 0 for k in self.keyframes):

@@ -135,6 +135,15 @@ def _valid_at(valid: np.ndarray | None, height: int, width: int) -> np.ndarray |
     return share >= 0.5
 
 
+def _turned(a: np.ndarray | None, quarter_turns: int) -> np.ndarray | None:
+    """`a` (`(H, W, ...)`) turned `quarter_turns` x 90 degrees clockwise (negative: counter-clockwise),
+    contiguous; None stays None. `image_rotation` turns the camera's images upright with it and the
+    outputs back to the camera's pixels."""
+    if a is None or quarter_turns % 4 == 0:
+        return a
+    return np.ascontiguousarray(np.rot90(a, -quarter_turns, axes=(0, 1)))
+
+
 def _readonly(a: np.ndarray | None) -> np.ndarray | None:
     if a is None:
         return None
@@ -174,6 +183,9 @@ class DepthPipeline:
         # VDA's order: each window upsampled to the output size, then fitted, clamped and blended
         # there (the fit over upsampled pixels is not the fit over working pixels)
         self._stitch_output = self.reference is not None and self.reference.get("stitch_resolution") == "output"
+        # `image_rotation`: the frames are turned upright on the way in (`_check`, `_record`): every size below
+        # (input, working, output) is upright, and the outputs are turned back (`_depth_frame`)
+        self._turns = config.image_rotation // 90 % 4
         self._stretch_noted: set[tuple[int, int, int, int]] = set()  # (camera H, W, working H, W) warned about
         self.height, self.width = int(spec.height), int(spec.width)  # working resolution (per stream)
         self._default_size = (self.height, self.width)
@@ -432,7 +444,7 @@ class DepthPipeline:
             raise InputError(
                 f"camera is {frame.camera.width}x{frame.camera.height}, rgb is {rgb.shape[1]}x{rgb.shape[0]}"
             )
-        return rgb
+        return _turned(rgb, self._turns)  # upright for the model (`image_rotation`)
 
     def _start_stream(self, input_size: tuple[int, int]) -> None:
         """Working and output resolution of a new stream of `input_size` (H, W) frames."""
@@ -453,7 +465,9 @@ class DepthPipeline:
             self._engine = self.engine.at_resolution(*work)
             self.height, self.width = work
         pixels = None if self.config.output_resolution == "input" else self.height * self.width
-        self._output_size = registered_size(h, w, pixels=pixels, max_width=self.config.max_output_width)
+        side = self._turns % 2 == 1  # upright frames of a camera on its side: the output's width is their height
+        out = registered_size(*((w, h) if side else (h, w)), pixels=pixels, max_width=self.config.max_output_width)
+        self._output_size = (out[1], out[0]) if side else out
         self._input_size = (h, w)
         log.info(
             "stream of %dx%d frames: working resolution %dx%d, output %dx%d",
@@ -465,14 +479,18 @@ class DepthPipeline:
             self._stretch_noted.add(shapes)  # once per camera and model shape, not at every stream restart
             # the model's shape turned: what a portrait camera on a landscape export wants
             turned = (self.height / self.width) / (w / h)
-            shape = (self.width, self.height) if max(turned, 1 / turned) < MAX_STRETCH else ("H", "W")
+            sideways = max(turned, 1 / turned) < MAX_STRETCH
+            shape = (self.width, self.height) if sideways else ("H", "W")
             log.warning(
                 "the model runs at %dx%d, the camera's %dx%d frames have another shape: the model sees them "
                 "stretched %.2fx %s (depth stays registered to the image, but a model sees distorted scenes "
                 "less well); export one of the camera's shape (vdepth-export onnx FOLDER --height %s --width %s "
-                "--variant, docs/outputs.md) or use the torch backend, which runs any size",
+                "--variant, docs/outputs.md) or use the torch backend, which runs any size%s",
                 self.width, self.height, w, h, max(stretch, 1.0 / stretch),
                 "horizontally" if stretch > 1.0 else "vertically", *shape,
+                "; if the camera is mounted on its side (the scene turned in its images), set image_rotation "
+                "(90 or 270) instead: the model then sees the scene upright, at its own shape"
+                if sideways and not self._turns else "",
             )  # fmt: skip
 
     def _record(self, frame: FrameInput, rgb: np.ndarray) -> _Record:
@@ -480,12 +498,13 @@ class DepthPipeline:
         work = resize_frame(rgb, self.height, self.width, self.config.resize_method, value_range)
         sparse = None
         if frame.sparse_depth is not None:
-            sparse = resample_sparse_depth(frame.sparse_depth, self.width, self.height)
+            sparse = resample_sparse_depth(_turned(frame.sparse_depth, self._turns), self.width, self.height)
         assert self._output_size is not None
         oh, ow = self._output_size
         out = rgb if rgb.shape[:2] == (oh, ow) else cv2.resize(rgb, (ow, oh), interpolation=cv2.INTER_AREA)
         fit_size = (oh, ow) if self._stitch_output else (self.height, self.width)
-        valid_out, valid_fit = _valid_at(frame.valid, oh, ow), _valid_at(frame.valid, *fit_size)
+        valid = _turned(frame.valid, self._turns)
+        valid_out, valid_fit = _valid_at(valid, oh, ow), _valid_at(valid, *fit_size)
         return _Record(frame.stamp_ns, frame.meta, frame.camera, rgb.shape[:2], work, out, sparse, valid_out, valid_fit)
 
     def _release(self) -> None:
@@ -603,6 +622,9 @@ class DepthPipeline:
             if np.may_share_memory(disp, sf.disparity):
                 disp = disp.copy()
             disp[~rec.valid_out] = np.nan
+        if self._turns:  # back to the camera's pixels (`image_rotation`): the camera is the camera's own
+            disp, rgb = _turned(disp, -self._turns), _turned(rgb, -self._turns)
+            h, w = rgb.shape[:2]
         camera = rec.camera.scaled(w, h) if rec.camera is not None else None
         metric = self.scale_source.current
         depth = points = colors = None
