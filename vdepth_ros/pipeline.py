@@ -470,8 +470,9 @@ class DepthPipeline:
         self._output_size = (out[1], out[0]) if side else out
         self._input_size = (h, w)
         log.info(
-            "stream of %dx%d frames: working resolution %dx%d, output %dx%d",
-            w, h, self.width, self.height, self._output_size[1], self._output_size[0],
+            "stream of %dx%d frames%s: working resolution %dx%d, output %dx%d",
+            w, h, f" (turned upright: image_rotation {self.config.image_rotation})" if self._turns else "",
+            self.width, self.height, out[1], out[0],  # the output the camera's way up
         )  # fmt: skip
         stretch = (self.width / self.height) / (w / h)
         shapes = (h, w, self.height, self.width)
