@@ -3,6 +3,8 @@ upright; depth, points and the camera stay the camera's own (registered pixel fo
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import cv2
 import numpy as np
 import pytest
@@ -10,6 +12,7 @@ from fakes import LuminanceEngine
 
 from vdepth_ros.config import PipelineConfig
 from vdepth_ros.errors import ConfigError
+from vdepth_ros.inputs.assembly import camera_info_problem
 from vdepth_ros.pipeline import DepthPipeline, FrameInput
 from vdepth_ros.stream.cloud import CameraModel
 
@@ -115,3 +118,14 @@ def test_the_output_size_and_its_camera_are_the_cameras_orientation() -> None:
 def test_image_rotation_takes_quarter_turns_only(value: int) -> None:
     with pytest.raises(ConfigError, match="image_rotation"):
         PipelineConfig(image_rotation=value)
+
+
+def test_a_camera_info_for_the_unturned_image_names_the_turn_and_image_rotation() -> None:
+    """An image turned by 90 degrees (a driver's rotate option, an image_rotate node) with the camera's
+    calibration: the refusal said "cropped without setting roi?", which sent the user the wrong way."""
+    info = SimpleNamespace(width=640, height=480, k=[500.0, 0, 319.5, 0, 500.0, 239.5, 0, 0, 1], p=[0.0] * 12)
+    for size in ((640, 480), (320, 240)):  # (H, W): turned, and turned and resized
+        problem = camera_info_problem(info, size)
+        assert problem is not None and "turned by 90 degrees" in problem and "image_rotation" in problem
+    cropped = camera_info_problem(info, (480, 480))
+    assert cropped is not None and "cropped without setting roi" in cropped and "image_rotation" not in cropped

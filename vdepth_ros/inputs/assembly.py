@@ -277,10 +277,15 @@ def camera_info_problem(info: Any, image_size: tuple[int, int] | None = None) ->
                 if (roi_w, roi_h, bx, by) == (width, height, 1, 1)
                 else (f"{shown_w:g}x{shown_h:g} images (roi {roi_w}x{roi_h}, binning {bx}x{by})")
             )
-            return (
-                f"it is for {shown}, but the image is {image_size[1]}x{image_size[0]}: another aspect ratio "
-                "(cropped without setting roi?)"
+            turned = abs((image_size[1] / shown_h) / (image_size[0] / shown_w) - 1.0) <= 0.02
+            why = (
+                "turned by 90 degrees, by the driver or an image_rotate node? Take the camera's own, unturned images "
+                "with this camera_info and set image_rotation, which shows the model the scene upright, or give "
+                "the turned images a camera_info of their own"
+                if turned
+                else "cropped without setting roi?"
             )
+            return f"it is for {shown}, but the image is {image_size[1]}x{image_size[0]}: another aspect ratio ({why})"
     return None
 
 
