@@ -58,7 +58,10 @@ def raw_image(rgb: np.ndarray, encoding: str = "rgb8") -> SimpleNamespace:
         ({"k": K[:8] + [0.0]}, "last row"),
         ({"k": [60.0, 0, 500.0, 0, 60.0, 23.5, 0, 0, 1]}, "principal point"),
         ({"p": [600.0, 0, 31.5, 0, 0, 600.0, 23.5, 0, 0, 0, 1, 0]}, "does not fit K"),
-        ({"width": 0, "height": 0}, "needs its image size"),
+        (
+            {"width": 0, "height": 0},
+            "needs its image size; width x height is 0x0 (its publisher must set width and height",
+        ),
         ({"k": [1.0]}, "expected 9 and 12"),
     ],
 )

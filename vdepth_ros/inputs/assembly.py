@@ -258,7 +258,10 @@ def camera_info_problem(info: Any, image_size: tuple[int, int] | None = None) ->
     if not k.any() and not p.any():
         return None
     if width <= 0 or height <= 0:
-        return f"a calibrated camera_info needs its image size; width x height is {width}x{height}"
+        return (
+            f"a calibrated camera_info needs its image size; width x height is {width}x{height} (its publisher must "
+            "set width and height to the size of the image K was calibrated at)"
+        )
     for name, m in (("K", k), ("P", p)):
         problem = _projection_problem(name, m, width, height) if m.any() else None
         if problem:
