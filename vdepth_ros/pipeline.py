@@ -135,6 +135,15 @@ def _valid_at(valid: np.ndarray | None, height: int, width: int) -> np.ndarray |
     return share >= 0.5
 
 
+def _pixel_aspect(camera: CameraModel | None, quarter_turns: int = 0) -> float:
+    """Width over height of one pixel of `camera` (`fy / fx`), turned by `quarter_turns` (`image_rotation`);
+    1.0 without a camera or within 2 % of square (calibrations differ by a few tenths of a percent)."""
+    if camera is None:
+        return 1.0
+    aspect = camera.fy / camera.fx if quarter_turns % 2 == 0 else camera.fx / camera.fy
+    return 1.0 if abs(aspect - 1.0) <= 0.02 else aspect
+
+
 def _turned(a: np.ndarray | None, quarter_turns: int) -> np.ndarray | None:
     """`a` (`(H, W, ...)`) turned `quarter_turns` x 90 degrees clockwise (negative: counter-clockwise),
     contiguous; None stays None. `image_rotation` turns the camera's images upright with it and the
@@ -360,7 +369,7 @@ class DepthPipeline:
             out = self.flush()
             self.reset(f"input resolution changed to {rgb.shape[1]}x{rgb.shape[0]}")
         if self._input_size is None:
-            self._start_stream(rgb.shape[:2])
+            self._start_stream(rgb.shape[:2], frame.camera)
         record = self._record(frame, rgb)
         if self._scene_cut(record):
             out += self._cut()
@@ -446,16 +455,20 @@ class DepthPipeline:
             )
         return _turned(rgb, self._turns)  # upright for the model (`image_rotation`)
 
-    def _start_stream(self, input_size: tuple[int, int]) -> None:
-        """Working and output resolution of a new stream of `input_size` (H, W) frames."""
+    def _start_stream(self, input_size: tuple[int, int], camera: CameraModel | None = None) -> None:
+        """Working and output resolution of a new stream of `input_size` (H, W) frames (upright), taken by
+        `camera` (the first frame's, the camera's way up; None: square pixels)."""
         h, w = input_size
+        # the scene's shape: a camera with non-square pixels (2x1 binning, an anamorphic lens, DV's 0.9)
+        # has images of another shape than the scene, and the model must see the scene
+        square_w = w * _pixel_aspect(camera, self._turns)
         fixed = self.engine.resolutions()
         if fixed is None and self.reference is not None and self.reference.get("working_size") == "vda":
-            work = vda_working_size(h, w, self.config.working_short_side or min(self._default_size))
+            work = vda_working_size(h, round(square_w), self.config.working_short_side or min(self._default_size))
         else:
             work = working_size(
                 h,
-                w,
+                round(square_w),
                 fixed=fixed,
                 default=self._default_size,
                 multiple=self.engine.input_spec.multiple_of,
@@ -470,16 +483,17 @@ class DepthPipeline:
         self._output_size = (out[1], out[0]) if side else out
         self._input_size = (h, w)
         log.info(
-            "stream of %dx%d frames%s: working resolution %dx%d, output %dx%d",
+            "stream of %dx%d frames%s%s: working resolution %dx%d, output %dx%d",
             w, h, f" (turned upright: image_rotation {self.config.image_rotation})" if self._turns else "",
+            f" (non-square pixels, a {round(square_w)}x{h} scene: fx/fy)" if square_w != w else "",
             self.width, self.height, out[1], out[0],  # the output the camera's way up
         )  # fmt: skip
-        stretch = (self.width / self.height) / (w / h)
+        stretch = (self.width / self.height) / (square_w / h)
         shapes = (h, w, self.height, self.width)
         if max(stretch, 1.0 / stretch) > MAX_STRETCH and shapes not in self._stretch_noted:
             self._stretch_noted.add(shapes)  # once per camera and model shape, not at every stream restart
             # the model's shape turned: what a portrait camera on a landscape export wants
-            turned = (self.height / self.width) / (w / h)
+            turned = (self.height / self.width) / (square_w / h)
             sideways = max(turned, 1 / turned) < MAX_STRETCH
             shape = (self.width, self.height) if sideways else ("H", "W")
             log.warning(

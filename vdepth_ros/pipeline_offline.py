@@ -85,7 +85,7 @@ def _offline_windows(
         if records and rgb.shape[:2] != records[0].input_size:
             raise InputError("run_offline needs one input resolution for the whole sequence")
         if not records:
-            pipe._start_stream(rgb.shape[:2])
+            pipe._start_stream(rgb.shape[:2], frame.camera)
             spill.h, spill.w = pipe.height, pipe.width
         rec = pipe._record(frame, rgb)
         assert rec.rgb is not None
