@@ -43,6 +43,12 @@ def make_engine() -> LuminanceEngine:
     return HoleEngine(height=48, width=64, frames=8, overlap=3)
 
 
+def fitting_depth(n: int) -> list[np.ndarray]:
+    """`n` frames' depth maps (metres) that the luminance "model" agrees with, up to an affine."""
+    lum = [rgb @ np.array([0.299, 0.587, 0.114]) / 255.0 for rgb in synthetic_frames(n, H, W)]
+    return [(1.0 / (0.6 * (0.1 + x) + 0.05)).astype(np.float32) for x in lum]
+
+
 def make_bag(path: Path, storage: str = "mcap", n: int = N, **kw: Any) -> Path:
     kw.setdefault("frame_id", FRAME_ID)
     write_image_bag(path, synthetic_frames(n, H, W), storage=storage, start_ns=START, **kw)
@@ -302,7 +308,7 @@ def test_no_scale_source_writes_disparity_only(tmp_path: Path) -> None:
 
 
 def test_sparse_depth_topic_is_a_scale_source(tmp_path: Path) -> None:
-    depth = [np.full((H, W), 2.0, np.float32) for _ in range(8)]
+    depth = fitting_depth(8)  # a scale source only once it fits: depth the model agrees with
     src = make_bag(tmp_path / "in", n=8, sparse_depth=depth, sparse_depth_topic="/lidar_depth")
     s = process_bag(
         src,
@@ -321,7 +327,7 @@ def test_a_metric_topic_given_on_the_command_line_makes_depth_metric(tmp_path: P
     with the bundled parameters (scale_source: range, the default since it replaced "none"): the depth topic
     was read and ignored, the output was the assumed near..far range, not metric, without a word. A metric
     input named on the command line now makes the scale source sparse, and a note says so."""
-    depth = [np.full((H, W), 2.0, np.float32) for _ in range(8)]
+    depth = fitting_depth(8)  # a scale source only once it fits: depth the model agrees with
     src = make_bag(tmp_path / "in", n=8, sparse_depth=depth, sparse_depth_topic="/lidar_depth")
     s = process_bag(src, tmp_path / "out", params=params, engine=make_engine(), sparse_depth_topic="/lidar_depth")
     assert set(s.scale_sources) == {"sparse"}

@@ -4,8 +4,12 @@ metadata.yaml (a recorder that was killed, a folder copied without it), or writt
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 from fakes import LuminanceEngine
 
@@ -499,3 +503,106 @@ def test_the_camera_named_by_image_topic_gets_its_own_camera_info_not_the_defaul
     proc = run_offline_cli("bag", [*args, "--camera-info-topic", "/camera_info"], tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert _written_fx(tmp_path / "named") == {40.0}
+
+
+def _depth_camera_recording(folder: Path, encoding: str, metres: Any) -> None:
+    """A depth camera's recording as a robot streams it: colour + camera_info, and the aligned depth
+    as image_transport's compressedDepth plugin sends it (`<encoding>; compressedDepth png`: a 12-byte
+    header, then a 16-bit PNG of millimetres, or of quantized inverse depth for 32FC1).
+    `metres(rgb)` gives each frame's depth."""
+    import struct
+
+    import cv2
+    from rosbags.rosbag2 import Writer
+    from rosbags.typesys import get_typestore
+
+    from vdepth_ros.offline.bag_types import CAMERA_INFO, COMPRESSED, IMAGE, STORAGES, TYPESTORES
+    from vdepth_ros.offline.synth import _camera_info, _image_raw
+    from vdepth_ros.offline.videoio import default_intrinsics
+
+    ts = get_typestore(TYPESTORES["kilted"])
+    T = ts.types
+    quant_a, quant_b = 100.0, 10.0  # the plugin's depth_quantization 100, depth_max 10
+    with Writer(folder, version=9, storage_plugin=STORAGES["mcap"]) as w:
+        image = w.add_connection("/camera/color/image_raw", IMAGE, typestore=ts)
+        info = w.add_connection("/camera/color/camera_info", CAMERA_INFO, typestore=ts)
+        depth = w.add_connection("/camera/aligned_depth_to_color/image_raw/compressedDepth", COMPRESSED, typestore=ts)
+        for i, rgb in enumerate(synthetic_frames(24, 36, 52)):
+            t = START + i * 33_333_333
+            header = T["std_msgs/msg/Header"](
+                stamp=T["builtin_interfaces/msg/Time"](sec=t // 10**9, nanosec=t % 10**9), frame_id="color"
+            )
+            w.write(
+                info,
+                t,
+                ts.serialize_cdr(_camera_info(T, header, 52, 36, default_intrinsics(52, 36), None), CAMERA_INFO),
+            )
+            w.write(image, t, _image_raw(ts, rgb, "rgb8", header, i))
+            z = metres(rgb)
+            if encoding == "16UC1":
+                png = cv2.imencode(".png", np.round(z * 1000).astype(np.uint16))[1]
+            else:
+                png = cv2.imencode(".png", np.round(quant_a / z + quant_b).astype(np.uint16))[1]
+            data = struct.pack("<iff", 0, quant_a, quant_b) + png.tobytes()
+            msg = T[COMPRESSED](
+                header=header, format=f"{encoding}; compressedDepth png", data=np.frombuffer(data, np.uint8)
+            )
+            w.write(depth, t, ts.serialize_cdr(msg, COMPRESSED))
+
+
+def _luminance_depth(rgb: np.ndarray) -> np.ndarray:
+    """Metres whose inverse is the fake model's disparity (0.1 + luminance) over 0.5: a depth camera
+    that agrees with the model, so the metric fit is exact."""
+    lum = rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32) / 255.0
+    return 1.0 / ((0.1 + lum) / 0.5)
+
+
+@pytest.mark.parametrize("encoding", ["16UC1", "32FC1"])
+def test_a_depth_camera_recorded_as_compressed_depth_is_a_metric_input(tmp_path: Path, encoding: str) -> None:
+    """A RealSense recorded over wifi keeps its depth as `.../compressedDepth` (CompressedImage):
+    `vdepth-bag --sparse-depth-topic` refused it ("must be Image or PointCloud2, not CompressedImage")
+    and so did `vdepth-flicker --depth-topic`, although it is the depth camera the user wants to scale by
+    and compare with."""
+    import json
+
+    from fakes import run_offline_cli
+    from rosbags.highlevel import AnyReader
+
+    topic = "/camera/aligned_depth_to_color/image_raw/compressedDepth"
+    _depth_camera_recording(tmp_path / "rec", encoding, _luminance_depth)
+    (tmp_path / "params.yaml").write_text("depth_node:\n  ros__parameters:\n    sparse_min_points: 10\n")
+    proc = run_offline_cli(
+        "bag", ["rec", "-o", "out", "--params", "params.yaml", "--sparse-depth-topic", topic], tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "/depth (24)" in proc.stdout and "scale source: sparse (24 frames)" in proc.stdout, proc.stdout
+    with AnyReader([tmp_path / "out"]) as reader:
+        conns = [c for c in reader.connections if c.topic == "/depth"]
+        c, _, raw = next(reader.messages(connections=conns))
+        msg = reader.deserialize(raw, c.msgtype)
+    written = np.frombuffer(msg.data, np.float32).reshape(msg.height, msg.width)
+    truth = _luminance_depth(next(synthetic_frames(1, 36, 52)))
+    assert np.nanmedian(np.abs(written - truth) / truth) < 0.05
+    script = Path(sys.executable).parent / "vdepth-flicker"
+    proc = subprocess.run([str(script), "rec", "--depth-topic", topic, "--json"], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)[0]["frames"] == 24
+
+
+def test_metric_input_that_never_fits_is_named_not_counted_as_the_scale_source(tmp_path: Path) -> None:
+    """A depth topic whose depth does not fit the images (here: far where the model sees near): the
+    summary said "scale source: sparse (24 frames)" while no /depth was written, without a word why."""
+    from fakes import run_offline_cli
+
+    topic = "/camera/aligned_depth_to_color/image_raw/compressedDepth"
+    _depth_camera_recording(tmp_path / "rec", "16UC1", lambda rgb: 1.0 / _luminance_depth(rgb))
+    (tmp_path / "params.yaml").write_text("depth_node:\n  ros__parameters:\n    sparse_min_points: 10\n")
+    proc = run_offline_cli(
+        "bag", ["rec", "-o", "out", "--params", "params.yaml", "--sparse-depth-topic", topic], tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "/depth (" not in proc.stdout and "scale source: sparse (" not in proc.stdout, proc.stdout
+    assert (
+        f"24 of 24 frames have no metric depth (disparity only, no cloud): the metric input on {topic}" in proc.stdout
+    )

@@ -11,6 +11,7 @@ Depth conventions follow REP 118 / depth_image_proc's `depth_traits.hpp`: `32FC1
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -367,6 +368,45 @@ def depth_from_image(arr: np.ndarray, encoding: str) -> np.ndarray:
     depth = arr.astype(np.float32) * np.float32(enc.unit_scale)
     depth[~(np.isfinite(depth) & (depth > 0))] = np.nan
     return depth
+
+
+#: PNG's file signature (a compressedDepth payload starts with it, after its 12-byte header)
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def compressed_depth_to_metres(fmt: str, data: bytes | bytearray | memoryview) -> np.ndarray:
+    """`(H, W)` float32 metres (NaN invalid) of a compressed_depth_image_transport `CompressedImage`
+    (`format` "16UC1; compressedDepth png", "32FC1; compressedDepth png", or without the codec, as
+    older versions write it): a 12-byte header (int32 format, float32 depthQuantA, depthQuantB), then a
+    16-bit PNG, of millimetres for 16UC1 and of quantized inverse depth for 32FC1
+    (`depth = depthQuantA / (v - depthQuantB)`, 0 = no depth), as its `decodeCompressedDepthImage`.
+
+    Raises:
+        InputError: another codec (rvl), an encoding other than 16UC1/32FC1, or undecodable data.
+    """
+    import cv2  # lazy: only compressed inputs need OpenCV here
+
+    encoding, _, rest = str(fmt).partition(";")
+    encoding, codec = encoding.strip(), rest.replace("compressedDepth", "").strip() or "png"
+    if codec != "png":
+        raise InputError(
+            f"compressedDepth {codec!r} is not supported, only png: record the depth raw or with the "
+            "compressedDepth plugin's png format (its format parameter)"
+        )
+    if encoding not in ("16UC1", "32FC1"):
+        raise InputError(f"compressedDepth of encoding {encoding!r}: expected 16UC1 or 32FC1 (format {fmt!r})")
+    buf = bytes(data)
+    start = 12 if buf[12:20] == _PNG_MAGIC else 0 if buf[:8] == _PNG_MAGIC else -1
+    img = cv2.imdecode(np.frombuffer(buf[start:], np.uint8), cv2.IMREAD_UNCHANGED) if start >= 0 else None
+    if img is None or img.dtype != np.uint16 or img.ndim != 2:
+        raise InputError(f"cannot decode a compressedDepth image ({len(buf)} bytes, format {fmt!r})")
+    if encoding == "16UC1":
+        return depth_from_image(img, "16UC1")
+    quant_a, quant_b = struct.unpack("<ff", buf[4:12]) if start == 12 else (0.0, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        depth = np.float32(quant_a) / (img.astype(np.float32) - np.float32(quant_b))
+    depth[img == 0] = np.nan
+    return depth_from_image(depth, "32FC1")
 
 
 def pack_rgb_float(colors: np.ndarray) -> np.ndarray:

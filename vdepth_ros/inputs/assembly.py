@@ -28,6 +28,7 @@ import numpy as np
 
 from vdepth_ros.encodings import (
     camera_from_info,
+    compressed_depth_to_metres,
     decode_compressed,
     depth_from_image,
     get_encoding,
@@ -214,11 +215,17 @@ def decode_color_image(msg: Any, max_pixels: int = 0, bit_depth: SampleBitDepth 
 
 
 def decode_depth_image(msg: Any) -> np.ndarray:
-    """`(H, W)` float32 metres (NaN invalid) of a duck-typed `16UC1`/`32FC1` `Image`.
+    """`(H, W)` float32 metres (NaN invalid) of a duck-typed `16UC1`/`32FC1` `Image`, or of a
+    compressedDepth `CompressedImage` (`encodings.compressed_depth_to_metres`: depth cameras
+    recorded with image_transport's compressedDepth plugin).
 
     Raises:
         InputError: not a depth encoding, or malformed.
     """
+    if is_compressed(msg):
+        if not is_compressed_depth(msg):
+            raise InputError(f"a CompressedImage of format {msg.format!r} is not a depth image (compressedDepth)")
+        return compressed_depth_to_metres(msg.format, msg.data)
     if get_encoding(msg.encoding).unit_scale is None:
         raise InputError(f"encoding {msg.encoding!r} is not a depth image (16UC1 or 32FC1)")
     arr = image_array_from_fields(msg.encoding, msg.height, msg.width, msg.step, msg.data, msg.is_bigendian)

@@ -34,6 +34,7 @@ from vdepth_ros.offline.bag_writer import DepthBagWriter, OutputTopics
 from vdepth_ros.offline.errors import InterruptedAfterOutput, OfflineError
 from vdepth_ros.offline.runner import (
     MODES,
+    NO_FIT_YET,
     RunSummary,
     StopAtCtrlC,
     Stopwatch,
@@ -435,6 +436,14 @@ def _add_run_notes(
         summary.notes.append(f"camera_info never seen on {topics.camera_info!r}: no point clouds")
     if summary.scale_sources.get("none", 0) == summary.frames_out and summary.frames_out:
         summary.notes.append("no scale source: only disparity was written (no metric depth, no clouds)")
+    unfit = sum(n for kind, n in summary.scale_sources.items() if kind.endswith(NO_FIT_YET))
+    if unfit:
+        summary.notes.append(
+            f"{unfit} of {summary.frames_out} frames have no metric depth (disparity only, no cloud): the metric "
+            f"input on {topics.sparse_depth or topics.camera_pose} gave no usable scale fit by then (fewer than "
+            "sparse_min_points samples in a window, or a fit of negative scale: is the depth registered to the "
+            "image, in its frame?)"
+        )
 
 
 def _flicker_note(

@@ -21,9 +21,9 @@ from rosbags.highlevel import AnyReader, AnyReaderError
 from rosbags.rosbag2 import Reader, ReaderError
 from rosbags.typesys import get_typestore
 
-from vdepth_ros.encodings import COLOR_INPUT_ENCODINGS, depth_from_image, get_encoding, image_array_from_fields
+from vdepth_ros.encodings import COLOR_INPUT_ENCODINGS, get_encoding
 from vdepth_ros.errors import InputError
-from vdepth_ros.inputs.assembly import SampleBitDepth, decode_color_image, is_compressed_depth
+from vdepth_ros.inputs.assembly import SampleBitDepth, decode_color_image, decode_depth_image, is_compressed_depth
 from vdepth_ros.offline.atomic import disk_full_error
 from vdepth_ros.offline.bag_types import COMPRESSED, IMAGE_TYPES, STORAGES, TYPESTORES
 from vdepth_ros.offline.errors import BagReadError, UnsupportedEncodingError
@@ -572,19 +572,17 @@ def decode_color_msg(msg: Any, msgtype: str, topic: str, bit_depth: SampleBitDep
 
 
 def decode_depth_msg(msg: Any, label: str) -> np.ndarray:
-    """`(H, W)` float32 metres of a `16UC1`/`32FC1` Image message (NaN invalid); `label` names
-    where it came from in errors (e.g. "depth topic '/x'").
+    """`(H, W)` float32 metres of a `16UC1`/`32FC1` Image message, or of a compressedDepth
+    CompressedImage (NaN invalid; `inputs.assembly.decode_depth_image`, as the node's sparse depth);
+    `label` names where it came from in errors (e.g. "depth topic '/x'").
 
     Raises:
         UnsupportedEncodingError: not a depth encoding, or a malformed message.
     """
     try:
-        if get_encoding(msg.encoding).unit_scale is None:
-            raise InputError(f"encoding {msg.encoding!r} is not a depth image (16UC1 or 32FC1)")
-        arr = image_array_from_fields(msg.encoding, msg.height, msg.width, msg.step, msg.data, msg.is_bigendian)
+        return decode_depth_image(msg)
     except InputError as err:
         raise UnsupportedEncodingError(f"{label}: {err}") from None
-    return depth_from_image(arr, msg.encoding)
 
 
 def nearest_stamp(store: Mapping[int, Any], stamp: int, slop_ns: int) -> int | None:

@@ -277,7 +277,9 @@ class BagFrameSource:
         if self.camera_info_topic:
             self._info_conns = self._select_camera_info()
         if self.sparse_depth_topic:
-            self._depth_conns = self._typed_conns(self.sparse_depth_topic, "sparse depth", (IMAGE, POINTCLOUD2))
+            self._depth_conns = self._typed_conns(
+                self.sparse_depth_topic, "sparse depth", (IMAGE, POINTCLOUD2, COMPRESSED)
+            )
         if self.camera_pose_topic:
             self._pose_conns = self._typed_conns(self.camera_pose_topic, "camera pose", POSE_STAMPED)
 

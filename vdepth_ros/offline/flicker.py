@@ -41,7 +41,7 @@ from vdepth_ros.offline.bag_messages import (
     nearest_stamp,
     open_reader,
 )
-from vdepth_ros.offline.bag_types import CAMERA_INFO, IMAGE, IMAGE_TYPES, POSE_STAMPED, TYPESTORES, restamp, stamp_ns
+from vdepth_ros.offline.bag_types import CAMERA_INFO, IMAGE_TYPES, POSE_STAMPED, TYPESTORES, restamp, stamp_ns
 from vdepth_ros.offline.errors import BagReadError, MissingTopicError, OfflineError, UnsupportedEncodingError
 from vdepth_ros.offline.runner import cli_errors, setup_logging
 from vdepth_ros.paths import expand_home
@@ -331,7 +331,8 @@ def _checked_topics(reader: Any, image_topic: str, depth_topics: Sequence[str]) 
         raise MissingTopicError(f"{image_topic!r} is given as both the colour and a depth topic")
     topics = {c.topic: c.msgtype for c in reader.connections}
     listed = ", ".join(f"{t} [{m}]" for t, m in sorted(topics.items())) or "(none)"
-    for topic, allowed in [(image_topic, IMAGE_TYPES), *[(t, (IMAGE,)) for t in depth_topics]]:
+    # a depth topic: an Image, or a CompressedImage of image_transport's compressedDepth plugin
+    for topic, allowed in [(image_topic, IMAGE_TYPES), *[(t, IMAGE_TYPES) for t in depth_topics]]:
         if topic not in topics:
             option = "--image-topic" if topic == image_topic else "--depth-topic"
             raise MissingTopicError(f"topic {topic!r} not found; the bags hold: {listed} (choose with {option})")

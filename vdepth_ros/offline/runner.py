@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Mode = Literal["causal", "offline"]
+#: `RunSummary.scale_sources` suffix of the frames whose scale source had no fit yet (no depth written)
+NO_FIT_YET = " without a fit yet (disparity only)"
 T = TypeVar("T")
 MODES: tuple[str, ...] = ("causal", "offline")
 
@@ -231,7 +233,10 @@ class RunSummary:
         res = getattr(fit, "residual", None)
         if res is not None and math.isfinite(float(res)):
             self.residuals.append(float(res))
-        self.scale_sources[str(getattr(fit, "scale_source", None) or "none")] += 1
+        kind = str(getattr(fit, "scale_source", None) or "none")
+        if frame.depth is None and kind != "none":  # a sparse source before its first good fit: disparity only
+            kind += NO_FIT_YET
+        self.scale_sources[kind] += 1
         if getattr(fit, "degenerate", False):
             self.degenerate_fits += 1
 
