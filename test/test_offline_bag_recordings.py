@@ -606,3 +606,19 @@ def test_metric_input_that_never_fits_is_named_not_counted_as_the_scale_source(t
     assert (
         f"24 of 24 frames have no metric depth (disparity only, no cloud): the metric input on {topic}" in proc.stdout
     )
+
+
+def test_asking_for_two_cameras_in_one_run_names_the_way_to_run_both(tmp_path: Path) -> None:
+    """`--image-topic /image --image-topic /rear/image_raw`: argparse kept the last one, so the run
+    wrote the rear camera's depth only, as if the front one had been asked for by mistake."""
+    from fakes import run_offline_cli
+
+    _two_cameras(tmp_path / "rec")
+    for option, topics in [("--image-topic", ["/image", "/rear/image_raw"]),
+                           ("--camera-info-topic", ["/camera_info", "/rear/camera_info"])]:  # fmt: skip
+        args = ["rec", "-o", "out", option, topics[0], option, topics[1]]
+        proc = run_offline_cli("bag", args, tmp_path)
+        assert proc.returncode == 2, proc.stdout
+        assert f"{option} given twice ({topics[0]}, {topics[1]}): one camera per run" in proc.stderr, proc.stderr
+        assert "--namespace" in proc.stderr and "Several cameras" in proc.stderr
+        assert not (tmp_path / "out").exists()

@@ -477,6 +477,22 @@ def _flicker_note(
     return f"flicker of {depth} (flow warping error, lower is steadier): {fwe:.4f} over {r.pairs} pairs{tae}"
 
 
+class _OneCamera(argparse.Action):
+    """A topic option given once: a second one (`--image-topic /front/... --image-topic /rear/...`,
+    a user asking for two cameras) is an error naming the way to run several cameras, not the last
+    one taken without a word."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: Any, values: Any, option: str | None = None) -> None:
+        previous = getattr(namespace, self.dest, None)
+        if previous is not None and previous != values:
+            parser.error(
+                f"{option} given twice ({previous}, {values}): one camera per run; run once per camera, each "
+                "with --namespace NS for its outputs and --copy-input-topics to gather them "
+                "(docs/offline.md, 'Several cameras')"
+            )
+        setattr(namespace, self.dest, values)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG, description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -490,15 +506,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="output bag folder, or a single .mcap/.db3 file (must not exist unless --overwrite)",
     )
     p.add_argument("--namespace", default="/", help="the node's namespace for its relative topic names (default /)")
-    p.add_argument("--image-topic", help="colour Image/CompressedImage topic (default: NAMESPACE/image)")
-    p.add_argument("--camera-info-topic", help="CameraInfo topic (default: NAMESPACE/camera_info)")
+    p.add_argument(
+        "--image-topic", action=_OneCamera, help="colour Image/CompressedImage topic (default: NAMESPACE/image)"
+    )
+    p.add_argument("--camera-info-topic", action=_OneCamera, help="CameraInfo topic (default: NAMESPACE/camera_info)")
     p.add_argument(
         "--sparse-depth-topic",
+        action=_OneCamera,
         help="metric scale source: a 16UC1/32FC1 depth image topic, or a PointCloud2 topic in the camera's optical "
         "frame (default: NAMESPACE/sparse_depth when the params say sparse_depth: image or pointcloud)",
     )
     p.add_argument(
         "--camera-pose-topic",
+        action=_OneCamera,
         help="PoseStamped topic of the camera optical frame (metres) used as metric scale source: image points "
         "are triangulated with it (default: NAMESPACE/camera_pose when the params say sparse_depth: pose)",
     )
