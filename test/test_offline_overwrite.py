@@ -51,3 +51,41 @@ def test_video_overwrite_refuses_a_folder_that_is_not_a_vdepth_video_output(tmp_
     assert (mine / "thesis.tex").read_text() == "years of work"
     process_video(frames, tmp_path / "out", **kw)
     process_video(frames, tmp_path / "out", overwrite=True, **{**kw, "engine": _engine()})
+
+
+@pytest.mark.parametrize("output", ["run2", "run2.mcap", "run2.db3"])
+def test_bag_overwrite_refuses_a_recording_it_did_not_write(tmp_path: Path, output: str) -> None:
+    """`vdepth-bag ~/bags/run1 -o ~/bags/run2 --overwrite` (a slip for run3, after reruns with
+    --overwrite): any bag was an output it could replace, so the recording run2 was deleted."""
+    import hashlib
+    import shutil
+
+    from fakes import run_offline_cli
+
+    (tmp_path / "params.yaml").write_text("depth_node:\n  ros__parameters:\n    scale_source: range\n")
+    write_image_bag(tmp_path / "run1", synthetic_frames(10, 36, 52))
+    storage = {".mcap": "mcap", ".db3": "sqlite3"}.get(Path(output).suffix, "mcap")
+    write_image_bag(tmp_path / "rec2", synthetic_frames(12, 36, 52, seed=2), storage=storage)
+    if output == "run2":
+        shutil.move(tmp_path / "rec2", tmp_path / output)
+    else:
+        shutil.move(next((tmp_path / "rec2").glob(f"*{Path(output).suffix}")), tmp_path / output)
+        shutil.rmtree(tmp_path / "rec2")
+
+    def digest() -> dict[str, str]:
+        target = tmp_path / output
+        files = sorted(target.iterdir()) if target.is_dir() else [target]
+        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+    before = digest()
+    args = ["run1", "-o", output, "--params", "params.yaml", "--overwrite"]
+    proc = run_offline_cli("bag", args, tmp_path)
+    assert proc.returncode == 2, proc.stdout
+    assert "a bag vdepth-bag did not write" in proc.stderr and "move it away" in proc.stderr, proc.stderr
+    assert digest() == before
+    # its own earlier output is replaced, in every form
+    out = "out" + Path(output).suffix
+    assert run_offline_cli("bag", ["run1", "-o", out, "--params", "params.yaml"], tmp_path).returncode == 0
+    proc = run_offline_cli("bag", ["run2" if output == "run2" else "run1", "-o", out, "--params", "params.yaml",
+                                   "--overwrite", "--copy-input-topics"], tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr

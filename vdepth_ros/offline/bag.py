@@ -16,6 +16,7 @@ import json
 import logging
 import shutil
 import sys
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,7 +30,7 @@ from vdepth_ros.node_params import ros_param_values
 from vdepth_ros.offline.atomic import AtomicOutput
 from vdepth_ros.offline.bag_messages import bag_path
 from vdepth_ros.offline.bag_reader import BagFrameSource
-from vdepth_ros.offline.bag_types import STORAGES, TYPESTORES, BagFrameMeta
+from vdepth_ros.offline.bag_types import IMAGE, STORAGES, TYPESTORES, BagFrameMeta
 from vdepth_ros.offline.bag_writer import DepthBagWriter, OutputTopics
 from vdepth_ros.offline.errors import InterruptedAfterOutput, OfflineError
 from vdepth_ros.offline.runner import (
@@ -228,7 +229,7 @@ def process_bag(
     params = _with_metric_input(params, topics.sparse_depth or topics.camera_pose, named_here, summary.notes)
     config = pipeline_config(params, model=model, backend=backend, check_model=engine is None)
     # 4. Run it into a new bag, built under a temporary name and renamed into place when complete.
-    output = AtomicOutput(output_path, overwrite=overwrite, inputs=[input_path], replaceable=not_a_bag)
+    output = AtomicOutput(output_path, overwrite=overwrite, inputs=[input_path], replaceable=not_a_vdepth_bag)
     # a bag recorded with compression_mode: file is unpacked beside the output (the disk chosen with -o)
     with output as tmp, source.unpacking_in(output.scratch):
         bag_dir = tmp.with_name(tmp.stem) if single_file else tmp  # rosbags writes a folder
@@ -330,12 +331,63 @@ def _input_topics_note(input_path: Path, source: BagFrameSource, copied: bool, w
 
 
 def not_a_bag(path: Path) -> str | None:
-    """What an existing output path is instead of a bag --overwrite may replace, or None."""
+    """What an existing path is instead of a bag (a folder with metadata.yaml, a .mcap/.db3 file), or None."""
     if path.is_file() and path.suffix in SINGLE_FILE_STORAGES:
         return None
     if path.is_dir() and (path / "metadata.yaml").is_file():
         return None
     return "not a bag (a folder with metadata.yaml, or a .mcap/.db3 file)"
+
+
+#: the prefix of the metadata `custom_data` keys vdepth-bag writes into its outputs (which model ran)
+OUTPUT_MARK = "vdepth_ros."
+
+
+def not_a_vdepth_bag(path: Path) -> str | None:
+    """What an existing output path is instead of an earlier vdepth-bag output that --overwrite may
+    replace, or None. A bag folder or `.db3` is one when its metadata carries vdepth-bag's
+    `custom_data`; a `.mcap` file (no metadata.yaml) when rosbags wrote it with vdepth-bag's
+    disparity and depth/camera_info topics. A recording of the user's (`-o ~/bags/run2 --overwrite`,
+    a slip for run3) is not replaced."""
+    why = not_a_bag(path)
+    if why is not None:
+        return why
+    try:
+        ours = _written_by_vdepth_bag(path)
+    except Exception:  # unreadable: not known to be ours
+        ours = False
+    return None if ours else "a bag vdepth-bag did not write (a recording?)"
+
+
+def _written_by_vdepth_bag(path: Path) -> bool:
+    import yaml
+
+    if path.is_dir() or path.suffix == ".db3":
+        if path.is_dir():
+            text = (path / "metadata.yaml").read_text()
+        else:  # rosbag2 keeps the metadata in the file too
+            import sqlite3
+
+            with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+                text = db.execute("SELECT metadata FROM metadata ORDER BY metadata_version DESC").fetchone()[0]
+        data = yaml.safe_load(text) or {}
+        info = data.get("rosbag2_bagfile_information", data)  # the .db3's table holds the inner mapping
+        return any(str(k).startswith(OUTPUT_MARK) for k in (info.get("custom_data") or {}))
+    with path.open("rb") as f:  # MCAP: magic, header record (opcode, length, profile, library)
+        head = f.read(4096)
+    at = 8 + 1 + 8
+    profile_len = int.from_bytes(head[at : at + 4], "little")
+    at += 4 + profile_len
+    library = head[at + 4 : at + 4 + int.from_bytes(head[at : at + 4], "little")]
+    if not library.startswith(b"rosbags"):
+        return False
+    from rosbags.highlevel import AnyReader
+
+    with AnyReader([path]) as reader:
+        topics = {c.topic: c.msgtype for c in reader.connections}
+    return any(t.endswith("disparity") and m == IMAGE for t, m in topics.items()) and any(
+        t.endswith("depth/camera_info") for t in topics
+    )
 
 
 #: output extensions that name a single storage file, and their storage
