@@ -144,7 +144,13 @@ def _stdout_to_stderr() -> Any:
 
 
 def _export_legacy(
-    module: nn.Module, example: torch.Tensor, path: Path, opset: int, names, dynamic_frames, fuse_bn: bool = True
+    module: nn.Module,
+    example: torch.Tensor,
+    path: Path,
+    opset: int,
+    names: tuple[str, str],
+    dynamic_frames: bool,
+    fuse_bn: bool = True,
 ) -> None:
     """TorchScript-based export. `fuse_bn=False` keeps BatchNorm as its own op (ONNX Runtime fuses
     it when it loads the model) so that the stored weights stay the module's own values, which
@@ -171,7 +177,13 @@ def _export_legacy(
 
 
 def _export_dynamo(
-    module: nn.Module, example: torch.Tensor, path: Path, opset: int, names, dynamic_frames, max_frames: int
+    module: nn.Module,
+    example: torch.Tensor,
+    path: Path,
+    opset: int,
+    names: tuple[str, str],
+    dynamic_frames: bool,
+    max_frames: int,
 ) -> None:
     in_name, out_name = names
     dyn = None

@@ -18,6 +18,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -91,7 +92,9 @@ def subsample_intrinsics(K: np.ndarray, stride: int) -> np.ndarray:
     return out
 
 
-def _stack(paths_rgb: list[Path], paths_depth: list[Path], scale: float, invalid: tuple[int, ...], stride: int):
+def _stack(
+    paths_rgb: list[Path], paths_depth: list[Path], scale: float, invalid: tuple[int, ...], stride: int
+) -> tuple[np.ndarray, np.ndarray]:
     rgb = np.stack([read_rgb(p) for p in paths_rgb])
     depth = np.stack([read_depth_png(p, scale, invalid)[::stride, ::stride] for p in paths_depth])
     return rgb, np.ascontiguousarray(depth)
@@ -214,7 +217,7 @@ def dataset_dir(name: str, evaldata: str | Path) -> Path:
     return path
 
 
-def load_dataset(name: str, evaldata: str | Path, **kwargs) -> list[EvalSequence]:
+def load_dataset(name: str, evaldata: str | Path, **kwargs: Any) -> list[EvalSequence]:
     """Load dataset `name` (a key of `DATASETS`) from the evaldata root (`EvalDataError` if it is missing)."""
     path = dataset_dir(name, evaldata)
     return DATASETS[name][1](path, **kwargs)

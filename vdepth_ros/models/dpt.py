@@ -154,7 +154,9 @@ class DPTHead(nn.Module):
         return self._decode(path, grid)
 
 
-def sinusoidal_2d(height: int, width: int, dim: int, device=None, dtype=None) -> torch.Tensor:
+def sinusoidal_2d(
+    height: int, width: int, dim: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+) -> torch.Tensor:
     """Fixed 2D sine/cosine positions `(height * width, dim)`, row-major: half the channels encode
     the row, half the column (the 2D form of the Transformer table, as in MAE / DETR). Computed from
     the grid size, so any input resolution works and a fixed-shape export folds it to a constant."""

@@ -126,7 +126,9 @@ def random_hsv(rng: np.random.Generator, s: tuple[float, float], v: tuple[float,
     return tuple(float(c) for c in rgb)  # type: ignore[return-value]
 
 
-def _dead_leaves_tile(rng: np.random.Generator, a, b, size: int = _TILE) -> np.ndarray:
+def _dead_leaves_tile(
+    rng: np.random.Generator, a: Sequence[float], b: Sequence[float], size: int = _TILE
+) -> np.ndarray:
     """Periodic dead-leaves tile: occluding discs and rectangles with power-law sizes (density
     ~ r^-3, the scale-invariant model of Lee, Mumford & Huang 2001) in colours around `a`, `b`."""
     img = np.empty((size, size, 3), np.float32)
@@ -150,7 +152,7 @@ def _dead_leaves_tile(rng: np.random.Generator, a, b, size: int = _TILE) -> np.n
     return img
 
 
-def _fractal_tile(rng: np.random.Generator, a, b, size: int = _TILE) -> np.ndarray:
+def _fractal_tile(rng: np.random.Generator, a: Sequence[float], b: Sequence[float], size: int = _TILE) -> np.ndarray:
     """Periodic 1/f^alpha noise (alpha 1.2-2.4, the range of natural images) mapped between two
     colours, with an optional third colour at the extremes."""
     fy = np.fft.fftfreq(size)[:, None]
@@ -174,7 +176,7 @@ def _fractal_tile(rng: np.random.Generator, a, b, size: int = _TILE) -> np.ndarr
 def random_material(
     rng: np.random.Generator,
     textures: Sequence[str] = TEXTURES,
-    scale=(0.05, 0.8),
+    scale: tuple[float, float] = (0.05, 0.8),
     style: Style = STYLES["basic"],
 ) -> Material:
     """A random material of `style`'s colour distribution (the generator's material distribution)."""

@@ -4,6 +4,7 @@ scene that ray-casts them."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -47,7 +48,7 @@ def cylinder_mesh(
     return v.astype(np.float32), np.asarray(m.faces)
 
 
-def embree_scene(triangles: list[np.ndarray]):
+def embree_scene(triangles: list[np.ndarray]) -> Any:
     from embreex import rtcore_scene
     from embreex.mesh_construction import TriangleMesh
 

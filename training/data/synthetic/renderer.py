@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from vdepth_training.data.synthetic.materials import STYLES, Style, shade_texture
@@ -54,7 +55,7 @@ class Renderer:
         self.dynamic_ids = [i for i, o in enumerate(scene.objects) if o.dynamic]
         self._static = embree_scene([scene.objects[i].at(0)[0] for i in self.static_ids]) if self.static_ids else None
 
-    def _cast(self, dyn, origins: np.ndarray, dirs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _cast(self, dyn: Any, origins: np.ndarray, dirs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Nearest hit over static + dynamic: (distance, object id (-1 miss), geometric normal)."""
         n = len(origins)
         dist = np.full(n, np.inf, np.float32)
@@ -70,7 +71,7 @@ class Renderer:
             ng[hit] = r["Ng"][hit]
         return dist, oid, ng
 
-    def _ambient_visibility(self, dyn, p: np.ndarray, n: np.ndarray, style: Style) -> np.ndarray:
+    def _ambient_visibility(self, dyn: Any, p: np.ndarray, n: np.ndarray, style: Style) -> np.ndarray:
         """Unoccluded fraction `(N,)` of the cosine-weighted hemisphere above each point, with
         occluders weighted by (1 - distance / radius). The ray directions are a fixed stratified
         set rotated about the normal by an angle hashed from the point's world position, so the
@@ -151,7 +152,7 @@ class Renderer:
             n[sel] = nn / (np.linalg.norm(nn, axis=1, keepdims=True) + 1e-12)
         return np.where((np.sum(n * view, axis=1) > 0)[:, None], -n, n)
 
-    def _shade(self, dyn, p: np.ndarray, n: np.ndarray, oid: np.ndarray, view: np.ndarray) -> np.ndarray:
+    def _shade(self, dyn: Any, p: np.ndarray, n: np.ndarray, oid: np.ndarray, view: np.ndarray) -> np.ndarray:
         """Colour `(N, 3)` of surface points: albedo x (ambient + shadowed sun + shadowed lamp) + specular."""
         sc = self.scene
         albedo = np.zeros((len(p), 3), np.float32)

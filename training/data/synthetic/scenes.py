@@ -143,7 +143,13 @@ def _chair(
 
 
 def _add_furniture(
-    rng: np.random.Generator, objs: list[SceneObject], obstacles: list, lo, hi, n: int, style: Style
+    rng: np.random.Generator,
+    objs: list[SceneObject],
+    obstacles: list,
+    lo: Sequence[float],
+    hi: Sequence[float],
+    n: int,
+    style: Style,
 ) -> None:
     """Boxes, tables, shelves, cylinders, spheres (and, in "rich", chairs) on the floor of the box `lo`..`hi`."""
     lo, hi = np.asarray(lo, float), np.asarray(hi, float)
@@ -220,7 +226,9 @@ def _add_furniture(
             obstacles.append(((cx - r, cy - r, floor), (cx + r, cy + r, floor + 2 * r)))
 
 
-def _add_movers(rng: np.random.Generator, objs: list[SceneObject], lo, hi, n: int, style: Style) -> None:
+def _add_movers(
+    rng: np.random.Generator, objs: list[SceneObject], lo: Sequence[float], hi: Sequence[float], n: int, style: Style
+) -> None:
     lo, hi = np.asarray(lo, float), np.asarray(hi, float)
     for _ in range(n):
         speed = rng.uniform(0.005, 0.03)
@@ -241,7 +249,9 @@ def _add_movers(rng: np.random.Generator, objs: list[SceneObject], lo, hi, n: in
             )
 
 
-def _room_shell(rng: np.random.Generator, lo, hi, objs: list[SceneObject], style: Style) -> None:
+def _room_shell(
+    rng: np.random.Generator, lo: Sequence[float], hi: Sequence[float], objs: list[SceneObject], style: Style
+) -> None:
     """Floor, ceiling and four walls of the box, each with its own material; doors/windows/rugs."""
     (x0, y0, z0), (x1, y1, z1) = lo, hi
     floor_mat = random_material(rng, style.floor_textures, (0.2, 1.2), style)

@@ -13,14 +13,18 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from vdepth_training.data.synthetic.renderer import SyntheticClip, render_clip
 
+if TYPE_CHECKING:
+    from vdepth_training.data import sequence
+
 log = logging.getLogger("vdepth_training")
 
 
-def to_sequence(clip: SyntheticClip, style: str | None = None):
+def to_sequence(clip: SyntheticClip, style: str | None = None) -> sequence.Sequence:
     """The clip as a training `Sequence` (metric depth target, sky invalid, K and poses per frame;
     `style`, the renderer's, recorded in its `extra`)."""
     from vdepth_training.data.sequence import Sequence
