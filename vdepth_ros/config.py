@@ -285,6 +285,7 @@ class PipelineConfig:
 
     @property
     def scale_clip(self) -> tuple[float, float] | None:
+        """(min, max) clip of the per-window scale, or None for `scale_clip_min = scale_clip_max = 0` (no clip)."""
         clip = (self.scale_clip_min, self.scale_clip_max)
         return None if clip == (0.0, 0.0) else clip
 
@@ -332,6 +333,7 @@ class PipelineConfig:
         return dataclasses.replace(self, inference="reference", **values)
 
     def to_params(self) -> dict[str, Any]:
+        """Every field by its parameter name (what `from_params` reads back)."""
         return dataclasses.asdict(self)
 
     @classmethod

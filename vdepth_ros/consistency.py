@@ -128,6 +128,7 @@ class FlickerMonitor:
 
     @property
     def enabled(self) -> bool:
+        """Measuring at all (`period` > 0)."""
         return self.period > 0
 
     def reset(self) -> None:
@@ -137,6 +138,8 @@ class FlickerMonitor:
         self._last_time: float | None = None
 
     def add_image(self, stamp_ns: int, rgb: np.ndarray) -> None:
+        """Keep an input image (a small grey copy) until its depth arrives (`add_depth`); the oldest of
+        more than `held` is forgotten."""
         if not self.enabled:
             return
         # the copy the meter would make anyway, made once and kept small
@@ -166,6 +169,7 @@ class FlickerMonitor:
 
     @property
     def mean(self) -> float | None:
+        """Mean of the last `history` measurements, or None before the first."""
         return float(np.mean(self.values)) if self.values else None
 
 

@@ -298,6 +298,7 @@ def _residual(value: Any) -> str:
 
 
 def format_result(result: dict[str, Any]) -> str:
+    """The demo's summary lines (video, bag, flicker, notes, output paths) from `run_demo`'s result."""
     v, b, fl = result["video"], result["bag"], result["flicker"]
     lines = [
         f"demo: {result['sample']} with model {result['model']}",
@@ -315,6 +316,7 @@ def format_result(result: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point (`python -m vdepth_ros.demo`)."""
     p = argparse.ArgumentParser(prog=f"python -m {PROG}", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder (default out/demo)")
     p.add_argument("--input", type=Path, help="clip to use instead of the bundled sample (video or image folder)")

@@ -156,6 +156,7 @@ def default_model_dir() -> Path:
 
 
 def config_dir() -> Path:
+    """The bundled `config/` folder (`depth.yaml`, the Fast DDS profile) under `share_dir()`."""
     return share_dir() / "config"
 
 

@@ -95,6 +95,7 @@ class RectifiedView:
 
     @property
     def is_identity(self) -> bool:
+        """Nothing to undo: images pass through unchanged (no maps)."""
         return self.map_x is None
 
     def image(self, image: np.ndarray) -> np.ndarray:

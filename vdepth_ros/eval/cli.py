@@ -458,6 +458,7 @@ def _remove_created(out: Path, missing: list[Path]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Console entry point (`vdepth-eval`)."""
     ap = argparse.ArgumentParser(prog="vdepth-eval", description=__doc__.split("\n")[0])
     ap.add_argument("--datasets", nargs="+", default=["7scenes", "hololens"], choices=sorted(DATASETS))
     ap.add_argument(

@@ -58,14 +58,17 @@ class EvalSequence:
 
     @property
     def num_frames(self) -> int:
+        """Frames in the sequence."""
         return int(self.rgb.shape[0])
 
     @property
     def gt_size(self) -> tuple[int, int]:
+        """(height, width) of the ground-truth depth, the grid every prediction is scored on."""
         return int(self.depth.shape[1]), int(self.depth.shape[2])
 
 
 def read_rgb(path: str | Path) -> np.ndarray:
+    """An image file as `(H, W, 3)` uint8 RGB (`EvalDataError` when it cannot be read)."""
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
         raise EvalDataError(f"cannot read image {path}")

@@ -46,6 +46,11 @@ MODEL_FAMILIES: dict[str, str] = {
 
 
 def family_class(family: str) -> type[VideoDepthModel]:
+    """The `VideoDepthModel` subclass registered as `family` in `MODEL_FAMILIES` (its module imported now).
+
+    Raises:
+        ConfigError: `family` is not a registered name (the message lists them).
+    """
     try:
         target = MODEL_FAMILIES[family]
     except KeyError:
@@ -92,6 +97,7 @@ def config_type_problem(params: Mapping[str, inspect.Parameter], config: Mapping
 
 
 def build_model(family: str, **config: Any) -> VideoDepthModel:
+    """A new, untrained model of `family` built from its constructor `config` (the keys of its `config.json`)."""
     return family_class(family)(**config)
 
 

@@ -221,6 +221,11 @@ def trained_record(cfg: dict[str, Any], where: str | Path) -> dict[str, Any] | N
 
 
 def read_config(directory: str | Path) -> dict[str, Any]:
+    """The JSON object in a model folder's `config.json`.
+
+    Raises:
+        ModelLoadError: no `config.json` (a released checkpoint named as such), not JSON, or not an object.
+    """
     path = Path(directory) / CONFIG_NAME
     if not path.is_file():
         if (why := released_checkpoint_problem(directory)) is not None:

@@ -163,6 +163,7 @@ class OneStepDepth(SVDDepthModel):
 
     @property
     def uses_window_noise(self) -> bool:
+        """Whether the fixed-σ step starts from the seeded window noise ε: only in "stochastic" mode."""
         return self.mode == "stochastic"
 
     @property

@@ -97,6 +97,7 @@ def onnx_sha256(onnx_path: str | Path, chunk: int = 1 << 20) -> str:
 
 
 def write_key(engine_path: str | Path, key: EngineCacheKey) -> Path:
+    """Write `key` to the engine's sidecar (`key_path_for`); returns the sidecar's path."""
     path = key_path_for(engine_path)
     path.write_text(json.dumps(key.to_dict(), indent=2, sort_keys=True) + "\n")
     return path
