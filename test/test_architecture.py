@@ -75,11 +75,13 @@ ALLOWED: dict[tuple[str, str], str] = {}
 #: The only import cycles between modules, each deliberate and broken at import time (a lazy or
 #: type-only import on one side); any other cycle fails `test_no_import_cycles_but_the_known_ones`.
 KNOWN_CYCLES: dict[frozenset[str], str] = {
-    frozenset(("vdepth_ros.pipeline", "vdepth_ros.pipeline_offline")): "run_offline lazily; DepthPipeline type-only",
+    frozenset(
+        ("vdepth_ros.pipeline", "vdepth_ros.pipeline_offline")
+    ): "pipeline_offline names DepthPipeline for types only",
     frozenset(("vdepth_ros.runtime.shapes", "vdepth_ros.runtime.spec")): "spec reads PRECISIONS lazily",
     frozenset(
         ("vdepth_ros.ros.cli", "vdepth_ros.ros.entry", "vdepth_ros.ros.node")
-    ): "node's main() is entry's, lazily",
+    ): "all lazy: the node module's main() runs the entry",
 }
 
 #: Source folders and the package names they are installed as (setup.py package_dir).
