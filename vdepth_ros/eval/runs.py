@@ -17,6 +17,7 @@ import numpy as np
 
 from vdepth_ros.errors import ConfigError
 from vdepth_ros.eval.datasets import EvalSequence
+from vdepth_ros.resize import resize_frame
 from vdepth_ros.stream.depth import disparity_from_depth
 
 log = logging.getLogger("vdepth.eval")
@@ -168,7 +169,7 @@ def run_per_frame(engine: Any, seq: EvalSequence) -> np.ndarray:
     spec = engine.input_spec
     out = np.zeros(seq.depth.shape, np.float32)
     for i in range(seq.num_frames):
-        rgb = cv2.resize(seq.rgb[i], (spec.width, spec.height), interpolation=cv2.INTER_AREA)
+        rgb = resize_frame(seq.rgb[i], spec.height, spec.width)  # the pipeline's "area" resize
         out[i] = _to_gt_grid(engine.infer(rgb[None])[0], seq.gt_size)
     return out
 
