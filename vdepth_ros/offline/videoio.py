@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".m4v", ".webm")
 FORMATS = ("png", "npy", "npz")
 #: images of a folder decoded at open to find the size most of them have (`VideoFrameSource._pick_size`)
 SIZE_SAMPLES = 32
