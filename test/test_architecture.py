@@ -269,3 +269,15 @@ def test_the_doc_names_every_module() -> None:
         if path.name != "__init__.py" and not re.search(rf"\b{re.escape(path.stem)}\b", spans)
     ]
     assert not unnamed, f"docs/architecture.md does not name: {unnamed}"
+
+
+def test_the_layers_below_models_load_no_torch() -> None:
+    """`runtime` loads torch only for the torch backend (the table's "lazily"): the pipeline, the input
+    side and the offline tools import without it, so an ONNX Runtime or TensorRT user never pays its
+    import (seconds) nor needs it installed to read a bag."""
+    import subprocess
+
+    modules = ["vdepth_ros.runtime", "vdepth_ros.pipeline", "vdepth_ros.inputs.assembly", "vdepth_ros.offline.bag"]
+    code = f"import sys\nfor m in {modules!r}: __import__(m)\nprint('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "False", f"importing {modules} loaded torch"
