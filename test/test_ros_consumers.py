@@ -414,3 +414,26 @@ def test_a_misnamed_qos_override_is_told_the_name_of_the_topic(tmp_path: Path) -
     said = run.stdout + run.stderr
     assert run.returncode != 0 and "Traceback" not in said, said
     assert "qos_overrides./depth.publisher" in said and "reliable or best_effort" in said, said
+
+
+def test_diagnostics_carry_the_same_keys_before_the_first_window(tmp_path: Path) -> None:
+    """A monitor reading /diagnostics by key (PlotJuggler, a script watching "fit residual", rqt_runtime_monitor's
+    table) found the window's "fit ..." keys missing until the first window was published (and, with a camera that
+    never delivers, never): the key set changed between messages. Every status now has them ("no window yet")."""
+    keys = ["output rate [Hz]", "fit scale", "fit residual", "fit degenerate", "fit scale_source"]
+    node, node_log = start(node_command(tmp_path, params="    diagnostics_period: 0.2\n"), tmp_path / "node.log")
+    monitor, monitor_log = start(
+        [sys.executable, str(PEERS), "viewer", "--topics", "/diagnostics", "--diag-values", *keys],
+        tmp_path / "monitor.log",
+    )
+    try:
+        wait_for(tmp_path / "monitor.log", "matched", 90, monitor)
+        time.sleep(1.5)
+    finally:
+        code, watched = _stopped(node, node_log), _stopped(monitor, monitor_log)
+    assert code == 0 and watched == 0, (tmp_path / "node.log").read_text()
+    statuses = json.loads((tmp_path / "monitor.log").read_text().strip().splitlines()[-1])["/diagnostics"]
+    assert len(statuses) >= 2, statuses
+    for _level, _message, values in statuses:
+        assert sorted(values) == sorted(keys), values
+        assert values["fit scale"] == "no window yet", values

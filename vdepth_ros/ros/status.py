@@ -9,11 +9,15 @@ from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray
 
+from vdepth_ros.pipeline_types import FitInfo
 from vdepth_ros.ros.diagnostics import level_for, make_array, make_status
 from vdepth_ros.ros.intake import ACROSS_PROCESSES
 from vdepth_ros.ros.outputs import largest_burst
 from vdepth_ros.ros.startup import CLOCK
 from vdepth_ros.runtime.shared import SharedEngine
+
+#: The value of a window's keys ("fit scale"...) on /diagnostics before the first window.
+NO_WINDOW_YET = "no window yet"
 
 
 class StatusReporter:
@@ -227,10 +231,13 @@ class StatusReporter:
         if node.engine_pool is not None and isinstance(engine, SharedEngine):
             values["engine shared by (cameras)"] = node.engine_pool.users(engine)
             values["engine wait [s]"] = round(engine.wait_s, 3)
-        if dataclasses.is_dataclass(proc.last_fit):  # every FitInfo field, whatever it holds
-            for key, val in dataclasses.asdict(proc.last_fit).items():
-                if val is None or isinstance(val, (int, float, str, bool)):
-                    values[f"fit {key}"] = val
+        # every FitInfo field, whatever it holds; before the first window too, so that a monitor reading a key
+        # (PlotJuggler, rqt_runtime_monitor, a script) finds the same keys in every message
+        fit = dataclasses.asdict(proc.last_fit) if dataclasses.is_dataclass(proc.last_fit) else {}
+        for field in dataclasses.fields(FitInfo):
+            val = fit.get(field.name, NO_WINDOW_YET)
+            if val is None or isinstance(val, (int, float, str, bool)):
+                values[f"fit {field.name}"] = val
         stats = getattr(node.pipeline, "stats", None)
         for key, val in vars(stats).items() if hasattr(stats, "__dict__") else []:
             if isinstance(val, (int, float, str, bool)):
