@@ -70,7 +70,8 @@ class PipelineConfig:
     precision: Precision = param(
         "fp32",
         '"fp32" | "fp16" | "bf16": what TensorRT builds (engine or EP) and torch computes in; ONNX Runtime on the '
-        "CPU or CUDA EP runs model.onnx as exported (one WARN says so; export with --precision to change it).",
+        "CPU or CUDA EP runs model.onnx as exported (one WARN says so; export with --precision to change it); torch "
+        "on the CPU runs fp16 in fp32 (one WARN: its CPU fp16 kernels are about 10x slower).",
     )
     engine_threads: int = param(
         0,
