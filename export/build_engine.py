@@ -69,6 +69,23 @@ def _not_an_engine(path: Path) -> str | None:
     return f"{what}, not an engine vdepth-export built (no {spec_path_for(path).name} beside it)"
 
 
+#: the build options of engines built before they were recorded in the engine's spec (`extra["build"]`)
+_DEFAULT_OPTIONS = {"tf32": False, "workspace_gib": 4.0}
+
+
+def _options_changed(engine_path: Path, options: dict[str, Any]) -> str | None:
+    """Why an engine whose cache key matches must still be rebuilt: it was built with other options
+    (`--tf32`, `--workspace-gib`), which the key leaves out (the runtime need not match them) but the
+    user asked for; None when they are the same. An engine from before they were recorded counts as
+    built with the defaults."""
+    try:
+        built = InputSpec.load(spec_path_for(engine_path)).extra.get("build") or _DEFAULT_OPTIONS
+    except ConfigError:
+        return None  # a damaged spec: the runtime says so
+    diff = [f"{k} {built.get(k)!r} -> {v!r}" for k, v in options.items() if built.get(k) != v]
+    return "build options differ: " + ", ".join(diff) if diff else None
+
+
 def default_timing_cache(engine_path: Path, key: EngineCacheKey) -> Path:
     """Timing caches are per TensorRT version and GPU: name them so."""
     gpu = re.sub(r"[^A-Za-z0-9]+", "-", key.gpu_name).strip("-").lower() or "gpu"
@@ -207,7 +224,8 @@ def build_engine(
 
     engine_path = Path(engine_path) if engine_path is not None else default_engine_path(onnx_path)
     key = EngineCacheKey(onnx_sha256(onnx_path), str(trt.__version__), gpu_name, cc, precision)
-    reason = rebuild_reason(engine_path, key, force=force_engine_update)
+    options = {"tf32": bool(tf32), "workspace_gib": float(workspace_gib)}
+    reason = rebuild_reason(engine_path, key, force=force_engine_update) or _options_changed(engine_path, options)
     tc = Path(timing_cache) if timing_cache is not None else default_timing_cache(engine_path, key)
     if reason is None:
         log.info("reusing %s (cache key %s matches)", engine_path, key.digest())
@@ -222,7 +240,7 @@ def build_engine(
             **spec.to_dict(),
             "precision": precision,
             "dynamic_frames": False,
-            "extra": {**spec.extra, "onnx": onnx_path.name, "onnx_precision": spec.precision},
+            "extra": {**spec.extra, "onnx": onnx_path.name, "onnx_precision": spec.precision, "build": options},
         }
     )
     # the engine, its cache key and its spec move into place together, the engine last: a failed build

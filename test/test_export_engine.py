@@ -148,3 +148,18 @@ def test_cli_engine_without_tensorrt_names_the_extra(onnx_file, capsys, monkeypa
     assert "vdepth_ros[trt]" in capsys.readouterr().err
     with pytest.raises(BackendUnavailableError):
         build_engine(onnx_file)
+
+
+def test_other_build_options_rebuild_a_matching_engine(onnx_file, fake_trt) -> None:
+    """`vdepth-export engine FOLDER --tf32` (or another --workspace-gib) over an engine built without it said
+    'cache key matches' and kept the old engine: the option asked for was dropped without a word."""
+    first = build_engine(onnx_file, precision="fp32", trt=fake_trt, gpu=GPU)
+    assert "TF32" not in _record(first.engine_path)["flags"]
+    tf32 = build_engine(onnx_file, precision="fp32", tf32=True, trt=fake_trt, gpu=GPU)
+    assert tf32.rebuilt
+    assert "tf32 False -> True" in tf32.reason
+    assert "TF32" in _record(tf32.engine_path)["flags"]
+    assert not build_engine(onnx_file, precision="fp32", tf32=True, trt=fake_trt, gpu=GPU).rebuilt
+    bigger = build_engine(onnx_file, precision="fp32", tf32=True, workspace_gib=8, trt=fake_trt, gpu=GPU)
+    assert "workspace_gib 4.0 -> 8.0" in bigger.reason
+    assert _record(bigger.engine_path)["pools"] == {"WORKSPACE": 8 * 1024**3}
