@@ -20,7 +20,7 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
-from test_runtime_tinynet import TinyVideoNet
+from test_runtime_tinynet import TinyVideoNet, tiny_registry  # noqa: F401 - pytest fixture
 from vdepth_export.export_onnx import export_onnx
 
 from vdepth_ros.errors import BackendUnavailableError, ModelLoadError
@@ -483,4 +483,28 @@ def test_an_engine_of_another_precision_names_the_parameter_not_a_rebuild(
     with pytest.raises(
         EngineMismatchError, match=rf"`vdepth-export engine {folder} --precision fp16 --force-engine-update`"
     ):
+        create_engine(folder, backend="tensorrt", precision="fp16")
+
+
+@pytest.mark.usefixtures("tiny_registry")
+def test_an_engine_built_from_an_older_model_onnx_is_not_run_for_the_folder(
+    tmp_path, fake_trt, exported, monkeypatch, caplog
+) -> None:
+    """model.onnx exported again (another resolution, or a graph copied in from elsewhere) and the engine not
+    rebuilt: `create_engine(folder)` checked the engine against the GPU and TensorRT only, and ran the old
+    graph's engine. Its key's ONNX sha256 is now checked against the folder's model.onnx."""
+    import logging
+
+    folder = exported.parent
+    monkeypatch.setattr(trb, "cuda_identity", lambda device=0: GPU)
+    _engine_files(folder, fake_trt, exported, _key(exported))
+    export_onnx(folder, frames=T, height=H * 2, width=W * 2, parity=False)  # its own weights, another size
+    caplog.set_level(logging.WARNING, logger="vdepth_ros.runtime")
+    with create_engine(folder, precision="fp16") as eng:
+        assert eng.backend == "onnxruntime"
+        assert (eng.input_spec.height, eng.input_spec.width) == (H * 2, W * 2)
+    assert "onnx_sha256" in caplog.text
+    assert f"vdepth-export engine {folder} --precision fp16" in caplog.text
+    assert not [c for c in fake_trt.calls if c[0] == "deserialize_cuda_engine"]
+    with pytest.raises(EngineMismatchError, match="onnx_sha256"):
         create_engine(folder, backend="tensorrt", precision="fp16")

@@ -212,8 +212,16 @@ def _folder_engine(path: Path, backend: str, precision: str, opts: dict[str, Any
             raise ModelLoadError(f"{path} has no {ENGINE_NAME}; build one with `vdepth-export engine {onnx_file}`")
         if stale := _stale_export(path, engine_file):
             raise ModelLoadError(stale)
-        return _trt_engine(engine_file, precision, opts)
+        return _trt_engine(engine_file, precision, _with_folder_onnx(path, opts))
     return _auto_folder(path, precision, opts)
+
+
+def _with_folder_onnx(folder: Path, opts: dict[str, Any]) -> dict[str, Any]:
+    """`opts` with the folder's model.onnx as the graph its engine must have been built from (checked by the
+    ONNX sha256 of the engine's cache key): a graph exported again without rebuilding the engine, at another
+    size, say, makes the engine stale, never silently run."""
+    onnx_file = folder / ONNX_NAME
+    return opts if "onnx_path" in opts or not onnx_file.is_file() else {**opts, "onnx_path": onnx_file}
 
 
 def _stale_export(folder: Path, graph: Path) -> str | None:
@@ -267,7 +275,7 @@ def _auto_exported(path: Path, precision: str, opts: dict[str, Any], reasons: li
         ok, why = tensorrt_status(int(opts.get("device_id", 0)))
         if ok:
             try:
-                engine = _trt_engine(engine_file, precision, _split_opts(opts, _TRT_OPTS))
+                engine = _trt_engine(engine_file, precision, _with_folder_onnx(path, _split_opts(opts, _TRT_OPTS)))
             except EngineMismatchError as err:
                 reasons.append(f"tensorrt skipped: {err}")
                 log.warning("auto backend: not using %s: %s", engine_file, err)

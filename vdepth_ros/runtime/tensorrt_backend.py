@@ -215,9 +215,9 @@ class TensorRTEngine(DepthEngine):
         if meta is None:
             return None
         graphs = split_files_for(onnx_path) if onnx_path is not None else None
-        try:
-            verify(files.frame, graphs.frame if graphs else None)
-            verify(files.window, graphs.window if graphs else None)
+        try:  # against the split graphs they were built from, where those lie beside the engines
+            verify(files.frame, graphs.frame if graphs and graphs.frame.is_file() else None)
+            verify(files.window, graphs.window if graphs and graphs.window.is_file() else None)
         except EngineMismatchError as err:  # the whole-window engine is still valid: run it
             log.warning("not reusing overlap work: %s", err)
             return None
