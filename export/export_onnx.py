@@ -560,7 +560,8 @@ def parity_report(
     try:
         ort_engine = OnnxRuntimeEngine(onnx_path, spec, providers=["cpu"], threads=threads)
     except Exception as err:  # e.g. no CPU kernel for a reduced-precision op
-        skipped = f"onnxruntime cannot load the graph on the CPU EP: {type(err).__name__}: {str(err)[:300]}"
+        cause = err.__cause__ or err  # ONNX Runtime's own error, under the runtime's ModelLoadError
+        skipped = f"onnxruntime cannot load the graph on the CPU EP: {type(cause).__name__}: {str(cause)[:300]}"
     if ort_engine is not None:
         with ort_engine:
             for t in shapes:

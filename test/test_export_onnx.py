@@ -622,3 +622,17 @@ def test_exporting_a_folder_in_place_never_replaces_a_graph_of_the_users(tmp_pat
         assert eng.backend == "onnxruntime"
     assert (folder / "model.onnx.json").is_file()
     assert cli_main(["onnx", str(folder), *shape]) == 0  # its own export is replaced in place, as before
+
+
+@pytest.mark.usefixtures("tiny_registry")
+def test_a_bf16_graph_on_a_cpu_only_machine_is_one_error_naming_the_fp32_export(tmp_path, caplog) -> None:
+    """`vdepth-export onnx FOLDER --precision bf16` (the README's choice for diffusion VAEs on a GPU) run on a
+    CPU-only machine: ONNX Runtime's raw `InvalidGraph ... tensor(bfloat16) ... is invalid` came out of
+    create_engine (the node's `cannot start:` line), after a warning saying precision bf16 would silence it."""
+    TinyVideoNet(channels=4).eval().save_pretrained(tmp_path)
+    export_onnx(tmp_path, frames=T, height=H, width=W, precision="bf16", parity=False)
+    with caplog.at_level(logging.WARNING), pytest.raises(ModelLoadError) as err:
+        create_engine(tmp_path)
+    msg = str(err.value)
+    assert "exported in bf16" in msg and "`vdepth-export onnx MODEL_FOLDER`, without --precision" in msg
+    assert "silences this" not in caplog.text

@@ -63,6 +63,21 @@ def _note_precision_not_applied(path: Path, precision: str | None, spec: InputSp
     )  # fmt: skip
 
 
+def _load_failure(graph: Path, spec: InputSpec, providers: list[str], err: Exception) -> str:
+    """Why ONNX Runtime could not open `graph`, and the fix: a graph exported in reduced precision on the CPU
+    EP alone (it has no bf16 kernels, and not every fp16 one) runs as an fp32 export, its precision then
+    lowered on the GPU by TensorRT; otherwise ONNX Runtime's own message."""
+    why = " ".join(str(err).split())[:400]
+    fix = "export the graph again from its model folder: `vdepth-export onnx MODEL_FOLDER`"
+    if spec.precision != "fp32" and not {TRT_EP, CUDA_EP} & set(providers):
+        fix = (
+            f"it was exported in {spec.precision}, which ONNX Runtime's CPU EP cannot run: export it in fp32 for the "
+            "CPU (`vdepth-export onnx MODEL_FOLDER`, without --precision; a GPU lowers the precision itself: "
+            f"`vdepth-export engine MODEL_FOLDER --precision {spec.precision}`)"
+        )
+    return f"ONNX Runtime cannot load {graph} on {', '.join(providers)} ({why}): {fix}"
+
+
 #: variant files already warned about as unusable (stale or broken), so each is named once per process
 _WARNED_VARIANTS: set[str] = set()
 
@@ -322,20 +337,24 @@ class OnnxRuntimeEngine(DepthEngine):
                     cache_dir=trt_cache, device_id=device_id,
                 )  # fmt: skip
             names, options = [n for n, _ in entries], [o for _, o in entries]
-            sess = ort.InferenceSession(str(graph), sess_options=so, providers=names, provider_options=options)
+            try:
+                sess = ort.InferenceSession(str(graph), sess_options=so, providers=names, provider_options=options)
+            except Exception as err:  # ONNX Runtime's own exception types (InvalidGraph, NotImplemented, Fail...)
+                raise ModelLoadError(_load_failure(graph, spec, names, err)) from err
             _check_started(graph, names, list(sess.get_providers()), requested=providers is not None)
             return sess
 
-        _note_precision_not_applied(path, precision, spec, [n for n, _ in chosen])
         self._split = self._load_split(path, spec, session) if reuse else None
         if self._split is not None:
             self.session = None
             self.providers = list(self._split[0].get_providers())
+            _note_precision_not_applied(path, precision, spec, self.providers)
             log.info("onnxruntime engine: %s as its per-frame + per-window graphs, providers %s", path.name,
                      self.providers)  # fmt: skip
             return
         self.session = session(path)
         self.providers = list(self.session.get_providers())
+        _note_precision_not_applied(path, precision, spec, self.providers)
         self._in_name, self._in_dtype = self._resolve_io(self.session.get_inputs(), spec.input_name, "input")
         self._out_name, _ = self._resolve_io(self.session.get_outputs(), spec.output_name, "output")
         self._check_input_shape()
