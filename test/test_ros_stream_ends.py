@@ -177,6 +177,59 @@ def test_a_slow_last_window_is_bounded_and_a_second_sigint_stops_at_once(
     assert "Traceback" not in log and "[ERROR]" not in log, log
 
 
+def test_a_second_sigint_during_a_lifecycle_deactivate_stops_at_once(tmp_path: Path) -> None:
+    """A managed node deactivated by its manager while the stream's last window takes 30 s (a large model on a
+    slow machine), then stopped by its launch system (SIGINT, and SIGINT or SIGTERM again when it does not exit):
+    the deactivate waited for the window however long it took, past the second signal, so the process outlived
+    the launch system's patience (SIGKILL). Now the second signal ends the wait: exit 0 within a few seconds."""
+    import rclpy
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState
+    from rclpy.node import Node
+    from test_ros_deployed import interrupt, lifecycle_up, start
+
+    (tmp_path / "slow").mkdir()
+    (tmp_path / "slow" / "sitecustomize.py").write_text(_SLOW_ONCE_MARKED)
+    marker = tmp_path / "slow_now"
+    path = os.pathsep.join([str(tmp_path / "slow"), *filter(None, [os.environ.get("PYTHONPATH")])])
+    cmd = deployed_node_command(
+        tmp_path, ("--managed",), "    input_qos: reliable\n    pause_flush: 60.0\n    skip_when_unsubscribed: false\n"
+    )
+    log = tmp_path / "node.log"
+    node, out = start(cmd, log, env={"PYTHONPATH": path, "VDEPTH_TEST_SLOW_MARKER": str(marker)})
+    ctx = rclpy.Context()
+    try:
+        lifecycle_up("/depth_node")
+        subprocess.run(
+            [sys.executable, str(PEERS), "camera", "--reliable", "--seconds", "1.2", "--rate", str(RATE)],
+            capture_output=True, text=True, timeout=90, env={**os.environ, "OMP_NUM_THREADS": "1"}, check=True,
+        )  # fmt: skip
+        wait_for(log, "first output", 30, node)  # 18 frames: 2 windows (8, then 7 more) and 3 held for the next
+        marker.touch()  # from now on a window takes 30 s: the stream's last one, run as the input stops
+        rclpy.init(context=ctx, domain_id=int(os.environ["ROS_DOMAIN_ID"]))
+        manager = Node("manager", context=ctx)
+        change = manager.create_client(ChangeState, "/depth_node/change_state")
+        assert change.wait_for_service(timeout_sec=30)
+        change.call_async(ChangeState.Request(transition=Transition(id=Transition.TRANSITION_DEACTIVATE)))
+        time.sleep(2.0)  # the deactivate is waiting for the window
+        assert node.poll() is None
+        node.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        assert interrupt(node, timeout=40) == 0, log.read_text()
+        took = time.monotonic() - t0
+    finally:
+        if node.poll() is None:
+            node.kill()
+            node.wait()
+        out.close()
+        if ctx.ok():
+            rclpy.shutdown(context=ctx)
+    text = log.read_text()
+    assert took < 3.0, (took, text)
+    assert "(a second signal)" in text and "Traceback" not in text and "[ERROR]" not in text, text
+
+
 def test_a_camera_driver_restarted_is_neither_loss_nor_a_second_camera(rig: Any) -> None:
     """The camera driver crashes after 30 frames and is started again (a launch file's respawn): its new
     publisher (another DDS GID, sequence numbers from 1) goes on stamping with the same clock, after the

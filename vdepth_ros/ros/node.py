@@ -127,6 +127,7 @@ class _DepthNodeCore:
     _configured = False
     _active = False
     _queued_at_stop: int | None = None  # `stop_input`: frames queued when the input stopped
+    _abandoned: Any = threading.Thread()  # a worker left inside its window by a second signal (never started here)
     _configures = 0  # successful configures so far (a managed node may be cleaned up and configured again)
     #: `vdepth-node --cameras` logs the start-up line once, when every camera is up (`build_nodes`),
     #: not each camera (the first one's "ready" would come before the others' models are loaded).
@@ -346,8 +347,13 @@ class _DepthNodeCore:
             if not finished:
                 self.processor.stop.set()  # the window in progress is abandoned: nothing is published after this
                 if join_timeout is None:
-                    self.worker.join()
+                    # as long as the window takes, but not past a second signal: the process is going down
+                    # (it waited for the window, 30 s of a slow model, and a launch system's SIGKILL came first)
+                    while not self.worker.join(timeout=0.05) and not self.hurry.is_set():
+                        pass
             self._log_end(queued, finished, time.monotonic() - t0, flush_s)
+            if self.worker.is_alive():  # still inside the window: it must keep its pipeline and engine
+                self._abandoned = self.worker
             self.worker = None
         if not restart_stream:  # shutting down: what was published reaches reliable subscribers first
             self.processor.stop.set()
@@ -360,7 +366,7 @@ class _DepthNodeCore:
         if self.diag_timer is not None:
             self.destroy_timer(self.diag_timer)
             self.diag_timer = None
-        if restart_stream:
+        if restart_stream and not self._abandoned.is_alive():
             self.processor.new_stream()
 
     def _log_end(self, queued: int, finished: bool, seconds: float, timeout: float | None) -> None:
@@ -392,7 +398,7 @@ class _DepthNodeCore:
     def _release_engine(self) -> None:
         """Close the model if this node loaded it, or give its share back to the camera pool."""
         pipeline, self.pipeline = getattr(self, "pipeline", None), None
-        if pipeline is None:
+        if pipeline is None or self._abandoned.is_alive():  # (a window abandoned at exit still runs on it)
             return
         if self._owns_engine:
             pipeline.engine.close()
