@@ -230,6 +230,62 @@ def test_a_second_sigint_during_a_lifecycle_deactivate_stops_at_once(tmp_path: P
     assert "(a second signal)" in text and "Traceback" not in text and "[ERROR]" not in text, text
 
 
+#: sitecustomize for the node's process: loading the model takes 30 s (a large model, a TensorRT engine build)
+_SLOW_LOAD = """
+import time
+import onnxruntime as ort
+
+_init = ort.InferenceSession.__init__
+def init(self, *args, **kwargs):
+    time.sleep(30)
+    _init(self, *args, **kwargs)
+ort.InferenceSession.__init__ = init
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_while_a_managed_node_loads_its_model_stops_it_at_once(tmp_path: Path, sig: int) -> None:
+    """A lifecycle manager configures the node (its model takes 30 s to load) and the launch system stops the
+    robot meanwhile: the signal was acted on only once the load had finished, long after a launch system
+    escalates to SIGKILL. Now it stops the configure at once, as it stops the plain node's start-up: exit 0,
+    one line saying what it stopped."""
+    import rclpy
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState
+    from rclpy.node import Node
+    from test_ros_deployed import start
+
+    (tmp_path / "slow").mkdir()
+    (tmp_path / "slow" / "sitecustomize.py").write_text(_SLOW_LOAD)
+    path = os.pathsep.join([str(tmp_path / "slow"), *filter(None, [os.environ.get("PYTHONPATH")])])
+    log = tmp_path / "node.log"
+    node, out = start(deployed_node_command(tmp_path, ("--managed",)), log, env={"PYTHONPATH": path})
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=int(os.environ["ROS_DOMAIN_ID"]))
+    try:
+        manager = Node("manager", context=ctx)
+        change = manager.create_client(ChangeState, "/depth_node/change_state")
+        assert change.wait_for_service(timeout_sec=60)
+        change.call_async(ChangeState.Request(transition=Transition(id=Transition.TRANSITION_CONFIGURE)))
+        time.sleep(3.0)  # the request has arrived: the model is loading
+        assert node.poll() is None
+        t0 = time.monotonic()
+        node.send_signal(sig)
+        rc = node.wait(timeout=60)
+        took = time.monotonic() - t0
+    finally:
+        if node.poll() is None:
+            node.kill()
+            node.wait()
+        out.close()
+        rclpy.shutdown(context=ctx)
+    text = log.read_text()
+    assert rc == 0 and took < 5.0, (rc, took, text)
+    name = signal.Signals(sig).name
+    assert f"stopped by {name} while /depth_node was configuring (loading its model)" in text, text
+    assert "Traceback" not in text and "[ERROR]" not in text, text
+
+
 def test_a_camera_driver_restarted_is_neither_loss_nor_a_second_camera(rig: Any) -> None:
     """The camera driver crashes after 30 frames and is started again (a launch file's respawn): its new
     publisher (another DDS GID, sequence numbers from 1) goes on stamping with the same clock, after the

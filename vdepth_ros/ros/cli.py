@@ -69,8 +69,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 class StartupInterrupted(BaseException):
-    """A signal while the nodes are still being built (model load, warm-up): unwinds the start-up
-    at once. A BaseException, so no `except Exception` on the way turns it into a load error."""
+    """A signal while the nodes are still being built (model load, warm-up), or while a managed node's
+    configure loads its model: unwinds the start-up (or the configure) at once. A BaseException, so no
+    `except Exception` on the way turns it into a load error. Args: the signal's name, and what it
+    stopped."""
 
 
 class ShutdownRequest:
@@ -79,14 +81,18 @@ class ShutdownRequest:
     While `starting` (the model loads and warms up in the main thread, which can take many seconds
     for a large model, longer than a launch system waits before it escalates to SIGKILL) a signal
     instead raises `StartupInterrupted`: nothing is published yet, so nothing needs an ordered stop.
-    A second signal while the nodes stop (they publish what the stream holds, for a few seconds at
-    most) stops them at once: nothing more is published or waited for (`hurry_up`)."""
+    So does a signal while a managed node's configure loads the model (`loading`: a lifecycle manager
+    configures it at any time, e.g. as the launch system stops the robot), which would otherwise be
+    acted on only once the load and warm-up had finished. A second signal while the nodes stop (they
+    publish what the stream holds, for a few seconds at most) stops them at once: nothing more is
+    published or waited for (`hurry_up`)."""
 
     def __init__(self) -> None:
         self.event = threading.Event()
         self.executor: Any = None
         self.signal: str | None = None
         self.starting = True
+        self.unwinding = False
         self.nodes: list[Any] = []
 
     def install(self) -> None:
@@ -100,9 +106,13 @@ class ShutdownRequest:
                 if hasattr(node, "hurry_up") and getattr(node, "_configured", False):
                     node.hurry_up()
         self.event.set()
-        if self.starting:
-            self.starting = False  # a second signal while unwinding only sets the flag
-            raise StartupInterrupted(self.signal)
+        loading = [node for node in self.nodes if getattr(node, "loading", False)]
+        if self.starting or (loading and not self.unwinding):
+            what = "during start-up (nothing was published)"
+            if not self.starting:
+                what = f"while {loading[0].get_fully_qualified_name()} was configuring (loading its model)"
+            self.starting, self.unwinding = False, True  # a second signal while unwinding only sets the flag
+            raise StartupInterrupted(self.signal, what)
         if self.executor is not None:
             self.executor.wake()
 
@@ -191,7 +201,7 @@ def run(args: list[str] | None = None) -> int:
         shutdown.starting = False
         _spin(nodes, shutdown)
     except StartupInterrupted as stop:
-        print(f"vdepth-node: stopped by {stop} during start-up (nothing was published)", file=sys.stderr)
+        print(f"vdepth-node: stopped by {stop.args[0]} {stop.args[-1]}", file=sys.stderr)
         return 0
     except ConfigError as err:
         print(f"invalid configuration: {err}{_rewritten_strings_hint(err, argv)}", file=sys.stderr)

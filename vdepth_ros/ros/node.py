@@ -127,6 +127,8 @@ class _DepthNodeCore:
     _configured = False
     _active = False
     _queued_at_stop: int | None = None  # `stop_input`: frames queued when the input stopped
+    #: a configure is loading the model: `vdepth-node`'s signal handler stops it at once (`cli.ShutdownRequest`)
+    loading = False
     _abandoned: Any = threading.Thread()  # a worker left inside its window by a second signal (never started here)
     _configures = 0  # successful configures so far (a managed node may be cleaned up and configured again)
     #: `vdepth-node --cameras` logs the start-up line once, when every camera is up (`build_nodes`),
@@ -665,7 +667,11 @@ class ManagedDepthNode(_DepthNodeCore, LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
-        return self._transition("configure", lambda: self._configure(self._engine_arg, self._engine_pool_arg))
+        self.loading = True
+        try:
+            return self._transition("configure", lambda: self._configure(self._engine_arg, self._engine_pool_arg))
+        finally:
+            self.loading = False
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         result = self._transition("activate", lambda: self._activate(self._start_worker))
