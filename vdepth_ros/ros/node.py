@@ -389,8 +389,11 @@ class _DepthNodeCore:
 
     @_in_node_log
     def _cleanup(self) -> None:
-        """Back to unconfigured: publishers destroyed, the model released (closed if this node
-        loaded it)."""
+        """Back to unconfigured: the summary line of this configuration's run logged (a lifecycle
+        manager's cleanup or shutdown, as Nav2's does when it brings the robot down, before the process
+        ends: that line was never logged then), publishers destroyed, the model released (closed if this
+        node loaded it)."""
+        self._log_summary()
         self.outputs.destroy()
         self.status.destroy()
         self._release_engine()
@@ -698,10 +701,9 @@ class ManagedDepthNode(_DepthNodeCore, LifecycleNode):
             self._cleanup()
 
     def close(self) -> None:
-        """Release everything, then destroy the node."""
+        """Release everything (the summary line with it), then destroy the node."""
         if self._active:
             self._deactivate(restart_stream=False, join_timeout=_CLOSE_JOIN_S)
-        self._log_summary()
         self._release(join_timeout=_CLOSE_JOIN_S)
         self.destroy_node()
 
