@@ -6,6 +6,7 @@ weights of an uninterrupted run."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -84,3 +85,54 @@ def test_sigterm_as_slurm_sends_it_stops_both_ranks_with_a_checkpoint(tmp_path: 
     assert_same_state(state_of(tmp_path / "straight" / "checkpoints" / f"checkpoint_{step + 2}" / "model.safetensors"),
                       state_of(run / "checkpoints" / f"checkpoint_{step + 2}" / "model.safetensors"),
                       what="stopped by SIGTERM and resumed")  # fmt: skip
+
+
+@pytest.mark.slow
+def test_overwrite_through_the_one_node_launcher_starts_the_run_again(tmp_path: Path) -> None:
+    """one_node.sh always added --resume, which won over --overwrite: a changed config was refused
+    with "... or --overwrite to start again" although --overwrite was given, and with the same
+    config the old run continued. Now --overwrite starts again (two ranks, the launcher as shipped)."""
+    recipe = _recipe(tmp_path, 3, checkpoint_every=1)
+    run = tmp_path / "run"
+    env = {**rank_env(), "GPUS": "2", "PYTHON": sys.executable}
+    launch = ["bash", str(REPO / "training" / "launch" / "one_node.sh"), recipe[1], "--output", str(run)]
+    first = subprocess.run([*launch, "--max-steps", "2"], cwd=REPO, env=env, capture_output=True, text=True,
+                           timeout=600)  # fmt: skip
+    assert first.returncode == 0, first.stderr[-3000:]
+    cfg = yaml.safe_load(Path(recipe[1]).read_text())
+    cfg["optimizer"]["lr"] = 1e-3  # another run in the same folder
+    Path(recipe[1]).write_text(yaml.safe_dump(cfg))
+    again = subprocess.run([*launch, "--overwrite"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-3000:]
+    assert "steps 1..3:" in again.stdout
+    saved = json.loads((latest_checkpoint(run) / "trainer_config.json").read_text())
+    assert saved["optimizer"]["lr"] == 1e-3
+    both = subprocess.run(
+        [sys.executable, "-m", "vdepth_training.train", *recipe, "--output", str(run), "--resume", "--overwrite"],
+        cwd=REPO, env=rank_env(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert both.returncode == 2 and len(both.stderr.strip().splitlines()) == 1, both.stderr[-2000:]
+    assert "pass one of them" in both.stderr
+
+
+def test_slurm_job_overwrites_on_its_first_attempt_and_a_requeued_job_continues(tmp_path: Path) -> None:
+    """sbatch ... --overwrite: the first attempt starts again; SLURM requeues a preempted job with
+    the same arguments (SLURM_RESTART_COUNT 1), which must continue, not start again a second time."""
+    bin_dir, calls = tmp_path / "bin", tmp_path / "calls.jsonl"
+    bin_dir.mkdir()
+    (bin_dir / "scontrol").write_text("#!/usr/bin/env bash\nprintf 'gpu-a01\\n'\n")
+    (bin_dir / "srun").write_text('#!/usr/bin/env bash\nwhile [[ "$1" == --* ]]; do shift; done\n"$@"\n')
+    (bin_dir / "python").write_text(
+        f"#!/usr/bin/env bash\n{sys.executable} -c \"import json, sys; open('{calls}', 'a').write("
+        'json.dumps(sys.argv[1:]) + chr(10))" "$@"\n'
+    )
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    env = {**rank_env(), "PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_JOB_NODELIST": "gpu-a01",
+           "SLURM_NNODES": "1", "SLURM_JOB_ID": "7", "PYTHON": str(bin_dir / "python")}  # fmt: skip
+    script = ["bash", str(REPO / "training" / "launch" / "slurm.sbatch"), "training/configs/vda.yaml", "--overwrite"]
+    for restarts in ("0", "1"):
+        subprocess.run(script, cwd=REPO, env={**env, "SLURM_RESTART_COUNT": restarts}, check=True)
+    first, requeued = (json.loads(x) for x in calls.read_text().splitlines())
+    assert "--overwrite" in first and "--resume" not in first
+    assert "--resume" in requeued and "--overwrite" not in requeued

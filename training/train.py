@@ -103,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.resume and args.overwrite and args.export_checkpoint is None:
+        raise ConfigError("--resume continues the run in --output and --overwrite starts it again: pass one of them "
+                          "(training/launch/ scripts pass --resume unless --overwrite is given)")  # fmt: skip
     cfg = load_config(args.config, tiny=args.tiny, overrides=overrides_from(args) or None)
     if args.data and "root" not in recipe_class(cfg).data_keys:
         raise ConfigError(f"--data is the folder of the default recipe's rendered clips; recipe {cfg['recipe']!r} "

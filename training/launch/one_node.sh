@@ -4,7 +4,8 @@
 # Usage (from the repository root):
 #   training/launch/one_node.sh training/configs/<recipe>.yaml [--output runs/x] [more vdepth_training.train args]
 # GPUS (default: every GPU nvidia-smi lists, else 8) sets the number of processes. The run resumes
-# from its latest checkpoint when started again with the same --output. PYTHON (default: the
+# from its latest checkpoint when started again with the same --output (--resume), unless --overwrite
+# is given: then it starts again. PYTHON (default: the
 # repository's .venv/bin/python, which `make install` makes, else python3) runs torchrun's module, so
 # the script works without an activated environment.
 set -euo pipefail
@@ -19,5 +20,7 @@ if [[ -z "${PYTHON:-}" ]]; then
   if [[ -x "$ROOT/.venv/bin/python" ]]; then PYTHON=$ROOT/.venv/bin/python; else PYTHON=python3; fi
 fi
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-8}
+RESUME=(--resume)
+for arg in "$@"; do [[ "$arg" != --overwrite ]] || RESUME=(); done
 exec "$PYTHON" -m torch.distributed.run --standalone --nproc_per_node "$GPUS" \
-  -m vdepth_training.train --config "$CONFIG" --resume "$@"
+  -m vdepth_training.train --config "$CONFIG" "${RESUME[@]}" "$@"
