@@ -136,3 +136,26 @@ def test_slurm_job_overwrites_on_its_first_attempt_and_a_requeued_job_continues(
     first, requeued = (json.loads(x) for x in calls.read_text().splitlines())
     assert "--overwrite" in first and "--resume" not in first
     assert "--resume" in requeued and "--overwrite" not in requeued
+
+
+@pytest.mark.slow
+def test_resume_on_a_finished_run_without_checkpoints_keeps_its_model(tmp_path: Path) -> None:
+    """The launchers always pass --resume. On a finished run without checkpoints (checkpoint_every
+    0, or deleted to free the disk) it found nothing to resume and silently started a new run:
+    metrics.jsonl emptied at once and final/ replaced at the end, with another config's model."""
+    recipe = _recipe(tmp_path, 2, checkpoint_every=0)
+    run = tmp_path / "run"
+    train = ["-m", "vdepth_training.train", *recipe, "--output", str(run)]
+    torchrun(train)
+    assert not (run / "checkpoints").exists()
+    model, metrics = state_of(run / "final"), (run / "metrics.jsonl").read_text()
+    cfg = yaml.safe_load(Path(recipe[1]).read_text())
+    cfg["optimizer"]["lr"] = 1e-3
+    Path(recipe[1]).write_text(yaml.safe_dump(cfg))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *train, "--resume"]
+    again = subprocess.run(cmd, cwd=REPO, env=rank_env(), capture_output=True, text=True, timeout=600)
+    assert again.returncode != 0
+    said = [ln for ln in again.stderr.splitlines() if ln.startswith("python -m vdepth_training.train: error:")]
+    assert len(said) == 1 and "--overwrite" in said[0], again.stderr[-3000:]  # once, not once per rank
+    assert_same_state(model, state_of(run / "final"), what="final/ of the finished run")
+    assert (run / "metrics.jsonl").read_text() == metrics

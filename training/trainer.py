@@ -239,18 +239,12 @@ class Trainer:
                 differences are logged as a warning); otherwise that is an error.
 
         Raises:
-            OutputExistsError: `output_dir` holds a run and neither `resume` nor `overwrite` is set.
+            OutputExistsError: `output_dir` holds a run and neither `resume` nor `overwrite` is set, or
+                `resume` finds a finished run (`final/`) without a checkpoint (it would start again).
             ConfigError: `resume` with a config that differs from the checkpoint's (beyond
                 `RESUMABLE_CHANGES`) and not `allow_config_change`.
         """
-        existing = [name for name in RUN_FILES if (self.output_dir / name).exists()]
-        if existing and not resume and not overwrite:
-            raise OutputExistsError(
-                f"{self.output_dir} already holds a run ({', '.join(existing)}): pass --resume to continue it, "
-                "--overwrite to start it again, or choose another --output"
-            )
-        if overwrite and not resume:  # only what a run wrote is deleted, never a file or folder of the user's
-            _check_run_outputs(self.output_dir, existing)
+        existing = self._check_output(resume=resume, overwrite=overwrite)
         first_stage = 0
         if resume and (found := latest_checkpoint(self.output_dir)) is not None:
             self._check_resumed_config(found, allow_config_change)
@@ -289,6 +283,24 @@ class Trainer:
             tracker.finish()
         self.model = model
         return self.history
+
+    def _check_output(self, *, resume: bool, overwrite: bool) -> list[str]:
+        """The `RUN_FILES` in `output_dir`, after refusing (OutputExistsError) to start a run over
+        them without `overwrite`, or to delete what a run did not write."""
+        existing = [name for name in RUN_FILES if (self.output_dir / name).exists()]
+        if existing and not resume and not overwrite:
+            raise OutputExistsError(
+                f"{self.output_dir} already holds a run ({', '.join(existing)}): pass --resume to continue it, "
+                "--overwrite to start it again, or choose another --output"
+            )
+        if overwrite and not resume:  # only what a run wrote is deleted, never a file or folder of the user's
+            _check_run_outputs(self.output_dir, existing)
+        if resume and FINAL_NAME in existing and latest_checkpoint(self.output_dir) is None:
+            raise OutputExistsError(  # a finished run whose checkpoints are gone (or never written) would restart
+                f"{self.output_dir} holds a finished run ({FINAL_NAME}/) and no checkpoint to resume: --overwrite "
+                "starts it again (replacing its model), or choose another --output"
+            )
+        return existing
 
     def _run_segment(
         self,
