@@ -260,6 +260,26 @@ def test_a_camera_mounted_upside_down_is_estimated_upright_and_published_in_its_
     assert got["/points"][0].height * got["/points"][0].width == 120 * 160
 
 
+def test_a_camera_with_non_square_pixels_is_sized_by_its_scene(tmp_path: Path) -> None:
+    """A 160x120 image whose pixels are twice as wide as tall (camera_info fx = fy / 2: 2x1 binning) shows
+    a 320x120 scene: the node names the scene's shape at the stream's start and that the 4:3 model squashes
+    it 2x; it used to take the 4:3 pixel grid for the scene and say nothing. The outputs stay the image's."""
+    info = CameraInfo(width=160, height=120, k=[50.0, 0, 79.5, 0, 100.0, 59.5, 0, 0, 1])
+    got, out = run_node(
+        tmp_path,
+        ["--ros-args", "-r", "image:=/cam/image", "-r", "camera_info:=/cam/camera_info"],
+        {"cam": ("/cam/image", "/cam/camera_info")},
+        {"/depth": Image, "/depth/camera_info": CameraInfo},
+        camera_info=info,
+    )
+    assert "(non-square pixels, a 320x120 scene: fx/fy)" in out, out
+    stretched = [line for line in out.splitlines() if "have another shape" in line]
+    assert len(stretched) == 1 and "160x120 frames (a 320x120 scene: non-square pixels)" in stretched[0], out
+    assert "stretched 2.00x" in stretched[0], out
+    d, i = got["/depth"][0], got["/depth/camera_info"][0]
+    assert (d.width, d.height) == (160, 120) and list(i.k) == list(info.k)
+
+
 @pytest.mark.parametrize(
     ("camera_info", "cause", "fix"),
     [

@@ -495,13 +495,14 @@ class DepthPipeline:
             # the model's shape turned: what a portrait camera on a landscape export wants
             turned = (self.height / self.width) / (square_w / h)
             sideways = max(turned, 1 / turned) < MAX_STRETCH
+            scene = f" (a {round(square_w)}x{h} scene: non-square pixels)" if square_w != w else ""
             shape = (self.width, self.height) if sideways else ("H", "W")
             log.warning(
-                "the model runs at %dx%d, the camera's %dx%d frames have another shape: the model sees them "
+                "the model runs at %dx%d, the camera's %dx%d frames%s have another shape: the model sees them "
                 "stretched %.2fx %s (depth stays registered to the image, but a model sees distorted scenes "
                 "less well); export one of the camera's shape (vdepth-export onnx FOLDER --height %s --width %s "
                 "--variant, docs/outputs.md) or use the torch backend, which runs any size%s",
-                self.width, self.height, w, h, max(stretch, 1.0 / stretch),
+                self.width, self.height, w, h, scene, max(stretch, 1.0 / stretch),
                 "horizontally" if stretch > 1.0 else "vertically", *shape,
                 "; if the camera is mounted on its side (the scene turned in its images), set image_rotation "
                 "(90 or 270) instead: the model then sees the scene upright, at its own shape"
