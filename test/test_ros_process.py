@@ -260,6 +260,25 @@ def test_a_camera_mounted_upside_down_is_estimated_upright_and_published_in_its_
     assert got["/points"][0].height * got["/points"][0].width == 120 * 160
 
 
+def test_a_camera_info_for_another_resolution_is_scaled_and_said_once(tmp_path: Path) -> None:
+    """A calibration for 320x240 on a 160x120 stream (a resized stream, or a camera mode that crops its
+    sensor: only the user can tell) was scaled without a word; the node says so once, at INFO, with the
+    fix for a cropping mode, and publishes the scaled camera."""
+    info = CameraInfo(width=320, height=240, k=[200.0, 0, 159.5, 0, 200.0, 119.5, 0, 0, 1])
+    got, out = run_node(
+        tmp_path,
+        ["--ros-args", "-r", "image:=/cam/image", "-r", "camera_info:=/cam/camera_info"],
+        {"cam": ("/cam/image", "/cam/camera_info")},
+        {"/depth/camera_info": CameraInfo},
+        camera_info=info,
+        done=lambda got: len(got["/depth/camera_info"]) >= 5,
+    )
+    notes = [line for line in out.splitlines() if "the camera_info is for 320x240 images" in line]
+    assert len(notes) == 1 and "[INFO]" in notes[0] and "scaled by 0.5" in notes[0], out
+    assert "calibration of this mode" in notes[0]
+    assert list(got["/depth/camera_info"][0].k) == [100.0, 0, 79.5, 0, 100.0, 59.5, 0, 0, 1]
+
+
 def test_a_camera_with_non_square_pixels_is_sized_by_its_scene(tmp_path: Path) -> None:
     """A 160x120 image whose pixels are twice as wide as tall (camera_info fx = fy / 2: 2x1 binning) shows
     a 320x120 scene: the node names the scene's shape at the stream's start and that the 4:3 model squashes

@@ -53,6 +53,7 @@ REPORT_KINDS = (
     "camera_info_frame",
     "image_frame",
     "distortion",
+    "scaled_info",
     "sparse",
     "sparse_frame",
     "pose",
@@ -369,6 +370,7 @@ class FrameAssembler:
         self._fits: tuple[Any, str | None] = (None, None)  # (image size, why `info` does not fit it)
         self.refused_infos = 0
         self._distortion_noted = False
+        self._scaled_noted: set[tuple[int, int, int, int]] = set()  # (camera_info size, image size) named
         self._empty_frame_noted = False
         self._frames_noted: set[tuple[str, str, str]] = set()  # (kind, its frame, image frame) reported
 
@@ -405,6 +407,8 @@ class FrameAssembler:
         elif self.unfit and self.rectifier is not None:
             raise InputError(f"rectify is on, but the camera_info does not fit the image: {self.unfit}")
         rgb, camera, view = pinhole_input(rgb, info, self.rectifier)
+        if camera is not None:
+            self._note_scaled(info, raw_size)
         if view is None and not self._distortion_noted and info is not None and has_distortion(info):
             self._distortion_noted = True
             self._report(
@@ -421,6 +425,25 @@ class FrameAssembler:
         valid = None if view is None else view.valid
         return FrameInput(
             rgb=rgb, stamp_ns=int(stamp_ns), camera=camera, sparse_depth=sparse_depth, meta=meta, valid=valid
+        )
+
+    def _note_scaled(self, info: Any, size: tuple[int, int]) -> None:
+        """Note once per pair of sizes (INFO) that a camera_info for another resolution of the image's
+        aspect ratio is scaled to the image: right for a resized stream, wrong for a camera mode that crops
+        its sensor to about the same aspect ratio (the cloud then comes out stretched), which only the
+        user can tell apart."""
+        _, _, roi_w, roi_h, bx, by = image_window(info)
+        shown = (max(1, roi_w // bx), max(1, roi_h // by))
+        key = (*shown, size[1], size[0])
+        if shown == (size[1], size[0]) or key in self._scaled_noted:
+            return
+        self._scaled_noted.add(key)
+        self._report(
+            "scaled_info",
+            f"the camera_info is for {shown[0]}x{shown[1]} images and the image is {size[1]}x{size[0]}: its "
+            f"intrinsics are scaled by {size[1] / shown[0]:.3g} to the image (a resized stream). If the camera "
+            "crops its sensor in this mode instead, give it a calibration of this mode (or set roi in its "
+            "camera_info): scaled intrinsics would stretch the cloud.",
         )
 
     def _checked_info(self, info: Any, size: tuple[int, int]) -> Any:

@@ -77,9 +77,9 @@ class FrameProcessor:
         self.ended: tuple[int, int, float] | None = None  # `end_stream`: (held, published, seconds)
 
     def _report(self, kind: str, message: str) -> None:
-        """The assembler's notes: distortion once and the bit depth of 16-bit images at INFO, an input in
-        another frame at WARN, the rest as rate-limited errors."""
-        if kind == "distortion":
+        """The assembler's notes: distortion and a scaled camera_info once and the bit depth of 16-bit images at
+        INFO, an input in another frame at WARN, the rest as rate-limited errors."""
+        if kind in ("distortion", "scaled_info"):
             self.log.info(kind, message)
         elif kind == "bit_depth":  # each choice changes the picture: its own key, so none is rate-limited away
             self.log.info(f"{kind}:{message}", message)
