@@ -6,9 +6,10 @@
     vdepth-node --ros-args -p model:=vda-small ...    # `model: NAME` resolves to the cached folder
 
 Downloads go through `huggingface_hub.hf_hub_download`, so `HF_ENDPOINT` (mirrors), `HF_HUB_OFFLINE`,
-`HF_TOKEN` (gated repositories), proxies and resumable `.incomplete` files behave as in every other
-hub tool, and the files land in the hub's own cache (`HF_HUB_CACHE`), shared with those tools. Each
-file with a known sha256 (or size) is checked before import; a mismatch removes the downloaded copy.
+`HF_TOKEN` (gated repositories) and proxies behave as in every other hub tool, and the files land in
+the hub's own cache (`HF_HUB_CACHE`), shared with those tools (a killed pull's partial file there is
+deleted by the next pull: `_remove_stale_partials`). Each file with a known sha256 (or size) is
+checked before import; a mismatch removes the downloaded copy.
 The import writes the model folder under a temporary name and renames it (`import_released`), so an
 interrupted pull never leaves half a model in the cache. `release.json` in the folder records each
 file's revision (the registry's, or `--revision`'s) and the commit it resolved to; a file taken at
@@ -23,6 +24,7 @@ import dataclasses
 import errno
 import json
 import logging
+import re
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -276,12 +278,50 @@ def _download(spec: ReleaseFile, release: Release, output: Path, endpoint: str |
         raise DownloadError(f"download of {spec.url_at(endpoint)} failed: {err}\n{manual}") from None
 
 
+#: huggingface_hub's per-process partial download `<blob>.<8 hex>.incomplete` (never resumed: each
+#: download writes its own); an older client's resumable `<blob>.incomplete` does not match
+_PARTIAL = re.compile(r"([0-9a-f]+)\.[0-9a-f]{8}\.incomplete")
+
+
+def _remove_stale_partials(release: Release) -> None:
+    """Delete the partial downloads a killed pull left in the hub cache for `release`'s repositories.
+
+    huggingface_hub downloads each file to a per-process `<blob>.<id>.incomplete` and deletes it when the
+    download fails, but a killed process (SIGKILL, `docker stop`'s timeout, the OOM killer, a power cut)
+    deletes nothing, and no later download reuses it: every such pull left up to a whole file (gigabytes
+    on a robot's disk) for good. A partial whose download is still running (its blob's lock is held
+    by another process) is kept.
+    """
+    from filelock import FileLock, Timeout
+    from huggingface_hub import constants
+    from huggingface_hub.file_download import repo_folder_name
+
+    cache = Path(constants.HF_HUB_CACHE)
+    for repo in sorted({f.repo for f in release.files}):
+        folder = repo_folder_name(repo_id=repo, repo_type="model")
+        try:
+            partials = [(p, m[1]) for p in (cache / folder / "blobs").iterdir() if (m := _PARTIAL.fullmatch(p.name))]
+        except OSError:
+            continue
+        for partial, blob in partials:
+            lock = cache / ".locks" / folder / f"{blob}.lock"
+            try:
+                with FileLock(lock, timeout=0):  # the lock huggingface_hub holds while it downloads
+                    size = partial.stat().st_size
+                    partial.unlink()
+            except (Timeout, OSError):  # downloading now, or not ours to remove
+                continue
+            log.info("removed %s (%d bytes), left by an interrupted download", partial, size)
+
+
 def _fetch(
     release: Release, output: Path, from_dir: Path | None, endpoint: str | None, asked: frozenset[ReleaseFile]
 ) -> dict[ReleaseFile, tuple[Path, str]]:
     """Every file of the release on local disk (from `from_dir`, else downloaded), with its sha256;
     `asked`: the files whose revision came from `--revision`."""
     paths: dict[ReleaseFile, tuple[Path, str]] = {}
+    if from_dir is None:
+        _remove_stale_partials(release)
     for spec in release.files:
         if from_dir is not None:
             path = from_dir / spec.local_path

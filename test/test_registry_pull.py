@@ -621,3 +621,36 @@ def test_two_pulls_of_one_release_at_once_both_succeed(hub: Hub, env: dict[str, 
     assert sum(m == "HEAD" for m, _, _ in hub.requests) >= 2, hub.requests  # both passed the cache check
     assert _leftovers(Path(env[CACHE_ENV])) == ["vda-tiny-test"]
     assert (folder / "model.safetensors").is_file() and (folder / PROVENANCE_NAME).is_file()
+
+
+@pytest.mark.slow
+def test_a_pull_killed_mid_download_leaves_no_partial_file_after_the_next_pull(
+    hub: Hub, env: dict[str, str], online: None
+) -> None:
+    """huggingface_hub downloads to a per-process `<blob>.<id>.incomplete` that no later download
+    reuses; a killed pull (SIGKILL, `docker stop`, the OOM killer, a power cut) used to leave it in
+    the hub cache for good: up to a whole release file per kill, on a robot's small disk."""
+    import signal
+    import time
+
+    script = Path(sys.executable).parent / "vdepth-export"
+    proc_env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    proc_env["HF_ENDPOINT"] = hub.url
+    blobs = Path(env["HF_HUB_CACHE"]) / "models--test-org--Video-Depth-Anything-Tiny" / "blobs"
+    hub.stall = threading.Event()  # GETs send half the file, then wait
+    proc = subprocess.Popen([str(script), "pull", "vda-tiny-test"], env=proc_env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240
+        while not any(blobs.glob("*.incomplete")) and time.monotonic() < deadline:  # (10 MB chunks: 0 bytes here)
+            time.sleep(0.2)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        hub.stall.set()
+    assert [p.name.endswith(".incomplete") for p in blobs.iterdir()] == [True]  # what the kill left
+    hub.stall = None
+    folder = pull("vda-tiny-test", endpoint=hub.url)
+    assert (folder / "model.safetensors").is_file()
+    assert [p.name for p in blobs.iterdir()] == [hashlib.sha256(hub.files[(REPO, FILE)]).hexdigest()]
