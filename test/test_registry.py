@@ -118,3 +118,49 @@ def test_node_with_a_release_not_pulled_says_how_to_pull_it(tmp_path: Path) -> N
     assert res.returncode == 2, res.stdout + res.stderr
     assert "cannot start: model 'vda-small' is not in the model cache" in res.stderr
     assert "`vdepth-export pull vda-small`" in res.stderr
+
+
+@pytest.mark.parametrize(
+    ("given", "meant"),
+    [
+        ("vda_small", "'vda-small'"),  # `_` for `-`, as in the Python names
+        ("VDA-Small", "'vda-small'"),
+        ("vda-smal", "'vda-small'"),
+        ("gem-depth", "'gemdepth'"),
+        ("vda", "'vda-small'"),  # a family: its releases
+        ("depth-anything/Video-Depth-Anything-Small", "release 'vda-small'"),  # the model card's repository id
+        ("https://huggingface.co/depth-anything/Video-Depth-Anything-Large/tree/main", "release 'vda-large'"),
+        ("hf.co/FayeHongfeiZhang/DVD", "release 'dvd' or 'dvd-1.1'"),
+    ],
+)
+def test_a_name_that_is_no_release_names_the_release_meant(
+    given: str, meant: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`model: vda_small`, `model: depth-anything/Video-Depth-Anything-Small` (what the model card shows,
+    what transformers' from_pretrained takes) or its URL, and `vdepth-export pull` of them, used to say
+    only 'neither an existing file/folder nor a known release (list)', or for a repository id
+    '<cwd>/depth-anything/Video-Depth-Anything-Small does not exist': not which release it is."""
+    from vdepth_export.cli import main as export_main
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelLoadError) as err:
+        PipelineConfig(model=given).resolved_model()  # what the node, vdepth-bag and vdepth-video call
+    assert meant in str(err.value), err.value
+    assert export_main(["pull", given]) == 2
+    printed = capsys.readouterr().err
+    assert meant in printed and printed.count("\n") == 1, printed
+    if "/" in given:
+        assert "vdepth-export pull" in str(err.value) and "model: " in str(err.value), err.value
+
+
+def test_a_path_or_an_unknown_repository_gets_no_release_suggested(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for path in ("models/vda_small", "vda_small/model.onnx", "me/my-finetune"):
+        with pytest.raises(ModelLoadError) as err:
+            resolve_model(path)
+        assert "did you mean" not in str(err.value) and "release '" not in str(err.value), err.value
+    with pytest.raises(ModelLoadError, match=r"me/mine is no known release: add it .*VDEPTH_MODEL_REGISTRY"):
+        resolve_model("https://huggingface.co/me/mine")

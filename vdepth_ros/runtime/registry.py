@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vdepth_ros.errors import ConfigError, ModelLoadError
+from vdepth_ros.errors import ConfigError, ModelLoadError, closest_name
 from vdepth_ros.paths import PROVENANCE_NAME, env_path
 
 log = logging.getLogger(__name__)
@@ -312,11 +312,64 @@ def releases() -> dict[str, Release]:
 
 
 def get_release(name: str) -> Release:
-    """The release called `name`; `ConfigError` naming the known ones otherwise."""
+    """The release called `name`; `ConfigError` naming the known ones otherwise (and the one meant:
+    `release_hint`)."""
     known = releases()
     if name not in known:
-        raise ConfigError(f"unknown model {name!r}; known releases: {', '.join(sorted(known))}")
+        raise ConfigError(
+            f"unknown model {name!r}{release_hint(name, known)}; known releases: {', '.join(sorted(known))}"
+        )
     return known[name]
+
+
+#: how a hub repository is written besides `owner/name`: its page's URL, with or without the scheme
+_HUB_HOSTS = ("huggingface.co/", "www.huggingface.co/", "hf.co/")
+
+
+def _hub_repo(value: str) -> str | None:
+    """The `owner/name` a hub repository id or page URL names (`https://huggingface.co/owner/name/tree/main`),
+    or None."""
+    rest = value.strip().removeprefix("https://").removeprefix("http://")
+    host = next((h for h in _HUB_HOSTS if rest.lower().startswith(h)), None)
+    parts = rest[len(host) :].split("/") if host else rest.split("/")
+    if host and parts[:1] == ["models"]:  # huggingface.co/models/owner/name is no page, but written
+        parts = parts[1:]
+    if len(parts) < 2 or not all(parts[:2]) or (host is None and len(parts) != 2):
+        return None
+    return "/".join(parts[:2])
+
+
+def release_hint(name: str, known: dict[str, Release] | None = None) -> str:
+    """What a name that is no release most likely meant, as `"; did you mean ..."` (empty when nothing
+    fits): the release(s) downloading from a hub repository written as `owner/name` or its URL (what a
+    model card shows), a release written with another case or `_` for `-` (`vda_small`), a family's
+    releases (`vda`), or the closest name (`vda-smal`)."""
+    known = releases() if known is None else known
+    repo = _hub_repo(name)
+    if repo is not None:
+        named = [r.name for r in known.values() if any(f.repo.lower() == repo.lower() for f in r.files)]
+        if named:
+            which = " or ".join(repr(n) for n in named)
+            return (
+                f"; {repo} is the hub repository of release {which}: give the release name (`vdepth-export pull "
+                f"{named[0]}`, then model: {named[0]})"
+            )
+        if "://" in name or name.strip().lower().startswith(_HUB_HOSTS):  # surely a hub page, not a path
+            return (
+                f"; {repo} is no known release: add it to a registry file named by "
+                f"${REGISTRY_ENV} (docs/models.md, 'Another release'), or import its checkpoint with "
+                "`vdepth-export import FAMILY FILE -o FOLDER`"
+            )
+        return ""
+    if "/" in name or os.sep in name:  # a path, not a name
+        return ""
+    plain = name.strip().lower().replace("_", "-").replace(" ", "-")
+    same = [n for n in known if n.lower() == plain]
+    family = sorted(n for n, r in known.items() if r.family.lower() == plain.replace("-", "_") and r.files)
+    close = same[:1] or family or [c for c in [closest_name(plain, known)] if c is not None]
+    if not close:
+        return ""
+    return f"; did you mean {' or '.join(repr(c) for c in close)}?"
 
 
 def model_cache_dir() -> Path:
@@ -457,14 +510,15 @@ def resolve_model(model: str, params_file: str | Path | None = None) -> str:
             "cache that holds it"
         )
     where = _relative_to(given, base, params_file, rewritten) if not given.is_absolute() else ""
+    hint = release_hint(model, known)
     if _looks_like_a_name(model):
         raise ModelLoadError(
-            f"model {model!r} is neither an existing file/folder nor a known release ({', '.join(sorted(known))}); "
-            f"pass a model folder or a release name ({path} does not exist{where})"
+            f"model {model!r} is neither an existing file/folder nor a known release{hint} "
+            f"({', '.join(sorted(known))}); pass a model folder or a release name ({path} does not exist{where})"
         )
     raise ModelLoadError(
         f"model {model!r}: {path} does not exist{where} (expected a model folder, .onnx or .engine file, or a "
-        "release name)"
+        f"release name){hint}"
     )
 
 
@@ -542,6 +596,7 @@ __all__ = [
     "model_cache_dir",
     "model_identity",
     "reference_inference",
+    "release_hint",
     "releases",
     "resolve_model",
 ]
