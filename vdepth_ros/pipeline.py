@@ -45,7 +45,16 @@ import numpy as np
 from vdepth_ros.config import PipelineConfig
 from vdepth_ros.errors import ConfigError, InputError
 from vdepth_ros.pipeline_offline import run_offline
-from vdepth_ros.pipeline_types import DepthFrame, FitInfo, FrameInput, PipelineStats, _Record, fit_input, scale_input
+from vdepth_ros.pipeline_types import (
+    DepthFrame,
+    FitInfo,
+    FrameInput,
+    PipelineStats,
+    _Record,
+    fit_input,
+    scale_input,
+    valid_at,
+)
 from vdepth_ros.resize import registered_size, resize_frame, upsample, vda_working_size, working_size
 from vdepth_ros.runtime.registry import model_identity, reference_inference
 from vdepth_ros.runtime.shapes import TRAINED_SIZE_KEY
@@ -123,16 +132,6 @@ def _scheduler(config: PipelineConfig, spec: InputSpec, alignment: str) -> Windo
         frames_rule=spec.frames_rule,
         first_window=first,
     )
-
-
-def _valid_at(valid: np.ndarray | None, height: int, width: int) -> np.ndarray | None:
-    """`FrameInput.valid` at `height x width` (the output, or the stitching resolution): a pixel
-    there shows the scene when most of the input pixels it averages do (INTER_AREA, as the RGB is
-    resized). None stays None."""
-    if valid is None or np.shape(valid) == (height, width):
-        return valid
-    share = cv2.resize(np.asarray(valid, dtype=np.float32), (width, height), interpolation=cv2.INTER_AREA)
-    return share >= 0.5
 
 
 def _pixel_aspect(camera: CameraModel | None, quarter_turns: int = 0) -> float:
@@ -520,7 +519,7 @@ class DepthPipeline:
         out = rgb if rgb.shape[:2] == (oh, ow) else cv2.resize(rgb, (ow, oh), interpolation=cv2.INTER_AREA)
         fit_size = (oh, ow) if self._stitch_output else (self.height, self.width)
         valid = _turned(frame.valid, self._turns)
-        valid_out, valid_fit = _valid_at(valid, oh, ow), _valid_at(valid, *fit_size)
+        valid_out, valid_fit = valid_at(valid, oh, ow), valid_at(valid, *fit_size)
         return _Record(frame.stamp_ns, frame.meta, frame.camera, rgb.shape[:2], work, out, sparse, valid_out, valid_fit)
 
     def _release(self) -> None:

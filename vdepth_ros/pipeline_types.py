@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+import cv2
 import numpy as np
 
 from vdepth_ros.stream.cloud import CameraModel
@@ -139,28 +140,42 @@ class _Record:
     valid_fit: np.ndarray | None = None  # the same at the stitching resolution (what the scale is fitted on)
 
 
+def valid_at(valid: np.ndarray | None, height: int, width: int) -> np.ndarray | None:
+    """`FrameInput.valid` at `height x width` (the output, or the stitching resolution): a pixel
+    there shows the scene when most of the input pixels it averages do (INTER_AREA, as the RGB is
+    resized). None stays None."""
+    if valid is None or np.shape(valid) == (height, width):
+        return valid
+    share = cv2.resize(np.asarray(valid, dtype=np.float32), (width, height), interpolation=cv2.INTER_AREA)
+    return share >= 0.5
+
+
 def scale_input(stitched: list[StitchedFrame], records: list[_Record]) -> np.ndarray:
     """The disparities a window's metric scale is fitted on: the stitched frames, NaN where their
     input shows no scene (`FrameInput.valid`: a rectified image's lens border, whose made-up values
-    would set the range mode's percentiles). Causal and offline alike."""
+    would set the range mode's percentiles), at whatever resolution they were stitched. Causal and
+    offline alike."""
     out = np.stack([s.disparity for s in stitched])
     for i, rec in enumerate(records):
-        if rec.valid_fit is not None and rec.valid_fit.shape == out.shape[1:]:
-            out[i][~rec.valid_fit] = np.nan
+        mask = valid_at(rec.valid_fit, *out.shape[1:])
+        if mask is not None:
+            out[i][~mask] = np.nan
     return out
 
 
 def fit_input(window_output: np.ndarray, records: list[_Record]) -> np.ndarray | None:
     """A window's output `(n[, C], H, W)` as its alignment fits see it: a copy with NaN where its
     frames show no scene (`FrameInput.valid`: a rectified image's lens border, where the model's
-    made-up values follow no window's affine); None when every pixel shows the scene. Causal and
-    offline alike (`Stitcher.add(fit_on=...)`, `CausalGraphAligner.add`)."""
-    masks = [rec.valid_fit for rec in records]
+    made-up values follow no window's affine); None when every pixel shows the scene. The masks
+    follow the window to its resolution (causal reference mode stitches at the output size, the
+    offline solve at the working size), so no path fits on the border. Causal and offline alike
+    (`Stitcher.add(fit_on=...)`, `CausalGraphAligner.add`)."""
     shape = window_output.shape[-2:]
-    if all(m is None or m.shape != shape or m.all() for m in masks):
+    masks = [valid_at(rec.valid_fit, *shape) for rec in records]
+    if all(m is None or m.all() for m in masks):
         return None
     out = np.array(window_output, dtype=np.float32, copy=True)
     for i, m in enumerate(masks):
-        if m is not None and m.shape == shape:
+        if m is not None:
             out[i][..., ~m] = np.nan
     return out
