@@ -48,6 +48,24 @@ def test_demo_end_to_end_with_injected_engine(tmp_path: Path, capsys: pytest.Cap
     assert len(list((out / "video" / "depth").glob("*.png"))) == 6
 
 
+def test_ctrl_c_during_a_demo_step_stops_the_demo(tmp_path: Path) -> None:
+    """Ctrl-C ends a tool's input where it is and keeps the frames done (docs/offline.md); the demo,
+    which calls the tools in turn, went on to its next steps as if the user had not asked to stop."""
+    import signal
+
+    class CtrlC(LuminanceEngine):
+        def _run(self, batch: np.ndarray) -> np.ndarray:
+            if self.calls == 1:
+                os.kill(os.getpid(), signal.SIGINT)
+            return super()._run(batch)
+
+    clip = make_clip(tmp_path / "clip.mp4", n=40)
+    with pytest.raises(KeyboardInterrupt, match="at step 1 of 4 after"):
+        demo.run_demo(tmp_path / "demo", sample=clip, engine=CtrlC(48, 64, 8, 3))
+    assert (tmp_path / "demo" / "video" / "meta.json").is_file()  # the frames done
+    assert not (tmp_path / "demo" / "input_bag").exists() and not (tmp_path / "demo" / "summary.json").exists()
+
+
 def test_demo_refuses_a_folder_it_did_not_write(tmp_path: Path) -> None:
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "thesis.tex").write_text("precious")

@@ -194,6 +194,7 @@ def run_demo(
         overwrite=replace,
         progress=progress,
     )
+    _stop_if_interrupted(video, 1)
     print(f"[2/4] writing the clip as a ROS 2 bag -> {out / 'input_bag'}", flush=True)
     with (
         VideoFrameSource(sample_path, max_frames=max_frames) as src,
@@ -213,6 +214,7 @@ def run_demo(
         overwrite=replace,
         progress=progress,
     )
+    _stop_if_interrupted(bag, 3)
     print(f"[4/4] vdepth-flicker {out / 'depth_bag'} {out / 'input_bag'} --depth-topic /depth", flush=True)
     (flicker,) = measure_flicker([out / "depth_bag", out / "input_bag"], "/image", ["/depth"])
     result = {
@@ -233,6 +235,14 @@ def run_demo(
     }
     (out / SUMMARY).write_text(json.dumps(result, indent=2, default=str) + "\n")
     return result
+
+
+def _stop_if_interrupted(summary: Any, step: int) -> None:
+    """Ctrl-C ended a step's input early (its output keeps the frames done): the demo stops there."""
+    if summary.interrupted is not None:
+        from vdepth_ros.offline.errors import InterruptedRun
+
+        raise InterruptedRun(f"at step {step} of 4 {summary.interrupted}; the demo stopped there")
 
 
 def _demo_inputs(engine: DepthEngine | None, model: str | None, sample: str | Path | None) -> tuple[Path | None, Path]:
