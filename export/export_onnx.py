@@ -42,6 +42,7 @@ from vdepth_ros.runtime.shapes import check_precision, resolve_frames, spec_from
 from vdepth_ros.runtime.spec import (
     WEIGHTS_KEY,
     InputSpec,
+    parity_path_for,
     spec_path_for,
     variant_mismatch,
     variant_path,
@@ -56,12 +57,6 @@ EXPORTERS = ("auto", "legacy", "dynamo")
 MIN_OPSET = 17
 PROTOBUF_LIMIT = 2 * 1024**3  # bytes; larger graphs must keep weights in an external-data file
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-def parity_path_for(onnx_path: str | Path) -> Path:
-    """`model.onnx` -> `model.onnx.parity.json`."""
-    p = Path(onnx_path)
-    return p.with_name(p.name + ".parity.json")
 
 
 @dataclass

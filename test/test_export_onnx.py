@@ -636,3 +636,28 @@ def test_a_bf16_graph_on_a_cpu_only_machine_is_one_error_naming_the_fp32_export(
     msg = str(err.value)
     assert "exported in bf16" in msg and "`vdepth-export onnx MODEL_FOLDER`, without --precision" in msg
     assert "silences this" not in caplog.text
+
+
+def test_a_graph_installed_despite_failing_parity_is_named_when_it_runs(tmp_path, monkeypatch, caplog) -> None:
+    """`vdepth-export onnx --no-strict` installs a graph that differs from PyTorch (exit code 1, the report
+    beside it); the node or a tool running it later said nothing. Now one warning per graph names the
+    difference and the report."""
+    import vdepth_export.export_onnx as mod
+
+    from vdepth_ros.runtime import spec as spec_mod
+
+    dark = np.full((T, H, W, 3), 20, np.uint8)
+    bright = np.full((T, H, W, 3), 230, np.uint8)
+    monkeypatch.setattr(
+        mod, "parity_clips", lambda t, h, w, evaldata, count=2: [("dark", dark[:t]), ("bright", bright[:t])][:count]
+    )
+    monkeypatch.setattr(spec_mod, "_WARNED_PARITY", set(), raising=False)
+    res = export_onnx(BakedBranchNet(), tmp_path, frames=T, height=H, width=W, evaldata=None, strict=False)
+    assert res.parity["passed"] is False
+    with caplog.at_level(logging.WARNING, logger="vdepth_ros.runtime"):
+        for _ in range(2):
+            with create_engine(tmp_path / "model.onnx") as eng:
+                eng.infer(bright)
+    said = [r.getMessage() for r in caplog.records if "failed its parity check" in r.getMessage()]
+    assert len(said) == 1
+    assert f"bright@T={T}" in said[0] and str(parity_path_for(tmp_path / "model.onnx")) in said[0]

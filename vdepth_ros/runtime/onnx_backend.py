@@ -14,7 +14,14 @@ import numpy as np
 from vdepth_ros.errors import BackendUnavailableError, ConfigError, ModelLoadError
 from vdepth_ros.runtime.engine import DepthEngine
 from vdepth_ros.runtime.reuse import SplitMeta, split_files_for
-from vdepth_ros.runtime.spec import WEIGHTS_KEY, InputSpec, spec_path_for, variant_files, variant_mismatch
+from vdepth_ros.runtime.spec import (
+    WEIGHTS_KEY,
+    InputSpec,
+    note_failed_parity,
+    spec_path_for,
+    variant_files,
+    variant_mismatch,
+)
 from vdepth_ros.runtime.trt_cache import onnx_sha256
 
 log = logging.getLogger(__name__)
@@ -349,12 +356,14 @@ class OnnxRuntimeEngine(DepthEngine):
             self.session = None
             self.providers = list(self._split[0].get_providers())
             _note_precision_not_applied(path, precision, spec, self.providers)
+            note_failed_parity(path)
             log.info("onnxruntime engine: %s as its per-frame + per-window graphs, providers %s", path.name,
                      self.providers)  # fmt: skip
             return
         self.session = session(path)
         self.providers = list(self.session.get_providers())
         _note_precision_not_applied(path, precision, spec, self.providers)
+        note_failed_parity(path)
         self._in_name, self._in_dtype = self._resolve_io(self.session.get_inputs(), spec.input_name, "input")
         self._out_name, _ = self._resolve_io(self.session.get_outputs(), spec.output_name, "output")
         self._check_input_shape()

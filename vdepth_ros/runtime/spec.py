@@ -280,6 +280,44 @@ def spec_path_for(model_file: str | Path) -> Path:
     return p.with_name(p.name + ".json")
 
 
+def parity_path_for(onnx_path: str | Path) -> Path:
+    """`model.onnx` -> `model.onnx.parity.json`, the report `vdepth-export onnx` writes (ONNX Runtime vs PyTorch)."""
+    p = Path(onnx_path)
+    return p.with_name(p.name + ".parity.json")
+
+
+#: graphs already warned about as having failed their parity check, each named once per process
+_WARNED_PARITY: set[str] = set()
+
+
+def note_failed_parity(onnx_path: Path, runs: Path | None = None) -> None:
+    """One warning per graph when its export's parity report says it failed (`vdepth-export onnx --no-strict`
+    installs such a graph): its output differs from the PyTorch model's beyond the tolerance, and a node
+    running it much later would otherwise say nothing. `runs`: the file that runs (an engine built from
+    `onnx_path`), named in the warning. A missing or unreadable report (older exports) says nothing."""
+    report = parity_path_for(onnx_path)
+    key = str((runs or onnx_path).resolve())
+    if key in _WARNED_PARITY or not report.is_file():
+        return
+    try:
+        data = json.loads(report.read_text())
+        if data.get("passed") is not False:
+            return
+        worst = max(data["checks"], key=lambda c: c["max_abs_rel"])
+        detail = (
+            f"max-abs {worst['max_abs']:.3g}, {worst['max_abs_rel']:.3g} of the output range > "
+            f"{data['tolerance_rel']}, on {worst['name']}"
+        )
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return
+    _WARNED_PARITY.add(key)
+    log.warning(
+        "%s%s failed its parity check against PyTorch when exported (%s; %s): its depth differs from the model's. "
+        "Export it again without --no-strict once the cause is fixed, or use backend 'torch'",
+        (runs or onnx_path).name, "" if runs is None else f" (built from {onnx_path.name})", detail, report,
+    )  # fmt: skip
+
+
 def variant_path(model_file: str | Path, height: int, width: int) -> Path:
     """The file of a fixed-shape export at another working resolution: `model.onnx` ->
     `model.160x288.onnx` (H x W), next to it (`vdepth-export onnx ... --variant`)."""

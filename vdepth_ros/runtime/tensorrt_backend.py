@@ -19,7 +19,7 @@ import numpy as np
 from vdepth_ros.errors import BackendUnavailableError, ModelLoadError
 from vdepth_ros.runtime.engine import DepthEngine
 from vdepth_ros.runtime.reuse import SplitMeta, split_files_for
-from vdepth_ros.runtime.spec import InputSpec, spec_path_for
+from vdepth_ros.runtime.spec import InputSpec, note_failed_parity, spec_path_for
 from vdepth_ros.runtime.tensorrt_split import SplitEngines
 from vdepth_ros.runtime.trt_cache import EngineMismatchError, onnx_sha256, verify_engine
 
@@ -177,6 +177,8 @@ class TensorRTEngine(DepthEngine):
                                  compute_capability=cc, precision=precision, onnx_path=onnx)  # fmt: skip
 
         self.key = verify(path, onnx_path)
+        if isinstance(spec.extra.get("onnx"), str):  # the graph it was built from, when it lies beside it
+            note_failed_parity(path.with_name(spec.extra["onnx"]), runs=path)
         self._torch = torch
         self.path = path
         self.device = torch.device("cuda", device)
