@@ -508,3 +508,29 @@ def test_an_engine_built_from_an_older_model_onnx_is_not_run_for_the_folder(
     assert not [c for c in fake_trt.calls if c[0] == "deserialize_cuda_engine"]
     with pytest.raises(EngineMismatchError, match="onnx_sha256"):
         create_engine(folder, backend="tensorrt", precision="fp16")
+
+
+def test_an_engine_built_from_a_graph_that_failed_parity_is_named(
+    tmp_path, fake_trt, exported, monkeypatch, caplog
+) -> None:
+    """An engine of a graph installed with `vdepth-export onnx --no-strict` after failing its parity check."""
+    import logging
+
+    import torch
+
+    from vdepth_ros.runtime import spec as spec_mod
+    from vdepth_ros.runtime.spec import parity_path_for
+
+    if torch.cuda.is_available():  # pragma: no cover
+        pytest.skip("a GPU is present; this test covers the CPU-only path")
+    monkeypatch.setattr(trb, "cuda_identity", lambda device=0: GPU)
+    monkeypatch.setattr(spec_mod, "_WARNED_PARITY", set())
+    engine = _engine_files(exported.parent, fake_trt, exported, _key(exported))
+    spec = InputSpec.load(spec_path_for(engine))
+    InputSpec.from_dict({**spec.to_dict(), "extra": {**spec.extra, "onnx": exported.name}}).save(spec_path_for(engine))
+    check = {"name": "bright@T=4", "max_abs": 0.5, "max_abs_rel": 0.5, "passed": False}
+    parity_path_for(exported).write_text(json.dumps({"passed": False, "tolerance_rel": 1e-4, "checks": [check]}))
+    caplog.set_level(logging.WARNING, logger="vdepth_ros.runtime")
+    with pytest.raises((RuntimeError, AssertionError), match=r"(?i)cuda"):  # past the checks: CUDA memory
+        trb.TensorRTEngine(engine, precision="fp16")
+    assert "model.engine (built from model.onnx) failed its parity check" in caplog.text
