@@ -188,8 +188,8 @@ def _trt_ep_cache(graph: Path, precision: str, cache_dir: str | Path | None, dev
 def usable_cores() -> int:
     """The cores this process may run on: its CPU affinity (taskset, a container's cpuset), at most its
     cgroup v2 CPU quota rounded up (`docker --cpus`, a systemd `CPUQuota`). ONNX Runtime's default thread
-    count is every core of the machine whatever those say, so a node pinned to 4 of 16 cores ran 16
-    intra-op threads on 4."""
+    count ignores both (measured: pinned to 1 of 2 cores, it still started a second thread), so a node pinned
+    to 4 of 16 cores would run 16 intra-op threads on 4."""
     import math
     import os
 
