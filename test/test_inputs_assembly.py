@@ -442,6 +442,25 @@ def test_stamp_jitter_is_not_loss(rate: int, seed: int) -> None:
     assert meter.lost <= 2, meter.lost
 
 
+@pytest.mark.parametrize("stall_every", [20, 40])
+@pytest.mark.parametrize("sent_known", [False, True])
+def test_frames_late_in_a_burst_after_a_stall_are_not_loss(stall_every: int, sent_known: bool) -> None:
+    """A 15 Hz driver that stamps as it publishes, on a loaded machine: it stalls 0.3 s now and then and
+    catches up in a burst of frames 2 ms apart. Every frame arrived (the publisher's sequence numbers say
+    so too), but each stall's long step counted 4 frames lost: 75 of 300 with a stall every 20 frames."""
+    meter, now, stamps = InputLossMeter(max_gap_ns=1_000_000_000), 0, []
+    for k in range(300):
+        due = k * 66_666_667
+        if k % stall_every == 5:
+            now = due + 300_000_000
+        now = max(now + 2_000_000, due)
+        stamps.append(now)
+    for stamp in stamps:
+        meter.add(stamp, 1 if sent_known else None)
+    meter.reset()
+    assert meter.lost == 0 and meter.received == 300, meter.lost
+
+
 def test_loss_after_a_rate_change_is_still_counted() -> None:
     """The rate change is learnt, then loss at the new rate counts as before."""
     meter = InputLossMeter(max_gap_ns=1_000_000_000)

@@ -32,6 +32,8 @@ from vdepth_ros.inputs.sync import OUT_OF_ORDER_NS
 #: Steps alike in a row (within `STEADY_TOLERANCE` of their median) that mean a new frame rate.
 STEADY_STEPS = 8
 STEADY_TOLERANCE = 0.2
+#: A step shorter than this many periods brings a frame that was late (`InputLossMeter._late_arrivals`).
+LATE_STEP = 0.5
 
 
 class InputLossMeter:
@@ -162,7 +164,9 @@ class InputLossMeter:
             self._pending.clear()
             return 0
         # once the period is first known, the steps seen before it count too
-        self._pending.extend(self._missing(s, period) for s in (self._steps if not known else parts))
+        steps = list(self._steps) if not known else parts
+        self._pending.extend(self._missing(s, period) for s in steps)
+        self._late_arrivals(sum(1 for s in steps if s < LATE_STEP * period))
         confirmed = 0
         while len(self._pending) > STEADY_STEPS - 1:
             confirmed += self._pending.popleft()
@@ -176,6 +180,19 @@ class InputLossMeter:
         recent = np.asarray(list(self._steps)[-STEADY_STEPS:], dtype=np.float64)
         median = float(np.median(recent))
         return median > 1.5 * period and bool(np.all(np.abs(recent - median) <= STEADY_TOLERANCE * median))
+
+    def _late_arrivals(self, frames: int) -> None:
+        """`frames` came much less than a period after the one before: a driver that stamps as it
+        publishes, catching up after a stall (a loaded machine) in a burst. The stall's long step
+        counted them missing; they were late, not lost: the latest unconfirmed missing counts are
+        taken back (every frame of a 15 Hz camera stalling 0.3 s every 10 frames arrived, and half of
+        them were counted lost before the node, with a WARN about transport loss)."""
+        for i in range(len(self._pending) - 1, -1, -1):
+            if frames <= 0:
+                return
+            taken = min(frames, self._pending[i])
+            self._pending[i] -= taken
+            frames -= taken
 
     def _confirm_pending(self) -> int:
         """The stream ended (a pause, a restart): what its last steps missed is loss."""
