@@ -622,3 +622,19 @@ def test_asking_for_two_cameras_in_one_run_names_the_way_to_run_both(tmp_path: P
         assert f"{option} given twice ({topics[0]}, {topics[1]}): one camera per run" in proc.stderr, proc.stderr
         assert "--namespace" in proc.stderr and "Several cameras" in proc.stderr
         assert not (tmp_path / "out").exists()
+
+
+def test_the_summary_says_why_images_were_dropped_and_the_fix(tmp_path: Path) -> None:
+    """A driver that stamps every image 0: the run ends "30 frames in, 1 out, 29 dropped", and the one
+    WARNING saying why (and naming --log-time-stamps) was printed at the start, hours of progress bar
+    before the summary on a long bag, and not in --json at all."""
+    import json
+
+    from fakes import run_offline_cli
+
+    write_image_bag(tmp_path / "rec", synthetic_frames(30, 36, 52), header_stamps_ns=[0] * 30)
+    (tmp_path / "params.yaml").write_text("depth_node:\n  ros__parameters:\n    scale_source: range\n")
+    proc = run_offline_cli("bag", ["rec", "-o", "out", "--params", "params.yaml", "--json"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    notes = [n for n in json.loads(proc.stdout)["notes"] if n.startswith("dropped 29 of the 30 images: its stamp")]
+    assert len(notes) == 1 and "--log-time-stamps" in notes[0], proc.stdout

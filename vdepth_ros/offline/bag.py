@@ -472,6 +472,8 @@ def _add_run_notes(
     if stats.thinned:
         summary.notes.append(f"{stats.thinned} images left out by max_input_rate, as the live node would")
     summary.dropped = stats.dropped
+    # why, in the summary: the one WARNING per reason scrolled away hours before the end of a long bag
+    summary.notes += [f"dropped {n} of the {summary.frames_in} images: {why}" for why, n in stats.drop_reasons.items()]
     if topics.camera_pose:
         summary.notes.append(
             f"camera poses on {topics.camera_pose}: {stats.posed_frames} of {stats.images} frames triangulated"
