@@ -289,10 +289,14 @@ def process_bag(
             )
     summary.seconds = clock.elapsed
     # 6. Optionally measure the written depth's flicker (not after Ctrl-C stopped the run); name the outputs.
-    if flicker and summary.interrupted is None:
+    if flicker:
         try:
             summary.notes.append(
-                _flicker_note(output_path, input_path, source.image_topic, topics, counts, typestore, log_time_stamps)
+                "flicker: not measured (the run was interrupted)"
+                if summary.interrupted is not None
+                else _flicker_note(
+                    output_path, input_path, source.image_topic, topics, counts, typestore, log_time_stamps
+                )
             )
         except KeyboardInterrupt:
             raise InterruptedAfterOutput(str(output_path), "the flicker measurement") from None
