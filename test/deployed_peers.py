@@ -5,7 +5,8 @@
         [--last-image-alone] [--speed X] [--hold] [--loops N] [--clock HZ] [--pose-latency MS] [--binning B]
         [--info-readers N] [--ros-time]
     python deployed_peers.py viewer --topics /depth /depth/camera_info /points [--depth 16] [--best-effort]
-        [--transient-local] [--deadline-ms MS] [--arrivals] [--no-spin] [--keep FILE] [--diag-values KEY...]
+        [--transient-local] [--deadline-ms MS] [--type TOPIC=pkg/msg/Name] [--arrivals] [--no-spin] [--keep FILE]
+        [--diag-values KEY...]
     python deployed_peers.py camera-subscriber --images image_rect /provisional/depth/image_rect [--namespace /depth]
 
 The camera publishes 640x480 rgb8 + camera_info (SensorData QoS, as most drivers, unless
@@ -52,6 +53,7 @@ info width, height, fx, fy]...]}}.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import pickle
@@ -204,7 +206,13 @@ def camera(args: argparse.Namespace) -> None:
     rclpy.shutdown()
 
 
-def _type(topic: str) -> type:
+def _type(topic: str, given: list[str] = ()) -> type:
+    """The message type the viewer subscribes `topic` with: `--type TOPIC=pkg/msg/Name`, else by its name."""
+    for entry in given:
+        name, _, kind = entry.partition("=")
+        if name == topic:
+            package, _, message = kind.split("/")
+            return getattr(importlib.import_module(f"{package}.msg"), message)
     name = topic.rsplit("/", 1)[-1]
     return {"camera_info": CameraInfo, "points": PointCloud2, "diagnostics": DiagnosticArray}.get(name, Image)
 
@@ -235,7 +243,7 @@ def viewer(args: argparse.Namespace) -> None:
             kept[topic][stamp] = serialize_message(msg)
         got[topic].append([stamp, time.monotonic()] if args.arrivals else stamp)
 
-    subs = [node.create_subscription(_type(t), t, lambda m, t=t: take(t, m), qos) for t in args.topics]
+    subs = [node.create_subscription(_type(t, args.type), t, lambda m, t=t: take(t, m), qos) for t in args.topics]
     matched = False
     try:
         while rclpy.ok():
@@ -324,6 +332,7 @@ def main() -> None:
     view.add_argument("--topics", nargs="+", required=True)
     view.add_argument("--depth", type=int, default=16)
     view.add_argument("--best-effort", action="store_true", help="as RViz's DepthCloud display by default")
+    view.add_argument("--type", action="append", default=[], help="TOPIC=pkg/msg/Name: subscribe it with this type")
     view.add_argument("--transient-local", action="store_true", help="durability transient_local (a late joiner)")
     view.add_argument("--deadline-ms", type=float, default=0.0, help="ask for this deadline (0: none)")
     view.add_argument("--arrivals", action="store_true", help="record each message's arrival time too")

@@ -437,3 +437,45 @@ def test_diagnostics_carry_the_same_keys_before_the_first_window(tmp_path: Path)
     for _level, _message, values in statuses:
         assert sorted(values) == sorted(keys), values
         assert values["fit scale"] == "no window yet", values
+
+
+def test_a_subscriber_that_gets_nothing_from_an_output_is_named(tmp_path: Path) -> None:
+    """Two viewers that get nothing without an error anywhere: one subscribes /points as the old
+    `sensor_msgs/PointCloud` (a type DDS does not match with PointCloud2), one is a viewer whose image transport is
+    `compressed` (RViz's Transport Hint, rqt_image_view), subscribing /depth/compressed, which nothing publishes:
+    the node publishes raw images only. The node said nothing of either; it now names each, with the fix."""
+    node, node_log = start(node_command(tmp_path, params="    diagnostics_period: 0.2\n"), tmp_path / "node.log")
+    viewers = [
+        start(
+            [
+                sys.executable,
+                str(PEERS),
+                "viewer",
+                "--topics",
+                "/points",
+                "--type",
+                "/points=sensor_msgs/msg/PointCloud",
+            ],
+            tmp_path / "cloud_v1.log",
+        ),
+        start(
+            [sys.executable, str(PEERS), "viewer", "--topics", "/depth/compressed"]
+            + ["--type", "/depth/compressed=sensor_msgs/msg/CompressedImage"],
+            tmp_path / "compressed.log",
+        ),
+    ]
+    try:
+        wait_for(tmp_path / "node.log", "asks for sensor_msgs/msg/PointCloud,", 90, node)
+        wait_for(tmp_path / "node.log", "/depth/compressed, image_transport's", 30, node)
+        time.sleep(1.0)  # (no second WARN for either)
+    finally:
+        code = _stopped(node, node_log)
+        for proc, log in viewers:
+            _stopped(proc, log)
+    out = (tmp_path / "node.log").read_text()
+    assert code == 0, out
+    cloud = [line for line in out.splitlines() if "a subscriber of /points (/viewer) asks for" in line]
+    assert len(cloud) == 1 and "subscribe sensor_msgs/msg/PointCloud2" in cloud[0], out
+    compressed = [line for line in out.splitlines() if "/depth/compressed, image_transport's" in line]
+    assert len(compressed) == 1 and "publishes raw images only" in compressed[0], out
+    assert "set the viewer's transport to raw" in compressed[0], compressed

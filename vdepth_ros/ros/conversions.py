@@ -19,6 +19,11 @@ from vdepth_ros.errors import InputError
 from vdepth_ros.stream.cloud import CameraModel
 
 
+def type_name(msg_type: type) -> str:
+    """`sensor_msgs/msg/Image` for rclpy's `sensor_msgs.msg.Image` (the ROS graph's spelling of a topic's type)."""
+    return f"{msg_type.__module__.split('.')[0]}/msg/{msg_type.__name__}"
+
+
 def stamp_to_ns(stamp: Time) -> int:
     """`builtin_interfaces/Time` -> integer nanoseconds."""
     return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
@@ -126,4 +131,5 @@ __all__ = [
     "pose_from_msg",
     "sparse_depth_from_cloud",
     "stamp_to_ns",
+    "type_name",
 ]

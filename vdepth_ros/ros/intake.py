@@ -51,11 +51,6 @@ ACROSS_PROCESSES = "docs/node.md#across-processes"
 REPLAY_STRETCH_NOTED = 1.5
 
 
-def _type_name(msg_type: type) -> str:
-    """`sensor_msgs/msg/Image` for rclpy's `sensor_msgs.msg.Image` (the graph's spelling)."""
-    return f"{msg_type.__module__.split('.')[0]}/msg/{msg_type.__name__}"
-
-
 def image_subscription(image_topic: str, transport: str) -> tuple[str, bool]:
     """(topic, compressed) the node subscribes for the resolved `image` topic and `image_transport`.
 
@@ -194,7 +189,7 @@ class InputSide:
         ending in `/compressed`, a compressed one read as raw, or a sparse_depth that does not match
         the `sparse_depth` parameter. Called from the status timer."""
         for sub in self.subscriptions:
-            topic, wanted = sub.topic_name, _type_name(sub.msg_type)
+            topic, wanted = sub.topic_name, conv.type_name(sub.msg_type)
             published = {info.topic_type for info in self._node.get_publishers_info_by_topic(topic)}
             for other in sorted(published - {wanted}):
                 if (topic, other) in self._type_warned:
@@ -212,7 +207,7 @@ class InputSide:
         return [
             info
             for info in node.get_publishers_info_by_topic(node.resolve_topic_name("camera_info"))
-            if info.topic_type == _type_name(CameraInfo)
+            if info.topic_type == conv.type_name(CameraInfo)
             and info.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL
         ]
 

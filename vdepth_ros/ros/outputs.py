@@ -34,7 +34,13 @@ from std_msgs.msg import Header
 
 from vdepth_ros.colormap import units_label
 from vdepth_ros.ros import conversions as conv
-from vdepth_ros.ros.qos import IncompatibleQosReporter, output_overrides, override_error, qos_profile
+from vdepth_ros.ros.qos import (
+    IncompatibleQosReporter,
+    endpoint_name,
+    output_overrides,
+    override_error,
+    qos_profile,
+)
 from vdepth_ros.ros.worker import DropOldestQueue, RateLimitedLog, SupervisedWorker
 
 
@@ -91,6 +97,20 @@ def pair_is_needed(node: Node, prefix: str = "") -> bool:
     depth:=/cam/depth/image_rect -r depth/camera_info:=/cam/depth/camera_info`), so no topic carries the depth
     image twice."""
     return output_topic(node, f"{prefix}depth/image_rect") != output_topic(node, f"{prefix}depth")
+
+
+#: image_transport's transports other than raw: a viewer set to one subscribes `<image topic>/<transport>`.
+IMAGE_TRANSPORTS = ("compressed", "compressedDepth", "theora", "zstd", "ffmpeg")
+
+
+def _other_type_hint(topic: str, wanted: str, other: str) -> str:
+    """The fix for a subscriber of output `topic` that asks for message type `other` instead of `wanted`."""
+    if other == "stereo_msgs/msg/DisparityImage":
+        return (
+            f"{topic} is relative (affine-invariant) disparity as a 32FC1 Image, not a stereo DisparityImage, which "
+            "needs a focal length and baseline it does not have; use depth for metric depth (docs/node.md, Topics)"
+        )
+    return f"subscribe {wanted} (docs/node.md, Topics)"
 
 
 #: What the held-up and slow WARNs advise.
@@ -232,6 +252,7 @@ class OutputPublishers:
         self._log = log
         self._senders: dict[str, _Sender] = {}  # by resolved topic, started on the first message
         self._held_noted: dict[str, float] = {}  # WARN key -> when it was last due
+        self._unserved: set[tuple[str, str]] = set()  # (topic, type or transport) already named
         qos = qos_profile(params["output_qos"], params["output_qos_depth"] or auto_depth(self.burst))
         self.main = _Topics(node, "", qos, reporter)
         self.provisional = _Topics(node, "provisional/", qos, reporter) if publish_policy == "both" else None
@@ -265,10 +286,45 @@ class OutputPublishers:
         for pub in self.publishers():
             infos = self._node.get_publishers_info_by_topic(pub.topic_name)
             if len(infos) > 1:
-                shared[pub.topic_name] = sorted(f"{i.node_namespace.rstrip('/')}/{i.node_name}" for i in infos)
+                shared[pub.topic_name] = sorted(endpoint_name(i) for i in infos)
         if any("_UNKNOWN_" in name for nodes in shared.values() for name in nodes):
             return {}  # DDS has the endpoint but not yet its node's name (rmw's _NODE_NAME_UNKNOWN_): next time
         return shared
+
+    def unserved_subscribers(self) -> list[str]:
+        """WARNs, once per topic and type, for subscribers that get nothing from an output without an error anywhere:
+        one asking for another message type on its topic (DDS matches none: `stereo_msgs/DisparityImage` on
+        disparity, `PointCloud` on points), or a viewer set to an image_transport transport (`<output>/compressed`,
+        `compressedDepth`...: RViz's Transport Hint, rqt_image_view) that nothing publishes, since this node
+        publishes raw images only. Called from the status timer."""
+        node, found = self._node, []
+        for pub in self.publishers():
+            topic, wanted = pub.topic_name, conv.type_name(pub.msg_type)
+            by_type: dict[str, set[str]] = {}
+            for info in node.get_subscriptions_info_by_topic(topic):
+                if info.topic_type != wanted:
+                    by_type.setdefault(info.topic_type, set()).add(endpoint_name(info))
+            for other, names in sorted(by_type.items()):
+                if (topic, other) not in self._unserved and not any("_UNKNOWN_" in n for n in names):
+                    self._unserved.add((topic, other))
+                    found.append(
+                        f"a subscriber of {topic} ({', '.join(sorted(names))}) asks for {other}, but this node "
+                        f"publishes {wanted} there, so it gets nothing: {_other_type_hint(topic, wanted, other)}"
+                    )
+            for transport in IMAGE_TRANSPORTS if pub.msg_type is Image else ():
+                stream = f"{topic.rstrip('/')}/{transport}"
+                if (topic, transport) in self._unserved or node.get_publishers_info_by_topic(stream):
+                    continue
+                names = {endpoint_name(i) for i in node.get_subscriptions_info_by_topic(stream)}
+                if names and not any("_UNKNOWN_" in n for n in names):
+                    self._unserved.add((topic, transport))
+                    found.append(
+                        f"{stream}, image_transport's '{transport}' stream of {topic}, has subscribers "
+                        f"({', '.join(sorted(names))}) but no publisher: this node publishes raw images only, so they "
+                        "get nothing; set the viewer's transport to raw (RViz: the display's Transport Hint; "
+                        f"rqt_image_view: the topic {topic} itself), or republish it with image_transport's republish"
+                    )
+        return found
 
     def has_subscribers(self) -> bool:
         """True if anything listens to an output."""
@@ -387,12 +443,7 @@ class OutputPublishers:
 
     def _subscribers(self, topic: str) -> str:
         try:
-            return ", ".join(
-                sorted(
-                    f"{i.node_namespace.rstrip('/')}/{i.node_name}"
-                    for i in self._node.get_subscriptions_info_by_topic(topic)
-                )
-            )
+            return ", ".join(sorted(endpoint_name(i) for i in self._node.get_subscriptions_info_by_topic(topic)))
         except Exception:
             return "unknown"
 

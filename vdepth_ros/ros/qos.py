@@ -49,6 +49,11 @@ _RCLPY_PRESETS = {
 PRESETS: dict[str, QoSPresetProfiles] = {name: _RCLPY_PRESETS[name] for name in QOS_PRESETS}
 
 
+def endpoint_name(info: Any) -> str:
+    """The full name of a topic endpoint's node (`/ns/rviz`), from `get_{publishers,subscriptions}_info_by_topic`."""
+    return f"{info.node_namespace.rstrip('/')}/{info.node_name}"
+
+
 def qos_profile(preset: str, depth: int) -> QoSProfile:
     """The rclpy preset profile named `preset` (KEEP_LAST, VOLATILE) with history `depth`.
 
@@ -208,7 +213,7 @@ class IncompatibleQosReporter:
             found: dict[str, list[str]] = {}
             for sub in node.get_subscriptions_info_by_topic(topic) if offered else []:
                 for policy in incompatible_policies(offered[0], sub.qos_profile):
-                    found.setdefault(policy, []).append(f"{sub.node_namespace.rstrip('/')}/{sub.node_name}")
+                    found.setdefault(policy, []).append(endpoint_name(sub))
             return found
         except Exception:  # the graph is a help for the message, never a reason to lose it
             return {}

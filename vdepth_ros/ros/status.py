@@ -13,6 +13,7 @@ from vdepth_ros.pipeline_types import FitInfo
 from vdepth_ros.ros.diagnostics import level_for, make_array, make_status
 from vdepth_ros.ros.intake import ACROSS_PROCESSES
 from vdepth_ros.ros.outputs import largest_burst
+from vdepth_ros.ros.qos import endpoint_name
 from vdepth_ros.ros.startup import CLOCK
 from vdepth_ros.runtime.shared import SharedEngine
 
@@ -165,19 +166,15 @@ class StatusReporter:
         if self._image_publishers_warned or not topic:
             return
         infos = node.get_publishers_info_by_topic(topic)
-
-        def name(info: Any) -> str:
-            return f"{info.node_namespace.rstrip('/')}/{info.node_name}"
-
         sequences = node.intake.sequences
         if sequences.identified:
             if sequences.interleaved is None:
                 return
-            by_gid: dict[Any, str] = {bytes(info.endpoint_gid): name(info) for info in infos}
+            by_gid: dict[Any, str] = {bytes(info.endpoint_gid): endpoint_name(info) for info in infos}
             names = sorted(by_gid.get(gid, "a publisher gone since") for gid in sequences.interleaved)
             what, lingering = f"{len(names)} publishers sending images in turn ({', '.join(names)})", ""
         else:
-            names = sorted(name(info) for info in infos)
+            names = sorted(endpoint_name(info) for info in infos)
             if len(names) < 2 or any("_UNKNOWN_" in n for n in names):  # (a name not known yet: next time)
                 return
             what = f"{len(names)} publishers ({', '.join(names)})"
@@ -254,6 +251,8 @@ class StatusReporter:
             self._check_no_image()
             self._check_shared_outputs()
             self._check_image_publishers()
+            for warning in node.outputs.unserved_subscribers():
+                node.get_logger().warning(warning)
             values = self.values()
             queue, loss = node.intake.queue, node.intake.loss
             drops, self._drops_reported = queue.dropped - self._drops_reported, queue.dropped
