@@ -102,8 +102,10 @@ def test_every_published_frame_reaches_reliable_and_best_effort_consumers_of_all
                 assert len(stamps) == published[topic], (name, topic, published, len(stamps))
             else:  # best effort may drop (4 of 88 depth images in one burst of a fresh-clone run), not half
                 assert len(stamps) >= BEST_EFFORT_SHARE * published[topic], (name, topic, published, len(stamps))
-        # ExactTime: each depth image received has its camera_info (exactly the same stamps when reliable)
-        assert set(received["/depth"]) <= set(received["/depth/camera_info"]), name
+        # ExactTime: each depth image received has its camera_info (exactly the same stamps when reliable; best
+        # effort may drop either of a pair: 2 camera_infos of 88 at load average 9)
+        paired = set(received["/depth"]) & set(received["/depth/camera_info"])
+        assert len(paired) >= BEST_EFFORT_SHARE * len(received["/depth"]), name
         assert name != "reliable" or received["/depth/camera_info"] == received["/depth"]
     assert "[ERROR]" not in out and "Traceback" not in out, out
     assert len(re.findall(r"\[INFO\].*Fast DDS: this process uses .*fastdds_large_images.xml", out)) == 1, out
