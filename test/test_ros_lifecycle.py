@@ -248,3 +248,23 @@ def test_deactivate_with_a_slow_model_and_a_full_queue_returns_in_bounded_time(
         assert [t for t in threading.enumerate() if t.name == "vdepth-worker"] == []
     finally:
         rig.close()
+
+
+def test_an_activate_that_fails_midway_leaves_no_input_and_a_retry_runs_once(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An activation failing after its subscriptions were made (here: the diagnostics timer cannot be created)
+    kept them: the inactive node went on taking images into a queue no worker reads, and the next activation
+    subscribed a second time, so each image was taken twice."""
+    assert rig.node.trigger_configure() == SUCCESS
+    node, real = rig.node, rig.node.create_timer
+
+    def no_timer(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("timer refused")
+
+    monkeypatch.setattr(node, "create_timer", no_timer)
+    assert node.trigger_activate() == FAILURE
+    assert list(node.subscriptions) == [] and node.worker is None and not node._active
+    monkeypatch.setattr(node, "create_timer", real)
+    assert node.trigger_activate() == SUCCESS
+    assert rig.feed(3_000_000_000) == len(rig.frames)  # each image taken once
