@@ -3,7 +3,7 @@
     python deployed_peers.py camera --namespaces /front /rear --seconds 20 --rate 15 [--reliable]
         [--pause-after N --pause S] [--size WxH] [--encoding E] [--no-camera-info] [--die-after N]
         [--last-image-alone] [--speed X] [--hold] [--loops N] [--clock HZ] [--pose-latency MS] [--binning B]
-        [--info-readers N] [--ros-time]
+        [--info-readers N] [--ros-time] [--stall-every N [--stall S]]
     python deployed_peers.py viewer --topics /depth /depth/camera_info /points [--depth 16] [--best-effort]
         [--transient-local] [--deadline-ms MS] [--type TOPIC=pkg/msg/Name] [--arrivals] [--no-spin] [--keep FILE]
         [--diag-values KEY...]
@@ -21,7 +21,9 @@ sends the last image without its camera_info (the node stopped between the two);
 publishes the camera_info of a B x B binned window (roi) of a larger sensor, calibrated at full
 resolution, as machine-vision drivers do; `--info-readers N` waits for N camera_info subscribers
 (the node and a viewer of it), not one; `--ros-time` stamps each frame with the ROS clock when it is
-sent, as a live driver (a driver restarted after `--die-after` goes on where it stopped). It also prints
+sent, as a live driver (a driver restarted after `--die-after` goes on where it stopped);
+`--stall-every N` stalls the driver `--stall` seconds after every N frames, after which it sends the
+frames that fell due meanwhile back to back, as a driver on a loaded machine. It also prints
 "last_wall", the time.time() of its last frame (the clock of the node's log lines).
 
 As a bag player (recorded frames republished with their recorded stamps): `--speed X` plays them at
@@ -132,6 +134,13 @@ def _stamp(args: argparse.Namespace, node: Node, recorded_ns: int) -> Any:
     return node.get_clock().now().to_msg() if args.ros_time else conv.ns_to_stamp(recorded_ns)
 
 
+def _stall(args: argparse.Namespace, tick: int) -> None:
+    """--stall-every N: the driver stalls `--stall` seconds after every N frames (a loaded machine), then
+    catches up, sending the frames that fell due meanwhile back to back (with --ros-time stamped as sent)."""
+    if args.stall_every and tick % args.stall_every == args.stall_every - 1:
+        time.sleep(args.stall)
+
+
 def camera(args: argparse.Namespace) -> None:
     rclpy.init()
     node = Node("camera_driver")
@@ -199,6 +208,7 @@ def camera(args: argparse.Namespace) -> None:
         if args.die_after and tick + 1 == args.die_after * slots:
             os._exit(0)  # a crashed driver: no goodbye, its DDS participant times out
         report["last_wall"] = time.time()  # the node's log lines carry this clock
+        _stall(args, tick)
         player.wait_until(start + (tick % per_loop + 1) / (args.rate * args.speed * slots))
     time.sleep(0.5)
     print(json.dumps({"sent": n * args.loops, **report}), flush=True)
@@ -328,6 +338,8 @@ def main() -> None:
     cam.add_argument("--binning", type=int, default=1, help="camera_info of a binned window of a larger sensor")
     cam.add_argument("--info-readers", type=int, default=1, help="wait for this many camera_info subscribers")
     cam.add_argument("--ros-time", action="store_true", help="stamp each frame with the ROS clock, as a live driver")
+    cam.add_argument("--stall-every", type=int, default=0, help="stall after every N frames, then catch up")
+    cam.add_argument("--stall", type=float, default=0.3, help="seconds of each --stall-every stall")
     view = sub.add_parser("viewer")
     view.add_argument("--topics", nargs="+", required=True)
     view.add_argument("--depth", type=int, default=16)
