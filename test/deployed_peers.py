@@ -20,10 +20,11 @@ process with os._exit after N frames, as a crashed driver (no "sent" line); `--l
 sends the last image without its camera_info (the node stopped between the two); `--binning B`
 publishes the camera_info of a B x B binned window (roi) of a larger sensor, calibrated at full
 resolution, as machine-vision drivers do; `--info-readers N` waits for N camera_info subscribers
-(the node and a viewer of it), not one; `--ros-time` stamps each frame with the ROS clock when it is
-sent, as a live driver (a driver restarted after `--die-after` goes on where it stopped);
-`--stall-every N` stalls the driver `--stall` seconds after every N frames, after which it sends the
-frames that fell due meanwhile back to back, as a driver on a loaded machine. It also prints
+(the node and a viewer of it), not one; `--ros-time` stamps each frame with its capture time on the ROS clock, as a live
+driver (regular; a driver restarted after `--die-after` goes on where it stopped); `--stall-every N`
+stalls the driver `--stall` seconds after every N frames, after which it sends the frames that fell
+due meanwhile back to back, stamped as they are sent, as a driver on a loaded machine that stamps
+when it publishes. It also prints
 "last_wall", the time.time() of its last frame (the clock of the node's log lines).
 
 As a bag player (recorded frames republished with their recorded stamps): `--speed X` plays them at
@@ -78,6 +79,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2, RegionOfInterest
 from vdepth_ros.ros import conversions as conv
 
 H, W = 480, 640
+T0 = 1_000_000_000  # the recorded stamp of the first frame
 K = [500.0, 0.0, 319.5, 0.0, 500.0, 239.5, 0.0, 0.0, 1.0]
 
 
@@ -128,10 +130,14 @@ def _images(args: argparse.Namespace, w: int, h: int) -> list[Image]:
     return [conv.image_msg(f, args.encoding, conv.copy_header(Image().header)) for f in frames]
 
 
-def _stamp(args: argparse.Namespace, node: Node, recorded_ns: int) -> Any:
-    """The frame's stamp: its recorded time, or with --ros-time the ROS clock now, as a live driver stamps
-    (a restarted driver's stamps go on where the crashed one's stopped)."""
-    return node.get_clock().now().to_msg() if args.ros_time else conv.ns_to_stamp(recorded_ns)
+def _stamp(args: argparse.Namespace, node: Node, recorded_ns: int, ros_start_ns: int) -> Any:
+    """The frame's stamp: its recorded time; with --ros-time its capture time on the ROS clock (the
+    recorded offset from the driver's first frame: regular, as a camera's hardware stamps; a restarted
+    driver's stamps go on where the crashed one's stopped); with --stall-every the ROS clock as it is
+    sent, as a driver that stamps when it publishes."""
+    if args.stall_every:
+        return node.get_clock().now().to_msg()
+    return conv.ns_to_stamp(ros_start_ns + recorded_ns - T0 if args.ros_time else recorded_ns)
 
 
 def _stall(args: argparse.Namespace, tick: int) -> None:
@@ -173,12 +179,12 @@ def camera(args: argparse.Namespace) -> None:
         time.sleep(0.05)
     time.sleep(0.5)
     n = int(args.seconds * args.rate)
-    start, t0 = time.monotonic(), 1_000_000_000
+    start, ros_start = time.monotonic(), node.get_clock().now().nanoseconds  # (--ros-time: the first capture)
     slots = len(pubs)  # several cameras publish in turn, as separate drivers would, not back to back
     report: dict[str, float] = {"start": start}  # time.monotonic() of stamp t0
     clock = node.create_publisher(Clock, "/clock", 10) if args.clock else None
     poses = node.create_publisher(PoseStamped, "camera_pose", qos) if args.pose_latency else None
-    player = Playback(args.speed, clock, args.clock, t0)
+    player = Playback(args.speed, clock, args.clock, T0)
     per_loop = n * slots
     for tick in range(per_loop * args.loops):
         k, (image_pub, info_pub) = (tick // slots) % n, pubs[tick % slots]
@@ -191,7 +197,7 @@ def camera(args: argparse.Namespace) -> None:
             report["pause_end"] = time.monotonic()
             start += args.pause
         paused = args.pause if args.pause_after and k >= args.pause_after and not args.hold else 0.0
-        stamp = _stamp(args, node, t0 + round(k * 1e9 / args.rate + paused * 1e9))
+        stamp = _stamp(args, node, T0 + round(k * 1e9 / args.rate + paused * 1e9), ros_start)
         msg = images[k % len(images)]
         msg.header.stamp, msg.header.frame_id = stamp, "camera_optical"
         image_pub.publish(msg)
