@@ -530,6 +530,29 @@ def test_a_restarted_publisher_is_no_loss_and_two_in_turn_are_interleaved() -> N
     assert sequences.interleaved == (b"respawned", b"driver")
 
 
+def test_a_driver_respawned_for_days_does_not_grow_the_publisher_memory() -> None:
+    """A camera driver respawned by its launch file (respawn: true) again and again, each time with a new DDS GID:
+    every GID ever seen kept its last sequence number, so a driver crashing every few seconds on a robot running
+    for days grew the node without bound. Now memory stays flat and a live publisher's loss is still counted."""
+    import tracemalloc
+
+    sequences = PublisherSequences()
+    for k in range(500):  # warm-up: the first publishers
+        sequences.add(k.to_bytes(16, "little"), 1)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for k in range(500, 100_500):  # 100k respawns, 100 messages apart... each a new GID
+            sequences.add(k.to_bytes(16, "little"), 1)
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 1_000_000, f"{grown} bytes for 100k restarted publishers"
+    assert sequences.add(b"live", 1) is None and sequences.add(b"live", 4) == 3  # two lost between
+    assert sequences.add(b"other", 1) is None and sequences.add(b"live", 5) == 1  # recent ones are remembered
+    assert sequences.interleaved == (b"other", b"live")
+
+
 # -- node and bag: one timeline, equal FrameInputs ---------------------------------------------
 MS = 1_000_000
 T0 = 1_700_000_000_000_000_000

@@ -22,7 +22,7 @@ is split among them, so the stamps' period stays the camera's.
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Hashable
 
 import numpy as np
@@ -217,10 +217,18 @@ class PublisherSequences:
 
     rmw hands every message's `publication_sequence_number` and `publisher_gid` to a subscription
     callback that takes the message info (rclpy's `MessageInfo`; None where the middleware has none).
+
+    Memory is bounded: the last numbers of the `MAX_PUBLISHERS` publishers heard from most recently
+    are kept (least recently heard forgotten first), so a driver respawned every few seconds for days,
+    each time with a new GID, does not grow the node. A forgotten publisher that sends again is treated as
+    new (its first message: no loss counted).
     """
 
+    #: publishers whose last sequence number is kept (a topic has one or two live ones)
+    MAX_PUBLISHERS = 64
+
     def __init__(self) -> None:
-        self._last: dict[Hashable, int] = {}
+        self._last: OrderedDict[Hashable, int] = OrderedDict()
         self._previous: Hashable | None = None  # the publisher of the last message
         #: the last message came from another publisher than the one before it (a restarted driver's new
         #: publisher, or one of two publishers taking turns): the step between them is no loss
@@ -243,6 +251,9 @@ class PublisherSequences:
         if self.switched and publisher in self._last and self.interleaved is None:
             self.interleaved = (previous, publisher)
         last, self._last[publisher] = self._last.get(publisher), int(sequence)
+        self._last.move_to_end(publisher)
+        while len(self._last) > self.MAX_PUBLISHERS:
+            self._last.popitem(last=False)  # the publisher heard from least recently
         return None if last is None or sequence <= last else int(sequence) - last
 
     def reset(self) -> None:
