@@ -1770,6 +1770,31 @@ def test_the_node_says_which_model_release_it_runs_in_its_log_and_diagnostics(tm
     assert diag["backend"].startswith("onnxruntime") and diag["windows"].startswith("4 frames"), diag
 
 
+def test_the_pipelines_own_log_lines_are_rate_limited_as_the_nodes(tmp_path: Path) -> None:
+    """A camera whose resolution alternates every frame (two drivers on one topic, a misconfigured ROI) restarts
+    the stream at every frame. The node's restart WARN was rate-limited, but the pipeline's own INFO lines
+    ("depth pipeline reset", "stream of WxH frames") came out at every restart: two lines a frame, thousands a
+    minute in the log files and /rosout of a robot left running. Now each call site says it once per 5 s and
+    then counts what it held back."""
+    frames: list[tuple[int, int, int, CameraInfo | None]] = []
+    for k in range(240):  # 6 s at the ~40 frames a second `_camera_stream` sends
+        width, height = (160, 120) if k % 2 else (128, 96)
+        frames.append((1_000_000_000 + k * 50_000_000, width, height, _info(width, height)))
+    _, out = run_node(
+        tmp_path,
+        ["--ros-args", "-r", "image:=/cam/image", "-r", "camera_info:=/cam/camera_info"],
+        {},
+        {"/depth": Image},  # (a subscriber: without one the node skips the frames)
+        before_feed=_camera_stream(frames, seconds=1.0),
+        done=lambda got: True,
+    )
+    assert "restarting the depth stream: resolution" in out, out
+    for text in ("depth pipeline reset: ", "]: stream of "):
+        lines = [line for line in out.splitlines() if text in line]
+        assert 1 <= len(lines) <= 4, f"{len(lines)} lines with {text!r} for 240 restarts:\n{out}"
+    assert "more since last report)" in out, out
+
+
 def test_the_pipelines_own_log_lines_reach_the_ros_log_with_their_severity(tmp_path: Path) -> None:
     """The pipeline and the runtime log with Python's logging (they know nothing of ROS). In the node
     their warnings came out as bare stderr lines (no severity, not on /rosout or in the log files)

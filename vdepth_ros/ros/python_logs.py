@@ -13,6 +13,12 @@ Records logged while a node works (its worker thread, its configure/activate/dea
 model then names its camera, and only a node's loggers and their children reach /rosout (a bare
 `vdepth_ros.pipeline` logger never did). Records outside any node keep their own name.
 
+Each call site is rate-limited as the node's own lines are (`worker.RateLimitedLog`: once per 5 s per
+node and call site, then "... (N more since last report)"): the pipeline logs at every stream start
+("depth pipeline reset", "stream of WxH frames") and scene cut, so a camera whose resolution alternated
+every few frames, or a flickering scene, wrote thousands of lines a minute into the log files and /rosout
+of a robot running for hours. The limiter's memory is bounded by the package's call sites (times nodes).
+
 rclpy has no such bridge (its `rclpy.logging` is rcutils only), hence this small handler.
 """
 
@@ -26,10 +32,13 @@ from typing import Any
 
 import rclpy.logging
 
+from vdepth_ros.ros.worker import RateLimitedLog
+
 _METHODS = ((logging.ERROR, "error"), (logging.WARNING, "warning"), (logging.INFO, "info"))
 _current = threading.local()  # .logger: the node logger this thread's records go under
 _children: dict[tuple[str, str], Any] = {}  # kept: a child logger that is collected leaves /rosout
 _children_lock = threading.Lock()
+_limit = RateLimitedLog(None)  # only its `admit`: one record per node and call site per period, the rest counted
 
 
 @contextlib.contextmanager
@@ -60,7 +69,10 @@ class _RosLogHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             method = next((name for level, name in _METHODS if record.levelno >= level), "debug")
-            getattr(_logger_for(record.name), method)(self.format(record))
+            parent = getattr(getattr(_current, "logger", None), "name", "")
+            text = _limit.admit(f"{parent}:{record.pathname}:{record.lineno}:{method}", self.format(record))
+            if text is not None:
+                getattr(_logger_for(record.name), method)(text)
         except Exception:  # a log line must never take the node down
             self.handleError(record)
 

@@ -103,7 +103,7 @@ class RateLimitedLog:
         self.errors = 0  # error() calls, logged or not (the input errors on /diagnostics)
         self.last_error: str | None = None
 
-    def _admit(self, key: str, message: str) -> str | None:
+    def admit(self, key: str, message: str) -> str | None:
         """The text to log now for `key`, or None (within `period`: counted)."""
         now = time.monotonic()
         with self._lock:
@@ -119,7 +119,7 @@ class RateLimitedLog:
         """Log an error under `key` unless one was logged within `period`; returns whether it was."""
         self.errors += 1
         self.last_error = message
-        text = self._admit(key, message)
+        text = self.admit(key, message)
         if text is None:
             return False
         try:
@@ -130,7 +130,7 @@ class RateLimitedLog:
 
     def warning(self, key: str, message: str) -> bool:
         """As `error`, at WARN."""
-        text = self._admit(key, message)
+        text = self.admit(key, message)
         if text is None:
             return False
         try:
@@ -141,7 +141,7 @@ class RateLimitedLog:
 
     def info(self, key: str, message: str) -> bool:
         """As `error`, at INFO."""
-        text = self._admit(key, message)
+        text = self.admit(key, message)
         if text is None:
             return False
         try:
