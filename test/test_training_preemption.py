@@ -27,6 +27,7 @@ def _recipe(tmp_path: Path, steps: int, **training: int) -> list[str]:
     cfg["stages"] = [{**cfg["stages"][0], "steps": steps}]
     cfg["training"].update(training)
     path = tmp_path / "vda.yaml"
+    tmp_path.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(cfg))
     return ["--config", str(path)]
 
@@ -159,3 +160,30 @@ def test_resume_on_a_finished_run_without_checkpoints_keeps_its_model(tmp_path: 
     assert len(said) == 1 and "--overwrite" in said[0], again.stderr[-3000:]  # once, not once per rank
     assert_same_state(model, state_of(run / "final"), what="final/ of the finished run")
     assert (run / "metrics.jsonl").read_text() == metrics
+
+
+@pytest.mark.slow
+def test_a_run_resumes_on_another_number_of_ranks_with_the_same_global_batch(tmp_path: Path) -> None:
+    """A requeued job on half the GPUs, grad_accum doubled to keep the global batch (and back): the
+    ranks partition one batch stream, so this continues the same run, but it was refused as a
+    changed config ("processes: 2 -> 1") unless --allow-config-change, which lets any other edit
+    through as well. Now it resumes to the weights of the uninterrupted run; another global batch
+    is still refused, naming the grad_accum that would keep it."""
+    accum1, accum2 = _recipe(tmp_path / "a1", 4, checkpoint_every=1), _recipe(tmp_path / "a2", 4, grad_accum=2)
+    train = ["-m", "vdepth_training.train"]
+    torchrun([*train, *accum1, "--output", str(tmp_path / "straight")])
+    want = state_of(tmp_path / "straight" / "final")
+    two_to_one, one_to_two = tmp_path / "two_to_one", tmp_path / "one_to_two"
+    torchrun([*train, *accum1, "--output", str(two_to_one), "--max-steps", "2"])
+    fewer = subprocess.run([sys.executable, *train, *accum1, "--output", str(two_to_one), "--resume"], cwd=REPO,
+                           env=rank_env(), capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert fewer.returncode == 2 and "training.grad_accum: 2 keeps it" in fewer.stderr, fewer.stderr[-2000:]
+    single = subprocess.run([sys.executable, *train, *accum2, "--output", str(two_to_one), "--resume"], cwd=REPO,
+                            env=rank_env(), capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert single.returncode == 0 and "steps 3..4:" in single.stdout, single.stderr[-3000:]
+    assert_same_state(want, state_of(two_to_one / "final"), rtol=1e-5, atol=1e-6, what="2 ranks -> 1 process")
+    first = subprocess.run([sys.executable, *train, *accum2, "--output", str(one_to_two), "--max-steps", "2"],
+                           cwd=REPO, env=rank_env(), capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "steps 3..4:" in torchrun([*train, *accum1, "--output", str(one_to_two), "--resume"])
+    assert_same_state(want, state_of(one_to_two / "final"), rtol=1e-5, atol=1e-6, what="1 process -> 2 ranks")

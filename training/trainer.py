@@ -150,6 +150,11 @@ def enable_gradient_checkpointing(model: nn.Module) -> int:
     return count
 
 
+def _wants_deepspeed(train_cfg: dict[str, Any]) -> bool:
+    """Does the run use DeepSpeed (`training.deepspeed`, or `accelerate launch` configured for it)?"""
+    return bool(train_cfg.get("deepspeed")) or os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+
+
 def batch_generator(seed: int, origin: int, batch_index: int) -> torch.Generator:
     """The loss-noise generator of global batch `batch_index` of the segment starting at step
     `origin` (a pure function of the batch's position in the stream, the same on any rank)."""
@@ -356,7 +361,7 @@ class Trainer:
         if tc.get("threads"):
             torch.set_num_threads(int(tc["threads"]))
         ds_file = tc.get("deepspeed")
-        want_ds = bool(ds_file) or os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+        want_ds = _wants_deepspeed(tc)
         if want_ds and not is_deepspeed_available():
             raise RuntimeError("DeepSpeed was requested but is not installed: pip install 'vdepth_ros[deepspeed]'")
         if want_ds and "LOCAL_RANK" not in os.environ:
@@ -535,21 +540,25 @@ class Trainer:
 
     def _check_resumed_config(self, ckpt: Path, allow: bool) -> None:
         """Refuse (or with `allow`, warn about) resuming `ckpt` with a config other than the one
-        it was saved with, or with another number of processes (ranks): the resumed run would
-        silently be neither the old run nor the new one."""
+        it was saved with, or with another global batch (`batch_size` x `grad_accum` x processes):
+        the resumed run would silently be neither the old run nor the new one. Another number of
+        processes (ranks) with `grad_accum` set to keep the global batch continues the same run
+        (the ranks partition one batch stream, `data.stream`), except under DeepSpeed, whose
+        optimizer state is split per rank."""
         path = ckpt / CONFIG_NAME
-        changes = []
+        changes, old_training = [], None
         if path.is_file():  # (saved before checkpoints recorded their config: not compared)
             old, now = json.loads(path.read_text()), json.loads(json.dumps(self.cfg, default=str))
+            old_training = dict(old.get("training", {}))
             for cfg in (old, now):
                 cfg["training"] = {k: v for k, v in cfg.get("training", {}).items() if k not in RESUMABLE_CHANGES}
             changes = config_changes(old, now)
         saved = json.loads((ckpt / STATE_NAME).read_text()).get("processes")
         processes = int(os.environ.get("WORLD_SIZE", "1"))  # set by torchrun and accelerate launch
         if saved is not None and saved != processes:  # the global batch and each rank's share of the stream
-            changes.append(
-                f"processes: {saved} -> {processes} (the global batch is batch_size x grad_accum x processes)"
-            )
+            changes.append(f"processes: {saved} -> {processes}")
+        if saved is not None and old_training is not None:
+            changes = self._rescaled_ranks(changes, old_training, saved, processes)
         if not changes:
             return
         listed = "; ".join(changes[:6]) + (f"; and {len(changes) - 6} more" if len(changes) > 6 else "")
@@ -560,6 +569,28 @@ class Trainer:
             )
         if int(os.environ.get("RANK", "0")) == 0:  # every rank compares the same files: said once, not per rank
             log.warning("resuming %s with a changed config: %s", ckpt, listed)
+
+    def _rescaled_ranks(self, changes: list[str], old: dict[str, Any], saved: int, processes: int) -> list[str]:
+        """`changes` without the process count and `grad_accum` when together they keep the global
+        batch; otherwise with the `grad_accum` that would keep it named."""
+        ours = [c for c in changes if c.startswith(("processes:", "training.grad_accum:"))]
+        if not ours:
+            return changes
+        batch, accum = int(self.train_cfg["batch_size"]), int(self.train_cfg["grad_accum"])
+        before = int(old.get("batch_size", batch)) * int(old.get("grad_accum", accum)) * saved
+        rest = [c for c in changes if c not in ours]
+        if before == batch * accum * processes and not _wants_deepspeed(self.train_cfg):
+            if int(os.environ.get("RANK", "0")) == 0:
+                log.info("resuming %d processes' checkpoint on %d with grad_accum %d: the same global batch of %d",
+                         saved, processes, accum, before)  # fmt: skip
+            return rest
+        after = batch * accum * processes
+        why = f"the global batch batch_size x grad_accum x processes changes from {before} to {after}"
+        if _wants_deepspeed(self.train_cfg) and before == after:
+            why = "DeepSpeed's optimizer state is split per rank: resume on the number of processes that saved it"
+        elif before % (batch * processes) == 0:
+            why += f"; training.grad_accum: {before // (batch * processes)} keeps it"
+        return [*rest, f"{', '.join(ours)} ({why})"]
 
     def _truncate_metrics(self, step: int) -> None:
         """Drop the metric records after `step` (the checkpoint resumed from): an interrupted run
