@@ -61,7 +61,7 @@ def test_sigterm_as_slurm_sends_it_stops_both_ranks_with_a_checkpoint(tmp_path: 
     then SIGKILL; torchrun forwards SIGTERM to its ranks as well. The ranks used to die at once,
     losing every step since the last periodic checkpoint; now both finish the step, save one
     checkpoint at the same step and exit, and the requeued run (`--resume`) continues exactly."""
-    recipe = _recipe(tmp_path, 400, checkpoint_every=0)
+    recipe = _recipe(tmp_path, 400, checkpoint_every=0, num_workers=1)  # loader workers get the SIGTERM too
     base = ["-m", "vdepth_training.train", *recipe]
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *base,
@@ -187,3 +187,36 @@ def test_a_run_resumes_on_another_number_of_ranks_with_the_same_global_batch(tmp
     assert first.returncode == 0, first.stderr[-3000:]
     assert "steps 3..4:" in torchrun([*train, *accum1, "--output", str(one_to_two), "--resume"])
     assert_same_state(want, state_of(one_to_two / "final"), rtol=1e-5, atol=1e-6, what="1 process -> 2 ranks")
+
+
+def test_a_damaged_file_on_one_rank_ends_both_with_one_line_naming_it(tmp_path: Path) -> None:
+    """A depth file cut short (an interrupted copy) is found only when a rank draws it, after the
+    checks at start-up. That rank ended in numpy's "EOF: reading array header" traceback naming no
+    file, and once the launcher's SIGTERM reached the other rank's loader workers, that rank in a
+    "DataLoader worker ... killed by signal" traceback. Now the rank says one line naming the file
+    and the fix, and the other one line saying it stopped without a checkpoint."""
+    import numpy as np
+    from vdepth_training.data.sequence import Sequence, write_sequence
+
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        write_sequence(tmp_path / "mine" / f"seq{i}", Sequence(
+            rgb=rng.integers(0, 256, (6, 32, 48, 3), dtype=np.uint8),
+            target=rng.uniform(1, 5, (6, 32, 48)).astype(np.float32), valid=np.ones((6, 32, 48), bool)))  # fmt: skip
+    damaged = tmp_path / "mine" / "seq1" / "target" / "000003.npy"
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    cfg = tiny_config("vda", tmp_path)
+    cfg.pop("tiny")
+    cfg["data"]["sources"] = [{"name": "mine", "layout": "sequence", "root": str(tmp_path / "mine")}]
+    cfg["stages"] = [{**cfg["stages"][0], "steps": 8}]
+    cfg["training"].update(num_workers=1, checkpoint_every=0)
+    recipe = tmp_path / "mine.yaml"
+    recipe.write_text(yaml.safe_dump(cfg))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
+           "vdepth_training.train", "--config", str(recipe), "--output", str(tmp_path / "run")]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=REPO, env=rank_env(), capture_output=True, text=True, timeout=300)
+    lines = proc.stderr.splitlines()
+    errors = [ln for ln in lines if ln.startswith("python -m vdepth_training.train: error:")]
+    assert proc.returncode != 0 and len(errors) == 1, proc.stderr[-4000:]
+    assert f"{damaged} is damaged" in errors[0] and "replace it" in errors[0]
+    assert not [ln for ln in lines if ln.startswith("[rank") and "Traceback" in ln], proc.stderr[-4000:]

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from vdepth_training.config import load_config
 from vdepth_training.recipes import recipe_class
-from vdepth_training.trainer import Trainer
+from vdepth_training.trainer import StoppedWithoutCheckpointError, Trainer
 
 from vdepth_ros.errors import ConfigError, VdepthError
 from vdepth_ros.offline.runner import cli_errors
@@ -82,7 +82,8 @@ def overrides_from(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """Exit codes: 0 done (or stopped at --max-steps), 2 a mistake in the command or config (one line
-    on stderr), 130 stopped by Ctrl-C or SIGTERM (after a checkpoint during the steps; `--resume` continues)."""
+    on stderr), 130 stopped by Ctrl-C or SIGTERM (after a checkpoint during the steps; `--resume` continues),
+    143 stopped by the launcher because another rank failed (that rank's exit code and line say why)."""
     args = parse_args(argv)
     expand_home(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
@@ -92,6 +93,11 @@ def main(argv: list[str] | None = None) -> int:
         if _first_on_node_to_say(f"error: {err}"):
             return cli_errors(PROG, err)  # one line, exit 2, as every console tool
         return 2
+    except StoppedWithoutCheckpointError as err:  # the rank that failed printed its error; this one only ends
+        line = f"{PROG}: {err}; --resume continues from the last complete checkpoint"
+        if _first_on_node_to_say(line):
+            print(line, file=sys.stderr)
+        return 143
     except KeyboardInterrupt:  # Ctrl-C outside the steps (start-up, export) or a second one within them
         line = f"{PROG}: interrupted; --resume continues from the last complete checkpoint"
         if _first_on_node_to_say(line):

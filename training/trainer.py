@@ -109,6 +109,11 @@ def _not_run_output(path: Path) -> str | None:
     return "not a run's metrics (JSON lines with a step)"
 
 
+class StoppedWithoutCheckpointError(Exception):
+    """A rank asked to stop (SIGTERM, Ctrl-C) could not finish its step: another rank had already
+    ended (torchrun stops the others when one fails). The failing rank said why; this one only ends."""
+
+
 class TrainingProgress:
     """The step counters, restored with a checkpoint (`Accelerator.register_for_checkpointing`)."""
 
@@ -153,6 +158,18 @@ def enable_gradient_checkpointing(model: nn.Module) -> int:
 def _wants_deepspeed(train_cfg: dict[str, Any]) -> bool:
     """Does the run use DeepSpeed (`training.deepspeed`, or `accelerate launch` configured for it)?"""
     return bool(train_cfg.get("deepspeed")) or os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+
+
+def _next_batch(loader: Iterator[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The loader's next batch; a data mistake (ConfigError) raised in a loader worker process is
+    re-raised with its own one-line message, not the worker's traceback that torch wraps around it."""
+    try:
+        return next(loader)
+    except ConfigError as err:
+        text = str(err)
+        if text.startswith("Caught ConfigError") and ": " in text.rstrip().splitlines()[-1]:
+            raise ConfigError(text.rstrip().splitlines()[-1].split(": ", 1)[1]) from None
+        raise
 
 
 def batch_generator(seed: int, origin: int, batch_index: int) -> torch.Generator:
@@ -276,13 +293,21 @@ class Trainer:
         stop = end if max_steps is None else min(end, max_steps)
         # 3. the segments of stages that share an optimizer, from the resume point on
         with self._stop_on_signals():
-            for segment in segments(self.plan):
-                if segment[-1].index < start["stage"] or progress.global_step >= stop:
-                    continue
-                model = self._run_segment(acc, model, segment, progress, ckpt, start, stop, end)
-                ckpt = None  # loaded into the first segment run
-                if self.interrupted:
-                    break
+            try:
+                for segment in segments(self.plan):
+                    if segment[-1].index < start["stage"] or progress.global_step >= stop:
+                        continue
+                    model = self._run_segment(acc, model, segment, progress, ckpt, start, stop, end)
+                    ckpt = None  # loaded into the first segment run
+                    if self.interrupted:
+                        break
+            except Exception as err:  # a collective with a rank that is gone, after the launcher's SIGTERM
+                if self._stop_requested and acc.num_processes > 1 and not isinstance(err, ConfigError):
+                    why = f"another rank ended ({type(err).__name__})"
+                    raise StoppedWithoutCheckpointError(
+                        f"stopped after step {progress.global_step} without a checkpoint: {why}"
+                    ) from err
+                raise
         self._check_ranks_agree(acc, model)
         for tracker in acc.trackers:  # not `end_training`: it ends the process group, which outlives one fit
             tracker.finish()
@@ -618,7 +643,7 @@ class Trainer:
         )
         sums: dict[str, float] = {}
         for micro in range(accum):
-            batch = {k: v.to(acc.device) for k, v in next(loader).items()}
+            batch = {k: v.to(acc.device) for k, v in _next_batch(loader).items()}
             index = ((step - stage.origin) * accum + micro) * acc.num_processes + acc.process_index
             with acc.accumulate(wrapped):
                 loss, terms = wrapped(batch, batch_generator(seed, stage.origin, index))
@@ -822,6 +847,7 @@ def check_loss_decreases(history: list[dict[str, Any]], window: int = 3) -> tupl
 
 
 __all__ = [
+    "StoppedWithoutCheckpointError",
     "Trainer",
     "TrainingProgress",
     "batch_generator",

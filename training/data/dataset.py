@@ -202,7 +202,16 @@ class ClipDataset(Dataset):
         rng = np.random.default_rng([self.seed, epoch, index, 2])
         seq_src = source.sequences[int(rng.integers(0, len(source.sequences)))]
         idx = sample_clip_indices(len(seq_src), length_range, rng, stride=self.sampling.stride)
-        seq = seq_src.read(idx)
+        try:
+            seq = seq_src.read(idx)
+        except ConfigError:  # names its file and the fix already
+            raise
+        except (OSError, ValueError, EOFError) as err:  # a damaged file, found when a rank draws it
+            where = getattr(seq_src, "directory", None) or getattr(seq_src, "name", None) or type(seq_src).__name__
+            raise ConfigError(
+                f"source {source.name!r}, sequence {where}: cannot read frames {int(min(idx))}..{int(max(idx))}: "
+                f"{err} (a damaged or partly copied file: replace it, or move its sequence out of the source's root)"
+            ) from err
         seq = random_hflip(seq, rng, self.sampling.flip_p)
         seq = resize_and_crop(seq, size, rng if self.sampling.random_crop else None)
         item = clip_to_tensors(seq, self.sampling.normalization, max_depth=source.max_depth, source_index=src_idx)

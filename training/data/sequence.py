@@ -378,7 +378,10 @@ class SequenceReader:
             rgb.append(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
             stem = path.stem
             tpath = self.directory / "target" / f"{stem}.npy"
-            target.append(np.load(tpath))
+            try:
+                target.append(np.load(tpath, allow_pickle=False))
+            except (ValueError, EOFError) as err:  # cut short (a copy interrupted) or not an .npy
+                raise ValueError(f"{tpath} is damaged ({err})") from None
             if not np.issubdtype(target[-1].dtype, np.floating):
                 raise ConfigError(
                     f"{tpath} holds {target[-1].dtype}; the format holds float32 depth in metres (or disparity): "

@@ -12,6 +12,7 @@ prepare batches in parallel without changing the order.
 from __future__ import annotations
 
 import itertools
+import signal
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -75,9 +76,20 @@ class RankSampler(Sampler[int]):
         return (m * self.world + self.rank for m in itertools.count(self.start))
 
 
+def _leave_stop_signals_to_the_rank(worker_id: int) -> None:
+    """Loader workers ignore SIGINT and SIGTERM: torchrun forwards them to the rank's whole process
+    group and SLURM sends SIGTERM to every process, and a worker that died of one ended its rank
+    with "DataLoader worker ... is killed by signal" instead of the step and checkpoint the rank
+    finishes (`Trainer`). The workers end with the loader or the rank, as always."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def rank_loader(batches: Dataset, *, start: int, rank: int, world: int, num_workers: int = 0) -> DataLoader:
     """An endless loader of this rank's batches from micro-batch `start` on (see module docstring)."""
-    kwargs: dict[str, Any] = {"prefetch_factor": 2, "persistent_workers": False} if num_workers > 0 else {}
+    kwargs: dict[str, Any] = {}
+    if num_workers > 0:
+        kwargs = {"prefetch_factor": 2, "persistent_workers": False, "worker_init_fn": _leave_stop_signals_to_the_rank}
     return DataLoader(
         batches, batch_size=None, sampler=RankSampler(start, rank, world), num_workers=num_workers, **kwargs
     )
