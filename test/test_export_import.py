@@ -395,3 +395,61 @@ def test_a_diffusers_or_transformers_folder_given_as_the_model_says_to_import_it
     (folder / "diffusion_pytorch_model.safetensors").write_bytes(b"\0" * 16)
     with pytest.raises(ModelLoadError, match=r"released checkpoint.*vdepth-export import FAMILY"):
         create_engine(folder, backend="torch")
+
+
+def test_a_users_own_fine_tune_imports_and_a_lora_adapter_is_refused_with_the_merge(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A robotics engineer fine-tunes the package's VDA in their own loop (DDP, peft LoRA) and gives the
+    result to `model:` / `vdepth-export import`. The state dict in the package's own key layout
+    (`torch.save(model.state_dict())`, DDP's `module.` prefix) used to be refused by import with 'missing
+    keys [head.projects...], unexpected keys [backbone...]'; the LoRA adapter folder peft saves was called
+    'a released checkpoint: import it first', and import then failed on its keys."""
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    from vdepth_ros.offline import video as videocli
+
+    torch.manual_seed(6)
+    cfg = VideoDepthAnything.tiny_config()
+    VideoDepthAnything(**cfg).save_pretrained(tmp_path / "base")
+    model = get_peft_model(load_model(tmp_path / "base"), LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    for name, p in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.5)  # a trained adapter changes the output
+    model.save_pretrained(tmp_path / "adapter")
+    adapter = tmp_path / "adapter"
+    import cv2
+
+    writer = cv2.VideoWriter(str(tmp_path / "clip.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 15.0, (98, 70))
+    for i in range(3):
+        writer.write(np.full((70, 98, 3), 40 * i, np.uint8))
+    writer.release()
+    for given in (adapter, adapter / "adapter_model.safetensors"):
+        assert videocli.main([str(tmp_path / "clip.mp4"), "-o", str(tmp_path / "o"), "--model", str(given)]) == 2
+        err = capsys.readouterr().err
+        assert "LORA adapter" in err and "merge_and_unload" in err and "import it first" not in err, err
+        assert cli_main(["import", "vda", str(given), "-o", str(tmp_path / "x"), *_sets(cfg)]) == 2
+        err = capsys.readouterr().err
+        assert "LORA adapter" in err and "missing keys" not in err, err
+    # the fix the message gives: merge into the base model, save (here as DDP saves it), import
+    merged = PeftModel.from_pretrained(load_model(tmp_path / "base"), str(adapter)).merge_and_unload()
+    frames = torch.rand(4, 3, 70, 98)
+    expected = merged.predict(frames)
+    assert not torch.equal(expected, load_model(tmp_path / "base").predict(frames))
+    for name, state in (
+        ("merged.pth", merged.state_dict()),
+        ("ddp.pth", {f"module.{k}": v for k, v in merged.state_dict().items()}),
+        ("ft.safetensors", None),
+    ):
+        if state is None:
+            from safetensors.torch import save_file
+
+            save_file({k: v.contiguous() for k, v in merged.state_dict().items()}, tmp_path / name)
+        else:
+            torch.save(state, tmp_path / name)
+        out = tmp_path / f"model-{name.split('.')[0]}"
+        assert cli_main(["import", "vda", str(tmp_path / name), "-o", str(out), *_sets(cfg)]) == 0, capsys.readouterr()
+        assert torch.equal(load_model(out).predict(frames), expected), name
+    # another size than the checkpoint's: the tensors of another shape and the --encoder it is
+    assert cli_main(["import", "vda", str(tmp_path / "merged.pth"), "-o", str(tmp_path / "y")]) == 2
+    assert "of another shape" in capsys.readouterr().err

@@ -45,6 +45,36 @@ def not_a_model_folder(path: Path) -> str | None:
     return "a file, not a model folder"
 
 
+#: what peft's `save_pretrained` writes for an adapter: its config, and its weights under this stem
+ADAPTER_CONFIG_NAME = "adapter_config.json"
+ADAPTER_WEIGHTS_STEM = "adapter_model"
+
+
+def adapter_problem(path: str | Path) -> str | None:
+    """For a LoRA/PEFT adapter (peft's `save_pretrained` folder, or its `adapter_model.*` file) given
+    where weights are expected: the message saying it holds only the adapter's deltas and how to merge
+    it into the model it was trained on; None for anything else."""
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    if not (folder / ADAPTER_CONFIG_NAME).is_file() or (
+        path.is_file() and not path.name.startswith(ADAPTER_WEIGHTS_STEM)
+    ):
+        return None
+    try:
+        config = json.loads((folder / ADAPTER_CONFIG_NAME).read_text())
+        kind, base = config.get("peft_type") or "PEFT", config.get("base_model_name_or_path")
+    except (OSError, ValueError, AttributeError):
+        kind, base = "PEFT", None
+    on = f", trained on {base}" if base else ""
+    return (
+        f"{path} is a {kind} adapter ({ADAPTER_CONFIG_NAME}{on}): it holds only the adapter's weights, not a model. "
+        f'Merge it into the model it was trained on and save the merged weights: python -c "import torch; from '
+        f"peft import PeftModel; from vdepth_ros.models import load_model; m = PeftModel.from_pretrained(load_model("
+        f"'BASE_MODEL_FOLDER'), '{folder}').merge_and_unload(); torch.save(m.state_dict(), 'merged.pth')\", then "
+        "`vdepth-export import FAMILY merged.pth -o FOLDER` (with the base model's --encoder/--set), and use FOLDER"
+    )
+
+
 def released_checkpoint_problem(path: str | Path) -> str | None:
     """For a released checkpoint given where a model folder is expected (a `.pth`/`.safetensors`
     file, or a folder of them or a diffusers folder, without `config.json`): the message saying to
@@ -56,7 +86,7 @@ def released_checkpoint_problem(path: str | Path) -> str | None:
             f"{path} is a file of the model folder {path.parent}: give the folder itself (model: {path.parent}), "
             "or one of its .onnx/.engine files"
         )
-    if (why := training_checkpoint_problem(path)) is not None:
+    if (why := training_checkpoint_problem(path) or adapter_problem(path)) is not None:
         return why
     if path.is_file():
         released = path.suffix in WEIGHT_SUFFIXES or path.name.endswith(".index.json")

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from vdepth_ros.errors import ModelLoadError
-from vdepth_ros.paths import CONFIG_NAME, WEIGHT_SUFFIXES, WEIGHTS_NAME, released_checkpoint_problem
+from vdepth_ros.paths import CONFIG_NAME, WEIGHT_SUFFIXES, WEIGHTS_NAME, adapter_problem, released_checkpoint_problem
 
 Alignment = Literal["chain_ls", "keyframe", "graph", "none"]
 
@@ -387,6 +387,8 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
             without its index or an index without all its shards; the message says which and what to do.
     """
     path = Path(path).expanduser()
+    if (why := adapter_problem(path)) is not None:
+        raise ModelLoadError(why)
     if path.is_dir() and not (path / WEIGHTS_NAME).is_file() and (path / _ZERO_FOLDER).is_dir():
         return _load_zero(path)
     if path.is_dir():

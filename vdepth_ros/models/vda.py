@@ -299,10 +299,20 @@ class DinoVideoDepthBase(VideoDepthModel):
 
     def load_released_file(self, path: str | Path) -> None:
         """`load_released_state_dict` of a checkpoint file; a `ModelLoadError` names the file and,
-        where the keys show it, the family or VDA size the file really is and the option to pass."""
+        where the keys show it, the family or VDA size the file really is and the option to pass.
+
+        A file in this package's own key layout (`model.state_dict()` saved by a user's own fine-tuning
+        loop, with or without DDP's `module.` prefix, or a peft adapter merged into the model) loads
+        as it is, strictly: the released names start the backbone with `pretrained.`, ours with `backbone.`.
+        """
         state = load_state_dict_file(path)
+        (bb_ours, bb_rel), _ = self._released_prefixes
+        own = any(k.startswith(bb_ours) for k in state) and not any(k.startswith(bb_rel) for k in state)
         try:
-            self.load_released_state_dict(state)
+            if own:
+                load_state_checked(self, state, "checkpoint in this package's key layout")
+            else:
+                self.load_released_state_dict(state)
         except ModelLoadError as err:
             raise ModelLoadError(f"{path}: {err}{self._released_hint(state, path)}") from None
 
@@ -314,7 +324,7 @@ class DinoVideoDepthBase(VideoDepthModel):
             return f"; this is a GemDepth checkpoint: vdepth-export import gemdepth {path} -o FOLDER"
         if not gem and self.family == "gemdepth" and "pretrained.cls_token" in state:
             return f"; this is a Video Depth Anything checkpoint: vdepth-export import vda {path} -o FOLDER"
-        cls_token = state.get("pretrained.cls_token")
+        cls_token = state.get("pretrained.cls_token", state.get("backbone.embeddings.cls_token"))
         if self.family == "vda" and cls_token is not None:
             width = int(cls_token.shape[-1])
             sizes = [e for e, p in VDA_PRESETS.items() if p["hidden_size"] == width]
