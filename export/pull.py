@@ -72,7 +72,7 @@ def _manual_steps(release: Release, output: Path, endpoint: str | None) -> str:
     return "\n".join(lines)
 
 
-def _check_file(path: Path, spec: ReleaseFile, remove_on_mismatch: bool) -> str:
+def _check_file(path: Path, spec: ReleaseFile, remove_on_mismatch: bool, endpoint: str | None = None) -> str:
     """Size and sha256 against the registry (where known); returns the sha256. A mismatching
     download is deleted from the hub cache, so the next pull fetches it again."""
     got = sha256_of(path)
@@ -87,10 +87,20 @@ def _check_file(path: Path, spec: ReleaseFile, remove_on_mismatch: bool) -> str:
         return got
     where = f"{spec.repo}/{spec.filename}"
     if remove_on_mismatch:
+        commit = _commit_of(path, spec)
         real = path.resolve()
         path.unlink(missing_ok=True)
         real.unlink(missing_ok=True)  # the hub cache's blob behind the snapshot link
-        raise DownloadError(f"{where}: {problem}; the downloaded copy was removed and nothing was imported")
+        at = f"commit {commit}" if commit else "another commit"
+        history = spec.url_at(endpoint).replace(
+            f"/resolve/{spec.revision}/{spec.filename}", f"/commits/{spec.revision}"
+        )
+        raise DownloadError(
+            f"{where}: {problem}; the downloaded copy was removed and nothing was imported. Pull again (a transfer "
+            f"damaged on the way differs each time); if it fails the same way, {spec.repo}@{spec.revision} is now "
+            f"{at} and its file is not the one this registry checks: see {history}; to take that file anyway, "
+            f"unverified (its sha256 recorded), pull with --revision {spec.repo}={commit or 'COMMIT'}"
+        )
     raise DownloadError(f"{path} ({where}): {problem}; nothing was imported")
 
 
@@ -330,7 +340,7 @@ def _fetch(
             paths[spec] = (path, _check_file(path, spec, remove_on_mismatch=False))
         else:
             path = _download(spec, release, output, endpoint, spec in asked)
-            paths[spec] = (path, _check_file(path, spec, remove_on_mismatch=True))
+            paths[spec] = (path, _check_file(path, spec, remove_on_mismatch=True, endpoint=endpoint))
     return paths
 
 

@@ -269,6 +269,28 @@ def test_wrong_hash_removes_the_download_and_imports_nothing(hub: Hub, env: dict
     assert blobs == [], blobs  # the mismatching download was deleted, so a retry fetches it again
 
 
+def test_a_release_file_replaced_upstream_names_the_commit_to_pin(
+    hub: Hub, env: dict[str, str], online: None, weights: bytes
+) -> None:
+    """The authors re-upload a release file on main (a moved branch or tag): every pull failed its
+    sha256 with 'the downloaded copy was removed and nothing was imported', and nothing said what the
+    hub now holds or how to take it. The message names the commit main now is, its history page and
+    the `--revision REPO=COMMIT` that imports it unverified, which then works."""
+    release = json.loads(Path(env[REGISTRY_ENV]).read_text())
+    release[0]["files"][0]["sha256"] = "0" * 64  # the registry's file, replaced upstream since
+    release[0]["files"][0]["size"] = None
+    Path(env[REGISTRY_ENV]).write_text(json.dumps(release))
+    with pytest.raises(DownloadError) as err:
+        pull("vda-tiny-test", endpoint=hub.url)
+    msg = str(err.value)
+    assert f"main is now commit {COMMIT}" in msg and f"{hub.url}/{REPO}/commits/main" in msg, msg
+    fix = f"--revision {REPO}={COMMIT}"
+    assert fix in msg, msg
+    folder = pull("vda-tiny-test", endpoint=hub.url, revisions=[fix.split(" ")[1]])
+    recorded = json.loads((folder / PROVENANCE_NAME).read_text())["files"][0]
+    assert recorded["commit"] == COMMIT and recorded["sha256"] == hashlib.sha256(weights).hexdigest()
+
+
 def test_unknown_name_and_licence_not_accepted_download_nothing(
     hub: Hub, env: dict[str, str], online: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
