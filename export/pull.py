@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import functools
+import hashlib
 import json
 import logging
 import re
@@ -55,8 +57,16 @@ class DownloadError(VdepthError):
 
 
 def sha256_of(path: Path) -> str:
-    """Hex sha256 of a file."""
-    return file_sha256(path)
+    """Hex sha256 of a file (hashed once per content: a pull checks a multi-GB file twice, against the
+    hub's checksum and the registry's)."""
+    real = path.resolve()
+    st = real.stat()
+    return _sha256_cached(str(real), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
+    return file_sha256(Path(path))
 
 
 def _manual_steps(release: Release, output: Path, endpoint: str | None) -> str:
@@ -340,8 +350,49 @@ def _fetch(
             paths[spec] = (path, _check_file(path, spec, remove_on_mismatch=False))
         else:
             path = _download(spec, release, output, endpoint, spec in asked)
+            damage = _not_as_hub_sent(path)
+            if damage is not None:  # e.g. a power cut after the download: the hub client would reuse it
+                log.warning("%s in the hub cache is damaged (%s): downloading it again", spec.local_path, damage)
+                _remove_from_hub_cache(path)
+                path = _download(spec, release, output, endpoint, spec in asked)
+                damage = _not_as_hub_sent(path)
+                if damage is not None:
+                    _remove_from_hub_cache(path)
+                    raise DownloadError(
+                        f"{spec.url_at(endpoint)} arrived damaged twice ({damage}); the copy was removed and nothing "
+                        "was imported: pull again, or check what answers for the hub (a proxy, a mirror in HF_ENDPOINT)"
+                    )
             paths[spec] = (path, _check_file(path, spec, remove_on_mismatch=True, endpoint=endpoint))
     return paths
+
+
+def _remove_from_hub_cache(path: Path) -> None:
+    """A downloaded file out of the hub cache: its snapshot link and the blob behind it (so the next
+    download fetches it again instead of reusing it)."""
+    real = path.resolve()
+    path.unlink(missing_ok=True)
+    real.unlink(missing_ok=True)
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_GIT_SHA1 = re.compile(r"[0-9a-f]{40}")
+
+
+def _not_as_hub_sent(path: Path) -> str | None:
+    """How a downloaded file differs from what the hub said it is, or None. The hub cache names each
+    blob by the hub's ETag: the sha256 of an LFS file (the weights), the git blob sha1 of a small
+    file. A blob damaged after its download (a power cut before the disk wrote it: zero bytes or
+    zeros; a full disk) keeps its name, and the hub client hands it out again on every pull."""
+    real = path.resolve()
+    name = real.name
+    if _SHA256.fullmatch(name):
+        got = sha256_of(real)
+    elif _GIT_SHA1.fullmatch(name) and real.stat().st_size < 10_000_000:
+        data = real.read_bytes()
+        got = hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
+    else:
+        return None
+    return None if got == name else f"{real.stat().st_size} bytes whose checksum is not the hub's {name}"
 
 
 def _sources(release: Release, paths: dict[ReleaseFile, tuple[Path, str]]) -> list[Path]:

@@ -676,3 +676,43 @@ def test_a_pull_killed_mid_download_leaves_no_partial_file_after_the_next_pull(
     folder = pull("vda-tiny-test", endpoint=hub.url)
     assert (folder / "model.safetensors").is_file()
     assert [p.name for p in blobs.iterdir()] == [hashlib.sha256(hub.files[(REPO, FILE)]).hexdigest()]
+
+
+@pytest.mark.parametrize("damage", ["power cut (zero bytes)", "zeroed tail"])
+def test_a_file_damaged_in_the_hub_cache_is_downloaded_again(
+    hub: Hub, env: dict[str, str], online: None, damage: str
+) -> None:
+    """The hub client reuses any blob in its cache under the hub's ETag without reading it. A blob
+    emptied or zeroed after its download (a power cut before the disk wrote it, on a robot) failed
+    every later pull of a release without a registry sha256 (most of them) with 'is empty (0 bytes):
+    ... download it again' or 'truncated or corrupt', and pulling again reused the same blob."""
+    release = json.loads(Path(env[REGISTRY_ENV]).read_text())
+    release[0]["files"][0].update(sha256=None, size=None)  # as vda-base, gemdepth, dvd... are registered
+    Path(env[REGISTRY_ENV]).write_text(json.dumps(release))
+    cache = Path(env[CACHE_ENV])
+    pull("vda-tiny-test", endpoint=hub.url, cache=cache / "first")
+    (blob,) = Path(env["HF_HUB_CACHE"]).rglob("blobs/*")
+    data = blob.read_bytes()
+    blob.write_bytes(b"" if damage.startswith("power") else data[: len(data) // 2] + bytes(len(data) - len(data) // 2))
+    gets = sum(m == "GET" for m, _, _ in hub.requests)
+    folder = pull("vda-tiny-test", endpoint=hub.url)
+    assert sum(m == "GET" for m, _, _ in hub.requests) == gets + 1  # downloaded again
+    assert blob.read_bytes() == data and (folder / "model.safetensors").is_file()
+    # damaged again, and every download arrives damaged too (a proxy that cuts files): one error,
+    # nothing imported, no bad copy kept
+    blob.write_bytes(b"")
+    import huggingface_hub.file_download as fd
+
+    real_get = fd.http_get
+
+    def cut(url: str, temp_file: object, **kwargs: object) -> None:
+        real_get(url, temp_file, **kwargs)
+        temp_file.truncate(10)  # type: ignore[attr-defined]
+
+    fd.http_get = cut
+    try:
+        with pytest.raises(DownloadError, match=r"arrived damaged twice .*nothing was imported"):
+            pull("vda-tiny-test", endpoint=hub.url, cache=cache / "third")
+    finally:
+        fd.http_get = real_get
+    assert _leftovers(cache / "third") == [] and not blob.exists()
