@@ -95,7 +95,12 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("--list", action="store_true", help="list the known releases, their licences and cache state")
     pl.add_argument("--accept-license", action="store_true", help="accept a non-commercial licence (read it first)")
     pl.add_argument("--cache", help="model cache folder (default: $VDEPTH_MODEL_CACHE or ~/.cache/vdepth_ros/models)")
-    pl.add_argument("--from", dest="from_dir", help="take the files from DIR/<repo>/<file> instead of the hub")
+    pl.add_argument(
+        "--from",
+        dest="from_dir",
+        help="take the files from DIR instead of the hub: DIR/<repo>/<file>, DIR/<file> (hf download --local-dir DIR) "
+        "or a hub cache copied from another machine (its hub/ folder or HF_HOME)",
+    )
     pl.add_argument("--overwrite", action="store_true", help="pull again over a model already in the cache")
     pl.add_argument(
         "--revision",

@@ -344,9 +344,7 @@ def _fetch(
         _remove_stale_partials(release)
     for spec in release.files:
         if from_dir is not None:
-            path = from_dir / spec.local_path
-            if not path.is_file():
-                raise FileNotFoundError(f"{path} not found (--from expects DIR/<repo>/<file>)")
+            path = _local_copy(from_dir, spec, release)
             paths[spec] = (path, _check_file(path, spec, remove_on_mismatch=False))
         else:
             path = _download(spec, release, output, endpoint, spec in asked)
@@ -364,6 +362,36 @@ def _fetch(
                     )
             paths[spec] = (path, _check_file(path, spec, remove_on_mismatch=True, endpoint=endpoint))
     return paths
+
+
+def _local_copy(from_dir: Path, spec: ReleaseFile, release: Release) -> Path:
+    """`spec`'s file under `pull --from DIR`, in any of the layouts a hand download leaves:
+    `DIR/<repo>/<file>`; `DIR/<file>` (`hf download REPO --local-dir DIR`; when no other file of the
+    release has that name); a hub cache copied from another machine (`DIR` = its `hub/` folder, or the
+    `HF_HOME` holding it: `models--<owner>--<name>/snapshots/<commit of the revision>/<file>`).
+
+    Raises:
+        FileNotFoundError: in none of them (the message names each path tried).
+    """
+    from huggingface_hub.file_download import repo_folder_name
+
+    tried = [from_dir / spec.local_path]
+    if sum(f.filename == spec.filename for f in release.files) == 1:
+        tried.append(from_dir / spec.filename)
+    for hub in (from_dir, from_dir / "hub"):
+        repo = hub / repo_folder_name(repo_id=spec.repo, repo_type="model")
+        try:
+            commit = (repo / "refs" / spec.revision).read_text().strip()
+        except (OSError, ValueError):
+            commit = spec.revision  # a commit, or absent
+        tried.append(repo / "snapshots" / commit / spec.filename)
+    for path in tried:
+        if path.is_file():
+            return path
+    raise FileNotFoundError(
+        f"{spec.repo}/{spec.filename} not found under --from {from_dir}; looked for "
+        + ", ".join(str(p) for p in dict.fromkeys(tried))
+    )
 
 
 def _remove_from_hub_cache(path: Path) -> None:

@@ -716,3 +716,31 @@ def test_a_file_damaged_in_the_hub_cache_is_downloaded_again(
     finally:
         fd.http_get = real_get
     assert _leftovers(cache / "third") == [] and not blob.exists()
+
+
+def test_pull_from_the_layouts_a_hand_download_leaves(
+    hub: Hub, env: dict[str, str], online: None, tmp_path: Path, weights: bytes, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An offline robot: the files were fetched on a connected machine with `hf download REPO --local-dir
+    DIR` (DIR/<file>), or its hub cache (~/.cache/huggingface) was copied over. `pull NAME --from DIR`
+    only looked at DIR/<repo>/<file> and answered 'not found (--from expects DIR/<repo>/<file>)'."""
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    (flat / FILE).write_bytes(weights)
+    assert export_main(["pull", "vda-tiny-test", "--from", str(flat), "--cache", str(tmp_path / "c1")]) == 0
+    pull("vda-tiny-test", endpoint=hub.url, cache=tmp_path / "laptop")  # the connected machine's hub cache
+    import shutil
+
+    home = tmp_path / "copied-hf-home"
+    shutil.copytree(env["HF_HUB_CACHE"], home / "hub", symlinks=True)
+    for given in (home, home / "hub"):
+        cache = tmp_path / f"c-{given.name}"
+        assert export_main(["pull", "vda-tiny-test", "--from", str(given), "--cache", str(cache)]) == 0
+        recorded = json.loads((cache / "vda-tiny-test" / PROVENANCE_NAME).read_text())["files"][0]
+        assert recorded["commit"] == COMMIT and recorded["sha256"] == hashlib.sha256(weights).hexdigest()
+    capsys.readouterr()
+    assert (
+        export_main(["pull", "vda-tiny-test", "--from", str(tmp_path / "empty"), "--cache", str(tmp_path / "c")]) == 2
+    )
+    err = capsys.readouterr().err
+    assert f"not found under --from {tmp_path / 'empty'}" in err and str(tmp_path / "empty" / FILE) in err, err
