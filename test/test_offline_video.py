@@ -249,6 +249,33 @@ def test_cli_runs_openblas_on_one_thread_unless_the_user_chose(
     capsys.readouterr()
 
 
+def test_cli_applies_the_params_files_blas_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`vdepth-video --params` sets numpy's OpenBLAS threads from the node's `blas_threads`, by the
+    same rule as `vdepth-bag` and the node (0 = leave as is); before, it always set 1."""
+    from vdepth_ros.blas import blas_threads, set_blas_threads
+
+    if not blas_threads():
+        pytest.skip("numpy is not linked against OpenBLAS here")
+    monkeypatch.setattr(videocli, "build_pipeline", lambda config, engine=None: DepthPipeline(config, make_engine()))
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    clip = make_mp4(tmp_path / "c.mp4", 3)
+    params = tmp_path / "params.yaml"
+    before = set_blas_threads(1)
+    try:
+        for n, expect in ((2, 2), (0, 2), (1, 1)):
+            params.write_text(f"/**:\n  ros__parameters:\n    blas_threads: {n}\n")
+            out = tmp_path / f"out{n}"
+            args = [str(clip), "-o", str(out), "--params", str(params), "--no-progress", "--no-preview"]
+            assert videocli.main(args) == 0
+            assert set(blas_threads().values()) == {expect}, n
+    finally:
+        for k in set(before.values()):
+            set_blas_threads(k)
+    capsys.readouterr()
+
+
 def test_camera_info_file_equals_intrinsics_and_rectify_undistorts(tmp_path: Path) -> None:
     """`--camera-info` (camera_calibration's YAML) gives the same run as `--intrinsics`; with lens
     distortion and `--rectify` each frame is undistorted first (as the node's `rectify`)."""

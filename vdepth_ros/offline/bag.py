@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vdepth_ros.blas import limit_blas_threads_for_tool
 from vdepth_ros.encodings import info_signature
 from vdepth_ros.errors import VdepthError
 from vdepth_ros.inputs.assembly import calibration_problem
@@ -39,6 +38,7 @@ from vdepth_ros.offline.runner import (
     RunSummary,
     StopAtCtrlC,
     Stopwatch,
+    apply_blas_threads,
     build_pipeline,
     cli_errors,
     exit_status,
@@ -642,8 +642,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         params = load_node_params(args.params, f"{args.namespace.rstrip('/')}/depth_node", args.model)
         if args.rectify:
             params = {**params, "rectify": True}
-        # the node's `blas_threads` parameter, as the node applies it (vdepth_ros/blas.py)
-        limit_blas_threads_for_tool(ros_param_values(params)["blas_threads"])
+        apply_blas_threads(params)  # the node's `blas_threads`, as the node applies it
         with sigterm_as_interrupt():
             summary = process_bag(
                 args.input,

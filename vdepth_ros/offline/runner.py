@@ -76,6 +76,16 @@ def load_node_params(
     return params
 
 
+def apply_blas_threads(params: dict[str, Any]) -> dict[str, int]:
+    """The node's `blas_threads` from the tool's parameters, applied as the node applies it
+    (`vdepth_ros/blas.py`: 0 leaves the pool as it is, `OPENBLAS_NUM_THREADS` wins); every tool that
+    reads a params file calls this right after `load_node_params`. Returns the previous counts."""
+    from vdepth_ros.blas import limit_blas_threads_for_tool
+    from vdepth_ros.node_params import ros_param_values
+
+    return limit_blas_threads_for_tool(ros_param_values(params)["blas_threads"])
+
+
 def pipeline_config(
     params: dict[str, Any], *, model: str | None = None, backend: str | None = None, check_model: bool = False
 ) -> PipelineConfig:

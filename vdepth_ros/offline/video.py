@@ -20,7 +20,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vdepth_ros.blas import limit_blas_threads_for_tool
 from vdepth_ros.encodings import camera_from_info
 from vdepth_ros.errors import InputError, VdepthError
 from vdepth_ros.inputs.assembly import calibration_problem
@@ -32,6 +31,7 @@ from vdepth_ros.offline.runner import (
     RunSummary,
     StopAtCtrlC,
     Stopwatch,
+    apply_blas_threads,
     build_pipeline,
     cli_errors,
     exit_status,
@@ -418,13 +418,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     expand_home(args)
     setup_logging(args.verbose)
-    limit_blas_threads_for_tool()  # numpy's spinning OpenBLAS pool slows stitching: vdepth_ros/blas.py
     try:
+        params = load_node_params(args.params, model=args.model)
+        apply_blas_threads(params)  # the node's `blas_threads`, as the node and vdepth-bag apply it
         with sigterm_as_interrupt():
             summary = process_video(
                 args.input,
                 args.output,
-                params_file=args.params,
+                params=params,
                 mode=args.mode,
                 formats=args.format,
                 preview=not args.no_preview,
