@@ -211,3 +211,21 @@ def test_convert_keeps_two_sequences_whose_names_make_the_same_folder_name(tmp_p
     folders = convert("images", images, tmp_path / "out")
     assert len(folders) == 2 and len({f.name for f in folders}) == 2
     assert sorted(SequenceReader(f).read().rgb.mean() for f in folders) == [40, 80]
+
+
+def test_image_folders_take_the_same_image_files_as_vdepth_video(tmp_path: Path) -> None:
+    """A folder of .tif frames (a machine-vision camera's export) is frames for `vdepth-video` and
+    images for training's `images` layout alike, and macOS's "._name" files are neither: before,
+    training found none of the .tif images and failed on the "._" file."""
+    from vdepth_ros.offline.videoio import VideoFrameSource
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for i, name in enumerate(("a.tif", "b.tiff", "c.png")):
+        cv2.imwrite(str(images / name), np.full((8, 8, 3), 40 * (i + 1), np.uint8))
+    (images / "notes.txt").write_text("not an image")
+    (images / "._c.png").write_bytes(b"\0\5\26\7")  # macOS's metadata beside c.png on a USB stick
+    with VideoFrameSource(images) as src:
+        frames = src.frame_count
+    assert frames == 3
+    assert sorted(s.read().rgb.mean() for s in load_layout("images", images)) == [40, 80, 120]

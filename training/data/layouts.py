@@ -24,7 +24,7 @@ from typing import Any
 
 import cv2
 import numpy as np
-from vdepth_training.data.pseudo import IMAGE_SUFFIXES, load_images
+from vdepth_training.data.pseudo import load_images
 from vdepth_training.data.sequence import (
     Sequence,
     SequenceReader,
@@ -34,6 +34,7 @@ from vdepth_training.data.sequence import (
 )
 
 from vdepth_ros.errors import ConfigError
+from vdepth_ros.offline.videoio import is_image_file
 
 DepthReader = Callable[[Path], tuple[np.ndarray, np.ndarray]]
 """path -> (depth (H, W) float32 metres, valid (H, W) bool)."""
@@ -613,7 +614,7 @@ def load_rgbd(root: str | Path, depth_scale: float | None = None) -> list[FileSe
         rgb_dir = next((seq / n for n in RGB_DIRS if (seq / n).is_dir()), None)
         if rgb_dir is None:
             continue
-        rgb = {p.stem: p for p in rgb_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+        rgb = {p.stem: p for p in rgb_dir.iterdir() if is_image_file(p)}
         depth = {p.stem: p for p in depth_dir.iterdir() if p.suffix.lower() in DEPTH_SUFFIXES}
         if rgb.keys() != depth.keys():
             no_depth, no_rgb = sorted(rgb.keys() - depth.keys()), sorted(depth.keys() - rgb.keys())

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from vdepth_training.data.sequence import Sequence, not_sequences, write_sequences
 
+from vdepth_ros.offline.videoio import IMAGE_SUFFIXES, is_image_file  # vdepth-video's image files
 from vdepth_ros.paths import expand_home
 from vdepth_ros.resize import working_size
 from vdepth_ros.runtime.shapes import DEFAULT_RESOLUTION
@@ -62,8 +63,6 @@ def label_size_key(model_dir: str | Path) -> tuple[Any, ...]:
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
-
 
 class ImageSequence:
     """One image as a single-frame sequence with no depth (`valid` all false)."""
@@ -91,7 +90,7 @@ class ImageSequence:
 def load_images(root: str | Path) -> list[ImageSequence]:
     """Every image under `root` (recursively, sorted), each a single-frame sequence."""
     root = Path(root)
-    paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    paths = sorted(p for p in root.rglob("*") if is_image_file(p))
     return [ImageSequence(p, f"images/{p.relative_to(root).as_posix()}") for p in paths]
 
 

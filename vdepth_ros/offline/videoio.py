@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: the image files of a folder, for `vdepth-video` and training's image folders alike (`is_image_file`)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 FORMATS = ("png", "npy", "npz")
 #: images of a folder decoded at open to find the size most of them have (`VideoFrameSource._pick_size`)
@@ -92,6 +93,12 @@ class VideoFrameMeta:
     source: str
 
 
+def is_image_file(path: Path) -> bool:
+    """Whether a folder's file is an image to read: one of `IMAGE_SUFFIXES` (any case), not hidden
+    (macOS's "._name.png" beside each image on a USB stick or share is no image)."""
+    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
 class VideoFrameSource:
     """RGB frames from a video file (`.mp4`, `.mov`, ...) or a folder of images (natural sort order).
 
@@ -136,9 +143,8 @@ class VideoFrameSource:
         if not self.path.exists():
             raise FileNotFoundError(f"input {self.path} does not exist")
         if self.path.is_dir():
-            # hidden files are not frames: macOS's "._name.png" beside each image on a USB stick or share
             self._files = sorted(
-                (p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")),
+                (p for p in self.path.iterdir() if is_image_file(p)),
                 key=_natural_key,
             )
             if not self._files:
