@@ -18,12 +18,18 @@ from collections import deque
 from dataclasses import dataclass
 from itertools import pairwise
 from statistics import median_low
-from typing import Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 I = TypeVar("I")  # image payload
 C = TypeVar("C")  # camera_info payload
 
 InfoSource = Literal["synced", "cached", "none"]
+
+
+def stamp_to_ns(stamp: Any) -> int:
+    """A message's `builtin_interfaces/Time` (rclpy's or rosbags', duck-typed on `sec`/`nanosec`) in
+    integer nanoseconds: the stamps this package pairs and orders, for the node and the bag tools."""
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
 #: An image stamped at most this much before the previous image is out of order, not a new timeline:

@@ -29,7 +29,7 @@ from vdepth_ros.inputs.assembly import (
     camera_missing,
 )
 from vdepth_ros.inputs.samples import TimedSamples
-from vdepth_ros.inputs.sync import REPEATED_STAMP, ApproximateTimeSync, InputRate
+from vdepth_ros.inputs.sync import REPEATED_STAMP, ApproximateTimeSync, InputRate, stamp_to_ns
 from vdepth_ros.offline.bag_messages import (
     bag_path,
     decode_color_msg,
@@ -49,7 +49,6 @@ from vdepth_ros.offline.bag_types import (
     BagFrameMeta,
     connection_key,
     restamp,
-    stamp_ns,
 )
 from vdepth_ros.offline.errors import (
     BagReadError,
@@ -450,14 +449,14 @@ class BagFrameSource:
             return self._take_image(matcher, msg, conn.msgtype, t)
         if kind == "info":
             self.stats.camera_info_seen = True
-            return matcher.sync.add_info(stamp_ns(msg.header), msg)
+            return matcher.sync.add_info(stamp_to_ns(msg.header.stamp), msg)
         if kind == "pose":
             try:
-                matcher.samples.add(stamp_ns(msg.header), t, pose_from_msg(msg))
+                matcher.samples.add(stamp_to_ns(msg.header.stamp), t, pose_from_msg(msg))
             except InputError as err:
                 self._drop_pose(str(err))
         else:
-            matcher.samples.add(stamp_ns(msg.header), t, msg)
+            matcher.samples.add(stamp_to_ns(msg.header.stamp), t, msg)
         return []
 
     def _take_image(self, matcher: _BagMatcher, msg: Any, msgtype: str, t: int) -> list[Any]:
@@ -465,7 +464,7 @@ class BagFrameSource:
         a clock reset) forgets the camera_infos and images waiting to pair; an image whose stamp
         repeats the previous image's, or is slightly out of order, is dropped (counted), as the node
         refuses it."""
-        stamp = stamp_ns(msg.header)
+        stamp = stamp_to_ns(msg.header.stamp)
         if not matcher.sync.admit_image(stamp, matcher.last_image_stamp):
             self._drop(f"{REPEATED_STAMP}; --log-time-stamps uses the times the bag received them")
             return []
@@ -522,7 +521,7 @@ class BagFrameSource:
     ) -> FrameInput | None:
         """One `FrameInput` from a synced image message (`FrameAssembler`, as the node), or None
         (dropped, counted)."""
-        key = stamp_ns(msg.header)
+        key = stamp_to_ns(msg.header.stamp)
         if self._fixed_info is not None:
             info = self._fixed_info
         if info is not None:  # consecutive equal camera_infos share one object (offline keeps every meta)

@@ -43,11 +43,6 @@ def restamp(msg: Any, t: int) -> Any:
     return msg
 
 
-def stamp_ns(header: Any) -> int:
-    """`std_msgs/Header.stamp` in integer nanoseconds."""
-    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
-
-
 @dataclass
 class BagFrameMeta:
     """`FrameInput.meta` of a bag frame: what the writer needs to stamp the outputs like the node.

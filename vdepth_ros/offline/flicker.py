@@ -33,6 +33,7 @@ from vdepth_ros.consistency import FlowWarpingError, pair_tae
 from vdepth_ros.encodings import camera_from_info
 from vdepth_ros.errors import InputError, VdepthError
 from vdepth_ros.inputs.assembly import SampleBitDepth
+from vdepth_ros.inputs.sync import stamp_to_ns
 from vdepth_ros.offline.bag_messages import (
     decode_color_msg,
     decode_depth_msg,
@@ -41,7 +42,7 @@ from vdepth_ros.offline.bag_messages import (
     nearest_stamp,
     open_reader,
 )
-from vdepth_ros.offline.bag_types import CAMERA_INFO, IMAGE_TYPES, POSE_STAMPED, TYPESTORES, restamp, stamp_ns
+from vdepth_ros.offline.bag_types import CAMERA_INFO, IMAGE_TYPES, POSE_STAMPED, TYPESTORES, restamp
 from vdepth_ros.offline.errors import BagReadError, MissingTopicError, OfflineError, UnsupportedEncodingError
 from vdepth_ros.offline.runner import cli_errors, setup_logging
 from vdepth_ros.paths import expand_home
@@ -183,11 +184,11 @@ def _read_geometry(
             restamp(msg, t)
         if conn.topic == pose_topic:
             try:
-                poses.add(stamp_ns(msg.header), pose_from_msg(msg))
+                poses.add(stamp_to_ns(msg.header.stamp), pose_from_msg(msg))
             except InputError:
                 continue  # an invalid pose: that stamp gets its neighbours' interpolation
         else:
-            infos[conn.topic].append((stamp_ns(msg.header), msg))
+            infos[conn.topic].append((stamp_to_ns(msg.header.stamp), msg))
     geometry: dict[str, _Geometry | None] = {}
     notes: dict[str, str] = {}
     for t, c in info_of.items():
@@ -358,7 +359,7 @@ def _add_image(
     bit_depth: SampleBitDepth,
 ) -> None:
     """Hold a colour image (the last `_HELD`) and pair it with the depth images that arrived before it."""
-    stamp = stamp_ns(msg.header)
+    stamp = stamp_to_ns(msg.header.stamp)
     try:
         images[stamp] = decode_color_msg(msg, msgtype, image_topic, bit_depth)
     except UnsupportedEncodingError:
@@ -374,7 +375,7 @@ def _add_image(
 
 def _add_depth(images: OrderedDict[int, np.ndarray], chain: _Chain, msg: Any, topic: str, slop_ns: int) -> None:
     """Pair a depth image with its colour image, or hold it (the last `_HELD`) until that arrives."""
-    stamp = stamp_ns(msg.header)
+    stamp = stamp_to_ns(msg.header.stamp)
     depth = decode_depth_msg(msg, f"depth topic {topic!r}")
     key = nearest_stamp(images, stamp, slop_ns)
     if key is not None:

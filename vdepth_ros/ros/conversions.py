@@ -16,17 +16,13 @@ from std_msgs.msg import Header
 from vdepth_ros import encodings as enc
 from vdepth_ros import triangulate
 from vdepth_ros.errors import InputError
+from vdepth_ros.inputs.sync import stamp_to_ns  # the one stamp rule; the node calls it as conv.stamp_to_ns
 from vdepth_ros.stream.cloud import CameraModel
 
 
 def type_name(msg_type: type) -> str:
     """`sensor_msgs/msg/Image` for rclpy's `sensor_msgs.msg.Image` (the ROS graph's spelling of a topic's type)."""
     return f"{msg_type.__module__.split('.')[0]}/msg/{msg_type.__name__}"
-
-
-def stamp_to_ns(stamp: Time) -> int:
-    """`builtin_interfaces/Time` -> integer nanoseconds."""
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
 def ns_to_stamp(ns: int) -> Time:
