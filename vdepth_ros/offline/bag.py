@@ -38,6 +38,7 @@ from vdepth_ros.offline.runner import (
     RunSummary,
     StopAtCtrlC,
     Stopwatch,
+    add_run_options,
     apply_blas_threads,
     build_pipeline,
     cli_errors,
@@ -614,21 +615,13 @@ def build_parser() -> argparse.ArgumentParser:
         "that does not stamp its images (repeated or zero header stamps)",
     )
     p.add_argument("--copy-input-topics", action="store_true", help="copy every input message into the output")
-    p.add_argument("--params", type=Path, help="node parameter YAML (default: the bundled config/depth.yaml)")
-    p.add_argument(
-        "--model", help="model folder/file or pulled release name, e.g. vda-small (default: the params' model)"
-    )
-    p.add_argument("--backend", help="runtime backend (default: the params' backend)")
     p.add_argument(
         "--typestore",
         choices=sorted(TYPESTORES),
         default="kilted",
         help="message definitions for bags that carry none (default kilted)",
     )
-    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
-    p.add_argument("-v", "--verbose", action="store_true")
+    add_run_options(p, "OUTPUT")
     return p
 
 

@@ -3,6 +3,7 @@ causally or offline over a frame stream, the progress bar and the final summary.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import math
 import signal
@@ -417,6 +418,20 @@ def exit_status(prog: str, summary: RunSummary) -> int:
         return 0
     print(f"{prog}: interrupted {summary.interrupted}", file=sys.stderr)
     return 130
+
+
+def add_run_options(parser: argparse.ArgumentParser, output: str) -> None:
+    """The options `vdepth-bag` and `vdepth-video` share, last in their `--help`: the node's
+    parameters and model, and how the run reports; `output` names the output in `--overwrite`'s help."""
+    parser.add_argument("--params", type=Path, help="node parameter YAML (default: the bundled config/depth.yaml)")
+    parser.add_argument(
+        "--model", help="model folder/file or pulled release name, e.g. vda-small (default: the params' model)"
+    )
+    parser.add_argument("--backend", help="runtime backend (default: the params' backend)")
+    parser.add_argument("--overwrite", action="store_true", help=f"replace {output} if it exists")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    parser.add_argument("-v", "--verbose", action="store_true")
 
 
 def setup_logging(verbose: bool) -> None:
