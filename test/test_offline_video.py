@@ -357,10 +357,10 @@ def test_variable_frame_rate_video_keeps_its_frame_times(
 ) -> None:
     """The stamps written (npz, frames.csv) are the video's own frame times, not index / average fps
     (which put the frame after a 2 s pause 1.7 s early); `--fps` still sets them as index / fps."""
-    import vdepth_ros.offline.videoio as videoio
+    import vdepth_ros.offline.video_source as video_source
 
     clip = make_mp4(tmp_path / "phone.mp4", n=2)  # exists; its frames come from the fake capture
-    monkeypatch.setattr(videoio.cv2, "VideoCapture", VariableRateCapture)
+    monkeypatch.setattr(video_source.cv2, "VideoCapture", VariableRateCapture)
     n = len(VariableRateCapture.TIMES)
     s = process_video(
         clip, tmp_path / "out", params={}, engine=make_engine(), formats=("npz",), preview=False, fps=fps, mode="causal"
@@ -445,7 +445,7 @@ def test_a_stray_image_sorting_first_does_not_drop_the_folder(many: bool, tmp_pa
     import subprocess
     import sys
 
-    from vdepth_ros.offline.videoio import SIZE_SAMPLES
+    from vdepth_ros.offline.video_source import SIZE_SAMPLES
 
     n = SIZE_SAMPLES * 2 + 5 if many else 6
     folder = tmp_path / "frames"

@@ -217,7 +217,7 @@ def test_image_folders_take_the_same_image_files_as_vdepth_video(tmp_path: Path)
     """A folder of .tif frames (a machine-vision camera's export) is frames for `vdepth-video` and
     images for training's `images` layout alike, and macOS's "._name" files are neither: before,
     training found none of the .tif images and failed on the "._" file."""
-    from vdepth_ros.offline.videoio import VideoFrameSource
+    from vdepth_ros.offline.video_source import VideoFrameSource
 
     images = tmp_path / "images"
     images.mkdir()

@@ -166,7 +166,7 @@ def run_demo(
     from vdepth_ros.offline.flicker import measure_flicker
     from vdepth_ros.offline.synth import write_image_bag
     from vdepth_ros.offline.video import process_video
-    from vdepth_ros.offline.videoio import VideoFrameSource
+    from vdepth_ros.offline.video_source import VideoFrameSource
 
     # 0. The model and the clip (one error naming everything missing); the clip's camera and depth range.
     out = Path(out)
@@ -281,7 +281,8 @@ class _DemoSetup:
 
 def _demo_setup(sample_path: Path, max_frames: int | None) -> _DemoSetup:
     """The clip's intrinsics and depth range from its sidecar JSON, else assumed (and noted)."""
-    from vdepth_ros.offline.videoio import VideoFrameSource, default_intrinsics
+    from vdepth_ros.offline.video_source import VideoFrameSource
+    from vdepth_ros.offline.videoio import default_intrinsics
 
     params = load_node_params()
     meta = load_sidecar(sample_path)

@@ -34,7 +34,7 @@ from vdepth_training.data.sequence import (
 )
 
 from vdepth_ros.errors import ConfigError
-from vdepth_ros.offline.videoio import is_image_file
+from vdepth_ros.offline.video_source import is_image_file
 
 DepthReader = Callable[[Path], tuple[np.ndarray, np.ndarray]]
 """path -> (depth (H, W) float32 metres, valid (H, W) bool)."""

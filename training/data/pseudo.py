@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from vdepth_training.data.sequence import Sequence, not_sequences, write_sequences
 
-from vdepth_ros.offline.videoio import IMAGE_SUFFIXES, is_image_file  # vdepth-video's image files
+from vdepth_ros.offline.video_source import IMAGE_SUFFIXES, is_image_file  # vdepth-video's image files
 from vdepth_ros.paths import expand_home
 from vdepth_ros.resize import working_size
 from vdepth_ros.runtime.shapes import DEFAULT_RESOLUTION

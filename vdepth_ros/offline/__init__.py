@@ -9,7 +9,8 @@ Modules:
     bag_types: message type names, typestores, storages, `BagFrameMeta` (reader -> writer).
     flicker: `vdepth-flicker`, frame-to-frame flicker of a depth bag.
     entry: the console scripts of `vdepth-bag` and `vdepth-flicker` (one line without the `bag` extra).
-    videoio: video/image-folder input and per-frame file outputs.
+    video_source: video/image-folder input (`VideoFrameSource`), which files are images.
+    videoio: `vdepth-video`'s per-frame file outputs (`VideoOutputWriter`).
     runner: pipeline construction from the node's YAML, causal/offline driving, progress, summary.
     atomic: outputs built under a temporary name and renamed into place.
     synth: writing image bags from frames (demo, benchmark, tests).

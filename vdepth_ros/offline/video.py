@@ -44,7 +44,8 @@ from vdepth_ros.offline.runner import (
     stopped_output,
     with_progress,
 )
-from vdepth_ros.offline.videoio import FORMATS, VideoFrameSource, VideoOutputWriter, default_intrinsics
+from vdepth_ros.offline.video_source import VideoFrameSource
+from vdepth_ros.offline.videoio import FORMATS, VideoOutputWriter, default_intrinsics
 from vdepth_ros.paths import expand_home
 from vdepth_ros.rectify import Rectifier, has_distortion, load_camera_info, pinhole_info, pinhole_input
 

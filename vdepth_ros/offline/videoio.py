@@ -1,7 +1,8 @@
-"""Frame sources (video files, image folders) and per-frame file outputs for `vdepth-video`.
+"""Per-frame file outputs of `vdepth-video` (depth/disparity files, clouds, preview, camera YAML)
+and the assumed pinhole of a clip without a calibration; its input is `video_source`.
 
-Both sides stream: one decoded frame in, one frame's files out, so memory is bounded by the
-pipeline window, not by the clip length.
+One frame's files are written as it comes, so memory is bounded by the pipeline window, not by the
+clip length.
 """
 
 from __future__ import annotations
@@ -9,10 +10,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import math
-import re
-from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,23 +17,19 @@ import cv2
 import numpy as np
 
 from vdepth_ros.colormap import auto_range, preview_image, units_label
-from vdepth_ros.encodings import camera_info_fields, to_8bit
-from vdepth_ros.inputs.assembly import SampleBitDepth
-from vdepth_ros.offline.errors import OfflineError, VideoReadError
+from vdepth_ros.encodings import camera_info_fields
+from vdepth_ros.offline.errors import OfflineError
+from vdepth_ros.offline.video_source import VideoFrameMeta
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Sequence
 
-    from vdepth_ros.pipeline import DepthFrame, FrameInput
+    from vdepth_ros.pipeline import DepthFrame
     from vdepth_ros.stream.cloud import CameraModel
 
 log = logging.getLogger(__name__)
 
-#: the image files of a folder, for `vdepth-video` and training's image folders alike (`is_image_file`)
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 FORMATS = ("png", "npy", "npz")
-#: images of a folder decoded at open to find the size most of them have (`VideoFrameSource._pick_size`)
-SIZE_SAMPLES = 32
 #: 16-bit depth PNG (millimetres): codes for what is not a distance (REP 118's NaN / -Inf / +Inf).
 PNG_NO_ESTIMATE, PNG_TOO_CLOSE, PNG_TOO_FAR = 0, 1, 65535
 PNG_CODES = {
@@ -71,244 +64,6 @@ def depth_from_png(png: np.ndarray) -> np.ndarray:
     out[png == PNG_TOO_CLOSE] = -np.inf
     out[png == PNG_TOO_FAR] = np.inf
     return out
-
-
-#: A number in a file name: a time in seconds with a fraction (`1700000000.1333334`, as Python's
-#: `str(time.time())` names frames; 9+ digits before the point) or a whole number.
-_NAME_NUMBER = re.compile(r"(\d{9,}\.\d+|\d+)")
-
-
-def _natural_key(path: Path) -> list[Any]:
-    """Sort key of a frame's file name: its numbers by value (`2.png` before `10.png`, and a time
-    `1700000000.1` before `1700000000.1333334`, whose fractions differ in length), the rest by text."""
-    parts = _NAME_NUMBER.split(path.name)
-    return [Decimal(tok) if i % 2 else tok.lower() for i, tok in enumerate(parts)]
-
-
-@dataclass(frozen=True)
-class VideoFrameMeta:
-    """`FrameInput.meta` of a video frame: its index in the input and where it came from."""
-
-    index: int
-    source: str
-
-
-def is_image_file(path: Path) -> bool:
-    """Whether a folder's file is an image to read: one of `IMAGE_SUFFIXES` (any case), not hidden
-    (macOS's "._name.png" beside each image on a USB stick or share is no image)."""
-    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
-
-
-class VideoFrameSource:
-    """RGB frames from a video file (`.mp4`, `.mov`, ...) or a folder of images (natural sort order).
-
-    Args:
-        path: the video file or image folder.
-        fps: frame rate for stamps; default: the video's own (30 for image folders or when unknown).
-        camera: intrinsics at the input resolution attached to every frame (None: no clouds).
-        max_frames: stop after this many frames (None: all).
-        image_bit_depth: significant bits of 16-bit image files (PNG, TIFF), 0 = auto (the node's
-            parameter, `inputs.assembly.SampleBitDepth`).
-
-    Raises (on `open`):
-        FileNotFoundError, VideoReadError.
-    """
-
-    def __init__(
-        self,
-        path: str | Path,
-        *,
-        fps: float | None = None,
-        camera: CameraModel | None = None,
-        max_frames: int | None = None,
-        image_bit_depth: int = 0,
-    ) -> None:
-        self.path = Path(path)
-        self.requested_fps = fps
-        self.camera = camera
-        self.max_frames = max_frames
-        self.fps = float(fps or 30.0)
-        self.frame_count: int | None = None
-        self.declared_frames: int | None = None  # a video file's frame count by its header (an estimate for some)
-        self.size: tuple[int, int] | None = None  # (width, height)
-        self.dropped = 0
-        self.drop_reasons: dict[str, int] = {}  # why -> frames dropped for it (`drop_notes`)
-        self.first_frame = ""  # the name of the first image of the clip's size (an image folder)
-        self.frames_read = 0
-        self._cap: Any = None
-        self._files: list[Path] = []
-        self._bit_depth = SampleBitDepth(image_bit_depth)  # 16-bit image files, as the node reads 16-bit images
-
-    def open(self) -> VideoFrameSource:
-        if not self.path.exists():
-            raise FileNotFoundError(f"input {self.path} does not exist")
-        if self.path.is_dir():
-            self._files = sorted(
-                (p for p in self.path.iterdir() if is_image_file(p)),
-                key=_natural_key,
-            )
-            if not self._files:
-                raise VideoReadError(f"folder {self.path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
-            self.frame_count = len(self._files)
-            self._pick_size()
-        else:
-            cap = cv2.VideoCapture(str(self.path))
-            if not cap.isOpened():
-                raise VideoReadError(f"cannot open video {self.path} (OpenCV/FFmpeg could not read it)")
-            self._cap = cap
-            native = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-            if self.requested_fps is None and native > 0:
-                self.fps = native
-            count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-            self.frame_count = self.declared_frames = count if count > 0 else None
-            w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-            self.size = (w, h) if w > 0 and h > 0 else None
-        if self.max_frames is not None and self.frame_count is not None:
-            self.frame_count = min(self.frame_count, self.max_frames)
-        return self
-
-    def _pick_size(self) -> None:
-        """An image folder's size: the one most images have, among up to `SIZE_SAMPLES` spread over the
-        folder (all of a smaller one), ties to the earliest. Frames of other sizes are dropped: with the
-        first image's size, one thumbnail or stray file sorting first dropped every real frame."""
-        files = self._files
-        picks = sorted({round(i * (len(files) - 1) / (SIZE_SAMPLES - 1)) for i in range(SIZE_SAMPLES)})
-        sample = files if len(files) <= SIZE_SAMPLES else [files[i] for i in picks]
-        counts: dict[tuple[int, int], int] = {}
-        first: dict[tuple[int, int], str] = {}
-        for p in sample:
-            img = cv2.imread(str(p), cv2.IMREAD_COLOR)
-            if img is not None:
-                size = (img.shape[1], img.shape[0])
-                counts[size] = counts.get(size, 0) + 1
-                first.setdefault(size, p.name)
-        if not counts and len(sample) < len(files):  # the sample did not decode: the first image that does
-            img_of = ((p, img) for p in files if (img := cv2.imread(str(p), cv2.IMREAD_COLOR)) is not None)
-            if (found := next(img_of, None)) is not None:
-                counts[(found[1].shape[1], found[1].shape[0])] = 1
-                first[(found[1].shape[1], found[1].shape[0])] = found[0].name
-        if not counts:
-            raise VideoReadError(f"folder {self.path}: none of its {len(files)} image files can be decoded")
-        self.size = max(counts, key=lambda size: counts[size])  # max keeps the first of equal counts
-        self.first_frame = first[self.size]
-
-    def close(self) -> None:
-        cap, self._cap = self._cap, None
-        if cap is not None:
-            cap.release()
-
-    def __enter__(self) -> VideoFrameSource:
-        return self.open()
-
-    def __exit__(self, *exc: object) -> bool:
-        self.close()
-        return False
-
-    def _raw(self) -> Iterator[tuple[np.ndarray | None, str, float | None]]:
-        """(RGB or None, name, the video's own presentation time in ms or None) per input frame."""
-        if self._files:
-            for p in self._files:
-                img = self._read_image(p)
-                yield (None if img is None else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)), p.name, None
-            return
-        if self._cap is None:
-            raise OfflineError("VideoFrameSource is not open")
-        i = 0
-        while True:
-            ok, img = self._cap.read()
-            if not ok:
-                return
-            yield cv2.cvtColor(img, cv2.COLOR_BGR2RGB), f"{self.path.name}#{i}", self._cap.get(cv2.CAP_PROP_POS_MSEC)
-            i += 1
-
-    def _read_image(self, path: Path) -> np.ndarray | None:
-        """BGR uint8 of an image file, None if it does not decode. A 16-bit one (PNG, TIFF) is read with
-        its significant bits (`inputs.assembly.SampleBitDepth`, auto, each choice logged), not its top 8:
-        a 12-bit camera's frames saved as 16-bit PNGs were almost black (`image_bit_depth`, 0 = auto)."""
-        img = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
-        if img is not None and img.dtype == np.uint16:
-            img = to_8bit(img, self._bit_depth.bits_for(img, "bgr16", "16-bit image"))
-            if self._bit_depth.note:
-                log.info("%s", self._bit_depth.note)
-                self._bit_depth.note = None
-        elif img is not None and img.dtype != np.uint8:  # float (EXR, float TIFF): as OpenCV reads it to 8 bits
-            img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        return img
-
-    def _stamps(self) -> Iterator[tuple[int, np.ndarray | None, str, int]]:
-        """(index, RGB or None, name, stamp ns) per input frame: a video's own frame times unless `fps`
-        was given (variable frame rate clips, e.g. phone videos, are not `index / fps`), else `index /
-        fps`; a time that does not increase is replaced by the previous one plus a frame period."""
-        previous: int | None = None
-        for index, (rgb, name, msec) in enumerate(self._raw()):
-            stamp = round(index * 1e9 / self.fps)
-            if self.requested_fps is None and msec is not None and math.isfinite(msec) and msec >= 0:
-                stamp = round(msec * 1e6)
-            if previous is not None and stamp <= previous:
-                stamp = previous + round(1e9 / self.fps)
-            previous = stamp
-            yield index, rgb, name, stamp
-
-    def frames(self) -> Iterator[FrameInput]:
-        """`FrameInput`s stamped with the video's frame times (`index / fps` for image folders or with
-        `fps` given); undecodable or differently sized images are dropped (counted)."""
-        from vdepth_ros.pipeline import FrameInput
-
-        n = 0
-        for index, rgb, name, stamp in self._stamps():
-            if self.max_frames is not None and n >= self.max_frames:
-                return
-            if rgb is None or (self.size is not None and (rgb.shape[1], rgb.shape[0]) != self.size):
-                self._drop(name, "cannot be decoded" if rgb is None else f"{rgb.shape[1]}x{rgb.shape[0]}")
-                continue
-            n += 1
-            self.frames_read = n
-            yield FrameInput(
-                rgb=rgb,
-                stamp_ns=stamp,
-                camera=self.camera,
-                meta=VideoFrameMeta(index=index, source=name),
-            )
-        if n == 0:
-            raise VideoReadError(f"{self.path}: no decodable frames")
-
-    def _drop(self, name: str, why: str) -> None:
-        """Count a frame that cannot be used (undecodable, or another size than the clip's), warned
-        once per reason: a folder of mixed sizes printed one line per image."""
-        self.dropped += 1
-        self.drop_reasons[why] = self.drop_reasons.get(why, 0) + 1
-        if self.drop_reasons[why] == 1:
-            what = why if why == "cannot be decoded" else f"is {why}, not {self._size_text()}"
-            log.warning("dropping %s: it %s (further such frames are counted, not logged)", name, what)
-
-    def _size_text(self) -> str:
-        w, h = self.size or (0, 0)
-        return f"{w}x{h}" + (
-            f" as most of the folder's images (the first: {self.first_frame})"
-            if self.first_frame
-            else " as the first frame"
-        )
-
-    def drop_notes(self, read_to_end: bool = True) -> list[str]:
-        """The summary's lines for the frames dropped, one per reason, and for a video file that ended
-        well before the frame count its header declares (cut short: a copy or a recording interrupted;
-        not when the reading was stopped early, `read_to_end` false, e.g. by Ctrl-C)."""
-        notes = []
-        declared, seen = self.declared_frames, self.frames_read + self.dropped
-        if declared and read_to_end and self.max_frames is None and seen < 0.95 * declared - 1:
-            notes.append(
-                f"{self.path.name} ended after {seen} of the {declared} frames its header declares: is the file "
-                "cut short (a copy or a recording interrupted)? Only the frames before the cut were read"
-            )
-        for why, count in self.drop_reasons.items():
-            if why == "cannot be decoded":
-                notes.append(f"dropped {count} frame(s) that cannot be decoded")
-            else:
-                notes.append(
-                    f"dropped {count} frame(s) of {why}, not {self._size_text()} (a clip has one size: resize "
-                    "them, or give the frames of each size as their own folder)"
-                )
-        return notes
 
 
 def write_ply(path: Path, points: np.ndarray, colors: np.ndarray | None) -> int:
