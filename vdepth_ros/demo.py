@@ -125,7 +125,7 @@ def prepare_out(out: Path, overwrite: bool) -> None:
     """Make `out` the demo's folder: reuse a previous demo's (marker file), refuse anything else; with
     `overwrite` another folder too, but never replace a file or folder of the user's in it (before any work)."""
     from vdepth_ros.offline.atomic import check_output_path
-    from vdepth_ros.offline.bag import not_a_bag
+    from vdepth_ros.offline.bag_outputs import not_a_bag
     from vdepth_ros.offline.video import not_a_video_output
 
     if out.exists() and any(out.iterdir()) and not (out / MARKER).is_file() and not overwrite:

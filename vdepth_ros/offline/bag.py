@@ -16,7 +16,6 @@ import json
 import logging
 import shutil
 import sys
-from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,8 +27,9 @@ from vdepth_ros.inputs.resets import PauseRule, StreamResets
 from vdepth_ros.node_params import ros_param_values
 from vdepth_ros.offline.atomic import AtomicOutput
 from vdepth_ros.offline.bag_messages import bag_path
+from vdepth_ros.offline.bag_outputs import OUTPUT_MARK, not_a_vdepth_bag, output_storage
 from vdepth_ros.offline.bag_reader import BagFrameSource
-from vdepth_ros.offline.bag_types import IMAGE, STORAGES, TYPESTORES, BagFrameMeta
+from vdepth_ros.offline.bag_types import STORAGES, TYPESTORES, BagFrameMeta
 from vdepth_ros.offline.bag_writer import DepthBagWriter, OutputTopics
 from vdepth_ros.offline.errors import InterruptedAfterOutput, OfflineError
 from vdepth_ros.offline.runner import (
@@ -200,7 +200,7 @@ def process_bag(
     if mode not in MODES:
         raise VdepthError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
     input_path, output_path = bag_path(input_path), Path(output_path)
-    storage, single_file = _output_storage(output_path, storage)
+    storage, single_file = output_storage(output_path, storage)
     if params is None:
         params = load_node_params(params_file, f"{namespace.rstrip('/')}/depth_node", model)
     topics = resolve_topics(
@@ -250,7 +250,7 @@ def process_bag(
                 publish=publish,
                 provisional_topics=topics.provisional,
                 # which model made the depth, with the bag folder (metadata.yaml custom_data)
-                custom_data={f"vdepth_ros.{k.replace(' ', '_')}": v for k, v in summary.model.items()},
+                custom_data={f"{OUTPUT_MARK}{k.replace(' ', '_')}": v for k, v in summary.model.items()},
             ) as writer,
             StopAtCtrlC(PROG) as stop,
         ):
@@ -333,83 +333,6 @@ def _input_topics_note(input_path: Path, source: BagFrameSource, copied: bool, w
         f"the output holds the depth outputs only; the input's {n} topics stay in {input_path} "
         "(play both together, or --copy-input-topics copies them in)"
     )
-
-
-def not_a_bag(path: Path) -> str | None:
-    """What an existing path is instead of a bag (a folder with metadata.yaml, a .mcap/.db3 file), or None."""
-    if path.is_file() and path.suffix in SINGLE_FILE_STORAGES:
-        return None
-    if path.is_dir() and (path / "metadata.yaml").is_file():
-        return None
-    return "not a bag (a folder with metadata.yaml, or a .mcap/.db3 file)"
-
-
-#: the prefix of the metadata `custom_data` keys vdepth-bag writes into its outputs (which model ran)
-OUTPUT_MARK = "vdepth_ros."
-
-
-def not_a_vdepth_bag(path: Path) -> str | None:
-    """What an existing output path is instead of an earlier vdepth-bag output that --overwrite may
-    replace, or None. A bag folder or `.db3` is one when its metadata carries vdepth-bag's
-    `custom_data`; a `.mcap` file (no metadata.yaml) when rosbags wrote it with vdepth-bag's
-    disparity and depth/camera_info topics. A recording of the user's (`-o ~/bags/run2 --overwrite`,
-    a slip for run3) is not replaced."""
-    why = not_a_bag(path)
-    if why is not None:
-        return why
-    try:
-        ours = _written_by_vdepth_bag(path)
-    except Exception:  # unreadable: not known to be ours
-        ours = False
-    return None if ours else "a bag vdepth-bag did not write (a recording?)"
-
-
-def _written_by_vdepth_bag(path: Path) -> bool:
-    import yaml
-
-    if path.is_dir() or path.suffix == ".db3":
-        if path.is_dir():
-            text = (path / "metadata.yaml").read_text()
-        else:  # rosbag2 keeps the metadata in the file too
-            import sqlite3
-
-            with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
-                text = db.execute("SELECT metadata FROM metadata ORDER BY metadata_version DESC").fetchone()[0]
-        data = yaml.safe_load(text) or {}
-        info = data.get("rosbag2_bagfile_information", data)  # the .db3's table holds the inner mapping
-        return any(str(k).startswith(OUTPUT_MARK) for k in (info.get("custom_data") or {}))
-    with path.open("rb") as f:  # MCAP: magic, header record (opcode, length, profile, library)
-        head = f.read(4096)
-    at = 8 + 1 + 8
-    profile_len = int.from_bytes(head[at : at + 4], "little")
-    at += 4 + profile_len
-    library = head[at + 4 : at + 4 + int.from_bytes(head[at : at + 4], "little")]
-    if not library.startswith(b"rosbags"):
-        return False
-    from rosbags.highlevel import AnyReader
-
-    with AnyReader([path]) as reader:
-        topics = {c.topic: c.msgtype for c in reader.connections}
-    return any(t.endswith("disparity") and m == IMAGE for t, m in topics.items()) and any(
-        t.endswith("depth/camera_info") for t in topics
-    )
-
-
-#: output extensions that name a single storage file, and their storage
-SINGLE_FILE_STORAGES = {".mcap": "mcap", ".db3": "sqlite3"}
-
-
-def _output_storage(output: Path, storage: str | None) -> tuple[str, bool]:
-    """The output's storage and whether it is a single storage file (`-o depth.mcap`), not a folder."""
-    implied = SINGLE_FILE_STORAGES.get(output.suffix)
-    if storage is not None and storage not in STORAGES:
-        raise VdepthError(f"--storage must be one of {', '.join(STORAGES)}, got {storage!r}")
-    if storage is not None and implied is not None and storage != implied:
-        raise VdepthError(
-            f"--storage {storage} cannot write {output.name}, a {implied} file; name the output "
-            f"{output.stem}{next(k for k, v in SINGLE_FILE_STORAGES.items() if v == storage)} or a folder"
-        )
-    return storage or implied or "mcap", implied is not None
 
 
 def _fixed_camera_info(camera_info_file: str | Path | None, camera_info_topic: str | None, summary: RunSummary) -> Any:

@@ -1,0 +1,89 @@
+"""What is at `vdepth-bag`'s output path: a bag or not (`not_a_bag`), a bag vdepth-bag wrote, which
+`--overwrite` may replace, or a recording of the user's, which it never replaces
+(`not_a_vdepth_bag`: the `OUTPUT_MARK` keys of its metadata), and the storage a name implies
+(`output_storage`)."""
+
+from __future__ import annotations
+
+from contextlib import closing
+from pathlib import Path
+
+from vdepth_ros.errors import VdepthError
+from vdepth_ros.offline.bag_types import IMAGE, STORAGES
+
+
+def not_a_bag(path: Path) -> str | None:
+    """What an existing path is instead of a bag (a folder with metadata.yaml, a .mcap/.db3 file), or None."""
+    if path.is_file() and path.suffix in SINGLE_FILE_STORAGES:
+        return None
+    if path.is_dir() and (path / "metadata.yaml").is_file():
+        return None
+    return "not a bag (a folder with metadata.yaml, or a .mcap/.db3 file)"
+
+
+#: the prefix of the metadata `custom_data` keys vdepth-bag writes into its outputs (which model ran)
+OUTPUT_MARK = "vdepth_ros."
+
+
+def not_a_vdepth_bag(path: Path) -> str | None:
+    """What an existing output path is instead of an earlier vdepth-bag output that --overwrite may
+    replace, or None. A bag folder or `.db3` is one when its metadata carries vdepth-bag's
+    `custom_data`; a `.mcap` file (no metadata.yaml) when rosbags wrote it with vdepth-bag's
+    disparity and depth/camera_info topics. A recording of the user's (`-o ~/bags/run2 --overwrite`,
+    a slip for run3) is not replaced."""
+    why = not_a_bag(path)
+    if why is not None:
+        return why
+    try:
+        ours = _written_by_vdepth_bag(path)
+    except Exception:  # unreadable: not known to be ours
+        ours = False
+    return None if ours else "a bag vdepth-bag did not write (a recording?)"
+
+
+def _written_by_vdepth_bag(path: Path) -> bool:
+    import yaml
+
+    if path.is_dir() or path.suffix == ".db3":
+        if path.is_dir():
+            text = (path / "metadata.yaml").read_text()
+        else:  # rosbag2 keeps the metadata in the file too
+            import sqlite3
+
+            with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+                text = db.execute("SELECT metadata FROM metadata ORDER BY metadata_version DESC").fetchone()[0]
+        data = yaml.safe_load(text) or {}
+        info = data.get("rosbag2_bagfile_information", data)  # the .db3's table holds the inner mapping
+        return any(str(k).startswith(OUTPUT_MARK) for k in (info.get("custom_data") or {}))
+    with path.open("rb") as f:  # MCAP: magic, header record (opcode, length, profile, library)
+        head = f.read(4096)
+    at = 8 + 1 + 8
+    profile_len = int.from_bytes(head[at : at + 4], "little")
+    at += 4 + profile_len
+    library = head[at + 4 : at + 4 + int.from_bytes(head[at : at + 4], "little")]
+    if not library.startswith(b"rosbags"):
+        return False
+    from rosbags.highlevel import AnyReader
+
+    with AnyReader([path]) as reader:
+        topics = {c.topic: c.msgtype for c in reader.connections}
+    return any(t.endswith("disparity") and m == IMAGE for t, m in topics.items()) and any(
+        t.endswith("depth/camera_info") for t in topics
+    )
+
+
+#: output extensions that name a single storage file, and their storage
+SINGLE_FILE_STORAGES = {".mcap": "mcap", ".db3": "sqlite3"}
+
+
+def output_storage(output: Path, storage: str | None) -> tuple[str, bool]:
+    """The output's storage and whether it is a single storage file (`-o depth.mcap`), not a folder."""
+    implied = SINGLE_FILE_STORAGES.get(output.suffix)
+    if storage is not None and storage not in STORAGES:
+        raise VdepthError(f"--storage must be one of {', '.join(STORAGES)}, got {storage!r}")
+    if storage is not None and implied is not None and storage != implied:
+        raise VdepthError(
+            f"--storage {storage} cannot write {output.name}, a {implied} file; name the output "
+            f"{output.stem}{next(k for k, v in SINGLE_FILE_STORAGES.items() if v == storage)} or a folder"
+        )
+    return storage or implied or "mcap", implied is not None
