@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from vdepth_ros.eval import cli, runs
+from vdepth_ros.eval import cli, report, runs
 from vdepth_ros.eval.datasets import EvalSequence
 
 
@@ -66,13 +66,13 @@ def test_goals_and_markdown() -> None:
     assert g["stream_offline_delta1_gap"]["pass"]
     methods["model stream"]["delta1"] = 0.79
     assert not cli.goals(methods)["stream_offline_delta1_gap"]["pass"]
-    md = cli.markdown({"datasets": {"x": {"frames": 5, "methods": methods, "goals": g}}, "meta": {}})
+    md = report.markdown({"datasets": {"x": {"frames": 5, "methods": methods, "goals": g}}, "meta": {}})
     assert "| x | 5 | model offline | 0.130 | 0.800 | 1.000 |" in md
     assert "PASS" in md
     assert "alignment" not in md  # no pipeline recorded (baselines only): no line about it
     pipe = {"alignment": "graph", "schedule": "keyframe", "window": 8, "overlap": 4}
     meta = {"pipeline": pipe, "params_file": "/x/config/depth.yaml"}
-    md = cli.markdown({"datasets": {"x": {"frames": 5, "methods": methods, "goals": g}}, "meta": meta})
+    md = report.markdown({"datasets": {"x": {"frames": 5, "methods": methods, "goals": g}}, "meta": meta})
     assert "- offline and stream runs: alignment graph, keyframe windows 8/4" in md and "depth.yaml" in md
 
 
@@ -364,7 +364,7 @@ def test_a_sequence_without_a_metric_fit_is_noted_not_fatal(monkeypatch) -> None
     d = res["datasets"]["hololens"]
     assert len(d["notes"]) == 1 and "still" in d["notes"][0]
     assert cli.POSE_ROW in d["methods"] and "model offline" in d["methods"]  # from the moving sequence
-    assert "- hololens · note: " in cli.markdown(res)
+    assert "- hololens · note: " in report.markdown(res)
 
 
 def test_cli_help_names_where_the_data_comes_from(capsys) -> None:
