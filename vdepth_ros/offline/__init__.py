@@ -6,6 +6,7 @@ Modules:
     bag_reader: streaming rosbag2 input (`BagFrameSource`) on `rosbags`.
     bag_writer: rosbag2 output of the node's messages (`DepthBagWriter`).
     bag_messages: opening a bag and decoding single messages (reader and `vdepth-flicker`).
+    bag_storage: a bag's storage files; readable copies of unclosed recordings (reader side).
     bag_outputs: what is at vdepth-bag's output path (a bag, one it wrote, the storage a name implies).
     bag_types: message type names, typestores, storages, `BagFrameMeta` (reader -> writer).
     flicker: `vdepth-flicker`, frame-to-frame flicker of a depth bag.
