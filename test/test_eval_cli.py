@@ -117,6 +117,27 @@ def _eval(evaldata, out, *extra):
     )
 
 
+def test_cli_applies_the_params_files_blas_threads(tiny_evaldata, tmp_path, monkeypatch, capsys) -> None:
+    """`vdepth-eval --params` sets numpy's OpenBLAS threads from the node's `blas_threads`, by the
+    rule of vdepth-bag, vdepth-video and the node (0 = leave as is); before, it always set 1."""
+    from vdepth_ros.blas import blas_threads, set_blas_threads
+
+    if not blas_threads():
+        pytest.skip("numpy is not linked against OpenBLAS here")
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    params = tmp_path / "params.yaml"
+    before = set_blas_threads(1)
+    try:
+        for n, expect in ((2, 2), (0, 2), (1, 1)):
+            params.write_text(f"/**:\n  ros__parameters:\n    blas_threads: {n}\n")
+            assert _eval(tiny_evaldata, tmp_path / f"out{n}", "--params", str(params)) == 0
+            assert set(blas_threads().values()) == {expect}, n
+    finally:
+        for k in set(before.values()):
+            set_blas_threads(k)
+    capsys.readouterr()
+
+
 def test_cli_keeps_existing_results_unless_overwrite(tiny_evaldata, tmp_path, capsys) -> None:
     """docs/offline.md: an existing output is kept unless --overwrite (the results used to be replaced silently)."""
     out = tmp_path / "out"

@@ -410,14 +410,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     expand_home(args)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
-    from vdepth_ros.blas import limit_blas_threads_for_tool
     from vdepth_ros.paths import evaldata_dir
-
-    limit_blas_threads_for_tool()  # numpy's spinning OpenBLAS pool slows stitching: vdepth_ros/blas.py
 
     root = Path(args.evaldata) if args.evaldata else evaldata_dir()
     from vdepth_ros.offline.errors import OfflineError
-    from vdepth_ros.offline.runner import cli_errors
+    from vdepth_ros.offline.runner import apply_blas_threads, cli_errors
 
     if root is None or not root.is_dir():
         # one line as vdepth-bag/-video print theirs: argparse's usage would bury the reason
@@ -435,7 +432,8 @@ def main(argv: list[str] | None = None) -> int:
     missing = [p for p in (out, *out.parents) if not p.exists()]  # what prepare_output will create
     size = tuple(args.size) if args.size else None
     try:  # everything that can fail without running anything fails now, not after minutes of work
-        check_inputs(args.datasets, root, backend=args.backend, size=size, params_file=args.params)
+        node_params = check_inputs(args.datasets, root, backend=args.backend, size=size, params_file=args.params)
+        apply_blas_threads(node_params)  # the node's `blas_threads`, as the node and the offline tools apply it
         prepare_output(out, overwrite=args.overwrite)
         results = evaluate(
             args.datasets,
