@@ -49,7 +49,14 @@ extras = {
     # Needs NVIDIA's index and a GPU; cannot be installed on the project's CPU machines.
     "trt": ["tensorrt>=10", "onnxruntime-gpu>=1.20"],
     # colcon-common-extensions: test_package.py builds the package with colcon (docs/install.md)
-    "dev": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "psutil>=5.9", "colcon-common-extensions>=0.3"],
+    "dev": [
+        "pytest>=8",
+        "pytest-timeout>=2.3",
+        "pytest-xdist>=3.5",  # make test: two workers
+        "ruff>=0.6",
+        "psutil>=5.9",
+        "colcon-common-extensions>=0.3",
+    ],
 }
 
 setup(

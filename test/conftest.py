@@ -15,8 +15,10 @@ import pytest
 _worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
 _worker_num = int("".join(c for c in _worker if c.isdigit()) or 0)
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-# A unique domain per test process (0..101 valid); pid spreads parallel CI runs apart.
-os.environ["ROS_DOMAIN_ID"] = str((os.getpid() * 7 + _worker_num) % 100 + 1)
+# A unique domain per test process (0..101 valid): the session's pid (xdist's controller, the parent of
+# its workers) spreads parallel CI runs apart, and each of its two workers takes its own half.
+_session_pid = os.getppid() if "PYTEST_XDIST_WORKER" in os.environ else os.getpid()
+os.environ["ROS_DOMAIN_ID"] = str((_session_pid * 7) % 50 * 2 + _worker_num % 2 + 1)
 _OWN_ROS_LOG_DIR = None
 if "ROS_LOG_DIR" not in os.environ:
     _OWN_ROS_LOG_DIR = os.environ["ROS_LOG_DIR"] = tempfile.mkdtemp(prefix="vdepth-roslog-")

@@ -85,7 +85,7 @@ class Rig:
     def received(self) -> list[list[float]]:
         """Stop the viewer; [stamp, arrival] of every /depth it got."""
         self.viewer.send_signal(signal.SIGINT)
-        assert self.viewer.wait(timeout=30) == 0
+        assert self.viewer.wait(timeout=30) == 0, self.viewer_log.read_text()[-3000:]
         return json.loads(self.viewer_log.read_text().strip().splitlines()[-1])["/depth"]
 
     def close(self) -> None:
@@ -232,11 +232,13 @@ def test_a_second_sigint_during_a_lifecycle_deactivate_stops_at_once(tmp_path: P
 
 #: sitecustomize for the node's process: loading the model takes 30 s (a large model, a TensorRT engine build)
 _SLOW_LOAD = """
+import os
 import time
 import onnxruntime as ort
 
 _init = ort.InferenceSession.__init__
 def init(self, *args, **kwargs):
+    open(os.environ["VDEPTH_TEST_LOADING"], "w").close()  # the test's cue: the model is loading now
     time.sleep(30)
     _init(self, *args, **kwargs)
 ort.InferenceSession.__init__ = init
@@ -259,7 +261,9 @@ def test_a_signal_while_a_managed_node_loads_its_model_stops_it_at_once(tmp_path
     (tmp_path / "slow" / "sitecustomize.py").write_text(_SLOW_LOAD)
     path = os.pathsep.join([str(tmp_path / "slow"), *filter(None, [os.environ.get("PYTHONPATH")])])
     log = tmp_path / "node.log"
-    node, out = start(deployed_node_command(tmp_path, ("--managed",)), log, env={"PYTHONPATH": path})
+    loading = tmp_path / "loading"
+    env = {"PYTHONPATH": path, "VDEPTH_TEST_LOADING": str(loading)}
+    node, out = start(deployed_node_command(tmp_path, ("--managed",)), log, env=env)
     ctx = rclpy.Context()
     rclpy.init(context=ctx, domain_id=int(os.environ["ROS_DOMAIN_ID"]))
     try:
@@ -267,8 +271,11 @@ def test_a_signal_while_a_managed_node_loads_its_model_stops_it_at_once(tmp_path
         change = manager.create_client(ChangeState, "/depth_node/change_state")
         assert change.wait_for_service(timeout_sec=60)
         change.call_async(ChangeState.Request(transition=Transition(id=Transition.TRANSITION_CONFIGURE)))
-        time.sleep(3.0)  # the request has arrived: the model is loading
-        assert node.poll() is None
+        # until the configure has begun loading the model (a fixed 3 s was too short on a loaded machine)
+        deadline = time.monotonic() + 60
+        while not loading.exists() and time.monotonic() < deadline and node.poll() is None:
+            time.sleep(0.05)
+        assert loading.exists() and node.poll() is None, log.read_text()
         t0 = time.monotonic()
         node.send_signal(sig)
         rc = node.wait(timeout=60)
