@@ -150,7 +150,9 @@ def _stall(args: argparse.Namespace, tick: int) -> None:
 def camera(args: argparse.Namespace) -> None:
     rclpy.init()
     node = Node("camera_driver")
-    qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE) if args.reliable else qos_profile_sensor_data
+    # --reliable: a history of 50 (a second and more at the tests' rates), so a node stalled by a loaded machine
+    # takes every frame late rather than losing the oldest: the tests that count exactly need every frame
+    qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE) if args.reliable else qos_profile_sensor_data
     pubs = [
         (
             node.create_publisher(Image, f"{ns}/image", qos),

