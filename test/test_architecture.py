@@ -46,6 +46,8 @@ LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "vdepth_ros.param_file",
             "vdepth_ros.resize",
             "vdepth_ros.encodings",
+            "vdepth_ros.pointcloud2",
+            "vdepth_ros.camera_info",
             "vdepth_ros.triangulate",
             "vdepth_ros.rectify",
             "vdepth_ros.consistency",

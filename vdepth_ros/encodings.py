@@ -1,9 +1,11 @@
-"""Image encodings and PointCloud2 layouts as numpy, without ROS.
+"""Image encodings as numpy, without ROS.
 
 The one table of `sensor_msgs` encodings (dtype, channels, unit scale) shared by the live node
 (`vdepth_ros.ros.conversions`) and the offline tools (`vdepth_ros.offline`), so both read and
-write messages the same way. Everything here works on plain message *fields* (height, width,
-step, data bytes...) so it applies equally to rclpy messages and to rosbags' deserialized ones.
+write messages the same way: decoding raw and compressed images to RGB or metres, and laying out an
+image message. Everything here works on plain message *fields* (height, width, step, data
+bytes...) so it applies equally to rclpy messages and to rosbags' deserialized ones. The other two
+messages' layouts have their own modules: `pointcloud2` (clouds) and `camera_info` (intrinsics).
 
 Depth conventions follow REP 118 / depth_image_proc's `depth_traits.hpp`: `32FC1` is metres,
 `16UC1` is millimetres (`* 0.001`), 0 / non-finite is invalid and becomes NaN.
@@ -13,14 +15,19 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Literal
 
 import numpy as np
 
+# The cloud and camera_info helpers once lived here; tests and user code import these from here still.
+from vdepth_ros.camera_info import camera_from_info as camera_from_info
+from vdepth_ros.camera_info import info_signature as info_signature
 from vdepth_ros.errors import InputError
-
-if TYPE_CHECKING:
-    from vdepth_ros.stream.cloud import CameraModel
+from vdepth_ros.pointcloud2 import POINTFIELD_FLOAT32 as POINTFIELD_FLOAT32
+from vdepth_ros.pointcloud2 import pack_rgb_float as pack_rgb_float
+from vdepth_ros.pointcloud2 import pointcloud2_fields_array as pointcloud2_fields_array
+from vdepth_ros.pointcloud2 import pointcloud2_layout as pointcloud2_layout
+from vdepth_ros.pointcloud2 import unpack_rgb_float as unpack_rgb_float
 
 EncodingKind = Literal["color", "mono", "depth"]
 
@@ -115,23 +122,6 @@ DEPTH_UNIT_SCALE: dict[str, float] = {n: e.unit_scale for n, e in ENCODINGS.item
 
 #: Encodings accepted as the colour input of the pipeline.
 COLOR_INPUT_ENCODINGS: tuple[str, ...] = tuple(n for n, e in ENCODINGS.items() if e.kind in ("color", "mono"))
-
-# sensor_msgs/PointField datatype constants.
-POINTFIELD_INT8, POINTFIELD_UINT8, POINTFIELD_INT16, POINTFIELD_UINT16 = 1, 2, 3, 4
-POINTFIELD_INT32, POINTFIELD_UINT32, POINTFIELD_FLOAT32, POINTFIELD_FLOAT64 = 5, 6, 7, 8
-POINTFIELD_DTYPES: dict[int, np.dtype] = {
-    POINTFIELD_INT8: np.dtype("i1"),
-    POINTFIELD_UINT8: np.dtype("u1"),
-    POINTFIELD_INT16: np.dtype("<i2"),
-    POINTFIELD_UINT16: np.dtype("<u2"),
-    POINTFIELD_INT32: np.dtype("<i4"),
-    POINTFIELD_UINT32: np.dtype("<u4"),
-    POINTFIELD_FLOAT32: np.dtype("<f4"),
-    POINTFIELD_FLOAT64: np.dtype("<f8"),
-}
-
-#: (name, offset, datatype, count) as in `sensor_msgs/PointField`.
-FieldSpec = tuple[str, int, int, int]
 
 
 def get_encoding(encoding: str) -> Encoding:
@@ -409,143 +399,6 @@ def compressed_depth_to_metres(fmt: str, data: bytes | bytearray | memoryview) -
     return depth_from_image(depth, "32FC1")
 
 
-def pack_rgb_float(colors: np.ndarray) -> np.ndarray:
-    """Pack `(..., 3)` uint8 RGB into PCL's float `rgb` field (`0x00RRGGBB` bits viewed as float32)."""
-    c = colors.astype(np.uint32)
-    return ((c[..., 0] << 16) | (c[..., 1] << 8) | c[..., 2]).view(np.float32)
-
-
-def unpack_rgb_float(rgb: np.ndarray) -> np.ndarray:
-    """Inverse of `pack_rgb_float`: float32 `rgb` -> `(..., 3)` uint8."""
-    u = np.ascontiguousarray(rgb, dtype=np.float32).view(np.uint32)
-    return np.stack([(u >> 16) & 0xFF, (u >> 8) & 0xFF, u & 0xFF], axis=-1).astype(np.uint8)
-
-
-def pointcloud2_layout(points: np.ndarray, colors: np.ndarray | None = None) -> tuple[list[FieldSpec], int, int, bytes]:
-    """Layout of an organized `PointCloud2` holding `points` (and packed `rgb`).
-
-    See `pointcloud2_buffer`; this returns the data as `bytes`.
-    """
-    fields, point_step, row_step, buf = pointcloud2_buffer(points, colors)
-    return fields, point_step, row_step, buf.tobytes()
-
-
-def pointcloud2_buffer(
-    points: np.ndarray, colors: np.ndarray | None = None
-) -> tuple[list[FieldSpec], int, int, np.ndarray]:
-    """Layout of an organized `PointCloud2` holding `points` (and packed `rgb`), data as an array.
-
-    Fields are `x, y, z` float32 at offsets 0/4/8 and, with colours, PCL's packed float `rgb`
-    at 12: `point_step` is 12 (xyz) or 16 (xyzrgb). The cloud keeps `points`' (h, w) layout, so
-    the message is organized (`height=h`, `width=w`, `is_dense=False` when NaNs are present).
-
-    Args:
-        points: `(h, w, 3)` float32 xyz in metres, NaN invalid.
-        colors: `(h, w, 3)` uint8 RGB matching `points`, or None.
-
-    Returns:
-        `(fields, point_step, row_step, buffer)` with fields as `(name, offset, datatype, count)`
-        and `buffer` a C-contiguous little-endian float32 `(h, w, point_step // 4)` array.
-
-    Raises:
-        InputError: wrong shapes or dtypes.
-    """
-    points = np.asarray(points)
-    if points.ndim != 3 or points.shape[2] != 3:
-        raise InputError(f"points must be (h, w, 3), got {points.shape}")
-    h, w, _ = points.shape
-    fields: list[FieldSpec] = [
-        ("x", 0, POINTFIELD_FLOAT32, 1),
-        ("y", 4, POINTFIELD_FLOAT32, 1),
-        ("z", 8, POINTFIELD_FLOAT32, 1),
-    ]
-    if colors is None:
-        buf = np.ascontiguousarray(points, dtype=np.float32)
-    else:
-        colors = np.asarray(colors)
-        if colors.shape != points.shape or colors.dtype != np.uint8:
-            raise InputError(
-                f"colors must be (h, w, 3) uint8 like points {points.shape}, got {colors.dtype}{colors.shape}"
-            )
-        buf = np.empty((h, w, 4), "<f4")
-        buf[..., :3] = points
-        # packed float rgb = 0x00RRGGBB little-endian: bytes B, G, R, 0 (faster than uint32 shifts)
-        rgb_bytes = buf.view(np.uint8).reshape(h, w, 16)[..., 12:]
-        rgb_bytes[..., :3] = colors[..., ::-1]
-        rgb_bytes[..., 3] = 0
-        fields.append(("rgb", 12, POINTFIELD_FLOAT32, 1))
-    point_step = buf.shape[2] * 4
-    return fields, point_step, point_step * w, buf.astype("<f4", copy=False)
-
-
-def pointcloud2_fields_array(
-    fields: list[FieldSpec],
-    point_step: int,
-    height: int,
-    width: int,
-    row_step: int,
-    data: bytes | bytearray | memoryview,
-    is_bigendian: bool | int = False,
-    names: tuple[str, ...] = ("x", "y", "z"),
-) -> np.ndarray:
-    """Read named scalar fields of a `PointCloud2` into an `(height, width, len(names))` float32 array.
-
-    Raises:
-        InputError: a requested field is missing, has an unknown datatype, or the buffer is too short.
-    """
-    by_name = {f[0]: f for f in fields}
-    missing = [n for n in names if n not in by_name]
-    if missing:
-        raise InputError(f"PointCloud2 lacks field(s) {missing}; it has {sorted(by_name)}")
-    height, width, point_step, row_step = int(height), int(width), int(point_step), int(row_step)
-    buf = np.frombuffer(data, dtype=np.uint8)
-    if height <= 0 or width <= 0:
-        return np.zeros((max(height, 0), max(width, 0), len(names)), np.float32)
-    if row_step < width * point_step or buf.size < row_step * (height - 1) + width * point_step:
-        raise InputError(
-            f"PointCloud2 {width}x{height} point_step {point_step} row_step {row_step}: data has {buf.size} bytes"
-        )
-    out = np.empty((height, width, len(names)), np.float32)
-    for i, name in enumerate(names):
-        _, offset, datatype, _ = by_name[name]
-        if datatype not in POINTFIELD_DTYPES:
-            raise InputError(f"PointCloud2 field {name!r} has unknown datatype {datatype}")
-        dt = POINTFIELD_DTYPES[datatype].newbyteorder(">" if is_bigendian else "<")
-        if offset + dt.itemsize > point_step:
-            raise InputError(f"PointCloud2 field {name!r} at offset {offset} exceeds point_step {point_step}")
-        col = np.ndarray((height, width), dtype=dt, buffer=buf, offset=offset, strides=(row_step, point_step))
-        out[..., i] = col
-    return out
-
-
-def sparse_depth_from_cloud(msg: Any, camera: CameraModel, rotation: np.ndarray | None = None) -> np.ndarray:
-    """Project a `PointCloud2` message (xyz in the camera's optical frame; an rclpy or a rosbags
-    message, read by field name) to a `(H, W)` depth image, as the node's and vdepth-bag's
-    `sparse_depth: pointcloud` input.
-
-    Points behind the camera or outside the image are ignored; where several points land on one
-    pixel the nearest wins. Pixels without a point are NaN. `rotation` (3x3) first turns the
-    points into the frame `camera` projects from (a rectified camera's `R`, `vdepth_ros.rectify`).
-    """
-    fields = [(f.name, f.offset, f.datatype, f.count) for f in msg.fields]
-    xyz = pointcloud2_fields_array(
-        fields, msg.point_step, msg.height, msg.width, msg.row_step, msg.data, msg.is_bigendian
-    ).reshape(-1, 3)
-    if rotation is not None:
-        xyz = xyz @ np.asarray(rotation, dtype=xyz.dtype).T
-    x, y, z = xyz[:, 0], xyz[:, 1], xyz[:, 2]
-    ok = np.isfinite(xyz).all(axis=1) & (z > 0)
-    x, y, z = x[ok], y[ok], z[ok]
-    u = np.floor(camera.fx * x / z + camera.cx + 0.5).astype(np.int64)
-    v = np.floor(camera.fy * y / z + camera.cy + 0.5).astype(np.int64)
-    inside = (u >= 0) & (u < camera.width) & (v >= 0) & (v < camera.height)
-    u, v, z = u[inside], v[inside], z[inside]
-    depth = np.full((camera.height, camera.width), np.inf, np.float32)
-    np.minimum.at(depth, (v, u), z.astype(np.float32))
-    depth[~np.isfinite(depth)] = np.nan
-    return depth
-
-
 def decode_compressed(data: bytes | bytearray | memoryview, fmt: str = "", keep_16bit: bool = False) -> np.ndarray:
     """Decode a `sensor_msgs/CompressedImage` payload (jpeg/png) to `(H, W, 3)` RGB.
 
@@ -569,93 +422,3 @@ def decode_compressed(data: bytes | bytearray | memoryview, fmt: str = "", keep_
     if img is None:
         raise InputError(f"cannot decode compressed image ({buf.size} bytes, format {fmt!r}); expected jpeg or png")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
-def image_window(info: Any) -> tuple[int, int, int, int, int, int]:
-    """`(x_offset, y_offset, width, height, binning_x, binning_y)`: the part of the calibrated
-    image (`info.width x info.height`) that the camera's images show, and how it was binned.
-
-    As `sensor_msgs/CameraInfo` defines them (and image_geometry applies them): `roi` is given in
-    full-resolution, unbinned pixels, an all-zero `roi` is the whole image, binning 0 is 1, and the
-    image is `roi.width / binning_x` x `roi.height / binning_y` pixels. Messages without the fields
-    (a calibration file) are the whole image, unbinned.
-    """
-    bx = max(1, int(getattr(info, "binning_x", 0) or 0))
-    by = max(1, int(getattr(info, "binning_y", 0) or 0))
-    roi = getattr(info, "roi", None)
-    if roi is None or int(roi.width) <= 0 or int(roi.height) <= 0:
-        return 0, 0, int(info.width), int(info.height), bx, by
-    return int(roi.x_offset), int(roi.y_offset), int(roi.width), int(roi.height), bx, by
-
-
-def camera_from_info(info: Any) -> CameraModel | None:
-    """Pinhole intrinsics from a `sensor_msgs/CameraInfo` (rclpy or rosbags message), for the
-    images the camera publishes.
-
-    Uses the rectified projection `P` if set, else `K` (depth_image_proc / image_geometry); None
-    for an uncalibrated (all-zero) or sizeless camera_info. A region of interest and binning
-    are applied as image_geometry does (`windowed_matrix`), so a cropped or binned image gets its own
-    principal point and focal lengths, the ones every image_geometry user of the camera sees.
-    """
-    from vdepth_ros.stream.cloud import CameraModel
-
-    p = np.asarray(info.p, dtype=np.float64).reshape(3, 4)[:, :3]
-    k = np.asarray(info.k, dtype=np.float64).reshape(3, 3)
-    if p[0, 0] > 0 and p[1, 1] > 0:
-        m = p
-    elif k[0, 0] > 0 and k[1, 1] > 0:
-        m = k
-    else:
-        return None
-    if int(info.width) <= 0 or int(info.height) <= 0:
-        return None
-    m, width, height = windowed_matrix(m, info)
-    return CameraModel(float(m[0, 0]), float(m[1, 1]), float(m[0, 2]), float(m[1, 2]), width, height)
-
-
-def windowed_matrix(m: np.ndarray, info: Any) -> tuple[np.ndarray, int, int]:
-    """A camera matrix of the calibrated image (`K`, or `P`'s 3x3 block) -> `(matrix, width, height)` of
-    the images the camera publishes (`image_window`: its `roi`, binned), as image_geometry's
-    `PinholeCameraModel` (and so depth_image_proc) has it: the principal point minus the roi's
-    offset, then focal lengths and principal point divided by the binning (`(cx - x0) / bx`, not
-    about pixel centres: the same camera as every ROS user of these images sees)."""
-    x0, y0, width, height, bx, by = image_window(info)
-    out = np.array(m, dtype=np.float64, copy=True)
-    out[0, 2] -= x0
-    out[1, 2] -= y0
-    out[0, :3] /= bx
-    out[1, :3] /= by
-    return out, max(1, width // bx), max(1, height // by)
-
-
-def camera_info_fields(camera: CameraModel) -> dict[str, Any]:
-    """The `sensor_msgs/CameraInfo` fields of an output image: the rectified pinhole `camera` at its
-    resolution, no distortion (`plumb_bob`, five zeros), `R` = I, `K` = `P`'s 3x3 block, `Tx` = 0 (the
-    depth is in this camera's own frame). Float lists, for the node's message, `vdepth-bag`'s and
-    `vdepth-video`'s `camera_info.yaml` alike; binning and ROI keep their defaults (none)."""
-    return pinhole_fields(camera.fx, camera.fy, camera.cx, camera.cy, camera.width, camera.height)
-
-
-def pinhole_fields(fx: float, fy: float, cx: float, cy: float, width: int, height: int) -> dict[str, Any]:
-    """`camera_info_fields` of plain intrinsics, unchecked (`rectify.pinhole_info` builds the camera_info
-    of a user's `--intrinsics` with it, to be judged as a camera_info is, zeros and all)."""
-    fx, fy, cx, cy = float(fx), float(fy), float(cx), float(cy)
-    return {
-        "width": int(width),
-        "height": int(height),
-        "distortion_model": "plumb_bob",
-        "d": [0.0] * 5,
-        "k": [fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0],
-        "r": [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
-        "p": [fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0],
-    }
-
-
-def info_signature(info: Any) -> tuple:
-    """What must stay constant in camera_info for a stream to continue (size and projection)."""
-    return (
-        int(info.width),
-        int(info.height),
-        tuple(np.round(np.asarray(info.p, float), 6)),
-        tuple(np.round(np.asarray(info.k, float), 6)),
-    )

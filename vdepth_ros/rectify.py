@@ -14,7 +14,7 @@ Conventions (REP 104 / image_geometry): `R` maps the raw optical frame to the re
 (identity for a monocular calibration), so metric inputs given in the raw optical frame (a sparse
 point cloud, a camera pose) are rotated by it. The outputs keep the image's `frame_id`, as
 `image_rect` does. A `CameraInfo` whose images show a region of interest of the calibrated image
-(its `roi`) or are binned is applied as image_geometry does (`encodings.image_window`), and one at
+(its `roi`) or are binned is applied as image_geometry does (`camera_info.image_window`), and one at
 another resolution than the image (a resized stream) is scaled to it: `K` and `P` move to the image's
 pixels, the distortion coefficients act on normalised coordinates and do not change.
 """
@@ -31,14 +31,9 @@ import cv2
 import numpy as np
 import yaml
 
-from vdepth_ros.encodings import (
-    camera_from_info,
-    image_window,
-    pinhole_fields,
-    sparse_depth_from_cloud,
-    windowed_matrix,
-)
+from vdepth_ros.camera_info import camera_from_info, image_window, pinhole_fields, windowed_matrix
 from vdepth_ros.errors import ConfigError, InputError
+from vdepth_ros.pointcloud2 import sparse_depth_from_cloud
 from vdepth_ros.stream.cloud import CameraModel
 
 #: What to do when `rectify` cannot undistort a camera's images (each of them is dropped).
@@ -65,7 +60,7 @@ def has_distortion(info: Any) -> bool:
 
 def _windowed(m: np.ndarray, info: Any, width: int, height: int) -> np.ndarray:
     """A 3x3 camera matrix of the calibrated image -> that of `width x height` images: the window and
-    binning of `info` as image_geometry (`encodings.windowed_matrix`, as `camera_from_info`), then a
+    binning of `info` as image_geometry (`camera_info.windowed_matrix`, as `camera_from_info`), then a
     resized stream's scale (pixel-centre convention, as `CameraModel.scaled` in `pinhole_input`)."""
     out, shown_w, shown_h = windowed_matrix(m, info)
     sx, sy = width / shown_w, height / shown_h
@@ -231,7 +226,7 @@ def pinhole_info(fx: float, fy: float, cx: float, cy: float, width: int, height:
     """A camera_info of a distortion-free pinhole camera (`K` = `P`), duck-typed like
     `sensor_msgs/CameraInfo`: what plain intrinsics (`vdepth-video --intrinsics`, a `fx fy cx cy`
     file) stand for, so they are checked and used as a camera_info is. Its fields are those of the
-    node's `depth/camera_info` (`encodings.pinhole_fields`), as float64 arrays."""
+    node's `depth/camera_info` (`camera_info.pinhole_fields`), as float64 arrays."""
     fields = pinhole_fields(fx, fy, cx, cy, width, height)
     arrays = {name: np.asarray(fields.pop(name), np.float64) for name in ("d", "k", "r", "p")}
     return SimpleNamespace(**fields, **arrays, roi=None, binning_x=0, binning_y=0)
@@ -296,7 +291,7 @@ def pinhole_input(
     """An input image as the pipeline takes it, with its pinhole camera (the node and `vdepth-bag`).
 
     Without a `rectifier` the image is taken as already rectified: the camera is `P` (else `K`)
-    scaled to the image (`encodings.camera_from_info`), None without camera_info. With one, the
+    scaled to the image (`camera_info.camera_from_info`), None without camera_info. With one, the
     image is undistorted and the camera is the rectified `P`; the view is returned for the metric
     inputs (`RectifiedView.depth`, `.pose`, `.rotation`).
 

@@ -26,14 +26,13 @@ from typing import Any
 
 import numpy as np
 
+from vdepth_ros.camera_info import camera_from_info, image_window
 from vdepth_ros.encodings import (
-    camera_from_info,
     compressed_depth_to_metres,
     decode_compressed,
     depth_from_image,
     get_encoding,
     image_array_from_fields,
-    image_window,
     rgb_from_image,
     significant_bits,
     to_8bit,

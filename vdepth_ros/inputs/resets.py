@@ -51,7 +51,7 @@ class StreamResets:
         Args:
             size: `(H, W)` of the input image.
             stamp: its stamp in nanoseconds.
-            info: `vdepth_ros.encodings.info_signature` of its camera_info, or None.
+            info: `vdepth_ros.camera_info.info_signature` of its camera_info, or None.
             previous_input: stamp of the input received just before this frame (processed or
                 not); None: the previous frame given here.
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vdepth_ros.encodings import info_signature
+from vdepth_ros.camera_info import info_signature
 from vdepth_ros.errors import VdepthError
 from vdepth_ros.inputs.assembly import calibration_problem
 from vdepth_ros.inputs.resets import PauseRule, StreamResets

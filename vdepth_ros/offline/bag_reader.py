@@ -18,9 +18,7 @@ import numpy as np
 from rosbags.highlevel import AnyReader
 from rosbags.interfaces import Connection
 
-from vdepth_ros.encodings import (
-    info_signature,
-)
+from vdepth_ros.camera_info import info_signature
 from vdepth_ros.errors import InputError
 from vdepth_ros.inputs.assembly import (
     DEFAULT_MAX_INPUT_PIXELS,

@@ -16,7 +16,8 @@ from rosbags.interfaces import Connection, MessageDefinitionFormat
 from rosbags.rosbag2 import Writer, WriterError
 from rosbags.typesys import Stores, get_types_from_idl, get_types_from_msg, get_typestore
 
-from vdepth_ros.encodings import camera_info_fields, image_fields_from_array, pointcloud2_layout
+from vdepth_ros.camera_info import camera_info_fields
+from vdepth_ros.encodings import image_fields_from_array
 from vdepth_ros.offline.bag_types import (
     CAMERA_INFO,
     IMAGE,
@@ -27,6 +28,7 @@ from vdepth_ros.offline.bag_types import (
     connection_key,
 )
 from vdepth_ros.offline.errors import OfflineError
+from vdepth_ros.pointcloud2 import pointcloud2_layout
 
 if TYPE_CHECKING:
     from vdepth_ros.pipeline import DepthFrame

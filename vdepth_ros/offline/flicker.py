@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from vdepth_ros.camera_info import camera_from_info
 from vdepth_ros.consistency import FlowWarpingError, pair_tae
-from vdepth_ros.encodings import camera_from_info
 from vdepth_ros.errors import InputError, VdepthError
 from vdepth_ros.inputs.assembly import SampleBitDepth
 from vdepth_ros.inputs.sync import stamp_to_ns

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vdepth_ros.encodings import camera_from_info
+from vdepth_ros.camera_info import camera_from_info
 from vdepth_ros.errors import InputError, VdepthError
 from vdepth_ros.inputs.assembly import calibration_problem
 from vdepth_ros.node_params import ros_param_values

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
+from vdepth_ros.camera_info import camera_info_fields
 from vdepth_ros.colormap import auto_range, preview_image, units_label
-from vdepth_ros.encodings import camera_info_fields
 from vdepth_ros.offline.errors import OfflineError
 from vdepth_ros.offline.video_source import VideoFrameMeta
 
@@ -312,7 +312,7 @@ class VideoOutputWriter:
 
 def write_camera_yaml(path: Path, camera: CameraModel) -> None:
     """The camera of the written depth as ROS camera_calibration YAML (rectified: no distortion,
-    `encodings.camera_info_fields` as the node's depth/camera_info), readable by
+    `camera_info.camera_info_fields` as the node's depth/camera_info), readable by
     `vdepth_ros.rectify.load_camera_info` and camera_info_manager."""
     f = camera_info_fields(camera)
 

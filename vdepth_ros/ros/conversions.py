@@ -1,4 +1,5 @@
-"""rclpy messages <-> numpy, on top of the ROS-free `vdepth_ros.encodings` table.
+"""rclpy messages <-> numpy, on top of the ROS-free `vdepth_ros.encodings` table (and `pointcloud2`,
+`camera_info`).
 
 Nothing here knows about windows or stitching: it turns `Image`/`CompressedImage`/`CameraInfo`/
 `PointCloud2` into the arrays `FrameInput` wants and `DepthFrame` arrays back into messages.
@@ -13,8 +14,8 @@ from builtin_interfaces.msg import Time
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
+from vdepth_ros import camera_info, pointcloud2, triangulate
 from vdepth_ros import encodings as enc
-from vdepth_ros import triangulate
 from vdepth_ros.errors import InputError
 from vdepth_ros.inputs.sync import stamp_to_ns  # the one stamp rule; the node calls it as conv.stamp_to_ns
 from vdepth_ros.stream.cloud import CameraModel
@@ -42,9 +43,9 @@ def image_array(msg: Image) -> np.ndarray:
 
 
 #: Shared with the offline tools (ROS-free, duck-typed on the message fields).
-camera_from_info = enc.camera_from_info
-sparse_depth_from_cloud = enc.sparse_depth_from_cloud
-info_signature = enc.info_signature
+camera_from_info = camera_info.camera_from_info
+sparse_depth_from_cloud = pointcloud2.sparse_depth_from_cloud
+info_signature = camera_info.info_signature
 pose_from_msg = triangulate.pose_from_msg  # (4, 4) camera-to-world of a PoseStamped
 
 
@@ -69,7 +70,7 @@ def image_msg(arr: np.ndarray, encoding: str, header: Header) -> Image:
 
 def cloud_msg(points: np.ndarray, colors: np.ndarray | None, header: Header) -> PointCloud2:
     """An organized `PointCloud2` (`height x width` = `points.shape[:2]`, `is_dense=False`)."""
-    fields, point_step, row_step, data = enc.pointcloud2_buffer(points, colors)
+    fields, point_step, row_step, data = pointcloud2.pointcloud2_buffer(points, colors)
     msg = PointCloud2(
         header=header,
         height=int(points.shape[0]),
@@ -86,8 +87,8 @@ def cloud_msg(points: np.ndarray, colors: np.ndarray | None, header: Header) -> 
 
 def info_msg(camera: CameraModel, header: Header) -> CameraInfo:
     """`CameraInfo` for an output image: rectified pinhole at `camera`'s resolution, no distortion
-    (`encodings.camera_info_fields`)."""
-    return CameraInfo(header=header, **enc.camera_info_fields(camera))
+    (`camera_info.camera_info_fields`)."""
+    return CameraInfo(header=header, **camera_info.camera_info_fields(camera))
 
 
 def colormap_msg(

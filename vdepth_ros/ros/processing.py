@@ -13,8 +13,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from vdepth_ros.camera_info import camera_from_info, info_signature
 from vdepth_ros.consistency import FlickerMonitor
-from vdepth_ros.encodings import camera_from_info, info_signature
 from vdepth_ros.errors import InputError
 from vdepth_ros.inputs.assembly import FrameAssembler, UnsupportedImageError, camera_missing
 from vdepth_ros.inputs.resets import StreamResets

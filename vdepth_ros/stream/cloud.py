@@ -1,7 +1,7 @@
 """Pinhole camera model and organized point clouds (REP 118 / depth_image_proc conventions).
 
-Intrinsics come from camera_info `P` (else `K`) via `vdepth_ros.encodings.camera_from_info`;
-packing `xyz` + `rgb` into a PointCloud2 buffer is `encodings.pointcloud2_buffer`.
+Intrinsics come from camera_info `P` (else `K`) via `vdepth_ros.camera_info.camera_from_info`;
+packing `xyz` + `rgb` into a PointCloud2 buffer is `pointcloud2.pointcloud2_buffer`.
 
 `X = (u - cx) * Z / fx`, `Y = (v - cy) * Z / fy`, `Z = depth` (optical frame, +Z forward,
 metres), one point per (strided) pixel, NaN (all three coordinates) wherever the depth is not
