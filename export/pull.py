@@ -34,13 +34,13 @@ from pathlib import Path
 from vdepth_ros.errors import ConfigError, VdepthError
 from vdepth_ros.offline.errors import OutputExistsError
 from vdepth_ros.paths import not_a_model_folder
+from vdepth_ros.runtime.provenance import cached_revisions
 from vdepth_ros.runtime.registry import (
     CACHE_ENV,
     PROVENANCE_NAME,
     Release,
     ReleaseFile,
     cached_model_dir,
-    cached_revisions,
     get_release,
 )
 from vdepth_ros.runtime.trt_cache import file_sha256

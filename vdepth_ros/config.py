@@ -312,10 +312,10 @@ class PipelineConfig:
     def for_family(self, family: str) -> PipelineConfig:
         """This config with `inference` resolved for the engine's `family` ("reference" or
         "package"); in reference mode every field still at its package default that the family's
-        authors fix (`runtime.registry.REFERENCE_INFERENCE[family]["config"]`) takes their value.
+        authors fix (`runtime.reference_inference.REFERENCE_INFERENCE[family]["config"]`) takes their value.
         Windows, overlap and keyframes stay the model spec's (a released import records the
         authors' schedule)."""
-        from vdepth_ros.runtime.registry import reference_inference
+        from vdepth_ros.runtime.reference_inference import reference_inference
 
         reference = reference_inference(family)
         mode = self.inference

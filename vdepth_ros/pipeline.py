@@ -56,7 +56,8 @@ from vdepth_ros.pipeline_types import (
     valid_at,
 )
 from vdepth_ros.resize import registered_size, resize_frame, upsample, vda_working_size, working_size
-from vdepth_ros.runtime.registry import model_identity, reference_inference
+from vdepth_ros.runtime.provenance import model_identity
+from vdepth_ros.runtime.reference_inference import reference_inference
 from vdepth_ros.runtime.shapes import TRAINED_SIZE_KEY
 from vdepth_ros.stream.align import AffineFit, FitOptions
 from vdepth_ros.stream.cloud import CameraModel, PointCloudBuilder
@@ -300,7 +301,7 @@ class DepthPipeline:
         }
 
     def model_identity(self, model: str | Path | None = None) -> dict[str, str]:
-        """Which model runs (`runtime.registry.model_identity`: family, path, release, file, backend,
+        """Which model runs (`runtime.provenance.model_identity`: family, path, release, file, backend,
         precision) and the windows it runs on: what tells two robots' runs apart.
 
         Args:

@@ -30,6 +30,11 @@ from typing import Any
 from vdepth_ros.errors import ConfigError, ModelLoadError, closest_name
 from vdepth_ros.paths import PROVENANCE_NAME, env_path
 
+# How the authors run inference and which model ran have their own modules; their names stay importable
+# from here, where users and tests import them (`__all__`).
+from vdepth_ros.runtime.provenance import cached_revisions, model_identity
+from vdepth_ros.runtime.reference_inference import REFERENCE_INFERENCE, reference_inference
+
 log = logging.getLogger(__name__)
 
 CACHE_ENV = "VDEPTH_MODEL_CACHE"
@@ -125,76 +130,6 @@ class Release:
             raise ConfigError(f"registry entry {data.get('name')!r}: {err}") from None
 
 
-#: The authors' stitching fit: closed-form least squares over every overlap pixel, no subsampling,
-#: no robust weights; they have no scene-cut detector.
-_PLAIN_FIT: dict[str, Any] = {
-    "fit_method": "ols",
-    "robust": "none",
-    "fit_max_points": 0,
-    "fit_pixels": "all",
-    "scene_cut_threshold": 0.0,
-}
-
-#: How each family's authors run inference (their entry point's resize, normalisation, upsampling,
-#: stitching), recorded for the `reference` inference mode. Facts from the reference code. "config":
-#: the `PipelineConfig` values that reproduce them (`PipelineConfig.for_family`); "working_size":
-#: "vda" = `resize.vda_working_size` (keep aspect, 518 lower bound, multiple of 14);
-#: "stitch_resolution": "output" = windows are upsampled before stitching (default: after).
-REFERENCE_INFERENCE: dict[str, dict[str, Any]] = {
-    "vda": {
-        "entry": "video_depth_anything/video_depth.py: VideoDepthAnything.infer_video_depth",
-        "resize": "keep aspect, lower bound 518, multiple of 14, cv2.INTER_CUBIC (518*1.777/ratio above 16:9)",
-        "normalise": "ImageNet mean/std",
-        "upsample": "bilinear, align_corners=True, to the input size",
-        "window": 32,
-        "overlap": 10,
-        "keyframes": [0, 12, 24, 25, 26, 27, 28, 29, 30, 31],
-        "fit": "least squares over all pixels of 2 keyframes (metric models: scale 1, shift 0)",
-        "crossfade": 8,
-        "working_size": "vda",
-        "stitch_resolution": "output",  # every window is upsampled to the input size, then fitted and blended
-        "config": {
-            **_PLAIN_FIT,
-            "alignment": "keyframe",
-            "resize_method": "bicubic",
-            "upsample_method": "bilinear_align_corners",
-        },
-    },
-    "gemdepth": {"entry": "model/gemdepth.py: GemDepth.infer_video_depth", "same_as": "vda"},
-    "dvd": {
-        "entry": "test_script/test_single_video.py: generate_depth_sliced",
-        "resize": "cover 480x640 (ceil), each side up to a multiple of 16, bilinear align_corners=False",
-        "window": 81,
-        "overlap": 9,
-        "fit": "least squares over all overlap pixels of all 3 channels; scale clipped to [0.7, 1.5]",
-        "channels": 3,
-        "upsample": "bilinear, align_corners=False",
-        "config": {
-            **_PLAIN_FIT,
-            "alignment": "chain_ls",
-            "scale_clip_min": 0.7,
-            "scale_clip_max": 1.5,
-            "upsample_method": "bilinear",
-        },
-    },
-    "depthcrafter": {
-        "entry": "depthcrafter/inference.py: DepthCrafterInference.infer",
-        "resize": "max side 1024, each side rounded to a multiple of 64",
-        "window": 110,
-        "overlap": 25,
-        "fit": "none: latent noise reuse + latent crossfade; min-max over the whole video",
-        "upsample": "none: the output stays at the processing resolution",
-        "config": {"scene_cut_threshold": 0.0},
-    },
-    "fiffdepth": {
-        "entry": "fiffdepth/direct_pipeline.py: DirectPipeline.__call__",
-        "resize": "max edge = processing_res (pipeline default), bilinear with antialias",
-        "upsample": "bilinear with antialias, to the input size",
-        "fit": "none (single-image model)",
-        "config": {"scene_cut_threshold": 0.0, "upsample_method": "bilinear"},
-    },
-}
-
 _VDA_PAPER = "Chen et al., Video Depth Anything, CVPR 2025 (arXiv 2501.12375)"
 
 
@@ -282,15 +217,6 @@ _BUILTIN: tuple[Release, ...] = (
         "`vdepth-export import fiffdepth FOLDER -o <cache>/fiffdepth` (add `--variant fp16` for an fp16-only folder).",
     ),
 )
-
-
-def reference_inference(family: str) -> dict[str, Any] | None:
-    """`REFERENCE_INFERENCE[family]` with `same_as` followed; None for a family without a paper
-    release (e.g. the bundled `vda_lite`)."""
-    entry = REFERENCE_INFERENCE.get(family)
-    if entry is None:
-        return None
-    return REFERENCE_INFERENCE[entry["same_as"]] if "same_as" in entry else entry
 
 
 def _extra_releases() -> tuple[Release, ...]:
@@ -520,66 +446,6 @@ def resolve_model(model: str, params_file: str | Path | None = None) -> str:
         f"model {model!r}: {path} does not exist{where} (expected a model folder, .onnx or .engine file, or a "
         f"release name){hint}"
     )
-
-
-def cached_revisions(folder: Path) -> dict[str, str]:
-    """`repo -> "revision (commit)"` of the files a pull recorded in `folder`'s `release.json`; empty
-    for a folder imported by hand or recorded before revisions were."""
-    try:
-        files = json.loads((folder / PROVENANCE_NAME).read_text())["files"]
-        out = {}
-        for f in files:
-            commit = f.get("commit")
-            rev = str(f["revision"])
-            out[str(f["repo"])] = f"{rev} ({commit})" if commit and commit != rev else rev
-        return out
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return {}
-
-
-def model_identity(model: str | Path | None, engine: Any) -> dict[str, str]:
-    """What tells which model ran (the node's start-up line and /diagnostics, the offline tools'
-    summaries): the model as loaded, its family, the release and revisions a pull recorded in its
-    folder, the file the backend runs (with its size and modification time: two exports of one
-    folder differ there), the backend and the precision.
-
-    Args:
-        model: the model folder or file the engine was built from (`PipelineConfig.resolved_model`),
-            or None for an engine given in code (its own file, if it names one, is used).
-        engine: the `DepthEngine` (its `describe()` and `input_spec`).
-    """
-    import time
-
-    info = engine.describe() if hasattr(engine, "describe") else {}
-    path = Path(model) if model is not None else (Path(info["path"]) if info.get("path") else None)
-    folder = path if path is not None and path.is_dir() else (path.parent if path is not None else None)
-    revisions = cached_revisions(folder) if folder is not None else {}
-    try:
-        name = json.loads((folder / PROVENANCE_NAME).read_text())["name"] if folder is not None else None
-    except (OSError, ValueError, KeyError, TypeError):
-        name = None
-    release = f"{name} ({', '.join(f'{r}@{v}' for r, v in revisions.items())})" if name and revisions else name
-    runs = Path(info["path"]) if info.get("path") else (folder / "model.safetensors" if folder is not None else None)
-    file = "none (built in code)"
-    if runs is not None:
-        try:
-            st = runs.stat()
-            when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(st.st_mtime))
-            size = f"{st.st_size / 1e6:.1f} MB" if st.st_size >= 100_000 else f"{st.st_size} bytes"
-            file = f"{runs} ({size}, modified {when})"
-        except OSError:
-            file = str(runs)
-    where = info.get("providers") or info.get("device")
-    backend = str(getattr(engine, "backend", "") or type(engine).__name__)
-    spec = engine.input_spec
-    return {
-        "model": str(path) if path is not None else "an engine given in code",
-        "model family": str(spec.family),
-        "model release": release or "none recorded (not pulled with vdepth-export pull)",
-        "model file": file,
-        "backend": f"{backend} ({', '.join(where) if isinstance(where, list) else where})" if where else backend,
-        "precision": str(spec.precision),
-    }
 
 
 __all__ = [
