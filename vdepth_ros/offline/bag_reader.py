@@ -3,7 +3,8 @@
 `BagFrameSource` reads a bag (directory, or a bare `.mcap`/`.db3` file) message by message and yields
 `FrameInput`s with their camera model and optional sparse depth matched by header stamp; it holds at
 most a few messages besides the pipeline's window, so memory does not grow with the bag length.
-Single-message helpers (open, iterate, decode) are in `bag_messages`; the writer is `bag_writer`.
+Which of the bag's topics are the inputs is decided by `bag_topics`; single-message helpers (open,
+iterate, decode) are in `bag_messages`; the writer is `bag_writer`.
 """
 
 from __future__ import annotations
@@ -28,33 +29,10 @@ from vdepth_ros.inputs.assembly import (
 )
 from vdepth_ros.inputs.samples import TimedSamples
 from vdepth_ros.inputs.sync import REPEATED_STAMP, ApproximateTimeSync, InputRate, stamp_to_ns
-from vdepth_ros.offline.bag_messages import (
-    bag_path,
-    decode_color_msg,
-    guarded_messages,
-    image_topics_by_kind,
-    open_reader,
-    storage_error,
-)
-from vdepth_ros.offline.bag_types import (
-    CAMERA_INFO,
-    COMPRESSED,
-    IMAGE,
-    IMAGE_TYPES,
-    POINTCLOUD2,
-    POSE_STAMPED,
-    TYPESTORES,
-    BagFrameMeta,
-    connection_key,
-    restamp,
-)
-from vdepth_ros.offline.errors import (
-    BagReadError,
-    EmptyBagError,
-    MissingTopicError,
-    OfflineError,
-    UnsupportedEncodingError,
-)
+from vdepth_ros.offline.bag_messages import bag_path, decode_color_msg, guarded_messages, open_reader, storage_error
+from vdepth_ros.offline.bag_topics import InputConnections
+from vdepth_ros.offline.bag_types import TYPESTORES, BagFrameMeta, connection_key, restamp
+from vdepth_ros.offline.errors import BagReadError, EmptyBagError, OfflineError, UnsupportedEncodingError
 from vdepth_ros.triangulate import pose_from_msg
 
 if TYPE_CHECKING:
@@ -235,125 +213,26 @@ class BagFrameSource:
     def typestore(self) -> Typestore:
         return self.reader.typestore
 
-    def _topic_list(self) -> str:
-        items = sorted(self.topics.items())
-        return ", ".join(f"{t} [{m}]" for t, m in items) if items else "(none)"
-
-    def _conns(self, topic: str) -> list[Connection]:
-        return [c for c in self.reader.connections if c.topic == topic]
-
     def _select_connections(self) -> None:
-        if not self.reader.connections or self.reader.message_count == 0:
-            raise EmptyBagError(f"{self.path}: the bag holds no messages (topics: {self._topic_list()})")
-        image_conns = self._conns(self.image_topic)
-        if not image_conns:
-            # a depth camera's topics, or vdepth-bag's outputs, beside the camera do not make it ambiguous
-            candidates = image_topics_by_kind(self.reader)["colour"]
-            if not self.image_topic_explicit and len(candidates) == 1:
-                self.notes.append(
-                    f"image topic {self.image_topic!r} not in the bag; using its only colour image topic "
-                    f"{candidates[0]!r}"
-                )
-                self.image_topic = candidates[0]
-                image_conns = self._conns(self.image_topic)
-            else:
-                raise MissingTopicError(
-                    f"{self.path}: image topic {self.image_topic!r} not found; the bag has: "
-                    f"{self._topic_list()} (choose one with --image-topic)"
-                )
-        bad = {c.msgtype for c in image_conns if c.msgtype not in IMAGE_TYPES}
-        if bad:
-            raise UnsupportedEncodingError(
-                f"topic {self.image_topic!r} has type {', '.join(sorted(bad))}; expected {IMAGE} or {COMPRESSED}"
-            )
-        if sum(c.msgcount for c in image_conns) == 0:
-            raise EmptyBagError(f"{self.path}: image topic {self.image_topic!r} holds no messages")
-        self._image_conns = image_conns
+        """The input topics' connections (`bag_topics.InputConnections`), the first image decoded once
+        its topic is known, before the others are looked for."""
+        chosen = InputConnections(
+            self.reader,
+            self.path,
+            image_topic=self.image_topic,
+            camera_info_topic=self.camera_info_topic,
+            sparse_depth_topic=self.sparse_depth_topic,
+            camera_pose_topic=self.camera_pose_topic,
+            image_topic_explicit=self.image_topic_explicit,
+            camera_info_topic_explicit=self.camera_info_topic_explicit,
+            notes=self.notes,
+        )
+        self._image_conns = chosen.choose_image()
+        self.image_topic = chosen.image_topic
         self._check_first_image()
-
-        if self.camera_info_topic:
-            self._info_conns = self._select_camera_info()
-        if self.sparse_depth_topic:
-            self._depth_conns = self._typed_conns(
-                self.sparse_depth_topic, "sparse depth", (IMAGE, POINTCLOUD2, COMPRESSED)
-            )
-        if self.camera_pose_topic:
-            self._pose_conns = self._typed_conns(self.camera_pose_topic, "camera pose", POSE_STAMPED)
-
-    def _select_camera_info(self) -> list[Connection]:
-        """The camera_info connections of the images: the topic named, else the image topic's own, the
-        default name, or the fallback (`_fallback_camera_info`)."""
-        if not self.camera_info_topic_explicit:
-            self._own_camera_info()
-        info = self._conns(self.camera_info_topic)
-        if not info and not self.camera_info_topic_explicit:
-            info = self._fallback_camera_info()
-        if not info and self.camera_info_topic_explicit:
-            raise MissingTopicError(
-                f"{self.path}: camera_info topic {self.camera_info_topic!r} not found; "
-                f"the bag has: {self._topic_list()}"
-            )
-        if any(c.msgtype != CAMERA_INFO for c in info):
-            raise MissingTopicError(
-                f"topic {self.camera_info_topic!r} is not {CAMERA_INFO}: {', '.join(sorted({c.msgtype for c in info}))}"
-            )
-        return [c for c in info if c.msgcount > 0]
-
-    def _camera_info_topics(self) -> list[str]:
-        return sorted({c.topic for c in self.reader.connections if c.msgtype == CAMERA_INFO})
-
-    def _sibling_camera_info(self) -> str:
-        """The camera_info topic beside the image topic, as image_transport pairs them
-        (`/cam/image_raw` and `/cam/image_raw/compressed` -> `/cam/camera_info`)."""
-        base = self.image_topic
-        if any(c.msgtype == COMPRESSED for c in self._image_conns) and base.count("/") > 1:
-            base = base.rsplit("/", 1)[0]  # the transport's sub-topic
-        return base.rsplit("/", 1)[0] + "/camera_info"
-
-    def _own_camera_info(self) -> None:
-        """The default camera_info topic, not named by the user, gives way to the image topic's own
-        where the bag has both (a bag of several cameras, the one named by `--image-topic` not on
-        the default names): each camera's images go with its own calibration, not another camera's."""
-        sibling, topics = self._sibling_camera_info(), self._camera_info_topics()
-        if sibling != self.camera_info_topic and sibling in topics and self.camera_info_topic in topics:
-            self.notes.append(
-                f"camera_info from {sibling!r}, beside the image topic {self.image_topic!r} (not "
-                f"{self.camera_info_topic!r}, another camera's; choose with --camera-info-topic)"
-            )
-            self.camera_info_topic = sibling
-
-    def _fallback_camera_info(self) -> list[Connection]:
-        """The default camera_info topic is not in the bag: the image topic's own (`camera_info`
-        beside it, as image_transport pairs them: `/cam/image_raw` and `/cam/image_raw/compressed`
-        -> `/cam/camera_info`), else the bag's only CameraInfo topic; several others are an error."""
-        candidates = self._camera_info_topics()
-        sibling = self._sibling_camera_info()
-        if sibling in candidates:
-            chosen, why = sibling, f"using {sibling!r}, the image topic's own"
-        elif len(candidates) == 1:
-            chosen, why = candidates[0], f"using its only CameraInfo topic {candidates[0]!r}"
-        elif candidates:
-            raise MissingTopicError(
-                f"{self.path}: camera_info topic {self.camera_info_topic!r} not found and none belongs to "
-                f"{self.image_topic!r}; the bag has several: {', '.join(candidates)} (choose one with "
-                "--camera-info-topic)"
-            )
-        else:
-            return []
-        self.notes.append(f"camera_info topic {self.camera_info_topic!r} not in the bag; {why}")
-        self.camera_info_topic = chosen
-        return self._conns(chosen)
-
-    def _typed_conns(self, topic: str, what: str, msgtypes: str | tuple[str, ...]) -> list[Connection]:
-        """The connections of a topic the user asked for, which must exist and carry one of `msgtypes`."""
-        conns = self._conns(topic)
-        if not conns:
-            raise MissingTopicError(f"{self.path}: {what} topic {topic!r} not found; the bag has: {self._topic_list()}")
-        allowed = (msgtypes,) if isinstance(msgtypes, str) else msgtypes
-        if any(c.msgtype not in allowed for c in conns):
-            found = ", ".join(sorted({c.msgtype for c in conns}))
-            raise UnsupportedEncodingError(f"{what} topic {topic!r} must be {' or '.join(allowed)}, not {found}")
-        return conns
+        chosen.choose_samples()
+        self.camera_info_topic = chosen.camera_info_topic
+        self._info_conns, self._depth_conns, self._pose_conns = chosen.info_conns, chosen.depth_conns, chosen.pose_conns
 
     def _check_first_image(self) -> None:
         """Decode the first image now, so a wrong topic type or encoding fails before any model loads."""
