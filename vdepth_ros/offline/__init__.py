@@ -4,7 +4,7 @@ Modules:
     bag: `vdepth-bag` CLI and `process_bag`.
     video: `vdepth-video` CLI and `process_video`.
     bag_reader: streaming rosbag2 input (`BagFrameSource`) on `rosbags`.
-    bag_topics: which topics of a bag are the inputs (`InputConnections`: fallbacks, types).
+    bag_topics: the topics vdepth-bag reads and writes (`resolve_topics`); which of a bag's are the inputs.
     bag_writer: rosbag2 output of the node's messages (`DepthBagWriter`).
     bag_messages: opening a bag and decoding single messages (reader and `vdepth-flicker`).
     bag_storage: a bag's storage files; readable copies of unclosed recordings (reader side).

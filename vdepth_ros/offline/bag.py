@@ -16,7 +16,6 @@ import json
 import logging
 import shutil
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,8 +28,9 @@ from vdepth_ros.offline.atomic import AtomicOutput
 from vdepth_ros.offline.bag_messages import bag_path
 from vdepth_ros.offline.bag_outputs import OUTPUT_MARK, not_a_vdepth_bag, output_storage
 from vdepth_ros.offline.bag_reader import BagFrameSource
+from vdepth_ros.offline.bag_topics import BagTopics, resolve_topics
 from vdepth_ros.offline.bag_types import STORAGES, TYPESTORES, BagFrameMeta
-from vdepth_ros.offline.bag_writer import DepthBagWriter, OutputTopics
+from vdepth_ros.offline.bag_writer import DepthBagWriter
 from vdepth_ros.offline.errors import InterruptedAfterOutput, OfflineError
 from vdepth_ros.offline.runner import (
     MODES,
@@ -62,50 +62,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 PROG = "vdepth-bag"
-
-
-@dataclass(frozen=True)
-class BagTopics:
-    """Input and output topic names: the node's (relative, resolved in `namespace`) unless given."""
-
-    image: str
-    camera_info: str | None
-    sparse_depth: str | None
-    camera_pose: str | None
-    outputs: OutputTopics
-    provisional: OutputTopics
-
-
-def resolve_topics(
-    params: dict[str, Any],
-    *,
-    namespace: str = "/",
-    image_topic: str | None = None,
-    camera_info_topic: str | None = None,
-    sparse_depth_topic: str | None = None,
-    camera_pose_topic: str | None = None,
-) -> BagTopics:
-    """The topics the node would use in `namespace` (its names are relative and remapped, not parameters).
-
-    Inputs `image`, `camera_info`, `sparse_depth` (only when the node's `sparse_depth` parameter is
-    `image` or `pointcloud`; the bag's message type decides which), `camera_pose` (only when it is
-    `pose`); outputs `depth`, `disparity`, `points`, `depth/camera_info` and `provisional/...`.
-    Explicit topic arguments play the role of remappings.
-    """
-    ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
-    sparse_mode = ros_param_values(params)["sparse_depth"]
-    sparse = sparse_depth_topic or (f"{ns}/sparse_depth" if sparse_mode in ("image", "pointcloud") else None)
-    pose = camera_pose_topic or (f"{ns}/camera_pose" if sparse_mode == "pose" and not sparse_depth_topic else None)
-    if sparse and pose:
-        raise OfflineError("one metric scale input at a time: --sparse-depth-topic or --camera-pose-topic")
-    return BagTopics(
-        image=image_topic or f"{ns}/image",
-        camera_info=camera_info_topic or f"{ns}/camera_info",
-        sparse_depth=sparse,
-        camera_pose=pose,
-        outputs=OutputTopics.under(ns),
-        provisional=OutputTopics.under(ns, "provisional/"),
-    )
 
 
 def _frame_signature(frame: FrameInput) -> tuple | None:

@@ -1,4 +1,7 @@
-"""Which topics of a rosbag2 bag are `vdepth-bag`'s inputs, on `rosbags`.
+"""The topics `vdepth-bag` reads and writes, on `rosbags`.
+
+`resolve_topics` names them as the node would in its namespace (`BagTopics`: inputs, outputs and
+provisional outputs; explicit topic options play the role of remappings).
 
 `InputConnections` picks the connections of an open bag that `BagFrameSource` streams: the image
 topic (or the bag's only colour image topic when the default one is absent), its camera_info (the
@@ -9,17 +12,64 @@ missing or mistyped topic the user named fails here, naming the bag's topics, be
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
+from vdepth_ros.node_params import ros_param_values
 from vdepth_ros.offline.bag_messages import image_topics_by_kind
 from vdepth_ros.offline.bag_types import CAMERA_INFO, COMPRESSED, IMAGE, IMAGE_TYPES, POINTCLOUD2, POSE_STAMPED
-from vdepth_ros.offline.errors import EmptyBagError, MissingTopicError, UnsupportedEncodingError
+from vdepth_ros.offline.bag_writer import OutputTopics
+from vdepth_ros.offline.errors import EmptyBagError, MissingTopicError, OfflineError, UnsupportedEncodingError
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from rosbags.highlevel import AnyReader
     from rosbags.interfaces import Connection
+
+
+@dataclass(frozen=True)
+class BagTopics:
+    """Input and output topic names: the node's (relative, resolved in `namespace`) unless given."""
+
+    image: str
+    camera_info: str | None
+    sparse_depth: str | None
+    camera_pose: str | None
+    outputs: OutputTopics
+    provisional: OutputTopics
+
+
+def resolve_topics(
+    params: dict[str, Any],
+    *,
+    namespace: str = "/",
+    image_topic: str | None = None,
+    camera_info_topic: str | None = None,
+    sparse_depth_topic: str | None = None,
+    camera_pose_topic: str | None = None,
+) -> BagTopics:
+    """The topics the node would use in `namespace` (its names are relative and remapped, not parameters).
+
+    Inputs `image`, `camera_info`, `sparse_depth` (only when the node's `sparse_depth` parameter is
+    `image` or `pointcloud`; the bag's message type decides which), `camera_pose` (only when it is
+    `pose`); outputs `depth`, `disparity`, `points`, `depth/camera_info` and `provisional/...`.
+    Explicit topic arguments play the role of remappings.
+    """
+    ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
+    sparse_mode = ros_param_values(params)["sparse_depth"]
+    sparse = sparse_depth_topic or (f"{ns}/sparse_depth" if sparse_mode in ("image", "pointcloud") else None)
+    pose = camera_pose_topic or (f"{ns}/camera_pose" if sparse_mode == "pose" and not sparse_depth_topic else None)
+    if sparse and pose:
+        raise OfflineError("one metric scale input at a time: --sparse-depth-topic or --camera-pose-topic")
+    return BagTopics(
+        image=image_topic or f"{ns}/image",
+        camera_info=camera_info_topic or f"{ns}/camera_info",
+        sparse_depth=sparse,
+        camera_pose=pose,
+        outputs=OutputTopics.under(ns),
+        provisional=OutputTopics.under(ns, "provisional/"),
+    )
 
 
 class InputConnections:
