@@ -2,6 +2,7 @@
 
 Modules:
     bag: `vdepth-bag` CLI and `process_bag`.
+    bag_notes: what a vdepth-bag summary says about the run (drops, ignored inputs, flicker).
     video: `vdepth-video` CLI and `process_video`.
     bag_reader: streaming rosbag2 input (`BagFrameSource`) on `rosbags`.
     bag_topics: the topics vdepth-bag reads and writes (`resolve_topics`); which of a bag's are the inputs.

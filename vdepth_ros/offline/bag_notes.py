@@ -1,0 +1,105 @@
+"""What a `vdepth-bag` run's summary says about it, beside the counts: which input topics the output
+holds, why frames were dropped or inputs ignored, restarts, frames without metric depth, and the
+written depth's flicker (`vdepth-flicker` on the output). The notes a user reads at the end of a long
+bag, when the one WARNING per reason has scrolled away.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from vdepth_ros.offline.runner import NO_FIT_YET
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from vdepth_ros.inputs.resets import StreamResets
+    from vdepth_ros.offline.bag_reader import BagFrameSource
+    from vdepth_ros.offline.bag_topics import BagTopics
+    from vdepth_ros.offline.bag_writer import DepthBagWriter
+    from vdepth_ros.offline.runner import RunSummary
+
+
+def input_topics_note(input_path: Path, source: BagFrameSource, copied: bool, writer: DepthBagWriter) -> str:
+    """What the output holds of the input's topics (not copied by default: the input stays as it is)."""
+    n = len(source.topics)
+    if copied:
+        kept = n - len(writer.not_copied)
+        return f"the input's {f'{kept} of {n}' if kept < n else n} topics were copied into the output"
+    return (
+        f"the output holds the depth outputs only; the input's {n} topics stay in {input_path} "
+        "(play both together, or --copy-input-topics copies them in)"
+    )
+
+
+def add_run_notes(
+    summary: RunSummary, source: BagFrameSource, topics: BagTopics, resets: StreamResets, fixed_info: Any
+) -> None:
+    """Input counts and what the user should know about the run (restarts, ignored inputs) into `summary`."""
+    stats = source.stats
+    summary.notes += [
+        f"stream restarted {n}x ({kind}), as the live node would"
+        for kind, n in resets.counts.items()
+        if kind != "resolution"
+    ]
+    summary.frames_in = stats.images + stats.dropped
+    if stats.thinned:
+        summary.notes.append(f"{stats.thinned} images left out by max_input_rate, as the live node would")
+    summary.dropped = stats.dropped
+    # why, in the summary: the one WARNING per reason scrolled away hours before the end of a long bag
+    summary.notes += [f"dropped {n} of the {summary.frames_in} images: {why}" for why, n in stats.drop_reasons.items()]
+    if topics.camera_pose:
+        summary.notes.append(
+            f"camera poses on {topics.camera_pose}: {stats.posed_frames} of {stats.images} frames triangulated"
+            + (f", {stats.bad_poses} invalid pose messages ignored" if stats.bad_poses else "")
+        )
+    for reason, n in stats.sparse_depth_ignored.items():
+        summary.notes.append(f"sparse depth on {topics.sparse_depth} ignored on {n} frames: {reason}")
+    if stats.refused_camera_infos:
+        summary.notes.append(
+            f"{stats.refused_camera_infos} frames came with an unusable camera_info (the last good one was "
+            "used, as the live node does)"
+        )
+    if not stats.camera_info_seen and fixed_info is None:
+        summary.notes.append(f"camera_info never seen on {topics.camera_info!r}: no point clouds")
+    if summary.scale_sources.get("none", 0) == summary.frames_out and summary.frames_out:
+        summary.notes.append("no scale source: only disparity was written (no metric depth, no clouds)")
+    unfit = sum(n for kind, n in summary.scale_sources.items() if kind.endswith(NO_FIT_YET))
+    if unfit:
+        summary.notes.append(
+            f"{unfit} of {summary.frames_out} frames have no metric depth (disparity only, no cloud): the metric "
+            f"input on {topics.sparse_depth or topics.camera_pose} gave no usable scale fit by then (fewer than "
+            "sparse_min_points samples in a window, or a fit of negative scale: is the depth registered to the "
+            "image, in its frame?)"
+        )
+
+
+def flicker_note(
+    output: Path,
+    source_bag: Path,
+    image_topic: str,
+    topics: BagTopics,
+    counts: dict[str, int],
+    typestore: str,
+    log_time_stamps: bool = False,
+) -> str:
+    """`vdepth-flicker` on the finished output bag, read together with its input, as one note."""
+    from vdepth_ros.offline.flicker import measure_flicker
+
+    depth = topics.outputs.depth
+    if not depth or not counts.get(depth):
+        return "flicker: not measured (no depth was written: no scale source)"
+    (r,) = measure_flicker(
+        [output, source_bag],
+        image_topic,
+        [depth],
+        pose_topic=topics.camera_pose,  # TAE's intrinsics: the written <depth>/camera_info, found by name
+        typestore=typestore,
+        log_time_stamps=log_time_stamps,  # the outputs carry the receive times of their images then
+    )
+    d = r.to_dict()
+    if d["flow_warping_error"] is None:
+        return f"flicker of {depth}: not measured (no consecutive pairs)"
+    tae = f"; TAE x100 with the camera poses {d['tae_x100']:.3f}" if d["tae_x100"] is not None else ""
+    fwe = d["flow_warping_error"]
+    return f"flicker of {depth} (flow warping error, lower is steadier): {fwe:.4f} over {r.pairs} pairs{tae}"
