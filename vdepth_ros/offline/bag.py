@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from vdepth_ros.camera_info import info_signature
 from vdepth_ros.errors import VdepthError
-from vdepth_ros.inputs.assembly import calibration_problem
+from vdepth_ros.inputs.calibration import calibration_problem
 from vdepth_ros.inputs.resets import PauseRule, StreamResets
 from vdepth_ros.node_params import ros_param_values
 from vdepth_ros.offline.atomic import AtomicOutput

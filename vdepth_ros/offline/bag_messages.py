@@ -21,7 +21,7 @@ from rosbags.typesys import get_typestore
 
 from vdepth_ros.encodings import COLOR_INPUT_ENCODINGS, get_encoding
 from vdepth_ros.errors import InputError
-from vdepth_ros.inputs.assembly import SampleBitDepth, decode_color_image, decode_depth_image, is_compressed_depth
+from vdepth_ros.inputs.decode import SampleBitDepth, decode_color_image, decode_depth_image, is_compressed_depth
 from vdepth_ros.offline.atomic import disk_full_error
 from vdepth_ros.offline.bag_storage import ReadableCopies, expand_folders, storage_files
 from vdepth_ros.offline.bag_types import COMPRESSED, IMAGE_TYPES, STORAGES, TYPESTORES
@@ -342,7 +342,7 @@ def image_topics_by_kind(reader: AnyReader) -> dict[str, list[str]]:
 
 def decode_color_msg(msg: Any, msgtype: str, topic: str, bit_depth: SampleBitDepth | None = None) -> np.ndarray:
     """`(H, W, 3)` uint8 RGB of an Image/CompressedImage message read from `topic`
-    (`inputs.assembly.decode_color_image`, as the node decodes it; 16-bit samples by `bit_depth`).
+    (`inputs.decode.decode_color_image`, as the node decodes it; 16-bit samples by `bit_depth`).
 
     Raises:
         UnsupportedEncodingError: the encoding is not a colour/mono one (names the topic).
@@ -368,7 +368,7 @@ def decode_color_msg(msg: Any, msgtype: str, topic: str, bit_depth: SampleBitDep
 
 def decode_depth_msg(msg: Any, label: str) -> np.ndarray:
     """`(H, W)` float32 metres of a `16UC1`/`32FC1` Image message, or of a compressedDepth
-    CompressedImage (NaN invalid; `inputs.assembly.decode_depth_image`, as the node's sparse depth);
+    CompressedImage (NaN invalid; `inputs.decode.decode_depth_image`, as the node's sparse depth);
     `label` names where it came from in errors (e.g. "depth topic '/x'").
 
     Raises:

@@ -21,12 +21,9 @@ from rosbags.interfaces import Connection
 
 from vdepth_ros.camera_info import info_signature
 from vdepth_ros.errors import InputError
-from vdepth_ros.inputs.assembly import (
-    DEFAULT_MAX_INPUT_PIXELS,
-    FrameAssembler,
-    UnsupportedImageError,
-    camera_missing,
-)
+from vdepth_ros.inputs.assembly import DEFAULT_MAX_INPUT_PIXELS, FrameAssembler
+from vdepth_ros.inputs.calibration import camera_missing
+from vdepth_ros.inputs.decode import UnsupportedImageError
 from vdepth_ros.inputs.samples import TimedSamples
 from vdepth_ros.inputs.sync import REPEATED_STAMP, ApproximateTimeSync, InputRate, stamp_to_ns
 from vdepth_ros.offline.bag_messages import bag_path, decode_color_msg, guarded_messages, open_reader, storage_error

@@ -32,7 +32,7 @@ import numpy as np
 from vdepth_ros.camera_info import camera_from_info
 from vdepth_ros.consistency import FlowWarpingError, pair_tae
 from vdepth_ros.errors import InputError, VdepthError
-from vdepth_ros.inputs.assembly import SampleBitDepth
+from vdepth_ros.inputs.decode import SampleBitDepth
 from vdepth_ros.inputs.sync import stamp_to_ns
 from vdepth_ros.offline.bag_messages import (
     decode_color_msg,

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from vdepth_ros.camera_info import camera_from_info
 from vdepth_ros.errors import InputError, VdepthError
-from vdepth_ros.inputs.assembly import calibration_problem
+from vdepth_ros.inputs.calibration import calibration_problem
 from vdepth_ros.node_params import ros_param_values
 from vdepth_ros.offline.atomic import AtomicOutput
 from vdepth_ros.offline.errors import OfflineError

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from vdepth_ros.encodings import to_8bit
-from vdepth_ros.inputs.assembly import SampleBitDepth
+from vdepth_ros.inputs.decode import SampleBitDepth
 from vdepth_ros.offline.errors import OfflineError, VideoReadError
 
 if TYPE_CHECKING:

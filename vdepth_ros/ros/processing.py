@@ -16,7 +16,9 @@ from typing import Any
 from vdepth_ros.camera_info import camera_from_info, info_signature
 from vdepth_ros.consistency import FlickerMonitor
 from vdepth_ros.errors import InputError
-from vdepth_ros.inputs.assembly import FrameAssembler, UnsupportedImageError, camera_missing
+from vdepth_ros.inputs.assembly import FrameAssembler
+from vdepth_ros.inputs.calibration import camera_missing
+from vdepth_ros.inputs.decode import UnsupportedImageError
 from vdepth_ros.inputs.resets import StreamResets
 from vdepth_ros.ros import conversions as conv
 from vdepth_ros.ros.diagnostics import LatencyStats, RateMeter, Watchdog

@@ -1,0 +1,113 @@
+"""Is a camera_info usable? One judgement for the node, `vdepth-bag` and `vdepth-video`.
+
+`camera_info_problem` judges a received camera_info (finite, a pinhole K and P that agree, a size,
+a region of interest inside it, the image's aspect ratio): a refused one is not used, and the
+last good one is. `calibration_problem` judges a calibration the user names (a file,
+`--intrinsics`), which also may not be uncalibrated. `camera_missing` says why a frame has no
+camera model (none arrived, only refused ones, an uncalibrated one, one for another aspect ratio).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from vdepth_ros.camera_info import camera_from_info, image_window
+
+
+def _projection_problem(name: str, m: np.ndarray, width: int, height: int) -> str | None:
+    """What is wrong with a set (non-zero) K (3x3) or P (3x4), or None."""
+    fx, fy, cx, cy = m[0, 0], m[1, 1], m[0, 2], m[1, 2]
+    if not (fx > 0 and fy > 0):
+        return f"{name} has fx={fx:g}, fy={fy:g}; focal lengths must be positive"
+    if not np.allclose(m[2, :3], [0.0, 0.0, 1.0]) or m[1, 0] != 0:
+        return f"{name}'s last row must be [0 0 1{' 0' if m.shape[1] == 4 else ''}] and {name}[1][0] zero"
+    if not (0 <= cx <= width and 0 <= cy <= height):
+        return f"{name}'s principal point ({cx:g}, {cy:g}) lies outside the {width}x{height} image"
+    return None
+
+
+def camera_info_problem(info: Any, image_size: tuple[int, int] | None = None) -> str | None:
+    """What makes a `CameraInfo` unusable, or None. An all-zero (uncalibrated) one is usable: it
+    gives no camera (depth without a cloud).
+
+    Checks: K, P, R, D finite; a set K or P has positive fx, fy, the pinhole last row and its
+    principal point inside the image; K and P agree (P's focal lengths within 4x of K's); a
+    calibrated camera_info has a size, a region of interest inside it, and the image's aspect ratio
+    (`image_size` `(H, W)`) for the part it says the image shows (its `roi`, binned: resizing keeps
+    the ratio, an undeclared crop does not).
+    """
+    arrays = {name: np.asarray(getattr(info, name, ()), dtype=np.float64).ravel() for name in ("k", "p", "r", "d")}
+    for name, values in arrays.items():
+        if not np.isfinite(values).all():
+            return f"{name.upper()} holds NaN or infinity"
+    if arrays["k"].size != 9 or arrays["p"].size != 12:
+        return f"K has {arrays['k'].size} and P {arrays['p'].size} values; expected 9 and 12"
+    k, p = arrays["k"].reshape(3, 3), arrays["p"].reshape(3, 4)
+    width, height = int(info.width), int(info.height)
+    if not k.any() and not p.any():
+        return None
+    if width <= 0 or height <= 0:
+        return (
+            f"a calibrated camera_info needs its image size; width x height is {width}x{height} (its publisher must "
+            "set width and height to the size of the image K was calibrated at)"
+        )
+    for name, m in (("K", k), ("P", p)):
+        problem = _projection_problem(name, m, width, height) if m.any() else None
+        if problem:
+            return problem
+    if k.any() and p.any() and not (0.25 <= p[0, 0] / k[0, 0] <= 4 and 0.25 <= p[1, 1] / k[1, 1] <= 4):
+        return f"P (fx={p[0, 0]:g}, fy={p[1, 1]:g}) does not fit K (fx={k[0, 0]:g}, fy={k[1, 1]:g})"
+    x0, y0, roi_w, roi_h, bx, by = image_window(info)
+    if x0 < 0 or y0 < 0 or x0 + roi_w > width or y0 + roi_h > height:
+        return f"its region of interest ({roi_w}x{roi_h} at {x0}, {y0}) is not inside the {width}x{height} image"
+    if image_size is not None:
+        shown_w, shown_h = roi_w / bx, roi_h / by
+        sy, sx = image_size[0] / shown_h, image_size[1] / shown_w
+        if abs(sx / sy - 1.0) > 0.02:
+            shown = (
+                f"{width}x{height} images"
+                if (roi_w, roi_h, bx, by) == (width, height, 1, 1)
+                else (f"{shown_w:g}x{shown_h:g} images (roi {roi_w}x{roi_h}, binning {bx}x{by})")
+            )
+            turned = abs((image_size[1] / shown_h) / (image_size[0] / shown_w) - 1.0) <= 0.02
+            why = (
+                "turned by 90 degrees, by the driver or an image_rotate node? Take the camera's own, unturned images "
+                "with this camera_info and set image_rotation, which shows the model the scene upright, or give "
+                "the turned images a camera_info of their own"
+                if turned
+                else "cropped without setting roi?"
+            )
+            return f"it is for {shown}, but the image is {image_size[1]}x{image_size[0]}: another aspect ratio ({why})"
+    return None
+
+
+def calibration_problem(info: Any, image_size: tuple[int, int] | None = None) -> str | None:
+    """What makes a calibration the user names (a file, `--intrinsics`) unusable, or None:
+    `camera_info_problem`, and also an uncalibrated (all-zero) camera, which a live camera_info may
+    be (no cloud, named by `camera_missing`) but a calibration given on purpose may not. One rule for
+    `vdepth-bag --camera-info-file` and `vdepth-video --camera-info/--intrinsics`."""
+    problem = camera_info_problem(info, image_size)
+    if problem is None and camera_from_info(info) is None:
+        problem = "its camera matrix is all zero (an uncalibrated camera)"
+    return problem
+
+
+def camera_missing(info: Any, where: str, refused: int = 0) -> str:
+    """Why a frame has no camera model (so no point cloud and no output camera_info), given the
+    camera_info it was assembled with (`FrameAssembler.info`) and how many were refused
+    (`FrameAssembler.refused_infos`): none arrived, only unusable ones did, an uncalibrated
+    (all-zero) one did, as camera drivers publish without a calibration file, or the last good one
+    is for another aspect ratio than the image (`FrameAssembler.unfit`). `where` names the topic
+    ("on '/cam/camera_info'")."""
+    if info is None and refused:
+        return f"every camera_info {where} so far was refused (the error above says why)"
+    if info is None:
+        return f"no camera_info has arrived {where}"
+    if camera_from_info(info) is not None:  # calibrated, but not for this image (`FrameAssembler.unfit`)
+        return (
+            f"the camera_info {where} is for {int(info.width)}x{int(info.height)} images, not the image's aspect "
+            "ratio (the camera changed resolution?)"
+        )
+    return f"the camera_info {where} is uncalibrated (K and P are all zero)"

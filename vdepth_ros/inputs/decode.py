@@ -1,0 +1,201 @@
+"""An image message to pixels, the same live and offline: `decode_color_image` (the colour input, as
+`(H, W, 3)` uint8 RGB) and `decode_depth_image` (a depth image, as float32 metres), over the
+`encodings` table, on the fields rclpy's and rosbags' messages share.
+
+Before decoding, an image above `max_input_pixels` is refused from its header (`check_input_size`,
+`compressed_size`: a 97 KB PNG can hold 10000x10000); a 16-bit camera's samples are read with their
+significant bits (`SampleBitDepth`, the `image_bit_depth` parameter); a depth camera's compressedDepth
+stream where the colour image is read is named as such (`is_compressed_depth`, `DEPTH_STREAM_FIX`).
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import numpy as np
+
+from vdepth_ros.encodings import (
+    compressed_depth_to_metres,
+    decode_compressed,
+    depth_from_image,
+    get_encoding,
+    image_array_from_fields,
+    rgb_from_image,
+    significant_bits,
+    to_8bit,
+)
+from vdepth_ros.errors import InputError
+
+
+class UnsupportedImageError(InputError):
+    """The image's encoding is not a colour or mono one (a depth image on the colour input...)."""
+
+
+def is_compressed(msg: Any) -> bool:
+    """True for a `sensor_msgs/CompressedImage` (rclpy or rosbags)."""
+    return hasattr(msg, "format") and not hasattr(msg, "encoding")
+
+
+#: the fix for a depth camera's stream given where the colour image is read
+DEPTH_STREAM_FIX = (
+    "it is a depth stream (compressed_depth_image_transport's compressedDepth), not a colour image: remap image "
+    "to the colour camera's topic (e.g. .../color/image_raw)"
+)
+
+
+def is_depth_stream_name(topic: str) -> bool:
+    """Does `topic` name a depth image's compressed stream (compressed_depth_image_transport's
+    `<base>/compressedDepth`, also under a transport suffix such as `.../compressedDepth/compressed`)?"""
+    return "compresseddepth" in [part.lower() for part in topic.split("/")]
+
+
+def is_compressed_depth(msg: Any) -> bool:
+    """True for a CompressedImage of compressed_depth_image_transport (format "16UC1; compressedDepth
+    png"): a depth image, whatever the topic is called."""
+    return is_compressed(msg) and "compresseddepth" in str(msg.format).lower()
+
+
+def compressed_size(data: bytes | bytearray | memoryview) -> tuple[int, int] | None:
+    """`(width, height)` from a PNG or JPEG header without decoding, or None (other formats).
+
+    Hand-written because OpenCV has no header-only read and Pillow is not a dependency; PNG's IHDR
+    and JPEG's start-of-frame segment are fixed layouts (PNG spec 11.2.2, ITU T.81 B.2.2).
+    """
+    buf = bytes(memoryview(data)[:65536])
+    if buf[:8] == b"\x89PNG\r\n\x1a\n" and len(buf) >= 24:
+        width, height = struct.unpack(">II", buf[16:24])
+        return int(width), int(height)
+    if buf[:2] != b"\xff\xd8":
+        return None
+    i = 2
+    while i + 9 <= len(buf) and buf[i] == 0xFF:
+        marker, length = buf[i + 1], struct.unpack(">H", buf[i + 2 : i + 4])[0]
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # a start-of-frame segment
+            height, width = struct.unpack(">HH", buf[i + 5 : i + 9])
+            return int(width), int(height)
+        i += 2 + length
+    return None
+
+
+def check_input_size(msg: Any, max_pixels: int) -> None:
+    """Refuse an image larger than `max_pixels` (0: no limit) before it is decoded.
+
+    Raises:
+        InputError: naming the size, the limit and the parameter.
+    """
+    if max_pixels <= 0:
+        return
+    size = compressed_size(msg.data) if is_compressed(msg) else (int(msg.width), int(msg.height))
+    if size is not None and size[0] * size[1] > max_pixels:
+        raise InputError(
+            f"image {size[0]}x{size[1]} ({size[0] * size[1] / 1e6:.1f} MP) is larger than max_input_pixels "
+            f"= {max_pixels} ({max_pixels / 1e6:.1f} MP); the frame is dropped (raise max_input_pixels if the "
+            "camera really is this large)"
+        )
+
+
+class SampleBitDepth:
+    """How many low bits of one camera's 16-bit samples hold the picture (the `image_bit_depth`
+    parameter): a 12-bit camera publishing mono16 (bayer_*16, rgb16...) with values 0-4095, as many
+    machine-vision and thermal drivers do, came out almost black when the top 8 of 16 bits were kept
+    (cv_bridge's rule).
+
+    Args:
+        setting: 8-16 for a camera whose bit depth the user knows; 0 = auto: found from the images
+            (`encodings.significant_bits`), only ever raised (a darker frame never lowers it, so the
+            picture does not change brightness from frame to frame), each choice told once.
+    """
+
+    def __init__(self, setting: int = 0) -> None:
+        self.setting = int(setting)
+        self.bits: int | None = self.setting or None
+        self._told = False
+        self.note: str | None = None  # what was chosen, to be told once (taken by the caller)
+
+    def bits_for(self, arr: np.ndarray, encoding: str, label: str | None = None) -> int:
+        """The bit depth to read this 16-bit image (`arr` in `encoding`) with; sets `note` (one line for
+        the user, naming the images `label`, default `encoding`) when it was chosen or raised."""
+        label = label or encoding
+        if self.setting:
+            if not self._told:
+                self._told = True
+                self.note = f"{label} images are read as {self.setting}-bit (image_bit_depth)"
+            return self.setting
+        found = significant_bits(arr, encoding)
+        if found is None or (self.bits is not None and found[0] <= self.bits):
+            return self.bits or 16
+        previous, (self.bits, largest) = self.bits, found
+        if previous is not None:
+            what = f"exceed {previous} bits (the largest is {largest})"
+        elif self.bits == 16:
+            what = "fill 16 bits (or their top bits)"
+        else:
+            what = f"use {self.bits} bits (the largest is {largest})"
+        how = (
+            "their top 8 bits are the image"
+            if self.bits == 16
+            else f"read as {self.bits}-bit: bits {self.bits - 1}..{self.bits - 8} are the image"
+        )
+        self.note = (
+            f"{label} samples {what}: {how} (image_bit_depth: 0 = auto; set it to the camera's bit depth to fix it)"
+        )
+        return self.bits
+
+
+def decode_color_image(msg: Any, max_pixels: int = 0, bit_depth: SampleBitDepth | None = None) -> np.ndarray:
+    """`(H, W, 3)` uint8 RGB of a duck-typed `Image` or `CompressedImage`.
+
+    Args:
+        msg: the message.
+        max_pixels: larger images are refused (0: no limit).
+        bit_depth: how 16-bit samples are read (the camera's `SampleBitDepth`; None: their top 8 bits).
+
+    Raises:
+        UnsupportedImageError: a depth or unknown encoding.
+        InputError: larger than `max_pixels`, or malformed (size, buffer, undecodable bytes).
+    """
+    check_input_size(msg, max_pixels)
+    if is_compressed_depth(msg):
+        raise UnsupportedImageError(f"format {msg.format!r}: {DEPTH_STREAM_FIX}")
+    if is_compressed(msg):
+        rgb = decode_compressed(msg.data, msg.format, keep_16bit=bit_depth is not None)
+        if max_pixels > 0 and rgb.shape[0] * rgb.shape[1] > max_pixels:  # a format without a known header
+            raise InputError(f"decoded image {rgb.shape[1]}x{rgb.shape[0]} is larger than max_input_pixels")
+        if bit_depth is not None and rgb.dtype == np.uint16:  # a 16-bit PNG (compressed mono16, bgr16...)
+            # image_transport's format names the encoding first: "mono16; png compressed mono16"
+            label = str(msg.format).split(";")[0].strip() or "16-bit png"
+            rgb = to_8bit(rgb, bit_depth.bits_for(rgb, "rgb16", label))
+        return rgb
+    try:
+        kind = get_encoding(msg.encoding).kind
+    except InputError as err:
+        raise UnsupportedImageError(str(err)) from None
+    arr = image_array_from_fields(msg.encoding, msg.height, msg.width, msg.step, msg.data, msg.is_bigendian)
+    bits = 16
+    if bit_depth is not None and kind != "depth" and arr.dtype.itemsize == 2:
+        bits = bit_depth.bits_for(arr, msg.encoding)
+    try:
+        return rgb_from_image(arr, msg.encoding, bits)
+    except InputError as err:
+        if kind == "depth":
+            raise UnsupportedImageError(str(err)) from None
+        raise
+
+
+def decode_depth_image(msg: Any) -> np.ndarray:
+    """`(H, W)` float32 metres (NaN invalid) of a duck-typed `16UC1`/`32FC1` `Image`, or of a
+    compressedDepth `CompressedImage` (`encodings.compressed_depth_to_metres`: depth cameras
+    recorded with image_transport's compressedDepth plugin).
+
+    Raises:
+        InputError: not a depth encoding, or malformed.
+    """
+    if is_compressed(msg):
+        if not is_compressed_depth(msg):
+            raise InputError(f"a CompressedImage of format {msg.format!r} is not a depth image (compressedDepth)")
+        return compressed_depth_to_metres(msg.format, msg.data)
+    if get_encoding(msg.encoding).unit_scale is None:
+        raise InputError(f"encoding {msg.encoding!r} is not a depth image (16UC1 or 32FC1)")
+    arr = image_array_from_fields(msg.encoding, msg.height, msg.width, msg.step, msg.data, msg.is_bigendian)
+    return depth_from_image(arr, msg.encoding)
