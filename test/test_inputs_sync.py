@@ -171,3 +171,70 @@ def test_input_rate_takes_every_nth_image_evenly_despite_jitter() -> None:
     assert rate.take(period)  # a stamp going back (a bag loop) starts over
     rate.reset()
     assert rate.take(period)
+
+
+def _stream(
+    n: int, period: int, *, info_offset: int = 0, info_first: bool = False, size_at: int = 10**9, zero: bool = False
+) -> list[tuple[int, str, str | None]]:
+    """Feed a camera: n images `period` apart, each with its camera_info stamped `info_offset` off (0 with
+    `zero`), published after it (before with `info_first`); the size changes from (160, 120) to (160, 90) at
+    image `size_at`. Returns (image stamp, image, the camera_info paired with it) in emitted order, and checks
+    that no image waited more than one camera_info."""
+    s: ApproximateTimeSync[str, str] = ApproximateTimeSync(20 * MS, 10, 1_000 * MS)
+    got: list = []
+    for k in range(n):
+        size = (160, 120) if k < size_at else (160, 90)
+        stamp = 1_000 * MS + k * period
+        info = (0 if zero else stamp + info_offset, f"i{k}", size)
+        if info_first:
+            got += s.add_info(*info)
+        got += s.add_image(stamp, f"a{k}", size)
+        if not info_first:
+            got += s.add_info(*info)
+        assert s.pending <= 1, (k, s.pending)
+    got += s.flush()
+    assert [p.image for p in got] == [f"a{k}" for k in range(n)]
+    return [(p.stamp_ns, p.image, p.info) for p in got]
+
+
+@pytest.mark.parametrize("period", [20 * MS, 10 * MS, 5 * MS])
+@pytest.mark.parametrize("info_first", [False, True])
+@pytest.mark.parametrize("info_offset", [0, 3 * MS, -3 * MS])
+def test_a_fast_camera_gets_each_images_own_camera_info(period: int, info_first: bool, info_offset: int) -> None:
+    """50-200 Hz: the previous frame's camera_info is within sync_slop (0.02 s) of the image. With the
+    camera_info published just after its image (image_transport's CameraPublisher) the image was paired
+    with the previous one; now every image gets its own, stamped as it or a few ms off (a driver that stamps
+    them apart), whichever comes first, and after a change of size too."""
+    if abs(info_offset) * 2 >= period:
+        pytest.skip("a camera_info stamped half a frame off is as near to the next image")
+    pairs = _stream(40, period, info_offset=info_offset, info_first=info_first, size_at=20)
+    assert [info for _, _, info in pairs] == [f"i{k}" for k in range(40)]
+
+
+def test_a_size_change_prefers_the_camera_info_of_the_new_size() -> None:
+    """A driver stamping camera_info 12 ms after the image at 50 Hz: the previous frame's (8 ms before the
+    image, of the old size) is nearer than the image's own (12 ms after it, of the new size). At the change
+    of size the new size's is taken; before and after it the nearest."""
+    pairs = _stream(30, 20 * MS, info_offset=12 * MS, size_at=15)
+    infos = [info for _, _, info in pairs]
+    assert infos[15] == "i15"  # the first image of the new size: its own, not i14
+    assert infos[16:] == [f"i{k - 1}" for k in range(16, 30)]  # otherwise the nearest, as before
+
+
+def test_zero_stamped_camera_info_at_a_size_change_waits_for_the_new_one() -> None:
+    """A driver that leaves camera_info's stamp 0 (cached pairing): at a change of size the first image of
+    the new size got the old size's camera_info, published before its own arrived just after it; now it
+    waits for one of its size until the next image."""
+    infos = [int(info[1:]) for _, _, info in _stream(20, 33 * MS, zero=True, size_at=10)]
+    assert infos[10] == 10 and min(infos[10:]) == 10  # (otherwise the last one received, as before)
+
+
+def test_a_resized_stream_whose_camera_info_is_for_another_size_is_not_held() -> None:
+    """camera_info always for the full sensor (640x480) and images resized to 320x240, then 320x180:
+    its size is no reason to wait, once the image's own came."""
+    s: ApproximateTimeSync[str, str] = ApproximateTimeSync(20 * MS, 10, 1_000 * MS)
+    for k in range(20):
+        stamp = k * 33 * MS
+        s.add_info(stamp, f"i{k}", (640, 480) if k < 10 else (640, 360))
+        out = s.add_image(stamp, f"a{k}", (320, 240) if k < 10 else (320, 180))
+        assert [(p.image, p.info) for p in out] == [(f"a{k}", f"i{k}")]

@@ -94,6 +94,13 @@ def calibration_problem(info: Any, image_size: tuple[int, int] | None = None) ->
     return problem
 
 
+def info_image_size(info: Any) -> tuple[int, int] | None:
+    """`(width, height)` of the images a `CameraInfo` is for (its `roi`, binned:
+    `camera_info.image_window`), or None for one without a size (uncalibrated)."""
+    _, _, width, height, bx, by = image_window(info)
+    return (width // bx, height // by) if width > 0 and height > 0 else None
+
+
 def camera_missing(info: Any, where: str, refused: int = 0) -> str:
     """Why a frame has no camera model (so no point cloud and no output camera_info), given the
     camera_info it was assembled with (`FrameAssembler.info`) and how many were refused

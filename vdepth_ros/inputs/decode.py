@@ -78,6 +78,12 @@ def compressed_size(data: bytes | bytearray | memoryview) -> tuple[int, int] | N
     return None
 
 
+def image_size(msg: Any) -> tuple[int, int] | None:
+    """`(width, height)` of an `Image`, or of a PNG or JPEG `CompressedImage` (its header), without
+    decoding it; None for another compressed format."""
+    return compressed_size(msg.data) if is_compressed(msg) else (int(msg.width), int(msg.height))
+
+
 def check_input_size(msg: Any, max_pixels: int) -> None:
     """Refuse an image larger than `max_pixels` (0: no limit) before it is decoded.
 
@@ -86,7 +92,7 @@ def check_input_size(msg: Any, max_pixels: int) -> None:
     """
     if max_pixels <= 0:
         return
-    size = compressed_size(msg.data) if is_compressed(msg) else (int(msg.width), int(msg.height))
+    size = image_size(msg)
     if size is not None and size[0] * size[1] > max_pixels:
         raise InputError(
             f"image {size[0]}x{size[1]} ({size[0] * size[1] / 1e6:.1f} MP) is larger than max_input_pixels "

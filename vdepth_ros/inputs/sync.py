@@ -1,12 +1,16 @@
 """Approximate-time pairing of images with camera_info (no message_filters in pip ROS).
 
-Images drive the output: every image is emitted exactly once, paired with the camera_info whose
-stamp is nearest within `slop`, or, when camera_info has stopped arriving (none newer than
-`info_timeout` before the image), with the last one received (cached, like Isaac ROS's
-`cache_camera_info`). An image waits for its camera_info only while that can still arrive (not
-when a newer one already passed it, nor when camera_info comes slower than the images and the next
-one is not due until after it); the wait is bounded by `queue_size` pending images and by
-`info_timeout` of image time.
+Images drive the output: every image is emitted exactly once, with its own camera_info: the one of
+the same stamp, else the nearest within `slop`. An image waits while a better one can still arrive:
+camera_info comes in stamp order at its own rate, so until one stamped at or after the image has
+come, the next is due one camera_info period after the last (a camera at 50-100 Hz publishing each
+camera_info just after its image has the previous frame's within `slop`, for another image size
+after a reconfiguration). At a change of image size the camera_infos of that size are preferred,
+and one of the old size is taken only when none of the new can come in time. When camera_info has
+stopped arriving (none newer than `info_timeout` before the image) the image gets the last one
+received (cached, like Isaac ROS's `cache_camera_info`), and it does not wait when camera_info
+comes slower than the images and the next one is not due until after it. Every wait is bounded by
+`queue_size` pending images and by `info_timeout` of image time.
 
 The class is plain Python over integer nanosecond stamps, so it is unit-tested without ROS and
 is not thread-safe (the node calls it under its own lock).
@@ -16,7 +20,6 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from itertools import pairwise
 from statistics import median_low
 from typing import Any, Generic, Literal, TypeVar
 
@@ -96,8 +99,15 @@ class Pair(Generic[I, C]):
     source: InfoSource
 
 
+#: Camera_infos kept to pair with images that arrive after them, at most (those within `info_timeout`
+#: of the newest are kept: images of a fast camera can trail their camera_infos by many frames).
+INFO_BUFFER = 256
+
+Size = tuple[int, int]  # (width, height) of an image, or of the images a camera_info is for
+
+
 class ApproximateTimeSync(Generic[I, C]):
-    """Pairs each image with the nearest camera_info.
+    """Pairs each image with its camera_info (module docstring).
 
     Args:
         slop_ns: largest stamp difference accepted as "the same time".
@@ -112,30 +122,27 @@ class ApproximateTimeSync(Generic[I, C]):
         self.slop_ns = int(slop_ns)
         self.queue_size = int(queue_size)
         self.info_timeout_ns = int(info_timeout_ns)
-        self._infos: deque[tuple[int, C]] = deque(maxlen=queue_size)
-        self._pending: deque[tuple[int, I]] = deque()
+        self._infos: deque[tuple[int, C, Size | None]] = deque(maxlen=INFO_BUFFER)
+        self._pending: deque[tuple[int, I, Size | None]] = deque()
         self._last_info: C | None = None
+        self._last_info_size: Size | None = None
         self._last_info_stamp: int | None = None
         self._first_image_stamp: int | None = None
+        self._emitted_size: Size | None = None  # the size of the last image emitted
+        self._info_steps: deque[int] = deque(maxlen=9)  # the last steps between camera_info stamps
         self.counts = {"synced": 0, "cached": 0, "none": 0}
 
     # -- inputs ------------------------------------------------------------------------------
-    def add_info(self, stamp_ns: int, info: C) -> list[Pair[I, C]]:
-        """Add a camera_info; returns the images it completes."""
-        self._infos.append((int(stamp_ns), info))
-        self._last_info, self._last_info_stamp = info, int(stamp_ns)
-        out: list[Pair[I, C]] = []
-        while self._pending:
-            stamp, image = self._pending[0]
-            match = self._nearest(stamp)
-            if match is not None:
-                out.append(self._emit(stamp, image, match, "synced"))
-            elif stamp < int(stamp_ns) - self.slop_ns:  # infos only move forward: it will never match
-                out.append(self._emit_fallback(stamp, image))
-            else:
-                break
-            self._pending.popleft()
-        return out
+    def add_info(self, stamp_ns: int, info: C, size: Size | None = None) -> list[Pair[I, C]]:
+        """Add a camera_info for images of `size` (None: unknown); returns the images it completes."""
+        stamp_ns = int(stamp_ns)
+        if self._last_info_stamp is not None and stamp_ns > self._last_info_stamp:
+            self._info_steps.append(stamp_ns - self._last_info_stamp)
+        self._infos.append((stamp_ns, info, size))
+        while len(self._infos) > 2 and self._infos[0][0] < stamp_ns - self.info_timeout_ns:
+            self._infos.popleft()
+        self._last_info, self._last_info_size, self._last_info_stamp = info, size, stamp_ns
+        return self._release(None)
 
     def admit_image(self, stamp_ns: int, last_ns: int | None) -> bool:
         """The intake rules for an image stamped `stamp_ns` after the last admitted one, stamped
@@ -149,28 +156,23 @@ class ApproximateTimeSync(Generic[I, C]):
             return True
         return last_ns is None or stamp_ns > last_ns
 
-    def add_image(self, stamp_ns: int, image: I) -> list[Pair[I, C]]:
-        """Add an image; returns the images ready to process (this one and/or older ones), in order."""
+    def add_image(self, stamp_ns: int, image: I, size: Size | None = None) -> list[Pair[I, C]]:
+        """Add an image of `size` (None: unknown); returns the images ready to process (this one
+        and/or older ones), in order."""
         stamp_ns = int(stamp_ns)
         if self._first_image_stamp is None:
             self._first_image_stamp = stamp_ns
-        self._pending.append((stamp_ns, image))
-        out: list[Pair[I, C]] = []
-        while self._pending:
-            stamp, image_i = self._pending[0]
-            match = self._nearest(stamp)
-            if match is not None:
-                out.append(self._emit(stamp, image_i, match, "synced"))
-            elif self._gave_up(stamp, stamp_ns) or len(self._pending) > self.queue_size:
-                out.append(self._emit_fallback(stamp, image_i))
-            else:
-                break
-            self._pending.popleft()
-        return out
+        self._pending.append((stamp_ns, image, size))
+        return self._release(stamp_ns)
 
     def flush(self) -> list[Pair[I, C]]:
-        """End of the input: every image still waiting for a camera_info gets the cached one (or none)."""
-        out = [self._emit_fallback(stamp, image) for stamp, image in self._pending]
+        """End of the input: every image still waiting for a camera_info gets the nearest one within
+        `slop`, else the cached one (or none)."""
+        out = []
+        for stamp, image, size in self._pending:
+            best = self._best(stamp, size)
+            pair = self._emit_fallback(stamp, image, size) if best is None else self._emit(stamp, image, size, best)
+            out.append(pair)
         self._pending.clear()
         return out
 
@@ -179,8 +181,8 @@ class ApproximateTimeSync(Generic[I, C]):
         self._infos.clear()
         self._pending.clear()
         self._first_image_stamp = None
-        if self._last_info_stamp is not None:
-            self._last_info_stamp = None  # stamps restart; keep the cached message itself
+        self._last_info_stamp = None  # stamps restart; keep the cached message itself
+        self._info_steps.clear()
 
     @property
     def pending(self) -> int:
@@ -191,18 +193,68 @@ class ApproximateTimeSync(Generic[I, C]):
         return self._last_info
 
     # -- helpers -----------------------------------------------------------------------------
-    def _nearest(self, stamp: int) -> C | None:
-        best: tuple[int, C] | None = None
-        for s, info in self._infos:
+    def _release(self, newest_image: int | None) -> list[Pair[I, C]]:
+        """The pending images decided now, oldest first (an image waits with those after it)."""
+        if newest_image is None:
+            newest_image = self._pending[-1][0] if self._pending else 0
+        out: list[Pair[I, C]] = []
+        while self._pending:
+            stamp, image, size = self._pending[0]
+            pair = self._decide(stamp, image, size, newest_image)
+            if pair is None:
+                break
+            out.append(pair)
+            self._pending.popleft()
+        return out
+
+    def _decide(self, stamp: int, image: I, size: Size | None, newest_image: int) -> Pair[I, C] | None:
+        """The pair of the pending image, or None while it waits for a better camera_info."""
+        best = self._best(stamp, size)
+        full = len(self._pending) > self.queue_size
+        if best is not None and best[0] == (False, 0):
+            return self._emit(stamp, image, size, best)  # its own: the same stamp, of its size
+        passed = self._last_info_stamp is not None and self._last_info_stamp >= stamp  # none nearer can come
+        if best is not None and (passed or full or not self._better_due(stamp, best)):
+            return self._emit(stamp, image, size, best)
+        if not passed and not full and not self._gave_up(stamp, newest_image):
+            return None
+        if best is not None:
+            return self._emit(stamp, image, size, best)
+        if self._mismatched(size, self._last_info_size) and stamp == newest_image and not full:
+            return None  # a new size and only the old size's camera_info: the new one may come before the next image
+        return self._emit_fallback(stamp, image, size)
+
+    def _mismatched(self, size: Size | None, info_size: Size | None) -> bool:
+        """Is a camera_info for `info_size` another size's, for an image of `size` that changed size? A
+        stream whose camera_info is always for another size (a resized stream) is not held up by it."""
+        known = size is not None and info_size is not None and self._emitted_size is not None
+        return known and size != self._emitted_size and info_size != size
+
+    def _best(self, stamp: int, size: Size | None) -> tuple[tuple[bool, int], int, C] | None:
+        """`((another size, stamp distance), its stamp, camera_info)` of the best buffered camera_info
+        within `slop` of `stamp`: of the image's size first (after a change of size), then the nearest."""
+        best: tuple[tuple[bool, int], int, C] | None = None
+        for s, info, info_size in self._infos:
             d = abs(s - stamp)
-            if d <= self.slop_ns and (best is None or d < best[0]):
-                best = (d, info)
-        return None if best is None else best[1]
+            if d <= self.slop_ns:
+                rank = (self._mismatched(size, info_size), d)
+                if best is None or rank < best[0]:
+                    best = (rank, s, info)
+        return best
+
+    def _better_due(self, stamp: int, best: tuple[tuple[bool, int], int, C]) -> bool:
+        """Can a camera_info better than `best` for the image stamped `stamp` still arrive (all those
+        buffered are stamped before it)? The next is due one camera_info period after the last: wait for it
+        when it may be nearer (a quarter period of jitter) or, when `best` is another size's, within slop."""
+        period = self._info_period()
+        if period is None or self._last_info_stamp is None:
+            return True  # its rate is not known yet
+        due = self._last_info_stamp + period - stamp  # (negative: overdue, may come any stamp)
+        (other_size, distance), _, _ = best
+        return due < distance + period // 4 or (other_size and due <= self.slop_ns)
 
     def _gave_up(self, stamp: int, newest_image: int) -> bool:
         """True when waiting longer for this image's camera_info is pointless."""
-        if self._last_info_stamp is not None and self._last_info_stamp > stamp + self.slop_ns:
-            return True  # newer infos already arrived and none matched
         if self._last_info_stamp is not None and newest_image - self._last_info_stamp > self.info_timeout_ns:
             return True  # camera_info stopped arriving: use the cache immediately
         period = self._info_period()
@@ -218,19 +270,22 @@ class ApproximateTimeSync(Generic[I, C]):
         return newest_image - stamp > self.info_timeout_ns
 
     def _info_period(self) -> int | None:
-        """The shortest interval between the buffered camera_infos' stamps (None before two): a
-        camera_info slower than the images (a driver or throttle at 1 Hz) is not due again sooner,
-        so an image between two of them is not held waiting for one (up to `queue_size` images of
-        latency each), and goes out at once with the last one."""
-        stamps = [s for s, _ in self._infos]
-        gaps = [b - a for a, b in pairwise(stamps) if b > a]
-        return min(gaps) if gaps else None
+        """The camera_info's period: the median of its last steps between stamps (None before two: a
+        pause or a lost one is no new rate). A camera_info slower than the images (a driver or throttle
+        at 1 Hz) is not due again sooner, so an image between two of them is not held waiting for one
+        (up to `queue_size` images of latency each), and goes out at once with the last one."""
+        return median_low(self._info_steps) if self._info_steps else None
 
-    def _emit_fallback(self, stamp: int, image: I) -> Pair[I, C]:
+    def _emit_fallback(self, stamp: int, image: I, size: Size | None) -> Pair[I, C]:
+        self._emitted_size = size
         if self._last_info is None:
-            return self._emit(stamp, image, None, "none")
-        return self._emit(stamp, image, self._last_info, "cached")
+            return self._count(Pair(stamp, image, None, "none"))
+        return self._count(Pair(stamp, image, self._last_info, "cached"))
 
-    def _emit(self, stamp: int, image: I, info: C | None, source: InfoSource) -> Pair[I, C]:
-        self.counts[source] += 1
-        return Pair(stamp, image, info, source)
+    def _emit(self, stamp: int, image: I, size: Size | None, best: tuple[Any, int, C]) -> Pair[I, C]:
+        self._emitted_size = size
+        return self._count(Pair(stamp, image, best[2], "synced"))
+
+    def _count(self, pair: Pair[I, C]) -> Pair[I, C]:
+        self.counts[pair.source] += 1
+        return pair

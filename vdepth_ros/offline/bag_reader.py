@@ -22,8 +22,8 @@ from rosbags.interfaces import Connection
 from vdepth_ros.camera_info import info_signature
 from vdepth_ros.errors import InputError
 from vdepth_ros.inputs.assembly import DEFAULT_MAX_INPUT_PIXELS, FrameAssembler
-from vdepth_ros.inputs.calibration import camera_missing
-from vdepth_ros.inputs.decode import UnsupportedImageError
+from vdepth_ros.inputs.calibration import camera_missing, info_image_size
+from vdepth_ros.inputs.decode import UnsupportedImageError, image_size
 from vdepth_ros.inputs.samples import TimedSamples
 from vdepth_ros.inputs.sync import REPEATED_STAMP, ApproximateTimeSync, InputRate, stamp_to_ns
 from vdepth_ros.offline.bag_messages import bag_path, decode_color_msg, guarded_messages, open_reader, storage_error
@@ -323,7 +323,7 @@ class BagFrameSource:
             return self._take_image(matcher, msg, conn.msgtype, t)
         if kind == "info":
             self.stats.camera_info_seen = True
-            return matcher.sync.add_info(stamp_to_ns(msg.header.stamp), msg)
+            return matcher.sync.add_info(stamp_to_ns(msg.header.stamp), msg, info_image_size(msg))
         if kind == "pose":
             try:
                 matcher.samples.add(stamp_to_ns(msg.header.stamp), t, pose_from_msg(msg))
@@ -346,7 +346,7 @@ class BagFrameSource:
         if not matcher.input_rate.take(stamp):  # max_input_rate, as the node thins a fast camera
             self.stats.thinned += 1
             return []
-        return matcher.sync.add_image(stamp, (msg, msgtype, t))
+        return matcher.sync.add_image(stamp, (msg, msgtype, t), image_size(msg))
 
     def _release(self, matcher: _BagMatcher, pairs: list[Any], now: float, final: bool = False) -> Iterator[FrameInput]:
         """The `FrameInput`s of the pairs `matcher` releases at bag time `now` (all with `final`)."""

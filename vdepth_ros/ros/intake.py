@@ -24,7 +24,13 @@ from rclpy.subscription import MessageInfo
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from vdepth_ros.errors import InputError
-from vdepth_ros.inputs.assembly import DEPTH_STREAM_FIX, check_input_size, is_depth_stream_name
+from vdepth_ros.inputs.assembly import (
+    DEPTH_STREAM_FIX,
+    check_input_size,
+    is_depth_stream_name,
+)
+from vdepth_ros.inputs.calibration import info_image_size
+from vdepth_ros.inputs.decode import image_size
 from vdepth_ros.inputs.loss import InputLossMeter, PublisherSequences
 from vdepth_ros.inputs.resets import PauseRule, ReplaySpeed
 from vdepth_ros.inputs.samples import TimedSamples
@@ -316,7 +322,7 @@ class InputSide:
             self.log.error("too-large", f"dropping input frame {stamp}: {err}")
             return
         with self._lock:
-            pairs = self.sync.add_image(stamp, (msg, now, previous))
+            pairs = self.sync.add_image(stamp, (msg, now, previous), image_size(msg))
         self._enqueue(pairs)
 
     def _note_replay_speed(self) -> None:
@@ -375,7 +381,7 @@ class InputSide:
         self._info_arrived = True
         try:
             with self._lock:
-                pairs = self.sync.add_info(conv.stamp_to_ns(msg.header.stamp), msg)
+                pairs = self.sync.add_info(conv.stamp_to_ns(msg.header.stamp), msg, info_image_size(msg))
             self._enqueue(pairs)
         except Exception as err:
             self.log.error("info-callback", f"camera_info callback failed: {err!r}")

@@ -1,0 +1,114 @@
+"""How the live node pairs each image with its camera_info, as camera drivers publish them.
+
+A camera in this process (publishing in real time, at the rate its stamps say) feeds `vdepth-node` in
+another; this process also subscribes the node's depth/camera_info, whose size and intrinsics tell
+which camera_info each image was paired with.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Header
+from test_ros_process import _await_subscribers, _fields, _info, run_node
+
+from vdepth_ros.ros import conversions as conv
+
+pytestmark = pytest.mark.ros
+
+T0 = 1_000_000_000
+REMAPS = ["--ros-args", "-r", "image:=/cam/image", "-r", "camera_info:=/cam/camera_info"]
+
+
+def driver(
+    sizes: list[tuple[int, int]],
+    rate: float,
+    *,
+    info_offset_ns: int = 0,
+    info_first: bool = False,
+    info_every: int = 1,
+    info_qos: QoSProfile | None = None,
+    settle: Callable[[], bool] = lambda: True,
+    seconds: float = 30.0,
+) -> Callable[[Node, SingleThreadedExecutor], None]:
+    """before_feed: a camera on /cam/image + /cam/camera_info publishing one image of each `sizes`
+    (width, height) at `rate` Hz in real time, stamped `T0 + k / rate`, and with every `info_every`-th
+    its camera_info (`_info` of its size) stamped `info_offset_ns` off the image's, published right after
+    the image (before it with `info_first`), then spinning until `settle()` or `seconds`."""
+
+    def publish(peer: Node, ex: SingleThreadedExecutor) -> None:
+        rel = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+        image_pub = peer.create_publisher(Image, "/cam/image", rel)
+        info_pub = peer.create_publisher(CameraInfo, "/cam/camera_info", info_qos or rel)
+        _await_subscribers(ex, image_pub, info_pub)
+        end = time.monotonic() + 0.5
+        while time.monotonic() < end:
+            ex.spin_once(timeout_sec=0.05)
+        rng = np.random.default_rng(0)
+        period = 1e9 / rate
+        start = time.monotonic()
+        for k, (width, height) in enumerate(sizes):
+            stamp = T0 + round(k * period)
+            h = Header(stamp=conv.ns_to_stamp(stamp), frame_id="cam_optical")
+            image = conv.image_msg(rng.integers(0, 255, (height, width, 3), dtype=np.uint8), "rgb8", h)
+            info = None
+            if k % info_every == 0:
+                ih = Header(stamp=conv.ns_to_stamp(stamp + info_offset_ns), frame_id="cam_optical")
+                info = CameraInfo(**{**_fields(_info(width, height)), "header": ih})
+            if info is not None and info_first:
+                info_pub.publish(info)
+            image_pub.publish(image)
+            if info is not None and not info_first:
+                info_pub.publish(info)
+            while time.monotonic() < start + (k + 1) / rate:
+                ex.spin_once(timeout_sec=max(0.0, min(0.002, start + (k + 1) / rate - time.monotonic())))
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not settle():
+            ex.spin_once(timeout_sec=0.05)
+
+    return publish
+
+
+def run_camera(
+    tmp_path: Path, sizes: list[tuple[int, int]], rate: float, node_args: list[str] = (), **kw: Any
+) -> tuple[list[CameraInfo], str]:
+    """The node fed by `driver(sizes, rate, **kw)`: (the depth/camera_info it published, its log)."""
+    infos: list[CameraInfo] = []
+    wanted = len(sizes) - 16  # the last window may still be in the pipeline
+
+    def feed(peer: Node, ex: SingleThreadedExecutor) -> None:
+        peer.create_subscription(CameraInfo, "/depth/camera_info", infos.append, QoSProfile(depth=200))
+        driver(sizes, rate, settle=lambda: len(infos) >= wanted, **kw)(peer, ex)
+
+    _, out = run_node(tmp_path, [*REMAPS, *node_args], {}, {}, before_feed=feed, done=lambda got: True)
+    return infos, out
+
+
+def restarts(out: str) -> list[str]:
+    return re.findall(r"restarting the depth stream: (.*)", out)
+
+
+@pytest.mark.parametrize("rate", [50.0, 100.0])
+def test_a_fast_camera_changing_resolution_pairs_each_image_with_its_own_camera_info(
+    tmp_path: Path, rate: float
+) -> None:
+    """A 50-100 Hz camera reconfigured from 160x120 to 160x90, publishing each camera_info right after
+    its image (image_transport's CameraPublisher): the first image of the new size was paired with the
+    previous frame's camera_info, a frame period away and so within `sync_slop` (0.02 s), which made a
+    wrong 'does not fit' WARN, a frame without intrinsics and a second restart when its own camera_info
+    came with the next frame."""
+    sizes = [(160, 120)] * 40 + [(160, 90)] * 40
+    infos, out = run_camera(tmp_path, sizes, rate)
+    assert [i.height for i in infos].count(90) >= 12, out
+    assert "it is for 160x120 images, but the image is 160x90" not in out, out
+    assert restarts(out) == ["resolution: 160x120 -> 160x90"], out
