@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 from test_ros_process import _await_subscribers, _fields, _info, run_node
@@ -43,14 +43,17 @@ def driver(
 ) -> Callable[[Node, SingleThreadedExecutor], None]:
     """before_feed: a camera on /cam/image + /cam/camera_info publishing one image of each `sizes`
     (width, height) at `rate` Hz in real time, stamped `T0 + k / rate`, and with every `info_every`-th
-    its camera_info (`_info` of its size) stamped `info_offset_ns` off the image's, published right after
+    its camera_info (`_info` of its size) stamped `info_offset_ns` off the image's (-1: stamped 0), published right after
     the image (before it with `info_first`), then spinning until `settle()` or `seconds`."""
 
     def publish(peer: Node, ex: SingleThreadedExecutor) -> None:
         rel = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
         image_pub = peer.create_publisher(Image, "/cam/image", rel)
         info_pub = peer.create_publisher(CameraInfo, "/cam/camera_info", info_qos or rel)
-        _await_subscribers(ex, image_pub, info_pub)
+        _await_subscribers(ex, image_pub)
+        end = time.monotonic() + 3.0  # (a camera_info subscription of incompatible QoS never matches)
+        while time.monotonic() < end and not info_pub.get_subscription_count():
+            ex.spin_once(timeout_sec=0.05)
         end = time.monotonic() + 0.5
         while time.monotonic() < end:
             ex.spin_once(timeout_sec=0.05)
@@ -63,7 +66,8 @@ def driver(
             image = conv.image_msg(rng.integers(0, 255, (height, width, 3), dtype=np.uint8), "rgb8", h)
             info = None
             if k % info_every == 0:
-                ih = Header(stamp=conv.ns_to_stamp(stamp + info_offset_ns), frame_id="cam_optical")
+                info_stamp = 0 if info_offset_ns == -1 else stamp + info_offset_ns
+                ih = Header(stamp=conv.ns_to_stamp(info_stamp), frame_id="cam_optical")
                 info = CameraInfo(**{**_fields(_info(width, height)), "header": ih})
             if info is not None and info_first:
                 info_pub.publish(info)
@@ -112,3 +116,14 @@ def test_a_fast_camera_changing_resolution_pairs_each_image_with_its_own_camera_
     assert [i.height for i in infos].count(90) >= 12, out
     assert "it is for 160x120 images, but the image is 160x90" not in out, out
     assert restarts(out) == ["resolution: 160x120 -> 160x90"], out
+
+
+def test_a_best_effort_camera_info_next_to_reliable_images_is_taken(tmp_path: Path) -> None:
+    """A driver publishing its images reliable (image_transport's default) and its camera_info best effort
+    (SensorDataQoS), with input_qos:=reliable as docs/node.md asks for a reliable camera: the camera_info
+    subscription, reliable too, matched no publisher, so no frame had intrinsics (no points, no
+    depth/camera_info), and the fix named (input_qos:=sensor_data) made the images best effort, lost
+    between processes. A best-effort camera_info subscription matches every driver."""
+    infos, out = run_camera(tmp_path, [(160, 120)] * 60, 30.0, info_qos=qos_profile_sensor_data, seconds=20)
+    assert len(infos) >= 40, out
+    assert "incompatible QoS" not in out and "no camera_info has arrived" not in out, out

@@ -127,7 +127,7 @@ ROS_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "input_qos",
         "sensor_data",
-        "QoS of the image/camera_info/sparse_depth subscriptions (sensor_data = best effort, matches any camera)",
+        "QoS of the image and sparse_depth subscriptions (sensor_data = best effort, matches any camera)",
         choices=QOS_PRESETS,
     ),
     ParamSpec("input_qos_depth", 5, "history depth of the input subscriptions", min=1, max=1000),

@@ -164,6 +164,9 @@ class InputSide:
             (CompressedImage if compressed else Image, image_topic, self._on_image_with_info),
             (CameraInfo, "camera_info", self._on_info),
         ]
+        # camera_info best effort, which matches every driver's: a reliable subscription matched no best-effort
+        # camera_info next to reliable images (a driver's SensorDataQoS), and a lost one is paired around
+        qos_of = {"camera_info": qos_profile("best_effort", p["input_qos_depth"])}
         if p["sparse_depth"] != "none":
             mode = p["sparse_depth"]
             sparse_type = {"image": Image, "pointcloud": PointCloud2, "pose": PoseStamped}[mode]
@@ -173,7 +176,11 @@ class InputSide:
         self._latched_info = None
         self.subscriptions = [
             node.create_subscription(
-                msg_type, topic, cb, qos, event_callbacks=self._reporter.subscription(node.resolve_topic_name(topic))
+                msg_type,
+                topic,
+                cb,
+                qos_of.get(topic, qos),
+                event_callbacks=self._reporter.subscription(node.resolve_topic_name(topic)),
             )
             for msg_type, topic, cb in topics
         ]
