@@ -38,13 +38,16 @@ def driver(
     info_first: bool = False,
     info_every: int = 1,
     info_qos: QoSProfile | None = None,
+    last_image_alone: bool = False,
     settle: Callable[[], bool] = lambda: True,
     seconds: float = 30.0,
 ) -> Callable[[Node, SingleThreadedExecutor], None]:
     """before_feed: a camera on /cam/image + /cam/camera_info publishing one image of each `sizes`
     (width, height) at `rate` Hz in real time, stamped `T0 + k / rate`, and with every `info_every`-th
-    its camera_info (`_info` of its size) stamped `info_offset_ns` off the image's (-1: stamped 0), published right after
-    the image (before it with `info_first`), then spinning until `settle()` or `seconds`."""
+    its camera_info (`_info` of its size) stamped `info_offset_ns` off the image's (-1: stamped 0),
+    published right after the image (before it with `info_first`; none with the last image with
+    `last_image_alone`), then spinning until `settle()` or
+    `seconds`."""
 
     def publish(peer: Node, ex: SingleThreadedExecutor) -> None:
         rel = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
@@ -65,7 +68,7 @@ def driver(
             h = Header(stamp=conv.ns_to_stamp(stamp), frame_id="cam_optical")
             image = conv.image_msg(rng.integers(0, 255, (height, width, 3), dtype=np.uint8), "rgb8", h)
             info = None
-            if k % info_every == 0:
+            if k % info_every == 0 and not (last_image_alone and k == len(sizes) - 1):
                 info_stamp = 0 if info_offset_ns == -1 else stamp + info_offset_ns
                 ih = Header(stamp=conv.ns_to_stamp(info_stamp), frame_id="cam_optical")
                 info = CameraInfo(**{**_fields(_info(width, height)), "header": ih})
@@ -102,17 +105,22 @@ def restarts(out: str) -> list[str]:
     return re.findall(r"restarting the depth stream: (.*)", out)
 
 
-@pytest.mark.parametrize("rate", [50.0, 100.0])
+@pytest.mark.parametrize(
+    ("rate", "info_offset_ns", "info_first"),
+    [(50.0, 0, False), (100.0, -4_000_000, False), (100.0, 4_000_000, True), (30.0, -1, False)],
+    ids=["50hz", "100hz-stamped-4ms-before", "100hz-published-first-stamped-4ms-after", "30hz-stamped-0"],
+)
 def test_a_fast_camera_changing_resolution_pairs_each_image_with_its_own_camera_info(
-    tmp_path: Path, rate: float
+    tmp_path: Path, rate: float, info_offset_ns: int, info_first: bool
 ) -> None:
     """A 50-100 Hz camera reconfigured from 160x120 to 160x90, publishing each camera_info right after
-    its image (image_transport's CameraPublisher): the first image of the new size was paired with the
-    previous frame's camera_info, a frame period away and so within `sync_slop` (0.02 s), which made a
-    wrong 'does not fit' WARN, a frame without intrinsics and a second restart when its own camera_info
-    came with the next frame."""
+    its image (image_transport's CameraPublisher), or before it, stamped as the image or a few ms off:
+    the first image of the new size was paired with the previous frame's camera_info, a frame period
+    away and so within `sync_slop` (0.02 s), which made a wrong 'does not fit' ERROR, a frame without
+    intrinsics and a second restart when its own camera_info came with the next frame. The same with a
+    driver that leaves camera_info's stamp 0 (the last one received is used)."""
     sizes = [(160, 120)] * 40 + [(160, 90)] * 40
-    infos, out = run_camera(tmp_path, sizes, rate)
+    infos, out = run_camera(tmp_path, sizes, rate, info_offset_ns=info_offset_ns, info_first=info_first)
     assert [i.height for i in infos].count(90) >= 12, out
     assert "it is for 160x120 images, but the image is 160x90" not in out, out
     assert restarts(out) == ["resolution: 160x120 -> 160x90"], out
@@ -127,3 +135,28 @@ def test_a_best_effort_camera_info_next_to_reliable_images_is_taken(tmp_path: Pa
     infos, out = run_camera(tmp_path, [(160, 120)] * 60, 30.0, info_qos=qos_profile_sensor_data, seconds=20)
     assert len(infos) >= 40, out
     assert "incompatible QoS" not in out and "no camera_info has arrived" not in out, out
+
+
+def test_an_image_whose_camera_info_never_comes_is_published_when_the_camera_pauses(tmp_path: Path) -> None:
+    """A 50 Hz camera that stops after an image whose camera_info never comes (lost, best effort, or the
+    driver stopped between the two): that image waited in the node for a camera_info until the camera
+    resumed, and so did the frames the stream held for the next window, then all came out late with their
+    old stamps. Once the camera has paused (`pause_flush`) it goes on with the nearest camera_info and the
+    stream's frames are published, the camera still paused."""
+    sizes = [(160, 120)] * 30
+    depths: list[Image] = []
+    last = T0 + round(29 * 1e9 / 50)
+
+    def feed(peer: Node, ex: SingleThreadedExecutor) -> None:
+        peer.create_subscription(Image, "/depth", depths.append, QoSProfile(depth=200))
+        driver(sizes, 50.0, last_image_alone=True, seconds=8, settle=lambda: any(stamp(d) == last for d in depths))(
+            peer, ex
+        )
+
+    _, out = run_node(tmp_path, REMAPS, {}, {}, before_feed=feed, done=lambda got: True)
+    assert any(stamp(d) == last for d in depths), out  # (published before the node was stopped)
+    assert "no camera_info" not in out, out
+
+
+def stamp(msg: Any) -> int:
+    return conv.stamp_to_ns(msg.header.stamp)

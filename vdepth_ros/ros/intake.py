@@ -270,9 +270,7 @@ class InputSide:
         for sub in self.subscriptions:
             self._node.destroy_subscription(sub)
         self.subscriptions = []
-        with self._lock:
-            pending = [] if self.queue.closed else self.sync.flush()
-        self._enqueue(pending)
+        self.release_waiting()
         self.queue.close()
         with self._lock:
             self.sync.clear()
@@ -280,6 +278,16 @@ class InputSide:
             self.loss.reset()
             self.sequences.reset()  # (a new subscription: what was sent meanwhile is not loss)
             self._restart_stream_state()
+
+    def release_waiting(self) -> int:
+        """The camera paused (`FrameProcessor.on_idle`): the images still waiting for their camera_info
+        are queued now with the nearest one (`ApproximateTimeSync.flush`), as at a stop, rather than
+        when the camera resumes (their camera_info lost, or the driver stalled between an image and its
+        camera_info). Returns how many."""
+        with self._lock:
+            pending = [] if self.queue.closed else self.sync.flush()
+        self._enqueue(pending)
+        return len(pending)
 
     # -- callbacks (executor thread) ---------------------------------------------------------
     def _on_image_with_info(self, msg: Image | CompressedImage, info: MessageInfo) -> None:

@@ -246,13 +246,18 @@ class FrameProcessor:
         frames held for the next window are run in a window now and published (the stream goes on);
         after `max_gap` (`PauseRule.ends_after_s`) the frames the publish policy still holds
         ("final"/"both": the provisional ones) are published as the stream ends (the gap restart the
-        camera's next image would bring, done now). Time is the node's clock: a bag paused under
+        camera's next image would bring, done now). The images that still wait for their camera_info
+        (`InputSide.release_waiting`) are processed before. Time is the node's clock: a bag paused under
         use_sim_time is no pause."""
         pauses = self.intake.pauses
         last = pauses.last_ns
-        if last is None or self.stop.is_set() or not self.pipeline.held:
+        if last is None or self.stop.is_set():
             return
         idle_s = pauses.paused_for(self._now_ns())
+        if idle_s >= pauses.pause_after_s() and self.intake.sync.pending and self.intake.release_waiting():
+            return  # the images that waited for a camera_info are processed first, then their window is run
+        if not self.pipeline.held:
+            return
         try:
             if idle_s >= pauses.pause_after_s() and last != self._early_for:
                 self._early_for = last
