@@ -160,3 +160,31 @@ def test_an_image_whose_camera_info_never_comes_is_published_when_the_camera_pau
 
 def stamp(msg: Any) -> int:
     return conv.stamp_to_ns(msg.header.stamp)
+
+
+def test_a_camera_info_of_another_cameras_namespace_is_named_with_the_remap(tmp_path: Path) -> None:
+    """Two cameras of one model, /front and /rear (their drivers launched with the same frame_id), and the
+    node remapped to /front's images but /rear's camera_info: the rear camera's intrinsics were used for the
+    front camera's images without a word (the frame_id check sees one frame). image_transport pairs an image
+    with the camera_info in its namespace; when that one is published and the node reads another, it says
+    so once, with the remap."""
+    rel = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+
+    def feed(peer: Node, ex: SingleThreadedExecutor) -> None:
+        image_pub = peer.create_publisher(Image, "/front/image", rel)
+        infos = [peer.create_publisher(CameraInfo, f"/{ns}/camera_info", rel) for ns in ("front", "rear")]
+        _await_subscribers(ex, image_pub)
+        rgb = np.zeros((120, 160, 3), dtype=np.uint8)
+        for k in range(40):
+            h = Header(stamp=conv.ns_to_stamp(T0 + k * 50_000_000), frame_id="camera_optical")
+            image_pub.publish(conv.image_msg(rgb, "rgb8", h))
+            for pub in infos:
+                pub.publish(CameraInfo(**{**_fields(_info(160, 120)), "header": h}))
+            end = time.monotonic() + 0.05
+            while time.monotonic() < end:
+                ex.spin_once(timeout_sec=0.01)
+
+    args = ["--ros-args", "-r", "image:=/front/image", "-r", "camera_info:=/rear/camera_info"]
+    _, out = run_node(tmp_path, args, {}, {}, before_feed=feed, done=lambda got: True)
+    said = [line for line in out.splitlines() if "'/front/camera_info'" in line]
+    assert len(said) == 1 and "camera_info:=/front/camera_info" in said[0], out

@@ -37,7 +37,7 @@ from vdepth_ros.inputs.samples import TimedSamples
 from vdepth_ros.inputs.sync import REPEATED_STAMP, ApproximateTimeSync, InputRate, Pair
 from vdepth_ros.ros import conversions as conv
 from vdepth_ros.ros.diagnostics import RateMeter, Watchdog
-from vdepth_ros.ros.qos import IncompatibleQosReporter, qos_profile
+from vdepth_ros.ros.qos import IncompatibleQosReporter, endpoint_name, qos_profile
 from vdepth_ros.ros.worker import DropOldestQueue, RateLimitedLog
 
 #: Why images stamped 0 are dropped: their publisher never set `header.stamp` (the default of a new
@@ -55,6 +55,14 @@ ACROSS_PROCESSES = "docs/node.md#across-processes"
 #: A `PauseRule.stretch` this large (images arriving 1.5x slower than their stamps: no camera's
 #: jitter) is a slow-motion replay, named once in the log.
 REPLAY_STRETCH_NOTED = 1.5
+
+
+def image_camera_info_topic(image_topic: str) -> str:
+    """The camera_info topic of an image topic by image_transport's convention (`getCameraInfoTopic`):
+    `camera_info` in the namespace of the image's base topic (`/cam/color/image_raw` and its
+    `/cam/color/image_raw/compressed` -> `/cam/color/camera_info`)."""
+    base = image_topic.rstrip("/").removesuffix("/compressed")
+    return base.rsplit("/", 1)[0] + "/camera_info"
 
 
 def image_subscription(image_topic: str, transport: str) -> tuple[str, bool]:
@@ -141,6 +149,7 @@ class InputSide:
         self._replay_noted = False
         self._type_warned: set[tuple[str, str]] = set()  # (topic, published type) already warned about
         self._info_arrived = False
+        self._own_info_warned = False  # `check_camera_info_topic` has warned
         self._latched_info: Any = None  # the transient_local camera_info subscription, once one is needed
         self._restart_stream_state()
 
@@ -213,6 +222,35 @@ class InputSide:
                     f"'{topic}' is published as {other}, but this node subscribes {wanted} there, so none of those "
                     f"messages arrive: {_type_hint(topic == self.image_topic, wanted, other, topic)}",
                 )
+
+    def check_camera_info_topic(self) -> None:
+        """WARN once when the camera_info next to the image (image_transport's pairing: `camera_info` in
+        the image's namespace, `image_camera_info_topic`) has a publisher and this node reads another:
+        most likely another camera's (a remap to the wrong namespace, or `camera_info` left unremapped),
+        whose intrinsics would be used for these images without a word when both cameras' drivers use
+        the same frame_id. Called from the status timer."""
+        node = self._node
+        if self._own_info_warned or not self.image_topic:
+            return
+        topic, own = node.resolve_topic_name("camera_info"), image_camera_info_topic(self.image_topic)
+        if topic == own:
+            return
+        me = (node.get_name(), node.get_namespace())
+        publishers = sorted(
+            endpoint_name(info)
+            for info in node.get_publishers_info_by_topic(own)
+            if info.topic_type == conv.type_name(CameraInfo) and (info.node_name, info.node_namespace) != me
+        )
+        if not publishers:
+            return
+        self._own_info_warned = True
+        self.log.warning(
+            "camera-info-topic",
+            f"camera_info is read from '{topic}', but the image '{self.image_topic}' has its own next to it, "
+            f"'{own}' (published by {', '.join(publishers)}; image_transport pairs an image with the camera_info "
+            f"of its namespace): if '{topic}' is another camera's, its intrinsics are wrong for these images; "
+            f"remap camera_info:={own}",
+        )
 
     def _latched_info_publishers(self) -> list[Any]:
         """The transient_local (latched) CameraInfo publishers on the camera_info topic."""

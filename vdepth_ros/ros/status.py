@@ -247,6 +247,7 @@ class StatusReporter:
         try:
             node.intake.check_topic_types()
             node.intake.check_camera_info()
+            node.intake.check_camera_info_topic()
             self._check_sim_clock()
             self._check_no_image()
             self._check_shared_outputs()
