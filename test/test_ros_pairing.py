@@ -23,6 +23,7 @@ from std_msgs.msg import Header
 from test_ros_process import _await_subscribers, _fields, _info, run_node
 
 from vdepth_ros.ros import conversions as conv
+from vdepth_ros.ros.intake import image_camera_info_topic
 
 pytestmark = pytest.mark.ros
 
@@ -188,3 +189,9 @@ def test_a_camera_info_of_another_cameras_namespace_is_named_with_the_remap(tmp_
     _, out = run_node(tmp_path, args, {}, {}, before_feed=feed, done=lambda got: True)
     said = [line for line in out.splitlines() if "'/front/camera_info'" in line]
     assert len(said) == 1 and "camera_info:=/front/camera_info" in said[0], out
+
+
+def test_the_camera_info_next_to_an_image_is_image_transports() -> None:
+    assert image_camera_info_topic("/cam/color/image_raw") == "/cam/color/camera_info"
+    assert image_camera_info_topic("/cam/color/image_raw/compressed") == "/cam/color/camera_info"
+    assert image_camera_info_topic("/image") == "/camera_info"
