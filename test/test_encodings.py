@@ -50,8 +50,8 @@ def test_padded_step_and_bigendian():
 
 
 def test_image_rejects_bad_fields():
-    with pytest.raises(InputError, match="unsupported image encoding 'nv24'"):  # (nv12, nv21 are read)
-        enc.image_array_from_fields("nv24", 2, 2, 4, b"\0" * 8)
+    with pytest.raises(InputError, match="unsupported image encoding 'i420'"):  # (not a sensor_msgs encoding)
+        enc.image_array_from_fields("i420", 2, 2, 4, b"\0" * 8)
     with pytest.raises(InputError, match="step 5 < width"):
         enc.image_array_from_fields("rgb8", 2, 2, 5, b"\0" * 12)
     with pytest.raises(InputError, match="needs 12"):
@@ -175,6 +175,43 @@ def test_semi_planar_yuv420_as_camera_isps_publish_it(encoding: str) -> None:
         enc.image_array_from_fields(encoding, h, w, w, planes[:h].tobytes())  # the luma plane alone
     with pytest.raises(InputError, match="even width and height"):
         enc.image_array_from_fields(encoding, 3, 4, 4, bytes(4 * 5))
+
+
+def _nv24(rgb: np.ndarray, pad: int = 0) -> tuple[bytes, int]:
+    """`(data, step)` of an nv24 image of `rgb` as V4L2 and GStreamer lay it out: a luma plane of `H` rows of
+    `step` bytes, then `H` rows of interleaved U V (2 bytes a pixel) of `2 * step` bytes; BT.601 video range, the
+    4:2:0 formats' (OpenCV's I420 of the image doubled, whose 2x2 chroma blocks are each one pixel's)."""
+    h, w = rgb.shape[:2]
+    i420 = cv2.cvtColor(np.repeat(np.repeat(rgb, 2, 0), 2, 1), cv2.COLOR_RGB2YUV_I420).ravel()
+    y = i420[: 4 * h * w].reshape(2 * h, 2 * w)[::2, ::2]
+    u, v = i420[4 * h * w : 5 * h * w].reshape(h, w), i420[5 * h * w :].reshape(h, w)
+    step = w + pad
+    luma = np.zeros((h, step), np.uint8)
+    luma[:, :w] = y
+    chroma = np.zeros((h, 2 * step), np.uint8)
+    chroma[:, : 2 * w] = np.stack([u, v], axis=-1).reshape(h, 2 * w)
+    return luma.tobytes() + chroma.tobytes(), step
+
+
+@pytest.mark.parametrize("size", [(40, 48), (39, 47)])
+def test_semi_planar_yuv444_nv24(size: tuple[int, int]) -> None:
+    """nv24 is a sensor_msgs image_encodings constant (YUV 4:4:4 semi-planar, what GStreamer bridges and some ISPs
+    publish): a luma plane, then a full-size plane of interleaved U V, `step` the luma's bytes a row. Was refused as
+    an unsupported encoding. 4:4:4 shares no chroma, so odd sizes are fine, and a padded step pads both planes."""
+    rgb = _smooth_rgb(*size)
+    h, w = size
+    for pad in (0, 4):
+        data, step = _nv24(rgb, pad)
+        arr = enc.image_array_from_fields("nv24", h, w, step, array.array("B", data))
+        out = enc.rgb_from_image(arr, "nv24")
+        assert out.shape == rgb.shape and out.dtype == np.uint8
+        assert np.abs(out.astype(int) - rgb.astype(int)).max() <= 3, pad  # no subsampling: rounding only
+    planes = _nv(_smooth_rgb(), "nv12").tobytes()
+    nv12 = enc.rgb_from_image(enc.image_array_from_fields("nv12", 40, 48, 48, planes), "nv12")
+    ours = enc.rgb_from_image(enc.image_array_from_fields("nv24", 40, 48, 48, _nv24(_smooth_rgb())[0]), "nv24")
+    assert np.abs(ours.astype(int) - nv12.astype(int)).max() <= 8  # one colour convention for all the YUV formats
+    with pytest.raises(InputError, match="data has"):
+        enc.image_array_from_fields("nv24", h, w, w, data[: h * w])  # the luma plane alone
 
 
 def test_an_opencv_type_without_channel_order_names_the_fix() -> None:

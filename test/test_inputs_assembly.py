@@ -242,7 +242,7 @@ def test_a_depth_image_on_the_colour_input_is_unsupported() -> None:
     # what cv2_to_imgmsg(frame) publishes for a 16-bit grey frame: the fix is named too
     assert "cv2_to_imgmsg(frame, 'mono16')" in str(refused.value)
     with pytest.raises(UnsupportedImageError, match="unsupported image encoding"):
-        decode_color_image(raw_image(np.zeros((H, W), np.uint8), "nv24"))
+        decode_color_image(raw_image(np.zeros((H, W), np.uint8), "i420"))  # (not a sensor_msgs encoding)
 
 
 # -- 16-bit cameras: the significant bits -------------------------------------------------------

@@ -69,7 +69,7 @@ def test_explicit_camera_info_topic_missing_is_an_error(tmp_path: Path) -> None:
         BagFrameSource(bag, image_topic="/image", camera_info_topic="/nope").open()
 
 
-@pytest.mark.parametrize(("encoding", "dtype", "channels"), [("16UC1", "u2", 1), ("nv24", "u1", 1)])
+@pytest.mark.parametrize(("encoding", "dtype", "channels"), [("16UC1", "u2", 1), ("i420", "u1", 1)])
 def test_unsupported_encoding(tmp_path: Path, encoding: str, dtype: str, channels: int) -> None:
     bag = _raw_image_bag(tmp_path / "bag", encoding, dtype, channels)
     with pytest.raises(UnsupportedEncodingError, match=rf"{encoding}.*supported: rgb8"):

@@ -273,7 +273,7 @@ FAULTS: dict[str, Fault] = {
         lambda r: r.frame(conv.image_msg(np.full((H, W), 900, np.uint16), "16UC1", r.header())),
         "16UC1 is a depth image",
     ),
-    "unknown encoding": Fault(lambda r: r.frame(raw(r, encoding="nv24")), "unsupported image encoding 'nv24'"),
+    "unknown encoding": Fault(lambda r: r.frame(raw(r, encoding="i420")), "unsupported image encoding 'i420'"),
     "truncated data": Fault(lambda r: r.frame(raw(r, data=bytes(100))), "data has 100 bytes"),
     "step shorter than a row": Fault(lambda r: r.frame(raw(r, step=W)), f"step {W} < width"),
     "zero size": Fault(lambda r: r.frame(raw(r, height=0)), "invalid size"),

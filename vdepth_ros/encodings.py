@@ -45,10 +45,11 @@ class Encoding:
         order: how a colour encoding stores colour: channel order ("rgb", "bgr", "rgba", "bgra"),
             packed YUV 4:2:2 ("uyvy", "yuyv"; two bytes per pixel, as `(H, W, 2)`), semi-planar
             YUV 4:2:0 ("nv12", "nv21": a luma plane of `H` rows, then `H / 2` rows of interleaved
-            chroma, as `(3H / 2, W)`) or a Bayer mosaic named by its top-left 2x2 block
+            chroma, as `(3H / 2, W)`), semi-planar YUV 4:4:4 ("nv24": a luma plane, then `H` rows of
+            interleaved chroma twice as long, as `(3H, W)`) or a Bayer mosaic named by its top-left 2x2 block
             ("bayer_rggb", ...; one sample per pixel).
         height_scaling: rows of data per image row (sensor_msgs' `getHeightScaling`: 1.5 for the
-            4:2:0 planes).
+            4:2:0 planes; 3 rows of `step` bytes for nv24's, whose chroma rows are `2 * step` long).
     """
 
     name: str
@@ -103,6 +104,9 @@ ENCODINGS: dict[str, Encoding] = {
         # bridges give: 12 bits per pixel, 1.5 rows of data per image row
         _enc("nv12", "u1", 1, "color", order="nv12", height_scaling=1.5),
         _enc("nv21", "u1", 1, "color", order="nv21", height_scaling=1.5),
+        # semi-planar YUV 4:4:4 (sensor_msgs' nv24; V4L2 and GStreamer lay it out): `height` luma rows of `step`
+        # bytes, then `height` rows of U V pairs, `2 * step` bytes each
+        _enc("nv24", "u1", 1, "color", order="nv24", height_scaling=3.0),
         # raw Bayer mosaics of machine-vision cameras, demosaiced here (image_proc's debayer)
         *(
             _enc(f"bayer_{p}{bits}", dt, 1, "color", order=f"bayer_{p}")
@@ -162,7 +166,7 @@ def image_array_from_fields(
 
     Returns:
         `(H, W)` for one channel or `(H, W, C)`, in the encoding's dtype with native byte order
-        (`(3H / 2, W)` for the 4:2:0 planes of nv12 / nv21).
+        (`(3H / 2, W)` for the 4:2:0 planes of nv12 / nv21, `(3H, W)` for nv24's: each chroma row as two).
         The result may be a read-only view of `data`; copy it before writing.
 
     Raises:
@@ -175,7 +179,7 @@ def image_array_from_fields(
         raise InputError(f"{encoding} image has invalid size {width}x{height}")
     size = f"{encoding} image {width}x{height}"
     if enc.height_scaling != 1.0:
-        if height % 2 or width % 2:
+        if enc.height_scaling == 1.5 and (height % 2 or width % 2):
             raise InputError(f"{size}: 4:2:0 chroma needs an even width and height")
         height = int(height * enc.height_scaling)  # the rows of all the planes
     row_bytes = width * enc.bytes_per_pixel
@@ -196,6 +200,8 @@ def image_array_from_fields(
     dtype = enc.dtype.newbyteorder(">" if is_bigendian else "<")
     if step == row_bytes:
         arr = buf[: height * row_bytes].view(dtype)
+    elif enc.order == "nv24":  # padded: the chroma rows are twice as long as the luma's
+        arr = _nv24_rows(buf, height // 3, width, step).reshape(-1)
     else:  # padded rows: copy the useful bytes once
         rows = np.lib.stride_tricks.as_strided(buf, shape=(height, row_bytes), strides=(step, 1))
         arr = np.ascontiguousarray(rows).reshape(-1).view(dtype)
@@ -204,6 +210,26 @@ def image_array_from_fields(
     if dtype.itemsize > 1 and not dtype.isnative:
         arr = arr.astype(dtype.newbyteorder("="))
     return arr
+
+
+def _nv24_rows(buf: np.ndarray, height: int, width: int, step: int) -> np.ndarray:
+    """The `(3H, W)` bytes of an nv24 image with padded rows: its luma rows (`step` apart), then its chroma rows
+    (`2 * step` apart, `2 * width` bytes of U V pairs), each as two rows of `width`."""
+    luma = np.lib.stride_tricks.as_strided(buf, shape=(height, width), strides=(step, 1))
+    chroma = np.lib.stride_tricks.as_strided(buf[height * step :], shape=(height, 2 * width), strides=(2 * step, 1))
+    return np.vstack([luma, chroma.reshape(2 * height, width)])
+
+
+def _rgb_from_nv24(planes: np.ndarray) -> np.ndarray:
+    """`(H, W, 3)` RGB of nv24's `(3H, W)` planes, with OpenCV's nv12 conversion (one colour convention for every
+    YUV format, BT.601): nv12 of the image doubled in size has exactly nv24's chroma plane, one U V pair per 2x2
+    block, so every second pixel of its RGB is the image's."""
+    import cv2
+
+    h = planes.shape[0] // 3
+    luma = np.repeat(np.repeat(planes[:h], 2, axis=0), 2, axis=1)
+    rgb = cv2.cvtColor(np.vstack([luma, planes[h:].reshape(h, -1)]), cv2.COLOR_YUV2RGB_NV12)
+    return np.ascontiguousarray(rgb[::2, ::2])
 
 
 def image_fields_from_array(arr: np.ndarray, encoding: str) -> tuple[int, bytes]:
@@ -229,8 +255,8 @@ def rgb_from_image(arr: np.ndarray, encoding: str, bit_depth: int = 16) -> np.nd
 
     Accepts rgb8, bgr8, rgba8, bgra8, their 16-bit forms (rgb16...), mono8/8UC1 and mono16, packed
     YUV 4:2:2 (uyvy = yuv422, yuyv = yuv422_yuy2; BT.601, as cv_bridge converts them), semi-planar
-    YUV 4:2:0 (nv12, nv21; BT.601 as OpenCV) and Bayer mosaics (bayer_rggb8 ... bayer_grbg16;
-    bilinear demosaicing). Returns `arr` itself (no copy) for rgb8.
+    YUV 4:2:0 (nv12, nv21; BT.601 as OpenCV), semi-planar YUV 4:4:4 (nv24, as nv12) and Bayer
+    mosaics (bayer_rggb8 ... bayer_grbg16; bilinear demosaicing). Returns `arr` itself (no copy) for rgb8.
 
     Args:
         arr: the image as `image_array_from_fields` gives it.
@@ -260,6 +286,8 @@ def rgb_from_image(arr: np.ndarray, encoding: str, bit_depth: int = 16) -> np.nd
         if rgb.dtype != np.uint8:
             return to_8bit(rgb, bit_depth)
         return arr if enc.order == "rgb" else np.ascontiguousarray(rgb)
+    if enc.order == "nv24":
+        return _rgb_from_nv24(arr)
     if enc.order in _CV2_COLOR_CODES:
         import cv2  # only for these encodings
 
