@@ -262,6 +262,32 @@ def test_camera_calibration_yaml_loads_as_a_camera_info(tmp_path: Any) -> None:
     np.testing.assert_array_equal(np.asarray(short.r).reshape(3, 3), np.eye(3))
 
 
+@pytest.mark.parametrize("suffix", [".yml", ".xml", ".json"])
+def test_opencv_calibration_files_load_as_a_camera_info(tmp_path: Any, suffix: str) -> None:
+    """What OpenCV's calibration sample (and any cv::FileStorage) writes: `%YAML:1.0` and `!!opencv-matrix` tags,
+    or XML, or JSON, with camera_calibration's key names. The YAML was refused as "not valid YAML" and the XML as
+    "not a camera calibration mapping"; a user who calibrated with OpenCV rather than ROS had to rewrite it."""
+    from vdepth_ros.rectify import load_camera_info
+
+    path = str(tmp_path / f"out_camera_data{suffix}")
+    fs = cv2.FileStorage(path, cv2.FILE_STORAGE_WRITE)
+    fs.write("calibration_time", "Sat Dec  5 10:00:00 2026")
+    fs.write("image_width", W)
+    fs.write("image_height", H)
+    fs.write("flags", 0)
+    fs.write("camera_matrix", K)
+    fs.write("distortion_coefficients", np.array([PLUMB_BOB]))
+    fs.write("avg_reprojection_error", 0.31)
+    fs.release()
+    msg = load_camera_info(path)
+    assert (msg.width, msg.height, msg.distortion_model) == (W, H, "plumb_bob")
+    np.testing.assert_array_equal(np.asarray(msg.k).reshape(3, 3), K)
+    np.testing.assert_array_equal(np.asarray(msg.d), PLUMB_BOB)
+    a, b = Rectifier().view(msg, W, H), Rectifier().view(info(p=K), W, H)
+    np.testing.assert_array_equal(a.map_x, b.map_x)
+    assert a.camera == b.camera
+
+
 def test_plain_pinhole_yaml_and_the_bundled_sample_load(tmp_path: Any) -> None:
     from vdepth_ros.paths import default_model_dir
     from vdepth_ros.rectify import load_camera_info
@@ -279,6 +305,7 @@ def test_plain_pinhole_yaml_and_the_bundled_sample_load(tmp_path: Any) -> None:
         (OST_YAML.replace("data: [260.0, 0.0, 161.0, 0.0, 255.0, 118.0, 0.0, 0.0, 1.0]", "data: [1, 2]"), "3x3"),
         (OST_YAML.replace("image_width: 320", "image_width: -1"), "positive integers"),
         ("fx: [unclosed\n", "not valid YAML"),
+        ('<?xml version="1.0"?>\n<opencv_storage>\n<camera_matrix', "OpenCV cannot read"),
         (OST_YAML.replace("data: [-0.28, 0.09, 0.001, -0.0015, -0.012]", "data: [a, b]"), "must be numbers"),
     ],
 )

@@ -232,13 +232,44 @@ def pinhole_info(fx: float, fy: float, cx: float, cy: float, width: int, height:
     return SimpleNamespace(**fields, **arrays, roi=None, binning_x=0, binning_y=0)
 
 
+def _file_storage(path: Path) -> dict[str, Any]:
+    """The top-level entries of an OpenCV `cv::FileStorage` file (`%YAML:1.0` with `!!opencv-matrix` tags, which
+    PyYAML refuses, or XML), as PyYAML would give a camera_calibration file: numbers, strings, and each matrix as
+    `{"data": [...]}`. OpenCV's calibration sample writes camera_calibration's key names (`image_width`,
+    `camera_matrix`, `distortion_coefficients`...)."""
+    try:  # (a malformed file: cv2.error, or SystemError from the constructor)
+        fs = cv2.FileStorage(str(path), cv2.FILE_STORAGE_READ)
+    except (cv2.error, SystemError) as err:
+        raise ConfigError(f"{path}: OpenCV cannot read this FileStorage file ({err})") from None
+    try:
+        if not fs.isOpened():
+            raise ConfigError(f"{path}: OpenCV cannot read this FileStorage file")
+        doc: dict[str, Any] = {}
+        for key in fs.root().keys():  # noqa: SIM118 (a cv2.FileNode, not a dict)
+            node = fs.getNode(key)
+            if node.isInt():
+                doc[key] = int(node.real())
+            elif node.isReal():
+                doc[key] = node.real()
+            elif node.isString():
+                doc[key] = node.string()
+            elif node.isMap() and (mat := node.mat()) is not None:
+                doc[key] = {"data": np.asarray(mat, np.float64).ravel().tolist()}
+        return doc
+    except cv2.error as err:
+        raise ConfigError(f"{path}: OpenCV cannot read this FileStorage file ({err})") from None
+    finally:
+        fs.release()
+
+
 def load_camera_info(path: str | Path) -> SimpleNamespace:
     """A camera_info from a calibration file, duck-typed like `sensor_msgs/CameraInfo`.
 
     Reads the YAML that ROS's `camera_calibration` writes and `camera_info_manager` loads
     (`image_width`, `image_height`, `camera_matrix`, `distortion_model`, `distortion_coefficients`,
-    `rectification_matrix`, `projection_matrix`; the last two optional: identity and K), or the
-    plain pinhole `fx fy cx cy width height` of `models/default/sample_camera.yaml`.
+    `rectification_matrix`, `projection_matrix`; the last two optional: identity and K), the same keys
+    in OpenCV's FileStorage YAML or XML (its calibration sample's output), or the plain pinhole
+    `fx fy cx cy width height` of `models/default/sample_camera.yaml`.
 
     Raises:
         FileNotFoundError: no such file.
@@ -246,7 +277,9 @@ def load_camera_info(path: str | Path) -> SimpleNamespace:
     """
     path = Path(path)
     try:
-        doc = yaml.safe_load(path.read_text())
+        text = path.read_text()
+        opencv = text.lstrip().startswith(("%YAML:", "<?xml")) or "!!opencv-matrix" in text  # (PyYAML refuses it)
+        doc = _file_storage(path) if opencv else yaml.safe_load(text)
     except FileNotFoundError:
         raise FileNotFoundError(f"camera calibration file {path} does not exist") from None
     except yaml.YAMLError as err:
