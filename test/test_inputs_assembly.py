@@ -76,6 +76,39 @@ def test_camera_info_that_is_fine() -> None:
     assert "aspect ratio" in camera_info_problem(info(), (H, W // 2))
 
 
+@pytest.mark.parametrize(
+    ("topic", "named"),
+    [
+        ("/cam/image_rect", True),
+        ("/cam/color/image_rect_color", True),
+        ("/cam/image_rect/compressed", True),
+        ("/camera/depth/image_rect_raw", True),
+        ("/cam/image_raw", False),
+        ("/cam/image", False),
+        ("/rectifier/image_raw", False),
+        ("", False),
+    ],
+)
+def test_rectify_on_an_image_topic_named_rectified_is_named_once(topic: str, named: bool) -> None:
+    """image_proc's image_rect keeps the camera's camera_info (D and all), so `rectify` on it undistorts the image a
+    second time, bending the cloud, with nothing said. Named once (the frame is kept: a name is only a name), and
+    only when rectify changes the image (a camera_info without distortion leaves it as it is)."""
+    reports: list[tuple[str, str]] = []
+    asm = FrameAssembler(rectify=True, report=lambda kind, message: reports.append((kind, message)))
+    asm.image_topic = topic
+    rgb = np.random.default_rng(0).integers(0, 255, (H, W, 3), dtype=np.uint8)
+    for _ in range(3):
+        asm.assemble(raw_image(rgb), 0, info())  # no distortion: rectify is the identity
+    assert not [r for r in reports if r[0] == "rectified_twice"]
+    for _ in range(3):
+        frame = asm.assemble(raw_image(rgb), 0, info(d=[-0.2, 0.05, 0.0, 0.0, 0.0]))
+        assert frame.rgb.shape == rgb.shape
+    twice = [message for kind, message in reports if kind == "rectified_twice"]
+    assert len(twice) == (1 if named else 0), reports
+    if named:
+        assert topic in twice[0] and "rectify:=false" in twice[0] and "image_raw" in twice[0]
+
+
 def test_a_bad_camera_info_is_refused_and_the_last_good_one_kept() -> None:
     reports: list[tuple[str, str]] = []
     assembler = FrameAssembler(report=lambda kind, message: reports.append((kind, message)))

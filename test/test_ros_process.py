@@ -299,6 +299,25 @@ def test_a_camera_with_non_square_pixels_is_sized_by_its_scene(tmp_path: Path) -
     assert (d.width, d.height) == (160, 120) and list(i.k) == list(info.k)
 
 
+def test_rectify_on_image_procs_image_rect_is_named(tmp_path: Path) -> None:
+    """A user runs image_proc (image_raw -> image_rect, the camera's camera_info unchanged, D and all) and remaps
+    the node's image to image_rect with rectify:=true: the node undistorted the already rectified image a second
+    time and published a bent cloud without a word. It says so once (WARN, with the fix) and goes on publishing."""
+    info = CameraInfo(width=160, height=120, k=[100.0, 0, 79.5, 0, 100.0, 59.5, 0, 0, 1])
+    info.distortion_model, info.d = "plumb_bob", [-0.25, 0.06, 0.0, 0.0, 0.0]
+    got, out = run_node(
+        tmp_path,
+        ["--ros-args", "-p", "rectify:=true", "-r", "image:=/cam/image_rect", "-r", "camera_info:=/cam/camera_info"],
+        {"cam": ("/cam/image_rect", "/cam/camera_info")},
+        {"/depth": Image, "/points": PointCloud2},
+        camera_info=info,
+    )
+    assert got["/depth"] and got["/points"]
+    warnings = [line for line in out.splitlines() if "already rectified" in line]
+    assert len(warnings) == 1 and "[WARN]" in warnings[0], out
+    assert "/cam/image_rect" in warnings[0] and "rectify:=false" in warnings[0] and "image_raw" in warnings[0]
+
+
 @pytest.mark.parametrize(
     ("camera_info", "cause", "fix"),
     [

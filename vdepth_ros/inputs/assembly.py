@@ -21,6 +21,7 @@ rate-limited, the bag counts them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -59,7 +60,22 @@ REPORT_KINDS = (
     "sparse",
     "sparse_frame",
     "pose",
+    "rectified_twice",
 )
+
+#: A topic name's last part that says its images are already rectified (image_proc's `image_rect`, `image_rect_color`;
+#: drivers' `image_rect_raw`), before an image_transport transport's.
+_RECTIFIED_NAME = re.compile(r"image_rect(_\w+)?")
+_TRANSPORTS = ("compressed", "compressedDepth", "theora", "zstd", "ffmpeg")
+
+
+def named_rectified(topic: str) -> bool:
+    """Whether an image topic's name says its images are already rectified (`/cam/image_rect`,
+    `/cam/image_rect_color/compressed`...)."""
+    parts = [p for p in str(topic).split("/") if p]
+    while parts and parts[-1] in _TRANSPORTS:
+        parts.pop()
+    return bool(parts) and _RECTIFIED_NAME.fullmatch(parts[-1]) is not None
 
 
 def _frame_id(msg: Any) -> str:
@@ -92,6 +108,10 @@ class FrameAssembler:
         choose_info: str = "remap camera_info to this camera's",
     ) -> None:
         self.choose_info = choose_info
+        #: the image topic (the node's resolved `image`, `vdepth-bag`'s): a name that says rectified, with `rectify`
+        #: on, is named (`named_rectified`)
+        self.image_topic = ""
+        self._rectified_twice_noted = False
         self.rectifier = Rectifier() if rectify else None
         self.triangulator = PoseTriangulator() if sparse_depth == "pose" else None
         self.max_input_pixels = int(max_input_pixels)
@@ -148,6 +168,8 @@ class FrameAssembler:
                 "camera_info has lens distortion (D); the image is taken as rectified (image_rect), as "
                 "depth_image_proc does. If 'image' is a raw, distorted image, set rectify:=true.",
             )
+        if view is not None and not view.is_identity:
+            self._note_rectified_twice()
         if self.triangulator is not None:
             sparse_depth = self._triangulated(rgb, pose if view is None else view.pose(pose), camera)
         else:
@@ -157,6 +179,21 @@ class FrameAssembler:
         valid = None if view is None else view.valid
         return FrameInput(
             rgb=rgb, stamp_ns=int(stamp_ns), camera=camera, sparse_depth=sparse_depth, meta=meta, valid=valid
+        )
+
+    def _note_rectified_twice(self) -> None:
+        """Report once that `rectify` undistorts images whose topic says they are rectified already: image_proc's
+        image_rect keeps the raw image's camera_info (its D), so the image is undistorted a second time and the cloud
+        bends (the frame is kept: the name may not tell the truth)."""
+        if self._rectified_twice_noted or not named_rectified(self.image_topic):
+            return
+        self._rectified_twice_noted = True
+        self._report(
+            "rectified_twice",
+            f"rectify is on, but the images come from {self.image_topic}, which by its name is already rectified "
+            "(image_proc's image_rect keeps the camera's camera_info, distortion and all): undistorting it again "
+            "bends the depth and the cloud; turn rectify off (rectify:=false; vdepth-bag: without --rectify), or "
+            "take the camera's raw image (its image_raw) with rectify on",
         )
 
     def _note_scaled(self, info: Any, size: tuple[int, int]) -> None:

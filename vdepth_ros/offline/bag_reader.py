@@ -226,6 +226,7 @@ class BagFrameSource:
         )
         self._image_conns = chosen.choose_image()
         self.image_topic = chosen.image_topic
+        self._assembler.image_topic = self.image_topic  # (`--rectify` on a topic named rectified is named)
         self._check_first_image()
         chosen.choose_samples()
         self.camera_info_topic = chosen.camera_info_topic
@@ -376,7 +377,7 @@ class BagFrameSource:
                 )
         elif kind == "sparse_frame":
             log.warning("%s (%r)", message, self.sparse_depth_topic)  # once per pair of frames (the assembler)
-        elif kind in ("camera_info_frame", "image_frame"):
+        elif kind in ("camera_info_frame", "image_frame", "rectified_twice"):
             log.warning("%s", message)  # once (per pair of frames) by the assembler
         elif kind == "camera_info":
             self.stats.refused_camera_infos += 1

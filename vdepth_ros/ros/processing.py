@@ -93,7 +93,7 @@ class FrameProcessor:
             )
         elif kind == "sparse":
             self.log.error("sparse", f"ignoring sparse_depth: {message}")
-        elif kind in ("sparse_frame", "camera_info_frame", "image_frame"):
+        elif kind in ("sparse_frame", "camera_info_frame", "image_frame", "rectified_twice"):
             self.log.warning(kind, message)
         else:
             self.log.error(kind, message)
@@ -104,6 +104,7 @@ class FrameProcessor:
         cannot be used is dropped with a rate-limited error. Other exceptions go to `on_error`."""
         sparse, pose = self.intake.sample_for(item, self.stop)
         refused = self.assembler.refused_infos
+        self.assembler.image_topic = self.intake.image_topic  # (resolved at activation: after a remap, the new one)
         try:
             frame = self.assembler.assemble(
                 item.image, item.stamp_ns, item.info, sparse, pose, meta=conv.copy_header(item.image.header)
