@@ -503,6 +503,21 @@ def test_cli_rectify_undistorts_with_the_camera_info(
     assert not any(out_info.d) and camera_from_info(out_info) == expected[0].camera
 
 
+def test_cli_rectify_on_an_image_rect_topic_is_named_once(
+    tmp_path: Path, fake_model: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bag of image_proc's output (`/cam/image_rect`, with the camera's camera_info, D and all) run with
+    `--rectify` undistorted the images a second time without a word; it is named once, and the run goes on."""
+    src = make_bag(tmp_path / "in", n=N, distortion=[-0.3, 0.1, 0.0, 0.0, 0.0], image_topic="/cam/image_rect")
+    args = [str(src), "--params", str(_yaml(tmp_path)), "--no-progress", "--image-topic", "/cam/image_rect"]
+    with caplog.at_level(logging.INFO):
+        assert bagcli.main([*args, "-o", str(tmp_path / "rect"), "--rectify"]) == 0
+    named = [r for r in caplog.records if "already rectified" in r.getMessage()]
+    assert len(named) == 1 and named[0].levelno == logging.WARNING
+    assert "without --rectify" in named[0].getMessage() and "/cam/image_rect" in named[0].getMessage()
+    assert len(read_bag(tmp_path / "rect")["/depth"]) == N
+
+
 def test_flicker_note_measures_the_written_depth(tmp_path: Path) -> None:
     """`vdepth-bag --flicker`: vdepth-flicker on the finished output with its input, as a note."""
     src = make_bag(tmp_path / "in")
