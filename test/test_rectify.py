@@ -195,6 +195,18 @@ def test_unusable_camera_info_is_a_clear_input_error(msg: Any, match: str) -> No
         Rectifier().view(msg, W, H)
 
 
+@pytest.mark.parametrize("model", ["plumb_bob", "rational_polynomial", "equidistant"])
+def test_a_lens_without_coefficients_is_rectified_by_its_r_and_p_alone(model: str) -> None:
+    """An empty D is no distortion for every model, as image_geometry (and OpenCV) take it: a camera_info whose P or
+    R differs from K is rectified by them alone. An equidistant one was refused ("needs 4 coefficients")."""
+    for p in (P, K):
+        view = Rectifier().view(info(model=model, d=[], p=p, r=R), W, H)
+        same = Rectifier().view(info(model=model, d=[0.0] * (4 if model == "equidistant" else 5), p=p, r=R), W, H)
+        assert view.camera == same.camera and not view.is_identity
+        np.testing.assert_allclose(view.map_x, same.map_x, atol=1e-3)
+        np.testing.assert_allclose(view.map_y, same.map_y, atol=1e-3)
+
+
 def test_equidistant_coefficients_padded_with_zeros_are_k1_to_k4() -> None:
     padded = Rectifier().view(info(model="equidistant", d=[*FISHEYE, 0.0, 0.0, 0.0, 0.0], p=P), W, H)
     exact = Rectifier().view(info(model="equidistant", d=FISHEYE, p=P), W, H)

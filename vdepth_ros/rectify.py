@@ -197,6 +197,7 @@ def _build_view(info: Any, width: int, height: int) -> RectifiedView:
         return RectifiedView(camera, R, None, None)
     size = (width, height)
     if model == "equidistant":
+        D = D if D.size else np.zeros(4)  # no coefficients: no distortion, as for the other models
         if D.size < 4 or np.any(D[4:] != 0):  # cv2.fisheye (and image_proc) take k1..k4 only
             raise InputError(f"equidistant distortion needs 4 coefficients (k1..k4), camera_info has {D.size}")
         map_x, map_y = cv2.fisheye.initUndistortRectifyMap(K, D[:4], R, P, size, cv2.CV_32FC1)
