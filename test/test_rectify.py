@@ -298,6 +298,18 @@ def test_opencv_calibration_files_load_as_a_camera_info(tmp_path: Any, suffix: s
     a, b = Rectifier().view(msg, W, H), Rectifier().view(info(p=K), W, H)
     np.testing.assert_array_equal(a.map_x, b.map_x)
     assert a.camera == b.camera
+    # its fisheye calibration (`fisheye_model: 1`, k1..k4) is the equidistant model, not four plumb_bob coefficients
+    fs = cv2.FileStorage(path, cv2.FILE_STORAGE_WRITE)
+    fs.write("image_width", W)
+    fs.write("image_height", H)
+    fs.write("fisheye_model", 1)
+    fs.write("camera_matrix", K)
+    fs.write("distortion_coefficients", np.array([FISHEYE]).T)
+    fs.release()
+    fisheye = load_camera_info(path)
+    assert fisheye.distortion_model == "equidistant"
+    c, e = Rectifier().view(fisheye, W, H), Rectifier().view(info(model="equidistant", d=FISHEYE, p=K), W, H)
+    np.testing.assert_array_equal(c.map_x, e.map_x)
 
 
 def test_plain_pinhole_yaml_and_the_bundled_sample_load(tmp_path: Any) -> None:

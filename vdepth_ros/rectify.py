@@ -290,7 +290,8 @@ def load_camera_info(path: str | Path) -> SimpleNamespace:
     if "camera_matrix" in doc:
         w, h = doc.get("image_width"), doc.get("image_height")
         K = _matrix(doc, "camera_matrix", 3, 3, path)
-        model = str(doc.get("distortion_model") or "plumb_bob")
+        # OpenCV's calibration sample names no model: `fisheye_model: 1` is its cv::fisheye (k1..k4), else plumb_bob
+        model = str(doc.get("distortion_model") or ("equidistant" if doc.get("fisheye_model") else "plumb_bob"))
         d = doc.get("distortion_coefficients") or {"data": []}
         try:
             D = np.asarray(d.get("data") if isinstance(d, dict) else d, dtype=np.float64).ravel()
