@@ -312,6 +312,44 @@ def test_opencv_calibration_files_load_as_a_camera_info(tmp_path: Any, suffix: s
     np.testing.assert_array_equal(c.map_x, e.map_x)
 
 
+KALIBR = """\
+cam0:
+  camera_model: pinhole
+  intrinsics: [260.0, 255.0, 161.0, 118.0]
+  distortion_model: {model}
+  distortion_coeffs: {coeffs}
+  resolution: [320, 240]
+  rostopic: /cam0/image_raw
+"""
+
+
+def test_a_kalibr_camchain_of_one_camera_loads_as_a_camera_info(tmp_path: Any) -> None:
+    """Kalibr's camchain (what VIO users calibrate with: radtan k1 k2 p1 p2, or equidistant k1..k4) was refused as
+    "not a camera calibration"; a one-camera file is read as camera_calibration's, several cameras or a lens model
+    camera_info has not are one error each."""
+    from vdepth_ros.errors import ConfigError
+    from vdepth_ros.rectify import load_camera_info
+
+    path = tmp_path / "camchain.yaml"
+    path.write_text(KALIBR.format(model="radtan", coeffs=PLUMB_BOB[:4]))
+    msg = load_camera_info(path)
+    ref = info(d=[*PLUMB_BOB[:4], 0.0], p=K)
+    np.testing.assert_array_equal(Rectifier().view(msg, W, H).map_x, Rectifier().view(ref, W, H).map_x)
+    path.write_text(KALIBR.format(model="equidistant", coeffs=FISHEYE))
+    msg = load_camera_info(path)
+    assert msg.distortion_model == "equidistant"
+    np.testing.assert_array_equal(
+        Rectifier().view(msg, W, H).map_x, Rectifier().view(info(model="equidistant", d=FISHEYE, p=K), W, H).map_x
+    )
+    two = KALIBR.format(model="radtan", coeffs=PLUMB_BOB[:4])
+    path.write_text(two + two.replace("cam0", "cam1"))
+    with pytest.raises(ConfigError, match="2 cameras"):
+        load_camera_info(path)
+    path.write_text(KALIBR.format(model="radtan", coeffs=PLUMB_BOB[:4]).replace("pinhole", "omni"))
+    with pytest.raises(ConfigError, match="'omni' camera"):
+        load_camera_info(path)
+
+
 def test_plain_pinhole_yaml_and_the_bundled_sample_load(tmp_path: Any) -> None:
     from vdepth_ros.paths import default_model_dir
     from vdepth_ros.rectify import load_camera_info

@@ -263,14 +263,59 @@ def _file_storage(path: Path) -> dict[str, Any]:
         fs.release()
 
 
+#: Kalibr's lens models (its camchain's `distortion_model`) as camera_info's, and how many coefficients each has.
+_KALIBR_MODELS = {"radtan": ("plumb_bob", 4), "equidistant": ("equidistant", 4), "none": ("plumb_bob", 0)}
+
+
+def _from_kalibr(doc: dict, path: Path) -> dict:
+    """A Kalibr camchain (`cam0: {camera_model: pinhole, intrinsics: [fu, fv, pu, pv], distortion_model: radtan,
+    distortion_coeffs: [...], resolution: [w, h]}`, what VIO users calibrate with) as camera_calibration's keys;
+    any other mapping as it is.
+
+    Raises:
+        ConfigError: several cameras (which one is not for a file to guess), or a model camera_info has not.
+    """
+    cams = {k: v for k, v in doc.items() if str(k).startswith("cam") and isinstance(v, dict) and "intrinsics" in v}
+    if not cams:
+        return doc
+    if len(cams) > 1:
+        raise ConfigError(
+            f"{path}: a Kalibr camchain of {len(cams)} cameras ({', '.join(cams)}): keep the entry of this camera "
+            "alone in a file of its own"
+        )
+    ((name, cam),) = cams.items()
+    lens = str(cam.get("distortion_model", "none"))
+    if str(cam.get("camera_model", "pinhole")) != "pinhole" or lens not in _KALIBR_MODELS:
+        raise ConfigError(
+            f"{path}: {name} is Kalibr's {cam.get('camera_model')!r} camera with {lens!r} distortion; camera_info has "
+            f"the pinhole camera with {', '.join(_KALIBR_MODELS)} distortion only (calibrate it so)"
+        )
+    model, count = _KALIBR_MODELS[lens]
+    try:
+        fu, fv, pu, pv = (float(v) for v in cam["intrinsics"])
+        coeffs = [float(v) for v in cam.get("distortion_coeffs") or []]
+        w, h = (int(v) for v in cam["resolution"])
+    except (KeyError, TypeError, ValueError):
+        raise ConfigError(f"{path}: {name} needs intrinsics [fu, fv, pu, pv] and resolution [width, height]") from None
+    if len(coeffs) != count:
+        raise ConfigError(f"{path}: {name}'s {lens} distortion has {count} coefficients, the file {len(coeffs)}")
+    return {
+        "image_width": w,
+        "image_height": h,
+        "camera_matrix": {"data": [fu, 0.0, pu, 0.0, fv, pv, 0.0, 0.0, 1.0]},
+        "distortion_model": model,
+        "distortion_coefficients": {"data": coeffs + [0.0] if lens == "radtan" else coeffs},  # k1 k2 p1 p2 (k3 = 0)
+    }
+
+
 def load_camera_info(path: str | Path) -> SimpleNamespace:
     """A camera_info from a calibration file, duck-typed like `sensor_msgs/CameraInfo`.
 
     Reads the YAML that ROS's `camera_calibration` writes and `camera_info_manager` loads
     (`image_width`, `image_height`, `camera_matrix`, `distortion_model`, `distortion_coefficients`,
     `rectification_matrix`, `projection_matrix`; the last two optional: identity and K), the same keys
-    in OpenCV's FileStorage YAML or XML (its calibration sample's output), or the plain pinhole
-    `fx fy cx cy width height` of `models/default/sample_camera.yaml`.
+    in OpenCV's FileStorage YAML or XML (its calibration sample's output), a one-camera Kalibr camchain
+    (`_from_kalibr`), or the plain pinhole `fx fy cx cy width height` of `models/default/sample_camera.yaml`.
 
     Raises:
         FileNotFoundError: no such file.
@@ -287,6 +332,7 @@ def load_camera_info(path: str | Path) -> SimpleNamespace:
         raise ConfigError(f"{path}: not valid YAML ({err})") from None
     if not isinstance(doc, dict):
         raise ConfigError(f"{path}: expected a camera calibration mapping")
+    doc = _from_kalibr(doc, path)
     if "camera_matrix" in doc:
         w, h = doc.get("image_width"), doc.get("image_height")
         K = _matrix(doc, "camera_matrix", 3, 3, path)
