@@ -109,6 +109,33 @@ def test_rectify_on_an_image_topic_named_rectified_is_named_once(topic: str, nam
         assert topic in twice[0] and "rectify:=false" in twice[0] and "image_raw" in twice[0]
 
 
+@pytest.mark.parametrize(
+    ("topic", "kind"),
+    [
+        ("/cam/image_raw", "distorted_raw"),
+        ("/cam/image_raw/compressed", "distorted_raw"),
+        ("/cam/image_color", "distorted_raw"),
+        ("/cam/image_rect", "distortion"),
+        ("/cam/image", "distortion"),
+        ("", "distortion"),
+    ],
+)
+def test_a_distorted_image_raw_without_rectify_is_a_warning(topic: str, kind: str) -> None:
+    """Without `rectify`, a camera_info with lens distortion is noted once (INFO: image_rect keeps its camera's D, so
+    it may be rectified already). An image topic named raw (image_raw, image_proc's unrectified image_color) is
+    distorted for sure: its cloud bends, and that is a warning naming rectify, not an aside."""
+    reports: list[tuple[str, str]] = []
+    asm = FrameAssembler(report=lambda k, message: reports.append((k, message)))
+    asm.image_topic = topic
+    rgb = np.random.default_rng(0).integers(0, 255, (H, W, 3), dtype=np.uint8)
+    for _ in range(3):
+        asm.assemble(raw_image(rgb), 0, info(d=[-0.2, 0.05, 0.0, 0.0, 0.0]))
+    assert [k for k, _ in reports] == [kind], reports
+    assert "rectify:=true" in reports[0][1]
+    if kind == "distorted_raw":
+        assert topic in reports[0][1] and "the cloud bend" in reports[0][1]
+
+
 def test_a_bad_camera_info_is_refused_and_the_last_good_one_kept() -> None:
     reports: list[tuple[str, str]] = []
     assembler = FrameAssembler(report=lambda kind, message: reports.append((kind, message)))

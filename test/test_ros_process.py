@@ -318,6 +318,24 @@ def test_rectify_on_image_procs_image_rect_is_named(tmp_path: Path) -> None:
     assert "/cam/image_rect" in warnings[0] and "rectify:=false" in warnings[0] and "image_raw" in warnings[0]
 
 
+def test_a_distorted_image_raw_without_rectify_is_warned_about(tmp_path: Path) -> None:
+    """image remapped to a driver's image_raw whose camera_info has lens distortion, rectify off (the default): the
+    cloud of the distorted image bends, and the node only said so at INFO, as if the image might be rectified. The
+    name says raw: one WARN naming rectify:=true; the node goes on."""
+    info = CameraInfo(width=160, height=120, k=[100.0, 0, 79.5, 0, 100.0, 59.5, 0, 0, 1])
+    info.distortion_model, info.d = "plumb_bob", [-0.25, 0.06, 0.0, 0.0, 0.0]
+    got, out = run_node(
+        tmp_path,
+        ["--ros-args", "-r", "image:=/cam/image_raw", "-r", "camera_info:=/cam/camera_info"],
+        {"cam": ("/cam/image_raw", "/cam/camera_info")},
+        {"/depth": Image},
+        camera_info=info,
+    )
+    assert got["/depth"]
+    warnings = [line for line in out.splitlines() if "/cam/image_raw" in line and "rectify:=true" in line]
+    assert len(warnings) == 1 and "[WARN]" in warnings[0], out
+
+
 @pytest.mark.parametrize(
     ("camera_info", "cause", "fix"),
     [

@@ -61,21 +61,34 @@ REPORT_KINDS = (
     "sparse_frame",
     "pose",
     "rectified_twice",
+    "distorted_raw",
 )
 
 #: A topic name's last part that says its images are already rectified (image_proc's `image_rect`, `image_rect_color`;
 #: drivers' `image_rect_raw`), before an image_transport transport's.
 _RECTIFIED_NAME = re.compile(r"image_rect(_\w+)?")
+#: ... that says they are not (drivers' `image_raw`; image_proc's debayered, unrectified `image_color`, `image_mono`).
+_RAW_NAME = re.compile(r"image_raw(_\w+)?|image_color|image_mono")
 _TRANSPORTS = ("compressed", "compressedDepth", "theora", "zstd", "ffmpeg")
+
+
+def _image_name(topic: str) -> str:
+    """The last part of an image topic's name, before an image_transport transport's."""
+    parts = [p for p in str(topic).split("/") if p]
+    while parts and parts[-1] in _TRANSPORTS:
+        parts.pop()
+    return parts[-1] if parts else ""
 
 
 def named_rectified(topic: str) -> bool:
     """Whether an image topic's name says its images are already rectified (`/cam/image_rect`,
     `/cam/image_rect_color/compressed`...)."""
-    parts = [p for p in str(topic).split("/") if p]
-    while parts and parts[-1] in _TRANSPORTS:
-        parts.pop()
-    return bool(parts) and _RECTIFIED_NAME.fullmatch(parts[-1]) is not None
+    return _RECTIFIED_NAME.fullmatch(_image_name(topic)) is not None
+
+
+def named_raw(topic: str) -> bool:
+    """Whether an image topic's name says its images are not rectified (`/cam/image_raw`, `.../image_color`...)."""
+    return _RAW_NAME.fullmatch(_image_name(topic)) is not None
 
 
 def _frame_id(msg: Any) -> str:
@@ -163,11 +176,19 @@ class FrameAssembler:
             self._note_scaled(info, raw_size)
         if view is None and not self._distortion_noted and info is not None and has_distortion(info):
             self._distortion_noted = True
-            self._report(
-                "distortion",
-                "camera_info has lens distortion (D); the image is taken as rectified (image_rect), as "
-                "depth_image_proc does. If 'image' is a raw, distorted image, set rectify:=true.",
-            )
+            if named_raw(self.image_topic):  # distorted for sure: the cloud bends
+                self._report(
+                    "distorted_raw",
+                    f"the images come from {self.image_topic}, by its name the camera's raw, distorted image, and its "
+                    "camera_info has lens distortion (D), but rectify is off: they are taken as rectified, so straight "
+                    "walls of the depth and the cloud bend; set rectify:=true",
+                )
+            else:
+                self._report(
+                    "distortion",
+                    "camera_info has lens distortion (D); the image is taken as rectified (image_rect), as "
+                    "depth_image_proc does. If 'image' is a raw, distorted image, set rectify:=true.",
+                )
         if view is not None and not view.is_identity:
             self._note_rectified_twice()
         if self.triangulator is not None:

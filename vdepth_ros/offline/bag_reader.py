@@ -379,6 +379,8 @@ class BagFrameSource:
             log.warning("%s (%r)", message, self.sparse_depth_topic)  # once per pair of frames (the assembler)
         elif kind in ("camera_info_frame", "image_frame", "rectified_twice"):
             log.warning("%s", message)  # once (per pair of frames) by the assembler
+        elif kind == "distorted_raw":
+            log.warning("%s", message.replace("set rectify:=true", "pass --rectify (or set rectify: true)"))
         elif kind == "camera_info":
             self.stats.refused_camera_infos += 1
             if self.stats.refused_camera_infos == 1:

@@ -93,7 +93,7 @@ class FrameProcessor:
             )
         elif kind == "sparse":
             self.log.error("sparse", f"ignoring sparse_depth: {message}")
-        elif kind in ("sparse_frame", "camera_info_frame", "image_frame", "rectified_twice"):
+        elif kind in ("sparse_frame", "camera_info_frame", "image_frame", "rectified_twice", "distorted_raw"):
             self.log.warning(kind, message)
         else:
             self.log.error(kind, message)
