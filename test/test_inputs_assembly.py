@@ -197,6 +197,19 @@ def test_a_camera_info_scaled_to_the_image_is_named_once_per_pair_of_sizes() -> 
     assert not reports, reports
 
 
+def test_binning_set_on_an_image_of_the_calibrations_full_size_is_named_as_such() -> None:
+    """A driver that sets binning_x/y but publishes images of the calibration's full size (its K for the binned
+    image, or the binning not applied): ROS's CameraInfo makes its images `B` times smaller, so every image_geometry
+    user (depth_image_proc, RViz) gets intrinsics for another size. The note blamed "a resized stream"; it names the
+    binning fields, which only the driver can fix."""
+    reports: list[tuple[str, str]] = []
+    assembler = FrameAssembler(report=lambda kind, message: reports.append((kind, message)))
+    full = raw_image(np.zeros((H, W, 3), np.uint8))
+    assert assembler.assemble(full, 1, info(binning_x=2, binning_y=2)).camera is not None
+    (note,) = [message for kind, message in reports if kind == "scaled_info"]
+    assert "binning 2x2" in note and f"{W}x{H}" in note and "depth_image_proc" in note and "driver" in note
+
+
 def test_a_region_of_interest_and_binning_give_the_image_its_own_intrinsics() -> None:
     """A camera reading out a ROI (or binning) publishes the full calibration with `roi`/`binning_*`
     set, as sensor_msgs defines them; image_geometry (depth_image_proc) shifts the principal point by

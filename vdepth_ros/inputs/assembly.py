@@ -228,6 +228,16 @@ class FrameAssembler:
         if shown == (size[1], size[0]) or key in self._scaled_noted:
             return
         self._scaled_noted.add(key)
+        if (bx > 1 or by > 1) and (roi_w, roi_h) == (size[1], size[0]):  # binning declared, not applied
+            self._report(
+                "scaled_info",
+                f"the camera_info sets binning {bx}x{by}, so by ROS's CameraInfo its images are {shown[0]}x{shown[1]} "
+                f"(its {roi_w}x{roi_h} calibration binned), but the image is {size[1]}x{size[0]}, the calibration's "
+                "full size: this node scales the intrinsics back to the image, but depth_image_proc, RViz and every "
+                "image_geometry user of this camera get intrinsics for the binned size; have the driver set binning "
+                "only when it bins, with the calibration of the unbinned sensor",
+            )
+            return
         self._report(
             "scaled_info",
             f"the camera_info is for {shown[0]}x{shown[1]} images and the image is {size[1]}x{size[0]}: its "
