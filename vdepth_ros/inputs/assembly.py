@@ -121,8 +121,8 @@ class FrameAssembler:
         choose_info: str = "remap camera_info to this camera's",
     ) -> None:
         self.choose_info = choose_info
-        #: the image topic (the node's resolved `image`, `vdepth-bag`'s): a name that says rectified, with `rectify`
-        #: on, is named (`named_rectified`)
+        #: the image topic (the node's resolved `image`, `vdepth-bag`'s): a name that says rectified with `rectify` on
+        #: (`named_rectified`), or raw with distortion and `rectify` off (`named_raw`), is named
         self.image_topic = ""
         self._rectified_twice_noted = False
         self.rectifier = Rectifier() if rectify else None
