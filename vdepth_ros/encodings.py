@@ -391,36 +391,129 @@ def depth_from_image(arr: np.ndarray, encoding: str) -> np.ndarray:
 #: PNG's file signature (a compressedDepth payload starts with it, after its 12-byte header)
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
+#: compressed_depth_image_transport's header before the image: int32 format, float32 depthQuantA, depthQuantB
+_DEPTH_HEADER = 12
+
+#: The most pixels an RVL image may claim (its header's size is checked against its runs before
+#: anything that size is allocated; this bounds what a corrupt header can ask for): 16x a 4K frame.
+_RVL_MAX_PIXELS = 1 << 27
+
+
+def _rvl_values(data: bytes) -> np.ndarray:
+    """The variable-length values of an RVL stream, in order (int64).
+
+    RVL (Wilson, "Fast Lossless Depth Image Compression", 2017) writes 32-bit little-endian words,
+    each holding 8 nibbles from its most significant one down; a value is a run of nibbles of 3
+    payload bits each, least significant group first, bit 3 set on every nibble but the value's
+    last. The padding nibbles of the last word (zeros) read as values 0, never used.
+    """
+    word_bytes = np.frombuffer(data, np.uint8, count=len(data) // 4 * 4).reshape(-1, 4)[:, ::-1]  # top byte first
+    nibbles = np.stack([word_bytes >> 4, word_bytes & 0xF], axis=-1).ravel()
+    ends = np.flatnonzero(nibbles < 8)  # a value's last nibble: no continuation bit
+    if ends.size == 0:
+        return np.zeros(0, np.int64)
+    nibbles = nibbles[: ends[-1] + 1]  # (an unfinished value after the last one is no value)
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    place = np.arange(nibbles.size) - np.repeat(starts, ends - starts + 1)
+    # (a value of over 20 nibbles is corrupt data: its runs do not add up, which the caller names)
+    groups = (nibbles & 7).astype(np.int64) << (3 * np.minimum(place, 20))
+    return np.add.reduceat(groups, starts)
+
+
+def _concatenated_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """`concatenate([arange(s, s + n) for s, n in zip(starts, lengths)])`, without the loop."""
+    before = np.cumsum(lengths) - lengths
+    return np.repeat(starts - before, lengths) + np.arange(int(lengths.sum()))
+
+
+def rvl_decode(data: bytes | bytearray | memoryview, num_pixels: int) -> np.ndarray:
+    """`(num_pixels,)` uint16 of an RVL stream (compressed_depth_image_transport's `rvl` format).
+
+    The stream alternates a count of zero pixels, a count of non-zero ones and, for each non-zero
+    pixel, its difference from the previous non-zero pixel (zigzag-coded: 2d for d >= 0, -2d - 1
+    below; the first is taken from 0). Values are unpacked with numpy; only the runs are walked
+    in Python (two values per run of zeros).
+
+    Raises:
+        InputError: a stream that ends before `num_pixels`, or runs that add up to more.
+    """
+    if not 0 < num_pixels <= _RVL_MAX_PIXELS:
+        raise InputError(f"an RVL image of {num_pixels} pixels (corrupt size in its header)")
+    values = _rvl_values(bytes(data))
+    listed = values.tolist()
+    runs: list[tuple[int, int, int]] = []  # (first output pixel, index of its first value, non-zero pixels)
+    done, i = 0, 0
+    while done < num_pixels:
+        if i >= len(listed):
+            raise InputError(f"corrupt RVL data: it ends after {done} of the {num_pixels} pixels its header gives")
+        done += listed[i]  # zeros
+        if done >= num_pixels:  # (a last run of zeros needs no count of non-zero pixels after it)
+            break
+        nonzeros = listed[i + 1] if i + 1 < len(listed) else 0
+        if i + 2 + nonzeros > len(listed):
+            raise InputError(f"corrupt RVL data: it ends after {done} of the {num_pixels} pixels its header gives")
+        runs.append((done, i + 2, nonzeros))
+        done += nonzeros
+        i += 2 + nonzeros
+    if done > num_pixels:
+        raise InputError(f"corrupt RVL data: its runs give {done} pixels, its header {num_pixels}")
+    out = np.zeros(num_pixels, np.uint16)
+    if runs:
+        first_pixel, first_value, counts = (np.array(col, np.int64) for col in zip(*runs, strict=True))
+        coded = values[_concatenated_ranges(first_value, counts)]
+        deltas = (coded >> 1) ^ -(coded & 1)
+        out[_concatenated_ranges(first_pixel, counts)] = np.cumsum(deltas) & 0xFFFF
+    return out
+
+
+def _compressed_depth_samples(codec: str, buf: bytes, fmt: str) -> tuple[np.ndarray, bool]:
+    """`((H, W) uint16, has_header)` of a compressedDepth payload with `codec` ("png" or "rvl"):
+    PNG after the 12-byte header (or without it, as some writers leave it out), or RVL after the
+    header and the uint32 width and height."""
+    import cv2  # lazy: only compressed inputs need OpenCV here
+
+    if codec == "rvl":
+        if len(buf) < _DEPTH_HEADER + 8:
+            raise InputError(f"cannot decode a compressedDepth image ({len(buf)} bytes, format {fmt!r})")
+        width, height = struct.unpack("<II", buf[_DEPTH_HEADER : _DEPTH_HEADER + 8])
+        try:
+            samples = rvl_decode(memoryview(buf)[_DEPTH_HEADER + 8 :], width * height)
+        except InputError as err:
+            raise InputError(f"cannot decode a compressedDepth image {width}x{height} ({fmt!r}): {err}") from None
+        return samples.reshape(height, width), True
+    header = buf[_DEPTH_HEADER : _DEPTH_HEADER + 8] == _PNG_MAGIC
+    start = _DEPTH_HEADER if header else 0 if buf[:8] == _PNG_MAGIC else -1
+    img = cv2.imdecode(np.frombuffer(buf[start:], np.uint8), cv2.IMREAD_UNCHANGED) if start >= 0 else None
+    if img is None or img.dtype != np.uint16 or img.ndim != 2:
+        raise InputError(f"cannot decode a compressedDepth image ({len(buf)} bytes, format {fmt!r})")
+    return img, header
+
 
 def compressed_depth_to_metres(fmt: str, data: bytes | bytearray | memoryview) -> np.ndarray:
     """`(H, W)` float32 metres (NaN invalid) of a compressed_depth_image_transport `CompressedImage`
-    (`format` "16UC1; compressedDepth png", "32FC1; compressedDepth png", or without the codec, as
-    older versions write it): a 12-byte header (int32 format, float32 depthQuantA, depthQuantB), then a
-    16-bit PNG, of millimetres for 16UC1 and of quantized inverse depth for 32FC1
+    (`format` "16UC1; compressedDepth png", "32FC1; compressedDepth rvl", or without the codec, png,
+    as older versions write it): a 12-byte header (int32 format, float32 depthQuantA, depthQuantB),
+    then a 16-bit PNG, or an RVL stream after its uint32 width and height (`rvl_decode`), of
+    millimetres for 16UC1 and of quantized inverse depth for 32FC1
     (`depth = depthQuantA / (v - depthQuantB)`, 0 = no depth), as its `decodeCompressedDepthImage`.
 
     Raises:
-        InputError: another codec (rvl), an encoding other than 16UC1/32FC1, or undecodable data.
+        InputError: another codec, an encoding other than 16UC1/32FC1, or undecodable data.
     """
-    import cv2  # lazy: only compressed inputs need OpenCV here
-
     encoding, _, rest = str(fmt).partition(";")
     encoding, codec = encoding.strip(), rest.replace("compressedDepth", "").strip() or "png"
-    if codec != "png":
+    if codec not in ("png", "rvl"):
         raise InputError(
-            f"compressedDepth {codec!r} is not supported, only png: record the depth raw or with the "
-            "compressedDepth plugin's png format (its format parameter)"
+            f"compressedDepth {codec!r} is not supported, only png and rvl: record the depth raw or with the "
+            "compressedDepth plugin's png or rvl format (its format parameter)"
         )
     if encoding not in ("16UC1", "32FC1"):
         raise InputError(f"compressedDepth of encoding {encoding!r}: expected 16UC1 or 32FC1 (format {fmt!r})")
     buf = bytes(data)
-    start = 12 if buf[12:20] == _PNG_MAGIC else 0 if buf[:8] == _PNG_MAGIC else -1
-    img = cv2.imdecode(np.frombuffer(buf[start:], np.uint8), cv2.IMREAD_UNCHANGED) if start >= 0 else None
-    if img is None or img.dtype != np.uint16 or img.ndim != 2:
-        raise InputError(f"cannot decode a compressedDepth image ({len(buf)} bytes, format {fmt!r})")
+    img, header = _compressed_depth_samples(codec, buf, fmt)
     if encoding == "16UC1":
         return depth_from_image(img, "16UC1")
-    quant_a, quant_b = struct.unpack("<ff", buf[4:12]) if start == 12 else (0.0, 0.0)
+    quant_a, quant_b = struct.unpack("<ff", buf[4:12]) if header else (0.0, 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         depth = np.float32(quant_a) / (img.astype(np.float32) - np.float32(quant_b))
     depth[img == 0] = np.nan
