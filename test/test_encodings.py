@@ -7,6 +7,7 @@ import array
 import cv2
 import numpy as np
 import pytest
+from fakes import rvl_encode
 
 from vdepth_ros import encodings as enc
 from vdepth_ros.errors import InputError
@@ -329,39 +330,6 @@ def test_camera_from_info_without_ros():
     assert a != enc.info_signature(_Info([501.0, 0, 320, 0, 510, 240, 0, 0, 1]))
 
 
-def _rvl_encode(samples: np.ndarray) -> bytes:
-    """RVL as its paper and compressed_depth_image_transport specify it, written plainly (one value
-    at a time) to check the vectorised decoder: runs of zeros and of non-zero pixels, each non-zero
-    pixel as the zigzag code of its difference from the previous one, every value in 3-bit groups
-    (low first, bit 3 = more follow), 8 nibbles to a little-endian uint32, the first in its top bits."""
-    nibbles: list[int] = []
-
-    def put(value: int) -> None:
-        while True:
-            group, value = value & 7, value >> 3
-            nibbles.append(group | (8 if value else 0))
-            if not value:
-                return
-
-    flat, previous, i = [int(v) for v in samples.ravel()], 0, 0
-    while i < len(flat):
-        start = i
-        while i < len(flat) and flat[i] == 0:
-            i += 1
-        put(i - start)
-        start = i
-        while i < len(flat) and flat[i] != 0:
-            i += 1
-        put(i - start)
-        for v in flat[start:i]:
-            d = v - previous
-            put(2 * d if d >= 0 else -2 * d - 1)
-            previous = v
-    nibbles += [0] * (-len(nibbles) % 8)
-    words = [sum(n << (28 - 4 * k) for k, n in enumerate(nibbles[j : j + 8])) for j in range(0, len(nibbles), 8)]
-    return np.array(words, "<u4").tobytes()
-
-
 #: compressed_depth_image_transport's own RvlCodec::CompressRVL output (built from its source) for
 #: the 3x5 image below and for 12 zeros: the decoder must read the real codec's bytes, not only ours.
 _RVL_REAL = {
@@ -376,13 +344,13 @@ def test_rvl_decodes_the_real_codec_and_a_spec_encoder() -> None:
     `format: rvl`, much faster to encode than png) was refused: "compressedDepth 'rvl' is not supported"."""
     for hexdata, samples in _RVL_REAL.items():
         np.testing.assert_array_equal(enc.rvl_decode(bytes.fromhex(hexdata), len(samples)), samples)
-        assert _rvl_encode(np.array(samples)) == bytes.fromhex(hexdata)
+        assert rvl_encode(np.array(samples)) == bytes.fromhex(hexdata)
     rng = np.random.default_rng(3)
     for _ in range(20):  # runs of zeros and values, big jumps both ways, a zero or a value at each end
         n = int(rng.integers(1, 300))
         samples = rng.integers(0, 65536, n) * (rng.random(n) < rng.random())
         samples[rng.random(n) < 0.3] = rng.integers(1, 5)
-        np.testing.assert_array_equal(enc.rvl_decode(_rvl_encode(samples), n), samples)
+        np.testing.assert_array_equal(enc.rvl_decode(rvl_encode(samples), n), samples)
 
 
 def test_rvl_compressed_depth_gives_metres_and_names_corrupt_data() -> None:
@@ -392,16 +360,16 @@ def test_rvl_compressed_depth_gives_metres_and_names_corrupt_data() -> None:
 
     mm = np.array([[0, 500, 1000, 1000], [2500, 0, 0, 65535]], np.uint16)
     size = struct.pack("<II", 4, 2)
-    data = struct.pack("<iff", 0, 0.0, 0.0) + size + _rvl_encode(mm)
+    data = struct.pack("<iff", 0, 0.0, 0.0) + size + rvl_encode(mm)
     out = enc.compressed_depth_to_metres("16UC1; compressedDepth rvl", data)
     np.testing.assert_allclose(out, np.where(mm == 0, np.nan, mm * 0.001), rtol=1e-6)
     quant_a, quant_b = 100.0 * 101.0, 1.0 - 100.0 * 101.0 / 10.0  # the plugin's depth_quantization 100, depth_max 10
     metres = np.array([[0.5, 1.0, np.nan], [2.0, 9.0, 3.0]], np.float32)
     inv = np.where(np.isnan(metres), 0, np.round(quant_a / np.nan_to_num(metres, nan=1) + quant_b)).astype(np.uint16)
-    data = struct.pack("<iff", 0, quant_a, quant_b) + struct.pack("<II", 3, 2) + _rvl_encode(inv)
+    data = struct.pack("<iff", 0, quant_a, quant_b) + struct.pack("<II", 3, 2) + rvl_encode(inv)
     out = enc.compressed_depth_to_metres("32FC1; compressedDepth rvl", data)
     np.testing.assert_allclose(out, metres, rtol=0.01)
-    good = struct.pack("<iff", 0, 0.0, 0.0) + size + _rvl_encode(mm)
+    good = struct.pack("<iff", 0, 0.0, 0.0) + size + rvl_encode(mm)
     for bad in (good[:-4], good[:14], struct.pack("<iff", 0, 0.0, 0.0) + struct.pack("<II", 400, 200) + good[20:]):
         with pytest.raises(InputError, match="cannot decode a compressedDepth image"):
             enc.compressed_depth_to_metres("16UC1; compressedDepth rvl", bad)

@@ -87,6 +87,12 @@ def _type_hint(is_image: bool, wanted: str, published: str, topic: str = "") -> 
         return "remap image to the camera's base topic (compressed reads <base>/compressed), or image_transport:=raw"
     if is_image and wanted.endswith("/Image") and published.endswith("/CompressedImage"):
         return "set image_transport:=compressed, or remap image to the raw stream"
+    if not is_image and wanted.endswith("/Image") and published.endswith("/CompressedImage"):
+        return (
+            "a depth camera's compressed stream is read from its image_transport name, <base>/compressedDepth: "
+            "remap sparse_depth to it (e.g. /camera/aligned_depth_to_color/image_raw/compressedDepth), or to the "
+            "raw depth topic"
+        )
     return "check the remapping of this topic (and the sparse_depth parameter for sparse_depth / camera_pose)"
 
 
@@ -179,6 +185,8 @@ class InputSide:
         if p["sparse_depth"] != "none":
             mode = p["sparse_depth"]
             sparse_type = {"image": Image, "pointcloud": PointCloud2, "pose": PoseStamped}[mode]
+            if mode == "image" and is_depth_stream_name(node.resolve_topic_name("sparse_depth")):
+                sparse_type = CompressedImage  # a depth camera's compressedDepth stream (png or rvl)
             topics.append((sparse_type, "camera_pose" if mode == "pose" else "sparse_depth", self._on_sparse))
         self.queue = DropOldestQueue(p["queue_size"])
         self._info_arrived = False
@@ -439,7 +447,7 @@ class InputSide:
         except Exception as err:
             self.log.error("info-callback", f"camera_info callback failed: {err!r}")
 
-    def _on_sparse(self, msg: Image | PointCloud2 | PoseStamped) -> None:
+    def _on_sparse(self, msg: Image | CompressedImage | PointCloud2 | PoseStamped) -> None:
         try:
             sample: Any = msg
             if isinstance(msg, PoseStamped):
