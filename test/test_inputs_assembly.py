@@ -28,6 +28,7 @@ from vdepth_ros.inputs.assembly import (
 )
 from vdepth_ros.inputs.loss import InputLossMeter, PublisherSequences
 from vdepth_ros.inputs.samples import TimedSamples
+from vdepth_ros.stream.scale import resample_sparse_depth
 
 H, W = 48, 64
 K = [60.0, 0.0, 31.5, 0.0, 60.0, 23.5, 0.0, 0.0, 1.0]
@@ -254,10 +255,13 @@ def test_an_image_frame_id_with_a_leading_slash_is_named_once() -> None:
     assert "'/camera_optical' starts with '/'" in reports[0][1] and "without the /" in reports[0][1]
 
 
-def test_sparse_depth_in_another_frame_is_reported_once_and_still_used() -> None:
+def test_sparse_depth_in_another_frame_is_refused_with_the_fix() -> None:
     """No TF lookup here: a depth image or cloud in another frame than the image (a depth camera's
-    unaligned stream, a LiDAR in its own frame) is taken as registered / in the optical frame, so
-    the mismatch is named (once per pair of frames); the frame keeps its sparse depth."""
+    unaligned stream, a LiDAR in its own frame) was used as registered / in the optical frame after
+    one WARN, so the node published a confidently wrong metric depth (a RealSense's unaligned depth
+    has another field of view and origin). Now each such sample is refused with a rate-limited error
+    naming the fix, and the frame goes on without it; the same frame written with a leading '/', or
+    a message without a frame_id, is used."""
     reports: list[tuple[str, str]] = []
     assembler = FrameAssembler(sparse_depth="image", report=lambda kind, message: reports.append((kind, message)))
 
@@ -267,17 +271,27 @@ def test_sparse_depth_in_another_frame_is_reported_once_and_still_used() -> None
 
     rgb = np.zeros((H, W, 3), np.uint8)
     depth = np.full((H, W), 2.0, np.float32)
-    for k, (image_frame, depth_frame) in enumerate(
-        [("cam", "cam"), ("cam", "/cam"), ("", "depth"), ("cam", ""), ("cam", "depth"), ("cam", "depth"), ("cam", "ir")]
-    ):
+    for k, (image_frame, depth_frame, used) in enumerate(
+        [("cam", "cam", True), ("cam", "/cam", True), ("", "depth", True), ("cam", "", True),
+         ("cam", "depth", False), ("cam", "depth", False), ("cam", "ir", False)]
+    ):  # fmt: skip
         image = with_frame(raw_image(rgb), image_frame)
         frame = assembler.assemble(image, k, info(), with_frame(raw_image(depth, "32FC1"), depth_frame))
-        assert frame.sparse_depth is not None and np.nanmax(frame.sparse_depth) == 2.0
+        assert (frame.sparse_depth is not None and np.nanmax(frame.sparse_depth) == 2.0) == used, k
     # an image without a frame: the outputs would have none (RViz cannot place them); named once
-    assert [kind for kind, _ in reports] == ["image_frame", "sparse_frame", "sparse_frame"]
+    assert [kind for kind, _ in reports] == ["image_frame", "sparse", "sparse", "sparse"]
     assert "the image's header has no frame_id" in reports[0][1]
     assert "depth image is in frame 'depth', the image in 'cam'" in reports[1][1]
-    assert "'ir'" in reports[2][1]
+    assert "aligned_depth_to_color" in reports[1][1] and "with the image's frame_id" in reports[1][1]
+    assert "'ir'" in reports[3][1]
+    reports.clear()
+    lidar = FrameAssembler(sparse_depth="pointcloud", report=lambda kind, message: reports.append((kind, message)))
+    cloud = SimpleNamespace(header=SimpleNamespace(frame_id="velodyne"), point_step=12)
+    frame = lidar.assemble(with_frame(raw_image(rgb), "cam"), 0, info(), cloud)
+    assert frame.sparse_depth is None and [kind for kind, _ in reports] == ["sparse"]
+    assert "point cloud is in frame 'velodyne', the image in 'cam'" in reports[0][1]
+    assert "transform it into 'cam'" in reports[0][1]
+    reports.clear()
     # a camera_info in another frame: most likely another camera's; used, named once
     reports.clear()
     for k in range(3):
@@ -286,6 +300,33 @@ def test_sparse_depth_in_another_frame_is_reported_once_and_still_used() -> None
     assert [kind for kind, _ in reports] == ["camera_info_frame"]
     assert "camera_info is in frame 'depth', the image in 'cam'" in reports[0][1]
     assert "remap camera_info to this camera's" in reports[0][1]  # the node's way (vdepth-bag: its option)
+
+
+def test_registered_depth_at_another_resolution_is_used_and_another_aspect_is_refused_with_the_fix() -> None:
+    """A depth image registered to the colour camera at another resolution (a ZED's or an OAK-D's
+    depth, downscaled or at the stereo resolution, in the colour camera's frame) was refused: "depth
+    image 80x60 does not match the image 160x120", no metric depth and no fix named. It is now taken
+    sample by sample to the image pixel it covers; a depth image of another aspect ratio cannot be
+    registered to the image (a depth camera's own stream) and is refused, naming the fix."""
+    reports: list[tuple[str, str]] = []
+    assembler = FrameAssembler(sparse_depth="image", report=lambda kind, message: reports.append((kind, message)))
+    rgb = np.zeros((H, W, 3), np.uint8)
+    yy, xx = np.mgrid[0:H, 0:W]
+    truth = (1.0 + xx / W + yy / H).astype(np.float32)  # metres, varying across the image
+    # half the resolution (each depth pixel: the middle of a 2x2 block) and double
+    for depth in (truth[1::2, 1::2], truth.repeat(2, 0).repeat(2, 1)):
+        frame = assembler.assemble(raw_image(rgb), 0, info(), raw_image(np.ascontiguousarray(depth), "32FC1"))
+        z = frame.sparse_depth
+        assert z is not None and not reports, reports
+        ok = np.isfinite(z)
+        assert ok.sum() >= z.size // 4 - 2, ok.sum()
+        # each sample lands where it belongs: within a depth pixel of the truth there
+        tolerance = float(np.abs(np.diff(truth, axis=1)).max() + np.abs(np.diff(truth, axis=0)).max()) * 2
+        assert np.abs(z[ok] - resample_sparse_depth(truth, z.shape[1], z.shape[0])[ok]).max() <= tolerance
+    wide = raw_image(np.full((H, W * 4 // 3), 2.0, np.float32), "32FC1")
+    assert assembler.assemble(raw_image(rgb), 1, info(), wide).sparse_depth is None
+    assert [kind for kind, _ in reports] == ["sparse"]
+    assert f"does not match the image {W}x{H}" in reports[0][1] and "aligned_depth_to_color" in reports[0][1]
 
 
 # -- image size and decoding -------------------------------------------------------------------

@@ -335,9 +335,9 @@ FAULTS: dict[str, Fault] = {
         lambda r: (setattr(r, "k", r.k + 20), r.frame()), "the camera is slower than max_gap allows", "warning"
     ),
     "burst into a short queue": Fault(burst, "input queue full", "warning", params={"queue_size": 3}, engine=Slow),
-    "sparse depth of another size": Fault(
+    "sparse depth of another aspect ratio": Fault(
         lambda r: sparse_frame(r, conv.image_msg(np.ones((H // 2, W), np.float32), "32FC1", r.header())),
-        "ignoring sparse_depth: depth image",
+        "not registered to the image (a depth camera's own stream?): remap sparse_depth",
         params={"sparse_depth": "image", "scale_source": "sparse"},
     ),
     "colour image on sparse_depth": Fault(
@@ -347,14 +347,12 @@ FAULTS: dict[str, Fault] = {
     ),
     "sparse depth image in another frame": Fault(
         lambda r: sparse_in_frame(r, "camera_depth_optical_frame"),
-        "is in frame 'camera_depth_optical_frame', the image in 'cam'",
-        "warning",
+        "ignoring sparse_depth: the depth image is in frame 'camera_depth_optical_frame', the image in 'cam'",
         params={"sparse_depth": "image", "scale_source": "sparse"},
     ),
     "LiDAR cloud in its own frame": Fault(
         lambda r: sparse_in_frame(r, "velodyne", cloud=True),
-        "point cloud is in frame 'velodyne'",
-        "warning",
+        "ignoring sparse_depth: the point cloud is in frame 'velodyne'",
         params={"sparse_depth": "pointcloud", "scale_source": "sparse"},
     ),
     "truncated PointCloud2": Fault(

@@ -703,39 +703,33 @@ def test_a_compressed_depth_stream_remapped_to_image_is_named_as_depth_not_colou
     assert "depth stream" in warned[0] and "colour" in warned[0], warned[0]
 
 
-def test_a_depth_camera_streamed_as_compressed_depth_gives_the_node_its_metric_scale(tmp_path: Path) -> None:
-    """A RealSense streamed over wifi publishes its aligned depth as
-    `.../aligned_depth_to_color/image_raw/compressedDepth` (compressed_depth_image_transport, here with
-    its `rvl` format): `-r sparse_depth:=` that topic delivered nothing (the node subscribed a raw
-    Image there, DDS matched nothing), so no metric depth ever came, although vdepth-bag reads the
-    same stream from a recording. Now the node subscribes the compressedDepth stream by its name."""
-    import struct
+#: Grey-block scenes for the tiny model (its disparity is 0.1 + luminance) and the depth it agrees with,
+#: in metres: what a depth camera registered to the colour camera measures.
+_GREYS = [
+    np.random.default_rng(k).integers(0, 255, (6, 8), dtype=np.uint8).repeat(20, 0).repeat(20, 1) for k in range(4)
+]
+_TRUTHS = [0.5 / (0.1 + g.astype(np.float32) / 255) for g in _GREYS]
 
-    from fakes import rvl_encode
 
-    topic = "/camera/aligned_depth_to_color/image_raw/compressedDepth"
+def _depth_camera_node(
+    tmp_path: Path, topic: str, depth_msg: Callable[[int, Header], Any], depth_type: type, seconds: float = 60.0
+) -> tuple[list[Image], str]:
+    """The node with `scale_source:=sparse sparse_depth:=image`, `sparse_depth` remapped to `topic`, fed
+    grey-block colour images with camera_info, and `depth_msg(k, header)` on `topic` beside each; until 3
+    /depth arrive or `seconds`. (/depth messages, the node's output)."""
     depths: list[Image] = []
-    rng = np.random.default_rng(0)
-    # grey blocks, with the depth the tiny model agrees with (its disparity is 0.1 + luminance, over 0.5)
-    greys = [rng.integers(0, 255, (6, 8), dtype=np.uint8).repeat(20, 0).repeat(20, 1) for _ in range(4)]
-    truths = [0.5 / (0.1 + g.astype(np.float32) / 255) for g in greys]
-    payloads = []
-    for metres in truths:
-        mm = np.round(metres * 1000).astype(np.uint16)
-        mm[::7] = 0  # rows without depth, as a real sensor's holes
-        payloads.append(struct.pack("<iff", 0, 0.0, 0.0) + struct.pack("<II", 160, 120) + rvl_encode(mm))
 
     def feed(peer: Node, ex: SingleThreadedExecutor) -> None:
         rel = qos_profile("reliable", 10)
         peer.create_subscription(Image, "/depth", depths.append, qos_profile("reliable", 50))
         pub = peer.create_publisher(Image, "/camera/color/image_raw", rel)
         ipub = peer.create_publisher(CameraInfo, "/camera/color/camera_info", rel)
-        dpub = peer.create_publisher(CompressedImage, topic, rel)
-        k, deadline = 0, time.monotonic() + 60
+        dpub = peer.create_publisher(depth_type, topic, rel)
+        k, deadline = 0, time.monotonic() + seconds
         while time.monotonic() < deadline and len(depths) < 3:
             h = Header(stamp=conv.ns_to_stamp(1_000_000_000 + k * 50_000_000), frame_id="camera_color_optical_frame")
-            dpub.publish(CompressedImage(header=h, format="16UC1; compressedDepth rvl", data=payloads[k % 4]))
-            pub.publish(conv.image_msg(np.repeat(greys[k % 4][..., None], 3, axis=2), "rgb8", h))
+            dpub.publish(depth_msg(k % 4, h))
+            pub.publish(conv.image_msg(np.repeat(_GREYS[k % 4][..., None], 3, axis=2), "rgb8", h))
             ipub.publish(CameraInfo(**{**_fields(CAMERA_INFO), "header": h}))
             k += 1
             end = time.monotonic() + 0.05
@@ -746,12 +740,66 @@ def test_a_depth_camera_streamed_as_compressed_depth_gives_the_node_its_metric_s
     args += ["-r", "image:=/camera/color/image_raw", "-r", "camera_info:=/camera/color/camera_info"]
     _, out = run_node(tmp_path, [*args, "-r", f"sparse_depth:={topic}"], {}, {}, before_feed=feed,
                       done=lambda got: True)  # fmt: skip
+    return depths, out
+
+
+def _metric_error(depth: Image) -> float:
+    """The median relative error of a /depth message against the scene's truth."""
+    k = (conv.stamp_to_ns(depth.header.stamp) - 1_000_000_000) // 50_000_000
+    return float(np.nanmedian(np.abs(conv.image_array(depth) - _TRUTHS[k % 4]) / _TRUTHS[k % 4]))
+
+
+def test_a_depth_camera_streamed_as_compressed_depth_gives_the_node_its_metric_scale(tmp_path: Path) -> None:
+    """A RealSense streamed over wifi publishes its aligned depth as
+    `.../aligned_depth_to_color/image_raw/compressedDepth` (compressed_depth_image_transport, here with
+    its `rvl` format): `-r sparse_depth:=` that topic delivered nothing (the node subscribed a raw
+    Image there, DDS matched nothing), so no metric depth ever came, although vdepth-bag reads the
+    same stream from a recording. Now the node subscribes the compressedDepth stream by its name."""
+    import struct
+
+    from fakes import rvl_encode
+
+    payloads = []
+    for metres in _TRUTHS:
+        mm = np.round(metres * 1000).astype(np.uint16)
+        mm[::7] = 0  # rows without depth, as a real sensor's holes
+        payloads.append(struct.pack("<iff", 0, 0.0, 0.0) + struct.pack("<II", 160, 120) + rvl_encode(mm))
+    topic = "/camera/aligned_depth_to_color/image_raw/compressedDepth"
+    depths, out = _depth_camera_node(
+        tmp_path,
+        topic,
+        lambda k, h: CompressedImage(header=h, format="16UC1; compressedDepth rvl", data=payloads[k]),
+        CompressedImage,
+    )
     assert len(depths) >= 3, out
-    last = depths[-1]
-    k = (conv.stamp_to_ns(last.header.stamp) - 1_000_000_000) // 50_000_000
-    error = np.abs(conv.image_array(last) - truths[k % 4]) / truths[k % 4]
-    assert np.nanmedian(error) < 0.1, np.nanmedian(error)  # metric: the depth camera's scale
+    assert _metric_error(depths[-1]) < 0.1  # metric: the depth camera's scale
     assert "none of those messages arrive" not in out, out
+
+
+def test_registered_depth_at_half_resolution_scales_and_an_unaligned_one_is_refused(tmp_path: Path) -> None:
+    """A depth camera's depth registered to the colour camera at half its resolution (a ZED's downscaled
+    depth, an OAK-D's at the stereo resolution) was refused ("depth image 80x60 does not match the image
+    160x120", no fix named): now it gives the metric scale. Its unaligned stream (another frame_id) was
+    used after one WARN, giving a confidently wrong scale: now it is refused with a rate-limited error
+    naming the aligned stream, and no metric depth is published."""
+    depths, out = _depth_camera_node(
+        tmp_path,
+        "/camera/aligned_depth_to_color/image_raw",
+        lambda k, h: conv.image_msg(np.ascontiguousarray(_TRUTHS[k][1::2, 1::2]), "32FC1", h),
+        Image,
+    )
+    assert len(depths) >= 3 and _metric_error(depths[-1]) < 0.1, out
+
+    def unaligned(k: int, h: Header) -> Image:
+        return conv.image_msg(_TRUTHS[k], "32FC1", Header(stamp=h.stamp, frame_id="camera_depth_optical_frame"))
+
+    depths, out = _depth_camera_node(tmp_path, "/camera/depth/image_rect_raw", unaligned, Image, seconds=8.0)
+    assert not depths, out
+    errors = [line for line in out.splitlines() if "ignoring sparse_depth" in line]
+    assert errors and all("[ERROR]" in line for line in errors), out
+    assert len(errors) <= 3, errors  # rate-limited: one every few seconds, not one per frame
+    assert "'camera_depth_optical_frame', the image in 'camera_color_optical_frame'" in errors[0], errors[0]
+    assert "aligned_depth_to_color" in errors[0], errors[0]
 
 
 def test_vdepth_node_rejects_bad_params_file(tmp_path: Path) -> None:

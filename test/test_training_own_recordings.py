@@ -56,7 +56,8 @@ def test_rgbd_bag_in_millimetres_becomes_metric_sequences(tmp_path: Path, capsys
 
 
 def test_depth_of_another_size_is_one_error_naming_the_fix(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    bag = _bag(tmp_path / "rec", 4, [np.ones((H // 2, W // 2), np.float32)] * 4)
+    # another aspect ratio: a depth camera's own stream (one registered at another resolution is used, sample by sample)
+    bag = _bag(tmp_path / "rec", 4, [np.ones((H // 2, W), np.float32)] * 4)
     rc = layouts_main(["rosbag", str(bag), "--out", str(tmp_path / "mine"),
                        "--depth-topic", "/cam/aligned_depth_to_color/image_raw"])  # fmt: skip
     err = capsys.readouterr().err

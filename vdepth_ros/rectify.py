@@ -35,6 +35,7 @@ from vdepth_ros.camera_info import camera_from_info, image_window, pinhole_field
 from vdepth_ros.errors import ConfigError, InputError
 from vdepth_ros.pointcloud2 import sparse_depth_from_cloud
 from vdepth_ros.stream.cloud import CameraModel
+from vdepth_ros.stream.scale import resample_sparse_depth
 
 #: What to do when `rectify` cannot undistort a camera's images (each of them is dropped).
 RECTIFY_FIX = (
@@ -407,16 +408,28 @@ def sparse_depth_input(
     `sensor_msgs/PointCloud2` message (rclpy or rosbags) in the camera's optical frame, projected
     with the pinhole `camera` after the rectification's rotation.
 
+    A depth image of another size than the image but of its aspect ratio is taken as registered at
+    another resolution (`resample_sparse_depth`: each sample to the image pixel it covers).
+
     Raises:
-        InputError: a cloud without camera_info, or a depth image of another size than the image.
+        InputError: a cloud without camera_info, or a depth image of another aspect ratio than the image.
     """
     if not isinstance(sparse, np.ndarray):  # PointCloud2
         if camera is None:
             raise InputError("a PointCloud2 needs camera_info to be projected")
         return sparse_depth_from_cloud(sparse, camera, rotation=None if view is None else view.rotation)
     if sparse.shape != tuple(size):
-        h, w = size
-        raise InputError(f"depth image {sparse.shape[1]}x{sparse.shape[0]} does not match the image {w}x{h}")
+        (h, w), (dh, dw) = size, sparse.shape
+        if abs((dw / dh) / (w / h) - 1.0) > 0.02:
+            raise InputError(
+                f"depth image {dw}x{dh} does not match the image {w}x{h}: another aspect ratio, so it is not "
+                "registered to the image (a depth camera's own stream?): remap sparse_depth to the depth registered "
+                "to this camera (e.g. a RealSense's /camera/aligned_depth_to_color/image_raw, with "
+                "align_depth.enable:=true; depth_image_proc's register node)"
+            )
+        # registered at another resolution (a depth camera's downscaled or stereo-resolution aligned depth):
+        # each sample goes to the image pixel it covers, none lost or smeared
+        sparse = resample_sparse_depth(sparse, w, h)
     return sparse if view is None else view.depth(sparse)
 
 

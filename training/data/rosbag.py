@@ -45,7 +45,8 @@ def rosbag_sequences(
 
     Args:
         bag: a bag folder or a bare `.mcap` / `.db3` file.
-        depth_topic: `sensor_msgs/Image` depth (`16UC1` mm or `32FC1` m) at the colour image's size.
+        depth_topic: `sensor_msgs/Image` depth (`16UC1` mm or `32FC1` m) registered to the colour image
+            (in its frame), at its size (at another resolution of its aspect ratio: a sparser target).
         image_topic: the colour topic (default: the bag's only image topic besides the depth).
         camera_info_topic: its camera_info (default: the one beside the image topic, or the only one);
             the sequences get intrinsics where one is present.

@@ -58,7 +58,6 @@ REPORT_KINDS = (
     "distortion",
     "scaled_info",
     "sparse",
-    "sparse_frame",
     "pose",
     "rectified_twice",
     "distorted_raw",
@@ -95,6 +94,30 @@ def _frame_id(msg: Any) -> str:
     """A message's `header.frame_id` without a leading '/' (ROS 1 style), '' when it has none."""
     header = getattr(msg, "header", None)
     return str(getattr(header, "frame_id", "") or "").lstrip("/")
+
+
+def sparse_frame_problem(sparse: Any, image: Any) -> str | None:
+    """Why a sparse depth message cannot be used with `image`, or None: it is in another frame (both
+    `frame_id`s set and different). Nothing here looks up TF, so only a depth image registered to the
+    image (a depth camera's aligned stream, which carries the image's frame_id) or a cloud given in the
+    image's optical frame gives the right metric scale; a depth camera's own stream or a LiDAR cloud in
+    its own frame would give a wrong one, without a word."""
+    theirs, ours = _frame_id(sparse), _frame_id(image)
+    if not theirs or not ours or theirs == ours:
+        return None
+    same = "or, if it is in that frame already under another name, publish it with the image's frame_id"
+    if hasattr(sparse, "point_step"):
+        return (
+            f"the point cloud is in frame {theirs!r}, the image in {ours!r}: nothing here looks up TF, so a cloud "
+            f"must be given in the image's optical frame: transform it into {ours!r} before this node (e.g. "
+            f"pcl_ros's transform_point_cloud, or in the LiDAR driver), {same}"
+        )
+    return (
+        f"the depth image is in frame {theirs!r}, the image in {ours!r}: nothing here looks up TF, so a depth "
+        "image must be registered to the image pixel for pixel: remap sparse_depth to the depth registered to "
+        "this camera (e.g. a RealSense's /camera/aligned_depth_to_color/image_raw, with align_depth.enable:=true; "
+        f"depth_image_proc's register node), {same}"
+    )
 
 
 class FrameAssembler:
@@ -194,9 +217,7 @@ class FrameAssembler:
         if self.triangulator is not None:
             sparse_depth = self._triangulated(rgb, pose if view is None else view.pose(pose), camera)
         else:
-            if sparse is not None:
-                self._check_sparse_frame(sparse, image)
-            sparse_depth = self._sparse_depth(sparse, camera, raw_size, view)
+            sparse_depth = self._sparse_depth(sparse, image, camera, raw_size, view)
         valid = None if view is None else view.valid
         return FrameInput(
             rgb=rgb, stamp_ns=int(stamp_ns), camera=camera, sparse_depth=sparse_depth, meta=meta, valid=valid
@@ -328,31 +349,17 @@ class FrameAssembler:
                 f"(the outputs keep the image's frame); if it is another camera's camera_info, {self.choose_info}",
             )
 
-    def _check_sparse_frame(self, sparse: Any, image: Any) -> None:
-        """Report (once per pair of frames) a sparse depth message whose `frame_id` is not the image's:
-        it is used as if registered to the image (a depth image) or given in its optical frame (a
-        cloud), since nothing here looks up TF, so a LiDAR cloud in its own frame or a depth camera's
-        unaligned image would give a wrong metric scale without a word."""
-        theirs, ours = self._other_frame("sparse", sparse, image)
-        if not theirs:
-            return
-        if hasattr(sparse, "point_step"):
-            what, need = "point cloud", "given in the image's optical frame"
-        else:
-            what, need = (
-                "depth image",
-                "registered to the image pixel for pixel (e.g. a depth camera's aligned_depth_to_color)",
-            )
-        self._report(
-            "sparse_frame",
-            f"the sparse_depth {what} is in frame {theirs!r}, the image in {ours!r}: it is used as if it were {need} "
-            "(there is no TF lookup); if it is not, the metric scale is wrong: publish it in the image's frame",
-        )
-
-    def _sparse_depth(self, sparse: Any, camera: Any, raw_size: tuple[int, int], view: Any) -> np.ndarray | None:
+    def _sparse_depth(
+        self, sparse: Any, image: Any, camera: Any, raw_size: tuple[int, int], view: Any
+    ) -> np.ndarray | None:
+        """The frame's sparse depth, or None: no sample, or one refused (reported): undecodable, or
+        in another frame than the image (`sparse_frame_problem`)."""
         if sparse is None:
             return None
         try:
+            problem = sparse_frame_problem(sparse, image)
+            if problem:
+                raise InputError(problem)
             depth = sparse if hasattr(sparse, "point_step") else decode_depth_image(sparse)
             return sparse_depth_input(depth, camera, raw_size, view)
         except InputError as err:

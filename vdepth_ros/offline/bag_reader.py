@@ -375,8 +375,6 @@ class BagFrameSource:
                 log.warning(
                     "a frame has no metric points: %s (poses from %r) (warned once)", message, self.camera_pose_topic
                 )
-        elif kind == "sparse_frame":
-            log.warning("%s (%r)", message, self.sparse_depth_topic)  # once per pair of frames (the assembler)
         elif kind in ("camera_info_frame", "image_frame", "rectified_twice"):
             log.warning("%s", message)  # once (per pair of frames) by the assembler
         elif kind == "distorted_raw":
