@@ -712,11 +712,16 @@ _TRUTHS = [0.5 / (0.1 + g.astype(np.float32) / 255) for g in _GREYS]
 
 
 def _depth_camera_node(
-    tmp_path: Path, topic: str, depth_msg: Callable[[int, Header], Any], depth_type: type, seconds: float = 60.0
+    tmp_path: Path,
+    topic: str,
+    depth_msg: Callable[[int, Header], Any],
+    depth_type: type,
+    seconds: float = 60.0,
+    remap: str | None = None,
 ) -> tuple[list[Image], str]:
-    """The node with `scale_source:=sparse sparse_depth:=image`, `sparse_depth` remapped to `topic`, fed
-    grey-block colour images with camera_info, and `depth_msg(k, header)` on `topic` beside each; until 3
-    /depth arrive or `seconds`. (/depth messages, the node's output)."""
+    """The node with `scale_source:=sparse sparse_depth:=image`, `sparse_depth` remapped to `topic` (or
+    `remap`), fed grey-block colour images with camera_info, and `depth_msg(k, header)` on `topic` beside
+    each; until 3 /depth arrive or `seconds`. (/depth messages, the node's output)."""
     depths: list[Image] = []
 
     def feed(peer: Node, ex: SingleThreadedExecutor) -> None:
@@ -738,7 +743,7 @@ def _depth_camera_node(
 
     args = ["--ros-args", "-p", "scale_source:=sparse", "-p", "sparse_depth:=image", "-p", "sparse_min_points:=10"]
     args += ["-r", "image:=/camera/color/image_raw", "-r", "camera_info:=/camera/color/camera_info"]
-    _, out = run_node(tmp_path, [*args, "-r", f"sparse_depth:={topic}"], {}, {}, before_feed=feed,
+    _, out = run_node(tmp_path, [*args, "-r", f"sparse_depth:={remap or topic}"], {}, {}, before_feed=feed,
                       done=lambda got: True)  # fmt: skip
     return depths, out
 
@@ -800,6 +805,29 @@ def test_registered_depth_at_half_resolution_scales_and_an_unaligned_one_is_refu
     assert len(errors) <= 3, errors  # rate-limited: one every few seconds, not one per frame
     assert "'camera_depth_optical_frame', the image in 'camera_color_optical_frame'" in errors[0], errors[0]
     assert "aligned_depth_to_color" in errors[0], errors[0]
+
+
+def test_a_metric_input_that_never_reaches_an_image_is_named_with_the_cause(tmp_path: Path) -> None:
+    """`scale_source:=sparse` with sparse_depth remapped to a topic nothing publishes, or a depth sensor
+    stamping with another clock than the camera (its own device time): no /depth and no /points ever
+    came and the node said nothing at all. Now a WARN names it 10 s in, with the cause and the fix."""
+    aligned = "/camera/aligned_depth_to_color/image_raw"
+
+    def later_clock(k: int, h: Header) -> Image:
+        stamp = conv.ns_to_stamp(conv.stamp_to_ns(h.stamp) + 2_500_000_000)
+        return conv.image_msg(_TRUTHS[k], "32FC1", Header(stamp=stamp, frame_id=h.frame_id))
+
+    depths, out = _depth_camera_node(tmp_path, aligned, later_clock, Image, seconds=18.0)
+    warned = [line for line in out.splitlines() if "no sparse_depth sample" in line]
+    assert not depths and warned and len(warned) <= 3 and "[WARN]" in warned[0], out
+    assert "the newest is stamped 2.5" in warned[0] and "s after this one" in warned[0], warned[0]
+    assert "another clock" in warned[0], warned[0]
+
+    depths, out = _depth_camera_node(tmp_path, aligned, later_clock, Image, seconds=18.0, remap="/camera/depth_typo")
+    warned = [line for line in out.splitlines() if "no sparse_depth sample" in line]
+    assert not depths and warned, out
+    assert "no message has arrived on '/camera/depth_typo': nothing publishes it" in warned[0], warned[0]
+    assert f"sparse_depth:={aligned})" in warned[0], warned[0]
 
 
 def test_vdepth_node_rejects_bad_params_file(tmp_path: Path) -> None:

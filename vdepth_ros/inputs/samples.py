@@ -87,6 +87,11 @@ class TimedSamples(Generic[T]):
         )
         return None if best is None else self._samples[best]
 
+    def newest_stamp_ns(self) -> int | None:
+        """The stamp of the newest sample kept, or None: how far the samples are from an image that
+        found none (another clock)."""
+        return self._stamps[-1] if self._stamps else None
+
     def pose_at(self, stamp_ns: int, arrival: int, stretch: float = 1.0) -> Any:
         """Camera poses only: the pose at `stamp_ns` from the poses arrived by the decision
         (interpolated between the two around it, else the nearest within `slop`), or None."""

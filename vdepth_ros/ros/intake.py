@@ -147,6 +147,7 @@ class InputSide:
         self._drops = RateMeter()  # frames dropped from the full queue
         self.skipped = 0
         self.thinned = 0  # images left out by max_input_rate
+        self.samples_received = 0  # sparse_depth / camera_pose messages
         self.subscriptions: list[Any] = []
         self.image_topic = ""  # the topic the images are read from (`subscribe`)
         self.queue: DropOldestQueue[InputItem] = DropOldestQueue(params["queue_size"])
@@ -453,12 +454,42 @@ class InputSide:
             if isinstance(msg, PoseStamped):
                 sample = conv.pose_from_msg(msg)
             with self._sample_arrived:
+                self.samples_received += 1
                 self.samples.add(conv.stamp_to_ns(msg.header.stamp), time.monotonic_ns(), sample)
                 self._sample_arrived.notify_all()
         except InputError as err:
             self.log.error("sparse-message", f"ignoring a {type(msg).__name__} message: {err}")
         except Exception as err:
             self.log.error("sparse-callback", f"sparse input callback failed: {err!r}")
+
+    def unmatched_sample_reason(self, stamp_ns: int) -> str:
+        """Why an image stamped `stamp_ns` got no sparse_depth sample, with the fix: none arrived
+        (nothing publishes the topic, or its messages do not reach this node), or those that did are
+        stamped too far from the images (another clock, or a sensor slower than `sparse_depth_slop`)."""
+        node = self._node
+        topic = node.resolve_topic_name("sparse_depth")
+        with self._lock:
+            received, newest = self.samples_received, self.samples.newest_stamp_ns()
+        if not received:
+            publishers = node.count_publishers(topic)
+            if not publishers:
+                own = node.resolve_topic_name("sparse_depth", only_expand=True)
+                return (
+                    f"no message has arrived on '{topic}': nothing publishes it; remap sparse_depth to the depth "
+                    f"registered to the camera (-r {own}:=/camera/aligned_depth_to_color/image_raw) or, with "
+                    "sparse_depth:=pointcloud, to a cloud in its optical frame"
+                )
+            return (
+                f"no message has arrived on '{topic}', which has {publishers} publisher(s): another message type "
+                "(named in a WARN), or input_qos reliable, which matches no best-effort sensor"
+            )
+        gap = ((newest or 0) - stamp_ns) / 1e9
+        return (
+            f"{received} arrived on '{topic}', none stamped within sparse_depth_slop ({self.p['sparse_depth_slop']:g} "
+            f"s) of an image (the newest is stamped {abs(gap):.3f} s {'after' if gap >= 0 else 'before'} this one): "
+            "the sensor stamps with another clock than the camera (have both stamp with ROS time), or publishes "
+            "slower than that (raise sparse_depth_slop to about its period)"
+        )
 
     def _enqueue(self, pairs: list[Pair]) -> None:
         for pair in pairs:

@@ -30,6 +30,9 @@ from vdepth_ros.ros.worker import RateLimitedLog
 #: time, a recording played without its clock): no queue or window makes a latency this long.
 STAMP_CLOCK_MISMATCH_NS = 120_000_000_000
 
+#: Images this long (seconds) without a sparse_depth sample are named in a WARN, with the cause.
+NO_SAMPLE_WARN_S = 10.0
+
 
 class FrameProcessor:
     """One camera stream's frames through the pipeline to the outputs (worker thread).
@@ -74,6 +77,9 @@ class FrameProcessor:
         self.on_first_output: Callable[[], None] | None = None
         self._no_camera_noted: set[str] = set()  # kinds of camera-less output already named
         self._stamp_clock_warned = False
+        self._sample_seen_at: float | None = None  # time.monotonic() of the last frame with a sparse sample
+        self._unmatched = 0  # frames since then without one
+        self._last_frame_at = 0.0  # time.monotonic() of the last frame checked for one
         self.pause_flushes = 0  # early windows run for a paused camera (`on_idle`)
         self._early_for: int | None = None  # the last image before the pause already flushed
         self.ended: tuple[int, int, float] | None = None  # `end_stream`: (held, published, seconds)
@@ -102,11 +108,35 @@ class FrameProcessor:
         else:
             self.log.error(kind, message)
 
+    def _check_sample(self, item: InputItem, sparse: Any) -> None:
+        """WARN (rate-limited) while no image has had a sparse_depth sample for `NO_SAMPLE_WARN_S`:
+        without one the metric scale is never (re)fitted, and with no first fit /depth and /points
+        are never published, which no other message said (nothing on the topic, another clock)."""
+        if self.p["sparse_depth"] not in ("image", "pointcloud"):
+            return  # (a frame without a camera pose is named by the assembler)
+        now, previous = time.monotonic(), self._last_frame_at
+        self._last_frame_at = now
+        # (the clock starts again after a pause of the images: a paused sensor is no fault)
+        if sparse is not None or self._sample_seen_at is None or now - previous > 2.0:
+            self._sample_seen_at, self._unmatched = now, 0
+            if sparse is not None:
+                return
+        self._unmatched += 1
+        waited = now - self._sample_seen_at
+        if waited >= NO_SAMPLE_WARN_S:
+            self.log.warning(
+                "no-sample",
+                f"no sparse_depth sample for the last {self._unmatched} images ({waited:.0f} s), so the metric "
+                f"scale is not refitted (before a first fit no /depth or /points is published): "
+                f"{self.intake.unmatched_sample_reason(item.stamp_ns)}",
+            )
+
     # -- one frame ---------------------------------------------------------------------------
     def process(self, item: InputItem) -> None:
         """Assemble one input, run it through the pipeline and publish what comes out; a frame that
         cannot be used is dropped with a rate-limited error. Other exceptions go to `on_error`."""
         sparse, pose = self.intake.sample_for(item, self.stop)
+        self._check_sample(item, sparse)
         refused = self.assembler.refused_infos
         self.assembler.image_topic = self.intake.image_topic  # (resolved at activation: after a remap, the new one)
         try:
