@@ -505,11 +505,12 @@ def test_the_camera_named_by_image_topic_gets_its_own_camera_info_not_the_defaul
     assert _written_fx(tmp_path / "named") == {40.0}
 
 
-def _depth_camera_recording(folder: Path, encoding: str, metres: Any) -> None:
+def _depth_camera_recording(folder: Path, encoding: str, metres: Any, depth_clock_ns: int = 0) -> None:
     """A depth camera's recording as a robot streams it: colour + camera_info, and the aligned depth
     as image_transport's compressedDepth plugin sends it (`<encoding>; compressedDepth png`: a 12-byte
     header, then a 16-bit PNG of millimetres, or of quantized inverse depth for 32FC1).
-    `metres(rgb)` gives each frame's depth."""
+    `metres(rgb)` gives each frame's depth; `depth_clock_ns`: the depth's stamps are this far ahead
+    (a depth sensor stamping with another clock)."""
     import struct
 
     import cv2
@@ -544,8 +545,12 @@ def _depth_camera_recording(folder: Path, encoding: str, metres: Any) -> None:
             else:
                 png = cv2.imencode(".png", np.round(quant_a / z + quant_b).astype(np.uint16))[1]
             data = struct.pack("<iff", 0, quant_a, quant_b) + png.tobytes()
+            td = t + depth_clock_ns
+            depth_header = T["std_msgs/msg/Header"](
+                stamp=T["builtin_interfaces/msg/Time"](sec=td // 10**9, nanosec=td % 10**9), frame_id="color"
+            )
             msg = T[COMPRESSED](
-                header=header, format=f"{encoding}; compressedDepth png", data=np.frombuffer(data, np.uint8)
+                header=depth_header, format=f"{encoding}; compressedDepth png", data=np.frombuffer(data, np.uint8)
             )
             w.write(depth, t, ts.serialize_cdr(msg, COMPRESSED))
 
@@ -606,6 +611,24 @@ def test_metric_input_that_never_fits_is_named_not_counted_as_the_scale_source(t
     assert (
         f"24 of 24 frames have no metric depth (disparity only, no cloud): the metric input on {topic}" in proc.stdout
     )
+
+
+def test_a_depth_topic_on_another_clock_is_named_in_the_summary(tmp_path: Path) -> None:
+    """A depth sensor stamping with its own clock (2.5 s ahead of the camera's): no frame found a depth
+    sample within sparse_depth_slop, and the summary blamed the fit ("fewer than sparse_min_points
+    samples in a window, or a fit of negative scale"), not the stamps. Now a note says how many frames
+    found no sample and how far the depth's stamps are from theirs."""
+    from fakes import run_offline_cli
+
+    topic = "/camera/aligned_depth_to_color/image_raw/compressedDepth"
+    _depth_camera_recording(tmp_path / "rec", "16UC1", _luminance_depth, depth_clock_ns=2_500_000_000)
+    (tmp_path / "params.yaml").write_text("depth_node:\n  ros__parameters:\n    sparse_min_points: 10\n")
+    proc = run_offline_cli(
+        "bag", ["rec", "-o", "out", "--params", "params.yaml", "--sparse-depth-topic", topic], tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert f"24 of 24 frames had no sample on {topic} stamped within sparse_depth_slop" in proc.stdout, proc.stdout
+    assert "s after it: a sensor stamping with another clock" in proc.stdout, proc.stdout
 
 
 def test_asking_for_two_cameras_in_one_run_names_the_way_to_run_both(tmp_path: Path) -> None:

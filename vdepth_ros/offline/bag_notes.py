@@ -55,6 +55,19 @@ def add_run_notes(
         )
     for reason, n in stats.sparse_depth_ignored.items():
         summary.notes.append(f"sparse depth on {topics.sparse_depth} ignored on {n} frames: {reason}")
+    if stats.sparse_depth_unmatched:
+        gap = stats.sparse_depth_unmatched_gap_ns
+        summary.notes.append(
+            f"{stats.sparse_depth_unmatched} of {stats.images} frames had no sample on {topics.sparse_depth} stamped "
+            "within sparse_depth_slop of them"
+            + (
+                " (none on the topic)"
+                if gap is None
+                else f" (the newest before the last such frame was stamped {abs(gap) / 1e9:.3f} s "
+                f"{'after' if gap >= 0 else 'before'} it: a sensor stamping with another clock than the camera, or "
+                "slower than sparse_depth_slop: raise it in --params to about its period)"
+            )
+        )
     if stats.refused_camera_infos:
         summary.notes.append(
             f"{stats.refused_camera_infos} frames came with an unusable camera_info (the last good one was "

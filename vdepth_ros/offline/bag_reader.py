@@ -52,6 +52,10 @@ class SourceStats:
     camera_info_seen: bool = False
     sparse_depth_frames: int = 0
     sparse_depth_ignored: dict[str, int] = field(default_factory=dict)  # reason -> frames (the frame is kept)
+    # frames that found no sparse depth sample within the slop, and the newest sample's stamp minus such a
+    # frame's (the last one): a sensor on another clock
+    sparse_depth_unmatched: int = 0
+    sparse_depth_unmatched_gap_ns: int | None = None
     posed_frames: int = 0
     bad_poses: int = 0
     refused_camera_infos: int = 0
@@ -353,7 +357,12 @@ class BagFrameSource:
         """The `FrameInput`s of the pairs `matcher` releases at bag time `now` (all with `final`)."""
         for pair in matcher.ready(pairs, now, final):
             msg, msgtype, t = pair.image
-            frame = self._frame(msg, msgtype, t, pair.info, matcher.sparse_for(pair), matcher.pose_for(pair))
+            sparse = matcher.sparse_for(pair)
+            if matcher.depth and sparse is None:
+                newest = matcher.samples.newest_stamp_ns()
+                self.stats.sparse_depth_unmatched += 1
+                self.stats.sparse_depth_unmatched_gap_ns = None if newest is None else newest - pair.stamp_ns
+            frame = self._frame(msg, msgtype, t, pair.info, sparse, matcher.pose_for(pair))
             if frame is not None:
                 yield frame
 
@@ -361,6 +370,7 @@ class BagFrameSource:
         """What the frame assembler reports: counted, and logged once per kind (the frame is kept)."""
         if kind == "sparse":
             ignored = self.stats.sparse_depth_ignored
+            message = message.replace("remap sparse_depth to", "read")  # (the node's fix; here: the topic option)
             ignored[message] = ignored.get(message, 0) + 1
             if ignored[message] == 1:
                 log.warning(

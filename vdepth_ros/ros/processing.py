@@ -99,11 +99,7 @@ class FrameProcessor:
             )
         elif kind == "sparse":
             self.log.error("sparse", f"ignoring sparse_depth: {message}")
-<<<<<<< HEAD
-        elif kind in ("sparse_frame", "camera_info_frame", "image_frame", "rectified_twice", "distorted_raw"):
-=======
-        elif kind in ("camera_info_frame", "image_frame"):
->>>>>>> d2e0c09 (sparse_depth: a depth image registered to the image at another resolution of its aspect ratio is used sample by sample (a ZED's downscaled or an OAK-D's stereo-resolution aligned depth was refused with no fix named); a depth image or cloud in another frame_id than the image is refused with a rate-limited error naming the fix (it was used after one WARN: a depth camera's unaligned stream or a LiDAR cloud in its own frame gave a confidently wrong metric scale); another aspect ratio names the aligned stream. Node, vdepth-bag and the training conversion share the rule)
+        elif kind in ("camera_info_frame", "image_frame", "rectified_twice", "distorted_raw"):
             self.log.warning(kind, message)
         else:
             self.log.error(kind, message)
