@@ -375,3 +375,24 @@ def test_rvl_compressed_depth_gives_metres_and_names_corrupt_data() -> None:
             enc.compressed_depth_to_metres("16UC1; compressedDepth rvl", bad)
     with pytest.raises(InputError, match="only png and rvl"):
         enc.compressed_depth_to_metres("16UC1; compressedDepth zstd", good)
+
+
+def test_depth_in_the_wrong_units_is_refused_naming_the_fix() -> None:
+    """A 16-bit millimetre depth converted to float without scaling (`cv2_to_imgmsg(depth.astype(np.float32),
+    "32FC1")`, a common slip) was read as metres, kilometres away: the metric fit gave a depth beyond
+    max_depth everywhere (+Inf) with no message. Metres rounded into 16UC1 were read as millimetres, a
+    few mm away. Both are refused with the fix; real depths, indoor or outdoor, dense or sparse, are read."""
+    rng = np.random.default_rng(0)
+    mm = rng.uniform(400, 6000, (48, 64)).astype(np.float32)
+    with pytest.raises(InputError, match=r"32FC1 depth is metres.*millimetres\?.*/ 1000"):
+        enc.depth_from_image(mm, "32FC1")
+    with pytest.raises(InputError, match=r"16UC1 depth is millimetres.*metres\?.*32FC1"):
+        enc.depth_from_image(np.round(mm / 1000).astype(np.uint16), "16UC1")
+    outdoor = np.full((48, 64), np.nan, np.float32)
+    outdoor[::4, ::4] = rng.uniform(5, 120, (12, 16))  # a LiDAR projected into the image, metres
+    np.testing.assert_allclose(enc.depth_from_image(outdoor, "32FC1"), outdoor)
+    near = np.round(rng.uniform(250, 900, (48, 64))).astype(np.uint16)  # a desk seen from 25-90 cm
+    np.testing.assert_allclose(enc.depth_from_image(near, "16UC1"), near * 0.001, rtol=1e-6)
+    few = np.zeros((48, 64), np.float32)
+    few[0, :3] = 3000.0  # too few samples to judge: left to the fit
+    assert np.isfinite(enc.depth_from_image(few, "32FC1")).sum() == 3

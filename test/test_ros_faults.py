@@ -340,6 +340,11 @@ FAULTS: dict[str, Fault] = {
         "not registered to the image (a depth camera's own stream?): remap sparse_depth",
         params={"sparse_depth": "image", "scale_source": "sparse"},
     ),
+    "32FC1 sparse depth in millimetres": Fault(
+        lambda r: sparse_frame(r, conv.image_msg(np.full((H, W), 1500.0, np.float32), "32FC1", r.header())),
+        "ignoring sparse_depth: 32FC1 depth is metres (REP 118), but its samples' median is 1500: millimetres?",
+        params={"sparse_depth": "image", "scale_source": "sparse"},
+    ),
     "colour image on sparse_depth": Fault(
         lambda r: sparse_frame(r, conv.image_msg(r.rgb(), "rgb8", r.header())),
         "is not a depth image",

@@ -385,7 +385,39 @@ def depth_from_image(arr: np.ndarray, encoding: str) -> np.ndarray:
         raise InputError(f"encoding {encoding} is not a depth encoding; expected one of {', '.join(DEPTH_UNIT_SCALE)}")
     depth = arr.astype(np.float32) * np.float32(enc.unit_scale)
     depth[~(np.isfinite(depth) & (depth > 0))] = np.nan
+    problem = _depth_units_problem(depth, enc.name)
+    if problem:
+        raise InputError(problem)
     return depth
+
+
+#: A depth image whose samples' median lies outside these metres is in other units than its encoding
+#: says (no depth camera or LiDAR projection sees a median nearer than 3 cm or farther than 250 m)...
+_DEPTH_MEDIAN_RANGE_M = (0.03, 250.0)
+#: ...judged from this many valid samples at least (fewer are left to the metric fit's own checks).
+_DEPTH_UNITS_MIN_SAMPLES = 20
+
+
+def _depth_units_problem(depth: np.ndarray, encoding: str) -> str | None:
+    """What is wrong with the units of a depth image in metres (NaN invalid) read as `encoding`, or
+    None: a 32FC1 of millimetres (a 16UC1 image cast to float without dividing, a common slip) is
+    kilometres away, a 16UC1 of metres rounded to integers is millimetres away."""
+    valid = depth[np.isfinite(depth)]
+    if valid.size < _DEPTH_UNITS_MIN_SAMPLES:
+        return None
+    median = float(np.median(valid[:: max(1, valid.size // 4096)]))  # (a subsample: a few thousand)
+    low, high = _DEPTH_MEDIAN_RANGE_M
+    if encoding == "32FC1" and median > high:
+        return (
+            f"32FC1 depth is metres (REP 118), but its samples' median is {median:g}: millimetres? Publish them as "
+            "16UC1, or divide by 1000 (cv_bridge: cv2_to_imgmsg(depth_mm.astype(np.float32) / 1000, '32FC1'))"
+        )
+    if encoding == "16UC1" and median < low:
+        return (
+            f"16UC1 depth is millimetres (REP 118), but its samples' median is {median * 1000:g} mm: metres? Publish "
+            "metres as 32FC1, or millimetres as 16UC1 (np.round(depth_m * 1000).astype(np.uint16))"
+        )
+    return None
 
 
 #: PNG's file signature (a compressedDepth payload starts with it, after its 12-byte header)
