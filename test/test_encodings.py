@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import array
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -381,7 +382,8 @@ def test_depth_in_the_wrong_units_is_refused_naming_the_fix() -> None:
     """A 16-bit millimetre depth converted to float without scaling (`cv2_to_imgmsg(depth.astype(np.float32),
     "32FC1")`, a common slip) was read as metres, kilometres away: the metric fit gave a depth beyond
     max_depth everywhere (+Inf) with no message. Metres rounded into 16UC1 were read as millimetres, a
-    few mm away. Both are refused with the fix; real depths, indoor or outdoor, dense or sparse, are read."""
+    few mm away. Both are refused with the fix, and so is a PointCloud2 in millimetres; real depths, indoor
+    or outdoor, dense or sparse, are read."""
     rng = np.random.default_rng(0)
     mm = rng.uniform(400, 6000, (48, 64)).astype(np.float32)
     with pytest.raises(InputError, match=r"32FC1 depth is metres.*millimetres\?.*/ 1000"):
@@ -396,3 +398,22 @@ def test_depth_in_the_wrong_units_is_refused_naming_the_fix() -> None:
     few = np.zeros((48, 64), np.float32)
     few[0, :3] = 3000.0  # too few samples to judge: left to the fit
     assert np.isfinite(enc.depth_from_image(few, "32FC1")).sum() == 3
+
+    # a cloud in millimetres: the same slip, where the projection alone cannot tell (x / z is unit-free)
+    from vdepth_ros.rectify import sparse_depth_input  # where a cloud becomes the sparse depth input
+    from vdepth_ros.stream.cloud import CameraModel
+
+    cam = CameraModel(fx=60.0, fy=60.0, cx=31.5, cy=23.5, width=64, height=48)
+    ys, xs = np.mgrid[0:48:3, 0:64:3]
+    z = rng.uniform(1.0, 6.0, xs.shape)
+    xyz = np.stack([(xs - 31.5) / 60 * z, (ys - 23.5) / 60 * z, z], -1).reshape(1, -1, 3).astype(np.float32)
+    for scale, ok in ((1.0, True), (1000.0, False)):
+        fields, point_step, row_step, data = enc.pointcloud2_layout(xyz * scale)
+        msg = SimpleNamespace(fields=[SimpleNamespace(name=n, offset=o, datatype=d, count=c) for n, o, d, c in fields],
+                              point_step=point_step, row_step=row_step, data=data, height=1, width=xyz.shape[1],
+                              is_bigendian=False)  # fmt: skip
+        if ok:
+            assert np.isfinite(sparse_depth_input(msg, cam, (48, 64), None)).sum() > 100
+        else:
+            with pytest.raises(InputError, match=r"PointCloud2 points are metres.*millimetres\?"):
+                sparse_depth_input(msg, cam, (48, 64), None)

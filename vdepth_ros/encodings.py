@@ -385,7 +385,7 @@ def depth_from_image(arr: np.ndarray, encoding: str) -> np.ndarray:
         raise InputError(f"encoding {encoding} is not a depth encoding; expected one of {', '.join(DEPTH_UNIT_SCALE)}")
     depth = arr.astype(np.float32) * np.float32(enc.unit_scale)
     depth[~(np.isfinite(depth) & (depth > 0))] = np.nan
-    problem = _depth_units_problem(depth, enc.name)
+    problem = depth_units_problem(depth, enc.name)
     if problem:
         raise InputError(problem)
     return depth
@@ -398,7 +398,7 @@ _DEPTH_MEDIAN_RANGE_M = (0.03, 250.0)
 _DEPTH_UNITS_MIN_SAMPLES = 20
 
 
-def _depth_units_problem(depth: np.ndarray, encoding: str) -> str | None:
+def depth_units_problem(depth: np.ndarray, encoding: str) -> str | None:
     """What is wrong with the units of a depth image in metres (NaN invalid) read as `encoding`, or
     None: a 32FC1 of millimetres (a 16UC1 image cast to float without dividing, a common slip) is
     kilometres away, a 16UC1 of metres rounded to integers is millimetres away."""

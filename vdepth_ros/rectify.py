@@ -32,6 +32,7 @@ import numpy as np
 import yaml
 
 from vdepth_ros.camera_info import camera_from_info, image_window, pinhole_fields, windowed_matrix
+from vdepth_ros.encodings import depth_units_problem
 from vdepth_ros.errors import ConfigError, InputError
 from vdepth_ros.pointcloud2 import sparse_depth_from_cloud
 from vdepth_ros.stream.cloud import CameraModel
@@ -412,12 +413,18 @@ def sparse_depth_input(
     another resolution (`resample_sparse_depth`: each sample to the image pixel it covers).
 
     Raises:
-        InputError: a cloud without camera_info, or a depth image of another aspect ratio than the image.
+        InputError: a cloud without camera_info or in millimetres, or a depth image of another aspect ratio than the image.
     """
     if not isinstance(sparse, np.ndarray):  # PointCloud2
         if camera is None:
             raise InputError("a PointCloud2 needs camera_info to be projected")
-        return sparse_depth_from_cloud(sparse, camera, rotation=None if view is None else view.rotation)
+        depth = sparse_depth_from_cloud(sparse, camera, rotation=None if view is None else view.rotation)
+        if depth_units_problem(depth, "32FC1"):  # the depth images' rule: a median beyond 250 m is millimetres
+            raise InputError(
+                "PointCloud2 points are metres (REP 103), but the median depth of those in view is "
+                f"{float(np.nanmedian(depth)):g}: millimetres? Scale the cloud to metres before this node"
+            )
+        return depth
     if sparse.shape != tuple(size):
         (h, w), (dh, dw) = size, sparse.shape
         if abs((dw / dh) / (w / h) - 1.0) > 0.02:
