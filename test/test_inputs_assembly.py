@@ -890,6 +890,22 @@ def test_node_and_bag_agree_on_repeated_and_backward_stamps(
         assert (a.sparse_depth is None) == (b.sparse_depth is None)
 
 
+def test_a_depth_image_of_image_transports_compressed_plugin_is_read() -> None:
+    """A depth topic recorded or streamed with image_transport's `compressed` plugin (not
+    compressedDepth: `.../image_rect_raw/compressed`, format "16UC1; png compressed mono16", a plain
+    16-bit PNG of millimetres) was refused as "not a depth image (compressedDepth)"; a colour image
+    there is still refused, naming what is expected."""
+    from vdepth_ros.inputs.assembly import decode_depth_image
+
+    mm = np.array([[0, 500, 1200], [3000, 0, 800]], np.uint16)
+    png = cv2.imencode(".png", mm)[1].tobytes()
+    out = decode_depth_image(SimpleNamespace(format="16UC1; png compressed mono16", data=png))
+    np.testing.assert_allclose(out, np.where(mm == 0, np.nan, mm * 0.001), rtol=1e-6)
+    jpeg = cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))[1].tobytes()
+    with pytest.raises(InputError, match=r"not a depth image: expected .*compressedDepth \(png or rvl\) or a 16UC1"):
+        decode_depth_image(SimpleNamespace(format="bgr8; jpeg compressed bgr8", data=jpeg))
+
+
 def test_a_compressed_depth_message_read_as_the_colour_image_is_named_as_depth() -> None:
     """compressed_depth_image_transport's message (a 12-byte header, then a 16-bit PNG) on the topic
     read as the colour image was "undecodable bytes"; it is a depth stream, and the error says so

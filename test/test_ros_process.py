@@ -754,27 +754,31 @@ def _metric_error(depth: Image) -> float:
     return float(np.nanmedian(np.abs(conv.image_array(depth) - _TRUTHS[k % 4]) / _TRUTHS[k % 4]))
 
 
-def test_a_depth_camera_streamed_as_compressed_depth_gives_the_node_its_metric_scale(tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", ["compressedDepth", "compressed"])
+def test_a_depth_camera_streamed_compressed_gives_the_node_its_metric_scale(tmp_path: Path, transport: str) -> None:
     """A RealSense streamed over wifi publishes its aligned depth as
     `.../aligned_depth_to_color/image_raw/compressedDepth` (compressed_depth_image_transport, here with
-    its `rvl` format): `-r sparse_depth:=` that topic delivered nothing (the node subscribed a raw
-    Image there, DDS matched nothing), so no metric depth ever came, although vdepth-bag reads the
-    same stream from a recording. Now the node subscribes the compressedDepth stream by its name."""
+    its `rvl` format), or, through image_transport's compressed plugin, `.../compressed` (a 16-bit PNG):
+    `-r sparse_depth:=` either topic delivered nothing (the node subscribed a raw Image there, DDS
+    matched nothing), so no metric depth ever came, although vdepth-bag reads the same stream from a
+    recording. Now the node subscribes the compressed stream by its image_transport name."""
     import struct
 
+    import cv2
     from fakes import rvl_encode
 
     payloads = []
     for metres in _TRUTHS:
         mm = np.round(metres * 1000).astype(np.uint16)
         mm[::7] = 0  # rows without depth, as a real sensor's holes
-        payloads.append(struct.pack("<iff", 0, 0.0, 0.0) + struct.pack("<II", 160, 120) + rvl_encode(mm))
-    topic = "/camera/aligned_depth_to_color/image_raw/compressedDepth"
+        if transport == "compressedDepth":
+            payloads.append(struct.pack("<iff", 0, 0.0, 0.0) + struct.pack("<II", 160, 120) + rvl_encode(mm))
+        else:
+            payloads.append(cv2.imencode(".png", mm)[1].tobytes())
+    fmt = "16UC1; compressedDepth rvl" if transport == "compressedDepth" else "16UC1; png compressed mono16"
+    topic = f"/camera/aligned_depth_to_color/image_raw/{transport}"
     depths, out = _depth_camera_node(
-        tmp_path,
-        topic,
-        lambda k, h: CompressedImage(header=h, format="16UC1; compressedDepth rvl", data=payloads[k]),
-        CompressedImage,
+        tmp_path, topic, lambda k, h: CompressedImage(header=h, format=fmt, data=payloads[k]), CompressedImage
     )
     assert len(depths) >= 3, out
     assert _metric_error(depths[-1]) < 0.1  # metric: the depth camera's scale

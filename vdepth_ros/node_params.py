@@ -168,7 +168,8 @@ ROS_PARAMS: tuple[ParamSpec, ...] = (
         "sparse_depth",
         "none",
         "optional metric scale input: none, image (topic 'sparse_depth', 32FC1 m / 16UC1 mm, same camera; a "
-        "topic named .../compressedDepth is read as compressed_depth_image_transport's png or rvl stream), "
+        "topic named .../compressedDepth or .../compressed is read as image_transport's compressed depth: "
+        "compressedDepth png or rvl, or a 16UC1 png), "
         "pointcloud (topic 'sparse_depth', PointCloud2 in the camera optical frame) or pose (topic "
         "'camera_pose', geometry_msgs/PoseStamped of the camera optical frame in a fixed frame, metres: "
         "tracked image points are triangulated with it; needs camera_info)",

@@ -413,7 +413,8 @@ def sparse_depth_input(
     another resolution (`resample_sparse_depth`: each sample to the image pixel it covers).
 
     Raises:
-        InputError: a cloud without camera_info or in millimetres, or a depth image of another aspect ratio than the image.
+        InputError: a cloud without camera_info or in millimetres, or a depth image of another aspect ratio
+            than the image.
     """
     if not isinstance(sparse, np.ndarray):  # PointCloud2
         if camera is None:

@@ -192,15 +192,21 @@ def decode_color_image(msg: Any, max_pixels: int = 0, bit_depth: SampleBitDepth 
 def decode_depth_image(msg: Any) -> np.ndarray:
     """`(H, W)` float32 metres (NaN invalid) of a duck-typed `16UC1`/`32FC1` `Image`, or of a
     compressedDepth `CompressedImage` (`encodings.compressed_depth_to_metres`: depth cameras
-    recorded with image_transport's compressedDepth plugin).
+    recorded with image_transport's compressedDepth plugin), or of a 16UC1 one of its compressed
+    plugin (format "16UC1; png compressed ...": a 16-bit PNG of millimetres).
 
     Raises:
         InputError: not a depth encoding, or malformed.
     """
     if is_compressed(msg):
-        if not is_compressed_depth(msg):
-            raise InputError(f"a CompressedImage of format {msg.format!r} is not a depth image (compressedDepth)")
-        return compressed_depth_to_metres(msg.format, msg.data)
+        if is_compressed_depth(msg):
+            return compressed_depth_to_metres(msg.format, msg.data)
+        if str(msg.format).partition(";")[0].strip() == "16UC1":  # image_transport's compressed plugin: a png
+            return compressed_depth_to_metres("16UC1; compressedDepth png", msg.data)  # (no header: read as such)
+        raise InputError(
+            f"a CompressedImage of format {msg.format!r} is not a depth image: expected compressed_depth_image_"
+            "transport's compressedDepth (png or rvl) or a 16UC1 png of the compressed plugin"
+        )
     if get_encoding(msg.encoding).unit_scale is None:
         raise InputError(f"encoding {msg.encoding!r} is not a depth image (16UC1 or 32FC1)")
     arr = image_array_from_fields(msg.encoding, msg.height, msg.width, msg.step, msg.data, msg.is_bigendian)

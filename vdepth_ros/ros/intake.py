@@ -89,9 +89,9 @@ def _type_hint(is_image: bool, wanted: str, published: str, topic: str = "") -> 
         return "set image_transport:=compressed, or remap image to the raw stream"
     if not is_image and wanted.endswith("/Image") and published.endswith("/CompressedImage"):
         return (
-            "a depth camera's compressed stream is read from its image_transport name, <base>/compressedDepth: "
-            "remap sparse_depth to it (e.g. /camera/aligned_depth_to_color/image_raw/compressedDepth), or to the "
-            "raw depth topic"
+            "a depth camera's compressed stream is read by its image_transport name, <base>/compressedDepth (or "
+            "<base>/compressed): remap sparse_depth to it (e.g. /camera/aligned_depth_to_color/image_raw/"
+            "compressedDepth), or to the raw depth topic"
         )
     return "check the remapping of this topic (and the sparse_depth parameter for sparse_depth / camera_pose)"
 
@@ -186,8 +186,9 @@ class InputSide:
         if p["sparse_depth"] != "none":
             mode = p["sparse_depth"]
             sparse_type = {"image": Image, "pointcloud": PointCloud2, "pose": PoseStamped}[mode]
-            if mode == "image" and is_depth_stream_name(node.resolve_topic_name("sparse_depth")):
-                sparse_type = CompressedImage  # a depth camera's compressedDepth stream (png or rvl)
+            sparse_topic = node.resolve_topic_name("sparse_depth")
+            if mode == "image" and (is_depth_stream_name(sparse_topic) or sparse_topic.endswith("/compressed")):
+                sparse_type = CompressedImage  # a depth camera's compressedDepth (png, rvl) or compressed (png) stream
             topics.append((sparse_type, "camera_pose" if mode == "pose" else "sparse_depth", self._on_sparse))
         self.queue = DropOldestQueue(p["queue_size"])
         self._info_arrived = False
