@@ -352,6 +352,11 @@ def test_rvl_decodes_the_real_codec_and_a_spec_encoder() -> None:
         samples = rng.integers(0, 65536, n) * (rng.random(n) < rng.random())
         samples[rng.random(n) < 0.3] = rng.integers(1, 5)
         np.testing.assert_array_equal(enc.rvl_decode(rvl_encode(samples), n), samples)
+    for flat in (np.zeros(640, np.uint16), np.full(640, 1234, np.uint16)):  # no value at all; no zero at all
+        np.testing.assert_array_equal(enc.rvl_decode(rvl_encode(flat), flat.size), flat)
+    for garbage in (bytes(range(256)) * 3, b"\xff" * 64, b""):  # corrupt data: an InputError, never another error
+        with pytest.raises(InputError, match="RVL"):
+            enc.rvl_decode(garbage, 480 * 640)
 
 
 def test_rvl_compressed_depth_gives_metres_and_names_corrupt_data() -> None:

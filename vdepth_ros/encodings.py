@@ -444,12 +444,14 @@ def _rvl_values(data: bytes) -> np.ndarray:
     ends = np.flatnonzero(nibbles < 8)  # a value's last nibble: no continuation bit
     if ends.size == 0:
         return np.zeros(0, np.int64)
-    nibbles = nibbles[: ends[-1] + 1]  # (an unfinished value after the last one is no value)
-    starts = np.concatenate(([0], ends[:-1] + 1))
-    place = np.arange(nibbles.size) - np.repeat(starts, ends - starts + 1)
-    # (a value of over 20 nibbles is corrupt data: its runs do not add up, which the caller names)
-    groups = (nibbles & 7).astype(np.int64) << (3 * np.minimum(place, 20))
-    return np.add.reduceat(groups, starts)
+    starts = np.concatenate(([0], ends[:-1] + 1))  # (an unfinished value after the last one is no value)
+    lengths = ends - starts + 1
+    values = (nibbles[starts] & 7).astype(np.int64)
+    # nibble by nibble over the values that have one there: few are longer than 2 (a delta of +-31)
+    for place in range(1, min(int(lengths.max()), 21)):  # (over 20 nibbles is corrupt: its runs will not add up)
+        longer = np.flatnonzero(lengths > place)
+        values[longer] |= (nibbles[starts[longer] + place] & 7).astype(np.int64) << (3 * place)
+    return values
 
 
 def _concatenated_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -472,29 +474,34 @@ def rvl_decode(data: bytes | bytearray | memoryview, num_pixels: int) -> np.ndar
     if not 0 < num_pixels <= _RVL_MAX_PIXELS:
         raise InputError(f"an RVL image of {num_pixels} pixels (corrupt size in its header)")
     values = _rvl_values(bytes(data))
-    listed = values.tolist()
-    runs: list[tuple[int, int, int]] = []  # (first output pixel, index of its first value, non-zero pixels)
-    done, i = 0, 0
-    while done < num_pixels:
-        if i >= len(listed):
-            raise InputError(f"corrupt RVL data: it ends after {done} of the {num_pixels} pixels its header gives")
-        done += listed[i]  # zeros
-        if done >= num_pixels:  # (a last run of zeros needs no count of non-zero pixels after it)
-            break
-        nonzeros = listed[i + 1] if i + 1 < len(listed) else 0
-        if i + 2 + nonzeros > len(listed):
-            raise InputError(f"corrupt RVL data: it ends after {done} of the {num_pixels} pixels its header gives")
-        runs.append((done, i + 2, nonzeros))
-        done += nonzeros
-        i += 2 + nonzeros
-    if done > num_pixels:
-        raise InputError(f"corrupt RVL data: its runs give {done} pixels, its header {num_pixels}")
+    # the runs' heads (a count of zeros, then of non-zero pixels and their values), walked in Python:
+    # each head gives the next; one step per run, not per pixel. (A trailing 0 stands for the count of
+    # non-zero pixels after a last run of zeros, which the stream may leave out.)
+    listed, heads, i = [*values.tolist(), 0], [], 0
+    while i < len(values):
+        heads.append(i)
+        i += 2 + listed[i + 1]
+    head = np.array(heads, np.int64)
+    padded = np.append(values, 0)
+    zeros, nonzeros = padded[head], padded[np.minimum(head + 1, len(values))]
+    ends = np.cumsum(zeros + nonzeros)  # pixels done after each run
+    last = int(np.searchsorted(ends, num_pixels))  # the run that reaches num_pixels
+    if last == len(heads):
+        done = int(ends[-1]) if len(heads) else 0
+        raise InputError(f"corrupt RVL data: it ends after {done} of the {num_pixels} pixels its header gives")
+    before = int(ends[last - 1]) if last else 0
+    if before + int(zeros[last]) >= num_pixels:  # it ends in the run of zeros: no non-zero pixels after them
+        nonzeros[last], ends[last] = 0, before + zeros[last]
+    runs_end = int(ends[last])
+    if runs_end != num_pixels:
+        raise InputError(f"corrupt RVL data: its runs give {runs_end} pixels, its header {num_pixels}")
+    if int(head[last]) + 2 + int(nonzeros[last]) > len(values):
+        raise InputError(f"corrupt RVL data: it ends inside its last run of the {num_pixels} pixels")
+    counts, ends = nonzeros[: last + 1], ends[: last + 1]
+    coded = values[_concatenated_ranges(head[: last + 1] + 2, counts)]
+    deltas = (coded >> 1) ^ -(coded & 1)
     out = np.zeros(num_pixels, np.uint16)
-    if runs:
-        first_pixel, first_value, counts = (np.array(col, np.int64) for col in zip(*runs, strict=True))
-        coded = values[_concatenated_ranges(first_value, counts)]
-        deltas = (coded >> 1) ^ -(coded & 1)
-        out[_concatenated_ranges(first_pixel, counts)] = np.cumsum(deltas) & 0xFFFF
+    out[_concatenated_ranges(ends - counts, counts)] = np.cumsum(deltas) & 0xFFFF
     return out
 
 
