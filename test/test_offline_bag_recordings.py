@@ -505,15 +505,18 @@ def test_the_camera_named_by_image_topic_gets_its_own_camera_info_not_the_defaul
     assert _written_fx(tmp_path / "named") == {40.0}
 
 
-def _depth_camera_recording(folder: Path, encoding: str, metres: Any, depth_clock_ns: int = 0) -> None:
+def _depth_camera_recording(
+    folder: Path, encoding: str, metres: Any, depth_clock_ns: int = 0, codec: str = "png"
+) -> None:
     """A depth camera's recording as a robot streams it: colour + camera_info, and the aligned depth
     as image_transport's compressedDepth plugin sends it (`<encoding>; compressedDepth png`: a 12-byte
     header, then a 16-bit PNG of millimetres, or of quantized inverse depth for 32FC1).
     `metres(rgb)` gives each frame's depth; `depth_clock_ns`: the depth's stamps are this far ahead
-    (a depth sensor stamping with another clock)."""
+    (a depth sensor stamping with another clock); `codec`: the plugin's format, png or rvl."""
     import struct
 
     import cv2
+    from fakes import rvl_encode
     from rosbags.rosbag2 import Writer
     from rosbags.typesys import get_typestore
 
@@ -540,17 +543,18 @@ def _depth_camera_recording(folder: Path, encoding: str, metres: Any, depth_cloc
             )
             w.write(image, t, _image_raw(ts, rgb, "rgb8", header, i))
             z = metres(rgb)
-            if encoding == "16UC1":
-                png = cv2.imencode(".png", np.round(z * 1000).astype(np.uint16))[1]
+            samples = np.round(z * 1000 if encoding == "16UC1" else quant_a / z + quant_b).astype(np.uint16)
+            if codec == "rvl":
+                coded = struct.pack("<II", samples.shape[1], samples.shape[0]) + rvl_encode(samples)
             else:
-                png = cv2.imencode(".png", np.round(quant_a / z + quant_b).astype(np.uint16))[1]
-            data = struct.pack("<iff", 0, quant_a, quant_b) + png.tobytes()
+                coded = cv2.imencode(".png", samples)[1].tobytes()
+            data = struct.pack("<iff", 0, quant_a, quant_b) + coded
             td = t + depth_clock_ns
             depth_header = T["std_msgs/msg/Header"](
                 stamp=T["builtin_interfaces/msg/Time"](sec=td // 10**9, nanosec=td % 10**9), frame_id="color"
             )
             msg = T[COMPRESSED](
-                header=depth_header, format=f"{encoding}; compressedDepth png", data=np.frombuffer(data, np.uint8)
+                header=depth_header, format=f"{encoding}; compressedDepth {codec}", data=np.frombuffer(data, np.uint8)
             )
             w.write(depth, t, ts.serialize_cdr(msg, COMPRESSED))
 
@@ -562,8 +566,10 @@ def _luminance_depth(rgb: np.ndarray) -> np.ndarray:
     return 1.0 / ((0.1 + lum) / 0.5)
 
 
-@pytest.mark.parametrize("encoding", ["16UC1", "32FC1"])
-def test_a_depth_camera_recorded_as_compressed_depth_is_a_metric_input(tmp_path: Path, encoding: str) -> None:
+@pytest.mark.parametrize(("encoding", "codec"), [("16UC1", "png"), ("32FC1", "png"), ("32FC1", "rvl")])
+def test_a_depth_camera_recorded_as_compressed_depth_is_a_metric_input(
+    tmp_path: Path, encoding: str, codec: str
+) -> None:
     """A RealSense recorded over wifi keeps its depth as `.../compressedDepth` (CompressedImage):
     `vdepth-bag --sparse-depth-topic` refused it ("must be Image or PointCloud2, not CompressedImage")
     and so did `vdepth-flicker --depth-topic`, although it is the depth camera the user wants to scale by
@@ -574,7 +580,7 @@ def test_a_depth_camera_recorded_as_compressed_depth_is_a_metric_input(tmp_path:
     from rosbags.highlevel import AnyReader
 
     topic = "/camera/aligned_depth_to_color/image_raw/compressedDepth"
-    _depth_camera_recording(tmp_path / "rec", encoding, _luminance_depth)
+    _depth_camera_recording(tmp_path / "rec", encoding, _luminance_depth, codec=codec)
     (tmp_path / "params.yaml").write_text("depth_node:\n  ros__parameters:\n    sparse_min_points: 10\n")
     proc = run_offline_cli(
         "bag", ["rec", "-o", "out", "--params", "params.yaml", "--sparse-depth-topic", topic], tmp_path
