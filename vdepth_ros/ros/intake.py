@@ -480,9 +480,14 @@ class InputSide:
                     f"registered to the camera (-r {own}:=/camera/aligned_depth_to_color/image_raw) or, with "
                     "sparse_depth:=pointcloud, to a cloud in its optical frame"
                 )
+            qos = (
+                "input_qos reliable, which matches no best-effort sensor"
+                if self.p["input_qos"] == "reliable"
+                else f"large best-effort messages between processes, needing the Fast DDS profile ({ACROSS_PROCESSES})"
+            )
             return (
                 f"no message has arrived on '{topic}', which has {publishers} publisher(s): another message type "
-                "(named in a WARN), or input_qos reliable, which matches no best-effort sensor"
+                f"(named in a WARN), or {qos}"
             )
         gap = ((newest or 0) - stamp_ns) / 1e9
         return (
