@@ -10,6 +10,7 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from vdepth_export.import_released import IMPORTERS, import_released, parse_overrides
 
@@ -144,7 +145,7 @@ def _release_folder(source: str) -> str:
     return resolve_model(source) if not Path(source).exists() and source in releases() else source
 
 
-def _run_split(args: argparse.Namespace) -> int:
+def _run_split(args: argparse.Namespace) -> tuple[int, Any]:
     from vdepth_export.export_split import export_split_onnx
 
     from vdepth_ros.paths import evaldata_dir
@@ -157,12 +158,10 @@ def _run_split(args: argparse.Namespace) -> int:
         folder, folder / "model.onnx", parity=not args.no_parity, threads=args.threads, evaldata=evaldata_dir(),
         weights_fp16=args.weights_fp16, overwrite=args.overwrite,
     )  # fmt: skip
-    print(json.dumps({"features": dict(zip(meta.feature_names, meta.feature_shapes, strict=True)),
-                      "parity": meta.parity}, indent=2))  # fmt: skip
-    return 0
+    return 0, {"features": dict(zip(meta.feature_names, meta.feature_shapes, strict=True)), "parity": meta.parity}
 
 
-def _run_onnx(args: argparse.Namespace) -> int:
+def _run_onnx(args: argparse.Namespace) -> tuple[int, Any]:
     from vdepth_export.export_onnx import export_onnx
 
     evaldata: str | bool | None = args.evaldata if args.evaldata else True
@@ -199,11 +198,10 @@ def _run_onnx(args: argparse.Namespace) -> int:
     if res.parity is not None:
         keys = ("passed", "skipped", "max_abs", "mean_abs", "tolerance_rel", "inputs", "constant_reference")
         summary["parity"] = {k: res.parity[k] for k in keys}
-    print(json.dumps(summary, indent=2))
-    return 0 if res.parity is None or res.parity["passed"] is not False else 1
+    return (0 if res.parity is None or res.parity["passed"] is not False else 1), summary
 
 
-def _run_import(args: argparse.Namespace) -> int:
+def _run_import(args: argparse.Namespace) -> tuple[int, Any]:
     out = import_released(
         args.family,
         args.sources,
@@ -214,24 +212,17 @@ def _run_import(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         variant=args.variant,
     ).absolute()  # the node and the tools run from other folders
-    print(
-        json.dumps(
-            {
-                "model": str(out),
-                "next": [f"vdepth-export onnx {out}  (optional: ONNX Runtime is faster on CPU)", f"model: {out}"],
-            },
-            indent=2,
-        )
-    )
-    return 0
+    return 0, {
+        "model": str(out),
+        "next": [f"vdepth-export onnx {out}  (optional: ONNX Runtime is faster on CPU)", f"model: {out}"],
+    }
 
 
-def _run_pull(args: argparse.Namespace) -> int:
+def _run_pull(args: argparse.Namespace) -> tuple[int, Any]:
     from vdepth_export.pull import describe_releases, pull
 
     if args.list:
-        print(json.dumps(describe_releases(args.cache), indent=2))
-        return 0
+        return 0, describe_releases(args.cache)
     if not args.name:
         raise ConfigError("pull needs a release name (see `vdepth-export pull --list`)")
     out = pull(
@@ -250,11 +241,10 @@ def _run_pull(args: argparse.Namespace) -> int:
     else:  # --cache elsewhere: NAME resolves only through that cache
         steps = {"next": [f"model: {out}", f"vdepth-video IN OUT --model {out}"],
                  "or": [f"{CACHE_ENV}={out.parent} and model: {args.name}"]}  # fmt: skip
-    print(json.dumps({"model": str(out), **steps}))
-    return 0
+    return 0, {"model": str(out), **steps}
 
 
-def _run_engine(args: argparse.Namespace) -> int:
+def _run_engine(args: argparse.Namespace) -> tuple[int, Any]:
     from vdepth_export.build_engine import build_engine
 
     from vdepth_ros.runtime import ONNX_NAME
@@ -290,8 +280,7 @@ def _run_engine(args: argparse.Namespace) -> int:
             force_engine_update=args.force_engine_update,
         )  # fmt: skip
         summary["split_engines"] = [str(r.engine_path) for r in split]
-    print(json.dumps(summary, indent=2))
-    return 0
+    return 0, summary
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -301,13 +290,16 @@ def main(argv: list[str] | None = None) -> int:
     run = {"import": _run_import, "pull": _run_pull, "onnx": _run_onnx, "split": _run_split, "engine": _run_engine}[
         args.command
     ]
-    from vdepth_ros.offline.runner import cli_errors, sigterm_as_interrupt
+    from vdepth_ros.offline.runner import cli_errors, sigterm_as_interrupt, stdout_for_results
 
     try:
-        with sigterm_as_interrupt():  # Ctrl-C or a SIGTERM: one line, exit 130, nothing half-written
-            return run(args)
+        # Ctrl-C or a SIGTERM: one line, exit 130, nothing half-written; stdout: the JSON result alone
+        with stdout_for_results(), sigterm_as_interrupt():
+            code, result = run(args)
     except (VdepthError, OSError, KeyboardInterrupt) as err:  # OSError: missing/existing paths, a full disk
         return cli_errors(f"vdepth-export {args.command}", err)
+    print(json.dumps(result, indent=2))
+    return code
 
 
 if __name__ == "__main__":

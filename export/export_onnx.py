@@ -14,11 +14,8 @@ fine for most graphs), the dynamo exporter when it fails (`exporter="auto"`).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
-import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -35,6 +32,7 @@ from vdepth_ros.errors import ConfigError, ModelLoadError
 from vdepth_ros.models import CONFIG_NAME, WEIGHTS_NAME, VideoDepthModel, family_class, load_model
 from vdepth_ros.offline.atomic import AtomicOutput
 from vdepth_ros.offline.errors import OutputExistsError
+from vdepth_ros.offline.runner import stdout_for_results
 from vdepth_ros.paths import not_a_model_folder
 from vdepth_ros.runtime import ONNX_NAME
 from vdepth_ros.runtime.onnx_backend import OnnxRuntimeEngine
@@ -122,22 +120,6 @@ def default_shape(model: VideoDepthModel, tiny: bool) -> tuple[int | None, int |
 
 
 # -- export --------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def _stdout_to_stderr() -> Any:
-    """Send fd 1 to stderr: the legacy exporter dumps the whole TorchScript graph to C++ stdout on
-    failure, which would corrupt JSON printed by the CLI and the benchmark."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        os.dup2(2, 1)
-        with contextlib.redirect_stdout(sys.stderr):  # Python-level prints too
-            yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
-
-
 def _export_legacy(
     module: nn.Module,
     example: torch.Tensor,
@@ -154,7 +136,7 @@ def _export_legacy(
     in_name, out_name = names
     axes = {in_name: {1: "frames"}, out_name: {1: "frames"}} if dynamic_frames else None
     mode = {} if fuse_bn else {"training": torch.onnx.TrainingMode.PRESERVE}
-    with warnings.catch_warnings(), _stdout_to_stderr():
+    with warnings.catch_warnings(), stdout_for_results():
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.filterwarnings("ignore", message="It is recommended that constant folding be turned off")
         torch.onnx.export(
@@ -184,7 +166,7 @@ def _export_dynamo(
     dyn = None
     if dynamic_frames:
         dyn = ({1: torch.export.Dim("frames", min=1, max=max_frames)},)
-    with _stdout_to_stderr():  # the dynamo exporter prints its progress
+    with stdout_for_results():  # the dynamo exporter prints its progress
         prog = torch.onnx.export(
             module,
             (example,),

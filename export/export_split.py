@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from vdepth_export.export_onnx import _stdout_to_stderr, load_source
+from vdepth_export.export_onnx import load_source
 from vdepth_export.onnx_graph import ExportError, finalize_graph
 from vdepth_export.parity import TOLERANCE, compare, parity_clips
 
@@ -32,6 +32,7 @@ from vdepth_ros.errors import ConfigError
 from vdepth_ros.models import VideoDepthModel
 from vdepth_ros.offline.atomic import AtomicOutput
 from vdepth_ros.offline.errors import OutputExistsError
+from vdepth_ros.offline.runner import stdout_for_results
 from vdepth_ros.runtime.reuse import SplitMeta, split_files_for
 from vdepth_ros.runtime.spec import InputSpec, spec_path_for
 from vdepth_ros.runtime.trt_cache import external_data_path, onnx_sha256
@@ -60,7 +61,7 @@ def _export(
     (`fuse_bn=False` keeps BatchNorm weights as they are, for `weights_fp16`, as `export_onnx`)."""
     inputs, outputs = names
     mode = {} if fuse_bn else {"training": torch.onnx.TrainingMode.PRESERVE}
-    with warnings.catch_warnings(), _stdout_to_stderr(), torch.no_grad():
+    with warnings.catch_warnings(), stdout_for_results(), torch.no_grad():
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks traced as constants
         torch.onnx.export(

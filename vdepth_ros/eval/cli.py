@@ -414,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
 
     root = Path(args.evaldata) if args.evaldata else evaldata_dir()
     from vdepth_ros.offline.errors import OfflineError
-    from vdepth_ros.offline.runner import apply_blas_threads, cli_errors
+    from vdepth_ros.offline.runner import apply_blas_threads, cli_errors, stdout_for_results
 
     if root is None or not root.is_dir():
         # one line as vdepth-bag/-video print theirs: argparse's usage would bury the reason
@@ -432,26 +432,27 @@ def main(argv: list[str] | None = None) -> int:
     missing = [p for p in (out, *out.parents) if not p.exists()]  # what prepare_output will create
     size = tuple(args.size) if args.size else None
     try:  # everything that can fail without running anything fails now, not after minutes of work
-        node_params = check_inputs(args.datasets, root, backend=args.backend, size=size, params_file=args.params)
-        apply_blas_threads(node_params)  # the node's `blas_threads`, as the node and the offline tools apply it
-        prepare_output(out, overwrite=args.overwrite)
-        results = evaluate(
-            args.datasets,
-            root,
-            model=args.model,
-            backend=args.backend,
-            frames=frames,
-            stream=not args.no_stream,
-            per_frame=not args.no_per_frame,
-            with_model=not args.baselines_only,
-            threads=args.threads,
-            size=size,
-            per_frame_fit=args.per_frame_fit,
-            sparse_points=args.sparse_points,
-            params_file=args.params,
-            pose_points=args.pose_points,
-        )
-        _, md = write_report(results, out, overwrite=args.overwrite)
+        with stdout_for_results():  # stdout: the table alone
+            node_params = check_inputs(args.datasets, root, backend=args.backend, size=size, params_file=args.params)
+            apply_blas_threads(node_params)  # the node's `blas_threads`, as the node and the offline tools apply it
+            prepare_output(out, overwrite=args.overwrite)
+            results = evaluate(
+                args.datasets,
+                root,
+                model=args.model,
+                backend=args.backend,
+                frames=frames,
+                stream=not args.no_stream,
+                per_frame=not args.no_per_frame,
+                with_model=not args.baselines_only,
+                threads=args.threads,
+                size=size,
+                per_frame_fit=args.per_frame_fit,
+                sparse_points=args.sparse_points,
+                params_file=args.params,
+                pose_points=args.pose_points,
+            )
+            _, md = write_report(results, out, overwrite=args.overwrite)
     except (ConfigError, ModelLoadError, EvalDataError, OfflineError) as err:
         # --size with an exported graph; a release not pulled yet; a dataset missing; results already in --out
         _remove_created(out, missing)

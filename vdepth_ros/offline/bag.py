@@ -48,6 +48,7 @@ from vdepth_ros.offline.runner import (
     run_pipeline,
     setup_logging,
     sigterm_as_interrupt,
+    stdout_for_results,
     stopped_output,
     with_progress,
 )
@@ -430,7 +431,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.rectify:
             params = {**params, "rectify": True}
         apply_blas_threads(params)  # the node's `blas_threads`, as the node applies it
-        with sigterm_as_interrupt():
+        with stdout_for_results(), sigterm_as_interrupt():  # stdout: the summary alone
             summary = process_bag(
                 args.input,
                 args.output,

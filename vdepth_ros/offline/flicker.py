@@ -44,7 +44,7 @@ from vdepth_ros.offline.bag_messages import (
 )
 from vdepth_ros.offline.bag_types import CAMERA_INFO, IMAGE_TYPES, POSE_STAMPED, TYPESTORES, restamp
 from vdepth_ros.offline.errors import BagReadError, MissingTopicError, OfflineError, UnsupportedEncodingError
-from vdepth_ros.offline.runner import cli_errors, setup_logging
+from vdepth_ros.offline.runner import cli_errors, setup_logging, stdout_for_results
 from vdepth_ros.paths import expand_home
 from vdepth_ros.triangulate import PoseBuffer, pose_from_msg
 
@@ -455,18 +455,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     expand_home(args)
     setup_logging(args.verbose)
     try:
-        results = measure_flicker(
-            args.bags,
-            args.image_topic,
-            args.depth_topics,
-            slop=args.slop,
-            max_gap=args.max_gap,
-            max_width=args.max_width,
-            typestore=args.typestore,
-            log_time_stamps=args.log_time_stamps,
-            pose_topic=args.pose_topic,
-            camera_info_topic=args.camera_info_topic,
-        )
+        with stdout_for_results():  # stdout: the result alone
+            results = measure_flicker(
+                args.bags,
+                args.image_topic,
+                args.depth_topics,
+                slop=args.slop,
+                max_gap=args.max_gap,
+                max_width=args.max_width,
+                typestore=args.typestore,
+                log_time_stamps=args.log_time_stamps,
+                pose_topic=args.pose_topic,
+                camera_info_topic=args.camera_info_topic,
+            )
         if not any(r.pairs for r in results):
             raise BagReadError(
                 "no consecutive image/depth pairs matched: check the topics, and --slop against the stamps"

@@ -4,8 +4,10 @@ causally or offline over a frame stream, the progress bar and the final summary.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import math
+import os
 import signal
 import sys
 import time
@@ -440,6 +442,38 @@ def setup_logging(verbose: bool) -> None:
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+
+
+def _flush_c_stdio() -> None:
+    """Flush C stdio's buffers (a native library's printf waits there until exit, when fd 1 is stdout again)."""
+    with contextlib.suppress(Exception):  # no libc (not Linux/macOS): nothing buffered there to move
+        import ctypes
+
+        ctypes.CDLL(None).fflush(None)
+
+
+@contextmanager
+def stdout_for_results() -> Iterator[None]:
+    """Within the block, whatever is written to stdout goes to stderr: Python's prints (ONNX Runtime's
+    "EP Error ... Falling back to ..." lines are prints) and native writes to file descriptor 1 (ONNX
+    Runtime, TensorRT, torch, OpenCV), C stdio's buffered output included. The CLIs run their work in
+    this block and print their own result after it, so their stdout (`--json`, a table) is only that."""
+    sys.stdout.flush()
+    _flush_c_stdio()
+    saved: int | None = None
+    with contextlib.suppress(OSError):  # fd 1 or 2 closed: nothing to keep apart
+        saved = os.dup(1)
+        os.dup2(2, 1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+        _flush_c_stdio()
+        if saved is not None:
+            os.dup2(saved, 1)
+            os.close(saved)
 
 
 def cli_errors(prog: str, exc: BaseException) -> int:

@@ -41,6 +41,7 @@ from vdepth_ros.offline.runner import (
     run_pipeline,
     setup_logging,
     sigterm_as_interrupt,
+    stdout_for_results,
     stopped_output,
     with_progress,
 )
@@ -415,7 +416,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         params = load_node_params(args.params, model=args.model)
         apply_blas_threads(params)  # the node's `blas_threads`, as the node and vdepth-bag apply it
-        with sigterm_as_interrupt():
+        with stdout_for_results(), sigterm_as_interrupt():  # stdout: the summary alone
             summary = process_video(
                 args.input,
                 args.output,
