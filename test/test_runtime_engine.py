@@ -316,3 +316,68 @@ def test_fp16_on_the_cpu_runs_in_fp32_with_one_warning(model_dir, monkeypatch, c
     said = [r.getMessage() for r in caplog.records if "fp16 is not applied on the CPU" in r.getMessage()]
     assert len(said) == 1
     assert "precision fp32" in said[0]
+
+
+_HOLD_SCRIPT = """
+import sys, warnings
+import onnxruntime as ort
+from vdepth_ros.runtime import create_engine
+from vdepth_ros.runtime.onnx_backend import CUDA_EP, TRT_EP
+
+real = ort.get_available_providers
+ort.get_available_providers = lambda: [TRT_EP, CUDA_EP, *real()]  # as gpu_eps_listed_but_broken
+warnings.filterwarnings("ignore", message="Specified provider")
+with create_engine(sys.argv[1], threads=1, precision="fp16"):
+    print("open", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def test_tensorrt_ep_caches_are_bounded_oldest_first_never_one_in_use_or_the_users(
+    model_dir, gpu_eps_listed_but_broken, monkeypatch, tmp_path
+) -> None:
+    """Each graph, precision, ONNX Runtime/TensorRT version and GPU gets its own TensorRT EP cache folder
+    (engines of hundreds of MB for a ViT), and none was ever removed: every re-export, precision tried and
+    upgrade left one more in ~/.cache for good. The least recently used beyond the bound go, never one a
+    running node (another process) uses, never a folder the package did not create."""
+    import os
+    import subprocess
+    import sys
+
+    from vdepth_ros.runtime import trt_cache
+
+    monkeypatch.setattr(trt_cache, "ORT_TRT_CACHE_KEEP", 2)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    root = tmp_path / "xdg" / "vdepth_ros" / "ort-trt"
+    mine = root / "model-fp32-0123456789abcdef"  # the user's own, named like ours
+    mine.mkdir(parents=True)
+    (mine / "notes.txt").write_text("mine")
+
+    def use(precision: str) -> None:
+        with create_engine(model_dir, threads=1, precision=precision):
+            pass
+
+    def ours() -> set[str]:
+        return {p.name.split("-")[1] for p in root.iterdir() if p != mine}
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_SCRIPT, str(model_dir)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=dict(os.environ),
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        assert ours() == {"fp16"}
+        use("fp32")
+        use("bf16")
+        assert ours() == {"fp16", "fp32", "bf16"}  # the oldest, fp16, is the running node's
+    finally:
+        holder.communicate("\n", timeout=60)
+    use("bf16")
+    assert ours() == {"fp32", "bf16"}  # no longer in use: the least recently used went
+    use("fp16")
+    use("bf16")
+    assert ours() == {"bf16", "fp16"}
+    use("fp16")  # found again, not built again: it is the newest now
+    use("fp32")
+    assert ours() == {"fp16", "fp32"}
+    assert (mine / "notes.txt").read_text() == "mine"

@@ -7,7 +7,7 @@ import logging
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -152,16 +152,21 @@ def _check_started(graph: Path, chosen: list[str], started: list[str], *, reques
 _WARNED_CACHE: set[str] = set()
 
 
-def _trt_ep_cache(graph: Path, precision: str, cache_dir: str | Path | None, device_id: int) -> Path | None:
+def _trt_ep_cache(
+    graph: Path, precision: str, cache_dir: str | Path | None, device_id: int
+) -> tuple[Path | None, IO[bytes] | None]:
     """The folder for the TensorRT EP's engine and timing caches of `graph` (`trt_cache.ort_trt_cache_dir`
     under `cache_dir`, default `<cache root>/ort-trt`): without one the EP builds the engine again at every
     start (minutes for a ViT), and one folder shared across exports of one path would hand a
-    re-exported model the old weights' engine. None (no cache, one warning) when it cannot be created."""
+    re-exported model the old weights' engine. With it, the lease that marks it in use (close it when the
+    session closes; `trt_cache.use_ort_trt_cache`); the package's caches under that root beyond the most
+    recently used `trt_cache.ORT_TRT_CACHE_KEEP` are removed then, never one in use. (None, None): no
+    cache, one warning, when it cannot be created."""
     import onnxruntime
 
     from vdepth_ros.runtime.registry import cache_root
     from vdepth_ros.runtime.tensorrt_backend import cuda_identity
-    from vdepth_ros.runtime.trt_cache import ort_trt_cache_dir
+    from vdepth_ros.runtime.trt_cache import ort_trt_cache_dir, prune_ort_trt_caches, use_ort_trt_cache
 
     platform = {"onnxruntime": onnxruntime.__version__, "device": str(device_id)}
     try:
@@ -175,14 +180,16 @@ def _trt_ep_cache(graph: Path, precision: str, cache_dir: str | Path | None, dev
     root = Path(cache_dir).expanduser() if cache_dir is not None else cache_root() / "ort-trt"
     folder = ort_trt_cache_dir(root, graph, precision, platform)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        lease = use_ort_trt_cache(folder, {"graph": str(graph.resolve()), "precision": precision, **platform})
     except OSError as err:
         if str(root) not in _WARNED_CACHE:
             _WARNED_CACHE.add(str(root))
             log.warning("TensorRT EP engines are not cached (%s): every start builds them again; give "
                         "create_engine a writable cache_dir", err)  # fmt: skip
-        return None
-    return folder
+        return None, None
+    for gone in prune_ort_trt_caches(root):
+        log.info("removed the least recently used TensorRT EP cache %s", gone)
+    return folder, lease
 
 
 def usable_cores() -> int:
@@ -282,7 +289,8 @@ class OnnxRuntimeEngine(DepthEngine):
         precision: precision hint for the TensorRT EP (default: the spec's).
         cache_dir: TensorRT EP cache folder (default `~/.cache/vdepth_ros/ort-trt`); each graph's engine and
             timing caches go into a subfolder named by its sha256, the precision, the ONNX Runtime and
-            TensorRT versions and the GPU, so a re-exported graph or another setup never loads a stale engine.
+            TensorRT versions and the GPU, so a re-exported graph or another setup never loads a stale engine;
+            the 8 most recently used folders are kept, and those in use (`trt_cache.prune_ort_trt_caches`).
         device_id: CUDA device for the GPU providers.
         reuse: when `model.frame.onnx`, `model.window.onnx` and `model.split.json` lie next to
             `onnx_path` and match it (`vdepth-export split`), run those two graphs instead,
@@ -319,6 +327,7 @@ class OnnxRuntimeEngine(DepthEngine):
         }  # fmt: skip
         self._variants: dict[tuple[int, int], OnnxRuntimeEngine] = {}
         self._variants_lock = threading.Lock()
+        self._cache_leases: list[IO[bytes]] = []  # the TensorRT EP caches this engine's sessions use
         chosen = select_providers(
             ort.get_available_providers(),
             providers,
@@ -338,7 +347,9 @@ class OnnxRuntimeEngine(DepthEngine):
         def session(graph: Path) -> Any:
             entries = chosen
             if TRT_EP in (n for n, _ in chosen):  # its engines: cached under the graph's own key
-                trt_cache = _trt_ep_cache(graph, precision or spec.precision, cache_dir, device_id)
+                trt_cache, lease = _trt_ep_cache(graph, precision or spec.precision, cache_dir, device_id)
+                if lease is not None:
+                    self._cache_leases.append(lease)
                 entries = select_providers(
                     ort.get_available_providers(), providers, precision=precision or spec.precision,
                     cache_dir=trt_cache, device_id=device_id,
@@ -452,3 +463,6 @@ class OnnxRuntimeEngine(DepthEngine):
             engine.close()
         self._variants.clear()
         self._split = None
+        for lease in self._cache_leases:
+            lease.close()
+        self._cache_leases.clear()

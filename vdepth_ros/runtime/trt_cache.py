@@ -8,14 +8,24 @@ or CUDA import here, so the logic is testable anywhere.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
+import os
+import shutil
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from vdepth_ros.errors import ModelLoadError
 
+try:
+    import fcntl
+except ImportError:  # not POSIX: caches are never seen as in use, so never removed
+    fcntl = None  # type: ignore[assignment]
+
+log = logging.getLogger(__name__)
 KEY_VERSION = 1
 
 
@@ -190,3 +200,65 @@ def ort_trt_cache_dir(root: str | Path, onnx_path: str | Path, precision: str, p
     ever found for the graph, precision and setup it was built from."""
     blob = json.dumps({"onnx_sha256": onnx_sha256(onnx_path), "precision": precision, **platform}, sort_keys=True)
     return Path(root) / f"{Path(onnx_path).stem}-{precision}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
+
+
+#: ONNX Runtime TensorRT EP cache folders kept under one cache root: the most recently used ones, and any in use
+ORT_TRT_CACHE_KEEP = 8
+#: the file that marks a cache folder as the package's (only such folders are ever removed); its modification
+#: time is the folder's last use, and a session holds a shared lock on it while it runs
+ORT_TRT_CACHE_MARKER = "vdepth_ros-cache.json"
+
+
+def use_ort_trt_cache(folder: Path, about: dict[str, str]) -> IO[bytes] | None:
+    """Mark `folder` (just created or found) as the package's TensorRT EP cache, used now: its marker file
+    (`about`: what it caches) is written if missing and touched, and a shared lock taken on it, held until
+    the returned file is closed (the session's life). None where locks are not available (the folder is
+    then never seen as in use; it is still touched)."""
+    marker = folder / ORT_TRT_CACHE_MARKER
+    for _ in range(3):  # a pruning process may remove the folder between its creation and the lock
+        folder.mkdir(parents=True, exist_ok=True)
+        if not marker.is_file():
+            marker.write_text(json.dumps(about, indent=2, sort_keys=True) + "\n")
+        try:
+            lease = marker.open("rb")
+        except FileNotFoundError:
+            continue
+        if fcntl is not None:
+            fcntl.flock(lease.fileno(), fcntl.LOCK_SH)
+        if marker.is_file():  # not removed while the lock was awaited
+            os.utime(marker)
+            if fcntl is None:
+                lease.close()
+                return None
+            return lease
+        lease.close()
+    raise OSError(f"TensorRT EP cache folder {folder} keeps being removed by another process")
+
+
+def prune_ort_trt_caches(root: Path, keep: int | None = None) -> list[Path]:
+    """Remove the package's TensorRT EP cache folders under `root` beyond the `keep` (default
+    `ORT_TRT_CACHE_KEEP`) most recently used, least recently used first; a folder in use (a session of this or
+    another process holds its lock) and any folder without the package's marker (the user's own) are never
+    removed. Returns the folders removed."""
+    keep = ORT_TRT_CACHE_KEEP if keep is None else keep
+    found = []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(root):
+            with contextlib.suppress(OSError):
+                if entry.is_dir(follow_symlinks=False):
+                    found.append((os.stat(Path(entry.path) / ORT_TRT_CACHE_MARKER).st_mtime_ns, Path(entry.path)))
+    removed = []
+    for _, folder in sorted(found, reverse=True)[keep:]:
+        try:
+            with (folder / ORT_TRT_CACHE_MARKER).open("rb") as lock:
+                if fcntl is None:
+                    continue  # cannot tell whether it is in use: keep it
+                try:
+                    fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # in use
+                shutil.rmtree(folder)
+            removed.append(folder)
+        except OSError as err:
+            log.warning("could not remove the unused TensorRT EP cache %s: %s", folder, err)
+    return removed
