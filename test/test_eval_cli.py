@@ -418,3 +418,32 @@ def test_the_evaluators_one_frame_twin_of_a_model_with_a_fixed_clip_length_warns
     with caplog.at_level(logging.WARNING):
         create_engine(str(mdir), backend="torch", frames=1, height=64, width=96)
     assert [r for r in caplog.records if "windows of 1 frames" in r.getMessage()], caplog.text
+
+
+_KILLED_EVAL = """
+import os, signal, sys
+from vdepth_ros.eval import cli
+
+def evaluate(*a, **kw):
+    os.kill(os.getpid(), signal.SIGTERM)  # `timeout`, `kill`, a scheduler stopping the job
+    raise AssertionError("not stopped")
+
+cli.evaluate = evaluate
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_a_stopped_run_is_one_line_exit_130_and_leaves_no_folder(tiny_evaldata, tmp_path) -> None:
+    """vdepth-eval stopped (Ctrl-C, or SIGTERM from `timeout` or `kill`) while it evaluates: SIGTERM killed
+    it with no word and Ctrl-C printed a traceback, both leaving the empty --out folders it had created, as
+    the offline tools do not. Now the tools' one line, exit status 130, and the folders it created gone."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "runs" / "eval"
+    args = ["--evaldata", str(tiny_evaldata), "--datasets", "hololens", "--baselines-only", "--out", str(out)]
+    proc = subprocess.run([sys.executable, "-c", _KILLED_EVAL, *args], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 130, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip().splitlines()[-1]], proc.stderr[-2000:]
+    assert proc.stderr.startswith("vdepth-eval: interrupted"), proc.stderr
+    assert not (tmp_path / "runs").exists()

@@ -222,3 +222,68 @@ def test_ctrl_c_during_a_long_video_keeps_the_frames_done(tmp_path: Path) -> Non
     cap = cv2.VideoCapture(str(tmp_path / "out" / "preview.mp4"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == written
     cap.release()
+
+
+_STALLED_FLOW = """
+import sys, time
+from pathlib import Path
+import cv2
+Dis = cv2.DISOpticalFlow_create
+
+class Stalled:
+    def __init__(self, *a):
+        self.flow = Dis(*a)
+
+    def __getattr__(self, name):
+        return getattr(self.flow, name)
+
+    def calc(self, *a):
+        Path(sys.argv[1]).touch()  # working: the test stops it now
+        time.sleep(60)
+
+cv2.DISOpticalFlow_create = Stalled
+from vdepth_ros.offline.entry import flicker
+sys.exit(flicker(sys.argv[2:]))
+"""
+
+
+def test_vdepth_flicker_stopped_by_sigterm_leaves_no_copy_of_a_recording_in_tmpdir(tmp_path: Path) -> None:
+    """vdepth-flicker reads a recording its recorder did not close from a whole copy in TMPDIR (GBs for a
+    long one). `timeout 600 vdepth-flicker ...`, a systemd stop or `kill` (SIGTERM) killed it outright, so the
+    copy was left in TMPDIR at every such run; Ctrl-C removed it. SIGTERM is now Ctrl-C, as in the others."""
+    import os
+    import signal
+    import time
+
+    from fakes import LuminanceEngine
+
+    from vdepth_ros.offline.bag import process_bag
+    from vdepth_ros.offline.synth import synthetic_frames, write_image_bag
+
+    rec = tmp_path / "rec"
+    write_image_bag(rec, synthetic_frames(24, 240, 320))
+    (rec / "metadata.yaml").unlink()
+    storage = next(rec.glob("*.mcap"))
+    storage.write_bytes(storage.read_bytes()[: storage.stat().st_size * 2 // 3])  # no footer: still recording
+    process_bag(rec, tmp_path / "out", engine=LuminanceEngine(), params={"scale_source": "none"})
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    working = tmp_path / "working"
+    args = [str(working), str(tmp_path / "out"), str(rec), "--image-topic", "/image", "--depth-topic", "/disparity"]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _STALLED_FLOW, *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "TMPDIR": str(tmp)},
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not working.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert working.exists(), proc.communicate(timeout=10)
+        assert list(tmp.iterdir())  # the copy it reads
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    assert err.strip().splitlines()[-1].startswith("vdepth-flicker: interrupted"), err[-2000:]
+    assert not list(tmp.iterdir())

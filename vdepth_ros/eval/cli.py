@@ -414,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
 
     root = Path(args.evaldata) if args.evaldata else evaldata_dir()
     from vdepth_ros.offline.errors import OfflineError
-    from vdepth_ros.offline.runner import apply_blas_threads, cli_errors, stdout_for_results
+    from vdepth_ros.offline.runner import apply_blas_threads, cli_errors, sigterm_as_interrupt, stdout_for_results
 
     if root is None or not root.is_dir():
         # one line as vdepth-bag/-video print theirs: argparse's usage would bury the reason
@@ -432,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
     missing = [p for p in (out, *out.parents) if not p.exists()]  # what prepare_output will create
     size = tuple(args.size) if args.size else None
     try:  # everything that can fail without running anything fails now, not after minutes of work
-        with stdout_for_results():  # stdout: the table alone
+        with stdout_for_results(), sigterm_as_interrupt():  # stdout: the table alone; SIGTERM is Ctrl-C
             node_params = check_inputs(args.datasets, root, backend=args.backend, size=size, params_file=args.params)
             apply_blas_threads(node_params)  # the node's `blas_threads`, as the node and the offline tools apply it
             prepare_output(out, overwrite=args.overwrite)
@@ -453,8 +453,9 @@ def main(argv: list[str] | None = None) -> int:
                 pose_points=args.pose_points,
             )
             _, md = write_report(results, out, overwrite=args.overwrite)
-    except (ConfigError, ModelLoadError, EvalDataError, OfflineError) as err:
-        # --size with an exported graph; a release not pulled yet; a dataset missing; results already in --out
+    except (ConfigError, ModelLoadError, EvalDataError, OfflineError, KeyboardInterrupt) as err:
+        # --size with an exported graph; a release not pulled yet; a dataset missing; results already in --out;
+        # Ctrl-C or SIGTERM (the results are written only when complete, all at once)
         _remove_created(out, missing)
         raise SystemExit(cli_errors(ap.prog, err)) from None
     print(md.read_text(), end="")

@@ -44,7 +44,7 @@ from vdepth_ros.offline.bag_messages import (
 )
 from vdepth_ros.offline.bag_types import CAMERA_INFO, IMAGE_TYPES, POSE_STAMPED, TYPESTORES, restamp
 from vdepth_ros.offline.errors import BagReadError, MissingTopicError, OfflineError, UnsupportedEncodingError
-from vdepth_ros.offline.runner import cli_errors, setup_logging, stdout_for_results
+from vdepth_ros.offline.runner import cli_errors, setup_logging, sigterm_as_interrupt, stdout_for_results
 from vdepth_ros.paths import expand_home
 from vdepth_ros.triangulate import PoseBuffer, pose_from_msg
 
@@ -455,7 +455,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     expand_home(args)
     setup_logging(args.verbose)
     try:
-        with stdout_for_results():  # stdout: the result alone
+        with stdout_for_results(), sigterm_as_interrupt():  # stdout: the result alone; SIGTERM is Ctrl-C
             results = measure_flicker(
                 args.bags,
                 args.image_topic,
