@@ -119,7 +119,11 @@ def _serialize_network(
     timing_cache: Path,
     tf32: bool,
     profiles: dict[str, tuple[tuple[int, ...], ...]] | None = None,
+    own_timing_cache: bool = True,
 ) -> bytes:
+    """The serialized engine; `timing_cache` is read, and written with the build's timings unless it holds
+    another TensorRT version's or GPU's (or is no timing cache) and is not `own_timing_cache` (the default
+    file named for this version and GPU, which is the tool's to replace)."""
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     # ONNX exported in reduced precision carries its own types: build it strongly typed.
@@ -150,8 +154,12 @@ def _serialize_network(
 
     cache_blob = timing_cache.read_bytes() if timing_cache.is_file() else b""
     cache = config.create_timing_cache(cache_blob)
+    save = True
     if not config.set_timing_cache(cache, False):  # ignore_mismatch=False: never reuse another GPU's timings
-        log.warning("timing cache %s does not match this TensorRT/GPU; starting a new one", timing_cache)
+        # a file the user named is theirs (another machine's cache, or no cache at all): never written over
+        save = own_timing_cache
+        fix = "" if save else f"; {timing_cache} is kept and not updated (give another --timing-cache to save them)"
+        log.warning("timing cache %s does not match this TensorRT/GPU; starting a new one%s", timing_cache, fix)
         config.set_timing_cache(config.create_timing_cache(b""), False)
 
     serialized = builder.build_serialized_network(network, config)
@@ -159,8 +167,9 @@ def _serialize_network(
         raise EngineBuildError(f"TensorRT failed to build {onnx_path.name} (see the TensorRT log above)")
     # shared by builds: never half-written; a folder given as --timing-cache is never replaced
     not_a_file = lambda p: "a folder, not a timing cache" if p.is_dir() else None  # noqa: E731
-    with AtomicOutput(timing_cache, overwrite=True, replaceable=not_a_file) as staged:
-        staged.write_bytes(bytes(config.get_timing_cache().serialize()))
+    if save:
+        with AtomicOutput(timing_cache, overwrite=True, replaceable=not_a_file) as staged:
+            staged.write_bytes(bytes(config.get_timing_cache().serialize()))
     return bytes(serialized)
 
 
@@ -234,7 +243,10 @@ def build_engine(
     log.info("building %s: %s", engine_path, reason)
     key_path_for(engine_path).unlink(missing_ok=True)  # a rebuild that fails leaves the old engine untrusted
     start = time.perf_counter()
-    blob = _serialize_network(trt, onnx_path, spec, precision, int(workspace_gib * 1024**3), tc, tf32, profiles)
+    blob = _serialize_network(
+        trt, onnx_path, spec, precision, int(workspace_gib * 1024**3), tc, tf32, profiles,
+        own_timing_cache=timing_cache is None,
+    )  # fmt: skip
     engine_spec = InputSpec.from_dict(
         {
             **spec.to_dict(),

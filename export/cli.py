@@ -117,7 +117,11 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("-o", "--output", help="engine path (default: model.engine next to the ONNX)")
     e.add_argument("--precision", choices=PRECISIONS, default="fp32")
     e.add_argument("--workspace-gib", type=float, default=4.0)
-    e.add_argument("--timing-cache", help="timing cache file (default: per TensorRT version and GPU)")
+    e.add_argument(
+        "--timing-cache",
+        help="timing cache file (default: per TensorRT version and GPU); one of another GPU or version is kept, "
+        "not updated",
+    )
     e.add_argument("--force-engine-update", action="store_true", help="rebuild even if the cached engine matches")
     e.add_argument("--device", type=int, default=0)
     e.add_argument("--tf32", action="store_true", help="allow TF32 in fp32 layers")

@@ -163,3 +163,25 @@ def test_other_build_options_rebuild_a_matching_engine(onnx_file, fake_trt) -> N
     bigger = build_engine(onnx_file, precision="fp32", tf32=True, workspace_gib=8, trt=fake_trt, gpu=GPU)
     assert "workspace_gib 4.0 -> 8.0" in bigger.reason
     assert _record(bigger.engine_path)["pools"] == {"WORKSPACE": 8 * 1024**3}
+
+
+def test_a_timing_cache_given_that_does_not_match_is_not_overwritten(onnx_file, fake_trt, caplog) -> None:
+    """`--timing-cache FILE` holding another GPU's or TensorRT version's timings (a cache shared over NFS by
+    two machines), or a file that is no timing cache at all (a wrong path): the build started a new cache,
+    as it should, but then wrote it over FILE, destroying the user's file. The file is kept now; the build
+    runs, its timings unsaved, with a warning naming a path for this GPU's cache."""
+    import logging
+
+    mine = onnx_file.parent / "shared.cache"
+    mine.write_bytes(b"the other machine's timings")
+    with caplog.at_level(logging.WARNING, logger="vdepth_export.build_engine"):
+        res = build_engine(onnx_file, precision="fp16", timing_cache=mine, trt=fake_trt, gpu=GPU)
+    assert res.rebuilt and res.engine_path.is_file()
+    assert mine.read_bytes() == b"the other machine's timings"
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert "shared.cache" in said and "not updated" in said, said
+    # the default cache, named for this TensorRT version and GPU, is the tool's own: a bad one is replaced
+    default = default_timing_cache(res.engine_path, res.key)
+    default.write_bytes(b"damaged")
+    build_engine(onnx_file, precision="fp16", trt=fake_trt, gpu=GPU, force_engine_update=True)
+    assert default.read_bytes() == b"+timings"

@@ -159,6 +159,9 @@ class FakeTensorRT(types.ModuleType):
 
             def set_timing_cache(self, cache: TimingCache, ignore_mismatch: bool) -> bool:
                 trt.calls.append(("set_timing_cache", ignore_mismatch))
+                # as TensorRT: a cache of another version or GPU (here: one this fake did not write) is refused
+                if cache.blob and not cache.blob.endswith(b"+timings") and not ignore_mismatch:
+                    return False
                 self.cache = cache
                 return True
 
