@@ -20,6 +20,7 @@ URLs and the two ways to import them by hand.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import functools
@@ -519,7 +520,7 @@ def pull(
         ],
     }
     try:
-        return import_released(
+        folder = import_released(
             release.family,
             _sources(release, paths),
             output,
@@ -529,11 +530,31 @@ def pull(
             overwrite=overwrite,
             extra_files={PROVENANCE_NAME: json.dumps(provenance, indent=2) + "\n"},
         )
+        if from_dir is None:
+            _note_hub_copies(name, [(s.repo, p) for s, (p, _) in paths.items()])
+        return folder
     except OutputExistsError:
         if not _pulled_meanwhile(output, release):
             raise
         log.info("%s was pulled into the model cache by another process meanwhile: %s", name, output)
         return output
+
+
+def _note_hub_copies(name: str, files: list[tuple[str, Path]]) -> None:
+    """Say that the downloads stay in the hub cache, beside the imported model (a second copy as large as
+    the release, which the model does not read), their size, and the command that frees them."""
+    from huggingface_hub import constants
+
+    size = 0
+    for _, path in files:
+        with contextlib.suppress(OSError):
+            size += path.stat().st_size
+    amount = f"{size / 1e9:.1f} GB" if size >= 1e9 else f"{size / 1e6:.1f} MB"
+    free = " and ".join(f"`hf cache rm model/{r}`" for r in sorted({repo for repo, _ in files}))
+    log.info(
+        "the download (%s) also stays in the hub cache %s; %s does not read it, later pulls (--overwrite) do: "
+        "free it with %s", amount, constants.HF_HUB_CACHE, name, free,
+    )  # fmt: skip
 
 
 def _pulled_meanwhile(folder: Path, release: Release) -> bool:

@@ -744,3 +744,20 @@ def test_pull_from_the_layouts_a_hand_download_leaves(
     )
     err = capsys.readouterr().err
     assert f"not found under --from {tmp_path / 'empty'}" in err and str(tmp_path / "empty" / FILE) in err, err
+
+
+def test_a_pull_names_the_download_it_leaves_in_the_hub_cache(
+    hub: Hub, env: dict[str, str], online: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The release's checkpoint stays in the hub cache after the import (a second copy as large as the model,
+    gigabytes for DepthCrafter, in ~/.cache/huggingface), which nothing said: the pull now names it, its
+    size and the command that frees it (the pulled model does not read it)."""
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="vdepth_export.pull"):
+        pull("vda-tiny-test", endpoint=hub.url)
+    said = [r.getMessage() for r in caplog.records if "hub cache" in r.getMessage()]
+    assert said, [r.getMessage() for r in caplog.records]
+    size = len(hub.files[(REPO, FILE)])
+    assert f"hf cache rm model/{REPO}" in said[-1] and f"{size / 1e6:.1f} MB" in said[-1], said
+    assert str(Path(env["HF_HUB_CACHE"])) in said[-1], said
