@@ -93,7 +93,10 @@ def main(argv: list[str] | None = None) -> None:
     from vdepth_training.config import DEFAULT_RECIPE
 
     torch.set_num_threads(1)
-    out = probe(args.checkpoint, args.config or str(DEFAULT_RECIPE), style=args.style, frame_step=args.frame_step)
+    from vdepth_ros.offline.runner import stdout_for_results
+
+    with stdout_for_results():  # stdout: the JSON alone, whatever the libraries print
+        out = probe(args.checkpoint, args.config or str(DEFAULT_RECIPE), style=args.style, frame_step=args.frame_step)
     print(json.dumps({**out, "style": args.style, "frame_step": args.frame_step}))
 
 

@@ -214,7 +214,11 @@ def main(argv: list[str] | None = None) -> None:
     root = Path(args.evaldata) if args.evaldata else evaldata_dir()
     if root is None or not root.is_dir():
         ap.error("evaluation data not found: pass --evaldata or set VDEPTH_EVALDATA")
-    print(json.dumps(study(args.model, str(root), args.frames), indent=2))
+    from vdepth_ros.offline.runner import stdout_for_results
+
+    with stdout_for_results():  # stdout: the JSON alone, whatever the runtime prints
+        result = study(args.model, str(root), args.frames)
+    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":
