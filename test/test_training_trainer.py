@@ -656,3 +656,23 @@ def test_export_never_fills_a_users_folder_named_like_the_final_model(tmp_path: 
         trainer.export(model, overwrite=True)
     assert sorted(p.name for p in trainer.final_dir.iterdir()) == ["notes.txt", "photos"]
     assert load_model(trainer.export(model, tmp_path / "other")).family == "vda"
+
+
+def test_a_latent_cache_write_that_fails_leaves_no_partial_file(tmp_path: Path, monkeypatch) -> None:
+    """A cache entry is written to `<key>.<pid>.tmp` and renamed; a write that failed (a full disk, Ctrl-C
+    in the middle of it) left the partial file in the cache folder for good, one per failure and rank."""
+    import errno
+
+    import safetensors.torch
+    from vdepth_training.cache import LatentCache
+
+    def full_disk(tensors: dict, filename: str, **kw: object) -> None:
+        Path(filename).write_bytes(b"\0" * 1000)  # part of the entry, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full_disk)
+    cache = LatentCache(tmp_path / "cache")
+    keys = torch.arange(6, dtype=torch.int64).reshape(2, 3)
+    with pytest.raises(OSError, match="No space"):
+        cache.get_or_compute("latent", keys, lambda: torch.zeros(2, 4))
+    assert [p.name for p in (tmp_path / "cache").rglob("*") if p.is_file()] == []

@@ -98,8 +98,11 @@ class LatentCache:
         for p, v in zip(paths, value, strict=True):
             p.parent.mkdir(parents=True, exist_ok=True)
             tmp = p.with_name(f"{p.stem}.{os.getpid()}.tmp")  # one per process: ranks may race
-            save_file({"value": v.detach().to("cpu").contiguous()}, str(tmp))
-            tmp.replace(p)  # atomic: a crash never leaves a truncated entry
+            try:
+                save_file({"value": v.detach().to("cpu").contiguous()}, str(tmp))
+                tmp.replace(p)  # atomic: a crash never leaves a truncated entry
+            finally:  # a failed write (a full disk, Ctrl-C) leaves no partial file behind
+                tmp.unlink(missing_ok=True)
         return value
 
 
