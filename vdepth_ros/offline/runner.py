@@ -458,7 +458,8 @@ def stdout_for_results() -> Iterator[None]:
     "EP Error ... Falling back to ..." lines are prints) and native writes to file descriptor 1 (ONNX
     Runtime, TensorRT, torch, OpenCV), C stdio's buffered output included. The CLIs run their work in
     this block and print their own result after it, so their stdout (`--json`, a table) is only that."""
-    sys.stdout.flush()
+    with contextlib.suppress(Exception):  # None or closed: nothing to flush
+        sys.stdout.flush()
     _flush_c_stdio()
     saved: int | None = None
     with contextlib.suppress(OSError):  # fd 1 or 2 closed: nothing to keep apart
