@@ -182,16 +182,18 @@ def test_ort_threads_do_not_spin_by_default(model_dir) -> None:
 
 
 @pytest.fixture
-def gpu_eps_listed_but_broken(monkeypatch) -> None:
+def gpu_eps_listed_but_broken(monkeypatch, tmp_path) -> None:
     """onnxruntime-gpu on a machine whose CUDA/cuDNN/TensorRT libraries do not load (or without a GPU):
     it lists the GPU execution providers, and its sessions go on without them. The CPU build here does
-    just that with the two names added to its list (the session drops them with its own warning)."""
+    just that with the two names added to its list (the session drops them with its own warning). The
+    TensorRT EP cache folders go under tmp_path, not the user's ~/.cache."""
     import warnings
 
     import onnxruntime as ort
 
     from vdepth_ros.runtime import onnx_backend
 
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     real = ort.get_available_providers
     monkeypatch.setattr(ort, "get_available_providers", lambda: [TRT_EP, CUDA_EP, *real()])
     monkeypatch.setattr(onnx_backend, "_WARNED_NOT_STARTED", set(), raising=False)
