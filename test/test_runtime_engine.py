@@ -383,3 +383,50 @@ def test_tensorrt_ep_caches_are_bounded_oldest_first_never_one_in_use_or_the_use
     use("fp32")
     assert ours() == {"fp16", "fp32"}
     assert (mine / "notes.txt").read_text() == "mine"
+
+
+def test_a_read_only_tensorrt_ep_cache_is_still_used(
+    model_dir, gpu_eps_listed_but_broken, monkeypatch, tmp_path, caplog
+) -> None:
+    """A cache folder prepared once and mounted read-only (a robot's image): the engines in it are used, not
+    refused for want of writing the folder's marker or its last-use time, and nothing is removed from it."""
+    import errno
+    import os
+    import shutil
+
+    import onnxruntime as ort
+
+    from vdepth_ros.runtime import trt_cache
+
+    given: list[dict] = []
+    real = ort.InferenceSession
+
+    def recording(path, sess_options=None, providers=None, provider_options=None, **kw):
+        given.append(dict(zip(providers, provider_options, strict=True)))
+        return real(path, sess_options=sess_options, providers=providers, provider_options=provider_options, **kw)
+
+    monkeypatch.setattr(ort, "InferenceSession", recording)
+    monkeypatch.setattr(trt_cache, "ORT_TRT_CACHE_KEEP", 0)
+    root = tmp_path / "prepared"
+    with create_engine(model_dir, threads=1, cache_dir=root):
+        folder = Path(given[-1][TRT_EP]["trt_engine_cache_path"])
+    (folder / "engine.trt").write_bytes(b"built")
+    (root / "older").mkdir()
+    shutil.copy(folder / trt_cache.ORT_TRT_CACHE_MARKER, root / "older")  # another graph's, not in use
+    (folder / trt_cache.ORT_TRT_CACHE_MARKER).unlink()  # prepared by an earlier version: no marker
+
+    def read_only(*args: object, **kw: object) -> None:  # what a read-only mount answers (root included)
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    for name in ("utime", "unlink", "rmdir"):
+        monkeypatch.setattr(os, name, read_only)
+    monkeypatch.setattr(Path, "write_text", read_only)
+    monkeypatch.setattr(shutil, "rmtree", read_only)
+    with caplog.at_level(logging.WARNING, logger="vdepth_ros.runtime"):
+        for _ in range(2):
+            with create_engine(model_dir, threads=1, cache_dir=root):
+                assert given[-1][TRT_EP].get("trt_engine_cache_path") == str(folder)
+    assert (folder / "engine.trt").read_bytes() == b"built"
+    assert (root / "older").is_dir()
+    said = [r.getMessage() for r in caplog.records if "older" in r.getMessage()]
+    assert len(said) == 1 and "Read-only" in said[0], said  # once, not at every start

@@ -212,27 +212,41 @@ ORT_TRT_CACHE_MARKER = "vdepth_ros-cache.json"
 def use_ort_trt_cache(folder: Path, about: dict[str, str]) -> IO[bytes] | None:
     """Mark `folder` (just created or found) as the package's TensorRT EP cache, used now: its marker file
     (`about`: what it caches) is written if missing and touched, and a shared lock taken on it, held until
-    the returned file is closed (the session's life). None where locks are not available (the folder is
-    then never seen as in use; it is still touched)."""
+    the returned file is closed (the session's life). None where no lock is held: locks not available, or a
+    folder that cannot be written (a read-only cache, used as it is, never pruned when it has no marker).
+
+    Raises:
+        OSError: the folder cannot be created.
+    """
     marker = folder / ORT_TRT_CACHE_MARKER
     for _ in range(3):  # a pruning process may remove the folder between its creation and the lock
         folder.mkdir(parents=True, exist_ok=True)
         if not marker.is_file():
-            marker.write_text(json.dumps(about, indent=2, sort_keys=True) + "\n")
+            with contextlib.suppress(OSError):  # read-only: the folder is used unmarked
+                marker.write_text(json.dumps(about, indent=2, sort_keys=True) + "\n")
         try:
             lease = marker.open("rb")
         except FileNotFoundError:
-            continue
+            if folder.is_dir():  # no marker could be written
+                return None
+            continue  # removed meanwhile: make it again
+        except OSError:
+            return None
         if fcntl is not None:
             fcntl.flock(lease.fileno(), fcntl.LOCK_SH)
         if marker.is_file():  # not removed while the lock was awaited
-            os.utime(marker)
+            with contextlib.suppress(OSError):  # read-only: its last use stays as it was
+                os.utime(marker)
             if fcntl is None:
                 lease.close()
                 return None
             return lease
         lease.close()
     raise OSError(f"TensorRT EP cache folder {folder} keeps being removed by another process")
+
+
+#: cache folders that could not be removed, each named once per process
+_WARNED_PRUNE: set[Path] = set()
 
 
 def prune_ort_trt_caches(root: Path, keep: int | None = None) -> list[Path]:
@@ -260,5 +274,7 @@ def prune_ort_trt_caches(root: Path, keep: int | None = None) -> list[Path]:
                 shutil.rmtree(folder)
             removed.append(folder)
         except OSError as err:
-            log.warning("could not remove the unused TensorRT EP cache %s: %s", folder, err)
+            if folder not in _WARNED_PRUNE:
+                _WARNED_PRUNE.add(folder)
+                log.warning("could not remove the unused TensorRT EP cache %s: %s", folder, err)
     return removed
