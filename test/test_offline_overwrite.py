@@ -51,6 +51,13 @@ def test_video_overwrite_refuses_a_folder_that_is_not_a_vdepth_video_output(tmp_
     assert (mine / "thesis.tex").read_text() == "years of work"
     process_video(frames, tmp_path / "out", **kw)
     process_video(frames, tmp_path / "out", overwrite=True, **{**kw, "engine": _engine()})
+    # a folder of the user's that has a meta.json of its own (a dataset's, a camera app's): it was taken for
+    # an earlier output by that file name alone, and replaced whole
+    dataset = _users_folder(tmp_path / "dataset")
+    (dataset / "meta.json").write_text('{"sensor": "d435", "frames": 300}\n')
+    with pytest.raises(OutputExistsError, match="not a vdepth-video output"):
+        process_video(frames, dataset, overwrite=True, **{**kw, "engine": _engine()})
+    assert (dataset / "thesis.tex").read_text() == "years of work"
 
 
 @pytest.mark.parametrize("output", ["run2", "run2.mcap", "run2.db3"])

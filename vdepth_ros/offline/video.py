@@ -403,9 +403,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: keys of the meta.json vdepth-video writes (`VideoWriter.write_meta`) that tell it from a file of that
+#: common name of the user's (a dataset's, a camera app's)
+_META_KEYS = frozenset({"kind", "png_scale", "png_codes", "formats", "frames"})
+
+
 def not_a_video_output(path: Path) -> str | None:
-    """What an existing output path is instead of an earlier vdepth-video output, or None."""
-    return None if (path / "meta.json").is_file() else "not a vdepth-video output (no meta.json)"
+    """What an existing output path is instead of an earlier vdepth-video output (a folder with the
+    meta.json it writes), or None."""
+    try:
+        meta = json.loads((path / "meta.json").read_text())
+    except FileNotFoundError:
+        return "not a vdepth-video output (no meta.json)"
+    except (OSError, ValueError):
+        meta = None
+    if isinstance(meta, dict) and meta.keys() >= _META_KEYS:
+        return None
+    return "not a vdepth-video output (its meta.json is not one vdepth-video wrote)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
