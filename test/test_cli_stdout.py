@@ -6,12 +6,13 @@ ONNX Runtime prints its execution-provider fallback ("EP Error ... Falling back 
 TensorRT, torch, OpenCV) write to file descriptor 1 directly or through C stdio's buffer, flushed
 whenever the process exits. Any of those in the middle of `vdepth-bag --json > summary.json` made
 the file unreadable. Each tool is run here as the user runs it, in its own process, with libraries
-that write to stdout in all three ways while the tool works; stdout must then parse.
+that write to stdout in each of these ways while the tool works; stdout must then parse.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -29,7 +30,7 @@ NOISE = "NOISE-FROM-A-LIBRARY"
 def run_noisy(entry: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     """`entry` (`module:function`, a console script's target) run with `args` in its own process, where
     ONNX Runtime's sessions (created and run) and OpenCV's optical flow write `NOISE` to stdout through
-    Python's print, a raw write to fd 1 and C's buffered printf."""
+    Python's print, a raw write to fd 1, C's buffered printf and Python's buffered stdout object."""
     module, function = entry.split(":")
     code = textwrap.dedent(
         f"""
@@ -40,6 +41,7 @@ def run_noisy(entry: str, args: list[str], cwd: Path) -> subprocess.CompletedPro
             print("{NOISE} print", where)  # as ONNX Runtime's EP fallback
             os.write(1, b"{NOISE} fd1 " + where.encode() + b"\\n")  # a native library's write(1, ...)
             libc.printf(b"{NOISE} printf %s\\n", where.encode())  # C stdio: buffered until exit
+            sys.__stdout__.write("{NOISE} held " + where + "\\n")  # a handler made on sys.stdout: buffered
 
         import onnxruntime
         Session = onnxruntime.InferenceSession
@@ -66,7 +68,8 @@ def run_noisy(entry: str, args: list[str], cwd: Path) -> subprocess.CompletedPro
         sys.exit(main({args!r}))
         """
     )
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=cwd)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # Python's stdout buffered, as usual
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=cwd, env=env)
 
 
 def _check(proc: subprocess.CompletedProcess) -> str:

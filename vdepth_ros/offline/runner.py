@@ -458,9 +458,17 @@ def stdout_for_results() -> Iterator[None]:
     "EP Error ... Falling back to ..." lines are prints) and native writes to file descriptor 1 (ONNX
     Runtime, TensorRT, torch, OpenCV), C stdio's buffered output included. The CLIs run their work in
     this block and print their own result after it, so their stdout (`--json`, a table) is only that."""
-    with contextlib.suppress(Exception):  # None or closed: nothing to flush
-        sys.stdout.flush()
-    _flush_c_stdio()
+    # the stdout objects: also those a library holds on to (a logging handler made on sys.stdout), whose
+    # buffered text must reach fd 1 while it is stderr
+    streams = {id(s): s for s in (sys.stdout, sys.__stdout__, sys.stderr) if s is not None}.values()
+
+    def flush() -> None:
+        for stream in streams:
+            with contextlib.suppress(Exception):  # closed: nothing to flush
+                stream.flush()
+        _flush_c_stdio()
+
+    flush()
     saved: int | None = None
     with contextlib.suppress(OSError):  # fd 1 or 2 closed: nothing to keep apart
         saved = os.dup(1)
@@ -469,9 +477,7 @@ def stdout_for_results() -> Iterator[None]:
         with contextlib.redirect_stdout(sys.stderr):
             yield
     finally:
-        with contextlib.suppress(Exception):
-            sys.stderr.flush()
-        _flush_c_stdio()
+        flush()
         if saved is not None:
             os.dup2(saved, 1)
             os.close(saved)
