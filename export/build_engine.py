@@ -28,8 +28,10 @@ from vdepth_ros.runtime.spec import InputSpec, spec_path_for
 from vdepth_ros.runtime.tensorrt_backend import cuda_identity, import_tensorrt
 from vdepth_ros.runtime.trt_cache import (
     EngineCacheKey,
+    EngineMismatchError,
     key_path_for,
     onnx_sha256,
+    read_key,
     rebuild_reason,
     write_key,
 )
@@ -63,10 +65,22 @@ def default_engine_path(onnx_path: Path) -> Path:
 def _not_an_engine(path: Path) -> str | None:
     """What an existing engine path is instead of an engine `build_engine` wrote (its spec or cache key
     beside it), or None: a rebuild never replaces a folder or a file of the user's."""
-    if path.is_file() and (spec_path_for(path).is_file() or key_path_for(path).is_file()):
-        return None
+    if path.is_file():  # by what its sidecars hold, not their names: another tool may write `X.engine.json`
+        try:
+            if read_key(path) is not None:
+                return None
+        except EngineMismatchError:  # no key of ours: its spec may still be
+            pass
+        try:
+            InputSpec.load(spec_path_for(path))
+            return None
+        except ConfigError:
+            pass
     what = "a folder" if path.is_dir() else "a file"
-    return f"{what}, not an engine vdepth-export built (no {spec_path_for(path).name} beside it)"
+    return (
+        f"{what}, not an engine vdepth-export built (no {key_path_for(path).name} or {spec_path_for(path).name} "
+        "of vdepth-export beside it)"
+    )
 
 
 #: the build options of engines built before they were recorded in the engine's spec (`extra["build"]`)

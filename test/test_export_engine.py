@@ -185,3 +185,19 @@ def test_a_timing_cache_given_that_does_not_match_is_not_overwritten(onnx_file, 
     default.write_bytes(b"damaged")
     build_engine(onnx_file, precision="fp16", trt=fake_trt, gpu=GPU, force_engine_update=True)
     assert default.read_bytes() == b"+timings"
+
+
+def test_an_engine_of_another_tool_with_its_own_json_is_not_replaced(onnx_file, fake_trt) -> None:
+    """`-o detector.engine` where the user keeps another tool's engine with that tool's `detector.engine.json`
+    beside it: the JSON's name alone made it pass for an engine vdepth-export built, and it was replaced."""
+    from vdepth_ros.offline.errors import OutputExistsError
+
+    theirs = onnx_file.parent / "detector.engine"
+    theirs.write_bytes(b"another tool's engine")
+    spec_path_for(theirs).write_text('{"classes": ["person", "forklift"], "input": [640, 640]}\n')
+    with pytest.raises(OutputExistsError, match="not an engine vdepth-export built"):
+        build_engine(onnx_file, theirs, precision="fp16", trt=fake_trt, gpu=GPU)
+    assert theirs.read_bytes() == b"another tool's engine"
+    ours = build_engine(onnx_file, onnx_file.parent / "depth.engine", precision="fp16", trt=fake_trt, gpu=GPU)
+    again = build_engine(onnx_file, ours.engine_path, precision="fp32", trt=fake_trt, gpu=GPU)  # its own: rebuilt
+    assert again.rebuilt
