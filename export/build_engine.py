@@ -24,7 +24,7 @@ from vdepth_ros.offline.atomic import AtomicOutput
 from vdepth_ros.offline.errors import OutputExistsError
 from vdepth_ros.runtime import ENGINE_NAME, ONNX_NAME
 from vdepth_ros.runtime.shapes import check_precision
-from vdepth_ros.runtime.spec import InputSpec, spec_path_for
+from vdepth_ros.runtime.spec import InputSpec, has_export_spec, spec_path_for
 from vdepth_ros.runtime.tensorrt_backend import cuda_identity, import_tensorrt
 from vdepth_ros.runtime.trt_cache import (
     EngineCacheKey,
@@ -71,11 +71,8 @@ def _not_an_engine(path: Path) -> str | None:
                 return None
         except EngineMismatchError:  # no key of ours: its spec may still be
             pass
-        try:
-            InputSpec.load(spec_path_for(path))
+        if has_export_spec(path):
             return None
-        except ConfigError:
-            pass
     what = "a folder" if path.is_dir() else "a file"
     return (
         f"{what}, not an engine vdepth-export built (no {key_path_for(path).name} or {spec_path_for(path).name} "

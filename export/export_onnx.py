@@ -40,6 +40,7 @@ from vdepth_ros.runtime.shapes import check_precision, resolve_frames, spec_from
 from vdepth_ros.runtime.spec import (
     WEIGHTS_KEY,
     InputSpec,
+    has_export_spec,
     parity_path_for,
     spec_path_for,
     variant_mismatch,
@@ -462,10 +463,10 @@ def _check_outputs(source: Any, output: str | Path | None, overwrite: bool) -> N
                 f"{save_model_dir} holds {', '.join(held)} but is {why}: --overwrite replaces only a model "
                 "the tools wrote; move those files away or choose another -o"
             )
-    if onnx_path.exists() and not spec_path_for(onnx_path).exists() and not overwrite:
+    if onnx_path.exists() and not has_export_spec(onnx_path) and not overwrite:
         raise OutputExistsError(
-            f"{onnx_path} exists and was not written by vdepth-export (no {spec_path_for(onnx_path).name} beside "
-            "it); pass --overwrite to replace it, or -o another folder or .onnx path"
+            f"{onnx_path} exists and was not written by vdepth-export (no {spec_path_for(onnx_path).name} of "
+            "vdepth-export beside it); pass --overwrite to replace it, or -o another folder or .onnx path"
         )
 
 

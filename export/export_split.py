@@ -34,7 +34,7 @@ from vdepth_ros.offline.atomic import AtomicOutput
 from vdepth_ros.offline.errors import OutputExistsError
 from vdepth_ros.offline.runner import stdout_for_results
 from vdepth_ros.runtime.reuse import SplitMeta, split_files_for
-from vdepth_ros.runtime.spec import InputSpec, spec_path_for
+from vdepth_ros.runtime.spec import InputSpec, has_export_spec, spec_path_for
 from vdepth_ros.runtime.trt_cache import external_data_path, onnx_sha256
 
 log = logging.getLogger(__name__)
@@ -168,7 +168,7 @@ def _check_split_outputs(onnx_path: Path, overwrite: bool) -> None:
     if not held:
         return
     meta: SplitMeta | None = None
-    foreign = [p.name for p in (files.frame, files.window) if p in held and not spec_path_for(p).is_file()]
+    foreign = [p.name for p in (files.frame, files.window) if p in held and not has_export_spec(p)]
     if files.meta in held:
         try:
             meta = SplitMeta.load(files.meta)

@@ -661,3 +661,16 @@ def test_a_graph_installed_despite_failing_parity_is_named_when_it_runs(tmp_path
     said = [r.getMessage() for r in caplog.records if "failed its parity check" in r.getMessage()]
     assert len(said) == 1
     assert f"bright@T={T}" in said[0] and str(parity_path_for(tmp_path / "model.onnx")) in said[0]
+
+
+def test_an_onnx_file_with_another_tools_json_beside_it_is_not_replaced(tmp_path, capsys) -> None:
+    """Other tools keep their own `NAME.onnx.json` beside a graph (a Piper voice: `voice.onnx` +
+    `voice.onnx.json`): the JSON's name alone made the graph pass for one vdepth-export wrote, and `-o` there
+    replaced it without --overwrite."""
+    theirs = tmp_path / "voice.onnx"
+    theirs.write_text("another tool's graph")
+    spec_path_for(theirs).write_text('{"audio": {"sample_rate": 22050}, "espeak": {"voice": "en-us"}}\n')
+    args = ["onnx", "vda_lite", "--tiny", "-o", str(theirs), "--no-parity"]
+    assert cli_main(args) == 2
+    assert "not written by vdepth-export" in capsys.readouterr().err
+    assert theirs.read_text() == "another tool's graph"

@@ -280,6 +280,17 @@ def spec_path_for(model_file: str | Path) -> Path:
     return p.with_name(p.name + ".json")
 
 
+def has_export_spec(model_file: str | Path) -> bool:
+    """Whether `spec_path_for(model_file)` is a spec vdepth-export wrote (a readable `InputSpec`), not another
+    tool's JSON of that name (a Piper voice's `voice.onnx.json`): what tells the tools' own graphs and
+    engines, which they may replace, from the user's."""
+    try:
+        InputSpec.load(spec_path_for(model_file))
+    except ConfigError:
+        return False
+    return True
+
+
 def parity_path_for(onnx_path: str | Path) -> Path:
     """`model.onnx` -> `model.onnx.parity.json`, the report `vdepth-export onnx` writes (ONNX Runtime vs PyTorch)."""
     p = Path(onnx_path)
