@@ -244,7 +244,7 @@ def export_onnx(
             cameras of that aspect (`DepthEngine.at_resolution`).
         overwrite: replace a model (`config.json`, `model.safetensors`) already in the output
             folder when a family name or instance is saved there, and an `.onnx` file that
-            vdepth-export did not write (no `.onnx.json` beside it). A previous export's
+            vdepth-export did not write (no `.onnx.json` spec of its own beside it). A previous export's
             `model.onnx` in its own model folder is replaced either way.
 
     Raises:
