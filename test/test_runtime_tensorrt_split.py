@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import json
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +34,26 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def split_model(module_tmp: Path) -> Path:
+def split_export(module_tmp: Path) -> Path:
+    """The tiny model's whole and split graphs, exported once per module; tests only read it."""
     from vdepth_export.export_onnx import export_onnx
     from vdepth_export.export_split import export_split_onnx
 
-    folder = module_tmp
+    folder = module_tmp / "export"
     _, h, w = VideoDepthAnythingLite.tiny_input_shape()
     export_onnx(tiny_model(VideoDepthAnythingLite), folder, frames=8, height=h, width=w, parity=False)
     export_split_onnx(folder, folder / "model.onnx", parity=False)
+    return folder
+
+
+@pytest.fixture
+def split_model(split_export: Path, tmp_path: Path) -> Path:
+    """Each test's own copy of the export: tests write engine files beside the graphs (a fake's
+    engine bytes, a tampered key), and sharing one folder made them depend on their order: the data
+    flow test's hand-written engine files, which carry no build record, were refused by a later
+    build as a file vdepth-export did not write (OutputExistsError, whenever it ran first)."""
+    folder = tmp_path / "model"
+    shutil.copytree(split_export, folder)
     return folder
 
 
