@@ -60,7 +60,9 @@ import importlib
 import json
 import os
 import pickle
+import signal
 import sys
+import threading
 import time
 from typing import Any
 
@@ -69,10 +71,11 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
 from rclpy.duration import Duration
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.serialization import serialize_message
+from rclpy.signals import SignalHandlerOptions
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, RegionOfInterest
 
@@ -116,6 +119,45 @@ class Playback:
                 return
             time.sleep(max(0.0, min(until - now, self._last_clock + 1 / self.hz - now)))
         time.sleep(max(0.0, until - time.monotonic()))
+
+
+class Stop:
+    """SIGINT (and SIGTERM) ends a peer's spin loop: they set a flag and wake the executor, and the loop
+    returns, prints its record and exits 0, as the node does (vdepth_ros/ros/cli.py). With rclpy's own
+    handlers the context was shut down from the signal at any point of the loop, and a signal between
+    `rclpy.ok()` and the executor's wait made `spin_once` raise RCLError ("the given context is not
+    valid"): the viewer exited 1 with no record (1 of ~20 SIGINTs on a loaded machine)."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.executor: SingleThreadedExecutor | None = None
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.event.set()
+        if self.executor is not None:
+            self.executor.wake()
+
+    def spin(self, node: Node, until_matched: Any, on_matched: Any = None) -> None:
+        """Spin `node` until a signal; once `until_matched()` holds, print "matched" and call `on_matched`."""
+        self.executor = SingleThreadedExecutor()
+        self.executor.add_node(node)
+        matched = False
+        while not self.event.is_set():
+            self.executor.spin_once(timeout_sec=0.1)
+            if not matched and not self.event.is_set() and until_matched():
+                matched = True
+                print("matched", flush=True)
+                if on_matched is not None:
+                    on_matched()
+
+
+def _init() -> Stop:
+    """rclpy without its signal handlers (`Stop` takes SIGINT/SIGTERM)."""
+    stop = Stop()
+    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
+    return stop
 
 
 def _images(args: argparse.Namespace, w: int, h: int) -> list[Image]:
@@ -236,7 +278,7 @@ def _type(topic: str, given: list[str] = ()) -> type:
 
 
 def viewer(args: argparse.Namespace) -> None:
-    rclpy.init()
+    stop = _init()
     node = Node("viewer")
     reliability = ReliabilityPolicy.BEST_EFFORT if args.best_effort else ReliabilityPolicy.RELIABLE
     qos = QoSProfile(depth=args.depth, reliability=reliability)
@@ -262,17 +304,12 @@ def viewer(args: argparse.Namespace) -> None:
         got[topic].append([stamp, time.monotonic()] if args.arrivals else stamp)
 
     subs = [node.create_subscription(_type(t, args.type), t, lambda m, t=t: take(t, m), qos) for t in args.topics]
-    matched = False
-    try:
-        while rclpy.ok():
-            rclpy.spin_once(node, timeout_sec=0.1)
-            if not matched and all(s.get_publisher_count() > 0 for s in subs):
-                matched = True
-                print("matched", flush=True)
-                while args.no_spin and rclpy.ok():  # as a callback that never returns
-                    time.sleep(0.1)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+
+    def no_spin() -> None:  # as a callback that never returns
+        while args.no_spin and not stop.event.is_set():
+            time.sleep(0.1)
+
+    stop.spin(node, lambda: all(s.get_publisher_count() > 0 for s in subs), no_spin)
     if args.keep:
         with open(args.keep, "wb") as f:
             pickle.dump(kept, f)
@@ -285,7 +322,7 @@ def image_transport_info_topic(image_topic: str) -> str:
 
 
 def camera_subscriber(args: argparse.Namespace) -> None:
-    rclpy.init()
+    stop = _init()
     node = Node("camera_subscriber", namespace=args.namespace)
     qos = QoSProfile(depth=16, reliability=ReliabilityPolicy.RELIABLE)
     got: dict[str, dict[str, Any]] = {}
@@ -311,15 +348,7 @@ def camera_subscriber(args: argparse.Namespace) -> None:
 
         subs.append(node.create_subscription(Image, image_topic, lambda m, t=take: t("image", m), qos))
         subs.append(node.create_subscription(CameraInfo, info_topic, lambda m, t=take: t("info", m), qos))
-    matched = False
-    try:
-        while rclpy.ok():
-            rclpy.spin_once(node, timeout_sec=0.1)
-            if not matched and all(s.get_publisher_count() > 0 for s in subs):
-                matched = True
-                print("matched", flush=True)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+    stop.spin(node, lambda: all(s.get_publisher_count() > 0 for s in subs))
     print(json.dumps(got), flush=True)
 
 
