@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -11,14 +12,51 @@ from pathlib import Path
 
 import pytest
 
+#: The ROS domains the tests take (0 is everybody's default; above 101 Fast DDS's ports reach Linux's
+#: ephemeral range), and where their reservations are kept: the machine's /tmp, whatever TMPDIR says,
+#: since every process on this machine shares the localhost discovery the tests use.
+TEST_DOMAINS = range(1, 101)
+DOMAIN_LOCKS = Path("/tmp" if os.access("/tmp", os.W_OK) else tempfile.gettempdir()) / "vdepth-ros-domains"
+_domain_lock: int | None = None  # held open (flock) for this process's life: the kernel frees it at exit
+
+
+def reserve_ros_domain() -> int:
+    """A ROS domain no other test process on this machine holds, reserved with an flock until this
+    process exits. Each test process needs its own: with localhost discovery, two that share a domain
+    see each other's /image and /depth (xdist's two workers, two clones tested at once, a CI runner's
+    parallel jobs). A domain derived from the pid alone collided for 1 in 50 pairs of sessions. The
+    search starts at a pid-derived domain, so concurrent sessions rarely contend for the same lock."""
+    global _domain_lock
+    import fcntl
+
+    DOMAIN_LOCKS.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):  # every user's tests share it (only its owner can widen it)
+        DOMAIN_LOCKS.chmod(0o1777)
+    start = os.getpid() * 7 % len(TEST_DOMAINS)
+    for k in range(len(TEST_DOMAINS)):
+        domain = TEST_DOMAINS[(start + k) % len(TEST_DOMAINS)]
+        path = DOMAIN_LOCKS / f"{domain}.lock"
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError:
+            try:  # another user's lock file (the umask kept it theirs): a lock is taken on a reading fd too
+                fd = os.open(path, os.O_RDONLY)
+            except OSError:
+                continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue
+        _domain_lock = fd
+        return domain
+    warnings.warn(f"all ROS domains {TEST_DOMAINS} are held by other test processes; sharing one", stacklevel=1)
+    return TEST_DOMAINS[start]
+
+
 # Must be set before rclpy/transformers are imported anywhere in the session.
-_worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
-_worker_num = int("".join(c for c in _worker if c.isdigit()) or 0)
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-# A unique domain per test process (0..101 valid): the session's pid (xdist's controller, the parent of
-# its workers) spreads parallel CI runs apart, and each of its two workers takes its own half.
-_session_pid = os.getppid() if "PYTEST_XDIST_WORKER" in os.environ else os.getpid()
-os.environ["ROS_DOMAIN_ID"] = str((_session_pid * 7) % 50 * 2 + _worker_num % 2 + 1)
+os.environ["ROS_DOMAIN_ID"] = str(reserve_ros_domain())
 _OWN_ROS_LOG_DIR = None
 if "ROS_LOG_DIR" not in os.environ:
     _OWN_ROS_LOG_DIR = os.environ["ROS_LOG_DIR"] = tempfile.mkdtemp(prefix="vdepth-roslog-")
