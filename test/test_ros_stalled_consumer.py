@@ -40,23 +40,51 @@ PROFILE_ENV = {transport.PROFILE_VARIABLE: str(config_dir() / transport.PROFILE_
 
 
 @pytest.mark.slow
-def test_a_frozen_reliable_consumer_does_not_slow_the_others(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_frozen_reliable_consumer_does_not_slow_the_others(tmp_path: Path) -> None:
     """Frozen reliable viewers of /points and /depth; a healthy one counts /depth/camera_info (small: what
     it gets is what the node publishes). The node runs on Fast DDS's default transports (UDP for large
     messages, as with RViz on another machine), where a frozen reader blocks a publish most."""
+    received, infos, out = _frozen_viewers_run(tmp_path / "frozen", freeze=True)
+    assert received > 0.5 * SECONDS * RATE, out
+    # the node kept up with its input: (nearly) every image became an output for the healthy viewer (the
+    # last window's frames aside)
+    share, least = len(infos) / received, 0.8 - 16 / received
+    if share < least:
+        # A machine too busy for 15 Hz at 640x480 drops frames from the node's input queue, frozen viewers or
+        # not (two test files at once at load 11-15: 126 of 217 and 89 of 160, the queue full for lack of
+        # CPU): the same run with the viewers left running says what this machine keeps up with now. There
+        # the frozen viewers still cost CPU: Fast DDS works for each publish to a stopped reader (in the
+        # output threads, which hold no lock the worker needs) until its lease expires (20 s, the whole run),
+        # and the node kept 0.61-0.64 of the baseline's share in three runs at load 13-15 (0.31/0.49,
+        # 0.42/0.65, 0.375/0.61); a worker that waited on the frozen readers' publishes would fall far lower
+        b_received, b_infos, _ = _frozen_viewers_run(tmp_path / "baseline", freeze=False)
+        least = min(least, 0.5 * len(b_infos) / b_received)
+    assert share >= least, (received, len(infos), least, out)
+    assert infos == sorted(set(infos))
+    # what did not reach the frozen viewers' topics is counted, and named in a WARN
+    held = re.search(r"; (\d+) outputs dropped for subscribers that did not take them \((.*?)\); published", out)
+    for topic in re.findall(r"(/[\w/]+) \d+", held[2]) if held else []:
+        assert re.search(rf"\[WARN\].*a subscriber of {topic} does not take its messages", out), out
+    assert "Traceback" not in out, out
+
+
+def _frozen_viewers_run(tmp_path: Path, freeze: bool) -> tuple[int, list[int], str]:
+    """The node (on Fast DDS's default transports), reliable viewers of /points and /depth, SIGSTOPped once
+    matched (`freeze`), a healthy viewer of /depth/camera_info and a reliable camera at 640x480, `RATE` Hz for
+    `SECONDS`; SIGINT ends the node and the healthy viewer (exit 0 asserted). (images the node received,
+    the stamps the healthy viewer got, the node's log)."""
+    tmp_path.mkdir(parents=True)
     command = node_command(tmp_path, params="    input_qos: reliable\n")
     procs: list[subprocess.Popen] = []
     logs = []
 
-    def launch(name: str, cmd: list[str]) -> subprocess.Popen:
-        proc, log = start(cmd, tmp_path / f"{name}.log")
+    def launch(name: str, cmd: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+        proc, log = start(cmd, tmp_path / f"{name}.log", env)
         procs.append(proc)
         logs.append(log)
         return proc
 
-    monkeypatch.setenv("FASTDDS_BUILTIN_TRANSPORTS", "DEFAULT")  # the node only (docs/node.md, Across processes)
-    node = launch("node", command)
-    monkeypatch.delenv("FASTDDS_BUILTIN_TRANSPORTS")
+    node = launch("node", command, {"FASTDDS_BUILTIN_TRANSPORTS": "DEFAULT"})  # docs/node.md, Across processes
     viewer = [sys.executable, str(PEERS), "viewer"]
     frozen = {
         "frozen_points": launch("frozen_points", [*viewer, "--topics", "/points"]),
@@ -67,7 +95,7 @@ def test_a_frozen_reliable_consumer_does_not_slow_the_others(tmp_path: Path, mon
         for name, proc in [*frozen.items(), ("healthy", healthy)]:
             wait_for(tmp_path / f"{name}.log", "matched", 90, proc)
         time.sleep(2.0)  # the node has matched them too (a stopped process answers no discovery)
-        for proc in frozen.values():
+        for proc in frozen.values() if freeze else ():
             proc.send_signal(signal.SIGSTOP)
         camera = launch(
             "camera",
@@ -76,7 +104,7 @@ def test_a_frozen_reliable_consumer_does_not_slow_the_others(tmp_path: Path, mon
         assert camera.wait(timeout=SECONDS + 60) == 0, (tmp_path / "camera.log").read_text()
         time.sleep(3.0)  # the node publishes what it holds
         assert interrupt(node) == 0, (tmp_path / "node.log").read_text()
-        assert interrupt(healthy) == 0
+        assert interrupt(healthy) == 0, (tmp_path / "healthy.log").read_text()[-3000:]
     finally:
         for proc in procs:
             _stop(proc)
@@ -85,19 +113,8 @@ def test_a_frozen_reliable_consumer_does_not_slow_the_others(tmp_path: Path, mon
     out = (tmp_path / "node.log").read_text()
     summary = SUMMARY.search(out)
     assert summary, out
-    received = int(summary["received"])
-    assert received > 0.5 * SECONDS * RATE, out
     got = json.loads((tmp_path / "healthy.log").read_text().strip().splitlines()[-1])
-    # the node kept up with its input: (nearly) every image became an output for the healthy viewer (the
-    # last window's frames aside; the margin is for a loaded machine)
-    infos = got["/depth/camera_info"]
-    assert len(infos) >= 0.8 * received - 16, (received, len(infos), out)
-    assert infos == sorted(set(infos))
-    # what did not reach the frozen viewers' topics is counted, and named in a WARN
-    held = re.search(r"; (\d+) outputs dropped for subscribers that did not take them \((.*?)\); published", out)
-    for topic in re.findall(r"(/[\w/]+) \d+", held[2]) if held else []:
-        assert re.search(rf"\[WARN\].*a subscriber of {topic} does not take its messages", out), out
-    assert "Traceback" not in out, out
+    return int(summary["received"]), got["/depth/camera_info"], out
 
 
 def _stop(proc: subprocess.Popen) -> None:
