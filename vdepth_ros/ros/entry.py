@@ -24,8 +24,34 @@ def main(args: list[str] | None = None) -> int:
     try:
         from vdepth_ros.ros.cli import run
 
-        return run(args)
+        code = run(args)
     finally:  # `--help` or a bad argument returns before the node's own handlers replace these
         for sig, handler in previous.items():
             if signal.getsignal(sig) is _stop_before_start:
                 signal.signal(sig, handler)
+    _exit_past_abandoned_threads(code)
+    return code
+
+
+def _exit_past_abandoned_threads(code: int) -> None:
+    """End the process now, with `code`, when a thread the shutdown abandoned still runs: a worker left
+    inside its window after the 5 s the node waits for it at SIGINT (a large model, or a loaded machine),
+    or after a second signal. Such a thread is usually inside the model's own code (onnxruntime, torch, with
+    threads of their own), and the interpreter's normal exit, which tears down their objects under it,
+    aborted the process ("terminate called without an active exception", exit status -6 and a core
+    dump) after the node had stopped cleanly. Everything is already published, logged and shut down; the
+    process's own output is flushed first. Returns when no such thread is left."""
+    import threading
+
+    if not any(t.daemon and t.is_alive() for t in threading.enumerate()):
+        return
+    import contextlib
+    import logging
+    import os
+    import sys
+
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing more can be said anyway
+            stream.flush()
+    os._exit(code)
