@@ -5,7 +5,8 @@
         [--last-image-alone] [--speed X] [--hold] [--loops N] [--clock HZ] [--pose-latency MS] [--binning B]
         [--info-readers N] [--ros-time] [--stall-every N [--stall S]]
     python deployed_peers.py viewer --topics /depth /depth/camera_info /points [--depth 16] [--best-effort]
-        [--transient-local] [--deadline-ms MS] [--type TOPIC=pkg/msg/Name] [--arrivals] [--no-spin] [--keep FILE]
+        [--transient-local] [--deadline-ms MS] [--type TOPIC=pkg/msg/Name] [--arrivals] [--progress] [--no-spin]
+        [--keep FILE]
         [--diag-values KEY...]
     python deployed_peers.py camera-subscriber --images image_rect /provisional/depth/image_rect [--namespace /depth]
 
@@ -42,7 +43,8 @@ DiagnosticArray, recorded as [level, message] of each status, or [level, message
 `--diag-values KEY...`, else Image), prints "matched" once
 every topic has a publisher, and on SIGINT prints {"<topic>": [stamps...]} (with --arrivals
 [[stamp, time.monotonic() at arrival]...]) and exits 0; `--keep FILE` also pickles every message
-it took, serialized, as {topic: {stamp: bytes}}.
+it took, serialized, as {topic: {stamp: bytes}}; `--progress` prints "progress <topic> <n>" at each
+message (a test waits for the node's outputs before it signals).
 
 The camera subscriber is an image_transport `CameraSubscriber` (RViz's Camera and DepthCloud displays,
 depth_image_proc, image_proc) per image topic, in node namespace `--namespace` (`-r __ns:=/depth`): the image
@@ -302,6 +304,8 @@ def viewer(args: argparse.Namespace) -> None:
         if args.keep:
             kept[topic][stamp] = serialize_message(msg)
         got[topic].append([stamp, time.monotonic()] if args.arrivals else stamp)
+        if args.progress:
+            print(f"progress {topic} {len(got[topic])}", flush=True)
 
     subs = [node.create_subscription(_type(t, args.type), t, lambda m, t=t: take(t, m), qos) for t in args.topics]
 
@@ -385,6 +389,7 @@ def main() -> None:
     view.add_argument("--transient-local", action="store_true", help="durability transient_local (a late joiner)")
     view.add_argument("--deadline-ms", type=float, default=0.0, help="ask for this deadline (0: none)")
     view.add_argument("--arrivals", action="store_true", help="record each message's arrival time too")
+    view.add_argument("--progress", action="store_true", help='print "progress TOPIC N" at each message')
     view.add_argument("--no-spin", action="store_true", help="stop spinning once matched (a stuck callback)")
     view.add_argument("--diag-values", nargs="*", default=[], help="/diagnostics: also record these keys' values")
     view.add_argument("--keep", help="pickle {topic: {stamp: serialized message}} into this file at the end")

@@ -77,7 +77,7 @@ class Rig:
             node_command(tmp_path, params), stdout=self._files[0], stderr=subprocess.STDOUT, env={**base, **(env or {})}
         )
         self.viewer = subprocess.Popen(
-            [sys.executable, str(PEERS), "viewer", "--topics", "/depth", "--arrivals"],
+            [sys.executable, str(PEERS), "viewer", "--topics", "/depth", "--arrivals", "--progress"],
             stdout=self._files[1], stderr=subprocess.STDOUT, text=True, env=base,
         )  # fmt: skip
         wait_for(self.viewer_log, "matched", 90, self.viewer)
@@ -89,6 +89,20 @@ class Rig:
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout.strip().splitlines()[-1])
+
+    def published(self, n: int, settle: float = 0.0, timeout: float = 90) -> None:
+        """Until the viewer has got `n` /depth frames, and (`settle`) then none more for `settle` s: the node
+        has published what it will without a signal. A loaded machine's node lags its camera by seconds, and
+        at SIGINT it waits 5 s at most for what it still has queued (docs/node.md); a test of what happens
+        before the signal must wait for it, not signal as the camera ends."""
+        wait_for(self.viewer_log, f"progress /depth {n}\n", timeout, self.viewer)
+        last, quiet_since, end = None, time.monotonic(), time.monotonic() + timeout
+        while settle and time.monotonic() - quiet_since < settle:
+            assert time.monotonic() < end, f"/depth did not settle in {timeout} s"
+            text = self.viewer_log.read_text()
+            if text != last:
+                last, quiet_since = text, time.monotonic()
+            time.sleep(0.1)
 
     def interrupt_node(self, timeout: float = 30) -> float:
         """SIGINT; the seconds until the node exited (exit status 0 asserted)."""
@@ -133,12 +147,14 @@ def _published(log: str) -> int:
 
 
 def test_sigint_publishes_the_last_frames_that_did_not_fill_a_window(rig: Any) -> None:
-    """45 frames: windows end at frames 8, 15, ..., 43; the last 2 frames never filled one. SIGINT right
-    after the camera's last frame (pause_flush is long here, so only the end of the input can publish
-    them): every frame reaches the viewer, one INFO line says so, exit 0 within a few seconds."""
-    r = rig("    pause_flush: 60.0\n")
+    """45 frames: windows end at frames 8, 15, ..., 43; the last 2 frames never filled one. SIGINT once
+    the last full window is out (pause_flush and max_gap are long here, so only the end of the input can
+    publish them): every frame reaches the viewer, one INFO line says so, exit 0 within a few seconds.
+    (SIGINT as the camera ended found a loaded machine's node 6 frames behind, still in its subscription.)"""
+    r = rig("    pause_flush: 60.0\n    max_gap: 60.0\n")
     sent = r.camera(3.0)["sent"]
     assert sent == 45
+    r.published(43)
     took = r.interrupt_node()
     got, log = r.received(), r.node_log.read_text()
     # reliable input, but a busy machine can still lose one before the node (its own count says so)
@@ -159,6 +175,7 @@ def test_a_paused_camera_gets_its_held_frames_during_the_pause(rig: Any) -> None
     gap longer than max_gap) and every frame is published once."""
     r = rig()
     cam = r.camera(4.0, "--pause-after", "45", "--pause", "3.0")
+    r.published(cam["sent"])  # every frame, the last ones flushed by the camera's end (a pause)
     r.interrupt_node()
     got, log = r.received(), r.node_log.read_text()
     stamps = [s for s, _ in got]
@@ -333,6 +350,7 @@ def test_a_camera_driver_restarted_is_neither_loss_nor_a_second_camera(rig: Any)
     )  # fmt: skip
     assert crashed.returncode == 0 and not crashed.stdout, crashed.stderr  # died: no "sent" line
     restarted = r.camera(4.0, "--ros-time")
+    r.published(restarted["sent"], settle=2.0)  # (and the crashed driver's frames before them)
     r.interrupt_node()
     got, log = r.received(), r.node_log.read_text()
     summary = re.search(r"stopped: (\d+) images received .*?, (\d+) lost before the node(?: \((\d+) of them)?", log)
@@ -342,7 +360,10 @@ def test_a_camera_driver_restarted_is_neither_loss_nor_a_second_camera(rig: Any)
     assert lost == in_transport and restarted["sent"] < received + lost <= 30 + restarted["sent"], log
     assert "never reached this node" not in log and "publishers" not in log, log
     stamps = [s for s, _ in got]
-    assert stamps == sorted(set(stamps)) and len(got) == received == _published(log), log
+    # every frame the node kept is published once (a machine too slow for 15 Hz drops some from the full input
+    # queue, and says how many: 12 of 89 at load 15)
+    dropped = int(re.search(r"(\d+) dropped \(queue full\)", log).group(1))
+    assert stamps == sorted(set(stamps)) and len(got) == received - dropped == _published(log), log
 
 
 def test_a_driver_stamping_as_it_sends_and_stalling_loses_nothing(rig: Any) -> None:
