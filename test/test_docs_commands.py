@@ -143,3 +143,33 @@ def test_every_flag_the_docs_give_a_command_is_in_its_help() -> None:
         if not re.search(re.escape(flag) + r"(?![\w-])", helps[prog])
     ]
     assert not missing, "flags the docs name that the commands do not take:\n" + "\n".join(missing)
+
+
+def test_the_docs_relative_params_file_from_another_folder_names_the_bundled_one(tmp_path: Path) -> None:
+    """The docs write `--params-file config/depth.yaml` / `--params config/depth.yaml`, relative to the
+    repository. A user who runs the command from their own folder got "config/depth.yaml: no such params
+    file" (node) or "parameter file config/depth.yaml not found" (offline tools), with no word on where the
+    file is; now each names the bundled file's path."""
+    from vdepth_ros.paths import config_dir
+
+    bundled = str(config_dir() / "depth.yaml")
+    commands = {
+        "vdepth-node": ["--ros-args", "--params-file", "config/depth.yaml"],
+        "vdepth-video": ["clip.mp4", "-o", "out", "--params", "config/depth.yaml"],
+        "vdepth-bag": ["in_bag", "-o", "out", "--params", "config/depth.yaml"],
+        "vdepth-eval": ["--params", "config/depth.yaml", "--out", "out"],
+    }
+    env = dict(os.environ, HF_HUB_OFFLINE="1", ROS_LOG_DIR=str(tmp_path / "log"))
+
+    def run(item: tuple[str, list[str]]) -> tuple[str, subprocess.CompletedProcess]:
+        name, args = item
+        return name, subprocess.run(
+            [str(BIN / name), *args], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300
+        )
+
+    with ThreadPoolExecutor(4) as pool:
+        results = dict(pool.map(run, commands.items()))
+    for name, r in results.items():
+        assert r.returncode == 2, (name, r.returncode, r.stderr[-2000:])
+        assert bundled in r.stderr, (name, r.stderr[-2000:])
+    assert not (tmp_path / "out").exists()

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from vdepth_ros.errors import ConfigError
+from vdepth_ros.paths import bundled_file_hint
 
 PARAMS_KEY = "ros__parameters"
 _TRUE = frozenset(["Y", "y", "yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON"])
@@ -282,7 +283,7 @@ def read_node_params(path: str | Path, node: str) -> dict[str, Any]:
     no section of the file applies to `node`."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"parameter file {path} not found")
+        raise ConfigError(f"parameter file {path} not found{bundled_file_hint(path)}")
     sections = parse_param_file(path)  # validates first, so rcl never logs its own errors
     if not any(matches(section, node) for section in sections):
         raise ConfigError(

@@ -190,6 +190,17 @@ def config_dir() -> Path:
     return share_dir() / "config"
 
 
+def bundled_file_hint(path: str | Path) -> str:
+    """For a relative file that does not exist: where the bundled file of that name is, when `config/`
+    has one (the docs write `config/depth.yaml`, relative to the repository or share/vdepth_ros, and a
+    command run from another folder does not find it); else ''."""
+    given = Path(path).expanduser()
+    bundled = config_dir() / given.name
+    if given.is_absolute() or not bundled.is_file():
+        return ""
+    return f" (relative to {Path.cwd()}); the bundled {given.name} is {bundled}: give that path"
+
+
 def _shared_dir(env_var: str, name: str) -> Path | None:
     """The folder `env_var` names, else `shared/<name>` beside the checkout or one level up; None
     when none of them is a folder."""

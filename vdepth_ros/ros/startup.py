@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from vdepth_ros.errors import VdepthError
+from vdepth_ros.paths import bundled_file_hint
 
 
 class StartupError(VdepthError):
@@ -131,7 +132,7 @@ def check_params_files(argv: list[str]) -> None:
 
     for name in params_files(argv):
         if not Path(name).is_file():
-            raise StartupError(f"{name}: no such params file")
+            raise StartupError(f"{name}: no such params file{bundled_file_hint(name)}")
         try:
             parse_param_file(name)
         except ConfigError as err:
