@@ -173,3 +173,14 @@ def test_the_docs_relative_params_file_from_another_folder_names_the_bundled_one
         assert r.returncode == 2, (name, r.returncode, r.stderr[-2000:])
         assert bundled in r.stderr, (name, r.stderr[-2000:])
     assert not (tmp_path / "out").exists()
+
+
+def test_calibration_file_options_name_every_format_they_read() -> None:
+    """`vdepth-video --camera-info` and `vdepth-bag --camera-info-file` read camera_calibration's YAML,
+    OpenCV's FileStorage YAML/XML and a one-camera Kalibr camchain (docs/offline.md), but their --help said
+    "camera_calibration's format" only, so a user holding OpenCV's or Kalibr's output thought it unusable."""
+    for prog, option in (("vdepth-video", "--camera-info"), ("vdepth-bag", "--camera-info-file")):
+        text = " ".join(_help(prog).split())
+        described = text[text.index(option + " ", text.index("options:")) :][:400]
+        for fmt in ("camera_calibration", "OpenCV", "XML", "Kalibr"):
+            assert fmt in described, (prog, option, fmt, described)

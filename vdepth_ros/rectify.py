@@ -310,6 +310,13 @@ def _from_kalibr(doc: dict, path: Path) -> dict:
     }
 
 
+#: What `load_camera_info` reads, in the words of the tools' --help.
+CALIBRATION_FORMATS = (
+    "camera_calibration's YAML, OpenCV's calibration file (FileStorage YAML or XML), a one-camera Kalibr "
+    "camchain, or fx/fy/cx/cy/width/height"
+)
+
+
 def load_camera_info(path: str | Path) -> SimpleNamespace:
     """A camera_info from a calibration file, duck-typed like `sensor_msgs/CameraInfo`.
 

@@ -53,7 +53,7 @@ from vdepth_ros.offline.runner import (
     with_progress,
 )
 from vdepth_ros.paths import expand_home
-from vdepth_ros.rectify import load_camera_info
+from vdepth_ros.rectify import CALIBRATION_FORMATS, load_camera_info
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -379,7 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--camera-info-file",
         type=Path,
-        help="camera calibration YAML (camera_calibration's format) used for every frame instead of the bag's "
+        help=f"camera calibration file ({CALIBRATION_FORMATS}) used for every frame instead of the bag's "
         "camera_info, e.g. for bags recorded without one",
     )
     p.add_argument(

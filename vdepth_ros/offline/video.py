@@ -48,7 +48,14 @@ from vdepth_ros.offline.runner import (
 from vdepth_ros.offline.video_source import VideoFrameSource
 from vdepth_ros.offline.videoio import FORMATS, VideoOutputWriter, default_intrinsics
 from vdepth_ros.paths import expand_home
-from vdepth_ros.rectify import Rectifier, has_distortion, load_camera_info, pinhole_info, pinhole_input
+from vdepth_ros.rectify import (
+    CALIBRATION_FORMATS,
+    Rectifier,
+    has_distortion,
+    load_camera_info,
+    pinhole_info,
+    pinhole_input,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
@@ -376,7 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--camera-info",
         type=Path,
         metavar="FILE",
-        help="camera calibration YAML (camera_calibration's format, or fx/fy/cx/cy/width/height)",
+        help=f"camera calibration file: {CALIBRATION_FORMATS}",
     )
     p.add_argument(
         "--rectify",
