@@ -2,6 +2,7 @@
 that exist, and every `--flag` written after a command (vdepth-*, benchmarks/*.py, python -m ...)
 is one that command's `--help` lists (a flag renamed in code but not in the docs is a typical break), as is
 every one a message or docstring of the code names in backquotes.
+Likewise every parameter they set (`-p NAME:=`, `ros2 param set`) and launch argument (`depth.launch.py NAME:=`).
 docs/model-history.md is history: its old commands are left as they were."""
 
 from __future__ import annotations
@@ -184,3 +185,45 @@ def test_calibration_file_options_name_every_format_they_read() -> None:
         described = text[text.index(option + " ", text.index("options:")) :][:400]
         for fmt in ("camera_calibration", "OpenCV", "XML", "Kalibr"):
             assert fmt in described, (prog, option, fmt, described)
+
+
+#: Names the docs write on purpose as wrong or as placeholders (`-p rectfy:=true`: the start-up WARN's example).
+NOT_PARAMETERS = {"rectfy", "NAME", "name"}
+#: rclpy's own parameters and qos_overrides.<topic>... (docs/node.md, QoS).
+RCLPY_PARAMETERS = ("use_sim_time", "start_type_description_service", "qos_overrides.")
+
+
+def test_every_parameter_and_launch_argument_the_docs_set_exists() -> None:
+    """`-p NAME:=VALUE`, `--param NAME:=VALUE` and `ros2 param set|get|describe NODE NAME` in the docs (and in
+    the code's messages, which tell users too) name a parameter the node declares, and `NAME:=VALUE` after
+    `depth.launch.py` an argument the launch file declares: a renamed parameter left in the docs is ignored
+    by rcl (only a WARN) and an unknown launch argument is silently unused, so a user copying the line gets
+    a node that is not configured as the docs say."""
+    import ast
+
+    from vdepth_ros.node_params import node_param_specs
+
+    params = {s.name for s in node_param_specs()}
+    launch = ROOT / "launch" / "depth.launch.py"
+    launch_args = {
+        node.args[0].value
+        for node in ast.walk(ast.parse(launch.read_text()))
+        if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "DeclareLaunchArgument"
+    }
+    assert {"image", "camera_info", "params_file"} <= launch_args
+    code = sorted(p for d in ("vdepth_ros", "export", "training") for p in (ROOT / d).rglob("*.py"))
+    sources = [*_doc_files(), *code]
+    bad = []
+    for source in sources:
+        text = source.read_text()
+        where = str(source.relative_to(ROOT))
+        for name in re.findall(r"(?:(?<![\w-])-p|--param)\s+([A-Za-z_][\w./]*):=", text) + re.findall(
+            r"ros2 param (?:set|get|describe) \S+ ([A-Za-z_][\w./]*)", text
+        ):
+            if name not in params and name not in NOT_PARAMETERS and not name.startswith(RCLPY_PARAMETERS):
+                bad.append(f"{where}: parameter {name}")
+        for line in re.findall(r"depth\.launch\.py([^`\n]*)", text):
+            for name in re.findall(r"(?<![\w-])([a-z_]+):=", line):
+                if name not in launch_args:
+                    bad.append(f"{where}: launch argument {name} ({line.strip()[:80]})")
+    assert not bad, "names the docs set that the node or launch file does not have:\n" + "\n".join(bad)
