@@ -3,11 +3,11 @@
     python deployed_peers.py camera --namespaces /front /rear --seconds 20 --rate 15 [--reliable]
         [--pause-after N --pause S] [--size WxH] [--encoding E] [--no-camera-info] [--die-after N]
         [--last-image-alone] [--speed X] [--hold] [--loops N] [--clock HZ] [--pose-latency MS] [--binning B]
-        [--info-readers N] [--ros-time] [--stall-every N [--stall S]]
+        [--info-readers N] [--ros-time] [--stall-every N [--stall S]] [--linger S]
     python deployed_peers.py viewer --topics /depth /depth/camera_info /points [--depth 16] [--best-effort]
         [--transient-local] [--deadline-ms MS] [--type TOPIC=pkg/msg/Name] [--arrivals] [--progress] [--no-spin]
         [--keep FILE]
-        [--diag-values KEY...]
+        [--diag-values KEY...] [--spin-period S]
     python deployed_peers.py camera-subscriber --images image_rect /provisional/depth/image_rect [--namespace /depth]
 
 The camera publishes 640x480 rgb8 + camera_info (SensorData QoS, as most drivers, unless
@@ -25,7 +25,8 @@ resolution, as machine-vision drivers do; `--info-readers N` waits for N camera_
 driver (regular; a driver restarted after `--die-after` goes on where it stopped); `--stall-every N`
 stalls the driver `--stall` seconds after every N frames, after which it sends the frames that fell
 due meanwhile back to back, stamped as they are sent, as a driver on a loaded machine that stamps
-when it publishes. It also prints
+when it publishes; `--linger S` keeps the driver (its publishers) S seconds after its report, sending nothing
+(a pause: the node's input ends when the publishers go). It also prints
 "last_wall", the time.time() of its last frame (the clock of the node's log lines).
 
 As a bag player (recorded frames republished with their recorded stamps): `--speed X` plays them at
@@ -40,7 +41,9 @@ The viewer subscribes as RViz does (reliable, volatile; `--transient-local`: as 
 topic; `--deadline-ms`: asking for a deadline, as a monitor may) with depth 16 (docs/node.md: two windows),
 each topic with its type (`.../camera_info` CameraInfo, `.../points` PointCloud2, `/diagnostics`
 DiagnosticArray, recorded as [level, message] of each status, or [level, message, {key: value}] with
-`--diag-values KEY...`, else Image), prints "matched" once
+`--diag-values KEY...`, else Image); with `--spin-period S` it takes messages as RViz does, for at most 10 ms
+once per rendered frame (rviz_common's VisualizationManager::onUpdate: `spin_some(10ms)` from a timer at its Frame
+Rate, 30 by default, then rendering; with `--depth 5`, RViz's default `rclcpp::QoS(5)`); prints "matched" once
 every topic has a publisher, and on SIGINT prints {"<topic>": [stamps...]} (with --arrivals
 [[stamp, time.monotonic() at arrival]...]) and exits 0; `--keep FILE` also pickles every message
 it took, serialized, as {topic: {stamp: bytes}}; `--progress` prints "progress <topic> <n>" at each
@@ -141,13 +144,20 @@ class Stop:
         if self.executor is not None:
             self.executor.wake()
 
-    def spin(self, node: Node, until_matched: Any, on_matched: Any = None) -> None:
-        """Spin `node` until a signal; once `until_matched()` holds, print "matched" and call `on_matched`."""
+    def spin(self, node: Node, until_matched: Any, on_matched: Any = None, period: float = 0.0) -> None:
+        """Spin `node` until a signal; once `until_matched()` holds, print "matched" and call `on_matched`.
+        With `period`, as RViz takes messages: spin_some (10 ms at most), then render for `period`."""
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(node)
         matched = False
         while not self.event.is_set():
-            self.executor.spin_once(timeout_sec=0.1)
+            if period:
+                until = time.monotonic() + 0.01
+                while time.monotonic() < until and not self.event.is_set():
+                    self.executor.spin_once(timeout_sec=0)
+                self.event.wait(period)
+            else:
+                self.executor.spin_once(timeout_sec=0.1)
             if not matched and not self.event.is_set() and until_matched():
                 matched = True
                 print("matched", flush=True)
@@ -262,8 +272,14 @@ def camera(args: argparse.Namespace) -> None:
         report["last_wall"] = time.time()  # the node's log lines carry this clock
         _stall(args, tick)
         player.wait_until(start + (tick % per_loop + 1) / (args.rate * args.speed * slots))
+    _report_and_end(node, {"sent": n * args.loops, **report}, args.linger)
+
+
+def _report_and_end(node: Node, report: dict[str, Any], linger: float) -> None:
+    """The camera's report, then its end (after `--linger`: there, sending nothing, a pause, not the input's end)."""
     time.sleep(0.5)
-    print(json.dumps({"sent": n * args.loops, **report}), flush=True)
+    print(json.dumps(report), flush=True)
+    time.sleep(linger)
     node.destroy_node()
     rclpy.shutdown()
 
@@ -313,7 +329,7 @@ def viewer(args: argparse.Namespace) -> None:
         while args.no_spin and not stop.event.is_set():
             time.sleep(0.1)
 
-    stop.spin(node, lambda: all(s.get_publisher_count() > 0 for s in subs), no_spin)
+    stop.spin(node, lambda: all(s.get_publisher_count() > 0 for s in subs), no_spin, period=args.spin_period)
     if args.keep:
         with open(args.keep, "wb") as f:
             pickle.dump(kept, f)
@@ -379,6 +395,7 @@ def main() -> None:
     cam.add_argument("--binning", type=int, default=1, help="camera_info of a binned window of a larger sensor")
     cam.add_argument("--info-readers", type=int, default=1, help="wait for this many camera_info subscribers")
     cam.add_argument("--ros-time", action="store_true", help="stamp each frame with the ROS clock, as a live driver")
+    cam.add_argument("--linger", type=float, default=0.0, help="stay this long after the report, sending nothing")
     cam.add_argument("--stall-every", type=int, default=0, help="stall after every N frames, then catch up")
     cam.add_argument("--stall", type=float, default=0.3, help="seconds of each --stall-every stall")
     view = sub.add_parser("viewer")
@@ -388,6 +405,9 @@ def main() -> None:
     view.add_argument("--type", action="append", default=[], help="TOPIC=pkg/msg/Name: subscribe it with this type")
     view.add_argument("--transient-local", action="store_true", help="durability transient_local (a late joiner)")
     view.add_argument("--deadline-ms", type=float, default=0.0, help="ask for this deadline (0: none)")
+    view.add_argument(
+        "--spin-period", type=float, default=0.0, help="take messages only every S s, as RViz once per rendered frame"
+    )
     view.add_argument("--arrivals", action="store_true", help="record each message's arrival time too")
     view.add_argument("--progress", action="store_true", help='print "progress TOPIC N" at each message')
     view.add_argument("--no-spin", action="store_true", help="stop spinning once matched (a stuck callback)")

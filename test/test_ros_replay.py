@@ -93,12 +93,12 @@ def test_a_slow_motion_replay_is_no_stall_on_diagnostics(rig: Any, tmp_path: Pat
 
 
 def test_a_single_image_with_publish_final_comes_out_without_a_second(rig: Any) -> None:  # noqa: F811
-    """One image (`ros2 topic pub --once`, a camera that died after its first frame) with
+    """One image (`ros2 topic pub --once`, a camera that stalled after its first frame) with
     `publish: final`: its stream's speed is unknown, so it ends only after 5 max_gap (a slow-motion
     replay's first step is no pause), but it does end: the frame is published then, while the node
-    runs, not only when it is stopped."""
+    runs, not only when it is stopped. (The camera stays: one that exits ends the input at once.)"""
     r = rig("    publish: final\n")
-    assert r.camera(0.07)["sent"] == 1
+    assert r.camera(0.07, stays=True)["sent"] == 1
     wait_for(r.node_log, "depth pipeline reset: pause", 30, r.node)
     stopped = time.monotonic()
     r.interrupt_node()

@@ -68,21 +68,37 @@ def node_command(tmp_path: Path, params: str = "") -> list[str]:
 class Rig:
     """The node and the viewer started; `camera(...)` runs the camera to its end; `stop()` SIGINTs."""
 
-    def __init__(self, tmp_path: Path, params: str = "", env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, tmp_path: Path, params: str = "", env: dict[str, str] | None = None, viewer: tuple[str, ...] = ()
+    ) -> None:
         self.tmp = tmp_path
         base = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
         self.node_log, self.viewer_log = tmp_path / "node.log", tmp_path / "viewer.log"
         self._files = [self.node_log.open("w"), self.viewer_log.open("w")]
+        self._cameras: list[subprocess.Popen] = []  # `camera(..., stays=True)`
         self.node = subprocess.Popen(
             node_command(tmp_path, params), stdout=self._files[0], stderr=subprocess.STDOUT, env={**base, **(env or {})}
         )
         self.viewer = subprocess.Popen(
-            [sys.executable, str(PEERS), "viewer", "--topics", "/depth", "--arrivals", "--progress"],
+            [sys.executable, str(PEERS), "viewer", "--topics", "/depth", "--arrivals", "--progress", *viewer],
             stdout=self._files[1], stderr=subprocess.STDOUT, text=True, env=base,
         )  # fmt: skip
         wait_for(self.viewer_log, "matched", 90, self.viewer)
 
-    def camera(self, seconds: float, *args: str) -> dict[str, Any]:
+    def camera(self, seconds: float, *args: str, stays: bool = False) -> dict[str, Any]:
+        """Run the camera to its last frame; its report. With `stays` the driver stays afterwards (its
+        publishers there, sending nothing: the input pauses, it does not end) until `close`."""
+        if stays:
+            log = self.tmp / f"camera{len(self._files)}.log"
+            self._files.append(log.open("w"))
+            cmd = [sys.executable, str(PEERS), "camera", "--reliable", "--seconds", str(seconds), "--rate", str(RATE)]
+            env = {**os.environ, "OMP_NUM_THREADS": "1"}
+            out = self._files[-1]
+            self._cameras.append(
+                subprocess.Popen([*cmd, "--linger", "600", *args], stdout=out, stderr=subprocess.STDOUT, env=env)
+            )
+            wait_for(log, '"sent"', seconds + 90, self._cameras[-1])
+            return json.loads(log.read_text().strip().splitlines()[-1])
         done = subprocess.run(
             [sys.executable, str(PEERS), "camera", "--reliable", "--seconds", str(seconds), "--rate", str(RATE), *args],
             capture_output=True, text=True, timeout=seconds + 90, env={**os.environ, "OMP_NUM_THREADS": "1"},
@@ -121,7 +137,7 @@ class Rig:
         return json.loads(self.viewer_log.read_text().strip().splitlines()[-1])["/depth"]
 
     def close(self) -> None:
-        for proc in (self.node, self.viewer):
+        for proc in (self.node, self.viewer, *self._cameras):
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
@@ -148,11 +164,11 @@ def _published(log: str) -> int:
 
 def test_sigint_publishes_the_last_frames_that_did_not_fill_a_window(rig: Any) -> None:
     """45 frames: windows end at frames 8, 15, ..., 43; the last 2 frames never filled one. SIGINT once
-    the last full window is out (pause_flush and max_gap are long here, so only the end of the input can
+    the last full window is out, the driver still there (pause_flush and max_gap are long here, so only the end of the input can
     publish them): every frame reaches the viewer, one INFO line says so, exit 0 within a few seconds.
     (SIGINT as the camera ended found a loaded machine's node 6 frames behind, still in its subscription.)"""
     r = rig("    pause_flush: 60.0\n    max_gap: 60.0\n")
-    sent = r.camera(3.0)["sent"]
+    sent = r.camera(3.0, stays=True)["sent"]  # (a driver that exits would end the input before the SIGINT)
     assert sent == 45
     r.published(43)
     took = r.interrupt_node()
@@ -205,7 +221,7 @@ def test_a_slow_last_window_is_bounded_and_a_second_sigint_stops_at_once(
     # the camera process ends (the node's max_gap of 1 s did, on a loaded machine, before the marker was made)
     held = "    pause_flush: 60.0\n    max_gap: 60.0\n"
     r = rig(held, env={"PYTHONPATH": path, "VDEPTH_TEST_SLOW_MARKER": str(marker)})
-    r.camera(3.0)
+    r.camera(3.0, stays=True)  # (the input pauses: the last window runs at the SIGINT)
     marker.touch()  # from now on a window takes 30 s
     if signals == 2:
         r.node.send_signal(signal.SIGINT)
@@ -239,13 +255,18 @@ def test_a_second_sigint_during_a_lifecycle_deactivate_stops_at_once(tmp_path: P
     )
     log = tmp_path / "node.log"
     node, out = start(cmd, log, env={"PYTHONPATH": path, "VDEPTH_TEST_SLOW_MARKER": str(marker)})
+    cam_log = tmp_path / "camera.log"
+    cam_out, camera = cam_log.open("w"), None
     ctx = rclpy.Context()
     try:
         lifecycle_up("/depth_node")
-        subprocess.run(
-            [sys.executable, str(PEERS), "camera", "--reliable", "--seconds", "1.2", "--rate", str(RATE)],
-            capture_output=True, text=True, timeout=90, env={**os.environ, "OMP_NUM_THREADS": "1"}, check=True,
+        # the driver stays (sending nothing): its input has not ended when the manager deactivates the node
+        camera = subprocess.Popen(
+            [sys.executable, str(PEERS), "camera", "--reliable", "--seconds", "1.2", "--rate", str(RATE),
+             "--linger", "60"],
+            stdout=cam_out, stderr=subprocess.STDOUT, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
         )  # fmt: skip
+        wait_for(cam_log, '"sent": 18', 90, camera)
         wait_for(log, "first output", 30, node)  # 18 frames: 2 windows (8, then 7 more) and 3 held for the next
         marker.touch()  # from now on a window takes 30 s: the stream's last one, run as the input stops
         rclpy.init(context=ctx, domain_id=int(os.environ["ROS_DOMAIN_ID"]))
@@ -261,10 +282,12 @@ def test_a_second_sigint_during_a_lifecycle_deactivate_stops_at_once(tmp_path: P
         assert interrupt(node, timeout=40) == 0, log.read_text()
         took = time.monotonic() - t0
     finally:
-        if node.poll() is None:
-            node.kill()
-            node.wait()
+        for proc in (node, camera):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
         out.close()
+        cam_out.close()
         if ctx.ok():
             rclpy.shutdown(context=ctx)
     text = log.read_text()

@@ -32,7 +32,7 @@ from vdepth_ros.inputs.assembly import (
 from vdepth_ros.inputs.calibration import info_image_size
 from vdepth_ros.inputs.decode import image_size
 from vdepth_ros.inputs.loss import InputLossMeter, PublisherSequences
-from vdepth_ros.inputs.resets import PauseRule, ReplaySpeed
+from vdepth_ros.inputs.resets import PAUSE_MIN_S, PauseRule, ReplaySpeed
 from vdepth_ros.inputs.samples import TimedSamples
 from vdepth_ros.inputs.sync import REPEATED_STAMP, ApproximateTimeSync, InputRate, Pair
 from vdepth_ros.ros import conversions as conv
@@ -55,6 +55,8 @@ ACROSS_PROCESSES = "docs/node.md#across-processes"
 #: A `PauseRule.stretch` this large (images arriving 1.5x slower than their stamps: no camera's
 #: jitter) is a slow-motion replay, named once in the log.
 REPLAY_STRETCH_NOTED = 1.5
+#: `InputSide.ended`: how often (steady seconds) the graph is asked whether the input's publishers are gone
+ENDED_CHECK_S = 0.5
 
 
 def image_camera_info_topic(image_topic: str) -> str:
@@ -158,6 +160,7 @@ class InputSide:
         self._info_arrived = False
         self._own_info_warned = False  # `check_camera_info_topic` has warned
         self._latched_info: Any = None  # the transient_local camera_info subscription, once one is needed
+        self._ended_checked = 0.0  # time.monotonic() of the last `ended` graph query
         self._restart_stream_state()
 
     def _restart_stream_state(self) -> None:
@@ -208,6 +211,23 @@ class InputSide:
             f"{image_topic} ({'compressed' if compressed else 'raw'}, {p['input_qos']}) and "
             f"{node.resolve_topic_name('camera_info')}"
         )
+
+    def ended(self) -> str | None:
+        """Why the input has ended for good while the node runs, or None: the images' topic has no publisher
+        any more (the camera driver or the bag player exited), or, under use_sim_time, /clock has none (the
+        player that drove the node's clock exited, while a republish node may still publish the images): no
+        pause on the node's clock will come then. Asked once no image came for `PAUSE_MIN_S` of the steady
+        clock (the last ones in flight are taken first), at most every `ENDED_CHECK_S`."""
+        last, now = self.rate.last, time.monotonic()
+        if last is None or now - last < PAUSE_MIN_S or now - self._ended_checked < ENDED_CHECK_S:
+            return None
+        self._ended_checked = now
+        node = self._node
+        if self.image_topic and node.count_publishers(self.image_topic) == 0:
+            return f"{self.image_topic} has no publisher any more"
+        if node.get_clock().ros_time_is_active and node.count_publishers("/clock") == 0:
+            return "/clock has no publisher any more (use_sim_time: this node's clock stopped with it)"
+        return None
 
     def camera_info_topic(self) -> tuple[str, int]:
         """The resolved camera_info topic and how many nodes publish it."""

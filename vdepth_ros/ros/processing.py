@@ -82,6 +82,7 @@ class FrameProcessor:
         self._last_frame_at = 0.0  # time.monotonic() of the last frame checked for one
         self.pause_flushes = 0  # early windows run for a paused camera (`on_idle`)
         self._early_for: int | None = None  # the last image before the pause already flushed
+        self._ended_for: int | None = None  # the input whose end was handled (`last_ns`)
         self.ended: tuple[int, int, float] | None = None  # `end_stream`: (held, published, seconds)
 
     def _report(self, kind: str, message: str) -> None:
@@ -279,10 +280,18 @@ class FrameProcessor:
         ("final"/"both": the provisional ones) are published as the stream ends (the gap restart the
         camera's next image would bring, done now). The images that still wait for their camera_info
         (`InputSide.release_waiting`) are processed before. Time is the node's clock: a bag paused under
-        use_sim_time is no pause."""
+        use_sim_time is no pause. But an input that has ended (`InputSide.ended`: the camera driver or bag
+        player exited, under use_sim_time taking the node's clock with it) ends the stream at once."""
         pauses = self.intake.pauses
         last = pauses.last_ns
         if last is None or self.stop.is_set():
+            return
+        ended = self.intake.ended() if last != self._ended_for else None
+        if ended:
+            if self.intake.sync.pending and self.intake.release_waiting():
+                return  # the images that waited for a camera_info are processed first (asked again next time)
+            self._ended_for = last  # once per input: the publishers stay gone until a new one sends an image
+            self._input_ended(ended)
             return
         idle_s = pauses.paused_for(self._now_ns())
         if idle_s >= pauses.pause_after_s() and self.intake.sync.pending and self.intake.release_waiting():
@@ -319,6 +328,27 @@ class FrameProcessor:
                 f"publishing the frames held during a pause failed ({type(err).__name__}: {err}); the stream restarts",
             )
             self.restart(f"pipeline error: {type(err).__name__}")
+
+    def _input_ended(self, why: str) -> None:
+        """The input ended while the node runs: publish every frame the stream holds, as at the end of a bag
+        (`DepthPipeline.flush`), and start the next stream clean (a bag played again is no time jump)."""
+        held = self.pipeline.held
+        try:
+            frames = self.pipeline.flush()
+            for out in frames:
+                self.publish(out)
+        except Exception as err:
+            self.log.error("flush", f"flushing the stream at its end failed ({type(err).__name__}: {err})")
+            frames = []
+        self.pipeline.reset(f"input ended: {why}")
+        self.assembler.reset()
+        self.flicker.reset()
+        self.stream = StreamResets(int(float(self.p["max_gap"]) * 1e9))
+        self.log.info(
+            "input-ended",
+            f"{why} (the camera driver or bag player ended?): published the {len(frames)} frame(s) the stream "
+            f"still held ({held} waited for a window), as at the end of a bag; the next image starts a new stream",
+        )
 
     def end_stream(self) -> None:
         """The input stopped for good (shutdown, deactivation) and every queued frame was processed:

@@ -1,0 +1,38 @@
+"""The node's outputs seen by RViz as it subscribes: `rclcpp::QoS(5)` (reliable, volatile, a history of 5,
+rviz_common's `_RosTopicDisplay`), messages taken for at most 10 ms once per rendered frame (30 Hz:
+`VisualizationManager::onUpdate`). Camera, `vdepth-node` and that viewer in three processes.
+
+A window's frames are ready at once. Published back to back, a reliable KEEP_LAST 5 reader that takes its
+messages only between two rendered frames keeps the newest 5 of a window of 8 and loses the rest, whatever the
+publisher's history: RViz showed frames missing from every window while the docs asked users to raise the
+display's depth to 16.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from test_ros_stream_ends import rig  # noqa: F401  (the fixture)
+
+pytestmark = [pytest.mark.ros]
+
+RVIZ = ("--depth", "5", "--spin-period", "0.033")
+
+
+@pytest.mark.parametrize("publish", ["default", "final"])
+def test_rviz_with_its_default_qos_gets_every_frame_of_each_window(rig: Any, publish: str) -> None:  # noqa: F811
+    """45 frames at 15 Hz (windows of 8 frames, then 7; `publish: final` too, whose windows leave with the
+    frames of the overlap): the RViz-like viewer got 5 of each window's frames before; now it gets every
+    frame, each once, in order, and a window's frames arrive spread over the camera's frame period rather
+    than within a few ms."""
+    r = rig("    pause_flush: 60.0\n" + ("    publish: final\n" if publish == "final" else ""), viewer=RVIZ)
+    assert r.camera(3.0)["sent"] == 45
+    r.interrupt_node()
+    got, log = r.received(), r.node_log.read_text()
+    received = int(re.search(r"stopped: (\d+) images received", log).group(1))
+    stamps = [s for s, _ in got]
+    assert received >= 44 and stamps == sorted(set(stamps)), log
+    assert len(stamps) == received, (len(stamps), received, log)
+    assert "[ERROR]" not in log and "Traceback" not in log, log
