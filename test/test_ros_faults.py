@@ -250,7 +250,7 @@ def publish_fails_once(rig: FaultRig) -> None:
     outputs = rig.node.outputs
     original = outputs.publish
 
-    def broken(frame: Any) -> bool:
+    def broken(frame: Any, *_: Any) -> bool:  # (and its due time)
         outputs.publish = original  # type: ignore[method-assign]
         raise TypeError("'NoneType' object is not subscriptable")
 

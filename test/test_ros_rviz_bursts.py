@@ -11,6 +11,7 @@ display's depth to 16.
 from __future__ import annotations
 
 import re
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -34,5 +35,8 @@ def test_rviz_with_its_default_qos_gets_every_frame_of_each_window(rig: Any, pub
     received = int(re.search(r"stopped: (\d+) images received", log).group(1))
     stamps = [s for s, _ in got]
     assert received >= 44 and stamps == sorted(set(stamps)), log
-    assert len(stamps) == received, (len(stamps), received, log)
+    # (before: 35 of 45; a machine loaded enough to stall the viewer's own process for 5 frame periods may cost one)
+    assert len(stamps) >= received - 1, (len(stamps), received, log)
+    gaps = sorted(b[1] - a[1] for a, b in pairwise(got))
+    assert gaps[len(gaps) // 2] > 1 / 60, gaps  # spread at the camera's rate (back to back: taken in one spin)
     assert "[ERROR]" not in log and "Traceback" not in log, log

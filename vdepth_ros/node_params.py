@@ -147,6 +147,15 @@ ROS_PARAMS: tuple[ParamSpec, ...] = (
         max=1000,
     ),
     ParamSpec(
+        "output_pacing",
+        True,
+        "publish a window's frames spread at the camera's rate (0.9 of its frame period apart, at most 0.25 s), "
+        "not back to back: RViz (its default QoS depth 5, messages taken once per rendered frame) gets every "
+        "frame and viewers show a smooth stream; each frame leaves with its window's oldest frame's latency. "
+        "false: all at once, the newest frame soonest (a robot that wants the freshest depth)",
+        dynamic=True,
+    ),
+    ParamSpec(
         "sync_slop", 0.02, "largest image/camera_info stamp difference paired as the same time [s]", min=0.0, max=10.0
     ),
     ParamSpec("sync_queue_size", 10, "images held while waiting for their camera_info", min=1, max=1000),

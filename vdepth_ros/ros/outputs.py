@@ -1,6 +1,9 @@
 """The node's output publishers and what it publishes for one `DepthFrame`.
 
-A window's frames leave in one burst (a few ms apart). A reliable publisher keeps at most its
+A window's frames are ready at once. With `output_pacing` (`pace`) they leave spread at the camera's
+rate, since a subscriber's own short history (RViz's default depth 5, taken once per rendered frame)
+loses the rest of a burst whatever the publisher does; without it, or when a worker catches up, they
+leave in one burst (a few ms apart). A reliable publisher keeps at most its
 history depth of unacknowledged messages, so with a depth smaller than the burst a reliable
 subscriber in another process (RViz) loses frames: with depth 2, 83 of 100 `/depth` arrived across
 processes. `output_qos_depth: 0` (the default) therefore sizes the history to two of the largest
@@ -48,6 +51,21 @@ def largest_burst(schedule: dict[str, Any]) -> int:
     """The most frames one `DepthPipeline.push` (or a reset's flush) publishes on one topic: a
     whole window (the first window, or a flushed one)."""
     return max(int(schedule["window"]), int(schedule.get("first_window") or 0), 1)
+
+
+#: `pace`: a window's frames leave this share of the camera's frame period apart (so the last has left before
+#: the next window's first is due), at most `PACE_MAX_S` apart (a slow camera's frames need not wait for long).
+PACE_SHARE, PACE_MAX_S = 0.9, 0.25
+
+
+def pace(frames: int, camera_period_s: float | None) -> float:
+    """Seconds between two frames of a window published together (0: no pacing): RViz takes a topic's messages
+    once per rendered frame (`spin_some` at its 30 Hz Frame Rate) into a history of 5 (its default
+    `rclcpp::QoS(5)`), so of a window of 8 frames published back to back it kept the newest 5; spread at the
+    camera's rate every frame arrives, and viewers show the stream as smoothly as the camera sent it."""
+    if frames < 2 or not camera_period_s or camera_period_s <= 0:
+        return 0.0
+    return min(camera_period_s * PACE_SHARE, PACE_MAX_S)
 
 
 def auto_depth(burst: int) -> int:
@@ -167,11 +185,18 @@ SLOW_SHARE, SLOW_WINDOW_S = 0.5, 5.0
 
 
 class _Sender:
-    """One output's publishing thread: `put` never waits; the thread publishes in order."""
+    """One output's publishing thread: `put` never waits; the thread publishes in order, each message not
+    before its due time (`time.monotonic()`; 0: at once) unless a whole burst more waits behind it
+    (`catch_up`) or the outputs are being drained (`hurry`)."""
 
-    def __init__(self, publisher: Any, maxsize: int, on_error: Callable[[Any, BaseException], None]) -> None:
+    def __init__(
+        self, publisher: Any, maxsize: int, on_error: Callable[[Any, BaseException], None], catch_up: int
+    ) -> None:
         self.publisher = publisher
-        self.queue: DropOldestQueue[Any] = DropOldestQueue(maxsize)
+        self.queue: DropOldestQueue[tuple[float, Any]] = DropOldestQueue(maxsize)
+        self.catch_up = max(1, int(catch_up))
+        self.wake = threading.Event()  # a due time is no longer waited for (`hurry`, a burst behind)
+        self.hurry = False
         self.sent = 0
         self.abandoned = 0  # still pending when the node stopped
         self._done = 0  # published or failed
@@ -183,7 +208,18 @@ class _Sender:
         )
         self._worker.start()
 
-    def _publish(self, msg: Any) -> None:
+    def put(self, due: float, msg: Any) -> bool:
+        """Queue `msg` for `due`; True if an older message was dropped to make room."""
+        dropped = self.queue.put((due, msg))
+        if len(self.queue) > self.catch_up:
+            self.wake.set()
+        return dropped
+
+    def _publish(self, item: tuple[float, Any]) -> None:
+        due, msg = item
+        while not self.hurry and len(self.queue) <= self.catch_up and (left := due - time.monotonic()) > 0:
+            self.wake.wait(left)
+            self.wake.clear()
         t0 = time.monotonic()
         try:
             self.publisher.publish(msg)
@@ -220,6 +256,8 @@ class _Sender:
 
     def stop(self, timeout_s: float) -> None:
         """Count what is still pending as dropped and end the thread (after a publish in progress)."""
+        self.hurry = True
+        self.wake.set()
         self.abandoned += self.queue.clear()
         if self._worker.join(timeout=timeout_s):  # (one taken just as it stopped is counted too)
             self.abandoned += max(0, self.queue.put_count - self._done - self.queue.dropped - self.abandoned)
@@ -253,6 +291,7 @@ class OutputPublishers:
         self._senders: dict[str, _Sender] = {}  # by resolved topic, started on the first message
         self._held_noted: dict[str, float] = {}  # WARN key -> when it was last due
         self._unserved: set[tuple[str, str]] = set()  # (topic, type or transport) already named
+        self._due_at = 0.0  # the due time of the frame `publish` hands over
         qos = qos_profile(params["output_qos"], params["output_qos_depth"] or auto_depth(self.burst))
         self.main = _Topics(node, "", qos, reporter)
         self.provisional = _Topics(node, "provisional/", qos, reporter) if publish_policy == "both" else None
@@ -364,14 +403,22 @@ class OutputPublishers:
         return Counter({topic: s.dropped for topic, s in list(self._senders.items()) if s.dropped})
 
     def drain(self, timeout_s: float, hurry: threading.Event | None = None) -> bool:
-        """Wait (bounded, or until `hurry` is set) until every pending message is published; True if
-        all were."""
+        """Publish every pending message now, not at its paced time, and wait (bounded, or until `hurry` is
+        set) until they are out; True if all were."""
         deadline = time.monotonic() + timeout_s
-        while not all(s.idle() for s in list(self._senders.values())):
-            if time.monotonic() >= deadline or (hurry is not None and hurry.is_set()):
-                return False
-            time.sleep(0.005)
-        return True
+        senders = list(self._senders.values())
+        for sender in senders:
+            sender.hurry = True
+            sender.wake.set()
+        try:
+            while not all(s.idle() for s in senders):
+                if time.monotonic() >= deadline or (hurry is not None and hurry.is_set()):
+                    return False
+                time.sleep(0.005)
+            return True
+        finally:
+            for sender in senders:
+                sender.hurry = False
 
     def stop(self, timeout_s: float, hurry: threading.Event | None = None) -> None:
         """Shutdown: publish what is pending (for at most `timeout_s`, or until `hurry` is set), count
@@ -385,9 +432,11 @@ class OutputPublishers:
         for pub in self.publishers():
             self._node.destroy_publisher(pub)
 
-    def publish(self, f: Any) -> bool:
-        """Publish one `DepthFrame` on the topics that have subscribers; True if it went to the main
-        topics ("both": provisional frames go to `provisional/...`)."""
+    def publish(self, f: Any, due: float = 0.0) -> bool:
+        """Publish one `DepthFrame` on the topics that have subscribers, not before `due` (`time.monotonic()`;
+        0: at once; `pace` spreads a window's frames so); True if it went to the main topics ("both":
+        provisional frames go to `provisional/...`)."""
+        self._due_at = due
         topics = self.main
         if self.policy == "both" and f.status == "provisional" and self.provisional is not None:
             topics = self.provisional
@@ -426,9 +475,9 @@ class OutputPublishers:
         if sender is None:
             # two bursts, as the history (`auto_depth`): a worker catching up publishes two windows back to back
             depth = auto_depth(max(self.burst, 1))
-            sender = _Sender(publisher, depth, lambda _msg, err: self._publish_failed(topic, err))
+            sender = _Sender(publisher, depth, lambda _msg, err: self._publish_failed(topic, err), self.burst)
             self._senders[topic] = sender
-        if sender.queue.put(message()):
+        if sender.put(self._due_at, message()):
             self._note_held_up(topic, sender)
         elif sender.slow is not None:
             self._note_slow(topic, sender.slow)

@@ -23,7 +23,7 @@ from vdepth_ros.inputs.resets import StreamResets
 from vdepth_ros.ros import conversions as conv
 from vdepth_ros.ros.diagnostics import LatencyStats, RateMeter, Watchdog
 from vdepth_ros.ros.intake import InputItem, InputSide
-from vdepth_ros.ros.outputs import OutputPublishers
+from vdepth_ros.ros.outputs import OutputPublishers, pace
 from vdepth_ros.ros.worker import RateLimitedLog
 
 #: Image stamps further than this from the node's clock are on another clock (a camera's device
@@ -156,8 +156,7 @@ class FrameProcessor:
         frames = self.pipeline.push(frame)
         if frames:
             self.window_latency.add(time.monotonic() - t0)
-        for out in frames:
-            self.publish(out)
+        self.publish_all(frames)
 
     def _note_gap_streak(self, reason: str | None) -> None:
         """A camera slower than `max_gap` (a stream throttled to 1 Hz, a timelapse) restarts the stream on
@@ -182,12 +181,21 @@ class FrameProcessor:
         )
         self.restart(f"pipeline error: {type(err).__name__}")
 
-    def publish(self, frame: Any) -> None:
+    def publish_all(self, frames: list[Any]) -> None:
+        """Publish frames that left the pipeline together (a window), with `output_pacing` spread at the
+        camera's rate as its images arrive (`outputs.pace`): each leaves with the latency of the oldest."""
+        period_ns = self.intake.arrival_speed.step_ns if self.p["output_pacing"] else None
+        step, t0 = pace(len(frames), period_ns / 1e9 if period_ns else None), time.monotonic()
+        for i, out in enumerate(frames):
+            self.publish(out, t0 + i * step if step else 0.0)
+
+    def publish(self, frame: Any, due: float = 0.0) -> None:
+        """Publish one frame, not before `due` (`time.monotonic()`; 0: now)."""
         if self.stop.is_set():
             return  # shutting down: the context may already be going
         if frame.camera is None:
             self._note_no_camera(frame)
-        if not self.outputs.publish(frame):
+        if not self.outputs.publish(frame, due):
             return
         self.last_fit = frame.fit
         values = frame.depth if frame.depth is not None else frame.disparity
@@ -197,7 +205,8 @@ class FrameProcessor:
         self.output_rate.tick()
         self._watchdog.output()
         now = self._now_ns()
-        self.latency.add((now - frame.stamp_ns) / 1e9)
+        paced_s = max(0.0, due - time.monotonic()) if due else 0.0  # (it leaves then)
+        self.latency.add((now - frame.stamp_ns) / 1e9 + paced_s)
         unset = frame.stamp_ns == 0  # no clock at all: the intake names the unset header.stamp
         if now and not unset and abs(now - frame.stamp_ns) > STAMP_CLOCK_MISMATCH_NS and not self._stamp_clock_warned:
             self._stamp_clock_warned = True  # (ROS time 0: no /clock under use_sim_time, said by the status)
@@ -303,8 +312,7 @@ class FrameProcessor:
                 self._early_for = last
                 held = self.pipeline.held
                 frames = self.pipeline.early_window()
-                for out in frames:
-                    self.publish(out)
+                self.publish_all(frames)
                 if frames:
                     self.pause_flushes += 1
                     self.log.info(
@@ -335,8 +343,7 @@ class FrameProcessor:
         held = self.pipeline.held
         try:
             frames = self.pipeline.flush()
-            for out in frames:
-                self.publish(out)
+            self.publish_all(frames)
         except Exception as err:
             self.log.error("flush", f"flushing the stream at its end failed ({type(err).__name__}: {err})")
             frames = []
@@ -380,8 +387,7 @@ class FrameProcessor:
             return
         try:
             if flush:
-                for out in self.pipeline.flush():
-                    self.publish(out)
+                self.publish_all(self.pipeline.flush())
         except Exception as err:
             self.log.error("flush", f"flushing the old stream failed ({type(err).__name__}: {err})")
         self.pipeline.reset(reason)
