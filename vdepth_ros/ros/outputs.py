@@ -197,6 +197,7 @@ class _Sender:
         self.catch_up = max(1, int(catch_up))
         self.wake = threading.Event()  # a due time is no longer waited for (`hurry`, a burst behind)
         self.hurry = False
+        self.last_due = 0.0  # the latest due time queued
         self.sent = 0
         self.abandoned = 0  # still pending when the node stopped
         self._done = 0  # published or failed
@@ -211,13 +212,14 @@ class _Sender:
     def put(self, due: float, msg: Any) -> bool:
         """Queue `msg` for `due`; True if an older message was dropped to make room."""
         dropped = self.queue.put((due, msg))
-        if len(self.queue) > self.catch_up:
+        self.last_due = max(self.last_due, due)
+        if len(self.queue) >= self.catch_up:
             self.wake.set()
         return dropped
 
     def _publish(self, item: tuple[float, Any]) -> None:
         due, msg = item
-        while not self.hurry and len(self.queue) <= self.catch_up and (left := due - time.monotonic()) > 0:
+        while not self.hurry and len(self.queue) < self.catch_up and (left := due - time.monotonic()) > 0:
             self.wake.wait(left)
             self.wake.clear()
         t0 = time.monotonic()
@@ -403,11 +405,13 @@ class OutputPublishers:
         return Counter({topic: s.dropped for topic, s in list(self._senders.items()) if s.dropped})
 
     def drain(self, timeout_s: float, hurry: threading.Event | None = None) -> bool:
-        """Publish every pending message now, not at its paced time, and wait (bounded, or until `hurry` is
-        set) until they are out; True if all were."""
+        """Wait (bounded, or until `hurry` is set) until every pending message is published; True if all
+        were. Paced messages keep their pace (a viewer's short history would lose a burst) unless the last
+        is due too late for the bound: then they all go now."""
         deadline = time.monotonic() + timeout_s
         senders = list(self._senders.values())
-        for sender in senders:
+        late = any(s.last_due > deadline - 0.2 for s in senders if not s.idle())
+        for sender in senders if late or (hurry is not None and hurry.is_set()) else ():
             sender.hurry = True
             sender.wake.set()
         try:

@@ -370,8 +370,7 @@ class FrameProcessor:
         except Exception as err:
             self.log.error("flush", f"flushing the stream at its end failed ({type(err).__name__}: {err})")
             return
-        for out in frames:
-            self.publish(out)
+        self.publish_all(frames)
         self.ended = (held, len(frames), time.monotonic() - t0)
 
     # -- restarts ----------------------------------------------------------------------------
