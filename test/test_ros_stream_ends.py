@@ -164,8 +164,9 @@ def _published(log: str) -> int:
 
 def test_sigint_publishes_the_last_frames_that_did_not_fill_a_window(rig: Any) -> None:
     """45 frames: windows end at frames 8, 15, ..., 43; the last 2 frames never filled one. SIGINT once
-    the last full window is out, the driver still there (pause_flush and max_gap are long here, so only the end of the input can
-    publish them): every frame reaches the viewer, one INFO line says so, exit 0 within a few seconds.
+    the last full window is out, the driver still there (pause_flush and max_gap are long here, so only
+    the end of the input can publish them): every frame reaches the viewer, one INFO line says so, exit 0
+    within a few seconds.
     (SIGINT as the camera ended found a loaded machine's node 6 frames behind, still in its subscription.)"""
     r = rig("    pause_flush: 60.0\n    max_gap: 60.0\n")
     sent = r.camera(3.0, stays=True)["sent"]  # (a driver that exits would end the input before the SIGINT)

@@ -295,12 +295,7 @@ class FrameProcessor:
         last = pauses.last_ns
         if last is None or self.stop.is_set():
             return
-        ended = self.intake.ended() if last != self._ended_for else None
-        if ended:
-            if self.intake.sync.pending and self.intake.release_waiting():
-                return  # the images that waited for a camera_info are processed first (asked again next time)
-            self._ended_for = last  # once per input: the publishers stay gone until a new one sends an image
-            self._input_ended(ended)
+        if self._ended_now(last):
             return
         idle_s = pauses.paused_for(self._now_ns())
         if idle_s >= pauses.pause_after_s() and self.intake.sync.pending and self.intake.release_waiting():
@@ -336,6 +331,19 @@ class FrameProcessor:
                 f"publishing the frames held during a pause failed ({type(err).__name__}: {err}); the stream restarts",
             )
             self.restart(f"pipeline error: {type(err).__name__}")
+
+    def _ended_now(self, last: int) -> bool:
+        """Whether the input has ended (`InputSide.ended`) and was handled now: the images that waited for a
+        camera_info are processed first (it is asked again on a later call), then the stream ends, once
+        per input (the publishers stay gone until a new one sends an image)."""
+        ended = self.intake.ended() if last != self._ended_for else None
+        if not ended:
+            return False
+        if self.intake.sync.pending and self.intake.release_waiting():
+            return True
+        self._ended_for = last
+        self._input_ended(ended)
+        return True
 
     def _input_ended(self, why: str) -> None:
         """The input ended while the node runs: publish every frame the stream holds, as at the end of a bag
