@@ -252,6 +252,20 @@ def gt_field(windows, seq, kind: str, rounds: int = 3):
     return out
 
 
+def frame_mean(windows, affines, size: tuple[int, int]) -> np.ndarray:
+    """Each frame the plain mean of every window's aligned output of it (output slots only):
+    every view weighs the same, instead of the crossfade's ramp."""
+    h, w = size
+    n = max(max(win.slots) for win, _ in windows) + 1
+    acc, cnt = np.zeros((n, h, w)), np.zeros(n)
+    for (win, d), (a, b) in zip(windows, affines, strict=True):
+        for p in range(win.n_context, len(win.slots)):
+            up = cv2.resize(np.nan_to_num(d[p] * a + b, nan=0.0).astype(np.float32), (w, h))
+            acc[win.slots[p]] += up
+            cnt[win.slots[p]] += 1
+    return np.maximum(acc / np.maximum(cnt, 1)[:, None, None], 0.0).astype(np.float32)
+
+
 # -- driver -----------------------------------------------------------------------------------
 def light(seq) -> SimpleNamespace:
     """What scoring needs of a sequence (the cache keeps no images)."""
@@ -329,6 +343,31 @@ def synthetic(args) -> int:
     return 0
 
 
+def estimator_runs(args, seq, offline, windows, options) -> dict[str, np.ndarray]:
+    """Every estimator's stitched output of one recorded sequence, on its GT grid."""
+    size = seq.gt_size
+    kinds = [k for k in args.kinds.split(",") if k]
+    stream = stream_affines(windows, options)
+    runs = {"stream": stitch(windows, stream, size, first=True), "offline": offline}
+    for kind in kinds:
+        for lam in map(float, args.lams.split(",")):
+            aff, cw = stream_field(windows, options, kind, lam)
+            runs[f"stream+{kind}@{lam:g}"] = stitch(cw, aff, size, first=True)
+            aff, cw = offline_field(windows, options, kind, lam)
+            runs[f"offline+{kind}@{lam:g}"] = stitch(cw, aff, size, first=False)
+            if args.debias:
+                aff, cw = offline_field(windows, options, kind, lam, debias=True)
+                runs[f"offline+{kind}@{lam:g}-db"] = stitch(cw, aff, size, first=False)
+    if args.frame_mean:
+        runs["offline_mean"] = frame_mean(windows, offline_field(windows, options, "tilt", 1.0, rounds=0)[0], size)
+    if not args.no_gt:
+        runs["gt_fit"] = stitch(windows, gt_affines(windows, seq), size, first=False)
+        for kind in kinds:
+            gw = gt_field(windows, seq, kind)
+            runs[f"gt_fit+{kind}"] = stitch(gw, gt_affines(gw, seq), size, first=False)
+    return runs
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--renders", type=int, default=16)
@@ -337,6 +376,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lams", default="0.1,1")
     ap.add_argument("--no-gt", action="store_true")
     ap.add_argument("--renders-only", action="store_true", help="leave HoloLens out (the slowest sequence)")
+    ap.add_argument(
+        "--frame-mean", action="store_true", help="also offline with every view of a frame weighed the same"
+    )
     ap.add_argument("--debias", action="store_true", help="also offline with the mean pair difference removed")
     ap.add_argument("--all-shared", action="store_true", help="fit fields on context slots too")
     ap.add_argument("--json", type=Path, default=None)
@@ -355,23 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     items = load(args.cache, args.renders, hololens=not args.renders_only)
     rows = []
     for seq, offline, windows, options in items:
-        size = seq.gt_size
-        stream = stream_affines(windows, options)
-        runs = {"stream": stitch(windows, stream, size, first=True), "offline": offline}
-        for kind in args.kinds.split(","):
-            for lam in map(float, args.lams.split(",")):
-                aff, cw = stream_field(windows, options, kind, lam)
-                runs[f"stream+{kind}@{lam:g}"] = stitch(cw, aff, size, first=True)
-                aff, cw = offline_field(windows, options, kind, lam)
-                runs[f"offline+{kind}@{lam:g}"] = stitch(cw, aff, size, first=False)
-                if args.debias:
-                    aff, cw = offline_field(windows, options, kind, lam, debias=True)
-                    runs[f"offline+{kind}@{lam:g}-db"] = stitch(cw, aff, size, first=False)
-        if not args.no_gt:
-            runs["gt_fit"] = stitch(windows, gt_affines(windows, seq), size, first=False)
-            for kind in args.kinds.split(","):
-                gw = gt_field(windows, seq, kind)
-                runs[f"gt_fit+{kind}"] = stitch(gw, gt_affines(gw, seq), size, first=False)
+        runs = estimator_runs(args, seq, offline, windows, options)
         res = {}
         for name, pred in runs.items():
             m = evaluate_sequence(pred, seq.depth, seq.max_depth)
