@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from vdepth_training.config import load_config
 from vdepth_training.recipes import recipe_class
-from vdepth_training.trainer import StoppedWithoutCheckpointError, Trainer
+from vdepth_training.trainer import StoppedWithoutCheckpointError, Trainer, TrainingFailedError, launch_folder
 
 from vdepth_ros.errors import ConfigError, VdepthError
 from vdepth_ros.offline.runner import cli_errors
@@ -82,8 +82,9 @@ def overrides_from(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """Exit codes: 0 done (or stopped at --max-steps), 2 a mistake in the command or config (one line
-    on stderr), 130 stopped by Ctrl-C or SIGTERM (after a checkpoint during the steps; `--resume` continues),
-    143 stopped by the launcher because another rank failed (that rank's exit code and line say why)."""
+    on stderr), 1 the run failed (a non-finite loss, or under a launcher one rank's own failure: one line naming
+    the rank, the step and the cause), 130 stopped by Ctrl-C or SIGTERM (after a checkpoint during the steps;
+    `--resume` continues), 143 stopped because another rank failed (that rank's exit code and line say why)."""
     args = parse_args(argv)
     expand_home(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
@@ -93,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
         if _first_on_node_to_say(f"error: {err}"):
             return cli_errors(PROG, err)  # one line, exit 2, as every console tool
         return 2
+    except TrainingFailedError as err:  # a non-finite loss (said by every rank), or this rank's own failure
+        if _first_on_node_to_say(f"error: {err}"):
+            print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 1
     except StoppedWithoutCheckpointError as err:  # the rank that failed printed its error; this one only ends
         line = f"{PROG}: {err}; --resume continues from the last complete checkpoint"
         if _first_on_node_to_say(line):
@@ -150,10 +155,10 @@ def _first_on_node_to_say(line: str) -> bool:
     is `<folder>/attempt_N/<rank>/error.json`; `accelerate launch` runs torchrun), with no collective: a
     rank stopping before or instead of joining the process group can still say it. Without that
     folder (one process, another launcher) every line is printed."""
-    error_file = os.environ.get("TORCHELASTIC_ERROR_FILE")
-    if not error_file or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+    folder = launch_folder()
+    if folder is None:
         return True
-    marker = Path(error_file).parent.parent / f"said-{hashlib.sha256(line.encode()).hexdigest()[:20]}"
+    marker = folder / f"said-{hashlib.sha256(line.encode()).hexdigest()[:20]}"
     try:
         os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
     except FileExistsError:

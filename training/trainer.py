@@ -45,7 +45,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -110,8 +110,48 @@ def _not_run_output(path: Path) -> str | None:
 
 
 class StoppedWithoutCheckpointError(Exception):
-    """A rank asked to stop (SIGTERM, Ctrl-C) could not finish its step: another rank had already
-    ended (torchrun stops the others when one fails). The failing rank said why; this one only ends."""
+    """This rank could not finish its step because another rank had ended: a collective with it
+    failed, or torchrun (which stops the others when one fails) sent SIGTERM. The failing rank said
+    why; this one only ends, naming it when the failing rank left its note on this node."""
+
+
+class TrainingFailedError(Exception):
+    """The run failed and stopped (its last complete checkpoint is intact): a non-finite loss (the
+    same error on every rank), or one rank's own failure under a launcher (out of memory, a disk
+    that refuses the checkpoint), named with the rank, what it was doing and the cause."""
+
+
+#: a collective failed because another rank is gone (gloo and NCCL raise RuntimeError, or torch's DistError)
+_PEER_GONE = re.compile(r"gloo|nccl|connection (closed|reset) by peer", re.IGNORECASE)
+
+
+def launch_folder() -> Path | None:
+    """torchrun's folder of this launch attempt, shared by the ranks of a node (`TORCHELASTIC_ERROR_FILE`
+    is `<folder>/attempt_N/<rank>/error.json`; `accelerate launch` runs torchrun), or None (one
+    process, another launcher). The ranks leave notes there without a collective."""
+    error_file = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if not error_file or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    return Path(error_file).parent.parent
+
+
+def _one_line(err: BaseException) -> str:
+    """`Type: first line of the message` (a CUDA OOM's message runs over several lines)."""
+    text = str(err).strip().splitlines()
+    first = re.sub(r"^\[[^\]]*\.(cc|cpp|h):\d+\] ", "", text[0] if text else "")  # gloo's source location
+    first = first.split(". This is typically caused", 1)[0]  # gloo's advice to read the other rank's log
+    return f"{type(err).__name__}: {first}".rstrip(": ")
+
+
+def _peer_gone(err: BaseException) -> bool:
+    """Is `err` (or what caused it) a collective that failed because another rank ended?"""
+    while err is not None:
+        if isinstance(err, torch.distributed.DistError):
+            return True
+        if isinstance(err, RuntimeError) and _PEER_GONE.search(str(err)):
+            return True
+        err = err.__cause__ or err.__context__  # type: ignore[assignment]
+    return False
 
 
 class TrainingProgress:
@@ -239,6 +279,7 @@ class Trainer:
         self._saved_step = -1
         self.interrupted = False  # set by SIGINT (Ctrl-C) or SIGTERM during the steps: stop, checkpointed
         self._stop_requested = False
+        self._doing = "start-up"  # what the run does now (`step 3`, `saving checkpoint_4`): a failure names it
 
     # -- the run ------------------------------------------------------------------------------
     def fit(
@@ -301,18 +342,44 @@ class Trainer:
                     ckpt = None  # loaded into the first segment run
                     if self.interrupted:
                         break
-            except Exception as err:  # a collective with a rank that is gone, after the launcher's SIGTERM
-                if self._stop_requested and acc.num_processes > 1 and not isinstance(err, ConfigError):
-                    why = f"another rank ended ({type(err).__name__})"
-                    raise StoppedWithoutCheckpointError(
-                        f"stopped after step {progress.global_step} without a checkpoint: {why}"
-                    ) from err
+            except Exception as err:
+                if acc.num_processes > 1 and not isinstance(err, TrainingFailedError):
+                    self._end_rank(acc, err, progress)
                 raise
         self._check_ranks_agree(acc, model)
         for tracker in acc.trackers:  # not `end_training`: it ends the process group, which outlives one fit
             tracker.finish()
         self.model = model
         return self.history
+
+    def _end_rank(self, acc: Any, err: Exception, progress: TrainingProgress) -> None:
+        """One rank of several ends with `err`: raise StoppedWithoutCheckpointError when another rank
+        ended first (a collective with it failed, or the launcher's SIGTERM came), naming that rank when
+        it left its note on this node; otherwise this rank failed on its own: leave the note for the
+        others, log the traceback and raise TrainingFailedError naming the rank, what it was doing and
+        the cause (a ConfigError, a mistake in this rank's data, stays itself: it is one line already)."""
+        folder = launch_folder()
+        if (self._stop_requested and not isinstance(err, ConfigError)) or _peer_gone(err):
+            notes = sorted(folder.glob("failed-rank*")) if folder is not None else []
+            why = (
+                notes[0].read_text()
+                if notes
+                # killed (SIGKILL), or on another node
+                else (f"another rank ended without a word: killed? (torchrun's summary names it; {_one_line(err)})")
+            )
+            raise StoppedWithoutCheckpointError(
+                f"stopped after step {progress.global_step} without a checkpoint: {why}"
+            ) from err
+        what = f"rank {acc.process_index} of {acc.num_processes} failed in {self._doing} ({_one_line(err)})"
+        if folder is not None:
+            with suppress(OSError):  # (the others still end, saying another rank ended)
+                (folder / f"failed-rank{acc.process_index}").write_text(what)
+        if isinstance(err, ConfigError):
+            return
+        log.error("rank %d failed in %s", acc.process_index, self._doing, exc_info=err)
+        last = latest_checkpoint(self.output_dir)
+        resume = f"--resume continues from {last.name}" if last else "no checkpoint was written: the run starts again"
+        raise TrainingFailedError(f"{what}; the other ranks stop, {resume}") from err
 
     def _check_output(self, *, resume: bool, overwrite: bool) -> list[str]:
         """The `RUN_FILES` in `output_dir`, after refusing (OutputExistsError) to start a run over
@@ -497,10 +564,12 @@ class Trainer:
             acc.wait_for_everyone()
             held_out_batches = self.recipe.batches(held_out)
         while progress.stage_step < stage.steps and progress.global_step < stop:
+            self._doing = f"step {progress.global_step + 1}"
             record = self._step(acc, wrapped, optimizer, loader, trainable, stage, progress.global_step)
             progress.stage_step += 1
             progress.global_step += 1
             if held_out is not None and progress.global_step % validate_every == 0:
+                self._doing = f"validation after step {progress.global_step}"
                 record["val/loss"] = self._validate(acc, wrapped, held_out_batches)
             self._log(acc, {"step": progress.global_step, "stage": stage.name, "stage_step": progress.stage_step,
                             **record})  # fmt: skip
@@ -647,8 +716,7 @@ class Trainer:
             index = ((step - stage.origin) * accum + micro) * acc.num_processes + acc.process_index
             with acc.accumulate(wrapped):
                 loss, terms = wrapped(batch, batch_generator(seed, stage.origin, index))
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"non-finite loss {loss.item()} at step {step} (batch {index})")
+                self._check_finite(acc, loss, step, ((step - stage.origin) * accum + micro) * acc.num_processes)
                 acc.backward(loss)
                 if acc.sync_gradients and clip:
                     acc.clip_grad_norm_(trainable, float(clip))
@@ -662,6 +730,24 @@ class Trainer:
         self.interrupted = self.interrupted or means.pop() > 0
         record = dict(zip(names, means, strict=True))
         return {**record, "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
+
+    def _check_finite(self, acc: Any, loss: torch.Tensor, step: int, first_index: int) -> None:
+        """Stop every rank at the same micro-batch, before the update, when the loss is NaN or infinite
+        on any of them: the ranks compare their losses first (one small gather), so they raise the same
+        TrainingFailedError naming the step and the ranks, instead of one rank raising alone while the
+        others wait in the gradient reduction (or stepping on with weights the failing rank never got)."""
+        losses = acc.gather(loss.detach().float().reshape(1)).cpu().tolist() if acc.num_processes > 1 else [float(loss)]
+        bad = [(r, v) for r, v in enumerate(losses) if not math.isfinite(v)]
+        if not bad:
+            return
+        where = ", ".join(f"rank {r}: {v} (batch {first_index + r})" for r, v in bad)
+        last = latest_checkpoint(self.output_dir)
+        raise TrainingFailedError(
+            f"non-finite loss in step {step + 1} ({where}): every rank stopped before the update"
+            + (f"; {last.name} is the last good checkpoint" if last else "")
+            + "; a resumed run meets the same batches: check their data, or lower optimizer.lr or set "
+            "optimizer.grad_clip (--resume --allow-config-change)"
+        )
 
     def _log(self, acc: Any, record: dict[str, Any]) -> None:
         self.history.append(record)
@@ -686,6 +772,7 @@ class Trainer:
         folders = self.output_dir / "checkpoints"
         folder = folders / f"checkpoint_{progress.global_step}"
         partial = folder.with_name(folder.name + PARTIAL_SUFFIX)
+        self._doing = f"saving {folder.name} in {folders}"
         if acc.is_main_process:
             folders.mkdir(parents=True, exist_ok=True)
             shutil.rmtree(partial, ignore_errors=True)  # left by a save that was killed
@@ -721,6 +808,7 @@ class Trainer:
     def _export_final(self, acc: Any, wrapped: nn.Module) -> None:
         """`final_dir` from `Accelerator.get_state_dict` (ZeRO gathers or clones its flat
         parameters, so the saved tensors never share storage)."""
+        self._doing = f"writing the final model {self.final_dir}"
         state = acc.get_state_dict(wrapped)
         if acc.is_main_process:
             model = copy.deepcopy(acc.unwrap_model(wrapped).model)
@@ -849,6 +937,7 @@ def check_loss_decreases(history: list[dict[str, Any]], window: int = 3) -> tupl
 __all__ = [
     "StoppedWithoutCheckpointError",
     "Trainer",
+    "TrainingFailedError",
     "TrainingProgress",
     "batch_generator",
     "check_loss_decreases",
@@ -856,5 +945,6 @@ __all__ = [
     "config_changes",
     "enable_gradient_checkpointing",
     "latest_checkpoint",
+    "launch_folder",
     "segments",
 ]

@@ -1,0 +1,104 @@
+"""One rank of two (torchrun, gloo on CPU) fails while the other does not know: an exception in its
+forward (CUDA out of memory), a disk that refuses its checkpoint, an unreadable held-out file in its
+validation, the OOM killer's SIGKILL, a NaN loss on that rank only. Every rank ends within seconds
+(not the collective timeout) with one line naming the failing rank, what it was doing and why, the
+run exits non-zero, and its last complete checkpoint is intact for `--resume`. The faults are
+injected by `training_faults.py` (`FAULT=<kind>:<rank>:<step>`)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from training_ranks import tiny_config
+from training_support import REPO, rank_env, torchrun
+from vdepth_training.trainer import latest_checkpoint
+
+PROG = "python -m vdepth_training.train:"
+
+
+def _recipe(tmp_path: Path, *, validate: bool = False) -> list[str]:
+    cfg = tiny_config("vda", tmp_path)
+    cfg.pop("tiny")
+    cfg["stages"] = [{**cfg["stages"][0], "steps": 6}]
+    cfg["training"].update(checkpoint_every=2, keep_checkpoints=2)
+    if validate:
+        toy = {"name": "held_out", "layout": "toy", "count": 2, "frames": 6, "height": 32, "width": 48, "seed": 7}
+        cfg["data"]["validation"] = {"sources": [toy], "fixed_clips": True}
+        cfg["training"].update(validate_every=2, validate_batches=2)
+    path = tmp_path / "vda.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return ["--config", str(path)]
+
+
+def _faulty_run(tmp_path: Path, fault: str, recipe: list[str]) -> tuple[int, list[str], float]:
+    """(exit code, our lines on stderr, seconds) of a two-rank run with `fault` injected."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(REPO / "test" / "training_faults.py"), *recipe, "--output", str(tmp_path / "run")]  # fmt: skip
+    t0 = time.monotonic()
+    proc = subprocess.run(cmd, cwd=REPO, env={**rank_env(), "FAULT": fault}, capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
+    seconds = time.monotonic() - t0
+    stderr = proc.stderr.splitlines()
+    assert not [ln for ln in stderr if ln.startswith("[rank")], proc.stderr[-4000:]  # no rank's traceback
+    return proc.returncode, [ln for ln in stderr if ln.startswith(PROG)], seconds
+
+
+@pytest.mark.parametrize(
+    ("fault", "doing", "cause"),
+    [
+        ("raise:1:3", "rank 1 of 2 failed in step 3", "RuntimeError: CUDA out of memory"),
+        pytest.param(
+            "save:0:4", "rank 0 of 2 failed in saving checkpoint_4", "No space left on device", marks=pytest.mark.slow
+        ),  # two launches (~50 s here): the failure, then --resume
+        pytest.param(
+            "validate:0:4",
+            "rank 0 of 2 failed in validation after step 4",
+            "Input/output error",
+            marks=pytest.mark.slow,
+        ),
+    ],
+)
+def test_one_ranks_failure_ends_both_with_one_line_naming_it(tmp_path: Path, fault: str, doing: str,
+                                                             cause: str) -> None:  # fmt: skip
+    """The failing rank's traceback and the other rank's gloo traceback ("Connection closed by
+    peer", naming neither rank nor cause) were all the user got; an OSError of a full disk was a
+    traceback too. Now the failing rank says one line, the other one line naming it."""
+    code, lines, seconds = _faulty_run(tmp_path, fault, _recipe(tmp_path, validate=fault.startswith("validate")))
+    assert code != 0 and seconds < 300, (code, seconds)
+    errors = [ln for ln in lines if ln.startswith(f"{PROG} error:")]
+    stops = [ln for ln in lines if ln.startswith(f"{PROG} stopped after step")]
+    assert len(errors) == 1 and doing in errors[0] and cause in errors[0], lines
+    assert "--resume continues from checkpoint_2" in errors[0], errors
+    assert len(stops) == 1 and doing in stops[0] and cause in stops[0], lines
+    assert latest_checkpoint(tmp_path / "run").name == "checkpoint_2"
+    if fault.startswith("save"):  # the full disk freed: the run continues from its last checkpoint
+        out = torchrun(["-m", "vdepth_training.train", *_recipe(tmp_path), "--output", str(tmp_path / "run"),
+                        "--resume"], timeout=300)  # fmt: skip
+        assert "steps 3..6:" in out, out[-3000:]
+
+
+@pytest.mark.slow
+def test_a_rank_killed_by_the_oom_killer_ends_the_other_with_one_line(tmp_path: Path) -> None:
+    """SIGKILL leaves the rank no word: the other rank said a gloo traceback ("Connection reset by
+    peer"); now it says it stopped because another rank ended (torchrun's summary names that rank)."""
+    code, lines, seconds = _faulty_run(tmp_path, "kill:1:3", _recipe(tmp_path))
+    assert code != 0 and seconds < 300, (code, seconds)
+    assert len(lines) == 1 and lines[0].startswith(f"{PROG} stopped after step 2 without a checkpoint"), lines
+    assert "another rank ended" in lines[0], lines
+    assert latest_checkpoint(tmp_path / "run").name == "checkpoint_2"
+
+
+def test_a_nan_loss_on_one_rank_stops_every_rank_at_the_same_step(tmp_path: Path) -> None:
+    """A NaN loss on rank 1 only: rank 1 raised alone (FloatingPointError, "step 2" for the logged
+    step 3) while rank 0 waited in the gradient reduction and died in a gloo traceback. Now the ranks
+    compare their losses before the update and all stop with one line naming the step and the rank."""
+    code, lines, seconds = _faulty_run(tmp_path, "nan:1:3", _recipe(tmp_path))
+    assert code == 1 and seconds < 300, (code, seconds)
+    assert len(lines) == 1 and lines[0].startswith(f"{PROG} error: non-finite loss in step 3 (rank 1: nan"), lines
+    assert "checkpoint_2 is the last good checkpoint" in lines[0]
+    assert latest_checkpoint(tmp_path / "run").name == "checkpoint_2"

@@ -1,0 +1,81 @@
+"""Run under torchrun by `test_training_rank_faults.py`: `python -m vdepth_training.train` with one
+fault on one rank, as a multi-GPU job meets it (`FAULT=<kind>:<rank>:<step>`):
+
+- `raise`: a RuntimeError in that rank's forward (CUDA out of memory) at that step;
+- `nan`: that rank's loss is NaN at that step;
+- `kill`: that rank SIGKILLs itself at that step (the OOM killer);
+- `stall`: that rank's next batch takes 600 s (a data loader that hangs on a network disk);
+- `save`: that rank's checkpoint save at that step fails with ENOSPC (the disk is full);
+- `validate`: that rank's validation at that step raises (a held-out file it cannot read).
+
+    FAULT=raise:1:3 python -m torch.distributed.run --nproc_per_node 2 test/training_faults.py --config ...
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import time
+from typing import Any
+
+import accelerate.checkpointing
+import torch
+from vdepth_training import trainer as trainer_module
+from vdepth_training.recipes.base import TrainingStep
+
+KIND, RANK, STEP = os.environ["FAULT"].split(":")
+MINE = int(os.environ.get("RANK", "0")) == int(RANK)
+_at = {"step": 0}
+
+_step = trainer_module.Trainer._step
+
+
+def _counted_step(self: Any, acc: Any, wrapped: Any, optimizer: Any, loader: Any, *args: Any) -> Any:
+    _at["step"] = args[-1] + 1  # the global step this call makes
+    if MINE and KIND == "stall" and _at["step"] == int(STEP):
+        time.sleep(600)
+    if MINE and KIND == "kill" and _at["step"] == int(STEP):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _step(self, acc, wrapped, optimizer, loader, *args)
+
+
+_forward = TrainingStep.forward
+
+
+def _faulty_forward(self: TrainingStep, batch: Any, generator: Any) -> Any:
+    loss, terms = _forward(self, batch, generator)
+    if MINE and _at["step"] == int(STEP) and KIND == "raise":
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB (injected)")
+    if MINE and _at["step"] == int(STEP) and KIND == "nan":
+        loss = loss * torch.tensor(float("nan"))
+    return loss, terms
+
+
+_save = accelerate.checkpointing.save
+
+
+def _full_disk(obj: Any, f: Any, *args: Any, **kwargs: Any) -> Any:
+    if MINE and KIND == "save" and _at["step"] == int(STEP):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(f))
+    return _save(obj, f, *args, **kwargs)
+
+
+_validate = trainer_module.Trainer._validate
+
+
+def _faulty_validate(self: Any, *args: Any) -> Any:
+    if MINE and KIND == "validate" and _at["step"] == int(STEP):
+        raise OSError(errno.EIO, "Input/output error (injected)", "held-out/000001.npy")
+    return _validate(self, *args)
+
+
+trainer_module.Trainer._step = _counted_step
+trainer_module.Trainer._validate = _faulty_validate
+TrainingStep.forward = _faulty_forward
+accelerate.checkpointing.save = _full_disk
+
+if __name__ == "__main__":
+    from vdepth_training.train import _exit_without_finalizing, main
+
+    _exit_without_finalizing(main())
