@@ -1,9 +1,9 @@
 """One rank of two (torchrun, gloo on CPU) fails while the other does not know: an exception in its
 forward (CUDA out of memory), a disk that refuses its checkpoint, an unreadable held-out file in its
-validation, the OOM killer's SIGKILL, a NaN loss on that rank only. Every rank ends within seconds
-(not the collective timeout) with one line naming the failing rank, what it was doing and why, the
-run exits non-zero, and its last complete checkpoint is intact for `--resume`. The faults are
-injected by `training_faults.py` (`FAULT=<kind>:<rank>:<step>`)."""
+validation, a data loader that hangs, the OOM killer's SIGKILL, a NaN loss on that rank only. Every
+rank ends within seconds (not the collective timeout) with one line naming the failing rank, what it
+was doing and why, the run exits non-zero, and its last complete checkpoint is intact for `--resume`.
+The faults are injected by `training_faults.py` (`FAULT=<kind>:<rank>:<step>`)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def _recipe(tmp_path: Path, *, validate: bool = False) -> list[str]:
     cfg = tiny_config("vda", tmp_path)
     cfg.pop("tiny")
     cfg["stages"] = [{**cfg["stages"][0], "steps": 6}]
-    cfg["training"].update(checkpoint_every=2, keep_checkpoints=2)
+    cfg["training"].update(checkpoint_every=2, keep_checkpoints=2, stall_timeout=5)
     if validate:
         toy = {"name": "held_out", "layout": "toy", "count": 2, "frames": 6, "height": 32, "width": 48, "seed": 7}
         cfg["data"]["validation"] = {"sources": [toy], "fixed_clips": True}
@@ -52,6 +52,7 @@ def _faulty_run(tmp_path: Path, fault: str, recipe: list[str]) -> tuple[int, lis
     ("fault", "doing", "cause"),
     [
         ("raise:1:3", "rank 1 of 2 failed in step 3", "RuntimeError: CUDA out of memory"),
+        ("stall:1:3", "rank 1 of 2 stalled", "waited 5 s for the batch of step 3"),
         pytest.param(
             "save:0:4", "rank 0 of 2 failed in saving checkpoint_4", "No space left on device", marks=pytest.mark.slow
         ),  # two launches (~50 s here): the failure, then --resume
@@ -67,7 +68,9 @@ def test_one_ranks_failure_ends_both_with_one_line_naming_it(tmp_path: Path, fau
                                                              cause: str) -> None:  # fmt: skip
     """The failing rank's traceback and the other rank's gloo traceback ("Connection closed by
     peer", naming neither rank nor cause) were all the user got; an OSError of a full disk was a
-    traceback too. Now the failing rank says one line, the other one line naming it."""
+    traceback too; a rank whose data loader hung left the others waiting in silence for the process
+    group's timeout (30 min). Now the failing (or stalled, `training.stall_timeout`) rank says one
+    line, the other one line naming it."""
     code, lines, seconds = _faulty_run(tmp_path, fault, _recipe(tmp_path, validate=fault.startswith("validate")))
     assert code != 0 and seconds < 300, (code, seconds)
     errors = [ln for ln in lines if ln.startswith(f"{PROG} error:")]

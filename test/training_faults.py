@@ -33,11 +33,18 @@ _step = trainer_module.Trainer._step
 
 def _counted_step(self: Any, acc: Any, wrapped: Any, optimizer: Any, loader: Any, *args: Any) -> Any:
     _at["step"] = args[-1] + 1  # the global step this call makes
-    if MINE and KIND == "stall" and _at["step"] == int(STEP):
-        time.sleep(600)
     if MINE and KIND == "kill" and _at["step"] == int(STEP):
         os.kill(os.getpid(), signal.SIGKILL)
     return _step(self, acc, wrapped, optimizer, loader, *args)
+
+
+_next_batch = trainer_module._next_batch
+
+
+def _stalled_next_batch(loader: Any) -> Any:
+    if MINE and KIND == "stall" and _at["step"] == int(STEP):
+        time.sleep(600)
+    return _next_batch(loader)
 
 
 _forward = TrainingStep.forward
@@ -71,6 +78,7 @@ def _faulty_validate(self: Any, *args: Any) -> Any:
 
 
 trainer_module.Trainer._step = _counted_step
+trainer_module._next_batch = _stalled_next_batch
 trainer_module.Trainer._validate = _faulty_validate
 TrainingStep.forward = _faulty_forward
 accelerate.checkpointing.save = _full_disk

@@ -54,6 +54,7 @@ DEFAULT_TRAINING: dict[str, Any] = {
     "find_unused_parameters": False,  # DDP; recipes freeze what they never use instead (Recipe.unused_parameters)
     "validate_every": 0,  # global steps between validations on `data.validation` (0: none)
     "validate_batches": 4,  # batches of the validation stream per validation, split across the ranks
+    "stall_timeout": 600.0,  # seconds a rank of several may wait for one batch before it ends the run (0: never)
 }
 MIXED_PRECISIONS = ("no", "fp16", "bf16", "fp8")  # accelerate's
 DEFAULT_OPTIMIZER: dict[str, Any] = {

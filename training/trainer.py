@@ -42,6 +42,7 @@ import os
 import re
 import shutil
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -73,7 +74,7 @@ CONFIG_NAME = TRAINER_CONFIG_NAME
 #: `training` keys a resumed run may change: they do not change what it computes
 RESUMABLE_CHANGES = frozenset(
     ("log_every", "checkpoint_every", "keep_checkpoints", "num_workers", "log_with", "threads", "latent_cache")
-    + ("stop_at", "export_weights_dtype", "validate_every", "validate_batches")
+    + ("stop_at", "export_weights_dtype", "validate_every", "validate_batches", "stall_timeout")
 )
 #: the finished run's model folder in its output folder (`Trainer.final_dir`)
 FINAL_NAME = "final"
@@ -280,6 +281,7 @@ class Trainer:
         self.interrupted = False  # set by SIGINT (Ctrl-C) or SIGTERM during the steps: stop, checkpointed
         self._stop_requested = False
         self._doing = "start-up"  # what the run does now (`step 3`, `saving checkpoint_4`): a failure names it
+        self._waiting: tuple[float, str] | None = None  # (since, what) while the step waits for its batch
 
     # -- the run ------------------------------------------------------------------------------
     def fit(
@@ -333,7 +335,7 @@ class Trainer:
         end = self.plan[-1].end if not self.train_cfg.get("stop_at") else int(self.train_cfg["stop_at"])
         stop = end if max_steps is None else min(end, max_steps)
         # 3. the segments of stages that share an optimizer, from the resume point on
-        with self._stop_on_signals():
+        with self._stop_on_signals(), self._watch_for_stalls(acc):
             try:
                 for segment in segments(self.plan):
                     if segment[-1].index < start["stage"] or progress.global_step >= stop:
@@ -598,6 +600,45 @@ class Trainer:
         return sums[0] / max(sums[1], 1.0)
 
     @contextmanager
+    def _watch_for_stalls(self, acc: Any) -> Iterator[None]:
+        """On a rank of several, end the run when this rank has waited `training.stall_timeout`
+        seconds for one batch (a loader hung on a network disk, a worker stuck): the other ranks
+        would wait in their next collective for the process group's timeout (30 min) without a word.
+        A thread watches the wait; the main thread, blocked in the loader, cannot. The rank leaves its
+        note for the others, says one line (exit code 1) and exits; the others then end as after any
+        rank's failure. Only the wait for data is timed: a long step, save or rendering is not a stall."""
+        timeout = float(self.train_cfg.get("stall_timeout") or 0)
+        if acc.num_processes == 1 or timeout <= 0:
+            yield
+            return
+        done = threading.Event()
+
+        def watch() -> None:
+            while not done.wait(min(5.0, timeout / 4)):
+                waiting = self._waiting
+                if waiting is None or time.monotonic() - waiting[0] < timeout:
+                    continue
+                what = (f"rank {acc.process_index} of {acc.num_processes} stalled: it waited {timeout:.0f} s for "
+                        f"{waiting[1]} (its data loader: a hung disk or worker?; training.stall_timeout)")  # fmt: skip
+                if (folder := launch_folder()) is not None:
+                    with suppress(OSError):
+                        (folder / f"failed-rank{acc.process_index}").write_text(what)
+                last = latest_checkpoint(self.output_dir)
+                resume = f"--resume continues from {last.name}" if last else "no checkpoint was written"
+                log.error("%s", what)
+                print(f"python -m vdepth_training.train: error: {what}; the other ranks stop, {resume}",
+                      file=sys.stderr, flush=True)  # fmt: skip
+                sys.stdout.flush()
+                os._exit(1)  # the main thread is blocked in the loader: nothing else ends it
+
+        thread = threading.Thread(target=watch, name="vdepth-stall-watch", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+
+    @contextmanager
     def _stop_on_signals(self) -> Iterator[None]:
         """While the steps and their checkpoints run, a first SIGINT (Ctrl-C) or SIGTERM (what
         SLURM sends at a time limit or a preemption, what torchrun forwards to its ranks) asks to
@@ -712,7 +753,9 @@ class Trainer:
         )
         sums: dict[str, float] = {}
         for micro in range(accum):
+            self._waiting = (time.monotonic(), f"the batch of step {step + 1}")
             batch = {k: v.to(acc.device) for k, v in _next_batch(loader).items()}
+            self._waiting = None
             index = ((step - stage.origin) * accum + micro) * acc.num_processes + acc.process_index
             with acc.accumulate(wrapped):
                 loss, terms = wrapped(batch, batch_generator(seed, stage.origin, index))
