@@ -414,8 +414,10 @@ class Trainer:
     ) -> nn.Module:
         """Train the stages of one optimizer segment from `progress` on (after loading `ckpt` into
         it); export at the end of the run, checkpoint at an early stop. Returns the unwrapped model."""
+        self._doing = f"preparing stage {segment[0].name}"
         wrapped, optimizer = self._prepare(acc, model, segment[0])
         if ckpt is not None:
+            self._doing = f"loading {ckpt}"
             acc.load_state(str(ckpt))
             assert progress.state_dict() == start, (progress.state_dict(), start)
             self._saved_step = progress.global_step
@@ -549,6 +551,7 @@ class Trainer:
         """Steps of `stage` from `progress` until the stage ends or the run reaches `stop`."""
         if progress.stage_step >= stage.steps:
             return
+        self._doing = f"preparing the data of stage {stage.name}"
         self.recipe.prepare_data(stage, acc.process_index, acc.num_processes)
         acc.wait_for_everyone()
         self.recipe.start_stage(stage)
