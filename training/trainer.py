@@ -363,12 +363,9 @@ class Trainer:
         folder = launch_folder()
         if (self._stop_requested and not isinstance(err, ConfigError)) or _peer_gone(err):
             notes = sorted(folder.glob("failed-rank*")) if folder is not None else []
-            why = (
-                notes[0].read_text()
-                if notes
-                # killed (SIGKILL), or on another node
-                else (f"another rank ended without a word: killed? (torchrun's summary names it; {_one_line(err)})")
-            )
+            # none: the rank was killed (SIGKILL), or it is on another node (its own line names it)
+            gone = f"another rank ended without a word on this node (torchrun's summary names it; {_one_line(err)})"
+            why = notes[0].read_text() if notes else gone
             raise StoppedWithoutCheckpointError(
                 f"stopped after step {progress.global_step} without a checkpoint: {why}"
             ) from err
