@@ -105,3 +105,11 @@ def test_a_nan_loss_on_one_rank_stops_every_rank_at_the_same_step(tmp_path: Path
     assert len(lines) == 1 and lines[0].startswith(f"{PROG} error: non-finite loss in step 3 (rank 1: nan"), lines
     assert "checkpoint_2 is the last good checkpoint" in lines[0]
     assert latest_checkpoint(tmp_path / "run").name == "checkpoint_2"
+
+
+def test_ranks_that_diverged_end_with_one_line(tmp_path: Path) -> None:
+    """Ranks whose parameters differ at the end (here rank 1's weights moved after step 6) ended in a
+    RuntimeError traceback on every rank; now one line says so and which weights were written."""
+    code, lines, _ = _faulty_run(tmp_path, "diverge:1:6", _recipe(tmp_path))
+    assert code == 1, (code, lines)
+    assert len(lines) == 1 and "the ranks ended with different parameters" in lines[0], lines

@@ -6,7 +6,8 @@ fault on one rank, as a multi-GPU job meets it (`FAULT=<kind>:<rank>:<step>`):
 - `kill`: that rank SIGKILLs itself at that step (the OOM killer);
 - `stall`: that rank's next batch takes 600 s (a data loader that hangs on a network disk);
 - `save`: that rank's checkpoint save at that step fails with ENOSPC (the disk is full);
-- `validate`: that rank's validation at that step raises (a held-out file it cannot read).
+- `validate`: that rank's validation at that step raises (a held-out file it cannot read);
+- `diverge`: after that step that rank's weights change (a rank-dependent computation).
 
     FAULT=raise:1:3 python -m torch.distributed.run --nproc_per_node 2 test/training_faults.py --config ...
 """
@@ -35,7 +36,11 @@ def _counted_step(self: Any, acc: Any, wrapped: Any, optimizer: Any, loader: Any
     _at["step"] = args[-1] + 1  # the global step this call makes
     if MINE and KIND == "kill" and _at["step"] == int(STEP):
         os.kill(os.getpid(), signal.SIGKILL)
-    return _step(self, acc, wrapped, optimizer, loader, *args)
+    record = _step(self, acc, wrapped, optimizer, loader, *args)
+    if MINE and KIND == "diverge" and _at["step"] == int(STEP):
+        with torch.no_grad():
+            next(acc.unwrap_model(wrapped).parameters()).add_(1e-3)
+    return record
 
 
 _next_batch = trainer_module._next_batch

@@ -506,7 +506,10 @@ class Trainer:
         mine = int.from_bytes(digest.digest(), "little") & ((1 << 62) - 1)
         digests = acc.gather(torch.tensor([mine], dtype=torch.int64, device=acc.device)).tolist()
         if len(set(digests)) != 1:
-            raise RuntimeError(f"ranks ended with different parameters (digests {digests})")
+            raise TrainingFailedError(  # the same line on every rank (said once per node)
+                f"the ranks ended with different parameters (digests {digests}): they diverged, e.g. by a computation "
+                "that depends on the rank; the model written holds the main process's weights"
+            )
         log.info("process %d of %d: parameters identical on all ranks (digest %016x)", acc.process_index,
                  acc.num_processes, mine)  # fmt: skip
 
