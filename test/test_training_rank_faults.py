@@ -56,12 +56,7 @@ def _faulty_run(tmp_path: Path, fault: str, recipe: list[str]) -> tuple[int, lis
         pytest.param(
             "save:0:4", "rank 0 of 2 failed in saving checkpoint_4", "No space left on device", marks=pytest.mark.slow
         ),  # two launches (~50 s here): the failure, then --resume
-        pytest.param(
-            "validate:0:4",
-            "rank 0 of 2 failed in validation after step 4",
-            "Input/output error",
-            marks=pytest.mark.slow,
-        ),
+        ("validate:0:4", "rank 0 of 2 failed in validation after step 4", "Input/output error"),
     ],
 )
 def test_one_ranks_failure_ends_both_with_one_line_naming_it(tmp_path: Path, fault: str, doing: str,
@@ -85,7 +80,6 @@ def test_one_ranks_failure_ends_both_with_one_line_naming_it(tmp_path: Path, fau
         assert "steps 3..6:" in out, out[-3000:]
 
 
-@pytest.mark.slow
 def test_a_rank_killed_by_the_oom_killer_ends_the_other_with_one_line(tmp_path: Path) -> None:
     """SIGKILL leaves the rank no word: the other rank said a gloo traceback ("Connection reset by
     peer"); now it says it stopped because another rank ended (torchrun's summary names that rank)."""
