@@ -782,14 +782,18 @@ class Trainer:
         on any of them: the ranks compare their losses first (one small gather), so they raise the same
         TrainingFailedError naming the step and the ranks, instead of one rank raising alone while the
         others wait in the gradient reduction (or stepping on with weights the failing rank never got)."""
-        losses = acc.gather(loss.detach().float().reshape(1)).cpu().tolist() if acc.num_processes > 1 else [float(loss)]
+        mine = loss.detach().float().reshape(1)
+        losses = (acc.gather(mine) if acc.num_processes > 1 else mine).cpu().tolist()
         bad = [(r, v) for r, v in enumerate(losses) if not math.isfinite(v)]
         if not bad:
             return
         where = ", ".join(f"rank {r}: {v} (batch {first_index + r})" for r, v in bad)
+        if acc.num_processes == 1:
+            where = f"{bad[0][1]}, batch {first_index}"
         last = latest_checkpoint(self.output_dir)
         raise TrainingFailedError(
-            f"non-finite loss in step {step + 1} ({where}): every rank stopped before the update"
+            f"non-finite loss in step {step + 1} ({where}): stopped before the update"
+            + (" on every rank" if acc.num_processes > 1 else "")
             + (f"; {last.name} is the last good checkpoint" if last else "")
             + "; a resumed run meets the same batches: check their data, or lower optimizer.lr or set "
             "optimizer.grad_clip (--resume --allow-config-change)"
