@@ -264,6 +264,16 @@ class Bench:
         rclpy.shutdown(context=self.ctx)
 
 
+def _rate_runs(engine: Any, args: argparse.Namespace, sched: dict[str, Any], **bench_args: Any) -> list[dict]:
+    """The rate runs again on a fresh node set up with `bench_args` (after the same warm-up)."""
+    bench = Bench(engine, args.queue_size, args.executor, **bench_args)
+    try:
+        bench.run(15.0, 2 * sched["window"], drain_s=10.0)
+        return [bench.run(rate, args.frames) for rate in args.rates]
+    finally:
+        bench.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--frames", type=int, default=150, help="frames per rate (RSS is compared over the last rate)")
@@ -305,26 +315,11 @@ def main(argv: list[str] | None = None) -> int:
         diag = bench.node.diagnostics_values()
     finally:
         bench.close()
-    posed = None
-    if args.camera_poses:
-        bench = Bench(engine, args.queue_size, args.executor, camera_poses=True)
-        try:
-            bench.run(15.0, 2 * sched["window"], drain_s=10.0)
-            posed = [bench.run(rate, args.frames) for rate in args.rates]
-            for r, plain in zip(posed, results, strict=True):
-                if r["latency_p95_s"] and plain["latency_p95_s"]:
-                    r["p95_ratio_to_plain"] = round(r["latency_p95_s"] / plain["latency_p95_s"], 3)
-        finally:
-            bench.close()
-
-    bursts = None
-    if args.compare_pacing:
-        bench = Bench(engine, args.queue_size, args.executor, extra_params={"output_pacing": False})
-        try:
-            bench.run(15.0, 2 * sched["window"], drain_s=10.0)
-            bursts = [bench.run(rate, args.frames) for rate in args.rates]
-        finally:
-            bench.close()
+    posed = _rate_runs(engine, args, sched, camera_poses=True) if args.camera_poses else None
+    for r, plain in zip(posed or [], results, strict=False):
+        if r["latency_p95_s"] and plain["latency_p95_s"]:
+            r["p95_ratio_to_plain"] = round(r["latency_p95_s"] / plain["latency_p95_s"], 3)
+    bursts = _rate_runs(engine, args, sched, extra_params={"output_pacing": False}) if args.compare_pacing else None
 
     stride_s = {r["input_rate_hz"]: sched["stride"] / r["input_rate_hz"] for r in results}
     goals = {}
