@@ -27,9 +27,11 @@ demo: install
 # Full suite, slow tests included (they are marked, not skipped). Two workers, one test file each at a
 # time (pytest-xdist --dist loadfile): most of the suite waits on processes, discovery and real-time
 # streams rather than computing, so two files at once take about half the time on 2 cores.
+# A worker that dies (a test ending the process) fails the run at once: replaced workers left
+# xdist's loadfile scheduler waiting forever.
 test: install
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
-	$(PY) -m pytest test -q -ra --timeout=900 -n 2 --dist loadfile
+	$(PY) -m pytest test -q -ra --timeout=900 -n 2 --dist loadfile --max-worker-restart 0
 
 test-fast: install
 	$(PY) -m pytest test -q -ra -m "not slow"

@@ -29,7 +29,8 @@ def main(args: list[str] | None = None) -> int:
         for sig, handler in previous.items():
             if signal.getsignal(sig) is _stop_before_start:
                 signal.signal(sig, handler)
-    _exit_past_abandoned_threads(code)
+    if args is None:  # run as a program (console script, `python -m`), never under a caller's own process
+        _exit_past_abandoned_threads(code)
     return code
 
 
@@ -43,7 +44,9 @@ def _exit_past_abandoned_threads(code: int) -> None:
     process's own output is flushed first. Returns when no such thread is left."""
     import threading
 
-    if not any(t.daemon and t.is_alive() for t in threading.enumerate()):
+    # the node's own threads only (`SupervisedWorker`: "vdepth-..."): a library's daemon threads (a test
+    # runner's, tqdm's) are no reason to leave past the interpreter's exit
+    if not any(t.daemon and t.is_alive() and t.name.startswith("vdepth-") for t in threading.enumerate()):
         return
     import contextlib
     import logging
