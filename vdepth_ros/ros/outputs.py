@@ -293,7 +293,6 @@ class OutputPublishers:
         self._senders: dict[str, _Sender] = {}  # by resolved topic, started on the first message
         self._held_noted: dict[str, float] = {}  # WARN key -> when it was last due
         self._unserved: set[tuple[str, str]] = set()  # (topic, type or transport) already named
-        self._due_at = 0.0  # the due time of the frame `publish` hands over
         qos = qos_profile(params["output_qos"], params["output_qos_depth"] or auto_depth(self.burst))
         self.main = _Topics(node, "", qos, reporter)
         self.provisional = _Topics(node, "provisional/", qos, reporter) if publish_policy == "both" else None
@@ -440,21 +439,20 @@ class OutputPublishers:
         """Publish one `DepthFrame` on the topics that have subscribers, not before `due` (`time.monotonic()`;
         0: at once; `pace` spreads a window's frames so); True if it went to the main topics ("both":
         provisional frames go to `provisional/...`)."""
-        self._due_at = due
         topics = self.main
         if self.policy == "both" and f.status == "provisional" and self.provisional is not None:
             topics = self.provisional
         header: Header = f.meta if isinstance(f.meta, Header) else Header(stamp=conv.ns_to_stamp(f.stamp_ns))
         if f.depth is not None:  # one message for depth and its image_transport pair, built once
             depth = functools.cache(lambda: conv.image_msg(f.depth, "32FC1", header))
-            self._send(topics.depth, depth)
+            self._send(topics.depth, depth, due)
             if topics.image_rect is not None:
-                self._send(topics.image_rect, depth)
-        self._send(topics.disparity, lambda: conv.image_msg(f.disparity, "32FC1", header))
+                self._send(topics.image_rect, depth, due)
+        self._send(topics.disparity, lambda: conv.image_msg(f.disparity, "32FC1", header), due)
         if f.points is not None:
-            self._send(topics.points, lambda: conv.cloud_msg(f.points, f.colors, header))
+            self._send(topics.points, lambda: conv.cloud_msg(f.points, f.colors, header), due)
         if f.camera is not None:
-            self._send(topics.camera_info, lambda: conv.info_msg(f.camera, header))
+            self._send(topics.camera_info, lambda: conv.info_msg(f.camera, header), due)
         if topics is not self.main:
             return False
         if self.p["publish_colormap"]:
@@ -467,11 +465,13 @@ class OutputPublishers:
                 lambda: conv.colormap_msg(
                     values, header, lo, hi, near_is_high=f.depth is None, rgb=getattr(f, "rgb", None), label=label
                 ),
+                due,
             )
         return True
 
-    def _send(self, publisher: Any, message: Callable[[], Any]) -> None:
-        """Build the message only for a topic somebody listens to and hand it to the topic's thread."""
+    def _send(self, publisher: Any, message: Callable[[], Any], due: float) -> None:
+        """Build the message only for a topic somebody listens to and hand it to the topic's thread, to be
+        published not before `due` (`time.monotonic()`; 0: at once)."""
         if publisher.get_subscription_count() == 0:
             return
         topic = publisher.topic_name
@@ -481,7 +481,7 @@ class OutputPublishers:
             depth = auto_depth(max(self.burst, 1))
             sender = _Sender(publisher, depth, lambda _msg, err: self._publish_failed(topic, err), self.burst)
             self._senders[topic] = sender
-        if sender.put(self._due_at, message()):
+        if sender.put(due, message()):
             self._note_held_up(topic, sender)
         elif sender.slow is not None:
             self._note_slow(topic, sender.slow)
