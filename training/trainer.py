@@ -136,6 +136,16 @@ def launch_folder() -> Path | None:
     return Path(error_file).parent.parent
 
 
+def leave_failure_note(rank: int, what: str) -> None:
+    """Tell the other ranks of this node why rank `rank` ends (`Trainer._end_rank` reads the notes from
+    `launch_folder`); nothing where there is no such folder or it cannot be written (they then say that
+    another rank ended)."""
+    folder = launch_folder()
+    if folder is not None:
+        with suppress(OSError):
+            (folder / f"failed-rank{rank}").write_text(what)
+
+
 def _one_line(err: BaseException) -> str:
     """`Type: first line of the message` (a CUDA OOM's message runs over several lines)."""
     text = str(err).strip().splitlines()
@@ -370,9 +380,7 @@ class Trainer:
                 f"stopped after step {progress.global_step} without a checkpoint: {why}"
             ) from err
         what = f"rank {acc.process_index} of {acc.num_processes} failed in {self._doing} ({_one_line(err)})"
-        if folder is not None:
-            with suppress(OSError):  # (the others still end, saying another rank ended)
-                (folder / f"failed-rank{acc.process_index}").write_text(what)
+        leave_failure_note(acc.process_index, what)
         if isinstance(err, ConfigError):
             return
         log.error("rank %d failed in %s", acc.process_index, self._doing, exc_info=err)
@@ -623,9 +631,7 @@ class Trainer:
                     continue
                 what = (f"rank {acc.process_index} of {acc.num_processes} stalled: it waited {timeout:.0f} s for "
                         f"{waiting[1]} (its data loader: a hung disk or worker?; training.stall_timeout)")  # fmt: skip
-                if (folder := launch_folder()) is not None:
-                    with suppress(OSError):
-                        (folder / f"failed-rank{acc.process_index}").write_text(what)
+                leave_failure_note(acc.process_index, what)
                 last = latest_checkpoint(self.output_dir)
                 resume = f"--resume continues from {last.name}" if last else "no checkpoint was written"
                 log.error("%s", what)
