@@ -34,6 +34,8 @@ STEADY_STEPS = 8
 STEADY_TOLERANCE = 0.2
 #: A step shorter than this many periods brings a frame that was late (`InputLossMeter._late_arrivals`).
 LATE_STEP = 0.5
+#: A step shorter than this many periods is judged with the one before it (`InputLossMeter.period_ns`).
+LATE_BURST = 0.8
 
 
 class InputLossMeter:
@@ -49,6 +51,7 @@ class InputLossMeter:
         self._steps: deque[int] = deque(maxlen=history)
         self._pending: deque[int] = deque()  # missing counts of the last steps, not yet confirmed
         self._misstamped = 0  # frames received since the last step with a stamp not after it
+        self._period_of: tuple[tuple[int, ...], int] = ((), 0)  # `period_ns`'s last history and result
         self._last: int | None = None
         self.received = 0
         self._confirmed = 0  # missing frames confirmed (`STEADY_STEPS` steps later, or at a pause)
@@ -73,28 +76,47 @@ class InputLossMeter:
         longer one by chance).
 
         Under heavy loss few steps are one period long, but all are whole multiples of it: the
-        period is the largest `base / m` (m = 1..12) that nine in ten steps up to 6 of it are
+        period is the largest candidate `base / m` (m = 1..12) that nine in ten steps up to 6 of it are
         multiples of (within a fifth of it), `base` being the shortest step that is not a stray
-        (shorter than 0.6x the median: a jittered or duplicated frame); then refined as the median
-        of step / multiple, and kept only if nine in ten of *all* the steps are multiples of that:
-        a few short steps of a jittered camera fit a small fraction of its period by chance (25-28 ms
-        steps of a 30 Hz camera are all "6 of 4.3 ms"), which would count every frame as several lost.
-        Without such a period, the median step.
+        (shorter than 0.6x the median: a jittered or duplicated frame), the median of those, or the
+        median of the longer half of the steps; then
+        refined as the median of step / multiple, and kept only if nine in ten of *all* the steps are
+        multiples of that: a few short steps of a jittered camera fit a small fraction of its period by
+        chance (25-28 ms steps of a 30 Hz camera are all "6 of 4.3 ms"), which would count every frame as
+        several lost. Without such a period, the median step.
+
+        A step shorter than a candidate (`LATE_BURST` of it) is a frame late in a burst: it is judged
+        together with the step before it, as their mean. A driver that stamps as it publishes catches
+        up after a stall in a burst of frames 1 ms apart; judged alone those steps fitted no period,
+        and the stall's step (4.5 periods) fitted only half of it, so with a stall or two in the history
+        half the period was taken and every later step counted one frame lost (14 of 90 in a CI run, with
+        a WARN about transport loss); together they are the period again. For the same reason the
+        shortest step alone is no `base`: the burst's last, partial step (0.75 periods) made every
+        candidate fail but a tiny one, and where bursts are most of the steps the period is in the
+        longer half only.
         """
         if len(self._steps) < 12:
             return None
+        key = tuple(self._steps)  # (asked several times per image: computed once per history)
+        if self._period_of[0] != key:
+            self._period_of = (key, self._estimated_period())
+        return self._period_of[1]
+
+    def _estimated_period(self) -> int:
         steps = np.asarray(self._steps, dtype=np.float64)
-        base = steps[steps >= 0.6 * np.median(steps)].min()
-        for m in range(1, 13):
-            multiples = steps / (base / m)
+        regular = steps[steps >= 0.6 * np.median(steps)]
+        # (the upper half's median too: where bursts of late frames are many steps, their steps are "regular")
+        bases = (float(regular.min()), float(np.median(regular)), float(np.median(steps[steps >= np.median(steps)])))
+        for candidate in sorted({base / m for base in bases for m in range(1, 13)}, reverse=True):
+            judged = _bursts_merged(steps, LATE_BURST * candidate)
+            multiples = judged / candidate
             short = multiples < 6.5  # long steps would multiply the jitter of `base`: judged by the short ones
             near = short & (np.round(multiples) >= 1) & (np.abs(multiples - np.round(multiples)) < 0.2)
             if short.sum() >= 4 and near.sum() >= 0.9 * short.sum():
-                period = float(np.median(steps[near] / np.round(multiples[near])))
-                multiples = steps / period
-                judged = multiples < 12.5
-                fits = judged & (np.round(multiples) >= 1) & (np.abs(multiples - np.round(multiples)) < 0.2)
-                if fits.sum() >= 0.9 * judged.sum():
+                period = float(np.median(judged[near] / np.round(multiples[near])))
+                multiples = _bursts_merged(steps, LATE_BURST * period) / period
+                fits = (multiples < 12.5) & (np.round(multiples) >= 1) & (np.abs(multiples - np.round(multiples)) < 0.2)
+                if fits.sum() >= 0.9 * (multiples < 12.5).sum():
                     return int(period)
         return int(np.median(steps))
 
@@ -260,3 +282,21 @@ class PublisherSequences:
         """Forget the publishers (the subscription was re-created: what was sent meanwhile is not loss)."""
         self._last.clear()
         self._previous, self.switched, self.interleaved = None, False, None
+
+
+def _bursts_merged(steps: np.ndarray, shortest: float) -> np.ndarray:
+    """`steps`, each shorter than `shortest` joined with those before it into their mean (a burst of late
+    frames after a stall, and the stall: `InputLossMeter.period_ns`); those at the start, whose stall is
+    no longer in the history, left out."""
+    totals: list[float] = []
+    frames: list[int] = []
+    for step in steps:
+        if step < shortest:
+            if not totals:
+                continue
+            totals[-1] += float(step)
+            frames[-1] += 1
+        else:
+            totals.append(float(step))
+            frames.append(1)
+    return np.asarray(totals) / np.asarray(frames)
