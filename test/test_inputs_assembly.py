@@ -589,15 +589,19 @@ def _driver_stamping_as_it_sends(frames: int, stall_every: int, stall_s: float, 
     return stamps
 
 
-@pytest.mark.parametrize("stall_every", [20, 40])
-@pytest.mark.parametrize("stall_s", [0.3, 0.5])
-@pytest.mark.parametrize("send_ms", [1.0, 2.0, 10.0])
+# (a driver stalled or catching up most of the time, 0.8 s every 20 frames, leaves no period in its stamps)
+@pytest.mark.parametrize(
+    ("stall_every", "stall_s", "send_ms"),
+    [(20, 0.3, 1.0), (20, 0.3, 10.0), (20, 0.3, 30.0), (20, 0.5, 1.0), (40, 0.5, 10.0), (40, 0.5, 30.0)]
+    + [(40, 0.8, 1.0), (40, 0.8, 10.0), (60, 0.5, 30.0)],
+)
 def test_a_driver_stalling_and_catching_up_keeps_its_period(stall_every: int, stall_s: float, send_ms: float) -> None:
     """The deployed stalling driver's stamps (test_ros_stream_ends): a stall of 4.5 periods and three
     frames 1 ms apart after it. With one such stall in the last 31 steps, half the period fitted nine in
     ten of them (the stall's step is 9 of it, the burst's steps fit no period), so it was taken for the
     period and each following step counted one frame lost: 14 of 90 frames in a CI run, with a WARN about
-    transport loss."""
+    transport loss. A long stall (12 periods) or a slow burst (30 ms a frame at 15 Hz) catches up over more
+    steps than were held unconfirmed, and left about 4 frames per stall counted lost."""
     meter, lost_at = InputLossMeter(max_gap_ns=1_000_000_000), []
     for stamp in _driver_stamping_as_it_sends(300, stall_every, stall_s, send_ms):
         meter.add(stamp, 1)

@@ -32,10 +32,13 @@ from vdepth_ros.inputs.sync import OUT_OF_ORDER_NS
 #: Steps alike in a row (within `STEADY_TOLERANCE` of their median) that mean a new frame rate.
 STEADY_STEPS = 8
 STEADY_TOLERANCE = 0.2
-#: A step shorter than this many periods brings a frame that was late (`InputLossMeter._late_arrivals`).
-LATE_STEP = 0.5
-#: A step shorter than this many periods is judged with the one before it (`InputLossMeter.period_ns`).
-LATE_BURST = 0.8
+#: Steps whose missing counts are held unconfirmed at most (while a burst of late frames goes on).
+MAX_HELD = 4 * STEADY_STEPS
+#: Steps shorter than a period in a row that make a burst of late frames (`InputLossMeter._late_arrivals`).
+BURST_STEPS = 3
+#: A step shorter than this many periods brings a frame that was late: judged with the step before it
+#: (`InputLossMeter.period_ns`, `InputLossMeter._late_arrivals`); shorter than `LATE_STEP`, it was a whole frame late.
+LATE_BURST, LATE_STEP = 0.8, 0.5
 
 
 class InputLossMeter:
@@ -188,9 +191,11 @@ class InputLossMeter:
         # once the period is first known, the steps seen before it count too
         steps = list(self._steps) if not known else parts
         self._pending.extend(self._missing(s, period) for s in steps)
-        self._late_arrivals(sum(1 for s in steps if s < LATE_STEP * period))
+        self._late_arrivals(period, sum(1 for s in steps if s < LATE_STEP * period))
         confirmed = 0
-        while len(self._pending) > STEADY_STEPS - 1:
+        # (not while a burst of late frames goes on: they are taken back from the stall's step, at the start)
+        held = STEADY_STEPS - 1 if parts[-1] >= LATE_BURST * period else MAX_HELD
+        while len(self._pending) > held:
             confirmed += self._pending.popleft()
         self._confirmed += confirmed
         return confirmed
@@ -203,18 +208,32 @@ class InputLossMeter:
         median = float(np.median(recent))
         return median > 1.5 * period and bool(np.all(np.abs(recent - median) <= STEADY_TOLERANCE * median))
 
-    def _late_arrivals(self, frames: int) -> None:
-        """`frames` came much less than a period after the one before: a driver that stamps as it
-        publishes, catching up after a stall (a loaded machine) in a burst. The stall's long step
-        counted them missing; they were late, not lost: the latest unconfirmed missing counts are
-        taken back (every frame of a 15 Hz camera stalling 0.3 s every 10 frames arrived, and half of
-        them were counted lost before the node, with a WARN about transport loss)."""
+    def _late_arrivals(self, period: int, early: int) -> None:
+        """Frames that came less than a period after the one before are late: a driver that stamps as
+        it publishes, catching up after a stall (a loaded machine) in a burst. The stall's long step
+        counted them missing; they were late, not lost (every frame of a 15 Hz camera stalling 0.3 s
+        every 10 frames arrived, and half of them were counted lost before the node, with a WARN about
+        transport loss). Taken back, latest first: one frame for each of the `early` new steps shorter
+        than half a period, and, during a burst (`BURST_STEPS` steps shorter than a period in a row),
+        what the unconfirmed steps counted as a whole (the periods their time spans, less the frames
+        that arrived in it) do not find missing: so a burst slower than half a period (a driver taking
+        40 ms per frame at 15 Hz) is late frames too."""
+        held = sum(self._pending)
+        if not held:
+            return
+        window = list(self._steps)[-len(self._pending) :]
+        # (a burst is several short steps in a row: a jittered camera's one short step is no burst, and taking
+        # back on it only, never adding on a long one, undercounted real loss)
+        if len(window) < BURST_STEPS or max(window[-BURST_STEPS:]) >= LATE_BURST * period:
+            excess = early
+        else:
+            excess = max(early, held - max(0, round(sum(window) / period) - len(window)))
         for i in range(len(self._pending) - 1, -1, -1):
-            if frames <= 0:
+            if excess <= 0:
                 return
-            taken = min(frames, self._pending[i])
+            taken = min(excess, self._pending[i])
             self._pending[i] -= taken
-            frames -= taken
+            excess -= taken
 
     def _confirm_pending(self) -> int:
         """The stream ended (a pause, a restart): what its last steps missed is loss."""
