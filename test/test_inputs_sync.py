@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
-from vdepth_ros.inputs.sync import OUT_OF_ORDER_NS, ApproximateTimeSync, InputRate
+from vdepth_ros.inputs.sync import OUT_OF_ORDER_NS, ApproximateTimeSync, InputRate, Unpaired
 
 MS = 1_000_000
 
@@ -243,3 +245,60 @@ def test_a_resized_stream_whose_camera_info_is_for_another_size_is_not_held() ->
         s.add_info(stamp, f"i{k}", (640, 480) if k < 10 else (640, 360))
         out = s.add_image(stamp, f"a{k}", (320, 240) if k < 10 else (320, 180))
         assert [(p.image, p.info) for p in out] == [(f"a{k}", f"i{k}")]
+
+
+def _unpaired(info_stamp: Callable[[int, int], int | None], period: int = 100 * MS, n: int = 40) -> Unpaired | None:
+    """A camera at 1 / period with the node's sync settings; camera_info `info_stamp(k, image stamp)` (None:
+    none) published after each image. Returns `unpaired()` at the end, having checked that every image got a
+    camera_info once one had come."""
+    s: ApproximateTimeSync[int, str] = ApproximateTimeSync(20 * MS, 10, 1_000 * MS)
+    got: list = []
+    for k in range(n):
+        stamp = 1_000 * MS + k * period
+        got += s.add_image(stamp, k)
+        info = info_stamp(k, stamp)
+        if info is not None:
+            got += s.add_info(info, f"i{k}")
+    got += s.flush()
+    assert all(p.info is not None for p in got[1:]), [(p.image, p.source) for p in got]
+    return s.unpaired()
+
+
+@pytest.mark.parametrize(
+    ("info_stamp", "kind", "said"),
+    [
+        (lambda k, s: 0, "zero", "header.stamp is 0"),
+        (lambda k, s: s + 1_700_000_000 * 10**9, "clock", "s after the images, by another clock"),
+        (lambda k, s: s - 3_600 * 10**9, "clock", "s before the images, by another clock"),
+        (lambda k, s: s + 50 * MS, "offset", "a constant 50 ms"),  # half a frame: after one, before the next
+        (lambda k, s: s - 30 * MS, "offset", "a constant 30 ms before its image: have the driver stamp"),
+        (lambda k, s: s + 22 * MS + (k // 5 % 2) * 23 * MS if k % 5 == 0 else None, "apart", "+0.022 to +0.045 s"),
+    ],
+    ids=["stamped-0", "system-vs-sim-time", "sim-vs-system-time", "50ms-offset", "30ms-before", "2hz-own-stamps"],
+)
+def test_camera_info_that_pairs_with_no_image_by_stamp_is_named_with_its_cause(
+    info_stamp: Callable[[int, int], int | None], kind: str, said: str
+) -> None:
+    """camera_info published with every image (or at 2 Hz, stamped as it is published) but never stamped
+    within `sync_slop` of one: every image got the last one received and only the 'cached' counter on
+    /diagnostics showed it. Now `unpaired` names the cause from the stamps, and the fix."""
+    unpaired = _unpaired(info_stamp)
+    assert unpaired is not None
+    got, text = unpaired.cause(20 * MS)
+    assert got == kind and said in text and "header.stamp" in text, text
+    assert ("raise sync_slop to 0.04" in text) == (said.startswith("a constant 30 ms")), text  # not half a frame
+
+
+@pytest.mark.parametrize(
+    "info_stamp",
+    [
+        lambda k, s: s,
+        lambda k, s: s + 4 * MS,  # a few ms off: within sync_slop
+        lambda k, s: s if k % 10 == 0 else None,  # throttled to 1 Hz, its image's stamp kept
+        lambda k, s: s if k == 0 else None,  # published once (latched), or stopped
+        lambda k, s: s if k % 3 else None,  # every third lost in transport
+    ],
+    ids=["exact", "4ms-off", "throttled-1hz", "once", "some-lost"],
+)
+def test_camera_info_stamped_as_its_image_is_no_stamp_problem(info_stamp: Callable[[int, int], int | None]) -> None:
+    assert _unpaired(info_stamp) is None

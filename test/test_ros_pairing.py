@@ -136,6 +136,31 @@ def test_a_best_effort_camera_info_next_to_reliable_images_is_taken(tmp_path: Pa
     infos, out = run_camera(tmp_path, [(160, 120)] * 60, 30.0, info_qos=qos_profile_sensor_data, seconds=20)
     assert len(infos) >= 40, out
     assert "incompatible QoS" not in out and "no camera_info has arrived" not in out, out
+    assert "stamped within sync_slop" not in out, out  # each paired by its stamp
+
+
+@pytest.mark.parametrize(
+    ("info_offset_ns", "cause"),
+    [
+        (-1, "camera_info's header.stamp is 0"),
+        (1_700_000_000 * 10**9, "s after the images, by another clock"),
+        (50_000_000, "a constant 50 ms"),
+    ],
+    ids=["stamped-0", "another-clock", "50ms-offset"],
+)
+def test_a_camera_info_stamped_apart_from_its_images_is_named_and_its_intrinsics_used(
+    tmp_path: Path, info_offset_ns: int, cause: str
+) -> None:
+    """A 10 Hz camera changing resolution whose camera_info comes with every image but is never stamped
+    within sync_slop of one (stamp left 0, system time against the images' sim time, a constant 50 ms
+    off): every image got the last camera_info received and nothing but the 'cached' counter on
+    /diagnostics said so. One WARN names the cause and the fix; each image still gets its size's
+    camera_info (the last received, of its size)."""
+    sizes = [(160, 120)] * 30 + [(160, 90)] * 30
+    infos, out = run_camera(tmp_path, sizes, 10.0, info_offset_ns=info_offset_ns)
+    said = [line for line in out.splitlines() if "stamped within sync_slop" in line]
+    assert len(said) == 1 and "WARN" in said[0] and cause in said[0] and "header.stamp" in said[0], out
+    assert [i.height for i in infos].count(90) >= 12 and "does not fit" not in out and "refusing" not in out, out
 
 
 def test_an_image_whose_camera_info_never_comes_is_published_when_the_camera_pauses(tmp_path: Path) -> None:

@@ -12,14 +12,20 @@ received (cached, like Isaac ROS's `cache_camera_info`), and it does not wait wh
 comes slower than the images and the next one is not due until after it. Every wait is bounded by
 `queue_size` pending images and by `info_timeout` of image time.
 
+When camera_info keeps arriving but none is stamped within `slop` of an image (stamped 0, by another
+clock, a constant offset, a publisher of its own stamping as it publishes), every image gets the last
+one received; `unpaired` says so, with the stamps' offset, for one message naming the cause.
+
 The class is plain Python over integer nanosecond stamps, so it is unit-tested without ROS and
 is not thread-safe (the node calls it under its own lock).
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import deque
 from dataclasses import dataclass
+from itertools import pairwise
 from statistics import median_low
 from typing import Any, Generic, Literal, TypeVar
 
@@ -89,6 +95,51 @@ class InputRate:
         self._steps.clear()
 
 
+#: Camera_infos (and images given the cached one) since an image was last paired by its stamp before
+#: the pairing is no longer by stamp (`ApproximateTimeSync.unpaired`): more than a lost camera_info or
+#: two, fewer than a 1 Hz camera_info's images (a throttled one keeps its image's stamp and pairs).
+UNPAIRED_AFTER = 5
+
+#: A camera_info stamped further than this from the images is on another clock.
+OTHER_CLOCK_NS = 1_000_000_000
+
+
+@dataclass
+class Unpaired:
+    """Camera_infos that arrived since an image was last paired with one by its stamp."""
+
+    infos: int  # how many arrived
+    images: int  # the images given the last one received meanwhile
+    offsets_ns: list[int]  # each one's stamp less the nearest image stamp (the last `INFO_BUFFER`)
+    zero: bool  # all stamped 0
+    image_step_ns: int | None  # the images' frame step (median), if known
+
+    def cause(self, slop_ns: int) -> tuple[str, str]:
+        """`(kind, text)`: why these camera_infos pair with no image by stamp, and the fix for it."""
+        fix = "have the driver stamp each camera_info with its image's header.stamp (image_transport's CameraPublisher)"
+        if self.zero:
+            return "zero", f"camera_info's header.stamp is 0 (not set by its publisher): {fix}"
+        offsets = sorted(self.offsets_ns)
+        mid = median_low(offsets)
+        side = "after its image" if offsets[0] > 0 else "before its image" if offsets[-1] < 0 else "off the images"
+        if abs(mid) > OTHER_CLOCK_NS:
+            later = "after" if mid > 0 else "before"
+            return "clock", (
+                f"camera_info is stamped {abs(mid) / 1e9:.0f} s {later} the images, by another clock (one publisher "
+                f"on sim time and the other on system time, or a camera's own device clock): {fix}, both by one clock"
+            )
+        sizes = sorted(abs(o) for o in offsets)
+        if sizes[-1] - sizes[0] <= slop_ns // 2:  # (half a frame off: before one image and after the one before)
+            step, slop = self.image_step_ns, sizes[-1] + slop_ns // 2
+            # (not a slop of half the frame step or more: it would pair another frame's camera_info)
+            wider = f", or raise sync_slop to {slop / 1e9:.3g}" if step is None or slop < step / 2 else ""
+            return "offset", f"camera_info is stamped a constant {abs(mid) / 1e6:.0f} ms {side}: {fix}{wider}"
+        return "apart", (
+            f"camera_info is stamped {offsets[0] / 1e9:+.3f} to {offsets[-1] / 1e9:+.3f} s off the nearest image "
+            f"(a publisher of its own, stamping as it publishes?): {fix}"
+        )
+
+
 @dataclass
 class Pair(Generic[I, C]):
     """One image with the camera_info chosen for it."""
@@ -130,6 +181,12 @@ class ApproximateTimeSync(Generic[I, C]):
         self._first_image_stamp: int | None = None
         self._emitted_size: Size | None = None  # the size of the last image emitted
         self._info_steps: deque[int] = deque(maxlen=9)  # the last steps between camera_info stamps
+        self._images: deque[int] = deque(maxlen=INFO_BUFFER)  # the last image stamps (`unpaired`)
+        self._unpaired_infos: deque[int] = deque(
+            maxlen=INFO_BUFFER
+        )  # stamps of camera_infos since the last synced pair
+        self._unpaired_count = 0  # how many
+        self._unpaired_images = 0  # images given the cached camera_info since the last synced pair
         self.counts = {"synced": 0, "cached": 0, "none": 0}
 
     # -- inputs ------------------------------------------------------------------------------
@@ -142,6 +199,8 @@ class ApproximateTimeSync(Generic[I, C]):
         while len(self._infos) > 2 and self._infos[0][0] < stamp_ns - self.info_timeout_ns:
             self._infos.popleft()
         self._last_info, self._last_info_size, self._last_info_stamp = info, size, stamp_ns
+        self._unpaired_infos.append(stamp_ns)
+        self._unpaired_count += 1
         return self._release(None)
 
     def admit_image(self, stamp_ns: int, last_ns: int | None) -> bool:
@@ -162,6 +221,7 @@ class ApproximateTimeSync(Generic[I, C]):
         stamp_ns = int(stamp_ns)
         if self._first_image_stamp is None:
             self._first_image_stamp = stamp_ns
+        self._images.append(stamp_ns)
         self._pending.append((stamp_ns, image, size))
         return self._release(stamp_ns)
 
@@ -183,6 +243,34 @@ class ApproximateTimeSync(Generic[I, C]):
         self._first_image_stamp = None
         self._last_info_stamp = None  # stamps restart; keep the cached message itself
         self._info_steps.clear()
+        self._images.clear()
+        self._forget_unpaired()
+
+    def unpaired(self) -> Unpaired | None:
+        """The camera_infos that keep arriving without pairing with any image by stamp, or None: at least
+        `UNPAIRED_AFTER` have arrived, and as many images were given the last one received, since an
+        image was last paired by its stamp (a camera_info published once, or one that stopped, is
+        reused by design; a throttled one stamped as its image pairs with that image)."""
+        if self._unpaired_count < UNPAIRED_AFTER or self._unpaired_images < UNPAIRED_AFTER or not self._images:
+            return None
+        images = sorted(self._images)
+        offsets = []
+        for s in self._unpaired_infos:
+            k = bisect_left(images, s)
+            near = [images[j] for j in (k - 1, k) if 0 <= j < len(images)]
+            offsets.append(min((s - i for i in near), key=abs))
+        steps = [b - a for a, b in pairwise(images) if b > a]
+        return Unpaired(
+            self._unpaired_count,
+            self._unpaired_images,
+            offsets,
+            all(s == 0 for s in self._unpaired_infos),
+            median_low(steps) if steps else None,
+        )
+
+    def _forget_unpaired(self) -> None:
+        self._unpaired_infos.clear()
+        self._unpaired_count = self._unpaired_images = 0
 
     @property
     def pending(self) -> int:
@@ -280,10 +368,12 @@ class ApproximateTimeSync(Generic[I, C]):
         self._emitted_size = size
         if self._last_info is None:
             return self._count(Pair(stamp, image, None, "none"))
+        self._unpaired_images += 1
         return self._count(Pair(stamp, image, self._last_info, "cached"))
 
     def _emit(self, stamp: int, image: I, size: Size | None, best: tuple[Any, int, C]) -> Pair[I, C]:
         self._emitted_size = size
+        self._forget_unpaired()
         return self._count(Pair(stamp, image, best[2], "synced"))
 
     def _count(self, pair: Pair[I, C]) -> Pair[I, C]:

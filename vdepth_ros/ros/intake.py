@@ -34,7 +34,7 @@ from vdepth_ros.inputs.decode import image_size
 from vdepth_ros.inputs.loss import InputLossMeter, PublisherSequences
 from vdepth_ros.inputs.resets import PAUSE_MIN_S, PauseRule, ReplaySpeed
 from vdepth_ros.inputs.samples import TimedSamples
-from vdepth_ros.inputs.sync import REPEATED_STAMP, ApproximateTimeSync, InputRate, Pair
+from vdepth_ros.inputs.sync import REPEATED_STAMP, ApproximateTimeSync, InputRate, Pair, Unpaired
 from vdepth_ros.ros import conversions as conv
 from vdepth_ros.ros.diagnostics import RateMeter, Watchdog
 from vdepth_ros.ros.qos import IncompatibleQosReporter, endpoint_name, qos_profile
@@ -160,6 +160,8 @@ class InputSide:
         self._info_arrived = False
         self._own_info_warned = False  # `check_camera_info_topic` has warned
         self._latched_info: Any = None  # the transient_local camera_info subscription, once one is needed
+        self._unpaired_warned: set[str] = set()  # `_note_unpaired`'s causes already named
+        self._unpaired_checked_ns = 0  # time.monotonic_ns() of its last check
         self._ended_checked = 0.0  # time.monotonic() of the last `ended` graph query
         self._restart_stream_state()
 
@@ -406,7 +408,28 @@ class InputSide:
             return
         with self._lock:
             pairs = self.sync.add_image(stamp, (msg, now, previous), image_size(msg))
+            unpaired = self.sync.unpaired() if now - self._unpaired_checked_ns > 1_000_000_000 else None
         self._enqueue(pairs)
+        if unpaired is not None:
+            self._unpaired_checked_ns = now
+            self._note_unpaired(unpaired)
+
+    def _note_unpaired(self, unpaired: Unpaired) -> None:
+        """WARN once per cause when camera_info keeps arriving but pairs with no image by its stamp
+        (`ApproximateTimeSync.unpaired`): stamped 0, by another clock, a constant offset beyond
+        `sync_slop`, or by a publisher of its own. Each image then gets the last one received, which
+        only a counter on /diagnostics showed."""
+        kind, cause = unpaired.cause(self.sync.slop_ns)
+        if kind in self._unpaired_warned:
+            return
+        self._unpaired_warned.add(kind)
+        self.log.warning(
+            f"camera-info-stamps:{kind}",
+            f"none of the last {unpaired.infos} camera_infos on '{self._node.resolve_topic_name('camera_info')}' is "
+            f"stamped within sync_slop ({self.p['sync_slop']:g} s) of an image: {cause}. Meanwhile each image gets the "
+            "last camera_info received, right while the calibration is fixed, but not paired by its stamp (counted "
+            "on /diagnostics as 'cached'); this warning is shown once.",
+        )
 
     def _note_replay_speed(self) -> None:
         """INFO once when the images arrive slower than their stamps say (a recording replayed in slow
