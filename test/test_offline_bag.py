@@ -247,6 +247,19 @@ def test_copy_input_topics(tmp_path: Path) -> None:
         assert {c.topic for c in b.connections} >= {"/image", "/camera_info", "/depth", "/points"}
 
 
+def test_camera_info_stamped_by_another_clock_is_named(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A recording whose camera_info was stamped an hour off its images (system time against sim time): the
+    run used the last camera_info for every frame without a word. It still does (the live node's rule), and
+    the log and the summary name the cause."""
+    src = make_bag(tmp_path / "in", n=12, info_stamp_offset_ns=3_600 * 10**9)
+    with caplog.at_level(logging.WARNING):
+        s = process_bag(src, tmp_path / "out", params=PARAMS, engine=make_engine(), mode="causal")
+    assert len(read_bag(tmp_path / "out")["/points"]) == 12
+    said = [r.getMessage() for r in caplog.records if "within sync_slop of no image" in r.getMessage()]
+    assert len(said) == 1 and "3600 s after the images, by another clock" in said[0], said
+    assert any("by another clock" in n and "'/camera_info'" in n for n in s.notes), s.notes
+
+
 def test_camera_info_never_seen(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     src = make_bag(tmp_path / "in", n=8, camera_info_topic=None)
     with caplog.at_level(logging.WARNING):

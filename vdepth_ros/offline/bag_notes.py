@@ -73,6 +73,11 @@ def add_run_notes(
             f"{stats.refused_camera_infos} frames came with an unusable camera_info (the last good one was "
             "used, as the live node does)"
         )
+    if stats.camera_info_unpaired:
+        summary.notes.append(
+            f"camera_info on {topics.camera_info!r} was stamped within sync_slop of no image, from some point on: "
+            f"{stats.camera_info_unpaired}; each image got the last one received, as the live node does"
+        )
     if not stats.camera_info_seen and fixed_info is None:
         summary.notes.append(f"camera_info never seen on {topics.camera_info!r}: no point clouds")
     if summary.scale_sources.get("none", 0) == summary.frames_out and summary.frames_out:

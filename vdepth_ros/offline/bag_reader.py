@@ -60,6 +60,8 @@ class SourceStats:
     bad_poses: int = 0
     refused_camera_infos: int = 0
     thinned: int = 0  # images left out by max_input_rate, as the live node leaves them out
+    # why camera_info paired with no image by stamp (`ApproximateTimeSync.unpaired`), the first time it did not
+    camera_info_unpaired: str | None = None
 
 
 class BagFrameSource:
@@ -351,7 +353,16 @@ class BagFrameSource:
         if not matcher.input_rate.take(stamp):  # max_input_rate, as the node thins a fast camera
             self.stats.thinned += 1
             return []
-        return matcher.sync.add_image(stamp, (msg, msgtype, t), image_size(msg))
+        pairs = matcher.sync.add_image(stamp, (msg, msgtype, t), image_size(msg))
+        unpaired = None if self.stats.camera_info_unpaired else matcher.sync.unpaired()
+        if unpaired is not None:  # named once, as the live node does
+            self.stats.camera_info_unpaired = unpaired.cause(self.sync_slop_ns)[1]
+            log.warning(
+                "camera_info is stamped within sync_slop of no image: %s; each image gets the last one received, as "
+                "the live node does",
+                self.stats.camera_info_unpaired,
+            )
+        return pairs
 
     def _release(self, matcher: _BagMatcher, pairs: list[Any], now: float, final: bool = False) -> Iterator[FrameInput]:
         """The `FrameInput`s of the pairs `matcher` releases at bag time `now` (all with `final`)."""

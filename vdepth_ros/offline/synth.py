@@ -111,6 +111,7 @@ def write_image_bag(
     info_first: bool = True,
     stamps_ns: Sequence[int] | None = None,
     header_stamps_ns: Sequence[int] | None = None,
+    info_stamp_offset_ns: int = 0,
 ) -> int:
     """Write `frames` (RGB uint8) as a rosbag2 bag with Image/CompressedImage + CameraInfo.
 
@@ -138,6 +139,7 @@ def write_image_bag(
         stamps_ns: explicit stamps per frame (gaps, jumps); default `start_ns + i / fps`.
         header_stamps_ns: header stamps per frame other than the bag times (a driver that does not
             stamp its images: zeros); default: the bag times.
+        info_stamp_offset_ns: camera_info stamped this far after its image (a driver stamping it apart).
 
     Returns:
         The number of frames written.
@@ -171,7 +173,12 @@ def write_image_bag(
             img_raw = _image_raw(ts, rgb, encoding, header, i)
             info_raw = None
             if info_conn is not None:
-                info = _camera_info(T, header, w, h, intrinsics or default_intrinsics(w, h), distortion)
+                ist = st + info_stamp_offset_ns
+                info_header = T["std_msgs/msg/Header"](
+                    stamp=T["builtin_interfaces/msg/Time"](sec=ist // 1_000_000_000, nanosec=ist % 1_000_000_000),
+                    frame_id=frame_id,
+                )
+                info = _camera_info(T, info_header, w, h, intrinsics or default_intrinsics(w, h), distortion)
                 info_raw = ts.serialize_cdr(info, CAMERA_INFO)
             if info_raw is not None and info_first:
                 writer.write(info_conn, t, info_raw)
