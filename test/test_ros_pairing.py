@@ -163,6 +163,19 @@ def test_a_camera_info_stamped_apart_from_its_images_is_named_and_its_intrinsics
     assert [i.height for i in infos].count(90) >= 12 and "does not fit" not in out and "refusing" not in out, out
 
 
+def test_a_camera_info_stamped_half_a_frame_apart_refused_at_a_size_change_names_the_stamps(tmp_path: Path) -> None:
+    """A 30 Hz camera whose driver stamps camera_info 50 ms before its image, changing resolution: each
+    camera_info is 17 ms from the image before its own, within sync_slop, so that image is paired with the
+    next frame's camera_info, and at the change it is for the new size. The ERROR refusing it blamed a crop
+    ("cropped without setting roi?"); it now says the camera_info is stamped apart from the image, so
+    likely another frame's, and the fix."""
+    sizes = [(160, 120)] * 30 + [(160, 90)] * 30
+    _, out = run_camera(tmp_path, sizes, 30.0, info_offset_ns=-50_000_000)
+    refused = [line for line in out.splitlines() if "refusing a camera_info" in line]
+    assert refused and all("0.017 s from this image: another frame's" in line for line in refused), out
+    assert all("header.stamp" in line for line in refused), out
+
+
 def test_an_image_whose_camera_info_never_comes_is_published_when_the_camera_pauses(tmp_path: Path) -> None:
     """A 50 Hz camera that stops after an image whose camera_info never comes (lost, best effort, or the
     driver stopped between the two): that image waited in the node for a camera_info until the camera

@@ -33,7 +33,7 @@ from vdepth_ros.errors import InputError
 # Decoding and the camera_info checks have their own modules; the names the node's intake and tests
 # import from here stay importable from here.
 from vdepth_ros.inputs.calibration import calibration_problem as calibration_problem
-from vdepth_ros.inputs.calibration import camera_info_problem
+from vdepth_ros.inputs.calibration import camera_info_problem, info_image_size
 from vdepth_ros.inputs.calibration import camera_missing as camera_missing
 from vdepth_ros.inputs.decode import DEPTH_STREAM_FIX as DEPTH_STREAM_FIX
 from vdepth_ros.inputs.decode import SampleBitDepth, decode_color_image, decode_depth_image
@@ -42,6 +42,7 @@ from vdepth_ros.inputs.decode import check_input_size as check_input_size
 from vdepth_ros.inputs.decode import compressed_size as compressed_size
 from vdepth_ros.inputs.decode import is_compressed_depth as is_compressed_depth
 from vdepth_ros.inputs.decode import is_depth_stream_name as is_depth_stream_name
+from vdepth_ros.inputs.sync import stamp_to_ns
 from vdepth_ros.pipeline import FrameInput
 from vdepth_ros.rectify import Rectifier, has_distortion, pinhole_input, sparse_depth_input
 from vdepth_ros.triangulate import PoseTriangulator
@@ -189,7 +190,7 @@ class FrameAssembler:
             self.bit_depth.note = None
         raw_size = rgb.shape[:2]
         self._check_image_frame(image)
-        info = self._checked_info(info, raw_size)
+        info = self._checked_info(info, raw_size, stamp_ns)
         if info is not None:
             self._check_info_frame(info, image)
         elif self.unfit and self.rectifier is not None:
@@ -267,7 +268,7 @@ class FrameAssembler:
             "camera_info): scaled intrinsics would stretch the cloud.",
         )
 
-    def _checked_info(self, info: Any, size: tuple[int, int]) -> Any:
+    def _checked_info(self, info: Any, size: tuple[int, int], stamp_ns: int) -> Any:
         """`info` if usable for an image of `size` `(H, W)`, else the last good one if that fits the
         image, else None (the bad one is reported).
 
@@ -286,6 +287,14 @@ class FrameAssembler:
                 self.info, self._fits = info, (size, None)
                 return info
             self.refused_infos += 1
+            header = getattr(info, "header", None)  # (none: a calibration file's)
+            apart = 0 if header is None else stamp_to_ns(header.stamp) - int(stamp_ns)
+            if apart and info_image_size(info) not in (None, (size[1], size[0])):
+                # (a driver stamping camera_info apart from its image: the one paired by stamp is a neighbour's)
+                refusal += (
+                    f" (it is stamped {apart / 1e9:+.3f} s from this image: another frame's, if the driver stamps "
+                    "camera_info apart from its image; have it stamp each camera_info with its image's header.stamp)"
+                )
         if self.info is not None and self._fits[0] != size:
             self._fits = (size, camera_info_problem(self.info, size))
         self.unfit = None if self.info is None else self._fits[1]
