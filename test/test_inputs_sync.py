@@ -271,7 +271,7 @@ def _unpaired(info_stamp: Callable[[int, int], int | None], period: int = 100 * 
         (lambda k, s: s + 1_700_000_000 * 10**9, "clock", "s after the images, by another clock"),
         (lambda k, s: s - 3_600 * 10**9, "clock", "s before the images, by another clock"),
         (lambda k, s: s + 50 * MS, "offset", "a constant 50 ms"),  # half a frame: after one, before the next
-        (lambda k, s: s - 30 * MS, "offset", "a constant 30 ms before its image: have the driver stamp"),
+        (lambda k, s: s - 30 * MS, "offset", "a constant 30 ms before the nearest image: have the driver stamp"),
         (lambda k, s: s + 22 * MS + (k // 5 % 2) * 23 * MS if k % 5 == 0 else None, "apart", "+0.022 to +0.045 s"),
     ],
     ids=["stamped-0", "system-vs-sim-time", "sim-vs-system-time", "50ms-offset", "30ms-before", "2hz-own-stamps"],
@@ -302,3 +302,23 @@ def test_camera_info_that_pairs_with_no_image_by_stamp_is_named_with_its_cause(
 )
 def test_camera_info_stamped_as_its_image_is_no_stamp_problem(info_stamp: Callable[[int, int], int | None]) -> None:
     assert _unpaired(info_stamp) is None
+
+
+@pytest.mark.parametrize("offset_ms", [-250, -750])
+def test_camera_info_stamped_well_before_its_image_does_not_hold_the_images(offset_ms: int) -> None:
+    """A 10 Hz camera whose camera_info is stamped 0.25-0.75 s before its image (another clock a little
+    behind, a driver stamping it at the trigger): each image waited for a camera_info stamped at or after
+    it, 3-8 frames of latency on every frame, and then got the last one anyway. Once camera_info pairs with
+    no image by stamp (`unpaired`), images go out at once; a camera_info stamped as its image ends that."""
+    s: ApproximateTimeSync[int, str] = ApproximateTimeSync(20 * MS, 10, 1_000 * MS)
+    held: dict[int, tuple[int, str]] = {}
+    for k in range(60):
+        stamp = 1_000 * MS + k * 100 * MS
+        for p in s.add_image(stamp, k):
+            held[p.image] = (k - p.image, p.source)
+        right = k >= 40  # the driver fixed: stamped as its image from here
+        for p in s.add_info(stamp if right else stamp + offset_ms * MS, f"i{k}"):
+            held[p.image] = (k - p.image, p.source)
+    assert sorted(held) == list(range(60))
+    assert max(h for k, (h, _) in held.items() if 15 <= k < 40) == 0, held
+    assert s.unpaired() is None and [src for k, (_, src) in held.items() if k >= 42] == ["synced"] * 18, held

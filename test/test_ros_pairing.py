@@ -145,16 +145,18 @@ def test_a_best_effort_camera_info_next_to_reliable_images_is_taken(tmp_path: Pa
         (-1, "camera_info's header.stamp is 0"),
         (1_700_000_000 * 10**9, "s after the images, by another clock"),
         (50_000_000, "a constant 50 ms"),
+        (-250_000_000, "a constant 50 ms"),  # (from the nearest image: 2.5 frames before its own)
     ],
-    ids=["stamped-0", "another-clock", "50ms-offset"],
+    ids=["stamped-0", "another-clock", "50ms-offset", "250ms-before"],
 )
 def test_a_camera_info_stamped_apart_from_its_images_is_named_and_its_intrinsics_used(
     tmp_path: Path, info_offset_ns: int, cause: str
 ) -> None:
     """A 10 Hz camera changing resolution whose camera_info comes with every image but is never stamped
     within sync_slop of one (stamp left 0, system time against the images' sim time, a constant 50 ms
-    off): every image got the last camera_info received and nothing but the 'cached' counter on
-    /diagnostics said so. One WARN names the cause and the fix; each image still gets its size's
+    after or 250 ms before): every image got the last camera_info received (the one 250 ms before held
+    each image until a later camera_info had come) and nothing but the 'cached' counter on /diagnostics
+    said so. One WARN names the cause and the fix; each image still gets its size's
     camera_info (the last received, of its size)."""
     sizes = [(160, 120)] * 30 + [(160, 90)] * 30
     infos, out = run_camera(tmp_path, sizes, 10.0, info_offset_ns=info_offset_ns)

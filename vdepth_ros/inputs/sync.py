@@ -14,7 +14,9 @@ comes slower than the images and the next one is not due until after it. Every w
 
 When camera_info keeps arriving but none is stamped within `slop` of an image (stamped 0, by another
 clock, a constant offset, a publisher of its own stamping as it publishes), every image gets the last
-one received; `unpaired` says so, with the stamps' offset, for one message naming the cause.
+one received, without waiting for one that would pair (a camera_info stamped 0.5 s before its image
+held every image 0.5 s); `unpaired` says so, with the stamps' offset, for one message naming the cause.
+A camera_info stamped as a recent image again ends it.
 
 The class is plain Python over integer nanosecond stamps, so it is unit-tested without ROS and
 is not thread-safe (the node calls it under its own lock).
@@ -25,7 +27,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import deque
 from dataclasses import dataclass
-from itertools import pairwise
+from itertools import islice, pairwise
 from statistics import median_low
 from typing import Any, Generic, Literal, TypeVar
 
@@ -121,7 +123,8 @@ class Unpaired:
             return "zero", f"camera_info's header.stamp is 0 (not set by its publisher): {fix}"
         offsets = sorted(self.offsets_ns)
         mid = median_low(offsets)
-        side = "after its image" if offsets[0] > 0 else "before its image" if offsets[-1] < 0 else "off the images"
+        side = "after" if offsets[0] > 0 else "before" if offsets[-1] < 0 else "off"
+        side += " the nearest image" if side != "off" else " the nearest images (before one, after another)"
         if abs(mid) > OTHER_CLOCK_NS:
             later = "after" if mid > 0 else "before"
             return "clock", (
@@ -199,8 +202,11 @@ class ApproximateTimeSync(Generic[I, C]):
         while len(self._infos) > 2 and self._infos[0][0] < stamp_ns - self.info_timeout_ns:
             self._infos.popleft()
         self._last_info, self._last_info_size, self._last_info_stamp = info, size, stamp_ns
-        self._unpaired_infos.append(stamp_ns)
-        self._unpaired_count += 1
+        if any(abs(stamp_ns - s) <= self.slop_ns for s in islice(reversed(self._images), 8)):
+            self._forget_unpaired()  # stamped as a recent image (`unpaired`): the stamps pair (again)
+        else:
+            self._unpaired_infos.append(stamp_ns)
+            self._unpaired_count += 1
         return self._release(None)
 
     def admit_image(self, stamp_ns: int, last_ns: int | None) -> bool:
@@ -254,8 +260,10 @@ class ApproximateTimeSync(Generic[I, C]):
         if self._unpaired_count < UNPAIRED_AFTER or self._unpaired_images < UNPAIRED_AFTER or not self._images:
             return None
         images = sorted(self._images)
+        # (one stamped outside the images' span may have its nearest image unseen: before the first one)
+        inside = [s for s in self._unpaired_infos if images[0] <= s <= images[-1]]
         offsets = []
-        for s in self._unpaired_infos:
+        for s in inside or self._unpaired_infos:
             k = bisect_left(images, s)
             near = [images[j] for j in (k - 1, k) if 0 <= j < len(images)]
             offsets.append(min((s - i for i in near), key=abs))
@@ -343,6 +351,8 @@ class ApproximateTimeSync(Generic[I, C]):
 
     def _gave_up(self, stamp: int, newest_image: int) -> bool:
         """True when waiting longer for this image's camera_info is pointless."""
+        if self._unpaired_count >= UNPAIRED_AFTER and self._unpaired_images >= UNPAIRED_AFTER:
+            return True  # camera_info pairs with no image by its stamp (`unpaired`): nor will this one's
         if self._last_info_stamp is not None and newest_image - self._last_info_stamp > self.info_timeout_ns:
             return True  # camera_info stopped arriving: use the cache immediately
         period = self._info_period()
