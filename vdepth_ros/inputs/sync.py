@@ -185,10 +185,9 @@ class ApproximateTimeSync(Generic[I, C]):
         self._emitted_size: Size | None = None  # the size of the last image emitted
         self._info_steps: deque[int] = deque(maxlen=9)  # the last steps between camera_info stamps
         self._images: deque[int] = deque(maxlen=INFO_BUFFER)  # the last image stamps (`unpaired`)
-        self._unpaired_infos: deque[int] = deque(
-            maxlen=INFO_BUFFER
-        )  # stamps of camera_infos since the last synced pair
-        self._unpaired_count = 0  # how many
+        # the camera_infos since an image was last paired by its stamp (`unpaired`): stamps, and how many
+        self._unpaired_infos: deque[int] = deque(maxlen=INFO_BUFFER)
+        self._unpaired_count = 0
         self._unpaired_images = 0  # images given the cached camera_info since the last synced pair
         self.counts = {"synced": 0, "cached": 0, "none": 0}
 
