@@ -242,9 +242,11 @@ def test_depth_from_image_units_and_invalid():
     assert np.isnan(d[0, 0])
     np.testing.assert_allclose(d[0, 1], 1.5)
     np.testing.assert_allclose(d[1, 1], 0.001)
-    m = np.array([[np.inf, -1.0, 0.0, 2.25]], np.float32)
+    assert np.isnan(d[1, 0])  # 65535: some drivers' "no measurement", not 65.535 m
+    big = np.finfo(np.float32).max
+    m = np.array([[np.inf, -1.0, 0.0, 2.25, np.nan, -np.inf, big]], np.float32)
     d = enc.depth_from_image(m, "32FC1")
-    assert np.isnan(d[0, :3]).all()
+    assert np.isnan(d[0, [0, 1, 2, 4, 5, 6]]).all()
     assert d[0, 3] == np.float32(2.25)
     with pytest.raises(InputError, match="not a depth encoding"):
         enc.depth_from_image(mm.astype(np.uint8), "mono8")
@@ -368,7 +370,8 @@ def test_rvl_compressed_depth_gives_metres_and_names_corrupt_data() -> None:
     size = struct.pack("<II", 4, 2)
     data = struct.pack("<iff", 0, 0.0, 0.0) + size + rvl_encode(mm)
     out = enc.compressed_depth_to_metres("16UC1; compressedDepth rvl", data)
-    np.testing.assert_allclose(out, np.where(mm == 0, np.nan, mm * 0.001), rtol=1e-6)
+    no_depth = (mm == 0) | (mm == 65535)  # REP 118's 0, and the drivers' 65535
+    np.testing.assert_allclose(out, np.where(no_depth, np.nan, mm * 0.001), rtol=1e-6)
     quant_a, quant_b = 100.0 * 101.0, 1.0 - 100.0 * 101.0 / 10.0  # the plugin's depth_quantization 100, depth_max 10
     metres = np.array([[0.5, 1.0, np.nan], [2.0, 9.0, 3.0]], np.float32)
     inv = np.where(np.isnan(metres), 0, np.round(quant_a / np.nan_to_num(metres, nan=1) + quant_b)).astype(np.uint16)

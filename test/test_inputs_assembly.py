@@ -954,3 +954,28 @@ def test_a_compressed_depth_message_read_as_the_colour_image_is_named_as_depth()
     msg = SimpleNamespace(format="16UC1; compressedDepth png", data=bytes(12) + png)
     with pytest.raises(UnsupportedImageError, match=r"depth stream.*colour camera"):
         decode_color_image(msg)
+
+
+@pytest.mark.parametrize("marker", ["65535", "0"])
+def test_a_16uc1_sensor_marking_no_return_65535_gets_the_true_metric_scale(marker: str) -> None:
+    """Some depth drivers mark pixels without a measurement (out of range, no stereo match) 65535 in 16UC1
+    instead of REP 118's 0. Those pixels read as 65.535 m of valid depth: with half the image so (a stereo
+    camera outdoors), the metric fit failed (no scale, so no /depth or /points). They are no measurement
+    now, as 0 is, over raw and compressedDepth alike; the scale fitted is the true one."""
+    from vdepth_ros.stream.scale import SparseScale
+
+    rng = np.random.default_rng(0)
+    rgb = np.zeros((H, W, 3), np.uint8)
+    truth = np.repeat(np.linspace(1.0, 5.0, W, dtype=np.float32)[None], H, axis=0)
+    mm = np.round(truth * 1000).astype(np.uint16)
+    mm[rng.random((H, W)) < 0.55] = int(marker)
+    png = cv2.imencode(".png", mm)[1].tobytes()
+    compressed = SimpleNamespace(format="16UC1; compressedDepth png", data=bytes(12) + png)
+    reports: list[tuple[str, str]] = []
+    for sparse in (raw_image(mm, "16UC1"), compressed):
+        assembler = FrameAssembler(sparse_depth="image", report=lambda kind, message: reports.append((kind, message)))
+        z = assembler.assemble(raw_image(rgb), 0, info(), sparse).sparse_depth
+        assert z is not None and not reports, reports
+        assert np.array_equal(np.isfinite(z), mm != int(marker))
+        fit = SparseScale(50).update((2.0 / truth + 0.1)[None], [z])  # a model's disparity: affine in 1 / depth
+        assert fit is not None and fit.scale == pytest.approx(0.5, rel=1e-3)

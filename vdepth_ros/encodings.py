@@ -8,7 +8,8 @@ bytes...) so it applies equally to rclpy messages and to rosbags' deserialized o
 messages' layouts have their own modules: `pointcloud2` (clouds) and `camera_info` (intrinsics).
 
 Depth conventions follow REP 118 / depth_image_proc's `depth_traits.hpp`: `32FC1` is metres,
-`16UC1` is millimetres (`* 0.001`), 0 / non-finite is invalid and becomes NaN.
+`16UC1` is millimetres (`* 0.001`), 0 / non-finite is invalid and becomes NaN, and so does the largest value
+of the samples' type (16UC1's 65535: some drivers mark pixels without a measurement so).
 """
 
 from __future__ import annotations
@@ -375,7 +376,9 @@ _CV2_COLOR_CODES: dict[str, str] = {
 def depth_from_image(arr: np.ndarray, encoding: str) -> np.ndarray:
     """Convert a `16UC1` (mm) or `32FC1` (m) depth image to float32 metres, NaN where invalid.
 
-    Zero, negative and non-finite values are invalid (depth_image_proc's depth_traits).
+    Zero, negative and non-finite values are invalid (depth_image_proc's depth_traits), and so is the
+    largest value the samples' type holds (`_no_return_value`): a 16UC1 sensor that marks pixels without
+    a measurement 65535 instead of REP 118's 0 (or saturates there) would otherwise give them 65.535 m.
 
     Raises:
         InputError: `encoding` is not a depth encoding.
@@ -384,11 +387,19 @@ def depth_from_image(arr: np.ndarray, encoding: str) -> np.ndarray:
     if enc.unit_scale is None:
         raise InputError(f"encoding {encoding} is not a depth encoding; expected one of {', '.join(DEPTH_UNIT_SCALE)}")
     depth = arr.astype(np.float32) * np.float32(enc.unit_scale)
-    depth[~(np.isfinite(depth) & (depth > 0))] = np.nan
+    depth[~(np.isfinite(depth) & (depth > 0)) | (arr == _no_return_value(arr.dtype))] = np.nan
     problem = depth_units_problem(depth, enc.name)
     if problem:
         raise InputError(problem)
     return depth
+
+
+def _no_return_value(dtype: np.dtype) -> int | float:
+    """The largest value a depth sample of `dtype` can hold, which no sensor measures: drivers that do not
+    follow REP 118's 0 for "no measurement" in 16UC1 write 65535 there (out of range, no return, or
+    saturated), as the largest finite float is in 32FC1. Read as invalid, like 0 and NaN."""
+    dtype = np.dtype(dtype)
+    return int(np.iinfo(dtype).max) if dtype.kind in "ui" else float(np.finfo(dtype).max)
 
 
 #: A depth image whose samples' median lies outside these metres is in other units than its encoding
