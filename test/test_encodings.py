@@ -179,10 +179,11 @@ def test_semi_planar_yuv420_as_camera_isps_publish_it(encoding: str) -> None:
         enc.image_array_from_fields(encoding, 3, 4, 4, bytes(4 * 5))
 
 
-def _nv24(rgb: np.ndarray, pad: int = 0) -> tuple[bytes, int]:
-    """`(data, step)` of an nv24 image of `rgb` as V4L2 and GStreamer lay it out: a luma plane of `H` rows of
-    `step` bytes, then `H` rows of interleaved U V (2 bytes a pixel) of `2 * step` bytes; BT.601 video range, the
-    4:2:0 formats' (OpenCV's I420 of the image doubled, whose 2x2 chroma blocks are each one pixel's)."""
+def _nv24(rgb: np.ndarray, pad: int = 0, chroma_step: int | None = None) -> tuple[bytes, int]:
+    """`(data, step)` of an nv24 image of `rgb` as V4L2 lays it out: a luma plane of `H` rows of `step` bytes,
+    then `H` rows of interleaved U V (2 bytes a pixel) of `2 * step` bytes (or `chroma_step`: GStreamer's);
+    BT.601 video range, the 4:2:0 formats' (OpenCV's I420 of the image doubled, whose 2x2 chroma blocks are each
+    one pixel's)."""
     h, w = rgb.shape[:2]
     i420 = cv2.cvtColor(np.repeat(np.repeat(rgb, 2, 0), 2, 1), cv2.COLOR_RGB2YUV_I420).ravel()
     y = i420[: 4 * h * w].reshape(2 * h, 2 * w)[::2, ::2]
@@ -190,7 +191,7 @@ def _nv24(rgb: np.ndarray, pad: int = 0) -> tuple[bytes, int]:
     step = w + pad
     luma = np.zeros((h, step), np.uint8)
     luma[:, :w] = y
-    chroma = np.zeros((h, 2 * step), np.uint8)
+    chroma = np.zeros((h, chroma_step or 2 * step), np.uint8)
     chroma[:, : 2 * w] = np.stack([u, v], axis=-1).reshape(h, 2 * w)
     return luma.tobytes() + chroma.tobytes(), step
 
@@ -214,6 +215,23 @@ def test_semi_planar_yuv444_nv24(size: tuple[int, int]) -> None:
     assert np.abs(ours.astype(int) - nv12.astype(int)).max() <= 8  # one colour convention for all the YUV formats
     with pytest.raises(InputError, match="data has"):
         enc.image_array_from_fields("nv24", h, w, w, data[: h * w])  # the luma plane alone
+
+
+@pytest.mark.parametrize("width", [41, 42, 45, 46, 47, 48])
+def test_nv24_from_gstreamer_with_any_width(width: int) -> None:
+    """GStreamer pads each plane of an nv24 frame to 4 bytes on its own (luma rows `GST_ROUND_UP_4(W)`, chroma
+    rows `GST_ROUND_UP_4(2 * W)`), and a bridge publishes the luma's as `step`: for a width of 1 or 2 mod 4 the
+    chroma rows are shorter than `2 * step` (642 wide: 1284 bytes, not 1288), and every frame was refused ("data
+    has N bytes, needs M"). The rows are read as the data lays them out; the last row's padding may be left out."""
+    rgb = _smooth_rgb(6, width)
+    step, chroma_step = -(-width // 4) * 4, -(-2 * width // 4) * 4
+    data, _ = _nv24(rgb, step - width, chroma_step)
+    for sent in (data, data[: len(data) - (chroma_step - 2 * width)]):  # (without the last row's padding)
+        arr = enc.image_array_from_fields("nv24", 6, width, step, array.array("B", sent))
+        out = enc.rgb_from_image(arr, "nv24")
+        assert out.shape == rgb.shape and np.abs(out.astype(int) - rgb.astype(int)).max() <= 3
+    with pytest.raises(InputError, match=r"data has .* bytes, which is not 6 rows of luma"):
+        enc.image_array_from_fields("nv24", 6, width, step, data[:-chroma_step])  # a chroma row short
 
 
 def test_an_opencv_type_without_channel_order_names_the_fix() -> None:

@@ -50,7 +50,7 @@ class Encoding:
             interleaved chroma twice as long, as `(3H, W)`) or a Bayer mosaic named by its top-left 2x2 block
             ("bayer_rggb", ...; one sample per pixel).
         height_scaling: rows of data per image row (sensor_msgs' `getHeightScaling`: 1.5 for the
-            4:2:0 planes; 3 rows of `step` bytes for nv24's, whose chroma rows are `2 * step` long).
+            4:2:0 planes; 3 for nv24's, whose chroma rows are twice as long as its luma's).
     """
 
     name: str
@@ -106,7 +106,7 @@ ENCODINGS: dict[str, Encoding] = {
         _enc("nv12", "u1", 1, "color", order="nv12", height_scaling=1.5),
         _enc("nv21", "u1", 1, "color", order="nv21", height_scaling=1.5),
         # semi-planar YUV 4:4:4 (sensor_msgs' nv24; V4L2 and GStreamer lay it out): `height` luma rows of `step`
-        # bytes, then `height` rows of U V pairs, `2 * step` bytes each
+        # bytes, then `height` rows of U V pairs (`2 * step` bytes each from V4L2, 4-byte aligned from GStreamer)
         _enc("nv24", "u1", 1, "color", order="nv24", height_scaling=3.0),
         # raw Bayer mosaics of machine-vision cameras, demosaiced here (image_proc's debayer)
         *(
@@ -187,6 +187,8 @@ def image_array_from_fields(
     if step < row_bytes:
         raise InputError(f"{size}: step {step} < width * {enc.bytes_per_pixel} = {row_bytes}")
     buf = np.frombuffer(data, dtype=np.uint8)
+    if enc.order == "nv24":
+        return _nv24_rows(buf, height // 3, width, step, size)
     need = step * (height - 1) + row_bytes
     if buf.size < need:
         raise InputError(f"{size} step {step}: data has {buf.size} bytes, needs {need}")
@@ -201,8 +203,6 @@ def image_array_from_fields(
     dtype = enc.dtype.newbyteorder(">" if is_bigendian else "<")
     if step == row_bytes:
         arr = buf[: height * row_bytes].view(dtype)
-    elif enc.order == "nv24":  # padded: the chroma rows are twice as long as the luma's
-        arr = _nv24_rows(buf, height // 3, width, step).reshape(-1)
     else:  # padded rows: copy the useful bytes once
         rows = np.lib.stride_tricks.as_strided(buf, shape=(height, row_bytes), strides=(step, 1))
         arr = np.ascontiguousarray(rows).reshape(-1).view(dtype)
@@ -213,11 +213,36 @@ def image_array_from_fields(
     return arr
 
 
-def _nv24_rows(buf: np.ndarray, height: int, width: int, step: int) -> np.ndarray:
-    """The `(3H, W)` bytes of an nv24 image with padded rows: its luma rows (`step` apart), then its chroma rows
-    (`2 * step` apart, `2 * width` bytes of U V pairs), each as two rows of `width`."""
+def _nv24_chroma_step(size: int, height: int, width: int, step: int) -> int | None:
+    """The bytes from one chroma row of an nv24 image to the next, from its data's `size`, or None when no
+    layout fits: `step` gives only the luma rows'. V4L2 makes them `2 * step` (the last one's padding may be left
+    out); GStreamer pads each plane on its own to 4 bytes (`GST_ROUND_UP_4(2 * width)`), which is less than
+    `2 * step` for a width of 1 or 2 mod 4 (642: luma rows of 644 bytes, chroma rows of 1284, not 1288)."""
+    chroma = size - height * step  # the chroma plane's bytes
+    if chroma > 2 * step * height:
+        return None
+    if chroma >= 2 * step * (height - 1) + 2 * width:
+        return 2 * step
+    for rows, tail in ((height, 0), (height - 1, 2 * width)):  # all rows padded, or all but the last
+        if rows and (chroma - tail) % rows == 0 and (chroma - tail) // rows >= 2 * width:
+            return (chroma - tail) // rows
+    return None
+
+
+def _nv24_rows(buf: np.ndarray, height: int, width: int, step: int, size: str) -> np.ndarray:
+    """The `(3H, W)` bytes of an nv24 image: its luma rows (`step` apart), then its chroma rows (`2 * width`
+    bytes of U V pairs, as far apart as the data's size says: `_nv24_chroma_step`), each as two rows of `width`."""
+    chroma_step = _nv24_chroma_step(buf.size, height, width, step)
+    if chroma_step is None:
+        raise InputError(
+            f"{size} step {step}: data has {buf.size} bytes, which is not {height} rows of luma ({step} bytes "
+            f"each) and {height} rows of U V pairs ({2 * width} bytes or more each, as V4L2's {2 * step} or "
+            "GStreamer's 4-byte aligned rows): its height, width or step are not the image's"
+        )
+    if step == width and chroma_step == 2 * width:  # unpadded: the bytes as they are
+        return buf[: 3 * height * width].reshape(3 * height, width)
     luma = np.lib.stride_tricks.as_strided(buf, shape=(height, width), strides=(step, 1))
-    chroma = np.lib.stride_tricks.as_strided(buf[height * step :], shape=(height, 2 * width), strides=(2 * step, 1))
+    chroma = np.lib.stride_tricks.as_strided(buf[height * step :], shape=(height, 2 * width), strides=(chroma_step, 1))
     return np.vstack([luma, chroma.reshape(2 * height, width)])
 
 
