@@ -979,3 +979,66 @@ def test_a_16uc1_sensor_marking_no_return_65535_gets_the_true_metric_scale(marke
         assert np.array_equal(np.isfinite(z), mm != int(marker))
         fit = SparseScale(50).update((2.0 / truth + 0.1)[None], [z])  # a model's disparity: affine in 1 / depth
         assert fit is not None and fit.scale == pytest.approx(0.5, rel=1e-3)
+
+
+class _CountedReads(SimpleNamespace):
+    """A message whose `data` counts its reads: how many times the sample was decoded."""
+
+    reads = 0
+
+    def __getattribute__(self, name: str) -> Any:
+        if name == "data":
+            object.__setattr__(self, "reads", object.__getattribute__(self, "reads") + 1)
+        return object.__getattribute__(self, name)
+
+
+def _counted_samples() -> dict[str, _CountedReads]:
+    from fakes import rvl_encode
+
+    from vdepth_ros.pointcloud2 import pointcloud2_layout
+
+    mm = np.full((H, W), 2000, np.uint16)
+    mm[::3] = 0
+    rvl = struct.pack("<iff", 0, 0.0, 0.0) + struct.pack("<II", W, H) + rvl_encode(mm)
+    yy, xx = np.mgrid[0:H:4, 0:W:4].reshape(2, -1).astype(np.float32)
+    xyz = np.stack([(xx - K[2]) * 2 / K[0], (yy - K[5]) * 2 / K[4], np.full_like(xx, 2.0)], axis=-1)
+    fields, point_step, row_step, data = pointcloud2_layout(xyz[None])
+    cloud = {"point_step": point_step, "row_step": row_step, "height": 1, "width": xyz.shape[0], "is_bigendian": 0}
+    cloud["fields"] = [SimpleNamespace(name=n, offset=o, datatype=d, count=c) for n, o, d, c in fields]
+    return {
+        "16UC1": _CountedReads(**vars(raw_image(mm, "16UC1"))),
+        "compressedDepth rvl": _CountedReads(format="16UC1; compressedDepth rvl", data=rvl),
+        "cloud": _CountedReads(data=bytes(data), **cloud),
+    }
+
+
+@pytest.mark.parametrize("kind", ["16UC1", "compressedDepth rvl", "cloud"])
+def test_a_sample_shared_by_several_images_is_decoded_once(kind: str) -> None:
+    """A depth camera slower than the colour camera (or a slop wider than the images' period) gives one sparse
+    sample to several images, and each decoded it again: an RVL compressedDepth of 640x480 costs ~40 ms, a
+    130k-point cloud ~20 ms to project, per image, in the worker. A sample is now decoded once for the images
+    that share it (their sparse depth the same), and again for another camera_info or a new sample."""
+    sample = _counted_samples()[kind]
+    assembler = FrameAssembler(sparse_depth="pointcloud" if kind == "cloud" else "image")
+    rgb = raw_image(np.zeros((H, W, 3), np.uint8))
+    frames = [assembler.assemble(rgb, i, info(), sample).sparse_depth for i in range(3)]
+    assert sample.reads == 1
+    assert all(z is not None and np.isfinite(z).sum() > 50 for z in frames)
+    assert all(np.array_equal(z, frames[0], equal_nan=True) for z in frames)
+    assembler.assemble(rgb, 3, info(k=[p * 2 for p in K[:6]] + K[6:], p=[p * 2 for p in P[:8]] + P[8:]), sample)
+    assert sample.reads == (2 if kind == "cloud" else 1)  # another K: the cloud projected again (a depth image not)
+    other = _counted_samples()[kind]
+    assembler.assemble(rgb, 4, info(), other)
+    assert other.reads == 1
+
+
+def test_an_unusable_sample_shared_by_several_images_is_reported_for_each() -> None:
+    """A corrupt sample given to two images is decoded once, and each frame still reports it (and goes on)."""
+    reports: list[tuple[str, str]] = []
+    assembler = FrameAssembler(sparse_depth="image", report=lambda kind, message: reports.append((kind, message)))
+    bad = _CountedReads(format="16UC1; compressedDepth rvl", data=struct.pack("<iffII", 0, 0.0, 0.0, W, H) + bytes(8))
+    rgb = raw_image(np.zeros((H, W, 3), np.uint8))
+    assert [assembler.assemble(rgb, i, info(), bad).sparse_depth for i in range(2)] == [None, None]
+    assert bad.reads == 1
+    assert [kind for kind, _ in reports] == ["sparse", "sparse"] and reports[0] == reports[1]
+    assert "corrupt RVL data" in reports[0][1]
