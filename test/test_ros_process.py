@@ -785,6 +785,29 @@ def test_a_depth_camera_streamed_compressed_gives_the_node_its_metric_scale(tmp_
     assert "none of those messages arrive" not in out, out
 
 
+def test_a_depth_sensor_marking_no_return_65535_gives_the_node_its_metric_scale(tmp_path: Path) -> None:
+    """A depth sensor whose driver marks pixels without a measurement 65535 (not REP 118's 0), here big-endian
+    with padded rows: those pixels were 65.535 m of valid depth, and with most of the image so (a stereo camera
+    facing open space) the metric fit failed or went wrong. They are no measurement now."""
+    step = 160 * 2 + 8  # padded rows
+    payloads = []
+    for k, metres in enumerate(_TRUTHS):
+        mm = np.round(metres * 1000).astype(np.uint16)
+        far = np.random.default_rng(k).random((6, 8)) < 0.6  # blocks beyond the sensor's range
+        mm[far.repeat(20, 0).repeat(20, 1)] = 65535
+        rows = np.zeros((120, step), np.uint8)
+        rows[:, : 160 * 2] = mm.astype(">u2").view(np.uint8).reshape(120, -1)
+        payloads.append(rows.tobytes())
+
+    def depth(k: int, h: Header) -> Image:
+        return Image(header=h, height=120, width=160, encoding="16UC1", is_bigendian=1, step=step, data=payloads[k])
+
+    depths, out = _depth_camera_node(tmp_path, "/camera/aligned_depth_to_color/image_raw", depth, Image, seconds=30)
+    assert len(depths) >= 3, out
+    assert _metric_error(depths[-1]) < 0.1, out
+    assert "ignoring sparse_depth" not in out, out
+
+
 def test_registered_depth_at_half_resolution_scales_and_an_unaligned_one_is_refused(tmp_path: Path) -> None:
     """A depth camera's depth registered to the colour camera at half its resolution (a ZED's downscaled
     depth, an OAK-D's at the stereo resolution) was refused ("depth image 80x60 does not match the image
