@@ -1042,3 +1042,22 @@ def test_an_unusable_sample_shared_by_several_images_is_reported_for_each() -> N
     assert bad.reads == 1
     assert [kind for kind, _ in reports] == ["sparse", "sparse"] and reports[0] == reports[1]
     assert "corrupt RVL data" in reports[0][1]
+
+
+def test_a_depth_camera_publishing_mono16_depth_is_read_as_millimetres() -> None:
+    """Some depth cameras publish their depth as mono16, which depth_image_proc (point_cloud_xyz, register) reads
+    as 16UC1 millimetres; on sparse_depth it was refused ("not a depth image (16UC1 or 32FC1)"), raw and over
+    image_transport (compressed plugin, compressedDepth). It is read as 16UC1 now; mono8 is still refused."""
+    from vdepth_ros.inputs.assembly import decode_depth_image
+
+    mm = np.array([[0, 500, 1200], [3000, 65535, 800]], np.uint16)
+    expected = np.where((mm == 0) | (mm == 65535), np.nan, mm * 0.001)
+    png = cv2.imencode(".png", mm)[1].tobytes()
+    for msg in (
+        raw_image(mm, "mono16"),
+        SimpleNamespace(format="mono16; png compressed mono16", data=png),
+        SimpleNamespace(format="mono16; compressedDepth png", data=bytes(12) + png),
+    ):
+        np.testing.assert_allclose(decode_depth_image(msg), expected, rtol=1e-6)
+    with pytest.raises(InputError, match=r"'mono8' is not a depth image \(16UC1 millimetres, or mono16"):
+        decode_depth_image(raw_image(mm.astype(np.uint8), "mono8"))

@@ -125,6 +125,10 @@ ENCODINGS: dict[str, Encoding] = {
 #: Depth unit scale per encoding (metres per stored unit), as in depth_image_proc's depth_traits.
 DEPTH_UNIT_SCALE: dict[str, float] = {n: e.unit_scale for n, e in ENCODINGS.items() if e.unit_scale is not None}
 
+#: Encodings a depth image also comes in, and the depth encoding it is read as: depth_image_proc reads a mono16
+#: depth image as 16UC1 millimetres (some depth cameras publish their depth so).
+DEPTH_ALIASES: dict[str, str] = {"mono16": "16UC1"}
+
 #: Encodings accepted as the colour input of the pipeline.
 COLOR_INPUT_ENCODINGS: tuple[str, ...] = tuple(n for n, e in ENCODINGS.items() if e.kind in ("color", "mono"))
 
@@ -577,13 +581,14 @@ def compressed_depth_to_metres(fmt: str, data: bytes | bytearray | memoryview) -
     """
     encoding, _, rest = str(fmt).partition(";")
     encoding, codec = encoding.strip(), rest.replace("compressedDepth", "").strip() or "png"
+    encoding = DEPTH_ALIASES.get(encoding, encoding)  # (the plugin takes a mono16 depth image as 16UC1 too)
     if codec not in ("png", "rvl"):
         raise InputError(
             f"compressedDepth {codec!r} is not supported, only png and rvl: record the depth raw or with the "
             "compressedDepth plugin's png or rvl format (its format parameter)"
         )
     if encoding not in ("16UC1", "32FC1"):
-        raise InputError(f"compressedDepth of encoding {encoding!r}: expected 16UC1 or 32FC1 (format {fmt!r})")
+        raise InputError(f"compressedDepth of encoding {encoding!r}: expected 16UC1, mono16 or 32FC1 (format {fmt!r})")
     buf = bytes(data)
     img, header = _compressed_depth_samples(codec, buf, fmt)
     if encoding == "16UC1":

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from vdepth_ros.encodings import (
+    DEPTH_ALIASES,
     compressed_depth_to_metres,
     decode_compressed,
     depth_from_image,
@@ -190,7 +191,8 @@ def decode_color_image(msg: Any, max_pixels: int = 0, bit_depth: SampleBitDepth 
 
 
 def decode_depth_image(msg: Any) -> np.ndarray:
-    """`(H, W)` float32 metres (NaN invalid) of a duck-typed `16UC1`/`32FC1` `Image`, or of a
+    """`(H, W)` float32 metres (NaN invalid) of a duck-typed `16UC1`/`32FC1` `Image` (`mono16` as 16UC1, as
+    depth_image_proc reads it: `encodings.DEPTH_ALIASES`), or of a
     compressedDepth `CompressedImage` (`encodings.compressed_depth_to_metres`: depth cameras
     recorded with image_transport's compressedDepth plugin), or of a 16UC1 one of its compressed
     plugin (format "16UC1; png compressed ...": a 16-bit PNG of millimetres).
@@ -201,13 +203,18 @@ def decode_depth_image(msg: Any) -> np.ndarray:
     if is_compressed(msg):
         if is_compressed_depth(msg):
             return compressed_depth_to_metres(msg.format, msg.data)
-        if str(msg.format).partition(";")[0].strip() == "16UC1":  # image_transport's compressed plugin: a png
+        named = str(msg.format).partition(";")[0].strip()
+        if DEPTH_ALIASES.get(named, named) == "16UC1":  # image_transport's compressed plugin: a png
             return compressed_depth_to_metres("16UC1; compressedDepth png", msg.data)  # (no header: read as such)
         raise InputError(
             f"a CompressedImage of format {msg.format!r} is not a depth image: expected compressed_depth_image_"
-            "transport's compressedDepth (png or rvl) or a 16UC1 png of the compressed plugin"
+            "transport's compressedDepth (png or rvl) or a 16UC1 (or mono16) png of the compressed plugin"
         )
-    if get_encoding(msg.encoding).unit_scale is None:
-        raise InputError(f"encoding {msg.encoding!r} is not a depth image (16UC1 or 32FC1)")
-    arr = image_array_from_fields(msg.encoding, msg.height, msg.width, msg.step, msg.data, msg.is_bigendian)
-    return depth_from_image(arr, msg.encoding)
+    encoding = DEPTH_ALIASES.get(msg.encoding, msg.encoding)
+    if get_encoding(encoding).unit_scale is None:
+        raise InputError(
+            f"encoding {msg.encoding!r} is not a depth image (16UC1 millimetres, or mono16 read as such, or 32FC1 "
+            "metres)"
+        )
+    arr = image_array_from_fields(encoding, msg.height, msg.width, msg.step, msg.data, msg.is_bigendian)
+    return depth_from_image(arr, encoding)
