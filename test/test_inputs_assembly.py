@@ -982,7 +982,7 @@ def test_a_16uc1_sensor_marking_no_return_65535_gets_the_true_metric_scale(marke
 
 
 class _CountedReads(SimpleNamespace):
-    """A message whose `data` counts its reads: how many times the sample was decoded."""
+    """A message whose `data` counts its reads: whether the sample was decoded again."""
 
     reads = 0
 
@@ -1021,15 +1021,17 @@ def test_a_sample_shared_by_several_images_is_decoded_once(kind: str) -> None:
     sample = _counted_samples()[kind]
     assembler = FrameAssembler(sparse_depth="pointcloud" if kind == "cloud" else "image")
     rgb = raw_image(np.zeros((H, W, 3), np.uint8))
-    frames = [assembler.assemble(rgb, i, info(), sample).sparse_depth for i in range(3)]
-    assert sample.reads == 1
+    frames = [assembler.assemble(rgb, 0, info(), sample).sparse_depth]
+    once = sample.reads  # what decoding it takes
+    frames += [assembler.assemble(rgb, i, info(), sample).sparse_depth for i in (1, 2)]
+    assert sample.reads == once
     assert all(z is not None and np.isfinite(z).sum() > 50 for z in frames)
     assert all(np.array_equal(z, frames[0], equal_nan=True) for z in frames)
     assembler.assemble(rgb, 3, info(k=[p * 2 for p in K[:6]] + K[6:], p=[p * 2 for p in P[:8]] + P[8:]), sample)
-    assert sample.reads == (2 if kind == "cloud" else 1)  # another K: the cloud projected again (a depth image not)
+    assert sample.reads == (2 * once if kind == "cloud" else once)  # another K: a cloud is projected again
     other = _counted_samples()[kind]
     assembler.assemble(rgb, 4, info(), other)
-    assert other.reads == 1
+    assert other.reads == once
 
 
 def test_an_unusable_sample_shared_by_several_images_is_reported_for_each() -> None:
@@ -1038,8 +1040,10 @@ def test_an_unusable_sample_shared_by_several_images_is_reported_for_each() -> N
     assembler = FrameAssembler(sparse_depth="image", report=lambda kind, message: reports.append((kind, message)))
     bad = _CountedReads(format="16UC1; compressedDepth rvl", data=struct.pack("<iffII", 0, 0.0, 0.0, W, H) + bytes(8))
     rgb = raw_image(np.zeros((H, W, 3), np.uint8))
-    assert [assembler.assemble(rgb, i, info(), bad).sparse_depth for i in range(2)] == [None, None]
-    assert bad.reads == 1
+    assert assembler.assemble(rgb, 0, info(), bad).sparse_depth is None
+    once = bad.reads
+    assert assembler.assemble(rgb, 1, info(), bad).sparse_depth is None
+    assert bad.reads == once
     assert [kind for kind, _ in reports] == ["sparse", "sparse"] and reports[0] == reports[1]
     assert "corrupt RVL data" in reports[0][1]
 
@@ -1061,3 +1065,30 @@ def test_a_depth_camera_publishing_mono16_depth_is_read_as_millimetres() -> None
         np.testing.assert_allclose(decode_depth_image(msg), expected, rtol=1e-6)
     with pytest.raises(InputError, match=r"'mono8' is not a depth image \(16UC1 millimetres, or mono16"):
         decode_depth_image(raw_image(mm.astype(np.uint8), "mono8"))
+
+
+@pytest.mark.parametrize("codec", ["png", "rvl"])
+def test_a_compressed_depth_image_above_max_input_pixels_is_not_decoded(codec: str) -> None:
+    """`max_input_pixels` guarded the colour image only: a compressedDepth sample of 10000x10000 (a misconfigured
+    or corrupt stream; zeros compress to a 200 KB PNG, or a few bytes of RVL) was decoded in the worker, 5 s and
+    800 MB for every image it was matched to. Its size is now read from its header and it is refused before
+    decoding, named once per frame as sparse depth (the frame goes on without it); the colour image's rule."""
+    from fakes import rvl_encode
+
+    mm = np.full((2 * H, 2 * W), 1500, np.uint16)  # the image's aspect ratio: usable, were it not too large
+    if codec == "png":
+        data = bytes(12) + cv2.imencode(".png", mm)[1].tobytes()
+    else:
+        data = struct.pack("<iffII", 0, 0.0, 0.0, 2 * W, 2 * H) + rvl_encode(mm)
+    sample = SimpleNamespace(format=f"16UC1; compressedDepth {codec}", data=data)
+    rgb = raw_image(np.zeros((H, W, 3), np.uint8))
+    reports: list[tuple[str, str]] = []
+    assembler = FrameAssembler(
+        sparse_depth="image", max_input_pixels=H * W * 2, report=lambda kind, message: reports.append((kind, message))
+    )
+    assert assembler.assemble(rgb, 0, info(), sample).sparse_depth is None
+    assert [kind for kind, _ in reports] == ["sparse"]
+    assert f"depth image {2 * W}x{2 * H} (0.0 MP) is larger than max_input_pixels = {H * W * 2}" in reports[0][1]
+    assert "it is not used" in reports[0][1]
+    roomy = FrameAssembler(sparse_depth="image", max_input_pixels=H * W * 4)
+    assert roomy.assemble(rgb, 0, info(), sample).sparse_depth is not None  # (within the limit: used)

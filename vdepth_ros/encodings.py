@@ -568,6 +568,36 @@ def _compressed_depth_samples(codec: str, buf: bytes, fmt: str) -> tuple[np.ndar
     return img, header
 
 
+def _depth_format(fmt: str) -> tuple[str, str]:
+    """`(encoding, codec)` of a compressedDepth message's `format` ("16UC1; compressedDepth rvl"; png when no codec
+    is named, as older versions write it; mono16 read as 16UC1, which the plugin takes too)."""
+    encoding, _, rest = str(fmt).partition(";")
+    encoding, codec = encoding.strip(), rest.replace("compressedDepth", "").strip() or "png"
+    return DEPTH_ALIASES.get(encoding, encoding), codec
+
+
+def png_size(data: bytes | bytearray | memoryview) -> tuple[int, int] | None:
+    """`(width, height)` from a PNG's header (its IHDR chunk, PNG spec 11.2.2), or None when `data` is no PNG."""
+    head = bytes(memoryview(data)[:24])
+    if head[:8] != _PNG_MAGIC or len(head) < 24:
+        return None
+    width, height = struct.unpack(">II", head[16:24])
+    return int(width), int(height)
+
+
+def compressed_depth_size(fmt: str, data: bytes | bytearray | memoryview) -> tuple[int, int] | None:
+    """`(width, height)` a compressedDepth payload (`compressed_depth_to_metres`) decodes to, from its headers
+    alone (RVL's width and height, or the PNG's), or None when they cannot be read: what an image size limit is
+    checked against before decoding (10000x10000 of zeros is a 200 KB PNG and a few bytes of RVL)."""
+    head = bytes(memoryview(data)[: _DEPTH_HEADER + 24])
+    if _depth_format(fmt)[1] == "rvl":
+        if len(head) < _DEPTH_HEADER + 8:
+            return None
+        width, height = struct.unpack("<II", head[_DEPTH_HEADER : _DEPTH_HEADER + 8])
+        return int(width), int(height)
+    return png_size(head[_DEPTH_HEADER:]) or png_size(head)  # (after the header, or without it)
+
+
 def compressed_depth_to_metres(fmt: str, data: bytes | bytearray | memoryview) -> np.ndarray:
     """`(H, W)` float32 metres (NaN invalid) of a compressed_depth_image_transport `CompressedImage`
     (`format` "16UC1; compressedDepth png", "32FC1; compressedDepth rvl", or without the codec, png,
@@ -579,9 +609,7 @@ def compressed_depth_to_metres(fmt: str, data: bytes | bytearray | memoryview) -
     Raises:
         InputError: another codec, an encoding other than 16UC1/32FC1, or undecodable data.
     """
-    encoding, _, rest = str(fmt).partition(";")
-    encoding, codec = encoding.strip(), rest.replace("compressedDepth", "").strip() or "png"
-    encoding = DEPTH_ALIASES.get(encoding, encoding)  # (the plugin takes a mono16 depth image as 16UC1 too)
+    encoding, codec = _depth_format(fmt)
     if codec not in ("png", "rvl"):
         raise InputError(
             f"compressedDepth {codec!r} is not supported, only png and rvl: record the depth raw or with the "

@@ -222,8 +222,8 @@ ROS_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "max_input_pixels",
         4096 * 4096,
-        "larger images (width x height) are refused before decoding, with a rate-limited error (a 97 KB PNG "
-        "can decode to 10000x10000); 0 = no limit",
+        "larger images (width x height; the colour image, and a sparse_depth image, which is then not used) are "
+        "refused before decoding, with a rate-limited error (a 97 KB PNG can decode to 10000x10000); 0 = no limit",
         min=0,
         max=1_000_000_000,
     ),

@@ -12,7 +12,8 @@ pose that `inputs.samples` gave it:
    (`rectify.pinhole_input`);
 5. sparse depth: triangulate tracked points with the pose (`triangulate.PoseTriangulator`), or
    decode/project the depth image or cloud (`rectify.sparse_depth_input`), once for all the images
-   that share the sample; an unusable one is reported and the frame goes on without it.
+   that share the sample (a depth image above `max_input_pixels` is not decoded); an unusable one is
+   reported and the frame goes on without it.
 
 Messages are duck-typed on the fields rclpy's and rosbags' share, so this module imports neither.
 Problems that do not drop the frame go to the caller's `report(kind, message)`: the node logs them
@@ -396,6 +397,8 @@ class FrameAssembler:
         made = self._sparse_made
         if made is None or made[0] is not sparse or not _same_geometry(made[1], geometry):
             try:
+                if not cloud:  # (a cloud's points are its bytes; a compressed depth image can decode to far more)
+                    check_input_size(sparse, self.max_input_pixels, "depth image", "it is not used")
                 depth = sparse if cloud else decode_depth_image(sparse)
                 result: np.ndarray | str = sparse_depth_input(depth, camera, raw_size, view)
                 result.setflags(write=False)

@@ -17,11 +17,13 @@ import numpy as np
 
 from vdepth_ros.encodings import (
     DEPTH_ALIASES,
+    compressed_depth_size,
     compressed_depth_to_metres,
     decode_compressed,
     depth_from_image,
     get_encoding,
     image_array_from_fields,
+    png_size,
     rgb_from_image,
     significant_bits,
     to_8bit,
@@ -64,9 +66,9 @@ def compressed_size(data: bytes | bytearray | memoryview) -> tuple[int, int] | N
     and JPEG's start-of-frame segment are fixed layouts (PNG spec 11.2.2, ITU T.81 B.2.2).
     """
     buf = bytes(memoryview(data)[:65536])
-    if buf[:8] == b"\x89PNG\r\n\x1a\n" and len(buf) >= 24:
-        width, height = struct.unpack(">II", buf[16:24])
-        return int(width), int(height)
+    png = png_size(buf)
+    if png is not None:
+        return png
     if buf[:2] != b"\xff\xd8":
         return None
     i = 2
@@ -80,13 +82,22 @@ def compressed_size(data: bytes | bytearray | memoryview) -> tuple[int, int] | N
 
 
 def image_size(msg: Any) -> tuple[int, int] | None:
-    """`(width, height)` of an `Image`, or of a PNG or JPEG `CompressedImage` (its header), without
-    decoding it; None for another compressed format."""
-    return compressed_size(msg.data) if is_compressed(msg) else (int(msg.width), int(msg.height))
+    """`(width, height)` of an `Image`, or of a PNG or JPEG `CompressedImage` or a compressedDepth one (its
+    headers), without decoding it; None for another compressed format."""
+    if not is_compressed(msg):
+        return int(msg.width), int(msg.height)
+    if is_compressed_depth(msg):
+        return compressed_depth_size(msg.format, msg.data)
+    return compressed_size(msg.data)
 
 
-def check_input_size(msg: Any, max_pixels: int) -> None:
+def check_input_size(msg: Any, max_pixels: int, what: str = "image", outcome: str = "the frame is dropped") -> None:
     """Refuse an image larger than `max_pixels` (0: no limit) before it is decoded.
+
+    Args:
+        msg: the image message.
+        max_pixels: the limit (`max_input_pixels`).
+        what, outcome: what the message is and what happens to it, for the error ("depth image", "it is not used").
 
     Raises:
         InputError: naming the size, the limit and the parameter.
@@ -96,9 +107,9 @@ def check_input_size(msg: Any, max_pixels: int) -> None:
     size = image_size(msg)
     if size is not None and size[0] * size[1] > max_pixels:
         raise InputError(
-            f"image {size[0]}x{size[1]} ({size[0] * size[1] / 1e6:.1f} MP) is larger than max_input_pixels "
-            f"= {max_pixels} ({max_pixels / 1e6:.1f} MP); the frame is dropped (raise max_input_pixels if the "
-            "camera really is this large)"
+            f"{what} {size[0]}x{size[1]} ({size[0] * size[1] / 1e6:.1f} MP) is larger than max_input_pixels "
+            f"= {max_pixels} ({max_pixels / 1e6:.1f} MP); {outcome} (raise max_input_pixels if the camera really "
+            "is this large)"
         )
 
 
