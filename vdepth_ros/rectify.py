@@ -104,12 +104,14 @@ class RectifiedView:
 
     def depth(self, depth: np.ndarray) -> np.ndarray:
         """A sparse/dense depth image registered to the raw image, rectified (nearest neighbour,
-        so no depth is blended across an edge; NaN outside). Depth along the optical axis changes
-        with `R`; for the identity `R` of a monocular calibration it does not."""
+        so no depth is blended across an edge; NaN outside), as depth along the rectified optical axis:
+        a stereo camera's `R` turns that axis, so a point's depth there is its raw depth over the `z` of
+        its rectified pixel's ray turned back into the raw frame (`R.T @ [x, y, 1]`); the identity `R` of a
+        monocular calibration keeps it."""
         self._check(depth)
         if self.map_x is None:
             return depth
-        return cv2.remap(
+        out = cv2.remap(
             depth.astype(np.float32, copy=False),
             self.map_x,
             self.map_y,
@@ -117,6 +119,13 @@ class RectifiedView:
             borderMode=cv2.BORDER_CONSTANT,
             borderValue=float("nan"),
         )
+        if np.allclose(self.rotation, np.eye(3)):
+            return out
+        cam, r = self.camera, self.rotation
+        x = (np.arange(cam.width, dtype=np.float64) - cam.cx) / cam.fx
+        y = (np.arange(cam.height, dtype=np.float64) - cam.cy) / cam.fy
+        raw_z = r[0, 2] * x[None, :] + r[1, 2] * y[:, None] + r[2, 2]  # (R.T @ [x, y, 1])[2] per pixel
+        return (out / raw_z).astype(np.float32)
 
     def pose(self, camera_to_world: np.ndarray | None) -> np.ndarray | None:
         """The rectified frame's camera-to-world pose from the raw optical frame's."""
