@@ -44,7 +44,11 @@ def run_with_consumers(tmp_path: Path, consumers: dict[str, list[str]]) -> tuple
     ran = False
     try:
         for name, (proc, _) in viewers.items():
-            wait_for(tmp_path / f"{name}.log", "matched", 90, proc)
+            try:
+                wait_for(tmp_path / f"{name}.log", "matched", 90, proc)
+            except AssertionError as err:  # a viewer waits for the node's publishers: say how the node is
+                node_state = "running" if node.poll() is None else f"exited {node.returncode}"
+                raise AssertionError(f"{err}\nnode ({node_state}):\n{(tmp_path / 'node.log').read_text()}") from None
         camera, camera_log = start(
             [sys.executable, str(PEERS), "camera", "--seconds", str(SECONDS), "--rate", str(RATE), "--reliable"],
             tmp_path / "camera.log",
