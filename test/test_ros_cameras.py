@@ -23,7 +23,7 @@ from test_ros_deployed import PEERS, interrupt, node_command, start, wait_for
 from vdepth_ros.errors import ConfigError
 from vdepth_ros.pipeline import DepthPipeline, FrameInput
 from vdepth_ros.ros import conversions as conv
-from vdepth_ros.ros.node import build_nodes, camera_namespaces
+from vdepth_ros.ros.cameras import build_nodes, camera_namespaces
 from vdepth_ros.runtime import create_engine
 from vdepth_ros.stream.cloud import CameraModel
 
@@ -160,7 +160,7 @@ def test_a_namespace_remap_that_merges_the_cameras_is_refused(tmp_path: Path, mo
             with pytest.raises(ConfigError, match=r"__ns.*--cameras robot1/front"):
                 build_nodes(cameras, context=ctx, start_worker=False)
         # refused before any model is loaded (it used to load the model, log "publishing" and then refuse)
-        monkeypatch.setattr("vdepth_ros.ros.node.EnginePool", lambda: pytest.fail("a model pool was made"))
+        monkeypatch.setattr("vdepth_ros.ros.cameras.EnginePool", lambda: pytest.fail("a model pool was made"))
         with pytest.raises(ConfigError, match="__ns"):
             build_nodes(["front"], context=ctx, start_worker=False)
     finally:

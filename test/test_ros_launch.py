@@ -198,7 +198,7 @@ def test_launch_cameras_start_one_process_without_shared_remaps(
     # the node's own --cameras parser must accept what the launch file passes
     assert node["arguments"][: node["arguments"].index("--ros-args")] == ["--cameras", "robot1/front", "robot1/rear"]
     assert "namespace" not in node and "remappings" not in node  # both would apply to every camera
-    from vdepth_ros.ros.node import camera_namespaces
+    from vdepth_ros.ros.cameras import camera_namespaces
 
     assert camera_namespaces(node["arguments"][1:3]) == ["/robot1/front", "/robot1/rear"]
     (plain,) = opaque[1](_context(entities, cameras="front"))

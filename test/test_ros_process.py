@@ -1048,7 +1048,7 @@ def test_a_signal_during_the_model_load_stops_the_start_up_at_once(
         time.sleep(60)  # a large model still loading
         pytest.fail("the start-up was not interrupted")
 
-    monkeypatch.setattr("vdepth_ros.ros.node.build_nodes", slow_load)
+    monkeypatch.setattr("vdepth_ros.ros.cameras.build_nodes", slow_load)
     previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     t0 = time.monotonic()
     try:

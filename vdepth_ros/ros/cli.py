@@ -166,7 +166,7 @@ def run(args: list[str] | None = None) -> int:
     """`vdepth-node [--managed] [--cameras ...] --ros-args --params-file config/depth.yaml ...`."""
     from rclpy.utilities import remove_ros_args
 
-    from vdepth_ros.ros.node import build_nodes
+    from vdepth_ros.ros.cameras import build_nodes
 
     CLOCK.imports_done()
     argv = list(sys.argv if args is None else args)
