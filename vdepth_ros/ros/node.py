@@ -26,7 +26,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from vdepth_ros.blas import set_blas_threads
-from vdepth_ros.errors import ConfigError, ModelLoadError, VdepthError, closest_name
+from vdepth_ros.errors import ConfigError, VdepthError, closest_name
 from vdepth_ros.node_params import (
     ParamSpec,
     node_param_specs,
@@ -42,7 +42,7 @@ from vdepth_ros.ros.params import declare_value, descriptor
 from vdepth_ros.ros.processing import FrameProcessor
 from vdepth_ros.ros.python_logs import forward_python_logging, logging_as
 from vdepth_ros.ros.qos import IncompatibleQosReporter
-from vdepth_ros.ros.startup import CLOCK, params_file_of, warm_up
+from vdepth_ros.ros.startup import CLOCK, build_pipeline, params_file_of
 from vdepth_ros.ros.status import StatusReporter
 from vdepth_ros.ros.worker import RateLimitedLog, SupervisedWorker
 from vdepth_ros.runtime.shared import EnginePool, SharedEngine
@@ -63,56 +63,6 @@ def _in_node_log(step: Callable[..., Any]) -> Callable[..., Any]:
             return step(self, *args, **kwargs)
 
     return run
-
-
-def build_pipeline(
-    params: dict[str, Any],
-    engine: Any = None,
-    engine_pool: EnginePool | None = None,
-    params_file: str | None = None,
-) -> tuple[Any, bool]:
-    """The camera's `DepthPipeline` and whether the engine was built here (then its model is resolved
-    and checked first (`runtime.checks.checked_model`, as the offline tools do), timed, warmed up, and
-    closed at cleanup; an injected or pooled one is not closed). `params_file`: the params file that
-    gave `model` (a relative path there is relative to the file's folder), None for the current folder.
-
-    Raises:
-        ConfigError: invalid pipeline parameters. ModelLoadError (`runtime.checks.ModelFileError`):
-        a model file is unusable.
-    """
-    from vdepth_ros.config import PipelineConfig
-    from vdepth_ros.pipeline import DepthPipeline
-    from vdepth_ros.runtime.checks import checked_model
-
-    try:
-        config, _ = PipelineConfig.from_params(params)
-    except VdepthError:
-        raise
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"invalid pipeline parameters: {err}") from err
-    built = engine is None
-    pooled = None
-    try:
-        if built:
-            t0 = time.monotonic()
-            config.model = checked_model(config.model, params_file)
-            if engine_pool is not None:
-                engine = pooled = engine_pool.get(
-                    config.resolved_model(), config.backend, config.precision, **config.engine_options()
-                )
-            pipeline = DepthPipeline(config, engine=engine)
-            CLOCK.add("model load", time.monotonic() - t0)
-            CLOCK.add("warm-up inference", warm_up(pipeline.engine))
-        else:
-            pipeline = DepthPipeline(config, engine=engine)
-    except Exception as err:
-        if pooled is not None and engine_pool is not None:
-            engine_pool.release(pooled)  # this camera does not use it after all
-        if isinstance(err, VdepthError) or not built:
-            raise
-        # the backend's own failure (onnxruntime's InvalidProtobuf...): one line naming the model
-        raise ModelLoadError(f"{config.resolved_model()}: cannot be loaded ({type(err).__name__}: {err})") from err
-    return pipeline, built and engine_pool is None
 
 
 class _DepthNodeCore:

@@ -3,10 +3,10 @@ time to the first `/depth` went.
 
 A bad file stops the node with one line, `cannot start: <file>: <reason>`, and exit status 2 (as
 an invalid parameter does), never a traceback: the params files (`check_params_files`, before
-rclpy parses them) and every model file (`vdepth_ros.runtime.checks`). The start-up log then
-breaks the time to the first output into imports, model load, warm-up inference (one window run at
-configure, so the first camera window is not the slow one), discovery (activation to the first
-image) and the first window (first image to first output).
+rclpy parses them) and every model file (`vdepth_ros.runtime.checks`, as `build_pipeline` loads a
+camera's model). The start-up log then breaks the time to the first output into imports, model
+load, warm-up inference (one window run at configure, so the first camera window is not the slow
+one), discovery (activation to the first image) and the first window (first image to first output).
 """
 
 from __future__ import annotations
@@ -15,12 +15,15 @@ import contextlib
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vdepth_ros.errors import VdepthError
+from vdepth_ros.errors import ConfigError, ModelLoadError, VdepthError
 from vdepth_ros.paths import bundled_file_hint
+
+if TYPE_CHECKING:
+    from vdepth_ros.runtime.shared import EnginePool
 
 
 class StartupError(VdepthError):
@@ -79,6 +82,56 @@ def warm_up(engine: Any) -> float:
     with contextlib.suppress(AttributeError):  # an engine with __slots__: warmed again next time, harmless
         loaded._vdepth_warm = True
     return time.monotonic() - t0
+
+
+def build_pipeline(
+    params: dict[str, Any],
+    engine: Any = None,
+    engine_pool: EnginePool | None = None,
+    params_file: str | None = None,
+) -> tuple[Any, bool]:
+    """The camera's `DepthPipeline` and whether the engine was built here (then its model is resolved
+    and checked first (`runtime.checks.checked_model`, as the offline tools do), timed, warmed up, and
+    closed at cleanup; an injected or pooled one is not closed). `params_file`: the params file that
+    gave `model` (a relative path there is relative to the file's folder), None for the current folder.
+
+    Raises:
+        ConfigError: invalid pipeline parameters. ModelLoadError (`runtime.checks.ModelFileError`):
+        a model file is unusable.
+    """
+    from vdepth_ros.config import PipelineConfig
+    from vdepth_ros.pipeline import DepthPipeline
+    from vdepth_ros.runtime.checks import checked_model
+
+    try:
+        config, _ = PipelineConfig.from_params(params)
+    except VdepthError:
+        raise
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"invalid pipeline parameters: {err}") from err
+    built = engine is None
+    pooled = None
+    try:
+        if built:
+            t0 = time.monotonic()
+            config.model = checked_model(config.model, params_file)
+            if engine_pool is not None:
+                engine = pooled = engine_pool.get(
+                    config.resolved_model(), config.backend, config.precision, **config.engine_options()
+                )
+            pipeline = DepthPipeline(config, engine=engine)
+            CLOCK.add("model load", time.monotonic() - t0)
+            CLOCK.add("warm-up inference", warm_up(pipeline.engine))
+        else:
+            pipeline = DepthPipeline(config, engine=engine)
+    except Exception as err:
+        if pooled is not None and engine_pool is not None:
+            engine_pool.release(pooled)  # this camera does not use it after all
+        if isinstance(err, VdepthError) or not built:
+            raise
+        # the backend's own failure (onnxruntime's InvalidProtobuf...): one line naming the model
+        raise ModelLoadError(f"{config.resolved_model()}: cannot be loaded ({type(err).__name__}: {err})") from err
+    return pipeline, built and engine_pool is None
 
 
 def params_files(argv: list[str]) -> list[str]:
