@@ -43,7 +43,8 @@ import cv2
 import numpy as np
 
 from vdepth_ros.config import PipelineConfig
-from vdepth_ros.errors import ConfigError, InputError
+from vdepth_ros.errors import ConfigError
+from vdepth_ros.pipeline_input import InputSteps, _turned
 from vdepth_ros.pipeline_offline import run_offline
 from vdepth_ros.pipeline_types import (
     DepthFrame,
@@ -53,9 +54,8 @@ from vdepth_ros.pipeline_types import (
     _Record,
     fit_input,
     scale_input,
-    valid_at,
 )
-from vdepth_ros.resize import registered_size, resize_frame, upsample, vda_working_size, working_size
+from vdepth_ros.resize import upsample
 from vdepth_ros.runtime.provenance import model_identity
 from vdepth_ros.runtime.reference_inference import reference_inference
 from vdepth_ros.runtime.shapes import TRAINED_SIZE_KEY
@@ -63,7 +63,7 @@ from vdepth_ros.stream.align import AffineFit, FitOptions
 from vdepth_ros.stream.cloud import CameraModel, PointCloudBuilder
 from vdepth_ros.stream.cuts import SceneCutDetector
 from vdepth_ros.stream.depth import depth_from_disparity, disparity_from_depth
-from vdepth_ros.stream.scale import make_scale_source, resample_sparse_depth
+from vdepth_ros.stream.scale import make_scale_source
 from vdepth_ros.stream.stitch import StitchedFrame, Stitcher, mean_channels
 from vdepth_ros.stream.windows import Window, WindowScheduler, anchor_keyframes, pad_for_rule
 
@@ -94,11 +94,6 @@ def identity_line(identity: dict[str, str]) -> str:
         f"{identity['model family']} from {identity['model']} (release: {identity['model release']}); runs "
         f"{identity['model file']} on {identity['backend']}, {identity['precision']}; windows of {identity['windows']}"
     )
-
-
-#: A working resolution whose aspect ratio differs from the camera's by more than this factor is
-#: named at stream start (a portrait camera on a landscape export: 1.87x; 3:2 on 7:5 is 1.07x).
-MAX_STRETCH = 1.25
 
 
 def _scheduler(config: PipelineConfig, spec: InputSpec, alignment: str) -> WindowScheduler:
@@ -135,24 +130,6 @@ def _scheduler(config: PipelineConfig, spec: InputSpec, alignment: str) -> Windo
     )
 
 
-def _pixel_aspect(camera: CameraModel | None, quarter_turns: int = 0) -> float:
-    """Width over height of one pixel of `camera` (`fy / fx`), turned by `quarter_turns` (`image_rotation`);
-    1.0 without a camera or within 2 % of square (calibrations differ by a few tenths of a percent)."""
-    if camera is None:
-        return 1.0
-    aspect = camera.fy / camera.fx if quarter_turns % 2 == 0 else camera.fx / camera.fy
-    return 1.0 if abs(aspect - 1.0) <= 0.02 else aspect
-
-
-def _turned(a: np.ndarray | None, quarter_turns: int) -> np.ndarray | None:
-    """`a` (`(H, W, ...)`) turned `quarter_turns` x 90 degrees clockwise (negative: counter-clockwise),
-    contiguous; None stays None. `image_rotation` turns the camera's images upright with it and the
-    outputs back to the camera's pixels."""
-    if a is None or quarter_turns % 4 == 0:
-        return a
-    return np.ascontiguousarray(np.rot90(a, -quarter_turns, axes=(0, 1)))
-
-
 def _readonly(a: np.ndarray | None) -> np.ndarray | None:
     if a is None:
         return None
@@ -161,7 +138,7 @@ def _readonly(a: np.ndarray | None) -> np.ndarray | None:
     return v
 
 
-class DepthPipeline:
+class DepthPipeline(InputSteps):
     """The depth pipeline (see module docstring).
 
     Args:
@@ -440,88 +417,6 @@ class DepthPipeline:
         self._index_base = base
         self.stats.scene_cuts += 1
         return out
-
-    def _check(self, frame: FrameInput) -> np.ndarray:
-        rgb = np.asarray(frame.rgb)
-        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-            raise InputError(f"FrameInput.rgb must be (H, W, 3) uint8 RGB, got {rgb.shape} {rgb.dtype}")
-        if frame.sparse_depth is not None and np.shape(frame.sparse_depth) != rgb.shape[:2]:
-            raise InputError(f"sparse_depth is {np.shape(frame.sparse_depth)}, rgb is {rgb.shape[:2]}")
-        if frame.valid is not None and np.shape(frame.valid) != rgb.shape[:2]:
-            raise InputError(f"valid is {np.shape(frame.valid)}, rgb is {rgb.shape[:2]}")
-        if frame.camera is not None and (frame.camera.width, frame.camera.height) != (rgb.shape[1], rgb.shape[0]):
-            raise InputError(
-                f"camera is {frame.camera.width}x{frame.camera.height}, rgb is {rgb.shape[1]}x{rgb.shape[0]}"
-            )
-        return _turned(rgb, self._turns)  # upright for the model (`image_rotation`)
-
-    def _start_stream(self, input_size: tuple[int, int], camera: CameraModel | None = None) -> None:
-        """Working and output resolution of a new stream of `input_size` (H, W) frames (upright), taken by
-        `camera` (the first frame's, the camera's way up; None: square pixels)."""
-        h, w = input_size
-        # the scene's shape: a camera with non-square pixels (2x1 binning, an anamorphic lens, DV's 0.9)
-        # has images of another shape than the scene, and the model must see the scene
-        square_w = w * _pixel_aspect(camera, self._turns)
-        fixed = self.engine.resolutions()
-        if fixed is None and self.reference is not None and self.reference.get("working_size") == "vda":
-            work = vda_working_size(h, round(square_w), self.config.working_short_side or min(self._default_size))
-        else:
-            work = working_size(
-                h,
-                round(square_w),
-                fixed=fixed,
-                default=self._default_size,
-                multiple=self.engine.input_spec.multiple_of,
-                short_side=self.config.working_short_side,
-            )
-        if work != (self.height, self.width) or self._engine is not self.engine:
-            self._engine = self.engine.at_resolution(*work)
-            self.height, self.width = work
-        pixels = None if self.config.output_resolution == "input" else self.height * self.width
-        side = self._turns % 2 == 1  # upright frames of a camera on its side: the output's width is their height
-        out = registered_size(*((w, h) if side else (h, w)), pixels=pixels, max_width=self.config.max_output_width)
-        self._output_size = (out[1], out[0]) if side else out
-        self._input_size = (h, w)
-        log.info(
-            "stream of %dx%d frames%s%s: working resolution %dx%d, output %dx%d",
-            w, h, f" (turned upright: image_rotation {self.config.image_rotation})" if self._turns else "",
-            f" (non-square pixels, a {round(square_w)}x{h} scene: fx/fy)" if square_w != w else "",
-            self.width, self.height, out[1], out[0],  # the output the camera's way up
-        )  # fmt: skip
-        stretch = (self.width / self.height) / (square_w / h)
-        shapes = (h, w, self.height, self.width)
-        if max(stretch, 1.0 / stretch) > MAX_STRETCH and shapes not in self._stretch_noted:
-            self._stretch_noted.add(shapes)  # once per camera and model shape, not at every stream restart
-            # the model's shape turned: what a portrait camera on a landscape export wants
-            turned = (self.height / self.width) / (square_w / h)
-            sideways = max(turned, 1 / turned) < MAX_STRETCH
-            scene = f" (a {round(square_w)}x{h} scene: non-square pixels)" if square_w != w else ""
-            shape = (self.width, self.height) if sideways else ("H", "W")
-            log.warning(
-                "the model runs at %dx%d, the camera's %dx%d frames%s have another shape: the model sees them "
-                "stretched %.2fx %s (depth stays registered to the image, but a model sees distorted scenes "
-                "less well); export one of the camera's shape (vdepth-export onnx FOLDER --height %s --width %s "
-                "--variant, docs/outputs.md) or use the torch backend, which runs any size%s",
-                self.width, self.height, w, h, scene, max(stretch, 1.0 / stretch),
-                "horizontally" if stretch > 1.0 else "vertically", *shape,
-                "; if the camera is mounted on its side (the scene turned in its images), set image_rotation "
-                "(90 or 270) instead: the model then sees the scene upright, at its own shape"
-                if sideways and not self._turns else "",
-            )  # fmt: skip
-
-    def _record(self, frame: FrameInput, rgb: np.ndarray) -> _Record:
-        value_range = self.engine.input_spec.value_range
-        work = resize_frame(rgb, self.height, self.width, self.config.resize_method, value_range)
-        sparse = None
-        if frame.sparse_depth is not None:
-            sparse = resample_sparse_depth(_turned(frame.sparse_depth, self._turns), self.width, self.height)
-        assert self._output_size is not None
-        oh, ow = self._output_size
-        out = rgb if rgb.shape[:2] == (oh, ow) else cv2.resize(rgb, (ow, oh), interpolation=cv2.INTER_AREA)
-        fit_size = (oh, ow) if self._stitch_output else (self.height, self.width)
-        valid = _turned(frame.valid, self._turns)
-        valid_out, valid_fit = valid_at(valid, oh, ow), valid_at(valid, *fit_size)
-        return _Record(frame.stamp_ns, frame.meta, frame.camera, rgb.shape[:2], work, out, sparse, valid_out, valid_fit)
 
     def _release(self) -> None:
         keep = self.scheduler.needed_frames() | self.stitcher.pending
