@@ -264,6 +264,7 @@ class StageClock:
 def profile_path(frames: list[np.ndarray], method: str, camera: CameraModel) -> dict[str, float]:
     """One run of the pipeline over `frames`: CPU ms per output frame per stage and in total."""
     import vdepth_ros.pipeline as pipeline_module
+    import vdepth_ros.pipeline_windows as windows_module
     from vdepth_ros.pipeline import DepthPipeline, FrameInput
 
     model_dir = default_model_dir()
@@ -278,9 +279,17 @@ def profile_path(frames: list[np.ndarray], method: str, camera: CameraModel) -> 
     pipe.cloud.build = clock.wrap("cloud", pipe.cloud.build)  # type: ignore[union-attr,method-assign]
     if pipe.cuts is not None:
         pipe.cuts.update = clock.wrap("scene_cut", pipe.cuts.update)  # type: ignore[method-assign]
-    originals = {name: getattr(pipeline_module, name) for name in ("upsample", "depth_from_disparity")}
-    pipeline_module.upsample = clock.wrap("upsample", originals["upsample"])
-    pipeline_module.depth_from_disparity = clock.wrap("depth", originals["depth_from_disparity"])
+    # every place the pipeline calls them: each output frame, and each window in reference mode
+    originals = {
+        (module, name): getattr(module, name)
+        for module, name in (
+            (pipeline_module, "upsample"),
+            (windows_module, "upsample"),
+            (pipeline_module, "depth_from_disparity"),
+        )
+    }
+    for (module, name), fn in originals.items():
+        setattr(module, name, clock.wrap("upsample" if name == "upsample" else "depth", fn))
     out = 0
     try:
         faults, t0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.process_time()
@@ -290,8 +299,8 @@ def profile_path(frames: list[np.ndarray], method: str, camera: CameraModel) -> 
         total = time.process_time() - t0
         faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
     finally:
-        for name, fn in originals.items():
-            setattr(pipeline_module, name, fn)
+        for (module, name), fn in originals.items():
+            setattr(module, name, fn)
     model = pipe._engine.seconds + (engine.seconds if pipe._engine is not engine else 0.0)
     if pipe.stats.scene_cuts:
         raise RuntimeError(f"the benchmark scene had {pipe.stats.scene_cuts} scene cuts")

@@ -114,6 +114,7 @@ def stitched(engine: DepthEngine, seq: EvalSequence) -> list[tuple[np.ndarray, n
     Every method then upsamples the same stream. Separate pipeline runs per method were not
     comparable: their scores moved by up to 0.001 AbsRel with the runs' order, not the method."""
     import vdepth_ros.pipeline as pipeline_module
+    import vdepth_ros.pipeline_windows as windows_module
 
     calls: list[tuple[np.ndarray, np.ndarray]] = []
     real = pipeline_module.upsample
@@ -125,13 +126,13 @@ def stitched(engine: DepthEngine, seq: EvalSequence) -> list[tuple[np.ndarray, n
     cfg = PipelineConfig(publish="final", cloud_stride=0, output_resolution="input", scale_source="none")
     pipe = DepthPipeline(cfg, engine)
     order: list[int] = []  # frame index of each upsampling call (one per published frame)
-    pipeline_module.upsample = capture
+    pipeline_module.upsample = windows_module.upsample = capture  # every place the pipeline upsamples
     try:
         for k in range(seq.num_frames):
             order += [f.index for f in pipe.push(FrameInput(rgb=seq.rgb[k], stamp_ns=round(k * 1e9 / seq.fps)))]
         order += [f.index for f in pipe.flush()]
     finally:
-        pipeline_module.upsample = real
+        pipeline_module.upsample = windows_module.upsample = real
     by_index = dict(zip(order, calls, strict=True))
     return [by_index[k] for k in range(seq.num_frames)]
 

@@ -39,7 +39,6 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import cv2
 import numpy as np
 
 from vdepth_ros.config import PipelineConfig
@@ -52,9 +51,8 @@ from vdepth_ros.pipeline_types import (
     FrameInput,
     PipelineStats,
     _Record,
-    fit_input,
-    scale_input,
 )
+from vdepth_ros.pipeline_windows import WindowSteps, _scheduler
 from vdepth_ros.resize import upsample
 from vdepth_ros.runtime.provenance import model_identity
 from vdepth_ros.runtime.reference_inference import reference_inference
@@ -62,19 +60,15 @@ from vdepth_ros.runtime.shapes import TRAINED_SIZE_KEY
 from vdepth_ros.stream.align import AffineFit, FitOptions
 from vdepth_ros.stream.cloud import CameraModel, PointCloudBuilder
 from vdepth_ros.stream.cuts import SceneCutDetector
-from vdepth_ros.stream.depth import depth_from_disparity, disparity_from_depth
+from vdepth_ros.stream.depth import depth_from_disparity
 from vdepth_ros.stream.scale import make_scale_source
-from vdepth_ros.stream.stitch import StitchedFrame, Stitcher, mean_channels
-from vdepth_ros.stream.windows import Window, WindowScheduler, anchor_keyframes, pad_for_rule
+from vdepth_ros.stream.stitch import StitchedFrame, Stitcher
+from vdepth_ros.stream.windows import Window
 
 if TYPE_CHECKING:
     from vdepth_ros.runtime.engine import DepthEngine
-    from vdepth_ros.runtime.spec import InputSpec
 
 log = logging.getLogger(__name__)
-
-#: Seconds between two logged windows whose alignment fell back (`DepthPipeline._log_fallback`).
-FALLBACK_LOG_PERIOD_S = 5.0
 
 __all__ = [
     "CameraModel",
@@ -96,40 +90,6 @@ def identity_line(identity: dict[str, str]) -> str:
     )
 
 
-def _scheduler(config: PipelineConfig, spec: InputSpec, alignment: str) -> WindowScheduler:
-    """Window schedule from the model's input spec, overridden by non-zero config values."""
-    keyframes = tuple(config.keyframes) or (tuple(spec.keyframes) if spec.keyframes else None)
-    window = config.window or int(spec.window)
-    if alignment == "keyframe" and not keyframes:
-        raise ConfigError("alignment 'keyframe' needs keyframes (config.keyframes or the model's spec)")
-    if alignment == "graph" and not keyframes and config.anchor_slots:
-        # A chain family gets VDA's context slots in place of two overlap frames (same cost), so
-        # every window shares the anchor frame with window 0: the graph has loops, not a chain.
-        keyframes = anchor_keyframes(window, config.overlap or int(spec.overlap))
-    # "graph" shares the keyframe schedule when the model has one: the offline solve runs on the
-    # same windows, and the slot-0 anchor frame gives every window an edge to window 0.
-    keyframe_schedule = alignment == "keyframe" or (alignment == "graph" and bool(keyframes))
-    overlap = config.overlap or (len(keyframes) if keyframe_schedule else int(spec.overlap))
-    if not spec.dynamic_frames and window > spec.frames:
-        raise ConfigError(f"window {window} exceeds the engine's fixed {spec.frames} frames")
-    if spec.max_frames is not None and window > spec.max_frames:
-        raise ConfigError(
-            f"window {window} exceeds the model's longest window of {spec.max_frames} frames{spec.window_limit_fix()}"
-        )
-    first = None
-    if config.low_latency_start:  # about half a window, still a valid length for the model
-        first = (window + overlap + 1) // 2
-        first = min(window, first + pad_for_rule(first, spec.frames_rule))
-    return WindowScheduler(
-        window,
-        overlap,
-        schedule="keyframe" if keyframe_schedule else "chain",
-        keyframes=keyframes,
-        frames_rule=spec.frames_rule,
-        first_window=first,
-    )
-
-
 def _readonly(a: np.ndarray | None) -> np.ndarray | None:
     if a is None:
         return None
@@ -138,7 +98,7 @@ def _readonly(a: np.ndarray | None) -> np.ndarray | None:
     return v
 
 
-class DepthPipeline(InputSteps):
+class DepthPipeline(InputSteps, WindowSteps):
     """The depth pipeline (see module docstring).
 
     Args:
@@ -422,89 +382,6 @@ class DepthPipeline(InputSteps):
         keep = self.scheduler.needed_frames() | self.stitcher.pending
         for i in [i for i in self._records if i not in keep and i <= self._last_emitted]:
             del self._records[i]
-
-    # -- one window ----------------------------------------------------------------------------
-    def _infer(self, window: Window, rgbs: list[np.ndarray]) -> np.ndarray:
-        frames = np.stack(rgbs + [rgbs[-1]] * window.pad)
-        t0 = time.perf_counter()
-        engine = self._engine
-        if getattr(engine, "supports_reuse", False):  # frame indices: the engine reuses overlap work
-            out = engine.infer(frames, frame_ids=list(window.slots) + [window.slots[-1]] * window.pad)
-        else:
-            out = engine.infer(frames)
-        self.stats.infer_seconds += time.perf_counter() - t0
-        self.stats.windows += 1
-        out = np.asarray(out, dtype=np.float32)[: len(window.slots)]
-        return disparity_from_depth(out) if self.metric_model else out
-
-    def _infer_channels(self, window: Window, rgbs: list[np.ndarray]) -> np.ndarray | None:
-        """`(n, C, H, W)` from `engine.infer_channels`, or None (the engine has the mean only)."""
-        t0 = time.perf_counter()
-        out = self._engine.infer_channels(np.stack(rgbs + [rgbs[-1]] * window.pad))
-        if out is None:
-            return None
-        self.stats.infer_seconds += time.perf_counter() - t0
-        self.stats.windows += 1
-        return np.asarray(out, dtype=np.float32)[: len(window.slots)]
-
-    def _run_window(self, window: Window) -> list[StitchedFrame]:
-        rgbs = [self._records[f].rgb for f in window.slots]
-        disp = self._infer_channels(window, rgbs) if self._channels else None
-        if disp is None:
-            disp = self._infer(window, rgbs)
-        if self._stitch_output:
-            disp = self._upsample_window(window, disp)
-        before = (self.stitcher.degenerate_fits, self.stitcher.anchor_refreshes)
-        fit_on = fit_input(disp, [self._records[f] for f in window.slots])
-        stitched = self.stitcher.add(window, disp, inplace=True, fit_on=fit_on)  # the engine's output is ours
-        self.stats.degenerate_fits += self.stitcher.degenerate_fits - before[0]
-        self.stats.anchor_refreshes += self.stitcher.anchor_refreshes - before[1]
-        if self.stitcher.last_fit.degenerate and window.index > 0:
-            self._log_fallback(window.index)
-        if self.stitcher.anchor is not None and self.stitcher.anchor != self.scheduler.anchor:
-            self.scheduler.set_anchor(self.stitcher.anchor)
-        return self._finish(stitched, window)
-
-    def _log_fallback(self, index: int) -> None:
-        """A window whose alignment fell back (a covered lens, a blank wall: every window of it), logged
-        at most once per `FALLBACK_LOG_PERIOD_S` with how many were not (all are counted in
-        `stats.degenerate_fits`): a camera with its lens cap on gave a line per window."""
-        now, (last, unlogged) = time.monotonic(), self._fallback_logged or (-np.inf, 0)
-        if now - last < FALLBACK_LOG_PERIOD_S:
-            self._fallback_logged = (last, unlogged + 1)
-            return
-        fit = self.stitcher.last_fit
-        more = f" ({unlogged} more since the last report)" if unlogged else ""
-        log.warning(
-            "window %d: alignment fell back to (%.3g, %.3g): %s%s", index, fit.scale, fit.shift, fit.reason, more
-        )
-        self._fallback_logged = (now, 0)
-
-    def _upsample_window(self, window: Window, disp: np.ndarray) -> np.ndarray:
-        assert self._output_size is not None
-        oh, ow = self._output_size
-        method = self.config.upsample_method
-        guides = [self._records[f].rgb_out for f in window.slots]
-        return np.stack([upsample(d, oh, ow, method, guide=g) for d, g in zip(disp, guides, strict=True)])
-
-    def _sparse_at(self, index: int, shape: tuple[int, ...]) -> np.ndarray | None:
-        sparse = self._records[index].sparse
-        if sparse is None or sparse.shape == shape:
-            return sparse
-        # stitched at the output size (reference mode): nearest keeps the points and their holes
-        return cv2.resize(sparse, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
-
-    def _finish(self, stitched: list[StitchedFrame], window: Window | None = None) -> list[StitchedFrame]:
-        """Update the metric scale from this window's output frames."""
-        stitched = mean_channels(stitched)
-        if window is not None and stitched:
-            here = [s for s in stitched if s.window == window.index]
-            if here:
-                self.scale_source.update(
-                    scale_input(here, [self._records[s.index] for s in here]),
-                    [self._sparse_at(s.index, s.disparity.shape) for s in here],
-                )
-        return stitched
 
     # -- output --------------------------------------------------------------------------------
     def _select(self, stitched: list[StitchedFrame]) -> list[DepthFrame]:
