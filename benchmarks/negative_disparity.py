@@ -4,7 +4,7 @@ A stream's canonical disparity frame is its first window's, whose 0 is not infin
 farther than anything that window saw is aligned below 0. DVD and VDA clamp aligned disparity at 0
 inside the stitching, before the crossfade; the package (outside `inference: reference`) stitches
 the values as they are, converts them to metric depth (`depth_from_disparity`: metric inverse
-depth <= 0 -> +Inf) and clamps only its relative `disparity` output (`vdepth_ros/pipeline.py`).
+depth <= 0 -> +Inf) and clamps only its relative `disparity` output (`vdepth_ros/pipeline_output.py`).
 
 This runs the causal `DepthPipeline` (bundled model, ONNX Runtime, as `vdepth-eval`) on the
 development set only (HoloLens and the held-out renders of `alignment_dev.py`; 7-Scenes, the

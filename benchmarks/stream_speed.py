@@ -263,7 +263,7 @@ class StageClock:
 
 def profile_path(frames: list[np.ndarray], method: str, camera: CameraModel) -> dict[str, float]:
     """One run of the pipeline over `frames`: CPU ms per output frame per stage and in total."""
-    import vdepth_ros.pipeline as pipeline_module
+    import vdepth_ros.pipeline_output as output_module
     import vdepth_ros.pipeline_windows as windows_module
     from vdepth_ros.pipeline import DepthPipeline, FrameInput
 
@@ -283,9 +283,9 @@ def profile_path(frames: list[np.ndarray], method: str, camera: CameraModel) -> 
     originals = {
         (module, name): getattr(module, name)
         for module, name in (
-            (pipeline_module, "upsample"),
+            (output_module, "upsample"),
             (windows_module, "upsample"),
-            (pipeline_module, "depth_from_disparity"),
+            (output_module, "depth_from_disparity"),
         )
     }
     for (module, name), fn in originals.items():

@@ -113,11 +113,11 @@ def stitched(engine: DepthEngine, seq: EvalSequence) -> list[tuple[np.ndarray, n
 
     Every method then upsamples the same stream. Separate pipeline runs per method were not
     comparable: their scores moved by up to 0.001 AbsRel with the runs' order, not the method."""
-    import vdepth_ros.pipeline as pipeline_module
+    import vdepth_ros.pipeline_output as output_module
     import vdepth_ros.pipeline_windows as windows_module
 
     calls: list[tuple[np.ndarray, np.ndarray]] = []
-    real = pipeline_module.upsample
+    real = output_module.upsample
 
     def capture(values: np.ndarray, height: int, width: int, method: str = "", guide: Any = None) -> np.ndarray:
         calls.append((np.array(values, dtype=np.float32), guide))
@@ -126,13 +126,13 @@ def stitched(engine: DepthEngine, seq: EvalSequence) -> list[tuple[np.ndarray, n
     cfg = PipelineConfig(publish="final", cloud_stride=0, output_resolution="input", scale_source="none")
     pipe = DepthPipeline(cfg, engine)
     order: list[int] = []  # frame index of each upsampling call (one per published frame)
-    pipeline_module.upsample = windows_module.upsample = capture  # every place the pipeline upsamples
+    output_module.upsample = windows_module.upsample = capture  # every place the pipeline upsamples
     try:
         for k in range(seq.num_frames):
             order += [f.index for f in pipe.push(FrameInput(rgb=seq.rgb[k], stamp_ns=round(k * 1e9 / seq.fps)))]
         order += [f.index for f in pipe.flush()]
     finally:
-        pipeline_module.upsample = windows_module.upsample = real
+        output_module.upsample = windows_module.upsample = real
     by_index = dict(zip(order, calls, strict=True))
     return [by_index[k] for k in range(seq.num_frames)]
 

@@ -42,6 +42,7 @@ LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "vdepth_ros.pipeline_types",
             "vdepth_ros.pipeline_input",
             "vdepth_ros.pipeline_windows",
+            "vdepth_ros.pipeline_output",
             "vdepth_ros.pipeline_offline",
             "vdepth_ros.config",
             "vdepth_ros.node_params",
