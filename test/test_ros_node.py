@@ -392,6 +392,34 @@ def test_stopping_publishes_the_queued_frames_and_every_frame_the_stream_holds(h
     )
 
 
+@pytest.mark.parametrize("end", ["stop", "restart", "input ended"])
+def test_a_failure_publishing_the_frames_the_stream_held_is_one_error_in_the_node_log(harness: Any, end: str) -> None:
+    """The stream's held frames are published when the input stops (SIGINT, deactivate), when the stream
+    restarts and when the input ends; a failure doing so is one rate-limited error in the node's log.
+    At a stop it used to escape to the worker's last resort instead: printed on stderr only (not on
+    /rosout), as "the depth worker failed between frames ... (logging failed: ...)"."""
+    h = harness(RANGE)
+    for k, rgb in enumerate(frames(5)):  # fewer than a window: all held
+        h.send(rgb, "rgb8", header(k))
+    node = h.node
+    assert node.pipeline.held == 5 and h.errors == []
+
+    def broken(frame: Any, due: float = 0.0) -> bool:
+        raise RuntimeError("publisher gone")
+
+    node.outputs.publish = broken
+    if end == "stop":
+        node.stop_input()
+        node._deactivate(restart_stream=False, join_timeout=30)
+    elif end == "restart":
+        node.processor.restart("camera_info: changed", flush=True)
+    else:
+        node.processor._input_ended("no publisher on /image any more")
+    what = "the old stream" if end == "restart" else "the stream at its end"
+    assert h.errors == [f"flushing {what} failed (RuntimeError: publisher gone)"]
+    assert node.worker is None or node.worker.errors == 0
+
+
 @pytest.mark.parametrize("publish", ["provisional", "final"])
 def test_a_paused_camera_gets_its_held_frames_published_during_the_pause(harness: Any, publish: str) -> None:
     """A camera that pauses (a driver stall, an exposure change) left the frames waiting for the next

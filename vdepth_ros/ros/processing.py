@@ -349,12 +349,7 @@ class FrameProcessor:
         """The input ended while the node runs: publish every frame the stream holds, as at the end of a bag
         (`DepthPipeline.flush`), and start the next stream clean (a bag played again is no time jump)."""
         held = self.pipeline.held
-        try:
-            frames = self.pipeline.flush()
-            self.publish_all(frames)
-        except Exception as err:
-            self.log.error("flush", f"flushing the stream at its end failed ({type(err).__name__}: {err})")
-            frames = []
+        frames = self._publish_held("the stream at its end") or []
         self.pipeline.reset(f"input ended: {why}")
         self.assembler.reset()
         self.flicker.reset()
@@ -373,13 +368,22 @@ class FrameProcessor:
         if not held or self.stop.is_set():
             return
         t0 = time.monotonic()
+        frames = self._publish_held("the stream at its end")
+        if frames is None:
+            return
+        self.ended = (held, len(frames), time.monotonic() - t0)
+
+    def _publish_held(self, stream: str) -> list[Any] | None:
+        """Publish every frame the stream holds (`DepthPipeline.flush`) and return them; None when that
+        failed, which is one rate-limited error, "flushing <stream> failed (...)", whatever failed (the
+        last window, or publishing what came out)."""
         try:
             frames = self.pipeline.flush()
+            self.publish_all(frames)
         except Exception as err:
-            self.log.error("flush", f"flushing the stream at its end failed ({type(err).__name__}: {err})")
-            return
-        self.publish_all(frames)
-        self.ended = (held, len(frames), time.monotonic() - t0)
+            self.log.error("flush", f"flushing {stream} failed ({type(err).__name__}: {err})")
+            return None
+        return frames
 
     # -- restarts ----------------------------------------------------------------------------
     def restart(self, reason: str, *, flush: bool = False, pipeline: bool = True) -> None:
@@ -392,11 +396,8 @@ class FrameProcessor:
         self.flicker.reset()
         if not pipeline:
             return
-        try:
-            if flush:
-                self.publish_all(self.pipeline.flush())
-        except Exception as err:
-            self.log.error("flush", f"flushing the old stream failed ({type(err).__name__}: {err})")
+        if flush:
+            self._publish_held("the old stream")
         self.pipeline.reset(reason)
 
     def new_stream(self) -> None:
