@@ -167,7 +167,7 @@ class _DepthNodeCore(ParameterSide):
 
     def _start(self, start_worker: bool) -> None:
         inputs = self.intake.subscribe()
-        self.processor.stop.clear()
+        self.processor.activate()
         self.watchdog.restart()
         self.status.restart()
         self.worker = SupervisedWorker(

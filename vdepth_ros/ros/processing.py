@@ -128,6 +128,13 @@ class FrameProcessor:
                 f"{self.intake.unmatched_sample_reason(item.stamp_ns)}",
             )
 
+    def activate(self) -> None:
+        """An activation, once its subscriptions exist: frames are processed and published again, and the
+        assembler names the image topic they now come from (resolved at each activation: after a remap,
+        the new one)."""
+        self.stop.clear()
+        self.assembler.image_topic = self.intake.image_topic
+
     # -- one frame ---------------------------------------------------------------------------
     def process(self, item: InputItem) -> None:
         """Assemble one input, run it through the pipeline and publish what comes out; a frame that
@@ -135,7 +142,6 @@ class FrameProcessor:
         sparse, pose = self.intake.sample_for(item, self.stop)
         self._check_sample(item, sparse)
         refused = self.assembler.refused_infos
-        self.assembler.image_topic = self.intake.image_topic  # (resolved at activation: after a remap, the new one)
         try:
             frame = self.assembler.assemble(
                 item.image, item.stamp_ns, item.info, sparse, pose, meta=conv.copy_header(item.image.header)
