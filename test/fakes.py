@@ -186,34 +186,39 @@ def run_offline_cli(
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=cwd)
 
 
-def rvl_encode(samples: np.ndarray) -> bytes:
-    """RVL as its paper and compressed_depth_image_transport specify it, written plainly (one value
-    at a time) to check the vectorised decoder: runs of zeros and of non-zero pixels, each non-zero
-    pixel as the zigzag code of its difference from the previous one, every value in 3-bit groups
-    (low first, bit 3 = more follow), 8 nibbles to a little-endian uint32, the first in its top bits."""
+def rvl_pack(values: list[int]) -> bytes:
+    """RVL's variable-length coding of `values` as its paper and compressed_depth_image_transport write it,
+    plainly: every value in 3-bit groups (low first, bit 3 = more follow), 8 nibbles to a little-endian uint32,
+    the first in its top bits, the last word padded with zero nibbles."""
     nibbles: list[int] = []
-
-    def put(value: int) -> None:
+    for value in values:
         while True:
             group, value = value & 7, value >> 3
             nibbles.append(group | (8 if value else 0))
             if not value:
-                return
+                break
+    nibbles += [0] * (-len(nibbles) % 8)
+    words = [sum(n << (28 - 4 * k) for k, n in enumerate(nibbles[j : j + 8])) for j in range(0, len(nibbles), 8)]
+    return np.array(words, "<u4").tobytes()
 
+
+def rvl_encode(samples: np.ndarray) -> bytes:
+    """RVL as its paper and compressed_depth_image_transport specify it, written plainly (one value
+    at a time) to check the vectorised decoder: runs of zeros and of non-zero pixels, each non-zero
+    pixel as the zigzag code of its difference from the previous one, each value `rvl_pack`ed."""
+    values: list[int] = []
     flat, previous, i = [int(v) for v in samples.ravel()], 0, 0
     while i < len(flat):
         start = i
         while i < len(flat) and flat[i] == 0:
             i += 1
-        put(i - start)
+        values.append(i - start)
         start = i
         while i < len(flat) and flat[i] != 0:
             i += 1
-        put(i - start)
+        values.append(i - start)
         for v in flat[start:i]:
             d = v - previous
-            put(2 * d if d >= 0 else -2 * d - 1)
+            values.append(2 * d if d >= 0 else -2 * d - 1)
             previous = v
-    nibbles += [0] * (-len(nibbles) % 8)
-    words = [sum(n << (28 - 4 * k) for k, n in enumerate(nibbles[j : j + 8])) for j in range(0, len(nibbles), 8)]
-    return np.array(words, "<u4").tobytes()
+    return rvl_pack(values)

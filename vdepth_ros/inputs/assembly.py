@@ -386,8 +386,8 @@ class FrameAssembler:
     def _sample_depth(self, sparse: Any, camera: Any, raw_size: tuple[int, int], view: Any) -> np.ndarray:
         """`sparse`'s depth at the image's geometry (`sparse_depth_input`), made once for all the images that share
         the sample and the geometry: a depth camera slower than the images, or a slop wider than their period,
-        gives one sample to several images, and decoding it is the costly part (an RVL compressedDepth of 640x480:
-        ~40 ms; projecting a 130k-point cloud: ~20 ms). The array is shared, so read-only.
+        gives one sample to several images, and decoding it is the costly part (a noisy RVL compressedDepth of
+        640x480: ~5-8 ms; projecting a 130k-point cloud: ~20 ms). The array is shared, so read-only.
 
         Raises:
             InputError: the sample cannot be used (again for each image, as the first time).
