@@ -234,6 +234,60 @@ def test_nv24_from_gstreamer_with_any_width(width: int) -> None:
         enc.image_array_from_fields("nv24", 6, width, step, data[:-chroma_step])  # a chroma row short
 
 
+def _padded_luma(planes: np.ndarray, height: int, luma_rows: int, chroma_rows: int) -> bytes:
+    """`planes` (`height` rows of luma, then chroma rows) as a hardware decoder lays them out: the luma plane
+    padded to `luma_rows` rows (of junk, as a decoder leaves them), then the chroma plane padded to `chroma_rows`."""
+    junk = np.random.default_rng(0).integers(0, 256, (max(luma_rows, chroma_rows), planes.shape[1]), np.uint8)
+    chroma = planes[height:]
+    return np.vstack(
+        [planes[:height], junk[: luma_rows - height], chroma, junk[: chroma_rows - chroma.shape[0]]]
+    ).tobytes()
+
+
+@pytest.mark.parametrize("encoding", ["nv12", "nv21"])
+def test_nv12_with_a_luma_plane_padded_as_hardware_decoders_send_it(encoding: str) -> None:
+    """Jetson (NvBuffer), Rockchip (MPP) and GStreamer's v4l2 decoders pad the luma plane to a multiple of 16,
+    32 or 64 rows, and the chroma plane starts after it: a 1080p frame's chroma after 1088 rows. Every such frame
+    was refused ("data has N bytes, but step x rows is M"). The padded height is read from the data's size when
+    only one alignment fits it; a size no decoder's layout gives keeps the error."""
+    for h, w, pad in ((1080, 1920, 0), (40, 48, 0), (40, 48, 16), (88, 64, 0)):  # (1080p: a Jetson's 1088 rows)
+        rgb = _smooth_rgb(h, w)
+        planes = _nv(rgb, encoding)
+        if pad:
+            planes = np.hstack([planes, np.zeros((planes.shape[0], pad), np.uint8)])
+        step = w + pad
+        expected = enc.rgb_from_image(enc.image_array_from_fields(encoding, h, w, step, planes.tobytes()), encoding)
+        for align in (16, 32, 64):
+            rows = -(-h // align) * align
+            for chroma_rows in (h // 2, rows // 2):  # the chroma plane of the image's rows, or of the padded ones
+                data = _padded_luma(planes, h, rows, chroma_rows)
+                out = enc.rgb_from_image(enc.image_array_from_fields(encoding, h, w, step, data), encoding)
+                np.testing.assert_array_equal(out, expected, err_msg=f"{h}x{w} {align} {chroma_rows}")
+    for extra_rows in (1, 5, 7):  # more rows than any aligned luma plane gives: refused, naming the layouts
+        data = planes.tobytes() + bytes(extra_rows * step)
+        with pytest.raises(InputError, match=r"data has .* bytes, but step x rows is .*padded to a multiple of 16"):
+            enc.image_array_from_fields(encoding, 88, 64, step, data)
+
+
+def test_nv24_with_a_luma_plane_padded_as_hardware_decoders_send_it() -> None:
+    """nv24 from a decoder that pads its luma plane to 16, 32 or 64 rows: the chroma plane after the padded rows
+    (V4L2's `2 * step` or GStreamer's 4-byte chroma rows); was refused as a frame of another size."""
+    h, w = 40, 42
+    rgb = _smooth_rgb(h, w)
+    for step, chroma_step in ((44, 84), (w, 2 * w)):  # GStreamer's 4-byte aligned planes; unpadded rows
+        data, _ = _nv24(rgb, step - w, chroma_step)
+        expected = enc.rgb_from_image(enc.image_array_from_fields("nv24", h, w, step, data), "nv24")
+        luma = np.frombuffer(data[: h * step], np.uint8).reshape(h, step)
+        padded = np.vstack([luma, np.full((48 - h, step), 77, np.uint8)]).tobytes() + data[h * step :]
+        out = enc.rgb_from_image(enc.image_array_from_fields("nv24", h, w, step, padded), "nv24")
+        np.testing.assert_array_equal(out, expected)  # (40 rows: to 48 for 16-row alignment)
+    # 64 rows of luma and 40 of chroma (42 wide) are as many bytes as 48 and 48: which one is unclear, refused
+    unclear = np.vstack([luma, np.full((64 - h, w), 77, np.uint8)]).tobytes() + data[h * w :]
+    for sent in (unclear, data + bytes(3 * w)):
+        with pytest.raises(InputError, match=r"which is not 40 rows of luma.*padded to a multiple of 16"):
+            enc.image_array_from_fields("nv24", h, w, w, sent)
+
+
 def test_an_opencv_type_without_channel_order_names_the_fix() -> None:
     """cv_bridge's cv2_to_imgmsg(frame) without an encoding publishes "8UC3": which channel is which is
     not said (image_proc refuses it too). The error used to list the encodings only; it names the fix."""

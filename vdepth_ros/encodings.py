@@ -15,6 +15,7 @@ of the samples' type (16UC1's 65535: some drivers mark pixels without a measurem
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -47,7 +48,8 @@ class Encoding:
             packed YUV 4:2:2 ("uyvy", "yuyv"; two bytes per pixel, as `(H, W, 2)`), semi-planar
             YUV 4:2:0 ("nv12", "nv21": a luma plane of `H` rows, then `H / 2` rows of interleaved
             chroma, as `(3H / 2, W)`), semi-planar YUV 4:4:4 ("nv24": a luma plane, then `H` rows of
-            interleaved chroma twice as long, as `(3H, W)`) or a Bayer mosaic named by its top-left 2x2 block
+            interleaved chroma twice as long, as `(3H, W)`; for all three a decoder's luma plane padded to
+            16, 32 or 64 rows is read too: `_padded_luma_rows`) or a Bayer mosaic named by its top-left 2x2 block
             ("bayer_rggb", ...; one sample per pixel).
         height_scaling: rows of data per image row (sensor_msgs' `getHeightScaling`: 1.5 for the
             4:2:0 planes; 3 for nv24's, whose chroma rows are twice as long as its luma's).
@@ -196,13 +198,16 @@ def image_array_from_fields(
     need = step * (height - 1) + row_bytes
     if buf.size < need:
         raise InputError(f"{size} step {step}: data has {buf.size} bytes, needs {need}")
+    planes = _padded_420_planes(buf, height * 2 // 3, width, step) if enc.height_scaling == 1.5 else None
+    if planes is not None:
+        return planes
     if buf.size > step * height:  # more data than rows: the fields are not the image's (cv_bridge refuses it too)
         rows = f"{buf.size / step:g}"
         raise InputError(
             f"{size} step {step}: data has {buf.size} bytes, but step x rows is {step * height}: the data holds "
             f"{rows} rows of {step} bytes, so its height, width or step are not the image's (a publisher that "
             "resized or reconfigured the image without updating them?); set them from the frame it sends "
-            "(cv_bridge's cv2_to_imgmsg does)"
+            "(cv_bridge's cv2_to_imgmsg does)" + (_PADDED_LUMA_HINT if enc.height_scaling != 1.0 else "")
         )
     dtype = enc.dtype.newbyteorder(">" if is_bigendian else "<")
     if step == row_bytes:
@@ -217,36 +222,90 @@ def image_array_from_fields(
     return arr
 
 
-def _nv24_chroma_step(size: int, height: int, width: int, step: int) -> int | None:
-    """The bytes from one chroma row of an nv24 image to the next, from its data's `size`, or None when no
-    layout fits: `step` gives only the luma rows'. V4L2 makes them `2 * step` (the last one's padding may be left
-    out); GStreamer pads each plane on its own to 4 bytes (`GST_ROUND_UP_4(2 * width)`), which is less than
-    `2 * step` for a width of 1 or 2 mod 4 (642: luma rows of 644 bytes, chroma rows of 1284, not 1288)."""
-    chroma = size - height * step  # the chroma plane's bytes
-    if chroma > 2 * step * height:
+#: Row counts a hardware decoder pads a semi-planar frame's luma plane to (Jetson's NvBuffer, Rockchip's MPP,
+#: GStreamer's v4l2 decoders): the chroma plane of a 1080-row frame starts after 1088 rows of luma.
+_LUMA_ROW_ALIGNMENTS = (16, 32, 64)
+
+_PADDED_LUMA_HINT = (
+    " (a luma plane padded to a multiple of 16, 32 or 64 rows, as hardware decoders lay it out, is read when the "
+    "data's size says which; this size fits no such layout, or more than one)"
+)
+
+
+def _fits_rows(size: int, rows: int, step: int, width: int) -> bool:
+    """Whether `size` bytes are `rows` rows of `step` bytes (the last one's padding may be left out)."""
+    return rows > 0 and step * (rows - 1) + width <= size <= step * rows
+
+
+def _padded_luma_rows(size: int, height: int, step: int, chroma_fits: Callable[[int, int], bool]) -> int | None:
+    """The rows of a semi-planar image's luma plane when a decoder padded it, from the data's `size`: the one
+    `height` rounded up to a multiple of `_LUMA_ROW_ALIGNMENTS` (more rows than `height`) after which the rest
+    of the data is a chroma plane (`chroma_fits(bytes, padded_rows)`: of the image's rows or of the padded
+    ones), or None when no such height, or several, fit."""
+    fits = {rows for a in _LUMA_ROW_ALIGNMENTS if (rows := -(-height // a) * a) > height}
+    fits = {rows for rows in fits if chroma_fits(size - rows * step, rows)}
+    return fits.pop() if len(fits) == 1 else None
+
+
+def _padded_420_planes(buf: np.ndarray, height: int, width: int, step: int) -> np.ndarray | None:
+    """The `(3H / 2, W)` planes of an nv12 / nv21 image whose data is longer than its rows because a decoder
+    padded its luma plane (`_padded_luma_rows`: the chroma plane of the image's rows or the padded ones starts
+    after it), or None when the data is not so laid out."""
+    if buf.size <= step * height * 3 // 2:
         return None
-    if chroma >= 2 * step * (height - 1) + 2 * width:
+
+    def chroma_fits(chroma: int, rows: int) -> bool:
+        return _fits_rows(chroma, height // 2, step, width) or _fits_rows(chroma, rows // 2, step, width)
+
+    luma_rows = _padded_luma_rows(buf.size, height, step, chroma_fits)
+    if luma_rows is None:
+        return None
+    luma = np.lib.stride_tricks.as_strided(buf, shape=(height, width), strides=(step, 1))
+    chroma = np.lib.stride_tricks.as_strided(buf[luma_rows * step :], shape=(height // 2, width), strides=(step, 1))
+    return np.vstack([luma, chroma])
+
+
+def _nv24_chroma_step(chroma: int, rows: int, width: int, step: int) -> int | None:
+    """The bytes from one chroma row of an nv24 image to the next, from the chroma plane's size in bytes
+    (`chroma`, `rows` rows), or None when no layout fits: `step` gives only the luma rows'. V4L2 makes them
+    `2 * step` (the last one's padding may be left out); GStreamer pads each plane on its own to 4 bytes
+    (`GST_ROUND_UP_4(2 * width)`), which is less than `2 * step` for a width of 1 or 2 mod 4 (642: luma rows
+    of 644 bytes, chroma rows of 1284, not 1288)."""
+    if chroma > 2 * step * rows:
+        return None
+    if chroma >= 2 * step * (rows - 1) + 2 * width:
         return 2 * step
-    for rows, tail in ((height, 0), (height - 1, 2 * width)):  # all rows padded, or all but the last
-        if rows and (chroma - tail) % rows == 0 and (chroma - tail) // rows >= 2 * width:
-            return (chroma - tail) // rows
+    for full, tail in ((rows, 0), (rows - 1, 2 * width)):  # all rows padded, or all but the last
+        if full and (chroma - tail) % full == 0 and (chroma - tail) // full >= 2 * width:
+            return (chroma - tail) // full
     return None
 
 
 def _nv24_rows(buf: np.ndarray, height: int, width: int, step: int, size: str) -> np.ndarray:
     """The `(3H, W)` bytes of an nv24 image: its luma rows (`step` apart), then its chroma rows (`2 * width`
-    bytes of U V pairs, as far apart as the data's size says: `_nv24_chroma_step`), each as two rows of `width`."""
-    chroma_step = _nv24_chroma_step(buf.size, height, width, step)
+    bytes of U V pairs, as far apart as the data's size says: `_nv24_chroma_step`), each as two rows of `width`;
+    the chroma plane after `height` luma rows, or after a decoder's padded plane (`_padded_luma_rows`)."""
+    luma_rows, chroma_step = height, _nv24_chroma_step(buf.size - height * step, height, width, step)
+    if chroma_step is None and buf.size > 3 * height * step:  # a hardware decoder's luma plane padded?
+
+        def chroma_steps(chroma: int, rows: int) -> set[int]:  # (a plane of the image's rows or the padded ones)
+            return {_nv24_chroma_step(chroma, n, width, step) for n in (height, rows)} - {None}
+
+        padded = _padded_luma_rows(buf.size, height, step, lambda chroma, rows: len(chroma_steps(chroma, rows)) == 1)
+        if padded is not None:
+            luma_rows, chroma_step = padded, chroma_steps(buf.size - padded * step, padded).pop()
     if chroma_step is None:
         raise InputError(
             f"{size} step {step}: data has {buf.size} bytes, which is not {height} rows of luma ({step} bytes "
             f"each) and {height} rows of U V pairs ({2 * width} bytes or more each, as V4L2's {2 * step} or "
-            "GStreamer's 4-byte aligned rows): its height, width or step are not the image's"
+            f"GStreamer's 4-byte aligned rows): its height, width or step are not the image's{_PADDED_LUMA_HINT}"
         )
-    if step == width and chroma_step == 2 * width:  # unpadded: the bytes as they are
+    if step == width and chroma_step == 2 * width and luma_rows == height:  # unpadded: the bytes as they are
         return buf[: 3 * height * width].reshape(3 * height, width)
     luma = np.lib.stride_tricks.as_strided(buf, shape=(height, width), strides=(step, 1))
-    chroma = np.lib.stride_tricks.as_strided(buf[height * step :], shape=(height, 2 * width), strides=(chroma_step, 1))
+    chroma = np.lib.stride_tricks.as_strided(
+        buf[luma_rows * step :], shape=(height, 2 * width), strides=(chroma_step, 1)
+    )
     return np.vstack([luma, chroma.reshape(2 * height, width)])
 
 
