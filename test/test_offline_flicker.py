@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fakes import LuminanceEngine
+from fakes import LuminanceEngine, rvl_encode, rvl_pack
 from test_consistency import T, panning
 
 from vdepth_ros.offline import flicker
@@ -190,3 +190,64 @@ def test_several_depth_outputs_are_an_error_naming_them_and_the_option(
     assert flicker.main([str(tmp_path / "front"), str(tmp_path / "rear"), str(src)]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert "/front/depth, /rear/depth" in line and "--depth-topic" in line, line
+
+
+def _compressed_depth_recording(path: Path, depth_size: dict[int, tuple[int, int]]) -> Path:
+    """Colour images of a panning camera with its depth as a depth camera's compressedDepth rvl stream; frame `k`
+    of `depth_size` claims that `(width, height)` instead: a corrupt header, or a bag of a far larger camera (a
+    run of zeros of any length is a few bytes of RVL)."""
+    import struct
+
+    from rosbags.rosbag2 import Writer
+    from rosbags.typesys import get_typestore
+
+    from vdepth_ros.offline.bag_types import COMPRESSED, STORAGES, TYPESTORES
+    from vdepth_ros.offline.synth import _image_raw
+
+    ts = get_typestore(TYPESTORES["kilted"])
+    rgb, depth = panning()
+    with Writer(path, version=9, storage_plugin=STORAGES["mcap"]) as w:
+        image = w.add_connection("/image", "sensor_msgs/msg/Image", typestore=ts)
+        depth_conn = w.add_connection("/cam/depth/compressedDepth", COMPRESSED, typestore=ts)
+        for k in range(T):
+            t = START + k * 33_000_000
+            stamp = ts.types["builtin_interfaces/msg/Time"](sec=t // 10**9, nanosec=t % 10**9)
+            header = ts.types["std_msgs/msg/Header"](stamp=stamp, frame_id="cam")
+            w.write(image, t, _image_raw(ts, rgb[k], "rgb8", header, k))
+            mm = np.round(depth[k] * 1000).astype(np.uint16)
+            width, height = depth_size.get(k, (mm.shape[1], mm.shape[0]))
+            coded = rvl_encode(mm) if (width, height) == mm.shape[::-1] else rvl_pack([width * height, 0])
+            data = struct.pack("<iff", 0, 0.0, 0.0) + struct.pack("<II", width, height) + coded
+            msg = ts.types[COMPRESSED](
+                header=header, format="16UC1; compressedDepth rvl", data=np.frombuffer(data, np.uint8)
+            )
+            w.write(depth_conn, t, ts.serialize_cdr(msg, COMPRESSED))
+    return path
+
+
+def test_a_huge_or_corrupt_depth_message_is_refused_before_decoding(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A depth camera's compressedDepth in a bag, one message claiming 17 MP (a corrupt header; a few bytes of RVL or
+    a 200 KB PNG of zeros can claim 100 MP and more, ~1 GB decoded, and 32 of them are held waiting for their
+    colour image): vdepth-flicker decoded whatever a message claimed (no max_input_pixels as the node and vdepth-bag
+    have) and counted the frame as measured. Now it is refused before decoding, naming the size and the option; a
+    colour image above the limit is skipped with one warning, as the node drops it."""
+    bag = _compressed_depth_recording(tmp_path / "rec", {3: (4200, 4100)})
+    args = [str(bag), "--image-topic", "/image", "--depth-topic", "/cam/depth/compressedDepth"]
+    assert flicker.main(args) == 2
+    err = capsys.readouterr().err
+    assert "depth topic '/cam/depth/compressedDepth': a depth image 4200x4100 (17.2 MP) is larger than" in err
+    assert "raise --max-input-pixels" in err
+    (r,) = flicker.measure_flicker([bag], "/image", ["/cam/depth/compressedDepth"], max_input_pixels=0)  # no limit
+    assert r.frames == T  # (read; the pairs with the all-zero frame, no depth, measure nothing)
+    assert flicker.main([*args, "--max-input-pixels", str(4200 * 4100)]) == 0
+    capsys.readouterr()
+    # the colour images over the limit: skipped (their depth unmatched), told once
+    rgb, depth = panning()
+    small = tmp_path / "small"  # depth at half the colour's size, within the limit
+    write_image_bag(small, list(rgb), start_ns=START, sparse_depth=list(depth[:, ::2, ::2]), sparse_depth_topic="/d")
+    with caplog.at_level("WARNING"):
+        (r,) = flicker.measure_flicker([small], "/image", ["/d"], max_input_pixels=depth[0, ::2, ::2].size)
+    assert (r.frames, r.unmatched) == (0, T)
+    assert caplog.text.count("an image 128x96 (0.0 MP) is larger than --max-input-pixels") == 1

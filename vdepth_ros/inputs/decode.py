@@ -91,13 +91,20 @@ def image_size(msg: Any) -> tuple[int, int] | None:
     return compressed_size(msg.data)
 
 
-def check_input_size(msg: Any, max_pixels: int, what: str = "image", outcome: str = "the frame is dropped") -> None:
+def check_input_size(
+    msg: Any,
+    max_pixels: int,
+    what: str = "image",
+    outcome: str = "the frame is dropped",
+    setting: str = "max_input_pixels",
+) -> None:
     """Refuse an image larger than `max_pixels` (0: no limit) before it is decoded.
 
     Args:
         msg: the image message.
         max_pixels: the limit (`max_input_pixels`).
         what, outcome: what the message is and what happens to it, for the error ("depth image", "it is not used").
+        setting: how the user sets the limit, named in the error (a tool's "--max-input-pixels").
 
     Raises:
         InputError: naming the size, the limit and the parameter.
@@ -107,8 +114,8 @@ def check_input_size(msg: Any, max_pixels: int, what: str = "image", outcome: st
     size = image_size(msg)
     if size is not None and size[0] * size[1] > max_pixels:
         raise InputError(
-            f"{what} {size[0]}x{size[1]} ({size[0] * size[1] / 1e6:.1f} MP) is larger than max_input_pixels "
-            f"= {max_pixels} ({max_pixels / 1e6:.1f} MP); {outcome} (raise max_input_pixels if the camera really "
+            f"{what} {size[0]}x{size[1]} ({size[0] * size[1] / 1e6:.1f} MP) is larger than {setting} "
+            f"= {max_pixels} ({max_pixels / 1e6:.1f} MP); {outcome} (raise {setting} if the camera really "
             "is this large)"
         )
 

@@ -253,7 +253,14 @@ def process_bag(
                 "flicker: not measured (the run was interrupted)"
                 if summary.interrupted is not None
                 else flicker_note(
-                    output_path, input_path, source.image_topic, topics, counts, typestore, log_time_stamps
+                    output_path,
+                    input_path,
+                    source.image_topic,
+                    topics,
+                    counts,
+                    typestore,
+                    log_time_stamps,
+                    ros_param_values(params)["max_input_pixels"],
                 )
             )
         except KeyboardInterrupt:

@@ -100,8 +100,10 @@ def flicker_note(
     counts: dict[str, int],
     typestore: str,
     log_time_stamps: bool = False,
+    max_input_pixels: int = 0,
 ) -> str:
-    """`vdepth-flicker` on the finished output bag, read together with its input, as one note."""
+    """`vdepth-flicker` on the finished output bag, read together with its input, as one note (images above the
+    run's `max_input_pixels`, which it dropped, are skipped there too)."""
     from vdepth_ros.offline.flicker import measure_flicker
 
     depth = topics.outputs.depth
@@ -114,6 +116,7 @@ def flicker_note(
         pose_topic=topics.camera_pose,  # TAE's intrinsics: the written <depth>/camera_info, found by name
         typestore=typestore,
         log_time_stamps=log_time_stamps,  # the outputs carry the receive times of their images then
+        max_input_pixels=max_input_pixels,
     )
     d = r.to_dict()
     if d["flow_warping_error"] is None:

@@ -32,7 +32,8 @@ import numpy as np
 from vdepth_ros.camera_info import camera_from_info
 from vdepth_ros.consistency import FlowWarpingError, pair_tae
 from vdepth_ros.errors import InputError, VdepthError
-from vdepth_ros.inputs.decode import SampleBitDepth
+from vdepth_ros.inputs.assembly import DEFAULT_MAX_INPUT_PIXELS
+from vdepth_ros.inputs.decode import SampleBitDepth, check_input_size
 from vdepth_ros.inputs.sync import stamp_to_ns
 from vdepth_ros.offline.bag_messages import (
     decode_color_msg,
@@ -53,6 +54,7 @@ PROG = "vdepth-flicker"
 #: The narrowest flow image `--max-width` may ask for (OpenCV's DIS flow needs 12 pixels; some margin).
 MIN_FLOW_WIDTH = 16
 _HELD = 32  # unmatched images / depth images kept per stream (stamps already passed are dropped)
+SETTING = "--max-input-pixels"  # (the node's max_input_pixels)
 
 
 @dataclass
@@ -226,6 +228,7 @@ def measure_flicker(
     pose_topic: str | None = None,
     camera_info_topic: str | None = None,
     log_time_stamps: bool = False,
+    max_input_pixels: int = DEFAULT_MAX_INPUT_PIXELS,
 ) -> list[TopicFlicker]:
     """The flow warping error of each depth topic against `image_topic` (module docstring).
 
@@ -240,8 +243,14 @@ def measure_flicker(
     `/depth`, else their only depth image topic not named `*disparity` (`default_topics`; a
     `vdepth-bag --namespace` output read with a recording of the robot's camera topics).
 
+    `max_input_pixels` (0: no limit; the node's default): a larger image is not decoded (a corrupt
+    compressedDepth header, or a few hundred bytes of PNG or RVL, can claim 100 MP and more): a colour image is
+    skipped, like a malformed one (its depth goes unmatched; a warning says so once), a depth image stops the
+    measurement with an error naming the size and the limit, as an undecodable one does.
+
     Raises:
-        FileNotFoundError, BagReadError, MissingTopicError, UnsupportedEncodingError.
+        FileNotFoundError, BagReadError, MissingTopicError, UnsupportedEncodingError (also: a depth image
+        above `max_input_pixels`).
     """
     # 1. Check the arguments and the bags' topics.
     paths = _each_bag_once([Path(p) for p in paths])
@@ -266,15 +275,16 @@ def measure_flicker(
         # 3. Stream the bag: match each depth image to the colour image nearest in stamp.
         images: OrderedDict[int, np.ndarray] = OrderedDict()
         bit_depth = SampleBitDepth()  # a 12-bit camera's mono16 read as the node reads it (auto)
+        too_large = _TooLarge(max_input_pixels)
         wanted = [c for c in reader.connections if c.topic == image_topic or c.topic in chains]
         for conn, t, raw in guarded_messages(reader, wanted, paths[0]):
             msg = _deserialize(reader, raw, conn)
             if log_time_stamps:
                 restamp(msg, t)
             if conn.topic == image_topic:
-                _add_image(images, chains, msg, conn.msgtype, image_topic, slop_ns, bit_depth)
+                _add_image(images, chains, msg, conn.msgtype, image_topic, slop_ns, bit_depth, too_large)
             else:
-                _add_depth(images, chains[conn.topic], msg, conn.topic, slop_ns)
+                _add_depth(images, chains[conn.topic], msg, conn.topic, slop_ns, too_large)
         # 4. Depth images still waiting for a colour image are unmatched.
         for chain in chains.values():
             chain.result.unmatched += len(chain.pending)
@@ -349,6 +359,31 @@ def _deserialize(reader: Any, raw: bytes, conn: Any) -> Any:
         raise BagReadError(f"cannot deserialize a {conn.msgtype} message on {conn.topic} ({err})") from err
 
 
+class _TooLarge:
+    """`max_input_pixels` before decoding (`inputs.decode.check_input_size`, as the node and vdepth-bag check it):
+    a colour image above it is skipped with one warning, a depth image above it is an error."""
+
+    def __init__(self, max_pixels: int) -> None:
+        self.max_pixels = int(max_pixels)
+        self.skipped = 0
+
+    def skip_image(self, msg: Any, topic: str) -> bool:
+        try:
+            check_input_size(msg, self.max_pixels, f"topic {topic!r}: an image", "it is skipped", SETTING)
+        except InputError as err:
+            self.skipped += 1
+            if self.skipped == 1:
+                log.warning("%s; its depth goes unmatched (told once)", err)
+            return True
+        return False
+
+    def check_depth(self, msg: Any, label: str) -> None:
+        try:
+            check_input_size(msg, self.max_pixels, f"{label}: a depth image", "the measurement stops", SETTING)
+        except InputError as err:
+            raise UnsupportedEncodingError(str(err)) from None
+
+
 def _add_image(
     images: OrderedDict[int, np.ndarray],
     chains: dict[str, _Chain],
@@ -357,9 +392,12 @@ def _add_image(
     image_topic: str,
     slop_ns: int,
     bit_depth: SampleBitDepth,
+    too_large: _TooLarge,
 ) -> None:
     """Hold a colour image (the last `_HELD`) and pair it with the depth images that arrived before it."""
     stamp = stamp_to_ns(msg.header.stamp)
+    if too_large.skip_image(msg, image_topic):
+        return  # its depth goes unmatched
     try:
         images[stamp] = decode_color_msg(msg, msgtype, image_topic, bit_depth)
     except UnsupportedEncodingError:
@@ -373,10 +411,14 @@ def _add_image(
             chain.add(ds, images[stamp], chain.pending.pop(ds))
 
 
-def _add_depth(images: OrderedDict[int, np.ndarray], chain: _Chain, msg: Any, topic: str, slop_ns: int) -> None:
+def _add_depth(
+    images: OrderedDict[int, np.ndarray], chain: _Chain, msg: Any, topic: str, slop_ns: int, too_large: _TooLarge
+) -> None:
     """Pair a depth image with its colour image, or hold it (the last `_HELD`) until that arrives."""
     stamp = stamp_to_ns(msg.header.stamp)
-    depth = decode_depth_msg(msg, f"depth topic {topic!r}")
+    label = f"depth topic {topic!r}"
+    too_large.check_depth(msg, label)
+    depth = decode_depth_msg(msg, label)
     key = nearest_stamp(images, stamp, slop_ns)
     if key is not None:
         chain.add(stamp, images[key], depth)
@@ -443,6 +485,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="pair by the bags' receive times, not the header stamps (vdepth-bag --log-time-stamps output)",
     )
+    p.add_argument(
+        "--max-input-pixels",
+        type=int,
+        default=DEFAULT_MAX_INPUT_PIXELS,
+        help=f"larger images (width x height) are not decoded: a colour image is skipped, a depth image is an "
+        f"error (a corrupt or tiny compressed message can claim 100 MP and more); 0 = no limit (default "
+        f"{DEFAULT_MAX_INPUT_PIXELS}, the node's max_input_pixels)",
+    )
     p.add_argument("--typestore", choices=sorted(TYPESTORES), default="kilted")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -467,6 +517,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 log_time_stamps=args.log_time_stamps,
                 pose_topic=args.pose_topic,
                 camera_info_topic=args.camera_info_topic,
+                max_input_pixels=args.max_input_pixels,
             )
         if not any(r.pairs for r in results):
             raise BagReadError(
