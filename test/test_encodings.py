@@ -459,6 +459,9 @@ def test_rvl_decodes_noisy_frames_with_holes_and_every_value_size() -> None:
     for zeros in (2**21 + 3, 2**24 + 5):
         out = enc.rvl_decode(rvl_pack([zeros, 2, 2 * 700, 2 * 100, 0, 0]), zeros + 2)
         assert out.size == zeros + 2 and not out[:zeros].any() and out[zeros:].tolist() == [700, 800]
+    # runs another encoder may write: none of non-zero pixels, then none of zeros (5 zeros, then 3 values)
+    out = enc.rvl_decode(rvl_pack([5, 0, 0, 3, 2 * 9, 2 * 1, 1, 0, 0]), 8)
+    assert out.tolist() == [0, 0, 0, 0, 0, 9, 10, 9]
     with pytest.raises(InputError, match="corrupt RVL data"):  # a value of 17 nibbles: no count or difference
         enc.rvl_decode(rvl_pack([2**51, 1, 2]), 10)
 

@@ -580,8 +580,9 @@ def rvl_decode(data: bytes | bytearray | memoryview, num_pixels: int) -> np.ndar
     The stream alternates a count of zero pixels, a count of non-zero ones and, for each non-zero
     pixel, its difference from the previous non-zero pixel (zigzag-coded: 2d for d >= 0, -2d - 1
     below; the first is taken from 0). Everything per nibble, value or pixel is numpy; only finding the
-    runs' heads steps in Python, once per run (each head's count of non-zero pixels gives the next head):
-    ~0.1 us a run, ~1.5 ms of a noisy 640x480 frame's ~5 ms (14k runs; `benchmarks/rvl_decode.py`).
+    runs' heads steps in Python, once per run (each head's count of non-zero pixels gives the next head), ~70 ns
+    a run: ~1 ms of a 640x480 frame with 5 % speckle holes (14k runs), ~5 ms with 40 % (71k runs), of 5-11 ms
+    in all (`benchmarks/rvl_decode.py`, docs/performance.md).
 
     Raises:
         InputError: a stream that ends before `num_pixels`, or runs that add up to more.
@@ -590,18 +591,24 @@ def rvl_decode(data: bytes | bytearray | memoryview, num_pixels: int) -> np.ndar
         raise InputError(f"an RVL image of {num_pixels} pixels (corrupt size in its header)")
     values = _rvl_values(bytes(data))
     n = len(values)
-    # the runs' heads (a count of zeros, then of non-zero pixels and their values): a trailing head
-    # with no count of non-zero pixels after it (a stream that ends in zeros) counts 0 of them
-    counts, heads, i = memoryview(values), [], 0
-    while i < n - 1:
-        heads.append(i)
-        i += 2 + counts[i + 1]
-    if i == n - 1:
-        heads.append(i)
+    # the runs' heads (a count of zeros, then of non-zero pixels and their values), each from the one before,
+    # as bare a Python step as can be (~70 ns): a trailing head with no count of non-zero pixels after it (a
+    # stream that ends in zeros) counts 0 of them
+    after = np.arange(2, n + 1, dtype=np.int64)  # the head after one at i: i + 2 + its count of non-zero pixels
+    after += values[1:].astype(np.int64)  # (uint64 values: at most 48 bits)
+    following, heads, i = memoryview(after), [], 0
+    add = heads.append
+    try:
+        while True:
+            add(i)
+            i = following[i]
+    except IndexError:  # past the last value: a head at n - 1 is the trailing one, one past n - 1 no head
+        if heads[-1] >= n:
+            heads.pop()
     head = np.array(heads, np.int64)
     zeros = np.minimum(values[head], num_pixels + 1).astype(np.int64)  # (a corrupt count cannot overflow the sums)
     nonzeros = np.minimum(values[np.minimum(head + 1, n - 1)], num_pixels + 1).astype(np.int64)
-    if i == n - 1:
+    if len(heads) and heads[-1] == n - 1:
         nonzeros[-1] = 0
     ends = np.cumsum(zeros + nonzeros)  # pixels done after each run
     last = int(np.searchsorted(ends, num_pixels))  # the run that reaches num_pixels
@@ -621,10 +628,13 @@ def rvl_decode(data: bytes | bytearray | memoryview, num_pixels: int) -> np.ndar
     is_pixel[head[: last + 1]] = is_pixel[head[: last + 1] + 1] = False
     coded = values[:stop][is_pixel]
     deltas = ((coded >> 1) ^ -(coded & 1)).astype(np.uint16)  # (mod 2^16, as the sums below)
-    runs = np.empty(2 * (last + 1), np.int64)
-    runs[0::2], runs[1::2] = zeros[: last + 1], nonzeros[: last + 1]
+    # the non-zero pixels: +1 where each run of them starts, -1 where it ends, summed along the image
+    some = nonzeros[: last + 1] > 0  # (another encoder may write runs of none: their starts could repeat)
+    edges = np.zeros(num_pixels + 1, np.int8)
+    edges[(ends[: last + 1] - nonzeros[: last + 1])[some]] += 1
+    edges[ends[: last + 1][some]] -= 1  # (after the +1s: where one run ends as the next starts, nets 0)
     out = np.zeros(num_pixels, np.uint16)
-    out[np.repeat(np.tile(np.array([False, True]), last + 1), runs)] = np.cumsum(deltas, dtype=np.uint16)
+    out[np.cumsum(edges[:-1], dtype=np.int8).view(bool)] = np.cumsum(deltas, dtype=np.uint16)
     return out
 
 
