@@ -7,6 +7,7 @@ namespace matched by the params file's `/**:` wildcard, and must publish at leas
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import signal
@@ -1611,14 +1612,18 @@ def test_a_camera_changing_resolution_never_gets_stretched_intrinsics(tmp_path: 
         assert "the last good one does not fit this image either" in out and "the last good one is used" not in out
 
 
-def _nv12(rgb: np.ndarray, header: Header) -> Image:
-    """An nv12 Image of `rgb` (a camera ISP's format), rows padded to a multiple of 64 bytes."""
+def _nv12(rgb: np.ndarray, header: Header, luma_rows_to: int = 0) -> Image:
+    """An nv12 Image of `rgb` (a camera ISP's format), rows padded to a multiple of 64 bytes; `luma_rows_to`: the
+    luma plane padded to a multiple of that many rows, the chroma plane after it (a Jetson's hardware decoder)."""
     import cv2
 
     h, w = rgb.shape[:2]
     i420 = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2YUV_I420)
     u, v = i420[h : h + h // 4].reshape(h // 2, w // 2), i420[h + h // 4 :].reshape(h // 2, w // 2)
-    planes = np.vstack([i420[:h], np.stack([u, v], axis=-1).reshape(h // 2, w)])
+    luma = i420[:h]
+    if luma_rows_to:
+        luma = np.vstack([luma, np.full((-h % luma_rows_to, w), 16, np.uint8)])
+    planes = np.vstack([luma, np.stack([u, v], axis=-1).reshape(h // 2, w)])
     step = -(-w // 64) * 64
     data = np.zeros((planes.shape[0], step), np.uint8)
     data[:, :w] = planes
@@ -1636,15 +1641,21 @@ def _cv2_to_imgmsg_passthrough(rgb: np.ndarray, header: Header) -> Image:
 
 def test_a_camera_publishing_nv12_gives_depth_and_an_opencv_frame_is_named(tmp_path: Path) -> None:
     """An ISP camera (Jetson, Raspberry Pi) or a GStreamer bridge publishing nv12 got every frame refused
-    as an unsupported encoding; it now gives depth and clouds. A frame published by cv2_to_imgmsg(frame)
+    as an unsupported encoding; it now gives depth and clouds. Every second frame comes as a Jetson's hardware
+    decoder lays it out (luma plane padded to 16 rows: 120 -> 128, the chroma after it), which was refused
+    ("data has N bytes, but step x rows is M"). A frame published by cv2_to_imgmsg(frame)
     without an encoding ("8UC3": no channel order) is still refused, with one error naming the fix."""
     depths: list[Image] = []
+    sent = itertools.count()
+
+    def nv12(rgb: np.ndarray, header: Header) -> Image:
+        return _nv12(rgb, header, 16 if next(sent) % 2 else 0)
 
     def feed(peer: Node, ex: SingleThreadedExecutor) -> None:
         peer.create_subscription(Image, "/depth", depths.append, qos_profile("reliable", 50))
         stamps = [1_000_000_000 + k * 50_000_000 for k in range(30)]
         info = CameraInfo(**{**_fields(CAMERA_INFO)})
-        _camera_stream([(s, 160, 120, info) for s in stamps[:12]], lambda: len(depths) >= 6, _nv12)(peer, ex)
+        _camera_stream([(s, 160, 120, info) for s in stamps[:12]], lambda: len(depths) >= 6, nv12)(peer, ex)
         later = [(s, 160, 120, info) for s in stamps[12:]]
         _camera_stream(later, image=_cv2_to_imgmsg_passthrough)(peer, ex)
 
@@ -1657,7 +1668,7 @@ def test_a_camera_publishing_nv12_gives_depth_and_an_opencv_frame_is_named(tmp_p
         done=lambda got: True,
     )
     assert len(depths) >= 6 and (depths[0].height, depths[0].width) == (120, 160), out
-    assert "unsupported image encoding 'nv12'" not in out, out
+    assert "unsupported image encoding 'nv12'" not in out and "step x rows" not in out, out
     refused = [line for line in out.splitlines() if "'8UC3'" in line]
     assert len(refused) == 1 and "[ERROR]" in refused[0] and "cv2_to_imgmsg(frame, 'bgr8')" in refused[0], out
 
