@@ -178,7 +178,8 @@ def image_array_from_fields(
 
     Raises:
         InputError: unknown encoding, non-positive size, `step` too small, or a buffer shorter or longer
-            than `step` x rows (fields that do not describe the data).
+            than `step` x rows (fields that do not describe the data; a semi-planar image may be longer by
+            a decoder's padded luma rows, when its size says how many: `_padded_luma_rows`).
     """
     enc = get_encoding(encoding)
     height, width, step = int(height), int(width), int(step)
