@@ -851,3 +851,19 @@ def test_a_topic_slow_to_publish_is_named_before_anything_is_dropped(
     slow = [w for w in h.log.warnings if "publishing /" in w]
     assert all(w.startswith("publishing /points takes") for w in slow), slow
     assert "stopped process" in slow[0] and "fastdds_large_images.xml" in slow[0], slow[0]
+
+
+def test_a_slow_replay_taken_by_a_busy_executor_is_measured_by_when_its_images_arrived(harness: Any) -> None:
+    """A recording replayed at 0.2x (images 0.33 s apart, stamped 0.067 s apart) while the node's executor
+    was busy elsewhere (a loaded machine): it took the queued images back to back, and by its callbacks'
+    clock the replay ran in real time, so the pause rule restarted the stream between the slow frames
+    (seen once in the deployed replay test under load). The arrival is rmw's reception time now."""
+    h = harness(RANGE)
+    node, rgbs = h.node, frames(5)
+    for k in range(5):  # published while nothing spins: the images wait in the subscription (depth 5)
+        h.pub_image.publish(conv.image_msg(rgbs[k], "rgb8", Header(stamp=conv.ns_to_stamp(stamp(k, 10**9)))))
+        time.sleep(1 / 3)
+    assert h.spin_until(lambda: node.intake.rate.total == 5)
+    # 0.33 s of arrival per 0.067 s of stamps: 5x (before: 1, the callbacks' back-to-back clock)
+    assert 4.0 < node.intake.pauses.stretch < 6.0, node.intake.pauses.stretch
+    assert 4.0 < node.intake.arrival_speed.stretch < 6.0, node.intake.arrival_speed.stretch

@@ -59,6 +59,18 @@ REPLAY_STRETCH_NOTED = 1.5
 ENDED_CHECK_S = 0.5
 
 
+def _queued_ns(info: MessageInfo | None) -> int:
+    """How long an image waited in its subscription before its callback ran (rmw's reception time; 0 where
+    the middleware gives none). Its arrival is when DDS received it: an executor busy elsewhere (a loaded
+    machine) takes several at once, and on the callback's clock a replay at 0.2x looked like real time
+    (the pause rule then restarted the stream between its frames) and a steady camera like bursts."""
+    received = info.get("received_timestamp") if info else None
+    if not received:
+        return 0
+    age = time.time_ns() - int(received)
+    return age if 0 <= age < 10_000_000_000 else 0  # (another clock's value, or none: no correction)
+
+
 def image_camera_info_topic(image_topic: str) -> str:
     """The camera_info topic of an image topic by image_transport's convention (`getCameraInfoTopic`):
     `camera_info` in the namespace of the image's base topic (`/cam/color/image_raw` and its
@@ -372,6 +384,9 @@ class InputSide:
 
     def _take_image(self, msg: Image | CompressedImage, info: MessageInfo | None) -> None:
         stamp, now = conv.stamp_to_ns(msg.header.stamp), time.monotonic_ns()
+        # the replay speed and pauses by when DDS received it (the samples' rule keeps the callbacks' clock,
+        # which the samples' arrivals are noted on)
+        queued = _queued_ns(info)
         self.rate.tick()
         if self.rate.total == 1 and self.on_first_image is not None:
             self.on_first_image()
@@ -380,8 +395,10 @@ class InputSide:
             self.skipped += 1
             self._paused = True  # the stream restarts by its own gap rule when output is wanted again
             return
-        self.pauses.note(self._node.get_clock().now().nanoseconds, stamp)
-        self.arrival_speed.note(now, stamp)
+        clock = self._node.get_clock()
+        sim_time = getattr(clock, "ros_time_is_active", False)  # (/clock's time in the queue is not the wall's)
+        self.pauses.note(clock.now().nanoseconds - (0 if sim_time else queued), stamp)
+        self.arrival_speed.note(now - queued, stamp)
         self._note_replay_speed()
         with self._lock:
             last = self._last_stamp
