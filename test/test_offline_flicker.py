@@ -231,14 +231,20 @@ def test_a_huge_or_corrupt_depth_message_is_refused_before_decoding(
     """A depth camera's compressedDepth in a bag, one message claiming 17 MP (a corrupt header; a few bytes of RVL or
     a 200 KB PNG of zeros can claim 100 MP and more, ~1 GB decoded, and 32 of them are held waiting for their
     colour image): vdepth-flicker decoded whatever a message claimed (no max_input_pixels as the node and vdepth-bag
-    have) and counted the frame as measured. Now it is refused before decoding, naming the size and the option; a
-    colour image above the limit is skipped with one warning, as the node drops it."""
+    have) and counted the frame as measured. Now it is refused before decoding and skipped, naming the size and the
+    option, counted; a colour image above the limit is skipped with one warning, as the node drops it."""
     bag = _compressed_depth_recording(tmp_path / "rec", {3: (4200, 4100)})
     args = [str(bag), "--image-topic", "/image", "--depth-topic", "/cam/depth/compressedDepth"]
-    assert flicker.main(args) == 2
-    err = capsys.readouterr().err
-    assert "depth topic '/cam/depth/compressedDepth': a depth image 4200x4100 (17.2 MP) is larger than" in err
-    assert "raise --max-input-pixels" in err
+    with caplog.at_level("WARNING"):
+        assert flicker.main(args) == 0
+    out = capsys.readouterr().out
+    assert f"{T - 2} pairs of {T - 1} paired frames" in out and "skipped 1 depth message(s): a depth image" in out
+    assert (
+        "a depth image 4200x4100 (17.2 MP) is larger than" in caplog.text
+        and "/cam/depth/compressedDepth" in caplog.text
+    )
+    assert "raise --max-input-pixels" in caplog.text
+    caplog.clear()
     (r,) = flicker.measure_flicker([bag], "/image", ["/cam/depth/compressedDepth"], max_input_pixels=0)  # no limit
     assert r.frames == T  # (read; the pairs with the all-zero frame, no depth, measure nothing)
     assert flicker.main([*args, "--max-input-pixels", str(4200 * 4100)]) == 0

@@ -216,7 +216,8 @@ def decode_depth_image(msg: Any) -> np.ndarray:
     plugin (format "16UC1; png compressed ...": a 16-bit PNG of millimetres).
 
     Raises:
-        InputError: not a depth encoding, or malformed.
+        UnsupportedImageError: not a depth encoding (the stream is not a depth one).
+        InputError: a malformed message (size, buffer, undecodable bytes, a corrupt compressedDepth header).
     """
     if is_compressed(msg):
         if is_compressed_depth(msg):
@@ -224,13 +225,17 @@ def decode_depth_image(msg: Any) -> np.ndarray:
         named = str(msg.format).partition(";")[0].strip()
         if DEPTH_ALIASES.get(named, named) == "16UC1":  # image_transport's compressed plugin: a png
             return compressed_depth_to_metres("16UC1; compressedDepth png", msg.data)  # (no header: read as such)
-        raise InputError(
+        raise UnsupportedImageError(
             f"a CompressedImage of format {msg.format!r} is not a depth image: expected compressed_depth_image_"
             "transport's compressedDepth (png or rvl) or a 16UC1 (or mono16) png of the compressed plugin"
         )
     encoding = DEPTH_ALIASES.get(msg.encoding, msg.encoding)
-    if get_encoding(encoding).unit_scale is None:
-        raise InputError(
+    try:
+        unit_scale = get_encoding(encoding).unit_scale
+    except InputError as err:
+        raise UnsupportedImageError(str(err)) from None
+    if unit_scale is None:
+        raise UnsupportedImageError(
             f"encoding {msg.encoding!r} is not a depth image (16UC1 millimetres, or mono16 read as such, or 32FC1 "
             "metres)"
         )

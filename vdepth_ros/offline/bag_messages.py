@@ -21,11 +21,18 @@ from rosbags.typesys import get_typestore
 
 from vdepth_ros.encodings import COLOR_INPUT_ENCODINGS, get_encoding
 from vdepth_ros.errors import InputError
-from vdepth_ros.inputs.decode import SampleBitDepth, decode_color_image, decode_depth_image, is_compressed_depth
+from vdepth_ros.inputs.decode import (
+    SampleBitDepth,
+    UnsupportedImageError,
+    decode_color_image,
+    decode_depth_image,
+    is_compressed_depth,
+)
 from vdepth_ros.offline.atomic import disk_full_error
 from vdepth_ros.offline.bag_storage import ReadableCopies, expand_folders, storage_files
 from vdepth_ros.offline.bag_types import COMPRESSED, IMAGE_TYPES, STORAGES, TYPESTORES
 from vdepth_ros.offline.errors import BagReadError, UnsupportedEncodingError
+from vdepth_ros.offline.skipped import SkippedMessages
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
@@ -313,6 +320,19 @@ def guarded_messages(
         yield item
 
 
+def deserialize_or_skip(
+    reader: AnyReader, raw: bytes, conn: Connection, log_time_ns: int, skipped: SkippedMessages
+) -> Any:
+    """The message in `raw`, or None when it cannot be deserialized (cut short or corrupt in the file; a
+    buggy recorder or driver): one bad message of hours of recording is skipped and counted in `skipped`, not
+    the end of the run. Its header cannot be read: the WARNING names its log time."""
+    try:
+        return reader.deserialize(raw, conn.msgtype)
+    except Exception as err:  # rosbags' deserializers raise whatever the bytes lead them to (struct, index, value)
+        skipped.skip(conn.topic, log_time_ns, f"cannot deserialize it as {conn.msgtype} ({err})", received=True)
+        return None
+
+
 def image_topics_by_kind(reader: AnyReader) -> dict[str, list[str]]:
     """The bag's image topics with messages, sorted, by what their first message holds: "colour"
     (an Image of a colour or mono encoding, a CompressedImage) and "depth" (an Image of a depth
@@ -372,11 +392,12 @@ def decode_depth_msg(msg: Any, label: str) -> np.ndarray:
     `label` names where it came from in errors (e.g. "depth topic '/x'").
 
     Raises:
-        UnsupportedEncodingError: not a depth encoding, or a malformed message.
+        UnsupportedEncodingError: not a depth encoding (the topic is not a depth stream).
+        InputError: a malformed message (one bad message of a depth stream: skip it).
     """
     try:
         return decode_depth_image(msg)
-    except InputError as err:
+    except UnsupportedImageError as err:
         raise UnsupportedEncodingError(f"{label}: {err}") from None
 
 

@@ -48,6 +48,8 @@ def add_run_notes(
     summary.dropped = stats.dropped
     # why, in the summary: the one WARNING per reason scrolled away hours before the end of a long bag
     summary.notes += [f"dropped {n} of the {summary.frames_in} images: {why}" for why, n in stats.drop_reasons.items()]
+    summary.notes += stats.skipped.notes()  # a camera_info, sparse depth or pose message that could not be read
+    summary.skipped = stats.drops.to_list() + stats.skipped.to_list()
     if topics.camera_pose:
         summary.notes.append(
             f"camera poses on {topics.camera_pose}: {stats.posed_frames} of {stats.images} frames triangulated"

@@ -26,10 +26,18 @@ from vdepth_ros.inputs.calibration import camera_missing, info_image_size
 from vdepth_ros.inputs.decode import UnsupportedImageError, image_size
 from vdepth_ros.inputs.samples import TimedSamples
 from vdepth_ros.inputs.sync import REPEATED_STAMP, ApproximateTimeSync, InputRate, stamp_to_ns
-from vdepth_ros.offline.bag_messages import bag_path, decode_color_msg, guarded_messages, open_reader, storage_error
+from vdepth_ros.offline.bag_messages import (
+    bag_path,
+    decode_color_msg,
+    deserialize_or_skip,
+    guarded_messages,
+    open_reader,
+    storage_error,
+)
 from vdepth_ros.offline.bag_topics import InputConnections
 from vdepth_ros.offline.bag_types import TYPESTORES, BagFrameMeta, connection_key, restamp
-from vdepth_ros.offline.errors import BagReadError, EmptyBagError, OfflineError, UnsupportedEncodingError
+from vdepth_ros.offline.errors import EmptyBagError, OfflineError, UnsupportedEncodingError
+from vdepth_ros.offline.skipped import SkippedMessages, cause_kind
 from vdepth_ros.triangulate import pose_from_msg
 
 if TYPE_CHECKING:
@@ -47,8 +55,10 @@ class SourceStats:
     """Counters of a `BagFrameSource` run."""
 
     images: int = 0
-    dropped: int = 0
-    drop_reasons: dict[str, int] = field(default_factory=dict)
+    # images dropped (malformed, above max_input_pixels, not deserializable, a repeated stamp), by topic and cause,
+    # and the other input messages skipped (a camera_info, sparse depth or pose that cannot be deserialized)
+    drops: SkippedMessages = field(default_factory=lambda: SkippedMessages("dropping a frame"))
+    skipped: SkippedMessages = field(default_factory=SkippedMessages)
     camera_info_seen: bool = False
     sparse_depth_frames: int = 0
     sparse_depth_ignored: dict[str, int] = field(default_factory=dict)  # reason -> frames (the frame is kept)
@@ -62,6 +72,15 @@ class SourceStats:
     thinned: int = 0  # images left out by max_input_rate, as the live node leaves them out
     # why camera_info paired with no image by stamp (`ApproximateTimeSync.unpaired`), the first time it did not
     camera_info_unpaired: str | None = None
+
+    @property
+    def dropped(self) -> int:
+        return self.drops.total
+
+    @property
+    def drop_reasons(self) -> dict[str, int]:
+        """Why images were dropped (the first cause of each kind, `skipped.cause_kind`) -> images."""
+        return self.drops.by_cause()
 
 
 class BagFrameSource:
@@ -144,6 +163,7 @@ class BagFrameSource:
             raise OfflineError(f"unknown typestore {typestore!r}; choose one of {', '.join(TYPESTORES)}")
         self.typestore_name = typestore
         self.stats = SourceStats()
+        self._sparse_kinds: dict[str, str] = {}  # `cause_kind` -> its first reason (`stats.sparse_depth_ignored`)
         self._reader: AnyReader | None = None
         self._image_conns: list[Connection] = []
         self._info_conns: list[Connection] = []
@@ -249,7 +269,10 @@ class BagFrameSource:
             raise storage_error(self.path, err) from err
         finally:
             messages.close()  # release the storage cursor before the streaming pass opens its own
-        msg = self._deserialize(raw, conn.msgtype)
+        try:
+            msg = self.reader.deserialize(raw, conn.msgtype)
+        except Exception:
+            return  # a message cut short or corrupt: the streaming pass skips it, and tells it
         try:
             self.decode_rgb(msg, conn.msgtype)
         except UnsupportedEncodingError:
@@ -258,22 +281,14 @@ class BagFrameSource:
             log.warning("the first image on %s is malformed (%s); such frames are dropped", self.image_topic, err)
 
     # -- messages ----------------------------------------------------------------------------
-    def _deserialize(self, raw: bytes, msgtype: str) -> Any:
-        try:
-            return self.reader.deserialize(raw, msgtype)
-        except Exception as err:
-            raise BagReadError(f"{self.path}: cannot deserialize a {msgtype} message ({err})") from err
-
     def decode_rgb(self, msg: Any, msgtype: str) -> np.ndarray:
         """`(H, W, 3)` uint8 RGB of an Image/CompressedImage message of the image topic
         (`decode_color_msg`)."""
         return decode_color_msg(msg, msgtype, self.image_topic)
 
-    def _drop(self, reason: str) -> None:
-        self.stats.dropped += 1
-        self.stats.drop_reasons[reason] = self.stats.drop_reasons.get(reason, 0) + 1
-        if self.stats.drop_reasons[reason] == 1:
-            log.warning("dropping a frame: %s (further drops for this reason are counted, not logged)", reason)
+    def _drop(self, stamp_ns: int, reason: str, received: bool = False) -> None:
+        """Drop an image (counted, told once per kind of reason with its topic and stamp)."""
+        self.stats.drops.skip(self.image_topic, stamp_ns, reason, received)
 
     def frames(self, on_message: Callable[[Connection, int, bytes], None] | None = None) -> Iterator[FrameInput]:
         """Yield `FrameInput`s in bag order, streaming.
@@ -322,8 +337,12 @@ class BagFrameSource:
         return kinds
 
     def _take(self, matcher: _BagMatcher, kind: str, conn: Connection, t: int, raw: bytes) -> list[Any]:
-        """Hand one input message of `kind` to `matcher`; returns the image/info pairs it completed."""
-        msg = self._deserialize(raw, conn.msgtype)
+        """Hand one input message of `kind` to `matcher`; returns the image/info pairs it completed. A message
+        that cannot be deserialized is skipped (counted; an image is dropped)."""
+        skipped = self.stats.drops if kind == "image" else self.stats.skipped
+        msg = deserialize_or_skip(self.reader, raw, conn, t, skipped)
+        if msg is None:
+            return []
         if self.log_time_stamps:  # the bag's receive time as the capture time (the outputs copy it)
             restamp(msg, t)
         if kind == "image":
@@ -347,7 +366,7 @@ class BagFrameSource:
         refuses it."""
         stamp = stamp_to_ns(msg.header.stamp)
         if not matcher.sync.admit_image(stamp, matcher.last_image_stamp):
-            self._drop(f"{REPEATED_STAMP}; --log-time-stamps uses the times the bag received them")
+            self._drop(stamp, f"{REPEATED_STAMP}; --log-time-stamps uses the times the bag received them")
             return []
         matcher.last_image_stamp = stamp
         if not matcher.input_rate.take(stamp):  # max_input_rate, as the node thins a fast camera
@@ -382,6 +401,8 @@ class BagFrameSource:
         if kind == "sparse":
             ignored = self.stats.sparse_depth_ignored
             message = message.replace("remap sparse_depth to", "read")  # (the node's fix; here: the topic option)
+            # one count and one line per kind of reason (a thousand corrupt messages of a thousand sizes: one)
+            message = self._sparse_kinds.setdefault(cause_kind(message), message)
             ignored[message] = ignored.get(message, 0) + 1
             if ignored[message] == 1:
                 log.warning(
@@ -432,7 +453,7 @@ class BagFrameSource:
         except UnsupportedImageError as err:
             raise UnsupportedEncodingError(f"topic {self.image_topic!r}: {err}") from None
         except InputError as err:
-            self._drop(str(err))
+            self._drop(key, str(err))
             return None
         if frame.camera is None and not self._warned_no_info:
             self._warned_no_info = True

@@ -38,6 +38,7 @@ from vdepth_ros.inputs.sync import stamp_to_ns
 from vdepth_ros.offline.bag_messages import (
     decode_color_msg,
     decode_depth_msg,
+    deserialize_or_skip,
     guarded_messages,
     image_topics_by_kind,
     nearest_stamp,
@@ -46,6 +47,7 @@ from vdepth_ros.offline.bag_messages import (
 from vdepth_ros.offline.bag_types import CAMERA_INFO, IMAGE_TYPES, POSE_STAMPED, TYPESTORES, restamp
 from vdepth_ros.offline.errors import BagReadError, MissingTopicError, OfflineError, UnsupportedEncodingError
 from vdepth_ros.offline.runner import cli_errors, setup_logging, sigterm_as_interrupt, stdout_for_results
+from vdepth_ros.offline.skipped import SkippedMessages
 from vdepth_ros.paths import expand_home
 from vdepth_ros.triangulate import PoseBuffer, pose_from_msg
 
@@ -70,6 +72,10 @@ class TopicFlicker:
         errors: the per-pair errors, in order.
         tae_terms: with camera poses, each pair's TAE x100 (`consistency.pair_tae`), in order.
         tae_note: why no TAE was computed for this topic, if it was asked for.
+        skipped: depth messages of this topic skipped (undecodable, above `max_input_pixels`, not
+            deserializable), by cause (`skipped.SkippedMessages.by_cause`).
+        skipped_images: colour images skipped, by cause (the same for every depth topic: their depth went
+            unmatched).
     """
 
     topic: str
@@ -80,6 +86,8 @@ class TopicFlicker:
     errors: list[float] = field(default_factory=list)
     tae_terms: list[float] = field(default_factory=list)
     tae_note: str = ""
+    skipped: dict[str, int] = field(default_factory=dict)
+    skipped_images: dict[str, int] = field(default_factory=dict)
 
     @property
     def mean(self) -> float | None:
@@ -99,6 +107,9 @@ class TopicFlicker:
             "tae_x100": float(np.mean(self.tae_terms)) if self.tae_terms else None,
             "tae_pairs": len(self.tae_terms),
             "tae_note": self.tae_note or None,
+            "skipped_depth": sum(self.skipped.values()),
+            "skipped_images": sum(self.skipped_images.values()),
+            "skipped": [{"cause": c, "count": n} for c, n in {**self.skipped, **self.skipped_images}.items()],
         }
 
 
@@ -244,13 +255,15 @@ def measure_flicker(
     `vdepth-bag --namespace` output read with a recording of the robot's camera topics).
 
     `max_input_pixels` (0: no limit; the node's default): a larger image is not decoded (a corrupt
-    compressedDepth header, or a few hundred bytes of PNG or RVL, can claim 100 MP and more): a colour image is
-    skipped, like a malformed one (its depth goes unmatched; a warning says so once), a depth image stops the
-    measurement with an error naming the size and the limit, as an undecodable one does.
+    compressedDepth header, or a few hundred bytes of PNG or RVL, can claim 100 MP and more). Such a message,
+    and one that cannot be decoded or deserialized (a truncated JPEG, a corrupt compressedDepth header), is
+    skipped (`skipped.SkippedMessages`: one warning per topic and kind naming the stamp and the cause, counted
+    in each result's `skipped`/`skipped_images`): a colour image's depth goes unmatched, a depth image is not
+    measured (the chain goes on over it, as over a dropped frame).
 
     Raises:
-        FileNotFoundError, BagReadError, MissingTopicError, UnsupportedEncodingError (also: a depth image
-        above `max_input_pixels`).
+        FileNotFoundError, BagReadError, MissingTopicError, UnsupportedEncodingError (a topic whose
+        encoding is not a colour or depth one).
     """
     # 1. Check the arguments and the bags' topics.
     paths = _each_bag_once([Path(p) for p in paths])
@@ -275,19 +288,23 @@ def measure_flicker(
         # 3. Stream the bag: match each depth image to the colour image nearest in stamp.
         images: OrderedDict[int, np.ndarray] = OrderedDict()
         bit_depth = SampleBitDepth()  # a 12-bit camera's mono16 read as the node reads it (auto)
-        too_large = _TooLarge(max_input_pixels)
+        bad = _BadMessages(max_input_pixels)
         wanted = [c for c in reader.connections if c.topic == image_topic or c.topic in chains]
         for conn, t, raw in guarded_messages(reader, wanted, paths[0]):
-            msg = _deserialize(reader, raw, conn)
+            msg = deserialize_or_skip(reader, raw, conn, t, bad.skipped)
+            if msg is None:
+                continue
             if log_time_stamps:
                 restamp(msg, t)
             if conn.topic == image_topic:
-                _add_image(images, chains, msg, conn.msgtype, image_topic, slop_ns, bit_depth, too_large)
+                _add_image(images, chains, msg, conn.msgtype, image_topic, slop_ns, bit_depth, bad)
             else:
-                _add_depth(images, chains[conn.topic], msg, conn.topic, slop_ns, too_large)
-        # 4. Depth images still waiting for a colour image are unmatched.
+                _add_depth(images, chains[conn.topic], msg, conn.topic, slop_ns, bad)
+        # 4. Depth images still waiting for a colour image are unmatched; the messages skipped, per topic.
         for chain in chains.values():
             chain.result.unmatched += len(chain.pending)
+            chain.result.skipped = bad.skipped.by_cause(chain.result.topic)
+            chain.result.skipped_images = bad.skipped.by_cause(image_topic)
         return [c.result for c in chains.values()]
     finally:
         reader.close()
@@ -352,36 +369,26 @@ def _checked_topics(reader: Any, image_topic: str, depth_topics: Sequence[str]) 
     return topics
 
 
-def _deserialize(reader: Any, raw: bytes, conn: Any) -> Any:
-    try:
-        return reader.deserialize(raw, conn.msgtype)
-    except Exception as err:
-        raise BagReadError(f"cannot deserialize a {conn.msgtype} message on {conn.topic} ({err})") from err
+_OUTCOME = {"an image": "skipped, its depth goes unmatched"}
 
 
-class _TooLarge:
-    """`max_input_pixels` before decoding (`inputs.decode.check_input_size`, as the node and vdepth-bag check it):
-    a colour image above it is skipped with one warning, a depth image above it is an error."""
+class _BadMessages:
+    """The messages skipped (`skipped.SkippedMessages`, as vdepth-bag skips them): above `max_input_pixels`
+    before decoding (`inputs.decode.check_input_size`, as the node and vdepth-bag check it), undecodable, or not
+    deserializable."""
 
     def __init__(self, max_pixels: int) -> None:
         self.max_pixels = int(max_pixels)
-        self.skipped = 0
+        self.skipped = SkippedMessages()
 
-    def skip_image(self, msg: Any, topic: str) -> bool:
+    def too_large(self, msg: Any, topic: str, what: str) -> bool:
+        """Whether `msg` claims more than `max_input_pixels` (skipped, counted)."""
         try:
-            check_input_size(msg, self.max_pixels, f"topic {topic!r}: an image", "it is skipped", SETTING)
+            check_input_size(msg, self.max_pixels, what, "not decoded", SETTING)
         except InputError as err:
-            self.skipped += 1
-            if self.skipped == 1:
-                log.warning("%s; its depth goes unmatched (told once)", err)
+            self.skipped.skip(topic, stamp_to_ns(msg.header.stamp), str(err), outcome=_OUTCOME.get(what))
             return True
         return False
-
-    def check_depth(self, msg: Any, label: str) -> None:
-        try:
-            check_input_size(msg, self.max_pixels, f"{label}: a depth image", "the measurement stops", SETTING)
-        except InputError as err:
-            raise UnsupportedEncodingError(str(err)) from None
 
 
 def _add_image(
@@ -392,18 +399,19 @@ def _add_image(
     image_topic: str,
     slop_ns: int,
     bit_depth: SampleBitDepth,
-    too_large: _TooLarge,
+    bad: _BadMessages,
 ) -> None:
     """Hold a colour image (the last `_HELD`) and pair it with the depth images that arrived before it."""
     stamp = stamp_to_ns(msg.header.stamp)
-    if too_large.skip_image(msg, image_topic):
+    if bad.too_large(msg, image_topic, "an image"):
         return  # its depth goes unmatched
     try:
         images[stamp] = decode_color_msg(msg, msgtype, image_topic, bit_depth)
     except UnsupportedEncodingError:
         raise
-    except InputError:
-        return  # a malformed image: its depth goes unmatched
+    except InputError as err:  # a malformed image: its depth goes unmatched
+        bad.skipped.skip(image_topic, stamp, str(err), outcome=_OUTCOME["an image"])
+        return
     while len(images) > _HELD:
         images.popitem(last=False)
     for chain in chains.values():  # depth images that arrived before their colour image
@@ -412,13 +420,20 @@ def _add_image(
 
 
 def _add_depth(
-    images: OrderedDict[int, np.ndarray], chain: _Chain, msg: Any, topic: str, slop_ns: int, too_large: _TooLarge
+    images: OrderedDict[int, np.ndarray], chain: _Chain, msg: Any, topic: str, slop_ns: int, bad: _BadMessages
 ) -> None:
-    """Pair a depth image with its colour image, or hold it (the last `_HELD`) until that arrives."""
+    """Pair a depth image with its colour image, or hold it (the last `_HELD`) until that arrives; a bad one is
+    skipped (counted), the chain goes on over it."""
     stamp = stamp_to_ns(msg.header.stamp)
-    label = f"depth topic {topic!r}"
-    too_large.check_depth(msg, label)
-    depth = decode_depth_msg(msg, label)
+    if bad.too_large(msg, topic, "a depth image"):
+        return
+    try:
+        depth = decode_depth_msg(msg, f"depth topic {topic!r}")
+    except UnsupportedEncodingError:
+        raise
+    except InputError as err:
+        bad.skipped.skip(topic, stamp, str(err))
+        return
     key = nearest_stamp(images, stamp, slop_ns)
     if key is not None:
         chain.add(stamp, images[key], depth)
@@ -441,6 +456,10 @@ def format_report(results: list[TopicFlicker]) -> str:
             + (f", {r.unmatched} depth images without a colour image" if r.unmatched else "")
             + (f", {r.restarts} restarts" if r.restarts else "")
         )
+        lines += [f"    skipped {n} depth message(s): {cause}" for cause, n in r.skipped.items()]
+        lines += [
+            f"    skipped {n} colour image(s), their depth unmatched: {cause}" for cause, n in r.skipped_images.items()
+        ]
         if d["tae_x100"] is not None:
             lines.append(f"    TAE x100 with the bag's poses: {d['tae_x100']:.3f} over {d['tae_pairs']} pairs")
         elif r.tae_note:
@@ -489,8 +508,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-input-pixels",
         type=int,
         default=DEFAULT_MAX_INPUT_PIXELS,
-        help=f"larger images (width x height) are not decoded: a colour image is skipped, a depth image is an "
-        f"error (a corrupt or tiny compressed message can claim 100 MP and more); 0 = no limit (default "
+        help=f"larger images (width x height) are not decoded but skipped and counted, as undecodable ones are (a "
+        f"corrupt or tiny compressed message can claim 100 MP and more); 0 = no limit (default "
         f"{DEFAULT_MAX_INPUT_PIXELS}, the node's max_input_pixels)",
     )
     p.add_argument("--typestore", choices=sorted(TYPESTORES), default="kilted")
@@ -520,8 +539,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 max_input_pixels=args.max_input_pixels,
             )
         if not any(r.pairs for r in results):
+            skipped = "; ".join(
+                f"{n}x {cause}" for r in results for cause, n in {**r.skipped, **r.skipped_images}.items()
+            )
             raise BagReadError(
                 "no consecutive image/depth pairs matched: check the topics, and --slop against the stamps"
+                + (f" (messages skipped: {skipped})" if skipped else "")
             )
     except (VdepthError, FileNotFoundError, KeyboardInterrupt) as exc:
         return cli_errors(PROG, exc)

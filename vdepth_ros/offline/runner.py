@@ -234,6 +234,8 @@ class RunSummary:
     model: dict[str, str] = field(default_factory=dict)
     #: how far a run that Ctrl-C stopped got (`StopAtCtrlC`: its output holds the input up to there)
     interrupted: str | None = None
+    #: the input messages left out, per topic and kind of cause (`skipped.SkippedMessages.to_list`)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
 
     def add(self, frame: DepthFrame) -> None:
         """Count one emitted frame."""
@@ -278,6 +280,7 @@ class RunSummary:
             "notes": self.notes,
             "model": self.model,
             "interrupted": self.interrupted,
+            "skipped_messages": self.skipped,
         }
 
     def format(self) -> str:

@@ -1,0 +1,169 @@
+"""A few bad messages in the middle of a long recording: each offline tool skips them, says so once per
+kind (topic, stamp, cause), counts them in its summary and --json, and keeps going."""
+
+from __future__ import annotations
+
+import json
+import logging
+import struct
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from fakes import LuminanceEngine, rvl_encode, rvl_pack
+from rosbags.rosbag2 import Writer
+from rosbags.typesys import get_typestore
+
+from vdepth_ros.offline import flicker
+from vdepth_ros.offline.bag import process_bag
+from vdepth_ros.offline.bag_types import CAMERA_INFO, COMPRESSED, STORAGES, TYPESTORES
+from vdepth_ros.offline.synth import _camera_info, synthetic_frames
+from vdepth_ros.offline.videoio import default_intrinsics
+
+START = 1_700_000_000_000_000_000
+PERIOD = 33_333_333
+N = 40
+IMAGE, INFO, DEPTH = "/cam/image_raw/compressed", "/cam/camera_info", "/cam/depth/compressedDepth"
+
+
+def _stamp(k: int) -> float:
+    return (START + k * PERIOD) / 1e9
+
+
+def _recording(path: Path, bad: dict[int, str]) -> Path:
+    """A camera's JPEG stream, its camera_info and its depth camera's compressedDepth (rvl), `N` frames; frame
+    `k` of `bad` carries that kind of bad message, as real recordings do now and then."""
+    ts = get_typestore(TYPESTORES["kilted"])
+    T = ts.types
+    with Writer(path, version=9, storage_plugin=STORAGES["mcap"]) as w:
+        image = w.add_connection(IMAGE, COMPRESSED, typestore=ts)
+        info = w.add_connection(INFO, CAMERA_INFO, typestore=ts)
+        depth = w.add_connection(DEPTH, COMPRESSED, typestore=ts)
+        for k, rgb in enumerate(synthetic_frames(N, 48, 64)):
+            kind, t = bad.get(k, ""), START + k * PERIOD
+            header = T["std_msgs/msg/Header"](
+                stamp=T["builtin_interfaces/msg/Time"](sec=t // 10**9, nanosec=t % 10**9), frame_id="cam"
+            )
+            if kind == "image of another size":
+                rgb = np.ascontiguousarray(rgb[::2, ::2])
+            jpeg = cv2.imencode(".jpg", np.ascontiguousarray(rgb[..., ::-1]))[1].reshape(-1)
+            if kind == "truncated jpeg":  # cut at a length of its own: each such message has its own size
+                jpeg = jpeg[: len(jpeg) // 3 + k]
+            raw = ts.serialize_cdr(T[COMPRESSED](header=header, format="jpeg", data=jpeg), COMPRESSED)
+            w.write(image, t, raw[:30] if kind == "image cut short" else raw)
+            raw = ts.serialize_cdr(_camera_info(T, header, 64, 48, default_intrinsics(64, 48), None), CAMERA_INFO)
+            w.write(info, t, raw[:40] if kind == "camera_info cut short" else raw)
+            mm = (1000 + 10 * cv2.resize(rgb, (64, 48)).mean(axis=2)).astype(np.uint16)
+            width, height, coded = 64, 48, rvl_encode(mm)
+            if kind == "depth header claims 17 MP":
+                width, height, coded = 4200, 4100, rvl_pack([4200 * 4100, 0])
+            if kind == "depth header corrupt":
+                width, height = 1234567, 7
+            if kind == "depth rvl truncated":
+                coded = coded[: len(coded) // 3]
+            data = struct.pack("<iff", 0, 0.0, 0.0) + struct.pack("<II", width, height) + coded
+            msg = T[COMPRESSED](header=header, format="16UC1; compressedDepth rvl", data=np.frombuffer(data, np.uint8))
+            raw = ts.serialize_cdr(msg, COMPRESSED)
+            w.write(depth, t, raw[:30] if kind == "depth cut short" else raw)
+    return path
+
+
+def _flicker_json(bag: Path, capsys: pytest.CaptureFixture[str], *more: str) -> tuple[int, dict, str]:
+    rc = flicker.main([str(bag), "--image-topic", IMAGE, "--depth-topic", DEPTH, "--json", *more])
+    out, err = capsys.readouterr()
+    return rc, (json.loads(out)[0] if rc == 0 else {}), err
+
+
+@pytest.mark.parametrize(
+    "kind", ["depth header claims 17 MP", "depth header corrupt", "depth rvl truncated", "depth cut short"]
+)
+def test_flicker_skips_a_bad_depth_message_and_counts_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture, kind: str
+) -> None:
+    """One bad depth message in an hour of recording stopped vdepth-flicker (exit 2, no measurement at all):
+    now it is skipped with one warning naming the topic, the stamp and the cause, counted in the report and
+    --json, and the rest is measured (exit 0, as vdepth-bag and vdepth-video drop a bad frame)."""
+    bag = _recording(tmp_path / "rec", {N // 2: kind})
+    with caplog.at_level(logging.WARNING):
+        rc, row, err = _flicker_json(bag, capsys, "--max-input-pixels", "1000000")
+    assert rc == 0, err
+    assert row["skipped_depth"] == 1 and row["skipped_images"] == 0
+    assert row["frames"] == N - 1 and row["pairs"] >= N - 3
+    ((cause, n),) = [(s["cause"], s["count"]) for s in row["skipped"]]
+    assert n == 1 and cause
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert DEPTH in warning and f"{_stamp(N // 2):.6f}" in warning and cause in warning
+    rc = flicker.main([str(bag), "--image-topic", IMAGE, "--depth-topic", DEPTH, "--max-input-pixels", "1000000"])
+    assert rc == 0 and "skipped 1 depth message(s): " + cause in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("kind", ["truncated jpeg", "image cut short"])
+def test_flicker_counts_and_tells_a_bad_colour_image(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture, kind: str
+) -> None:
+    """An undecodable colour image was skipped without a word (its depth silently unmatched), and one cut short
+    in the file stopped the measurement: now both are skipped, told once and counted."""
+    bag = _recording(tmp_path / "rec", {N // 2: kind})
+    with caplog.at_level(logging.WARNING):
+        rc, row, err = _flicker_json(bag, capsys)
+    assert rc == 0, err
+    assert (row["skipped_images"], row["skipped_depth"], row["unmatched_depth"]) == (1, 0, 1)
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert IMAGE in warning and f"{_stamp(N // 2):.6f}" in warning
+
+
+def test_many_bad_messages_of_different_sizes_are_one_warning_and_one_count(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Truncated JPEGs each of its own length ("cannot decode compressed image (840 bytes...)", 841, ...): each
+    was a new reason to vdepth-bag, so a recording with a flaky link printed one warning and one summary line per
+    bad frame. Now a kind of cause (its numbers aside) is one warning and one count, in both tools."""
+    bad = dict.fromkeys(range(10, 30, 2), "truncated jpeg")
+    bag = _recording(tmp_path / "rec", bad)
+    engine = LuminanceEngine(height=48, width=64, frames=4, overlap=2)
+    with caplog.at_level(logging.WARNING):
+        s = process_bag(bag, tmp_path / "out", params={"scale_source": "none"}, engine=engine, image_topic=IMAGE)
+    assert (s.frames_in, s.dropped, s.frames_out) == (N, len(bad), N - len(bad))
+    drops = [n for n in s.notes if n.startswith("dropped")]
+    assert len(drops) == 1 and drops[0].startswith(f"dropped {len(bad)} of the {N} images: cannot decode"), drops
+    warnings = [r.getMessage() for r in caplog.records if "cannot decode" in r.getMessage()]
+    assert len(warnings) == 1 and IMAGE in warnings[0] and f"{_stamp(10):.6f}" in warnings[0], warnings
+    assert s.to_dict()["skipped_messages"] == [{"topic": IMAGE, "cause": drops[0].split(": ", 1)[1], "count": 10}]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        rc, row, _ = _flicker_json(bag, capsys)
+    assert rc == 0 and row["skipped_images"] == len(bad) and len(row["skipped"]) == 1
+    assert len([r for r in caplog.records if "cannot decode" in r.getMessage()]) == 1
+
+
+@pytest.mark.parametrize("kind", ["image cut short", "camera_info cut short", "depth cut short"])
+def test_vdepth_bag_goes_on_over_a_message_cut_short(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, kind: str
+) -> None:
+    """One message that cannot be deserialized (cut short in the file) ended a vdepth-bag run of hours with
+    "cannot deserialize", exit 2 and no output. Now it is skipped, told with its topic and log time, and counted:
+    an image as a dropped frame, another input in the summary's notes and --json."""
+    bag = _recording(tmp_path / "rec", {N // 2: kind})
+    engine = LuminanceEngine(height=48, width=64, frames=4, overlap=2)
+    sparse = DEPTH if kind.startswith("depth") else None
+    with caplog.at_level(logging.WARNING):
+        s = process_bag(
+            bag,
+            tmp_path / "out",
+            params={"scale_source": "none"},
+            engine=engine,
+            image_topic=IMAGE,
+            camera_info_topic=INFO,
+            sparse_depth_topic=sparse,
+        )
+    topic = {"image": IMAGE, "camera_info": INFO, "depth": DEPTH}[kind.split()[0]]
+    image = kind.startswith("image")
+    assert (s.frames_in, s.dropped, s.frames_out) == (N, int(image), N - int(image))
+    ((entry),) = s.to_dict()["skipped_messages"]
+    assert entry["topic"] == topic and entry["count"] == 1 and "cannot deserialize" in entry["cause"]
+    note = f"dropped 1 of the {N} images: cannot deserialize" if image else f"skipped 1 message on {topic}: cannot"
+    assert any(n.startswith(note) for n in s.notes), s.notes
+    (warning,) = [r.getMessage() for r in caplog.records if "deserialize" in r.getMessage()]
+    assert topic in warning and f"logged at {_stamp(N // 2):.6f}" in warning
+    assert (tmp_path / "out" / "metadata.yaml").is_file()
