@@ -167,3 +167,14 @@ def test_vdepth_bag_goes_on_over_a_message_cut_short(
     (warning,) = [r.getMessage() for r in caplog.records if "deserialize" in r.getMessage()]
     assert topic in warning and f"logged at {_stamp(N // 2):.6f}" in warning
     assert (tmp_path / "out" / "metadata.yaml").is_file()
+
+
+def test_flicker_counts_an_image_of_another_size_as_a_restart(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An image of another size mid-stream (a driver reconfigured for a moment) breaks the chain of pairs (no
+    flow between two sizes): two pairs went unmeasured without a word; now the chain's restarts count them."""
+    bag = _recording(tmp_path / "rec", {N // 2: "image of another size"})
+    rc, row, err = _flicker_json(bag, capsys)
+    assert rc == 0, err
+    assert (row["frames"], row["pairs"], row["restarts"]) == (N, N - 3, 2)

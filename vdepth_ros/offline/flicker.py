@@ -11,7 +11,8 @@ between consecutive frames. Lower is steadier; only numbers on the same video co
         --depth-topic /cam/aligned_depth_to_color/image_raw
 
 Streaming: memory holds a few dozen frames whatever the bag's length. A gap of more than
-`--max-gap` seconds (or time going backwards) restarts the chain of pairs, as the node restarts.
+`--max-gap` seconds (or time going backwards, or an image of another size) restarts the chain of pairs, as
+the node restarts.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ class TopicFlicker:
         frames: depth images paired with a colour image.
         pairs: consecutive pairs scored (each gives one error).
         unmatched: depth images without a colour image within the slop.
-        restarts: chains restarted by a gap or a backwards jump.
+        restarts: chains restarted by a gap, a backwards jump or a change of image size.
         errors: the per-pair errors, in order.
         tae_terms: with camera poses, each pair's TAE x100 (`consistency.pair_tae`), in order.
         tae_note: why no TAE was computed for this topic, if it was asked for.
@@ -122,15 +123,18 @@ class _Chain:
         self.max_gap_ns = max_gap_ns
         self.geometry = geometry
         self.last: int | None = None
+        self.shape: tuple[int, ...] | None = None
         self.prev: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # depth, pose, K (TAE)
         self.pending: OrderedDict[int, np.ndarray] = OrderedDict()
 
     def add(self, stamp: int, rgb: np.ndarray, depth: np.ndarray) -> None:
-        if self.last is not None and (stamp <= self.last or stamp - self.last > self.max_gap_ns):
+        # a gap, time going back, or an image of another size (no flow across it): a new chain, counted
+        resized = self.shape is not None and rgb.shape != self.shape
+        if self.last is not None and (stamp <= self.last or stamp - self.last > self.max_gap_ns or resized):
             self.meter.reset()
             self.prev = None
             self.result.restarts += 1
-        self.last = stamp
+        self.last, self.shape = stamp, rgb.shape
         self.result.frames += 1
         err = self.meter.add(rgb, depth)
         if err is not None:
