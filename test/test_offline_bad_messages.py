@@ -42,8 +42,9 @@ def _recording(path: Path, bad: dict[int, str]) -> Path:
         depth = w.add_connection(DEPTH, COMPRESSED, typestore=ts)
         for k, rgb in enumerate(synthetic_frames(N, 48, 64)):
             kind, t = bad.get(k, ""), START + k * PERIOD
+            st = 0 if kind == "stamp 0" else t  # a driver's glitch: header.stamp left unset on one frame
             header = T["std_msgs/msg/Header"](
-                stamp=T["builtin_interfaces/msg/Time"](sec=t // 10**9, nanosec=t % 10**9), frame_id="cam"
+                stamp=T["builtin_interfaces/msg/Time"](sec=st // 10**9, nanosec=st % 10**9), frame_id="cam"
             )
             if kind == "image of another size":
                 rgb = np.ascontiguousarray(rgb[::2, ::2])
@@ -178,3 +179,22 @@ def test_flicker_counts_an_image_of_another_size_as_a_restart(
     rc, row, err = _flicker_json(bag, capsys)
     assert rc == 0, err
     assert (row["frames"], row["pairs"], row["restarts"]) == (N, N - 3, 2)
+
+
+def test_one_message_stamped_zero_is_dropped_not_taken_for_a_clock_reset(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """One frame of an hour whose header.stamp was left 0 (image, camera_info and depth): vdepth-bag took it for a
+    clock reset and restarted the stream twice (back to 0, then a "gap" of 54 years forward), and vdepth-flicker
+    restarted its chain twice. Now the frame is dropped as unstamped, told and counted, and the stream goes on."""
+    bag = _recording(tmp_path / "rec", {N // 2: "stamp 0"})
+    engine = LuminanceEngine(height=48, width=64, frames=4, overlap=2)
+    with caplog.at_level(logging.WARNING):
+        s = process_bag(bag, tmp_path / "out", params={"scale_source": "none"}, engine=engine, image_topic=IMAGE)
+    assert (s.frames_in, s.dropped, s.frames_out) == (N, 1, N - 1)
+    assert not [n for n in s.notes if "restarted" in n], s.notes
+    assert any(n.startswith("dropped 1 of the 40 images: its header.stamp is not set") for n in s.notes), s.notes
+    rc, row, err = _flicker_json(bag, capsys)
+    assert rc == 0, err
+    assert (row["frames"], row["pairs"], row["restarts"]) == (N - 1, N - 2, 0)
+    assert (row["skipped_images"], row["skipped_depth"]) == (1, 1)

@@ -56,6 +56,16 @@ REPEATED_STAMP = (
     "time, later than the one before (is the camera driver stamping its images? does its clock step back?)"
 )
 
+#: Why images stamped 0 are dropped: their publisher never set `header.stamp` (the default of a new
+#: message, and of cv_bridge's cv2_to_imgmsg), so every image after the first repeats the stamp; one such
+#: image amid stamped ones (a driver's glitch) is dropped too, not taken for a clock reset.
+UNSET_STAMP = (
+    "its header.stamp is not set (0; or set from a clock still at 0: a publisher with use_sim_time and no /clock), "
+    "so every image after the first repeats it: have the publisher stamp each image with its capture time (rclpy: "
+    "msg.header.stamp = node.get_clock().now().to_msg(); cv_bridge's cv2_to_imgmsg leaves it 0), and its "
+    "camera_info with the same stamp"
+)
+
 
 class InputRate:
     """`max_input_rate`: which images a stream takes, by their stamps, when the camera is faster than
@@ -214,7 +224,11 @@ class ApproximateTimeSync(Generic[I, C]):
         frames: a stamp going back further than `OUT_OF_ORDER_NS` (a bag loop, a clock reset) forgets
         the camera_infos and images waiting to pair, whose stamps would mis-pair; a repeated stamp, or
         one out of order by less, is not admitted (False, `REPEATED_STAMP`): restarting the stream for
-        a driver's clock stepping back a millisecond lost its temporal consistency each time."""
+        a driver's clock stepping back a millisecond lost its temporal consistency each time. An image
+        stamped 0 after stamped ones (a driver's glitch, `UNSET_STAMP`) is not admitted either: taken for a clock
+        reset, one such image restarted the stream twice (back to 0, then a gap of decades forward)."""
+        if stamp_ns == 0 and last_ns:
+            return False
         if last_ns is not None and stamp_ns < last_ns - OUT_OF_ORDER_NS:
             self.clear()
             return True

@@ -25,7 +25,7 @@ from vdepth_ros.inputs.assembly import DEFAULT_MAX_INPUT_PIXELS, FrameAssembler
 from vdepth_ros.inputs.calibration import camera_missing, info_image_size
 from vdepth_ros.inputs.decode import UnsupportedImageError, image_size
 from vdepth_ros.inputs.samples import TimedSamples
-from vdepth_ros.inputs.sync import REPEATED_STAMP, ApproximateTimeSync, InputRate, stamp_to_ns
+from vdepth_ros.inputs.sync import REPEATED_STAMP, UNSET_STAMP, ApproximateTimeSync, InputRate, stamp_to_ns
 from vdepth_ros.offline.bag_messages import (
     bag_path,
     decode_color_msg,
@@ -366,7 +366,8 @@ class BagFrameSource:
         refuses it."""
         stamp = stamp_to_ns(msg.header.stamp)
         if not matcher.sync.admit_image(stamp, matcher.last_image_stamp):
-            self._drop(stamp, f"{REPEATED_STAMP}; --log-time-stamps uses the times the bag received them")
+            why = UNSET_STAMP if stamp == 0 and matcher.last_image_stamp else REPEATED_STAMP  # one amid stamped ones
+            self._drop(stamp, f"{why}; --log-time-stamps uses the times the bag received them")
             return []
         matcher.last_image_stamp = stamp
         if not matcher.input_rate.take(stamp):  # max_input_rate, as the node thins a fast camera

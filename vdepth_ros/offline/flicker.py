@@ -373,6 +373,11 @@ def _checked_topics(reader: Any, image_topic: str, depth_topics: Sequence[str]) 
     return topics
 
 
+#: a message stamped 0 is skipped (`_BadMessages.unstamped`): it pairs with nothing, and as a stamp it would
+#: restart the chain twice (back to 0, then decades forward)
+UNSET_STAMP_FIX = (
+    "its header.stamp is 0 (not set by its publisher); --log-time-stamps pairs by the times the bag received them"
+)
 _OUTCOME = {"an image": "skipped, its depth goes unmatched"}
 
 
@@ -384,6 +389,12 @@ class _BadMessages:
     def __init__(self, max_pixels: int) -> None:
         self.max_pixels = int(max_pixels)
         self.skipped = SkippedMessages()
+
+    def unstamped(self, stamp: int, topic: str) -> bool:
+        """Whether a message is stamped 0 (its header.stamp not set: it pairs with nothing; skipped, counted)."""
+        if stamp == 0:
+            self.skipped.skip(topic, 0, UNSET_STAMP_FIX)
+        return stamp == 0
 
     def too_large(self, msg: Any, topic: str, what: str) -> bool:
         """Whether `msg` claims more than `max_input_pixels` (skipped, counted)."""
@@ -407,7 +418,7 @@ def _add_image(
 ) -> None:
     """Hold a colour image (the last `_HELD`) and pair it with the depth images that arrived before it."""
     stamp = stamp_to_ns(msg.header.stamp)
-    if bad.too_large(msg, image_topic, "an image"):
+    if bad.unstamped(stamp, image_topic) or bad.too_large(msg, image_topic, "an image"):
         return  # its depth goes unmatched
     try:
         images[stamp] = decode_color_msg(msg, msgtype, image_topic, bit_depth)
@@ -429,7 +440,7 @@ def _add_depth(
     """Pair a depth image with its colour image, or hold it (the last `_HELD`) until that arrives; a bad one is
     skipped (counted), the chain goes on over it."""
     stamp = stamp_to_ns(msg.header.stamp)
-    if bad.too_large(msg, topic, "a depth image"):
+    if bad.unstamped(stamp, topic) or bad.too_large(msg, topic, "a depth image"):
         return
     try:
         depth = decode_depth_msg(msg, f"depth topic {topic!r}")

@@ -34,20 +34,11 @@ from vdepth_ros.inputs.decode import image_size
 from vdepth_ros.inputs.loss import InputLossMeter, PublisherSequences
 from vdepth_ros.inputs.resets import PAUSE_MIN_S, PauseRule, ReplaySpeed
 from vdepth_ros.inputs.samples import TimedSamples
-from vdepth_ros.inputs.sync import REPEATED_STAMP, ApproximateTimeSync, InputRate, Pair, Unpaired
+from vdepth_ros.inputs.sync import REPEATED_STAMP, UNSET_STAMP, ApproximateTimeSync, InputRate, Pair, Unpaired
 from vdepth_ros.ros import conversions as conv
 from vdepth_ros.ros.diagnostics import RateMeter, Watchdog
 from vdepth_ros.ros.qos import IncompatibleQosReporter, endpoint_name, qos_profile
 from vdepth_ros.ros.worker import DropOldestQueue, RateLimitedLog
-
-#: Why images stamped 0 are dropped: their publisher never set `header.stamp` (the default of a new
-#: message, and of cv_bridge's cv2_to_imgmsg), so every image after the first repeats the stamp.
-UNSET_STAMP = (
-    "its header.stamp is not set (0; or set from a clock still at 0: a publisher with use_sim_time and no /clock), "
-    "so every image after the first repeats it: have the publisher stamp each image with its capture time (rclpy: "
-    "msg.header.stamp = node.get_clock().now().to_msg(); cv_bridge's cv2_to_imgmsg leaves it 0), and its "
-    "camera_info with the same stamp"
-)
 
 #: Where the input-loss warning sends the user (docs section written from measurements).
 ACROSS_PROCESSES = "docs/node.md#across-processes"
