@@ -53,7 +53,8 @@ def _recording(path: Path, bad: dict[int, str]) -> Path:
                 jpeg = jpeg[: len(jpeg) // 3 + k]
             raw = ts.serialize_cdr(T[COMPRESSED](header=header, format="jpeg", data=jpeg), COMPRESSED)
             w.write(image, t, raw[:30] if kind == "image cut short" else raw)
-            raw = ts.serialize_cdr(_camera_info(T, header, 64, 48, default_intrinsics(64, 48), None), CAMERA_INFO)
+            intrinsics = (0, 0, 0, 0) if kind == "camera_info all zero" else default_intrinsics(64, 48)
+            raw = ts.serialize_cdr(_camera_info(T, header, 64, 48, intrinsics, None), CAMERA_INFO)
             w.write(info, t, raw[:40] if kind == "camera_info cut short" else raw)
             mm = (1000 + 10 * cv2.resize(rgb, (64, 48)).mean(axis=2)).astype(np.uint16)
             width, height, coded = 64, 48, rvl_encode(mm)
@@ -198,3 +199,21 @@ def test_one_message_stamped_zero_is_dropped_not_taken_for_a_clock_reset(
     assert rc == 0, err
     assert (row["frames"], row["pairs"], row["restarts"]) == (N - 1, N - 2, 0)
     assert (row["skipped_images"], row["skipped_depth"]) == (1, 1)
+
+
+def test_one_uncalibrated_camera_info_amid_calibrated_ones_keeps_the_calibration(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One all-zero camera_info in an hour of calibrated ones (a driver that failed to read its calibration file
+    once): vdepth-bag (as the node) took it as new intrinsics, restarted the stream twice and wrote that frame
+    without a cloud. Now it is refused as the other unusable camera_infos are: the last good one is used, counted
+    in the summary, told once; no restart."""
+    bag = _recording(tmp_path / "rec", {N // 2: "camera_info all zero"})
+    engine = LuminanceEngine(height=48, width=64, frames=4, overlap=2)
+    params = {"scale_source": "range", "near": 0.5, "far": 5.0}
+    with caplog.at_level(logging.WARNING):
+        s = process_bag(bag, tmp_path / "out", params=params, engine=engine, image_topic=IMAGE)
+    assert (s.frames_out, s.clouds) == (N, N)
+    assert not [n for n in s.notes if "restarted" in n], s.notes
+    assert any(n.startswith("1 frames came with an unusable camera_info") for n in s.notes), s.notes
+    assert len([r for r in caplog.records if "all zero (uncalibrated) after calibrated" in r.getMessage()]) == 1

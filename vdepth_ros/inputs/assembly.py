@@ -30,11 +30,16 @@ import numpy as np
 
 from vdepth_ros.camera_info import image_window
 from vdepth_ros.errors import InputError
+from vdepth_ros.inputs.calibration import (
+    UNCALIBRATED_AFTER_CALIBRATED,
+    camera_info_problem,
+    info_image_size,
+    is_uncalibrated,
+)
 
 # Decoding and the camera_info checks have their own modules; the names the node's intake and tests
 # import from here stay importable from here.
 from vdepth_ros.inputs.calibration import calibration_problem as calibration_problem
-from vdepth_ros.inputs.calibration import camera_info_problem, info_image_size
 from vdepth_ros.inputs.calibration import camera_missing as camera_missing
 from vdepth_ros.inputs.decode import DEPTH_STREAM_FIX as DEPTH_STREAM_FIX
 from vdepth_ros.inputs.decode import SampleBitDepth, decode_color_image, decode_depth_image
@@ -292,6 +297,8 @@ class FrameAssembler:
         refusal = None
         if info is not self.info:
             refusal = camera_info_problem(info, size)
+            if refusal is None and self.info is not None and is_uncalibrated(info) and not is_uncalibrated(self.info):
+                refusal = UNCALIBRATED_AFTER_CALIBRATED  # the camera is the same: its calibration still holds
             if refusal is None:
                 self.info, self._fits = info, (size, None)
                 return info

@@ -83,6 +83,20 @@ def camera_info_problem(info: Any, image_size: tuple[int, int] | None = None) ->
     return None
 
 
+def is_uncalibrated(info: Any) -> bool:
+    """An all-zero camera_info (K and P): a driver without its calibration file publishes it."""
+    return not np.asarray(info.k, np.float64).any() and not np.asarray(info.p, np.float64).any()
+
+
+#: Why an uncalibrated camera_info after calibrated ones is refused (`FrameAssembler`): one such message (a
+#: driver's glitch, a calibration file read again and failing) restarted the stream twice and left frames
+#: without clouds; the camera has not changed, so its calibration still holds.
+UNCALIBRATED_AFTER_CALIBRATED = (
+    "it is all zero (uncalibrated) after calibrated ones from this camera (its driver lost its calibration "
+    "file, or sent one unset message?)"
+)
+
+
 def calibration_problem(info: Any, image_size: tuple[int, int] | None = None) -> str | None:
     """What makes a calibration the user names (a file, `--intrinsics`) unusable, or None:
     `camera_info_problem`, and also an uncalibrated (all-zero) camera, which a live camera_info may
