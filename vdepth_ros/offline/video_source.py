@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from vdepth_ros.encodings import to_8bit
-from vdepth_ros.inputs.decode import SampleBitDepth
+from vdepth_ros.inputs.decode import SampleBitDepth, compressed_size
 from vdepth_ros.offline.errors import OfflineError, VideoReadError
 
 if TYPE_CHECKING:
@@ -56,6 +56,15 @@ def is_image_file(path: Path) -> bool:
     """Whether a folder's file is an image to read: one of `IMAGE_SUFFIXES` (any case), not hidden
     (macOS's "._name.png" beside each image on a USB stick or share is no image)."""
     return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
+def _header_size(path: Path) -> tuple[int, int] | None:
+    """`(width, height)` of a PNG or JPEG file by its header (`inputs.decode.compressed_size`), or None."""
+    try:
+        with path.open("rb") as f:
+            return compressed_size(f.read(65536))
+    except OSError:
+        return None
 
 
 class VideoFrameSource:
@@ -136,9 +145,10 @@ class VideoFrameSource:
         counts: dict[tuple[int, int], int] = {}
         first: dict[tuple[int, int], str] = {}
         for p in sample:
-            img = cv2.imread(str(p), cv2.IMREAD_COLOR)
-            if img is not None:
+            size = _header_size(p)  # (a corrupt header claiming gigapixels is not decoded to learn it)
+            if size is None and (img := cv2.imread(str(p), cv2.IMREAD_COLOR)) is not None:
                 size = (img.shape[1], img.shape[0])
+            if size is not None:
                 counts[size] = counts.get(size, 0) + 1
                 first.setdefault(size, p.name)
         if not counts and len(sample) < len(files):  # the sample did not decode: the first image that does
@@ -167,6 +177,12 @@ class VideoFrameSource:
         """(RGB or None, name, the video's own presentation time in ms or None) per input frame."""
         if self._files:
             for p in self._files:
+                claimed = _header_size(p)
+                if claimed is not None and self.size is not None and claimed != self.size:
+                    # another size by its header: dropped as such without decoding it (a corrupt PNG/JPEG header
+                    # can claim gigapixels: GBs decoded); a view of one zero byte carries the size
+                    yield np.broadcast_to(np.uint8(0), (claimed[1], claimed[0], 3)), p.name, None
+                    continue
                 img = self._read_image(p)
                 yield (None if img is None else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)), p.name, None
             return
