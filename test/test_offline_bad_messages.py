@@ -217,3 +217,18 @@ def test_one_uncalibrated_camera_info_amid_calibrated_ones_keeps_the_calibration
     assert not [n for n in s.notes if "restarted" in n], s.notes
     assert any(n.startswith("1 frames came with an unusable camera_info") for n in s.notes), s.notes
     assert len([r for r in caplog.records if "all zero (uncalibrated) after calibrated" in r.getMessage()]) == 1
+
+
+def test_vdepth_bag_flicker_does_not_tell_the_bad_messages_twice(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`vdepth-bag --flicker` reads the input again to measure the written depth: every bad message the run had
+    told was told a second time, and the flicker line did not say its pairs lacked those frames."""
+    bag = _recording(tmp_path / "rec", {N // 2: "truncated jpeg"})
+    engine = LuminanceEngine(height=48, width=64, frames=4, overlap=2)
+    params = {"scale_source": "range", "near": 0.5, "far": 5.0}
+    with caplog.at_level(logging.WARNING):
+        s = process_bag(bag, tmp_path / "out", params=params, engine=engine, image_topic=IMAGE, flicker=True)
+    assert len([r for r in caplog.records if "cannot decode" in r.getMessage()]) == 1
+    (note,) = [n for n in s.notes if n.startswith("flicker of")]
+    assert note.endswith("(1 input images skipped there too)"), note

@@ -119,10 +119,12 @@ def flicker_note(
         typestore=typestore,
         log_time_stamps=log_time_stamps,  # the outputs carry the receive times of their images then
         max_input_pixels=max_input_pixels,
+        tell_skipped=False,  # the run told the input's bad messages already
     )
     d = r.to_dict()
     if d["flow_warping_error"] is None:
         return f"flicker of {depth}: not measured (no consecutive pairs)"
     tae = f"; TAE x100 with the camera poses {d['tae_x100']:.3f}" if d["tae_x100"] is not None else ""
     fwe = d["flow_warping_error"]
-    return f"flicker of {depth} (flow warping error, lower is steadier): {fwe:.4f} over {r.pairs} pairs{tae}"
+    skipped = f" ({d['skipped_images']} input images skipped there too)" if d["skipped_images"] else ""
+    return f"flicker of {depth} (flow warping error, lower is steadier): {fwe:.4f} over {r.pairs} pairs{tae}{skipped}"

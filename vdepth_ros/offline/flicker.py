@@ -244,6 +244,7 @@ def measure_flicker(
     camera_info_topic: str | None = None,
     log_time_stamps: bool = False,
     max_input_pixels: int = DEFAULT_MAX_INPUT_PIXELS,
+    tell_skipped: bool = True,
 ) -> list[TopicFlicker]:
     """The flow warping error of each depth topic against `image_topic` (module docstring).
 
@@ -263,7 +264,8 @@ def measure_flicker(
     and one that cannot be decoded or deserialized (a truncated JPEG, a corrupt compressedDepth header), is
     skipped (`skipped.SkippedMessages`: one warning per topic and kind naming the stamp and the cause, counted
     in each result's `skipped`/`skipped_images`): a colour image's depth goes unmatched, a depth image is not
-    measured (the chain goes on over it, as over a dropped frame).
+    measured (the chain goes on over it, as over a dropped frame). `tell_skipped` False: counted, not logged
+    (`vdepth-bag --flicker`, whose run told them already).
 
     Raises:
         FileNotFoundError, BagReadError, MissingTopicError, UnsupportedEncodingError (a topic whose
@@ -292,7 +294,7 @@ def measure_flicker(
         # 3. Stream the bag: match each depth image to the colour image nearest in stamp.
         images: OrderedDict[int, np.ndarray] = OrderedDict()
         bit_depth = SampleBitDepth()  # a 12-bit camera's mono16 read as the node reads it (auto)
-        bad = _BadMessages(max_input_pixels)
+        bad = _BadMessages(max_input_pixels, tell_skipped)
         wanted = [c for c in reader.connections if c.topic == image_topic or c.topic in chains]
         for conn, t, raw in guarded_messages(reader, wanted, paths[0]):
             msg = deserialize_or_skip(reader, raw, conn, t, bad.skipped)
@@ -386,9 +388,9 @@ class _BadMessages:
     before decoding (`inputs.decode.check_input_size`, as the node and vdepth-bag check it), undecodable, or not
     deserializable."""
 
-    def __init__(self, max_pixels: int) -> None:
+    def __init__(self, max_pixels: int, told: bool = True) -> None:
         self.max_pixels = int(max_pixels)
-        self.skipped = SkippedMessages()
+        self.skipped = SkippedMessages(told=told)
 
     def unstamped(self, stamp: int, topic: str) -> bool:
         """Whether a message is stamped 0 (its header.stamp not set: it pairs with nothing; skipped, counted)."""

@@ -43,10 +43,12 @@ class SkippedMessages:
     """Counts of skipped messages per topic and kind of cause (`cause_kind`), each kind told once.
 
     Attributes:
-        outcome: what happened to such a message, for the WARNING ("skipped", "the frame is dropped").
+        outcome: what happened to such a message, for the WARNING ("skipped", "dropping a frame").
+        told: log the first of each kind (False: count only; `vdepth-bag --flicker` reads the input again).
     """
 
     outcome: str = "skipped"
+    told: bool = True  # False: counted only (messages another pass over the same bag has told already)
     _kinds: dict[tuple[str, str], _Kind] = field(default_factory=dict)
 
     def skip(self, topic: str, stamp_ns: int, cause: str, received: bool = False, outcome: str | None = None) -> bool:
@@ -55,7 +57,7 @@ class SkippedMessages:
         `outcome`: what happens to it, in place of `self.outcome`."""
         kind = self._kinds.setdefault((topic, cause_kind(cause)), _Kind(topic, cause))
         kind.count += 1
-        if kind.count == 1:
+        if kind.count == 1 and self.told:
             log.warning(
                 "%s: the message %s: %s; %s (further ones like it are counted, not logged; the summary has the count)",
                 topic,
