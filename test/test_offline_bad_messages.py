@@ -17,7 +17,7 @@ from rosbags.typesys import get_typestore
 
 from vdepth_ros.offline import flicker
 from vdepth_ros.offline.bag import process_bag
-from vdepth_ros.offline.bag_types import CAMERA_INFO, COMPRESSED, STORAGES, TYPESTORES
+from vdepth_ros.offline.bag_types import CAMERA_INFO, COMPRESSED, POSE_STAMPED, STORAGES, TYPESTORES
 from vdepth_ros.offline.synth import _camera_info, synthetic_frames
 from vdepth_ros.offline.videoio import default_intrinsics
 
@@ -25,6 +25,7 @@ START = 1_700_000_000_000_000_000
 PERIOD = 33_333_333
 N = 40
 IMAGE, INFO, DEPTH = "/cam/image_raw/compressed", "/cam/camera_info", "/cam/depth/compressedDepth"
+POSE = "/cam/pose"
 
 
 def _stamp(k: int) -> float:
@@ -40,6 +41,7 @@ def _recording(path: Path, bad: dict[int, str]) -> Path:
         image = w.add_connection(IMAGE, COMPRESSED, typestore=ts)
         info = w.add_connection(INFO, CAMERA_INFO, typestore=ts)
         depth = w.add_connection(DEPTH, COMPRESSED, typestore=ts)
+        pose = w.add_connection(POSE, POSE_STAMPED, typestore=ts)
         for k, rgb in enumerate(synthetic_frames(N, 48, 64)):
             kind, t = bad.get(k, ""), START + k * PERIOD
             st = 0 if kind == "stamp 0" else t  # a driver's glitch: header.stamp left unset on one frame
@@ -68,6 +70,12 @@ def _recording(path: Path, bad: dict[int, str]) -> Path:
             msg = T[COMPRESSED](header=header, format="16UC1; compressedDepth rvl", data=np.frombuffer(data, np.uint8))
             raw = ts.serialize_cdr(msg, COMPRESSED)
             w.write(depth, t, raw[:30] if kind == "depth cut short" else raw)
+            where = T["geometry_msgs/msg/Pose"](
+                position=T["geometry_msgs/msg/Point"](x=0.01 * k, y=0.0, z=0.0),
+                orientation=T["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.0, w=1.0),
+            )
+            raw = ts.serialize_cdr(T[POSE_STAMPED](header=header, pose=where), POSE_STAMPED)
+            w.write(pose, t, raw[:20] if kind == "pose cut short" else raw)
     return path
 
 
@@ -232,3 +240,19 @@ def test_vdepth_bag_flicker_does_not_tell_the_bad_messages_twice(
     assert len([r for r in caplog.records if "cannot decode" in r.getMessage()]) == 1
     (note,) = [n for n in s.notes if n.startswith("flicker of")]
     assert note.endswith("(1 input images skipped there too)"), note
+
+
+@pytest.mark.parametrize("kind", ["pose cut short", "camera_info cut short"])
+def test_flicker_with_poses_goes_on_over_a_pose_or_camera_info_cut_short(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str
+) -> None:
+    """`vdepth-flicker --pose-topic` (TAE) read the poses and camera_infos first without a guard: one cut short in
+    the file ended the run with a Python traceback. Now it is skipped, told and counted, and TAE is computed."""
+    bag = _recording(tmp_path / "rec", {N // 2: kind})
+    more = ("--pose-topic", POSE, "--camera-info-topic", INFO)
+    rc, row, err = _flicker_json(bag, capsys, *more)
+    assert rc == 0 and "Traceback" not in err, err
+    assert row["tae_pairs"] >= N - 3 and row["tae_x100"] is not None
+    topic = POSE if kind.startswith("pose") else INFO
+    ((cause, n),) = [(r["cause"], r["count"]) for r in row["skipped"]]
+    assert n == 1 and cause.startswith(f"on {topic}: cannot deserialize"), cause

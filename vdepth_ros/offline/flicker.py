@@ -77,6 +77,7 @@ class TopicFlicker:
             deserializable), by cause (`skipped.SkippedMessages.by_cause`).
         skipped_images: colour images skipped, by cause (the same for every depth topic: their depth went
             unmatched).
+        skipped_other: with poses, the pose and camera_info messages skipped ("on TOPIC: cause" -> count).
     """
 
     topic: str
@@ -89,6 +90,7 @@ class TopicFlicker:
     tae_note: str = ""
     skipped: dict[str, int] = field(default_factory=dict)
     skipped_images: dict[str, int] = field(default_factory=dict)
+    skipped_other: dict[str, int] = field(default_factory=dict)
 
     @property
     def mean(self) -> float | None:
@@ -110,7 +112,10 @@ class TopicFlicker:
             "tae_note": self.tae_note or None,
             "skipped_depth": sum(self.skipped.values()),
             "skipped_images": sum(self.skipped_images.values()),
-            "skipped": [{"cause": c, "count": n} for c, n in {**self.skipped, **self.skipped_images}.items()],
+            "skipped": [
+                {"cause": c, "count": n}
+                for c, n in {**self.skipped, **self.skipped_images, **self.skipped_other}.items()
+            ],
         }
 
 
@@ -177,9 +182,11 @@ def _read_geometry(
     depth_topics: Sequence[str],
     path: Path,
     slop_ns: int,
+    skipped: SkippedMessages,
     log_time_stamps: bool = False,
 ) -> tuple[dict[str, _Geometry | None], dict[str, str]]:
-    """First pass: every pose and the camera_info of each depth topic (found or named)."""
+    """First pass: every pose and the camera_info of each depth topic (found or named); a message that cannot
+    be deserialized is skipped (counted in `skipped`)."""
     if topics.get(pose_topic) != POSE_STAMPED:
         raise MissingTopicError(
             f"pose topic {pose_topic!r} is {topics.get(pose_topic, 'not in the bags')}, expected {POSE_STAMPED}"
@@ -196,7 +203,9 @@ def _read_geometry(
     poses = PoseBuffer(slop_ns, capacity=max(count, 1))
     infos: dict[str, list[tuple[int, Any]]] = {c: [] for c in wanted - {pose_topic}}
     for conn, t, raw in guarded_messages(reader, conns, path):
-        msg = reader.deserialize(raw, conn.msgtype)
+        msg = deserialize_or_skip(reader, raw, conn, t, skipped)
+        if msg is None:
+            continue
         if log_time_stamps:
             restamp(msg, t)
         if conn.topic == pose_topic:
@@ -284,9 +293,18 @@ def measure_flicker(
         slop_ns = round(slop * 1e9)
         geometry: dict[str, _Geometry | None] = dict.fromkeys(depth_topics)
         notes: dict[str, str] = {}
+        bad = _BadMessages(max_input_pixels, tell_skipped)
         if pose_topic is not None:
             geometry, notes = _read_geometry(
-                reader, topics, pose_topic, camera_info_topic, depth_topics, paths[0], slop_ns, log_time_stamps
+                reader,
+                topics,
+                pose_topic,
+                camera_info_topic,
+                depth_topics,
+                paths[0],
+                slop_ns,
+                bad.skipped,
+                log_time_stamps,
             )
         chains = {t: _Chain(t, round(max_gap * 1e9), max_width, geometry[t]) for t in depth_topics}
         for t, note in notes.items():
@@ -294,7 +312,6 @@ def measure_flicker(
         # 3. Stream the bag: match each depth image to the colour image nearest in stamp.
         images: OrderedDict[int, np.ndarray] = OrderedDict()
         bit_depth = SampleBitDepth()  # a 12-bit camera's mono16 read as the node reads it (auto)
-        bad = _BadMessages(max_input_pixels, tell_skipped)
         wanted = [c for c in reader.connections if c.topic == image_topic or c.topic in chains]
         for conn, t, raw in guarded_messages(reader, wanted, paths[0]):
             msg = deserialize_or_skip(reader, raw, conn, t, bad.skipped)
@@ -310,6 +327,12 @@ def measure_flicker(
         for chain in chains.values():
             chain.result.unmatched += len(chain.pending)
             chain.result.skipped = bad.skipped.by_cause(chain.result.topic)
+            if pose_topic is not None:  # the poses' and camera_infos' (TAE), named by topic
+                chain.result.skipped_other = dict(
+                    (f"on {topic}: {cause}", n)
+                    for topic, cause, n in bad.skipped.rows()
+                    if topic != image_topic and topic not in chains
+                )
             chain.result.skipped_images = bad.skipped.by_cause(image_topic)
         return [c.result for c in chains.values()]
     finally:
@@ -474,6 +497,7 @@ def format_report(results: list[TopicFlicker]) -> str:
             + (f", {r.restarts} restarts" if r.restarts else "")
         )
         lines += [f"    skipped {n} depth message(s): {cause}" for cause, n in r.skipped.items()]
+        lines += [f"    skipped {n} message(s) {cause}" for cause, n in r.skipped_other.items()]
         lines += [
             f"    skipped {n} colour image(s), their depth unmatched: {cause}" for cause, n in r.skipped_images.items()
         ]

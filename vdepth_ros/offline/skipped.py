@@ -79,6 +79,10 @@ class SkippedMessages:
         """Cause (the first of each kind, in full) -> messages skipped, of `topic` or of all topics."""
         return {k.cause: k.count for k in self._kinds.values() if topic is None or k.topic == topic}
 
+    def rows(self) -> list[tuple[str, str, int]]:
+        """(topic, cause: the first of its kind, count) per topic and kind."""
+        return [(k.topic, k.cause, k.count) for k in self._kinds.values()]
+
     def to_list(self) -> list[dict[str, Any]]:
         """For `--json`: `{"topic", "cause", "count"}` per topic and kind."""
         return [{"topic": k.topic, "cause": k.cause, "count": k.count} for k in self._kinds.values()]
