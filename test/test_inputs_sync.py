@@ -155,6 +155,17 @@ def test_a_stamp_slightly_out_of_order_is_refused_and_a_jump_back_restarts() -> 
     assert sync.admit_image(900_000_000, 1_000_000_000) is True and sync.pending == 0
 
 
+def test_an_image_stamped_zero_amid_stamped_ones_is_refused_not_a_clock_reset() -> None:
+    """One image whose header.stamp a driver left 0 among stamped ones was taken for a clock reset (the node
+    and vdepth-bag restarted the stream, and again at the next image: a gap of decades); it is refused now, the
+    waiting images kept. A camera that never stamps (0 from the first image on) is as before."""
+    sync: ApproximateTimeSync[str, str] = ApproximateTimeSync(slop_ns=10, queue_size=5, info_timeout_ns=10**9)
+    sync.add_image(1_000_000_000, "waiting")
+    assert sync.admit_image(0, 1_000_000_000) is False and sync.pending == 1
+    assert sync.admit_image(0, None) is True  # the first image
+    assert sync.admit_image(0, 0) is False  # its repeats (REPEATED_STAMP/UNSET_STAMP, as before)
+
+
 def test_input_rate_takes_every_nth_image_evenly_despite_jitter() -> None:
     period = 16_666_667  # 60 Hz, stamps jittering by up to 2 ms
     jitter = [0, 2_000_000, -1_500_000, 1_000_000, -2_000_000, 500_000]
