@@ -424,8 +424,9 @@ class BagFrameSource:
             log.warning("%s", message.replace("set rectify:=true", "pass --rectify (or set rectify: true)"))
         elif kind == "camera_info":
             self.stats.refused_camera_infos += 1
-            if self.stats.refused_camera_infos == 1:
-                log.warning("%s (further ones are counted, not logged)", message)
+            if self.stats.refused_camera_infos == 1:  # (named by topic, as the skipped messages are)
+                where = self.camera_info_topic or "--camera-info-file"
+                log.warning("%s: %s (further ones are counted, not logged)", where, message)
         else:
             log.info("%s", message.replace("set rectify:=true", "pass --rectify (or set rectify: true)"))
 
