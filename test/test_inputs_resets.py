@@ -101,3 +101,11 @@ def test_a_slow_motion_replay_stretches_the_pause_bounds_by_its_speed():
     assert coarse.speed.known and coarse.stretch < 1.1  # (the loop's first frame: the speed before it)
     rule.note(0, 0)  # the 0.1x replay loops (its stamps and this clock went back)
     assert rule.stretch == pytest.approx(10.0) and rule.ends_after_s() == pytest.approx(2.0)
+    # its player, on a loaded machine, sends the loop's second frame late, right before its third: the speed
+    # measured before the loop holds until the new timeline has a whole span (one step read 1.2: "paused")
+    rule.note(12 * period, period)
+    rule.note(13 * period, 2 * period)
+    assert rule.stretch == pytest.approx(10.0)
+    for k in range(3, 8):
+        rule.note(k * 10 * period, k * period)
+    assert rule.stretch == pytest.approx(10.0)

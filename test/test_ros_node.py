@@ -867,3 +867,26 @@ def test_a_slow_replay_taken_by_a_busy_executor_is_measured_by_when_its_images_a
     # 0.33 s of arrival per 0.067 s of stamps: 5x (before: 1, the callbacks' back-to-back clock)
     assert 4.0 < node.intake.pauses.stretch < 6.0, node.intake.pauses.stretch
     assert 4.0 < node.intake.arrival_speed.stretch < 6.0, node.intake.arrival_speed.stretch
+
+
+def test_an_image_before_the_first_clock_under_sim_time_is_no_replay_speed(harness: Any) -> None:
+    """Under use_sim_time the node's clock reads 0 until its first /clock message; a loaded machine can take
+    the first image before it. That image's arrival was noted at 0 and the next at the player's clock, so
+    the first step read as a replay 16x slower than its stamps, and an early window followed ("no image for
+    1.05 s", seen in the deployed paused-player test under load). Now an arrival before any /clock is not
+    noted."""
+    from rosgraph_msgs.msg import Clock
+
+    h = harness({**RANGE, "use_sim_time": True})
+    node, rgbs = h.node, frames(8)
+    clock_pub = h.peer.create_publisher(Clock, "/clock", 10)
+    h.spin(0.3)
+    assert node.get_clock().now().nanoseconds == 0  # no /clock yet
+    h.send(rgbs[0], "rgb8", header(0))
+    stretches = []
+    for k in range(1, 8):
+        clock_pub.publish(Clock(clock=conv.ns_to_stamp(stamp(k))))
+        assert h.spin_until(lambda k=k: node.get_clock().now().nanoseconds == stamp(k))
+        h.send(rgbs[k], "rgb8", header(k))
+        stretches.append(node.intake.pauses.stretch)
+    assert max(stretches) < 1.5, stretches  # (before: 16 after the second image)

@@ -109,7 +109,9 @@ class ReplaySpeed:
         """Seconds of the clock measured per second of stamps, at least 1 (class docstring)."""
         timeline = tuple(self._timeline)  # one copy: the live node notes arrivals in another thread
         span = min(STRETCH_SPAN, len(timeline) - 1)
-        if span < 1:
+        # after a loop, the speed before it until a whole span is measured anew: one or two steps are one
+        # late frame's (a loaded player's), and a 0.2x replay read from one step as 0.83x was "paused"
+        if span < 1 or (span < STRETCH_SPAN and self._before is not None):
             return self._before or 1.0
         ratios = [(b[0] - a[0]) / (b[1] - a[1]) for a, b in zip(timeline, timeline[span:], strict=False)]
         return max(1.0, median_low(ratios))

@@ -388,7 +388,10 @@ class InputSide:
             return
         clock = self._node.get_clock()
         sim_time = getattr(clock, "ros_time_is_active", False)  # (/clock's time in the queue is not the wall's)
-        self.pauses.note(clock.now().nanoseconds - (0 if sim_time else queued), stamp)
+        clock_ns = clock.now().nanoseconds
+        if not (sim_time and clock_ns == 0):  # (under sim time before a /clock its time is unknown, not 0:
+            # noted at 0 and then at the player's clock, the first step read as a replay 16x slower)
+            self.pauses.note(clock_ns - (0 if sim_time else queued), stamp)
         self.arrival_speed.note(now - queued, stamp)
         self._note_replay_speed()
         with self._lock:
