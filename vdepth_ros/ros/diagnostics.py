@@ -6,7 +6,7 @@ import itertools
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -114,6 +114,59 @@ def make_array(stamp: Any, statuses: list[DiagnosticStatus]) -> DiagnosticArray:
     return arr
 
 
+class CurrentProblems:
+    """The causes of trouble the node names in a log WARN, for as long as they hold.
+
+    A cause's WARN (what is wrong and the fix) is logged once, the first time a check finds it, but an
+    operator who connects later, or a fleet monitor, sees only /diagnostics: there every cause that holds
+    now makes the status WARN, named in its message and in its "problems" value, until a later check no
+    longer finds it. Each check reports all it finds now under its `group` (`report`); the group's causes
+    it no longer finds have cleared. Thread-safe (the status timer, the callbacks and the worker report).
+
+    Args:
+        warn: `warn(key, message)`, the node's rate-limited log (`RateLimitedLog.warning`).
+    """
+
+    def __init__(self, warn: Callable[[str, str], Any]) -> None:
+        self._warn = warn
+        self._lock = threading.Lock()
+        self._now: dict[tuple[str, str], str] = {}  # (group, key) -> its summary, in the order found
+        self._named: set[tuple[str, str]] = set()  # whose WARN has been logged (since `restart`)
+
+    def report(self, group: str, found: Mapping[str, tuple[str, str]] | None = None) -> None:
+        """What the check `group` finds now: key -> (one line for /diagnostics, the WARN for the log, with the
+        fix); nothing (None, {}): the group's causes have gone. A key's WARN is logged the first time it is
+        found (once until `restart`)."""
+        found = found or {}
+        new = []
+        with self._lock:
+            for gone in [k for k in self._now if k[0] == group and k[1] not in found]:
+                del self._now[gone]
+            for key, (summary, message) in found.items():
+                self._now[(group, key)] = summary
+                if (group, key) not in self._named:
+                    self._named.add((group, key))
+                    new.append((f"{group}:{key}", message))
+        for log_key, message in new:
+            self._warn(log_key, message)
+
+    def found(self, group: str) -> set[str]:
+        """The keys of `group` that hold now (a check that runs per frame skips what it has reported)."""
+        with self._lock:
+            return {key for g, key in self._now if g == group}
+
+    def current(self) -> list[str]:
+        """The summaries of the causes that hold now, in the order they were found."""
+        with self._lock:
+            return list(self._now.values())
+
+    def restart(self) -> None:
+        """A new activation: nothing holds, every cause's WARN is logged again when found."""
+        with self._lock:
+            self._now.clear()
+            self._named.clear()
+
+
 class Watchdog:
     """Says when images arrive but nothing is published: the node is alive but producing nothing.
 
@@ -188,13 +241,49 @@ def level_for(
     output_drops_recent: int = 0,
     slow_outputs: str = "",
     compare_from_hz: float = 0.0,
+    problems: Sequence[str] = (),
 ) -> tuple[bytes, str]:
     """Overall level and message: ERROR when images arrive but nothing is published (`stalled_s`);
     WARN on no input, drops, outputs slow to publish (`slow_outputs`, e.g. "/points 70%": a subscriber
     in a stopped process, which also makes frames go lost before the node), frames lost before the
     node, outputs dropped for a subscriber that does not take them, a degenerate fit or output far
     below input (compared from an input of `compare_from_hz`: windows publish in bursts, so a slower
-    camera or a slow-motion replay has too few of them in the rates' window for a fair comparison)."""
+    camera or a slow-motion replay has too few of them in the rates' window for a fair comparison); at
+    least WARN while one of `problems` holds (`CurrentProblems.current`), each named after the message."""
+    level, message = _level_for(
+        input_rate,
+        output_rate,
+        drops_recent,
+        degenerate_fit,
+        receiving,
+        stalled_s=stalled_s,
+        lost_recent=lost_recent,
+        last_error=last_error,
+        output_drops_recent=output_drops_recent,
+        slow_outputs=slow_outputs,
+        compare_from_hz=compare_from_hz,
+    )
+    if not problems:
+        return level, message
+    named = "; ".join(problems)
+    return (DiagnosticStatus.WARN, named) if level == DiagnosticStatus.OK else (level, f"{message}; {named}")
+
+
+def _level_for(
+    input_rate: float,
+    output_rate: float,
+    drops_recent: int,
+    degenerate_fit: bool,
+    receiving: bool,
+    *,
+    stalled_s: float | None,
+    lost_recent: int,
+    last_error: str | None,
+    output_drops_recent: int,
+    slow_outputs: str,
+    compare_from_hz: float,
+) -> tuple[bytes, str]:
+    """`level_for` without the problems."""
     if stalled_s is not None:
         why = f"; last error: {last_error}" if last_error else ""
         return DiagnosticStatus.ERROR, f"nothing published for {stalled_s:.1f} s while images arrive{why}"

@@ -34,7 +34,7 @@ from vdepth_ros.inputs.decode import image_size
 from vdepth_ros.inputs.loss import InputLossMeter, PublisherSequences
 from vdepth_ros.inputs.resets import PAUSE_MIN_S, PauseRule, ReplaySpeed
 from vdepth_ros.inputs.samples import TimedSamples
-from vdepth_ros.inputs.sync import REPEATED_STAMP, UNSET_STAMP, ApproximateTimeSync, InputRate, Pair, Unpaired
+from vdepth_ros.inputs.sync import REPEATED_STAMP, UNSET_STAMP, ApproximateTimeSync, InputRate, Pair
 from vdepth_ros.ros import conversions as conv
 from vdepth_ros.ros.diagnostics import RateMeter, Watchdog
 from vdepth_ros.ros.qos import IncompatibleQosReporter, endpoint_name, qos_profile
@@ -159,11 +159,8 @@ class InputSide:
         self.on_first_image: Callable[[], None] | None = None
         self._loss_warned = False
         self._replay_noted = False
-        self._type_warned: set[tuple[str, str]] = set()  # (topic, published type) already warned about
         self._info_arrived = False
-        self._own_info_warned = False  # `check_camera_info_topic` has warned
         self._latched_info: Any = None  # the transient_local camera_info subscription, once one is needed
-        self._unpaired_warned: set[str] = set()  # `_note_unpaired`'s causes already named
         self._unpaired_checked_ns = 0  # time.monotonic_ns() of its last check
         self._ended_checked = 0.0  # time.monotonic() of the last `ended` graph query
         self._restart_stream_state()
@@ -244,28 +241,28 @@ class InputSide:
         than this node subscribes there: DDS matches nothing and no message arrives, without an error
         anywhere: a raw stream remapped to `image` with `image_transport:=compressed` and a name
         ending in `/compressed`, a compressed one read as raw, or a sparse_depth that does not match
-        the `sparse_depth` parameter. Called from the status timer."""
+        the `sparse_depth` parameter. On /diagnostics while such a publisher is there. Called from the
+        status timer."""
+        found = {}
         for sub in self.subscriptions:
             topic, wanted = sub.topic_name, conv.type_name(sub.msg_type)
             published = {info.topic_type for info in self._node.get_publishers_info_by_topic(topic)}
             for other in sorted(published - {wanted}):
-                if (topic, other) in self._type_warned:
-                    continue
-                self._type_warned.add((topic, other))
-                self.log.warning(
-                    f"topic-type:{topic}",
+                found[f"{topic} {other}"] = (
+                    f"'{topic}' is published as {other}, not {wanted}: none of those messages arrive",
                     f"'{topic}' is published as {other}, but this node subscribes {wanted} there, so none of those "
                     f"messages arrive: {_type_hint(topic == self.image_topic, wanted, other, topic)}",
                 )
+        self.log.problems.report("topic-type", found)
 
     def check_camera_info_topic(self) -> None:
         """WARN once when the camera_info next to the image (image_transport's pairing: `camera_info` in
         the image's namespace, `image_camera_info_topic`) has a publisher and this node reads another:
         most likely another camera's (a remap to the wrong namespace, or `camera_info` left unremapped),
         whose intrinsics would be used for these images without a word when both cameras' drivers use
-        the same frame_id. Called from the status timer."""
+        the same frame_id. On /diagnostics while that one has a publisher. Called from the status timer."""
         node = self._node
-        if self._own_info_warned or not self.image_topic:
+        if not self.image_topic:
             return
         topic, own = node.resolve_topic_name("camera_info"), image_camera_info_topic(self.image_topic)
         if topic == own:
@@ -276,16 +273,16 @@ class InputSide:
             for info in node.get_publishers_info_by_topic(own)
             if info.topic_type == conv.type_name(CameraInfo) and (info.node_name, info.node_namespace) != me
         )
-        if not publishers:
-            return
-        self._own_info_warned = True
-        self.log.warning(
-            "camera-info-topic",
-            f"camera_info is read from '{topic}', but the image '{self.image_topic}' has its own next to it, "
-            f"'{own}' (published by {', '.join(publishers)}; image_transport pairs an image with the camera_info "
-            f"of its namespace): if '{topic}' is another camera's, its intrinsics are wrong for these images; "
-            f"remap camera_info:={own}",
-        )
+        found = {}
+        if publishers:
+            found[own] = (
+                f"camera_info is read from '{topic}', not from the image's own '{own}': remap camera_info:={own}",
+                f"camera_info is read from '{topic}', but the image '{self.image_topic}' has its own next to it, "
+                f"'{own}' (published by {', '.join(publishers)}; image_transport pairs an image with the camera_info "
+                f"of its namespace): if '{topic}' is another camera's, its intrinsics are wrong for these images; "
+                f"remap camera_info:={own}",
+            )
+        self.log.problems.report("camera-info-topic", found)
 
     def _latched_info_publishers(self) -> list[Any]:
         """The transient_local (latched) CameraInfo publishers on the camera_info topic."""
@@ -419,28 +416,33 @@ class InputSide:
             return
         with self._lock:
             pairs = self.sync.add_image(stamp, (msg, now, previous), image_size(msg))
-            unpaired = self.sync.unpaired() if now - self._unpaired_checked_ns > 1_000_000_000 else None
         self._enqueue(pairs)
-        if unpaired is not None:
+        if now - self._unpaired_checked_ns > 1_000_000_000:
             self._unpaired_checked_ns = now
-            self._note_unpaired(unpaired)
+            self.check_camera_info_stamps()
 
-    def _note_unpaired(self, unpaired: Unpaired) -> None:
+    def check_camera_info_stamps(self) -> None:
         """WARN once per cause when camera_info keeps arriving but pairs with no image by its stamp
         (`ApproximateTimeSync.unpaired`): stamped 0, by another clock, a constant offset beyond
         `sync_slop`, or by a publisher of its own. Each image then gets the last one received, which
-        only a counter on /diagnostics showed."""
-        kind, cause = unpaired.cause(self.sync.slop_ns)
-        if kind in self._unpaired_warned:
-            return
-        self._unpaired_warned.add(kind)
-        self.log.warning(
-            f"camera-info-stamps:{kind}",
-            f"none of the last {unpaired.infos} camera_infos on '{self._node.resolve_topic_name('camera_info')}' is "
-            f"stamped within sync_slop ({self.p['sync_slop']:g} s) of an image: {cause}. Meanwhile each image gets the "
-            "last camera_info received, right while the calibration is fixed, but not paired by its stamp (counted "
-            "on /diagnostics as 'cached'); this warning is shown once.",
-        )
+        only a counter on /diagnostics showed; now /diagnostics names the cause until a camera_info pairs
+        again. Called with the images (at most once a second) and from the status timer."""
+        with self._lock:
+            unpaired = self.sync.unpaired()
+        found = {}
+        if unpaired is not None:
+            kind, cause = unpaired.cause(self.sync.slop_ns)
+            topic = self._node.resolve_topic_name("camera_info")
+            found[kind] = (
+                f"no camera_info on '{topic}' is stamped within sync_slop of an image, each image gets the last one "
+                f"received: {cause}",
+                f"none of the last {unpaired.infos} camera_infos on '{topic}' is stamped within sync_slop "
+                f"({self.p['sync_slop']:g} s) of an image: {cause}. Meanwhile each image gets the last camera_info "
+                "received, right while the calibration is fixed, but not paired by its stamp (counted on "
+                "/diagnostics as 'cached', and named in its 'problems' until a camera_info pairs again); this "
+                "warning is shown once.",
+            )
+        self.log.problems.report("camera-info-stamps", found)
 
     def _note_replay_speed(self) -> None:
         """INFO once when the images arrive slower than their stamps say (a recording replayed in slow

@@ -292,7 +292,6 @@ class OutputPublishers:
         self._log = log
         self._senders: dict[str, _Sender] = {}  # by resolved topic, started on the first message
         self._held_noted: dict[str, float] = {}  # WARN key -> when it was last due
-        self._unserved: set[tuple[str, str]] = set()  # (topic, type or transport) already named
         qos = qos_profile(params["output_qos"], params["output_qos_depth"] or auto_depth(self.burst))
         self.main = _Topics(node, "", qos, reporter)
         self.provisional = _Topics(node, "provisional/", qos, reporter) if publish_policy == "both" else None
@@ -317,27 +316,37 @@ class OutputPublishers:
                 f"or >= {self.burst} (docs/node.md, QoS)"
             )
 
-    def shared_topics(self) -> dict[str, list[str]]:
+    def shared_topics(self) -> dict[str, list[str]] | None:
         """Output topics that another publisher also publishes -> the nodes publishing there (this
         node included). Each output has one publisher of this node, so a second one is another node:
         most often this node started again in another process for a second camera without its own
-        namespace, whose frames then interleave with these on every subscriber."""
+        namespace, whose frames then interleave with these on every subscriber. None while one of them is
+        not known yet."""
         shared = {}
         for pub in self.publishers():
             infos = self._node.get_publishers_info_by_topic(pub.topic_name)
             if len(infos) > 1:
                 shared[pub.topic_name] = sorted(endpoint_name(i) for i in infos)
         if any("_UNKNOWN_" in name for nodes in shared.values() for name in nodes):
-            return {}  # DDS has the endpoint but not yet its node's name (rmw's _NODE_NAME_UNKNOWN_): next time
+            return None  # DDS has the endpoint but not yet its node's name (rmw's _NODE_NAME_UNKNOWN_): next time
         return shared
 
-    def unserved_subscribers(self) -> list[str]:
-        """WARNs, once per topic and type, for subscribers that get nothing from an output without an error anywhere:
+    def check_unserved_subscribers(self) -> None:
+        """WARN, once per topic and type, for subscribers that get nothing from an output without an error anywhere:
         one asking for another message type on its topic (DDS matches none: `stereo_msgs/DisparityImage` on
         disparity, `PointCloud` on points), or a viewer set to an image_transport transport (`<output>/compressed`,
         `compressedDepth`...: RViz's Transport Hint, rqt_image_view) that nothing publishes, since this node
-        publishes raw images only. Called from the status timer."""
-        node, found = self._node, []
+        publishes raw images only. On /diagnostics while such a subscriber is there. Called from the status timer."""
+        node, problems = self._node, self._log.problems
+        found: dict[str, tuple[str, str]] = {}
+        held = problems.found("unserved-subscribers")
+
+        def unserved(key: str, names: set[str], summary: str, message: str) -> None:
+            if not any("_UNKNOWN_" in n for n in names):
+                found[key] = (summary, message)
+            elif key in held:  # (a name not known yet, of a subscriber named before: it is still there)
+                found[key] = (summary, "")
+
         for pub in self.publishers():
             topic, wanted = pub.topic_name, conv.type_name(pub.msg_type)
             by_type: dict[str, set[str]] = {}
@@ -345,26 +354,29 @@ class OutputPublishers:
                 if info.topic_type != wanted:
                     by_type.setdefault(info.topic_type, set()).add(endpoint_name(info))
             for other, names in sorted(by_type.items()):
-                if (topic, other) not in self._unserved and not any("_UNKNOWN_" in n for n in names):
-                    self._unserved.add((topic, other))
-                    found.append(
-                        f"a subscriber of {topic} ({', '.join(sorted(names))}) asks for {other}, but this node "
-                        f"publishes {wanted} there, so it gets nothing: {_other_type_hint(topic, wanted, other)}"
-                    )
+                unserved(
+                    f"{topic} {other}",
+                    names,
+                    f"a subscriber of {topic} asks for {other}, not {wanted}: it gets nothing",
+                    f"a subscriber of {topic} ({', '.join(sorted(names))}) asks for {other}, but this node "
+                    f"publishes {wanted} there, so it gets nothing: {_other_type_hint(topic, wanted, other)}",
+                )
             for transport in IMAGE_TRANSPORTS if pub.msg_type is Image else ():
                 stream = f"{topic.rstrip('/')}/{transport}"
-                if (topic, transport) in self._unserved or node.get_publishers_info_by_topic(stream):
-                    continue
                 names = {endpoint_name(i) for i in node.get_subscriptions_info_by_topic(stream)}
-                if names and not any("_UNKNOWN_" in n for n in names):
-                    self._unserved.add((topic, transport))
-                    found.append(
-                        f"{stream}, image_transport's '{transport}' stream of {topic}, has subscribers "
-                        f"({', '.join(sorted(names))}) but no publisher: this node publishes raw images only, so they "
-                        "get nothing; set the viewer's transport to raw (RViz: the display's Transport Hint; "
-                        f"rqt_image_view: the topic {topic} itself), or republish it with image_transport's republish"
-                    )
-        return found
+                if not names or node.get_publishers_info_by_topic(stream):
+                    continue
+                unserved(
+                    f"{topic} {transport}",
+                    names,
+                    f"{stream} has subscribers but no publisher (this node publishes raw images only): set the "
+                    "viewer's transport to raw",
+                    f"{stream}, image_transport's '{transport}' stream of {topic}, has subscribers "
+                    f"({', '.join(sorted(names))}) but no publisher: this node publishes raw images only, so they "
+                    "get nothing; set the viewer's transport to raw (RViz: the display's Transport Hint; "
+                    f"rqt_image_view: the topic {topic} itself), or republish it with image_transport's republish",
+                )
+        problems.report("unserved-subscribers", found)
 
     def has_subscribers(self) -> bool:
         """True if anything listens to an output."""

@@ -75,8 +75,6 @@ class FrameProcessor:
         self.last_fit: Any = None
         self.stop = threading.Event()  # the node is stopping: no more waiting or publishing
         self.on_first_output: Callable[[], None] | None = None
-        self._no_camera_noted: set[str] = set()  # kinds of camera-less output already named
-        self._stamp_clock_warned = False
         self._sample_seen_at: float | None = None  # time.monotonic() of the last frame with a sparse sample
         self._unmatched = 0  # frames since then without one
         self._last_frame_at = 0.0  # time.monotonic() of the last frame checked for one
@@ -171,12 +169,20 @@ class FrameProcessor:
         the cause and the fix are named once."""
         self._gap_streak = self._gap_streak + 1 if reason and reason.startswith("gap") else 0
         if self._gap_streak == 3:
-            self.log.warning(
+            self.log.problems.report(
                 "slow-camera",
-                f"the last 3 frames each came more than max_gap = {self.p['max_gap']} s after the one before: the "
-                "camera is slower than max_gap allows, so every frame starts a new stream (each frame inferred "
-                "alone, no temporal consistency); set max_gap above the camera's frame period",
+                {
+                    "": (
+                        f"each frame comes more than max_gap = {self.p['max_gap']} s after the one before: every "
+                        "frame starts a new stream; set max_gap above the camera's frame period",
+                        f"the last 3 frames each came more than max_gap = {self.p['max_gap']} s after the one before: "
+                        "the camera is slower than max_gap allows, so every frame starts a new stream (each frame "
+                        "inferred alone, no temporal consistency); set max_gap above the camera's frame period",
+                    )
+                },
             )
+        elif self._gap_streak == 0 and self.log.problems.found("slow-camera"):
+            self.log.problems.report("slow-camera")
 
     def on_error(self, item: InputItem, err: BaseException) -> None:
         """`SupervisedWorker`'s report: rate-limited, with the type and the frame; the stream restarts."""
@@ -201,6 +207,8 @@ class FrameProcessor:
             return  # shutting down: the context may already be going
         if frame.camera is None:
             self._note_no_camera(frame)
+        elif self.log.problems.found("no-camera"):
+            self.log.problems.report("no-camera")  # frames have a camera model again
         if not self.outputs.publish(frame, due):
             return
         self.last_fit = frame.fit
@@ -214,17 +222,28 @@ class FrameProcessor:
         paced_s = max(0.0, due - time.monotonic()) if due else 0.0  # (it leaves then)
         self.latency.add((now - frame.stamp_ns) / 1e9 + paced_s)
         unset = frame.stamp_ns == 0  # no clock at all: the intake names the unset header.stamp
-        if now and not unset and abs(now - frame.stamp_ns) > STAMP_CLOCK_MISMATCH_NS and not self._stamp_clock_warned:
-            self._stamp_clock_warned = True  # (ROS time 0: no /clock under use_sim_time, said by the status)
+        # (ROS time 0: no /clock under use_sim_time, said by the status)
+        apart = bool(now) and not unset and abs(now - frame.stamp_ns) > STAMP_CLOCK_MISMATCH_NS
+        held = self.log.problems.found("stamp-clock")
+        if apart and not held:
             off = (now - frame.stamp_ns) / 1e9
-            self.log.warning(
+            side = "behind" if off > 0 else "ahead of"
+            self.log.problems.report(
                 "stamp-clock",
-                f"the image stamps are {abs(off):.0f} s {'behind' if off > 0 else 'ahead of'} this node's clock: "
-                "the camera stamps with another clock (its own device time?) or a recording plays without its "
-                "clock, so the latency on /diagnostics means nothing and tools that look up TF at these stamps "
-                "(RViz, message_filters) find no transforms; have the driver stamp with ROS time, or play the bag "
-                "with --clock and set use_sim_time:=true",
+                {
+                    "": (
+                        f"the image stamps are {abs(off):.0f} s {side} this node's clock: have the driver stamp with "
+                        "ROS time, or play the bag with --clock and use_sim_time:=true",
+                        f"the image stamps are {abs(off):.0f} s {side} this node's clock: "
+                        "the camera stamps with another clock (its own device time?) or a recording plays without its "
+                        "clock, so the latency on /diagnostics means nothing and tools that look up TF at these "
+                        "stamps (RViz, message_filters) find no transforms; have the driver stamp with ROS time, or "
+                        "play the bag with --clock and set use_sim_time:=true",
+                    )
+                },
             )
+        elif held and not apart:
+            self.log.problems.report("stamp-clock")
 
     def _note_unfit(self, problem: str) -> None:
         """WARN (rate-limited) when the last good camera_info does not fit a frame (`FrameAssembler.unfit`):
@@ -250,11 +269,10 @@ class FrameProcessor:
         if info is not None and camera_from_info(info) is not None:
             return  # named with the frame (`_note_unfit`, or the camera_info's refusal)
         kind = "uncalibrated" if info is not None else "refused" if refused else "none"
-        if kind in self._no_camera_noted:
+        if kind in self.log.problems.found("no-camera"):
             return  # checked first: this runs for every camera-less frame, the graph queries below need not
         if kind == "none" and self.intake.camera_info_latched():
             return  # the latched camera_info is on its way (`InputSide.check_camera_info`)
-        self._no_camera_noted.add(kind)
         topic, publishers = self.intake.camera_info_topic()
         cause = camera_missing(info, f"on '{topic}'", refused)
         if info is not None:
@@ -277,10 +295,15 @@ class FrameProcessor:
         if frame.depth is not None and getattr(self.pipeline, "cloud", None) is not None:
             missing.insert(0, main.points.topic_name)
         published = "depth and disparity are" if frame.depth is not None else "disparity is"
-        self.log.warning(
+        self.log.problems.report(
             "no-camera",
-            f"{cause}: no {' and no '.join(missing)}, which need the camera's intrinsics "
-            f"({published} published); {fix}",
+            {
+                kind: (
+                    f"frames go out without the camera's intrinsics (no {' and no '.join(missing)}): {cause}",
+                    f"{cause}: no {' and no '.join(missing)}, which need the camera's intrinsics "
+                    f"({published} published); {fix}",
+                )
+            },
         )
 
     # -- pauses and the end of the input -------------------------------------------------------

@@ -41,10 +41,7 @@ class StatusReporter:
         self._output_drops_reported = sum(outputs.dropped.values()) if outputs is not None else 0
         self._activated = time.monotonic()
         self._first_image_at: float | None = None
-        self._clock_warned = False
-        self._shared_warned = False
-        self._image_publishers_warned = False
-        self._no_image_warned = False
+        self.node.log.problems.restart()
 
     def destroy(self) -> None:
         self.node.destroy_publisher(self.publisher)
@@ -70,26 +67,33 @@ class StatusReporter:
 
     def _check_sim_clock(self) -> None:
         """WARN once when use_sim_time is on, images arrive and ROS time is still 0: nothing publishes
-        /clock (a bag played without --clock), so the latencies and /diagnostics stamps are off."""
+        /clock (a bag played without --clock), so the latencies and /diagnostics stamps are off; on
+        /diagnostics until a /clock arrives."""
         node = self.node
-        if self._clock_warned or node.intake.rate.total == 0 or not node.get_parameter("use_sim_time").value:
-            return
-        if node.get_clock().now().nanoseconds == 0:
-            self._clock_warned = True
-            node.get_logger().warning(
+        found = {}
+        if (
+            node.intake.rate.total
+            and node.get_parameter("use_sim_time").value
+            and node.get_clock().now().nanoseconds == 0
+        ):
+            found["no /clock"] = (
+                "use_sim_time is true but no /clock has arrived: play the bag with --clock, or use_sim_time:=false",
                 "use_sim_time is true but no /clock has arrived, so this node's ROS time is 0 (the latency on "
                 "/diagnostics is meaningless): play the bag with its clock (ros2 bag play --clock), or set "
-                "use_sim_time:=false for a live camera"
+                "use_sim_time:=false for a live camera",
             )
+        node.log.problems.report("sim-clock", found)
 
     def _check_no_image(self) -> None:
         """WARN once when no image has arrived `NO_IMAGE_WARN_S` after activation, naming the topic,
         its publishers and the fix: otherwise only /diagnostics says "no input images", and a camera
         left on its default topic (or, with --cameras, one camera of several) just stays silent."""
         node = self.node
-        if self._no_image_warned or node.intake.rate.total or time.monotonic() - self._activated < self.NO_IMAGE_WARN_S:
+        if node.intake.rate.total or time.monotonic() - self._activated < self.NO_IMAGE_WARN_S:
+            node.log.problems.report("no-image")
             return
-        self._no_image_warned = True
+        if node.log.problems.found("no-image"):
+            return  # (said; the graph is asked again once an image came and went)
         topic = node.intake.image_topic or node.resolve_topic_name("image")
         publishers = node.count_publishers(topic)
         other = self._other_transport(topic) if not publishers else None
@@ -104,9 +108,15 @@ class StatusReporter:
                 "best-effort camera (named in an incompatible-QoS WARN), and large best-effort images between "
                 f"processes need the Fast DDS profile ({ACROSS_PROCESSES})"
             )
-        node.get_logger().warning(
-            f"no image has arrived on '{topic}' in {self.NO_IMAGE_WARN_S:.0f} s: {why}; nothing is published "
-            "until one does"
+        node.log.problems.report(
+            "no-image",
+            {
+                topic: (
+                    f"no image has arrived on '{topic}': {why}",
+                    f"no image has arrived on '{topic}' in {self.NO_IMAGE_WARN_S:.0f} s: {why}; nothing is published "
+                    "until one does",
+                )
+            },
         )
 
     def _other_transport(self, topic: str) -> str | None:
@@ -137,19 +147,23 @@ class StatusReporter:
 
     def _check_shared_outputs(self) -> None:
         """WARN once when another node publishes on this node's output topics (two cameras' nodes in
-        separate processes, both in the root namespace): subscribers get both streams interleaved."""
-        if self._shared_warned:
-            return
+        separate processes, both in the root namespace): subscribers get both streams interleaved. On
+        /diagnostics while it does."""
         shared = self.node.outputs.shared_topics()
+        if shared is None:
+            return  # (not known yet)
+        found = {}
         if shared:
-            self._shared_warned = True
             topics = ", ".join(f"{topic} ({', '.join(nodes)})" for topic, nodes in shared.items())
-            self.node.get_logger().warning(
+            found["shared"] = (
+                f"another node publishes on this node's outputs too: {topics}; give each camera's node its own "
+                "namespace",
                 f"another node publishes on this node's outputs too: {topics}; every subscriber (RViz) gets both "
                 "streams interleaved. Give each camera's node its own namespace (-r __ns:=/front, or one process: "
                 "--cameras front rear), or remap the outputs. (Right after this node was restarted from a killed "
-                "process, the old one's publishers linger until DDS times them out, seconds: then ignore this)"
+                "process, the old one's publishers linger until DDS times them out, seconds: then ignore this)",
             )
+        self.node.log.problems.report("shared-outputs", found)
 
     def _check_image_publishers(self) -> None:
         """WARN once when more than one publisher sends on the image topic read: two camera drivers
@@ -163,31 +177,46 @@ class StatusReporter:
         GIDs, the count is all there is."""
         node = self.node
         topic = node.intake.image_topic
-        if self._image_publishers_warned or not topic:
+        if not topic:
             return
         infos = node.get_publishers_info_by_topic(topic)
         sequences = node.intake.sequences
         if sequences.identified:
-            if sequences.interleaved is None:
-                return
+            turns = sequences.interleaved
             by_gid: dict[Any, str] = {bytes(info.endpoint_gid): endpoint_name(info) for info in infos}
-            names = sorted(by_gid.get(gid, "a publisher gone since") for gid in sequences.interleaved)
+            if turns is None or sum(gid in by_gid for gid in turns) < 2:
+                if turns is not None:
+                    sequences.interleaved = None  # one of them has gone: a new pair taking turns is named again
+                node.log.problems.report("image-publishers")
+                return
+            names = sorted(by_gid[gid] for gid in turns)
             what, lingering = f"{len(names)} publishers sending images in turn ({', '.join(names)})", ""
         else:
             names = sorted(endpoint_name(info) for info in infos)
-            if len(names) < 2 or any("_UNKNOWN_" in n for n in names):  # (a name not known yet: next time)
+            if any("_UNKNOWN_" in n for n in names):  # (a name not known yet: next time)
+                return
+            if len(names) < 2:
+                node.log.problems.report("image-publishers")
                 return
             what = f"{len(names)} publishers ({', '.join(names)})"
             lingering = (
                 " (Right after a driver was restarted from a killed process, its old publisher lingers until DDS "
                 "times it out, seconds: then ignore this)"
             )
-        self._image_publishers_warned = True
-        node.get_logger().warning(
-            f"'{topic}' has {what}: this node takes its images as one "
-            "camera's stream, so two cameras publishing there reach the model interleaved, their views alternating "
-            "in every window. Give each camera driver its own namespace or topic and remap image to one; a second "
-            "camera gets its own node (-r __ns:=/rear) or --cameras front rear." + lingering
+        key = " ".join(names)
+        if key in node.log.problems.found("image-publishers"):
+            return
+        node.log.problems.report(
+            "image-publishers",
+            {
+                key: (
+                    f"'{topic}' has {what}: two cameras' images interleaved; give each driver its own namespace",
+                    f"'{topic}' has {what}: this node takes its images as one "
+                    "camera's stream, so two cameras publishing there reach the model interleaved, their views "
+                    "alternating in every window. Give each camera driver its own namespace or topic and remap image "
+                    "to one; a second camera gets its own node (-r __ns:=/rear) or --cameras front rear." + lingering,
+                )
+            },
         )
 
     def values(self) -> dict[str, Any]:
@@ -219,6 +248,8 @@ class StatusReporter:
             "pause flushes": proc.pause_flushes,
             "qos incompatible events": node.qos_reporter.events,
             "publish": node.outputs.policy,
+            # the causes named in a WARN that hold now (`CurrentProblems`): an operator who connects later sees them
+            "problems": " | ".join(node.log.problems.current()) or "none",
             "flicker (flow warping error)": "off"
             if not proc.flicker.enabled
             else ("no measurement yet" if proc.flicker.mean is None else round(proc.flicker.mean, 5)),
@@ -252,8 +283,8 @@ class StatusReporter:
             self._check_no_image()
             self._check_shared_outputs()
             self._check_image_publishers()
-            for warning in node.outputs.unserved_subscribers():
-                node.get_logger().warning(warning)
+            node.intake.check_camera_info_stamps()
+            node.outputs.check_unserved_subscribers()
             values = self.values()
             queue, loss = node.intake.queue, node.intake.loss
             drops, self._drops_reported = queue.dropped - self._drops_reported, queue.dropped
@@ -274,6 +305,7 @@ class StatusReporter:
                 slow_outputs="" if values["outputs slow to publish"] == "none" else values["outputs slow to publish"],
                 # two windows' bursts in the rates' window at least (2 x 8 frames in 5 s: 3.2 Hz)
                 compare_from_hz=2 * largest_burst(node.pipeline.schedule) / node.intake.rate.window_s,
+                problems=node.log.problems.current(),
             )
             fqn = node.get_fully_qualified_name()
             status = make_status(f"{fqn}: depth stream", fqn, level, message, values)

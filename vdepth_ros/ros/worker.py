@@ -8,12 +8,15 @@ thread; the error is reported and the next frame is processed.
 from __future__ import annotations
 
 import contextlib
+import logging
 import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
+
+from vdepth_ros.ros.diagnostics import CurrentProblems
 
 T = TypeVar("T")
 
@@ -102,6 +105,8 @@ class RateLimitedLog:
         self._lock = threading.Lock()
         self.errors = 0  # error() calls, logged or not (the input errors on /diagnostics)
         self.last_error: str | None = None
+        #: the causes named in a WARN that hold now, on /diagnostics (each check reports there, not here)
+        self.problems = CurrentProblems(self.warning)
 
     def admit(self, key: str, message: str) -> str | None:
         """The text to log now for `key`, or None (within `period`: counted)."""
@@ -191,6 +196,9 @@ class SupervisedWorker(Generic[T]):
         self.stop = threading.Event()
         self.busy = threading.Event()  # inside `process`: a window may be running
         self.errors = 0
+        # a hook's failure, into the log of the node whose `context` the thread runs in (`python_logs`),
+        # rate-limited: `on_idle` runs every `idle_s`
+        self._hook_log = RateLimitedLog(logging.getLogger(__name__))
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> None:
@@ -217,13 +225,18 @@ class SupervisedWorker(Generic[T]):
                 self.handle(item)
 
     def _call(self, hook: Callable[[], None]) -> None:
-        """`on_idle` / `on_end` (they report their own errors): whatever escapes is printed, never raised."""
+        """`on_idle` / `on_end` (they report their own errors): whatever escapes is logged (rate-limited; on
+        stderr only should logging fail), never raised."""
         self.busy.set()
         try:
             hook()
         except BaseException as err:
             self.errors += 1
-            _fallback("ERROR", f"the depth worker failed between frames: {err!r}", err)
+            what = "on_end" if hook is self._on_end else "on_idle"
+            self._hook_log.error(
+                f"{what}:{type(err).__name__}",
+                f"the depth worker failed between frames ({what}: {type(err).__name__}: {err}); it goes on",
+            )
         finally:
             self.busy.clear()
 
