@@ -15,7 +15,7 @@ from rclpy.qos import ReliabilityPolicy
 
 from vdepth_ros import node_params as P
 from vdepth_ros.errors import ConfigError
-from vdepth_ros.ros.diagnostics import LatencyStats, RateMeter, Watchdog, level_for, make_status
+from vdepth_ros.ros.diagnostics import CurrentProblems, LatencyStats, RateMeter, Watchdog, level_for, make_status
 from vdepth_ros.ros.params import descriptor
 from vdepth_ros.ros.qos import qos_profile
 from vdepth_ros.ros.worker import DropOldestQueue, RateLimitedLog, SupervisedWorker
@@ -218,6 +218,63 @@ def test_diagnostic_levels():
     assert "across-processes" in level_for(15, 15, 0, False, True, lost_recent=4)[1]
     st = make_status("n", "hw", DiagnosticStatus.OK, "ok", {"rate": 1.23456, "n": 3})
     assert [(kv.key, kv.value) for kv in st.values] == [("rate", "1.235"), ("n", "3")]
+    # a cause that holds (`CurrentProblems`): at least WARN, named after whatever else the status says
+    assert level_for(15, 15, 0, False, True, problems=["no /clock"]) == (DiagnosticStatus.WARN, "no /clock")
+    assert level_for(0, 0, 0, False, False, problems=["a", "b"]) == (DiagnosticStatus.WARN, "no input images; a; b")
+    level, message = level_for(15, 0, 0, False, True, stalled_s=6.0, problems=["a"])
+    assert level == DiagnosticStatus.ERROR and message.endswith("; a")
+
+
+def test_current_problems_log_each_cause_once_and_hold_it_until_its_check_no_longer_finds_it() -> None:
+    logged: list[tuple[str, str]] = []
+    problems = CurrentProblems(lambda key, message: logged.append((key, message)))
+    problems.report("stamps", {"zero": ("stamped 0", "camera_info stamped 0: fix it")})
+    problems.report("types", {"/a x": ("a is x", "'/a' is x: fix"), "/b y": ("b is y", "'/b' is y: fix")})
+    problems.report("stamps", {"zero": ("stamped 0", "camera_info stamped 0: fix it")})  # still: not logged again
+    assert logged == [
+        ("stamps:zero", "camera_info stamped 0: fix it"),
+        ("types:/a x", "'/a' is x: fix"),
+        ("types:/b y", "'/b' is y: fix"),
+    ]
+    assert problems.current() == ["stamped 0", "a is x", "b is y"] and problems.found("types") == {"/a x", "/b y"}
+    problems.report("types", {"/b y": ("b is y", "")})  # /a's publisher gone
+    problems.report("stamps")  # pairs again
+    assert problems.current() == ["b is y"] and len(logged) == 3
+    problems.report("stamps", {"zero": ("stamped 0", "again")})  # back: on /diagnostics, the log said it once
+    assert problems.current() == ["b is y", "stamped 0"] and len(logged) == 3
+    problems.restart()  # a new activation: nothing holds, each is logged again when found
+    assert problems.current() == []
+    problems.report("stamps", {"zero": ("stamped 0", "again")})
+    assert logged[-1] == ("stamps:zero", "again")
+
+
+def test_a_failing_idle_hook_is_one_rate_limited_error_in_the_log_not_a_logging_failure(
+    caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`on_idle` runs every `idle_s`; one that raised (a bug outside its own reporting) was printed on stderr
+    on every call, as "... (logging failed: <the hook's error>)" although logging had not failed, and not in
+    the node's log (/rosout). Now it is an error in the log (`python_logs` forwards it to the node's), once per
+    5 s, counted in the worker's errors; the worker goes on."""
+    q: DropOldestQueue[int] = DropOldestQueue(4)
+    done: list[int] = []
+
+    def idle() -> None:
+        raise RuntimeError("idle bug")
+
+    worker = SupervisedWorker(q, done.append, lambda i, e: None, on_idle=idle, idle_s=0.01)
+    with caplog.at_level("ERROR", logger="vdepth_ros.ros.worker"):
+        worker.start()
+        deadline = time.monotonic() + 10
+        while worker.errors < 5 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        q.put(7)
+        while not done and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert worker.join(timeout=5)
+    assert done == [7] and worker.errors >= 5
+    said = [r.getMessage() for r in caplog.records if r.name == "vdepth_ros.ros.worker"]
+    assert len(said) == 1 and "on_idle: RuntimeError: idle bug" in said[0], said
+    assert "logging failed" not in capsys.readouterr().err
 
 
 @dataclasses.dataclass
