@@ -10,20 +10,21 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, PointCloud
 from std_msgs.msg import Header
 from test_ros_process import _await_subscribers, _fields, _info, run_node
 
 from vdepth_ros.ros import conversions as conv
 
-pytestmark = pytest.mark.ros
+pytestmark = [pytest.mark.ros, pytest.mark.filterwarnings("ignore::DeprecationWarning:rclpy.event_handler")]
 
 REMAPS = ["--ros-args", "-r", "image:=/cam/image", "-r", "camera_info:=/cam/camera_info"]
 
@@ -104,23 +105,42 @@ def test_a_camera_info_never_paired_by_stamp_is_on_diagnostics_until_it_pairs_ag
     assert len(said) == 1 and "WARN" in said[0], out  # the log still says it once
 
 
-def test_a_subscriber_asking_for_another_type_is_on_diagnostics_while_it_is_there(tmp_path: Path) -> None:
-    """A tool subscribing /points as the old sensor_msgs/PointCloud gets nothing: one WARN in the log, and
-    /diagnostics said nothing at all about it. Now it is WARN naming it while that subscriber is there, and
-    the cause goes from /diagnostics once it is gone."""
+@pytest.mark.parametrize(
+    ("subscribe", "named"),
+    [
+        (
+            lambda peer: peer.create_subscription(PointCloud, "/points", lambda m: None, 10),
+            "sensor_msgs/msg/PointCloud",
+        ),
+        (  # a late joiner asking for a latched /depth: incompatible QoS
+            lambda peer: peer.create_subscription(
+                Image, "/depth", lambda m: None, QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+            ),
+            "incompatible QoS on publisher '/depth' (DURABILITY",
+        ),
+    ],
+    ids=["another-type", "incompatible-qos"],
+)
+def test_a_subscriber_that_gets_nothing_is_on_diagnostics_while_it_is_there(
+    tmp_path: Path, subscribe: Callable[[Node], object], named: str
+) -> None:
+    """A tool subscribing /points as the old sensor_msgs/PointCloud, or /depth transient_local, gets nothing:
+    one WARN in the log, and /diagnostics said nothing of it (a "qos incompatible events" count at OK). Now
+    it is WARN naming it while that subscriber is there, and the cause goes from /diagnostics once it is
+    gone."""
     diags: list[DiagnosticArray] = []
-    state: dict[str, object] = {}
+    state: dict[str, Any] = {}
 
     def problems() -> str:
         st = _status(diags)
         return "" if st is None else st[2].get("problems", "")
 
-    def named() -> bool:
+    def found() -> bool:
         if "sub" not in state:
-            state["sub"] = state["peer"].create_subscription(PointCloud, "/points", lambda m: None, 10)  # type: ignore[attr-defined]
-        if "sensor_msgs/msg/PointCloud" in problems():
+            state["sub"] = subscribe(state["peer"])
+        if named in problems():
             state["named"] = _status(diags)
-            state["peer"].destroy_subscription(state["sub"])  # type: ignore[attr-defined]
+            state["peer"].destroy_subscription(state["sub"])
             return True
         return False
 
@@ -130,7 +150,7 @@ def test_a_subscriber_asking_for_another_type_is_on_diagnostics_while_it_is_ther
             return True
         return False
 
-    camera = _camera(diags, [(lambda s: s, named, 40.0), (lambda s: s, cleared, 30.0)])
+    camera = _camera(diags, [(lambda s: s, found, 40.0), (lambda s: s, cleared, 30.0)])
 
     def feed(peer: Node, ex: SingleThreadedExecutor) -> None:
         state["peer"] = peer
@@ -138,6 +158,6 @@ def test_a_subscriber_asking_for_another_type_is_on_diagnostics_while_it_is_ther
 
     _, out = run_node(tmp_path, REMAPS, {}, {}, before_feed=feed, done=lambda got: True)
     assert "named" in state and "cleared" in state, out
-    level, message, _ = state["named"]  # type: ignore[misc]
-    assert level == DiagnosticStatus.WARN and "sensor_msgs/msg/PointCloud" in message, message
-    assert "sensor_msgs/msg/PointCloud" not in state["cleared"][1], state["cleared"]  # type: ignore[index]
+    level, message, _ = state["named"]
+    assert level == DiagnosticStatus.WARN and named in message, message
+    assert named not in state["cleared"][1], state["cleared"]

@@ -135,8 +135,8 @@ class CurrentProblems:
 
     def report(self, group: str, found: Mapping[str, tuple[str, str]] | None = None) -> None:
         """What the check `group` finds now: key -> (one line for /diagnostics, the WARN for the log, with the
-        fix); nothing (None, {}): the group's causes have gone. A key's WARN is logged the first time it is
-        found (once until `restart`)."""
+        fix, or empty where it is logged elsewhere); nothing (None, {}): the group's causes have gone. A key's
+        WARN is logged the first time it is found (once until `restart`)."""
         found = found or {}
         new = []
         with self._lock:
@@ -144,7 +144,7 @@ class CurrentProblems:
                 del self._now[gone]
             for key, (summary, message) in found.items():
                 self._now[(group, key)] = summary
-                if (group, key) not in self._named:
+                if message and (group, key) not in self._named:  # (empty: logged where it was found)
                     self._named.add((group, key))
                     new.append((f"{group}:{key}", message))
         for log_key, message in new:

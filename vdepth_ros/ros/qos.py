@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from rclpy.event_handler import (
@@ -26,6 +26,7 @@ from rclpy.event_handler import (
 )
 from rclpy.node import Node
 from rclpy.qos import (
+    DurabilityPolicy,
     QoSCompatibility,
     QoSPolicyKind,
     QoSPresetProfiles,
@@ -217,6 +218,39 @@ class IncompatibleQosReporter:
             return found
         except Exception:  # the graph is a help for the message, never a reason to lose it
             return {}
+
+    def current(self, output_topics: Iterable[str], subscriptions: Iterable[Any]) -> dict[str, tuple[str, str]]:
+        """The incompatible QoS that holds now, by the ROS graph, for /diagnostics (`CurrentProblems`): key ->
+        (one line with the fix, "": its WARN comes with the event). For `output_topics`, each policy a subscriber
+        asks for in vain; for this node's `subscriptions`, each policy a publisher of its topic lacks (not for
+        a transient_local one: `InputSide`'s latched camera_info subscription matches no volatile publisher by
+        design)."""
+        node, found = self._node, {}
+        if node is None:
+            return found
+        try:
+            for topic in output_topics:
+                for policy, names in self._unmatched_subscribers(topic).items():
+                    who = ", ".join(sorted(set(names)))
+                    found[f"publisher {topic} {policy}"] = (
+                        f"incompatible QoS on publisher '{topic}' ({policy}, subscribers {who}): "
+                        f"{_fix_hint(policy, 'publisher', topic)}",
+                        "",
+                    )
+            for sub in subscriptions:
+                requested = sub.qos_profile
+                if requested.durability == DurabilityPolicy.TRANSIENT_LOCAL:
+                    continue
+                for info in node.get_publishers_info_by_topic(sub.topic_name):
+                    for policy in incompatible_policies(info.qos_profile, requested):
+                        found[f"subscription {sub.topic_name} {policy}"] = (
+                            f"incompatible QoS on subscription '{sub.topic_name}' ({policy}, publisher "
+                            f"{endpoint_name(info)}): {_fix_hint(policy, 'subscription', sub.topic_name)}",
+                            "",
+                        )
+        except Exception:  # the graph is a help, never a reason to fail the status
+            return found
+        return found
 
     def subscription(self, topic: str) -> SubscriptionEventCallbacks:
         """Event callbacks for a subscription on `topic`."""

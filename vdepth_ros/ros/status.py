@@ -285,6 +285,12 @@ class StatusReporter:
             self._check_image_publishers()
             node.intake.check_camera_info_stamps()
             node.outputs.check_unserved_subscribers()
+            node.log.problems.report(
+                "qos",
+                node.qos_reporter.current(
+                    [pub.topic_name for pub in node.outputs.publishers()], node.intake.subscriptions
+                ),
+            )
             values = self.values()
             queue, loss = node.intake.queue, node.intake.loss
             drops, self._drops_reported = queue.dropped - self._drops_reported, queue.dropped
