@@ -88,8 +88,11 @@ def test_a_slow_motion_replay_is_no_stall_on_diagnostics(rig: Any, tmp_path: Pat
     got, log = r.received(), r.node_log.read_text()
     assert played["sent"] == 15 and len(got) == 15, log
     assert len(statuses) > 10 and not [m for level, m in statuses if level == 2], statuses
-    # nor WARN "output rate below half the input rate" (its windows' bursts, 0 or 7 in the rates' 5 s)
-    assert {m for _, m in statuses} <= {"ok", "no input images"}, statuses
+    # nor WARN "output rate below half the input rate" (its windows' bursts, 0 or 7 in the rates' 5 s); the
+    # recorded stamps, played without their clock, are named (as in the log) for as long as they come
+    named = [[p for p in m.split("; ") if not p.startswith("the image stamps are")] for _, m in statuses]
+    other = {"; ".join(parts) or "ok" for parts in named}
+    assert other <= {"ok", "no input images"}, statuses
 
 
 def test_a_single_image_with_publish_final_comes_out_without_a_second(rig: Any) -> None:  # noqa: F811
