@@ -267,6 +267,8 @@ class FrameProcessor:
         # a calibrated camera_info leaves a frame without a camera only when it is for another aspect
         # ratio (`FrameAssembler.unfit`; the assembler has gone on since that frame: judged from the info)
         if info is not None and camera_from_info(info) is not None:
+            if self.log.problems.found("no-camera"):  # a calibrated camera_info came: the cause named has gone
+                self.log.problems.report("no-camera")
             return  # named with the frame (`_note_unfit`, or the camera_info's refusal)
         kind = "uncalibrated" if info is not None else "refused" if refused else "none"
         if kind in self.log.problems.found("no-camera"):
