@@ -39,11 +39,11 @@ def _status(diags: list[DiagnosticArray]) -> tuple[bytes, str, dict[str, str]] |
 
 
 def _camera(
-    diags: list[DiagnosticArray], phases: list[tuple[Callable[[int], int], Callable[[], bool], float]]
+    diags: list[DiagnosticArray], phases: list[tuple[Callable[[int], int | None], Callable[[], bool], float]]
 ) -> Callable[[Node, SingleThreadedExecutor], None]:
     """before_feed: a 10 Hz camera on /cam/image + /cam/camera_info, its camera_info stamped
-    `info_stamp(image stamp)` in each phase until `until()` or the phase's seconds; /diagnostics kept,
-    /depth subscribed."""
+    `info_stamp(image stamp)` in each phase (None: no camera_info) until `until()` or the phase's seconds;
+    /diagnostics kept, /depth subscribed."""
 
     def feed(peer: Node, ex: SingleThreadedExecutor) -> None:
         peer.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
@@ -59,8 +59,10 @@ def _camera(
                 stamp = t0 + k * 100_000_000
                 h = Header(stamp=conv.ns_to_stamp(stamp), frame_id="cam_optical")
                 image_pub.publish(conv.image_msg(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8), "rgb8", h))
-                ih = Header(stamp=conv.ns_to_stamp(info_stamp(stamp)), frame_id="cam_optical")
-                info_pub.publish(CameraInfo(**{**_fields(_info(160, 120)), "header": ih}))
+                info_ns = info_stamp(stamp)
+                if info_ns is not None:
+                    ih = Header(stamp=conv.ns_to_stamp(info_ns), frame_id="cam_optical")
+                    info_pub.publish(CameraInfo(**{**_fields(_info(160, 120)), "header": ih}))
                 k += 1
                 step_end = time.monotonic() + 0.1
                 while time.monotonic() < step_end:
@@ -103,6 +105,30 @@ def test_a_camera_info_never_paired_by_stamp_is_on_diagnostics_until_it_pairs_ag
     assert after is not None and "camera_info" not in after[1] and "sync_slop" not in after[1], after
     said = [line for line in out.splitlines() if "stamped within sync_slop" in line]
     assert len(said) == 1 and "WARN" in said[0], out  # the log still says it once
+
+
+def test_frames_without_intrinsics_are_on_diagnostics_until_a_camera_info_arrives(tmp_path: Path) -> None:
+    """A driver started without its camera_info (or camera_info not remapped): no /points, one WARN, and
+    /diagnostics OK. Now WARN naming it until camera_info comes, then the cause is gone from it."""
+    diags: list[DiagnosticArray] = []
+    seen: list[tuple[bytes, str, dict[str, str]] | None] = []
+
+    def problems(text: str | None) -> Callable[[], bool]:
+        def check() -> bool:
+            st = _status(diags)
+            ok = st is not None and (st[2].get("problems") == "none" if text is None else text in st[1])
+            if ok:
+                seen.append(st)
+            return ok
+
+        return check
+
+    named = "frames go out without the camera's intrinsics"
+    feed = _camera(diags, [(lambda s: None, problems(named), 40.0), (lambda s: s, problems(None), 30.0)])
+    _, out = run_node(tmp_path, REMAPS, {}, {}, before_feed=feed, done=lambda got: True)
+    assert len(seen) == 2, out
+    assert seen[0][0] == DiagnosticStatus.WARN and "no camera_info has arrived" in seen[0][1], seen[0]
+    assert named not in seen[1][1], seen[1]
 
 
 @pytest.mark.parametrize(
