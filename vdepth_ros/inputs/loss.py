@@ -32,7 +32,8 @@ from vdepth_ros.inputs.sync import OUT_OF_ORDER_NS
 #: Steps alike in a row (within `STEADY_TOLERANCE` of their median) that mean a new frame rate.
 STEADY_STEPS = 8
 STEADY_TOLERANCE = 0.2
-#: Steps whose missing counts are held unconfirmed at most (while a burst of late frames goes on).
+#: Steps whose missing counts are held unconfirmed at most (while a burst of late frames goes on; and no
+#: more than the meter's `history`).
 MAX_HELD = 4 * STEADY_STEPS
 #: Steps shorter than a period in a row that make a burst of late frames (`InputLossMeter._late_arrivals`).
 BURST_STEPS = 3
@@ -53,6 +54,8 @@ class InputLossMeter:
         self.max_gap_ns = int(max_gap_ns)
         self._steps: deque[int] = deque(maxlen=history)
         self._pending: deque[int] = deque()  # missing counts of the last steps, not yet confirmed
+        # (no more than the steps kept: `_late_arrivals` reads the held counts' steps from them)
+        self._max_held = min(MAX_HELD, history)
         self._misstamped = 0  # frames received since the last step with a stamp not after it
         self._period_of: tuple[tuple[int, ...], int] = ((), 0)  # `period_ns`'s last history and result
         self._last: int | None = None
@@ -194,7 +197,7 @@ class InputLossMeter:
         self._late_arrivals(period, sum(1 for s in steps if s < LATE_STEP * period))
         confirmed = 0
         # (not while a burst of late frames goes on: they are taken back from the stall's step, at the start)
-        held = STEADY_STEPS - 1 if parts[-1] >= LATE_BURST * period else MAX_HELD
+        held = STEADY_STEPS - 1 if parts[-1] >= LATE_BURST * period else self._max_held
         while len(self._pending) > held:
             confirmed += self._pending.popleft()
         self._confirmed += confirmed
