@@ -5,6 +5,7 @@ fault on one rank, as a multi-GPU job meets it (`FAULT=<kind>:<rank>:<step>`):
 - `nan`: that rank's loss is NaN at that step;
 - `kill`: that rank SIGKILLs itself at that step (the OOM killer);
 - `stall`: that rank's next batch takes 600 s (a data loader that hangs on a network disk);
+- `hang`: that rank's forward at that step takes 600 s (a stuck kernel or lock, not its data);
 - `save`: that rank's checkpoint save at that step fails with ENOSPC (the disk is full);
 - `slow_save`: that rank's checkpoint saves from that step on take 3 s longer (a large model on a slow disk);
 - `validate`: that rank's validation at that step raises (a held-out file it cannot read);
@@ -60,6 +61,8 @@ def _faulty_forward(self: TrainingStep, batch: Any, generator: Any) -> Any:
     loss, terms = _forward(self, batch, generator)
     if MINE and _at["step"] == int(STEP) and KIND == "raise":
         raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB (injected)")
+    if MINE and _at["step"] == int(STEP) and KIND == "hang":
+        time.sleep(600)
     if MINE and _at["step"] == int(STEP) and KIND == "nan":
         loss = loss * torch.tensor(float("nan"))
     return loss, terms

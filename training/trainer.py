@@ -47,6 +47,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +76,7 @@ CONFIG_NAME = TRAINER_CONFIG_NAME
 #: `training` keys a resumed run may change: they do not change what it computes
 RESUMABLE_CHANGES = frozenset(
     ("log_every", "checkpoint_every", "keep_checkpoints", "num_workers", "log_with", "threads", "latent_cache")
-    + ("stop_at", "export_weights_dtype", "validate_every", "validate_batches", "stall_timeout")
+    + ("stop_at", "export_weights_dtype", "validate_every", "validate_batches", "stall_timeout", "collective_timeout")
 )
 #: the finished run's model folder in its output folder (`Trainer.final_dir`)
 FINAL_NAME = "final"
@@ -162,6 +163,45 @@ def leave_failure_note(rank: int, what: str) -> None:
     if folder is not None:
         with suppress(OSError):
             (folder / f"failed-rank{rank}").write_text(what)
+
+
+def note_doing(rank: int, doing: str) -> None:
+    """Leave what rank `rank` does now, and since when, for the other ranks of this node (`launch_folder`):
+    a rank whose exchange with the others timed out names the one that hung (`late_rank`)."""
+    folder = launch_folder()
+    if folder is not None:
+        with suppress(OSError):
+            (folder / f"doing-rank{rank}").write_text(json.dumps({"doing": doing, "since": time.time()}))
+
+
+def late_rank(mine: int, world: int, settle: float = 2.0) -> str | None:
+    """After rank `mine`'s exchange with the others timed out: `rank r of W, in <doing> for N s` for
+    the ranks of this node that did not time out too (the ones that hung), or None. Every rank that
+    waited times out at about the same moment and says so (`timedout-rank<r>` in `launch_folder`);
+    `settle` seconds later, a rank that has not is the one they waited for."""
+    folder = launch_folder()
+    if folder is None:
+        return None
+    with suppress(OSError):
+        (folder / f"timedout-rank{mine}").write_text("")
+    time.sleep(settle)
+    hung = []
+    for path in sorted(folder.glob("doing-rank*")):
+        with suppress(OSError, ValueError, KeyError):
+            rank, note = int(path.name[len("doing-rank") :]), json.loads(path.read_text())
+            if rank != mine and not (folder / f"timedout-rank{rank}").exists():
+                age = time.time() - float(note["since"])
+                hung.append(f"rank {rank} of {world}, in {note['doing']} for {age:.0f} s")
+    return "; ".join(hung) or None
+
+
+def _timed_out(err: BaseException | None) -> bool:
+    """Is `err` (or what caused it) an exchange between the ranks that timed out (gloo: "Timed out waiting")?"""
+    while err is not None:
+        if "timed out" in str(err).lower():
+            return True
+        err = err.__cause__ or err.__context__
+    return False
 
 
 def _one_line(err: BaseException) -> str:
@@ -315,10 +355,22 @@ class Trainer:
         self._saved_step = -1
         self.interrupted = False  # set by SIGINT (Ctrl-C) or SIGTERM during the steps: stop, checkpointed
         self._stop_requested = False
-        self._doing = "start-up"  # what the run does now (`step 3`, `saving checkpoint_4`): a failure names it
+        self._doing_now = "start-up"
         self._waiting: tuple[float, str] | None = None  # (since, what) while the step waits for its batch
         self._save_seconds = self._step_seconds = 0.0  # the last save's and step's duration
         self._warned_grace = False  # said that a step and a save outlast the launcher's grace after SIGTERM
+
+    @property
+    def _doing(self) -> str:
+        """What the run does now (`step 3`, `saving checkpoint_4`): a failure names it, and under a
+        launcher the other ranks of the node read it (`note_doing`) when this rank hangs."""
+        return self._doing_now
+
+    @_doing.setter
+    def _doing(self, doing: str) -> None:
+        self._doing_now = doing
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            note_doing(int(os.environ.get("RANK", "0")), doing)
 
     # -- the run ------------------------------------------------------------------------------
     def fit(
@@ -398,6 +450,13 @@ class Trainer:
         others, log the traceback and raise TrainingFailedError naming the rank, what it was doing and
         the cause (a ConfigError, a mistake in this rank's data, stays itself: it is one line already)."""
         folder = launch_folder()
+        if _peer_gone(err) and _timed_out(err) and not sorted(folder.glob("failed-rank*") if folder else []):
+            # no rank ended: one hung (a stuck kernel, disk or lock) and this one waited for it in an exchange
+            timeout = self.train_cfg.get("collective_timeout")
+            late = late_rank(acc.process_index, acc.num_processes) or "a rank on another node (its log names its step)"
+            within = f"{float(timeout):.0f} s" if timeout else "the process group's timeout"
+            what = f"{late} did not join the other ranks within {within} (training.collective_timeout): hung?"
+            leave_failure_note(acc.process_index, what)
         if (self._stop_requested and not isinstance(err, ConfigError)) or _peer_gone(err):
             notes = sorted(folder.glob("failed-rank*")) if folder is not None else []
             # none: the rank was killed (SIGKILL), or it is on another node (its own line names it)
@@ -497,8 +556,12 @@ class Trainer:
                                "or `accelerate launch` (training/README.md), one process per GPU")  # fmt: skip
         cuda = torch.cuda.is_available()
         handlers: list[Any] = [DistributedDataParallelKwargs(find_unused_parameters=bool(tc["find_unused_parameters"]))]
+        seconds = tc.get("collective_timeout")
+        timeout = {"timeout": timedelta(seconds=float(seconds))} if seconds else {}
         if not cuda and int(os.environ.get("WORLD_SIZE", "1")) > 1:  # CPU ranks (DeepSpeed too) talk over gloo
-            handlers.append(InitProcessGroupKwargs(backend="gloo"))
+            handlers.append(InitProcessGroupKwargs(backend="gloo", **timeout))
+        elif timeout:
+            handlers.append(InitProcessGroupKwargs(**timeout))
         # checkpoints are named and rotated by `_save` (accelerate's rotation deletes before it writes)
         project = ProjectConfiguration(project_dir=str(self.output_dir), logging_dir=str(self.output_dir))
         acc = Accelerator(
@@ -816,7 +879,7 @@ class Trainer:
             for k, v in {"loss": loss, **{f"loss/{n}": t for n, t in terms.items()}}.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach()) / accum
         names = sorted(sums)
-        values = [sums[k] for k in names] + [float(skipped), float(self._stop_requested)]  # a stop on any rank stops all
+        values = [sums[k] for k in names] + [float(skipped), float(self._stop_requested)]  # a stop on one stops all
         means = acc.reduce(torch.tensor(values, dtype=torch.float64, device=acc.device), "mean").cpu().tolist()
         self.interrupted = self.interrupted or means.pop() > 0
         skipped_by_all = round(means.pop() * acc.num_processes)
@@ -1069,8 +1132,10 @@ __all__ = [
     "complete_checkpoints",
     "config_changes",
     "enable_gradient_checkpointing",
+    "late_rank",
     "latest_checkpoint",
     "launch_folder",
+    "note_doing",
     "segments",
     "take_skipped",
 ]

@@ -218,11 +218,11 @@ class ClipDataset(Dataset):
                 raise
             except (OSError, ValueError, EOFError) as err:  # a damaged file, found when a rank draws it
                 where = getattr(seq_src, "directory", None) or getattr(seq_src, "name", None) or type(seq_src).__name__
-                what = (f"source {source.name!r}, sequence {where}: cannot read frames {int(min(idx))}..{int(max(idx))}: "
-                        f"{err} (a damaged or partly copied file: replace it, or move its sequence out of the "
-                        "source's root)")  # fmt: skip
+                frames = f"{int(min(idx))}..{int(max(idx))}"
+                what = (f"source {source.name!r}, sequence {where}: cannot read frames {frames}: {err} (a damaged or "
+                        "partly copied file: replace it, or move its sequence out of the source's root)")  # fmt: skip
                 if attempt == MAX_DRAWS - 1:
-                    raise ConfigError(f"{what}; the {MAX_DRAWS} clips drawn for one item all met damaged files") from err
+                    raise ConfigError(f"{what}; all {MAX_DRAWS} clips drawn for one item met damaged files") from err
                 if what not in _WARNED:  # once per file and process (each rank says what it meets)
                     _WARNED.add(what)
                     log.warning("%s; skipped: the clip is drawn again (counted as data/skipped in metrics.jsonl)", what)
