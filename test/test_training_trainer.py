@@ -707,3 +707,16 @@ def test_a_save_on_a_full_disk_frees_its_space_and_keeps_the_last_checkpoint(tmp
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["checkpoint_2"]
     monkeypatch.setattr(accelerate.checkpointing, "save", save)
     assert [h["step"] for h in Trainer(vda_tiny(**over), tmp_path).fit(resume=True)] == [3, 4]
+
+
+def test_a_metrics_line_cut_short_by_a_full_disk_does_not_stop_the_resume(tmp_path: Path) -> None:
+    """The disk filled up (or the run was killed) while the main process appended a step to
+    metrics.jsonl: `--resume` read every line as JSON and stopped with a JSONDecodeError traceback,
+    so the run could not continue from its intact checkpoint. The cut line is now dropped."""
+    over = {"stages": [{"name": "finetune", "steps": 4, "trainable": "all", "clip_length": [3, 3]}],
+            "data": {"num_samples": 4}, "training": {"checkpoint_every": 2}}  # fmt: skip
+    Trainer(vda_tiny(**over), tmp_path).fit(max_steps=2)
+    metrics = tmp_path / "metrics.jsonl"
+    metrics.write_text(metrics.read_text() + '{"step": 3, "stage": "finetune", "lo')
+    assert [h["step"] for h in Trainer(vda_tiny(**over), tmp_path).fit(resume=True)] == [3, 4]
+    assert [json.loads(line)["step"] for line in metrics.read_text().splitlines()] == [1, 2, 3, 4]

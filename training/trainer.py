@@ -319,6 +319,16 @@ def latest_checkpoint(output_dir: str | Path) -> Path | None:
     return done[-1] if done else None
 
 
+def _record_step(line: str) -> int | None:
+    """The step of one `metrics.jsonl` line, or None for a line that is no record (cut short when the
+    disk filled up or the run was killed while writing it: such a line is dropped at `--resume`)."""
+    try:
+        record = json.loads(line)
+        return int(record["step"]) if isinstance(record, dict) else None
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 def segments(plan: list[Stage]) -> list[list[Stage]]:
     """Stages grouped by the optimizer they share (a restart stage opens a segment)."""
     out: list[list[Stage]] = []
@@ -842,9 +852,11 @@ class Trainer:
         if not path.is_file():
             return
         lines = path.read_text().splitlines(keepends=True)
-        kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
-        if len(kept) != len(lines):
-            path.write_text("".join(kept))
+        kept = [line for line in lines if (_record_step(line) or step + 1) <= step]
+        if len(kept) != len(lines):  # a new file renamed over it: a full disk leaves the old one, not half of it
+            part = path.with_name(path.name + PARTIAL_SUFFIX)
+            part.write_text("".join(kept))
+            os.replace(part, path)
 
     def _step(
         self, acc: Any, wrapped: nn.Module, optimizer: Any, loader: Any, trainable: list, stage: Stage, step: int
