@@ -852,7 +852,7 @@ class Trainer:
         if not path.is_file():
             return
         lines = path.read_text().splitlines(keepends=True)
-        kept = [line for line in lines if (_record_step(line) or step + 1) <= step]
+        kept = [line for line in lines if (at := _record_step(line)) is not None and at <= step]
         if len(kept) != len(lines):  # a new file renamed over it: a full disk leaves the old one, not half of it
             part = path.with_name(path.name + PARTIAL_SUFFIX)
             part.write_text("".join(kept))
