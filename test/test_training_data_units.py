@@ -214,3 +214,39 @@ def test_camera_files_that_do_not_cover_the_frames_are_named(tmp_path: Path, cap
     assert any("1 tartanair camera file(s)" in m and "P001/pose_left.txt (2 poses, 3 frames)" in m for m in said)
     assert any("anno.npz (intrinsics of 2 frames, 3 needed)" in m for m in said)
     assert po_seq.intrinsics is None and po_seq.poses is not None
+
+
+def test_clips_with_a_damaged_file_are_skipped_counted_and_drawn_the_same_everywhere(tmp_path: Path, caplog) -> None:
+    """A few damaged files in a large folder (a PNG and a depth file cut short by an interrupted copy)
+    stopped the run at the first clip that met one, hours in, and the resumed run met the same clip
+    again. Now that clip is drawn again from the same source, deterministically (a rank, a loader
+    worker, a resumed run get the same item for an index, so the ranks never desynchronise), counted
+    in the item, and each damaged file named once; a source whose draws all meet damage still stops."""
+    import torch
+    from vdepth_training.data.dataset import SKIPPED_KEY, ClipDataset, ClipSampling, Source
+    from vdepth_training.data.stream import ClipBatches
+
+    folders = [_seq(tmp_path / f"seq{i}", _depth(3.0, whole=False)) for i in range(4)]
+    png = folders[1] / "rgb" / "000002.png"
+    png.write_bytes(png.read_bytes()[:60])
+    npy = folders[2] / "target" / "000004.npy"
+    npy.write_bytes(npy.read_bytes()[:100])
+
+    def batches() -> ClipBatches:
+        source = Source([SequenceReader(p) for p in folders], name="mine")
+        sampling = ClipSampling(length_range=(T, T), size=(16, 24), normalization="per_frame")
+        return ClipBatches(ClipDataset([source], sampling, num_samples=16, batch_size=2, seed=3))
+
+    with caplog.at_level(logging.WARNING):
+        first = [batches()[b] for b in range(8)]
+    again = batches()
+    for b, batch in enumerate(first):
+        assert batch.keys() == again[b].keys() and all(torch.equal(batch[k], again[b][k]) for k in batch), b
+    assert sum(int(batch[SKIPPED_KEY].sum()) for batch in first) > 0
+    warned = [r.getMessage() for r in caplog.records if "skipped: the clip is drawn again" in r.getMessage()]
+    assert any(str(png) in w for w in warned) and any(str(npy) in w for w in warned), warned
+    assert len(warned) == len(set(warned))  # each once
+    source = Source([SequenceReader(folders[1])], name="mine")  # only damaged clips to draw
+    dataset = ClipDataset([source], ClipSampling(length_range=(T, T), size=(16, 24)), num_samples=4, seed=3)
+    with pytest.raises(ConfigError, match=f"{png} is damaged.*met damaged files"):
+        dataset[0]

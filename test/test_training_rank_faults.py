@@ -107,3 +107,26 @@ def test_ranks_that_diverged_end_with_one_line(tmp_path: Path) -> None:
     code, lines, _ = _faulty_run(tmp_path, "diverge:1:6", _recipe(tmp_path))
     assert code == 1, (code, lines)
     assert len(lines) == 1 and "the ranks ended with different parameters" in lines[0], lines
+
+
+def test_a_rank_that_hangs_in_its_step_is_named_by_the_others(tmp_path: Path) -> None:
+    """A rank stuck in its step (a kernel, a lock; not its data, which `stall_timeout` watches) left the
+    others waiting in their next exchange for the process group's timeout (30 min on gloo, not
+    settable), after which they said "another rank ended without a word", which none had. Now
+    `training.collective_timeout` sets that wait, and the ranks that waited name the one that hung
+    and what it was doing; the launcher then ends it (here after 3 s)."""
+    recipe = _recipe(tmp_path)
+    cfg = yaml.safe_load(Path(recipe[1]).read_text())
+    cfg["training"]["collective_timeout"] = 5
+    Path(recipe[1]).write_text(yaml.safe_dump(cfg))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(REPO / "test" / "training_faults.py"), *recipe, "--output", str(tmp_path / "run")]  # fmt: skip
+    env = {**rank_env(), "FAULT": "hang:1:3", "TORCH_ELASTIC_SHUTDOWN_TIMEOUT": "3"}
+    t0 = time.monotonic()
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith(PROG)]
+    assert proc.returncode != 0 and time.monotonic() - t0 < 200, proc.stderr[-3000:]
+    assert len(lines) == 1 and lines[0].startswith(f"{PROG} stopped after step 2 without a checkpoint: rank 1 of 2, "
+                                                   "in step 3 for "), lines  # fmt: skip
+    assert "did not join the other ranks within 5 s (training.collective_timeout)" in lines[0], lines
+    assert latest_checkpoint(tmp_path / "run").name == "checkpoint_2"

@@ -676,3 +676,47 @@ def test_a_latent_cache_write_that_fails_leaves_no_partial_file(tmp_path: Path, 
     with pytest.raises(OSError, match="No space"):
         cache.get_or_compute("latent", keys, lambda: torch.zeros(2, 4))
     assert [p.name for p in (tmp_path / "cache").rglob("*") if p.is_file()] == []
+
+
+def test_a_save_on_a_full_disk_frees_its_space_and_keeps_the_last_checkpoint(tmp_path: Path, monkeypatch) -> None:
+    """A save that failed (ENOSPC) left its `.partial` folder, and a killed save's `.partial` of another
+    step stayed until the next save had completed: on a disk that had filled up, both held the space
+    the next save needed, so the resumed run's first save failed again. Now a failed save deletes
+    what it wrote, every `.partial` is deleted before a save begins, and the last checkpoint resumes."""
+    import errno
+
+    import accelerate.checkpointing
+
+    over = {"stages": [{"name": "finetune", "steps": 4, "trainable": "all", "clip_length": [3, 3]}],
+            "data": {"num_samples": 4}, "training": {"checkpoint_every": 2}}  # fmt: skip
+    Trainer(vda_tiny(**over), tmp_path).fit(max_steps=2)
+    killed = tmp_path / "checkpoints" / "checkpoint_3.partial"  # a save killed at step 3 (SIGTERM, SIGKILL)
+    killed.mkdir()
+    (killed / "model.safetensors").write_bytes(b"\0" * 1000)
+    save, seen = accelerate.checkpointing.save, []
+
+    def full_disk(obj, f, *args, **kwargs):
+        seen.append(sorted(p.name for p in (tmp_path / "checkpoints").iterdir()))
+        save(obj, f, *args, **kwargs)  # a part is written, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device", str(f))
+
+    monkeypatch.setattr(accelerate.checkpointing, "save", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        Trainer(vda_tiny(**over), tmp_path).fit(resume=True)
+    assert seen[0] == ["checkpoint_2", "checkpoint_4.partial"]  # the killed save's folder was gone first
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["checkpoint_2"]
+    monkeypatch.setattr(accelerate.checkpointing, "save", save)
+    assert [h["step"] for h in Trainer(vda_tiny(**over), tmp_path).fit(resume=True)] == [3, 4]
+
+
+def test_a_metrics_line_cut_short_by_a_full_disk_does_not_stop_the_resume(tmp_path: Path) -> None:
+    """The disk filled up (or the run was killed) while the main process appended a step to
+    metrics.jsonl: `--resume` read every line as JSON and stopped with a JSONDecodeError traceback,
+    so the run could not continue from its intact checkpoint. The cut line is now dropped."""
+    over = {"stages": [{"name": "finetune", "steps": 4, "trainable": "all", "clip_length": [3, 3]}],
+            "data": {"num_samples": 4}, "training": {"checkpoint_every": 2}}  # fmt: skip
+    Trainer(vda_tiny(**over), tmp_path).fit(max_steps=2)
+    metrics = tmp_path / "metrics.jsonl"
+    metrics.write_text(metrics.read_text() + '{"step": 3, "stage": "finetune", "lo')
+    assert [h["step"] for h in Trainer(vda_tiny(**over), tmp_path).fit(resume=True)] == [3, 4]
+    assert [json.loads(line)["step"] for line in metrics.read_text().splitlines()] == [1, 2, 3, 4]

@@ -5,7 +5,9 @@ fault on one rank, as a multi-GPU job meets it (`FAULT=<kind>:<rank>:<step>`):
 - `nan`: that rank's loss is NaN at that step;
 - `kill`: that rank SIGKILLs itself at that step (the OOM killer);
 - `stall`: that rank's next batch takes 600 s (a data loader that hangs on a network disk);
+- `hang`: that rank's forward at that step takes 600 s (a stuck kernel or lock, not its data);
 - `save`: that rank's checkpoint save at that step fails with ENOSPC (the disk is full);
+- `slow_save`: that rank's checkpoint saves from that step on take 3 s longer (a large model on a slow disk);
 - `validate`: that rank's validation at that step raises (a held-out file it cannot read);
 - `diverge`: after that step that rank's weights change (a rank-dependent computation).
 
@@ -59,6 +61,8 @@ def _faulty_forward(self: TrainingStep, batch: Any, generator: Any) -> Any:
     loss, terms = _forward(self, batch, generator)
     if MINE and _at["step"] == int(STEP) and KIND == "raise":
         raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB (injected)")
+    if MINE and _at["step"] == int(STEP) and KIND == "hang":
+        time.sleep(600)
     if MINE and _at["step"] == int(STEP) and KIND == "nan":
         loss = loss * torch.tensor(float("nan"))
     return loss, terms
@@ -70,6 +74,8 @@ _save = accelerate.checkpointing.save
 def _full_disk(obj: Any, f: Any, *args: Any, **kwargs: Any) -> Any:
     if MINE and KIND == "save" and _at["step"] == int(STEP):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(f))
+    if MINE and KIND == "slow_save" and _at["step"] >= int(STEP) and str(f).endswith("model.safetensors"):
+        time.sleep(3.0)
     return _save(obj, f, *args, **kwargs)
 
 

@@ -55,6 +55,7 @@ DEFAULT_TRAINING: dict[str, Any] = {
     "validate_every": 0,  # global steps between validations on `data.validation` (0: none)
     "validate_batches": 4,  # batches of the validation stream per validation, split across the ranks
     "stall_timeout": 600.0,  # seconds a rank of several may wait for one batch before it ends the run (0: never)
+    "collective_timeout": None,  # seconds the ranks wait for each other in one exchange (None: torch's, 30 min on gloo)
 }
 MIXED_PRECISIONS = ("no", "fp16", "bf16", "fp8")  # accelerate's
 DEFAULT_OPTIMIZER: dict[str, Any] = {
@@ -78,6 +79,7 @@ NONE_DEFAULT_TYPES: dict[str, Any] = {
     "training.init": str | None,
     "training.threads": int | None,
     "training.stop_at": int | None,
+    "training.collective_timeout": float | None,
     "training.export_weights_dtype": str | None,
     "training.latent_cache": str | None,
     "optimizer.grad_clip": float | None,

@@ -137,8 +137,10 @@ def _run(args: argparse.Namespace) -> int:
     history = trainer.fit(resume=args.resume, max_steps=args.max_steps, overwrite=args.overwrite,
                           allow_config_change=args.allow_config_change)  # fmt: skip
     if history:
+        skipped = sum(int(h.get("data/skipped", 0)) for h in history)
         report(f"steps {history[0]['step']}..{history[-1]['step']}: loss {history[0]['loss']:.5g} -> "
-               f"{history[-1]['loss']:.5g}")  # fmt: skip
+               f"{history[-1]['loss']:.5g}" + (f"; {skipped} clips skipped for damaged files (the warnings name "
+               "them)" if skipped else ""))  # fmt: skip
     if trainer.interrupted:
         report(f"interrupted: checkpoint in {out / 'checkpoints'}; add --resume to continue")
         return 130

@@ -47,12 +47,14 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 from vdepth_training.config import build_optimizer, check_keys, crop_sizes, trained_record
+from vdepth_training.data.dataset import SKIPPED_KEY
 from vdepth_training.data.stream import rank_loader
 from vdepth_training.recipes import Recipe, TrainingStep, get_recipe
 from vdepth_training.stages import Stage, plan_stages, stage_lr
@@ -74,7 +76,7 @@ CONFIG_NAME = TRAINER_CONFIG_NAME
 #: `training` keys a resumed run may change: they do not change what it computes
 RESUMABLE_CHANGES = frozenset(
     ("log_every", "checkpoint_every", "keep_checkpoints", "num_workers", "log_with", "threads", "latent_cache")
-    + ("stop_at", "export_weights_dtype", "validate_every", "validate_batches", "stall_timeout")
+    + ("stop_at", "export_weights_dtype", "validate_every", "validate_batches", "stall_timeout", "collective_timeout")
 )
 #: the finished run's model folder in its output folder (`Trainer.final_dir`)
 FINAL_NAME = "final"
@@ -136,6 +138,23 @@ def launch_folder() -> Path | None:
     return Path(error_file).parent.parent
 
 
+#: torchrun's seconds between the SIGTERM it forwards to its ranks and its SIGKILL, when nothing sets them
+TORCHRUN_GRACE_SECONDS = 30.0
+
+
+def launcher_grace_seconds() -> float | None:
+    """How long torchrun (or `accelerate launch`, which runs it) lets a rank finish after forwarding a
+    SIGTERM or SIGINT before it SIGKILLs it: `TORCH_ELASTIC_SHUTDOWN_TIMEOUT` (or torchrun's own
+    `PET_SHUTDOWN_TIMEOUT`) as the ranks inherit it, else torchrun's 30 s; None without torchrun.
+    A `--shutdown-timeout` flag is invisible to the ranks (the launch scripts export the variable)."""
+    if "TORCHELASTIC_RUN_ID" not in os.environ:
+        return None
+    for name in ("PET_SHUTDOWN_TIMEOUT", "TORCH_ELASTIC_SHUTDOWN_TIMEOUT"):  # torchrun's order of precedence
+        with suppress(KeyError, ValueError):
+            return float(os.environ[name])
+    return TORCHRUN_GRACE_SECONDS
+
+
 def leave_failure_note(rank: int, what: str) -> None:
     """Tell the other ranks of this node why rank `rank` ends (`Trainer._end_rank` reads the notes from
     `launch_folder`); nothing where there is no such folder or it cannot be written (they then say that
@@ -144,6 +163,45 @@ def leave_failure_note(rank: int, what: str) -> None:
     if folder is not None:
         with suppress(OSError):
             (folder / f"failed-rank{rank}").write_text(what)
+
+
+def note_doing(rank: int, doing: str) -> None:
+    """Leave what rank `rank` does now, and since when, for the other ranks of this node (`launch_folder`):
+    a rank whose exchange with the others timed out names the one that hung (`late_rank`)."""
+    folder = launch_folder()
+    if folder is not None:
+        with suppress(OSError):
+            (folder / f"doing-rank{rank}").write_text(json.dumps({"doing": doing, "since": time.time()}))
+
+
+def late_rank(mine: int, world: int, settle: float = 2.0) -> str | None:
+    """After rank `mine`'s exchange with the others timed out: `rank r of W, in <doing> for N s` for
+    the ranks of this node that did not time out too (the ones that hung), or None. Every rank that
+    waited times out at about the same moment and says so (`timedout-rank<r>` in `launch_folder`);
+    `settle` seconds later, a rank that has not is the one they waited for."""
+    folder = launch_folder()
+    if folder is None:
+        return None
+    with suppress(OSError):
+        (folder / f"timedout-rank{mine}").write_text("")
+    time.sleep(settle)
+    hung = []
+    for path in sorted(folder.glob("doing-rank*")):
+        with suppress(OSError, ValueError, KeyError):
+            rank, note = int(path.name[len("doing-rank") :]), json.loads(path.read_text())
+            if rank != mine and not (folder / f"timedout-rank{rank}").exists():
+                age = time.time() - float(note["since"])
+                hung.append(f"rank {rank} of {world}, in {note['doing']} for {age:.0f} s")
+    return "; ".join(hung) or None
+
+
+def _timed_out(err: BaseException | None) -> bool:
+    """Is `err` (or what caused it) an exchange between the ranks that timed out (gloo: "Timed out waiting")?"""
+    while err is not None:
+        if "timed out" in str(err).lower():
+            return True
+        err = err.__cause__ or err.__context__
+    return False
 
 
 def _one_line(err: BaseException) -> str:
@@ -223,6 +281,13 @@ def _next_batch(loader: Iterator[dict[str, torch.Tensor]]) -> dict[str, torch.Te
         raise
 
 
+def take_skipped(batch: dict[str, torch.Tensor]) -> int:
+    """Remove the counts of clips skipped for a damaged file (`dataset.SKIPPED_KEY`, also under a
+    paired stream's prefix) from `batch`; returns their sum."""
+    keys = [k for k in batch if k == SKIPPED_KEY or k.endswith(f"/{SKIPPED_KEY}")]
+    return sum(int(batch.pop(k).sum()) for k in keys)
+
+
 def batch_generator(seed: int, origin: int, batch_index: int) -> torch.Generator:
     """The loss-noise generator of global batch `batch_index` of the segment starting at step
     `origin` (a pure function of the batch's position in the stream, the same on any rank)."""
@@ -252,6 +317,16 @@ def latest_checkpoint(output_dir: str | Path) -> Path | None:
     """The newest complete checkpoint (`checkpoints/checkpoint_<step>` with its trainer state)."""
     done = complete_checkpoints(output_dir)
     return done[-1] if done else None
+
+
+def _record_step(line: str) -> int | None:
+    """The step of one `metrics.jsonl` line, or None for a line that is no record (cut short when the
+    disk filled up or the run was killed while writing it: such a line is dropped at `--resume`)."""
+    try:
+        record = json.loads(line)
+        return int(record["step"]) if isinstance(record, dict) else None
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def segments(plan: list[Stage]) -> list[list[Stage]]:
@@ -290,8 +365,22 @@ class Trainer:
         self._saved_step = -1
         self.interrupted = False  # set by SIGINT (Ctrl-C) or SIGTERM during the steps: stop, checkpointed
         self._stop_requested = False
-        self._doing = "start-up"  # what the run does now (`step 3`, `saving checkpoint_4`): a failure names it
+        self._doing_now = "start-up"
         self._waiting: tuple[float, str] | None = None  # (since, what) while the step waits for its batch
+        self._save_seconds = self._step_seconds = 0.0  # the last save's and step's duration
+        self._warned_grace = False  # said that a step and a save outlast the launcher's grace after SIGTERM
+
+    @property
+    def _doing(self) -> str:
+        """What the run does now (`step 3`, `saving checkpoint_4`): a failure names it, and under a
+        launcher the other ranks of the node read it (`note_doing`) when this rank hangs."""
+        return self._doing_now
+
+    @_doing.setter
+    def _doing(self, doing: str) -> None:
+        self._doing_now = doing
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            note_doing(int(os.environ.get("RANK", "0")), doing)
 
     # -- the run ------------------------------------------------------------------------------
     def fit(
@@ -371,6 +460,13 @@ class Trainer:
         others, log the traceback and raise TrainingFailedError naming the rank, what it was doing and
         the cause (a ConfigError, a mistake in this rank's data, stays itself: it is one line already)."""
         folder = launch_folder()
+        if _peer_gone(err) and _timed_out(err) and not sorted(folder.glob("failed-rank*") if folder else []):
+            # no rank ended: one hung (a stuck kernel, disk or lock) and this one waited for it in an exchange
+            timeout = self.train_cfg.get("collective_timeout")
+            late = late_rank(acc.process_index, acc.num_processes) or "a rank on another node (its log names its step)"
+            within = f"{float(timeout):.0f} s" if timeout else "the process group's timeout"
+            what = f"{late} did not join the other ranks within {within} (training.collective_timeout): hung?"
+            leave_failure_note(acc.process_index, what)
         if (self._stop_requested and not isinstance(err, ConfigError)) or _peer_gone(err):
             notes = sorted(folder.glob("failed-rank*")) if folder is not None else []
             # none: the rank was killed (SIGKILL), or it is on another node (its own line names it)
@@ -437,7 +533,7 @@ class Trainer:
             self._export_final(acc, wrapped)
         elif progress.global_step >= stop or self.interrupted:
             self._save(acc, progress)
-        if self.interrupted:
+        if self.interrupted and acc.is_main_process:
             log.warning(
                 "interrupted: stopped after step %d with a checkpoint; --resume continues", progress.global_step
             )
@@ -470,8 +566,12 @@ class Trainer:
                                "or `accelerate launch` (training/README.md), one process per GPU")  # fmt: skip
         cuda = torch.cuda.is_available()
         handlers: list[Any] = [DistributedDataParallelKwargs(find_unused_parameters=bool(tc["find_unused_parameters"]))]
+        seconds = tc.get("collective_timeout")
+        timeout = {"timeout": timedelta(seconds=float(seconds))} if seconds else {}
         if not cuda and int(os.environ.get("WORLD_SIZE", "1")) > 1:  # CPU ranks (DeepSpeed too) talk over gloo
-            handlers.append(InitProcessGroupKwargs(backend="gloo"))
+            handlers.append(InitProcessGroupKwargs(backend="gloo", **timeout))
+        elif timeout:
+            handlers.append(InitProcessGroupKwargs(**timeout))
         # checkpoints are named and rotated by `_save` (accelerate's rotation deletes before it writes)
         project = ProjectConfiguration(project_dir=str(self.output_dir), logging_dir=str(self.output_dir))
         acc = Accelerator(
@@ -518,8 +618,8 @@ class Trainer:
                 f"the ranks ended with different parameters (digests {digests}): they diverged, e.g. by a computation "
                 "that depends on the rank; the model written holds the main process's weights"
             )
-        log.info("process %d of %d: parameters identical on all ranks (digest %016x)", acc.process_index,
-                 acc.num_processes, mine)  # fmt: skip
+        if acc.is_main_process:  # the same line on every rank: said once
+            log.info("parameters identical on all %d ranks (digest %016x)", acc.num_processes, mine)
 
     def _build_model(self, *, init: bool) -> nn.Module:
         torch.manual_seed(int(self.train_cfg["seed"]))
@@ -579,6 +679,7 @@ class Trainer:
         while progress.stage_step < stage.steps and progress.global_step < stop:
             self._doing = f"step {progress.global_step + 1}"
             record = self._step(acc, wrapped, optimizer, loader, trainable, stage, progress.global_step)
+            self._step_seconds = float(record["seconds"])
             progress.stage_step += 1
             progress.global_step += 1
             if held_out is not None and progress.global_step % validate_every == 0:
@@ -603,7 +704,9 @@ class Trainer:
         total, count, seed = 0.0, 0, int(self.train_cfg["seed"])
         with torch.no_grad(), acc.autocast():
             for b in range(acc.process_index, int(self.train_cfg["validate_batches"]), acc.num_processes):
-                batch = {k: v.to(acc.device) for k, v in batches[b].items()}
+                batch = batches[b]
+                take_skipped(batch)
+                batch = {k: v.to(acc.device) for k, v in batch.items()}
                 loss, _ = module(batch, batch_generator(seed, -1, b))
                 total, count = total + float(loss), count + 1
         module.train()
@@ -670,8 +773,14 @@ class Trainer:
             if not first:
                 first.append(now)
                 self._stop_requested = True
+                if int(os.environ.get("RANK", "0")) != 0:  # every rank gets it: rank 0 says it once
+                    return
                 again = " (Ctrl-C again to abort at once)" if signum == signal.SIGINT else ""
                 name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+                grace = launcher_grace_seconds()
+                if grace is not None and self._save_seconds:
+                    again += (f" (the last save took {self._save_seconds:.0f} s and a step {self._step_seconds:.0f} s; "
+                              f"torchrun kills the ranks {grace:.0f} s after its signal)")  # fmt: skip
                 log.warning("%s: stopping after this step with a checkpoint%s", name, again)
 
         for sig in ours:
@@ -743,9 +852,11 @@ class Trainer:
         if not path.is_file():
             return
         lines = path.read_text().splitlines(keepends=True)
-        kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
-        if len(kept) != len(lines):
-            path.write_text("".join(kept))
+        kept = [line for line in lines if (at := _record_step(line)) is not None and at <= step]
+        if len(kept) != len(lines):  # a new file renamed over it: a full disk leaves the old one, not half of it
+            part = path.with_name(path.name + PARTIAL_SUFFIX)
+            part.write_text("".join(kept))
+            os.replace(part, path)
 
     def _step(
         self, acc: Any, wrapped: nn.Module, optimizer: Any, loader: Any, trainable: list, stage: Stage, step: int
@@ -761,10 +872,13 @@ class Trainer:
             self.cfg["optimizer"]["grad_clip"],
         )
         sums: dict[str, float] = {}
+        skipped = 0
         for micro in range(accum):
             self._waiting = (time.monotonic(), f"the batch of step {step + 1}")
-            batch = {k: v.to(acc.device) for k, v in _next_batch(loader).items()}
+            batch = _next_batch(loader)
             self._waiting = None
+            skipped += take_skipped(batch)
+            batch = {k: v.to(acc.device) for k, v in batch.items()}
             index = ((step - stage.origin) * accum + micro) * acc.num_processes + acc.process_index
             with acc.accumulate(wrapped):
                 loss, terms = wrapped(batch, batch_generator(seed, stage.origin, index))
@@ -777,10 +891,13 @@ class Trainer:
             for k, v in {"loss": loss, **{f"loss/{n}": t for n, t in terms.items()}}.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach()) / accum
         names = sorted(sums)
-        values = [sums[k] for k in names] + [float(self._stop_requested)]  # a stop asked on any rank stops all
+        values = [sums[k] for k in names] + [float(skipped), float(self._stop_requested)]  # a stop on one stops all
         means = acc.reduce(torch.tensor(values, dtype=torch.float64, device=acc.device), "mean").cpu().tolist()
         self.interrupted = self.interrupted or means.pop() > 0
+        skipped_by_all = round(means.pop() * acc.num_processes)
         record = dict(zip(names, means, strict=True))
+        if skipped_by_all:  # clips drawn again for a damaged file, on every rank together (`dataset.SKIPPED_KEY`)
+            record["data/skipped"] = skipped_by_all
         return {**record, "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
 
     def _check_finite(self, acc: Any, loss: torch.Tensor, step: int, first_index: int) -> None:
@@ -829,11 +946,18 @@ class Trainer:
         folder = folders / f"checkpoint_{progress.global_step}"
         partial = folder.with_name(folder.name + PARTIAL_SUFFIX)
         self._doing = f"saving {folder.name} in {folders}"
+        t0 = time.monotonic()
         if acc.is_main_process:
             folders.mkdir(parents=True, exist_ok=True)
-            shutil.rmtree(partial, ignore_errors=True)  # left by a save that was killed
+            for stale in folders.glob(f"checkpoint_*{PARTIAL_SUFFIX}"):  # killed saves: free their space first
+                shutil.rmtree(stale, ignore_errors=True)
         acc.wait_for_everyone()
-        acc.save_state(str(partial))  # every rank writes its part (its RNG states, a ZeRO shard)
+        try:
+            acc.save_state(str(partial))  # every rank writes its part (its RNG states, a ZeRO shard)
+        except OSError:
+            if acc.is_main_process:  # a full disk: what was written of this save would keep it full
+                shutil.rmtree(partial, ignore_errors=True)
+            raise
         acc.wait_for_everyone()
         if acc.is_main_process:
             (partial / CONFIG_NAME).write_text(json.dumps(self.cfg, indent=2, sort_keys=True, default=str) + "\n")
@@ -845,6 +969,25 @@ class Trainer:
             self._rotate_checkpoints(folders, keep=int(self.train_cfg["keep_checkpoints"]))
         acc.wait_for_everyone()
         self._saved_step = progress.global_step
+        self._note_save_time(acc, folder.name, time.monotonic() - t0)
+
+    def _note_save_time(self, acc: Any, name: str, seconds: float) -> None:
+        """Remember how long a save took, and warn once (main process) when a step and a save take
+        longer than the launcher waits after its SIGTERM (`launcher_grace_seconds`): a preempted run
+        would then be killed in its save and resume from its last periodic checkpoint."""
+        self._save_seconds = seconds
+        grace = launcher_grace_seconds()
+        needed = seconds + self._step_seconds
+        if grace is None or needed <= grace or self._warned_grace or not acc.is_main_process:
+            return
+        self._warned_grace = True
+        log.warning(
+            "saving %s took %.0f s (and a step %.0f s): longer than the %.0f s torchrun waits after a SIGTERM (a "
+            "preemption, SLURM's time limit) before it kills the ranks, so a preempted run would lose the steps "
+            "since its last periodic checkpoint; export TORCH_ELASTIC_SHUTDOWN_TIMEOUT=%d (or more) before "
+            "torchrun (training/launch/ scripts: SHUTDOWN_TIMEOUT), or save more often (training.checkpoint_every)",
+            name, seconds, self._step_seconds, grace, math.ceil(2 * needed),
+        )  # fmt: skip
 
     @staticmethod
     def _rotate_checkpoints(folders: Path, keep: int) -> None:
@@ -962,6 +1105,7 @@ class Trainer:
                 loader = rank_loader(batches, start=0, rank=state.process_index, world=state.num_processes)
                 for b, batch in zip(range(epoch), loader, strict=False):
                     index = b * state.num_processes + state.process_index
+                    take_skipped(batch)
                     batch = {k: v.to(state.device) for k, v in batch.items()}
                     self.recipe.loss(model, batch, batch_generator(seed, stage.origin, index))
                     count += 1
@@ -1000,7 +1144,10 @@ __all__ = [
     "complete_checkpoints",
     "config_changes",
     "enable_gradient_checkpointing",
+    "late_rank",
     "latest_checkpoint",
     "launch_folder",
+    "note_doing",
     "segments",
+    "take_skipped",
 ]

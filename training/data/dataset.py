@@ -17,6 +17,7 @@ Each item is a dict:
     source     () int64 index into the dataset's sources
     key        (2,) int64 content hash of frames, target and valid: identity of the clip (the
                latent-cache key), the same on every rank, stage and epoch that draws the same clip
+    skipped    () int64 clips drawn before this one that met a damaged file (`SKIPPED_KEY`)
 """
 
 from __future__ import annotations
@@ -41,6 +42,13 @@ from vdepth_ros.errors import ConfigError
 
 log = logging.getLogger(__name__)
 _WARNED: set[str] = set()  # warnings given by this process
+#: draws of one item before a source whose clips keep meeting damaged files stops the run
+MAX_DRAWS = 8
+#: an item's (a batch's, per item) number of clips skipped for a damaged file before it (`ClipDataset`).
+#: A pure function of the item's index, so every rank (and a resumed run) skips the same clips and each
+#: rank still gets one batch per micro-step: the ranks never desynchronise. The trainer takes it out of
+#: the batch and sums it over the ranks (`data/skipped` in metrics.jsonl).
+SKIPPED_KEY = "skipped"
 
 
 class SequenceSource(Protocol):
@@ -199,23 +207,30 @@ class ClipDataset(Dataset):
         source = self.sources[src_idx]
         if index % self.batch_size >= (source.batch_size or self.batch_size):
             return {"placeholder": torch.tensor(True)}  # this source fills fewer slots of the batch
-        rng = np.random.default_rng([self.seed, epoch, index, 2])
-        seq_src = source.sequences[int(rng.integers(0, len(source.sequences)))]
-        idx = sample_clip_indices(len(seq_src), length_range, rng, stride=self.sampling.stride)
-        try:
-            seq = seq_src.read(idx)
-        except ConfigError:  # names its file and the fix already
-            raise
-        except (OSError, ValueError, EOFError) as err:  # a damaged file, found when a rank draws it
-            where = getattr(seq_src, "directory", None) or getattr(seq_src, "name", None) or type(seq_src).__name__
-            raise ConfigError(
-                f"source {source.name!r}, sequence {where}: cannot read frames {int(min(idx))}..{int(max(idx))}: "
-                f"{err} (a damaged or partly copied file: replace it, or move its sequence out of the source's root)"
-            ) from err
+        for attempt in range(MAX_DRAWS):  # a clip with a damaged file is drawn again, from the same source
+            rng = np.random.default_rng([self.seed, epoch, index, 2] + ([attempt] if attempt else []))
+            seq_src = source.sequences[int(rng.integers(0, len(source.sequences)))]
+            idx = sample_clip_indices(len(seq_src), length_range, rng, stride=self.sampling.stride)
+            try:
+                seq = seq_src.read(idx)
+                break
+            except ConfigError:  # a format mistake, not damage: names its file and the fix already
+                raise
+            except (OSError, ValueError, EOFError) as err:  # a damaged file, found when a rank draws it
+                where = getattr(seq_src, "directory", None) or getattr(seq_src, "name", None) or type(seq_src).__name__
+                frames = f"{int(min(idx))}..{int(max(idx))}"
+                what = (f"source {source.name!r}, sequence {where}: cannot read frames {frames}: {err} (a damaged or "
+                        "partly copied file: replace it, or move its sequence out of the source's root)")  # fmt: skip
+                if attempt == MAX_DRAWS - 1:
+                    raise ConfigError(f"{what}; all {MAX_DRAWS} clips drawn for one item met damaged files") from err
+                if what not in _WARNED:  # once per file and process (each rank says what it meets)
+                    _WARNED.add(what)
+                    log.warning("%s; skipped: the clip is drawn again (counted as data/skipped in metrics.jsonl)", what)
         seq = random_hflip(seq, rng, self.sampling.flip_p)
         seq = resize_and_crop(seq, size, rng if self.sampling.random_crop else None)
         item = clip_to_tensors(seq, self.sampling.normalization, max_depth=source.max_depth, source_index=src_idx)
         item["key"] = clip_key(item)
+        item[SKIPPED_KEY] = torch.tensor(attempt, dtype=torch.int64)
         return item
 
 
@@ -318,6 +333,8 @@ def make_loader(
 
 
 __all__ = [
+    "MAX_DRAWS",
+    "SKIPPED_KEY",
     "ClipDataset",
     "ClipSampling",
     "InMemorySequence",

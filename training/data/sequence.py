@@ -374,7 +374,7 @@ class SequenceReader:
             path = self._rgb[int(i)]
             img = cv2.imread(str(path), cv2.IMREAD_COLOR)
             if img is None:
-                raise ConfigError(f"cannot decode {path}")
+                raise ValueError(f"{path} is damaged (not a decodable image)")  # cut short, like a target below
             rgb.append(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
             stem = path.stem
             tpath = self.directory / "target" / f"{stem}.npy"

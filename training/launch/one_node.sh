@@ -20,6 +20,10 @@ if [[ -z "${PYTHON:-}" ]]; then
   if [[ -x "$ROOT/.venv/bin/python" ]]; then PYTHON=$ROOT/.venv/bin/python; else PYTHON=python3; fi
 fi
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-8}
+# Seconds torchrun lets the ranks finish their step and checkpoint after a SIGTERM or Ctrl-C before it
+# kills them (torchrun's own default, 30 s, is shorter than a large model's save); exported, so the
+# ranks know it and warn when a save outlasts it.
+export TORCH_ELASTIC_SHUTDOWN_TIMEOUT=${SHUTDOWN_TIMEOUT:-${TORCH_ELASTIC_SHUTDOWN_TIMEOUT:-300}}
 RESUME=(--resume)
 for arg in "$@"; do [[ "$arg" != --overwrite ]] || RESUME=(); done
 exec "$PYTHON" -m torch.distributed.run --standalone --nproc_per_node "$GPUS" \
