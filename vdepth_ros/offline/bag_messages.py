@@ -10,6 +10,7 @@ import re
 import shutil
 import tempfile
 from contextlib import contextmanager
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -333,25 +334,41 @@ def deserialize_or_skip(
         return None
 
 
+#: messages of an image topic read to tell its kind (`image_topics_by_kind`) before giving up on it
+KIND_PEEK_MESSAGES = 64
+
+
+def _image_kind(reader: AnyReader, raw: bytes, msgtype: str) -> str:
+    """ "colour" or "depth" by what the message in `raw` holds, "" for another encoding; raises for a
+    message that cannot be read (cut short, corrupt, an encoding string that is none)."""
+    msg = reader.deserialize(raw, msgtype)
+    if msgtype == COMPRESSED:
+        return "depth" if "compresseddepth" in str(msg.format).lower() else "colour"
+    return {"color": "colour", "mono": "colour", "depth": "depth"}.get(get_encoding(msg.encoding).kind, "")
+
+
 def image_topics_by_kind(reader: AnyReader) -> dict[str, list[str]]:
-    """The bag's image topics with messages, sorted, by what their first message holds: "colour"
-    (an Image of a colour or mono encoding, a CompressedImage) and "depth" (an Image of a depth
-    encoding, 16UC1/32FC1: a depth camera's, or `vdepth-bag`'s /depth and /disparity; a
-    compressedDepth CompressedImage). A topic whose first message cannot be read or decoded is
-    neither. Used to choose a default topic: a depth camera's or the outputs' topics beside the
-    camera do not make it ambiguous."""
+    """The bag's image topics with messages, sorted, by what their first readable message holds:
+    "colour" (an Image of a colour or mono encoding, a CompressedImage) and "depth" (an Image of a
+    depth encoding, 16UC1/32FC1: a depth camera's, or `vdepth-bag`'s /depth and /disparity; a
+    compressedDepth CompressedImage). A message that cannot be read is passed over (the run reading
+    the topic skips and counts it as any bad message): one cut short at the start of a recording
+    took the camera's topic out of the choice. A topic none of whose first `KIND_PEEK_MESSAGES`
+    messages can be read is neither. Used to choose a default topic: a depth camera's or the
+    outputs' topics beside the camera do not make it ambiguous."""
     kinds: dict[str, list[str]] = {"colour": [], "depth": []}
     topics = sorted({c.topic for c in reader.connections if c.msgtype in IMAGE_TYPES and c.msgcount > 0})
     for topic in topics:
+        kind = ""
         messages = reader.messages(connections=[c for c in reader.connections if c.topic == topic])
         try:
-            conn, _, raw = next(messages)
-            msg = reader.deserialize(raw, conn.msgtype)
-            if conn.msgtype == COMPRESSED:
-                kind = "depth" if "compresseddepth" in str(msg.format).lower() else "colour"
-            else:
-                kind = {"color": "colour", "mono": "colour", "depth": "depth"}.get(get_encoding(msg.encoding).kind, "")
-        except Exception:  # unreadable or unknown: not a candidate (a chosen topic names its own error)
+            for conn, _, raw in islice(messages, KIND_PEEK_MESSAGES):
+                try:
+                    kind = _image_kind(reader, raw, conn.msgtype)
+                    break
+                except Exception:  # a bad message: the next one tells the topic's kind
+                    continue
+        except Exception:  # the storage itself fails here: not a candidate (a chosen topic names its own error)
             kind = ""
         finally:
             messages.close()  # release the storage cursor before the next one
