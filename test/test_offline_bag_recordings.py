@@ -667,3 +667,28 @@ def test_the_summary_says_why_images_were_dropped_and_the_fix(tmp_path: Path) ->
     assert proc.returncode == 0, proc.stderr
     notes = [n for n in json.loads(proc.stdout)["notes"] if n.startswith("dropped 29 of the 30 images: its stamp")]
     assert len(notes) == 1 and "--log-time-stamps" in notes[0], proc.stdout
+
+
+@pytest.mark.parametrize("metadata", [True, False])
+def test_an_output_beside_one_file_of_a_recording_is_refused_but_not_beside_a_lone_file(
+    tmp_path: Path, metadata: bool
+) -> None:
+    """`vdepth-bag rec/rec_0.mcap -o rec/depth.mcap` wrote the output into the user's recording folder: read
+    again without its metadata.yaml (a killed recorder's folder, or `ros2 bag reindex`), the depth was one more
+    file of the recording. The folder is the input then, and the output may not go in it; a lone .mcap among
+    others in a folder of the user's (~/bags/run1.mcap) is its own recording, with outputs beside it."""
+    rec = _split_recording(tmp_path / "rec", "mcap")
+    if metadata:
+        write_image_bag(tmp_path / "meta", synthetic_frames(1, 36, 52))
+        text = (tmp_path / "meta" / "metadata.yaml").read_text()
+        (rec / "metadata.yaml").write_text(text.replace("- meta.mcap", "- rec_0.mcap\n  - rec_1.mcap\n  - rec_2.mcap"))
+    before = sorted(p.name for p in rec.iterdir())
+    with pytest.raises(OfflineError, match=f"overlaps the input {rec}"):
+        process_bag(rec / "rec_0.mcap", rec / "depth.mcap", params=PARAMS, engine=_engine())
+    assert sorted(p.name for p in rec.iterdir()) == before
+    bags = tmp_path / "bags"
+    bags.mkdir()
+    shutil.copy(rec / "rec_1.mcap", bags / "run1.mcap")
+    shutil.copy(rec / "rec_2.mcap", bags / "run2.mcap")
+    summary = process_bag(bags / "run1.mcap", bags / "run1_depth.mcap", params=PARAMS, engine=_engine())
+    assert summary.frames_out == 8 and (bags / "run1_depth.mcap").is_file()

@@ -30,7 +30,7 @@ from vdepth_ros.inputs.decode import (
     is_compressed_depth,
 )
 from vdepth_ros.offline.atomic import disk_full_error
-from vdepth_ros.offline.bag_storage import ReadableCopies, expand_folders, storage_files
+from vdepth_ros.offline.bag_storage import ReadableCopies, expand_folders, split_index, storage_files
 from vdepth_ros.offline.bag_types import COMPRESSED, IMAGE_TYPES, STORAGES, TYPESTORES
 from vdepth_ros.offline.errors import BagReadError, UnsupportedEncodingError
 from vdepth_ros.offline.skipped import SkippedMessages
@@ -136,6 +136,21 @@ def bag_path(path: str | Path) -> Path:
     """The bag a path names: a bag folder's metadata.yaml stands for the folder."""
     path = Path(path)
     return path.parent if path.name == "metadata.yaml" and path.is_file() else path
+
+
+def recording_of(path: Path) -> Path:
+    """The recording a bag path is part of, which no output may go into: a storage file of a bag
+    folder (beside its metadata.yaml, or named as rosbag2 names a folder's files, `<folder>_<N>`:
+    a recorder killed before it wrote metadata.yaml) stands for the folder. An output written beside
+    the file went into the user's recording: read again without metadata.yaml (or `ros2 bag
+    reindex`), it was one more file of it. A file on its own (`~/bags/run1.mcap`) is itself."""
+    if path.is_dir() or path.suffix not in (".mcap", ".db3"):
+        return path
+    folder = path.parent
+    stem, index = split_index(path)
+    if (folder / "metadata.yaml").is_file() or (index >= 0 and stem == folder.name):
+        return folder
+    return path
 
 
 def open_reader(
