@@ -258,6 +258,44 @@ def test_a_ros1_bag_is_refused_naming_the_converter(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(
+    ("profile", "schema", "encoding", "message"),
+    [
+        ("", "jsonschema", "json", "is an MCAP file but not a ROS 2 bag (profile '', written by 'foxglove', json"),
+        ("ros2", "protobuf", "protobuf", "is an MCAP file but not a ROS 2 bag (profile 'ros2', written by 'foxglove'"),
+        ("ros1", "ros1msg", "ros1", "is an MCAP file of ROS 1 messages (profile 'ros1'"),
+    ],
+)
+def test_an_mcap_file_that_is_not_a_ros2_bag_says_what_it_is(
+    tmp_path: Path, profile: str, schema: str, encoding: str, message: str
+) -> None:
+    """An MCAP file of Foxglove's JSON or protobuf messages, or of ROS 1 messages, was "truncated or corrupt"
+    (rosbags: "Profile is not ros2.", or a KeyError on the schema encoding): the user went looking for damage.
+    Now the error names what the file holds and what the tools read; vdepth-flicker says the same."""
+    from mcap.writer import Writer as McapWriter
+
+    from vdepth_ros.offline import flicker
+
+    path = tmp_path / "drive.mcap"
+    with path.open("wb") as f:
+        w = McapWriter(f)
+        w.start(profile=profile, library="foxglove")
+        channel = w.register_channel(
+            topic="/cam/image",
+            message_encoding=encoding,
+            schema_id=w.register_schema(name="foxglove.CompressedImage", encoding=schema, data=b"{}"),
+        )
+        for i in range(3):
+            w.add_message(channel_id=channel, log_time=START + i, publish_time=START + i, data=b"{}")
+        w.finish()
+    with pytest.raises(BagReadError) as exc:
+        process_bag(path, tmp_path / "out", params=PARAMS, engine=_engine())
+    assert f"{path}: it {message}" in str(exc.value) and "corrupt" not in str(exc.value), exc.value
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(BagReadError, match=r"not a ROS 2 bag|ROS 1 messages"):
+        flicker.measure_flicker([path])
+
+
 def test_copying_a_bag_that_already_has_the_output_topics_names_the_way_out(tmp_path: Path) -> None:
     """A recording made while the live node ran holds /depth already: with --copy-input-topics the
     run failed at the first output frame saying only that the outputs 'need other names'."""

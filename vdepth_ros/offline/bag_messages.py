@@ -71,6 +71,9 @@ def storage_error(
     low = text.lower()
     if "storage" in low and ("not supported" in low or "unrecognized" in low or "unknown" in low):
         return BagReadError(f"{path}: unknown bag storage ({text}); supported: {', '.join(STORAGES)}")
+    foreign = _not_ros2_mcap(expand_folders(list(files) or [path]))
+    if foreign is not None:
+        return BagReadError(f"{path}: {'it' if foreign[0] == path else foreign[0].name} {foreign[1]}")
     busy = _being_written(expand_folders(list(files) or [path]))
     if busy is not None:
         return BagReadError(
@@ -89,6 +92,50 @@ def storage_error(
     if bad is not None and bad != path:
         return BagReadError(f"{path}: cannot read {bad.name}, it looks truncated or corrupt ({why})")
     return BagReadError(f"{path}: cannot read the bag, it looks truncated or corrupt ({text})")
+
+
+#: an MCAP's schema encodings and message encoding of ROS 2 messages (rosbag2's, as rosbags reads them)
+_ROS2_SCHEMAS, _ROS2_MESSAGES = frozenset({"ros2msg", "ros2idl", "omgidl", ""}), frozenset({"cdr"})
+
+
+def _not_ros2_mcap(files: Sequence[Path]) -> tuple[Path, str] | None:
+    """The first MCAP file of `files` that holds no ROS 2 messages, and why it cannot be read, with what
+    to do: a ROS 1 MCAP, or one of JSON/protobuf/flatbuffer messages (Foxglove's, a non-ROS logger), was
+    called "truncated or corrupt" (rosbags: "Profile is not ros2.", or a KeyError on the schema encoding)."""
+    from mcap.reader import make_reader
+
+    for f in files:
+        if f.suffix != ".mcap":
+            continue
+        try:
+            with f.open("rb") as stream:
+                reader = make_reader(stream)
+                header = reader.get_header()
+                try:
+                    summary = reader.get_summary()
+                except Exception:  # a file cut off has no summary: its header tells
+                    summary = None
+        except Exception:  # not an MCAP file this can read: the other errors name it
+            continue
+        schemas = {sc.encoding for sc in summary.schemas.values()} if summary else set()
+        messages = {ch.message_encoding for ch in summary.channels.values()} if summary else set()
+        if header.profile == "ros2" and schemas <= _ROS2_SCHEMAS and messages <= _ROS2_MESSAGES:
+            continue
+        found = f"profile {header.profile!r}, written by {header.library or 'an unnamed library'!r}"
+        if messages - _ROS2_MESSAGES:
+            found += f", {'/'.join(sorted(messages - _ROS2_MESSAGES))} messages"
+        if header.profile == "ros1" or "ros1" in messages:
+            return f, (
+                f"is an MCAP file of ROS 1 messages ({found}); the offline tools read ROS 2 bags: record "
+                "with `ros2 bag record`, or convert the ROS 1 .bag it was made from with rosbags-convert (installed "
+                "with rosbags)"
+            )
+        return f, (
+            f"is an MCAP file but not a ROS 2 bag ({found}; a ROS 2 bag's is profile 'ros2', cdr "
+            "messages): the offline tools read bags that `ros2 bag record` writes (MCAP or sqlite3); record the "
+            "camera's ROS 2 topics with it"
+        )
+    return None
 
 
 #: how long a storage file is watched for a recorder's writes when it cannot be read (`_being_written`)
