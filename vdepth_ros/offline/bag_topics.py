@@ -129,6 +129,12 @@ class InputConnections:
                 )
                 self.image_topic = candidates[0]
                 image_conns = self._conns(self.image_topic)
+            elif not self.image_topic_explicit and candidates:
+                # the candidates alone: in a robot's bag of tf, imu, lidar... the whole list buries them
+                raise MissingTopicError(
+                    f"{self.path}: image topic {self.image_topic!r} not found and the bag holds several colour "
+                    f"image topics: {', '.join(candidates)} (choose one with --image-topic; one run per camera)"
+                )
             else:
                 raise MissingTopicError(
                     f"{self.path}: image topic {self.image_topic!r} not found; the bag has: "
