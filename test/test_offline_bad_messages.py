@@ -53,7 +53,8 @@ def _recording(path: Path, bad: dict[int, str]) -> Path:
             jpeg = cv2.imencode(".jpg", np.ascontiguousarray(rgb[..., ::-1]))[1].reshape(-1)
             if "truncated jpeg" in kinds:  # cut at a length of its own: each such message has its own size
                 jpeg = jpeg[: len(jpeg) // 3 + k]
-            raw = ts.serialize_cdr(T[COMPRESSED](header=header, format="jpeg", data=jpeg), COMPRESSED)
+            fmt = "16UC1; compressedDepth rvl" if "formats swapped" in kinds else "jpeg"  # a misrouted frame
+            raw = ts.serialize_cdr(T[COMPRESSED](header=header, format=fmt, data=jpeg), COMPRESSED)
             w.write(image, t, raw[:30] if "image cut short" in kinds else raw)
             intrinsics = (0, 0, 0, 0) if "camera_info all zero" in kinds else default_intrinsics(64, 48)
             raw = ts.serialize_cdr(_camera_info(T, header, 64, 48, intrinsics, None), CAMERA_INFO)
@@ -67,7 +68,8 @@ def _recording(path: Path, bad: dict[int, str]) -> Path:
             if "depth rvl truncated" in kinds:
                 coded = coded[: len(coded) // 3]
             data = struct.pack("<iff", 0, 0.0, 0.0) + struct.pack("<II", width, height) + coded
-            msg = T[COMPRESSED](header=header, format="16UC1; compressedDepth rvl", data=np.frombuffer(data, np.uint8))
+            fmt = "jpeg" if "formats swapped" in kinds else "16UC1; compressedDepth rvl"
+            msg = T[COMPRESSED](header=header, format=fmt, data=np.frombuffer(data, np.uint8))
             raw = ts.serialize_cdr(msg, COMPRESSED)
             w.write(depth, t, raw[:30] if "depth cut short" in kinds else raw)
             where = T["geometry_msgs/msg/Pose"](
@@ -280,3 +282,66 @@ def test_a_topic_whose_first_message_is_bad_is_still_chosen_by_what_it_holds(
     (row,) = json.loads(out)
     assert row["topic"] == DEPTH and row["frames"] == N - 1
     assert (row["skipped_images"], row["skipped_depth"]) == (1, 1)
+
+
+def test_an_image_of_an_encoding_that_cannot_be_read_amid_the_stream_is_a_bad_message(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A raw camera stream in which a driver's glitch left a frame's encoding unset (the first one among them),
+    or published one depth frame on the colour topic: the whole run of hours ended with "unsupported image
+    encoding ''", exit 2, no output. Now each is a bad message: dropped, told once per kind, counted; a topic
+    whose images are all of such an encoding is still refused before any work."""
+    from vdepth_ros.offline.bag_types import IMAGE as IMAGE_TYPE
+    from vdepth_ros.offline.errors import UnsupportedEncodingError
+
+    ts = get_typestore(TYPESTORES["kilted"])
+    T = ts.types
+    glitches = {0: "", 20: "", 22: "", 30: "16UC1"}
+    bag = tmp_path / "raw"
+    with Writer(bag, version=9, storage_plugin=STORAGES["mcap"]) as w:
+        image = w.add_connection("/cam/image_raw", IMAGE_TYPE, typestore=ts)
+        for k, rgb in enumerate(synthetic_frames(N, 48, 64)):
+            t = START + k * PERIOD
+            stamp = T["builtin_interfaces/msg/Time"](sec=t // 10**9, nanosec=t % 10**9)
+            header = T["std_msgs/msg/Header"](stamp=stamp, frame_id="cam")
+            enc = glitches.get(k, "rgb8")
+            step = 128 if enc == "16UC1" else 192
+            data = rgb.reshape(-1)[: 48 * step]
+            msg = T[IMAGE_TYPE](header=header, height=48, width=64, encoding=enc, is_bigendian=0, step=step, data=data)
+            w.write(image, t, ts.serialize_cdr(msg, IMAGE_TYPE))
+    engine = LuminanceEngine(height=48, width=64, frames=4, overlap=2)
+    with caplog.at_level(logging.WARNING):
+        s = process_bag(bag, tmp_path / "out", params={"scale_source": "none"}, engine=engine)
+    assert (s.frames_in, s.dropped, s.frames_out) == (N, 4, N - 4)
+    counts = {e["cause"].split(";")[0]: e["count"] for e in s.to_dict()["skipped_messages"]}
+    assert counts == {"unsupported image encoding ''": 3, "encoding 16UC1 is a depth image, not a colour image": 1}
+    told = [r.getMessage() for r in caplog.records if "encoding" in r.getMessage()]
+    assert len(told) == 2 and f"stamped {_stamp(0):.6f}" in told[0], told
+    depth_only = tmp_path / "depth_only"
+    with Writer(depth_only, version=9, storage_plugin=STORAGES["mcap"]) as w:
+        image = w.add_connection("/image", IMAGE_TYPE, typestore=ts)
+        for k in range(3):
+            stamp = T["builtin_interfaces/msg/Time"](sec=k + 1, nanosec=0)
+            msg = T[IMAGE_TYPE](
+                header=T["std_msgs/msg/Header"](stamp=stamp, frame_id=""),
+                height=4, width=4, encoding="16UC1", is_bigendian=0, step=8, data=np.zeros(32, np.uint8),
+            )  # fmt: skip
+            w.write(image, (k + 1) * 10**9, ts.serialize_cdr(msg, IMAGE_TYPE))
+    with pytest.raises(UnsupportedEncodingError, match="16UC1"):
+        process_bag(depth_only, tmp_path / "out2", params={"scale_source": "none"}, engine=engine)
+    assert not (tmp_path / "out2").exists()
+
+
+def test_flicker_skips_a_colour_or_depth_frame_of_the_other_kind_amid_the_stream(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """One frame routed to the other topic (a depth frame among the colour images, a JPEG among the depth ones;
+    here the first of each): vdepth-flicker stopped with "is a depth image, not a colour one", exit 2, nothing
+    measured. Now each is a bad message, skipped, told once and counted; the rest is measured."""
+    bag = _recording(tmp_path / "rec", {0: "formats swapped", N // 2: "formats swapped"})
+    with caplog.at_level(logging.WARNING):
+        rc, row, err = _flicker_json(bag, capsys)
+    assert rc == 0, err
+    assert (row["skipped_images"], row["skipped_depth"], row["frames"]) == (2, 2, N - 2)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 2 and all(f"{_stamp(0):.6f}" in w for w in warnings), warnings

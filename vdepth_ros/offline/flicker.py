@@ -37,6 +37,7 @@ from vdepth_ros.inputs.assembly import DEFAULT_MAX_INPUT_PIXELS
 from vdepth_ros.inputs.decode import SampleBitDepth, check_input_size
 from vdepth_ros.inputs.sync import stamp_to_ns
 from vdepth_ros.offline.bag_messages import (
+    KIND_PEEK_MESSAGES,
     decode_color_msg,
     decode_depth_msg,
     deserialize_or_skip,
@@ -414,6 +415,21 @@ class _BadMessages:
     def __init__(self, max_pixels: int, told: bool = True) -> None:
         self.max_pixels = int(max_pixels)
         self.skipped = SkippedMessages(told=told)
+        self._decoded: set[str] = set()  # topics with a message decoded
+        self._unreadable: dict[str, int] = {}  # topic -> messages of an encoding it cannot read, none decoded yet
+
+    def decoded(self, topic: str) -> None:
+        self._decoded.add(topic)
+
+    def unsupported(self, topic: str, stamp: int, err: UnsupportedEncodingError, outcome: str | None = None) -> None:
+        """A message of an encoding that cannot be read (a driver's glitch leaving it unset, a depth frame on
+        the colour topic) is a bad message, skipped and counted, as vdepth-bag drops it; a topic whose first
+        `KIND_PEEK_MESSAGES` messages are all such is of the wrong kind: raises `err`, naming it."""
+        if topic not in self._decoded:
+            self._unreadable[topic] = self._unreadable.get(topic, 0) + 1
+            if self._unreadable[topic] >= KIND_PEEK_MESSAGES:
+                raise err
+        self.skipped.skip(topic, stamp, str(err), outcome=outcome)
 
     def unstamped(self, stamp: int, topic: str) -> bool:
         """Whether a message is stamped 0 (its header.stamp not set: it pairs with nothing; skipped, counted)."""
@@ -447,11 +463,13 @@ def _add_image(
         return  # its depth goes unmatched
     try:
         images[stamp] = decode_color_msg(msg, msgtype, image_topic, bit_depth)
-    except UnsupportedEncodingError:
-        raise
+    except UnsupportedEncodingError as err:
+        bad.unsupported(image_topic, stamp, err, outcome=_OUTCOME["an image"])
+        return
     except InputError as err:  # a malformed image: its depth goes unmatched
         bad.skipped.skip(image_topic, stamp, str(err), outcome=_OUTCOME["an image"])
         return
+    bad.decoded(image_topic)
     while len(images) > _HELD:
         images.popitem(last=False)
     for chain in chains.values():  # depth images that arrived before their colour image
@@ -469,11 +487,13 @@ def _add_depth(
         return
     try:
         depth = decode_depth_msg(msg, f"depth topic {topic!r}")
-    except UnsupportedEncodingError:
-        raise
+    except UnsupportedEncodingError as err:
+        bad.unsupported(topic, stamp, err)
+        return
     except InputError as err:
         bad.skipped.skip(topic, stamp, str(err))
         return
+    bad.decoded(topic)
     key = nearest_stamp(images, stamp, slop_ns)
     if key is not None:
         chain.add(stamp, images[key], depth)
