@@ -176,6 +176,21 @@ def test_errors(tmp_path: Path) -> None:
     assert not any((tmp_path / f"o{i}").exists() for i in range(1, 5))
 
 
+def test_an_mp4_whose_recording_was_not_finalized_says_so(tmp_path: Path) -> None:
+    """A clip whose camera, phone or ffmpeg was stopped before it wrote the index at the end (the 'moov' box), or
+    a copy cut short: "OpenCV/FFmpeg could not read it", the cause only in FFmpeg's log line. Now the error names
+    it and the way out; a file that is no MP4 at all keeps the plain error."""
+    data = make_mp4(tmp_path / "c.mp4", 8).read_bytes()
+    assert data.find(b"moov") > data.find(b"mdat")  # as recorders write it: the index last
+    (tmp_path / "cut.mp4").write_bytes(data[: data.find(b"moov") - 4])
+    with pytest.raises(VideoReadError, match=r"cut\.mp4: it has no index \(no 'moov' box\): a recording stopped"):
+        process_video(tmp_path / "cut.mp4", tmp_path / "o1", params={}, engine=make_engine())
+    (tmp_path / "junk.mp4").write_bytes(b"not a video")
+    with pytest.raises(VideoReadError, match=r"junk\.mp4: OpenCV/FFmpeg could not read it"):
+        process_video(tmp_path / "junk.mp4", tmp_path / "o2", params={}, engine=make_engine())
+    assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
+
+
 def test_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setattr(videocli, "build_pipeline", lambda config, engine=None: DepthPipeline(config, make_engine()))
     params = tmp_path / "p.yaml"

@@ -62,6 +62,30 @@ def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
 
 
+def _mp4_without_index(path: Path) -> bool:
+    """Whether `path` is an MP4/MOV file (its top-level boxes start with 'ftyp') without the 'moov' box that
+    indexes its frames: FFmpeg says only "moov atom not found" in the log, and OpenCV cannot open it."""
+    types: list[bytes] = []
+    try:
+        with path.open("rb") as f:
+            end, at = path.stat().st_size, 0
+            while at + 8 <= end and len(types) < 1000:
+                f.seek(at)
+                head = f.read(16)
+                size, kind = int.from_bytes(head[:4], "big"), head[4:8]
+                if size == 1 and len(head) == 16:
+                    size = int.from_bytes(head[8:16], "big")
+                elif size == 0:  # to the end of the file
+                    size = end - at
+                types.append(kind)
+                if size < 8:
+                    break
+                at += size
+    except OSError:
+        return False
+    return bool(types) and types[0] == b"ftyp" and b"moov" not in types
+
+
 def _header_size(path: Path) -> tuple[int, int] | None:
     """`(width, height)` of a PNG or JPEG file by its header (`inputs.decode.compressed_size`), or None."""
     try:
@@ -127,7 +151,14 @@ class VideoFrameSource:
         else:
             cap = cv2.VideoCapture(str(self.path))
             if not cap.isOpened():
-                raise VideoReadError(f"cannot open video {self.path} (OpenCV/FFmpeg could not read it)")
+                why = "OpenCV/FFmpeg could not read it"
+                if _mp4_without_index(self.path):
+                    why = (
+                        "it has no index (no 'moov' box): a recording stopped before the camera, phone or "
+                        "ffmpeg finalized the file, or a copy cut short; recover the frames with a tool such as "
+                        "untrunc (given a good clip of the same camera), or copy the file again"
+                    )
+                raise VideoReadError(f"cannot open video {self.path}: {why}")
             self._cap = cap
             native = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
             if self.requested_fps is None and native > 0:
