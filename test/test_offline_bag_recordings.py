@@ -730,3 +730,79 @@ def test_an_output_beside_one_file_of_a_recording_is_refused_but_not_beside_a_lo
     shutil.copy(rec / "rec_2.mcap", bags / "run2.mcap")
     summary = process_bag(bags / "run1.mcap", bags / "run1_depth.mcap", params=PARAMS, engine=_engine())
     assert summary.frames_out == 8 and (bags / "run1_depth.mcap").is_file()
+
+
+def _realsense_recording(path: Path, n: int = 12) -> Path:
+    """What `ros2 bag record -a` keeps of a RealSense with image_transport's plugins: the colour camera raw and
+    `/compressed`, the depth camera raw (16UC1), `/compressed` (a 16-bit PNG, "16UC1; png compressed") and
+    `/compressedDepth`, and the colour camera_info."""
+    import cv2
+    from rosbags.rosbag2 import Writer
+    from rosbags.typesys import get_typestore
+
+    from vdepth_ros.offline.bag_types import CAMERA_INFO, COMPRESSED, IMAGE, STORAGES, TYPESTORES
+    from vdepth_ros.offline.bag_writer import image_message
+    from vdepth_ros.offline.synth import _camera_info, _image_raw
+    from vdepth_ros.offline.videoio import default_intrinsics
+
+    ts = get_typestore(TYPESTORES["kilted"])
+    T = ts.types
+    colour, depth = "/camera/color/image_raw", "/camera/depth/image_rect_raw"
+    with Writer(path, version=9, storage_plugin=STORAGES["mcap"]) as w:
+        conns = {
+            "rgb": w.add_connection(colour, IMAGE, typestore=ts),
+            "jpeg": w.add_connection(f"{colour}/compressed", COMPRESSED, typestore=ts),
+            "info": w.add_connection("/camera/color/camera_info", CAMERA_INFO, typestore=ts),
+            "depth": w.add_connection(depth, IMAGE, typestore=ts),
+            "png": w.add_connection(f"{depth}/compressed", COMPRESSED, typestore=ts),
+            "cdepth": w.add_connection(f"{depth}/compressedDepth", COMPRESSED, typestore=ts),
+        }
+        for k, rgb in enumerate(synthetic_frames(n, 48, 64)):
+            t = START + k * 33_333_333
+            stamp = T["builtin_interfaces/msg/Time"](sec=t // 10**9, nanosec=t % 10**9)
+            header = T["std_msgs/msg/Header"](stamp=stamp, frame_id="camera_color_optical_frame")
+            mm = np.full((48, 64), 1500 + k, np.uint16)
+            png = cv2.imencode(".png", mm)[1].reshape(-1)
+            raws = {
+                "rgb": _image_raw(ts, rgb, "rgb8", header, k),
+                "jpeg": _image_raw(ts, rgb, "jpeg", header, k),
+                "info": ts.serialize_cdr(
+                    _camera_info(T, header, 64, 48, default_intrinsics(64, 48), None), CAMERA_INFO
+                ),
+                "depth": ts.serialize_cdr(image_message(ts, header, mm, "16UC1"), IMAGE),
+                "png": ts.serialize_cdr(
+                    T[COMPRESSED](header=header, format="16UC1; png compressed ", data=png), COMPRESSED
+                ),
+                "cdepth": ts.serialize_cdr(
+                    T[COMPRESSED](
+                        header=header,
+                        format="16UC1; compressedDepth png",
+                        data=np.concatenate([np.zeros(12, np.uint8), png]),
+                    ),
+                    COMPRESSED,
+                ),
+            }
+            for key, raw in raws.items():
+                w.write(conns[key], t, raw)
+    return path
+
+
+def test_a_camera_recorded_raw_and_compressed_is_one_camera_to_choose(tmp_path: Path) -> None:
+    """`ros2 bag record -a` of one RealSense keeps each camera raw and as image_transport's `/compressed` (and
+    `/compressedDepth`): vdepth-bag called the colour camera ambiguous with itself ("several colour image
+    topics"), and took the depth camera's 16-bit PNG `/compressed` for a colour camera; vdepth-flicker likewise.
+    Now a camera's transports are that camera, and a 16UC1 PNG is depth: the raw colour topic is chosen."""
+    from vdepth_ros.offline import flicker
+    from vdepth_ros.offline.bag_messages import open_reader
+
+    bag = _realsense_recording(tmp_path / "rs")
+    summary = process_bag(bag, tmp_path / "out", params=PARAMS, engine=_engine())
+    assert summary.frames_out == 12
+    assert any("using its only colour image topic '/camera/color/image_raw'" in n for n in summary.notes)
+    assert any("'/camera/color/camera_info', the image topic's own" in n for n in summary.notes), summary.notes
+    reader = open_reader([bag], "kilted")
+    try:
+        image, depth = flicker.default_topics(reader, None, None)
+    finally:
+        reader.close()
+    assert (image, depth) == ("/camera/color/image_raw", ["/camera/depth/image_rect_raw"])

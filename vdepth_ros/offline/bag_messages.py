@@ -401,11 +401,13 @@ KIND_PEEK_MESSAGES = 64
 
 
 def _image_kind(reader: AnyReader, raw: bytes, msgtype: str) -> str:
-    """ "colour" or "depth" by what the message in `raw` holds, "" for another encoding; raises for a
+    """`"colour"` or `"depth"` by what the message in `raw` holds, "" for another encoding; raises for a
     message that cannot be read (cut short, corrupt, an encoding string that is none)."""
     msg = reader.deserialize(raw, msgtype)
     if msgtype == COMPRESSED:
-        return "depth" if "compresseddepth" in str(msg.format).lower() else "colour"
+        fmt = str(msg.format)  # image_transport's names the encoding first: "16UC1; png compressed"
+        depth = "compresseddepth" in fmt.lower() or fmt.partition(";")[0].strip() in ("16UC1", "32FC1")
+        return "depth" if depth else "colour"
     return {"color": "colour", "mono": "colour", "depth": "depth"}.get(get_encoding(msg.encoding).kind, "")
 
 
@@ -413,7 +415,9 @@ def image_topics_by_kind(reader: AnyReader) -> dict[str, list[str]]:
     """The bag's image topics with messages, sorted, by what their first readable message holds:
     "colour" (an Image of a colour or mono encoding, a CompressedImage) and "depth" (an Image of a
     depth encoding, 16UC1/32FC1: a depth camera's, or `vdepth-bag`'s /depth and /disparity; a
-    compressedDepth CompressedImage). A message that cannot be read is passed over (the run reading
+    compressedDepth CompressedImage, or a 16UC1/32FC1 one of the compressed plugin). A camera's
+    `/compressed` or `/compressedDepth` sub-topic beside its raw topic is that camera (recorded with
+    `ros2 bag record -a`), not a candidate of its own. A message that cannot be read is passed over (the run reading
     the topic skips and counts it as any bad message): one cut short at the start of a recording
     took the camera's topic out of the choice. A topic none of whose first `KIND_PEEK_MESSAGES`
     messages can be read is neither. Used to choose a default topic: a depth camera's or the
@@ -436,7 +440,18 @@ def image_topics_by_kind(reader: AnyReader) -> dict[str, list[str]]:
             messages.close()  # release the storage cursor before the next one
         if kind:
             kinds[kind].append(topic)
-    return kinds
+    return {kind: [t for t in found if not _transport_of(t, found)] for kind, found in kinds.items()}
+
+
+#: image_transport's sub-topics of an image topic that CompressedImage messages go on
+_TRANSPORTS = ("compressed", "compressedDepth")
+
+
+def _transport_of(topic: str, topics: list[str]) -> bool:
+    """Whether `topic` is one of `topics`' image_transport sub-topics (`/cam/image_raw/compressed` of
+    `/cam/image_raw`): the same camera's images, not another camera's."""
+    base, _, leaf = topic.rpartition("/")
+    return leaf in _TRANSPORTS and base in topics
 
 
 def decode_color_msg(msg: Any, msgtype: str, topic: str, bit_depth: SampleBitDepth | None = None) -> np.ndarray:
