@@ -806,3 +806,14 @@ def test_a_camera_recorded_raw_and_compressed_is_one_camera_to_choose(tmp_path: 
     finally:
         reader.close()
     assert (image, depth) == ("/camera/color/image_raw", ["/camera/depth/image_rect_raw"])
+
+
+def test_a_depth_cameras_compressed_png_named_as_the_image_is_called_depth_before_any_work(tmp_path: Path) -> None:
+    """`--image-topic /camera/depth/image_rect_raw/compressed` (a 16UC1 PNG of millimetres): its depth ran through
+    the model as a grey picture, without a word. Now it is refused as a depth image, as its raw topic is."""
+    bag = _realsense_recording(tmp_path / "rs")
+    for topic in ("/camera/depth/image_rect_raw/compressed", "/camera/depth/image_rect_raw"):
+        with pytest.raises(OfflineError, match=r"is a depth image.*not a colour one") as exc:
+            process_bag(bag, tmp_path / "out", params=PARAMS, engine=_engine(), image_topic=topic)
+        assert topic in str(exc.value)
+    assert not (tmp_path / "out").exists()

@@ -400,14 +400,18 @@ def deserialize_or_skip(
 KIND_PEEK_MESSAGES = 64
 
 
+def _is_depth_png(msg: Any) -> bool:
+    """A CompressedImage of the compressed plugin holding depth: its format names the encoding first,
+    "16UC1; png compressed" (a depth camera's `/compressed`; mono16 is a grey camera's)."""
+    return str(msg.format).partition(";")[0].strip() in ("16UC1", "32FC1")
+
+
 def _image_kind(reader: AnyReader, raw: bytes, msgtype: str) -> str:
     """`"colour"` or `"depth"` by what the message in `raw` holds, "" for another encoding; raises for a
     message that cannot be read (cut short, corrupt, an encoding string that is none)."""
     msg = reader.deserialize(raw, msgtype)
     if msgtype == COMPRESSED:
-        fmt = str(msg.format)  # image_transport's names the encoding first: "16UC1; png compressed"
-        depth = "compresseddepth" in fmt.lower() or fmt.partition(";")[0].strip() in ("16UC1", "32FC1")
-        return "depth" if depth else "colour"
+        return "depth" if is_compressed_depth(msg) or _is_depth_png(msg) else "colour"
     return {"color": "colour", "mono": "colour", "depth": "depth"}.get(get_encoding(msg.encoding).kind, "")
 
 
@@ -462,9 +466,10 @@ def decode_color_msg(msg: Any, msgtype: str, topic: str, bit_depth: SampleBitDep
         UnsupportedEncodingError: the encoding is not a colour/mono one (names the topic).
         InputError: the message is malformed (size, buffer, undecodable bytes).
     """
-    if msgtype == COMPRESSED and is_compressed_depth(msg):
+    if msgtype == COMPRESSED and (is_compressed_depth(msg) or _is_depth_png(msg)):
+        what = "compressedDepth" if is_compressed_depth(msg) else "a 16UC1/32FC1 png"
         raise UnsupportedEncodingError(
-            f"topic {topic!r}: format {msg.format!r} is a depth image (compressedDepth), not a colour one; "
+            f"topic {topic!r}: format {msg.format!r} is a depth image ({what}), not a colour one; "
             "choose the colour camera's topic (--image-topic)"
         )
     if msgtype != COMPRESSED:
