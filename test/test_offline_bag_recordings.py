@@ -817,3 +817,14 @@ def test_a_depth_cameras_compressed_png_named_as_the_image_is_called_depth_befor
             process_bag(bag, tmp_path / "out", params=PARAMS, engine=_engine(), image_topic=topic)
         assert topic in str(exc.value)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_camera_changing_its_image_size_mid_bag_is_in_the_summary(tmp_path: Path) -> None:
+    """A camera switching modes mid-recording (here between two sizes): each change restarts the stream, as the
+    node's does, but the summary said nothing of it (the restarts were in the INFO log alone), while a gap or a
+    time jump is counted there."""
+    frames = [np.ascontiguousarray(f if k < 8 or k % 2 else f[::2, ::2]) for k, f in enumerate(synthetic_frames(20))]
+    write_image_bag(tmp_path / "rec", frames)
+    summary = process_bag(tmp_path / "rec", tmp_path / "out", params=PARAMS, engine=_engine())
+    assert summary.frames_out == 20
+    assert "stream restarted 12x (the image size changed), as the live node would" in summary.notes, summary.notes
