@@ -828,3 +828,16 @@ def test_a_camera_changing_its_image_size_mid_bag_is_in_the_summary(tmp_path: Pa
     summary = process_bag(tmp_path / "rec", tmp_path / "out", params=PARAMS, engine=_engine())
     assert summary.frames_out == 20
     assert "stream restarted 12x (the image size changed), as the live node would" in summary.notes, summary.notes
+
+
+def test_a_split_file_its_metadata_yaml_does_not_list_is_read(tmp_path: Path) -> None:
+    """A split recording whose metadata.yaml was written before its last file (the recorder killed, or still
+    recording, in rec_2): rosbags reads the files listed alone, so the last part was missing without a word
+    (16 of 24 frames). Now the folder is read from its storage files, with a note naming the file."""
+    rec = _split_recording(tmp_path / "rec", "mcap")
+    write_image_bag(tmp_path / "meta", synthetic_frames(1, 36, 52))
+    text = (tmp_path / "meta" / "metadata.yaml").read_text()
+    (rec / "metadata.yaml").write_text(text.replace("- meta.mcap", "- rec_0.mcap\n  - rec_1.mcap"))
+    summary = process_bag(rec, tmp_path / "out", params=PARAMS, engine=_engine())
+    assert summary.frames_in == 24 and summary.frames_out == 24
+    assert any("does not list (rec_2.mcap" in n for n in summary.notes), summary.notes

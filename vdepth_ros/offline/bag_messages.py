@@ -224,9 +224,7 @@ def open_reader(
     for path in paths:
         _note_part_of_split_bag(path, notes)
     _check_room_to_unpack(paths, unpack_dir)
-    sources = [
-        storage_files(p, "has no metadata.yaml", notes) if _is_folder_without_metadata(p) else [p] for p in paths
-    ]
+    sources = [_folder_sources(p, notes) for p in paths]
     _OPENED.update((f, _stamp(f)) for f in expand_folders([f for group in sources for f in group]))
     copies = ReadableCopies(unpack_dir, notes)
     try:
@@ -252,6 +250,41 @@ def open_reader(
     except BaseException:
         copies.remove()
         raise
+
+
+def _folder_sources(path: Path, notes: list[str] | None) -> list[Path]:
+    """What to open for `path`: itself, or a bag folder's storage files where its metadata.yaml is
+    missing or leaves some out (`_unlisted_parts`)."""
+    if _is_folder_without_metadata(path):
+        return storage_files(path, "has no metadata.yaml", notes)
+    unlisted = _unlisted_parts(path)
+    if unlisted:
+        problem = (
+            f"has storage files its metadata.yaml does not list ({', '.join(unlisted)}: recorded after it was "
+            "written, by a recorder killed or still recording)"
+        )
+        return storage_files(path, problem, notes)
+    return [path]
+
+
+def _unlisted_parts(path: Path) -> list[str]:
+    """The storage files of a bag folder named as parts of its recording (`<name>_<N>` of a file its
+    metadata.yaml lists) that the metadata.yaml leaves out (written before the last split file: a
+    recorder killed, or still recording): rosbags reads the listed files alone, and the last part went
+    missing without a word."""
+    if not path.is_dir() or _file_compressed(path):
+        return []
+    try:
+        info = yaml.safe_load((path / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+        listed = {Path(str(f)).name for f in info["relative_file_paths"]}
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return []  # (rosbags names a metadata.yaml it cannot use)
+    stems = {split_index(Path(name))[0] for name in listed}
+    return [
+        f.name
+        for f in expand_folders([path])
+        if f.name not in listed and split_index(f)[1] >= 0 and split_index(f)[0] in stems
+    ]
 
 
 def _file_compressed(path: Path) -> list[Path]:
