@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import heapq
+import itertools
 import json
 import logging
 import sys
@@ -120,6 +122,15 @@ class TopicFlicker:
         }
 
 
+#: paired frames a chain holds to measure them in stamp order: a publisher's threads or a recorder's queues
+#: log a frame or two out of order, and each was a restart (two pairs lost); further back is a time jump
+REORDER_FRAMES = 4
+
+
+def _without_arrival(item: tuple[int, int, np.ndarray, np.ndarray]) -> tuple[int, np.ndarray, np.ndarray]:
+    return item[0], item[2], item[3]
+
+
 class _Chain:
     """One depth topic's chain of paired frames, in stamp order."""
 
@@ -132,8 +143,21 @@ class _Chain:
         self.shape: tuple[int, ...] | None = None
         self.prev: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # depth, pose, K (TAE)
         self.pending: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._held: list[tuple[int, int, np.ndarray, np.ndarray]] = []  # heap of paired frames by stamp
+        self._arrivals = itertools.count()
 
     def add(self, stamp: int, rgb: np.ndarray, depth: np.ndarray) -> None:
+        """A paired frame, measured once `REORDER_FRAMES` later ones are in (or at `finish`), in stamp order."""
+        heapq.heappush(self._held, (stamp, next(self._arrivals), rgb, depth))
+        if len(self._held) > REORDER_FRAMES:
+            self._measure(*_without_arrival(heapq.heappop(self._held)))
+
+    def finish(self) -> None:
+        """Measure the frames still held (the end of the bags)."""
+        while self._held:
+            self._measure(*_without_arrival(heapq.heappop(self._held)))
+
+    def _measure(self, stamp: int, rgb: np.ndarray, depth: np.ndarray) -> None:
         # a gap, time going back, or an image of another size (no flow across it): a new chain, counted
         resized = self.shape is not None and rgb.shape != self.shape
         if self.last is not None and (stamp <= self.last or stamp - self.last > self.max_gap_ns or resized):
@@ -326,6 +350,7 @@ def measure_flicker(
                 _add_depth(images, chains[conn.topic], msg, conn.topic, slop_ns, bad)
         # 4. Depth images still waiting for a colour image are unmatched; the messages skipped, per topic.
         for chain in chains.values():
+            chain.finish()
             chain.result.unmatched += len(chain.pending)
             chain.result.skipped = bad.skipped.by_cause(chain.result.topic)
             if pose_topic is not None:  # the poses' and camera_infos' (TAE), named by topic
