@@ -798,7 +798,11 @@ def test_a_camera_recorded_raw_and_compressed_is_one_camera_to_choose(tmp_path: 
     bag = _realsense_recording(tmp_path / "rs")
     summary = process_bag(bag, tmp_path / "out", params=PARAMS, engine=_engine())
     assert summary.frames_out == 12
-    assert any("using its only colour image topic '/camera/color/image_raw'" in n for n in summary.notes)
+    assert any(
+        "using its only colour image topic '/camera/color/image_raw' (the same camera as "
+        "/camera/color/image_raw/compressed, read raw)" in n
+        for n in summary.notes
+    ), summary.notes
     assert any("'/camera/color/camera_info', the image topic's own" in n for n in summary.notes), summary.notes
     reader = open_reader([bag], "kilted")
     try:

@@ -123,9 +123,10 @@ class InputConnections:
             # a depth camera's topics, or vdepth-bag's outputs, beside the camera do not make it ambiguous
             candidates = image_topics_by_kind(self.reader)["colour"]
             if not self.image_topic_explicit and len(candidates) == 1:
+                same = sorted(c.topic for c in self.reader.connections if c.topic.startswith(candidates[0] + "/"))
                 self.notes.append(
                     f"image topic {self.image_topic!r} not in the bag; using its only colour image topic "
-                    f"{candidates[0]!r}"
+                    f"{candidates[0]!r}" + (f" (the same camera as {', '.join(same)}, read raw)" if same else "")
                 )
                 self.image_topic = candidates[0]
                 image_conns = self._conns(self.image_topic)
