@@ -330,3 +330,22 @@ def test_several_cameras_without_the_default_topic_name_the_candidates_not_every
         "camera)"
     ), text
     assert "camera_info" not in text
+
+
+def test_a_raw_image_topic_without_messages_names_its_transport_that_has_them(tmp_path: Path) -> None:
+    """A camera recorded through /compressed only (the raw topic advertised, but too heavy to record):
+    `--image-topic /cam/image_raw` said it "holds no messages", not where the images are."""
+    from vdepth_ros.offline.synth import _image_raw
+
+    path = tmp_path / "bag"
+    with Writer(path, version=9, storage_plugin=STORAGES["mcap"]) as w:
+        w.add_connection("/cam/image_raw", IMAGE, typestore=TS)
+        jpeg = w.add_connection("/cam/image_raw/compressed", COMPRESSED, typestore=TS)
+        header = TS.types["std_msgs/msg/Header"](
+            stamp=TS.types["builtin_interfaces/msg/Time"](sec=1, nanosec=0), frame_id="c"
+        )
+        w.write(jpeg, 1, _image_raw(TS, np.zeros((12, 16, 3), np.uint8), "jpeg", header, 0))
+    with pytest.raises(
+        EmptyBagError, match=r"'/cam/image_raw' holds no messages \(its transport /cam/image_raw/compressed does"
+    ):
+        BagFrameSource(path, image_topic="/cam/image_raw").open()

@@ -147,7 +147,16 @@ class InputConnections:
                 f"topic {self.image_topic!r} has type {', '.join(sorted(bad))}; expected {IMAGE} or {COMPRESSED}"
             )
         if sum(c.msgcount for c in image_conns) == 0:
-            raise EmptyBagError(f"{self.path}: image topic {self.image_topic!r} holds no messages")
+            # a camera recorded through one transport only (bandwidth): name the one that holds its images
+            held = sorted(
+                {
+                    c.topic
+                    for c in self.reader.connections
+                    if c.topic.startswith(self.image_topic + "/") and c.msgtype in IMAGE_TYPES and c.msgcount
+                }
+            )
+            hint = f" (its transport {', '.join(held)} does: choose it with --image-topic)" if held else ""
+            raise EmptyBagError(f"{self.path}: image topic {self.image_topic!r} holds no messages{hint}")
         self.image_conns = image_conns
         return image_conns
 
