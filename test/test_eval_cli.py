@@ -202,6 +202,22 @@ def test_cli_unusable_out_is_one_line_before_any_work(tiny_evaldata, tmp_path, c
     assert afile.read_text() == "mine"
 
 
+def test_cli_out_inside_the_evaluation_data_is_one_line_before_any_work(
+    tiny_evaldata, tmp_path, capsys, monkeypatch
+) -> None:
+    """`--out` inside the evaluation data (a slip of the path: `--out $VDEPTH_EVALDATA/dvmvs_hololens_000/out`)
+    wrote results.json and results.md into the dataset's folder, which is the user's data, not an output."""
+    monkeypatch.setattr(cli, "evaluate", lambda *a, **k: pytest.fail("ran before checking --out"))
+    before = sorted(p.relative_to(tiny_evaldata) for p in tiny_evaldata.rglob("*"))
+    for out in (tiny_evaldata / "dvmvs_hololens_000" / "out", tiny_evaldata):
+        with pytest.raises(SystemExit) as done:
+            _eval(tiny_evaldata, out)
+        assert done.value.code == 2
+        err = capsys.readouterr().err
+        assert f"overlaps the input {tiny_evaldata}" in err and len(err.splitlines()) == 1, err
+    assert sorted(p.relative_to(tiny_evaldata) for p in tiny_evaldata.rglob("*")) == before
+
+
 def test_cli_missing_dataset_is_one_line_before_any_work(tiny_evaldata, tmp_path, capsys, monkeypatch) -> None:
     """A dataset missing from --evaldata used to raise FileNotFoundError, after the datasets before it had run."""
     monkeypatch.setattr(cli, "evaluate", lambda *a, **k: pytest.fail("ran before checking the data"))

@@ -34,7 +34,7 @@ def _stamp(k: int) -> float:
 
 def _recording(path: Path, bad: dict[int, str]) -> Path:
     """A camera's JPEG stream, its camera_info and its depth camera's compressedDepth (rvl), `N` frames; frame
-    `k` of `bad` carries that kind of bad message, as real recordings do now and then."""
+    `k` of `bad` carries that kind of bad message (or several, joined by " + "), as real recordings do now and then."""
     ts = get_typestore(TYPESTORES["kilted"])
     T = ts.types
     with Writer(path, version=9, storage_plugin=STORAGES["mcap"]) as w:
@@ -43,39 +43,41 @@ def _recording(path: Path, bad: dict[int, str]) -> Path:
         depth = w.add_connection(DEPTH, COMPRESSED, typestore=ts)
         pose = w.add_connection(POSE, POSE_STAMPED, typestore=ts)
         for k, rgb in enumerate(synthetic_frames(N, 48, 64)):
-            kind, t = bad.get(k, ""), START + k * PERIOD
-            st = 0 if kind == "stamp 0" else t  # a driver's glitch: header.stamp left unset on one frame
+            kinds, t = set(bad.get(k, "").split(" + ")), START + k * PERIOD
+            st = 0 if "stamp 0" in kinds else t  # a driver's glitch: header.stamp left unset on one frame
             header = T["std_msgs/msg/Header"](
                 stamp=T["builtin_interfaces/msg/Time"](sec=st // 10**9, nanosec=st % 10**9), frame_id="cam"
             )
-            if kind == "image of another size":
+            if "image of another size" in kinds:
                 rgb = np.ascontiguousarray(rgb[::2, ::2])
             jpeg = cv2.imencode(".jpg", np.ascontiguousarray(rgb[..., ::-1]))[1].reshape(-1)
-            if kind == "truncated jpeg":  # cut at a length of its own: each such message has its own size
+            if "truncated jpeg" in kinds:  # cut at a length of its own: each such message has its own size
                 jpeg = jpeg[: len(jpeg) // 3 + k]
-            raw = ts.serialize_cdr(T[COMPRESSED](header=header, format="jpeg", data=jpeg), COMPRESSED)
-            w.write(image, t, raw[:30] if kind == "image cut short" else raw)
-            intrinsics = (0, 0, 0, 0) if kind == "camera_info all zero" else default_intrinsics(64, 48)
+            fmt = "16UC1; compressedDepth rvl" if "formats swapped" in kinds else "jpeg"  # a misrouted frame
+            raw = ts.serialize_cdr(T[COMPRESSED](header=header, format=fmt, data=jpeg), COMPRESSED)
+            w.write(image, t, raw[:30] if "image cut short" in kinds else raw)
+            intrinsics = (0, 0, 0, 0) if "camera_info all zero" in kinds else default_intrinsics(64, 48)
             raw = ts.serialize_cdr(_camera_info(T, header, 64, 48, intrinsics, None), CAMERA_INFO)
-            w.write(info, t, raw[:40] if kind == "camera_info cut short" else raw)
+            w.write(info, t, raw[:40] if "camera_info cut short" in kinds else raw)
             mm = (1000 + 10 * cv2.resize(rgb, (64, 48)).mean(axis=2)).astype(np.uint16)
             width, height, coded = 64, 48, rvl_encode(mm)
-            if kind == "depth header claims 17 MP":
+            if "depth header claims 17 MP" in kinds:
                 width, height, coded = 4200, 4100, rvl_pack([4200 * 4100, 0])
-            if kind == "depth header corrupt":
+            if "depth header corrupt" in kinds:
                 width, height = 1234567, 7
-            if kind == "depth rvl truncated":
+            if "depth rvl truncated" in kinds:
                 coded = coded[: len(coded) // 3]
             data = struct.pack("<iff", 0, 0.0, 0.0) + struct.pack("<II", width, height) + coded
-            msg = T[COMPRESSED](header=header, format="16UC1; compressedDepth rvl", data=np.frombuffer(data, np.uint8))
+            fmt = "jpeg" if "formats swapped" in kinds else "16UC1; compressedDepth rvl"
+            msg = T[COMPRESSED](header=header, format=fmt, data=np.frombuffer(data, np.uint8))
             raw = ts.serialize_cdr(msg, COMPRESSED)
-            w.write(depth, t, raw[:30] if kind == "depth cut short" else raw)
+            w.write(depth, t, raw[:30] if "depth cut short" in kinds else raw)
             where = T["geometry_msgs/msg/Pose"](
                 position=T["geometry_msgs/msg/Point"](x=0.01 * k, y=0.0, z=0.0),
                 orientation=T["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.0, w=1.0),
             )
             raw = ts.serialize_cdr(T[POSE_STAMPED](header=header, pose=where), POSE_STAMPED)
-            w.write(pose, t, raw[:20] if kind == "pose cut short" else raw)
+            w.write(pose, t, raw[:20] if "pose cut short" in kinds else raw)
     return path
 
 
@@ -257,3 +259,89 @@ def test_flicker_with_poses_goes_on_over_a_pose_or_camera_info_cut_short(
     topic = POSE if kind.startswith("pose") else INFO
     ((cause, n),) = [(r["cause"], r["count"]) for r in row["skipped"]]
     assert n == 1 and cause.startswith(f"on {topic}: cannot deserialize"), cause
+
+
+def test_a_topic_whose_first_message_is_bad_is_still_chosen_by_what_it_holds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The topics are chosen by what an image topic holds, and that was read from its first message only: a
+    recording whose first JPEG and first compressedDepth were cut short in the file (a recorder started mid-write)
+    had "no colour image topic" for vdepth-bag and no depth topic for vdepth-flicker, exit 2. Now the topic's
+    first readable message tells its kind, and the bad one is skipped and counted like any other bad message."""
+    bag = _recording(tmp_path / "rec", {0: "image cut short + depth cut short"})
+    engine = LuminanceEngine(height=48, width=64, frames=4, overlap=2)
+    with caplog.at_level(logging.WARNING):
+        s = process_bag(bag, tmp_path / "out", params={"scale_source": "none"}, engine=engine)
+    assert (s.frames_in, s.dropped, s.frames_out) == (N, 1, N - 1)
+    assert any(f"using its only colour image topic {IMAGE!r}" in n for n in s.notes), s.notes
+    ((entry),) = s.to_dict()["skipped_messages"]
+    assert entry["topic"] == IMAGE and entry["count"] == 1 and "cannot deserialize" in entry["cause"]
+    rc = flicker.main([str(bag), "--json"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    (row,) = json.loads(out)
+    assert row["topic"] == DEPTH and row["frames"] == N - 1
+    assert (row["skipped_images"], row["skipped_depth"]) == (1, 1)
+
+
+def test_an_image_of_an_encoding_that_cannot_be_read_amid_the_stream_is_a_bad_message(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A raw camera stream in which a driver's glitch left a frame's encoding unset (the first one among them),
+    or published one depth frame on the colour topic: the whole run of hours ended with "unsupported image
+    encoding ''", exit 2, no output. Now each is a bad message: dropped, told once per kind, counted; a topic
+    whose images are all of such an encoding is still refused before any work."""
+    from vdepth_ros.offline.bag_types import IMAGE as IMAGE_TYPE
+    from vdepth_ros.offline.errors import UnsupportedEncodingError
+
+    ts = get_typestore(TYPESTORES["kilted"])
+    T = ts.types
+    glitches = {0: "", 20: "", 22: "", 30: "16UC1"}
+    bag = tmp_path / "raw"
+    with Writer(bag, version=9, storage_plugin=STORAGES["mcap"]) as w:
+        image = w.add_connection("/cam/image_raw", IMAGE_TYPE, typestore=ts)
+        for k, rgb in enumerate(synthetic_frames(N, 48, 64)):
+            t = START + k * PERIOD
+            stamp = T["builtin_interfaces/msg/Time"](sec=t // 10**9, nanosec=t % 10**9)
+            header = T["std_msgs/msg/Header"](stamp=stamp, frame_id="cam")
+            enc = glitches.get(k, "rgb8")
+            step = 128 if enc == "16UC1" else 192
+            data = rgb.reshape(-1)[: 48 * step]
+            msg = T[IMAGE_TYPE](header=header, height=48, width=64, encoding=enc, is_bigendian=0, step=step, data=data)
+            w.write(image, t, ts.serialize_cdr(msg, IMAGE_TYPE))
+    engine = LuminanceEngine(height=48, width=64, frames=4, overlap=2)
+    with caplog.at_level(logging.WARNING):
+        s = process_bag(bag, tmp_path / "out", params={"scale_source": "none"}, engine=engine)
+    assert (s.frames_in, s.dropped, s.frames_out) == (N, 4, N - 4)
+    counts = {e["cause"].split(";")[0]: e["count"] for e in s.to_dict()["skipped_messages"]}
+    assert counts == {"unsupported image encoding ''": 3, "encoding 16UC1 is a depth image, not a colour image": 1}
+    told = [r.getMessage() for r in caplog.records if "encoding" in r.getMessage()]
+    assert len(told) == 2 and f"stamped {_stamp(0):.6f}" in told[0], told
+    depth_only = tmp_path / "depth_only"
+    with Writer(depth_only, version=9, storage_plugin=STORAGES["mcap"]) as w:
+        image = w.add_connection("/image", IMAGE_TYPE, typestore=ts)
+        for k in range(3):
+            stamp = T["builtin_interfaces/msg/Time"](sec=k + 1, nanosec=0)
+            msg = T[IMAGE_TYPE](
+                header=T["std_msgs/msg/Header"](stamp=stamp, frame_id=""),
+                height=4, width=4, encoding="16UC1", is_bigendian=0, step=8, data=np.zeros(32, np.uint8),
+            )  # fmt: skip
+            w.write(image, (k + 1) * 10**9, ts.serialize_cdr(msg, IMAGE_TYPE))
+    with pytest.raises(UnsupportedEncodingError, match="16UC1"):
+        process_bag(depth_only, tmp_path / "out2", params={"scale_source": "none"}, engine=engine)
+    assert not (tmp_path / "out2").exists()
+
+
+def test_flicker_skips_a_colour_or_depth_frame_of_the_other_kind_amid_the_stream(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """One frame routed to the other topic (a depth frame among the colour images, a JPEG among the depth ones;
+    here the first of each): vdepth-flicker stopped with "is a depth image, not a colour one", exit 2, nothing
+    measured. Now each is a bad message, skipped, told once and counted; the rest is measured."""
+    bag = _recording(tmp_path / "rec", {0: "formats swapped", N // 2: "formats swapped"})
+    with caplog.at_level(logging.WARNING):
+        rc, row, err = _flicker_json(bag, capsys)
+    assert rc == 0, err
+    assert (row["skipped_images"], row["skipped_depth"], row["frames"]) == (2, 2, N - 2)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 2 and all(f"{_stamp(0):.6f}" in w for w in warnings), warnings

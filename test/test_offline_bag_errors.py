@@ -11,9 +11,9 @@ from rosbags.rosbag2 import Writer
 from rosbags.typesys import Stores, get_typestore
 
 from vdepth_ros.offline.bag_reader import BagFrameSource
-from vdepth_ros.offline.bag_types import STORAGES
+from vdepth_ros.offline.bag_types import CAMERA_INFO, COMPRESSED, IMAGE, STORAGES
 from vdepth_ros.offline.errors import BagReadError, EmptyBagError, MissingTopicError, UnsupportedEncodingError
-from vdepth_ros.offline.synth import synthetic_frames, write_image_bag
+from vdepth_ros.offline.synth import _camera_info, synthetic_frames, write_image_bag
 
 TS = get_typestore(Stores.ROS2_KILTED)
 
@@ -299,3 +299,53 @@ def test_a_sqlite3_bag_still_being_recorded_is_not_called_corrupt(tmp_path: Path
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr[-2000:]
     assert "being written" in proc.stderr and "Stop the recorder" in proc.stderr, proc.stderr
     assert "corrupt" not in proc.stderr, proc.stderr
+
+
+def test_several_cameras_without_the_default_topic_name_the_candidates_not_every_topic(tmp_path: Path) -> None:
+    """A robot's bag of two cameras (each raw and compressed) beside many other topics: the error listed every
+    topic of the bag with its type, the camera topics buried among tf, imu and camera_infos. Now it names the
+    colour image topics to choose from, as vdepth-flicker does."""
+    from vdepth_ros.offline.synth import _image_raw
+
+    path = tmp_path / "robot"
+    T = TS.types
+    with Writer(path, version=9, storage_plugin=STORAGES["mcap"]) as w:
+        conns = [
+            (w.add_connection(f"/{cam}/image_raw{sub}", COMPRESSED if sub else IMAGE, typestore=TS), sub)
+            for cam in ("front", "rear")
+            for sub in ("", "/compressed")
+        ]
+        info = w.add_connection("/front/camera_info", CAMERA_INFO, typestore=TS)
+        stamp = T["builtin_interfaces/msg/Time"](sec=1, nanosec=0)
+        header = T["std_msgs/msg/Header"](stamp=stamp, frame_id="cam")
+        rgb = np.zeros((12, 16, 3), np.uint8)
+        for conn, sub in conns:
+            w.write(conn, 1, _image_raw(TS, rgb, "jpeg" if sub else "rgb8", header, 0))
+        w.write(info, 1, TS.serialize_cdr(_camera_info(T, header, 16, 12, (10.0, 10.0, 8.0, 6.0), None), CAMERA_INFO))
+    with pytest.raises(MissingTopicError) as exc:
+        BagFrameSource(path, image_topic="/image", image_topic_explicit=False).open()
+    text = str(exc.value)
+    assert text.endswith(
+        "several colour image topics: /front/image_raw, /rear/image_raw (choose one with --image-topic; one run per "
+        "camera)"
+    ), text
+    assert "camera_info" not in text
+
+
+def test_a_raw_image_topic_without_messages_names_its_transport_that_has_them(tmp_path: Path) -> None:
+    """A camera recorded through /compressed only (the raw topic advertised, but too heavy to record):
+    `--image-topic /cam/image_raw` said it "holds no messages", not where the images are."""
+    from vdepth_ros.offline.synth import _image_raw
+
+    path = tmp_path / "bag"
+    with Writer(path, version=9, storage_plugin=STORAGES["mcap"]) as w:
+        w.add_connection("/cam/image_raw", IMAGE, typestore=TS)
+        jpeg = w.add_connection("/cam/image_raw/compressed", COMPRESSED, typestore=TS)
+        header = TS.types["std_msgs/msg/Header"](
+            stamp=TS.types["builtin_interfaces/msg/Time"](sec=1, nanosec=0), frame_id="c"
+        )
+        w.write(jpeg, 1, _image_raw(TS, np.zeros((12, 16, 3), np.uint8), "jpeg", header, 0))
+    with pytest.raises(
+        EmptyBagError, match=r"'/cam/image_raw' holds no messages \(its transport /cam/image_raw/compressed does"
+    ):
+        BagFrameSource(path, image_topic="/cam/image_raw").open()

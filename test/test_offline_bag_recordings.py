@@ -258,6 +258,44 @@ def test_a_ros1_bag_is_refused_naming_the_converter(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(
+    ("profile", "schema", "encoding", "message"),
+    [
+        ("", "jsonschema", "json", "is an MCAP file but not a ROS 2 bag (profile '', written by 'foxglove', json"),
+        ("ros2", "protobuf", "protobuf", "is an MCAP file but not a ROS 2 bag (profile 'ros2', written by 'foxglove'"),
+        ("ros1", "ros1msg", "ros1", "is an MCAP file of ROS 1 messages (profile 'ros1'"),
+    ],
+)
+def test_an_mcap_file_that_is_not_a_ros2_bag_says_what_it_is(
+    tmp_path: Path, profile: str, schema: str, encoding: str, message: str
+) -> None:
+    """An MCAP file of Foxglove's JSON or protobuf messages, or of ROS 1 messages, was "truncated or corrupt"
+    (rosbags: "Profile is not ros2.", or a KeyError on the schema encoding): the user went looking for damage.
+    Now the error names what the file holds and what the tools read; vdepth-flicker says the same."""
+    from mcap.writer import Writer as McapWriter
+
+    from vdepth_ros.offline import flicker
+
+    path = tmp_path / "drive.mcap"
+    with path.open("wb") as f:
+        w = McapWriter(f)
+        w.start(profile=profile, library="foxglove")
+        channel = w.register_channel(
+            topic="/cam/image",
+            message_encoding=encoding,
+            schema_id=w.register_schema(name="foxglove.CompressedImage", encoding=schema, data=b"{}"),
+        )
+        for i in range(3):
+            w.add_message(channel_id=channel, log_time=START + i, publish_time=START + i, data=b"{}")
+        w.finish()
+    with pytest.raises(BagReadError) as exc:
+        process_bag(path, tmp_path / "out", params=PARAMS, engine=_engine())
+    assert f"{path}: it {message}" in str(exc.value) and "corrupt" not in str(exc.value), exc.value
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(BagReadError, match=r"not a ROS 2 bag|ROS 1 messages"):
+        flicker.measure_flicker([path])
+
+
 def test_copying_a_bag_that_already_has_the_output_topics_names_the_way_out(tmp_path: Path) -> None:
     """A recording made while the live node ran holds /depth already: with --copy-input-topics the
     run failed at the first output frame saying only that the outputs 'need other names'."""
@@ -667,3 +705,143 @@ def test_the_summary_says_why_images_were_dropped_and_the_fix(tmp_path: Path) ->
     assert proc.returncode == 0, proc.stderr
     notes = [n for n in json.loads(proc.stdout)["notes"] if n.startswith("dropped 29 of the 30 images: its stamp")]
     assert len(notes) == 1 and "--log-time-stamps" in notes[0], proc.stdout
+
+
+@pytest.mark.parametrize("metadata", [True, False])
+def test_an_output_beside_one_file_of_a_recording_is_refused_but_not_beside_a_lone_file(
+    tmp_path: Path, metadata: bool
+) -> None:
+    """`vdepth-bag rec/rec_0.mcap -o rec/depth.mcap` wrote the output into the user's recording folder: read
+    again without its metadata.yaml (a killed recorder's folder, or `ros2 bag reindex`), the depth was one more
+    file of the recording. The folder is the input then, and the output may not go in it; a lone .mcap among
+    others in a folder of the user's (~/bags/run1.mcap) is its own recording, with outputs beside it."""
+    rec = _split_recording(tmp_path / "rec", "mcap")
+    if metadata:
+        write_image_bag(tmp_path / "meta", synthetic_frames(1, 36, 52))
+        text = (tmp_path / "meta" / "metadata.yaml").read_text()
+        (rec / "metadata.yaml").write_text(text.replace("- meta.mcap", "- rec_0.mcap\n  - rec_1.mcap\n  - rec_2.mcap"))
+    before = sorted(p.name for p in rec.iterdir())
+    with pytest.raises(OfflineError, match=f"overlaps the input {rec}"):
+        process_bag(rec / "rec_0.mcap", rec / "depth.mcap", params=PARAMS, engine=_engine())
+    assert sorted(p.name for p in rec.iterdir()) == before
+    bags = tmp_path / "bags"
+    bags.mkdir()
+    shutil.copy(rec / "rec_1.mcap", bags / "run1.mcap")
+    shutil.copy(rec / "rec_2.mcap", bags / "run2.mcap")
+    summary = process_bag(bags / "run1.mcap", bags / "run1_depth.mcap", params=PARAMS, engine=_engine())
+    assert summary.frames_out == 8 and (bags / "run1_depth.mcap").is_file()
+
+
+def _realsense_recording(path: Path, n: int = 12) -> Path:
+    """What `ros2 bag record -a` keeps of a RealSense with image_transport's plugins: the colour camera raw and
+    `/compressed`, the depth camera raw (16UC1), `/compressed` (a 16-bit PNG, "16UC1; png compressed") and
+    `/compressedDepth`, and the colour camera_info."""
+    import cv2
+    from rosbags.rosbag2 import Writer
+    from rosbags.typesys import get_typestore
+
+    from vdepth_ros.offline.bag_types import CAMERA_INFO, COMPRESSED, IMAGE, STORAGES, TYPESTORES
+    from vdepth_ros.offline.bag_writer import image_message
+    from vdepth_ros.offline.synth import _camera_info, _image_raw
+    from vdepth_ros.offline.videoio import default_intrinsics
+
+    ts = get_typestore(TYPESTORES["kilted"])
+    T = ts.types
+    colour, depth = "/camera/color/image_raw", "/camera/depth/image_rect_raw"
+    with Writer(path, version=9, storage_plugin=STORAGES["mcap"]) as w:
+        conns = {
+            "rgb": w.add_connection(colour, IMAGE, typestore=ts),
+            "jpeg": w.add_connection(f"{colour}/compressed", COMPRESSED, typestore=ts),
+            "info": w.add_connection("/camera/color/camera_info", CAMERA_INFO, typestore=ts),
+            "depth": w.add_connection(depth, IMAGE, typestore=ts),
+            "png": w.add_connection(f"{depth}/compressed", COMPRESSED, typestore=ts),
+            "cdepth": w.add_connection(f"{depth}/compressedDepth", COMPRESSED, typestore=ts),
+        }
+        for k, rgb in enumerate(synthetic_frames(n, 48, 64)):
+            t = START + k * 33_333_333
+            stamp = T["builtin_interfaces/msg/Time"](sec=t // 10**9, nanosec=t % 10**9)
+            header = T["std_msgs/msg/Header"](stamp=stamp, frame_id="camera_color_optical_frame")
+            mm = np.full((48, 64), 1500 + k, np.uint16)
+            png = cv2.imencode(".png", mm)[1].reshape(-1)
+            raws = {
+                "rgb": _image_raw(ts, rgb, "rgb8", header, k),
+                "jpeg": _image_raw(ts, rgb, "jpeg", header, k),
+                "info": ts.serialize_cdr(
+                    _camera_info(T, header, 64, 48, default_intrinsics(64, 48), None), CAMERA_INFO
+                ),
+                "depth": ts.serialize_cdr(image_message(ts, header, mm, "16UC1"), IMAGE),
+                "png": ts.serialize_cdr(
+                    T[COMPRESSED](header=header, format="16UC1; png compressed ", data=png), COMPRESSED
+                ),
+                "cdepth": ts.serialize_cdr(
+                    T[COMPRESSED](
+                        header=header,
+                        format="16UC1; compressedDepth png",
+                        data=np.concatenate([np.zeros(12, np.uint8), png]),
+                    ),
+                    COMPRESSED,
+                ),
+            }
+            for key, raw in raws.items():
+                w.write(conns[key], t, raw)
+    return path
+
+
+def test_a_camera_recorded_raw_and_compressed_is_one_camera_to_choose(tmp_path: Path) -> None:
+    """`ros2 bag record -a` of one RealSense keeps each camera raw and as image_transport's `/compressed` (and
+    `/compressedDepth`): vdepth-bag called the colour camera ambiguous with itself ("several colour image
+    topics"), and took the depth camera's 16-bit PNG `/compressed` for a colour camera; vdepth-flicker likewise.
+    Now a camera's transports are that camera, and a 16UC1 PNG is depth: the raw colour topic is chosen."""
+    from vdepth_ros.offline import flicker
+    from vdepth_ros.offline.bag_messages import open_reader
+
+    bag = _realsense_recording(tmp_path / "rs")
+    summary = process_bag(bag, tmp_path / "out", params=PARAMS, engine=_engine())
+    assert summary.frames_out == 12
+    assert any(
+        "using its only colour image topic '/camera/color/image_raw' (the same camera as "
+        "/camera/color/image_raw/compressed, read raw)" in n
+        for n in summary.notes
+    ), summary.notes
+    assert any("'/camera/color/camera_info', the image topic's own" in n for n in summary.notes), summary.notes
+    reader = open_reader([bag], "kilted")
+    try:
+        image, depth = flicker.default_topics(reader, None, None)
+    finally:
+        reader.close()
+    assert (image, depth) == ("/camera/color/image_raw", ["/camera/depth/image_rect_raw"])
+
+
+def test_a_depth_cameras_compressed_png_named_as_the_image_is_called_depth_before_any_work(tmp_path: Path) -> None:
+    """`--image-topic /camera/depth/image_rect_raw/compressed` (a 16UC1 PNG of millimetres): its depth ran through
+    the model as a grey picture, without a word. Now it is refused as a depth image, as its raw topic is."""
+    bag = _realsense_recording(tmp_path / "rs")
+    for topic in ("/camera/depth/image_rect_raw/compressed", "/camera/depth/image_rect_raw"):
+        with pytest.raises(OfflineError, match=r"is a depth image.*not a colour one") as exc:
+            process_bag(bag, tmp_path / "out", params=PARAMS, engine=_engine(), image_topic=topic)
+        assert topic in str(exc.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_camera_changing_its_image_size_mid_bag_is_in_the_summary(tmp_path: Path) -> None:
+    """A camera switching modes mid-recording (here between two sizes): each change restarts the stream, as the
+    node's does, but the summary said nothing of it (the restarts were in the INFO log alone), while a gap or a
+    time jump is counted there."""
+    frames = [np.ascontiguousarray(f if k < 8 or k % 2 else f[::2, ::2]) for k, f in enumerate(synthetic_frames(20))]
+    write_image_bag(tmp_path / "rec", frames)
+    summary = process_bag(tmp_path / "rec", tmp_path / "out", params=PARAMS, engine=_engine())
+    assert summary.frames_out == 20
+    assert "stream restarted 12x (the image size changed), as the live node would" in summary.notes, summary.notes
+
+
+def test_a_split_file_its_metadata_yaml_does_not_list_is_read(tmp_path: Path) -> None:
+    """A split recording whose metadata.yaml was written before its last file (the recorder killed, or still
+    recording, in rec_2): rosbags reads the files listed alone, so the last part was missing without a word
+    (16 of 24 frames). Now the folder is read from its storage files, with a note naming the file."""
+    rec = _split_recording(tmp_path / "rec", "mcap")
+    write_image_bag(tmp_path / "meta", synthetic_frames(1, 36, 52))
+    text = (tmp_path / "meta" / "metadata.yaml").read_text()
+    (rec / "metadata.yaml").write_text(text.replace("- meta.mcap", "- rec_0.mcap\n  - rec_1.mcap"))
+    summary = process_bag(rec, tmp_path / "out", params=PARAMS, engine=_engine())
+    assert summary.frames_in == 24 and summary.frames_out == 24
+    assert any("does not list (rec_2.mcap" in n for n in summary.notes), summary.notes

@@ -287,3 +287,25 @@ def test_vdepth_flicker_stopped_by_sigterm_leaves_no_copy_of_a_recording_in_tmpd
     assert proc.returncode == 130, err[-2000:]
     assert err.strip().splitlines()[-1].startswith("vdepth-flicker: interrupted"), err[-2000:]
     assert not list(tmp.iterdir())
+
+
+def test_ctrl_c_after_the_input_was_read_says_the_whole_output_is_being_finished(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """vdepth-video and `--mode offline` read the whole input before they write: a Ctrl-C while they wrote said
+    "stopping: the frames read so far are finished", then ran for minutes over all of them and ended with exit 0
+    and nothing about the Ctrl-C. Now the line says the input had been read and all of it is being finished."""
+    import os
+    import signal
+
+    from vdepth_ros.offline.runner import StopAtCtrlC
+
+    with StopAtCtrlC("vdepth-video") as stop:
+        assert list(stop.frames(range(3))) == [0, 1, 2]
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop.requested and not stop.cut
+        err = capsys.readouterr().err
+        assert "the input was read to its end before Ctrl-C: finishing the output of all of it" in err, err
+        assert "stopping" not in err
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)

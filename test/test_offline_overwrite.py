@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -96,3 +97,43 @@ def test_bag_overwrite_refuses_a_recording_it_did_not_write(tmp_path: Path, outp
     proc = run_offline_cli("bag", ["run2" if output == "run2" else "run1", "-o", out, "--params", "params.yaml",
                                    "--overwrite", "--copy-input-topics"], tmp_path)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
+
+
+def test_overwrite_keeps_an_earlier_output_that_holds_the_users_files(tmp_path: Path) -> None:
+    """An earlier output folder the user has put files in (notes beside the depth bag, a copy of the recording,
+    an analysis folder in vdepth-video's results): `--overwrite` recognised the output and replaced the folder
+    whole, the user's files with it. Now such an output is refused, naming the files; one holding only what the
+    tool wrote is replaced as before."""
+    import cv2
+
+    src = tmp_path / "in"
+    write_image_bag(src, synthetic_frames(10, 36, 52))
+    out = tmp_path / "out"
+    process_bag(src, out, params=PARAMS, engine=_engine())
+    (out / "notes.txt").write_text("what I saw")
+    shutil.copy(next(src.glob("*.mcap")), out / "recording.mcap")
+    with pytest.raises(OutputExistsError, match=r"files it did not write beside it \(notes\.txt, recording\.mcap\)"):
+        process_bag(src, out, params=PARAMS, engine=_engine(), overwrite=True)
+    assert (out / "notes.txt").read_text() == "what I saw" and (out / "recording.mcap").is_file()
+    (out / "notes.txt").unlink()
+    (out / "recording.mcap").unlink()
+    process_bag(src, out, params=PARAMS, engine=_engine(), overwrite=True)
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i, rgb in enumerate(synthetic_frames(10, 36, 52)):
+        cv2.imwrite(str(frames / f"{i:03d}.png"), rgb[..., ::-1])
+    kw = {"params": PARAMS, "preview": False, "formats": ("npy", "png")}
+    process_video(frames, tmp_path / "vout", engine=_engine(), **kw)
+    (tmp_path / "vout" / "analysis").mkdir()
+    (tmp_path / "vout" / "analysis" / "plot.py").write_text("import matplotlib")
+    per_frame = next(p for p in (tmp_path / "vout").iterdir() if p.name in ("depth", "disparity"))
+    (per_frame / "README").write_text("mine")
+    with pytest.raises(
+        OutputExistsError, match=rf"files it did not write in it \(analysis/, {per_frame.name}/README\)"
+    ):
+        process_video(frames, tmp_path / "vout", engine=_engine(), overwrite=True, **kw)
+    assert (tmp_path / "vout" / "analysis" / "plot.py").is_file()
+    shutil.rmtree(tmp_path / "vout" / "analysis")
+    (per_frame / "README").unlink()
+    process_video(frames, tmp_path / "vout", engine=_engine(), overwrite=True, **kw)

@@ -176,6 +176,21 @@ def test_errors(tmp_path: Path) -> None:
     assert not any((tmp_path / f"o{i}").exists() for i in range(1, 5))
 
 
+def test_an_mp4_whose_recording_was_not_finalized_says_so(tmp_path: Path) -> None:
+    """A clip whose camera, phone or ffmpeg was stopped before it wrote the index at the end (the 'moov' box), or
+    a copy cut short: "OpenCV/FFmpeg could not read it", the cause only in FFmpeg's log line. Now the error names
+    it and the way out; a file that is no MP4 at all keeps the plain error."""
+    data = make_mp4(tmp_path / "c.mp4", 8).read_bytes()
+    assert data.find(b"moov") > data.find(b"mdat")  # as recorders write it: the index last
+    (tmp_path / "cut.mp4").write_bytes(data[: data.find(b"moov") - 4])
+    with pytest.raises(VideoReadError, match=r"cut\.mp4: it has no index \(no 'moov' box\): a recording stopped"):
+        process_video(tmp_path / "cut.mp4", tmp_path / "o1", params={}, engine=make_engine())
+    (tmp_path / "junk.mp4").write_bytes(b"not a video")
+    with pytest.raises(VideoReadError, match=r"junk\.mp4: OpenCV/FFmpeg could not read it"):
+        process_video(tmp_path / "junk.mp4", tmp_path / "o2", params={}, engine=make_engine())
+    assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
+
+
 def test_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setattr(videocli, "build_pipeline", lambda config, engine=None: DepthPipeline(config, make_engine()))
     params = tmp_path / "p.yaml"
@@ -416,25 +431,30 @@ def test_an_undecodable_image_is_dropped_wherever_it_sorts(tmp_path: Path) -> No
     assert not (tmp_path / "out2").exists()
 
 
-def test_a_folder_of_mixed_sizes_is_one_warning_per_size_and_a_summary_line(
+def test_a_folder_of_mixed_sizes_is_one_warning_and_a_summary_line(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A folder whose images are not all one size (a thumbnail or a resized batch among the frames):
-    every image of another size printed its own warning line (thousands for a long folder), and the
-    summary said only how many were dropped, not why."""
+    every image of another size printed its own warning line (thousands for a long folder), then one
+    line per size (a folder of crops, each its own size, flooded the log all the same), and the
+    summary said only how many were dropped, not why. Now it is one warning for the kind of problem,
+    and one summary line naming the commonest sizes with their counts."""
     folder = make_folder(tmp_path / "frames", n=4)
     for i, rgb in enumerate(synthetic_frames(12, H // 2, W // 2)):
         cv2.imwrite(str(folder / f"frame_{i + 4}.png"), np.ascontiguousarray(rgb[..., ::-1]))
     cv2.imwrite(str(folder / "frame_99.png"), np.zeros((H * 2, W * 2, 3), np.uint8))
+    for i in range(1, 6):  # crops, each of its own size
+        cv2.imwrite(str(folder / f"frame_{100 + i}.png"), np.zeros((H + i, W, 3), np.uint8))
     with caplog.at_level(logging.WARNING):
         s = process_video(folder, tmp_path / "out", params={}, engine=make_engine(), preview=False)
-    assert (s.frames_in, s.frames_out, s.dropped) == (17, 12, 5)  # the size most images have is kept
-    dropping = [r.getMessage() for r in caplog.records if r.getMessage().startswith("dropping")]
-    assert len(dropping) == 2, dropping  # one per size
-    assert (
-        "dropped 4 frame(s) of 64x48, not 32x24 as most of the folder's images (the first: frame_4.png)" in s.format()
-    )
-    assert "dropped 1 frame(s) of 128x96" in s.format()
+    assert (s.frames_in, s.frames_out, s.dropped) == (22, 12, 10)  # the size most images have is kept
+    (dropping,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("dropping")]
+    assert dropping.startswith("dropping frame_0.png: it is 64x48, not 32x24 as most"), dropping
+    (line,) = [n for n in s.notes if n.startswith("dropped")]
+    assert line.startswith(
+        "dropped 10 frame(s) of other sizes: 64x48 (4), 128x96 (1), 64x49 (1) and 4 more sizes, not 32x24 as most of "
+        "the folder's images (the first: frame_4.png)"
+    ), line
 
 
 def test_an_image_whose_header_claims_gigapixels_is_dropped_without_decoding(

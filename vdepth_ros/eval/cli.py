@@ -435,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
         with stdout_for_results(), sigterm_as_interrupt():  # stdout: the table alone; SIGTERM is Ctrl-C
             node_params = check_inputs(args.datasets, root, backend=args.backend, size=size, params_file=args.params)
             apply_blas_threads(node_params)  # the node's `blas_threads`, as the node and the offline tools apply it
-            prepare_output(out, overwrite=args.overwrite)
+            prepare_output(out, overwrite=args.overwrite, inputs=[root])
             results = evaluate(
                 args.datasets,
                 root,

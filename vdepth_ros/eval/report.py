@@ -7,7 +7,10 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -68,19 +71,25 @@ def _not_a_report(path: Path) -> str | None:
     return None if ours else "not a vdepth-eval report"
 
 
-def prepare_output(out: Path, *, overwrite: bool = False) -> None:
+def prepare_output(out: Path, *, overwrite: bool = False, inputs: Sequence[Path] = ()) -> None:
     """Create the output folder and refuse results that would replace existing ones, before any work.
+
+    Args:
+        inputs: the evaluation data folder: the reports may not go in it (a dataset's folder is not ours).
 
     Raises:
         OutputExistsError: `results.json` or `results.md` exists in `out` and `overwrite` is false, or it is
             not an earlier report.
-        OfflineError: `out` is a file, cannot be created or written, or holds a folder named like a report.
+        OfflineError: `out` is a file, is in the evaluation data, cannot be created or written, or holds a
+            folder named like a report.
     """
     from vdepth_ros.offline.atomic import check_output_path
     from vdepth_ros.offline.errors import OfflineError
 
     if out.exists() and not out.is_dir():
         raise OfflineError(f"output {out} is a file, not a folder; choose another --out")
+    for name in REPORT_FILES:  # before the folder is made: `--out` inside the data wrote into a dataset
+        check_output_path(out / name, overwrite=True, inputs=inputs)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:

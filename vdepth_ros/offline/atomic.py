@@ -37,6 +37,24 @@ def disk_full_error(err: BaseException, where: Path, fix: str) -> OfflineError |
     return OfflineError(f"cannot write {where}: {why}; {fix}")
 
 
+def foreign_entries(folder: Path, written: Callable[[tuple[str, ...]], bool], shown: int = 5) -> str | None:
+    """The entries under an earlier output `folder` that its tool does not write (`written`: an entry's
+    path parts relative to `folder`), named for the refusal, or None: what `--overwrite` would delete
+    with it (the user's notes, a copy of a recording, an analysis put beside the results)."""
+    foreign: list[str] = []
+    for root, dirs, files in os.walk(folder):
+        rel = Path(root).relative_to(folder).parts
+        for name in sorted(dirs):
+            if not written((*rel, name)):
+                foreign.append("/".join((*rel, name)) + "/")
+                dirs.remove(name)  # named as a whole
+        foreign += ["/".join((*rel, name)) for name in sorted(files) if not written((*rel, name))]
+    if not foreign:
+        return None
+    more = f" and {len(foreign) - shown} more" if len(foreign) > shown else ""
+    return ", ".join(foreign[:shown]) + more
+
+
 def _is_within(path: Path, other: Path) -> bool:
     return path == other or other in path.parents
 

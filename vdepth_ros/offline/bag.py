@@ -25,7 +25,7 @@ from vdepth_ros.inputs.calibration import calibration_problem
 from vdepth_ros.inputs.resets import PauseRule, StreamResets
 from vdepth_ros.node_params import ros_param_values
 from vdepth_ros.offline.atomic import AtomicOutput
-from vdepth_ros.offline.bag_messages import bag_path
+from vdepth_ros.offline.bag_messages import bag_path, recording_of
 from vdepth_ros.offline.bag_notes import add_run_notes, flicker_note, input_topics_note
 from vdepth_ros.offline.bag_outputs import OUTPUT_MARK, not_a_vdepth_bag, output_storage
 from vdepth_ros.offline.bag_reader import BagFrameSource
@@ -187,7 +187,9 @@ def process_bag(
     params = _with_metric_input(params, topics.sparse_depth or topics.camera_pose, named_here, summary.notes)
     config = pipeline_config(params, model=model, backend=backend, check_model=engine is None)
     # 4. Run it into a new bag, built under a temporary name and renamed into place when complete.
-    output = AtomicOutput(output_path, overwrite=overwrite, inputs=[input_path], replaceable=not_a_vdepth_bag)
+    output = AtomicOutput(
+        output_path, overwrite=overwrite, inputs=[recording_of(input_path)], replaceable=not_a_vdepth_bag
+    )
     # a bag recorded with compression_mode: file is unpacked beside the output (the disk chosen with -o)
     with output as tmp, source.unpacking_in(output.scratch):
         bag_dir = tmp.with_name(tmp.stem) if single_file else tmp  # rosbags writes a folder

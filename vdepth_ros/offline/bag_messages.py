@@ -10,6 +10,7 @@ import re
 import shutil
 import tempfile
 from contextlib import contextmanager
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +30,7 @@ from vdepth_ros.inputs.decode import (
     is_compressed_depth,
 )
 from vdepth_ros.offline.atomic import disk_full_error
-from vdepth_ros.offline.bag_storage import ReadableCopies, expand_folders, storage_files
+from vdepth_ros.offline.bag_storage import ReadableCopies, expand_folders, split_index, storage_files
 from vdepth_ros.offline.bag_types import COMPRESSED, IMAGE_TYPES, STORAGES, TYPESTORES
 from vdepth_ros.offline.errors import BagReadError, UnsupportedEncodingError
 from vdepth_ros.offline.skipped import SkippedMessages
@@ -70,6 +71,9 @@ def storage_error(
     low = text.lower()
     if "storage" in low and ("not supported" in low or "unrecognized" in low or "unknown" in low):
         return BagReadError(f"{path}: unknown bag storage ({text}); supported: {', '.join(STORAGES)}")
+    foreign = _not_ros2_mcap(expand_folders(list(files) or [path]))
+    if foreign is not None:
+        return BagReadError(f"{path}: {'it' if foreign[0] == path else foreign[0].name} {foreign[1]}")
     busy = _being_written(expand_folders(list(files) or [path]))
     if busy is not None:
         return BagReadError(
@@ -88,6 +92,50 @@ def storage_error(
     if bad is not None and bad != path:
         return BagReadError(f"{path}: cannot read {bad.name}, it looks truncated or corrupt ({why})")
     return BagReadError(f"{path}: cannot read the bag, it looks truncated or corrupt ({text})")
+
+
+#: an MCAP's schema encodings and message encoding of ROS 2 messages (rosbag2's, as rosbags reads them)
+_ROS2_SCHEMAS, _ROS2_MESSAGES = frozenset({"ros2msg", "ros2idl", "omgidl", ""}), frozenset({"cdr"})
+
+
+def _not_ros2_mcap(files: Sequence[Path]) -> tuple[Path, str] | None:
+    """The first MCAP file of `files` that holds no ROS 2 messages, and why it cannot be read, with what
+    to do: a ROS 1 MCAP, or one of JSON/protobuf/flatbuffer messages (Foxglove's, a non-ROS logger), was
+    called "truncated or corrupt" (rosbags: "Profile is not ros2.", or a KeyError on the schema encoding)."""
+    from mcap.reader import make_reader
+
+    for f in files:
+        if f.suffix != ".mcap":
+            continue
+        try:
+            with f.open("rb") as stream:
+                reader = make_reader(stream)
+                header = reader.get_header()
+                try:
+                    summary = reader.get_summary()
+                except Exception:  # a file cut off has no summary: its header tells
+                    summary = None
+        except Exception:  # not an MCAP file this can read: the other errors name it
+            continue
+        schemas = {sc.encoding for sc in summary.schemas.values()} if summary else set()
+        messages = {ch.message_encoding for ch in summary.channels.values()} if summary else set()
+        if header.profile == "ros2" and schemas <= _ROS2_SCHEMAS and messages <= _ROS2_MESSAGES:
+            continue
+        found = f"profile {header.profile!r}, written by {header.library or 'an unnamed library'!r}"
+        if messages - _ROS2_MESSAGES:
+            found += f", {'/'.join(sorted(messages - _ROS2_MESSAGES))} messages"
+        if header.profile == "ros1" or "ros1" in messages:
+            return f, (
+                f"is an MCAP file of ROS 1 messages ({found}); the offline tools read ROS 2 bags: record "
+                "with `ros2 bag record`, or convert the ROS 1 .bag it was made from with rosbags-convert (installed "
+                "with rosbags)"
+            )
+        return f, (
+            f"is an MCAP file but not a ROS 2 bag ({found}; a ROS 2 bag's is profile 'ros2', cdr "
+            "messages): the offline tools read bags that `ros2 bag record` writes (MCAP or sqlite3); record the "
+            "camera's ROS 2 topics with it"
+        )
+    return None
 
 
 #: how long a storage file is watched for a recorder's writes when it cannot be read (`_being_written`)
@@ -137,6 +185,21 @@ def bag_path(path: str | Path) -> Path:
     return path.parent if path.name == "metadata.yaml" and path.is_file() else path
 
 
+def recording_of(path: Path) -> Path:
+    """The recording a bag path is part of, which no output may go into: a storage file of a bag
+    folder (beside its metadata.yaml, or named as rosbag2 names a folder's files, `<folder>_<N>`:
+    a recorder killed before it wrote metadata.yaml) stands for the folder. An output written beside
+    the file went into the user's recording: read again without metadata.yaml (or `ros2 bag
+    reindex`), it was one more file of it. A file on its own (`~/bags/run1.mcap`) is itself."""
+    if path.is_dir() or path.suffix not in (".mcap", ".db3"):
+        return path
+    folder = path.parent
+    stem, index = split_index(path)
+    if (folder / "metadata.yaml").is_file() or (index >= 0 and stem == folder.name):
+        return folder
+    return path
+
+
 def open_reader(
     paths: list[Path], typestore: str, notes: list[str] | None = None, unpack_dir: Path | None = None
 ) -> AnyReader:
@@ -161,9 +224,7 @@ def open_reader(
     for path in paths:
         _note_part_of_split_bag(path, notes)
     _check_room_to_unpack(paths, unpack_dir)
-    sources = [
-        storage_files(p, "has no metadata.yaml", notes) if _is_folder_without_metadata(p) else [p] for p in paths
-    ]
+    sources = [_folder_sources(p, notes) for p in paths]
     _OPENED.update((f, _stamp(f)) for f in expand_folders([f for group in sources for f in group]))
     copies = ReadableCopies(unpack_dir, notes)
     try:
@@ -189,6 +250,41 @@ def open_reader(
     except BaseException:
         copies.remove()
         raise
+
+
+def _folder_sources(path: Path, notes: list[str] | None) -> list[Path]:
+    """What to open for `path`: itself, or a bag folder's storage files where its metadata.yaml is
+    missing or leaves some out (`_unlisted_parts`)."""
+    if _is_folder_without_metadata(path):
+        return storage_files(path, "has no metadata.yaml", notes)
+    unlisted = _unlisted_parts(path)
+    if unlisted:
+        problem = (
+            f"has storage files its metadata.yaml does not list ({', '.join(unlisted)}: recorded after it was "
+            "written, by a recorder killed or still recording)"
+        )
+        return storage_files(path, problem, notes)
+    return [path]
+
+
+def _unlisted_parts(path: Path) -> list[str]:
+    """The storage files of a bag folder named as parts of its recording (`<name>_<N>` of a file its
+    metadata.yaml lists) that the metadata.yaml leaves out (written before the last split file: a
+    recorder killed, or still recording): rosbags reads the listed files alone, and the last part went
+    missing without a word."""
+    if not path.is_dir() or _file_compressed(path):
+        return []
+    try:
+        info = yaml.safe_load((path / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+        listed = {Path(str(f)).name for f in info["relative_file_paths"]}
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return []  # (rosbags names a metadata.yaml it cannot use)
+    stems = {split_index(Path(name))[0] for name in listed}
+    return [
+        f.name
+        for f in expand_folders([path])
+        if f.name not in listed and split_index(f)[1] >= 0 and split_index(f)[0] in stems
+    ]
 
 
 def _file_compressed(path: Path) -> list[Path]:
@@ -333,31 +429,66 @@ def deserialize_or_skip(
         return None
 
 
+#: messages of an image topic read to tell its kind (`image_topics_by_kind`) before giving up on it
+KIND_PEEK_MESSAGES = 64
+
+
+def _is_depth_png(msg: Any) -> bool:
+    """A CompressedImage of the compressed plugin holding depth: its format names the encoding first,
+    "16UC1; png compressed" (a depth camera's `/compressed`; mono16 is a grey camera's)."""
+    return str(msg.format).partition(";")[0].strip() in ("16UC1", "32FC1")
+
+
+def _image_kind(reader: AnyReader, raw: bytes, msgtype: str) -> str:
+    """`"colour"` or `"depth"` by what the message in `raw` holds, "" for another encoding; raises for a
+    message that cannot be read (cut short, corrupt, an encoding string that is none)."""
+    msg = reader.deserialize(raw, msgtype)
+    if msgtype == COMPRESSED:
+        return "depth" if is_compressed_depth(msg) or _is_depth_png(msg) else "colour"
+    return {"color": "colour", "mono": "colour", "depth": "depth"}.get(get_encoding(msg.encoding).kind, "")
+
+
 def image_topics_by_kind(reader: AnyReader) -> dict[str, list[str]]:
-    """The bag's image topics with messages, sorted, by what their first message holds: "colour"
-    (an Image of a colour or mono encoding, a CompressedImage) and "depth" (an Image of a depth
-    encoding, 16UC1/32FC1: a depth camera's, or `vdepth-bag`'s /depth and /disparity; a
-    compressedDepth CompressedImage). A topic whose first message cannot be read or decoded is
-    neither. Used to choose a default topic: a depth camera's or the outputs' topics beside the
-    camera do not make it ambiguous."""
+    """The bag's image topics with messages, sorted, by what their first readable message holds:
+    "colour" (an Image of a colour or mono encoding, a CompressedImage) and "depth" (an Image of a
+    depth encoding, 16UC1/32FC1: a depth camera's, or `vdepth-bag`'s /depth and /disparity; a
+    compressedDepth CompressedImage, or a 16UC1/32FC1 one of the compressed plugin). A camera's
+    `/compressed` or `/compressedDepth` sub-topic beside its raw topic is that camera (recorded with
+    `ros2 bag record -a`), not a candidate of its own. A message that cannot be read is passed over (the run reading
+    the topic skips and counts it as any bad message): one cut short at the start of a recording
+    took the camera's topic out of the choice. A topic none of whose first `KIND_PEEK_MESSAGES`
+    messages can be read is neither. Used to choose a default topic: a depth camera's or the
+    outputs' topics beside the camera do not make it ambiguous."""
     kinds: dict[str, list[str]] = {"colour": [], "depth": []}
     topics = sorted({c.topic for c in reader.connections if c.msgtype in IMAGE_TYPES and c.msgcount > 0})
     for topic in topics:
+        kind = ""
         messages = reader.messages(connections=[c for c in reader.connections if c.topic == topic])
         try:
-            conn, _, raw = next(messages)
-            msg = reader.deserialize(raw, conn.msgtype)
-            if conn.msgtype == COMPRESSED:
-                kind = "depth" if "compresseddepth" in str(msg.format).lower() else "colour"
-            else:
-                kind = {"color": "colour", "mono": "colour", "depth": "depth"}.get(get_encoding(msg.encoding).kind, "")
-        except Exception:  # unreadable or unknown: not a candidate (a chosen topic names its own error)
+            for conn, _, raw in islice(messages, KIND_PEEK_MESSAGES):
+                try:
+                    kind = _image_kind(reader, raw, conn.msgtype)
+                    break
+                except Exception:  # a bad message: the next one tells the topic's kind
+                    continue
+        except Exception:  # the storage itself fails here: not a candidate (a chosen topic names its own error)
             kind = ""
         finally:
             messages.close()  # release the storage cursor before the next one
         if kind:
             kinds[kind].append(topic)
-    return kinds
+    return {kind: [t for t in found if not _transport_of(t, found)] for kind, found in kinds.items()}
+
+
+#: image_transport's sub-topics of an image topic that CompressedImage messages go on
+_TRANSPORTS = ("compressed", "compressedDepth")
+
+
+def _transport_of(topic: str, topics: list[str]) -> bool:
+    """Whether `topic` is one of `topics`' image_transport sub-topics (`/cam/image_raw/compressed` of
+    `/cam/image_raw`): the same camera's images, not another camera's."""
+    base, _, leaf = topic.rpartition("/")
+    return leaf in _TRANSPORTS and base in topics
 
 
 def decode_color_msg(msg: Any, msgtype: str, topic: str, bit_depth: SampleBitDepth | None = None) -> np.ndarray:
@@ -368,9 +499,10 @@ def decode_color_msg(msg: Any, msgtype: str, topic: str, bit_depth: SampleBitDep
         UnsupportedEncodingError: the encoding is not a colour/mono one (names the topic).
         InputError: the message is malformed (size, buffer, undecodable bytes).
     """
-    if msgtype == COMPRESSED and is_compressed_depth(msg):
+    if msgtype == COMPRESSED and (is_compressed_depth(msg) or _is_depth_png(msg)):
+        what = "compressedDepth" if is_compressed_depth(msg) else "a 16UC1/32FC1 png"
         raise UnsupportedEncodingError(
-            f"topic {topic!r}: format {msg.format!r} is a depth image (compressedDepth), not a colour one; "
+            f"topic {topic!r}: format {msg.format!r} is a depth image ({what}), not a colour one; "
             "choose the colour camera's topic (--image-topic)"
         )
     if msgtype != COMPRESSED:

@@ -37,10 +37,10 @@ def add_run_notes(
 ) -> None:
     """Input counts and what the user should know about the run (restarts, ignored inputs) into `summary`."""
     stats = source.stats
+    # (an image of another size too: a camera switching modes mid-bag had its restarts in the log alone)
     summary.notes += [
-        f"stream restarted {n}x ({kind}), as the live node would"
+        f"stream restarted {n}x ({'the image size changed' if kind == 'resolution' else kind}), as the live node would"
         for kind, n in resets.counts.items()
-        if kind != "resolution"
     ]
     summary.frames_in = stats.images + stats.dropped
     if stats.thinned:

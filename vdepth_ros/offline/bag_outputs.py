@@ -9,6 +9,7 @@ from contextlib import closing
 from pathlib import Path
 
 from vdepth_ros.errors import VdepthError
+from vdepth_ros.offline.atomic import foreign_entries
 from vdepth_ros.offline.bag_types import IMAGE, STORAGES
 
 
@@ -38,7 +39,16 @@ def not_a_vdepth_bag(path: Path) -> str | None:
         ours = _written_by_vdepth_bag(path)
     except Exception:  # unreadable: not known to be ours
         ours = False
-    return None if ours else "a bag vdepth-bag did not write (a recording?)"
+    if not ours:
+        return "a bag vdepth-bag did not write (a recording?)"
+    foreign = foreign_entries(path, lambda parts: _bag_entry(path, parts)) if path.is_dir() else None
+    return None if foreign is None else f"vdepth-bag's output with files it did not write beside it ({foreign})"
+
+
+def _bag_entry(folder: Path, parts: tuple[str, ...]) -> bool:
+    """Whether `parts` (under an output bag `folder`) is what vdepth-bag writes there: metadata.yaml and
+    its storage file, named after the folder."""
+    return len(parts) == 1 and parts[0] in {"metadata.yaml", *(folder.name + ext for ext in SINGLE_FILE_STORAGES)}
 
 
 def _written_by_vdepth_bag(path: Path) -> bool:

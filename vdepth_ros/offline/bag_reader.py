@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,10 +24,11 @@ from vdepth_ros.camera_info import info_signature
 from vdepth_ros.errors import InputError
 from vdepth_ros.inputs.assembly import DEFAULT_MAX_INPUT_PIXELS, FrameAssembler
 from vdepth_ros.inputs.calibration import camera_missing, info_image_size
-from vdepth_ros.inputs.decode import UnsupportedImageError, image_size
+from vdepth_ros.inputs.decode import image_size
 from vdepth_ros.inputs.samples import TimedSamples
 from vdepth_ros.inputs.sync import REPEATED_STAMP, UNSET_STAMP, ApproximateTimeSync, InputRate, stamp_to_ns
 from vdepth_ros.offline.bag_messages import (
+    KIND_PEEK_MESSAGES,
     bag_path,
     decode_color_msg,
     deserialize_or_skip,
@@ -36,7 +38,7 @@ from vdepth_ros.offline.bag_messages import (
 )
 from vdepth_ros.offline.bag_topics import InputConnections
 from vdepth_ros.offline.bag_types import TYPESTORES, BagFrameMeta, connection_key, restamp
-from vdepth_ros.offline.errors import EmptyBagError, OfflineError, UnsupportedEncodingError
+from vdepth_ros.offline.errors import OfflineError, UnsupportedEncodingError
 from vdepth_ros.offline.skipped import SkippedMessages, cause_kind
 from vdepth_ros.triangulate import pose_from_msg
 
@@ -259,26 +261,28 @@ class BagFrameSource:
         self._info_conns, self._depth_conns, self._pose_conns = chosen.info_conns, chosen.depth_conns, chosen.pose_conns
 
     def _check_first_image(self) -> None:
-        """Decode the first image now, so a wrong topic type or encoding fails before any model loads."""
+        """Decode the first images now, so a wrong topic type or encoding fails before any model loads.
+        The first that decodes settles it: a bad message (cut short, malformed, an encoding left unset
+        by a driver's glitch) is passed over here, and the streaming pass skips, tells and counts it,
+        as any other. Only a topic none of whose first `KIND_PEEK_MESSAGES` images decodes, and one of
+        them for its encoding, is an error."""
+        unsupported: UnsupportedEncodingError | None = None
         messages = self.reader.messages(connections=self._image_conns)
         try:
-            conn, _, raw = next(messages)
-        except StopIteration:
-            raise EmptyBagError(f"{self.path}: image topic {self.image_topic!r} holds no messages") from None
+            for conn, _, raw in islice(messages, KIND_PEEK_MESSAGES):
+                try:
+                    self.decode_rgb(self.reader.deserialize(raw, conn.msgtype), conn.msgtype)
+                    return
+                except UnsupportedEncodingError as err:
+                    unsupported = unsupported or err
+                except Exception:
+                    continue
         except Exception as err:
             raise storage_error(self.path, err) from err
         finally:
             messages.close()  # release the storage cursor before the streaming pass opens its own
-        try:
-            msg = self.reader.deserialize(raw, conn.msgtype)
-        except Exception:
-            return  # a message cut short or corrupt: the streaming pass skips it, and tells it
-        try:
-            self.decode_rgb(msg, conn.msgtype)
-        except UnsupportedEncodingError:
-            raise
-        except InputError as err:
-            log.warning("the first image on %s is malformed (%s); such frames are dropped", self.image_topic, err)
+        if unsupported is not None:
+            raise unsupported
 
     # -- messages ----------------------------------------------------------------------------
     def decode_rgb(self, msg: Any, msgtype: str) -> np.ndarray:
@@ -297,14 +301,15 @@ class BagFrameSource:
         within `sync_slop_ns`, else the cached last one), so clouds match the node's. Sparse depth and
         camera poses follow the node's rule (`vdepth_ros.inputs.samples`) with the bag's log times as
         the arrival times: an image waits until a sample at or after its stamp was logged, or
-        `sparse_depth_slop_ns` of log time. Malformed images are dropped and counted in `stats`; an
-        unsupported encoding raises.
+        `sparse_depth_slop_ns` of log time. Malformed images, and images of an encoding that cannot be
+        read amid the stream's (`_check_first_image` refuses a topic of one), are dropped and counted in
+        `stats`.
 
         Args:
             on_message: called with every message of the bag (all topics), e.g. to copy them.
 
         Raises:
-            UnsupportedEncodingError, BagReadError.
+            BagReadError.
         """
         # 1. What to read: the input topics, or every message (`[]`) when the caller takes them all.
         wanted: list[Connection] = []
@@ -452,9 +457,7 @@ class BagFrameSource:
         self._frame_lacks_pose = False
         try:
             frame = self._assembler.assemble(msg, key, info, sparse=sparse, pose=pose)
-        except UnsupportedImageError as err:
-            raise UnsupportedEncodingError(f"topic {self.image_topic!r}: {err}") from None
-        except InputError as err:
+        except InputError as err:  # an encoding amid the stream's (`_check_first_image`) is a bad message too
             self._drop(key, str(err))
             return None
         if frame.camera is None and not self._warned_no_info:

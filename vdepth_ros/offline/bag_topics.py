@@ -123,12 +123,19 @@ class InputConnections:
             # a depth camera's topics, or vdepth-bag's outputs, beside the camera do not make it ambiguous
             candidates = image_topics_by_kind(self.reader)["colour"]
             if not self.image_topic_explicit and len(candidates) == 1:
+                same = sorted(c.topic for c in self.reader.connections if c.topic.startswith(candidates[0] + "/"))
                 self.notes.append(
                     f"image topic {self.image_topic!r} not in the bag; using its only colour image topic "
-                    f"{candidates[0]!r}"
+                    f"{candidates[0]!r}" + (f" (the same camera as {', '.join(same)}, read raw)" if same else "")
                 )
                 self.image_topic = candidates[0]
                 image_conns = self._conns(self.image_topic)
+            elif not self.image_topic_explicit and candidates:
+                # the candidates alone: in a robot's bag of tf, imu, lidar... the whole list buries them
+                raise MissingTopicError(
+                    f"{self.path}: image topic {self.image_topic!r} not found and the bag holds several colour "
+                    f"image topics: {', '.join(candidates)} (choose one with --image-topic; one run per camera)"
+                )
             else:
                 raise MissingTopicError(
                     f"{self.path}: image topic {self.image_topic!r} not found; the bag has: "
@@ -140,7 +147,16 @@ class InputConnections:
                 f"topic {self.image_topic!r} has type {', '.join(sorted(bad))}; expected {IMAGE} or {COMPRESSED}"
             )
         if sum(c.msgcount for c in image_conns) == 0:
-            raise EmptyBagError(f"{self.path}: image topic {self.image_topic!r} holds no messages")
+            # a camera recorded through one transport only (bandwidth): name the one that holds its images
+            held = sorted(
+                {
+                    c.topic
+                    for c in self.reader.connections
+                    if c.topic.startswith(self.image_topic + "/") and c.msgtype in IMAGE_TYPES and c.msgcount
+                }
+            )
+            hint = f" (its transport {', '.join(held)} does: choose it with --image-topic)" if held else ""
+            raise EmptyBagError(f"{self.path}: image topic {self.image_topic!r} holds no messages{hint}")
         self.image_conns = image_conns
         return image_conns
 

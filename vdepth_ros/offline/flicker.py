@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import heapq
+import itertools
 import json
 import logging
 import sys
@@ -37,6 +39,7 @@ from vdepth_ros.inputs.assembly import DEFAULT_MAX_INPUT_PIXELS
 from vdepth_ros.inputs.decode import SampleBitDepth, check_input_size
 from vdepth_ros.inputs.sync import stamp_to_ns
 from vdepth_ros.offline.bag_messages import (
+    KIND_PEEK_MESSAGES,
     decode_color_msg,
     decode_depth_msg,
     deserialize_or_skip,
@@ -119,6 +122,15 @@ class TopicFlicker:
         }
 
 
+#: paired frames a chain holds to measure them in stamp order: a publisher's threads or a recorder's queues
+#: log a frame or two out of order, and each was a restart (two pairs lost); further back is a time jump
+REORDER_FRAMES = 4
+
+
+def _without_arrival(item: tuple[int, int, np.ndarray, np.ndarray]) -> tuple[int, np.ndarray, np.ndarray]:
+    return item[0], item[2], item[3]
+
+
 class _Chain:
     """One depth topic's chain of paired frames, in stamp order."""
 
@@ -131,8 +143,21 @@ class _Chain:
         self.shape: tuple[int, ...] | None = None
         self.prev: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # depth, pose, K (TAE)
         self.pending: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._held: list[tuple[int, int, np.ndarray, np.ndarray]] = []  # heap of paired frames by stamp
+        self._arrivals = itertools.count()
 
     def add(self, stamp: int, rgb: np.ndarray, depth: np.ndarray) -> None:
+        """A paired frame, measured once `REORDER_FRAMES` later ones are in (or at `finish`), in stamp order."""
+        heapq.heappush(self._held, (stamp, next(self._arrivals), rgb, depth))
+        if len(self._held) > REORDER_FRAMES:
+            self._measure(*_without_arrival(heapq.heappop(self._held)))
+
+    def finish(self) -> None:
+        """Measure the frames still held (the end of the bags)."""
+        while self._held:
+            self._measure(*_without_arrival(heapq.heappop(self._held)))
+
+    def _measure(self, stamp: int, rgb: np.ndarray, depth: np.ndarray) -> None:
         # a gap, time going back, or an image of another size (no flow across it): a new chain, counted
         resized = self.shape is not None and rgb.shape != self.shape
         if self.last is not None and (stamp <= self.last or stamp - self.last > self.max_gap_ns or resized):
@@ -325,6 +350,7 @@ def measure_flicker(
                 _add_depth(images, chains[conn.topic], msg, conn.topic, slop_ns, bad)
         # 4. Depth images still waiting for a colour image are unmatched; the messages skipped, per topic.
         for chain in chains.values():
+            chain.finish()
             chain.result.unmatched += len(chain.pending)
             chain.result.skipped = bad.skipped.by_cause(chain.result.topic)
             if pose_topic is not None:  # the poses' and camera_infos' (TAE), named by topic
@@ -414,6 +440,21 @@ class _BadMessages:
     def __init__(self, max_pixels: int, told: bool = True) -> None:
         self.max_pixels = int(max_pixels)
         self.skipped = SkippedMessages(told=told)
+        self._decoded: set[str] = set()  # topics with a message decoded
+        self._unreadable: dict[str, int] = {}  # topic -> messages of an encoding it cannot read, none decoded yet
+
+    def decoded(self, topic: str) -> None:
+        self._decoded.add(topic)
+
+    def unsupported(self, topic: str, stamp: int, err: UnsupportedEncodingError, outcome: str | None = None) -> None:
+        """A message of an encoding that cannot be read (a driver's glitch leaving it unset, a depth frame on
+        the colour topic) is a bad message, skipped and counted, as vdepth-bag drops it; a topic whose first
+        `KIND_PEEK_MESSAGES` messages are all such is of the wrong kind: raises `err`, naming it."""
+        if topic not in self._decoded:
+            self._unreadable[topic] = self._unreadable.get(topic, 0) + 1
+            if self._unreadable[topic] >= KIND_PEEK_MESSAGES:
+                raise err
+        self.skipped.skip(topic, stamp, str(err), outcome=outcome)
 
     def unstamped(self, stamp: int, topic: str) -> bool:
         """Whether a message is stamped 0 (its header.stamp not set: it pairs with nothing; skipped, counted)."""
@@ -447,11 +488,13 @@ def _add_image(
         return  # its depth goes unmatched
     try:
         images[stamp] = decode_color_msg(msg, msgtype, image_topic, bit_depth)
-    except UnsupportedEncodingError:
-        raise
+    except UnsupportedEncodingError as err:
+        bad.unsupported(image_topic, stamp, err, outcome=_OUTCOME["an image"])
+        return
     except InputError as err:  # a malformed image: its depth goes unmatched
         bad.skipped.skip(image_topic, stamp, str(err), outcome=_OUTCOME["an image"])
         return
+    bad.decoded(image_topic)
     while len(images) > _HELD:
         images.popitem(last=False)
     for chain in chains.values():  # depth images that arrived before their colour image
@@ -469,11 +512,13 @@ def _add_depth(
         return
     try:
         depth = decode_depth_msg(msg, f"depth topic {topic!r}")
-    except UnsupportedEncodingError:
-        raise
+    except UnsupportedEncodingError as err:
+        bad.unsupported(topic, stamp, err)
+        return
     except InputError as err:
         bad.skipped.skip(topic, stamp, str(err))
         return
+    bad.decoded(topic)
     key = nearest_stamp(images, stamp, slop_ns)
     if key is not None:
         chain.add(stamp, images[key], depth)

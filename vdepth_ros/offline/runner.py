@@ -355,6 +355,7 @@ class StopAtCtrlC:
         self.requested = False  # a signal came
         self.cut = False  # the input was ended by it before its end
         self.read = 0  # frames taken from the input
+        self.exhausted = False  # the input was read to its end (offline mode: before it writes)
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> StopAtCtrlC:
@@ -375,6 +376,12 @@ class StopAtCtrlC:
         if self.requested:
             raise KeyboardInterrupt(f"signal {signum}")
         self.requested = True
+        if self.exhausted:  # nothing left to cut: say the whole input is being finished, not "stopping"
+            sys.stderr.write(
+                f"\n{self.prog}: the input was read to its end before Ctrl-C: finishing the output of all of it "
+                "(Ctrl-C again to abort, keeping no output)\n"
+            )
+            return
         sys.stderr.write(
             f"\n{self.prog}: stopping: the frames read so far are finished and written "
             "(Ctrl-C again to abort, keeping no output)\n"
@@ -388,6 +395,7 @@ class StopAtCtrlC:
                 try:
                     frame = next(it)
                 except StopIteration:
+                    self.exhausted = True
                     return
                 self.read += 1
                 yield frame

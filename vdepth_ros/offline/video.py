@@ -24,7 +24,7 @@ from vdepth_ros.camera_info import camera_from_info
 from vdepth_ros.errors import InputError, VdepthError
 from vdepth_ros.inputs.calibration import calibration_problem
 from vdepth_ros.node_params import ros_param_values
-from vdepth_ros.offline.atomic import AtomicOutput
+from vdepth_ros.offline.atomic import AtomicOutput, foreign_entries
 from vdepth_ros.offline.errors import OfflineError
 from vdepth_ros.offline.runner import (
     MODES,
@@ -46,7 +46,14 @@ from vdepth_ros.offline.runner import (
     with_progress,
 )
 from vdepth_ros.offline.video_source import VideoFrameSource
-from vdepth_ros.offline.videoio import FORMATS, VideoOutputWriter, default_intrinsics
+from vdepth_ros.offline.videoio import (
+    FORMATS,
+    FRAME_FILE,
+    FRAME_FOLDERS,
+    OUTPUT_FILES,
+    VideoOutputWriter,
+    default_intrinsics,
+)
 from vdepth_ros.paths import expand_home
 from vdepth_ros.rectify import (
     CALIBRATION_FORMATS,
@@ -424,9 +431,17 @@ def not_a_video_output(path: Path) -> str | None:
         return "not a vdepth-video output (no meta.json)"
     except (OSError, ValueError):
         meta = None
-    if isinstance(meta, dict) and meta.keys() >= _META_KEYS:
-        return None
-    return "not a vdepth-video output (its meta.json is not one vdepth-video wrote)"
+    if not isinstance(meta, dict) or not meta.keys() >= _META_KEYS:
+        return "not a vdepth-video output (its meta.json is not one vdepth-video wrote)"
+    foreign = foreign_entries(path, _video_entry)
+    return None if foreign is None else f"vdepth-video's output with files it did not write in it ({foreign})"
+
+
+def _video_entry(parts: tuple[str, ...]) -> bool:
+    """Whether `parts` (under an output folder) is what vdepth-video writes there."""
+    if len(parts) == 1:
+        return parts[0] in OUTPUT_FILES or parts[0] in FRAME_FOLDERS
+    return len(parts) == 2 and parts[0] in FRAME_FOLDERS and FRAME_FILE.fullmatch(parts[1]) is not None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 
 #: the image files of a folder, for `vdepth-video` and training's image folders alike (`is_image_file`)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+#: a frame's problems, each warned once (`VideoFrameSource._drop`)
+_UNDECODABLE, _OTHER_SIZE = "that cannot be decoded", "of another size"
+#: sizes of dropped frames the summary names (`VideoFrameSource._other_sizes_text`)
+LISTED_SIZES = 3
 #: images of a folder decoded at open to find the size most of them have (`VideoFrameSource._pick_size`)
 SIZE_SAMPLES = 32
 
@@ -56,6 +60,30 @@ def is_image_file(path: Path) -> bool:
     """Whether a folder's file is an image to read: one of `IMAGE_SUFFIXES` (any case), not hidden
     (macOS's "._name.png" beside each image on a USB stick or share is no image)."""
     return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
+def _mp4_without_index(path: Path) -> bool:
+    """Whether `path` is an MP4/MOV file (its top-level boxes start with 'ftyp') without the 'moov' box that
+    indexes its frames: FFmpeg says only "moov atom not found" in the log, and OpenCV cannot open it."""
+    types: list[bytes] = []
+    try:
+        with path.open("rb") as f:
+            end, at = path.stat().st_size, 0
+            while at + 8 <= end and len(types) < 1000:
+                f.seek(at)
+                head = f.read(16)
+                size, kind = int.from_bytes(head[:4], "big"), head[4:8]
+                if size == 1 and len(head) == 16:
+                    size = int.from_bytes(head[8:16], "big")
+                elif size == 0:  # to the end of the file
+                    size = end - at
+                types.append(kind)
+                if size < 8:
+                    break
+                at += size
+    except OSError:
+        return False
+    return bool(types) and types[0] == b"ftyp" and b"moov" not in types
 
 
 def _header_size(path: Path) -> tuple[int, int] | None:
@@ -100,7 +128,8 @@ class VideoFrameSource:
         self.declared_frames: int | None = None  # a video file's frame count by its header (an estimate for some)
         self.size: tuple[int, int] | None = None  # (width, height)
         self.dropped = 0
-        self.drop_reasons: dict[str, int] = {}  # why -> frames dropped for it (`drop_notes`)
+        self.drop_reasons: dict[str, int] = {}  # kind of problem -> frames dropped for it (`drop_notes`)
+        self.other_sizes: dict[str, int] = {}  # "WxH" -> frames of that size dropped (`drop_notes`)
         self.first_frame = ""  # the name of the first image of the clip's size (an image folder)
         self.frames_read = 0
         self._cap: Any = None
@@ -122,7 +151,14 @@ class VideoFrameSource:
         else:
             cap = cv2.VideoCapture(str(self.path))
             if not cap.isOpened():
-                raise VideoReadError(f"cannot open video {self.path} (OpenCV/FFmpeg could not read it)")
+                why = "OpenCV/FFmpeg could not read it"
+                if _mp4_without_index(self.path):
+                    why = (
+                        "it has no index (no 'moov' box): a recording stopped before the camera, phone or "
+                        "ffmpeg finalized the file, or a copy cut short; recover the frames with a tool such as "
+                        "untrunc (given a good clip of the same camera), or copy the file again"
+                    )
+                raise VideoReadError(f"cannot open video {self.path}: {why}")
             self._cap = cap
             native = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
             if self.requested_fps is None and native > 0:
@@ -234,7 +270,7 @@ class VideoFrameSource:
             if self.max_frames is not None and n >= self.max_frames:
                 return
             if rgb is None or (self.size is not None and (rgb.shape[1], rgb.shape[0]) != self.size):
-                self._drop(name, "cannot be decoded" if rgb is None else f"{rgb.shape[1]}x{rgb.shape[0]}")
+                self._drop(name, None if rgb is None else f"{rgb.shape[1]}x{rgb.shape[0]}")
                 continue
             n += 1
             self.frames_read = n
@@ -247,14 +283,23 @@ class VideoFrameSource:
         if n == 0:
             raise VideoReadError(f"{self.path}: no decodable frames")
 
-    def _drop(self, name: str, why: str) -> None:
-        """Count a frame that cannot be used (undecodable, or another size than the clip's), warned
-        once per reason: a folder of mixed sizes printed one line per image."""
+    def _drop(self, name: str, size: str | None) -> None:
+        """Count a frame that cannot be used: undecodable (`size` None), or of another size (`size`,
+        "WxH") than the clip's. Warned once per kind of problem: a folder of mixed sizes printed one
+        line per image, and then one per size (hundreds for a folder of resized crops)."""
         self.dropped += 1
+        why = _UNDECODABLE if size is None else _OTHER_SIZE
         self.drop_reasons[why] = self.drop_reasons.get(why, 0) + 1
+        if size is not None:
+            self.other_sizes[size] = self.other_sizes.get(size, 0) + 1
         if self.drop_reasons[why] == 1:
-            what = why if why == "cannot be decoded" else f"is {why}, not {self._size_text()}"
-            log.warning("dropping %s: it %s (further such frames are counted, not logged)", name, what)
+            what = "cannot be decoded" if size is None else f"is {size}, not {self._size_text()}"
+            log.warning(
+                "dropping %s: it %s (further frames %s are counted, not logged; the summary has the count)",
+                name,
+                what,
+                why,
+            )
 
     def _size_text(self) -> str:
         w, h = self.size or (0, 0)
@@ -276,11 +321,21 @@ class VideoFrameSource:
                 "cut short (a copy or a recording interrupted)? Only the frames before the cut were read"
             )
         for why, count in self.drop_reasons.items():
-            if why == "cannot be decoded":
-                notes.append(f"dropped {count} frame(s) that cannot be decoded")
+            if why == _UNDECODABLE:
+                notes.append(f"dropped {count} frame(s) {why}")
             else:
                 notes.append(
-                    f"dropped {count} frame(s) of {why}, not {self._size_text()} (a clip has one size: resize "
-                    "them, or give the frames of each size as their own folder)"
+                    f"dropped {count} frame(s) of {self._other_sizes_text()}, not {self._size_text()} (a clip has "
+                    "one size: resize them, or give the frames of each size as their own folder)"
                 )
         return notes
+
+    def _other_sizes_text(self) -> str:
+        """The sizes of the frames dropped for their size, the commonest first, at most
+        `LISTED_SIZES` of them ("64x48 (4), 128x96 (1)"; one size alone without its count)."""
+        sizes = sorted(self.other_sizes.items(), key=lambda item: -item[1])
+        if len(sizes) == 1:
+            return sizes[0][0]
+        text = ", ".join(f"{size} ({n})" for size, n in sizes[:LISTED_SIZES])
+        more = len(sizes) - LISTED_SIZES
+        return f"other sizes: {text}" + (f" and {more} more sizes" if more > 0 else "")

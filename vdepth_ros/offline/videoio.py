@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -106,6 +107,13 @@ def read_ply(path: Path) -> np.ndarray:
     dt = [(p, "<f4") if p in "xyz" else (p, "u1") for p in props]
     rec = np.frombuffer(data, dtype=dt, count=n, offset=end)
     return np.stack([rec["x"], rec["y"], rec["z"]], axis=1)
+
+
+#: what `VideoOutputWriter` writes in its folder (vdepth-video's `--overwrite` replaces nothing else):
+#: files, and folders of one file per frame, named by its index
+OUTPUT_FILES = frozenset({"meta.json", "camera_info.yaml", "frames.csv", "preview.mp4", "preview.png"})
+FRAME_FOLDERS = frozenset({"depth", "disparity", "clouds"})
+FRAME_FILE = re.compile(r"\d{6,}\.(png|npy|npz|ply)")
 
 
 class VideoOutputWriter:
