@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import sys
 import threading
 import time
@@ -47,7 +48,7 @@ def _in_node_log(step: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(step)
     def run(self: Any, *args: Any, **kwargs: Any) -> Any:
-        with logging_as(self.get_logger()):
+        with logging_as(self.get_logger(), functools.partial(self._python_warning, startup=True)):
             return step(self, *args, **kwargs)
 
     return run
@@ -126,7 +127,7 @@ class _DepthNodeCore(ParameterSide):
                 qos_overrides=[f"qos_overrides.{name}" for name in self.get_parameters_by_prefix("qos_overrides")],
             )
             if unknown and not self._configures:  # after the publishers: their qos_overrides.* are declared by now
-                self.get_logger().warning(unknown)
+                self.warn_at_startup("unknown parameters", unknown)
             self.worker: SupervisedWorker | None = None
             self.diag_timer = None
             self.hurry = threading.Event()  # a second signal: stop waiting for anything
@@ -141,13 +142,33 @@ class _DepthNodeCore(ParameterSide):
             self.get_logger().info("configured: " + ", ".join(f"{k} {v:.2f} s" for k, v in steps.items()))
         self._configures += 1
 
+    def warn_at_startup(self, key: str, message: str) -> None:
+        """A start-up warning: logged, and on /diagnostics (`CurrentProblems.startup`) until the node is configured
+        again, so that an operator who only watches the robot monitor sees that the configuration is off."""
+        self.get_logger().warning(message)
+        log = getattr(self, "log", None)
+        if log is not None:
+            log.problems.startup(key, message)
+
+    def _python_warning(self, record: logging.LogRecord, startup: bool) -> None:
+        """A pipeline/runtime WARNING (`python_logs.logging_as`) on /diagnostics: in a lifecycle step (the model's
+        fallbacks, a parameter adjusted) a start-up warning; in the worker an event."""
+        log = getattr(self, "log", None)
+        if log is None:
+            return
+        if startup:
+            log.problems.startup(f"{record.pathname}:{record.lineno}", record.getMessage())
+        else:
+            log.problems.event(record.name.rsplit(".", 1)[-1], record.getMessage())
+
     def _warn_scale_inputs(self) -> None:
         scale_source = self.pipeline.config.scale_source
         if (scale_source == "sparse") != (self.p["sparse_depth"] != "none"):
-            self.get_logger().warning(
+            self.warn_at_startup(
+                "scale inputs",
                 f"scale_source is {scale_source!r} but sparse_depth is {self.p['sparse_depth']!r}: set both "
                 "(scale_source:=sparse sparse_depth:=image|pointcloud|pose) to get metric depth from sparse depth "
-                "or camera poses"
+                "or camera poses",
             )
 
     # -- activate: inputs and the worker ------------------------------------------------------
@@ -177,7 +198,7 @@ class _DepthNodeCore(ParameterSide):
             on_idle=self.processor.on_idle,
             on_end=self.processor.end_stream,
             idle_s=0.05,  # a pause is noticed within this of `pause_flush`
-            context=lambda: logging_as(self.get_logger()),
+            context=lambda: logging_as(self.get_logger(), functools.partial(self._python_warning, startup=False)),
         )
         if start_worker:
             self.worker.start()
