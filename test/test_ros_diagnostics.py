@@ -325,5 +325,7 @@ def test_two_cameras_taking_turns_are_named_even_when_one_left_before_the_status
     level, message, values = seen[0]
     assert level == DiagnosticStatus.WARN and turns in message and "left since" in message, (message, values)
     assert "image-publishers 1" in values["events"], values
+    # (a period this long shows the node STALE in a diagnostic_aggregator between two statuses: said at start-up)
+    assert "diagnostics_period is 15 s" in values["problems"] and "STALE" in values["problems"], values
     said = [line for line in out.splitlines() if turns in line and "WARN" in line]
     assert len(said) == 1, out

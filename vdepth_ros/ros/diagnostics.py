@@ -114,6 +114,10 @@ def make_array(stamp: Any, statuses: list[DiagnosticStatus]) -> DiagnosticArray:
     return arr
 
 
+#: diagnostic_aggregator's analyzers mark a status STALE when none came for this long (their default `timeout`):
+#: a longer `diagnostics_period` shows the node as stale between two of its messages.
+AGGREGATOR_TIMEOUT_S = 5.0
+
 #: How long an event (a stream restart, a frame dropped with an error, input dropped for a full queue) keeps
 #: /diagnostics at its level after it happened, at least: longer than a status tick, so that a monitor sees it,
 #: and long enough that events a few seconds apart hold one WARN instead of flapping between WARN and OK.

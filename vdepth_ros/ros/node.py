@@ -25,7 +25,7 @@ from rclpy.node import Node
 from vdepth_ros.blas import set_blas_threads
 from vdepth_ros.errors import VdepthError
 from vdepth_ros.node_params import unknown_parameters_warning, validate_ros_params
-from vdepth_ros.ros.diagnostics import Watchdog
+from vdepth_ros.ros.diagnostics import AGGREGATOR_TIMEOUT_S, Watchdog
 from vdepth_ros.ros.intake import InputSide
 from vdepth_ros.ros.outputs import OutputPublishers, largest_burst
 from vdepth_ros.ros.parameters import ParameterSide
@@ -82,6 +82,14 @@ class _DepthNodeCore(ParameterSide):
         validate_ros_params(ros_values)
         self.p = dict(ros_values)
         self.log = RateLimitedLog(self.get_logger())
+        if self.p["diagnostics_period"] >= AGGREGATOR_TIMEOUT_S:
+            self.warn_at_startup(
+                "diagnostics_period",
+                f"diagnostics_period is {self.p['diagnostics_period']:g} s: a diagnostic_aggregator "
+                f"(rqt_robot_monitor) marks a status STALE after {AGGREGATOR_TIMEOUT_S:g} s without one (the "
+                "default timeout of its analyzers), so this node shows as stale between its messages; set it below "
+                "that (1 s, as diagnostic_updater)",
+            )
         if self.p["blas_threads"] > 0:  # before any pipeline work: see vdepth_ros/blas.py
             before = set_blas_threads(self.p["blas_threads"])
             if any(n != self.p["blas_threads"] for n in before.values()):
