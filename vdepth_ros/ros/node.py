@@ -82,6 +82,8 @@ class _DepthNodeCore(ParameterSide):
         validate_ros_params(ros_values)
         self.p = dict(ros_values)
         self.log = RateLimitedLog(self.get_logger())
+        # an event is on /diagnostics for two of its statuses at least (`EVENT_HOLD_S` otherwise)
+        self.log.problems.hold_s = max(self.log.problems.hold_s, 2 * self.p["diagnostics_period"])
         if self.p["diagnostics_period"] >= AGGREGATOR_TIMEOUT_S:
             self.warn_at_startup(
                 "diagnostics_period",

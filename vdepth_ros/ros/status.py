@@ -9,6 +9,7 @@ from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray
 
+from vdepth_ros.inputs.loss import PublisherSequences
 from vdepth_ros.pipeline_types import FitInfo
 from vdepth_ros.ros.diagnostics import RecentRise, level_for, make_array, make_status
 from vdepth_ros.ros.intake import ACROSS_PROCESSES
@@ -42,11 +43,11 @@ class StatusReporter:
         self.node.log.problems.restart()
         intake, outputs = self.node.intake, getattr(self.node, "outputs", None)
         # what rose in the last EVENT_HOLD_S: a cause on /diagnostics while it lasts, one WARN, not one per tick
-        self._drops = RecentRise(intake.queue.dropped)
-        self._lost = RecentRise(
-            intake.loss.confirmed
-        )  # (confirmed: what a change of the camera's rate explains is none)
-        self._output_drops = RecentRise(sum(outputs.dropped.values()) if outputs is not None else 0)
+        hold_s = self.node.log.problems.hold_s
+        self._drops = RecentRise(intake.queue.dropped, hold_s)
+        # (confirmed: what a change of the camera's rate explains is none)
+        self._lost = RecentRise(intake.loss.confirmed, hold_s)
+        self._output_drops = RecentRise(sum(outputs.dropped.values()) if outputs is not None else 0, hold_s)
 
     def destroy(self) -> None:
         self.node.destroy_publisher(self.publisher)
@@ -190,11 +191,13 @@ class StatusReporter:
         sequences = node.intake.sequences
         if sequences.identified:
             by_gid: dict[Any, str] = {bytes(info.endpoint_gid): endpoint_name(info) for info in infos}
-            self._publisher_names.update((gid, name) for gid, name in by_gid.items() if "_UNKNOWN_" not in name)
+            self._remember_names(by_gid)
             turns = sequences.interleaved
             if turns is None:
                 node.log.problems.report("image-publishers")
                 return
+            if any("_UNKNOWN_" in by_gid.get(gid, "") for gid in turns):
+                return  # (a name not known yet: next time)
             names = sorted(self._publisher_names.get(gid, "a publisher that has left since") for gid in turns)
             what = f"{len(names)} publishers sending images in turn ({', '.join(names)})"
             if turns != self._turns_noted:
@@ -245,6 +248,17 @@ class StatusReporter:
                 )
             },
         )
+
+    def _remember_names(self, by_gid: dict[Any, str]) -> None:
+        """Keep the image publishers' names by GID (one that has left by the next check is still named), the
+        `PublisherSequences.MAX_PUBLISHERS` seen most recently (bounded: a driver respawned for days)."""
+        names = self._publisher_names
+        for gid, name in by_gid.items():
+            if "_UNKNOWN_" not in name:
+                names.pop(gid, None)
+                names[gid] = name  # (the newest last)
+        while len(names) > PublisherSequences.MAX_PUBLISHERS:
+            names.pop(next(iter(names)))
 
     def values(self) -> dict[str, Any]:
         """The numbers reported on /diagnostics (also used by the benchmark)."""
