@@ -228,7 +228,8 @@ def test_diagnostic_levels():
     # the message names the cause, not numbers that change at every tick (a diagnostic_aggregator, rqt_robot_monitor:
     # one WARN with one text while it lasts); the numbers are in the values
     assert level_for(15, 0, 0, False, True, stalled_s=6.0) == level_for(15, 0, 0, False, True, stalled_s=7.5)
-    for counts in ({"drops_recent": 3}, {"lost_recent": 4}, {"output_drops_recent": 2}):
+    assert "/points" in level_for(15, 15, 0, False, True, dropped_outputs="/points")[1]
+    for counts in ({"drops_recent": 3}, {"lost_recent": 4}):
         more = {k: v + 5 for k, v in counts.items()}
         assert level_for(15, 15, **{"drops_recent": 0, **counts}, degenerate_fit=False, receiving=True) == level_for(
             15, 15, **{"drops_recent": 0, **more}, degenerate_fit=False, receiving=True

@@ -328,7 +328,7 @@ def level_for(
     stalled_s: float | None = None,
     lost_recent: int = 0,
     last_error: str | None = None,
-    output_drops_recent: int = 0,
+    dropped_outputs: str = "",
     slow_outputs: str = "",
     compare_from_hz: float = 0.0,
     problems: Sequence[str] = (),
@@ -340,10 +340,10 @@ def level_for(
     below input (compared from an input of `compare_from_hz`: windows publish in bursts, so a slower
     camera or a slow-motion replay has too few of them in the rates' window for a fair comparison); at
     least WARN while one of `problems` holds (`CurrentProblems.current`), each named after the message.
-    The counts (`drops_recent`, `lost_recent`, `output_drops_recent`) are those of the last `EVENT_HOLD_S`
-    (`RecentRise`), and the message names causes, not numbers (those are in the values): a monitor's
-    aggregator sees one WARN with one text while drops go on every few seconds, not one that flaps or
-    changes its text at every tick."""
+    The counts (`drops_recent`, `lost_recent`) and the topics whose outputs were dropped (`dropped_outputs`,
+    e.g. "/points") are those of the last `EVENT_HOLD_S` (`RecentRise`), and the message names causes, not
+    numbers (those are in the values): a monitor's aggregator sees one WARN with one text while drops go on
+    every few seconds, not one that flaps or changes its text at every tick."""
     level, message = _level_for(
         input_rate,
         output_rate,
@@ -353,7 +353,7 @@ def level_for(
         stalled_s=stalled_s,
         lost_recent=lost_recent,
         last_error=last_error,
-        output_drops_recent=output_drops_recent,
+        dropped_outputs=dropped_outputs,
         slow_outputs=slow_outputs,
         compare_from_hz=compare_from_hz,
     )
@@ -373,7 +373,7 @@ def _level_for(
     stalled_s: float | None,
     lost_recent: int,
     last_error: str | None,
-    output_drops_recent: int,
+    dropped_outputs: str,
     slow_outputs: str,
     compare_from_hz: float,
 ) -> tuple[bytes, str]:
@@ -392,8 +392,8 @@ def _level_for(
         )
     if lost_recent > 0:
         return DiagnosticStatus.WARN, ("frames lost before the node (docs/node.md#across-processes)")
-    if output_drops_recent > 0:
-        return DiagnosticStatus.WARN, ("outputs dropped: a subscriber does not take them")
+    if dropped_outputs:
+        return DiagnosticStatus.WARN, f"outputs dropped on {dropped_outputs}: a subscriber does not take them"
     if degenerate_fit:
         return DiagnosticStatus.WARN, "scale fit degenerate"
     if input_rate > 0 and input_rate >= compare_from_hz and output_rate < 0.5 * input_rate:

@@ -47,7 +47,11 @@ class StatusReporter:
         self._drops = RecentRise(intake.queue.dropped, hold_s)
         # (confirmed: what a change of the camera's rate explains is none)
         self._lost = RecentRise(intake.loss.confirmed, hold_s)
-        self._output_drops = RecentRise(sum(outputs.dropped.values()) if outputs is not None else 0, hold_s)
+        self._hold_s = hold_s
+        self._output_drops = {  # per output topic
+            topic: RecentRise(count, hold_s)
+            for topic, count in (outputs.dropped.items() if outputs is not None else ())
+        }
 
     def destroy(self) -> None:
         self.node.destroy_publisher(self.publisher)
@@ -346,7 +350,11 @@ class StatusReporter:
                 stalled_s=stalled_s,
                 lost_recent=self._lost.update(node.intake.loss.confirmed),
                 last_error=node.log.last_error,
-                output_drops_recent=self._output_drops.update(values["outputs dropped (subscriber not taking them)"]),
+                dropped_outputs=", ".join(
+                    topic
+                    for topic, count in node.outputs.dropped.items()
+                    if self._output_drops.setdefault(topic, RecentRise(0, self._hold_s)).update(count)
+                ),
                 slow_outputs=", ".join(node.outputs.slow),  # (their shares, which change every tick, in the values)
                 # two windows' bursts in the rates' window at least (2 x 8 frames in 5 s: 3.2 Hz)
                 compare_from_hz=2 * largest_burst(node.pipeline.schedule) / node.intake.rate.window_s,
