@@ -204,17 +204,18 @@ class StatusReporter:
                 return  # (a name not known yet: next time)
             names = sorted(self._publisher_names.get(gid, "a publisher that has left since") for gid in turns)
             what = f"{len(names)} publishers sending images in turn ({', '.join(names)})"
+            both = sum(gid in by_gid for gid in turns) == 2
             if turns != self._turns_noted:
                 self._turns_noted = turns
                 node.log.warning(
                     "image-publishers",
-                    f"'{topic}' had {what}: this node takes its images as one camera's stream, so two cameras "
-                    "publishing there reach the model interleaved, their views alternating in every window. Give "
-                    "each camera driver its own namespace or topic and remap image to one; a second camera gets its "
-                    "own node (-r __ns:=/rear) or --cameras front rear.",
+                    f"'{topic}' {'has' if both else 'had'} {what}: this node takes its images as one camera's "
+                    "stream, so two cameras publishing there reach the model interleaved, their views alternating in "
+                    "every window. Give each camera driver its own namespace or topic and remap image to one; a "
+                    "second camera gets its own node (-r __ns:=/rear) or --cameras front rear.",
                     summary=f"'{topic}' had {what}: two cameras' images interleaved",
                 )
-            if sum(gid in by_gid for gid in turns) < 2:
+            if not both:
                 sequences.interleaved = None  # one of them has gone: a new pair taking turns is named again
                 node.log.problems.report("image-publishers")
                 return
