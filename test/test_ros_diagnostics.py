@@ -329,3 +329,23 @@ def test_two_cameras_taking_turns_are_named_even_when_one_left_before_the_status
     assert "diagnostics_period is 15 s" in values["problems"] and "STALE" in values["problems"], values
     said = [line for line in out.splitlines() if turns in line and "WARN" in line]
     assert len(said) == 1, out
+
+
+def test_a_models_fallback_at_start_up_is_on_diagnostics_while_the_node_runs(tmp_path: Path) -> None:
+    """precision fp16 asked of a graph ONNX Runtime's CPU EP runs as exported (fp32): one WARN from the runtime
+    while the model loads, then /diagnostics OK for as long as the node ran. Now it is a start-up warning
+    there: WARN naming it while the configuration stands."""
+    diags: list[DiagnosticArray] = []
+    seen: list[tuple[bytes, str, dict[str, str]]] = []
+    running = _seen(diags, lambda st: st[2].get("output rate [Hz]", "0") != "0", seen)
+    _, out = run_node(
+        tmp_path,
+        [*REMAPS, "-p", "precision:=fp16"],
+        {},
+        {},
+        before_feed=_camera(diags, [(lambda s: s, running, 40.0)]),
+        done=lambda got: True,
+    )
+    assert seen and "precision fp16 is not applied" in out, out
+    level, message, values = seen[0]
+    assert level == DiagnosticStatus.WARN and "precision fp16 is not applied" in values["problems"], (message, out)

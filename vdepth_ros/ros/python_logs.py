@@ -72,14 +72,17 @@ class _RosLogHandler(logging.Handler):
         try:
             method = next((name for level, name in _METHODS if record.levelno >= level), "debug")
             parent = getattr(getattr(_current, "logger", None), "name", "")
-            on_warning = getattr(_current, "on_warning", None)
-            if on_warning is not None and record.levelno >= logging.WARNING:
-                on_warning(record)
             text = _limit.admit(f"{parent}:{record.pathname}:{record.lineno}:{method}", self.format(record))
             if text is not None:
                 getattr(_logger_for(record.name), method)(text)
         except Exception:  # a log line must never take the node down
             self.handleError(record)
+        on_warning = getattr(_current, "on_warning", None)
+        if on_warning is not None and record.levelno >= logging.WARNING:
+            try:  # (after the line: it is logged whatever this does)
+                on_warning(record)
+            except Exception:
+                self.handleError(record)
 
 
 def forward_python_logging(package: str = "vdepth_ros") -> None:
