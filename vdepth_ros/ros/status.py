@@ -265,8 +265,9 @@ class StatusReporter:
         while len(names) > PublisherSequences.MAX_PUBLISHERS:
             names.pop(next(iter(names)))
 
-    def values(self) -> dict[str, Any]:
-        """The numbers reported on /diagnostics (also used by the benchmark)."""
+    def values(self, problems: list[str] | None = None) -> dict[str, Any]:
+        """The numbers reported on /diagnostics (also used by the benchmark); `problems`: what holds now
+        (`CurrentProblems.current`, asked here if not given)."""
         node, intake, proc = self.node, self.node.intake, self.node.processor
         lat, win = proc.latency.summary(), proc.window_latency.summary()
         values: dict[str, Any] = {
@@ -295,7 +296,10 @@ class StatusReporter:
             "qos incompatible events": node.qos_reporter.events,
             "publish": node.outputs.policy,
             # the causes named in a WARN that hold now (`CurrentProblems`): an operator who connects later sees them
-            "problems": " | ".join(node.log.problems.current(input_stopped=not intake.receiving())) or "none",
+            "problems": " | ".join(
+                node.log.problems.current(input_stopped=not intake.receiving()) if problems is None else problems
+            )
+            or "none",
             **node.log.problems.event_values(),  # (counted by kind; the last one and its age)
             "flicker (flow warping error)": "off"
             if not proc.flicker.enabled
@@ -338,8 +342,9 @@ class StatusReporter:
                     [pub.topic_name for pub in node.outputs.publishers()], node.intake.subscriptions
                 ),
             )
-            values = self.values()
             receiving = node.intake.receiving()
+            problems = node.log.problems.current(input_stopped=not receiving)  # (one list: message and values)
+            values = self.values(problems)
             stalled_s = node.watchdog.stalled_s()
             values["stalled for [s]"] = round(stalled_s or 0.0, 1)
             level, message = level_for(
@@ -359,7 +364,7 @@ class StatusReporter:
                 slow_outputs=", ".join(node.outputs.slow),  # (their shares, which change every tick, in the values)
                 # two windows' bursts in the rates' window at least (2 x 8 frames in 5 s: 3.2 Hz)
                 compare_from_hz=2 * largest_burst(node.pipeline.schedule) / node.intake.rate.window_s,
-                problems=node.log.problems.current(input_stopped=not receiving),
+                problems=problems,
             )
             fqn = node.get_fully_qualified_name()
             status = make_status(f"{fqn}: depth stream", fqn, level, message, values)
