@@ -23,6 +23,7 @@ from std_msgs.msg import Header
 from test_ros_process import _await_subscribers, _fields, _info, run_node
 
 from vdepth_ros.ros import conversions as conv
+from vdepth_ros.ros.diagnostics import STALE
 
 pytestmark = [pytest.mark.ros, pytest.mark.filterwarnings("ignore::DeprecationWarning:rclpy.event_handler")]
 
@@ -38,37 +39,64 @@ def _status(diags: list[DiagnosticArray]) -> tuple[bytes, str, dict[str, str]] |
     return None
 
 
+#: One phase of `_camera`'s camera: (camera_info stamp for an image stamp, or None: no camera_info; stop when
+#: true; at most these seconds; optionally the images' (H, W), None: no image at all, the camera stopped).
+Phase = (
+    tuple[Callable[[int], int | None], Callable[[], bool], float]
+    | tuple[Callable[[int], int | None], Callable[[], bool], float, tuple[int, int] | None]
+)
+
+
 def _camera(
-    diags: list[DiagnosticArray], phases: list[tuple[Callable[[int], int | None], Callable[[], bool], float]]
+    diags: list[DiagnosticArray], phases: list[Phase], image_pubs: int = 1
 ) -> Callable[[Node, SingleThreadedExecutor], None]:
     """before_feed: a 10 Hz camera on /cam/image + /cam/camera_info, its camera_info stamped
     `info_stamp(image stamp)` in each phase (None: no camera_info) until `until()` or the phase's seconds;
-    /diagnostics kept, /depth subscribed."""
+    /diagnostics kept, /depth subscribed. `image_pubs` > 1: that many publishers on /cam/image taking turns
+    (two camera drivers on one topic)."""
 
     def feed(peer: Node, ex: SingleThreadedExecutor) -> None:
         peer.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
         peer.create_subscription(Image, "/depth", lambda m: None, 10)  # (a viewer: the node takes the images)
         rel = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
-        image_pub = peer.create_publisher(Image, "/cam/image", rel)
+        image_pubs_ = [peer.create_publisher(Image, "/cam/image", rel) for _ in range(image_pubs)]
         info_pub = peer.create_publisher(CameraInfo, "/cam/camera_info", rel)
-        _await_subscribers(ex, image_pub, info_pub)
+        _await_subscribers(ex, *image_pubs_, info_pub)
         rng, k, t0 = np.random.default_rng(0), 0, peer.get_clock().now().nanoseconds  # (stamped by ROS time)
-        for info_stamp, until, seconds in phases:
+        for info_stamp, until, seconds, *size in phases:
+            h_w = size[0] if size else (120, 160)
             end = time.monotonic() + seconds
             while time.monotonic() < end and not until():
                 stamp = t0 + k * 100_000_000
                 h = Header(stamp=conv.ns_to_stamp(stamp), frame_id="cam_optical")
-                image_pub.publish(conv.image_msg(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8), "rgb8", h))
                 info_ns = info_stamp(stamp)
-                if info_ns is not None:
-                    ih = Header(stamp=conv.ns_to_stamp(info_ns), frame_id="cam_optical")
-                    info_pub.publish(CameraInfo(**{**_fields(_info(160, 120)), "header": ih}))
+                if h_w is not None:
+                    image = rng.integers(0, 255, (*h_w, 3), dtype=np.uint8)
+                    image_pubs_[k % len(image_pubs_)].publish(conv.image_msg(image, "rgb8", h))
+                    if info_ns is not None:
+                        ih = Header(stamp=conv.ns_to_stamp(info_ns), frame_id="cam_optical")
+                        info_pub.publish(CameraInfo(**{**_fields(_info(160, 120)), "header": ih}))
                 k += 1
                 step_end = time.monotonic() + 0.1
                 while time.monotonic() < step_end:
                     ex.spin_once(timeout_sec=0.01)
 
     return feed
+
+
+def _seen(
+    diags: list[DiagnosticArray], ok: Callable[[tuple[bytes, str, dict[str, str]]], bool], into: list
+) -> Callable[[], bool]:
+    """A phase's `until`: the last status passes `ok`; it is kept in `into`."""
+
+    def check() -> bool:
+        st = _status(diags)
+        if st is not None and ok(st):
+            into.append(st)
+            return True
+        return False
+
+    return check
 
 
 def test_a_camera_info_never_paired_by_stamp_is_on_diagnostics_until_it_pairs_again(tmp_path: Path) -> None:
@@ -187,3 +215,137 @@ def test_a_subscriber_that_gets_nothing_is_on_diagnostics_while_it_is_there(
     level, message, _ = state["named"]
     assert level == DiagnosticStatus.WARN and named in message, message
     assert named not in state["cleared"][1], state["cleared"]
+
+
+def _problems(st: tuple[bytes, str, dict[str, str]]) -> str:
+    return st[2].get("problems", "")
+
+
+def test_a_camera_that_changes_to_another_aspect_ratio_is_on_diagnostics_until_it_changes_back(tmp_path: Path) -> None:
+    """A camera switched to another aspect ratio (its camera_info for the new mode not there): no /points, a WARN
+    in the log every 5 s and a stream-restart WARN, while /diagnostics stayed OK. Now the camera_info that does
+    not fit is a current problem until frames fit it again, and the restart an event: WARN naming it for a while,
+    then counted ("events") with the last one and its age; "problems" is "none" once both have gone."""
+    diags: list[DiagnosticArray] = []
+    seen: list[tuple[bytes, str, dict[str, str]]] = []
+    unfit, restart = "does not fit the frames", "stream restarted (resolution)"
+    feed = _camera(
+        diags,
+        [
+            (lambda s: s, _seen(diags, lambda st: st[1] == "ok", seen), 40.0),
+            (  # the driver switched mode, its camera_info for it not there: the last one is for the old size
+                lambda s: None,
+                _seen(diags, lambda st: unfit in _problems(st) and restart in _problems(st), seen),
+                30.0,
+                (120, 120),
+            ),
+            (lambda s: s, _seen(diags, lambda st: _problems(st) == "none", seen), 40.0),
+        ],
+    )
+    _, out = run_node(tmp_path, REMAPS, {}, {}, before_feed=feed, done=lambda got: True)
+    assert len(seen) == 3, ({(st.level, st.message) for a in diags for st in a.status}, out)
+    level, message, values = seen[1]
+    assert level == DiagnosticStatus.WARN and unfit in message and restart in message, (message, values)
+    after = seen[2][2]
+    assert "restart 2" in after["events"] and after["last event"] == restart, after  # there and back
+    assert float(after["last event age [s]"]) >= 10.0, after
+    said = [line for line in out.splitlines() if "does not fit this frame" in line]
+    assert len(said) == 1 and "WARN" in said[0], out  # once, not every 5 s: /diagnostics says it while it lasts
+
+
+def test_a_start_up_warning_is_on_diagnostics_while_the_node_runs(tmp_path: Path) -> None:
+    """A mistyped parameter (`widnow`) is ignored with one WARN at start-up, and /diagnostics said OK for as long
+    as the node ran, so an operator who only watches the robot monitor never saw the configuration was off."""
+    diags: list[DiagnosticArray] = []
+    seen: list[tuple[bytes, str, dict[str, str]]] = []
+    feed = _camera(
+        diags, [(lambda s: s, _seen(diags, lambda st: st[2].get("output rate [Hz]", "0") != "0", seen), 40.0)]
+    )
+    _, out = run_node(tmp_path, [*REMAPS, "-p", "widnow:=8"], {}, {}, before_feed=feed, done=lambda got: True)
+    assert seen, out
+    level, message, values = seen[0]
+    assert level == DiagnosticStatus.WARN and "widnow" in message and "widnow" in values["problems"], (message, out)
+
+
+def test_a_cause_found_on_the_images_is_marked_stale_once_the_camera_stops(tmp_path: Path) -> None:
+    """Frames without intrinsics were named on /diagnostics as holding now long after the camera had stopped
+    (the worker, which found it, sees no more frames); now it is marked as of the last image while the input
+    is stopped."""
+    diags: list[DiagnosticArray] = []
+    seen: list[tuple[bytes, str, dict[str, str]]] = []
+    named = "frames go out without the camera's intrinsics"
+    feed = _camera(
+        diags,
+        [
+            (lambda s: None, _seen(diags, lambda st: named in _problems(st), seen), 40.0),
+            (lambda s: None, _seen(diags, lambda st: "no input images" in st[1], seen), 30.0, None),
+        ],
+    )
+    _, out = run_node(tmp_path, REMAPS, {}, {}, before_feed=feed, done=lambda got: True)
+    assert len(seen) == 2, out
+    assert STALE not in _problems(seen[0]), seen[0]
+    assert f"{named}" in _problems(seen[1]) and STALE in _problems(seen[1]), seen[1]
+
+
+def test_two_cameras_taking_turns_are_named_even_when_one_left_before_the_status_check(tmp_path: Path) -> None:
+    """Two drivers publishing on one topic for a second, one gone before the node's next status check: the
+    check found fewer than two publishers and said nothing, although a second of windows had both views
+    interleaved. Now it is logged and on /diagnostics as an event, with the one that left named as such."""
+    diags: list[DiagnosticArray] = []
+    seen: list[tuple[bytes, str, dict[str, str]]] = []
+    turns = "publishers sending images in turn"
+
+    def feed(peer: Node, ex: SingleThreadedExecutor) -> None:
+        peer.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
+        peer.create_subscription(Image, "/depth", lambda m: None, 10)
+        rel = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+        first, second = (peer.create_publisher(Image, "/cam/image", rel) for _ in range(2))
+        info_pub = peer.create_publisher(CameraInfo, "/cam/camera_info", rel)
+        _await_subscribers(ex, first, second, info_pub)
+        until = _seen(diags, lambda st: turns in _problems(st), seen)
+        rng, t0, deadline = np.random.default_rng(0), peer.get_clock().now().nanoseconds, time.monotonic() + 60
+        for k in range(1000):
+            if time.monotonic() > deadline or until():
+                return
+            if k == 10:  # (after a second of both taking turns, before the first status check)
+                peer.destroy_publisher(second)
+            h = Header(stamp=conv.ns_to_stamp(t0 + k * 100_000_000), frame_id="cam_optical")
+            pub = second if k < 10 and k % 2 else first
+            pub.publish(conv.image_msg(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8), "rgb8", h))
+            info_pub.publish(CameraInfo(**{**_fields(_info(160, 120)), "header": h}))
+            end = time.monotonic() + 0.1
+            while time.monotonic() < end:
+                ex.spin_once(timeout_sec=0.01)
+
+    # the first status check 15 s after activation: long after the second publisher has gone
+    _, out = run_node(
+        tmp_path, [*REMAPS, "-p", "diagnostics_period:=15.0"], {}, {}, before_feed=feed, done=lambda got: True
+    )
+    assert seen, out
+    level, message, values = seen[0]
+    assert level == DiagnosticStatus.WARN and turns in message and "left since" in message, (message, values)
+    assert "image-publishers 1" in values["events"], values
+    # (a period this long shows the node STALE in a diagnostic_aggregator between two statuses: said at start-up)
+    assert "diagnostics_period is 15 s" in values["problems"] and "STALE" in values["problems"], values
+    said = [line for line in out.splitlines() if turns in line and "WARN" in line]
+    assert len(said) == 1, out
+
+
+def test_a_models_fallback_at_start_up_is_on_diagnostics_while_the_node_runs(tmp_path: Path) -> None:
+    """precision fp16 asked of a graph ONNX Runtime's CPU EP runs as exported (fp32): one WARN from the runtime
+    while the model loads, then /diagnostics OK for as long as the node ran. Now it is a start-up warning
+    there: WARN naming it while the configuration stands."""
+    diags: list[DiagnosticArray] = []
+    seen: list[tuple[bytes, str, dict[str, str]]] = []
+    running = _seen(diags, lambda st: st[2].get("output rate [Hz]", "0") != "0", seen)
+    _, out = run_node(
+        tmp_path,
+        [*REMAPS, "-p", "precision:=fp16"],
+        {},
+        {},
+        before_feed=_camera(diags, [(lambda s: s, running, 40.0)]),
+        done=lambda got: True,
+    )
+    assert seen and "precision fp16 is not applied" in out, out
+    level, message, values = seen[0]
+    assert level == DiagnosticStatus.WARN and "precision fp16 is not applied" in values["problems"], (message, out)

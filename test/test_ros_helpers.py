@@ -15,7 +15,16 @@ from rclpy.qos import ReliabilityPolicy
 
 from vdepth_ros import node_params as P
 from vdepth_ros.errors import ConfigError
-from vdepth_ros.ros.diagnostics import CurrentProblems, LatencyStats, RateMeter, Watchdog, level_for, make_status
+from vdepth_ros.ros.diagnostics import (
+    STALE,
+    CurrentProblems,
+    LatencyStats,
+    RateMeter,
+    RecentRise,
+    Watchdog,
+    level_for,
+    make_status,
+)
 from vdepth_ros.ros.params import descriptor
 from vdepth_ros.ros.qos import qos_profile
 from vdepth_ros.ros.worker import DropOldestQueue, RateLimitedLog, SupervisedWorker
@@ -214,8 +223,17 @@ def test_diagnostic_levels():
     assert level_for(30, 5, 0, False, True, compare_from_hz=3.2)[0] == DiagnosticStatus.WARN
     assert level_for(0, 0, 0, False, False)[1] == "no input images"
     level, message = level_for(15, 0, 0, False, True, stalled_s=6.0, last_error="dropping input frame: bad")
-    assert level == DiagnosticStatus.ERROR and "6.0 s" in message and "dropping input frame" in message
+    assert level == DiagnosticStatus.ERROR and "watchdog_timeout" in message and "dropping input frame" in message
     assert "across-processes" in level_for(15, 15, 0, False, True, lost_recent=4)[1]
+    # the message names the cause, not numbers that change at every tick (a diagnostic_aggregator, rqt_robot_monitor:
+    # one WARN with one text while it lasts); the numbers are in the values
+    assert level_for(15, 0, 0, False, True, stalled_s=6.0) == level_for(15, 0, 0, False, True, stalled_s=7.5)
+    assert "/points" in level_for(15, 15, 0, False, True, dropped_outputs="/points")[1]
+    for counts in ({"drops_recent": 3}, {"lost_recent": 4}):
+        more = {k: v + 5 for k, v in counts.items()}
+        assert level_for(15, 15, **{"drops_recent": 0, **counts}, degenerate_fit=False, receiving=True) == level_for(
+            15, 15, **{"drops_recent": 0, **more}, degenerate_fit=False, receiving=True
+        )
     st = make_status("n", "hw", DiagnosticStatus.OK, "ok", {"rate": 1.23456, "n": 3})
     assert [(kv.key, kv.value) for kv in st.values] == [("rate", "1.235"), ("n", "3")]
     # a cause that holds (`CurrentProblems`): at least WARN, named after whatever else the status says
@@ -246,6 +264,53 @@ def test_current_problems_log_each_cause_once_and_hold_it_until_its_check_no_lon
     assert problems.current() == []
     problems.report("stamps", {"zero": ("stamped 0", "again")})
     assert logged[-1] == ("stamps:zero", "again")
+
+
+def test_events_hold_a_warn_for_a_while_then_stay_counted_and_startup_warnings_outlive_an_activation() -> None:
+    """A stream restart or a frame dropped with an error was only in the log (a WARN every 5 s, /diagnostics OK);
+    a start-up warning (parameters ignored, a model's fallback) too. Now an event names itself for `hold_s`, then
+    stays in the counts and as the last event with its age; a start-up warning holds until the next configure."""
+    problems = CurrentProblems(lambda key, message: None, hold_s=10.0)
+    problems.startup("unknown parameters", "unknown parameter 'widnow'")
+    problems.event("restart", "stream restarted (gap)", now=100.0)
+    problems.event("restart", "stream restarted (gap)", now=104.0)
+    problems.event("input", "dropping input frames (16UC1)", now=105.0)
+    assert problems.current(now=106.0) == [
+        "unknown parameter 'widnow'",
+        "dropping input frames (16UC1)",
+        "stream restarted (gap)",
+    ]
+    assert problems.current(now=114.5) == ["unknown parameter 'widnow'", "dropping input frames (16UC1)"]
+    problems.restart()  # an activation: conditions go, the configuration's warnings and the counts stay
+    assert problems.current(now=120.0) == ["unknown parameter 'widnow'"]
+    assert problems.event_values(now=120.0) == {
+        "events": "input 1, restart 2",
+        "last event": "dropping input frames (16UC1)",
+        "last event age [s]": 15.0,
+    }
+    fresh = CurrentProblems(lambda key, message: None).event_values()
+    assert fresh == {"events": "none", "last event": "none", "last event age [s]": "none"}  # (the same keys)
+
+
+def test_a_cause_found_on_the_images_is_marked_stale_once_the_input_stops() -> None:
+    """A cause the worker found on the last images stayed on /diagnostics as if it held now after the camera
+    stopped; now it says it is as of the last image while the input is stopped."""
+    problems = CurrentProblems(lambda key, message: None)
+    problems.report("stamp-clock", {"": ("stamps 500 s behind", "")}, on_images=True)
+    problems.report("qos", {"x": ("incompatible QoS", "")})
+    assert problems.current() == ["stamps 500 s behind", "incompatible QoS"]
+    assert problems.current(input_stopped=True) == ["stamps 500 s behind" + STALE, "incompatible QoS"]
+
+
+def test_a_recent_rise_holds_while_a_count_keeps_rising_and_ends_hold_s_after_the_last() -> None:
+    rise = RecentRise(total=5, hold_s=10.0)
+    assert rise.update(5, now=100.0) == 0  # (what came before is not recent)
+    assert rise.update(7, now=101.0) == 2
+    assert rise.update(7, now=105.0) == 2  # between two drops: still WARN, the same text
+    assert rise.update(8, now=109.0) == 3
+    assert rise.update(8, now=118.9) == 3
+    assert rise.update(8, now=119.0) == 0
+    assert rise.update(9, now=130.0) == 1  # a new hold counts from its start
 
 
 def test_a_failing_idle_hook_is_one_rate_limited_error_in_the_log_not_a_logging_failure(

@@ -257,7 +257,14 @@ ROS_PARAMS: tuple[ParamSpec, ...] = (
         max=3600.0,
         dynamic=True,
     ),
-    ParamSpec("diagnostics_period", 1.0, "seconds between /diagnostics messages", min=0.05, max=3600.0),
+    ParamSpec(
+        "diagnostics_period",
+        1.0,
+        "seconds between /diagnostics messages; keep it below 5 s, a diagnostic_aggregator's default timeout, "
+        "or rqt_robot_monitor shows the node STALE between them (a start-up warning says so)",
+        min=0.05,
+        max=3600.0,
+    ),
     ParamSpec(
         "flicker_period",
         0.0,

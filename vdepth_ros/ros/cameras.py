@@ -131,7 +131,7 @@ def build_nodes(
         pool.close()
         raise
     for warning in [*warnings, *_process_wide_differences(nodes)]:
-        nodes[0].get_logger().warning(warning)
+        nodes[0].warn_at_startup(warning, warning)
     if managed:
         nodes[0].get_logger().info(f"{len(nodes)} managed cameras ({', '.join(namespaces)}), unconfigured")
     else:

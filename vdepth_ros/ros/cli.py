@@ -196,7 +196,7 @@ def run(args: list[str] | None = None) -> int:
         if transport:
             nodes[0].get_logger().info(transport)
         for warning in unused_params_file_sections(params_files(argv), [n.get_fully_qualified_name() for n in nodes]):
-            nodes[0].get_logger().warning(warning)
+            nodes[0].warn_at_startup(warning, warning)
         shutdown.nodes = nodes
         shutdown.starting = False
         _spin(nodes, shutdown)

@@ -114,36 +114,65 @@ def make_array(stamp: Any, statuses: list[DiagnosticStatus]) -> DiagnosticArray:
     return arr
 
 
-class CurrentProblems:
-    """The causes of trouble the node names in a log WARN, for as long as they hold.
+#: diagnostic_aggregator's analyzers mark a status STALE when none came for this long (their default `timeout`):
+#: a longer `diagnostics_period` shows the node as stale between two of its messages.
+AGGREGATOR_TIMEOUT_S = 5.0
 
-    A cause's WARN (what is wrong and the fix) is logged once, the first time a check finds it, but an
+#: How long an event (a stream restart, a frame dropped with an error, input dropped for a full queue) keeps
+#: /diagnostics at its level after it happened, at least: longer than a status tick, so that a monitor sees it,
+#: and long enough that events a few seconds apart hold one WARN instead of flapping between WARN and OK.
+EVENT_HOLD_S = 10.0
+
+#: Added to a cause found on the images (`report(..., on_images=True)`) once the input has stopped: it was true
+#: of the last images, which is all that is known now.
+STALE = " (as of the last image: the input has stopped)"
+
+
+class CurrentProblems:
+    """What the node names in a log WARN or ERROR, on /diagnostics too: conditions for as long as they hold,
+    start-up warnings for as long as the configuration does, events for `hold_s` and then counted.
+
+    A condition's WARN (what is wrong and the fix) is logged once, the first time a check finds it, but an
     operator who connects later, or a fleet monitor, sees only /diagnostics: there every cause that holds
     now makes the status WARN, named in its message and in its "problems" value, until a later check no
     longer finds it. Each check reports all it finds now under its `group` (`report`); the group's causes
-    it no longer finds have cleared. Thread-safe (the status timer, the callbacks and the worker report).
+    it no longer finds have cleared. A cause found on the images (`on_images`) is marked stale (`STALE`) once
+    the input stops: it was last seen, not seen now. A start-up warning (`startup`: a parameter adjusted or
+    ignored, a model's fallback) holds until the node is configured again. An event (`event`: a stream
+    restart, a frame dropped with an error; everything the node's `RateLimitedLog` logs at WARN or ERROR
+    that is no condition) is one moment: the status is WARN, naming it, for `hold_s` after the last of its
+    kind, and its count and the last one, with its age, stay in the values. Thread-safe (the status timer,
+    the callbacks and the worker report).
 
     Args:
         warn: `warn(key, message)`, the node's rate-limited log (`RateLimitedLog.warning`).
+        hold_s: how long an event holds the status at WARN.
     """
 
-    def __init__(self, warn: Callable[[str, str], Any]) -> None:
+    def __init__(self, warn: Callable[[str, str], Any], hold_s: float = EVENT_HOLD_S) -> None:
         self._warn = warn
+        self.hold_s = float(hold_s)
         self._lock = threading.Lock()
-        self._now: dict[tuple[str, str], str] = {}  # (group, key) -> its summary, in the order found
+        self._now: dict[tuple[str, str], tuple[str, bool]] = {}  # (group, key) -> (summary, on_images), as found
         self._named: set[tuple[str, str]] = set()  # whose WARN has been logged (since `restart`)
+        self._startup: dict[str, str] = {}  # key -> summary: until the next configure (a new instance)
+        self._events: dict[str, tuple[int, str, float]] = {}  # kind -> (count, its last summary, when: monotonic)
+        self._last_event: tuple[str, float] | None = None  # the last event's summary, when
 
-    def report(self, group: str, found: Mapping[str, tuple[str, str]] | None = None) -> None:
+    def report(
+        self, group: str, found: Mapping[str, tuple[str, str]] | None = None, *, on_images: bool = False
+    ) -> None:
         """What the check `group` finds now: key -> (one line for /diagnostics, the WARN for the log, with the
         fix, or empty where it is logged elsewhere); nothing (None, {}): the group's causes have gone. A key's
-        WARN is logged the first time it is found (once until `restart`)."""
+        WARN is logged the first time it is found (once until `restart`). `on_images`: found on the images
+        (the worker's per-frame checks), so only as current as the last image (`current(input_stopped=True)`)."""
         found = found or {}
         new = []
         with self._lock:
             for gone in [k for k in self._now if k[0] == group and k[1] not in found]:
                 del self._now[gone]
             for key, (summary, message) in found.items():
-                self._now[(group, key)] = summary
+                self._now[(group, key)] = (summary, on_images)
                 if message and (group, key) not in self._named:  # (empty: logged where it was found)
                     self._named.add((group, key))
                     new.append((f"{group}:{key}", message))
@@ -155,16 +184,77 @@ class CurrentProblems:
         with self._lock:
             return {key for g, key in self._now if g == group}
 
-    def current(self) -> list[str]:
-        """The summaries of the causes that hold now, in the order they were found."""
+    def startup(self, key: str, summary: str) -> None:
+        """A start-up warning (logged by the caller): on /diagnostics until the node is configured again."""
         with self._lock:
-            return list(self._now.values())
+            self._startup[key] = summary
+
+    def event(self, kind: str, summary: str, now: float | None = None) -> None:
+        """One event of `kind` (logged by the caller): WARN on /diagnostics, named by `summary` (the same text
+        each time for one cause: the status message should not change with every event), for `hold_s`."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            count = self._events.get(kind, (0, "", 0.0))[0]
+            self._events[kind] = (count + 1, summary, now)
+            self._last_event = (summary, now)
+
+    def current(self, input_stopped: bool = False, now: float | None = None) -> list[str]:
+        """What holds now: the conditions in the order found (`STALE` added to those found on the images once
+        the input has stopped), the start-up warnings, and the kinds of event within `hold_s`, newest first."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            held = [
+                summary + (STALE if on_images and input_stopped else "") for summary, on_images in self._now.values()
+            ]
+            recent = sorted((at, summary) for _, summary, at in self._events.values() if now - at < self.hold_s)
+            return [*held, *self._startup.values(), *dict.fromkeys(s for _, s in reversed(recent))]
+
+    def event_values(self, now: float | None = None) -> dict[str, Any]:
+        """The events so far, for /diagnostics' values (the same keys in every message): "events" (count by kind),
+        "last event" and "last event age [s]"."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            counts = ", ".join(f"{kind} {count}" for kind, (count, _, _) in sorted(self._events.items()))
+            last = self._last_event
+        return {
+            "events": counts or "none",
+            "last event": last[0] if last else "none",
+            "last event age [s]": round(now - last[1], 1) if last else "none",
+        }
 
     def restart(self) -> None:
-        """A new activation: nothing holds, every cause's WARN is logged again when found."""
+        """A new activation: no condition holds, every one's WARN is logged again when found; the start-up
+        warnings (the configuration's) and the events' counts stay."""
         with self._lock:
             self._now.clear()
             self._named.clear()
+
+
+class RecentRise:
+    """Whether a running count (drops, losses) rose within the last `hold_s`: an event's hold
+    (`CurrentProblems.event`) for counts that only the status timer reads.
+
+    Args:
+        total: the count now (what rose before is not recent).
+        hold_s: how long a rise counts as recent.
+    """
+
+    def __init__(self, total: int = 0, hold_s: float = EVENT_HOLD_S) -> None:
+        self.hold_s = float(hold_s)
+        self._total = self._since = int(total)  # `_since`: the count when the current hold started
+        self._rose_at = -float("inf")
+
+    def update(self, total: int, now: float | None = None) -> int:
+        """The count now; returns what it rose by since the start of the current hold (0: not within `hold_s`)."""
+        now = time.monotonic() if now is None else now
+        if total < self._since:  # (the count started again)
+            self._since = int(total)
+        if total > self._total:
+            if now - self._rose_at >= self.hold_s:
+                self._since = self._total
+            self._rose_at = now
+        self._total = int(total)
+        return self._total - self._since if now - self._rose_at < self.hold_s else 0
 
 
 class Watchdog:
@@ -238,18 +328,22 @@ def level_for(
     stalled_s: float | None = None,
     lost_recent: int = 0,
     last_error: str | None = None,
-    output_drops_recent: int = 0,
+    dropped_outputs: str = "",
     slow_outputs: str = "",
     compare_from_hz: float = 0.0,
     problems: Sequence[str] = (),
 ) -> tuple[bytes, str]:
     """Overall level and message: ERROR when images arrive but nothing is published (`stalled_s`);
-    WARN on no input, drops, outputs slow to publish (`slow_outputs`, e.g. "/points 70%": a subscriber
+    WARN on no input, drops, outputs slow to publish (`slow_outputs`, e.g. "/points": a subscriber
     in a stopped process, which also makes frames go lost before the node), frames lost before the
     node, outputs dropped for a subscriber that does not take them, a degenerate fit or output far
     below input (compared from an input of `compare_from_hz`: windows publish in bursts, so a slower
     camera or a slow-motion replay has too few of them in the rates' window for a fair comparison); at
-    least WARN while one of `problems` holds (`CurrentProblems.current`), each named after the message."""
+    least WARN while one of `problems` holds (`CurrentProblems.current`), each named after the message.
+    The counts (`drops_recent`, `lost_recent`) and the topics whose outputs were dropped (`dropped_outputs`,
+    e.g. "/points") are those of the last `EVENT_HOLD_S` (`RecentRise`), and the message names causes, not
+    numbers (those are in the values): a monitor's aggregator sees one WARN with one text while drops go on
+    every few seconds, not one that flaps or changes its text at every tick."""
     level, message = _level_for(
         input_rate,
         output_rate,
@@ -259,7 +353,7 @@ def level_for(
         stalled_s=stalled_s,
         lost_recent=lost_recent,
         last_error=last_error,
-        output_drops_recent=output_drops_recent,
+        dropped_outputs=dropped_outputs,
         slow_outputs=slow_outputs,
         compare_from_hz=compare_from_hz,
     )
@@ -279,31 +373,27 @@ def _level_for(
     stalled_s: float | None,
     lost_recent: int,
     last_error: str | None,
-    output_drops_recent: int,
+    dropped_outputs: str,
     slow_outputs: str,
     compare_from_hz: float,
 ) -> tuple[bytes, str]:
     """`level_for` without the problems."""
     if stalled_s is not None:
-        why = f"; last error: {last_error}" if last_error else ""
-        return DiagnosticStatus.ERROR, f"nothing published for {stalled_s:.1f} s while images arrive{why}"
+        why = f"; last error: {last_error}" if last_error else ""  # (how long: "silent for [s]" in the values)
+        return DiagnosticStatus.ERROR, f"nothing published for watchdog_timeout while images arrive{why}"
     if not receiving:
         return DiagnosticStatus.WARN, "no input images"
     if drops_recent > 0:
-        return DiagnosticStatus.WARN, f"dropping input ({drops_recent} since last report)"
+        return DiagnosticStatus.WARN, "dropping input: the queue is full"
     if slow_outputs:
         return DiagnosticStatus.WARN, (
             f"publishing takes most of the time on {slow_outputs}: a subscriber in a stopped process? "
             "(docs/node.md, Threads, queue, drops, faults)"
         )
     if lost_recent > 0:
-        return DiagnosticStatus.WARN, (
-            f"{lost_recent} frames lost before the node since last report (docs/node.md#across-processes)"
-        )
-    if output_drops_recent > 0:
-        return DiagnosticStatus.WARN, (
-            f"{output_drops_recent} outputs dropped since last report: a subscriber does not take them"
-        )
+        return DiagnosticStatus.WARN, ("frames lost before the node (docs/node.md#across-processes)")
+    if dropped_outputs:
+        return DiagnosticStatus.WARN, f"outputs dropped on {dropped_outputs}: a subscriber does not take them"
     if degenerate_fit:
         return DiagnosticStatus.WARN, "scale fit degenerate"
     if input_rate > 0 and input_rate >= compare_from_hz and output_rate < 0.5 * input_rate:

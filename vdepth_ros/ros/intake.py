@@ -368,7 +368,11 @@ class InputSide:
         try:
             self._take_image(msg, info)
         except Exception as err:  # a callback must never raise
-            self.log.error("image-callback", f"image callback failed: {err!r}")
+            self.log.error(
+                "image-callback",
+                f"image callback failed: {err!r}",
+                summary=f"the image callback failed ({type(err).__name__})",
+            )
 
     def _take_image(self, msg: Image | CompressedImage, info: MessageInfo | None) -> None:
         stamp, now = conv.stamp_to_ns(msg.header.stamp), time.monotonic_ns()
@@ -404,7 +408,9 @@ class InputSide:
         self._watchdog.input()
         if not admitted:
             why = UNSET_STAMP if stamp == 0 else REPEATED_STAMP
-            self.log.error("duplicate-stamp", f"dropping the image stamped {stamp}: {why}")
+            self.log.error(
+                "duplicate-stamp", f"dropping the image stamped {stamp}: {why}", summary=f"dropping images: {why}"
+            )
             return
         self.taken.tick()
         if self._first_taken_s is None:
@@ -412,7 +418,11 @@ class InputSide:
         try:
             check_input_size(msg, self.p["max_input_pixels"])
         except InputError as err:
-            self.log.error("too-large", f"dropping input frame {stamp}: {err}")
+            self.log.error(
+                "too-large",
+                f"dropping input frame {stamp}: {err}",
+                summary="dropping input frames over max_input_pixels",
+            )
             return
         with self._lock:
             pairs = self.sync.add_image(stamp, (msg, now, previous), image_size(msg))
@@ -494,6 +504,7 @@ class InputSide:
                 "best-effort images are lost in transport: for a reliable camera driver set input_qos:=reliable; "
                 "otherwise raise the DDS receive buffer or use shared-memory transport (" + ACROSS_PROCESSES + "). "
                 "Counted on /diagnostics as 'lost before the node'; this warning is shown once.",
+                summary="",  # (the status's rule for frames lost before the node)
             )
 
     def _on_info(self, msg: CameraInfo) -> None:
@@ -503,7 +514,11 @@ class InputSide:
                 pairs = self.sync.add_info(conv.stamp_to_ns(msg.header.stamp), msg, info_image_size(msg))
             self._enqueue(pairs)
         except Exception as err:
-            self.log.error("info-callback", f"camera_info callback failed: {err!r}")
+            self.log.error(
+                "info-callback",
+                f"camera_info callback failed: {err!r}",
+                summary=f"the camera_info callback failed ({type(err).__name__})",
+            )
 
     def _on_sparse(self, msg: Image | CompressedImage | PointCloud2 | PoseStamped) -> None:
         try:
@@ -515,9 +530,17 @@ class InputSide:
                 self.samples.add(conv.stamp_to_ns(msg.header.stamp), time.monotonic_ns(), sample)
                 self._sample_arrived.notify_all()
         except InputError as err:
-            self.log.error("sparse-message", f"ignoring a {type(msg).__name__} message: {err}")
+            self.log.error(
+                "sparse-message",
+                f"ignoring a {type(msg).__name__} message: {err}",
+                summary=f"ignoring {type(msg).__name__} sparse input messages",
+            )
         except Exception as err:
-            self.log.error("sparse-callback", f"sparse input callback failed: {err!r}")
+            self.log.error(
+                "sparse-callback",
+                f"sparse input callback failed: {err!r}",
+                summary=f"the sparse input callback failed ({type(err).__name__})",
+            )
 
     def unmatched_sample_reason(self, stamp_ns: int) -> str:
         """Why an image stamped `stamp_ns` got no sparse_depth sample, with the fix: none arrived
@@ -559,7 +582,7 @@ class InputSide:
             item = InputItem(pair.stamp_ns, msg, pair.info, pair.source, arrival, previous)
             if self.queue.put(item):
                 self._drops.tick()
-                self.log.warning("queue-full", self._queue_full_message())
+                self.log.warning("queue-full", self._queue_full_message(), summary="")  # (the status's drops rule)
 
     def _queue_full_message(self) -> str:
         """The queue-full WARN: what it costs and the fix (`max_input_rate`, with a value: the rate the

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import sys
 import threading
 import time
@@ -24,7 +25,7 @@ from rclpy.node import Node
 from vdepth_ros.blas import set_blas_threads
 from vdepth_ros.errors import VdepthError
 from vdepth_ros.node_params import unknown_parameters_warning, validate_ros_params
-from vdepth_ros.ros.diagnostics import Watchdog
+from vdepth_ros.ros.diagnostics import AGGREGATOR_TIMEOUT_S, Watchdog
 from vdepth_ros.ros.intake import InputSide
 from vdepth_ros.ros.outputs import OutputPublishers, largest_burst
 from vdepth_ros.ros.parameters import ParameterSide
@@ -47,7 +48,7 @@ def _in_node_log(step: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(step)
     def run(self: Any, *args: Any, **kwargs: Any) -> Any:
-        with logging_as(self.get_logger()):
+        with logging_as(self.get_logger(), functools.partial(self._python_warning, startup=True)):
             return step(self, *args, **kwargs)
 
     return run
@@ -81,6 +82,16 @@ class _DepthNodeCore(ParameterSide):
         validate_ros_params(ros_values)
         self.p = dict(ros_values)
         self.log = RateLimitedLog(self.get_logger())
+        # an event is on /diagnostics for two of its statuses at least (`EVENT_HOLD_S` otherwise)
+        self.log.problems.hold_s = max(self.log.problems.hold_s, 2 * self.p["diagnostics_period"])
+        if self.p["diagnostics_period"] >= AGGREGATOR_TIMEOUT_S:
+            self.warn_at_startup(
+                "diagnostics_period",
+                f"diagnostics_period is {self.p['diagnostics_period']:g} s: a diagnostic_aggregator "
+                f"(rqt_robot_monitor) marks a status STALE after {AGGREGATOR_TIMEOUT_S:g} s without one (the "
+                "default timeout of its analyzers), so this node shows as stale between its messages; set it below "
+                "that (1 s, as diagnostic_updater)",
+            )
         if self.p["blas_threads"] > 0:  # before any pipeline work: see vdepth_ros/blas.py
             before = set_blas_threads(self.p["blas_threads"])
             if any(n != self.p["blas_threads"] for n in before.values()):
@@ -126,7 +137,7 @@ class _DepthNodeCore(ParameterSide):
                 qos_overrides=[f"qos_overrides.{name}" for name in self.get_parameters_by_prefix("qos_overrides")],
             )
             if unknown and not self._configures:  # after the publishers: their qos_overrides.* are declared by now
-                self.get_logger().warning(unknown)
+                self.warn_at_startup("unknown parameters", unknown)
             self.worker: SupervisedWorker | None = None
             self.diag_timer = None
             self.hurry = threading.Event()  # a second signal: stop waiting for anything
@@ -141,13 +152,33 @@ class _DepthNodeCore(ParameterSide):
             self.get_logger().info("configured: " + ", ".join(f"{k} {v:.2f} s" for k, v in steps.items()))
         self._configures += 1
 
+    def warn_at_startup(self, key: str, message: str) -> None:
+        """A start-up warning: logged, and on /diagnostics (`CurrentProblems.startup`) until the node is configured
+        again, so that an operator who only watches the robot monitor sees that the configuration is off."""
+        self.get_logger().warning(message)
+        log = getattr(self, "log", None)
+        if log is not None:
+            log.problems.startup(key, message)
+
+    def _python_warning(self, record: logging.LogRecord, startup: bool) -> None:
+        """A pipeline/runtime WARNING (`python_logs.logging_as`) on /diagnostics: in a lifecycle step (the model's
+        fallbacks, a parameter adjusted) a start-up warning; in the worker an event."""
+        log = getattr(self, "log", None)
+        if log is None:
+            return
+        if startup:
+            log.problems.startup(f"{record.pathname}:{record.lineno}", record.getMessage())
+        else:
+            log.problems.event(record.name.rsplit(".", 1)[-1], record.getMessage())
+
     def _warn_scale_inputs(self) -> None:
         scale_source = self.pipeline.config.scale_source
         if (scale_source == "sparse") != (self.p["sparse_depth"] != "none"):
-            self.get_logger().warning(
+            self.warn_at_startup(
+                "scale inputs",
                 f"scale_source is {scale_source!r} but sparse_depth is {self.p['sparse_depth']!r}: set both "
                 "(scale_source:=sparse sparse_depth:=image|pointcloud|pose) to get metric depth from sparse depth "
-                "or camera poses"
+                "or camera poses",
             )
 
     # -- activate: inputs and the worker ------------------------------------------------------
@@ -177,7 +208,7 @@ class _DepthNodeCore(ParameterSide):
             on_idle=self.processor.on_idle,
             on_end=self.processor.end_stream,
             idle_s=0.05,  # a pause is noticed within this of `pause_flush`
-            context=lambda: logging_as(self.get_logger()),
+            context=lambda: logging_as(self.get_logger(), functools.partial(self._python_warning, startup=False)),
         )
         if start_worker:
             self.worker.start()

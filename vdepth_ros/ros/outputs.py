@@ -522,6 +522,7 @@ class OutputPublishers:
             "frozen or stopped RViz, a process paused in a debugger, or one that died and DDS has not timed out yet): "
             f"{sender.dropped} pending {topic} messages dropped so far, oldest first, so that the depth stream and "
             f"the other outputs go on; {_STOPPED_FIX}",
+            summary="",  # (the status's rule for outputs dropped)
         )
 
     def _note_slow(self, topic: str, slow: tuple[float, float]) -> None:
@@ -538,8 +539,13 @@ class OutputPublishers:
             f"{self._subscribers(topic)}; a frozen RViz, a process paused in a debugger) or the network to one is "
             f"too slow for it, and this node and the other subscribers of {topic} fall behind meanwhile; "
             f"{_STOPPED_FIX}",
+            summary="",  # (the status's rule for outputs slow to publish)
         )
 
     def _publish_failed(self, topic: str, err: BaseException) -> None:
         """A publishing thread's report: rate-limited; the thread goes on with the next message."""
-        self._log.error(f"publish:{type(err).__name__}", f"publishing on {topic} failed ({type(err).__name__}: {err})")
+        self._log.error(
+            f"publish:{type(err).__name__}",
+            f"publishing on {topic} failed ({type(err).__name__}: {err})",
+            summary=f"publishing on {topic} failed ({type(err).__name__})",
+        )

@@ -95,18 +95,19 @@ class FrameProcessor:
                 "pose",
                 f"no metric points for this frame: {message} (camera_pose is looked up within sparse_depth_slop = "
                 f"{self.p['sparse_depth_slop']} s of the image; camera_info is needed too)",
+                summary="no metric points for frames without a camera pose within sparse_depth_slop",
             )
         elif kind == "sparse":
-            self.log.error("sparse", f"ignoring sparse_depth: {message}")
+            self.log.error("sparse", f"ignoring sparse_depth: {message}", summary="ignoring sparse_depth samples")
         elif kind in ("camera_info_frame", "image_frame", "rectified_twice", "distorted_raw"):
             self.log.warning(kind, message)
         else:
             self.log.error(kind, message)
 
     def _check_sample(self, item: InputItem, sparse: Any) -> None:
-        """WARN (rate-limited) while no image has had a sparse_depth sample for `NO_SAMPLE_WARN_S`:
-        without one the metric scale is never (re)fitted, and with no first fit /depth and /points
-        are never published, which no other message said (nothing on the topic, another clock)."""
+        """WARN (once, and on /diagnostics until a sample comes) when no image has had a sparse_depth sample
+        for `NO_SAMPLE_WARN_S`: without one the metric scale is never (re)fitted, and with no first fit /depth
+        and /points are never published, which no other message said (nothing on the topic, another clock)."""
         if self.p["sparse_depth"] not in ("image", "pointcloud"):
             return  # (a frame without a camera pose is named by the assembler)
         now, previous = time.monotonic(), self._last_frame_at
@@ -115,15 +116,25 @@ class FrameProcessor:
         if sparse is not None or self._sample_seen_at is None or now - previous > 2.0:
             self._sample_seen_at, self._unmatched = now, 0
             if sparse is not None:
+                if self.log.problems.found("no-sample"):
+                    self.log.problems.report("no-sample", on_images=True)
                 return
         self._unmatched += 1
         waited = now - self._sample_seen_at
-        if waited >= NO_SAMPLE_WARN_S:
-            self.log.warning(
+        if waited >= NO_SAMPLE_WARN_S and not self.log.problems.found("no-sample"):
+            reason = self.intake.unmatched_sample_reason(item.stamp_ns)
+            self.log.problems.report(
                 "no-sample",
-                f"no sparse_depth sample for the last {self._unmatched} images ({waited:.0f} s), so the metric "
-                f"scale is not refitted (before a first fit no /depth or /points is published): "
-                f"{self.intake.unmatched_sample_reason(item.stamp_ns)}",
+                {
+                    "": (
+                        f"no sparse_depth sample for {NO_SAMPLE_WARN_S:.0f} s, the metric scale is not refitted: "
+                        f"{reason}",
+                        f"no sparse_depth sample for the last {self._unmatched} images ({waited:.0f} s), so the "
+                        f"metric scale is not refitted (before a first fit no /depth or /points is published): "
+                        f"{reason}",
+                    )
+                },
+                on_images=True,
             )
 
     def activate(self) -> None:
@@ -146,10 +157,15 @@ class FrameProcessor:
             )
         except InputError as err:
             kind = "unsupported" if isinstance(err, UnsupportedImageError) else "input"
-            self.log.error(f"{kind}:{getattr(item.image, 'encoding', 'compressed')}", f"dropping input frame: {err}")
+            encoding = getattr(item.image, "encoding", "compressed")
+            self.log.error(
+                f"{kind}:{encoding}", f"dropping input frame: {err}", summary=f"dropping input frames ({encoding})"
+            )
             return
         if self.assembler.unfit and self.assembler.refused_infos == refused:  # (a refusal names it itself)
             self._note_unfit(self.assembler.unfit)
+        elif not self.assembler.unfit and self.log.problems.found("camera-info-unfit"):
+            self.log.problems.report("camera-info-unfit", on_images=True)  # frames fit a camera_info again
         self.flicker.add_image(item.stamp_ns, frame.rgb)
         info = None if self.assembler.info is None else info_signature(self.assembler.info)
         reason = self.stream.update(frame.rgb.shape[:2], item.stamp_ns, info, item.previous_input_ns)
@@ -180,9 +196,10 @@ class FrameProcessor:
                         "inferred alone, no temporal consistency); set max_gap above the camera's frame period",
                     )
                 },
+                on_images=True,
             )
         elif self._gap_streak == 0 and self.log.problems.found("slow-camera"):
-            self.log.problems.report("slow-camera")
+            self.log.problems.report("slow-camera", on_images=True)
 
     def on_error(self, item: InputItem, err: BaseException) -> None:
         """`SupervisedWorker`'s report: rate-limited, with the type and the frame; the stream restarts."""
@@ -190,6 +207,7 @@ class FrameProcessor:
             f"worker:{type(err).__name__}",
             f"depth pipeline failed on the frame stamped {item.stamp_ns} ({type(err).__name__}: {err}); "
             "the stream restarts and the node goes on",
+            summary=f"the depth pipeline failed ({type(err).__name__}); the stream restarted",
         )
         self.restart(f"pipeline error: {type(err).__name__}")
 
@@ -208,7 +226,7 @@ class FrameProcessor:
         if frame.camera is None:
             self._note_no_camera(frame)
         elif self.log.problems.found("no-camera"):
-            self.log.problems.report("no-camera")  # frames have a camera model again
+            self.log.problems.report("no-camera", on_images=True)  # frames have a camera model again
         if not self.outputs.publish(frame, due):
             return
         self.last_fit = frame.fit
@@ -241,21 +259,32 @@ class FrameProcessor:
                         "play the bag with --clock and set use_sim_time:=true",
                     )
                 },
+                on_images=True,
             )
         elif held and not apart:
-            self.log.problems.report("stamp-clock")
+            self.log.problems.report("stamp-clock", on_images=True)
 
     def _note_unfit(self, problem: str) -> None:
-        """WARN (rate-limited) when the last good camera_info does not fit a frame (`FrameAssembler.unfit`):
-        a camera that changed its resolution to another aspect ratio, whose camera_info for the new size
-        has not come yet, or a camera_info for a crop that does not say so."""
+        """WARN (once per problem, and on /diagnostics while frames do not fit) when the last good camera_info
+        does not fit a frame (`FrameAssembler.unfit`): a camera that changed its resolution to another aspect
+        ratio, whose camera_info for the new size has not come yet, or a camera_info for a crop that does not
+        say so."""
+        if problem in self.log.problems.found("camera-info-unfit"):
+            return
         main = self.outputs.main
-        self.log.warning(
+        self.log.problems.report(
             "camera-info-unfit",
-            f"the last camera_info does not fit this frame ({problem}): it has no intrinsics, so no "
-            f"{main.points.topic_name} and no {main.camera_info.topic_name}; frames of this size get them once a "
-            "camera_info for their resolution arrives (a camera that changed resolution), or set roi and binning in "
-            "camera_info if the image is a crop or binned",
+            {
+                problem: (
+                    f"the last camera_info does not fit the frames ({problem}): no {main.points.topic_name}; it "
+                    "needs a camera_info for their resolution",
+                    f"the last camera_info does not fit this frame ({problem}): it has no intrinsics, so no "
+                    f"{main.points.topic_name} and no {main.camera_info.topic_name}; frames of this size get them "
+                    "once a camera_info for their resolution arrives (a camera that changed resolution), or set roi "
+                    "and binning in camera_info if the image is a crop or binned",
+                )
+            },
+            on_images=True,
         )
 
     def _note_no_camera(self, frame: Any) -> None:
@@ -268,7 +297,7 @@ class FrameProcessor:
         # ratio (`FrameAssembler.unfit`; the assembler has gone on since that frame: judged from the info)
         if info is not None and camera_from_info(info) is not None:
             if self.log.problems.found("no-camera"):  # a calibrated camera_info came: the cause named has gone
-                self.log.problems.report("no-camera")
+                self.log.problems.report("no-camera", on_images=True)
             return  # named with the frame (`_note_unfit`, or the camera_info's refusal)
         kind = "uncalibrated" if info is not None else "refused" if refused else "none"
         if kind in self.log.problems.found("no-camera"):
@@ -306,6 +335,7 @@ class FrameProcessor:
                     f"({published} published); {fix}",
                 )
             },
+            on_images=True,
         )
 
     # -- pauses and the end of the input -------------------------------------------------------
@@ -360,6 +390,7 @@ class FrameProcessor:
             self.log.error(
                 f"idle:{type(err).__name__}",
                 f"publishing the frames held during a pause failed ({type(err).__name__}: {err}); the stream restarts",
+                summary=f"publishing the frames held during a pause failed ({type(err).__name__})",
             )
             self.restart(f"pipeline error: {type(err).__name__}")
 
@@ -412,7 +443,9 @@ class FrameProcessor:
             frames = self.pipeline.flush()
             self.publish_all(frames)
         except Exception as err:
-            self.log.error("flush", f"flushing {stream} failed ({type(err).__name__}: {err})")
+            self.log.error(
+                "flush", f"flushing {stream} failed ({type(err).__name__}: {err})", summary=f"flushing {stream} failed"
+            )
             return None
         return frames
 
@@ -422,7 +455,9 @@ class FrameProcessor:
         (`flush`), then reset the pipeline and the per-stream helpers."""
         kind = reason.split(":")[0]
         self.resets[kind] = self.resets.get(kind, 0) + 1
-        self.log.warning(f"restart:{kind}", f"restarting the depth stream: {reason}")
+        self.log.warning(
+            f"restart:{kind}", f"restarting the depth stream: {reason}", summary=f"stream restarted ({kind})"
+        )
         self.assembler.reset()
         self.flicker.reset()
         if not pipeline:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import rclpy.logging
@@ -42,14 +42,16 @@ _limit = RateLimitedLog(None)  # only its `admit`: one record per node and call 
 
 
 @contextlib.contextmanager
-def logging_as(node_logger: Any) -> Iterator[None]:
-    """Inside, this thread's forwarded records go under `node_logger`'s child of the record's name."""
-    previous = getattr(_current, "logger", None)
-    _current.logger = node_logger
+def logging_as(node_logger: Any, on_warning: Callable[[logging.LogRecord], None] | None = None) -> Iterator[None]:
+    """Inside, this thread's forwarded records go under `node_logger`'s child of the record's name, and each
+    at WARNING or above is also handed to `on_warning` (every one, logged or rate-limited away: the node puts
+    it on /diagnostics, a model's fallback at start-up as a start-up warning, one in the worker as an event)."""
+    previous = getattr(_current, "logger", None), getattr(_current, "on_warning", None)
+    _current.logger, _current.on_warning = node_logger, on_warning
     try:
         yield
     finally:
-        _current.logger = previous
+        _current.logger, _current.on_warning = previous
 
 
 def _logger_for(name: str) -> Any:
@@ -75,6 +77,12 @@ class _RosLogHandler(logging.Handler):
                 getattr(_logger_for(record.name), method)(text)
         except Exception:  # a log line must never take the node down
             self.handleError(record)
+        on_warning = getattr(_current, "on_warning", None)
+        if on_warning is not None and record.levelno >= logging.WARNING:
+            try:  # (after the line: it is logged whatever this does)
+                on_warning(record)
+            except Exception:
+                self.handleError(record)
 
 
 def forward_python_logging(package: str = "vdepth_ros") -> None:

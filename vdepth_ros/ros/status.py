@@ -9,8 +9,9 @@ from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray
 
+from vdepth_ros.inputs.loss import PublisherSequences
 from vdepth_ros.pipeline_types import FitInfo
-from vdepth_ros.ros.diagnostics import level_for, make_array, make_status
+from vdepth_ros.ros.diagnostics import RecentRise, level_for, make_array, make_status
 from vdepth_ros.ros.intake import ACROSS_PROCESSES
 from vdepth_ros.ros.outputs import largest_burst
 from vdepth_ros.ros.qos import endpoint_name
@@ -35,13 +36,22 @@ class StatusReporter:
         self.restart()
 
     def restart(self) -> None:
-        self._drops_reported = 0
-        self._lost_reported = self.node.intake.loss.confirmed
-        outputs = getattr(self.node, "outputs", None)
-        self._output_drops_reported = sum(outputs.dropped.values()) if outputs is not None else 0
         self._activated = time.monotonic()
         self._first_image_at: float | None = None
+        self._publisher_names: dict[Any, str] = {}  # image publishers' names by GID, as last seen in the graph
+        self._turns_noted: tuple[Any, Any] | None = None  # the pair taking turns that was logged
         self.node.log.problems.restart()
+        intake, outputs = self.node.intake, getattr(self.node, "outputs", None)
+        # what rose in the last EVENT_HOLD_S: a cause on /diagnostics while it lasts, one WARN, not one per tick
+        hold_s = self.node.log.problems.hold_s
+        self._drops = RecentRise(intake.queue.dropped, hold_s)
+        # (confirmed: what a change of the camera's rate explains is none)
+        self._lost = RecentRise(intake.loss.confirmed, hold_s)
+        self._hold_s = hold_s
+        self._output_drops = {  # per output topic
+            topic: RecentRise(count, hold_s)
+            for topic, count in (outputs.dropped.items() if outputs is not None else ())
+        }
 
     def destroy(self) -> None:
         self.node.destroy_publisher(self.publisher)
@@ -166,7 +176,7 @@ class StatusReporter:
         self.node.log.problems.report("shared-outputs", found)
 
     def _check_image_publishers(self) -> None:
-        """WARN once when more than one publisher sends on the image topic read: two camera drivers
+        """WARN when more than one publisher sends on the image topic read: two camera drivers
         started without their own namespaces (two usb_cam nodes on /image_raw), whose images this node
         would take as one camera's stream, their views alternating in every window, with no error.
 
@@ -174,7 +184,9 @@ class StatusReporter:
         two taking turns. The topic's publisher count said the same for a camera driver restarted from a
         killed process (a launch file's respawn), whose old publisher stays in the ROS graph until DDS
         times it out (seconds) though it sends nothing; that WARN was wrong. Where the middleware gives no
-        GIDs, the count is all there is."""
+        GIDs, the count is all there is. Two taking turns are an event (logged, counted, WARN for
+        `EVENT_HOLD_S`) even when one has left before this check (the images were interleaved all the same:
+        it used to go unsaid), and a condition while both are in the graph."""
         node = self.node
         topic = node.intake.image_topic
         if not topic:
@@ -182,30 +194,51 @@ class StatusReporter:
         infos = node.get_publishers_info_by_topic(topic)
         sequences = node.intake.sequences
         if sequences.identified:
-            turns = sequences.interleaved
             by_gid: dict[Any, str] = {bytes(info.endpoint_gid): endpoint_name(info) for info in infos}
-            if turns is None or sum(gid in by_gid for gid in turns) < 2:
-                if turns is not None:
-                    sequences.interleaved = None  # one of them has gone: a new pair taking turns is named again
+            self._remember_names(by_gid)
+            turns = sequences.interleaved
+            if turns is None:
                 node.log.problems.report("image-publishers")
                 return
-            names = sorted(by_gid[gid] for gid in turns)
-            what, lingering = f"{len(names)} publishers sending images in turn ({', '.join(names)})", ""
-        else:
-            names = sorted(endpoint_name(info) for info in infos)
-            if any("_UNKNOWN_" in n for n in names):  # (a name not known yet: next time)
-                return
-            if len(names) < 2:
+            if any("_UNKNOWN_" in by_gid.get(gid, "") for gid in turns):
+                return  # (a name not known yet: next time)
+            names = sorted(self._publisher_names.get(gid, "a publisher that has left since") for gid in turns)
+            what = f"{len(names)} publishers sending images in turn ({', '.join(names)})"
+            both = sum(gid in by_gid for gid in turns) == 2
+            if turns != self._turns_noted:
+                self._turns_noted = turns
+                node.log.warning(
+                    "image-publishers",
+                    f"'{topic}' {'has' if both else 'had'} {what}: this node takes its images as one camera's "
+                    "stream, so two cameras publishing there reach the model interleaved, their views alternating in "
+                    "every window. Give each camera driver its own namespace or topic and remap image to one; a "
+                    "second camera gets its own node (-r __ns:=/rear) or --cameras front rear.",
+                    summary=f"'{topic}' had {what}: two cameras' images interleaved",
+                )
+            if not both:
+                sequences.interleaved = None  # one of them has gone: a new pair taking turns is named again
                 node.log.problems.report("image-publishers")
                 return
-            what = f"{len(names)} publishers ({', '.join(names)})"
-            lingering = (
-                " (Right after a driver was restarted from a killed process, its old publisher lingers until DDS "
-                "times it out, seconds: then ignore this)"
+            node.log.problems.report(
+                "image-publishers",
+                {
+                    " ".join(names): (
+                        f"'{topic}' has {what}: two cameras' images interleaved; give each driver its own namespace",
+                        "",  # (logged as the event above)
+                    )
+                },
             )
+            return
+        names = sorted(endpoint_name(info) for info in infos)
+        if any("_UNKNOWN_" in n for n in names):  # (a name not known yet: next time)
+            return
+        if len(names) < 2:
+            node.log.problems.report("image-publishers")
+            return
         key = " ".join(names)
         if key in node.log.problems.found("image-publishers"):
             return
+        what = f"{len(names)} publishers ({', '.join(names)})"
         node.log.problems.report(
             "image-publishers",
             {
@@ -214,13 +247,27 @@ class StatusReporter:
                     f"'{topic}' has {what}: this node takes its images as one "
                     "camera's stream, so two cameras publishing there reach the model interleaved, their views "
                     "alternating in every window. Give each camera driver its own namespace or topic and remap image "
-                    "to one; a second camera gets its own node (-r __ns:=/rear) or --cameras front rear." + lingering,
+                    "to one; a second camera gets its own node (-r __ns:=/rear) or --cameras front rear. (Right after "
+                    "a driver was restarted from a killed process, its old publisher lingers until DDS times it out, "
+                    "seconds: then ignore this)",
                 )
             },
         )
 
-    def values(self) -> dict[str, Any]:
-        """The numbers reported on /diagnostics (also used by the benchmark)."""
+    def _remember_names(self, by_gid: dict[Any, str]) -> None:
+        """Keep the image publishers' names by GID (one that has left by the next check is still named), the
+        `PublisherSequences.MAX_PUBLISHERS` seen most recently (bounded: a driver respawned for days)."""
+        names = self._publisher_names
+        for gid, name in by_gid.items():
+            if "_UNKNOWN_" not in name:
+                names.pop(gid, None)
+                names[gid] = name  # (the newest last)
+        while len(names) > PublisherSequences.MAX_PUBLISHERS:
+            names.pop(next(iter(names)))
+
+    def values(self, problems: list[str] | None = None) -> dict[str, Any]:
+        """The numbers reported on /diagnostics (also used by the benchmark); `problems`: what holds now
+        (`CurrentProblems.current`, asked here if not given)."""
         node, intake, proc = self.node, self.node.intake, self.node.processor
         lat, win = proc.latency.summary(), proc.window_latency.summary()
         values: dict[str, Any] = {
@@ -249,7 +296,11 @@ class StatusReporter:
             "qos incompatible events": node.qos_reporter.events,
             "publish": node.outputs.policy,
             # the causes named in a WARN that hold now (`CurrentProblems`): an operator who connects later sees them
-            "problems": " | ".join(node.log.problems.current()) or "none",
+            "problems": " | ".join(
+                node.log.problems.current(input_stopped=not intake.receiving()) if problems is None else problems
+            )
+            or "none",
+            **node.log.problems.event_values(),  # (counted by kind; the last one and its age)
             "flicker (flow warping error)": "off"
             if not proc.flicker.enabled
             else ("no measurement yet" if proc.flicker.mean is None else round(proc.flicker.mean, 5)),
@@ -291,27 +342,29 @@ class StatusReporter:
                     [pub.topic_name for pub in node.outputs.publishers()], node.intake.subscriptions
                 ),
             )
-            values = self.values()
-            queue, loss = node.intake.queue, node.intake.loss
-            drops, self._drops_reported = queue.dropped - self._drops_reported, queue.dropped
-            # confirmed only: frames a change of the camera's rate may still explain are no WARN yet
-            lost, self._lost_reported = loss.confirmed - self._lost_reported, loss.confirmed
-            out_dropped = values["outputs dropped (subscriber not taking them)"]
-            out_drops, self._output_drops_reported = out_dropped - self._output_drops_reported, out_dropped
+            receiving = node.intake.receiving()
+            problems = node.log.problems.current(input_stopped=not receiving)  # (one list: message and values)
+            values = self.values(problems)
+            stalled_s = node.watchdog.stalled_s()
+            values["stalled for [s]"] = round(stalled_s or 0.0, 1)
             level, message = level_for(
                 node.intake.taken.rate(),  # (output is compared with the images taken, not those thinned)
                 values["output rate [Hz]"],
-                drops,
+                self._drops.update(node.intake.queue.dropped),
                 bool(getattr(node.processor.last_fit, "degenerate", False)),
-                node.intake.receiving(),
-                stalled_s=node.watchdog.stalled_s(),
-                lost_recent=lost,
+                receiving,
+                stalled_s=stalled_s,
+                lost_recent=self._lost.update(node.intake.loss.confirmed),
                 last_error=node.log.last_error,
-                output_drops_recent=out_drops,
-                slow_outputs="" if values["outputs slow to publish"] == "none" else values["outputs slow to publish"],
+                dropped_outputs=", ".join(
+                    topic
+                    for topic, count in node.outputs.dropped.items()
+                    if self._output_drops.setdefault(topic, RecentRise(0, self._hold_s)).update(count)
+                ),
+                slow_outputs=", ".join(node.outputs.slow),  # (their shares, which change every tick, in the values)
                 # two windows' bursts in the rates' window at least (2 x 8 frames in 5 s: 3.2 Hz)
                 compare_from_hz=2 * largest_burst(node.pipeline.schedule) / node.intake.rate.window_s,
-                problems=node.log.problems.current(),
+                problems=problems,
             )
             fqn = node.get_fully_qualified_name()
             status = make_status(f"{fqn}: depth stream", fqn, level, message, values)

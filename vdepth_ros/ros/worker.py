@@ -105,8 +105,9 @@ class RateLimitedLog:
         self._lock = threading.Lock()
         self.errors = 0  # error() calls, logged or not (the input errors on /diagnostics)
         self.last_error: str | None = None
-        #: the causes named in a WARN that hold now, on /diagnostics (each check reports there, not here)
-        self.problems = CurrentProblems(self.warning)
+        #: what is on /diagnostics: the causes named in a WARN that hold now (each check reports there), and
+        #: the events this log's `warning` and `error` record
+        self.problems = CurrentProblems(lambda key, message: self.warning(key, message, summary=""))
 
     def admit(self, key: str, message: str) -> str | None:
         """The text to log now for `key`, or None (within `period`: counted)."""
@@ -120,10 +121,14 @@ class RateLimitedLog:
             n = self._suppressed.pop(key, 0)
         return message + (f" ({n} more since last report)" if n else "")
 
-    def error(self, key: str, message: str) -> bool:
-        """Log an error under `key` unless one was logged within `period`; returns whether it was."""
+    def error(self, key: str, message: str, summary: str | None = None) -> bool:
+        """Log an error under `key` unless one was logged within `period`; returns whether it was. Each call is
+        an event on /diagnostics too (`CurrentProblems.event`, kind: `key` up to its first ':'), named by
+        `summary` (one text per cause: the status message should not change with every event; None: the
+        message), or none where `summary` is "" (a condition, or a count the status names by its own rule)."""
         self.errors += 1
         self.last_error = message
+        self._record(key, message, summary)
         text = self.admit(key, message)
         if text is None:
             return False
@@ -133,8 +138,9 @@ class RateLimitedLog:
             _fallback("ERROR", text, err)
         return True
 
-    def warning(self, key: str, message: str) -> bool:
+    def warning(self, key: str, message: str, summary: str | None = None) -> bool:
         """As `error`, at WARN."""
+        self._record(key, message, summary)
         text = self.admit(key, message)
         if text is None:
             return False
@@ -143,6 +149,10 @@ class RateLimitedLog:
         except Exception as err:
             _fallback("WARN", text, err)
         return True
+
+    def _record(self, key: str, message: str, summary: str | None) -> None:
+        if summary != "":
+            self.problems.event(key.split(":")[0], message if summary is None else summary)
 
     def info(self, key: str, message: str) -> bool:
         """As `error`, at INFO."""
