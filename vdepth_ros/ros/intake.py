@@ -262,11 +262,12 @@ class InputSide:
     def check_input_qos(self) -> None:
         """`input_qos: auto`: subscribe each input topic again when its publishers' reliability changed.
 
-        Across processes a best-effort subscription gets few of a reliable publisher's large images (a best-effort
-        reader loses a whole image for any fragment it misses, and nothing resends it: 2-3 % of a reliable 640x480
-        camera's, docs/node.md, Across processes), and a reliable one gets nothing from a best-effort publisher. So each follows its publishers: reliable while every one is, best effort (which matches
-        any) as soon as one is not. A topic without publishers keeps its subscription (a driver restarting).
-        From a steady timer (`INPUT_QOS_CHECK_S`); one INFO line per change."""
+        Across processes a best-effort subscription gets few of a reliable publisher's large images (a
+        best-effort reader loses a whole image for any fragment it misses, and nothing resends it: 2-3 % of
+        a reliable 640x480 camera's, docs/node.md, Across processes), and a reliable one gets nothing from a
+        best-effort publisher. So each follows its publishers: reliable while every one is, best effort
+        (which matches any) as soon as one is not. A topic without publishers keeps its subscription (a
+        driver restarting). From a steady timer (`INPUT_QOS_CHECK_S`); one INFO line per change."""
         for k, sub in enumerate(list(self.subscriptions)):
             following = self._following.get(sub)
             if following is None:
@@ -586,8 +587,8 @@ class InputSide:
             return "raise the DDS receive buffer or use shared-memory transport"
         if self.p["input_qos"] == "auto":
             return (
-                "the camera publishes best effort: have its driver publish reliable (its QoS parameter; input_qos "
-                "auto follows it), or raise the DDS receive buffer or use shared-memory transport"
+                "the camera publishes best effort: raise the DDS receive buffer or use shared-memory transport, or "
+                "have its driver publish reliable (its QoS parameter; input_qos auto follows it)"
             )
         return (
             "for a reliable camera driver set input_qos:=auto or reliable; otherwise raise the DDS receive buffer or "
