@@ -29,7 +29,14 @@ import rclpy
 
 from vdepth_ros.errors import ConfigError, VdepthError
 from vdepth_ros.ros import startup
-from vdepth_ros.ros.startup import CLOCK, StartupError, check_params_files, params_files, unused_params_file_sections
+from vdepth_ros.ros.startup import (
+    CLOCK,
+    StartupError,
+    check_domain_id,
+    check_params_files,
+    params_files,
+    unused_params_file_sections,
+)
 from vdepth_ros.ros.transport import use_large_segment_profile
 
 DESCRIPTION = """Live video depth: subscribes to image (+ camera_info, optional sparse_depth or camera_pose),
@@ -172,6 +179,7 @@ def run(args: list[str] | None = None) -> int:
     argv = list(sys.argv if args is None else args)
     try:
         check_params_files(argv)  # before rcl parses them (it would raise RCLInvalidROSArgsError)
+        check_domain_id(os.environ)
         own_args = remove_ros_args(args=argv)[1:]
     except StartupError as err:
         print(f"cannot start: {err}", file=sys.stderr)
