@@ -304,6 +304,18 @@ def test_input_qos_auto_follows_the_image_publishers_reliability(harness: Any) -
     assert h.warnings == []
 
 
+def test_an_image_in_a_body_frame_is_warned_about_once(harness: Any) -> None:
+    """A simulator's camera in its link frame (x forward): the outputs, in the optical convention and the image's
+    frame, show up turned by 90 degrees in RViz; one WARN says why, and the frames are still published in it."""
+    h = harness(RANGE)
+    for k, rgb in enumerate(frames(10)):
+        h.send(rgb, "rgb8", header(k, frame_id="camera_link"))
+    assert h.spin_until(lambda: len(h.got["depth"]) > 0)
+    told = [w for w in h.log.warnings if "names a body frame" in w]
+    assert len(told) == 1 and "'camera_link'" in told[0] and "optical" in told[0], h.log.warnings
+    assert h.got["points"][0].header.frame_id == "camera_link"
+
+
 def test_qos_mismatch_is_logged_once_with_the_fix(harness: Any) -> None:
     h = harness(
         {"input_qos": "reliable", "output_qos": "best_effort"},
