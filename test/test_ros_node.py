@@ -304,6 +304,19 @@ def test_input_qos_auto_follows_the_image_publishers_reliability(harness: Any) -
     assert h.warnings == []
 
 
+def test_input_qos_auto_follows_the_sparse_depth_publishers_too(harness: Any) -> None:
+    """A depth camera's aligned depth (a RealSense's, reliable by default) is as large as the images: its
+    subscription follows its publishers as the image's does; camera_info stays best effort (matches any)."""
+    h = harness({**RANGE, "input_qos": "auto", "sparse_depth": "image", "scale_source": "sparse"})
+    h.peer.create_publisher(Image, "sparse_depth", 10)  # reliable
+
+    def reliability(topic: str) -> Any:
+        return next(s for s in h.node.intake.subscriptions if s.topic_name == topic).qos_profile.reliability
+
+    assert h.spin_until(lambda: reliability("/sparse_depth") == ReliabilityPolicy.RELIABLE, timeout=5)
+    assert reliability("/camera_info") == ReliabilityPolicy.BEST_EFFORT
+
+
 def test_an_image_in_a_body_frame_is_warned_about_once(harness: Any) -> None:
     """A simulator's camera in its link frame (x forward): the outputs, in the optical convention and the image's
     frame, show up turned by 90 degrees in RViz; one WARN says why, and the frames are still published in it."""
