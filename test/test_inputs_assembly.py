@@ -255,6 +255,34 @@ def test_an_image_frame_id_with_a_leading_slash_is_named_once() -> None:
     assert "'/camera_optical' starts with '/'" in reports[0][1] and "without the /" in reports[0][1]
 
 
+@pytest.mark.parametrize(
+    ("frame", "named"),
+    [
+        ("camera_link", True),  # a URDF link: x forward, z up
+        ("robot/camera_link/camera", True),  # Gazebo's default sensor frame
+        ("camera_color_frame", True),  # a RealSense's body twin of camera_color_optical_frame
+        ("camera_color_optical_frame", False),
+        ("camera_link_optical", False),
+        ("camera", False),  # (usb_cam's, v4l2_camera's default: which convention is not in the name)
+    ],
+)
+def test_an_image_in_a_body_frame_is_named_once(frame: str, named: bool) -> None:
+    """depth and points are in the optical convention (z forward) and keep the image's frame_id: an image published
+    in a body frame (Gazebo's default sensor frame, a URDF's camera_link, a driver's camera_color_frame) gave a
+    cloud turned by 90 degrees in RViz without a word. Such a name is named once, with the fix."""
+    reports: list[tuple[str, str]] = []
+    assembler = FrameAssembler(report=lambda kind, message: reports.append((kind, message)))
+    for k in range(3):
+        image = raw_image(np.zeros((H, W, 3), np.uint8))
+        image.header = SimpleNamespace(frame_id=frame)
+        assembler.assemble(image, k, info())
+    if not named:
+        assert reports == []
+        return
+    assert [kind for kind, _ in reports] == ["image_frame"]
+    assert f"frame_id {frame!r} names a body frame" in reports[0][1] and "turned by 90 degrees" in reports[0][1]
+
+
 def test_sparse_depth_in_another_frame_is_refused_with_the_fix() -> None:
     """No TF lookup here: a depth image or cloud in another frame than the image (a depth camera's
     unaligned stream, a LiDAR in its own frame) was used as registered / in the optical frame after

@@ -16,6 +16,7 @@ import rclpy
 from fakes import write_tiny_onnx
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.qos import ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 from test_ros_deployed import PEERS, interrupt, node_command, start, wait_for
@@ -100,6 +101,12 @@ def test_two_cameras_share_one_engine_and_publish_their_own_streams(tmp_path: Pa
             while not cond() and time.monotonic() < end:
                 ex.spin_once(timeout_sec=0.01)
             return cond()
+
+        def reliable(node: Any) -> bool:  # input_qos auto has followed the peer's reliable image publisher
+            sub = next(s for s in node.intake.subscriptions if s.topic_name == node.intake.image_topic)
+            return sub.qos_profile.reliability == ReliabilityPolicy.RELIABLE
+
+        assert spin_until(lambda: all(reliable(node) for node in nodes))  # (an image sent meanwhile is lost)
 
         for k in range(9):
             for cam, node in zip(("front", "rear"), nodes, strict=True):

@@ -52,3 +52,15 @@ def test_concurrent_test_processes_take_distinct_domains_whatever_their_pids() -
         [sys.executable, "-c", _SESSION, here], input="", capture_output=True, text=True, env=env, timeout=30
     )
     assert int(again.stdout) in domains
+
+
+def test_a_domain_fast_dds_has_no_ports_for_is_refused_in_words() -> None:
+    """ROS_DOMAIN_ID 233 and above: Fast DDS logged "Calculated port number is too high" and the node's process
+    ended with exit status 1 inside rclpy, without a word of its own. Now it refuses to start, naming the variable
+    and the range, with the exit status of every other start-up refusal."""
+    script = Path(sys.executable).parent / "vdepth-node"
+    env = {**os.environ, "ROS_DOMAIN_ID": "240"}
+    done = subprocess.run([str(script)], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    assert "cannot start: ROS_DOMAIN_ID=240 is above 232" in done.stderr, done.stderr
+    assert "Calculated port number" not in done.stderr + done.stdout

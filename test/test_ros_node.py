@@ -17,7 +17,7 @@ from fakes import LuminanceEngine
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import qos_profile_sensor_data
+from rclpy.qos import ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header
 
@@ -109,7 +109,10 @@ class Harness:
         self.ctx = rclpy.Context()
         rclpy.init(context=self.ctx, domain_id=int(os.environ["ROS_DOMAIN_ID"]))
         self.engine = engine if engine is not None else HoleEngine()
-        overrides = [Parameter(k, value=v) for k, v in (params or {}).items()]
+        # best effort unless asked: `input_qos: auto` would follow this peer's reliable publisher, subscribing the
+        # image again after camera_info, whose callback then comes first (test_input_qos_auto_follows_...)
+        params = {"input_qos": "sensor_data", **(params or {})}
+        overrides = [Parameter(k, value=v) for k, v in params.items()]
         self.node = DepthNode(
             context=self.ctx,
             engine=self.engine,
@@ -277,6 +280,55 @@ def test_best_effort_camera_feeds_default_subscription(harness: Any) -> None:
     assert h.warnings == []
 
 
+def test_input_qos_auto_follows_the_image_publishers_reliability(harness: Any) -> None:
+    """Most camera drivers publish reliable (usb_cam, RealSense, ZED), and across processes a best-effort
+    subscription gets few of their images (test_ros_deployed.py). By default
+    (`input_qos: auto`) the image subscription follows its publishers: reliable while every one is (the harness's
+    camera, discovered after the node subscribed), best effort as soon as a best-effort one joins (which a reliable
+    subscription would get nothing from), each change one INFO line and no incompatible-QoS WARN."""
+    h = harness({**RANGE, "input_qos": "auto"})
+
+    def image_reliability() -> Any:
+        return next(s for s in h.node.intake.subscriptions if s.topic_name == "/image").qos_profile.reliability
+
+    assert h.spin_until(lambda: image_reliability() == ReliabilityPolicy.RELIABLE, timeout=5)
+    best_effort = h.peer.create_publisher(Image, "image", qos_profile_sensor_data)
+    assert h.spin_until(lambda: image_reliability() == ReliabilityPolicy.BEST_EFFORT, timeout=5)
+    received = h.node.intake.rate.total
+    best_effort.publish(conv.image_msg(frames(1)[0], "rgb8", header(0)))
+    assert h.spin_until(lambda: h.node.intake.rate.total > received, timeout=5)  # the best-effort camera's image
+    told = [line for line in h.log.infos if "'/image' is published" in line]
+    assert len(told) == 2 and "published reliable (by /peer): subscribed reliable" in told[0], told
+    assert "published best effort (by /peer): subscribed best effort" in told[1], told
+    h.spin(0.5)
+    assert h.warnings == []
+
+
+def test_input_qos_auto_follows_the_sparse_depth_publishers_too(harness: Any) -> None:
+    """A depth camera's aligned depth (a RealSense's, reliable by default) is as large as the images: its
+    subscription follows its publishers as the image's does; camera_info stays best effort (matches any)."""
+    h = harness({**RANGE, "input_qos": "auto", "sparse_depth": "image", "scale_source": "sparse"})
+    h.peer.create_publisher(Image, "sparse_depth", 10)  # reliable
+
+    def reliability(topic: str) -> Any:
+        return next(s for s in h.node.intake.subscriptions if s.topic_name == topic).qos_profile.reliability
+
+    assert h.spin_until(lambda: reliability("/sparse_depth") == ReliabilityPolicy.RELIABLE, timeout=5)
+    assert reliability("/camera_info") == ReliabilityPolicy.BEST_EFFORT
+
+
+def test_an_image_in_a_body_frame_is_warned_about_once(harness: Any) -> None:
+    """A simulator's camera in its link frame (x forward): the outputs, in the optical convention and the image's
+    frame, show up turned by 90 degrees in RViz; one WARN says why, and the frames are still published in it."""
+    h = harness(RANGE)
+    for k, rgb in enumerate(frames(10)):
+        h.send(rgb, "rgb8", header(k, frame_id="camera_link"))
+    assert h.spin_until(lambda: len(h.got["depth"]) > 0)
+    told = [w for w in h.log.warnings if "names a body frame" in w]
+    assert len(told) == 1 and "'camera_link'" in told[0] and "optical" in told[0], h.log.warnings
+    assert h.got["points"][0].header.frame_id == "camera_link"
+
+
 def test_qos_mismatch_is_logged_once_with_the_fix(harness: Any) -> None:
     h = harness(
         {"input_qos": "reliable", "output_qos": "best_effort"},
@@ -286,7 +338,7 @@ def test_qos_mismatch_is_logged_once_with_the_fix(harness: Any) -> None:
     assert h.spin_until(lambda: len(h.warnings) >= 3, timeout=5)
     h.spin(0.3)
     text = "\n".join(h.warnings)
-    assert "subscription '/image'" in text and "input_qos:=sensor_data" in text
+    assert "subscription '/image'" in text and "input_qos:=auto" in text
     assert "publisher '/depth'" in text and "output_qos:=reliable" in text
     assert len(h.warnings) == len(set(h.warnings))  # once per topic and side
 

@@ -120,10 +120,13 @@ class Rig:
                 last, quiet_since = text, time.monotonic()
             time.sleep(0.1)
 
-    def interrupt_node(self, timeout: float = 30) -> float:
-        """SIGINT; the seconds until the node exited (exit status 0 asserted)."""
+    def interrupt_node(self, timeout: float = 30, delivered: int = 1) -> float:
+        """SIGINT (`delivered` times within a few ms: a Ctrl-C under `ros2 launch --noninteractive`); the seconds
+        until the node exited (exit status 0 asserted)."""
         t0 = time.monotonic()
-        self.node.send_signal(signal.SIGINT)
+        for k in range(delivered):
+            time.sleep(0.02 if k else 0.0)
+            self.node.send_signal(signal.SIGINT)
         try:
             assert self.node.wait(timeout=timeout) == 0, self.node_log.read_text()
         except subprocess.TimeoutExpired:
@@ -201,6 +204,35 @@ def test_a_paused_camera_gets_its_held_frames_during_the_pause(rig: Any) -> None
     late = [(s, round(t - cam["pause_start"], 2)) for s, t in before if t >= cam["pause_end"]]
     assert not late, (late, log)  # all published during the pause (on an idle machine within 0.3 s of it)
     assert "no image for" in log and "restarting the depth stream: gap" in log, log
+
+
+#: As `_SLOW_ONCE_MARKED`, but each window takes 1.5 s: a slow model whose last window still ends within the 5 s
+#: the node waits for it at SIGINT
+_SLOWER_MARKED = _SLOW_ONCE_MARKED.replace("time.sleep(30)", "time.sleep(1.5)")
+
+
+def test_a_sigint_delivered_twice_at_once_still_publishes_the_last_window(rig: Any, tmp_path: Path) -> None:
+    """Ctrl-C under `ros2 launch --noninteractive` (launch_testing, a launch run as a service) reaches the node twice
+    within milliseconds: through the terminal's process group, and forwarded by launch (its ExecuteLocal sends SIGINT
+    unless the shutdown came from an interactive Ctrl-C). The second was taken for "stop at once": the last window
+    in progress (1.5 s of a slow model) and the frames it held were abandoned. Now it is the same request: they are
+    published, as after one SIGINT."""
+    (tmp_path / "slow").mkdir()
+    (tmp_path / "slow" / "sitecustomize.py").write_text(_SLOWER_MARKED)
+    marker = tmp_path / "slow_now"
+    path = os.pathsep.join([str(tmp_path / "slow"), *filter(None, [os.environ.get("PYTHONPATH")])])
+    r = rig(
+        "    pause_flush: 60.0\n    max_gap: 60.0\n", env={"PYTHONPATH": path, "VDEPTH_TEST_SLOW_MARKER": str(marker)}
+    )
+    assert r.camera(3.0, stays=True)["sent"] == 45
+    r.published(43)  # every full window is out; the last frames wait for the end of the input
+    marker.touch()  # from now on a window takes 1.5 s
+    r.interrupt_node(delivered=2)
+    log = r.node_log.read_text()
+    assert "abandoned" not in log, log
+    assert re.search(r"input stopped: processed the \d+ queued frame\(s\), then published the [1-9]\d* frame", log), log
+    received = int(re.search(r"stopped: (\d+) images received", log).group(1))
+    assert _published(log) == received, log
 
 
 @pytest.mark.parametrize(("signals", "inference"), [(1, "python"), (2, "python"), (1, "native"), (2, "native")])

@@ -126,9 +126,12 @@ ROS_PARAMS: tuple[ParamSpec, ...] = (
     ),
     ParamSpec(
         "input_qos",
-        "sensor_data",
-        "QoS of the image and sparse_depth subscriptions (sensor_data = best effort, matches any camera)",
-        choices=QOS_PRESETS,
+        "auto",
+        "QoS of the image and sparse_depth subscriptions: auto = each follows its publishers' reliability (reliable "
+        "when every publisher of the topic is, as most drivers' defaults: usb_cam, RealSense, ZED; best effort, which "
+        "matches any publisher, otherwise), since across processes a best-effort subscription gets few of a reliable "
+        "driver's large images; sensor_data = best effort",
+        choices=("auto", *QOS_PRESETS),
     ),
     ParamSpec("input_qos_depth", 5, "history depth of the input subscriptions", min=1, max=1000),
     ParamSpec(

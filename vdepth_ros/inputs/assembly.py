@@ -97,6 +97,18 @@ def named_raw(topic: str) -> bool:
     return _RAW_NAME.fullmatch(_image_name(topic)) is not None
 
 
+#: A frame_id that names a body frame (x forward, REP 103): a URDF link (`camera_link`, `base_link`, Gazebo's
+#: `model/camera_link/sensor`), or a driver's non-optical twin of its optical frame (RealSense `camera_color_frame`,
+#: ZED `zed_left_camera_frame`, OAK `oak_rgb_camera_frame`, each beside its `*_optical_frame`)
+_BODY_FRAME = re.compile(r"(^|[_/])link($|[_/])|_frame$")
+
+
+def is_body_frame_name(frame_id: str) -> bool:
+    """Whether `frame_id` names a body frame rather than a camera's optical frame (by its name alone: an optical
+    frame is named so, `*_optical_frame`, `camera_link_optical`...)."""
+    return "optical" not in frame_id.lower() and bool(_BODY_FRAME.search(frame_id))
+
+
 def _frame_id(msg: Any) -> str:
     """A message's `header.frame_id` without a leading '/' (ROS 1 style), '' when it has none."""
     header = getattr(msg, "header", None)
@@ -173,6 +185,7 @@ class FrameAssembler:
         self._distortion_noted = False
         self._scaled_noted: set[tuple[int, int, int, int]] = set()  # (camera_info size, image size) named
         self._empty_frame_noted = False
+        self._body_frames_noted: set[str] = set()  # image frame_ids named as body frames
         self._frames_noted: set[tuple[str, str, str]] = set()  # (kind, its frame, image frame) reported
         # the last sparse message, the geometry it was made for, and its sparse depth (or why it has none)
         self._sparse_made: tuple[Any, tuple[Any, tuple[int, int], Any], np.ndarray | str] | None = None
@@ -334,10 +347,20 @@ class FrameAssembler:
         starts with '/' (ROS 1 style: an old driver, a converted ROS 1 bag), which tf2 refuses in ROS 2
         ("frame_ids cannot start with a '/'"), so RViz cannot place those outputs either."""
         header = getattr(image, "header", None)
-        if self._empty_frame_noted or header is None:
+        if header is None:
             return
         frame = str(getattr(header, "frame_id", "") or "")
-        if frame and not frame.startswith("/"):
+        if frame and frame not in self._body_frames_noted and is_body_frame_name(frame):
+            self._body_frames_noted.add(frame)
+            self._report(
+                "image_frame",
+                f"the image's frame_id {frame!r} names a body frame (a URDF link or a driver's *_frame: x forward, z "
+                "up by REP 103), but depth and points are in the optical convention (z forward, x right, y down), "
+                "and the outputs keep the image's frame: RViz and every TF user see the cloud turned by 90 degrees. "
+                "If so, publish the images in the camera's optical frame (a RealSense's camera_color_optical_frame; "
+                "Gazebo: the sensor's optical_frame_id; else add an optical child frame, rpy -pi/2 0 -pi/2)",
+            )
+        if self._empty_frame_noted or (frame and not frame.startswith("/")):
             return
         self._empty_frame_noted = True
         if not frame.lstrip("/"):

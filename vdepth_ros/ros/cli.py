@@ -29,7 +29,14 @@ import rclpy
 
 from vdepth_ros.errors import ConfigError, VdepthError
 from vdepth_ros.ros import startup
-from vdepth_ros.ros.startup import CLOCK, StartupError, check_params_files, params_files, unused_params_file_sections
+from vdepth_ros.ros.startup import (
+    CLOCK,
+    StartupError,
+    check_domain_id,
+    check_params_files,
+    params_files,
+    unused_params_file_sections,
+)
 from vdepth_ros.ros.transport import use_large_segment_profile
 
 DESCRIPTION = """Live video depth: subscribes to image (+ camera_info, optional sparse_depth or camera_pose),
@@ -75,6 +82,13 @@ class StartupInterrupted(BaseException):
     stopped."""
 
 
+#: A signal this soon after the first is the same request delivered twice, not a second one: Ctrl-C reaches every
+#: process of the terminal's process group, and `ros2 launch --noninteractive` (launch_testing, a service) then
+#: forwards its own SIGINT to each of them too (launch's ExecuteLocal: `send_sigint=not due_to_sigint or
+#: noninteractive`); taken as "stop at once", it abandoned the frames the node still held.
+SAME_REQUEST_S = 0.3
+
+
 class ShutdownRequest:
     """SIGINT/SIGTERM set a flag (and wake the executor); the main loop then shuts down in order.
 
@@ -85,7 +99,7 @@ class ShutdownRequest:
     configures it at any time, e.g. as the launch system stops the robot), which would otherwise be
     acted on only once the load and warm-up had finished. A second signal while the nodes stop (they
     publish what the stream holds, for a few seconds at most) stops them at once: nothing more is
-    published or waited for (`hurry_up`)."""
+    published or waited for (`hurry_up`); one within `SAME_REQUEST_S` of the first is that one again."""
 
     def __init__(self) -> None:
         self.event = threading.Event()
@@ -94,13 +108,19 @@ class ShutdownRequest:
         self.starting = True
         self.unwinding = False
         self.nodes: list[Any] = []
+        self.first_at = 0.0  # time.monotonic() of the first signal
 
     def install(self) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._handle)
 
     def _handle(self, signum: int, frame: Any) -> None:
+        now = time.monotonic()
+        if self.event.is_set() and now - self.first_at < SAME_REQUEST_S:
+            return  # one Ctrl-C delivered twice (the terminal's process group, and `ros2 launch --noninteractive`)
         self.signal = signal.Signals(signum).name
+        if not self.event.is_set():
+            self.first_at = now
         if self.event.is_set() and not self.starting:  # the second: no more waiting
             for node in self.nodes:
                 if hasattr(node, "hurry_up") and getattr(node, "_configured", False):
@@ -172,6 +192,7 @@ def run(args: list[str] | None = None) -> int:
     argv = list(sys.argv if args is None else args)
     try:
         check_params_files(argv)  # before rcl parses them (it would raise RCLInvalidROSArgsError)
+        check_domain_id(os.environ)
         own_args = remove_ros_args(args=argv)[1:]
     except StartupError as err:
         print(f"cannot start: {err}", file=sys.stderr)

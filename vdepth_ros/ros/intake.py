@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from geometry_msgs.msg import PoseStamped
+from rclpy.clock import Clock, ClockType
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.subscription import MessageInfo
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
@@ -48,6 +49,10 @@ ACROSS_PROCESSES = "docs/node.md#across-processes"
 REPLAY_STRETCH_NOTED = 1.5
 #: `InputSide.ended`: how often (steady seconds) the graph is asked whether the input's publishers are gone
 ENDED_CHECK_S = 0.5
+#: `input_qos: auto`: how often (steady seconds) the input topics' publishers are looked up (`check_input_qos`)
+INPUT_QOS_CHECK_S = 0.1
+#: `endpoint_name` of an endpoint whose node DDS has not named yet (rmw's placeholders)
+UNKNOWN_NODE = "_NODE_NAMESPACE_UNKNOWN_/_NODE_NAME_UNKNOWN_"
 
 
 def _queued_ns(info: MessageInfo | None) -> int:
@@ -82,6 +87,10 @@ def image_subscription(image_topic: str, transport: str) -> tuple[str, bool]:
     if transport == "compressed":
         return (image_topic if named_compressed else image_topic.rstrip("/") + "/compressed"), True
     return image_topic, transport == "auto" and named_compressed
+
+
+def _reliability_name(reliability: ReliabilityPolicy) -> str:
+    return "reliable" if reliability == ReliabilityPolicy.RELIABLE else "best effort"
 
 
 def _type_hint(is_image: bool, wanted: str, published: str, topic: str = "") -> str:
@@ -154,6 +163,10 @@ class InputSide:
         self.thinned = 0  # images left out by max_input_rate
         self.samples_received = 0  # sparse_depth / camera_pose messages
         self.subscriptions: list[Any] = []
+        #: `input_qos: auto`: subscription -> (message type, topic name, callback) of those that follow their
+        #: publishers' reliability (`check_input_qos`)
+        self._following: dict[Any, tuple[type, str, Callable[[Any], None]]] = {}
+        self._qos_timer: Any = None
         self.image_topic = ""  # the topic the images are read from (`subscribe`)
         self.queue: DropOldestQueue[InputItem] = DropOldestQueue(params["queue_size"])
         self.on_first_image: Callable[[], None] | None = None
@@ -178,7 +191,6 @@ class InputSide:
     def subscribe(self) -> str:
         """Create the subscriptions (a new queue); returns a description for the start-up log."""
         node, p = self._node, self.p
-        qos = qos_profile(p["input_qos"], p["input_qos_depth"])
         image_topic, compressed = image_subscription(node.resolve_topic_name("image"), p["image_transport"])
         self.image_topic = image_topic
         topics: list[tuple[type, str, Callable[[Any], None]]] = [
@@ -198,21 +210,91 @@ class InputSide:
         self.queue = DropOldestQueue(p["queue_size"])
         self._info_arrived = False
         self._latched_info = None
-        self.subscriptions = [
-            node.create_subscription(
-                msg_type,
-                topic,
-                cb,
-                qos_of.get(topic, qos),
-                event_callbacks=self._reporter.subscription(node.resolve_topic_name(topic)),
-            )
-            for msg_type, topic, cb in topics
-        ]
+        self.subscriptions, self._following = [], {}
+        for msg_type, topic, cb in topics:
+            if topic in qos_of:
+                sub = self._subscription(msg_type, topic, cb, qos_of[topic])
+            elif p["input_qos"] == "auto":
+                reliability = self._publishers_reliability(node.resolve_topic_name(topic), msg_type)[0]
+                sub = self._subscription(msg_type, topic, cb, self._auto_profile(reliability), following=True)
+                self._following[sub] = (msg_type, topic, cb)
+            else:
+                sub = self._subscription(msg_type, topic, cb, qos_profile(p["input_qos"], p["input_qos_depth"]))
+            self.subscriptions.append(sub)
+        if self._following:
+            # its own steady timer: a driver started after the node is followed within a second, whatever
+            # diagnostics_period, and under use_sim_time without a /clock too
+            steady = Clock(clock_type=ClockType.STEADY_TIME)
+            self._qos_timer = node.create_timer(INPUT_QOS_CHECK_S, self.check_input_qos, clock=steady)
         self.check_camera_info()  # a latched camera_info already discovered: take it now
-        return (
-            f"{image_topic} ({'compressed' if compressed else 'raw'}, {p['input_qos']}) and "
-            f"{node.resolve_topic_name('camera_info')}"
-        )
+        qos = p["input_qos"]
+        if qos == "auto":
+            first = _reliability_name(self.subscriptions[0].qos_profile.reliability)
+            qos = f"auto: {first}, following its publishers"
+        kind = "compressed" if compressed else "raw"
+        return f"{image_topic} ({kind}, {qos}) and {node.resolve_topic_name('camera_info')}"
+
+    def _subscription(
+        self, msg_type: type, topic: str, cb: Callable[[Any], None], qos: QoSProfile, following: bool = False
+    ) -> Any:
+        node = self._node
+        events = self._reporter.subscription(node.resolve_topic_name(topic))
+        if following:  # a best-effort publisher joining a reliable one is followed within INPUT_QOS_CHECK_S: no fault
+            events = SubscriptionEventCallbacks(incompatible_qos=lambda _: None)
+        return node.create_subscription(msg_type, topic, cb, qos, event_callbacks=events)
+
+    def _auto_profile(self, reliability: ReliabilityPolicy | None) -> QoSProfile:
+        """`input_qos: auto`'s profile: reliable for reliable publishers, else (none seen yet, or one best effort)
+        SensorData's best effort, which matches any."""
+        preset = "reliable" if reliability == ReliabilityPolicy.RELIABLE else "sensor_data"
+        return qos_profile(preset, self.p["input_qos_depth"])
+
+    def _publishers_reliability(self, topic: str, msg_type: type) -> tuple[ReliabilityPolicy | None, list[str]]:
+        """(RELIABLE if every publisher of `msg_type` on `topic` is reliable, BEST_EFFORT if one is not, None if
+        there is none; their node names)."""
+        infos = [i for i in self._node.get_publishers_info_by_topic(topic) if i.topic_type == conv.type_name(msg_type)]
+        if not infos:
+            return None, []
+        reliable = all(i.qos_profile.reliability == ReliabilityPolicy.RELIABLE for i in infos)
+        names = sorted({endpoint_name(i) for i in infos} - {UNKNOWN_NODE})  # (a node's name comes after its endpoints)
+        return (ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT), names
+
+    def check_input_qos(self) -> None:
+        """`input_qos: auto`: subscribe each input topic again when its publishers' reliability changed.
+
+        Across processes a best-effort subscription gets few of a reliable publisher's large images (a
+        best-effort reader loses a whole image for any fragment it misses, and nothing resends it: 2-3 % of
+        a reliable 640x480 camera's, docs/node.md, Across processes), and a reliable one gets nothing from a
+        best-effort publisher. So each follows its publishers: reliable while every one is, best effort
+        (which matches any) as soon as one is not. A topic without publishers keeps its subscription (a
+        driver restarting). From a steady timer (`INPUT_QOS_CHECK_S`); one INFO line per change."""
+        for k, sub in enumerate(list(self.subscriptions)):
+            following = self._following.get(sub)
+            if following is None:
+                continue
+            msg_type, name, cb = following
+            topic = sub.topic_name
+            reliability, publishers = self._publishers_reliability(topic, msg_type)
+            if reliability is None or reliability == sub.qos_profile.reliability:
+                continue
+            self._node.destroy_subscription(sub)
+            del self._following[sub]
+            new = self._subscription(msg_type, name, cb, self._auto_profile(reliability), following=True)
+            self.subscriptions[k] = new
+            self._following[new] = following
+            why = (
+                "as they are: across processes a best-effort subscription gets few of a reliable publisher's large "
+                "images"
+                if reliability == ReliabilityPolicy.RELIABLE
+                else "best effort matches every publisher (a reliable subscription gets nothing from a best-effort one)"
+            )
+            self.log.info(
+                f"input-qos:{topic}:{reliability}",
+                f"'{topic}' is published {_reliability_name(reliability)}"
+                + (f" (by {', '.join(publishers)})" if publishers else "")
+                + f": subscribed "
+                f"{_reliability_name(reliability)} ({why}; input_qos auto)",
+            )
 
     def ended(self) -> str | None:
         """Why the input has ended for good while the node runs, or None: the images' topic has no publisher
@@ -339,7 +421,10 @@ class InputSide:
         camera_info lost that image); the queue closed, buffers cleared."""
         for sub in self.subscriptions:
             self._node.destroy_subscription(sub)
-        self.subscriptions = []
+        self.subscriptions, self._following = [], {}
+        if self._qos_timer is not None:
+            self._node.destroy_timer(self._qos_timer)
+            self._qos_timer = None
         self.release_waiting()
         self.queue.close()
         with self._lock:
@@ -501,11 +586,25 @@ class InputSide:
                 f"(gaps in the image stamps at the camera's {1e9 / period:.1f} Hz; {self.loss.in_transport} of them "
                 "sent by its publisher and never taken, by their DDS sequence numbers: lost in transport, or "
                 "overwritten in a history of input_qos_depth while the node was busy). Across processes "
-                "best-effort images are lost in transport: for a reliable camera driver set input_qos:=reliable; "
-                "otherwise raise the DDS receive buffer or use shared-memory transport (" + ACROSS_PROCESSES + "). "
+                f"best-effort images are lost in transport: {self._loss_fix()} (" + ACROSS_PROCESSES + "). "
                 "Counted on /diagnostics as 'lost before the node'; this warning is shown once.",
                 summary="",  # (the status's rule for frames lost before the node)
             )
+
+    def _loss_fix(self) -> str:
+        """What the input-loss WARN advises, by the image subscription's reliability and `input_qos`."""
+        image = next((sub for sub in self.subscriptions if sub.topic_name == self.image_topic), None)
+        if image is not None and image.qos_profile.reliability == ReliabilityPolicy.RELIABLE:
+            return "raise the DDS receive buffer or use shared-memory transport"
+        if self.p["input_qos"] == "auto":
+            return (
+                "the camera publishes best effort: raise the DDS receive buffer or use shared-memory transport, or "
+                "have its driver publish reliable (its QoS parameter; input_qos auto follows it)"
+            )
+        return (
+            "for a reliable camera driver set input_qos:=auto or reliable; otherwise raise the DDS receive buffer or "
+            "use shared-memory transport"
+        )
 
     def _on_info(self, msg: CameraInfo) -> None:
         self._info_arrived = True

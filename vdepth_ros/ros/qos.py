@@ -114,8 +114,8 @@ def _fix_hint(policy: str, side: str, topic: str) -> str:
     override = f"qos_overrides.{topic}.publisher"
     if policy == "RELIABILITY" and side == "subscription":
         return (
-            "the publisher is best effort and this subscription is reliable: set input_qos:=sensor_data "
-            "(or best_effort)"
+            "the publisher is best effort and this subscription is reliable: set input_qos:=auto (follows the "
+            "publishers' reliability) or sensor_data"
         )
     if side == "subscription":  # (the node's subscriptions ask for nothing else a publisher can lack)
         return f"align the {policy} policy of both sides"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -169,6 +170,27 @@ def params_file_of(node: str, name: str, value: Any) -> str | None:
         if name in values:
             source = path if values[name] == value else None
     return source
+
+
+#: The largest ROS_DOMAIN_ID Fast DDS (the wheels' only middleware) opens ports for: its UDP ports are
+#: 7400 + 250 x domain (+ up to 11), which must stay below 65536.
+MAX_DOMAIN_ID = 232
+
+
+def check_domain_id(environ: Mapping[str, str]) -> None:
+    """Refuse a `ROS_DOMAIN_ID` above `MAX_DOMAIN_ID` before rclpy creates the node: Fast DDS then logs "Calculated
+    port number is too high" and the process ended with exit status 1 inside rclpy, without a word from the node.
+
+    Raises:
+        StartupError: naming the variable, its value and the fix.
+    """
+    value = environ.get("ROS_DOMAIN_ID", "").strip()
+    if value.isdigit() and int(value) > MAX_DOMAIN_ID:
+        raise StartupError(
+            f"ROS_DOMAIN_ID={value} is above {MAX_DOMAIN_ID}, the largest domain Fast DDS can open its UDP ports for "
+            f"(7400 + 250 x domain): set ROS_DOMAIN_ID to 0-{MAX_DOMAIN_ID} (0-101 on Linux keeps clear of its "
+            "ephemeral ports), the same in every process of the robot"
+        )
 
 
 def check_params_files(argv: list[str]) -> None:
