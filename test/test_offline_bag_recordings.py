@@ -817,7 +817,7 @@ def test_a_depth_cameras_compressed_png_named_as_the_image_is_called_depth_befor
     the model as a grey picture, without a word. Now it is refused as a depth image, as its raw topic is."""
     bag = _realsense_recording(tmp_path / "rs")
     for topic in ("/camera/depth/image_rect_raw/compressed", "/camera/depth/image_rect_raw"):
-        with pytest.raises(OfflineError, match=r"is a depth image.*not a colour one") as exc:
+        with pytest.raises(OfflineError, match=r"is a depth image.*not a colour image.*--image-topic") as exc:
             process_bag(bag, tmp_path / "out", params=PARAMS, engine=_engine(), image_topic=topic)
         assert topic in str(exc.value)
     assert not (tmp_path / "out").exists()

@@ -42,7 +42,7 @@ from vdepth_ros.inputs.calibration import (
 from vdepth_ros.inputs.calibration import calibration_problem as calibration_problem
 from vdepth_ros.inputs.calibration import camera_missing as camera_missing
 from vdepth_ros.inputs.decode import DEPTH_STREAM_FIX as DEPTH_STREAM_FIX
-from vdepth_ros.inputs.decode import SampleBitDepth, decode_color_image, decode_depth_image
+from vdepth_ros.inputs.decode import NODE_CHOOSE_IMAGE, SampleBitDepth, decode_color_image, decode_depth_image
 from vdepth_ros.inputs.decode import UnsupportedImageError as UnsupportedImageError
 from vdepth_ros.inputs.decode import check_input_size as check_input_size
 from vdepth_ros.inputs.decode import compressed_size as compressed_size
@@ -144,6 +144,8 @@ class FrameAssembler:
         report: `report(kind, message)` for problems that keep the frame (`REPORT_KINDS`).
         choose_info: how the user picks this camera's camera_info, named when the one in use is
             another camera's (the node: a remap; `vdepth-bag`: `--camera-info-topic`).
+        choose_image: how the user picks the colour camera's stream, named when a frame is a depth
+            image (`decode_color_image`).
     """
 
     def __init__(
@@ -155,8 +157,10 @@ class FrameAssembler:
         image_bit_depth: int = 0,
         report: Callable[[str, str], None] | None = None,
         choose_info: str = "remap camera_info to this camera's",
+        choose_image: str = NODE_CHOOSE_IMAGE,
     ) -> None:
         self.choose_info = choose_info
+        self.choose_image = choose_image
         #: the image topic (the node's resolved `image`, `vdepth-bag`'s): a name that says rectified with `rectify` on
         #: (`named_rectified`), or raw with distortion and `rectify` off (`named_raw`), is named
         self.image_topic = ""
@@ -198,7 +202,7 @@ class FrameAssembler:
         Raises:
             UnsupportedImageError, InputError: the frame cannot be used (it is dropped).
         """
-        rgb = decode_color_image(image, self.max_input_pixels, self.bit_depth)
+        rgb = decode_color_image(image, self.max_input_pixels, self.bit_depth, self.choose_image)
         if self.bit_depth.note:
             self._report("bit_depth", self.bit_depth.note)
             self.bit_depth.note = None

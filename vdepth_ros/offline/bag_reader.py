@@ -28,6 +28,7 @@ from vdepth_ros.inputs.decode import image_size
 from vdepth_ros.inputs.samples import TimedSamples
 from vdepth_ros.inputs.sync import REPEATED_STAMP, UNSET_STAMP, ApproximateTimeSync, InputRate, stamp_to_ns
 from vdepth_ros.offline.bag_messages import (
+    CHOOSE_IMAGE,
     KIND_PEEK_MESSAGES,
     bag_path,
     decode_color_msg,
@@ -153,6 +154,7 @@ class BagFrameSource:
             image_bit_depth=image_bit_depth,
             report=self._report,
             choose_info="choose this camera's with --camera-info-topic",
+            choose_image=CHOOSE_IMAGE,
         )
         self._frame_lacks_pose = False
         self._fixed_info = camera_info  # from a calibration file: used for every frame
