@@ -367,7 +367,7 @@ def test_a_depth_png_on_the_colour_input_is_unsupported_and_names_the_tools_fix(
     msg = SimpleNamespace(format="16UC1; png compressed", data=png)
     with pytest.raises(UnsupportedImageError, match=r"16UC1 png\), not a colour image: remap image"):
         FrameAssembler().assemble(msg, 0, None)
-    with pytest.raises(UnsupportedImageError, match="16UC1 is a depth image.*with --tool-option"):
+    with pytest.raises(UnsupportedImageError, match=r"16UC1 is a depth image.*with --tool-option"):
         FrameAssembler(choose_image="choose it with --tool-option").assemble(
             raw_image(np.zeros((H, W), np.uint16), "16UC1"), 0, None
         )
