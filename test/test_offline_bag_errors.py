@@ -145,6 +145,19 @@ def test_a_depth_png_amid_a_compressed_colour_stream_is_a_bad_message_named_with
     assert len(told) == 1 and "--image-topic" in told[0] and "remap" not in told[0]
 
 
+def test_an_unregistered_sparse_depth_names_the_bags_fix_not_the_nodes_remap(tmp_path: Path) -> None:
+    """A depth camera's own stream (another aspect ratio than the image) given as `--sparse-depth-topic`:
+    the shared cause named the node's remap, which vdepth-bag rewrote into "read the depth registered to
+    this camera", naming no option. It names `--sparse-depth-topic` now, from the cause itself."""
+    frames = synthetic_frames(3, 48, 64)
+    write_image_bag(tmp_path / "in", frames, sparse_depth=[np.full((48, 48), 2.0, np.float32)] * 3)
+    with BagFrameSource(tmp_path / "in", image_topic="/image", sparse_depth_topic="/sparse_depth") as src:
+        assert len(list(src.frames())) == 3
+        ((reason, count),) = src.stats.sparse_depth_ignored.items()
+    assert count == 3 and "another aspect ratio" in reason
+    assert "with --sparse-depth-topic (e.g. a RealSense's" in reason and "remap" not in reason
+
+
 @pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
 def test_empty_bag(tmp_path: Path, storage: str) -> None:
     path = tmp_path / "empty"

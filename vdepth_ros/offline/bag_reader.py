@@ -155,6 +155,7 @@ class BagFrameSource:
             report=self._report,
             choose_info="choose this camera's with --camera-info-topic",
             choose_image=CHOOSE_IMAGE,
+            choose_sparse="choose the depth registered to this camera with --sparse-depth-topic",
         )
         self._frame_lacks_pose = False
         self._fixed_info = camera_info  # from a calibration file: used for every frame
@@ -408,7 +409,6 @@ class BagFrameSource:
         """What the frame assembler reports: counted, and logged once per kind (the frame is kept)."""
         if kind == "sparse":
             ignored = self.stats.sparse_depth_ignored
-            message = message.replace("remap sparse_depth to", "read")  # (the node's fix; here: the topic option)
             # one count and one line per kind of reason (a thousand corrupt messages of a thousand sizes: one)
             message = self._sparse_kinds.setdefault(cause_kind(message), message)
             ignored[message] = ignored.get(message, 0) + 1
