@@ -88,9 +88,8 @@ class InputSteps:
         out = registered_size(*((w, h) if side else (h, w)), pixels=pixels, max_width=self.config.max_output_width)
         self._output_size = (out[1], out[0]) if side else out
         self._input_size = (h, w)
-        more = self._periodic_log.admit(
-            "stream"
-        )  # one per reset: a camera alternating resolutions starts one per frame
+        # each size's own line: a camera alternating resolutions starts a stream at every frame
+        more = self._periodic_log.admit(f"stream of {w}x{h}")
         if more is not None:
             log.info(
                 "stream of %dx%d frames%s%s: working resolution %dx%d, output %dx%d%s",
