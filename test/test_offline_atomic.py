@@ -258,3 +258,8 @@ def test_an_overwrite_killed_during_its_commit_never_loses_the_earlier_output(tm
     assert not _staging(tmp_path)
     found = {p.name: next(p.iterdir()).read_text() if p.is_dir() else p.read_text() for p in tmp_path.iterdir()}
     assert found == expected
+    with AtomicOutput(final, overwrite=True, companions=["out.bag.json"]) as tmp:  # and --overwrite goes on as ever
+        tmp.mkdir()
+        (tmp / "newer.mcap").write_text("newer")
+    assert [p.name for p in final.iterdir()] == ["newer.mcap"] and not (tmp_path / "out.bag.json").exists()
+    assert not _staging(tmp_path)
