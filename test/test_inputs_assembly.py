@@ -387,6 +387,22 @@ def test_a_depth_image_on_the_colour_input_is_unsupported() -> None:
         decode_color_image(raw_image(np.zeros((H, W), np.uint8), "i420"))  # (not a sensor_msgs encoding)
 
 
+def test_a_depth_png_on_the_colour_input_is_unsupported_and_names_the_tools_fix() -> None:
+    """A 16UC1 png of the compressed plugin (a depth camera's frame) amid the colour ones was decoded
+    by OpenCV as a grey picture and run as a frame. Now it is refused as a raw 16UC1 is, with the fix
+    in the words of the tool that reads it (the node: a remap; vdepth-bag passes --image-topic)."""
+    png = cv2.imencode(".png", np.full((H, W), 1500, np.uint16))[1].tobytes()
+    msg = SimpleNamespace(format="16UC1; png compressed", data=png)
+    with pytest.raises(UnsupportedImageError, match=r"16UC1 png\), not a colour image: remap image"):
+        FrameAssembler().assemble(msg, 0, None)
+    with pytest.raises(UnsupportedImageError, match=r"16UC1 is a depth image.*with --tool-option"):
+        FrameAssembler(choose_image="choose it with --tool-option").assemble(
+            raw_image(np.zeros((H, W), np.uint16), "16UC1"), 0, None
+        )
+    mono16 = SimpleNamespace(format="mono16; png compressed mono16", data=png)  # a 16-bit grey camera: kept
+    assert FrameAssembler().assemble(mono16, 0, None).rgb.shape == (H, W, 3)
+
+
 # -- 16-bit cameras: the significant bits -------------------------------------------------------
 BAYER16 = [f"bayer_{p}16" for p in ("rggb", "bggr", "gbrg", "grbg")]
 SIXTEEN_BIT = ["mono16", "rgb16", "bgr16", "rgba16", "bgra16", *BAYER16]

@@ -202,3 +202,64 @@ def test_companions_move_with_the_output_and_are_put_back_when_a_move_fails(
         "model.onnx": "new graph", "model.onnx.json": "new spec", "notes.txt": "mine"}  # fmt: skip
     with pytest.raises(OfflineError, match="plain file names"):
         AtomicOutput(final, companions=["../elsewhere"])
+
+
+_KILLED_COMMIT = """
+import os, signal, sys
+from pathlib import Path
+from vdepth_ros.offline.atomic import AtomicOutput
+
+final, kill_after = Path(sys.argv[1]), sys.argv[2]
+real_replace = os.replace
+
+
+def replace(src, dst):
+    real_replace(src, dst)
+    if Path(dst).name == final.name and Path(dst).parent.name == kill_after:  # SIGKILL: no clean-up runs
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+os.replace = replace
+with AtomicOutput(final, overwrite=True, companions=["out.bag.json"]) as tmp:
+    tmp.mkdir()
+    (tmp / "new.mcap").write_text("new")
+    tmp.with_name("out.bag.json").write_text("new spec")
+"""
+
+
+@pytest.mark.parametrize("kill_after", [".previous", "parent"])
+def test_an_overwrite_killed_during_its_commit_never_loses_the_earlier_output(tmp_path: Path, kill_after: str) -> None:
+    """`--overwrite` sets the earlier output aside, then moves the new one in: a SIGKILL between the
+    two left neither under the output's name, and the next run's clean-up of the killed run's staging
+    deleted the earlier output with it. Now it is put back (with its companion); once the new output
+    was in place, the new one is kept."""
+    import subprocess
+    import sys
+
+    final = tmp_path / "out.bag"
+    final.mkdir()
+    (final / "old.mcap").write_text("old")
+    (tmp_path / "out.bag.json").write_text("old spec")
+    (tmp_path / "notes.txt").write_text("mine")
+    # kill after the output was set aside in ".previous", or after the new one was moved in (its parent)
+    where = tmp_path.name if kill_after == "parent" else kill_after
+    killed = subprocess.run([sys.executable, "-c", _KILLED_COMMIT, str(final), where], capture_output=True, text=True)
+    assert killed.returncode == -9, killed.stderr
+    assert len(_staging(tmp_path)) == 1  # what the killed run left
+    if kill_after == ".previous":
+        assert not final.exists()  # the moment the kill caught: neither output under the name
+        with pytest.raises(OutputExistsError, match="--overwrite"):
+            AtomicOutput(final).__enter__()  # the earlier output is back, and protected as before
+        expected = {"out.bag": "old", "out.bag.json": "old spec", "notes.txt": "mine"}
+    else:
+        with pytest.raises(OutputExistsError, match="--overwrite"):
+            AtomicOutput(final).__enter__()
+        expected = {"out.bag": "new", "out.bag.json": "new spec", "notes.txt": "mine"}
+    assert not _staging(tmp_path)
+    found = {p.name: next(p.iterdir()).read_text() if p.is_dir() else p.read_text() for p in tmp_path.iterdir()}
+    assert found == expected
+    with AtomicOutput(final, overwrite=True, companions=["out.bag.json"]) as tmp:  # and --overwrite goes on as ever
+        tmp.mkdir()
+        (tmp / "newer.mcap").write_text("newer")
+    assert [p.name for p in final.iterdir()] == ["newer.mcap"] and not (tmp_path / "out.bag.json").exists()
+    assert not _staging(tmp_path)

@@ -72,7 +72,7 @@ def test_explicit_camera_info_topic_missing_is_an_error(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("encoding", "dtype", "channels"), [("16UC1", "u2", 1), ("i420", "u1", 1)])
 def test_unsupported_encoding(tmp_path: Path, encoding: str, dtype: str, channels: int) -> None:
     bag = _raw_image_bag(tmp_path / "bag", encoding, dtype, channels)
-    with pytest.raises(UnsupportedEncodingError, match=rf"{encoding}.*supported: rgb8"):
+    with pytest.raises(UnsupportedEncodingError, match=rf"{encoding}.*(needs|supported:) (one of )?rgb8"):
         BagFrameSource(bag, image_topic="/image").open()
 
 
@@ -109,8 +109,53 @@ def test_a_compressed_depth_topic_named_as_the_image_is_called_depth_before_any_
                 data=np.frombuffer(bytes(12) + png.tobytes(), np.uint8),
             )
             w.write(conn, 1_000_000_000 + i, TS.serialize_cdr(msg, "sensor_msgs/msg/CompressedImage"))
-    with pytest.raises(UnsupportedEncodingError, match=r"compressedDepth\), not a colour one.*--image-topic"):
+    with pytest.raises(UnsupportedEncodingError, match=r"compressedDepth\), not a colour image.*--image-topic"):
         BagFrameSource(tmp_path / "in", image_topic=topic).open()
+
+
+def test_a_depth_png_amid_a_compressed_colour_stream_is_a_bad_message_named_with_the_tools_fix(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 16UC1 png (a depth camera's frame of the compressed plugin) amid a camera's compressed colour
+    frames was decoded by the node's assembler as a grey picture of millimetres and run as a frame.
+    Now it is a bad message: skipped, told once with vdepth-bag's fix (--image-topic, not the node's
+    remap), counted; the colour frames go on."""
+    import logging
+
+    colour = cv2.imencode(".png", np.full((12, 16, 3), 120, np.uint8))[1]
+    depth = cv2.imencode(".png", np.full((12, 16), 1500, np.uint16))[1]
+    T = TS.types
+    with Writer(tmp_path / "in", version=9, storage_plugin=STORAGES["mcap"]) as w:
+        conn = w.add_connection("/image/compressed", "sensor_msgs/msg/CompressedImage", typestore=TS)
+        for i in range(5):
+            fmt, data = ("16UC1; png compressed", depth) if i in (2, 3) else ("rgb8; png compressed bgr8", colour)
+            msg = T["sensor_msgs/msg/CompressedImage"](
+                header=T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=1, nanosec=i), frame_id="c"),
+                format=fmt,
+                data=np.frombuffer(data.tobytes(), np.uint8),
+            )
+            w.write(conn, 1_000_000_000 + i, TS.serialize_cdr(msg, "sensor_msgs/msg/CompressedImage"))
+    caplog.set_level(logging.WARNING)
+    with BagFrameSource(tmp_path / "in", image_topic="/image/compressed", camera_info_topic=None) as src:
+        frames = list(src.frames())
+        assert [f.stamp_ns for f in frames] == [1_000_000_000, 1_000_000_001, 1_000_000_004]
+        ((cause, count),) = src.stats.drops.by_cause().items()
+    assert count == 2 and "16UC1 png), not a colour image" in cause and "--image-topic" in cause
+    told = [r.getMessage() for r in caplog.records if "16UC1" in r.getMessage()]
+    assert len(told) == 1 and "--image-topic" in told[0] and "remap" not in told[0]
+
+
+def test_an_unregistered_sparse_depth_names_the_bags_fix_not_the_nodes_remap(tmp_path: Path) -> None:
+    """A depth camera's own stream (another aspect ratio than the image) given as `--sparse-depth-topic`:
+    the shared cause named the node's remap, which vdepth-bag rewrote into "read the depth registered to
+    this camera", naming no option. It names `--sparse-depth-topic` now, from the cause itself."""
+    frames = synthetic_frames(3, 48, 64)
+    write_image_bag(tmp_path / "in", frames, sparse_depth=[np.full((48, 48), 2.0, np.float32)] * 3)
+    with BagFrameSource(tmp_path / "in", image_topic="/image", sparse_depth_topic="/sparse_depth") as src:
+        assert len(list(src.frames())) == 3
+        ((reason, count),) = src.stats.sparse_depth_ignored.items()
+    assert count == 3 and "another aspect ratio" in reason
+    assert "with --sparse-depth-topic (e.g. a RealSense's" in reason and "remap" not in reason
 
 
 @pytest.mark.parametrize("storage", ["mcap", "sqlite3"])

@@ -817,21 +817,30 @@ def test_a_depth_cameras_compressed_png_named_as_the_image_is_called_depth_befor
     the model as a grey picture, without a word. Now it is refused as a depth image, as its raw topic is."""
     bag = _realsense_recording(tmp_path / "rs")
     for topic in ("/camera/depth/image_rect_raw/compressed", "/camera/depth/image_rect_raw"):
-        with pytest.raises(OfflineError, match=r"is a depth image.*not a colour one") as exc:
+        with pytest.raises(OfflineError, match=r"is a depth image.*not a colour image.*--image-topic") as exc:
             process_bag(bag, tmp_path / "out", params=PARAMS, engine=_engine(), image_topic=topic)
         assert topic in str(exc.value)
     assert not (tmp_path / "out").exists()
 
 
-def test_a_camera_changing_its_image_size_mid_bag_is_in_the_summary(tmp_path: Path) -> None:
+def test_a_camera_changing_its_image_size_mid_bag_is_in_the_summary(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """A camera switching modes mid-recording (here between two sizes): each change restarts the stream, as the
     node's does, but the summary said nothing of it (the restarts were in the INFO log alone), while a gap or a
-    time jump is counted there."""
+    time jump is counted there. The log had two INFO lines per change (the reset, the new stream's sizes): they
+    are rate-limited now (`PeriodicLog`), the count in the summary."""
+    import logging
+
     frames = [np.ascontiguousarray(f if k < 8 or k % 2 else f[::2, ::2]) for k, f in enumerate(synthetic_frames(20))]
     write_image_bag(tmp_path / "rec", frames)
-    summary = process_bag(tmp_path / "rec", tmp_path / "out", params=PARAMS, engine=_engine())
+    with caplog.at_level(logging.INFO, logger="vdepth_ros"):
+        summary = process_bag(tmp_path / "rec", tmp_path / "out", params=PARAMS, engine=_engine())
     assert summary.frames_out == 20
     assert "stream restarted 12x (the image size changed), as the live node would" in summary.notes, summary.notes
+    lines = [r.getMessage() for r in caplog.records]
+    assert sum(line.startswith("depth pipeline reset: input resolution") for line in lines) <= 1, lines
+    assert sum(line.startswith("stream of ") for line in lines) == 2, lines  # each size's, once
 
 
 def test_a_split_file_its_metadata_yaml_does_not_list_is_read(tmp_path: Path) -> None:

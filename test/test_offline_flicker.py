@@ -95,7 +95,7 @@ def test_cli_errors_name_the_problem(tmp_path: Path, capsys: pytest.CaptureFixtu
         third, list(rgb), start_ns=START, image_topic="/img2", sparse_depth=list(depth), sparse_depth_topic="/d2"
     )
     assert flicker.main([str(src), str(third), "--image-topic", "/cam/depth", "--depth-topic", "/d2"]) == 2
-    assert "'/cam/depth': encoding '32FC1' is a depth image, not a colour one" in capsys.readouterr().err
+    assert "'/cam/depth': encoding 32FC1 is a depth image, not a colour image" in capsys.readouterr().err
 
 
 def test_with_camera_poses_the_papers_tae_is_reported_too(tmp_path: Path) -> None:

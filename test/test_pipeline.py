@@ -514,3 +514,23 @@ def test_a_pipeline_built_as_a_library_checks_its_model_as_the_node_does(
     (line,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert "max_ouput_width (did you mean max_output_width?)" in line and "input_qos" not in line, line
     assert pipe.config.max_output_width == 0
+
+
+def test_a_camera_alternating_resolutions_logs_its_restarts_rate_limited(caplog):
+    """Every change of resolution resets the stream and starts a new one, and each logged an INFO line:
+    a camera alternating two sizes wrote two lines per frame (vdepth-bag's output, the node's log).
+    Now each kind is logged once per period, the next line with how many were not; all are counted."""
+    import logging
+
+    pipe = DepthPipeline(_config(publish="final"), LuminanceEngine())
+    big, small = _frames(1)[0].rgb, np.zeros((30, 40, 3), np.uint8)
+    caplog.set_level(logging.INFO, logger="vdepth_ros.pipeline")
+    for i in range(20):
+        pipe.push(FrameInput(big if i % 2 == 0 else small, 1000 * i))
+    resets = [r.getMessage() for r in caplog.records if r.getMessage().startswith("depth pipeline reset")]
+    streams = [r.getMessage() for r in caplog.records if r.getMessage().startswith("stream of")]
+    assert pipe.stats.resets == 19 and len(resets) == 1 and len(streams) == 2  # each size's told once
+    pipe._periodic_log.period = 0.0  # the period is over
+    pipe.push(FrameInput(big, 1000 * 20))
+    assert caplog.records[-2].getMessage().endswith("(18 more since the last report)")  # the reset
+    assert caplog.records[-1].getMessage().endswith("(9 more since the last report)")  # the 80x60 stream's sizes

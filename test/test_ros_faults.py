@@ -172,6 +172,15 @@ def compressed(rig: FaultRig, data: bytes) -> CompressedImage:
     return msg
 
 
+def depth_png(rig: FaultRig) -> CompressedImage:
+    """A depth camera's frame of the compressed plugin: a 16-bit png of millimetres."""
+    import cv2
+
+    msg = CompressedImage(header=rig.header(), format="16UC1; png compressed")
+    msg.data = cv2.imencode(".png", np.full((H, W), 1500, np.uint16))[1].tobytes()
+    return msg
+
+
 PNG_BOMB = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + struct.pack(">II", 10000, 10000) + b"\x08\x02\0\0\0"
 
 
@@ -289,6 +298,11 @@ FAULTS: dict[str, Fault] = {
     "garbage compressed bytes": Fault(
         lambda r: r.frame(compressed(r, b"\xff\xd8 not really a jpeg")),
         "cannot decode compressed image",
+        params={"image_transport": "compressed"},
+    ),
+    "depth png amid compressed colour frames": Fault(  # was decoded as a grey frame and run
+        lambda r: r.frame(depth_png(r)),
+        "(a 16UC1 png), not a colour image: remap image to the colour camera's topic",
         params={"image_transport": "compressed"},
     ),
     "empty compressed image": Fault(

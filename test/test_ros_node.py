@@ -250,7 +250,7 @@ def test_depth_image_as_input_is_rejected_rate_limited_and_node_recovers(harness
         h.send(np.full((H, W), 1000, np.uint16), "16UC1", header(k))
     assert h.node.log.errors == 10
     assert len(h.errors) == 1  # rate limited
-    assert "16UC1 is a depth image" in h.errors[0] and "'image' input needs one of" in h.errors[0]
+    assert "16UC1 is a depth image" in h.errors[0] and "remap image to the colour camera's topic" in h.errors[0]
     assert h.engine.calls == 0
     for k, rgb in enumerate(frames(12), start=10):
         h.send(rgb, "rgb8", header(k))

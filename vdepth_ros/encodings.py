@@ -340,7 +340,12 @@ def image_fields_from_array(arr: np.ndarray, encoding: str) -> tuple[int, bytes]
     return arr.shape[1] * enc.bytes_per_pixel, arr.tobytes()
 
 
-def rgb_from_image(arr: np.ndarray, encoding: str, bit_depth: int = 16) -> np.ndarray:
+def rgb_from_image(
+    arr: np.ndarray,
+    encoding: str,
+    bit_depth: int = 16,
+    choose_image: str = "remap 'image' to the colour stream, and depth to 'sparse_depth'",
+) -> np.ndarray:
     """Convert a decoded colour/mono image to `(H, W, 3)` uint8 RGB.
 
     Accepts rgb8, bgr8, rgba8, bgra8, their 16-bit forms (rgb16...), mono8/8UC1 and mono16, packed
@@ -354,6 +359,7 @@ def rgb_from_image(arr: np.ndarray, encoding: str, bit_depth: int = 16) -> np.nd
         bit_depth: 16-bit encodings only: how many low bits hold the samples (8-16; a 12-bit camera
             publishing mono16 has values 0-4095); the top 8 of them are kept, larger values saturate.
             16 (cv_bridge's rule: the top 8 bits) unless the caller knows (`significant_bits`).
+        choose_image: the fix a depth image names: how the user of the tool picks the colour stream.
 
     Raises:
         InputError: a depth or unsupported encoding was given as the colour image.
@@ -367,9 +373,8 @@ def rgb_from_image(arr: np.ndarray, encoding: str, bit_depth: int = 16) -> np.nd
                 "cv_bridge's cv2_to_imgmsg(frame, 'mono16'))"
             )
         raise InputError(
-            f"encoding {encoding} is a depth image, not a colour image; the 'image' input needs one of "
-            f"{', '.join(COLOR_INPUT_ENCODINGS)} (remap 'image' to the colour stream, and depth to "
-            f"'sparse_depth'){hint}"
+            f"encoding {encoding} is a depth image, not a colour image; the colour image input needs one of "
+            f"{', '.join(COLOR_INPUT_ENCODINGS)} ({choose_image}){hint}"
         )
     if enc.order in _CHANNELS:
         rgb = arr[..., _CHANNELS[enc.order]]

@@ -45,7 +45,7 @@ from vdepth_ros.errors import ConfigError
 from vdepth_ros.pipeline_input import InputSteps
 from vdepth_ros.pipeline_offline import run_offline
 from vdepth_ros.pipeline_output import OutputSteps
-from vdepth_ros.pipeline_types import DepthFrame, FitInfo, FrameInput, PipelineStats, _Record
+from vdepth_ros.pipeline_types import DepthFrame, FitInfo, FrameInput, PeriodicLog, PipelineStats, _Record
 from vdepth_ros.pipeline_windows import WindowSteps, _scheduler
 from vdepth_ros.runtime.provenance import model_identity
 from vdepth_ros.runtime.reference_inference import reference_inference
@@ -185,7 +185,7 @@ class DepthPipeline(InputSteps, WindowSteps, OutputSteps):
         threshold = config.scene_cut_threshold
         self.cuts = SceneCutDetector(threshold) if threshold > 0 else None
         self.stats = PipelineStats()
-        self._fallback_logged: tuple[float, int] | None = None  # (when the last was logged, how many since)
+        self._periodic_log = PeriodicLog()  # lines that can repeat at every frame or window
         self._clear()
 
     @classmethod
@@ -271,8 +271,10 @@ class DepthPipeline(InputSteps, WindowSteps, OutputSteps):
 
     def reset(self, reason: str) -> None:
         """Drop all state (frames not yet output are discarded); indices restart at 0."""
-        log.info("depth pipeline reset: %s", reason)
         self.stats.resets += 1
+        more = self._periodic_log.admit("reset")  # a camera alternating resolutions resets at every frame
+        if more is not None:
+            log.info("depth pipeline reset: %s%s", reason, more)
         self.stats.last_reset_reason = reason
         self._clear()
 

@@ -3,7 +3,7 @@ output resolution chosen when a stream starts (the camera's aspect ratio, its pi
 engine's shapes), and each frame recorded at those sizes (`_Record`) until its window and output.
 
 A mixin of `DepthPipeline` (`pipeline.py`, which sets the attributes these steps read: `config`,
-`engine`, `reference`, `_turns`, `_default_size`, `_stretch_noted`, the working `height` and `width`).
+`engine`, `reference`, `_turns`, `_default_size`, `_stretch_noted`, `_periodic_log`, the working `height` and `width`).
 """
 
 from __future__ import annotations
@@ -88,12 +88,15 @@ class InputSteps:
         out = registered_size(*((w, h) if side else (h, w)), pixels=pixels, max_width=self.config.max_output_width)
         self._output_size = (out[1], out[0]) if side else out
         self._input_size = (h, w)
-        log.info(
-            "stream of %dx%d frames%s%s: working resolution %dx%d, output %dx%d",
-            w, h, f" (turned upright: image_rotation {self.config.image_rotation})" if self._turns else "",
-            f" (non-square pixels, a {round(square_w)}x{h} scene: fx/fy)" if square_w != w else "",
-            self.width, self.height, out[1], out[0],  # the output the camera's way up
-        )  # fmt: skip
+        # each size's own line: a camera alternating resolutions starts a stream at every frame
+        more = self._periodic_log.admit(f"stream of {w}x{h}")
+        if more is not None:
+            log.info(
+                "stream of %dx%d frames%s%s: working resolution %dx%d, output %dx%d%s",
+                w, h, f" (turned upright: image_rotation {self.config.image_rotation})" if self._turns else "",
+                f" (non-square pixels, a {round(square_w)}x{h} scene: fx/fy)" if square_w != w else "",
+                self.width, self.height, out[1], out[0], more,  # the output the camera's way up
+            )  # fmt: skip
         stretch = (self.width / self.height) / (square_w / h)
         shapes = (h, w, self.height, self.width)
         if max(stretch, 1.0 / stretch) > MAX_STRETCH and shapes not in self._stretch_noted:

@@ -5,6 +5,7 @@ its output. Import them from `vdepth_ros.pipeline`, which re-exports them.
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -13,6 +14,30 @@ import numpy as np
 
 from vdepth_ros.stream.cloud import CameraModel
 from vdepth_ros.stream.stitch import StitchedFrame
+
+#: Seconds between two logged lines of one repeated condition of the pipeline (`PeriodicLog`).
+LOG_PERIOD_S = 5.0
+
+
+class PeriodicLog:
+    """When the pipeline logs a condition that can repeat at every frame: each kind at most once per
+    `period` seconds, the next one with how many were not logged since (all are counted in
+    `PipelineStats`). A camera with its lens cap on gave a line per window; one whose resolution
+    alternated gave two per frame (the reset, the new stream's sizes), in vdepth-bag's output too."""
+
+    def __init__(self, period: float = LOG_PERIOD_S) -> None:
+        self.period = period
+        self._last: dict[str, tuple[float, int]] = {}  # kind -> (when one was logged, how many not since)
+
+    def admit(self, kind: str) -> str | None:
+        """None: not now (counted); else the text to append to the line logged now ("" or the count)."""
+        now = time.monotonic()
+        last, unlogged = self._last.get(kind, (-np.inf, 0))
+        if now - last < self.period:
+            self._last[kind] = (last, unlogged + 1)
+            return None
+        self._last[kind] = (now, 0)
+        return f" ({unlogged} more since the last report)" if unlogged else ""
 
 
 @dataclass

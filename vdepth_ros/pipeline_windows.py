@@ -29,9 +29,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("vdepth_ros.pipeline")  # the pipeline's lines, under its one logger name
 
-#: Seconds between two logged windows whose alignment fell back (`DepthPipeline._log_fallback`).
-FALLBACK_LOG_PERIOD_S = 5.0
-
 
 def _scheduler(config: PipelineConfig, spec: InputSpec, alignment: str) -> WindowScheduler:
     """Window schedule from the model's input spec, overridden by non-zero config values."""
@@ -113,18 +110,14 @@ class WindowSteps:
 
     def _log_fallback(self, index: int) -> None:
         """A window whose alignment fell back (a covered lens, a blank wall: every window of it), logged
-        at most once per `FALLBACK_LOG_PERIOD_S` with how many were not (all are counted in
-        `stats.degenerate_fits`): a camera with its lens cap on gave a line per window."""
-        now, (last, unlogged) = time.monotonic(), self._fallback_logged or (-np.inf, 0)
-        if now - last < FALLBACK_LOG_PERIOD_S:
-            self._fallback_logged = (last, unlogged + 1)
+        as `PeriodicLog` admits (all are counted in `stats.degenerate_fits`)."""
+        more = self._periodic_log.admit("alignment fallback")
+        if more is None:
             return
         fit = self.stitcher.last_fit
-        more = f" ({unlogged} more since the last report)" if unlogged else ""
         log.warning(
             "window %d: alignment fell back to (%.3g, %.3g): %s%s", index, fit.scale, fit.shift, fit.reason, more
         )
-        self._fallback_logged = (now, 0)
 
     def _upsample_window(self, window: Window, disp: np.ndarray) -> np.ndarray:
         assert self._output_size is not None

@@ -415,8 +415,17 @@ def pinhole_input(
     return image, camera, None
 
 
+#: how the node's user picks a depth image registered to the camera: the fix the sparse-depth causes name
+#: by default (each tool passes its own words: `vdepth-bag` names `--sparse-depth-topic`)
+NODE_CHOOSE_SPARSE = "remap sparse_depth to the depth registered to this camera"
+
+
 def sparse_depth_input(
-    sparse: np.ndarray | Any, camera: CameraModel | None, size: tuple[int, int], view: RectifiedView | None
+    sparse: np.ndarray | Any,
+    camera: CameraModel | None,
+    size: tuple[int, int],
+    view: RectifiedView | None,
+    choose_sparse: str = NODE_CHOOSE_SPARSE,
 ) -> np.ndarray:
     """A frame's sparse depth at the geometry `pinhole_input` gave its image (the node and `vdepth-bag`).
 
@@ -426,7 +435,8 @@ def sparse_depth_input(
     with the pinhole `camera` after the rectification's rotation.
 
     A depth image of another size than the image but of its aspect ratio is taken as registered at
-    another resolution (`resample_sparse_depth`: each sample to the image pixel it covers).
+    another resolution (`resample_sparse_depth`: each sample to the image pixel it covers);
+    `choose_sparse` is the fix a depth image of another aspect ratio names, in the tool's words.
 
     Raises:
         InputError: a cloud without camera_info or in millimetres, or a depth image of another aspect ratio
@@ -447,9 +457,9 @@ def sparse_depth_input(
         if abs((dw / dh) / (w / h) - 1.0) > 0.02:
             raise InputError(
                 f"depth image {dw}x{dh} does not match the image {w}x{h}: another aspect ratio, so it is not "
-                "registered to the image (a depth camera's own stream?): remap sparse_depth to the depth registered "
-                "to this camera (e.g. a RealSense's /camera/aligned_depth_to_color/image_raw, with "
-                "align_depth.enable:=true; depth_image_proc's register node)"
+                f"registered to the image (a depth camera's own stream?): {choose_sparse} (e.g. a RealSense's "
+                "/camera/aligned_depth_to_color/image_raw, with align_depth.enable:=true; depth_image_proc's register "
+                "node)"
             )
         # registered at another resolution (a depth camera's downscaled or stereo-resolution aligned depth):
         # each sample goes to the image pixel it covers, none lost or smeared

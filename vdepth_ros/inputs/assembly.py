@@ -42,7 +42,7 @@ from vdepth_ros.inputs.calibration import (
 from vdepth_ros.inputs.calibration import calibration_problem as calibration_problem
 from vdepth_ros.inputs.calibration import camera_missing as camera_missing
 from vdepth_ros.inputs.decode import DEPTH_STREAM_FIX as DEPTH_STREAM_FIX
-from vdepth_ros.inputs.decode import SampleBitDepth, decode_color_image, decode_depth_image
+from vdepth_ros.inputs.decode import NODE_CHOOSE_IMAGE, SampleBitDepth, decode_color_image, decode_depth_image
 from vdepth_ros.inputs.decode import UnsupportedImageError as UnsupportedImageError
 from vdepth_ros.inputs.decode import check_input_size as check_input_size
 from vdepth_ros.inputs.decode import compressed_size as compressed_size
@@ -50,7 +50,7 @@ from vdepth_ros.inputs.decode import is_compressed_depth as is_compressed_depth
 from vdepth_ros.inputs.decode import is_depth_stream_name as is_depth_stream_name
 from vdepth_ros.inputs.sync import stamp_to_ns
 from vdepth_ros.pipeline import FrameInput
-from vdepth_ros.rectify import Rectifier, has_distortion, pinhole_input, sparse_depth_input
+from vdepth_ros.rectify import NODE_CHOOSE_SPARSE, Rectifier, has_distortion, pinhole_input, sparse_depth_input
 from vdepth_ros.triangulate import PoseTriangulator
 
 #: Default `max_input_pixels`: 4096 x 4096 (16.8 MP: 4K UHD and most machine-vision cameras fit).
@@ -115,12 +115,13 @@ def _frame_id(msg: Any) -> str:
     return str(getattr(header, "frame_id", "") or "").lstrip("/")
 
 
-def sparse_frame_problem(sparse: Any, image: Any) -> str | None:
+def sparse_frame_problem(sparse: Any, image: Any, choose_sparse: str = NODE_CHOOSE_SPARSE) -> str | None:
     """Why a sparse depth message cannot be used with `image`, or None: it is in another frame (both
     `frame_id`s set and different). Nothing here looks up TF, so only a depth image registered to the
     image (a depth camera's aligned stream, which carries the image's frame_id) or a cloud given in the
     image's optical frame gives the right metric scale; a depth camera's own stream or a LiDAR cloud in
-    its own frame would give a wrong one, without a word."""
+    its own frame would give a wrong one, without a word. `choose_sparse`: the fix for a depth image, in
+    the tool's words."""
     theirs, ours = _frame_id(sparse), _frame_id(image)
     if not theirs or not ours or theirs == ours:
         return None
@@ -133,9 +134,9 @@ def sparse_frame_problem(sparse: Any, image: Any) -> str | None:
         )
     return (
         f"the depth image is in frame {theirs!r}, the image in {ours!r}: nothing here looks up TF, so a depth "
-        "image must be registered to the image pixel for pixel: remap sparse_depth to the depth registered to "
-        "this camera (e.g. a RealSense's /camera/aligned_depth_to_color/image_raw, with align_depth.enable:=true; "
-        f"depth_image_proc's register node), {same}"
+        f"image must be registered to the image pixel for pixel: {choose_sparse} (e.g. a RealSense's "
+        "/camera/aligned_depth_to_color/image_raw, with align_depth.enable:=true; depth_image_proc's register "
+        f"node), {same}"
     )
 
 
@@ -156,6 +157,10 @@ class FrameAssembler:
         report: `report(kind, message)` for problems that keep the frame (`REPORT_KINDS`).
         choose_info: how the user picks this camera's camera_info, named when the one in use is
             another camera's (the node: a remap; `vdepth-bag`: `--camera-info-topic`).
+        choose_image: how the user picks the colour camera's stream, named when a frame is a depth
+            image (`decode_color_image`).
+        choose_sparse: how the user picks the depth registered to this camera, named when the sparse
+            depth is not (`sparse_frame_problem`, `sparse_depth_input`).
     """
 
     def __init__(
@@ -167,8 +172,12 @@ class FrameAssembler:
         image_bit_depth: int = 0,
         report: Callable[[str, str], None] | None = None,
         choose_info: str = "remap camera_info to this camera's",
+        choose_image: str = NODE_CHOOSE_IMAGE,
+        choose_sparse: str = NODE_CHOOSE_SPARSE,
     ) -> None:
         self.choose_info = choose_info
+        self.choose_image = choose_image
+        self.choose_sparse = choose_sparse
         #: the image topic (the node's resolved `image`, `vdepth-bag`'s): a name that says rectified with `rectify` on
         #: (`named_rectified`), or raw with distortion and `rectify` off (`named_raw`), is named
         self.image_topic = ""
@@ -211,7 +220,7 @@ class FrameAssembler:
         Raises:
             UnsupportedImageError, InputError: the frame cannot be used (it is dropped).
         """
-        rgb = decode_color_image(image, self.max_input_pixels, self.bit_depth)
+        rgb = decode_color_image(image, self.max_input_pixels, self.bit_depth, self.choose_image)
         if self.bit_depth.note:
             self._report("bit_depth", self.bit_depth.note)
             self.bit_depth.note = None
@@ -405,7 +414,7 @@ class FrameAssembler:
         if sparse is None:
             return None
         try:
-            problem = sparse_frame_problem(sparse, image)
+            problem = sparse_frame_problem(sparse, image, self.choose_sparse)
             if problem:
                 raise InputError(problem)
             return self._sample_depth(sparse, camera, raw_size, view)
@@ -430,7 +439,7 @@ class FrameAssembler:
                 if not cloud:  # (a cloud's points are its bytes; a compressed depth image can decode to far more)
                     check_input_size(sparse, self.max_input_pixels, "depth image", "it is not used")
                 depth = sparse if cloud else decode_depth_image(sparse)
-                result: np.ndarray | str = sparse_depth_input(depth, camera, raw_size, view)
+                result: np.ndarray | str = sparse_depth_input(depth, camera, raw_size, view, self.choose_sparse)
                 result.setflags(write=False)
             except InputError as err:
                 result = str(err)

@@ -40,11 +40,26 @@ def is_compressed(msg: Any) -> bool:
     return hasattr(msg, "format") and not hasattr(msg, "encoding")
 
 
-#: the fix for a depth camera's stream given where the colour image is read
-DEPTH_STREAM_FIX = (
-    "it is a depth stream (compressed_depth_image_transport's compressedDepth), not a colour image: remap image "
-    "to the colour camera's topic (e.g. .../color/image_raw)"
-)
+#: how the node's user picks the colour camera's stream: the fix the shared causes name by default
+#: (each tool passes its own words: `vdepth-bag` names `--image-topic`)
+NODE_CHOOSE_IMAGE = "remap image to the colour camera's topic (e.g. .../color/image_raw)"
+
+
+def depth_stream_cause(choose_image: str = NODE_CHOOSE_IMAGE) -> str:
+    """A depth camera's compressedDepth stream given where the colour image is read, and the fix."""
+    return (
+        f"it is a depth stream (compressed_depth_image_transport's compressedDepth), not a colour image: {choose_image}"
+    )
+
+
+#: the fix for a depth camera's stream given where the colour image is read (the node's words)
+DEPTH_STREAM_FIX = depth_stream_cause()
+
+
+def is_depth_png(msg: Any) -> bool:
+    """A CompressedImage of the compressed plugin holding depth: its format names the encoding first,
+    "16UC1; png compressed" (a depth camera's `/compressed`; mono16 is a grey camera's)."""
+    return is_compressed(msg) and str(msg.format).partition(";")[0].strip() in ("16UC1", "32FC1")
 
 
 def is_depth_stream_name(topic: str) -> bool:
@@ -168,21 +183,31 @@ class SampleBitDepth:
         return self.bits
 
 
-def decode_color_image(msg: Any, max_pixels: int = 0, bit_depth: SampleBitDepth | None = None) -> np.ndarray:
+def decode_color_image(
+    msg: Any, max_pixels: int = 0, bit_depth: SampleBitDepth | None = None, choose_image: str = NODE_CHOOSE_IMAGE
+) -> np.ndarray:
     """`(H, W, 3)` uint8 RGB of a duck-typed `Image` or `CompressedImage`.
 
     Args:
         msg: the message.
         max_pixels: larger images are refused (0: no limit).
         bit_depth: how 16-bit samples are read (the camera's `SampleBitDepth`; None: their top 8 bits).
+        choose_image: how the user picks the colour camera's stream, named when a depth image came
+            (the node: a remap; `vdepth-bag`: `--image-topic`).
 
     Raises:
-        UnsupportedImageError: a depth or unknown encoding.
+        UnsupportedImageError: a depth or unknown encoding (a depth camera's frame amid the colour
+            ones, compressed too: a 16UC1 png is not decoded as a grey frame).
         InputError: larger than `max_pixels`, or malformed (size, buffer, undecodable bytes).
     """
     check_input_size(msg, max_pixels)
     if is_compressed_depth(msg):
-        raise UnsupportedImageError(f"format {msg.format!r}: {DEPTH_STREAM_FIX}")
+        raise UnsupportedImageError(f"format {msg.format!r}: {depth_stream_cause(choose_image)}")
+    if is_depth_png(msg):  # OpenCV decodes it as a grey picture of millimetres
+        raise UnsupportedImageError(
+            f"format {msg.format!r} is a depth image (a {str(msg.format).partition(';')[0].strip()} png), not a "
+            f"colour image: {choose_image}"
+        )
     if is_compressed(msg):
         rgb = decode_compressed(msg.data, msg.format, keep_16bit=bit_depth is not None)
         if max_pixels > 0 and rgb.shape[0] * rgb.shape[1] > max_pixels:  # a format without a known header
@@ -201,7 +226,7 @@ def decode_color_image(msg: Any, max_pixels: int = 0, bit_depth: SampleBitDepth 
     if bit_depth is not None and kind != "depth" and arr.dtype.itemsize == 2:
         bits = bit_depth.bits_for(arr, msg.encoding)
     try:
-        return rgb_from_image(arr, msg.encoding, bits)
+        return rgb_from_image(arr, msg.encoding, bits, choose_image=choose_image)
     except InputError as err:
         if kind == "depth":
             raise UnsupportedImageError(str(err)) from None

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from types import TracebackType
 
 STAGING_PREFIX = ".vdepth-partial-"
+#: the staging folder's folder where a commit sets aside the output it replaces until the new one is in place
+_SET_ASIDE = ".previous"
 
 #: errnos of a write that did not fit: a full disk, a user quota, a file system's file size limit
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
@@ -98,19 +100,48 @@ def check_output_path(
             )
 
 
-def _remove_stale_staging(final: Path) -> None:
-    """Delete the staging folders a killed run (SIGKILL, power loss: no clean-up ran) left for the
+def _recover_stale_staging(final: Path) -> None:
+    """Settle the staging folders a killed run (SIGKILL, power loss: no clean-up ran) left for the
     same output: `<parent>/.vdepth-partial-<pid>-<id>/<final name>` whose process no longer runs on
-    this machine. Another output's staging, or a live run's, is left alone."""
+    this machine. Another output's staging, or a live run's, is left alone.
+
+    One killed before its commit holds only a partial output: it is deleted. One killed during its
+    commit (`--overwrite`, between setting the earlier output aside in `.previous` and moving the
+    new one into place) is rolled back: what it set aside goes back under its name, then the folder
+    is deleted; should anything set aside not go back (its name was taken since), the folder is
+    kept, so the earlier output is never deleted unless its replacement is in place. One killed
+    after the output's own move (its earlier output in `.previous`) had replaced it: the folder is
+    deleted."""
     try:
         candidates = list(final.parent.glob(f"{STAGING_PREFIX}*"))
     except OSError:
         return
     for staging in candidates:
         pid = staging.name[len(STAGING_PREFIX) :].split("-", 1)[0]
-        if not pid.isdigit() or not (staging / final.name).exists() or _running(int(pid)):
+        new, previous = staging / final.name, staging / _SET_ASIDE
+        has_new, set_aside = new.exists() or new.is_symlink(), previous / final.name
+        if not pid.isdigit() or not (has_new or set_aside.exists() or set_aside.is_symlink()) or _running(int(pid)):
+            continue
+        if has_new and previous.is_dir() and not _put_back(previous, staging, final.parent):
             continue
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _put_back(previous: Path, staging: Path, parent: Path) -> bool:
+    """Move the entries a killed commit set aside in `previous` back into `parent`; an entry's
+    namesake there that the commit had moved in (gone from `staging`) goes back into `staging`.
+    Returns whether all went back."""
+    try:
+        for aside in sorted(previous.iterdir()):
+            dest, staged = parent / aside.name, staging / aside.name
+            if dest.exists() or dest.is_symlink():
+                if staged.exists() or staged.is_symlink():
+                    continue  # not the commit's: whatever took the name since stays, and so does `aside`
+                os.replace(dest, staged)
+            os.replace(aside, dest)
+        return not any(previous.iterdir())
+    except OSError:  # a read-only folder now: keep all, to be put back by hand or by a later run
+        return False
 
 
 def _running(pid: int) -> bool:
@@ -176,11 +207,12 @@ class AtomicOutput:
         return self.staging / self.final.name
 
     def __enter__(self) -> Path:
+        # first, so that an earlier output a killed --overwrite had set aside is back before it is checked
+        _recover_stale_staging(self.final)
         check_output_path(self.final, overwrite=self.overwrite, inputs=self.inputs, replaceable=self.replaceable)
         self.replaces = self.final.is_symlink() or (
             self.final.exists() and not (self.final.is_dir() and not any(self.final.iterdir()))
         )
-        _remove_stale_staging(self.final)
         staging = self.final.parent / f"{STAGING_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:
             self.final.parent.mkdir(parents=True, exist_ok=True)
@@ -211,7 +243,7 @@ class AtomicOutput:
             raise OfflineError(f"nothing was written for {self.final}")
         # it may have appeared meanwhile
         check_output_path(self.final, overwrite=self.overwrite, inputs=self.inputs, replaceable=self.replaceable)
-        previous = self.staging / ".previous"
+        previous = self.staging / _SET_ASIDE
         previous.mkdir()
         done: list[tuple[Path, Path | None]] = []  # (final path, where its previous file was put aside)
         try:

@@ -28,6 +28,7 @@ from vdepth_ros.inputs.decode import (
     decode_color_image,
     decode_depth_image,
     is_compressed_depth,
+    is_depth_png,
 )
 from vdepth_ros.offline.atomic import disk_full_error
 from vdepth_ros.offline.bag_storage import ReadableCopies, expand_folders, split_index, storage_files
@@ -429,14 +430,11 @@ def deserialize_or_skip(
         return None
 
 
+#: how the offline tools' user picks the colour camera's stream, named in the shared causes (`decode_color_image`)
+CHOOSE_IMAGE = "choose the colour camera's topic with --image-topic"
+
 #: messages of an image topic read to tell its kind (`image_topics_by_kind`) before giving up on it
 KIND_PEEK_MESSAGES = 64
-
-
-def _is_depth_png(msg: Any) -> bool:
-    """A CompressedImage of the compressed plugin holding depth: its format names the encoding first,
-    "16UC1; png compressed" (a depth camera's `/compressed`; mono16 is a grey camera's)."""
-    return str(msg.format).partition(";")[0].strip() in ("16UC1", "32FC1")
 
 
 def _image_kind(reader: AnyReader, raw: bytes, msgtype: str) -> str:
@@ -444,7 +442,7 @@ def _image_kind(reader: AnyReader, raw: bytes, msgtype: str) -> str:
     message that cannot be read (cut short, corrupt, an encoding string that is none)."""
     msg = reader.deserialize(raw, msgtype)
     if msgtype == COMPRESSED:
-        return "depth" if is_compressed_depth(msg) or _is_depth_png(msg) else "colour"
+        return "depth" if is_compressed_depth(msg) or is_depth_png(msg) else "colour"
     return {"color": "colour", "mono": "colour", "depth": "depth"}.get(get_encoding(msg.encoding).kind, "")
 
 
@@ -499,23 +497,20 @@ def decode_color_msg(msg: Any, msgtype: str, topic: str, bit_depth: SampleBitDep
         UnsupportedEncodingError: the encoding is not a colour/mono one (names the topic).
         InputError: the message is malformed (size, buffer, undecodable bytes).
     """
-    if msgtype == COMPRESSED and (is_compressed_depth(msg) or _is_depth_png(msg)):
-        what = "compressedDepth" if is_compressed_depth(msg) else "a 16UC1/32FC1 png"
-        raise UnsupportedEncodingError(
-            f"topic {topic!r}: format {msg.format!r} is a depth image ({what}), not a colour one; "
-            "choose the colour camera's topic (--image-topic)"
-        )
     if msgtype != COMPRESSED:
         try:
             enc = get_encoding(msg.encoding)
         except InputError as err:
             raise UnsupportedEncodingError(f"topic {topic!r}: {err}") from None
-        if msg.encoding not in COLOR_INPUT_ENCODINGS:
+        if enc.kind != "depth" and msg.encoding not in COLOR_INPUT_ENCODINGS:
             raise UnsupportedEncodingError(
                 f"topic {topic!r}: encoding {msg.encoding!r} is a {enc.kind} "
                 f"image, not a colour one; supported: {', '.join(COLOR_INPUT_ENCODINGS)}"
             )
-    return decode_color_image(msg, bit_depth=bit_depth)
+    try:
+        return decode_color_image(msg, bit_depth=bit_depth, choose_image=CHOOSE_IMAGE)
+    except UnsupportedImageError as err:  # a depth image: named as the node names it, with this tool's fix
+        raise UnsupportedEncodingError(f"topic {topic!r}: {err}") from None
 
 
 def decode_depth_msg(msg: Any, label: str) -> np.ndarray:

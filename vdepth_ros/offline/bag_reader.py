@@ -28,6 +28,7 @@ from vdepth_ros.inputs.decode import image_size
 from vdepth_ros.inputs.samples import TimedSamples
 from vdepth_ros.inputs.sync import REPEATED_STAMP, UNSET_STAMP, ApproximateTimeSync, InputRate, stamp_to_ns
 from vdepth_ros.offline.bag_messages import (
+    CHOOSE_IMAGE,
     KIND_PEEK_MESSAGES,
     bag_path,
     decode_color_msg,
@@ -153,6 +154,8 @@ class BagFrameSource:
             image_bit_depth=image_bit_depth,
             report=self._report,
             choose_info="choose this camera's with --camera-info-topic",
+            choose_image=CHOOSE_IMAGE,
+            choose_sparse="choose the depth registered to this camera with --sparse-depth-topic",
         )
         self._frame_lacks_pose = False
         self._fixed_info = camera_info  # from a calibration file: used for every frame
@@ -406,7 +409,6 @@ class BagFrameSource:
         """What the frame assembler reports: counted, and logged once per kind (the frame is kept)."""
         if kind == "sparse":
             ignored = self.stats.sparse_depth_ignored
-            message = message.replace("remap sparse_depth to", "read")  # (the node's fix; here: the topic option)
             # one count and one line per kind of reason (a thousand corrupt messages of a thousand sizes: one)
             message = self._sparse_kinds.setdefault(cause_kind(message), message)
             ignored[message] = ignored.get(message, 0) + 1
