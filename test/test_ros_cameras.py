@@ -183,14 +183,17 @@ def test_managed_cameras_load_the_shared_model_at_configure(tmp_path: Path) -> N
     nodes, pool = build_nodes(["front", "rear"], managed=True, context=ctx, start_worker=False)
     try:
         assert pool is not None and len(pool) == 0  # unconfigured: nothing loaded yet
-        assert all(n.trigger_configure() == TransitionCallbackReturn.SUCCESS for n in nodes)
         front, rear = nodes
+        front.hold_lasting_warning("test", "a params-file section matches no node")  # (before any status)
+        assert all(n.trigger_configure() == TransitionCallbackReturn.SUCCESS for n in nodes)
+        assert "a params-file section matches no node" in front.log.problems.current()
         assert len(pool) == 1 and pool.users(front.pipeline.engine) == 2
         shared = rear.pipeline.engine
         assert front.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
         assert pool.users(shared) == 1 and len(pool) == 1  # still loaded for the rear camera
         assert front.trigger_configure() == TransitionCallbackReturn.SUCCESS
         assert front.pipeline.engine.inner is shared.inner and pool.users(shared) == 2
+        assert "a params-file section matches no node" in front.log.problems.current()  # through a configure
     finally:
         for node in nodes:
             node.close()
