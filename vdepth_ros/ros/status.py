@@ -78,7 +78,7 @@ class StatusReporter:
 
     def _check_sim_clock(self) -> None:
         """WARN once when use_sim_time is on, images arrive and ROS time is still 0: nothing publishes
-        /clock (a bag played without --clock), so the latencies and /diagnostics stamps are off; on
+        /clock (a bag played without --clock), so the latencies are off (the stamps: system time); on
         /diagnostics until a /clock arrives."""
         node = self.node
         found = {}
