@@ -271,10 +271,12 @@ def test_a_camera_the_fixed_shape_model_must_stretch_is_named(caplog: pytest.Log
     pipe.reset("gap")
     _run(pipe, [FrameInput(rgb=f, stamp_ns=5 + i) for i, f in enumerate(synthetic_frames(5, 64, 48))])
     assert len([r for r in caplog.records if "stretched" in r.getMessage()]) == 1  # once, not per stream
+    assert pipe.stretched and "48x64 frames stretched 1.78x horizontally" in pipe.stretched  # while the stream lasts
     caplog.clear()
     with caplog.at_level(logging.WARNING):  # a 4:3 camera on the 4:3 export: nothing to say
         _run(pipe, [FrameInput(rgb=f, stamp_ns=10 + i) for i, f in enumerate(synthetic_frames(5, 96, 128))])
     assert not [r for r in caplog.records if "stretched" in r.getMessage()]
+    assert pipe.stretched is None  # (a node's /diagnostics no longer names it)
 
 
 class _LensBorderEngine(AffineCorruptingEngine):

@@ -13,13 +13,14 @@ from typing import Any
 import numpy as np
 import pytest
 import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
 from fakes import write_tiny_onnx
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
-from test_ros_deployed import PEERS, interrupt, node_command, start, wait_for
+from test_ros_deployed import PEERS, interrupt, lifecycle_up, node_command, start, wait_for
 
 from vdepth_ros.errors import ConfigError
 from vdepth_ros.pipeline import DepthPipeline, FrameInput
@@ -189,14 +190,17 @@ def test_managed_cameras_load_the_shared_model_at_configure(tmp_path: Path) -> N
     nodes, pool = build_nodes(["front", "rear"], managed=True, context=ctx, start_worker=False)
     try:
         assert pool is not None and len(pool) == 0  # unconfigured: nothing loaded yet
-        assert all(n.trigger_configure() == TransitionCallbackReturn.SUCCESS for n in nodes)
         front, rear = nodes
+        front.hold_lasting_warning("test", "a params-file section matches no node")  # (before any status)
+        assert all(n.trigger_configure() == TransitionCallbackReturn.SUCCESS for n in nodes)
+        assert "a params-file section matches no node" in front.log.problems.current()
         assert len(pool) == 1 and pool.users(front.pipeline.engine) == 2
         shared = rear.pipeline.engine
         assert front.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
         assert pool.users(shared) == 1 and len(pool) == 1  # still loaded for the rear camera
         assert front.trigger_configure() == TransitionCallbackReturn.SUCCESS
         assert front.pipeline.engine.inner is shared.inner and pool.users(shared) == 2
+        assert "a params-file section matches no node" in front.log.problems.current()  # through a configure
     finally:
         for node in nodes:
             node.close()
@@ -378,3 +382,51 @@ def test_a_process_wide_setting_in_one_cameras_section_is_named(tmp_path: Path) 
     out = (tmp_path / "node.log").read_text()
     (line,) = [x for x in out.splitlines() if "blas_threads is process-wide" in x]
     assert "[WARN]" in line and "/front 1, /rear 2" in line and "/**" in line, out
+
+
+@pytest.mark.parametrize("managed", [False, True])
+def test_a_process_wide_warning_is_on_every_cameras_diagnostics(tmp_path: Path, managed: bool) -> None:
+    """Warnings about the whole process (a `depth_node:` section that matches neither `/front/depth_node` nor
+    `/rear/depth_node`, cameras that ask for different `blas_threads`) were on the first camera's /diagnostics
+    only (an operator watching the rear camera's status never saw them), and with --managed on none: they came
+    before any configure, when no status existed. Now every camera's status names them once it runs."""
+    cmd = node_command(tmp_path, ("--managed",) * managed + ("--cameras", "front", "rear"))
+    sections = (
+        "/rear/depth_node:\n  ros__parameters:\n    blas_threads: 2\ndepth_node:\n  ros__parameters:\n    far: 4.0\n"
+    )
+    Path(cmd[-1]).write_text(Path(cmd[-1]).read_text() + sections)
+    node, log = start(cmd, tmp_path / "node.log")
+    ctx = init_context([])
+    monitor = Node("robot_monitor", context=ctx)
+    problems: dict[str, str] = {}  # the last status's "problems" by node
+
+    def keep(array: DiagnosticArray) -> None:
+        for st in array.status:
+            problems[st.hardware_id] = next((kv.value for kv in st.values if kv.key == "problems"), "")
+
+    monitor.create_subscription(DiagnosticArray, "/diagnostics", keep, 10)
+    ex = SingleThreadedExecutor(context=ctx)
+    ex.add_node(monitor)
+    wanted = ("blas_threads is process-wide", "section(s) /depth_node apply to no node")
+
+    def named_on_both() -> bool:
+        return all(w in problems.get(f"/{cam}/depth_node", "") for cam in ("front", "rear") for w in wanted)
+
+    try:
+        wait_for(tmp_path / "node.log", "managed cameras" if managed else "share 1 loaded model", 60, node)
+        for camera in ("front", "rear") if managed else ():
+            lifecycle_up(f"/{camera}/depth_node")
+        end = time.monotonic() + 30
+        while time.monotonic() < end and not named_on_both():
+            ex.spin_once(timeout_sec=0.1)
+        assert interrupt(node) == 0
+    finally:
+        if node.poll() is None:
+            node.kill()
+        ex.shutdown()
+        monitor.destroy_node()
+        rclpy.shutdown(context=ctx)
+    log.close()
+    out = (tmp_path / "node.log").read_text()
+    assert named_on_both(), (problems, out)
+    assert len([x for x in out.splitlines() if "blas_threads is process-wide" in x]) == 1, out  # logged once

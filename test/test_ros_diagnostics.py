@@ -23,7 +23,7 @@ from std_msgs.msg import Header
 from test_ros_process import _await_subscribers, _fields, _info, run_node
 
 from vdepth_ros.ros import conversions as conv
-from vdepth_ros.ros.diagnostics import STALE
+from vdepth_ros.ros.diagnostics import EVENT_HOLD_S, STALE
 
 pytestmark = [pytest.mark.ros, pytest.mark.filterwarnings("ignore::DeprecationWarning:rclpy.event_handler")]
 
@@ -349,3 +349,66 @@ def test_a_models_fallback_at_start_up_is_on_diagnostics_while_the_node_runs(tmp
     assert seen and "precision fp16 is not applied" in out, out
     level, message, values = seen[0]
     assert level == DiagnosticStatus.WARN and "precision fp16 is not applied" in values["problems"], (message, out)
+
+
+def test_frames_the_model_sees_stretched_are_on_diagnostics_while_they_arrive(tmp_path: Path) -> None:
+    """A 1:1 camera on the 4:3 model: the frames are stretched for as long as the camera sends that shape, but
+    the pipeline's WARNING reached /diagnostics as an event, named for 10 s and then only as "last event",
+    while the stretched frames kept coming. Now it is a condition: named while such frames arrive (well past an
+    event's hold), gone once frames of the model's shape do."""
+    diags: list[DiagnosticArray] = []
+    seen: list[tuple[bytes, str, dict[str, str]]] = []
+    stretched = "frames stretched 1.33x"
+    named_since: list[float] = []
+
+    def held_past_an_events_hold(st: tuple[bytes, str, dict[str, str]]) -> bool:
+        if stretched not in _problems(st):
+            named_since.clear()
+            return False
+        named_since[:] = named_since or [time.monotonic()]
+        return time.monotonic() - named_since[0] > 1.5 * EVENT_HOLD_S
+
+    info = lambda s: s  # noqa: E731 (camera_info for 160x120 frames; the square frames go without: it would not fit)
+    feed = _camera(
+        diags,
+        [
+            (info, _seen(diags, lambda st: st[2].get("output rate [Hz]", "0") != "0", seen), 40.0),
+            (lambda s: None, _seen(diags, held_past_an_events_hold, seen), 50.0, (120, 120)),
+            (info, _seen(diags, lambda st: stretched not in _problems(st), seen), 40.0),
+        ],
+    )
+    _, out = run_node(tmp_path, REMAPS, {}, {}, before_feed=feed, done=lambda got: True)
+    assert len(seen) == 3, ([_problems(st) for st in map(_status, [[a] for a in diags]) if st], out)
+    level, message, values = seen[1]
+    assert level == DiagnosticStatus.WARN and stretched in message and "120x120" in message, (message, values)
+    said = [line for line in out.splitlines() if "have another shape" in line]
+    assert len(said) == 1 and "WARN" in said[0], out  # logged once: /diagnostics says it while it lasts
+    assert "stretched" not in seen[1][2]["last event"], seen[1][2]  # a condition, not an event
+
+
+def test_the_stamp_is_the_nodes_clock_and_never_0_before_a_clock_arrives(tmp_path: Path) -> None:
+    """Under use_sim_time the DiagnosticArray was stamped 0 until a /clock arrived (a bag played without --clock),
+    which a diagnostic_aggregator takes for no stamp set. diagnostic_updater (ROS 2) stamps with the node's clock
+    (sim time) and never publishes before a /clock; this node does (on the steady clock, to say there is none):
+    the system time then, the sim time once /clock has arrived."""
+    from rosgraph_msgs.msg import Clock as ClockMsg
+
+    diags: list[DiagnosticArray] = []
+    sim_s = 1234
+
+    def feed(peer: Node, ex: SingleThreadedExecutor) -> None:
+        peer.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
+        clock = peer.create_publisher(ClockMsg, "/clock", 10)
+        end = time.monotonic() + 40
+        while time.monotonic() < end and not diags:  # before any /clock
+            ex.spin_once(timeout_sec=0.1)
+        before = len(diags)
+        end = time.monotonic() + 40
+        while time.monotonic() < end and not any(a.header.stamp.sec < 2 * sim_s for a in diags[before:]):
+            clock.publish(ClockMsg(clock=conv.ns_to_stamp(sim_s * 1_000_000_000 + time.monotonic_ns() % 10**9)))
+            ex.spin_once(timeout_sec=0.1)
+
+    _, out = run_node(tmp_path, [*REMAPS, "-p", "use_sim_time:=true"], {}, {}, before_feed=feed, done=lambda got: True)
+    stamps = [a.header.stamp.sec for a in diags]
+    assert stamps and stamps[0] > time.time() - 600, (stamps, out)  # the system time before the first /clock
+    assert any(sim_s <= s < 2 * sim_s for s in stamps), (stamps, out)  # then the node's clock: sim time

@@ -3,7 +3,8 @@ output resolution chosen when a stream starts (the camera's aspect ratio, its pi
 engine's shapes), and each frame recorded at those sizes (`_Record`) until its window and output.
 
 A mixin of `DepthPipeline` (`pipeline.py`, which sets the attributes these steps read: `config`,
-`engine`, `reference`, `_turns`, `_default_size`, `_stretch_noted`, `_periodic_log`, the working `height` and `width`).
+`engine`, `reference`, `_turns`, `_default_size`, `_stretch_noted`, `stretched`, `_periodic_log`, the working
+`height` and `width`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,11 @@ log = logging.getLogger("vdepth_ros.pipeline")  # the pipeline's lines, under it
 #: A working resolution whose aspect ratio differs from the camera's by more than this factor is
 #: named at stream start (a portrait camera on a landscape export: 1.87x; 3:2 on 7:5 is 1.07x).
 MAX_STRETCH = 1.25
+
+#: A log record's attribute (`logging`'s `extra`) set on a WARNING about a state of the current stream that the
+#: pipeline keeps (`stretched`): a node reports that state as a condition while it holds (`ros.status`), so the
+#: record is no event of its own.
+HELD_AS_STATE = "vdepth_held_as_state"
 
 
 def _pixel_aspect(camera: CameraModel | None, quarter_turns: int = 0) -> float:
@@ -99,7 +105,16 @@ class InputSteps:
             )  # fmt: skip
         stretch = (self.width / self.height) / (square_w / h)
         shapes = (h, w, self.height, self.width)
-        if max(stretch, 1.0 / stretch) > MAX_STRETCH and shapes not in self._stretch_noted:
+        stretched = max(stretch, 1.0 / stretch) > MAX_STRETCH
+        direction = "horizontally" if stretch > 1.0 else "vertically"
+        # while this stream lasts (a node's /diagnostics names it until frames of another shape start one)
+        self.stretched = (
+            f"the model sees the camera's {w}x{h} frames stretched {max(stretch, 1.0 / stretch):.2f}x {direction} "
+            f"(it runs at {self.width}x{self.height}): export one of the camera's shape or use the torch backend"
+            if stretched
+            else None
+        )
+        if stretched and shapes not in self._stretch_noted:
             self._stretch_noted.add(shapes)  # once per camera and model shape, not at every stream restart
             # the model's shape turned: what a portrait camera on a landscape export wants
             turned = (self.height / self.width) / (square_w / h)
@@ -111,11 +126,11 @@ class InputSteps:
                 "stretched %.2fx %s (depth stays registered to the image, but a model sees distorted scenes "
                 "less well); export one of the camera's shape (vdepth-export onnx FOLDER --height %s --width %s "
                 "--variant, docs/outputs.md) or use the torch backend, which runs any size%s",
-                self.width, self.height, w, h, scene, max(stretch, 1.0 / stretch),
-                "horizontally" if stretch > 1.0 else "vertically", *shape,
+                self.width, self.height, w, h, scene, max(stretch, 1.0 / stretch), direction, *shape,
                 "; if the camera is mounted on its side (the scene turned in its images), set image_rotation "
                 "(90 or 270) instead: the model then sees the scene upright, at its own shape"
                 if sideways and not self._turns else "",
+                extra={HELD_AS_STATE: True},
             )  # fmt: skip
 
     def _record(self, frame: FrameInput, rgb: np.ndarray) -> _Record:

@@ -84,6 +84,15 @@ def _check_cameras_apart(namespaces: list[str], context: Any = None) -> list[str
     return warnings
 
 
+def warn_every_camera(nodes: list[Any], warning: str) -> None:
+    """A warning about the whole process (a params-file section that matches no node, cameras that share a
+    process-wide value): logged once, and on every camera's /diagnostics for as long as the process runs
+    (`hold_lasting_warning`): an operator watching the rear camera's status is told as well as the front's."""
+    nodes[0].get_logger().warning(warning)
+    for node in nodes:
+        node.hold_lasting_warning(warning, warning)
+
+
 def _process_wide_differences(nodes: list[Any]) -> list[str]:
     """A warning per process-wide parameter (`blas_threads`) that the cameras' sections set apart: the
     process can have one value, the one each configure sets last, whatever the other camera asked."""
@@ -131,7 +140,7 @@ def build_nodes(
         pool.close()
         raise
     for warning in [*warnings, *_process_wide_differences(nodes)]:
-        nodes[0].warn_at_startup(warning, warning)
+        warn_every_camera(nodes, warning)
     if managed:
         nodes[0].get_logger().info(f"{len(nodes)} managed cameras ({', '.join(namespaces)}), unconfigured")
     else:

@@ -186,7 +186,7 @@ def run(args: list[str] | None = None) -> int:
     """`vdepth-node [--managed] [--cameras ...] --ros-args --params-file config/depth.yaml ...`."""
     from rclpy.utilities import remove_ros_args
 
-    from vdepth_ros.ros.cameras import build_nodes
+    from vdepth_ros.ros.cameras import build_nodes, warn_every_camera
 
     CLOCK.imports_done()
     argv = list(sys.argv if args is None else args)
@@ -217,7 +217,7 @@ def run(args: list[str] | None = None) -> int:
         if transport:
             nodes[0].get_logger().info(transport)
         for warning in unused_params_file_sections(params_files(argv), [n.get_fully_qualified_name() for n in nodes]):
-            nodes[0].warn_at_startup(warning, warning)
+            warn_every_camera(nodes, warning)
         shutdown.nodes = nodes
         shutdown.starting = False
         _spin(nodes, shutdown)

@@ -25,6 +25,7 @@ from rclpy.node import Node
 from vdepth_ros.blas import set_blas_threads
 from vdepth_ros.errors import VdepthError
 from vdepth_ros.node_params import unknown_parameters_warning, validate_ros_params
+from vdepth_ros.pipeline_input import HELD_AS_STATE
 from vdepth_ros.ros.diagnostics import AGGREGATOR_TIMEOUT_S, Watchdog
 from vdepth_ros.ros.intake import InputSide
 from vdepth_ros.ros.outputs import OutputPublishers, largest_burst
@@ -71,6 +72,7 @@ class _DepthNodeCore(ParameterSide):
     #: `vdepth-node --cameras` logs the start-up line once, when every camera is up (`build_nodes`),
     #: not each camera (the first one's "ready" would come before the others' models are loaded).
     _process_logs_startup = False
+    lasting_warnings: dict[str, str]  # key -> summary (`hold_lasting_warning`)
 
     # -- configure: parameters, model, publishers ---------------------------------------------
     @_in_node_log
@@ -82,6 +84,8 @@ class _DepthNodeCore(ParameterSide):
         validate_ros_params(ros_values)
         self.p = dict(ros_values)
         self.log = RateLimitedLog(self.get_logger())
+        for key, summary in self.lasting_warnings.items():  # (warned before this configure, or before the last)
+            self.log.problems.startup(key, summary)
         # an event is on /diagnostics for two of its statuses at least (`EVENT_HOLD_S` otherwise)
         self.log.problems.hold_s = max(self.log.problems.hold_s, 2 * self.p["diagnostics_period"])
         if self.p["diagnostics_period"] >= AGGREGATOR_TIMEOUT_S:
@@ -137,7 +141,8 @@ class _DepthNodeCore(ParameterSide):
                 qos_overrides=[f"qos_overrides.{name}" for name in self.get_parameters_by_prefix("qos_overrides")],
             )
             if unknown and not self._configures:  # after the publishers: their qos_overrides.* are declared by now
-                self.warn_at_startup("unknown parameters", unknown)
+                self.get_logger().warning(unknown)
+                self.hold_lasting_warning("unknown parameters", unknown)  # (the overrides stay: every configure)
             self.worker: SupervisedWorker | None = None
             self.diag_timer = None
             self.hurry = threading.Event()  # a second signal: stop waiting for anything
@@ -152,6 +157,16 @@ class _DepthNodeCore(ParameterSide):
             self.get_logger().info("configured: " + ", ".join(f"{k} {v:.2f} s" for k, v in steps.items()))
         self._configures += 1
 
+    def hold_lasting_warning(self, key: str, summary: str) -> None:
+        """A warning that holds for the node's life, not one configuration (logged once by the caller): parameters
+        it does not know, a params-file section that matches no node, cameras that share a process-wide value
+        (`cameras.warn_every_camera`). On this node's /diagnostics from its first configure on (a managed node
+        warned while unconfigured has no status yet) and through every later configure."""
+        self.lasting_warnings[key] = summary
+        log = getattr(self, "log", None)
+        if log is not None:
+            log.problems.startup(key, summary)
+
     def warn_at_startup(self, key: str, message: str) -> None:
         """A start-up warning: logged, and on /diagnostics (`CurrentProblems.startup`) until the node is configured
         again, so that an operator who only watches the robot monitor sees that the configuration is off."""
@@ -162,10 +177,11 @@ class _DepthNodeCore(ParameterSide):
 
     def _python_warning(self, record: logging.LogRecord, startup: bool) -> None:
         """A pipeline/runtime WARNING (`python_logs.logging_as`) on /diagnostics: in a lifecycle step (the model's
-        fallbacks, a parameter adjusted) a start-up warning; in the worker an event."""
+        fallbacks, a parameter adjusted) a start-up warning; in the worker an event, unless it is about a state of the
+        stream (`HELD_AS_STATE`: the model sees the frames stretched), which the status reports while it holds."""
         log = getattr(self, "log", None)
-        if log is None:
-            return
+        if log is None or getattr(record, HELD_AS_STATE, False):
+            return  # (a state of the stream, reported as a condition while it holds: `StatusReporter`)
         if startup:
             log.problems.startup(f"{record.pathname}:{record.lineno}", record.getMessage())
         else:
@@ -407,6 +423,7 @@ class DepthNode(_DepthNodeCore, Node):
         **kwargs: Any,
     ) -> None:
         Node.__init__(self, node_name, **kwargs)
+        self.lasting_warnings = {}
         self._declare_params()
         self._configure(engine, engine_pool)
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -447,6 +464,7 @@ class ManagedDepthNode(_DepthNodeCore, LifecycleNode):
         **kwargs: Any,
     ) -> None:
         LifecycleNode.__init__(self, node_name, **kwargs)
+        self.lasting_warnings = {}
         self._engine_arg, self._engine_pool_arg, self._start_worker = engine, engine_pool, start_worker
         self._declare_params()
         self.add_on_set_parameters_callback(self._on_set_parameters)

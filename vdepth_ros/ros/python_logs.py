@@ -45,7 +45,8 @@ _limit = RateLimitedLog(None)  # only its `admit`: one record per node and call 
 def logging_as(node_logger: Any, on_warning: Callable[[logging.LogRecord], None] | None = None) -> Iterator[None]:
     """Inside, this thread's forwarded records go under `node_logger`'s child of the record's name, and each
     at WARNING or above is also handed to `on_warning` (every one, logged or rate-limited away: the node puts
-    it on /diagnostics, a model's fallback at start-up as a start-up warning, one in the worker as an event)."""
+    it on /diagnostics, a model's fallback at start-up as a start-up warning, one in the worker as an event unless
+    it is about a state the status reports as a condition, `pipeline_input.HELD_AS_STATE`)."""
     previous = getattr(_current, "logger", None), getattr(_current, "on_warning", None)
     _current.logger, _current.on_warning = node_logger, on_warning
     try:

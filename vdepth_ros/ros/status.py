@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.clock import Clock, ClockType
 
 from vdepth_ros.inputs.loss import PublisherSequences
 from vdepth_ros.pipeline_types import FitInfo
@@ -77,7 +78,7 @@ class StatusReporter:
 
     def _check_sim_clock(self) -> None:
         """WARN once when use_sim_time is on, images arrive and ROS time is still 0: nothing publishes
-        /clock (a bag played without --clock), so the latencies and /diagnostics stamps are off; on
+        /clock (a bag played without --clock), so the latencies are off (the stamps: system time); on
         /diagnostics until a /clock arrives."""
         node = self.node
         found = {}
@@ -93,6 +94,13 @@ class StatusReporter:
                 "use_sim_time:=false for a live camera",
             )
         node.log.problems.report("sim-clock", found)
+
+    def _check_stretched(self) -> None:
+        """While the model sees the current stream's frames stretched (the camera's aspect ratio is not the
+        model's, `DepthPipeline.stretched`): a condition found on the images, cleared once frames of a shape
+        the model runs start a stream. (Logged once per shape by the pipeline.)"""
+        stretched = getattr(self.node.pipeline, "stretched", None)
+        self.node.log.problems.report("stretched", {"frames": (stretched, "")} if stretched else None, on_images=True)
 
     def _check_no_image(self) -> None:
         """WARN once when no image has arrived `NO_IMAGE_WARN_S` after activation, naming the topic,
@@ -323,6 +331,14 @@ class StatusReporter:
                 values[f"pipeline {key}"] = val
         return values
 
+    def _stamp(self) -> Any:
+        """The DiagnosticArray's stamp: the node's clock, as diagnostic_updater's `Updater` (ROS 2: sim time under
+        use_sim_time). Its timer runs on that clock, so it never publishes before a /clock; this node's runs on the
+        steady clock (it says there is none), and a stamp 0 is what a diagnostic_aggregator takes for none set
+        ("No timestamp set for diagnostic message"): the system time then, until the first /clock."""
+        now = self.node.get_clock().now()
+        return (now if now.nanoseconds else Clock(clock_type=ClockType.SYSTEM_TIME).now()).to_msg()
+
     def publish(self) -> None:
         """Publish one DiagnosticArray; a failure is logged (rate-limited), never raised."""
         node = self.node
@@ -331,6 +347,7 @@ class StatusReporter:
             node.intake.check_camera_info()
             node.intake.check_camera_info_topic()
             self._check_sim_clock()
+            self._check_stretched()
             self._check_no_image()
             self._check_shared_outputs()
             self._check_image_publishers()
@@ -368,6 +385,6 @@ class StatusReporter:
             )
             fqn = node.get_fully_qualified_name()
             status = make_status(f"{fqn}: depth stream", fqn, level, message, values)
-            self.publisher.publish(make_array(node.get_clock().now().to_msg(), [status]))
+            self.publisher.publish(make_array(self._stamp(), [status]))
         except Exception as err:
             node.log.error("diagnostics", f"diagnostics failed: {err!r}")
