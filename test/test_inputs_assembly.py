@@ -613,6 +613,32 @@ def test_a_driver_stalling_and_catching_up_keeps_its_period(stall_every: int, st
     assert meter.lost <= 300 // stall_every and meter.received == 300, (meter.lost, lost_at)
 
 
+@pytest.mark.parametrize("sent_known", [False, True])
+@pytest.mark.parametrize("stall_every", [10, 15, 20, 40])
+@pytest.mark.parametrize("stall_s", [0.3, 0.5, 0.8])
+@pytest.mark.parametrize("send_ms", [1.0, 10.0, 30.0, 35.0, 40.0, 45.0])
+def test_a_driver_stalled_most_of_the_time_is_counted_honestly_or_not_at_all(
+    stall_every: int, stall_s: float, send_ms: float, sent_known: bool
+) -> None:
+    """A driver stalled or catching up most of the time (0.8 s every 15-20 frames at 15 Hz, or sending 35-45 ms a
+    frame) leaves no steady period in its stamps: the period fell back to their median step or a small fraction of
+    its own (3.3 ms for steps of 10 and 66.7 ms), and the meter counted more frames lost than were ever sent (2,093
+    of 300, 23,463 with 1 ms sends). Now the stamps either keep the camera's period and the count is honest (at most
+    the frames of one stall each; none lost for a driver that caught up), or the meter says it cannot measure."""
+    meter = InputLossMeter(max_gap_ns=1_000_000_000)
+    for stamp in _driver_stamping_as_it_sends(300, stall_every, stall_s, send_ms):
+        meter.add(stamp, 1 if sent_known else None)
+    meter.reset()
+    # a driver that keeps up on average catches up after each stall: nothing was lost but one frame per stall at most
+    keeps_up = stall_every * send_ms + stall_s * 1000 <= stall_every * 1000 / 15
+    if keeps_up:
+        assert meter.received == 300 and meter.lost <= 300 // stall_every, (meter.lost, meter.unmeasured)
+    # one that never does stamps like a faster camera losing a burst at each stall: with its publisher's sequence
+    # numbers saying all it sent arrived, no more than half its frames counted lost (from stamps alone, that camera)
+    elif sent_known:
+        assert meter.lost < meter.received, (meter.lost, meter.unmeasured)
+
+
 def test_loss_after_a_rate_change_is_still_counted() -> None:
     """The rate change is learnt, then loss at the new rate counts as before."""
     meter = InputLossMeter(max_gap_ns=1_000_000_000)

@@ -40,6 +40,9 @@ BURST_STEPS = 3
 #: A step shorter than this many periods brings a frame that was late: judged with the step before it
 #: (`InputLossMeter.period_ns`, `InputLossMeter._late_arrivals`); shorter than `LATE_STEP`, it was a whole frame late.
 LATE_BURST, LATE_STEP = 0.8, 0.5
+#: Steps up to this many periods long are judged for fitting a candidate period (`_fits_most`); longer ones
+#: are heavy loss or a stall, which any small fraction of the period would fit.
+MAX_JUDGED = 25
 
 
 class InputLossMeter:
@@ -65,6 +68,15 @@ class InputLossMeter:
         self._fresh = True
         #: frames the publisher sent that never arrived, by its sequence numbers (`add`'s `sent`); in `lost` too
         self.in_transport = 0
+        # frames per step the stamps may say are missing for a steady period (`_steady`): at most 9 in 10 lost,
+        # and where the publisher numbers its messages (its transport loss is known) half, before publishing
+        self._most_missing = 9
+        #: images received while the stamps had no steady frame period (`measurable`): their loss is unknown
+        self.unmeasured = 0
+        # the steps counted since the stream (re)started or changed its rate, their span, and what the stamps
+        # confirmed missing in them: the frames such a span holds bound what can be missing (`_bounded`)
+        self._counted_steps, self._counted_periods, self._counted_lost = 0, 0.0, 0
+        self._warming = True  # no period known yet in this stream: once there is one, the steps before count
 
     def reset(self) -> None:
         """Forget the stamps (a new stream); the totals (and the last span, for a summary) stay."""
@@ -73,13 +85,20 @@ class InputLossMeter:
         self._fresh = True
 
     @property
+    def measurable(self) -> bool:
+        """False while the stamps keep no steady frame period (`period_ns`): a driver stalled or catching up
+        most of the time, whose stamps say nothing about frames missing. Then nothing is counted (`unmeasured`
+        counts the images), and the node reports the loss as not measurable rather than a number."""
+        return len(self._steps) < 12 or self.period_ns is not None
+
+    @property
     def last(self) -> int | None:
         return self._last
 
     @property
     def period_ns(self) -> int | None:
         """The camera's frame period (None until 12 steps were seen: fewer can all be multiples of a
-        longer one by chance).
+        longer one by chance; None too while the stamps keep no period, `measurable`).
 
         Under heavy loss few steps are one period long, but all are whole multiples of it: the
         period is the largest candidate `base / m` (m = 1..12) that nine in ten steps up to 6 of it are
@@ -89,7 +108,9 @@ class InputLossMeter:
         refined as the median of step / multiple, and kept only if nine in ten of *all* the steps are
         multiples of that: a few short steps of a jittered camera fit a small fraction of its period by
         chance (25-28 ms steps of a 30 Hz camera are all "6 of 4.3 ms"), which would count every frame as
-        several lost. Without such a period, the median step.
+        several lost. Without such a period, the median step, where four in five steps lie within half of it
+        (a jittered camera). A period is taken only where the stamps keep it (`_steady`); otherwise None:
+        the stamps have no steady frame period, and no loss is counted from them (`measurable`).
 
         A step shorter than a candidate (`LATE_BURST` of it) is a frame late in a burst: it is judged
         together with the step before it, as their mean. A driver that stamps as it publishes catches
@@ -108,11 +129,13 @@ class InputLossMeter:
             self._period_of = (key, self._estimated_period())
         return self._period_of[1]
 
-    def _estimated_period(self) -> int:
+    def _estimated_period(self) -> int | None:
         steps = np.asarray(self._steps, dtype=np.float64)
         regular = steps[steps >= 0.6 * np.median(steps)]
-        # (the upper half's median too: where bursts of late frames are many steps, their steps are "regular")
-        bases = (float(regular.min()), float(np.median(regular)), float(np.median(steps[steps >= np.median(steps)])))
+        # (the longer steps' median too: where bursts of late frames are most steps, their steps are "regular",
+        # and the upper half's median is one of them)
+        longer = steps[steps > np.median(steps)]
+        bases = (float(regular.min()), float(np.median(regular)), float(np.median(longer if len(longer) else steps)))
         for candidate in sorted({base / m for base in bases for m in range(1, 13)}, reverse=True):
             judged = _bursts_merged(steps, LATE_BURST * candidate)
             multiples = judged / candidate
@@ -120,11 +143,14 @@ class InputLossMeter:
             near = short & (np.round(multiples) >= 1) & (np.abs(multiples - np.round(multiples)) < 0.2)
             if short.sum() >= 4 and near.sum() >= 0.9 * short.sum():
                 period = float(np.median(judged[near] / np.round(multiples[near])))
-                multiples = _bursts_merged(steps, LATE_BURST * period) / period
-                fits = (multiples < 12.5) & (np.round(multiples) >= 1) & (np.abs(multiples - np.round(multiples)) < 0.2)
-                if fits.sum() >= 0.9 * (multiples < 12.5).sum():
-                    return int(period)
-        return int(np.median(steps))
+                if _fits_most(_bursts_merged(steps, LATE_BURST * period) / period):
+                    # (the largest period that fits: the smaller ones are its fractions, which fit any stamps)
+                    return int(period) if _steady(steps, period, self._most_missing) else None
+        median = float(np.median(steps))
+        # a camera whose steps jitter too much for whole multiples still has a period when they gather around
+        # one step; steps of stalls and bursts of late frames, most of them far from their median, have none
+        gathered = np.mean(np.abs(steps - median) <= 0.5 * median) >= 0.8
+        return int(median) if gathered and _steady(steps, median, self._most_missing) else None
 
     @property
     def lost(self) -> int:
@@ -151,6 +177,8 @@ class InputLossMeter:
                 not frames lost on the way (they were counted, and warned about as transport loss).
         """
         self.received += 1
+        if sent is not None:
+            self._most_missing = 1
         in_transport = max(0, (sent or 1) - 1)
         self.in_transport += in_transport
         self._confirmed += in_transport
@@ -175,7 +203,6 @@ class InputLossMeter:
         step = int(stamp_ns) - last
         if self.max_gap_ns > 0 and step > self.max_gap_ns:
             return self._confirm_pending()  # a pause: the stream restarts
-        known = self.period_ns is not None
         # frames in this step: those received without a later stamp, and those sent that never arrived
         frames = misstamped + sent
         parts = [step // frames] * frames
@@ -183,6 +210,10 @@ class InputLossMeter:
         self._steps.extend(parts)
         period = self.period_ns
         if period is None:
+            if len(self._steps) >= 12:  # no steady period: what the last steps counted is no loss either
+                self.unmeasured += 1
+                self._pending.clear()
+                self._counted_steps, self._counted_periods, self._counted_lost = 0, 0.0, 0
             return 0
         if self._rate_changed(period):
             # the camera's rate changed: the estimate restarts on the new steps, which were not loss
@@ -190,18 +221,38 @@ class InputLossMeter:
             self._steps.clear()
             self._steps.extend(recent)
             self._pending.clear()
+            self._counted_steps, self._counted_periods, self._counted_lost = 0, 0.0, 0
+            self._warming = True
             return 0
-        # once the period is first known, the steps seen before it count too
-        steps = list(self._steps) if not known else parts
+        # once the period is first known, the steps seen before it count too (not those of a time without a
+        # steady period, `measurable`: their loss is unknown)
+        steps, self._warming = (list(self._steps) if self._warming else parts), False
         self._pending.extend(self._missing(s, period) for s in steps)
+        self._counted_steps += len(steps)
+        self._counted_periods += sum(steps) / period
         self._late_arrivals(period, sum(1 for s in steps if s < LATE_STEP * period))
+        self._bounded()
         confirmed = 0
         # (not while a burst of late frames goes on: they are taken back from the stall's step, at the start)
         held = STEADY_STEPS - 1 if parts[-1] >= LATE_BURST * period else self._max_held
         while len(self._pending) > held:
             confirmed += self._pending.popleft()
         self._confirmed += confirmed
+        self._counted_lost += confirmed
         return confirmed
+
+    def _bounded(self) -> None:
+        """The sanity bound: steps spanning `P` periods hold `P` frames, so with the `n` that arrived at most
+        `P - n` are missing; a count above that (frames late in a burst after a stall, which the stall's step
+        counted missing) is taken back from the unconfirmed steps, latest first. Counted at each step's own
+        period, so a camera changing its rate keeps its bound."""
+        excess = self._counted_lost + sum(self._pending) - max(0, round(self._counted_periods) - self._counted_steps)
+        for i in range(len(self._pending) - 1, -1, -1):
+            if excess <= 0:
+                return
+            taken = min(excess, self._pending[i])
+            self._pending[i] -= taken
+            excess -= taken
 
     def _rate_changed(self, period: int) -> bool:
         """The last `STEADY_STEPS` steps are alike and longer than `period` would make them."""
@@ -243,6 +294,8 @@ class InputLossMeter:
         confirmed = sum(self._pending)
         self._pending.clear()
         self._confirmed += confirmed
+        self._counted_steps, self._counted_periods, self._counted_lost = 0, 0.0, 0  # (the stream ends here)
+        self._warming = True
         return confirmed
 
     @staticmethod
@@ -304,6 +357,35 @@ class PublisherSequences:
         """Forget the publishers (the subscription was re-created: what was sent meanwhile is not loss)."""
         self._last.clear()
         self._previous, self.switched, self.interleaved = None, False, None
+
+
+def _steady(steps: np.ndarray, period: float, most_missing: int) -> bool:
+    """The stamps keep `period`: two thirds of their time is in steps of whole periods (a quarter of one
+    either way), and they say no more than `most_missing` frames per step never arrived (the stamps of a
+    9 in 10 lost, or, where the publisher numbers its messages and the transport's loss is known, a camera
+    driver that published less than half its frames: a stalling driver, not a camera). A driver stalled or
+    catching up most of the time (0.8 s every 15-20 frames at 15 Hz, or sending 35-45 ms a frame) spends
+    most of its time in steps of no period; a period that only its short steps fit (9 steps of 30 ms and a
+    stall of 830 ms) counted each stall as 27 frames lost, and the small fractions of its period that all
+    its steps are multiples of (3.3 ms for steps of 10 and 66.7 ms) 10-20 frames for every step: 2,093
+    "lost" of 300 sent."""
+    multiples = steps / period
+    whole = np.round(multiples)
+    fits = (whole >= 1) & (np.abs(multiples - whole) < 0.25)
+    missing = np.maximum(whole - 1, 0).sum()
+    return bool(steps[fits].sum() >= 2 / 3 * steps.sum() and missing <= most_missing * len(steps))
+
+
+def _fits_most(multiples: np.ndarray) -> bool:
+    """Nine in ten of the steps (`multiples` of a candidate period, bursts merged) are whole multiples of it,
+    the steps up to `MAX_JUDGED` periods long being most of them: a step of 13.3 periods fits none, and a
+    candidate that leaves most steps too long to judge (a tenth of the period of a driver catching up 10 ms a
+    frame, which every burst step fits) explains nothing. The tolerance grows with the multiple (2 % of it:
+    a period refined from jittered steps is a little off, and the error adds up along a long step)."""
+    judged = multiples < MAX_JUDGED
+    whole = np.round(multiples)
+    fits = judged & (whole >= 1) & (np.abs(multiples - whole) < np.maximum(0.2, 0.02 * multiples))
+    return judged.sum() >= max(4, 0.75 * len(multiples)) and fits.sum() >= 0.9 * judged.sum()
 
 
 def _bursts_merged(steps: np.ndarray, shortest: float) -> np.ndarray:

@@ -40,6 +40,18 @@ from vdepth_ros.ros.diagnostics import RateMeter, Watchdog
 from vdepth_ros.ros.qos import IncompatibleQosReporter, endpoint_name, qos_profile
 from vdepth_ros.ros.worker import DropOldestQueue, RateLimitedLog
 
+#: The problem named while the image stamps keep no steady frame period (`InputLossMeter.measurable`).
+UNMEASURABLE_LOSS = {
+    "stamps": (
+        "cannot measure loss: no steady frame period in the image stamps (a driver stalling and catching up)",
+        "cannot measure the frames lost before this node: the image stamps keep no steady frame period (most of "
+        "the time goes to stalls and to frames sent in bursts after them: a driver that stamps each frame as it "
+        "publishes it, on a loaded machine or behind a slow grab). Until they do, no loss is counted from them "
+        "(/diagnostics: 'lost before the node' says so; frames the publisher sent and never arrived are still "
+        "counted by their DDS sequence numbers). Stamp frames with their capture time (the camera's hardware "
+        "clock, or the time the driver grabbed them) and keep the driver from stalling (docs/node.md#qos).",
+    )
+}
 #: Where the input-loss warning sends the user (docs section written from measurements).
 ACROSS_PROCESSES = "docs/node.md#across-processes"
 
@@ -113,6 +125,18 @@ class InputItem:
     previous_input_ns: int | None  # stamp of the image received before it (None after a pause)
 
 
+def loss_count(loss: InputLossMeter) -> str:
+    """The frames lost before the node as /diagnostics and the shutdown summary say it: the count, and where the
+    stamps kept no steady frame period for some images (`InputLossMeter.measurable`), that its loss is unknown."""
+    text = f"{loss.lost} lost before the node"
+    notes = [f"{loss.in_transport} of them sent and never taken"] if loss.in_transport else []
+    if not loss.measurable:
+        text = f"cannot measure loss: no steady frame period in the image stamps ({loss.lost} counted before)"
+    elif loss.unmeasured:
+        notes.append(f"not measurable for {loss.unmeasured} images: no steady frame period in their stamps")
+    return text + (f" ({'; '.join(notes)})" if notes else "")
+
+
 class InputSide:
     """Subscriptions, pairing and the input queue of one camera stream.
 
@@ -158,6 +182,7 @@ class InputSide:
         self.queue: DropOldestQueue[InputItem] = DropOldestQueue(params["queue_size"])
         self.on_first_image: Callable[[], None] | None = None
         self._loss_warned = False
+        self._loss_measurable = True  # (`InputLossMeter.measurable` as last reported to "problems")
         self._replay_noted = False
         self._info_arrived = False
         self._latched_info: Any = None  # the transient_local camera_info subscription, once one is needed
@@ -482,6 +507,9 @@ class InputSide:
     def _count_loss(self, stamp: int, info: MessageInfo | None = None) -> None:
         sent = self._sent(info)
         missing = self.loss.add(stamp, sent, new_publisher=bool(info) and self.sequences.switched)
+        if self.loss.measurable != self._loss_measurable:
+            self._loss_measurable = self.loss.measurable
+            self.log.problems.report("input-loss-unmeasurable", None if self._loss_measurable else UNMEASURABLE_LOSS)
         if missing and not self._loss_warned and self.loss.confirmed >= 10 and self.loss.fraction > 0.02:
             self._loss_warned = True
             period = self.loss.period_ns or 1
