@@ -440,7 +440,7 @@ class InputSide:
             self.log.error("too-large", f"dropping input frame {stamp}: {err}")
             return
         with self._lock:
-            pairs = self.sync.add_image(stamp, (msg, now, previous), image_size(msg))
+            pairs = self.sync.add_image(stamp, (msg, now, previous), image_size(msg), now)
         self._enqueue(pairs)
         if now - self._unpaired_checked_ns > 1_000_000_000:
             self._unpaired_checked_ns = now
@@ -453,8 +453,24 @@ class InputSide:
         only a counter on /diagnostics showed; now /diagnostics names the cause until a camera_info pairs
         again. Called with the images (at most once a second) and from the status timer."""
         with self._lock:
-            unpaired = self.sync.unpaired()
+            unpaired, neighbour = self.sync.unpaired(), self.sync.neighbour_offset()
         found = {}
+        if neighbour is not None:
+            offset, step = neighbour
+            topic = self._node.resolve_topic_name("camera_info")
+            side = "after" if offset > 0 else "before"
+            cause = (
+                f"camera_info on '{topic}' is stamped a constant {abs(offset) / 1e6:.0f} ms ({abs(offset) / step:.1f} "
+                f"frames) {side} the image it is published with, so each image is paired with a neighbouring "
+                "frame's camera_info"
+            )
+            found["neighbour"] = (
+                f"{cause}: have the driver stamp each camera_info with its image's header.stamp",
+                f"{cause} (within sync_slop, {self.p['sync_slop']:g} s, of that frame's image): right while the "
+                "calibration is fixed, wrong from the frame it changes (a zoom, a new image size). Have the driver "
+                "stamp each camera_info with its image's header.stamp (image_transport's CameraPublisher); a "
+                "sync_slop cannot fix it. Named in /diagnostics 'problems' while it holds; this warning is shown once.",
+            )
         if unpaired is not None:
             kind, cause = unpaired.cause(self.sync.slop_ns)
             topic = self._node.resolve_topic_name("camera_info")
@@ -528,7 +544,8 @@ class InputSide:
         self._info_arrived = True
         try:
             with self._lock:
-                pairs = self.sync.add_info(conv.stamp_to_ns(msg.header.stamp), msg, info_image_size(msg))
+                stamp = conv.stamp_to_ns(msg.header.stamp)
+                pairs = self.sync.add_info(stamp, msg, info_image_size(msg), time.monotonic_ns())
             self._enqueue(pairs)
         except Exception as err:
             self.log.error("info-callback", f"camera_info callback failed: {err!r}")
