@@ -40,6 +40,8 @@ BURST_STEPS = 3
 #: A step shorter than this many periods brings a frame that was late: judged with the step before it
 #: (`InputLossMeter.period_ns`, `InputLossMeter._late_arrivals`); shorter than `LATE_STEP`, it was a whole frame late.
 LATE_BURST, LATE_STEP = 0.8, 0.5
+#: Images in a row without a steady frame period that make the loss not measurable (`InputLossMeter.measurable`).
+UNMEASURED_RUN = 16
 #: Steps up to this many periods long are judged for fitting a candidate period (`_fits_most`); longer ones
 #: are heavy loss or a stall, which any small fraction of the period would fit.
 MAX_JUDGED = 25
@@ -68,11 +70,13 @@ class InputLossMeter:
         self._fresh = True
         #: frames the publisher sent that never arrived, by its sequence numbers (`add`'s `sent`); in `lost` too
         self.in_transport = 0
-        # frames per step the stamps may say are missing for a steady period (`_steady`): at most 9 in 10 lost,
+        # frames per step the stamps may say are missing for a steady period (`_steady`): at most 4 in 5 lost,
         # and where the publisher numbers its messages (its transport loss is known) half, before publishing
-        self._most_missing = 9
+        self._most_missing = 4
+        self._counted_at: int | None = None  # the period the last step was counted at
         #: images received while the stamps had no steady frame period (`measurable`): their loss is unknown
         self.unmeasured = 0
+        self._no_period_run = 0  # images in a row without a steady period
         # the steps counted since the stream (re)started or changed its rate, their span, and what the stamps
         # confirmed missing in them: the frames such a span holds bound what can be missing (`_bounded`)
         self._counted_steps, self._counted_periods, self._counted_lost = 0, 0.0, 0
@@ -89,7 +93,7 @@ class InputLossMeter:
         """False while the stamps keep no steady frame period (`period_ns`): a driver stalled or catching up
         most of the time, whose stamps say nothing about frames missing. Then nothing is counted (`unmeasured`
         counts the images), and the node reports the loss as not measurable rather than a number."""
-        return len(self._steps) < 12 or self.period_ns is not None
+        return self._no_period_run < UNMEASURED_RUN
 
     @property
     def last(self) -> int | None:
@@ -143,9 +147,16 @@ class InputLossMeter:
             near = short & (np.round(multiples) >= 1) & (np.abs(multiples - np.round(multiples)) < 0.2)
             if short.sum() >= 4 and near.sum() >= 0.9 * short.sum():
                 period = float(np.median(judged[near] / np.round(multiples[near])))
+                # (the largest period that fits and that the stamps keep: a longer one may take the steps of the
+                # camera's old rate for bursts of late frames, and the fractions of one that fit any stamps are
+                # no period of theirs, `_steady`)
+                if self._counted_at and period < 0.7 * self._counted_at and not _sped_up(steps, period):
+                    continue  # (a fraction of the period counted at: the camera's rate doubled, or nothing)
                 if _fits_most(_bursts_merged(steps, LATE_BURST * period) / period):
-                    # (the largest period that fits: the smaller ones are its fractions, which fit any stamps)
-                    return int(period) if _steady(steps, period, self._most_missing) else None
+                    if _steady(steps, period, self._most_missing):
+                        return int(period)
+                    if _catching_up(steps, period):
+                        return None  # (its fractions fit the bursts' steps: no period of the camera's either)
         median = float(np.median(steps))
         # a camera whose steps jitter too much for whole multiples still has a period when they gather around
         # one step; steps of stalls and bursts of late frames, most of them far from their median, have none
@@ -198,7 +209,7 @@ class InputLossMeter:
         if self._fresh or last is None or stamp_ns < last:  # the first image, or the clock or bag restarted
             confirmed = self._confirm_pending()
             self._steps.clear()
-            self.first, self._fresh = int(stamp_ns), False
+            self.first, self._fresh, self._counted_at = int(stamp_ns), False, None
             return confirmed
         step = int(stamp_ns) - last
         if self.max_gap_ns > 0 and step > self.max_gap_ns:
@@ -211,11 +222,17 @@ class InputLossMeter:
         period = self.period_ns
         if period is None:
             if len(self._steps) >= 12:  # no steady period: what the last steps counted is no loss either
-                self.unmeasured += 1
+                self._no_period_run += 1
+                # (a few images without one are a change of rate being learnt: not yet "cannot measure")
+                self.unmeasured += UNMEASURED_RUN if self._no_period_run == UNMEASURED_RUN else 0
+                self.unmeasured += 1 if self._no_period_run > UNMEASURED_RUN else 0
                 self._pending.clear()
                 self._counted_steps, self._counted_periods, self._counted_lost = 0, 0.0, 0
             return 0
-        if self._rate_changed(period):
+        self._no_period_run = 0
+        # (judged at the period the held counts were made with: the estimate may follow the new rate at once)
+        counted_at, self._counted_at = self._counted_at or period, period
+        if self._rate_changed(min(counted_at, period)):
             # the camera's rate changed: the estimate restarts on the new steps, which were not loss
             recent = list(self._steps)[-STEADY_STEPS:]
             self._steps.clear()
@@ -300,7 +317,11 @@ class InputLossMeter:
 
     @staticmethod
     def _missing(step: int, period: int) -> int:
-        return round(step / period) - 1 if step > 1.5 * period else 0
+        """Frames missing in `step`: one less than the whole periods in it. A step of no whole number of periods
+        (a quarter of one either way) says no frames are missing: a stall's (its late frames follow), or one at
+        another rate (the first 66.7 ms steps after a burst of frames 40 ms apart, taken for a 25 Hz camera)."""
+        multiple = step / period
+        return round(multiple) - 1 if multiple > 1.5 and abs(multiple - round(multiple)) < 0.25 else 0
 
     @property
     def fraction(self) -> float:
@@ -360,20 +381,49 @@ class PublisherSequences:
 
 
 def _steady(steps: np.ndarray, period: float, most_missing: int) -> bool:
-    """The stamps keep `period`: two thirds of their time is in steps of whole periods (a quarter of one
-    either way), and they say no more than `most_missing` frames per step never arrived (the stamps of a
-    9 in 10 lost, or, where the publisher numbers its messages and the transport's loss is known, a camera
-    driver that published less than half its frames: a stalling driver, not a camera). A driver stalled or
-    catching up most of the time (0.8 s every 15-20 frames at 15 Hz, or sending 35-45 ms a frame) spends
-    most of its time in steps of no period; a period that only its short steps fit (9 steps of 30 ms and a
-    stall of 830 ms) counted each stall as 27 frames lost, and the small fractions of its period that all
-    its steps are multiples of (3.3 ms for steps of 10 and 66.7 ms) 10-20 frames for every step: 2,093
-    "lost" of 300 sent."""
-    multiples = steps / period
+    """The stamps keep `period`: no more than a third of the steps bring frames late after a stall
+    (`_catching_up`), two thirds of their time is in steps of whole periods (a quarter of one either way;
+    a stall and the burst after it as one, `_bursts_merged`), and they say no more than `most_missing`
+    frames per step never arrived (4: the stamps of 4 in 5 lost; 1 where the publisher numbers its
+    messages, so its transport loss is known: a camera driver that published less than half its frames is
+    a driver stalling, not a camera). A driver stalled or catching up most of the time (0.8 s every 15-20
+    frames at 15 Hz, or sending 35-45 ms a frame) fails one of them at every period: at its own, most of
+    its steps are late frames; at the period of its bursts (9 steps of 30 ms and a stall of 830 ms), most
+    of its time is stalls of no whole period, which counted 27 frames lost each; and the small fractions of
+    its period that all its steps are multiples of (3.3 ms for steps of 10 and 66.7 ms) counted 10-20
+    frames for every step: 2,093 "lost" of 300 sent."""
+    if _catching_up(steps, period):
+        return False
+    totals, frames = _burst_groups(steps, LATE_BURST * period)
+    multiples = totals / frames / period
     whole = np.round(multiples)
     fits = (whole >= 1) & (np.abs(multiples - whole) < 0.25)
-    missing = np.maximum(whole - 1, 0).sum()
-    return bool(steps[fits].sum() >= 2 / 3 * steps.sum() and missing <= most_missing * len(steps))
+    missing = np.maximum(np.round(steps / period) - 1, 0).sum()
+    # (all the steps' time: the short ones before any longer, which no group takes, fit no whole period of it)
+    return bool(totals[fits].sum() >= 2 / 3 * steps.sum() and missing <= most_missing * len(steps))
+
+
+def _sped_up(steps: np.ndarray, period: float) -> bool:
+    """The last `STEADY_STEPS` steps are alike and `period` long (a tenth either way): the camera raised its
+    rate (`InputLossMeter._rate_changed` in the other direction). A shorter period is taken only so: a fraction
+    of the period counted at fits the frames late in a burst after a stall too (40 ms steps of a 15 Hz driver,
+    33.3 ms), and counted its every later frame period as one frame lost."""
+    recent = steps[-STEADY_STEPS:]
+    return len(recent) == STEADY_STEPS and bool(np.all(np.abs(recent - period) <= 0.1 * period))
+
+
+def _catching_up(steps: np.ndarray, period: float) -> bool:
+    """A third of the steps bring frames late after a stall at `period`: shorter than `LATE_BURST` of it, in a
+    run after a step of 1.5 periods or more: a driver catching up most of the time. Short steps that follow
+    no stall are no such frames but a camera's other rate (auto exposure lowering it in the dark, or
+    raising it again), whose period is a fraction of this one."""
+    late, after_stall = 0, False
+    for step in steps:
+        if step >= LATE_BURST * period:
+            after_stall = step >= 1.5 * period
+        elif after_stall:
+            late += 1
+    return late > len(steps) / 3
 
 
 def _fits_most(multiples: np.ndarray) -> bool:
@@ -392,6 +442,12 @@ def _bursts_merged(steps: np.ndarray, shortest: float) -> np.ndarray:
     """`steps`, each shorter than `shortest` joined with those before it into their mean (a burst of late
     frames after a stall, and the stall: `InputLossMeter.period_ns`); those at the start, whose stall is
     no longer in the history, left out."""
+    totals, frames = _burst_groups(steps, shortest)
+    return totals / frames
+
+
+def _burst_groups(steps: np.ndarray, shortest: float) -> tuple[np.ndarray, np.ndarray]:
+    """The time and the frames of each group of `_bursts_merged`: a step and the shorter ones after it."""
     totals: list[float] = []
     frames: list[int] = []
     for step in steps:
@@ -403,4 +459,4 @@ def _bursts_merged(steps: np.ndarray, shortest: float) -> np.ndarray:
         else:
             totals.append(float(step))
             frames.append(1)
-    return np.asarray(totals) / np.asarray(frames)
+    return np.asarray(totals, dtype=np.float64), np.asarray(frames, dtype=np.float64)
