@@ -426,3 +426,17 @@ def test_a_driver_stalled_most_of_the_time_says_its_loss_cannot_be_measured(rig:
     if summary is not None:  # (the stamps kept a period again by the end: what they counted is honest)
         received, lost, in_transport = (int(g or 0) for g in summary.groups())
         assert lost - in_transport <= 6 and received + in_transport == cam["sent"], log
+
+
+def test_a_driver_clock_stepped_forward_is_neither_loss_nor_a_gap(rig: Any) -> None:
+    """A live driver whose clock NTP steps 0.6 s forward after 40 frames (within max_gap), its images arriving every
+    66.7 ms throughout: the step was counted as 9 frames lost before the node (with its publisher's sequence numbers
+    saying none was); one 3 s forward restarted the stream as "gap: 3.067 s without input". Now the node names the
+    clock step, counts nothing lost, and (beyond max_gap) says the restart is a clock step."""
+    r = rig("    max_gap: 1.0\n")
+    cam = r.camera(6.0, "--ros-time", "--clock-step-at", "40", "--clock-step", "0.6")
+    r.interrupt_node()
+    log = r.node_log.read_text()
+    summary = re.search(r"stopped: (\d+) images received .*?, (\d+) lost before the node", log)
+    assert summary is not None and summary.groups() == (str(cam["sent"]), "0"), log
+    assert "the image stamps jumped 0.6" in log and "restarting the depth stream" not in log, log

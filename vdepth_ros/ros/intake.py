@@ -32,7 +32,7 @@ from vdepth_ros.inputs.assembly import (
 from vdepth_ros.inputs.calibration import info_image_size
 from vdepth_ros.inputs.decode import image_size
 from vdepth_ros.inputs.loss import InputLossMeter, PublisherSequences
-from vdepth_ros.inputs.resets import PAUSE_MIN_S, PauseRule, ReplaySpeed
+from vdepth_ros.inputs.resets import PAUSE_MIN_S, PauseRule, ReplaySpeed, clock_step_ns
 from vdepth_ros.inputs.samples import TimedSamples
 from vdepth_ros.inputs.sync import REPEATED_STAMP, UNSET_STAMP, ApproximateTimeSync, InputRate, Pair
 from vdepth_ros.ros import conversions as conv
@@ -123,6 +123,7 @@ class InputItem:
     info_source: str
     arrival_ns: int  # time.monotonic_ns() when the image arrived
     previous_input_ns: int | None  # stamp of the image received before it (None after a pause)
+    clock_step_ns: int = 0  # how far the stamps' clock stepped forward before it (`inputs.resets.clock_step_ns`)
 
 
 def loss_count(loss: InputLossMeter) -> str:
@@ -183,6 +184,7 @@ class InputSide:
         self.on_first_image: Callable[[], None] | None = None
         self._loss_warned = False
         self._loss_measurable = True  # (`InputLossMeter.measurable` as last reported to "problems")
+        self._last_arrival: tuple[int, int] | None = None  # (stamp, steady arrival) of the last image (`_clock_step`)
         self._replay_noted = False
         self._info_arrived = False
         self._latched_info: Any = None  # the transient_local camera_info subscription, once one is needed
@@ -403,7 +405,8 @@ class InputSide:
         self.rate.tick()
         if self.rate.total == 1 and self.on_first_image is not None:
             self.on_first_image()
-        self._count_loss(stamp, info)
+        clock_step = self._clock_step(stamp, now - queued)
+        self._count_loss(stamp, info, clock_step)
         if self.p["skip_when_unsubscribed"] and not self._wants_frames():
             self.skipped += 1
             self._paused = True  # the stream restarts by its own gap rule when output is wanted again
@@ -440,7 +443,7 @@ class InputSide:
             self.log.error("too-large", f"dropping input frame {stamp}: {err}")
             return
         with self._lock:
-            pairs = self.sync.add_image(stamp, (msg, now, previous), image_size(msg), now)
+            pairs = self.sync.add_image(stamp, (msg, now, previous, clock_step), image_size(msg), now)
         self._enqueue(pairs)
         if now - self._unpaired_checked_ns > 1_000_000_000:
             self._unpaired_checked_ns = now
@@ -520,9 +523,30 @@ class InputSide:
         publisher = bytes(gid["data"]) if isinstance(gid, dict) and gid.get("data") is not None else None
         return self.sequences.add(publisher, info.get("publication_sequence_number"))
 
-    def _count_loss(self, stamp: int, info: MessageInfo | None = None) -> None:
+    def _clock_step(self, stamp: int, arrival: int) -> int:
+        """How far the stamps' clock stepped forward before this image (`inputs.resets.clock_step_ns`); WARNs
+        (rate-limited) when it did: a camera driver's clock set mid-stream."""
+        last, self._last_arrival = self._last_arrival, (stamp, arrival)
+        if last is None or stamp <= last[0]:
+            return 0
+        step = clock_step_ns(stamp - last[0], arrival - last[1], self.arrival_speed.step_ns)
+        if step:
+            self.log.warning(
+                "clock-step",
+                f"the image stamps jumped {step / 1e9:.3f} s forward between two images that arrived "
+                f"{(arrival - last[1]) / 1e9:.3f} s apart: the camera driver's clock was set mid-stream (NTP, "
+                "chrony's makestep, a PTP re-lock). The images across it are neither a gap nor lost frames"
+                + ("; the depth stream restarts there (longer than max_gap)" if step > self.loss.max_gap_ns > 0 else "")
+                + ", and the outputs' stamps jump with the images'. Have the driver stamp with a clock that is "
+                "slewed, not stepped (chrony: makestep only at boot), or with its hardware clock.",
+            )
+        return step
+
+    def _count_loss(self, stamp: int, info: MessageInfo | None = None, clock_step: int = 0) -> None:
         sent = self._sent(info)
-        missing = self.loss.add(stamp, sent, new_publisher=bool(info) and self.sequences.switched)
+        # (no step across a driver's restart, or its clock's step: the frames its span would hold were never due)
+        new_timeline = (bool(info) and self.sequences.switched) or clock_step > 0
+        missing = self.loss.add(stamp, sent, new_publisher=new_timeline)
         if self.loss.measurable != self._loss_measurable:
             self._loss_measurable = self.loss.measurable
             self.log.problems.report("input-loss-unmeasurable", None if self._loss_measurable else UNMEASURABLE_LOSS)
@@ -600,8 +624,8 @@ class InputSide:
 
     def _enqueue(self, pairs: list[Pair]) -> None:
         for pair in pairs:
-            msg, arrival, previous = pair.image
-            item = InputItem(pair.stamp_ns, msg, pair.info, pair.source, arrival, previous)
+            msg, arrival, previous, clock_step = pair.image
+            item = InputItem(pair.stamp_ns, msg, pair.info, pair.source, arrival, previous, clock_step)
             if self.queue.put(item):
                 self._drops.tick()
                 self.log.warning("queue-full", self._queue_full_message())
