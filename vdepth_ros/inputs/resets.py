@@ -90,7 +90,8 @@ class StreamResets:
             if size != self.size:
                 reason = f"resolution: {self.size[1]}x{self.size[0]} -> {size[1]}x{size[0]}"
             elif stamp < self.stamp:
-                reason = f"time jump: stamp went back {(self.stamp - stamp) / 1e9:.3f} s (bag loop?)"
+                back = (self.stamp - stamp) / 1e9
+                reason = f"time jump: stamp went back {back:.3f} s (a bag loop, or the driver's clock set back: NTP?)"
             elif self.max_gap_ns > 0 and stamp - self._gap_start(previous_input) > self.max_gap_ns:
                 gap = (stamp - self._gap_start(previous_input)) / 1e9
                 reason = (
