@@ -440,3 +440,15 @@ def test_a_driver_clock_stepped_forward_is_neither_loss_nor_a_gap(rig: Any) -> N
     summary = re.search(r"stopped: (\d+) images received .*?, (\d+) lost before the node", log)
     assert summary is not None and summary.groups() == (str(cam["sent"]), "0"), log
     assert "the image stamps jumped 0.6" in log and "restarting the depth stream" not in log, log
+
+
+def test_camera_info_stamped_a_frame_after_its_image_is_named(rig: Any) -> None:
+    """A 30 Hz driver stamping each camera_info one frame (33 ms) after the image it publishes it with: within
+    sync_slop of the next image, so every image was paired ("synced") with the next frame's camera_info, silently.
+    Now its arrival with its own image tells the offset: one WARN names it in ms and frames, with the fix."""
+    r = rig()
+    r.camera(4.0, "--ros-time", "--rate", "30", "--info-offset-ms", "33.333")
+    r.interrupt_node()
+    log = r.node_log.read_text()
+    named = "is stamped a constant 33 ms (1.0 frames) after the image it is published with"
+    assert log.count(named) == 1 and "stamp each camera_info with its image's header.stamp" in log, log
