@@ -210,7 +210,7 @@ class InputSide:
         self.image_topic = image_topic
         topics: list[tuple[type, str, Callable[[Any], None]]] = [
             (CompressedImage if compressed else Image, image_topic, self._on_image_with_info),
-            (CameraInfo, "camera_info", self._on_info),
+            (CameraInfo, "camera_info", self._on_info_with_info),
         ]
         # camera_info best effort, which matches every driver's: a reliable subscription matched no best-effort
         # camera_info next to reliable images (a driver's SensorDataQoS), and a lost one is paired around
@@ -349,7 +349,7 @@ class InputSide:
         self._latched_info = node.create_subscription(
             CameraInfo,
             "camera_info",
-            self._on_info,
+            self._on_info_with_info,
             qos,
             # it cannot match the volatile publishers the other subscription takes: not a fault
             event_callbacks=SubscriptionEventCallbacks(incompatible_qos=lambda _: None),
@@ -443,7 +443,7 @@ class InputSide:
             self.log.error("too-large", f"dropping input frame {stamp}: {err}")
             return
         with self._lock:
-            pairs = self.sync.add_image(stamp, (msg, now, previous, clock_step), image_size(msg), now)
+            pairs = self.sync.add_image(stamp, (msg, now, previous, clock_step), image_size(msg), now - queued)
         self._enqueue(pairs)
         if now - self._unpaired_checked_ns > 1_000_000_000:
             self._unpaired_checked_ns = now
@@ -564,12 +564,17 @@ class InputSide:
                 "Counted on /diagnostics as 'lost before the node'; this warning is shown once.",
             )
 
-    def _on_info(self, msg: CameraInfo) -> None:
+    def _on_info_with_info(self, msg: CameraInfo, info: MessageInfo) -> None:
+        """The camera_info subscriptions' callback: with rmw's message info (when DDS received it)."""
+        self._on_info(msg, info)
+
+    def _on_info(self, msg: CameraInfo, info: MessageInfo | None = None) -> None:
         self._info_arrived = True
         try:
+            # (when DDS received it, as an image's arrival: the image it came with, `ApproximateTimeSync.stamp_offset`)
+            arrival = time.monotonic_ns() - _queued_ns(info)
             with self._lock:
-                stamp = conv.stamp_to_ns(msg.header.stamp)
-                pairs = self.sync.add_info(stamp, msg, info_image_size(msg), time.monotonic_ns())
+                pairs = self.sync.add_info(conv.stamp_to_ns(msg.header.stamp), msg, info_image_size(msg), arrival)
             self._enqueue(pairs)
         except Exception as err:
             self.log.error("info-callback", f"camera_info callback failed: {err!r}")
