@@ -194,6 +194,29 @@ def _stamp(args: argparse.Namespace, node: Node, recorded_ns: int, ros_start_ns:
     return conv.ns_to_stamp(ros_start_ns + recorded_ns - T0 if args.ros_time else recorded_ns)
 
 
+def _frame_times(args: argparse.Namespace, n: int) -> list[float]:
+    """Each frame's capture time, seconds after the first (and the time of the frame after the last): every
+    1 / --rate, and with --slow-frames A:B frames A to B every 1 / --slow-rate (a camera's auto exposure
+    lowering its rate in the dark, then raising it again)."""
+    first, last = (int(v) for v in args.slow_frames.split(":")) if args.slow_frames else (n, n)
+    times = [0.0]
+    for k in range(n):
+        times.append(times[-1] + 1 / (args.slow_rate if first <= k < last else args.rate))
+    return times
+
+
+def _stamps(args: argparse.Namespace, stamp: Any, k: int, rng: np.random.Generator) -> tuple[Any, Any]:
+    """Frame `k`'s image and camera_info stamps, from its capture `stamp` as the driver's clock has it:
+    --jitter-ms of noise (a hardware clock mapped to ROS time), --clock-step seconds from frame
+    --clock-step-at on (the clock set by NTP mid-stream), and the camera_info --info-offset-ms apart."""
+    jitter = round(rng.normal(0.0, args.jitter_ms * 1e6)) if args.jitter_ms else 0
+    step = round(args.clock_step * 1e9) if args.clock_step_at and k >= args.clock_step_at else 0
+    if not (jitter or step or args.info_offset_ms):
+        return stamp, stamp
+    ns = stamp.sec * 1_000_000_000 + stamp.nanosec + jitter + step
+    return conv.ns_to_stamp(ns), conv.ns_to_stamp(ns + round(args.info_offset_ms * 1e6))
+
+
 def _stall(args: argparse.Namespace, tick: int) -> None:
     """--stall-every N: the driver stalls `--stall` seconds after every N frames (a loaded machine), then
     catches up, sending the frames that fell due meanwhile back to back (with --ros-time stamped as sent)."""
@@ -242,6 +265,7 @@ def camera(args: argparse.Namespace) -> None:
     poses = node.create_publisher(PoseStamped, "camera_pose", qos) if args.pose_latency else None
     player = Playback(args.speed, clock, args.clock, T0)
     per_loop = n * slots
+    times, rng = _frame_times(args, n), np.random.default_rng(0)
     for tick in range(per_loop * args.loops):
         k, (image_pub, info_pub) = (tick // slots) % n, pubs[tick % slots]
         if tick and tick % per_loop == 0:  # a bag played in a loop starts over: its stamps jump back
@@ -253,13 +277,13 @@ def camera(args: argparse.Namespace) -> None:
             report["pause_end"] = time.monotonic()
             start += args.pause
         paused = args.pause if args.pause_after and k >= args.pause_after and not args.hold else 0.0
-        stamp = _stamp(args, node, T0 + round(k * 1e9 / args.rate + paused * 1e9), ros_start)
+        stamp, info_stamp = _stamps(args, _stamp(args, node, T0 + round((times[k] + paused) * 1e9), ros_start), k, rng)
         msg = images[k % len(images)]
         msg.header.stamp, msg.header.frame_id = stamp, "camera_optical"
         image_pub.publish(msg)
         if info_pub is not None and not (args.last_image_alone and k == n - 1):
             info = CameraInfo(k=k_matrix, **window)
-            info.header.stamp, info.header.frame_id = stamp, "camera_optical"
+            info.header.stamp, info.header.frame_id = info_stamp, "camera_optical"
             info_pub.publish(info)
         if poses is not None:
             player.wait_until(time.monotonic() + args.pose_latency / 1000 / args.speed)
@@ -271,7 +295,8 @@ def camera(args: argparse.Namespace) -> None:
             os._exit(0)  # a crashed driver: no goodbye, its DDS participant times out
         report["last_wall"] = time.time()  # the node's log lines carry this clock
         _stall(args, tick)
-        player.wait_until(start + (tick % per_loop + 1) / (args.rate * args.speed * slots))
+        due = times[tick % per_loop + 1] if slots == 1 else (tick % per_loop + 1) / (args.rate * slots)
+        player.wait_until(start + due / args.speed)
     _report_and_end(node, {"sent": n * args.loops, **report}, args.linger)
 
 
@@ -398,6 +423,12 @@ def main() -> None:
     cam.add_argument("--linger", type=float, default=0.0, help="stay this long after the report, sending nothing")
     cam.add_argument("--stall-every", type=int, default=0, help="stall after every N frames, then catch up")
     cam.add_argument("--stall", type=float, default=0.3, help="seconds of each --stall-every stall")
+    cam.add_argument("--slow-frames", default="", help="A:B: frames A to B at --slow-rate (auto exposure)")
+    cam.add_argument("--slow-rate", type=float, default=0.0, help="the rate of the --slow-frames")
+    cam.add_argument("--jitter-ms", type=float, default=0.0, help="noise on each stamp (a hardware clock), ms")
+    cam.add_argument("--clock-step-at", type=int, default=0, help="the driver's clock steps at this frame (NTP)")
+    cam.add_argument("--clock-step", type=float, default=0.0, help="seconds the clock steps (negative: back)")
+    cam.add_argument("--info-offset-ms", type=float, default=0.0, help="camera_info stamped this far from its image")
     view = sub.add_parser("viewer")
     view.add_argument("--topics", nargs="+", required=True)
     view.add_argument("--depth", type=int, default=16)

@@ -583,6 +583,21 @@ def test_a_camera_changing_its_frame_rate_loses_nothing(before_hz: float, after_
     assert meter.lost == 0
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_auto_exposure_with_a_jittered_hardware_clock_is_measured_and_loses_nothing(seed: int) -> None:
+    """A user's camera at 30 Hz drops to 15 Hz in the dark and back (auto exposure), its stamps from a hardware clock
+    mapped to ROS time with 2 ms of jitter, its publisher numbering its messages: nothing lost, and the meter keeps a
+    period throughout (a change of rate is no "cannot measure loss": while it was learnt the estimate took the new
+    66.7 ms steps for bursts of late frames at a 66.7 ms period, or the old rate's for frames lost)."""
+    meter, rng, t = InputLossMeter(max_gap_ns=1_000_000_000), np.random.default_rng(seed), 0.0
+    for k in range(400):
+        meter.add(round(t * 1e9 + rng.normal(0, 2e6)), 1)
+        t += 1 / (15 if 100 <= k < 250 else 30)
+        assert meter.measurable, k
+    meter.reset()
+    assert meter.lost == 0 and meter.unmeasured == 0, (meter.lost, meter.unmeasured)
+
+
 @pytest.mark.parametrize("rate", [30, 15])
 @pytest.mark.parametrize("seed", range(3))
 def test_stamp_jitter_is_not_loss(rate: int, seed: int) -> None:
@@ -655,6 +670,33 @@ def test_a_driver_stalling_and_catching_up_keeps_its_period(stall_every: int, st
     meter.reset()
     # a catch-up ending with a step of half a period or more leaves one frame counted per stall at most
     assert meter.lost <= 300 // stall_every and meter.received == 300, (meter.lost, lost_at)
+
+
+@pytest.mark.parametrize("sent_known", [False, True])
+@pytest.mark.parametrize("stall_every", [10, 15, 20, 40])
+@pytest.mark.parametrize("stall_s", [0.3, 0.5, 0.8])
+@pytest.mark.parametrize("send_ms", [1.0, 10.0, 30.0, 35.0, 40.0, 45.0])
+def test_a_driver_stalled_most_of_the_time_is_counted_honestly_or_not_at_all(
+    stall_every: int, stall_s: float, send_ms: float, sent_known: bool
+) -> None:
+    """A driver stalled or catching up most of the time (0.8 s every 15-20 frames at 15 Hz, or sending 35-45 ms a
+    frame) leaves no steady period in its stamps: the period fell back to their median step or a small fraction of
+    its own (3.3 ms for steps of 10 and 66.7 ms), and the meter counted more frames lost than were ever sent (2,093
+    of 300, 23,463 with 1 ms sends). Now the stamps either keep the camera's period and the count is honest (at most
+    the frames of one stall each; none lost for a driver that caught up), or the meter says it cannot measure."""
+    meter = InputLossMeter(max_gap_ns=1_000_000_000)
+    for stamp in _driver_stamping_as_it_sends(300, stall_every, stall_s, send_ms):
+        meter.add(stamp, 1 if sent_known else None)
+    meter.reset()
+    # a driver that has caught up within half the frames between two stalls: nothing was lost but one frame per stall
+    # at most (one catching up for longer stamps like a faster camera: 37 of 40 frames 45 ms apart at 15 Hz)
+    catching_up = stall_s * 1000 / (1000 / 15 - send_ms) if send_ms < 1000 / 15 else float("inf")
+    if catching_up <= stall_every / 2:
+        assert meter.received == 300 and meter.lost <= 300 // stall_every, (meter.lost, meter.unmeasured)
+    # one that does not stamps like a faster camera losing a burst at each stall: with its publisher's sequence numbers
+    # saying all it sent arrived, no more than half its frames counted lost (from stamps alone, that camera)
+    elif sent_known:
+        assert meter.lost < meter.received, (meter.lost, meter.unmeasured)
 
 
 def test_loss_after_a_rate_change_is_still_counted() -> None:

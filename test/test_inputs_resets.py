@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from vdepth_ros.inputs.resets import PauseRule, StreamResets
+from vdepth_ros.inputs.resets import PauseRule, StreamResets, clock_step_ns
 
 S = 1_000_000_000
 
@@ -109,3 +109,20 @@ def test_a_slow_motion_replay_stretches_the_pause_bounds_by_its_speed():
     for k in range(3, 8):
         rule.note(k * 10 * period, k * period)
     assert rule.stretch == pytest.approx(10.0)
+
+
+def test_a_driver_clock_stepped_forward_is_named_not_a_gap() -> None:
+    """A live driver's clock set by NTP mid-stream (+3 s) while its images keep arriving every 66.7 ms: the restart
+    was named "gap: 3.067 s without input", and the frames its span would hold were counted lost. The arrival on
+    the steady clock tells it from a pause (which takes its time to arrive) and from a fast replay's gap."""
+    period = 66_666_667
+    assert clock_step_ns(3_066_666_667, period + 2_000_000, period) == 3_066_666_667 - period - 2_000_000
+    assert clock_step_ns(3_066_666_667, 3_066_000_000, period) == 0  # a pause: it arrived late too
+    assert clock_step_ns(2 * period, period, period) == 0  # one frame lost: no step
+    assert clock_step_ns(2_000_000_000, 200_000_000, 6_666_667) == 0  # a 10x replay's 2 s gap arrives 0.2 s later
+    assert clock_step_ns(3_000_000_000, period, None) == 0  # (the arrival step not known yet)
+    resets = StreamResets(max_gap_ns=1_000_000_000)
+    resets.update((48, 64), 0, None)
+    reason = resets.update((48, 64), 3_066_666_667, None, clock_step=3_000_000_000)
+    assert reason is not None and reason.startswith("clock step: the image stamps jumped 3.000 s forward"), reason
+    assert resets.update((48, 64), 6_066_666_667, None) == "gap: 3.000 s without input"

@@ -333,3 +333,36 @@ def test_camera_info_stamped_well_before_its_image_does_not_hold_the_images(offs
     assert sorted(held) == list(range(60))
     assert max(h for k, (h, _) in held.items() if 15 <= k < 40) == 0, held
     assert s.unpaired() is None and [src for k, (_, src) in held.items() if k >= 42] == ["synced"] * 18, held
+
+
+@pytest.mark.parametrize("rate_hz", [25, 30, 60])
+def test_camera_info_stamped_a_frame_after_its_image_is_named(rate_hz: int) -> None:
+    """A driver stamping each camera_info one frame after the image it publishes it with (at 25 Hz and more, one
+    frame is within the default sync_slop): each image was paired, "synced", with the next frame's camera_info,
+    silently (only an error at a change of size named it). The camera_infos' arrival with their images tells the
+    constant offset; `neighbour_offset` says it."""
+    step = round(1e9 / rate_hz)
+    sync: ApproximateTimeSync[int, int] = ApproximateTimeSync(slop_ns=50_000_000)
+    for k in range(40):
+        arrival = k * step + 3_000_000
+        sync.add_image(k * step, k, arrival_ns=arrival)
+        sync.add_info(k * step + step, k, arrival_ns=arrival + 200_000)
+    offset, image_step = sync.neighbour_offset()
+    assert abs(offset - step) < 1_000_000 and image_step == step
+    assert sync.unpaired() is None  # (they pair by stamp: with the wrong frame)
+
+
+def test_a_constant_offset_over_half_a_frame_is_reported_as_it_is() -> None:
+    """camera_info stamped 23 ms (0.7 frames at 30 Hz) after its image, beyond sync_slop (10 ms): the offset named
+    was the one to the nearest image (10 ms before the next one), and its fix a sync_slop that paired the wrong
+    frame. Now the offset to the image each one was published with."""
+    step = 33_333_333
+    sync: ApproximateTimeSync[int, int] = ApproximateTimeSync(slop_ns=10_000_000)
+    for k in range(40):
+        sync.add_image(k * step, k, arrival_ns=k * step + 2_000_000)
+        sync.add_info(k * step + 23_000_000, k, arrival_ns=k * step + 2_100_000)
+    unpaired = sync.unpaired()
+    assert unpaired is not None
+    kind, text = unpaired.cause(sync.slop_ns)
+    assert kind == "offset" and "23 ms (0.7 frames) after" in text and "sync_slop" not in text, text
+    assert sync.neighbour_offset() is None  # (not paired with a neighbour: unpaired, said so)

@@ -342,11 +342,15 @@ FAULTS: dict[str, Fault] = {
         "warning",
     ),
     "duplicated stamp": Fault(lambda r: (r.frame(advance=False), r.frame()), "repeats the previous image's"),
+    # (a gap takes time to arrive too: stamps jumping between images that arrive on time are a driver's clock set
+    # mid-stream, `inputs.resets.clock_step_ns`; the rig sends its frames about 3x faster than their stamps)
     "gap in the stamps": Fault(
-        lambda r: (setattr(r, "k", r.k + 20), r.frame()), "restarting the depth stream: gap", "warning"
+        lambda r: (setattr(r, "k", r.k + 20), r.spin(0.3), r.frame()), "restarting the depth stream: gap", "warning"
     ),
     "camera slower than max_gap": Fault(
-        lambda r: (setattr(r, "k", r.k + 20), r.frame()), "the camera is slower than max_gap allows", "warning"
+        lambda r: (setattr(r, "k", r.k + 20), r.spin(0.3), r.frame()),
+        "the camera is slower than max_gap allows",
+        "warning",
     ),
     "burst into a short queue": Fault(burst, "input queue full", "warning", params={"queue_size": 3}, engine=Slow),
     "sparse depth of another aspect ratio": Fault(

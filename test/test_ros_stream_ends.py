@@ -438,3 +438,49 @@ def test_a_driver_stamping_as_it_sends_and_stalling_loses_nothing(rig: Any) -> N
     # two files at once; before, 16)
     assert lost - in_transport <= 4 and received + in_transport == cam["sent"], log
     assert "never reached this node" not in log, log
+
+
+def test_a_driver_stalled_most_of_the_time_says_its_loss_cannot_be_measured(rig: Any) -> None:
+    """A driver that stamps each frame as it publishes it and stalls 0.8 s every 15 frames at 15 Hz, sending the 12
+    frames that fell due back to back after each stall: most of its stamp steps are stalls or bursts, with no frame
+    period in them. The loss meter took a fraction of the period (or the bursts' 1 ms steps) for it and counted more
+    frames lost than were ever sent, with a WARN about transport loss. Now every frame reached the node (its
+    sequence numbers say so) and the node says, once in the log and in the summary, that the stamps cannot tell
+    loss, rather than a count."""
+    r = rig("    max_gap: 30.0\n")
+    cam = r.camera(6.0, "--ros-time", "--stall-every", "15", "--stall", "0.8")
+    r.interrupt_node()
+    log = r.node_log.read_text()
+    summary = re.search(r"stopped: (\d+) images received .*?, (\d+) lost before the node(?: \((\d+) of them)?", log)
+    unmeasurable = "cannot measure loss: no steady frame period" in log or "not measurable for" in log
+    assert unmeasurable and log.count("cannot measure the frames lost before this node") == 1, log
+    assert "never reached this node" not in log, log
+    if summary is not None:  # (the stamps kept a period again by the end: what they counted is honest)
+        received, lost, in_transport = (int(g or 0) for g in summary.groups())
+        assert lost - in_transport <= 6 and received + in_transport == cam["sent"], log
+
+
+def test_a_driver_clock_stepped_forward_is_neither_loss_nor_a_gap(rig: Any) -> None:
+    """A live driver whose clock NTP steps 0.6 s forward after 40 frames (within max_gap), its images arriving every
+    66.7 ms throughout: the step was counted as 9 frames lost before the node (with its publisher's sequence numbers
+    saying none was); one 3 s forward restarted the stream as "gap: 3.067 s without input". Now the node names the
+    clock step, counts nothing lost, and (beyond max_gap) says the restart is a clock step."""
+    r = rig("    max_gap: 1.0\n")
+    cam = r.camera(6.0, "--ros-time", "--clock-step-at", "40", "--clock-step", "0.6")
+    r.interrupt_node()
+    log = r.node_log.read_text()
+    summary = re.search(r"stopped: (\d+) images received .*?, (\d+) lost before the node", log)
+    assert summary is not None and summary.groups() == (str(cam["sent"]), "0"), log
+    assert "the image stamps jumped 0.6" in log and "restarting the depth stream" not in log, log
+
+
+def test_camera_info_stamped_a_frame_after_its_image_is_named(rig: Any) -> None:
+    """A 30 Hz driver stamping each camera_info one frame (33 ms) after the image it publishes it with: within
+    sync_slop of the next image, so every image was paired ("synced") with the next frame's camera_info, silently.
+    Now its arrival with its own image tells the offset: one WARN names it in ms and frames, with the fix."""
+    r = rig()
+    r.camera(4.0, "--ros-time", "--rate", "30", "--info-offset-ms", "33.333")
+    r.interrupt_node()
+    log = r.node_log.read_text()
+    named = "is stamped a constant 33 ms (1.0 frames) after the image it is published with"
+    assert log.count(named) == 1 and "stamp each camera_info with its image's header.stamp" in log, log

@@ -40,6 +40,11 @@ BURST_STEPS = 3
 #: A step shorter than this many periods brings a frame that was late: judged with the step before it
 #: (`InputLossMeter.period_ns`, `InputLossMeter._late_arrivals`); shorter than `LATE_STEP`, it was a whole frame late.
 LATE_BURST, LATE_STEP = 0.8, 0.5
+#: Images in a row without a steady frame period that make the loss not measurable (`InputLossMeter.measurable`).
+UNMEASURED_RUN = 16
+#: Steps up to this many periods long are judged for fitting a candidate period (`_fits_most`); longer ones
+#: are heavy loss or a stall, which any small fraction of the period would fit.
+MAX_JUDGED = 25
 
 
 class InputLossMeter:
@@ -65,6 +70,17 @@ class InputLossMeter:
         self._fresh = True
         #: frames the publisher sent that never arrived, by its sequence numbers (`add`'s `sent`); in `lost` too
         self.in_transport = 0
+        # frames per step the stamps may say are missing for a steady period (`_steady`): at most 4 in 5 lost,
+        # and where the publisher numbers its messages (its transport loss is known) half, before publishing
+        self._most_missing = 4
+        self._counted_at: int | None = None  # the period the last step was counted at
+        #: images received while the stamps had no steady frame period (`measurable`): their loss is unknown
+        self.unmeasured = 0
+        self._no_period_run = 0  # images in a row without a steady period
+        # the steps counted since the stream (re)started or changed its rate, their span, and what the stamps
+        # confirmed missing in them: the frames such a span holds bound what can be missing (`_bounded`)
+        self._counted_steps, self._counted_periods, self._counted_lost = 0, 0.0, 0
+        self._warming = True  # no period known yet in this stream: once there is one, the steps before count
 
     def reset(self) -> None:
         """Forget the stamps (a new stream); the totals (and the last span, for a summary) stay."""
@@ -73,13 +89,20 @@ class InputLossMeter:
         self._fresh = True
 
     @property
+    def measurable(self) -> bool:
+        """False while the stamps keep no steady frame period (`period_ns`): a driver stalled or catching up
+        most of the time, whose stamps say nothing about frames missing. Then nothing is counted (`unmeasured`
+        counts the images), and the node reports the loss as not measurable rather than a number."""
+        return self._no_period_run < UNMEASURED_RUN
+
+    @property
     def last(self) -> int | None:
         return self._last
 
     @property
     def period_ns(self) -> int | None:
         """The camera's frame period (None until 12 steps were seen: fewer can all be multiples of a
-        longer one by chance).
+        longer one by chance; None too while the stamps keep no period, `measurable`).
 
         Under heavy loss few steps are one period long, but all are whole multiples of it: the
         period is the largest candidate `base / m` (m = 1..12) that nine in ten steps up to 6 of it are
@@ -89,7 +112,9 @@ class InputLossMeter:
         refined as the median of step / multiple, and kept only if nine in ten of *all* the steps are
         multiples of that: a few short steps of a jittered camera fit a small fraction of its period by
         chance (25-28 ms steps of a 30 Hz camera are all "6 of 4.3 ms"), which would count every frame as
-        several lost. Without such a period, the median step.
+        several lost. Without such a period, the median step, where four in five steps lie within half of it
+        (a jittered camera). A period is taken only where the stamps keep it (`_steady`); otherwise None:
+        the stamps have no steady frame period, and no loss is counted from them (`measurable`).
 
         A step shorter than a candidate (`LATE_BURST` of it) is a frame late in a burst: it is judged
         together with the step before it, as their mean. A driver that stamps as it publishes catches
@@ -108,11 +133,13 @@ class InputLossMeter:
             self._period_of = (key, self._estimated_period())
         return self._period_of[1]
 
-    def _estimated_period(self) -> int:
+    def _estimated_period(self) -> int | None:
         steps = np.asarray(self._steps, dtype=np.float64)
         regular = steps[steps >= 0.6 * np.median(steps)]
-        # (the upper half's median too: where bursts of late frames are many steps, their steps are "regular")
-        bases = (float(regular.min()), float(np.median(regular)), float(np.median(steps[steps >= np.median(steps)])))
+        # (the longer steps' median too: where bursts of late frames are most steps, their steps are "regular",
+        # and the upper half's median is one of them)
+        longer = steps[steps > np.median(steps)]
+        bases = (float(regular.min()), float(np.median(regular)), float(np.median(longer if len(longer) else steps)))
         for candidate in sorted({base / m for base in bases for m in range(1, 13)}, reverse=True):
             judged = _bursts_merged(steps, LATE_BURST * candidate)
             multiples = judged / candidate
@@ -120,11 +147,21 @@ class InputLossMeter:
             near = short & (np.round(multiples) >= 1) & (np.abs(multiples - np.round(multiples)) < 0.2)
             if short.sum() >= 4 and near.sum() >= 0.9 * short.sum():
                 period = float(np.median(judged[near] / np.round(multiples[near])))
-                multiples = _bursts_merged(steps, LATE_BURST * period) / period
-                fits = (multiples < 12.5) & (np.round(multiples) >= 1) & (np.abs(multiples - np.round(multiples)) < 0.2)
-                if fits.sum() >= 0.9 * (multiples < 12.5).sum():
-                    return int(period)
-        return int(np.median(steps))
+                # (the largest period that fits and that the stamps keep: a longer one may take the steps of the
+                # camera's old rate for bursts of late frames, and the fractions of one that fit any stamps are
+                # no period of theirs, `_steady`)
+                if self._counted_at and period < 0.7 * self._counted_at and not _sped_up(steps, period):
+                    continue  # (a fraction of the period counted at: the camera's rate doubled, or nothing)
+                if _fits_most(_bursts_merged(steps, LATE_BURST * period) / period):
+                    if _steady(steps, period, self._most_missing):
+                        return int(period)
+                    if _catching_up(steps, period):
+                        return None  # (its fractions fit the bursts' steps: no period of the camera's either)
+        median = float(np.median(steps))
+        # a camera whose steps jitter too much for whole multiples still has a period when they gather around
+        # one step; steps of stalls and bursts of late frames, most of them far from their median, have none
+        gathered = np.mean(np.abs(steps - median) <= 0.5 * median) >= 0.8
+        return int(median) if gathered and _steady(steps, median, self._most_missing) else None
 
     @property
     def lost(self) -> int:
@@ -151,6 +188,8 @@ class InputLossMeter:
                 not frames lost on the way (they were counted, and warned about as transport loss).
         """
         self.received += 1
+        if sent is not None:
+            self._most_missing = 1
         in_transport = max(0, (sent or 1) - 1)
         self.in_transport += in_transport
         self._confirmed += in_transport
@@ -170,12 +209,11 @@ class InputLossMeter:
         if self._fresh or last is None or stamp_ns < last:  # the first image, or the clock or bag restarted
             confirmed = self._confirm_pending()
             self._steps.clear()
-            self.first, self._fresh = int(stamp_ns), False
+            self.first, self._fresh, self._counted_at = int(stamp_ns), False, None
             return confirmed
         step = int(stamp_ns) - last
         if self.max_gap_ns > 0 and step > self.max_gap_ns:
             return self._confirm_pending()  # a pause: the stream restarts
-        known = self.period_ns is not None
         # frames in this step: those received without a later stamp, and those sent that never arrived
         frames = misstamped + sent
         parts = [step // frames] * frames
@@ -183,25 +221,55 @@ class InputLossMeter:
         self._steps.extend(parts)
         period = self.period_ns
         if period is None:
+            if len(self._steps) >= 12:  # no steady period: what the last steps counted is no loss either
+                self._no_period_run += 1
+                # (a few images without one are a change of rate being learnt: not yet "cannot measure")
+                self.unmeasured += UNMEASURED_RUN if self._no_period_run == UNMEASURED_RUN else 0
+                self.unmeasured += 1 if self._no_period_run > UNMEASURED_RUN else 0
+                self._pending.clear()
+                self._counted_steps, self._counted_periods, self._counted_lost = 0, 0.0, 0
             return 0
-        if self._rate_changed(period):
+        self._no_period_run = 0
+        # (judged at the period the held counts were made with: the estimate may follow the new rate at once)
+        counted_at, self._counted_at = self._counted_at or period, period
+        if self._rate_changed(min(counted_at, period)):
             # the camera's rate changed: the estimate restarts on the new steps, which were not loss
             recent = list(self._steps)[-STEADY_STEPS:]
             self._steps.clear()
             self._steps.extend(recent)
             self._pending.clear()
+            self._counted_steps, self._counted_periods, self._counted_lost = 0, 0.0, 0
+            self._warming = True
             return 0
-        # once the period is first known, the steps seen before it count too
-        steps = list(self._steps) if not known else parts
+        # once the period is first known, the steps seen before it count too (not those of a time without a
+        # steady period, `measurable`: their loss is unknown)
+        steps, self._warming = (list(self._steps) if self._warming else parts), False
         self._pending.extend(self._missing(s, period) for s in steps)
+        self._counted_steps += len(steps)
+        self._counted_periods += sum(steps) / period
         self._late_arrivals(period, sum(1 for s in steps if s < LATE_STEP * period))
+        self._bounded()
         confirmed = 0
         # (not while a burst of late frames goes on: they are taken back from the stall's step, at the start)
         held = STEADY_STEPS - 1 if parts[-1] >= LATE_BURST * period else self._max_held
         while len(self._pending) > held:
             confirmed += self._pending.popleft()
         self._confirmed += confirmed
+        self._counted_lost += confirmed
         return confirmed
+
+    def _bounded(self) -> None:
+        """The sanity bound: steps spanning `P` periods hold `P` frames, so with the `n` that arrived at most
+        `P - n` are missing; a count above that (frames late in a burst after a stall, which the stall's step
+        counted missing) is taken back from the unconfirmed steps, latest first. Counted at each step's own
+        period, so a camera changing its rate keeps its bound."""
+        excess = self._counted_lost + sum(self._pending) - max(0, round(self._counted_periods) - self._counted_steps)
+        for i in range(len(self._pending) - 1, -1, -1):
+            if excess <= 0:
+                return
+            taken = min(excess, self._pending[i])
+            self._pending[i] -= taken
+            excess -= taken
 
     def _rate_changed(self, period: int) -> bool:
         """The last `STEADY_STEPS` steps are alike and longer than `period` would make them."""
@@ -243,11 +311,17 @@ class InputLossMeter:
         confirmed = sum(self._pending)
         self._pending.clear()
         self._confirmed += confirmed
+        self._counted_steps, self._counted_periods, self._counted_lost = 0, 0.0, 0  # (the stream ends here)
+        self._warming = True
         return confirmed
 
     @staticmethod
     def _missing(step: int, period: int) -> int:
-        return round(step / period) - 1 if step > 1.5 * period else 0
+        """Frames missing in `step`: one less than the whole periods in it. A step of no whole number of periods
+        (a quarter of one either way) says no frames are missing: a stall's (its late frames follow), or one at
+        another rate (the first 66.7 ms steps after a burst of frames 40 ms apart, taken for a 25 Hz camera)."""
+        multiple = step / period
+        return round(multiple) - 1 if multiple > 1.5 and abs(multiple - round(multiple)) < 0.25 else 0
 
     @property
     def fraction(self) -> float:
@@ -306,10 +380,74 @@ class PublisherSequences:
         self._previous, self.switched, self.interleaved = None, False, None
 
 
+def _steady(steps: np.ndarray, period: float, most_missing: int) -> bool:
+    """The stamps keep `period`: no more than a third of the steps bring frames late after a stall
+    (`_catching_up`), two thirds of their time is in steps of whole periods (a quarter of one either way;
+    a stall and the burst after it as one, `_bursts_merged`), and they say no more than `most_missing`
+    frames per step never arrived (4: the stamps of 4 in 5 lost; 1 where the publisher numbers its
+    messages, so its transport loss is known: a camera driver that published less than half its frames is
+    a driver stalling, not a camera). A driver stalled or catching up most of the time (0.8 s every 15-20
+    frames at 15 Hz, or sending 35-45 ms a frame) fails one of them at every period: at its own, most of
+    its steps are late frames; at the period of its bursts (9 steps of 30 ms and a stall of 830 ms), most
+    of its time is stalls of no whole period, which counted 27 frames lost each; and the small fractions of
+    its period that all its steps are multiples of (3.3 ms for steps of 10 and 66.7 ms) counted 10-20
+    frames for every step: 2,093 "lost" of 300 sent."""
+    if _catching_up(steps, period):
+        return False
+    totals, frames = _burst_groups(steps, LATE_BURST * period)
+    multiples = totals / frames / period
+    whole = np.round(multiples)
+    fits = (whole >= 1) & (np.abs(multiples - whole) < 0.25)
+    missing = np.maximum(np.round(steps / period) - 1, 0).sum()
+    # (all the steps' time: the short ones before any longer, which no group takes, fit no whole period of it)
+    return bool(totals[fits].sum() >= 2 / 3 * steps.sum() and missing <= most_missing * len(steps))
+
+
+def _sped_up(steps: np.ndarray, period: float) -> bool:
+    """The last `STEADY_STEPS` steps are alike and `period` long (a tenth either way): the camera raised its
+    rate (`InputLossMeter._rate_changed` in the other direction). A shorter period is taken only so: a fraction
+    of the period counted at fits the frames late in a burst after a stall too (40 ms steps of a 15 Hz driver,
+    33.3 ms), and counted its every later frame period as one frame lost."""
+    recent = steps[-STEADY_STEPS:]
+    return len(recent) == STEADY_STEPS and bool(np.all(np.abs(recent - period) <= 0.1 * period))
+
+
+def _catching_up(steps: np.ndarray, period: float) -> bool:
+    """A third of the steps bring frames late after a stall at `period`: shorter than `LATE_BURST` of it, in a
+    run after a step of 1.5 periods or more: a driver catching up most of the time. Short steps that follow
+    no stall are no such frames but a camera's other rate (auto exposure lowering it in the dark, or
+    raising it again), whose period is a fraction of this one."""
+    late, after_stall = 0, False
+    for step in steps:
+        if step >= LATE_BURST * period:
+            after_stall = step >= 1.5 * period
+        elif after_stall:
+            late += 1
+    return late > len(steps) / 3
+
+
+def _fits_most(multiples: np.ndarray) -> bool:
+    """Nine in ten of the steps (`multiples` of a candidate period, bursts merged) are whole multiples of it,
+    the steps up to `MAX_JUDGED` periods long being most of them: a step of 13.3 periods fits none, and a
+    candidate that leaves most steps too long to judge (a tenth of the period of a driver catching up 10 ms a
+    frame, which every burst step fits) explains nothing. The tolerance grows with the multiple (2 % of it:
+    a period refined from jittered steps is a little off, and the error adds up along a long step)."""
+    judged = multiples < MAX_JUDGED
+    whole = np.round(multiples)
+    fits = judged & (whole >= 1) & (np.abs(multiples - whole) < np.maximum(0.2, 0.02 * multiples))
+    return judged.sum() >= max(4, 0.75 * len(multiples)) and fits.sum() >= 0.9 * judged.sum()
+
+
 def _bursts_merged(steps: np.ndarray, shortest: float) -> np.ndarray:
     """`steps`, each shorter than `shortest` joined with those before it into their mean (a burst of late
     frames after a stall, and the stall: `InputLossMeter.period_ns`); those at the start, whose stall is
     no longer in the history, left out."""
+    totals, frames = _burst_groups(steps, shortest)
+    return totals / frames
+
+
+def _burst_groups(steps: np.ndarray, shortest: float) -> tuple[np.ndarray, np.ndarray]:
+    """The time and the frames of each group of `_bursts_merged`: a step and the shorter ones after it."""
     totals: list[float] = []
     frames: list[int] = []
     for step in steps:
@@ -321,4 +459,4 @@ def _bursts_merged(steps: np.ndarray, shortest: float) -> np.ndarray:
         else:
             totals.append(float(step))
             frames.append(1)
-    return np.asarray(totals) / np.asarray(frames)
+    return np.asarray(totals, dtype=np.float64), np.asarray(frames, dtype=np.float64)

@@ -29,6 +29,26 @@ STRETCH_SPAN = 5
 UNKNOWN_SPEED_GAPS = 5
 
 
+#: A stamp step this much longer than the image's arrival after the one before, at least, is the clock stepping
+#: (`clock_step_ns`), with at least `CLOCK_STEP_STEPS` of the images' usual arrival steps.
+CLOCK_STEP_MIN_NS = 200_000_000
+CLOCK_STEP_STEPS = 4
+
+
+def clock_step_ns(stamp_step_ns: int, arrival_step_ns: int, usual_arrival_step_ns: int | None) -> int:
+    """How far the stamps' clock stepped forward between two images, or 0: the stamps moved on by
+    `stamp_step_ns` while the image arrived on time, `arrival_step_ns` after the one before (at most two
+    usual steps apart, `usual_arrival_step_ns` on the steady clock), so the time between them did not pass:
+    a camera driver's clock set by NTP (chrony's makestep, ntpdate) or a PTP re-lock mid-stream. A pause
+    or lost frames take time to arrive (frames a camera drops are not captured sooner, and a replay's
+    pause arrives as one too); before, such a step was "gap: 3.067 s without input" and the frames its
+    span would hold were counted lost before the node."""
+    if usual_arrival_step_ns is None or arrival_step_ns > 2 * usual_arrival_step_ns:
+        return 0
+    jump = int(stamp_step_ns) - int(arrival_step_ns)
+    return jump if jump > max(CLOCK_STEP_MIN_NS, CLOCK_STEP_STEPS * usual_arrival_step_ns) else 0
+
+
 class StreamResets:
     """Remembers the last frame and names the reason the next one must start a new stream.
 
@@ -44,7 +64,12 @@ class StreamResets:
         self.counts: Counter[str] = Counter()
 
     def update(
-        self, size: tuple[int, int], stamp: int, info: tuple | None, previous_input: int | None = None
+        self,
+        size: tuple[int, int],
+        stamp: int,
+        info: tuple | None,
+        previous_input: int | None = None,
+        clock_step: int = 0,
     ) -> str | None:
         """The reset reason for a new frame, or None. State always moves to the new frame.
 
@@ -54,18 +79,27 @@ class StreamResets:
             info: `vdepth_ros.camera_info.info_signature` of its camera_info, or None.
             previous_input: stamp of the input received just before this frame (processed or
                 not); None: the previous frame given here.
+            clock_step: how far the stamps' clock stepped forward before this frame (`clock_step_ns`):
+                a longer stamp step than `max_gap` is then that, not a gap without input.
 
         Returns:
-            "<kind>: <detail>" with kind one of "resolution", "time jump", "gap", "camera_info".
+            "<kind>: <detail>" with kind one of "resolution", "time jump", "clock step", "gap", "camera_info".
         """
         reason = None
         if self.stamp is not None and self.size is not None:
             if size != self.size:
                 reason = f"resolution: {self.size[1]}x{self.size[0]} -> {size[1]}x{size[0]}"
             elif stamp < self.stamp:
-                reason = f"time jump: stamp went back {(self.stamp - stamp) / 1e9:.3f} s (bag loop?)"
+                back = (self.stamp - stamp) / 1e9
+                reason = f"time jump: stamp went back {back:.3f} s (a bag loop, or the driver's clock set back: NTP?)"
             elif self.max_gap_ns > 0 and stamp - self._gap_start(previous_input) > self.max_gap_ns:
-                reason = f"gap: {(stamp - self._gap_start(previous_input)) / 1e9:.3f} s without input"
+                gap = (stamp - self._gap_start(previous_input)) / 1e9
+                reason = (
+                    f"clock step: the image stamps jumped {clock_step / 1e9:.3f} s forward while images kept arriving "
+                    "(the camera driver's clock was set: NTP?)"
+                    if clock_step
+                    else f"gap: {gap:.3f} s without input"
+                )
             elif info is not None and self.info is not None and info != self.info:
                 reason = "camera_info: intrinsics or size changed"
         self.size, self.stamp = size, stamp

@@ -112,6 +112,9 @@ class InputRate:
 #: two, fewer than a 1 Hz camera_info's images (a throttled one keeps its image's stamp and pairs).
 UNPAIRED_AFTER = 5
 
+#: Camera_infos whose arrival with an image tells their stamps' offset from it (`ApproximateTimeSync.stamp_offset`).
+OFFSET_SAMPLES = 16
+
 #: A camera_info stamped further than this from the images is on another clock.
 OTHER_CLOCK_NS = 1_000_000_000
 
@@ -125,6 +128,9 @@ class Unpaired:
     offsets_ns: list[int]  # each one's stamp less the nearest image stamp (the last `INFO_BUFFER`)
     zero: bool  # all stamped 0
     image_step_ns: int | None  # the images' frame step (median), if known
+    #: the constant offset of each camera_info's stamp from the image that arrived with it (`ApproximateTimeSync.
+    #: stamp_offset`): the real offset where it is over half a frame, which the nearest image's hides
+    arrival_offset_ns: int | None = None
 
     def cause(self, slop_ns: int) -> tuple[str, str]:
         """`(kind, text)`: why these camera_infos pair with no image by stamp, and the fix for it."""
@@ -132,6 +138,8 @@ class Unpaired:
         if self.zero:
             return "zero", f"camera_info's header.stamp is 0 (not set by its publisher): {fix}"
         offsets = sorted(self.offsets_ns)
+        if self.arrival_offset_ns is not None:  # (each by the image it came with, not the nearest by stamp)
+            offsets = [self.arrival_offset_ns]
         mid = median_low(offsets)
         side = "after" if offsets[0] > 0 else "before" if offsets[-1] < 0 else "off"
         side += " the nearest image" if side != "off" else " the nearest images (before one, after another)"
@@ -146,7 +154,8 @@ class Unpaired:
             step, slop = self.image_step_ns, sizes[-1] + slop_ns // 2
             # (not a slop of half the frame step or more: it would pair another frame's camera_info)
             wider = f", or raise sync_slop to {slop / 1e9:.3g}" if step is None or slop < step / 2 else ""
-            return "offset", f"camera_info is stamped a constant {abs(mid) / 1e6:.0f} ms {side}: {fix}{wider}"
+            frames = f" ({abs(mid) / step:.1f} frames)" if step and abs(mid) >= step / 2 else ""
+            return "offset", f"camera_info is stamped a constant {abs(mid) / 1e6:.0f} ms{frames} {side}: {fix}{wider}"
         return "apart", (
             f"camera_info is stamped {offsets[0] / 1e9:+.3f} to {offsets[-1] / 1e9:+.3f} s off the nearest image "
             f"(a publisher of its own, stamping as it publishes?): {fix}"
@@ -199,12 +208,21 @@ class ApproximateTimeSync(Generic[I, C]):
         self._unpaired_infos: deque[int] = deque(maxlen=INFO_BUFFER)
         self._unpaired_count = 0
         self._unpaired_images = 0  # images given the cached camera_info since the last synced pair
+        # (arrival, stamp) of the last images and camera_infos, where the caller knows when they arrived
+        # (`stamp_offset`: the image a camera_info came with)
+        self._image_arrivals: deque[tuple[int, int]] = deque(maxlen=64)
+        self._info_arrivals: deque[tuple[int, int]] = deque(maxlen=OFFSET_SAMPLES)
         self.counts = {"synced": 0, "cached": 0, "none": 0}
 
     # -- inputs ------------------------------------------------------------------------------
-    def add_info(self, stamp_ns: int, info: C, size: Size | None = None) -> list[Pair[I, C]]:
-        """Add a camera_info for images of `size` (None: unknown); returns the images it completes."""
+    def add_info(
+        self, stamp_ns: int, info: C, size: Size | None = None, arrival_ns: int | None = None
+    ) -> list[Pair[I, C]]:
+        """Add a camera_info for images of `size` (None: unknown), that arrived at `arrival_ns` (a steady
+        clock; None: unknown); returns the images it completes."""
         stamp_ns = int(stamp_ns)
+        if arrival_ns is not None:
+            self._info_arrivals.append((int(arrival_ns), stamp_ns))
         if self._last_info_stamp is not None and stamp_ns > self._last_info_stamp:
             self._info_steps.append(stamp_ns - self._last_info_stamp)
         self._infos.append((stamp_ns, info, size))
@@ -234,10 +252,14 @@ class ApproximateTimeSync(Generic[I, C]):
             return True
         return last_ns is None or stamp_ns > last_ns
 
-    def add_image(self, stamp_ns: int, image: I, size: Size | None = None) -> list[Pair[I, C]]:
-        """Add an image of `size` (None: unknown); returns the images ready to process (this one
-        and/or older ones), in order."""
+    def add_image(
+        self, stamp_ns: int, image: I, size: Size | None = None, arrival_ns: int | None = None
+    ) -> list[Pair[I, C]]:
+        """Add an image of `size` (None: unknown), that arrived at `arrival_ns` (as `add_info`); returns the
+        images ready to process (this one and/or older ones), in order."""
         stamp_ns = int(stamp_ns)
+        if arrival_ns is not None:
+            self._image_arrivals.append((int(arrival_ns), stamp_ns))
         if self._first_image_stamp is None:
             self._first_image_stamp = stamp_ns
         self._images.append(stamp_ns)
@@ -263,6 +285,8 @@ class ApproximateTimeSync(Generic[I, C]):
         self._last_info_stamp = None  # stamps restart; keep the cached message itself
         self._info_steps.clear()
         self._images.clear()
+        self._image_arrivals.clear()
+        self._info_arrivals.clear()
         self._forget_unpaired()
 
     def unpaired(self) -> Unpaired | None:
@@ -287,7 +311,48 @@ class ApproximateTimeSync(Generic[I, C]):
             offsets,
             all(s == 0 for s in self._unpaired_infos),
             median_low(steps) if steps else None,
+            self.stamp_offset(),
         )
+
+    def stamp_offset(self) -> int | None:
+        """The constant offset of the camera_infos' stamps from the images they are published with, or None
+        (unknown, or not constant): each camera_info's stamp less that of the image that arrived nearest to it
+        (within a quarter of the images' step), from the last `OFFSET_SAMPLES`, when they agree within a
+        quarter step. Stamps alone cannot tell it: a camera_info stamped one frame after its image has the
+        next image's stamp and pairs with it (synced, silently), and one stamped 0.7 frames after is 0.3
+        frames before the next (`neighbour_offset`)."""
+        if len(self._info_arrivals) < OFFSET_SAMPLES or len(self._image_arrivals) < 2:
+            return None
+        stamps = sorted(s for _, s in self._image_arrivals)
+        steps = [b - a for a, b in pairwise(stamps) if b > a]
+        if not steps:
+            return None
+        step = median_low(steps)
+        offsets = []
+        for arrival, stamp in self._info_arrivals:
+            near = min(self._image_arrivals, key=lambda image: abs(image[0] - arrival))
+            if abs(near[0] - arrival) <= step // 4:
+                offsets.append(stamp - near[1])
+        if len(offsets) < OFFSET_SAMPLES // 2:
+            return None
+        offsets.sort()
+        quarter = len(offsets) // 4
+        if offsets[-1 - quarter] - offsets[quarter] > step // 4:
+            return None  # (not constant: published on their own, or on another clock's timer)
+        return median_low(offsets)
+
+    def neighbour_offset(self) -> tuple[int, int] | None:
+        """`(offset, image step)` where camera_infos are stamped a constant half a frame or more from the
+        images they are published with, yet within `slop` of another image: each image is paired, "synced",
+        with a neighbouring frame's camera_info (right while the calibration is fixed, wrong from the frame it
+        changes: a zoom, a new size). None otherwise."""
+        offset = self.stamp_offset()
+        stamps = sorted(s for _, s in self._image_arrivals)
+        steps = [b - a for a, b in pairwise(stamps) if b > a]
+        if offset is None or not steps:
+            return None
+        step = median_low(steps)
+        return (offset, step) if abs(offset) >= step // 2 and self._unpaired_count < UNPAIRED_AFTER else None
 
     def _forget_unpaired(self) -> None:
         self._unpaired_infos.clear()

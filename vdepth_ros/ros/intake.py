@@ -33,7 +33,7 @@ from vdepth_ros.inputs.assembly import (
 from vdepth_ros.inputs.calibration import info_image_size
 from vdepth_ros.inputs.decode import image_size
 from vdepth_ros.inputs.loss import InputLossMeter, PublisherSequences
-from vdepth_ros.inputs.resets import PAUSE_MIN_S, PauseRule, ReplaySpeed
+from vdepth_ros.inputs.resets import PAUSE_MIN_S, PauseRule, ReplaySpeed, clock_step_ns
 from vdepth_ros.inputs.samples import TimedSamples
 from vdepth_ros.inputs.sync import REPEATED_STAMP, UNSET_STAMP, ApproximateTimeSync, InputRate, Pair
 from vdepth_ros.ros import conversions as conv
@@ -41,6 +41,18 @@ from vdepth_ros.ros.diagnostics import RateMeter, Watchdog
 from vdepth_ros.ros.qos import IncompatibleQosReporter, endpoint_name, qos_profile
 from vdepth_ros.ros.worker import DropOldestQueue, RateLimitedLog
 
+#: The problem named while the image stamps keep no steady frame period (`InputLossMeter.measurable`).
+UNMEASURABLE_LOSS = {
+    "stamps": (
+        "cannot measure loss: no steady frame period in the image stamps (a driver stalling and catching up)",
+        "cannot measure the frames lost before this node: the image stamps keep no steady frame period (most of "
+        "the time goes to stalls and to frames sent in bursts after them: a driver that stamps each frame as it "
+        "publishes it, on a loaded machine or behind a slow grab). Until they do, no loss is counted from them "
+        "(/diagnostics: 'lost before the node' says so; frames the publisher sent and never arrived are still "
+        "counted by their DDS sequence numbers). Stamp frames with their capture time (the camera's hardware "
+        "clock, or the time the driver grabbed them) and keep the driver from stalling (docs/node.md#qos).",
+    )
+}
 #: Where the input-loss warning sends the user (docs section written from measurements).
 ACROSS_PROCESSES = "docs/node.md#across-processes"
 
@@ -120,6 +132,19 @@ class InputItem:
     info_source: str
     arrival_ns: int  # time.monotonic_ns() when the image arrived
     previous_input_ns: int | None  # stamp of the image received before it (None after a pause)
+    clock_step_ns: int = 0  # how far the stamps' clock stepped forward before it (`inputs.resets.clock_step_ns`)
+
+
+def loss_count(loss: InputLossMeter) -> str:
+    """The frames lost before the node as /diagnostics and the shutdown summary say it: the count, and where the
+    stamps kept no steady frame period for some images (`InputLossMeter.measurable`), that its loss is unknown."""
+    text = f"{loss.lost} lost before the node"
+    notes = [f"{loss.in_transport} of them sent and never taken"] if loss.in_transport else []
+    if not loss.measurable:
+        text = f"cannot measure loss: no steady frame period in the image stamps ({loss.lost} counted before)"
+    elif loss.unmeasured:
+        notes.append(f"not measurable for {loss.unmeasured} images: no steady frame period in their stamps")
+    return text + (f" ({'; '.join(notes)})" if notes else "")
 
 
 class InputSide:
@@ -171,6 +196,8 @@ class InputSide:
         self.queue: DropOldestQueue[InputItem] = DropOldestQueue(params["queue_size"])
         self.on_first_image: Callable[[], None] | None = None
         self._loss_warned = False
+        self._loss_measurable = True  # (`InputLossMeter.measurable` as last reported to "problems")
+        self._last_arrival: tuple[int, int] | None = None  # (stamp, steady arrival) of the last image (`_clock_step`)
         self._replay_noted = False
         self._info_arrived = False
         self._latched_info: Any = None  # the transient_local camera_info subscription, once one is needed
@@ -195,7 +222,7 @@ class InputSide:
         self.image_topic = image_topic
         topics: list[tuple[type, str, Callable[[Any], None]]] = [
             (CompressedImage if compressed else Image, image_topic, self._on_image_with_info),
-            (CameraInfo, "camera_info", self._on_info),
+            (CameraInfo, "camera_info", self._on_info_with_info),
         ]
         # camera_info best effort, which matches every driver's: a reliable subscription matched no best-effort
         # camera_info next to reliable images (a driver's SensorDataQoS), and a lost one is paired around
@@ -404,7 +431,7 @@ class InputSide:
         self._latched_info = node.create_subscription(
             CameraInfo,
             "camera_info",
-            self._on_info,
+            self._on_info_with_info,
             qos,
             # it cannot match the volatile publishers the other subscription takes: not a fault
             event_callbacks=SubscriptionEventCallbacks(incompatible_qos=lambda _: None),
@@ -467,7 +494,8 @@ class InputSide:
         self.rate.tick()
         if self.rate.total == 1 and self.on_first_image is not None:
             self.on_first_image()
-        self._count_loss(stamp, info)
+        clock_step = self._clock_step(stamp, now - queued)
+        self._count_loss(stamp, info, clock_step)
         if self.p["skip_when_unsubscribed"] and not self._wants_frames():
             self.skipped += 1
             self._paused = True  # the stream restarts by its own gap rule when output is wanted again
@@ -510,7 +538,7 @@ class InputSide:
             )
             return
         with self._lock:
-            pairs = self.sync.add_image(stamp, (msg, now, previous), image_size(msg))
+            pairs = self.sync.add_image(stamp, (msg, now, previous, clock_step), image_size(msg), now - queued)
         self._enqueue(pairs)
         if now - self._unpaired_checked_ns > 1_000_000_000:
             self._unpaired_checked_ns = now
@@ -523,8 +551,24 @@ class InputSide:
         only a counter on /diagnostics showed; now /diagnostics names the cause until a camera_info pairs
         again. Called with the images (at most once a second) and from the status timer."""
         with self._lock:
-            unpaired = self.sync.unpaired()
+            unpaired, neighbour = self.sync.unpaired(), self.sync.neighbour_offset()
         found = {}
+        if neighbour is not None:
+            offset, step = neighbour
+            topic = self._node.resolve_topic_name("camera_info")
+            side = "after" if offset > 0 else "before"
+            cause = (
+                f"camera_info on '{topic}' is stamped a constant {abs(offset) / 1e6:.0f} ms ({abs(offset) / step:.1f} "
+                f"frames) {side} the image it is published with, so each image is paired with a neighbouring "
+                "frame's camera_info"
+            )
+            found["neighbour"] = (
+                f"{cause}: have the driver stamp each camera_info with its image's header.stamp",
+                f"{cause} (within sync_slop, {self.p['sync_slop']:g} s, of that frame's image): right while the "
+                "calibration is fixed, wrong from the frame it changes (a zoom, a new image size). Have the driver "
+                "stamp each camera_info with its image's header.stamp (image_transport's CameraPublisher); a "
+                "sync_slop cannot fix it. Named in /diagnostics 'problems' while it holds; this warning is shown once.",
+            )
         if unpaired is not None:
             kind, cause = unpaired.cause(self.sync.slop_ns)
             topic = self._node.resolve_topic_name("camera_info")
@@ -574,9 +618,33 @@ class InputSide:
         publisher = bytes(gid["data"]) if isinstance(gid, dict) and gid.get("data") is not None else None
         return self.sequences.add(publisher, info.get("publication_sequence_number"))
 
-    def _count_loss(self, stamp: int, info: MessageInfo | None = None) -> None:
+    def _clock_step(self, stamp: int, arrival: int) -> int:
+        """How far the stamps' clock stepped forward before this image (`inputs.resets.clock_step_ns`); WARNs
+        (rate-limited) when it did: a camera driver's clock set mid-stream."""
+        last, self._last_arrival = self._last_arrival, (stamp, arrival)
+        if last is None or stamp <= last[0]:
+            return 0
+        step = clock_step_ns(stamp - last[0], arrival - last[1], self.arrival_speed.step_ns)
+        if step:
+            self.log.warning(
+                "clock-step",
+                f"the image stamps jumped {step / 1e9:.3f} s forward between two images that arrived "
+                f"{(arrival - last[1]) / 1e9:.3f} s apart: the camera driver's clock was set mid-stream (NTP, "
+                "chrony's makestep, a PTP re-lock). The images across it are neither a gap nor lost frames"
+                + ("; the depth stream restarts there (longer than max_gap)" if step > self.loss.max_gap_ns > 0 else "")
+                + ", and the outputs' stamps jump with the images'. Have the driver stamp with a clock that is "
+                "slewed, not stepped (chrony: makestep only at boot), or with its hardware clock.",
+            )
+        return step
+
+    def _count_loss(self, stamp: int, info: MessageInfo | None = None, clock_step: int = 0) -> None:
         sent = self._sent(info)
-        missing = self.loss.add(stamp, sent, new_publisher=bool(info) and self.sequences.switched)
+        # (no step across a driver's restart, or its clock's step: the frames its span would hold were never due)
+        new_timeline = (bool(info) and self.sequences.switched) or clock_step > 0
+        missing = self.loss.add(stamp, sent, new_publisher=new_timeline)
+        if self.loss.measurable != self._loss_measurable:
+            self._loss_measurable = self.loss.measurable
+            self.log.problems.report("input-loss-unmeasurable", None if self._loss_measurable else UNMEASURABLE_LOSS)
         if missing and not self._loss_warned and self.loss.confirmed >= 10 and self.loss.fraction > 0.02:
             self._loss_warned = True
             period = self.loss.period_ns or 1
@@ -606,11 +674,17 @@ class InputSide:
             "use shared-memory transport"
         )
 
-    def _on_info(self, msg: CameraInfo) -> None:
+    def _on_info_with_info(self, msg: CameraInfo, info: MessageInfo) -> None:
+        """The camera_info subscriptions' callback: with rmw's message info (when DDS received it)."""
+        self._on_info(msg, info)
+
+    def _on_info(self, msg: CameraInfo, info: MessageInfo | None = None) -> None:
         self._info_arrived = True
         try:
+            # (when DDS received it, as an image's arrival: the image it came with, `ApproximateTimeSync.stamp_offset`)
+            arrival = time.monotonic_ns() - _queued_ns(info)
             with self._lock:
-                pairs = self.sync.add_info(conv.stamp_to_ns(msg.header.stamp), msg, info_image_size(msg))
+                pairs = self.sync.add_info(conv.stamp_to_ns(msg.header.stamp), msg, info_image_size(msg), arrival)
             self._enqueue(pairs)
         except Exception as err:
             self.log.error(
@@ -677,8 +751,8 @@ class InputSide:
 
     def _enqueue(self, pairs: list[Pair]) -> None:
         for pair in pairs:
-            msg, arrival, previous = pair.image
-            item = InputItem(pair.stamp_ns, msg, pair.info, pair.source, arrival, previous)
+            msg, arrival, previous, clock_step = pair.image
+            item = InputItem(pair.stamp_ns, msg, pair.info, pair.source, arrival, previous, clock_step)
             if self.queue.put(item):
                 self._drops.tick()
                 self.log.warning("queue-full", self._queue_full_message(), summary="")  # (the status's drops rule)

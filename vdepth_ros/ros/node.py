@@ -27,7 +27,7 @@ from vdepth_ros.errors import VdepthError
 from vdepth_ros.node_params import unknown_parameters_warning, validate_ros_params
 from vdepth_ros.pipeline_input import HELD_AS_STATE
 from vdepth_ros.ros.diagnostics import AGGREGATOR_TIMEOUT_S, Watchdog
-from vdepth_ros.ros.intake import InputSide
+from vdepth_ros.ros.intake import InputSide, loss_count
 from vdepth_ros.ros.outputs import OutputPublishers, largest_burst
 from vdepth_ros.ros.parameters import ParameterSide
 from vdepth_ros.ros.processing import FrameProcessor
@@ -368,9 +368,8 @@ class _DepthNodeCore(ParameterSide):
             else ""
         )
         span = f" (stamps {loss.first / 1e9:.3f}..{loss.last / 1e9:.3f} s)" if loss.first and loss.last else ""
-        in_transport = f" ({loss.in_transport} of them sent and never taken)" if loss.in_transport else ""
         self.get_logger().info(
-            f"stopped: {loss.received} images received{span}, {loss.lost} lost before the node{in_transport}, "
+            f"stopped: {loss.received} images received{span}, {loss_count(loss)}, "
             f"{intake.queue.dropped} dropped (queue full), {intake.skipped} skipped (no subscribers), "
             + (f"{intake.thinned} thinned (max_input_rate), " if intake.thinned else "")
             + f"{self.log.errors} input errors; {held_up}published {out}"

@@ -168,7 +168,9 @@ class FrameProcessor:
             self.log.problems.report("camera-info-unfit", on_images=True)  # frames fit a camera_info again
         self.flicker.add_image(item.stamp_ns, frame.rgb)
         info = None if self.assembler.info is None else info_signature(self.assembler.info)
-        reason = self.stream.update(frame.rgb.shape[:2], item.stamp_ns, info, item.previous_input_ns)
+        reason = self.stream.update(
+            frame.rgb.shape[:2], item.stamp_ns, info, item.previous_input_ns, item.clock_step_ns
+        )
         self._note_gap_streak(reason)
         if reason:
             self.restart(reason, flush=True, pipeline=not reason.startswith("resolution"))

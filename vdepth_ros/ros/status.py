@@ -13,7 +13,7 @@ from rclpy.clock import Clock, ClockType
 from vdepth_ros.inputs.loss import PublisherSequences
 from vdepth_ros.pipeline_types import FitInfo
 from vdepth_ros.ros.diagnostics import RecentRise, level_for, make_array, make_status
-from vdepth_ros.ros.intake import ACROSS_PROCESSES
+from vdepth_ros.ros.intake import ACROSS_PROCESSES, loss_count
 from vdepth_ros.ros.outputs import largest_burst
 from vdepth_ros.ros.qos import endpoint_name
 from vdepth_ros.ros.startup import CLOCK
@@ -287,7 +287,8 @@ class StatusReporter:
             "window latency max [s]": win["max"],
             "queued": len(intake.queue),
             "dropped (queue full)": intake.queue.dropped,
-            "lost before the node": intake.loss.lost,
+            # (while the stamps keep no steady frame period, that they cannot tell it rather than a count)
+            "lost before the node": intake.loss.lost if intake.loss.measurable else loss_count(intake.loss),
             "lost in transport (of those)": intake.loss.in_transport,
             "camera period [s]": (intake.loss.period_ns or 0) / 1e9,
             "skipped (no subscribers)": intake.skipped,
