@@ -31,6 +31,7 @@ import re
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vdepth_ros.errors import ConfigError, VdepthError
 from vdepth_ros.offline.errors import OutputExistsError
@@ -43,8 +44,12 @@ from vdepth_ros.runtime.registry import (
     ReleaseFile,
     cached_model_dir,
     get_release,
+    releases,
 )
 from vdepth_ros.runtime.trt_cache import file_sha256
+
+if TYPE_CHECKING:  # the models package imports torch: a pull --list must not wait for it
+    from vdepth_ros.models.identify import WrongCheckpointError
 
 log = logging.getLogger(__name__)
 
@@ -475,6 +480,8 @@ def pull(
     """
     from vdepth_export.import_released import import_released
 
+    from vdepth_ros.models.identify import WrongCheckpointError
+
     registered = get_release(name)
     output = cached_model_dir(name, cache)
     if not registered.files:
@@ -533,11 +540,56 @@ def pull(
         if from_dir is None:
             _note_hub_copies(name, [(s.repo, p) for s, (p, _) in paths.items()])
         return folder
+    except WrongCheckpointError as err:
+        raise _not_the_release(err, release, paths, from_dir, endpoint) from None
     except OutputExistsError:
         if not _pulled_meanwhile(output, release):
             raise
         log.info("%s was pulled into the model cache by another process meanwhile: %s", name, output)
         return output
+
+
+def _not_the_release(
+    err: WrongCheckpointError,
+    release: Release,
+    paths: dict[ReleaseFile, tuple[Path, str]],
+    from_dir: str | Path | None,
+    endpoint: str | None,
+) -> WrongCheckpointError:
+    """A release file that is another family's, size's or part's checkpoint, in the release's terms: which
+    of its files, what it is instead, whose release that is, and where the right one comes from (the
+    importer's own fix, an `--encoder` or another import command, is no option of `pull`)."""
+    from vdepth_ros.models.identify import ENCODER_WIDTHS, WrongCheckpointError
+
+    spec = next((s for s, (p, _) in paths.items() if str(p) == err.path), None)
+    label = f"{spec.repo}/{spec.filename} ({err.path})" if spec is not None else err.path
+    found = err.found
+    def width(r: Release) -> int | None:  # the DINOv2 width a release is imported at
+        return r.overrides.get("hidden_size", ENCODER_WIDTHS.get(r.encoder or ""))
+
+    owners = [
+        r.name
+        for r in releases().values()
+        if r.files and r.family == found.family and (found.vit_width is None or width(r) == found.vit_width)
+    ]
+    whose = f"; it is a file of {' or '.join(owners)}" if owners and release.name not in owners else ""
+    if from_dir is not None:
+        right = spec.url_at(endpoint) if spec is not None else "the release's file"
+        fix = f"the file under --from {from_dir} is not {release.name}'s: put its own file there ({right})"
+        if whose:
+            fix += f"{whose} (`vdepth-export pull {owners[0]} --from DIR`)"
+    else:
+        where = spec.url_at(endpoint) if spec is not None else "the hub"
+        fix = (
+            f"{where} is not the file this registry entry expects: the entry may be out of date, or a mirror "
+            f"(HF_ENDPOINT) serves another file under that name{whose}"
+        )
+    return WrongCheckpointError(
+        f"{label}: expected {err.expected.describe()}, found {found.describe()}; nothing was imported: {fix}",
+        expected=err.expected,
+        found=found,
+        path=err.path,
+    )
 
 
 def _note_hub_copies(name: str, files: list[tuple[str, Path]]) -> None:
@@ -569,8 +621,6 @@ def _pulled_meanwhile(folder: Path, release: Release) -> bool:
 def describe_releases(cache: str | Path | None = None) -> list[dict[str, object]]:
     """Every release with its licence and whether it is in the model cache `cache` (default
     `model_cache_dir()`) (`pull --list [--cache DIR]`)."""
-    from vdepth_ros.runtime.registry import releases
-
     return [
         {
             "name": r.name,
