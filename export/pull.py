@@ -564,6 +564,7 @@ def _not_the_release(
     spec = next((s for s, (p, _) in paths.items() if str(p) == err.path), None)
     label = f"{spec.repo}/{spec.filename} ({err.path})" if spec is not None else err.path
     found = err.found
+
     def width(r: Release) -> int | None:  # the DINOv2 width a release is imported at
         return r.overrides.get("hidden_size", ENCODER_WIDTHS.get(r.encoder or ""))
 

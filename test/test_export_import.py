@@ -490,6 +490,6 @@ def test_a_users_own_fine_tune_imports_and_a_lora_adapter_is_refused_with_the_me
     err = capsys.readouterr().err
     assert (
         "expected a Video Depth Anything ViT-S" in err
-        and "found a Video Depth Anything checkpoint, ViT width 32" in err
+        and "found a Video Depth Anything checkpoint of ViT width 32" in err
     )
     assert "--set (hidden_size=32" in err, err

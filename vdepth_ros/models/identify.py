@@ -24,14 +24,15 @@ DINOV2_SIZES: dict[int, tuple[str, str]] = {384: ("vits", "ViT-S"), 768: ("vitb"
 #: encoder name -> DINOv2 width (`VDA_PRESETS` takes its widths from here)
 ENCODER_WIDTHS: dict[str, int] = {encoder: width for width, (encoder, _) in DINOV2_SIZES.items()}
 
+#: (family, part) -> (what it is, the release file it is, or "")
 _PARTS = {
-    ("vda", "model"): "a Video Depth Anything checkpoint",
-    ("gemdepth", "model"): "a GemDepth checkpoint (gemdepth.pth)",
-    ("dvd", "dit"): "a Wan2.1 DiT checkpoint (DVD's model.safetensors / dvd_1.1.safetensors)",
-    ("dvd", "vae"): "a Wan2.1 video VAE (Wan2.1_VAE.pth)",
-    (None, "unet"): "a diffusers UNet (a unet/ folder's weights: DepthCrafter's or FiffDepth's)",
-    (None, "image_vae"): "a diffusers image VAE (a vae/ folder's weights: SVD's or SD-2's)",
-    (None, "clip"): "a CLIP encoder (an image_encoder/ or text_encoder/ folder's weights)",
+    ("vda", "model"): ("Video Depth Anything", "video_depth_anything_{encoder}.pth"),
+    ("gemdepth", "model"): ("GemDepth", "gemdepth.pth"),
+    ("dvd", "dit"): ("Wan2.1 DiT", "DVD's model.safetensors / dvd_1.1.safetensors"),
+    ("dvd", "vae"): ("Wan2.1 video VAE", "Wan2.1_VAE.pth"),
+    (None, "unet"): ("diffusers UNet", "a unet/ folder's weights: DepthCrafter's or FiffDepth's"),
+    (None, "image_vae"): ("diffusers image VAE", "a vae/ folder's weights: SVD's or SD-2's"),
+    (None, "clip"): ("CLIP encoder", "an image_encoder/ or text_encoder/ folder's weights"),
 }
 
 
@@ -55,16 +56,17 @@ class CheckpointKind:
         """VDA's `--encoder` name of the width (`vits`, `vitb`, `vitl`), None for another width or part."""
         return DINOV2_SIZES[self.vit_width][0] if self.vit_width in DINOV2_SIZES else None
 
-    def describe(self) -> str:
-        """E.g. 'a Video Depth Anything ViT-S checkpoint (video_depth_anything_vits.pth)'."""
-        what = _PARTS[(self.family, self.part)]
-        if self.vit_width is None:
-            return what
-        if self.family == "vda" and self.encoder is not None:
-            name = DINOV2_SIZES[self.vit_width][1]
-            return f"a Video Depth Anything {name} checkpoint (video_depth_anything_{self.encoder}.pth)"
-        size = DINOV2_SIZES[self.vit_width][1] if self.encoder is not None else f"ViT width {self.vit_width}"
-        return f"{what}, {size}"
+    def describe(self, noun: str = "checkpoint", *, file: bool = True) -> str:
+        """E.g. 'a Video Depth Anything ViT-S checkpoint (video_depth_anything_vits.pth)'; `noun` names what
+        it is ('checkpoint', 'model'), `file` adds the release file it is."""
+        title, release_file = _PARTS[(self.family, self.part)]
+        size = ""
+        if self.vit_width is not None:
+            size = f" {DINOV2_SIZES[self.vit_width][1]}" if self.encoder is not None else ""
+            noun += "" if size else f" of ViT width {self.vit_width}"
+        if "{encoder}" in release_file:
+            release_file = release_file.format(encoder=self.encoder) if self.encoder is not None else ""
+        return f"a {title}{size} {noun}" + (f" ({release_file})" if file and release_file else "")
 
     def differs_from(self, expected: CheckpointKind) -> bool:
         """Another family or part, or a VDA of another ViT width, than `expected`."""
