@@ -128,6 +128,8 @@ def _import_fix(family: str, err: WrongCheckpointError) -> str:
     if found.family is not None:
         encoder = f" --encoder {found.encoder}" if found.family == "vda" and found.encoder else ""
         return f"import it as {found.family}: vdepth-export import {found.family} {err.path} -o FOLDER{encoder}"
+    if err.expected.family is None:  # a diffusers part: the folders in another order, or another folder
+        return f"{family} takes {IMPORTERS[family][0]}"
     return (
         "a diffusers release is imported as a folder, not one of its files: vdepth-export import depthcrafter "
         "UNET_FOLDER SVD_FOLDER, or vdepth-export import fiffdepth FOLDER"

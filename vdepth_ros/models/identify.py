@@ -33,6 +33,7 @@ _PARTS = {
     (None, "unet"): ("diffusers UNet", "a unet/ folder's weights: DepthCrafter's or FiffDepth's"),
     (None, "image_vae"): ("diffusers image VAE", "a vae/ folder's weights: SVD's or SD-2's"),
     (None, "clip"): ("CLIP encoder", "an image_encoder/ or text_encoder/ folder's weights"),
+    (None, "pipeline"): ("diffusers pipeline", "model_index.json: its parts are in subfolders"),
 }
 
 
@@ -83,6 +84,39 @@ class WrongCheckpointError(ModelLoadError):
         self.expected = expected
         self.found = found
         self.path = path
+
+
+#: a diffusers/transformers class name -> the part it is (first match)
+_CLASS_PARTS = (("UNet", "unet"), ("Autoencoder", "image_vae"), ("VAE", "image_vae"), ("CLIP", "clip"))
+
+
+def part_of_class(name: str) -> str | None:
+    """The part (`unet`, `image_vae`, `clip`) a diffusers/transformers class name is, or None."""
+    return next((part for word, part in _CLASS_PARTS if word in name), None)
+
+
+def identify_folder(folder: Path) -> tuple[CheckpointKind, str] | None:
+    """The kind of a diffusers/transformers model folder and the class its config names (`_class_name`, or
+    the first of `architectures`; a pipeline folder's `model_index.json`, or its parts' subfolders), or None
+    when none tells."""
+    import json
+
+    for name, part in (("config.json", None), ("model_index.json", "pipeline")):
+        try:
+            config = json.loads((folder / name).read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(config, dict):
+            continue
+        cls = config.get("_class_name") or (config.get("architectures") or [""])[0]
+        found = part or part_of_class(str(cls))
+        if found is not None:
+            return CheckpointKind(None, found), str(cls)
+    try:  # the parts of a pipeline downloaded without its model_index.json
+        parts = sorted(f"{p.name}/" for p in folder.iterdir() if (p / "config.json").is_file())
+    except OSError:
+        return None
+    return (CheckpointKind(None, "pipeline"), f"parts {', '.join(parts)}") if parts else None
 
 
 def _width(state: Mapping[str, Any], *names: str) -> int | None:
@@ -143,5 +177,7 @@ __all__ = [
     "CheckpointKind",
     "WrongCheckpointError",
     "identify_checkpoint",
+    "identify_folder",
+    "part_of_class",
     "refuse_other_checkpoint",
 ]
