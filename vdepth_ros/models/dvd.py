@@ -334,7 +334,9 @@ def _wan_vae_state(vae: Path) -> dict[str, torch.Tensor]:
     if vae.is_dir():
         from diffusers import AutoencoderKLWan
 
-        return AutoencoderKLWan.from_pretrained(str(vae), local_files_only=True).state_dict()
+        from vdepth_ros.models.svd_parts import load_part
+
+        return load_part(AutoencoderKLWan, vae, None, None).state_dict()  # strict, as every diffusers part
     from diffusers.loaders.single_file_utils import convert_wan_vae_to_diffusers
 
     state = load_state_dict_file(vae)
