@@ -88,9 +88,13 @@ def _manual_steps(release: Release, output: Path, endpoint: str | None) -> str:
     return "\n".join(lines)
 
 
-def _check_file(path: Path, spec: ReleaseFile, remove_on_mismatch: bool, endpoint: str | None = None) -> str:
+def _check_file(
+    path: Path, spec: ReleaseFile, remove_on_mismatch: bool, endpoint: str | None = None, registered: str | None = None
+) -> str:
     """Size and sha256 against the registry (where known); returns the sha256. A mismatching
-    download is deleted from the hub cache, so the next pull fetches it again."""
+    download is deleted from the hub cache, so the next pull fetches it again. `registered`: the
+    registry's sha256 of this file at the registry's revision, for a file taken at another one
+    (`--revision`): the same bytes are verified, other bytes imported unverified (the revision's own)."""
     got = sha256_of(path)
     problem = None
     if spec.size is not None and path.stat().st_size != spec.size:
@@ -98,8 +102,12 @@ def _check_file(path: Path, spec: ReleaseFile, remove_on_mismatch: bool, endpoin
     elif spec.sha256 is not None and got != spec.sha256:
         problem = f"sha256 {got}, expected {spec.sha256}"
     if problem is None:
-        if spec.sha256 is None:
-            log.warning("%s: no known sha256 to check against (imported unverified, sha256 %s)", spec.local_path, got)
+        if spec.sha256 is None and registered is not None and got == registered:
+            log.info("%s@%s: the registry's file (sha256 %s verified)", spec.local_path, spec.revision, got)
+        elif spec.sha256 is None:
+            other = " (another file than the registry's revision has)" if registered is not None else ""
+            log.warning("%s: no known sha256 to check against%s (imported unverified, sha256 %s)", spec.local_path,
+                        other, got)  # fmt: skip
         return got
     where = f"{spec.repo}/{spec.filename}"
     if remove_on_mismatch:
@@ -344,14 +352,17 @@ def _fetch(
     release: Release, output: Path, from_dir: Path | None, endpoint: str | None, asked: frozenset[ReleaseFile]
 ) -> dict[ReleaseFile, tuple[Path, str]]:
     """Every file of the release on local disk (from `from_dir`, else downloaded), with its sha256;
-    `asked`: the files whose revision came from `--revision`."""
+    `asked`: the files whose revision came from `--revision` (checked against the registry's sha256 of
+    the file all the same: a pinned commit holding the registry's file is verified)."""
+    registry = {(f.repo, f.filename): f.sha256 for f in get_release(release.name).files}
     paths: dict[ReleaseFile, tuple[Path, str]] = {}
     if from_dir is None:
         _remove_stale_partials(release)
     for spec in release.files:
         if from_dir is not None:
             path = _local_copy(from_dir, spec, release)
-            paths[spec] = (path, _check_file(path, spec, remove_on_mismatch=False))
+            registered = registry.get((spec.repo, spec.filename))
+            paths[spec] = (path, _check_file(path, spec, remove_on_mismatch=False, registered=registered))
         else:
             path = _download(spec, release, output, endpoint, spec in asked)
             damage = _not_as_hub_sent(path)
@@ -366,7 +377,8 @@ def _fetch(
                         f"{spec.url_at(endpoint)} arrived damaged twice ({damage}); the copy was removed and nothing "
                         "was imported: pull again, or check what answers for the hub (a proxy, a mirror in HF_ENDPOINT)"
                     )
-            paths[spec] = (path, _check_file(path, spec, remove_on_mismatch=True, endpoint=endpoint))
+            registered = registry.get((spec.repo, spec.filename))
+            paths[spec] = (path, _check_file(path, spec, True, endpoint=endpoint, registered=registered))
     return paths
 
 

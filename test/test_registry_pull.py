@@ -799,3 +799,27 @@ def test_another_releases_file_names_the_release_it_is(
     with pytest.raises(Exception, match=r"found a GemDepth checkpoint.*is not the file this registry entry expects"):
         pull("vda-tiny-test", endpoint=hub.url)
     assert _leftovers(Path(env[CACHE_ENV])) == []
+
+
+def test_a_pinned_commit_holding_the_registrys_file_is_verified(
+    hub: Hub, env: dict[str, str], online: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`pull NAME --revision COMMIT`, pinning the commit main is (for a reproducible robot image), imported the
+    very file the registry checks as 'no known sha256 to check against (imported unverified)': pinning lost
+    the check. The file of another revision is compared with the registry's sha256 all the same: the same
+    bytes are verified; other bytes are imported unverified, saying they differ from the registry's file."""
+    import logging
+
+    buf = io.BytesIO()
+    torch.save(VideoDepthAnything(**VideoDepthAnything.tiny_config()).released_state_dict(), buf)
+    hub.revisions["v2"] = (COMMIT_V2, {(REPO, FILE): buf.getvalue()})
+    cache = Path(env[CACHE_ENV])
+    with caplog.at_level(logging.INFO, logger="vdepth_export.pull"):
+        pull("vda-tiny-test", endpoint=hub.url, revisions=[COMMIT], cache=cache / "pinned")
+    said = " | ".join(r.getMessage() for r in caplog.records)
+    assert f"{FILE}@{COMMIT}: the registry's file (sha256" in said and "unverified" not in said, said
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="vdepth_export.pull"):
+        pull("vda-tiny-test", endpoint=hub.url, revisions=["v2"], cache=cache / "v2")
+    said = " | ".join(r.getMessage() for r in caplog.records)
+    assert "another file than the registry's revision has" in said and "imported unverified" in said, said
