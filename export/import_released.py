@@ -198,16 +198,15 @@ def import_released(
     check_overrides(family, dict(overrides or {}))
     try:
         model = loader(paths, encoder, variant, dict(overrides or {}))
-    except WrongCheckpointError as err:
-        raise WrongCheckpointError(
-            f"{err}; {_import_fix(family, err)}", expected=err.expected, found=err.found, path=err.path
-        ) from None
     except VdepthError as err:  # ours already say what is wrong (ConfigError is also a ValueError)
         from vdepth_ros.paths import training_checkpoint_problem
 
         # a training checkpoint of another model config (a --tiny run, another size): its run's
         # own command writes it with the config it was trained with
         hints = [why for p in paths if (why := training_checkpoint_problem(p)) is not None]
+        if isinstance(err, WrongCheckpointError):  # another family, size or part: what to run instead
+            fix = f"\n{hints[0]}" if hints else f"; {_import_fix(family, err)}"
+            raise WrongCheckpointError(f"{err}{fix}", expected=err.expected, found=err.found, path=err.path) from None
         if hints:
             raise type(err)(f"{err}\n{hints[0]}") from None
         raise
