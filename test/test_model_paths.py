@@ -415,3 +415,13 @@ def test_a_model_folder_whose_weights_are_another_models_names_both(
             "model of ViT width 32", "import or export it again"]  # fmt: skip
     assert all(s in line for s in said) and "another shape" not in line, line
     assert files_of(tmp_path / "model") == before and not (tmp_path / "out").exists()
+    # a family identify knows no layout of (vda_lite): the tensors of another shape, not a KeyError traceback
+    from vdepth_ros.models.vda_lite import VideoDepthAnythingLite
+
+    lite = VideoDepthAnythingLite.tiny_config()
+    VideoDepthAnythingLite(**lite).save_pretrained(tmp_path / "lite")
+    VideoDepthAnythingLite(**{**lite, "features": 2 * lite["features"]}).save_pretrained(tmp_path / "wide")
+    shutil.copy(tmp_path / "wide" / "model.safetensors", tmp_path / "lite" / "model.safetensors")
+    assert videocli.main([*args, "--model", str(tmp_path / "lite")]) == 2
+    (line,) = own_lines(capsys.readouterr().err)
+    assert "does not fit its config.json" in line and "another shape" in line, line

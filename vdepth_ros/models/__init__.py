@@ -136,12 +136,13 @@ def _refuse_other_weights(model: VideoDepthModel, shapes: dict[str, tuple[int, .
 
     from vdepth_ros.models.identify import WrongCheckpointError, refuse_other_checkpoint
 
-    kind = getattr(model, "checkpoint_kind", None)
-    if kind is None:
+    kind_of_model = getattr(model, "checkpoint_kind", None)
+    expected = kind_of_model() if kind_of_model is not None else None
+    if expected is None:  # a family identify has no layout for: the shapes' own error stands
         return
     try:
         refuse_other_checkpoint(
-            {k: torch.empty(v, device="meta") for k, v in shapes.items()}, kind(), directory / WEIGHTS_NAME
+            {k: torch.empty(v, device="meta") for k, v in shapes.items()}, expected, directory / WEIGHTS_NAME
         )
     except WrongCheckpointError as err:
         raise WrongCheckpointError(

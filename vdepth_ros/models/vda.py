@@ -316,11 +316,15 @@ class DinoVideoDepthBase(VideoDepthModel):
             else:
                 self.load_released_state_dict(state)
         except ModelLoadError as err:
-            refuse_other_checkpoint(state, self.checkpoint_kind(), path)
+            if (kind := self.checkpoint_kind()) is not None:
+                refuse_other_checkpoint(state, kind, path)
             raise ModelLoadError(f"{path}: {err}") from None
 
-    def checkpoint_kind(self) -> CheckpointKind:
-        """The kind of checkpoint this model loads (`identify`): its family at its DINOv2 width."""
+    def checkpoint_kind(self) -> CheckpointKind | None:
+        """The kind of checkpoint this model loads (`identify`): its family at its DINOv2 width; None for a
+        family released in no layout `identify` knows (vda_lite, on another encoder)."""
+        if self.family not in ("vda", "gemdepth") or "hidden_size" not in self.config:
+            return None
         return CheckpointKind(self.family, "model", int(self.config["hidden_size"]))
 
 
