@@ -19,11 +19,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vdepth_ros.errors import ConfigError, VdepthError, closest_name
 from vdepth_ros.offline.atomic import AtomicOutput, check_output_path
 from vdepth_ros.paths import not_a_model_folder
+
+if TYPE_CHECKING:  # the models package imports torch: a pull --list must not wait for it
+    from vdepth_ros.models.identify import WrongCheckpointError
 
 #: family -> (what the sources are, how many: (min, max), loader(sources, encoder, variant, overrides))
 _Loader = Callable[[Sequence[Path], "str | None", "str | None", dict[str, Any]], Any]
@@ -108,6 +111,31 @@ def check_overrides(family: str, overrides: dict[str, Any]) -> None:
         raise ConfigError(f"--set {problem}")
 
 
+def _import_fix(family: str, err: WrongCheckpointError) -> str:
+    """What to run instead, for a source of another family, size or part (`identify`)."""
+    found = err.found
+    if found.family == family == "vda" and found.encoder is not None:
+        return f"pass --encoder {found.encoder}"
+    if found.family == family and found.vit_width is not None:  # a model of its own size (a fine-tune's)
+        return (
+            f"its ViT width {found.vit_width} is no released size: give the model's own config with --set "
+            f"(hidden_size={found.vit_width} and the other sizes it was built with)"
+        )
+    if found.family == family == "dvd":
+        return f"dvd takes {IMPORTERS['dvd'][0]}: swap the two files"
+    if found.family == "dvd":
+        return f"import it as dvd: vdepth-export import dvd DIT_CHECKPOINT WAN_VAE -o FOLDER ({IMPORTERS['dvd'][0]})"
+    if found.family is not None:
+        encoder = f" --encoder {found.encoder}" if found.family == "vda" and found.encoder else ""
+        return f"import it as {found.family}: vdepth-export import {found.family} {err.path} -o FOLDER{encoder}"
+    if err.expected.family is None:  # a diffusers part: the folders in another order, or another folder
+        return f"{family} takes {IMPORTERS[family][0]}"
+    return (
+        "a diffusers release is imported as a folder, not one of its files: vdepth-export import depthcrafter "
+        "UNET_FOLDER SVD_FOLDER, or vdepth-export import fiffdepth FOLDER"
+    )
+
+
 def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
     """`KEY=VALUE` constructor overrides; VALUE is read as JSON when it parses (numbers, lists,
     true/false), else kept as a string."""
@@ -149,6 +177,8 @@ def import_released(
     """
     import torch
 
+    from vdepth_ros.models.identify import WrongCheckpointError
+
     if family not in IMPORTERS:
         from vdepth_ros.models import MODEL_FAMILIES
 
@@ -174,6 +204,9 @@ def import_released(
         # a training checkpoint of another model config (a --tiny run, another size): its run's
         # own command writes it with the config it was trained with
         hints = [why for p in paths if (why := training_checkpoint_problem(p)) is not None]
+        if isinstance(err, WrongCheckpointError):  # another family, size or part: what to run instead
+            fix = f"\n{hints[0]}" if hints else f"; {_import_fix(family, err)}"
+            raise WrongCheckpointError(f"{err}{fix}", expected=err.expected, found=err.found, path=err.path) from None
         if hints:
             raise type(err)(f"{err}\n{hints[0]}") from None
         raise

@@ -31,6 +31,7 @@ import re
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vdepth_ros.errors import ConfigError, VdepthError
 from vdepth_ros.offline.errors import OutputExistsError
@@ -43,8 +44,12 @@ from vdepth_ros.runtime.registry import (
     ReleaseFile,
     cached_model_dir,
     get_release,
+    releases,
 )
 from vdepth_ros.runtime.trt_cache import file_sha256
+
+if TYPE_CHECKING:  # the models package imports torch: a pull --list must not wait for it
+    from vdepth_ros.models.identify import WrongCheckpointError
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +88,13 @@ def _manual_steps(release: Release, output: Path, endpoint: str | None) -> str:
     return "\n".join(lines)
 
 
-def _check_file(path: Path, spec: ReleaseFile, remove_on_mismatch: bool, endpoint: str | None = None) -> str:
+def _check_file(
+    path: Path, spec: ReleaseFile, remove_on_mismatch: bool, endpoint: str | None = None, registered: str | None = None
+) -> str:
     """Size and sha256 against the registry (where known); returns the sha256. A mismatching
-    download is deleted from the hub cache, so the next pull fetches it again."""
+    download is deleted from the hub cache, so the next pull fetches it again. `registered`: the
+    registry's sha256 of this file at the registry's revision, for a file taken at another one
+    (`--revision`): the same bytes are verified, other bytes imported unverified (the revision's own)."""
     got = sha256_of(path)
     problem = None
     if spec.size is not None and path.stat().st_size != spec.size:
@@ -93,8 +102,12 @@ def _check_file(path: Path, spec: ReleaseFile, remove_on_mismatch: bool, endpoin
     elif spec.sha256 is not None and got != spec.sha256:
         problem = f"sha256 {got}, expected {spec.sha256}"
     if problem is None:
-        if spec.sha256 is None:
-            log.warning("%s: no known sha256 to check against (imported unverified, sha256 %s)", spec.local_path, got)
+        if spec.sha256 is None and registered is not None and got == registered:
+            log.info("%s@%s: the registry's file (sha256 %s verified)", spec.local_path, spec.revision, got)
+        elif spec.sha256 is None:
+            other = " (another file than the registry's revision has)" if registered is not None else ""
+            log.warning("%s: no known sha256 to check against%s (imported unverified, sha256 %s)", spec.local_path,
+                        other, got)  # fmt: skip
         return got
     where = f"{spec.repo}/{spec.filename}"
     if remove_on_mismatch:
@@ -339,14 +352,17 @@ def _fetch(
     release: Release, output: Path, from_dir: Path | None, endpoint: str | None, asked: frozenset[ReleaseFile]
 ) -> dict[ReleaseFile, tuple[Path, str]]:
     """Every file of the release on local disk (from `from_dir`, else downloaded), with its sha256;
-    `asked`: the files whose revision came from `--revision`."""
+    `asked`: the files whose revision came from `--revision` (checked against the registry's sha256 of
+    the file all the same: a pinned commit holding the registry's file is verified)."""
+    registry = {(f.repo, f.filename): f.sha256 for f in get_release(release.name).files}
     paths: dict[ReleaseFile, tuple[Path, str]] = {}
     if from_dir is None:
         _remove_stale_partials(release)
     for spec in release.files:
         if from_dir is not None:
             path = _local_copy(from_dir, spec, release)
-            paths[spec] = (path, _check_file(path, spec, remove_on_mismatch=False))
+            registered = registry.get((spec.repo, spec.filename))
+            paths[spec] = (path, _check_file(path, spec, remove_on_mismatch=False, registered=registered))
         else:
             path = _download(spec, release, output, endpoint, spec in asked)
             damage = _not_as_hub_sent(path)
@@ -361,7 +377,8 @@ def _fetch(
                         f"{spec.url_at(endpoint)} arrived damaged twice ({damage}); the copy was removed and nothing "
                         "was imported: pull again, or check what answers for the hub (a proxy, a mirror in HF_ENDPOINT)"
                     )
-            paths[spec] = (path, _check_file(path, spec, remove_on_mismatch=True, endpoint=endpoint))
+            registered = registry.get((spec.repo, spec.filename))
+            paths[spec] = (path, _check_file(path, spec, True, endpoint=endpoint, registered=registered))
     return paths
 
 
@@ -475,6 +492,8 @@ def pull(
     """
     from vdepth_export.import_released import import_released
 
+    from vdepth_ros.models.identify import WrongCheckpointError
+
     registered = get_release(name)
     output = cached_model_dir(name, cache)
     if not registered.files:
@@ -533,11 +552,57 @@ def pull(
         if from_dir is None:
             _note_hub_copies(name, [(s.repo, p) for s, (p, _) in paths.items()])
         return folder
+    except WrongCheckpointError as err:
+        raise _not_the_release(err, release, paths, from_dir, endpoint) from None
     except OutputExistsError:
         if not _pulled_meanwhile(output, release):
             raise
         log.info("%s was pulled into the model cache by another process meanwhile: %s", name, output)
         return output
+
+
+def _not_the_release(
+    err: WrongCheckpointError,
+    release: Release,
+    paths: dict[ReleaseFile, tuple[Path, str]],
+    from_dir: str | Path | None,
+    endpoint: str | None,
+) -> WrongCheckpointError:
+    """A release file that is another family's, size's or part's checkpoint, in the release's terms: which
+    of its files, what it is instead, whose release that is, and where the right one comes from (the
+    importer's own fix, an `--encoder` or another import command, is no option of `pull`)."""
+    from vdepth_ros.models.identify import ENCODER_WIDTHS, WrongCheckpointError
+
+    spec = next((s for s, (p, _) in paths.items() if str(p) == err.path), None)
+    label = f"{spec.repo}/{spec.filename} ({err.path})" if spec is not None else err.path
+    found = err.found
+
+    def width(r: Release) -> int | None:  # the DINOv2 width a release is imported at
+        return r.overrides.get("hidden_size", ENCODER_WIDTHS.get(r.encoder or ""))
+
+    owners = [
+        r.name
+        for r in releases().values()
+        if r.files and r.family == found.family and (found.vit_width is None or width(r) == found.vit_width)
+    ]
+    whose = f"; it is a file of {' or '.join(owners)}" if owners and release.name not in owners else ""
+    if from_dir is not None:
+        right = spec.url_at(endpoint) if spec is not None else "the release's file"
+        fix = f"the file under --from {from_dir} is not {release.name}'s: put its own file there ({right})"
+        if whose:
+            fix += f"{whose} (`vdepth-export pull {owners[0]} --from DIR`)"
+    else:
+        where = spec.url_at(endpoint) if spec is not None else "the hub"
+        fix = (
+            f"{where} is not the file this registry entry expects: the entry may be out of date, or a mirror "
+            f"(HF_ENDPOINT) serves another file under that name{whose}"
+        )
+    return WrongCheckpointError(
+        f"{label}: expected {err.expected.describe()}, found {found.describe()}; nothing was imported: {fix}",
+        expected=err.expected,
+        found=found,
+        path=err.path,
+    )
 
 
 def _note_hub_copies(name: str, files: list[tuple[str, Path]]) -> None:
@@ -569,8 +634,6 @@ def _pulled_meanwhile(folder: Path, release: Release) -> bool:
 def describe_releases(cache: str | Path | None = None) -> list[dict[str, object]]:
     """Every release with its licence and whether it is in the model cache `cache` (default
     `model_cache_dir()`) (`pull --list [--cache DIR]`)."""
-    from vdepth_ros.runtime.registry import releases
-
     return [
         {
             "name": r.name,

@@ -232,11 +232,46 @@ def test_a_checkpoint_of_another_size_or_family_names_the_one_it_is(
     torch.save(GemDepth(**GemDepth.tiny_config()).released_state_dict(), tmp_path / "gemdepth.pth")
     args = ["import", "vda", str(tmp_path / "gemdepth.pth"), "-o", str(tmp_path / "a")]
     assert cli_main([*args, *_sets(VideoDepthAnything.tiny_config())]) == 2
-    assert "GemDepth checkpoint: vdepth-export import gemdepth" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "found a GemDepth checkpoint" in err and "import it as gemdepth: vdepth-export import gemdepth" in err, err
     args = ["import", "gemdepth", str(ckpt), "-o", str(tmp_path / "a"), *_sets(GemDepth.tiny_config())]
     assert cli_main(args) == 2
-    assert "Video Depth Anything checkpoint: vdepth-export import vda" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "expected a GemDepth checkpoint" in err and "found a Video Depth Anything checkpoint" in err, err
+    assert "vdepth-export import vda" in err, err
     assert not (tmp_path / "a").exists()
+
+
+def test_another_familys_file_or_the_releases_other_part_names_what_it_is(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    tiny_vda_release: tuple[VideoDepthAnything, dict[str, torch.Tensor]],
+) -> None:
+    """DVD's two sources swapped (the VAE first), a VDA file as DVD's DiT, DVD's DiT or VAE as a VDA file: each
+    ended in 'missing keys [...] (69), unexpected keys [...]', ten key names of each, and nothing said the
+    file was another family's or the release's other part. Now one line: expected, found, and what to run."""
+    from safetensors.torch import save_file
+
+    from vdepth_ros.models.dvd import DVD
+
+    dvd = DVD(**DVD.tiny_config())
+    save_file({k: v.contiguous() for k, v in dvd.transformer.state_dict().items()}, str(tmp_path / "dit.safetensors"))
+    save_file({k: v.contiguous() for k, v in dvd.vae.state_dict().items()}, str(tmp_path / "vae.safetensors"))
+    torch.save(tiny_vda_release[1], tmp_path / "vda.pth")
+    dit, vae, vda, out = (str(tmp_path / n) for n in ("dit.safetensors", "vae.safetensors", "vda.pth", "out"))
+    cases = [
+        (["dvd", vae, dit], DVD, ["expected a Wan2.1 DiT", "found a Wan2.1 video VAE", "swap the two files"]),
+        (["dvd", vda, vae], DVD, ["found a Video Depth Anything checkpoint", f"vdepth-export import vda {vda}"]),
+        (["vda", dit], VideoDepthAnything, ["found a Wan2.1 DiT", "vdepth-export import dvd DIT_CHECKPOINT WAN_VAE"]),
+        (["vda", vae], VideoDepthAnything, ["found a Wan2.1 video VAE", "vdepth-export import dvd"]),
+    ]
+    for args, cls, said in cases:
+        assert cli_main(["import", *args, "-o", out, *_sets(cls.tiny_config())]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "missing keys" not in err and all(s in err for s in said), err
+    assert not Path(out).exists()
+    # the right order imports
+    assert cli_main(["import", "dvd", dit, vae, "-o", out, *_sets(DVD.tiny_config())]) == 0
 
 
 def test_sharded_safetensors_import_through_their_index_or_any_shard(
@@ -452,4 +487,9 @@ def test_a_users_own_fine_tune_imports_and_a_lora_adapter_is_refused_with_the_me
         assert torch.equal(load_model(out).predict(frames), expected), name
     # another size than the checkpoint's: the tensors of another shape and the --encoder it is
     assert cli_main(["import", "vda", str(tmp_path / "merged.pth"), "-o", str(tmp_path / "y")]) == 2
-    assert "of another shape" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert (
+        "expected a Video Depth Anything ViT-S" in err
+        and "found a Video Depth Anything checkpoint of ViT width 32" in err
+    )
+    assert "--set (hidden_size=32" in err, err

@@ -391,3 +391,37 @@ def test_the_pseudo_labeler_takes_a_model_as_every_tool_does(
     tried = tmp_path / "modles" / "teacher"
     assert f"{tried} does not exist, relative to the current folder" in capsys.readouterr().err
     assert not (tmp_path / "labels").exists()
+
+
+def test_a_model_folder_whose_weights_are_another_models_names_both(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A ViT-S model.safetensors copied beside a tiny VDA's config.json (two pulls' or exports' files mixed by
+    hand) stopped the tools with 'does not fit its config.json: N tensor(s) of another shape' and ten tensor
+    names; now one line says what each file is, and the folder is only read."""
+    from vdepth_ros.models.vda import VideoDepthAnything
+
+    tiny = VideoDepthAnything.tiny_config()
+    VideoDepthAnything(**tiny).save_pretrained(tmp_path / "model")
+    VideoDepthAnything(**{**tiny, "hidden_size": 384, "num_heads": 6}).save_pretrained(tmp_path / "vits")
+    shutil.copy(tmp_path / "vits" / "model.safetensors", tmp_path / "model" / "model.safetensors")
+    before = files_of(tmp_path / "model")
+    params = tmp_path / "p.yaml"
+    params.write_text("/**:\n  ros__parameters:\n    backend: torch\n    scale_source: none\n")
+    args = [str(clip(tmp_path / "c.mp4")), "-o", str(tmp_path / "out"), "--params", str(params), "--no-progress"]
+    assert videocli.main([*args, "--model", str(tmp_path / "model")]) == 2
+    (line,) = own_lines(capsys.readouterr().err)
+    said = ["holds the weights of a Video Depth Anything ViT-S model", "config.json builds a Video Depth Anything "
+            "model of ViT width 32", "import or export it again"]  # fmt: skip
+    assert all(s in line for s in said) and "another shape" not in line, line
+    assert files_of(tmp_path / "model") == before and not (tmp_path / "out").exists()
+    # a family identify knows no layout of (vda_lite): the tensors of another shape, not a KeyError traceback
+    from vdepth_ros.models.vda_lite import VideoDepthAnythingLite
+
+    lite = VideoDepthAnythingLite.tiny_config()
+    VideoDepthAnythingLite(**lite).save_pretrained(tmp_path / "lite")
+    VideoDepthAnythingLite(**{**lite, "features": 2 * lite["features"]}).save_pretrained(tmp_path / "wide")
+    shutil.copy(tmp_path / "wide" / "model.safetensors", tmp_path / "lite" / "model.safetensors")
+    assert videocli.main([*args, "--model", str(tmp_path / "lite")]) == 2
+    (line,) = own_lines(capsys.readouterr().err)
+    assert "does not fit its config.json" in line and "another shape" in line, line

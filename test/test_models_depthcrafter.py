@@ -284,6 +284,28 @@ def test_load_released_fp16_variant_and_key_errors(tiny: DepthCrafter, tmp_path:
         DepthCrafter.from_released(tmp_path / "nowhere", svd_dir)
 
 
+def test_a_folder_of_another_part_or_the_folders_swapped_names_what_each_is(
+    tiny: DepthCrafter, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`vdepth-export import depthcrafter SVD_FOLDER UNET_FOLDER` (the two folders swapped) said only
+    'svd-xt/config.json not found: expected a diffusers/transformers model folder', and SVD's vae/ given as
+    the UNet folder 'DownEncoderBlock2D does not exist.': now what was expected, what the folder is, and the
+    order the importer takes; nothing is written."""
+    from vdepth_export.cli import main as cli_main
+
+    unet_dir, svd_dir = _save_released(tiny, tmp_path)
+    out = str(tmp_path / "out")
+    order = "depthcrafter takes the DepthCrafter UNet folder, then the SVD-XT folder"
+    for given, found in (
+        ([svd_dir, unet_dir], "found a diffusers pipeline folder (parts image_encoder/, vae/)"),
+        ([svd_dir / "vae", svd_dir], "found a diffusers image VAE folder (AutoencoderKLTemporalDecoder)"),
+    ):
+        assert cli_main(["import", "depthcrafter", *map(str, given), "-o", out]) == 2
+        err = capsys.readouterr().err
+        assert "expected a diffusers UNet folder" in err and found in err and order in err, err
+    assert not Path(out).exists()
+
+
 def test_save_pretrained_load_model(tiny: DepthCrafter, tmp_path: Path) -> None:
     tiny.save_pretrained(tmp_path / "m")
     back = load_model(tmp_path / "m")

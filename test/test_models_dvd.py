@@ -123,6 +123,15 @@ def test_from_released_refuses_a_model_without_its_vae_and_reports_wrong_keys(tm
     with torch.no_grad():
         assert torch.equal(loaded.predict(x), tiny.predict(x))
         assert torch.equal(tiny.predict_channels(x).mean(dim=1), tiny.predict(x))
+    # a VAE folder missing a tensor (a cut download): one error naming it, not diffusers' 'Cannot copy out of
+    # meta tensor' RuntimeError
+    from safetensors.torch import load_file
+
+    weights = next((tmp_path / "vae").glob("*.safetensors"))
+    state = load_file(str(weights))
+    save_file({k: v for k, v in state.items() if k != "decoder.conv_in.bias"}, str(weights))
+    with pytest.raises(ModelLoadError, match=r"vae: keys do not match the release: .*decoder\.conv_in\.bias"):
+        DVD.from_released(path, tmp_path / "vae", **DVD.tiny_config())
 
 
 def test_save_load_round_trip(tmp_path, tiny: DVD) -> None:

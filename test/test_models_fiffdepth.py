@@ -106,6 +106,25 @@ def test_from_released_with_precomputed_embedding(tmp_path, tiny: FiffDepth) -> 
         torch.testing.assert_close(loaded.predict(x), tiny.predict(x), atol=1e-6, rtol=0)
 
 
+def test_from_released_is_strict_and_names_a_folder_of_another_part(tmp_path, tiny: FiffDepth) -> None:
+    """A UNet file missing a tensor (a cut or edited download) ended in a RuntimeError 'Cannot copy out of meta
+    tensor' traceback (diffusers' from_pretrained alone); a VAE in unet/ was not named. Both are now one
+    ModelLoadError naming the folder and the key, or what the folder holds."""
+    from safetensors.torch import load_file, save_file
+
+    _write_released_folder(tmp_path, tiny)
+    save_file({"embedding": tiny.empty_text_embedding.clone()}, str(tmp_path / "empty_text_embedding.safetensors"))
+    weights = tmp_path / "unet" / "diffusion_pytorch_model.safetensors"
+    state = load_file(str(weights))
+    save_file({k: v for k, v in state.items() if k != "conv_in.weight"}, str(weights))
+    with pytest.raises(ModelLoadError, match=r"unet: keys do not match the release: .*conv_in\.weight"):
+        FiffDepth.from_released(tmp_path)
+    save_file(state, str(weights))
+    (tmp_path / "unet" / "config.json").write_text((tmp_path / "vae" / "config.json").read_text())
+    with pytest.raises(ModelLoadError, match=r"unet: expected a diffusers UNet folder, found a diffusers image VAE"):
+        FiffDepth.from_released(tmp_path)
+
+
 def test_from_released_computes_empty_prompt_with_text_encoder(tmp_path, tiny: FiffDepth) -> None:
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 

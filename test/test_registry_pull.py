@@ -761,3 +761,65 @@ def test_a_pull_names_the_download_it_leaves_in_the_hub_cache(
     size = len(hub.files[(REPO, FILE)])
     assert f"hf cache rm model/{REPO}" in said[-1] and f"{size / 1e6:.1f} MB" in said[-1], said
     assert str(Path(env["HF_HUB_CACHE"])) in said[-1], said
+
+
+def test_another_releases_file_names_the_release_it_is(
+    hub: Hub, env: dict[str, str], online: None, tmp_path: Path, weights: bytes, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`pull vda-base --from DIR` with vda-small's file put there (both named video_depth_anything_vit?.pth;
+    vda-base has no registry sha256) ended in '392 tensor(s) of another shape: ...' and 'pass --encoder vits',
+    an option pull does not have. Now: which release file, what it is, whose release that is, and the right
+    file's URL; a hub serving another family's file under the release's name says the entry or the mirror."""
+    from vdepth_ros.models.gemdepth import GemDepth
+
+    vits_wide = {k: (torch.zeros(1, 1, 384) if k == "pretrained.cls_token" else v) for k, v in torch.load(
+        io.BytesIO(weights), weights_only=True).items()}  # fmt: skip
+    base = tmp_path / "dl" / "depth-anything" / "Video-Depth-Anything-Base"
+    base.mkdir(parents=True)
+    torch.save(vits_wide, base / "video_depth_anything_vitb.pth")
+    assert export_main(["pull", "vda-base", "--accept-license", "--from", str(tmp_path / "dl")]) == 2
+    err = capsys.readouterr().err
+    expected = [
+        "depth-anything/Video-Depth-Anything-Base/video_depth_anything_vitb.pth",
+        "expected a Video Depth Anything ViT-B checkpoint",
+        "found a Video Depth Anything ViT-S checkpoint",
+        "nothing was imported",
+        "https://huggingface.co/depth-anything/Video-Depth-Anything-Base/resolve/main/video_depth_anything_vitb.pth",
+        "it is a file of vda-small or vda-metric-small (`vdepth-export pull vda-small --from DIR`)",
+    ]
+    assert all(s in err for s in expected) and "--encoder" not in err and "of another shape" not in err, err
+    assert _leftovers(Path(env[CACHE_ENV])) == []
+    # the hub serves another family's checkpoint under the release's file name (no sha256 in the entry)
+    release = json.loads(Path(env[REGISTRY_ENV]).read_text())
+    release[0]["files"][0]["sha256"] = release[0]["files"][0]["size"] = None
+    Path(env[REGISTRY_ENV]).write_text(json.dumps(release))
+    buf = io.BytesIO()
+    torch.save(GemDepth(**GemDepth.tiny_config()).released_state_dict(), buf)
+    hub.files[(REPO, FILE)] = buf.getvalue()
+    with pytest.raises(Exception, match=r"found a GemDepth checkpoint.*is not the file this registry entry expects"):
+        pull("vda-tiny-test", endpoint=hub.url)
+    assert _leftovers(Path(env[CACHE_ENV])) == []
+
+
+def test_a_pinned_commit_holding_the_registrys_file_is_verified(
+    hub: Hub, env: dict[str, str], online: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`pull NAME --revision COMMIT`, pinning the commit main is (for a reproducible robot image), imported the
+    very file the registry checks as 'no known sha256 to check against (imported unverified)': pinning lost
+    the check. The file of another revision is compared with the registry's sha256 all the same: the same
+    bytes are verified; other bytes are imported unverified, saying they differ from the registry's file."""
+    import logging
+
+    buf = io.BytesIO()
+    torch.save(VideoDepthAnything(**VideoDepthAnything.tiny_config()).released_state_dict(), buf)
+    hub.revisions["v2"] = (COMMIT_V2, {(REPO, FILE): buf.getvalue()})
+    cache = Path(env[CACHE_ENV])
+    with caplog.at_level(logging.INFO, logger="vdepth_export.pull"):
+        pull("vda-tiny-test", endpoint=hub.url, revisions=[COMMIT], cache=cache / "pinned")
+    said = " | ".join(r.getMessage() for r in caplog.records)
+    assert f"{FILE}@{COMMIT}: the registry's file (sha256" in said and "unverified" not in said, said
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="vdepth_export.pull"):
+        pull("vda-tiny-test", endpoint=hub.url, revisions=["v2"], cache=cache / "v2")
+    said = " | ".join(r.getMessage() for r in caplog.records)
+    assert "another file than the registry's revision has" in said and "imported unverified" in said, said

@@ -129,6 +129,32 @@ def read_weight_shapes(directory: str | Path) -> dict[str, tuple[int, ...]]:
         raise ModelLoadError(f"{weights} is not a readable safetensors file ({err}); {_fix_hint(directory)}") from None
 
 
+def _refuse_other_weights(model: VideoDepthModel, shapes: dict[str, tuple[int, ...]], directory: Path) -> None:
+    """`WrongCheckpointError` when the folder's weights are another model's than its config.json builds (a
+    ViT-B's model.safetensors copied beside a ViT-S config): both named, and how to get a consistent folder."""
+    import torch
+
+    from vdepth_ros.models.identify import WrongCheckpointError, refuse_other_checkpoint
+
+    kind_of_model = getattr(model, "checkpoint_kind", None)
+    expected = kind_of_model() if kind_of_model is not None else None
+    if expected is None:  # a family identify has no layout for: the shapes' own error stands
+        return
+    try:
+        refuse_other_checkpoint(
+            {k: torch.empty(v, device="meta") for k, v in shapes.items()}, expected, directory / WEIGHTS_NAME
+        )
+    except WrongCheckpointError as err:
+        raise WrongCheckpointError(
+            f"{directory / WEIGHTS_NAME} holds the weights of {err.found.describe('model', file=False)}, but "
+            f"{directory / CONFIG_NAME} builds {err.expected.describe('model', file=False)}: the two files are "
+            f"of two models; {_fix_hint(directory)}",
+            expected=err.expected,
+            found=err.found,
+            path=err.path,
+        ) from None
+
+
 def load_model(directory: str | Path, *, strict: bool = True) -> VideoDepthModel:
     """Rebuild a model saved by `VideoDepthModel.save_pretrained`.
 
@@ -158,6 +184,7 @@ def load_model(directory: str | Path, *, strict: bool = True) -> VideoDepthModel
     shapes = read_weight_shapes(directory)
     wrong = shape_mismatches({k: tuple(v.shape) for k, v in model.state_dict().items()}, shapes)
     if wrong:
+        _refuse_other_weights(model, shapes, directory)
         raise ModelLoadError(
             f"{weights} does not fit its config.json: {len(wrong)} tensor(s) of another shape: {', '.join(wrong[:10])}"
         )

@@ -48,6 +48,7 @@ from vdepth_ros.models.base import (
     load_state_dict_file,
     register_to_config,
 )
+from vdepth_ros.models.identify import CheckpointKind, refuse_other_checkpoint
 
 # Wan2.1-T2V-1.3B DiT (DVD §4.1; code `wan_video_dit.py`: dim 1536, ffn 8960, 12 heads, 30 layers).
 WAN21_1_3B_TRANSFORMER: dict[str, Any] = {
@@ -321,10 +322,10 @@ class DVD(VideoDepthModel):
         if ranks:  # peft adapters of the checkpoint's rank, loaded, then merged by peft
             rank = ranks.pop()
             model.add_lora(rank, rank * lora_alpha_over_rank)
-        _load_strict(model.transformer, state, f"{dit_checkpoint} (DiT)")
+        _load_strict(model.transformer, state, f"{dit_checkpoint} (DiT)", dit_checkpoint, "dit")
         if any(".lora_A." in k for k in state):
             model.merge_lora()
-        _load_strict(model.vae, _wan_vae_state(Path(vae_weights)), f"{vae_weights} (VAE)")
+        _load_strict(model.vae, _wan_vae_state(Path(vae_weights)), f"{vae_weights} (VAE)", vae_weights, "vae")
         return model.eval()
 
 
@@ -333,12 +334,20 @@ def _wan_vae_state(vae: Path) -> dict[str, torch.Tensor]:
     if vae.is_dir():
         from diffusers import AutoencoderKLWan
 
-        return AutoencoderKLWan.from_pretrained(str(vae), local_files_only=True).state_dict()
+        from vdepth_ros.models.svd_parts import load_part
+
+        return load_part(AutoencoderKLWan, vae, None, None).state_dict()  # strict, as every diffusers part
     from diffusers.loaders.single_file_utils import convert_wan_vae_to_diffusers
 
     state = load_state_dict_file(vae)
     return convert_wan_vae_to_diffusers(state) if "decoder.middle.0.residual.0.gamma" in state else state
 
 
-def _load_strict(module: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
-    load_state_checked(module, state, f"{what}: does not fit the Wan config")
+def _load_strict(module: nn.Module, state: dict[str, torch.Tensor], what: str, path: str | Path, part: str) -> None:
+    """`state` into `module` strictly; a file of another family or the release's other part (the VAE given
+    where the DiT goes, the sources swapped) raises `identify.WrongCheckpointError` naming both."""
+    try:
+        load_state_checked(module, state, f"{what}: does not fit the Wan config")
+    except ModelLoadError:
+        refuse_other_checkpoint(state, CheckpointKind("dvd", part), path)
+        raise

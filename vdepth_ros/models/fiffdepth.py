@@ -215,16 +215,12 @@ class FiffDepth(VideoDepthModel):
         """
         from diffusers import AutoencoderKL, UNet2DConditionModel
 
+        from vdepth_ros.models.svd_parts import load_part
+
         folder = Path(folder)
-        for sub in ("unet", "vae"):
-            if not (folder / sub / "config.json").is_file():
-                raise ModelLoadError(f"{folder / sub} is not a diffusers model folder (config.json missing)")
-        unet = UNet2DConditionModel.from_pretrained(
-            str(folder), subfolder="unet", variant=_variant(folder / "unet", variant), local_files_only=True
-        )
-        vae = AutoencoderKL.from_pretrained(
-            str(folder), subfolder="vae", variant=_variant(folder / "vae", variant), local_files_only=True
-        )
+        # strict: from_pretrained alone fills a missing weight randomly, or fails copying out of a meta tensor
+        unet = load_part(UNet2DConditionModel, folder, "unet", _variant(folder / "unet", variant))
+        vae = load_part(AutoencoderKL, folder, "vae", _variant(folder / "vae", variant))
         embedding = _empty_prompt_embedding(folder, variant)
         unet_cfg = {k: v for k, v in unet.config.items() if not k.startswith("_")}
         vae_cfg = {k: v for k, v in vae.config.items() if not k.startswith("_")}
@@ -256,9 +252,9 @@ def _empty_prompt_embedding(folder: Path, variant: str | None) -> torch.Tensor:
     from transformers import CLIPTextModel, CLIPTokenizer
 
     tokenizer = CLIPTokenizer.from_pretrained(str(folder), subfolder="tokenizer", local_files_only=True)
-    encoder = CLIPTextModel.from_pretrained(
-        str(folder), subfolder="text_encoder", variant=_variant(folder / "text_encoder", variant), local_files_only=True
-    ).eval()
+    from vdepth_ros.models.svd_parts import load_part
+
+    encoder = load_part(CLIPTextModel, folder, "text_encoder", _variant(folder / "text_encoder", variant)).eval()
     ids = tokenizer("", padding="do_not_pad", return_tensors="pt").input_ids  # [BOS, EOS]
     with torch.no_grad():
         return encoder.float()(ids)[0]

@@ -16,6 +16,7 @@ from torch import nn
 
 from vdepth_ros.errors import ModelLoadError
 from vdepth_ros.models import edm
+from vdepth_ros.models.identify import CheckpointKind, WrongCheckpointError, identify_folder, part_of_class
 
 #: SVD-XT / DepthCrafter UNet: diffusers' defaults are exactly the released config (8 in, 4 out,
 #: block_out (320, 640, 1280, 1280), cross-attention 1024, added-time 3 x 256).
@@ -174,6 +175,16 @@ def load_part(cls: Any, folder: Path, subfolder: str | None, variant: str | None
     missing weights randomly). `variant` applies where files of that variant exist (DepthCrafter's
     UNet is released as plain fp32 next to SVD-XT's fp16 parts)."""
     part = folder / subfolder if subfolder else folder
+    expected = CheckpointKind(None, part_of_class(cls.__name__) or "unet")
+    found = identify_folder(part)
+    if found is not None and found[0].differs_from(expected):  # from_pretrained would fail on its config
+        what = found[0].describe("folder", file=False)
+        raise WrongCheckpointError(
+            f"{part}: expected {expected.describe('folder', file=False)}, found {what} ({found[1]})",
+            expected=expected,
+            found=found[0],
+            path=str(part),
+        )
     if not (part / "config.json").is_file():
         raise ModelLoadError(f"{part / 'config.json'} not found: expected a diffusers/transformers model folder")
     use = variant if variant and any(part.glob(f"*.{variant}.*")) else None

@@ -67,6 +67,7 @@ from vdepth_ros.models.dinov2 import (
     released_to_hf,
 )
 from vdepth_ros.models.dpt import ConvDetailEncoder, TemporalDPTHead, released_head_names
+from vdepth_ros.models.identify import ENCODER_WIDTHS, CheckpointKind, refuse_other_checkpoint
 from vdepth_ros.models.split import PerFrameSplit, SplitSignature
 
 #: Start of the head's output-conv bias in a model built without weights (see the module docstring).
@@ -76,7 +77,7 @@ OUTPUT_BIAS_INIT = 0.1
 #: from VDA's `run.py` model_configs and `intermediate_layer_idx`.
 VDA_PRESETS: dict[str, dict[str, Any]] = {
     "vits": {
-        "hidden_size": 384,
+        "hidden_size": ENCODER_WIDTHS["vits"],
         "num_layers": 12,
         "num_heads": 6,
         "layer_indices": [2, 5, 8, 11],
@@ -84,7 +85,7 @@ VDA_PRESETS: dict[str, dict[str, Any]] = {
         "out_channels": [48, 96, 192, 384],
     },
     "vitb": {
-        "hidden_size": 768,
+        "hidden_size": ENCODER_WIDTHS["vitb"],
         "num_layers": 12,
         "num_heads": 12,
         "layer_indices": [2, 5, 8, 11],
@@ -92,7 +93,7 @@ VDA_PRESETS: dict[str, dict[str, Any]] = {
         "out_channels": [96, 192, 384, 768],
     },
     "vitl": {
-        "hidden_size": 1024,
+        "hidden_size": ENCODER_WIDTHS["vitl"],
         "num_layers": 24,
         "num_heads": 16,
         "layer_indices": [4, 11, 17, 23],
@@ -298,8 +299,9 @@ class DinoVideoDepthBase(VideoDepthModel):
         load_state_checked(self, mapped, "released checkpoint")
 
     def load_released_file(self, path: str | Path) -> None:
-        """`load_released_state_dict` of a checkpoint file; a `ModelLoadError` names the file and,
-        where the keys show it, the family or VDA size the file really is and the option to pass.
+        """`load_released_state_dict` of a checkpoint file; a file of another family or VDA size raises
+        `identify.WrongCheckpointError` (expected and found, for the tools to name the fix), any other
+        misfit a `ModelLoadError` naming the file and the keys.
 
         A file in this package's own key layout (`model.state_dict()` saved by a user's own fine-tuning
         loop, with or without DDP's `module.` prefix, or a peft adapter merged into the model) loads
@@ -314,23 +316,16 @@ class DinoVideoDepthBase(VideoDepthModel):
             else:
                 self.load_released_state_dict(state)
         except ModelLoadError as err:
-            raise ModelLoadError(f"{path}: {err}{self._released_hint(state, path)}") from None
+            if (kind := self.checkpoint_kind()) is not None:
+                refuse_other_checkpoint(state, kind, path)
+            raise ModelLoadError(f"{path}: {err}") from None
 
-    def _released_hint(self, state: dict[str, torch.Tensor], path: str | Path) -> str:
-        """What the checkpoint is, when it is not what this model expects (GemDepth adds camera tokens
-        to VDA's layout; the ViT width tells the VDA size)."""
-        gem = "camera_token" in state
-        if gem and self.family != "gemdepth":
-            return f"; this is a GemDepth checkpoint: vdepth-export import gemdepth {path} -o FOLDER"
-        if not gem and self.family == "gemdepth" and "pretrained.cls_token" in state:
-            return f"; this is a Video Depth Anything checkpoint: vdepth-export import vda {path} -o FOLDER"
-        cls_token = state.get("pretrained.cls_token", state.get("backbone.embeddings.cls_token"))
-        if self.family == "vda" and cls_token is not None:
-            width = int(cls_token.shape[-1])
-            sizes = [e for e, p in VDA_PRESETS.items() if p["hidden_size"] == width]
-            if sizes and width != self.config.get("hidden_size"):
-                return f"; its ViT width is {width}, that of --encoder {sizes[0]}: pass --encoder {sizes[0]}"
-        return ""
+    def checkpoint_kind(self) -> CheckpointKind | None:
+        """The kind of checkpoint this model loads (`identify`): its family at its DINOv2 width; None for a
+        family released in no layout `identify` knows (vda_lite, on another encoder)."""
+        if self.family not in ("vda", "gemdepth") or "hidden_size" not in self.config:
+            return None
+        return CheckpointKind(self.family, "model", int(self.config["hidden_size"]))
 
 
 class VideoDepthAnything(PerFrameSplit, DinoVideoDepthBase):
