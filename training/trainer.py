@@ -46,7 +46,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -56,6 +56,7 @@ from torch import nn
 from vdepth_training.config import build_optimizer, check_keys, crop_sizes, trained_record
 from vdepth_training.data.dataset import SKIPPED_KEY
 from vdepth_training.data.stream import rank_loader
+from vdepth_training.ranks import late_rank, launch_folder, launcher_grace_seconds, leave_failure_note, note_doing
 from vdepth_training.recipes import Recipe, TrainingStep, get_recipe
 from vdepth_training.stages import Stage, plan_stages, stage_lr
 from vdepth_training.weights import STEP_PREFIX, load_init_weights
@@ -126,73 +127,6 @@ class TrainingFailedError(Exception):
 
 #: a collective failed because another rank is gone (gloo and NCCL raise RuntimeError, or torch's DistError)
 _PEER_GONE = re.compile(r"gloo|nccl|connection (closed|reset) by peer", re.IGNORECASE)
-
-
-def launch_folder() -> Path | None:
-    """torchrun's folder of this launch attempt, shared by the ranks of a node (`TORCHELASTIC_ERROR_FILE`
-    is `<folder>/attempt_N/<rank>/error.json`; `accelerate launch` runs torchrun), or None (one
-    process, another launcher). The ranks leave notes there without a collective."""
-    error_file = os.environ.get("TORCHELASTIC_ERROR_FILE")
-    if not error_file or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return None
-    return Path(error_file).parent.parent
-
-
-#: torchrun's seconds between the SIGTERM it forwards to its ranks and its SIGKILL, when nothing sets them
-TORCHRUN_GRACE_SECONDS = 30.0
-
-
-def launcher_grace_seconds() -> float | None:
-    """How long torchrun (or `accelerate launch`, which runs it) lets a rank finish after forwarding a
-    SIGTERM or SIGINT before it SIGKILLs it: `TORCH_ELASTIC_SHUTDOWN_TIMEOUT` (or torchrun's own
-    `PET_SHUTDOWN_TIMEOUT`) as the ranks inherit it, else torchrun's 30 s; None without torchrun.
-    A `--shutdown-timeout` flag is invisible to the ranks (the launch scripts export the variable)."""
-    if "TORCHELASTIC_RUN_ID" not in os.environ:
-        return None
-    for name in ("PET_SHUTDOWN_TIMEOUT", "TORCH_ELASTIC_SHUTDOWN_TIMEOUT"):  # torchrun's order of precedence
-        with suppress(KeyError, ValueError):
-            return float(os.environ[name])
-    return TORCHRUN_GRACE_SECONDS
-
-
-def leave_failure_note(rank: int, what: str) -> None:
-    """Tell the other ranks of this node why rank `rank` ends (`Trainer._end_rank` reads the notes from
-    `launch_folder`); nothing where there is no such folder or it cannot be written (they then say that
-    another rank ended)."""
-    folder = launch_folder()
-    if folder is not None:
-        with suppress(OSError):
-            (folder / f"failed-rank{rank}").write_text(what)
-
-
-def note_doing(rank: int, doing: str) -> None:
-    """Leave what rank `rank` does now, and since when, for the other ranks of this node (`launch_folder`):
-    a rank whose exchange with the others timed out names the one that hung (`late_rank`)."""
-    folder = launch_folder()
-    if folder is not None:
-        with suppress(OSError):
-            (folder / f"doing-rank{rank}").write_text(json.dumps({"doing": doing, "since": time.time()}))
-
-
-def late_rank(mine: int, world: int, settle: float = 2.0) -> str | None:
-    """After rank `mine`'s exchange with the others timed out: `rank r of W, in <doing> for N s` for
-    the ranks of this node that did not time out too (the ones that hung), or None. Every rank that
-    waited times out at about the same moment and says so (`timedout-rank<r>` in `launch_folder`);
-    `settle` seconds later, a rank that has not is the one they waited for."""
-    folder = launch_folder()
-    if folder is None:
-        return None
-    with suppress(OSError):
-        (folder / f"timedout-rank{mine}").write_text("")
-    time.sleep(settle)
-    hung = []
-    for path in sorted(folder.glob("doing-rank*")):
-        with suppress(OSError, ValueError, KeyError):
-            rank, note = int(path.name[len("doing-rank") :]), json.loads(path.read_text())
-            if rank != mine and not (folder / f"timedout-rank{rank}").exists():
-                age = time.time() - float(note["since"])
-                hung.append(f"rank {rank} of {world}, in {note['doing']} for {age:.0f} s")
-    return "; ".join(hung) or None
 
 
 def _timed_out(err: BaseException | None) -> bool:
@@ -628,7 +562,8 @@ class Trainer:
         if init and self.train_cfg.get("init"):  # fine-tuning: another run's weights, fresh optimizer
             init_state = load_state_dict_file(self.train_cfg["init"])
             load_init_weights(model, init_state, self.train_cfg.get("init_new_modules") or ())
-            log.info("initialised from %s", self.train_cfg["init"])
+            if int(os.environ.get("RANK", "0")) == 0:  # every rank loads the same file: said once
+                log.info("initialised from %s", self.train_cfg["init"])
         if self.train_cfg.get("gradient_checkpointing"):
             enable_gradient_checkpointing(model)
         return model
@@ -780,7 +715,7 @@ class Trainer:
                 grace = launcher_grace_seconds()
                 if grace is not None and self._save_seconds:
                     again += (f" (the last save took {self._save_seconds:.0f} s and a step {self._step_seconds:.0f} s; "
-                              f"torchrun kills the ranks {grace:.0f} s after its signal)")  # fmt: skip
+                              f"torchrun kills the ranks {grace[0]:.0f} s ({grace[1]}) after its signal)")  # fmt: skip
                 log.warning("%s: stopping after this step with a checkpoint%s", name, again)
 
         for sig in ours:
@@ -978,15 +913,15 @@ class Trainer:
         self._save_seconds = seconds
         grace = launcher_grace_seconds()
         needed = seconds + self._step_seconds
-        if grace is None or needed <= grace or self._warned_grace or not acc.is_main_process:
+        if grace is None or needed <= grace[0] or self._warned_grace or not acc.is_main_process:
             return
         self._warned_grace = True
         log.warning(
-            "saving %s took %.0f s (and a step %.0f s): longer than the %.0f s torchrun waits after a SIGTERM (a "
-            "preemption, SLURM's time limit) before it kills the ranks, so a preempted run would lose the steps "
+            "saving %s took %.0f s (and a step %.0f s): longer than the %.0f s (%s) torchrun waits after a SIGTERM "
+            "(a preemption, SLURM's time limit) before it kills the ranks, so a preempted run would lose the steps "
             "since its last periodic checkpoint; export TORCH_ELASTIC_SHUTDOWN_TIMEOUT=%d (or more) before "
             "torchrun (training/launch/ scripts: SHUTDOWN_TIMEOUT), or save more often (training.checkpoint_every)",
-            name, seconds, self._step_seconds, grace, math.ceil(2 * needed),
+            name, seconds, self._step_seconds, grace[0], grace[1], math.ceil(2 * needed),
         )  # fmt: skip
 
     @staticmethod
@@ -1085,7 +1020,7 @@ class Trainer:
         Runs the recipe's loss under `no_grad` on the clips `fit` draws in each stage (cache keys
         are clip contents, so stages that share clips share entries); ranks take every W-th batch.
         With `data.fixed_clips: true` training then never runs the frozen encoders or the teacher.
-        Returns the number of batches this process ran.
+        Returns the number of batches all processes ran together (the same number on every rank).
         """
         if self.recipe.cache is None:
             raise ValueError("set training.latent_cache (or --latent-cache) to precompute a cache")
@@ -1109,6 +1044,10 @@ class Trainer:
                     batch = {k: v.to(state.device) for k, v in batch.items()}
                     self.recipe.loss(model, batch, batch_generator(seed, stage.origin, index))
                     count += 1
+        if state.num_processes > 1:  # the cache is the ranks' together: one total, said once (`train --cache-only`)
+            total = torch.tensor([count], dtype=torch.int64, device=state.device)
+            torch.distributed.all_reduce(total)
+            count = int(total.item())
         state.wait_for_everyone()
         return count
 
