@@ -236,17 +236,22 @@ def test_damaged_files_of_a_users_folder_are_skipped_and_counted_alike_on_both_r
 
 @pytest.mark.slow
 def test_a_preemption_save_longer_than_torchruns_grace_is_warned_and_keeps_the_last_checkpoint(tmp_path: Path) -> None:
-    """torchrun SIGKILLs its ranks 30 s after forwarding a SIGTERM (`TORCH_ELASTIC_SHUTDOWN_TIMEOUT`,
-    here 2 s); a step and a save that take longer (here 3 s: a large model on a slow disk) are killed in
-    the save. Nothing said so before a preemption lost the steps since the last periodic checkpoint:
-    now the first periodic save that outlasts the window is one warning (rank 0) naming the window and
-    the variable that widens it. The save killed by the launcher leaves the last complete checkpoint,
-    which resumes to the weights of an uninterrupted run."""
+    """torchrun SIGKILLs its ranks 30 s after forwarding a SIGTERM (`--shutdown-timeout`, here 2 s,
+    which the ranks read from torchrun's command line); a step and a save that take longer (here 3 s:
+    a large model on a slow disk) are killed in the save. Nothing said so before a preemption lost the
+    steps since the last periodic checkpoint: now the first periodic save that outlasts the window is
+    one warning (rank 0) naming the window, where it comes from and the variable that widens it. The
+    save killed by the launcher leaves the last complete checkpoint, which resumes to the weights of an
+    uninterrupted run."""
     recipe = _recipe(tmp_path, 400, checkpoint_every=2, keep_checkpoints=2)
     run, log_file = tmp_path / "run", tmp_path / "launch.log"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "--shutdown-timeout=2",
            str(REPO / "test" / "training_faults.py"), *recipe, "--output", str(run)]  # fmt: skip
-    env = {**rank_env(), "FAULT": "slow_save:0:1", "TORCH_ELASTIC_SHUTDOWN_TIMEOUT": "2"}
+    env = {
+        **rank_env(),
+        "FAULT": "slow_save:0:1",
+        "TORCH_ELASTIC_SHUTDOWN_TIMEOUT": "30",
+    }  # the flag wins, as in torchrun
     with log_file.open("w") as out:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
         deadline = time.monotonic() + 600
@@ -256,7 +261,7 @@ def test_a_preemption_save_longer_than_torchruns_grace_is_warned_and_keeps_the_l
         proc.send_signal(signal.SIGTERM)  # to torchrun, which forwards it and kills after its window
         proc.wait(timeout=120)
     log = log_file.read_text()
-    warned = [ln for ln in log.splitlines() if "longer than the 2 s torchrun waits after a SIGTERM" in ln]
+    warned = [ln for ln in log.splitlines() if "longer than the 2 s (--shutdown-timeout) torchrun waits after" in ln]
     assert len(warned) == 1 and "TORCH_ELASTIC_SHUTDOWN_TIMEOUT=" in warned[0], log[-4000:]
     assert "forcefully exiting via 9" in log, log[-4000:]  # the launcher killed the ranks in their save
     last = latest_checkpoint(run)
