@@ -11,13 +11,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import re
 import shutil
 import tempfile
 import time
 import weakref
 from contextlib import suppress
 from pathlib import Path
+
+import torch
+from vdepth_training.checkpoints import latest_checkpoint
+
+from vdepth_ros.errors import ConfigError
+
+log = logging.getLogger("vdepth_training")
 
 #: torchrun's seconds between the SIGTERM it forwards to its ranks and its SIGKILL, when nothing sets them
 TORCHRUN_GRACE_SECONDS = 30.0
@@ -95,7 +104,7 @@ def launcher_grace_seconds() -> tuple[float, str] | None:
 
 
 def leave_failure_note(rank: int, what: str) -> None:
-    """Tell the other ranks of this node why rank `rank` ends (`Trainer._end_rank` reads the notes from
+    """Tell the other ranks of this node why rank `rank` ends (`end_rank` reads the notes from
     `launch_folder`); nothing where there is no such folder or it cannot be written (they then say that
     another rank ended)."""
     folder = launch_folder()
@@ -134,8 +143,86 @@ def late_rank(mine: int, world: int, settle: float = 2.0) -> str | None:
     return "; ".join(hung) or None
 
 
+class StoppedWithoutCheckpointError(Exception):
+    """This rank could not finish its step because another rank had ended: a collective with it
+    failed, or torchrun (which stops the others when one fails) sent SIGTERM. The failing rank said
+    why; this one only ends, naming it when the failing rank left its note on this node."""
+
+
+class TrainingFailedError(Exception):
+    """The run failed and stopped (its last complete checkpoint is intact): a non-finite loss (the
+    same error on every rank), or one rank's own failure under a launcher (out of memory, a disk
+    that refuses the checkpoint), named with the rank, what it was doing and the cause."""
+
+
+#: a collective failed because another rank is gone (gloo and NCCL raise RuntimeError, or torch's DistError)
+_PEER_GONE = re.compile(r"gloo|nccl|connection (closed|reset) by peer", re.IGNORECASE)
+
+
+def _timed_out(err: BaseException | None) -> bool:
+    """Is `err` (or what caused it) an exchange between the ranks that timed out (gloo: "Timed out waiting")?"""
+    while err is not None:
+        if "timed out" in str(err).lower():
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
+def _one_line(err: BaseException) -> str:
+    """`Type: first line of the message` (a CUDA OOM's message runs over several lines)."""
+    text = str(err).strip().splitlines()
+    first = re.sub(r"^\[[^\]]*\.(cc|cpp|h):\d+\] ", "", text[0] if text else "")  # gloo's source location
+    first = first.split(". This is typically caused", 1)[0]  # gloo's advice to read the other rank's log
+    return f"{type(err).__name__}: {first}".rstrip(": ")
+
+
+def _peer_gone(err: BaseException) -> bool:
+    """Is `err` (or what caused it) a collective that failed because another rank ended?"""
+    while err is not None:
+        if isinstance(err, torch.distributed.DistError):
+            return True
+        if isinstance(err, RuntimeError) and _PEER_GONE.search(str(err)):
+            return True
+        err = err.__cause__ or err.__context__  # type: ignore[assignment]
+    return False
+
+
+def end_rank(err: Exception, *, rank: int, world: int, doing: str, step: int, stop_requested: bool,
+             collective_timeout: float | None, output_dir: Path) -> None:  # fmt: skip
+    """Rank `rank` of `world` (after `step` steps, in `doing`) ends with `err`: raise
+    StoppedWithoutCheckpointError when another rank ended first (a collective with it failed, or the
+    launcher's SIGTERM came), naming that rank when it left its note on this node; otherwise this rank
+    failed on its own: leave the note for the others, log the traceback and raise TrainingFailedError
+    naming the rank, what it was doing and the cause (a ConfigError, a mistake in this rank's data,
+    stays itself: it is one line already)."""
+    folder = launch_folder()
+    if _peer_gone(err) and _timed_out(err) and not sorted(folder.glob("failed-rank*") if folder else []):
+        # no rank ended: one hung (a stuck kernel, disk or lock) and this one waited for it in an exchange
+        late = late_rank(rank, world) or "a rank on another node (its log names its step)"
+        within = f"{float(collective_timeout):.0f} s" if collective_timeout else "the process group's timeout"
+        what = f"{late} did not join the other ranks within {within} (training.collective_timeout): hung?"
+        leave_failure_note(rank, what)
+    if (stop_requested and not isinstance(err, ConfigError)) or _peer_gone(err):
+        notes = sorted(folder.glob("failed-rank*")) if folder is not None else []
+        # none: the rank was killed (SIGKILL), or it is on another node (its own line names it)
+        gone = f"another rank ended without a word on this node (torchrun's summary names it; {_one_line(err)})"
+        why = notes[0].read_text() if notes else gone
+        raise StoppedWithoutCheckpointError(f"stopped after step {step} without a checkpoint: {why}") from err
+    what = f"rank {rank} of {world} failed in {doing} ({_one_line(err)})"
+    leave_failure_note(rank, what)
+    if isinstance(err, ConfigError):
+        return
+    log.error("rank %d failed in %s", rank, doing, exc_info=err)
+    last = latest_checkpoint(output_dir)
+    resume = f"--resume continues from {last.name}" if last else "no checkpoint was written: the run starts again"
+    raise TrainingFailedError(f"{what}; the other ranks stop, {resume}") from err
+
+
 __all__ = [
     "TORCHRUN_GRACE_SECONDS",
+    "StoppedWithoutCheckpointError",
+    "TrainingFailedError",
+    "end_rank",
     "first_to_say",
     "late_rank",
     "launch_folder",

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import torch
 from vdepth_training.config import load_config
-from vdepth_training.ranks import first_to_say
+from vdepth_training.ranks import StoppedWithoutCheckpointError, TrainingFailedError, first_to_say
 from vdepth_training.recipes import recipe_class
-from vdepth_training.trainer import StoppedWithoutCheckpointError, Trainer, TrainingFailedError
+from vdepth_training.trainer import Trainer
 
 from vdepth_ros.errors import ConfigError, VdepthError
 from vdepth_ros.offline.runner import cli_errors
