@@ -551,3 +551,23 @@ def test_a_config_error_is_printed_once_per_node_and_a_ranks_own_error_by_that_r
     assert [e.split("error: ")[1] for e in errors] == ["shard0.tar is truncated", "shard1.tar is truncated"], (
         proc.stderr[-3000:]
     )
+
+
+def test_lines_every_rank_would_say_alike_are_said_once(tmp_path: Path) -> None:
+    """Under torchrun each rank said `initialised from <init>` (training.init: every rank loads the same
+    file), and `--cache-only` printed each rank's own share (`cached 2 batches` twice, neither the
+    total). Now rank 0 says each once, the cache count being the ranks' total."""
+    import yaml
+
+    cfg = tiny_config("dvd", tmp_path)
+    cfg.pop("tiny")
+    torch.manual_seed(int(cfg["training"]["seed"]))
+    Trainer(cfg, tmp_path / "unused").recipe.build_model().save_pretrained(tmp_path / "init")
+    cfg["training"].update(init=str(tmp_path / "init"), latent_cache=str(tmp_path / "cache"))
+    recipe = tmp_path / "dvd.yaml"
+    recipe.write_text(yaml.safe_dump(cfg))
+    log = torchrun(["-m", "vdepth_training.train", "--config", str(recipe), "--output", str(tmp_path / "run"),
+                    "--cache-only"], timeout=600)  # fmt: skip
+    lines = log.splitlines()
+    assert len([ln for ln in lines if f"initialised from {tmp_path / 'init'}" in ln]) == 1, log[-3000:]
+    assert [ln for ln in lines if ln.startswith("cached ")] == [f"cached 4 batches in {tmp_path / 'cache'}"], log

@@ -130,3 +130,28 @@ def test_a_rank_that_hangs_in_its_step_is_named_by_the_others(tmp_path: Path) ->
                                                    "in step 3 for "), lines  # fmt: skip
     assert "did not join the other ranks within 5 s (training.collective_timeout)" in lines[0], lines
     assert latest_checkpoint(tmp_path / "run").name == "checkpoint_2"
+
+
+def test_the_grace_warning_reads_torchruns_shutdown_timeout_flag(tmp_path: Path) -> None:
+    """`torchrun --shutdown-timeout 7` is not passed on to the ranks (only the variables are), so a rank
+    took torchrun's 30 s for the window it warns about (and a SIGTERM's line named 30 s). Now each rank
+    reads the flag from its launcher's command line and names where the number comes from."""
+    probe = tmp_path / "probe.py"  # each rank writes what it reads (their stdout lines interleave)
+    probe.write_text("import os, sys\nfrom vdepth_training.ranks import launcher_grace_seconds as grace\n"
+                     "open(f\"{sys.argv[1]}/rank{os.environ['RANK']}\", 'w').write(repr(grace()))\n")  # fmt: skip
+    env = {k: v for k, v in rank_env().items() if "SHUTDOWN_TIMEOUT" not in k}
+
+    def ranks_read(flag: list[str], **extra: str) -> list[str]:
+        out = tmp_path / f"run{len(list(tmp_path.iterdir()))}"
+        out.mkdir()
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *flag,
+               str(probe), str(out)]  # fmt: skip
+        subprocess.run(cmd, cwd=REPO, env={**env, **extra}, capture_output=True, timeout=120, check=True)
+        return [(out / f"rank{r}").read_text() for r in range(2)]
+
+    assert ranks_read(["--shutdown-timeout", "7"]) == ["(7.0, '--shutdown-timeout')"] * 2
+    assert (
+        ranks_read(["--shutdown_timeout=8"], TORCH_ELASTIC_SHUTDOWN_TIMEOUT="9") == ["(8.0, '--shutdown-timeout')"] * 2
+    )
+    assert ranks_read([]) == ['(30.0, "torchrun\'s default")'] * 2
+    assert ranks_read([], TORCH_ELASTIC_SHUTDOWN_TIMEOUT="9") == ["(9.0, 'TORCH_ELASTIC_SHUTDOWN_TIMEOUT')"] * 2

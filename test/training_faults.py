@@ -24,14 +24,14 @@ from typing import Any
 
 import accelerate.checkpointing
 import torch
-from vdepth_training import trainer as trainer_module
+from vdepth_training import steps as steps_module
 from vdepth_training.recipes.base import TrainingStep
 
 KIND, RANK, STEP = os.environ["FAULT"].split(":")
 MINE = int(os.environ.get("RANK", "0")) == int(RANK)
 _at = {"step": 0}
 
-_step = trainer_module.Trainer._step
+_step = steps_module.StepLoop._step
 
 
 def _counted_step(self: Any, acc: Any, wrapped: Any, optimizer: Any, loader: Any, *args: Any) -> Any:
@@ -45,7 +45,7 @@ def _counted_step(self: Any, acc: Any, wrapped: Any, optimizer: Any, loader: Any
     return record
 
 
-_next_batch = trainer_module._next_batch
+_next_batch = steps_module._next_batch
 
 
 def _stalled_next_batch(loader: Any) -> Any:
@@ -79,7 +79,7 @@ def _full_disk(obj: Any, f: Any, *args: Any, **kwargs: Any) -> Any:
     return _save(obj, f, *args, **kwargs)
 
 
-_validate = trainer_module.Trainer._validate
+_validate = steps_module.StepLoop._validate
 
 
 def _faulty_validate(self: Any, *args: Any) -> Any:
@@ -88,9 +88,9 @@ def _faulty_validate(self: Any, *args: Any) -> Any:
     return _validate(self, *args)
 
 
-trainer_module.Trainer._step = _counted_step
-trainer_module._next_batch = _stalled_next_batch
-trainer_module.Trainer._validate = _faulty_validate
+steps_module.StepLoop._step = _counted_step
+steps_module._next_batch = _stalled_next_batch
+steps_module.StepLoop._validate = _faulty_validate
 TrainingStep.forward = _faulty_forward
 accelerate.checkpointing.save = _full_disk
 

@@ -14,7 +14,6 @@ Prints one line per logged step and the folder of the final model (`<output>/fin
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 import os
 import sys
@@ -22,8 +21,9 @@ from pathlib import Path
 
 import torch
 from vdepth_training.config import load_config
+from vdepth_training.ranks import StoppedWithoutCheckpointError, TrainingFailedError, first_to_say
 from vdepth_training.recipes import recipe_class
-from vdepth_training.trainer import StoppedWithoutCheckpointError, Trainer, TrainingFailedError, launch_folder
+from vdepth_training.trainer import Trainer
 
 from vdepth_ros.errors import ConfigError, VdepthError
 from vdepth_ros.offline.runner import cli_errors
@@ -91,21 +91,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _run(args)
     except (VdepthError, FileNotFoundError, FileExistsError) as err:
-        if _first_on_node_to_say(f"error: {err}"):
+        if first_to_say(f"error: {err}"):
             return cli_errors(PROG, err)  # one line, exit 2, as every console tool
         return 2
     except TrainingFailedError as err:  # a non-finite loss (said by every rank), or this rank's own failure
-        if _first_on_node_to_say(f"error: {err}"):
+        if first_to_say(f"error: {err}"):
             print(f"{PROG}: error: {err}", file=sys.stderr)
         return 1
     except StoppedWithoutCheckpointError as err:  # the rank that failed printed its error; this one only ends
         line = f"{PROG}: {err}; --resume continues from the last complete checkpoint"
-        if _first_on_node_to_say(line):
+        if first_to_say(line):
             print(line, file=sys.stderr)
         return 143
     except KeyboardInterrupt:  # Ctrl-C outside the steps (start-up, export) or a second one within them
         line = f"{PROG}: interrupted; --resume continues from the last complete checkpoint"
-        if _first_on_node_to_say(line):
+        if first_to_say(line):
             print(line, file=sys.stderr)
         return 130
     finally:
@@ -131,8 +131,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"model: {trainer.export_checkpoint(args.export_checkpoint, out / 'export', overwrite=args.overwrite)}")
         return 0
     if args.cache_only:
-        n = trainer.precompute_cache()
-        print(f"cached {n} batches in {cfg['training']['latent_cache']}")
+        n = trainer.precompute_cache()  # all ranks' batches together
+        report(f"cached {n} batches in {cfg['training']['latent_cache']}")
         return 0
     history = trainer.fit(resume=args.resume, max_steps=args.max_steps, overwrite=args.overwrite,
                           allow_config_change=args.allow_config_change)  # fmt: skip
@@ -147,27 +147,6 @@ def _run(args: argparse.Namespace) -> int:
     if trainer.final_dir.is_dir():
         report(f"model: {trainer.final_dir}")
     return 0
-
-
-def _first_on_node_to_say(line: str) -> bool:
-    """Should this process print `line`? Under a launcher each rank stops on the same mistake in the
-    recipe with the same line (8 copies under `--nproc_per_node=8`): the first rank of the node to say
-    a line says it, the others only exit; a line of a rank's own (its data) differs and is printed.
-    The ranks agree through a marker file in torchrun's own per-launch folder (`TORCHELASTIC_ERROR_FILE`
-    is `<folder>/attempt_N/<rank>/error.json`; `accelerate launch` runs torchrun), with no collective: a
-    rank stopping before or instead of joining the process group can still say it. Without that
-    folder (one process, another launcher) every line is printed."""
-    folder = launch_folder()
-    if folder is None:
-        return True
-    marker = folder / f"said-{hashlib.sha256(line.encode()).hexdigest()[:20]}"
-    try:
-        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-    except FileExistsError:
-        return False
-    except OSError:
-        return True  # no folder to agree through: say it
-    return True
 
 
 def _exit_without_finalizing(code: int) -> None:

@@ -7,28 +7,8 @@ computed inside the wrapped module's forward (`recipes.TrainingStep`), so DDP an
 exactly the gradients of the parameters a stage trains (never-used ones are frozen by the recipe,
 `Recipe.unused_parameters`).
 
-Data: one deterministic batch stream per stage segment; rank r of W takes batch
-`(step * grad_accum + micro) * W + r` (`data.stream`), so the ranks partition one stream and W
-ranks with `grad_accum` a equal one rank with `grad_accum` a·W, up to float summation order. The
-loss-noise generator of a micro-batch is seeded by its batch index, not by the rank. Logged losses
-and metrics are means over the ranks; only the main process writes.
-
-Checkpoints: accelerate's `save_state`/`load_state` (the step counters registered with
-`register_for_checkpointing`) into `checkpoints/checkpoint_<global step>`, plus
-`trainer_state.json` (the same counters, readable before anything is built). A checkpoint is
-written as `checkpoint_<step>.partial` and renamed when complete; only then are the checkpoints
-beyond `keep_checkpoints` deleted, so a run killed while saving (SIGKILL, a node lost) keeps its
-last complete checkpoint. `--resume` continues from the latest complete checkpoint and reproduces
-an uninterrupted run exactly (tested with one and two ranks).
-
-Output folder::
-
-    metrics.jsonl                     one JSON line per optimizer step (main process)
-    checkpoints/checkpoint_<step>/    accelerate state + trainer_config.json + trainer_state.json (last)
-    checkpoints/checkpoint_<step>.partial/   a checkpoint being written (never resumed; replaced)
-    final/                            (`FINAL_NAME`) `save_pretrained` of the exported model (loads with
-                                      `vdepth_ros.models.load_model`); after ZeRO the weights come
-                                      from `Accelerator.get_state_dict`
+The step loop is `steps.py` (its data stream), a run's folder and checkpoints `checkpoints.py`, what the
+ranks tell each other and how one rank's failure ends the others `ranks.py`.
 """
 
 from __future__ import annotations
@@ -39,203 +19,59 @@ import json
 import logging
 import math
 import os
-import re
 import shutil
 import signal
 import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+from vdepth_training.checkpoints import (
+    CONFIG_NAME,
+    FINAL_NAME,
+    PARTIAL_SUFFIX,
+    RESUMABLE_CHANGES,
+    RUN_FILES,
+    STATE_NAME,
+    TrainingProgress,
+    check_run_outputs,
+    complete_checkpoints,
+    latest_checkpoint,
+    rotate_checkpoints,
+    truncate_metrics,
+)
 from vdepth_training.config import build_optimizer, check_keys, crop_sizes, trained_record
-from vdepth_training.data.dataset import SKIPPED_KEY
 from vdepth_training.data.stream import rank_loader
+from vdepth_training.ranks import (
+    StoppedWithoutCheckpointError,
+    TrainingFailedError,
+    end_rank,
+    late_rank,
+    launch_folder,
+    launcher_grace_seconds,
+    leave_failure_note,
+    note_doing,
+)
 from vdepth_training.recipes import Recipe, TrainingStep, get_recipe
-from vdepth_training.stages import Stage, plan_stages, stage_lr
+from vdepth_training.stages import Stage, plan_stages
+from vdepth_training.steps import StepLoop, batch_generator, take_skipped
 from vdepth_training.weights import STEP_PREFIX, load_init_weights
 
 from vdepth_ros.errors import ConfigError
 from vdepth_ros.models.base import load_state_checked, load_state_dict_file
 from vdepth_ros.offline.atomic import AtomicOutput, check_output_path
 from vdepth_ros.offline.errors import OutputExistsError
-from vdepth_ros.paths import TRAINER_CONFIG_NAME, TRAINER_STATE_NAME, not_a_model_folder
+from vdepth_ros.paths import not_a_model_folder
 from vdepth_ros.runtime.shapes import round_to_multiple
 from vdepth_ros.values import misread_number
 
 log = logging.getLogger("vdepth_training")
-
-STATE_NAME = TRAINER_STATE_NAME
-#: the run's config as it was when a checkpoint was saved (beside `STATE_NAME`; `--resume` compares it)
-CONFIG_NAME = TRAINER_CONFIG_NAME
-#: `training` keys a resumed run may change: they do not change what it computes
-RESUMABLE_CHANGES = frozenset(
-    ("log_every", "checkpoint_every", "keep_checkpoints", "num_workers", "log_with", "threads", "latent_cache")
-    + ("stop_at", "export_weights_dtype", "validate_every", "validate_batches", "stall_timeout", "collective_timeout")
-)
-#: the finished run's model folder in its output folder (`Trainer.final_dir`)
-FINAL_NAME = "final"
-#: what a run writes into its output folder (`data/`, the default recipe's renders, is reused on purpose)
-RUN_FILES = ("metrics.jsonl", "checkpoints", FINAL_NAME)
-
-
-def _check_run_outputs(output_dir: Path, names: list[str]) -> None:
-    """Raise OutputExistsError unless each of `names` in `output_dir` is what a run writes there."""
-    for name in names:
-        if (why := _not_run_output(output_dir / name)) is not None:
-            raise OutputExistsError(
-                f"{output_dir / name} exists and is {why}: --overwrite replaces only an earlier run; "
-                "move it away or choose another --output"
-            )
-
-
-def _not_run_output(path: Path) -> str | None:
-    """What `path` (one of `RUN_FILES` in an output folder) is instead of what a run writes there, or None."""
-    if path.name == FINAL_NAME:
-        return not_a_model_folder(path)
-    if path.name == "checkpoints":
-        if not path.is_dir():
-            return "a file, not a run's checkpoints folder"
-        other = [p.name for p in path.iterdir() if _checkpoint_step(p) is None]
-        return f"not a run's checkpoints folder (it holds {', '.join(sorted(other)[:3])})" if other else None
-    try:  # metrics.jsonl: one JSON object with a step per line
-        first = path.open().readline() if path.is_file() else None
-        if first is not None and (not first.strip() or "step" in json.loads(first)):
-            return None
-    except (OSError, ValueError, TypeError):
-        pass
-    return "not a run's metrics (JSON lines with a step)"
-
-
-class StoppedWithoutCheckpointError(Exception):
-    """This rank could not finish its step because another rank had ended: a collective with it
-    failed, or torchrun (which stops the others when one fails) sent SIGTERM. The failing rank said
-    why; this one only ends, naming it when the failing rank left its note on this node."""
-
-
-class TrainingFailedError(Exception):
-    """The run failed and stopped (its last complete checkpoint is intact): a non-finite loss (the
-    same error on every rank), or one rank's own failure under a launcher (out of memory, a disk
-    that refuses the checkpoint), named with the rank, what it was doing and the cause."""
-
-
-#: a collective failed because another rank is gone (gloo and NCCL raise RuntimeError, or torch's DistError)
-_PEER_GONE = re.compile(r"gloo|nccl|connection (closed|reset) by peer", re.IGNORECASE)
-
-
-def launch_folder() -> Path | None:
-    """torchrun's folder of this launch attempt, shared by the ranks of a node (`TORCHELASTIC_ERROR_FILE`
-    is `<folder>/attempt_N/<rank>/error.json`; `accelerate launch` runs torchrun), or None (one
-    process, another launcher). The ranks leave notes there without a collective."""
-    error_file = os.environ.get("TORCHELASTIC_ERROR_FILE")
-    if not error_file or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return None
-    return Path(error_file).parent.parent
-
-
-#: torchrun's seconds between the SIGTERM it forwards to its ranks and its SIGKILL, when nothing sets them
-TORCHRUN_GRACE_SECONDS = 30.0
-
-
-def launcher_grace_seconds() -> float | None:
-    """How long torchrun (or `accelerate launch`, which runs it) lets a rank finish after forwarding a
-    SIGTERM or SIGINT before it SIGKILLs it: `TORCH_ELASTIC_SHUTDOWN_TIMEOUT` (or torchrun's own
-    `PET_SHUTDOWN_TIMEOUT`) as the ranks inherit it, else torchrun's 30 s; None without torchrun.
-    A `--shutdown-timeout` flag is invisible to the ranks (the launch scripts export the variable)."""
-    if "TORCHELASTIC_RUN_ID" not in os.environ:
-        return None
-    for name in ("PET_SHUTDOWN_TIMEOUT", "TORCH_ELASTIC_SHUTDOWN_TIMEOUT"):  # torchrun's order of precedence
-        with suppress(KeyError, ValueError):
-            return float(os.environ[name])
-    return TORCHRUN_GRACE_SECONDS
-
-
-def leave_failure_note(rank: int, what: str) -> None:
-    """Tell the other ranks of this node why rank `rank` ends (`Trainer._end_rank` reads the notes from
-    `launch_folder`); nothing where there is no such folder or it cannot be written (they then say that
-    another rank ended)."""
-    folder = launch_folder()
-    if folder is not None:
-        with suppress(OSError):
-            (folder / f"failed-rank{rank}").write_text(what)
-
-
-def note_doing(rank: int, doing: str) -> None:
-    """Leave what rank `rank` does now, and since when, for the other ranks of this node (`launch_folder`):
-    a rank whose exchange with the others timed out names the one that hung (`late_rank`)."""
-    folder = launch_folder()
-    if folder is not None:
-        with suppress(OSError):
-            (folder / f"doing-rank{rank}").write_text(json.dumps({"doing": doing, "since": time.time()}))
-
-
-def late_rank(mine: int, world: int, settle: float = 2.0) -> str | None:
-    """After rank `mine`'s exchange with the others timed out: `rank r of W, in <doing> for N s` for
-    the ranks of this node that did not time out too (the ones that hung), or None. Every rank that
-    waited times out at about the same moment and says so (`timedout-rank<r>` in `launch_folder`);
-    `settle` seconds later, a rank that has not is the one they waited for."""
-    folder = launch_folder()
-    if folder is None:
-        return None
-    with suppress(OSError):
-        (folder / f"timedout-rank{mine}").write_text("")
-    time.sleep(settle)
-    hung = []
-    for path in sorted(folder.glob("doing-rank*")):
-        with suppress(OSError, ValueError, KeyError):
-            rank, note = int(path.name[len("doing-rank") :]), json.loads(path.read_text())
-            if rank != mine and not (folder / f"timedout-rank{rank}").exists():
-                age = time.time() - float(note["since"])
-                hung.append(f"rank {rank} of {world}, in {note['doing']} for {age:.0f} s")
-    return "; ".join(hung) or None
-
-
-def _timed_out(err: BaseException | None) -> bool:
-    """Is `err` (or what caused it) an exchange between the ranks that timed out (gloo: "Timed out waiting")?"""
-    while err is not None:
-        if "timed out" in str(err).lower():
-            return True
-        err = err.__cause__ or err.__context__
-    return False
-
-
-def _one_line(err: BaseException) -> str:
-    """`Type: first line of the message` (a CUDA OOM's message runs over several lines)."""
-    text = str(err).strip().splitlines()
-    first = re.sub(r"^\[[^\]]*\.(cc|cpp|h):\d+\] ", "", text[0] if text else "")  # gloo's source location
-    first = first.split(". This is typically caused", 1)[0]  # gloo's advice to read the other rank's log
-    return f"{type(err).__name__}: {first}".rstrip(": ")
-
-
-def _peer_gone(err: BaseException) -> bool:
-    """Is `err` (or what caused it) a collective that failed because another rank ended?"""
-    while err is not None:
-        if isinstance(err, torch.distributed.DistError):
-            return True
-        if isinstance(err, RuntimeError) and _PEER_GONE.search(str(err)):
-            return True
-        err = err.__cause__ or err.__context__  # type: ignore[assignment]
-    return False
-
-
-class TrainingProgress:
-    """The step counters, restored with a checkpoint (`Accelerator.register_for_checkpointing`)."""
-
-    def __init__(self) -> None:
-        self.global_step = 0
-        self.stage = 0
-        self.stage_step = 0
-
-    def state_dict(self) -> dict[str, int]:
-        return {"global_step": self.global_step, "stage": self.stage, "stage_step": self.stage_step}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        self.global_step, self.stage, self.stage_step = state["global_step"], state["stage"], state["stage_step"]
 
 
 def enable_gradient_checkpointing(model: nn.Module) -> int:
@@ -269,66 +105,6 @@ def _wants_deepspeed(train_cfg: dict[str, Any]) -> bool:
     return bool(train_cfg.get("deepspeed")) or os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
 
 
-def _next_batch(loader: Iterator[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """The loader's next batch; a data mistake (ConfigError) raised in a loader worker process is
-    re-raised with its own one-line message, not the worker's traceback that torch wraps around it."""
-    try:
-        return next(loader)
-    except ConfigError as err:
-        text = str(err)
-        if text.startswith("Caught ConfigError") and ": " in text.rstrip().splitlines()[-1]:
-            raise ConfigError(text.rstrip().splitlines()[-1].split(": ", 1)[1]) from None
-        raise
-
-
-def take_skipped(batch: dict[str, torch.Tensor]) -> int:
-    """Remove the counts of clips skipped for a damaged file (`dataset.SKIPPED_KEY`, also under a
-    paired stream's prefix) from `batch`; returns their sum."""
-    keys = [k for k in batch if k == SKIPPED_KEY or k.endswith(f"/{SKIPPED_KEY}")]
-    return sum(int(batch.pop(k).sum()) for k in keys)
-
-
-def batch_generator(seed: int, origin: int, batch_index: int) -> torch.Generator:
-    """The loss-noise generator of global batch `batch_index` of the segment starting at step
-    `origin` (a pure function of the batch's position in the stream, the same on any rank)."""
-    return torch.Generator().manual_seed((seed * 1_000_003 + origin * 1009 + batch_index) % (2**63))
-
-
-#: a checkpoint folder's name: `checkpoint_<step>`, or `checkpoint_<step>.partial` while it is written
-_CHECKPOINT_NAME = re.compile(r"checkpoint_(\d+)(\.partial)?")
-PARTIAL_SUFFIX = ".partial"
-
-
-def _checkpoint_step(path: Path) -> int | None:
-    """The step of a checkpoint folder's name (complete or `.partial`), or None for another name."""
-    match = _CHECKPOINT_NAME.fullmatch(path.name)
-    return int(match.group(1)) if match else None
-
-
-def complete_checkpoints(output_dir: str | Path) -> list[Path]:
-    """The complete checkpoints (`checkpoints/checkpoint_<step>` with its trainer state), oldest first."""
-    folder = Path(output_dir) / "checkpoints"
-    found = [p for p in folder.glob("checkpoint_*") if not p.name.endswith(PARTIAL_SUFFIX)] if folder.is_dir() else []
-    done = [p for p in found if _checkpoint_step(p) is not None and (p / STATE_NAME).is_file()]
-    return sorted(done, key=_checkpoint_step)  # type: ignore[arg-type, return-value]
-
-
-def latest_checkpoint(output_dir: str | Path) -> Path | None:
-    """The newest complete checkpoint (`checkpoints/checkpoint_<step>` with its trainer state)."""
-    done = complete_checkpoints(output_dir)
-    return done[-1] if done else None
-
-
-def _record_step(line: str) -> int | None:
-    """The step of one `metrics.jsonl` line, or None for a line that is no record (cut short when the
-    disk filled up or the run was killed while writing it: such a line is dropped at `--resume`)."""
-    try:
-        record = json.loads(line)
-        return int(record["step"]) if isinstance(record, dict) else None
-    except (ValueError, KeyError, TypeError):
-        return None
-
-
 def segments(plan: list[Stage]) -> list[list[Stage]]:
     """Stages grouped by the optimizer they share (a restart stage opens a segment)."""
     out: list[list[Stage]] = []
@@ -339,7 +115,7 @@ def segments(plan: list[Stage]) -> list[list[Stage]]:
     return out
 
 
-class Trainer:
+class Trainer(StepLoop):
     """Run a config's stages.
 
     Args:
@@ -426,7 +202,7 @@ class Trainer:
         acc.register_for_checkpointing(progress)
         ckpt = latest_checkpoint(self.output_dir) if resume else None
         if resume and acc.is_main_process:
-            self._truncate_metrics(json.loads((ckpt / STATE_NAME).read_text())["global_step"] if ckpt else 0)
+            truncate_metrics(self.output_dir, json.loads((ckpt / STATE_NAME).read_text())["global_step"] if ckpt else 0)
         model = self._build_model(init=ckpt is None)
         # 2. where to start and where to stop
         start = json.loads((ckpt / STATE_NAME).read_text()) if ckpt else progress.state_dict()
@@ -445,44 +221,22 @@ class Trainer:
                         break
             except Exception as err:
                 if acc.num_processes > 1 and not isinstance(err, TrainingFailedError):
-                    self._end_rank(acc, err, progress)
+                    end_rank(
+                        err,
+                        rank=acc.process_index,
+                        world=acc.num_processes,
+                        doing=self._doing,
+                        step=progress.global_step,
+                        stop_requested=self._stop_requested,
+                        collective_timeout=self.train_cfg.get("collective_timeout"),
+                        output_dir=self.output_dir,
+                    )
                 raise
         self._check_ranks_agree(acc, model)
         for tracker in acc.trackers:  # not `end_training`: it ends the process group, which outlives one fit
             tracker.finish()
         self.model = model
         return self.history
-
-    def _end_rank(self, acc: Any, err: Exception, progress: TrainingProgress) -> None:
-        """One rank of several ends with `err`: raise StoppedWithoutCheckpointError when another rank
-        ended first (a collective with it failed, or the launcher's SIGTERM came), naming that rank when
-        it left its note on this node; otherwise this rank failed on its own: leave the note for the
-        others, log the traceback and raise TrainingFailedError naming the rank, what it was doing and
-        the cause (a ConfigError, a mistake in this rank's data, stays itself: it is one line already)."""
-        folder = launch_folder()
-        if _peer_gone(err) and _timed_out(err) and not sorted(folder.glob("failed-rank*") if folder else []):
-            # no rank ended: one hung (a stuck kernel, disk or lock) and this one waited for it in an exchange
-            timeout = self.train_cfg.get("collective_timeout")
-            late = late_rank(acc.process_index, acc.num_processes) or "a rank on another node (its log names its step)"
-            within = f"{float(timeout):.0f} s" if timeout else "the process group's timeout"
-            what = f"{late} did not join the other ranks within {within} (training.collective_timeout): hung?"
-            leave_failure_note(acc.process_index, what)
-        if (self._stop_requested and not isinstance(err, ConfigError)) or _peer_gone(err):
-            notes = sorted(folder.glob("failed-rank*")) if folder is not None else []
-            # none: the rank was killed (SIGKILL), or it is on another node (its own line names it)
-            gone = f"another rank ended without a word on this node (torchrun's summary names it; {_one_line(err)})"
-            why = notes[0].read_text() if notes else gone
-            raise StoppedWithoutCheckpointError(
-                f"stopped after step {progress.global_step} without a checkpoint: {why}"
-            ) from err
-        what = f"rank {acc.process_index} of {acc.num_processes} failed in {self._doing} ({_one_line(err)})"
-        leave_failure_note(acc.process_index, what)
-        if isinstance(err, ConfigError):
-            return
-        log.error("rank %d failed in %s", acc.process_index, self._doing, exc_info=err)
-        last = latest_checkpoint(self.output_dir)
-        resume = f"--resume continues from {last.name}" if last else "no checkpoint was written: the run starts again"
-        raise TrainingFailedError(f"{what}; the other ranks stop, {resume}") from err
 
     def _check_output(self, *, resume: bool, overwrite: bool) -> list[str]:
         """The `RUN_FILES` in `output_dir`, after refusing (OutputExistsError) to start a run over
@@ -494,7 +248,7 @@ class Trainer:
                 "--overwrite to start it again, or choose another --output"
             )
         if overwrite and not resume:  # only what a run wrote is deleted, never a file or folder of the user's
-            _check_run_outputs(self.output_dir, existing)
+            check_run_outputs(self.output_dir, existing)
         if resume and FINAL_NAME in existing and latest_checkpoint(self.output_dir) is None:
             raise OutputExistsError(  # a finished run whose checkpoints are gone (or never written) would restart
                 f"{self.output_dir} holds a finished run ({FINAL_NAME}/) and no checkpoint to resume: --overwrite "
@@ -628,7 +382,8 @@ class Trainer:
         if init and self.train_cfg.get("init"):  # fine-tuning: another run's weights, fresh optimizer
             init_state = load_state_dict_file(self.train_cfg["init"])
             load_init_weights(model, init_state, self.train_cfg.get("init_new_modules") or ())
-            log.info("initialised from %s", self.train_cfg["init"])
+            if int(os.environ.get("RANK", "0")) == 0:  # every rank loads the same file: said once
+                log.info("initialised from %s", self.train_cfg["init"])
         if self.train_cfg.get("gradient_checkpointing"):
             enable_gradient_checkpointing(model)
         return model
@@ -652,66 +407,6 @@ class Trainer:
         groups = self.recipe.configure_stage(model, stage)
         optimizer = build_optimizer(groups, {**self.cfg["optimizer"], "lr": float(stage.spec["lr"])})
         return acc.prepare(TrainingStep(self.recipe, model), optimizer)
-
-    def _run_stage(
-        self, acc: Any, wrapped: nn.Module, optimizer: Any, stage: Stage, progress: TrainingProgress, stop: int
-    ) -> None:
-        """Steps of `stage` from `progress` until the stage ends or the run reaches `stop`."""
-        if progress.stage_step >= stage.steps:
-            return
-        self._doing = f"preparing the data of stage {stage.name}"
-        self.recipe.prepare_data(stage, acc.process_index, acc.num_processes)
-        acc.wait_for_everyone()
-        self.recipe.start_stage(stage)
-        accum = int(self.train_cfg["grad_accum"])
-        first = (stage.start - stage.origin + progress.stage_step) * accum  # this rank's micro-batch
-        loader = iter(rank_loader(self.recipe.batches(stage), start=first, rank=acc.process_index,
-                                  world=acc.num_processes, num_workers=int(self.train_cfg["num_workers"])))  # fmt: skip
-        trainable = [p for p in acc.unwrap_model(wrapped).parameters() if p.requires_grad]
-        wrapped.train()
-        every = int(self.train_cfg.get("checkpoint_every") or 0)
-        validate_every = int(self.train_cfg.get("validate_every") or 0)
-        held_out = self.recipe.validation_stage(stage) if validate_every else None
-        if held_out is not None:
-            self.recipe.prepare_data(held_out, acc.process_index, acc.num_processes)
-            acc.wait_for_everyone()
-            held_out_batches = self.recipe.batches(held_out)
-        while progress.stage_step < stage.steps and progress.global_step < stop:
-            self._doing = f"step {progress.global_step + 1}"
-            record = self._step(acc, wrapped, optimizer, loader, trainable, stage, progress.global_step)
-            self._step_seconds = float(record["seconds"])
-            progress.stage_step += 1
-            progress.global_step += 1
-            if held_out is not None and progress.global_step % validate_every == 0:
-                self._doing = f"validation after step {progress.global_step}"
-                record["val/loss"] = self._validate(acc, wrapped, held_out_batches)
-            self._log(acc, {"step": progress.global_step, "stage": stage.name, "stage_step": progress.stage_step,
-                            **record})  # fmt: skip
-            if every and progress.global_step % every == 0:
-                self._save(acc, progress)
-            if self.interrupted:
-                break
-
-    def _validate(self, acc: Any, wrapped: nn.Module, batches: Any) -> float:
-        """The recipe's loss on the first `validate_batches` batches of the held-out stream (the
-        same batches at every validation), without gradients; rank r takes batches r, r + W, ....
-
-        The unwrapped module runs (DDP's forward would sync buffers, a collective that ranks with
-        unequal numbers of batches would leave waiting); one sum over the ranks follows, which every
-        rank joins whatever the number of batches and ranks."""
-        module = acc.unwrap_model(wrapped)
-        module.eval()
-        total, count, seed = 0.0, 0, int(self.train_cfg["seed"])
-        with torch.no_grad(), acc.autocast():
-            for b in range(acc.process_index, int(self.train_cfg["validate_batches"]), acc.num_processes):
-                batch = batches[b]
-                take_skipped(batch)
-                batch = {k: v.to(acc.device) for k, v in batch.items()}
-                loss, _ = module(batch, batch_generator(seed, -1, b))
-                total, count = total + float(loss), count + 1
-        module.train()
-        sums = acc.reduce(torch.tensor([total, count], dtype=torch.float64, device=acc.device), "sum").cpu().tolist()
-        return sums[0] / max(sums[1], 1.0)
 
     @contextmanager
     def _watch_for_stalls(self, acc: Any) -> Iterator[None]:
@@ -780,7 +475,7 @@ class Trainer:
                 grace = launcher_grace_seconds()
                 if grace is not None and self._save_seconds:
                     again += (f" (the last save took {self._save_seconds:.0f} s and a step {self._step_seconds:.0f} s; "
-                              f"torchrun kills the ranks {grace:.0f} s after its signal)")  # fmt: skip
+                              f"torchrun kills the ranks {grace[0]:.0f} s ({grace[1]}) after its signal)")  # fmt: skip
                 log.warning("%s: stopping after this step with a checkpoint%s", name, again)
 
         for sig in ours:
@@ -845,96 +540,6 @@ class Trainer:
             why += f"; training.grad_accum: {before // (batch * processes)} keeps it"
         return [*rest, f"{', '.join(ours)} ({why})"]
 
-    def _truncate_metrics(self, step: int) -> None:
-        """Drop the metric records after `step` (the checkpoint resumed from): an interrupted run
-        logged steps that the resumed run logs again."""
-        path = self.output_dir / "metrics.jsonl"
-        if not path.is_file():
-            return
-        lines = path.read_text().splitlines(keepends=True)
-        kept = [line for line in lines if (at := _record_step(line)) is not None and at <= step]
-        if len(kept) != len(lines):  # a new file renamed over it: a full disk leaves the old one, not half of it
-            part = path.with_name(path.name + PARTIAL_SUFFIX)
-            part.write_text("".join(kept))
-            os.replace(part, path)
-
-    def _step(
-        self, acc: Any, wrapped: nn.Module, optimizer: Any, loader: Any, trainable: list, stage: Stage, step: int
-    ) -> dict[str, Any]:
-        """One optimizer step of `grad_accum` micro-batches; returns the rank-averaged terms."""
-        t0 = time.perf_counter()
-        base = stage_lr(stage, step)
-        for group in optimizer.param_groups:  # the lr is a pure function of the step (stages.stage_lr)
-            group["lr"] = base * self.recipe.lr_scale(stage, group["role"])
-        accum, seed, clip = (
-            int(self.train_cfg["grad_accum"]),
-            int(self.train_cfg["seed"]),
-            self.cfg["optimizer"]["grad_clip"],
-        )
-        sums: dict[str, float] = {}
-        skipped = 0
-        for micro in range(accum):
-            self._waiting = (time.monotonic(), f"the batch of step {step + 1}")
-            batch = _next_batch(loader)
-            self._waiting = None
-            skipped += take_skipped(batch)
-            batch = {k: v.to(acc.device) for k, v in batch.items()}
-            index = ((step - stage.origin) * accum + micro) * acc.num_processes + acc.process_index
-            with acc.accumulate(wrapped):
-                loss, terms = wrapped(batch, batch_generator(seed, stage.origin, index))
-                self._check_finite(acc, loss, step, ((step - stage.origin) * accum + micro) * acc.num_processes)
-                acc.backward(loss)
-                if acc.sync_gradients and clip:
-                    acc.clip_grad_norm_(trainable, float(clip))
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-            for k, v in {"loss": loss, **{f"loss/{n}": t for n, t in terms.items()}}.items():
-                sums[k] = sums.get(k, 0.0) + float(v.detach()) / accum
-        names = sorted(sums)
-        values = [sums[k] for k in names] + [float(skipped), float(self._stop_requested)]  # a stop on one stops all
-        means = acc.reduce(torch.tensor(values, dtype=torch.float64, device=acc.device), "mean").cpu().tolist()
-        self.interrupted = self.interrupted or means.pop() > 0
-        skipped_by_all = round(means.pop() * acc.num_processes)
-        record = dict(zip(names, means, strict=True))
-        if skipped_by_all:  # clips drawn again for a damaged file, on every rank together (`dataset.SKIPPED_KEY`)
-            record["data/skipped"] = skipped_by_all
-        return {**record, "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
-
-    def _check_finite(self, acc: Any, loss: torch.Tensor, step: int, first_index: int) -> None:
-        """Stop every rank at the same micro-batch, before the update, when the loss is NaN or infinite
-        on any of them: the ranks compare their losses first (one small gather), so they raise the same
-        TrainingFailedError naming the step and the ranks, instead of one rank raising alone while the
-        others wait in the gradient reduction (or stepping on with weights the failing rank never got)."""
-        mine = loss.detach().float().reshape(1)
-        losses = (acc.gather(mine) if acc.num_processes > 1 else mine).cpu().tolist()
-        bad = [(r, v) for r, v in enumerate(losses) if not math.isfinite(v)]
-        if not bad:
-            return
-        where = ", ".join(f"rank {r}: {v} (batch {first_index + r})" for r, v in bad)
-        if acc.num_processes == 1:
-            where = f"{bad[0][1]}, batch {first_index}"
-        last = latest_checkpoint(self.output_dir)
-        raise TrainingFailedError(
-            f"non-finite loss in step {step + 1} ({where}): stopped before the update"
-            + (" on every rank" if acc.num_processes > 1 else "")
-            + (f"; {last.name} is the last good checkpoint" if last else "")
-            + "; a resumed run meets the same batches: check their data, or lower optimizer.lr or set "
-            "optimizer.grad_clip (--resume --allow-config-change)"
-        )
-
-    def _log(self, acc: Any, record: dict[str, Any]) -> None:
-        self.history.append(record)
-        if not acc.is_main_process:
-            return
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        with (self.output_dir / "metrics.jsonl").open("a") as f:
-            f.write(json.dumps(record) + "\n")
-        if self.train_cfg.get("log_with"):
-            acc.log({k: v for k, v in record.items() if isinstance(v, int | float)}, step=record["step"])
-        if record["step"] % int(self.train_cfg.get("log_every") or 1) == 0:
-            terms = " ".join(f"{k}={v:.4g}" for k, v in record.items() if k.startswith(("loss", "val/")))
-            log.info("step %d [%s] %s", record["step"], record["stage"], terms)
-
     def _save(self, acc: Any, progress: TrainingProgress) -> None:
         """`save_state` into `checkpoints/checkpoint_<global step>.partial`, the counters as JSON
         (written last), a rename to `checkpoint_<global step>`, and only then the rotation to
@@ -966,7 +571,7 @@ class Trainer:
             if folder.exists():  # incomplete (else it would have been resumed), or an earlier copy of this step
                 shutil.rmtree(folder)
             os.replace(partial, folder)
-            self._rotate_checkpoints(folders, keep=int(self.train_cfg["keep_checkpoints"]))
+            rotate_checkpoints(folders, keep=int(self.train_cfg["keep_checkpoints"]))
         acc.wait_for_everyone()
         self._saved_step = progress.global_step
         self._note_save_time(acc, folder.name, time.monotonic() - t0)
@@ -978,26 +583,16 @@ class Trainer:
         self._save_seconds = seconds
         grace = launcher_grace_seconds()
         needed = seconds + self._step_seconds
-        if grace is None or needed <= grace or self._warned_grace or not acc.is_main_process:
+        if grace is None or needed <= grace[0] or self._warned_grace or not acc.is_main_process:
             return
         self._warned_grace = True
         log.warning(
-            "saving %s took %.0f s (and a step %.0f s): longer than the %.0f s torchrun waits after a SIGTERM (a "
-            "preemption, SLURM's time limit) before it kills the ranks, so a preempted run would lose the steps "
+            "saving %s took %.0f s (and a step %.0f s): longer than the %.0f s (%s) torchrun waits after a SIGTERM "
+            "(a preemption, SLURM's time limit) before it kills the ranks, so a preempted run would lose the steps "
             "since its last periodic checkpoint; export TORCH_ELASTIC_SHUTDOWN_TIMEOUT=%d (or more) before "
             "torchrun (training/launch/ scripts: SHUTDOWN_TIMEOUT), or save more often (training.checkpoint_every)",
-            name, seconds, self._step_seconds, grace, math.ceil(2 * needed),
+            name, seconds, self._step_seconds, grace[0], grace[1], math.ceil(2 * needed),
         )  # fmt: skip
-
-    @staticmethod
-    def _rotate_checkpoints(folders: Path, keep: int) -> None:
-        """Delete the complete checkpoints beyond the newest `keep` (0: keep all) and the folders of
-        saves that were killed; only checkpoint folders, never anything else in `folders`."""
-        done = complete_checkpoints(folders.parent)
-        old = done[: max(len(done) - keep, 0)] if keep > 0 else []
-        stale = [p for p in folders.iterdir() if _checkpoint_step(p) is not None and p.is_dir() and p not in done]
-        for path in [*old, *stale]:
-            shutil.rmtree(path, ignore_errors=True)
 
     @property
     def final_dir(self) -> Path:
@@ -1085,7 +680,7 @@ class Trainer:
         Runs the recipe's loss under `no_grad` on the clips `fit` draws in each stage (cache keys
         are clip contents, so stages that share clips share entries); ranks take every W-th batch.
         With `data.fixed_clips: true` training then never runs the frozen encoders or the teacher.
-        Returns the number of batches this process ran.
+        Returns the number of batches all processes ran together (the same number on every rank).
         """
         if self.recipe.cache is None:
             raise ValueError("set training.latent_cache (or --latent-cache) to precompute a cache")
@@ -1109,6 +704,10 @@ class Trainer:
                     batch = {k: v.to(state.device) for k, v in batch.items()}
                     self.recipe.loss(model, batch, batch_generator(seed, stage.origin, index))
                     count += 1
+        if state.num_processes > 1:  # the cache is the ranks' together: one total, said once (`train --cache-only`)
+            total = torch.tensor([count], dtype=torch.int64, device=state.device)
+            torch.distributed.all_reduce(total)
+            count = int(total.item())
         state.wait_for_everyone()
         return count
 

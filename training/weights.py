@@ -8,6 +8,7 @@ reader; `STEP_PREFIX` is what `recipes.TrainingStep` puts before the model's par
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 
 import torch
@@ -38,7 +39,7 @@ def load_init_weights(model: nn.Module, state: dict[str, torch.Tensor], new_modu
             f"unexpected {list(unexpected)[:5]}{'...' if len(unexpected) > 5 else ''} "
             "(list modules new since that checkpoint in training.init_new_modules)"
         )
-    if missing:
+    if missing and int(os.environ.get("RANK", "0")) == 0:  # every rank loads the same file: said once
         log.info("new modules start from their initialisation: %s", sorted({k.split(".")[0] for k in missing}))
 
 

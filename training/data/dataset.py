@@ -37,6 +37,7 @@ from torch.utils.data import Dataset
 from vdepth_training.data.sequence import Sequence
 from vdepth_training.data.targets import Normalization, normalize_target
 from vdepth_training.data.transforms import pick_aspect, random_hflip, resize_and_crop, sample_clip_indices
+from vdepth_training.ranks import first_to_say, said_folder
 
 from vdepth_ros.errors import ConfigError
 
@@ -179,6 +180,9 @@ class ClipDataset(Dataset):
         self.batch_size = int(batch_size)
         self.seed = int(seed)
         self.fixed_clips = bool(fixed_clips)
+        # a damaged file's warning is said once by this process, its loader workers and (under torchrun) the
+        # other ranks of the node: each worker is a process of its own, started again for every stage
+        self._said = said_folder(self)
         if self.num_samples % self.batch_size:
             raise ValueError(f"num_samples {num_samples} must be a multiple of batch_size {batch_size}")
         for src in sources:
@@ -218,12 +222,12 @@ class ClipDataset(Dataset):
                 raise
             except (OSError, ValueError, EOFError) as err:  # a damaged file, found when a rank draws it
                 where = getattr(seq_src, "directory", None) or getattr(seq_src, "name", None) or type(seq_src).__name__
-                frames = f"{int(min(idx))}..{int(max(idx))}"
-                what = (f"source {source.name!r}, sequence {where}: cannot read frames {frames}: {err} (a damaged or "
-                        "partly copied file: replace it, or move its sequence out of the source's root)")  # fmt: skip
+                # not the frames drawn: the file is named once, whichever clip of it a rank or worker meets first
+                what = (f"source {source.name!r}, sequence {where}: {err} (a damaged or partly copied file: replace "
+                        "it, or move its sequence out of the source's root)")  # fmt: skip
                 if attempt == MAX_DRAWS - 1:
                     raise ConfigError(f"{what}; all {MAX_DRAWS} clips drawn for one item met damaged files") from err
-                if what not in _WARNED:  # once per file and process (each rank says what it meets)
+                if what not in _WARNED and first_to_say(what, self._said):
                     _WARNED.add(what)
                     log.warning("%s; skipped: the clip is drawn again (counted as data/skipped in metrics.jsonl)", what)
         seq = random_hflip(seq, rng, self.sampling.flip_p)

@@ -1,0 +1,161 @@
+"""A run's output folder on disk: what a run writes there, its checkpoints, its metrics at `--resume`.
+
+Checkpoints: accelerate's `save_state`/`load_state` (the step counters registered with
+`register_for_checkpointing`) into `checkpoints/checkpoint_<global step>`, plus
+`trainer_state.json` (the same counters, readable before anything is built). A checkpoint is
+written as `checkpoint_<step>.partial` and renamed when complete; only then are the checkpoints
+beyond `keep_checkpoints` deleted, so a run killed while saving (SIGKILL, a node lost) keeps its
+last complete checkpoint. `--resume` continues from the latest complete checkpoint and reproduces
+an uninterrupted run exactly (tested with one and two ranks).
+
+Output folder::
+
+    metrics.jsonl                     one JSON line per optimizer step (main process)
+    checkpoints/checkpoint_<step>/    accelerate state + trainer_config.json + trainer_state.json (last)
+    checkpoints/checkpoint_<step>.partial/   a checkpoint being written (never resumed; replaced)
+    final/                            (`FINAL_NAME`) `save_pretrained` of the exported model (loads with
+                                      `vdepth_ros.models.load_model`); after ZeRO the weights come
+                                      from `Accelerator.get_state_dict`
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+from vdepth_ros.offline.errors import OutputExistsError
+from vdepth_ros.paths import TRAINER_CONFIG_NAME, TRAINER_STATE_NAME, not_a_model_folder
+
+STATE_NAME = TRAINER_STATE_NAME
+#: the run's config as it was when a checkpoint was saved (beside `STATE_NAME`; `--resume` compares it)
+CONFIG_NAME = TRAINER_CONFIG_NAME
+#: `training` keys a resumed run may change: they do not change what it computes
+RESUMABLE_CHANGES = frozenset(
+    ("log_every", "checkpoint_every", "keep_checkpoints", "num_workers", "log_with", "threads", "latent_cache")
+    + ("stop_at", "export_weights_dtype", "validate_every", "validate_batches", "stall_timeout", "collective_timeout")
+)
+#: the finished run's model folder in its output folder (`Trainer.final_dir`)
+FINAL_NAME = "final"
+#: what a run writes into its output folder (`data/`, the default recipe's renders, is reused on purpose)
+RUN_FILES = ("metrics.jsonl", "checkpoints", FINAL_NAME)
+
+
+def check_run_outputs(output_dir: Path, names: list[str]) -> None:
+    """Raise OutputExistsError unless each of `names` in `output_dir` is what a run writes there."""
+    for name in names:
+        if (why := _not_run_output(output_dir / name)) is not None:
+            raise OutputExistsError(
+                f"{output_dir / name} exists and is {why}: --overwrite replaces only an earlier run; "
+                "move it away or choose another --output"
+            )
+
+
+def _not_run_output(path: Path) -> str | None:
+    """What `path` (one of `RUN_FILES` in an output folder) is instead of what a run writes there, or None."""
+    if path.name == FINAL_NAME:
+        return not_a_model_folder(path)
+    if path.name == "checkpoints":
+        if not path.is_dir():
+            return "a file, not a run's checkpoints folder"
+        other = [p.name for p in path.iterdir() if _checkpoint_step(p) is None]
+        return f"not a run's checkpoints folder (it holds {', '.join(sorted(other)[:3])})" if other else None
+    try:  # metrics.jsonl: one JSON object with a step per line
+        first = path.open().readline() if path.is_file() else None
+        if first is not None and (not first.strip() or "step" in json.loads(first)):
+            return None
+    except (OSError, ValueError, TypeError):
+        pass
+    return "not a run's metrics (JSON lines with a step)"
+
+
+class TrainingProgress:
+    """The step counters, restored with a checkpoint (`Accelerator.register_for_checkpointing`)."""
+
+    def __init__(self) -> None:
+        self.global_step = 0
+        self.stage = 0
+        self.stage_step = 0
+
+    def state_dict(self) -> dict[str, int]:
+        return {"global_step": self.global_step, "stage": self.stage, "stage_step": self.stage_step}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.global_step, self.stage, self.stage_step = state["global_step"], state["stage"], state["stage_step"]
+
+
+#: a checkpoint folder's name: `checkpoint_<step>`, or `checkpoint_<step>.partial` while it is written
+_CHECKPOINT_NAME = re.compile(r"checkpoint_(\d+)(\.partial)?")
+PARTIAL_SUFFIX = ".partial"
+
+
+def _checkpoint_step(path: Path) -> int | None:
+    """The step of a checkpoint folder's name (complete or `.partial`), or None for another name."""
+    match = _CHECKPOINT_NAME.fullmatch(path.name)
+    return int(match.group(1)) if match else None
+
+
+def complete_checkpoints(output_dir: str | Path) -> list[Path]:
+    """The complete checkpoints (`checkpoints/checkpoint_<step>` with its trainer state), oldest first."""
+    folder = Path(output_dir) / "checkpoints"
+    found = [p for p in folder.glob("checkpoint_*") if not p.name.endswith(PARTIAL_SUFFIX)] if folder.is_dir() else []
+    done = [p for p in found if _checkpoint_step(p) is not None and (p / STATE_NAME).is_file()]
+    return sorted(done, key=_checkpoint_step)  # type: ignore[arg-type, return-value]
+
+
+def latest_checkpoint(output_dir: str | Path) -> Path | None:
+    """The newest complete checkpoint (`checkpoints/checkpoint_<step>` with its trainer state)."""
+    done = complete_checkpoints(output_dir)
+    return done[-1] if done else None
+
+
+def _record_step(line: str) -> int | None:
+    """The step of one `metrics.jsonl` line, or None for a line that is no record (cut short when the
+    disk filled up or the run was killed while writing it: such a line is dropped at `--resume`)."""
+    try:
+        record = json.loads(line)
+        return int(record["step"]) if isinstance(record, dict) else None
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def truncate_metrics(output_dir: Path, step: int) -> None:
+    """Drop the records of `output_dir/metrics.jsonl` after `step` (the checkpoint resumed from): an interrupted run
+    logged steps that the resumed run logs again."""
+    path = output_dir / "metrics.jsonl"
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if (at := _record_step(line)) is not None and at <= step]
+    if len(kept) != len(lines):  # a new file renamed over it: a full disk leaves the old one, not half of it
+        part = path.with_name(path.name + PARTIAL_SUFFIX)
+        part.write_text("".join(kept))
+        os.replace(part, path)
+
+
+def rotate_checkpoints(folders: Path, keep: int) -> None:
+    """Delete the complete checkpoints beyond the newest `keep` (0: keep all) and the folders of
+    saves that were killed; only checkpoint folders, never anything else in `folders`."""
+    done = complete_checkpoints(folders.parent)
+    old = done[: max(len(done) - keep, 0)] if keep > 0 else []
+    stale = [p for p in folders.iterdir() if _checkpoint_step(p) is not None and p.is_dir() and p not in done]
+    for path in [*old, *stale]:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+__all__ = [
+    "CONFIG_NAME",
+    "FINAL_NAME",
+    "PARTIAL_SUFFIX",
+    "RESUMABLE_CHANGES",
+    "RUN_FILES",
+    "STATE_NAME",
+    "TrainingProgress",
+    "check_run_outputs",
+    "complete_checkpoints",
+    "latest_checkpoint",
+    "rotate_checkpoints",
+    "truncate_metrics",
+]

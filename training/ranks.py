@@ -1,0 +1,233 @@
+"""What the ranks of one launch tell each other without a collective, and what they know of their launcher.
+
+torchrun (and `accelerate launch`, which runs it) gives each launch attempt a folder shared by the
+ranks of a node (`launch_folder`). The ranks leave notes there: why a rank ended
+(`leave_failure_note`), what it does now (`note_doing`, read by `late_rank` to name a rank that hung),
+and which lines were said already (`first_to_say`: a line every rank or loader worker would say is
+said once). `launcher_grace_seconds` is how long torchrun lets a rank save after its SIGTERM.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+import time
+import weakref
+from contextlib import suppress
+from pathlib import Path
+
+import torch
+from vdepth_training.checkpoints import latest_checkpoint
+
+from vdepth_ros.errors import ConfigError
+
+log = logging.getLogger("vdepth_training")
+
+#: torchrun's seconds between the SIGTERM it forwards to its ranks and its SIGKILL, when nothing sets them
+TORCHRUN_GRACE_SECONDS = 30.0
+#: torchrun's flag for that window (both spellings); only the torchrun process sees it (`launcher_grace_seconds`)
+_SHUTDOWN_FLAGS = ("--shutdown-timeout", "--shutdown_timeout")
+
+
+def launch_folder() -> Path | None:
+    """torchrun's folder of this launch attempt, shared by the ranks of a node (`TORCHELASTIC_ERROR_FILE`
+    is `<folder>/attempt_N/<rank>/error.json`; `accelerate launch` runs torchrun), or None (one
+    process, another launcher). The ranks leave notes there without a collective."""
+    error_file = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if not error_file or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    return Path(error_file).parent.parent
+
+
+def first_to_say(line: str, folder: Path | None = None) -> bool:
+    """Should this process say `line`? The first process to say a line says it, the others of the same
+    `folder` (default `launch_folder`: the ranks of a node and their data-loader workers) do not. They
+    agree through a marker file created exclusively, with no collective: a rank stopping before or
+    instead of joining the process group can still say it. Without a folder every line is said."""
+    folder = folder if folder is not None else launch_folder()
+    if folder is None:
+        return True
+    marker = folder / f"said-{hashlib.sha256(line.encode()).hexdigest()[:20]}"
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        return False
+    except OSError:
+        return True  # no folder to agree through: say it
+    return True
+
+
+def said_folder(owner: object) -> Path:
+    """The folder through which a process and the data-loader workers it starts say a line once
+    (`first_to_say`): `launch_folder` under torchrun (all ranks of the node too), else a temporary
+    folder made now, in the process that makes `owner` (the workers get its path with `owner`),
+    removed with `owner` by that process only."""
+    folder = launch_folder()
+    if folder is not None:
+        return folder
+    made, pid = Path(tempfile.mkdtemp(prefix="vdepth-said-")), os.getpid()
+    weakref.finalize(owner, lambda: os.getpid() == pid and shutil.rmtree(made, ignore_errors=True))
+    return made
+
+
+def _launcher_flag(cmdline: list[str]) -> float | None:
+    """The value of torchrun's `--shutdown-timeout` in its command line `cmdline`, or None."""
+    for i, arg in enumerate(cmdline):
+        name, _, value = arg.partition("=")
+        if name in _SHUTDOWN_FLAGS:
+            with suppress(ValueError, IndexError):
+                return float(value if value else cmdline[i + 1])
+    return None
+
+
+def launcher_grace_seconds() -> tuple[float, str] | None:
+    """(seconds, where they come from): how long torchrun (or `accelerate launch`, which runs it) lets a
+    rank finish after forwarding a SIGTERM or SIGINT before it SIGKILLs it, by torchrun's order of
+    precedence: its `--shutdown-timeout` flag (read from the command line of the rank's parent, the
+    torchrun process: the flag is not passed on to the ranks), `PET_SHUTDOWN_TIMEOUT`,
+    `TORCH_ELASTIC_SHUTDOWN_TIMEOUT`, else its default of 30 s. None without torchrun."""
+    if "TORCHELASTIC_RUN_ID" not in os.environ:
+        return None
+    with suppress(OSError):
+        parent = Path(f"/proc/{os.getppid()}/cmdline").read_bytes().decode(errors="replace").split("\0")
+        if (seconds := _launcher_flag(parent)) is not None:
+            return seconds, "--shutdown-timeout"
+    for name in ("PET_SHUTDOWN_TIMEOUT", "TORCH_ELASTIC_SHUTDOWN_TIMEOUT"):
+        with suppress(KeyError, ValueError):
+            return float(os.environ[name]), name
+    return TORCHRUN_GRACE_SECONDS, "torchrun's default"
+
+
+def leave_failure_note(rank: int, what: str) -> None:
+    """Tell the other ranks of this node why rank `rank` ends (`end_rank` reads the notes from
+    `launch_folder`); nothing where there is no such folder or it cannot be written (they then say that
+    another rank ended)."""
+    folder = launch_folder()
+    if folder is not None:
+        with suppress(OSError):
+            (folder / f"failed-rank{rank}").write_text(what)
+
+
+def note_doing(rank: int, doing: str) -> None:
+    """Leave what rank `rank` does now, and since when, for the other ranks of this node (`launch_folder`):
+    a rank whose exchange with the others timed out names the one that hung (`late_rank`)."""
+    folder = launch_folder()
+    if folder is not None:
+        with suppress(OSError):
+            (folder / f"doing-rank{rank}").write_text(json.dumps({"doing": doing, "since": time.time()}))
+
+
+def late_rank(mine: int, world: int, settle: float = 2.0) -> str | None:
+    """After rank `mine`'s exchange with the others timed out: `rank r of W, in <doing> for N s` for
+    the ranks of this node that did not time out too (the ones that hung), or None. Every rank that
+    waited times out at about the same moment and says so (`timedout-rank<r>` in `launch_folder`);
+    `settle` seconds later, a rank that has not is the one they waited for."""
+    folder = launch_folder()
+    if folder is None:
+        return None
+    with suppress(OSError):
+        (folder / f"timedout-rank{mine}").write_text("")
+    time.sleep(settle)
+    hung = []
+    for path in sorted(folder.glob("doing-rank*")):
+        with suppress(OSError, ValueError, KeyError):
+            rank, note = int(path.name[len("doing-rank") :]), json.loads(path.read_text())
+            if rank != mine and not (folder / f"timedout-rank{rank}").exists():
+                age = time.time() - float(note["since"])
+                hung.append(f"rank {rank} of {world}, in {note['doing']} for {age:.0f} s")
+    return "; ".join(hung) or None
+
+
+class StoppedWithoutCheckpointError(Exception):
+    """This rank could not finish its step because another rank had ended: a collective with it
+    failed, or torchrun (which stops the others when one fails) sent SIGTERM. The failing rank said
+    why; this one only ends, naming it when the failing rank left its note on this node."""
+
+
+class TrainingFailedError(Exception):
+    """The run failed and stopped (its last complete checkpoint is intact): a non-finite loss (the
+    same error on every rank), or one rank's own failure under a launcher (out of memory, a disk
+    that refuses the checkpoint), named with the rank, what it was doing and the cause."""
+
+
+#: a collective failed because another rank is gone (gloo and NCCL raise RuntimeError, or torch's DistError)
+_PEER_GONE = re.compile(r"gloo|nccl|connection (closed|reset) by peer", re.IGNORECASE)
+
+
+def _timed_out(err: BaseException | None) -> bool:
+    """Is `err` (or what caused it) an exchange between the ranks that timed out (gloo: "Timed out waiting")?"""
+    while err is not None:
+        if "timed out" in str(err).lower():
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
+def _one_line(err: BaseException) -> str:
+    """`Type: first line of the message` (a CUDA OOM's message runs over several lines)."""
+    text = str(err).strip().splitlines()
+    first = re.sub(r"^\[[^\]]*\.(cc|cpp|h):\d+\] ", "", text[0] if text else "")  # gloo's source location
+    first = first.split(". This is typically caused", 1)[0]  # gloo's advice to read the other rank's log
+    return f"{type(err).__name__}: {first}".rstrip(": ")
+
+
+def _peer_gone(err: BaseException) -> bool:
+    """Is `err` (or what caused it) a collective that failed because another rank ended?"""
+    while err is not None:
+        if isinstance(err, torch.distributed.DistError):
+            return True
+        if isinstance(err, RuntimeError) and _PEER_GONE.search(str(err)):
+            return True
+        err = err.__cause__ or err.__context__  # type: ignore[assignment]
+    return False
+
+
+def end_rank(err: Exception, *, rank: int, world: int, doing: str, step: int, stop_requested: bool,
+             collective_timeout: float | None, output_dir: Path) -> None:  # fmt: skip
+    """Rank `rank` of `world` (after `step` steps, in `doing`) ends with `err`: raise
+    StoppedWithoutCheckpointError when another rank ended first (a collective with it failed, or the
+    launcher's SIGTERM came), naming that rank when it left its note on this node; otherwise this rank
+    failed on its own: leave the note for the others, log the traceback and raise TrainingFailedError
+    naming the rank, what it was doing and the cause (a ConfigError, a mistake in this rank's data,
+    stays itself: it is one line already)."""
+    folder = launch_folder()
+    if _peer_gone(err) and _timed_out(err) and not sorted(folder.glob("failed-rank*") if folder else []):
+        # no rank ended: one hung (a stuck kernel, disk or lock) and this one waited for it in an exchange
+        late = late_rank(rank, world) or "a rank on another node (its log names its step)"
+        within = f"{float(collective_timeout):.0f} s" if collective_timeout else "the process group's timeout"
+        what = f"{late} did not join the other ranks within {within} (training.collective_timeout): hung?"
+        leave_failure_note(rank, what)
+    if (stop_requested and not isinstance(err, ConfigError)) or _peer_gone(err):
+        notes = sorted(folder.glob("failed-rank*")) if folder is not None else []
+        # none: the rank was killed (SIGKILL), or it is on another node (its own line names it)
+        gone = f"another rank ended without a word on this node (torchrun's summary names it; {_one_line(err)})"
+        why = notes[0].read_text() if notes else gone
+        raise StoppedWithoutCheckpointError(f"stopped after step {step} without a checkpoint: {why}") from err
+    what = f"rank {rank} of {world} failed in {doing} ({_one_line(err)})"
+    leave_failure_note(rank, what)
+    if isinstance(err, ConfigError):
+        return
+    log.error("rank %d failed in %s", rank, doing, exc_info=err)
+    last = latest_checkpoint(output_dir)
+    resume = f"--resume continues from {last.name}" if last else "no checkpoint was written: the run starts again"
+    raise TrainingFailedError(f"{what}; the other ranks stop, {resume}") from err
+
+
+__all__ = [
+    "TORCHRUN_GRACE_SECONDS",
+    "StoppedWithoutCheckpointError",
+    "TrainingFailedError",
+    "end_rank",
+    "first_to_say",
+    "late_rank",
+    "launch_folder",
+    "launcher_grace_seconds",
+    "leave_failure_note",
+    "note_doing",
+    "said_folder",
+]
