@@ -169,6 +169,30 @@ def _running(pid: int) -> bool:
     return True
 
 
+def _make_staging(final: Path, fix: str) -> Path:
+    """A new staging folder for `final` (its parents made), marked with the output it stages; an
+    `OfflineError` naming the cause and `fix` when it cannot be made."""
+    staging = final.parent / f"{STAGING_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        staging.mkdir()
+        (staging / _STAGES).write_text(final.name, encoding="utf-8")
+    except OSError as err:  # a read-only folder, a file where a folder must be, a full disk...
+        shutil.rmtree(staging, ignore_errors=True)  # made, but its marker did not fit
+        where = Path(err.filename or final.parent)
+        where = final.parent if where == staging else where  # the folder, not the hidden name it refused
+        why = f"{where} is a file, not a folder" if where.is_file() else f"{err.strerror or err} ({where})"
+        raise OfflineError(f"cannot create the output {final}: {why}; {fix}") from err
+    return staging
+
+
+def check_writable(final: str | Path, fix: str = "choose another output path") -> None:
+    """Raise now the `OfflineError` that `AtomicOutput(final, fix=fix)` would raise on opening when
+    `final`'s folder cannot be written (read-only, a file where a folder must be): a tool checks it
+    before minutes of work that the output would then lose."""
+    shutil.rmtree(_make_staging(Path(final).absolute(), fix), ignore_errors=True)
+
+
 OUTPUT_FULL_FIX = "nothing was written under that name; free space on its disk or choose another output path"
 
 
@@ -186,7 +210,8 @@ class AtomicOutput:
     data and spec): written beside the temporary path, they are moved into place with it, the
     output itself last; a companion not written removes its namesake beside `final` (it belonged to
     the output replaced). Should a move fail, the files already moved are put back as they were.
-    Other files beside `final` are never touched.
+    Other files beside `final` are never touched. `fix` ends the error of an output whose folder
+    cannot be written (default: choose another output path); `check_writable` raises it early.
 
     Example:
         >>> with AtomicOutput(Path("out.bag"), overwrite=False) as tmp:  # doctest: +SKIP
@@ -201,8 +226,11 @@ class AtomicOutput:
         inputs: Iterable[str | Path] = (),
         companions: Iterable[str] = (),
         replaceable: Callable[[Path], str | None] | None = None,
+        fix: str = "choose another output path",
     ) -> None:
         self.final = Path(final).absolute()
+        #: what the error of an output that cannot be created tells the user to do
+        self.fix = fix
         self.replaceable = replaceable
         self.overwrite = overwrite
         self.inputs = [Path(p) for p in inputs]
@@ -231,17 +259,7 @@ class AtomicOutput:
         self.replaces = self.final.is_symlink() or (
             self.final.exists() and not (self.final.is_dir() and not any(self.final.iterdir()))
         )
-        staging = self.final.parent / f"{STAGING_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        try:
-            self.final.parent.mkdir(parents=True, exist_ok=True)
-            staging.mkdir()
-            (staging / _STAGES).write_text(self.final.name, encoding="utf-8")
-        except OSError as err:  # a read-only folder, a file where a folder must be, a full disk...
-            shutil.rmtree(staging, ignore_errors=True)  # made, but its marker did not fit
-            where = Path(err.filename or self.final.parent)
-            why = f"{where} is a file, not a folder" if where.is_file() else f"{err.strerror or err} ({where})"
-            raise OfflineError(f"cannot create the output {self.final}: {why}; choose another output path") from err
-        self.staging = staging
+        self.staging = _make_staging(self.final, self.fix)
         return self.path
 
     @property
