@@ -257,11 +257,12 @@ def test_a_frame_without_valid_depth_is_warned_once_per_run_on_two_ranks_with_lo
 ) -> None:
     """ "frame has no valid depth (warned once per sequence)" was said by every loader worker of every
     rank (each a process of its own, started again for each stage): one sequence, four warnings on two
-    ranks with two workers. Now once per sequence for the run, whichever process meets it first."""
+    ranks with two workers. Now once per sequence for the run, whichever process meets it first; and
+    the far-depth note (every rank opens the folders) once, not once per rank."""
     data = tmp_path / "mine"
     folders = []
     for i in range(2):
-        depth = _depth(3.0, whole=False).copy()
+        depth = _depth(300.0, whole=False).copy()  # beyond FAR_MEDIAN_M: aerial footage, or millimetres
         depth[2] = 0.0  # a failed export's frame: no valid depth
         folders.append(_seq(data / f"seq{i}", depth))
     cfg = yaml.safe_load((CONFIGS / "vda.yaml").read_text())
@@ -277,3 +278,4 @@ def test_a_frame_without_valid_depth_is_warned_once_per_run_on_two_ranks_with_lo
     assert warned, out[-3000:]
     for folder in folders:
         assert sum(f"{folder}: frame" in line for line in warned) <= 1, warned
+    assert sum("median depth 3" in line for line in out.splitlines()) == 1, out[-3000:]

@@ -49,7 +49,7 @@ TargetKind = Literal["depth", "disparity"]
 DEPTH_SCALE_KEY = "depth_scale"
 #: a median depth beyond this many metres may be millimetres read as metres (or aerial footage)
 FAR_MEDIAN_M = 200.0
-_far_warned: list[bool] = [False]  # the magnitude warning, once per process (one per sequence would flood)
+_far_warned: list[bool] = [False]  # the magnitude warning, once per process and run (one per sequence would flood)
 
 
 def check_depth_unit(path: str | Path, metres: np.ndarray, *, declared: bool, fix: str) -> None:
@@ -83,10 +83,11 @@ def check_depth_unit(path: str | Path, metres: np.ndarray, *, declared: bool, fi
         )
     if median > FAR_MEDIAN_M and not _far_warned[0]:
         _far_warned[0] = True
-        log.warning(
-            "%s: median depth %.0f m: if that is millimetres, %s; if it is metres (aerial footage), declare it to "
-            "silence this (warned once)", path, median, fix,
-        )  # fmt: skip
+        if first_to_say("median depth beyond FAR_MEDIAN_M"):  # every rank opens the folders: said once for them all
+            log.warning(
+                "%s: median depth %.0f m: if that is millimetres, %s; if it is metres (aerial footage), declare it "
+                "to silence this (warned once)", path, median, fix,
+            )  # fmt: skip
 
 
 @dataclass
