@@ -21,7 +21,7 @@ from typing import Any
 
 from vdepth_ros.errors import ConfigError, ModelLoadError, VdepthError
 from vdepth_ros.offline.atomic import AtomicOutput, check_writable
-from vdepth_ros.offline.errors import OutputExistsError
+from vdepth_ros.offline.errors import OfflineError, OutputExistsError
 from vdepth_ros.runtime import ENGINE_NAME, ONNX_NAME
 from vdepth_ros.runtime.shapes import check_precision
 from vdepth_ros.runtime.spec import InputSpec, has_export_spec, spec_path_for
@@ -179,8 +179,11 @@ def _serialize_network(
     # shared by builds: never half-written; a folder given as --timing-cache is never replaced
     not_a_file = lambda p: "a folder, not a timing cache" if p.is_dir() else None  # noqa: E731
     if save:
-        with AtomicOutput(timing_cache, overwrite=True, replaceable=not_a_file) as staged:
-            staged.write_bytes(bytes(config.get_timing_cache().serialize()))
+        try:
+            with AtomicOutput(timing_cache, overwrite=True, replaceable=not_a_file) as staged:
+                staged.write_bytes(bytes(config.get_timing_cache().serialize()))
+        except OfflineError as err:  # a cache shared read-only, a full disk: the built engine is not lost for it
+            log.warning("timing cache not updated (%s); the engine is built and saved", err)
     return bytes(serialized)
 
 
