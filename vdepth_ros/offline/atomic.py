@@ -23,10 +23,12 @@ if TYPE_CHECKING:
 STAGING_PREFIX = ".vdepth-partial-"
 #: the staging folder's folder where a commit sets aside the output it replaces until the new one is in place
 _SET_ASIDE = ".previous"
-#: the staging folder's file naming the output it stages: a killed run's folder is then known for that
-#: output's whatever it holds (only scratch files, or nothing left after its commit)
+#: the staging folder's file naming the output it stages: a killed run's folder is known as that output's
+#: whatever it still holds (scratch files only, or nothing once its commit moved the output in)
 _STAGES = ".stages"
 _SCRATCH = ".scratch"
+#: the end of the error of an output that cannot be created, unless a tool names a better fix
+OUTPUT_PATH_FIX = "choose another output path"
 
 #: errnos of a write that did not fit: a full disk, a user quota, a file system's file size limit
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
@@ -186,7 +188,7 @@ def _make_staging(final: Path, fix: str) -> Path:
     return staging
 
 
-def check_writable(final: str | Path, fix: str = "choose another output path") -> None:
+def check_writable(final: str | Path, fix: str = OUTPUT_PATH_FIX) -> None:
     """Raise now the `OfflineError` that `AtomicOutput(final, fix=fix)` would raise on opening when
     `final`'s folder cannot be written (read-only, a file where a folder must be): a tool checks it
     before minutes of work that the output would then lose."""
@@ -226,7 +228,7 @@ class AtomicOutput:
         inputs: Iterable[str | Path] = (),
         companions: Iterable[str] = (),
         replaceable: Callable[[Path], str | None] | None = None,
-        fix: str = "choose another output path",
+        fix: str = OUTPUT_PATH_FIX,
     ) -> None:
         self.final = Path(final).absolute()
         #: what the error of an output that cannot be created tells the user to do
