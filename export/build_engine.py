@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from vdepth_ros.errors import ConfigError, ModelLoadError, VdepthError
-from vdepth_ros.offline.atomic import AtomicOutput
-from vdepth_ros.offline.errors import OutputExistsError
+from vdepth_ros.offline.atomic import AtomicOutput, check_writable
+from vdepth_ros.offline.errors import OfflineError, OutputExistsError
 from vdepth_ros.runtime import ENGINE_NAME, ONNX_NAME
 from vdepth_ros.runtime.shapes import check_precision
 from vdepth_ros.runtime.spec import InputSpec, has_export_spec, spec_path_for
@@ -179,8 +179,11 @@ def _serialize_network(
     # shared by builds: never half-written; a folder given as --timing-cache is never replaced
     not_a_file = lambda p: "a folder, not a timing cache" if p.is_dir() else None  # noqa: E731
     if save:
-        with AtomicOutput(timing_cache, overwrite=True, replaceable=not_a_file) as staged:
-            staged.write_bytes(bytes(config.get_timing_cache().serialize()))
+        try:
+            with AtomicOutput(timing_cache, overwrite=True, replaceable=not_a_file) as staged:
+                staged.write_bytes(bytes(config.get_timing_cache().serialize()))
+        except OfflineError as err:  # a cache shared read-only, a full disk: the built engine is not lost for it
+            log.warning("timing cache not updated (%s); the engine is built and saved", err)
     return bytes(serialized)
 
 
@@ -228,6 +231,13 @@ def build_engine(
     early_path = Path(engine_path) if engine_path is not None else default_engine_path(onnx_path)
     if (early_path.exists() or early_path.is_symlink()) and (why := _not_an_engine(early_path)) is not None:
         raise OutputExistsError(f"{early_path} exists and is {why}; move it away or choose another -o")
+    # a read-only model folder (a shared model cache) would fail only after the build
+    unwritable_fix = (
+        "build it into a file of yours with `-o FILE.engine` and run that as `model: FILE.engine`"
+        if engine_path is None
+        else "choose another -o (an engine path of yours)"
+    )
+    check_writable(early_path, unwritable_fix)
     if spec.dynamic_frames:
         log.info("graph has a dynamic frame axis; the engine is built for T=%d only", spec.frames)
     trt = trt if trt is not None else import_tensorrt()
@@ -269,7 +279,9 @@ def build_engine(
     # the engine, its cache key and its spec move into place together, the engine last: a failed build
     # or Ctrl-C never leaves a half-written engine, nor an old spec beside a new engine
     sidecars = [key_path_for(engine_path).name, spec_path_for(engine_path).name]
-    with AtomicOutput(engine_path, overwrite=True, companions=sidecars, replaceable=_not_an_engine) as staged:
+    with AtomicOutput(
+        engine_path, overwrite=True, companions=sidecars, replaceable=_not_an_engine, fix=unwritable_fix
+    ) as staged:
         staged.write_bytes(blob)
         write_key(staged, key)
         engine_spec.save(spec_path_for(staged))

@@ -30,7 +30,7 @@ from vdepth_export.parity import TOLERANCE, compare, parity_clips
 
 from vdepth_ros.errors import ConfigError, ModelLoadError
 from vdepth_ros.models import CONFIG_NAME, WEIGHTS_NAME, VideoDepthModel, family_class, load_model
-from vdepth_ros.offline.atomic import AtomicOutput
+from vdepth_ros.offline.atomic import AtomicOutput, check_writable
 from vdepth_ros.offline.errors import OutputExistsError
 from vdepth_ros.offline.runner import stdout_for_results
 from vdepth_ros.paths import not_a_model_folder
@@ -192,6 +192,10 @@ def second_frames(spec: InputSpec, max_window: int | None) -> int:
     return cand
 
 
+#: what to do when a model folder exported in place cannot be written (a read-only or shared model cache)
+UNWRITABLE_MODEL_FOLDER_FIX = "export it into a file of yours with `-o FILE.onnx` and run that as `model: FILE.onnx`"
+
+
 def export_onnx(
     source: str | Path | VideoDepthModel,
     output: str | Path | None = None,
@@ -264,7 +268,11 @@ def export_onnx(
     height = height if height is not None else h0
     width = width if width is not None else w0
     onnx_path, save_model_dir = _output_paths(source, output)
-    onnx_path.parent.mkdir(parents=True, exist_ok=True)
+    # before minutes of export: a model folder that is read-only (a shared model cache) says how to export elsewhere
+    unwritable_fix = (
+        UNWRITABLE_MODEL_FOLDER_FIX if output is None else "choose another -o (a folder or .onnx path of yours)"
+    )
+    check_writable(onnx_path, unwritable_fix)
     constraints = model.input_constraints
     spec = spec_from_model(model, frames, height, width, precision=precision, dynamic_frames=dynamic_frames)
     if main is not None:
@@ -291,7 +299,11 @@ def export_onnx(
     try:
         # overwrite: `_check_outputs` decided what may be replaced (a previous export's files are)
         with AtomicOutput(
-            onnx_path, overwrite=True, companions=[p.name for p in written], replaceable=_not_an_onnx_file
+            onnx_path,
+            overwrite=True,
+            companions=[p.name for p in written],
+            replaceable=_not_an_onnx_file,
+            fix=unwritable_fix,
         ) as staged:
             raw = staged.with_name(".exporter-raw.onnx")  # the exporter's own file(s), left in the staging folder
             if save_model_dir is not None:

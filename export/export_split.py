@@ -30,7 +30,7 @@ from vdepth_export.parity import TOLERANCE, compare, parity_clips
 
 from vdepth_ros.errors import ConfigError
 from vdepth_ros.models import VideoDepthModel
-from vdepth_ros.offline.atomic import AtomicOutput
+from vdepth_ros.offline.atomic import AtomicOutput, check_writable
 from vdepth_ros.offline.errors import OutputExistsError
 from vdepth_ros.offline.runner import stdout_for_results
 from vdepth_ros.runtime.reuse import SplitMeta, split_files_for
@@ -78,6 +78,13 @@ def _export(
         )
 
 
+#: the split graphs go beside model.onnx: a read-only model folder (a shared model cache) is copied first
+UNWRITABLE_FIX = (
+    "export the model into a folder of yours (`vdepth-export onnx MODEL -o DIR`), split that "
+    "(`vdepth-export split DIR`) and run it as `model: DIR`"
+)
+
+
 def export_split_onnx(
     source: str | Path | VideoDepthModel,
     onnx_path: str | Path,
@@ -106,12 +113,13 @@ def export_split_onnx(
     """
     onnx_path = Path(onnx_path)
     _check_split_outputs(onnx_path, overwrite)
+    files = split_files_for(onnx_path)
+    check_writable(files.meta, UNWRITABLE_FIX)  # before the export: a read-only model cache says what to do
     spec = InputSpec.load(spec_path_for(onnx_path))
     model = load_source(source)
     if not hasattr(model, "split_signature"):
         raise ConfigError(f"family {model.family!r} has no per-frame split (vda, vda_lite and gemdepth do)")
     sig = model.split_signature(spec.frames, spec.height, spec.width)
-    files = split_files_for(onnx_path)
     names = sig.feature_names
     dtype = _DTYPES[spec.precision]
     frame_stage, window_stage = sig.frame_module, sig.window_module
@@ -136,7 +144,7 @@ def export_split_onnx(
     # beside `model.onnx`, so it runs on the installed files and then adds its report to the meta.
     graphs = (files.frame, files.window)
     companions = [q.name for g in graphs for q in (g, external_data_path(g), spec_path_for(g))]
-    with AtomicOutput(files.meta, overwrite=True, companions=companions) as staged_meta:
+    with AtomicOutput(files.meta, overwrite=True, companions=companions, fix=UNWRITABLE_FIX) as staged_meta:
         staged = {g: staged_meta.with_name(g.name) for g in graphs}
         raw = staged_meta.with_name(".exporter-raw.onnx")  # the exporter's own file(s), left in the staging folder
         axes = {"frames": {0: "frames"}, **{n: {0: "frames"} for n in names}}
@@ -152,7 +160,7 @@ def export_split_onnx(
     model.float()
     report = split_parity(model, onnx_path, spec, threads=threads, evaldata=evaldata) if parity else None
     meta = SplitMeta(**{**meta.to_dict(), "parity": report})
-    with AtomicOutput(files.meta, overwrite=True) as staged_meta:
+    with AtomicOutput(files.meta, overwrite=True, fix=UNWRITABLE_FIX) as staged_meta:
         staged_meta.write_text(json.dumps(meta.to_dict(), indent=2, sort_keys=True) + "\n")
     log.info("split graphs %s, %s written", files.frame.name, files.window.name)
     if strict and report is not None and not report["passed"]:

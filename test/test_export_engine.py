@@ -201,3 +201,27 @@ def test_an_engine_of_another_tool_with_its_own_json_is_not_replaced(onnx_file, 
     ours = build_engine(onnx_file, onnx_file.parent / "depth.engine", precision="fp16", trt=fake_trt, gpu=GPU)
     again = build_engine(onnx_file, ours.engine_path, precision="fp32", trt=fake_trt, gpu=GPU)  # its own: rebuilt
     assert again.rebuilt
+
+
+def test_a_read_only_timing_cache_does_not_lose_the_built_engine(onnx_file, fake_trt, caplog, monkeypatch) -> None:
+    """`--timing-cache` in a folder shared read-only (prepared once for this GPU): the build ran, then
+    saving the timings failed and the engine built for minutes was lost with that error. The engine
+    is saved now, the cache is kept as it was, with one warning."""
+    import logging
+
+    shared = onnx_file.parent / "shared"
+    shared.mkdir()
+    real_mkdir = Path.mkdir
+
+    def read_only(self: Path, *args: object, **kwargs: object) -> None:
+        if self.parent == shared:  # chmod does not stop root, who runs CI
+            raise PermissionError(13, "Permission denied", str(self))
+        real_mkdir(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    with caplog.at_level(logging.WARNING, logger="vdepth_export.build_engine"):
+        res = build_engine(onnx_file, timing_cache=shared / "timing.cache", trt=fake_trt, gpu=GPU)
+    assert res.rebuilt and res.engine_path.is_file() and read_key(res.engine_path) == res.key
+    assert list(shared.iterdir()) == []
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and "timing cache not updated" in said[0] and "Permission denied" in said[0], said

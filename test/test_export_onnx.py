@@ -674,3 +674,39 @@ def test_an_onnx_file_with_another_tools_json_beside_it_is_not_replaced(tmp_path
     assert cli_main(args) == 2
     assert "not written by vdepth-export" in capsys.readouterr().err
     assert theirs.read_text() == "another tool's graph"
+
+
+@pytest.mark.usefixtures("tiny_registry")
+def test_a_read_only_model_folder_names_the_export_elsewhere(tmp_path, capsys, monkeypatch) -> None:
+    """`vdepth-export onnx|split|engine NAME` on a model in a read-only (shared) model cache said only
+    "choose another output path", with no hint that `-o` exists for it, nor how to run the result.
+    Each now names the command that writes elsewhere and the `model:` that runs it; the folder stays
+    as it was, and the `-o FILE.onnx` it names works."""
+    folder = tmp_path / "cache" / "tiny"
+    TinyVideoNet(channels=4).eval().save_pretrained(folder)
+    shape = ["--frames", str(T), "--height", str(H), "--width", str(W), "--no-parity"]
+    assert cli_main(["onnx", str(folder), *shape]) == 0
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    real_mkdir = Path.mkdir
+
+    def read_only(self: Path, *args: object, **kwargs: object) -> None:
+        if self.parent == folder:  # chmod does not stop root, who runs CI
+            raise PermissionError(13, "Permission denied", str(self))
+        real_mkdir(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    capsys.readouterr()
+    for command, fix in (
+        (["onnx", str(folder), *shape], "with `-o FILE.onnx` and run that as `model: FILE.onnx`"),
+        (["split", str(folder)], "(`vdepth-export onnx MODEL -o DIR`), split that (`vdepth-export split DIR`) "
+                                 "and run it as `model: DIR`"),
+        (["engine", str(folder)], "with `-o FILE.engine` and run that as `model: FILE.engine`"),
+    ):  # fmt: skip
+        assert cli_main(command) == 2, command
+        err = capsys.readouterr().err
+        assert "Permission denied" in err and fix in err and err.count("\n") == 1, err
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    mine = tmp_path / "mine.onnx"
+    assert cli_main(["onnx", str(folder), *shape, "-o", str(mine)]) == 0
+    with create_engine(mine) as eng:
+        assert eng.backend == "onnxruntime"

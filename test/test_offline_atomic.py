@@ -263,3 +263,59 @@ def test_an_overwrite_killed_during_its_commit_never_loses_the_earlier_output(tm
         (tmp / "newer.mcap").write_text("newer")
     assert [p.name for p in final.iterdir()] == ["newer.mcap"] and not (tmp_path / "out.bag.json").exists()
     assert not _staging(tmp_path)
+
+
+_KILLED_AFTER = """
+import os, signal, sys
+from pathlib import Path
+from vdepth_ros.offline.atomic import AtomicOutput
+
+final, when = Path(sys.argv[1]), sys.argv[2]
+real_replace = os.replace
+
+
+def replace(src, dst):
+    real_replace(src, dst)
+    if Path(dst) == final:  # the output is in place; SIGKILL: no clean-up runs
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+os.replace = replace
+output = AtomicOutput(final)
+with output as tmp:
+    (output.scratch / "spill.npy").write_bytes(bytes(1024))  # a tool's large temporary file
+    if when == "before writing":
+        os.kill(os.getpid(), signal.SIGKILL)
+    tmp.write_text("new")
+"""
+
+
+@pytest.mark.parametrize("when", ["before writing", "after its commit"])
+def test_a_killed_runs_staging_that_holds_no_output_is_removed_by_the_next_run(tmp_path: Path, when: str) -> None:
+    """A run killed after its commit (no earlier output set aside) or before it wrote its output left
+    a staging folder holding only scratch files, which named no output: no later run removed it. Its
+    marker now names the output, so the next run for that output removes it; a folder without a
+    marker (not ours) stays."""
+    import subprocess
+    import sys
+
+    final = tmp_path / "out.bag"
+    foreign = tmp_path / f"{STAGING_PREFIX}1-0000cafe"  # a dead pid's folder naming no output: left alone
+    (foreign / ".scratch").mkdir(parents=True)
+    killed = subprocess.run([sys.executable, "-c", _KILLED_AFTER, str(final), when], capture_output=True, text=True)
+    assert killed.returncode == -9, killed.stderr
+    left = [p for p in _staging(tmp_path) if p != foreign]
+    assert len(left) == 1 and (left[0] / ".scratch" / "spill.npy").exists()  # what the killed run left
+    assert final.exists() == (when == "after its commit")
+    with AtomicOutput(tmp_path / "other.bag") as tmp:  # another output's run leaves it alone
+        tmp.write_text("other")
+    assert left[0].exists()
+    with AtomicOutput(final, overwrite=True) as tmp:
+        tmp.write_text("newer")
+    assert final.read_text() == "newer"
+    assert _staging(tmp_path) == [foreign]
+
+
+def test_an_output_may_not_take_a_staging_folders_own_names(tmp_path: Path) -> None:
+    with pytest.raises(OfflineError, match="may not be named"):
+        AtomicOutput(tmp_path / ".scratch")

@@ -250,3 +250,32 @@ def test_clips_with_a_damaged_file_are_skipped_counted_and_drawn_the_same_everyw
     dataset = ClipDataset([source], ClipSampling(length_range=(T, T), size=(16, 24)), num_samples=4, seed=3)
     with pytest.raises(ConfigError, match=f"{png} is damaged.*met damaged files"):
         dataset[0]
+
+
+def test_a_frame_without_valid_depth_is_warned_once_per_run_on_two_ranks_with_loader_workers(
+    tmp_path: Path,
+) -> None:
+    """ "frame has no valid depth (warned once per sequence)" was said by every loader worker of every
+    rank (each a process of its own, started again for each stage): one sequence, four warnings on two
+    ranks with two workers. Now once per sequence for the run, whichever process meets it first; and
+    the far-depth note (every rank opens the folders) once, not once per rank."""
+    data = tmp_path / "mine"
+    folders = []
+    for i in range(2):
+        depth = _depth(300.0, whole=False).copy()  # beyond FAR_MEDIAN_M: aerial footage, or millimetres
+        depth[2] = 0.0  # a failed export's frame: no valid depth
+        folders.append(_seq(data / f"seq{i}", depth))
+    cfg = yaml.safe_load((CONFIGS / "vda.yaml").read_text())
+    cfg["tiny"]["data"]["sources"] = [{"name": "mine", "layout": "sequence", "root": str(data)}]
+    cfg["tiny"]["data"]["num_samples"] = 2
+    cfg["tiny"]["training"]["num_workers"] = 2
+    cfg["tiny"]["stages"][0]["steps"] = 2
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    out = torchrun(["-m", "vdepth_training.train", "--config", str(path), "--tiny", "--output", str(tmp_path / "run")])
+    assert "process 1 of 2" in out
+    warned = [line for line in out.splitlines() if "has no valid depth" in line]
+    assert warned, out[-3000:]
+    for folder in folders:
+        assert sum(f"{folder}: frame" in line for line in warned) <= 1, warned
+    assert sum("median depth 3" in line for line in out.splitlines()) == 1, out[-3000:]

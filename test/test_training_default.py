@@ -320,6 +320,26 @@ def test_the_migrated_schedules_are_the_former_ones() -> None:
         assert stage_lr(st, step) == legacy_lr(step, old["train"]), step
 
 
+def test_the_former_schema_is_named_by_rank_0_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every rank reads the config: the note that it uses the former schema was said once per rank.
+    Rank 0 says it (as the trainer's other notes on a file every rank reads), the others do not."""
+    old = {"model": {"family": "vda_lite", **VideoDepthAnythingLite.tiny_config()}, "data": {"seeds": [0]},
+           "train": {"seed": 0, "steps": 2, "lr": 3e-4, "warmup": 0, "batch_size": 1, "weight_decay": 0.0,
+                     "grad_clip": 1.0, "checkpoint_every": 1}}  # fmt: skip
+    path = tmp_path / "old.yaml"
+    path.write_text(yaml.safe_dump(old))
+    said = []
+    for rank in ("0", "1"):
+        monkeypatch.setenv("RANK", rank)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="vdepth_training"):
+            load_config(path)
+        said.append([r.getMessage() for r in caplog.records if "former train_default schema" in r.getMessage()])
+    assert [len(lines) for lines in said] == [1, 0], said
+
+
 def load_config_dict(raw: dict[str, Any]) -> dict[str, Any]:
     import tempfile
 

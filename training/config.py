@@ -150,7 +150,10 @@ def load_config(path: str | Path, *, tiny: bool = False, overrides: dict[str, An
     if "train" in raw and "recipe" not in raw:  # the former train_default schema
         from vdepth_training.legacy import convert_train_default
 
-        log.warning("%s uses the former train_default schema; read as recipe `default` (see training/README.md)", path)
+        if int(os.environ.get("RANK", "0")) == 0:  # every rank reads the same file: said once, not per rank
+            log.warning(
+                "%s uses the former train_default schema; read as recipe `default` (see training/README.md)", path
+            )
         raw = convert_train_default(raw)
     unknown = set(raw) - set(SECTIONS)
     if unknown:

@@ -183,6 +183,9 @@ class ClipDataset(Dataset):
         # a damaged file's warning is said once by this process, its loader workers and (under torchrun) the
         # other ranks of the node: each worker is a process of its own, started again for every stage
         self._said = said_folder(self)
+        for sequence in (q for s in sources for q in s.sequences):
+            if hasattr(sequence, "said"):  # its own warnings (a frame without valid depth) too
+                sequence.said = self._said
         if self.num_samples % self.batch_size:
             raise ValueError(f"num_samples {num_samples} must be a multiple of batch_size {batch_size}")
         for src in sources:

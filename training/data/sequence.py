@@ -34,6 +34,7 @@ from typing import Any, Literal
 
 import cv2
 import numpy as np
+from vdepth_training.ranks import first_to_say
 
 from vdepth_ros.errors import ConfigError
 from vdepth_ros.offline.atomic import AtomicOutput, disk_full_error
@@ -48,7 +49,7 @@ TargetKind = Literal["depth", "disparity"]
 DEPTH_SCALE_KEY = "depth_scale"
 #: a median depth beyond this many metres may be millimetres read as metres (or aerial footage)
 FAR_MEDIAN_M = 200.0
-_far_warned: list[bool] = [False]  # the magnitude warning, once per process (one per sequence would flood)
+_far_warned: list[bool] = [False]  # the magnitude warning, once per process and run (one per sequence would flood)
 
 
 def check_depth_unit(path: str | Path, metres: np.ndarray, *, declared: bool, fix: str) -> None:
@@ -82,10 +83,11 @@ def check_depth_unit(path: str | Path, metres: np.ndarray, *, declared: bool, fi
         )
     if median > FAR_MEDIAN_M and not _far_warned[0]:
         _far_warned[0] = True
-        log.warning(
-            "%s: median depth %.0f m: if that is millimetres, %s; if it is metres (aerial footage), declare it to "
-            "silence this (warned once)", path, median, fix,
-        )  # fmt: skip
+        if first_to_say("median depth beyond FAR_MEDIAN_M"):  # every rank opens the folders: said once for them all
+            log.warning(
+                "%s: median depth %.0f m: if that is millimetres, %s; if it is metres (aerial footage), declare it "
+                "to silence this (warned once)", path, median, fix,
+            )  # fmt: skip
 
 
 @dataclass
@@ -307,6 +309,9 @@ class SequenceReader:
             )  # when opened: read, a clip drawn hours into a run would stop it
         self._scale = self._depth_scale()
         self._warned_invalid = False
+        #: the folder through which the loader workers and ranks of a run warn of a sequence once (`first_to_say`);
+        #: set by the `ClipDataset` that reads it (its `said_folder`), else the launch's folder
+        self.said: Path | None = None
         intr = self.directory / "intrinsics.npy"
         poses = self.directory / "poses.npy"
         self._intrinsics = np.load(intr) if intr.is_file() else None
@@ -414,13 +419,14 @@ class SequenceReader:
         )
         empty = [self._rgb[int(i)].stem for i, v in zip(idx, seq.valid, strict=True) if not v.any()]
         if empty and not self._warned_invalid:
-            self._warned_invalid = True
-            log.warning(
-                "%s: frame %s has no valid depth (every pixel NaN, inf, <= 0 or masked): such frames supervise "
-                "nothing (warned once per sequence)",
-                self.directory,
-                empty[0],
-            )
+            self._warned_invalid = True  # this process asks once; `first_to_say`: once for all of the run's
+            if first_to_say(f"no valid depth: {self.directory}", self.said):
+                log.warning(
+                    "%s: frame %s has no valid depth (every pixel NaN, inf, <= 0 or masked): such frames supervise "
+                    "nothing (warned once per sequence)",
+                    self.directory,
+                    empty[0],
+                )
         return seq
 
 

@@ -23,6 +23,12 @@ if TYPE_CHECKING:
 STAGING_PREFIX = ".vdepth-partial-"
 #: the staging folder's folder where a commit sets aside the output it replaces until the new one is in place
 _SET_ASIDE = ".previous"
+#: the staging folder's file naming the output it stages: a killed run's folder is known as that output's
+#: whatever it still holds (scratch files only, or nothing once its commit moved the output in)
+_STAGES = ".stages"
+_SCRATCH = ".scratch"
+#: the end of the error of an output that cannot be created, unless a tool names a better fix
+OUTPUT_PATH_FIX = "choose another output path"
 
 #: errnos of a write that did not fit: a full disk, a user quota, a file system's file size limit
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
@@ -102,8 +108,9 @@ def check_output_path(
 
 def _recover_stale_staging(final: Path) -> None:
     """Settle the staging folders a killed run (SIGKILL, power loss: no clean-up ran) left for the
-    same output: `<parent>/.vdepth-partial-<pid>-<id>/<final name>` whose process no longer runs on
-    this machine. Another output's staging, or a live run's, is left alone.
+    same output: `<parent>/.vdepth-partial-<pid>-<id>/` (its `.stages` file names the output)
+    whose process no longer runs on this machine. Another output's staging, or a live run's, is
+    left alone.
 
     One killed before its commit holds only a partial output: it is deleted. One killed during its
     commit (`--overwrite`, between setting the earlier output aside in `.previous` and moving the
@@ -120,11 +127,21 @@ def _recover_stale_staging(final: Path) -> None:
         pid = staging.name[len(STAGING_PREFIX) :].split("-", 1)[0]
         new, previous = staging / final.name, staging / _SET_ASIDE
         has_new, set_aside = new.exists() or new.is_symlink(), previous / final.name
-        if not pid.isdigit() or not (has_new or set_aside.exists() or set_aside.is_symlink()) or _running(int(pid)):
+        ours = _stages(staging) == final.name or has_new or set_aside.exists() or set_aside.is_symlink()
+        if not pid.isdigit() or not ours or _running(int(pid)):
             continue
         if has_new and previous.is_dir() and not _put_back(previous, staging, final.parent):
             continue
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _stages(staging: Path) -> str | None:
+    """The output name a staging folder's marker names, or None (no marker: another tool's folder,
+    or one made before the marker existed)."""
+    try:
+        return (staging / _STAGES).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def _put_back(previous: Path, staging: Path, parent: Path) -> bool:
@@ -154,6 +171,30 @@ def _running(pid: int) -> bool:
     return True
 
 
+def _make_staging(final: Path, fix: str) -> Path:
+    """A new staging folder for `final` (its parents made), marked with the output it stages; an
+    `OfflineError` naming the cause and `fix` when it cannot be made."""
+    staging = final.parent / f"{STAGING_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        staging.mkdir()
+        (staging / _STAGES).write_text(final.name, encoding="utf-8")
+    except OSError as err:  # a read-only folder, a file where a folder must be, a full disk...
+        shutil.rmtree(staging, ignore_errors=True)  # made, but its marker did not fit
+        where = Path(err.filename or final.parent)
+        where = final.parent if where == staging else where  # the folder, not the hidden name it refused
+        why = f"{where} is a file, not a folder" if where.is_file() else f"{err.strerror or err} ({where})"
+        raise OfflineError(f"cannot create the output {final}: {why}; {fix}") from err
+    return staging
+
+
+def check_writable(final: str | Path, fix: str = OUTPUT_PATH_FIX) -> None:
+    """Raise now the `OfflineError` that `AtomicOutput(final, fix=fix)` would raise on opening when
+    `final`'s folder cannot be written (read-only, a file where a folder must be): a tool checks it
+    before minutes of work that the output would then lose."""
+    shutil.rmtree(_make_staging(Path(final).absolute(), fix), ignore_errors=True)
+
+
 OUTPUT_FULL_FIX = "nothing was written under that name; free space on its disk or choose another output path"
 
 
@@ -171,7 +212,8 @@ class AtomicOutput:
     data and spec): written beside the temporary path, they are moved into place with it, the
     output itself last; a companion not written removes its namesake beside `final` (it belonged to
     the output replaced). Should a move fail, the files already moved are put back as they were.
-    Other files beside `final` are never touched.
+    Other files beside `final` are never touched. `fix` ends the error of an output whose folder
+    cannot be written (default: choose another output path); `check_writable` raises it early.
 
     Example:
         >>> with AtomicOutput(Path("out.bag"), overwrite=False) as tmp:  # doctest: +SKIP
@@ -186,14 +228,20 @@ class AtomicOutput:
         inputs: Iterable[str | Path] = (),
         companions: Iterable[str] = (),
         replaceable: Callable[[Path], str | None] | None = None,
+        fix: str = OUTPUT_PATH_FIX,
     ) -> None:
         self.final = Path(final).absolute()
+        #: what the error of an output that cannot be created tells the user to do
+        self.fix = fix
         self.replaceable = replaceable
         self.overwrite = overwrite
         self.inputs = [Path(p) for p in inputs]
         self.companions = [str(c) for c in companions]
         if any(Path(c).name != c or c in ("", ".", "..", self.final.name) for c in self.companions):
             raise OfflineError(f"companions of {self.final} must be other plain file names, got {self.companions}")
+        reserved = (_SET_ASIDE, _STAGES, _SCRATCH)
+        if self.final.name in reserved or any(c in reserved for c in self.companions):
+            raise OfflineError(f"{self.final}: an output may not be named {', '.join(reserved)}; choose another name")
         self.staging: Path | None = None
         self.committed = False
         #: whether `final` held something when opened (an earlier output that --overwrite replaces)
@@ -213,15 +261,7 @@ class AtomicOutput:
         self.replaces = self.final.is_symlink() or (
             self.final.exists() and not (self.final.is_dir() and not any(self.final.iterdir()))
         )
-        staging = self.final.parent / f"{STAGING_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        try:
-            self.final.parent.mkdir(parents=True, exist_ok=True)
-            staging.mkdir()
-        except OSError as err:  # a read-only folder, a file where a folder must be, a full disk...
-            where = Path(err.filename or self.final.parent)
-            why = f"{where} is a file, not a folder" if where.is_file() else f"{err.strerror or err} ({where})"
-            raise OfflineError(f"cannot create the output {self.final}: {why}; choose another output path") from err
-        self.staging = staging
+        self.staging = _make_staging(self.final, self.fix)
         return self.path
 
     @property
@@ -229,7 +269,7 @@ class AtomicOutput:
         """A folder for temporary files beside the output (in the staging folder; not renamed)."""
         if self.staging is None:
             raise OfflineError("AtomicOutput is not open")
-        folder = self.staging / ".scratch"
+        folder = self.staging / _SCRATCH
         folder.mkdir(exist_ok=True)
         return folder
 
