@@ -331,6 +331,49 @@ def test_two_cameras_taking_turns_are_named_even_when_one_left_before_the_status
     assert len(said) == 1, out
 
 
+def test_two_cameras_taking_turns_clear_once_one_stops_sending_though_it_stays(tmp_path: Path) -> None:
+    """Two drivers taking turns on one topic, then one stops sending but stays in the graph (paused, hung, its
+    camera unplugged): "has 2 publishers sending images in turn" stayed in "problems" for as long as both were
+    in the graph, though the images came from one camera again. Now it clears a few seconds after the last turn
+    (`PublisherSequences.TURN_GONE_S`); that they took turns stays counted as an event."""
+    diags: list[DiagnosticArray] = []
+    seen: list[tuple[bytes, str, dict[str, str]]] = []
+    turns = "' has 2 publishers sending images in turn"
+
+    def feed(peer: Node, ex: SingleThreadedExecutor) -> None:
+        peer.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
+        peer.create_subscription(Image, "/depth", lambda m: None, 10)
+        rel = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+        first, second = (peer.create_publisher(Image, "/cam/image", rel) for _ in range(2))
+        info_pub = peer.create_publisher(CameraInfo, "/cam/camera_info", rel)
+        _await_subscribers(ex, first, second, info_pub)
+        phases = [  # (both take turns, until, at most these seconds)
+            (True, _seen(diags, lambda st: turns in _problems(st), seen), 40.0),
+            (False, _seen(diags, lambda st: turns not in _problems(st), seen), 30.0),
+        ]
+        rng, t0, k = np.random.default_rng(0), peer.get_clock().now().nanoseconds, 0
+        for in_turn, until, seconds in phases:
+            end = time.monotonic() + seconds
+            while time.monotonic() < end and not until():
+                h = Header(stamp=conv.ns_to_stamp(t0 + k * 100_000_000), frame_id="cam_optical")
+                pub = second if in_turn and k % 2 else first  # (second stays in the graph, silent)
+                pub.publish(conv.image_msg(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8), "rgb8", h))
+                info_pub.publish(CameraInfo(**{**_fields(_info(160, 120)), "header": h}))
+                k += 1
+                step_end = time.monotonic() + 0.1
+                while time.monotonic() < step_end:
+                    ex.spin_once(timeout_sec=0.01)
+        seen.append(("graph", peer.count_publishers("/cam/image")))  # type: ignore[arg-type]
+
+    _, out = run_node(tmp_path, REMAPS, {}, {}, before_feed=feed, done=lambda got: True)
+    assert len(seen) == 3, ([_problems(st) for st in map(_status, [[a] for a in diags]) if st][-3:], out)
+    assert seen[2] == ("graph", 2), seen  # both publishers still in the graph throughout
+    level, message, values = seen[1]
+    assert "image-publishers 1" in values["events"], values  # (that they took turns: an event, counted)
+    said = [line for line in out.splitlines() if "publishers sending images in turn" in line and "WARN" in line]
+    assert len(said) == 1, out
+
+
 def test_a_models_fallback_at_start_up_is_on_diagnostics_while_the_node_runs(tmp_path: Path) -> None:
     """precision fp16 asked of a graph ONNX Runtime's CPU EP runs as exported (fp32): one WARN from the runtime
     while the model loads, then /diagnostics OK for as long as the node ran. Now it is a start-up warning

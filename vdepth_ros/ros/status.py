@@ -194,7 +194,9 @@ class StatusReporter:
         times it out (seconds) though it sends nothing; that WARN was wrong. Where the middleware gives no
         GIDs, the count is all there is. Two taking turns are an event (logged, counted, WARN for
         `EVENT_HOLD_S`) even when one has left before this check (the images were interleaved all the same:
-        it used to go unsaid), and a condition while both are in the graph."""
+        it used to go unsaid), and a condition while both are in the graph and still take turns
+        (`PublisherSequences.taking_turns`: one that stopped sending but stays in the graph, a driver paused
+        or hung, cleared it only once it left)."""
         node = self.node
         topic = node.intake.image_topic
         if not topic:
@@ -212,7 +214,7 @@ class StatusReporter:
                 return  # (a name not known yet: next time)
             names = sorted(self._publisher_names.get(gid, "a publisher that has left since") for gid in turns)
             what = f"{len(names)} publishers sending images in turn ({', '.join(names)})"
-            both = sum(gid in by_gid for gid in turns) == 2
+            both = sum(gid in by_gid for gid in turns) == 2 and sequences.taking_turns()
             if turns != self._turns_noted:
                 self._turns_noted = turns
                 node.log.warning(
@@ -224,7 +226,8 @@ class StatusReporter:
                     summary=f"'{topic}' had {what}: two cameras' images interleaved",
                 )
             if not both:
-                sequences.interleaved = None  # one of them has gone: a new pair taking turns is named again
+                # one of them has gone or stopped sending: a pair taking turns again is named again
+                sequences.interleaved = None
                 node.log.problems.report("image-publishers")
                 return
             node.log.problems.report(
