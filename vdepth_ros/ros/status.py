@@ -11,6 +11,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.clock import Clock, ClockType
 
 from vdepth_ros.inputs.loss import PublisherSequences
+from vdepth_ros.pipeline_input import HELD_STATES
 from vdepth_ros.pipeline_types import FitInfo
 from vdepth_ros.ros.diagnostics import RecentRise, level_for, make_array, make_status
 from vdepth_ros.ros.intake import ACROSS_PROCESSES, loss_count
@@ -95,12 +96,14 @@ class StatusReporter:
             )
         node.log.problems.report("sim-clock", found)
 
-    def _check_stretched(self) -> None:
-        """While the model sees the current stream's frames stretched (the camera's aspect ratio is not the
-        model's, `DepthPipeline.stretched`): a condition found on the images, cleared once frames of a shape
-        the model runs start a stream. (Logged once per shape by the pipeline.)"""
-        stretched = getattr(self.node.pipeline, "stretched", None)
-        self.node.log.problems.report("stretched", {"frames": (stretched, "")} if stretched else None, on_images=True)
+    def _check_stream_states(self) -> None:
+        """The states of the stream the pipeline keeps (`HELD_STATES`), each a condition found on the images
+        while it holds: the model sees the frames stretched (the camera's aspect ratio is not the model's: until
+        frames of a shape the model runs start a stream), the windows' alignment falls back (until a window's
+        does not). (Logged by the pipeline, `HELD_AS_STATE`.)"""
+        for name in HELD_STATES:
+            state = getattr(self.node.pipeline, name, None)
+            self.node.log.problems.report(name, {name: (state, "")} if state else None, on_images=True)
 
     def _check_no_image(self) -> None:
         """WARN once when no image has arrived `NO_IMAGE_WARN_S` after activation, naming the topic,
@@ -351,7 +354,7 @@ class StatusReporter:
             node.intake.check_camera_info()
             node.intake.check_camera_info_topic()
             self._check_sim_clock()
-            self._check_stretched()
+            self._check_stream_states()
             self._check_no_image()
             self._check_shared_outputs()
             self._check_image_publishers()
