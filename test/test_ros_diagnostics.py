@@ -429,6 +429,62 @@ def test_frames_the_model_sees_stretched_are_on_diagnostics_while_they_arrive(tm
     assert "stretched" not in seen[1][2]["last event"], seen[1][2]  # a condition, not an event
 
 
+def test_a_covered_lens_is_on_diagnostics_while_its_windows_fall_back(tmp_path: Path) -> None:
+    """A lens covered for longer than an event's hold: every window's alignment falls back, and the pipeline's
+    WARNING reached /diagnostics as an event, one every 5 s (its rate limit), each with another window index and
+    count ("window 177: alignment fell back to (1, 0): ... (15 more since ...)"): a message that changed with every
+    line, which a monitor takes for a new WARN each time. Now it is a condition: one text while the windows fall
+    back, gone once the lens is uncovered."""
+    diags: list[DiagnosticArray] = []
+    seen: list[tuple[bytes, str, dict[str, str]]] = []
+    covered = "alignment f"  # (falls back: the condition; fell back: the logged line)
+    named_since: list[float] = []
+    texts: set[str] = set()
+
+    def held_past_an_events_hold(st: tuple[bytes, str, dict[str, str]]) -> bool:
+        if covered not in _problems(st):
+            named_since.clear()
+            return False
+        texts.add(st[1])
+        named_since[:] = named_since or [time.monotonic()]
+        return time.monotonic() - named_since[0] > 1.5 * EVENT_HOLD_S
+
+    def feed(peer: Node, ex: SingleThreadedExecutor) -> None:
+        peer.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
+        peer.create_subscription(Image, "/depth", lambda m: None, 10)
+        rel = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+        image_pub = peer.create_publisher(Image, "/cam/image", rel)
+        info_pub = peer.create_publisher(CameraInfo, "/cam/camera_info", rel)
+        _await_subscribers(ex, image_pub, info_pub)
+        rng = np.random.default_rng(0)
+        base = rng.integers(20, 236, (15, 20, 3), dtype=np.uint8).repeat(8, 0).repeat(8, 1)  # 120x160, textured
+        phases = [  # (lens covered, until, at most these seconds)
+            (True, _seen(diags, held_past_an_events_hold, seen), 60.0),
+            (False, _seen(diags, lambda st: covered not in _problems(st), seen), 40.0),
+        ]
+        t0, k = peer.get_clock().now().nanoseconds, 0
+        for black, until, seconds in phases:
+            end = time.monotonic() + seconds
+            while time.monotonic() < end and not until():
+                h = Header(stamp=conv.ns_to_stamp(t0 + k * 100_000_000), frame_id="cam_optical")
+                image = np.zeros_like(base) if black else np.roll(base, 2 * k, axis=1)
+                image_pub.publish(conv.image_msg(image, "rgb8", h))
+                info_pub.publish(CameraInfo(**{**_fields(_info(160, 120)), "header": h}))
+                k += 1
+                step_end = time.monotonic() + 0.1
+                while time.monotonic() < step_end:
+                    ex.spin_once(timeout_sec=0.01)
+
+    _, out = run_node(tmp_path, REMAPS, {}, {}, before_feed=feed, done=lambda got: True)
+    assert len(seen) == 2, ([_problems(st) for st in map(_status, [[a] for a in diags]) if st][-3:], out)
+    level, message, values = seen[0]
+    assert len(texts) == 1, texts  # one cause, one text while it lasts
+    assert level == DiagnosticStatus.WARN and "alignment falls back" in message, (message, values)
+    assert "alignment" not in values["last event"], values  # a condition, not an event
+    said = [line for line in out.splitlines() if "alignment fell back" in line]
+    assert said and "WARN" in said[0], out  # the logged line, with the reason
+
+
 def test_the_stamp_is_the_nodes_clock_and_never_0_before_a_clock_arrives(tmp_path: Path) -> None:
     """Under use_sim_time the DiagnosticArray was stamped 0 until a /clock arrived (a bag played without --clock),
     which a diagnostic_aggregator takes for no stamp set. diagnostic_updater (ROS 2) stamps with the node's clock
