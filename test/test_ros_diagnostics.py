@@ -485,6 +485,41 @@ def test_a_covered_lens_is_on_diagnostics_while_its_windows_fall_back(tmp_path: 
     assert said and "WARN" in said[0], out  # the logged line, with the reason
 
 
+def test_frames_stretched_before_a_deactivation_are_not_named_after_the_reactivation(tmp_path: Path) -> None:
+    """A managed node cycled by a bring-up manager in another process (deactivate, activate) after square frames
+    on the 4:3 model: the status named the last session's stretched frames again, "as of the last image", until a
+    new frame started a stream. The new session has seen no frame: it names none."""
+    from lifecycle_msgs.msg import State, Transition
+    from test_ros_process import LifecycleClient
+
+    diags: list[DiagnosticArray] = []
+    seen: list[tuple[bytes, str, dict[str, str]]] = []
+    after: list[str] = []
+    stretched = "frames stretched 1.33x"
+
+    def feed(peer: Node, ex: SingleThreadedExecutor) -> None:
+        lifecycle = LifecycleClient(peer, ex)
+        lifecycle.go(Transition.TRANSITION_CONFIGURE, State.PRIMARY_STATE_INACTIVE)
+        lifecycle.go(Transition.TRANSITION_ACTIVATE, State.PRIMARY_STATE_ACTIVE)
+        _camera(diags, [(lambda s: None, _seen(diags, lambda st: stretched in _problems(st), seen), 40.0, (120, 120))])(
+            peer, ex
+        )
+        lifecycle.go(Transition.TRANSITION_DEACTIVATE, State.PRIMARY_STATE_INACTIVE)
+        lifecycle.go(Transition.TRANSITION_ACTIVATE, State.PRIMARY_STATE_ACTIVE)
+        end = time.monotonic() + 1.0  # (what was sent before the deactivation has arrived)
+        while time.monotonic() < end:
+            ex.spin_once(timeout_sec=0.01)
+        diags.clear()
+        end = time.monotonic() + 4.0  # statuses of the new session, before any frame
+        while time.monotonic() < end:
+            ex.spin_once(timeout_sec=0.01)
+        after.extend(_problems(st) for st in map(_status, [[a] for a in diags]) if st)
+
+    _, out = run_node(tmp_path, ["--managed", *REMAPS], {}, {}, before_feed=feed, done=lambda got: True)
+    assert seen and after, (seen, after, out)
+    assert not [p for p in after if "stretched" in p], after
+
+
 def test_the_stamp_is_the_nodes_clock_and_never_0_before_a_clock_arrives(tmp_path: Path) -> None:
     """Under use_sim_time the DiagnosticArray was stamped 0 until a /clock arrived (a bag played without --clock),
     which a diagnostic_aggregator takes for no stamp set. diagnostic_updater (ROS 2) stamps with the node's clock
