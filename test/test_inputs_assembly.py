@@ -768,6 +768,20 @@ def test_a_restarted_publisher_is_no_loss_and_two_in_turn_are_interleaved() -> N
     assert sequences.interleaved == (b"respawned", b"driver")
 
 
+def test_two_in_turn_stop_taking_turns_once_one_stops_sending() -> None:
+    """Two publishers taking turns, then one stops sending but stays in the ROS graph (a driver paused or hung):
+    `interleaved` named them for as long as both were in the graph. `taking_turns` holds while both send."""
+    sequences = PublisherSequences()
+    for k in range(20):  # 10 Hz, in turn
+        sequences.add(b"front" if k % 2 else b"rear", k // 2 + 1, now=k * 0.1)
+    assert sequences.interleaved is not None and sequences.taking_turns(now=2.0)
+    for k in range(20, 60):  # rear stops; front goes on alone
+        sequences.add(b"front", k + 1, now=k * 0.1)
+    assert sequences.interleaved is not None  # (once: that they took turns)
+    assert sequences.taking_turns(now=1.8 + PublisherSequences.TURN_GONE_S - 0.1)  # (rear last sent at 1.8 s)
+    assert not sequences.taking_turns(now=1.8 + PublisherSequences.TURN_GONE_S)
+
+
 def test_a_driver_respawned_for_days_does_not_grow_the_publisher_memory() -> None:
     """A camera driver respawned by its launch file (respawn: true) again and again, each time with a new DDS GID:
     every GID ever seen kept its last sequence number, so a driver crashing every few seconds on a robot running

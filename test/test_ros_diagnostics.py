@@ -331,6 +331,49 @@ def test_two_cameras_taking_turns_are_named_even_when_one_left_before_the_status
     assert len(said) == 1, out
 
 
+def test_two_cameras_taking_turns_clear_once_one_stops_sending_though_it_stays(tmp_path: Path) -> None:
+    """Two drivers taking turns on one topic, then one stops sending but stays in the graph (paused, hung, its
+    camera unplugged): "has 2 publishers sending images in turn" stayed in "problems" for as long as both were
+    in the graph, though the images came from one camera again. Now it clears a few seconds after the last turn
+    (`PublisherSequences.TURN_GONE_S`); that they took turns stays counted as an event."""
+    diags: list[DiagnosticArray] = []
+    seen: list[tuple[bytes, str, dict[str, str]]] = []
+    turns = "' has 2 publishers sending images in turn"
+
+    def feed(peer: Node, ex: SingleThreadedExecutor) -> None:
+        peer.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
+        peer.create_subscription(Image, "/depth", lambda m: None, 10)
+        rel = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+        first, second = (peer.create_publisher(Image, "/cam/image", rel) for _ in range(2))
+        info_pub = peer.create_publisher(CameraInfo, "/cam/camera_info", rel)
+        _await_subscribers(ex, first, second, info_pub)
+        phases = [  # (both take turns, until, at most these seconds)
+            (True, _seen(diags, lambda st: turns in _problems(st), seen), 40.0),
+            (False, _seen(diags, lambda st: turns not in _problems(st), seen), 30.0),
+        ]
+        rng, t0, k = np.random.default_rng(0), peer.get_clock().now().nanoseconds, 0
+        for in_turn, until, seconds in phases:
+            end = time.monotonic() + seconds
+            while time.monotonic() < end and not until():
+                h = Header(stamp=conv.ns_to_stamp(t0 + k * 100_000_000), frame_id="cam_optical")
+                pub = second if in_turn and k % 2 else first  # (second stays in the graph, silent)
+                pub.publish(conv.image_msg(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8), "rgb8", h))
+                info_pub.publish(CameraInfo(**{**_fields(_info(160, 120)), "header": h}))
+                k += 1
+                step_end = time.monotonic() + 0.1
+                while time.monotonic() < step_end:
+                    ex.spin_once(timeout_sec=0.01)
+        seen.append(("graph", peer.count_publishers("/cam/image")))  # type: ignore[arg-type]
+
+    _, out = run_node(tmp_path, REMAPS, {}, {}, before_feed=feed, done=lambda got: True)
+    assert len(seen) == 3, ([_problems(st) for st in map(_status, [[a] for a in diags]) if st][-3:], out)
+    assert seen[2] == ("graph", 2), seen  # both publishers still in the graph throughout
+    values = seen[1][2]
+    assert "image-publishers 1" in values["events"], values  # (that they took turns: an event, counted)
+    said = [line for line in out.splitlines() if "publishers sending images in turn" in line and "WARN" in line]
+    assert len(said) == 1, out
+
+
 def test_a_models_fallback_at_start_up_is_on_diagnostics_while_the_node_runs(tmp_path: Path) -> None:
     """precision fp16 asked of a graph ONNX Runtime's CPU EP runs as exported (fp32): one WARN from the runtime
     while the model loads, then /diagnostics OK for as long as the node ran. Now it is a start-up warning
@@ -384,6 +427,97 @@ def test_frames_the_model_sees_stretched_are_on_diagnostics_while_they_arrive(tm
     said = [line for line in out.splitlines() if "have another shape" in line]
     assert len(said) == 1 and "WARN" in said[0], out  # logged once: /diagnostics says it while it lasts
     assert "stretched" not in seen[1][2]["last event"], seen[1][2]  # a condition, not an event
+
+
+def test_a_covered_lens_is_on_diagnostics_while_its_windows_fall_back(tmp_path: Path) -> None:
+    """A lens covered for longer than an event's hold: every window's alignment falls back, and the pipeline's
+    WARNING reached /diagnostics as an event, one every 5 s (its rate limit), each with another window index and
+    count ("window 177: alignment fell back to (1, 0): ... (15 more since ...)"): a message that changed with every
+    line, which a monitor takes for a new WARN each time. Now it is a condition: one text while the windows fall
+    back, gone once the lens is uncovered."""
+    diags: list[DiagnosticArray] = []
+    seen: list[tuple[bytes, str, dict[str, str]]] = []
+    covered = "alignment f"  # (falls back: the condition; fell back: the logged line)
+    named_since: list[float] = []
+    texts: set[str] = set()
+
+    def held_past_an_events_hold(st: tuple[bytes, str, dict[str, str]]) -> bool:
+        if covered not in _problems(st):
+            named_since.clear()
+            return False
+        texts.add(st[1])
+        named_since[:] = named_since or [time.monotonic()]
+        return time.monotonic() - named_since[0] > 1.5 * EVENT_HOLD_S
+
+    def feed(peer: Node, ex: SingleThreadedExecutor) -> None:
+        peer.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
+        peer.create_subscription(Image, "/depth", lambda m: None, 10)
+        rel = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+        image_pub = peer.create_publisher(Image, "/cam/image", rel)
+        info_pub = peer.create_publisher(CameraInfo, "/cam/camera_info", rel)
+        _await_subscribers(ex, image_pub, info_pub)
+        rng = np.random.default_rng(0)
+        base = rng.integers(20, 236, (15, 20, 3), dtype=np.uint8).repeat(8, 0).repeat(8, 1)  # 120x160, textured
+        phases = [  # (lens covered, until, at most these seconds)
+            (True, _seen(diags, held_past_an_events_hold, seen), 60.0),
+            (False, _seen(diags, lambda st: covered not in _problems(st), seen), 40.0),
+        ]
+        t0, k = peer.get_clock().now().nanoseconds, 0
+        for black, until, seconds in phases:
+            end = time.monotonic() + seconds
+            while time.monotonic() < end and not until():
+                h = Header(stamp=conv.ns_to_stamp(t0 + k * 100_000_000), frame_id="cam_optical")
+                image = np.zeros_like(base) if black else np.roll(base, 2 * k, axis=1)
+                image_pub.publish(conv.image_msg(image, "rgb8", h))
+                info_pub.publish(CameraInfo(**{**_fields(_info(160, 120)), "header": h}))
+                k += 1
+                step_end = time.monotonic() + 0.1
+                while time.monotonic() < step_end:
+                    ex.spin_once(timeout_sec=0.01)
+
+    _, out = run_node(tmp_path, REMAPS, {}, {}, before_feed=feed, done=lambda got: True)
+    assert len(seen) == 2, ([_problems(st) for st in map(_status, [[a] for a in diags]) if st][-3:], out)
+    level, message, values = seen[0]
+    assert len(texts) == 1, texts  # one cause, one text while it lasts
+    assert level == DiagnosticStatus.WARN and "alignment falls back" in message, (message, values)
+    assert "alignment" not in values["last event"], values  # a condition, not an event
+    said = [line for line in out.splitlines() if "alignment fell back" in line]
+    assert said and "WARN" in said[0], out  # the logged line, with the reason
+
+
+def test_frames_stretched_before_a_deactivation_are_not_named_after_the_reactivation(tmp_path: Path) -> None:
+    """A managed node cycled by a bring-up manager in another process (deactivate, activate) after square frames
+    on the 4:3 model: the status named the last session's stretched frames again, "as of the last image", until a
+    new frame started a stream. The new session has seen no frame: it names none."""
+    from lifecycle_msgs.msg import State, Transition
+    from test_ros_process import LifecycleClient
+
+    diags: list[DiagnosticArray] = []
+    seen: list[tuple[bytes, str, dict[str, str]]] = []
+    after: list[str] = []
+    stretched = "frames stretched 1.33x"
+
+    def feed(peer: Node, ex: SingleThreadedExecutor) -> None:
+        lifecycle = LifecycleClient(peer, ex)
+        lifecycle.go(Transition.TRANSITION_CONFIGURE, State.PRIMARY_STATE_INACTIVE)
+        lifecycle.go(Transition.TRANSITION_ACTIVATE, State.PRIMARY_STATE_ACTIVE)
+        _camera(diags, [(lambda s: None, _seen(diags, lambda st: stretched in _problems(st), seen), 40.0, (120, 120))])(
+            peer, ex
+        )
+        lifecycle.go(Transition.TRANSITION_DEACTIVATE, State.PRIMARY_STATE_INACTIVE)
+        lifecycle.go(Transition.TRANSITION_ACTIVATE, State.PRIMARY_STATE_ACTIVE)
+        end = time.monotonic() + 1.0  # (what was sent before the deactivation has arrived)
+        while time.monotonic() < end:
+            ex.spin_once(timeout_sec=0.01)
+        diags.clear()
+        end = time.monotonic() + 4.0  # statuses of the new session, before any frame
+        while time.monotonic() < end:
+            ex.spin_once(timeout_sec=0.01)
+        after.extend(_problems(st) for st in map(_status, [[a] for a in diags]) if st)
+
+    _, out = run_node(tmp_path, ["--managed", *REMAPS], {}, {}, before_feed=feed, done=lambda got: True)
+    assert seen and after, (seen, after, out)
+    assert not [p for p in after if "stretched" in p], after
 
 
 def test_the_stamp_is_the_nodes_clock_and_never_0_before_a_clock_arrives(tmp_path: Path) -> None:

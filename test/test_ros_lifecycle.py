@@ -196,6 +196,46 @@ def test_reactivation_restarts_the_drop_count_and_its_warning(rig: Rig) -> None:
     assert levels[-1] == levels[0] != b"\x00"  # WARN again: the new drops are not hidden by the old count
 
 
+def _problems(node: ManagedDepthNode) -> str:
+    """The "problems" value of the status the node publishes now."""
+    published: list[Any] = []
+    node.status.publisher.publish = published.append  # type: ignore[method-assign]
+    node.status.publish()
+    return {kv.key: kv.value for kv in published[-1].status[0].values}["problems"]
+
+
+def test_frames_stretched_before_a_deactivation_are_not_named_after_the_reactivation(rig: Rig) -> None:
+    """Square frames on the 4:3 model, then deactivate and activate: the status named the last session's stretched
+    frames again, "as of the last image", until a new frame started a stream (the pipeline's stream state outlived
+    the deactivation). A new session has seen no frame yet."""
+    node = rig.node
+    assert node.trigger_configure() == SUCCESS and node.trigger_activate() == SUCCESS
+    rig.frames = [f[:, :H].copy() for f in rig.frames]  # 120x120
+    assert rig.feed(1_000_000_000) == len(rig.frames)
+    node.process_pending()
+    assert "frames stretched 1.33x" in _problems(node)
+    assert node.trigger_deactivate() == SUCCESS and node.trigger_activate() == SUCCESS
+    assert "stretched" not in _problems(node)
+
+
+def test_a_covered_lens_is_named_while_its_windows_fall_back_not_as_an_event(rig: Rig) -> None:
+    """A lens covered (black frames): every window's alignment falls back, and the pipeline's WARNING reached
+    /diagnostics as an event (named for 10 s, with a window index and numbers that changed at every line) while
+    the lens stayed covered. Now it is a condition: named while the windows fall back, gone once one does not."""
+    node = rig.node
+    assert node.trigger_configure() == SUCCESS and node.trigger_activate() == SUCCESS
+    textured, rig.frames = rig.frames, [np.zeros_like(f) for f in rig.frames]
+    assert rig.feed(1_000_000_000) == len(rig.frames)
+    node.process_pending()
+    problems = _problems(node)
+    assert "alignment falls back" in problems and "alignment fell back" not in problems, problems
+    assert node.log.problems.event_values()["last event"] == "none"
+    rig.frames = textured
+    assert rig.feed(2_000_000_000) == len(rig.frames)
+    node.process_pending()
+    assert "alignment" not in _problems(node)
+
+
 class SlowEngine(LuminanceEngine):
     def _run(self, batch: np.ndarray) -> np.ndarray:
         time.sleep(0.3)

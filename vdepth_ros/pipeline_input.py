@@ -27,9 +27,14 @@ log = logging.getLogger("vdepth_ros.pipeline")  # the pipeline's lines, under it
 MAX_STRETCH = 1.25
 
 #: A log record's attribute (`logging`'s `extra`) set on a WARNING about a state of the current stream that the
-#: pipeline keeps (`stretched`): a node reports that state as a condition while it holds (`ros.status`), so the
-#: record is no event of its own.
+#: pipeline keeps (one of `HELD_STATES`): a node reports that state as a condition while it holds (`ros.status`),
+#: so the record is no event of its own.
 HELD_AS_STATE = "vdepth_held_as_state"
+
+#: `DepthPipeline`'s attributes that hold such a state, each a line for the status or None: `stretched` (the
+#: model sees the current stream's frames stretched) and `fallback` (the last window's alignment fell back: a
+#: covered lens, a blank wall). They are of the frames that came; a node forgets them when it is deactivated.
+HELD_STATES = ("stretched", "fallback")
 
 
 def _pixel_aspect(camera: CameraModel | None, quarter_turns: int = 0) -> float:

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from vdepth_ros.errors import ConfigError
+from vdepth_ros.pipeline_input import HELD_AS_STATE
 from vdepth_ros.pipeline_types import fit_input, scale_input
 from vdepth_ros.resize import upsample
 from vdepth_ros.stream.depth import disparity_from_depth
@@ -28,6 +29,13 @@ if TYPE_CHECKING:
     from vdepth_ros.runtime.spec import InputSpec
 
 log = logging.getLogger("vdepth_ros.pipeline")  # the pipeline's lines, under its one logger name
+
+#: `DepthPipeline.fallback` while the windows' alignment falls back: one text (the reason, with its numbers,
+#: is in the logged line) so that a status names one cause while it lasts.
+ALIGNMENT_FALLBACK = (
+    "the windows' alignment falls back (a covered lens, a blank wall, a scene without texture?): the depth is "
+    "not fitted to the stream's scale"
+)
 
 
 def _scheduler(config: PipelineConfig, spec: InputSpec, alignment: str) -> WindowScheduler:
@@ -102,7 +110,10 @@ class WindowSteps:
         stitched = self.stitcher.add(window, disp, inplace=True, fit_on=fit_on)  # the engine's output is ours
         self.stats.degenerate_fits += self.stitcher.degenerate_fits - before[0]
         self.stats.anchor_refreshes += self.stitcher.anchor_refreshes - before[1]
-        if self.stitcher.last_fit.degenerate and window.index > 0:
+        fell_back = self.stitcher.last_fit.degenerate and window.index > 0
+        # while the windows keep falling back (a lens covered for minutes): a node names it for as long
+        self.fallback = ALIGNMENT_FALLBACK if fell_back else None
+        if fell_back:
             self._log_fallback(window.index)
         if self.stitcher.anchor is not None and self.stitcher.anchor != self.scheduler.anchor:
             self.scheduler.set_anchor(self.stitcher.anchor)
@@ -116,8 +127,10 @@ class WindowSteps:
             return
         fit = self.stitcher.last_fit
         log.warning(
-            "window %d: alignment fell back to (%.3g, %.3g): %s%s", index, fit.scale, fit.shift, fit.reason, more
-        )
+            "window %d: alignment fell back to (%.3g, %.3g): %s%s",
+            index, fit.scale, fit.shift, fit.reason, more,
+            extra={HELD_AS_STATE: True},  # (`fallback`, a condition on a node's status)
+        )  # fmt: skip
 
     def _upsample_window(self, window: Window, disp: np.ndarray) -> np.ndarray:
         assert self._output_size is not None

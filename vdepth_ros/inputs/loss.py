@@ -22,6 +22,8 @@ is split among them, so the stamps' period stays the camera's.
 
 from __future__ import annotations
 
+import math
+import time
 from collections import OrderedDict, deque
 from collections.abc import Hashable
 
@@ -345,8 +347,14 @@ class PublisherSequences:
     #: publishers whose last sequence number is kept (a topic has one or two live ones)
     MAX_PUBLISHERS = 64
 
+    #: Two publishers are taking turns (`taking_turns`) while each has sent within this long: a driver that
+    #: stopped sending but stays in the ROS graph (paused, hung, its camera unplugged) takes no more turns.
+    #: Seconds of a camera's periods (a 1 Hz one sends several times in it).
+    TURN_GONE_S = 3.0
+
     def __init__(self) -> None:
         self._last: OrderedDict[Hashable, int] = OrderedDict()
+        self._heard_at: dict[Hashable, float] = {}  # when each publisher in `_last` last sent (monotonic s)
         self._previous: Hashable | None = None  # the publisher of the last message
         #: the last message came from another publisher than the one before it (a restarted driver's new
         #: publisher, or one of two publishers taking turns): the step between them is no loss
@@ -358,12 +366,14 @@ class PublisherSequences:
         #: a message has named its publisher (the middleware gives GIDs: Fast DDS, Cyclone DDS)
         self.identified = False
 
-    def add(self, publisher: Hashable | None, sequence: int | None) -> int | None:
+    def add(self, publisher: Hashable | None, sequence: int | None, now: float | None = None) -> int | None:
         """Messages `publisher` sent since its last one that arrived, this one included (1: none
-        lost); None for its first, without numbers, or when they went back (a publisher restarted)."""
+        lost); None for its first, without numbers, or when they went back (a publisher restarted).
+        `now`: when it arrived (monotonic seconds; now if None)."""
         previous, self.switched = self._previous, False
         if publisher is None or sequence is None:
             return None
+        self._heard_at[publisher] = time.monotonic() if now is None else now
         self._previous, self.identified = publisher, True
         self.switched = previous is not None and publisher != previous
         if self.switched and publisher in self._last and self.interleaved is None:
@@ -371,12 +381,22 @@ class PublisherSequences:
         last, self._last[publisher] = self._last.get(publisher), int(sequence)
         self._last.move_to_end(publisher)
         while len(self._last) > self.MAX_PUBLISHERS:
-            self._last.popitem(last=False)  # the publisher heard from least recently
+            forgotten, _ = self._last.popitem(last=False)  # the publisher heard from least recently
+            self._heard_at.pop(forgotten, None)
         return None if last is None or sequence <= last else int(sequence) - last
+
+    def taking_turns(self, now: float | None = None) -> bool:
+        """The `interleaved` pair still takes turns: each of the two has sent within `TURN_GONE_S` (what is
+        said while it holds; that they took turns at all is said once, `interleaved`)."""
+        if self.interleaved is None:
+            return False
+        now = time.monotonic() if now is None else now
+        return all(now - self._heard_at.get(gid, -math.inf) < self.TURN_GONE_S for gid in self.interleaved)
 
     def reset(self) -> None:
         """Forget the publishers (the subscription was re-created: what was sent meanwhile is not loss)."""
         self._last.clear()
+        self._heard_at.clear()
         self._previous, self.switched, self.interleaved = None, False, None
 
 

@@ -178,7 +178,8 @@ class _DepthNodeCore(ParameterSide):
     def _python_warning(self, record: logging.LogRecord, startup: bool) -> None:
         """A pipeline/runtime WARNING (`python_logs.logging_as`) on /diagnostics: in a lifecycle step (the model's
         fallbacks, a parameter adjusted) a start-up warning; in the worker an event, unless it is about a state of the
-        stream (`HELD_AS_STATE`: the model sees the frames stretched), which the status reports while it holds."""
+        stream (`HELD_AS_STATE`: the frames stretched, the alignment falling back), which the status reports while it
+        holds."""
         log = getattr(self, "log", None)
         if log is None or getattr(record, HELD_AS_STATE, False):
             return  # (a state of the stream, reported as a condition while it holds: `StatusReporter`)

@@ -20,6 +20,7 @@ from vdepth_ros.inputs.assembly import FrameAssembler
 from vdepth_ros.inputs.calibration import camera_missing
 from vdepth_ros.inputs.decode import UnsupportedImageError
 from vdepth_ros.inputs.resets import StreamResets
+from vdepth_ros.pipeline_input import HELD_STATES
 from vdepth_ros.ros import conversions as conv
 from vdepth_ros.ros.diagnostics import LatencyStats, RateMeter, Watchdog
 from vdepth_ros.ros.intake import InputItem, InputSide
@@ -473,5 +474,7 @@ class FrameProcessor:
         self.stream = StreamResets(int(self.p["max_gap"] * 1e9))
         self._early_for, self.ended = None, None
         self.pipeline.reset("deactivated")
+        for name in HELD_STATES:  # (of the last session's frames: a status after the activation named them stale)
+            setattr(self.pipeline, name, None)
         self.assembler.reset()
         self.flicker.reset()

@@ -11,6 +11,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.clock import Clock, ClockType
 
 from vdepth_ros.inputs.loss import PublisherSequences
+from vdepth_ros.pipeline_input import HELD_STATES
 from vdepth_ros.pipeline_types import FitInfo
 from vdepth_ros.ros.diagnostics import RecentRise, level_for, make_array, make_status
 from vdepth_ros.ros.intake import ACROSS_PROCESSES, loss_count
@@ -95,12 +96,14 @@ class StatusReporter:
             )
         node.log.problems.report("sim-clock", found)
 
-    def _check_stretched(self) -> None:
-        """While the model sees the current stream's frames stretched (the camera's aspect ratio is not the
-        model's, `DepthPipeline.stretched`): a condition found on the images, cleared once frames of a shape
-        the model runs start a stream. (Logged once per shape by the pipeline.)"""
-        stretched = getattr(self.node.pipeline, "stretched", None)
-        self.node.log.problems.report("stretched", {"frames": (stretched, "")} if stretched else None, on_images=True)
+    def _check_stream_states(self) -> None:
+        """The states of the stream the pipeline keeps (`HELD_STATES`), each a condition found on the images
+        while it holds: the model sees the frames stretched (the camera's aspect ratio is not the model's: until
+        frames of a shape the model runs start a stream), the windows' alignment falls back (until a window's
+        does not). (Logged by the pipeline, `HELD_AS_STATE`.)"""
+        for name in HELD_STATES:
+            state = getattr(self.node.pipeline, name, None)
+            self.node.log.problems.report(name, {name: (state, "")} if state else None, on_images=True)
 
     def _check_no_image(self) -> None:
         """WARN once when no image has arrived `NO_IMAGE_WARN_S` after activation, naming the topic,
@@ -194,7 +197,9 @@ class StatusReporter:
         times it out (seconds) though it sends nothing; that WARN was wrong. Where the middleware gives no
         GIDs, the count is all there is. Two taking turns are an event (logged, counted, WARN for
         `EVENT_HOLD_S`) even when one has left before this check (the images were interleaved all the same:
-        it used to go unsaid), and a condition while both are in the graph."""
+        it used to go unsaid), and a condition while both are in the graph and still take turns
+        (`PublisherSequences.taking_turns`: one that stopped sending but stays in the graph, a driver paused
+        or hung, cleared it only once it left)."""
         node = self.node
         topic = node.intake.image_topic
         if not topic:
@@ -212,7 +217,7 @@ class StatusReporter:
                 return  # (a name not known yet: next time)
             names = sorted(self._publisher_names.get(gid, "a publisher that has left since") for gid in turns)
             what = f"{len(names)} publishers sending images in turn ({', '.join(names)})"
-            both = sum(gid in by_gid for gid in turns) == 2
+            both = sum(gid in by_gid for gid in turns) == 2 and sequences.taking_turns()
             if turns != self._turns_noted:
                 self._turns_noted = turns
                 node.log.warning(
@@ -224,7 +229,8 @@ class StatusReporter:
                     summary=f"'{topic}' had {what}: two cameras' images interleaved",
                 )
             if not both:
-                sequences.interleaved = None  # one of them has gone: a new pair taking turns is named again
+                # one of them has gone or stopped sending: a pair taking turns again is named again
+                sequences.interleaved = None
                 node.log.problems.report("image-publishers")
                 return
             node.log.problems.report(
@@ -348,7 +354,7 @@ class StatusReporter:
             node.intake.check_camera_info()
             node.intake.check_camera_info_topic()
             self._check_sim_clock()
-            self._check_stretched()
+            self._check_stream_states()
             self._check_no_image()
             self._check_shared_outputs()
             self._check_image_publishers()
