@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 from collections.abc import Hashable
+from itertools import islice
 
 import numpy as np
 
@@ -248,6 +249,7 @@ class InputLossMeter:
         self._counted_steps += len(steps)
         self._counted_periods += sum(steps) / period
         self._late_arrivals(period, sum(1 for s in steps if s < LATE_STEP * period))
+        self._jitter_taken_back(period)
         self._bounded()
         confirmed = 0
         # (not while a burst of late frames goes on: they are taken back from the stall's step, at the start)
@@ -305,6 +307,20 @@ class InputLossMeter:
             taken = min(excess, self._pending[i])
             self._pending[i] -= taken
             excess -= taken
+
+    def _jitter_taken_back(self, period: int) -> None:
+        """A long step is a frame late, not one missing, where the frames after it come back near their times:
+        over it and the next `BURST_STEPS` steps, the stamps span nearer to as many periods as frames came than to
+        one more. A jittery driver on a loaded machine stamped one frame 0.78 periods late and the next two 0.52
+        and 0.71 periods after (3.01 periods for 3 frames): its 1.78-period step was counted a frame lost, with all
+        40 of 40 frames received. Real loss moves every later stamp a period on, and stays counted."""
+        window = list(self._steps)[-len(self._pending) :] if self._pending else []
+        for i, held in enumerate(self._pending):
+            if held and i + BURST_STEPS < len(window):
+                frames = BURST_STEPS + 1
+                missing = max(0, round(sum(window[i : i + frames]) / period) - frames)
+                others = sum(islice(self._pending, i + 1, i + frames))
+                self._pending[i] = min(held, max(0, missing - others))
 
     def _confirm_pending(self) -> int:
         """The stream ended (a pause, a restart): what its last steps missed is loss."""
