@@ -244,7 +244,13 @@ class InputLossMeter:
             return 0
         # once the period is first known, the steps seen before it count too (not those of a time without a
         # steady period, `measurable`: their loss is unknown)
-        steps, self._warming = (list(self._steps) if self._warming else parts), False
+        if self._pending and period >= 1.5 * counted_at:
+            # the held counts were made at a fraction of this period (jittered steps fit 3 of 0.32 periods better
+            # than 1 of it while the estimate was learnt: 24 "lost" of 40 received): counted again at this one
+            window = list(self._steps)[-len(self._pending) - len(parts) : -len(parts)]
+            self._pending = deque(self._missing(s, period) for s in window)
+        warming, self._warming = self._warming, False
+        steps = list(self._steps) if warming else parts
         self._pending.extend(self._missing(s, period) for s in steps)
         self._counted_steps += len(steps)
         self._counted_periods += sum(steps) / period
@@ -253,7 +259,8 @@ class InputLossMeter:
         self._bounded()
         confirmed = 0
         # (not while a burst of late frames goes on: they are taken back from the stall's step, at the start)
-        held = STEADY_STEPS - 1 if parts[-1] >= LATE_BURST * period else self._max_held
+        # (nor the steps before the period was first known: the estimate is new, and may still be a fraction of it)
+        held = STEADY_STEPS - 1 if parts[-1] >= LATE_BURST * period and not warming else self._max_held
         while len(self._pending) > held:
             confirmed += self._pending.popleft()
         self._confirmed += confirmed
