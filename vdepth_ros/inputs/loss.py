@@ -82,6 +82,7 @@ class InputLossMeter:
         # confirmed missing in them: the frames such a span holds bound what can be missing (`_bounded`)
         self._counted_steps, self._counted_periods, self._counted_lost = 0, 0.0, 0
         self._warming = True  # no period known yet in this stream: once there is one, the steps before count
+        self._known_for = 0  # steps since the period was first known in this stream
 
     def reset(self) -> None:
         """Forget the stamps (a new stream); the totals (and the last span, for a summary) stay."""
@@ -250,6 +251,7 @@ class InputLossMeter:
             window = list(self._steps)[-len(self._pending) - len(parts) : -len(parts)]
             self._pending = deque(self._missing(s, period) for s in window)
         warming, self._warming = self._warming, False
+        self._known_for = 0 if warming else self._known_for + len(parts)
         steps = list(self._steps) if warming else parts
         self._pending.extend(self._missing(s, period) for s in steps)
         self._counted_steps += len(steps)
@@ -259,8 +261,10 @@ class InputLossMeter:
         self._bounded()
         confirmed = 0
         # (not while a burst of late frames goes on: they are taken back from the stall's step, at the start)
-        # (nor the steps before the period was first known: the estimate is new, and may still be a fraction of it)
-        held = STEADY_STEPS - 1 if parts[-1] >= LATE_BURST * period and not warming else self._max_held
+        # (nor for `STEADY_STEPS` steps after the period was first known: the estimate is new, and may still be a
+        # fraction of it)
+        steady = parts[-1] >= LATE_BURST * period and self._known_for >= STEADY_STEPS
+        held = STEADY_STEPS - 1 if steady else self._max_held
         while len(self._pending) > held:
             confirmed += self._pending.popleft()
         self._confirmed += confirmed
