@@ -53,7 +53,8 @@ def test_a_slow_motion_replay_in_a_loop_restarts_only_where_the_stamps_jump_back
 
 @pytest.mark.xfail(
     reason="found, not fixed: about half of the camera_infos published just before a reliable 640x480 image never "
-    "reach the node's best-effort camera_info subscription (13/17/0 synced/cached/none here; 30/0/0 image first)",
+    "reach the node's best-effort camera_info subscription (13/17/0 synced/cached/none here; 30/0/0 image first); "
+    "a best-effort camera_info viewer of its own lost 5 of 30 too: the transport or this peer, not the node",
     strict=False,
 )
 def test_a_loop_whose_camera_info_comes_before_its_image_pairs_each_with_its_own(rig: Any, tmp_path: Path) -> None:  # noqa: F811
