@@ -3,7 +3,7 @@
     python deployed_peers.py camera --namespaces /front /rear --seconds 20 --rate 15 [--reliable]
         [--pause-after N --pause S] [--size WxH] [--encoding E] [--no-camera-info] [--die-after N]
         [--last-image-alone] [--speed X] [--hold] [--loops N] [--clock HZ] [--pose-latency MS] [--binning B]
-        [--info-readers N] [--ros-time] [--stall-every N [--stall S]] [--linger S]
+        [--info-readers N] [--info-first] [--ros-time] [--stall-every N [--stall S]] [--linger S]
     python deployed_peers.py viewer --topics /depth /depth/camera_info /points [--depth 16] [--best-effort]
         [--transient-local] [--deadline-ms MS] [--type TOPIC=pkg/msg/Name] [--arrivals] [--progress] [--no-spin]
         [--keep FILE]
@@ -83,6 +83,7 @@ from rclpy.serialization import serialize_message
 from rclpy.signals import SignalHandlerOptions
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, RegionOfInterest
+from std_msgs.msg import Header
 
 from vdepth_ros.ros import conversions as conv
 
@@ -224,6 +225,13 @@ def _stall(args: argparse.Namespace, tick: int) -> None:
         time.sleep(args.stall)
 
 
+def _send(messages: list[tuple[Any, Any]], reverse: bool) -> None:
+    """Publish each (publisher, message) but those without a message, in this order or (`reverse`) the other."""
+    for publisher, msg in reversed(messages) if reverse else messages:
+        if msg is not None:
+            publisher.publish(msg)
+
+
 def camera(args: argparse.Namespace) -> None:
     rclpy.init()
     node = Node("camera_driver")
@@ -280,11 +288,9 @@ def camera(args: argparse.Namespace) -> None:
         stamp, info_stamp = _stamps(args, _stamp(args, node, T0 + round((times[k] + paused) * 1e9), ros_start), k, rng)
         msg = images[k % len(images)]
         msg.header.stamp, msg.header.frame_id = stamp, "camera_optical"
-        image_pub.publish(msg)
-        if info_pub is not None and not (args.last_image_alone and k == n - 1):
-            info = CameraInfo(k=k_matrix, **window)
-            info.header.stamp, info.header.frame_id = info_stamp, "camera_optical"
-            info_pub.publish(info)
+        with_info = info_pub is not None and not (args.last_image_alone and k == n - 1)
+        info = CameraInfo(header=Header(stamp=info_stamp, frame_id="camera_optical"), k=k_matrix, **window)
+        _send([(image_pub, msg), (info_pub, info if with_info else None)], args.info_first)
         if poses is not None:
             player.wait_until(time.monotonic() + args.pose_latency / 1000 / args.speed)
             pose = PoseStamped()
@@ -428,6 +434,7 @@ def main() -> None:
     cam.add_argument("--jitter-ms", type=float, default=0.0, help="noise on each stamp (a hardware clock), ms")
     cam.add_argument("--clock-step-at", type=int, default=0, help="the driver's clock steps at this frame (NTP)")
     cam.add_argument("--clock-step", type=float, default=0.0, help="seconds the clock steps (negative: back)")
+    cam.add_argument("--info-first", action="store_true", help="publish each camera_info just before its image")
     cam.add_argument("--info-offset-ms", type=float, default=0.0, help="camera_info stamped this far from its image")
     view = sub.add_parser("viewer")
     view.add_argument("--topics", nargs="+", required=True)

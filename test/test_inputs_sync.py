@@ -366,3 +366,30 @@ def test_a_constant_offset_over_half_a_frame_is_reported_as_it_is() -> None:
     kind, text = unpaired.cause(sync.slop_ns)
     assert kind == "offset" and "23 ms (0.7 frames) after" in text and "sync_slop" not in text, text
     assert sync.neighbour_offset() is None  # (not paired with a neighbour: unpaired, said so)
+
+
+def test_camera_info_just_before_the_first_image_after_a_bag_loop_pairs_with_it() -> None:
+    """A bag loop (stamps going back) with each camera_info published just before its image: the jump back
+    forgot the camera_infos waiting to pair, the new timeline's first one too, so the loop's first image waited
+    a frame and then got the old timeline's cached camera_info. Those of the new timeline are kept now."""
+    period = 33 * MS
+    sync = _sync(slop_ns=5 * MS, info_timeout_ns=1_000 * MS)
+    last = None
+    for loop in range(2):
+        for k in range(20):
+            stamp = 5_000 * MS + k * period  # (the same stamps every loop)
+            early = sync.add_info(stamp, f"i{loop}.{k}")
+            assert early == [] or [p.image for p in early] == [f"a{loop}.{k - 1}"]
+            assert sync.admit_image(stamp, last) is True
+            last = stamp
+            out = sync.add_image(stamp, f"a{loop}.{k}")
+            done = [(p.image, p.info, p.source) for p in out]
+            assert done == [(f"a{loop}.{k}", f"i{loop}.{k}", "synced")], (loop, k, done)
+    # an old timeline's camera_info is never taken for the new one's, whatever its stamp
+    sync = _sync(slop_ns=5 * MS, info_timeout_ns=1_000 * MS)
+    for k in range(10):
+        sync.add_info(100 * MS + k * period, f"old{k}")
+        sync.add_image(100 * MS + k * period, f"old{k}")
+    assert sync.admit_image(100 * MS + 2 * period, 100 * MS + 9 * period) is True  # a reset back 7 frames
+    out = sync.add_image(100 * MS + 2 * period, "new")  # its camera_info was not published before it
+    assert out == [] or out[0].info != "old2"

@@ -109,9 +109,7 @@ class Harness:
         self.ctx = rclpy.Context()
         rclpy.init(context=self.ctx, domain_id=int(os.environ["ROS_DOMAIN_ID"]))
         self.engine = engine if engine is not None else HoleEngine()
-        # best effort unless asked: `input_qos: auto` would follow this peer's reliable publisher, subscribing the
-        # image again after camera_info, whose callback then comes first (test_input_qos_auto_follows_...)
-        params = {"input_qos": "sensor_data", **(params or {})}
+        params = dict(params or {})
         overrides = [Parameter(k, value=v) for k, v in params.items()]
         self.node = DepthNode(
             context=self.ctx,

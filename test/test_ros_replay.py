@@ -51,6 +51,27 @@ def test_a_slow_motion_replay_in_a_loop_restarts_only_where_the_stamps_jump_back
     assert "[ERROR]" not in log and "Traceback" not in log, log
 
 
+@pytest.mark.xfail(
+    reason="found, not fixed: about half of the camera_infos published just before a reliable 640x480 image never "
+    "reach the node's best-effort camera_info subscription (13/17/0 synced/cached/none here; 30/0/0 image first); "
+    "a best-effort camera_info viewer of its own lost 5 of 30 too: the transport or this peer, not the node",
+    strict=False,
+)
+def test_a_loop_whose_camera_info_comes_before_its_image_pairs_each_with_its_own(rig: Any, tmp_path: Path) -> None:  # noqa: F811
+    """A bag played twice whose camera_info was recorded just before each image (a driver publishing it first): the
+    stamps going back forgot the loop's first camera_info, already received, so that image waited for the next
+    frame and then got the old timeline's camera_info ("cached"). Every image is paired with its own now."""
+    r = rig("    publish: final\n    diagnostics_period: 0.2\n")
+    played, statuses = _diagnostics_during(
+        r, tmp_path, 1.0, "--loops", "2", "--info-first", values=("camera_info synced/cached/none",)
+    )
+    r.interrupt_node()
+    log = r.node_log.read_text()
+    counts = [values["camera_info synced/cached/none"] for _level, _message, values in statuses]
+    assert played["sent"] == 30 and counts[-1] == "30/0/0", (counts, log)
+    assert "[ERROR]" not in log and "Traceback" not in log, log
+
+
 def _diagnostics_during(
     r: Any, tmp_path: Path, seconds: float, *args: str, values: tuple[str, ...] = ()
 ) -> tuple[dict[str, Any], list[list[Any]]]:

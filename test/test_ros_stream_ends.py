@@ -446,11 +446,18 @@ def test_a_driver_stalled_most_of_the_time_says_its_loss_cannot_be_measured(rig:
     period in them. The loss meter took a fraction of the period (or the bursts' 1 ms steps) for it and counted more
     frames lost than were ever sent, with a WARN about transport loss. Now every frame reached the node (its
     sequence numbers say so) and the node says, once in the log and in the summary, that the stamps cannot tell
-    loss, rather than a count."""
-    r = rig("    max_gap: 30.0\n")
+    loss, rather than a count; and so does /diagnostics' "lost before the node", as a monitor reads it (before, only
+    code review covered that value)."""
+    monitor = ("--topics", "/depth", "/diagnostics", "--diag-values", "lost before the node")
+    r = rig("    max_gap: 30.0\n    diagnostics_period: 0.2\n", viewer=monitor)
     cam = r.camera(6.0, "--ros-time", "--stall-every", "15", "--stall", "0.8")
     r.interrupt_node()
     log = r.node_log.read_text()
+    r.viewer.send_signal(signal.SIGINT)
+    assert r.viewer.wait(timeout=30) == 0, r.viewer_log.read_text()[-3000:]
+    statuses = json.loads(r.viewer_log.read_text().strip().splitlines()[-1])["/diagnostics"]
+    said = [values["lost before the node"] for _level, _message, values in statuses]
+    assert any(v.startswith("cannot measure loss: no steady frame period in the image stamps") for v in said), said
     summary = re.search(r"stopped: (\d+) images received .*?, (\d+) lost before the node(?: \((\d+) of them)?", log)
     unmeasurable = "cannot measure loss: no steady frame period" in log or "not measurable for" in log
     assert unmeasurable and log.count("cannot measure the frames lost before this node") == 1, log

@@ -240,7 +240,8 @@ class ApproximateTimeSync(Generic[I, C]):
         """The intake rules for an image stamped `stamp_ns` after the last admitted one, stamped
         `last_ns` (None: the first), shared by the live node and `vdepth-bag` so both take the same
         frames: a stamp going back further than `OUT_OF_ORDER_NS` (a bag loop, a clock reset) forgets
-        the camera_infos and images waiting to pair, whose stamps would mis-pair; a repeated stamp, or
+        the camera_infos and images waiting to pair, whose stamps would mis-pair, but for the camera_infos
+        that went back before it (`_new_timeline_infos`); a repeated stamp, or
         one out of order by less, is not admitted (False, `REPEATED_STAMP`): restarting the stream for
         a driver's clock stepping back a millisecond lost its temporal consistency each time. An image
         stamped 0 after stamped ones (a driver's glitch, `UNSET_STAMP`) is not admitted either: taken for a clock
@@ -248,9 +249,25 @@ class ApproximateTimeSync(Generic[I, C]):
         if stamp_ns == 0 and last_ns:
             return False
         if last_ns is not None and stamp_ns < last_ns - OUT_OF_ORDER_NS:
+            kept = self._new_timeline_infos(last_ns)
             self.clear()
+            for info_stamp, info, size in kept:
+                self.add_info(info_stamp, info, size)
             return True
         return last_ns is None or stamp_ns > last_ns
+
+    def _new_timeline_infos(self, last_ns: int) -> list[tuple[int, C, Size | None]]:
+        """The buffered camera_infos of the timeline an image's stamp went back to from `last_ns`: those
+        that arrived since the camera_infos' stamps last went back, and are stamped before `last_ns`
+        by more than `OUT_OF_ORDER_NS`. A camera publishing each camera_info just before its image sends
+        the loop's first one before the image that restarts the stream: forgotten with the old timeline's,
+        that image waited a frame and got the old timeline's camera_info. Arrival order, not the stamp,
+        tells the timelines apart (a clock reset back a few frames stamps both alike)."""
+        infos = list(self._infos)
+        starts = [k for k in range(1, len(infos)) if infos[k][0] < infos[k - 1][0] - OUT_OF_ORDER_NS]
+        if not starts:
+            return []
+        return [entry for entry in infos[starts[-1] :] if entry[0] < last_ns - OUT_OF_ORDER_NS]
 
     def add_image(
         self, stamp_ns: int, image: I, size: Size | None = None, arrival_ns: int | None = None
