@@ -279,6 +279,10 @@ class InputLossMeter:
         counted missing) is taken back from the unconfirmed steps, latest first. Counted at each step's own
         period, so a camera changing its rate keeps its bound."""
         excess = self._counted_lost + sum(self._pending) - max(0, round(self._counted_periods) - self._counted_steps)
+        self._take_back(excess)
+
+    def _take_back(self, excess: int) -> None:
+        """Take `excess` missing frames back from the unconfirmed steps, latest first."""
         for i in range(len(self._pending) - 1, -1, -1):
             if excess <= 0:
                 return
@@ -314,12 +318,7 @@ class InputLossMeter:
             excess = early
         else:
             excess = max(early, held - max(0, round(sum(window) / period) - len(window)))
-        for i in range(len(self._pending) - 1, -1, -1):
-            if excess <= 0:
-                return
-            taken = min(excess, self._pending[i])
-            self._pending[i] -= taken
-            excess -= taken
+        self._take_back(excess)
 
     def _jitter_taken_back(self, period: int) -> None:
         """A long step is a frame late, not one missing, where the frames after it come back near their times:
