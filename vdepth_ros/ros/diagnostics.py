@@ -344,58 +344,32 @@ def level_for(
     e.g. "/points") are those of the last `EVENT_HOLD_S` (`RecentRise`), and the message names causes, not
     numbers (those are in the values): a monitor's aggregator sees one WARN with one text while drops go on
     every few seconds, not one that flaps or changes its text at every tick."""
-    level, message = _level_for(
-        input_rate,
-        output_rate,
-        drops_recent,
-        degenerate_fit,
-        receiving,
-        stalled_s=stalled_s,
-        lost_recent=lost_recent,
-        last_error=last_error,
-        dropped_outputs=dropped_outputs,
-        slow_outputs=slow_outputs,
-        compare_from_hz=compare_from_hz,
-    )
+
+    def without_problems() -> tuple[bytes, str]:
+        if stalled_s is not None:
+            why = f"; last error: {last_error}" if last_error else ""  # (how long: "silent for [s]" in the values)
+            return DiagnosticStatus.ERROR, f"nothing published for watchdog_timeout while images arrive{why}"
+        if not receiving:
+            return DiagnosticStatus.WARN, "no input images"
+        if drops_recent > 0:
+            return DiagnosticStatus.WARN, "dropping input: the queue is full"
+        if slow_outputs:
+            return DiagnosticStatus.WARN, (
+                f"publishing takes most of the time on {slow_outputs}: a subscriber in a stopped process? "
+                "(docs/node.md, Threads, queue, drops, faults)"
+            )
+        if lost_recent > 0:
+            return DiagnosticStatus.WARN, ("frames lost before the node (docs/node.md#across-processes)")
+        if dropped_outputs:
+            return DiagnosticStatus.WARN, f"outputs dropped on {dropped_outputs}: a subscriber does not take them"
+        if degenerate_fit:
+            return DiagnosticStatus.WARN, "scale fit degenerate"
+        if input_rate > 0 and input_rate >= compare_from_hz and output_rate < 0.5 * input_rate:
+            return DiagnosticStatus.WARN, "output rate below half the input rate"
+        return DiagnosticStatus.OK, "ok"
+
+    level, message = without_problems()
     if not problems:
         return level, message
     named = "; ".join(problems)
     return (DiagnosticStatus.WARN, named) if level == DiagnosticStatus.OK else (level, f"{message}; {named}")
-
-
-def _level_for(
-    input_rate: float,
-    output_rate: float,
-    drops_recent: int,
-    degenerate_fit: bool,
-    receiving: bool,
-    *,
-    stalled_s: float | None,
-    lost_recent: int,
-    last_error: str | None,
-    dropped_outputs: str,
-    slow_outputs: str,
-    compare_from_hz: float,
-) -> tuple[bytes, str]:
-    """`level_for` without the problems."""
-    if stalled_s is not None:
-        why = f"; last error: {last_error}" if last_error else ""  # (how long: "silent for [s]" in the values)
-        return DiagnosticStatus.ERROR, f"nothing published for watchdog_timeout while images arrive{why}"
-    if not receiving:
-        return DiagnosticStatus.WARN, "no input images"
-    if drops_recent > 0:
-        return DiagnosticStatus.WARN, "dropping input: the queue is full"
-    if slow_outputs:
-        return DiagnosticStatus.WARN, (
-            f"publishing takes most of the time on {slow_outputs}: a subscriber in a stopped process? "
-            "(docs/node.md, Threads, queue, drops, faults)"
-        )
-    if lost_recent > 0:
-        return DiagnosticStatus.WARN, ("frames lost before the node (docs/node.md#across-processes)")
-    if dropped_outputs:
-        return DiagnosticStatus.WARN, f"outputs dropped on {dropped_outputs}: a subscriber does not take them"
-    if degenerate_fit:
-        return DiagnosticStatus.WARN, "scale fit degenerate"
-    if input_rate > 0 and input_rate >= compare_from_hz and output_rate < 0.5 * input_rate:
-        return DiagnosticStatus.WARN, "output rate below half the input rate"
-    return DiagnosticStatus.OK, "ok"
