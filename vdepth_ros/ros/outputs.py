@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import copy
 import functools
+import math
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
@@ -297,6 +299,9 @@ class OutputPublishers:
         self.provisional = _Topics(node, "provisional/", qos, reporter) if publish_policy == "both" else None
         self.colormap = _publisher(node, Image, "~/depth_colormap", qos, reporter)
         self._check_depth(warn)
+        #: depth image topic -> the RViz nodes subscribing it (`note_rviz_on_depth`), until they are told
+        self._rviz_on_depth: dict[str, list[str]] = {}
+        self._rviz_told = False
 
     def publishers(self) -> list[Any]:
         return [*self.main.all(), *(self.provisional.all() if self.provisional else []), self.colormap]
@@ -378,6 +383,48 @@ class OutputPublishers:
                 )
         problems.report("unserved-subscribers", found)
 
+    def note_rviz_on_depth(self) -> None:
+        """Find RViz (its node is `rviz`) among the subscribers of the depth images, so that `publish` tells it once
+        why its Image display shows them black (`_tell_rviz`). Called from the status timer (no graph query per
+        message)."""
+        if self._rviz_told:
+            return
+        found = {}
+        for topics in (self.main, self.provisional) if self.provisional is not None else (self.main,):
+            for pub in (topics.depth, topics.image_rect):
+                if pub is None:
+                    continue
+                infos = self._node.get_subscriptions_info_by_topic(pub.topic_name)
+                names = sorted({endpoint_name(i) for i in infos if "rviz" in i.node_name.lower()})
+                if names:
+                    found[pub.topic_name] = names
+        self._rviz_on_depth = found
+
+    def _tell_rviz(self, depth: np.ndarray) -> None:
+        """One INFO, the first time a depth image RViz subscribes holds ±Inf (REP 118's beyond the far limit and
+        nearer than `min_depth`): RViz's Image display (rviz_default_plugins' `ROSImageTexture`) with its default
+        Normalize Range stretches each image from its smallest to its largest value, std::min/std::max over every
+        pixel, so one infinite pixel makes the range infinite and the whole image black. Its DepthCloud display takes
+        only finite depths; the PointCloud2 display shows `points`, NaN there."""
+        infinite = np.isinf(depth)
+        if not infinite.any():
+            return
+        self._rviz_told = True
+        finite = depth[np.isfinite(depth)]
+        nearest, farthest = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+        low = "-Inf" if np.isneginf(depth).any() else f"{nearest:.2f}"
+        high = "+Inf" if np.isposinf(depth).any() else f"{farthest:.2f}"
+        topics = ", ".join(f"{topic} ({', '.join(names)})" for topic, names in self._rviz_on_depth.items())
+        self._node.get_logger().info(
+            f"RViz subscribes the depth image on {topics}: its Image display with the default Normalize Range "
+            f"stretches each image from its smallest to its largest value, here {low}..{high} (REP 118: +Inf is "
+            f"beyond the far limit, -Inf nearer than min_depth; {infinite.mean():.1%} of this image), so it shows "
+            "the depth all black; in that display uncheck Normalize Range and set Min Value 0 and Max Value "
+            f"{math.ceil(farthest) if farthest > 0 else 10} (m; the farthest finite depth here is {farthest:.2f} m), "
+            "or show ~/depth_colormap (publish_colormap: true: the depth in colour with its scale); its DepthCloud "
+            "and PointCloud2 (points) displays are not affected (docs/outputs.md, Viewers)"
+        )
+
     def has_subscribers(self) -> bool:
         """True if anything listens to an output."""
         return any(p.get_subscription_count() > 0 for p in self.publishers())
@@ -455,6 +502,8 @@ class OutputPublishers:
         if self.policy == "both" and f.status == "provisional" and self.provisional is not None:
             topics = self.provisional
         header: Header = f.meta if isinstance(f.meta, Header) else Header(stamp=conv.ns_to_stamp(f.stamp_ns))
+        if f.depth is not None and self._rviz_on_depth and not self._rviz_told:
+            self._tell_rviz(f.depth)
         if f.depth is not None:  # one message for depth and its image_transport pair, built once
             depth = functools.cache(lambda: conv.image_msg(f.depth, "32FC1", header))
             self._send(topics.depth, depth, due)
