@@ -498,14 +498,18 @@ def _rviz_image_display() -> Any:
 
 
 @pytest.mark.slow
-def test_rviz_showing_depth_is_told_why_its_image_display_is_black(tmp_path: Path) -> None:
+def test_rviz_and_foxglove_showing_depth_are_told_how_to_see_it(tmp_path: Path) -> None:
     """RViz's Image display on /depth, its defaults (Normalize Range on): it stretches each image from its smallest to
     its largest value, and REP 118's +Inf (beyond the far limit: about 2 % of the first window in range mode, by
-    construction) and -Inf (nearer than min_depth) make that range infinite, so every pixel shows black. The node said
-    nothing; an RViz (node `rviz`) subscribing the depth now gets one INFO naming the display's settings that show
-    it (Normalize Range off, Min Value 0, Max Value the depth's far end) or ~/depth_colormap."""
+    construction) and -Inf (nearer than min_depth) make that range infinite, so every pixel shows black. Foxglove's
+    Image panel shows 0..1 as black..white unless set: metres are white beyond 1 m. The node said nothing; an RViz
+    (node `rviz`) and a foxglove_bridge subscribing the depth now each get one INFO naming the settings that show it
+    (RViz: Normalize Range off, Min Value 0, Max Value the depth's far end; Foxglove: Max value) or ~/depth_colormap."""
     kept = tmp_path / "rviz.pickle"
-    consumers = {"rviz": ["--name", "rviz", "--depth", "5", "--keep", str(kept), "--topics", "/depth"]}
+    consumers = {
+        "rviz": ["--name", "rviz", "--depth", "5", "--keep", str(kept), "--topics", "/depth"],
+        "foxglove": ["--name", "foxglove_bridge", "--topics", "/depth/image_rect"],
+    }
     published, _, out = run_with_consumers(tmp_path, consumers)
     with open(kept, "rb") as f:
         messages = pickle.load(f)["/depth"]
@@ -522,8 +526,12 @@ def test_rviz_showing_depth_is_told_why_its_image_display_is_black(tmp_path: Pat
     black = sum(not shown.any() for shown in rviz_image_display(images))
     assert with_inf and black, (with_inf, black, len(images))  # the rig shows the problem
     told = [line for line in out.splitlines() if "Normalize Range" in line]
-    assert len(told) == 1 and "[INFO]" in told[0] and "/rviz" in told[0] and "/depth" in told[0], out
+    assert len(told) == 1 and "[INFO]" in told[0] and "/depth (/rviz)" in told[0], out
     assert "~/depth_colormap" in told[0], told
     far = float(re.search(r"Max Value (\d+(?:\.\d+)?)", told[0])[1])
     shown = rviz_image_display(images, normalize=False, lo=0.0, hi=far)
     assert all((s > 0).any() and (s < 255).any() for s in shown), far  # a picture, not black
+    assert any((image[np.isfinite(image)] > 1.0).any() for image in images)  # white in Foxglove's default
+    foxglove = [line for line in out.splitlines() if "Foxglove" in line]
+    assert len(foxglove) == 1 and "/depth/image_rect (/foxglove_bridge)" in foxglove[0], out
+    assert "set Max value" in foxglove[0] and "~/depth_colormap" in foxglove[0], foxglove
