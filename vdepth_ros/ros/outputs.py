@@ -348,6 +348,7 @@ class OutputPublishers:
         #: `DEPTH_VIEWERS` kind -> depth image topic -> the nodes of that kind subscribing it (`note_depth_viewers`)
         self._depth_viewers: dict[str, dict[str, list[str]]] = {}
         self._viewers_told: set[str] = set()  # kinds told (`_tell_viewers`)
+        self._viewers_looked = -1e9  # when `_tell_viewers` last looked at a depth image
 
     def publishers(self) -> list[Any]:
         return [*self.main.all(), *(self.provisional.all() if self.provisional else []), self.colormap]
@@ -446,7 +447,12 @@ class OutputPublishers:
         self._depth_viewers = found
 
     def _tell_viewers(self, depth: np.ndarray) -> None:
-        """One INFO per kind of viewer of `note_depth_viewers`, at the first depth image it would show unreadable."""
+        """One INFO per kind of viewer of `note_depth_viewers`, at the first depth image it would show unreadable
+        (looked at once a second at most: a viewer that never sees one costs no pass over every image)."""
+        now = time.monotonic()
+        if now < self._viewers_looked + 1.0:
+            return
+        self._viewers_looked = now
         for kind, on in list(self._depth_viewers.items()):
             if kind in self._viewers_told:
                 continue
