@@ -328,7 +328,7 @@ def _type(topic: str, given: list[str] = ()) -> type:
 
 def viewer(args: argparse.Namespace) -> None:
     stop = _init()
-    node = Node("viewer")
+    node = Node(args.name)
     reliability = ReliabilityPolicy.BEST_EFFORT if args.best_effort else ReliabilityPolicy.RELIABLE
     qos = QoSProfile(depth=args.depth, reliability=reliability)
     if args.transient_local:
@@ -439,6 +439,7 @@ def main() -> None:
     view = sub.add_parser("viewer")
     view.add_argument("--topics", nargs="+", required=True)
     view.add_argument("--depth", type=int, default=16)
+    view.add_argument("--name", default="viewer", help="the node's name (rviz: as RViz's own)")
     view.add_argument("--best-effort", action="store_true", help="as RViz's DepthCloud display by default")
     view.add_argument("--type", action="append", default=[], help="TOPIC=pkg/msg/Name: subscribe it with this type")
     view.add_argument("--transient-local", action="store_true", help="durability transient_local (a late joiner)")

@@ -9,6 +9,7 @@ publishes reaches every consumer on every output it subscribes, and every depth 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import pickle
@@ -29,6 +30,7 @@ from vdepth_ros.ros import transport
 pytestmark = pytest.mark.ros
 
 SECONDS, RATE = 6.0, 15.0
+REPO = Path(__file__).resolve().parents[1]
 CONSUMED = ("/depth", "/depth/camera_info", "/points", "/disparity")
 
 
@@ -485,3 +487,51 @@ def test_a_subscriber_that_gets_nothing_from_an_output_is_named(tmp_path: Path) 
     compressed = [line for line in out.splitlines() if "/depth/compressed, image_transport's" in line]
     assert len(compressed) == 1 and "publishes raw images only" in compressed[0], out
     assert "set the viewer's transport to raw" in compressed[0], compressed
+
+
+def _rviz_image_display() -> Any:
+    """`benchmarks/rviz_image_display.image_display`: what RViz's Image display shows of 32FC1 images."""
+    spec = importlib.util.spec_from_file_location("rviz_image_display", REPO / "benchmarks" / "rviz_image_display.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.image_display
+
+
+@pytest.mark.slow
+def test_rviz_and_foxglove_showing_depth_are_told_how_to_see_it(tmp_path: Path) -> None:
+    """RViz's Image display on /depth, its defaults (Normalize Range on): it stretches each image from its smallest to
+    its largest value, and REP 118's +Inf (beyond the far limit: about 2 % of the first window in range mode, by
+    construction) and -Inf (nearer than min_depth) make that range infinite, so every pixel shows black. Foxglove's
+    Image panel shows 0..1 as black..white unless set: metres are white beyond 1 m. The node said nothing; an RViz
+    (node `rviz`) and a foxglove_bridge subscribing the depth now each get one INFO naming the settings that show it
+    (RViz: Normalize Range off, Min Value 0, Max Value the depth's far end; Foxglove: Max value) or ~/depth_colormap."""
+    kept = tmp_path / "rviz.pickle"
+    consumers = {
+        "rviz": ["--name", "rviz", "--depth", "5", "--keep", str(kept), "--topics", "/depth"],
+        "foxglove": ["--name", "foxglove_bridge", "--topics", "/depth/image_rect"],
+    }
+    published, _, out = run_with_consumers(tmp_path, consumers)
+    with open(kept, "rb") as f:
+        messages = pickle.load(f)["/depth"]
+    from rclpy.serialization import deserialize_message
+    from sensor_msgs.msg import Image
+
+    images = []
+    for _, data in sorted(messages.items()):
+        msg = deserialize_message(data, Image)
+        images.append(np.frombuffer(bytes(msg.data), "<f4").reshape(msg.height, msg.width))
+    assert 0 < len(images) <= published["/depth"], (published, len(images))
+    with_inf = sum(bool(np.isinf(image).any()) for image in images)
+    rviz_image_display = _rviz_image_display()
+    black = sum(not shown.any() for shown in rviz_image_display(images))
+    assert with_inf and black, (with_inf, black, len(images))  # the rig shows the problem
+    told = [line for line in out.splitlines() if "Normalize Range" in line]
+    assert len(told) == 1 and "[INFO]" in told[0] and "/depth (/rviz)" in told[0], out
+    assert "~/depth_colormap" in told[0], told
+    far = float(re.search(r"Max Value (\d+(?:\.\d+)?)", told[0])[1])
+    shown = rviz_image_display(images, normalize=False, lo=0.0, hi=far)
+    assert all((s > 0).any() and (s < 255).any() for s in shown), far  # a picture, not black
+    assert any((image[np.isfinite(image)] > 1.0).any() for image in images)  # white in Foxglove's default
+    foxglove = [line for line in out.splitlines() if "Foxglove" in line]
+    assert len(foxglove) == 1 and "/depth/image_rect (/foxglove_bridge)" in foxglove[0], out
+    assert "set Max value" in foxglove[0] and "~/depth_colormap" in foxglove[0], foxglove

@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import copy
 import functools
+import math
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
@@ -265,6 +267,52 @@ class _Sender:
             self.abandoned += max(0, self.queue.put_count - self._done - self.queue.dropped - self.abandoned)
 
 
+def _rviz_advice(depth: np.ndarray, topics: str) -> str | None:
+    """RViz's Image display (rviz_default_plugins' `ROSImageTexture`) with its default Normalize Range stretches each
+    image from its smallest to its largest value, std::min/std::max over every pixel (the median of the last 5
+    images'): one ±Inf (REP 118's beyond the far limit / nearer than `min_depth`) makes the range infinite and the
+    whole image black. Its DepthCloud display takes finite depths only; the PointCloud2 display shows `points`."""
+    infinite = np.isinf(depth)
+    if not infinite.any():
+        return None
+    finite = depth[np.isfinite(depth)]
+    nearest, farthest = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    low = "-Inf" if np.isneginf(depth).any() else f"{nearest:.2f}"
+    high = "+Inf" if np.isposinf(depth).any() else f"{farthest:.2f}"
+    return (
+        f"RViz subscribes the depth image on {topics}: an Image display of it with the default Normalize Range "
+        f"stretches each image from its smallest to its largest value, here {low}..{high} (REP 118: +Inf is beyond "
+        f"the far limit, -Inf nearer than min_depth; {infinite.mean():.1%} of this image), so it shows the depth all "
+        "black; in that display uncheck Normalize Range and set Min Value 0 and Max Value "
+        f"{math.ceil(farthest) if farthest > 0 else 10} (m; the farthest finite depth here is {farthest:.2f} m), or "
+        "show ~/depth_colormap (publish_colormap: true: the depth in colour with its scale); its DepthCloud and "
+        "PointCloud2 (points) displays are not affected"
+    )
+
+
+def _foxglove_advice(depth: np.ndarray, topics: str) -> str | None:
+    """Foxglove's Image panel shows a 32FC1 image's 0..1 as black..white (value x 255, or its Min/Max value
+    settings, 0 and 1 unless set): depth in metres is white beyond 1 m."""
+    with np.errstate(invalid="ignore"):
+        beyond = depth > 1.0
+    if not beyond.any():
+        return None
+    finite = depth[np.isfinite(depth)]
+    high = math.ceil(float(finite.max())) if finite.size and finite.max() > 0 else 10
+    return (
+        f"Foxglove (its bridge) subscribes the depth image on {topics}: its Image panel shows a 32FC1 image's 0..1 as "
+        "black..white unless its Min/Max value are set, so depth in metres shows white beyond 1 m "
+        f"({beyond.mean():.0%} of this image); in that panel set Max value {high} (m; the farthest finite depth here, "
+        "rounded up), or show ~/depth_colormap (publish_colormap: true: the depth in colour with its scale)"
+    )
+
+
+#: Viewers that show the depth image unreadable with their defaults, by what their node's name contains (rviz2's node
+#: is `rviz`, foxglove_bridge's `foxglove_bridge`) -> `advice(depth, "topic (nodes), ...")`: the INFO for a depth
+#: image they would show so, or None.
+DEPTH_VIEWERS: dict[str, Callable[[np.ndarray, str], str | None]] = {"rviz": _rviz_advice, "foxglove": _foxglove_advice}
+
+
 class OutputPublishers:
     """Creates the outputs and publishes `DepthFrame`s on them.
 
@@ -297,6 +345,10 @@ class OutputPublishers:
         self.provisional = _Topics(node, "provisional/", qos, reporter) if publish_policy == "both" else None
         self.colormap = _publisher(node, Image, "~/depth_colormap", qos, reporter)
         self._check_depth(warn)
+        #: `DEPTH_VIEWERS` kind -> depth image topic -> the nodes of that kind subscribing it (`note_depth_viewers`)
+        self._depth_viewers: dict[str, dict[str, list[str]]] = {}
+        self._viewers_told: set[str] = set()  # kinds told (`_tell_viewers`)
+        self._viewers_looked = -1e9  # when `_tell_viewers` last looked at a depth image
 
     def publishers(self) -> list[Any]:
         return [*self.main.all(), *(self.provisional.all() if self.provisional else []), self.colormap]
@@ -378,6 +430,37 @@ class OutputPublishers:
                 )
         problems.report("unserved-subscribers", found)
 
+    def note_depth_viewers(self) -> None:
+        """Find the viewers of `DEPTH_VIEWERS` (by their node's name) among the subscribers of the depth images, so
+        that `publish` tells each kind once how to see them (`_tell_viewers`). Called from the status timer (no
+        graph query per message)."""
+        found: dict[str, dict[str, list[str]]] = {}
+        for topics in (self.main, self.provisional) if self.provisional is not None else (self.main,):
+            for pub in (topics.depth, topics.image_rect):
+                if pub is None:
+                    continue
+                infos = self._node.get_subscriptions_info_by_topic(pub.topic_name)
+                for kind in DEPTH_VIEWERS.keys() - self._viewers_told:
+                    names = sorted({endpoint_name(i) for i in infos if kind in i.node_name.lower()})
+                    if names:
+                        found.setdefault(kind, {})[pub.topic_name] = names
+        self._depth_viewers = found
+
+    def _tell_viewers(self, depth: np.ndarray) -> None:
+        """One INFO per kind of viewer of `note_depth_viewers`, at the first depth image it would show unreadable
+        (looked at once a second at most: a viewer that never sees one costs no pass over every image)."""
+        now = time.monotonic()
+        if now < self._viewers_looked + 1.0:
+            return
+        self._viewers_looked = now
+        for kind, on in list(self._depth_viewers.items()):
+            if kind in self._viewers_told:
+                continue
+            advice = DEPTH_VIEWERS[kind](depth, ", ".join(f"{t} ({', '.join(names)})" for t, names in on.items()))
+            if advice:
+                self._viewers_told.add(kind)
+                self._node.get_logger().info(f"{advice} (docs/outputs.md, Viewers)")
+
     def has_subscribers(self) -> bool:
         """True if anything listens to an output."""
         return any(p.get_subscription_count() > 0 for p in self.publishers())
@@ -455,6 +538,8 @@ class OutputPublishers:
         if self.policy == "both" and f.status == "provisional" and self.provisional is not None:
             topics = self.provisional
         header: Header = f.meta if isinstance(f.meta, Header) else Header(stamp=conv.ns_to_stamp(f.stamp_ns))
+        if f.depth is not None and self._depth_viewers:
+            self._tell_viewers(f.depth)
         if f.depth is not None:  # one message for depth and its image_transport pair, built once
             depth = functools.cache(lambda: conv.image_msg(f.depth, "32FC1", header))
             self._send(topics.depth, depth, due)

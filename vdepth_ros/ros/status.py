@@ -360,6 +360,7 @@ class StatusReporter:
             self._check_image_publishers()
             node.intake.check_camera_info_stamps()
             node.outputs.check_unserved_subscribers()
+            node.outputs.note_depth_viewers()
             node.log.problems.report(
                 "qos",
                 node.qos_reporter.current(
