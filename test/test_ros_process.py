@@ -1118,6 +1118,37 @@ def test_parameters_as_ros2_param_sets_and_dumps_them_from_another_process(tmp_p
     assert not result.successful and "restart required" in result.reason
 
 
+def test_a_value_given_after_an_integer_one_is_the_value_the_node_runs(tmp_path: Path) -> None:
+    """rcl keeps one field per type in a parameter's slot and rclpy reads the first present (bool, integer,
+    double...): `far: 6` in the robot's params file beat a later `-p far:=4.5`, and `colormap_max: 3` beat a
+    second params file's `colormap_max: 2.5` (a launch file's `parameters=[params_file, {...}]`), without a
+    word; `ros2 param get` from another process showed 6.0 and 3.0. The value given last is the one used."""
+    from rclpy.parameter import parameter_value_to_python
+    from rclpy.parameter_client import AsyncParameterClient
+
+    robot = tmp_path / "robot.yaml"
+    robot.write_text("/**:\n  ros__parameters:\n    far: 6\n    colormap_max: 3\n    near: 1\n")
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("/**:\n  ros__parameters:\n    colormap_max: 2.5\n")
+    seen: dict[str, Any] = {}
+
+    def read(peer: Node, ex: SingleThreadedExecutor) -> None:
+        client = AsyncParameterClient(peer, "/depth_node")
+        assert client.wait_for_services(timeout_sec=60), "no parameter services on /depth_node"
+        names = ["far", "colormap_max", "near"]
+        values = _param_call(ex, lambda: client.get_parameters(names)).values
+        seen.update(zip(names, (parameter_value_to_python(v) for v in values), strict=True))
+
+    _, out = run_node(
+        tmp_path,
+        ["--ros-args", "--params-file", str(robot), "--params-file", str(mine), "-p", "far:=4.5"],
+        {},
+        {},
+        before_feed=read,
+    )
+    assert seen == {"far": 4.5, "colormap_max": 2.5, "near": 1.0}, out
+
+
 def test_ros2_param_set_from_another_process_is_answered_in_the_packages_words(tmp_path: Path) -> None:
     """`ros2 param set /depth_node watchdog_timeout abc` (a SetParameters call from another process)
     was answered by rclpy: "Wrong parameter type, expected '3' got '4'" (type ids), "Parameter

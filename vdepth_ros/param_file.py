@@ -24,8 +24,13 @@ The rules (rcl_yaml_param_parser `parse.c` and rclpy `node.cpp`, Kilted; checked
   (`1e3`, `.inf`, `0x1p3`); everything else, and every quoted scalar, is a string (`~` and
   `null` too: there is no null). Lists must hold one type; `[]` gives no value (None). Nested
   mappings are dotted names (`qos: depth:` is `qos.depth`). Anchors/aliases are refused.
-- Within one section a parameter given twice with different types keeps the first present in
-  rcl's order (bool, integer, double, string, then the array types), as rclpy reads rcl's struct.
+- A parameter given again overrides the earlier value, whatever their types. rcl does not: it keeps
+  one field per type in the parameter's slot of a section name (the same name in several files and
+  `-p`, which is `/**`, share one slot) and rclpy reads the first present in the order bool, integer,
+  double, string, then the array types, so `far: 6` in a params file silently beat a later `-p
+  far:=4.5` or `far: 4.5` in a later file. `node_params(..., as_given=False)` is rcl's reading (what
+  `test/test_param_file.py` checks against rcl); the node replaces such a value by the one given last
+  (`ros.startup.values_rcl_dropped`), and the offline tools read the file as the node then has it.
 
 Deliberately stricter than rcl, where rcl's own parser mis-reads the file: keys after
 `ros__parameters` in the same mapping and an empty mapping as a parameter value are refused here;
@@ -236,10 +241,19 @@ def _read_params(mapping: Any, prefix: str, params: Section, path: Path) -> None
         elif value[0] == "scalar":
             if not value[2] and not value[1]:
                 raise _fail(path, value[3], f"{name}: no value")
-            kind, scalar = _scalar(value[1], value[2])
-            params.setdefault(name, {})[kind] = scalar
+            _give(params, name, *_scalar(value[1], value[2]))
         else:
-            params.setdefault(name, {}).update(_sequence(name, value, path))
+            params.setdefault(name, {})  # `[]`: a parameter without a value
+            for kind, values in _sequence(name, value, path).items():
+                _give(params, name, kind, values)
+
+
+def _give(params: Section, name: str, kind: str, value: Any) -> None:
+    """Set a parameter's value of one kind in its slot, as rcl does (the other kinds stay); the slot's
+    last entry is the value given last (`resolve(..., as_given=True)`)."""
+    slot = params.setdefault(name, {})
+    slot.pop(kind, None)
+    slot[kind] = value
 
 
 def _sequence(name: str, seq: Any, path: Path) -> dict[str, list[Any]]:
@@ -263,18 +277,55 @@ def matches(section: str, node: str) -> bool:
     return re.fullmatch(pattern, node, re.ASCII) is not None
 
 
-def resolve(variants: dict[str, Any]) -> Any:
-    """A parameter's value from its `{kind: value}`: the first kind in rcl's order, None if none."""
+def resolve(variants: dict[str, Any], as_given: bool = False) -> Any:
+    """A parameter's value from its `{kind: value}`: the first kind in rcl's order (what rcl gives), or
+    with `as_given` the value given last; None if none."""
+    if as_given:
+        return next(reversed(variants.values()), None)
     return next((variants[k] for k in _KIND_ORDER if k in variants), None)
 
 
-def node_params(sections: dict[str, Section], node: str) -> dict[str, Any]:
-    """The flat parameters the node `node` (fully qualified, e.g. `/front/depth_node`) gets."""
+def node_params(sections: dict[str, Section], node: str, as_given: bool = False) -> dict[str, Any]:
+    """The flat parameters the node `node` (fully qualified, e.g. `/front/depth_node`) gets: as rcl
+    gives them, or with `as_given` each parameter's value given last in its slot (`resolve`)."""
     out: dict[str, Any] = {}
     for section, params in sections.items():
         if matches(section, node):
-            out.update({name: resolve(variants) for name, variants in params.items()})
+            out.update({name: resolve(variants, as_given) for name, variants in params.items()})
     return out
+
+
+def ros_args_sections(argv: list[str]) -> dict[str, Section]:
+    """The sections rcl builds from a command line's `--ros-args` parts: every `--params-file` and `-p
+    NAME:=VALUE` (section `/**`) in the order given, the same section name in several of them one
+    section (in the order names first appear), its parameters' values set kind by kind (`_give`).
+
+    Raises:
+        ConfigError: a params file or a `-p` value rcl would refuse too.
+    """
+    sections: dict[str, Section] = {}
+    in_ros = False
+    for i, arg in enumerate(argv):
+        if arg == "--ros-args":
+            in_ros = True
+        elif arg == "--":
+            in_ros = False
+        elif in_ros and i + 1 < len(argv) and arg == "--params-file":
+            for name, params in parse_param_file(argv[i + 1]).items():
+                for param, variants in params.items():
+                    sections.setdefault(name, {}).setdefault(param, {})
+                    for kind, value in variants.items():
+                        _give(sections.setdefault(name, {}), param, kind, value)
+        elif in_ros and i + 1 < len(argv) and arg in ("-p", "--param") and ":=" in argv[i + 1]:
+            param, _, text = argv[i + 1].partition(":=")
+            value = _events_to_tree(text, Path("-p " + argv[i + 1]))
+            if not value or value[0][0] not in ("scalar", "seq"):
+                continue  # rcl refuses it (rclpy.init raised before a node is made)
+            kinds = [_scalar(value[0][1], value[0][2])] if value[0][0] == "scalar" else []
+            kinds += list(_sequence(param, value[0], Path("-p")).items()) if value[0][0] == "seq" else []
+            for kind, parsed in kinds:
+                _give(sections.setdefault("/**", {}), param, kind, parsed)
+    return sections
 
 
 def read_node_params(path: str | Path, node: str) -> dict[str, Any]:
@@ -290,7 +341,7 @@ def read_node_params(path: str | Path, node: str) -> dict[str, Any]:
             f"parameter file {path} has no {PARAMS_KEY} for node {node} (its sections: {list(sections) or 'none'}); "
             "a section '/**:' applies to every node"
         )
-    return node_params(sections, node)
+    return node_params(sections, node, as_given=True)
 
 
 def fully_qualified(node_name: str) -> str:
@@ -298,4 +349,4 @@ def fully_qualified(node_name: str) -> str:
     return node_name if node_name.startswith("/") else "/" + node_name
 
 
-__all__ = ["fully_qualified", "matches", "node_params", "parse_param_file", "read_node_params"]
+__all__ = ["fully_qualified", "matches", "node_params", "parse_param_file", "read_node_params", "ros_args_sections"]

@@ -212,7 +212,7 @@ def run(args: list[str] | None = None) -> int:
         transport = use_large_segment_profile(os.environ, Path.cwd())  # before rclpy creates the participant
         _init_rclpy(argv)
         CLOCK.add("rclpy init", time.monotonic() - t0)
-        startup.PARAMS_FILES[:] = params_files(argv)  # a relative `model:` in one is relative to its folder
+        startup.ROS_ARGV[:] = argv  # its params files (a relative `model:` in one is relative to its folder)
         nodes, pool = build_nodes(options.cameras, managed=options.managed)
         if transport:
             nodes[0].get_logger().info(transport)
@@ -242,7 +242,7 @@ def run(args: list[str] | None = None) -> int:
         return 2
     finally:
         _close(nodes, pool)
-        startup.PARAMS_FILES.clear()  # this run's files: not another run's in the same process (tests)
+        startup.ROS_ARGV.clear()  # this run's arguments: not another run's in the same process (tests)
     return 0
 
 

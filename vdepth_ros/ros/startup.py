@@ -148,13 +148,14 @@ def params_files(argv: list[str]) -> list[str]:
     return files
 
 
-#: This process's `--params-file` arguments (`vdepth-node` sets them before building its nodes): a
-#: relative `model:` path written in one of them is relative to that file's folder (`params_file_of`).
-PARAMS_FILES: list[str] = []
+#: This process's command line (`vdepth-node` sets it before building its nodes): a relative `model:` path
+#: written in one of its `--params-file`s is relative to that file's folder (`params_file_of`), and a value
+#: rcl dropped for an earlier one of another type is taken as given (`values_rcl_dropped`).
+ROS_ARGV: list[str] = []
 
 
 def params_file_of(node: str, name: str, value: Any) -> str | None:
-    """The params file of this process (`PARAMS_FILES`) that gave node `node` (fully qualified) `value`
+    """The params file of this process (`ROS_ARGV`) that gave node `node` (fully qualified) `value`
     for parameter `name`: the last one setting it, as rcl applies them; None when none did (a `-p`
     override, the default). A temporary copy a launch tool wrote is returned too: `resolve_model` knows
     it (`runtime.registry.is_rewritten_params_file`) and says so.
@@ -162,7 +163,7 @@ def params_file_of(node: str, name: str, value: Any) -> str | None:
     from vdepth_ros.config import load_params
 
     source = None
-    for path in PARAMS_FILES:
+    for path in params_files(ROS_ARGV):
         try:
             values = load_params(path, node)
         except VdepthError:  # no section for this node (refused files stopped start-up already)
@@ -170,6 +171,35 @@ def params_file_of(node: str, name: str, value: Any) -> str | None:
         if name in values:
             source = path if values[name] == value else None
     return source
+
+
+def values_rcl_dropped(node: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters of node `node` (fully qualified) whose value given last on this process's command line
+    (`ROS_ARGV`) rcl dropped for an earlier one of another type, each with the value given last: rcl keeps
+    one field per type in a parameter's slot and rclpy reads the first present (bool, integer, double, ...),
+    so `far: 6` in config/depth.yaml beat a later `-p far:=4.5`, `far: 4.5` in a second params file, or a
+    launch file's `parameters=[params_file, {'far': 4.5}]`, without a word (`vdepth_ros.param_file`).
+    Only a parameter whose override (`overrides`: rclpy's, name -> value) is rcl's reading of the same
+    command line is replaced, so nothing rcl read otherwise is second-guessed."""
+    from vdepth_ros.param_file import node_params, ros_args_sections
+
+    try:
+        sections = ros_args_sections(ROS_ARGV)
+    except VdepthError:  # rcl refused it already (check_params_files, rclpy.init)
+        return {}
+    by_rcl, as_given = node_params(sections, node), node_params(sections, node, as_given=True)
+
+    def same(a: Any, b: Any) -> bool:
+        return bool(a == b and type(a) is type(b))
+
+    return {
+        name: value
+        for name, value in as_given.items()
+        if name in overrides
+        and name in by_rcl
+        and same(overrides[name], by_rcl[name])
+        and not same(value, by_rcl[name])
+    }
 
 
 #: The largest ROS_DOMAIN_ID Fast DDS (the wheels' only middleware) opens ports for: its UDP ports are
