@@ -981,6 +981,35 @@ def test_cameras_given_twice_start_every_camera() -> None:
     assert parser().parse_args([]).cameras == []
 
 
+def test_help_lists_every_parameter_with_its_type_default_and_range() -> None:
+    """`vdepth-node --help` said only "Parameters and topics: docs/node.md", which a pip install does not
+    ship: a user could not learn a parameter's name or default without the repository. It lists every
+    parameter the node declares, and no other, with the type, default, runtime flag and range the node has."""
+    import yaml
+
+    from vdepth_ros.node_params import node_param_specs
+
+    script = Path(sys.executable).parent / "vdepth-node"
+    if not script.is_file():
+        pytest.skip("vdepth-node console script not installed in this environment (pip install -e .)")
+    done = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    listing = done.stdout.split("ros2 param describe /depth_node NAME:\n", 1)[1].split("\n\n", 1)[0]
+    rows = {line.split()[0]: line.split(None, 3)[1:] for line in listing.splitlines()}
+    specs = {spec.name: spec for spec in node_param_specs()}
+    assert set(rows) == set(specs), (sorted(set(rows) - set(specs)), sorted(set(specs) - set(rows)))
+    for name, (type_name, default, rest) in ((n, (r + [""])[:3]) for n, r in rows.items()):
+        spec = specs[name]
+        assert type_name == spec.type_name, name
+        value = yaml.safe_load(default)
+        assert (value, type(value)) == (spec.default, type(spec.default)), (name, default)
+        assert rest.startswith("runtime") == spec.dynamic, name
+        if spec.choices:
+            assert rest.removeprefix("runtime").strip().split(" | ") == [c for c in spec.choices], name
+        if spec.max is not None:
+            assert rest.endswith(f" to {spec.max!r}"), name
+
+
 def test_main_usage(capsys: pytest.CaptureFixture[str]) -> None:
     from vdepth_ros.ros.node import main
 

@@ -424,6 +424,36 @@ def node_param_specs() -> tuple[ParamSpec, ...]:
     return all_param_specs(config.PipelineConfig)
 
 
+def yaml_text(value: Any) -> str:
+    """A parameter value as it is written after `-p NAME:=` or in a params file (`true`, `0.02`, `auto`,
+    `[0, 8]`; a string YAML would read as another type is quoted)."""
+    import yaml
+
+    if isinstance(value, str):
+        return value if value and yaml.safe_load(value) == value else f'"{value}"'
+    if isinstance(value, list):
+        return "[" + ", ".join(yaml_text(v) for v in value) + "]"
+    return "true" if value is True else "false" if value is False else repr(value)
+
+
+def parameter_lines(specs: Iterable[ParamSpec]) -> list[str]:
+    """One line per parameter for `vdepth-node --help`: name, type, default (as `-p NAME:=` takes it),
+    whether `ros2 param set` applies it at runtime, and its choices or range."""
+    rows = []
+    for spec in specs:
+        if spec.choices:
+            allowed = " | ".join(spec.choices)
+        elif spec.min is not None and spec.max is not None:
+            allowed = f"{yaml_text(spec.min)} to {yaml_text(spec.max)}"
+        elif spec.min is not None or spec.max is not None:
+            allowed = f">= {yaml_text(spec.min)}" if spec.min is not None else f"<= {yaml_text(spec.max)}"
+        else:
+            allowed = ""
+        rows.append((spec.name, spec.type_name, yaml_text(spec.default), "runtime" if spec.dynamic else "", allowed))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    return ["  " + "  ".join(c.ljust(w) for c, w in zip(row, [*widths, 0], strict=True)).rstrip() for row in rows]
+
+
 #: parameters rclpy declares on every node (`use_sim_time`...); the publishers' QoS overrides
 #: (`qos_overrides./depth.publisher.depth`) are declared by the node's publishers
 RCLPY_PARAMETERS = frozenset(("use_sim_time", "start_type_description_service"))

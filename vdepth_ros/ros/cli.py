@@ -48,13 +48,24 @@ ROS arguments go after --ros-args: [--params-file FILE] [-p NAME:=VALUE] [-r FRO
 EPILOG = """per-camera parameters go in /front/depth_node: sections of the params file (docs/node.md);
 remap a camera's topics with full names: -r /front/image:=/cam_front/image_rect"""
 
+PARAMETERS_HEADING = """parameters (-p NAME:=VALUE, or a params file's /**: ros__parameters: section), each with
+its type and default; "runtime": ros2 param set applies it at once, every other needs a restart; what
+each does: docs/node.md, Parameters, or ros2 param describe /depth_node NAME:"""
+
+
+def _epilog() -> str:
+    """The parameters of depth_node with their defaults, then the per-camera notes."""
+    from vdepth_ros.node_params import node_param_specs, parameter_lines
+
+    return "\n".join([PARAMETERS_HEADING, *parameter_lines(node_param_specs()), "", EPILOG])
+
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="vdepth-node",
         usage="vdepth-node [--managed] [--cameras NAME [NAME ...]] [--ros-args ...]",
         description=DESCRIPTION,
-        epilog=EPILOG,
+        epilog=_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
