@@ -49,8 +49,8 @@ EPILOG = """per-camera parameters go in /front/depth_node: sections of the param
 remap a camera's topics with full names: -r /front/image:=/cam_front/image_rect"""
 
 PARAMETERS_HEADING = """parameters (-p NAME:=VALUE, or a params file's /**: ros__parameters: section), each with
-its type and default; "runtime": ros2 param set applies it at once, every other needs a restart; what
-each does: docs/node.md, Parameters, or ros2 param describe /depth_node NAME:"""
+its type and default; "runtime": ros2 param set /depth_node NAME VALUE applies it at once, every other
+needs a restart; what each does: docs/node.md, Parameters, or ros2 param describe /depth_node NAME:"""
 
 
 def _epilog() -> str:
