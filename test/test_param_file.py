@@ -158,7 +158,8 @@ def test_a_command_lines_params_files_and_p_values_are_read_as_rcl_reads_them(tm
     mine = tmp_path / "mine.yaml"
     mine.write_text("/**:\n  ros__parameters:\n    near: 1\n    window: 4\n    far: 2.5\n")
     argv = ["node", "--ros-args", "--params-file", str(robot), "--params-file", str(mine),
-            "-p", "far:=4.5", "-p", "near:=0.25", "-p", "keys:=[1, 2]", "-p", "flag:=no"]  # fmt: skip
+            "-p", "far:=4.5", "-p", "near:=0.25", "-p", "keys:=[1, 2]", "-p", "flag:=no", "-p", "depth_node:gap:=1",
+            "-p", "other_node:gap:=3", "-p", "gap:=2.5"]  # fmt: skip
     context = rclpy.Context()
     rclpy.init(args=argv, context=context)
     try:
@@ -171,7 +172,8 @@ def test_a_command_lines_params_files_and_p_values_are_read_as_rcl_reads_them(tm
     assert _same(node_params(sections, "/depth_node"), by_rcl), (node_params(sections, "/depth_node"), by_rcl)
     assert by_rcl["far"] == 6 and by_rcl["near"] == 1  # the later doubles were dropped
     assert node_params(sections, "/depth_node", as_given=True) == {
-        "far": 4.5, "near": 0.25, "flag": False, "window": 8, "keys": [1, 2]  # /**/depth_node comes after /**
+        "far": 4.5, "near": 0.25, "flag": False, "window": 8, "keys": [1, 2],  # /**/depth_node comes after /**
+        "gap": 1,  # so does -p depth_node:gap
     }  # fmt: skip
 
 

@@ -297,8 +297,9 @@ def node_params(sections: dict[str, Section], node: str, as_given: bool = False)
 
 def ros_args_sections(argv: list[str]) -> dict[str, Section]:
     """The sections rcl builds from a command line's `--ros-args` parts: every `--params-file` and `-p
-    NAME:=VALUE` (section `/**`) in the order given, the same section name in several of them one
-    section (in the order names first appear), its parameters' values set kind by kind (`_give`).
+    NAME:=VALUE` (section `/**`; `-p NODE:NAME:=VALUE`: section `/NODE`) in the order given, the same
+    section name in several of them one section (in the order names first appear), its parameters'
+    values set kind by kind (`_give`).
 
     Raises:
         ConfigError: a params file or a `-p` value rcl would refuse too.
@@ -318,13 +319,14 @@ def ros_args_sections(argv: list[str]) -> dict[str, Section]:
                         _give(sections.setdefault(name, {}), param, kind, value)
         elif in_ros and i + 1 < len(argv) and arg in ("-p", "--param") and ":=" in argv[i + 1]:
             param, _, text = argv[i + 1].partition(":=")
+            node, _, param = param.rpartition(":")  # `-p depth_node:far:=4.5`: that node's section
             value = _events_to_tree(text, Path("-p " + argv[i + 1]))
             if not value or value[0][0] not in ("scalar", "seq"):
                 continue  # rcl refuses it (rclpy.init raised before a node is made)
             kinds = [_scalar(value[0][1], value[0][2])] if value[0][0] == "scalar" else []
             kinds += list(_sequence(param, value[0], Path("-p")).items()) if value[0][0] == "seq" else []
             for kind, parsed in kinds:
-                _give(sections.setdefault("/**", {}), param, kind, parsed)
+                _give(sections.setdefault("/" + node if node else "/**", {}), param, kind, parsed)
     return sections
 
 
