@@ -875,6 +875,36 @@ def test_vdepth_node_rejects_bad_params_file(tmp_path: Path) -> None:
     assert "invalid configuration" in res.stderr and "output_qos" in res.stderr
 
 
+@pytest.mark.parametrize(
+    ("text", "fix"),
+    [
+        ("/**:\n  ros_parameters:\n    far: 6.0\n", "'ros_parameters' is not 'ros__parameters'"),
+        ("/**:\n  ros__parameter:\n    far: 6.0\n", "write 'ros__parameters:'"),
+        ("far: 6.0\nnear: 0.5\n", "e.g. '/**:' (every node) then '  ros__parameters:' then '    far: 6.0'"),
+        ("/**:\n  ros__parameters:\n  far: 6.0\n", "indent its parameters further than 'ros__parameters:'"),
+        ("/**:\nros__parameters:\n  far: 6.0\n", "indent 'ros__parameters:' under '/**:'"),
+        ("ros__parameters:\n  far: 6.0\n", "write '/**:' (every node) above it"),
+        ("depth_node:\n  far: 6.0\n", "write 'ros__parameters:' under 'depth_node:'"),
+    ],
+    ids=["one_underscore", "singular", "flat_file", "not_indented", "key_not_indented", "no_node", "no_params_key"],
+)
+def test_a_params_file_of_the_usual_slips_is_refused_naming_the_fix(tmp_path: Path, text: str, fix: str) -> None:
+    """A misspelt `ros__parameters` (one underscore, no s), a flat file of parameters without a node name,
+    a node name or `ros__parameters:` left out, and lines not indented under them were refused as "section
+    '/**/ros_parameters' has no 'ros__parameters:' mapping", "'far' is a value, not a node name" or "must be a
+    mapping": the line, but not the slip or what to write. One line names it, exit status 2."""
+    script = Path(sys.executable).parent / "vdepth-node"
+    if not script.is_file():
+        pytest.skip("vdepth-node console script not installed")
+    params = tmp_path / "mine.yaml"
+    params.write_text(text)
+    res = subprocess.run(
+        [str(script), "--ros-args", "--params-file", str(params)], capture_output=True, text=True, timeout=60
+    )
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert res.stderr.startswith(f"cannot start: parameter file {params}, line ") and fix in res.stderr, res.stderr
+
+
 def test_the_bundled_params_file_nested_under_a_namespace_by_nav2_is_refused_with_the_fix(
     tmp_path: Path, repo_root: Path
 ) -> None:

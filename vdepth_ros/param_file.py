@@ -47,7 +47,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from vdepth_ros.errors import ConfigError
+from vdepth_ros.errors import ConfigError, closest_name
 from vdepth_ros.paths import bundled_file_hint
 
 PARAMS_KEY = "ros__parameters"
@@ -178,7 +178,19 @@ def _read_names(mapping: Any, names: list[str], sections: dict[str, Section], pa
             raise _fail(path, key[3], f"keys after {PARAMS_KEY} in the same mapping are not read reliably by rcl")
         if key[1].startswith(PARAMS_KEY):  # rcl compares only the prefix
             if not names:
-                raise _fail(path, key[3], f"there are no node names before {PARAMS_KEY}")
+                raise _fail(
+                    path,
+                    key[3],
+                    f"there are no node names before {PARAMS_KEY}: write '/**:' (every node) above it and indent "
+                    "the rest under it",
+                )
+            if value[0] == "scalar" and not value[1] and not value[2]:  # `ros__parameters:` then `far: 6` below it
+                raise _fail(
+                    path,
+                    key[3],
+                    f"{PARAMS_KEY} has nothing under it: indent its parameters further than '{PARAMS_KEY}:' "
+                    f"(e.g. '  {PARAMS_KEY}:' then '    far: 6.0')",
+                )
             if value[0] != "map":
                 raise _fail(path, value[-1], f"{PARAMS_KEY} must be a mapping of parameters")
             name = "/".join(names)
@@ -190,15 +202,42 @@ def _read_names(mapping: Any, names: list[str], sections: dict[str, Section], pa
             if names and key[1].startswith("/"):
                 raise _nested_absolute_name(path, key[3], names, key[1])
             _read_names(value, [*names, key[1]], sections, path)
-        elif names:
-            raise _fail(
-                path,
-                key[-1],
-                f"section {'/'.join(names)!r} has no '{PARAMS_KEY}:' mapping: {key[1]!r} is a value outside one "
-                "(is the node's section indented right?)",
-            )
         else:
-            raise _fail(path, key[-1], f"{key[1]!r} is a value, not a node name with a '{PARAMS_KEY}:' mapping")
+            raise _value_outside_section(path, names, key, value)
+
+
+def _value_outside_section(path: Path, names: list[str], key: Any, value: Any) -> ConfigError:
+    """A parameter outside any node's `ros__parameters:`, named with the slip that put it there."""
+    if names and closest_name(names[-1], [PARAMS_KEY], cutoff=0.8):  # ros_parameters, ros__parameter
+        return _fail(
+            path,
+            key[-1],
+            f"{names[-1]!r} is not {PARAMS_KEY!r}: rcl reads parameters only under '{PARAMS_KEY}:' (two "
+            f"underscores), so it took {names[-1]!r} for a namespace and {key[1]!r} for a value outside any "
+            f"node's parameters; write '{PARAMS_KEY}:'",
+        )
+    if names:
+        return _fail(
+            path,
+            key[-1],
+            f"section {'/'.join(names)!r} has no '{PARAMS_KEY}:' mapping: {key[1]!r} is a value outside one "
+            f"(is the node's section indented right?): write '{PARAMS_KEY}:' under {names[-1] + ':'!r} and its "
+            "parameters indented under that",
+        )
+    if value[0] == "scalar" and not value[1] and not value[2]:  # `/**:` then `ros__parameters:` not indented
+        return _fail(
+            path,
+            key[-1],
+            f"{key[1]!r} has nothing under it: indent '{PARAMS_KEY}:' under {key[1] + ':'!r}, and the "
+            f"parameters under that (e.g. '/**:' then '  {PARAMS_KEY}:' then '    far: 6.0')",
+        )
+    return _fail(  # a flat file of parameters (`far: 6.0` at the top)
+        path,
+        key[-1],
+        f"{key[1]!r} is a value, not a node name with a '{PARAMS_KEY}:' mapping: a params file puts the "
+        f"parameters under a node name and '{PARAMS_KEY}:', e.g. '/**:' (every node) then "
+        f"'  {PARAMS_KEY}:' then '    {key[1]}: {value[1] if value[0] == 'scalar' else '...'}'",
+    )
 
 
 def _nested_absolute_name(path: Path, line: int, names: list[str], key: str) -> ConfigError:
