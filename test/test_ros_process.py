@@ -885,12 +885,23 @@ def test_vdepth_node_rejects_bad_params_file(tmp_path: Path) -> None:
         ("/**:\nros__parameters:\n  far: 6.0\n", "indent 'ros__parameters:' under '/**:'"),
         ("ros__parameters:\n  far: 6.0\n", "write '/**:' (every node) above it"),
         ("depth_node:\n  far: 6.0\n", "write 'ros__parameters:' under 'depth_node:'"),
+        ("/**:\n  ros__parameters:\n    far: $(var far)\n", "holds the launch substitution $(var far), which only"),
     ],
-    ids=["one_underscore", "singular", "flat_file", "not_indented", "key_not_indented", "no_node", "no_params_key"],
+    ids=[
+        "one_underscore",
+        "singular",
+        "flat_file",
+        "not_indented",
+        "key_not_indented",
+        "no_node",
+        "no_params_key",
+        "launch_substitution",
+    ],
 )
 def test_a_params_file_of_the_usual_slips_is_refused_naming_the_fix(tmp_path: Path, text: str, fix: str) -> None:
     """A misspelt `ros__parameters` (one underscore, no s), a flat file of parameters without a node name,
-    a node name or `ros__parameters:` left out, and lines not indented under them were refused as "section
+    a node name or `ros__parameters:` left out, lines not indented under them, and a launch substitution
+    (`$(var far)`, which only ros2 launch evaluates: 'far must be a number, got ...') were refused as "section
     '/**/ros_parameters' has no 'ros__parameters:' mapping", "'far' is a value, not a node name" or "must be a
     mapping": the line, but not the slip or what to write. One line names it, exit status 2."""
     script = Path(sys.executable).parent / "vdepth-node"

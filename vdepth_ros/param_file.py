@@ -70,6 +70,13 @@ _NODE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*", re.ASCII)
 
 Section = dict[str, dict[str, Any]]  # parameter name -> {kind: value}
 
+#: ROS 2 launch's substitutions (`$(var far)`, `$(find-pkg-share pkg)`): only `ros2 launch` evaluates them,
+#: in a params file it loads with `ParameterFile(..., allow_substs=True)`; rcl reads them as text
+_LAUNCH_SUBSTITUTION = re.compile(
+    r"\$\((var|env|optenv|find-pkg-share|find-pkg-prefix|find-exec|exec-in-pkg|command|dirname|filename|anon|eval"
+    r"|not|and|or|equals|not-equals|if|unless)\b[^)]*\)"
+)
+
 
 def _scalar(text: str, quoted: bool) -> tuple[str, Any]:
     """(kind, value) of one scalar, by rcl's `get_value`."""
@@ -280,6 +287,7 @@ def _read_params(mapping: Any, prefix: str, params: Section, path: Path) -> None
         elif value[0] == "scalar":
             if not value[2] and not value[1]:
                 raise _fail(path, value[3], f"{name}: no value")
+            _refuse_launch_substitution(name, value, path)
             _give(params, name, *_scalar(value[1], value[2]))
         else:
             params.setdefault(name, {})  # `[]`: a parameter without a value
@@ -293,6 +301,21 @@ def _give(params: Section, name: str, kind: str, value: Any) -> None:
     slot = params.setdefault(name, {})
     slot.pop(kind, None)
     slot[kind] = value
+
+
+def _refuse_launch_substitution(name: str, scalar: Any, path: Path) -> None:
+    """A value holding a launch substitution (`far: $(var far)`) is refused with what it is: rcl reads it as
+    text, so the node said only "far must be a number, got '$(var far)'" (a model path: "does not exist")."""
+    substitution = _LAUNCH_SUBSTITUTION.search(scalar[1])
+    if substitution is not None:
+        raise _fail(
+            path,
+            scalar[3],
+            f"{name}: {scalar[1]!r} holds the launch substitution {substitution.group(0)}, which only ros2 launch "
+            "evaluates (a params file given as ParameterFile(..., allow_substs=True)); rcl, the node and the "
+            "offline tools read the file as it is: write the value itself here, or start the node with the "
+            "launch file that fills it in",
+        )
 
 
 def _sequence(name: str, seq: Any, path: Path) -> dict[str, list[Any]]:
