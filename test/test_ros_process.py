@@ -189,17 +189,42 @@ def test_vdepth_node_without_torch_names_what_to_do_with_a_model_it_cannot_run(t
         (["-r", "image:=/cam/image_rect"], "vdepth-node --ros-args -r image:=/cam/image_rect"),
         (["--cameras", "a", "b", "-p", "far:=6", "--ros-args", "-r", "/a/image:=/x"],
          "vdepth-node --cameras a b --ros-args -p far:=6 -r /a/image:=/x"),
+        (["config/depth.yaml"], "vdepth-node --ros-args --params-file config/depth.yaml"),
+        (["--managed", "my.yml", "--ros-args", "-r", "image:=/x"],
+         "vdepth-node --managed --ros-args --params-file my.yml -r image:=/x"),
     ],
 )  # fmt: skip
 def test_ros_arguments_before_ros_args_name_the_command_to_type(args: list[str], fixed: str) -> None:
-    """README's `vdepth-node ... -r image:=...` typed without `--ros-args` (a `ros2 run` habit): argparse said
-    only "unrecognized arguments: -r". Now one line gives the command line as it should be, exit status 2."""
+    """README's `vdepth-node ... -r image:=...` typed without `--ros-args` (a `ros2 run` habit), or a params file
+    given alone: argparse said only "unrecognized arguments: -r" (or the file). Now one line gives the command
+    line as it should be, exit status 2."""
     script = Path(sys.executable).parent / "vdepth-node"
     if not script.is_file():
         pytest.skip("vdepth-node console script not installed in this environment (pip install -e .)")
     proc = subprocess.run([str(script), *args], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert f"cannot start: ROS arguments go after --ros-args: {fixed}" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["-p", "far=4.0"], "-p far=4.0: a parameter is written with ':=' (NAME:=VALUE): -p far:=4.0"),
+        (["--param", "far:4.0"], "--param far:4.0: a parameter is written with ':=' (NAME:=VALUE): --param far:=4.0"),
+        (["-r", "image=/cam/image"],
+         "-r image=/cam/image: a remap is written with ':=' (FROM:=TO): -r image:=/cam/image"),
+        (["-p", "far"], "-p far: a parameter is written with ':=' (NAME:=VALUE): -p far:=VALUE"),
+    ],
+)  # fmt: skip
+def test_a_ros_rule_without_colon_equals_names_the_rule_to_write(args: list[str], said: str) -> None:
+    """`-p far=4.0` (the `=` of every other tool) stopped the node with rcl's "Couldn't parse parameter override
+    rule: '-p far=4.0'. Error: Expected lexeme type (22) not found, search ended at index 3": one line now
+    gives the rule as it is written, exit status 2."""
+    script = Path(sys.executable).parent / "vdepth-node"
+    if not script.is_file():
+        pytest.skip("vdepth-node console script not installed in this environment (pip install -e .)")
+    proc = subprocess.run([str(script), "--ros-args", *args], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr == f"cannot start: {said}\n", proc.stdout + proc.stderr
 
 
 def test_vdepth_node_stops_cleanly_on_sigterm(tmp_path: Path) -> None:

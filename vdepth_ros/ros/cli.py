@@ -34,6 +34,7 @@ from vdepth_ros.ros.startup import (
     StartupError,
     check_domain_id,
     check_params_files,
+    check_ros_rules,
     params_files,
     unused_params_file_sections,
 )
@@ -202,7 +203,8 @@ def run(args: list[str] | None = None) -> int:
     CLOCK.imports_done()
     argv = list(sys.argv if args is None else args)
     try:
-        check_params_files(argv)  # before rcl parses them (it would raise RCLInvalidROSArgsError)
+        check_ros_rules(argv)  # before rcl parses them (it would raise RCLInvalidROSArgsError, in its words)
+        check_params_files(argv)
         check_domain_id(os.environ)
         own_args = remove_ros_args(args=argv)[1:]
     except StartupError as err:
@@ -278,13 +280,26 @@ def _own_options(argv: list[str], own_args: list[str]) -> argparse.Namespace | i
 
 def _ros_args_outside_ros_args(argv: list[str], own_args: list[str]) -> str | None:
     """The command line written as it should be when ROS arguments come before `--ros-args` (argparse
-    would only say "unrecognized arguments: -r"); None when there are none."""
-    if not any(a in ROS_ARGUMENTS or ":=" in a for a in own_args):
+    would only say "unrecognized arguments: -r"), a params file given alone (`vdepth-node config/depth.yaml`)
+    as `--params-file` after it; None when there are none."""
+
+    def misplaced(arg: str) -> bool:
+        return arg in ROS_ARGUMENTS or ":=" in arg or _is_params_file_name(arg)
+
+    if not any(misplaced(a) for a in own_args):
         return None
     rest = argv[1:]
-    first = next(i for i, a in enumerate(rest) if a in ROS_ARGUMENTS or ":=" in a)
-    ros = [a for a in rest[first:] if a != "--ros-args"]
+    first = next(i for i, a in enumerate(rest) if misplaced(a))
+    ros: list[str] = []
+    for arg in rest[first:]:
+        if arg != "--ros-args":
+            alone = _is_params_file_name(arg) and (not ros or ros[-1] != "--params-file")
+            ros += ["--params-file", arg] if alone else [arg]
     return " ".join(["vdepth-node", *rest[:first], "--ros-args", *ros])
+
+
+def _is_params_file_name(arg: str) -> bool:
+    return not arg.startswith("-") and arg.lower().endswith((".yaml", ".yml"))
 
 
 def _rclpy_parameter_type(err: Exception) -> str | None:

@@ -223,6 +223,36 @@ def check_domain_id(environ: Mapping[str, str]) -> None:
         )
 
 
+#: ROS arguments followed by a rule NAME:=VALUE (a parameter) or FROM:=TO (a remap).
+RULE_ARGUMENTS = {"-p": "a parameter", "--param": "a parameter", "-r": "a remap", "--remap": "a remap"}
+
+
+def check_ros_rules(argv: list[str]) -> None:
+    """Refuse a `-p` or `-r` rule without `:=` (`-p far=4.0`, `-p far:4.0`, `-r image=/cam/image`), naming the
+    rule as it should be written: rcl says only "Couldn't parse parameter override rule ... Expected lexeme
+    type (22) not found, search ended at index 3".
+
+    Raises:
+        StartupError: "-p far=4.0: a parameter is written with ':=' (NAME:=VALUE): -p far:=4.0".
+    """
+    in_ros = False
+    for i, arg in enumerate(argv[:-1]):
+        if arg == "--ros-args":
+            in_ros = True
+        elif arg == "--":
+            in_ros = False
+        elif in_ros and arg in RULE_ARGUMENTS and ":=" not in argv[i + 1] and not argv[i + 1].startswith("-"):
+            rule = argv[i + 1]
+            form = "NAME:=VALUE" if RULE_ARGUMENTS[arg] == "a parameter" else "FROM:=TO"
+            sep = "=" if "=" in rule else ":" if ":" in rule else None
+            if sep is None:  # `-p far`: no value at all
+                fixed = f"{arg} {rule}:={form.split(':=')[1]}"
+            else:
+                name, _, value = rule.rpartition(sep) if sep == ":" else rule.partition(sep)
+                fixed = f"{arg} {name}:={value}"
+            raise StartupError(f"{arg} {rule}: {RULE_ARGUMENTS[arg]} is written with ':=' ({form}): {fixed}")
+
+
 def check_params_files(argv: list[str]) -> None:
     """Check every `--params-file` before rcl reads it, by the rules the offline tools read it with
     (`vdepth_ros.param_file.parse_param_file`: YAML, node names, `ros__parameters` mappings,
