@@ -911,6 +911,10 @@ def test_vdepth_node_rejects_bad_params_file(tmp_path: Path) -> None:
         ("ros__parameters:\n  far: 6.0\n", "write '/**:' (every node) above it"),
         ("depth_node:\n  far: 6.0\n", "write 'ros__parameters:' under 'depth_node:'"),
         ("/**:\n  ros__parameters:\n    far: $(var far)\n", "holds the launch substitution $(var far), which only"),
+        ("/**:\n  ros__parameters:\n\tfar: 6.0\n", "(line 3, column 1); YAML indents with spaces, never tabs"),
+        ("/**:\n  ros__parameters:\n    near: 1.0\n    far:6.0\n", "(line 4, column 5); 'far:6.0' needs a space after"),
+        ("/**:\n  ros__parameters:\n    far:6.0\n", "'far:6.0' needs a space after the ':' (NAME: VALUE)"),
+        ("/**:\n  ros__parameters:\n    far 6.0\n    near: 1.0\n", "the line above it has no ':' after its name"),
     ],
     ids=[
         "one_underscore",
@@ -921,12 +925,17 @@ def test_vdepth_node_rejects_bad_params_file(tmp_path: Path) -> None:
         "no_node",
         "no_params_key",
         "launch_substitution",
+        "tab",
+        "no_space_after_colon",
+        "no_space_only_parameter",
+        "no_colon",
     ],
 )
 def test_a_params_file_of_the_usual_slips_is_refused_naming_the_fix(tmp_path: Path, text: str, fix: str) -> None:
     """A misspelt `ros__parameters` (one underscore, no s), a flat file of parameters without a node name,
     a node name or `ros__parameters:` left out, lines not indented under them, and a launch substitution
-    (`$(var far)`, which only ros2 launch evaluates: 'far must be a number, got ...') were refused as "section
+    (`$(var far)`, which only ros2 launch evaluates: 'far must be a number, got ...'), a tab, `far:6.0` and `far 6.0`
+    were refused in PyYAML's words ("could not find expected ':'" a line below it) or as "section
     '/**/ros_parameters' has no 'ros__parameters:' mapping", "'far' is a value, not a node name" or "must be a
     mapping": the line, but not the slip or what to write. One line names it, exit status 2."""
     script = Path(sys.executable).parent / "vdepth-node"
@@ -938,7 +947,7 @@ def test_a_params_file_of_the_usual_slips_is_refused_naming_the_fix(tmp_path: Pa
         [str(script), "--ros-args", "--params-file", str(params)], capture_output=True, text=True, timeout=60
     )
     assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
-    assert res.stderr.startswith(f"cannot start: parameter file {params}, line ") and fix in res.stderr, res.stderr
+    assert res.stderr.startswith(f"cannot start: parameter file {params}") and fix in res.stderr, res.stderr
 
 
 def test_the_bundled_params_file_nested_under_a_namespace_by_nav2_is_refused_with_the_fix(

@@ -138,10 +138,30 @@ def _events_to_tree(text: str, path: Path) -> list[Any]:
                 add((kind, list(zip(items[::2], items[1::2], strict=True)) if kind == "map" else items, start))
     except yaml.YAMLError as err:  # one line: what and where, without PyYAML's snippet
         mark = getattr(err, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         reason = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ConfigError(f"parameter file {path} is not valid YAML: {reason}{where}") from err
+        context = getattr(err, "context_mark", None)
+        if reason == "could not find expected ':'" and context is not None:  # PyYAML marks the line after it
+            mark = context
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        hint = _yaml_slip(reason, text.splitlines()[mark.line] if mark and mark.line < len(text.splitlines()) else "")
+        raise ConfigError(f"parameter file {path} is not valid YAML: {reason}{where}{hint}") from err
     return docs
+
+
+def _yaml_slip(reason: str, line: str) -> str:
+    """The usual slip behind PyYAML's words for a params file's line, as '; <fix>', or ''."""
+    if "'\\t'" in reason:
+        return "; YAML indents with spaces, never tabs: replace the tab"
+    if reason == "could not find expected ':'":
+        if re.search(r"^\s*[\w.]+:\S", line):
+            return f"; {line.strip()!r} needs a space after the ':' (NAME: VALUE)"
+        return f"; {line.strip()!r} needs a ':' after its name (NAME: VALUE)"
+    if reason == "mapping values are not allowed here":
+        return (
+            "; the line above it has no ':' after its name, or this line is indented further than the one above "
+            "it (every parameter of a section starts in the same column)"
+        )
+    return ""
 
 
 def parse_param_file(path: str | Path) -> dict[str, Section]:
@@ -199,7 +219,9 @@ def _read_names(mapping: Any, names: list[str], sections: dict[str, Section], pa
                     f"(e.g. '  {PARAMS_KEY}:' then '    far: 6.0')",
                 )
             if value[0] != "map":
-                raise _fail(path, value[-1], f"{PARAMS_KEY} must be a mapping of parameters")
+                slip = re.match(r"[\w.]+:\S", value[1]) if value[0] == "scalar" else None  # `far:6.0`: one word
+                fix = f": {value[1]!r} needs a space after the ':' (NAME: VALUE)" if slip else ""
+                raise _fail(path, value[-1], f"{PARAMS_KEY} must be a mapping of parameters{fix}")
             name = "/".join(names)
             _check_name(name, path, key[3])
             node = "/" + name.lstrip("/") if not name.startswith("/") else name
