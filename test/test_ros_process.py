@@ -1253,6 +1253,34 @@ def test_a_value_given_after_an_integer_one_is_the_value_the_node_runs(tmp_path:
     assert seen == {"far": 4.5, "colormap_max": 2.5, "near": 1.0}, out
 
 
+def test_a_p_rule_for_the_node_name_without_its_namespace_is_named(tmp_path: Path) -> None:
+    """`-p depth_node:far:=4.0` (rcl's per-node rule) matches only a node named depth_node without a namespace,
+    so a node pushed into /front ran with far 10.0, without a word. One start-up WARN names the rule and what
+    to write; the node runs. A rule for another node's name (a command line shared by several) is not named."""
+    from rclpy.parameter import parameter_value_to_python
+    from rclpy.parameter_client import AsyncParameterClient
+
+    seen: dict[str, Any] = {}
+
+    def read(peer: Node, ex: SingleThreadedExecutor) -> None:
+        client = AsyncParameterClient(peer, "/front/depth_node")
+        assert client.wait_for_services(timeout_sec=60), "no parameter services on /front/depth_node"
+        seen["far"] = parameter_value_to_python(_param_call(ex, lambda: client.get_parameters(["far"])).values[0])
+
+    _, out = run_node(
+        tmp_path,
+        ["--ros-args", "-r", "__ns:=/front", "-p", "depth_node:far:=4.0", "-p", "other_node:x:=1"],
+        {},
+        {},
+        before_feed=read,
+    )
+    assert seen == {"far": 10.0}, out  # rcl's rule: not applied (the WARN says so)
+    warnings = [line for line in out.splitlines() if "applies to none of this process's nodes" in line]
+    assert len(warnings) == 1 and "[WARN]" in warnings[0], out
+    assert "-p depth_node:far:=4.0 applies to none" in warnings[0] and "write -p far:=4.0" in warnings[0]
+    assert "/front/depth_node: section of the params file" in warnings[0] and "other_node" not in out
+
+
 def test_ros2_param_set_from_another_process_is_answered_in_the_packages_words(tmp_path: Path) -> None:
     """`ros2 param set /depth_node watchdog_timeout abc` (a SetParameters call from another process)
     was answered by rclpy: "Wrong parameter type, expected '3' got '4'" (type ids), "Parameter

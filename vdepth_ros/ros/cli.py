@@ -36,6 +36,7 @@ from vdepth_ros.ros.startup import (
     check_params_files,
     check_ros_rules,
     params_files,
+    unused_node_rules,
     unused_params_file_sections,
 )
 from vdepth_ros.ros.transport import use_large_segment_profile
@@ -229,7 +230,8 @@ def run(args: list[str] | None = None) -> int:
         nodes, pool = build_nodes(options.cameras, managed=options.managed)
         if transport:
             nodes[0].get_logger().info(transport)
-        for warning in unused_params_file_sections(params_files(argv), [n.get_fully_qualified_name() for n in nodes]):
+        names = [n.get_fully_qualified_name() for n in nodes]
+        for warning in unused_params_file_sections(params_files(argv), names) + unused_node_rules(argv, names):
             warn_every_camera(nodes, warning)
         shutdown.nodes = nodes
         shutdown.starting = False

@@ -314,6 +314,31 @@ def unused_params_file_sections(files: list[str], nodes: list[str]) -> list[str]
     return out
 
 
+def unused_node_rules(argv: list[str], nodes: list[str]) -> list[str]:
+    """One warning per `-p NODE:NAME:=VALUE` rule that applies to none of this process's nodes (fully
+    qualified names), which rcl skips without a word: its NODE is a node name without namespace, so
+    `-p depth_node:far:=4.0` never reaches `/front/depth_node` (`-r __ns:=/front`, `--cameras`, a launch
+    file's namespace); rules for other nodes' names are left alone (a command line shared by several)."""
+    from vdepth_ros.param_file import matches
+
+    out = []
+    for i, arg in enumerate(argv[:-1]):
+        rule = argv[i + 1]
+        if arg not in ("-p", "--param") or ":=" not in rule:
+            continue
+        node = rule.partition(":=")[0].rpartition(":")[0]
+        if not node or any(matches("/" + node, n) for n in nodes):
+            continue
+        meant = [n for n in nodes if n.rsplit("/", 1)[-1] == node]
+        if meant:
+            out.append(
+                f"{arg} {rule} applies to none of this process's nodes ({', '.join(nodes)}): a -p rule's node name "
+                f"matches only a node of that name without a namespace; write {arg} {rule.split(':', 1)[1]} (every "
+                f"node of the process) or give it in a {meant[0]}: section of the params file"
+            )
+    return out
+
+
 def _meant_node(section: str, nodes: list[str]) -> str | None:
     """The node a section that matches none of `nodes` was most likely written for: the one whose
     fully qualified name ends with the section's whole name (a namespace prefix left out); None for
