@@ -334,7 +334,8 @@ def unused_node_rules(argv: list[str], nodes: list[str]) -> list[str]:
             out.append(
                 f"{arg} {rule} applies to none of this process's nodes ({', '.join(nodes)}): a -p rule's node name "
                 f"matches only a node of that name without a namespace; write {arg} {rule.split(':', 1)[1]} (every "
-                f"node of the process) or give it in a {meant[0]}: section of the params file"
+                f"node of the process) or give it in a {meant[0] if len(meant) == 1 else '/**/' + node}: section of "
+                "the params file"
             )
     return out
 
