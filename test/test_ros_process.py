@@ -214,12 +214,13 @@ def test_ros_arguments_before_ros_args_name_the_command_to_type(args: list[str],
         (["-r", "image=/cam/image"],
          "-r image=/cam/image: a remap is written with ':=' (FROM:=TO): -r image:=/cam/image"),
         (["-p", "far"], "-p far: a parameter is written with ':=' (NAME:=VALUE): -p far:=VALUE"),
+        (["-r", "__ns:=front"], "-r __ns:=front: a namespace is absolute (it starts with '/'): -r __ns:=/front"),
     ],
 )  # fmt: skip
 def test_a_ros_rule_without_colon_equals_names_the_rule_to_write(args: list[str], said: str) -> None:
     """`-p far=4.0` (the `=` of every other tool) stopped the node with rcl's "Couldn't parse parameter override
-    rule: '-p far=4.0'. Error: Expected lexeme type (22) not found, search ended at index 3": one line now
-    gives the rule as it is written, exit status 2."""
+    rule: '-p far=4.0'. Error: Expected lexeme type (22) not found, search ended at index 3" (`-r __ns:=front`:
+    "Expected lexeme type 19, got 18"): one line now gives the rule as it is written, exit status 2."""
     script = Path(sys.executable).parent / "vdepth-node"
     if not script.is_file():
         pytest.skip("vdepth-node console script not installed in this environment (pip install -e .)")

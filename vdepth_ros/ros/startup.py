@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -228,9 +229,9 @@ RULE_ARGUMENTS = {"-p": "a parameter", "--param": "a parameter", "-r": "a remap"
 
 
 def check_ros_rules(argv: list[str]) -> None:
-    """Refuse a `-p` or `-r` rule without `:=` (`-p far=4.0`, `-p far:4.0`, `-r image=/cam/image`), naming the
-    rule as it should be written: rcl says only "Couldn't parse parameter override rule ... Expected lexeme
-    type (22) not found, search ended at index 3".
+    """Refuse a `-p` or `-r` rule without `:=` (`-p far=4.0`, `-p far:4.0`, `-r image=/cam/image`) or a relative
+    namespace (`-r __ns:=front`), naming the rule as it should be written: rcl says only "Couldn't parse
+    parameter override rule ... Expected lexeme type (22) not found, search ended at index 3".
 
     Raises:
         StartupError: "-p far=4.0: a parameter is written with ':=' (NAME:=VALUE): -p far:=4.0".
@@ -241,6 +242,11 @@ def check_ros_rules(argv: list[str]) -> None:
             in_ros = True
         elif arg == "--":
             in_ros = False
+        elif in_ros and arg in ("-r", "--remap") and re.fullmatch(r"(\w+:)?__ns:=[^/].*", argv[i + 1]):
+            node, _, namespace = argv[i + 1].partition("__ns:=")
+            raise StartupError(
+                f"{arg} {argv[i + 1]}: a namespace is absolute (it starts with '/'): {arg} {node}__ns:=/{namespace}"
+            )
         elif in_ros and arg in RULE_ARGUMENTS and ":=" not in argv[i + 1] and not argv[i + 1].startswith("-"):
             rule = argv[i + 1]
             form = "NAME:=VALUE" if RULE_ARGUMENTS[arg] == "a parameter" else "FROM:=TO"
