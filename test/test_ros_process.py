@@ -951,6 +951,28 @@ def test_a_params_file_of_the_usual_slips_is_refused_naming_the_fix(tmp_path: Pa
     assert res.stderr.startswith(f"cannot start: parameter file {params}") and fix in res.stderr, res.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["-p", "window:=4"], "window 4 does not hold the keyframes [0, 3, 6, 7] (the model's: keyframes is not set)"
+         ": every slot must be below the window (the overlap is their count); set keyframes that fit it, e.g. "
+         "[0, 2, 3] (overlap 3), or a window above 7 (the model's window is 8)"),
+        (["-p", "overlap:=9"], "window 8 must be longer than its overlap 9: set overlap 1 to 7 (0 is the model's), "
+         "or a window above 9 (the model's window is 8)"),
+    ],
+)  # fmt: skip
+def test_a_window_its_overlap_or_keyframes_do_not_fit_names_where_they_came_from(args: list[str], said: str) -> None:
+    """`-p window:=4` on the bundled model (keyframes [0, 3, 6, 7] from the model) stopped the node with "overlap
+    must be in [0, window=4), got 4", an overlap the user never set, and no word of the keyframes; one line now
+    names where they came from and values that fit (the keyframes given are the ones anchor_keyframes makes,
+    which the node runs), exit status 2."""
+    script = Path(sys.executable).parent / "vdepth-node"
+    if not script.is_file():
+        pytest.skip("vdepth-node console script not installed")
+    res = subprocess.run([str(script), "--ros-args", *args], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and f"invalid configuration: {said}\n" in res.stderr, res.stderr
+
+
 def test_the_bundled_params_file_nested_under_a_namespace_by_nav2_is_refused_with_the_fix(
     tmp_path: Path, repo_root: Path
 ) -> None:
