@@ -121,6 +121,7 @@ def test_docs_parameter_tables_match_the_node_and_depth_yaml(repo_root: Path) ->
         if name in in_yaml:  # `keyframes` ([]) cannot be written in a params file
             assert (value, type(value)) == (in_yaml[name], type(in_yaml[name])), f"{name}: depth.yaml differs"
         bounds = [f"{side} {v}" for side, v in (("min", spec.min), ("max", spec.max)) if v is not None]
+        bounds += [f"step {spec.step}"] if spec.step else []
         shown = re.search(r"Range: (.*?)\.(?: |$)", description)
         assert (shown.group(1) if shown else None) == (", ".join(bounds) or None), f"{name}: range"
         listed = re.search(r"One of: (.*?)\.(?: |$)", description)

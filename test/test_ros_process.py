@@ -1105,7 +1105,7 @@ def test_help_lists_every_parameter_with_its_type_default_and_range() -> None:
         if spec.choices:
             assert rest.removeprefix("runtime").strip().split(" | ") == [c for c in spec.choices], name
         if spec.max is not None:
-            assert rest.endswith(f" to {spec.max!r}"), name
+            assert rest.endswith(f" to {spec.max!r}" + (f" step {spec.step}" if spec.step else "")), name
 
 
 def test_main_usage(capsys: pytest.CaptureFixture[str]) -> None:
@@ -1394,6 +1394,8 @@ def test_rqt_reconfigure_gets_descriptors_it_can_show_and_a_dump_loads_back(tmp_
     too_wide = {n: (r.from_value, r.to_value) for n, d in described.items() for r in d.integer_range
                 if not -(2**31) <= r.from_value <= r.to_value <= 2**31 - 1}  # fmt: skip
     assert not too_wide, too_wide
+    (turns,) = described["image_rotation"].integer_range  # quarter turns only: rqt's slider steps by 90
+    assert (turns.from_value, turns.to_value, turns.step) == (0, 270, 90)
     specs = {s.name: s for s in node_param_specs()}
     wrong = {n: described[n].read_only for n, s in specs.items() if described[n].read_only == s.dynamic}
     assert not wrong, f"read_only should be (not dynamic): {wrong}"

@@ -36,6 +36,7 @@ class ParamSpec:
         description: one line for `ros2 param describe` (`ros.params.descriptor`) and docs/node.md.
         choices: allowed string values.
         min, max: inclusive numeric range.
+        step: an integer range's step: only min + k * step (`ros2 param describe`, rqt's slider).
         dynamic: may change at runtime; otherwise changes are rejected ("restart required").
         group: "ros" (this node) or "pipeline" (forwarded to `DepthPipeline.from_dict`).
         kind: the value's kind for `vdepth_ros.values` (a pipeline field's type, e.g. `list[int]`);
@@ -48,6 +49,7 @@ class ParamSpec:
     choices: tuple[str, ...] | None = None
     min: float | None = None
     max: float | None = None
+    step: int | None = None
     dynamic: bool = False
     group: str = "ros"
     kind: Any = None
@@ -111,6 +113,9 @@ class ParamSpec:
                 return f"{self.name}={value} is below the minimum {self.min}"
             if self.max is not None and value > self.max:
                 return f"{self.name}={value} is above the maximum {self.max}"
+            if self.step and (value - (self.min or 0)) % self.step:
+                allowed = range(int(self.min or 0), int(self.max if self.max is not None else 0) + 1, self.step)
+                return f"{self.name}={value} is not one of {', '.join(map(str, allowed))}"
         return None
 
 
@@ -334,6 +339,7 @@ def pipeline_param_specs(config_cls: type) -> tuple[ParamSpec, ...]:
                 choices=tuple(allowed) if allowed else None,
                 min=f.metadata.get("min"),
                 max=f.metadata.get("max"),
+                step=f.metadata.get("step"),
                 dynamic=False,
                 group="pipeline",
                 kind=kind,  # None default: dynamically typed for rcl, values still held to the field's type
@@ -444,7 +450,7 @@ def parameter_lines(specs: Iterable[ParamSpec]) -> list[str]:
         if spec.choices:
             allowed = " | ".join(spec.choices)
         elif spec.min is not None and spec.max is not None:
-            allowed = f"{yaml_text(spec.min)} to {yaml_text(spec.max)}"
+            allowed = f"{yaml_text(spec.min)} to {yaml_text(spec.max)}" + (f" step {spec.step}" if spec.step else "")
         elif spec.min is not None or spec.max is not None:
             allowed = f">= {yaml_text(spec.min)}" if spec.min is not None else f"<= {yaml_text(spec.max)}"
         else:
