@@ -3,6 +3,8 @@
     ros2 launch vdepth_ros depth.launch.py image:=/camera/color/image_raw \
         camera_info:=/camera/color/camera_info namespace:=robot1
 
+`use_sim_time:=true` runs the node on /clock (a bag played with --clock, a simulator).
+
 `depth_camera_info` (the intrinsics of depth, disparity and points) follows `depth` unless given, and
 `depth/image_rect` (depth again, the image RViz and depth_image_proc pair with it) goes beside it.
 
@@ -84,6 +86,12 @@ def generate_launch_description() -> LaunchDescription:
         ),
         DeclareLaunchArgument("log_level", default_value="info", description="node log level"),
         DeclareLaunchArgument(
+            "use_sim_time",
+            default_value="",
+            description="true: the node's clock is /clock (a bag played with --clock, a simulator); empty: the "
+            "params file's use_sim_time (false if it has none)",
+        ),
+        DeclareLaunchArgument(
             "managed",
             default_value="false",
             description="true: a managed (lifecycle) node that waits for configure/activate (e.g. Nav2's "
@@ -97,6 +105,18 @@ def generate_launch_description() -> LaunchDescription:
         ),
     ]
     return LaunchDescription([*args, OpaqueFunction(function=depth_nodes)])
+
+
+def _parameters(context: object) -> list:
+    """The params file, then `use_sim_time` when given: the ROS launch argument every simulation and bag
+    replay passes, which launch would otherwise ignore without a word (an undeclared argument), leaving the
+    node on the wall clock; given only when set, so it does not override a params file's own."""
+    sim = LaunchConfiguration("use_sim_time").perform(context).strip()
+    if not sim:
+        return [LaunchConfiguration("params_file")]
+    if sim.lower() not in ("true", "false", "1", "0", "yes", "no"):
+        raise RuntimeError(f"use_sim_time:={sim} must be true or false")
+    return [LaunchConfiguration("params_file"), {"use_sim_time": sim.lower() in ("true", "1", "yes")}]
 
 
 def depth_nodes(context: object) -> list[Node]:
@@ -125,7 +145,7 @@ def depth_nodes(context: object) -> list[Node]:
                 name="depth_node",
                 output="screen",
                 emulate_tty=True,
-                parameters=[LaunchConfiguration("params_file")],
+                parameters=_parameters(context),
                 arguments=[*flags, "--cameras", *names, "--ros-args", "--log-level", log_level],
             )
         ]
@@ -137,7 +157,7 @@ def depth_nodes(context: object) -> list[Node]:
         namespace=LaunchConfiguration("namespace"),
         output="screen",
         emulate_tty=True,
-        parameters=[LaunchConfiguration("params_file")],
+        parameters=_parameters(context),
         remappings=[
             (topic, LaunchConfiguration(arg)) for arg, topic in TOPIC_ARGUMENTS.items() if arg != "depth_camera_info"
         ]

@@ -12,7 +12,7 @@ import pytest
 
 from vdepth_ros.config import load_params
 from vdepth_ros.errors import ConfigError
-from vdepth_ros.param_file import matches, parse_param_file, read_node_params
+from vdepth_ros.param_file import matches, node_params, parse_param_file, read_node_params, ros_args_sections
 
 NODES = ("/depth_node", "/front/depth_node", "/robot/front/depth_node", "/front/other_node")
 
@@ -124,7 +124,7 @@ def test_rclpy_and_the_pure_python_rules_give_every_node_the_same_parameters(
         if not any(matches(s, node) for s in sections):
             assert rcl_node_params(path, node) == {}, node
             continue
-        ours, rcl = read_node_params(path, node), rcl_node_params(path, node)
+        ours, rcl = node_params(sections, node), rcl_node_params(path, node)  # rcl's reading, type quirk and all
         assert _same(ours, rcl), (node, ours, rcl)
 
 
@@ -135,6 +135,46 @@ def test_the_issue_case_later_sections_win_in_file_order(tmp_path: Path, repo_ro
     assert read_node_params(reverse, "/front/depth_node") == {"window": 8}
     assert read_node_params(forward, "/depth_node") == {"window": 8}
     assert load_params(forward, "/front/depth_node") == {"window": 16}
+
+
+def test_a_value_given_again_with_another_type_overrides_the_earlier_one(tmp_path: Path, repo_root: Path) -> None:
+    """rcl keeps the first value in its type order (an integer before a double, a double before a string),
+    checked against rcl above; the tools read the value given last, as the node now runs it."""
+    path = _file(tmp_path, "type_changed_in_one_section", repo_root)
+    assert node_params(parse_param_file(path), "/depth_node") == {"a": 1, "b": 7}  # rcl's reading
+    assert read_node_params(path, "/depth_node") == {"a": 2.5, "b": 7}
+
+
+@pytest.mark.ros
+def test_a_command_lines_params_files_and_p_values_are_read_as_rcl_reads_them(tmp_path: Path) -> None:
+    """`ros_args_sections` replays `--params-file` and `-p` in order as rcl does (checked against rcl's
+    reading of the whole command line, type quirk and all); `as_given` takes the value given last."""
+    import rclpy
+    from rclpy.node import Node
+
+    robot = tmp_path / "robot.yaml"
+    robot.write_text("/**:\n  ros__parameters:\n    far: 6\n    near: 0.5\n    flag: true\n"
+                     "/**/depth_node:\n  ros__parameters:\n    window: 8\n")  # fmt: skip
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("/**:\n  ros__parameters:\n    near: 1\n    window: 4\n    far: 2.5\n")
+    argv = ["node", "--ros-args", "--params-file", str(robot), "--params-file", str(mine),
+            "-p", "far:=4.5", "-p", "near:=0.25", "-p", "keys:=[1, 2]", "-p", "flag:=no", "-p", "depth_node:gap:=1",
+            "-p", "other_node:gap:=3", "-p", "gap:=2.5"]  # fmt: skip
+    context = rclpy.Context()
+    rclpy.init(args=argv, context=context)
+    try:
+        node = Node("depth_node", context=context, start_parameter_services=False, enable_rosout=False)
+        by_rcl = {key: param.value for key, param in node._parameter_overrides.items()}
+        node.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)
+    sections = ros_args_sections(argv)
+    assert _same(node_params(sections, "/depth_node"), by_rcl), (node_params(sections, "/depth_node"), by_rcl)
+    assert by_rcl["far"] == 6 and by_rcl["near"] == 1  # the later doubles were dropped
+    assert node_params(sections, "/depth_node", as_given=True) == {
+        "far": 4.5, "near": 0.25, "flag": False, "window": 8, "keys": [1, 2],  # /**/depth_node comes after /**
+        "gap": 1,  # so does -p depth_node:gap
+    }  # fmt: skip
 
 
 def test_scalars_are_typed_as_rcl_types_them(tmp_path: Path, repo_root: Path) -> None:
@@ -220,7 +260,7 @@ def test_random_files_read_the_same_by_rclpy_and_by_the_rules(tmp_path: Path) ->
         path.write_text(_random_file(rng))
         sections = parse_param_file(path)
         for node in ("/depth_node", "/front/depth_node"):
-            ours = read_node_params(path, node) if any(matches(s, node) for s in sections) else {}
+            ours = node_params(sections, node)
             assert _same(ours, rcl_node_params(path, node)), (path.read_text(), node)
 
 

@@ -121,6 +121,7 @@ def test_docs_parameter_tables_match_the_node_and_depth_yaml(repo_root: Path) ->
         if name in in_yaml:  # `keyframes` ([]) cannot be written in a params file
             assert (value, type(value)) == (in_yaml[name], type(in_yaml[name])), f"{name}: depth.yaml differs"
         bounds = [f"{side} {v}" for side, v in (("min", spec.min), ("max", spec.max)) if v is not None]
+        bounds += [f"step {spec.step}"] if spec.step else []
         shown = re.search(r"Range: (.*?)\.(?: |$)", description)
         assert (shown.group(1) if shown else None) == (", ".join(bounds) or None), f"{name}: range"
         listed = re.search(r"One of: (.*?)\.(?: |$)", description)
@@ -265,7 +266,7 @@ def test_launch_file_nodes_and_arguments_with_stand_in_launch(repo_root: Path, m
     defaults = {a.args[0]: a.kw["default_value"] for a in args}
     documented = {"image", "camera_info", "sparse_depth", "camera_pose", "depth", "disparity", "points"}
     documented |= {"depth_camera_info"}
-    assert set(defaults) == documented | {"namespace", "params_file", "log_level", "cameras", "managed"}  # node.md
+    assert set(defaults) == documented | {"namespace", "params_file", "log_level", "cameras", "managed", "use_sim_time"}
     assert defaults["params_file"] == "/opt/share/vdepth_ros/config/depth.yaml"
 
     def node(**over: str) -> Any:
@@ -323,3 +324,23 @@ def test_launch_depth_camera_info_follows_depth(repo_root: Path, monkeypatch: py
     assert info_remap(depth="/front_cam/depth", depth_camera_info="/front_cam/info") == ["/front_cam/info"]
     with pytest.raises(RuntimeError, match="depth_camera_info:=/x"):
         opaque[1](_context(entities, cameras="front rear", depth_camera_info="/x"))
+
+
+def test_launch_use_sim_time_reaches_the_node_only_when_given(repo_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`ros2 launch vdepth_ros depth.launch.py use_sim_time:=true`, what every bag replay and simulation passes,
+    was an undeclared launch argument, which launch ignores without a word: the node ran on the wall clock. It
+    is now the node's parameter after the params file, and left out when not given (a params file's own
+    `use_sim_time: true` stays); a value that is no bool stops the launch naming it."""
+    mod = _load_launch_with_fakes(repo_root, monkeypatch)
+    entities = mod.generate_launch_description()
+    (opaque,) = [e for e in entities if e[0] == "opaque"]
+
+    def parameters(**over: str) -> list:
+        (node,) = opaque[1](_context(entities, **over))
+        return [getattr(p, "name", p) for p in node["parameters"]]
+
+    assert parameters() == ["params_file"]
+    assert parameters(use_sim_time="true") == ["params_file", {"use_sim_time": True}]
+    assert parameters(use_sim_time="False", cameras="front rear") == ["params_file", {"use_sim_time": False}]
+    with pytest.raises(RuntimeError, match="use_sim_time:=sim must be true or false"):
+        parameters(use_sim_time="sim")

@@ -189,17 +189,43 @@ def test_vdepth_node_without_torch_names_what_to_do_with_a_model_it_cannot_run(t
         (["-r", "image:=/cam/image_rect"], "vdepth-node --ros-args -r image:=/cam/image_rect"),
         (["--cameras", "a", "b", "-p", "far:=6", "--ros-args", "-r", "/a/image:=/x"],
          "vdepth-node --cameras a b --ros-args -p far:=6 -r /a/image:=/x"),
+        (["config/depth.yaml"], "vdepth-node --ros-args --params-file config/depth.yaml"),
+        (["--managed", "my.yml", "--ros-args", "-r", "image:=/x"],
+         "vdepth-node --managed --ros-args --params-file my.yml -r image:=/x"),
     ],
 )  # fmt: skip
 def test_ros_arguments_before_ros_args_name_the_command_to_type(args: list[str], fixed: str) -> None:
-    """README's `vdepth-node ... -r image:=...` typed without `--ros-args` (a `ros2 run` habit): argparse said
-    only "unrecognized arguments: -r". Now one line gives the command line as it should be, exit status 2."""
+    """README's `vdepth-node ... -r image:=...` typed without `--ros-args` (a `ros2 run` habit), or a params file
+    given alone: argparse said only "unrecognized arguments: -r" (or the file). Now one line gives the command
+    line as it should be, exit status 2."""
     script = Path(sys.executable).parent / "vdepth-node"
     if not script.is_file():
         pytest.skip("vdepth-node console script not installed in this environment (pip install -e .)")
     proc = subprocess.run([str(script), *args], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert f"cannot start: ROS arguments go after --ros-args: {fixed}" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["-p", "far=4.0"], "-p far=4.0: a parameter is written with ':=' (NAME:=VALUE): -p far:=4.0"),
+        (["--param", "far:4.0"], "--param far:4.0: a parameter is written with ':=' (NAME:=VALUE): --param far:=4.0"),
+        (["-r", "image=/cam/image"],
+         "-r image=/cam/image: a remap is written with ':=' (FROM:=TO): -r image:=/cam/image"),
+        (["-p", "far"], "-p far: a parameter is written with ':=' (NAME:=VALUE): -p far:=VALUE"),
+        (["-r", "__ns:=front"], "-r __ns:=front: a namespace is absolute (it starts with '/'): -r __ns:=/front"),
+    ],
+)  # fmt: skip
+def test_a_ros_rule_without_colon_equals_names_the_rule_to_write(args: list[str], said: str) -> None:
+    """`-p far=4.0` (the `=` of every other tool) stopped the node with rcl's "Couldn't parse parameter override
+    rule: '-p far=4.0'. Error: Expected lexeme type (22) not found, search ended at index 3" (`-r __ns:=front`:
+    "Expected lexeme type 19, got 18"): one line now gives the rule as it is written, exit status 2."""
+    script = Path(sys.executable).parent / "vdepth-node"
+    if not script.is_file():
+        pytest.skip("vdepth-node console script not installed in this environment (pip install -e .)")
+    proc = subprocess.run([str(script), "--ros-args", *args], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr == f"cannot start: {said}\n", proc.stdout + proc.stderr
 
 
 def test_vdepth_node_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
@@ -875,6 +901,78 @@ def test_vdepth_node_rejects_bad_params_file(tmp_path: Path) -> None:
     assert "invalid configuration" in res.stderr and "output_qos" in res.stderr
 
 
+@pytest.mark.parametrize(
+    ("text", "fix"),
+    [
+        ("/**:\n  ros_parameters:\n    far: 6.0\n", "'ros_parameters' is not 'ros__parameters'"),
+        ("/**:\n  ros__parameter:\n    far: 6.0\n", "write 'ros__parameters:'"),
+        ("far: 6.0\nnear: 0.5\n", "e.g. '/**:' (every node) then '  ros__parameters:' then '    far: 6.0'"),
+        ("/**:\n  ros__parameters:\n  far: 6.0\n", "indent its parameters further than 'ros__parameters:'"),
+        ("/**:\nros__parameters:\n  far: 6.0\n", "indent 'ros__parameters:' under '/**:'"),
+        ("ros__parameters:\n  far: 6.0\n", "write '/**:' (every node) above it"),
+        ("depth_node:\n  far: 6.0\n", "write 'ros__parameters:' under 'depth_node:'"),
+        ("/**:\n  ros__parameters:\n    far: $(var far)\n", "holds the launch substitution $(var far), which only"),
+        ("/**:\n  ros__parameters:\n\tfar: 6.0\n", "(line 3, column 1); YAML indents with spaces, never tabs"),
+        ("/**:\n  ros__parameters:\n    near: 1.0\n    far:6.0\n", "(line 4, column 5); 'far:6.0' needs a space after"),
+        ("/**:\n  ros__parameters:\n    far:6.0\n", "'far:6.0' needs a space after the ':' (NAME: VALUE)"),
+        ("/**:\n  ros__parameters:\n    far 6.0\n    near: 1.0\n", "the line above it has no ':' after its name"),
+    ],
+    ids=[
+        "one_underscore",
+        "singular",
+        "flat_file",
+        "not_indented",
+        "key_not_indented",
+        "no_node",
+        "no_params_key",
+        "launch_substitution",
+        "tab",
+        "no_space_after_colon",
+        "no_space_only_parameter",
+        "no_colon",
+    ],
+)
+def test_a_params_file_of_the_usual_slips_is_refused_naming_the_fix(tmp_path: Path, text: str, fix: str) -> None:
+    """A misspelt `ros__parameters` (one underscore, no s), a flat file of parameters without a node name,
+    a node name or `ros__parameters:` left out, lines not indented under them, and a launch substitution
+    (`$(var far)`, which only ros2 launch evaluates: 'far must be a number, got ...'), a tab, `far:6.0` and `far 6.0`
+    were refused in PyYAML's words ("could not find expected ':'" a line below it) or as "section
+    '/**/ros_parameters' has no 'ros__parameters:' mapping", "'far' is a value, not a node name" or "must be a
+    mapping": the line, but not the slip or what to write. One line names it, exit status 2."""
+    script = Path(sys.executable).parent / "vdepth-node"
+    if not script.is_file():
+        pytest.skip("vdepth-node console script not installed")
+    params = tmp_path / "mine.yaml"
+    params.write_text(text)
+    res = subprocess.run(
+        [str(script), "--ros-args", "--params-file", str(params)], capture_output=True, text=True, timeout=60
+    )
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert res.stderr.startswith(f"cannot start: parameter file {params}") and fix in res.stderr, res.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["-p", "window:=4"], "window 4 does not hold the keyframes [0, 3, 6, 7] (the model's: keyframes is not set)"
+         ": every slot must be below the window (the overlap is their count); set keyframes that fit it, e.g. "
+         "[0, 2, 3] (overlap 3), or a window above 7 (the model's window is 8)"),
+        (["-p", "overlap:=9"], "window 8 must be longer than its overlap 9: set overlap 1 to 7 (0 is the model's), "
+         "or a window above 9 (the model's window is 8)"),
+    ],
+)  # fmt: skip
+def test_a_window_its_overlap_or_keyframes_do_not_fit_names_where_they_came_from(args: list[str], said: str) -> None:
+    """`-p window:=4` on the bundled model (keyframes [0, 3, 6, 7] from the model) stopped the node with "overlap
+    must be in [0, window=4), got 4", an overlap the user never set, and no word of the keyframes; one line now
+    names where they came from and values that fit (the keyframes given are the ones anchor_keyframes makes,
+    which the node runs), exit status 2."""
+    script = Path(sys.executable).parent / "vdepth-node"
+    if not script.is_file():
+        pytest.skip("vdepth-node console script not installed")
+    res = subprocess.run([str(script), "--ros-args", *args], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and f"invalid configuration: {said}\n" in res.stderr, res.stderr
+
+
 def test_the_bundled_params_file_nested_under_a_namespace_by_nav2_is_refused_with_the_fix(
     tmp_path: Path, repo_root: Path
 ) -> None:
@@ -979,6 +1077,35 @@ def test_cameras_given_twice_start_every_camera() -> None:
 
     assert parser().parse_args(["--cameras", "front", "--cameras", "rear", "side"]).cameras == ["front", "rear", "side"]
     assert parser().parse_args([]).cameras == []
+
+
+def test_help_lists_every_parameter_with_its_type_default_and_range() -> None:
+    """`vdepth-node --help` said only "Parameters and topics: docs/node.md", which a pip install does not
+    ship: a user could not learn a parameter's name or default without the repository. It lists every
+    parameter the node declares, and no other, with the type, default, runtime flag and range the node has."""
+    import yaml
+
+    from vdepth_ros.node_params import node_param_specs
+
+    script = Path(sys.executable).parent / "vdepth-node"
+    if not script.is_file():
+        pytest.skip("vdepth-node console script not installed in this environment (pip install -e .)")
+    done = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    listing = done.stdout.split("ros2 param describe /depth_node NAME:\n", 1)[1].split("\n\n", 1)[0]
+    rows = {line.split()[0]: line.split(None, 3)[1:] for line in listing.splitlines()}
+    specs = {spec.name: spec for spec in node_param_specs()}
+    assert set(rows) == set(specs), (sorted(set(rows) - set(specs)), sorted(set(specs) - set(rows)))
+    for name, (type_name, default, rest) in ((n, (r + [""])[:3]) for n, r in rows.items()):
+        spec = specs[name]
+        assert type_name == spec.type_name, name
+        value = yaml.safe_load(default)
+        assert (value, type(value)) == (spec.default, type(spec.default)), (name, default)
+        assert rest.startswith("runtime") == spec.dynamic, name
+        if spec.choices:
+            assert rest.removeprefix("runtime").strip().split(" | ") == [c for c in spec.choices], name
+        if spec.max is not None:
+            assert rest.endswith(f" to {spec.max!r}" + (f" step {spec.step}" if spec.step else "")), name
 
 
 def test_main_usage(capsys: pytest.CaptureFixture[str]) -> None:
@@ -1118,6 +1245,65 @@ def test_parameters_as_ros2_param_sets_and_dumps_them_from_another_process(tmp_p
     assert not result.successful and "restart required" in result.reason
 
 
+def test_a_value_given_after_an_integer_one_is_the_value_the_node_runs(tmp_path: Path) -> None:
+    """rcl keeps one field per type in a parameter's slot and rclpy reads the first present (bool, integer,
+    double...): `far: 6` in the robot's params file beat a later `-p far:=4.5`, and `colormap_max: 3` beat a
+    second params file's `colormap_max: 2.5` (a launch file's `parameters=[params_file, {...}]`), without a
+    word; `ros2 param get` from another process showed 6.0 and 3.0. The value given last is the one used."""
+    from rclpy.parameter import parameter_value_to_python
+    from rclpy.parameter_client import AsyncParameterClient
+
+    robot = tmp_path / "robot.yaml"
+    robot.write_text("/**:\n  ros__parameters:\n    far: 6\n    colormap_max: 3\n    near: 1\n")
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("/**:\n  ros__parameters:\n    colormap_max: 2.5\n")
+    seen: dict[str, Any] = {}
+
+    def read(peer: Node, ex: SingleThreadedExecutor) -> None:
+        client = AsyncParameterClient(peer, "/depth_node")
+        assert client.wait_for_services(timeout_sec=60), "no parameter services on /depth_node"
+        names = ["far", "colormap_max", "near"]
+        values = _param_call(ex, lambda: client.get_parameters(names)).values
+        seen.update(zip(names, (parameter_value_to_python(v) for v in values), strict=True))
+
+    _, out = run_node(
+        tmp_path,
+        ["--ros-args", "--params-file", str(robot), "--params-file", str(mine), "-p", "far:=4.5"],
+        {},
+        {},
+        before_feed=read,
+    )
+    assert seen == {"far": 4.5, "colormap_max": 2.5, "near": 1.0}, out
+
+
+def test_a_p_rule_for_the_node_name_without_its_namespace_is_named(tmp_path: Path) -> None:
+    """`-p depth_node:far:=4.0` (rcl's per-node rule) matches only a node named depth_node without a namespace,
+    so a node pushed into /front ran with far 10.0, without a word. One start-up WARN names the rule and what
+    to write; the node runs. A rule for another node's name (a command line shared by several) is not named."""
+    from rclpy.parameter import parameter_value_to_python
+    from rclpy.parameter_client import AsyncParameterClient
+
+    seen: dict[str, Any] = {}
+
+    def read(peer: Node, ex: SingleThreadedExecutor) -> None:
+        client = AsyncParameterClient(peer, "/front/depth_node")
+        assert client.wait_for_services(timeout_sec=60), "no parameter services on /front/depth_node"
+        seen["far"] = parameter_value_to_python(_param_call(ex, lambda: client.get_parameters(["far"])).values[0])
+
+    _, out = run_node(
+        tmp_path,
+        ["--ros-args", "-r", "__ns:=/front", "-p", "depth_node:far:=4.0", "-p", "other_node:x:=1"],
+        {},
+        {},
+        before_feed=read,
+    )
+    assert seen == {"far": 10.0}, out  # rcl's rule: not applied (the WARN says so)
+    warnings = [line for line in out.splitlines() if "applies to none of this process's nodes" in line]
+    assert len(warnings) == 1 and "[WARN]" in warnings[0], out
+    assert "-p depth_node:far:=4.0 applies to none" in warnings[0] and "write -p far:=4.0" in warnings[0]
+    assert "/front/depth_node: section of the params file" in warnings[0] and "other_node" not in out
+
+
 def test_ros2_param_set_from_another_process_is_answered_in_the_packages_words(tmp_path: Path) -> None:
     """`ros2 param set /depth_node watchdog_timeout abc` (a SetParameters call from another process)
     was answered by rclpy: "Wrong parameter type, expected '3' got '4'" (type ids), "Parameter
@@ -1208,6 +1394,8 @@ def test_rqt_reconfigure_gets_descriptors_it_can_show_and_a_dump_loads_back(tmp_
     too_wide = {n: (r.from_value, r.to_value) for n, d in described.items() for r in d.integer_range
                 if not -(2**31) <= r.from_value <= r.to_value <= 2**31 - 1}  # fmt: skip
     assert not too_wide, too_wide
+    (turns,) = described["image_rotation"].integer_range  # quarter turns only: rqt's slider steps by 90
+    assert (turns.from_value, turns.to_value, turns.step) == (0, 270, 90)
     specs = {s.name: s for s in node_param_specs()}
     wrong = {n: described[n].read_only for n, s in specs.items() if described[n].read_only == s.dynamic}
     assert not wrong, f"read_only should be (not dynamic): {wrong}"

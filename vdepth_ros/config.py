@@ -33,10 +33,13 @@ UpsampleMethod = Literal[UPSAMPLE_METHODS]  # type: ignore[valid-type]
 FitPixels = Literal["positive_ref", "all"]
 
 
-def param(default: Any, *description: str, min: float | None = None, max: float | None = None) -> Any:
+def param(
+    default: Any, *description: str, min: float | None = None, max: float | None = None, step: int | None = None
+) -> Any:
     """A `PipelineConfig` field: its default, its description (the node's parameter descriptor and
-    docs/node.md; string pieces are joined) and an optional range, kept in the field's metadata."""
-    metadata = {"description": "".join(description), "min": min, "max": max}
+    docs/node.md; string pieces are joined) and an optional range (with `step`: only min + k * step),
+    kept in the field's metadata."""
+    metadata = {"description": "".join(description), "min": min, "max": max, "step": step}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -237,6 +240,7 @@ class PipelineConfig:
         "are turned back, so depth, points and depth/camera_info stay in the camera's own pixels and frame.",
         min=0,
         max=270,
+        step=90,
     )
     working_short_side: int = param(
         0,

@@ -36,6 +36,7 @@ class ParamSpec:
         description: one line for `ros2 param describe` (`ros.params.descriptor`) and docs/node.md.
         choices: allowed string values.
         min, max: inclusive numeric range.
+        step: an integer range's step: only min + k * step (`ros2 param describe`, rqt's slider).
         dynamic: may change at runtime; otherwise changes are rejected ("restart required").
         group: "ros" (this node) or "pipeline" (forwarded to `DepthPipeline.from_dict`).
         kind: the value's kind for `vdepth_ros.values` (a pipeline field's type, e.g. `list[int]`);
@@ -48,6 +49,7 @@ class ParamSpec:
     choices: tuple[str, ...] | None = None
     min: float | None = None
     max: float | None = None
+    step: int | None = None
     dynamic: bool = False
     group: str = "ros"
     kind: Any = None
@@ -111,6 +113,9 @@ class ParamSpec:
                 return f"{self.name}={value} is below the minimum {self.min}"
             if self.max is not None and value > self.max:
                 return f"{self.name}={value} is above the maximum {self.max}"
+            if self.step and (value - (self.min or 0)) % self.step:
+                allowed = range(int(self.min or 0), int(self.max if self.max is not None else 0) + 1, self.step)
+                return f"{self.name}={value} is not one of {', '.join(map(str, allowed))}"
         return None
 
 
@@ -334,6 +339,7 @@ def pipeline_param_specs(config_cls: type) -> tuple[ParamSpec, ...]:
                 choices=tuple(allowed) if allowed else None,
                 min=f.metadata.get("min"),
                 max=f.metadata.get("max"),
+                step=f.metadata.get("step"),
                 dynamic=False,
                 group="pipeline",
                 kind=kind,  # None default: dynamically typed for rcl, values still held to the field's type
@@ -422,6 +428,36 @@ def node_param_specs() -> tuple[ParamSpec, ...]:
     from vdepth_ros import config
 
     return all_param_specs(config.PipelineConfig)
+
+
+def yaml_text(value: Any) -> str:
+    """A parameter value as it is written after `-p NAME:=` or in a params file (`true`, `0.02`, `auto`,
+    `[0, 8]`; a string YAML would read as another type is quoted)."""
+    import yaml
+
+    if isinstance(value, str):
+        return value if value and yaml.safe_load(value) == value else f'"{value}"'
+    if isinstance(value, list):
+        return "[" + ", ".join(yaml_text(v) for v in value) + "]"
+    return "true" if value is True else "false" if value is False else repr(value)
+
+
+def parameter_lines(specs: Iterable[ParamSpec]) -> list[str]:
+    """One line per parameter for `vdepth-node --help`: name, type, default (as `-p NAME:=` takes it),
+    whether `ros2 param set` applies it at runtime, and its choices or range."""
+    rows = []
+    for spec in specs:
+        if spec.choices:
+            allowed = " | ".join(spec.choices)
+        elif spec.min is not None and spec.max is not None:
+            allowed = f"{yaml_text(spec.min)} to {yaml_text(spec.max)}" + (f" step {spec.step}" if spec.step else "")
+        elif spec.min is not None or spec.max is not None:
+            allowed = f">= {yaml_text(spec.min)}" if spec.min is not None else f"<= {yaml_text(spec.max)}"
+        else:
+            allowed = ""
+        rows.append((spec.name, spec.type_name, yaml_text(spec.default), "runtime" if spec.dynamic else "", allowed))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    return ["  " + "  ".join(c.ljust(w) for c, w in zip(row, [*widths, 0], strict=True)).rstrip() for row in rows]
 
 
 #: parameters rclpy declares on every node (`use_sim_time`...); the publishers' QoS overrides

@@ -24,8 +24,13 @@ The rules (rcl_yaml_param_parser `parse.c` and rclpy `node.cpp`, Kilted; checked
   (`1e3`, `.inf`, `0x1p3`); everything else, and every quoted scalar, is a string (`~` and
   `null` too: there is no null). Lists must hold one type; `[]` gives no value (None). Nested
   mappings are dotted names (`qos: depth:` is `qos.depth`). Anchors/aliases are refused.
-- Within one section a parameter given twice with different types keeps the first present in
-  rcl's order (bool, integer, double, string, then the array types), as rclpy reads rcl's struct.
+- A parameter given again overrides the earlier value, whatever their types. rcl does not: it keeps
+  one field per type in the parameter's slot of a section name (the same name in several files and
+  `-p`, which is `/**`, share one slot) and rclpy reads the first present in the order bool, integer,
+  double, string, then the array types, so `far: 6` in a params file silently beat a later `-p
+  far:=4.5` or `far: 4.5` in a later file. `node_params(..., as_given=False)` is rcl's reading (what
+  `test/test_param_file.py` checks against rcl); the node replaces such a value by the one given last
+  (`ros.startup.values_rcl_dropped`), and the offline tools read the file as the node then has it.
 
 Deliberately stricter than rcl, where rcl's own parser mis-reads the file: keys after
 `ros__parameters` in the same mapping and an empty mapping as a parameter value are refused here;
@@ -42,7 +47,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from vdepth_ros.errors import ConfigError
+from vdepth_ros.errors import ConfigError, closest_name
 from vdepth_ros.paths import bundled_file_hint
 
 PARAMS_KEY = "ros__parameters"
@@ -64,6 +69,13 @@ _KIND_ORDER = ("bool", "int", "float", "str", "bool[]", "int[]", "float[]", "str
 _NODE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*", re.ASCII)
 
 Section = dict[str, dict[str, Any]]  # parameter name -> {kind: value}
+
+#: ROS 2 launch's substitutions (`$(var far)`, `$(find-pkg-share pkg)`): only `ros2 launch` evaluates them,
+#: in a params file it loads with `ParameterFile(..., allow_substs=True)`; rcl reads them as text
+_LAUNCH_SUBSTITUTION = re.compile(
+    r"\$\((var|env|optenv|find-pkg-share|find-pkg-prefix|find-exec|exec-in-pkg|command|dirname|filename|anon|eval"
+    r"|not|and|or|equals|not-equals|if|unless)\b[^)]*\)"
+)
 
 
 def _scalar(text: str, quoted: bool) -> tuple[str, Any]:
@@ -126,10 +138,30 @@ def _events_to_tree(text: str, path: Path) -> list[Any]:
                 add((kind, list(zip(items[::2], items[1::2], strict=True)) if kind == "map" else items, start))
     except yaml.YAMLError as err:  # one line: what and where, without PyYAML's snippet
         mark = getattr(err, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         reason = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ConfigError(f"parameter file {path} is not valid YAML: {reason}{where}") from err
+        context = getattr(err, "context_mark", None)
+        if reason == "could not find expected ':'" and context is not None:  # PyYAML marks the line after it
+            mark = context
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        hint = _yaml_slip(reason, text.splitlines()[mark.line] if mark and mark.line < len(text.splitlines()) else "")
+        raise ConfigError(f"parameter file {path} is not valid YAML: {reason}{where}{hint}") from err
     return docs
+
+
+def _yaml_slip(reason: str, line: str) -> str:
+    """The usual slip behind PyYAML's words for a params file's line, as '; <fix>', or ''."""
+    if "'\\t'" in reason:
+        return "; YAML indents with spaces, never tabs: replace the tab"
+    if reason == "could not find expected ':'":
+        if re.search(r"^\s*[\w.]+:\S", line):
+            return f"; {line.strip()!r} needs a space after the ':' (NAME: VALUE)"
+        return f"; {line.strip()!r} needs a ':' after its name (NAME: VALUE)"
+    if reason == "mapping values are not allowed here":
+        return (
+            "; the line above it has no ':' after its name, or this line is indented further than the one above "
+            "it (every parameter of a section starts in the same column)"
+        )
+    return ""
 
 
 def parse_param_file(path: str | Path) -> dict[str, Section]:
@@ -173,9 +205,23 @@ def _read_names(mapping: Any, names: list[str], sections: dict[str, Section], pa
             raise _fail(path, key[3], f"keys after {PARAMS_KEY} in the same mapping are not read reliably by rcl")
         if key[1].startswith(PARAMS_KEY):  # rcl compares only the prefix
             if not names:
-                raise _fail(path, key[3], f"there are no node names before {PARAMS_KEY}")
+                raise _fail(
+                    path,
+                    key[3],
+                    f"there are no node names before {PARAMS_KEY}: write '/**:' (every node) above it and indent "
+                    "the rest under it",
+                )
+            if value[0] == "scalar" and not value[1] and not value[2]:  # `ros__parameters:` then `far: 6` below it
+                raise _fail(
+                    path,
+                    key[3],
+                    f"{PARAMS_KEY} has nothing under it: indent its parameters further than '{PARAMS_KEY}:' "
+                    f"(e.g. '  {PARAMS_KEY}:' then '    far: 6.0')",
+                )
             if value[0] != "map":
-                raise _fail(path, value[-1], f"{PARAMS_KEY} must be a mapping of parameters")
+                slip = re.match(r"[\w.]+:\S", value[1]) if value[0] == "scalar" else None  # `far:6.0`: one word
+                fix = f": {value[1]!r} needs a space after the ':' (NAME: VALUE)" if slip else ""
+                raise _fail(path, value[-1], f"{PARAMS_KEY} must be a mapping of parameters{fix}")
             name = "/".join(names)
             _check_name(name, path, key[3])
             node = "/" + name.lstrip("/") if not name.startswith("/") else name
@@ -185,15 +231,42 @@ def _read_names(mapping: Any, names: list[str], sections: dict[str, Section], pa
             if names and key[1].startswith("/"):
                 raise _nested_absolute_name(path, key[3], names, key[1])
             _read_names(value, [*names, key[1]], sections, path)
-        elif names:
-            raise _fail(
-                path,
-                key[-1],
-                f"section {'/'.join(names)!r} has no '{PARAMS_KEY}:' mapping: {key[1]!r} is a value outside one "
-                "(is the node's section indented right?)",
-            )
         else:
-            raise _fail(path, key[-1], f"{key[1]!r} is a value, not a node name with a '{PARAMS_KEY}:' mapping")
+            raise _value_outside_section(path, names, key, value)
+
+
+def _value_outside_section(path: Path, names: list[str], key: Any, value: Any) -> ConfigError:
+    """A parameter outside any node's `ros__parameters:`, named with the slip that put it there."""
+    if names and closest_name(names[-1], [PARAMS_KEY], cutoff=0.8):  # ros_parameters, ros__parameter
+        return _fail(
+            path,
+            key[-1],
+            f"{names[-1]!r} is not {PARAMS_KEY!r}: rcl reads parameters only under '{PARAMS_KEY}:' (two "
+            f"underscores), so it took {names[-1]!r} for a namespace and {key[1]!r} for a value outside any "
+            f"node's parameters; write '{PARAMS_KEY}:'",
+        )
+    if names:
+        return _fail(
+            path,
+            key[-1],
+            f"section {'/'.join(names)!r} has no '{PARAMS_KEY}:' mapping: {key[1]!r} is a value outside one "
+            f"(is the node's section indented right?): write '{PARAMS_KEY}:' under {names[-1] + ':'!r} and its "
+            "parameters indented under that",
+        )
+    if value[0] == "scalar" and not value[1] and not value[2]:  # `/**:` then `ros__parameters:` not indented
+        return _fail(
+            path,
+            key[-1],
+            f"{key[1]!r} has nothing under it: indent '{PARAMS_KEY}:' under {key[1] + ':'!r}, and the "
+            f"parameters under that (e.g. '/**:' then '  {PARAMS_KEY}:' then '    far: 6.0')",
+        )
+    return _fail(  # a flat file of parameters (`far: 6.0` at the top)
+        path,
+        key[-1],
+        f"{key[1]!r} is a value, not a node name with a '{PARAMS_KEY}:' mapping: a params file puts the "
+        f"parameters under a node name and '{PARAMS_KEY}:', e.g. '/**:' (every node) then "
+        f"'  {PARAMS_KEY}:' then '    {key[1]}: {value[1] if value[0] == 'scalar' else '...'}'",
+    )
 
 
 def _nested_absolute_name(path: Path, line: int, names: list[str], key: str) -> ConfigError:
@@ -236,10 +309,35 @@ def _read_params(mapping: Any, prefix: str, params: Section, path: Path) -> None
         elif value[0] == "scalar":
             if not value[2] and not value[1]:
                 raise _fail(path, value[3], f"{name}: no value")
-            kind, scalar = _scalar(value[1], value[2])
-            params.setdefault(name, {})[kind] = scalar
+            _refuse_launch_substitution(name, value, path)
+            _give(params, name, *_scalar(value[1], value[2]))
         else:
-            params.setdefault(name, {}).update(_sequence(name, value, path))
+            params.setdefault(name, {})  # `[]`: a parameter without a value
+            for kind, values in _sequence(name, value, path).items():
+                _give(params, name, kind, values)
+
+
+def _give(params: Section, name: str, kind: str, value: Any) -> None:
+    """Set a parameter's value of one kind in its slot, as rcl does (the other kinds stay); the slot's
+    last entry is the value given last (`resolve(..., as_given=True)`)."""
+    slot = params.setdefault(name, {})
+    slot.pop(kind, None)
+    slot[kind] = value
+
+
+def _refuse_launch_substitution(name: str, scalar: Any, path: Path) -> None:
+    """A value holding a launch substitution (`far: $(var far)`) is refused with what it is: rcl reads it as
+    text, so the node said only "far must be a number, got '$(var far)'" (a model path: "does not exist")."""
+    substitution = _LAUNCH_SUBSTITUTION.search(scalar[1])
+    if substitution is not None:
+        raise _fail(
+            path,
+            scalar[3],
+            f"{name}: {scalar[1]!r} holds the launch substitution {substitution.group(0)}, which only ros2 launch "
+            "evaluates (a params file given as ParameterFile(..., allow_substs=True)); rcl, the node and the "
+            "offline tools read the file as it is: write the value itself here, or start the node with the "
+            "launch file that fills it in",
+        )
 
 
 def _sequence(name: str, seq: Any, path: Path) -> dict[str, list[Any]]:
@@ -263,18 +361,57 @@ def matches(section: str, node: str) -> bool:
     return re.fullmatch(pattern, node, re.ASCII) is not None
 
 
-def resolve(variants: dict[str, Any]) -> Any:
-    """A parameter's value from its `{kind: value}`: the first kind in rcl's order, None if none."""
+def resolve(variants: dict[str, Any], as_given: bool = False) -> Any:
+    """A parameter's value from its `{kind: value}`: the first kind in rcl's order (what rcl gives), or
+    with `as_given` the value given last; None if none."""
+    if as_given:
+        return next(reversed(variants.values()), None)
     return next((variants[k] for k in _KIND_ORDER if k in variants), None)
 
 
-def node_params(sections: dict[str, Section], node: str) -> dict[str, Any]:
-    """The flat parameters the node `node` (fully qualified, e.g. `/front/depth_node`) gets."""
+def node_params(sections: dict[str, Section], node: str, as_given: bool = False) -> dict[str, Any]:
+    """The flat parameters the node `node` (fully qualified, e.g. `/front/depth_node`) gets: as rcl
+    gives them, or with `as_given` each parameter's value given last in its slot (`resolve`)."""
     out: dict[str, Any] = {}
     for section, params in sections.items():
         if matches(section, node):
-            out.update({name: resolve(variants) for name, variants in params.items()})
+            out.update({name: resolve(variants, as_given) for name, variants in params.items()})
     return out
+
+
+def ros_args_sections(argv: list[str]) -> dict[str, Section]:
+    """The sections rcl builds from a command line's `--ros-args` parts: every `--params-file` and `-p
+    NAME:=VALUE` (section `/**`; `-p NODE:NAME:=VALUE`: section `/NODE`) in the order given, the same
+    section name in several of them one section (in the order names first appear), its parameters'
+    values set kind by kind (`_give`).
+
+    Raises:
+        ConfigError: a params file or a `-p` value rcl would refuse too.
+    """
+    sections: dict[str, Section] = {}
+    in_ros = False
+    for i, arg in enumerate(argv):
+        if arg == "--ros-args":
+            in_ros = True
+        elif arg == "--":
+            in_ros = False
+        elif in_ros and i + 1 < len(argv) and arg == "--params-file":
+            for name, params in parse_param_file(argv[i + 1]).items():
+                for param, variants in params.items():
+                    sections.setdefault(name, {}).setdefault(param, {})
+                    for kind, value in variants.items():
+                        _give(sections.setdefault(name, {}), param, kind, value)
+        elif in_ros and i + 1 < len(argv) and arg in ("-p", "--param") and ":=" in argv[i + 1]:
+            param, _, text = argv[i + 1].partition(":=")
+            node, _, param = param.rpartition(":")  # `-p depth_node:far:=4.5`: that node's section
+            value = _events_to_tree(text, Path("-p " + argv[i + 1]))
+            if not value or value[0][0] not in ("scalar", "seq"):
+                continue  # rcl refuses it (rclpy.init raised before a node is made)
+            kinds = [_scalar(value[0][1], value[0][2])] if value[0][0] == "scalar" else []
+            kinds += list(_sequence(param, value[0], Path("-p")).items()) if value[0][0] == "seq" else []
+            for kind, parsed in kinds:
+                _give(sections.setdefault("/" + node if node else "/**", {}), param, kind, parsed)
+    return sections
 
 
 def read_node_params(path: str | Path, node: str) -> dict[str, Any]:
@@ -290,7 +427,7 @@ def read_node_params(path: str | Path, node: str) -> dict[str, Any]:
             f"parameter file {path} has no {PARAMS_KEY} for node {node} (its sections: {list(sections) or 'none'}); "
             "a section '/**:' applies to every node"
         )
-    return node_params(sections, node)
+    return node_params(sections, node, as_given=True)
 
 
 def fully_qualified(node_name: str) -> str:
@@ -298,4 +435,4 @@ def fully_qualified(node_name: str) -> str:
     return node_name if node_name.startswith("/") else "/" + node_name
 
 
-__all__ = ["fully_qualified", "matches", "node_params", "parse_param_file", "read_node_params"]
+__all__ = ["fully_qualified", "matches", "node_params", "parse_param_file", "read_node_params", "ros_args_sections"]

@@ -47,11 +47,13 @@ def _scheduler(config: PipelineConfig, spec: InputSpec, alignment: str) -> Windo
     if alignment == "graph" and not keyframes and config.anchor_slots:
         # A chain family gets VDA's context slots in place of two overlap frames (same cost), so
         # every window shares the anchor frame with window 0: the graph has loops, not a chain.
+        _check_window_fits(config, spec, window, config.overlap or int(spec.overlap), None)
         keyframes = anchor_keyframes(window, config.overlap or int(spec.overlap))
     # "graph" shares the keyframe schedule when the model has one: the offline solve runs on the
     # same windows, and the slot-0 anchor frame gives every window an edge to window 0.
     keyframe_schedule = alignment == "keyframe" or (alignment == "graph" and bool(keyframes))
     overlap = config.overlap or (len(keyframes) if keyframe_schedule else int(spec.overlap))
+    _check_window_fits(config, spec, window, overlap, keyframes if keyframe_schedule else None)
     if not spec.dynamic_frames and window > spec.frames:
         raise ConfigError(f"window {window} exceeds the engine's fixed {spec.frames} frames")
     if spec.max_frames is not None and window > spec.max_frames:
@@ -70,6 +72,39 @@ def _scheduler(config: PipelineConfig, spec: InputSpec, alignment: str) -> Windo
         frames_rule=spec.frames_rule,
         first_window=first,
     )
+
+
+def _check_window_fits(
+    config: PipelineConfig, spec: InputSpec, window: int, overlap: int, keyframes: tuple[int, ...] | None
+) -> None:
+    """Refuse a window its overlap or keyframe slots do not fit, naming where they came from (a `window` set
+    alone keeps the model's overlap and keyframes: `window: 4` on the bundled model was refused as "overlap
+    must be in [0, window=4), got 4", an overlap the user never set) and values that fit.
+
+    Raises:
+        ConfigError: "window 4 does not hold the keyframes [0, 3, 6, 7] (the model's ...): ...".
+    """
+    model = f"the model's window is {spec.window}"
+    if keyframes and max(keyframes) >= window and len(keyframes) == overlap:
+        whose = "" if config.keyframes else " (the model's: keyframes is not set)"
+        count = min(len(keyframes), window - 1)
+        fixes = []
+        if count >= 2:
+            fixes.append(f"keyframes that fit it, e.g. {list(anchor_keyframes(window, count))} (overlap {count})")
+        fixes.append(f"a window above {max(keyframes)} ({model})")
+        raise ConfigError(
+            f"window {window} does not hold the keyframes {list(keyframes)}{whose}: every slot must be below the "
+            f"window (the overlap is their count); set {', or '.join(fixes)}"
+        )
+    if overlap >= window:
+        whose = "" if config.overlap else " (the model's: overlap is 0)"
+        if keyframes and not config.overlap:
+            whose = f" (the count of the keyframes {list(keyframes)})"
+        fixes = [f"overlap {'1' if window == 2 else f'1 to {window - 1}'} (0 is the model's)"] if window > 1 else []
+        fixes.append(f"a window above {overlap} ({model})")
+        raise ConfigError(
+            f"window {window} must be longer than its overlap {overlap}{whose}: set {', or '.join(fixes)}"
+        )
 
 
 class WindowSteps:

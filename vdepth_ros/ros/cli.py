@@ -34,7 +34,9 @@ from vdepth_ros.ros.startup import (
     StartupError,
     check_domain_id,
     check_params_files,
+    check_ros_rules,
     params_files,
+    unused_node_rules,
     unused_params_file_sections,
 )
 from vdepth_ros.ros.transport import use_large_segment_profile
@@ -48,13 +50,24 @@ ROS arguments go after --ros-args: [--params-file FILE] [-p NAME:=VALUE] [-r FRO
 EPILOG = """per-camera parameters go in /front/depth_node: sections of the params file (docs/node.md);
 remap a camera's topics with full names: -r /front/image:=/cam_front/image_rect"""
 
+PARAMETERS_HEADING = """parameters (-p NAME:=VALUE, or a params file's /**: ros__parameters: section), each with
+its type and default; "runtime": ros2 param set /depth_node NAME VALUE applies it at once, every other
+needs a restart; what each does: docs/node.md, Parameters, or ros2 param describe /depth_node NAME:"""
+
+
+def _epilog() -> str:
+    """The parameters of depth_node with their defaults, then the per-camera notes."""
+    from vdepth_ros.node_params import node_param_specs, parameter_lines
+
+    return "\n".join([PARAMETERS_HEADING, *parameter_lines(node_param_specs()), "", EPILOG])
+
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="vdepth-node",
         usage="vdepth-node [--managed] [--cameras NAME [NAME ...]] [--ros-args ...]",
         description=DESCRIPTION,
-        epilog=EPILOG,
+        epilog=_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
@@ -191,7 +204,8 @@ def run(args: list[str] | None = None) -> int:
     CLOCK.imports_done()
     argv = list(sys.argv if args is None else args)
     try:
-        check_params_files(argv)  # before rcl parses them (it would raise RCLInvalidROSArgsError)
+        check_ros_rules(argv)  # before rcl parses them (it would raise RCLInvalidROSArgsError, in its words)
+        check_params_files(argv)
         check_domain_id(os.environ)
         own_args = remove_ros_args(args=argv)[1:]
     except StartupError as err:
@@ -212,11 +226,12 @@ def run(args: list[str] | None = None) -> int:
         transport = use_large_segment_profile(os.environ, Path.cwd())  # before rclpy creates the participant
         _init_rclpy(argv)
         CLOCK.add("rclpy init", time.monotonic() - t0)
-        startup.PARAMS_FILES[:] = params_files(argv)  # a relative `model:` in one is relative to its folder
+        startup.ROS_ARGV[:] = argv  # its params files (a relative `model:` in one is relative to its folder)
         nodes, pool = build_nodes(options.cameras, managed=options.managed)
         if transport:
             nodes[0].get_logger().info(transport)
-        for warning in unused_params_file_sections(params_files(argv), [n.get_fully_qualified_name() for n in nodes]):
+        names = [n.get_fully_qualified_name() for n in nodes]
+        for warning in unused_params_file_sections(params_files(argv), names) + unused_node_rules(argv, names):
             warn_every_camera(nodes, warning)
         shutdown.nodes = nodes
         shutdown.starting = False
@@ -242,7 +257,7 @@ def run(args: list[str] | None = None) -> int:
         return 2
     finally:
         _close(nodes, pool)
-        startup.PARAMS_FILES.clear()  # this run's files: not another run's in the same process (tests)
+        startup.ROS_ARGV.clear()  # this run's arguments: not another run's in the same process (tests)
     return 0
 
 
@@ -267,13 +282,26 @@ def _own_options(argv: list[str], own_args: list[str]) -> argparse.Namespace | i
 
 def _ros_args_outside_ros_args(argv: list[str], own_args: list[str]) -> str | None:
     """The command line written as it should be when ROS arguments come before `--ros-args` (argparse
-    would only say "unrecognized arguments: -r"); None when there are none."""
-    if not any(a in ROS_ARGUMENTS or ":=" in a for a in own_args):
+    would only say "unrecognized arguments: -r"), a params file given alone (`vdepth-node config/depth.yaml`)
+    as `--params-file` after it; None when there are none."""
+
+    def misplaced(arg: str) -> bool:
+        return arg in ROS_ARGUMENTS or ":=" in arg or _is_params_file_name(arg)
+
+    if not any(misplaced(a) for a in own_args):
         return None
     rest = argv[1:]
-    first = next(i for i, a in enumerate(rest) if a in ROS_ARGUMENTS or ":=" in a)
-    ros = [a for a in rest[first:] if a != "--ros-args"]
+    first = next(i for i, a in enumerate(rest) if misplaced(a))
+    ros: list[str] = []
+    for arg in rest[first:]:
+        if arg != "--ros-args":
+            alone = _is_params_file_name(arg) and (not ros or ros[-1] != "--params-file")
+            ros += ["--params-file", arg] if alone else [arg]
     return " ".join(["vdepth-node", *rest[:first], "--ros-args", *ros])
+
+
+def _is_params_file_name(arg: str) -> bool:
+    return not arg.startswith("-") and arg.lower().endswith((".yaml", ".yml"))
 
 
 def _rclpy_parameter_type(err: Exception) -> str | None:

@@ -17,6 +17,7 @@ from vdepth_ros.errors import ConfigError, closest_name
 from vdepth_ros.node_params import ParamSpec, node_param_specs, runtime_change_error, set_value_error
 from vdepth_ros.ros.params import declare_value, descriptor
 from vdepth_ros.ros.python_logs import forward_python_logging
+from vdepth_ros.ros.startup import values_rcl_dropped
 from vdepth_ros.values import kind_of, misread_number, type_problem
 
 
@@ -34,6 +35,9 @@ class ParameterSide:
         forward_python_logging()  # the pipeline's and runtime's own lines, into the ROS log
         self._specs: dict[str, ParamSpec] = {s.name: s for s in node_param_specs()}
         overrides: dict[str, Parameter] = getattr(self, "_parameter_overrides", {})
+        plain = {name: param.value for name, param in overrides.items()}
+        for name, value in values_rcl_dropped(self.get_fully_qualified_name(), plain).items():
+            overrides[name] = Parameter(name, value=value)  # the value given last, as the user wrote it
         for spec in self._specs.values():
             given = overrides.get(spec.name)
             if given is not None and spec.coerce(given.value) is not given.value:

@@ -47,7 +47,7 @@ def descriptor(spec: ParamSpec) -> ParameterDescriptor:
             IntegerRange(
                 from_value=max(int(spec.min), -INT32_MAX - 1) if spec.min is not None else -INT32_MAX - 1,
                 to_value=min(int(spec.max), INT32_MAX) if spec.max is not None else INT32_MAX,
-                step=0,
+                step=spec.step or 0,
             )
         ]
     elif isinstance(spec.default, float) and (spec.min is not None or spec.max is not None):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -148,13 +149,14 @@ def params_files(argv: list[str]) -> list[str]:
     return files
 
 
-#: This process's `--params-file` arguments (`vdepth-node` sets them before building its nodes): a
-#: relative `model:` path written in one of them is relative to that file's folder (`params_file_of`).
-PARAMS_FILES: list[str] = []
+#: This process's command line (`vdepth-node` sets it before building its nodes): a relative `model:` path
+#: written in one of its `--params-file`s is relative to that file's folder (`params_file_of`), and a value
+#: rcl dropped for an earlier one of another type is taken as given (`values_rcl_dropped`).
+ROS_ARGV: list[str] = []
 
 
 def params_file_of(node: str, name: str, value: Any) -> str | None:
-    """The params file of this process (`PARAMS_FILES`) that gave node `node` (fully qualified) `value`
+    """The params file of this process (`ROS_ARGV`) that gave node `node` (fully qualified) `value`
     for parameter `name`: the last one setting it, as rcl applies them; None when none did (a `-p`
     override, the default). A temporary copy a launch tool wrote is returned too: `resolve_model` knows
     it (`runtime.registry.is_rewritten_params_file`) and says so.
@@ -162,7 +164,7 @@ def params_file_of(node: str, name: str, value: Any) -> str | None:
     from vdepth_ros.config import load_params
 
     source = None
-    for path in PARAMS_FILES:
+    for path in params_files(ROS_ARGV):
         try:
             values = load_params(path, node)
         except VdepthError:  # no section for this node (refused files stopped start-up already)
@@ -170,6 +172,35 @@ def params_file_of(node: str, name: str, value: Any) -> str | None:
         if name in values:
             source = path if values[name] == value else None
     return source
+
+
+def values_rcl_dropped(node: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters of node `node` (fully qualified) whose value given last on this process's command line
+    (`ROS_ARGV`) rcl dropped for an earlier one of another type, each with the value given last: rcl keeps
+    one field per type in a parameter's slot and rclpy reads the first present (bool, integer, double, ...),
+    so `far: 6` in config/depth.yaml beat a later `-p far:=4.5`, `far: 4.5` in a second params file, or a
+    launch file's `parameters=[params_file, {'far': 4.5}]`, without a word (`vdepth_ros.param_file`).
+    Only a parameter whose override (`overrides`: rclpy's, name -> value) is rcl's reading of the same
+    command line is replaced, so nothing rcl read otherwise is second-guessed."""
+    from vdepth_ros.param_file import node_params, ros_args_sections
+
+    try:
+        sections = ros_args_sections(ROS_ARGV)
+    except VdepthError:  # rcl refused it already (check_params_files, rclpy.init)
+        return {}
+    by_rcl, as_given = node_params(sections, node), node_params(sections, node, as_given=True)
+
+    def same(a: Any, b: Any) -> bool:
+        return bool(a == b and type(a) is type(b))
+
+    return {
+        name: value
+        for name, value in as_given.items()
+        if name in overrides
+        and name in by_rcl
+        and same(overrides[name], by_rcl[name])
+        and not same(value, by_rcl[name])
+    }
 
 
 #: The largest ROS_DOMAIN_ID Fast DDS (the wheels' only middleware) opens ports for: its UDP ports are
@@ -191,6 +222,41 @@ def check_domain_id(environ: Mapping[str, str]) -> None:
             f"(7400 + 250 x domain): set ROS_DOMAIN_ID to 0-{MAX_DOMAIN_ID} (0-101 on Linux keeps clear of its "
             "ephemeral ports), the same in every process of the robot"
         )
+
+
+#: ROS arguments followed by a rule NAME:=VALUE (a parameter) or FROM:=TO (a remap).
+RULE_ARGUMENTS = {"-p": "a parameter", "--param": "a parameter", "-r": "a remap", "--remap": "a remap"}
+
+
+def check_ros_rules(argv: list[str]) -> None:
+    """Refuse a `-p` or `-r` rule without `:=` (`-p far=4.0`, `-p far:4.0`, `-r image=/cam/image`) or a relative
+    namespace (`-r __ns:=front`), naming the rule as it should be written: rcl says only "Couldn't parse
+    parameter override rule ... Expected lexeme type (22) not found, search ended at index 3".
+
+    Raises:
+        StartupError: "-p far=4.0: a parameter is written with ':=' (NAME:=VALUE): -p far:=4.0".
+    """
+    in_ros = False
+    for i, arg in enumerate(argv[:-1]):
+        if arg == "--ros-args":
+            in_ros = True
+        elif arg == "--":
+            in_ros = False
+        elif in_ros and arg in ("-r", "--remap") and re.fullmatch(r"(\w+:)?__ns:=[^/].*", argv[i + 1]):
+            node, _, namespace = argv[i + 1].partition("__ns:=")
+            raise StartupError(
+                f"{arg} {argv[i + 1]}: a namespace is absolute (it starts with '/'): {arg} {node}__ns:=/{namespace}"
+            )
+        elif in_ros and arg in RULE_ARGUMENTS and ":=" not in argv[i + 1] and not argv[i + 1].startswith("-"):
+            rule = argv[i + 1]
+            form = "NAME:=VALUE" if RULE_ARGUMENTS[arg] == "a parameter" else "FROM:=TO"
+            sep = "=" if "=" in rule else ":" if ":" in rule else None
+            if sep is None:  # `-p far`: no value at all
+                fixed = f"{arg} {rule}:={form.split(':=')[1]}"
+            else:
+                name, _, value = rule.rpartition(sep) if sep == ":" else rule.partition(sep)
+                fixed = f"{arg} {name}:={value}"
+            raise StartupError(f"{arg} {rule}: {RULE_ARGUMENTS[arg]} is written with ':=' ({form}): {fixed}")
 
 
 def check_params_files(argv: list[str]) -> None:
@@ -250,6 +316,32 @@ def unused_params_file_sections(files: list[str], nodes: list[str]) -> list[str]
                 f"params file {path}: section(s) {', '.join(meant)} apply to no node of this process "
                 f"({', '.join(nodes)}), so their values are not used; name {rename} (a section applies "
                 "only to the node of its exact namespace; docs/node.md, Parameters)"
+            )
+    return out
+
+
+def unused_node_rules(argv: list[str], nodes: list[str]) -> list[str]:
+    """One warning per `-p NODE:NAME:=VALUE` rule that applies to none of this process's nodes (fully
+    qualified names), which rcl skips without a word: its NODE is a node name without namespace, so
+    `-p depth_node:far:=4.0` never reaches `/front/depth_node` (`-r __ns:=/front`, `--cameras`, a launch
+    file's namespace); rules for other nodes' names are left alone (a command line shared by several)."""
+    from vdepth_ros.param_file import matches
+
+    out = []
+    for i, arg in enumerate(argv[:-1]):
+        rule = argv[i + 1]
+        if arg not in ("-p", "--param") or ":=" not in rule:
+            continue
+        node = rule.partition(":=")[0].rpartition(":")[0]
+        if not node or any(matches("/" + node, n) for n in nodes):
+            continue
+        meant = [n for n in nodes if n.rsplit("/", 1)[-1] == node]
+        if meant:
+            out.append(
+                f"{arg} {rule} applies to none of this process's nodes ({', '.join(nodes)}): a -p rule's node name "
+                f"matches only a node of that name without a namespace; write {arg} {rule.split(':', 1)[1]} (every "
+                f"node of the process) or give it in a {meant[0] if len(meant) == 1 else '/**/' + node}: section of "
+                "the params file"
             )
     return out
 
