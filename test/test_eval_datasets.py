@@ -66,3 +66,21 @@ def test_trivial_baselines_reproduce_the_calibration(evaldata, name, frames, con
     r = evaluate_sequence(row_ramp_prediction(seq.depth.shape), seq.depth, seq.max_depth)
     assert (round(c.abs_rel, 3), round(c.delta1, 3)) == const
     assert (round(r.abs_rel, 3), round(r.delta1, 3)) == ramp
+
+
+def test_a_jpeg_cut_short_is_damaged_not_a_half_grey_picture(tmp_path) -> None:
+    """`cv2.imread` decodes a JPEG cut short (7-Scenes' colour frames are JPEGs) with its missing rows grey, saying
+    so only on standard error: the evaluation scored that grey as the frame. Now it is a damaged file."""
+    import cv2
+
+    from vdepth_ros.eval.datasets import EvalDataError, read_rgb
+
+    rng = np.random.default_rng(0)
+    picture = cv2.GaussianBlur(rng.integers(0, 255, (96, 128, 3), dtype=np.uint8), (5, 5), 2)
+    path = tmp_path / "frame-000010.color.jpg"
+    cv2.imwrite(str(path), picture)
+    assert read_rgb(path).shape == (96, 128, 3)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size * 2 // 3])
+    assert cv2.imread(str(path)) is not None  # what the loader used to take
+    with pytest.raises(EvalDataError, match="damaged"):
+        read_rgb(path)

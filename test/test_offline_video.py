@@ -431,6 +431,22 @@ def test_an_undecodable_image_is_dropped_wherever_it_sorts(tmp_path: Path) -> No
     assert not (tmp_path / "out2").exists()
 
 
+def test_a_jpeg_frame_cut_short_is_dropped_not_read_half_grey(tmp_path: Path) -> None:
+    """A folder of JPEG frames with one cut short (a copy interrupted): OpenCV's imread decodes it with the
+    missing rows grey, saying so only on standard error, and its depth was written as a frame's. Now it is
+    dropped and counted as undecodable."""
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, rgb in enumerate(synthetic_frames(4, H, W)):
+        cv2.imwrite(str(folder / f"frame_{i}.jpg"), np.ascontiguousarray(rgb[..., ::-1]))
+    cut = folder / "frame_2.jpg"
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size * 2 // 3])
+    s = process_video(folder, tmp_path / "out", params={}, engine=make_engine(), preview=False)
+    assert (s.frames_in, s.frames_out, s.dropped) == (4, 3, 1)
+    rows = list(csv.DictReader((tmp_path / "out" / "frames.csv").open()))
+    assert [r["source"] for r in rows] == ["frame_0.jpg", "frame_1.jpg", "frame_3.jpg"]
+
+
 def test_a_folder_of_mixed_sizes_is_one_warning_and_a_summary_line(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

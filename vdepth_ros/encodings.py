@@ -14,6 +14,7 @@ of the samples' type (16UC1's 65535: some drivers mark pixels without a measurem
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -725,6 +726,19 @@ def compressed_depth_to_metres(fmt: str, data: bytes | bytearray | memoryview) -
         depth = np.float32(quant_a) / (img.astype(np.float32) - np.float32(quant_b))
     depth[img == 0] = np.nan
     return depth_from_image(depth, "32FC1")
+
+
+def read_image_file(path: str | os.PathLike[str], flags: int) -> np.ndarray | None:
+    """An image file decoded as a message's bytes are (`cv2.imdecode` with `flags`), or None when it is missing,
+    unreadable or does not decode. Not `cv2.imread`: it decodes a JPEG cut short (a copy interrupted) with the
+    missing rows grey, saying so only on standard error, so a damaged frame was used as a picture of grey."""
+    import cv2  # lazy: as decode_compressed
+
+    try:
+        buf = np.fromfile(os.fspath(path), dtype=np.uint8)
+    except OSError:
+        return None
+    return cv2.imdecode(buf, flags) if buf.size else None
 
 
 def decode_compressed(data: bytes | bytearray | memoryview, fmt: str = "", keep_16bit: bool = False) -> np.ndarray:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from vdepth_ros.encodings import to_8bit
+from vdepth_ros.encodings import read_image_file, to_8bit
 from vdepth_ros.inputs.decode import SampleBitDepth, compressed_size
 from vdepth_ros.offline.errors import OfflineError, VideoReadError
 
@@ -182,13 +182,13 @@ class VideoFrameSource:
         first: dict[tuple[int, int], str] = {}
         for p in sample:
             size = _header_size(p)  # (a corrupt header claiming gigapixels is not decoded to learn it)
-            if size is None and (img := cv2.imread(str(p), cv2.IMREAD_COLOR)) is not None:
+            if size is None and (img := read_image_file(p, cv2.IMREAD_COLOR)) is not None:
                 size = (img.shape[1], img.shape[0])
             if size is not None:
                 counts[size] = counts.get(size, 0) + 1
                 first.setdefault(size, p.name)
         if not counts and len(sample) < len(files):  # the sample did not decode: the first image that does
-            img_of = ((p, img) for p in files if (img := cv2.imread(str(p), cv2.IMREAD_COLOR)) is not None)
+            img_of = ((p, img) for p in files if (img := read_image_file(p, cv2.IMREAD_COLOR)) is not None)
             if (found := next(img_of, None)) is not None:
                 counts[(found[1].shape[1], found[1].shape[0])] = 1
                 first[(found[1].shape[1], found[1].shape[0])] = found[0].name
@@ -233,17 +233,18 @@ class VideoFrameSource:
             i += 1
 
     def _read_image(self, path: Path) -> np.ndarray | None:
-        """BGR uint8 of an image file, None if it does not decode. A 16-bit one (PNG, TIFF) is read with
-        its significant bits (`inputs.assembly.SampleBitDepth`, auto, each choice logged), not its top 8:
-        a 12-bit camera's frames saved as 16-bit PNGs were almost black (`image_bit_depth`, 0 = auto)."""
-        img = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
+        """BGR uint8 of an image file, None if it does not decode (a JPEG cut short too: `read_image_file`).
+        A 16-bit one (PNG, TIFF) is read with its significant bits (`inputs.assembly.SampleBitDepth`, auto,
+        each choice logged), not its top 8: a 12-bit camera's frames saved as 16-bit PNGs were almost black
+        (`image_bit_depth`, 0 = auto)."""
+        img = read_image_file(path, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
         if img is not None and img.dtype == np.uint16:
             img = to_8bit(img, self._bit_depth.bits_for(img, "bgr16", "16-bit image"))
             if self._bit_depth.note:
                 log.info("%s", self._bit_depth.note)
                 self._bit_depth.note = None
         elif img is not None and img.dtype != np.uint8:  # float (EXR, float TIFF): as OpenCV reads it to 8 bits
-            img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            img = read_image_file(path, cv2.IMREAD_COLOR)
         return img
 
     def _stamps(self) -> Iterator[tuple[int, np.ndarray | None, str, int]]:
