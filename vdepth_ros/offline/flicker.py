@@ -28,7 +28,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -48,12 +48,21 @@ from vdepth_ros.offline.bag_messages import (
     nearest_stamp,
     open_reader,
 )
-from vdepth_ros.offline.bag_types import CAMERA_INFO, IMAGE_TYPES, POSE_STAMPED, TYPESTORES, restamp
+from vdepth_ros.offline.bag_types import (
+    CAMERA_INFO,
+    IMAGE_TYPES,
+    POSE_STAMPED,
+    TYPESTORES,
+    restamp,
+)
 from vdepth_ros.offline.errors import BagReadError, MissingTopicError, OfflineError, UnsupportedEncodingError
 from vdepth_ros.offline.runner import cli_errors, setup_logging, sigterm_as_interrupt, stdout_for_results
 from vdepth_ros.offline.skipped import SkippedMessages
 from vdepth_ros.paths import expand_home
 from vdepth_ros.triangulate import PoseBuffer, pose_from_msg
+
+if TYPE_CHECKING:
+    from vdepth_ros.stream.cloud import CameraModel
 
 log = logging.getLogger(__name__)
 PROG = "vdepth-flicker"
@@ -181,10 +190,10 @@ class _Chain:
 class _Geometry:
     """Camera poses and intrinsics of the recording, read in a first pass (small), for TAE."""
 
-    def __init__(self, poses: PoseBuffer, infos: list[tuple[int, Any]], slop_ns: int) -> None:
+    def __init__(self, poses: PoseBuffer, cameras: list[tuple[int, CameraModel | None]], slop_ns: int) -> None:
         self.poses, self.slop_ns = poses, slop_ns
-        self.info_stamps = [s for s, _ in infos]
-        self.cameras = [camera_from_info(i) for _, i in infos]
+        self.info_stamps = [s for s, _ in cameras]
+        self.cameras = [c for _, c in cameras]
 
     def at(self, stamp: int, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray] | None:
         """(camera-to-world pose, K at the depth's resolution) at `stamp`, or None."""
@@ -226,7 +235,9 @@ def _read_geometry(
     conns = [c for c in reader.connections if c.topic in wanted]
     count = sum(c.msgcount for c in conns if c.topic == pose_topic)
     poses = PoseBuffer(slop_ns, capacity=max(count, 1))
-    infos: dict[str, list[tuple[int, Any]]] = {c: [] for c in wanted - {pose_topic}}
+    # (stamp, camera) where a topic's camera changes: a camera_info per frame, all kept as messages, took 1.9 KB a
+    # frame (200 MB an hour at 30 Hz); the latest one at a stamp is the same camera either way
+    infos: dict[str, list[tuple[int, CameraModel | None]]] = {c: [] for c in wanted - {pose_topic}}
     for conn, t, raw in guarded_messages(reader, conns, path):
         msg = deserialize_or_skip(reader, raw, conn, t, skipped)
         if msg is None:
@@ -239,7 +250,7 @@ def _read_geometry(
             except InputError:
                 continue  # an invalid pose: that stamp gets its neighbours' interpolation
         else:
-            infos[conn.topic].append((stamp_to_ns(msg.header.stamp), msg))
+            _add_camera(infos[conn.topic], stamp_to_ns(msg.header.stamp), camera_from_info(msg))
     geometry: dict[str, _Geometry | None] = {}
     notes: dict[str, str] = {}
     for t, c in info_of.items():
@@ -251,6 +262,14 @@ def _read_geometry(
         else:
             geometry[t] = _Geometry(poses, sorted(infos[c], key=lambda si: si[0]), slop_ns)
     return geometry, notes
+
+
+def _add_camera(cameras: list[tuple[int, CameraModel | None]], stamp: int, camera: CameraModel | None) -> None:
+    """Append a camera_info's camera at `stamp` unless it repeats the camera before it (a later stamp of the same
+    camera answers `_Geometry.at` as its first does); one stamped before it is kept to be sorted in."""
+    if cameras and stamp >= cameras[-1][0] and cameras[-1][1] == camera:
+        return
+    cameras.append((stamp, camera))
 
 
 def _each_bag_once(paths: list[Path]) -> list[Path]:
