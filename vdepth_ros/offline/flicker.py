@@ -54,6 +54,7 @@ from vdepth_ros.offline.bag_types import (
     POSE_STAMPED,
     TYPESTORES,
     restamp,
+    video_stream_error,
 )
 from vdepth_ros.offline.errors import BagReadError, MissingTopicError, OfflineError, UnsupportedEncodingError
 from vdepth_ros.offline.runner import cli_errors, setup_logging, sigterm_as_interrupt, stdout_for_results
@@ -435,11 +436,14 @@ def _checked_topics(reader: Any, image_topic: str, depth_topics: Sequence[str]) 
     listed = ", ".join(f"{t} [{m}]" for t, m in sorted(topics.items())) or "(none)"
     # a depth topic: an Image, or a CompressedImage of image_transport's compressedDepth plugin
     for topic, allowed in [(image_topic, IMAGE_TYPES), *[(t, IMAGE_TYPES) for t in depth_topics]]:
+        video = video_stream_error(topics if topic not in topics else {topic: topics[topic]})
         if topic not in topics:
             option = "--image-topic" if topic == image_topic else "--depth-topic"
+            if video and not any(m in IMAGE_TYPES for m in topics.values()):
+                raise MissingTopicError(f"the bags have no image topic; {video}")
             raise MissingTopicError(f"topic {topic!r} not found; the bags hold: {listed} (choose with {option})")
         if topics[topic] not in allowed:
-            raise MissingTopicError(f"topic {topic!r} is {topics[topic]}, expected {' or '.join(allowed)}")
+            raise MissingTopicError(video or f"topic {topic!r} is {topics[topic]}, expected {' or '.join(allowed)}")
     return topics
 
 
