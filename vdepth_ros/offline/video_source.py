@@ -87,10 +87,11 @@ def _mp4_without_index(path: Path) -> bool:
 
 
 def _header_size(path: Path) -> tuple[int, int] | None:
-    """`(width, height)` of a PNG or JPEG file by its header (`inputs.decode.compressed_size`), or None."""
+    """`(width, height)` of a PNG or JPEG file by its header (`inputs.decode.compressed_size`), or None; a JPEG's
+    as OpenCV decodes it, turned by its EXIF orientation (a phone's photos: all dropped as another size before)."""
     try:
         with path.open("rb") as f:
-            return compressed_size(f.read(65536))
+            return compressed_size(f.read(65536), oriented=True)
     except OSError:
         return None
 
