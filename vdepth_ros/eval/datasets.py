@@ -7,10 +7,10 @@
 | `kitti`    | metric3d_kitti_nyu_demo/data/kitti_demo  | uint16 / 256    | 0              | -              | 80 m |
 | `nyu`      | metric3d_kitti_nyu_demo/data/nyu_demo    | uint16 mm       | 0              | -              | 10 m |
 
-KITTI and NYU demo frames are not consecutive: each frame is its own one-frame sequence. A frame of a video
-whose image, depth or pose file is missing or damaged (a copy cut short) is left out of its sequence, named in
-`EvalSequence.skipped` and warned about once per sequence, as the training loader skips a damaged clip; a
-sequence with no readable frame is an `EvalDataError`.
+KITTI and NYU demo frames are not consecutive: each frame is its own one-frame sequence. A frame whose image,
+depth or pose file is missing or damaged (a copy cut short) is left out (of its video, or of the dataset's
+one-frame sequences), named in `EvalSequence.skipped` and warned about once per sequence or dataset, as the
+training loader skips a damaged clip; none readable is an `EvalDataError`.
 `stride` subsamples the GT depth grid (every `stride`-th pixel; intrinsics follow exactly); RGB
 is kept at full resolution because the model resizes it anyway.
 """
@@ -153,19 +153,24 @@ def _read_frames(
         if pose is not None:
             poses.append(pose)
         kept.append(index)
-    if not kept:
-        raise EvalDataError(f"{name}: none of its {len(frames)} frames can be read ({skipped[0]})")
+    _tell_skipped(name, skipped, len(frames))
+    return _Frames(np.stack(rgb), np.ascontiguousarray(np.stack(depth)), kept, skipped), poses
+
+
+def _tell_skipped(name: str, skipped: list[str], total: int) -> None:
+    """One warning for the frames of `name` left out (`EvalDataError` when that is all `total` of them)."""
+    if len(skipped) == total:
+        raise EvalDataError(f"{name}: none of its {total} frames can be read ({skipped[0]})")
     if skipped:
         log.warning(
             "%s: %d of %d frames left out, a file missing or damaged (%s%s); the metrics are over the other "
-            "frames: replace the files (copy the data again) to score the whole sequence",
+            "frames: replace the files (copy the data again) to score them all",
             name,
             len(skipped),
-            len(frames),
+            total,
             skipped[0],
             f"; {len(skipped) - 1} more in results.json" if len(skipped) > 1 else "",
         )
-    return _Frames(np.stack(rgb), np.ascontiguousarray(np.stack(depth)), kept, skipped), poses
 
 
 def load_7scenes(root: str | Path, frames: int = 300, stride: int = 2) -> list[EvalSequence]:
@@ -244,10 +249,14 @@ def _single_frames(root: Path, kind: str, cap: float, stride: int) -> list[EvalS
         raise EvalDataError(f"no {ann_path}")
     ann = json.loads(ann_path.read_text())
     items = sorted(ann["files"], key=lambda it: it["rgb"])
-    out = []
+    out, skipped = [], []
     for it in items:
-        rgb = read_rgb(root / it["rgb"])
-        depth = read_depth_png(root / it["depth"], float(it.get("depth_scale", 1000.0)))[::stride, ::stride]
+        try:
+            rgb = read_rgb(root / it["rgb"])
+            depth = read_depth_png(root / it["depth"], float(it.get("depth_scale", 1000.0)))[::stride, ::stride]
+        except EvalDataError as err:  # that frame is left out, as a video's (`_read_frames`)
+            skipped.append(str(err))
+            continue
         fx, fy, cx, cy = it["cam_in"]
         K = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], np.float64)
         mask = None
@@ -267,6 +276,9 @@ def _single_frames(root: Path, kind: str, cap: float, stride: int) -> list[EvalS
                 mask=mask,
             )
         )
+    _tell_skipped(kind, skipped, len(items))
+    if skipped:  # (one-frame sequences: the dataset's first carries them for the report)
+        out[0].skipped = skipped
     return out
 
 
