@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from fakes import LuminanceEngine
+from fakes import LuminanceEngine, with_exif_orientation
 
 from vdepth_ros.config import PipelineConfig
 from vdepth_ros.offline import video as videocli
@@ -447,15 +447,6 @@ def test_a_jpeg_frame_cut_short_is_dropped_not_read_half_grey(tmp_path: Path) ->
     assert [r["source"] for r in rows] == ["frame_0.jpg", "frame_1.jpg", "frame_3.jpg"]
 
 
-def _with_exif_orientation(jpeg: bytes, orientation: int) -> bytes:
-    """`jpeg` with an EXIF APP1 segment holding only its orientation tag (big-endian TIFF), as a phone writes it."""
-    import struct
-
-    tiff = b"MM\x00\x2a" + struct.pack(">IH", 8, 1) + struct.pack(">HHIHH", 0x0112, 3, 1, orientation, 0) + bytes(4)
-    app1 = b"Exif\x00\x00" + tiff
-    return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1 + jpeg[2:]
-
-
 def test_a_folder_of_phone_photos_taken_upright_is_read_upright(tmp_path: Path) -> None:
     """A phone stores a photo taken upright landscape, with EXIF orientation 6; OpenCV decodes it turned upright
     (portrait), while the folder's size was read from the JPEG headers (landscape): every frame was dropped as
@@ -464,7 +455,7 @@ def test_a_folder_of_phone_photos_taken_upright_is_read_upright(tmp_path: Path) 
     folder.mkdir()
     for i, rgb in enumerate(synthetic_frames(6, H, W)):
         jpeg = cv2.imencode(".jpg", np.ascontiguousarray(rgb[..., ::-1]))[1].tobytes()
-        (folder / f"IMG_{i:04d}.jpg").write_bytes(_with_exif_orientation(jpeg, 6))
+        (folder / f"IMG_{i:04d}.jpg").write_bytes(with_exif_orientation(jpeg, 6))
     s = process_video(folder, tmp_path / "out", params={}, engine=make_engine(), preview=False, formats=("npy",))
     assert (s.frames_in, s.frames_out, s.dropped) == (6, 6, 0)
     [first, *_] = sorted((tmp_path / "out" / "disparity").glob("*.npy"))

@@ -757,10 +757,12 @@ def decode_compressed(data: bytes | bytearray | memoryview, fmt: str = "", keep_
     import cv2  # lazy: only compressed inputs need OpenCV here
 
     buf = np.frombuffer(data, dtype=np.uint8)
-    flags = cv2.IMREAD_COLOR | (cv2.IMREAD_ANYDEPTH if keep_16bit else 0)
+    # the pixels as stored, as image_transport's compressed subscriber decodes them (IMREAD_UNCHANGED): OpenCV's
+    # colour read turns a JPEG by its EXIF orientation, away from the grid its camera_info calibrates
+    flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION | (cv2.IMREAD_ANYDEPTH if keep_16bit else 0)
     img = cv2.imdecode(buf, flags) if buf.size else None
     if img is not None and img.dtype not in (np.uint8, np.uint16):  # another depth: as 8 bits
-        img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+        img = cv2.imdecode(buf, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if img is None:
         raise InputError(f"cannot decode compressed image ({buf.size} bytes, format {fmt!r}); expected jpeg or png")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
