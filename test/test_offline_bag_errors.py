@@ -435,3 +435,17 @@ def test_a_camera_recorded_as_a_video_stream_is_named_with_what_to_do(tmp_path: 
         BagFrameSource(bag, image_topic=image_topic).open()
     with pytest.raises(MissingTopicError, match=r"is a video stream .* record the camera's raw or `compressed`"):
         flicker.measure_flicker([bag], image_topic or None, ["/depth"])
+
+
+def test_a_cameras_base_topic_reads_its_only_image_transport(tmp_path: Path) -> None:
+    """`--image-topic /cam2/image_raw` on a bag that recorded only `/cam2/image_raw/compressed` (bandwidth), the
+    camera named as image_transport's subscribers name it: "not found", with every topic of the bag listed. Now its
+    transport is read, with a note, and paired with the camera's own camera_info."""
+    bag = _two_camera_bag(tmp_path / "rec", encoding="jpeg")
+    kw = {"camera_info_topic": "/camera_info", "camera_info_topic_explicit": False}
+    with BagFrameSource(bag, image_topic="/cam2/image_raw", **kw) as src:
+        assert src.image_topic == "/cam2/image_raw/compressed"
+        assert src.camera_info_topic == "/cam2/camera_info"
+        assert any("reading its image_transport topic '/cam2/image_raw/compressed'" in n for n in src.notes)
+        frames = list(src.frames())
+        assert len(frames) == 3 and all(f.camera is not None for f in frames)

@@ -133,7 +133,15 @@ class InputConnections:
         if not image_conns:
             # a depth camera's topics, or vdepth-bag's outputs, beside the camera do not make it ambiguous
             candidates = image_topics_by_kind(self.reader)["colour"]
-            if not self.image_topic_explicit and len(candidates) == 1:
+            transports = [c for c in candidates if c.rsplit("/", 1)[0] == self.image_topic]
+            if len(transports) == 1:  # the camera's base topic named, as image_transport's subscribers name it
+                self.notes.append(
+                    f"image topic {self.image_topic!r} not in the bag: reading its image_transport topic "
+                    f"{transports[0]!r}"
+                )
+                self.image_topic = transports[0]
+                image_conns = self._conns(self.image_topic)
+            elif not self.image_topic_explicit and len(candidates) == 1:
                 same = sorted(c.topic for c in self.reader.connections if c.topic.startswith(candidates[0] + "/"))
                 self.notes.append(
                     f"image topic {self.image_topic!r} not in the bag; using its only colour image topic "
