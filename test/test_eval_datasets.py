@@ -113,3 +113,15 @@ def test_a_damaged_single_frame_is_left_out_of_its_dataset(tmp_path) -> None:
         (folder / f"{i}_d.png").unlink()
     with pytest.raises(EvalDataError, match="kitti: none of its 3 frames can be read"):
         load_kitti_demo(tmp_path)
+
+
+def test_an_8bit_depth_png_is_a_damaged_frame_not_a_traceback(tmp_path) -> None:
+    """A depth file that decodes but is not 16-bit (overwritten by a viewer's export) raised a bare ValueError,
+    a traceback out of vdepth-eval; now it is an `EvalDataError`, so its frame is left out and named."""
+    import cv2
+
+    from vdepth_ros.eval.datasets import EvalDataError
+
+    cv2.imwrite(str(tmp_path / "d.png"), np.zeros((4, 4), np.uint8))
+    with pytest.raises(EvalDataError, match="not a uint16 PNG"):
+        read_depth_png(tmp_path / "d.png", 1000.0)

@@ -91,7 +91,7 @@ def read_depth_png(path: str | Path, scale: float, invalid: tuple[int, ...] = (0
     if raw is None:
         raise EvalDataError(f"cannot read depth {path} (missing, or damaged: not a decodable image)")
     if raw.dtype != np.uint16:
-        raise ValueError(f"{path}: expected a uint16 depth PNG, got {raw.dtype}")
+        raise EvalDataError(f"cannot read depth {path} (damaged, or not the dataset's: {raw.dtype}, not a uint16 PNG)")
     bad = np.isin(raw, invalid)
     depth = raw.astype(np.float32) / np.float32(scale)
     depth[bad] = 0.0
