@@ -310,3 +310,14 @@ def test_tae_keeps_one_camera_per_change_not_every_camera_info(tmp_path: Path) -
     assert len(g.cameras) == 1 and g.cameras[0] == camera_from_info(first)
     assert g.at(START + 5 * 33_333_333, depth.shape[1:]) is not None
     assert g.at(START - 10**9, depth.shape[1:]) is None  # before the first camera_info: none
+
+
+def test_a_cameras_base_topic_reads_its_only_image_transport(tmp_path: Path) -> None:
+    """`--image-topic /cam/image_raw` on a recording of only `/cam/image_raw/compressed` was "not found"; now its
+    transport is read, as vdepth-bag reads it."""
+    rgb, depth = panning()
+    write_image_bag(tmp_path / "rec", list(rgb), start_ns=START, encoding="jpeg",
+                    image_topic="/cam/image_raw/compressed", sparse_depth=list(depth),
+                    sparse_depth_topic="/cam/depth")  # fmt: skip
+    (r,) = flicker.measure_flicker([tmp_path / "rec"], "/cam/image_raw", ["/cam/depth"])
+    assert r.to_dict()["pairs"] == len(rgb) - 1

@@ -400,8 +400,13 @@ def default_topics(reader: Any, image_topic: str | None, depth_topics: Sequence[
     those named `<namespace>/depth` first (`vdepth-bag --namespace`'s output read with a depth
     camera's recording), each choice logged. Several candidates are an error naming them and the option."""
     have = {c.topic for c in reader.connections}
-    lacking = (image_topic is None and "/image" not in have) or (depth_topics is None and "/depth" not in have)
+    named_absent = image_topic is not None and image_topic not in have
+    lacking = (image_topic or "/image") not in have or (depth_topics is None and "/depth" not in have)
     kinds = image_topics_by_kind(reader) if lacking else {"colour": [], "depth": []}  # peeks at each image topic
+    transports = [t for t in kinds["colour"] if t.rsplit("/", 1)[0] == image_topic]
+    if named_absent and len(transports) == 1:  # a camera's base topic named: its one image_transport, as vdepth-bag
+        log.info("%s not in the bags; reading its image_transport topic %s", image_topic, transports[0])
+        image_topic = transports[0]
     if image_topic is None:
         image_topic = _default_topic(have, "/image", kinds["colour"], "colour image", "--image-topic")
     if depth_topics is None:
