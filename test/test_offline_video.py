@@ -168,6 +168,9 @@ def test_errors(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(VideoReadError, match="holds no images"):
         process_video(tmp_path / "empty", tmp_path / "o2", params={}, engine=make_engine())
+    (tmp_path / "empty" / "IMG_0001.HEIC").write_bytes(b"ftypheic")  # an iPhone's photos: named, with the way out
+    with pytest.raises(VideoReadError, match=r"holds no images .*its 1 HEIC/HEIF photos .* convert them to JPEG"):
+        process_video(tmp_path / "empty", tmp_path / "o2", params={}, engine=make_engine())
     (tmp_path / "bad.mp4").write_bytes(b"not a video")
     with pytest.raises(VideoReadError, match="cannot open video"):
         process_video(tmp_path / "bad.mp4", tmp_path / "o3", params={}, engine=make_engine())

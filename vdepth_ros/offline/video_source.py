@@ -146,7 +146,14 @@ class VideoFrameSource:
                 key=_natural_key,
             )
             if not self._files:
-                raise VideoReadError(f"folder {self.path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+                heic = sum(p.suffix.lower() in (".heic", ".heif") for p in self.path.iterdir())
+                hint = (
+                    f"; its {heic} HEIC/HEIF photos (an iPhone's) OpenCV cannot decode: convert them to JPEG (e.g. "
+                    "heif-convert, or the phone's 'Most Compatible' camera format) or take a video"
+                    if heic
+                    else ""
+                )
+                raise VideoReadError(f"folder {self.path} holds no images ({', '.join(IMAGE_SUFFIXES)}){hint}")
             self.frame_count = len(self._files)
             self._pick_size()
         else:
