@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """vdepth-bag throughput and memory: frames/s per mode vs the recording rate, and peak RSS vs bag length.
 
-    .venv/bin/python benchmarks/bag_throughput.py [--frames 300] [--rss-frames 300 3000] [--json]
+    .venv/bin/python benchmarks/bag_throughput.py [--frames 300] [--rss-frames 300 3000] [--copy-input-topics] [--json]
 
 1. Writes a `--frames` bag of `--width`x`--height` rgb8 Image + CameraInfo at `--rate` Hz (a temp dir).
 2. Runs `vdepth-bag` in causal and offline mode with the bundled default model (or, when it is not
@@ -121,7 +121,12 @@ def peak_rss_mb() -> float:
 
 
 def run_once(
-    bag: Path, out: Path, mode: str, engine_kind: str, extra_params: dict[str, Any] | None = None
+    bag: Path,
+    out: Path,
+    mode: str,
+    engine_kind: str,
+    extra_params: dict[str, Any] | None = None,
+    copy_input_topics: bool = False,
 ) -> dict[str, Any]:
     from vdepth_ros.offline.bag import process_bag
 
@@ -130,7 +135,9 @@ def run_once(
     sampler = RssSampler()
     sampler.start()
     t0 = time.perf_counter()
-    summary = process_bag(bag, out, params=params, engine=engine, mode=mode, storage="mcap")
+    summary = process_bag(
+        bag, out, params=params, engine=engine, mode=mode, storage="mcap", copy_input_topics=copy_input_topics
+    )
     dt = time.perf_counter() - t0
     split = sampler.stop()
     return {
@@ -145,7 +152,7 @@ def run_once(
     }
 
 
-def child_run(bag: Path, mode: str, engine_kind: str) -> dict[str, Any]:
+def child_run(bag: Path, mode: str, engine_kind: str, copy_input_topics: bool = False) -> dict[str, Any]:
     """Process `bag` in a fresh interpreter so its peak RSS is this run's alone."""
     with tempfile.TemporaryDirectory(dir=bag.parent) as tmp:
         cmd = [
@@ -157,6 +164,7 @@ def child_run(bag: Path, mode: str, engine_kind: str) -> dict[str, Any]:
             mode,
             "--engine",
             engine_kind,
+            *(["--copy-input-topics"] if copy_input_topics else []),
         ]
         res = subprocess.run(
             cmd,
@@ -197,13 +205,18 @@ def main(argv: list[str] | None = None) -> int:
         help="engine of the RSS runs (default stand-in: a model's memory is constant, the question is "
         "whether memory grows with the bag length, and 2x3000 frames through a model take long)",
     )
+    p.add_argument(
+        "--copy-input-topics",
+        action="store_true",
+        help="the runs copy the input's messages into the output too (vdepth-bag --copy-input-topics)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.add_argument("--child", nargs=3, metavar=("BAG", "OUT", "MODE"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
     if args.child:
         bag, out, mode = args.child
-        print(json.dumps(run_once(Path(bag), Path(out), mode, args.engine)))
+        print(json.dumps(run_once(Path(bag), Path(out), mode, args.engine, copy_input_topics=args.copy_input_topics)))
         return 0
 
     report: dict[str, Any] = {
@@ -222,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         report["input_bag_mb"] = round(sum(f.stat().st_size for f in bag.iterdir()) / 1e6, 1)
         for mode in args.modes:
-            r = run_once(bag, tmp / f"out_{mode}", mode, args.engine)
+            r = run_once(bag, tmp / f"out_{mode}", mode, args.engine, copy_input_topics=args.copy_input_topics)
             r["realtime_ratio"] = round(r["fps"] / args.rate, 2)
             report["throughput"].append(r)
             report["engine"] = r["engine"]
@@ -238,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
                 rbag = tmp / f"rss_{n}"
                 write_bag(rbag, n, args.width, args.height, args.rate, "jpeg", args.storage)
                 for mode in args.modes:
-                    r = child_run(rbag, mode, args.rss_engine)
+                    r = child_run(rbag, mode, args.rss_engine, args.copy_input_topics)
                     keys = ("mode", "frames", "peak_rss_mb", "peak_anon_mb", "peak_file_mb", "fps", "engine")
                     report["rss"].append({k: r[k] for k in keys})
                     if not args.json:

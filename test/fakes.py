@@ -222,3 +222,10 @@ def rvl_encode(samples: np.ndarray) -> bytes:
             values.append(2 * d if d >= 0 else -2 * d - 1)
             previous = v
     return rvl_pack(values)
+
+
+def with_exif_orientation(jpeg: bytes, orientation: int) -> bytes:
+    """`jpeg` with an EXIF APP1 segment holding only its orientation tag (big-endian TIFF), as a phone writes it."""
+    tiff = b"MM\x00\x2a" + struct.pack(">IH", 8, 1) + struct.pack(">HHIHH", 0x0112, 3, 1, orientation, 0) + bytes(4)
+    app1 = b"Exif\x00\x00" + tiff
+    return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1 + jpeg[2:]

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import cv2
 import numpy as np
 import pytest
-from fakes import rvl_encode, rvl_pack
+from fakes import rvl_encode, rvl_pack, with_exif_orientation
 
 from vdepth_ros import encodings as enc
 from vdepth_ros.errors import InputError
@@ -530,3 +530,15 @@ def test_depth_in_the_wrong_units_is_refused_naming_the_fix() -> None:
         else:
             with pytest.raises(InputError, match=r"PointCloud2 points are metres.*millimetres\?"):
                 sparse_depth_input(msg, cam, (48, 64), None)
+
+
+def test_a_compressed_jpeg_is_decoded_as_stored_whatever_its_exif_orientation() -> None:
+    """A JPEG message carrying EXIF orientation 6 (a phone's camera app publishing to ROS) was decoded turned a quarter
+    (OpenCV's colour read applies EXIF), so its 64x48 camera_info was refused as "another aspect ratio" and no cloud
+    was made; image_transport's own subscriber decodes the pixels as stored (IMREAD_UNCHANGED), as now."""
+    rgb = np.zeros((48, 64, 3), np.uint8)
+    rgb[:, :32] = (200, 30, 30)  # the left half red
+    jpeg = with_exif_orientation(cv2.imencode(".jpg", np.ascontiguousarray(rgb[..., ::-1]))[1].tobytes(), 6)
+    out = enc.decode_compressed(jpeg, "rgb8; jpeg compressed bgr8")
+    assert out.shape == (48, 64, 3)
+    assert out[:, :32, 0].mean() > 150 and out[:, 32:, 0].mean() < 50

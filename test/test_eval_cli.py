@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -463,3 +464,49 @@ def test_a_stopped_run_is_one_line_exit_130_and_leaves_no_folder(tiny_evaldata, 
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip().splitlines()[-1]], proc.stderr[-2000:]
     assert proc.stderr.startswith("vdepth-eval: interrupted"), proc.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def _cut_short(path, keep: float = 0.5) -> None:
+    """`path` as a copy interrupted part way leaves it."""
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+def test_cli_leaves_out_a_damaged_frame_and_reports_it(tiny_evaldata, tmp_path, capsys, caplog) -> None:
+    """A copy of the data with one image cut short and one depth file missing stopped at the first of them
+    ("cannot read image ..."), after the work before it: now both frames are left out, the run scores the others,
+    one warning names the files, results.json lists each one and results.md notes it."""
+    seq = tiny_evaldata / "dvmvs_hololens_000"
+    _cut_short(seq / "images" / "00001.png")
+    (seq / "depth" / "00002.png").unlink()
+    with caplog.at_level(logging.WARNING):
+        assert _eval(tiny_evaldata, tmp_path / "out", "--frames", "4") == 0
+    captured = capsys.readouterr()
+    hololens = json.loads((tmp_path / "out" / "results.json").read_text())["datasets"]["hololens"]
+    assert hololens["frames"] == 2 and hololens["methods"]["constant"]["frames"] == 2
+    skipped = hololens["skipped_frames"]
+    assert len(skipped) == 2 and "images/00001.png" in skipped[0] and "depth/00002.png" in skipped[1], skipped
+    warning = [r.getMessage() for r in caplog.records if "left out" in r.getMessage()]
+    assert len(warning) == 1 and "2 of 4 frames" in warning[0] and "00001.png" in warning[0], warning
+    assert "2 frame(s) left out" in (tmp_path / "out" / "results.md").read_text()
+    assert "hololens · note:" in captured.out
+
+
+def test_cli_sequence_without_a_readable_frame_is_one_line(tiny_evaldata, tmp_path, capsys) -> None:
+    for image in (tiny_evaldata / "dvmvs_hololens_000" / "images").iterdir():
+        _cut_short(image, 0.2)
+    with pytest.raises(SystemExit) as done:
+        _eval(tiny_evaldata, tmp_path / "out")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert done.value.code == 2 and len(err) == 1 and "none of its 4 frames can be read" in err[0], err
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_damaged_poses_file_is_one_line(tiny_evaldata, tmp_path, capsys) -> None:
+    """A poses.txt cut short mid-line raised numpy's ValueError as a traceback."""
+    poses = tiny_evaldata / "dvmvs_hololens_000" / "poses.txt"
+    poses.write_text(poses.read_text()[:-40])
+    with pytest.raises(SystemExit) as done:
+        _eval(tiny_evaldata, tmp_path / "out")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert done.value.code == 2 and len(err) == 1 and "poses.txt (missing, or damaged" in err[0], err

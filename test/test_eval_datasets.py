@@ -66,3 +66,62 @@ def test_trivial_baselines_reproduce_the_calibration(evaldata, name, frames, con
     r = evaluate_sequence(row_ramp_prediction(seq.depth.shape), seq.depth, seq.max_depth)
     assert (round(c.abs_rel, 3), round(c.delta1, 3)) == const
     assert (round(r.abs_rel, 3), round(r.delta1, 3)) == ramp
+
+
+def test_a_jpeg_cut_short_is_damaged_not_a_half_grey_picture(tmp_path) -> None:
+    """`cv2.imread` decodes a JPEG cut short (7-Scenes' colour frames are JPEGs) with its missing rows grey, saying
+    so only on standard error: the evaluation scored that grey as the frame. Now it is a damaged file."""
+    import cv2
+
+    from vdepth_ros.eval.datasets import EvalDataError, read_rgb
+
+    rng = np.random.default_rng(0)
+    picture = cv2.GaussianBlur(rng.integers(0, 255, (96, 128, 3), dtype=np.uint8), (5, 5), 2)
+    path = tmp_path / "frame-000010.color.jpg"
+    cv2.imwrite(str(path), picture)
+    assert read_rgb(path).shape == (96, 128, 3)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size * 2 // 3])
+    assert cv2.imread(str(path)) is not None  # what the loader used to take
+    with pytest.raises(EvalDataError, match="damaged"):
+        read_rgb(path)
+
+
+def test_a_damaged_single_frame_is_left_out_of_its_dataset(tmp_path) -> None:
+    """KITTI/NYU frames are one-frame sequences: a damaged one stopped the loading of the whole dataset. Now it is
+    left out and named, as a video's damaged frame is; none readable is still an error."""
+    import json
+
+    import cv2
+
+    from vdepth_ros.eval.datasets import EvalDataError, load_kitti_demo
+
+    folder = tmp_path / "data" / "kitti_demo"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    files = []
+    for i in range(3):
+        cv2.imwrite(str(folder / f"{i}.png"), rng.integers(0, 255, (12, 16, 3), dtype=np.uint8))
+        cv2.imwrite(str(folder / f"{i}_d.png"), rng.integers(500, 4000, (12, 16), dtype=np.uint16))
+        files.append({"rgb": f"data/kitti_demo/{i}.png", "depth": f"data/kitti_demo/{i}_d.png",
+                      "cam_in": [10.0, 10.0, 8.0, 6.0], "depth_scale": 256.0})  # fmt: skip
+    (folder / "test_annotations.json").write_text(json.dumps({"files": files}))
+    (folder / "1.png").write_bytes((folder / "1.png").read_bytes()[:40])
+    seqs = load_kitti_demo(tmp_path)
+    assert [s.name for s in seqs] == ["kitti/0", "kitti/2"]
+    assert len(seqs[0].skipped) == 1 and "1.png" in seqs[0].skipped[0] and not seqs[1].skipped
+    for i in (0, 2):
+        (folder / f"{i}_d.png").unlink()
+    with pytest.raises(EvalDataError, match="kitti: none of its 3 frames can be read"):
+        load_kitti_demo(tmp_path)
+
+
+def test_an_8bit_depth_png_is_a_damaged_frame_not_a_traceback(tmp_path) -> None:
+    """A depth file that decodes but is not 16-bit (overwritten by a viewer's export) raised a bare ValueError,
+    a traceback out of vdepth-eval; now it is an `EvalDataError`, so its frame is left out and named."""
+    import cv2
+
+    from vdepth_ros.eval.datasets import EvalDataError
+
+    cv2.imwrite(str(tmp_path / "d.png"), np.zeros((4, 4), np.uint8))
+    with pytest.raises(EvalDataError, match="not a uint16 PNG"):
+        read_depth_png(tmp_path / "d.png", 1000.0)

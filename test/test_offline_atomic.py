@@ -319,3 +319,29 @@ def test_a_killed_runs_staging_that_holds_no_output_is_removed_by_the_next_run(t
 def test_an_output_may_not_take_a_staging_folders_own_names(tmp_path: Path) -> None:
     with pytest.raises(OfflineError, match="may not be named"):
         AtomicOutput(tmp_path / ".scratch")
+
+
+def test_a_companion_a_killed_commit_moved_in_beside_no_output_is_taken_back(tmp_path: Path) -> None:
+    """A run killed after its commit moved a companion in (an engine's spec, an ONNX graph's external data) but
+    before the output itself, with no earlier output: the next run removed the killed run's staging, output and
+    all, and left the companion beside nothing for good. Now the next run takes it back too; the user's files
+    stay, and so does a file put under the companion's name since."""
+    import subprocess
+    import sys
+
+    final = tmp_path / "out.bag"
+    (tmp_path / "notes.txt").write_text("mine")
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILLED_COMMIT.replace("final.name and", "'out.bag.json' and"), str(final),
+         tmp_path.name],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert killed.returncode == -9, killed.stderr
+    assert (tmp_path / "out.bag.json").read_text() == "new spec" and not final.exists()  # what the kill left
+    with AtomicOutput(tmp_path / "other.bag") as tmp:  # another output's run: the staging is not its own
+        tmp.write_text("other")
+    assert (tmp_path / "out.bag.json").exists()
+    with AtomicOutput(final) as tmp:  # the next run for the output: no --overwrite needed, nothing was there
+        tmp.write_text("newer")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "other.bag", "out.bag"]
+    assert not _staging(tmp_path)

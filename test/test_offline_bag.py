@@ -570,6 +570,48 @@ def test_camera_info_file_stands_in_for_a_bag_without_camera_info(tmp_path: Path
         )
 
 
+def test_rectify_names_the_bags_fix_for_images_before_its_first_camera_info(tmp_path: Path) -> None:
+    """A driver that publishes camera_info only after its first images: with --rectify those images were dropped
+    with the node's fix ("remap camera_info to this camera's ... vdepth-bag: without --rectify"), no remap being
+    possible on a bag. Now the summary names the bag's: --camera-info-file, which rectifies every frame."""
+    from rosbags.rosbag2 import Writer
+    from rosbags.typesys import get_typestore
+
+    from vdepth_ros.offline.bag_types import CAMERA_INFO, STORAGES, TYPESTORES
+    from vdepth_ros.offline.synth import _camera_info, _image_raw
+
+    ts = get_typestore(TYPESTORES["kilted"])
+    T = ts.types
+    frames, late = 40, 30  # (images wait a little for their camera_info: only those that waited longer are dropped)
+    with Writer(tmp_path / "in", version=9, storage_plugin=STORAGES["mcap"]) as w:
+        image, info = (
+            w.add_connection("/image", "sensor_msgs/msg/Image", typestore=ts),
+            w.add_connection("/camera_info", CAMERA_INFO, typestore=ts),
+        )
+        for k, rgb in enumerate(synthetic_frames(frames, H, W)):
+            t = 1_700_000_000_000_000_000 + k * 33_333_333
+            stamp = T["builtin_interfaces/msg/Time"](sec=t // 10**9, nanosec=t % 10**9)
+            header = T["std_msgs/msg/Header"](stamp=stamp, frame_id="cam")
+            w.write(image, t, _image_raw(ts, rgb, "rgb8", header, k))
+            if k >= late:
+                raw = ts.serialize_cdr(_camera_info(T, header, W, H, default_intrinsics(W, H), None), CAMERA_INFO)
+                w.write(info, t + 1, raw)
+    s = process_bag(tmp_path / "in", tmp_path / "out", params={**PARAMS, "rectify": True}, engine=make_engine())
+    [dropped] = [n for n in s.notes if n.startswith("dropped")]
+    assert s.dropped >= 1 and "--camera-info-file CALIB.yaml" in dropped and "remap" not in dropped, dropped
+    fx, fy, cx, cy = default_intrinsics(W, H)
+    cal = tmp_path / "cam.yaml"
+    cal.write_text(f"fx: {fx}\nfy: {fy}\ncx: {cx}\ncy: {cy}\nwidth: {W}\nheight: {H}\n")
+    s = process_bag(
+        tmp_path / "in",
+        tmp_path / "all",
+        params={**PARAMS, "rectify": True},
+        engine=make_engine(),
+        camera_info_file=cal,
+    )
+    assert (s.dropped, s.frames_out) == (0, frames)
+
+
 def test_cli_missing_topic_lists_topics(tmp_path: Path, fake_model: None, capsys: pytest.CaptureFixture[str]) -> None:
     src = make_bag(tmp_path / "in", n=3)
     rc = bagcli.main(

@@ -394,3 +394,58 @@ def test_a_raw_image_topic_without_messages_names_its_transport_that_has_them(tm
         EmptyBagError, match=r"'/cam/image_raw' holds no messages \(its transport /cam/image_raw/compressed does"
     ):
         BagFrameSource(path, image_topic="/cam/image_raw").open()
+
+
+def _video_stream_bag(path: Path) -> Path:
+    """A camera recorded as Foxglove's H.264 stream (and its camera_info), as ffmpeg_image_transport or Foxglove's
+    recorder leave it: no Image or CompressedImage topic."""
+    from rosbags.typesys import get_types_from_msg
+
+    ts = get_typestore(Stores.ROS2_KILTED)
+    video = "foxglove_msgs/msg/CompressedVideo"
+    ts.register(
+        get_types_from_msg("builtin_interfaces/Time timestamp\nstring frame_id\nuint8[] data\nstring format", video)
+    )
+    T = ts.types
+    with Writer(path, version=9, storage_plugin=STORAGES["mcap"]) as w:
+        vc = w.add_connection("/cam/image_raw/h264", video, typestore=ts)
+        cc = w.add_connection("/cam/camera_info", CAMERA_INFO, typestore=ts)
+        for k in range(3):
+            t = 1_700_000_000_000_000_000 + k * 33_333_333
+            stamp = T["builtin_interfaces/msg/Time"](sec=t // 10**9, nanosec=t % 10**9)
+            packet = T[video](timestamp=stamp, frame_id="cam", data=np.zeros(10, np.uint8), format="h264")
+            w.write(vc, t, ts.serialize_cdr(packet, video))
+            header = T["std_msgs/msg/Header"](stamp=stamp, frame_id="cam")
+            w.write(
+                cc, t, ts.serialize_cdr(_camera_info(T, header, 64, 48, (50.0, 50.0, 32.0, 24.0), None), CAMERA_INFO)
+            )
+    return path
+
+
+@pytest.mark.parametrize("image_topic", [None, "/cam/image_raw/h264"])
+def test_a_camera_recorded_as_a_video_stream_is_named_with_what_to_do(tmp_path: Path, image_topic: str | None) -> None:
+    """A bag whose camera is an H.264 stream: "image topic '/image' not found ... (choose one with --image-topic)"
+    sent the user to choose the stream, which then was "expected sensor_msgs/msg/Image or CompressedImage" with no
+    way on. Both now say it is a video stream and what to record or run instead; vdepth-flicker says the same."""
+    from vdepth_ros.offline import flicker
+
+    bag = _video_stream_bag(tmp_path / "rec")
+    kind = MissingTopicError if image_topic is None else UnsupportedEncodingError
+    with pytest.raises(kind, match=r"h264 \[foxglove_msgs/msg/CompressedVideo\] is a video stream .* vdepth-video"):
+        BagFrameSource(bag, image_topic=image_topic).open()
+    with pytest.raises(MissingTopicError, match=r"is a video stream .* record the camera's raw or `compressed`"):
+        flicker.measure_flicker([bag], image_topic or None, ["/depth"])
+
+
+def test_a_cameras_base_topic_reads_its_only_image_transport(tmp_path: Path) -> None:
+    """`--image-topic /cam2/image_raw` on a bag that recorded only `/cam2/image_raw/compressed` (bandwidth), the
+    camera named as image_transport's subscribers name it: "not found", with every topic of the bag listed. Now its
+    transport is read, with a note, and paired with the camera's own camera_info."""
+    bag = _two_camera_bag(tmp_path / "rec", encoding="jpeg")
+    kw = {"camera_info_topic": "/camera_info", "camera_info_topic_explicit": False}
+    with BagFrameSource(bag, image_topic="/cam2/image_raw", **kw) as src:
+        assert src.image_topic == "/cam2/image_raw/compressed"
+        assert src.camera_info_topic == "/cam2/camera_info"
+        assert any("reading its image_transport topic '/cam2/image_raw/compressed'" in n for n in src.notes)
+        frames = list(src.frames())
+        assert len(frames) == 3 and all(f.camera is not None for f in frames)

@@ -282,3 +282,42 @@ def test_frames_logged_a_little_out_of_stamp_order_are_measured_in_order(tmp_pat
     assert order != list(range(T))
     assert (got.frames, got.pairs, got.restarts) == (T, T - 1, 0)
     assert got.mean == pytest.approx(want.mean, rel=1e-6)
+
+
+def test_tae_keeps_one_camera_per_change_not_every_camera_info(tmp_path: Path) -> None:
+    """`--pose-topic`'s first pass kept every camera_info message of the recording (1.9 KB each: 200 MB an hour of
+    a 30 Hz camera, `benchmarks/flicker_memory.py`); now one camera per change of the camera, each stamp still
+    answered with the latest camera_info's camera."""
+    from vdepth_ros.camera_info import camera_from_info
+    from vdepth_ros.offline.bag_messages import open_reader
+    from vdepth_ros.offline.skipped import SkippedMessages
+
+    rgb, depth = panning()
+    write_image_bag(tmp_path / "rec", list(rgb), start_ns=START, sparse_depth=list(depth),
+                    sparse_depth_topic="/cam/depth", camera_poses=[np.eye(4)] * len(rgb))  # fmt: skip
+    path = tmp_path / "rec"
+    reader = open_reader([path], "kilted")
+    try:
+        topics = {c.topic: c.msgtype for c in reader.connections}
+        geometry, _ = flicker._read_geometry(
+            reader, topics, "/camera_pose", "/camera_info", ["/cam/depth"], path, 10_000_000, SkippedMessages()
+        )
+        [info_conn] = [c for c in reader.connections if c.topic == "/camera_info"]
+        first = next(reader.deserialize(raw, c.msgtype) for c, _, raw in reader.messages([info_conn]))
+    finally:
+        reader.close()
+    g = geometry["/cam/depth"]
+    assert len(g.cameras) == 1 and g.cameras[0] == camera_from_info(first)
+    assert g.at(START + 5 * 33_333_333, depth.shape[1:]) is not None
+    assert g.at(START - 10**9, depth.shape[1:]) is None  # before the first camera_info: none
+
+
+def test_a_cameras_base_topic_reads_its_only_image_transport(tmp_path: Path) -> None:
+    """`--image-topic /cam/image_raw` on a recording of only `/cam/image_raw/compressed` was "not found"; now its
+    transport is read, as vdepth-bag reads it."""
+    rgb, depth = panning()
+    write_image_bag(tmp_path / "rec", list(rgb), start_ns=START, encoding="jpeg",
+                    image_topic="/cam/image_raw/compressed", sparse_depth=list(depth),
+                    sparse_depth_topic="/cam/depth")  # fmt: skip
+    (r,) = flicker.measure_flicker([tmp_path / "rec"], "/cam/image_raw", ["/cam/depth"])
+    assert r.to_dict()["pairs"] == len(rgb) - 1

@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from fakes import LuminanceEngine
+from fakes import LuminanceEngine, with_exif_orientation
 
 from vdepth_ros.config import PipelineConfig
 from vdepth_ros.offline import video as videocli
@@ -167,6 +167,9 @@ def test_errors(tmp_path: Path) -> None:
         process_video(clip, tmp_path / "o1", params={}, engine=make_engine(), ply=True)
     (tmp_path / "empty").mkdir()
     with pytest.raises(VideoReadError, match="holds no images"):
+        process_video(tmp_path / "empty", tmp_path / "o2", params={}, engine=make_engine())
+    (tmp_path / "empty" / "IMG_0001.HEIC").write_bytes(b"ftypheic")  # an iPhone's photos: named, with the way out
+    with pytest.raises(VideoReadError, match=r"holds no images .*its 1 HEIC/HEIF photos .* convert them to JPEG"):
         process_video(tmp_path / "empty", tmp_path / "o2", params={}, engine=make_engine())
     (tmp_path / "bad.mp4").write_bytes(b"not a video")
     with pytest.raises(VideoReadError, match="cannot open video"):
@@ -429,6 +432,37 @@ def test_an_undecodable_image_is_dropped_wherever_it_sorts(tmp_path: Path) -> No
     with pytest.raises(VideoReadError, match="none of its 5 image files can be decoded"):
         process_video(folder, tmp_path / "out2", params={}, engine=make_engine())
     assert not (tmp_path / "out2").exists()
+
+
+def test_a_jpeg_frame_cut_short_is_dropped_not_read_half_grey(tmp_path: Path) -> None:
+    """A folder of JPEG frames with one cut short (a copy interrupted): OpenCV's imread decodes it with the
+    missing rows grey, saying so only on standard error, and its depth was written as a frame's. Now it is
+    dropped and counted as undecodable."""
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, rgb in enumerate(synthetic_frames(4, H, W)):
+        cv2.imwrite(str(folder / f"frame_{i}.jpg"), np.ascontiguousarray(rgb[..., ::-1]))
+    cut = folder / "frame_2.jpg"
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size * 2 // 3])
+    s = process_video(folder, tmp_path / "out", params={}, engine=make_engine(), preview=False)
+    assert (s.frames_in, s.frames_out, s.dropped) == (4, 3, 1)
+    rows = list(csv.DictReader((tmp_path / "out" / "frames.csv").open()))
+    assert [r["source"] for r in rows] == ["frame_0.jpg", "frame_1.jpg", "frame_3.jpg"]
+
+
+def test_a_folder_of_phone_photos_taken_upright_is_read_upright(tmp_path: Path) -> None:
+    """A phone stores a photo taken upright landscape, with EXIF orientation 6; OpenCV decodes it turned upright
+    (portrait), while the folder's size was read from the JPEG headers (landscape): every frame was dropped as
+    "another size" and the run failed with "no decodable frames". Now the headers' size is turned alike."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i, rgb in enumerate(synthetic_frames(6, H, W)):
+        jpeg = cv2.imencode(".jpg", np.ascontiguousarray(rgb[..., ::-1]))[1].tobytes()
+        (folder / f"IMG_{i:04d}.jpg").write_bytes(with_exif_orientation(jpeg, 6))
+    s = process_video(folder, tmp_path / "out", params={}, engine=make_engine(), preview=False, formats=("npy",))
+    assert (s.frames_in, s.frames_out, s.dropped) == (6, 6, 0)
+    [first, *_] = sorted((tmp_path / "out" / "disparity").glob("*.npy"))
+    assert np.load(first).shape == (W, H)  # portrait, as the photo is shown
 
 
 def test_a_folder_of_mixed_sizes_is_one_warning_and_a_summary_line(

@@ -14,6 +14,7 @@ of the samples' type (16UC1's 65535: some drivers mark pixels without a measurem
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -727,6 +728,19 @@ def compressed_depth_to_metres(fmt: str, data: bytes | bytearray | memoryview) -
     return depth_from_image(depth, "32FC1")
 
 
+def read_image_file(path: str | os.PathLike[str], flags: int) -> np.ndarray | None:
+    """An image file decoded as a message's bytes are (`cv2.imdecode` with `flags`), or None when it is missing,
+    unreadable or does not decode. Not `cv2.imread`: it decodes a JPEG cut short (a copy interrupted) with the
+    missing rows grey, saying so only on standard error, so a damaged frame was used as a picture of grey."""
+    import cv2  # lazy: as decode_compressed
+
+    try:
+        buf = np.fromfile(os.fspath(path), dtype=np.uint8)
+    except OSError:
+        return None
+    return cv2.imdecode(buf, flags) if buf.size else None
+
+
 def decode_compressed(data: bytes | bytearray | memoryview, fmt: str = "", keep_16bit: bool = False) -> np.ndarray:
     """Decode a `sensor_msgs/CompressedImage` payload (jpeg/png) to `(H, W, 3)` RGB.
 
@@ -743,10 +757,12 @@ def decode_compressed(data: bytes | bytearray | memoryview, fmt: str = "", keep_
     import cv2  # lazy: only compressed inputs need OpenCV here
 
     buf = np.frombuffer(data, dtype=np.uint8)
-    flags = cv2.IMREAD_COLOR | (cv2.IMREAD_ANYDEPTH if keep_16bit else 0)
+    # the pixels as stored, as image_transport's compressed subscriber decodes them (IMREAD_UNCHANGED): OpenCV's
+    # colour read turns a JPEG by its EXIF orientation, away from the grid its camera_info calibrates
+    flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION | (cv2.IMREAD_ANYDEPTH if keep_16bit else 0)
     img = cv2.imdecode(buf, flags) if buf.size else None
     if img is not None and img.dtype not in (np.uint8, np.uint16):  # another depth: as 8 bits
-        img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+        img = cv2.imdecode(buf, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if img is None:
         raise InputError(f"cannot decode compressed image ({buf.size} bytes, format {fmt!r}); expected jpeg or png")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)

@@ -384,8 +384,12 @@ def load_camera_info(path: str | Path) -> SimpleNamespace:
     )
 
 
+#: what the node's user does about an image that came without camera_info while `rectify` is on
+NODE_NO_INFO_FIX = "remap camera_info to this camera's, or turn rectify off (rectify:=false)"
+
+
 def pinhole_input(
-    image: np.ndarray, info: Any, rectifier: Rectifier | None
+    image: np.ndarray, info: Any, rectifier: Rectifier | None, no_info_fix: str = NODE_NO_INFO_FIX
 ) -> tuple[np.ndarray, CameraModel | None, RectifiedView | None]:
     """An input image as the pipeline takes it, with its pinhole camera (the node and `vdepth-bag`).
 
@@ -394,6 +398,8 @@ def pinhole_input(
     image is undistorted and the camera is the rectified `P`; the view is returned for the metric
     inputs (`RectifiedView.depth`, `.pose`, `.rotation`).
 
+    `no_info_fix`: what the tool's user does about an image without camera_info (the node's words by default).
+
     Raises:
         InputError: `rectifier` is given and the image has no (usable) camera_info.
     """
@@ -401,8 +407,8 @@ def pinhole_input(
     if rectifier is not None:
         if info is None:
             raise InputError(
-                "rectify is on, but there is no camera_info to undistort the image with; the image is dropped: remap "
-                "camera_info to this camera's (or turn rectify off: rectify:=false; vdepth-bag: without --rectify)"
+                f"rectify is on, but there is no camera_info to undistort the image with; the image is dropped: "
+                f"{no_info_fix}"
             )
         try:
             view = rectifier.view(info, w, h)

@@ -23,6 +23,7 @@ fixed world frame.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,8 +119,10 @@ class PoseBuffer:
         self._stamps, self._poses = [], []
 
     def add(self, stamp_ns: int, camera_to_world: np.ndarray) -> None:
-        """Store one pose (any order; a repeated stamp replaces the earlier pose)."""
-        i = int(np.searchsorted(self._stamps, stamp_ns))
+        """Store one pose (any order; a repeated stamp replaces the earlier pose). A binary search of the list, not
+        `np.searchsorted`, which copies the whole list into an array on every call: `vdepth-flicker --pose-topic`
+        holds every pose of the recording, and adding them took time quadratic in their number (20000: 9 s)."""
+        i = bisect.bisect_left(self._stamps, int(stamp_ns))
         if i < len(self._stamps) and self._stamps[i] == stamp_ns:
             self._poses[i] = camera_to_world
         else:
@@ -136,7 +139,7 @@ class PoseBuffer:
         """The pose at `stamp_ns`, or None when no pose is close enough (class docstring)."""
         if not self._stamps:
             return None
-        i = int(np.searchsorted(self._stamps, stamp_ns))
+        i = bisect.bisect_left(self._stamps, stamp_ns)  # (not np.searchsorted: `add`)
         if i < len(self._stamps) and self._stamps[i] == stamp_ns:
             return self._poses[i]
         if 0 < i < len(self._stamps) and self._stamps[i] - self._stamps[i - 1] <= self.max_gap_ns:

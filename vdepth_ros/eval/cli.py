@@ -231,6 +231,12 @@ def _evaluate_dataset(name: str, evaldata: Path, frames: dict[str, int], opts: _
         "timing": {**timing, **({"offline_fps": total_frames / timing["offline_s"]} if "offline_s" in timing else {})},
     }
     out["goals"] = goals(out["methods"])
+    skipped = [line for s in seqs for line in s.skipped]
+    if skipped:  # the metrics are over fewer frames than listed: said in the table's notes, each file in the JSON
+        out["skipped_frames"] = skipped
+        scores.notes.append(
+            f"{len(skipped)} frame(s) left out, a file missing or damaged (skipped_frames in results.json)"
+        )
     if scores.notes:
         out["notes"] = scores.notes
     return out

@@ -7,7 +7,10 @@
 | `kitti`    | metric3d_kitti_nyu_demo/data/kitti_demo  | uint16 / 256    | 0              | -              | 80 m |
 | `nyu`      | metric3d_kitti_nyu_demo/data/nyu_demo    | uint16 mm       | 0              | -              | 10 m |
 
-KITTI and NYU demo frames are not consecutive: each frame is its own one-frame sequence.
+KITTI and NYU demo frames are not consecutive: each frame is its own one-frame sequence. A frame whose image,
+depth or pose file is missing or damaged (a copy cut short) is left out (of its video, or of the dataset's
+one-frame sequences), named in `EvalSequence.skipped` and warned about once per sequence or dataset, as the
+training loader skips a damaged clip; none readable is an `EvalDataError`.
 `stride` subsamples the GT depth grid (every `stride`-th pixel; intrinsics follow exactly); RGB
 is kept at full resolution because the model resizes it anyway.
 """
@@ -15,15 +18,19 @@ is kept at full resolution because the model resizes it anyway.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
+from vdepth_ros.encodings import read_image_file
 from vdepth_ros.errors import VdepthError
+
+log = logging.getLogger("vdepth.eval")
 
 
 class EvalDataError(VdepthError, FileNotFoundError):
@@ -44,6 +51,7 @@ class EvalSequence:
         max_depth: evaluation cap in metres.
         fps: nominal frame rate (stamps for the pipeline).
         mask: optional (h, w) bool evaluation region (e.g. NYU Eigen crop).
+        skipped: the frames left out, one line each naming its file and why (missing or damaged).
     """
 
     name: str
@@ -55,6 +63,7 @@ class EvalSequence:
     max_depth: float
     fps: float = 30.0
     mask: np.ndarray | None = None
+    skipped: list[str] = field(default_factory=list)
 
     @property
     def num_frames(self) -> int:
@@ -68,24 +77,36 @@ class EvalSequence:
 
 
 def read_rgb(path: str | Path) -> np.ndarray:
-    """An image file as `(H, W, 3)` uint8 RGB (`EvalDataError` when it cannot be read)."""
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    """An image file as `(H, W, 3)` uint8 RGB (`EvalDataError` when it is missing or damaged: a JPEG cut
+    short too, which `cv2.imread` decodes half grey)."""
+    img = read_image_file(path, cv2.IMREAD_COLOR)
     if img is None:
-        raise EvalDataError(f"cannot read image {path}")
+        raise EvalDataError(f"cannot read image {path} (missing, or damaged: not a decodable image)")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 def read_depth_png(path: str | Path, scale: float, invalid: tuple[int, ...] = (0,)) -> np.ndarray:
     """uint16 depth PNG -> float32 metres (`value / scale`), 0 where the raw value is in `invalid`."""
-    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    raw = read_image_file(path, cv2.IMREAD_UNCHANGED)
     if raw is None:
-        raise EvalDataError(f"cannot read depth {path}")
+        raise EvalDataError(f"cannot read depth {path} (missing, or damaged: not a decodable image)")
     if raw.dtype != np.uint16:
-        raise ValueError(f"{path}: expected a uint16 depth PNG, got {raw.dtype}")
+        raise EvalDataError(f"cannot read depth {path} (damaged, or not the dataset's: {raw.dtype}, not a uint16 PNG)")
     bad = np.isin(raw, invalid)
     depth = raw.astype(np.float32) / np.float32(scale)
     depth[bad] = 0.0
     return depth
+
+
+def read_pose(path: str | Path) -> np.ndarray:
+    """A 4x4 camera-to-world matrix from a text file (`EvalDataError` when it is missing or damaged)."""
+    try:
+        pose = np.loadtxt(path, ndmin=2)
+    except (OSError, ValueError) as err:
+        raise EvalDataError(f"cannot read pose {path} (missing, or damaged: {err})") from None
+    if pose.shape != (4, 4) or not np.isfinite(pose).all():
+        raise EvalDataError(f"cannot read pose {path} (damaged: {pose.shape} values, expected a finite 4x4 matrix)")
+    return pose
 
 
 def subsample_intrinsics(K: np.ndarray, stride: int) -> np.ndarray:
@@ -95,12 +116,61 @@ def subsample_intrinsics(K: np.ndarray, stride: int) -> np.ndarray:
     return out
 
 
-def _stack(
-    paths_rgb: list[Path], paths_depth: list[Path], scale: float, invalid: tuple[int, ...], stride: int
-) -> tuple[np.ndarray, np.ndarray]:
-    rgb = np.stack([read_rgb(p) for p in paths_rgb])
-    depth = np.stack([read_depth_png(p, scale, invalid)[::stride, ::stride] for p in paths_depth])
-    return rgb, np.ascontiguousarray(depth)
+@dataclass
+class _Frames:
+    """The readable frames of a video sequence: their stacked arrays, which of the listed frames they are, and
+    the frames left out (one line each)."""
+
+    rgb: np.ndarray
+    depth: np.ndarray
+    kept: list[int]
+    skipped: list[str]
+
+
+def _read_frames(
+    name: str,
+    frames: list[tuple[Path, Path, Path | None]],
+    scale: float,
+    invalid: tuple[int, ...],
+    stride: int,
+) -> tuple[_Frames, list[np.ndarray]]:
+    """Each frame's (image, depth PNG, pose file or None); a frame any of whose files is missing or damaged is
+    left out, named in the result and warned about once for the sequence; the poses read (one per kept frame).
+
+    Raises:
+        EvalDataError: no frame of the sequence can be read.
+    """
+    rgb, depth, poses, kept, skipped = [], [], [], [], []
+    for index, (image, depth_png, pose_file) in enumerate(frames):
+        try:
+            frame = (read_rgb(image), read_depth_png(depth_png, scale, invalid)[::stride, ::stride])
+            pose = None if pose_file is None else read_pose(pose_file)
+        except EvalDataError as err:
+            skipped.append(str(err))
+            continue
+        rgb.append(frame[0])
+        depth.append(frame[1])
+        if pose is not None:
+            poses.append(pose)
+        kept.append(index)
+    _tell_skipped(name, skipped, len(frames))
+    return _Frames(np.stack(rgb), np.ascontiguousarray(np.stack(depth)), kept, skipped), poses
+
+
+def _tell_skipped(name: str, skipped: list[str], total: int) -> None:
+    """One warning for the frames of `name` left out (`EvalDataError` when that is all `total` of them)."""
+    if len(skipped) == total:
+        raise EvalDataError(f"{name}: none of its {total} frames can be read ({skipped[0]})")
+    if skipped:
+        log.warning(
+            "%s: %d of %d frames left out, a file missing or damaged (%s%s); the metrics are over the other "
+            "frames: replace the files (copy the data again) to score them all",
+            name,
+            len(skipped),
+            total,
+            skipped[0],
+            f"; {len(skipped) - 1} more in results.json" if len(skipped) > 1 else "",
+        )
 
 
 def load_7scenes(root: str | Path, frames: int = 300, stride: int = 2) -> list[EvalSequence]:
@@ -111,18 +181,20 @@ def load_7scenes(root: str | Path, frames: int = 300, stride: int = 2) -> list[E
     if not colors:
         raise EvalDataError(f"no frame-*.color.jpg under {data}")
     stems = [p.name.replace(".color.jpg", "") for p in colors]
-    rgb, depth = _stack(colors, [data / f"{s}.depth.png" for s in stems], 1000.0, (0, 65535), stride)
-    poses = np.stack([np.loadtxt(data / f"{s}.pose.txt") for s in stems])
-    K = np.loadtxt(data / "camera-intrinsics.txt")
+    name = f"7scenes/redkitchen-{len(stems)}"
+    listed = [(c, data / f"{s}.depth.png", data / f"{s}.pose.txt") for c, s in zip(colors, stems, strict=True)]
+    frames, poses = _read_frames(name, listed, 1000.0, (0, 65535), stride)
+    K = _read_intrinsics(data / "camera-intrinsics.txt")
     return [
         EvalSequence(
-            name=f"7scenes/redkitchen-{len(stems)}",
-            rgb=rgb,
-            depth=depth,
+            name=name,
+            rgb=frames.rgb,
+            depth=frames.depth,
             intrinsics=subsample_intrinsics(K, stride),
             rgb_intrinsics=K,
-            poses=poses,
+            poses=np.stack(poses),
             max_depth=10.0,
+            skipped=frames.skipped,
         )
     ]
 
@@ -135,20 +207,39 @@ def load_hololens(root: str | Path, frames: int = 120, stride: int = 1) -> list[
     if seq is None:
         raise EvalDataError(f"no images/ folder under {root}")
     images = sorted((seq / "images").glob("*.png"))[:frames]
-    rgb, depth = _stack(images, [seq / "depth" / p.name for p in images], 1000.0, (0,), stride)
-    poses = np.loadtxt(seq / "poses.txt").reshape(-1, 4, 4)[: len(images)]
-    K = np.loadtxt(seq / "K.txt")
+    name = f"hololens/000-{len(images)}"
+    poses_txt = seq / "poses.txt"
+    try:  # one file for the sequence: damaged, it is the sequence's error, not a frame's
+        poses = np.loadtxt(poses_txt, ndmin=2).reshape(-1, 4, 4)
+    except (OSError, ValueError) as err:
+        raise EvalDataError(f"{name}: cannot read {poses_txt} (missing, or damaged: {err})") from None
+    if len(poses) < len(images):
+        raise EvalDataError(f"{name}: {poses_txt} holds {len(poses)} poses for {len(images)} images (cut short?)")
+    frames, _ = _read_frames(name, [(p, seq / "depth" / p.name, None) for p in images], 1000.0, (0,), stride)
+    K = _read_intrinsics(seq / "K.txt")
     return [
         EvalSequence(
-            name=f"hololens/000-{len(images)}",
-            rgb=rgb,
-            depth=depth,
+            name=name,
+            rgb=frames.rgb,
+            depth=frames.depth,
             intrinsics=subsample_intrinsics(K, stride),
             rgb_intrinsics=K,
-            poses=poses,
+            poses=poses[frames.kept],
             max_depth=10.0,
+            skipped=frames.skipped,
         )
     ]
+
+
+def _read_intrinsics(path: Path) -> np.ndarray:
+    """A sequence's 3x3 camera matrix from a text file (`EvalDataError` when it is missing or damaged)."""
+    try:
+        K = np.loadtxt(path, ndmin=2)
+    except (OSError, ValueError) as err:
+        raise EvalDataError(f"cannot read the intrinsics {path} (missing, or damaged: {err})") from None
+    if K.shape != (3, 3):
+        raise EvalDataError(f"cannot read the intrinsics {path} (damaged: {K.shape} values, expected 3x3)")
+    return K
 
 
 def _single_frames(root: Path, kind: str, cap: float, stride: int) -> list[EvalSequence]:
@@ -158,10 +249,14 @@ def _single_frames(root: Path, kind: str, cap: float, stride: int) -> list[EvalS
         raise EvalDataError(f"no {ann_path}")
     ann = json.loads(ann_path.read_text())
     items = sorted(ann["files"], key=lambda it: it["rgb"])
-    out = []
+    out, skipped = [], []
     for it in items:
-        rgb = read_rgb(root / it["rgb"])
-        depth = read_depth_png(root / it["depth"], float(it.get("depth_scale", 1000.0)))[::stride, ::stride]
+        try:
+            rgb = read_rgb(root / it["rgb"])
+            depth = read_depth_png(root / it["depth"], float(it.get("depth_scale", 1000.0)))[::stride, ::stride]
+        except EvalDataError as err:  # that frame is left out, as a video's (`_read_frames`)
+            skipped.append(str(err))
+            continue
         fx, fy, cx, cy = it["cam_in"]
         K = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], np.float64)
         mask = None
@@ -181,6 +276,9 @@ def _single_frames(root: Path, kind: str, cap: float, stride: int) -> list[EvalS
                 mask=mask,
             )
         )
+    _tell_skipped(kind, skipped, len(items))
+    if skipped:  # (one-frame sequences: the dataset's first carries them for the report)
+        out[0].skipped = skipped
     return out
 
 
@@ -237,6 +335,7 @@ __all__ = [
     "load_kitti_demo",
     "load_nyu_demo",
     "read_depth_png",
+    "read_pose",
     "read_rgb",
     "subsample_intrinsics",
 ]

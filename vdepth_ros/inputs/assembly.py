@@ -50,7 +50,14 @@ from vdepth_ros.inputs.decode import is_compressed_depth as is_compressed_depth
 from vdepth_ros.inputs.decode import is_depth_stream_name as is_depth_stream_name
 from vdepth_ros.inputs.sync import stamp_to_ns
 from vdepth_ros.pipeline import FrameInput
-from vdepth_ros.rectify import NODE_CHOOSE_SPARSE, Rectifier, has_distortion, pinhole_input, sparse_depth_input
+from vdepth_ros.rectify import (
+    NODE_CHOOSE_SPARSE,
+    NODE_NO_INFO_FIX,
+    Rectifier,
+    has_distortion,
+    pinhole_input,
+    sparse_depth_input,
+)
 from vdepth_ros.triangulate import PoseTriangulator
 
 #: Default `max_input_pixels`: 4096 x 4096 (16.8 MP: 4K UHD and most machine-vision cameras fit).
@@ -161,6 +168,9 @@ class FrameAssembler:
             image (`decode_color_image`).
         choose_sparse: how the user picks the depth registered to this camera, named when the sparse
             depth is not (`sparse_frame_problem`, `sparse_depth_input`).
+        no_info_fix: what the user does about an image without camera_info while `rectify` is on
+            (`rectify.pinhole_input`; the node: a remap; `vdepth-bag`: a calibration file for the frames before
+            the bag's first camera_info).
     """
 
     def __init__(
@@ -174,8 +184,10 @@ class FrameAssembler:
         choose_info: str = "remap camera_info to this camera's",
         choose_image: str = NODE_CHOOSE_IMAGE,
         choose_sparse: str = NODE_CHOOSE_SPARSE,
+        no_info_fix: str = NODE_NO_INFO_FIX,
     ) -> None:
         self.choose_info = choose_info
+        self.no_info_fix = no_info_fix
         self.choose_image = choose_image
         self.choose_sparse = choose_sparse
         #: the image topic (the node's resolved `image`, `vdepth-bag`'s): a name that says rectified with `rectify` on
@@ -231,7 +243,7 @@ class FrameAssembler:
             self._check_info_frame(info, image)
         elif self.unfit and self.rectifier is not None:
             raise InputError(f"rectify is on, but the camera_info does not fit the image: {self.unfit}")
-        rgb, camera, view = pinhole_input(rgb, info, self.rectifier)
+        rgb, camera, view = pinhole_input(rgb, info, self.rectifier, self.no_info_fix)
         if camera is not None:
             self._note_scaled(info, raw_size)
         if view is None and not self._distortion_noted and info is not None and has_distortion(info):

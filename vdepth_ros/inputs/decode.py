@@ -74,11 +74,13 @@ def is_compressed_depth(msg: Any) -> bool:
     return is_compressed(msg) and "compresseddepth" in str(msg.format).lower()
 
 
-def compressed_size(data: bytes | bytearray | memoryview) -> tuple[int, int] | None:
+def compressed_size(data: bytes | bytearray | memoryview, *, oriented: bool = False) -> tuple[int, int] | None:
     """`(width, height)` from a PNG or JPEG header without decoding, or None (other formats).
 
     Hand-written because OpenCV has no header-only read and Pillow is not a dependency; PNG's IHDR
     and JPEG's start-of-frame segment are fixed layouts (PNG spec 11.2.2, ITU T.81 B.2.2).
+    `oriented`: the size OpenCV's `imread`/`imdecode` give, which turn a JPEG by its EXIF orientation (a phone's
+    photo taken upright is stored landscape with orientation 6: its header's size is the other way round).
     """
     buf = bytes(memoryview(data)[:65536])
     png = png_size(buf)
@@ -86,14 +88,35 @@ def compressed_size(data: bytes | bytearray | memoryview) -> tuple[int, int] | N
         return png
     if buf[:2] != b"\xff\xd8":
         return None
-    i = 2
+    i, turned = 2, False
     while i + 9 <= len(buf) and buf[i] == 0xFF:
         marker, length = buf[i + 1], struct.unpack(">H", buf[i + 2 : i + 4])[0]
+        if marker == 0xE1 and oriented:  # APP1: EXIF, before the frame
+            turned = _exif_orientation(buf[i + 4 : i + 2 + length]) in (5, 6, 7, 8)
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # a start-of-frame segment
             height, width = struct.unpack(">HH", buf[i + 5 : i + 9])
-            return int(width), int(height)
+            return (int(height), int(width)) if turned else (int(width), int(height))
         i += 2 + length
     return None
+
+
+def _exif_orientation(app1: bytes) -> int:
+    """The orientation tag (0x0112) of an APP1 segment's EXIF (1 = as stored; 5-8 turn it a quarter), 1 when
+    there is none or the segment is malformed (TIFF 6.0 IFD layout, either byte order)."""
+    if app1[:6] != b"Exif\x00\x00" or app1[6:8] not in (b"II", b"MM"):
+        return 1
+    tiff, order = app1[6:], "<" if app1[6:8] == b"II" else ">"
+    try:
+        (ifd,) = struct.unpack(order + "I", tiff[4:8])
+        (entries,) = struct.unpack(order + "H", tiff[ifd : ifd + 2])
+        for k in range(entries):
+            at = ifd + 2 + 12 * k
+            tag, kind = struct.unpack(order + "HH", tiff[at : at + 4])
+            if tag == 0x0112 and kind == 3:  # SHORT
+                return int(struct.unpack(order + "H", tiff[at + 8 : at + 10])[0])
+    except struct.error:  # cut short
+        return 1
+    return 1
 
 
 def image_size(msg: Any) -> tuple[int, int] | None:

@@ -27,6 +27,9 @@ _SET_ASIDE = ".previous"
 #: whatever it still holds (scratch files only, or nothing once its commit moved the output in)
 _STAGES = ".stages"
 _SCRATCH = ".scratch"
+#: the staging folder's list of the companions its commit moved in where nothing was (name and inode): a run killed
+#: before the output itself followed them leaves them beside nothing, and the next run takes them back
+_MOVED_IN = ".moved-in"
 #: the end of the error of an output that cannot be created, unless a tool names a better fix
 OUTPUT_PATH_FIX = "choose another output path"
 
@@ -130,6 +133,8 @@ def _recover_stale_staging(final: Path) -> None:
         ours = _stages(staging) == final.name or has_new or set_aside.exists() or set_aside.is_symlink()
         if not pid.isdigit() or not ours or _running(int(pid)):
             continue
+        if has_new and not _take_back_moved_in(staging, final.parent):
+            continue
         if has_new and previous.is_dir() and not _put_back(previous, staging, final.parent):
             continue
         shutil.rmtree(staging, ignore_errors=True)
@@ -158,6 +163,31 @@ def _put_back(previous: Path, staging: Path, parent: Path) -> bool:
             os.replace(aside, dest)
         return not any(previous.iterdir())
     except OSError:  # a read-only folder now: keep all, to be put back by hand or by a later run
+        return False
+
+
+def _take_back_moved_in(staging: Path, parent: Path) -> bool:
+    """Move the companions a killed commit moved into `parent` where nothing was (its `.moved-in`: an engine's spec
+    without the engine) back into `staging`, to be removed with it; a file of that name that is not the one moved
+    in (another inode: put there since) stays. Returns whether all went back."""
+    try:
+        lines = (staging / _MOVED_IN).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return True
+    except (OSError, UnicodeDecodeError):
+        return False
+    try:
+        for name, _, inode in (line.partition("\t") for line in lines):
+            dest, staged = parent / name, staging / name
+            if Path(name).name != name or name in ("", ".", "..") or staged.exists() or staged.is_symlink():
+                continue  # not a plain name, or never moved in
+            try:
+                if str(os.lstat(dest).st_ino) == inode:
+                    os.replace(dest, staged)
+            except FileNotFoundError:
+                continue
+        return True
+    except OSError:  # a read-only folder now: keep all, to be taken back by a later run
         return False
 
 
@@ -239,7 +269,7 @@ class AtomicOutput:
         self.companions = [str(c) for c in companions]
         if any(Path(c).name != c or c in ("", ".", "..", self.final.name) for c in self.companions):
             raise OfflineError(f"companions of {self.final} must be other plain file names, got {self.companions}")
-        reserved = (_SET_ASIDE, _STAGES, _SCRATCH)
+        reserved = (_SET_ASIDE, _STAGES, _SCRATCH, _MOVED_IN)
         if self.final.name in reserved or any(c in reserved for c in self.companions):
             raise OfflineError(f"{self.final}: an output may not be named {', '.join(reserved)}; choose another name")
         self.staging: Path | None = None
@@ -294,6 +324,9 @@ class AtomicOutput:
                     os.replace(dest, aside)  # aside, not deleted, until the new output is in place
                 done.append((dest, aside if had else None))
                 if new.exists() or new.is_symlink():
+                    if not had and name != self.final.name:  # named first: a kill right after the move leaves it
+                        with (self.staging / _MOVED_IN).open("a", encoding="utf-8") as moved_in:
+                            moved_in.write(f"{name}\t{os.lstat(new).st_ino}\n")
                     os.replace(new, dest)
         except BaseException:
             for dest, aside in reversed(done):

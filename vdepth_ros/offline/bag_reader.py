@@ -156,6 +156,10 @@ class BagFrameSource:
             choose_info="choose this camera's with --camera-info-topic",
             choose_image=CHOOSE_IMAGE,
             choose_sparse="choose the depth registered to this camera with --sparse-depth-topic",
+            # the images before the bag's first camera_info (a driver publishing it late), or a topic without any
+            no_info_fix="the bag has no camera_info for it (before the first one on the topic read, or none there): "
+            "--camera-info-file CALIB.yaml rectifies every frame with the camera's calibration, --camera-info-topic "
+            "chooses another topic, or run without --rectify",
         )
         self._frame_lacks_pose = False
         self._fixed_info = camera_info  # from a calibration file: used for every frame

@@ -17,7 +17,15 @@ from typing import TYPE_CHECKING, Any
 
 from vdepth_ros.node_params import ros_param_values
 from vdepth_ros.offline.bag_messages import image_topics_by_kind
-from vdepth_ros.offline.bag_types import CAMERA_INFO, COMPRESSED, IMAGE, IMAGE_TYPES, POINTCLOUD2, POSE_STAMPED
+from vdepth_ros.offline.bag_types import (
+    CAMERA_INFO,
+    COMPRESSED,
+    IMAGE,
+    IMAGE_TYPES,
+    POINTCLOUD2,
+    POSE_STAMPED,
+    video_stream_error,
+)
 from vdepth_ros.offline.bag_writer import OutputTopics
 from vdepth_ros.offline.errors import EmptyBagError, MissingTopicError, OfflineError, UnsupportedEncodingError
 
@@ -106,8 +114,11 @@ class InputConnections:
         self.depth_conns: list[Connection] = []
         self.pose_conns: list[Connection] = []
 
+    def _types(self) -> dict[str, str]:
+        return {c.topic: c.msgtype for c in self.reader.connections}
+
     def _topic_list(self) -> str:
-        items = sorted({c.topic: c.msgtype for c in self.reader.connections}.items())
+        items = sorted(self._types().items())
         return ", ".join(f"{t} [{m}]" for t, m in items) if items else "(none)"
 
     def _conns(self, topic: str) -> list[Connection]:
@@ -122,7 +133,15 @@ class InputConnections:
         if not image_conns:
             # a depth camera's topics, or vdepth-bag's outputs, beside the camera do not make it ambiguous
             candidates = image_topics_by_kind(self.reader)["colour"]
-            if not self.image_topic_explicit and len(candidates) == 1:
+            transports = [c for c in candidates if c.rsplit("/", 1)[0] == self.image_topic]
+            if len(transports) == 1:  # the camera's base topic named, as image_transport's subscribers name it
+                self.notes.append(
+                    f"image topic {self.image_topic!r} not in the bag: reading its image_transport topic "
+                    f"{transports[0]!r}"
+                )
+                self.image_topic = transports[0]
+                image_conns = self._conns(self.image_topic)
+            elif not self.image_topic_explicit and len(candidates) == 1:
                 same = sorted(c.topic for c in self.reader.connections if c.topic.startswith(candidates[0] + "/"))
                 self.notes.append(
                     f"image topic {self.image_topic!r} not in the bag; using its only colour image topic "
@@ -136,6 +155,8 @@ class InputConnections:
                     f"{self.path}: image topic {self.image_topic!r} not found and the bag holds several colour "
                     f"image topics: {', '.join(candidates)} (choose one with --image-topic; one run per camera)"
                 )
+            elif not candidates and (video := video_stream_error(self._types())):
+                raise MissingTopicError(f"{self.path}: the bag has no image topic; {video}")
             else:
                 raise MissingTopicError(
                     f"{self.path}: image topic {self.image_topic!r} not found; the bag has: "
@@ -143,8 +164,10 @@ class InputConnections:
                 )
         bad = {c.msgtype for c in image_conns if c.msgtype not in IMAGE_TYPES}
         if bad:
+            video = video_stream_error({self.image_topic: next(iter(bad))})
             raise UnsupportedEncodingError(
-                f"topic {self.image_topic!r} has type {', '.join(sorted(bad))}; expected {IMAGE} or {COMPRESSED}"
+                video
+                or f"topic {self.image_topic!r} has type {', '.join(sorted(bad))}; expected {IMAGE} or {COMPRESSED}"
             )
         if sum(c.msgcount for c in image_conns) == 0:
             # a camera recorded through one transport only (bandwidth): name the one that holds its images

@@ -18,6 +18,29 @@ CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 POSE_STAMPED = "geometry_msgs/msg/PoseStamped"
 POINTCLOUD2 = "sensor_msgs/msg/PointCloud2"
 IMAGE_TYPES = (IMAGE, COMPRESSED)
+#: a camera recorded as a video stream (H.264/H.265/AV1/Theora packets, each frame depending on earlier ones),
+#: which the tools do not decode message by message
+VIDEO_STREAM_TYPES = (
+    "foxglove_msgs/msg/CompressedVideo",
+    "ffmpeg_image_transport_msgs/msg/FFMPEGPacket",
+    "theora_image_transport/msg/Packet",
+    "h264_msgs/msg/Packet",
+)
+
+
+def video_stream_error(topics: dict[str, str]) -> str | None:
+    """The sentence for image topics that are video streams (`topics`: topic -> message type), or None when none
+    is: what the user can do instead of a list of types the tools do not read."""
+    video = sorted(t for t, m in topics.items() if m in VIDEO_STREAM_TYPES)
+    if not video:
+        return None
+    return (
+        f"{', '.join(f'{t} [{topics[t]}]' for t in video)} "
+        f"{'is a video stream' if len(video) == 1 else 'are video streams'} (H.264/H.265 packets, each frame "
+        "depending on earlier ones), which the bag tools do not decode: record the camera's raw or `compressed` "
+        "(JPEG/PNG) image_transport topic, or export the stream to a video file and run vdepth-video on it"
+    )
+
 
 #: `--typestore` choices: the ROS 2 distributions whose message definitions are used when a bag
 #: carries none (older sqlite3 bags) and for the output bag's type hashes.

@@ -28,7 +28,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -48,12 +48,22 @@ from vdepth_ros.offline.bag_messages import (
     nearest_stamp,
     open_reader,
 )
-from vdepth_ros.offline.bag_types import CAMERA_INFO, IMAGE_TYPES, POSE_STAMPED, TYPESTORES, restamp
+from vdepth_ros.offline.bag_types import (
+    CAMERA_INFO,
+    IMAGE_TYPES,
+    POSE_STAMPED,
+    TYPESTORES,
+    restamp,
+    video_stream_error,
+)
 from vdepth_ros.offline.errors import BagReadError, MissingTopicError, OfflineError, UnsupportedEncodingError
 from vdepth_ros.offline.runner import cli_errors, setup_logging, sigterm_as_interrupt, stdout_for_results
 from vdepth_ros.offline.skipped import SkippedMessages
 from vdepth_ros.paths import expand_home
 from vdepth_ros.triangulate import PoseBuffer, pose_from_msg
+
+if TYPE_CHECKING:
+    from vdepth_ros.stream.cloud import CameraModel
 
 log = logging.getLogger(__name__)
 PROG = "vdepth-flicker"
@@ -181,10 +191,10 @@ class _Chain:
 class _Geometry:
     """Camera poses and intrinsics of the recording, read in a first pass (small), for TAE."""
 
-    def __init__(self, poses: PoseBuffer, infos: list[tuple[int, Any]], slop_ns: int) -> None:
+    def __init__(self, poses: PoseBuffer, cameras: list[tuple[int, CameraModel | None]], slop_ns: int) -> None:
         self.poses, self.slop_ns = poses, slop_ns
-        self.info_stamps = [s for s, _ in infos]
-        self.cameras = [camera_from_info(i) for _, i in infos]
+        self.info_stamps = [s for s, _ in cameras]
+        self.cameras = [c for _, c in cameras]
 
     def at(self, stamp: int, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray] | None:
         """(camera-to-world pose, K at the depth's resolution) at `stamp`, or None."""
@@ -226,7 +236,9 @@ def _read_geometry(
     conns = [c for c in reader.connections if c.topic in wanted]
     count = sum(c.msgcount for c in conns if c.topic == pose_topic)
     poses = PoseBuffer(slop_ns, capacity=max(count, 1))
-    infos: dict[str, list[tuple[int, Any]]] = {c: [] for c in wanted - {pose_topic}}
+    # (stamp, camera) where a topic's camera changes: a camera_info per frame, all kept as messages, took 1.9 KB a
+    # frame (200 MB an hour at 30 Hz); the latest one at a stamp is the same camera either way
+    infos: dict[str, list[tuple[int, CameraModel | None]]] = {c: [] for c in wanted - {pose_topic}}
     for conn, t, raw in guarded_messages(reader, conns, path):
         msg = deserialize_or_skip(reader, raw, conn, t, skipped)
         if msg is None:
@@ -239,7 +251,7 @@ def _read_geometry(
             except InputError:
                 continue  # an invalid pose: that stamp gets its neighbours' interpolation
         else:
-            infos[conn.topic].append((stamp_to_ns(msg.header.stamp), msg))
+            _add_camera(infos[conn.topic], stamp_to_ns(msg.header.stamp), camera_from_info(msg))
     geometry: dict[str, _Geometry | None] = {}
     notes: dict[str, str] = {}
     for t, c in info_of.items():
@@ -251,6 +263,14 @@ def _read_geometry(
         else:
             geometry[t] = _Geometry(poses, sorted(infos[c], key=lambda si: si[0]), slop_ns)
     return geometry, notes
+
+
+def _add_camera(cameras: list[tuple[int, CameraModel | None]], stamp: int, camera: CameraModel | None) -> None:
+    """Append a camera_info's camera at `stamp` unless it repeats the camera before it (a later stamp of the same
+    camera answers `_Geometry.at` as its first does); one stamped before it is kept to be sorted in."""
+    if cameras and stamp >= cameras[-1][0] and cameras[-1][1] == camera:
+        return
+    cameras.append((stamp, camera))
 
 
 def _each_bag_once(paths: list[Path]) -> list[Path]:
@@ -380,8 +400,13 @@ def default_topics(reader: Any, image_topic: str | None, depth_topics: Sequence[
     those named `<namespace>/depth` first (`vdepth-bag --namespace`'s output read with a depth
     camera's recording), each choice logged. Several candidates are an error naming them and the option."""
     have = {c.topic for c in reader.connections}
-    lacking = (image_topic is None and "/image" not in have) or (depth_topics is None and "/depth" not in have)
+    named_absent = image_topic is not None and image_topic not in have
+    lacking = (image_topic or "/image") not in have or (depth_topics is None and "/depth" not in have)
     kinds = image_topics_by_kind(reader) if lacking else {"colour": [], "depth": []}  # peeks at each image topic
+    transports = [t for t in kinds["colour"] if t.rsplit("/", 1)[0] == image_topic]
+    if named_absent and len(transports) == 1:  # a camera's base topic named: its one image_transport, as vdepth-bag
+        log.info("%s not in the bags; reading its image_transport topic %s", image_topic, transports[0])
+        image_topic = transports[0]
     if image_topic is None:
         image_topic = _default_topic(have, "/image", kinds["colour"], "colour image", "--image-topic")
     if depth_topics is None:
@@ -416,11 +441,14 @@ def _checked_topics(reader: Any, image_topic: str, depth_topics: Sequence[str]) 
     listed = ", ".join(f"{t} [{m}]" for t, m in sorted(topics.items())) or "(none)"
     # a depth topic: an Image, or a CompressedImage of image_transport's compressedDepth plugin
     for topic, allowed in [(image_topic, IMAGE_TYPES), *[(t, IMAGE_TYPES) for t in depth_topics]]:
+        video = video_stream_error(topics if topic not in topics else {topic: topics[topic]})
         if topic not in topics:
             option = "--image-topic" if topic == image_topic else "--depth-topic"
+            if video and not any(m in IMAGE_TYPES for m in topics.values()):
+                raise MissingTopicError(f"the bags have no image topic; {video}")
             raise MissingTopicError(f"topic {topic!r} not found; the bags hold: {listed} (choose with {option})")
         if topics[topic] not in allowed:
-            raise MissingTopicError(f"topic {topic!r} is {topics[topic]}, expected {' or '.join(allowed)}")
+            raise MissingTopicError(video or f"topic {topic!r} is {topics[topic]}, expected {' or '.join(allowed)}")
     return topics
 
 

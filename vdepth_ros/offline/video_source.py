@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from vdepth_ros.encodings import to_8bit
+from vdepth_ros.encodings import read_image_file, to_8bit
 from vdepth_ros.inputs.decode import SampleBitDepth, compressed_size
 from vdepth_ros.offline.errors import OfflineError, VideoReadError
 
@@ -87,10 +87,11 @@ def _mp4_without_index(path: Path) -> bool:
 
 
 def _header_size(path: Path) -> tuple[int, int] | None:
-    """`(width, height)` of a PNG or JPEG file by its header (`inputs.decode.compressed_size`), or None."""
+    """`(width, height)` of a PNG or JPEG file by its header (`inputs.decode.compressed_size`), or None; a JPEG's
+    as OpenCV decodes it, turned by its EXIF orientation (a phone's photos: all dropped as another size before)."""
     try:
         with path.open("rb") as f:
-            return compressed_size(f.read(65536))
+            return compressed_size(f.read(65536), oriented=True)
     except OSError:
         return None
 
@@ -145,7 +146,14 @@ class VideoFrameSource:
                 key=_natural_key,
             )
             if not self._files:
-                raise VideoReadError(f"folder {self.path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+                heic = sum(p.suffix.lower() in (".heic", ".heif") for p in self.path.iterdir())
+                hint = (
+                    f"; its {heic} HEIC/HEIF photos (an iPhone's) OpenCV cannot decode: convert them to JPEG (e.g. "
+                    "heif-convert, or the phone's 'Most Compatible' camera format) or take a video"
+                    if heic
+                    else ""
+                )
+                raise VideoReadError(f"folder {self.path} holds no images ({', '.join(IMAGE_SUFFIXES)}){hint}")
             self.frame_count = len(self._files)
             self._pick_size()
         else:
@@ -182,13 +190,13 @@ class VideoFrameSource:
         first: dict[tuple[int, int], str] = {}
         for p in sample:
             size = _header_size(p)  # (a corrupt header claiming gigapixels is not decoded to learn it)
-            if size is None and (img := cv2.imread(str(p), cv2.IMREAD_COLOR)) is not None:
+            if size is None and (img := read_image_file(p, cv2.IMREAD_COLOR)) is not None:
                 size = (img.shape[1], img.shape[0])
             if size is not None:
                 counts[size] = counts.get(size, 0) + 1
                 first.setdefault(size, p.name)
         if not counts and len(sample) < len(files):  # the sample did not decode: the first image that does
-            img_of = ((p, img) for p in files if (img := cv2.imread(str(p), cv2.IMREAD_COLOR)) is not None)
+            img_of = ((p, img) for p in files if (img := read_image_file(p, cv2.IMREAD_COLOR)) is not None)
             if (found := next(img_of, None)) is not None:
                 counts[(found[1].shape[1], found[1].shape[0])] = 1
                 first[(found[1].shape[1], found[1].shape[0])] = found[0].name
@@ -233,17 +241,18 @@ class VideoFrameSource:
             i += 1
 
     def _read_image(self, path: Path) -> np.ndarray | None:
-        """BGR uint8 of an image file, None if it does not decode. A 16-bit one (PNG, TIFF) is read with
-        its significant bits (`inputs.assembly.SampleBitDepth`, auto, each choice logged), not its top 8:
-        a 12-bit camera's frames saved as 16-bit PNGs were almost black (`image_bit_depth`, 0 = auto)."""
-        img = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
+        """BGR uint8 of an image file, None if it does not decode (a JPEG cut short too: `read_image_file`).
+        A 16-bit one (PNG, TIFF) is read with its significant bits (`inputs.assembly.SampleBitDepth`, auto,
+        each choice logged), not its top 8: a 12-bit camera's frames saved as 16-bit PNGs were almost black
+        (`image_bit_depth`, 0 = auto)."""
+        img = read_image_file(path, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
         if img is not None and img.dtype == np.uint16:
             img = to_8bit(img, self._bit_depth.bits_for(img, "bgr16", "16-bit image"))
             if self._bit_depth.note:
                 log.info("%s", self._bit_depth.note)
                 self._bit_depth.note = None
         elif img is not None and img.dtype != np.uint8:  # float (EXR, float TIFF): as OpenCV reads it to 8 bits
-            img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            img = read_image_file(path, cv2.IMREAD_COLOR)
         return img
 
     def _stamps(self) -> Iterator[tuple[int, np.ndarray | None, str, int]]:
