@@ -11,7 +11,8 @@ an uninterrupted run exactly (tested with one and two ranks).
 Output folder::
 
     metrics.jsonl                     one JSON line per optimizer step (main process)
-    checkpoints/checkpoint_<step>/    accelerate state + trainer_config.json + trainer_state.json (last)
+    checkpoints/checkpoint_<step>/    accelerate state + trainer_config.json + trainer_data.json
+                                      + trainer_state.json (last)
     checkpoints/checkpoint_<step>.partial/   a checkpoint being written (never resumed; replaced)
     final/                            (`FINAL_NAME`) `save_pretrained` of the exported model (loads with
                                       `vdepth_ros.models.load_model`); after ZeRO the weights come
@@ -32,6 +33,8 @@ from vdepth_ros.paths import TRAINER_CONFIG_NAME, TRAINER_STATE_NAME, not_a_mode
 STATE_NAME = TRAINER_STATE_NAME
 #: the run's config as it was when a checkpoint was saved (beside `STATE_NAME`; `--resume` compares it)
 CONFIG_NAME = TRAINER_CONFIG_NAME
+#: what the run's data sources held when a checkpoint was saved (`Recipe.data_listing`; `--resume` compares it)
+DATA_NAME = "trainer_data.json"
 #: `training` keys a resumed run may change: they do not change what it computes
 RESUMABLE_CHANGES = frozenset(
     ("log_every", "checkpoint_every", "keep_checkpoints", "num_workers", "log_with", "threads", "latent_cache")
@@ -135,6 +138,26 @@ def truncate_metrics(output_dir: Path, step: int) -> None:
         os.replace(part, path)
 
 
+def data_changes(saved: dict[str, dict[str, int]], now: dict[str, dict[str, int]]) -> list[str]:
+    """`"<source>: N sequence(s) added (...), N removed (...), N of another length (...)"` for each
+    source listed in both `Recipe.data_listing`s whose sequences differ (a source only one lists is
+    a change of the config, named there)."""
+
+    def few(names: list[str]) -> str:
+        return ", ".join(names[:3]) + (f", ... ({len(names) - 3} more)" if len(names) > 3 else "")
+
+    out = []
+    for where in sorted(saved.keys() & now.keys()):
+        old, new = saved[where], now[where]
+        added, removed = sorted(new.keys() - old.keys()), sorted(old.keys() - new.keys())
+        resized = [f"{k}: {old[k]} -> {new[k]} frames" for k in sorted(old.keys() & new.keys()) if old[k] != new[k]]
+        kinds = (("sequence(s) added", added), ("removed", removed), ("of another length", resized))
+        parts = [f"{len(names)} {what} ({few(names)})" for what, names in kinds if names]
+        if parts:
+            out.append(f"{where}: {', '.join(parts)}")
+    return out
+
+
 def rotate_checkpoints(folders: Path, keep: int) -> None:
     """Delete the complete checkpoints beyond the newest `keep` (0: keep all) and the folders of
     saves that were killed; only checkpoint folders, never anything else in `folders`."""
@@ -147,6 +170,7 @@ def rotate_checkpoints(folders: Path, keep: int) -> None:
 
 __all__ = [
     "CONFIG_NAME",
+    "DATA_NAME",
     "FINAL_NAME",
     "PARTIAL_SUFFIX",
     "RESUMABLE_CHANGES",
@@ -155,6 +179,7 @@ __all__ = [
     "TrainingProgress",
     "check_run_outputs",
     "complete_checkpoints",
+    "data_changes",
     "latest_checkpoint",
     "rotate_checkpoints",
     "truncate_metrics",

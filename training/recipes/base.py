@@ -185,6 +185,16 @@ class Recipe:
             if st is not None and st.cfg["data"].get("sources"):
                 check_clip_lengths(self.sources(st.cfg["data"]), st)
 
+    def data_listing(self, stage: Stage) -> dict[str, dict[str, int]]:
+        """What the stage's sources and held-out sources draw from, `{where: Source.listing()}` (opened
+        as `open_data` opens them): a checkpoint records it, `--resume` and every rank compare it."""
+        out: dict[str, dict[str, int]] = {}
+        for st, what in ((stage, "data"), (self.validation_stage(stage), "data.validation")):
+            if st is not None and st.cfg["data"].get("sources"):
+                for src in self.sources(st.cfg["data"]):
+                    out[f"stage {stage.name!r} {what}.sources[{src.name!r}]"] = src.listing()
+        return out
+
     def sources(self, data: dict[str, Any]) -> list[Source]:
         """`data.sources` as `Source`s, loaded once per distinct list (layouts scan folders)."""
         key = json.dumps(data.get("sources"), sort_keys=True, default=str)
