@@ -155,3 +155,28 @@ def test_the_grace_warning_reads_torchruns_shutdown_timeout_flag(tmp_path: Path)
     )
     assert ranks_read([]) == ['(30.0, "torchrun\'s default")'] * 2
     assert ranks_read([], TORCH_ELASTIC_SHUTDOWN_TIMEOUT="9") == ["(9.0, 'TORCH_ELASTIC_SHUTDOWN_TIMEOUT')"] * 2
+
+
+def test_more_processes_than_gpus_on_a_node_is_one_line_before_anything_is_built(tmp_path: Path) -> None:
+    """`torchrun --nproc_per_node 2` on a node with one GPU (or CUDA_VISIBLE_DEVICES naming fewer GPUs
+    than the launch has processes): rank 1 failed at start-up in CUDA's "invalid device ordinal", a
+    traceback, while rank 0 built its model and waited for it. Now every rank of the node stops before
+    anything is built, with one line naming the GPUs it has and the launcher setting that fixes it.
+    (No GPU here: the ranks are told the node has one.)"""
+    script = tmp_path / "one_gpu_node.py"
+    script.write_text(
+        "import os, sys, torch\n"
+        "torch.cuda.is_available = lambda: True  # the node has one GPU\n"
+        "torch.cuda.device_count = lambda: 1\n"
+        "import vdepth_training.train as train\n"
+        "train._exit_without_finalizing(train.main(sys.argv[1:]))\n"
+    )
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
+           *_recipe(tmp_path), "--output", str(tmp_path / "run")]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=REPO, env={**rank_env(), "CUDA_VISIBLE_DEVICES": "0"}, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith(PROG)]
+    assert proc.returncode != 0 and len(errors) == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "started 2 processes on this node but it has 1 GPU(s) (CUDA_VISIBLE_DEVICES=0)" in errors[0], errors[0]
+    assert "--nproc_per_node 1" in errors[0]
+    assert "process 0 of 2" not in proc.stdout and not (tmp_path / "run").exists()  # nothing built or written

@@ -103,6 +103,26 @@ def launcher_grace_seconds() -> tuple[float, str] | None:
     return TORCHRUN_GRACE_SECONDS, "torchrun's default"
 
 
+def check_gpus_per_node() -> None:
+    """Refuse a launch of more processes on this node than it has GPUs: each rank trains on the GPU of
+    its local rank, so the surplus ranks failed at start-up in CUDA's "invalid device ordinal" (a
+    traceback per rank) while the others waited for them. The same line on every rank of the node.
+
+    Raises:
+        ConfigError: naming the processes, the GPUs seen and the launcher settings that fix it.
+    """
+    processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))  # set by torchrun and accelerate launch
+    if processes <= 1 or not torch.cuda.is_available() or processes <= (gpus := torch.cuda.device_count()):
+        return
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    seen = f" (CUDA_VISIBLE_DEVICES={visible})" if visible is not None else ""
+    raise ConfigError(
+        f"the launcher started {processes} processes on this node but it has {gpus} GPU(s){seen}: each process "
+        f"trains on a GPU of its own; start {gpus} per node (torchrun --nproc_per_node {gpus}, accelerate launch "
+        f"--num_processes {gpus} on one node; training/launch/one_node.sh: GPUS={gpus}; slurm.sbatch: --gpus-per-node)"
+    )
+
+
 def leave_failure_note(rank: int, what: str) -> None:
     """Tell the other ranks of this node why rank `rank` ends (`end_rank` reads the notes from
     `launch_folder`); nothing where there is no such folder or it cannot be written (they then say that
@@ -222,6 +242,7 @@ __all__ = [
     "TORCHRUN_GRACE_SECONDS",
     "StoppedWithoutCheckpointError",
     "TrainingFailedError",
+    "check_gpus_per_node",
     "end_rank",
     "first_to_say",
     "late_rank",

@@ -53,6 +53,7 @@ from vdepth_training.data.stream import rank_loader
 from vdepth_training.ranks import (
     StoppedWithoutCheckpointError,
     TrainingFailedError,
+    check_gpus_per_node,
     end_rank,
     late_rank,
     launch_folder,
@@ -188,6 +189,7 @@ class Trainer(StepLoop):
                 `RESUMABLE_CHANGES`) and not `allow_config_change`.
         """
         existing = self._check_output(resume=resume, overwrite=overwrite)
+        check_gpus_per_node()
         self._open_data(resume=resume, allow_config_change=allow_config_change)
         # 1. accelerator, counters, model
         acc = self._accelerator()
@@ -742,6 +744,7 @@ class Trainer(StepLoop):
             raise ValueError("set training.latent_cache (or --latent-cache) to precompute a cache")
         from accelerate import PartialState
 
+        check_gpus_per_node()
         state = PartialState()
         model = self._build_model(init=True).to(state.device)
         count, seed = 0, int(self.train_cfg["seed"])
