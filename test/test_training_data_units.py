@@ -279,3 +279,29 @@ def test_a_frame_without_valid_depth_is_warned_once_per_run_on_two_ranks_with_lo
     for folder in folders:
         assert sum(f"{folder}: frame" in line for line in warned) <= 1, warned
     assert sum("median depth 3" in line for line in out.splitlines()) == 1, out[-3000:]
+
+
+def test_a_checkpoints_data_listing_names_every_source_a_run_draws_from(tmp_path: Path) -> None:
+    """`--resume` compares what the sources held when the checkpoint was saved (`Recipe.data_listing`):
+    FiffDepth's real images (`data.pseudo.sources`) are drawn by index too, so they are listed with
+    `data.sources`; a folder's sequences by their path under its root, named in the difference."""
+    from vdepth_training.checkpoints import data_changes
+    from vdepth_training.config import load_config
+    from vdepth_training.recipes import get_recipe
+    from vdepth_training.stages import plan_stages
+
+    cfg = load_config(CONFIGS / "fiffdepth.yaml", tiny=True)
+    cfg.pop("tiny")
+    for i in range(2):
+        _seq(tmp_path / "real" / f"clip{i}", np.full((T, H, W), 2.0, np.float32))
+    cfg["data"]["pseudo"]["sources"] = [{"name": "real", "layout": "sequence", "root": str(tmp_path / "real")}]
+    recipe, stage = get_recipe(cfg), plan_stages(cfg)[0]
+    recipe.open_data(stage)
+    listing = recipe.data_listing(stage)
+    assert listing["stage 'unet' data.pseudo.sources['real']"] == {"clip0": T, "clip1": T}
+    assert "stage 'unet' data.sources['toy']" in listing
+    now = {**listing, "stage 'unet' data.pseudo.sources['real']": {"clip0": T - 2, "clip2": T}}
+    assert data_changes(listing, now) == [
+        "stage 'unet' data.pseudo.sources['real']: 1 sequence(s) added (clip2), 1 removed (clip1), "
+        f"1 of another length (clip0: {T} -> {T - 2} frames)"
+    ]
