@@ -594,6 +594,11 @@ class Trainer(StepLoop):
             why = "DeepSpeed's optimizer state is split per rank: resume on the number of processes that saved it"
         elif before % (batch * processes) == 0:
             why += f"; training.grad_accum: {before // (batch * processes)} keeps it"
+        elif before % batch == 0:  # no grad_accum keeps it on this many: name the numbers of processes that can
+            fits = [p for p in range(1, before // batch + 1) if before % (batch * p) == 0]
+            near = sorted(sorted(fits, key=lambda p: abs(p - processes))[:3])
+            why += (f"; no grad_accum keeps it on {processes} processes: resume on "
+                    + " or ".join(f"{p} with training.grad_accum: {before // (batch * p)}" for p in near))  # fmt: skip
         return [*rest, f"{', '.join(ours)} ({why})"]
 
     def _save(self, acc: Any, progress: TrainingProgress) -> None:
