@@ -305,3 +305,26 @@ def test_a_checkpoints_data_listing_names_every_source_a_run_draws_from(tmp_path
         "stage 'unet' data.pseudo.sources['real']: 1 sequence(s) added (clip2), 1 removed (clip1), "
         f"1 of another length (clip0: {T} -> {T - 2} frames)"
     ]
+
+
+def test_a_checkpoints_listing_holds_the_frozen_teacher_it_does_not_save(tmp_path: Path) -> None:
+    """OneStep's frozen teacher (`model.teacher.init_from`) is read at every start and is no part of a
+    checkpoint: its folder's files are listed, so another model there is a change `--resume` names."""
+    from vdepth_training.checkpoints import data_changes
+    from vdepth_training.config import load_config
+    from vdepth_training.recipes import get_recipe
+    from vdepth_training.stages import plan_stages
+
+    teacher = tmp_path / "teacher"
+    teacher.mkdir()
+    (teacher / "config.json").write_text('{"family": "depthcrafter"}')
+    teacher_from = {"model": {"teacher": {"init_from": str(teacher)}}}
+    cfg = load_config(CONFIGS / "onestep.yaml", tiny=True, overrides=teacher_from)
+    recipe, stage = get_recipe(cfg), plan_stages(cfg)[0]
+    saved = recipe.data_listing(stage)
+    where = f"stage {stage.name!r} model.teacher.init_from {teacher}"
+    assert where in saved and data_changes(saved, recipe.data_listing(stage)) == []
+    (teacher / "config.json").write_text('{"family": "depthcrafter", "num_inference_steps": 4}')
+    assert data_changes(saved, recipe.data_listing(stage)) == [
+        f"{where}: another model there (its config.json or weight files changed)"
+    ]

@@ -570,7 +570,10 @@ def test_export_checkpoint_under_torchrun_writes_one_model(tmp_path: Path) -> No
 def test_fiffdepth_labels_real_images_on_the_fly_on_two_ranks(tmp_path: Path) -> None:
     """FiffDepth's t = -1 stream with a labelling model folder (trained at its own small size) on
     two ranks: both ranks label their real images at the labeller's working size through one shared
-    latent cache, train identically, and finish."""
+    latent cache, train identically, and finish. A labeller replaced by another model between the save
+    and `--resume` (the same folder, pulled or trained again) went on in silence, the resumed steps
+    learning other labels: a checkpoint holds only the trained model. Now the resume is refused,
+    naming the folder, unless --allow-config-change."""
     import cv2
     import numpy as np
     import yaml
@@ -593,7 +596,17 @@ def test_fiffdepth_labels_real_images_on_the_fly_on_two_ranks(tmp_path: Path) ->
     cfg["tiny"]["training"].update(latent_cache=str(tmp_path / "cache"), threads=1)
     recipe, run = tmp_path / "fiff.yaml", tmp_path / "run"
     recipe.write_text(yaml.safe_dump(cfg))
-    torchrun(["-m", "vdepth_training.train", "--config", str(recipe), "--tiny", "--output", str(run)])
+    base = ["-m", "vdepth_training.train", "--config", str(recipe), "--tiny", "--output", str(run)]
+    torchrun([*base, "--max-steps", "1"])
+    torch.manual_seed(1)  # another labeller in the same folder
+    shutil.rmtree(tmp_path / "labeller")
+    build_model("vda", **family_class("vda").tiny_config()).save_pretrained(tmp_path / "labeller")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *base, "--resume"]
+    proc = subprocess.run(cmd, cwd=REPO, env=rank_env(), capture_output=True, text=True, timeout=300)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("python -m vdepth_training.train: error")]
+    assert proc.returncode != 0 and len(errors) == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert f"stage 'unet' data.pseudo.model {tmp_path / 'labeller'}: another model there" in errors[0], errors[0]
+    torchrun([*base, "--resume", "--allow-config-change"])
     assert (run / "final").is_dir()
     assert any(p.name.startswith("fiff_pseudo@") for p in (tmp_path / "cache").iterdir())
 

@@ -35,6 +35,8 @@ STATE_NAME = TRAINER_STATE_NAME
 CONFIG_NAME = TRAINER_CONFIG_NAME
 #: what the run's data sources held when a checkpoint was saved (`Recipe.data_listing`; `--resume` compares it)
 DATA_NAME = "trainer_data.json"
+#: the one entry of a frozen model folder's listing (`Recipe.frozen_models`): a digest of its files, not frames
+MODEL_FOLDER_ENTRY = "(config.json and weight files)"
 #: `training` keys a resumed run may change: they do not change what it computes
 RESUMABLE_CHANGES = frozenset(
     ("log_every", "checkpoint_every", "keep_checkpoints", "num_workers", "log_with", "threads", "latent_cache")
@@ -140,8 +142,9 @@ def truncate_metrics(output_dir: Path, step: int) -> None:
 
 def data_changes(saved: dict[str, dict[str, int]], now: dict[str, dict[str, int]]) -> list[str]:
     """`"<source>: N sequence(s) added (...), N removed (...), N of another length (...)"` for each
-    source listed in both `Recipe.data_listing`s whose sequences differ (a source only one lists is
-    a change of the config, named there)."""
+    source listed in both `Recipe.data_listing`s whose sequences differ, `"<folder>: another model
+    there"` for a frozen model folder whose files changed (a source or folder only one lists is a
+    change of the config, named there)."""
 
     def few(names: list[str]) -> str:
         return ", ".join(names[:3]) + (f", ... ({len(names) - 3} more)" if len(names) > 3 else "")
@@ -149,6 +152,10 @@ def data_changes(saved: dict[str, dict[str, int]], now: dict[str, dict[str, int]
     out = []
     for where in sorted(saved.keys() & now.keys()):
         old, new = saved[where], now[where]
+        if MODEL_FOLDER_ENTRY in old:  # a frozen model folder (a teacher, a labeller): its files, not sequences
+            if old != new:
+                out.append(f"{where}: another model there (its config.json or weight files changed)")
+            continue
         added, removed = sorted(new.keys() - old.keys()), sorted(old.keys() - new.keys())
         resized = [f"{k}: {old[k]} -> {new[k]} frames" for k in sorted(old.keys() & new.keys()) if old[k] != new[k]]
         kinds = (("sequence(s) added", added), ("removed", removed), ("of another length", resized))
@@ -172,6 +179,7 @@ __all__ = [
     "CONFIG_NAME",
     "DATA_NAME",
     "FINAL_NAME",
+    "MODEL_FOLDER_ENTRY",
     "PARTIAL_SUFFIX",
     "RESUMABLE_CHANGES",
     "RUN_FILES",

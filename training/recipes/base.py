@@ -13,6 +13,7 @@ normalised disparity, `valid`, `intrinsics`, `poses`, `has_camera`, `key` (B, 2)
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -21,7 +22,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 from torch.utils.data import Dataset
-from vdepth_training.cache import LatentCache
+from vdepth_training.cache import LatentCache, folder_fingerprint
+from vdepth_training.checkpoints import MODEL_FOLDER_ENTRY
 from vdepth_training.config import (
     DATA_KEYS,
     DEFAULT_OPTIMIZER,
@@ -193,7 +195,15 @@ class Recipe:
             if st is not None and st.cfg["data"].get("sources"):
                 for src in self.sources(st.cfg["data"]):
                     out[f"stage {stage.name!r} {what}.sources[{src.name!r}]"] = src.listing()
+        for what, folder in self.frozen_models(stage).items():
+            fingerprint = hashlib.sha256(folder_fingerprint(Path(folder)).encode()).hexdigest()
+            out[f"stage {stage.name!r} {what} {folder}"] = {MODEL_FOLDER_ENTRY: int(fingerprint[:15], 16)}
         return out
+
+    def frozen_models(self, stage: Stage) -> dict[str, str]:
+        """`{config key: folder}` of the model folders the stage reads, frozen, at every start (a teacher,
+        a labeller): a checkpoint holds only the trained model, so `data_listing` records their files."""
+        return {}
 
     def sources(self, data: dict[str, Any]) -> list[Source]:
         """`data.sources` as `Source`s, loaded once per distinct list (layouts scan folders)."""
