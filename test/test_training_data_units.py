@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import cv2
@@ -318,13 +319,17 @@ def test_a_checkpoints_listing_holds_the_frozen_teacher_it_does_not_save(tmp_pat
     teacher = tmp_path / "teacher"
     teacher.mkdir()
     (teacher / "config.json").write_text('{"family": "depthcrafter"}')
+    (teacher / "model.safetensors").write_bytes(bytes(range(256)) * 4096)
     teacher_from = {"model": {"teacher": {"init_from": str(teacher)}}}
     cfg = load_config(CONFIGS / "onestep.yaml", tiny=True, overrides=teacher_from)
     recipe, stage = get_recipe(cfg), plan_stages(cfg)[0]
     saved = recipe.data_listing(stage)
     where = f"stage {stage.name!r} model.teacher.init_from {teacher}"
     assert where in saved and data_changes(saved, recipe.data_listing(stage)) == []
-    (teacher / "config.json").write_text('{"family": "depthcrafter", "num_inference_steps": 4}')
+    shutil.move(teacher, tmp_path / "original")  # a node-local copy made later: other times, the same model
+    shutil.copytree(tmp_path / "original", teacher, copy_function=shutil.copy)
+    assert data_changes(saved, recipe.data_listing(stage)) == []
+    (teacher / "model.safetensors").write_bytes(bytes(range(255, -1, -1)) * 4096)  # trained again: same size
     assert data_changes(saved, recipe.data_listing(stage)) == [
         f"{where}: another model there (its config.json or weight files changed)"
     ]

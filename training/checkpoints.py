@@ -21,6 +21,8 @@ Output folder::
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import re
@@ -28,7 +30,8 @@ import shutil
 from pathlib import Path
 
 from vdepth_ros.offline.errors import OutputExistsError
-from vdepth_ros.paths import TRAINER_CONFIG_NAME, TRAINER_STATE_NAME, not_a_model_folder
+from vdepth_ros.paths import CONFIG_NAME as MODEL_CONFIG_NAME
+from vdepth_ros.paths import TRAINER_CONFIG_NAME, TRAINER_STATE_NAME, WEIGHT_SUFFIXES, not_a_model_folder
 
 STATE_NAME = TRAINER_STATE_NAME
 #: the run's config as it was when a checkpoint was saved (beside `STATE_NAME`; `--resume` compares it)
@@ -165,6 +168,24 @@ def data_changes(saved: dict[str, dict[str, int]], now: dict[str, dict[str, int]
     return out
 
 
+def model_folder_digest(folder: Path, samples: int = 16, chunk: int = 1 << 16) -> int:
+    """A model folder's identity by its content, for `Recipe.data_listing`: its `config.json` and each
+    weight file's name, size and `samples` chunks of `chunk` bytes spread over it (a model trained
+    again differs there; reading a few MiB, not the whole teacher, at every start). Neither its path
+    nor its files' times count: a node-local copy, copied at another time, is the same model."""
+    h = hashlib.sha256()
+    with contextlib.suppress(OSError):
+        h.update((folder / MODEL_CONFIG_NAME).read_bytes())
+        for path in sorted(p for p in folder.iterdir() if p.suffix in WEIGHT_SUFFIXES):
+            size = path.stat().st_size
+            h.update(f"{path.name}:{size}".encode())
+            with path.open("rb") as f:
+                for i in range(samples):
+                    f.seek(size * i // samples)
+                    h.update(f.read(chunk))
+    return int(h.hexdigest()[:15], 16)
+
+
 def rotate_checkpoints(folders: Path, keep: int) -> None:
     """Delete the complete checkpoints beyond the newest `keep` (0: keep all) and the folders of
     saves that were killed; only checkpoint folders, never anything else in `folders`."""
@@ -189,6 +210,7 @@ __all__ = [
     "complete_checkpoints",
     "data_changes",
     "latest_checkpoint",
+    "model_folder_digest",
     "rotate_checkpoints",
     "truncate_metrics",
 ]

@@ -13,7 +13,6 @@ normalised disparity, `valid`, `intrinsics`, `poses`, `has_camera`, `key` (B, 2)
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import re
 from pathlib import Path
@@ -22,8 +21,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 from torch.utils.data import Dataset
-from vdepth_training.cache import LatentCache, folder_fingerprint
-from vdepth_training.checkpoints import MODEL_FOLDER_ENTRY
+from vdepth_training.cache import LatentCache
+from vdepth_training.checkpoints import MODEL_FOLDER_ENTRY, model_folder_digest
 from vdepth_training.config import (
     DATA_KEYS,
     DEFAULT_OPTIMIZER,
@@ -196,8 +195,7 @@ class Recipe:
                 for src in self.sources(st.cfg["data"]):
                     out[f"stage {stage.name!r} {what}.sources[{src.name!r}]"] = src.listing()
         for what, folder in self.frozen_models(stage).items():
-            fingerprint = hashlib.sha256(folder_fingerprint(Path(folder)).encode()).hexdigest()
-            out[f"stage {stage.name!r} {what} {folder}"] = {MODEL_FOLDER_ENTRY: int(fingerprint[:15], 16)}
+            out[f"stage {stage.name!r} {what} {folder}"] = {MODEL_FOLDER_ENTRY: model_folder_digest(Path(folder))}
         return out
 
     def frozen_models(self, stage: Stage) -> dict[str, str]:
