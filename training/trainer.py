@@ -60,6 +60,8 @@ from vdepth_training.ranks import (
     launcher_grace_seconds,
     leave_failure_note,
     note_doing,
+    tell_start_failed,
+    wait_for_ranks_to_start,
 )
 from vdepth_training.recipes import Recipe, TrainingStep, get_recipe
 from vdepth_training.stages import Stage, plan_stages
@@ -188,9 +190,14 @@ class Trainer(StepLoop):
             ConfigError: `resume` with a config that differs from the checkpoint's (beyond
                 `RESUMABLE_CHANGES`) and not `allow_config_change`.
         """
-        existing = self._check_output(resume=resume, overwrite=overwrite)
-        check_gpus_per_node()
-        self._open_data(resume=resume, allow_config_change=allow_config_change)
+        try:  # what one rank meets alone (its node's data, its GPUs) ends every rank, on any node
+            existing = self._check_output(resume=resume, overwrite=overwrite)
+            check_gpus_per_node()
+            self._open_data(resume=resume, allow_config_change=allow_config_change)
+        except Exception as err:
+            tell_start_failed(err)
+            raise
+        wait_for_ranks_to_start(self.train_cfg.get("collective_timeout"))
         # 1. accelerator, counters, model
         acc = self._accelerator()
         self._check_ranks_see_same_data(acc)
