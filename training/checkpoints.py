@@ -44,6 +44,8 @@ MODEL_FOLDER_ENTRY = "(config.json and weight files)"
 RESUMABLE_CHANGES = frozenset(
     ("log_every", "checkpoint_every", "keep_checkpoints", "num_workers", "log_with", "threads", "latent_cache")
     + ("stop_at", "export_weights_dtype", "validate_every", "validate_batches", "stall_timeout", "collective_timeout")
+    # recomputed activations (less memory on a smaller GPU) and DDP's search for unused parameters: the same steps
+    + ("gradient_checkpointing", "find_unused_parameters")
 )
 #: the finished run's model folder in its output folder (`Trainer.final_dir`)
 FINAL_NAME = "final"
