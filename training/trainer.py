@@ -573,8 +573,9 @@ class Trainer(StepLoop):
             return
         listings: list[Any] = [None] * acc.num_processes  # only now: a listing may name 100 000 images
         torch.distributed.all_gather_object(listings, self._data)
-        differ = [f"rank {r} of {acc.num_processes}: {'; '.join(data_changes(listings[0], listings[r]))}"
-                  for r in range(1, acc.num_processes) if digests[r] != digests[0]]  # fmt: skip
+        world = acc.num_processes
+        differ = [f"rank {r} of {world}: " + ("; ".join(data_changes(listings[0], listings[r])) or "other sources")
+                  for r in range(1, world) if digests[r] != digests[0]]  # fmt: skip
         raise ConfigError(
             f"the ranks see different data ({_listed(differ, 3)}, against rank 0's), so each would draw other "
             "clips for its share of a batch; give every rank the same data: one folder that every node sees, "
