@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import cv2
@@ -279,3 +280,56 @@ def test_a_frame_without_valid_depth_is_warned_once_per_run_on_two_ranks_with_lo
     for folder in folders:
         assert sum(f"{folder}: frame" in line for line in warned) <= 1, warned
     assert sum("median depth 3" in line for line in out.splitlines()) == 1, out[-3000:]
+
+
+def test_a_checkpoints_data_listing_names_every_source_a_run_draws_from(tmp_path: Path) -> None:
+    """`--resume` compares what the sources held when the checkpoint was saved (`Recipe.data_listing`):
+    FiffDepth's real images (`data.pseudo.sources`) are drawn by index too, so they are listed with
+    `data.sources`; a folder's sequences by their path under its root, named in the difference."""
+    from vdepth_training.checkpoints import data_changes
+    from vdepth_training.config import load_config
+    from vdepth_training.recipes import get_recipe
+    from vdepth_training.stages import plan_stages
+
+    cfg = load_config(CONFIGS / "fiffdepth.yaml", tiny=True)
+    cfg.pop("tiny")
+    for i in range(2):
+        _seq(tmp_path / "real" / f"clip{i}", np.full((T, H, W), 2.0, np.float32))
+    cfg["data"]["pseudo"]["sources"] = [{"name": "real", "layout": "sequence", "root": str(tmp_path / "real")}]
+    recipe, stage = get_recipe(cfg), plan_stages(cfg)[0]
+    recipe.open_data(stage)
+    listing = recipe.data_listing(stage)
+    assert listing["stage 'unet' data.pseudo.sources['real']"] == {"clip0": T, "clip1": T}
+    assert "stage 'unet' data.sources['toy']" in listing
+    now = {**listing, "stage 'unet' data.pseudo.sources['real']": {"clip0": T - 2, "clip2": T}}
+    assert data_changes(listing, now) == [
+        "stage 'unet' data.pseudo.sources['real']: 1 sequence(s) added (clip2), 1 removed (clip1), "
+        f"1 of another length (clip0: {T} -> {T - 2} frames)"
+    ]
+
+
+def test_a_checkpoints_listing_holds_the_frozen_teacher_it_does_not_save(tmp_path: Path) -> None:
+    """OneStep's frozen teacher (`model.teacher.init_from`) is read at every start and is no part of a
+    checkpoint: its folder's files are listed, so another model there is a change `--resume` names."""
+    from vdepth_training.checkpoints import data_changes
+    from vdepth_training.config import load_config
+    from vdepth_training.recipes import get_recipe
+    from vdepth_training.stages import plan_stages
+
+    teacher = tmp_path / "teacher"
+    teacher.mkdir()
+    (teacher / "config.json").write_text('{"family": "depthcrafter"}')
+    (teacher / "model.safetensors").write_bytes(bytes(range(256)) * 4096)
+    teacher_from = {"model": {"teacher": {"init_from": str(teacher)}}}
+    cfg = load_config(CONFIGS / "onestep.yaml", tiny=True, overrides=teacher_from)
+    recipe, stage = get_recipe(cfg), plan_stages(cfg)[0]
+    saved = recipe.data_listing(stage)
+    where = f"stage {stage.name!r} model.teacher.init_from {teacher}"
+    assert where in saved and data_changes(saved, recipe.data_listing(stage)) == []
+    shutil.move(teacher, tmp_path / "original")  # a node-local copy made later: other times, the same model
+    shutil.copytree(tmp_path / "original", teacher, copy_function=shutil.copy)
+    assert data_changes(saved, recipe.data_listing(stage)) == []
+    (teacher / "model.safetensors").write_bytes(bytes(range(255, -1, -1)) * 4096)  # trained again: same size
+    assert data_changes(saved, recipe.data_listing(stage)) == [
+        f"{where}: another model there (its config.json or weight files changed)"
+    ]

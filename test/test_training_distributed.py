@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -382,13 +383,14 @@ def test_two_ranks_resume_with_a_changed_config_is_refused_unless_allowed(tmp_pa
     torchrun([*base, "--max-steps", "2"])
     before = {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
     cfg["optimizer"]["lr"] = 1e-2
-    cfg["training"]["log_every"] = 5
+    cfg["training"].update(log_every=5, gradient_checkpointing=True)  # less memory, the same result
     recipe.write_text(yaml.safe_dump(cfg))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *base, "--resume"]
     proc = subprocess.run(cmd, cwd=REPO, env=rank_env(), capture_output=True, text=True, timeout=300)
     errors = [line for line in proc.stderr.splitlines() if line.startswith("python -m vdepth_training.train: error")]
     assert proc.returncode != 0 and errors, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "optimizer.lr: 0.0003 -> 0.01" in errors[0] and "log_every" not in errors[0], errors[0]
+    assert "gradient_checkpointing" not in errors[0], errors[0]
     assert {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()} == before  # nothing touched
     # one process resuming the two ranks' run would train on another global batch and stream: refused too
     proc = subprocess.run([sys.executable, *base, "--resume"], cwd=REPO, env=rank_env(), capture_output=True, text=True)
@@ -401,6 +403,81 @@ def test_two_ranks_resume_with_a_changed_config_is_refused_unless_allowed(tmp_pa
     assert out.count(f"model: {run / 'final'}") == 1  # the result is printed once, not by every rank
     assert [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
     assert (run / "final").is_dir()
+
+
+def _users_folder(root: Path, count: int) -> Path:
+    """A vda recipe (4 steps, a checkpoint each) on a folder of `count` sequences of the user's; returns the recipe."""
+    import numpy as np
+    import yaml
+    from vdepth_training.data.sequence import Sequence, write_sequence
+
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        write_sequence(root / "mine" / f"seq{i}", Sequence(
+            rgb=rng.integers(0, 256, (6, 32, 48, 3), dtype=np.uint8),
+            target=rng.uniform(1, 5, (6, 32, 48)).astype(np.float32), valid=np.ones((6, 32, 48), bool)))  # fmt: skip
+    cfg = tiny_config("vda", root)
+    cfg.pop("tiny")
+    cfg["data"]["sources"] = [{"name": "mine", "layout": "sequence", "root": str(root / "mine")}]
+    cfg["stages"] = [{**cfg["stages"][0], "steps": 4}]
+    recipe = root / "mine.yaml"
+    recipe.write_text(yaml.safe_dump(cfg))
+    return recipe
+
+
+def test_two_ranks_resume_on_changed_data_is_refused_unless_allowed(tmp_path: Path) -> None:
+    """Sequences added to (or removed from) the data folder between the save and `--resume` went on in
+    silence: a stream index's clip is a function of the folder's listing, so the resumed steps drew other
+    clips than the saved run's (neither the old run nor a new one). Now the checkpoint records the listing
+    and the resume is refused before anything is built, naming what changed, unless --allow-config-change
+    (then one warning)."""
+    recipe, run = _users_folder(tmp_path, 3), tmp_path / "run"
+    base = ["-m", "vdepth_training.train", "--config", str(recipe), "--output", str(run)]
+    torchrun([*base, "--max-steps", "2"])
+    before = {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+    shutil.copytree(tmp_path / "mine" / "seq0", tmp_path / "mine" / "seq3")  # a new recording copied in
+    shutil.move(tmp_path / "mine" / "seq1", tmp_path / "seq1")  # one moved away
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *base, "--resume"]
+    proc = subprocess.run(cmd, cwd=REPO, env=rank_env(), capture_output=True, text=True, timeout=300)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("python -m vdepth_training.train: error")]
+    assert proc.returncode != 0 and len(errors) == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "the data differ from those checkpoint_2 was saved with (stage 'finetune' data.sources['mine']: " \
+        "1 sequence(s) added (seq3), 1 removed (seq1))" in errors[0], errors[0]  # fmt: skip
+    assert "--allow-config-change" in errors[0] and "process 0 of 2" not in proc.stdout  # before anything is built
+    assert {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()} == before  # nothing touched
+    out = torchrun([*base, "--resume", "--allow-config-change"])
+    assert out.count("on changed data: stage 'finetune' data.sources['mine']") == 1, out[-3000:]
+    assert "steps 3..4:" in out and (run / "final").is_dir()
+    saved = json.loads((run / "checkpoints" / "checkpoint_4" / "trainer_data.json").read_text())
+    assert saved == {"stage 'finetune' data.sources['mine']": {"seq0": 6, "seq2": 6, "seq3": 6}}
+
+
+def test_ranks_that_see_different_data_stop_before_training(tmp_path: Path) -> None:
+    """A node whose copy of the data lacks a sequence (an rsync cut short, another version mounted)
+    trained in silence: each rank drew the clips of its own listing, so the ranks' shares of a batch
+    came from different streams. Now the ranks compare their listings after they meet and stop with
+    one line naming the rank and what its data lack."""
+    recipe = _users_folder(tmp_path, 3)
+    script = tmp_path / "rank1_lacks_seq2.py"
+    script.write_text(
+        "import os, sys\n"
+        "from vdepth_training.data import layouts\n"
+        "import vdepth_training.train as train\n"
+        "found = layouts.LAYOUTS['sequence']\n"
+        "def rank1_copy(root, **kw):  # rank 1's node: its copy of the folder lacks seq2\n"
+        "    return [s for s in found(root, **kw) if os.environ['RANK'] == '0' or s.directory.name != 'seq2']\n"
+        "layouts.LAYOUTS['sequence'] = rank1_copy\n"
+        "code = train.main(sys.argv[1:])\n"
+        "train._exit_without_finalizing(code)\n"
+    )
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
+           "--config", str(recipe), "--output", str(tmp_path / "run")]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=REPO, env=rank_env(), capture_output=True, text=True, timeout=300)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("python -m vdepth_training.train: error")]
+    assert proc.returncode != 0 and len(errors) == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "the ranks see different data (rank 1 of 2: stage 'finetune' data.sources['mine']: 1 removed (seq2), " \
+        "against rank 0's)" in errors[0], errors[0]  # fmt: skip
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()  # no step ran
 
 
 def test_two_ranks_read_scientific_notation_as_numbers_and_refuse_a_wrong_type_in_one_line(tmp_path: Path) -> None:
@@ -494,7 +571,10 @@ def test_export_checkpoint_under_torchrun_writes_one_model(tmp_path: Path) -> No
 def test_fiffdepth_labels_real_images_on_the_fly_on_two_ranks(tmp_path: Path) -> None:
     """FiffDepth's t = -1 stream with a labelling model folder (trained at its own small size) on
     two ranks: both ranks label their real images at the labeller's working size through one shared
-    latent cache, train identically, and finish."""
+    latent cache, train identically, and finish. A labeller replaced by another model between the save
+    and `--resume` (the same folder, pulled or trained again) went on in silence, the resumed steps
+    learning other labels: a checkpoint holds only the trained model. Now the resume is refused,
+    naming the folder, unless --allow-config-change."""
     import cv2
     import numpy as np
     import yaml
@@ -517,7 +597,17 @@ def test_fiffdepth_labels_real_images_on_the_fly_on_two_ranks(tmp_path: Path) ->
     cfg["tiny"]["training"].update(latent_cache=str(tmp_path / "cache"), threads=1)
     recipe, run = tmp_path / "fiff.yaml", tmp_path / "run"
     recipe.write_text(yaml.safe_dump(cfg))
-    torchrun(["-m", "vdepth_training.train", "--config", str(recipe), "--tiny", "--output", str(run)])
+    base = ["-m", "vdepth_training.train", "--config", str(recipe), "--tiny", "--output", str(run)]
+    torchrun([*base, "--max-steps", "1"])
+    torch.manual_seed(1)  # another labeller in the same folder
+    shutil.rmtree(tmp_path / "labeller")
+    build_model("vda", **family_class("vda").tiny_config()).save_pretrained(tmp_path / "labeller")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *base, "--resume"]
+    proc = subprocess.run(cmd, cwd=REPO, env=rank_env(), capture_output=True, text=True, timeout=300)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("python -m vdepth_training.train: error")]
+    assert proc.returncode != 0 and len(errors) == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert f"stage 'unet' data.pseudo.model {tmp_path / 'labeller'}: another model there" in errors[0], errors[0]
+    torchrun([*base, "--resume", "--allow-config-change"])
     assert (run / "final").is_dir()
     assert any(p.name.startswith("fiff_pseudo@") for p in (tmp_path / "cache").iterdir())
 

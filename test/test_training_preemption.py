@@ -171,7 +171,8 @@ def test_a_run_resumes_on_another_number_of_ranks_with_the_same_global_batch(tmp
     ranks partition one batch stream, so this continues the same run, but it was refused as a
     changed config ("processes: 2 -> 1") unless --allow-config-change, which lets any other edit
     through as well. Now it resumes to the weights of the uninterrupted run; another global batch
-    is still refused, naming the grad_accum that would keep it."""
+    is still refused, naming the grad_accum that would keep it, or (three ranks for a global batch of
+    two, where none does) the numbers of processes that can."""
     accum1, accum2 = _recipe(tmp_path / "a1", 4, checkpoint_every=1), _recipe(tmp_path / "a2", 4, grad_accum=2)
     train = ["-m", "vdepth_training.train"]
     torchrun([*train, *accum1, "--output", str(tmp_path / "straight")])
@@ -181,6 +182,14 @@ def test_a_run_resumes_on_another_number_of_ranks_with_the_same_global_batch(tmp
     fewer = subprocess.run([sys.executable, *train, *accum1, "--output", str(two_to_one), "--resume"], cwd=REPO,
                            env=rank_env(), capture_output=True, text=True, timeout=300)  # fmt: skip
     assert fewer.returncode == 2 and "training.grad_accum: 2 keeps it" in fewer.stderr, fewer.stderr[-2000:]
+    # three ranks cannot keep a global batch of 2: the numbers of processes that can were not named
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=3", *train, *accum1,
+           "--output", str(two_to_one), "--resume"]  # fmt: skip
+    more = subprocess.run(cmd, cwd=REPO, env=rank_env(), capture_output=True, text=True, timeout=300)
+    said = [ln for ln in more.stderr.splitlines() if ln.startswith("python -m vdepth_training.train: error:")]
+    assert more.returncode != 0 and len(said) == 1, more.stderr[-3000:]
+    assert "no grad_accum keeps it on 3 processes: resume on 1 with training.grad_accum: 2 or 2 with " \
+        "training.grad_accum: 1" in said[0], said[0]  # fmt: skip
     single = subprocess.run([sys.executable, *train, *accum2, "--output", str(two_to_one), "--resume"], cwd=REPO,
                             env=rank_env(), capture_output=True, text=True, timeout=300)  # fmt: skip
     assert single.returncode == 0 and "steps 3..4:" in single.stdout, single.stderr[-3000:]

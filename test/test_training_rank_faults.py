@@ -155,3 +155,88 @@ def test_the_grace_warning_reads_torchruns_shutdown_timeout_flag(tmp_path: Path)
     )
     assert ranks_read([]) == ['(30.0, "torchrun\'s default")'] * 2
     assert ranks_read([], TORCH_ELASTIC_SHUTDOWN_TIMEOUT="9") == ["(9.0, 'TORCH_ELASTIC_SHUTDOWN_TIMEOUT')"] * 2
+
+
+def test_more_processes_than_gpus_on_a_node_is_one_line_before_anything_is_built(tmp_path: Path) -> None:
+    """`torchrun --nproc_per_node 2` on a node with one GPU (or CUDA_VISIBLE_DEVICES naming fewer GPUs
+    than the launch has processes): rank 1 failed at start-up in CUDA's "invalid device ordinal", a
+    traceback, while rank 0 built its model and waited for it. Now every rank of the node stops before
+    anything is built, with one line naming the GPUs it has and the launcher setting that fixes it.
+    (No GPU here: the ranks are told the node has one.)"""
+    script = tmp_path / "one_gpu_node.py"
+    script.write_text(
+        "import os, sys, torch\n"
+        "torch.cuda.is_available = lambda: True  # the node has one GPU\n"
+        "torch.cuda.device_count = lambda: 1\n"
+        "import vdepth_training.train as train\n"
+        "train._exit_without_finalizing(train.main(sys.argv[1:]))\n"
+    )
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
+           *_recipe(tmp_path), "--output", str(tmp_path / "run")]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=REPO, env={**rank_env(), "CUDA_VISIBLE_DEVICES": "0"}, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith(PROG)]
+    assert proc.returncode != 0 and len(errors) == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "started 2 processes on this node but it has 1 GPU(s) (CUDA_VISIBLE_DEVICES=0)" in errors[0], errors[0]
+    assert "--nproc_per_node 1" in errors[0]
+    assert "process 0 of 2" not in proc.stdout and not (tmp_path / "run").exists()  # nothing built or written
+
+
+def test_a_rank_that_cannot_start_on_another_node_ends_the_others_at_once(tmp_path: Path) -> None:
+    """Two nodes (two torchrun agents meeting at a c10d rendezvous, one process each): the second
+    node's rank cannot start (its copy of the data is not mounted). On one node torchrun ends the other
+    ranks; across nodes nothing did: the first node's rank waited for it in the process group's start
+    for its timeout (30 min by default, here training.collective_timeout 60 s), in silence. Now it
+    ends within seconds, with one line naming the rank that could not start and why."""
+    import re
+    import socket
+
+    cfg = yaml.safe_load(Path(_recipe(tmp_path)[1]).read_text())
+    cfg["training"]["collective_timeout"] = 60
+    recipe = tmp_path / "vda.yaml"
+    recipe.write_text(yaml.safe_dump(cfg))
+    script = tmp_path / "node_without_data.py"
+    script.write_text(
+        "import os, sys\n"
+        "from vdepth_ros.errors import ConfigError\n"
+        "from vdepth_training.recipes.base import Recipe\n"
+        "import vdepth_training.train as train\n"
+        "opened = Recipe.open_data\n"
+        "def open_data(self, stage):\n"
+        "    if os.environ.get('NODE_WITHOUT_DATA'):\n"
+        "        raise ConfigError('no sequence folders found under /data/mine (not mounted on this node)')\n"
+        "    opened(self, stage)\n"
+        "Recipe.open_data = open_data\n"
+        "train._exit_without_finalizing(train.main(sys.argv[1:]))\n"
+    )
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1", "--rdzv_backend=c10d",
+           f"--rdzv_endpoint=127.0.0.1:{port}", "--rdzv_id=two_nodes", str(script), "--config", str(recipe),
+           "--output", str(tmp_path / "run")]  # fmt: skip
+    logs = [tmp_path / "first.log", tmp_path / "second.log"]
+    with logs[0].open("w") as first_log, logs[1].open("w") as second_log:
+        first = subprocess.Popen(cmd, cwd=REPO, env=rank_env(), stdout=first_log, stderr=subprocess.STDOUT)
+        for _ in range(100):  # the first node's agent hosts the rendezvous: the second joins it
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.2)
+        second = subprocess.Popen(cmd, cwd=REPO, env={**rank_env(), "NODE_WITHOUT_DATA": "1"}, stdout=second_log,
+                                  stderr=subprocess.STDOUT)  # fmt: skip
+        try:
+            second.wait(timeout=120)
+            t0 = time.monotonic()
+            first.wait(timeout=120)
+            waited = time.monotonic() - t0
+        finally:
+            for proc in (first, second):
+                if proc.poll() is None:
+                    proc.kill()
+    out = logs[0].read_text()
+    said = [ln for ln in out.splitlines() if ln.startswith(PROG)]
+    assert first.returncode != 0 and len(said) == 1, out[-4000:]
+    assert re.search(r"error: rank [01] of 2 could not start: no sequence folders found under /data/mine \(not "
+                     r"mounted on this node\); the other ranks stop before training", said[0]), said[0]  # fmt: skip
+    assert waited < 30, (waited, out[-3000:])  # not the collective timeout

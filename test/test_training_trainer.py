@@ -132,6 +132,23 @@ def test_resume_equals_uninterrupted(tmp_path: Path) -> None:
         assert torch.equal(a[k], b[k]), k
 
 
+@pytest.mark.parametrize("name", ["vda", "dvd"])
+def test_resume_with_gradient_checkpointing_turned_on_continues_the_same_run(name: str, tmp_path: Path) -> None:
+    """A run resumed on a GPU with less memory needs `gradient_checkpointing: true`; it was refused as
+    a changed config, and --allow-config-change let any other edit through with it. Recomputed
+    activations give the same steps (bit-identical here, ViT and diffusers UNet with LoRA), so it
+    resumes without the flag, to the weights of the uninterrupted run."""
+    from training_ranks import tiny_config
+
+    straight = Trainer(tiny_config(name, tmp_path, threads=1), tmp_path / "straight")
+    straight.fit()
+    Trainer(tiny_config(name, tmp_path, threads=1), tmp_path / "run").fit(max_steps=1)
+    resumed = Trainer(tiny_config(name, tmp_path, threads=1, gradient_checkpointing=True), tmp_path / "run")
+    resumed.fit(resume=True)
+    a, b = straight.model.state_dict(), resumed.model.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_checkpoint_exports_to_a_model_folder(tmp_path: Path) -> None:
     """A mid-run DVD checkpoint (LoRA adapters) exports merged and loads with `load_model`."""
     from vdepth_training.train import main

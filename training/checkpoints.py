@@ -11,7 +11,8 @@ an uninterrupted run exactly (tested with one and two ranks).
 Output folder::
 
     metrics.jsonl                     one JSON line per optimizer step (main process)
-    checkpoints/checkpoint_<step>/    accelerate state + trainer_config.json + trainer_state.json (last)
+    checkpoints/checkpoint_<step>/    accelerate state + trainer_config.json + trainer_data.json
+                                      + trainer_state.json (last)
     checkpoints/checkpoint_<step>.partial/   a checkpoint being written (never resumed; replaced)
     final/                            (`FINAL_NAME`) `save_pretrained` of the exported model (loads with
                                       `vdepth_ros.models.load_model`); after ZeRO the weights come
@@ -20,6 +21,8 @@ Output folder::
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import re
@@ -27,15 +30,22 @@ import shutil
 from pathlib import Path
 
 from vdepth_ros.offline.errors import OutputExistsError
-from vdepth_ros.paths import TRAINER_CONFIG_NAME, TRAINER_STATE_NAME, not_a_model_folder
+from vdepth_ros.paths import CONFIG_NAME as MODEL_CONFIG_NAME
+from vdepth_ros.paths import TRAINER_CONFIG_NAME, TRAINER_STATE_NAME, WEIGHT_SUFFIXES, not_a_model_folder
 
 STATE_NAME = TRAINER_STATE_NAME
 #: the run's config as it was when a checkpoint was saved (beside `STATE_NAME`; `--resume` compares it)
 CONFIG_NAME = TRAINER_CONFIG_NAME
+#: what the run's data sources held when a checkpoint was saved (`Recipe.data_listing`; `--resume` compares it)
+DATA_NAME = "trainer_data.json"
+#: the one entry of a frozen model folder's listing (`Recipe.frozen_models`): a digest of its files, not frames
+MODEL_FOLDER_ENTRY = "(config.json and weight files)"
 #: `training` keys a resumed run may change: they do not change what it computes
 RESUMABLE_CHANGES = frozenset(
     ("log_every", "checkpoint_every", "keep_checkpoints", "num_workers", "log_with", "threads", "latent_cache")
     + ("stop_at", "export_weights_dtype", "validate_every", "validate_batches", "stall_timeout", "collective_timeout")
+    # recomputed activations (less memory on a smaller GPU) and DDP's search for unused parameters: the same steps
+    + ("gradient_checkpointing", "find_unused_parameters")
 )
 #: the finished run's model folder in its output folder (`Trainer.final_dir`)
 FINAL_NAME = "final"
@@ -135,6 +145,49 @@ def truncate_metrics(output_dir: Path, step: int) -> None:
         os.replace(part, path)
 
 
+def data_changes(saved: dict[str, dict[str, int]], now: dict[str, dict[str, int]]) -> list[str]:
+    """`"<source>: N sequence(s) added (...), N removed (...), N of another length (...)"` for each
+    source listed in both `Recipe.data_listing`s whose sequences differ, `"<folder>: another model
+    there"` for a frozen model folder whose files changed (a source or folder only one lists is a
+    change of the config, named there)."""
+
+    def few(names: list[str]) -> str:
+        return ", ".join(names[:3]) + (f", ... ({len(names) - 3} more)" if len(names) > 3 else "")
+
+    out = []
+    for where in sorted(saved.keys() & now.keys()):
+        old, new = saved[where], now[where]
+        if MODEL_FOLDER_ENTRY in old:  # a frozen model folder (a teacher, a labeller): its files, not sequences
+            if old != new:
+                out.append(f"{where}: another model there (its config.json or weight files changed)")
+            continue
+        added, removed = sorted(new.keys() - old.keys()), sorted(old.keys() - new.keys())
+        resized = [f"{k}: {old[k]} -> {new[k]} frames" for k in sorted(old.keys() & new.keys()) if old[k] != new[k]]
+        kinds = (("sequence(s) added", added), ("removed", removed), ("of another length", resized))
+        parts = [f"{len(names)} {what} ({few(names)})" for what, names in kinds if names]
+        if parts:
+            out.append(f"{where}: {', '.join(parts)}")
+    return out
+
+
+def model_folder_digest(folder: Path, samples: int = 16, chunk: int = 1 << 16) -> int:
+    """A model folder's identity by its content, for `Recipe.data_listing`: its `config.json` and each
+    weight file's name, size and `samples` chunks of `chunk` bytes spread over it (a model trained
+    again differs there; reading a few MiB, not the whole teacher, at every start). Neither its path
+    nor its files' times count: a node-local copy, copied at another time, is the same model."""
+    h = hashlib.sha256()
+    with contextlib.suppress(OSError):
+        h.update((folder / MODEL_CONFIG_NAME).read_bytes())
+        for path in sorted(p for p in folder.iterdir() if p.suffix in WEIGHT_SUFFIXES):
+            size = path.stat().st_size
+            h.update(f"{path.name}:{size}".encode())
+            with path.open("rb") as f:
+                for i in range(samples):
+                    f.seek(size * i // samples)
+                    h.update(f.read(chunk))
+    return int(h.hexdigest()[:15], 16)
+
+
 def rotate_checkpoints(folders: Path, keep: int) -> None:
     """Delete the complete checkpoints beyond the newest `keep` (0: keep all) and the folders of
     saves that were killed; only checkpoint folders, never anything else in `folders`."""
@@ -147,7 +200,9 @@ def rotate_checkpoints(folders: Path, keep: int) -> None:
 
 __all__ = [
     "CONFIG_NAME",
+    "DATA_NAME",
     "FINAL_NAME",
+    "MODEL_FOLDER_ENTRY",
     "PARTIAL_SUFFIX",
     "RESUMABLE_CHANGES",
     "RUN_FILES",
@@ -155,7 +210,9 @@ __all__ = [
     "TrainingProgress",
     "check_run_outputs",
     "complete_checkpoints",
+    "data_changes",
     "latest_checkpoint",
+    "model_folder_digest",
     "rotate_checkpoints",
     "truncate_metrics",
 ]

@@ -380,6 +380,7 @@ def build_sources(data: dict[str, Any]) -> list[Source]:
                 max_depth=max_depth,
                 name=name,
                 batch_size=batch_size,
+                root=None if layout == "toy" or root is None else str(root),
             )
         )
     if not sources:

@@ -19,7 +19,9 @@ import tempfile
 import time
 import weakref
 from contextlib import suppress
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import torch
 from vdepth_training.checkpoints import latest_checkpoint
@@ -101,6 +103,81 @@ def launcher_grace_seconds() -> tuple[float, str] | None:
         with suppress(KeyError, ValueError):
             return float(os.environ[name]), name
     return TORCHRUN_GRACE_SECONDS, "torchrun's default"
+
+
+def check_gpus_per_node() -> None:
+    """Refuse a launch of more processes on this node than it has GPUs: each rank trains on the GPU of
+    its local rank, so the surplus ranks failed at start-up in CUDA's "invalid device ordinal" (a
+    traceback per rank) while the others waited for them. The same line on every rank of the node.
+
+    Raises:
+        ConfigError: naming the processes, the GPUs seen and the launcher settings that fix it.
+    """
+    processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))  # set by torchrun and accelerate launch
+    if processes <= 1 or not torch.cuda.is_available() or processes <= (gpus := torch.cuda.device_count()):
+        return
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    seen = f" (CUDA_VISIBLE_DEVICES={visible})" if visible is not None else ""
+    raise ConfigError(
+        f"the launcher started {processes} processes on this node but it has {gpus} GPU(s){seen}: each process "
+        f"trains on a GPU of its own; start {gpus} per node (torchrun --nproc_per_node {gpus}, accelerate launch "
+        f"--num_processes {gpus} on one node; training/launch/one_node.sh: GPUS={gpus}; slurm.sbatch: --gpus-per-node)"
+    )
+
+
+_start_store: list[Any] = []  # [store or None], made once per process (`_launch_store`)
+
+
+def _launch_store() -> Any | None:
+    """A client of torchrun's own store (the agent's `TCPStore` every rank of every node reaches, at
+    `MASTER_ADDR:MASTER_PORT`), under a prefix of this launch attempt; None without one (one process,
+    another launcher, a store that cannot be reached): the ranks then start as before, without word."""
+    if not _start_store:
+        store = None
+        if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            with suppress(KeyError, ValueError, RuntimeError):
+                client = torch.distributed.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]),
+                                                    is_master=False, timeout=timedelta(seconds=60))  # fmt: skip
+                attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+                store = torch.distributed.PrefixStore(f"vdepth-start/attempt_{attempt}", client)
+        _start_store.append(store)
+    return _start_store[0]
+
+
+def tell_start_failed(err: BaseException) -> None:
+    """Tell the ranks of every node that this rank cannot start (its data, its GPUs), before the process
+    group exists: they wait for it there without a timeout of their own (30 min), in silence, when it is
+    on another node (on one node torchrun ends them). The first rank to fail is the one they name."""
+    store = _launch_store()
+    if store is not None:
+        text = str(err).strip().splitlines()
+        what = text[0] if text else type(err).__name__
+        rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+        with suppress(RuntimeError):
+            store.compare_set("failed", "", f"rank {rank} of {world} could not start: {what}")
+
+
+def wait_for_ranks_to_start(timeout: float | None) -> None:
+    """Wait until every rank has started (opened its data) or one could not (`tell_start_failed`),
+    at most `timeout` seconds (None: the process group's 30 min; the process group then waits and
+    fails as without this).
+
+    Raises:
+        ConfigError: naming the rank that could not start and why (the same line on every rank).
+    """
+    store = _launch_store()
+    if store is None:
+        return
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    deadline = time.monotonic() + (float(timeout) if timeout else 1800.0)
+    with suppress(RuntimeError):
+        store.add("started", 1)
+        while True:
+            if store.check(["failed"]):
+                raise ConfigError(f"{store.get('failed').decode()}; the other ranks stop before training")
+            if store.add("started", 0) >= world or time.monotonic() > deadline:
+                return
+            time.sleep(0.5)
 
 
 def leave_failure_note(rank: int, what: str) -> None:
@@ -222,6 +299,7 @@ __all__ = [
     "TORCHRUN_GRACE_SECONDS",
     "StoppedWithoutCheckpointError",
     "TrainingFailedError",
+    "check_gpus_per_node",
     "end_rank",
     "first_to_say",
     "late_rank",
@@ -230,4 +308,6 @@ __all__ = [
     "leave_failure_note",
     "note_doing",
     "said_folder",
+    "tell_start_failed",
+    "wait_for_ranks_to_start",
 ]

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 from vdepth_training.checkpoints import (
     CONFIG_NAME,
+    DATA_NAME,
     FINAL_NAME,
     PARTIAL_SUFFIX,
     RESUMABLE_CHANGES,
@@ -42,6 +43,7 @@ from vdepth_training.checkpoints import (
     TrainingProgress,
     check_run_outputs,
     complete_checkpoints,
+    data_changes,
     latest_checkpoint,
     rotate_checkpoints,
     truncate_metrics,
@@ -51,12 +53,15 @@ from vdepth_training.data.stream import rank_loader
 from vdepth_training.ranks import (
     StoppedWithoutCheckpointError,
     TrainingFailedError,
+    check_gpus_per_node,
     end_rank,
     late_rank,
     launch_folder,
     launcher_grace_seconds,
     leave_failure_note,
     note_doing,
+    tell_start_failed,
+    wait_for_ranks_to_start,
 )
 from vdepth_training.recipes import Recipe, TrainingStep, get_recipe
 from vdepth_training.stages import Stage, plan_stages
@@ -145,6 +150,7 @@ class Trainer(StepLoop):
         self._waiting: tuple[float, str] | None = None  # (since, what) while the step waits for its batch
         self._save_seconds = self._step_seconds = 0.0  # the last save's and step's duration
         self._warned_grace = False  # said that a step and a save outlast the launcher's grace after SIGTERM
+        self._data: dict[str, dict[str, int]] = {}  # what the sources draw from (`Recipe.data_listing`)
 
     @property
     def _doing(self) -> str:
@@ -184,15 +190,17 @@ class Trainer(StepLoop):
             ConfigError: `resume` with a config that differs from the checkpoint's (beyond
                 `RESUMABLE_CHANGES`) and not `allow_config_change`.
         """
-        existing = self._check_output(resume=resume, overwrite=overwrite)
-        first_stage = 0
-        if resume and (found := latest_checkpoint(self.output_dir)) is not None:
-            self._check_resumed_config(found, allow_config_change)
-            first_stage = int(json.loads((found / STATE_NAME).read_text())["stage"])
-        for stage in self.plan[first_stage:]:  # a mistake in the data fails here, before the model is built
-            self.recipe.open_data(stage)
+        try:  # what one rank meets alone (its node's data, its GPUs) ends every rank, on any node
+            existing = self._check_output(resume=resume, overwrite=overwrite)
+            check_gpus_per_node()
+            self._open_data(resume=resume, allow_config_change=allow_config_change)
+        except Exception as err:
+            tell_start_failed(err)
+            raise
+        wait_for_ranks_to_start(self.train_cfg.get("collective_timeout"))
         # 1. accelerator, counters, model
         acc = self._accelerator()
+        self._check_ranks_see_same_data(acc)
         if existing and overwrite and not resume and acc.is_main_process:
             for name in existing:
                 path = self.output_dir / name
@@ -237,6 +245,19 @@ class Trainer(StepLoop):
             tracker.finish()
         self.model = model
         return self.history
+
+    def _open_data(self, *, resume: bool, allow_config_change: bool) -> None:
+        """Open the data of the stages to run (`Recipe.open_data`: a mistake in the data fails here, before
+        the model is built) and list it; with `resume`, first refuse a changed config, then changed data."""
+        first_stage = 0
+        if (found := latest_checkpoint(self.output_dir) if resume else None) is not None:
+            self._check_resumed_config(found, allow_config_change)
+            first_stage = int(json.loads((found / STATE_NAME).read_text())["stage"])
+        for stage in self.plan[first_stage:]:
+            self.recipe.open_data(stage)
+        self._data = {k: v for st in self.plan[first_stage:] for k, v in self.recipe.data_listing(st).items()}
+        if found is not None:
+            self._check_resumed_data(found, allow_config_change)
 
     def _check_output(self, *, resume: bool, overwrite: bool) -> list[str]:
         """The `RUN_FILES` in `output_dir`, after refusing (OutputExistsError) to start a run over
@@ -509,7 +530,7 @@ class Trainer(StepLoop):
             changes = self._rescaled_ranks(changes, old_training, saved, processes)
         if not changes:
             return
-        listed = "; ".join(changes[:6]) + (f"; and {len(changes) - 6} more" if len(changes) > 6 else "")
+        listed = _listed(changes)
         if not allow:
             raise ConfigError(
                 f"--resume: the config differs from the one {ckpt.name} was saved with ({listed}); resume with the "
@@ -517,6 +538,49 @@ class Trainer(StepLoop):
             )
         if int(os.environ.get("RANK", "0")) == 0:  # every rank compares the same files: said once, not per rank
             log.warning("resuming %s with a changed config: %s", ckpt, listed)
+
+    def _check_resumed_data(self, ckpt: Path, allow: bool) -> None:
+        """Refuse (or with `allow`, warn about) resuming `ckpt` on sources whose sequences differ from
+        the ones it was saved with (`DATA_NAME`; sequences added, removed or of another length): the clip
+        of a stream index is a function of the listing, so the resumed steps would draw other clips
+        than the saved run, in silence."""
+        path = ckpt / DATA_NAME
+        if not path.is_file():  # (saved before checkpoints recorded their data: not compared)
+            return
+        changes = data_changes(json.loads(path.read_text()), self._data)
+        if not changes:
+            return
+        if not allow:
+            raise ConfigError(
+                f"--resume: the data differ from those {ckpt.name} was saved with ({_listed(changes)}), so the "
+                "resumed steps would draw other clips than the saved run; restore the data, pass "
+                "--allow-config-change to continue on the data as they are now, or --overwrite to start again"
+            )
+        if int(os.environ.get("RANK", "0")) == 0:  # every rank compares the same files: said once
+            log.warning("resuming %s on changed data: %s", ckpt, _listed(changes))
+
+    def _check_ranks_see_same_data(self, acc: Any) -> None:
+        """Every rank must draw from the same sequences: batch b is a function of the listing, so ranks
+        whose folders differ (a node-local copy cut short, a node that mounts another version) would each
+        take their own stream, in silence. Raises ConfigError (the same line on every rank) naming the
+        ranks and the sequences that differ from rank 0's."""
+        if acc.num_processes == 1:
+            return
+        digest = hashlib.blake2b(json.dumps(self._data, sort_keys=True).encode(), digest_size=8).digest()
+        mine = int.from_bytes(digest, "little") & ((1 << 62) - 1)
+        digests = acc.gather(torch.tensor([mine], dtype=torch.int64, device=acc.device)).tolist()
+        if len(set(digests)) == 1:
+            return
+        listings: list[Any] = [None] * acc.num_processes  # only now: a listing may name 100 000 images
+        torch.distributed.all_gather_object(listings, self._data)
+        world = acc.num_processes
+        differ = [f"rank {r} of {world}: " + ("; ".join(data_changes(listings[0], listings[r])) or "other sources")
+                  for r in range(1, world) if digests[r] != digests[0]]  # fmt: skip
+        raise ConfigError(
+            f"the ranks see different data ({_listed(differ, 3)}, against rank 0's), so each would draw other "
+            "clips for its share of a batch; give every rank the same data: one folder that every node sees, "
+            "or complete copies"
+        )
 
     def _rescaled_ranks(self, changes: list[str], old: dict[str, Any], saved: int, processes: int) -> list[str]:
         """`changes` without the process count and `grad_accum` when together they keep the global
@@ -538,6 +602,11 @@ class Trainer(StepLoop):
             why = "DeepSpeed's optimizer state is split per rank: resume on the number of processes that saved it"
         elif before % (batch * processes) == 0:
             why += f"; training.grad_accum: {before // (batch * processes)} keeps it"
+        elif before % batch == 0:  # no grad_accum keeps it on this many: name the numbers of processes that can
+            fits = [p for p in range(1, before // batch + 1) if before % (batch * p) == 0]
+            near = sorted(sorted(fits, key=lambda p: abs(p - processes))[:3])
+            why += (f"; no grad_accum keeps it on {processes} processes: resume on "
+                    + " or ".join(f"{p} with training.grad_accum: {before // (batch * p)}" for p in near))  # fmt: skip
         return [*rest, f"{', '.join(ours)} ({why})"]
 
     def _save(self, acc: Any, progress: TrainingProgress) -> None:
@@ -566,6 +635,8 @@ class Trainer(StepLoop):
         acc.wait_for_everyone()
         if acc.is_main_process:
             (partial / CONFIG_NAME).write_text(json.dumps(self.cfg, indent=2, sort_keys=True, default=str) + "\n")
+            if self._data:  # one line: a source of single images lists each of them
+                (partial / DATA_NAME).write_text(json.dumps(self._data, sort_keys=True) + "\n")
             state = {**progress.state_dict(), "processes": acc.num_processes}  # `--resume` compares it
             (partial / STATE_NAME).write_text(json.dumps(state, indent=2) + "\n")
             if folder.exists():  # incomplete (else it would have been resumed), or an earlier copy of this step
@@ -686,6 +757,7 @@ class Trainer(StepLoop):
             raise ValueError("set training.latent_cache (or --latent-cache) to precompute a cache")
         from accelerate import PartialState
 
+        check_gpus_per_node()
         state = PartialState()
         model = self._build_model(init=True).to(state.device)
         count, seed = 0, int(self.train_cfg["seed"])
@@ -710,6 +782,11 @@ class Trainer(StepLoop):
             count = int(total.item())
         state.wait_for_everyone()
         return count
+
+
+def _listed(changes: list[str], most: int = 6) -> str:
+    """The first `most` of `changes`, `; `-separated, and how many more."""
+    return "; ".join(changes[:most]) + (f"; and {len(changes) - most} more" if len(changes) > most else "")
 
 
 def config_changes(old: Any, new: Any, where: str = "") -> list[str]:

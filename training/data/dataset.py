@@ -29,6 +29,7 @@ import os
 from collections.abc import Callable, Iterator, Mapping
 from collections.abc import Sequence as SequenceABC
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -91,6 +92,7 @@ class Source:
         batch_size: clips per batch when this source is drawn (<= the dataset's batch size; DVD:
             8 images but 1 video per GPU); None = the dataset's. The unused slots of a batch are
             placeholders that `collate_clips` drops.
+        root: the folder the sequences were found in (`data.sources[].root`; None: in memory).
     """
 
     sequences: list[SequenceSource]
@@ -99,6 +101,22 @@ class Source:
     max_depth: float | None = None
     name: str = ""
     batch_size: int | None = None
+    root: str | None = None
+
+    def listing(self) -> dict[str, int]:
+        """`{sequence: frames}`: what this source draws from, each sequence by its folder relative to
+        `root` (else its name, else its position). The clip of a stream index is a pure function of
+        this listing, so a checkpoint records it and `--resume` (and every rank) compares it."""
+        out: dict[str, int] = {}
+        for i, sequence in enumerate(self.sequences):
+            label = getattr(sequence, "name", None) or f"#{i}"
+            directory = getattr(sequence, "directory", None)
+            if directory is not None:  # a sequence folder: its own `name` need not be unique
+                label = Path(directory).as_posix()
+                if self.root is not None and Path(directory).is_relative_to(self.root):
+                    label = Path(directory).relative_to(self.root).as_posix()
+            out[label] = len(sequence)
+        return out
 
     def __post_init__(self) -> None:
         """`max_depth` caps depth: a number > 0 (0 made every disparity infinite); on disparity targets

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 from vdepth_training.cache import LatentCache
+from vdepth_training.checkpoints import MODEL_FOLDER_ENTRY, model_folder_digest
 from vdepth_training.config import (
     DATA_KEYS,
     DEFAULT_OPTIMIZER,
@@ -184,6 +185,23 @@ class Recipe:
         for st in (stage, self.validation_stage(stage)):
             if st is not None and st.cfg["data"].get("sources"):
                 check_clip_lengths(self.sources(st.cfg["data"]), st)
+
+    def data_listing(self, stage: Stage) -> dict[str, dict[str, int]]:
+        """What the stage's sources and held-out sources draw from, `{where: Source.listing()}` (opened
+        as `open_data` opens them): a checkpoint records it, `--resume` and every rank compare it."""
+        out: dict[str, dict[str, int]] = {}
+        for st, what in ((stage, "data"), (self.validation_stage(stage), "data.validation")):
+            if st is not None and st.cfg["data"].get("sources"):
+                for src in self.sources(st.cfg["data"]):
+                    out[f"stage {stage.name!r} {what}.sources[{src.name!r}]"] = src.listing()
+        for what, folder in self.frozen_models(stage).items():
+            out[f"stage {stage.name!r} {what} {folder}"] = {MODEL_FOLDER_ENTRY: model_folder_digest(Path(folder))}
+        return out
+
+    def frozen_models(self, stage: Stage) -> dict[str, str]:
+        """`{config key: folder}` of the model folders the stage reads, frozen, at every start (a teacher,
+        a labeller): a checkpoint holds only the trained model, so `data_listing` records their files."""
+        return {}
 
     def sources(self, data: dict[str, Any]) -> list[Source]:
         """`data.sources` as `Source`s, loaded once per distinct list (layouts scan folders)."""

@@ -15,6 +15,7 @@ from vdepth_training import losses as L
 from vdepth_training.cache import cached
 from vdepth_training.config import MODEL_KEYS
 from vdepth_training.recipes.base import LossOut, Recipe, Tensor, depth_video, dpt_unused_parameters
+from vdepth_training.stages import Stage
 
 # -- DVD ---------------------------------------------------------------------------------------------------
 
@@ -187,6 +188,11 @@ class OneStepRecipe(Recipe):
                 kwargs = {**{k: v for k, v in tiny.items() if k not in ("unet", "vae", "image_encoder")}, **kwargs}
             student = OneStepDepth.from_teacher(teacher, **kwargs)
         return student.train()
+
+    def frozen_models(self, stage: Stage) -> dict[str, str]:
+        """The teacher's folder (`model.teacher.init_from`): the student learns from it at every start."""
+        folder = (self.cfg["model"].get("teacher") or {}).get("init_from")
+        return {"model.teacher.init_from": str(folder)} if folder else {}
 
     def unused_parameters(self, model: nn.Module) -> list[str]:
         """The decoder stage reads the UNet's features, never its output layers (`conv_norm_out`,

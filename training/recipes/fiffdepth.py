@@ -106,6 +106,23 @@ class FiffDepthRecipe(Recipe):
                 "label them first (`python -m vdepth_training.data.pseudo`) and read those with layout: sequence"
             )
 
+    def frozen_models(self, stage: Stage) -> dict[str, str]:
+        """The labelling model's folder (`data.pseudo.model`), which labels the real images at every start."""
+        from vdepth_ros.runtime.registry import resolve_model
+
+        model = (stage.cfg["data"].get("pseudo") or {}).get("model")
+        if not model or (stage.cfg.get("loss") or {}).get("pseudo_labels", "stream") != "stream":
+            return {}
+        return {"data.pseudo.model": resolve_model(str(model))}
+
+    def data_listing(self, stage: Stage) -> dict[str, dict[str, int]]:
+        """Also the real images' sources: their clips are drawn by index too."""
+        out = super().data_listing(stage)
+        if (stage.cfg.get("loss") or {}).get("pseudo_labels", "stream") == "stream":
+            for src in self.sources(self._pseudo_data(stage)):
+                out[f"stage {stage.name!r} data.pseudo.sources[{src.name!r}]"] = src.listing()
+        return out
+
     def batches(self, stage: Stage) -> Dataset:
         main = super().batches(stage)
         if self.loss_cfg.get("pseudo_labels", "stream") != "stream":
