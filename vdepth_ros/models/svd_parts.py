@@ -169,6 +169,47 @@ def clip_config(cfg: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in cfg.items() if k in _CLIP_KEYS}
 
 
+#: the class DepthCrafter's released `unet.py` defines: what its `save_pretrained` writes as `_class_name`
+DEPTHCRAFTER_UNET_CLASS = "DiffusersUNetSpatioTemporalConditionModelDepthCrafter"
+
+
+def svd_unet_problem(unet_dir: Path) -> str | None:
+    """Why `unet_dir` is Stable Video Diffusion's own UNet rather than DepthCrafter's, or None.
+
+    The two have the same keys, shapes and config channels (8 in: the noisy latent beside the image
+    latent; 4 out), so neither the weights nor the config's sizes tell them apart. What does: SVD's
+    UNet is the `unet/` part of a `StableVideoDiffusionPipeline` folder (its `model_index.json`, or its
+    `vae/` and `image_encoder/` beside it, as the hub and `hf download` leave it), while DepthCrafter's
+    is released on its own at the top of `tencent/DepthCrafter`. A `unet/` there whose config names
+    DepthCrafter's class is taken as DepthCrafter's (a pipeline folder assembled with it)."""
+    import json
+
+    pipeline = unet_dir.resolve().parent
+    if unet_dir.resolve().name != "unet":
+        return None
+    try:
+        cls = str(json.loads((unet_dir / "config.json").read_text()).get("_class_name", ""))
+    except (OSError, ValueError, AttributeError):
+        return None
+    if cls == DEPTHCRAFTER_UNET_CLASS:
+        return None
+    try:
+        index = json.loads((pipeline / "model_index.json").read_text())
+        svd = "StableVideoDiffusion" in str(index.get("_class_name", ""))
+    except (OSError, ValueError, AttributeError):
+        svd = all((pipeline / part / "config.json").is_file() for part in ("vae", "image_encoder"))
+    if not svd:
+        return None
+    return (
+        f"{unet_dir} is Stable Video Diffusion's own UNet (the unet/ of the SVD pipeline in {pipeline}), not "
+        "DepthCrafter's: the two have the same keys and shapes, but SVD's generates video, so it would run "
+        "and output noise as depth. Give the DepthCrafter UNet folder (huggingface.co/tencent/DepthCrafter: "
+        "config.json and diffusion_pytorch_model.safetensors at its top level) first and the SVD folder second: "
+        f"vdepth-export import depthcrafter DEPTHCRAFTER_FOLDER {pipeline} -o FOLDER, or vdepth-export pull "
+        "depthcrafter"
+    )
+
+
 def load_part(cls: Any, folder: Path, subfolder: str | None, variant: str | None) -> nn.Module:
     """`cls.from_pretrained(folder, subfolder=, variant=, local_files_only=True)`, strict: a missing,
     unexpected or mis-shaped key is a `ModelLoadError` (from_pretrained itself only warns and fills
