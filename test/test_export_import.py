@@ -146,6 +146,39 @@ def test_training_checkpoint_layouts_import_as_the_plain_release(
     assert not (tmp_path / "two").exists()
 
 
+def test_a_moving_average_is_never_dropped_silently(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    tiny_vda_release: tuple[VideoDepthAnything, dict[str, torch.Tensor]],
+) -> None:
+    """A fine-tune saved as `{"model": w, "model_ema": ema}` (or `state_dict` + `ema_state_dict`) used to
+    import `model` without a word, though the EMA weights are usually the ones trained for; now refused,
+    naming both and the command that saves the EMA on its own. torch's own EMA wrapper
+    (`AveragedModel`: `module.` keys plus an `n_averaged` counter) used to fail as 'missing keys' and now
+    imports as its weights."""
+    tiny, sd = tiny_vda_release
+    frames = torch.rand(4, 3, 70, 98, generator=torch.Generator().manual_seed(0))
+    averaged = {k: v + 0.01 if v.is_floating_point() else v for k, v in sd.items()}
+    sets = _sets(VideoDepthAnything.tiny_config())
+    for name, obj, entry in (
+        ("model_ema", {"model": sd, "model_ema": averaged, "epoch": 3}, "model_ema"),
+        ("ema_state_dict", {"state_dict": sd, "ema_state_dict": averaged}, "ema_state_dict"),
+    ):
+        ckpt = tmp_path / f"{name}.pth"
+        torch.save(obj, ckpt)
+        assert cli_main(["import", "vda", str(ckpt), "-o", str(tmp_path / name), *sets]) == 2
+        err = capsys.readouterr().err
+        assert "and their moving average" in err and f"torch.save(c['{entry}'], 'weights.pth')" in err, err
+        assert not (tmp_path / name).exists()
+    swa = torch.optim.swa_utils.AveragedModel(VideoDepthAnything(**VideoDepthAnything.tiny_config()))
+    swa.module.load_state_dict(tiny.state_dict())
+    saved = swa.state_dict()  # a fine-tune with this package's key names, as torch's EMA wrapper saves it
+    assert "n_averaged" in saved and all(k.startswith("module.") for k in saved if k != "n_averaged")
+    torch.save(saved, tmp_path / "swa.pth")
+    assert cli_main(["import", "vda", str(tmp_path / "swa.pth"), "-o", str(tmp_path / "swa"), *sets]) == 0
+    torch.testing.assert_close(load_model(tmp_path / "swa").predict(frames), tiny.predict(frames), rtol=0, atol=0)
+
+
 def test_a_trainer_checkpoint_folder_imports_as_the_release(
     tmp_path: Path, tiny_vda_release: tuple[VideoDepthAnything, dict[str, torch.Tensor]]
 ) -> None:
