@@ -126,7 +126,14 @@ def check_overrides(family: str, overrides: dict[str, Any]) -> None:
 
 def _import_fix(family: str, err: WrongCheckpointError) -> str:
     """What to run instead, for a source of another family, size or part (`identify`)."""
+    from vdepth_ros.models.identify import UNET_OWNERS
+
     found = err.found
+    if found.part in UNET_OWNERS and UNET_OWNERS[found.part][0] != family:  # DepthCrafter's and FiffDepth's UNets
+        owner, command = UNET_OWNERS[found.part]
+        if owner == "fiffdepth" and Path(err.path).name == "unet":  # its FiffDepth folder is the one above
+            command = command.replace("FOLDER_WITH_UNET_AND_VAE", str(Path(err.path).parent))
+        return f"{found.describe('folder', file=False)} is {owner}'s, imported with: {command}"
     if found.family == family == "vda" and found.encoder is not None:
         return f"pass --encoder {found.encoder}"
     if found.family == family and found.vit_width is not None:  # a model of its own size (a fine-tune's)

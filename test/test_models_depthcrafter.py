@@ -303,7 +303,7 @@ def test_a_folder_of_another_part_or_the_folders_swapped_names_what_each_is(
     ):
         assert cli_main(["import", "depthcrafter", *map(str, given), "-o", out]) == 2
         err = capsys.readouterr().err
-        assert "expected a diffusers UNet folder" in err and found in err and order in err, err
+        assert "expected a diffusers video UNet folder" in err and found in err and order in err, err
     assert not Path(out).exists()
 
 

@@ -216,7 +216,7 @@ def load_part(cls: Any, folder: Path, subfolder: str | None, variant: str | None
     missing weights randomly). `variant` applies where files of that variant exist (DepthCrafter's
     UNet is released as plain fp32 next to SVD-XT's fp16 parts)."""
     part = folder / subfolder if subfolder else folder
-    expected = CheckpointKind(None, part_of_class(cls.__name__) or "unet")
+    expected = CheckpointKind(None, part_of_class(cls.__name__) or "video_unet")
     found = identify_folder(part)
     if found is not None and found[0].differs_from(expected):  # from_pretrained would fail on its config
         what = found[0].describe("folder", file=False)
@@ -225,6 +225,16 @@ def load_part(cls: Any, folder: Path, subfolder: str | None, variant: str | None
             expected=expected,
             found=found[0],
             path=str(part),
+        )
+    whole = identify_folder(folder) if subfolder and not part.is_dir() else None
+    if whole is not None and whole[0].part != "pipeline":  # one part's folder given where its pipeline goes
+        wanted = CheckpointKind(None, "pipeline")
+        raise WrongCheckpointError(
+            f"{folder}: expected {wanted.describe('folder', file=False)} with {subfolder}/, found "
+            f"{whole[0].describe('folder', file=False)} ({whole[1]})",
+            expected=wanted,
+            found=whole[0],
+            path=str(folder),
         )
     if not (part / "config.json").is_file():
         raise ModelLoadError(f"{part / 'config.json'} not found: expected a diffusers/transformers model folder")
