@@ -133,7 +133,7 @@ def _import_fix(family: str, err: WrongCheckpointError) -> str:
         owner, command = UNET_OWNERS[found.part]
         if owner == "fiffdepth" and Path(err.path).name == "unet":  # its FiffDepth folder is the one above
             command = command.replace("FOLDER_WITH_UNET_AND_VAE", str(Path(err.path).parent))
-        return f"{found.describe('folder', file=False)} is {owner}'s, imported with: {command}"
+        return f"that is {owner}'s UNet, imported with: {command}"
     if found.family == family == "vda" and found.encoder is not None:
         return f"pass --encoder {found.encoder}"
     if found.family == family and found.vit_width is not None:  # a model of its own size (a fine-tune's)

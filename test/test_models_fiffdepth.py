@@ -216,6 +216,10 @@ def test_depthcrafters_and_fiffdepths_unets_given_to_the_other_name_what_each_is
         assert cli_main(["import", *args, "-o", out]) == 2
         err = capsys.readouterr().err
         assert all(part in err for part in says), err
+    # one file of a diffusers folder: the folder to give instead (it said '<file>/unet/config.json not found')
+    weights = fiff / "unet" / "diffusion_pytorch_model.safetensors"
+    with pytest.raises(ModelLoadError, match=rf"{weights} is a file: .*in its unet/\): give {fiff}$"):
+        FiffDepth.from_released(weights)
     shutil.rmtree(fiff / "unet")
     shutil.copytree(tmp_path / "depthcrafter", fiff / "unet")
     with pytest.raises(ModelLoadError, match=r"unet: expected a diffusers image UNet folder, found a diffusers video"):

@@ -215,6 +215,13 @@ def load_part(cls: Any, folder: Path, subfolder: str | None, variant: str | None
     unexpected or mis-shaped key is a `ModelLoadError` (from_pretrained itself only warns and fills
     missing weights randomly). `variant` applies where files of that variant exist (DepthCrafter's
     UNet is released as plain fp32 next to SVD-XT's fp16 parts)."""
+    if folder.is_file():  # a diffusers release is its folder (config.json beside the weights), not one file
+        where = folder.parent.parent if subfolder and folder.parent.name == subfolder else folder.parent
+        inside = f", in its {subfolder}/" if subfolder else ""
+        raise ModelLoadError(
+            f"{folder} is a file: a diffusers release is imported as its folder (config.json beside the weights"
+            f"{inside}): give {where}"
+        )
     part = folder / subfolder if subfolder else folder
     expected = CheckpointKind(None, part_of_class(cls.__name__) or "video_unet")
     found = identify_folder(part)
