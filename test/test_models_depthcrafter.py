@@ -413,3 +413,17 @@ def test_svds_own_unet_given_as_depthcrafters_is_refused_by_where_it_sits(
     (svd_dir / "unet" / "config.json").write_text(json.dumps(config))
     DepthCrafter.from_released(svd_dir / "unet", svd_dir)
     DepthCrafter.from_released(unet_dir, svd_dir)  # the release's own layout is untouched
+
+
+def test_an_svd_folder_with_its_fp16_files_only_loads_without_variant(tiny: DepthCrafter, tmp_path: Path) -> None:
+    """SVD-XT downloaded with its fp16 files only (`hf download ... --include "*fp16*"`, half the size) and
+    imported without `--variant fp16` stopped with diffusers' 'no file named diffusion_pytorch_model.bin
+    found in directory': such a part is now read as its fp16 variant (FiffDepth's folders already were)."""
+    unet_dir = tmp_path / "depthcrafter"
+    tiny.unet.save_pretrained(unet_dir)  # DepthCrafter's UNet: plain fp32 files only, as released
+    tiny.vae.save_pretrained(tmp_path / "svd" / "vae", variant="fp16")
+    tiny.image_encoder.save_pretrained(tmp_path / "svd" / "image_encoder", variant="fp16")
+    assert not list((tmp_path / "svd").rglob("*model.safetensors"))  # only *.fp16.safetensors
+    loaded = DepthCrafter.from_released(unet_dir, tmp_path / "svd", num_inference_steps=2)
+    ref, got = tiny.state_dict(), loaded.state_dict()
+    assert all(torch.equal(ref[k], got[k]) for k in ref)

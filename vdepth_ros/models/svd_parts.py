@@ -210,11 +210,20 @@ def svd_unet_problem(unet_dir: Path) -> str | None:
     )
 
 
+def _plain_weights(part: Path) -> bool:
+    """Whether a diffusers/transformers part folder has weights of no variant (`model.safetensors`, its shards
+    `-00001-of-00002.safetensors` or index, `diffusion_pytorch_model.bin`); `*.fp16.*` files are a variant's."""
+    return any(p.name.count(".") == 1 for p in (*part.glob("*.safetensors"), *part.glob("*.bin"))) or any(
+        part.glob("*.safetensors.index.json")
+    )
+
+
 def load_part(cls: Any, folder: Path, subfolder: str | None, variant: str | None) -> nn.Module:
     """`cls.from_pretrained(folder, subfolder=, variant=, local_files_only=True)`, strict: a missing,
     unexpected or mis-shaped key is a `ModelLoadError` (from_pretrained itself only warns and fills
     missing weights randomly). `variant` applies where files of that variant exist (DepthCrafter's
-    UNet is released as plain fp32 next to SVD-XT's fp16 parts)."""
+    UNet is released as plain fp32 next to SVD-XT's fp16 parts); a part with fp16 files only is read as the
+    fp16 variant without being asked."""
     if folder.is_file():  # a diffusers release is its folder (config.json beside the weights), not one file
         where = folder.parent.parent if subfolder and folder.parent.name == subfolder else folder.parent
         inside = f", in its {subfolder}/" if subfolder else ""
@@ -246,6 +255,8 @@ def load_part(cls: Any, folder: Path, subfolder: str | None, variant: str | None
     if not (part / "config.json").is_file():
         raise ModelLoadError(f"{part / 'config.json'} not found: expected a diffusers/transformers model folder")
     use = variant if variant and any(part.glob(f"*.{variant}.*")) else None
+    if use is None and not _plain_weights(part) and any(part.glob("*.fp16.*")):
+        use = "fp16"  # a part downloaded with its fp16 files only (`hf download ... --include "*fp16*"`)
     kwargs = {"subfolder": subfolder} if subfolder else {}
     try:
         module, info = cls.from_pretrained(
