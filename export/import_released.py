@@ -17,6 +17,7 @@ their licences travel with the weights.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,9 @@ from vdepth_ros.paths import not_a_model_folder
 if TYPE_CHECKING:  # the models package imports torch: a pull --list must not wait for it
     from vdepth_ros.models.identify import WrongCheckpointError
 
+#: the relative VDA releases' file names (`video_depth_anything_vits.pth`, ...)
+_RELATIVE_RELEASE = re.compile(r"video_depth_anything_vit[sbl]\.(pth|safetensors)")
+
 #: family -> (what the sources are, how many: (min, max), loader(sources, encoder, variant, overrides))
 _Loader = Callable[[Sequence[Path], "str | None", "str | None", dict[str, Any]], Any]
 
@@ -35,10 +39,19 @@ _Loader = Callable[[Sequence[Path], "str | None", "str | None", dict[str, Any]],
 def _vda(sources: Sequence[Path], encoder: str | None, variant: str | None, overrides: dict[str, Any]) -> Any:
     from vdepth_ros.models.vda import VideoDepthAnything
 
-    if "metric" not in overrides and "metric" in sources[0].name.lower():  # same layout: only the name tells
+    # the metric and relative releases are one network (same keys, shapes and ReLU output): only the file
+    # name tells, so a name that says one and a --set that says the other is refused
+    name = sources[0].name.lower()
+    if "metric" not in overrides and "metric" in name:
         raise ConfigError(
             f"{sources[0].name} looks like a metric release (depth in metres): pass --set metric=true, or "
             "--set metric=false if it is a relative one"
+        )
+    if overrides.get("metric") is True and _RELATIVE_RELEASE.fullmatch(name):
+        raise ConfigError(
+            f"{sources[0].name} is the name of a relative release (disparity, no unit; the metric ones are "
+            "metric_video_depth_anything_vit{s,b,l}.pth): --set metric=true would publish its disparity as "
+            "metres (near and far swapped); drop --set metric=true, or import the metric file"
         )
     return VideoDepthAnything.from_released(sources[0], encoder=encoder or "vits", **overrides)
 
@@ -113,7 +126,14 @@ def check_overrides(family: str, overrides: dict[str, Any]) -> None:
 
 def _import_fix(family: str, err: WrongCheckpointError) -> str:
     """What to run instead, for a source of another family, size or part (`identify`)."""
+    from vdepth_ros.models.identify import UNET_OWNERS
+
     found = err.found
+    if found.part in UNET_OWNERS and UNET_OWNERS[found.part][0] != family:  # DepthCrafter's and FiffDepth's UNets
+        owner, command = UNET_OWNERS[found.part]
+        if owner == "fiffdepth" and Path(err.path).name == "unet":  # its FiffDepth folder is the one above
+            command = command.replace("FOLDER_WITH_UNET_AND_VAE", str(Path(err.path).parent))
+        return f"that is {owner}'s UNet, imported with: {command}"
     if found.family == family == "vda" and found.encoder is not None:
         return f"pass --encoder {found.encoder}"
     if found.family == family and found.vit_width is not None:  # a model of its own size (a fine-tune's)

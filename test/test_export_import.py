@@ -17,7 +17,9 @@ from vdepth_ros.errors import ConfigError
 from vdepth_ros.models import load_model
 from vdepth_ros.models.gemdepth import GemDepth
 from vdepth_ros.models.vda import VideoDepthAnything
+from vdepth_ros.pipeline import identity_line
 from vdepth_ros.runtime import create_engine
+from vdepth_ros.runtime.provenance import model_identity
 
 
 def _sets(config: dict) -> list[str]:
@@ -142,6 +144,39 @@ def test_training_checkpoint_layouts_import_as_the_plain_release(
     assert cli_main(["import", "vda", str(tmp_path / "two.pth"), "-o", str(tmp_path / "two"), *sets]) == 2
     assert "several state dicts ('student', 'teacher')" in capsys.readouterr().err
     assert not (tmp_path / "two").exists()
+
+
+def test_a_moving_average_is_never_dropped_silently(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    tiny_vda_release: tuple[VideoDepthAnything, dict[str, torch.Tensor]],
+) -> None:
+    """A fine-tune saved as `{"model": w, "model_ema": ema}` (or `state_dict` + `ema_state_dict`) used to
+    import `model` without a word, though the EMA weights are usually the ones trained for; now refused,
+    naming both and the command that saves the EMA on its own. torch's own EMA wrapper
+    (`AveragedModel`: `module.` keys plus an `n_averaged` counter) used to fail as 'missing keys' and now
+    imports as its weights."""
+    tiny, sd = tiny_vda_release
+    frames = torch.rand(4, 3, 70, 98, generator=torch.Generator().manual_seed(0))
+    averaged = {k: v + 0.01 if v.is_floating_point() else v for k, v in sd.items()}
+    sets = _sets(VideoDepthAnything.tiny_config())
+    for name, obj, entry in (
+        ("model_ema", {"model": sd, "model_ema": averaged, "epoch": 3}, "model_ema"),
+        ("ema_state_dict", {"state_dict": sd, "ema_state_dict": averaged}, "ema_state_dict"),
+    ):
+        ckpt = tmp_path / f"{name}.pth"
+        torch.save(obj, ckpt)
+        assert cli_main(["import", "vda", str(ckpt), "-o", str(tmp_path / name), *sets]) == 2
+        err = capsys.readouterr().err
+        assert "and their moving average" in err and f"torch.save(c['{entry}'], 'weights.pth')" in err, err
+        assert not (tmp_path / name).exists()
+    swa = torch.optim.swa_utils.AveragedModel(VideoDepthAnything(**VideoDepthAnything.tiny_config()))
+    swa.module.load_state_dict(tiny.state_dict())
+    saved = swa.state_dict()  # a fine-tune with this package's key names, as torch's EMA wrapper saves it
+    assert "n_averaged" in saved and all(k.startswith("module.") for k in saved if k != "n_averaged")
+    torch.save(saved, tmp_path / "swa.pth")
+    assert cli_main(["import", "vda", str(tmp_path / "swa.pth"), "-o", str(tmp_path / "swa"), *sets]) == 0
+    torch.testing.assert_close(load_model(tmp_path / "swa").predict(frames), tiny.predict(frames), rtol=0, atol=0)
 
 
 def test_a_trainer_checkpoint_folder_imports_as_the_release(
@@ -416,6 +451,32 @@ def test_a_metric_release_is_not_imported_as_relative_by_mistake(
     assert load_model(tmp_path / "m").input_constraints.output_kind == "depth"
     assert cli_main(["import", "vda", str(ckpt), "-o", str(tmp_path / "r"), *sets, "--set", "metric=false"]) == 0
     assert load_model(tmp_path / "r").input_constraints.output_kind == "disparity"
+    # which one runs is in the node's start-up "model:" line (and /diagnostics, the tools' summaries)
+    for folder, says in (("m", "vda (metric depth in metres) from"), ("r", "vda (relative disparity, no unit) from")):
+        engine = create_engine(tmp_path / folder, backend="torch")
+        assert identity_line({**model_identity(tmp_path / folder, engine), "windows": "-"}).startswith(says)
+
+
+def test_a_relative_release_is_not_imported_as_metric_by_mistake(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    tiny_vda_release: tuple[VideoDepthAnything, dict[str, torch.Tensor]],
+) -> None:
+    """The other way round: `video_depth_anything_vits.pth` with `--set metric=true` (the flag taken for
+    "make it metric") used to import; the node then published relative disparity as metres, near and far
+    swapped. The name and the flag disagree: refused, naming the metric releases' file names."""
+    _, sd = tiny_vda_release
+    sets = _sets(VideoDepthAnything.tiny_config())
+    for name in ("video_depth_anything_vits.pth", "Video_Depth_Anything_vitl.pth"):
+        ckpt = tmp_path / name
+        torch.save(sd, ckpt)
+        assert cli_main(["import", "vda", str(ckpt), "-o", str(tmp_path / "m"), *sets, "--set", "metric=true"]) == 2
+        err = capsys.readouterr().err
+        assert f"{name} is the name of a relative release" in err and "metric_video_depth_anything_vit" in err, err
+        assert not (tmp_path / "m").exists()
+    renamed = tmp_path / "my_metric_finetune.pth"  # a name of the user's own: the flag decides
+    torch.save(sd, renamed)
+    assert cli_main(["import", "vda", str(renamed), "-o", str(tmp_path / "m"), *sets, "--set", "metric=true"]) == 0
 
 
 def test_a_diffusers_or_transformers_folder_given_as_the_model_says_to_import_it(tmp_path: Path) -> None:

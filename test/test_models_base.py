@@ -128,3 +128,33 @@ def test_a_config_value_of_another_type_is_refused_not_taken_as_truthy(tmp_path:
             load_model(folder)
     config.write_text(json.dumps(good))
     assert load_model(folder).input_constraints.output_kind == "disparity"
+
+
+def test_a_model_folder_with_another_familys_weights_names_both(tmp_path: Path) -> None:
+    """A model.safetensors copied over another family's folder (a DepthCrafter config with FiffDepth's
+    weights, a DVD config with VDA's) used to answer with a list of missing keys or mis-shaped tensors;
+    now the family the weights are and the one the config builds. Weights of the config's own family at
+    other sizes keep the shape error (they are not another family's)."""
+    import shutil
+
+    from vdepth_ros.errors import ModelLoadError
+    from vdepth_ros.models import build_model, family_class, load_model
+
+    torch.manual_seed(0)
+    for family in ("vda", "depthcrafter", "fiffdepth", "dvd"):
+        build_model(family, **family_class(family).tiny_config()).save_pretrained(tmp_path / family)
+    for config, weights in (("depthcrafter", "fiffdepth"), ("dvd", "vda"), ("vda", "depthcrafter")):
+        folder = tmp_path / f"{config}_with_{weights}"
+        shutil.copytree(tmp_path / config, folder)
+        shutil.copy(tmp_path / weights / "model.safetensors", folder / "model.safetensors")
+        with pytest.raises(ModelLoadError) as err:
+            load_model(folder)
+        assert str(err.value) == (
+            f"{folder}/model.safetensors holds the weights of a model of family {weights}, but {folder}/config.json "
+            f"builds one of family {config} (_family): the two files are of two models; import or export it again"
+        )
+    wider = tmp_path / "vda_wider"
+    build_model("vda", **{**family_class("vda").tiny_config(), "features": 32}).save_pretrained(wider)
+    shutil.copy(tmp_path / "vda" / "model.safetensors", wider / "model.safetensors")
+    with pytest.raises(ModelLoadError, match=r"does not fit its config.json: \d+ tensor\(s\) of another shape"):
+        load_model(wider)

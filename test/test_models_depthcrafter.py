@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -302,7 +303,7 @@ def test_a_folder_of_another_part_or_the_folders_swapped_names_what_each_is(
     ):
         assert cli_main(["import", "depthcrafter", *map(str, given), "-o", out]) == 2
         err = capsys.readouterr().err
-        assert "expected a diffusers UNet folder" in err and found in err and order in err, err
+        assert "expected a diffusers video UNet folder" in err and found in err and order in err, err
     assert not Path(out).exists()
 
 
@@ -378,3 +379,51 @@ def test_released_architecture_sizes() -> None:
     assert model.image_encoder.config.projection_dim == 1024
     assert model.multiple_of == 64 and model.vae_factor == 8
     assert model.vae.config.scaling_factor == pytest.approx(edm.LATENT_SCALE)
+
+
+def test_svds_own_unet_given_as_depthcrafters_is_refused_by_where_it_sits(
+    tiny: DepthCrafter, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SVD-XT's `unet/` has DepthCrafter's keys, shapes and channels (8 in, 4 out): `import depthcrafter
+    svd-xt/unet svd-xt` used to import it without a word, and the node then published SVD's video
+    generation as depth. What tells them apart is the SVD pipeline folder it sits in (its model_index.json,
+    or vae/ and image_encoder/ beside it); a unet/ whose config names DepthCrafter's class still loads."""
+    from vdepth_export.cli import main as cli_main
+
+    unet_dir, svd_dir = _save_released(tiny, tmp_path)
+    tiny.unet.save_pretrained(svd_dir / "unet")  # the hub's SVD-XT snapshot: unet/ beside vae/, image_encoder/
+    config = json.loads((svd_dir / "unet" / "config.json").read_text())
+    config["_class_name"] = "UNetSpatioTemporalConditionModel"  # as SVD-XT's unet/config.json names it
+    (svd_dir / "unet" / "config.json").write_text(json.dumps(config))
+    out = tmp_path / "out"
+    svd_index = {
+        "_class_name": "StableVideoDiffusionPipeline",
+        "unet": ["diffusers", "UNetSpatioTemporalConditionModel"],
+    }
+    for index in (None, svd_index):
+        if index is not None:
+            (svd_dir / "model_index.json").write_text(json.dumps(index))
+        with pytest.raises(ModelLoadError, match=r"Stable Video Diffusion's own UNet.*not DepthCrafter's"):
+            DepthCrafter.from_released(svd_dir / "unet", svd_dir)
+        assert cli_main(["import", "depthcrafter", str(svd_dir / "unet"), str(svd_dir), "-o", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert "tencent/DepthCrafter" in err and f"import depthcrafter DEPTHCRAFTER_FOLDER {svd_dir.resolve()}" in err
+        assert not out.exists()
+    config["_class_name"] = "DiffusersUNetSpatioTemporalConditionModelDepthCrafter"  # DepthCrafter's unet.py class
+    (svd_dir / "unet" / "config.json").write_text(json.dumps(config))
+    DepthCrafter.from_released(svd_dir / "unet", svd_dir)
+    DepthCrafter.from_released(unet_dir, svd_dir)  # the release's own layout is untouched
+
+
+def test_an_svd_folder_with_its_fp16_files_only_loads_without_variant(tiny: DepthCrafter, tmp_path: Path) -> None:
+    """SVD-XT downloaded with its fp16 files only (`hf download ... --include "*fp16*"`, half the size) and
+    imported without `--variant fp16` stopped with diffusers' 'no file named diffusion_pytorch_model.bin
+    found in directory': such a part is now read as its fp16 variant (FiffDepth's folders already were)."""
+    unet_dir = tmp_path / "depthcrafter"
+    tiny.unet.save_pretrained(unet_dir)  # DepthCrafter's UNet: plain fp32 files only, as released
+    tiny.vae.save_pretrained(tmp_path / "svd" / "vae", variant="fp16")
+    tiny.image_encoder.save_pretrained(tmp_path / "svd" / "image_encoder", variant="fp16")
+    assert not list((tmp_path / "svd").rglob("*model.safetensors"))  # only *.fp16.safetensors
+    loaded = DepthCrafter.from_released(unet_dir, tmp_path / "svd", num_inference_steps=2)
+    ref, got = tiny.state_dict(), loaded.state_dict()
+    assert all(torch.equal(ref[k], got[k]) for k in ref)

@@ -121,7 +121,7 @@ def test_from_released_is_strict_and_names_a_folder_of_another_part(tmp_path, ti
         FiffDepth.from_released(tmp_path)
     save_file(state, str(weights))
     (tmp_path / "unet" / "config.json").write_text((tmp_path / "vae" / "config.json").read_text())
-    with pytest.raises(ModelLoadError, match=r"unet: expected a diffusers UNet folder, found a diffusers image VAE"):
+    with pytest.raises(ModelLoadError, match=r"unet: expected a diffusers image UNet folder, found a diffusers image"):
         FiffDepth.from_released(tmp_path)
 
 
@@ -181,3 +181,47 @@ def test_export_onnx_parity(tmp_path, tiny: FiffDepth) -> None:
             ref = sig.module(x).numpy()
         got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
         assert np.abs(got - ref).max() <= 1e-4
+
+
+def test_depthcrafters_and_fiffdepths_unets_given_to_the_other_name_what_each_is(
+    tmp_path, tiny: FiffDepth, capsys
+) -> None:
+    """FiffDepth's SD-2 UNet given as DepthCrafter's UNet folder ended in a TypeError traceback from inside
+    diffusers ('object of type NoneType has no len()'), DepthCrafter's in a FiffDepth folder in diffusers'
+    'not possible to define the number of attention heads', and the DepthCrafter UNet folder given as the
+    FiffDepth folder in 'unet/config.json not found'. The two UNets are told apart by their config's class
+    (spatio-temporal or 2D) and each error names the other family's import command; nothing is written."""
+    import shutil
+
+    from vdepth_export.cli import main as cli_main
+
+    from vdepth_ros.models.depthcrafter import DepthCrafter
+
+    crafter = DepthCrafter(**DepthCrafter.tiny_config()).eval()
+    crafter.unet.save_pretrained(tmp_path / "depthcrafter")
+    crafter.vae.save_pretrained(tmp_path / "svd" / "vae")
+    crafter.image_encoder.save_pretrained(tmp_path / "svd" / "image_encoder")
+    fiff = tmp_path / "fiff"
+    _write_released_folder(fiff, tiny)
+    out = str(tmp_path / "out")
+    fiff_command = f"vdepth-export import fiffdepth {fiff} -o FOLDER"
+    crafter_command = "vdepth-export import depthcrafter DEPTHCRAFTER_UNET_FOLDER SVD_FOLDER -o FOLDER"
+    for args, says in (
+        (["depthcrafter", str(fiff / "unet"), str(tmp_path / "svd")],
+         ["expected a diffusers video UNet folder, found a diffusers image UNet folder (UNet2DConditionModel)",
+          fiff_command]),
+        (["fiffdepth", str(tmp_path / "depthcrafter")],
+         ["expected a diffusers pipeline folder with unet/, found a diffusers video UNet folder", crafter_command]),
+    ):  # fmt: skip
+        assert cli_main(["import", *args, "-o", out]) == 2
+        err = capsys.readouterr().err
+        assert all(part in err for part in says), err
+    # one file of a diffusers folder: the folder to give instead (it said '<file>/unet/config.json not found')
+    weights = fiff / "unet" / "diffusion_pytorch_model.safetensors"
+    with pytest.raises(ModelLoadError, match=rf"{weights} is a file: .*in its unet/\): give {fiff}$"):
+        FiffDepth.from_released(weights)
+    shutil.rmtree(fiff / "unet")
+    shutil.copytree(tmp_path / "depthcrafter", fiff / "unet")
+    with pytest.raises(ModelLoadError, match=r"unet: expected a diffusers image UNet folder, found a diffusers video"):
+        FiffDepth.from_released(fiff)
+    assert not (tmp_path / "out").exists()

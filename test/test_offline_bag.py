@@ -773,7 +773,11 @@ def test_the_summary_names_the_model_that_ran(tmp_path: Path, capsys: pytest.Cap
             "--model", str(model), "--backend", "onnxruntime"]  # fmt: skip
     assert bagcli.main(args) == 0
     (line,) = [x for x in capsys.readouterr().out.splitlines() if x.startswith("model: ")]
-    assert f"fake from {model}" in line and "on onnxruntime" in line and "windows of 4 frames" in line, line
+    assert (
+        f"fake (relative disparity, no unit) from {model}" in line
+        and "on onnxruntime" in line
+        and "windows of 4 frames" in line
+    ), line
     assert bagcli.main([*args, "--overwrite", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["model"]["model"] == str(model) and summary["model"]["backend"].startswith("onnxruntime")

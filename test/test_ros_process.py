@@ -2163,6 +2163,8 @@ def test_the_node_says_which_model_release_it_runs_in_its_log_and_diagnostics(tm
         assert part in lines[0], (part, lines[0])
     diag = values(got)
     assert diag["model release"] == release and diag["model file"].startswith(model_file), diag
+    # metric or relative: the one difference between VDA's metric and relative releases, said in both places
+    assert diag["model output"] == "relative disparity, no unit" and "(relative disparity, no unit)" in lines[0]
     assert diag["backend"].startswith("onnxruntime") and diag["windows"].startswith("4 frames"), diag
 
 

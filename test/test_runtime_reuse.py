@@ -225,3 +225,21 @@ def test_reuse_in_reduced_precision() -> None:
     for ids in schedule(8, 4, (0, 3, 6, 7), 2):
         assert rel(engine.infer(clip[ids], frame_ids=ids), engine.infer(clip[ids])) <= 1e-2
     assert engine.feature_cache.hits == 4
+
+
+def test_a_split_half_given_as_the_model_names_the_whole_graph(split_folder: Path) -> None:
+    """`model: .../model.frame.onnx` (the per-frame half `vdepth-export split` writes) stopped the node with
+    "graph has no output named 'disparity' (has ['level1', ...])", and the per-window half with its own
+    input error: now what the file is and the whole graph or folder to give."""
+    from vdepth_ros.errors import ModelLoadError
+    from vdepth_ros.runtime.checks import checked_model
+
+    for half, name in (("per-frame", "model.frame.onnx"), ("per-window", "model.window.onnx")):
+        with pytest.raises(ModelLoadError) as err:
+            checked_model(str(split_folder / name))
+        assert str(err.value) == (
+            f"{split_folder / name} is the {half} half of a split export (vdepth-export split), not a whole model: "
+            f"give {split_folder / 'model.onnx'} or the folder {split_folder} (the whole graph runs its split "
+            "halves itself where they match it)"
+        )
+    assert checked_model(str(split_folder / "model.onnx")) == str(split_folder / "model.onnx")

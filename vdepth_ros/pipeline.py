@@ -77,7 +77,8 @@ __all__ = [
 def identity_line(identity: dict[str, str]) -> str:
     """`DepthPipeline.model_identity` as one log/summary line."""
     return (
-        f"{identity['model family']} from {identity['model']} (release: {identity['model release']}); runs "
+        f"{identity['model family']} ({identity['model output']}) from {identity['model']} "
+        f"(release: {identity['model release']}); runs "
         f"{identity['model file']} on {identity['backend']}, {identity['precision']}; windows of {identity['windows']}"
     )
 

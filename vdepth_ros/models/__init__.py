@@ -155,6 +155,46 @@ def _refuse_other_weights(model: VideoDepthModel, shapes: dict[str, tuple[int, .
         ) from None
 
 
+def _module_names(names: Any) -> frozenset[str]:
+    """The first two components of each weight name (`backbone.embeddings`, `unet.conv_in`): what a family's
+    modules are called, whatever its sizes."""
+    return frozenset(".".join(str(name).split(".")[:2]) for name in names)
+
+
+def family_of_weights(names: Any) -> str | None:
+    """The one family whose modules the weight `names` (a model folder's `model.safetensors`) are, else None
+    (no family, or several: e.g. the one-step student with a VAE head has the teacher's modules). Each family is
+    built at its tiny config on the meta device (no memory), so only a load that already failed pays for it."""
+    import torch
+
+    given = _module_names(names)
+    found = []
+    for family in MODEL_FAMILIES:
+        cls = family_class(family)
+        try:
+            with torch.device("meta"):
+                modules = _module_names(cls(**cls.tiny_config()).state_dict())
+        except Exception:  # a family that cannot be built on the meta device is not guessed
+            continue
+        if modules == given:
+            found.append(family)
+    return found[0] if len(found) == 1 else None
+
+
+def _refuse_other_family(model: VideoDepthModel, names: Any, directory: Path) -> None:
+    """`ModelLoadError` when the folder's weights are another family's model than its config.json's `_family`
+    (a model.safetensors copied from another folder): both named, instead of a list of missing keys. Weights
+    with the modules of the model the config builds are its own family's, of other sizes: not named here."""
+    if _module_names(model.state_dict()) == _module_names(names):
+        return
+    other = family_of_weights(names)
+    if other is not None and other != model.family:
+        raise ModelLoadError(
+            f"{directory / WEIGHTS_NAME} holds the weights of a model of family {other}, but {directory / CONFIG_NAME} "
+            f"builds one of family {model.family} (_family): the two files are of two models; {_fix_hint(directory)}"
+        )
+
+
 def load_model(directory: str | Path, *, strict: bool = True) -> VideoDepthModel:
     """Rebuild a model saved by `VideoDepthModel.save_pretrained`.
 
@@ -185,11 +225,13 @@ def load_model(directory: str | Path, *, strict: bool = True) -> VideoDepthModel
     wrong = shape_mismatches({k: tuple(v.shape) for k, v in model.state_dict().items()}, shapes)
     if wrong:
         _refuse_other_weights(model, shapes, directory)
+        _refuse_other_family(model, shapes, directory)
         raise ModelLoadError(
             f"{weights} does not fit its config.json: {len(wrong)} tensor(s) of another shape: {', '.join(wrong[:10])}"
         )
     missing, unexpected = load_into(model, str(weights), strict=False)
     if strict and (missing or unexpected):
+        _refuse_other_family(model, shapes, directory)
         raise ModelLoadError(
             f"{weights} does not fit its config.json: missing keys {sorted(missing)[:10]} ({len(missing)}), "
             f"unexpected keys {sorted(unexpected)[:10]} ({len(unexpected)})"
@@ -229,6 +271,7 @@ __all__ = [
     "config_parameters",
     "config_type_problem",
     "family_class",
+    "family_of_weights",
     "folder_max_window",
     "load_model",
     "load_state_dict_file",

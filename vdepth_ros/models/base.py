@@ -282,6 +282,8 @@ def load_state_checked(module: nn.Module, state: dict[str, torch.Tensor], what: 
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.", "model.")
 #: The entry holding the weights in a training checkpoint, preferred in this order when several exist.
 _STATE_ENTRIES = ("state_dict", "model")
+#: The step counter `torch.optim.swa_utils.AveragedModel` (EMA, SWA) saves beside its `module.` weights.
+_AVERAGED_COUNT = "n_averaged"
 
 
 def _not_weights(path: Path) -> str | None:
@@ -319,6 +321,8 @@ def _unwrap(state: Any, path: Path) -> dict[str, torch.Tensor]:
         return isinstance(d, dict) and any(isinstance(v, torch.Tensor) for v in d.values())
 
     def strip(d: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if _AVERAGED_COUNT in d and all(k.startswith("module.") for k in d if k != _AVERAGED_COUNT):
+            d = {k: v for k, v in d.items() if k != _AVERAGED_COUNT}  # torch's AveragedModel (EMA/SWA)
         for _ in range(2 * len(_WRAPPER_PREFIXES)):  # e.g. _orig_mod.module.
             prefix = next((p for p in _WRAPPER_PREFIXES if all(k.startswith(p) for k in d)), None)
             if prefix is None:
@@ -330,12 +334,21 @@ def _unwrap(state: Any, path: Path) -> dict[str, torch.Tensor]:
         if not isinstance(state, dict) or has_tensors(state):
             break
         named = [k for k in _STATE_ENTRIES if isinstance(state.get(k), dict)]
-        found = named[:1] or [k for k, v in state.items() if has_tensors(v)]
+        # the trained weights beside their moving average (`model` + `model_ema`): which one to deploy is the
+        # user's choice, so neither is taken silently
+        averages = [k for k, v in state.items() if "ema" in str(k).lower().split("_") and has_tensors(v)]
+        found = (
+            named[:1] + averages if named and averages else named[:1] or [k for k, v in state.items() if has_tensors(v)]
+        )
         if len(found) > 1:
             names = ", ".join(repr(k) for k in sorted(map(str, found)))
+            both = bool(named and averages)
+            which = " (the trained weights and their moving average: the EMA ones are usually the better)"
+            pick = averages[0] if both else "<name>"
             raise ModelLoadError(
-                f"{path} holds several state dicts ({names}); save the one to import on its own: "
-                f"python -c \"import torch; c = torch.load('{path}', weights_only=True); torch.save(c['<name>'], "
+                f"{path} holds several state dicts ({names}){which if both else ''}; save the one to import on "
+                "its own: "
+                f"python -c \"import torch; c = torch.load('{path}', weights_only=True); torch.save(c['{pick}'], "
                 "'weights.pth')\""
             )
         if not found:

@@ -64,7 +64,7 @@ from torch import nn
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
-from vdepth_ros.errors import InputError
+from vdepth_ros.errors import InputError, ModelLoadError
 from vdepth_ros.models import edm
 from vdepth_ros.models.base import ExportSignature, InputConstraints, VideoDepthModel, register_to_config
 from vdepth_ros.models.svd_parts import (
@@ -78,6 +78,7 @@ from vdepth_ros.models.svd_parts import (
     clean_config,
     clip_config,
     load_part,
+    svd_unet_problem,
 )
 
 #: SVD micro-conditioning `[fps, motion_bucket_id, noise_aug_strength]` as DepthCrafter passes it.
@@ -401,9 +402,12 @@ class SVDDepthModel(VideoDepthModel):
             **kwargs: the family's other constructor arguments.
 
         Raises:
-            ModelLoadError: a file is missing or keys do not match exactly.
+            ModelLoadError: a file is missing, keys do not match exactly, or `unet_dir` is SVD's own UNet
+                (`svd_unet_problem`: same keys, told by the pipeline folder it sits in).
         """
         unet_dir, svd_dir = Path(unet_dir), Path(svd_dir)
+        if (why := svd_unet_problem(unet_dir)) is not None:  # same keys: only where it sits tells
+            raise ModelLoadError(why)
         unet = load_part(SpatioTemporalUNet, unet_dir, None, variant)
         vae = load_part(AutoencoderKLTemporalDecoder, svd_dir, "vae", variant)
         image_encoder = load_part(CLIPVisionModelWithProjection, svd_dir, "image_encoder", variant)

@@ -219,8 +219,8 @@ class FiffDepth(VideoDepthModel):
 
         folder = Path(folder)
         # strict: from_pretrained alone fills a missing weight randomly, or fails copying out of a meta tensor
-        unet = load_part(UNet2DConditionModel, folder, "unet", _variant(folder / "unet", variant))
-        vae = load_part(AutoencoderKL, folder, "vae", _variant(folder / "vae", variant))
+        unet = load_part(UNet2DConditionModel, folder, "unet", variant)
+        vae = load_part(AutoencoderKL, folder, "vae", variant)
         embedding = _empty_prompt_embedding(folder, variant)
         unet_cfg = {k: v for k, v in unet.config.items() if not k.startswith("_")}
         vae_cfg = {k: v for k, v in vae.config.items() if not k.startswith("_")}
@@ -229,14 +229,6 @@ class FiffDepth(VideoDepthModel):
         model.vae.load_state_dict(vae.state_dict())
         model.empty_text_embedding.copy_(embedding)
         return model.eval()
-
-
-def _variant(part: Path, variant: str | None) -> str | None:
-    """`variant`, else "fp16" for a part saved with fp16 files only, else None (the plain files)."""
-    if variant is not None:
-        return variant
-    plain = [p for p in part.glob("*.safetensors") if p.name.count(".") == 1] + list(part.glob("*model.bin"))
-    return "fp16" if not plain and any(part.glob("*.fp16.*")) else None
 
 
 def _empty_prompt_embedding(folder: Path, variant: str | None) -> torch.Tensor:
@@ -254,7 +246,7 @@ def _empty_prompt_embedding(folder: Path, variant: str | None) -> torch.Tensor:
     tokenizer = CLIPTokenizer.from_pretrained(str(folder), subfolder="tokenizer", local_files_only=True)
     from vdepth_ros.models.svd_parts import load_part
 
-    encoder = load_part(CLIPTextModel, folder, "text_encoder", _variant(folder / "text_encoder", variant)).eval()
+    encoder = load_part(CLIPTextModel, folder, "text_encoder", variant).eval()
     ids = tokenizer("", padding="do_not_pad", return_tensors="pt").input_ids  # [BOS, EOS]
     with torch.no_grad():
         return encoder.float()(ids)[0]

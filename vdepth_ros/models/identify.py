@@ -30,7 +30,8 @@ _PARTS = {
     ("gemdepth", "model"): ("GemDepth", "gemdepth.pth"),
     ("dvd", "dit"): ("Wan2.1 DiT", "DVD's model.safetensors / dvd_1.1.safetensors"),
     ("dvd", "vae"): ("Wan2.1 video VAE", "Wan2.1_VAE.pth"),
-    (None, "unet"): ("diffusers UNet", "a unet/ folder's weights: DepthCrafter's or FiffDepth's"),
+    (None, "video_unet"): ("diffusers video UNet", "a spatio-temporal UNet of SVD's layout: DepthCrafter's"),
+    (None, "image_unet"): ("diffusers image UNet", "a 2D UNet of SD-2's layout: a FiffDepth folder's unet/"),
     (None, "image_vae"): ("diffusers image VAE", "a vae/ folder's weights: SVD's or SD-2's"),
     (None, "clip"): ("CLIP encoder", "an image_encoder/ or text_encoder/ folder's weights"),
     (None, "pipeline"): ("diffusers pipeline", "model_index.json: its parts are in subfolders"),
@@ -44,7 +45,7 @@ class CheckpointKind:
     Attributes:
         family: the importer family it belongs to (`vda`, `gemdepth`, `dvd`), None for a part several
             families share (a diffusers UNet, VAE or CLIP encoder).
-        part: `model` (the whole network), `dit`, `vae`, `unet`, `image_vae`, `clip`.
+        part: `model` (the whole network), `dit`, `vae`, `video_unet`, `image_unet`, `image_vae`, `clip`.
         vit_width: the DINOv2 width of a VDA/GemDepth checkpoint (384, 768, 1024 for the releases), else None.
     """
 
@@ -86,12 +87,25 @@ class WrongCheckpointError(ModelLoadError):
         self.path = path
 
 
-#: a diffusers/transformers class name -> the part it is (first match)
-_CLASS_PARTS = (("UNet", "unet"), ("Autoencoder", "image_vae"), ("VAE", "image_vae"), ("CLIP", "clip"))
+#: a diffusers/transformers class name -> the part it is (first match). The two UNets are told apart: a
+#: spatio-temporal one (SVD, DepthCrafter) and a 2D one (SD-2, FiffDepth) build from each other's config.json
+#: only as a TypeError deep in diffusers
+_CLASS_PARTS = (
+    ("SpatioTemporal", "video_unet"),
+    ("UNet", "image_unet"),
+    ("Autoencoder", "image_vae"),
+    ("VAE", "image_vae"),
+    ("CLIP", "clip"),
+)
+#: which family each UNet belongs to, and how it is imported (the fix when it is given to the other)
+UNET_OWNERS: dict[str, tuple[str, str]] = {
+    "video_unet": ("depthcrafter", "vdepth-export import depthcrafter DEPTHCRAFTER_UNET_FOLDER SVD_FOLDER -o FOLDER"),
+    "image_unet": ("fiffdepth", "vdepth-export import fiffdepth FOLDER_WITH_UNET_AND_VAE -o FOLDER"),
+}
 
 
 def part_of_class(name: str) -> str | None:
-    """The part (`unet`, `image_vae`, `clip`) a diffusers/transformers class name is, or None."""
+    """The part (`video_unet`, `image_unet`, `image_vae`, `clip`) a diffusers/transformers class name is, or None."""
     return next((part for word, part in _CLASS_PARTS if word in name), None)
 
 
@@ -144,7 +158,8 @@ def identify_checkpoint(state: Mapping[str, Any]) -> CheckpointKind | None:
     if any(k.startswith(("encoder.", "decoder.")) and k.endswith(".gamma") for k in keys):
         return CheckpointKind("dvd", "vae")
     if "conv_in.weight" in state and "time_embedding.linear_1.weight" in state:
-        return CheckpointKind(None, "unet")
+        video = any(".temporal_" in k for k in keys)  # SVD's temporal_transformer_blocks / temporal_res_block
+        return CheckpointKind(None, "video_unet" if video else "image_unet")
     if "encoder.conv_in.weight" in state and "decoder.conv_in.weight" in state:
         return CheckpointKind(None, "image_vae")
     if any(k.startswith(("text_model.", "vision_model.")) for k in keys):
@@ -174,6 +189,7 @@ def refuse_other_checkpoint(state: Mapping[str, Any], expected: CheckpointKind, 
 __all__ = [
     "DINOV2_SIZES",
     "ENCODER_WIDTHS",
+    "UNET_OWNERS",
     "CheckpointKind",
     "WrongCheckpointError",
     "identify_checkpoint",

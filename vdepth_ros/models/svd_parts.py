@@ -169,13 +169,70 @@ def clip_config(cfg: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in cfg.items() if k in _CLIP_KEYS}
 
 
+#: the class DepthCrafter's released `unet.py` defines: what its `save_pretrained` writes as `_class_name`
+DEPTHCRAFTER_UNET_CLASS = "DiffusersUNetSpatioTemporalConditionModelDepthCrafter"
+
+
+def svd_unet_problem(unet_dir: Path) -> str | None:
+    """Why `unet_dir` is Stable Video Diffusion's own UNet rather than DepthCrafter's, or None.
+
+    The two have the same keys, shapes and config channels (8 in: the noisy latent beside the image
+    latent; 4 out), so neither the weights nor the config's sizes tell them apart. What does: SVD's
+    UNet is the `unet/` part of a `StableVideoDiffusionPipeline` folder (its `model_index.json`, or its
+    `vae/` and `image_encoder/` beside it, as the hub and `hf download` leave it), while DepthCrafter's
+    is released on its own at the top of `tencent/DepthCrafter`. A `unet/` there whose config names
+    DepthCrafter's class is taken as DepthCrafter's (a pipeline folder assembled with it)."""
+    import json
+
+    pipeline = unet_dir.resolve().parent
+    if unet_dir.resolve().name != "unet":
+        return None
+    try:
+        cls = str(json.loads((unet_dir / "config.json").read_text()).get("_class_name", ""))
+    except (OSError, ValueError, AttributeError):
+        return None
+    if cls == DEPTHCRAFTER_UNET_CLASS:
+        return None
+    try:
+        index = json.loads((pipeline / "model_index.json").read_text())
+        svd = "StableVideoDiffusion" in str(index.get("_class_name", ""))
+    except (OSError, ValueError, AttributeError):
+        svd = all((pipeline / part / "config.json").is_file() for part in ("vae", "image_encoder"))
+    if not svd:
+        return None
+    return (
+        f"{unet_dir} is Stable Video Diffusion's own UNet (the unet/ of the SVD pipeline in {pipeline}), not "
+        "DepthCrafter's: the two have the same keys and shapes, but SVD's generates video, so it would run "
+        "and output noise as depth. Give the DepthCrafter UNet folder (huggingface.co/tencent/DepthCrafter: "
+        "config.json and diffusion_pytorch_model.safetensors at its top level) first and the SVD folder second: "
+        f"vdepth-export import depthcrafter DEPTHCRAFTER_FOLDER {pipeline} -o FOLDER, or vdepth-export pull "
+        "depthcrafter"
+    )
+
+
+def _plain_weights(part: Path) -> bool:
+    """Whether a diffusers/transformers part folder has weights of no variant (`model.safetensors`, its shards
+    `-00001-of-00002.safetensors` or index, `diffusion_pytorch_model.bin`); `*.fp16.*` files are a variant's."""
+    return any(p.name.count(".") == 1 for p in (*part.glob("*.safetensors"), *part.glob("*.bin"))) or any(
+        part.glob("*.safetensors.index.json")
+    )
+
+
 def load_part(cls: Any, folder: Path, subfolder: str | None, variant: str | None) -> nn.Module:
     """`cls.from_pretrained(folder, subfolder=, variant=, local_files_only=True)`, strict: a missing,
     unexpected or mis-shaped key is a `ModelLoadError` (from_pretrained itself only warns and fills
     missing weights randomly). `variant` applies where files of that variant exist (DepthCrafter's
-    UNet is released as plain fp32 next to SVD-XT's fp16 parts)."""
+    UNet is released as plain fp32 next to SVD-XT's fp16 parts); a part with fp16 files only is read as the
+    fp16 variant without being asked."""
+    if folder.is_file():  # a diffusers release is its folder (config.json beside the weights), not one file
+        where = folder.parent.parent if subfolder and folder.parent.name == subfolder else folder.parent
+        inside = f", in its {subfolder}/" if subfolder else ""
+        raise ModelLoadError(
+            f"{folder} is a file: a diffusers release is imported as its folder (config.json beside the weights"
+            f"{inside}): give {where}"
+        )
     part = folder / subfolder if subfolder else folder
-    expected = CheckpointKind(None, part_of_class(cls.__name__) or "unet")
+    expected = CheckpointKind(None, part_of_class(cls.__name__) or "video_unet")
     found = identify_folder(part)
     if found is not None and found[0].differs_from(expected):  # from_pretrained would fail on its config
         what = found[0].describe("folder", file=False)
@@ -185,9 +242,21 @@ def load_part(cls: Any, folder: Path, subfolder: str | None, variant: str | None
             found=found[0],
             path=str(part),
         )
+    whole = identify_folder(folder) if subfolder and not part.is_dir() else None
+    if whole is not None and whole[0].part != "pipeline":  # one part's folder given where its pipeline goes
+        wanted = CheckpointKind(None, "pipeline")
+        raise WrongCheckpointError(
+            f"{folder}: expected {wanted.describe('folder', file=False)} with {subfolder}/, found "
+            f"{whole[0].describe('folder', file=False)} ({whole[1]})",
+            expected=wanted,
+            found=whole[0],
+            path=str(folder),
+        )
     if not (part / "config.json").is_file():
         raise ModelLoadError(f"{part / 'config.json'} not found: expected a diffusers/transformers model folder")
     use = variant if variant and any(part.glob(f"*.{variant}.*")) else None
+    if use is None and not _plain_weights(part) and any(part.glob("*.fp16.*")):
+        use = "fp16"  # a part downloaded with its fp16 files only (`hf download ... --include "*fp16*"`)
     kwargs = {"subfolder": subfolder} if subfolder else {}
     try:
         module, info = cls.from_pretrained(

@@ -132,6 +132,23 @@ def _loaded_from_folder(file: Path) -> bool:
     return file.name.split(".")[0] == ONNX_NAME.split(".")[0]
 
 
+def _refuse_split_half(path: Path) -> None:
+    """`ModelLoadError` for one of the two graphs `vdepth-export split` writes (`model.frame.onnx`,
+    `model.window.onnx`, or their engines) given as the model: neither is a whole model (the per-frame one
+    outputs feature maps, not disparity); the whole graph beside them runs them itself."""
+    parts = path.name.split(".")
+    if not path.is_file() or len(parts) != 3 or parts[1] not in ("frame", "window"):
+        return
+    whole = path.with_name(f"{parts[0]}.{parts[2]}")
+    if not path.with_name(f"{parts[0]}.split.json").is_file() and not whole.is_file():
+        return
+    half = "per-frame" if parts[1] == "frame" else "per-window"
+    raise ModelLoadError(
+        f"{path} is the {half} half of a split export (vdepth-export split), not a whole model: give {whole} or "
+        f"the folder {path.parent} (the whole graph runs its split halves itself where they match it)"
+    )
+
+
 def check_model_files(model: str | Path) -> list[Path]:
     """Check a model folder's files (or one `.onnx`/`.engine` file and its spec); returns those checked.
 
@@ -142,6 +159,7 @@ def check_model_files(model: str | Path) -> list[Path]:
     path = Path(model)
     if not path.exists():
         raise ModelLoadError(f"{path}: does not exist (expected a model folder, .onnx or .engine file)")
+    _refuse_split_half(path)
     checked: list[Path] = []
     files = [path] if path.is_file() else [f for f in sorted(path.iterdir()) if _loaded_from_folder(f)]
     try:  # the same files, unchanged since they passed (a tool checks before its outputs, the pipeline again)

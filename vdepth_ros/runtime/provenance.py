@@ -65,6 +65,8 @@ def model_identity(model: str | Path | None, engine: Any) -> dict[str, str]:
     return {
         "model": str(path) if path is not None else "an engine given in code",
         "model family": str(spec.family),
+        # a metric and a relative release are one network: what the config says is the only difference
+        "model output": "metric depth in metres" if spec.output_kind == "depth" else "relative disparity, no unit",
         "model release": release or "none recorded (not pulled with vdepth-export pull)",
         "model file": file,
         "backend": f"{backend} ({', '.join(where) if isinstance(where, list) else where})" if where else backend,
