@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vdepth_ros.encodings import read_image_file
+
 # (name, glob relative to evaldata) of real consecutive video frames, in preference order.
 REAL_SOURCES: tuple[tuple[str, str], ...] = (
     ("7scenes", "7scenes_tsdf_fusion/data/frame-*.color.jpg"),
@@ -26,7 +28,7 @@ TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2, "bf16": 3e-2}
 def _read_resized(path: Path, height: int, width: int) -> np.ndarray | None:
     import cv2
 
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    bgr = read_image_file(path, cv2.IMREAD_COLOR)  # a JPEG cut short is None, not half grey
     if bgr is None:
         return None
     bgr = cv2.resize(bgr, (width, height), interpolation=cv2.INTER_AREA)

@@ -333,3 +333,31 @@ def test_a_checkpoints_listing_holds_the_frozen_teacher_it_does_not_save(tmp_pat
     assert data_changes(saved, recipe.data_listing(stage)) == [
         f"{where}: another model there (its config.json or weight files changed)"
     ]
+
+
+def test_a_jpeg_cut_short_is_a_damaged_file_in_every_training_loader(tmp_path: Path) -> None:
+    """`cv2.imread` decodes a JPEG cut short (an interrupted copy) with its missing rows grey and says so
+    only on standard error, so the training loaders trained on it as a picture. Each loader (a sequence
+    folder with JPEG frames, a dataset layout's colour reader, a folder of images for pseudo labels) now
+    calls it damaged, which the clip sampler skips, counts and names (test above)."""
+    from vdepth_training.data.layouts import read_rgb
+    from vdepth_training.data.pseudo import ImageSequence
+
+    rng = np.random.default_rng(1)
+    picture = cv2.GaussianBlur(rng.integers(0, 256, (96, 128, 3), dtype=np.uint8), (9, 9), 3)
+    jpeg = tmp_path / "cut.jpg"
+    data = cv2.imencode(".jpg", picture)[1].tobytes()
+    jpeg.write_bytes(data[: len(data) // 2])
+    assert cv2.imread(str(jpeg), cv2.IMREAD_COLOR) is not None  # what made it silent: OpenCV decodes it
+    with pytest.raises(ValueError, match="cut.jpg"):
+        read_rgb(jpeg)
+    with pytest.raises(OSError, match="cut.jpg"):
+        ImageSequence(jpeg, "images/cut.jpg").read()
+    folder = _seq(tmp_path / "seq", _depth(3.0, whole=False))
+    frame = sorted((folder / "rgb").iterdir())[1]
+    frame.unlink()
+    small = cv2.imencode(".jpg", cv2.resize(picture, (W, H)))[1].tobytes()
+    frame.with_suffix(".jpg").write_bytes(small[: len(small) // 2])
+    reader = SequenceReader(folder)
+    with pytest.raises(ValueError, match="is damaged"):
+        reader.read([1])

@@ -33,6 +33,7 @@ from vdepth_training.data.sequence import (
     write_sequences,
 )
 
+from vdepth_ros.encodings import read_image_file
 from vdepth_ros.errors import ConfigError
 from vdepth_ros.offline.video_source import is_image_file
 
@@ -105,14 +106,14 @@ def unregistered(image: Path, image_size: tuple[int, ...], depth: Path, depth_si
 
 
 def read_rgb(path: Path) -> np.ndarray:
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    img = read_image_file(path, cv2.IMREAD_COLOR)
     if img is None:
         raise ValueError(f"cannot decode image {path}")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 def _read_png16(path: Path) -> np.ndarray:
-    v = cv2.imread(str(path), cv2.IMREAD_ANYDEPTH)
+    v = read_image_file(path, cv2.IMREAD_ANYDEPTH)
     if v is None or v.dtype != np.uint16:
         raise ValueError(f"{path} is not a 16-bit PNG")
     return v
@@ -559,7 +560,7 @@ def _raw_depth(path: Path) -> np.ndarray:
     if path.suffix == ".npy":
         d = np.load(path, allow_pickle=False)
     else:
-        d = cv2.imread(str(path), cv2.IMREAD_ANYDEPTH)
+        d = read_image_file(path, cv2.IMREAD_ANYDEPTH)
         if d is None:
             raise ValueError(f"cannot decode depth image {path}")
     if d.ndim != 2:

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from vdepth_training.data.sequence import Sequence, not_sequences, write_sequences
 
+from vdepth_ros.encodings import read_image_file
 from vdepth_ros.offline.video_source import IMAGE_SUFFIXES, is_image_file  # vdepth-video's image files
 from vdepth_ros.paths import expand_home
 from vdepth_ros.resize import working_size
@@ -78,7 +79,7 @@ class ImageSequence:
     def read(self, indices: SequenceABC[int] | np.ndarray | None = None) -> Sequence:
         import cv2
 
-        bgr = cv2.imread(str(self.path), cv2.IMREAD_COLOR)
+        bgr = read_image_file(self.path, cv2.IMREAD_COLOR)
         if bgr is None:
             raise OSError(f"cannot read image {self.path}")
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)[None]

@@ -36,6 +36,7 @@ import cv2
 import numpy as np
 from vdepth_training.ranks import first_to_say
 
+from vdepth_ros.encodings import read_image_file
 from vdepth_ros.errors import ConfigError
 from vdepth_ros.offline.atomic import AtomicOutput, disk_full_error
 from vdepth_ros.offline.videoio import write_png
@@ -377,7 +378,7 @@ class SequenceReader:
         size = (int(self.meta["height"]), int(self.meta["width"])) if "height" in self.meta else None
         for i in idx:
             path = self._rgb[int(i)]
-            img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            img = read_image_file(path, cv2.IMREAD_COLOR)
             if img is None:
                 raise ValueError(f"{path} is damaged (not a decodable image)")  # cut short, like a target below
             rgb.append(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
@@ -396,7 +397,10 @@ class SequenceReader:
                 target[-1] = (target[-1] / np.float32(self._scale)).astype(np.float32)
             vpath = self.directory / "valid" / f"{stem}.png"
             if vpath.is_file():
-                valid.append(cv2.imread(str(vpath), cv2.IMREAD_GRAYSCALE) > 0)
+                valid_mask = read_image_file(vpath, cv2.IMREAD_GRAYSCALE)
+                if valid_mask is None:
+                    raise ValueError(f"{vpath} is damaged (not a decodable image)")
+                valid.append(valid_mask > 0)
             else:
                 valid.append(np.ones(target[-1].shape, dtype=bool))
             size = size or img.shape[:2]
