@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import conftest
+import pytest
 
 #: A test process that imports conftest as pytest does, with `getpid`/`getppid` returning the same pid as
 #: every other one started so (the pids of concurrent sessions that collided before), prints its domain and
@@ -64,3 +65,16 @@ def test_a_domain_fast_dds_has_no_ports_for_is_refused_in_words() -> None:
     assert done.returncode == 2, (done.returncode, done.stderr)
     assert "cannot start: ROS_DOMAIN_ID=240 is above 232" in done.stderr, done.stderr
     assert "Calculated port number" not in done.stderr + done.stdout
+
+
+@pytest.mark.parametrize("value", ["-1", "1e3", "robot1"])
+def test_a_domain_that_is_not_a_whole_number_is_refused_in_words(value: str) -> None:
+    """rcl reads ROS_DOMAIN_ID "-1" as domain 0 and "1e3" as domain 1 (a node meant to be apart joined another
+    domain without a word), and a word ended in rclpy's traceback. Each is refused naming the value and the
+    range, with exit status 2."""
+    script = Path(sys.executable).parent / "vdepth-node"
+    env = {**os.environ, "ROS_DOMAIN_ID": value}
+    done = subprocess.run([str(script)], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    assert f"cannot start: ROS_DOMAIN_ID='{value}' is not a whole number" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr

@@ -209,18 +209,25 @@ MAX_DOMAIN_ID = 232
 
 
 def check_domain_id(environ: Mapping[str, str]) -> None:
-    """Refuse a `ROS_DOMAIN_ID` above `MAX_DOMAIN_ID` before rclpy creates the node: Fast DDS then logs "Calculated
-    port number is too high" and the process ended with exit status 1 inside rclpy, without a word from the node.
+    """Refuse a `ROS_DOMAIN_ID` that is not a whole number 0-`MAX_DOMAIN_ID` before rclpy creates the node. Above
+    it, Fast DDS logs "Calculated port number is too high" and the process ended with exit status 1 inside rclpy,
+    without a word from the node; a word ("robot1") ended in rclpy's traceback; and rcl reads "-1" as domain 0
+    and "1e3" as domain 1, so a node meant to be apart silently joined another domain.
 
     Raises:
         StartupError: naming the variable, its value and the fix.
     """
     value = environ.get("ROS_DOMAIN_ID", "").strip()
-    if value.isdigit() and int(value) > MAX_DOMAIN_ID:
+    fix = (
+        f"set ROS_DOMAIN_ID to 0-{MAX_DOMAIN_ID} (0-101 on Linux keeps clear of its ephemeral ports), the same in "
+        "every process of the robot"
+    )
+    if value and not value.isdigit():
+        raise StartupError(f"ROS_DOMAIN_ID={value!r} is not a whole number (rcl reads '-1' as domain 0): {fix}")
+    if value and int(value) > MAX_DOMAIN_ID:
         raise StartupError(
             f"ROS_DOMAIN_ID={value} is above {MAX_DOMAIN_ID}, the largest domain Fast DDS can open its UDP ports for "
-            f"(7400 + 250 x domain): set ROS_DOMAIN_ID to 0-{MAX_DOMAIN_ID} (0-101 on Linux keeps clear of its "
-            "ephemeral ports), the same in every process of the robot"
+            f"(7400 + 250 x domain): {fix}"
         )
 
 
