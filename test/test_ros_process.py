@@ -1451,8 +1451,37 @@ def test_a_camera_that_sends_nothing_is_named_once_while_the_other_runs(tmp_path
     assert got["/front/depth"]
     warned = [line for line in out.splitlines() if "no image has arrived" in line]
     assert len(warned) == 1 and "[WARN]" in warned[0] and "rear.depth_node" in warned[0], out
-    assert "'/cam_raer/image' in 10 s: nothing publishes it: remap image" in warned[0]
-    assert "-r /rear/image:=/camera/color/image_raw" in warned[0]  # the rule to correct
+    assert "'/cam_raer/image' in 10 s: nothing publishes it: a remap sends image (/rear/image) there" in warned[0]
+    assert "correct that rule (-r /rear/image:=/camera/color/image_raw)" in warned[0]  # not a second rule
+    assert "Image topics published now: /front/image;" in warned[0]  # the cameras there are, not the outputs
+
+
+def test_a_node_with_no_camera_running_names_the_image_topics_there_are(tmp_path: Path) -> None:
+    """The 10 s WARN for an image topic nothing publishes told the rule to write but not what is there: a
+    camera under another name (found only with the `ros2` CLI, which a pip install lacks) or no camera at
+    all (a driver not started, or started on another ROS_DOMAIN_ID). It now names the Image topics cameras
+    publish, or that none does with the domain to check; the node's own outputs are not among them."""
+    start = time.monotonic()
+
+    def other_camera(peer: Node, ex: SingleThreadedExecutor) -> None:
+        pub = peer.create_publisher(Image, "/usb_cam/image_raw", 10)
+        while time.monotonic() - start < 18:
+            pub.publish(Image(height=2, width=2, encoding="rgb8", step=6, data=bytes(12)))
+            ex.spin_once(timeout_sec=0.2)
+
+    _, out = run_node(tmp_path, ["--ros-args"], {}, {"/depth": Image}, before_feed=other_camera, done=lambda got: True)
+    warned = [line for line in out.splitlines() if "no image has arrived" in line]
+    assert len(warned) == 1, out
+    assert "remap image to the camera's image topic (-r /image:=/camera/color/image_raw)" in warned[0], warned[0]
+    assert "Image topics published now: /usb_cam/image_raw;" in warned[0], warned[0]
+    _, out = run_node(
+        tmp_path, ["--ros-args"], {}, {"/depth": Image},
+        before_feed=lambda peer, ex: time.sleep(18), done=lambda got: True,
+    )  # fmt: skip
+    warned = [line for line in out.splitlines() if "no image has arrived" in line]
+    assert len(warned) == 1, out
+    domain = os.environ["ROS_DOMAIN_ID"]
+    assert f"no other node publishes an Image now (is the driver running, with ROS_DOMAIN_ID={domain}?)" in warned[0]
 
 
 def test_two_cameras_publishing_on_the_image_topic_are_named_once(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ and the one-time start-up lines (first image, first output)."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from typing import Any
 
@@ -122,7 +123,12 @@ class StatusReporter:
             why = other
         elif not publishers:  # the rule to write is on the node's own name (rcl applies one rule per name)
             own = node.resolve_topic_name("image", only_expand=True)
-            why = f"nothing publishes it: remap image to the camera's image topic (-r {own}:=/camera/color/image_raw)"
+            rule = f"-r {own}:=/camera/color/image_raw"
+            if topic != own:  # remapped already: a second rule for the name would never apply (the first one does)
+                why = f"nothing publishes it: a remap sends image ({own}) there; correct that rule ({rule})"
+            else:
+                why = f"nothing publishes it: remap image to the camera's image topic ({rule})"
+            why += self._published_images()
         else:
             why = (
                 f"it has {publishers} publisher(s) but none of their images arrived: input_qos reliable matches no "
@@ -139,6 +145,26 @@ class StatusReporter:
                 )
             },
         )
+
+    def _published_images(self) -> str:
+        """The Image topics other nodes publish now, for the advice when nothing publishes the one read (a remap
+        with a typo, a driver under another namespace), or that none does (the driver not running, or on
+        another ROS_DOMAIN_ID)."""
+        node = self.node
+
+        def from_a_camera(name: str) -> bool:  # not only depth nodes' outputs (this one's, other cameras')
+            return any(i.node_name != node.get_name() for i in node.get_publishers_info_by_topic(name))
+
+        names = sorted(
+            name
+            for name, types in node.get_topic_names_and_types()
+            if "sensor_msgs/msg/Image" in types and from_a_camera(name)
+        )
+        if not names:
+            domain = os.environ.get("ROS_DOMAIN_ID", "") or "0"
+            return f"; no other node publishes an Image now (is the driver running, with ROS_DOMAIN_ID={domain}?)"
+        more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+        return f"; Image topics published now: {', '.join(names[:5])}{more}"
 
     def _other_transport(self, topic: str) -> str | None:
         """What to set when nothing publishes the image topic read but its other image_transport stream is
