@@ -5,7 +5,7 @@
         [--last-image-alone] [--speed X] [--hold] [--loops N] [--clock HZ] [--pose-latency MS] [--binning B]
         [--info-readers N] [--info-first] [--ros-time] [--stall-every N [--stall S]] [--linger S]
         [--depth-sensor 16UC1|32FC1 [--depth-size WxH] [--depth-offset-ms MS] [--depth-dropout A:B]
-         [--depth-outliers F] [--depth-frame FRAME]]
+         [--depth-outliers F] [--depth-range M] [--depth-frame FRAME]]
     python deployed_peers.py viewer --topics /depth /depth/camera_info /points [--depth 16] [--best-effort]
         [--transient-local] [--deadline-ms MS] [--type TOPIC=pkg/msg/Name] [--arrivals] [--progress] [--no-spin]
         [--keep FILE]
@@ -43,7 +43,7 @@ With `--depth-sensor ENC` the camera is an RGB-D camera: beside each image it pu
 (`DEPTH_TOPIC`, as a RealSense's aligned depth: 16UC1 millimetres with 0 where it has no return, or 32FC1 metres
 with NaN), of a scene the tiny model agrees with (`sensor_depth`), at `--depth-size` (an aspect ratio of the
 image's: registered at another resolution), stamped `--depth-offset-ms` from its image, with `--depth-outliers`
-of its pixels at random depths (flying pixels, multipath), none for frames A to B of `--depth-dropout A:B` (the
+of its pixels at random depths (flying pixels, multipath), none beyond `--depth-range` metres, none for frames A to B of `--depth-dropout A:B` (the
 sensor dropping out), in frame `--depth-frame` (another one than the image's: its unaligned stream).
 
 The viewer subscribes as RViz does (reliable, volatile; `--transient-local`: as a late joiner of a latched
@@ -220,6 +220,7 @@ class DepthSensor:
             xs = ((np.arange(dw) + 0.5) * rgb.shape[1] / dw).astype(int)
             z = sensor_depth(rgb[ys][:, xs])
             z[rng.random(z.shape) < 0.1] = np.nan  # holes: no return
+            z[z > args.depth_range] = np.nan  # beyond the sensor's range
             wild = rng.random(z.shape) < args.depth_outliers
             z[wild] = rng.uniform(0.2, 10.0, int(wild.sum()))
             if args.depth_sensor == "16UC1":  # millimetres, 0 for no return
@@ -502,6 +503,7 @@ def main() -> None:
     cam.add_argument("--depth-offset-ms", type=float, default=0.0, help="depth stamped this far from its image")
     cam.add_argument("--depth-dropout", default="", help="A:B: no depth for frames A to B (the sensor drops out)")
     cam.add_argument("--depth-outliers", type=float, default=0.0, help="this fraction of depth pixels is wild")
+    cam.add_argument("--depth-range", type=float, default=np.inf, help="no depth beyond this many metres")
     cam.add_argument("--depth-frame", default="camera_optical", help="the depth image's frame_id")
     view = sub.add_parser("viewer")
     view.add_argument("--topics", nargs="+", required=True)

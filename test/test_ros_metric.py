@@ -119,3 +119,24 @@ def test_metric_depth_and_points_agree_with_the_users_depth_camera(tmp_path: Pat
     assert depth_error < 0.1 and abs(points_error - depth_error) < 1e-3, (depth_error, points_error)
     assert "ignoring sparse_depth" not in run["log"] and "no sparse_depth sample" not in run["log"], run["log"]
     assert run["diagnostics"][-1][2]["fit scale_source"] == "sparse", run["diagnostics"][-1]
+
+
+def test_a_depth_sensor_dropping_out_is_named_and_its_last_scale_is_kept(tmp_path: Path) -> None:
+    """The depth camera stops publishing for 13 s (a USB reset, a stalled driver) and comes back. The node keeps
+    publishing /depth and /points with the metric scale of its last fit, and the WARN 10 s in named another clock
+    ("the sensor stamps with another clock than the camera ... raise sparse_depth_slop") and said nothing of the
+    scale kept: the user looked at the stamps. Now it names the sensor that stopped publishing and says the scale
+    is kept; on /diagnostics while it lasts, gone once the sensor is back."""
+    run = rgbd_run(tmp_path, ["--depth-sensor", "16UC1", "--depth-dropout", "20:150"], seconds=20.0)
+    warned = [line for line in run["log"].splitlines() if "no sparse_depth sample" in line]
+    assert 1 <= len(warned) <= 2 and "[WARN]" in warned[0], run["log"]  # rate-limited
+    assert "the depth sensor stopped publishing" in warned[0] and "another clock" not in warned[0], warned[0]
+    assert "/depth and /points keep the scale of its last fit" in warned[0], warned[0]
+    problems = [values["problems"] for _, _, values in run["diagnostics"]]
+    assert any("the depth sensor stopped publishing" in p for p in problems), problems
+    assert "no sparse_depth sample" not in problems[-1], problems[-1]  # the sensor is back
+    dropped_out = {s: m for s, m in run["depth"].items() if T0 + 3e9 <= s < T0 + 15e9}
+    assert len(dropped_out) >= 60, len(dropped_out)  # /depth went on through the dropout, in metres
+    ratio, _, _ = metric_errors({**run, "depth": dropped_out})
+    assert abs(ratio - 1) < 0.03, ratio
+    assert "Traceback" not in run["log"], run["log"]
