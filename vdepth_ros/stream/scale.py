@@ -100,6 +100,12 @@ class SparseScale(ScaleSource):
         # OLS on the metric side: the sparse sensor is the reference, errors do not compound here.
         self.options = options or FitOptions(method="ols", robust="tukey", min_points=max(2, int(min_points)))
         self.last_fit: AffineFit | None = None
+        #: (near, far) of the samples of the fit in use (`_coverage`), or None
+        self.coverage: tuple[float, float] | None = None
+
+    def reset(self) -> None:
+        super().reset()
+        self.coverage = None
 
     def update(self, disparity: np.ndarray, sparse_depth: list[np.ndarray | None]) -> AffineFit | None:
         cs, rs = [], []
@@ -116,11 +122,21 @@ class SparseScale(ScaleSource):
             rs.append(r)
         if not cs:
             return self.current
-        fit = fit_pairs(np.concatenate(cs), np.concatenate(rs), self.options)
+        c, r = np.concatenate(cs), np.concatenate(rs)
+        fit = fit_pairs(c, r, self.options)
         self.last_fit = fit
         if not fit.degenerate and fit.scale > 0:
             self.current = fit
+            self.coverage = _coverage(r)
         return self.current
+
+
+def _coverage(inverse_depth: np.ndarray) -> tuple[float, float]:
+    """(near, far) of a sparse fit: the depth [m] of its samples' 98th and 2nd percentiles of inverse depth. Depth
+    beyond `far` is extrapolated from nearer samples (a short-range depth camera in a large room: off by tens of
+    percent there, `test/test_ros_metric.py`)."""
+    lo, hi = np.percentile(inverse_depth, (2.0, 98.0))
+    return float(1.0 / hi), float(1.0 / lo)
 
 
 def resample_sparse_depth(depth: np.ndarray, width: int, height: int) -> np.ndarray:
