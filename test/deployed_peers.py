@@ -43,8 +43,9 @@ With `--depth-sensor ENC` the camera is an RGB-D camera: beside each image it pu
 (`DEPTH_TOPIC`, as a RealSense's aligned depth: 16UC1 millimetres with 0 where it has no return, or 32FC1 metres
 with NaN), of a scene the tiny model agrees with (`sensor_depth`), at `--depth-size` (an aspect ratio of the
 image's: registered at another resolution), stamped `--depth-offset-ms` from its image, with `--depth-outliers`
-of its pixels at random depths (flying pixels, multipath), none beyond `--depth-range` metres, none for frames A to B of `--depth-dropout A:B` (the
-sensor dropping out), in frame `--depth-frame` (another one than the image's: its unaligned stream).
+of its pixels at random depths (flying pixels, multipath), none beyond `--depth-range` metres, none for frames A
+to B of `--depth-dropout A:B` (the sensor dropping out), in frame `--depth-frame` (another one than the image's:
+its unaligned stream).
 
 The viewer subscribes as RViz does (reliable, volatile; `--transient-local`: as a late joiner of a latched
 topic; `--deadline-ms`: asking for a deadline, as a monitor may) with depth 16 (docs/node.md: two windows),
