@@ -4,6 +4,8 @@
         [--pause-after N --pause S] [--size WxH] [--encoding E] [--no-camera-info] [--die-after N]
         [--last-image-alone] [--speed X] [--hold] [--loops N] [--clock HZ] [--pose-latency MS] [--binning B]
         [--info-readers N] [--info-first] [--ros-time] [--stall-every N [--stall S]] [--linger S]
+        [--depth-sensor 16UC1|32FC1 [--depth-size WxH] [--depth-offset-ms MS] [--depth-dropout A:B]
+         [--depth-outliers F] [--depth-range M] [--depth-frame FRAME]]
     python deployed_peers.py viewer --topics /depth /depth/camera_info /points [--depth 16] [--best-effort]
         [--transient-local] [--deadline-ms MS] [--type TOPIC=pkg/msg/Name] [--arrivals] [--progress] [--no-spin]
         [--keep FILE]
@@ -36,6 +38,14 @@ times (the stamps jump back to the first one at each loop, as `--loop`), and `--
 the recording's time on /clock at HZ, as `ros2 bag play --clock` (for use_sim_time). With
 `--pose-latency MS` each image's camera pose (PoseStamped on camera_pose, moving 1 cm a frame) is
 published with its stamp MS ms of recorded time after it, as an odometry source that lags.
+
+With `--depth-sensor ENC` the camera is an RGB-D camera: beside each image it publishes the depth registered to it
+(`DEPTH_TOPIC`, as a RealSense's aligned depth: 16UC1 millimetres with 0 where it has no return, or 32FC1 metres
+with NaN), of a scene the tiny model agrees with (`sensor_depth`), at `--depth-size` (an aspect ratio of the
+image's: registered at another resolution), stamped `--depth-offset-ms` from its image, with `--depth-outliers`
+of its pixels at random depths (flying pixels, multipath), none beyond `--depth-range` metres, none for frames A
+to B of `--depth-dropout A:B` (the sensor dropping out), in frame `--depth-frame` (another one than the image's:
+its unaligned stream).
 
 The viewer subscribes as RViz does (reliable, volatile; `--transient-local`: as a late joiner of a latched
 topic; `--deadline-ms`: asking for a deadline, as a monitor may) with depth 16 (docs/node.md: two windows),
@@ -88,6 +98,7 @@ from std_msgs.msg import Header
 from vdepth_ros.ros import conversions as conv
 
 H, W = 480, 640
+DEPTH_TOPIC = "camera/aligned_depth_to_color/image_raw"
 T0 = 1_000_000_000  # the recorded stamp of the first frame
 K = [500.0, 0.0, 319.5, 0.0, 500.0, 239.5, 0.0, 0.0, 1.0]
 
@@ -185,6 +196,52 @@ def _images(args: argparse.Namespace, w: int, h: int) -> list[Image]:
     return [conv.image_msg(f, args.encoding, conv.copy_header(Image().header)) for f in frames]
 
 
+def sensor_depth(image: np.ndarray) -> np.ndarray:
+    """The depth [m] an RGB-D camera measures of the scene in `image` (H, W, 3 uint8), as the tiny model
+    (disparity 0.1 + luminance) sees it: 0.5 / (0.1 + luminance), 0.5 to 2.8 m here."""
+    lum = (image.astype(np.float32) / 255) @ np.array([0.299, 0.587, 0.114], np.float32)
+    return (0.5 / (0.1 + lum)).astype(np.float32)
+
+
+class DepthSensor:
+    """`--depth-sensor`: the depth registered to each of `images` on `DEPTH_TOPIC`, as a RealSense's aligned depth:
+    `sensor_depth` at `--depth-size`, in `--depth-sensor`'s encoding and units, with no return (0 / NaN) at 10 % of
+    its pixels and `--depth-outliers` of them at random depths, stamped `--depth-offset-ms` from its image, in frame
+    `--depth-frame`, none for the frames of `--depth-dropout`."""
+
+    def __init__(self, args: argparse.Namespace, node: Node, qos: QoSProfile, images: list[Image]) -> None:
+        self.args, self.publisher = args, node.create_publisher(Image, DEPTH_TOPIC, qos)
+        self.dropout = [int(v) for v in args.depth_dropout.split(":")] if args.depth_dropout else [0, 0]
+        rng = np.random.default_rng(1)
+        dw, dh = (int(v) for v in (args.depth_size or f"{images[0].width}x{images[0].height}").lower().split("x"))
+        self.images = []
+        for msg in images:
+            rgb = conv.image_array(msg)
+            ys = ((np.arange(dh) + 0.5) * rgb.shape[0] / dh).astype(int)
+            xs = ((np.arange(dw) + 0.5) * rgb.shape[1] / dw).astype(int)
+            z = sensor_depth(rgb[ys][:, xs])
+            z[rng.random(z.shape) < 0.1] = np.nan  # holes: no return
+            z[z > args.depth_range] = np.nan  # beyond the sensor's range
+            wild = rng.random(z.shape) < args.depth_outliers
+            z[wild] = rng.uniform(0.2, 10.0, int(wild.sum()))
+            if args.depth_sensor == "16UC1":  # millimetres, 0 for no return
+                z = np.where(np.isfinite(z), np.round(z * 1000), 0).astype(np.uint16)
+            self.images.append(conv.image_msg(z, args.depth_sensor, conv.copy_header(Image().header)))
+
+    def matched(self) -> bool:
+        return self.publisher.get_subscription_count() > 0
+
+    def send(self, k: int, stamp: Any) -> None:
+        """Frame `k`'s depth, of the image stamped `stamp`."""
+        if self.dropout[0] <= k < self.dropout[1]:
+            return
+        depth = self.images[k % len(self.images)]
+        offset = round(self.args.depth_offset_ms * 1e6)
+        depth.header.stamp = conv.ns_to_stamp(stamp.sec * 1_000_000_000 + stamp.nanosec + offset)
+        depth.header.frame_id = self.args.depth_frame
+        self.publisher.publish(depth)
+
+
 def _stamp(args: argparse.Namespace, node: Node, recorded_ns: int, ros_start_ns: int) -> Any:
     """The frame's stamp: its recorded time; with --ros-time its capture time on the ROS clock (the
     recorded offset from the driver's first frame: regular, as a camera's hardware stamps; a restarted
@@ -256,12 +313,16 @@ def camera(args: argparse.Namespace) -> None:
         cx, cy = (window["width"] - 1) / 2 + 3.0, (window["height"] - 1) / 2 - 2.0
         k_matrix = [b * f, 0.0, cx, 0.0, b * f, cy, 0.0, 0.0, 1.0]
     images = _images(args, w, h)
+    sensor = DepthSensor(args, node, qos, images) if args.depth_sensor else None
     deadline = time.monotonic() + 60  # discovery: frames sent before the node listens are not "lost"
     # every image and camera_info publisher matched: an image without its camera_info is not processed
-    while time.monotonic() < deadline and not all(
-        image_pub.get_subscription_count() > 0
-        and (info_pub is None or info_pub.get_subscription_count() >= args.info_readers)
-        for image_pub, info_pub in pubs
+    while time.monotonic() < deadline and (
+        not all(
+            image_pub.get_subscription_count() > 0
+            and (info_pub is None or info_pub.get_subscription_count() >= args.info_readers)
+            for image_pub, info_pub in pubs
+        )
+        or (sensor is not None and not sensor.matched())
     ):
         time.sleep(0.05)
     time.sleep(0.5)
@@ -291,6 +352,8 @@ def camera(args: argparse.Namespace) -> None:
         with_info = info_pub is not None and not (args.last_image_alone and k == n - 1)
         info = CameraInfo(header=Header(stamp=info_stamp, frame_id="camera_optical"), k=k_matrix, **window)
         _send([(image_pub, msg), (info_pub, info if with_info else None)], args.info_first)
+        if sensor is not None:
+            sensor.send(k, stamp)
         if poses is not None:
             player.wait_until(time.monotonic() + args.pose_latency / 1000 / args.speed)
             pose = PoseStamped()
@@ -436,6 +499,13 @@ def main() -> None:
     cam.add_argument("--clock-step", type=float, default=0.0, help="seconds the clock steps (negative: back)")
     cam.add_argument("--info-first", action="store_true", help="publish each camera_info just before its image")
     cam.add_argument("--info-offset-ms", type=float, default=0.0, help="camera_info stamped this far from its image")
+    cam.add_argument("--depth-sensor", default="", help="16UC1 or 32FC1: also publish registered depth")
+    cam.add_argument("--depth-size", default="", help="the depth image's size WxH (default: the image's)")
+    cam.add_argument("--depth-offset-ms", type=float, default=0.0, help="depth stamped this far from its image")
+    cam.add_argument("--depth-dropout", default="", help="A:B: no depth for frames A to B (the sensor drops out)")
+    cam.add_argument("--depth-outliers", type=float, default=0.0, help="this fraction of depth pixels is wild")
+    cam.add_argument("--depth-range", type=float, default=np.inf, help="no depth beyond this many metres")
+    cam.add_argument("--depth-frame", default="camera_optical", help="the depth image's frame_id")
     view = sub.add_parser("viewer")
     view.add_argument("--topics", nargs="+", required=True)
     view.add_argument("--depth", type=int, default=16)

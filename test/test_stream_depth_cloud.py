@@ -139,7 +139,26 @@ def test_range_scale_maps_percentiles_to_near_far_once():
         make_scale_source("lidar")
 
 
-def test_resample_sparse_depth_keeps_every_sample_and_the_nearest_per_cell():
+def _nearest_the_centres(z: np.ndarray, w: int, h: int) -> dict[int, float]:
+    """cell -> the valid sample of `z` nearest its centre on a (h, w) grid, by brute force."""
+    vy, vx = np.nonzero(np.isfinite(z) & (z > 0))
+    fy, fx = (vy + 0.5) * h / z.shape[0], (vx + 0.5) * w / z.shape[1]
+    cells = np.floor(fy).astype(int) * w + np.floor(fx).astype(int)
+    off = (fy % 1 - 0.5) ** 2 + (fx % 1 - 0.5) ** 2
+    best: dict[int, tuple[float, float]] = {}
+    for c, d, v in zip(cells, off, z[vy, vx], strict=True):
+        if c not in best or d < best[c][0] - 1e-9:
+            best[c] = (d, v)
+    return {c: v for c, (_, v) in best.items()}
+
+
+def _assert_cells(out: np.ndarray, expect: dict[int, float]) -> None:
+    assert np.isfinite(out).sum() == len(expect)
+    for c, v in expect.items():
+        assert out.flat[c] == v, c
+
+
+def test_resample_sparse_depth_keeps_every_sample_and_the_one_nearest_the_cell_centre():
     from vdepth_ros.stream.scale import resample_sparse_depth
 
     rng = np.random.default_rng(0)
@@ -152,16 +171,23 @@ def test_resample_sparse_depth_keeps_every_sample_and_the_nearest_per_cell():
     out = resample_sparse_depth(z, w, h)
     assert out.shape == (h, w) and out.dtype == np.float32
     # every valid sample reaches the cell that holds its pixel's centre (the convention of cv2.resize and of the
-    # intrinsics' scaling), and that cell holds the nearest of its samples
+    # intrinsics' scaling), and that cell holds the sample nearest its centre
     valid = np.isfinite(z) & (z > 0)
-    vy, vx = np.nonzero(valid)
-    cells = np.floor((vy + 0.5) * h / H).astype(int) * w + np.floor((vx + 0.5) * w / W).astype(int)
-    expect = {}
-    for c, v in zip(cells, z[vy, vx], strict=True):
-        expect[c] = min(expect.get(c, np.inf), v)
-    assert np.isfinite(out).sum() == len(expect) > 0.9 * valid.sum()
-    for c, v in expect.items():
-        assert out.flat[c] == v
+    expect = _nearest_the_centres(z, w, h)
+    assert len(expect) > 0.9 * valid.sum()
+    _assert_cells(out, expect)
+    # the same for a dense image with holes (a depth camera's: its own, faster, path)
+    dense = rng.uniform(0.3, 5.0, (120, 160)).astype(np.float32)
+    dense[rng.random(dense.shape) < 0.3] = np.nan
+    _assert_cells(resample_sparse_depth(dense, 56, 40), _nearest_the_centres(dense, 56, 40))
+    # a dense depth camera's image (10x10 pixels a cell) with 20 % wild pixels (flying pixels, multipath): each cell
+    # keeps the depth at its centre, so the wild ones stay 20 % of the cells, unbiased (the nearest per cell, a
+    # z-buffer, made nearly every cell a wild one nearer than the surface)
+    dense = np.full((H, W), 2.0, np.float32)
+    wild = rng.random((H, W)) < 0.2
+    dense[wild] = rng.uniform(0.2, 10.0, int(wild.sum()))
+    cells = resample_sparse_depth(dense, W // 10, H // 10)
+    assert np.isfinite(cells).all() and 0.15 < np.mean(cells != 2.0) < 0.25
     # a nearest-neighbour resize would have kept only a fraction of them
     import cv2
 

@@ -93,6 +93,8 @@ class OutputSteps:
 
     def _fit_info(self, sf: StitchedFrame, metric: AffineFit | None) -> FitInfo:
         fit, health = sf.fit, sf.health
+        coverage = getattr(self.scale_source, "coverage", None) if metric is not None else None
+        near, far = (None, None) if coverage is None else coverage
         return FitInfo(
             scale=fit.scale,
             shift=fit.shift,
@@ -105,4 +107,6 @@ class OutputSteps:
             metric_shift=None if metric is None else metric.shift,
             reason=fit.reason,
             scale_change=health.scale_change,
+            metric_samples_near=near,
+            metric_samples_far=far,
         )

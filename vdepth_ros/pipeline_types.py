@@ -83,6 +83,9 @@ class FitInfo:
         window: index of the newest window that contributed to this frame.
         metric_scale, metric_shift: canonical disparity -> metric inverse depth (1/m), or None.
         reason: why the fit is degenerate ("" otherwise).
+        metric_samples_near, metric_samples_far: with a sparse scale, the depth [m] of the 98th and 2nd
+            percentiles of inverse depth of the sensor samples its fit in use was made on, or None: depth
+            beyond that span is extrapolated from them (a short-range sensor in a larger scene).
     """
 
     scale: float
@@ -96,6 +99,8 @@ class FitInfo:
     metric_shift: float | None = None
     reason: str = ""
     scale_change: float = 1.0
+    metric_samples_near: float | None = None
+    metric_samples_far: float | None = None
 
 
 @dataclass

@@ -53,6 +53,9 @@ UNMEASURABLE_LOSS = {
         "clock, or the time the driver grabbed them) and keep the driver from stalling (docs/node.md#qos).",
     )
 }
+#: `unmatched_sample_reason`: no sparse_depth message for this long (steady seconds) after some came is a sensor
+#: that stopped publishing (dropped out), not one stamping with another clock (which keeps sending them)
+SAMPLES_STOPPED_S = 2.0
 #: Where the input-loss warning sends the user (docs section written from measurements).
 ACROSS_PROCESSES = "docs/node.md#across-processes"
 
@@ -187,6 +190,7 @@ class InputSide:
         self.skipped = 0
         self.thinned = 0  # images left out by max_input_rate
         self.samples_received = 0  # sparse_depth / camera_pose messages
+        self.sample_arrived_s = 0.0  # time.monotonic() of the last one
         self.subscriptions: list[Any] = []
         #: `input_qos: auto`: subscription -> (message type, topic name, callback) of those that follow their
         #: publishers' reliability (`check_input_qos`)
@@ -700,6 +704,7 @@ class InputSide:
                 sample = conv.pose_from_msg(msg)
             with self._sample_arrived:
                 self.samples_received += 1
+                self.sample_arrived_s = time.monotonic()
                 self.samples.add(conv.stamp_to_ns(msg.header.stamp), time.monotonic_ns(), sample)
                 self._sample_arrived.notify_all()
         except InputError as err:
@@ -717,12 +722,14 @@ class InputSide:
 
     def unmatched_sample_reason(self, stamp_ns: int) -> str:
         """Why an image stamped `stamp_ns` got no sparse_depth sample, with the fix: none arrived
-        (nothing publishes the topic, or its messages do not reach this node), or those that did are
-        stamped too far from the images (another clock, or a sensor slower than `sparse_depth_slop`)."""
+        (nothing publishes the topic, or its messages do not reach this node), they stopped arriving
+        (the sensor dropped out), or those that do are stamped too far from the images (another
+        clock, or a sensor slower than `sparse_depth_slop`)."""
         node = self._node
         topic = node.resolve_topic_name("sparse_depth")
         with self._lock:
             received, newest = self.samples_received, self.samples.newest_stamp_ns()
+            silent_s = time.monotonic() - self.sample_arrived_s
         if not received:
             publishers = node.count_publishers(topic)
             if not publishers:
@@ -742,6 +749,11 @@ class InputSide:
                 f"(named in a WARN), or {qos}"
             )
         gap = ((newest or 0) - stamp_ns) / 1e9
+        if silent_s > SAMPLES_STOPPED_S:  # they came, then stopped: not a clock, which would still send them
+            return (
+                f"{received} arrived on '{topic}', the last {silent_s:.0f} s ago: the depth sensor stopped publishing "
+                "(it dropped out, or its driver stalled or was stopped); check the sensor and its driver"
+            )
         return (
             f"{received} arrived on '{topic}', none stamped within sparse_depth_slop ({self.p['sparse_depth_slop']:g} "
             f"s) of an image (the newest is stamped {abs(gap):.3f} s {'after' if gap >= 0 else 'before'} this one): "

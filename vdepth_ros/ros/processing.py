@@ -124,6 +124,11 @@ class FrameProcessor:
         waited = now - self._sample_seen_at
         if waited >= NO_SAMPLE_WARN_S and not self.log.problems.found("no-sample"):
             reason = self.intake.unmatched_sample_reason(item.stamp_ns)
+            held = (
+                "/depth and /points keep the scale of its last fit"
+                if self.pipeline.scale_source.current is not None
+                else "without a first fit no /depth or /points is published"
+            )
             self.log.problems.report(
                 "no-sample",
                 {
@@ -131,8 +136,7 @@ class FrameProcessor:
                         f"no sparse_depth sample for {NO_SAMPLE_WARN_S:.0f} s, the metric scale is not refitted: "
                         f"{reason}",
                         f"no sparse_depth sample for the last {self._unmatched} images ({waited:.0f} s), so the "
-                        f"metric scale is not refitted (before a first fit no /depth or /points is published): "
-                        f"{reason}",
+                        f"metric scale is not refitted ({held}): {reason}",
                     )
                 },
                 on_images=True,
