@@ -580,6 +580,31 @@ def test_camera_info_missing_gives_depth_without_cloud(harness: Any) -> None:
     assert h.node.intake.sync.counts["none"] > 0
 
 
+def test_camera_infos_lost_in_transport_are_counted_and_named_once(harness: Any) -> None:
+    """camera_infos whose publisher's DDS sequence numbers skip (sent, never received: a driver on Fast DDS's default
+    shared-memory segment publishing each one just before its image, test_ros_replay.py) are counted on /diagnostics,
+    and past a stray one named in one WARN with the fix; a second publisher (a restarted driver) is no loss."""
+    h = harness(RANGE)
+    intake, gid = h.node.intake, {"data": bytes(range(16))}
+
+    def info(k: int, sequence: int, publisher: dict[str, Any] = gid) -> None:
+        msg = CameraInfo(header=header(k), width=64, height=48, k=K)
+        intake._on_info(msg, {"publisher_gid": publisher, "publication_sequence_number": sequence})
+
+    for k, sequence in enumerate([1, 2, 3, 5]):  # one lost: a stray one, not named
+        info(k, sequence)
+    assert intake.infos_lost == 1 and not [w for w in h.log.warnings if "camera_infos" in w]
+    info(4, 1, {"data": bytes(16)})  # a restarted driver: a new publisher, numbered from 1 again
+    for k, sequence in enumerate([8, 11], start=5):  # (the first publisher again: 2 lost, named; 2 more)
+        info(k, sequence)
+    named = [w for w in h.log.warnings if "camera_infos sent on '/camera_info' never reached this node" in w]
+    assert intake.infos_lost == 5 and len(named) == 1, h.log.warnings
+    assert named[0].startswith("3 of 9 camera_infos") and "FASTDDS_DEFAULT_PROFILES_FILE=" in named[0], named
+    info(7, 20)
+    assert len([w for w in h.log.warnings if "never reached this node" in w]) == 1, h.log.warnings
+    assert h.node.status.values()["camera_info lost in transport"] == 13
+
+
 DISTORTED = {
     "distortion_model": "plumb_bob",
     "d": [-0.25, 0.07, 0.001, 0.0, 0.0],

@@ -306,6 +306,7 @@ class StatusReporter:
             "worker errors": node.worker.errors if node.worker is not None else 0,
             "camera_info synced/cached/none": "/".join(str(intake.sync.counts[k]) for k in intake.sync.counts),
             "camera_info refused": proc.assembler.refused_infos,
+            "camera_info lost in transport": intake.infos_lost,
             "resets": ", ".join(f"{k}={v}" for k, v in sorted(proc.resets.items())) or "0",
             "pause flushes": proc.pause_flushes,
             "qos incompatible events": node.qos_reporter.events,
