@@ -1267,6 +1267,40 @@ def test_a_camera_that_sends_nothing_is_named_once_while_the_other_runs(tmp_path
     assert "-r /rear/image:=/camera/color/image_raw" in warned[0]  # the rule to correct
 
 
+@pytest.mark.parametrize(
+    ("remaps", "said"),
+    [
+        (
+            ["-r", "__ns:=/robot1", "-r", "image:=camera/image", "-r", "camera_info:=camera/camera_info"],
+            "'/robot1/camera/image' in 10 s: nothing publishes it: remap image to the camera's image topic (-r "
+            "/robot1/image:=/camera/image): '/camera/image' is published, and '/robot1/camera/image' is that name in "
+            "this node's namespace '/robot1'",
+        ),
+        (
+            ["-r", "image:=/camrea/image", "-r", "camera_info:=/camera/camera_info"],
+            "(-r /image:=/camera/image): '/camera/image' is published (a misspelt remap?)",
+        ),
+    ],
+    ids=["relative-remap-in-a-namespace", "misspelt-remap"],
+)
+def test_an_image_remap_that_misses_the_published_camera_names_it(tmp_path: Path, remaps: list[str], said: str) -> None:
+    """A camera on /camera/image and the node pushed into a namespace with the remaps written relative
+    (`-r __ns:=/robot1 -r image:=camera/image`: the node reads /robot1/camera/image), or the remap misspelt: after
+    10 s the WARN said "nothing publishes it: remap image to the camera's image topic (-r /robot1/image:=
+    /camera/color/image_raw)", a placeholder, while the camera's topic was published under the name the user had
+    written. It now names that topic in the remap, and why the name missed it."""
+    start = time.monotonic()
+    _, out = run_node(
+        tmp_path,
+        ["--ros-args", *remaps],
+        {"camera": ("/camera/image", "/camera/camera_info")},
+        {},
+        done=lambda got: time.monotonic() - start > 20,
+    )
+    warned = [line for line in out.splitlines() if "no image has arrived" in line]
+    assert len(warned) == 1 and "[WARN]" in warned[0] and said in warned[0], out
+
+
 def test_two_cameras_publishing_on_the_image_topic_are_named_once(tmp_path: Path) -> None:
     """Two camera drivers started without their own namespaces (two usb_cam nodes on one image topic):
     the node took both cameras' images as one stream, their views alternating in every window, and said

@@ -10,6 +10,7 @@ from typing import Any
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.clock import Clock, ClockType
 
+from vdepth_ros.errors import closest_name
 from vdepth_ros.inputs.loss import PublisherSequences
 from vdepth_ros.pipeline_input import HELD_STATES
 from vdepth_ros.pipeline_types import FitInfo
@@ -122,7 +123,27 @@ class StatusReporter:
             why = other
         elif not publishers:  # the rule to write is on the node's own name (rcl applies one rule per name)
             own = node.resolve_topic_name("image", only_expand=True)
-            why = f"nothing publishes it: remap image to the camera's image topic (-r {own}:=/camera/color/image_raw)"
+            found, published = self._published_images(topic)
+            target = found or "/camera/color/image_raw"
+            why = f"nothing publishes it: remap image to the camera's image topic (-r {own}:={target})"
+            if found and topic == node.get_namespace().rstrip("/") + found:
+                why += (
+                    f": '{found}' is published, and '{topic}' is that name in this node's namespace "
+                    f"'{node.get_namespace()}' (a relative remap or name is resolved in the namespace; give the "
+                    "camera's topics with a leading '/', camera_info too)"
+                )
+            elif found:
+                why += f": '{found}' is published (a misspelt remap?)"
+            elif published:
+                shown = ", ".join(f"'{t}'" for t in published[:4])
+                why += f"; image topics published now: {shown}" + (
+                    f" and {len(published) - 4} more" if len(published) > 4 else ""
+                )
+            else:
+                why += (
+                    "; no image topic is published at all (the camera driver not running yet, or on another "
+                    "ROS_DOMAIN_ID or ROS_AUTOMATIC_DISCOVERY_RANGE than this node?)"
+                )
         else:
             why = (
                 f"it has {publishers} publisher(s) but none of their images arrived: input_qos reliable matches no "
@@ -139,6 +160,26 @@ class StatusReporter:
                 )
             },
         )
+
+    def _published_images(self, topic: str) -> tuple[str | None, list[str]]:
+        """`(the image topic the user most likely meant, every image topic published)` when nothing publishes
+        `topic`: those with a publisher other than a depth node of this name (the outputs of this package's nodes);
+        the meant one is `topic` without its namespace prefix (a relative remap under a namespace: `/robot1/camera/
+        image_raw` for `/camera/image_raw`) or a near spelling of it, else None."""
+        node = self.node
+        try:
+            published = sorted(
+                name
+                for name, types in node.get_topic_names_and_types()
+                if {"sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage"} & set(types)
+                and any(i.node_name != node.get_name() for i in node.get_publishers_info_by_topic(name))
+            )
+        except Exception:  # the graph is a help for the message, never a reason to lose it
+            return None, []
+        namespace = node.get_namespace().rstrip("/")
+        if namespace and topic.startswith(namespace + "/") and topic[len(namespace) :] in published:
+            return topic[len(namespace) :], published
+        return closest_name(topic, published, cutoff=0.85), published
 
     def _other_transport(self, topic: str) -> str | None:
         """What to set when nothing publishes the image topic read but its other image_transport stream is
