@@ -722,7 +722,8 @@ class InputSide:
         self.log.warning(
             "camera-info-loss",
             f"{lost} of {total} camera_infos sent on '{self._node.resolve_topic_name('camera_info')}' never reached "
-            "this node (gaps in their publisher's DDS sequence numbers): lost in transport. Fast DDS on its defaults "
+            "this node (gaps in their publisher's DDS sequence numbers): lost in transport (or overwritten in this "
+            "node's history of input_qos_depth while it was busy). Fast DDS on its defaults "
             "hands a message to another process through a 512 KiB shared-memory segment of the publishing process, "
             "and an image published right after a camera_info reuses its buffer before this node has read it (a "
             "driver publishing each camera_info just before its image loses many). Start the camera driver with "
