@@ -605,6 +605,21 @@ def test_camera_infos_lost_in_transport_are_counted_and_named_once(harness: Any)
     assert h.node.status.values()["camera_info lost in transport"] == 13
 
 
+def test_a_live_camera_whose_second_frame_is_late_is_no_slow_replay(harness: Any) -> None:
+    """A 15 Hz camera whose second frame arrives 0.15 s after its first (a driver slow to publish its first frames,
+    or DDS to deliver them to a subscription just created), then every 1/15 s as stamped: from that one step the node
+    logged "the images arrive 2.2x slower than their stamps say (a recording replayed at 0.44x ...)". The speed of a
+    replay is now named only once measured over a span of steps; this camera's is real time, not named."""
+    h = harness({**RANGE, "skip_when_unsubscribed": False})
+    start = time.monotonic()
+    for k, rgb in enumerate(frames(10)):
+        due = start + (0.0 if k == 0 else 0.15 + (k - 1) * PERIOD_NS / 1e9)
+        while time.monotonic() < due:
+            h.spin(0.005)
+        h.send(rgb, "rgb8", header(k, t0=1_000_000_000), info=True)
+    assert not [i for i in h.log.infos if "slower than their stamps say" in i], h.log.infos
+
+
 DISTORTED = {
     "distortion_model": "plumb_bob",
     "d": [-0.25, 0.07, 0.001, 0.0, 0.0],

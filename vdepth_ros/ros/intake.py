@@ -599,7 +599,8 @@ class InputSide:
         motion, a simulator slower than real time, without use_sim_time): the pause rules then stretch
         their bounds (`PauseRule.stretch`)."""
         stretch = self.pauses.stretch
-        if self._replay_noted or stretch < REPLAY_STRETCH_NOTED:
+        # (not from a step or two: a live camera's late second frame read as "a recording replayed at 0.66x")
+        if self._replay_noted or stretch < REPLAY_STRETCH_NOTED or not self.pauses.speed.measured:
             return
         self._replay_noted = True
         ends = self.pauses.ends_after_s()
