@@ -105,7 +105,9 @@ def off_centre_principal_point(info: Any) -> str | None:
         dx, dy = abs(cx - width / 2) / width, abs(cy - height / 2) / height
         if max(dx, dy) <= OFF_CENTRE_SHARE:
             return None
-        if abs(cx) < 1 and abs(cy) < 1:
+        if abs(cx) < 1 and abs(cy) < 1 and m[0, 0] <= 1 and m[1, 1] <= 1:
+            cause = f"{name} is the identity, a placeholder, not the camera's calibration (calibrate it)"
+        elif abs(cx) < 1 and abs(cy) < 1:
             cause = "its publisher leaves cx and cy 0 (they are the image's centre, about (W-1)/2 and (H-1)/2)"
         else:
             cause = (
