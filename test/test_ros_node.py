@@ -255,6 +255,37 @@ def test_depth_image_as_input_is_rejected_rate_limited_and_node_recovers(harness
     assert h.spin_until(lambda: len(h.got["depth"]) > 0)  # still alive and producing
 
 
+@pytest.mark.parametrize(
+    ("encoding", "said"),
+    [
+        ("RGB8", "the ROS encoding for it is 'rgb8'"),
+        ("rgb24", "the ROS encoding for it is 'rgb8'"),
+        ("GRAY8", "the ROS encoding for it is 'mono8'"),
+        ("jpeg", "'jpeg' is compressed data in a raw sensor_msgs/Image: publish it as sensor_msgs/CompressedImage"),
+        ("i420", "planar YUV 4:2:0 has no ROS encoding: have the publisher convert to nv12"),
+    ],
+)
+def test_an_encoding_named_as_other_software_names_it_is_refused_with_the_ros_name(
+    harness: Any, encoding: str, said: str
+) -> None:
+    """A driver built on FFmpeg or GStreamer, or written by hand, names its pixel format its own way ('rgb24',
+    'GRAY8', 'RGB8') or passes MJPEG or I420 frames on in a raw Image: the error listed the supported encodings
+    only, and the user had to find which one was theirs. It now names the ROS encoding meant (or the compressed
+    transport, or nv12); the node goes on with the next good image."""
+    h = harness(RANGE)
+    rgb = frames(1)[0]
+    msg = conv.image_msg(rgb, "rgb8", header(0))
+    msg.encoding = encoding
+    h.pub_image.publish(msg)
+    h.pub_info.publish(CameraInfo(header=header(0), width=W, height=H, k=K))
+    assert h.spin_until(lambda: h.node.queue.put_count >= 1)
+    h.node.process_pending()
+    assert len(h.errors) == 1 and f"unsupported image encoding '{encoding}'; {said}" in h.errors[0], h.errors
+    for k, good in enumerate(frames(12), start=1):
+        h.send(good, "rgb8", header(k))
+    assert h.spin_until(lambda: len(h.got["depth"]) > 0)  # still alive and producing
+
+
 def test_each_bit_depth_the_node_chooses_is_told_even_seconds_apart(harness: Any) -> None:
     """A 12-bit mono16 camera whose first frame is dark (lens cap, night): auto reads it as 8-bit,
     and the next, brighter frame raises it to 12. Each choice changes the picture the model sees, so
