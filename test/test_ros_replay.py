@@ -93,9 +93,9 @@ def test_camera_infos_lost_in_transport_are_named_with_the_fix(rig: Any, tmp_pat
     synced, cached, none = (int(v) for v in last[_INFO_COUNTS[0]].split("/"))
     lost = int(last[_INFO_COUNTS[1]])
     assert played["sent"] == 30 and len(got) == 30 and none == 0 and synced + cached == 30, (last, log)
-    # an image without its own camera_info is one whose camera_info was lost (the first and the last one sent are not
-    # counted: no sequence number before or after them tells it)
-    assert lost <= cached <= lost + 2, (last, log)
+    # each image whose camera_info was lost goes without its own (more may: with many lost, camera_info looks slower
+    # than the images, and an image whose own comes just after it does not wait for it)
+    assert lost <= cached, (last, log)
     named = re.findall(r"(\d+) of (\d+) camera_infos sent on '/camera_info' were lost before this node", log)
     assert len(named) == (1 if lost >= INFO_LOSS_WARN_AFTER and lost > INFO_LOSS_WARN_SHARE * 30 else 0), (lost, log)
     if named:
