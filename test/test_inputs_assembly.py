@@ -1008,8 +1008,9 @@ def stamp_fault_timeline(fault: str) -> list[tuple[int, str, dict[str, Any]]]:
 def test_node_and_bag_agree_on_repeated_and_backward_stamps(
     tmp_path: Path, fault: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The node drops an image whose stamp repeats the previous one's and forgets what waits to pair
-    when stamps go back; `vdepth-bag` must build the same frames (causal = the live node)."""
+    """The node drops an image whose stamp repeats the previous one's and, when stamps go back, forgets the
+    camera_infos waiting to pair and sends the image still waiting for its camera_info on with the last one received
+    (it was dropped: 13 frames); `vdepth-bag` must build the same frames (causal = the live node)."""
     from vdepth_ros.offline.bag_reader import BagFrameSource
 
     events = stamp_fault_timeline(fault)
@@ -1021,7 +1022,8 @@ def test_node_and_bag_agree_on_repeated_and_backward_stamps(
         dropped = src.stats.dropped
     from_node = node_frames(events, "image", monkeypatch)
     assert [f.stamp_ns for f in from_bag] == [f.stamp_ns for f in from_node]
-    assert len(from_node) == 13 and dropped == (1 if fault == "repeat" else 0)
+    assert len(from_node) == (13 if fault == "repeat" else 14) and dropped == (1 if fault == "repeat" else 0)
+    assert all(f.camera is not None for f in from_node)
     for a, b in zip(from_node, from_bag, strict=True):
         np.testing.assert_array_equal(a.rgb, b.rgb)
         assert a.camera == b.camera

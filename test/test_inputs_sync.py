@@ -393,3 +393,26 @@ def test_camera_info_just_before_the_first_image_after_a_bag_loop_pairs_with_it(
     assert sync.admit_image(100 * MS + 2 * period, 100 * MS + 9 * period) is True  # a reset back 7 frames
     out = sync.add_image(100 * MS + 2 * period, "new")  # its camera_info was not published before it
     assert out == [] or out[0].info != "old2"
+
+
+def test_an_image_waiting_for_its_lost_camera_info_at_a_bag_loop_is_not_dropped() -> None:
+    """A bag loop (stamps going back) whose last image's camera_info was lost (published just before it, by a driver
+    on Fast DDS's default shared-memory segment, test_ros_replay.py): that image waited for a camera_info stamped at or
+    after it, none came before the loop's first image, and the jump back cleared it with the old timeline's
+    camera_infos: one frame of 30 never published, without a word. It now goes out, with the last camera_info received,
+    before the loop's first image."""
+    period = 66 * MS
+    sync = _sync(slop_ns=20 * MS, info_timeout_ns=1_000 * MS)
+    out, last = [], None
+    for loop in range(2):
+        for k in range(15):
+            stamp = 1_000 * MS + k * period
+            if not (loop == 0 and k == 14):  # the last camera_info of the first loop lost
+                out += sync.add_info(stamp, f"i{loop}.{k}")
+            assert sync.admit_image(stamp, last) is True
+            last = stamp
+            out += sync.add_image(stamp, f"a{loop}.{k}")
+    out += sync.flush()
+    images = [p.image for p in out]
+    assert images == [f"a{loop}.{k}" for loop in range(2) for k in range(15)], images
+    assert [p.source for p in out if p.image == "a0.14"] == ["cached"]  # (the last camera_info received)

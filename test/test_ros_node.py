@@ -255,6 +255,37 @@ def test_depth_image_as_input_is_rejected_rate_limited_and_node_recovers(harness
     assert h.spin_until(lambda: len(h.got["depth"]) > 0)  # still alive and producing
 
 
+@pytest.mark.parametrize(
+    ("encoding", "said"),
+    [
+        ("RGB8", "the ROS encoding for it is 'rgb8'"),
+        ("rgb24", "the ROS encoding for it is 'rgb8'"),
+        ("GRAY8", "the ROS encoding for it is 'mono8'"),
+        ("jpeg", "'jpeg' is compressed data in a raw sensor_msgs/Image: publish it as sensor_msgs/CompressedImage"),
+        ("i420", "planar YUV 4:2:0 has no ROS encoding: have the publisher convert to nv12"),
+    ],
+)
+def test_an_encoding_named_as_other_software_names_it_is_refused_with_the_ros_name(
+    harness: Any, encoding: str, said: str
+) -> None:
+    """A driver built on FFmpeg or GStreamer, or written by hand, names its pixel format its own way ('rgb24',
+    'GRAY8', 'RGB8') or passes MJPEG or I420 frames on in a raw Image: the error listed the supported encodings
+    only, and the user had to find which one was theirs. It now names the ROS encoding meant (or the compressed
+    transport, or nv12); the node goes on with the next good image."""
+    h = harness(RANGE)
+    rgb = frames(1)[0]
+    msg = conv.image_msg(rgb, "rgb8", header(0))
+    msg.encoding = encoding
+    h.pub_image.publish(msg)
+    h.pub_info.publish(CameraInfo(header=header(0), width=W, height=H, k=K))
+    assert h.spin_until(lambda: h.node.queue.put_count >= 1)
+    h.node.process_pending()
+    assert len(h.errors) == 1 and f"unsupported image encoding '{encoding}'; {said}" in h.errors[0], h.errors
+    for k, good in enumerate(frames(12), start=1):
+        h.send(good, "rgb8", header(k))
+    assert h.spin_until(lambda: len(h.got["depth"]) > 0)  # still alive and producing
+
+
 def test_each_bit_depth_the_node_chooses_is_told_even_seconds_apart(harness: Any) -> None:
     """A 12-bit mono16 camera whose first frame is dark (lens cap, night): auto reads it as 8-bit,
     and the next, brighter frame raises it to 12. Each choice changes the picture the model sees, so
@@ -578,6 +609,47 @@ def test_camera_info_missing_gives_depth_without_cloud(harness: Any) -> None:
     assert h.spin_until(lambda: len(h.got["depth"]) > 0)
     assert h.got["points"] == []
     assert h.node.intake.sync.counts["none"] > 0
+
+
+def test_camera_infos_lost_in_transport_are_counted_and_named_once(harness: Any) -> None:
+    """camera_infos whose publisher's DDS sequence numbers skip (sent, never received: a driver on Fast DDS's default
+    shared-memory segment publishing each one just before its image, test_ros_replay.py) are counted on /diagnostics,
+    and past a stray one named in one WARN with the fix; a second publisher (a restarted driver) is no loss."""
+    h = harness(RANGE)
+    intake, gid = h.node.intake, {"data": bytes(range(16))}
+
+    def info(k: int, sequence: int, publisher: dict[str, Any] = gid) -> None:
+        msg = CameraInfo(header=header(k), width=64, height=48, k=K)
+        intake._on_info(msg, {"publisher_gid": publisher, "publication_sequence_number": sequence})
+
+    for k, sequence in enumerate([1, 2, 3, 5]):  # one lost: a stray one, not named
+        info(k, sequence)
+    assert intake.infos_lost == 1 and not [w for w in h.log.warnings if "camera_infos" in w]
+    info(4, 1, {"data": bytes(16)})  # a restarted driver: a new publisher, numbered from 1 again
+    info(5, 8)  # (the first publisher again: 2 lost, 3 in all: a stall's few, not named)
+    assert intake.infos_lost == 3 and not [w for w in h.log.warnings if "camera_infos" in w]
+    info(6, 11)  # 2 more: 5 of 12
+    named = [w for w in h.log.warnings if "camera_infos sent on '/camera_info' were lost before this node" in w]
+    assert intake.infos_lost == 5 and len(named) == 1, h.log.warnings
+    assert named[0].startswith("5 of 12 camera_infos") and "FASTDDS_DEFAULT_PROFILES_FILE=" in named[0], named
+    info(7, 20)
+    assert len([w for w in h.log.warnings if "were lost before this node" in w]) == 1, h.log.warnings
+    assert h.node.status.values()["camera_info lost in transport"] == 13
+
+
+def test_a_live_camera_whose_second_frame_is_late_is_no_slow_replay(harness: Any) -> None:
+    """A 15 Hz camera whose second frame arrives 0.15 s after its first (a driver slow to publish its first frames,
+    or DDS to deliver them to a subscription just created), then every 1/15 s as stamped: from that one step the node
+    logged "the images arrive 2.2x slower than their stamps say (a recording replayed at 0.44x ...)". The speed of a
+    replay is now named only once measured over a span of steps; this camera's is real time, not named."""
+    h = harness({**RANGE, "skip_when_unsubscribed": False})
+    start = time.monotonic()
+    for k, rgb in enumerate(frames(10)):
+        due = start + (0.0 if k == 0 else 0.15 + (k - 1) * PERIOD_NS / 1e9)
+        while time.monotonic() < due:
+            h.spin(0.005)
+        h.send(rgb, "rgb8", header(k, t0=1_000_000_000), info=True)
+    assert not [i for i in h.log.infos if "slower than their stamps say" in i], h.log.infos
 
 
 DISTORTED = {

@@ -40,6 +40,7 @@ def driver(
     info_every: int = 1,
     info_qos: QoSProfile | None = None,
     last_image_alone: bool = False,
+    info_k: Callable[[int, int], list[float]] | None = None,
     settle: Callable[[], bool] = lambda: True,
     seconds: float = 30.0,
 ) -> Callable[[Node, SingleThreadedExecutor], None]:
@@ -47,7 +48,7 @@ def driver(
     (width, height) at `rate` Hz in real time, stamped `T0 + k / rate`, and with every `info_every`-th
     its camera_info (`_info` of its size) stamped `info_offset_ns` off the image's (-1: stamped 0),
     published right after the image (before it with `info_first`; none with the last image with
-    `last_image_alone`), then spinning until `settle()` or
+    `last_image_alone`; K `info_k(width, height)` if given), then spinning until `settle()` or
     `seconds`."""
 
     def publish(peer: Node, ex: SingleThreadedExecutor) -> None:
@@ -73,6 +74,8 @@ def driver(
                 info_stamp = 0 if info_offset_ns == -1 else stamp + info_offset_ns
                 ih = Header(stamp=conv.ns_to_stamp(info_stamp), frame_id="cam_optical")
                 info = CameraInfo(**{**_fields(_info(width, height)), "header": ih})
+                if info_k is not None:
+                    info.k = info_k(width, height)
             if info is not None and info_first:
                 info_pub.publish(info)
             image_pub.publish(image)
@@ -235,3 +238,26 @@ def test_the_camera_info_next_to_an_image_is_image_transports() -> None:
     assert image_camera_info_topic("/cam/color/image_raw") == "/cam/color/camera_info"
     assert image_camera_info_topic("/cam/color/image_raw/compressed") == "/cam/color/camera_info"
     assert image_camera_info_topic("/image") == "/camera_info"
+
+
+@pytest.mark.parametrize(
+    ("info_k", "cause"),
+    [
+        (lambda w, h: _info(2 * w, 2 * h).k.tolist(), "K calibrated at another resolution (about 320x240"),
+        (lambda w, h: [0.8 * w, 0.0, 0.0, 0.0, 0.8 * w, 0.0, 0.0, 0.0, 1.0], "its publisher leaves cx and cy 0"),
+        (lambda w, h: [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0], "K is the identity, a placeholder"),
+    ],
+    ids=["K-of-twice-the-size", "cx-cy-left-0", "identity-K"],
+)
+def test_a_camera_info_whose_principal_point_no_lens_has_is_named_once(
+    tmp_path: Path, info_k: Callable[[int, int], list[float]], cause: str
+) -> None:
+    """A driver publishing 160x120 images with a camera_info of their width and height whose K was calibrated at
+    320x240 (its principal point (159.5, 119.5): the image's corner), whose cx, cy it leaves 0, or an identity K (a
+    placeholder): every check passed
+    (a principal point inside the image), and the cloud and depth/camera_info came out skewed without a word. One
+    WARN now names the principal point, the likely cause and the fix; the intrinsics are still used (no frame lost)."""
+    infos, out = run_camera(tmp_path, [(160, 120)] * 40, 30.0, info_k=info_k)
+    said = [line for line in out.splitlines() if "principal point at" in line]
+    assert len(said) == 1 and "[WARN]" in said[0] and cause in said[0], out
+    assert "of this resolution" in said[0] and len(infos) >= 24, out

@@ -1451,9 +1451,10 @@ def test_a_camera_that_sends_nothing_is_named_once_while_the_other_runs(tmp_path
     assert got["/front/depth"]
     warned = [line for line in out.splitlines() if "no image has arrived" in line]
     assert len(warned) == 1 and "[WARN]" in warned[0] and "rear.depth_node" in warned[0], out
-    assert "'/cam_raer/image' in 10 s: nothing publishes it: a remap sends image (/rear/image) there" in warned[0]
-    assert "correct that rule (-r /rear/image:=/camera/color/image_raw)" in warned[0]  # not a second rule
-    assert "Image topics published now: /front/image;" in warned[0]  # the cameras there are, not the outputs
+    assert "'/cam_raer/image' in 10 s: nothing publishes it: remap image" in warned[0]
+    assert "-r /rear/image:=/camera/color/image_raw" in warned[0]  # the rule to correct
+    assert "image topics published now: '/front/image';" in warned[0]  # the cameras there are, not the outputs
+    assert "correct the remap given for image, not add one" in warned[0]  # a second rule would never apply
 
 
 def test_a_node_with_no_camera_running_names_the_image_topics_there_are(tmp_path: Path) -> None:
@@ -1473,7 +1474,8 @@ def test_a_node_with_no_camera_running_names_the_image_topics_there_are(tmp_path
     warned = [line for line in out.splitlines() if "no image has arrived" in line]
     assert len(warned) == 1, out
     assert "remap image to the camera's image topic (-r /image:=/camera/color/image_raw)" in warned[0], warned[0]
-    assert "Image topics published now: /usb_cam/image_raw;" in warned[0], warned[0]
+    assert "image topics published now: '/usb_cam/image_raw';" in warned[0], warned[0]
+    assert "correct the remap" not in warned[0]  # nothing was remapped
     _, out = run_node(
         tmp_path, ["--ros-args"], {}, {"/depth": Image},
         before_feed=lambda peer, ex: time.sleep(18), done=lambda got: True,
@@ -1481,7 +1483,41 @@ def test_a_node_with_no_camera_running_names_the_image_topics_there_are(tmp_path
     warned = [line for line in out.splitlines() if "no image has arrived" in line]
     assert len(warned) == 1, out
     domain = os.environ["ROS_DOMAIN_ID"]
-    assert f"no other node publishes an Image now (is the driver running, with ROS_DOMAIN_ID={domain}?)" in warned[0]
+    assert "no image topic is published at all" in warned[0] and f"than this node's: {domain})" in warned[0]
+
+
+@pytest.mark.parametrize(
+    ("remaps", "said"),
+    [
+        (
+            ["-r", "__ns:=/robot1", "-r", "image:=camera/image", "-r", "camera_info:=camera/camera_info"],
+            "'/robot1/camera/image' in 10 s: nothing publishes it: remap image to the camera's image topic (-r "
+            "/robot1/image:=/camera/image): '/camera/image' is published, and '/robot1/camera/image' is that name in "
+            "this node's namespace '/robot1'",
+        ),
+        (
+            ["-r", "image:=/camrea/image", "-r", "camera_info:=/camera/camera_info"],
+            "(-r /image:=/camera/image): '/camera/image' is published (a misspelt remap?)",
+        ),
+    ],
+    ids=["relative-remap-in-a-namespace", "misspelt-remap"],
+)
+def test_an_image_remap_that_misses_the_published_camera_names_it(tmp_path: Path, remaps: list[str], said: str) -> None:
+    """A camera on /camera/image and the node pushed into a namespace with the remaps written relative
+    (`-r __ns:=/robot1 -r image:=camera/image`: the node reads /robot1/camera/image), or the remap misspelt: after
+    10 s the WARN said "nothing publishes it: remap image to the camera's image topic (-r /robot1/image:=
+    /camera/color/image_raw)", a placeholder, while the camera's topic was published under the name the user had
+    written. It now names that topic in the remap, and why the name missed it."""
+    start = time.monotonic()
+    _, out = run_node(
+        tmp_path,
+        ["--ros-args", *remaps],
+        {"camera": ("/camera/image", "/camera/camera_info")},
+        {},
+        done=lambda got: time.monotonic() - start > 20,
+    )
+    warned = [line for line in out.splitlines() if "no image has arrived" in line]
+    assert len(warned) == 1 and "[WARN]" in warned[0] and said in warned[0], out
 
 
 def test_two_cameras_publishing_on_the_image_topic_are_named_once(tmp_path: Path) -> None:

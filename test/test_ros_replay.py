@@ -24,6 +24,10 @@ import pytest
 from test_ros_deployed import PEERS, wait_for
 from test_ros_stream_ends import rig  # noqa: F401  (the fixture)
 
+from vdepth_ros.paths import config_dir
+from vdepth_ros.ros.intake import INFO_LOSS_WARN_AFTER, INFO_LOSS_WARN_SHARE
+from vdepth_ros.ros.transport import PROFILE_NAME, PROFILE_VARIABLE
+
 pytestmark = [pytest.mark.ros]
 
 #: the pipeline's INFO line at each reset, with its wall-clock time (the node's log clock)
@@ -51,32 +55,64 @@ def test_a_slow_motion_replay_in_a_loop_restarts_only_where_the_stamps_jump_back
     assert "[ERROR]" not in log and "Traceback" not in log, log
 
 
-@pytest.mark.xfail(
-    reason="found, not fixed: about half of the camera_infos published just before a reliable 640x480 image never "
-    "reach the node's best-effort camera_info subscription (13/17/0 synced/cached/none here; 30/0/0 image first); "
-    "a best-effort camera_info viewer of its own lost 5 of 30 too: the transport or this peer, not the node",
-    strict=False,
-)
+#: The driver's process with the profile docs/node.md, "Across processes" gives it (a 32 MiB shared-memory segment)
+LARGE_SEGMENT = {PROFILE_VARIABLE: str(config_dir() / PROFILE_NAME)}
+_INFO_COUNTS = ("camera_info synced/cached/none", "camera_info lost in transport")
+
+
 def test_a_loop_whose_camera_info_comes_before_its_image_pairs_each_with_its_own(rig: Any, tmp_path: Path) -> None:  # noqa: F811
     """A bag played twice whose camera_info was recorded just before each image (a driver publishing it first): the
     stamps going back forgot the loop's first camera_info, already received, so that image waited for the next
-    frame and then got the old timeline's camera_info ("cached"). Every image is paired with its own now."""
+    frame and then got the old timeline's camera_info ("cached"). Every image is paired with its own now, where DDS
+    delivers every camera_info: the driver with the large shared-memory segment (without it, the next test)."""
     r = rig("    publish: final\n    diagnostics_period: 0.2\n")
     played, statuses = _diagnostics_during(
-        r, tmp_path, 1.0, "--loops", "2", "--info-first", values=("camera_info synced/cached/none",)
+        r, tmp_path, 1.0, "--loops", "2", "--info-first", values=_INFO_COUNTS, camera_env=LARGE_SEGMENT
     )
     r.interrupt_node()
     log = r.node_log.read_text()
-    counts = [values["camera_info synced/cached/none"] for _level, _message, values in statuses]
-    assert played["sent"] == 30 and counts[-1] == "30/0/0", (counts, log)
+    last = statuses[-1][2]
+    assert played["sent"] == 30 and last[_INFO_COUNTS[0]] == "30/0/0", (statuses[-1], log)
+    assert last[_INFO_COUNTS[1]] == "0" and "were lost before this node" not in log, log
+    assert "[ERROR]" not in log and "Traceback" not in log, log
+
+
+def test_camera_infos_lost_in_transport_are_named_with_the_fix(rig: Any, tmp_path: Path) -> None:  # noqa: F811
+    """The same driver on Fast DDS's defaults (a 512 KiB shared-memory segment): the image published right after each
+    camera_info reuses the camera_info's buffer before the node has read it, so many never arrive (8 to 16 of 30 in
+    runs here; by hand, a reliable viewer of them got each lost one only at the driver's next heartbeat, ~3 s on, and
+    nothing after it meanwhile). Before, nothing said so: /diagnostics showed half
+    the images 'cached'. Now their DDS sequence numbers count them on /diagnostics and, past a stray one, one WARN
+    names the cause and the fix (the profile in the driver's process); every image still gets intrinsics (a
+    neighbouring frame's: the calibration is fixed) and every frame is published."""
+    r = rig("    publish: final\n    diagnostics_period: 0.2\n")
+    played, statuses = _diagnostics_during(r, tmp_path, 1.0, "--loops", "2", "--info-first", values=_INFO_COUNTS)
+    r.interrupt_node()
+    got, log = r.received(), r.node_log.read_text()
+    last = statuses[-1][2]
+    synced, cached, none = (int(v) for v in last[_INFO_COUNTS[0]].split("/"))
+    lost = int(last[_INFO_COUNTS[1]])
+    assert played["sent"] == 30 and len(got) == 30 and none == 0 and synced + cached == 30, (last, log)
+    # each image whose camera_info was lost goes without its own (more may: with many lost, camera_info looks slower
+    # than the images, and an image whose own comes just after it does not wait for it)
+    assert lost <= cached, (last, log)
+    named = re.findall(r"(\d+) of (\d+) camera_infos sent on '/camera_info' were lost before this node", log)
+    assert len(named) == (1 if lost >= INFO_LOSS_WARN_AFTER and lost > INFO_LOSS_WARN_SHARE * 30 else 0), (lost, log)
+    if named:
+        assert f"{PROFILE_VARIABLE}={config_dir() / PROFILE_NAME}" in log, log
     assert "[ERROR]" not in log and "Traceback" not in log, log
 
 
 def _diagnostics_during(
-    r: Any, tmp_path: Path, seconds: float, *args: str, values: tuple[str, ...] = ()
+    r: Any,
+    tmp_path: Path,
+    seconds: float,
+    *args: str,
+    values: tuple[str, ...] = (),
+    camera_env: dict[str, str] | None = None,
 ) -> tuple[dict[str, Any], list[list[Any]]]:
-    """`r.camera(seconds, *args)` with a /diagnostics viewer beside it: (its report, [[level, message]...]; with
-    `values`, [[level, message, {key: value}]...])."""
+    """`r.camera(seconds, *args, env=camera_env)` with a /diagnostics viewer beside it: (its report, [[level,
+    message]...]; with `values`, [[level, message, {key: value}]...])."""
     log_path = tmp_path / "diagnostics.log"
     with log_path.open("w") as out:
         diag = subprocess.Popen(
@@ -87,7 +123,7 @@ def _diagnostics_during(
         )  # fmt: skip
         try:
             wait_for(log_path, "matched", 60, diag)
-            played = r.camera(seconds, *args)
+            played = r.camera(seconds, *args, env=camera_env)
         finally:
             diag.send_signal(signal.SIGINT)
             diag.wait(timeout=30)

@@ -85,14 +85,17 @@ class Rig:
         )  # fmt: skip
         wait_for(self.viewer_log, "matched", 90, self.viewer)
 
-    def camera(self, seconds: float, *args: str, stays: bool = False) -> dict[str, Any]:
+    def camera(
+        self, seconds: float, *args: str, stays: bool = False, env: dict[str, str] | None = None
+    ) -> dict[str, Any]:
         """Run the camera to its last frame; its report. With `stays` the driver stays afterwards (its
-        publishers there, sending nothing: the input pauses, it does not end) until `close`."""
+        publishers there, sending nothing: the input pauses, it does not end) until `close`. `env`: more
+        variables of the driver's process (its Fast DDS profile)."""
         if stays:
             log = self.tmp / f"camera{len(self._files)}.log"
             self._files.append(log.open("w"))
             cmd = [sys.executable, str(PEERS), "camera", "--reliable", "--seconds", str(seconds), "--rate", str(RATE)]
-            env = {**os.environ, "OMP_NUM_THREADS": "1"}
+            env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
             out = self._files[-1]
             self._cameras.append(
                 subprocess.Popen([*cmd, "--linger", "600", *args], stdout=out, stderr=subprocess.STDOUT, env=env)
@@ -101,7 +104,8 @@ class Rig:
             return json.loads(log.read_text().strip().splitlines()[-1])
         done = subprocess.run(
             [sys.executable, str(PEERS), "camera", "--reliable", "--seconds", str(seconds), "--rate", str(RATE), *args],
-            capture_output=True, text=True, timeout=seconds + 90, env={**os.environ, "OMP_NUM_THREADS": "1"},
+            capture_output=True, text=True, timeout=seconds + 90,
+            env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout.strip().splitlines()[-1])

@@ -136,6 +136,53 @@ DEPTH_ALIASES: dict[str, str] = {"mono16": "16UC1"}
 COLOR_INPUT_ENCODINGS: tuple[str, ...] = tuple(n for n, e in ENCODINGS.items() if e.kind in ("color", "mono"))
 
 
+#: Names other software gives a ROS encoding (FFmpeg's and GStreamer's pixel formats, V4L2's, shorthands), for the
+#: error on an image that carries one (`encoding_hint`).
+OTHER_NAMES: dict[str, str] = {
+    **dict.fromkeys(("rgb", "rgb24", "RGB"), "rgb8"),
+    **dict.fromkeys(("bgr", "bgr24", "BGR", "BGR3"), "bgr8"),
+    **dict.fromkeys(("rgba", "RGBA", "RGBx"), "rgba8"),
+    **dict.fromkeys(("bgra", "BGRA", "BGRx"), "bgra8"),
+    **dict.fromkeys(("gray", "gray8", "grey", "mono", "y8", "Y8", "GRAY8", "GREY"), "mono8"),
+    **dict.fromkeys(("gray16", "gray16le", "y16", "Y16", "GRAY16_LE"), "mono16"),
+    **dict.fromkeys(("yuyv422", "yuy2", "YUY2", "YUYV"), "yuyv"),
+    **dict.fromkeys(("uyvy422", "UYVY"), "uyvy"),
+    **dict.fromkeys(("NV12",), "nv12"),
+    **dict.fromkeys(("NV21",), "nv21"),
+}
+#: Compressed frames put in a raw `sensor_msgs/Image` (an MJPEG USB camera's frames passed on as they come).
+_COMPRESSED_NAMES = ("jpeg", "jpg", "mjpeg", "mjpg", "png", "h264", "h265", "hevc")
+#: Planar YUV 4:2:0 (three planes), which no ROS encoding names.
+_PLANAR_420_NAMES = ("i420", "yuv420", "yuv420p", "iyuv", "yv12")
+
+
+def encoding_hint(encoding: str) -> str:
+    """What a publisher most likely meant by an encoding this package does not read, or "": another software's
+    name for a ROS encoding, the right name in another case or with spaces, compressed frames or planar YUV 4:2:0
+    in a raw image."""
+    name = str(encoding)
+    meant = OTHER_NAMES.get(name) or OTHER_NAMES.get(name.strip().lower())
+    if meant is None:
+        meant = next((n for n in ENCODINGS if n.lower() == name.strip().lower()), None)
+    if meant is not None:
+        return (
+            f"the ROS encoding for it is '{meant}' (ROS's names, sensor_msgs/image_encodings.hpp, are exact: "
+            "cv_bridge, image_proc and RViz refuse this one too): have the publisher set encoding to it"
+        )
+    if name.strip().lower() in _COMPRESSED_NAMES:
+        return (
+            f"'{name}' is compressed data in a raw sensor_msgs/Image: publish it as sensor_msgs/CompressedImage "
+            "(format 'jpeg' or 'png') on '<image topic>/compressed', as image_transport's compressed transport "
+            "does, and set image_transport:=compressed, or publish the decoded frame as rgb8/bgr8"
+        )
+    if name.strip().lower() in _PLANAR_420_NAMES:
+        return (
+            "planar YUV 4:2:0 has no ROS encoding: have the publisher convert to nv12 (semi-planar, e.g. GStreamer's "
+            "videoconvert ! video/x-raw,format=NV12) or to rgb8/bgr8"
+        )
+    return ""
+
+
 def get_encoding(encoding: str) -> Encoding:
     """The table entry for `encoding`.
 
@@ -152,6 +199,8 @@ def get_encoding(encoding: str) -> Encoding:
                 f"; {encoding} does not say the channel order (image_proc refuses it too): have the publisher name it, "
                 f"e.g. cv_bridge's cv2_to_imgmsg(frame, '{named}') for an OpenCV frame"
             )
+        other = encoding_hint(encoding)
+        hint = hint or (f"; {other}" if other else "")
         raise InputError(f"unsupported image encoding {encoding!r}{hint}; supported: {', '.join(ENCODINGS)}") from None
 
 

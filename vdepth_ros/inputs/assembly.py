@@ -35,6 +35,7 @@ from vdepth_ros.inputs.calibration import (
     camera_info_problem,
     info_image_size,
     is_uncalibrated,
+    off_centre_principal_point,
 )
 
 # Decoding and the camera_info checks have their own modules; the names the node's intake and tests
@@ -75,6 +76,7 @@ REPORT_KINDS = (
     "pose",
     "rectified_twice",
     "distorted_raw",
+    "principal_point",
 )
 
 #: A topic name's last part that says its images are already rectified (image_proc's `image_rect`, `image_rect_color`;
@@ -207,6 +209,7 @@ class FrameAssembler:
         self._scaled_noted: set[tuple[int, int, int, int]] = set()  # (camera_info size, image size) named
         self._empty_frame_noted = False
         self._body_frames_noted: set[str] = set()  # image frame_ids named as body frames
+        self._off_centre_noted: set[tuple[Any, ...]] = set()  # calibrations named by `_check_principal_point`
         self._frames_noted: set[tuple[str, str, str]] = set()  # (kind, its frame, image frame) reported
         # the last sparse message, the geometry it was made for, and its sparse depth (or why it has none)
         self._sparse_made: tuple[Any, tuple[Any, tuple[int, int], Any], np.ndarray | str] | None = None
@@ -335,6 +338,7 @@ class FrameAssembler:
                 refusal = UNCALIBRATED_AFTER_CALIBRATED  # the camera is the same: its calibration still holds
             if refusal is None:
                 self.info, self._fits = info, (size, None)
+                self._check_principal_point(info)
                 return info
             self.refused_infos += 1
             header = getattr(info, "header", None)  # (none: a calibration file's)
@@ -360,6 +364,14 @@ class FrameAssembler:
                 keeps = "the last good one is used"
             self._report("camera_info", f"refusing a camera_info: {refusal}; {keeps}")
         return None if self.unfit else self.info
+
+    def _check_principal_point(self, info: Any) -> None:
+        """Report once per calibration a principal point no lens has (`off_centre_principal_point`); it is used."""
+        problem = off_centre_principal_point(info)
+        key = (tuple(info.k), tuple(info.p), int(info.width), int(info.height))
+        if problem is not None and key not in self._off_centre_noted:
+            self._off_centre_noted.add(key)
+            self._report("principal_point", problem)
 
     def _check_image_frame(self, image: Any) -> None:
         """Report once an image whose header has an empty `frame_id`: the outputs carry the image's

@@ -83,6 +83,46 @@ def camera_info_problem(info: Any, image_size: tuple[int, int] | None = None) ->
     return None
 
 
+#: A principal point further than this share of the image's width or height from its centre is no lens's (theirs
+#: lie within a few %): `off_centre_principal_point`.
+OFF_CENTRE_SHARE = 0.25
+
+
+def off_centre_principal_point(info: Any) -> str | None:
+    """Why a usable `CameraInfo`'s principal point cannot be its lens's, or None: K's (or P's) lies more than
+    `OFF_CENTRE_SHARE` of its width or height from the centre of the image it declares, as when K calibrated at
+    another resolution is published with this one's width and height (a 1280x720 calibration's (640, 360) on
+    640x480 images: the corner), or a driver leaves cx, cy 0. Judged on the calibration's full size, so a
+    camera_info's `roi` (an off-axis crop) is no reason. The cloud and depth/camera_info come out skewed."""
+    width, height = int(info.width), int(info.height)
+    if width <= 0 or height <= 0:
+        return None
+    for name, values, shape in (("P", info.p, (3, 4)), ("K", info.k, (3, 3))):
+        m = np.asarray(values, np.float64).reshape(shape)
+        if not m.any():
+            continue
+        cx, cy = m[0, 2], m[1, 2]
+        dx, dy = abs(cx - width / 2) / width, abs(cy - height / 2) / height
+        if max(dx, dy) <= OFF_CENTRE_SHARE:
+            return None
+        if abs(cx) < 1 and abs(cy) < 1 and m[0, 0] <= 1 and m[1, 1] <= 1:
+            cause = f"{name} is the identity, a placeholder, not the camera's calibration (calibrate it)"
+        elif abs(cx) < 1 and abs(cy) < 1:
+            cause = "its publisher leaves cx and cy 0 (they are the image's centre, about (W-1)/2 and (H-1)/2)"
+        else:
+            cause = (
+                f"{name} calibrated at another resolution (about {round(2 * cx + 1)}x{round(2 * cy + 1)}, whose centre "
+                f"it is) published with this width and height"
+            )
+        return (
+            f"the camera_info's {name} has its principal point at ({cx:g}, {cy:g}), {dx:.0%} of the width and "
+            f"{dy:.0%} of the height off the centre of its {width}x{height} images, where a lens's lies within a few "
+            f"%: {cause}? The cloud and depth/camera_info come out skewed; publish the calibration of this "
+            "resolution (or K and P scaled to it) with its width and height"
+        )
+    return None
+
+
 def is_uncalibrated(info: Any) -> bool:
     """An all-zero camera_info (K and P): a driver without its calibration file publishes it."""
     return not np.asarray(info.k, np.float64).any() and not np.asarray(info.p, np.float64).any()

@@ -158,6 +158,12 @@ class ReplaySpeed:
         return int(median_low(steps)) if steps else None
 
     @property
+    def measured(self) -> bool:
+        """Whether `stretch` spans `STRETCH_SPAN` steps of this timeline: from fewer, one late frame (a live
+        driver's first, slow to publish or to be delivered) reads as a slow replay."""
+        return len(self._timeline) > STRETCH_SPAN
+
+    @property
     def known(self) -> bool:
         """Whether `stretch` was measured: a step seen (before a loop too)."""
         return len(self._timeline) > 1 or self._before is not None

@@ -197,6 +197,7 @@ class ApproximateTimeSync(Generic[I, C]):
         self.info_timeout_ns = int(info_timeout_ns)
         self._infos: deque[tuple[int, C, Size | None]] = deque(maxlen=INFO_BUFFER)
         self._pending: deque[tuple[int, I, Size | None]] = deque()
+        self._released: list[Pair[I, C]] = []  # decided at a time jump (`admit_image`), out with the next image
         self._last_info: C | None = None
         self._last_info_size: Size | None = None
         self._last_info_stamp: int | None = None
@@ -240,8 +241,9 @@ class ApproximateTimeSync(Generic[I, C]):
         """The intake rules for an image stamped `stamp_ns` after the last admitted one, stamped
         `last_ns` (None: the first), shared by the live node and `vdepth-bag` so both take the same
         frames: a stamp going back further than `OUT_OF_ORDER_NS` (a bag loop, a clock reset) forgets
-        the camera_infos and images waiting to pair, whose stamps would mis-pair, but for the camera_infos
-        that went back before it (`_new_timeline_infos`); a repeated stamp, or
+        the camera_infos waiting to pair, whose stamps would mis-pair, but for the camera_infos
+        that went back before it (`_new_timeline_infos`), and the images waiting for theirs go with the best
+        they had (`flush`), before this one, from the next `add_image`; a repeated stamp, or
         one out of order by less, is not admitted (False, `REPEATED_STAMP`): restarting the stream for
         a driver's clock stepping back a millisecond lost its temporal consistency each time. An image
         stamped 0 after stamped ones (a driver's glitch, `UNSET_STAMP`) is not admitted either: taken for a clock
@@ -250,6 +252,9 @@ class ApproximateTimeSync(Generic[I, C]):
             return False
         if last_ns is not None and stamp_ns < last_ns - OUT_OF_ORDER_NS:
             kept = self._new_timeline_infos(last_ns)
+            # the old timeline's images still waiting for a camera_info (theirs lost) go with the best they can have,
+            # out with the next `add_image`: cleared, they were lost without a word
+            self._released = self.flush()  # (those released before it too)
             self.clear()
             for info_stamp, info, size in kept:
                 self.add_info(info_stamp, info, size)
@@ -281,12 +286,13 @@ class ApproximateTimeSync(Generic[I, C]):
             self._first_image_stamp = stamp_ns
         self._images.append(stamp_ns)
         self._pending.append((stamp_ns, image, size))
-        return self._release(stamp_ns)
+        released, self._released = self._released, []
+        return released + self._release(stamp_ns)
 
     def flush(self) -> list[Pair[I, C]]:
         """End of the input: every image still waiting for a camera_info gets the nearest one within
         `slop`, else the cached one (or none)."""
-        out = []
+        out, self._released = self._released, []
         for stamp, image, size in self._pending:
             best = self._best(stamp, size)
             pair = self._emit_fallback(stamp, image, size) if best is None else self._emit(stamp, image, size, best)

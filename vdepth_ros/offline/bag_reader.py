@@ -429,7 +429,7 @@ class BagFrameSource:
                 log.warning(
                     "a frame has no metric points: %s (poses from %r) (warned once)", message, self.camera_pose_topic
                 )
-        elif kind in ("camera_info_frame", "image_frame", "rectified_twice"):
+        elif kind in ("camera_info_frame", "image_frame", "rectified_twice", "principal_point"):
             log.warning("%s", message)  # once (per pair of frames) by the assembler
         elif kind == "distorted_raw":
             log.warning("%s", message.replace("set rectify:=true", "pass --rectify (or set rectify: true)"))

@@ -36,9 +36,11 @@ from vdepth_ros.inputs.loss import InputLossMeter, PublisherSequences
 from vdepth_ros.inputs.resets import PAUSE_MIN_S, PauseRule, ReplaySpeed, clock_step_ns
 from vdepth_ros.inputs.samples import TimedSamples
 from vdepth_ros.inputs.sync import REPEATED_STAMP, UNSET_STAMP, ApproximateTimeSync, InputRate, Pair
+from vdepth_ros.paths import config_dir
 from vdepth_ros.ros import conversions as conv
 from vdepth_ros.ros.diagnostics import RateMeter, Watchdog
 from vdepth_ros.ros.qos import IncompatibleQosReporter, endpoint_name, qos_profile
+from vdepth_ros.ros.transport import PROFILE_NAME, PROFILE_VARIABLE
 from vdepth_ros.ros.worker import DropOldestQueue, RateLimitedLog
 
 #: The problem named while the image stamps keep no steady frame period (`InputLossMeter.measurable`).
@@ -58,6 +60,11 @@ UNMEASURABLE_LOSS = {
 SAMPLES_STOPPED_S = 2.0
 #: Where the input-loss warning sends the user (docs section written from measurements).
 ACROSS_PROCESSES = "docs/node.md#across-processes"
+
+#: camera_infos sent and never received (`InputSide._count_info_loss`) before a WARN, and their least share of those
+#: sent: more than a driver's stall now and then loses (3 of 66 in test_ros_stream_ends.py), which costs nothing
+INFO_LOSS_WARN_AFTER = 5
+INFO_LOSS_WARN_SHARE = 0.05
 
 #: A `PauseRule.stretch` this large (images arriving 1.5x slower than their stamps: no camera's
 #: jitter) is a slow-motion replay, named once in the log.
@@ -183,6 +190,11 @@ class InputSide:
         self.samples: TimedSamples[Any] = TimedSamples(slop_ns, 512 if mode == "pose" else 32)
         self.loss = InputLossMeter(int(params["max_gap"] * 1e9))
         self.sequences = PublisherSequences()
+        # camera_infos by their publisher's sequence numbers: those sent that never arrived (`_count_info_loss`)
+        self.info_sequences = PublisherSequences()
+        self.infos_received = 0
+        self.infos_lost = 0
+        self._info_loss_warned = False
         self.rate = RateMeter()  # every image received
         self.taken = RateMeter()  # the images the stream takes (not refused, not thinned by max_input_rate)
         self._first_taken_s: float | None = None  # time.monotonic() of the first image taken
@@ -463,6 +475,7 @@ class InputSide:
             self.samples.clear()
             self.loss.reset()
             self.sequences.reset()  # (a new subscription: what was sent meanwhile is not loss)
+            self.info_sequences.reset()
             self._restart_stream_state()
 
     def release_waiting(self) -> int:
@@ -592,7 +605,8 @@ class InputSide:
         motion, a simulator slower than real time, without use_sim_time): the pause rules then stretch
         their bounds (`PauseRule.stretch`)."""
         stretch = self.pauses.stretch
-        if self._replay_noted or stretch < REPLAY_STRETCH_NOTED:
+        # (not from a step or two: a live camera's late second frame read as "a recording replayed at 0.66x")
+        if self._replay_noted or stretch < REPLAY_STRETCH_NOTED or not self.pauses.speed.measured:
             return
         self._replay_noted = True
         ends = self.pauses.ends_after_s()
@@ -614,13 +628,16 @@ class InputSide:
         step_s = (self.arrival_speed.step_ns or 0) / 1e9
         return (time.monotonic() if now is None else now) - last <= max(self.rate.window_s, 2 * step_s)
 
-    def _sent(self, info: MessageInfo | None) -> int | None:
-        """Images the publisher sent since its last one that arrived (`inputs.loss.PublisherSequences`)."""
+    def _sent(self, info: MessageInfo | None, sequences: PublisherSequences | None = None) -> int | None:
+        """Messages the publisher sent since its last one that arrived (`inputs.loss.PublisherSequences`): of
+        the images, or of `sequences`' topic."""
         if not info:
             return None
         gid = info.get("publisher_gid")
         publisher = bytes(gid["data"]) if isinstance(gid, dict) and gid.get("data") is not None else None
-        return self.sequences.add(publisher, info.get("publication_sequence_number"))
+        return (self.sequences if sequences is None else sequences).add(
+            publisher, info.get("publication_sequence_number")
+        )
 
     def _clock_step(self, stamp: int, arrival: int) -> int:
         """How far the stamps' clock stepped forward before this image (`inputs.resets.clock_step_ns`); WARNs
@@ -685,6 +702,7 @@ class InputSide:
     def _on_info(self, msg: CameraInfo, info: MessageInfo | None = None) -> None:
         self._info_arrived = True
         try:
+            self._count_info_loss(info)
             # (when DDS received it, as an image's arrival: the image it came with, `ApproximateTimeSync.stamp_offset`)
             arrival = time.monotonic_ns() - _queued_ns(info)
             with self._lock:
@@ -696,6 +714,32 @@ class InputSide:
                 f"camera_info callback failed: {err!r}",
                 summary=f"the camera_info callback failed ({type(err).__name__})",
             )
+
+    def _count_info_loss(self, info: MessageInfo | None) -> None:
+        """Count the camera_infos their publisher sent that never arrived (gaps in its sequence numbers), and WARN
+        once where they are more than a stray one: each image without its own camera_info then gets a neighbouring
+        frame's or the last one (right only while the calibration is fixed), and nothing else says why."""
+        sent = self._sent(info, self.info_sequences)
+        self.infos_received += 1
+        self.infos_lost += max(0, (sent or 1) - 1)
+        lost, total = self.infos_lost, self.infos_received + self.infos_lost
+        if self._info_loss_warned or lost < INFO_LOSS_WARN_AFTER or lost <= INFO_LOSS_WARN_SHARE * total:
+            return
+        self._info_loss_warned = True
+        self.log.warning(
+            "camera-info-loss",
+            f"{lost} of {total} camera_infos sent on '{self._node.resolve_topic_name('camera_info')}' were lost "
+            "before this node (gaps in their publisher's DDS sequence numbers): in transport, or overwritten in this "
+            "node's history of input_qos_depth while it was busy. Fast DDS on its defaults "
+            "hands a message to another process through a 512 KiB shared-memory segment of the publishing process, "
+            "and an image published right after a camera_info reuses its buffer before this node has read it (a "
+            "driver publishing each camera_info just before its image loses many). Start the camera driver with "
+            f"{PROFILE_VARIABLE}={config_dir() / PROFILE_NAME} (" + ACROSS_PROCESSES + "), or have it publish each "
+            "image before its camera_info, as image_transport's CameraPublisher does. Meanwhile an image whose "
+            "camera_info was lost gets a neighbouring frame's (right while the calibration does not change; 'cached' "
+            "on /diagnostics). Counted on /diagnostics as 'camera_info lost in transport'; this warning is shown once.",
+            summary="",
+        )
 
     def _on_sparse(self, msg: Image | CompressedImage | PointCloud2 | PoseStamped) -> None:
         try:

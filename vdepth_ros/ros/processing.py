@@ -100,7 +100,7 @@ class FrameProcessor:
             )
         elif kind == "sparse":
             self.log.error("sparse", f"ignoring sparse_depth: {message}", summary="ignoring sparse_depth samples")
-        elif kind in ("camera_info_frame", "image_frame", "rectified_twice", "distorted_raw"):
+        elif kind in ("camera_info_frame", "image_frame", "rectified_twice", "distorted_raw", "principal_point"):
             self.log.warning(kind, message)
         else:
             self.log.error(kind, message)

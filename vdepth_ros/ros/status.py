@@ -11,6 +11,7 @@ from typing import Any
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.clock import Clock, ClockType
 
+from vdepth_ros.errors import closest_name
 from vdepth_ros.inputs.loss import PublisherSequences
 from vdepth_ros.pipeline_input import HELD_STATES
 from vdepth_ros.pipeline_types import FitInfo
@@ -123,12 +124,30 @@ class StatusReporter:
             why = other
         elif not publishers:  # the rule to write is on the node's own name (rcl applies one rule per name)
             own = node.resolve_topic_name("image", only_expand=True)
-            rule = f"-r {own}:=/camera/color/image_raw"
-            if topic != own:  # remapped already: a second rule for the name would never apply (the first one does)
-                why = f"nothing publishes it: a remap sends image ({own}) there; correct that rule ({rule})"
+            found, published = self._published_images(topic)
+            target = found or "/camera/color/image_raw"
+            why = f"nothing publishes it: remap image to the camera's image topic (-r {own}:={target})"
+            if found and topic == node.get_namespace().rstrip("/") + found:
+                why += (
+                    f": '{found}' is published, and '{topic}' is that name in this node's namespace "
+                    f"'{node.get_namespace()}' (a relative remap or name is resolved in the namespace; give the "
+                    "camera's topics with a leading '/', camera_info too)"
+                )
+            elif found:
+                why += f": '{found}' is published (a misspelt remap?)"
+            elif published:
+                shown = ", ".join(f"'{t}'" for t in published[:4])
+                why += f"; image topics published now: {shown}" + (
+                    f" and {len(published) - 4} more" if len(published) > 4 else ""
+                )
             else:
-                why = f"nothing publishes it: remap image to the camera's image topic ({rule})"
-            why += self._published_images()
+                domain = os.environ.get("ROS_DOMAIN_ID", "").strip() or "0"
+                why += (
+                    "; no image topic is published at all (the camera driver not running yet, or on another "
+                    f"ROS_DOMAIN_ID or ROS_AUTOMATIC_DISCOVERY_RANGE than this node's: {domain})"
+                )
+            if topic != own:  # the user's own rule sent it there: a second rule for the name would never apply
+                why += "; correct the remap given for image, not add one (rcl applies the first rule for a name)"
         else:
             why = (
                 f"it has {publishers} publisher(s) but none of their images arrived: input_qos reliable matches no "
@@ -146,25 +165,25 @@ class StatusReporter:
             },
         )
 
-    def _published_images(self) -> str:
-        """The Image topics other nodes publish now, for the advice when nothing publishes the one read (a remap
-        with a typo, a driver under another namespace), or that none does (the driver not running, or on
-        another ROS_DOMAIN_ID)."""
+    def _published_images(self, topic: str) -> tuple[str | None, list[str]]:
+        """`(the image topic the user most likely meant, every image topic published)` when nothing publishes
+        `topic`: those with a publisher other than a depth node of this name (the outputs of this package's nodes);
+        the meant one is `topic` without its namespace prefix (a relative remap under a namespace: `/robot1/camera/
+        image_raw` for `/camera/image_raw`) or a near spelling of it, else None."""
         node = self.node
-
-        def from_a_camera(name: str) -> bool:  # not only depth nodes' outputs (this one's, other cameras')
-            return any(i.node_name != node.get_name() for i in node.get_publishers_info_by_topic(name))
-
-        names = sorted(
-            name
-            for name, types in node.get_topic_names_and_types()
-            if "sensor_msgs/msg/Image" in types and from_a_camera(name)
-        )
-        if not names:
-            domain = os.environ.get("ROS_DOMAIN_ID", "") or "0"
-            return f"; no other node publishes an Image now (is the driver running, with ROS_DOMAIN_ID={domain}?)"
-        more = f" and {len(names) - 5} more" if len(names) > 5 else ""
-        return f"; Image topics published now: {', '.join(names[:5])}{more}"
+        try:
+            published = sorted(
+                name
+                for name, types in node.get_topic_names_and_types()
+                if {"sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage"} & set(types)
+                and any(i.node_name != node.get_name() for i in node.get_publishers_info_by_topic(name))
+            )
+        except Exception:  # the graph is a help for the message, never a reason to lose it
+            return None, []
+        namespace = node.get_namespace().rstrip("/")
+        if namespace and topic.startswith(namespace + "/") and topic[len(namespace) :] in published:
+            return topic[len(namespace) :], published
+        return closest_name(topic, published, cutoff=0.85), published
 
     def _other_transport(self, topic: str) -> str | None:
         """What to set when nothing publishes the image topic read but its other image_transport stream is
@@ -332,6 +351,7 @@ class StatusReporter:
             "worker errors": node.worker.errors if node.worker is not None else 0,
             "camera_info synced/cached/none": "/".join(str(intake.sync.counts[k]) for k in intake.sync.counts),
             "camera_info refused": proc.assembler.refused_infos,
+            "camera_info lost in transport": intake.infos_lost,
             "resets": ", ".join(f"{k}={v}" for k, v in sorted(proc.resets.items())) or "0",
             "pause flushes": proc.pause_flushes,
             "qos incompatible events": node.qos_reporter.events,
