@@ -136,6 +136,7 @@ def run(rate: float, seconds: float, args: argparse.Namespace, folder: Path) -> 
             if args.load and not loaders and now > thirds[0] + 1_000_000_000:  # (+1 s: the camera's start-up)
                 loaders = [_spin_cpu(seconds / 3) for _ in range(args.load)]
             ex.spin_once(timeout_sec=0.05)
+        camera_end = time.time_ns()
         camera_out = camera.stdout.read() if camera.stdout else ""
         sent = json.loads(camera_out.strip().splitlines()[-1])["sent"]
         end = time.monotonic() + 3.0  # the node finishes what it holds, one more status comes
@@ -155,7 +156,7 @@ def run(rate: float, seconds: float, args: argparse.Namespace, folder: Path) -> 
         rclpy.shutdown(context=ctx)
     load_after = os.getloadavg()[0]
     result: dict[str, Any] = {"rate": rate, "seconds": seconds, "sent": sent, "load": [load_before, load_after]}
-    result.update(compare(got, statuses, thirds if args.load else None))
+    result.update(compare(got, statuses, camera_end, thirds if args.load else None))
     log = (folder / f"node_{rate:g}.log").read_text()
     result["node summary"] = next((ln for ln in log.splitlines() if "]: stopped: " in ln), "")
     result["node warnings"] = sorted({ln.split("]: ", 1)[-1][:160] for ln in log.splitlines() if "[WARN]" in ln})
@@ -163,15 +164,19 @@ def run(rate: float, seconds: float, args: argparse.Namespace, folder: Path) -> 
 
 
 def compare(
-    got: dict[str, list[tuple[int, int]]], statuses: list[tuple[int, dict[str, str]]], thirds: list[int] | None
+    got: dict[str, list[tuple[int, int]]],
+    statuses: list[tuple[int, dict[str, str]]],
+    camera_end: int,
+    thirds: list[int] | None,
 ) -> dict[str, Any]:
     """The subscriber's latencies (`got`: topic -> [(stamp, arrival)], ns) against the node's last /diagnostics
-    status that had a latency (`statuses`: [(arrival, values)]); with `thirds` (the load's start and end) the
-    subscriber's /depth latency before, during and after the load."""
+    status with a latency while the camera still sent (`statuses`: [(arrival, values)]; `camera_end`), and its
+    output rate against the subscriber's /depth rate over the 5 s before it; with `thirds` (the load's start
+    and end) the subscriber's /depth latency before, during and after the load."""
     lat = {t: [(arr - stamp) / 1e9 for stamp, arr in v] for t, v in got.items()}
     # the node's last status while it still had frames to report, against the subscriber's last 300 /depth
     # frames received before it (the node's LatencyStats keeps its last 300)
-    measured = [(at, v) for at, v in statuses if v.get("latency median [s]", "nan") != "nan"]
+    measured = [(at, v) for at, v in statuses if v.get("latency median [s]", "nan") != "nan" and at <= camera_end]
     result: dict[str, Any] = {}
     result["subscriber /depth"], result["subscriber /points"] = _stats(lat["/depth"]), _stats(lat["/points"])
     if thirds:
@@ -195,6 +200,9 @@ def compare(
             "thinned (max_input_rate)": values.get("thinned (max_input_rate)"),
         }
         result["subscriber /depth, the node's frames"] = mine
+        recent = [a for _, a in got["/depth"] if at - 5_000_000_000 < a <= at]
+        span = (recent[-1] - recent[0]) / 1e9 if len(recent) > 1 else 0.0
+        result["subscriber /depth rate over the 5 s before [Hz]"] = round((len(recent) - 1) / span, 2) if span else None
         if mine["n"]:
             d_med, d_p95 = mine["median"] - node_median, mine["p95"] - node_p95
             result["subscriber - node"] = {"median": round(d_med, 4), "p95": round(d_p95, 4)}
