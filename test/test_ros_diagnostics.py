@@ -7,6 +7,7 @@ so the cause must be there, at WARN, for as long as it holds, and go when it is 
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -48,9 +49,10 @@ Phase = (
 
 
 def _camera(
-    diags: list[DiagnosticArray], phases: list[Phase], image_pubs: int = 1
+    diags: list[DiagnosticArray], phases: list[Phase], image_pubs: int = 1, clock_offset_s: float = 0.0
 ) -> Callable[[Node, SingleThreadedExecutor], None]:
-    """before_feed: a 10 Hz camera on /cam/image + /cam/camera_info, its camera_info stamped
+    """before_feed: a 10 Hz camera on /cam/image + /cam/camera_info, stamped on the ROS clock as it sends (less
+    `clock_offset_s`: a driver stamping with its own device clock), its camera_info stamped
     `info_stamp(image stamp)` in each phase (None: no camera_info) until `until()` or the phase's seconds;
     /diagnostics kept, /depth subscribed. `image_pubs` > 1: that many publishers on /cam/image taking turns
     (two camera drivers on one topic)."""
@@ -63,6 +65,7 @@ def _camera(
         info_pub = peer.create_publisher(CameraInfo, "/cam/camera_info", rel)
         _await_subscribers(ex, *image_pubs_, info_pub)
         rng, k, t0 = np.random.default_rng(0), 0, peer.get_clock().now().nanoseconds  # (stamped by ROS time)
+        t0, start = t0 - round(clock_offset_s * 1e9), time.monotonic()
         for info_stamp, until, seconds, *size in phases:
             h_w = size[0] if size else (120, 160)
             end = time.monotonic() + seconds
@@ -77,7 +80,10 @@ def _camera(
                         ih = Header(stamp=conv.ns_to_stamp(info_ns), frame_id="cam_optical")
                         info_pub.publish(CameraInfo(**{**_fields(_info(160, 120)), "header": ih}))
                 k += 1
-                step_end = time.monotonic() + 0.1
+                # every 0.1 s from the start, as a camera's frames: its stamps stay its send times (a camera
+                # running late by its loop's overhead fell seconds behind its stamps in a 40 s phase)
+                step_end = start + k * 0.1
+                ex.spin_once(timeout_sec=0.0)
                 while time.monotonic() < step_end:
                     ex.spin_once(timeout_sec=0.01)
 
@@ -546,3 +552,39 @@ def test_the_stamp_is_the_nodes_clock_and_never_0_before_a_clock_arrives(tmp_pat
     stamps = [a.header.stamp.sec for a in diags]
     assert stamps and stamps[0] > time.time() - 600, (stamps, out)  # the system time before the first /clock
     assert any(sim_s <= s < 2 * sim_s for s in stamps), (stamps, out)  # then the node's clock: sim time
+
+
+@pytest.mark.parametrize("offset_s", [5.0, -5.0, 0.0])
+def test_the_latency_of_a_camera_stamping_with_another_clock_is_taken_from_arrival(
+    tmp_path: Path, offset_s: float
+) -> None:
+    """A driver stamping with its own device clock, seconds off the ROS clock: /diagnostics reported the clocks'
+    offset as the latency (5 s behind: a latency of ~5.5 s; 5 s ahead: ~-4.5 s) without a word, as only stamps
+    120 s off were named. The node compares each image's stamp with its arrival: stamps more than 1 s behind or
+    0.1 s ahead are on another clock, named in one WARN with the offset, and the latency is taken from the
+    images' arrival; on the node's clock it stays the latency from the stamp that a subscriber measures."""
+    diags: list[DiagnosticArray] = []
+    seen: list[tuple[bytes, str, dict[str, str]]] = []
+    steps = itertools.count()
+
+    def measured(st: tuple[bytes, str, dict[str, str]]) -> bool:
+        # 4 s of images (more than the 31 the stamps' clock is judged on) and a latency from 2 windows out
+        latency = float(st[2]["latency median [s]"])
+        return next(steps) >= 40 and latency == latency and float(st[2]["output rate [Hz]"]) > 0
+
+    feed = _camera(diags, [(lambda s: s, _seen(diags, measured, seen), 60.0)], clock_offset_s=offset_s)
+    _, out = run_node(tmp_path, REMAPS, {}, {}, before_feed=feed, done=lambda got: True)
+    assert seen, out
+    values = seen[-1][2]
+    latency = float(values["latency median [s]"])
+    side = "behind" if offset_s > 0 else "ahead of"
+    named = [line for line in out.splitlines() if f"s {side} this node's clock" in line]
+    assert 0.0 < latency < 3.0, values  # (a window's frames and its inference, not the clocks' offset)
+    if offset_s:
+        assert values["latency from"] == "arrival (stamps on another clock)", values
+        assert abs(float(values["stamp to arrival median [s]"]) - offset_s) < 1.0, values
+        assert len(named) == 1 and "[WARN]" in named[0] and f"{abs(offset_s):.0f}." in named[0], out
+        assert f"{side} this node's clock" in values["problems"], values
+    else:
+        assert values["latency from"] == "image stamp", values
+        assert not named and "this node's clock" not in values["problems"], (values, out)

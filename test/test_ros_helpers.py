@@ -21,6 +21,7 @@ from vdepth_ros.ros.diagnostics import (
     LatencyStats,
     RateMeter,
     RecentRise,
+    StampClock,
     Watchdog,
     level_for,
     make_status,
@@ -440,3 +441,23 @@ def test_depth_image_rect_goes_where_image_transport_looks_for_the_image_of_dept
         node.destroy_node()
     finally:
         rclpy.shutdown(context=ctx)
+
+
+def test_stamps_are_on_another_clock_only_beyond_a_transfer_delay() -> None:
+    """A network camera's half-second transfer, a few late images after a stall, or two machines' clocks a few ms
+    apart keep the latency from the stamps; a device clock seconds off (either way) takes it from arrival."""
+    s = 1_000_000_000
+
+    def clock(delays_s: list[float]) -> StampClock:
+        c = StampClock()
+        for k, d in enumerate(delays_s):
+            c.note(100 * s + k * s // 10 + round(d * s), 100 * s + k * s // 10)
+        return c
+
+    assert StampClock().offset_ns() is None and StampClock().delay_ns() is None  # (no image yet)
+    assert clock([0.5] * 20).offset_ns() is None  # a slow transfer, on the node's clock
+    assert clock([-0.05] * 20).offset_ns() is None  # another machine's clock, 50 ms ahead
+    assert clock([0.01] * 20 + [3.0] * 10).offset_ns() is None  # a stall of 10 images: the median holds
+    assert clock([1.5] * 20).offset_ns() == round(1.5 * s)  # a device clock 1.5 s behind
+    assert clock([-5.0] * 20).offset_ns() == -5 * s  # ... or 5 s ahead
+    assert clock([-5.0] * 20 + [0.01] * 31).offset_ns() is None  # the driver restamped with ROS time

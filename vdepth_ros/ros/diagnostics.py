@@ -69,6 +69,46 @@ class RateMeter:
             times.popleft()
 
 
+#: Image stamps on the node's clock arrive at most this far ahead of it (two machines' clocks synced by NTP or PTP
+#: are ms apart; a simulator's coarse /clock lags its stamps by a step) ...
+STAMPS_AHEAD_LIMIT_NS = 100_000_000
+#: ... and at most this far behind it (exposure, a USB or network transfer, a driver's own queue): an image that
+#: waited longer before the node is stamped on another clock (a camera's device time, a recording without its clock).
+STAMPS_BEHIND_LIMIT_NS = 1_000_000_000
+
+
+class StampClock:
+    """How far each image's stamp is from the node's clock when it arrives (the median of the last `size`
+    images), and whether that says the stamps are on another clock. The latency from an image's stamp is
+    what a subscriber measures from its header, so it means something only on the node's clock; on another
+    one it is the clocks' offset (a camera's device clock seconds off gave a /diagnostics latency of
+    seconds, or a negative one). Thread-safe."""
+
+    def __init__(self, size: int = 31) -> None:
+        self._delays: deque[int] = deque(maxlen=size)
+        self._lock = threading.Lock()
+
+    def note(self, arrival_ns: int, stamp_ns: int) -> None:
+        """An image stamped `stamp_ns` arrived at `arrival_ns`, both on the node's clock (ROS time)."""
+        with self._lock:
+            self._delays.append(arrival_ns - stamp_ns)
+
+    def delay_ns(self) -> int | None:
+        """The median of the recent images' arrival less their stamp (None before the first image)."""
+        with self._lock:
+            if not self._delays:
+                return None
+            return int(np.median(np.asarray(self._delays)))
+
+    def offset_ns(self) -> int | None:
+        """The offset of the stamps' clock behind the node's (negative: ahead), or None while the stamps are on
+        the node's clock (their median delay within `STAMPS_AHEAD_LIMIT_NS` / `STAMPS_BEHIND_LIMIT_NS`)."""
+        delay = self.delay_ns()
+        if delay is None or -STAMPS_AHEAD_LIMIT_NS <= delay <= STAMPS_BEHIND_LIMIT_NS:
+            return None
+        return delay
+
+
 class LatencyStats:
     """Median / p95 / max over the last `size` samples (seconds). Thread-safe."""
 

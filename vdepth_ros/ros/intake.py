@@ -38,7 +38,7 @@ from vdepth_ros.inputs.samples import TimedSamples
 from vdepth_ros.inputs.sync import REPEATED_STAMP, UNSET_STAMP, ApproximateTimeSync, InputRate, Pair
 from vdepth_ros.paths import config_dir
 from vdepth_ros.ros import conversions as conv
-from vdepth_ros.ros.diagnostics import RateMeter, Watchdog
+from vdepth_ros.ros.diagnostics import RateMeter, StampClock, Watchdog
 from vdepth_ros.ros.qos import IncompatibleQosReporter, endpoint_name, qos_profile
 from vdepth_ros.ros.transport import PROFILE_NAME, PROFILE_VARIABLE
 from vdepth_ros.ros.worker import DropOldestQueue, RateLimitedLog
@@ -229,6 +229,8 @@ class InputSide:
         # the same on the steady clock the sparse samples wait by (slower under use_sim_time's slow replay)
         self.arrival_speed = ReplaySpeed()
         self.input_rate = InputRate(self.p["max_input_rate"])
+        # how far the stamps are from the node's clock on arrival: the latency means something only on one clock
+        self.stamp_clock = StampClock()
 
     # -- subscriptions -----------------------------------------------------------------------
     def subscribe(self) -> str:
@@ -523,6 +525,8 @@ class InputSide:
         if not (sim_time and clock_ns == 0):  # (under sim time before a /clock its time is unknown, not 0:
             # noted at 0 and then at the player's clock, the first step read as a replay 16x slower)
             self.pauses.note(clock_ns - (0 if sim_time else queued), stamp)
+            if stamp:  # (an unset stamp is named as such)
+                self.stamp_clock.note(clock_ns - (0 if sim_time else queued), stamp)
         self.arrival_speed.note(now - queued, stamp)
         self._note_replay_speed()
         with self._lock:

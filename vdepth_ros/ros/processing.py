@@ -27,10 +27,6 @@ from vdepth_ros.ros.intake import InputItem, InputSide
 from vdepth_ros.ros.outputs import OutputPublishers, pace
 from vdepth_ros.ros.worker import RateLimitedLog
 
-#: Image stamps further than this from the node's clock are on another clock (a camera's device
-#: time, a recording played without its clock): no queue or window makes a latency this long.
-STAMP_CLOCK_MISMATCH_NS = 120_000_000_000
-
 #: Images this long (seconds) without a sparse_depth sample are named in a WARN, with the cause.
 NO_SAMPLE_WARN_S = 10.0
 
@@ -245,23 +241,27 @@ class FrameProcessor:
         self._watchdog.output()
         now = self._now_ns()
         paced_s = max(0.0, due - time.monotonic()) if due else 0.0  # (it leaves then)
-        self.latency.add((now - frame.stamp_ns) / 1e9 + paced_s)
         unset = frame.stamp_ns == 0  # no clock at all: the intake names the unset header.stamp
         # (ROS time 0: no /clock under use_sim_time, said by the status)
-        apart = bool(now) and not unset and abs(now - frame.stamp_ns) > STAMP_CLOCK_MISMATCH_NS
+        offset = self.intake.stamp_clock.offset_ns() if now and not unset else None
+        # on another clock the stamps are the clocks' offset away: the latency is taken from the images' arrival
+        self.latency.add((now - frame.stamp_ns - (offset or 0)) / 1e9 + paced_s)
+        apart = offset is not None
         held = self.log.problems.found("stamp-clock")
         if apart and not held:
-            off = (now - frame.stamp_ns) / 1e9
+            off = offset / 1e9
             side = "behind" if off > 0 else "ahead of"
             self.log.problems.report(
                 "stamp-clock",
                 {
                     "": (
-                        f"the image stamps are {abs(off):.0f} s {side} this node's clock: have the driver stamp with "
-                        "ROS time, or play the bag with --clock and use_sim_time:=true",
-                        f"the image stamps are {abs(off):.0f} s {side} this node's clock: "
+                        f"the image stamps are {abs(off):.1f} s {side} this node's clock (latency measured from "
+                        "their arrival): have the driver stamp with ROS time, or play the bag with --clock and "
+                        "use_sim_time:=true",
+                        f"the image stamps are {abs(off):.1f} s {side} this node's clock when the images arrive: "
                         "the camera stamps with another clock (its own device time?) or a recording plays without its "
-                        "clock, so the latency on /diagnostics means nothing and tools that look up TF at these "
+                        "clock, so a subscriber's latency from the stamps means nothing (/diagnostics takes the "
+                        "latency from the images' arrival instead) and tools that look up TF at these "
                         "stamps (RViz, message_filters) find no transforms; have the driver stamp with ROS time, or "
                         "play the bag with --clock and set use_sim_time:=true",
                     )

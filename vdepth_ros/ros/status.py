@@ -329,11 +329,17 @@ class StatusReporter:
         (`CurrentProblems.current`, asked here if not given)."""
         node, intake, proc = self.node, self.node.intake, self.node.processor
         lat, win = proc.latency.summary(), proc.window_latency.summary()
+        delay = intake.stamp_clock.delay_ns()
         values: dict[str, Any] = {
             "input rate [Hz]": intake.rate.rate(),
             "output rate [Hz]": proc.output_rate.rate(),
             "latency median [s]": lat["median"],
             "latency p95 [s]": lat["p95"],
+            # (stamp to publish; from arrival where the stamps are on another clock: `StampClock`)
+            "latency from": "arrival (stamps on another clock)"
+            if intake.stamp_clock.offset_ns() is not None
+            else "image stamp",
+            "stamp to arrival median [s]": float("nan") if delay is None else delay / 1e9,
             "window latency median [s]": win["median"],
             "window latency max [s]": win["max"],
             "queued": len(intake.queue),
