@@ -172,3 +172,32 @@ def test_pull_without_the_ml_extra_names_it_in_one_line(tmp_path) -> None:
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert "'huggingface_hub'" in lines[0] and "'.[ml]'" in lines[0], lines[0]
     assert not (tmp_path / "cache").exists()
+
+
+def test_a_model_family_without_the_ml_extra_names_it_in_one_line(tmp_path) -> None:
+    """A VDA model folder (a training export, a colleague's import) given to `vdepth-video --model` in the smallest
+    install (no transformers) ended in a traceback, `ModuleNotFoundError: No module named 'transformers'`, and the
+    node said "cannot be loaded (ModuleNotFoundError: ...)" without naming the `ml` extra; now the model's
+    load names it, so every tool and the node give one line, exit 2."""
+    from vdepth_ros.models.vda import VideoDepthAnything
+
+    VideoDepthAnything(**VideoDepthAnything.tiny_config()).save_pretrained(tmp_path / "vda")
+    import cv2
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(frames / f"{i:03d}.png"), np.full((48, 64, 3), 100 + i, np.uint8))
+    proc = _run(
+        f"""
+        sys.modules["transformers"] = None
+        from vdepth_ros.offline.entry import video
+        raise SystemExit(video([{str(frames)!r}, "-o", {str(tmp_path / "out")!r}, "--model", {str(tmp_path / "vda")!r}]))
+        """,
+        tmp_path,
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    (line,) = [ln for ln in proc.stderr.splitlines() if "transformers" in ln]
+    assert "'vda'" in line and "'.[ml]'" in line, line
+    assert not (tmp_path / "out").exists()

@@ -12,28 +12,15 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-#: the import names of the packages of the extras the smallest install leaves out (setup.py), by extra
-EXTRA_PACKAGES = {
-    "bag": ("rosbags", "mcap", "mcap_ros2"),
-    "ml": ("huggingface_hub", "diffusers", "transformers", "peft"),
-}
-
-
-def extra_hint(extra: str) -> str:
-    """How to install `extra`, for a message naming what it lacks."""
-    return f"install the '{extra}' extra: pip install -c constraints.txt -e '.[{extra}]' (docs/install.md)"
-
+from vdepth_ros.errors import extra_hint, missing_extra
 
 BAG_EXTRA_HINT = extra_hint("bag")
 
 
 def missing_extra_line(prog: str, err: ModuleNotFoundError) -> str | None:
     """The one line saying which extra's package `err` reports missing, or None for any other module."""
-    root = (err.name or "").split(".")[0]
-    for extra, packages in EXTRA_PACKAGES.items():
-        if root in packages:
-            return f"{prog}: needs the Python package '{root}', which is not installed; {extra_hint(extra)}"
-    return None
+    why = missing_extra(err)
+    return None if why is None else f"{prog}: {why}"
 
 
 def run_tool(prog: str, module: str, argv: Sequence[str] | None = None) -> int:
