@@ -192,7 +192,8 @@ def test_a_model_family_without_the_ml_extra_names_it_in_one_line(tmp_path) -> N
         f"""
         sys.modules["transformers"] = None
         from vdepth_ros.offline.entry import video
-        raise SystemExit(video([{str(frames)!r}, "-o", {str(tmp_path / "out")!r}, "--model", {str(tmp_path / "vda")!r}]))
+        args = [{str(frames)!r}, "-o", {str(tmp_path / "out")!r}, "--model", {str(tmp_path / "vda")!r}]
+        raise SystemExit(video(args))
         """,
         tmp_path,
     )
