@@ -302,6 +302,13 @@ def main(argv: list[str] | None = None) -> int:
             code, result = run(args)
     except (VdepthError, OSError, KeyboardInterrupt) as err:  # OSError: missing/existing paths, a full disk
         return cli_errors(f"vdepth-export {args.command}", err)
+    except ModuleNotFoundError as err:  # `pull` in the smallest install (no `ml` extra): one line, no traceback
+        from vdepth_ros.offline.entry import missing_extra_line
+
+        if (line := missing_extra_line(f"vdepth-export {args.command}", err)) is None:
+            raise
+        print(line, file=sys.stderr)
+        return 2
     print(json.dumps(result, indent=2))
     return code
 

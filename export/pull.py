@@ -520,8 +520,8 @@ def pull(
             raise DownloadError(f"{output} is damaged ({damage}): pass --overwrite to replace it with {name}")
         log.warning("%s in the model cache is damaged (%s): pulling it again", output, damage)
         overwrite = True  # a folder pull wrote, unusable as it is
+    _quiet_http_logs()  # imports the hub client: without the `ml` extra, fail before the cache is touched
     _check_writable(output, overwrite)
-    _quiet_http_logs()
     paths = _fetch(release, output, Path(from_dir) if from_dir is not None else None, endpoint, asked)
     provenance = {
         "name": release.name,

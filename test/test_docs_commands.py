@@ -1,7 +1,8 @@
 """What the docs tell a user to type must exist: every link between docs points at a file and heading
 that exist, and every `--flag` written after a command (vdepth-*, benchmarks/*.py, python -m ...)
 is one that command's `--help` lists (a flag renamed in code but not in the docs is a typical break), as is
-every one a message or docstring of the code names in backquotes.
+every one a message or docstring of the code names in backquotes; every such command the docs name, with
+flags or without (a benchmark script, a `python -m` module), exists and answers `--help`.
 Likewise every parameter they set (`-p NAME:=`, `ros2 param set`) and launch argument (`depth.launch.py NAME:=`).
 docs/model-history.md is history: its old commands are left as they were."""
 
@@ -75,7 +76,8 @@ def _commands(text: str) -> list[str]:
 
 def _program(command: str) -> tuple[str, str] | None:
     """(program, the rest of the line) for a command this package ships, else None."""
-    if m := re.search(r"(vdepth-[a-z]+)(?:\s+(\w+))?", command):
+    # not `.vdepth-partial-*` (a folder) nor `vdepth-seq/1` (a format name)
+    if m := re.search(r"(?<![\w.-])(vdepth-[a-z]+)(?![\w/-])(?:\s+(\w+))?", command):
         prog = m.group(1)
         if m.group(2) in SUBCOMMANDS.get(prog, ()):
             prog += " " + m.group(2)
@@ -124,9 +126,10 @@ def test_every_flag_the_docs_give_a_command_is_in_its_help() -> None:
             if found is None:
                 continue
             prog, rest = found
+            wanted.setdefault(prog, [])  # named without flags, it must still exist and start
             for flag in re.findall(r"(?<![\w-])(--[a-z][\w-]*)", rest):
                 if flag not in ROS_ARGS:
-                    wanted.setdefault(prog, []).append((flag, str(doc.relative_to(ROOT)), command.strip()))
+                    wanted[prog].append((flag, str(doc.relative_to(ROOT)), command.strip()))
     for source in sorted(p for d in ("vdepth_ros", "training", "export") for p in (ROOT / d).rglob("*.py")):
         for command in re.findall(r"`([^`\n]+)`", source.read_text()):  # messages and docstrings tell users too
             if (found := _program(command)) is not None:

@@ -153,3 +153,52 @@ def test_a_model_folder_without_onnx_and_without_torch_is_one_line(backend, tmp_
     (line,) = proc.stderr.strip().splitlines()
     assert "needs PyTorch" in line and "vdepth_ros[ml]" in line, line
     assert not (tmp_path / "out").exists()
+
+
+def test_pull_without_the_ml_extra_names_it_in_one_line(tmp_path) -> None:
+    """`vdepth-export pull vda-small`, as README and the node's "not in the model cache" error tell a user to
+    run, in the smallest documented install (`.[ros,onnx]`: no huggingface_hub) ended in a traceback's
+    `ModuleNotFoundError: No module named 'huggingface_hub'`; now one line names the `ml` extra, exit 2."""
+    proc = _run(
+        f"""
+        sys.modules["huggingface_hub"] = None
+        from vdepth_export.cli import main
+        raise SystemExit(main(["pull", "vda-small", "--cache", {str(tmp_path / "cache")!r}]))
+        """,
+        tmp_path,
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "'huggingface_hub'" in lines[0] and "'.[ml]'" in lines[0], lines[0]
+    assert not (tmp_path / "cache").exists()
+
+
+def test_a_model_family_without_the_ml_extra_names_it_in_one_line(tmp_path) -> None:
+    """A VDA model folder (a training export, a colleague's import) given to `vdepth-video --model` in the smallest
+    install (no transformers) ended in a traceback, `ModuleNotFoundError: No module named 'transformers'`, and the
+    node said "cannot be loaded (ModuleNotFoundError: ...)" without naming the `ml` extra; now the model's
+    load names it, so every tool and the node give one line, exit 2."""
+    from vdepth_ros.models.vda import VideoDepthAnything
+
+    VideoDepthAnything(**VideoDepthAnything.tiny_config()).save_pretrained(tmp_path / "vda")
+    import cv2
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(frames / f"{i:03d}.png"), np.full((48, 64, 3), 100 + i, np.uint8))
+    proc = _run(
+        f"""
+        sys.modules["transformers"] = None
+        from vdepth_ros.offline.entry import video
+        args = [{str(frames)!r}, "-o", {str(tmp_path / "out")!r}, "--model", {str(tmp_path / "vda")!r}]
+        raise SystemExit(video(args))
+        """,
+        tmp_path,
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    (line,) = [ln for ln in proc.stderr.splitlines() if "transformers" in ln]
+    assert "'vda'" in line and "'.[ml]'" in line, line
+    assert not (tmp_path / "out").exists()

@@ -1079,6 +1079,21 @@ def test_cameras_given_twice_start_every_camera() -> None:
     assert parser().parse_args([]).cameras == []
 
 
+def test_help_names_the_bundled_params_file_where_it_is() -> None:
+    """`vdepth-node --help` said "defaults: config/depth.yaml (share/vdepth_ros/config/depth.yaml when installed)":
+    after `pip install .` the file is under <venv>/share, a path a user does not guess, and config/ exists only
+    in the repository. It names the file's own path, as the "no such params file" error does."""
+    from vdepth_ros.paths import config_dir
+
+    script = Path(sys.executable).parent / "vdepth-node"
+    if not script.is_file():
+        pytest.skip("vdepth-node console script not installed in this environment (pip install -e .)")
+    done = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    bundled = config_dir() / "depth.yaml"
+    assert bundled.is_file() and str(bundled) in " ".join(done.stdout.split()), done.stdout[:800]
+
+
 def test_help_lists_every_parameter_with_its_type_default_and_range() -> None:
     """`vdepth-node --help` said only "Parameters and topics: docs/node.md", which a pip install does not
     ship: a user could not learn a parameter's name or default without the repository. It lists every

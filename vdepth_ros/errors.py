@@ -26,6 +26,28 @@ class InputError(VdepthError, ValueError):
     """An input frame/message cannot be processed (encoding, shape, size)."""
 
 
+#: the import names of the packages of the extras that the smallest install (`.[ros,onnx]`) leaves out (setup.py)
+EXTRA_PACKAGES = {
+    "bag": ("rosbags", "mcap", "mcap_ros2"),
+    "ml": ("huggingface_hub", "diffusers", "transformers", "peft"),
+}
+
+
+def extra_hint(extra: str) -> str:
+    """How to install `extra`, for a message naming what it lacks."""
+    return f"install the '{extra}' extra: pip install -c constraints.txt -e '.[{extra}]' (docs/install.md)"
+
+
+def missing_extra(err: ModuleNotFoundError) -> str | None:
+    """ "needs the Python package 'X', which is not installed; install the 'E' extra: ..." where `err` reports
+    a package of an extra missing, else None (another module: a bug to show as it is)."""
+    root = (err.name or "").split(".")[0]
+    for extra, packages in EXTRA_PACKAGES.items():
+        if root in packages:
+            return f"needs the Python package '{root}', which is not installed; {extra_hint(extra)}"
+    return None
+
+
 def closest_name(name: object, known: Iterable[object], *, cutoff: float = 0.6) -> str | None:
     """The known name most like `name` (a misspelt key or parameter), for an error's "did you mean";
     None when none is close enough (`difflib`'s ratio >= `cutoff`). Non-string names compare as text."""

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from vdepth_ros.errors import ConfigError, ModelLoadError
+from vdepth_ros.errors import ConfigError, ModelLoadError, missing_extra
 from vdepth_ros.models.base import (
     CONFIG_NAME,
     TRAINED_KEY,
@@ -50,13 +50,20 @@ def family_class(family: str) -> type[VideoDepthModel]:
 
     Raises:
         ConfigError: `family` is not a registered name (the message lists them).
+        ModelLoadError: its module needs a package of the `ml` extra that is not installed.
     """
     try:
         target = MODEL_FAMILIES[family]
     except KeyError:
         raise ConfigError(f"unknown model family {family!r}; known: {sorted(MODEL_FAMILIES)}") from None
     module_name, cls_name = target.split(":")
-    return getattr(importlib.import_module(module_name), cls_name)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:  # the smallest install (`.[ros,onnx]`) runs the bundled ONNX model only
+        if (why := missing_extra(err)) is None:
+            raise
+        raise ModelLoadError(f"model family {family!r} {why}") from None
+    return getattr(module, cls_name)
 
 
 def config_parameters(*functions: Callable[..., Any]) -> dict[str, inspect.Parameter]:

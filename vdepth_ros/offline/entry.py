@@ -1,7 +1,8 @@
 """Console-script entry points of the offline tools (`vdepth-bag`, `vdepth-video`, `vdepth-flicker`).
 
-Bags need the `bag` extra (rosbags, mcap), which the smallest install (`.[ros,onnx]`, docs/install.md)
-leaves out. Without it these commands say so in one line (exit status 2) instead of an import traceback.
+Bags need the `bag` extra (rosbags, mcap), and `vdepth-export pull` the `ml` extra (huggingface_hub),
+which the smallest install (`.[ros,onnx]`, docs/install.md) leaves out. Without it these commands say so
+in one line (exit status 2) instead of an import traceback.
 Importing a tool takes seconds (torch): Ctrl-C meanwhile is the tools' one line too (exit status 130).
 """
 
@@ -11,19 +12,19 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-#: the import names of the `bag` extra's packages (setup.py)
-BAG_PACKAGES = ("rosbags", "mcap", "mcap_ros2")
-BAG_EXTRA_HINT = "install the 'bag' extra: pip install -c constraints.txt -e '.[bag]' (docs/install.md)"
+from vdepth_ros.errors import extra_hint, missing_extra
+
+BAG_EXTRA_HINT = extra_hint("bag")
 
 
-def missing_bag_package(err: ModuleNotFoundError) -> str | None:
-    """The `bag` extra's package whose absence `err` reports, or None for any other missing module."""
-    root = (err.name or "").split(".")[0]
-    return root if root in BAG_PACKAGES else None
+def missing_extra_line(prog: str, err: ModuleNotFoundError) -> str | None:
+    """The one line saying which extra's package `err` reports missing, or None for any other module."""
+    why = missing_extra(err)
+    return None if why is None else f"{prog}: {why}"
 
 
 def run_tool(prog: str, module: str, argv: Sequence[str] | None = None) -> int:
-    """Import `module` and run its `main(argv)`; a missing `bag` package is one line on stderr, exit 2,
+    """Import `module` and run its `main(argv)`; a missing extra's package is one line on stderr, exit 2,
     and Ctrl-C during the import is the tools' interrupted line, exit 130."""
     try:
         tool = importlib.import_module(module)
@@ -33,12 +34,10 @@ def run_tool(prog: str, module: str, argv: Sequence[str] | None = None) -> int:
         print(interrupted_line(prog), file=sys.stderr)
         return 130
     except ModuleNotFoundError as err:
-        package = missing_bag_package(err)
-        if package is None:
+        line = missing_extra_line(prog, err)
+        if line is None:
             raise
-        print(
-            f"{prog}: needs the Python package '{package}', which is not installed; {BAG_EXTRA_HINT}", file=sys.stderr
-        )
+        print(line, file=sys.stderr)
         return 2
     return tool.main(argv)
 

@@ -28,6 +28,7 @@ from typing import Any
 import rclpy
 
 from vdepth_ros.errors import ConfigError, VdepthError
+from vdepth_ros.paths import config_dir
 from vdepth_ros.ros import startup
 from vdepth_ros.ros.startup import (
     CLOCK,
@@ -44,7 +45,7 @@ from vdepth_ros.ros.transport import use_large_segment_profile
 DESCRIPTION = """Live video depth: subscribes to image (+ camera_info, optional sparse_depth or camera_pose),
 publishes depth, disparity, points, depth/camera_info, depth/image_rect (depth again, where RViz and
 depth_image_proc look for the image of depth/camera_info) and /diagnostics. Parameters and topics:
-docs/node.md; defaults: config/depth.yaml (share/vdepth_ros/config/depth.yaml when installed).
+docs/node.md; defaults: {params_file}.
 ROS arguments go after --ros-args: [--params-file FILE] [-p NAME:=VALUE] [-r FROM:=TO] ..."""
 
 EPILOG = """per-camera parameters go in /front/depth_node: sections of the params file (docs/node.md);
@@ -66,7 +67,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="vdepth-node",
         usage="vdepth-node [--managed] [--cameras NAME [NAME ...]] [--ros-args ...]",
-        description=DESCRIPTION,
+        # the bundled file's own path: a pip install keeps it under <venv>/share, which users do not guess
+        description=DESCRIPTION.format(params_file=config_dir() / "depth.yaml"),
         epilog=_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
