@@ -68,6 +68,7 @@ def _start_node(args: argparse.Namespace, folder: Path, rate: float, env: dict[s
         "/**:\n  ros__parameters:\n    input_qos: reliable\n"
         + (f"    max_input_rate: {float(args.max_input_rate)}\n" if args.max_input_rate else "")
         + (f"    queue_size: {int(args.queue_size)}\n" if args.queue_size else "")
+        + (f"    queue_drain_after: {float(args.queue_drain_after)}\n" if args.queue_drain_after is not None else "")
     )
     log = (folder / f"node_{rate:g}.log").open("w")
     script = str(Path(sys.executable).parent / "vdepth-node")
@@ -197,6 +198,7 @@ def compare(
             "input rate": values.get("input rate [Hz]"),
             "output rate": values.get("output rate [Hz]"),
             "dropped (queue full)": values.get("dropped (queue full)"),
+            "dropped (of those, a standing backlog)": values.get("dropped (of those, a standing backlog)"),
             "thinned (max_input_rate)": values.get("thinned (max_input_rate)"),
         }
         result["subscriber /depth, the node's frames"] = mine
@@ -221,6 +223,7 @@ def main() -> None:
     ap.add_argument("--load", type=int, default=0, help="busy processes in the middle third of each run")
     ap.add_argument("--max-input-rate", type=float, default=0.0)
     ap.add_argument("--queue-size", type=int, default=0, help="the node's queue_size (0: its default)")
+    ap.add_argument("--queue-drain-after", type=float, default=None, help="the node's queue_drain_after (default: its)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")

@@ -38,6 +38,50 @@ def test_drop_oldest_queue_counts_and_keeps_newest():
     assert [q.get(0), q.get(0), q.get(0), q.get(0)] == [2, 3, 4, None]
 
 
+def test_a_standing_backlog_is_drained_and_a_worker_keeping_pace_is_left_alone(monkeypatch):
+    """After a burst of load a worker as fast as the camera never catches up: the queue stays full and every
+    later frame waits behind it for good (subscriber latency 0.8 s before a 5 s burst, 2.6 s after it,
+    `benchmarks/subscriber_latency.py --load 3`). A queue that has not been down to a window's new frames
+    (`drain_to`) for `drain_after_s` drops its oldest to that; one that gets there once per window is never
+    drained, however long it runs; 0 never drains."""
+    import vdepth_ros.ros.worker as worker
+
+    now = [100.0]
+    monkeypatch.setattr(worker.time, "monotonic", lambda: now[0])
+    q: DropOldestQueue[int] = DropOldestQueue(32, drain_after_s=5.0, drain_to=4)
+    item = 0
+    for _ in range(200):  # 60 s at 10 Hz in, a window of 4 taken every 0.4 s: the queue goes 0..4 and back
+        for _ in range(4):
+            now[0] += 0.1
+            assert not q.put(item)
+            item += 1
+        assert [q.get(0) for _ in range(4)] == list(range(item - 4, item))
+    assert q.dropped == q.drained == 0
+    for _ in range(20):  # a burst of load: 2 s without a window
+        now[0] += 0.1
+        q.put(item)
+        item += 1
+    backlog = len(q)
+    assert backlog == 20
+    drained_at = None
+    for step in range(100):  # then the worker keeps pace again, 4 in, 4 out: the backlog stands
+        for _ in range(4):
+            now[0] += 0.1
+            if q.put(item) and drained_at is None:
+                drained_at = step
+            item += 1
+        newest = [q.get(0) for _ in range(4)]
+        if drained_at is not None and step > drained_at:
+            assert len(q) <= 4 and newest[-1] >= item - 8  # later frames wait behind a window at most
+    assert drained_at is not None and q.drained >= backlog - 4 and q.dropped == q.drained
+    assert 5.0 <= drained_at * 0.4 + 2.0 <= 5.0 + 0.8  # once it had stood drain_after_s, not before
+    never: DropOldestQueue[int] = DropOldestQueue(32, drain_after_s=0.0, drain_to=4)
+    for k in range(30):
+        now[0] += 1.0
+        never.put(k)
+    assert never.dropped == 0 and len(never) == 30
+
+
 def test_drop_oldest_queue_wakes_consumer_and_close():
     q: DropOldestQueue[str] = DropOldestQueue(2)
     got = []

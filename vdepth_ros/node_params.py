@@ -219,6 +219,16 @@ ROS_PARAMS: tuple[ParamSpec, ...] = (
         max=10000,
     ),
     ParamSpec(
+        "queue_drain_after",
+        5.0,
+        "when the input queue has held more than a window's new frames for this long (a standing backlog: after "
+        "a burst of load the worker keeps pace with the camera but never catches up, so every later frame waits "
+        "behind it), the oldest beyond them are dropped (counted) and the latency comes back down [s]; 0 = never "
+        "(every frame the queue holds is processed: a recording replayed with a large queue_size)",
+        min=0.0,
+        max=3600.0,
+    ),
+    ParamSpec(
         "image_bit_depth",
         0,
         "significant bits of 16-bit images (mono16, bayer_*16, rgb16...): a 12-bit camera publishing values "

@@ -209,7 +209,7 @@ class InputSide:
         self._following: dict[Any, tuple[type, str, Callable[[Any], None]]] = {}
         self._qos_timer: Any = None
         self.image_topic = ""  # the topic the images are read from (`subscribe`)
-        self.queue: DropOldestQueue[InputItem] = DropOldestQueue(params["queue_size"])
+        self.queue: DropOldestQueue[InputItem] = self._new_queue()
         self.on_first_image: Callable[[], None] | None = None
         self._loss_warned = False
         self._loss_measurable = True  # (`InputLossMeter.measurable` as last reported to "problems")
@@ -233,6 +233,13 @@ class InputSide:
         self.stamp_clock = StampClock()
 
     # -- subscriptions -----------------------------------------------------------------------
+    def _new_queue(self) -> DropOldestQueue[InputItem]:
+        """The input queue; a standing backlog is drained down to a window's new frames (the schedule's stride:
+        what a worker keeping pace holds at most between two windows)."""
+        pipeline = getattr(self._node, "pipeline", None)
+        stride = int(pipeline.schedule["stride"]) if pipeline is not None else 1
+        return DropOldestQueue(self.p["queue_size"], self.p.get("queue_drain_after", 0.0), stride)
+
     def subscribe(self) -> str:
         """Create the subscriptions (a new queue); returns a description for the start-up log."""
         node, p = self._node, self.p
@@ -252,7 +259,7 @@ class InputSide:
             if mode == "image" and (is_depth_stream_name(sparse_topic) or sparse_topic.endswith("/compressed")):
                 sparse_type = CompressedImage  # a depth camera's compressedDepth (png, rvl) or compressed (png) stream
             topics.append((sparse_type, "camera_pose" if mode == "pose" else "sparse_depth", self._on_sparse))
-        self.queue = DropOldestQueue(p["queue_size"])
+        self.queue = self._new_queue()
         self._info_arrived = False
         self._latched_info = None
         self.subscriptions, self._following = [], {}
@@ -813,9 +820,26 @@ class InputSide:
         for pair in pairs:
             msg, arrival, previous, clock_step = pair.image
             item = InputItem(pair.stamp_ns, msg, pair.info, pair.source, arrival, previous, clock_step)
+            drained = self.queue.drained
             if self.queue.put(item):
                 self._drops.tick()
-                self.log.warning("queue-full", self._queue_full_message(), summary="")  # (the status's drops rule)
+                if self.queue.drained > drained:
+                    self.log.warning(
+                        "queue-drained", self._queue_drained_message(self.queue.drained - drained), summary=""
+                    )
+                else:
+                    self.log.warning("queue-full", self._queue_full_message(), summary="")  # (the status's drops rule)
+
+    def _queue_drained_message(self, count: int) -> str:
+        """The WARN for a standing backlog dropped (`DropOldestQueue.drained`)."""
+        q = self.queue
+        return (
+            f"input queue held more than {q.drain_to} frames (a window's new ones) for {q.drain_after_s:g} s "
+            f"(queue_drain_after): dropped its {count} oldest so that later frames stop waiting behind them; "
+            f"{q.drained} dropped so far this way. Inference keeps pace with the camera but not with a backlog (left "
+            "by a burst of load, or a camera faster than inference): set max_input_rate below the output rate on "
+            "/diagnostics for evenly spaced frames, or queue_drain_after 0 to keep every frame (a replay)"
+        )
 
     def _queue_full_message(self) -> str:
         """The queue-full WARN: what it costs and the fix (`max_input_rate`, with a value: the rate the

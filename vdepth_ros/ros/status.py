@@ -344,6 +344,7 @@ class StatusReporter:
             "window latency max [s]": win["max"],
             "queued": len(intake.queue),
             "dropped (queue full)": intake.queue.dropped,
+            "dropped (of those, a standing backlog)": intake.queue.drained,
             # (while the stamps keep no steady frame period, that they cannot tell it rather than a count)
             "lost before the node": intake.loss.lost if intake.loss.measurable else loss_count(intake.loss),
             "lost in transport (of those)": intake.loss.in_transport,

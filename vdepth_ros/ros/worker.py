@@ -27,21 +27,39 @@ class DropOldestQueue(Generic[T]):
     Executor callbacks put, the worker thread gets, so callbacks never wait for inference.
     """
 
-    def __init__(self, maxsize: int) -> None:
+    def __init__(self, maxsize: int, drain_after_s: float = 0.0, drain_to: int = 1) -> None:
         if maxsize < 1:
             raise ValueError(f"queue maxsize must be >= 1, got {maxsize}")
         self.maxsize = int(maxsize)
         self._items: deque[T] = deque()
         self._cv = threading.Condition()
         self._closed = False
-        self.dropped = 0
+        self.dropped = 0  # every item dropped, `drained` ones included
+        self.drained = 0  # dropped from a standing backlog (`put`)
         self.put_count = 0
         self.got_count = 0  # items the worker took (`get`)
+        # A standing backlog is a queue that has not been down to `drain_to` items for `drain_after_s`: after a
+        # burst of load a worker as fast as the camera keeps it for good, and every later item waits behind it
+        # (the "standing queue" of CoDel, RFC 8289, whose rule this is: act on the queue's minimum over an interval,
+        # not on its length at one moment, so a healthy window-at-a-time worker's bursts are left alone).
+        self.drain_after_s, self.drain_to = float(drain_after_s), max(1, int(drain_to))
+        self._short_at = time.monotonic()  # when it last held at most `drain_to` items
 
     def put(self, item: T) -> bool:
-        """Append `item`; returns True if an older item was dropped to make room."""
+        """Append `item`; returns True if older items were dropped: one to make room when full, or a standing
+        backlog down to `drain_to` (counted in `drained` too)."""
         with self._cv:
             dropped = False
+            now = time.monotonic()
+            if len(self._items) <= self.drain_to:
+                self._short_at = now
+            elif self.drain_after_s > 0 and now - self._short_at > self.drain_after_s:
+                while len(self._items) >= self.drain_to:  # (and the new item makes drain_to)
+                    self._items.popleft()
+                    self.dropped += 1
+                    self.drained += 1
+                self._short_at = now
+                dropped = True
             if len(self._items) >= self.maxsize:
                 self._items.popleft()
                 self.dropped += 1
@@ -59,13 +77,17 @@ class DropOldestQueue(Generic[T]):
             if not self._items:
                 return None
             self.got_count += 1
-            return self._items.popleft()
+            item = self._items.popleft()
+            if len(self._items) <= self.drain_to:
+                self._short_at = time.monotonic()
+            return item
 
     def clear(self) -> int:
         """Drop everything queued (not counted as drops); returns how many."""
         with self._cv:
             n = len(self._items)
             self._items.clear()
+            self._short_at = time.monotonic()
             return n
 
     def close(self) -> None:
