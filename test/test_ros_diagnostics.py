@@ -310,6 +310,7 @@ def test_two_cameras_taking_turns_are_named_even_when_one_left_before_the_status
         _await_subscribers(ex, first, second, info_pub)
         until = _seen(diags, lambda st: turns in _problems(st), seen)
         rng, t0, deadline = np.random.default_rng(0), peer.get_clock().now().nanoseconds, time.monotonic() + 60
+        start = time.monotonic()
         for k in range(1000):
             if time.monotonic() > deadline or until():
                 return
@@ -319,7 +320,8 @@ def test_two_cameras_taking_turns_are_named_even_when_one_left_before_the_status
             pub = second if k < 10 and k % 2 else first
             pub.publish(conv.image_msg(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8), "rgb8", h))
             info_pub.publish(CameraInfo(**{**_fields(_info(160, 120)), "header": h}))
-            end = time.monotonic() + 0.1
+            end = start + (k + 1) * 0.1  # (a fixed schedule: its stamps stay its send times, as _camera's)
+            ex.spin_once(timeout_sec=0.0)
             while time.monotonic() < end:
                 ex.spin_once(timeout_sec=0.01)
 
@@ -358,6 +360,7 @@ def test_two_cameras_taking_turns_clear_once_one_stops_sending_though_it_stays(t
             (False, _seen(diags, lambda st: turns not in _problems(st), seen), 30.0),
         ]
         rng, t0, k = np.random.default_rng(0), peer.get_clock().now().nanoseconds, 0
+        start = time.monotonic()
         for in_turn, until, seconds in phases:
             end = time.monotonic() + seconds
             while time.monotonic() < end and not until():
@@ -366,7 +369,8 @@ def test_two_cameras_taking_turns_clear_once_one_stops_sending_though_it_stays(t
                 pub.publish(conv.image_msg(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8), "rgb8", h))
                 info_pub.publish(CameraInfo(**{**_fields(_info(160, 120)), "header": h}))
                 k += 1
-                step_end = time.monotonic() + 0.1
+                step_end = start + k * 0.1  # (a fixed schedule: its stamps stay its send times, as _camera's)
+                ex.spin_once(timeout_sec=0.0)
                 while time.monotonic() < step_end:
                     ex.spin_once(timeout_sec=0.01)
         seen.append(("graph", peer.count_publishers("/cam/image")))  # type: ignore[arg-type]
@@ -468,7 +472,7 @@ def test_a_covered_lens_is_on_diagnostics_while_its_windows_fall_back(tmp_path: 
             (True, _seen(diags, held_past_an_events_hold, seen), 60.0),
             (False, _seen(diags, lambda st: covered not in _problems(st), seen), 40.0),
         ]
-        t0, k = peer.get_clock().now().nanoseconds, 0
+        t0, k, start = peer.get_clock().now().nanoseconds, 0, time.monotonic()
         for black, until, seconds in phases:
             end = time.monotonic() + seconds
             while time.monotonic() < end and not until():
@@ -477,7 +481,8 @@ def test_a_covered_lens_is_on_diagnostics_while_its_windows_fall_back(tmp_path: 
                 image_pub.publish(conv.image_msg(image, "rgb8", h))
                 info_pub.publish(CameraInfo(**{**_fields(_info(160, 120)), "header": h}))
                 k += 1
-                step_end = time.monotonic() + 0.1
+                step_end = start + k * 0.1  # (a fixed schedule: its stamps stay its send times, as _camera's)
+                ex.spin_once(timeout_sec=0.0)
                 while time.monotonic() < step_end:
                     ex.spin_once(timeout_sec=0.01)
 
