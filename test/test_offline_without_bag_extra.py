@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 BLOCK = "import sys; sys.modules['rosbags'] = None\n"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _run(code: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -64,7 +65,7 @@ def test_bag_tools_name_the_missing_extra_in_one_line(tool, tmp_path) -> None:
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr
-    assert lines[0].startswith(f"vdepth-{tool}: needs the Python package 'rosbags'") and "'.[bag]'" in lines[0]
+    assert lines[0].startswith(f"vdepth-{tool}: needs the Python package 'rosbags'") and f"'{ROOT}[bag]'" in lines[0]
 
 
 @pytest.mark.parametrize("tool", ["bag", "flicker"])
@@ -151,7 +152,7 @@ def test_a_model_folder_without_onnx_and_without_torch_is_one_line(backend, tmp_
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
     (line,) = proc.stderr.strip().splitlines()
-    assert "needs PyTorch" in line and "vdepth_ros[ml]" in line, line
+    assert "needs PyTorch" in line and f"'{ROOT}[ml]'" in line, line
     assert not (tmp_path / "out").exists()
 
 
@@ -170,7 +171,7 @@ def test_pull_without_the_ml_extra_names_it_in_one_line(tmp_path) -> None:
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
-    assert "'huggingface_hub'" in lines[0] and "'.[ml]'" in lines[0], lines[0]
+    assert "'huggingface_hub'" in lines[0] and f"'{ROOT}[ml]'" in lines[0], lines[0]
     assert not (tmp_path / "cache").exists()
 
 
@@ -200,5 +201,5 @@ def test_a_model_family_without_the_ml_extra_names_it_in_one_line(tmp_path) -> N
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
     (line,) = [ln for ln in proc.stderr.splitlines() if "transformers" in ln]
-    assert "'vda'" in line and "'.[ml]'" in line, line
+    assert "'vda'" in line and f"'{ROOT}[ml]'" in line, line
     assert not (tmp_path / "out").exists()
