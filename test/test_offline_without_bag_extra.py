@@ -58,14 +58,38 @@ def test_bag_tools_name_the_missing_extra_in_one_line(tool, tmp_path) -> None:
     proc = _run(
         f"""
         from vdepth_ros.offline import entry
-        raise SystemExit(entry.{tool}(["--help"]))
+        raise SystemExit(entry.{tool}(["in.bag", "-o", "out"]))
         """,
         tmp_path,
     )
     assert proc.returncode == 2, proc.stderr
+    assert not (tmp_path / "out").exists()
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr
     assert lines[0].startswith(f"vdepth-{tool}: needs the Python package 'rosbags'") and f"'{ROOT}[bag]'" in lines[0]
+
+
+@pytest.mark.parametrize("tool", ["bag", "flicker"])
+def test_help_without_the_bag_extra_prints_the_options(tool, tmp_path) -> None:
+    """docs/offline.md: every tool prints its options with --help; without the `bag` extra `vdepth-bag --help`
+    printed only the missing-extra line, exit 2. Now the same option list as with the extra, the line on
+    stderr, exit 0, and the tool's module is not left imported against stand-ins."""
+    pytest.importorskip("rosbags")
+    from vdepth_ros.offline import bag, flicker
+
+    proc = _run(
+        f"""
+        from vdepth_ros.offline import entry
+        rc = entry.{tool}(["--help"])
+        assert "vdepth_ros.offline.{tool}" not in sys.modules and sys.modules["rosbags"] is None
+        raise SystemExit(rc)
+        """,
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == {"bag": bag, "flicker": flicker}[tool].build_parser().format_help().strip()
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith(f"vdepth-{tool}: needs the Python package 'rosbags'") and "[bag]" in line, line
 
 
 @pytest.mark.parametrize("tool", ["bag", "flicker"])
