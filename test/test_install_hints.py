@@ -10,6 +10,7 @@ does not make `make install` reinstall.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import re
 import shutil
@@ -36,7 +37,7 @@ class _Dist:
 
 def _installed_as(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, direct_url: dict | None) -> None:
     """Make vdepth_ros look installed with `direct_url` (None: from an index), its modules in site-packages."""
-    monkeypatch.setattr(errors.importlib.metadata, "distributions", lambda **_: iter([_Dist(direct_url)]))
+    monkeypatch.setattr(importlib.metadata, "distributions", lambda **_: iter([_Dist(direct_url)]))
     monkeypatch.setattr(errors, "__file__", str(tmp_path / "site-packages" / "vdepth_ros" / "errors.py"))
 
 

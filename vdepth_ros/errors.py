@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import difflib
-import importlib.metadata
 import json
 import shlex
 import urllib.parse
-import urllib.request
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -50,6 +48,8 @@ def source_folder() -> tuple[Path, bool] | None:
     """(the folder, editable) where vdepth_ros was installed from a local folder that still holds
     constraints.txt (a clone: `pip install -e .` or `pip install .`, per pip's direct_url.json), or runs from
     one uninstalled; None where it came from a wheel or an index (`pip install vdepth_ros`)."""
+    import importlib.metadata  # here: every module imports this one, and only a hint needs the metadata
+
     for dist in importlib.metadata.distributions(name="vdepth_ros"):
         text = dist.read_text("direct_url.json")
         if not text:
@@ -58,7 +58,7 @@ def source_folder() -> tuple[Path, bool] | None:
         url = urllib.parse.urlparse(info.get("url", ""))
         if "dir_info" not in info or url.scheme != "file":
             return None  # a wheel or archive file, or a VCS URL: no clone to point at
-        folder = Path(urllib.request.url2pathname(url.path))
+        folder = Path(urllib.parse.unquote(url.path))  # POSIX: what url2pathname does
         editable = bool(info["dir_info"].get("editable"))
         return (folder, editable) if (folder / "constraints.txt").is_file() else None
     here = Path(__file__).resolve().parents[1]  # run from a checkout without pip (PYTHONPATH)
