@@ -5,7 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 EXTRAS ?= ros,bag,onnx,ml,train,deepspeed,dev
-STAMP := $(VENV)/.installed-$(shell cat setup.py constraints.txt | sha256sum | cut -c1-12)
+# hashes what pip installs from, not comments: editing a comment of constraints.txt reinstalls nothing
+STAMP := $(VENV)/.installed-$(shell { cat setup.py; grep -v "^#" constraints.txt; } | sha256sum | cut -c1-12)
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 

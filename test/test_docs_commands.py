@@ -230,3 +230,31 @@ def test_every_parameter_and_launch_argument_the_docs_set_exists() -> None:
                 if name not in launch_args:
                     bad.append(f"{where}: launch argument {name} ({line.strip()[:80]})")
     assert not bad, "names the docs set that the node or launch file does not have:\n" + "\n".join(bad)
+
+
+#: `[.venv/bin/python ]benchmarks/X.py ARGS   # ... ~25 s`: a command line with the time it takes
+_TIMED_COMMAND = re.compile(
+    r"^\s*(?:\S*python3? )?(benchmarks/\w+\.py(?:\s+[^#\n]*?)?)\s*#[^\n]*?~\s*([\d.]+\s*(?:s|min|h))\b", re.M
+)
+
+
+def _timed_commands(text: str) -> dict[str, str]:
+    return {" ".join(m.group(1).split()): m.group(2) for m in _TIMED_COMMAND.finditer(text)}
+
+
+def test_the_docs_give_a_benchmark_command_the_time_its_script_gives() -> None:
+    """`benchmarks/ros_delivery.py --quick` was "~1 min" in its --help and "~40 s" in docs/node.md; it took
+    25-26 s. Where both the docs and the script's docstring give a command's time, they give the same one."""
+    import ast
+
+    bad, compared = [], 0
+    for script in sorted((ROOT / "benchmarks").glob("*.py")):
+        own = _timed_commands(ast.get_docstring(ast.parse(script.read_text())) or "")
+        for doc in _doc_files():
+            for command, took in _timed_commands(doc.read_text()).items():
+                if command in own:
+                    compared += 1
+                    if took != own[command]:
+                        bad.append(f"{command}: ~{took} in {doc.relative_to(ROOT)}, ~{own[command]} in its docstring")
+    assert compared, "no command found in both: the pattern no longer matches the docs"
+    assert not bad, "\n".join(bad)

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 BLOCK = "import sys; sys.modules['rosbags'] = None\n"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _run(code: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -57,14 +58,38 @@ def test_bag_tools_name_the_missing_extra_in_one_line(tool, tmp_path) -> None:
     proc = _run(
         f"""
         from vdepth_ros.offline import entry
-        raise SystemExit(entry.{tool}(["--help"]))
+        raise SystemExit(entry.{tool}(["in.bag", "-o", "out"]))
         """,
         tmp_path,
     )
     assert proc.returncode == 2, proc.stderr
+    assert not (tmp_path / "out").exists()
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr
-    assert lines[0].startswith(f"vdepth-{tool}: needs the Python package 'rosbags'") and "'.[bag]'" in lines[0]
+    assert lines[0].startswith(f"vdepth-{tool}: needs the Python package 'rosbags'") and f"'{ROOT}[bag]'" in lines[0]
+
+
+@pytest.mark.parametrize("tool", ["bag", "flicker"])
+def test_help_without_the_bag_extra_prints_the_options(tool, tmp_path) -> None:
+    """docs/offline.md: every tool prints its options with --help; without the `bag` extra `vdepth-bag --help`
+    printed only the missing-extra line, exit 2. Now the same option list as with the extra, the line on
+    stderr, exit 0, and the tool's module is not left imported against stand-ins."""
+    pytest.importorskip("rosbags")
+    from vdepth_ros.offline import bag, flicker
+
+    proc = _run(
+        f"""
+        from vdepth_ros.offline import entry
+        rc = entry.{tool}(["--help"])
+        assert "vdepth_ros.offline.{tool}" not in sys.modules and sys.modules["rosbags"] is None
+        raise SystemExit(rc)
+        """,
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == {"bag": bag, "flicker": flicker}[tool].build_parser().format_help().strip()
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith(f"vdepth-{tool}: needs the Python package 'rosbags'") and "[bag]" in line, line
 
 
 @pytest.mark.parametrize("tool", ["bag", "flicker"])
@@ -151,7 +176,7 @@ def test_a_model_folder_without_onnx_and_without_torch_is_one_line(backend, tmp_
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
     (line,) = proc.stderr.strip().splitlines()
-    assert "needs PyTorch" in line and "vdepth_ros[ml]" in line, line
+    assert "needs PyTorch" in line and f"'{ROOT}[ml]'" in line, line
     assert not (tmp_path / "out").exists()
 
 
@@ -170,7 +195,7 @@ def test_pull_without_the_ml_extra_names_it_in_one_line(tmp_path) -> None:
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
-    assert "'huggingface_hub'" in lines[0] and "'.[ml]'" in lines[0], lines[0]
+    assert "'huggingface_hub'" in lines[0] and f"'{ROOT}[ml]'" in lines[0], lines[0]
     assert not (tmp_path / "cache").exists()
 
 
@@ -200,5 +225,5 @@ def test_a_model_family_without_the_ml_extra_names_it_in_one_line(tmp_path) -> N
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
     (line,) = [ln for ln in proc.stderr.splitlines() if "transformers" in ln]
-    assert "'vda'" in line and "'.[ml]'" in line, line
+    assert "'vda'" in line and f"'{ROOT}[ml]'" in line, line
     assert not (tmp_path / "out").exists()

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import difflib
+import json
+import shlex
+import urllib.parse
 from collections.abc import Iterable
+from pathlib import Path
 
 
 class VdepthError(Exception):
@@ -33,9 +37,51 @@ EXTRA_PACKAGES = {
 }
 
 
+#: the torch version constraints.txt pins (a test keeps them equal): a wheel install has no constraints.txt
+TORCH_VERSION = "2.13.0"
+#: the extras that pull torch in (setup.py); PyPI's Linux wheel of torch bundles CUDA (several GB)
+TORCH_EXTRAS = frozenset({"onnx", "ml", "train"})
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+
+
+def source_folder() -> tuple[Path, bool] | None:
+    """(the folder, editable) where vdepth_ros was installed from a local folder that still holds
+    constraints.txt (a clone: `pip install -e .` or `pip install .`, per pip's direct_url.json), or runs from
+    one uninstalled; None where it came from a wheel or an index (`pip install vdepth_ros`)."""
+    import importlib.metadata  # here: every module imports this one, and only a hint needs the metadata
+
+    for dist in importlib.metadata.distributions(name="vdepth_ros"):
+        text = dist.read_text("direct_url.json")
+        if not text:
+            continue  # an index install, or the clone's own egg-info found first on sys.path
+        info = json.loads(text)
+        url = urllib.parse.urlparse(info.get("url", ""))
+        if "dir_info" not in info or url.scheme != "file":
+            return None  # a wheel or archive file, or a VCS URL: no clone to point at
+        folder = Path(urllib.parse.unquote(url.path))  # POSIX: what url2pathname does
+        editable = bool(info["dir_info"].get("editable"))
+        return (folder, editable) if (folder / "constraints.txt").is_file() else None
+    here = Path(__file__).resolve().parents[1]  # run from a checkout without pip (PYTHONPATH)
+    return (here, True) if (here / "constraints.txt").is_file() and (here / "setup.py").is_file() else None
+
+
 def extra_hint(extra: str) -> str:
-    """How to install `extra`, for a message naming what it lacks."""
-    return f"install the '{extra}' extra: pip install -c constraints.txt -e '.[{extra}]' (docs/install.md)"
+    """How to install `extra`, for a message naming what it lacks: the command that works for how vdepth_ros
+    was installed (a clone's `-c constraints.txt -e 'FOLDER[extra]'`, else `pip install 'vdepth_ros[extra]'`),
+    and for an extra that pulls torch in, its version and PyTorch's CPU-only index."""
+    source = source_folder()
+    if source is None:
+        command = f"pip install {shlex.quote(f'vdepth_ros[{extra}]')}"
+        if extra in TORCH_EXTRAS:
+            command += f" torch=={TORCH_VERSION}"
+    else:
+        folder, editable = source
+        target = shlex.quote(f"{folder}[{extra}]")
+        command = f"pip install -c {shlex.quote(str(folder / 'constraints.txt'))} {'-e ' if editable else ''}{target}"
+    hint = f"install the '{extra}' extra: {command}"
+    if extra in TORCH_EXTRAS:
+        hint += f" (without a GPU, first: pip install torch=={TORCH_VERSION} --index-url {TORCH_CPU_INDEX})"
+    return hint
 
 
 def missing_extra(err: ModuleNotFoundError) -> str | None:

@@ -20,7 +20,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from vdepth_ros.errors import BackendUnavailableError, ConfigError, ModelLoadError
+from vdepth_ros.errors import BackendUnavailableError, ConfigError, ModelLoadError, extra_hint
 from vdepth_ros.runtime.engine import DepthEngine
 from vdepth_ros.runtime.shapes import check_precision, spec_from_model
 from vdepth_ros.runtime.spec import InputSpec, spec_path_for
@@ -52,10 +52,8 @@ def available_backends() -> dict[str, str | None]:
 
     trt_ok, trt_why = tensorrt_status()
     return {
-        "torch": None if _import_ok("torch") else "torch not installed: pip install 'vdepth_ros[ml]'",
-        "onnxruntime": None
-        if _import_ok("onnxruntime")
-        else "onnxruntime not installed: pip install 'vdepth_ros[onnx]'",
+        "torch": None if _import_ok("torch") else f"torch not installed: {extra_hint('ml')}",
+        "onnxruntime": None if _import_ok("onnxruntime") else f"onnxruntime not installed: {extra_hint('onnx')}",
         "tensorrt": None if trt_ok else trt_why,
     }
 

@@ -11,7 +11,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from vdepth_ros.errors import BackendUnavailableError, ConfigError, ModelLoadError
+from vdepth_ros.errors import BackendUnavailableError, ConfigError, ModelLoadError, extra_hint
 from vdepth_ros.runtime.engine import DepthEngine
 from vdepth_ros.runtime.reuse import SplitMeta, split_files_for
 from vdepth_ros.runtime.spec import (
@@ -42,7 +42,7 @@ def import_onnxruntime() -> Any:
         import onnxruntime
     except ImportError as err:
         raise BackendUnavailableError(
-            "the onnxruntime backend needs ONNX Runtime: pip install 'vdepth_ros[onnx]' "
+            f"the onnxruntime backend needs ONNX Runtime: {extra_hint('onnx')} "
             "(GPU providers: pip install 'vdepth_ros[trt]')"
         ) from err
     return onnxruntime

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from vdepth_ros.errors import BackendUnavailableError, ConfigError
+from vdepth_ros.errors import BackendUnavailableError, ConfigError, extra_hint
 from vdepth_ros.runtime.engine import DepthEngine
 from vdepth_ros.runtime.spec import InputSpec
 
@@ -32,10 +32,7 @@ def import_torch() -> Any:
     try:
         import torch
     except ImportError as err:
-        raise BackendUnavailableError(
-            "the torch backend needs PyTorch: pip install 'vdepth_ros[ml]' "
-            "(with PIP_CONSTRAINT=constraints.txt to keep the CPU wheel)"
-        ) from err
+        raise BackendUnavailableError(f"the torch backend needs PyTorch: {extra_hint('ml')}") from err
     return torch
 
 
