@@ -9,6 +9,7 @@ An open problem (docs/outputs.md): some runs lose a whole window of camera_infos
 
     .venv/bin/python benchmarks/ros_recorder_pairing.py --runs 3      # ~30 s a run
     .venv/bin/python benchmarks/ros_recorder_pairing.py --runs 3 --depth 16   # the node's own history
+    .venv/bin/python benchmarks/ros_recorder_pairing.py --runs 4 --info-depth 100
 """
 
 from __future__ import annotations
@@ -32,11 +33,14 @@ from test_ros_consumers import run_with_consumers  # noqa: E402
 TOPICS = ("/depth", "/disparity", "/points", "/depth/camera_info", "/depth/image_rect")
 
 
-def one_run(folder: Path, depth: int) -> dict[str, list[int]]:
+def one_run(folder: Path, depth: int, info_depth: int = 0) -> dict[str, list[int]]:
     """{"info lost, depth kept": frame indices, "info lost, depth/image_rect kept": ..., "all lost": ...}."""
     folder.mkdir(parents=True)
     recorder = ["--depth", str(depth), "--keep", str(folder / "kept.pkl"), "--topics", *TOPICS]
-    _, got, _ = run_with_consumers(folder, {"recorder": recorder}, params="    output_pacing: false\n")
+    params = "    output_pacing: false\n"
+    if info_depth:  # the node's camera_info publisher history, as a user overrides it
+        params += f"    qos_overrides:\n      /depth/camera_info:\n        publisher:\n          depth: {info_depth}\n"
+    _, got, _ = run_with_consumers(folder, {"recorder": recorder}, params=params)
     kept = {topic: set(stamps) for topic, stamps in got["recorder"].items()}
     frames = sorted(set().union(*kept.values()))
     info = kept["/depth/camera_info"]
@@ -53,10 +57,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--depth", type=int, default=10, help="the recorder's history (ros2 bag record: 10)")
+    parser.add_argument("--info-depth", type=int, default=0, help="the node's camera_info history (0: its own)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="vdepth-recorder-") as tmp:
         for run in range(args.runs):
-            print(f"run {run + 1}: {one_run(Path(tmp) / str(run), args.depth)}", flush=True)
+            print(f"run {run + 1}: {one_run(Path(tmp) / str(run), args.depth, args.info_depth)}", flush=True)
 
 
 if __name__ == "__main__":
