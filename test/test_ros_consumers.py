@@ -34,10 +34,11 @@ REPO = Path(__file__).resolve().parents[1]
 CONSUMED = ("/depth", "/depth/camera_info", "/points", "/disparity")
 
 
-def run_with_consumers(tmp_path: Path, consumers: dict[str, list[str]]) -> tuple:
-    """Node, consumers (name -> `deployed_peers.py viewer` arguments) and a reliable 640x480 camera, each
-    in its own process; (published per topic, {consumer: received stamps per topic}, node log)."""
-    command = node_command(tmp_path, params="    input_qos: reliable\n    queue_size: 200\n")
+def run_with_consumers(tmp_path: Path, consumers: dict[str, list[str]], params: str = "") -> tuple:
+    """Node (with the extra `params` lines, indented YAML), consumers (name -> `deployed_peers.py viewer`
+    arguments) and a reliable 640x480 camera, each in its own process; (published per topic, {consumer:
+    received stamps per topic}, node log)."""
+    command = node_command(tmp_path, params="    input_qos: reliable\n    queue_size: 200\n" + params)
     node, node_log = start(command, tmp_path / "node.log")
     viewers = {
         name: start([sys.executable, str(PEERS), "viewer", *args], tmp_path / f"{name}.log")
