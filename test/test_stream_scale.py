@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from vdepth_ros.pipeline_windows import MAX_EXTRAPOLATED
 from vdepth_ros.stream.scale import SparseScale, resample_sparse_depth
 
 W, H, WORK_W, WORK_H = 640, 480, 224, 160
@@ -51,4 +52,18 @@ def test_the_metric_scale_holds_with_up_to_half_the_samples_wild(wild: float) ->
     residual) took them for inliers of the far pixels: /depth 1.38 of the truth with 40 % of them, 1.59 with 50 %.
     Now a first fit in log residuals, its threshold from the lower quartile, rejects them."""
     ratio, _ = depth_over_truth(wild)
+    print(f"wild {wild:.0%}: /depth over the truth {ratio:.3f}")  # docs/node.md
     assert abs(ratio - 1) < 0.03, ratio
+
+
+@pytest.mark.parametrize(
+    ("wild", "reach", "extrapolates"), [(0.0, np.inf, False), (0.4, np.inf, False), (0.0, 0.8, True)]
+)
+def test_a_fit_on_samples_of_part_of_the_scene_is_told_apart(wild: float, reach: float, extrapolates: bool) -> None:
+    """A depth sensor reaching 0.8 m in a 2.8 m scene: the fit rests on the near samples and /depth beyond them is
+    extrapolated (0.85 of the truth here). The samples' span in metres, or the share of /depth beyond it, could
+    not tell: the fit squeezes the far pixels into the samples' range. In the model's disparity it can."""
+    ratio, scale = depth_over_truth(wild, reach)
+    assert scale.extrapolated is not None
+    print(f"wild {wild:.0%}, reach {reach} m: extrapolated {scale.extrapolated:.1%}, /depth over truth {ratio:.3f}")
+    assert (scale.extrapolated > MAX_EXTRAPOLATED) == extrapolates, (scale.extrapolated, ratio)

@@ -354,8 +354,8 @@ def _log_inliers(c: np.ndarray, r: np.ndarray, options: FitOptions, spread: floa
         return None
     s, t = m.to_original(s, t)
     fitted = s * c + t
-    with np.errstate(divide="ignore", invalid="ignore"):
-        keep = (fitted > 0) & (np.abs(np.log(r) - np.log(fitted)) < _TUKEY_C * sigma)
+    bound = np.exp(_TUKEY_C * sigma)  # |log r - log fitted| < TUKEY_C sigma, without a log per point
+    keep = (r < fitted * bound) & (r * bound > fitted)
     return keep if np.count_nonzero(keep) >= options.min_points else None
 
 
