@@ -71,7 +71,9 @@ class FitOptions:
             depth sensor's wild samples bunch at small inverse depth, where every sample's absolute
             residual is small (and its residual relative to the fit is bounded by -1), so they
             looked like inliers of the far pixels and pulled the fit; in log they are as far off
-            as they are in depth, both ways). The least-squares steps are of the relative error.
+            as they are in depth, both ways). "log" only picks the points: a first robust fit in log
+            residuals on ~8k of them (its least-squares steps of the relative error) rejects those
+            outside Tukey's support, and the usual fit in absolute residuals runs on the rest.
     """
 
     method: FitMethod = "symmetric"
@@ -345,7 +347,7 @@ def _irls(
 def _log_inliers(c: np.ndarray, r: np.ndarray, options: FitOptions, spread: float) -> np.ndarray | None:
     """`FitOptions.residual="log"`'s first stage: the robust fit in log residuals on a subsample of at most ~8k
     points, and the points it does not reject (inside Tukey's support), or None when it fails. The usual
-    (absolute) fit on them follows, so a clean sensor's fit is what it was."""
+    (absolute) fit on them follows, so a clean sensor's fit stays the usual one (nearly no point rejected)."""
     step = max(1, c.size // _COARSE_POINTS)
     m = _Moments(c[::step], r[::step])
     s, t = _lmeds_start(m.c, m.r, options.method, offset=m.mean_r)
