@@ -33,8 +33,9 @@ HELD_AS_STATE = "vdepth_held_as_state"
 
 #: `DepthPipeline`'s attributes that hold such a state, each a line for the status or None: `stretched` (the
 #: model sees the current stream's frames stretched) and `fallback` (the last window's alignment fell back: a
-#: covered lens, a blank wall). They are of the frames that came; a node forgets them when it is deactivated.
-HELD_STATES = ("stretched", "fallback")
+#: covered lens, a blank wall) and `sparse_span` (the metric fit in use extrapolates much of the scene's depth).
+#: They are of the frames that came; a node forgets them when it is deactivated.
+HELD_STATES = ("stretched", "fallback", "sparse_span")
 
 
 def _pixel_aspect(camera: CameraModel | None, quarter_turns: int = 0) -> float:

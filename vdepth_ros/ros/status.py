@@ -102,7 +102,8 @@ class StatusReporter:
         """The states of the stream the pipeline keeps (`HELD_STATES`), each a condition found on the images
         while it holds: the model sees the frames stretched (the camera's aspect ratio is not the model's: until
         frames of a shape the model runs start a stream), the windows' alignment falls back (until a window's
-        does not). (Logged by the pipeline, `HELD_AS_STATE`.)"""
+        does not), the metric fit rests on samples of only part of the scene's depth (until a window's does not).
+        (Logged by the pipeline, `HELD_AS_STATE`.)"""
         for name in HELD_STATES:
             state = getattr(self.node.pipeline, name, None)
             self.node.log.problems.report(name, {name: (state, "")} if state else None, on_images=True)
