@@ -1,9 +1,11 @@
-"""The status timer's checks of the input graph, each named on /diagnostics while it holds: a topic
-published with another message type, camera_info read from another camera's namespace, a latched
-camera_info taken, camera_info stamped so that it pairs with no image.
+"""The checks of the input graph (from the status timer; the camera_info stamps also with the images),
+each named on /diagnostics while it holds: a topic published with another message type, camera_info read
+from another camera's namespace, a latched camera_info taken, camera_info stamped so that it pairs with no
+image.
 
 A mixin of `intake.InputSide`, which sets the attributes these steps read: `_node`, `p`, `log`, `sync`,
-`_lock`, `subscriptions`, `image_topic`, `_info_arrived` and `_latched_info`.
+`_lock`, `subscriptions`, `image_topic`, `_info_arrived`, `_latched_info` and the camera_info callback
+`_on_info_with_info`.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from vdepth_ros.ros.qos import endpoint_name
 
 
 class InputGraphChecks:
-    """Mixed into `intake.InputSide`: the input topics checked against the graph (from the status timer)."""
+    """Mixed into `intake.InputSide`: the input topics checked against the graph."""
 
     def camera_info_topic(self) -> tuple[str, int]:
         """The resolved camera_info topic and how many nodes publish it."""
