@@ -893,14 +893,15 @@ def node_frames(events: list[tuple[int, str, dict[str, Any]]], kind: str, monkey
     from std_msgs.msg import Header
 
     from vdepth_ros.ros import conversions as conv
-    from vdepth_ros.ros import intake as intake_module
+    from vdepth_ros.ros import input_samples, intake
     from vdepth_ros.ros.node import DepthNode
     from vdepth_ros.triangulate import quaternion_from_matrix
 
     clock = [0]
     # the intake reads the one clock in both forms (arrival in ns, rates and the queue-full hint in s)
     fake_time = SimpleNamespace(monotonic_ns=lambda: clock[0], monotonic=lambda: clock[0] / 1e9)
-    monkeypatch.setattr(intake_module, "time", fake_time)
+    for module in (intake, input_samples):  # (the images' callbacks and the sparse samples')
+        monkeypatch.setattr(module, "time", fake_time)
     ctx = rclpy.Context()
     rclpy.init(context=ctx, domain_id=int(os.environ["ROS_DOMAIN_ID"]))
     params = {"skip_when_unsubscribed": False, "sparse_depth": kind, "scale_source": "sparse"}

@@ -23,7 +23,7 @@ from std_msgs.msg import Header
 from test_ros_process import _await_subscribers, _fields, _info, run_node
 
 from vdepth_ros.ros import conversions as conv
-from vdepth_ros.ros.intake import image_camera_info_topic
+from vdepth_ros.ros.input_topics import image_camera_info_topic
 
 pytestmark = pytest.mark.ros
 

@@ -25,7 +25,7 @@ from test_ros_deployed import PEERS, wait_for
 from test_ros_stream_ends import rig  # noqa: F401  (the fixture)
 
 from vdepth_ros.paths import config_dir
-from vdepth_ros.ros.intake import INFO_LOSS_WARN_AFTER, INFO_LOSS_WARN_SHARE
+from vdepth_ros.ros.input_loss import INFO_LOSS_WARN_AFTER, INFO_LOSS_WARN_SHARE
 from vdepth_ros.ros.transport import PROFILE_NAME, PROFILE_VARIABLE
 
 pytestmark = [pytest.mark.ros]

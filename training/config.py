@@ -480,6 +480,11 @@ def build_optimizer(groups: list[dict[str, Any]], opt: dict[str, Any]) -> torch.
     raise ConfigError(f"optimizer.name must be adam or adamw, got {opt['name']!r}")
 
 
+def wants_deepspeed(train_cfg: dict[str, Any]) -> bool:
+    """Does the run use DeepSpeed (`training.deepspeed`, or `accelerate launch` configured for it)?"""
+    return bool(train_cfg.get("deepspeed")) or os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+
+
 __all__ = [
     "DATA_KEYS",
     "MODEL_KEYS",
@@ -499,4 +504,5 @@ __all__ = [
     "stage_clip_length",
     "trained_record",
     "value_types",
+    "wants_deepspeed",
 ]

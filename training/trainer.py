@@ -8,24 +8,20 @@ exactly the gradients of the parameters a stage trains (never-used ones are froz
 `Recipe.unused_parameters`).
 
 The step loop is `steps.py` (its data stream), a run's folder and checkpoints `checkpoints.py`, what the
-ranks tell each other and how one rank's failure ends the others `ranks.py`.
+ranks tell each other and how one rank's failure ends the others `ranks.py`, a resumed run and the ranks
+held to each other `run_checks.py`, a stall or a signal stopping the run `stops.py`.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import logging
 import math
 import os
 import shutil
-import signal
-import sys
-import threading
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -37,18 +33,16 @@ from vdepth_training.checkpoints import (
     DATA_NAME,
     FINAL_NAME,
     PARTIAL_SUFFIX,
-    RESUMABLE_CHANGES,
     RUN_FILES,
     STATE_NAME,
     TrainingProgress,
     check_run_outputs,
     complete_checkpoints,
-    data_changes,
     latest_checkpoint,
     rotate_checkpoints,
     truncate_metrics,
 )
-from vdepth_training.config import build_optimizer, check_keys, crop_sizes, trained_record
+from vdepth_training.config import build_optimizer, check_keys, crop_sizes, trained_record, wants_deepspeed
 from vdepth_training.data.stream import rank_loader
 from vdepth_training.ranks import (
     StoppedWithoutCheckpointError,
@@ -58,14 +52,15 @@ from vdepth_training.ranks import (
     late_rank,
     launch_folder,
     launcher_grace_seconds,
-    leave_failure_note,
     note_doing,
     tell_start_failed,
     wait_for_ranks_to_start,
 )
 from vdepth_training.recipes import Recipe, TrainingStep, get_recipe
+from vdepth_training.run_checks import RunChecks, config_changes
 from vdepth_training.stages import Stage, plan_stages
 from vdepth_training.steps import StepLoop, batch_generator, take_skipped
+from vdepth_training.stops import RunStops
 from vdepth_training.weights import STEP_PREFIX, load_init_weights
 
 from vdepth_ros.errors import ConfigError
@@ -74,7 +69,6 @@ from vdepth_ros.offline.atomic import AtomicOutput, check_output_path
 from vdepth_ros.offline.errors import OutputExistsError
 from vdepth_ros.paths import not_a_model_folder
 from vdepth_ros.runtime.shapes import round_to_multiple
-from vdepth_ros.values import misread_number
 
 log = logging.getLogger("vdepth_training")
 
@@ -105,11 +99,6 @@ def enable_gradient_checkpointing(model: nn.Module) -> int:
     return count
 
 
-def _wants_deepspeed(train_cfg: dict[str, Any]) -> bool:
-    """Does the run use DeepSpeed (`training.deepspeed`, or `accelerate launch` configured for it)?"""
-    return bool(train_cfg.get("deepspeed")) or os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
-
-
 def segments(plan: list[Stage]) -> list[list[Stage]]:
     """Stages grouped by the optimizer they share (a restart stage opens a segment)."""
     out: list[list[Stage]] = []
@@ -120,7 +109,7 @@ def segments(plan: list[Stage]) -> list[list[Stage]]:
     return out
 
 
-class Trainer(StepLoop):
+class Trainer(StepLoop, RunChecks, RunStops):
     """Run a config's stages.
 
     Args:
@@ -333,7 +322,7 @@ class Trainer(StepLoop):
         if tc.get("threads"):
             torch.set_num_threads(int(tc["threads"]))
         ds_file = tc.get("deepspeed")
-        want_ds = _wants_deepspeed(tc)
+        want_ds = wants_deepspeed(tc)
         if want_ds and not is_deepspeed_available():
             raise RuntimeError("DeepSpeed was requested but is not installed: pip install 'vdepth_ros[deepspeed]'")
         if want_ds and "LOCAL_RANK" not in os.environ:
@@ -375,27 +364,6 @@ class Trainer(StepLoop):
                  acc.device, self.cfg["recipe"])  # fmt: skip
         return acc
 
-    @staticmethod
-    def _check_ranks_agree(acc: Any, model: nn.Module) -> None:
-        """Data-parallel ranks must end with identical parameters: compare a digest of every
-        parameter's bytes across the ranks (a silent divergence would otherwise surface as a
-        model that depends on which rank saved it)."""
-        if acc.num_processes == 1:
-            return
-        digest = hashlib.blake2b(digest_size=8)
-        for name, p in model.named_parameters():
-            digest.update(name.encode())
-            digest.update(p.detach().float().cpu().contiguous().numpy().tobytes())
-        mine = int.from_bytes(digest.digest(), "little") & ((1 << 62) - 1)
-        digests = acc.gather(torch.tensor([mine], dtype=torch.int64, device=acc.device)).tolist()
-        if len(set(digests)) != 1:
-            raise TrainingFailedError(  # the same line on every rank (said once per node)
-                f"the ranks ended with different parameters (digests {digests}): they diverged, e.g. by a computation "
-                "that depends on the rank; the model written holds the main process's weights"
-            )
-        if acc.is_main_process:  # the same line on every rank: said once
-            log.info("parameters identical on all %d ranks (digest %016x)", acc.num_processes, mine)
-
     def _build_model(self, *, init: bool) -> nn.Module:
         torch.manual_seed(int(self.train_cfg["seed"]))
         model = self.recipe.build_model()
@@ -428,186 +396,6 @@ class Trainer(StepLoop):
         groups = self.recipe.configure_stage(model, stage)
         optimizer = build_optimizer(groups, {**self.cfg["optimizer"], "lr": float(stage.spec["lr"])})
         return acc.prepare(TrainingStep(self.recipe, model), optimizer)
-
-    @contextmanager
-    def _watch_for_stalls(self, acc: Any) -> Iterator[None]:
-        """On a rank of several, end the run when this rank has waited `training.stall_timeout`
-        seconds for one batch (a loader hung on a network disk, a worker stuck): the other ranks
-        would wait in their next collective for the process group's timeout (30 min) without a word.
-        A thread watches the wait; the main thread, blocked in the loader, cannot. The rank leaves its
-        note for the others, says one line (exit code 1) and exits; the others then end as after any
-        rank's failure. Only the wait for data is timed: a long step, save or rendering is not a stall."""
-        timeout = float(self.train_cfg.get("stall_timeout") or 0)
-        if acc.num_processes == 1 or timeout <= 0:
-            yield
-            return
-        done = threading.Event()
-
-        def watch() -> None:
-            while not done.wait(min(5.0, timeout / 4)):
-                waiting = self._waiting
-                if waiting is None or time.monotonic() - waiting[0] < timeout:
-                    continue
-                what = (f"rank {acc.process_index} of {acc.num_processes} stalled: it waited {timeout:.0f} s for "
-                        f"{waiting[1]} (its data loader: a hung disk or worker?; training.stall_timeout)")  # fmt: skip
-                leave_failure_note(acc.process_index, what)
-                last = latest_checkpoint(self.output_dir)
-                resume = f"--resume continues from {last.name}" if last else "no checkpoint was written"
-                log.error("%s", what)
-                print(f"python -m vdepth_training.train: error: {what}; the other ranks stop, {resume}",
-                      file=sys.stderr, flush=True)  # fmt: skip
-                sys.stdout.flush()
-                os._exit(1)  # the main thread is blocked in the loader: nothing else ends it
-
-        thread = threading.Thread(target=watch, name="vdepth-stall-watch", daemon=True)
-        thread.start()
-        try:
-            yield
-        finally:
-            done.set()
-
-    @contextmanager
-    def _stop_on_signals(self) -> Iterator[None]:
-        """While the steps and their checkpoints run, a first SIGINT (Ctrl-C) or SIGTERM (what
-        SLURM sends at a time limit or a preemption, what torchrun forwards to its ranks) asks to
-        stop after the current step: the ranks agree on it through the step's reduction (`_step`),
-        so all stop at the same step and save one checkpoint. A repeat of SIGINT within 2 s is the
-        same Ctrl-C forwarded by torchrun to its ranks; a later one aborts at once
-        (KeyboardInterrupt). A repeated SIGTERM (SLURM signals every process of the step, torchrun
-        forwards it again) never interrupts the checkpoint. Only where Python's own handlers are in place."""
-        ours = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        ours = {sig: default for sig, default in ours.items() if signal.getsignal(sig) is default}
-        first: list[float] = []
-
-        def handler(signum: int, frame: Any) -> None:
-            now = time.monotonic()
-            if first and signum == signal.SIGINT and now - first[0] > 2.0:
-                raise KeyboardInterrupt
-            if not first:
-                first.append(now)
-                self._stop_requested = True
-                if int(os.environ.get("RANK", "0")) != 0:  # every rank gets it: rank 0 says it once
-                    return
-                again = " (Ctrl-C again to abort at once)" if signum == signal.SIGINT else ""
-                name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-                grace = launcher_grace_seconds()
-                if grace is not None and self._save_seconds:
-                    again += (f" (the last save took {self._save_seconds:.0f} s and a step {self._step_seconds:.0f} s; "
-                              f"torchrun kills the ranks {grace[0]:.0f} s ({grace[1]}) after its signal)")  # fmt: skip
-                log.warning("%s: stopping after this step with a checkpoint%s", name, again)
-
-        for sig in ours:
-            signal.signal(sig, handler)
-        try:
-            yield
-        finally:
-            for sig, default in ours.items():
-                signal.signal(sig, default)
-
-    def _check_resumed_config(self, ckpt: Path, allow: bool) -> None:
-        """Refuse (or with `allow`, warn about) resuming `ckpt` with a config other than the one
-        it was saved with, or with another global batch (`batch_size` x `grad_accum` x processes):
-        the resumed run would silently be neither the old run nor the new one. Another number of
-        processes (ranks) with `grad_accum` set to keep the global batch continues the same run
-        (the ranks partition one batch stream, `data.stream`), except under DeepSpeed, whose
-        optimizer state is split per rank."""
-        path = ckpt / CONFIG_NAME
-        changes, old_training = [], None
-        if path.is_file():  # (saved before checkpoints recorded their config: not compared)
-            old, now = json.loads(path.read_text()), json.loads(json.dumps(self.cfg, default=str))
-            old_training = dict(old.get("training", {}))
-            for cfg in (old, now):
-                cfg["training"] = {k: v for k, v in cfg.get("training", {}).items() if k not in RESUMABLE_CHANGES}
-            changes = config_changes(old, now)
-        saved = json.loads((ckpt / STATE_NAME).read_text()).get("processes")
-        processes = int(os.environ.get("WORLD_SIZE", "1"))  # set by torchrun and accelerate launch
-        if saved is not None and saved != processes:  # the global batch and each rank's share of the stream
-            changes.append(f"processes: {saved} -> {processes}")
-        if saved is not None and old_training is not None:
-            changes = self._rescaled_ranks(changes, old_training, saved, processes)
-        if not changes:
-            return
-        listed = _listed(changes)
-        if not allow:
-            raise ConfigError(
-                f"--resume: the config differs from the one {ckpt.name} was saved with ({listed}); resume with the "
-                "same config, pass --allow-config-change to continue with the new one, or --overwrite to start again"
-            )
-        if int(os.environ.get("RANK", "0")) == 0:  # every rank compares the same files: said once, not per rank
-            log.warning("resuming %s with a changed config: %s", ckpt, listed)
-
-    def _check_resumed_data(self, ckpt: Path, allow: bool) -> None:
-        """Refuse (or with `allow`, warn about) resuming `ckpt` on sources whose sequences differ from
-        the ones it was saved with (`DATA_NAME`; sequences added, removed or of another length): the clip
-        of a stream index is a function of the listing, so the resumed steps would draw other clips
-        than the saved run, in silence."""
-        path = ckpt / DATA_NAME
-        if not path.is_file():  # (saved before checkpoints recorded their data: not compared)
-            return
-        changes = data_changes(json.loads(path.read_text()), self._data)
-        if not changes:
-            return
-        if not allow:
-            raise ConfigError(
-                f"--resume: the data differ from those {ckpt.name} was saved with ({_listed(changes)}), so the "
-                "resumed steps would draw other clips than the saved run; restore the data, pass "
-                "--allow-config-change to continue on the data as they are now, or --overwrite to start again"
-            )
-        if int(os.environ.get("RANK", "0")) == 0:  # every rank compares the same files: said once
-            log.warning("resuming %s on changed data: %s", ckpt, _listed(changes))
-
-    def _check_ranks_see_same_data(self, acc: Any) -> None:
-        """Every rank must draw from the same sequences: batch b is a function of the listing, so ranks
-        whose folders differ (a node-local copy cut short, a node that mounts another version) would each
-        take their own stream, in silence. Raises ConfigError (the same line on every rank) naming the
-        ranks and the sequences that differ from rank 0's."""
-        if acc.num_processes == 1:
-            return
-        digest = hashlib.blake2b(json.dumps(self._data, sort_keys=True).encode(), digest_size=8).digest()
-        mine = int.from_bytes(digest, "little") & ((1 << 62) - 1)
-        digests = acc.gather(torch.tensor([mine], dtype=torch.int64, device=acc.device)).tolist()
-        if len(set(digests)) == 1:
-            return
-        listings: list[Any] = [None] * acc.num_processes  # only now: a listing may name 100 000 images
-        torch.distributed.all_gather_object(listings, self._data)
-        world = acc.num_processes
-        differ = [f"rank {r} of {world}: " + ("; ".join(data_changes(listings[0], listings[r])) or "other sources")
-                  for r in range(1, world) if digests[r] != digests[0]]  # fmt: skip
-        raise ConfigError(
-            f"the ranks see different data ({_listed(differ, 3)}, against rank 0's), so each would draw other "
-            "clips for its share of a batch; give every rank the same data: one folder that every node sees, "
-            "or complete copies"
-        )
-
-    def _rescaled_ranks(self, changes: list[str], old: dict[str, Any], saved: int, processes: int) -> list[str]:
-        """`changes` without the process count and `grad_accum` when together they keep the global
-        batch; otherwise with the `grad_accum` that would keep it named."""
-        ours = [c for c in changes if c.startswith(("processes:", "training.grad_accum:"))]
-        if not ours:
-            return changes
-        batch, accum = int(self.train_cfg["batch_size"]), int(self.train_cfg["grad_accum"])
-        before = int(old.get("batch_size", batch)) * int(old.get("grad_accum", accum)) * saved
-        rest = [c for c in changes if c not in ours]
-        if before == batch * accum * processes and not _wants_deepspeed(self.train_cfg):
-            if int(os.environ.get("RANK", "0")) == 0:
-                log.info("resuming %d processes' checkpoint on %d with grad_accum %d: the same global batch of %d",
-                         saved, processes, accum, before)  # fmt: skip
-            return rest
-        after = batch * accum * processes
-        why = f"the global batch batch_size x grad_accum x processes changes from {before} to {after}"
-        if _wants_deepspeed(self.train_cfg) and before == after:
-            why = "DeepSpeed's optimizer state is split per rank: resume on the number of processes that saved it"
-        elif before % (batch * processes) == 0:
-            why += f"; training.grad_accum: {before // (batch * processes)} keeps it"
-        elif before % batch == 0:  # no grad_accum keeps it on this many: name the numbers of processes that can
-            fits = [p for p in range(1, before // batch + 1) if before % (batch * p) == 0]
-            near = sorted(sorted(fits, key=lambda p: abs(p - processes))[:3])
-            why += (f"; no grad_accum keeps it on {processes} processes: resume on "
-                    + " or ".join(f"{p} with training.grad_accum: {before // (batch * p)}" for p in near))  # fmt: skip
-        return [*rest, f"{', '.join(ours)} ({why})"]
 
     def _save(self, acc: Any, progress: TrainingProgress) -> None:
         """`save_state` into `checkpoints/checkpoint_<global step>.partial`, the counters as JSON
@@ -782,24 +570,6 @@ class Trainer(StepLoop):
             count = int(total.item())
         state.wait_for_everyone()
         return count
-
-
-def _listed(changes: list[str], most: int = 6) -> str:
-    """The first `most` of `changes`, `; `-separated, and how many more."""
-    return "; ".join(changes[:most]) + (f"; and {len(changes) - most} more" if len(changes) > most else "")
-
-
-def config_changes(old: Any, new: Any, where: str = "") -> list[str]:
-    """`"<dotted key>: <old> -> <new>"` for every value that differs between two configs (nested
-    mappings and lists are compared item by item)."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        keys = sorted(set(old) | set(new), key=str)
-        return [c for k in keys for c in config_changes(old.get(k), new.get(k), f"{where}.{k}" if where else str(k))]
-    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
-        return [c for i, (a, b) in enumerate(zip(old, new, strict=True)) for c in config_changes(a, b, f"{where}[{i}]")]
-    if isinstance(new, float) and misread_number(old) == new:
-        return []  # `lr: 1e-4` saved as the string PyYAML read before recipes read it as a number
-    return [] if old == new else [f"{where}: {old!r} -> {new!r}"]
 
 
 def check_loss_decreases(history: list[dict[str, Any]], window: int = 3) -> tuple[float, float]:

@@ -27,7 +27,8 @@ from vdepth_ros.errors import VdepthError
 from vdepth_ros.node_params import unknown_parameters_warning, validate_ros_params
 from vdepth_ros.pipeline_input import HELD_AS_STATE
 from vdepth_ros.ros.diagnostics import AGGREGATOR_TIMEOUT_S, Watchdog
-from vdepth_ros.ros.intake import InputSide, loss_count
+from vdepth_ros.ros.input_loss import loss_count
+from vdepth_ros.ros.intake import InputSide
 from vdepth_ros.ros.outputs import OutputPublishers, largest_burst
 from vdepth_ros.ros.parameters import ParameterSide
 from vdepth_ros.ros.processing import FrameProcessor

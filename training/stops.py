@@ -1,0 +1,107 @@
+"""How a run of several ranks stops early: a rank stalled waiting for its data ends the run (the others
+end as after any rank's failure), and SIGINT or SIGTERM stops every rank after the same step with a
+checkpoint.
+
+A mixin of `trainer.Trainer`, which sets the attributes these steps read (`train_cfg`, `output_dir`,
+`_waiting`, `_save_seconds`, `_step_seconds`) and the flag they set (`_stop_requested`, read by the
+step loop, `steps.StepLoop`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from vdepth_training.checkpoints import latest_checkpoint
+from vdepth_training.ranks import launcher_grace_seconds, leave_failure_note
+
+log = logging.getLogger("vdepth_training")
+
+
+class RunStops:
+    """Mixed into `trainer.Trainer`: the stall watch and the signal handlers around its steps."""
+
+    @contextmanager
+    def _watch_for_stalls(self, acc: Any) -> Iterator[None]:
+        """On a rank of several, end the run when this rank has waited `training.stall_timeout`
+        seconds for one batch (a loader hung on a network disk, a worker stuck): the other ranks
+        would wait in their next collective for the process group's timeout (30 min) without a word.
+        A thread watches the wait; the main thread, blocked in the loader, cannot. The rank leaves its
+        note for the others, says one line (exit code 1) and exits; the others then end as after any
+        rank's failure. Only the wait for data is timed: a long step, save or rendering is not a stall."""
+        timeout = float(self.train_cfg.get("stall_timeout") or 0)
+        if acc.num_processes == 1 or timeout <= 0:
+            yield
+            return
+        done = threading.Event()
+
+        def watch() -> None:
+            while not done.wait(min(5.0, timeout / 4)):
+                waiting = self._waiting
+                if waiting is None or time.monotonic() - waiting[0] < timeout:
+                    continue
+                what = (f"rank {acc.process_index} of {acc.num_processes} stalled: it waited {timeout:.0f} s for "
+                        f"{waiting[1]} (its data loader: a hung disk or worker?; training.stall_timeout)")  # fmt: skip
+                leave_failure_note(acc.process_index, what)
+                last = latest_checkpoint(self.output_dir)
+                resume = f"--resume continues from {last.name}" if last else "no checkpoint was written"
+                log.error("%s", what)
+                print(f"python -m vdepth_training.train: error: {what}; the other ranks stop, {resume}",
+                      file=sys.stderr, flush=True)  # fmt: skip
+                sys.stdout.flush()
+                os._exit(1)  # the main thread is blocked in the loader: nothing else ends it
+
+        thread = threading.Thread(target=watch, name="vdepth-stall-watch", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+
+    @contextmanager
+    def _stop_on_signals(self) -> Iterator[None]:
+        """While the steps and their checkpoints run, a first SIGINT (Ctrl-C) or SIGTERM (what
+        SLURM sends at a time limit or a preemption, what torchrun forwards to its ranks) asks to
+        stop after the current step: the ranks agree on it through the step's reduction (`_step`),
+        so all stop at the same step and save one checkpoint. A repeat of SIGINT within 2 s is the
+        same Ctrl-C forwarded by torchrun to its ranks; a later one aborts at once
+        (KeyboardInterrupt). A repeated SIGTERM (SLURM signals every process of the step, torchrun
+        forwards it again) never interrupts the checkpoint. Only where Python's own handlers are in place."""
+        ours = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        ours = {sig: default for sig, default in ours.items() if signal.getsignal(sig) is default}
+        first: list[float] = []
+
+        def handler(signum: int, frame: Any) -> None:
+            now = time.monotonic()
+            if first and signum == signal.SIGINT and now - first[0] > 2.0:
+                raise KeyboardInterrupt
+            if not first:
+                first.append(now)
+                self._stop_requested = True
+                if int(os.environ.get("RANK", "0")) != 0:  # every rank gets it: rank 0 says it once
+                    return
+                again = " (Ctrl-C again to abort at once)" if signum == signal.SIGINT else ""
+                name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+                grace = launcher_grace_seconds()
+                if grace is not None and self._save_seconds:
+                    again += (f" (the last save took {self._save_seconds:.0f} s and a step {self._step_seconds:.0f} s; "
+                              f"torchrun kills the ranks {grace[0]:.0f} s ({grace[1]}) after its signal)")  # fmt: skip
+                log.warning("%s: stopping after this step with a checkpoint%s", name, again)
+
+        for sig in ours:
+            signal.signal(sig, handler)
+        try:
+            yield
+        finally:
+            for sig, default in ours.items():
+                signal.signal(sig, default)
