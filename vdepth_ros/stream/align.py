@@ -25,7 +25,7 @@ A fit with too few points, no variance, or no correlation falls back to (1, 0) a
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -35,15 +35,8 @@ from vdepth_ros.errors import ConfigError
 FitMethod = Literal["symmetric", "ols"]
 Robust = Literal["tukey", "huber", "none"]
 FitPixels = Literal["positive_ref", "all"]
-Residual = Literal["absolute", "log"]
 
 _MAD_TO_SIGMA = 1.4826  # MAD of a Gaussian = 0.6745 sigma
-#: quantile q of |x| for a standard Gaussian x (`scipy.stats.halfnorm.ppf(q)`)
-_HALF_NORMAL_QUANTILE = {0.5: 1.0 / _MAD_TO_SIGMA, 0.25: 0.318639}
-#: `FitOptions.residual="log"` sets its threshold from the lower quartile of |residual|, not the median: with
-#: 40 % wild samples the median residual is the 83rd percentile of the inliers' and, with their heavy tails (the
-#: model's blurred edges), Tukey's threshold at 4.685 sigma of it took in most wild samples too
-_LOG_SIGMA_QUANTILE = 0.25
 _TUKEY_C = 4.685  # 95 % Gaussian efficiency (Tukey biweight)
 _HUBER_K = 1.345  # 95 % Gaussian efficiency (Huber)
 
@@ -66,14 +59,6 @@ class FitOptions:
         clip_keeps_shift: a clipped scale keeps the shift fitted with the unclipped one (DVD's
             demo, `np.clip(scale, 0.7, 1.5)` after the solve) instead of the shift refitted for
             the clipped scale (the default: the best shift for the scale used).
-        residual: what the robust start and weights measure: "absolute" (`r - s c - t`) or
-            "log" (`log r - log(s c + t)`, for a positive `r` such as metric inverse depth: a
-            depth sensor's wild samples bunch at small inverse depth, where every sample's absolute
-            residual is small (and its residual relative to the fit is bounded by -1), so they
-            looked like inliers of the far pixels and pulled the fit; in log they are as far off
-            as they are in depth, both ways). "log" only picks the points: a first robust fit in log
-            residuals on ~8k of them (its least-squares steps of the relative error) rejects those
-            outside Tukey's support, and the usual fit in absolute residuals runs on the rest.
     """
 
     method: FitMethod = "symmetric"
@@ -85,7 +70,6 @@ class FitOptions:
     iterations: int = 20
     pixels: FitPixels = "positive_ref"
     clip_keeps_shift: bool = False
-    residual: Residual = "absolute"
 
     def __post_init__(self) -> None:
         if self.method not in ("symmetric", "ols"):
@@ -94,8 +78,6 @@ class FitOptions:
             raise ConfigError(f"robust must be 'tukey', 'huber' or 'none', got {self.robust!r}")
         if self.pixels not in ("positive_ref", "all"):
             raise ConfigError(f"fit pixels must be 'positive_ref' or 'all', got {self.pixels!r}")
-        if self.residual not in ("absolute", "log"):
-            raise ConfigError(f"fit residual must be 'absolute' or 'log', got {self.residual!r}")
         if self.scale_clip is not None:
             lo, hi = self.scale_clip
             if not 0 < lo <= hi:
@@ -198,13 +180,10 @@ def _plain_fit(c: np.ndarray, r: np.ndarray, method: FitMethod) -> tuple[float, 
     return _affine_from_moments(mc, mr, float(dc @ dc) / n, float(dc @ dr) / n, float(dr @ dr) / n, method)
 
 
-def _robust_sigma(res: np.ndarray, floor: float, quantile: float = 0.5) -> float:
-    """Gaussian sigma of the residuals from a quantile of their absolute values, over at most ~8k of them (it only
-    sets a threshold): the median (MAD) by default; a lower one stays an inlier's with more outliers."""
+def _robust_sigma(res: np.ndarray, floor: float) -> float:
+    """MAD sigma of the residuals (median over at most ~8k of them: it only sets a threshold)."""
     step = max(1, res.size // 8192)
-    a = np.abs(res[::step])
-    q = float(np.median(a)) if quantile == 0.5 else float(np.quantile(a, quantile))
-    return max(q / _HALF_NORMAL_QUANTILE[quantile], floor)
+    return max(_MAD_TO_SIGMA * float(np.median(np.abs(res[::step]))), floor)
 
 
 def _weights(res: np.ndarray, sigma: float, robust: Robust, out: np.ndarray | None = None) -> np.ndarray:
@@ -256,12 +235,8 @@ class _Moments:
         return s, t0 + self.mean_r - s * self.mean_c
 
 
-def _lmeds_start(
-    c: np.ndarray, r: np.ndarray, method: FitMethod, hypotheses: int = 64, offset: float | None = None
-) -> tuple[float, float]:
-    """Least-median-of-squares start from random point pairs (breakdown ~50 %), deterministic. With `offset`
-    (the fit is `FitOptions.residual="log"`; `r + offset` is the uncentred `r`, > 0), the median scored is of
-    `|log r - log fitted|` (a non-positive fitted value: infinitely far off)."""
+def _lmeds_start(c: np.ndarray, r: np.ndarray, method: FitMethod, hypotheses: int = 64) -> tuple[float, float]:
+    """Least-median-of-squares start from random point pairs (breakdown ~50 %), deterministic."""
     rng = np.random.default_rng(12345)  # fixed: the same input always gives the same fit
     n = c.size
     i, j = rng.integers(0, n, hypotheses), rng.integers(0, n, hypotheses)
@@ -273,14 +248,7 @@ def _lmeds_start(
     t = r[i][ok] - s * c[i][ok]
     probe = slice(None, None, max(1, n // 256))
     cp, rp = c[probe], r[probe]
-    fitted = s[:, None] * cp[None, :] + t[:, None]
-    if offset is None:
-        res = np.abs(rp[None, :] - fitted)
-    else:
-        fitted += offset
-        with np.errstate(divide="ignore", invalid="ignore"):
-            res = np.where(fitted > 0, np.abs(np.log(rp + offset)[None, :] - np.log(fitted)), np.inf)
-    med = np.median(res, axis=1)
+    med = np.median(np.abs(rp[None, :] - (s[:, None] * cp[None, :] + t[:, None])), axis=1)
     k = int(np.argmin(med))
     return float(s[k]), float(t[k])
 
@@ -310,31 +278,17 @@ def _irls(
     three iterations, while the fit moves most, then kept."""
     corr = 0.0
     estimate = sigma <= 0
-    log_residual = options.residual == "log"
     res, w = np.empty_like(m.c), np.empty_like(m.c)
-    fitted = np.empty_like(m.c) if log_residual else None
-    log_r = np.log(m.r + m.mean_r) if log_residual else None
     for it in range(iterations):
         np.multiply(m.c, -s, out=res)
         res += m.r
         res -= t
-        if fitted is not None:  # log residual; weights / fitted^2: least squares of the relative error
-            np.subtract(m.r, res, out=fitted)
-            fitted += m.mean_r
-            np.maximum(fitted, 1e-300, out=fitted)  # a non-positive fitted value: residual huge, weight 0
-            np.log(fitted, out=res)
-            np.subtract(log_r, res, out=res)
         if estimate and it < 3:
-            sigma = _robust_sigma(res, 1e-9, _LOG_SIGMA_QUANTILE) if log_residual else _robust_sigma(res, 1e-9 * spread)
+            sigma = _robust_sigma(res, 1e-9 * spread)
         _weights(res, sigma, options.robust, out=w)
         if float(w.sum()) < options.min_points:
             return s, t, corr, None, sigma
-        if fitted is not None:
-            np.square(fitted, out=fitted)
-            np.divide(w, fitted, out=fitted)
-            s_new, t_new, corr = m.fit(fitted, options.method)
-        else:
-            s_new, t_new, corr = m.fit(w, options.method)
+        s_new, t_new, corr = m.fit(w, options.method)
         if not np.isfinite(s_new):
             break
         done = abs(s_new - s) <= tol * max(abs(s), 1e-30) and abs(t_new - t) <= tol * spread
@@ -344,43 +298,13 @@ def _irls(
     return s, t, corr, w, sigma
 
 
-def _log_inliers(c: np.ndarray, r: np.ndarray, options: FitOptions, spread: float) -> np.ndarray | None:
-    """`FitOptions.residual="log"`'s first stage: the robust fit in log residuals on a subsample of at most ~8k
-    points, and the points it does not reject (inside Tukey's support), or None when it fails. The usual
-    (absolute) fit on them follows, so a clean sensor's fit stays the usual one (nearly no point rejected)."""
-    step = max(1, c.size // _COARSE_POINTS)
-    m = _Moments(c[::step], r[::step])
-    s, t = _lmeds_start(m.c, m.r, options.method, offset=m.mean_r)
-    s, t, _, w, sigma = _irls(m, s, t, 0.0, options, options.iterations, spread, _COARSE_TOL)
-    if w is None or not (np.isfinite(s) and np.isfinite(t)):
-        return None
-    s, t = m.to_original(s, t)
-    fitted = s * c + t
-    bound = np.exp(_TUKEY_C * sigma)  # |log r - log fitted| < TUKEY_C sigma, without a log per point
-    keep = (r < fitted * bound) & (r * bound > fitted)
-    return keep if np.count_nonzero(keep) >= options.min_points else None
-
-
 def fit_pairs(c: np.ndarray, r: np.ndarray, options: FitOptions = DEFAULT_FIT_OPTIONS) -> AffineFit:
     """Fit `r ≈ s c + t` on already-valid float64 vectors `c`, `r` (see `align_scale_shift`).
 
     With many points the robust fit first converges on an evenly strided subsample of about
     8k points and then refines on all of them (a few iterations): the same fit at a third of
-    the cost. With `options.residual="log"` (and a robust fit) that fit is on the points a
-    first robust fit in log residuals keeps (`_log_inliers`).
+    the cost.
     """
-    n = int(c.size)
-    if options.residual == "log" and options.robust != "none" and n >= options.min_points:
-        keep = _log_inliers(c, r, options, float(np.ptp(r)) or 1.0)
-        if keep is not None:
-            fit = _fit_pairs(c[keep], r[keep], replace(options, residual="absolute"))
-            kept = int(np.count_nonzero(keep))
-            return replace(fit, n_points=n, inlier_fraction=fit.inlier_fraction * kept / n)
-    return _fit_pairs(c, r, options)
-
-
-def _fit_pairs(c: np.ndarray, r: np.ndarray, options: FitOptions) -> AffineFit:
-    """`fit_pairs` without its first stage in log residuals."""
     n = int(c.size)
     if n < options.min_points:
         return _degenerate(f"{n} valid points < min_points {options.min_points}", n)
@@ -390,8 +314,7 @@ def _fit_pairs(c: np.ndarray, r: np.ndarray, options: FitOptions) -> AffineFit:
         s, t, corr = _plain_fit(c, r, options.method)
     else:
         m = _Moments(c, r)
-        offset = m.mean_r if options.residual == "log" else None
-        s, t = _lmeds_start(m.c, m.r, options.method, offset=offset)
+        s, t = _lmeds_start(m.c, m.r, options.method)
         sigma, iterations = 0.0, options.iterations
         if n >= 2 * _COARSE_POINTS:
             coarse = m.subsample(n // _COARSE_POINTS)

@@ -98,9 +98,7 @@ class SparseScale(ScaleSource):
     def __init__(self, min_points: int = 50, options: FitOptions | None = None) -> None:
         super().__init__()
         # OLS on the metric side: the sparse sensor is the reference, errors do not compound here.
-        self.options = options or FitOptions(
-            method="ols", robust="tukey", min_points=max(2, int(min_points)), residual="log"
-        )
+        self.options = options or FitOptions(method="ols", robust="tukey", min_points=max(2, int(min_points)))
         self.last_fit: AffineFit | None = None
         #: (near, far) of the samples of the fit in use (`_coverage`), or None
         self.coverage: tuple[float, float] | None = None
