@@ -226,6 +226,16 @@ class StoppedWithoutCheckpointError(Exception):
     why; this one only ends, naming it when the failing rank left its note on this node."""
 
 
+class PeerEndedError(RuntimeError):
+    """What this rank was doing was undone by another rank's failure, not a failure of its own: the main process
+    removed the checkpoint folder its own save failed in (a full disk) while this rank still wrote its part
+    into it. `end_rank` takes it as another rank ending (waiting briefly for that rank's note)."""
+
+
+#: how long a rank whose work another rank's failure undid (`PeerEndedError`) waits for that rank's note
+PEER_NOTE_WAIT_S = 10.0
+
+
 class TrainingFailedError(Exception):
     """The run failed and stopped (its last complete checkpoint is intact): a non-finite loss (the
     same error on every rank), or one rank's own failure under a launcher (out of memory, a disk
@@ -256,7 +266,7 @@ def _one_line(err: BaseException) -> str:
 def _peer_gone(err: BaseException) -> bool:
     """Is `err` (or what caused it) a collective that failed because another rank ended?"""
     while err is not None:
-        if isinstance(err, torch.distributed.DistError):
+        if isinstance(err, (torch.distributed.DistError, PeerEndedError)):
             return True
         if isinstance(err, RuntimeError) and _PEER_GONE.search(str(err)):
             return True
@@ -281,6 +291,10 @@ def end_rank(err: Exception, *, rank: int, world: int, doing: str, step: int, st
         leave_failure_note(rank, what)
     if (stop_requested and not isinstance(err, ConfigError)) or _peer_gone(err):
         notes = sorted(folder.glob("failed-rank*")) if folder is not None else []
+        deadline = time.monotonic() + PEER_NOTE_WAIT_S
+        while isinstance(err, PeerEndedError) and folder is not None and not notes and time.monotonic() < deadline:
+            time.sleep(0.1)  # (the failing rank is still on its way to leave its note)
+            notes = sorted(folder.glob("failed-rank*"))
         # none: the rank was killed (SIGKILL), or it is on another node (its own line names it)
         gone = f"another rank ended without a word on this node (torchrun's summary names it; {_one_line(err)})"
         why = notes[0].read_text() if notes else gone
@@ -296,7 +310,9 @@ def end_rank(err: Exception, *, rank: int, world: int, doing: str, step: int, st
 
 
 __all__ = [
+    "PEER_NOTE_WAIT_S",
     "TORCHRUN_GRACE_SECONDS",
+    "PeerEndedError",
     "StoppedWithoutCheckpointError",
     "TrainingFailedError",
     "check_gpus_per_node",

@@ -45,6 +45,7 @@ from vdepth_training.checkpoints import (
 from vdepth_training.config import build_optimizer, check_keys, crop_sizes, trained_record, wants_deepspeed
 from vdepth_training.data.stream import rank_loader
 from vdepth_training.ranks import (
+    PeerEndedError,
     StoppedWithoutCheckpointError,
     TrainingFailedError,
     check_gpus_per_node,
@@ -416,9 +417,11 @@ class Trainer(StepLoop, RunChecks, RunStops):
         acc.wait_for_everyone()
         try:
             acc.save_state(str(partial))  # every rank writes its part (its RNG states, a ZeRO shard)
-        except OSError:
-            if acc.is_main_process:  # a full disk: what was written of this save would keep it full
+        except Exception as err:
+            if acc.is_main_process and isinstance(err, OSError):  # a full disk: what was written would keep it full
                 shutil.rmtree(partial, ignore_errors=True)
+            elif not acc.is_main_process and not partial.exists():  # removed so: the main process's save failed
+                raise PeerEndedError(f"{partial} was removed while this rank wrote its part") from err
             raise
         acc.wait_for_everyone()
         if acc.is_main_process:
