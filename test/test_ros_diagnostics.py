@@ -48,6 +48,15 @@ Phase = (
 )
 
 
+def _spin_until_frame(ex: SingleThreadedExecutor, start: float, k: int) -> None:
+    """Spin until frame `k` is due on a 10 Hz schedule from `start` (time.monotonic()): a test camera's stamps
+    then stay its send times (one sleeping 0.1 s after each frame fell seconds behind its stamps in a 40 s phase
+    on a loaded machine, which the node rightly names another clock)."""
+    ex.spin_once(timeout_sec=0.0)
+    while time.monotonic() < start + k * 0.1:
+        ex.spin_once(timeout_sec=0.01)
+
+
 def _camera(
     diags: list[DiagnosticArray], phases: list[Phase], image_pubs: int = 1, clock_offset_s: float = 0.0
 ) -> Callable[[Node, SingleThreadedExecutor], None]:
@@ -80,12 +89,7 @@ def _camera(
                         ih = Header(stamp=conv.ns_to_stamp(info_ns), frame_id="cam_optical")
                         info_pub.publish(CameraInfo(**{**_fields(_info(160, 120)), "header": ih}))
                 k += 1
-                # every 0.1 s from the start, as a camera's frames: its stamps stay its send times (a camera
-                # running late by its loop's overhead fell seconds behind its stamps in a 40 s phase)
-                step_end = start + k * 0.1
-                ex.spin_once(timeout_sec=0.0)
-                while time.monotonic() < step_end:
-                    ex.spin_once(timeout_sec=0.01)
+                _spin_until_frame(ex, start, k)
 
     return feed
 
@@ -320,10 +324,7 @@ def test_two_cameras_taking_turns_are_named_even_when_one_left_before_the_status
             pub = second if k < 10 and k % 2 else first
             pub.publish(conv.image_msg(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8), "rgb8", h))
             info_pub.publish(CameraInfo(**{**_fields(_info(160, 120)), "header": h}))
-            end = start + (k + 1) * 0.1  # (a fixed schedule: its stamps stay its send times, as _camera's)
-            ex.spin_once(timeout_sec=0.0)
-            while time.monotonic() < end:
-                ex.spin_once(timeout_sec=0.01)
+            _spin_until_frame(ex, start, k + 1)
 
     # the first status check 15 s after activation: long after the second publisher has gone
     _, out = run_node(
@@ -369,10 +370,7 @@ def test_two_cameras_taking_turns_clear_once_one_stops_sending_though_it_stays(t
                 pub.publish(conv.image_msg(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8), "rgb8", h))
                 info_pub.publish(CameraInfo(**{**_fields(_info(160, 120)), "header": h}))
                 k += 1
-                step_end = start + k * 0.1  # (a fixed schedule: its stamps stay its send times, as _camera's)
-                ex.spin_once(timeout_sec=0.0)
-                while time.monotonic() < step_end:
-                    ex.spin_once(timeout_sec=0.01)
+                _spin_until_frame(ex, start, k)
         seen.append(("graph", peer.count_publishers("/cam/image")))  # type: ignore[arg-type]
 
     _, out = run_node(tmp_path, REMAPS, {}, {}, before_feed=feed, done=lambda got: True)
@@ -481,10 +479,7 @@ def test_a_covered_lens_is_on_diagnostics_while_its_windows_fall_back(tmp_path: 
                 image_pub.publish(conv.image_msg(image, "rgb8", h))
                 info_pub.publish(CameraInfo(**{**_fields(_info(160, 120)), "header": h}))
                 k += 1
-                step_end = start + k * 0.1  # (a fixed schedule: its stamps stay its send times, as _camera's)
-                ex.spin_once(timeout_sec=0.0)
-                while time.monotonic() < step_end:
-                    ex.spin_once(timeout_sec=0.01)
+                _spin_until_frame(ex, start, k)
 
     _, out = run_node(tmp_path, REMAPS, {}, {}, before_feed=feed, done=lambda got: True)
     assert len(seen) == 2, ([_problems(st) for st in map(_status, [[a] for a in diags]) if st][-3:], out)
