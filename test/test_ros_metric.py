@@ -38,7 +38,8 @@ def rgbd_run(tmp_path: Path, camera_args: list[str], seconds: float = 6.0, param
     topics = ["/depth", "/points", "/diagnostics"]
     viewer, viewer_log = start(
         [sys.executable, str(PEERS), "viewer", "--keep", str(keep), "--topics", *topics]
-        + ["--diag-values", "fit scale_source", "fit metric_samples_near", "fit metric_samples_far", "problems"],
+        + ["--diag-values", "fit scale_source", "fit metric_samples_near", "fit metric_samples_far"]
+        + ["fit metric_extrapolated", "problems"],
         tmp_path / "viewer.log",
     )
     try:
@@ -120,6 +121,7 @@ def test_metric_depth_and_points_agree_with_the_users_depth_camera(tmp_path: Pat
     for unexpected in ("ignoring sparse_depth", "no sparse_depth sample", "depth is extrapolated"):
         assert unexpected not in run["log"], run["log"]
     assert float(run["diagnostics"][-1][2]["fit metric_samples_far"]) > 1.5, run["diagnostics"][-1]
+    assert float(run["diagnostics"][-1][2]["fit metric_extrapolated"]) < 0.05, run["diagnostics"][-1]
     assert run["diagnostics"][-1][2]["fit scale_source"] == "sparse", run["diagnostics"][-1]
 
 
@@ -150,7 +152,9 @@ def test_the_span_of_the_depth_sensors_samples_is_on_diagnostics(tmp_path: Path)
     (here the whole frame's median 18 % too near: the model's blurred edges decide a fit over so short a span).
     Nothing told the user what the scale rests on. /diagnostics now has the span of the samples of the fit in
     use ("fit metric_samples_near" / "fit metric_samples_far", metres), so /depth beyond it can be told apart, and
-    a WARN (on /diagnostics while it holds) says that most of the frame lies beyond the samples."""
+    a WARN (on /diagnostics while it holds) says that most of the frame lies beyond the samples. Its number, the
+    share of the frame beyond them ("fit metric_extrapolated", 0 to 1: the WARN above 0.15), was only in the WARN's
+    line: a monitor could not plot or threshold it. It is a value on /diagnostics now."""
     run = rgbd_run(tmp_path, ["--depth-sensor", "16UC1", "--depth-range", "0.8"])
     values = run["diagnostics"][-1][2]
     assert 0.45 < float(values["fit metric_samples_near"]) < 0.6, values  # the scene's nearest is 0.49 m
@@ -163,3 +167,4 @@ def test_the_span_of_the_depth_sensors_samples_is_on_diagnostics(tmp_path: Path)
     assert 1 <= len(warned) <= 3 and "[WARN]" in warned[0], run["log"]
     assert "off by tens of percent" in warned[0] and "a sensor that sees the whole scene" in warned[0], warned[0]
     assert "/depth beyond them is extrapolated" in run["diagnostics"][-1][2]["problems"], run["diagnostics"][-1]
+    assert 0.15 < float(values["fit metric_extrapolated"]) < 0.4, values  # 21 % here (docs/node.md)

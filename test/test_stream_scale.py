@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vdepth_ros.pipeline_windows import MAX_EXTRAPOLATED
+from vdepth_ros.pipeline_types import MAX_EXTRAPOLATED
 from vdepth_ros.stream.scale import SparseScale, resample_sparse_depth
 
 W, H, WORK_W, WORK_H = 640, 480, 224, 160
