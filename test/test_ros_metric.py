@@ -101,8 +101,9 @@ def metric_errors(run: dict[str, Any]) -> tuple[float, float, float]:
     "camera_args",
     [
         ["--depth-sensor", "16UC1"],  # a RealSense's aligned depth: millimetres, 0 where it has no return
-        # a depth camera's 32FC1 at half the resolution, stamped 30 ms after the image, 20 % of it flying pixels
-        ["--depth-sensor", "32FC1", "--depth-size", "320x240", "--depth-outliers", "0.2", "--depth-offset-ms", "30"],
+        # a depth camera's 32FC1 at half the resolution, stamped 30 ms after the image, 40 % of it wild (flying
+        # pixels, multipath: /depth was 1.25-1.38 of the sensor's until the wild samples were told by their neighbours)
+        ["--depth-sensor", "32FC1", "--depth-size", "320x240", "--depth-outliers", "0.4", "--depth-offset-ms", "30"],
     ],
     ids=["16UC1", "32FC1-half-outliers-offset"],
 )
