@@ -24,7 +24,8 @@ process with os._exit after N frames, as a crashed driver (no "sent" line); `--l
 sends the last image without its camera_info (the node stopped between the two); `--binning B`
 publishes the camera_info of a B x B binned window (roi) of a larger sensor, calibrated at full
 resolution, as machine-vision drivers do; `--distortion` a plumb_bob lens's coefficients, with P its rectified
-camera, as camera_calibration writes them (the images are the raw ones); `--info-readers N` waits for N camera_info subscribers
+camera, as camera_calibration writes them (the images are the raw ones); `--info-readers N` waits for N camera_info
+subscribers
 (the node and a viewer of it), not one; `--ros-time` stamps each frame with its capture time on the ROS clock, as a live
 driver (regular; a driver restarted after `--die-after` goes on where it stopped); `--stall-every N`
 stalls the driver `--stall` seconds after every N frames, after which it sends the frames that fell
@@ -291,6 +292,16 @@ def _send(messages: list[tuple[Any, Any]], reverse: bool) -> None:
             publisher.publish(msg)
 
 
+def _lens(distortion: str, f: float, w: int, h: int) -> dict[str, Any]:
+    """`--distortion`'s camera_info fields: a lens calibrated by camera_calibration (plumb_bob; P its rectified
+    camera, alpha 0), or none."""
+    if not distortion:
+        return {}
+    p = [0.9 * f, 0.0, (w - 1) / 2 + 4.0, 0.0, 0.0, 0.9 * f, (h - 1) / 2 - 3.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    d = [float(v) for v in distortion.split(",")]
+    return {"distortion_model": "plumb_bob", "d": d, "p": p, "r": [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]}
+
+
 def camera(args: argparse.Namespace) -> None:
     rclpy.init()
     node = Node("camera_driver")
@@ -307,11 +318,7 @@ def camera(args: argparse.Namespace) -> None:
     w, h = (int(v) for v in args.size.lower().split("x"))
     f = K[0] * w / W  # the same field of view at any size
     k_matrix = [f, 0.0, (w - 1) / 2, 0.0, f, (h - 1) / 2, 0.0, 0.0, 1.0]
-    window: dict[str, Any] = {"width": w, "height": h}
-    if args.distortion:  # a lens calibrated by camera_calibration: plumb_bob, P its rectified camera (alpha 0)
-        p_matrix = [0.9 * f, 0.0, (w - 1) / 2 + 4.0, 0.0, 0.0, 0.9 * f, (h - 1) / 2 - 3.0, 0.0, 0.0, 0.0, 1.0, 0.0]
-        window.update(distortion_model="plumb_bob", d=[float(v) for v in args.distortion.split(",")], p=p_matrix)
-        window["r"] = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    window: dict[str, Any] = {"width": w, "height": h, **_lens(args.distortion, f, w, h)}
     if args.binning > 1:  # a binned readout of a window of a larger sensor, calibrated at full resolution
         b, x0, y0 = args.binning, 16, 8
         window = {"width": b * w + 2 * x0, "height": b * h + 2 * y0, "binning_x": b, "binning_y": b}

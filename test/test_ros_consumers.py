@@ -583,8 +583,8 @@ def test_rectified_depth_is_registered_to_the_rectified_image_with_its_camera(tm
     P = np.asarray(raw_info.p, float).reshape(3, 4)[:, :3]
     expected = camera_from_info(raw_info).scaled(320, 240)  # the rectified camera (P), at the output's size
     raw_frames = [conv.image_array(m) for m in _peer_images()]
-    rectified = [cv2.remap(f, *cv2.initUndistortRectifyMap(K, np.asarray(distortion), np.eye(3), P, (640, 480),
-                                                            cv2.CV_32FC1), cv2.INTER_LINEAR) for f in raw_frames]  # fmt: skip
+    maps = cv2.initUndistortRectifyMap(K, np.asarray(distortion), np.eye(3), P, (640, 480), cv2.CV_32FC1)
+    rectified = [cv2.remap(f, *maps, cv2.INTER_LINEAR) for f in raw_frames]  # what image_proc's image_rect shows
     better = []
     for stamp, depth in got["/depth"].items():
         info, cloud, disparity = got["/depth/camera_info"][stamp], got["/points"][stamp], got["/disparity"][stamp]
@@ -621,8 +621,6 @@ def _peer_images() -> list[Any]:
     """The deployed camera's 8 raw frames (`deployed_peers._images`, 640x480 rgb8)."""
     import argparse
 
-    from deployed_peers import W as width
-    from deployed_peers import H as height
-    from deployed_peers import _images
+    import deployed_peers
 
-    return _images(argparse.Namespace(encoding="rgb8"), width, height)
+    return deployed_peers._images(argparse.Namespace(encoding="rgb8"), deployed_peers.W, deployed_peers.H)
