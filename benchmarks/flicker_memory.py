@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """vdepth-flicker on long recordings: peak RSS against bag length, with `--pose-topic` (TAE), whose first pass
-reads every pose and camera_info of the recording before the images.
+reads the camera_infos of the recording before the images (one camera per change kept), and whose poses are read
+with the images (the latest `flicker.POSE_WINDOW` kept).
 
     .venv/bin/python benchmarks/flicker_memory.py [--frames 1000 10000] [--poses-per-frame 7] [--json]
 

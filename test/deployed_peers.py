@@ -3,6 +3,7 @@
     python deployed_peers.py camera --namespaces /front /rear --seconds 20 --rate 15 [--reliable]
         [--pause-after N --pause S] [--size WxH] [--encoding E] [--no-camera-info] [--die-after N]
         [--last-image-alone] [--speed X] [--hold] [--loops N] [--clock HZ] [--pose-latency MS] [--binning B]
+        [--distortion K1,K2,P1,P2,K3]
         [--info-readers N] [--info-first] [--ros-time] [--stall-every N [--stall S]] [--linger S]
         [--depth-sensor 16UC1|32FC1 [--depth-size WxH] [--depth-offset-ms MS] [--depth-dropout A:B]
          [--depth-outliers F] [--depth-range M] [--depth-frame FRAME]]
@@ -22,7 +23,9 @@ publishes none (a camera_info not remapped: nothing is waited for); `--die-after
 process with os._exit after N frames, as a crashed driver (no "sent" line); `--last-image-alone`
 sends the last image without its camera_info (the node stopped between the two); `--binning B`
 publishes the camera_info of a B x B binned window (roi) of a larger sensor, calibrated at full
-resolution, as machine-vision drivers do; `--info-readers N` waits for N camera_info subscribers
+resolution, as machine-vision drivers do; `--distortion` a plumb_bob lens's coefficients, with P its rectified
+camera, as camera_calibration writes them (the images are the raw ones); `--info-readers N` waits for N camera_info
+subscribers
 (the node and a viewer of it), not one; `--ros-time` stamps each frame with its capture time on the ROS clock, as a live
 driver (regular; a driver restarted after `--die-after` goes on where it stopped); `--stall-every N`
 stalls the driver `--stall` seconds after every N frames, after which it sends the frames that fell
@@ -289,6 +292,16 @@ def _send(messages: list[tuple[Any, Any]], reverse: bool) -> None:
             publisher.publish(msg)
 
 
+def _lens(distortion: str, f: float, w: int, h: int) -> dict[str, Any]:
+    """`--distortion`'s camera_info fields: a lens calibrated by camera_calibration (plumb_bob; P its rectified
+    camera, alpha 0), or none."""
+    if not distortion:
+        return {}
+    p = [0.9 * f, 0.0, (w - 1) / 2 + 4.0, 0.0, 0.0, 0.9 * f, (h - 1) / 2 - 3.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    d = [float(v) for v in distortion.split(",")]
+    return {"distortion_model": "plumb_bob", "d": d, "p": p, "r": [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]}
+
+
 def camera(args: argparse.Namespace) -> None:
     rclpy.init()
     node = Node("camera_driver")
@@ -305,7 +318,7 @@ def camera(args: argparse.Namespace) -> None:
     w, h = (int(v) for v in args.size.lower().split("x"))
     f = K[0] * w / W  # the same field of view at any size
     k_matrix = [f, 0.0, (w - 1) / 2, 0.0, f, (h - 1) / 2, 0.0, 0.0, 1.0]
-    window: dict[str, Any] = {"width": w, "height": h}
+    window: dict[str, Any] = {"width": w, "height": h, **_lens(args.distortion, f, w, h)}
     if args.binning > 1:  # a binned readout of a window of a larger sensor, calibrated at full resolution
         b, x0, y0 = args.binning, 16, 8
         window = {"width": b * w + 2 * x0, "height": b * h + 2 * y0, "binning_x": b, "binning_y": b}
@@ -487,6 +500,7 @@ def main() -> None:
     cam.add_argument("--clock", type=float, default=0.0, help="publish the recording's time on /clock at this Hz")
     cam.add_argument("--pose-latency", type=float, default=0.0, help="publish each image's pose this many ms later")
     cam.add_argument("--binning", type=int, default=1, help="camera_info of a binned window of a larger sensor")
+    cam.add_argument("--distortion", default="", help="k1,k2,p1,p2,k3: a plumb_bob lens (P: its rectified camera)")
     cam.add_argument("--info-readers", type=int, default=1, help="wait for this many camera_info subscribers")
     cam.add_argument("--ros-time", action="store_true", help="stamp each frame with the ROS clock, as a live driver")
     cam.add_argument("--linger", type=float, default=0.0, help="stay this long after the report, sending nothing")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 from pathlib import Path
@@ -318,6 +319,56 @@ def test_no_scale_source_writes_disparity_only(tmp_path: Path) -> None:
     assert "/depth" not in msgs and "/points" not in msgs and len(msgs["/disparity"]) == 6
     assert s.clouds_skipped == 0  # nothing to skip without depth
     assert any("only disparity" in n for n in s.notes)
+
+
+def _short_range_sensor_bag(path: Path, reach: float, frames: int = 24) -> Path:
+    """`test_ros_metric.py`'s RGB-D scene (16-pixel blocks, depth 0.5 / (0.1 + luminance): 0.5 to 2.8 m, what the
+    tiny model sees) at 640x480, 10 Hz, its depth camera measuring up to `reach` metres (10 % holes)."""
+    rng = np.random.default_rng(1)
+    blocks = np.random.default_rng(0).integers(20, 236, (481 // 16 + 1, 641 // 16 + 1, 3), dtype=np.uint8)
+    base = blocks.repeat(16, 0).repeat(16, 1)[:480, :640]
+    rgb = [np.roll(base, 4 * (k % 8), axis=1) for k in range(frames)]
+    depth = []
+    for frame in rgb:
+        z = (0.5 / (0.1 + (frame.astype(np.float32) / 255) @ np.array([0.299, 0.587, 0.114], np.float32))).astype(
+            np.float32
+        )
+        z[(rng.random(z.shape) < 0.1) | (z > reach)] = np.nan
+        depth.append(z)
+    write_image_bag(path, rgb, fps=10.0, start_ns=START, sparse_depth=depth)
+    return path
+
+
+@pytest.mark.parametrize("mode", ["causal", "offline"])
+def test_a_fit_on_a_short_range_sensor_is_told_as_the_node_tells_it(
+    tmp_path: Path, mode: str, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A depth camera reaching 0.8 m in a 2.8 m scene: the node WARNs that /depth beyond the samples is extrapolated
+    and keeps it in "problems" (`test_ros_metric.py`). `vdepth-bag --mode offline` said nothing (its second pass
+    refitted the scale without the check), and neither mode's summary (text or --json) had it: the WARN had
+    scrolled away at the end of a long bag. Now both modes log the node's WARN and the summary notes it with the
+    samples' span; a sensor that sees the whole scene gets neither."""
+    from fakes import write_tiny_onnx
+
+    model = write_tiny_onnx(tmp_path, frames=8)
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        f"/**:\n  ros__parameters:\n    model: {str(model)!r}\n    backend: onnxruntime\n    scale_source: sparse\n"
+        "    sparse_depth: image\n    sparse_min_points: 20\n"
+    )
+    for reach, told in ((0.8, True), (np.inf, False)):
+        src = _short_range_sensor_bag(tmp_path / f"in_{reach}", reach)
+        args = [str(src), "-o", str(tmp_path / f"out_{reach}"), "--params", str(params), "--mode", mode]
+        caplog.clear()
+        assert bagcli.main([*args, "--sparse-depth-topic", "/sparse_depth", "--no-progress", "--json"]) == 0
+        notes = json.loads(capsys.readouterr().out)["notes"]
+        spans = [n for n in notes if "/depth beyond them is extrapolated" in n]
+        warned = [r for r in caplog.records if "depth is extrapolated" in r.getMessage()]
+        assert bool(spans) == told and bool(warned) == told, (notes, caplog.text)
+        if told:
+            span = r"^24 of 24 frames: .*samples from 0\.[45]\d to 0\.[78]\d m, up to \d\d% of a frame"
+            assert re.search(span, spans[0]), spans[0]
+            assert warned[0].levelno == logging.WARNING
 
 
 def test_sparse_depth_topic_is_a_scale_source(tmp_path: Path) -> None:

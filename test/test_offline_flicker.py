@@ -308,6 +308,8 @@ def test_tae_keeps_one_camera_per_change_not_every_camera_info(tmp_path: Path) -
         reader.close()
     g = geometry["/cam/depth"]
     assert len(g.cameras) == 1 and g.cameras[0] == camera_from_info(first)
+    for k in range(len(rgb)):  # (the poses are read with the frames: `test_pose_memory_is_bounded`)
+        g.poses.add(START + round(k * 1e9 / 30), np.eye(4))
     assert g.at(START + 5 * 33_333_333, depth.shape[1:]) is not None
     assert g.at(START - 10**9, depth.shape[1:]) is None  # before the first camera_info: none
 
@@ -321,3 +323,49 @@ def test_a_cameras_base_topic_reads_its_only_image_transport(tmp_path: Path) -> 
                     sparse_depth_topic="/cam/depth")  # fmt: skip
     (r,) = flicker.measure_flicker([tmp_path / "rec"], "/cam/image_raw", ["/cam/depth"])
     assert r.to_dict()["pairs"] == len(rgb) - 1
+
+
+def _odometry_bag(path: Path, count: int, rate: float = 1000.0) -> Path:
+    """`count` PoseStamped on /camera_pose at `rate` Hz from START (the camera still): a robot's odometry."""
+    from rosbags.rosbag2 import Writer
+
+    from vdepth_ros.offline.bag_types import POSE_STAMPED, STORAGES, TYPESTORES
+    from vdepth_ros.offline.synth import get_typestore
+
+    ts = get_typestore(TYPESTORES["kilted"])
+    T = ts.types
+    with Writer(path, version=9, storage_plugin=STORAGES["mcap"]) as writer:
+        conn = writer.add_connection("/camera_pose", POSE_STAMPED, typestore=ts)
+        pose = T["geometry_msgs/msg/Pose"](
+            position=T["geometry_msgs/msg/Point"](x=0.0, y=0.0, z=0.0),
+            orientation=T["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.0, w=1.0),
+        )
+        for k in range(count):
+            t = START + round(k * 1e9 / rate)
+            stamp = T["builtin_interfaces/msg/Time"](sec=t // 1_000_000_000, nanosec=t % 1_000_000_000)
+            msg = T[POSE_STAMPED](header=T["std_msgs/msg/Header"](stamp=stamp, frame_id="odom"), pose=pose)
+            writer.write(conn, t, ts.serialize_cdr(msg, POSE_STAMPED))
+    return path
+
+
+def test_pose_memory_is_bounded(tmp_path: Path) -> None:
+    """`--pose-topic` read every pose of the recording into memory before the frames (~270 B a pose: 100 MB for
+    100 Hz odometry over 4 hours). The poses are read with the frames now, the latest `POSE_WINDOW` kept: the peak
+    is the same for 4 and 40 s of 1 kHz odometry, and the TAE too."""
+    import tracemalloc
+
+    rgb, depth = panning()
+    write_image_bag(tmp_path / "rec", list(rgb), start_ns=START, sparse_depth=list(depth), sparse_depth_topic="/d")
+    peaks, taes = [], []
+    for count in (4_000, 40_000):
+        odometry = _odometry_bag(tmp_path / f"odom_{count}", count)
+        tracemalloc.start()
+        try:
+            (r,) = flicker.measure_flicker([tmp_path / "rec", odometry], "/image", ["/d"], pose_topic="/camera_pose")
+            peaks.append(tracemalloc.get_traced_memory()[1])
+        finally:
+            tracemalloc.stop()
+        taes.append(r.to_dict()["tae_x100"])
+        assert r.to_dict()["tae_pairs"] == T - 1, r.to_dict()
+    assert taes[0] == taes[1], taes
+    assert peaks[1] - peaks[0] < 2_000_000, peaks  # 36000 more poses: ~9.7 MB when each was kept

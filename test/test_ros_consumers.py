@@ -536,3 +536,91 @@ def test_rviz_and_foxglove_showing_depth_are_told_how_to_see_it(tmp_path: Path) 
     foxglove = [line for line in out.splitlines() if "Foxglove" in line]
     assert len(foxglove) == 1 and "/depth/image_rect (/foxglove_bridge)" in foxglove[0], out
     assert "set Max value" in foxglove[0] and "~/depth_colormap" in foxglove[0], foxglove
+
+
+def test_rectified_depth_is_registered_to_the_rectified_image_with_its_camera(tmp_path: Path) -> None:
+    """A raw image of a distorted lens (plumb_bob, k1 -0.25; P its rectified camera), `rectify: true`, the output at
+    half the camera's width (`max_output_width`), camera, node and viewer in three processes. The viewer, as
+    depth_image_proc would, takes /depth with /depth/camera_info: the same size, stamp and frame_id as /points and
+    the image; the rectified camera (K = P scaled to the output, D zero, R identity); 32FC1 metres; back-projected,
+    /points point for point; and /disparity lines up with the rectified image (the tiny model's disparity is the
+    luminance), not with the raw one."""
+    import cv2
+    from rclpy.serialization import deserialize_message
+    from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+    from vdepth_ros.camera_info import camera_from_info
+    from vdepth_ros.ros import conversions as conv
+
+    topics = ["/camera_info", "/depth", "/depth/camera_info", "/points", "/disparity"]
+    keep = tmp_path / "kept.pkl"
+    params = "    input_qos: reliable\n    rectify: true\n    max_output_width: 320\n"
+    node, node_log = start(node_command(tmp_path, params=params), tmp_path / "node.log")
+    viewer, viewer_log = start(
+        [sys.executable, str(PEERS), "viewer", "--keep", str(keep), "--topics", *topics], tmp_path / "viewer.log"
+    )
+    distortion = [-0.25, 0.06, 0.001, -0.002, 0.0]
+    try:
+        wait_for(tmp_path / "node.log", "publishing", 90, node)
+        camera, camera_log = start(
+            [sys.executable, str(PEERS), "camera", "--seconds", "1.6", "--rate", "10", "--reliable"]
+            + [f"--distortion={','.join(map(str, distortion))}", "--info-readers", "2"],
+            tmp_path / "camera.log",
+        )
+        wait_for(tmp_path / "viewer.log", "matched", 90, viewer)
+        assert camera.wait(timeout=60) == 0, (tmp_path / "camera.log").read_text()
+        camera_log.close()
+        time.sleep(2.0)
+    finally:
+        code, viewed = _stopped(node, node_log), _stopped(viewer, viewer_log)
+    assert viewed == 0 and code == 0, (tmp_path / "node.log").read_text()
+    kinds = dict(zip(topics, (CameraInfo, Image, CameraInfo, PointCloud2, Image), strict=True))
+    kept = pickle.loads(keep.read_bytes())
+    got = {t: {s: deserialize_message(b, kinds[t]) for s, b in kept[t].items()} for t in topics}
+    assert len(got["/depth"]) >= 8 and set(got["/points"]) == set(got["/depth"]) == set(got["/depth/camera_info"])
+    raw_info = next(iter(got["/camera_info"].values()))
+    K = np.asarray(raw_info.k, float).reshape(3, 3)
+    P = np.asarray(raw_info.p, float).reshape(3, 4)[:, :3]
+    expected = camera_from_info(raw_info).scaled(320, 240)  # the rectified camera (P), at the output's size
+    raw_frames = [conv.image_array(m) for m in _peer_images()]
+    maps = cv2.initUndistortRectifyMap(K, np.asarray(distortion), np.eye(3), P, (640, 480), cv2.CV_32FC1)
+    rectified = [cv2.remap(f, *maps, cv2.INTER_LINEAR) for f in raw_frames]  # what image_proc's image_rect shows
+    better = []
+    for stamp, depth in got["/depth"].items():
+        info, cloud, disparity = got["/depth/camera_info"][stamp], got["/points"][stamp], got["/disparity"][stamp]
+        for msg in (depth, info, cloud, disparity):  # the image's stamp and optical frame on every output
+            assert msg.header.frame_id == "camera_optical" and msg.header.stamp == depth.header.stamp
+        assert depth.encoding == "32FC1" and (depth.width, depth.height) == (info.width, info.height) == (320, 240)
+        assert (cloud.width, cloud.height) == (320, 240)
+        assert not np.any(info.d) and np.allclose(np.reshape(info.r, (3, 3)), np.eye(3)), (info.d, info.r)
+        np.testing.assert_allclose(
+            _image_geometry_intrinsics(info), (expected.fx, expected.fy, expected.cx, expected.cy), rtol=1e-6
+        )
+        np.testing.assert_allclose(np.reshape(info.k, (3, 3)), np.reshape(info.p, (3, 4))[:, :3])
+        xyz = pointcloud2_fields_array(
+            [(f.name, f.offset, f.datatype, f.count) for f in cloud.fields],
+            cloud.point_step, cloud.height, cloud.width, cloud.row_step, bytes(cloud.data),
+        )  # fmt: skip
+        np.testing.assert_allclose(xyz, _point_cloud_xyz(depth, info), rtol=1e-5, atol=1e-6)
+        # registration: which of the two images the disparity is the luminance of
+        k = round((stamp - 1_000_000_000) / 1e8) % len(raw_frames)
+        d = conv.image_array(disparity)
+        corr = []
+        for image in (rectified[k], raw_frames[k]):
+            lum = cv2.resize(image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32), (320, 240),
+                             interpolation=cv2.INTER_AREA)  # fmt: skip
+            ok = np.isfinite(d)
+            corr.append(np.corrcoef(d[ok], lum[ok])[0, 1])
+        better.append(corr)
+    rect, raw = np.median(better, axis=0)
+    print(f"/disparity against the luminance of the rectified image: r = {rect:.3f}; of the raw image: {raw:.3f}")
+    assert rect > 0.5 and rect - raw > 0.1, better
+
+
+def _peer_images() -> list[Any]:
+    """The deployed camera's 8 raw frames (`deployed_peers._images`, 640x480 rgb8)."""
+    import argparse
+
+    import deployed_peers
+
+    return deployed_peers._images(argparse.Namespace(encoding="rgb8"), deployed_peers.W, deployed_peers.H)

@@ -131,7 +131,8 @@ def _offline_output(
         stitched = stitcher.add(window, disp, affine=fit, fit_on=fit_on)
         here = [s for s in stitched if s.window == window.index]
         if here:
-            pipe.scale_source.update(
+            pipe._update_scale(
+                window.index,
                 scale_input(here, [records[seg.first_frame + s.index] for s in here]),
                 [spill.sparse(seg.first_frame + s.index) for s in here],
             )

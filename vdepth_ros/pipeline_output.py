@@ -109,4 +109,5 @@ class OutputSteps:
             scale_change=health.scale_change,
             metric_samples_near=near,
             metric_samples_far=far,
+            metric_extrapolated=None if coverage is None else getattr(self.scale_source, "extrapolated", None),
         )

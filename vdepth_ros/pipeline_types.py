@@ -63,6 +63,26 @@ class FrameInput:
     valid: np.ndarray | None = None
 
 
+#: `DepthPipeline.sparse_span` (the node's WARN and status) and a `vdepth-bag` summary's note while the metric fit in
+#: use extrapolates the depth of more than `MAX_EXTRAPOLATED` of its window's pixels (`SparseScale.extrapolated`): one
+#: text, the numbers are in the logged line and the note.
+SPARSE_SPAN = (
+    "the metric scale rests on depth samples spanning only part of the scene's depth (a sensor of short range or "
+    "narrow view?): /depth beyond them is extrapolated and can be off by tens of percent"
+)
+#: the share of a window's pixels whose disparity its samples do not represent (`SparseScale.extrapolated`) above
+#: which `SPARSE_SPAN` holds: 0 with a depth camera that sees the whole scene (wild pixels or not), 21 % with one
+#: reaching 0.8 m of 2.8 m (/depth 0.82 of the truth there), as deployed (`test/test_ros_metric.py`); 36 % in
+#: `test/test_stream_scale.py`'s scene
+MAX_EXTRAPOLATED = 0.15
+
+
+def sparse_span(extrapolated: float | None) -> str | None:
+    """`SPARSE_SPAN` while a metric fit extrapolates the depth of more than `MAX_EXTRAPOLATED` of its window's pixels
+    (`SparseScale.extrapolated`, `FitInfo.metric_extrapolated`), else None: the one rule of the node and the tools."""
+    return SPARSE_SPAN if extrapolated is not None and extrapolated > MAX_EXTRAPOLATED else None
+
+
 @dataclass(frozen=True)
 class FitInfo:
     """How a frame's values were obtained.
@@ -86,6 +106,9 @@ class FitInfo:
         metric_samples_near, metric_samples_far: with a sparse scale, the depth [m] of the 98th and 2nd
             percentiles of inverse depth of the sensor samples its fit in use was made on, or None: depth
             beyond that span is extrapolated from them (a short-range sensor in a larger scene).
+        metric_extrapolated: with a sparse scale, the share (0 to 1) of its window's pixels at relative depths
+            the samples of the fit in use do not sample (`SparseScale.extrapolated`), or None: above
+            `MAX_EXTRAPOLATED` the node warns and vdepth-bag notes `SPARSE_SPAN` (`sparse_span`).
     """
 
     scale: float
@@ -101,6 +124,7 @@ class FitInfo:
     scale_change: float = 1.0
     metric_samples_near: float | None = None
     metric_samples_far: float | None = None
+    metric_extrapolated: float | None = None
 
 
 @dataclass

@@ -18,7 +18,7 @@ import numpy as np
 
 from vdepth_ros.errors import ConfigError
 from vdepth_ros.pipeline_input import HELD_AS_STATE
-from vdepth_ros.pipeline_types import fit_input, scale_input
+from vdepth_ros.pipeline_types import fit_input, scale_input, sparse_span
 from vdepth_ros.resize import upsample
 from vdepth_ros.stream.depth import disparity_from_depth
 from vdepth_ros.stream.stitch import StitchedFrame, mean_channels
@@ -36,18 +36,6 @@ ALIGNMENT_FALLBACK = (
     "the windows' alignment falls back (a covered lens, a blank wall, a scene without texture?): the depth is "
     "not fitted to the stream's scale"
 )
-
-#: `DepthPipeline.sparse_span` while the metric fit in use extrapolates the depth of more than `MAX_EXTRAPOLATED`
-#: of its window's pixels (`SparseScale.extrapolated`): one text, the numbers are in the logged line.
-SPARSE_SPAN = (
-    "the metric scale rests on depth samples spanning only part of the scene's depth (a sensor of short range or "
-    "narrow view?): /depth beyond them is extrapolated and can be off by tens of percent"
-)
-#: the share of a window's pixels whose disparity its samples do not represent (`SparseScale.extrapolated`) above
-#: which `SPARSE_SPAN` holds: 0 with a depth camera that sees the whole scene (wild pixels or not), 21 % with one
-#: reaching 0.8 m of 2.8 m (/depth 0.82 of the truth there), as deployed (`test/test_ros_metric.py`); 36 % in
-#: `test/test_stream_scale.py`'s scene
-MAX_EXTRAPOLATED = 0.15
 
 
 def _scheduler(config: PipelineConfig, spec: InputSpec, alignment: str) -> WindowScheduler:
@@ -199,19 +187,25 @@ class WindowSteps:
         if window is not None and stitched:
             here = [s for s in stitched if s.window == window.index]
             if here:
-                self.scale_source.update(
+                self._update_scale(
+                    window.index,
                     scale_input(here, [self._records[s.index] for s in here]),
                     [self._sparse_at(s.index, s.disparity.shape) for s in here],
                 )
-                self._check_sparse_span(window.index)
         return stitched
+
+    def _update_scale(self, index: int, disparity: np.ndarray, sparse: list[np.ndarray | None]) -> None:
+        """Refit the scale on window `index`'s new frames and check what the metric fit rests on: the one step of
+        the causal stream (node, `vdepth-bag`) and of `run_offline`'s second pass, so both warn alike."""
+        self.scale_source.update(disparity, sparse)
+        self._check_sparse_span(index)
 
     def _check_sparse_span(self, index: int) -> None:
         """`sparse_span` while the metric fit in use extrapolates much of its window's depth, logged as
         `PeriodicLog` admits: the samples' span in metres (/diagnostics' "fit metric_samples_near/far") could not
         tell, for the fit squeezes the far pixels into it; their share is measured in the model's disparity."""
         extrapolated = getattr(self.scale_source, "extrapolated", None)
-        self.sparse_span = SPARSE_SPAN if extrapolated is not None and extrapolated > MAX_EXTRAPOLATED else None
+        self.sparse_span = sparse_span(extrapolated)
         if self.sparse_span is None:
             return
         more = self._periodic_log.admit("sparse span")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from vdepth_ros.offline.runner import NO_FIT_YET
+from vdepth_ros.pipeline_types import SPARSE_SPAN
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -84,6 +85,15 @@ def add_run_notes(
         summary.notes.append(f"camera_info never seen on {topics.camera_info!r}: no point clouds")
     if summary.scale_sources.get("none", 0) == summary.frames_out and summary.frames_out:
         summary.notes.append("no scale source: only disparity was written (no metric depth, no clouds)")
+    if summary.sparse_span_frames and summary.sparse_span_samples is not None:
+        # the node's WARN (`pipeline_types.sparse_span`), with its numbers: the log line scrolled away
+        near, far = summary.sparse_span_samples
+        summary.notes.append(
+            f"{summary.sparse_span_frames} of {summary.frames_out} frames: {SPARSE_SPAN} (samples from {near:.2f} to "
+            f"{far:.2f} m, up to {100 * summary.sparse_span_worst:.0f}% of a frame beyond them); give "
+            f"{topics.sparse_depth or 'sparse_depth'} from a sensor that sees the whole scene, or trust /depth only "
+            "between those depths"
+        )
     unfit = sum(n for kind, n in summary.scale_sources.items() if kind.endswith(NO_FIT_YET))
     if unfit:
         summary.notes.append(

@@ -24,7 +24,7 @@ import itertools
 import json
 import logging
 import sys
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,6 +135,13 @@ class TopicFlicker:
 #: paired frames a chain holds to measure them in stamp order: a publisher's threads or a recorder's queues
 #: log a frame or two out of order, and each was a restart (two pairs lost); further back is a time jump
 REORDER_FRAMES = 4
+#: with `--pose-topic`, the latest poses kept (by stamp): 40 s of 100 Hz odometry, some 1 MB, for any length of bag
+POSE_WINDOW = 4096
+#: frames held for reordering are measured once a pose stamped this long after them is read, so that their poses are
+#: still among the `POSE_WINDOW` latest (for odometry up to 2 kHz)
+POSE_HORIZON_NS = 1_000_000_000
+#: measured frames held for a pose stamped at or after them before their TAE is taken with the poses there are
+MAX_POSE_WAIT = 30
 
 
 def _without_arrival(item: tuple[int, int, np.ndarray, np.ndarray]) -> tuple[int, np.ndarray, np.ndarray]:
@@ -152,6 +159,8 @@ class _Chain:
         self.last: int | None = None
         self.shape: tuple[int, ...] | None = None
         self.prev: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # depth, pose, K (TAE)
+        # measured frames waiting for a pose at or after their stamp (TAE), with whether the chain restarted there
+        self._tae_wait: deque[tuple[int, np.ndarray, bool]] = deque()
         self.pending: OrderedDict[int, np.ndarray] = OrderedDict()
         self._held: list[tuple[int, int, np.ndarray, np.ndarray]] = []  # heap of paired frames by stamp
         self._arrivals = itertools.count()
@@ -164,15 +173,39 @@ class _Chain:
 
     def finish(self) -> None:
         """Measure the frames still held (the end of the bags)."""
-        while self._held:
+        self.measure_before(None)
+        self.add_tae(final=True)
+
+    def measure_before(self, stamp: int | None) -> None:
+        """Measure the frames held stamped before `stamp` (None: all): odometry gone `POSE_HORIZON_NS` past them
+        (the camera stopped, the poses go on) would leave their poses out of `POSE_WINDOW` by the end."""
+        while self._held and (stamp is None or self._held[0][0] < stamp):
             self._measure(*_without_arrival(heapq.heappop(self._held)))
+
+    def add_tae(self, final: bool = False) -> None:
+        """The TAE of the measured frames whose pose the poses read so far decide (one stamped at or after theirs:
+        odometry lagging its image), in order; all of them at the end of the bags (`final`), or when more than
+        `MAX_POSE_WAIT` wait (poses stopped: the nearest within the slop, as at the end)."""
+        geometry = self.geometry
+        while self._tae_wait and geometry is not None:
+            stamp, depth, restarted = self._tae_wait[0]
+            if not (final or len(self._tae_wait) > MAX_POSE_WAIT or geometry.poses.covers(stamp)):
+                return
+            self._tae_wait.popleft()
+            if restarted:
+                self.prev = None
+            here = geometry.at(stamp, depth.shape)
+            if here is not None and self.prev is not None:
+                d0, pose0, K0 = self.prev
+                self.result.tae_terms.append(pair_tae(d0, depth, pose0, here[0], K0, here[1]))
+            self.prev = None if here is None else (depth, *here)
 
     def _measure(self, stamp: int, rgb: np.ndarray, depth: np.ndarray) -> None:
         # a gap, time going back, or an image of another size (no flow across it): a new chain, counted
         resized = self.shape is not None and rgb.shape != self.shape
-        if self.last is not None and (stamp <= self.last or stamp - self.last > self.max_gap_ns or resized):
+        restarted = self.last is not None and (stamp <= self.last or stamp - self.last > self.max_gap_ns or resized)
+        if restarted:
             self.meter.reset()
-            self.prev = None
             self.result.restarts += 1
         self.last, self.shape = stamp, rgb.shape
         self.result.frames += 1
@@ -181,15 +214,13 @@ class _Chain:
             self.result.pairs += 1
             self.result.errors.append(err)
         if self.geometry is not None:
-            here = self.geometry.at(stamp, depth.shape)
-            if here is not None and self.prev is not None:
-                d0, pose0, K0 = self.prev
-                self.result.tae_terms.append(pair_tae(d0, depth, pose0, here[0], K0, here[1]))
-            self.prev = None if here is None else (depth, *here)
+            self._tae_wait.append((stamp, depth, restarted))
+            self.add_tae()
 
 
 class _Geometry:
-    """Camera poses and intrinsics of the recording, read in a first pass (small), for TAE."""
+    """Camera poses (the latest `POSE_WINDOW`, read with the frames) and intrinsics (the recording's, read in a
+    first pass: small) for TAE."""
 
     def __init__(self, poses: PoseBuffer, cameras: list[tuple[int, CameraModel | None]], slop_ns: int) -> None:
         self.poses, self.slop_ns = poses, slop_ns
@@ -220,8 +251,9 @@ def _read_geometry(
     skipped: SkippedMessages,
     log_time_stamps: bool = False,
 ) -> tuple[dict[str, _Geometry | None], dict[str, str]]:
-    """First pass: every pose and the camera_info of each depth topic (found or named); a message that cannot
-    be deserialized is skipped (counted in `skipped`)."""
+    """First pass: the camera_info of each depth topic (found or named), and an empty buffer for the poses, which
+    the second pass reads with the frames; a message that cannot be deserialized is skipped (counted in
+    `skipped`)."""
     if topics.get(pose_topic) != POSE_STAMPED:
         raise MissingTopicError(
             f"pose topic {pose_topic!r} is {topics.get(pose_topic, 'not in the bags')}, expected {POSE_STAMPED}"
@@ -232,26 +264,21 @@ def _read_geometry(
     for t in depth_topics:
         candidates = [info_topic] if info_topic else [f"{t}/camera_info", f"{t.rsplit('/', 1)[0]}/camera_info"]
         info_of[t] = next((c for c in candidates if topics.get(c) == CAMERA_INFO), None)
-    wanted = {pose_topic, *(c for c in info_of.values() if c)}
+    wanted = {*(c for c in info_of.values() if c)}
     conns = [c for c in reader.connections if c.topic in wanted]
-    count = sum(c.msgcount for c in conns if c.topic == pose_topic)
-    poses = PoseBuffer(slop_ns, capacity=max(count, 1))
+    # the poses are read with the frames (`add_pose`), the latest POSE_WINDOW kept: all of them, read here first, took
+    # ~270 B a pose (100 MB for 100 Hz odometry over 4 hours)
+    poses = PoseBuffer(slop_ns, capacity=POSE_WINDOW)
     # (stamp, camera) where a topic's camera changes: a camera_info per frame, all kept as messages, took 1.9 KB a
     # frame (200 MB an hour at 30 Hz); the latest one at a stamp is the same camera either way
-    infos: dict[str, list[tuple[int, CameraModel | None]]] = {c: [] for c in wanted - {pose_topic}}
-    for conn, t, raw in guarded_messages(reader, conns, path):
+    infos: dict[str, list[tuple[int, CameraModel | None]]] = {c: [] for c in wanted}
+    for conn, t, raw in guarded_messages(reader, conns, path) if conns else ():  # (none: rosbags reads them all)
         msg = deserialize_or_skip(reader, raw, conn, t, skipped)
         if msg is None:
             continue
         if log_time_stamps:
             restamp(msg, t)
-        if conn.topic == pose_topic:
-            try:
-                poses.add(stamp_to_ns(msg.header.stamp), pose_from_msg(msg))
-            except InputError:
-                continue  # an invalid pose: that stamp gets its neighbours' interpolation
-        else:
-            _add_camera(infos[conn.topic], stamp_to_ns(msg.header.stamp), camera_from_info(msg))
+        _add_camera(infos[conn.topic], stamp_to_ns(msg.header.stamp), camera_from_info(msg))
     geometry: dict[str, _Geometry | None] = {}
     notes: dict[str, str] = {}
     for t, c in info_of.items():
@@ -263,6 +290,21 @@ def _read_geometry(
         else:
             geometry[t] = _Geometry(poses, sorted(infos[c], key=lambda si: si[0]), slop_ns)
     return geometry, notes
+
+
+def _add_pose(msg: Any, chains: dict[str, _Chain]) -> None:
+    """A pose read with the frames into the chains' (shared) buffer, and the TAE of the frames it decides."""
+    geometries = [c.geometry for c in chains.values() if c.geometry is not None]
+    if not geometries:
+        return
+    stamp = stamp_to_ns(msg.header.stamp)
+    try:
+        geometries[0].poses.add(stamp, pose_from_msg(msg))
+    except InputError:
+        return  # an invalid pose: that stamp gets its neighbours' interpolation
+    for chain in chains.values():
+        chain.measure_before(stamp - POSE_HORIZON_NS)
+        chain.add_tae()
 
 
 def _add_camera(cameras: list[tuple[int, CameraModel | None]], stamp: int, camera: CameraModel | None) -> None:
@@ -357,14 +399,16 @@ def measure_flicker(
         # 3. Stream the bag: match each depth image to the colour image nearest in stamp.
         images: OrderedDict[int, np.ndarray] = OrderedDict()
         bit_depth = SampleBitDepth()  # a 12-bit camera's mono16 read as the node reads it (auto)
-        wanted = [c for c in reader.connections if c.topic == image_topic or c.topic in chains]
+        wanted = [c for c in reader.connections if c.topic in (image_topic, pose_topic) or c.topic in chains]
         for conn, t, raw in guarded_messages(reader, wanted, paths[0]):
             msg = deserialize_or_skip(reader, raw, conn, t, bad.skipped)
             if msg is None:
                 continue
             if log_time_stamps:
                 restamp(msg, t)
-            if conn.topic == image_topic:
+            if conn.topic == pose_topic:
+                _add_pose(msg, chains)
+            elif conn.topic == image_topic:
                 _add_image(images, chains, msg, conn.msgtype, image_topic, slop_ns, bit_depth, bad)
             else:
                 _add_depth(images, chains[conn.topic], msg, conn.topic, slop_ns, bad)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import numpy as np
 
 from vdepth_ros.offline.errors import InterruptedRun
+from vdepth_ros.pipeline_types import sparse_span
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
@@ -236,6 +237,11 @@ class RunSummary:
     interrupted: str | None = None
     #: the input messages left out, per topic and kind of cause (`skipped.SkippedMessages.to_list`)
     skipped: list[dict[str, Any]] = field(default_factory=list)
+    #: frames whose metric fit extrapolates much of the depth (`pipeline_types.sparse_span`: the node's WARN),
+    #: the most of a frame so extrapolated, and the samples' (near, far) [m] of the last such frame
+    sparse_span_frames: int = 0
+    sparse_span_worst: float = 0.0
+    sparse_span_samples: tuple[float, float] | None = None
 
     def add(self, frame: DepthFrame) -> None:
         """Count one emitted frame."""
@@ -254,6 +260,10 @@ class RunSummary:
         self.scale_sources[kind] += 1
         if getattr(fit, "degenerate", False):
             self.degenerate_fits += 1
+        if sparse_span(getattr(fit, "metric_extrapolated", None)) is not None:
+            self.sparse_span_frames += 1
+            self.sparse_span_worst = max(self.sparse_span_worst, float(fit.metric_extrapolated))
+            self.sparse_span_samples = (float(fit.metric_samples_near), float(fit.metric_samples_far))
 
     @property
     def fps(self) -> float:
