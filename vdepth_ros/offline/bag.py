@@ -30,7 +30,7 @@ from vdepth_ros.offline.bag_notes import add_run_notes, flicker_note, input_topi
 from vdepth_ros.offline.bag_outputs import OUTPUT_MARK, not_a_vdepth_bag, output_storage
 from vdepth_ros.offline.bag_reader import BagFrameSource
 from vdepth_ros.offline.bag_topics import BagTopics, resolve_topics
-from vdepth_ros.offline.bag_types import STORAGES, TYPESTORES, BagFrameMeta
+from vdepth_ros.offline.bag_types import STORAGE_NAMES, TYPESTORE_NAMES, BagFrameMeta, require_bag_library
 from vdepth_ros.offline.bag_writer import DepthBagWriter
 from vdepth_ros.offline.errors import InterruptedAfterOutput, OfflineError
 from vdepth_ros.offline.runner import (
@@ -405,7 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
         "offline = each window re-aligned with two later windows (not causal)",
     )
     p.add_argument(
-        "--storage", choices=sorted(STORAGES), help="output storage (default: the output's .mcap/.db3, else mcap)"
+        "--storage", choices=sorted(STORAGE_NAMES), help="output storage (default: the output's .mcap/.db3, else mcap)"
     )
     p.add_argument(
         "--flicker",
@@ -421,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--copy-input-topics", action="store_true", help="copy every input message into the output")
     p.add_argument(
         "--typestore",
-        choices=sorted(TYPESTORES),
+        choices=sorted(TYPESTORE_NAMES),
         default="kilted",
         help="message definitions for bags that carry none (default kilted)",
     )
@@ -432,6 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point (`vdepth-bag`)."""
     args = build_parser().parse_args(argv)
+    require_bag_library()  # before any file is touched: one line naming the `bag` extra (entry.run_tool)
     expand_home(args)
     setup_logging(args.verbose)
     try:

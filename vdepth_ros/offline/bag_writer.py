@@ -12,9 +12,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from rosbags.interfaces import Connection, MessageDefinitionFormat
-from rosbags.rosbag2 import Writer, WriterError
-from rosbags.typesys import Stores, get_types_from_idl, get_types_from_msg, get_typestore
 
 from vdepth_ros.camera_info import camera_info_fields
 from vdepth_ros.encodings import image_fields_from_array
@@ -22,8 +19,8 @@ from vdepth_ros.offline.bag_types import (
     CAMERA_INFO,
     IMAGE,
     POINTCLOUD2,
-    STORAGES,
-    TYPESTORES,
+    STORAGE_NAMES,
+    TYPESTORE_NAMES,
     BagFrameMeta,
     connection_key,
 )
@@ -31,6 +28,9 @@ from vdepth_ros.offline.errors import OfflineError
 from vdepth_ros.pointcloud2 import pointcloud2_layout
 
 if TYPE_CHECKING:
+    from rosbags.interfaces import Connection
+    from rosbags.rosbag2 import Writer
+
     from vdepth_ros.pipeline import DepthFrame
     from vdepth_ros.stream.cloud import CameraModel
 
@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 
 def _rihs01(conn: Connection) -> str:
     """The RIHS01 type hash of the message definition a connection carries (MSG or IDL text)."""
+    from rosbags.interfaces import MessageDefinitionFormat
+    from rosbags.typesys import Stores, get_types_from_idl, get_types_from_msg, get_typestore
+
     store = get_typestore(Stores.EMPTY)
     data = conn.msgdef.data
     if conn.msgdef.format == MessageDefinitionFormat.MSG:
@@ -137,10 +140,10 @@ class DepthBagWriter:
         provisional_topics: OutputTopics | None = None,
         custom_data: dict[str, str] | None = None,
     ) -> None:
-        if storage not in STORAGES:
-            raise OfflineError(f"unknown storage {storage!r}; choose one of {', '.join(STORAGES)}")
-        if typestore not in TYPESTORES:
-            raise OfflineError(f"unknown typestore {typestore!r}; choose one of {', '.join(TYPESTORES)}")
+        if storage not in STORAGE_NAMES:
+            raise OfflineError(f"unknown storage {storage!r}; choose one of {', '.join(STORAGE_NAMES)}")
+        if typestore not in TYPESTORE_NAMES:
+            raise OfflineError(f"unknown typestore {typestore!r}; choose one of {', '.join(TYPESTORE_NAMES)}")
         if publish not in PUBLISH_POLICIES:
             raise OfflineError(f"publish policy must be one of {', '.join(PUBLISH_POLICIES)}, got {publish!r}")
         if publish == "both" and provisional_topics is None:
@@ -150,6 +153,10 @@ class DepthBagWriter:
         self.provisional_topics = provisional_topics
         self.publish = publish
         self.storage = storage
+        from rosbags.typesys import get_typestore
+
+        from vdepth_ros.offline.bag_types import TYPESTORES
+
         self.ts = get_typestore(TYPESTORES[typestore])
         self.typestore_name = typestore
         self._writer: Writer | None = None
@@ -163,6 +170,10 @@ class DepthBagWriter:
         self.custom_data = dict(custom_data or {})
 
     def open(self) -> DepthBagWriter:
+        from rosbags.rosbag2 import Writer, WriterError
+
+        from vdepth_ros.offline.bag_types import STORAGES
+
         writer = Writer(self.path, version=9, storage_plugin=STORAGES[self.storage])
         try:
             writer.open()
