@@ -12,6 +12,7 @@ temporary name next to OUTPUT and renamed into place when complete.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import shutil
@@ -23,7 +24,7 @@ from vdepth_ros.camera_info import info_signature
 from vdepth_ros.errors import VdepthError
 from vdepth_ros.inputs.calibration import calibration_problem
 from vdepth_ros.inputs.resets import PauseRule, StreamResets
-from vdepth_ros.node_params import ros_param_values
+from vdepth_ros.node_params import largest_burst, output_qos, ros_param_values
 from vdepth_ros.offline.atomic import AtomicOutput
 from vdepth_ros.offline.bag_messages import bag_path, recording_of
 from vdepth_ros.offline.bag_notes import add_run_notes, flicker_note, input_topics_note
@@ -210,6 +211,8 @@ def process_bag(
                 provisional_topics=topics.provisional,
                 # which model made the depth, with the bag folder (metadata.yaml custom_data)
                 custom_data={f"{OUTPUT_MARK}{k.replace(' ', '_')}": v for k, v in summary.model.items()},
+                # the QoS the live node offers on each output, so that `ros2 bag play` offers it too
+                offered_qos=functools.partial(output_qos, params, largest_burst(pipeline.schedule)),
             ) as writer,
             StopAtCtrlC(PROG) as stop,
         ):
