@@ -227,6 +227,11 @@ class BagFrameSource:
         return self._reader
 
     @property
+    def camera_info_recorded(self) -> bool:
+        """Whether the bag has a camera_info topic of the images to read (not where --camera-info-file replaces it)."""
+        return bool(self._info_conns)
+
+    @property
     def connections(self) -> list[Connection]:
         """All connections of the input bag."""
         return list(self.reader.connections)
@@ -473,12 +478,17 @@ class BagFrameSource:
                 where = "from --camera-info-file"
             else:
                 where = f"on {self.camera_info_topic!r}" if self.camera_info_topic else "(no camera_info topic)"
+            why = camera_missing(info, where, self._assembler.refused_infos)
+            if self._fixed_info is None and not self.camera_info_recorded:  # none will ever arrive
+                why = f"{self.path} has no CameraInfo topic ({self.camera_info_topic!r} or another)"
             log.warning(
                 "%s for the frame at %d ns: depth and disparity are written, point clouds are skipped, and so is "
                 "depth/camera_info %s (warned once)",
-                camera_missing(info, where, self._assembler.refused_infos),
+                why,
                 key,
-                "until a camera_info arrives" if info is None else "(give a calibration with --camera-info-file)",
+                "until a camera_info arrives"
+                if info is None and self.camera_info_recorded
+                else "(give the camera's calibration with --camera-info-file)",
             )
         if sparse is not None and frame.sparse_depth is not None:
             self.stats.sparse_depth_frames += 1
