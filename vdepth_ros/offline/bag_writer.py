@@ -155,7 +155,8 @@ class DepthBagWriter:
             model made the depth, `DepthPipeline.model_identity`).
         offered_qos: topic -> the QoS the live node offers there (`node_params.output_qos`), written as the
             topic's offered QoS profile (metadata.yaml, MCAP channel metadata), so that `ros2 bag play` offers
-            what the node did (reliability, durability, history); None: none written.
+            what the node did (rosbag2's `adapt_offer_to_recorded_offers`: the recorded reliability, durability,
+            deadline and liveliness, its own default history); None: none written.
     """
 
     def __init__(
