@@ -247,3 +247,20 @@ def test_a_model_family_without_the_ml_extra_names_it_in_one_line(tmp_path) -> N
     (line,) = [ln for ln in proc.stderr.splitlines() if "transformers" in ln]
     assert "'vda'" in line and f"'{ROOT}[ml]'" in line, line
     assert not (tmp_path / "out").exists()
+
+
+def test_every_offline_module_imports_without_rosbags(tmp_path) -> None:
+    """docs/architecture.md: no module of the offline tools imports rosbags when it is imported, only where it reads
+    or writes a bag, so their parsers (--help, argument errors) work without the `bag` extra. A top-level import
+    added to any of them (bag_writer, bag_messages and bag_types had them) fails here."""
+    modules = sorted(p.stem for p in (ROOT / "vdepth_ros" / "offline").glob("*.py") if p.stem != "__init__")
+    proc = _run(
+        f"""
+        import importlib
+        for name in {modules!r}:
+            importlib.import_module("vdepth_ros.offline." + name)
+        assert sys.modules["rosbags"] is None
+        """,
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
