@@ -48,7 +48,7 @@ def one_run(
     params = "    output_pacing: false\n"
     if info_depth:  # the node's camera_info publisher history, as a user overrides it
         params += f"    qos_overrides:\n      /depth/camera_info:\n        publisher:\n          depth: {info_depth}\n"
-    _, got, _ = run_with_consumers(folder, {"recorder": recorder}, params=params)
+    published, got, _ = run_with_consumers(folder, {"recorder": recorder}, params=params)
     kept = {topic: set(stamps) for topic, stamps in got["recorder"].items()}
     frames = sorted(set().union(*kept.values()))
     info = kept["/depth/camera_info"]
@@ -59,6 +59,7 @@ def one_run(
         ],
         "depth lost, info kept": [k for k, s in enumerate(frames) if s in info and s not in kept["/depth"]],
         "frames seen": [len(frames)],
+        "node published": [published.get("/depth", 0)],  # fewer than 90: lost before the recorder
     }
 
 
