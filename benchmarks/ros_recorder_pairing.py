@@ -1,6 +1,7 @@
 """Whether a recorder of every output keeps each depth image's camera_info (docs/outputs.md, Recording).
 
-Separate processes: `vdepth-node` (tiny 8-frame model, `output_pacing: false`: a window's frames leave at once),
+Separate processes: `vdepth-node` (tiny 8-frame model, `output_pacing: false`: a window's frames leave at once;
+`--pacing`: the default, spread at the camera's rate),
 a reliable 640x480 camera at 15 Hz for 6 s (90 frames), and a recorder of the five main outputs as `ros2 bag record`
 subscribes (reliable, history 10) that serializes every message it takes (`deployed_peers.py viewer --keep`).
 Per run: the frames whose depth image (`/depth`, `/depth/image_rect`) the recorder kept without their
@@ -37,7 +38,12 @@ TOPICS = ("/depth", "/disparity", "/points", "/depth/camera_info", "/depth/image
 
 
 def one_run(
-    folder: Path, depth: int, info_depth: int = 0, take_ms: float = 0.0, recorder_info_depth: int = 0
+    folder: Path,
+    depth: int,
+    info_depth: int = 0,
+    take_ms: float = 0.0,
+    recorder_info_depth: int = 0,
+    pacing: bool = False,
 ) -> dict[str, list[int]]:
     """{"info lost, depth kept": frame indices, "info lost, depth/image_rect kept": ..., "all lost": ...}."""
     folder.mkdir(parents=True)
@@ -45,7 +51,7 @@ def one_run(
     recorder += ["--take-ms", str(take_ms)]
     if recorder_info_depth:
         recorder += ["--topic-depth", f"/depth/camera_info={recorder_info_depth}"]
-    params = "    output_pacing: false\n"
+    params = f"    output_pacing: {str(pacing).lower()}\n"
     if info_depth:  # the node's camera_info publisher history, as a user overrides it
         params += f"    qos_overrides:\n      /depth/camera_info:\n        publisher:\n          depth: {info_depth}\n"
     published, got, _ = run_with_consumers(folder, {"recorder": recorder}, params=params)
@@ -70,10 +76,13 @@ def main() -> None:
     parser.add_argument("--info-depth", type=int, default=0, help="the node's camera_info history (0: its own)")
     parser.add_argument("--take-ms", type=float, default=0.0, help="the recorder spends this long on each message")
     parser.add_argument("--recorder-info-depth", type=int, default=0, help="the recorder's camera_info history")
+    parser.add_argument("--pacing", action="store_true", help="the node's default output_pacing: true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="vdepth-recorder-") as tmp:
         for run in range(args.runs):
-            found = one_run(Path(tmp) / str(run), args.depth, args.info_depth, args.take_ms, args.recorder_info_depth)
+            found = one_run(
+                Path(tmp) / str(run), args.depth, args.info_depth, args.take_ms, args.recorder_info_depth, args.pacing
+            )
             print(f"run {run + 1}: {found}", flush=True)
 
 
