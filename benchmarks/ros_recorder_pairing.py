@@ -1,15 +1,19 @@
 """Whether a recorder of every output keeps each depth image's camera_info (docs/outputs.md, Recording).
 
-Separate processes: `vdepth-node` (tiny 8-frame model, `output_pacing: false`: a window's frames leave at once),
+Separate processes: `vdepth-node` (tiny 8-frame model, `output_pacing: false`: a window's frames leave at once;
+`--pacing`: the default, spread at the camera's rate),
 a reliable 640x480 camera at 15 Hz for 6 s (90 frames), and a recorder of the five main outputs as `ros2 bag record`
 subscribes (reliable, history 10) that serializes every message it takes (`deployed_peers.py viewer --keep`).
 Per run: the frames whose depth image (`/depth`, `/depth/image_rect`) the recorder kept without their
 `/depth/camera_info` (an exact-stamp pairing, depth_image_proc's, loses those frames), and those lost altogether.
-An open problem (docs/outputs.md): some runs lose a whole window of camera_infos whose depth images were kept.
+`--take-ms` makes the recorder slower than the stream, `--recorder-info-depth` gives its camera_info subscription
+another history, `--info-depth` the node's camera_info publisher: the loss is in the recorder's own per-topic
+history (docs/outputs.md, Recording the outputs).
 
     .venv/bin/python benchmarks/ros_recorder_pairing.py --runs 3      # ~30 s a run
     .venv/bin/python benchmarks/ros_recorder_pairing.py --runs 3 --depth 16   # the node's own history
-    .venv/bin/python benchmarks/ros_recorder_pairing.py --runs 4 --info-depth 100
+    .venv/bin/python benchmarks/ros_recorder_pairing.py --runs 2 --take-ms 15 --recorder-info-depth 100
+    .venv/bin/python benchmarks/ros_recorder_pairing.py --runs 2 --take-ms 15 --info-depth 100
 """
 
 from __future__ import annotations
@@ -33,14 +37,24 @@ from test_ros_consumers import run_with_consumers  # noqa: E402
 TOPICS = ("/depth", "/disparity", "/points", "/depth/camera_info", "/depth/image_rect")
 
 
-def one_run(folder: Path, depth: int, info_depth: int = 0) -> dict[str, list[int]]:
+def one_run(
+    folder: Path,
+    depth: int,
+    info_depth: int = 0,
+    take_ms: float = 0.0,
+    recorder_info_depth: int = 0,
+    pacing: bool = False,
+) -> dict[str, list[int]]:
     """{"info lost, depth kept": frame indices, "info lost, depth/image_rect kept": ..., "all lost": ...}."""
     folder.mkdir(parents=True)
     recorder = ["--depth", str(depth), "--keep", str(folder / "kept.pkl"), "--topics", *TOPICS]
-    params = "    output_pacing: false\n"
+    recorder += ["--take-ms", str(take_ms)]
+    if recorder_info_depth:
+        recorder += ["--topic-depth", f"/depth/camera_info={recorder_info_depth}"]
+    params = f"    output_pacing: {str(pacing).lower()}\n"
     if info_depth:  # the node's camera_info publisher history, as a user overrides it
         params += f"    qos_overrides:\n      /depth/camera_info:\n        publisher:\n          depth: {info_depth}\n"
-    _, got, _ = run_with_consumers(folder, {"recorder": recorder}, params=params)
+    published, got, _ = run_with_consumers(folder, {"recorder": recorder}, params=params)
     kept = {topic: set(stamps) for topic, stamps in got["recorder"].items()}
     frames = sorted(set().union(*kept.values()))
     info = kept["/depth/camera_info"]
@@ -49,7 +63,9 @@ def one_run(folder: Path, depth: int, info_depth: int = 0) -> dict[str, list[int
         "info lost, depth/image_rect kept": [
             k for k, s in enumerate(frames) if s in kept["/depth/image_rect"] and s not in info
         ],
+        "depth lost, info kept": [k for k, s in enumerate(frames) if s in info and s not in kept["/depth"]],
         "frames seen": [len(frames)],
+        "node published": [published.get("/depth", 0)],  # fewer than 90: lost before the recorder
     }
 
 
@@ -58,10 +74,16 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--depth", type=int, default=10, help="the recorder's history (ros2 bag record: 10)")
     parser.add_argument("--info-depth", type=int, default=0, help="the node's camera_info history (0: its own)")
+    parser.add_argument("--take-ms", type=float, default=0.0, help="the recorder spends this long on each message")
+    parser.add_argument("--recorder-info-depth", type=int, default=0, help="the recorder's camera_info history")
+    parser.add_argument("--pacing", action="store_true", help="the node's default output_pacing: true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="vdepth-recorder-") as tmp:
         for run in range(args.runs):
-            print(f"run {run + 1}: {one_run(Path(tmp) / str(run), args.depth, args.info_depth)}", flush=True)
+            found = one_run(
+                Path(tmp) / str(run), args.depth, args.info_depth, args.take_ms, args.recorder_info_depth, args.pacing
+            )
+            print(f"run {run + 1}: {found}", flush=True)
 
 
 if __name__ == "__main__":

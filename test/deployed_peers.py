@@ -9,7 +9,7 @@
          [--depth-outliers F] [--depth-range M] [--depth-frame FRAME]]
     python deployed_peers.py viewer --topics /depth /depth/camera_info /points [--depth 16] [--best-effort]
         [--transient-local] [--deadline-ms MS] [--type TOPIC=pkg/msg/Name] [--arrivals] [--progress] [--no-spin]
-        [--keep FILE]
+        [--keep FILE] [--topic-depth TOPIC=N] [--take-ms MS]
         [--diag-values KEY...] [--spin-period S]
     python deployed_peers.py camera-subscriber --images image_rect /provisional/depth/image_rect [--namespace /depth]
 
@@ -60,7 +60,8 @@ Rate, 30 by default, then rendering; with `--depth 5`, RViz's default `rclcpp::Q
 every topic has a publisher, and on SIGINT prints {"<topic>": [stamps...]} (with --arrivals
 [[stamp, time.monotonic() at arrival]...]) and exits 0; `--keep FILE` also pickles every message
 it took, serialized, as {topic: {stamp: bytes}}; `--progress` prints "progress <topic> <n>" at each
-message (a test waits for the node's outputs before it signals).
+message (a test waits for the node's outputs before it signals); `--topic-depth TOPIC=N` gives one topic another
+history, and `--take-ms MS` spends that long on each message (a recorder writing to a slow disk).
 
 The camera subscriber is an image_transport `CameraSubscriber` (RViz's Camera and DepthCloud displays,
 depth_image_proc, image_proc) per image topic, in node namespace `--namespace` (`-r __ns:=/depth`): the image
@@ -74,6 +75,7 @@ info width, height, fx, fy]...]}}.
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib
 import json
 import os
@@ -424,13 +426,23 @@ def viewer(args: argparse.Namespace) -> None:
             )
             return
         stamp = conv.stamp_to_ns(msg.header.stamp)
+        if args.take_ms:  # a recorder slower than the messages come (a slow disk, compression)
+            time.sleep(args.take_ms / 1e3)
         if args.keep:
             kept[topic][stamp] = serialize_message(msg)
         got[topic].append([stamp, time.monotonic()] if args.arrivals else stamp)
         if args.progress:
             print(f"progress {topic} {len(got[topic])}", flush=True)
 
-    subs = [node.create_subscription(_type(t, args.type), t, lambda m, t=t: take(t, m), qos) for t in args.topics]
+    def topic_qos(topic: str) -> QoSProfile:  # `--topic-depth TOPIC=N`: that topic's history instead of --depth
+        depths = dict(entry.partition("=")[::2] for entry in args.topic_depth)
+        own = copy.copy(qos)
+        own.depth = int(depths.get(topic, qos.depth))
+        return own
+
+    subs = [
+        node.create_subscription(_type(t, args.type), t, lambda m, t=t: take(t, m), topic_qos(t)) for t in args.topics
+    ]
 
     def no_spin() -> None:  # as a callback that never returns
         while args.no_spin and not stop.event.is_set():
@@ -535,6 +547,8 @@ def main() -> None:
     view.add_argument("--progress", action="store_true", help='print "progress TOPIC N" at each message')
     view.add_argument("--no-spin", action="store_true", help="stop spinning once matched (a stuck callback)")
     view.add_argument("--diag-values", nargs="*", default=[], help="/diagnostics: also record these keys' values")
+    view.add_argument("--topic-depth", action="append", default=[], help="TOPIC=N: this topic's history depth")
+    view.add_argument("--take-ms", type=float, default=0.0, help="spend this long on each message (a slow recorder)")
     view.add_argument("--keep", help="pickle {topic: {stamp: serialized message}} into this file at the end")
     pair = sub.add_parser("camera-subscriber")
     pair.add_argument("--images", nargs="+", required=True, help="image topics, relative to --namespace or absolute")

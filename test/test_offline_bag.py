@@ -271,7 +271,23 @@ def test_camera_info_never_seen(tmp_path: Path, caplog: pytest.LogCaptureFixture
     warnings = [r for r in caplog.records if "point clouds are skipped" in r.getMessage()]
     assert len(warnings) == 1  # warned once
     assert s.clouds == 0 and s.clouds_skipped == 8
-    assert any("camera_info never seen" in n for n in s.notes)
+    assert any("no CameraInfo topic" in n for n in s.notes)
+
+
+def test_a_bag_without_camera_info_names_the_calibration_file_option(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bag recorded without any CameraInfo topic: the warning said clouds were skipped "until a camera_info
+    arrives" (none ever would) and the summary "camera_info never seen", neither naming the fix. Now both say the
+    bag has no camera_info topic and name --camera-info-file (docs/offline.md)."""
+    src = make_bag(tmp_path / "in", n=8, camera_info_topic=None)
+    with caplog.at_level(logging.WARNING):
+        s = process_bag(src, tmp_path / "out", params=PARAMS, engine=make_engine(), mode="causal")
+    (warning,) = [r.getMessage() for r in caplog.records if "point clouds are skipped" in r.getMessage()]
+    assert "until a camera_info arrives" not in warning, warning
+    assert "has no CameraInfo topic" in warning and "--camera-info-file" in warning, warning
+    (note,) = [n for n in s.notes if "camera_info" in n and "point clouds" in n]
+    assert "has no CameraInfo topic" in note and "--camera-info-file" in note, note
 
 
 def test_an_uncalibrated_camera_info_is_named_as_such(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -133,3 +133,83 @@ def test_every_output_topic_reads_back_with_its_type_count_and_qos(tmp_path: Pat
     if distro != "kilted":
         assert qos[IMAGE][0].reliability == QosReliability.BEST_EFFORT
         assert qos[INFO][0].reliability == QosReliability.RELIABLE
+
+
+#: A params file's QoS settings for the outputs: best effort, and two topics' qos_overrides as a user sets them.
+QOS_PARAMS = {
+    "output_qos": "best_effort",
+    "qos_overrides./est/depth.publisher.durability": "transient_local",
+    "qos_overrides./est/points.publisher.depth": 3,
+}
+
+
+def _live_node_qos(params: dict, burst: int) -> dict[str, tuple[str, int, str, str]]:
+    """Output topic -> (history, depth, reliability, durability) the live node's publishers offer with `params`
+    (in this process: the node's own `OutputPublishers`, its qos_overrides applied by rclpy)."""
+    import rclpy
+    from rclpy.node import Node
+    from rclpy.parameter import Parameter
+
+    from vdepth_ros.node_params import ros_param_values
+    from vdepth_ros.ros.outputs import OutputPublishers
+    from vdepth_ros.ros.qos import IncompatibleQosReporter
+    from vdepth_ros.ros.worker import RateLimitedLog
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    try:
+        overrides = [Parameter(k, value=v) for k, v in params.items() if k.startswith("qos_overrides.")]
+        node = Node("depth_node", namespace="est", context=context, parameter_overrides=overrides)
+        values = {**ros_param_values(params), "publish_colormap": False}
+        outputs = OutputPublishers(
+            node, values, "final", burst, IncompatibleQosReporter(lambda _: None), lambda _: None,
+            RateLimitedLog(node.get_logger()),
+        )  # fmt: skip
+        return {
+            pub.topic_name: tuple(
+                p.name.lower() if hasattr(p, "name") else p
+                for p in (pub.qos_profile.history, pub.qos_profile.depth, pub.qos_profile.reliability,
+                          pub.qos_profile.durability)
+            )
+            for pub in outputs.main.all()
+        }  # fmt: skip
+    finally:
+        rclpy.shutdown(context=context)
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_output_topics_carry_the_qos_the_live_node_offers(tmp_path: Path, storage: str) -> None:
+    """`ros2 bag play` offers each topic with the QoS profiles the bag recorded for it (rosbag2: metadata.yaml,
+    and an MCAP channel's `offered_qos_profiles`, which the ros2 profile requires). vdepth-bag wrote none for its
+    outputs, so the player offered its defaults, not the node's (best effort, a user's transient_local depth for
+    late joiners). Now each output topic carries what the live node's publisher on it offers."""
+    from vdepth_ros.node_params import largest_burst
+    from vdepth_ros.offline.runner import build_pipeline, pipeline_config
+
+    src = _recording(tmp_path, "kilted")
+    out = tmp_path / "out"
+    engine = LuminanceEngine(48, 64, 4, 2)
+    params = {"scale_source": "range", "near": 0.5, "far": 5.0, "cloud_stride": 4, **QOS_PARAMS}
+    process_bag(src, out, params=params, engine=engine, storage=storage, namespace="est")
+    burst = largest_burst(build_pipeline(pipeline_config(params, check_model=False), engine=engine).schedule)
+    live = _live_node_qos(params, burst)
+    assert live["/est/depth"][3] == "transient_local" and live["/est/points"][1] == 3  # (the overrides applied)
+    meta = yaml.safe_load((out / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    recorded = {t["topic_metadata"]["name"]: t["topic_metadata"]["offered_qos_profiles"]
+                for t in meta["topics_with_message_count"]}  # fmt: skip
+    assert set(recorded) == set(OUTPUTS)
+    for topic, profiles in recorded.items():  # rosbag2's version 9 metadata: a list of profiles, policies by name
+        (profile,) = profiles
+        assert (profile["history"], profile["depth"], profile["reliability"], profile["durability"]) == live[topic]
+        assert profile["liveliness"] == "automatic" and profile["deadline"] == {"sec": 9223372036, "nsec": 854775807}
+    with Reader(out) as reader:  # what a reader of the storage file itself gets (MCAP channel metadata, sqlite3)
+        for conn in reader.connections:
+            (qos,) = conn.ext.offered_qos_profiles
+            got = (qos.history.name.lower(), qos.depth, qos.reliability.name.lower(), qos.durability.name.lower())
+            assert got == live[conn.topic], conn.topic
+    if storage == "mcap":  # the ros2 profile's required channel metadata, as the MCAP reference reader sees it
+        from mcap.reader import make_reader
+
+        with next(out.glob("*.mcap")).open("rb") as f:
+            channels = make_reader(f).get_summary().channels.values()
+            assert all("best_effort" in c.metadata["offered_qos_profiles"] for c in channels)

@@ -24,6 +24,41 @@ from vdepth_ros.values import conform, kind_of, kind_of_type, type_problem
 
 #: Accepted values of the `*_qos` parameters (`ros.qos.PRESETS` maps each to an rclpy preset).
 QOS_PRESETS: tuple[str, ...] = ("sensor_data", "reliable", "best_effort")
+#: Each preset's reliability (rclpy's SENSOR_DATA is best effort, its DEFAULT reliable; all keep_last, volatile).
+PRESET_RELIABILITY = {"sensor_data": "best_effort", "reliable": "reliable", "best_effort": "best_effort"}
+
+
+def largest_burst(schedule: Mapping[str, Any]) -> int:
+    """The most frames one `DepthPipeline.push` (or a reset's flush) publishes on one topic: a
+    whole window (the first window, or a flushed one)."""
+    return max(int(schedule["window"]), int(schedule.get("first_window") or 0), 1)
+
+
+def auto_depth(burst: int) -> int:
+    """`output_qos_depth: 0`: two bursts, since a worker catching up on a backlog publishes two
+    windows back to back (seen across processes on a loaded machine)."""
+    return 2 * int(burst)
+
+
+def output_qos(params: Mapping[str, Any], burst: int, topic: str) -> dict[str, Any]:
+    """The QoS the node's output publisher on `topic` (its resolved name, `/depth`) offers, in the words of
+    `qos_overrides.<topic>.publisher.*`: {"history", "depth", "reliability", "durability"}. `output_qos` and
+    `output_qos_depth` (0: `auto_depth(burst)`), then that topic's `qos_overrides` in `params` (a flat parameter
+    dict, as `config.load_params` reads a params file), as rclpy applies them when the node creates it; the live
+    node's publishers are created from the same values (`ros.outputs`), and `vdepth-bag` records them as the
+    output bag's offered QoS, so `ros2 bag play` offers what the node did."""
+    values = ros_param_values(params)
+    qos: dict[str, Any] = {
+        "history": "keep_last",
+        "depth": int(values["output_qos_depth"] or auto_depth(burst)),
+        "reliability": PRESET_RELIABILITY[values["output_qos"]],
+        "durability": "volatile",
+    }
+    for policy in qos:
+        value = params.get(f"qos_overrides.{topic}.publisher.{policy}")
+        if value is not None:
+            qos[policy] = int(value) if policy == "depth" else str(value).lower()
+    return qos
 
 
 @dataclass(frozen=True)

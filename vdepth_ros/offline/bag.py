@@ -12,6 +12,7 @@ temporary name next to OUTPUT and renamed into place when complete.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import shutil
@@ -23,14 +24,14 @@ from vdepth_ros.camera_info import info_signature
 from vdepth_ros.errors import VdepthError
 from vdepth_ros.inputs.calibration import calibration_problem
 from vdepth_ros.inputs.resets import PauseRule, StreamResets
-from vdepth_ros.node_params import ros_param_values
+from vdepth_ros.node_params import largest_burst, output_qos, ros_param_values
 from vdepth_ros.offline.atomic import AtomicOutput
 from vdepth_ros.offline.bag_messages import bag_path, recording_of
 from vdepth_ros.offline.bag_notes import add_run_notes, flicker_note, input_topics_note
 from vdepth_ros.offline.bag_outputs import OUTPUT_MARK, not_a_vdepth_bag, output_storage
 from vdepth_ros.offline.bag_reader import BagFrameSource
 from vdepth_ros.offline.bag_topics import BagTopics, resolve_topics
-from vdepth_ros.offline.bag_types import STORAGES, TYPESTORES, BagFrameMeta
+from vdepth_ros.offline.bag_types import STORAGE_NAMES, TYPESTORE_NAMES, BagFrameMeta, require_bag_library
 from vdepth_ros.offline.bag_writer import DepthBagWriter
 from vdepth_ros.offline.errors import InterruptedAfterOutput, OfflineError
 from vdepth_ros.offline.runner import (
@@ -210,6 +211,8 @@ def process_bag(
                 provisional_topics=topics.provisional,
                 # which model made the depth, with the bag folder (metadata.yaml custom_data)
                 custom_data={f"{OUTPUT_MARK}{k.replace(' ', '_')}": v for k, v in summary.model.items()},
+                # the QoS the live node offers on each output, so that `ros2 bag play` offers it too
+                offered_qos=functools.partial(output_qos, params, largest_burst(pipeline.schedule)),
             ) as writer,
             StopAtCtrlC(PROG) as stop,
         ):
@@ -405,7 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
         "offline = each window re-aligned with two later windows (not causal)",
     )
     p.add_argument(
-        "--storage", choices=sorted(STORAGES), help="output storage (default: the output's .mcap/.db3, else mcap)"
+        "--storage", choices=sorted(STORAGE_NAMES), help="output storage (default: the output's .mcap/.db3, else mcap)"
     )
     p.add_argument(
         "--flicker",
@@ -421,7 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--copy-input-topics", action="store_true", help="copy every input message into the output")
     p.add_argument(
         "--typestore",
-        choices=sorted(TYPESTORES),
+        choices=sorted(TYPESTORE_NAMES),
         default="kilted",
         help="message definitions for bags that carry none (default kilted)",
     )
@@ -432,6 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point (`vdepth-bag`)."""
     args = build_parser().parse_args(argv)
+    require_bag_library()  # before any file is touched: one line naming the `bag` extra (entry.run_tool)
     expand_home(args)
     setup_logging(args.verbose)
     try:

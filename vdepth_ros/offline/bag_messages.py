@@ -16,9 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import yaml
-from rosbags.highlevel import AnyReader, AnyReaderError
-from rosbags.rosbag2 import Reader, ReaderError
-from rosbags.typesys import get_typestore
 
 from vdepth_ros.encodings import COLOR_INPUT_ENCODINGS, get_encoding
 from vdepth_ros.errors import InputError
@@ -32,13 +29,14 @@ from vdepth_ros.inputs.decode import (
 )
 from vdepth_ros.offline.atomic import disk_full_error
 from vdepth_ros.offline.bag_storage import ReadableCopies, expand_folders, split_index, storage_files
-from vdepth_ros.offline.bag_types import COMPRESSED, IMAGE_TYPES, STORAGES, TYPESTORES
+from vdepth_ros.offline.bag_types import COMPRESSED, IMAGE_TYPES, STORAGE_NAMES
 from vdepth_ros.offline.errors import BagReadError, UnsupportedEncodingError
 from vdepth_ros.offline.skipped import SkippedMessages
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
 
+    from rosbags.highlevel import AnyReader
     from rosbags.interfaces import Connection
 
 log = logging.getLogger(__name__)
@@ -54,8 +52,13 @@ BESIDE_OUTPUT_FULL_FIX = (
     "space on that disk or choose an output on a disk with room for the uncompressed bag"
 )
 
-#: What a damaged or unreadable bag raises from inside rosbags (sqlite/mcap/yaml internals included).
-_READ_ERRORS = (AnyReaderError, ReaderError, OSError, ValueError, KeyError, IndexError, EOFError)
+
+def _read_errors() -> tuple[type[Exception], ...]:
+    """What a damaged or unreadable bag raises from inside rosbags (sqlite/mcap/yaml internals included)."""
+    from rosbags.highlevel import AnyReaderError
+    from rosbags.rosbag2 import ReaderError
+
+    return (AnyReaderError, ReaderError, OSError, ValueError, KeyError, IndexError, EOFError)
 
 
 def storage_error(
@@ -71,7 +74,7 @@ def storage_error(
     text = " ".join(str(a) for a in err.args) or type(err).__name__
     low = text.lower()
     if "storage" in low and ("not supported" in low or "unrecognized" in low or "unknown" in low):
-        return BagReadError(f"{path}: unknown bag storage ({text}); supported: {', '.join(STORAGES)}")
+        return BagReadError(f"{path}: unknown bag storage ({text}); supported: {', '.join(STORAGE_NAMES)}")
     foreign = _not_ros2_mcap(expand_folders(list(files) or [path]))
     if foreign is not None:
         return BagReadError(f"{path}: {'it' if foreign[0] == path else foreign[0].name} {foreign[1]}")
@@ -170,6 +173,8 @@ def _being_written(files: Sequence[Path]) -> Path | None:
 
 def _damaged_file(files: Sequence[Path]) -> tuple[Path | None, str]:
     """The first of `files` (storage files or bag folders) rosbags cannot open alone, and why."""
+    from rosbags.rosbag2 import Reader
+
     for f in expand_folders(files):
         reader = Reader(f)
         try:
@@ -365,6 +370,11 @@ def _note_part_of_split_bag(path: Path, notes: list[str] | None) -> None:
 
 
 def _open_any(sources: list[list[Path]], typestore: str, unpack_dir: Path | None = None) -> AnyReader:
+    from rosbags.highlevel import AnyReader
+    from rosbags.typesys import get_typestore
+
+    from vdepth_ros.offline.bag_types import TYPESTORES
+
     reader = AnyReader([f for group in sources for f in group], default_typestore=get_typestore(TYPESTORES[typestore]))
     with _unpacking_in(unpack_dir):
         reader.open()
@@ -403,16 +413,17 @@ def guarded_messages(
 ) -> Iterator[tuple[Connection, int, bytes]]:
     """`reader.messages(connections)`, where only the reader's own failures become "truncated or
     corrupt" (an error in the caller's frame code must surface as itself, not blame the bag)."""
+    read_errors = _read_errors()
     try:
         it = iter(reader.messages(connections=connections))
-    except _READ_ERRORS as err:
+    except read_errors as err:
         raise storage_error(path, err) from err
     while True:
         try:
             item = next(it)
         except StopIteration:
             return
-        except _READ_ERRORS as err:
+        except read_errors as err:
             raise storage_error(path, err) from err
         yield item
 

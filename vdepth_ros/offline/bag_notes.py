@@ -27,8 +27,9 @@ def input_topics_note(input_path: Path, source: BagFrameSource, copied: bool, wr
     if copied:
         kept = n - len(writer.not_copied)
         return f"the input's {f'{kept} of {n}' if kept < n else n} topics were copied into the output"
+    topics = "topic stays" if n == 1 else "topics stay"
     return (
-        f"the output holds the depth outputs only; the input's {n} topics stay in {input_path} "
+        f"the output holds the depth outputs only; the input's {n} {topics} in {input_path} "
         "(play both together, or --copy-input-topics copies them in)"
     )
 
@@ -81,7 +82,12 @@ def add_run_notes(
             f"camera_info on {topics.camera_info!r} was stamped within sync_slop of no image, from some point on: "
             f"{stats.camera_info_unpaired}; each image got the last one received, as the live node does"
         )
-    if not stats.camera_info_seen and fixed_info is None:
+    if not stats.camera_info_seen and fixed_info is None and not source.camera_info_recorded:
+        summary.notes.append(
+            f"the bag has no CameraInfo topic ({topics.camera_info!r} or another): no point clouds and no "
+            "depth/camera_info; give the camera's calibration with --camera-info-file"
+        )
+    elif not stats.camera_info_seen and fixed_info is None:
         summary.notes.append(f"camera_info never seen on {topics.camera_info!r}: no point clouds")
     if summary.scale_sources.get("none", 0) == summary.frames_out and summary.frames_out:
         summary.notes.append("no scale source: only disparity was written (no metric depth, no clouds)")

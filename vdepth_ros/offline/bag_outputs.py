@@ -10,7 +10,7 @@ from pathlib import Path
 
 from vdepth_ros.errors import VdepthError
 from vdepth_ros.offline.atomic import foreign_entries
-from vdepth_ros.offline.bag_types import IMAGE, STORAGES
+from vdepth_ros.offline.bag_types import IMAGE, STORAGE_NAMES
 
 
 def not_a_bag(path: Path) -> str | None:
@@ -89,8 +89,8 @@ SINGLE_FILE_STORAGES = {".mcap": "mcap", ".db3": "sqlite3"}
 def output_storage(output: Path, storage: str | None) -> tuple[str, bool]:
     """The output's storage and whether it is a single storage file (`-o depth.mcap`), not a folder."""
     implied = SINGLE_FILE_STORAGES.get(output.suffix)
-    if storage is not None and storage not in STORAGES:
-        raise VdepthError(f"--storage must be one of {', '.join(STORAGES)}, got {storage!r}")
+    if storage is not None and storage not in STORAGE_NAMES:
+        raise VdepthError(f"--storage must be one of {', '.join(STORAGE_NAMES)}, got {storage!r}")
     if storage is not None and implied is not None and storage != implied:
         raise VdepthError(
             f"--storage {storage} cannot write {output.name}, a {implied} file; name the output "

@@ -17,8 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from rosbags.highlevel import AnyReader
-from rosbags.interfaces import Connection
 
 from vdepth_ros.camera_info import info_signature
 from vdepth_ros.errors import InputError
@@ -38,7 +36,7 @@ from vdepth_ros.offline.bag_messages import (
     storage_error,
 )
 from vdepth_ros.offline.bag_topics import InputConnections
-from vdepth_ros.offline.bag_types import TYPESTORES, BagFrameMeta, connection_key, restamp
+from vdepth_ros.offline.bag_types import TYPESTORE_NAMES, BagFrameMeta, connection_key, restamp
 from vdepth_ros.offline.errors import OfflineError, UnsupportedEncodingError
 from vdepth_ros.offline.skipped import SkippedMessages, cause_kind
 from vdepth_ros.triangulate import pose_from_msg
@@ -46,6 +44,8 @@ from vdepth_ros.triangulate import pose_from_msg
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
+    from rosbags.highlevel import AnyReader
+    from rosbags.interfaces import Connection
     from rosbags.typesys.store import Typestore
 
     from vdepth_ros.pipeline import FrameInput
@@ -168,8 +168,8 @@ class BagFrameSource:
         self._warned_no_pose = False
         self.image_topic_explicit = image_topic_explicit
         self.camera_info_topic_explicit = camera_info_topic_explicit
-        if typestore not in TYPESTORES:
-            raise OfflineError(f"unknown typestore {typestore!r}; choose one of {', '.join(TYPESTORES)}")
+        if typestore not in TYPESTORE_NAMES:
+            raise OfflineError(f"unknown typestore {typestore!r}; choose one of {', '.join(TYPESTORE_NAMES)}")
         self.typestore_name = typestore
         self.stats = SourceStats()
         self._sparse_kinds: dict[str, str] = {}  # `cause_kind` -> its first reason (`stats.sparse_depth_ignored`)
@@ -225,6 +225,11 @@ class BagFrameSource:
         if self._reader is None:
             raise OfflineError("BagFrameSource is not open")
         return self._reader
+
+    @property
+    def camera_info_recorded(self) -> bool:
+        """Whether the bag has a camera_info topic of the images to read (not where --camera-info-file replaces it)."""
+        return bool(self._info_conns)
 
     @property
     def connections(self) -> list[Connection]:
@@ -473,12 +478,17 @@ class BagFrameSource:
                 where = "from --camera-info-file"
             else:
                 where = f"on {self.camera_info_topic!r}" if self.camera_info_topic else "(no camera_info topic)"
+            why = camera_missing(info, where, self._assembler.refused_infos)
+            if self._fixed_info is None and not self.camera_info_recorded:  # none will ever arrive
+                why = f"{self.path} has no CameraInfo topic ({self.camera_info_topic!r} or another)"
             log.warning(
                 "%s for the frame at %d ns: depth and disparity are written, point clouds are skipped, and so is "
                 "depth/camera_info %s (warned once)",
-                camera_missing(info, where, self._assembler.refused_infos),
+                why,
                 key,
-                "until a camera_info arrives" if info is None else "(give a calibration with --camera-info-file)",
+                "until a camera_info arrives"
+                if info is None and self.camera_info_recorded
+                else "(give the camera's calibration with --camera-info-file)",
             )
         if sparse is not None and frame.sparse_depth is not None:
             self.stats.sparse_depth_frames += 1

@@ -2,15 +2,16 @@
 
 `BagFrameMeta` is the contract between them: the reader puts it on each `FrameInput.meta`, the
 writer stamps the outputs from it.
+
+No module of the bag tools imports `rosbags` (the `bag` extra) when it is imported, only where it reads or
+writes a bag: the tools' `--help` and argument errors need no extra, and a tool checks for it
+(`require_bag_library`) once its arguments are parsed, before it touches a file.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-
-from rosbags.rosbag2 import StoragePlugin
-from rosbags.typesys import Stores
 
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
@@ -43,14 +44,30 @@ def video_stream_error(topics: dict[str, str]) -> str | None:
 
 
 #: `--typestore` choices: the ROS 2 distributions whose message definitions are used when a bag
-#: carries none (older sqlite3 bags) and for the output bag's type hashes.
-TYPESTORES: dict[str, Stores] = {
-    "humble": Stores.ROS2_HUMBLE,
-    "iron": Stores.ROS2_IRON,
-    "jazzy": Stores.ROS2_JAZZY,
-    "kilted": Stores.ROS2_KILTED,
-}
-STORAGES: dict[str, StoragePlugin] = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
+#: carries none (older sqlite3 bags) and for the output bag's type hashes (`TYPESTORES`: rosbags' `Stores`).
+TYPESTORE_NAMES = ("humble", "iron", "jazzy", "kilted")
+#: `--storage` choices (`STORAGES`: rosbags' `StoragePlugin`).
+STORAGE_NAMES = ("mcap", "sqlite3")
+
+
+def require_bag_library() -> None:
+    """Import rosbags: ModuleNotFoundError (`rosbags`) without the `bag` extra, which the tools' entry turns into
+    one line naming it (`entry.run_tool`). Called once a tool's arguments are parsed, before any file is touched."""
+    import rosbags  # noqa: F401
+
+
+def __getattr__(name: str) -> Any:
+    """`TYPESTORES` and `STORAGES` (name -> rosbags' enum), built on first use (PEP 562), so that importing this
+    module needs no rosbags."""
+    if name == "TYPESTORES":
+        from rosbags.typesys import Stores
+
+        return {n: Stores[f"ROS2_{n.upper()}"] for n in TYPESTORE_NAMES}
+    if name == "STORAGES":
+        from rosbags.rosbag2 import StoragePlugin
+
+        return {n: StoragePlugin[n.upper()] for n in STORAGE_NAMES}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def connection_key(conn: Any) -> tuple[int, int]:

@@ -12,9 +12,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from rosbags.interfaces import Connection, MessageDefinitionFormat
-from rosbags.rosbag2 import Writer, WriterError
-from rosbags.typesys import Stores, get_types_from_idl, get_types_from_msg, get_typestore
 
 from vdepth_ros.camera_info import camera_info_fields
 from vdepth_ros.encodings import image_fields_from_array
@@ -22,8 +19,8 @@ from vdepth_ros.offline.bag_types import (
     CAMERA_INFO,
     IMAGE,
     POINTCLOUD2,
-    STORAGES,
-    TYPESTORES,
+    STORAGE_NAMES,
+    TYPESTORE_NAMES,
     BagFrameMeta,
     connection_key,
 )
@@ -31,6 +28,11 @@ from vdepth_ros.offline.errors import OfflineError
 from vdepth_ros.pointcloud2 import pointcloud2_layout
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from rosbags.interfaces import Connection
+    from rosbags.rosbag2 import Writer
+
     from vdepth_ros.pipeline import DepthFrame
     from vdepth_ros.stream.cloud import CameraModel
 
@@ -39,6 +41,9 @@ log = logging.getLogger(__name__)
 
 def _rihs01(conn: Connection) -> str:
     """The RIHS01 type hash of the message definition a connection carries (MSG or IDL text)."""
+    from rosbags.interfaces import MessageDefinitionFormat
+    from rosbags.typesys import Stores, get_types_from_idl, get_types_from_msg, get_typestore
+
     store = get_typestore(Stores.EMPTY)
     data = conn.msgdef.data
     if conn.msgdef.format == MessageDefinitionFormat.MSG:
@@ -48,6 +53,30 @@ def _rihs01(conn: Connection) -> str:
         for part in data.split(sep)[1:] if data.startswith(f"{sep}IDL: ") else [data]:
             store.register(get_types_from_idl(part.split("\n", 1)[1] if part.startswith("IDL: ") else part))
     return store.hash_rihs01(conn.msgtype)
+
+
+#: rmw's RMW_DURATION_INFINITE as rosbag2 writes it: the deadline, lifespan and lease of a publisher that sets none
+_INFINITE = (9223372036, 854775807)
+
+
+def rosbag2_qos(qos: Mapping[str, Any]) -> Any:
+    """rosbags' `Qos` of an offered profile `{"history", "depth", "reliability", "durability"}` (as
+    `node_params.output_qos` gives it), the other policies as a publisher that sets none offers them (no deadline
+    or lifespan, automatic liveliness, infinite lease), as a recorder writes them."""
+    from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+
+    infinite = QosTime(*_INFINITE)
+    return Qos(
+        history=QosHistory[qos["history"].upper()],
+        depth=int(qos["depth"]),
+        reliability=QosReliability[qos["reliability"].upper()],
+        durability=QosDurability[qos["durability"].upper()],
+        deadline=infinite,
+        lifespan=infinite,
+        liveliness=QosLiveliness.AUTOMATIC,
+        liveliness_lease_duration=infinite,
+        avoid_ros_namespace_conventions=False,
+    )
 
 
 def image_message(ts: Any, header: Any, arr: np.ndarray, encoding: str) -> Any:
@@ -124,6 +153,10 @@ class DepthBagWriter:
         provisional_topics: topics for provisional frames with `publish="both"`.
         custom_data: written into the bag folder's metadata.yaml `custom_data` (strings; e.g. which
             model made the depth, `DepthPipeline.model_identity`).
+        offered_qos: topic -> the QoS the live node offers there (`node_params.output_qos`), written as the
+            topic's offered QoS profile (metadata.yaml, MCAP channel metadata), so that `ros2 bag play` offers
+            what the node did (rosbag2's `adapt_offer_to_recorded_offers`: the recorded reliability, durability,
+            deadline and liveliness, its own default history); None: none written.
     """
 
     def __init__(
@@ -136,11 +169,12 @@ class DepthBagWriter:
         publish: str = "final",
         provisional_topics: OutputTopics | None = None,
         custom_data: dict[str, str] | None = None,
+        offered_qos: Callable[[str], Mapping[str, Any]] | None = None,
     ) -> None:
-        if storage not in STORAGES:
-            raise OfflineError(f"unknown storage {storage!r}; choose one of {', '.join(STORAGES)}")
-        if typestore not in TYPESTORES:
-            raise OfflineError(f"unknown typestore {typestore!r}; choose one of {', '.join(TYPESTORES)}")
+        if storage not in STORAGE_NAMES:
+            raise OfflineError(f"unknown storage {storage!r}; choose one of {', '.join(STORAGE_NAMES)}")
+        if typestore not in TYPESTORE_NAMES:
+            raise OfflineError(f"unknown typestore {typestore!r}; choose one of {', '.join(TYPESTORE_NAMES)}")
         if publish not in PUBLISH_POLICIES:
             raise OfflineError(f"publish policy must be one of {', '.join(PUBLISH_POLICIES)}, got {publish!r}")
         if publish == "both" and provisional_topics is None:
@@ -150,6 +184,10 @@ class DepthBagWriter:
         self.provisional_topics = provisional_topics
         self.publish = publish
         self.storage = storage
+        from rosbags.typesys import get_typestore
+
+        from vdepth_ros.offline.bag_types import TYPESTORES
+
         self.ts = get_typestore(TYPESTORES[typestore])
         self.typestore_name = typestore
         self._writer: Writer | None = None
@@ -161,8 +199,13 @@ class DepthBagWriter:
         self.clouds_skipped = 0
         self.frames_written = 0
         self.custom_data = dict(custom_data or {})
+        self.offered_qos = offered_qos
 
     def open(self) -> DepthBagWriter:
+        from rosbags.rosbag2 import Writer, WriterError
+
+        from vdepth_ros.offline.bag_types import STORAGES
+
         writer = Writer(self.path, version=9, storage_plugin=STORAGES[self.storage])
         try:
             writer.open()
@@ -208,7 +251,8 @@ class DepthBagWriter:
                     f"output topic {topic!r} already exists in the input bag; with "
                     f"--copy-input-topics the outputs need other names"
                 )
-            conn = self.writer.add_connection(topic, msgtype, typestore=self.ts)
+            qos = [rosbag2_qos(self.offered_qos(topic))] if self.offered_qos is not None else []
+            conn = self.writer.add_connection(topic, msgtype, typestore=self.ts, offered_qos_profiles=qos)
             self._conns[topic] = conn
         return conn
 

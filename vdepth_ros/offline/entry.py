@@ -3,19 +3,17 @@
 Bags need the `bag` extra (rosbags, mcap), and `vdepth-export pull` the `ml` extra (huggingface_hub),
 which the smallest install (`.[ros,onnx]`, docs/install.md) leaves out. Without it these commands say so
 in one line (exit status 2) instead of an import traceback; `--help` still prints the options (and that line
-on stderr), exit status 0.
+on stderr), exit status 0, and a wrong option is argparse's usage error as with the extra: the tool modules
+import rosbags only once the arguments are parsed.
 Importing a tool takes seconds (torch): Ctrl-C meanwhile is the tools' one line too (exit status 130).
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.abc
-import importlib.machinery
+import importlib.util
 import sys
-import types
 from collections.abc import Sequence
-from typing import Any
 
 from vdepth_ros.errors import EXTRA_PACKAGES, extra_hint, missing_extra
 
@@ -28,9 +26,13 @@ def missing_extra_line(prog: str, err: ModuleNotFoundError) -> str | None:
     return None if why is None else f"{prog}: {why}"
 
 
-def run_tool(prog: str, module: str, argv: Sequence[str] | None = None) -> int:
+def run_tool(prog: str, module: str, argv: Sequence[str] | None = None, extra: str | None = None) -> int:
     """Import `module` and run its `main(argv)`; a missing extra's package is one line on stderr, exit 2,
-    and Ctrl-C during the import is the tools' interrupted line, exit 130."""
+    and Ctrl-C during the import is the tools' interrupted line, exit 130.
+
+    The tool modules import their extra's packages only where they read or write (`bag_types.require_bag_library`
+    once the arguments are parsed), so `--help` and argument errors come from argparse with or without `extra`;
+    `--help` where `extra` is missing adds the line naming it on stderr."""
     try:
         tool = importlib.import_module(module)
     except KeyboardInterrupt:
@@ -42,73 +44,37 @@ def run_tool(prog: str, module: str, argv: Sequence[str] | None = None) -> int:
         line = missing_extra_line(prog, err)
         if line is None:
             raise
-        args = sys.argv[1:] if argv is None else list(argv)
-        if "-h" in args or "--help" in args:
-            print(help_without_extras(module))
-            print(line, file=sys.stderr)
-            return 0
         print(line, file=sys.stderr)
         return 2
-    return tool.main(argv)
-
-
-class _Absent(type):
-    """Stands in for any name of a package that is not installed: a class whose attributes, instances and
-    instances' attributes are stand-ins too, so a tool module imports and builds its parser (which needs names only)."""
-
-    def __getattr__(cls, name: str) -> Any:
-        return _absent(name)
-
-
-def _absent(name: str) -> Any:
-    return _Absent(name, (), {"__init__": lambda self, *a, **k: None, "__getattr__": lambda self, n: _absent(n)})
-
-
-class _AbsentPackages(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Imports the extras' packages (and their submodules) as modules of stand-ins."""
-
-    roots = frozenset(name for packages in EXTRA_PACKAGES.values() for name in packages)
-
-    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> importlib.machinery.ModuleSpec | None:
-        if fullname.split(".")[0] not in self.roots:
-            return None
-        return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
-
-    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
-        module = types.ModuleType(spec.name)
-        module.__getattr__ = _absent  # type: ignore[attr-defined]  # PEP 562: any name is a stand-in
-        module.__path__ = []
-        return module
-
-    def exec_module(self, module: types.ModuleType) -> None:
-        pass
-
-
-def help_without_extras(module: str) -> str:
-    """The `--help` text of the tool `module` where a package of an extra is missing: the tool modules import
-    their bag libraries at the top, so they are imported here with stand-ins for those packages, and the
-    stand-ins and every vdepth_ros module imported meanwhile are forgotten afterwards (nothing runs against them)."""
-    finder = _AbsentPackages()
-    before = dict(sys.modules)
-    for name in [n for n in sys.modules if n.split(".")[0] in finder.roots]:
-        del sys.modules[name]  # a failed import (or a test's None) would stop the finder being asked
-    sys.meta_path.insert(0, finder)
+    args = sys.argv[1:] if argv is None else list(argv)
     try:
-        return importlib.import_module(module).build_parser().format_help()
+        return tool.main(argv)
+    except ModuleNotFoundError as err:
+        line = missing_extra_line(prog, err)
+        if line is None:
+            raise
+        print(line, file=sys.stderr)
+        return 2
     finally:
-        sys.meta_path.remove(finder)
-        for name in [n for n in sys.modules if n not in before]:
-            if name.split(".")[0] in finder.roots or name.startswith("vdepth_ros."):
-                parent, _, child = name.rpartition(".")
-                if getattr(sys.modules.get(parent), child, None) is sys.modules[name]:
-                    delattr(sys.modules[parent], child)
-                del sys.modules[name]
-        sys.modules.update({n: m for n, m in before.items() if n.split(".")[0] in finder.roots})
+        missing = _missing_package(extra)
+        if missing is not None and ("-h" in args or "--help" in args):
+            print(missing_extra_line(prog, ModuleNotFoundError(name=missing)), file=sys.stderr)
+
+
+def _missing_package(extra: str | None) -> str | None:
+    """The first package of `extra` that cannot be imported, or None."""
+    for name in EXTRA_PACKAGES.get(extra or "", ()):
+        try:
+            if importlib.util.find_spec(name) is None:
+                return name
+        except ValueError:  # a module without a spec (a test's stand-in): it is there
+            continue
+    return None
 
 
 def bag(argv: Sequence[str] | None = None) -> int:
     """`vdepth-bag` (vdepth_ros.offline.bag)."""
-    return run_tool("vdepth-bag", "vdepth_ros.offline.bag", argv)
+    return run_tool("vdepth-bag", "vdepth_ros.offline.bag", argv, extra="bag")
 
 
 def video(argv: Sequence[str] | None = None) -> int:
@@ -118,4 +84,4 @@ def video(argv: Sequence[str] | None = None) -> int:
 
 def flicker(argv: Sequence[str] | None = None) -> int:
     """`vdepth-flicker` (vdepth_ros.offline.flicker)."""
-    return run_tool("vdepth-flicker", "vdepth_ros.offline.flicker", argv)
+    return run_tool("vdepth-flicker", "vdepth_ros.offline.flicker", argv, extra="bag")

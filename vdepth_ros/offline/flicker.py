@@ -52,7 +52,8 @@ from vdepth_ros.offline.bag_types import (
     CAMERA_INFO,
     IMAGE_TYPES,
     POSE_STAMPED,
-    TYPESTORES,
+    TYPESTORE_NAMES,
+    require_bag_library,
     restamp,
     video_stream_error,
 )
@@ -670,7 +671,7 @@ def build_parser() -> argparse.ArgumentParser:
         f"corrupt or tiny compressed message can claim 100 MP and more); 0 = no limit (default "
         f"{DEFAULT_MAX_INPUT_PIXELS}, the node's max_input_pixels)",
     )
-    p.add_argument("--typestore", choices=sorted(TYPESTORES), default="kilted")
+    p.add_argument("--typestore", choices=sorted(TYPESTORE_NAMES), default="kilted")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
@@ -679,6 +680,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point (`vdepth-flicker`)."""
     args = build_parser().parse_args(argv)
+    require_bag_library()  # before any file is touched: one line naming the `bag` extra (entry.run_tool)
     expand_home(args)
     setup_logging(args.verbose)
     try:

@@ -9,10 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from rosbags.rosbag2 import Writer
-from rosbags.typesys import get_typestore
 
-from vdepth_ros.offline.bag_types import CAMERA_INFO, COMPRESSED, IMAGE, POINTCLOUD2, POSE_STAMPED, STORAGES, TYPESTORES
+from vdepth_ros.offline.bag_types import CAMERA_INFO, COMPRESSED, IMAGE, POINTCLOUD2, POSE_STAMPED
 from vdepth_ros.offline.bag_writer import cloud_message, image_message
 from vdepth_ros.offline.errors import OfflineError
 from vdepth_ros.offline.videoio import default_intrinsics
@@ -146,6 +144,11 @@ def write_image_bag(
     """
     if encoding not in BAG_ENCODINGS:
         raise OfflineError(f"encoding {encoding!r} not in {BAG_ENCODINGS}")
+    from rosbags.rosbag2 import Writer
+    from rosbags.typesys import get_typestore
+
+    from vdepth_ros.offline.bag_types import STORAGES, TYPESTORES
+
     ts = get_typestore(TYPESTORES[typestore])
     T = ts.types
     if sparse_depth is not None and sparse_points is not None:

@@ -24,12 +24,12 @@ from rclpy.node import Node
 
 from vdepth_ros.blas import set_blas_threads
 from vdepth_ros.errors import VdepthError
-from vdepth_ros.node_params import unknown_parameters_warning, validate_ros_params
+from vdepth_ros.node_params import largest_burst, unknown_parameters_warning, validate_ros_params
 from vdepth_ros.pipeline_input import HELD_AS_STATE
 from vdepth_ros.ros.diagnostics import AGGREGATOR_TIMEOUT_S, Watchdog
 from vdepth_ros.ros.input_loss import loss_count
 from vdepth_ros.ros.intake import InputSide
-from vdepth_ros.ros.outputs import OutputPublishers, largest_burst
+from vdepth_ros.ros.outputs import OutputPublishers
 from vdepth_ros.ros.parameters import ParameterSide
 from vdepth_ros.ros.processing import FrameProcessor
 from vdepth_ros.ros.python_logs import logging_as

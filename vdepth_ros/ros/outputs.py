@@ -38,6 +38,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 
 from vdepth_ros.colormap import units_label
+from vdepth_ros.node_params import auto_depth
 from vdepth_ros.ros import conversions as conv
 from vdepth_ros.ros.qos import (
     IncompatibleQosReporter,
@@ -47,13 +48,6 @@ from vdepth_ros.ros.qos import (
     qos_profile,
 )
 from vdepth_ros.ros.worker import DropOldestQueue, RateLimitedLog, SupervisedWorker
-
-
-def largest_burst(schedule: dict[str, Any]) -> int:
-    """The most frames one `DepthPipeline.push` (or a reset's flush) publishes on one topic: a
-    whole window (the first window, or a flushed one)."""
-    return max(int(schedule["window"]), int(schedule.get("first_window") or 0), 1)
-
 
 #: `pace`: a window's frames leave this share of the camera's frame period apart (so the last has left before
 #: the next window's first is due), at most `PACE_MAX_S` apart (a slow camera's frames need not wait for long).
@@ -68,12 +62,6 @@ def pace(frames: int, camera_period_s: float | None) -> float:
     if frames < 2 or not camera_period_s or camera_period_s <= 0:
         return 0.0
     return min(camera_period_s * PACE_SHARE, PACE_MAX_S)
-
-
-def auto_depth(burst: int) -> int:
-    """`output_qos_depth: 0`: two bursts, since a worker catching up on a backlog publishes two
-    windows back to back (seen across processes on a loaded machine)."""
-    return 2 * int(burst)
 
 
 #: The output topics of one frame status, relative to the node (`provisional/` prefixes the early ones).
@@ -340,6 +328,7 @@ class OutputPublishers:
         self._log = log
         self._senders: dict[str, _Sender] = {}  # by resolved topic, started on the first message
         self._held_noted: dict[str, float] = {}  # WARN key -> when it was last due
+        # as `node_params.output_qos`, which vdepth-bag records; rclpy applies a topic's qos_overrides at creation
         qos = qos_profile(params["output_qos"], params["output_qos_depth"] or auto_depth(self.burst))
         self.main = _Topics(node, "", qos, reporter)
         self.provisional = _Topics(node, "provisional/", qos, reporter) if publish_policy == "both" else None

@@ -13,11 +13,11 @@ from rclpy.clock import Clock, ClockType
 
 from vdepth_ros.errors import closest_name
 from vdepth_ros.inputs.loss import PublisherSequences
+from vdepth_ros.node_params import largest_burst
 from vdepth_ros.pipeline_input import HELD_STATES
 from vdepth_ros.pipeline_types import FitInfo
 from vdepth_ros.ros.diagnostics import RecentRise, level_for, make_array, make_status
 from vdepth_ros.ros.input_loss import ACROSS_PROCESSES, loss_count
-from vdepth_ros.ros.outputs import largest_burst
 from vdepth_ros.ros.qos import endpoint_name
 from vdepth_ros.ros.startup import CLOCK
 from vdepth_ros.runtime.shared import SharedEngine
