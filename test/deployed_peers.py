@@ -491,6 +491,26 @@ def camera_subscriber(args: argparse.Namespace) -> None:
     print(json.dumps(got), flush=True)
 
 
+def _viewer_arguments(view: argparse.ArgumentParser) -> None:
+    view.add_argument("--topics", nargs="+", required=True)
+    view.add_argument("--depth", type=int, default=16)
+    view.add_argument("--name", default="viewer", help="the node's name (rviz: as RViz's own)")
+    view.add_argument("--best-effort", action="store_true", help="as RViz's DepthCloud display by default")
+    view.add_argument("--type", action="append", default=[], help="TOPIC=pkg/msg/Name: subscribe it with this type")
+    view.add_argument("--transient-local", action="store_true", help="durability transient_local (a late joiner)")
+    view.add_argument("--deadline-ms", type=float, default=0.0, help="ask for this deadline (0: none)")
+    view.add_argument(
+        "--spin-period", type=float, default=0.0, help="take messages only every S s, as RViz once per rendered frame"
+    )
+    view.add_argument("--arrivals", action="store_true", help="record each message's arrival time too")
+    view.add_argument("--progress", action="store_true", help='print "progress TOPIC N" at each message')
+    view.add_argument("--no-spin", action="store_true", help="stop spinning once matched (a stuck callback)")
+    view.add_argument("--diag-values", nargs="*", default=[], help="/diagnostics: also record these keys' values")
+    view.add_argument("--topic-depth", action="append", default=[], help="TOPIC=N: this topic's history depth")
+    view.add_argument("--take-ms", type=float, default=0.0, help="spend this long on each message (a slow recorder)")
+    view.add_argument("--keep", help="pickle {topic: {stamp: serialized message}} into this file at the end")
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="role", required=True)
@@ -532,24 +552,7 @@ def main() -> None:
     cam.add_argument("--depth-outliers", type=float, default=0.0, help="this fraction of depth pixels is wild")
     cam.add_argument("--depth-range", type=float, default=np.inf, help="no depth beyond this many metres")
     cam.add_argument("--depth-frame", default="camera_optical", help="the depth image's frame_id")
-    view = sub.add_parser("viewer")
-    view.add_argument("--topics", nargs="+", required=True)
-    view.add_argument("--depth", type=int, default=16)
-    view.add_argument("--name", default="viewer", help="the node's name (rviz: as RViz's own)")
-    view.add_argument("--best-effort", action="store_true", help="as RViz's DepthCloud display by default")
-    view.add_argument("--type", action="append", default=[], help="TOPIC=pkg/msg/Name: subscribe it with this type")
-    view.add_argument("--transient-local", action="store_true", help="durability transient_local (a late joiner)")
-    view.add_argument("--deadline-ms", type=float, default=0.0, help="ask for this deadline (0: none)")
-    view.add_argument(
-        "--spin-period", type=float, default=0.0, help="take messages only every S s, as RViz once per rendered frame"
-    )
-    view.add_argument("--arrivals", action="store_true", help="record each message's arrival time too")
-    view.add_argument("--progress", action="store_true", help='print "progress TOPIC N" at each message')
-    view.add_argument("--no-spin", action="store_true", help="stop spinning once matched (a stuck callback)")
-    view.add_argument("--diag-values", nargs="*", default=[], help="/diagnostics: also record these keys' values")
-    view.add_argument("--topic-depth", action="append", default=[], help="TOPIC=N: this topic's history depth")
-    view.add_argument("--take-ms", type=float, default=0.0, help="spend this long on each message (a slow recorder)")
-    view.add_argument("--keep", help="pickle {topic: {stamp: serialized message}} into this file at the end")
+    _viewer_arguments(sub.add_parser("viewer"))
     pair = sub.add_parser("camera-subscriber")
     pair.add_argument("--images", nargs="+", required=True, help="image topics, relative to --namespace or absolute")
     pair.add_argument("--namespace", default="/")
