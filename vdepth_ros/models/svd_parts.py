@@ -171,42 +171,37 @@ def clip_config(cfg: dict[str, Any]) -> dict[str, Any]:
 
 #: the class DepthCrafter's released `unet.py` defines: what its `save_pretrained` writes as `_class_name`
 DEPTHCRAFTER_UNET_CLASS = "DiffusersUNetSpatioTemporalConditionModelDepthCrafter"
+#: diffusers' own class: what Stable Video Diffusion's `unet/config.json` names (saved by diffusers itself)
+SVD_UNET_CLASS = "UNetSpatioTemporalConditionModel"
 
 
-def svd_unet_problem(unet_dir: Path) -> str | None:
+def svd_unet_problem(unet_dir: Path, svd_dir: Path | None = None) -> str | None:
     """Why `unet_dir` is Stable Video Diffusion's own UNet rather than DepthCrafter's, or None.
 
-    The two have the same keys, shapes and config channels (8 in: the noisy latent beside the image
-    latent; 4 out), so neither the weights nor the config's sizes tell them apart. What does: SVD's
-    UNet is the `unet/` part of a `StableVideoDiffusionPipeline` folder (its `model_index.json`, or its
-    `vae/` and `image_encoder/` beside it, as the hub and `hf download` leave it), while DepthCrafter's
-    is released on its own at the top of `tencent/DepthCrafter`. A `unet/` there whose config names
-    DepthCrafter's class is taken as DepthCrafter's (a pipeline folder assembled with it)."""
+    The two have the same keys, shapes and config sizes (8 in: the noisy latent beside the image latent;
+    4 out; DepthCrafter's weights are a fine-tune of SVD's), so only the folder's `config.json` tells: the
+    class that saved it. SVD's release was saved by diffusers' own `UNetSpatioTemporalConditionModel`,
+    DepthCrafter's by its authors' subclass (`DEPTHCRAFTER_UNET_CLASS`), this package's by its own
+    (`SpatioTemporalUNet`). Read from the folder's contents, not from where it sits: a `unet/` copied out of
+    the SVD pipeline folder is still SVD's. A config that names another class is not refused."""
     import json
 
-    pipeline = unet_dir.resolve().parent
-    if unet_dir.resolve().name != "unet":
-        return None
     try:
         cls = str(json.loads((unet_dir / "config.json").read_text()).get("_class_name", ""))
     except (OSError, ValueError, AttributeError):
+        return None  # the loader names a missing or unreadable config.json
+    if cls != SVD_UNET_CLASS:
         return None
-    if cls == DEPTHCRAFTER_UNET_CLASS:
-        return None
-    try:
-        index = json.loads((pipeline / "model_index.json").read_text())
-        svd = "StableVideoDiffusion" in str(index.get("_class_name", ""))
-    except (OSError, ValueError, AttributeError):
-        svd = all((pipeline / part / "config.json").is_file() for part in ("vae", "image_encoder"))
-    if not svd:
-        return None
+    svd = str(svd_dir.resolve()) if svd_dir is not None else "SVD_FOLDER"
     return (
-        f"{unet_dir} is Stable Video Diffusion's own UNet (the unet/ of the SVD pipeline in {pipeline}), not "
-        "DepthCrafter's: the two have the same keys and shapes, but SVD's generates video, so it would run "
-        "and output noise as depth. Give the DepthCrafter UNet folder (huggingface.co/tencent/DepthCrafter: "
-        "config.json and diffusion_pytorch_model.safetensors at its top level) first and the SVD folder second: "
-        f"vdepth-export import depthcrafter DEPTHCRAFTER_FOLDER {pipeline} -o FOLDER, or vdepth-export pull "
-        "depthcrafter"
+        f"{unet_dir} is Stable Video Diffusion's own UNet, not DepthCrafter's: its config.json names diffusers' "
+        f"class {SVD_UNET_CLASS}, as SVD's unet/ is saved (DepthCrafter's names {DEPTHCRAFTER_UNET_CLASS}). The "
+        "two have the same keys and shapes, but SVD's generates video, so it would run and output noise as depth. "
+        "Give the DepthCrafter UNet folder (huggingface.co/tencent/DepthCrafter: config.json and "
+        "diffusion_pytorch_model.safetensors at its top level) first and the SVD folder second: vdepth-export "
+        f"import depthcrafter DEPTHCRAFTER_FOLDER {svd} -o FOLDER, or vdepth-export pull depthcrafter. If it is "
+        "DepthCrafter's UNet re-saved through diffusers' class, set \"_class_name\" in its config.json to "
+        f'"{DEPTHCRAFTER_UNET_CLASS}"'
     )
 
 
