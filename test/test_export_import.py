@@ -544,6 +544,27 @@ def test_a_renamed_vda_release_is_told_by_its_bytes_or_asked_not_guessed(
     assert load_model(tmp_path / "own").input_constraints.output_kind == "disparity"
 
 
+def test_another_familys_file_given_to_a_diffusers_import_names_the_family_not_a_folder(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    tiny_vda_release: tuple[VideoDepthAnything, dict[str, torch.Tensor]],
+) -> None:
+    """`vdepth-export import fiffdepth video_depth_anything_vits.pth` (or depthcrafter with it as the UNet) said
+    'is a file: a diffusers release is imported as its folder ...: give <the folder it sits in>', sending the
+    user to import their downloads folder as FiffDepth. The file is told by its keys, as for the other imports."""
+    _, sd = tiny_vda_release
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    ckpt = downloads / "video_depth_anything_vits.pth"
+    torch.save(sd, ckpt)
+    for args in (["fiffdepth", str(ckpt)], ["depthcrafter", str(ckpt), str(downloads)]):
+        assert cli_main(["import", *args, "-o", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("error:") == 1 and "found a Video Depth Anything checkpoint" in err, err
+        assert f"import it as vda: vdepth-export import vda {ckpt}" in err and f"give {downloads}" not in err, err
+        assert not (tmp_path / "out").exists()
+
+
 def test_a_diffusers_or_transformers_folder_given_as_the_model_says_to_import_it(tmp_path: Path) -> None:
     """The DepthCrafter UNet folder (a diffusers config.json + weights) given as `model:` used to
     answer 'config.json has no _family entry'."""

@@ -16,7 +16,13 @@ from torch import nn
 
 from vdepth_ros.errors import ModelLoadError
 from vdepth_ros.models import edm
-from vdepth_ros.models.identify import CheckpointKind, WrongCheckpointError, identify_folder, part_of_class
+from vdepth_ros.models.identify import (
+    CheckpointKind,
+    WrongCheckpointError,
+    identify_checkpoint,
+    identify_folder,
+    part_of_class,
+)
 
 #: SVD-XT / DepthCrafter UNet: diffusers' defaults are exactly the released config (8 in, 4 out,
 #: block_out (320, 640, 1280, 1280), cross-attention 1024, added-time 3 x 256).
@@ -213,13 +219,34 @@ def _plain_weights(part: Path) -> bool:
     )
 
 
+def _refuse_another_familys_file(file: Path, expected: CheckpointKind) -> None:
+    """`WrongCheckpointError` for a file given where a diffusers folder goes that is another family's whole
+    checkpoint (a VDA, GemDepth or DVD file), which 'give its folder' would misdirect; a diffusers part's own
+    weights file, or one no rule knows, returns (the caller then names the folder)."""
+    from vdepth_ros.models.base import load_state_dict_file
+
+    try:
+        found = identify_checkpoint(load_state_dict_file(file))
+    except ModelLoadError:
+        return
+    if found is not None and found.family is not None:
+        raise WrongCheckpointError(
+            f"{file}: expected {expected.describe('folder', file=False)}, found {found.describe()}",
+            expected=expected,
+            found=found,
+            path=str(file),
+        )
+
+
 def load_part(cls: Any, folder: Path, subfolder: str | None, variant: str | None) -> nn.Module:
     """`cls.from_pretrained(folder, subfolder=, variant=, local_files_only=True)`, strict: a missing,
     unexpected or mis-shaped key is a `ModelLoadError` (from_pretrained itself only warns and fills
     missing weights randomly). `variant` applies where files of that variant exist (DepthCrafter's
     UNet is released as plain fp32 next to SVD-XT's fp16 parts); a part with fp16 files only is read as the
     fp16 variant without being asked."""
+    expected = CheckpointKind(None, part_of_class(cls.__name__) or "video_unet")
     if folder.is_file():  # a diffusers release is its folder (config.json beside the weights), not one file
+        _refuse_another_familys_file(folder, expected)
         where = folder.parent.parent if subfolder and folder.parent.name == subfolder else folder.parent
         inside = f", in its {subfolder}/" if subfolder else ""
         raise ModelLoadError(
@@ -227,7 +254,6 @@ def load_part(cls: Any, folder: Path, subfolder: str | None, variant: str | None
             f"{inside}): give {where}"
         )
     part = folder / subfolder if subfolder else folder
-    expected = CheckpointKind(None, part_of_class(cls.__name__) or "video_unet")
     found = identify_folder(part)
     if found is not None and found[0].differs_from(expected):  # from_pretrained would fail on its config
         what = found[0].describe("folder", file=False)
