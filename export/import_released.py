@@ -39,9 +39,8 @@ _Loader = Callable[[Sequence[Path], "str | None", "str | None", dict[str, Any]],
 def _known_release_file(path: Path, family: str) -> tuple[str, dict[str, Any]] | None:
     """(release name, its `--set` overrides) of a file whose bytes are a release file of `family` the registry
     has a sha256 for, whatever the file is called now; None for a file of other bytes (or a folder)."""
-    from vdepth_export.pull import sha256_of  # hashed once per content: pull checks the same file
-
     from vdepth_ros.runtime.registry import releases
+    from vdepth_ros.runtime.trt_cache import sha256_of  # hashed once per content: pull checks the same file
 
     known = [(r, f) for r in releases().values() if r.family == family for f in r.files if f.sha256]
     size = path.stat().st_size if path.is_file() else None

@@ -45,7 +45,7 @@ TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 #: what an extra needs beyond its pip command (setup.py's comments), said after it
 EXTRA_NOTES = {
     "trt": "TensorRT >= 10 from NVIDIA's index, a CUDA GPU and a CUDA build of torch",
-    "deepspeed": "DeepSpeed >= 0.16; its ops build on first use, so it installs without CUDA",
+    "deepspeed": "with DS_BUILD_OPS=0, the default on Linux, it installs without CUDA; training also needs 'train'",
 }
 
 
