@@ -44,7 +44,7 @@ TORCH_EXTRAS = frozenset({"onnx", "ml", "train"})
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 #: what an extra needs beyond its pip command (setup.py's comments), said after it
 EXTRA_NOTES = {
-    "trt": "TensorRT >= 10 from NVIDIA's index, a CUDA GPU and a CUDA build of torch",
+    "trt": "TensorRT >= 10 from NVIDIA's index and onnxruntime-gpu; they need a CUDA GPU and a CUDA build of torch",
     "deepspeed": "with DS_BUILD_OPS=0, the default on Linux, it installs without CUDA; training also needs 'train'",
 }
 

@@ -245,7 +245,7 @@ def select_providers(
         missing = [_provider_name(e) for e in entries if _provider_name(e) not in available]
         if missing:
             gpu = any(m in (TRT_EP, CUDA_EP) for m in missing)
-            hint = f" for a GPU provider, {extra_hint('trt')} (it brings onnxruntime-gpu)" if gpu else ""
+            hint = f" for a GPU provider, {extra_hint('trt')}" if gpu else ""
             raise BackendUnavailableError(
                 f"requested execution providers {missing} are unavailable ({available});{hint}"
             )
