@@ -36,24 +36,85 @@ _RELATIVE_RELEASE = re.compile(r"video_depth_anything_vit[sbl]\.(pth|safetensors
 _Loader = Callable[[Sequence[Path], "str | None", "str | None", dict[str, Any]], Any]
 
 
-def _vda(sources: Sequence[Path], encoder: str | None, variant: str | None, overrides: dict[str, Any]) -> Any:
-    from vdepth_ros.models.vda import VideoDepthAnything
+def _known_release_file(path: Path, family: str) -> tuple[str, dict[str, Any]] | None:
+    """(release name, its `--set` overrides) of a file whose bytes are a release file of `family` the registry
+    has a sha256 for, whatever the file is called now; None for a file of other bytes (or a folder)."""
+    from vdepth_ros.runtime.registry import releases
+    from vdepth_ros.runtime.trt_cache import sha256_of  # hashed once per content: pull checks the same file
 
-    # the metric and relative releases are one network (same keys, shapes and ReLU output): only the file
-    # name tells, so a name that says one and a --set that says the other is refused
-    name = sources[0].name.lower()
-    if "metric" not in overrides and "metric" in name:
+    known = [(r, f) for r in releases().values() if r.family == family for f in r.files if f.sha256]
+    size = path.stat().st_size if path.is_file() else None
+    candidates = [(r, f) for r, f in known if size is not None and f.size in (None, size)]
+    if not candidates:
+        return None
+    digest = sha256_of(path)
+    return next(((r.name, dict(r.overrides)) for r, f in candidates if f.sha256 == digest), None)
+
+
+def _released_layout(path: Path) -> bool:
+    """Whether the checkpoint at `path` has the authors' key names (DINOv2 under `pretrained.`): one of their
+    released files, relative or metric, renamed; the package's own layout is what its training writes, relative
+    only (a recipe refuses to train a metric model)."""
+    from vdepth_ros.models.base import load_state_dict_file
+
+    try:
+        return "pretrained.cls_token" in load_state_dict_file(path)
+    except VdepthError:
+        return False  # the loader names what is wrong with it
+
+
+def _vda_metric(source: Path, overrides: dict[str, Any]) -> dict[str, Any]:
+    """`overrides` with `metric` decided, or a ConfigError naming what to pass. The metric and relative releases
+    are one network (same keys, shapes and ReLU output; `metric` changes only the authors' stitching), so the
+    weights' names and shapes cannot tell them: what tells is the file's bytes where the registry knows its
+    sha256, else its release name, else `--set metric=`."""
+    name = source.name.lower()
+    said = overrides.get("metric")
+    by_name = True if "metric" in name else False if _RELATIVE_RELEASE.fullmatch(name) else None
+    release = _known_release_file(source, "vda") if said is not None or by_name is not True else None
+    if release is not None:
+        release_name, release_sets = release
+        metric = bool(release_sets.get("metric"))
+        kind = "a metric release (depth in metres)" if metric else "a relative release (disparity, no unit)"
+        if said is not None and bool(said) != metric:
+            swap = "metres as disparity" if metric else "disparity as metres"
+            raise ConfigError(
+                f"{source.name} is {release_name}'s file by its contents (its sha256), {kind}: --set "
+                f"metric={str(bool(said)).lower()} would publish {swap} (near and far swapped); drop --set metric"
+            )
+        return {**overrides, "metric": metric}
+    if said is None and by_name is True:
         raise ConfigError(
-            f"{sources[0].name} looks like a metric release (depth in metres): pass --set metric=true, or "
+            f"{source.name} looks like a metric release (depth in metres): pass --set metric=true, or "
             "--set metric=false if it is a relative one"
         )
-    if overrides.get("metric") is True and _RELATIVE_RELEASE.fullmatch(name):
+    if said is True and by_name is False:
         raise ConfigError(
-            f"{sources[0].name} is the name of a relative release (disparity, no unit; the metric ones are "
+            f"{source.name} is the name of a relative release (disparity, no unit; the metric ones are "
             "metric_video_depth_anything_vit{s,b,l}.pth): --set metric=true would publish its disparity as "
             "metres (near and far swapped); drop --set metric=true, or import the metric file"
         )
-    return VideoDepthAnything.from_released(sources[0], encoder=encoder or "vits", **overrides)
+    return overrides
+
+
+def _vda(sources: Sequence[Path], encoder: str | None, variant: str | None, overrides: dict[str, Any]) -> Any:
+    from vdepth_ros.models.vda import VideoDepthAnything
+
+    overrides = _vda_metric(sources[0], overrides)
+    model = VideoDepthAnything.from_released(sources[0], encoder=encoder or "vits", **overrides)
+    # asked only of a file that loads (a file of another size or family is named as such first), and then
+    # read a second time only on the way to this error
+    name = sources[0].name.lower()
+    unnamed = "metric" not in overrides and "metric" not in name and not _RELATIVE_RELEASE.fullmatch(name)
+    if unnamed and _released_layout(sources[0]):
+        raise ConfigError(
+            f"{sources[0].name} is a Video Depth Anything release under a name of its own, and its contents do "
+            "not say which one: the metric releases (metric_video_depth_anything_vit*.pth, depth in metres) and "
+            "the relative ones (video_depth_anything_vit*.pth, disparity) are one network with the same keys "
+            "and shapes. Pass --set metric=true if it came from a Metric-Video-Depth-Anything repository, "
+            "--set metric=false if it is a relative one"
+        )
+    return model
 
 
 def _gemdepth(sources: Sequence[Path], encoder: str | None, variant: str | None, overrides: dict[str, Any]) -> Any:

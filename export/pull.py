@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
-import functools
 import hashlib
 import json
 import logging
@@ -46,7 +45,7 @@ from vdepth_ros.runtime.registry import (
     get_release,
     releases,
 )
-from vdepth_ros.runtime.trt_cache import file_sha256
+from vdepth_ros.runtime.trt_cache import sha256_of
 
 if TYPE_CHECKING:  # the models package imports torch: a pull --list must not wait for it
     from vdepth_ros.models.identify import WrongCheckpointError
@@ -60,19 +59,6 @@ class LicenseNotAcceptedError(VdepthError):
 
 class DownloadError(VdepthError):
     """The hub cannot be reached (offline), refuses access, or a file fails its checksum."""
-
-
-def sha256_of(path: Path) -> str:
-    """Hex sha256 of a file (hashed once per content: a pull checks a multi-GB file twice, against the
-    hub's checksum and the registry's)."""
-    real = path.resolve()
-    st = real.stat()
-    return _sha256_cached(str(real), st.st_size, st.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=32)
-def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
-    return file_sha256(Path(path))
 
 
 def _manual_steps(release: Release, output: Path, endpoint: str | None) -> str:

@@ -145,7 +145,7 @@ def test_cli_engine_without_tensorrt_names_the_extra(onnx_file, capsys, monkeypa
 
     monkeypatch.setitem(sys.modules, "tensorrt", None)
     assert cli_main(["engine", str(onnx_file.parent)]) == 2
-    assert "vdepth_ros[trt]" in capsys.readouterr().err
+    assert "install the 'trt' extra" in capsys.readouterr().err
     with pytest.raises(BackendUnavailableError):
         build_engine(onnx_file)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -131,7 +132,7 @@ def test_training_checkpoint_layouts_import_as_the_plain_release(
         },
         "bf16": {k: v.bfloat16() if v.is_floating_point() else v for k, v in sd.items()},
     }
-    sets = _sets(VideoDepthAnything.tiny_config())
+    sets = [*_sets(VideoDepthAnything.tiny_config()), "--set", "metric=false"]  # a renamed release: say which
     for name, obj in layouts.items():
         torch.save(obj, tmp_path / f"{name}.pth")
         out = tmp_path / f"out_{name}"
@@ -197,7 +198,21 @@ def test_a_trainer_checkpoint_folder_imports_as_the_release(
     (folder / "random_states_0.pkl").write_bytes(b"\x80\x04N.")
     (folder / "config.json").write_text('{"recipe": "vda"}')
     out = tmp_path / "imported"
-    assert cli_main(["import", "vda", str(folder), "-o", str(out), *_sets(VideoDepthAnything.tiny_config())]) == 0
+    assert (
+        cli_main(
+            [
+                "import",
+                "vda",
+                str(folder),
+                "-o",
+                str(out),
+                *_sets(VideoDepthAnything.tiny_config()),
+                "--set",
+                "metric=false",
+            ]
+        )
+        == 0
+    )
     frames = torch.rand(4, 3, 70, 98, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(load_model(out).predict(frames), tiny.predict(frames), rtol=0, atol=0)
 
@@ -331,7 +346,7 @@ def test_sharded_safetensors_import_through_their_index_or_any_shard(
     index.write_text(json.dumps({"metadata": split.metadata, "weight_map": split.tensor_to_filename}))
     (folder / "README.md").write_text("unrelated file next to the weights")
     frames = torch.rand(4, 3, 70, 98, generator=torch.Generator().manual_seed(0))
-    sets = _sets(VideoDepthAnything.tiny_config())
+    sets = [*_sets(VideoDepthAnything.tiny_config()), "--set", "metric=false"]  # a renamed release: say which
     first_shard = folder / sorted(split.filename_to_tensors)[0]
     for i, source in enumerate((index, first_shard, folder)):
         out = tmp_path / f"out{i}"
@@ -364,7 +379,7 @@ def test_a_tilde_the_shell_did_not_expand_means_home(
     torch.save(sd, home / "downloads" / "vda.pth")
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.chdir(tmp_path)
-    sets = _sets(VideoDepthAnything.tiny_config())
+    sets = [*_sets(VideoDepthAnything.tiny_config()), "--set", "metric=false"]  # a renamed release: say which
     assert cli_main(["import", "vda", "~/downloads/vda.pth", "--output=~/models/vda", *sets]) == 0
     assert json.loads(capsys.readouterr().out)["model"] == str(home / "models" / "vda")
     assert (home / "models" / "vda" / "config.json").is_file()
@@ -477,6 +492,77 @@ def test_a_relative_release_is_not_imported_as_metric_by_mistake(
     renamed = tmp_path / "my_metric_finetune.pth"  # a name of the user's own: the flag decides
     torch.save(sd, renamed)
     assert cli_main(["import", "vda", str(renamed), "-o", str(tmp_path / "m"), *sets, "--set", "metric=true"]) == 0
+
+
+def test_a_renamed_vda_release_is_told_by_its_bytes_or_asked_not_guessed(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tiny_vda_release: tuple[VideoDepthAnything, dict[str, torch.Tensor]],
+) -> None:
+    """`metric_video_depth_anything_vits.pth` renamed `my_model.pth` and imported without `--set metric=` used to
+    become a relative model: the node then fitted metres as disparity, near and far swapped, without a word. The
+    two releases have the same keys and shapes (the authors' `VideoDepthAnything` takes `metric` only for its
+    stitching), so what can tell is the file's bytes: a file whose sha256 is a release's the registry knows is
+    that release under any name (and a `--set metric=` against it is refused); any other file in the authors'
+    layout under a name of its own is refused, asking which it is. The package's own layout (what its training
+    writes, relative only) still imports as relative without asking."""
+    tiny, sd = tiny_vda_release
+    sets = _sets(VideoDepthAnything.tiny_config())
+    renamed = tmp_path / "my_model.pth"
+    torch.save(sd, renamed)
+    assert cli_main(["import", "vda", str(renamed), "-o", str(tmp_path / "m"), *sets]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and "my_model.pth is a Video Depth Anything release under a name of its own" in err
+    assert "--set metric=true" in err and "--set metric=false" in err, err
+    assert not (tmp_path / "m").exists()
+    assert cli_main(["import", "vda", str(renamed), "-o", str(tmp_path / "m"), *sets, "--set", "metric=true"]) == 0
+    assert load_model(tmp_path / "m").input_constraints.output_kind == "depth"
+    # a release file the registry has a sha256 for is known by its bytes, whatever its name now
+    registry = tmp_path / "registry.json"
+    digest = hashlib.sha256(renamed.read_bytes()).hexdigest()
+    for metric, kind in ((True, "depth"), (False, "disparity")):
+        stem = "metric_video_depth_anything" if metric else "video_depth_anything"
+        entry = {"name": "vda-tiny", "family": "vda", "title": "tiny", "license": "apache-2.0", "non_commercial": False,
+                 "files": [{"repo": "me/tiny", "filename": f"{stem}_vits.pth", "sha256": digest}],
+                 "sources": [f"me/tiny:{stem}_vits.pth"], "overrides": {"metric": True} if metric else {}}  # fmt: skip
+        registry.write_text(json.dumps([entry]))
+        monkeypatch.setenv("VDEPTH_MODEL_REGISTRY", str(registry))
+        out = tmp_path / f"known_{kind}"
+        assert cli_main(["import", "vda", str(renamed), "-o", str(out), *sets]) == 0, capsys.readouterr().err
+        assert load_model(out).input_constraints.output_kind == kind
+        wrong = "false" if metric else "true"
+        assert (
+            cli_main(["import", "vda", str(renamed), "-o", str(tmp_path / "w"), *sets, "--set", f"metric={wrong}"]) == 2
+        )
+        err = capsys.readouterr().err
+        assert "my_model.pth is vda-tiny's file by its contents (its sha256)" in err and "near and far swapped" in err
+    monkeypatch.delenv("VDEPTH_MODEL_REGISTRY")
+    own = tmp_path / "finetuned.pth"  # the package's key layout: its training writes relative models only
+    torch.save(tiny.state_dict(), own)
+    assert cli_main(["import", "vda", str(own), "-o", str(tmp_path / "own"), *sets]) == 0
+    assert load_model(tmp_path / "own").input_constraints.output_kind == "disparity"
+
+
+def test_another_familys_file_given_to_a_diffusers_import_names_the_family_not_a_folder(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    tiny_vda_release: tuple[VideoDepthAnything, dict[str, torch.Tensor]],
+) -> None:
+    """`vdepth-export import fiffdepth video_depth_anything_vits.pth` (or depthcrafter with it as the UNet) said
+    'is a file: a diffusers release is imported as its folder ...: give <the folder it sits in>', sending the
+    user to import their downloads folder as FiffDepth. The file is told by its keys, as for the other imports."""
+    _, sd = tiny_vda_release
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    ckpt = downloads / "video_depth_anything_vits.pth"
+    torch.save(sd, ckpt)
+    for args in (["fiffdepth", str(ckpt)], ["depthcrafter", str(ckpt), str(downloads)]):
+        assert cli_main(["import", *args, "-o", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("error:") == 1 and "found a Video Depth Anything checkpoint" in err, err
+        assert f"import it as vda: vdepth-export import vda {ckpt}" in err and f"give {downloads}" not in err, err
+        assert not (tmp_path / "out").exists()
 
 
 def test_a_diffusers_or_transformers_folder_given_as_the_model_says_to_import_it(tmp_path: Path) -> None:

@@ -113,3 +113,34 @@ def test_a_comment_edit_of_constraints_does_not_reinstall(tmp_path) -> None:
     pinned = (ROOT / "constraints.txt").read_text()
     assert stamp(pinned) == stamp("# another comment\n" + pinned)
     assert stamp(pinned) != stamp(pinned.replace(f"torch=={TORCH_VERSION}", "torch==9.9.9"))
+
+
+def _clone_hint(extra: str) -> str:
+    return f"pip install -c {ROOT}/constraints.txt -e '{ROOT}[{extra}]'"
+
+
+def test_the_tensorrt_and_deepspeed_hints_follow_the_install(monkeypatch, tmp_path) -> None:
+    """They said `pip install 'vdepth_ros[trt]'` / `pip install deepspeed` / `pip install 'vdepth_ros[deepspeed]'`
+    whatever the install: from a clone the first installs the package a second time from the index, the second
+    misses the extra's version. Now each is `extra_hint`'s command, as every other missing extra."""
+    monkeypatch.setitem(__import__("sys").modules, "tensorrt", None)
+    monkeypatch.setitem(__import__("sys").modules, "deepspeed", None)
+    from vdepth_ros.errors import BackendUnavailableError, ModelLoadError
+    from vdepth_ros.models.base import load_state_dict_file
+    from vdepth_ros.runtime.onnx_backend import select_providers
+    from vdepth_ros.runtime.tensorrt_backend import import_tensorrt
+
+    with pytest.raises(BackendUnavailableError) as trt:
+        import_tensorrt()
+    assert _clone_hint("trt") in str(trt.value) and "CUDA GPU" in str(trt.value), trt.value
+    with pytest.raises(BackendUnavailableError) as provider:
+        select_providers(["CPUExecutionProvider"], ["CUDAExecutionProvider"])
+    assert _clone_hint("trt") in str(provider.value), provider.value
+    (tmp_path / "checkpoint_3" / "pytorch_model").mkdir(parents=True)  # accelerate's ZeRO checkpoint folder
+    with pytest.raises(ModelLoadError) as zero:
+        load_state_dict_file(tmp_path / "checkpoint_3")
+    assert _clone_hint("deepspeed") in str(zero.value) and "zero_to_fp32.py" in str(zero.value), zero.value
+    _installed_as(monkeypatch, tmp_path, None)
+    with pytest.raises(BackendUnavailableError) as trt:
+        import_tensorrt()
+    assert "pip install 'vdepth_ros[trt]'" in str(trt.value) and "-e " not in str(trt.value), trt.value

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -381,13 +382,14 @@ def test_released_architecture_sizes() -> None:
     assert model.vae.config.scaling_factor == pytest.approx(edm.LATENT_SCALE)
 
 
-def test_svds_own_unet_given_as_depthcrafters_is_refused_by_where_it_sits(
+def test_svds_own_unet_given_as_depthcrafters_is_refused_by_its_config_wherever_it_sits(
     tiny: DepthCrafter, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """SVD-XT's `unet/` has DepthCrafter's keys, shapes and channels (8 in, 4 out): `import depthcrafter
     svd-xt/unet svd-xt` used to import it without a word, and the node then published SVD's video
-    generation as depth. What tells them apart is the SVD pipeline folder it sits in (its model_index.json,
-    or vae/ and image_encoder/ beside it); a unet/ whose config names DepthCrafter's class still loads."""
+    generation as depth. It was then refused only inside its SVD pipeline folder: a user who copied just
+    `unet/` elsewhere (or renamed it) imported SVD again. What tells them apart wherever the folder is: the
+    class its config.json names (diffusers' own for SVD's, the authors' subclass for DepthCrafter's)."""
     from vdepth_export.cli import main as cli_main
 
     unet_dir, svd_dir = _save_released(tiny, tmp_path)
@@ -395,24 +397,29 @@ def test_svds_own_unet_given_as_depthcrafters_is_refused_by_where_it_sits(
     config = json.loads((svd_dir / "unet" / "config.json").read_text())
     config["_class_name"] = "UNetSpatioTemporalConditionModel"  # as SVD-XT's unet/config.json names it
     (svd_dir / "unet" / "config.json").write_text(json.dumps(config))
+    (svd_dir / "model_index.json").write_text(
+        json.dumps(
+            {"_class_name": "StableVideoDiffusionPipeline", "unet": ["diffusers", "UNetSpatioTemporalConditionModel"]}
+        )
+    )
+    copied = tmp_path / "copies" / "my_depth_unet"  # only unet/ copied out of the pipeline folder, renamed
+    shutil.copytree(svd_dir / "unet", copied)
     out = tmp_path / "out"
-    svd_index = {
-        "_class_name": "StableVideoDiffusionPipeline",
-        "unet": ["diffusers", "UNetSpatioTemporalConditionModel"],
-    }
-    for index in (None, svd_index):
-        if index is not None:
-            (svd_dir / "model_index.json").write_text(json.dumps(index))
+    for svd_unet in (svd_dir / "unet", copied):
         with pytest.raises(ModelLoadError, match=r"Stable Video Diffusion's own UNet.*not DepthCrafter's"):
-            DepthCrafter.from_released(svd_dir / "unet", svd_dir)
-        assert cli_main(["import", "depthcrafter", str(svd_dir / "unet"), str(svd_dir), "-o", str(out)]) == 2
+            DepthCrafter.from_released(svd_unet, svd_dir)
+        assert cli_main(["import", "depthcrafter", str(svd_unet), str(svd_dir), "-o", str(out)]) == 2
         err = capsys.readouterr().err
+        assert err.count("error:") == 1 and "config.json names diffusers' class UNetSpatioTemporalConditionModel" in err
         assert "tencent/DepthCrafter" in err and f"import depthcrafter DEPTHCRAFTER_FOLDER {svd_dir.resolve()}" in err
         assert not out.exists()
     config["_class_name"] = "DiffusersUNetSpatioTemporalConditionModelDepthCrafter"  # DepthCrafter's unet.py class
-    (svd_dir / "unet" / "config.json").write_text(json.dumps(config))
-    DepthCrafter.from_released(svd_dir / "unet", svd_dir)
-    DepthCrafter.from_released(unet_dir, svd_dir)  # the release's own layout is untouched
+    for unet in (svd_dir / "unet", copied):
+        (unet / "config.json").write_text(json.dumps(config))
+        DepthCrafter.from_released(
+            unet, svd_dir
+        )  # DepthCrafter's UNet, wherever it sits (a pipeline assembled with it)
+    DepthCrafter.from_released(unet_dir, svd_dir)  # the package's own save (SpatioTemporalUNet) is untouched
 
 
 def test_an_svd_folder_with_its_fp16_files_only_loads_without_variant(tiny: DepthCrafter, tmp_path: Path) -> None:

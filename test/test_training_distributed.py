@@ -28,6 +28,8 @@ from vdepth_training.recipes import get_recipe
 from vdepth_training.stages import plan_stages
 from vdepth_training.trainer import Trainer
 
+from vdepth_ros.errors import extra_hint
+
 #: steps of the run the kill test stops (its stop must land mid-run on a fast machine too)
 KILLED_RUN_STEPS = 16
 RECIPES = ["vda", "gemdepth", "dvd", "fiffdepth", "depthcrafter", "onestep", "onestep_decoder", "default"]
@@ -178,8 +180,9 @@ def test_deepspeed_requested_but_unusable_is_an_error(tmp_path: Path, monkeypatc
     with pytest.raises(RuntimeError, match="DeepSpeed"):
         Trainer(cfg, tmp_path).fit()
     monkeypatch.setattr("accelerate.utils.is_deepspeed_available", lambda: False)
-    with pytest.raises(RuntimeError, match="not installed"):
+    with pytest.raises(RuntimeError, match="not installed") as err:
         Trainer(cfg, tmp_path).fit()
+    assert extra_hint("deepspeed") in str(err.value)  # the install's own command, as every missing extra
     assert not (tmp_path / "metrics.jsonl").exists()
 
 

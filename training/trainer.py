@@ -64,7 +64,7 @@ from vdepth_training.steps import StepLoop, batch_generator, take_skipped
 from vdepth_training.stops import RunStops
 from vdepth_training.weights import STEP_PREFIX, load_init_weights
 
-from vdepth_ros.errors import ConfigError
+from vdepth_ros.errors import ConfigError, extra_hint
 from vdepth_ros.models.base import load_state_checked, load_state_dict_file
 from vdepth_ros.offline.atomic import AtomicOutput, check_output_path
 from vdepth_ros.offline.errors import OutputExistsError
@@ -325,7 +325,7 @@ class Trainer(StepLoop, RunChecks, RunStops):
         ds_file = tc.get("deepspeed")
         want_ds = wants_deepspeed(tc)
         if want_ds and not is_deepspeed_available():
-            raise RuntimeError("DeepSpeed was requested but is not installed: pip install 'vdepth_ros[deepspeed]'")
+            raise RuntimeError(f"DeepSpeed was requested but is not installed: {extra_hint('deepspeed')}")
         if want_ds and "LOCAL_RANK" not in os.environ:
             raise RuntimeError("DeepSpeed was requested but no launcher started this process: run it under torchrun "
                                "or `accelerate launch` (training/README.md), one process per GPU")  # fmt: skip

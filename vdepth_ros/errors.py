@@ -42,6 +42,11 @@ TORCH_VERSION = "2.13.0"
 #: the extras that pull torch in (setup.py); PyPI's Linux wheel of torch bundles CUDA (several GB)
 TORCH_EXTRAS = frozenset({"onnx", "ml", "train"})
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+#: what an extra needs beyond its pip command (setup.py's comments), said after it
+EXTRA_NOTES = {
+    "trt": "TensorRT >= 10 from NVIDIA's index and onnxruntime-gpu; they need a CUDA GPU and a CUDA build of torch",
+    "deepspeed": "with DS_BUILD_OPS=0, the default on Linux, it installs without CUDA; training also needs 'train'",
+}
 
 
 def source_folder() -> tuple[Path, bool] | None:
@@ -81,6 +86,8 @@ def extra_hint(extra: str) -> str:
     hint = f"install the '{extra}' extra: {command}"
     if extra in TORCH_EXTRAS:
         hint += f" (without a GPU, first: pip install torch=={TORCH_VERSION} --index-url {TORCH_CPU_INDEX})"
+    if extra in EXTRA_NOTES:
+        hint += f" ({EXTRA_NOTES[extra]})"
     return hint
 
 

@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import nn
 
-from vdepth_ros.errors import ModelLoadError
+from vdepth_ros.errors import ModelLoadError, extra_hint
 from vdepth_ros.paths import CONFIG_NAME, WEIGHT_SUFFIXES, WEIGHTS_NAME, adapter_problem, released_checkpoint_problem
 
 Alignment = Literal["chain_ls", "keyframe", "graph", "none"]
@@ -375,8 +375,8 @@ def _load_zero(folder: Path) -> dict[str, torch.Tensor]:
         from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
     except ImportError:
         raise ModelLoadError(
-            f"{folder} is a DeepSpeed ZeRO checkpoint ({_ZERO_FOLDER}/); reading it needs deepspeed "
-            "(pip install deepspeed), or convert it with the zero_to_fp32.py script DeepSpeed saved beside it"
+            f"{folder} is a DeepSpeed ZeRO checkpoint ({_ZERO_FOLDER}/); reading it needs DeepSpeed: "
+            f"{extra_hint('deepspeed')}; or convert it with the zero_to_fp32.py script DeepSpeed saved beside it"
         ) from None
     state = get_fp32_state_dict_from_zero_checkpoint(str(folder), tag=_ZERO_FOLDER)
     return _unwrap(dict(state), folder)

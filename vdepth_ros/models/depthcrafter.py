@@ -403,10 +403,10 @@ class SVDDepthModel(VideoDepthModel):
 
         Raises:
             ModelLoadError: a file is missing, keys do not match exactly, or `unet_dir` is SVD's own UNet
-                (`svd_unet_problem`: same keys, told by the pipeline folder it sits in).
+                (`svd_unet_problem`: same keys, told by the class its config.json names).
         """
         unet_dir, svd_dir = Path(unet_dir), Path(svd_dir)
-        if (why := svd_unet_problem(unet_dir)) is not None:  # same keys: only where it sits tells
+        if (why := svd_unet_problem(unet_dir, svd_dir)) is not None:  # same keys: only its config.json tells
             raise ModelLoadError(why)
         unet = load_part(SpatioTemporalUNet, unet_dir, None, variant)
         vae = load_part(AutoencoderKLTemporalDecoder, svd_dir, "vae", variant)

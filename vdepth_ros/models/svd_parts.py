@@ -16,7 +16,13 @@ from torch import nn
 
 from vdepth_ros.errors import ModelLoadError
 from vdepth_ros.models import edm
-from vdepth_ros.models.identify import CheckpointKind, WrongCheckpointError, identify_folder, part_of_class
+from vdepth_ros.models.identify import (
+    CheckpointKind,
+    WrongCheckpointError,
+    identify_checkpoint,
+    identify_folder,
+    part_of_class,
+)
 
 #: SVD-XT / DepthCrafter UNet: diffusers' defaults are exactly the released config (8 in, 4 out,
 #: block_out (320, 640, 1280, 1280), cross-attention 1024, added-time 3 x 256).
@@ -171,42 +177,37 @@ def clip_config(cfg: dict[str, Any]) -> dict[str, Any]:
 
 #: the class DepthCrafter's released `unet.py` defines: what its `save_pretrained` writes as `_class_name`
 DEPTHCRAFTER_UNET_CLASS = "DiffusersUNetSpatioTemporalConditionModelDepthCrafter"
+#: diffusers' own class: what Stable Video Diffusion's `unet/config.json` names (saved by diffusers itself)
+SVD_UNET_CLASS = "UNetSpatioTemporalConditionModel"
 
 
-def svd_unet_problem(unet_dir: Path) -> str | None:
+def svd_unet_problem(unet_dir: Path, svd_dir: Path | None = None) -> str | None:
     """Why `unet_dir` is Stable Video Diffusion's own UNet rather than DepthCrafter's, or None.
 
-    The two have the same keys, shapes and config channels (8 in: the noisy latent beside the image
-    latent; 4 out), so neither the weights nor the config's sizes tell them apart. What does: SVD's
-    UNet is the `unet/` part of a `StableVideoDiffusionPipeline` folder (its `model_index.json`, or its
-    `vae/` and `image_encoder/` beside it, as the hub and `hf download` leave it), while DepthCrafter's
-    is released on its own at the top of `tencent/DepthCrafter`. A `unet/` there whose config names
-    DepthCrafter's class is taken as DepthCrafter's (a pipeline folder assembled with it)."""
+    The two have the same keys, shapes and config sizes (8 in: the noisy latent beside the image latent;
+    4 out; DepthCrafter's weights are a fine-tune of SVD's), so only the folder's `config.json` tells: the
+    class that saved it. SVD's release was saved by diffusers' own `UNetSpatioTemporalConditionModel`,
+    DepthCrafter's by its authors' subclass (`DEPTHCRAFTER_UNET_CLASS`), this package's by its own
+    (`SpatioTemporalUNet`). Read from the folder's contents, not from where it sits: a `unet/` copied out of
+    the SVD pipeline folder is still SVD's. A config that names another class is not refused."""
     import json
 
-    pipeline = unet_dir.resolve().parent
-    if unet_dir.resolve().name != "unet":
-        return None
     try:
         cls = str(json.loads((unet_dir / "config.json").read_text()).get("_class_name", ""))
     except (OSError, ValueError, AttributeError):
+        return None  # the loader names a missing or unreadable config.json
+    if cls != SVD_UNET_CLASS:
         return None
-    if cls == DEPTHCRAFTER_UNET_CLASS:
-        return None
-    try:
-        index = json.loads((pipeline / "model_index.json").read_text())
-        svd = "StableVideoDiffusion" in str(index.get("_class_name", ""))
-    except (OSError, ValueError, AttributeError):
-        svd = all((pipeline / part / "config.json").is_file() for part in ("vae", "image_encoder"))
-    if not svd:
-        return None
+    svd = str(svd_dir.resolve()) if svd_dir is not None else "SVD_FOLDER"
     return (
-        f"{unet_dir} is Stable Video Diffusion's own UNet (the unet/ of the SVD pipeline in {pipeline}), not "
-        "DepthCrafter's: the two have the same keys and shapes, but SVD's generates video, so it would run "
-        "and output noise as depth. Give the DepthCrafter UNet folder (huggingface.co/tencent/DepthCrafter: "
-        "config.json and diffusion_pytorch_model.safetensors at its top level) first and the SVD folder second: "
-        f"vdepth-export import depthcrafter DEPTHCRAFTER_FOLDER {pipeline} -o FOLDER, or vdepth-export pull "
-        "depthcrafter"
+        f"{unet_dir} is Stable Video Diffusion's own UNet, not DepthCrafter's: its config.json names diffusers' "
+        f"class {SVD_UNET_CLASS}, as SVD's unet/ is saved (DepthCrafter's names {DEPTHCRAFTER_UNET_CLASS}). The "
+        "two have the same keys and shapes, but SVD's generates video, so it would run and output noise as depth. "
+        "Give the DepthCrafter UNet folder (huggingface.co/tencent/DepthCrafter: config.json and "
+        "diffusion_pytorch_model.safetensors at its top level) first and the SVD folder second: vdepth-export "
+        f"import depthcrafter DEPTHCRAFTER_FOLDER {svd} -o FOLDER, or vdepth-export pull depthcrafter. If it is "
+        "DepthCrafter's UNet re-saved through diffusers' class, set \"_class_name\" in its config.json to "
+        f'"{DEPTHCRAFTER_UNET_CLASS}"'
     )
 
 
@@ -218,13 +219,34 @@ def _plain_weights(part: Path) -> bool:
     )
 
 
+def _refuse_another_familys_file(file: Path, expected: CheckpointKind) -> None:
+    """`WrongCheckpointError` for a file given where a diffusers folder goes that is another family's whole
+    checkpoint (a VDA, GemDepth or DVD file), which 'give its folder' would misdirect; a diffusers part's own
+    weights file, or one no rule knows, returns (the caller then names the folder)."""
+    from vdepth_ros.models.base import load_state_dict_file
+
+    try:
+        found = identify_checkpoint(load_state_dict_file(file))
+    except ModelLoadError:
+        return
+    if found is not None and found.family is not None:
+        raise WrongCheckpointError(
+            f"{file}: expected {expected.describe('folder', file=False)}, found {found.describe()}",
+            expected=expected,
+            found=found,
+            path=str(file),
+        )
+
+
 def load_part(cls: Any, folder: Path, subfolder: str | None, variant: str | None) -> nn.Module:
     """`cls.from_pretrained(folder, subfolder=, variant=, local_files_only=True)`, strict: a missing,
     unexpected or mis-shaped key is a `ModelLoadError` (from_pretrained itself only warns and fills
     missing weights randomly). `variant` applies where files of that variant exist (DepthCrafter's
     UNet is released as plain fp32 next to SVD-XT's fp16 parts); a part with fp16 files only is read as the
     fp16 variant without being asked."""
+    expected = CheckpointKind(None, part_of_class(cls.__name__) or "video_unet")
     if folder.is_file():  # a diffusers release is its folder (config.json beside the weights), not one file
+        _refuse_another_familys_file(folder, expected)
         where = folder.parent.parent if subfolder and folder.parent.name == subfolder else folder.parent
         inside = f", in its {subfolder}/" if subfolder else ""
         raise ModelLoadError(
@@ -232,7 +254,6 @@ def load_part(cls: Any, folder: Path, subfolder: str | None, variant: str | None
             f"{inside}): give {where}"
         )
     part = folder / subfolder if subfolder else folder
-    expected = CheckpointKind(None, part_of_class(cls.__name__) or "video_unet")
     found = identify_folder(part)
     if found is not None and found[0].differs_from(expected):  # from_pretrained would fail on its config
         what = found[0].describe("folder", file=False)

@@ -42,8 +42,7 @@ def import_onnxruntime() -> Any:
         import onnxruntime
     except ImportError as err:
         raise BackendUnavailableError(
-            f"the onnxruntime backend needs ONNX Runtime: {extra_hint('onnx')} "
-            "(GPU providers: pip install 'vdepth_ros[trt]')"
+            f"the onnxruntime backend needs ONNX Runtime: {extra_hint('onnx')}; for GPU providers, {extra_hint('trt')}"
         ) from err
     return onnxruntime
 
@@ -246,7 +245,7 @@ def select_providers(
         missing = [_provider_name(e) for e in entries if _provider_name(e) not in available]
         if missing:
             gpu = any(m in (TRT_EP, CUDA_EP) for m in missing)
-            hint = " pip install 'vdepth_ros[trt]' (onnxruntime-gpu) and use a CUDA GPU" if gpu else ""
+            hint = f" for a GPU provider, {extra_hint('trt')}" if gpu else ""
             raise BackendUnavailableError(
                 f"requested execution providers {missing} are unavailable ({available});{hint}"
             )

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from vdepth_ros.errors import BackendUnavailableError, ModelLoadError
+from vdepth_ros.errors import BackendUnavailableError, ModelLoadError, extra_hint
 from vdepth_ros.runtime.engine import DepthEngine
 from vdepth_ros.runtime.reuse import SplitMeta, split_files_for
 from vdepth_ros.runtime.spec import InputSpec, note_failed_parity, spec_path_for
@@ -25,9 +25,6 @@ from vdepth_ros.runtime.trt_cache import EngineMismatchError, onnx_sha256, verif
 
 log = logging.getLogger(__name__)
 
-TRT_INSTALL_HINT = (
-    "pip install 'vdepth_ros[trt]' (tensorrt >= 10 from NVIDIA's index, plus a CUDA GPU and a CUDA build of torch)"
-)
 # TensorRT DataType member name -> (numpy dtype name, torch dtype name)
 _TRT_DTYPES = {"FLOAT": ("float32", "float32"), "HALF": ("float16", "float16"), "BF16": (None, "bfloat16")}
 
@@ -37,10 +34,10 @@ def import_tensorrt() -> Any:
     try:
         import tensorrt as trt
     except ImportError as err:
-        raise BackendUnavailableError(f"the tensorrt backend needs TensorRT: {TRT_INSTALL_HINT}") from err
+        raise BackendUnavailableError(f"the tensorrt backend needs TensorRT: {extra_hint('trt')}") from err
     major = int(str(getattr(trt, "__version__", "0")).split(".")[0] or 0)
     if major < 10:
-        raise BackendUnavailableError(f"TensorRT {trt.__version__} found; >= 10 is required: {TRT_INSTALL_HINT}")
+        raise BackendUnavailableError(f"TensorRT {trt.__version__} found; >= 10 is required: {extra_hint('trt')}")
     return trt
 
 
@@ -49,7 +46,7 @@ def cuda_identity(device: int = 0) -> tuple[str, str]:
     try:
         import torch
     except ImportError as err:
-        raise BackendUnavailableError(f"CUDA access needs torch with CUDA: {TRT_INSTALL_HINT}") from err
+        raise BackendUnavailableError(f"CUDA access needs torch with CUDA: {extra_hint('trt')}") from err
     if not torch.cuda.is_available():
         raise BackendUnavailableError("no CUDA GPU visible to torch; the tensorrt backend needs one")
     props = torch.cuda.get_device_properties(device)

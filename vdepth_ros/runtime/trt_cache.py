@@ -9,6 +9,7 @@ or CUDA import here, so the logic is testable anywhere.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -86,6 +87,19 @@ def external_data_path(onnx_path: str | Path) -> Path:
     """The external-data file the exporter writes for graphs over 2 GB (`model.onnx.data`)."""
     p = Path(onnx_path)
     return p.with_name(p.name + ".data")
+
+
+def sha256_of(path: Path) -> str:
+    """`file_sha256` of one file, hashed once per content (path, size, modification time): a pull checks a
+    multi-GB file against the hub's checksum and the registry's, and its import against the known releases."""
+    real = Path(path).resolve()
+    st = real.stat()
+    return _sha256_cached(str(real), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
+    return file_sha256(Path(path))
 
 
 def file_sha256(*paths: str | Path, chunk: int = 1 << 20) -> str:
