@@ -3,7 +3,8 @@
     python deployed_peers.py camera --namespaces /front /rear --seconds 20 --rate 15 [--reliable]
         [--pause-after N --pause S] [--size WxH] [--encoding E] [--no-camera-info] [--die-after N]
         [--last-image-alone] [--speed X] [--hold] [--loops N] [--clock HZ] [--pose-latency MS] [--binning B]
-        [--info-readers N] [--info-first] [--ros-time] [--stall-every N [--stall S]] [--linger S]
+        [--info-readers N] [--info-first] [--drop-infos F] [--zoom Z] [--ros-time] [--stall-every N [--stall S]]
+        [--linger S]
         [--depth-sensor 16UC1|32FC1 [--depth-size WxH] [--depth-offset-ms MS] [--depth-dropout A:B]
          [--depth-outliers F] [--depth-range M] [--depth-frame FRAME]]
     python deployed_peers.py viewer --topics /depth /depth/camera_info /points [--depth 16] [--best-effort]
@@ -23,8 +24,11 @@ process with os._exit after N frames, as a crashed driver (no "sent" line); `--l
 sends the last image without its camera_info (the node stopped between the two); `--binning B`
 publishes the camera_info of a B x B binned window (roi) of a larger sensor, calibrated at full
 resolution, as machine-vision drivers do; `--info-readers N` waits for N camera_info subscribers
-(the node and a viewer of it), not one; `--ros-time` stamps each frame with its capture time on the ROS clock, as a live
-driver (regular; a driver restarted after `--die-after` goes on where it stopped); `--stall-every N`
+(the node and a viewer of it), not one; `--drop-infos F` sends no camera_info with a random share F of the frames
+(seeded; a lossy link or relay before the node: no DDS sequence gap tells it) and reports their image stamps as
+"no_info"; `--zoom Z` makes each frame's focal length (1 + Z k) times frame 0's (a zooming lens: which frame's
+camera_info an output carries shows in its K); `--ros-time` stamps each frame with its capture time on the ROS
+clock, as a live driver (regular; a driver restarted after `--die-after` goes on where it stopped); `--stall-every N`
 stalls the driver `--stall` seconds after every N frames, after which it sends the frames that fell
 due meanwhile back to back, stamped as they are sent, as a driver on a loaded machine that stamps
 when it publishes; `--linger S` keeps the driver (its publishers) S seconds after its report, sending nothing
@@ -289,6 +293,30 @@ def _send(messages: list[tuple[Any, Any]], reverse: bool) -> None:
             publisher.publish(msg)
 
 
+class InfoDrops:
+    """Which frames have no camera_info sent: with `--last-image-alone` the last, with `--drop-infos F` a random
+    share F (seeded); `missing` holds their image stamps (the report's "no_info")."""
+
+    def __init__(self, args: argparse.Namespace, n: int) -> None:
+        self.args, self.n, self.rng = args, n, np.random.default_rng(3)
+        self.missing: list[int] = []
+
+    def sent(self, k: int, stamp: Any) -> bool:
+        """Whether frame `k`, stamped `stamp`, has its camera_info sent."""
+        drop = self.args.drop_infos and self.rng.random() < self.args.drop_infos
+        if drop or (self.args.last_image_alone and k == self.n - 1):
+            self.missing.append(conv.stamp_to_ns(stamp))
+            return False
+        return True
+
+
+def _camera_info(args: argparse.Namespace, k: int, stamp: Any, k_matrix: list[float], window: dict) -> CameraInfo:
+    """Frame `k`'s camera_info: `k_matrix`, with `--zoom` its focal lengths (1 + zoom k) times (a zooming lens)."""
+    zoom = 1 + args.zoom * k
+    k_frame = [v * zoom if i in (0, 4) else v for i, v in enumerate(k_matrix)]
+    return CameraInfo(header=Header(stamp=stamp, frame_id="camera_optical"), k=k_frame, **window)
+
+
 def camera(args: argparse.Namespace) -> None:
     rclpy.init()
     node = Node("camera_driver")
@@ -329,12 +357,12 @@ def camera(args: argparse.Namespace) -> None:
     n = int(args.seconds * args.rate)
     start, ros_start = time.monotonic(), node.get_clock().now().nanoseconds  # (--ros-time: the first capture)
     slots = len(pubs)  # several cameras publish in turn, as separate drivers would, not back to back
-    report: dict[str, float] = {"start": start}  # time.monotonic() of stamp t0
+    report: dict[str, Any] = {"start": start}  # time.monotonic() of stamp t0
     clock = node.create_publisher(Clock, "/clock", 10) if args.clock else None
     poses = node.create_publisher(PoseStamped, "camera_pose", qos) if args.pose_latency else None
     player = Playback(args.speed, clock, args.clock, T0)
     per_loop = n * slots
-    times, rng = _frame_times(args, n), np.random.default_rng(0)
+    times, rng, drops = _frame_times(args, n), np.random.default_rng(0), InfoDrops(args, n)
     for tick in range(per_loop * args.loops):
         k, (image_pub, info_pub) = (tick // slots) % n, pubs[tick % slots]
         if tick and tick % per_loop == 0:  # a bag played in a loop starts over: its stamps jump back
@@ -349,9 +377,9 @@ def camera(args: argparse.Namespace) -> None:
         stamp, info_stamp = _stamps(args, _stamp(args, node, T0 + round((times[k] + paused) * 1e9), ros_start), k, rng)
         msg = images[k % len(images)]
         msg.header.stamp, msg.header.frame_id = stamp, "camera_optical"
-        with_info = info_pub is not None and not (args.last_image_alone and k == n - 1)
-        info = CameraInfo(header=Header(stamp=info_stamp, frame_id="camera_optical"), k=k_matrix, **window)
-        _send([(image_pub, msg), (info_pub, info if with_info else None)], args.info_first)
+        sent = info_pub is not None and drops.sent(k, stamp)  # (no publisher: --no-camera-info)
+        info = _camera_info(args, k, info_stamp, k_matrix, window) if sent else None
+        _send([(image_pub, msg), (info_pub, info)], args.info_first)
         if sensor is not None:
             sensor.send(k, stamp)
         if poses is not None:
@@ -366,7 +394,7 @@ def camera(args: argparse.Namespace) -> None:
         _stall(args, tick)
         due = times[tick % per_loop + 1] if slots == 1 else (tick % per_loop + 1) / (args.rate * slots)
         player.wait_until(start + due / args.speed)
-    _report_and_end(node, {"sent": n * args.loops, **report}, args.linger)
+    _report_and_end(node, {"sent": n * args.loops, **report, "no_info": drops.missing}, args.linger)
 
 
 def _report_and_end(node: Node, report: dict[str, Any], linger: float) -> None:
@@ -498,6 +526,8 @@ def main() -> None:
     cam.add_argument("--clock-step-at", type=int, default=0, help="the driver's clock steps at this frame (NTP)")
     cam.add_argument("--clock-step", type=float, default=0.0, help="seconds the clock steps (negative: back)")
     cam.add_argument("--info-first", action="store_true", help="publish each camera_info just before its image")
+    cam.add_argument("--drop-infos", type=float, default=0.0, help="this share of camera_infos is never sent")
+    cam.add_argument("--zoom", type=float, default=0.0, help="each frame's focal length this share over the last")
     cam.add_argument("--info-offset-ms", type=float, default=0.0, help="camera_info stamped this far from its image")
     cam.add_argument("--depth-sensor", default="", help="16UC1 or 32FC1: also publish registered depth")
     cam.add_argument("--depth-size", default="", help="the depth image's size WxH (default: the image's)")

@@ -119,16 +119,18 @@ class InputLossCounting:
             "use shared-memory transport"
         )
 
-    def _count_info_loss(self, info: MessageInfo | None) -> None:
+    def _count_info_loss(self, info: MessageInfo | None) -> int:
         """Count the camera_infos their publisher sent that never arrived (gaps in its sequence numbers), and WARN
         once where they are more than a stray one: each image without its own camera_info then gets a neighbouring
-        frame's or the last one (right only while the calibration is fixed), and nothing else says why."""
+        frame's or the last one (right only while the calibration is fixed), and nothing else says why. Returns
+        how many were lost just before this one (`ApproximateTimeSync.add_info`'s `lost`)."""
         sent = self._sent(info, self.info_sequences)
+        before = max(0, (sent or 1) - 1)
         self.infos_received += 1
-        self.infos_lost += max(0, (sent or 1) - 1)
+        self.infos_lost += before
         lost, total = self.infos_lost, self.infos_received + self.infos_lost
         if self._info_loss_warned or lost < INFO_LOSS_WARN_AFTER or lost <= INFO_LOSS_WARN_SHARE * total:
-            return
+            return before
         self._info_loss_warned = True
         self.log.warning(
             "camera-info-loss",
@@ -144,3 +146,4 @@ class InputLossCounting:
             "on /diagnostics). Counted on /diagnostics as 'camera_info lost in transport'; this warning is shown once.",
             summary="",
         )
+        return before

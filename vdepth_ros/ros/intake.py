@@ -358,11 +358,12 @@ class InputSide(InputQosFollowing, InputLossCounting, SparseSamples, InputGraphC
     def _on_info(self, msg: CameraInfo, info: MessageInfo | None = None) -> None:
         self._info_arrived = True
         try:
-            self._count_info_loss(info)
+            lost = self._count_info_loss(info)
             # (when DDS received it, as an image's arrival: the image it came with, `ApproximateTimeSync.stamp_offset`)
             arrival = time.monotonic_ns() - _queued_ns(info)
+            stamp, size = conv.stamp_to_ns(msg.header.stamp), info_image_size(msg)
             with self._lock:
-                pairs = self.sync.add_info(conv.stamp_to_ns(msg.header.stamp), msg, info_image_size(msg), arrival)
+                pairs = self.sync.add_info(stamp, msg, size, arrival, lost)
             self._enqueue(pairs)
         except Exception as err:
             self.log.error(
