@@ -4,7 +4,7 @@
         [--pause-after N --pause S] [--size WxH] [--encoding E] [--no-camera-info] [--die-after N]
         [--last-image-alone] [--speed X] [--hold] [--loops N] [--clock HZ] [--pose-latency MS] [--binning B]
         [--info-readers N] [--info-first] [--drop-infos F] [--zoom Z] [--ros-time] [--stall-every N [--stall S]]
-        [--linger S]
+        [--linger S] [--frame-id ID] [--distortion MODEL] [--uncalibrated] [--info-size WxH]
         [--depth-sensor 16UC1|32FC1 [--depth-size WxH] [--depth-offset-ms MS] [--depth-dropout A:B]
          [--depth-outliers F] [--depth-range M] [--depth-frame FRAME]]
     python deployed_peers.py viewer --topics /depth /depth/camera_info /points [--depth 16] [--best-effort]
@@ -18,7 +18,10 @@ The camera publishes 640x480 rgb8 + camera_info (SensorData QoS, as most drivers
 turn. With --pause-after N it stops for S seconds after N frames, as a stalled driver does (the
 stamps, on the camera's clock, jump by the pause), and also prints "pause_start" and "pause_end"
 (time.monotonic(), shared by the processes of one machine). `--size` and `--encoding` (rgb8,
-bgr8, mono8, or one the node does not decode, e.g. 32FC1) change the images; `--no-camera-info`
+bgr8, mono8, a webcam's packed YUV 4:2:2 under either of its names: yuyv / yuv422_yuy2, uyvy / yuv422, or one the
+node does not decode, e.g. 32FC1) change the images; `--frame-id` (empty: a driver that sets none), `--distortion
+MODEL` (plumb_bob, rational_polynomial, equidistant), `--uncalibrated` (usb_cam without a calibration file: K, D, P
+all zero) and `--info-size WxH` (a camera_info for another size) change the camera_info; `--no-camera-info`
 publishes none (a camera_info not remapped: nothing is waited for); `--die-after N` ends the
 process with os._exit after N frames, as a crashed driver (no "sent" line); `--last-image-alone`
 sends the last image without its camera_info (the node stopped between the two); `--binning B`
@@ -195,9 +198,31 @@ def _images(args: argparse.Namespace, w: int, h: int) -> list[Image]:
     frames = [np.roll(base, 4 * k, axis=1) for k in range(8)]
     if args.encoding == "mono8":
         frames = [f[..., 0].copy() for f in frames]
+    elif args.encoding in PACKED_422:  # a webcam's native format (usb_cam's pixel_format yuyv, uyvy)
+        frames = [packed_422(f, PACKED_422[args.encoding]) for f in frames]
     elif args.encoding == "32FC1":
         frames = [f[..., 0].astype(np.float32) for f in frames]
     return [conv.image_msg(f, args.encoding, conv.copy_header(Image().header)) for f in frames]
+
+
+#: The packed YUV 4:2:2 encodings the camera publishes, by their byte order (sensor_msgs names each twice)
+PACKED_422 = {"yuyv": "yuyv", "yuv422_yuy2": "yuyv", "uyvy": "uyvy", "yuv422": "uyvy"}
+
+
+def packed_422(rgb: np.ndarray, order: str) -> np.ndarray:
+    """`rgb` (H, W, 3) as packed YUV 4:2:2 (H, W, 2) in byte `order` ("yuyv" or "uyvy"), BT.601 as V4L2 gives it:
+    each pair of pixels shares its chroma."""
+    import cv2
+
+    yuv = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV).astype(np.float32)  # (full range: V4L2's is video range)
+    yuv = np.round(np.concatenate([16 + yuv[..., :1] * 219 / 255, 128 + (yuv[..., 1:] - 128) * 224 / 255], axis=2))
+    yuv = yuv.astype(np.uint16)
+    chroma = (yuv[:, 0::2, 1:] + yuv[:, 1::2, 1:]) // 2  # (H, W/2, 2): U, V of each pair
+    out = np.empty((*rgb.shape[:2], 2), np.uint8)
+    luma, uv = (0, 1) if order == "yuyv" else (1, 0)
+    out[..., luma] = yuv[..., 0]
+    out[:, 0::2, uv], out[:, 1::2, uv] = chroma[..., 0], chroma[..., 1]
+    return out
 
 
 def sensor_depth(image: np.ndarray) -> np.ndarray:
@@ -310,11 +335,31 @@ class InfoDrops:
         return True
 
 
+#: `--distortion`'s coefficients of each model (a wide-angle lens's; equidistant: a fisheye's k1..k4)
+DISTORTION = {
+    "plumb_bob": [-0.28, 0.07, 0.0005, -0.0003, 0.0],
+    "rational_polynomial": [0.4, -0.05, 0.0005, -0.0003, 0.001, 0.75, 0.0, 0.005],
+    "equidistant": [0.03, -0.01, 0.002, -0.0005],
+}
+
+
 def _camera_info(args: argparse.Namespace, k: int, stamp: Any, k_matrix: list[float], window: dict) -> CameraInfo:
-    """Frame `k`'s camera_info: `k_matrix`, with `--zoom` its focal lengths (1 + zoom k) times (a zooming lens)."""
+    """Frame `k`'s camera_info: `k_matrix`, with `--zoom` its focal lengths (1 + zoom k) times (a zooming lens);
+    with `--distortion MODEL` that model's `DISTORTION` (R identity, P = K); with `--uncalibrated` all zero but
+    its size, as usb_cam publishes without a calibration file (camera_info_manager's empty one); `--info-size`
+    declares another image size than the images'."""
     zoom = 1 + args.zoom * k
     k_frame = [v * zoom if i in (0, 4) else v for i, v in enumerate(k_matrix)]
-    return CameraInfo(header=Header(stamp=stamp, frame_id="camera_optical"), k=k_frame, **window)
+    info = CameraInfo(header=Header(stamp=stamp, frame_id=args.frame_id), k=k_frame, **window)
+    if args.distortion:
+        info.distortion_model, info.d = args.distortion, DISTORTION[args.distortion]
+        info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+        info.p = [*k_frame[:3], 0.0, *k_frame[3:6], 0.0, *k_frame[6:], 0.0]
+    if args.uncalibrated:
+        info.k = [0.0] * 9
+    if args.info_size:
+        info.width, info.height = (int(v) for v in args.info_size.lower().split("x"))
+    return info
 
 
 def camera(args: argparse.Namespace) -> None:
@@ -376,7 +421,7 @@ def camera(args: argparse.Namespace) -> None:
         paused = args.pause if args.pause_after and k >= args.pause_after and not args.hold else 0.0
         stamp, info_stamp = _stamps(args, _stamp(args, node, T0 + round((times[k] + paused) * 1e9), ros_start), k, rng)
         msg = images[k % len(images)]
-        msg.header.stamp, msg.header.frame_id = stamp, "camera_optical"
+        msg.header.stamp, msg.header.frame_id = stamp, args.frame_id
         sent = info_pub is not None and drops.sent(k, stamp)  # (no publisher: --no-camera-info)
         info = _camera_info(args, k, info_stamp, k_matrix, window) if sent else None
         _send([(image_pub, msg), (info_pub, info)], args.info_first)
@@ -494,6 +539,16 @@ def camera_subscriber(args: argparse.Namespace) -> None:
     print(json.dumps(got), flush=True)
 
 
+def _camera_info_arguments(cam: argparse.ArgumentParser) -> None:
+    """The camera's options of its camera_info (module docstring)."""
+    cam.add_argument("--drop-infos", type=float, default=0.0, help="this share of camera_infos is never sent")
+    cam.add_argument("--zoom", type=float, default=0.0, help="each frame's focal length this share over the last")
+    cam.add_argument("--frame-id", default="camera_optical", help="the images' and camera_infos' frame_id")
+    cam.add_argument("--distortion", default="", choices=["", *DISTORTION], help="camera_info's distortion model")
+    cam.add_argument("--uncalibrated", action="store_true", help="camera_info all zero but its size (usb_cam's)")
+    cam.add_argument("--info-size", default="", help="WxH: camera_info declares this size, not the images'")
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="role", required=True)
@@ -526,8 +581,6 @@ def main() -> None:
     cam.add_argument("--clock-step-at", type=int, default=0, help="the driver's clock steps at this frame (NTP)")
     cam.add_argument("--clock-step", type=float, default=0.0, help="seconds the clock steps (negative: back)")
     cam.add_argument("--info-first", action="store_true", help="publish each camera_info just before its image")
-    cam.add_argument("--drop-infos", type=float, default=0.0, help="this share of camera_infos is never sent")
-    cam.add_argument("--zoom", type=float, default=0.0, help="each frame's focal length this share over the last")
     cam.add_argument("--info-offset-ms", type=float, default=0.0, help="camera_info stamped this far from its image")
     cam.add_argument("--depth-sensor", default="", help="16UC1 or 32FC1: also publish registered depth")
     cam.add_argument("--depth-size", default="", help="the depth image's size WxH (default: the image's)")
@@ -536,6 +589,7 @@ def main() -> None:
     cam.add_argument("--depth-outliers", type=float, default=0.0, help="this fraction of depth pixels is wild")
     cam.add_argument("--depth-range", type=float, default=np.inf, help="no depth beyond this many metres")
     cam.add_argument("--depth-frame", default="camera_optical", help="the depth image's frame_id")
+    _camera_info_arguments(cam)
     view = sub.add_parser("viewer")
     view.add_argument("--topics", nargs="+", required=True)
     view.add_argument("--depth", type=int, default=16)
