@@ -5,11 +5,14 @@ Each driver's output comes out right, or the node says once why not and what to 
 
 from __future__ import annotations
 
+import pickle
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+from rclpy.serialization import deserialize_message
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from test_ros_replay import _diagnostics_during
 from test_ros_stream_ends import rig  # noqa: F401  (the fixture)
 
@@ -38,4 +41,57 @@ def test_a_realsense_colour_stream_faster_than_inference_is_named_with_one_fix(r
         re.search(r"set max_input_rate below the output rate .*\(e\.g\. [\d.]+", w) for w in warned[1:]
     )
     assert not [w for w in warned if "keeps pace" in w], warned
+    assert "[ERROR]" not in log and "Traceback" not in log, log
+
+
+def _outputs(r: Any, kept: Path) -> dict[str, dict[int, Any]]:
+    """Stop the viewer; {topic: {stamp: message}} of what it got (`--keep`)."""
+    r.received()
+    types = {"/depth": Image, "/points": PointCloud2, "/depth/camera_info": CameraInfo}
+    return {
+        t: {s: deserialize_message(b, types[t]) for s, b in m.items()}
+        for t, m in pickle.loads(kept.read_bytes()).items()
+    }
+
+
+_VIEWER = ("--topics", "/depth", "/points", "/depth/camera_info")
+
+
+@pytest.mark.parametrize("encoding", ["yuv422_yuy2", "uyvy"])
+def test_usb_cam_without_a_calibration_file_gives_depth_and_says_why_no_cloud(
+    rig: Any,  # noqa: F811
+    tmp_path: Path,
+    encoding: str,
+) -> None:
+    """usb_cam on its defaults: packed YUV 4:2:2 (pixel_format yuyv publishes 'yuv422_yuy2'; uyvy), frame
+    'default_cam', and without a calibration file camera_info_manager's empty camera_info (its size set, K, D, P all
+    zero). Every frame's depth is published; no cloud and no depth/camera_info, which need intrinsics, and one WARN
+    says why and how to calibrate. (Already so: a regression test of the driver's own output.)"""
+    kept = tmp_path / "kept.pkl"
+    r = rig("    publish: final\n", viewer=(*_VIEWER, "--keep", str(kept)))
+    played = r.camera(2.0, "--encoding", encoding, "--uncalibrated", "--frame-id", "default_cam")
+    r.published(played["sent"], settle=1.0)
+    r.interrupt_node()
+    got, log = _outputs(r, kept), r.node_log.read_text()
+    assert len(got["/depth"]) == played["sent"] and not got["/points"] and not got["/depth/camera_info"], log
+    assert {m.header.frame_id for m in got["/depth"].values()} == {"default_cam"}, log
+    assert len(re.findall(r"\[WARN\].*is uncalibrated \(K and P are all zero\)", log)) == 1, log
+    assert "[ERROR]" not in log and "Traceback" not in log, log
+
+
+@pytest.mark.parametrize("model", ["plumb_bob", "rational_polynomial", "equidistant"])
+def test_a_raw_camera_of_each_distortion_model_is_rectified(rig: Any, tmp_path: Path, model: str) -> None:  # noqa: F811
+    """A raw camera whose camera_info carries each distortion model image_proc knows (a wide-angle lens's plumb_bob
+    and rational_polynomial, a fisheye's equidistant), with rectify: true: every frame's depth, cloud and
+    depth/camera_info are published, the camera_info without distortion (the depth is rectified) and with the
+    camera's P. (Already so.)"""
+    kept = tmp_path / "kept.pkl"
+    r = rig("    publish: final\n    rectify: true\n", viewer=(*_VIEWER, "--keep", str(kept)))
+    played = r.camera(2.0, "--distortion", model)
+    r.published(played["sent"], settle=1.0)
+    r.interrupt_node()
+    got, log = _outputs(r, kept), r.node_log.read_text()
+    assert all(len(got[t]) == played["sent"] for t in _VIEWER[1:]), ({t: len(m) for t, m in got.items()}, log)
+    for info in got["/depth/camera_info"].values():
+        assert not any(info.d) and info.p[0] == pytest.approx(info.k[0]) and info.k[0] > 0, info
     assert "[ERROR]" not in log and "Traceback" not in log, log
