@@ -383,9 +383,9 @@ class InputSide(InputQosFollowing, InputLossCounting, SparseSamples, InputGraphC
                 if self.queue.drained == drained:
                     self._full_drops.tick()
                 if self.queue.drained > drained:
-                    self.log.warning(
-                        "queue-drained", self._queue_drained_message(self.queue.drained - drained), summary=""
-                    )
+                    # (a camera outpacing inference: one cause, one rate-limited WARN with the queue-full one)
+                    key = "queue-full" if self._full_drops.rate() > 0 else "queue-drained"
+                    self.log.warning(key, self._queue_drained_message(self.queue.drained - drained), summary="")
                 else:
                     self.log.warning("queue-full", self._queue_full_message(), summary="")  # (the status's drops rule)
 
