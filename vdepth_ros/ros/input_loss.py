@@ -105,19 +105,22 @@ class InputLossCounting:
             )
 
     def _loss_fix(self) -> str:
-        """What the input-loss WARN advises, by the image subscription's reliability and `input_qos`."""
+        """What the input-loss WARN advises, by the image subscription's reliability and `input_qos`: the profile with
+        a large shared-memory segment in the camera driver's process first (docs/node.md#across-processes: a larger
+        receive buffer or Fast DDS's other built-in transports delivered 0-12 % of best-effort 640x480 images)."""
+        profile = (
+            f"start the camera driver with {PROFILE_VARIABLE}={config_dir() / PROFILE_NAME} (a 32 MiB shared-memory "
+            "segment for its images: what counts is the publishing process)"
+        )
         image = next((sub for sub in self.subscriptions if sub.topic_name == self.image_topic), None)
         if image is not None and image.qos_profile.reliability == ReliabilityPolicy.RELIABLE:
-            return "raise the DDS receive buffer or use shared-memory transport"
+            return f"{profile}, or raise input_qos_depth (images arrived faster than this node took them)"
         if self.p["input_qos"] == "auto":
             return (
-                "the camera publishes best effort: raise the DDS receive buffer or use shared-memory transport, or "
-                "have its driver publish reliable (its QoS parameter; input_qos auto follows it)"
+                f"the camera publishes best effort: {profile}, or have its driver publish reliable (its QoS "
+                "parameter; input_qos auto follows it)"
             )
-        return (
-            "for a reliable camera driver set input_qos:=auto or reliable; otherwise raise the DDS receive buffer or "
-            "use shared-memory transport"
-        )
+        return f"for a reliable camera driver set input_qos:=auto or reliable; otherwise {profile}"
 
     def _count_info_loss(self, info: MessageInfo | None) -> int:
         """Count the camera_infos their publisher sent that never arrived (gaps in its sequence numbers), and WARN
