@@ -174,6 +174,8 @@ class Pair(Generic[I, C]):
 
 #: Steps between camera_info stamps whose shortest is its period (`ApproximateTimeSync._info_period`): with 1 in
 #: 2 camera_infos lost, and their losses not known, the chance that none of them is one period long is 1 in 65,000.
+#: The cost: a camera_info that turns slower (a driver throttled mid-stream) is taken as such only 16 steps later;
+#: meanwhile an image between two of them waits for the next, at most `queue_size` images or `info_timeout`.
 INFO_STEPS = 16
 
 #: Camera_infos kept to pair with images that arrive after them, at most (those within `info_timeout`
