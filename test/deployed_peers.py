@@ -3,8 +3,8 @@
     python deployed_peers.py camera --namespaces /front /rear --seconds 20 --rate 15 [--reliable]
         [--pause-after N --pause S] [--size WxH] [--encoding E] [--no-camera-info] [--die-after N]
         [--last-image-alone] [--speed X] [--hold] [--loops N] [--clock HZ] [--pose-latency MS] [--binning B]
-        [--distortion K1,K2,P1,P2,K3]
-        [--info-readers N] [--info-first] [--ros-time] [--stall-every N [--stall S]] [--linger S]
+        [--info-readers N] [--info-first] [--drop-infos F] [--zoom Z] [--ros-time] [--stall-every N [--stall S]]
+        [--linger S] [--frame-id ID] [--distortion MODEL] [--lens K1,K2,P1,P2,K3] [--uncalibrated] [--info-size WxH]
         [--depth-sensor 16UC1|32FC1 [--depth-size WxH] [--depth-offset-ms MS] [--depth-dropout A:B]
          [--depth-outliers F] [--depth-range M] [--depth-frame FRAME]]
     python deployed_peers.py viewer --topics /depth /depth/camera_info /points [--depth 16] [--best-effort]
@@ -18,16 +18,21 @@ The camera publishes 640x480 rgb8 + camera_info (SensorData QoS, as most drivers
 turn. With --pause-after N it stops for S seconds after N frames, as a stalled driver does (the
 stamps, on the camera's clock, jump by the pause), and also prints "pause_start" and "pause_end"
 (time.monotonic(), shared by the processes of one machine). `--size` and `--encoding` (rgb8,
-bgr8, mono8, or one the node does not decode, e.g. 32FC1) change the images; `--no-camera-info`
+bgr8, mono8, a webcam's packed YUV 4:2:2 under either of its names: yuyv / yuv422_yuy2, uyvy / yuv422, or one the
+node does not decode, e.g. 32FC1) change the images; `--frame-id` (empty: a driver that sets none), `--distortion
+MODEL` (plumb_bob, rational_polynomial, equidistant), `--uncalibrated` (usb_cam without a calibration file: K, D, P
+all zero) and `--info-size WxH` (a camera_info for another size) change the camera_info; `--no-camera-info`
 publishes none (a camera_info not remapped: nothing is waited for); `--die-after N` ends the
 process with os._exit after N frames, as a crashed driver (no "sent" line); `--last-image-alone`
 sends the last image without its camera_info (the node stopped between the two); `--binning B`
 publishes the camera_info of a B x B binned window (roi) of a larger sensor, calibrated at full
-resolution, as machine-vision drivers do; `--distortion` a plumb_bob lens's coefficients, with P its rectified
-camera, as camera_calibration writes them (the images are the raw ones); `--info-readers N` waits for N camera_info
-subscribers
-(the node and a viewer of it), not one; `--ros-time` stamps each frame with its capture time on the ROS clock, as a live
-driver (regular; a driver restarted after `--die-after` goes on where it stopped); `--stall-every N`
+resolution, as machine-vision drivers do; `--lens` a plumb_bob lens's coefficients, with P its rectified camera, as
+camera_calibration writes them (the images are the raw ones); `--info-readers N` waits for N camera_info subscribers
+(the node and a viewer of it), not one; `--drop-infos F` sends no camera_info with a random share F of the frames
+(seeded; a lossy link or relay before the node: no DDS sequence gap tells it) and reports their image stamps as
+"no_info"; `--zoom Z` makes each frame's focal length (1 + Z k) times frame 0's (a zooming lens: which frame's
+camera_info an output carries shows in its K); `--ros-time` stamps each frame with its capture time on the ROS
+clock, as a live driver (regular; a driver restarted after `--die-after` goes on where it stopped); `--stall-every N`
 stalls the driver `--stall` seconds after every N frames, after which it sends the frames that fell
 due meanwhile back to back, stamped as they are sent, as a driver on a loaded machine that stamps
 when it publishes; `--linger S` keeps the driver (its publishers) S seconds after its report, sending nothing
@@ -196,9 +201,31 @@ def _images(args: argparse.Namespace, w: int, h: int) -> list[Image]:
     frames = [np.roll(base, 4 * k, axis=1) for k in range(8)]
     if args.encoding == "mono8":
         frames = [f[..., 0].copy() for f in frames]
+    elif args.encoding in PACKED_422:  # a webcam's native format (usb_cam's pixel_format yuyv, uyvy)
+        frames = [packed_422(f, PACKED_422[args.encoding]) for f in frames]
     elif args.encoding == "32FC1":
         frames = [f[..., 0].astype(np.float32) for f in frames]
     return [conv.image_msg(f, args.encoding, conv.copy_header(Image().header)) for f in frames]
+
+
+#: The packed YUV 4:2:2 encodings the camera publishes, by their byte order (sensor_msgs names each twice)
+PACKED_422 = {"yuyv": "yuyv", "yuv422_yuy2": "yuyv", "uyvy": "uyvy", "yuv422": "uyvy"}
+
+
+def packed_422(rgb: np.ndarray, order: str) -> np.ndarray:
+    """`rgb` (H, W, 3) as packed YUV 4:2:2 (H, W, 2) in byte `order` ("yuyv" or "uyvy"), BT.601 as V4L2 gives it:
+    each pair of pixels shares its chroma."""
+    import cv2
+
+    yuv = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV).astype(np.float32)  # (full range: V4L2's is video range)
+    yuv = np.round(np.concatenate([16 + yuv[..., :1] * 219 / 255, 128 + (yuv[..., 1:] - 128) * 224 / 255], axis=2))
+    yuv = yuv.astype(np.uint16)
+    chroma = (yuv[:, 0::2, 1:] + yuv[:, 1::2, 1:]) // 2  # (H, W/2, 2): U, V of each pair
+    out = np.empty((*rgb.shape[:2], 2), np.uint8)
+    luma, uv = (0, 1) if order == "yuyv" else (1, 0)
+    out[..., luma] = yuv[..., 0]
+    out[:, 0::2, uv], out[:, 1::2, uv] = chroma[..., 0], chroma[..., 1]
+    return out
 
 
 def sensor_depth(image: np.ndarray) -> np.ndarray:
@@ -294,14 +321,58 @@ def _send(messages: list[tuple[Any, Any]], reverse: bool) -> None:
             publisher.publish(msg)
 
 
-def _lens(distortion: str, f: float, w: int, h: int) -> dict[str, Any]:
-    """`--distortion`'s camera_info fields: a lens calibrated by camera_calibration (plumb_bob; P its rectified
+def _lens(coefficients: str, f: float, w: int, h: int) -> dict[str, Any]:
+    """`--lens`' camera_info fields: a lens calibrated by camera_calibration (plumb_bob; P its rectified
     camera, alpha 0), or none."""
-    if not distortion:
+    if not coefficients:
         return {}
     p = [0.9 * f, 0.0, (w - 1) / 2 + 4.0, 0.0, 0.0, 0.9 * f, (h - 1) / 2 - 3.0, 0.0, 0.0, 0.0, 1.0, 0.0]
-    d = [float(v) for v in distortion.split(",")]
+    d = [float(v) for v in coefficients.split(",")]
     return {"distortion_model": "plumb_bob", "d": d, "p": p, "r": [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]}
+
+
+class InfoDrops:
+    """Which frames have no camera_info sent: with `--last-image-alone` the last, with `--drop-infos F` a random
+    share F (seeded); `missing` holds their image stamps (the report's "no_info")."""
+
+    def __init__(self, args: argparse.Namespace, n: int) -> None:
+        self.args, self.n, self.rng = args, n, np.random.default_rng(3)
+        self.missing: list[int] = []
+
+    def sent(self, k: int, stamp: Any) -> bool:
+        """Whether frame `k`, stamped `stamp`, has its camera_info sent."""
+        drop = self.args.drop_infos and self.rng.random() < self.args.drop_infos
+        if drop or (self.args.last_image_alone and k == self.n - 1):
+            self.missing.append(conv.stamp_to_ns(stamp))
+            return False
+        return True
+
+
+#: `--distortion`'s coefficients of each model (a wide-angle lens's; equidistant: a fisheye's k1..k4)
+DISTORTION = {
+    "plumb_bob": [-0.28, 0.07, 0.0005, -0.0003, 0.0],
+    "rational_polynomial": [0.4, -0.05, 0.0005, -0.0003, 0.001, 0.75, 0.0, 0.005],
+    "equidistant": [0.03, -0.01, 0.002, -0.0005],
+}
+
+
+def _camera_info(args: argparse.Namespace, k: int, stamp: Any, k_matrix: list[float], window: dict) -> CameraInfo:
+    """Frame `k`'s camera_info: `k_matrix`, with `--zoom` its focal lengths (1 + zoom k) times (a zooming lens);
+    with `--distortion MODEL` that model's `DISTORTION` (R identity, P = K); with `--uncalibrated` all zero but
+    its size, as usb_cam publishes without a calibration file (camera_info_manager's empty one); `--info-size`
+    declares another image size than the images'."""
+    zoom = 1 + args.zoom * k
+    k_frame = [v * zoom if i in (0, 4) else v for i, v in enumerate(k_matrix)]
+    info = CameraInfo(header=Header(stamp=stamp, frame_id=args.frame_id), k=k_frame, **window)
+    if args.distortion:
+        info.distortion_model, info.d = args.distortion, DISTORTION[args.distortion]
+        info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+        info.p = [*k_frame[:3], 0.0, *k_frame[3:6], 0.0, *k_frame[6:], 0.0]
+    if args.uncalibrated:
+        info.k = [0.0] * 9
+    if args.info_size:
+        info.width, info.height = (int(v) for v in args.info_size.lower().split("x"))
+    return info
 
 
 def camera(args: argparse.Namespace) -> None:
@@ -320,7 +391,7 @@ def camera(args: argparse.Namespace) -> None:
     w, h = (int(v) for v in args.size.lower().split("x"))
     f = K[0] * w / W  # the same field of view at any size
     k_matrix = [f, 0.0, (w - 1) / 2, 0.0, f, (h - 1) / 2, 0.0, 0.0, 1.0]
-    window: dict[str, Any] = {"width": w, "height": h, **_lens(args.distortion, f, w, h)}
+    window: dict[str, Any] = {"width": w, "height": h, **_lens(args.lens, f, w, h)}
     if args.binning > 1:  # a binned readout of a window of a larger sensor, calibrated at full resolution
         b, x0, y0 = args.binning, 16, 8
         window = {"width": b * w + 2 * x0, "height": b * h + 2 * y0, "binning_x": b, "binning_y": b}
@@ -344,12 +415,12 @@ def camera(args: argparse.Namespace) -> None:
     n = int(args.seconds * args.rate)
     start, ros_start = time.monotonic(), node.get_clock().now().nanoseconds  # (--ros-time: the first capture)
     slots = len(pubs)  # several cameras publish in turn, as separate drivers would, not back to back
-    report: dict[str, float] = {"start": start}  # time.monotonic() of stamp t0
+    report: dict[str, Any] = {"start": start}  # time.monotonic() of stamp t0
     clock = node.create_publisher(Clock, "/clock", 10) if args.clock else None
     poses = node.create_publisher(PoseStamped, "camera_pose", qos) if args.pose_latency else None
     player = Playback(args.speed, clock, args.clock, T0)
     per_loop = n * slots
-    times, rng = _frame_times(args, n), np.random.default_rng(0)
+    times, rng, drops = _frame_times(args, n), np.random.default_rng(0), InfoDrops(args, n)
     for tick in range(per_loop * args.loops):
         k, (image_pub, info_pub) = (tick // slots) % n, pubs[tick % slots]
         if tick and tick % per_loop == 0:  # a bag played in a loop starts over: its stamps jump back
@@ -363,10 +434,10 @@ def camera(args: argparse.Namespace) -> None:
         paused = args.pause if args.pause_after and k >= args.pause_after and not args.hold else 0.0
         stamp, info_stamp = _stamps(args, _stamp(args, node, T0 + round((times[k] + paused) * 1e9), ros_start), k, rng)
         msg = images[k % len(images)]
-        msg.header.stamp, msg.header.frame_id = stamp, "camera_optical"
-        with_info = info_pub is not None and not (args.last_image_alone and k == n - 1)
-        info = CameraInfo(header=Header(stamp=info_stamp, frame_id="camera_optical"), k=k_matrix, **window)
-        _send([(image_pub, msg), (info_pub, info if with_info else None)], args.info_first)
+        msg.header.stamp, msg.header.frame_id = stamp, args.frame_id
+        sent = info_pub is not None and drops.sent(k, stamp)  # (no publisher: --no-camera-info)
+        info = _camera_info(args, k, info_stamp, k_matrix, window) if sent else None
+        _send([(image_pub, msg), (info_pub, info)], args.info_first)
         if sensor is not None:
             sensor.send(k, stamp)
         if poses is not None:
@@ -381,7 +452,7 @@ def camera(args: argparse.Namespace) -> None:
         _stall(args, tick)
         due = times[tick % per_loop + 1] if slots == 1 else (tick % per_loop + 1) / (args.rate * slots)
         player.wait_until(start + due / args.speed)
-    _report_and_end(node, {"sent": n * args.loops, **report}, args.linger)
+    _report_and_end(node, {"sent": n * args.loops, **report, "no_info": drops.missing}, args.linger)
 
 
 def _report_and_end(node: Node, report: dict[str, Any], linger: float) -> None:
@@ -511,6 +582,16 @@ def _viewer_arguments(view: argparse.ArgumentParser) -> None:
     view.add_argument("--keep", help="pickle {topic: {stamp: serialized message}} into this file at the end")
 
 
+def _camera_info_arguments(cam: argparse.ArgumentParser) -> None:
+    """The camera's options of its camera_info (module docstring)."""
+    cam.add_argument("--drop-infos", type=float, default=0.0, help="this share of camera_infos is never sent")
+    cam.add_argument("--zoom", type=float, default=0.0, help="each frame's focal length this share over the last")
+    cam.add_argument("--frame-id", default="camera_optical", help="the images' and camera_infos' frame_id")
+    cam.add_argument("--distortion", default="", choices=["", *DISTORTION], help="camera_info's distortion model")
+    cam.add_argument("--uncalibrated", action="store_true", help="camera_info all zero but its size (usb_cam's)")
+    cam.add_argument("--info-size", default="", help="WxH: camera_info declares this size, not the images'")
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="role", required=True)
@@ -532,7 +613,7 @@ def main() -> None:
     cam.add_argument("--clock", type=float, default=0.0, help="publish the recording's time on /clock at this Hz")
     cam.add_argument("--pose-latency", type=float, default=0.0, help="publish each image's pose this many ms later")
     cam.add_argument("--binning", type=int, default=1, help="camera_info of a binned window of a larger sensor")
-    cam.add_argument("--distortion", default="", help="k1,k2,p1,p2,k3: a plumb_bob lens (P: its rectified camera)")
+    cam.add_argument("--lens", default="", help="k1,k2,p1,p2,k3: a plumb_bob lens (P: its rectified camera)")
     cam.add_argument("--info-readers", type=int, default=1, help="wait for this many camera_info subscribers")
     cam.add_argument("--ros-time", action="store_true", help="stamp each frame with the ROS clock, as a live driver")
     cam.add_argument("--linger", type=float, default=0.0, help="stay this long after the report, sending nothing")
@@ -552,6 +633,7 @@ def main() -> None:
     cam.add_argument("--depth-outliers", type=float, default=0.0, help="this fraction of depth pixels is wild")
     cam.add_argument("--depth-range", type=float, default=np.inf, help="no depth beyond this many metres")
     cam.add_argument("--depth-frame", default="camera_optical", help="the depth image's frame_id")
+    _camera_info_arguments(cam)
     _viewer_arguments(sub.add_parser("viewer"))
     pair = sub.add_parser("camera-subscriber")
     pair.add_argument("--images", nargs="+", required=True, help="image topics, relative to --namespace or absolute")

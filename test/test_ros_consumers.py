@@ -564,7 +564,7 @@ def test_rectified_depth_is_registered_to_the_rectified_image_with_its_camera(tm
         wait_for(tmp_path / "node.log", "publishing", 90, node)
         camera, camera_log = start(
             [sys.executable, str(PEERS), "camera", "--seconds", "1.6", "--rate", "10", "--reliable"]
-            + [f"--distortion={','.join(map(str, distortion))}", "--info-readers", "2"],
+            + [f"--lens={','.join(map(str, distortion))}", "--info-readers", "2"],
             tmp_path / "camera.log",
         )
         wait_for(tmp_path / "viewer.log", "matched", 90, viewer)

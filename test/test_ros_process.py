@@ -685,30 +685,45 @@ def test_a_camera_streaming_only_compressed_images_is_named_with_the_fix(tmp_pat
     assert "'/cam/image_raw/compressed' is" in warned[0] and "set image_transport:=compressed" in warned[0], out
 
 
-def test_an_input_topic_of_another_type_is_named_with_the_fix(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("topic", "fix"),
+    [
+        (
+            "/cam/jpeg",
+            "have the publisher use that name (e.g. /cam/jpeg/compressed, read with image:=/cam/jpeg/compressed)",
+        ),
+        (
+            "/cam/image_raw/zstd",
+            "'zstd' is an image_transport plugin this node does not decode: remap image:=/cam/image_raw",
+        ),
+    ],
+)
+def test_an_input_topic_of_another_type_is_named_with_the_fix(tmp_path: Path, topic: str, fix: str) -> None:
     """A compressed stream remapped to `image` under a name image_transport would not give it
-    (`/cam/jpeg`), with the default transport: the node subscribes a raw Image there, DDS matches
-    nothing and no image ever arrives, which used to pass without a word. The node names the topic,
-    both types and the fix, once, while the camera (another process) publishes."""
+    (`/cam/jpeg`; zstd_image_transport's `/cam/image_raw/zstd`, a CompressedImage too), with the default transport:
+    the node subscribes a raw Image there, DDS matches nothing and no image ever arrives, which used to pass without
+    a word. The node names the topic, both types and the fix, once, while the camera (another process) publishes. The
+    fix was "set image_transport:=compressed", which reads '<topic>/compressed' (image_transport's rule): nothing
+    there either; now one that reads it."""
     warned_text: list[str] = []
 
     def feed(peer: Node, ex: SingleThreadedExecutor) -> None:
-        _compressed_camera("/cam/jpeg", lambda: False, seconds=8.0)(peer, ex)
+        _compressed_camera(topic, lambda: False, seconds=8.0)(peer, ex)
 
     args = [
         "--ros-args",
         "-p",
         "diagnostics_period:=0.2",
         "-r",
-        "image:=/cam/jpeg",
+        f"image:={topic}",
         "-r",
         "camera_info:=/cam/camera_info",
     ]
     _, out = run_node(tmp_path, args, {}, {}, before_feed=feed, done=lambda got: True)
     warned_text += [line for line in out.splitlines() if "none of those messages arrive" in line]
     assert len(warned_text) == 1 and "[WARN]" in warned_text[0], out
-    assert "'/cam/jpeg' is published as sensor_msgs/msg/CompressedImage" in warned_text[0]
-    assert "set image_transport:=compressed" in warned_text[0]
+    assert f"'{topic}' is published as sensor_msgs/msg/CompressedImage" in warned_text[0]
+    assert fix in warned_text[0] and "set image_transport:=compressed" not in warned_text[0], warned_text[0]
 
 
 def test_a_compressed_depth_stream_remapped_to_image_is_named_as_depth_not_colour(tmp_path: Path) -> None:

@@ -87,6 +87,22 @@ _RAW_NAME = re.compile(r"image_raw(_\w+)?|image_color|image_mono")
 _TRANSPORTS = ("compressed", "compressedDepth", "theora", "zstd", "ffmpeg")
 
 
+#: Message types of a camera streamed as video (H.264/H.265/AV1/Theora packets, each frame depending on earlier ones),
+#: which neither the node nor the bag tools decode message by message
+VIDEO_STREAM_TYPES = (
+    "foxglove_msgs/msg/CompressedVideo",
+    "ffmpeg_image_transport_msgs/msg/FFMPEGPacket",
+    "theora_image_transport/msg/Packet",
+    "h264_msgs/msg/Packet",
+)
+
+
+def image_transport_of(topic: str) -> str | None:
+    """The image_transport transport an image topic's name ends in (`/cam/image_raw/zstd` -> "zstd"), or None."""
+    last = str(topic).rstrip("/").rpartition("/")[2]
+    return last if last in _TRANSPORTS else None
+
+
 def _image_name(topic: str) -> str:
     """The last part of an image topic's name, before an image_transport transport's."""
     parts = [p for p in str(topic).split("/") if p]

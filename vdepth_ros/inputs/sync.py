@@ -172,6 +172,12 @@ class Pair(Generic[I, C]):
     source: InfoSource
 
 
+#: Steps between camera_info stamps whose shortest is its period (`ApproximateTimeSync._info_period`): with 1 in
+#: 2 camera_infos lost, and their losses not known, the chance that none of them is one period long is 1 in 65,000.
+#: The cost: a camera_info that turns slower (a driver throttled mid-stream) is taken as such only 16 steps later;
+#: meanwhile an image between two of them waits for the next, at most `queue_size` images or `info_timeout`.
+INFO_STEPS = 16
+
 #: Camera_infos kept to pair with images that arrive after them, at most (those within `info_timeout`
 #: of the newest are kept: images of a fast camera can trail their camera_infos by many frames).
 INFO_BUFFER = 256
@@ -203,7 +209,7 @@ class ApproximateTimeSync(Generic[I, C]):
         self._last_info_stamp: int | None = None
         self._first_image_stamp: int | None = None
         self._emitted_size: Size | None = None  # the size of the last image emitted
-        self._info_steps: deque[int] = deque(maxlen=9)  # the last steps between camera_info stamps
+        self._info_steps: deque[int] = deque(maxlen=INFO_STEPS)  # the last steps between camera_info stamps
         self._images: deque[int] = deque(maxlen=INFO_BUFFER)  # the last image stamps (`unpaired`)
         # the camera_infos since an image was last paired by its stamp (`unpaired`): stamps, and how many
         self._unpaired_infos: deque[int] = deque(maxlen=INFO_BUFFER)
@@ -217,15 +223,17 @@ class ApproximateTimeSync(Generic[I, C]):
 
     # -- inputs ------------------------------------------------------------------------------
     def add_info(
-        self, stamp_ns: int, info: C, size: Size | None = None, arrival_ns: int | None = None
+        self, stamp_ns: int, info: C, size: Size | None = None, arrival_ns: int | None = None, lost: int = 0
     ) -> list[Pair[I, C]]:
         """Add a camera_info for images of `size` (None: unknown), that arrived at `arrival_ns` (a steady
-        clock; None: unknown); returns the images it completes."""
+        clock; None: unknown), after `lost` camera_infos its publisher sent since the last one that arrived
+        never did (DDS sequence numbers; 0: none, or unknown); returns the images it completes."""
         stamp_ns = int(stamp_ns)
         if arrival_ns is not None:
             self._info_arrivals.append((int(arrival_ns), stamp_ns))
         if self._last_info_stamp is not None and stamp_ns > self._last_info_stamp:
-            self._info_steps.append(stamp_ns - self._last_info_stamp)
+            # (a step across lost camera_infos holds as many periods: `_info_period`)
+            self._info_steps.append((stamp_ns - self._last_info_stamp) // (1 + max(0, int(lost))))
         self._infos.append((stamp_ns, info, size))
         while len(self._infos) > 2 and self._infos[0][0] < stamp_ns - self.info_timeout_ns:
             self._infos.popleft()
@@ -469,11 +477,15 @@ class ApproximateTimeSync(Generic[I, C]):
         return newest_image - stamp > self.info_timeout_ns
 
     def _info_period(self) -> int | None:
-        """The camera_info's period: the median of its last steps between stamps (None before two: a
-        pause or a lost one is no new rate). A camera_info slower than the images (a driver or throttle
-        at 1 Hz) is not due again sooner, so an image between two of them is not held waiting for one
-        (up to `queue_size` images of latency each), and goes out at once with the last one."""
-        return median_low(self._info_steps) if self._info_steps else None
+        """The camera_info's period: the shortest of its last steps between stamps (None before two). A
+        camera_info slower than the images (a driver or throttle at 1 Hz) is not due again sooner, so an
+        image between two of them is not held waiting for one (up to `queue_size` images of latency each),
+        and goes out at once with the last one. The shortest, not the median: a lost camera_info only
+        lengthens a step, and with a third or more of them lost (DDS) most steps span one, so the median
+        made camera_info look two or three frames slow, and an image whose own came just after it went out
+        with the previous frame's (where the losses are known, `add_info`'s `lost`, a step is split among
+        them). A period taken too short only has an image wait for the next one."""
+        return min(self._info_steps) if self._info_steps else None
 
     def _emit_fallback(self, stamp: int, image: I, size: Size | None) -> Pair[I, C]:
         self._emitted_size = size

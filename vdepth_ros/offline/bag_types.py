@@ -13,20 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from vdepth_ros.inputs.assembly import VIDEO_STREAM_TYPES
+
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
 CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 POSE_STAMPED = "geometry_msgs/msg/PoseStamped"
 POINTCLOUD2 = "sensor_msgs/msg/PointCloud2"
 IMAGE_TYPES = (IMAGE, COMPRESSED)
-#: a camera recorded as a video stream (H.264/H.265/AV1/Theora packets, each frame depending on earlier ones),
-#: which the tools do not decode message by message
-VIDEO_STREAM_TYPES = (
-    "foxglove_msgs/msg/CompressedVideo",
-    "ffmpeg_image_transport_msgs/msg/FFMPEGPacket",
-    "theora_image_transport/msg/Packet",
-    "h264_msgs/msg/Packet",
-)
 
 
 def video_stream_error(topics: dict[str, str]) -> str | None:

@@ -105,30 +105,35 @@ class InputLossCounting:
             )
 
     def _loss_fix(self) -> str:
-        """What the input-loss WARN advises, by the image subscription's reliability and `input_qos`."""
+        """What the input-loss WARN advises, by the image subscription's reliability and `input_qos`: the profile with
+        a large shared-memory segment in the camera driver's process first (docs/node.md#across-processes: a larger
+        receive buffer or Fast DDS's other built-in transports delivered 0-12 % of best-effort 640x480 images)."""
+        profile = (
+            f"start the camera driver with {PROFILE_VARIABLE}={config_dir() / PROFILE_NAME} (a 32 MiB shared-memory "
+            "segment for its images: what counts is the publishing process)"
+        )
         image = next((sub for sub in self.subscriptions if sub.topic_name == self.image_topic), None)
         if image is not None and image.qos_profile.reliability == ReliabilityPolicy.RELIABLE:
-            return "raise the DDS receive buffer or use shared-memory transport"
+            return f"{profile}, or raise input_qos_depth (images arrived faster than this node took them)"
         if self.p["input_qos"] == "auto":
             return (
-                "the camera publishes best effort: raise the DDS receive buffer or use shared-memory transport, or "
-                "have its driver publish reliable (its QoS parameter; input_qos auto follows it)"
+                f"the camera publishes best effort: {profile}, or have its driver publish reliable (its QoS "
+                "parameter; input_qos auto follows it)"
             )
-        return (
-            "for a reliable camera driver set input_qos:=auto or reliable; otherwise raise the DDS receive buffer or "
-            "use shared-memory transport"
-        )
+        return f"for a reliable camera driver set input_qos:=auto or reliable; otherwise {profile}"
 
-    def _count_info_loss(self, info: MessageInfo | None) -> None:
+    def _count_info_loss(self, info: MessageInfo | None) -> int:
         """Count the camera_infos their publisher sent that never arrived (gaps in its sequence numbers), and WARN
         once where they are more than a stray one: each image without its own camera_info then gets a neighbouring
-        frame's or the last one (right only while the calibration is fixed), and nothing else says why."""
+        frame's or the last one (right only while the calibration is fixed), and nothing else says why. Returns
+        how many were lost just before this one (`ApproximateTimeSync.add_info`'s `lost`)."""
         sent = self._sent(info, self.info_sequences)
+        before = max(0, (sent or 1) - 1)
         self.infos_received += 1
-        self.infos_lost += max(0, (sent or 1) - 1)
+        self.infos_lost += before
         lost, total = self.infos_lost, self.infos_received + self.infos_lost
         if self._info_loss_warned or lost < INFO_LOSS_WARN_AFTER or lost <= INFO_LOSS_WARN_SHARE * total:
-            return
+            return before
         self._info_loss_warned = True
         self.log.warning(
             "camera-info-loss",
@@ -144,3 +149,4 @@ class InputLossCounting:
             "on /diagnostics). Counted on /diagnostics as 'camera_info lost in transport'; this warning is shown once.",
             summary="",
         )
+        return before

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from rclpy.qos import ReliabilityPolicy
 
-from vdepth_ros.inputs.assembly import DEPTH_STREAM_FIX, is_depth_stream_name
+from vdepth_ros.inputs.assembly import DEPTH_STREAM_FIX, VIDEO_STREAM_TYPES, image_transport_of, is_depth_stream_name
 
 
 def image_camera_info_topic(image_topic: str) -> str:
@@ -41,8 +41,26 @@ def topic_type_fix(is_image: bool, wanted: str, published: str, topic: str = "")
         return DEPTH_STREAM_FIX
     if is_image and wanted.endswith("/CompressedImage") and published.endswith("/Image"):
         return "remap image to the camera's base topic (compressed reads <base>/compressed), or image_transport:=raw"
+    if is_image and published in VIDEO_STREAM_TYPES:
+        return (
+            "it is a video stream (H.264/H.265/Theora packets, each frame depending on earlier ones), which this node "
+            "does not decode: remap image to the camera's raw topic, or to its compressed (jpeg/png) one"
+        )
     if is_image and wanted.endswith("/Image") and published.endswith("/CompressedImage"):
-        return "set image_transport:=compressed, or remap image to the raw stream"
+        base, transport = topic.rstrip("/").rpartition("/")[0], image_transport_of(topic)
+        if transport == "compressed":
+            return "set image_transport:=compressed (or auto), or remap image to the raw stream"
+        if transport:  # (zstd: a CompressedImage of another plugin, whose frames no jpeg/png decoder reads)
+            return (
+                f"'{transport}' is an image_transport plugin this node does not decode: remap image:={base} (raw), or "
+                f"to its compressed transport ({base}/compressed, jpeg or png)"
+            )
+        # (image_transport:=compressed would read '<topic>/compressed', as image_transport does: nothing there)
+        return (
+            "this node reads compressed images under image_transport's name only, '<base topic>/compressed': have "
+            f"the publisher use that name (e.g. {topic}/compressed, read with image:={topic}/compressed), or remap "
+            "image to the raw stream"
+        )
     if not is_image and wanted.endswith("/Image") and published.endswith("/CompressedImage"):
         return (
             "a depth camera's compressed stream is read by its image_transport name, <base>/compressedDepth (or "

@@ -113,7 +113,8 @@ class InputSide(InputQosFollowing, InputLossCounting, SparseSamples, InputGraphC
         self.rate = RateMeter()  # every image received
         self.taken = RateMeter()  # the images the stream takes (not refused, not thinned by max_input_rate)
         self._first_taken_s: float | None = None  # time.monotonic() of the first image taken
-        self._drops = RateMeter()  # frames dropped from the full queue
+        self._drops = RateMeter()  # frames dropped from the queue (full, or a standing backlog drained)
+        self._full_drops = RateMeter()  # ... from the full queue only: the camera outpaces inference
         self.skipped = 0
         self.thinned = 0  # images left out by max_input_rate
         self.samples_received = 0  # sparse_depth / camera_pose messages
@@ -358,11 +359,12 @@ class InputSide(InputQosFollowing, InputLossCounting, SparseSamples, InputGraphC
     def _on_info(self, msg: CameraInfo, info: MessageInfo | None = None) -> None:
         self._info_arrived = True
         try:
-            self._count_info_loss(info)
+            lost = self._count_info_loss(info)
             # (when DDS received it, as an image's arrival: the image it came with, `ApproximateTimeSync.stamp_offset`)
             arrival = time.monotonic_ns() - _queued_ns(info)
+            stamp, size = conv.stamp_to_ns(msg.header.stamp), info_image_size(msg)
             with self._lock:
-                pairs = self.sync.add_info(conv.stamp_to_ns(msg.header.stamp), msg, info_image_size(msg), arrival)
+                pairs = self.sync.add_info(stamp, msg, size, arrival, lost)
             self._enqueue(pairs)
         except Exception as err:
             self.log.error(
@@ -378,29 +380,41 @@ class InputSide(InputQosFollowing, InputLossCounting, SparseSamples, InputGraphC
             drained = self.queue.drained
             if self.queue.put(item):
                 self._drops.tick()
+                if self.queue.drained == drained:
+                    self._full_drops.tick()
                 if self.queue.drained > drained:
-                    self.log.warning(
-                        "queue-drained", self._queue_drained_message(self.queue.drained - drained), summary=""
-                    )
+                    # (a camera outpacing inference: one cause, one rate-limited WARN with the queue-full one)
+                    key = "queue-full" if self._full_drops.rate() > 0 else "queue-drained"
+                    self.log.warning(key, self._queue_drained_message(self.queue.drained - drained), summary="")
                 else:
                     self.log.warning("queue-full", self._queue_full_message(), summary="")  # (the status's drops rule)
 
     def _queue_drained_message(self, count: int) -> str:
-        """The WARN for a standing backlog dropped (`DropOldestQueue.drained`)."""
+        """The WARN for a standing backlog dropped (`DropOldestQueue.drained`): left by a burst of load, or, where the
+        queue also filled within the last 5 s, by a camera faster than inference (its fix then `max_input_rate`, as
+        the queue-full WARN says: a 1280x720 camera at 30 Hz was told inference "keeps pace" at 12 Hz out)."""
         q = self.queue
-        return (
+        text = (
             f"input queue held more than {q.drain_to} frames (a window's new ones) for {q.drain_after_s:g} s "
             f"(queue_drain_after): dropped its {count} oldest so that later frames stop waiting behind them; "
-            f"{q.drained} dropped so far this way. Inference keeps pace with the camera but not with a backlog (left "
-            "by a burst of load, or a camera faster than inference): set max_input_rate below the output rate on "
-            "/diagnostics for evenly spaced frames, or queue_drain_after 0 to keep every frame (a replay)"
+            f"{q.drained} dropped so far this way. "
+        )
+        if self._full_drops.rate() > 0:
+            return text + (
+                f"The queue also fills: inference is slower than the {self.taken.rate():.1f} Hz of images taken; "
+                f"{self._rate_advice()}"
+            )
+        return text + (
+            "Inference keeps pace with the camera but not with a backlog (left by a burst of load): set "
+            "max_input_rate below the output rate on /diagnostics for evenly spaced frames, or queue_drain_after 0 "
+            "to keep every frame (a replay)"
         )
 
-    def _queue_full_message(self) -> str:
-        """The queue-full WARN: what it costs and the fix (`max_input_rate`, with a value: the rate the
-        worker keeps up with, the images taken less those dropped over the last 5 s once a queue's worth
-        were dropped; before that, as the first WARN is (later ones are rate-limited), the frames the
-        worker took since the first image over that time, its first window's wait included: a low bound)."""
+    def _rate_advice(self) -> str:
+        """`max_input_rate`'s advice, with a value: the rate the worker keeps up with, the images taken less those
+        dropped over the last 5 s once a queue's worth were dropped; before that, as the first WARN is (later ones
+        are rate-limited), the frames the worker took since the first image over that time, its first window's
+        wait included: a low bound."""
         taken, dropped = self.taken.rate(), self._drops.rate()
         if self.queue.dropped >= self.queue.maxsize:
             kept = taken - dropped
@@ -413,14 +427,20 @@ class InputSide(InputQosFollowing, InputLossCounting, SparseSamples, InputGraphC
             else " (no value to suggest: none taken yet by the worker, still on its first window; read the output "
             "rate there once it publishes)"
         )
+        return (
+            f"set max_input_rate below the output rate on /diagnostics{value} for evenly spaced frames at low "
+            "latency, or lower the camera's frame rate"
+        )
+
+    def _queue_full_message(self) -> str:
+        """The queue-full WARN: what it costs and the fix (`max_input_rate`, with a value: `_rate_advice`)."""
         limit = self.p["max_input_rate"]
         return (
             f"input queue full ({self.queue.maxsize}): dropped the oldest frame; {self.queue.dropped} dropped so far: "
-            f"inference is slower than the {taken:.1f} Hz of images taken"
+            f"inference is slower than the {self.taken.rate():.1f} Hz of images taken"
             + (f" (max_input_rate {limit:g})" if limit > 0 else "")
             + f", so each frame waits behind up to {self.queue.maxsize} others and windows get uneven frame steps; "
-            f"set max_input_rate below the output rate on /diagnostics{value} for evenly spaced frames at low "
-            "latency, or lower the camera's frame rate"
+            + self._rate_advice()
         )
 
     # -- worker side -------------------------------------------------------------------------
