@@ -104,9 +104,9 @@ class RunChecks:
 
     def _check_resumed_data(self, ckpt: Path, allow: bool) -> None:
         """Refuse (or with `allow`, warn about) resuming `ckpt` on sources whose sequences differ from
-        the ones it was saved with (`DATA_NAME`; sequences added, removed or of another length): the clip
-        of a stream index is a function of the listing, so the resumed steps would draw other clips
-        than the saved run, in silence."""
+        the ones it was saved with (`DATA_NAME`; sequences added, removed, of another length, or with other
+        files under the same names): the clip of a stream index is a function of the listing, so the
+        resumed steps would draw other clips than the saved run, in silence."""
         path = ckpt / DATA_NAME
         if not path.is_file():  # (saved before checkpoints recorded their data: not compared)
             return
@@ -117,7 +117,7 @@ class RunChecks:
             raise ConfigError(
                 f"--resume: the data differ from those {ckpt.name} was saved with ({_listed(changes)}), so the "
                 "resumed steps would draw other clips than the saved run; restore the data, pass "
-                "--allow-config-change to continue on the data as they are now, or --overwrite to start again"
+                "--allow-data-change to continue on the data as they are now, or --overwrite to start again"
             )
         if int(os.environ.get("RANK", "0")) == 0:  # every rank compares the same files: said once
             log.warning("resuming %s on changed data: %s", ckpt, _listed(changes))

@@ -162,6 +162,7 @@ class Trainer(StepLoop, RunChecks, RunStops):
         max_steps: int | None = None,
         overwrite: bool = False,
         allow_config_change: bool = False,
+        allow_data_change: bool = False,
     ) -> list[dict[str, Any]]:
         """Train every stage (or stop, checkpointed, after `max_steps` global steps or at a Ctrl-C or
         SIGTERM, `interrupted`); returns the step records (the same on every rank).
@@ -172,18 +173,22 @@ class Trainer(StepLoop, RunChecks, RunStops):
             overwrite: start afresh in an `output_dir` that holds a run (its metrics, checkpoints
                 and final model are deleted first).
             allow_config_change: resume although the config differs from the checkpoint's (the
-                differences are logged as a warning); otherwise that is an error.
+                differences are logged as a warning); otherwise that is an error. Implies `allow_data_change`.
+            allow_data_change: resume although the data differ from the checkpoint's (sequences added,
+                removed, of another length, or with other files under the same names; a frozen model folder
+                with another model): a warning names them; otherwise that is an error.
 
         Raises:
             OutputExistsError: `output_dir` holds a run and neither `resume` nor `overwrite` is set, or
                 `resume` finds a finished run (`final/`) without a checkpoint (it would start again).
             ConfigError: `resume` with a config that differs from the checkpoint's (beyond
-                `RESUMABLE_CHANGES`) and not `allow_config_change`.
+                `RESUMABLE_CHANGES`) and not `allow_config_change`, or on other data and not `allow_data_change`.
         """
         try:  # what one rank meets alone (its node's data, its GPUs) ends every rank, on any node
             existing = self._check_output(resume=resume, overwrite=overwrite)
             check_gpus_per_node()
-            self._open_data(resume=resume, allow_config_change=allow_config_change)
+            self._open_data(resume=resume, allow_config=allow_config_change,
+                            allow_data=allow_config_change or allow_data_change)  # fmt: skip
         except Exception as err:
             tell_start_failed(err)
             raise
@@ -236,18 +241,18 @@ class Trainer(StepLoop, RunChecks, RunStops):
         self.model = model
         return self.history
 
-    def _open_data(self, *, resume: bool, allow_config_change: bool) -> None:
+    def _open_data(self, *, resume: bool, allow_config: bool, allow_data: bool) -> None:
         """Open the data of the stages to run (`Recipe.open_data`: a mistake in the data fails here, before
         the model is built) and list it; with `resume`, first refuse a changed config, then changed data."""
         first_stage = 0
         if (found := latest_checkpoint(self.output_dir) if resume else None) is not None:
-            self._check_resumed_config(found, allow_config_change)
+            self._check_resumed_config(found, allow_config)
             first_stage = int(json.loads((found / STATE_NAME).read_text())["stage"])
         for stage in self.plan[first_stage:]:
             self.recipe.open_data(stage)
         self._data = {k: v for st in self.plan[first_stage:] for k, v in self.recipe.data_listing(st).items()}
         if found is not None:
-            self._check_resumed_data(found, allow_config_change)
+            self._check_resumed_data(found, allow_data)
 
     def _check_output(self, *, resume: bool, overwrite: bool) -> list[str]:
         """The `RUN_FILES` in `output_dir`, after refusing (OutputExistsError) to start a run over
