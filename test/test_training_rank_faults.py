@@ -101,6 +101,37 @@ def test_a_nan_loss_on_one_rank_stops_every_rank_at_the_same_step(tmp_path: Path
     assert latest_checkpoint(tmp_path / "run").name == "checkpoint_2"
 
 
+@pytest.mark.parametrize(
+    ("fault", "rank_line", "other_line"),
+    [
+        ("start_raise:1:0", "error: rank 1 of 2 failed in building the model (RuntimeError: CUDA out of memory",
+         "rank 1 of 2 failed in building the model (RuntimeError: CUDA out of memory"),
+        ("start_kill:1:0", None, "stopped before training: another rank ended without a word on this node"),
+    ],
+)  # fmt: skip
+def test_a_rank_ending_at_start_up_ends_the_other_with_one_line(tmp_path: Path, fault: str, rank_line: str | None,
+                                                                other_line: str) -> None:  # fmt: skip
+    """The exchanges between the process group's start and the first step (the ranks comparing their data,
+    the barrier before building the model) were outside the handler that ends the ranks as one: a rank that
+    ran out of memory building its model said a traceback, and the rank whose peer was killed while they
+    compared their data said gloo's traceback ("Connection closed by peer") or nothing. Now each rank says
+    one line: the failing one why, the other that it stopped before training and why."""
+    code, lines, _ = _faulty_run(tmp_path, fault, _recipe(tmp_path))
+    assert code != 0, (code, lines)
+    errors = [ln for ln in lines if ln.startswith(f"{PROG} error:")]
+    stops = [ln for ln in lines if ln.startswith(f"{PROG} stopped")]
+    if rank_line is not None:
+        assert len(errors) == 1 and errors[0].startswith(f"{PROG} {rank_line}"), lines
+        assert "no checkpoint was written: the run starts again" in errors[0], errors
+    else:
+        assert not errors, lines
+    assert len(stops) <= 1 and len(lines) == len(errors) + len(stops), lines  # at most one line each
+    if stops:  # (the survivor may also be ended by torchrun's SIGTERM first: then it says so)
+        assert other_line in stops[0] or "stopped before training: SIGTERM before training" in stops[0], stops
+    assert stops or rank_line is not None, lines  # the survivor said why when no other rank did
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
 def test_ranks_that_diverged_end_with_one_line(tmp_path: Path) -> None:
     """Ranks whose parameters differ at the end (here rank 1's weights moved after step 6) ended in a
     RuntimeError traceback on every rank; now one line says so and which weights were written."""
@@ -182,15 +213,18 @@ def test_more_processes_than_gpus_on_a_node_is_one_line_before_anything_is_built
     assert "process 0 of 2" not in proc.stdout and not (tmp_path / "run").exists()  # nothing built or written
 
 
-@pytest.mark.parametrize("without_data", ["second", "first"])
-def test_a_rank_that_cannot_start_on_another_node_ends_the_others_at_once(tmp_path: Path, without_data: str) -> None:
+@pytest.mark.parametrize(("without_data", "cache_only"), [("second", False), ("first", False), ("second", True)])
+def test_a_rank_that_cannot_start_on_another_node_ends_the_others_at_once(tmp_path: Path, without_data: str,
+                                                                          cache_only: bool) -> None:  # fmt: skip
     """Two nodes (two torchrun agents meeting at a c10d rendezvous, one process each): one node's rank
     cannot start (its copy of the data is not mounted). On one node torchrun ends the other ranks; across
     nodes nothing did: the other node's rank waited for it in the process group's start for its timeout
     (30 min by default, here training.collective_timeout 60 s), in silence. Now it ends within seconds,
     with one line naming the rank that could not start and why. The first node hosts the launch's store
     (torchrun's rendezvous): when its rank could not start, its agent ended with it and the second
-    node's rank, reaching for the store, ended in a traceback (DistNetworkError)."""
+    node's rank, reaching for the store, ended in a traceback (DistNetworkError) or in silence (its
+    launcher's SIGTERM). `--cache-only` did not tell the other nodes at all: they waited for the process
+    group's timeout."""
     import re
     import socket
 
@@ -200,7 +234,7 @@ def test_a_rank_that_cannot_start_on_another_node_ends_the_others_at_once(tmp_pa
     recipe.write_text(yaml.safe_dump(cfg))
     script = tmp_path / "node_without_data.py"
     script.write_text(
-        "import os, sys\n"
+        "import os, sys, time\n"
         "from vdepth_ros.errors import ConfigError\n"
         "from vdepth_training.recipes.base import Recipe\n"
         "import vdepth_training.train as train\n"
@@ -208,6 +242,7 @@ def test_a_rank_that_cannot_start_on_another_node_ends_the_others_at_once(tmp_pa
         "def open_data(self, stage):\n"
         "    if os.environ.get('NODE_WITHOUT_DATA'):\n"
         "        raise ConfigError('no sequence folders found under /data/mine (not mounted on this node)')\n"
+        "    time.sleep(float(os.environ.get('LISTING_SECONDS', '0')))  # a large folder on a network disk\n"
         "    opened(self, stage)\n"
         "Recipe.open_data = open_data\n"
         "train._exit_without_finalizing(train.main(sys.argv[1:]))\n"
@@ -218,11 +253,13 @@ def test_a_rank_that_cannot_start_on_another_node_ends_the_others_at_once(tmp_pa
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1", "--rdzv_backend=c10d",
            f"--rdzv_endpoint=127.0.0.1:{port}", "--rdzv_id=two_nodes", str(script), "--config", str(recipe),
            "--output", str(tmp_path / "run")]  # fmt: skip
+    if cache_only:
+        cmd += ["--latent-cache", str(tmp_path / "cache"), "--cache-only"]
     logs = [tmp_path / "first.log", tmp_path / "second.log"]
     with logs[0].open("w") as first_log, logs[1].open("w") as second_log:
         first_env, second_env = rank_env(), {**rank_env(), "NODE_WITHOUT_DATA": "1"}
-        if without_data == "first":
-            first_env, second_env = second_env, first_env
+        if without_data == "first":  # the other node is still listing its data when the first one fails
+            first_env, second_env = second_env, {**first_env, "LISTING_SECONDS": "5"}
         first = subprocess.Popen(cmd, cwd=REPO, env=first_env, stdout=first_log, stderr=subprocess.STDOUT)
         for _ in range(100):  # the first node's agent hosts the rendezvous: the second joins it
             with socket.socket() as s:
@@ -241,6 +278,10 @@ def test_a_rank_that_cannot_start_on_another_node_ends_the_others_at_once(tmp_pa
     out = logs[1 if without_data == "first" else 0].read_text()
     said = [ln for ln in out.splitlines() if ln.startswith(PROG)]
     assert other.returncode != 0 and len(said) == 1, out[-4000:]
-    assert re.search(r"error: rank [01] of 2 could not start: no sequence folders found under /data/mine \(not "
-                     r"mounted on this node\); the other ranks stop before training", said[0]), said[0]  # fmt: skip
+    told = re.search(r"error: rank [01] of 2 could not start: no sequence folders found under /data/mine \(not "
+                     r"mounted on this node\); the other ranks stop before training", said[0])  # fmt: skip
+    # (the failing rank waits up to 20 s for the others to read why before its launcher, the store's, ends;
+    # a rank that took longer to start on a loaded machine names the store instead)
+    store_gone = without_data == "first" and "stopped before training: the launch's store at" in said[0]
+    assert told or store_gone, said[0]
     assert not re.search(r"Error: |File .*(vdepth|training/)", out.split("ChildFailedError")[0]), out[-4000:]

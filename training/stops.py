@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from vdepth_training.checkpoints import latest_checkpoint
-from vdepth_training.ranks import launcher_grace_seconds, leave_failure_note
+from vdepth_training.ranks import TerminatedError, launcher_grace_seconds, leave_failure_note
 
 log = logging.getLogger("vdepth_training")
 
@@ -64,6 +64,34 @@ class RunStops:
             yield
         finally:
             done.set()
+
+    @contextmanager
+    def _terminated_as_error(self) -> Iterator[None]:
+        """Before the steps (start-up: the checks, the process group, the model), SIGTERM raises
+        `TerminatedError` instead of ending the process in silence: the launcher sends it to the
+        survivors when a rank ended, or when the launcher serving its store did, and the rank then says
+        why in one line (`ranks.end_rank`); there is nothing to save yet. A rank blocked in an exchange
+        takes it when the exchange returns (or fails, as the other rank ended). SIGINT is left alone:
+        Ctrl-C at start-up stops at once (KeyboardInterrupt). Only where Python's own handler is in place."""
+        ours = signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+        if threading.current_thread() is not threading.main_thread() or not ours:
+            yield
+            return
+
+        def handler(signum: int, frame: Any) -> None:
+            if sys.exc_info()[1] is None:  # else this rank is already ending with an error: its line first
+                raise TerminatedError
+
+        signal.signal(signal.SIGTERM, handler)
+        ending = False
+        try:
+            yield
+        except BaseException:
+            ending = True
+            raise
+        finally:  # a launched rank that ends now says why first: the launcher's SIGTERM to survivors would cut it
+            several = int(os.environ.get("WORLD_SIZE", "1")) > 1
+            signal.signal(signal.SIGTERM, signal.SIG_IGN if ending and several else signal.SIG_DFL)
 
     @contextmanager
     def _stop_on_signals(self) -> Iterator[None]:
