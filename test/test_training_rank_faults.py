@@ -56,6 +56,9 @@ def _faulty_run(tmp_path: Path, fault: str, recipe: list[str]) -> tuple[int, lis
         pytest.param(
             "save:0:4", "rank 0 of 2 failed in saving checkpoint_4", "No space left on device", marks=pytest.mark.slow
         ),  # two launches (~50 s here): the failure, then --resume
+        pytest.param(
+            "save:1:4", "rank 1 of 2 failed in saving checkpoint_4", "No space left on device", marks=pytest.mark.slow
+        ),  # rank 0's part (the model, the optimizer) was kept, and with it the full disk
         ("validate:0:4", "rank 0 of 2 failed in validation after step 4", "Input/output error"),
     ],
 )
@@ -75,6 +78,7 @@ def test_one_ranks_failure_ends_both_with_one_line_naming_it(tmp_path: Path, fau
     assert len(stops) == 1 and doing in stops[0] and cause in stops[0], lines
     assert latest_checkpoint(tmp_path / "run").name == "checkpoint_2"
     if fault.startswith("save"):  # the full disk freed: the run continues from its last checkpoint
+        assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["checkpoint_2"]
         out = torchrun(["-m", "vdepth_training.train", *_recipe(tmp_path), "--output", str(tmp_path / "run"),
                         "--resume"], timeout=300)  # fmt: skip
         assert "steps 3..6:" in out, out[-3000:]

@@ -471,13 +471,13 @@ class Trainer(StepLoop, RunChecks, RunStops):
         acc.wait_for_everyone()
         try:
             acc.save_state(str(partial))  # every rank writes its part (its RNG states, a ZeRO shard)
+            acc.wait_for_everyone()  # (fails here when another rank's part failed)
         except Exception as err:
-            if acc.is_main_process and isinstance(err, OSError):  # a full disk: what was written would keep it full
+            if acc.is_main_process:  # a full disk, on any rank: what was written (the model) would keep it full
                 shutil.rmtree(partial, ignore_errors=True)
-            elif not acc.is_main_process and not partial.exists():  # removed so: the main process's save failed
+            elif not partial.exists():  # removed so: the main process's save failed
                 raise PeerEndedError(f"{partial} was removed while this rank wrote its part") from err
             raise
-        acc.wait_for_everyone()
         if acc.is_main_process:
             (partial / CONFIG_NAME).write_text(json.dumps(self.cfg, indent=2, sort_keys=True, default=str) + "\n")
             if self._data:  # one line: a source of single images lists each of them
