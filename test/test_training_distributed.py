@@ -505,6 +505,38 @@ def test_ranks_that_see_different_data_stop_before_training(tmp_path: Path) -> N
     assert not (tmp_path / "run" / "metrics.jsonl").exists()  # no step ran
 
 
+def test_ranks_that_read_different_configs_stop_before_training(tmp_path: Path) -> None:
+    """Each rank reads its own copy of the config: a node whose copy says another grad_accum (or batch
+    size, or number of steps) hung both ranks (its exchanges come at other moments) until the collective
+    timeout, 30 min. Now the ranks compare their configs with their data and stop with one line naming
+    the rank and the keys; a data folder at another path on that node (`root`) is no difference."""
+    import yaml
+
+    recipe = _users_folder(tmp_path, 2)
+    cfg = yaml.safe_load(recipe.read_text())
+    shutil.copytree(tmp_path / "mine", tmp_path / "node_copy")  # rank 1's node: its own copy of the data
+    cfg["data"]["sources"][0]["root"] = str(tmp_path / "node_copy")
+    cfg["training"].update(grad_accum=2, num_workers=1)  # (num_workers leaves the steps alone)
+    other = tmp_path / "rank1.yaml"
+    other.write_text(yaml.safe_dump(cfg))
+    script = tmp_path / "rank1_reads_another_config.py"
+    script.write_text(
+        "import os, sys\n"
+        "import vdepth_training.train as train\n"
+        "argv = sys.argv[1:]\n"
+        f"if os.environ['RANK'] == '1':\n    argv[argv.index('--config') + 1] = {str(other)!r}\n"
+        "train._exit_without_finalizing(train.main(argv))\n"
+    )
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
+           "--config", str(recipe), "--output", str(tmp_path / "run")]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=REPO, env=rank_env(), capture_output=True, text=True, timeout=600)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("python -m vdepth_training.train: error")]
+    assert proc.returncode != 0 and len(errors) == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "the ranks run different configs (rank 1 of 2: training.grad_accum: 1 -> 2, against rank 0's)" \
+        in errors[0], errors[0]  # fmt: skip
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()  # no step ran
+
+
 def test_two_ranks_read_scientific_notation_as_numbers_and_refuse_a_wrong_type_in_one_line(tmp_path: Path) -> None:
     """PyYAML reads `1e-4` (no dot) as a string: `betas: [9e-1, 999e-3]` ended both ranks in AdamW's
     TypeError and `checkpoint_every: 1e3` in int()'s ValueError, after the model was built. Now a

@@ -100,17 +100,17 @@ def _faulty_build_model(self: Any, **kwargs: Any) -> Any:
     return _build_model(self, **kwargs)
 
 
-_check_ranks_see_same_data = Trainer._check_ranks_see_same_data
+_check_ranks_see_same_run = Trainer._check_ranks_see_same_run
 
 
 def _killed_comparing_data(self: Any, acc: Any) -> Any:
     if MINE and KIND == "start_kill":
         os.kill(os.getpid(), signal.SIGKILL)
-    return _check_ranks_see_same_data(self, acc)
+    return _check_ranks_see_same_run(self, acc)
 
 
 Trainer._build_model = _faulty_build_model
-Trainer._check_ranks_see_same_data = _killed_comparing_data
+Trainer._check_ranks_see_same_run = _killed_comparing_data
 steps_module.StepLoop._step = _counted_step
 steps_module._next_batch = _stalled_next_batch
 steps_module.StepLoop._validate = _faulty_validate

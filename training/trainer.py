@@ -198,8 +198,8 @@ class Trainer(StepLoop, RunChecks, RunStops):
                 # 1. accelerator, counters, model (every exchange from here on is covered: `_ended_as_one`)
                 self._doing = "starting the process group"
                 acc = self._accelerator()
-                self._doing = "comparing the ranks' data"
-                self._check_ranks_see_same_data(acc)
+                self._doing = "comparing the ranks' configs and data"
+                self._check_ranks_see_same_run(acc)
                 if existing and overwrite and not resume and acc.is_main_process:
                     for name in existing:
                         path = self.output_dir / name
