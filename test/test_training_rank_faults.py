@@ -7,11 +7,15 @@ The faults are injected by `training_faults.py` (`FAULT=<kind>:<rank>:<step>`)."
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 from training_ranks import tiny_config
@@ -217,6 +221,43 @@ def test_more_processes_than_gpus_on_a_node_is_one_line_before_anything_is_built
     assert "process 0 of 2" not in proc.stdout and not (tmp_path / "run").exists()  # nothing built or written
 
 
+@contextmanager
+def _two_nodes(
+    tmp_path: Path, args: list[str], first_env: dict[str, str], second_env: dict[str, str]
+) -> Iterator[tuple[subprocess.Popen, subprocess.Popen, list[Path]]]:
+    """Two torchrun agents meeting at a c10d rendezvous (two nodes of one process each) running `args`: the
+    first hosts the rendezvous and the launch's store; yields them and their logs (first.log, second.log)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1", "--rdzv_backend=c10d",
+           f"--rdzv_endpoint=127.0.0.1:{port}", "--rdzv_id=two_nodes", *args]  # fmt: skip
+    logs = [tmp_path / "first.log", tmp_path / "second.log"]
+    with logs[0].open("w") as first_log, logs[1].open("w") as second_log:
+        first = subprocess.Popen(cmd, cwd=REPO, env=first_env, stdout=first_log, stderr=subprocess.STDOUT)
+        for _ in range(300):  # the first node's agent hosts the rendezvous: the second joins it
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.2)
+        second = subprocess.Popen(cmd, cwd=REPO, env=second_env, stdout=second_log, stderr=subprocess.STDOUT)
+        try:
+            yield first, second, logs
+        finally:
+            kill_launches(first, second)
+
+
+def kill_launches(*launchers: subprocess.Popen) -> None:
+    """SIGKILL the launchers still running and their ranks (a node lost; a failed test leaves none behind)."""
+    for proc in launchers:
+        if proc.poll() is None:
+            with suppress(psutil.NoSuchProcess):
+                for p in [*psutil.Process(proc.pid).children(recursive=True), psutil.Process(proc.pid)]:
+                    with suppress(psutil.NoSuchProcess):
+                        p.kill()
+            proc.wait(timeout=60)
+
+
 @pytest.mark.parametrize(("without_data", "cache_only"), [("second", False), ("first", False), ("second", True)])
 def test_a_rank_that_cannot_start_on_another_node_ends_the_others_at_once(tmp_path: Path, without_data: str,
                                                                           cache_only: bool) -> None:  # fmt: skip
@@ -230,7 +271,6 @@ def test_a_rank_that_cannot_start_on_another_node_ends_the_others_at_once(tmp_pa
     launcher's SIGTERM). `--cache-only` did not tell the other nodes at all: they waited for the process
     group's timeout."""
     import re
-    import socket
 
     cfg = yaml.safe_load(Path(_recipe(tmp_path)[1]).read_text())
     cfg["training"]["collective_timeout"] = 60
@@ -251,34 +291,16 @@ def test_a_rank_that_cannot_start_on_another_node_ends_the_others_at_once(tmp_pa
         "Recipe.open_data = open_data\n"
         "train._exit_without_finalizing(train.main(sys.argv[1:]))\n"
     )
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1", "--rdzv_backend=c10d",
-           f"--rdzv_endpoint=127.0.0.1:{port}", "--rdzv_id=two_nodes", str(script), "--config", str(recipe),
-           "--output", str(tmp_path / "run")]  # fmt: skip
+    args = [str(script), "--config", str(recipe), "--output", str(tmp_path / "run")]
     if cache_only:
-        cmd += ["--latent-cache", str(tmp_path / "cache"), "--cache-only"]
-    logs = [tmp_path / "first.log", tmp_path / "second.log"]
-    with logs[0].open("w") as first_log, logs[1].open("w") as second_log:
-        first_env, second_env = rank_env(), {**rank_env(), "NODE_WITHOUT_DATA": "1"}
-        if without_data == "first":  # the other node is still listing its data when the first one fails
-            first_env, second_env = second_env, {**first_env, "LISTING_SECONDS": "5"}
-        first = subprocess.Popen(cmd, cwd=REPO, env=first_env, stdout=first_log, stderr=subprocess.STDOUT)
-        for _ in range(100):  # the first node's agent hosts the rendezvous: the second joins it
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.2)
-        second = subprocess.Popen(cmd, cwd=REPO, env=second_env, stdout=second_log, stderr=subprocess.STDOUT)
+        args += ["--latent-cache", str(tmp_path / "cache"), "--cache-only"]
+    first_env, second_env = rank_env(), {**rank_env(), "NODE_WITHOUT_DATA": "1"}
+    if without_data == "first":  # the other node is still listing its data when the first one fails
+        first_env, second_env = second_env, {**first_env, "LISTING_SECONDS": "5"}
+    with _two_nodes(tmp_path, args, first_env, second_env) as (first, second, logs):
         failing, other = (second, first) if without_data == "second" else (first, second)
-        try:
-            failing.wait(timeout=300)
-            other.wait(timeout=300)
-        finally:
-            for proc in (first, second):
-                if proc.poll() is None:
-                    proc.kill()
+        failing.wait(timeout=300)
+        other.wait(timeout=300)
     out = logs[1 if without_data == "first" else 0].read_text()
     said = [ln for ln in out.splitlines() if ln.startswith(PROG)]
     assert other.returncode != 0 and len(said) == 1, out[-4000:]
@@ -289,3 +311,28 @@ def test_a_rank_that_cannot_start_on_another_node_ends_the_others_at_once(tmp_pa
     store_gone = without_data == "first" and "stopped before training: the launch's store at" in said[0]
     assert told or store_gone, said[0]
     assert not re.search(r"Error: |File .*(vdepth|training/)", out.split("ChildFailedError")[0]), out[-4000:]
+
+
+def test_the_first_node_lost_mid_run_is_named_by_the_others(tmp_path: Path) -> None:
+    """The first node lost mid-run (its torchrun, which serves the launch's store, and its rank killed: power,
+    network): the other node's rank said "another rank ended without a word on this node", which none on its
+    node had, beside its launcher's traceback. Now it says the launch's store cannot be reached, as that
+    launcher ended; the last complete checkpoint is kept."""
+    cfg = yaml.safe_load(Path(_recipe(tmp_path)[1]).read_text())
+    cfg["stages"][0]["steps"] = 400
+    recipe = tmp_path / "vda.yaml"
+    recipe.write_text(yaml.safe_dump(cfg))
+    args = ["-m", "vdepth_training.train", "--config", str(recipe), "--output", str(tmp_path / "run")]
+    with _two_nodes(tmp_path, args, rank_env(), rank_env()) as (first, second, logs):
+        metrics, deadline = tmp_path / "run" / "metrics.jsonl", time.monotonic() + 600
+        while not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 3):
+            assert second.poll() is None and time.monotonic() < deadline, logs[1].read_text()[-3000:]
+            time.sleep(0.05)
+        kill_launches(first)  # the first node is lost
+        second.wait(timeout=300)
+    out = logs[1].read_text()
+    said = [ln for ln in out.splitlines() if ln.startswith(PROG)]
+    assert second.returncode != 0 and len(said) == 1, out[-4000:]
+    assert said[0].startswith(f"{PROG} stopped after step") and "the launch's store at " in said[0], said
+    assert "cannot be reached: that launcher ended" in said[0], said
+    assert latest_checkpoint(tmp_path / "run") is not None

@@ -239,14 +239,21 @@ def told_start_failure() -> ConfigError | None:
     return None
 
 
-def why_terminated() -> str:
-    """Why this rank got SIGTERM before training (`TerminatedError`) when no rank told why: the launch's
-    store gone with its host, else the launcher or the scheduler."""
+def store_reachable() -> bool:
+    """Can this rank reach the launch's store (`_launch_store`)? True without one (nothing to miss)."""
     try:
         store = _launch_store()
         if store is not None:
             store.check(["failed"])
     except (RuntimeError, StoppedWithoutCheckpointError):
+        return False
+    return True
+
+
+def why_terminated() -> str:
+    """Why this rank got SIGTERM before training (`TerminatedError`) when no rank told why: the launch's
+    store gone with its host, else the launcher or the scheduler."""
+    if not store_reachable():
         return store_gone()
     return ("SIGTERM before training: from the launcher, which ends the ranks when one of them ended (its summary "
             "names it), or from the scheduler (the job cancelled or preempted)")  # fmt: skip
@@ -366,8 +373,10 @@ def end_rank(err: BaseException, *, rank: int, world: int, doing: str, step: int
             notes = sorted(folder.glob("failed-rank*"))
         if terminated and not notes and (failure := told_start_failure()) is not None:
             raise failure from None  # a rank on another node could not start: its line, on every rank
-        # none: the rank was killed (SIGKILL), or it is on another node (its own line names it)
+        # none: the rank was killed (SIGKILL), or it is on another node (its own line names it), or that node was lost
         gone = f"another rank ended without a word on this node (torchrun's summary names it; {_one_line(err)})"
+        if not notes and not terminated and not store_reachable():  # the first node's launcher went with it
+            gone = f"another rank ended without a word, and {store_gone()} ({_one_line(err)})"
         why = notes[0].read_text() if notes else (why_terminated() if terminated else gone)
         raise StoppedWithoutCheckpointError(f"{stopped}: {why}") from None if terminated else err
     what = f"rank {rank} of {world} failed in {doing} ({_one_line(err)})"
