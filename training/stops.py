@@ -25,6 +25,20 @@ from vdepth_training.ranks import TerminatedError, launcher_grace_seconds, leave
 log = logging.getLogger("vdepth_training")
 
 
+@contextmanager
+def sigterm_ignored() -> Iterator[None]:
+    """SIGTERM ignored in the main thread while this rank finds out why it ends (`ranks.end_rank` waits up to
+    `PEER_NOTE_WAIT_S` for another rank's note), then as before."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
 class RunStops:
     """Mixed into `trainer.Trainer`: the stall watch and the signal handlers around its steps."""
 
@@ -83,15 +97,10 @@ class RunStops:
                 raise TerminatedError
 
         signal.signal(signal.SIGTERM, handler)
-        ending = False
         try:
             yield
-        except BaseException:
-            ending = True
-            raise
-        finally:  # a launched rank that ends now says why first: the launcher's SIGTERM to survivors would cut it
-            several = int(os.environ.get("WORLD_SIZE", "1")) > 1
-            signal.signal(signal.SIGTERM, signal.SIG_IGN if ending and several else signal.SIG_DFL)
+        finally:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
     @contextmanager
     def _stop_on_signals(self) -> Iterator[None]:

@@ -63,7 +63,7 @@ from vdepth_training.recipes import Recipe, TrainingStep, get_recipe
 from vdepth_training.run_checks import RunChecks, config_changes
 from vdepth_training.stages import Stage, plan_stages
 from vdepth_training.steps import StepLoop, batch_generator, take_skipped
-from vdepth_training.stops import RunStops
+from vdepth_training.stops import RunStops, sigterm_ignored
 from vdepth_training.weights import STEP_PREFIX, load_init_weights
 
 from vdepth_ros.errors import ConfigError
@@ -269,16 +269,17 @@ class Trainer(StepLoop, RunChecks, RunStops):
             world = int(os.environ.get("WORLD_SIZE", "1"))
             started = self._checked or isinstance(err, TerminatedError)  # else told by `_start_ranks`
             if world > 1 and started and not isinstance(err, (TrainingFailedError, StoppedWithoutCheckpointError)):
-                end_rank(
-                    err,
-                    rank=int(os.environ.get("RANK", "0")),
-                    world=world,
-                    doing=self._doing,
-                    step=step(),
-                    stop_requested=self._stop_requested,
-                    collective_timeout=self.train_cfg.get("collective_timeout"),
-                    output_dir=self.output_dir,
-                )
+                with sigterm_ignored():  # the launcher's SIGTERM (another rank ended) would cut this rank's line
+                    end_rank(
+                        err,
+                        rank=int(os.environ.get("RANK", "0")),
+                        world=world,
+                        doing=self._doing,
+                        step=step(),
+                        stop_requested=self._stop_requested,
+                        collective_timeout=self.train_cfg.get("collective_timeout"),
+                        output_dir=self.output_dir,
+                    )
             if isinstance(err, TerminatedError):  # one process: SIGTERM ends it, as without the handler
                 raise StoppedWithoutCheckpointError("stopped before training: SIGTERM") from None
             raise
