@@ -446,13 +446,38 @@ def test_two_ranks_resume_on_changed_data_is_refused_unless_allowed(tmp_path: Pa
     assert proc.returncode != 0 and len(errors) == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "the data differ from those checkpoint_2 was saved with (stage 'finetune' data.sources['mine']: " \
         "1 sequence(s) added (seq3), 1 removed (seq1))" in errors[0], errors[0]  # fmt: skip
-    assert "--allow-config-change" in errors[0] and "process 0 of 2" not in proc.stdout  # before anything is built
+    assert "--allow-data-change" in errors[0] and "process 0 of 2" not in proc.stdout  # before anything is built
     assert {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()} == before  # nothing touched
-    out = torchrun([*base, "--resume", "--allow-config-change"])
+    out = torchrun([*base, "--resume", "--allow-config-change"])  # (which accepts changed data too)
     assert out.count("on changed data: stage 'finetune' data.sources['mine']") == 1, out[-3000:]
     assert "steps 3..4:" in out and (run / "final").is_dir()
     saved = json.loads((run / "checkpoints" / "checkpoint_4" / "trainer_data.json").read_text())
-    assert saved == {"stage 'finetune' data.sources['mine']": {"seq0": 6, "seq2": 6, "seq3": 6}}
+    assert saved["stage 'finetune' data.sources['mine']"] == {"seq0": 6, "seq2": 6, "seq3": 6}
+
+
+def test_two_ranks_resume_on_files_replaced_under_the_same_names_is_refused_unless_allowed(tmp_path: Path) -> None:
+    """A sequence exported again (other depth, the same file names and frame count) between the save
+    and `--resume` went on in silence: the listing held names and lengths only, so the resumed steps
+    learnt other targets than the saved run's. Now each checkpoint also holds a digest of each
+    sequence's files (names, sizes, sampled bytes), the resume is refused naming the sequence, and
+    --allow-data-change (the config unchanged) continues with one warning."""
+    import numpy as np
+
+    recipe, run = _users_folder(tmp_path, 3), tmp_path / "run"
+    base = ["-m", "vdepth_training.train", "--config", str(recipe), "--output", str(run)]
+    torchrun([*base, "--max-steps", "2"])
+    for target in sorted((tmp_path / "mine" / "seq1" / "target").glob("*.npy")):  # same shape, size and names
+        np.save(target, np.load(target) * 2.0)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *base, "--resume"]
+    proc = subprocess.run(cmd, cwd=REPO, env=rank_env(), capture_output=True, text=True, timeout=600)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("python -m vdepth_training.train: error")]
+    assert proc.returncode != 0 and len(errors) == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "the data differ from those checkpoint_2 was saved with (stage 'finetune' data.sources['mine']: " \
+        "1 with other files under the same names (seq1))" in errors[0], errors[0]  # fmt: skip
+    assert "--allow-data-change" in errors[0]
+    out = torchrun([*base, "--resume", "--allow-data-change"])
+    assert out.count("on changed data: stage 'finetune' data.sources['mine']: 1 with other files") == 1, out[-3000:]
+    assert "steps 3..4:" in out and (run / "final").is_dir()
 
 
 def test_ranks_that_see_different_data_stop_before_training(tmp_path: Path) -> None:
@@ -480,6 +505,38 @@ def test_ranks_that_see_different_data_stop_before_training(tmp_path: Path) -> N
     assert proc.returncode != 0 and len(errors) == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "the ranks see different data (rank 1 of 2: stage 'finetune' data.sources['mine']: 1 removed (seq2), " \
         "against rank 0's)" in errors[0], errors[0]  # fmt: skip
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()  # no step ran
+
+
+def test_ranks_that_read_different_configs_stop_before_training(tmp_path: Path) -> None:
+    """Each rank reads its own copy of the config: a node whose copy says another grad_accum (or batch
+    size, or number of steps) hung both ranks (its exchanges come at other moments) until the collective
+    timeout, 30 min. Now the ranks compare their configs with their data and stop with one line naming
+    the rank and the keys; a data folder at another path on that node (`root`) is no difference."""
+    import yaml
+
+    recipe = _users_folder(tmp_path, 2)
+    cfg = yaml.safe_load(recipe.read_text())
+    shutil.copytree(tmp_path / "mine", tmp_path / "node_copy")  # rank 1's node: its own copy of the data
+    cfg["data"]["sources"][0]["root"] = str(tmp_path / "node_copy")
+    cfg["training"].update(grad_accum=2, num_workers=1)  # (num_workers leaves the steps alone)
+    other = tmp_path / "rank1.yaml"
+    other.write_text(yaml.safe_dump(cfg))
+    script = tmp_path / "rank1_reads_another_config.py"
+    script.write_text(
+        "import os, sys\n"
+        "import vdepth_training.train as train\n"
+        "argv = sys.argv[1:]\n"
+        f"if os.environ['RANK'] == '1':\n    argv[argv.index('--config') + 1] = {str(other)!r}\n"
+        "train._exit_without_finalizing(train.main(argv))\n"
+    )
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
+           "--config", str(recipe), "--output", str(tmp_path / "run")]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=REPO, env=rank_env(), capture_output=True, text=True, timeout=600)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("python -m vdepth_training.train: error")]
+    assert proc.returncode != 0 and len(errors) == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "the ranks run different configs (rank 1 of 2: training.grad_accum: 1 -> 2, against rank 0's)" \
+        in errors[0], errors[0]  # fmt: skip
     assert not (tmp_path / "run" / "metrics.jsonl").exists()  # no step ran
 
 

@@ -7,11 +7,15 @@ The faults are injected by `training_faults.py` (`FAULT=<kind>:<rank>:<step>`)."
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 from training_ranks import tiny_config
@@ -56,6 +60,9 @@ def _faulty_run(tmp_path: Path, fault: str, recipe: list[str]) -> tuple[int, lis
         pytest.param(
             "save:0:4", "rank 0 of 2 failed in saving checkpoint_4", "No space left on device", marks=pytest.mark.slow
         ),  # two launches (~50 s here): the failure, then --resume
+        pytest.param(
+            "save:1:4", "rank 1 of 2 failed in saving checkpoint_4", "No space left on device", marks=pytest.mark.slow
+        ),  # rank 0's part (the model, the optimizer) was kept, and with it the full disk
         ("validate:0:4", "rank 0 of 2 failed in validation after step 4", "Input/output error"),
     ],
 )
@@ -75,6 +82,7 @@ def test_one_ranks_failure_ends_both_with_one_line_naming_it(tmp_path: Path, fau
     assert len(stops) == 1 and doing in stops[0] and cause in stops[0], lines
     assert latest_checkpoint(tmp_path / "run").name == "checkpoint_2"
     if fault.startswith("save"):  # the full disk freed: the run continues from its last checkpoint
+        assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["checkpoint_2"]
         out = torchrun(["-m", "vdepth_training.train", *_recipe(tmp_path), "--output", str(tmp_path / "run"),
                         "--resume"], timeout=300)  # fmt: skip
         assert "steps 3..6:" in out, out[-3000:]
@@ -99,6 +107,37 @@ def test_a_nan_loss_on_one_rank_stops_every_rank_at_the_same_step(tmp_path: Path
     assert len(lines) == 1 and lines[0].startswith(f"{PROG} error: non-finite loss in step 3 (rank 1: nan"), lines
     assert "checkpoint_2 is the last good checkpoint" in lines[0]
     assert latest_checkpoint(tmp_path / "run").name == "checkpoint_2"
+
+
+@pytest.mark.parametrize(
+    ("fault", "rank_line", "other_line"),
+    [
+        ("start_raise:1:0", "error: rank 1 of 2 failed in building the model (RuntimeError: CUDA out of memory",
+         "rank 1 of 2 failed in building the model (RuntimeError: CUDA out of memory"),
+        ("start_kill:1:0", None, "stopped before training: another rank ended without a word on this node"),
+    ],
+)  # fmt: skip
+def test_a_rank_ending_at_start_up_ends_the_other_with_one_line(tmp_path: Path, fault: str, rank_line: str | None,
+                                                                other_line: str) -> None:  # fmt: skip
+    """The exchanges between the process group's start and the first step (the ranks comparing their data,
+    the barrier before building the model) were outside the handler that ends the ranks as one: a rank that
+    ran out of memory building its model said a traceback, and the rank whose peer was killed while they
+    compared their data said gloo's traceback ("Connection closed by peer") or nothing. Now each rank says
+    one line: the failing one why, the other that it stopped before training and why."""
+    code, lines, _ = _faulty_run(tmp_path, fault, _recipe(tmp_path))
+    assert code != 0, (code, lines)
+    errors = [ln for ln in lines if ln.startswith(f"{PROG} error:")]
+    stops = [ln for ln in lines if ln.startswith(f"{PROG} stopped")]
+    if rank_line is not None:
+        assert len(errors) == 1 and errors[0].startswith(f"{PROG} {rank_line}"), lines
+        assert "no checkpoint was written: the run starts again" in errors[0], errors
+    else:
+        assert not errors, lines
+    assert len(stops) <= 1 and len(lines) == len(errors) + len(stops), lines  # at most one line each
+    if stops:  # (the survivor may also be ended by torchrun's SIGTERM first: then it says so)
+        assert other_line in stops[0] or "stopped before training: SIGTERM before training" in stops[0], stops
+    assert stops or rank_line is not None, lines  # the survivor said why when no other rank did
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
 
 
 def test_ranks_that_diverged_end_with_one_line(tmp_path: Path) -> None:
@@ -182,14 +221,56 @@ def test_more_processes_than_gpus_on_a_node_is_one_line_before_anything_is_built
     assert "process 0 of 2" not in proc.stdout and not (tmp_path / "run").exists()  # nothing built or written
 
 
-def test_a_rank_that_cannot_start_on_another_node_ends_the_others_at_once(tmp_path: Path) -> None:
-    """Two nodes (two torchrun agents meeting at a c10d rendezvous, one process each): the second
-    node's rank cannot start (its copy of the data is not mounted). On one node torchrun ends the other
-    ranks; across nodes nothing did: the first node's rank waited for it in the process group's start
-    for its timeout (30 min by default, here training.collective_timeout 60 s), in silence. Now it
-    ends within seconds, with one line naming the rank that could not start and why."""
+@contextmanager
+def _two_nodes(
+    tmp_path: Path, args: list[str], first_env: dict[str, str], second_env: dict[str, str]
+) -> Iterator[tuple[subprocess.Popen, subprocess.Popen, list[Path]]]:
+    """Two torchrun agents meeting at a c10d rendezvous (two nodes of one process each) running `args`: the
+    first hosts the rendezvous and the launch's store; yields them and their logs (first.log, second.log)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1", "--rdzv_backend=c10d",
+           f"--rdzv_endpoint=127.0.0.1:{port}", "--rdzv_id=two_nodes", *args]  # fmt: skip
+    logs = [tmp_path / "first.log", tmp_path / "second.log"]
+    with logs[0].open("w") as first_log, logs[1].open("w") as second_log:
+        first = subprocess.Popen(cmd, cwd=REPO, env=first_env, stdout=first_log, stderr=subprocess.STDOUT)
+        for _ in range(300):  # the first node's agent hosts the rendezvous: the second joins it
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.2)
+        second = subprocess.Popen(cmd, cwd=REPO, env=second_env, stdout=second_log, stderr=subprocess.STDOUT)
+        try:
+            yield first, second, logs
+        finally:
+            kill_launches(first, second)
+
+
+def kill_launches(*launchers: subprocess.Popen) -> None:
+    """SIGKILL the launchers still running and their ranks (a node lost; a failed test leaves none behind)."""
+    for proc in launchers:
+        if proc.poll() is None:
+            with suppress(psutil.NoSuchProcess):
+                for p in [*psutil.Process(proc.pid).children(recursive=True), psutil.Process(proc.pid)]:
+                    with suppress(psutil.NoSuchProcess):
+                        p.kill()
+            proc.wait(timeout=60)
+
+
+@pytest.mark.parametrize(("without_data", "cache_only"), [("second", False), ("first", False), ("second", True)])
+def test_a_rank_that_cannot_start_on_another_node_ends_the_others_at_once(tmp_path: Path, without_data: str,
+                                                                          cache_only: bool) -> None:  # fmt: skip
+    """Two nodes (two torchrun agents meeting at a c10d rendezvous, one process each): one node's rank
+    cannot start (its copy of the data is not mounted). On one node torchrun ends the other ranks; across
+    nodes nothing did: the other node's rank waited for it in the process group's start for its timeout
+    (30 min by default, here training.collective_timeout 60 s), in silence. Now it ends within seconds,
+    with one line naming the rank that could not start and why. The first node hosts the launch's store
+    (torchrun's rendezvous): when its rank could not start, its agent ended with it and the second
+    node's rank, reaching for the store, ended in a traceback (DistNetworkError) or in silence (its
+    launcher's SIGTERM). `--cache-only` did not tell the other nodes at all: they waited for the process
+    group's timeout."""
     import re
-    import socket
 
     cfg = yaml.safe_load(Path(_recipe(tmp_path)[1]).read_text())
     cfg["training"]["collective_timeout"] = 60
@@ -197,7 +278,7 @@ def test_a_rank_that_cannot_start_on_another_node_ends_the_others_at_once(tmp_pa
     recipe.write_text(yaml.safe_dump(cfg))
     script = tmp_path / "node_without_data.py"
     script.write_text(
-        "import os, sys\n"
+        "import os, sys, time\n"
         "from vdepth_ros.errors import ConfigError\n"
         "from vdepth_training.recipes.base import Recipe\n"
         "import vdepth_training.train as train\n"
@@ -205,38 +286,53 @@ def test_a_rank_that_cannot_start_on_another_node_ends_the_others_at_once(tmp_pa
         "def open_data(self, stage):\n"
         "    if os.environ.get('NODE_WITHOUT_DATA'):\n"
         "        raise ConfigError('no sequence folders found under /data/mine (not mounted on this node)')\n"
+        "    time.sleep(float(os.environ.get('LISTING_SECONDS', '0')))  # a large folder on a network disk\n"
         "    opened(self, stage)\n"
         "Recipe.open_data = open_data\n"
         "train._exit_without_finalizing(train.main(sys.argv[1:]))\n"
     )
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1", "--rdzv_backend=c10d",
-           f"--rdzv_endpoint=127.0.0.1:{port}", "--rdzv_id=two_nodes", str(script), "--config", str(recipe),
-           "--output", str(tmp_path / "run")]  # fmt: skip
-    logs = [tmp_path / "first.log", tmp_path / "second.log"]
-    with logs[0].open("w") as first_log, logs[1].open("w") as second_log:
-        first = subprocess.Popen(cmd, cwd=REPO, env=rank_env(), stdout=first_log, stderr=subprocess.STDOUT)
-        for _ in range(100):  # the first node's agent hosts the rendezvous: the second joins it
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.2)
-        second = subprocess.Popen(cmd, cwd=REPO, env={**rank_env(), "NODE_WITHOUT_DATA": "1"}, stdout=second_log,
-                                  stderr=subprocess.STDOUT)  # fmt: skip
-        try:
-            second.wait(timeout=120)
-            t0 = time.monotonic()
-            first.wait(timeout=120)
-            waited = time.monotonic() - t0
-        finally:
-            for proc in (first, second):
-                if proc.poll() is None:
-                    proc.kill()
-    out = logs[0].read_text()
+    args = [str(script), "--config", str(recipe), "--output", str(tmp_path / "run")]
+    if cache_only:
+        args += ["--latent-cache", str(tmp_path / "cache"), "--cache-only"]
+    first_env, second_env = rank_env(), {**rank_env(), "NODE_WITHOUT_DATA": "1"}
+    if without_data == "first":  # the other node is still listing its data when the first one fails
+        first_env, second_env = second_env, {**first_env, "LISTING_SECONDS": "5"}
+    with _two_nodes(tmp_path, args, first_env, second_env) as (first, second, logs):
+        failing, other = (second, first) if without_data == "second" else (first, second)
+        failing.wait(timeout=300)
+        other.wait(timeout=300)
+    out = logs[1 if without_data == "first" else 0].read_text()
     said = [ln for ln in out.splitlines() if ln.startswith(PROG)]
-    assert first.returncode != 0 and len(said) == 1, out[-4000:]
-    assert re.search(r"error: rank [01] of 2 could not start: no sequence folders found under /data/mine \(not "
-                     r"mounted on this node\); the other ranks stop before training", said[0]), said[0]  # fmt: skip
-    assert waited < 30, (waited, out[-3000:])  # not the collective timeout
+    assert other.returncode != 0 and len(said) == 1, out[-4000:]
+    told = re.search(r"error: rank [01] of 2 could not start: no sequence folders found under /data/mine \(not "
+                     r"mounted on this node\); the other ranks stop before training", said[0])  # fmt: skip
+    # (the failing rank waits up to 20 s for the others to read why before its launcher, the store's, ends;
+    # a rank that took longer to start on a loaded machine names the store instead)
+    store_gone = without_data == "first" and "stopped before training: the launch's store at" in said[0]
+    assert told or store_gone, said[0]
+    assert not re.search(r"Error: |File .*(vdepth|training/)", out.split("ChildFailedError")[0]), out[-4000:]
+
+
+def test_the_first_node_lost_mid_run_is_named_by_the_others(tmp_path: Path) -> None:
+    """The first node lost mid-run (its torchrun, which serves the launch's store, and its rank killed: power,
+    network): the other node's rank said "another rank ended without a word on this node", which none on its
+    node had, beside its launcher's traceback. Now it says the launch's store cannot be reached, as that
+    launcher ended; the last complete checkpoint is kept."""
+    cfg = yaml.safe_load(Path(_recipe(tmp_path)[1]).read_text())
+    cfg["stages"][0]["steps"] = 400
+    recipe = tmp_path / "vda.yaml"
+    recipe.write_text(yaml.safe_dump(cfg))
+    args = ["-m", "vdepth_training.train", "--config", str(recipe), "--output", str(tmp_path / "run")]
+    with _two_nodes(tmp_path, args, rank_env(), rank_env()) as (first, second, logs):
+        metrics, deadline = tmp_path / "run" / "metrics.jsonl", time.monotonic() + 600
+        while not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 3):
+            assert second.poll() is None and time.monotonic() < deadline, logs[1].read_text()[-3000:]
+            time.sleep(0.05)
+        kill_launches(first)  # the first node is lost
+        second.wait(timeout=300)
+    out = logs[1].read_text()
+    said = [ln for ln in out.splitlines() if ln.startswith(PROG)]
+    assert second.returncode != 0 and len(said) == 1, out[-4000:]
+    assert said[0].startswith(f"{PROG} stopped after step") and "the launch's store at " in said[0], said
+    assert "cannot be reached: that launcher ended" in said[0], said
+    assert latest_checkpoint(tmp_path / "run") is not None

@@ -10,6 +10,8 @@ fault on one rank, as a multi-GPU job meets it (`FAULT=<kind>:<rank>:<step>`):
 - `slow_save`: that rank's checkpoint saves from that step on take 3 s longer (a large model on a slow disk);
 - `validate`: that rank's validation at that step raises (a held-out file it cannot read);
 - `diverge`: after that step that rank's weights change (a rank-dependent computation).
+- `start_raise`: that rank fails building its model (out of memory), after the process group started;
+- `start_kill`: that rank is SIGKILLed as the ranks compare their data, their first exchange (step: 0).
 
     FAULT=raise:1:3 python -m torch.distributed.run --nproc_per_node 2 test/training_faults.py --config ...
 """
@@ -26,6 +28,7 @@ import accelerate.checkpointing
 import torch
 from vdepth_training import steps as steps_module
 from vdepth_training.recipes.base import TrainingStep
+from vdepth_training.trainer import Trainer
 
 KIND, RANK, STEP = os.environ["FAULT"].split(":")
 MINE = int(os.environ.get("RANK", "0")) == int(RANK)
@@ -88,6 +91,26 @@ def _faulty_validate(self: Any, *args: Any) -> Any:
     return _validate(self, *args)
 
 
+_build_model = Trainer._build_model
+
+
+def _faulty_build_model(self: Any, **kwargs: Any) -> Any:
+    if MINE and KIND == "start_raise":
+        raise RuntimeError("CUDA out of memory. Tried to allocate 8.00 GiB (injected)")
+    return _build_model(self, **kwargs)
+
+
+_check_ranks_see_same_run = Trainer._check_ranks_see_same_run
+
+
+def _killed_comparing_data(self: Any, acc: Any) -> Any:
+    if MINE and KIND == "start_kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _check_ranks_see_same_run(self, acc)
+
+
+Trainer._build_model = _faulty_build_model
+Trainer._check_ranks_see_same_run = _killed_comparing_data
 steps_module.StepLoop._step = _counted_step
 steps_module._next_batch = _stalled_next_batch
 steps_module.StepLoop._validate = _faulty_validate

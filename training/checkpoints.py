@@ -38,6 +38,9 @@ STATE_NAME = TRAINER_STATE_NAME
 CONFIG_NAME = TRAINER_CONFIG_NAME
 #: what the run's data sources held when a checkpoint was saved (`Recipe.data_listing`; `--resume` compares it)
 DATA_NAME = "trainer_data.json"
+#: the suffix of a source's second listing entry, `{sequence: digest of its files}` (`files_digest`): files replaced
+#: under the same names and frame counts (a dataset exported again) change the clips too
+CONTENT_SUFFIX = " (file contents)"
 #: the one entry of a frozen model folder's listing (`Recipe.frozen_models`): a digest of its files, not frames
 MODEL_FOLDER_ENTRY = "(config.json and weight files)"
 #: `training` keys a resumed run may change: they do not change what it computes
@@ -146,28 +149,61 @@ def truncate_metrics(output_dir: Path, step: int) -> None:
 
 
 def data_changes(saved: dict[str, dict[str, int]], now: dict[str, dict[str, int]]) -> list[str]:
-    """`"<source>: N sequence(s) added (...), N removed (...), N of another length (...)"` for each
-    source listed in both `Recipe.data_listing`s whose sequences differ, `"<folder>: another model
-    there"` for a frozen model folder whose files changed (a source or folder only one lists is a
-    change of the config, named there)."""
+    """`"<source>: N sequence(s) added (...), N removed (...), N of another length (...), N with other
+    files (...)"` for each source listed in both `Recipe.data_listing`s whose sequences differ (the last
+    by their `CONTENT_SUFFIX` entries: files replaced under the same names and frame counts; listings saved
+    without them are compared by names and lengths), `"<folder>: another model there"` for a frozen model
+    folder whose files changed (a source or folder only one lists is a change of the config, named there)."""
 
     def few(names: list[str]) -> str:
         return ", ".join(names[:3]) + (f", ... ({len(names) - 3} more)" if len(names) > 3 else "")
 
     out = []
-    for where in sorted(saved.keys() & now.keys()):
+    for where in sorted(k for k in saved.keys() & now.keys() if not k.endswith(CONTENT_SUFFIX)):
         old, new = saved[where], now[where]
         if MODEL_FOLDER_ENTRY in old:  # a frozen model folder (a teacher, a labeller): its files, not sequences
             if old != new:
                 out.append(f"{where}: another model there (its config.json or weight files changed)")
             continue
         added, removed = sorted(new.keys() - old.keys()), sorted(old.keys() - new.keys())
+        kept = sorted(k for k in old.keys() & new.keys() if old[k] == new[k])
         resized = [f"{k}: {old[k]} -> {new[k]} frames" for k in sorted(old.keys() & new.keys()) if old[k] != new[k]]
-        kinds = (("sequence(s) added", added), ("removed", removed), ("of another length", resized))
+        old_files, new_files = saved.get(where + CONTENT_SUFFIX, {}), now.get(where + CONTENT_SUFFIX, {})
+        replaced = [k for k in kept if k in old_files and k in new_files and old_files[k] != new_files[k]]
+        kinds = (("sequence(s) added", added), ("removed", removed), ("of another length", resized),
+                 ("with other files under the same names", replaced))  # fmt: skip
         parts = [f"{len(names)} {what} ({few(names)})" for what, names in kinds if names]
         if parts:
             out.append(f"{where}: {', '.join(parts)}")
     return out
+
+
+def _sampled_bytes(path: Path, samples: int, chunk: int) -> bytes:
+    """`samples` chunks of `chunk` bytes spread over the file `path` (all of it when that is smaller)."""
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        if size <= samples * chunk:
+            return f.read()
+        parts = []
+        for i in range(samples):
+            f.seek((size - chunk) * i // max(samples - 1, 1))
+            parts.append(f.read(chunk))
+        return b"".join(parts)
+
+
+def files_digest(paths: list[Path], samples: int = 4, chunk: int = 4096) -> int:
+    """A sequence's files by their content, cheaply: every file's name and size, and from `samples` of them
+    spread over the sequence 3 chunks of `chunk` bytes each (their start, middle and end: a depth map
+    written again has the same header and size). Neither the folder nor the files' times count: a
+    node-local copy is the same data. A file that cannot be read counts as missing."""
+    h = hashlib.sha256()
+    picked = {paths[(len(paths) - 1) * i // max(samples - 1, 1)] for i in range(samples)} if paths else set()
+    for path in paths:
+        with contextlib.suppress(OSError):
+            h.update(f"{path.name}:{path.stat().st_size}".encode())
+            if path in picked:
+                h.update(_sampled_bytes(path, 3, chunk))
+    return int(h.hexdigest()[:15], 16)
 
 
 def model_folder_digest(folder: Path, samples: int = 16, chunk: int = 1 << 16) -> int:
@@ -200,6 +236,7 @@ def rotate_checkpoints(folders: Path, keep: int) -> None:
 
 __all__ = [
     "CONFIG_NAME",
+    "CONTENT_SUFFIX",
     "DATA_NAME",
     "FINAL_NAME",
     "MODEL_FOLDER_ENTRY",
@@ -211,6 +248,7 @@ __all__ = [
     "check_run_outputs",
     "complete_checkpoints",
     "data_changes",
+    "files_digest",
     "latest_checkpoint",
     "model_folder_digest",
     "rotate_checkpoints",

@@ -126,20 +126,53 @@ def check_gpus_per_node() -> None:
 
 
 _start_store: list[Any] = []  # [store or None], made once per process (`_launch_store`)
+#: seconds a rank tries to reach the launch's store: torchrun's agent serves it from before the ranks start
+STORE_CONNECT_S = 10.0
+#: seconds a rank that could not start waits for every rank to have read so (`tell_start_failed`)
+TOLD_WAIT_S = 20.0
+
+
+class StoppedWithoutCheckpointError(Exception):
+    """This rank could not finish its step because another rank had ended: a collective with it
+    failed, or torchrun (which stops the others when one fails) sent SIGTERM. The failing rank said
+    why; this one only ends, naming it when the failing rank left its note on this node."""
+
+
+class TerminatedError(BaseException):
+    """SIGTERM before the steps (`stops.RunStops._terminated_as_error`): the launcher ends this rank as
+    another one ended, or as its store's host did, or the scheduler cancels the job. A BaseException, as
+    KeyboardInterrupt: it is no failure of this rank to tell the others (`tell_start_failed`)."""
+
+
+def store_gone() -> str:
+    """Why a rank cannot reach the launch's store (`_launch_store`), in words."""
+    where = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
+    return (f"the launch's store at {where} (torchrun's rendezvous, served by the launcher of the node at "
+            "--rdzv_endpoint) cannot be reached: that launcher ended, its node's log says why")  # fmt: skip
 
 
 def _launch_store() -> Any | None:
     """A client of torchrun's own store (the agent's `TCPStore` every rank of every node reaches, at
     `MASTER_ADDR:MASTER_PORT`), under a prefix of this launch attempt; None without one (one process,
-    another launcher, a store that cannot be reached): the ranks then start as before, without word."""
+    another launcher): the ranks then start as before, without word.
+
+    Raises:
+        StoppedWithoutCheckpointError: the launch has a store and it cannot be reached: the launcher that
+            serves it (on the first node) ended; the process group, which starts through it, would fail too.
+    """
     if not _start_store:
         store = None
         if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            with suppress(KeyError, ValueError, RuntimeError):
-                client = torch.distributed.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]),
-                                                    is_master=False, timeout=timedelta(seconds=60))  # fmt: skip
-                attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
-                store = torch.distributed.PrefixStore(f"vdepth-start/attempt_{attempt}", client)
+            try:
+                address, port = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
+                client = torch.distributed.TCPStore(address, port, is_master=False,
+                                                    timeout=timedelta(seconds=STORE_CONNECT_S))  # fmt: skip
+            except (KeyError, ValueError):  # no address to reach: start as before
+                client = None
+            except RuntimeError as err:
+                raise StoppedWithoutCheckpointError(f"stopped before training: {store_gone()}") from err
+            attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+            store = torch.distributed.PrefixStore(f"vdepth-start/attempt_{attempt}", client) if client else None
         _start_store.append(store)
     return _start_store[0]
 
@@ -147,14 +180,27 @@ def _launch_store() -> Any | None:
 def tell_start_failed(err: BaseException) -> None:
     """Tell the ranks of every node that this rank cannot start (its data, its GPUs), before the process
     group exists: they wait for it there without a timeout of their own (30 min), in silence, when it is
-    on another node (on one node torchrun ends them). The first rank to fail is the one they name."""
-    store = _launch_store()
-    if store is not None:
-        text = str(err).strip().splitlines()
-        what = text[0] if text else type(err).__name__
-        rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-        with suppress(RuntimeError):
+    on another node (on one node torchrun ends them). The first rank to fail is the one they name. It then
+    waits (at most `TOLD_WAIT_S`) until every rank has read it: the launcher of the first node serves the
+    store and ends with its ranks, so a rank there that left at once left the others with nothing to read."""
+    with suppress(RuntimeError, StoppedWithoutCheckpointError):  # no store to tell: nothing more to do
+        store = _launch_store()
+        if store is not None:
+            text = str(err).strip().splitlines()
+            what = text[0] if text else type(err).__name__
+            rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
             store.compare_set("failed", "", f"rank {rank} of {world} could not start: {what}")
+            store.add("told", 1)
+            deadline = time.monotonic() + TOLD_WAIT_S
+            while store.add("told", 0) < world and time.monotonic() < deadline:
+                time.sleep(0.1)
+
+
+def _start_failure(store: Any) -> ConfigError | None:
+    """The error naming the rank that told the launch's `store` it could not start, or None."""
+    if store.check(["failed"]):
+        return ConfigError(f"{store.get('failed').decode()}; the other ranks stop before training")
+    return None
 
 
 def wait_for_ranks_to_start(timeout: float | None) -> None:
@@ -164,20 +210,53 @@ def wait_for_ranks_to_start(timeout: float | None) -> None:
 
     Raises:
         ConfigError: naming the rank that could not start and why (the same line on every rank).
+        StoppedWithoutCheckpointError: the launch's store cannot be reached (`store_gone`).
     """
     store = _launch_store()
     if store is None:
         return
     world = int(os.environ.get("WORLD_SIZE", "1"))
     deadline = time.monotonic() + (float(timeout) if timeout else 1800.0)
-    with suppress(RuntimeError):
+    try:
         store.add("started", 1)
         while True:
-            if store.check(["failed"]):
-                raise ConfigError(f"{store.get('failed').decode()}; the other ranks stop before training")
+            if (failure := _start_failure(store)) is not None:
+                store.add("told", 1)
+                raise failure
             if store.add("started", 0) >= world or time.monotonic() > deadline:
                 return
-            time.sleep(0.5)
+            time.sleep(0.1)
+    except RuntimeError as err:  # its host is gone: it may have said which rank could not start, first
+        raise StoppedWithoutCheckpointError(f"stopped before training: {store_gone()}") from err
+
+
+def told_start_failure() -> ConfigError | None:
+    """The error naming a rank that told the launch's store it could not start (`tell_start_failed`), or None
+    (none did, or there is no store to ask)."""
+    with suppress(RuntimeError, StoppedWithoutCheckpointError):
+        store = _launch_store()
+        return _start_failure(store) if store is not None else None
+    return None
+
+
+def store_reachable() -> bool:
+    """Can this rank reach the launch's store (`_launch_store`)? True without one (nothing to miss)."""
+    try:
+        store = _launch_store()
+        if store is not None:
+            store.check(["failed"])
+    except (RuntimeError, StoppedWithoutCheckpointError):
+        return False
+    return True
+
+
+def why_terminated() -> str:
+    """Why this rank got SIGTERM before training (`TerminatedError`) when no rank told why: the launch's
+    store gone with its host, else the launcher or the scheduler."""
+    if not store_reachable():
+        return store_gone()
+    return ("SIGTERM before training: from the launcher, which ends the ranks when one of them ended (its summary "
+            "names it), or from the scheduler (the job cancelled or preempted)")  # fmt: skip
 
 
 def leave_failure_note(rank: int, what: str) -> None:
@@ -218,12 +297,6 @@ def late_rank(mine: int, world: int, settle: float = 2.0) -> str | None:
                 age = time.time() - float(note["since"])
                 hung.append(f"rank {rank} of {world}, in {note['doing']} for {age:.0f} s")
     return "; ".join(hung) or None
-
-
-class StoppedWithoutCheckpointError(Exception):
-    """This rank could not finish its step because another rank had ended: a collective with it
-    failed, or torchrun (which stops the others when one fails) sent SIGTERM. The failing rank said
-    why; this one only ends, naming it when the failing rank left its note on this node."""
 
 
 class PeerEndedError(RuntimeError):
@@ -274,31 +347,38 @@ def _peer_gone(err: BaseException) -> bool:
     return False
 
 
-def end_rank(err: Exception, *, rank: int, world: int, doing: str, step: int, stop_requested: bool,
+def end_rank(err: BaseException, *, rank: int, world: int, doing: str, step: int | None, stop_requested: bool,
              collective_timeout: float | None, output_dir: Path) -> None:  # fmt: skip
-    """Rank `rank` of `world` (after `step` steps, in `doing`) ends with `err`: raise
+    """Rank `rank` of `world` (after `step` steps, None: before training; in `doing`) ends with `err`: raise
     StoppedWithoutCheckpointError when another rank ended first (a collective with it failed, or the
-    launcher's SIGTERM came), naming that rank when it left its note on this node; otherwise this rank
-    failed on its own: leave the note for the others, log the traceback and raise TrainingFailedError
+    launcher's SIGTERM came: `TerminatedError` before the steps), naming that rank when it left its note on
+    this node (or, before training, told the launch's store it could not start: that ConfigError); otherwise
+    this rank failed on its own: leave the note for the others, log the traceback and raise TrainingFailedError
     naming the rank, what it was doing and the cause (a ConfigError, a mistake in this rank's data,
     stays itself: it is one line already)."""
     folder = launch_folder()
+    stopped = f"stopped after step {step} without a checkpoint" if step is not None else "stopped before training"
     if _peer_gone(err) and _timed_out(err) and not sorted(folder.glob("failed-rank*") if folder else []):
         # no rank ended: one hung (a stuck kernel, disk or lock) and this one waited for it in an exchange
         late = late_rank(rank, world) or "a rank on another node (its log names its step)"
         within = f"{float(collective_timeout):.0f} s" if collective_timeout else "the process group's timeout"
         what = f"{late} did not join the other ranks within {within} (training.collective_timeout): hung?"
         leave_failure_note(rank, what)
-    if (stop_requested and not isinstance(err, ConfigError)) or _peer_gone(err):
+    terminated = isinstance(err, TerminatedError)
+    if (stop_requested and not isinstance(err, ConfigError)) or _peer_gone(err) or terminated:
         notes = sorted(folder.glob("failed-rank*")) if folder is not None else []
         deadline = time.monotonic() + PEER_NOTE_WAIT_S
         while isinstance(err, PeerEndedError) and folder is not None and not notes and time.monotonic() < deadline:
             time.sleep(0.1)  # (the failing rank is still on its way to leave its note)
             notes = sorted(folder.glob("failed-rank*"))
-        # none: the rank was killed (SIGKILL), or it is on another node (its own line names it)
+        if terminated and not notes and (failure := told_start_failure()) is not None:
+            raise failure from None  # a rank on another node could not start: its line, on every rank
+        # none: the rank was killed (SIGKILL), or it is on another node (its own line names it), or that node was lost
         gone = f"another rank ended without a word on this node (torchrun's summary names it; {_one_line(err)})"
-        why = notes[0].read_text() if notes else gone
-        raise StoppedWithoutCheckpointError(f"stopped after step {step} without a checkpoint: {why}") from err
+        if not notes and not terminated and not store_reachable():  # the first node's launcher went with it
+            gone = f"another rank ended without a word, and {store_gone()} ({_one_line(err)})"
+        why = notes[0].read_text() if notes else (why_terminated() if terminated else gone)
+        raise StoppedWithoutCheckpointError(f"{stopped}: {why}") from None if terminated else err
     what = f"rank {rank} of {world} failed in {doing} ({_one_line(err)})"
     leave_failure_note(rank, what)
     if isinstance(err, ConfigError):
@@ -314,6 +394,7 @@ __all__ = [
     "TORCHRUN_GRACE_SECONDS",
     "PeerEndedError",
     "StoppedWithoutCheckpointError",
+    "TerminatedError",
     "TrainingFailedError",
     "check_gpus_per_node",
     "end_rank",

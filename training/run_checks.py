@@ -26,6 +26,9 @@ from vdepth_ros.values import misread_number
 
 log = logging.getLogger("vdepth_training")
 
+#: config keys naming a folder or file that each node may hold at its own path (`RunChecks._ranks_config`)
+_NODE_PATHS = frozenset(("root", "init", "init_from", "deepspeed"))
+
 
 def _listed(changes: list[str], most: int = 6) -> str:
     """The first `most` of `changes`, `; `-separated, and how many more."""
@@ -104,9 +107,9 @@ class RunChecks:
 
     def _check_resumed_data(self, ckpt: Path, allow: bool) -> None:
         """Refuse (or with `allow`, warn about) resuming `ckpt` on sources whose sequences differ from
-        the ones it was saved with (`DATA_NAME`; sequences added, removed or of another length): the clip
-        of a stream index is a function of the listing, so the resumed steps would draw other clips
-        than the saved run, in silence."""
+        the ones it was saved with (`DATA_NAME`; sequences added, removed, of another length, or with other
+        files under the same names): the clip of a stream index is a function of the listing, so the
+        resumed steps would draw other clips than the saved run, in silence."""
         path = ckpt / DATA_NAME
         if not path.is_file():  # (saved before checkpoints recorded their data: not compared)
             return
@@ -117,28 +120,52 @@ class RunChecks:
             raise ConfigError(
                 f"--resume: the data differ from those {ckpt.name} was saved with ({_listed(changes)}), so the "
                 "resumed steps would draw other clips than the saved run; restore the data, pass "
-                "--allow-config-change to continue on the data as they are now, or --overwrite to start again"
+                "--allow-data-change to continue on the data as they are now, or --overwrite to start again"
             )
         if int(os.environ.get("RANK", "0")) == 0:  # every rank compares the same files: said once
             log.warning("resuming %s on changed data: %s", ckpt, _listed(changes))
 
-    def _check_ranks_see_same_data(self, acc: Any) -> None:
-        """Every rank must draw from the same sequences: batch b is a function of the listing, so ranks
-        whose folders differ (a node-local copy cut short, a node that mounts another version) would each
-        take their own stream, in silence. Raises ConfigError (the same line on every rank) naming the
-        ranks and the sequences that differ from rank 0's."""
+    def _ranks_config(self) -> Any:
+        """The config as the ranks must share it (`_check_ranks_see_same_run`): without the `training` keys
+        that leave the steps alone (`RESUMABLE_CHANGES`) and the folders and files a node may hold
+        elsewhere (`root`, `init`, `init_from`, `deepspeed`: their contents are compared, or rank 0's win)."""
+
+        def strip(value: Any) -> Any:
+            if isinstance(value, dict):
+                return {k: strip(v) for k, v in value.items() if k not in _NODE_PATHS}
+            return [strip(v) for v in value] if isinstance(value, list) else value
+
+        cfg = json.loads(json.dumps(self.cfg, default=str))
+        cfg["training"] = {k: v for k, v in cfg.get("training", {}).items() if k not in RESUMABLE_CHANGES}
+        return strip(cfg)
+
+    def _check_ranks_see_same_run(self, acc: Any) -> None:
+        """Every rank must run the same config and draw from the same sequences: ranks whose configs differ
+        (each reads its own copy: another `grad_accum` or `batch_size` on one node) call their exchanges at
+        other moments and hang until the collective timeout (30 min); batch b is a function of the listing,
+        so ranks whose folders differ (a node-local copy cut short, a node that mounts another version)
+        would each take their own stream, in silence. Raises ConfigError (the same line on every rank)
+        naming the ranks and what differs from rank 0's."""
         if acc.num_processes == 1:
             return
-        digest = hashlib.blake2b(json.dumps(self._data, sort_keys=True).encode(), digest_size=8).digest()
+        mine_run = {"config": self._ranks_config(), "data": self._data}
+        digest = hashlib.blake2b(json.dumps(mine_run, sort_keys=True).encode(), digest_size=8).digest()
         mine = int.from_bytes(digest, "little") & ((1 << 62) - 1)
         digests = acc.gather(torch.tensor([mine], dtype=torch.int64, device=acc.device)).tolist()
         if len(set(digests)) == 1:
             return
-        listings: list[Any] = [None] * acc.num_processes  # only now: a listing may name 100 000 images
-        torch.distributed.all_gather_object(listings, self._data)
-        world = acc.num_processes
-        differ = [f"rank {r} of {world}: " + ("; ".join(data_changes(listings[0], listings[r])) or "other sources")
-                  for r in range(1, world) if digests[r] != digests[0]]  # fmt: skip
+        runs: list[Any] = [None] * acc.num_processes  # only now: a listing may name 100 000 images
+        torch.distributed.all_gather_object(runs, mine_run)
+        world, first = acc.num_processes, runs[0]
+        configs = [f"rank {r} of {world}: " + "; ".join(config_changes(first["config"], runs[r]["config"]))
+                   for r in range(1, world) if runs[r]["config"] != first["config"]]  # fmt: skip
+        if configs:
+            raise ConfigError(
+                f"the ranks run different configs ({_listed(configs, 3)}, against rank 0's), so they would wait "
+                "for each other at other moments; give every rank the same config file"
+            )
+        differ = [f"rank {r} of {world}: " + ("; ".join(data_changes(first["data"], run["data"])) or "other sources")
+                  for r, run in enumerate(runs) if r and digests[r] != digests[0]]  # fmt: skip
         raise ConfigError(
             f"the ranks see different data ({_listed(differ, 3)}, against rank 0's), so each would draw other "
             "clips for its share of a batch; give every rank the same data: one folder that every node sees, "

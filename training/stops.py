@@ -20,9 +20,23 @@ from contextlib import contextmanager
 from typing import Any
 
 from vdepth_training.checkpoints import latest_checkpoint
-from vdepth_training.ranks import launcher_grace_seconds, leave_failure_note
+from vdepth_training.ranks import TerminatedError, launcher_grace_seconds, leave_failure_note
 
 log = logging.getLogger("vdepth_training")
+
+
+@contextmanager
+def sigterm_ignored() -> Iterator[None]:
+    """SIGTERM ignored in the main thread while this rank finds out why it ends (`ranks.end_rank` waits up to
+    `PEER_NOTE_WAIT_S` for another rank's note), then as before."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 class RunStops:
@@ -64,6 +78,29 @@ class RunStops:
             yield
         finally:
             done.set()
+
+    @contextmanager
+    def _terminated_as_error(self) -> Iterator[None]:
+        """Before the steps (start-up: the checks, the process group, the model), SIGTERM raises
+        `TerminatedError` instead of ending the process in silence: the launcher sends it to the
+        survivors when a rank ended, or when the launcher serving its store did, and the rank then says
+        why in one line (`ranks.end_rank`); there is nothing to save yet. A rank blocked in an exchange
+        takes it when the exchange returns (or fails, as the other rank ended). SIGINT is left alone:
+        Ctrl-C at start-up stops at once (KeyboardInterrupt). Only where Python's own handler is in place."""
+        ours = signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+        if threading.current_thread() is not threading.main_thread() or not ours:
+            yield
+            return
+
+        def handler(signum: int, frame: Any) -> None:
+            if sys.exc_info()[1] is None:  # else this rank is already ending with an error: its line first
+                raise TerminatedError
+
+        signal.signal(signal.SIGTERM, handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
     @contextmanager
     def _stop_on_signals(self) -> Iterator[None]:

@@ -48,6 +48,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="with --resume: continue although the config differs from the checkpoint's (refused otherwise)",
     )
+    p.add_argument(
+        "--allow-data-change",
+        action="store_true",
+        help="with --resume: continue although the data differ from the checkpoint's (sequences added, removed, "
+        "of another length or with other files; refused otherwise)",
+    )
     p.add_argument("--output", type=Path, default=None, help="output folder (default: runs/<config stem>[-tiny])")
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many global steps (checkpointed)")
     p.add_argument("--latent-cache", type=Path, default=None, help="cache frozen-encoder/teacher latents here")
@@ -135,7 +141,8 @@ def _run(args: argparse.Namespace) -> int:
         report(f"cached {n} batches in {cfg['training']['latent_cache']}")
         return 0
     history = trainer.fit(resume=args.resume, max_steps=args.max_steps, overwrite=args.overwrite,
-                          allow_config_change=args.allow_config_change)  # fmt: skip
+                          allow_config_change=args.allow_config_change,
+                          allow_data_change=args.allow_data_change)  # fmt: skip
     if history:
         skipped = sum(int(h.get("data/skipped", 0)) for h in history)
         report(f"steps {history[0]['step']}..{history[-1]['step']}: loss {history[0]['loss']:.5g} -> "

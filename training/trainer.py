@@ -21,10 +21,11 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -47,6 +48,7 @@ from vdepth_training.data.stream import rank_loader
 from vdepth_training.ranks import (
     PeerEndedError,
     StoppedWithoutCheckpointError,
+    TerminatedError,
     TrainingFailedError,
     check_gpus_per_node,
     end_rank,
@@ -61,7 +63,7 @@ from vdepth_training.recipes import Recipe, TrainingStep, get_recipe
 from vdepth_training.run_checks import RunChecks, config_changes
 from vdepth_training.stages import Stage, plan_stages
 from vdepth_training.steps import StepLoop, batch_generator, take_skipped
-from vdepth_training.stops import RunStops
+from vdepth_training.stops import RunStops, sigterm_ignored
 from vdepth_training.weights import STEP_PREFIX, load_init_weights
 
 from vdepth_ros.errors import ConfigError, extra_hint
@@ -72,6 +74,7 @@ from vdepth_ros.paths import not_a_model_folder
 from vdepth_ros.runtime.shapes import round_to_multiple
 
 log = logging.getLogger("vdepth_training")
+T = TypeVar("T")
 
 
 def enable_gradient_checkpointing(model: nn.Module) -> int:
@@ -136,6 +139,8 @@ class Trainer(StepLoop, RunChecks, RunStops):
         self._saved_step = -1
         self.interrupted = False  # set by SIGINT (Ctrl-C) or SIGTERM during the steps: stop, checkpointed
         self._stop_requested = False
+        self._checked = False  # this rank passed its own start-up checks (`_start_ranks`)
+        self._training = False  # the steps began (a rank ending before says "stopped before training")
         self._doing_now = "start-up"
         self._waiting: tuple[float, str] | None = None  # (since, what) while the step waits for its batch
         self._save_seconds = self._step_seconds = 0.0  # the last save's and step's duration
@@ -162,6 +167,7 @@ class Trainer(StepLoop, RunChecks, RunStops):
         max_steps: int | None = None,
         overwrite: bool = False,
         allow_config_change: bool = False,
+        allow_data_change: bool = False,
     ) -> list[dict[str, Any]]:
         """Train every stage (or stop, checkpointed, after `max_steps` global steps or at a Ctrl-C or
         SIGTERM, `interrupted`); returns the step records (the same on every rank).
@@ -172,44 +178,49 @@ class Trainer(StepLoop, RunChecks, RunStops):
             overwrite: start afresh in an `output_dir` that holds a run (its metrics, checkpoints
                 and final model are deleted first).
             allow_config_change: resume although the config differs from the checkpoint's (the
-                differences are logged as a warning); otherwise that is an error.
+                differences are logged as a warning); otherwise that is an error. Implies `allow_data_change`.
+            allow_data_change: resume although the data differ from the checkpoint's (sequences added,
+                removed, of another length, or with other files under the same names; a frozen model folder
+                with another model): a warning names them; otherwise that is an error.
 
         Raises:
             OutputExistsError: `output_dir` holds a run and neither `resume` nor `overwrite` is set, or
                 `resume` finds a finished run (`final/`) without a checkpoint (it would start again).
             ConfigError: `resume` with a config that differs from the checkpoint's (beyond
-                `RESUMABLE_CHANGES`) and not `allow_config_change`.
+                `RESUMABLE_CHANGES`) and not `allow_config_change`, or on other data and not `allow_data_change`.
         """
-        try:  # what one rank meets alone (its node's data, its GPUs) ends every rank, on any node
-            existing = self._check_output(resume=resume, overwrite=overwrite)
-            check_gpus_per_node()
-            self._open_data(resume=resume, allow_config_change=allow_config_change)
-        except Exception as err:
-            tell_start_failed(err)
-            raise
-        wait_for_ranks_to_start(self.train_cfg.get("collective_timeout"))
-        # 1. accelerator, counters, model
-        acc = self._accelerator()
-        self._check_ranks_see_same_data(acc)
-        if existing and overwrite and not resume and acc.is_main_process:
-            for name in existing:
-                path = self.output_dir / name
-                shutil.rmtree(path) if path.is_dir() else path.unlink()
-        acc.wait_for_everyone()
         progress = TrainingProgress()
-        acc.register_for_checkpointing(progress)
-        ckpt = latest_checkpoint(self.output_dir) if resume else None
-        if resume and acc.is_main_process:
-            truncate_metrics(self.output_dir, json.loads((ckpt / STATE_NAME).read_text())["global_step"] if ckpt else 0)
-        model = self._build_model(init=ckpt is None)
-        # 2. where to start and where to stop
-        start = json.loads((ckpt / STATE_NAME).read_text()) if ckpt else progress.state_dict()
-        start.pop("processes", None)  # the counters only (the process count was checked above)
-        end = self.plan[-1].end if not self.train_cfg.get("stop_at") else int(self.train_cfg["stop_at"])
-        stop = end if max_steps is None else min(end, max_steps)
-        # 3. the segments of stages that share an optimizer, from the resume point on
-        with self._stop_on_signals(), self._watch_for_stalls(acc):
-            try:
+        with self._ended_as_one(lambda: progress.global_step if self._training else None):
+            with self._terminated_as_error():
+                existing = self._start_ranks(lambda: self._check_output(resume=resume, overwrite=overwrite),
+                                             resume=resume, allow_config=allow_config_change,
+                                             allow_data=allow_config_change or allow_data_change)  # fmt: skip
+                # 1. accelerator, counters, model (every exchange from here on is covered: `_ended_as_one`)
+                self._doing = "starting the process group"
+                acc = self._accelerator()
+                self._doing = "comparing the ranks' configs and data"
+                self._check_ranks_see_same_run(acc)
+                if existing and overwrite and not resume and acc.is_main_process:
+                    for name in existing:
+                        path = self.output_dir / name
+                        shutil.rmtree(path) if path.is_dir() else path.unlink()
+                self._doing = "waiting for the other ranks before building the model"
+                acc.wait_for_everyone()
+                acc.register_for_checkpointing(progress)
+                ckpt = latest_checkpoint(self.output_dir) if resume else None
+                if resume and acc.is_main_process:
+                    at = json.loads((ckpt / STATE_NAME).read_text())["global_step"] if ckpt else 0
+                    truncate_metrics(self.output_dir, at)
+                self._doing = "building the model"
+                model = self._build_model(init=ckpt is None)
+            # 2. where to start and where to stop
+            start = json.loads((ckpt / STATE_NAME).read_text()) if ckpt else progress.state_dict()
+            start.pop("processes", None)  # the counters only (the process count was checked above)
+            end = self.plan[-1].end if not self.train_cfg.get("stop_at") else int(self.train_cfg["stop_at"])
+            stop = end if max_steps is None else min(end, max_steps)
+            # 3. the segments of stages that share an optimizer, from the resume point on
+            self._training = True
+            with self._stop_on_signals(), self._watch_for_stalls(acc):
                 for segment in segments(self.plan):
                     if segment[-1].index < start["stage"] or progress.global_step >= stop:
                         continue
@@ -217,37 +228,74 @@ class Trainer(StepLoop, RunChecks, RunStops):
                     ckpt = None  # loaded into the first segment run
                     if self.interrupted:
                         break
-            except Exception as err:
-                if acc.num_processes > 1 and not isinstance(err, TrainingFailedError):
-                    end_rank(
-                        err,
-                        rank=acc.process_index,
-                        world=acc.num_processes,
-                        doing=self._doing,
-                        step=progress.global_step,
-                        stop_requested=self._stop_requested,
-                        collective_timeout=self.train_cfg.get("collective_timeout"),
-                        output_dir=self.output_dir,
-                    )
-                raise
-        self._check_ranks_agree(acc, model)
+            self._doing = "comparing the ranks' parameters"
+            self._check_ranks_agree(acc, model)
         for tracker in acc.trackers:  # not `end_training`: it ends the process group, which outlives one fit
             tracker.finish()
         self.model = model
         return self.history
 
-    def _open_data(self, *, resume: bool, allow_config_change: bool) -> None:
+    def _start_ranks(self, checks: Callable[[], T], **data: bool) -> T:
+        """This rank's own start-up checks (`checks`, its GPUs, `_open_data(**data)`), then the wait for
+        every rank to have passed theirs: what one rank meets alone (its node's data, its GPUs) ends every
+        rank, on any node, with its line (`ranks.tell_start_failed`). Returns what `checks` returned."""
+        self._doing, self._checked = "start-up", False
+        try:
+            result = checks()
+            check_gpus_per_node()
+            self._check_deepspeed_usable()
+            if data:
+                self._open_data(**data)
+            else:  # `--cache-only`: every stage's data, from the first
+                for stage in self.plan:
+                    self.recipe.open_data(stage)
+        except Exception as err:
+            tell_start_failed(err)
+            raise
+        self._checked = True
+        self._doing = "waiting for the other ranks to start"
+        wait_for_ranks_to_start(self.train_cfg.get("collective_timeout"))
+        return result
+
+    @contextmanager
+    def _ended_as_one(self, step: Callable[[], int | None]) -> Iterator[None]:
+        """Under a launcher of several ranks, anything that ends this rank after its own start-up checks
+        (`_start_ranks`) ends every rank, each with one line (`ranks.end_rank`): a collective of the
+        start-up as much as of the steps, and SIGTERM before the steps (`TerminatedError`). `step`: the
+        steps done, None before training."""
+        try:
+            yield
+        except (Exception, TerminatedError) as err:
+            world = int(os.environ.get("WORLD_SIZE", "1"))
+            started = self._checked or isinstance(err, TerminatedError)  # else told by `_start_ranks`
+            if world > 1 and started and not isinstance(err, (TrainingFailedError, StoppedWithoutCheckpointError)):
+                with sigterm_ignored():  # the launcher's SIGTERM (another rank ended) would cut this rank's line
+                    end_rank(
+                        err,
+                        rank=int(os.environ.get("RANK", "0")),
+                        world=world,
+                        doing=self._doing,
+                        step=step(),
+                        stop_requested=self._stop_requested,
+                        collective_timeout=self.train_cfg.get("collective_timeout"),
+                        output_dir=self.output_dir,
+                    )
+            if isinstance(err, TerminatedError):  # one process: SIGTERM ends it, as without the handler
+                raise StoppedWithoutCheckpointError("stopped before training: SIGTERM") from None
+            raise
+
+    def _open_data(self, *, resume: bool, allow_config: bool, allow_data: bool) -> None:
         """Open the data of the stages to run (`Recipe.open_data`: a mistake in the data fails here, before
         the model is built) and list it; with `resume`, first refuse a changed config, then changed data."""
         first_stage = 0
         if (found := latest_checkpoint(self.output_dir) if resume else None) is not None:
-            self._check_resumed_config(found, allow_config_change)
+            self._check_resumed_config(found, allow_config)
             first_stage = int(json.loads((found / STATE_NAME).read_text())["stage"])
         for stage in self.plan[first_stage:]:
             self.recipe.open_data(stage)
         self._data = {k: v for st in self.plan[first_stage:] for k, v in self.recipe.data_listing(st).items()}
         if found is not None:
-            self._check_resumed_data(found, allow_config_change)
+            self._check_resumed_data(found, allow_data)
 
     def _check_output(self, *, resume: bool, overwrite: bool) -> list[str]:
         """The `RUN_FILES` in `output_dir`, after refusing (OutputExistsError) to start a run over
@@ -316,7 +364,6 @@ class Trainer(StepLoop, RunChecks, RunStops):
             DistributedType,
             InitProcessGroupKwargs,
             ProjectConfiguration,
-            is_deepspeed_available,
         )
 
         tc = self.train_cfg
@@ -324,11 +371,6 @@ class Trainer(StepLoop, RunChecks, RunStops):
             torch.set_num_threads(int(tc["threads"]))
         ds_file = tc.get("deepspeed")
         want_ds = wants_deepspeed(tc)
-        if want_ds and not is_deepspeed_available():
-            raise RuntimeError(f"DeepSpeed was requested but is not installed: {extra_hint('deepspeed')}")
-        if want_ds and "LOCAL_RANK" not in os.environ:
-            raise RuntimeError("DeepSpeed was requested but no launcher started this process: run it under torchrun "
-                               "or `accelerate launch` (training/README.md), one process per GPU")  # fmt: skip
         cuda = torch.cuda.is_available()
         handlers: list[Any] = [DistributedDataParallelKwargs(find_unused_parameters=bool(tc["find_unused_parameters"]))]
         seconds = tc.get("collective_timeout")
@@ -364,6 +406,19 @@ class Trainer(StepLoop, RunChecks, RunStops):
         log.info("process %d of %d (%s on %s, %s)", acc.process_index, acc.num_processes, acc.distributed_type,
                  acc.device, self.cfg["recipe"])  # fmt: skip
         return acc
+
+    def _check_deepspeed_usable(self) -> None:
+        """Refuse DeepSpeed (`training.deepspeed`, `accelerate launch`) where it cannot run, before the ranks
+        meet: it never falls back to plain data parallel in silence (RuntimeError)."""
+        from accelerate.utils import is_deepspeed_available
+
+        if not wants_deepspeed(self.train_cfg):
+            return
+        if not is_deepspeed_available():
+            raise RuntimeError(f"DeepSpeed was requested but is not installed: {extra_hint('deepspeed')}")
+        if "LOCAL_RANK" not in os.environ:
+            raise RuntimeError("DeepSpeed was requested but no launcher started this process: run it under torchrun "
+                               "or `accelerate launch` (training/README.md), one process per GPU")  # fmt: skip
 
     def _build_model(self, *, init: bool) -> nn.Module:
         torch.manual_seed(int(self.train_cfg["seed"]))
@@ -417,13 +472,13 @@ class Trainer(StepLoop, RunChecks, RunStops):
         acc.wait_for_everyone()
         try:
             acc.save_state(str(partial))  # every rank writes its part (its RNG states, a ZeRO shard)
+            acc.wait_for_everyone()  # (fails here when another rank's part failed)
         except Exception as err:
-            if acc.is_main_process and isinstance(err, OSError):  # a full disk: what was written would keep it full
+            if acc.is_main_process:  # a full disk, on any rank: what was written (the model) would keep it full
                 shutil.rmtree(partial, ignore_errors=True)
-            elif not acc.is_main_process and not partial.exists():  # removed so: the main process's save failed
+            elif not partial.exists():  # removed so: the main process's save failed
                 raise PeerEndedError(f"{partial} was removed while this rank wrote its part") from err
             raise
-        acc.wait_for_everyone()
         if acc.is_main_process:
             (partial / CONFIG_NAME).write_text(json.dumps(self.cfg, indent=2, sort_keys=True, default=str) + "\n")
             if self._data:  # one line: a source of single images lists each of them
@@ -548,30 +603,36 @@ class Trainer(StepLoop, RunChecks, RunStops):
             raise ValueError("set training.latent_cache (or --latent-cache) to precompute a cache")
         from accelerate import PartialState
 
-        check_gpus_per_node()
-        state = PartialState()
-        model = self._build_model(init=True).to(state.device)
-        count, seed = 0, int(self.train_cfg["seed"])
-        with torch.no_grad():
-            for stage in self.plan:
-                self.recipe.configure_stage(model, stage)
-                self.recipe.prepare_data(stage, state.process_index, state.num_processes)
-                state.wait_for_everyone()
-                self.recipe.start_stage(stage)
-                batches = self.recipe.batches(stage)
-                epoch = math.ceil(len(batches) / state.num_processes)  # type: ignore[arg-type]
-                loader = rank_loader(batches, start=0, rank=state.process_index, world=state.num_processes)
-                for b, batch in zip(range(epoch), loader, strict=False):
-                    index = b * state.num_processes + state.process_index
-                    take_skipped(batch)
-                    batch = {k: v.to(state.device) for k, v in batch.items()}
-                    self.recipe.loss(model, batch, batch_generator(seed, stage.origin, index))
-                    count += 1
-        if state.num_processes > 1:  # the cache is the ranks' together: one total, said once (`train --cache-only`)
-            total = torch.tensor([count], dtype=torch.int64, device=state.device)
-            torch.distributed.all_reduce(total)
-            count = int(total.item())
-        state.wait_for_everyone()
+        count = 0
+        with self._ended_as_one(lambda: None), self._terminated_as_error():
+            self._start_ranks(lambda: None)  # one node's data missing ends every node, with its line
+            self._doing = "starting the process group"
+            state = PartialState()
+            self._doing = "building the model"
+            model = self._build_model(init=True).to(state.device)
+            seed = int(self.train_cfg["seed"])
+            with torch.no_grad():
+                for stage in self.plan:
+                    self._doing = f"filling the cache for stage {stage.name}"
+                    self.recipe.configure_stage(model, stage)
+                    self.recipe.prepare_data(stage, state.process_index, state.num_processes)
+                    state.wait_for_everyone()
+                    self.recipe.start_stage(stage)
+                    batches = self.recipe.batches(stage)
+                    epoch = math.ceil(len(batches) / state.num_processes)  # type: ignore[arg-type]
+                    loader = rank_loader(batches, start=0, rank=state.process_index, world=state.num_processes)
+                    for b, batch in zip(range(epoch), loader, strict=False):
+                        index = b * state.num_processes + state.process_index
+                        take_skipped(batch)
+                        batch = {k: v.to(state.device) for k, v in batch.items()}
+                        self.recipe.loss(model, batch, batch_generator(seed, stage.origin, index))
+                        count += 1
+            self._doing = "adding up the ranks' batches"
+            if state.num_processes > 1:  # the cache is the ranks' together: one total, said once (`train --cache-only`)
+                total = torch.tensor([count], dtype=torch.int64, device=state.device)
+                torch.distributed.all_reduce(total)
+                count = int(total.item())
+            state.wait_for_everyone()
         return count
 
 

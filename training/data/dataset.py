@@ -107,16 +107,25 @@ class Source:
         """`{sequence: frames}`: what this source draws from, each sequence by its folder relative to
         `root` (else its name, else its position). The clip of a stream index is a pure function of
         this listing, so a checkpoint records it and `--resume` (and every rank) compares it."""
-        out: dict[str, int] = {}
-        for i, sequence in enumerate(self.sequences):
-            label = getattr(sequence, "name", None) or f"#{i}"
-            directory = getattr(sequence, "directory", None)
-            if directory is not None:  # a sequence folder: its own `name` need not be unique
-                label = Path(directory).as_posix()
-                if self.root is not None and Path(directory).is_relative_to(self.root):
-                    label = Path(directory).relative_to(self.root).as_posix()
-            out[label] = len(sequence)
-        return out
+        return {self._label(i, sequence): len(sequence) for i, sequence in enumerate(self.sequences)}
+
+    def contents(self) -> dict[str, int]:
+        """`{sequence: digest of its files}` (`checkpoints.files_digest`) for the sequences read from files
+        (their `files`): beside `listing`, it tells data replaced under the same names and frame counts."""
+        from vdepth_training.checkpoints import files_digest
+
+        return {self._label(i, seq): files_digest(list(seq.files)) for i, seq in enumerate(self.sequences)
+                if getattr(seq, "files", None) is not None}  # fmt: skip
+
+    def _label(self, i: int, sequence: SequenceSource) -> str:
+        """The `i`-th sequence's name in `listing`: its folder relative to `root`, else its name or position."""
+        label = getattr(sequence, "name", None) or f"#{i}"
+        directory = getattr(sequence, "directory", None)
+        if directory is not None:  # a sequence folder: its own `name` need not be unique
+            label = Path(directory).as_posix()
+            if self.root is not None and Path(directory).is_relative_to(self.root):
+                label = Path(directory).relative_to(self.root).as_posix()
+        return label
 
     def __post_init__(self) -> None:
         """`max_depth` caps depth: a number > 0 (0 made every disparity infinite); on disparity targets

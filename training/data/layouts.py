@@ -73,6 +73,11 @@ class FileSequence:
     def __len__(self) -> int:
         return len(self.rgb)
 
+    @property
+    def files(self) -> list[Path]:
+        """The frames' image and depth files (`Source.contents` fingerprints them)."""
+        return [*self.rgb, *self.depth]
+
     def read(self, indices: SequenceABC[int] | np.ndarray | None = None) -> Sequence:
         idx = np.arange(len(self)) if indices is None else np.asarray(indices, dtype=np.int64)
         rgb, depth, valid = [], [], []

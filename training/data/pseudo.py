@@ -76,6 +76,11 @@ class ImageSequence:
     def __len__(self) -> int:
         return 1
 
+    @property
+    def files(self) -> list[Path]:
+        """The image (`Source.contents` fingerprints it)."""
+        return [self.path]
+
     def read(self, indices: SequenceABC[int] | np.ndarray | None = None) -> Sequence:
         import cv2
 

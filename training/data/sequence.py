@@ -363,6 +363,11 @@ class SequenceReader:
         return int(self.meta["num_frames"])
 
     @property
+    def files(self) -> list[Path]:
+        """The files of the folder, in order (`Source.contents` fingerprints them)."""
+        return sorted(p for p in self.directory.rglob("*") if p.is_file())
+
+    @property
     def name(self) -> str:
         return str(self.meta.get("name") or self.directory.name)
 

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 from vdepth_training.cache import LatentCache
-from vdepth_training.checkpoints import MODEL_FOLDER_ENTRY, model_folder_digest
+from vdepth_training.checkpoints import CONTENT_SUFFIX, MODEL_FOLDER_ENTRY, model_folder_digest
 from vdepth_training.config import (
     DATA_KEYS,
     DEFAULT_OPTIMIZER,
@@ -43,6 +43,13 @@ from vdepth_ros.errors import ConfigError
 
 Tensor = torch.Tensor
 LossOut = tuple[Tensor, dict[str, Tensor]]
+
+
+def source_listing(where: str, source: Source) -> dict[str, dict[str, int]]:
+    """`{where: Source.listing()}` and, for sources read from files, `{where + CONTENT_SUFFIX: Source.contents()}`:
+    one source's part of `Recipe.data_listing`."""
+    contents = source.contents()
+    return {where: source.listing(), **({where + CONTENT_SUFFIX: contents} if contents else {})}
 
 
 def depth_video(target: Tensor) -> Tensor:
@@ -193,7 +200,7 @@ class Recipe:
         for st, what in ((stage, "data"), (self.validation_stage(stage), "data.validation")):
             if st is not None and st.cfg["data"].get("sources"):
                 for src in self.sources(st.cfg["data"]):
-                    out[f"stage {stage.name!r} {what}.sources[{src.name!r}]"] = src.listing()
+                    out.update(source_listing(f"stage {stage.name!r} {what}.sources[{src.name!r}]", src))
         for what, folder in self.frozen_models(stage).items():
             out[f"stage {stage.name!r} {what} {folder}"] = {MODEL_FOLDER_ENTRY: model_folder_digest(Path(folder))}
         return out

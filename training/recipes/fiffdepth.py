@@ -15,7 +15,7 @@ from vdepth_training import losses as L
 from vdepth_training.cache import cached
 from vdepth_training.config import DATA_KEYS, build_dataset
 from vdepth_training.data.stream import ClipBatches, PairedBatches
-from vdepth_training.recipes.base import LossOut, Recipe, Tensor, depth_video
+from vdepth_training.recipes.base import LossOut, Recipe, Tensor, depth_video, source_listing
 from vdepth_training.stages import Stage
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ class FiffDepthRecipe(Recipe):
         out = super().data_listing(stage)
         if (stage.cfg.get("loss") or {}).get("pseudo_labels", "stream") == "stream":
             for src in self.sources(self._pseudo_data(stage)):
-                out[f"stage {stage.name!r} data.pseudo.sources[{src.name!r}]"] = src.listing()
+                out.update(source_listing(f"stage {stage.name!r} data.pseudo.sources[{src.name!r}]", src))
         return out
 
     def batches(self, stage: Stage) -> Dataset:
