@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import os
 import pickle
@@ -243,6 +244,45 @@ def new_slot_affines(windows, options: FitOptions, z: float, ctx_inflate: float,
     return [(f.scale, f.shift) for f in aligner.smoothed()]
 
 
+def data_context_bias(windows, options: FitOptions) -> float:
+    """The sequence's context bias read from the data alone (no GT): per window, the log ratio at
+    the median of its values of the fit of its older frame (a context slot here, an output slot of
+    the previous window) to the previous window over the fit of the frames both output; the median
+    over the windows. Same sign and meaning as `context_bias`."""
+    per = options.max_points // 8 if options.max_points else 0
+    ratios = []
+    for (prev, dp), (win, dw) in itertools.pairwise(windows):
+        prev_pos = {f: p for p, f in reversed(list(enumerate(prev.slots)))}
+        prev_ctx = set(prev.slots[: prev.n_context])
+        older = [f for f in win.slots[1 : win.n_context] if f in prev_pos and f not in prev_ctx]
+        outs = [f for f in win.slots[win.n_context :] if f in prev_pos and f not in prev_ctx]
+        if not older or not outs:
+            continue
+        cur, ref = frame_samples(dw[: len(win.slots)], per), frame_samples(dp[: len(prev.slots)], per)
+        pos = {f: p for p, f in reversed(list(enumerate(win.slots)))}
+        fits = [
+            align_scale_shift(cur[[pos[f] for f in part]], ref[[prev_pos[f] for f in part]], options=options)
+            for part in (older, outs)
+        ]
+        if any(f.degenerate for f in fits):
+            continue
+        m = float(np.nanmedian(cur[[pos[f] for f in outs]]))
+        vc, vo = (f.scale * m + f.shift for f in fits)
+        if vc > 0 and vo > 0:
+            ratios.append(np.log(vc / vo))
+    return float(np.median(ratios)) if ratios else 0.0
+
+
+def context_corrected(windows, beta: float):
+    """Every later window's context slots times `exp(beta)` (the output slots untouched)."""
+    out = [windows[0]]
+    for w, d in windows[1:]:
+        d = d.copy()
+        d[: w.n_context] *= np.float32(np.exp(beta))
+        out.append((w, d))
+    return out
+
+
 def consensus_affines(windows, options: FitOptions, start: Affines, rounds: int = 5) -> Affines:
     """Every shared frame's mean aligned output; every window (but the first) refitted to them."""
     per = options.max_points // 8 if options.max_points else 0
@@ -312,7 +352,15 @@ METHODS = ("stream", "offline", "delay1", "delay2", "consensus", "gt_fit")
 #: Estimators tried for issue #26 (docs/alignment.md, "Why the offline solve is not better"),
 #: run with `--methods`; `smoother` is `run_offline`'s estimator stitched here (a check that it
 #: reproduces `offline`).
-EXTRA_METHODS = ("smoother", "twoway_stream", "twoway_smoother", "newslots", "newslots_ctx3")
+EXTRA_METHODS = (
+    "smoother",
+    "twoway_stream",
+    "twoway_smoother",
+    "newslots",
+    "newslots_ctx3",
+    "ctxbias",
+    "ctxbias_stream",
+)
 
 
 def recorded(engine, seq: EvalSequence, cache: Path | None):
@@ -352,12 +400,20 @@ def score_sequence(
         "newslots_ctx3": lambda: stitch(
             windows, new_slot_affines(windows, options, 2.0, 3.0, OFFLINE_LAG), seq.gt_size, first=False
         ),
+        "ctxbias": lambda: stitch(
+            windows, smoother_affines(context_corrected(windows, beta), options), seq.gt_size, first=False
+        ),
+        "ctxbias_stream": lambda: stitch(
+            windows, stream_affines(context_corrected(windows, beta), options), seq.gt_size, first=True
+        ),
     }
+    beta = data_context_bias(windows, options)
     out: dict = {}
     for name in ("stream", *[m for m in methods if m != "stream"]):
         m = evaluate_sequence(estimators[name](), seq.depth, seq.max_depth)
         out[name] = (m.abs_rel, m.delta1)
     out["context_bias"] = context_bias(windows, seq)
+    out["data_context_bias"] = (beta, 0.0)
     return out
 
 
@@ -379,9 +435,12 @@ def main(argv: list[str] | None = None) -> int:
     for seq in seqs:
         res = score_sequence(engine, seq, methods, args.cache)
         rows.append({"sequence": seq.name} | {k: list(v) for k, v in res.items()})
-        line = "  ".join(f"{k} {a:.4f}/{d:.4f}" for k, (a, d) in res.items() if k != "context_bias")
-        bias = res["context_bias"]
-        print(f"{seq.name:18s} {line}  context_bias {bias[0]:+.3f} ± {bias[1]:.3f}", flush=True)
+        line = "  ".join(f"{k} {a:.4f}/{d:.4f}" for k, (a, d) in res.items() if "context_bias" not in k)
+        bias, data_bias = res["context_bias"], res["data_context_bias"][0]
+        print(
+            f"{seq.name:18s} {line}  context_bias {bias[0]:+.3f} ± {bias[1]:.3f}, data {data_bias:+.3f}",
+            flush=True,
+        )
     print(f"\nmethod      AbsRel   δ1      worse than the stream (AbsRel or δ1), of {len(rows)}")
     summary = {}
     for k in ("stream", *[m for m in methods if m != "stream"]):
