@@ -14,6 +14,12 @@ papers' protocol (`vdepth_ros.eval.metrics.evaluate_sequence`):
 * `consensus`: every frame seen by several windows gets the mean of their aligned outputs and every
   window is refitted to those means (5 rounds from the stream's affines: all windows' views of
   every shared frame, not only the anchor's);
+* with `--methods` (issue #26 candidates, docs/alignment.md): `smoother` (`offline_aligner` stitched
+  here: `run_offline`'s estimator, to check it reproduces `offline` on the cache), `twoway_stream` /
+  `twoway_smoother` (the estimator forward and over the reversed windows, combined), `newslots` /
+  `newslots_ctx3` (the experiment behind `OFFLINE_CONTEXT_CHECK`: with it wired,
+  `newslots` is `smoother`), `ctxbias` / `ctxbias_stream` (the context slots corrected by a context
+  bias read from the data); `--cache DIR` records the model's windows once for later runs;
 * `gt_fit` (not a method: it reads the ground truth): each window's affine fitted to the GT
   disparity of its frames, then stitched the same way: what per-window alignment could reach.
 
@@ -48,7 +54,14 @@ from vdepth_ros.eval.datasets import EvalSequence
 from vdepth_ros.eval.metrics import evaluate_sequence
 from vdepth_ros.eval.runs import make_pipeline, run_offline
 from vdepth_ros.stream.align import AffineFit, FitOptions, align_scale_shift
-from vdepth_ros.stream.graph import OFFLINE_LAG, CausalGraphAligner, GlobalAligner, PairEdge, frame_samples
+from vdepth_ros.stream.graph import (
+    OFFLINE_LAG,
+    CausalGraphAligner,
+    GlobalAligner,
+    PairEdge,
+    frame_samples,
+    offline_aligner,
+)
 from vdepth_ros.stream.stitch import Stitcher
 from vdepth_ros.stream.windows import Window
 
@@ -127,8 +140,8 @@ def delayed_affines(windows, options: FitOptions, delay: int) -> Affines:
 
 
 def smoother_affines(windows, options: FitOptions) -> Affines:
-    """`run_offline`'s estimator on the recorded windows (the fixed-lag smoother, `OFFLINE_LAG`)."""
-    aligner = CausalGraphAligner(options, lag=OFFLINE_LAG, keep_history=True)
+    """`run_offline`'s estimator on the recorded windows (`offline_aligner`)."""
+    aligner = offline_aligner(options)
     for w, d in windows:
         aligner.add(w, d)
     return [(f.scale, f.shift) for f in aligner.smoothed()]
