@@ -9,8 +9,10 @@ with its own): each new window adds its pairwise fits to the graph and the same 
 least-squares solve runs over the windows seen so far, with windows older than `lag` frozen at
 their last estimate (fixed-lag smoothing, so cost and memory stay bounded). The offline pass
 (`DepthPipeline.run_offline`) runs the same aligner keeping every edge and takes each window's
-estimate once `OFFLINE_LAG` later windows have added their edges (`smoothed`, a fixed-lag smoother):
-stream and offline differ only in the edges the near future adds.
+estimate once `OFFLINE_LAG` later windows have added their edges (`smoothed`, a fixed-lag smoother),
+and its pair fits leave out context frames that disagree with the output frames
+(`OFFLINE_CONTEXT_CHECK`; `offline_aligner`): stream and offline differ in the edges the near
+future adds and in that check.
 """
 
 from __future__ import annotations
