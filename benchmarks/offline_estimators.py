@@ -15,11 +15,13 @@ papers' protocol (`vdepth_ros.eval.metrics.evaluate_sequence`):
   window is refitted to those means (5 rounds from the stream's affines: all windows' views of
   every shared frame, not only the anchor's);
 * with `--methods` (issue #26 candidates, docs/alignment.md): `smoother` (`offline_aligner` stitched
-  here: `run_offline`'s estimator, to check it reproduces `offline` on the cache), `twoway_stream` /
+  here: `run_offline`'s estimator, to check it reproduces `offline`), `twoway_stream` /
   `twoway_smoother` (the estimator forward and over the reversed windows, combined), `newslots` /
   `newslots_ctx3` (the experiment behind `OFFLINE_CONTEXT_CHECK`: with it wired,
   `newslots` is `smoother`), `ctxbias` / `ctxbias_stream` (the context slots corrected by a context
-  bias read from the data); `--cache DIR` records the model's windows once for later runs;
+  bias read from the data), `stream_checked` (the stream with the context check); `--cache DIR`
+  records the model's windows (and `offline`'s output: a cache from older code has the old one)
+  once for later runs;
 * `gt_fit` (not a method: it reads the ground truth): each window's affine fitted to the GT
   disparity of its frames, then stitched the same way: what per-window alignment could reach.
 
@@ -55,6 +57,7 @@ from vdepth_ros.eval.metrics import evaluate_sequence
 from vdepth_ros.eval.runs import make_pipeline, run_offline
 from vdepth_ros.stream.align import AffineFit, FitOptions, align_scale_shift
 from vdepth_ros.stream.graph import (
+    OFFLINE_CONTEXT_CHECK,
     OFFLINE_LAG,
     CausalGraphAligner,
     GlobalAligner,
@@ -145,6 +148,12 @@ def smoother_affines(windows, options: FitOptions) -> Affines:
     for w, d in windows:
         aligner.add(w, d)
     return [(f.scale, f.shift) for f in aligner.smoothed()]
+
+
+def checked_stream_affines(windows, options: FitOptions) -> Affines:
+    """The stream's estimator (lag 8) with the offline pass's context check (information only)."""
+    aligner = CausalGraphAligner(options, lag=8, context_check=OFFLINE_CONTEXT_CHECK)
+    return [(f.scale, f.shift) for f in (aligner.add(w, d) for w, d in windows)]
 
 
 def reversed_windows(windows):
@@ -373,6 +382,7 @@ EXTRA_METHODS = (
     "newslots_ctx3",
     "ctxbias",
     "ctxbias_stream",
+    "stream_checked",
 )
 
 
@@ -416,6 +426,7 @@ def score_sequence(
         "ctxbias": lambda: stitch(
             windows, smoother_affines(context_corrected(windows, beta), options), seq.gt_size, first=False
         ),
+        "stream_checked": lambda: stitch(windows, checked_stream_affines(windows, options), seq.gt_size, first=True),
         "ctxbias_stream": lambda: stitch(
             windows, stream_affines(context_corrected(windows, beta), options), seq.gt_size, first=True
         ),
