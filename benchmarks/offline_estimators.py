@@ -14,6 +14,14 @@ papers' protocol (`vdepth_ros.eval.metrics.evaluate_sequence`):
 * `consensus`: every frame seen by several windows gets the mean of their aligned outputs and every
   window is refitted to those means (5 rounds from the stream's affines: all windows' views of
   every shared frame, not only the anchor's);
+* with `--methods` (issue #26 candidates, docs/alignment.md): `smoother` (`offline_aligner` stitched
+  here: `run_offline`'s estimator, to check it reproduces `offline`), `twoway_stream` /
+  `twoway_smoother` (the estimator forward and over the reversed windows, combined), `newslots` /
+  `newslots_ctx3` (the experiment behind `OFFLINE_CONTEXT_CHECK`: with it wired,
+  `newslots` is `smoother`), `ctxbias` / `ctxbias_stream` (the context slots corrected by a context
+  bias read from the data), `stream_checked` (the stream with the context check); `--cache DIR`
+  records the model's windows (and `offline`'s output: a cache from older code has the old one)
+  once for later runs;
 * `gt_fit` (not a method: it reads the ground truth): each window's affine fitted to the GT
   disparity of its frames, then stitched the same way: what per-window alignment could reach.
 
@@ -32,8 +40,11 @@ stream in AbsRel or δ1. ~4 min on 2 cores::
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import itertools
 import json
 import os
+import pickle
 import sys
 import time
 from pathlib import Path
@@ -45,7 +56,15 @@ from vdepth_ros.eval.datasets import EvalSequence
 from vdepth_ros.eval.metrics import evaluate_sequence
 from vdepth_ros.eval.runs import make_pipeline, run_offline
 from vdepth_ros.stream.align import AffineFit, FitOptions, align_scale_shift
-from vdepth_ros.stream.graph import CausalGraphAligner, frame_samples
+from vdepth_ros.stream.graph import (
+    OFFLINE_CONTEXT_CHECK,
+    OFFLINE_LAG,
+    CausalGraphAligner,
+    GlobalAligner,
+    PairEdge,
+    frame_samples,
+    offline_aligner,
+)
 from vdepth_ros.stream.stitch import Stitcher
 from vdepth_ros.stream.windows import Window
 
@@ -123,6 +142,169 @@ def delayed_affines(windows, options: FitOptions, delay: int) -> Affines:
     return [taken.get(k, latest[k]) for k in range(len(windows))]
 
 
+def smoother_affines(windows, options: FitOptions) -> Affines:
+    """`run_offline`'s estimator on the recorded windows (`offline_aligner`)."""
+    aligner = offline_aligner(options)
+    for w, d in windows:
+        aligner.add(w, d)
+    return [(f.scale, f.shift) for f in aligner.smoothed()]
+
+
+def checked_stream_affines(windows, options: FitOptions) -> Affines:
+    """The stream's estimator (lag 8) with the offline pass's context check (information only)."""
+    aligner = CausalGraphAligner(options, lag=8, context_check=OFFLINE_CONTEXT_CHECK)
+    return [(f.scale, f.shift) for f in (aligner.add(w, d) for w, d in windows)]
+
+
+def reversed_windows(windows):
+    """The same windows in reverse order (index K-1-k); slot order kept, so slot 0 is still the anchor."""
+    n = len(windows)
+    return [(dataclasses.replace(w, index=n - 1 - w.index), d) for w, d in reversed(windows)]
+
+
+def two_direction_affines(windows, estimator) -> Affines:
+    """`estimator` run forward and over the reversed windows; the backward affines mapped into the
+    forward canonical frame by one affine fitted on every window's canonical values (5 quantiles of
+    its raw output), then per window the geometric mean of the scales and the mean of the shifts."""
+    fwd = estimator(windows)
+    bwd = list(reversed(estimator(reversed_windows(windows))))
+    xs = [np.nanpercentile(d[: len(w.slots)], (10, 30, 50, 70, 90)) for w, d in windows]
+    yf = np.concatenate([s * x + t for (s, t), x in zip(fwd, xs, strict=True)])
+    yb = np.concatenate([s * x + t for (s, t), x in zip(bwd, xs, strict=True)])
+    A, B = np.linalg.lstsq(np.stack([yb, np.ones_like(yb)], 1), yf, rcond=None)[0]
+    return [
+        (float(np.sqrt(sf * A * sb)), float(0.5 * (tf + A * tb + B)))
+        for (sf, tf), (sb, tb) in zip(fwd, bwd, strict=True)
+    ]
+
+
+class _NewSlotPairs(GlobalAligner):
+    """Pairwise fits as `GlobalAligner`, but where a pair's context frames (context slots in either
+    window: the anchor, the older frame) and its other shared frames disagree by more than `z` of
+    their combined standard error (at the median of the window's values there), the pair's edge
+    is the fit on the other frames only, and this window's edges that read only its context
+    (the anchor edge, the pair two back) get their standard errors times `ctx_inflate`."""
+
+    def __init__(self, options: FitOptions, history: int, z: float, ctx_inflate: float) -> None:
+        super().__init__(options, history)
+        self.z, self.ctx_inflate, self.switched = z, ctx_inflate, 0
+
+    def add(self, window, disparity, anchor_reference=None):
+        recent = list(self._recent)
+        first_new = len(self.edges)
+        super().add(window, disparity, anchor_reference)
+        cur = self._recent[-1][1]
+        pos = {f: p for p, f in reversed(list(enumerate(window.slots)))}
+        ctx_cur = set(window.slots[: window.n_context])
+        disagree = False
+        for prev, prev_samples in recent:
+            prev_pos = {f: p for p, f in reversed(list(enumerate(prev.slots)))}
+            shared = [f for f in prev_pos if f in pos]
+            ctx = set(prev.slots[: prev.n_context]) | ctx_cur
+            other = [f for f in shared if f not in ctx]
+            context = [f for f in shared if f in ctx]
+            if not other or not context:
+                continue
+            fo = self._other_if_disagreeing(cur, pos, prev_samples, prev_pos, other, context)
+            if fo is not None:
+                for i in range(first_new, len(self.edges)):
+                    if self.edges[i].earlier == prev.index and self.edges[i].later == window.index:
+                        self.edges[i] = PairEdge(prev.index, window.index, fo)
+                disagree = True
+        if disagree:
+            self.switched += 1
+            if self.ctx_inflate != 1.0:
+                for i in range(first_new, len(self.edges)):
+                    e = self.edges[i]
+                    if e.later != window.index or e.fit.degenerate:
+                        continue
+                    prev_ctx = self._context_only(e.earlier, window, recent)
+                    if prev_ctx:
+                        f = e.fit
+                        self.edges[i] = dataclasses.replace(
+                            e,
+                            fit=dataclasses.replace(
+                                f, scale_se=f.scale_se * self.ctx_inflate, shift_se=f.shift_se * self.ctx_inflate
+                            ),
+                        )
+        return self.edges[first_new:]
+
+    def _other_if_disagreeing(self, cur, pos, prev_samples, prev_pos, other, context) -> AffineFit | None:
+        """The fit on the `other` frames where it disagrees with the fit on the `context` frames."""
+        fits = []
+        for part in (other, context):
+            c = cur[[pos[f] for f in part]]
+            r = prev_samples[[prev_pos[f] for f in part]]
+            fits.append((align_scale_shift(c, r, options=self.options), c))
+        (fo, co), (fc, _) = fits
+        if fo.degenerate or fc.degenerate:
+            return None
+        m = float(np.nanmedian(co))
+        vo, vc = fo.scale * m + fo.shift, fc.scale * m + fc.shift
+        if vo <= 0 or vc <= 0:
+            return None
+        se_o = np.hypot(fo.scale_se * m, fo.shift_se) / vo
+        se_c = np.hypot(fc.scale_se * m, fc.shift_se) / vc
+        return fo if abs(np.log(vo / vc)) > self.z * np.hypot(se_o, se_c) else None
+
+    @staticmethod
+    def _context_only(earlier: int, window, recent) -> bool:
+        """The edge to `earlier` reads only this window's context slots (anchor edge or pair two back)."""
+        ctx = set(window.slots[: window.n_context])
+        for prev, _ in recent:
+            if prev.index == earlier:
+                return all(f in ctx for f in prev.slots if f in set(window.slots))
+        return True  # the anchor edge (window 0 left the recent pairs)
+
+
+def new_slot_affines(windows, options: FitOptions, z: float, ctx_inflate: float, lag: int) -> Affines:
+    """The offline smoother (`lag`, as `run_offline` with OFFLINE_LAG) on `_NewSlotPairs` edges."""
+    aligner = CausalGraphAligner(options, lag=lag, keep_history=True)
+    aligner._pairs = _NewSlotPairs(options, aligner.history, z, ctx_inflate)
+    for w, d in windows:
+        aligner.add(w, d)
+    return [(f.scale, f.shift) for f in aligner.smoothed()]
+
+
+def data_context_bias(windows, options: FitOptions) -> float:
+    """The sequence's context bias read from the data alone (no GT): per window, the log ratio at
+    the median of its values of the fit of its older frame (a context slot here, an output slot of
+    the previous window) to the previous window over the fit of the frames both output; the median
+    over the windows. Same sign and meaning as `context_bias`."""
+    per = options.max_points // 8 if options.max_points else 0
+    ratios = []
+    for (prev, dp), (win, dw) in itertools.pairwise(windows):
+        prev_pos = {f: p for p, f in reversed(list(enumerate(prev.slots)))}
+        prev_ctx = set(prev.slots[: prev.n_context])
+        older = [f for f in win.slots[1 : win.n_context] if f in prev_pos and f not in prev_ctx]
+        outs = [f for f in win.slots[win.n_context :] if f in prev_pos and f not in prev_ctx]
+        if not older or not outs:
+            continue
+        cur, ref = frame_samples(dw[: len(win.slots)], per), frame_samples(dp[: len(prev.slots)], per)
+        pos = {f: p for p, f in reversed(list(enumerate(win.slots)))}
+        fits = [
+            align_scale_shift(cur[[pos[f] for f in part]], ref[[prev_pos[f] for f in part]], options=options)
+            for part in (older, outs)
+        ]
+        if any(f.degenerate for f in fits):
+            continue
+        m = float(np.nanmedian(cur[[pos[f] for f in outs]]))
+        vc, vo = (f.scale * m + f.shift for f in fits)
+        if vc > 0 and vo > 0:
+            ratios.append(np.log(vc / vo))
+    return float(np.median(ratios)) if ratios else 0.0
+
+
+def context_corrected(windows, beta: float):
+    """Every later window's context slots times `exp(beta)` (the output slots untouched)."""
+    out = [windows[0]]
+    for w, d in windows[1:]:
+        d = d.copy()
+        d[: w.n_context] *= np.float32(np.exp(beta))
+        out.append((w, d))
+    return out
+
+
 def consensus_affines(windows, options: FitOptions, start: Affines, rounds: int = 5) -> Affines:
     """Every shared frame's mean aligned output; every window (but the first) refitted to them."""
     per = options.max_points // 8 if options.max_points else 0
@@ -189,24 +371,73 @@ def context_bias(windows, seq: EvalSequence) -> tuple[float, float]:
 
 
 METHODS = ("stream", "offline", "delay1", "delay2", "consensus", "gt_fit")
+#: Estimators tried for issue #26 (docs/alignment.md, "Why the offline solve is not better"),
+#: run with `--methods`; `smoother` is `run_offline`'s estimator stitched here (a check that it
+#: reproduces `offline`).
+EXTRA_METHODS = (
+    "smoother",
+    "twoway_stream",
+    "twoway_smoother",
+    "newslots",
+    "newslots_ctx3",
+    "ctxbias",
+    "ctxbias_stream",
+    "stream_checked",
+)
 
 
-def score_sequence(engine, seq: EvalSequence) -> dict[str, tuple[float, float]]:
-    offline, windows, options = record(engine, seq)
+def recorded(engine, seq: EvalSequence, cache: Path | None):
+    """`record`, kept in `cache` (one pickle per sequence) so later runs skip the model."""
+    path = None if cache is None else cache / (seq.name.replace("/", "_") + ".pkl")
+    if path is not None and path.exists():
+        return pickle.loads(path.read_bytes())
+    out = record(engine, seq)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(pickle.dumps(out))
+    return out
+
+
+def score_sequence(
+    engine, seq: EvalSequence, methods: tuple[str, ...] = METHODS, cache: Path | None = None
+) -> dict[str, tuple[float, float]]:
+    offline, windows, options = recorded(engine, seq, cache)
     stream = stream_affines(windows, options)
-    runs = {
-        "stream": stitch(windows, stream, seq.gt_size, first=True),
-        "offline": offline,
-        "delay1": stitch(windows, delayed_affines(windows, options, 1), seq.gt_size, first=False),
-        "delay2": stitch(windows, delayed_affines(windows, options, 2), seq.gt_size, first=False),
-        "consensus": stitch(windows, consensus_affines(windows, options, stream), seq.gt_size, first=False),
-        "gt_fit": stitch(windows, gt_affines(windows, seq), seq.gt_size, first=False),
+    estimators = {
+        "stream": lambda: stitch(windows, stream, seq.gt_size, first=True),
+        "offline": lambda: offline,
+        "delay1": lambda: stitch(windows, delayed_affines(windows, options, 1), seq.gt_size, first=False),
+        "delay2": lambda: stitch(windows, delayed_affines(windows, options, 2), seq.gt_size, first=False),
+        "consensus": lambda: stitch(windows, consensus_affines(windows, options, stream), seq.gt_size, first=False),
+        "gt_fit": lambda: stitch(windows, gt_affines(windows, seq), seq.gt_size, first=False),
+        "smoother": lambda: stitch(windows, smoother_affines(windows, options), seq.gt_size, first=False),
+        "twoway_stream": lambda: stitch(
+            windows, two_direction_affines(windows, lambda ws: stream_affines(ws, options)), seq.gt_size, first=False
+        ),
+        "twoway_smoother": lambda: stitch(
+            windows, two_direction_affines(windows, lambda ws: smoother_affines(ws, options)), seq.gt_size, first=False
+        ),
+        "newslots": lambda: stitch(
+            windows, new_slot_affines(windows, options, 2.0, 1.0, OFFLINE_LAG), seq.gt_size, first=False
+        ),
+        "newslots_ctx3": lambda: stitch(
+            windows, new_slot_affines(windows, options, 2.0, 3.0, OFFLINE_LAG), seq.gt_size, first=False
+        ),
+        "ctxbias": lambda: stitch(
+            windows, smoother_affines(context_corrected(windows, beta), options), seq.gt_size, first=False
+        ),
+        "stream_checked": lambda: stitch(windows, checked_stream_affines(windows, options), seq.gt_size, first=True),
+        "ctxbias_stream": lambda: stitch(
+            windows, stream_affines(context_corrected(windows, beta), options), seq.gt_size, first=True
+        ),
     }
+    beta = data_context_bias(windows, options)
     out: dict = {}
-    for name, pred in runs.items():
-        m = evaluate_sequence(pred, seq.depth, seq.max_depth)
+    for name in ("stream", *[m for m in methods if m != "stream"]):
+        m = evaluate_sequence(estimators[name](), seq.depth, seq.max_depth)
         out[name] = (m.abs_rel, m.delta1)
     out["context_bias"] = context_bias(windows, seq)
+    out["data_context_bias"] = (beta, 0.0)
     return out
 
 
@@ -214,20 +445,29 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--renders", type=int, default=16)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--methods", default=",".join(METHODS), help=f"of {METHODS + EXTRA_METHODS}")
+    ap.add_argument("--cache", type=Path, default=None, help="keep the recorded windows here (reruns skip the model)")
     args = ap.parse_args(argv)
+    methods = tuple(m for m in args.methods.split(",") if m)
+    unknown = set(methods) - set(METHODS + EXTRA_METHODS)
+    if unknown:
+        raise SystemExit(f"unknown --methods {sorted(unknown)}; known: {METHODS + EXTRA_METHODS}")
     engine = bundled_engine()
     t0, load0 = time.perf_counter(), os.getloadavg()
     seqs = development_sequences(args.renders)
     rows = []
     for seq in seqs:
-        res = score_sequence(engine, seq)
+        res = score_sequence(engine, seq, methods, args.cache)
         rows.append({"sequence": seq.name} | {k: list(v) for k, v in res.items()})
-        line = "  ".join(f"{k} {a:.4f}/{d:.4f}" for k, (a, d) in res.items() if k != "context_bias")
-        bias = res["context_bias"]
-        print(f"{seq.name:18s} {line}  context_bias {bias[0]:+.3f} ± {bias[1]:.3f}", flush=True)
+        line = "  ".join(f"{k} {a:.4f}/{d:.4f}" for k, (a, d) in res.items() if "context_bias" not in k)
+        bias, data_bias = res["context_bias"], res["data_context_bias"][0]
+        print(
+            f"{seq.name:18s} {line}  context_bias {bias[0]:+.3f} ± {bias[1]:.3f}, data {data_bias:+.3f}",
+            flush=True,
+        )
     print(f"\nmethod      AbsRel   δ1      worse than the stream (AbsRel or δ1), of {len(rows)}")
     summary = {}
-    for k in METHODS:
+    for k in ("stream", *[m for m in methods if m != "stream"]):
         worse = sum(r[k][0] > r["stream"][0] or r[k][1] < r["stream"][1] for r in rows)
         summary[k] = {
             "abs_rel": float(np.mean([r[k][0] for r in rows])),

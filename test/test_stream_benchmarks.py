@@ -200,9 +200,11 @@ def test_offline_estimators_benchmark_reproduces_the_pipeline_and_reads_the_gt(r
     affines = bench.gt_affines(exact, small)
     assert affines[2] == pytest.approx((1 / 3, -0.2 / 3), rel=1e-3, abs=1e-3)
     assert bench.context_bias(exact, small) == pytest.approx((0.0, 0.0), abs=1e-3)
-    res = bench.score_sequence(engine, seq)
-    assert set(res) == {*bench.METHODS, "context_bias"}
+    res = bench.score_sequence(engine, seq, (*bench.METHODS, "smoother"))
+    assert set(res) == {*bench.METHODS, "smoother", "context_bias", "data_context_bias"}
     assert all(0 < res[m][0] < 1 and 0 < res[m][1] <= 1 for m in bench.METHODS)
+    # the candidates stitch with `run_offline`'s estimator: on the recorded windows it is `offline`
+    assert res["smoother"] == pytest.approx(res["offline"], abs=1e-6)
 
 
 def test_triangulation_benchmark_scores_points_against_the_gt(repo_root):

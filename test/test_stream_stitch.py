@@ -7,7 +7,14 @@ import pytest
 
 from vdepth_ros.errors import ConfigError
 from vdepth_ros.stream.align import IDENTITY, AffineFit, FitOptions
-from vdepth_ros.stream.graph import OFFLINE_LAG, CausalGraphAligner, GlobalAligner, PairEdge, solve_global_affine
+from vdepth_ros.stream.graph import (
+    OFFLINE_LAG,
+    CausalGraphAligner,
+    GlobalAligner,
+    PairEdge,
+    offline_aligner,
+    solve_global_affine,
+)
 from vdepth_ros.stream.stitch import Stitcher, blend, crossfade_weights
 from vdepth_ros.stream.windows import WindowScheduler, anchor_keyframes
 
@@ -426,7 +433,7 @@ def _structured_case(name: str, seed: int, h: int = 24, w: int = 32) -> tuple[fl
     windows = sched.plan(n)
     graph = _final(_run_windows(Stitcher("graph"), windows, output), n)
     floor = _final(_run_windows(Stitcher("graph"), windows, lambda win: output(win, affine=False), IDENTITY), n)
-    aligner = CausalGraphAligner(lag=OFFLINE_LAG, keep_history=True)  # as `DepthPipeline.run_offline`
+    aligner = offline_aligner()  # as `DepthPipeline.run_offline`
     for win in windows:
         aligner.add(win, output(win))
     offline = _final(_run_windows(Stitcher("graph"), windows, output, aligner.smoothed()), n)
@@ -495,3 +502,56 @@ def test_a_windows_one_reading_of_the_anchor_frame_counts_once():
     once, both = scale_error(history=1), scale_error(history=2)
     assert once < -0.03  # the reading does pull the scale
     assert abs(both) <= 1.1 * abs(once)
+
+
+def _context_biased_windows(seed: int, n: int = 120):
+    """The bundled 8/4 layout; every later window reads its context slots (the anchor and the
+    older frame) 20-40 % nearer than its output frames, as the bundled model does on some
+    sequences (docs/alignment.md, `context_bias`), plus a random affine and 1 % noise."""
+    gt = _video(n) + 0.2
+    windows = WindowScheduler(8, 4, schedule="keyframe", keyframes=(0, 3, 6, 7)).plan(n)
+    rng, raw = np.random.default_rng(seed), []
+    for w in windows:
+        a, b = rng.uniform(0.5, 2), rng.uniform(-0.2, 0.2)
+        x = gt[list(w.slots)] * (1 + 0.01 * rng.standard_normal((len(w.slots), *gt.shape[1:])))
+        if w.index:
+            x[: w.n_context] *= rng.uniform(1.2, 1.4)
+        raw.append(((a * x + b).astype(np.float32), a, b))
+    return windows, raw
+
+
+def _output_scale_error(aligner: CausalGraphAligner, windows, raw) -> float:
+    """Mean |log| error of the windows' scales (their output frames' affine, relative to window 0)."""
+    for w, (d, _, _) in zip(windows, raw, strict=True):
+        aligner.add(w, d)
+    a0 = raw[0][1]
+    return float(np.mean([abs(np.log(f.scale * a / a0)) for f, (_, a, _) in zip(aligner.smoothed(), raw, strict=True)]))
+
+
+def test_offline_pairs_leave_out_context_frames_that_disagree_with_the_output_frames():
+    """Offline, a pair whose context frames and output frames disagree is fitted on its output
+    frames only (`OFFLINE_CONTEXT_CHECK`): its windows' scales follow their output frames. Without
+    the check the older frame's biased reading pulls every pair edge."""
+    errors = []
+    for seed in range(3):
+        windows, raw = _context_biased_windows(seed)
+        without = _output_scale_error(CausalGraphAligner(lag=OFFLINE_LAG, keep_history=True), windows, raw)
+        checked = offline_aligner()
+        errors.append((without, _output_scale_error(checked, windows, raw)))
+        assert checked._pairs.context_checked > 0
+    without, with_check = np.mean(errors, axis=0)
+    assert with_check < 0.7 * without, (without, with_check)  # measured: 0.29 -> 0.16 (3 seeds)
+
+
+def test_offline_context_check_keeps_consistent_windows_as_they_were():
+    """Where context and output frames agree (one affine per window) the check changes no edge."""
+    gt = _video(80) + 0.2
+    windows = WindowScheduler(8, 4, schedule="keyframe", keyframes=(0, 3, 6, 7)).plan(80)
+    raw = _noisy_windows(windows, gt, np.random.default_rng(4))
+    plain, checked = CausalGraphAligner(lag=OFFLINE_LAG, keep_history=True), offline_aligner()
+    for w, (d, _, _) in zip(windows, raw, strict=True):
+        plain.add(w, d)
+        checked.add(w, d)
+    assert checked._pairs.context_checked <= 1
+    for a, b in zip(plain.smoothed(), checked.smoothed(), strict=True):
+        assert b.scale == pytest.approx(a.scale, rel=0.01)

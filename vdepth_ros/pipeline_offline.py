@@ -23,7 +23,7 @@ import numpy as np
 
 from vdepth_ros.errors import InputError
 from vdepth_ros.pipeline_types import fit_input, scale_input
-from vdepth_ros.stream.graph import OFFLINE_LAG, CausalGraphAligner
+from vdepth_ros.stream.graph import CausalGraphAligner, offline_aligner
 from vdepth_ros.stream.stitch import StitchedFrame, Stitcher
 
 if TYPE_CHECKING:
@@ -55,8 +55,8 @@ def run_offline(
 
 
 def _offline_aligner(pipe: DepthPipeline) -> CausalGraphAligner:
-    """The graph estimator as a fixed-lag smoother (`OFFLINE_LAG` future windows, all edges kept)."""
-    return CausalGraphAligner(pipe.fit_options, lag=OFFLINE_LAG, keep_history=True)
+    """The graph estimator as a fixed-lag smoother with the context check (`offline_aligner`)."""
+    return offline_aligner(pipe.fit_options)
 
 
 def _offline_windows(
