@@ -41,24 +41,25 @@ def run_tool(prog: str, module: str, argv: Sequence[str] | None = None, extra: s
         print(interrupted_line(prog), file=sys.stderr)
         return 130
     except ModuleNotFoundError as err:
-        line = missing_extra_line(prog, err)
-        if line is None:
-            raise
-        print(line, file=sys.stderr)
-        return 2
+        return _missing_extra_exit(prog, err)
     args = sys.argv[1:] if argv is None else list(argv)
     try:
         return tool.main(argv)
     except ModuleNotFoundError as err:
-        line = missing_extra_line(prog, err)
-        if line is None:
-            raise
-        print(line, file=sys.stderr)
-        return 2
+        return _missing_extra_exit(prog, err)
     finally:
         missing = _missing_package(extra)
         if missing is not None and ("-h" in args or "--help" in args):
             print(missing_extra_line(prog, ModuleNotFoundError(name=missing)), file=sys.stderr)
+
+
+def _missing_extra_exit(prog: str, err: ModuleNotFoundError) -> int:
+    """Exit status 2 after the line naming the missing extra; `err` raised again when it is no extra's package."""
+    line = missing_extra_line(prog, err)
+    if line is None:
+        raise err
+    print(line, file=sys.stderr)
+    return 2
 
 
 def _missing_package(extra: str | None) -> str | None:
