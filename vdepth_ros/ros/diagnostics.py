@@ -116,10 +116,10 @@ class WorkerThroughput:
     By whole windows, as a window's frames are cheap until the one that runs its inference; the busy time
     leaves out the waits, so the rate is right from the first windows on, whether the camera outpaces the
     worker or not. The fastest of a few, as slower ones were slowed by something else: a stream's first
-    windows (here 0.68 and 0.53 s against 0.31-0.36 s for the later ones, `WINDOW` timings of
+    windows (about twice as long as the later ones in
     `test_ros_user_cameras.py::test_a_realsense_colour_stream_faster_than_inference_is_named_with_one_fix`),
     or another process's burst. (The frames taken over the time since the first image, start-up included,
-    advised 4.9 Hz in the first WARN of that test, ~14 Hz in the later ones, with ~14 Hz out.)"""
+    advised a third of the later WARNs' value in that test's first WARN.)"""
 
     def __init__(self, recent: int = 3) -> None:
         self._lock = threading.Lock()
