@@ -94,12 +94,15 @@ def test_usb_cam_without_a_calibration_file_gives_depth_and_says_why_no_cloud(
     assert "[ERROR]" not in log and "Traceback" not in log, log
 
 
-@pytest.mark.parametrize("model", ["plumb_bob", "rational_polynomial", "equidistant"])
+@pytest.mark.parametrize(
+    "model", ["plumb_bob", "rational_polynomial", "equidistant", "kannala_brandt", "kannala_brandt4"]
+)
 def test_a_raw_camera_of_each_distortion_model_is_rectified(rig: Any, tmp_path: Path, model: str) -> None:  # noqa: F811
     """A raw camera whose camera_info carries each distortion model image_proc knows (a wide-angle lens's plumb_bob
     and rational_polynomial, a fisheye's equidistant), with rectify: true: every frame's depth, cloud and
     depth/camera_info are published, the camera_info without distortion (the depth is rectified) and with the
-    camera's P. (Already so.)"""
+    camera's P. (Already so.) And equidistant under the names MRPT, Foxglove and realsense-ros forks publish it
+    as (kannala_brandt, kannala_brandt4): every frame was dropped, "cannot be rectified"."""
     kept = tmp_path / "kept.pkl"
     r = rig("    publish: final\n    rectify: true\n", viewer=(*_VIEWER, "--keep", str(kept)))
     played = r.camera(2.0, "--distortion", model)
