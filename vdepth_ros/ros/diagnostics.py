@@ -119,7 +119,7 @@ class WorkerThroughput:
     windows (about twice as long as the later ones in
     `test_ros_user_cameras.py::test_a_realsense_colour_stream_faster_than_inference_is_named_with_one_fix`),
     or another process's burst. (The frames taken over the time since the first image, start-up included,
-    advised a third of the later WARNs' value in that test's first WARN.)"""
+    advised well below the later WARNs' value in that test's first WARN.)"""
 
     def __init__(self, recent: int = 3) -> None:
         self._lock = threading.Lock()
