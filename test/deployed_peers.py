@@ -353,6 +353,9 @@ DISTORTION = {
     "plumb_bob": [-0.28, 0.07, 0.0005, -0.0003, 0.0],
     "rational_polynomial": [0.4, -0.05, 0.0005, -0.0003, 0.001, 0.75, 0.0, 0.005],
     "equidistant": [0.03, -0.01, 0.002, -0.0005],
+    # its other names: MRPT's and Foxglove's; a realsense-ros fork's, with librealsense's 5 coefficients, the last 0
+    "kannala_brandt": [0.03, -0.01, 0.002, -0.0005],
+    "kannala_brandt4": [0.03, -0.01, 0.002, -0.0005, 0.0],
 }
 
 

@@ -230,6 +230,23 @@ def test_equidistant_coefficients_padded_with_zeros_are_k1_to_k4() -> None:
     np.testing.assert_array_equal(padded.map_x, exact.map_x)
 
 
+@pytest.mark.parametrize("name", ["fisheye", "kannala_brandt", "KANNALA_BRANDT", "kannala_brandt4"])
+def test_other_names_of_the_equidistant_model_are_rectified_as_it(name: str) -> None:
+    """OpenCV's fisheye, Kannala-Brandt (MRPT, Foxglove, camodocal / MYNT EYE, librealsense's KB4): one model with
+    k1..k4, rectified as equidistant, the same maps (they were refused: "cannot be rectified")."""
+    named = Rectifier().view(info(model=name, d=[*FISHEYE, 0.0], p=P, r=R), W, H)
+    equidistant = Rectifier().view(info(model="equidistant", d=FISHEYE, p=P, r=R), W, H)
+    np.testing.assert_array_equal(named.map_x, equidistant.map_x)
+    np.testing.assert_array_equal(named.map_y, equidistant.map_y)
+    plumb_bob = Rectifier().view(info(model="plumb_bob", d=FISHEYE, p=P, r=R), W, H)  # (not taken as another)
+    assert np.abs(named.map_x - plumb_bob.map_x).max() > 1.0
+
+
+def test_a_lens_model_of_another_kind_is_refused_with_what_to_do() -> None:
+    with pytest.raises(InputError, match=r"'ftheta' cannot be rectified .*calibrate the camera as one of these"):
+        Rectifier().view(info(model="ftheta", d=[0.9]), W, H)
+
+
 def test_rectify_without_camera_info_or_at_the_wrong_size_is_an_input_error() -> None:
     img = np.zeros((H, W, 3), np.uint8)
     with pytest.raises(InputError, match="no camera_info"):

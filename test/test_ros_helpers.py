@@ -23,6 +23,7 @@ from vdepth_ros.ros.diagnostics import (
     RecentRise,
     StampClock,
     Watchdog,
+    WorkerThroughput,
     level_for,
     make_status,
 )
@@ -235,6 +236,24 @@ def test_rate_meter_and_latency_stats():
     summ = s.summary()
     assert summ["median"] == pytest.approx(0.505)
     assert summ["p95"] == pytest.approx(0.9505)
+
+
+def test_worker_throughput_is_frames_per_busy_second_of_whole_windows_the_fastest_recent() -> None:
+    """max_input_rate's advice: a window's cheap frames count with the one that ran its inference; a stream's slow
+    first windows (start-up) no longer set the value once a faster one has run; nothing before a window ends."""
+    meter = WorkerThroughput(recent=3)
+    for _ in range(7):
+        meter.add(0.01, window_ended=False)
+    assert meter.rate() == 0.0 and meter.windows == 0
+    meter.add(0.93, window_ended=True)  # 8 frames in 1.0 s of work (a slow first window)
+    assert meter.rate() == pytest.approx(8.0) and meter.windows == 1
+    for _ in range(6):
+        meter.add(0.01, window_ended=False)
+    meter.add(0.44, window_ended=True)  # 7 frames in 0.5 s
+    assert meter.rate() == pytest.approx(14.0) and meter.windows == 2
+    for _ in range(3):  # only the last 3 count: a worker that got slower (more load) is told its new rate
+        meter.add(1.0, window_ended=True)
+    assert meter.rate() == pytest.approx(1.0) and meter.windows == 3
 
 
 def test_rate_meter_reads_slow_and_bursty_streams_at_their_rate():

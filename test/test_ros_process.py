@@ -2037,8 +2037,10 @@ def test_a_full_input_queue_names_max_input_rate(tmp_path: Path) -> None:
     warned = [line for line in out.splitlines() if "input queue full (" in line]
     assert warned and all("[WARN]" in line and "set max_input_rate" in line for line in warned), out
     # the first WARN (the one a user sees; later ones are rate-limited) has a value to set too, measured from
-    # the frames the worker took so far, or says why there is none yet
-    assert "max_input_rate below" in warned[0] and ("(e.g. " in warned[0] or "none taken yet" in warned[0]), warned[0]
+    # the windows the worker ran so far, or says why there is none yet
+    assert "max_input_rate below" in warned[0] and (
+        "(e.g. " in warned[0] or "still on its first window" in warned[0]
+    ), warned[0]
 
 
 def test_images_without_a_stamp_are_named_as_such(tmp_path: Path) -> None:

@@ -212,8 +212,9 @@ ROS_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "rectify",
         False,
-        "undistort each image with its camera_info (K, D, R, P; plumb_bob, rational_polynomial, equidistant) "
-        "before inference, as image_proc makes image_rect: set it when 'image' is a raw, distorted image; "
+        "undistort each image with its camera_info (K, D, R, P; plumb_bob, rational_polynomial, equidistant, "
+        "also named fisheye/kannala_brandt) before inference, as image_proc makes image_rect: set it when 'image' "
+        "is a raw, distorted image; "
         "false = the image is already rectified (image_rect)",
     ),
     ParamSpec(

@@ -48,6 +48,21 @@ RECTIFY_FIX = (
 #: `CameraInfo.distortion_model` values this module undoes (sensor_msgs/distortion_models.hpp).
 DISTORTION_MODELS = ("plumb_bob", "rational_polynomial", "equidistant")
 
+#: Other names of `equidistant`, Kannala and Brandt's model with k1..k4 (theta_d = theta (1 + k1 theta^2 + ... +
+#: k4 theta^8)), as drivers publish it: OpenCV's `cv::fisheye` ("fisheye", its stereo calibration scripts and
+#: converters from Kalibr), Foxglove's CameraCalibration and MRPT ("kannala_brandt"), camodocal and MYNT EYE
+#: ("KANNALA_BRANDT", its k2..k5 the same polynomial), realsense-ros forks ("kannala_brandt4", librealsense's
+#: RS2_DISTORTION_KANNALA_BRANDT4, which realsense-ros itself publishes as equidistant). One model, as
+#: ros2/common_interfaces#160, which added `equidistant`, says. Compared lower-case.
+EQUIDISTANT_NAMES = ("fisheye", "kannala_brandt", "kannala-brandt", "kannala_brandt4")
+
+
+def distortion_model(info: Any) -> str:
+    """`info.distortion_model` as this module names it: unset is plumb_bob (OpenCV's own radial-tangential), an
+    `EQUIDISTANT_NAMES` one is equidistant; any other is returned as it is."""
+    model = str(getattr(info, "distortion_model", "") or "plumb_bob")
+    return "equidistant" if model.lower() in EQUIDISTANT_NAMES else model
+
 
 def _coefficients(info: Any) -> np.ndarray:
     """`info.d` as a float64 vector (a list in rclpy, an array in rosbags, maybe unset)."""
@@ -197,12 +212,17 @@ def _build_view(info: Any, width: int, height: int) -> RectifiedView:
         P = K  # no rectified projection given: keep the camera's own intrinsics
     K, P = _windowed(K, info, width, height), _windowed(P, info, width, height)
     camera = CameraModel(float(P[0, 0]), float(P[1, 1]), float(P[0, 2]), float(P[1, 2]), width, height)
-    model = str(getattr(info, "distortion_model", "") or "plumb_bob")  # unset: OpenCV's own (radial-tangential)
+    model = distortion_model(info)
     D = _coefficients(info)
     if model not in DISTORTION_MODELS:
         if D.size and np.any(D != 0):
             supported = ", ".join(DISTORTION_MODELS)
-            raise InputError(f"camera_info distortion model {model!r} cannot be rectified (supported: {supported})")
+            raise InputError(
+                f"camera_info distortion model {model!r} cannot be rectified (supported: {supported}; equidistant "
+                f"also as {', '.join(EQUIDISTANT_NAMES)}): another lens model (an omnidirectional, f-theta or "
+                "double-sphere one?); calibrate the camera as one of these (a fisheye as equidistant: Kalibr's "
+                "pinhole-equi, OpenCV's cv::fisheye) or have the driver publish rectified images"
+            )
         D = np.zeros(0)
     if not np.any(D) and np.allclose(R, np.eye(3)) and np.allclose(P, K):
         return RectifiedView(camera, R, None, None)
@@ -475,8 +495,10 @@ def sparse_depth_input(
 
 __all__ = [
     "DISTORTION_MODELS",
+    "EQUIDISTANT_NAMES",
     "RectifiedView",
     "Rectifier",
+    "distortion_model",
     "has_distortion",
     "load_camera_info",
     "pinhole_info",

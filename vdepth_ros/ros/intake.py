@@ -31,7 +31,7 @@ from vdepth_ros.inputs.resets import PAUSE_MIN_S, PauseRule, ReplaySpeed
 from vdepth_ros.inputs.samples import TimedSamples
 from vdepth_ros.inputs.sync import REPEATED_STAMP, UNSET_STAMP, ApproximateTimeSync, InputRate, Pair
 from vdepth_ros.ros import conversions as conv
-from vdepth_ros.ros.diagnostics import RateMeter, StampClock, Watchdog
+from vdepth_ros.ros.diagnostics import RateMeter, StampClock, Watchdog, WorkerThroughput
 from vdepth_ros.ros.input_checks import InputGraphChecks
 from vdepth_ros.ros.input_loss import InputLossCounting
 from vdepth_ros.ros.input_qos import INPUT_QOS_CHECK_S, InputQosFollowing
@@ -112,8 +112,7 @@ class InputSide(InputQosFollowing, InputLossCounting, SparseSamples, InputGraphC
         self._info_loss_warned = False
         self.rate = RateMeter()  # every image received
         self.taken = RateMeter()  # the images the stream takes (not refused, not thinned by max_input_rate)
-        self._first_taken_s: float | None = None  # time.monotonic() of the first image taken
-        self._drops = RateMeter()  # frames dropped from the queue (full, or a standing backlog drained)
+        self.throughput = WorkerThroughput()  # the input rate the worker keeps up with (`_rate_advice`)
         self._full_drops = RateMeter()  # ... from the full queue only: the camera outpaces inference
         self.skipped = 0
         self.thinned = 0  # images left out by max_input_rate
@@ -306,8 +305,6 @@ class InputSide(InputQosFollowing, InputLossCounting, SparseSamples, InputGraphC
             )
             return
         self.taken.tick()
-        if self._first_taken_s is None:
-            self._first_taken_s = time.monotonic()
         try:
             check_input_size(msg, self.p["max_input_pixels"])
         except InputError as err:
@@ -379,7 +376,6 @@ class InputSide(InputQosFollowing, InputLossCounting, SparseSamples, InputGraphC
             item = InputItem(pair.stamp_ns, msg, pair.info, pair.source, arrival, previous, clock_step)
             drained = self.queue.drained
             if self.queue.put(item):
-                self._drops.tick()
                 if self.queue.drained == drained:
                     self._full_drops.tick()
                 if self.queue.drained > drained:
@@ -411,22 +407,23 @@ class InputSide(InputQosFollowing, InputLossCounting, SparseSamples, InputGraphC
         )
 
     def _rate_advice(self) -> str:
-        """`max_input_rate`'s advice, with a value: the rate the worker keeps up with, the images taken less those
-        dropped over the last 5 s once a queue's worth were dropped; before that, as the first WARN is (later ones
-        are rate-limited), the frames the worker took since the first image over that time, its first window's
-        wait included: a low bound."""
-        taken, dropped = self.taken.rate(), self._drops.rate()
-        if self.queue.dropped >= self.queue.maxsize:
-            kept = taken - dropped
+        """`max_input_rate`'s advice, with a value: 80% of the rate the worker keeps up with (`WorkerThroughput`),
+        said to be provisional until a few windows have run."""
+        meter = self.throughput
+        kept, windows = meter.rate(), meter.windows
+        if kept <= 0:
+            value = (
+                " (no value to suggest: the worker is still on its first window; read the output rate there once "
+                "it publishes)"
+            )
+        elif windows < meter.recent:  # (a stream's first windows run slower: a low value, said to be one)
+            value = (
+                f" (e.g. {max(0.5, 0.8 * kept):.2g}, 80% of the {kept:.1f} Hz of its first {windows} window(s): "
+                f"provisional, as a stream's first windows run slower; the next WARN gives the rate once "
+                f"{meter.recent} have run)"
+            )
         else:
-            since = time.monotonic() - (self._first_taken_s or time.monotonic())
-            kept = self.queue.got_count / since if since > 0 else 0.0
-        value = (
-            f" (e.g. {max(0.5, 0.8 * kept):.2g}, 80% of what it kept up with)"
-            if kept > 0
-            else " (no value to suggest: none taken yet by the worker, still on its first window; read the output "
-            "rate there once it publishes)"
-        )
+            value = f" (e.g. {max(0.5, 0.8 * kept):.2g}, 80% of the {kept:.1f} Hz it keeps up with)"
         return (
             f"set max_input_rate below the output rate on /diagnostics{value} for evenly spaced frames at low "
             "latency, or lower the camera's frame rate"

@@ -148,7 +148,16 @@ class FrameProcessor:
     # -- one frame ---------------------------------------------------------------------------
     def process(self, item: InputItem) -> None:
         """Assemble one input, run it through the pipeline and publish what comes out; a frame that
-        cannot be used is dropped with a rate-limited error. Other exceptions go to `on_error`."""
+        cannot be used is dropped with a rate-limited error. Other exceptions go to `on_error`. Its time counts
+        in the worker's throughput (`max_input_rate`'s advice), a window's with the frame that ran it."""
+        started, window_ran = time.monotonic(), False
+        try:
+            window_ran = self._process(item)
+        finally:
+            self.intake.throughput.add(time.monotonic() - started, window_ran)
+
+    def _process(self, item: InputItem) -> bool:
+        """`process`; returns whether a window's inference ran."""
         sparse, pose = self.intake.sample_for(item, self.stop)
         self._check_sample(item, sparse)
         refused = self.assembler.refused_infos
@@ -162,7 +171,7 @@ class FrameProcessor:
             self.log.error(
                 f"{kind}:{encoding}", f"dropping input frame: {err}", summary=f"dropping input frames ({encoding})"
             )
-            return
+            return False
         if self.assembler.unfit and self.assembler.refused_infos == refused:  # (a refusal names it itself)
             self._note_unfit(self.assembler.unfit)
         elif not self.assembler.unfit and self.log.problems.found("camera-info-unfit"):
@@ -180,6 +189,7 @@ class FrameProcessor:
         if frames:
             self.window_latency.add(time.monotonic() - t0)
         self.publish_all(frames)
+        return bool(frames)
 
     def _note_gap_streak(self, reason: str | None) -> None:
         """A camera slower than `max_gap` (a stream throttled to 1 Hz, a timelapse) restarts the stream on
