@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from vdepth_training.checkpoints import latest_checkpoint
+from vdepth_training.checkpoints import resume_hint
 
 from vdepth_ros.errors import ConfigError
 
@@ -384,9 +384,7 @@ def end_rank(err: BaseException, *, rank: int, world: int, doing: str, step: int
     if isinstance(err, ConfigError):
         return
     log.error("rank %d failed in %s", rank, doing, exc_info=err)
-    last = latest_checkpoint(output_dir)
-    resume = f"--resume continues from {last.name}" if last else "no checkpoint was written: the run starts again"
-    raise TrainingFailedError(f"{what}; the other ranks stop, {resume}") from err
+    raise TrainingFailedError(f"{what}; the other ranks stop; {resume_hint(output_dir)}") from err
 
 
 __all__ = [

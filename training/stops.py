@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from vdepth_training.checkpoints import latest_checkpoint
+from vdepth_training.checkpoints import resume_hint
 from vdepth_training.ranks import TerminatedError, launcher_grace_seconds, leave_failure_note
 
 log = logging.getLogger("vdepth_training")
@@ -64,10 +64,9 @@ class RunStops:
                 what = (f"rank {acc.process_index} of {acc.num_processes} stalled: it waited {timeout:.0f} s for "
                         f"{waiting[1]} (its data loader: a hung disk or worker?; training.stall_timeout)")  # fmt: skip
                 leave_failure_note(acc.process_index, what)
-                last = latest_checkpoint(self.output_dir)
-                resume = f"--resume continues from {last.name}" if last else "no checkpoint was written"
                 log.error("%s", what)
-                print(f"python -m vdepth_training.train: error: {what}; the other ranks stop, {resume}",
+                print(f"python -m vdepth_training.train: error: {what}; the other ranks stop; "
+                      f"{resume_hint(self.output_dir)}",
                       file=sys.stderr, flush=True)  # fmt: skip
                 sys.stdout.flush()
                 os._exit(1)  # the main thread is blocked in the loader: nothing else ends it

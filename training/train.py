@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 import torch
+from vdepth_training.checkpoints import resume_hint
 from vdepth_training.config import load_config
 from vdepth_training.ranks import StoppedWithoutCheckpointError, TrainingFailedError, first_to_say
 from vdepth_training.recipes import recipe_class
@@ -94,8 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     expand_home(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
+    out = output_folder(args)
     try:
-        return _run(args)
+        return _run(args, out)
     except (VdepthError, FileNotFoundError, FileExistsError) as err:
         if first_to_say(f"error: {err}"):
             return cli_errors(PROG, err)  # one line, exit 2, as every console tool
@@ -105,12 +107,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{PROG}: error: {err}", file=sys.stderr)
         return 1
     except StoppedWithoutCheckpointError as err:  # the rank that failed printed its error; this one only ends
-        line = f"{PROG}: {err}; --resume continues from the last complete checkpoint"
+        line = f"{PROG}: {err}; {resume_hint(out)}"
         if first_to_say(line):
             print(line, file=sys.stderr)
         return 143
     except KeyboardInterrupt:  # Ctrl-C outside the steps (start-up, export) or a second one within them
-        line = f"{PROG}: interrupted; --resume continues from the last complete checkpoint"
+        line = f"{PROG}: interrupted; {resume_hint(out)}"
         if first_to_say(line):
             print(line, file=sys.stderr)
         return 130
@@ -119,7 +121,12 @@ def main(argv: list[str] | None = None) -> int:
             torch.distributed.destroy_process_group()
 
 
-def _run(args: argparse.Namespace) -> int:
+def output_folder(args: argparse.Namespace) -> Path:
+    """The run's output folder: --output, else runs/<config stem>[-tiny]."""
+    return args.output or Path("runs") / (args.config.stem + ("-tiny" if args.tiny else ""))
+
+
+def _run(args: argparse.Namespace, out: Path) -> int:
     if args.resume and args.overwrite and args.export_checkpoint is None:
         raise ConfigError("--resume continues the run in --output and --overwrite starts it again: pass one of them "
                           "(training/launch/ scripts pass --resume unless --overwrite is given)")  # fmt: skip
@@ -127,7 +134,6 @@ def _run(args: argparse.Namespace) -> int:
     if args.data and "root" not in recipe_class(cfg).data_keys:
         raise ConfigError(f"--data is the folder of the default recipe's rendered clips; recipe {cfg['recipe']!r} "
                           "reads its data from data.sources (set each source's root in the config)")  # fmt: skip
-    out = args.output or Path("runs") / (args.config.stem + ("-tiny" if args.tiny else ""))
     trainer = Trainer(cfg, out)
     main_rank = int(os.environ.get("RANK", "0")) == 0
     report = print if main_rank else (lambda *_: None)  # once, not once per rank
