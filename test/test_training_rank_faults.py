@@ -7,6 +7,7 @@ The faults are injected by `training_faults.py` (`FAULT=<kind>:<rank>:<step>`)."
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import sys
@@ -143,6 +144,35 @@ def test_a_rank_ending_at_start_up_ends_the_other_with_one_line(tmp_path: Path, 
         assert "--resume continues" not in line, lines
         assert line.endswith("no checkpoint was written, so there is nothing to resume: the same command starts "
                              "the run again from step 0"), lines  # fmt: skip
+
+
+def test_sigterm_while_a_rank_waits_in_a_start_up_exchange_is_said_at_once(tmp_path: Path) -> None:
+    """The scheduler's SIGTERM (to torchrun, which forwards it to its ranks) while rank 0 waits for rank 1 in a
+    start-up exchange (comparing their data; rank 1 held by a hung disk): Python runs a signal handler only when
+    the exchange returns, so rank 0 said nothing until torchrun killed it after its grace (here 60 s), and the
+    run ended without a line. Now a thread woken by the signal says rank 0's line and ends it at once."""
+    ready = tmp_path / "rank0_in_exchange"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(REPO / "test" / "training_faults.py"), *_recipe(tmp_path), "--output",
+           str(tmp_path / "run")]  # fmt: skip
+    env = {**rank_env(), "FAULT": "start_hold:1:0", "FAULT_READY": str(ready), "TORCH_ELASTIC_SHUTDOWN_TIMEOUT": "60"}
+    launcher = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not ready.exists():
+            assert launcher.poll() is None and time.monotonic() < deadline, launcher.communicate()[1][-3000:]
+            time.sleep(0.2)
+        time.sleep(2.0)  # rank 0 is now blocked in the exchange, waiting for rank 1
+        launcher.send_signal(signal.SIGTERM)
+        _, stderr = launcher.communicate(timeout=300)
+    finally:
+        kill_launches(launcher)
+    lines = [ln for ln in stderr.splitlines() if ln.startswith(PROG)]
+    assert len(lines) == 1, stderr[-4000:]
+    assert lines[0].startswith(f"{PROG} stopped before training: SIGTERM before training: from the launcher"), lines
+    assert lines[0].endswith("no checkpoint was written, so there is nothing to resume: the same command starts "
+                             "the run again from step 0"), lines  # fmt: skip
+    assert not [ln for ln in stderr.splitlines() if ln.startswith("[rank")], stderr[-4000:]  # no traceback
 
 
 def test_ranks_that_diverged_end_with_one_line(tmp_path: Path) -> None:

@@ -20,17 +20,13 @@ import sys
 from pathlib import Path
 
 import torch
-from vdepth_training.checkpoints import resume_hint
 from vdepth_training.config import load_config
-from vdepth_training.ranks import StoppedWithoutCheckpointError, TrainingFailedError, first_to_say
+from vdepth_training.ranks import PROG, StoppedWithoutCheckpointError, TrainingFailedError, say_end
 from vdepth_training.recipes import recipe_class
 from vdepth_training.trainer import Trainer
 
 from vdepth_ros.errors import ConfigError, VdepthError
-from vdepth_ros.offline.runner import cli_errors
 from vdepth_ros.paths import expand_home
-
-PROG = "python -m vdepth_training.train"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -98,24 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     out = output_folder(args)
     try:
         return _run(args, out)
-    except (VdepthError, FileNotFoundError, FileExistsError) as err:
-        if first_to_say(f"error: {err}"):
-            return cli_errors(PROG, err)  # one line, exit 2, as every console tool
-        return 2
-    except TrainingFailedError as err:  # a non-finite loss (said by every rank), or this rank's own failure
-        if first_to_say(f"error: {err}"):
-            print(f"{PROG}: error: {err}", file=sys.stderr)
-        return 1
-    except StoppedWithoutCheckpointError as err:  # the rank that failed printed its error; this one only ends
-        line = f"{PROG}: {err}; {resume_hint(out)}"
-        if first_to_say(line):
-            print(line, file=sys.stderr)
-        return 143
-    except KeyboardInterrupt:  # Ctrl-C outside the steps (start-up, export) or a second one within them
-        line = f"{PROG}: interrupted; {resume_hint(out)}"
-        if first_to_say(line):
-            print(line, file=sys.stderr)
-        return 130
+    except (VdepthError, FileNotFoundError, FileExistsError, TrainingFailedError, StoppedWithoutCheckpointError,
+            KeyboardInterrupt) as err:  # fmt: skip
+        return say_end(err, out)
     finally:
         if torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
