@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
     out = output_folder(args)
     try:
-        return _run(args, out)
+        return _run(args)
     except (VdepthError, FileNotFoundError, FileExistsError, TrainingFailedError, StoppedWithoutCheckpointError,
             KeyboardInterrupt) as err:  # fmt: skip
         return say_end(err, out)
@@ -107,10 +107,11 @@ def output_folder(args: argparse.Namespace) -> Path:
     return args.output or Path("runs") / (args.config.stem + ("-tiny" if args.tiny else ""))
 
 
-def _run(args: argparse.Namespace, out: Path) -> int:
+def _run(args: argparse.Namespace) -> int:
     if args.resume and args.overwrite and args.export_checkpoint is None:
         raise ConfigError("--resume continues the run in --output and --overwrite starts it again: pass one of them "
                           "(training/launch/ scripts pass --resume unless --overwrite is given)")  # fmt: skip
+    out = output_folder(args)
     cfg = load_config(args.config, tiny=args.tiny, overrides=overrides_from(args) or None)
     if args.data and "root" not in recipe_class(cfg).data_keys:
         raise ConfigError(f"--data is the folder of the default recipe's rendered clips; recipe {cfg['recipe']!r} "
