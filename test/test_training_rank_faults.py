@@ -371,3 +371,33 @@ def test_the_first_node_lost_mid_run_is_named_by_the_others(tmp_path: Path) -> N
     assert said[0].startswith(f"{PROG} stopped after step") and "the launch's store at " in said[0], said
     assert "cannot be reached: that launcher ended" in said[0], said
     assert latest_checkpoint(tmp_path / "run") is not None
+
+
+def test_the_resume_advice_of_a_stop_line_is_what_the_output_folder_accepts(tmp_path: Path) -> None:
+    """A stop line's advice (`resume_hint`) for a run without a checkpoint names a command that starts it again:
+    the same command for an empty output folder, `--resume` (or `--overwrite`) where the run left its metrics
+    (the same command refuses them), `--overwrite` where a finished model is left (`--resume` refuses it)."""
+    from vdepth_training.checkpoints import STATE_NAME, resume_hint
+    from vdepth_training.trainer import Trainer
+
+    from vdepth_ros.offline.errors import OutputExistsError
+
+    cfg = yaml.safe_load(Path(_recipe(tmp_path)[1]).read_text())
+    out = tmp_path / "run"
+    trainer = Trainer(cfg, out)
+    assert resume_hint(out).endswith("the same command starts the run again from step 0")
+    trainer._check_output(resume=False, overwrite=False)
+    out.mkdir()
+    (out / "metrics.jsonl").write_text('{"step": 1, "loss": 1.0}\n')
+    assert resume_hint(out).endswith(": --resume (or --overwrite) starts the run again from step 0")
+    with pytest.raises(OutputExistsError):
+        trainer._check_output(resume=False, overwrite=False)
+    trainer._check_output(resume=True, overwrite=False)
+    (out / "final").mkdir()
+    assert resume_hint(out).endswith(": --overwrite starts the run again (replacing its final/ model)")
+    with pytest.raises(OutputExistsError):
+        trainer._check_output(resume=True, overwrite=False)
+    checkpoint = out / "checkpoints" / "checkpoint_2"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / STATE_NAME).write_text("{}")
+    assert resume_hint(out) == "--resume continues from checkpoint_2"
