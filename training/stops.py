@@ -23,6 +23,7 @@ from vdepth_training.checkpoints import resume_hint
 from vdepth_training.ranks import (
     StoppedWithoutCheckpointError,
     TerminatedError,
+    TrainingFailedError,
     end_rank,
     launcher_grace_seconds,
     leave_failure_note,
@@ -80,11 +81,10 @@ class RunStops:
                         f"{waiting[1]} (its data loader: a hung disk or worker?; training.stall_timeout)")  # fmt: skip
                 leave_failure_note(acc.process_index, what)
                 log.error("%s", what)
-                print(f"python -m vdepth_training.train: error: {what}; the other ranks stop; "
-                      f"{resume_hint(self.output_dir)}",
-                      file=sys.stderr, flush=True)  # fmt: skip
+                failed = TrainingFailedError(f"{what}; the other ranks stop; {resume_hint(self.output_dir)}")
+                code = say_end(failed, self.output_dir)
                 sys.stdout.flush()
-                os._exit(1)  # the main thread is blocked in the loader: nothing else ends it
+                os._exit(code)  # the main thread is blocked in the loader: nothing else ends it
 
         thread = threading.Thread(target=watch, name="vdepth-stall-watch", daemon=True)
         thread.start()
