@@ -7,6 +7,7 @@ The faults are injected by `training_faults.py` (`FAULT=<kind>:<rank>:<step>`)."
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import sys
@@ -130,7 +131,6 @@ def test_a_rank_ending_at_start_up_ends_the_other_with_one_line(tmp_path: Path, 
     stops = [ln for ln in lines if ln.startswith(f"{PROG} stopped")]
     if rank_line is not None:
         assert len(errors) == 1 and errors[0].startswith(f"{PROG} {rank_line}"), lines
-        assert "no checkpoint was written: the run starts again" in errors[0], errors
     else:
         assert not errors, lines
     assert len(stops) <= 1 and len(lines) == len(errors) + len(stops), lines  # at most one line each
@@ -138,6 +138,41 @@ def test_a_rank_ending_at_start_up_ends_the_other_with_one_line(tmp_path: Path, 
         assert other_line in stops[0] or "stopped before training: SIGTERM before training" in stops[0], stops
     assert stops or rank_line is not None, lines  # the survivor said why when no other rank did
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
+    # no checkpoint exists: no line may promise one to --resume (the stop line said "--resume continues
+    # from the last complete checkpoint"); each says there is none and what starts the run again
+    for line in lines:
+        assert "--resume continues" not in line, lines
+        assert line.endswith("no checkpoint was written, so there is nothing to resume: the same command starts "
+                             "the run again from step 0"), lines  # fmt: skip
+
+
+def test_sigterm_while_a_rank_waits_in_a_start_up_exchange_is_said_at_once(tmp_path: Path) -> None:
+    """The scheduler's SIGTERM (to torchrun, which forwards it to its ranks) while rank 0 waits for rank 1 in a
+    start-up exchange (comparing their data; rank 1 held by a hung disk): Python runs a signal handler only when
+    the exchange returns, so rank 0 said nothing until torchrun killed it after its grace (here 60 s), and the
+    run ended without a line. Now a thread woken by the signal says rank 0's line and ends it at once."""
+    ready = tmp_path / "rank0_in_exchange"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(REPO / "test" / "training_faults.py"), *_recipe(tmp_path), "--output",
+           str(tmp_path / "run")]  # fmt: skip
+    env = {**rank_env(), "FAULT": "start_hold:1:0", "FAULT_READY": str(ready), "TORCH_ELASTIC_SHUTDOWN_TIMEOUT": "60"}
+    launcher = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not ready.exists():
+            assert launcher.poll() is None and time.monotonic() < deadline, launcher.communicate()[1][-3000:]
+            time.sleep(0.2)
+        time.sleep(2.0)  # rank 0 is now blocked in the exchange, waiting for rank 1
+        launcher.send_signal(signal.SIGTERM)
+        _, stderr = launcher.communicate(timeout=300)
+    finally:
+        kill_launches(launcher)
+    lines = [ln for ln in stderr.splitlines() if ln.startswith(PROG)]
+    assert len(lines) == 1, stderr[-4000:]
+    assert lines[0].startswith(f"{PROG} stopped before training: SIGTERM before training: from the launcher"), lines
+    assert lines[0].endswith("no checkpoint was written, so there is nothing to resume: the same command starts "
+                             "the run again from step 0"), lines  # fmt: skip
+    assert not [ln for ln in stderr.splitlines() if ln.startswith("[rank")], stderr[-4000:]  # no traceback
 
 
 def test_ranks_that_diverged_end_with_one_line(tmp_path: Path) -> None:
@@ -336,3 +371,33 @@ def test_the_first_node_lost_mid_run_is_named_by_the_others(tmp_path: Path) -> N
     assert said[0].startswith(f"{PROG} stopped after step") and "the launch's store at " in said[0], said
     assert "cannot be reached: that launcher ended" in said[0], said
     assert latest_checkpoint(tmp_path / "run") is not None
+
+
+def test_the_resume_advice_of_a_stop_line_is_what_the_output_folder_accepts(tmp_path: Path) -> None:
+    """A stop line's advice (`resume_hint`) for a run without a checkpoint names a command that starts it again:
+    the same command for an empty output folder, `--resume` (or `--overwrite`) where the run left its metrics
+    (the same command refuses them), `--overwrite` where a finished model is left (`--resume` refuses it)."""
+    from vdepth_training.checkpoints import STATE_NAME, resume_hint
+    from vdepth_training.trainer import Trainer
+
+    from vdepth_ros.offline.errors import OutputExistsError
+
+    cfg = yaml.safe_load(Path(_recipe(tmp_path)[1]).read_text())
+    out = tmp_path / "run"
+    trainer = Trainer(cfg, out)
+    assert resume_hint(out).endswith("the same command starts the run again from step 0")
+    trainer._check_output(resume=False, overwrite=False)
+    out.mkdir()
+    (out / "metrics.jsonl").write_text('{"step": 1, "loss": 1.0}\n')
+    assert resume_hint(out).endswith(": --resume (or --overwrite) starts the run again from step 0")
+    with pytest.raises(OutputExistsError):
+        trainer._check_output(resume=False, overwrite=False)
+    trainer._check_output(resume=True, overwrite=False)
+    (out / "final").mkdir()
+    assert resume_hint(out).endswith(": --overwrite starts the run again (replacing its final/ model)")
+    with pytest.raises(OutputExistsError):
+        trainer._check_output(resume=True, overwrite=False)
+    checkpoint = out / "checkpoints" / "checkpoint_2"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / STATE_NAME).write_text("{}")
+    assert resume_hint(out) == "--resume continues from checkpoint_2"

@@ -12,6 +12,8 @@ fault on one rank, as a multi-GPU job meets it (`FAULT=<kind>:<rank>:<step>`):
 - `diverge`: after that step that rank's weights change (a rank-dependent computation).
 - `start_raise`: that rank fails building its model (out of memory), after the process group started;
 - `start_kill`: that rank is SIGKILLed as the ranks compare their data, their first exchange (step: 0).
+- `start_hold`: that rank, ignoring SIGTERM, never joins the ranks comparing their data (a node whose disk
+  hangs), while the others wait for it in that exchange; they write `$FAULT_READY` as they enter it (step: 0).
 
     FAULT=raise:1:3 python -m torch.distributed.run --nproc_per_node 2 test/training_faults.py --config ...
 """
@@ -22,6 +24,7 @@ import errno
 import os
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
 import accelerate.checkpointing
@@ -106,6 +109,11 @@ _check_ranks_see_same_run = Trainer._check_ranks_see_same_run
 def _killed_comparing_data(self: Any, acc: Any) -> Any:
     if MINE and KIND == "start_kill":
         os.kill(os.getpid(), signal.SIGKILL)
+    if KIND == "start_hold" and MINE:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        time.sleep(600)
+    elif KIND == "start_hold":
+        Path(os.environ["FAULT_READY"]).write_text(str(os.getpid()))
     return _check_ranks_see_same_run(self, acc)
 
 

@@ -124,6 +124,23 @@ def latest_checkpoint(output_dir: str | Path) -> Path | None:
     return done[-1] if done else None
 
 
+def resume_hint(output_dir: str | Path) -> str:
+    """What to run next after a run in `output_dir` stopped, for its last line: `--resume` and the checkpoint
+    it continues from, or, with no complete checkpoint (a run that stopped before training or before its
+    first save), that there is nothing to resume and which command starts the run again from step 0 (what
+    `Trainer._check_output` accepts for what the run left in `output_dir`)."""
+    last = latest_checkpoint(output_dir)
+    if last is not None:
+        return f"--resume continues from {last.name}"
+    nothing = "no checkpoint was written, so there is nothing to resume"
+    left = [name for name in RUN_FILES if (Path(output_dir) / name).exists()]
+    if FINAL_NAME in left:
+        return f"{nothing}: --overwrite starts the run again (replacing its {FINAL_NAME}/ model)"
+    if left:  # without --resume or --overwrite the same command refuses an output folder that holds a run
+        return f"{nothing}: --resume (or --overwrite) starts the run again from step 0"
+    return f"{nothing}: the same command starts the run again from step 0"
+
+
 def _record_step(line: str) -> int | None:
     """The step of one `metrics.jsonl` line, or None for a line that is no record (cut short when the
     disk filled up or the run was killed while writing it: such a line is dropped at `--resume`)."""
@@ -251,6 +268,7 @@ __all__ = [
     "files_digest",
     "latest_checkpoint",
     "model_folder_digest",
+    "resume_hint",
     "rotate_checkpoints",
     "truncate_metrics",
 ]

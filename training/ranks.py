@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import shutil
+import sys
 import tempfile
 import time
 import weakref
@@ -24,11 +25,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from vdepth_training.checkpoints import latest_checkpoint
+from vdepth_training.checkpoints import resume_hint
 
-from vdepth_ros.errors import ConfigError
+from vdepth_ros.errors import ConfigError, VdepthError
+from vdepth_ros.offline.runner import cli_errors
 
 log = logging.getLogger("vdepth_training")
+
+PROG = "python -m vdepth_training.train"
 
 #: torchrun's seconds between the SIGTERM it forwards to its ranks and its SIGKILL, when nothing sets them
 TORCHRUN_GRACE_SECONDS = 30.0
@@ -142,6 +146,28 @@ class TerminatedError(BaseException):
     """SIGTERM before the steps (`stops.RunStops._terminated_as_error`): the launcher ends this rank as
     another one ended, or as its store's host did, or the scheduler cancels the job. A BaseException, as
     KeyboardInterrupt: it is no failure of this rank to tell the others (`tell_start_failed`)."""
+
+
+def say_end(err: BaseException, output_dir: Path) -> int:
+    """Say the one line of a run that ends with `err` (once per node: `first_to_say`) on stderr and return its
+    exit code: 2 a mistake in the command, config or data; 1 the run failed (`TrainingFailedError`); 143 this
+    rank stopped as another one ended (`StoppedWithoutCheckpointError`); 130 Ctrl-C. A stop names what
+    `--resume` would do (`checkpoints.resume_hint`). Anything else is raised again (a traceback: a bug)."""
+    if isinstance(err, (VdepthError, FileNotFoundError, FileExistsError)):
+        return cli_errors(PROG, err) if first_to_say(f"error: {err}") else 2  # one line, exit 2, as every console tool
+    if isinstance(err, TrainingFailedError):  # a non-finite loss (said by every rank), or this rank's own failure
+        line, key, code = f"{PROG}: error: {err}", f"error: {err}", 1
+    elif isinstance(err, StoppedWithoutCheckpointError):  # the rank that failed said why; this one only ends
+        line = key = f"{PROG}: {err}; {resume_hint(output_dir)}"
+        code = 143
+    elif isinstance(err, KeyboardInterrupt):  # Ctrl-C outside the steps (start-up, export) or a second one within
+        line = key = f"{PROG}: interrupted; {resume_hint(output_dir)}"
+        code = 130
+    else:
+        raise err
+    if first_to_say(key):
+        print(line, file=sys.stderr, flush=True)
+    return code
 
 
 def store_gone() -> str:
@@ -384,13 +410,12 @@ def end_rank(err: BaseException, *, rank: int, world: int, doing: str, step: int
     if isinstance(err, ConfigError):
         return
     log.error("rank %d failed in %s", rank, doing, exc_info=err)
-    last = latest_checkpoint(output_dir)
-    resume = f"--resume continues from {last.name}" if last else "no checkpoint was written: the run starts again"
-    raise TrainingFailedError(f"{what}; the other ranks stop, {resume}") from err
+    raise TrainingFailedError(f"{what}; the other ranks stop; {resume_hint(output_dir)}") from err
 
 
 __all__ = [
     "PEER_NOTE_WAIT_S",
+    "PROG",
     "TORCHRUN_GRACE_SECONDS",
     "PeerEndedError",
     "StoppedWithoutCheckpointError",
@@ -405,6 +430,7 @@ __all__ = [
     "leave_failure_note",
     "note_doing",
     "said_folder",
+    "say_end",
     "tell_start_failed",
     "wait_for_ranks_to_start",
 ]

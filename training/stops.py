@@ -3,8 +3,8 @@ end as after any rank's failure), and SIGINT or SIGTERM stops every rank after t
 checkpoint.
 
 A mixin of `trainer.Trainer`, which sets the attributes these steps read (`train_cfg`, `output_dir`,
-`_waiting`, `_save_seconds`, `_step_seconds`) and the flag they set (`_stop_requested`, read by the
-step loop, `steps.StepLoop`).
+`_waiting`, `_save_seconds`, `_step_seconds`, `_exchange_lock`) and the flags they set (`_stop_requested`,
+read by the step loop, `steps.StepLoop`; `_in_exchange` and `_ending_in_thread`, of a SIGTERM at start-up).
 """
 
 from __future__ import annotations
@@ -19,8 +19,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from vdepth_training.checkpoints import latest_checkpoint
-from vdepth_training.ranks import TerminatedError, launcher_grace_seconds, leave_failure_note
+from vdepth_training.checkpoints import resume_hint
+from vdepth_training.ranks import (
+    StoppedWithoutCheckpointError,
+    TerminatedError,
+    TrainingFailedError,
+    end_rank,
+    launcher_grace_seconds,
+    leave_failure_note,
+    say_end,
+)
+
+from vdepth_ros.errors import ConfigError
 
 log = logging.getLogger("vdepth_training")
 
@@ -37,6 +47,12 @@ def sigterm_ignored() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+def _wait_to_be_ended() -> None:
+    """Block this (main) thread for good: another thread says this rank's line and ends the process."""
+    while True:
+        time.sleep(60)
 
 
 class RunStops:
@@ -64,13 +80,11 @@ class RunStops:
                 what = (f"rank {acc.process_index} of {acc.num_processes} stalled: it waited {timeout:.0f} s for "
                         f"{waiting[1]} (its data loader: a hung disk or worker?; training.stall_timeout)")  # fmt: skip
                 leave_failure_note(acc.process_index, what)
-                last = latest_checkpoint(self.output_dir)
-                resume = f"--resume continues from {last.name}" if last else "no checkpoint was written"
                 log.error("%s", what)
-                print(f"python -m vdepth_training.train: error: {what}; the other ranks stop, {resume}",
-                      file=sys.stderr, flush=True)  # fmt: skip
+                failed = TrainingFailedError(f"{what}; the other ranks stop; {resume_hint(self.output_dir)}")
+                code = say_end(failed, self.output_dir)
                 sys.stdout.flush()
-                os._exit(1)  # the main thread is blocked in the loader: nothing else ends it
+                os._exit(code)  # the main thread is blocked in the loader: nothing else ends it
 
         thread = threading.Thread(target=watch, name="vdepth-stall-watch", daemon=True)
         thread.start()
@@ -85,22 +99,84 @@ class RunStops:
         `TerminatedError` instead of ending the process in silence: the launcher sends it to the
         survivors when a rank ended, or when the launcher serving its store did, and the rank then says
         why in one line (`ranks.end_rank`); there is nothing to save yet. A rank blocked in an exchange
-        takes it when the exchange returns (or fails, as the other rank ended). SIGINT is left alone:
-        Ctrl-C at start-up stops at once (KeyboardInterrupt). Only where Python's own handler is in place."""
+        with the others (`_exchange`: Python runs no handler until it returns, and the launcher kills
+        the rank after its grace) is ended by a thread instead, which the signal wakes
+        (`signal.set_wakeup_fd`): it says the same line and exits (`_end_in_exchange`). SIGINT is left
+        alone: Ctrl-C at start-up stops at once (KeyboardInterrupt). Only where Python's own handler is in place."""
         ours = signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
         if threading.current_thread() is not threading.main_thread() or not ours:
             yield
             return
 
         def handler(signum: int, frame: Any) -> None:
+            if self._ending_in_thread:  # the exchange returned as the thread ends this rank: it says the line
+                _wait_to_be_ended()
             if sys.exc_info()[1] is None:  # else this rank is already ending with an error: its line first
                 raise TerminatedError
 
         signal.signal(signal.SIGTERM, handler)
+        wake_read, wake_write = os.pipe()
+        os.set_blocking(wake_write, False)
+        before = signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
+        watcher = threading.Thread(target=self._watch_terminated, args=(wake_read,), name="vdepth-sigterm-watch",
+                                   daemon=True)  # fmt: skip
+        watcher.start()
         try:
             yield
         finally:
+            signal.set_wakeup_fd(before)
+            os.close(wake_write)  # the watcher reads the end of the pipe and stops
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    def _watch_terminated(self, wake_read: int) -> None:
+        """Read the signals that woke the pipe of `_terminated_as_error`; a SIGTERM that finds the main thread
+        in an exchange (`_exchange`) ends this rank here (`_end_in_exchange`)."""
+        try:
+            while chunk := os.read(wake_read, 64):
+                if signal.SIGTERM not in chunk:
+                    continue
+                with self._exchange_lock:
+                    if self._in_exchange is None or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+                        continue  # the main thread runs Python: its handler raises TerminatedError
+                    self._ending_in_thread = True
+                self._end_in_exchange()
+        finally:
+            os.close(wake_read)
+
+    def _end_in_exchange(self) -> None:
+        """Say this rank's line for a SIGTERM in an exchange (as `trainer.Trainer._ended_as_one` would once
+        the exchange returned: `ranks.end_rank` names the rank that ended, or why the launcher ended this
+        one) and exit: the main thread is blocked in the exchange."""
+        code = 143
+        try:
+            try:
+                end_rank(TerminatedError(), rank=int(os.environ.get("RANK", "0")),
+                         world=int(os.environ.get("WORLD_SIZE", "1")), doing=str(self._in_exchange), step=None,
+                         stop_requested=False, collective_timeout=self.train_cfg.get("collective_timeout"),
+                         output_dir=self.output_dir)  # fmt: skip
+            except (StoppedWithoutCheckpointError, ConfigError) as err:
+                code = say_end(err, self.output_dir)
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+
+    @contextmanager
+    def _exchange(self, doing: str) -> Iterator[None]:
+        """An exchange between the ranks before the steps (`doing`: the process group's start, the ranks
+        comparing their data, a barrier), in which this rank may wait for another for a long time: a SIGTERM
+        then ends it at once (`_terminated_as_error`)."""
+        self._doing = doing
+        with self._exchange_lock:
+            self._in_exchange = doing
+        try:
+            yield
+        finally:
+            with self._exchange_lock:
+                self._in_exchange = None
+                ending = self._ending_in_thread
+            if ending:  # the exchange returned as the watcher ends this rank: it says the line
+                _wait_to_be_ended()
 
     @contextmanager
     def _stop_on_signals(self) -> Iterator[None]:

@@ -21,15 +21,12 @@ from pathlib import Path
 
 import torch
 from vdepth_training.config import load_config
-from vdepth_training.ranks import StoppedWithoutCheckpointError, TrainingFailedError, first_to_say
+from vdepth_training.ranks import PROG, StoppedWithoutCheckpointError, TrainingFailedError, say_end
 from vdepth_training.recipes import recipe_class
 from vdepth_training.trainer import Trainer
 
 from vdepth_ros.errors import ConfigError, VdepthError
-from vdepth_ros.offline.runner import cli_errors
 from vdepth_ros.paths import expand_home
-
-PROG = "python -m vdepth_training.train"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -94,40 +91,31 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     expand_home(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
+    out = output_folder(args)
     try:
         return _run(args)
-    except (VdepthError, FileNotFoundError, FileExistsError) as err:
-        if first_to_say(f"error: {err}"):
-            return cli_errors(PROG, err)  # one line, exit 2, as every console tool
-        return 2
-    except TrainingFailedError as err:  # a non-finite loss (said by every rank), or this rank's own failure
-        if first_to_say(f"error: {err}"):
-            print(f"{PROG}: error: {err}", file=sys.stderr)
-        return 1
-    except StoppedWithoutCheckpointError as err:  # the rank that failed printed its error; this one only ends
-        line = f"{PROG}: {err}; --resume continues from the last complete checkpoint"
-        if first_to_say(line):
-            print(line, file=sys.stderr)
-        return 143
-    except KeyboardInterrupt:  # Ctrl-C outside the steps (start-up, export) or a second one within them
-        line = f"{PROG}: interrupted; --resume continues from the last complete checkpoint"
-        if first_to_say(line):
-            print(line, file=sys.stderr)
-        return 130
+    except (VdepthError, FileNotFoundError, FileExistsError, TrainingFailedError, StoppedWithoutCheckpointError,
+            KeyboardInterrupt) as err:  # fmt: skip
+        return say_end(err, out)
     finally:
         if torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
+
+
+def output_folder(args: argparse.Namespace) -> Path:
+    """The run's output folder: --output, else runs/<config stem>[-tiny]."""
+    return args.output or Path("runs") / (args.config.stem + ("-tiny" if args.tiny else ""))
 
 
 def _run(args: argparse.Namespace) -> int:
     if args.resume and args.overwrite and args.export_checkpoint is None:
         raise ConfigError("--resume continues the run in --output and --overwrite starts it again: pass one of them "
                           "(training/launch/ scripts pass --resume unless --overwrite is given)")  # fmt: skip
+    out = output_folder(args)
     cfg = load_config(args.config, tiny=args.tiny, overrides=overrides_from(args) or None)
     if args.data and "root" not in recipe_class(cfg).data_keys:
         raise ConfigError(f"--data is the folder of the default recipe's rendered clips; recipe {cfg['recipe']!r} "
                           "reads its data from data.sources (set each source's root in the config)")  # fmt: skip
-    out = args.output or Path("runs") / (args.config.stem + ("-tiny" if args.tiny else ""))
     trainer = Trainer(cfg, out)
     main_rank = int(os.environ.get("RANK", "0")) == 0
     report = print if main_rank else (lambda *_: None)  # once, not once per rank

@@ -20,6 +20,7 @@ import logging
 import math
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -146,6 +147,9 @@ class Trainer(StepLoop, RunChecks, RunStops):
         self._save_seconds = self._step_seconds = 0.0  # the last save's and step's duration
         self._warned_grace = False  # said that a step and a save outlast the launcher's grace after SIGTERM
         self._data: dict[str, dict[str, int]] = {}  # what the sources draw from (`Recipe.data_listing`)
+        self._exchange_lock = threading.Lock()  # `_in_exchange`, `_ending_in_thread`: main thread and SIGTERM watcher
+        self._in_exchange: str | None = None  # the start-up exchange this rank waits in (`stops.RunStops._exchange`)
+        self._ending_in_thread = False  # a SIGTERM in that exchange: the watcher thread ends this rank
 
     @property
     def _doing(self) -> str:
@@ -196,16 +200,16 @@ class Trainer(StepLoop, RunChecks, RunStops):
                                              resume=resume, allow_config=allow_config_change,
                                              allow_data=allow_config_change or allow_data_change)  # fmt: skip
                 # 1. accelerator, counters, model (every exchange from here on is covered: `_ended_as_one`)
-                self._doing = "starting the process group"
-                acc = self._accelerator()
-                self._doing = "comparing the ranks' configs and data"
-                self._check_ranks_see_same_run(acc)
+                with self._exchange("starting the process group"):
+                    acc = self._accelerator()
+                with self._exchange("comparing the ranks' configs and data"):
+                    self._check_ranks_see_same_run(acc)
                 if existing and overwrite and not resume and acc.is_main_process:
                     for name in existing:
                         path = self.output_dir / name
                         shutil.rmtree(path) if path.is_dir() else path.unlink()
-                self._doing = "waiting for the other ranks before building the model"
-                acc.wait_for_everyone()
+                with self._exchange("waiting for the other ranks before building the model"):
+                    acc.wait_for_everyone()
                 acc.register_for_checkpointing(progress)
                 ckpt = latest_checkpoint(self.output_dir) if resume else None
                 if resume and acc.is_main_process:
@@ -606,8 +610,8 @@ class Trainer(StepLoop, RunChecks, RunStops):
         count = 0
         with self._ended_as_one(lambda: None), self._terminated_as_error():
             self._start_ranks(lambda: None)  # one node's data missing ends every node, with its line
-            self._doing = "starting the process group"
-            state = PartialState()
+            with self._exchange("starting the process group"):
+                state = PartialState()
             self._doing = "building the model"
             model = self._build_model(init=True).to(state.device)
             seed = int(self.train_cfg["seed"])
