@@ -124,7 +124,8 @@ def test_the_tensorrt_and_deepspeed_hints_follow_the_install(monkeypatch, tmp_pa
     whatever the install: from a clone the first installs the package a second time from the index, the second
     misses the extra's version. Now each is `extra_hint`'s command, as every other missing extra."""
     monkeypatch.setitem(__import__("sys").modules, "tensorrt", None)
-    monkeypatch.setitem(__import__("sys").modules, "deepspeed", None)
+    for name in ("deepspeed", "deepspeed.utils", "deepspeed.utils.zero_to_fp32"):  # (imported by an earlier test:
+        monkeypatch.setitem(__import__("sys").modules, name, None)  # a cached submodule skips its parent's entry)
     from vdepth_ros.errors import BackendUnavailableError, ModelLoadError
     from vdepth_ros.models.base import load_state_dict_file
     from vdepth_ros.runtime.onnx_backend import select_providers

@@ -116,21 +116,20 @@ def test_offline_mode_keeps_its_temporary_files_beside_the_output(
 
 def _file_compressed_bag(src: Path, frames: int = 20) -> Path:
     """A bag as `ros2 bag record --compression-mode file` writes it: each storage file zstd-compressed whole."""
-    from rosbags.rosbag2 import Writer
+    import rosbags.rosbag2 as rosbag2
     from rosbags.rosbag2.enums import CompressionFormat, CompressionMode
 
-    import vdepth_ros.offline.synth as synth
-
-    class FileCompressed(Writer):
+    class FileCompressed(rosbag2.Writer):
         def __init__(self, *args: object, **kw: object) -> None:
             super().__init__(*args, **kw)
             self.set_compression(CompressionMode.FILE, CompressionFormat.ZSTD)
 
-    synth_writer, synth.Writer = synth.Writer, FileCompressed
+    # the synthetic bag writer imports rosbags' Writer where it writes (the bag tools import rosbags lazily)
+    writer, rosbag2.Writer = rosbag2.Writer, FileCompressed
     try:
         write_image_bag(src, synthetic_frames(frames, 36, 52))
     finally:
-        synth.Writer = synth_writer
+        rosbag2.Writer = writer
     return src
 
 

@@ -328,9 +328,9 @@ def test_a_cameras_base_topic_reads_its_only_image_transport(tmp_path: Path) -> 
 def _odometry_bag(path: Path, count: int, rate: float = 1000.0) -> Path:
     """`count` PoseStamped on /camera_pose at `rate` Hz from START (the camera still): a robot's odometry."""
     from rosbags.rosbag2 import Writer
+    from rosbags.typesys import get_typestore
 
     from vdepth_ros.offline.bag_types import POSE_STAMPED, STORAGES, TYPESTORES
-    from vdepth_ros.offline.synth import get_typestore
 
     ts = get_typestore(TYPESTORES["kilted"])
     T = ts.types

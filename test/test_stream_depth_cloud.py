@@ -176,18 +176,20 @@ def test_resample_sparse_depth_keeps_every_sample_and_the_one_nearest_the_cell_c
     expect = _nearest_the_centres(z, w, h)
     assert len(expect) > 0.9 * valid.sum()
     _assert_cells(out, expect)
-    # the same for a dense image with holes (a depth camera's: its own, faster, path)
-    dense = rng.uniform(0.3, 5.0, (120, 160)).astype(np.float32)
+    # the same for a dense image with holes (a depth camera's: its own, faster, path) of a smooth surface (a dense
+    # image's samples that disagree with their neighbours are wild: below)
+    dense = np.tile(np.linspace(2.0, 5.0, 160, dtype=np.float32), (120, 1))
     dense[rng.random(dense.shape) < 0.3] = np.nan
     _assert_cells(resample_sparse_depth(dense, 56, 40), _nearest_the_centres(dense, 56, 40))
     # a dense depth camera's image (10x10 pixels a cell) with 20 % wild pixels (flying pixels, multipath): each cell
-    # keeps the depth at its centre, so the wild ones stay 20 % of the cells, unbiased (the nearest per cell, a
-    # z-buffer, made nearly every cell a wild one nearer than the surface)
+    # keeps the depth at its centre (the nearest per cell, a z-buffer, made nearly every cell a wild one nearer than
+    # the surface), and a wild one there, out of line with its neighbours, leaves its cell empty (test_stream_scale)
     dense = np.full((H, W), 2.0, np.float32)
     wild = rng.random((H, W)) < 0.2
     dense[wild] = rng.uniform(0.2, 10.0, int(wild.sum()))
     cells = resample_sparse_depth(dense, W // 10, H // 10)
-    assert np.isfinite(cells).all() and 0.15 < np.mean(cells != 2.0) < 0.25
+    kept = np.isfinite(cells)
+    assert 0.7 < kept.mean() < 0.9 and np.mean(np.abs(cells[kept] - 2.0) > 0.2) < 0.01
     # a nearest-neighbour resize would have kept only a fraction of them
     import cv2
 
