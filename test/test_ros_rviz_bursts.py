@@ -37,8 +37,9 @@ def test_rviz_with_its_default_qos_gets_every_frame_of_each_window(rig: Any, pub
     stamps = [s for s, _ in got]
     assert received >= 44 and stamps == sorted(set(stamps)), log
     # before: 35 of 45 (5 of each window); a machine loaded enough to stall the viewer's own process for 5 frame
-    # periods (the suite's two workers beside other jobs) can cost a few, as it would cost RViz
-    assert len(stamps) >= received - 3, (len(stamps), received, log)
+    # periods (the suite's two workers beside other jobs) can cost a few, as it would cost RViz (40 of 45 once, a
+    # fresh clone's suite beside a two-rank training test; 45 alone)
+    assert len(stamps) >= received - 6, (len(stamps), received, log)
     gaps = sorted(b[1] - a[1] for a, b in pairwise(got))
     assert gaps[len(gaps) // 2] > 1 / 60, gaps  # spread at the camera's rate (back to back: taken in one spin)
     assert "[ERROR]" not in log and "Traceback" not in log, log
