@@ -498,14 +498,9 @@ def test_ranks_that_see_different_data_stop_before_training(tmp_path: Path) -> N
         "code = train.main(sys.argv[1:])\n"
         "train._exit_without_finalizing(code)\n"
     )
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
-           "--config", str(recipe), "--output", str(tmp_path / "run")]  # fmt: skip
-    proc = subprocess.run(cmd, cwd=REPO, env=rank_env(), capture_output=True, text=True, timeout=300)
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("python -m vdepth_training.train: error")]
-    assert proc.returncode != 0 and len(errors) == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    error = _one_error_before_training(script, recipe, tmp_path / "run", timeout=300)
     assert "the ranks see different data (rank 1 of 2: stage 'finetune' data.sources['mine']: 1 removed (seq2), " \
-        "against rank 0's)" in errors[0], errors[0]  # fmt: skip
-    assert not (tmp_path / "run" / "metrics.jsonl").exists()  # no step ran
+        "against rank 0's)" in error, error  # fmt: skip
 
 
 def test_ranks_that_read_different_configs_stop_before_training(tmp_path: Path) -> None:
@@ -530,14 +525,21 @@ def test_ranks_that_read_different_configs_stop_before_training(tmp_path: Path) 
         f"if os.environ['RANK'] == '1':\n    argv[argv.index('--config') + 1] = {str(other)!r}\n"
         "train._exit_without_finalizing(train.main(argv))\n"
     )
+    error = _one_error_before_training(script, recipe, tmp_path / "run", timeout=600)
+    assert "the ranks run different configs (rank 1 of 2: training.grad_accum: 1 -> 2, against rank 0's)" \
+        in error, error  # fmt: skip
+
+
+def _one_error_before_training(script: Path, recipe: Path, run: Path, timeout: float) -> str:
+    """Run `script` (the training CLI with a node's difference patched in) on two ranks: its one error line,
+    after checking that it is the only one and that no step ran."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
-           "--config", str(recipe), "--output", str(tmp_path / "run")]  # fmt: skip
-    proc = subprocess.run(cmd, cwd=REPO, env=rank_env(), capture_output=True, text=True, timeout=600)
+           "--config", str(recipe), "--output", str(run)]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=REPO, env=rank_env(), capture_output=True, text=True, timeout=timeout)
     errors = [line for line in proc.stderr.splitlines() if line.startswith("python -m vdepth_training.train: error")]
     assert proc.returncode != 0 and len(errors) == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "the ranks run different configs (rank 1 of 2: training.grad_accum: 1 -> 2, against rank 0's)" \
-        in errors[0], errors[0]  # fmt: skip
-    assert not (tmp_path / "run" / "metrics.jsonl").exists()  # no step ran
+    assert not (run / "metrics.jsonl").exists()  # no step ran
+    return errors[0]
 
 
 def test_two_ranks_read_scientific_notation_as_numbers_and_refuse_a_wrong_type_in_one_line(tmp_path: Path) -> None:

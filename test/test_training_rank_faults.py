@@ -313,8 +313,6 @@ def test_a_rank_that_cannot_start_on_another_node_ends_the_others_at_once(tmp_pa
     node's rank, reaching for the store, ended in a traceback (DistNetworkError) or in silence (its
     launcher's SIGTERM). `--cache-only` did not tell the other nodes at all: they waited for the process
     group's timeout."""
-    import re
-
     cfg = yaml.safe_load(Path(_recipe(tmp_path)[1]).read_text())
     cfg["training"]["collective_timeout"] = 60
     recipe = tmp_path / "vda.yaml"
