@@ -482,7 +482,10 @@ def test_a_driver_clock_stepped_forward_is_neither_loss_nor_a_gap(rig: Any) -> N
     log = r.node_log.read_text()
     summary = re.search(r"stopped: (\d+) images received .*?, (\d+) lost before the node", log)
     assert summary is not None and summary.groups() == (str(cam["sent"]), "0"), log
-    assert "the image stamps jumped 0.6" in log and "restarting the depth stream" not in log, log
+    # (the step is the stamps' step less the arrivals': the arrivals' jitter shows in it, 0.596 s once in CI)
+    jumped = re.search(r"the image stamps jumped (\d+\.\d+) s forward", log)
+    assert jumped is not None and abs(float(jumped.group(1)) - 0.6) < 0.05, log
+    assert "restarting the depth stream" not in log, log
 
 
 def test_camera_info_stamped_a_frame_after_its_image_is_named(rig: Any) -> None:
