@@ -8,12 +8,16 @@ Per run: the frames whose depth image (`/depth`, `/depth/image_rect`) the record
 `/depth/camera_info` (an exact-stamp pairing, depth_image_proc's, loses those frames), and those lost altogether.
 `--take-ms` makes the recorder slower than the stream, `--recorder-info-depth` gives its camera_info subscription
 another history, `--info-depth` the node's camera_info publisher: the loss is in the recorder's own per-topic
-history (docs/outputs.md, Recording the outputs).
+history (docs/outputs.md, Recording the outputs). `--timing` also reports, per topic, from the recorder's MessageInfo:
+the time from `publish()` to its reader, the wait there until taken, the most waiting at once, and the losses by the
+gaps in the publication sequence; `--info-first` has the recorder subscribe camera_info before the other topics (a
+recorder takes one message of each ready topic per round, in subscription order).
 
     .venv/bin/python benchmarks/ros_recorder_pairing.py --runs 3      # ~30 s a run
     .venv/bin/python benchmarks/ros_recorder_pairing.py --runs 3 --depth 16   # the node's own history
     .venv/bin/python benchmarks/ros_recorder_pairing.py --runs 2 --take-ms 15 --recorder-info-depth 100
     .venv/bin/python benchmarks/ros_recorder_pairing.py --runs 2 --take-ms 15 --info-depth 100
+    .venv/bin/python benchmarks/ros_recorder_pairing.py --runs 2 --take-ms 15 --timing --info-first
 """
 
 from __future__ import annotations
