@@ -130,8 +130,9 @@ def process_bag(
 
     Args:
         input_path: bag folder or bare `.mcap`/`.db3` file; never modified.
-        output_path: new bag folder, or a single storage file when it ends in `.mcap`/`.db3`; must
-            not exist unless `overwrite`.
+        output_path: new bag folder, or a single storage file when it ends in `.mcap`/`.db3` and is
+            neither an existing folder nor ends in "/" (`bag_outputs.output_storage`); must not exist
+            unless `overwrite` (and then be an earlier vdepth-bag output).
         params: node parameters (overrides `params_file`); default: `load_node_params(params_file)`.
         params_file: YAML in the node's format; default: the bundled `config/depth.yaml`.
         image_topic, camera_info_topic, sparse_depth_topic, camera_pose_topic: override the node's
