@@ -63,10 +63,12 @@ DiagnosticArray, recorded as [level, message] of each status, or [level, message
 once per rendered frame (rviz_common's VisualizationManager::onUpdate: `spin_some(10ms)` from a timer at its Frame
 Rate, 30 by default, then rendering; with `--depth 5`, RViz's default `rclcpp::QoS(5)`); prints "matched" once
 every topic has a publisher, and on SIGINT prints {"<topic>": [stamps...]} (with --arrivals
-[[stamp, time.monotonic() at arrival]...]) and exits 0; `--keep FILE` also pickles every message
-it took, serialized, as {topic: {stamp: bytes}}; `--progress` prints "progress <topic> <n>" at each
-message (a test waits for the node's outputs before it signals); `--topic-depth TOPIC=N` gives one topic another
-history, and `--take-ms MS` spends that long on each message (a recorder writing to a slow disk).
+[[stamp, time.monotonic() at arrival]...]; with --message-info [[stamp, source_timestamp,
+received_timestamp, time.time_ns() when taken, publication_sequence_number]...]) and exits 0; `--keep FILE`
+also pickles every message it took, serialized, as {topic: {stamp: bytes}}; `--progress` prints
+"progress <topic> <n>" at each message (a test waits for the node's outputs before it signals);
+`--topic-depth TOPIC=N` gives one topic another history, and `--take-ms MS` spends that long on each message
+(a recorder writing to a slow disk).
 
 The camera subscriber is an image_transport `CameraSubscriber` (RViz's Camera and DepthCloud displays,
 depth_image_proc, image_proc) per image topic, in node namespace `--namespace` (`-r __ns:=/depth`): the image
@@ -478,6 +480,22 @@ def _type(topic: str, given: list[str] = ()) -> type:
     return {"camera_info": CameraInfo, "points": PointCloud2, "diagnostics": DiagnosticArray}.get(name, Image)
 
 
+def _taken_entry(args: argparse.Namespace, stamp: int, info: Any) -> Any:
+    """What the viewer records of a message it took (module docstring: --arrivals, --message-info)."""
+    if args.message_info:  # when the middleware received it, against when it was published and taken
+        return [stamp, info["source_timestamp"], info["received_timestamp"], time.time_ns()] + [
+            info["publication_sequence_number"]
+        ]
+    return [stamp, time.monotonic()] if args.arrivals else stamp
+
+
+def _callback(take: Any, topic: str, with_info: bool) -> Any:
+    """A subscription's callback: rclpy passes the MessageInfo to a callback of two parameters."""
+    if with_info:
+        return lambda msg, info: take(topic, msg, info)
+    return lambda msg: take(topic, msg)
+
+
 def viewer(args: argparse.Namespace) -> None:
     stop = _init()
     node = Node(args.name)
@@ -491,7 +509,7 @@ def viewer(args: argparse.Namespace) -> None:
 
     kept: dict[str, dict[int, bytes]] = {topic: {} for topic in args.topics}
 
-    def take(topic: str, msg: Any) -> None:
+    def take(topic: str, msg: Any, info: Any = None) -> None:
         if isinstance(msg, DiagnosticArray):  # each status's level and message (and --diag-values' values)
             got[topic].extend(
                 [int.from_bytes(st.level, "little"), st.message]
@@ -504,7 +522,7 @@ def viewer(args: argparse.Namespace) -> None:
             time.sleep(args.take_ms / 1e3)
         if args.keep:
             kept[topic][stamp] = serialize_message(msg)
-        got[topic].append([stamp, time.monotonic()] if args.arrivals else stamp)
+        got[topic].append(_taken_entry(args, stamp, info))
         if args.progress:
             print(f"progress {topic} {len(got[topic])}", flush=True)
 
@@ -515,7 +533,8 @@ def viewer(args: argparse.Namespace) -> None:
         return own
 
     subs = [
-        node.create_subscription(_type(t, args.type), t, lambda m, t=t: take(t, m), topic_qos(t)) for t in args.topics
+        node.create_subscription(_type(t, args.type), t, _callback(take, t, args.message_info), topic_qos(t))
+        for t in args.topics
     ]
 
     def no_spin() -> None:  # as a callback that never returns
@@ -577,6 +596,11 @@ def _viewer_arguments(view: argparse.ArgumentParser) -> None:
         "--spin-period", type=float, default=0.0, help="take messages only every S s, as RViz once per rendered frame"
     )
     view.add_argument("--arrivals", action="store_true", help="record each message's arrival time too")
+    view.add_argument(
+        "--message-info",
+        action="store_true",
+        help="record [stamp, source_timestamp, received_timestamp, time_ns() when taken, publication sequence]",
+    )
     view.add_argument("--progress", action="store_true", help='print "progress TOPIC N" at each message')
     view.add_argument("--no-spin", action="store_true", help="stop spinning once matched (a stuck callback)")
     view.add_argument("--diag-values", nargs="*", default=[], help="/diagnostics: also record these keys' values")

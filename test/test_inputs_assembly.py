@@ -151,6 +151,29 @@ def test_a_bad_camera_info_is_refused_and_the_last_good_one_kept() -> None:
     assert assembler.refused_infos == 2
 
 
+def test_a_calibrated_camera_info_without_its_size_is_taken_at_the_images_size_noted_once() -> None:
+    """Some drivers publish K with width and height left 0. depth_image_proc and RViz use that K on the images
+    as they come; the node and vdepth-bag (one assembler) refused every such camera_info, so no frame had a cloud.
+    Now it is taken as calibrated at the image's size, with one note naming the fix; an all-zero one (size 0x0 too)
+    stays "no calibration"."""
+    reports: list[tuple[str, str]] = []
+    assembler = FrameAssembler(report=lambda kind, message: reports.append((kind, message)))
+    rgb = raw_image(np.zeros((H, W, 3), np.uint8))
+    sizeless = info(width=0, height=0)
+    for stamp in (1, 2, 3):
+        camera = assembler.assemble(rgb, stamp, sizeless if stamp < 3 else info(width=0, height=0)).camera
+        assert camera is not None and (camera.fx, camera.cx, camera.width, camera.height) == (60.0, 31.5, W, H)
+    assert [kind for kind, _ in reports] == ["sizeless_info"] and assembler.refused_infos == 0
+    assert "width x height 0x0: taken as calibrated at the image's size, 64x48" in reports[0][1]
+    assert (sizeless.width, sizeless.height) == (0, 0)  # the message itself is not changed
+    outside = info(width=0, height=0, k=[60.0, 0, 500.0, 0, 60.0, 23.5, 0, 0, 1], p=[0.0] * 12)
+    assert assembler.assemble(rgb, 4, outside).camera is not None  # refused at the image's size: the last good one
+    assert "principal point (500, 23.5) lies outside the 64x48 image" in reports[-1][1]
+    uncalibrated = FrameAssembler(report=lambda kind, message: reports.append((kind, message)))
+    assert uncalibrated.assemble(rgb, 1, info(width=0, height=0, k=[0.0] * 9, p=[0.0] * 12)).camera is None
+    assert uncalibrated.refused_infos == 0 and reports[-1][0] == "camera_info"  # (no new report)
+
+
 @pytest.mark.parametrize("rectify", [False, True])
 def test_the_last_good_camera_info_is_not_stretched_to_an_image_of_another_aspect_ratio(rectify: bool) -> None:
     """A camera that changed resolution (64x48 -> 64x32): the last good camera_info stood in for the

@@ -213,3 +213,107 @@ def test_output_topics_carry_the_qos_the_live_node_offers(tmp_path: Path, storag
         with next(out.glob("*.mcap")).open("rb") as f:
             channels = make_reader(f).get_summary().channels.values()
             assert all("best_effort" in c.metadata["offered_qos_profiles"] for c in channels)
+
+
+#: What rosbag2's own reader requires of a bag, from its source (ros2/rosbag2 at 25304dd, 2024-10-16, the newest
+#: stored here): `rosbag2_storage/src/rosbag2_storage/qos.cpp` (a QoS profile's keys; version 9 writes policies by
+#: rmw's names) and rmw's `qos_string_conversions.c` (those names).
+QOS_POLICIES = {
+    "history": {"system_default", "keep_last", "keep_all"},
+    "reliability": {"system_default", "reliable", "best_effort", "best_available"},
+    "durability": {"system_default", "transient_local", "volatile", "best_available"},
+    "liveliness": {"system_default", "automatic", "manual_by_topic", "best_available"},
+}
+
+
+def _check_qos_profiles(profiles: object, topic: str) -> None:
+    """As `convert<rclcpp::QoS>::decode` (qos.cpp) reads each profile of version 9: a sequence of maps (empty for a
+    copied topic recorded without any, which the player offers with its defaults; never for an output)."""
+    assert isinstance(profiles, list) and (profiles or not topic.startswith("/est/")), topic
+    for profile in profiles:
+        for policy, names in QOS_POLICIES.items():
+            assert profile[policy] in names, (policy, profile[policy])
+        assert isinstance(profile["depth"], int) and isinstance(profile["avoid_ros_namespace_conventions"], bool)
+        for duration in ("deadline", "lifespan", "liveliness_lease_duration"):
+            assert set(profile[duration]) == {"sec", "nsec"}
+            assert all(isinstance(v, int) and v >= 0 for v in profile[duration].values())
+
+
+def _check_bag_metadata(info: dict, storage: str) -> None:
+    """As `convert<rosbag2_storage::BagMetadata>::decode` (rosbag2_storage/include/rosbag2_storage/yaml.hpp) reads
+    metadata.yaml's `rosbag2_bagfile_information`, an MCAP file's `rosbag2` metadata record and a `.db3` file's
+    metadata table: every field of version 9 (`bag_metadata.hpp`: `int version = 9`), which `ros2 bag play` needs."""
+    assert info["version"] == 9 and info["storage_identifier"] == storage
+    assert isinstance(info["duration"]["nanoseconds"], int)
+    assert isinstance(info["starting_time"]["nanoseconds_since_epoch"], int)
+    assert info["message_count"] == sum(t["message_count"] for t in info["topics_with_message_count"])
+    for topic in info["topics_with_message_count"]:
+        meta = topic["topic_metadata"]
+        assert meta["serialization_format"] == "cdr" and "/msg/" in meta["type"]
+        assert meta["type_description_hash"].startswith("RIHS01_")  # (version >= 7: a string, read as one)
+        _check_qos_profiles(meta["offered_qos_profiles"], meta["name"])  # (version >= 9: a sequence, not a YAML string)
+    assert isinstance(info["compression_format"], str) and isinstance(info["compression_mode"], str)
+    assert [f["path"] for f in info["files"]] == info["relative_file_paths"]
+    for f in info["files"]:
+        assert {"path", "starting_time", "duration", "message_count"} <= set(f)
+    assert all(isinstance(v, str) for v in info["custom_data"].values()) and isinstance(info["ros_distro"], str)
+
+
+@pytest.mark.parametrize("output", ["out", "out.mcap", "out.db3", "out_sqlite"])
+def test_output_bags_hold_what_rosbag2_reads(tmp_path: Path, output: str) -> None:
+    """`ros2 bag play` cannot run here (no ros2 CLI), so our bags are checked against what rosbag2's reader
+    takes, from its source (ros2/rosbag2 at 25304dd): metadata.yaml (`metadata_io.cpp`: the
+    `rosbag2_bagfile_information` key; `yaml.hpp`, `qos.cpp`: `_check_bag_metadata`); MCAP
+    (`rosbag2_storage_mcap/src/mcap_storage.cpp`: profile `ros2`, each channel's message encoding `cdr` and
+    `offered_qos_profiles` (a YAML string of the profiles), each schema `ros2msg`, the bag's
+    metadata in a `rosbag2` metadata record's `serialized_metadata`, which a single `.mcap` without metadata.yaml
+    is read by); sqlite3 (`rosbag2_storage_sqlite3/src/rosbag2_storage_sqlite3/sqlite_storage.cpp`: the tables it
+    creates, schema version 4 (`sqlite_storage.hpp`: `kDBSchemaVersion_`), the metadata table a single `.db3` is
+    read by). Folder or single file, MCAP or sqlite3."""
+    from mcap.reader import make_reader
+
+    src = tmp_path / "rec"
+    write_image_bag(src, synthetic_frames(6, 48, 64), image_topic=IMAGE, camera_info_topic=INFO, encoding="jpeg")
+    storage = "sqlite3" if output in ("out.db3", "out_sqlite") else "mcap"
+    out = tmp_path / output
+    process_bag(src, out, params={"cloud_stride": 4}, engine=LuminanceEngine(48, 64, 4, 2), storage=storage,
+                namespace="est", copy_input_topics=True)  # fmt: skip
+    if out.is_dir():
+        info = yaml.safe_load((out / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+        _check_bag_metadata(info, storage)
+        assert set(info["relative_file_paths"]) == {p.name for p in out.iterdir() if p.name != "metadata.yaml"}
+        [storage_file] = [out / p for p in info["relative_file_paths"]]
+    else:
+        storage_file = out
+    assert storage_file.suffix == {"mcap": ".mcap", "sqlite3": ".db3"}[storage]
+    if storage == "mcap":
+        with storage_file.open("rb") as f:
+            reader = make_reader(f)
+            assert reader.get_header().profile == "ros2"
+            summary = reader.get_summary()
+            for channel in summary.channels.values():
+                assert channel.message_encoding == "cdr"  # (`topic_type_hash` is optional: the hash is in the record)
+                _check_qos_profiles(yaml.safe_load(channel.metadata["offered_qos_profiles"]), channel.topic)
+            assert {s.encoding for s in summary.schemas.values()} == {"ros2msg"}
+            records = [m for m in reader.iter_metadata() if m.name == "rosbag2"]
+            assert len(records) == 1
+            _check_bag_metadata(yaml.safe_load(records[0].metadata["serialized_metadata"]), storage)
+        return
+    with sqlite3.connect(storage_file) as db:
+        tables = {name: {c[1] for c in db.execute(f"PRAGMA table_info({name})")}
+                  for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}  # fmt: skip
+        assert tables == {
+            "schema": {"schema_version", "ros_distro"},
+            "metadata": {"id", "metadata_version", "metadata"},
+            "topics": {"id", "name", "type", "serialization_format", "offered_qos_profiles", "type_description_hash"},
+            "message_definitions": {"id", "topic_type", "encoding", "encoded_message_definition",
+                                    "type_description_hash"},
+            "messages": {"id", "topic_id", "timestamp", "data"},
+        }  # fmt: skip
+        assert [v for (v,) in db.execute("SELECT schema_version FROM schema")] == [4]
+        [(version, serialized)] = db.execute("SELECT metadata_version, metadata FROM metadata ORDER BY id").fetchall()
+        assert version == 9
+        _check_bag_metadata(yaml.safe_load(serialized), storage)
+        for topic, profiles in db.execute("SELECT name, offered_qos_profiles FROM topics"):
+            _check_qos_profiles(yaml.safe_load(profiles), topic)
+        assert {e for (e,) in db.execute("SELECT encoding FROM message_definitions")} == {"ros2msg"}

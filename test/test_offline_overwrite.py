@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -137,3 +138,55 @@ def test_overwrite_keeps_an_earlier_output_that_holds_the_users_files(tmp_path: 
     shutil.rmtree(tmp_path / "vout" / "analysis")
     (per_frame / "README").unlink()
     process_video(frames, tmp_path / "vout", engine=_engine(), overwrite=True, **kw)
+
+
+@pytest.mark.parametrize(
+    ("output", "form"),
+    [
+        ("new/sub/run", "folder"),  # folders above it are created, as `ros2 bag record -o` creates them
+        ("new/run.mcap", "mcap"),
+        ("run.db3", "db3"),
+        ("empty.mcap", "folder"),  # an existing (empty) folder: a bag folder, never replaced by a file
+        ("slash.mcap/", "folder"),  # a trailing "/" says a folder
+    ],
+)
+def test_every_output_path_form_writes_what_its_name_says(tmp_path: Path, output: str, form: str) -> None:
+    """An output named like a file, a folder that exists, a path under folders that do not: one rule
+    (`bag_outputs.output_storage`), and the summary says which form was written. `-o x.mcap` where the user had
+    made the folder x.mcap replaced that folder with a file, and `-o x.mcap/` wrote a file."""
+    src = tmp_path / "in"
+    write_image_bag(src, synthetic_frames(6, 36, 52))
+    (tmp_path / "empty.mcap").mkdir()
+    summary = process_bag(src, f"{tmp_path}/{output}", params=PARAMS, engine=_engine())  # (a str: its "/" kept)
+    out = tmp_path / output.rstrip("/")
+    if form == "folder":
+        assert {p.name for p in out.iterdir()} == {f"{out.name}.mcap", "metadata.yaml"}
+        assert summary.outputs["output bag"] == f"{out} (a bag folder: metadata.yaml and {out.name}.mcap)"
+    else:
+        assert out.is_file() and out.read_bytes()[:4] in (b"\x89MCA", b"SQLi")
+        assert summary.outputs["output bag"].startswith(f"{out} (one {'mcap' if form == 'mcap' else 'sqlite3'} file")
+
+
+@pytest.mark.parametrize(
+    ("existing", "said"),
+    [
+        ("notes.mcap", "not a bag (named .mcap, but not an MCAP file): it is kept"),
+        ("notes.db3", "not a bag (named .db3, but not an SQLite file): it is kept"),
+        ("notes.txt", "not a bag (a file, neither .mcap nor .db3): it is kept"),
+        ("data", "not a bag (a folder without metadata.yaml): it is kept"),
+    ],
+)
+def test_a_users_file_or_folder_at_the_output_is_named_as_what_it_is(tmp_path: Path, existing: str, said: str) -> None:
+    """It was answered "exists; pass --overwrite to replace it", and the run with --overwrite then refused it
+    ("a bag vdepth-bag did not write (a recording?)" for a text file named notes.mcap): now both runs say what it
+    is, that it is kept, and never to pass --overwrite."""
+    src = tmp_path / "in"
+    write_image_bag(src, synthetic_frames(6, 36, 52))
+    mine = _users_folder(tmp_path / existing) if existing == "data" else tmp_path / existing
+    if existing != "data":
+        mine.write_text("my notes")
+    for overwrite in (False, True):
+        with pytest.raises(OutputExistsError, match=re.escape(said)) as err:
+            process_bag(src, mine, params=PARAMS, engine=_engine(), overwrite=overwrite)
+        assert "pass --overwrite" not in str(err.value)
+    assert (mine / "thesis.tex").is_file() if existing == "data" else mine.read_text() == "my notes"

@@ -345,7 +345,7 @@ def test_a_cache_that_cannot_be_written_or_a_file_in_the_way_stops_before_downlo
     finally:
         hf.ENDPOINT = endpoint
     err = capsys.readouterr().err
-    assert "exists; pass --overwrite" in err and err.count("\n") == 1
+    assert "exists and is a file, not a model folder: it is kept" in err and err.count("\n") == 1
     assert mine.read_text() == "my notes"
     assert hub.requests == []  # nothing downloaded in either case
 

@@ -104,16 +104,22 @@ def test_a_raw_camera_of_each_distortion_model_is_rectified(rig: Any, tmp_path: 
     and rational_polynomial, a fisheye's equidistant), with rectify: true: every frame's depth, cloud and
     depth/camera_info are published, the camera_info without distortion (the depth is rectified) and with the
     camera's P. (Already so.) And equidistant under the names MRPT, Foxglove and realsense-ros forks publish it
-    as (kannala_brandt, kannala_brandt4): every frame was dropped, "cannot be rectified"."""
+    as (kannala_brandt, kannala_brandt4): every frame was dropped, "cannot be rectified". The equidistant camera
+    leaves its camera_info's width and height 0 (some drivers do; depth_image_proc and RViz use its K on the images):
+    every camera_info was refused, so no cloud; now it is taken at the images' size, with one WARN naming the fix."""
     kept = tmp_path / "kept.pkl"
     r = rig("    publish: final\n    rectify: true\n", viewer=(*_VIEWER, "--keep", str(kept)))
-    played = r.camera(2.0, "--distortion", model)
+    sizeless = ("--info-size", "0x0") if model == "equidistant" else ()
+    played = r.camera(2.0, "--distortion", model, *sizeless)
     r.published(played["sent"], settle=1.0)
     r.interrupt_node()
     got, log = _outputs(r, kept), r.node_log.read_text()
     assert all(len(got[t]) == played["sent"] for t in _VIEWER[1:]), ({t: len(m) for t, m in got.items()}, log)
     for info in got["/depth/camera_info"].values():
         assert not any(info.d) and info.p[0] == pytest.approx(info.k[0]) and info.k[0] > 0, info
+        assert (info.width, info.height) == (640, 480), info
+    told = re.findall(r"\[WARN\].*width x height 0x0: taken as calibrated at the image's size, 640x480", log)
+    assert len(told) == (1 if sizeless else 0), log
     assert "[ERROR]" not in log and "Traceback" not in log, log
 
 

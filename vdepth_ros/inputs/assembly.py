@@ -7,7 +7,8 @@ pose that `inputs.samples` gave it:
 1. refuse an image above `max_input_pixels` before decoding it (a 97 KB PNG can hold 10000x10000);
 2. decode it to RGB (`inputs.decode` over `encodings`: raw encodings, YUV 4:2:2, Bayer, jpeg/png);
 3. check the camera_info (`inputs.calibration.camera_info_problem`): a bad one is refused and the
-   last good one used;
+   last good one used; a calibrated one without its size (width x height 0x0) is taken at the image's
+   size, noted once (`inputs.calibration.is_sizeless`);
 4. undistort with `rectify: true`, else note once that the camera_info has distortion
    (`rectify.pinhole_input`);
 5. sparse depth: triangulate tracked points with the pose (`triangulate.PoseTriangulator`), or
@@ -31,11 +32,14 @@ import numpy as np
 from vdepth_ros.camera_info import image_window
 from vdepth_ros.errors import InputError
 from vdepth_ros.inputs.calibration import (
+    SIZELESS_NOTE,
     UNCALIBRATED_AFTER_CALIBRATED,
     camera_info_problem,
     info_image_size,
+    is_sizeless,
     is_uncalibrated,
     off_centre_principal_point,
+    sized_to_image,
 )
 
 # Decoding and the camera_info checks have their own modules; the names the node's intake and tests
@@ -221,6 +225,8 @@ class FrameAssembler:
         self.unfit: str | None = None  # why the last good camera_info did not fit the last frame, if not
         self._fits: tuple[Any, str | None] = (None, None)  # (image size, why `info` does not fit it)
         self.refused_infos = 0
+        #: (a sizeless camera_info received, its copy at the image's size): the copy stands in for it
+        self._sized: tuple[Any, Any] = (None, None)
         self._distortion_noted = False
         self._scaled_noted: set[tuple[int, int, int, int]] = set()  # (camera_info size, image size) named
         self._empty_frame_noted = False
@@ -347,6 +353,7 @@ class FrameAssembler:
         self.unfit = None
         if info is None:
             return None
+        info = self._with_size(info, size)
         refusal = None
         if info is not self.info:
             refusal = camera_info_problem(info, size)
@@ -380,6 +387,20 @@ class FrameAssembler:
                 keeps = "the last good one is used"
             self._report("camera_info", f"refusing a camera_info: {refusal}; {keeps}")
         return None if self.unfit else self.info
+
+    def _with_size(self, info: Any, size: tuple[int, int]) -> Any:
+        """`info`, or for a sizeless one (`is_sizeless`) its copy at the size `(H, W)` of the first image it came
+        with (one copy per message, so the last good one is not judged again at every frame), noted once."""
+        if info is self._sized[0]:
+            return self._sized[1]
+        if not is_sizeless(info):
+            return info
+        sized = sized_to_image(info, size)
+        if self._sized[0] is None:
+            w, h = int(info.width), int(info.height)
+            self._report("sizeless_info", SIZELESS_NOTE.format(w=w, h=h, iw=size[1], ih=size[0]))
+        self._sized = (info, sized)
+        return sized
 
     def _check_principal_point(self, info: Any) -> None:
         """Report once per calibration a principal point no lens has (`off_centre_principal_point`); it is used."""

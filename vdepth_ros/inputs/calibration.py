@@ -137,6 +137,31 @@ UNCALIBRATED_AFTER_CALIBRATED = (
 )
 
 
+def is_sizeless(info: Any) -> bool:
+    """A calibrated camera_info (K or P set) whose width or height is 0: some drivers (and hand-written
+    publishers) leave the size unset. depth_image_proc and RViz use its K on the images as they come, so it is
+    taken as calibrated at the image's size (`FrameAssembler`), not refused."""
+    return not is_uncalibrated(info) and (int(info.width) <= 0 or int(info.height) <= 0)
+
+
+def sized_to_image(info: Any, size: tuple[int, int]) -> Any:
+    """A copy of a sizeless camera_info (`is_sizeless`) with the image's size `(H, W)` as its width and height
+    (its region of interest then the whole image, as an unset one is)."""
+    import copy
+
+    sized = copy.copy(info)
+    sized.height, sized.width = int(size[0]), int(size[1])
+    return sized
+
+
+#: What a sizeless camera_info is taken as (`FrameAssembler`), said once.
+SIZELESS_NOTE = (
+    "the camera_info has a camera matrix but width x height {w}x{h}: taken as calibrated at the image's "
+    "size, {iw}x{ih}, as depth_image_proc and RViz take it; have its publisher set width and height to the "
+    "size of the image K was calibrated at"
+)
+
+
 def calibration_problem(info: Any, image_size: tuple[int, int] | None = None) -> str | None:
     """What makes a calibration the user names (a file, `--intrinsics`) unusable, or None:
     `camera_info_problem`, and also an uncalibrated (all-zero) camera, which a live camera_info may

@@ -99,13 +99,17 @@ def check_output_path(
     if final.exists() or final.is_symlink():
         if final.is_dir() and not final.is_symlink() and not any(final.iterdir()):
             return
-        if not overwrite:
-            raise OutputExistsError(f"output {final} exists; pass --overwrite to replace it")
+        # what it is first: --overwrite is named only where it would replace it (a folder or file of the user's
+        # was answered "pass --overwrite", and that run then refused it)
         why = replaceable(final) if replaceable is not None else None
         if why is not None:
             raise OutputExistsError(
-                f"output {final} exists and is {why}: only an earlier output of the tool is replaced (with "
-                "--overwrite where the tool has it); move it away or choose another output path"
+                f"output {final} exists and is {why}: it is kept (only an earlier output of the tool is replaced, "
+                "with --overwrite where the tool has it); move it away or choose another output path"
+            )
+        if not overwrite:
+            raise OutputExistsError(
+                f"output {final} exists; pass --overwrite to replace it (an earlier output of the tool)"
             )
 
 

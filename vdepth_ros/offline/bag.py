@@ -28,7 +28,13 @@ from vdepth_ros.node_params import largest_burst, output_qos, ros_param_values
 from vdepth_ros.offline.atomic import AtomicOutput
 from vdepth_ros.offline.bag_messages import bag_path, recording_of
 from vdepth_ros.offline.bag_notes import add_run_notes, flicker_note, input_topics_note
-from vdepth_ros.offline.bag_outputs import OUTPUT_MARK, not_a_vdepth_bag, output_storage
+from vdepth_ros.offline.bag_outputs import (
+    OUTPUT_MARK,
+    SINGLE_FILE_STORAGES,
+    not_a_vdepth_bag,
+    output_form,
+    output_storage,
+)
 from vdepth_ros.offline.bag_reader import BagFrameSource
 from vdepth_ros.offline.bag_topics import BagTopics, resolve_topics
 from vdepth_ros.offline.bag_types import STORAGE_NAMES, TYPESTORE_NAMES, BagFrameMeta, require_bag_library
@@ -124,8 +130,9 @@ def process_bag(
 
     Args:
         input_path: bag folder or bare `.mcap`/`.db3` file; never modified.
-        output_path: new bag folder, or a single storage file when it ends in `.mcap`/`.db3`; must
-            not exist unless `overwrite`.
+        output_path: new bag folder, or a single storage file when it ends in `.mcap`/`.db3` and is
+            neither an existing folder nor ends in "/" (`bag_outputs.output_storage`); must not exist
+            unless `overwrite` (and then be an earlier vdepth-bag output).
         params: node parameters (overrides `params_file`); default: `load_node_params(params_file)`.
         params_file: YAML in the node's format; default: the bundled `config/depth.yaml`.
         image_topic, camera_info_topic, sparse_depth_topic, camera_pose_topic: override the node's
@@ -157,8 +164,8 @@ def process_bag(
     # 1. Check the options; the node's parameters and topic names.
     if mode not in MODES:
         raise VdepthError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
+    storage, single_file = output_storage(output_path, storage)  # (before Path(): a trailing "/" says folder)
     input_path, output_path = bag_path(input_path), Path(output_path)
-    storage, single_file = output_storage(output_path, storage)
     if params is None:
         params = load_node_params(params_file, f"{namespace.rstrip('/')}/depth_node", model)
     topics = resolve_topics(
@@ -234,7 +241,7 @@ def process_bag(
             if stopped is not None:  # in the output folder's metadata.yaml too
                 writer.writer.set_custom_data("vdepth_ros.interrupted", stopped)
         if single_file:  # the storage file alone (its metadata.yaml is not needed to read it)
-            next(bag_dir.glob(f"*{tmp.suffix}")).rename(tmp)
+            next(p for p in bag_dir.iterdir() if p.suffix in SINGLE_FILE_STORAGES).rename(tmp)
             shutil.rmtree(bag_dir)
         # 5. What the run saw, as counts and notes.
         summary.clouds_skipped = writer.clouds_skipped
@@ -270,7 +277,7 @@ def process_bag(
             )
         except KeyboardInterrupt:
             raise InterruptedAfterOutput(str(output_path), "the flicker measurement") from None
-    summary.outputs["output bag"] = str(output_path)
+    summary.outputs["output bag"] = output_form(output_path, storage, single_file)
     summary.outputs["topics written"] = ", ".join(f"{t} ({n})" for t, n in counts.items()) or "none"
     return summary
 
@@ -367,9 +374,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "-o",
         "--output",
-        type=Path,
-        required=True,
-        help="output bag folder, or a single .mcap/.db3 file (must not exist unless --overwrite)",
+        required=True,  # (a string: its trailing "/" says a folder, `output_storage`)
+        help="output: a new bag folder (OUT/metadata.yaml, OUT/OUT.mcap), or one storage file for a name ending in "
+        ".mcap/.db3 that is not an existing folder nor ends in '/'; folders above it are created; an existing one is "
+        "kept unless it is an earlier vdepth-bag output and --overwrite is given",
     )
     p.add_argument("--namespace", default="/", help="the node's namespace for its relative topic names (default /)")
     p.add_argument(

@@ -34,6 +34,20 @@ def input_topics_note(input_path: Path, source: BagFrameSource, copied: bool, wr
     )
 
 
+def _refused_camera_info_notes(stats: Any, topics: BagTopics) -> list[str]:
+    """What the run made of camera_infos it could not use as they came (`FrameAssembler`'s rules, the node's)."""
+    notes = [f"{topics.camera_info}: {stats.sizeless_camera_info}"] if stats.sizeless_camera_info else []
+    if stats.no_camera:
+        notes.append(f"frames without a point cloud and depth/camera_info: {stats.no_camera}")
+    if stats.refused_camera_infos:
+        before = stats.refused_camera_infos_before_good
+        stood_in = stats.refused_camera_infos - before
+        why = [f"{stood_in} got the last good one, as the live node does"] if stood_in else []
+        why += [f"{before} came before any good one: no point cloud, no depth/camera_info"] if before else []
+        notes.append(f"{stats.refused_camera_infos} frames came with an unusable camera_info ({'; '.join(why)})")
+    return notes
+
+
 def add_run_notes(
     summary: RunSummary, source: BagFrameSource, topics: BagTopics, resets: StreamResets, fixed_info: Any
 ) -> None:
@@ -72,11 +86,7 @@ def add_run_notes(
                 "slower than sparse_depth_slop: raise it in --params to about its period)"
             )
         )
-    if stats.refused_camera_infos:
-        summary.notes.append(
-            f"{stats.refused_camera_infos} frames came with an unusable camera_info (the last good one was "
-            "used, as the live node does)"
-        )
+    summary.notes += _refused_camera_info_notes(stats, topics)
     if stats.camera_info_unpaired:
         summary.notes.append(
             f"camera_info on {topics.camera_info!r} was stamped within sync_slop of no image, from some point on: "

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import os
 from contextlib import closing
 from pathlib import Path
 
@@ -16,11 +17,21 @@ from vdepth_ros.offline.bag_types import IMAGE, STORAGE_NAMES
 def not_a_bag(path: Path) -> str | None:
     """What an existing path is instead of a bag (a folder with metadata.yaml, a .mcap/.db3 file), or None."""
     if path.is_file() and path.suffix in SINGLE_FILE_STORAGES:
-        return None
+        with path.open("rb") as f:  # (a text file named .mcap is no bag, nor anyone's recording)
+            magic = f.read(16)
+        if magic.startswith(_MAGIC[path.suffix]):
+            return None
+        return f"not a bag (named {path.suffix}, but not {_KIND[path.suffix]} file)"
     if path.is_dir() and (path / "metadata.yaml").is_file():
         return None
-    return "not a bag (a folder with metadata.yaml, or a .mcap/.db3 file)"
+    if path.is_dir():
+        return "not a bag (a folder without metadata.yaml)"
+    return "not a bag (a file, neither .mcap nor .db3)"
 
+
+#: how each storage file starts (the MCAP magic; sqlite's header string)
+_MAGIC = {".mcap": b"\x89MCAP0\r\n", ".db3": b"SQLite format 3\x00"}
+_KIND = {".mcap": "an MCAP", ".db3": "an SQLite"}
 
 #: the prefix of the metadata `custom_data` keys vdepth-bag writes into its outputs (which model ran)
 OUTPUT_MARK = "vdepth_ros."
@@ -37,8 +48,8 @@ def not_a_vdepth_bag(path: Path) -> str | None:
         return why
     try:
         ours = _written_by_vdepth_bag(path)
-    except Exception:  # unreadable: not known to be ours
-        ours = False
+    except Exception as err:  # unreadable: not known to be ours (a text file named .mcap, a bag cut short)
+        return f"not a bag vdepth-bag can read ({type(err).__name__}: {err})"[:300]
     if not ours:
         return "a bag vdepth-bag did not write (a recording?)"
     foreign = foreign_entries(path, lambda parts: _bag_entry(path, parts)) if path.is_dir() else None
@@ -86,9 +97,17 @@ def _written_by_vdepth_bag(path: Path) -> bool:
 SINGLE_FILE_STORAGES = {".mcap": "mcap", ".db3": "sqlite3"}
 
 
-def output_storage(output: Path, storage: str | None) -> tuple[str, bool]:
-    """The output's storage and whether it is a single storage file (`-o depth.mcap`), not a folder."""
-    implied = SINGLE_FILE_STORAGES.get(output.suffix)
+def output_storage(output: str | Path, storage: str | None) -> tuple[str, bool]:
+    """The output's storage and whether it is a single storage file (`-o depth.mcap`), not a bag folder.
+
+    The rule, for every form of `-o`: a name ending in `.mcap` or `.db3` is one storage file, unless it is an
+    existing folder or written with a trailing `/` (a folder is always a bag folder: an empty one is written into,
+    a folder of the user's is never replaced by a file); any other name is a bag folder (`ros2 bag record -o`'s
+    form: metadata.yaml and `<name>.mcap`); folders above it that do not exist are created."""
+    text = str(output)
+    output = Path(output)
+    as_folder = text.endswith(("/", os.sep)) or output.is_dir()
+    implied = None if as_folder else SINGLE_FILE_STORAGES.get(output.suffix)
     if storage is not None and storage not in STORAGE_NAMES:
         raise VdepthError(f"--storage must be one of {', '.join(STORAGE_NAMES)}, got {storage!r}")
     if storage is not None and implied is not None and storage != implied:
@@ -97,3 +116,11 @@ def output_storage(output: Path, storage: str | None) -> tuple[str, bool]:
             f"{output.stem}{next(k for k, v in SINGLE_FILE_STORAGES.items() if v == storage)} or a folder"
         )
     return storage or implied or "mcap", implied is not None
+
+
+def output_form(output: Path, storage: str, single_file: bool) -> str:
+    """What the summary says the output is, so that its form is never a surprise."""
+    ext = next(k for k, v in SINGLE_FILE_STORAGES.items() if v == storage)
+    if single_file:
+        return f"{output} (one {storage} file, no metadata.yaml: ros2 bag play and rosbags read it as it is)"
+    return f"{output} (a bag folder: metadata.yaml and {output.name}{ext})"

@@ -72,6 +72,11 @@ class SourceStats:
     posed_frames: int = 0
     bad_poses: int = 0
     refused_camera_infos: int = 0
+    refused_camera_infos_before_good: int = 0  # of those, frames before any good camera_info: nothing stood in
+    #: why frames had no intrinsics from a camera_info that came (uncalibrated, another aspect ratio), if any did
+    no_camera: str | None = None
+    #: what a calibrated camera_info without its size was taken as (`calibration.SIZELESS_NOTE`), if one came
+    sizeless_camera_info: str | None = None
     thinned: int = 0  # images left out by max_input_rate, as the live node leaves them out
     # why camera_info paired with no image by stamp (`ApproximateTimeSync.unpaired`), the first time it did not
     camera_info_unpaired: str | None = None
@@ -438,8 +443,12 @@ class BagFrameSource:
             log.warning("%s", message)  # once (per pair of frames) by the assembler
         elif kind == "distorted_raw":
             log.warning("%s", message.replace("set rectify:=true", "pass --rectify (or set rectify: true)"))
+        elif kind == "sizeless_info":  # once, by the assembler
+            self.stats.sizeless_camera_info = message
+            log.warning("%s: %s", self.camera_info_topic or "--camera-info-file", message)
         elif kind == "camera_info":
             self.stats.refused_camera_infos += 1
+            self.stats.refused_camera_infos_before_good += self._assembler.info is None
             if self.stats.refused_camera_infos == 1:  # (named by topic, as the skipped messages are)
                 where = self.camera_info_topic or "--camera-info-file"
                 log.warning("%s: %s (further ones are counted, not logged)", where, message)
@@ -479,6 +488,8 @@ class BagFrameSource:
             else:
                 where = f"on {self.camera_info_topic!r}" if self.camera_info_topic else "(no camera_info topic)"
             why = camera_missing(info, where, self._assembler.refused_infos)
+            if info is not None:  # (none, or none usable, have their own notes)
+                self.stats.no_camera = why
             if self._fixed_info is None and not self.camera_info_recorded:  # none will ever arrive
                 why = f"{self.path} has no CameraInfo topic ({self.camera_info_topic!r} or another)"
             log.warning(

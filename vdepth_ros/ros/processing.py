@@ -96,7 +96,14 @@ class FrameProcessor:
             )
         elif kind == "sparse":
             self.log.error("sparse", f"ignoring sparse_depth: {message}", summary="ignoring sparse_depth samples")
-        elif kind in ("camera_info_frame", "image_frame", "rectified_twice", "distorted_raw", "principal_point"):
+        elif kind in (
+            "camera_info_frame",
+            "image_frame",
+            "rectified_twice",
+            "distorted_raw",
+            "principal_point",
+            "sizeless_info",
+        ):
             self.log.warning(kind, message)
         else:
             self.log.error(kind, message)
