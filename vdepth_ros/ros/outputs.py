@@ -47,6 +47,7 @@ from vdepth_ros.ros.qos import (
     override_error,
     qos_profile,
 )
+from vdepth_ros.ros.transport import PROFILE_VARIABLE, bundled_profile
 from vdepth_ros.ros.worker import DropOldestQueue, RateLimitedLog, SupervisedWorker
 
 #: `pace`: a window's frames leave this share of the camera's frame period apart (so the last has left before
@@ -121,12 +122,14 @@ def _other_type_hint(topic: str, wanted: str, other: str) -> str:
     return f"subscribe {wanted} (docs/node.md, Topics)"
 
 
-#: What the held-up and slow WARNs advise.
-_STOPPED_FIX = (
-    "resume or close that subscriber (DDS stops sending to a stopped process when its lease expires: 20 s by "
-    "default, 5 s if it uses the bundled Fast DDS profile config/fastdds_large_images.xml; docs/node.md, Threads, "
-    "queue, drops, faults)"
-)
+def _stopped_fix() -> str:
+    """What the held-up and slow WARNs advise: the profile by its installed path and how a process takes it (it
+    said `config/fastdds_large_images.xml`, a path relative to nothing the user runs from, and not how)."""
+    return (
+        "resume or close that subscriber's process (DDS stops sending to a stopped process when its lease expires: "
+        "20 s on Fast DDS's defaults, 5 s where that process was started with "
+        f"{PROFILE_VARIABLE}={bundled_profile()}, as RViz should be; docs/node.md, Threads, queue, drops, faults)"
+    )
 
 
 def _publisher(node: Node, msg_type: type, topic: str, qos: QoSProfile, reporter: IncompatibleQosReporter) -> Any:
@@ -609,7 +612,7 @@ class OutputPublishers:
             f"a subscriber of {topic} does not take its messages (its subscribers: {self._subscribers(topic)}; a "
             "frozen or stopped RViz, a process paused in a debugger, or one that died and DDS has not timed out yet): "
             f"{sender.dropped} pending {topic} messages dropped so far, oldest first, so that the depth stream and "
-            f"the other outputs go on; {_STOPPED_FIX}",
+            f"the other outputs go on; {_stopped_fix()}",
             summary="",  # (the status's rule for outputs dropped)
         )
 
@@ -626,7 +629,7 @@ class OutputPublishers:
             f"{SLOW_WINDOW_S:.0f} s: most likely a subscriber of it sits in a stopped process (its subscribers: "
             f"{self._subscribers(topic)}; a frozen RViz, a process paused in a debugger) or the network to one is "
             f"too slow for it, and this node and the other subscribers of {topic} fall behind meanwhile; "
-            f"{_STOPPED_FIX}",
+            f"{_stopped_fix()}",
             summary="",  # (the status's rule for outputs slow to publish)
         )
 
