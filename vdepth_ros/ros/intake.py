@@ -70,6 +70,7 @@ class InputItem:
     arrival_ns: int  # time.monotonic_ns() when the image arrived
     previous_input_ns: int | None  # stamp of the image received before it (None after a pause)
     clock_step_ns: int = 0  # how far the stamps' clock stepped forward before it (`inputs.resets.clock_step_ns`)
+    skipped: int = 0  # images skipped just before it while no output had a subscriber (`skip_when_unsubscribed`)
 
 
 class InputSide(InputQosFollowing, InputLossCounting, SparseSamples, InputGraphChecks):
@@ -139,6 +140,7 @@ class InputSide(InputQosFollowing, InputLossCounting, SparseSamples, InputGraphC
     def _restart_stream_state(self) -> None:
         self._last_stamp: int | None = None
         self._paused = True  # nothing received yet: the first image has no previous input
+        self._skipped_run = 0  # images skipped since the last one taken (`InputItem.skipped`)
         # the images taken, as they arrive on the node's clock: when the camera has paused
         self.pauses = PauseRule(self.p["pause_flush"], self.p["max_gap"])
         # the same on the steady clock the sparse samples wait by (slower under use_sim_time's slow replay)
@@ -275,7 +277,8 @@ class InputSide(InputQosFollowing, InputLossCounting, SparseSamples, InputGraphC
         self._count_loss(stamp, info, clock_step)
         if self.p["skip_when_unsubscribed"] and not self._wants_frames():
             self.skipped += 1
-            self._paused = True  # the stream restarts by its own gap rule when output is wanted again
+            self._skipped_run += 1  # (the stream restarts when output is wanted again: `InputItem.skipped`)
+            self._paused = True
             return
         clock = self._node.get_clock()
         sim_time = getattr(clock, "ros_time_is_active", False)  # (/clock's time in the queue is not the wall's)
@@ -315,7 +318,8 @@ class InputSide(InputQosFollowing, InputLossCounting, SparseSamples, InputGraphC
             )
             return
         with self._lock:
-            pairs = self.sync.add_image(stamp, (msg, now, previous, clock_step), image_size(msg), now - queued)
+            skipped, self._skipped_run = self._skipped_run, 0  # (on the first image passed on, not one thinned)
+            pairs = self.sync.add_image(stamp, (msg, now, previous, clock_step, skipped), image_size(msg), now - queued)
         self._enqueue(pairs)
         if now - self._unpaired_checked_ns > 1_000_000_000:
             self._unpaired_checked_ns = now
@@ -372,8 +376,8 @@ class InputSide(InputQosFollowing, InputLossCounting, SparseSamples, InputGraphC
 
     def _enqueue(self, pairs: list[Pair]) -> None:
         for pair in pairs:
-            msg, arrival, previous, clock_step = pair.image
-            item = InputItem(pair.stamp_ns, msg, pair.info, pair.source, arrival, previous, clock_step)
+            msg, arrival, previous, clock_step, skipped = pair.image
+            item = InputItem(pair.stamp_ns, msg, pair.info, pair.source, arrival, previous, clock_step, skipped)
             drained = self.queue.drained
             if self.queue.put(item):
                 if self.queue.drained == drained:
