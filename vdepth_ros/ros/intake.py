@@ -404,11 +404,26 @@ class InputSide(InputQosFollowing, InputLossCounting, SparseSamples, InputGraphC
                 f"The queue also fills: inference is slower than the {self.taken.rate():.1f} Hz of images taken; "
                 f"{self._rate_advice()}"
             )
+        if self._slower_than_taken():
+            limit = self.p["max_input_rate"]
+            return text + (
+                f"Inference is slower than the {self.taken.rate():.1f} Hz of images taken"
+                + (f" (max_input_rate {limit:g})" if limit > 0 else "")
+                + f", by less than the queue fills in {q.drain_after_s:g} s; {self._rate_advice()}"
+            )
         return text + (
             "Inference keeps pace with the camera but not with a backlog (left by a burst of load): set "
             "max_input_rate below the output rate on /diagnostics for evenly spaced frames, or queue_drain_after 0 "
             "to keep every frame (a replay)"
         )
+
+    def _slower_than_taken(self) -> bool:
+        """The rate the worker keeps up with (`throughput`, once its recent windows ran) below the images taken: a
+        camera a little faster than inference, whose backlog the drain takes before the queue fills (the WARN said
+        "inference keeps pace with the camera", at every drain, 5 s apart)."""
+        meter = self.throughput
+        kept = meter.rate()
+        return meter.windows >= meter.recent and 0 < kept < 0.95 * self.taken.rate()
 
     def _rate_advice(self) -> str:
         """`max_input_rate`'s advice, with a value: 80% of the rate the worker keeps up with (`WorkerThroughput`),
