@@ -34,11 +34,13 @@ REPO = Path(__file__).resolve().parents[1]
 CONSUMED = ("/depth", "/depth/camera_info", "/points", "/disparity")
 
 
-def run_with_consumers(tmp_path: Path, consumers: dict[str, list[str]], params: str = "") -> tuple:
-    """Node (with the extra `params` lines, indented YAML), consumers (name -> `deployed_peers.py viewer`
-    arguments) and a reliable 640x480 camera, each in its own process; (published per topic, {consumer:
-    received stamps per topic}, node log)."""
-    command = node_command(tmp_path, params="    input_qos: reliable\n    queue_size: 200\n" + params)
+def run_with_consumers(
+    tmp_path: Path, consumers: dict[str, list[str]], params: str = "", ros_args: tuple[str, ...] = ()
+) -> tuple:
+    """Node (with the extra `params` lines, indented YAML, and `ros_args` after its params file: remaps),
+    consumers (name -> `deployed_peers.py viewer` arguments) and a reliable 640x480 camera, each in its own
+    process; (published per topic, {consumer: received stamps per topic}, node log)."""
+    command = [*node_command(tmp_path, params="    input_qos: reliable\n    queue_size: 200\n" + params), *ros_args]
     node, node_log = start(command, tmp_path / "node.log")
     viewers = {
         name: start([sys.executable, str(PEERS), "viewer", *args], tmp_path / f"{name}.log")
@@ -505,15 +507,27 @@ def test_rviz_and_foxglove_showing_depth_are_told_how_to_see_it(tmp_path: Path) 
     construction) and -Inf (nearer than min_depth) make that range infinite, so every pixel shows black. Foxglove's
     Image panel shows 0..1 as black..white unless set: metres are white beyond 1 m. The node said nothing; an RViz
     (node `rviz`) and a foxglove_bridge subscribing the depth now each get one INFO naming the settings that show it
-    (RViz: Normalize Range off, Min Value 0, Max Value the depth's far end; Foxglove: Max value) or ~/depth_colormap."""
+    (RViz: Normalize Range off, Min Value 0, Max Value the depth's far end; Foxglove: Max value) or the colormap, by
+    the topic a viewer subscribes and the command that turns it on, for the node as it runs: in a namespace, renamed
+    (the advice said `~/depth_colormap (publish_colormap: true)`, no topic RViz can be given)."""
     kept = tmp_path / "rviz.pickle"
     consumers = {
-        "rviz": ["--name", "rviz", "--depth", "5", "--keep", str(kept), "--topics", "/depth"],
-        "foxglove": ["--name", "foxglove_bridge", "--topics", "/depth/image_rect"],
+        "rviz": ["--name", "rviz", "--depth", "5", "--keep", str(kept), "--topics", "/robot1/depth"],
+        "foxglove": ["--name", "foxglove_bridge", "--topics", "/robot1/depth/image_rect"],
     }
-    published, _, out = run_with_consumers(tmp_path, consumers)
+    renamed = (
+        "-r",
+        "__ns:=/robot1",
+        "-r",
+        "__node:=front_depth",
+        "-r",
+        "image:=/image",
+        "-r",
+        "camera_info:=/camera_info",
+    )
+    published, _, out = run_with_consumers(tmp_path, consumers, ros_args=renamed)
     with open(kept, "rb") as f:
-        messages = pickle.load(f)["/depth"]
+        messages = pickle.load(f)["/robot1/depth"]
     from rclpy.serialization import deserialize_message
     from sensor_msgs.msg import Image
 
@@ -521,21 +535,23 @@ def test_rviz_and_foxglove_showing_depth_are_told_how_to_see_it(tmp_path: Path) 
     for _, data in sorted(messages.items()):
         msg = deserialize_message(data, Image)
         images.append(np.frombuffer(bytes(msg.data), "<f4").reshape(msg.height, msg.width))
-    assert 0 < len(images) <= published["/depth"], (published, len(images))
+    assert 0 < len(images) <= published["/robot1/depth"], (published, len(images))
     with_inf = sum(bool(np.isinf(image).any()) for image in images)
     rviz_image_display = _rviz_image_display()
     black = sum(not shown.any() for shown in rviz_image_display(images))
     assert with_inf and black, (with_inf, black, len(images))  # the rig shows the problem
     told = [line for line in out.splitlines() if "Normalize Range" in line]
-    assert len(told) == 1 and "[INFO]" in told[0] and "/depth (/rviz)" in told[0], out
-    assert "~/depth_colormap" in told[0], told
+    assert len(told) == 1 and "[INFO]" in told[0] and "/robot1/depth (/rviz)" in told[0], out
+    colormap = "show /robot1/front_depth/depth_colormap ("
+    turn_on = "ros2 param set /robot1/front_depth publish_colormap true"
+    assert colormap in told[0] and turn_on in told[0] and "~" not in told[0], told
     far = float(re.search(r"Max Value (\d+(?:\.\d+)?)", told[0])[1])
     shown = rviz_image_display(images, normalize=False, lo=0.0, hi=far)
     assert all((s > 0).any() and (s < 255).any() for s in shown), far  # a picture, not black
     assert any((image[np.isfinite(image)] > 1.0).any() for image in images)  # white in Foxglove's default
     foxglove = [line for line in out.splitlines() if "Foxglove" in line]
-    assert len(foxglove) == 1 and "/depth/image_rect (/foxglove_bridge)" in foxglove[0], out
-    assert "set Max value" in foxglove[0] and "~/depth_colormap" in foxglove[0], foxglove
+    assert len(foxglove) == 1 and "/robot1/depth/image_rect (/foxglove_bridge)" in foxglove[0], out
+    assert "set Max value" in foxglove[0] and colormap in foxglove[0] and turn_on in foxglove[0], foxglove
 
 
 def test_rectified_depth_is_registered_to_the_rectified_image_with_its_camera(tmp_path: Path) -> None:

@@ -585,6 +585,25 @@ def test_queue_drops_oldest_and_counts(harness: Any) -> None:
     assert [i.stamp_ns for i in list(h.node.queue._items)] == [stamp(k) for k in (7, 8, 9)]
 
 
+def test_a_standing_backlog_of_a_camera_a_little_faster_than_inference_is_named_as_such(harness: Any) -> None:
+    """A camera a little faster than inference (5 Hz taken, 4 kept up with: a few frames a second behind) never
+    fills the queue: every queue_drain_after its backlog is dropped first. That WARN said "inference keeps pace with
+    the camera but not with a backlog (left by a burst of load)" at every drain, 5 s apart, with no value to set
+    (seen in every hand run on this loaded machine, max_input_rate 5 set). It now says inference is slower than the
+    images taken, with max_input_rate's value; a worker as fast as the camera is still told of a burst of load."""
+    h = harness({**RANGE, "max_input_rate": 5.0})
+    intake = h.node.intake
+    intake.taken.rate = lambda: 5.0
+    for _ in range(3):  # three windows of 8 frames, 2 s of work each: 4 Hz
+        for k in range(8):
+            intake.throughput.add(0.25, window_ended=k == 7)
+    said = intake._queue_drained_message(9)
+    assert "keeps pace" not in said and "slower than the 5.0 Hz of images taken (max_input_rate 5)" in said, said
+    assert "set max_input_rate below the output rate on /diagnostics (e.g. 3.2, 80% of the 4.0 Hz" in said, said
+    intake.taken.rate = lambda: 4.0  # as fast as the camera: a backlog left by a burst of load
+    assert "Inference keeps pace with the camera but not with a backlog" in intake._queue_drained_message(9)
+
+
 def test_compressed_input_by_topic_name(harness: Any) -> None:
     import cv2
 
@@ -950,7 +969,7 @@ def test_a_topic_slow_to_publish_is_named_before_anything_is_dropped(
     was dropped, so no WARN named the topic; the node fell behind and the only WARN was about camera
     frames lost before the node, pointing at the input transport. Now the slow topic is named, with its
     subscribers, and only that one."""
-    from vdepth_ros.ros import outputs
+    from vdepth_ros.ros import outputs, transport
 
     monkeypatch.setattr(outputs, "SLOW_WINDOW_S", 0.5, raising=False)
     h = harness(RANGE, start_worker=True)
@@ -974,7 +993,10 @@ def test_a_topic_slow_to_publish_is_named_before_anything_is_dropped(
     assert h.spin_until(reported, timeout=30), (h.log.warnings, [st.message for a in diagnostics for st in a.status])
     slow = [w for w in h.log.warnings if "publishing /" in w]
     assert all(w.startswith("publishing /points takes") for w in slow), slow
-    assert "stopped process" in slow[0] and "fastdds_large_images.xml" in slow[0], slow[0]
+    assert "stopped process" in slow[0], slow[0]
+    # the profile by the path to give and how (it said config/fastdds_large_images.xml, relative to nothing)
+    assert f"started with FASTDDS_DEFAULT_PROFILES_FILE={transport.bundled_profile()}," in slow[0], slow[0]
+    assert transport.bundled_profile().is_absolute() and transport.bundled_profile().is_file()
 
 
 def test_a_slow_replay_taken_by_a_busy_executor_is_measured_by_when_its_images_arrived(harness: Any) -> None:

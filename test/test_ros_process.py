@@ -1491,29 +1491,29 @@ def test_a_node_with_no_camera_running_names_the_image_topics_there_are(tmp_path
     """The 10 s WARN for an image topic nothing publishes told the rule to write but not what is there: a
     camera under another name (found only with the `ros2` CLI, which a pip install lacks) or no camera at
     all (a driver not started, or started on another ROS_DOMAIN_ID). It now names the Image topics cameras
-    publish, or that none does with the domain to check; the node's own outputs are not among them."""
-    start = time.monotonic()
+    publish, or that none does with the domain to check; the node's own outputs are not among them. No camera
+    at first, then one started after that WARN under another name: the WARN said "no image topic is published
+    at all" once, and /diagnostics went on saying it while that camera published; a second WARN names it now
+    (once: the node looks again at every status tick)."""
 
-    def other_camera(peer: Node, ex: SingleThreadedExecutor) -> None:
+    def late_camera(peer: Node, ex: SingleThreadedExecutor) -> None:
+        while not peer.count_publishers("/depth"):  # the node is up (it activates right after)
+            ex.spin_once(timeout_sec=0.1)
+        time.sleep(11)  # past its first WARN
         pub = peer.create_publisher(Image, "/usb_cam/image_raw", 10)
-        while time.monotonic() - start < 18:
+        end = time.monotonic() + 5
+        while time.monotonic() < end:
             pub.publish(Image(height=2, width=2, encoding="rgb8", step=6, data=bytes(12)))
             ex.spin_once(timeout_sec=0.2)
 
-    _, out = run_node(tmp_path, ["--ros-args"], {}, {"/depth": Image}, before_feed=other_camera, done=lambda got: True)
+    _, out = run_node(tmp_path, ["--ros-args"], {}, {"/depth": Image}, before_feed=late_camera, done=lambda got: True)
     warned = [line for line in out.splitlines() if "no image has arrived" in line]
-    assert len(warned) == 1, out
-    assert "remap image to the camera's image topic (-r /image:=/camera/color/image_raw)" in warned[0], warned[0]
-    assert "image topics published now: '/usb_cam/image_raw';" in warned[0], warned[0]
-    assert "correct the remap" not in warned[0]  # nothing was remapped
-    _, out = run_node(
-        tmp_path, ["--ros-args"], {}, {"/depth": Image},
-        before_feed=lambda peer, ex: time.sleep(18), done=lambda got: True,
-    )  # fmt: skip
-    warned = [line for line in out.splitlines() if "no image has arrived" in line]
-    assert len(warned) == 1, out
+    assert len(warned) == 2, out
     domain = os.environ["ROS_DOMAIN_ID"]
     assert "no image topic is published at all" in warned[0] and f"than this node's: {domain})" in warned[0]
+    assert "remap image to the camera's image topic (-r /image:=/camera/color/image_raw)" in warned[1], warned[1]
+    assert "image topics published now: '/usb_cam/image_raw';" in warned[1], warned[1]
+    assert "correct the remap" not in warned[1]  # nothing was remapped
 
 
 @pytest.mark.parametrize(

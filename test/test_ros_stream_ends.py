@@ -426,6 +426,48 @@ def test_a_camera_driver_restarted_is_neither_loss_nor_a_second_camera(rig: Any)
     assert stamps == sorted(set(stamps)) and len(got) == received - dropped == _published(log), log
 
 
+def test_a_viewer_closed_and_opened_again_restarts_the_stream_without_a_warning(rig: Any) -> None:
+    """RViz closed and opened again while the camera runs: meanwhile no output has a subscriber, so the node skips
+    the images (`skip_when_unsubscribed`), and the next image taken is seconds after the last one inferred. The
+    stream restarted as after a pause of the camera: a WARN "restarting the depth stream: gap: 3.1 s without
+    input" and /diagnostics at WARN, though the input never stopped. Now one INFO says why, and the reopened
+    viewer gets the depth again."""
+    r = rig()
+    camera = subprocess.Popen(
+        [sys.executable, str(PEERS), "camera", "--reliable", "--ros-time", "--seconds", "60", "--rate", str(RATE)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    log_path, viewer = r.tmp / "viewer2.log", None
+    with log_path.open("w") as out:
+        try:
+            r.published(8)
+            assert r.received()  # closed (SIGINT): its participant leaves at once
+            time.sleep(2.5)  # images skipped for longer than max_gap (1 s)
+            viewer = subprocess.Popen(
+                [sys.executable, str(PEERS), "viewer", "--topics", "/depth", "--progress"],
+                stdout=out, stderr=subprocess.STDOUT, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+            )  # fmt: skip
+            wait_for(log_path, "progress /depth 1\n", 60, viewer)
+            camera.send_signal(signal.SIGINT)  # (the driver stopped: the test needs no more of its frames)
+            camera.wait(timeout=30)
+            r.interrupt_node()
+        finally:
+            for proc in (camera, viewer):
+                if proc is not None and proc.poll() is None:
+                    proc.send_signal(signal.SIGINT)
+                    try:
+                        proc.wait(timeout=30)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                        proc.wait()
+    log = r.node_log.read_text()
+    skipped = int(re.search(r"(\d+) skipped \(no subscribers\)", log).group(1))
+    assert skipped > RATE, log  # (the rig shows the case)
+    assert not re.search(r"\[WARN\].*restarting the depth stream", log) and "without input" not in log, log
+    told = [line for line in log.splitlines() if "restarting the depth stream: subscribed again" in line]
+    assert len(told) == 1 and "[INFO]" in told[0] and "while no output had a subscriber" in told[0], log
+
+
 def test_a_driver_stamping_as_it_sends_and_stalling_loses_nothing(rig: Any) -> None:
     """A driver that stamps each frame as it publishes it, on a loaded machine: it stalls 0.3 s every 20
     frames, then sends the frames that fell due back to back. Every frame reached the node (reliable, its

@@ -70,6 +70,7 @@ class InputItem:
     arrival_ns: int  # time.monotonic_ns() when the image arrived
     previous_input_ns: int | None  # stamp of the image received before it (None after a pause)
     clock_step_ns: int = 0  # how far the stamps' clock stepped forward before it (`inputs.resets.clock_step_ns`)
+    skipped: int = 0  # images skipped just before it while no output had a subscriber (`skip_when_unsubscribed`)
 
 
 class InputSide(InputQosFollowing, InputLossCounting, SparseSamples, InputGraphChecks):
@@ -139,6 +140,7 @@ class InputSide(InputQosFollowing, InputLossCounting, SparseSamples, InputGraphC
     def _restart_stream_state(self) -> None:
         self._last_stamp: int | None = None
         self._paused = True  # nothing received yet: the first image has no previous input
+        self._skipped_run = 0  # images skipped since the last one taken (`InputItem.skipped`)
         # the images taken, as they arrive on the node's clock: when the camera has paused
         self.pauses = PauseRule(self.p["pause_flush"], self.p["max_gap"])
         # the same on the steady clock the sparse samples wait by (slower under use_sim_time's slow replay)
@@ -275,7 +277,8 @@ class InputSide(InputQosFollowing, InputLossCounting, SparseSamples, InputGraphC
         self._count_loss(stamp, info, clock_step)
         if self.p["skip_when_unsubscribed"] and not self._wants_frames():
             self.skipped += 1
-            self._paused = True  # the stream restarts by its own gap rule when output is wanted again
+            self._skipped_run += 1  # (the stream restarts when output is wanted again: `InputItem.skipped`)
+            self._paused = True
             return
         clock = self._node.get_clock()
         sim_time = getattr(clock, "ros_time_is_active", False)  # (/clock's time in the queue is not the wall's)
@@ -315,7 +318,8 @@ class InputSide(InputQosFollowing, InputLossCounting, SparseSamples, InputGraphC
             )
             return
         with self._lock:
-            pairs = self.sync.add_image(stamp, (msg, now, previous, clock_step), image_size(msg), now - queued)
+            skipped, self._skipped_run = self._skipped_run, 0  # (on the first image passed on, not one thinned)
+            pairs = self.sync.add_image(stamp, (msg, now, previous, clock_step, skipped), image_size(msg), now - queued)
         self._enqueue(pairs)
         if now - self._unpaired_checked_ns > 1_000_000_000:
             self._unpaired_checked_ns = now
@@ -372,8 +376,8 @@ class InputSide(InputQosFollowing, InputLossCounting, SparseSamples, InputGraphC
 
     def _enqueue(self, pairs: list[Pair]) -> None:
         for pair in pairs:
-            msg, arrival, previous, clock_step = pair.image
-            item = InputItem(pair.stamp_ns, msg, pair.info, pair.source, arrival, previous, clock_step)
+            msg, arrival, previous, clock_step, skipped = pair.image
+            item = InputItem(pair.stamp_ns, msg, pair.info, pair.source, arrival, previous, clock_step, skipped)
             drained = self.queue.drained
             if self.queue.put(item):
                 if self.queue.drained == drained:
@@ -400,11 +404,26 @@ class InputSide(InputQosFollowing, InputLossCounting, SparseSamples, InputGraphC
                 f"The queue also fills: inference is slower than the {self.taken.rate():.1f} Hz of images taken; "
                 f"{self._rate_advice()}"
             )
+        if self._slower_than_taken():
+            limit = self.p["max_input_rate"]
+            return text + (
+                f"Inference is slower than the {self.taken.rate():.1f} Hz of images taken"
+                + (f" (max_input_rate {limit:g})" if limit > 0 else "")
+                + f", by less than the queue fills in {q.drain_after_s:g} s; {self._rate_advice()}"
+            )
         return text + (
             "Inference keeps pace with the camera but not with a backlog (left by a burst of load): set "
             "max_input_rate below the output rate on /diagnostics for evenly spaced frames, or queue_drain_after 0 "
             "to keep every frame (a replay)"
         )
+
+    def _slower_than_taken(self) -> bool:
+        """The rate the worker keeps up with (`throughput`, once its recent windows ran) below the images taken: a
+        camera a little faster than inference, whose backlog the drain takes before the queue fills (the WARN said
+        "inference keeps pace with the camera", at every drain, 5 s apart)."""
+        meter = self.throughput
+        kept = meter.rate()
+        return meter.windows >= meter.recent and 0 < kept < 0.95 * self.taken.rate()
 
     def _rate_advice(self) -> str:
         """`max_input_rate`'s advice, with a value: 80% of the rate the worker keeps up with (`WorkerThroughput`),

@@ -47,6 +47,7 @@ from vdepth_ros.ros.qos import (
     override_error,
     qos_profile,
 )
+from vdepth_ros.ros.transport import PROFILE_VARIABLE, bundled_profile
 from vdepth_ros.ros.worker import DropOldestQueue, RateLimitedLog, SupervisedWorker
 
 #: `pace`: a window's frames leave this share of the camera's frame period apart (so the last has left before
@@ -121,12 +122,14 @@ def _other_type_hint(topic: str, wanted: str, other: str) -> str:
     return f"subscribe {wanted} (docs/node.md, Topics)"
 
 
-#: What the held-up and slow WARNs advise.
-_STOPPED_FIX = (
-    "resume or close that subscriber (DDS stops sending to a stopped process when its lease expires: 20 s by "
-    "default, 5 s if it uses the bundled Fast DDS profile config/fastdds_large_images.xml; docs/node.md, Threads, "
-    "queue, drops, faults)"
-)
+def _stopped_fix() -> str:
+    """What the held-up and slow WARNs advise: the profile by its installed path and how a process takes it (it
+    said `config/fastdds_large_images.xml`, a path relative to nothing the user runs from, and not how)."""
+    return (
+        "resume or close that subscriber's process (DDS stops sending to a stopped process when its lease expires: "
+        "20 s on Fast DDS's defaults, 5 s where that process was started with "
+        f"{PROFILE_VARIABLE}={bundled_profile()}, as RViz should be; docs/node.md, Threads, queue, drops, faults)"
+    )
 
 
 def _publisher(node: Node, msg_type: type, topic: str, qos: QoSProfile, reporter: IncompatibleQosReporter) -> Any:
@@ -255,7 +258,7 @@ class _Sender:
             self.abandoned += max(0, self.queue.put_count - self._done - self.queue.dropped - self.abandoned)
 
 
-def _rviz_advice(depth: np.ndarray, topics: str) -> str | None:
+def _rviz_advice(depth: np.ndarray, topics: str, colormap: str) -> str | None:
     """RViz's Image display (rviz_default_plugins' `ROSImageTexture`) with its default Normalize Range stretches each
     image from its smallest to its largest value, std::min/std::max over every pixel (the median of the last 5
     images'): one ±Inf (REP 118's beyond the far limit / nearer than `min_depth`) makes the range infinite and the
@@ -273,12 +276,11 @@ def _rviz_advice(depth: np.ndarray, topics: str) -> str | None:
         f"the far limit, -Inf nearer than min_depth; {infinite.mean():.1%} of this image), so it shows the depth all "
         "black; in that display uncheck Normalize Range and set Min Value 0 and Max Value "
         f"{math.ceil(farthest) if farthest > 0 else 10} (m; the farthest finite depth here is {farthest:.2f} m), or "
-        "show ~/depth_colormap (publish_colormap: true: the depth in colour with its scale); its DepthCloud and "
-        "PointCloud2 (points) displays are not affected"
+        f"show {colormap}; its DepthCloud and PointCloud2 (points) displays are not affected"
     )
 
 
-def _foxglove_advice(depth: np.ndarray, topics: str) -> str | None:
+def _foxglove_advice(depth: np.ndarray, topics: str, colormap: str) -> str | None:
     """Foxglove's Image panel shows a 32FC1 image's 0..1 as black..white (value x 255, or its Min/Max value
     settings, 0 and 1 unless set): depth in metres is white beyond 1 m."""
     with np.errstate(invalid="ignore"):
@@ -291,14 +293,17 @@ def _foxglove_advice(depth: np.ndarray, topics: str) -> str | None:
         f"Foxglove (its bridge) subscribes the depth image on {topics}: its Image panel shows a 32FC1 image's 0..1 as "
         "black..white unless its Min/Max value are set, so depth in metres shows white beyond 1 m "
         f"({beyond.mean():.0%} of this image); in that panel set Max value {high} (m; the farthest finite depth here, "
-        "rounded up), or show ~/depth_colormap (publish_colormap: true: the depth in colour with its scale)"
+        f"rounded up), or show {colormap}"
     )
 
 
 #: Viewers that show the depth image unreadable with their defaults, by what their node's name contains (rviz2's node
-#: is `rviz`, foxglove_bridge's `foxglove_bridge`) -> `advice(depth, "topic (nodes), ...")`: the INFO for a depth
-#: image they would show so, or None.
-DEPTH_VIEWERS: dict[str, Callable[[np.ndarray, str], str | None]] = {"rviz": _rviz_advice, "foxglove": _foxglove_advice}
+#: is `rviz`, foxglove_bridge's `foxglove_bridge`) -> `advice(depth, "topic (nodes), ...", colormap)`: the INFO for a
+#: depth image they would show so, or None (`colormap`: the colormap topic as resolved, and how to turn it on).
+DEPTH_VIEWERS: dict[str, Callable[[np.ndarray, str, str], str | None]] = {
+    "rviz": _rviz_advice,
+    "foxglove": _foxglove_advice,
+}
 
 
 class OutputPublishers:
@@ -435,6 +440,17 @@ class OutputPublishers:
                         found.setdefault(kind, {})[pub.topic_name] = names
         self._depth_viewers = found
 
+    def _colormap_hint(self) -> str:
+        """The colormap topic as a viewer subscribes it (namespace and node name resolved: `~/depth_colormap` named
+        no topic a user can type into RViz), and, while it is off, the command that turns it on at runtime."""
+        topic = self.colormap.topic_name
+        if self.p["publish_colormap"]:
+            return f"{topic} (the depth in colour with its scale)"
+        return (
+            f"{topic} (the depth in colour with its scale; off now: publish_colormap changes at runtime, "
+            f"ros2 param set {self._node.get_fully_qualified_name()} publish_colormap true)"
+        )
+
     def _tell_viewers(self, depth: np.ndarray) -> None:
         """One INFO per kind of viewer of `note_depth_viewers`, at the first depth image it would show unreadable
         (looked at once a second at most: a viewer that never sees one costs no pass over every image)."""
@@ -445,7 +461,8 @@ class OutputPublishers:
         for kind, on in list(self._depth_viewers.items()):
             if kind in self._viewers_told:
                 continue
-            advice = DEPTH_VIEWERS[kind](depth, ", ".join(f"{t} ({', '.join(names)})" for t, names in on.items()))
+            topics = ", ".join(f"{t} ({', '.join(names)})" for t, names in on.items())
+            advice = DEPTH_VIEWERS[kind](depth, topics, self._colormap_hint())
             if advice:
                 self._viewers_told.add(kind)
                 self._node.get_logger().info(f"{advice} (docs/outputs.md, Viewers)")
@@ -595,7 +612,7 @@ class OutputPublishers:
             f"a subscriber of {topic} does not take its messages (its subscribers: {self._subscribers(topic)}; a "
             "frozen or stopped RViz, a process paused in a debugger, or one that died and DDS has not timed out yet): "
             f"{sender.dropped} pending {topic} messages dropped so far, oldest first, so that the depth stream and "
-            f"the other outputs go on; {_STOPPED_FIX}",
+            f"the other outputs go on; {_stopped_fix()}",
             summary="",  # (the status's rule for outputs dropped)
         )
 
@@ -612,7 +629,7 @@ class OutputPublishers:
             f"{SLOW_WINDOW_S:.0f} s: most likely a subscriber of it sits in a stopped process (its subscribers: "
             f"{self._subscribers(topic)}; a frozen RViz, a process paused in a debugger) or the network to one is "
             f"too slow for it, and this node and the other subscribers of {topic} fall behind meanwhile; "
-            f"{_STOPPED_FIX}",
+            f"{_stopped_fix()}",
             summary="",  # (the status's rule for outputs slow to publish)
         )
 

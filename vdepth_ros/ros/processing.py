@@ -188,9 +188,15 @@ class FrameProcessor:
         reason = self.stream.update(
             frame.rgb.shape[:2], item.stamp_ns, info, item.previous_input_ns, item.clock_step_ns
         )
+        quiet = bool(reason) and item.skipped > 0 and reason.startswith("gap")
+        if quiet:  # the input went on; no output had a subscriber (a viewer closed and opened again)
+            reason = (
+                f"subscribed again: {item.skipped} images were skipped while no output had a subscriber "
+                "(skip_when_unsubscribed)"
+            )
         self._note_gap_streak(reason)
         if reason:
-            self.restart(reason, flush=True, pipeline=not reason.startswith("resolution"))
+            self.restart(reason, flush=True, pipeline=not reason.startswith("resolution"), quiet=quiet)
         t0 = time.monotonic()
         frames = self.pipeline.push(frame)
         if frames:
@@ -474,14 +480,18 @@ class FrameProcessor:
         return frames
 
     # -- restarts ----------------------------------------------------------------------------
-    def restart(self, reason: str, *, flush: bool = False, pipeline: bool = True) -> None:
+    def restart(self, reason: str, *, flush: bool = False, pipeline: bool = True, quiet: bool = False) -> None:
         """Count and log (rate-limited per kind) a restart, publish what the old stream still holds
-        (`flush`), then reset the pipeline and the per-stream helpers."""
+        (`flush`), then reset the pipeline and the per-stream helpers. `quiet`: nothing went wrong (INFO, and
+        /diagnostics stays OK)."""
         kind = reason.split(":")[0]
         self.resets[kind] = self.resets.get(kind, 0) + 1
-        self.log.warning(
-            f"restart:{kind}", f"restarting the depth stream: {reason}", summary=f"stream restarted ({kind})"
-        )
+        if quiet:
+            self.log.info(f"restart:{kind}", f"restarting the depth stream: {reason}")
+        else:
+            self.log.warning(
+                f"restart:{kind}", f"restarting the depth stream: {reason}", summary=f"stream restarted ({kind})"
+            )
         self.assembler.reset()
         self.flicker.reset()
         if not pipeline:

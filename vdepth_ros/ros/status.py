@@ -109,62 +109,70 @@ class StatusReporter:
             self.node.log.problems.report(name, {name: (state, "")} if state else None, on_images=True)
 
     def _check_no_image(self) -> None:
-        """WARN once when no image has arrived `NO_IMAGE_WARN_S` after activation, naming the topic,
-        its publishers and the fix: otherwise only /diagnostics says "no input images", and a camera
-        left on its default topic (or, with --cameras, one camera of several) just stays silent."""
+        """WARN when no image has arrived `NO_IMAGE_WARN_S` after activation, naming the topic, its publishers
+        and the fix: otherwise only /diagnostics says "no input images", and a camera left on its default topic
+        (or, with --cameras, one camera of several) just stays silent. Looked at again at every check while no
+        image comes, and a changed cause (a camera started after the WARN, under another name) is a new WARN:
+        the first one said "no image topic is published at all", and /diagnostics kept saying it, while the
+        camera the remap missed was publishing."""
         node = self.node
         if node.intake.rate.total or time.monotonic() - self._activated < self.NO_IMAGE_WARN_S:
             node.log.problems.report("no-image")
             return
-        if node.log.problems.found("no-image"):
-            return  # (said; the graph is asked again once an image came and went)
         topic = node.intake.image_topic or node.resolve_topic_name("image")
-        publishers = node.count_publishers(topic)
-        other = self._other_transport(topic) if not publishers else None
-        if other is not None:  # the camera is there, in the other transport (a compressed-only bag or robot)
-            why = other
-        elif not publishers:  # the rule to write is on the node's own name (rcl applies one rule per name)
-            own = node.resolve_topic_name("image", only_expand=True)
-            found, published = self._published_images(topic)
-            target = found or "/camera/color/image_raw"
-            why = f"nothing publishes it: remap image to the camera's image topic (-r {own}:={target})"
-            if found and topic == node.get_namespace().rstrip("/") + found:
-                why += (
-                    f": '{found}' is published, and '{topic}' is that name in this node's namespace "
-                    f"'{node.get_namespace()}' (a relative remap or name is resolved in the namespace; give the "
-                    "camera's topics with a leading '/', camera_info too)"
-                )
-            elif found:
-                why += f": '{found}' is published (a misspelt remap?)"
-            elif published:
-                shown = ", ".join(f"'{t}'" for t in published[:4])
-                why += f"; image topics published now: {shown}" + (
-                    f" and {len(published) - 4} more" if len(published) > 4 else ""
-                )
-            else:
-                domain = os.environ.get("ROS_DOMAIN_ID", "").strip() or "0"
-                why += (
-                    "; no image topic is published at all (the camera driver not running yet, or on another "
-                    f"ROS_DOMAIN_ID or ROS_AUTOMATIC_DISCOVERY_RANGE than this node's: {domain})"
-                )
-            if topic != own:  # the user's own rule sent it there: a second rule for the name would never apply
-                why += "; correct the remap given for image, not add one (rcl applies the first rule for a name)"
-        else:
-            why = (
-                f"it has {publishers} publisher(s) but none of their images arrived: input_qos reliable matches no "
-                "best-effort camera (named in an incompatible-QoS WARN), and large best-effort images between "
-                f"processes need the Fast DDS profile ({ACROSS_PROCESSES})"
-            )
+        why, cause = self._no_image_cause(topic)
         node.log.problems.report(
             "no-image",
             {
-                topic: (
+                f"{topic}: {cause}": (
                     f"no image has arrived on '{topic}': {why}",
                     f"no image has arrived on '{topic}' in {self.NO_IMAGE_WARN_S:.0f} s: {why}; nothing is published "
                     "until one does",
                 )
             },
         )
+
+    def _no_image_cause(self, topic: str) -> tuple[str, str]:
+        """(why no image arrives on `topic`, with the fix; what tells that cause from another: the graph it was
+        found in, so a WARN is said again when that changes)."""
+        node = self.node
+        publishers = node.count_publishers(topic)
+        other = self._other_transport(topic) if not publishers else None
+        if other is not None:  # the camera is there, in the other transport (a compressed-only bag or robot)
+            return other, "other transport"
+        if publishers:
+            return (
+                f"it has {publishers} publisher(s) but none of their images arrived: input_qos reliable matches no "
+                "best-effort camera (named in an incompatible-QoS WARN), and large best-effort images between "
+                f"processes need the Fast DDS profile ({ACROSS_PROCESSES})"
+            ), "published"
+        # the rule to write is on the node's own name (rcl applies one rule per name)
+        own = node.resolve_topic_name("image", only_expand=True)
+        found, published = self._published_images(topic)
+        target = found or "/camera/color/image_raw"
+        why = f"nothing publishes it: remap image to the camera's image topic (-r {own}:={target})"
+        if found and topic == node.get_namespace().rstrip("/") + found:
+            why += (
+                f": '{found}' is published, and '{topic}' is that name in this node's namespace "
+                f"'{node.get_namespace()}' (a relative remap or name is resolved in the namespace; give the "
+                "camera's topics with a leading '/', camera_info too)"
+            )
+        elif found:
+            why += f": '{found}' is published (a misspelt remap?)"
+        elif published:
+            shown = ", ".join(f"'{t}'" for t in published[:4])
+            why += f"; image topics published now: {shown}" + (
+                f" and {len(published) - 4} more" if len(published) > 4 else ""
+            )
+        else:
+            domain = os.environ.get("ROS_DOMAIN_ID", "").strip() or "0"
+            why += (
+                "; no image topic is published at all (the camera driver not running yet, or on another "
+                f"ROS_DOMAIN_ID or ROS_AUTOMATIC_DISCOVERY_RANGE than this node's: {domain})"
+            )
+        if topic != own:  # the user's own rule sent it there: a second rule for the name would never apply
+            why += "; correct the remap given for image, not add one (rcl applies the first rule for a name)"
+        return why, f"found {found}" if found else f"published {published[:4]}"
 
     def _published_images(self, topic: str) -> tuple[str | None, list[str]]:
         """`(the image topic the user most likely meant, every image topic published)` when nothing publishes

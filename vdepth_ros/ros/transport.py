@@ -34,6 +34,11 @@ SEGMENT_BYTES = 32 * 1024 * 1024
 MIN_FREE_SHM_BYTES = 2 * SEGMENT_BYTES
 
 
+def bundled_profile() -> Path:
+    """The installed profile: this repository's `config/`, or `share/vdepth_ros/config/` under colcon."""
+    return config_dir() / PROFILE_NAME
+
+
 def _free_bytes(path: Path) -> int | None:
     try:
         st = os.statvfs(path)
@@ -67,7 +72,7 @@ def use_large_segment_profile(
         return None
     if any(name in environ for name in USER_VARIABLES) or any((cwd / name).is_file() for name in USER_FILES):
         return None
-    profile = config_dir() / PROFILE_NAME if profile is None else profile
+    profile = bundled_profile() if profile is None else profile
     if not profile.is_file():
         return None
     free = _free_bytes(shm)
