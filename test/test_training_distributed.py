@@ -21,7 +21,16 @@ from pathlib import Path
 import pytest
 import torch
 from training_ranks import SCHEDULES, tiny_config
-from training_support import REPO, assert_same_state, fresh_accelerate, rank_env, state_of, torchrun  # noqa: F401
+from training_support import (  # noqa: F401 - fresh_accelerate: an autouse fixture
+    REPO,
+    assert_same_state,
+    error_line,
+    fresh_accelerate,
+    one_error_before_training,
+    rank_env,
+    state_of,
+    torchrun,
+)
 from vdepth_training.config import load_config
 from vdepth_training.data.stream import ClipBatches, RankSampler
 from vdepth_training.recipes import get_recipe
@@ -337,77 +346,6 @@ def test_launched_ranks_exit_0_after_a_complete_run(tmp_path: Path) -> None:
         assert (tmp_path / f"run{i}" / "checkpoints" / "checkpoint_2" / "trainer_state.json").is_file()
 
 
-def test_two_ranks_on_a_users_folder_with_a_missing_depth_file_stop_before_training(tmp_path: Path) -> None:
-    """A user's sequence folder with one frame's depth missing trained until a rank drew that frame
-    (hours into a real run), then ended in a FileNotFoundError on that rank and gloo's "connection
-    closed by peer" on the other. Now the ranks stop before building the model with one line naming
-    the sequence, the frame and the format."""
-    import numpy as np
-    import yaml
-    from vdepth_training.data.sequence import Sequence, write_sequence
-
-    rng = np.random.default_rng(0)
-    for i in range(3):
-        write_sequence(tmp_path / "mine" / f"seq{i}", Sequence(
-            rgb=rng.integers(0, 256, (6, 32, 48, 3), dtype=np.uint8),
-            target=rng.uniform(1, 5, (6, 32, 48)).astype(np.float32), valid=np.ones((6, 32, 48), bool)))  # fmt: skip
-    (tmp_path / "mine" / "seq1" / "target" / "000003.npy").unlink()
-    cfg = load_config(REPO / "training" / "configs" / "vda.yaml", tiny=True)
-    cfg.pop("tiny")
-    cfg["data"].update(num_samples=4, sources=[{"name": "mine", "layout": "sequence", "root": str(tmp_path / "mine")}])
-    cfg["stages"] = [{**cfg["stages"][0], "steps": 6}]
-    recipe = tmp_path / "mine.yaml"
-    recipe.write_text(yaml.safe_dump(cfg))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
-           "vdepth_training.train", "--config", str(recipe), "--output", str(tmp_path / "run")]  # fmt: skip
-    proc = subprocess.run(cmd, cwd=REPO, env=rank_env(), capture_output=True, text=True, timeout=300)
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("python -m vdepth_training.train: error")]
-    assert proc.returncode != 0 and errors, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "seq1: 1 of 6 frames have no depth (target/000003.npy)" in errors[0]
-    assert not (tmp_path / "run" / "metrics.jsonl").exists()  # no step ran
-    assert "process 0 of 2" not in proc.stdout  # found before the ranks built their accelerator and model
-
-
-def test_two_ranks_resume_with_a_changed_config_is_refused_unless_allowed(tmp_path: Path) -> None:
-    """`--resume` with an edited config (another learning rate, crop size, loss weight...) went on
-    in silence: the result was neither the old run nor the new one. Now it is refused before any
-    rank builds anything, naming what changed; settings that change nothing computed (logging,
-    checkpoint frequency) may change; --allow-config-change continues with a warning. So is resuming
-    the two ranks' run in one process (another global batch), which used to go on in silence."""
-    import yaml
-
-    cfg = load_config(REPO / "training" / "configs" / "vda.yaml", tiny=True)
-    cfg.pop("tiny")
-    cfg["stages"] = [{**cfg["stages"][0], "steps": 4}]
-    cfg["data"].update(num_samples=4, sources=[{**s, "count": 2} for s in cfg["data"]["sources"]])
-    recipe, run = tmp_path / "vda.yaml", tmp_path / "run"
-    recipe.write_text(yaml.safe_dump(cfg))
-    base = ["-m", "vdepth_training.train", "--config", str(recipe), "--output", str(run)]
-    torchrun([*base, "--max-steps", "2"])
-    before = {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
-    cfg["optimizer"]["lr"] = 1e-2
-    cfg["training"].update(log_every=5, gradient_checkpointing=True)  # less memory, the same result
-    recipe.write_text(yaml.safe_dump(cfg))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *base, "--resume"]
-    proc = subprocess.run(cmd, cwd=REPO, env=rank_env(), capture_output=True, text=True, timeout=300)
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("python -m vdepth_training.train: error")]
-    assert proc.returncode != 0 and errors, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "optimizer.lr: 0.0003 -> 0.01" in errors[0] and "log_every" not in errors[0], errors[0]
-    assert "gradient_checkpointing" not in errors[0], errors[0]
-    assert {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()} == before  # nothing touched
-    # one process resuming the two ranks' run would train on another global batch and stream: refused too
-    proc = subprocess.run([sys.executable, *base, "--resume"], cwd=REPO, env=rank_env(), capture_output=True, text=True)
-    assert proc.returncode == 2 and "processes: 2 -> 1 (the global batch" in proc.stderr, proc.stderr[-3000:]
-    assert "training.grad_accum: 2 keeps it" in proc.stderr  # the fix, named
-    assert {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()} == before
-    out = torchrun([*base, "--resume", "--allow-config-change"])
-    assert "resuming" in out and "optimizer.lr: 0.0003 -> 0.01" in out
-    assert out.count("with a changed config: optimizer.lr") == 1, out[-3000:]  # once, not once per rank
-    assert out.count(f"model: {run / 'final'}") == 1  # the result is printed once, not by every rank
-    assert [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
-    assert (run / "final").is_dir()
-
-
 def _users_folder(root: Path, count: int) -> Path:
     """A vda recipe (4 steps, a checkpoint each) on a folder of `count` sequences of the user's; returns the recipe."""
     import numpy as np
@@ -428,56 +366,104 @@ def _users_folder(root: Path, count: int) -> Path:
     return recipe
 
 
-def test_two_ranks_resume_on_changed_data_is_refused_unless_allowed(tmp_path: Path) -> None:
-    """Sequences added to (or removed from) the data folder between the save and `--resume` went on in
-    silence: a stream index's clip is a function of the folder's listing, so the resumed steps drew other
-    clips than the saved run's (neither the old run nor a new one). Now the checkpoint records the listing
-    and the resume is refused before anything is built, naming what changed, unless --allow-config-change
-    (then one warning)."""
-    recipe, run = _users_folder(tmp_path, 3), tmp_path / "run"
-    base = ["-m", "vdepth_training.train", "--config", str(recipe), "--output", str(run)]
-    torchrun([*base, "--max-steps", "2"])
-    before = {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
-    shutil.copytree(tmp_path / "mine" / "seq0", tmp_path / "mine" / "seq3")  # a new recording copied in
-    shutil.move(tmp_path / "mine" / "seq1", tmp_path / "seq1")  # one moved away
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *base, "--resume"]
-    proc = subprocess.run(cmd, cwd=REPO, env=rank_env(), capture_output=True, text=True, timeout=300)
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("python -m vdepth_training.train: error")]
-    assert proc.returncode != 0 and len(errors) == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "the data differ from those checkpoint_2 was saved with (stage 'finetune' data.sources['mine']: " \
-        "1 sequence(s) added (seq3), 1 removed (seq1))" in errors[0], errors[0]  # fmt: skip
-    assert "--allow-data-change" in errors[0] and "process 0 of 2" not in proc.stdout  # before anything is built
-    assert {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()} == before  # nothing touched
-    out = torchrun([*base, "--resume", "--allow-config-change"])  # (which accepts changed data too)
-    assert out.count("on changed data: stage 'finetune' data.sources['mine']") == 1, out[-3000:]
-    assert "steps 3..4:" in out and (run / "final").is_dir()
-    saved = json.loads((run / "checkpoints" / "checkpoint_4" / "trainer_data.json").read_text())
-    assert saved["stage 'finetune' data.sources['mine']"] == {"seq0": 6, "seq2": 6, "seq3": 6}
-
-
-def test_two_ranks_resume_on_files_replaced_under_the_same_names_is_refused_unless_allowed(tmp_path: Path) -> None:
-    """A sequence exported again (other depth, the same file names and frame count) between the save
-    and `--resume` went on in silence: the listing held names and lengths only, so the resumed steps
-    learnt other targets than the saved run's. Now each checkpoint also holds a digest of each
-    sequence's files (names, sizes, sampled bytes), the resume is refused naming the sequence, and
-    --allow-data-change (the config unchanged) continues with one warning."""
+def test_two_ranks_resume_on_a_changed_config_or_changed_data_is_refused_unless_allowed(tmp_path: Path) -> None:
+    """What `--resume` is held to, on one two-rank run resumed five times (each refusal a launch that stops at
+    start-up; one run, not one per change, for the suite's time):
+    - an edited config (another learning rate, crop size, loss weight...) went on in silence: the result was
+      neither the old run nor the new one. Now it is refused before any rank builds anything, naming what
+      changed; settings that change nothing computed (logging, checkpoint frequency, gradient checkpointing)
+      may change; --allow-config-change continues with one warning. So is resuming the two ranks' run in one
+      process (another global batch), which used to go on in silence;
+    - sequences added to (or removed from) the data folder went on in silence: a stream index's clip is a
+      function of the folder's listing, so the resumed steps drew other clips than the saved run's;
+    - a sequence exported again (other depth, the same file names and frame count) went on in silence too:
+      the listing held names and lengths only, so the resumed steps learnt other targets. Now each checkpoint
+      also holds a digest of each sequence's files, and changed data are refused, naming the sequences,
+      unless --allow-data-change (then one warning; --allow-config-change accepts changed data too)."""
     import numpy as np
+    import yaml
 
     recipe, run = _users_folder(tmp_path, 3), tmp_path / "run"
     base = ["-m", "vdepth_training.train", "--config", str(recipe), "--output", str(run)]
     torchrun([*base, "--max-steps", "2"])
-    for target in sorted((tmp_path / "mine" / "seq1" / "target").glob("*.npy")):  # same shape, size and names
+    mine = tmp_path / "mine"
+    shutil.copytree(mine / "seq0", mine / "seq3")  # a new recording copied in
+    shutil.move(mine / "seq1", tmp_path / "seq1")  # one moved away
+    for target in sorted((mine / "seq2" / "target").glob("*.npy")):  # exported again: same shape, size, names
         np.save(target, np.load(target) * 2.0)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *base, "--resume"]
-    proc = subprocess.run(cmd, cwd=REPO, env=rank_env(), capture_output=True, text=True, timeout=600)
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("python -m vdepth_training.train: error")]
-    assert proc.returncode != 0 and len(errors) == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    proc = one_error_before_training([*base, "--resume"])
     assert "the data differ from those checkpoint_2 was saved with (stage 'finetune' data.sources['mine']: " \
-        "1 with other files under the same names (seq1))" in errors[0], errors[0]  # fmt: skip
-    assert "--allow-data-change" in errors[0]
-    out = torchrun([*base, "--resume", "--allow-data-change"])
-    assert out.count("on changed data: stage 'finetune' data.sources['mine']: 1 with other files") == 1, out[-3000:]
-    assert "steps 3..4:" in out and (run / "final").is_dir()
+        "1 sequence(s) added (seq3), 1 removed (seq1), 1 with other files under the same names (seq2))" \
+        in error_line(proc), error_line(proc)  # fmt: skip
+    assert "--allow-data-change" in error_line(proc) and "process 0 of 2" not in proc.stdout  # before anything built
+
+    cfg = yaml.safe_load(recipe.read_text())
+    original = recipe.read_text()
+    cfg["optimizer"]["lr"] = 1e-2
+    cfg["training"].update(log_every=5, gradient_checkpointing=True)  # less memory, the same result
+    recipe.write_text(yaml.safe_dump(cfg))
+    error = error_line(one_error_before_training([*base, "--resume", "--allow-data-change"]))  # data, not config
+    assert "the config differs from the one checkpoint_2 was saved with (optimizer.lr: 0.0003 -> 0.01)" in error, error
+    # one process resuming the two ranks' run would train on another global batch and stream: refused too
+    before = {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+    proc = subprocess.run([sys.executable, *base, "--resume"], cwd=REPO, env=rank_env(), capture_output=True, text=True)
+    assert proc.returncode == 2 and "processes: 2 -> 1 (the global batch" in proc.stderr, proc.stderr[-3000:]
+    assert "training.grad_accum: 2 keeps it" in proc.stderr  # the fix, named
+    assert {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()} == before  # nothing touched
+
+    recipe.write_text(original)  # the config as saved: --allow-data-change continues on the data as they are
+    out = torchrun([*base, "--resume", "--allow-data-change", "--max-steps", "3"])
+    assert out.count("on changed data: stage 'finetune' data.sources['mine']: 1 sequence(s) added") == 1, out[-3000:]
+    assert "with a changed config" not in out and "steps 3..3:" in out
+    recipe.write_text(yaml.safe_dump(cfg))
+    shutil.move(mine / "seq3", tmp_path / "seq3")  # and the data changed again: --allow-config-change takes both
+    out = torchrun([*base, "--resume", "--allow-config-change"])
+    assert "resuming" in out and out.count("with a changed config: optimizer.lr: 0.0003 -> 0.01") == 1, out[-3000:]
+    assert out.count("on changed data: stage 'finetune' data.sources['mine']: 1 removed (seq3)") == 1, out[-3000:]
+    assert out.count(f"model: {run / 'final'}") == 1  # the result is printed once, not by every rank
+    assert "steps 4..4:" in out and (run / "final").is_dir()
+    assert [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
+    saved = json.loads((run / "checkpoints" / "checkpoint_4" / "trainer_data.json").read_text())
+    assert saved["stage 'finetune' data.sources['mine']"] == {"seq0": 6, "seq2": 6}
+
+
+def test_two_ranks_on_a_users_folder_with_a_missing_depth_file_stop_before_training_each_saying_its_own(
+    tmp_path: Path,
+) -> None:
+    """A user's sequence folder with one frame's depth missing trained until a rank drew that frame
+    (hours into a real run), then ended in a FileNotFoundError on that rank and gloo's "connection
+    closed by peer" on the other. Now the ranks stop before building the model with one line naming
+    the sequence, the frame and the format. A line every rank of a node says alike is printed once
+    (`test_two_ranks_read_scientific_notation...`), but one naming a rank's own input, as here a node's
+    own copy of the data lacking another frame, is printed by each rank that meets it."""
+    import yaml
+
+    recipe = _users_folder(tmp_path, 3)
+    shutil.copytree(tmp_path / "mine", tmp_path / "node_copy")  # rank 1's node: its own copy of the data
+    (tmp_path / "mine" / "seq1" / "target" / "000003.npy").unlink()
+    (tmp_path / "node_copy" / "seq1" / "target" / "000004.npy").unlink()
+    cfg = yaml.safe_load(recipe.read_text())
+    cfg["data"]["sources"][0]["root"] = str(tmp_path / "node_copy")
+    other = tmp_path / "rank1.yaml"
+    other.write_text(yaml.safe_dump(cfg))
+    script = tmp_path / "rank1_reads_its_nodes_copy.py"
+    script.write_text(
+        "import os, sys\n"
+        "import vdepth_training.train as train\n"
+        "argv = sys.argv[1:]\n"
+        f"if os.environ['RANK'] == '1':\n    argv[argv.index('--config') + 1] = {str(other)!r}\n"
+        "train._exit_without_finalizing(train.main(argv))\n"
+    )
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
+           "--config", str(recipe), "--output", str(tmp_path / "run")]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=REPO, env=rank_env(), capture_output=True, text=True, timeout=300)
+    errors = sorted(line for line in proc.stderr.splitlines() if line.startswith("python -m vdepth_training.train:"))
+    assert proc.returncode != 0 and len(errors) == 2, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for error, frame in zip(errors, ("000003", "000004"), strict=True):  # (the two roots sort as the ranks)
+        assert error.startswith("python -m vdepth_training.train: error: "), errors
+        assert f"seq1: 1 of 6 frames have no depth (target/{frame}.npy)" in error, errors
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()  # no step ran
+    assert "process 0 of 2" not in proc.stdout  # found before the ranks built their accelerator and model
 
 
 def test_ranks_that_see_different_data_stop_before_training(tmp_path: Path) -> None:
@@ -498,7 +484,9 @@ def test_ranks_that_see_different_data_stop_before_training(tmp_path: Path) -> N
         "code = train.main(sys.argv[1:])\n"
         "train._exit_without_finalizing(code)\n"
     )
-    error = _one_error_before_training(script, recipe, tmp_path / "run", timeout=300)
+    error = error_line(
+        one_error_before_training([str(script), "--config", str(recipe), "--output", str(tmp_path / "run")])
+    )
     assert "the ranks see different data (rank 1 of 2: stage 'finetune' data.sources['mine']: 1 removed (seq2), " \
         "against rank 0's)" in error, error  # fmt: skip
 
@@ -525,21 +513,10 @@ def test_ranks_that_read_different_configs_stop_before_training(tmp_path: Path) 
         f"if os.environ['RANK'] == '1':\n    argv[argv.index('--config') + 1] = {str(other)!r}\n"
         "train._exit_without_finalizing(train.main(argv))\n"
     )
-    error = _one_error_before_training(script, recipe, tmp_path / "run", timeout=600)
+    args = [str(script), "--config", str(recipe), "--output", str(tmp_path / "run")]
+    error = error_line(one_error_before_training(args, timeout=600))
     assert "the ranks run different configs (rank 1 of 2: training.grad_accum: 1 -> 2, against rank 0's)" \
         in error, error  # fmt: skip
-
-
-def _one_error_before_training(script: Path, recipe: Path, run: Path, timeout: float) -> str:
-    """Run `script` (the training CLI with a node's difference patched in) on two ranks: its one error line,
-    after checking that it is the only one and that no step ran."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
-           "--config", str(recipe), "--output", str(run)]  # fmt: skip
-    proc = subprocess.run(cmd, cwd=REPO, env=rank_env(), capture_output=True, text=True, timeout=timeout)
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("python -m vdepth_training.train: error")]
-    assert proc.returncode != 0 and len(errors) == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert not (run / "metrics.jsonl").exists()  # no step ran
-    return errors[0]
 
 
 def test_two_ranks_read_scientific_notation_as_numbers_and_refuse_a_wrong_type_in_one_line(tmp_path: Path) -> None:
@@ -567,13 +544,12 @@ def test_two_ranks_read_scientific_notation_as_numbers_and_refuse_a_wrong_type_i
     assert saved["optimizer"]["betas"] == [0.9, 0.999] and saved["optimizer"]["lr"] == 3e-4
     assert saved["stages"][0]["lr"] == 2e-4 and saved["optimizer"]["weight_decay"] == 0.01
 
+    # a mistake every rank meets in the same words: one line (it was printed once per rank: 8 copies under
+    # `torchrun --nproc_per_node=8`), before any rank built anything
     recipe.write_text(text + optimizer + training.replace("checkpoint_every: 1", "checkpoint_every: 1e3"))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
-           "vdepth_training.train", "--config", str(recipe), "--output", str(tmp_path / "run2")]  # fmt: skip
-    proc = subprocess.run(cmd, cwd=REPO, env=rank_env(), capture_output=True, text=True, timeout=300)
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("python -m vdepth_training.train: error")]
-    assert proc.returncode != 0 and errors, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert errors[0].endswith(
+    proc = one_error_before_training(["-m", "vdepth_training.train", "--config", str(recipe), "--output",
+                                      str(tmp_path / "run2")])  # fmt: skip
+    assert error_line(proc).endswith(
         "training.checkpoint_every must be an integer, got 1000.0 (write 1000, without a decimal point)"
     )
     assert "ValueError" not in proc.stderr and "process 0 of 2" not in proc.stdout  # before any rank built anything
@@ -672,37 +648,6 @@ def test_fiffdepth_labels_real_images_on_the_fly_on_two_ranks(tmp_path: Path) ->
     torchrun([*base, "--resume", "--allow-config-change"])
     assert (run / "final").is_dir()
     assert any(p.name.startswith("fiff_pseudo@") for p in (tmp_path / "cache").iterdir())
-
-
-def test_a_config_error_is_printed_once_per_node_and_a_ranks_own_error_by_that_rank(tmp_path: Path) -> None:
-    """A mistake in the recipe stopped every rank with the same line: 8 copies of one error under
-    `torchrun --nproc_per_node=8`. Now a line all the node's ranks give is printed once; a rank's
-    own error (one rank's data) is still printed by each rank that meets it."""
-    recipe = tmp_path / "mine.yaml"
-    recipe.write_text("recipe: vda\nstages: 3\n")  # a mistake every rank meets in the same words
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
-           "vdepth_training.train", "--config", str(recipe), "--output", str(tmp_path / "run")]  # fmt: skip
-    proc = subprocess.run(cmd, cwd=REPO, env=rank_env(), capture_output=True, text=True, timeout=300)
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("python -m vdepth_training.train: error")]
-    assert proc.returncode != 0 and len(errors) == 1, proc.stderr[-3000:]
-
-    # an error that names the rank's own input: each rank's line is shown
-    script = tmp_path / "own_error.py"
-    script.write_text(
-        "import os, sys\n"
-        "import vdepth_training.train as train\n"
-        "from vdepth_ros.errors import ConfigError\n"
-        "def broken(args):\n"
-        "    raise ConfigError(f\"shard{os.environ['RANK']}.tar is truncated\")\n"
-        "train._run = broken\n"
-        f"sys.exit(train.main(['--config', {str(recipe)!r}]))\n"
-    )
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)]
-    proc = subprocess.run(cmd, cwd=REPO, env=rank_env(), capture_output=True, text=True, timeout=300)
-    errors = sorted(line for line in proc.stderr.splitlines() if "error: shard" in line)
-    assert [e.split("error: ")[1] for e in errors] == ["shard0.tar is truncated", "shard1.tar is truncated"], (
-        proc.stderr[-3000:]
-    )
 
 
 def test_lines_every_rank_would_say_alike_are_said_once(tmp_path: Path) -> None:

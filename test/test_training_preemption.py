@@ -17,7 +17,15 @@ import psutil
 import pytest
 import yaml
 from training_ranks import tiny_config
-from training_support import REPO, assert_same_state, rank_env, state_of, torchrun
+from training_support import (
+    REPO,
+    assert_same_state,
+    error_line,
+    one_error_before_training,
+    rank_env,
+    state_of,
+    torchrun,
+)
 from vdepth_training.trainer import latest_checkpoint
 
 
@@ -156,11 +164,8 @@ def test_resume_on_a_finished_run_without_checkpoints_keeps_its_model(tmp_path: 
     cfg = yaml.safe_load(Path(recipe[1]).read_text())
     cfg["optimizer"]["lr"] = 1e-3
     Path(recipe[1]).write_text(yaml.safe_dump(cfg))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *train, "--resume"]
-    again = subprocess.run(cmd, cwd=REPO, env=rank_env(), capture_output=True, text=True, timeout=600)
-    assert again.returncode != 0
-    said = [ln for ln in again.stderr.splitlines() if ln.startswith("python -m vdepth_training.train: error:")]
-    assert len(said) == 1 and "--overwrite" in said[0], again.stderr[-3000:]  # once, not once per rank
+    said = error_line(one_error_before_training([*train, "--resume"], timeout=600))  # once, not once per rank
+    assert "--overwrite" in said, said
     assert_same_state(model, state_of(run / "final"), what="final/ of the finished run")
     assert (run / "metrics.jsonl").read_text() == metrics
 
@@ -183,13 +188,9 @@ def test_a_run_resumes_on_another_number_of_ranks_with_the_same_global_batch(tmp
                            env=rank_env(), capture_output=True, text=True, timeout=300)  # fmt: skip
     assert fewer.returncode == 2 and "training.grad_accum: 2 keeps it" in fewer.stderr, fewer.stderr[-2000:]
     # three ranks cannot keep a global batch of 2: the numbers of processes that can were not named
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=3", *train, *accum1,
-           "--output", str(two_to_one), "--resume"]  # fmt: skip
-    more = subprocess.run(cmd, cwd=REPO, env=rank_env(), capture_output=True, text=True, timeout=300)
-    said = [ln for ln in more.stderr.splitlines() if ln.startswith("python -m vdepth_training.train: error:")]
-    assert more.returncode != 0 and len(said) == 1, more.stderr[-3000:]
+    said = error_line(one_error_before_training([*train, *accum1, "--output", str(two_to_one), "--resume"], nproc=3))
     assert "no grad_accum keeps it on 3 processes: resume on 1 with training.grad_accum: 2 or 2 with " \
-        "training.grad_accum: 1" in said[0], said[0]  # fmt: skip
+        "training.grad_accum: 1" in said, said  # fmt: skip
     single = subprocess.run([sys.executable, *train, *accum2, "--output", str(two_to_one), "--resume"], cwd=REPO,
                             env=rank_env(), capture_output=True, text=True, timeout=300)  # fmt: skip
     assert single.returncode == 0 and "steps 3..4:" in single.stdout, single.stderr[-3000:]

@@ -21,10 +21,8 @@ import psutil
 import pytest
 import yaml
 from training_ranks import tiny_config
-from training_support import REPO, rank_env, torchrun
+from training_support import PROG, REPO, error_line, one_error_before_training, rank_env, torchrun
 from vdepth_training.trainer import latest_checkpoint
-
-PROG = "python -m vdepth_training.train:"
 
 
 def _recipe(tmp_path: Path, *, validate: bool = False) -> list[str]:
@@ -253,14 +251,11 @@ def test_more_processes_than_gpus_on_a_node_is_one_line_before_anything_is_built
         "import vdepth_training.train as train\n"
         "train._exit_without_finalizing(train.main(sys.argv[1:]))\n"
     )
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
-           *_recipe(tmp_path), "--output", str(tmp_path / "run")]  # fmt: skip
-    proc = subprocess.run(cmd, cwd=REPO, env={**rank_env(), "CUDA_VISIBLE_DEVICES": "0"}, capture_output=True,
-                          text=True, timeout=300)  # fmt: skip
-    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith(PROG)]
-    assert proc.returncode != 0 and len(errors) == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "started 2 processes on this node but it has 1 GPU(s) (CUDA_VISIBLE_DEVICES=0)" in errors[0], errors[0]
-    assert "--nproc_per_node 1" in errors[0]
+    proc = one_error_before_training([str(script), *_recipe(tmp_path), "--output", str(tmp_path / "run")],
+                                     env={**rank_env(), "CUDA_VISIBLE_DEVICES": "0"})  # fmt: skip
+    error = error_line(proc)
+    assert "started 2 processes on this node but it has 1 GPU(s) (CUDA_VISIBLE_DEVICES=0)" in error, error
+    assert "--nproc_per_node 1" in error
     assert "process 0 of 2" not in proc.stdout and not (tmp_path / "run").exists()  # nothing built or written
 
 

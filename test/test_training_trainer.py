@@ -7,6 +7,8 @@ Uses the VDA recipe's tiny config (the cheapest landed family); the per-recipe t
 from __future__ import annotations
 
 import json
+import logging
+import time
 from pathlib import Path
 
 import pytest
@@ -738,3 +740,30 @@ def test_a_metrics_line_cut_short_by_a_full_disk_does_not_stop_the_resume(tmp_pa
     metrics.write_text(metrics.read_text() + '{"step": 3, "stage": "finetune", "lo')
     assert [h["step"] for h in Trainer(vda_tiny(**over), tmp_path).fit(resume=True)] == [3, 4]
     assert [json.loads(line)["step"] for line in metrics.read_text().splitlines()] == [1, 2, 3, 4]
+
+
+def test_a_deepspeed_start_waiting_on_a_build_lock_names_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """DeepSpeed's start JIT-builds its ops under a lock file in torch's extensions folder, shared by every run
+    of the machine: a build killed before it ended left the file, and every later DeepSpeed start (both ranks,
+    inside `Accelerator(...)`) waited on it forever without a word. Now a start still building after
+    `stops.BUILD_LOCK_WARN_S` names the lock files in one warning, and says what to do."""
+    from vdepth_training.stops import build_lock_watch
+
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    with caplog.at_level(logging.WARNING, logger="vdepth_training"), build_lock_watch(0.05):
+        time.sleep(0.3)  # waiting, and no lock there: nothing to name
+    assert not caplog.records
+    lock = tmp_path / "deepspeed_shm_comm" / "lock"
+    lock.parent.mkdir()
+    lock.touch()  # left by a killed build
+    with caplog.at_level(logging.WARNING, logger="vdepth_training"), build_lock_watch(5.0):
+        pass  # a start that ends before the delay says nothing
+    assert not caplog.records
+    with caplog.at_level(logging.WARNING, logger="vdepth_training"), build_lock_watch(0.05):
+        deadline = time.monotonic() + 30  # (a loaded machine runs the watch's thread late)
+        while not caplog.records and time.monotonic() < deadline:
+            time.sleep(0.05)
+    [said] = {r.getMessage() for r in caplog.records}  # one line (caplog may hold a record twice)
+    assert f"waits on {lock} until the process building there ends" in said and "delete it" in said, said

@@ -43,6 +43,36 @@ def torchrun(args: list[str], *, nproc: int = 2, timeout: float = 900, env: dict
     return out
 
 
+#: how the training CLI's lines begin on stderr (`ranks.PROG`)
+PROG = "python -m vdepth_training.train:"
+
+
+def one_error_before_training(args: list[str], *, nproc: int = 2, timeout: float = 300,
+                              env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    """`torchrun --standalone --nproc_per_node N <args>` (the training module's arguments, or a script's that
+    wraps it) for a run that must stop at start-up: the finished process, after checking that it failed with
+    exactly one line of ours on stderr, an error (said once, not once per rank), and that the files under its
+    `--output` are as they were (no step ran; a refused `--resume` touched nothing)."""
+    output = Path(args[args.index("--output") + 1]) if "--output" in args else None
+
+    def files() -> dict[Path, bytes]:
+        return {p: p.read_bytes() for p in sorted(output.rglob("*")) if p.is_file()} if output else {}
+
+    before = files()
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", *args]
+    proc = subprocess.run(cmd, cwd=REPO, env=env or rank_env(), capture_output=True, text=True, timeout=timeout)
+    ours = [line for line in proc.stderr.splitlines() if line.startswith(PROG)]
+    assert proc.returncode != 0 and len(ours) == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert ours[0].startswith(f"{PROG} error: "), ours
+    assert files() == before, "files under --output changed"
+    return proc
+
+
+def error_line(proc: subprocess.CompletedProcess[str]) -> str:
+    """The one error line of a run checked by `one_error_before_training`."""
+    return next(line for line in proc.stderr.splitlines() if line.startswith(f"{PROG} error: "))
+
+
 def state_of(path: Path) -> dict[str, torch.Tensor]:
     from vdepth_ros.models import load_state_dict_file
 

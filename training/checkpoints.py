@@ -39,8 +39,10 @@ CONFIG_NAME = TRAINER_CONFIG_NAME
 #: what the run's data sources held when a checkpoint was saved (`Recipe.data_listing`; `--resume` compares it)
 DATA_NAME = "trainer_data.json"
 #: the suffix of a source's second listing entry, `{sequence: digest of its files}` (`files_digest`): files replaced
-#: under the same names and frame counts (a dataset exported again) change the clips too
-CONTENT_SUFFIX = " (file contents)"
+#: under the same names and frame counts (a dataset exported again) change the clips too. Renamed with each change
+#: of `files_digest`: a checkpoint saved with another digest lacks the entry and is compared by names and lengths,
+#: rather than every sequence of it reading as exported again (" (file contents)": 4 files of each sampled)
+CONTENT_SUFFIX = " (every file's contents)"
 #: the one entry of a frozen model folder's listing (`Recipe.frozen_models`): a digest of its files, not frames
 MODEL_FOLDER_ENTRY = "(config.json and weight files)"
 #: `training` keys a resumed run may change: they do not change what it computes
@@ -196,29 +198,39 @@ def data_changes(saved: dict[str, dict[str, int]], now: dict[str, dict[str, int]
 
 
 def _sampled_bytes(path: Path, samples: int, chunk: int) -> bytes:
-    """`samples` chunks of `chunk` bytes spread over the file `path` (all of it when that is smaller)."""
-    size = path.stat().st_size
-    with path.open("rb") as f:
+    """`samples` chunks of `chunk` bytes spread over the file `path` (all of it when that is smaller), read
+    without the kernel's read-ahead (which would read ~32 chunks for each of them from a cold disk)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        if hasattr(os, "posix_fadvise"):  # (Linux, macOS lacks it)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
         if size <= samples * chunk:
-            return f.read()
-        parts = []
-        for i in range(samples):
-            f.seek((size - chunk) * i // max(samples - 1, 1))
-            parts.append(f.read(chunk))
-        return b"".join(parts)
+            return os.pread(fd, size, 0)
+        return b"".join(os.pread(fd, chunk, (size - chunk) * i // max(samples - 1, 1)) for i in range(samples))
+    finally:
+        os.close(fd)
 
 
-def files_digest(paths: list[Path], samples: int = 4, chunk: int = 4096) -> int:
-    """A sequence's files by their content, cheaply: every file's name and size, and from `samples` of them
-    spread over the sequence 3 chunks of `chunk` bytes each (their start, middle and end: a depth map
-    written again has the same header and size). Neither the folder nor the files' times count: a
-    node-local copy is the same data. A file that cannot be read counts as missing."""
+#: files whose size follows their content (compressed images): `files_digest` reads none of their bytes
+SIZE_TELLS_CONTENT = frozenset((".png", ".jpg", ".jpeg", ".webp"))
+
+
+def files_digest(paths: list[Path], chunk: int = 4096) -> int:
+    """A sequence's files by their content, at a bounded cost: every file's name and size, and of every file
+    whose size does not follow its content (a depth map `.npy`: a header and H x W floats; not the compressed
+    images of `SIZE_TELLS_CONTENT`, which a re-export with other content writes at another size) 3 chunks of
+    `chunk` bytes, its start, middle and end (all of it up to 3 chunks). A re-export rewrites each frame it
+    changes, which changes those chunks; an edit local to one file's other bytes (a patch of one depth map) is
+    not seen. Not a hash of every byte: that reads the whole dataset at every start on every rank, ~6 s per
+    1000 frames of 480x640 against 0.1 s (0.5 s from a cold disk; benchmarks/data_digest.py). Neither the
+    folder nor the files' times count: a node-local copy is the same data. A file that cannot be read counts
+    as missing."""
     h = hashlib.sha256()
-    picked = {paths[(len(paths) - 1) * i // max(samples - 1, 1)] for i in range(samples)} if paths else set()
     for path in paths:
         with contextlib.suppress(OSError):
             h.update(f"{path.name}:{path.stat().st_size}".encode())
-            if path in picked:
+            if path.suffix.lower() not in SIZE_TELLS_CONTENT:
                 h.update(_sampled_bytes(path, 3, chunk))
     return int(h.hexdigest()[:15], 16)
 

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from vdepth_training.checkpoints import resume_hint
@@ -25,6 +26,7 @@ from vdepth_training.ranks import (
     TerminatedError,
     TrainingFailedError,
     end_rank,
+    first_to_say,
     launcher_grace_seconds,
     leave_failure_note,
     say_end,
@@ -47,6 +49,47 @@ def sigterm_ignored() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+#: seconds a DeepSpeed start may spend building its ops before `build_lock_watch` names the locks it may wait on
+BUILD_LOCK_WARN_S = 60.0
+
+
+def torch_build_locks() -> list[Path]:
+    """The lock files in torch's folder of JIT-built extensions (`TORCH_EXTENSIONS_DIR`, else
+    ~/.cache/torch_extensions/py<ver>_<device>/): one per op being built, or left by a build that was killed."""
+    from torch.utils.cpp_extension import get_default_build_root
+
+    root = Path(os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root())
+    return sorted({*root.glob("*/lock"), *root.glob("*/*/lock")})
+
+
+@contextmanager
+def build_lock_watch(seconds: float = BUILD_LOCK_WARN_S) -> Iterator[None]:
+    """DeepSpeed's start JIT-builds its ops (on CPU ranks its shared-memory op, ~1 min on 2 cores) under a lock
+    file in torch's extensions folder, which every run and checkout of the machine shares. A build killed before
+    it ended (a timeout, SIGKILL) leaves the file, and every later start waited on it forever, in silence (torch
+    polls it). A start still inside after `seconds` names the lock files there in one warning per node."""
+
+    ended = threading.Event()
+
+    def warn() -> None:
+        locks = torch_build_locks()
+        if locks and not ended.is_set():  # (a timer that fired as the start ended stays silent)
+            line = (f"DeepSpeed's start has waited {seconds:.0f} s in building its ops, which waits on "
+                    f"{', '.join(map(str, locks))} until the process building there ends: if no compiler runs "
+                    "on this node, a build killed before it ended left the file: delete it")  # fmt: skip
+            if first_to_say(line):
+                log.warning(line)
+
+    timer = threading.Timer(seconds, warn)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        ended.set()
+        timer.cancel()
 
 
 def _wait_to_be_ended() -> None:

@@ -23,7 +23,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -64,7 +64,7 @@ from vdepth_training.recipes import Recipe, TrainingStep, get_recipe
 from vdepth_training.run_checks import RunChecks, config_changes
 from vdepth_training.stages import Stage, plan_stages
 from vdepth_training.steps import StepLoop, batch_generator, take_skipped
-from vdepth_training.stops import RunStops, sigterm_ignored
+from vdepth_training.stops import RunStops, build_lock_watch, sigterm_ignored
 from vdepth_training.weights import STEP_PREFIX, load_init_weights
 
 from vdepth_ros.errors import ConfigError, extra_hint
@@ -385,16 +385,17 @@ class Trainer(StepLoop, RunChecks, RunStops):
             handlers.append(InitProcessGroupKwargs(**timeout))
         # checkpoints are named and rotated by `_save` (accelerate's rotation deletes before it writes)
         project = ProjectConfiguration(project_dir=str(self.output_dir), logging_dir=str(self.output_dir))
-        acc = Accelerator(
-            cpu=not cuda and not want_ds,  # `cpu=True` would turn DeepSpeed off
-            mixed_precision=tc["mixed_precision"],
-            gradient_accumulation_steps=int(tc["grad_accum"]),
-            deepspeed_plugin=DeepSpeedPlugin(hf_ds_config=str(ds_file)) if ds_file else None,
-            log_with=tc.get("log_with"),
-            project_config=project,
-            kwargs_handlers=handlers,
-            step_scheduler_with_optimizer=False,
-        )
+        with build_lock_watch() if want_ds else nullcontext():  # DeepSpeed builds its ops here
+            acc = Accelerator(
+                cpu=not cuda and not want_ds,  # `cpu=True` would turn DeepSpeed off
+                mixed_precision=tc["mixed_precision"],
+                gradient_accumulation_steps=int(tc["grad_accum"]),
+                deepspeed_plugin=DeepSpeedPlugin(hf_ds_config=str(ds_file)) if ds_file else None,
+                log_with=tc.get("log_with"),
+                project_config=project,
+                kwargs_handlers=handlers,
+                step_scheduler_with_optimizer=False,
+            )
         if want_ds and acc.distributed_type != DistributedType.DEEPSPEED:
             raise RuntimeError(f"DeepSpeed was requested but accelerate runs {acc.distributed_type}; launch with "
                                "torchrun or `accelerate launch` so that every rank sets LOCAL_RANK")  # fmt: skip
