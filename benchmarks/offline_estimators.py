@@ -266,6 +266,93 @@ def new_slot_affines(windows, options: FitOptions, z: float, ctx_inflate: float,
     return [(f.scale, f.shift) for f in aligner.smoothed()]
 
 
+def _smoother_with_edges(windows, options: FitOptions, aligner=None) -> tuple[Affines, list[PairEdge]]:
+    """`run_offline`'s estimator (`offline_aligner`, or `aligner`): affines and every edge it kept."""
+    aligner = offline_aligner(options) if aligner is None else aligner
+    for w, d in windows:
+        aligner.add(w, d)
+    return [(f.scale, f.shift) for f in aligner.smoothed()], aligner.edges
+
+
+def _window_median(win: Window, disp: np.ndarray) -> float:
+    """Median raw value of the frames a window outputs (its slots after the context)."""
+    return float(np.nanmedian(disp[win.n_context : len(win.slots)]))
+
+
+def gated_affines(windows, options: FitOptions, z: float = 2.0) -> Affines:
+    """The stream's affines, each replaced by the smoother's only where the two differ (log of their
+    values at the window's median) by more than `z` standard errors of the information the future
+    windows add about it (the edges from it to later windows); a fixed-interval smoother that keeps
+    the stream's estimate where the backward information is not significant."""
+    stream = stream_affines(windows, options)
+    smooth, edges = _smoother_with_edges(windows, options)
+    info = np.zeros(len(windows))
+    for e in edges:
+        if not e.fit.degenerate and e.fit.scale > 0 and e.fit.scale_se > 0:
+            info[e.earlier] += (e.fit.scale / e.fit.scale_se) ** 2
+    out = []
+    for k, ((win, disp), (s, t), (S, T)) in enumerate(zip(windows, stream, smooth, strict=True)):
+        m = _window_median(win, disp)
+        v, V = s * m + t, S * m + T
+        significant = info[k] > 0 and v > 0 and V > 0 and abs(np.log(V / v)) > z / np.sqrt(info[k])
+        out.append((S, T) if significant else (s, t))
+    return out
+
+
+class _HeldOutPairs(GlobalAligner):
+    """`GlobalAligner` whose edges between consecutive windows (k-1, k) with k % 3 == `fold` (k >= 2,
+    so every window keeps a valid edge) are left out of the solve (marked degenerate)."""
+
+    def __init__(self, options: FitOptions, history: int, context_check: float, fold: int) -> None:
+        super().__init__(options, history, context_check)
+        self.fold = fold
+
+    def add(self, window, disparity, anchor_reference=None):
+        first_new = len(self.edges)
+        super().add(window, disparity, anchor_reference)
+        k = window.index
+        for i in range(first_new, len(self.edges)):
+            e = self.edges[i]
+            if k >= 2 and k % 3 == self.fold and e.earlier == k - 1:
+                self.edges[i] = dataclasses.replace(e, fit=dataclasses.replace(e.fit, degenerate=True))
+        return self.edges[first_new:]
+
+
+def held_out_residual(windows, options: FitOptions, estimator: str) -> float:
+    """Self-consistency without the GT: `estimator` ("stream" or "smoother") refitted three times
+    with a third of the consecutive-pair edges held out (`_HeldOutPairs`); per held-out pair the
+    median |log ratio| of the two windows' aligned values on the frames both output; the mean."""
+    per = options.max_points // 8 if options.max_points else 0
+    samples = [frame_samples(d[: len(w.slots)], per) for w, d in windows]
+    scores = []
+    for fold in range(3):
+        if estimator == "stream":
+            aligner = CausalGraphAligner(options, lag=8)
+            aligner._pairs = _HeldOutPairs(options, aligner.history, 0.0, fold)
+            affines = [(f.scale, f.shift) for f in (aligner.add(w, d) for w, d in windows)]
+        else:
+            aligner = offline_aligner(options)
+            aligner._pairs = _HeldOutPairs(options, aligner.history, OFFLINE_CONTEXT_CHECK, fold)
+            affines, _ = _smoother_with_edges(windows, options, aligner)
+        for k in range(max(2, fold), len(windows)):
+            if k % 3 != fold:
+                continue
+            (prev, _), (win, _) = windows[k - 1], windows[k]
+            context = set(prev.slots[: prev.n_context]) | set(win.slots[: win.n_context])
+            prev_pos = {f: p for p, f in reversed(list(enumerate(prev.slots)))}
+            pos = {f: p for p, f in reversed(list(enumerate(win.slots)))}
+            both = [f for f in pos if f in prev_pos and f not in context]
+            if not both:
+                continue
+            (sa, ta), (sb, tb) = affines[k - 1], affines[k]
+            a = samples[k - 1][[prev_pos[f] for f in both]] * sa + ta
+            b = samples[k][[pos[f] for f in both]] * sb + tb
+            ok = (a > 0) & (b > 0)
+            if ok.any():
+                scores.append(float(np.median(np.abs(np.log(a[ok] / b[ok])))))
+    return float(np.mean(scores)) if scores else 0.0
+
+
 def data_context_bias(windows, options: FitOptions) -> float:
     """The sequence's context bias read from the data alone (no GT): per window, the log ratio at
     the median of its values of the fit of its older frame (a context slot here, an output slot of
@@ -383,6 +470,9 @@ EXTRA_METHODS = (
     "ctxbias",
     "ctxbias_stream",
     "stream_checked",
+    "stream_xfade",
+    "gated",
+    "heldout",
 )
 
 
@@ -426,11 +516,22 @@ def score_sequence(
         "ctxbias": lambda: stitch(
             windows, smoother_affines(context_corrected(windows, beta), options), seq.gt_size, first=False
         ),
+        "stream_xfade": lambda: stitch(windows, stream, seq.gt_size, first=False),
+        "gated": lambda: stitch(windows, gated_affines(windows, options), seq.gt_size, first=False),
+        "heldout": lambda: stitch(windows, held_out_choice(), seq.gt_size, first=False),
         "stream_checked": lambda: stitch(windows, checked_stream_affines(windows, options), seq.gt_size, first=True),
         "ctxbias_stream": lambda: stitch(
             windows, stream_affines(context_corrected(windows, beta), options), seq.gt_size, first=True
         ),
     }
+    held_out: dict[str, float] = {}
+
+    def held_out_choice() -> Affines:
+        """The stream's or the smoother's affines, whichever is more self-consistent held out."""
+        for name in ("stream", "smoother"):
+            held_out[name] = held_out_residual(windows, options, name)
+        return stream if held_out["stream"] < held_out["smoother"] else smoother_affines(windows, options)
+
     beta = data_context_bias(windows, options)
     out: dict = {}
     for name in ("stream", *[m for m in methods if m != "stream"]):
@@ -438,6 +539,8 @@ def score_sequence(
         out[name] = (m.abs_rel, m.delta1)
     out["context_bias"] = context_bias(windows, seq)
     out["data_context_bias"] = (beta, 0.0)
+    if held_out:
+        out["heldout_residuals"] = (held_out["stream"], held_out["smoother"])
     return out
 
 
@@ -459,8 +562,11 @@ def main(argv: list[str] | None = None) -> int:
     for seq in seqs:
         res = score_sequence(engine, seq, methods, args.cache)
         rows.append({"sequence": seq.name} | {k: list(v) for k, v in res.items()})
-        line = "  ".join(f"{k} {a:.4f}/{d:.4f}" for k, (a, d) in res.items() if "context_bias" not in k)
+        scored = [(k, v) for k, v in res.items() if "context_bias" not in k and k != "heldout_residuals"]
+        line = "  ".join(f"{k} {a:.4f}/{d:.4f}" for k, (a, d) in scored)
         bias, data_bias = res["context_bias"], res["data_context_bias"][0]
+        if "heldout_residuals" in res:
+            line += "  held-out residual stream {:.4f} smoother {:.4f}".format(*res["heldout_residuals"])
         print(
             f"{seq.name:18s} {line}  context_bias {bias[0]:+.3f} ± {bias[1]:.3f}, data {data_bias:+.3f}",
             flush=True,
