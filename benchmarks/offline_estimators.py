@@ -473,6 +473,8 @@ EXTRA_METHODS = (
     "stream_xfade",
     "gated",
     "heldout",
+    "smoother_first",
+    "gated_first",
 )
 
 
@@ -518,6 +520,8 @@ def score_sequence(
         ),
         "stream_xfade": lambda: stitch(windows, stream, seq.gt_size, first=False),
         "gated": lambda: stitch(windows, gated_affines(windows, options), seq.gt_size, first=False),
+        "smoother_first": lambda: stitch(windows, smoother_affines(windows, options), seq.gt_size, first=True),
+        "gated_first": lambda: stitch(windows, gated_affines(windows, options), seq.gt_size, first=True),
         "heldout": lambda: stitch(windows, held_out_choice(), seq.gt_size, first=False),
         "stream_checked": lambda: stitch(windows, checked_stream_affines(windows, options), seq.gt_size, first=True),
         "ctxbias_stream": lambda: stitch(
