@@ -353,6 +353,54 @@ def held_out_residual(windows, options: FitOptions, estimator: str) -> float:
     return float(np.mean(scores)) if scores else 0.0
 
 
+class _PerFrameCheck(GlobalAligner):
+    """`GlobalAligner` with the context check made per frame: each shared context frame is fitted
+    alone against the fit on the pair's output frames, and only the context frames that disagree
+    by more than `context_check` of their combined standard error are left out of the pair's edge
+    (`run_offline`'s check leaves out all of them when their joint fit disagrees)."""
+
+    def _output_frames_fit(self, fit, shared, context, samples, pos, prev_samples, prev_pos):
+        output = [f for f in shared if f not in context]
+        ctx = [f for f in shared if f in context]
+        if not output or not ctx:
+            return fit
+
+        def part_fit(part):
+            c = samples[[pos[f] for f in part]]
+            return align_scale_shift(c, prev_samples[[prev_pos[f] for f in part]], options=self.options), c
+
+        fo, co = part_fit(output)
+        if fo.degenerate:
+            return fit
+        median = float(np.nanmedian(co))
+        vo = fo.scale * median + fo.shift
+        if vo <= 0:
+            return fit
+        se_o = float(np.hypot(fo.scale_se * median, fo.shift_se)) / vo
+        keep = []
+        for f in ctx:
+            fc, _ = part_fit([f])
+            vc = fc.scale * median + fc.shift
+            if fc.degenerate or vc <= 0:
+                keep.append(f)
+                continue
+            se_c = float(np.hypot(fc.scale_se * median, fc.shift_se)) / vc
+            if abs(np.log(vo / vc)) <= self.context_check * float(np.hypot(se_o, se_c)):
+                keep.append(f)
+        if len(keep) == len(ctx):
+            return fit
+        self.context_checked += 1
+        return fo if not keep else part_fit(output + keep)[0]
+
+
+def per_frame_check_affines(windows, options: FitOptions) -> Affines:
+    """`run_offline`'s smoother with the context check made per frame (`_PerFrameCheck`)."""
+    aligner = offline_aligner(options)
+    aligner._pairs = _PerFrameCheck(options, aligner.history, OFFLINE_CONTEXT_CHECK)
+    affines, _ = _smoother_with_edges(windows, options, aligner)
+    return affines
+
+
 def data_context_bias(windows, options: FitOptions) -> float:
     """The sequence's context bias read from the data alone (no GT): per window, the log ratio at
     the median of its values of the fit of its older frame (a context slot here, an output slot of
@@ -475,6 +523,7 @@ EXTRA_METHODS = (
     "heldout",
     "smoother_first",
     "gated_first",
+    "perframe",
 )
 
 
@@ -522,6 +571,7 @@ def score_sequence(
         "gated": lambda: stitch(windows, gated_affines(windows, options), seq.gt_size, first=False),
         "smoother_first": lambda: stitch(windows, smoother_affines(windows, options), seq.gt_size, first=True),
         "gated_first": lambda: stitch(windows, gated_affines(windows, options), seq.gt_size, first=True),
+        "perframe": lambda: stitch(windows, per_frame_check_affines(windows, options), seq.gt_size, first=False),
         "heldout": lambda: stitch(windows, held_out_choice(), seq.gt_size, first=False),
         "stream_checked": lambda: stitch(windows, checked_stream_affines(windows, options), seq.gt_size, first=True),
         "ctxbias_stream": lambda: stitch(
