@@ -19,7 +19,13 @@ papers' protocol (`vdepth_ros.eval.metrics.evaluate_sequence`):
   `twoway_smoother` (the estimator forward and over the reversed windows, combined), `newslots` /
   `newslots_ctx3` (the experiment behind `OFFLINE_CONTEXT_CHECK`: with it wired,
   `newslots` is `smoother`), `ctxbias` / `ctxbias_stream` (the context slots corrected by a context
-  bias read from the data), `stream_checked` (the stream with the context check); `--cache DIR`
+  bias read from the data), `stream_checked` (the stream with the context check), `stream_xfade`
+  (the stream's own affines crossfaded as `run_offline` does: what the output representation alone
+  changes), `gated` / `gated_first` (the stream's affines, the smoother's only where they differ by
+  more than 2 standard errors of the later windows' edges; crossfaded / each frame as first output),
+  `smoother_first` (the smoother's affines, each frame as first output), `heldout` (per sequence the
+  stream's or the smoother's affines, whichever fits held-out consecutive-pair overlaps better, no
+  GT), `perframe` (the context check per context frame); `--cache DIR`
   records the model's windows (and `offline`'s output: a cache from older code has the old one)
   once for later runs;
 * `gt_fit` (not a method: it reads the ground truth): each window's affine fitted to the GT
@@ -279,7 +285,7 @@ def _window_median(win: Window, disp: np.ndarray) -> float:
     return float(np.nanmedian(disp[win.n_context : len(win.slots)]))
 
 
-def gated_affines(windows, options: FitOptions, z: float = 2.0) -> Affines:
+def gated_affines(windows, options: FitOptions, z: float = 2.0, fired: list[bool] | None = None) -> Affines:
     """The stream's affines, each replaced by the smoother's only where the two differ (log of their
     values at the window's median) by more than `z` standard errors of the information the future
     windows add about it (the edges from it to later windows); a fixed-interval smoother that keeps
@@ -296,6 +302,8 @@ def gated_affines(windows, options: FitOptions, z: float = 2.0) -> Affines:
         v, V = s * m + t, S * m + T
         significant = info[k] > 0 and v > 0 and V > 0 and abs(np.log(V / v)) > z / np.sqrt(info[k])
         out.append((S, T) if significant else (s, t))
+        if fired is not None:
+            fired.append(bool(significant))
     return out
 
 
@@ -568,7 +576,7 @@ def score_sequence(
             windows, smoother_affines(context_corrected(windows, beta), options), seq.gt_size, first=False
         ),
         "stream_xfade": lambda: stitch(windows, stream, seq.gt_size, first=False),
-        "gated": lambda: stitch(windows, gated_affines(windows, options), seq.gt_size, first=False),
+        "gated": lambda: stitch(windows, gated_affines(windows, options, fired=gate), seq.gt_size, first=False),
         "smoother_first": lambda: stitch(windows, smoother_affines(windows, options), seq.gt_size, first=True),
         "gated_first": lambda: stitch(windows, gated_affines(windows, options), seq.gt_size, first=True),
         "perframe": lambda: stitch(windows, per_frame_check_affines(windows, options), seq.gt_size, first=False),
@@ -579,6 +587,7 @@ def score_sequence(
         ),
     }
     held_out: dict[str, float] = {}
+    gate: list[bool] = []  # `gated`: per window, whether it took the smoother's affine
 
     def held_out_choice() -> Affines:
         """The stream's or the smoother's affines, whichever is more self-consistent held out."""
@@ -595,6 +604,8 @@ def score_sequence(
     out["data_context_bias"] = (beta, 0.0)
     if held_out:
         out["heldout_residuals"] = (held_out["stream"], held_out["smoother"])
+    if gate:
+        out["gated_fired"] = (sum(gate), len(gate))
     return out
 
 
@@ -616,11 +627,13 @@ def main(argv: list[str] | None = None) -> int:
     for seq in seqs:
         res = score_sequence(engine, seq, methods, args.cache)
         rows.append({"sequence": seq.name} | {k: list(v) for k, v in res.items()})
-        scored = [(k, v) for k, v in res.items() if "context_bias" not in k and k != "heldout_residuals"]
+        scored = [(k, v) for k, v in res.items() if k in methods or k == "stream"]
         line = "  ".join(f"{k} {a:.4f}/{d:.4f}" for k, (a, d) in scored)
         bias, data_bias = res["context_bias"], res["data_context_bias"][0]
         if "heldout_residuals" in res:
             line += "  held-out residual stream {:.4f} smoother {:.4f}".format(*res["heldout_residuals"])
+        if "gated_fired" in res:
+            line += "  gated: smoother's affine in {} of {} windows".format(*res["gated_fired"])
         print(
             f"{seq.name:18s} {line}  context_bias {bias[0]:+.3f} ± {bias[1]:.3f}, data {data_bias:+.3f}",
             flush=True,
