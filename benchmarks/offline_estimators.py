@@ -19,7 +19,13 @@ papers' protocol (`vdepth_ros.eval.metrics.evaluate_sequence`):
   `twoway_smoother` (the estimator forward and over the reversed windows, combined), `newslots` /
   `newslots_ctx3` (the experiment behind `OFFLINE_CONTEXT_CHECK`: with it wired,
   `newslots` is `smoother`), `ctxbias` / `ctxbias_stream` (the context slots corrected by a context
-  bias read from the data), `stream_checked` (the stream with the context check); `--cache DIR`
+  bias read from the data), `stream_checked` (the stream with the context check), `stream_xfade`
+  (the stream's own affines crossfaded as `run_offline` does: what the output representation alone
+  changes), `gated` / `gated_first` (the stream's affines, the smoother's only where they differ by
+  more than 2 standard errors of the later windows' edges; crossfaded / each frame as first output),
+  `smoother_first` (the smoother's affines, each frame as first output), `heldout` (per sequence the
+  stream's or the smoother's affines, whichever fits held-out consecutive-pair overlaps better, no
+  GT), `perframe` (the context check per context frame); `--cache DIR`
   records the model's windows (and `offline`'s output: a cache from older code has the old one)
   once for later runs;
 * `gt_fit` (not a method: it reads the ground truth): each window's affine fitted to the GT
@@ -266,6 +272,143 @@ def new_slot_affines(windows, options: FitOptions, z: float, ctx_inflate: float,
     return [(f.scale, f.shift) for f in aligner.smoothed()]
 
 
+def _smoother_with_edges(windows, options: FitOptions, aligner=None) -> tuple[Affines, list[PairEdge]]:
+    """`run_offline`'s estimator (`offline_aligner`, or `aligner`): affines and every edge it kept."""
+    aligner = offline_aligner(options) if aligner is None else aligner
+    for w, d in windows:
+        aligner.add(w, d)
+    return [(f.scale, f.shift) for f in aligner.smoothed()], aligner.edges
+
+
+def _window_median(win: Window, disp: np.ndarray) -> float:
+    """Median raw value of the frames a window outputs (its slots after the context)."""
+    return float(np.nanmedian(disp[win.n_context : len(win.slots)]))
+
+
+def gated_affines(windows, options: FitOptions, z: float = 2.0, fired: list[bool] | None = None) -> Affines:
+    """The stream's affines, each replaced by the smoother's only where the two differ (log of their
+    values at the window's median) by more than `z` standard errors of the information the future
+    windows add about it (the edges from it to later windows); a fixed-interval smoother that keeps
+    the stream's estimate where the backward information is not significant."""
+    stream = stream_affines(windows, options)
+    smooth, edges = _smoother_with_edges(windows, options)
+    info = np.zeros(len(windows))
+    for e in edges:
+        if not e.fit.degenerate and e.fit.scale > 0 and e.fit.scale_se > 0:
+            info[e.earlier] += (e.fit.scale / e.fit.scale_se) ** 2
+    out = []
+    for k, ((win, disp), (s, t), (S, T)) in enumerate(zip(windows, stream, smooth, strict=True)):
+        m = _window_median(win, disp)
+        v, V = s * m + t, S * m + T
+        significant = info[k] > 0 and v > 0 and V > 0 and abs(np.log(V / v)) > z / np.sqrt(info[k])
+        out.append((S, T) if significant else (s, t))
+        if fired is not None:
+            fired.append(bool(significant))
+    return out
+
+
+class _HeldOutPairs(GlobalAligner):
+    """`GlobalAligner` whose edges between consecutive windows (k-1, k) with k % 3 == `fold` (k >= 2,
+    so every window keeps a valid edge) are left out of the solve (marked degenerate)."""
+
+    def __init__(self, options: FitOptions, history: int, context_check: float, fold: int) -> None:
+        super().__init__(options, history, context_check)
+        self.fold = fold
+
+    def add(self, window, disparity, anchor_reference=None):
+        first_new = len(self.edges)
+        super().add(window, disparity, anchor_reference)
+        k = window.index
+        for i in range(first_new, len(self.edges)):
+            e = self.edges[i]
+            if k >= 2 and k % 3 == self.fold and e.earlier == k - 1:
+                self.edges[i] = dataclasses.replace(e, fit=dataclasses.replace(e.fit, degenerate=True))
+        return self.edges[first_new:]
+
+
+def held_out_residual(windows, options: FitOptions, estimator: str) -> float:
+    """Self-consistency without the GT: `estimator` ("stream" or "smoother") refitted three times
+    with a third of the consecutive-pair edges held out (`_HeldOutPairs`); per held-out pair the
+    median |log ratio| of the two windows' aligned values on the frames both output; the mean."""
+    per = options.max_points // 8 if options.max_points else 0
+    samples = [frame_samples(d[: len(w.slots)], per) for w, d in windows]
+    scores = []
+    for fold in range(3):
+        if estimator == "stream":
+            aligner = CausalGraphAligner(options, lag=8)
+            aligner._pairs = _HeldOutPairs(options, aligner.history, 0.0, fold)
+            affines = [(f.scale, f.shift) for f in (aligner.add(w, d) for w, d in windows)]
+        else:
+            aligner = offline_aligner(options)
+            aligner._pairs = _HeldOutPairs(options, aligner.history, OFFLINE_CONTEXT_CHECK, fold)
+            affines, _ = _smoother_with_edges(windows, options, aligner)
+        for k in range(max(2, fold), len(windows)):
+            if k % 3 != fold:
+                continue
+            (prev, _), (win, _) = windows[k - 1], windows[k]
+            context = set(prev.slots[: prev.n_context]) | set(win.slots[: win.n_context])
+            prev_pos = {f: p for p, f in reversed(list(enumerate(prev.slots)))}
+            pos = {f: p for p, f in reversed(list(enumerate(win.slots)))}
+            both = [f for f in pos if f in prev_pos and f not in context]
+            if not both:
+                continue
+            (sa, ta), (sb, tb) = affines[k - 1], affines[k]
+            a = samples[k - 1][[prev_pos[f] for f in both]] * sa + ta
+            b = samples[k][[pos[f] for f in both]] * sb + tb
+            ok = (a > 0) & (b > 0)
+            if ok.any():
+                scores.append(float(np.median(np.abs(np.log(a[ok] / b[ok])))))
+    return float(np.mean(scores)) if scores else 0.0
+
+
+class _PerFrameCheck(GlobalAligner):
+    """`GlobalAligner` with the context check made per frame: each shared context frame is fitted
+    alone against the fit on the pair's output frames, and only the context frames that disagree
+    by more than `context_check` of their combined standard error are left out of the pair's edge
+    (`run_offline`'s check leaves out all of them when their joint fit disagrees)."""
+
+    def _output_frames_fit(self, fit, shared, context, samples, pos, prev_samples, prev_pos):
+        output = [f for f in shared if f not in context]
+        ctx = [f for f in shared if f in context]
+        if not output or not ctx:
+            return fit
+
+        def part_fit(part):
+            c = samples[[pos[f] for f in part]]
+            return align_scale_shift(c, prev_samples[[prev_pos[f] for f in part]], options=self.options), c
+
+        fo, co = part_fit(output)
+        if fo.degenerate:
+            return fit
+        median = float(np.nanmedian(co))
+        vo = fo.scale * median + fo.shift
+        if vo <= 0:
+            return fit
+        se_o = float(np.hypot(fo.scale_se * median, fo.shift_se)) / vo
+        keep = []
+        for f in ctx:
+            fc, _ = part_fit([f])
+            vc = fc.scale * median + fc.shift
+            if fc.degenerate or vc <= 0:
+                keep.append(f)
+                continue
+            se_c = float(np.hypot(fc.scale_se * median, fc.shift_se)) / vc
+            if abs(np.log(vo / vc)) <= self.context_check * float(np.hypot(se_o, se_c)):
+                keep.append(f)
+        if len(keep) == len(ctx):
+            return fit
+        self.context_checked += 1
+        return fo if not keep else part_fit(output + keep)[0]
+
+
+def per_frame_check_affines(windows, options: FitOptions) -> Affines:
+    """`run_offline`'s smoother with the context check made per frame (`_PerFrameCheck`)."""
+    aligner = offline_aligner(options)
+    aligner._pairs = _PerFrameCheck(options, aligner.history, OFFLINE_CONTEXT_CHECK)
+    affines, _ = _smoother_with_edges(windows, options, aligner)
+    return affines
+
+
 def data_context_bias(windows, options: FitOptions) -> float:
     """The sequence's context bias read from the data alone (no GT): per window, the log ratio at
     the median of its values of the fit of its older frame (a context slot here, an output slot of
@@ -383,6 +526,12 @@ EXTRA_METHODS = (
     "ctxbias",
     "ctxbias_stream",
     "stream_checked",
+    "stream_xfade",
+    "gated",
+    "heldout",
+    "smoother_first",
+    "gated_first",
+    "perframe",
 )
 
 
@@ -426,11 +575,26 @@ def score_sequence(
         "ctxbias": lambda: stitch(
             windows, smoother_affines(context_corrected(windows, beta), options), seq.gt_size, first=False
         ),
+        "stream_xfade": lambda: stitch(windows, stream, seq.gt_size, first=False),
+        "gated": lambda: stitch(windows, gated_affines(windows, options, fired=gate), seq.gt_size, first=False),
+        "smoother_first": lambda: stitch(windows, smoother_affines(windows, options), seq.gt_size, first=True),
+        "gated_first": lambda: stitch(windows, gated_affines(windows, options), seq.gt_size, first=True),
+        "perframe": lambda: stitch(windows, per_frame_check_affines(windows, options), seq.gt_size, first=False),
+        "heldout": lambda: stitch(windows, held_out_choice(), seq.gt_size, first=False),
         "stream_checked": lambda: stitch(windows, checked_stream_affines(windows, options), seq.gt_size, first=True),
         "ctxbias_stream": lambda: stitch(
             windows, stream_affines(context_corrected(windows, beta), options), seq.gt_size, first=True
         ),
     }
+    held_out: dict[str, float] = {}
+    gate: list[bool] = []  # `gated`: per window, whether it took the smoother's affine
+
+    def held_out_choice() -> Affines:
+        """The stream's or the smoother's affines, whichever is more self-consistent held out."""
+        for name in ("stream", "smoother"):
+            held_out[name] = held_out_residual(windows, options, name)
+        return stream if held_out["stream"] < held_out["smoother"] else smoother_affines(windows, options)
+
     beta = data_context_bias(windows, options)
     out: dict = {}
     for name in ("stream", *[m for m in methods if m != "stream"]):
@@ -438,6 +602,10 @@ def score_sequence(
         out[name] = (m.abs_rel, m.delta1)
     out["context_bias"] = context_bias(windows, seq)
     out["data_context_bias"] = (beta, 0.0)
+    if held_out:
+        out["heldout_residuals"] = (held_out["stream"], held_out["smoother"])
+    if gate:
+        out["gated_fired"] = (sum(gate), len(gate))
     return out
 
 
@@ -459,8 +627,13 @@ def main(argv: list[str] | None = None) -> int:
     for seq in seqs:
         res = score_sequence(engine, seq, methods, args.cache)
         rows.append({"sequence": seq.name} | {k: list(v) for k, v in res.items()})
-        line = "  ".join(f"{k} {a:.4f}/{d:.4f}" for k, (a, d) in res.items() if "context_bias" not in k)
+        scored = [(k, v) for k, v in res.items() if k in methods or k == "stream"]
+        line = "  ".join(f"{k} {a:.4f}/{d:.4f}" for k, (a, d) in scored)
         bias, data_bias = res["context_bias"], res["data_context_bias"][0]
+        if "heldout_residuals" in res:
+            line += "  held-out residual stream {:.4f} smoother {:.4f}".format(*res["heldout_residuals"])
+        if "gated_fired" in res:
+            line += "  gated: smoother's affine in {} of {} windows".format(*res["gated_fired"])
         print(
             f"{seq.name:18s} {line}  context_bias {bias[0]:+.3f} ± {bias[1]:.3f}, data {data_bias:+.3f}",
             flush=True,

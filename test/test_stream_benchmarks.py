@@ -200,6 +200,12 @@ def test_offline_estimators_benchmark_reproduces_the_pipeline_and_reads_the_gt(r
     affines = bench.gt_affines(exact, small)
     assert affines[2] == pytest.approx((1 / 3, -0.2 / 3), rel=1e-3, abs=1e-3)
     assert bench.context_bias(exact, small) == pytest.approx((0.0, 0.0), abs=1e-3)
+    # the gated smoother: with no threshold every window that later windows add edges to (all but
+    # the first and the last) takes the smoother's affine, the others keep the stream's
+    fired: list[bool] = []
+    gated = bench.gated_affines(windows, options, z=0.0, fired=fired)
+    assert gated[1:-1] == bench.smoother_affines(windows, options)[1:-1]
+    assert fired == [False, *[True] * (len(windows) - 2), False]
     res = bench.score_sequence(engine, seq, (*bench.METHODS, "smoother"))
     assert set(res) == {*bench.METHODS, "smoother", "context_bias", "data_context_bias"}
     assert all(0 < res[m][0] < 1 and 0 < res[m][1] <= 1 for m in bench.METHODS)
