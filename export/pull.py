@@ -96,6 +96,8 @@ def _check_file(
                         other, got)  # fmt: skip
         return got
     where = f"{spec.repo}/{spec.filename}"
+    if owners := _releases_with_file(got):  # another release's file under this name (put in the wrong folder)
+        problem += f": it is {_file_named(got)}, the file of {' or '.join(owners)} (`vdepth-export pull {owners[0]}`)"
     if remove_on_mismatch:
         commit = _commit_of(path, spec)
         real = path.resolve()
@@ -111,7 +113,21 @@ def _check_file(
             f"{at} and its file is not the one this registry checks: see {history}; to take that file anyway, "
             f"unverified (its sha256 recorded), pull with --revision {spec.repo}={commit or 'COMMIT'}"
         )
-    raise DownloadError(f"{path} ({where}): {problem}; nothing was imported")
+    if spec.size is not None and path.stat().st_size < spec.size:
+        problem += " (a cut-off download?)"
+    raise DownloadError(
+        f"{path} ({where}): {problem}; nothing was imported: put the release's own file there ({spec.url_at(endpoint)})"
+    )
+
+
+def _releases_with_file(sha256: str) -> list[str]:
+    """The releases one of whose registered files has this sha256 (any file, whatever it is called now)."""
+    return [r.name for r in releases().values() if any(f.sha256 == sha256 for f in r.files)]
+
+
+def _file_named(sha256: str) -> str:
+    """The registered file name of the file with this sha256."""
+    return next(f.filename for r in releases().values() for f in r.files if f.sha256 == sha256)
 
 
 def _check_writable(output: Path, overwrite: bool) -> None:
