@@ -67,7 +67,8 @@ def _parser() -> argparse.ArgumentParser:
     o.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace a model already in -o (family names) or an .onnx file that vdepth-export did not write",
+        help="replace what is at -o: a model (family names), an earlier export, or an .onnx file that vdepth-export "
+        "did not write (a folder's own export made again in place is replaced without it)",
     )
 
     i = sub.add_parser(
@@ -123,6 +124,9 @@ def _parser() -> argparse.ArgumentParser:
         "not updated",
     )
     e.add_argument("--force-engine-update", action="store_true", help="rebuild even if the cached engine matches")
+    e.add_argument(
+        "--overwrite", action="store_true", help="replace an engine at -o that would be rebuilt (default path: always)"
+    )
     e.add_argument("--device", type=int, default=0)
     e.add_argument("--tf32", action="store_true", help="allow TF32 in fp32 layers")
     s = sub.add_parser(
@@ -263,6 +267,7 @@ def _run_engine(args: argparse.Namespace) -> tuple[int, Any]:
         workspace_gib=args.workspace_gib,
         timing_cache=args.timing_cache,
         force_engine_update=args.force_engine_update,
+        overwrite=args.overwrite,
         device=args.device,
         tf32=args.tf32,
     )

@@ -677,6 +677,29 @@ def test_an_onnx_file_with_another_tools_json_beside_it_is_not_replaced(tmp_path
 
 
 @pytest.mark.usefixtures("tiny_registry")
+def test_an_earlier_export_at_o_is_replaced_only_with_overwrite(tmp_path, capsys) -> None:
+    """`vdepth-export onnx ... -o PATH` replaced its own earlier export at PATH without a word: the graph of
+    another model (here one with other weights, as a `--tiny` random one or a folder since deleted) was lost.
+    Now one line names it and --overwrite; in place, a folder's own export is still made again from its weights."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    TinyVideoNet(channels=4).eval().save_pretrained(first)
+    TinyVideoNet(channels=5).eval().save_pretrained(second)
+    out = tmp_path / "exports" / "mine.onnx"
+    shape = ["--frames", str(T), "--height", str(H), "--width", str(W), "--no-parity"]
+    assert cli_main(["onnx", str(first), "-o", str(out), *shape]) == 0
+    capsys.readouterr()
+    before = {p.name: p.read_bytes() for p in out.parent.iterdir()}
+    assert cli_main(["onnx", str(second), "-o", str(out), *shape]) == 2
+    err = capsys.readouterr().err
+    assert "holds an earlier export" in err and "--overwrite" in err and err.count("\n") == 1, err
+    assert {p.name: p.read_bytes() for p in out.parent.iterdir()} == before  # nothing written, nothing left
+    assert cli_main(["onnx", str(second), "-o", str(out), *shape, "--overwrite"]) == 0
+    assert out.read_bytes() != before[out.name]
+    for folder in (None, str(first)):  # in place, with or without -o naming the folder: made again
+        assert cli_main(["onnx", str(first), *(["-o", folder] if folder else []), *shape]) == 0
+
+
+@pytest.mark.usefixtures("tiny_registry")
 def test_a_read_only_model_folder_names_the_export_elsewhere(tmp_path, capsys, monkeypatch) -> None:
     """`vdepth-export onnx|split|engine NAME` on a model in a read-only (shared) model cache said only
     "choose another output path", with no hint that `-o` exists for it, nor how to run the result.
