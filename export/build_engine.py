@@ -229,7 +229,8 @@ def build_engine(
         raise ConfigError(f"workspace_gib must be > 0, got {workspace_gib}")
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
-        raise ModelLoadError(f"ONNX model {onnx_path} not found; export it with `vdepth-export onnx`")
+        folder = onnx_path.parent if onnx_path.name == ONNX_NAME else "MODEL_FOLDER"
+        raise ModelLoadError(f"ONNX model {onnx_path} not found; export it with `vdepth-export onnx {folder}`")
     spec = InputSpec.load(spec_path_for(onnx_path))
     # before TensorRT and minutes of building: an engine replaces only an engine this tool built
     early_path = Path(engine_path) if engine_path is not None else default_engine_path(onnx_path)

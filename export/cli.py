@@ -153,6 +153,15 @@ def _release_folder(source: str) -> str:
     return resolve_model(source) if not Path(source).exists() and source in releases() else source
 
 
+def _refuse_a_checkpoint(path: Path) -> None:
+    """A released or training checkpoint (or a file of a model folder) given where a model folder or its graph
+    goes: the error `onnx` gives for it (import it first), not 'export it first' with a command that fails."""
+    from vdepth_ros.paths import released_checkpoint_problem
+
+    if (why := released_checkpoint_problem(path)) is not None:
+        raise ModelLoadError(why)
+
+
 def _run_split(args: argparse.Namespace) -> tuple[int, Any]:
     from vdepth_export.export_split import export_split_onnx
 
@@ -161,6 +170,7 @@ def _run_split(args: argparse.Namespace) -> tuple[int, Any]:
 
     folder = Path(_release_folder(args.model))
     if not (folder / ONNX_NAME).is_file():
+        _refuse_a_checkpoint(folder)
         raise ModelLoadError(f"{folder} has no {ONNX_NAME}: export it first with `vdepth-export onnx {folder}`")
     meta = export_split_onnx(
         folder, folder / "model.onnx", parity=not args.no_parity, threads=args.threads, evaldata=evaldata_dir(),
@@ -258,6 +268,8 @@ def _run_engine(args: argparse.Namespace) -> tuple[int, Any]:
     from vdepth_ros.runtime import ONNX_NAME
 
     onnx = Path(_release_folder(args.onnx))
+    if onnx.suffix != ".onnx" and not (onnx / ONNX_NAME).is_file():
+        _refuse_a_checkpoint(onnx)
     if onnx.is_dir():
         onnx = onnx / ONNX_NAME
     res = build_engine(

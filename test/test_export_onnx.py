@@ -733,3 +733,20 @@ def test_a_read_only_model_folder_names_the_export_elsewhere(tmp_path, capsys, m
     assert cli_main(["onnx", str(folder), *shape, "-o", str(mine)]) == 0
     with create_engine(mine) as eng:
         assert eng.backend == "onnxruntime"
+
+
+def test_split_and_engine_given_a_checkpoint_say_to_import_it(tmp_path, capsys) -> None:
+    """`vdepth-export split video_depth_anything_vits.pth` said 'has no model.onnx: export it first with
+    `vdepth-export onnx video_depth_anything_vits.pth`', a command that then fails (a release file is imported
+    first); `engine` said 'export it with `vdepth-export onnx`' without the folder. Both now say what `onnx` says."""
+    release = tmp_path / "video_depth_anything_vits.pth"
+    release.write_bytes(b"weights")
+    for command in ("split", "engine"):
+        assert cli_main([command, str(release)]) == 2
+        err = capsys.readouterr().err
+        assert "is a released checkpoint, not a model folder" in err and "vdepth-export import FAMILY" in err, err
+        assert err.count("\n") == 1
+    folder = tmp_path / "model"
+    TinyVideoNet(channels=4).eval().save_pretrained(folder)
+    assert cli_main(["engine", str(folder)]) == 2
+    assert f"export it with `vdepth-export onnx {folder}`" in capsys.readouterr().err
