@@ -496,6 +496,7 @@ def pull(
 
     from vdepth_ros.models.identify import WrongCheckpointError
 
+    _refuse_a_family_without_release(name)
     registered = get_release(name)
     output = cached_model_dir(name, cache)
     if not registered.files:
@@ -561,6 +562,21 @@ def pull(
             raise
         log.info("%s was pulled into the model cache by another process meanwhile: %s", name, output)
         return output
+
+
+def _refuse_a_family_without_release(name: str) -> None:
+    """`pull onestep` (or `vda_lite`): a model family whose weights no paper released, asked by its family name,
+    was 'unknown model' with a list of releases that did not say why it is missing, nor what to do."""
+    from vdepth_ros.models import MODEL_FAMILIES
+
+    known = releases()
+    if name in known or name not in MODEL_FAMILIES or any(r.family == name for r in known.values()):
+        return
+    raise ConfigError(
+        f"{name} is a model family whose weights were never released, so there is nothing to pull: train it "
+        f"(training/README.md, configs for {name}) and give its run's final/ folder as model:; the releases: "
+        f"{', '.join(sorted(n for n, r in known.items() if r.files))}"
+    )
 
 
 def _not_the_release(

@@ -301,6 +301,9 @@ def test_unknown_name_and_licence_not_accepted_download_nothing(
 ) -> None:
     with pytest.raises(ConfigError, match="unknown model 'vda-smal'"):
         pull("vda-smal", endpoint=hub.url)
+    # a family whose weights were never released (the one-step student) said only 'unknown model'
+    with pytest.raises(ConfigError, match=r"onestep is a model family whose weights were never released.*train it"):
+        pull("onestep", endpoint=hub.url)
     with pytest.raises(LicenseNotAcceptedError, match=r"cc-by-nc-4\.0.*--accept-license"):
         pull("vda-base", endpoint=hub.url)
     assert hub.requests == []
