@@ -140,8 +140,9 @@ def _check_writable(output: Path, overwrite: bool) -> None:
         output.parent.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryDirectory(dir=output.parent, prefix=".vdepth-write-test-").cleanup()
     except OSError as err:
+        why = "a file, not a folder" if output.parent.is_file() else (err.strerror or err)
         raise DownloadError(
-            f"cannot write to the model cache {output.parent} ({err.strerror or err}): pass --cache DIR or set "
+            f"cannot write to the model cache {output.parent} ({why}): pass --cache DIR or set "
             f"${CACHE_ENV} to a writable folder"
         ) from None
 
@@ -388,13 +389,23 @@ def _local_copy(from_dir: Path, spec: ReleaseFile, release: Release) -> Path:
     """`spec`'s file under `pull --from DIR`, in any of the layouts a hand download leaves:
     `DIR/<repo>/<file>`; `DIR/<file>` (`hf download REPO --local-dir DIR`; when no other file of the
     release has that name); a hub cache copied from another machine (`DIR` = its `hub/` folder, or the
-    `HF_HOME` holding it: `models--<owner>--<name>/snapshots/<commit of the revision>/<file>`).
+    `HF_HOME` holding it: `models--<owner>--<name>/snapshots/<commit of the revision>/<file>`); or `from_dir`
+    itself, a file, for a release of one file.
 
     Raises:
         FileNotFoundError: in none of them (the message names each path tried).
     """
     from huggingface_hub.file_download import repo_folder_name
 
+    if from_dir.is_file():  # the one file a user downloaded, given as it is: checked like any other
+        if len(release.files) == 1:
+            return from_dir
+        raise FileNotFoundError(
+            f"--from {from_dir} is a file; {release.name} has {len(release.files)} files: give the folder that holds "
+            f"them ({', '.join(f.local_path for f in release.files)})"
+        )
+    if not from_dir.exists():
+        raise FileNotFoundError(f"--from {from_dir} does not exist: give the folder holding {spec.local_path}")
     tried = [from_dir / spec.local_path]
     if sum(f.filename == spec.filename for f in release.files) == 1:
         tried.append(from_dir / spec.filename)

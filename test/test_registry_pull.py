@@ -839,3 +839,20 @@ def test_a_pinned_commit_holding_the_registrys_file_is_verified(
         pull("vda-tiny-test", endpoint=hub.url, revisions=["v2"], cache=cache / "v2")
     said = " | ".join(r.getMessage() for r in caplog.records)
     assert "another file than the registry's revision has" in said and "imported unverified" in said, said
+
+
+def test_from_the_one_downloaded_file_and_paths_that_are_no_folder(
+    env: dict[str, str], tmp_path: Path, weights: bytes, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`pull NAME --from FILE` with the one file of a one-file release (what a user who downloaded it by hand
+    has) listed four paths under FILE/ that were not found; `--from` a path that does not exist did the same,
+    and `--cache FILE` said 'File exists'. The file is taken (and checked), the others say what the path is."""
+    mine = tmp_path / "downloads" / "vda.pth"
+    mine.parent.mkdir()
+    mine.write_bytes(weights)
+    folder = pull("vda-tiny-test", from_dir=mine)
+    assert (folder / "config.json").is_file() and mine.read_bytes() == weights  # checked, imported, left alone
+    assert export_main(["pull", "vda-tiny-test", "--from", str(tmp_path / "nowhere"), "--overwrite"]) == 2
+    assert f"--from {tmp_path / 'nowhere'} does not exist" in capsys.readouterr().err
+    assert export_main(["pull", "vda-tiny-test", "--cache", str(mine)]) == 2
+    assert f"cannot write to the model cache {mine} (a file, not a folder)" in capsys.readouterr().err
