@@ -101,7 +101,7 @@ def _parser() -> argparse.ArgumentParser:
         "--from",
         dest="from_dir",
         help="take the files from DIR instead of the hub: DIR/<repo>/<file>, DIR/<file> (hf download --local-dir DIR) "
-        "or a hub cache copied from another machine (its hub/ folder or HF_HOME)",
+        "or a hub cache copied from another machine (its hub/ folder or HF_HOME); a release of one file: that file",
     )
     pl.add_argument("--overwrite", action="store_true", help="pull again over a model already in the cache")
     pl.add_argument(
