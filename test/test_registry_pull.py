@@ -747,6 +747,7 @@ def test_pull_from_the_layouts_a_hand_download_leaves(
         recorded = json.loads((cache / "vda-tiny-test" / PROVENANCE_NAME).read_text())["files"][0]
         assert recorded["commit"] == COMMIT and recorded["sha256"] == hashlib.sha256(weights).hexdigest()
     capsys.readouterr()
+    (tmp_path / "empty").mkdir()
     assert (
         export_main(["pull", "vda-tiny-test", "--from", str(tmp_path / "empty"), "--cache", str(tmp_path / "c")]) == 2
     )
