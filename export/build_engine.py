@@ -275,7 +275,10 @@ def build_engine(
             "one is complete), or -o another path"
         )
     log.info("building %s: %s", engine_path, reason)
-    key_path_for(engine_path).unlink(missing_ok=True)  # a rebuild that fails leaves the old engine untrusted
+    if force_engine_update:  # asked to rebuild a matching engine (distrusted): a rebuild that fails leaves it untrusted
+        key_path_for(engine_path).unlink(missing_ok=True)
+    # otherwise the engine there (another key, or other build options) stays as it was until the new one is
+    # complete: a failed or interrupted rebuild (Ctrl-C) keeps an engine another GPU or TensorRT version runs
     start = time.perf_counter()
     blob = _serialize_network(
         trt, onnx_path, spec, precision, int(workspace_gib * 1024**3), tc, tf32, profiles,

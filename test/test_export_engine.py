@@ -127,6 +127,13 @@ def test_builder_errors(onnx_file, fake_trt) -> None:
 def test_failed_rebuild_drops_the_old_key(onnx_file, fake_trt) -> None:
     res = build_engine(onnx_file, trt=fake_trt, gpu=GPU)
     fake_trt.fail_build = True
+    # a rebuild for other options (or another GPU, TensorRT version) that fails or is interrupted dropped the key
+    # of an engine that still works where it was built: it is kept as it was
+    key = key_path_for(res.engine_path).read_bytes()
+    with pytest.raises(EngineBuildError):
+        build_engine(onnx_file, trt=fake_trt, gpu=GPU, tf32=True)
+    assert key_path_for(res.engine_path).read_bytes() == key
+    # asked to rebuild the matching engine (distrusted), a failure leaves it untrusted
     with pytest.raises(EngineBuildError):
         build_engine(onnx_file, trt=fake_trt, gpu=GPU, force_engine_update=True)
     assert res.engine_path.exists()
