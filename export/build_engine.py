@@ -195,6 +195,7 @@ def build_engine(
     workspace_gib: float = 4.0,
     timing_cache: str | Path | None = None,
     force_engine_update: bool = False,
+    overwrite: bool = False,
     device: int = 0,
     tf32: bool = False,
     trt: Any = None,
@@ -211,6 +212,9 @@ def build_engine(
         timing_cache: timing cache file (read if present, updated after the build); default
             `timing-trt<version>-<gpu>-sm<cc>.cache` next to the engine.
         force_engine_update: rebuild even if a matching engine exists.
+        overwrite: replace an engine at an `engine_path` other than the default (`-o`) that must be built again
+            (another key, or `force_engine_update`): it may be the one built on another GPU or TensorRT version,
+            used there. The default path beside the graph is its own engine, rebuilt as the key says.
         device: CUDA device index whose name/compute capability enter the key.
         tf32: allow TF32 in fp32 layers (off by default to stay close to the parity report).
         trt, gpu: injected `tensorrt` module and (name, "major.minor") for tests.
@@ -225,7 +229,8 @@ def build_engine(
         raise ConfigError(f"workspace_gib must be > 0, got {workspace_gib}")
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
-        raise ModelLoadError(f"ONNX model {onnx_path} not found; export it with `vdepth-export onnx`")
+        folder = onnx_path.parent if onnx_path.name == ONNX_NAME else "MODEL_FOLDER"
+        raise ModelLoadError(f"ONNX model {onnx_path} not found; export it with `vdepth-export onnx {folder}`")
     spec = InputSpec.load(spec_path_for(onnx_path))
     # before TensorRT and minutes of building: an engine replaces only an engine this tool built
     early_path = Path(engine_path) if engine_path is not None else default_engine_path(onnx_path)
@@ -253,6 +258,8 @@ def build_engine(
         )
 
     engine_path = Path(engine_path) if engine_path is not None else default_engine_path(onnx_path)
+    # the graph's own engine beside it (its folder's, rebuilt as its key says) or one at a path of the user's
+    engine_path_given = engine_path.absolute() != default_engine_path(onnx_path).absolute()
     key = EngineCacheKey(onnx_sha256(onnx_path), str(trt.__version__), gpu_name, cc, precision)
     options = {"tf32": bool(tf32), "workspace_gib": float(workspace_gib)}
     reason = rebuild_reason(engine_path, key, force=force_engine_update) or _options_changed(engine_path, options)
@@ -261,8 +268,17 @@ def build_engine(
         log.info("reusing %s (cache key %s matches)", engine_path, key.digest())
         return EngineBuildResult(engine_path, key, False, "cache key matches", 0.0, tc)
 
+    if engine_path_given and engine_path.exists() and not overwrite:  # the one output rule (`_check_graph_path`)
+        raise OutputExistsError(
+            f"{engine_path} holds an engine built earlier, which would be rebuilt ({reason}) and replaced; it may be "
+            "the one another GPU or TensorRT version runs: pass --overwrite to replace it (it stays until the new "
+            "one is complete), or -o another path"
+        )
     log.info("building %s: %s", engine_path, reason)
-    key_path_for(engine_path).unlink(missing_ok=True)  # a rebuild that fails leaves the old engine untrusted
+    if force_engine_update:  # asked to rebuild a matching engine (distrusted): a rebuild that fails leaves it untrusted
+        key_path_for(engine_path).unlink(missing_ok=True)
+    # otherwise the engine there (another key, or other build options) stays as it was until the new one is
+    # complete: a failed or interrupted rebuild (Ctrl-C) keeps an engine another GPU or TensorRT version runs
     start = time.perf_counter()
     blob = _serialize_network(
         trt, onnx_path, spec, precision, int(workspace_gib * 1024**3), tc, tf32, profiles,

@@ -67,7 +67,8 @@ def _parser() -> argparse.ArgumentParser:
     o.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace a model already in -o (family names) or an .onnx file that vdepth-export did not write",
+        help="replace what is at -o: a model (family names), an earlier export, or an .onnx file that vdepth-export "
+        "did not write (a folder's own export made again in place is replaced without it)",
     )
 
     i = sub.add_parser(
@@ -100,7 +101,7 @@ def _parser() -> argparse.ArgumentParser:
         "--from",
         dest="from_dir",
         help="take the files from DIR instead of the hub: DIR/<repo>/<file>, DIR/<file> (hf download --local-dir DIR) "
-        "or a hub cache copied from another machine (its hub/ folder or HF_HOME)",
+        "or a hub cache copied from another machine (its hub/ folder or HF_HOME); a release of one file: that file",
     )
     pl.add_argument("--overwrite", action="store_true", help="pull again over a model already in the cache")
     pl.add_argument(
@@ -123,6 +124,9 @@ def _parser() -> argparse.ArgumentParser:
         "not updated",
     )
     e.add_argument("--force-engine-update", action="store_true", help="rebuild even if the cached engine matches")
+    e.add_argument(
+        "--overwrite", action="store_true", help="replace an engine at -o that would be rebuilt (default path: always)"
+    )
     e.add_argument("--device", type=int, default=0)
     e.add_argument("--tf32", action="store_true", help="allow TF32 in fp32 layers")
     s = sub.add_parser(
@@ -149,6 +153,15 @@ def _release_folder(source: str) -> str:
     return resolve_model(source) if not Path(source).exists() and source in releases() else source
 
 
+def _refuse_a_checkpoint(path: Path) -> None:
+    """A released or training checkpoint (or a file of a model folder) given where a model folder or its graph
+    goes: the error `onnx` gives for it (import it first), not 'export it first' with a command that fails."""
+    from vdepth_ros.paths import released_checkpoint_problem
+
+    if (why := released_checkpoint_problem(path)) is not None:
+        raise ModelLoadError(why)
+
+
 def _run_split(args: argparse.Namespace) -> tuple[int, Any]:
     from vdepth_export.export_split import export_split_onnx
 
@@ -157,6 +170,7 @@ def _run_split(args: argparse.Namespace) -> tuple[int, Any]:
 
     folder = Path(_release_folder(args.model))
     if not (folder / ONNX_NAME).is_file():
+        _refuse_a_checkpoint(folder)
         raise ModelLoadError(f"{folder} has no {ONNX_NAME}: export it first with `vdepth-export onnx {folder}`")
     meta = export_split_onnx(
         folder, folder / "model.onnx", parity=not args.no_parity, threads=args.threads, evaldata=evaldata_dir(),
@@ -254,6 +268,8 @@ def _run_engine(args: argparse.Namespace) -> tuple[int, Any]:
     from vdepth_ros.runtime import ONNX_NAME
 
     onnx = Path(_release_folder(args.onnx))
+    if onnx.suffix != ".onnx" and not (onnx / ONNX_NAME).is_file():
+        _refuse_a_checkpoint(onnx)
     if onnx.is_dir():
         onnx = onnx / ONNX_NAME
     res = build_engine(
@@ -263,6 +279,7 @@ def _run_engine(args: argparse.Namespace) -> tuple[int, Any]:
         workspace_gib=args.workspace_gib,
         timing_cache=args.timing_cache,
         force_engine_update=args.force_engine_update,
+        overwrite=args.overwrite,
         device=args.device,
         tf32=args.tf32,
     )

@@ -247,9 +247,10 @@ def export_onnx(
             would go: a fixed-shape graph for another aspect ratio, which the runtime picks for
             cameras of that aspect (`DepthEngine.at_resolution`).
         overwrite: replace a model (`config.json`, `model.safetensors`) already in the output
-            folder when a family name or instance is saved there, and an `.onnx` file that
-            vdepth-export did not write (no `.onnx.json` spec of its own beside it). A previous export's
-            `model.onnx` in its own model folder is replaced either way.
+            folder when a family name or instance is saved there, an `.onnx` file that
+            vdepth-export did not write (no `.onnx.json` spec of its own beside it), and an earlier
+            export at `output` (`_check_graph_path`). A model folder's own export made again in place is
+            replaced either way.
 
     Raises:
         OutputExistsError: one of those is in the way and `overwrite` is false (checked first).
@@ -284,6 +285,7 @@ def export_onnx(
                 + f": give the options {ONNX_NAME} was exported with, or export {ONNX_NAME} again first"
             )
         onnx_path = variant_path(onnx_path, spec.height, spec.width)
+        _check_graph_path(source, onnx_path, overwrite)
     # 2. The module to trace (float32 IO around the precision) and an example input.
     spec, names, module, example = _traced_module(model, spec, precision)
     # 3. Export with the first exporter that succeeds, then finish the graph file. Everything is
@@ -475,11 +477,31 @@ def _check_outputs(source: Any, output: str | Path | None, overwrite: bool) -> N
                 f"{save_model_dir} holds {', '.join(held)} but is {why}: --overwrite replaces only a model "
                 "the tools wrote; move those files away or choose another -o"
             )
-    if onnx_path.exists() and not has_export_spec(onnx_path) and not overwrite:
+    _check_graph_path(source, onnx_path, overwrite)
+
+
+def _check_graph_path(source: Any, onnx_path: Path, overwrite: bool) -> None:
+    """The one rule of every `vdepth-export` output: what exists at an output path is replaced only with
+    `overwrite` (and then only once the new output is complete). The one exception is a model folder's own
+    export made again in place (`onnx FOLDER`, or `-o` naming that folder): it is made again from the weights
+    that stay beside it, so nothing is lost, and the runtime's messages name that command to refresh it. An
+    earlier export at another `-o` may be the only copy of what it was exported from (another model, a
+    `--tiny` random one, a folder since deleted)."""
+    if not (onnx_path.exists() or onnx_path.is_symlink()) or overwrite:
+        return
+    if not has_export_spec(onnx_path):
         raise OutputExistsError(
             f"{onnx_path} exists and was not written by vdepth-export (no {spec_path_for(onnx_path).name} of "
             "vdepth-export beside it); pass --overwrite to replace it, or -o another folder or .onnx path"
         )
+    src_dir = Path(source) if isinstance(source, str | Path) and Path(source).is_dir() else None
+    if src_dir is not None and onnx_path.parent.resolve() == src_dir.resolve():
+        return  # in place: the folder's own export, made again from its weights
+    raise OutputExistsError(
+        f"{onnx_path} holds an earlier export ({spec_path_for(onnx_path).name} beside it), which may be the only "
+        "copy of what it was exported from: pass --overwrite to replace it (it stays until the new one is "
+        "complete), or -o another folder or .onnx path"
+    )
 
 
 def _not_an_onnx_file(path: Path) -> str | None:

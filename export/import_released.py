@@ -217,6 +217,20 @@ def _import_fix(family: str, err: WrongCheckpointError) -> str:
     )
 
 
+def _already_a_model_folder(path: Path) -> str | None:
+    """For a model folder the tools wrote (import, pull, training's final/), or its weights file, given to
+    import: it needs none (an import would rebuild it with the release's sizes, which is why it failed)."""
+    from vdepth_ros.paths import WEIGHTS_NAME, is_model_folder
+
+    folder = path if path.is_dir() else path.parent
+    if (path.is_file() and path.name != WEIGHTS_NAME) or not is_model_folder(folder):
+        return None
+    return (
+        f"{folder} is already a model folder (config.json beside {WEIGHTS_NAME}, as import, pull and training "
+        f"write it): it needs no import; run it as `model: {folder}`, or export it: `vdepth-export onnx {folder}`"
+    )
+
+
 def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
     """`KEY=VALUE` constructor overrides; VALUE is read as JSON when it parses (numbers, lists,
     true/false), else kept as a string."""
@@ -285,6 +299,7 @@ def import_released(
         # a training checkpoint of another model config (a --tiny run, another size): its run's
         # own command writes it with the config it was trained with
         hints = [why for p in paths if (why := training_checkpoint_problem(p)) is not None]
+        hints = hints or [why for p in paths if (why := _already_a_model_folder(p)) is not None]
         if isinstance(err, WrongCheckpointError):  # another family, size or part: what to run instead
             fix = f"\n{hints[0]}" if hints else f"; {_import_fix(family, err)}"
             raise WrongCheckpointError(f"{err}{fix}", expected=err.expected, found=err.found, path=err.path) from None

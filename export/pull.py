@@ -96,6 +96,8 @@ def _check_file(
                         other, got)  # fmt: skip
         return got
     where = f"{spec.repo}/{spec.filename}"
+    if owners := _releases_with_file(got):  # another release's file under this name (put in the wrong folder)
+        problem += f": it is {_file_named(got)}, the file of {' or '.join(owners)} (`vdepth-export pull {owners[0]}`)"
     if remove_on_mismatch:
         commit = _commit_of(path, spec)
         real = path.resolve()
@@ -111,7 +113,21 @@ def _check_file(
             f"{at} and its file is not the one this registry checks: see {history}; to take that file anyway, "
             f"unverified (its sha256 recorded), pull with --revision {spec.repo}={commit or 'COMMIT'}"
         )
-    raise DownloadError(f"{path} ({where}): {problem}; nothing was imported")
+    if spec.size is not None and path.stat().st_size < spec.size:
+        problem += " (a cut-off download?)"
+    raise DownloadError(
+        f"{path} ({where}): {problem}; nothing was imported: put the release's own file there ({spec.url_at(endpoint)})"
+    )
+
+
+def _releases_with_file(sha256: str) -> list[str]:
+    """The releases one of whose registered files has this sha256 (any file, whatever it is called now)."""
+    return [r.name for r in releases().values() if any(f.sha256 == sha256 for f in r.files)]
+
+
+def _file_named(sha256: str) -> str:
+    """The registered file name of the file with this sha256."""
+    return next(f.filename for r in releases().values() for f in r.files if f.sha256 == sha256)
 
 
 def _check_writable(output: Path, overwrite: bool) -> None:
@@ -124,8 +140,9 @@ def _check_writable(output: Path, overwrite: bool) -> None:
         output.parent.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryDirectory(dir=output.parent, prefix=".vdepth-write-test-").cleanup()
     except OSError as err:
+        why = "a file, not a folder" if output.parent.is_file() else (err.strerror or err)
         raise DownloadError(
-            f"cannot write to the model cache {output.parent} ({err.strerror or err}): pass --cache DIR or set "
+            f"cannot write to the model cache {output.parent} ({why}): pass --cache DIR or set "
             f"${CACHE_ENV} to a writable folder"
         ) from None
 
@@ -372,13 +389,23 @@ def _local_copy(from_dir: Path, spec: ReleaseFile, release: Release) -> Path:
     """`spec`'s file under `pull --from DIR`, in any of the layouts a hand download leaves:
     `DIR/<repo>/<file>`; `DIR/<file>` (`hf download REPO --local-dir DIR`; when no other file of the
     release has that name); a hub cache copied from another machine (`DIR` = its `hub/` folder, or the
-    `HF_HOME` holding it: `models--<owner>--<name>/snapshots/<commit of the revision>/<file>`).
+    `HF_HOME` holding it: `models--<owner>--<name>/snapshots/<commit of the revision>/<file>`); or `from_dir`
+    itself, a file, for a release of one file.
 
     Raises:
         FileNotFoundError: in none of them (the message names each path tried).
     """
     from huggingface_hub.file_download import repo_folder_name
 
+    if from_dir.is_file():  # the one file a user downloaded, given as it is: checked like any other
+        if len(release.files) == 1:
+            return from_dir
+        raise FileNotFoundError(
+            f"--from {from_dir} is a file; {release.name} has {len(release.files)} files: give the folder that holds "
+            f"them ({', '.join(f.local_path for f in release.files)})"
+        )
+    if not from_dir.exists():
+        raise FileNotFoundError(f"--from {from_dir} does not exist: give the folder holding {spec.local_path}")
     tried = [from_dir / spec.local_path]
     if sum(f.filename == spec.filename for f in release.files) == 1:
         tried.append(from_dir / spec.filename)
@@ -480,6 +507,7 @@ def pull(
 
     from vdepth_ros.models.identify import WrongCheckpointError
 
+    _refuse_a_family_without_release(name)
     registered = get_release(name)
     output = cached_model_dir(name, cache)
     if not registered.files:
@@ -545,6 +573,21 @@ def pull(
             raise
         log.info("%s was pulled into the model cache by another process meanwhile: %s", name, output)
         return output
+
+
+def _refuse_a_family_without_release(name: str) -> None:
+    """`pull onestep` (or `vda_lite`): a model family whose weights no paper released, asked by its family name,
+    was 'unknown model' with a list of releases that did not say why it is missing, nor what to do."""
+    from vdepth_ros.models import MODEL_FAMILIES
+
+    known = releases()
+    if name in known or name not in MODEL_FAMILIES or any(r.family == name for r in known.values()):
+        return
+    raise ConfigError(
+        f"{name} is a model family whose weights were never released, so there is nothing to pull: train it "
+        f"(training/README.md, configs for {name}) and give its run's final/ folder as model:; the releases: "
+        f"{', '.join(sorted(n for n, r in known.items() if r.files))}"
+    )
 
 
 def _not_the_release(

@@ -127,6 +127,13 @@ def test_builder_errors(onnx_file, fake_trt) -> None:
 def test_failed_rebuild_drops_the_old_key(onnx_file, fake_trt) -> None:
     res = build_engine(onnx_file, trt=fake_trt, gpu=GPU)
     fake_trt.fail_build = True
+    # a rebuild for other options (or another GPU, TensorRT version) that fails or is interrupted dropped the key
+    # of an engine that still works where it was built: it is kept as it was
+    key = key_path_for(res.engine_path).read_bytes()
+    with pytest.raises(EngineBuildError):
+        build_engine(onnx_file, trt=fake_trt, gpu=GPU, tf32=True)
+    assert key_path_for(res.engine_path).read_bytes() == key
+    # asked to rebuild the matching engine (distrusted), a failure leaves it untrusted
     with pytest.raises(EngineBuildError):
         build_engine(onnx_file, trt=fake_trt, gpu=GPU, force_engine_update=True)
     assert res.engine_path.exists()
@@ -199,8 +206,15 @@ def test_an_engine_of_another_tool_with_its_own_json_is_not_replaced(onnx_file, 
         build_engine(onnx_file, theirs, precision="fp16", trt=fake_trt, gpu=GPU)
     assert theirs.read_bytes() == b"another tool's engine"
     ours = build_engine(onnx_file, onnx_file.parent / "depth.engine", precision="fp16", trt=fake_trt, gpu=GPU)
-    again = build_engine(onnx_file, ours.engine_path, precision="fp32", trt=fake_trt, gpu=GPU)  # its own: rebuilt
-    assert again.rebuilt
+    assert not build_engine(onnx_file, ours.engine_path, precision="fp16", trt=fake_trt, gpu=GPU).rebuilt
+    # its own engine at -o, which another key would rebuild (it may be the one another GPU runs), was replaced
+    # without a word: now only with overwrite, and kept as it was without it
+    built = ours.engine_path.read_bytes()
+    with pytest.raises(OutputExistsError, match=r"holds an engine built earlier.*precision.*--overwrite"):
+        build_engine(onnx_file, ours.engine_path, precision="fp32", trt=fake_trt, gpu=GPU)
+    assert ours.engine_path.read_bytes() == built and key_path_for(ours.engine_path).is_file()
+    again = build_engine(onnx_file, ours.engine_path, precision="fp32", trt=fake_trt, gpu=GPU, overwrite=True)
+    assert again.rebuilt and ours.engine_path.read_bytes() != built
 
 
 def test_a_read_only_timing_cache_does_not_lose_the_built_engine(onnx_file, fake_trt, caplog, monkeypatch) -> None:

@@ -640,3 +640,21 @@ def test_a_users_own_fine_tune_imports_and_a_lora_adapter_is_refused_with_the_me
         and "found a Video Depth Anything checkpoint of ViT width 32" in err
     )
     assert "--set (hidden_size=32" in err, err
+
+
+def test_a_model_folder_given_to_import_says_it_needs_none(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`vdepth-export import vda FOLDER` (or FOLDER/model.safetensors) with a model folder the tools wrote (an
+    earlier import, a pull, training's final/) failed with 'its ViT width 32 is no released size: give the model's
+    own config with --set (hidden_size=32 and the other sizes ...)': a fix of many flags for a folder that needs
+    no import. It now says so, and how to run or export it."""
+    torch.manual_seed(0)
+    folder = tmp_path / "my_model"
+    VideoDepthAnything(**VideoDepthAnything.tiny_config()).save_pretrained(folder)
+    assert cli_main(["import", "vda", str(folder / "model.safetensors"), "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f"{folder} is already a model folder" in err and f"model: {folder}" in err, err
+    assert "--set" not in err and not (tmp_path / "out").exists()
+    from vdepth_export.import_released import _already_a_model_folder
+
+    assert _already_a_model_folder(folder) == _already_a_model_folder(folder / "model.safetensors")
+    assert _already_a_model_folder(tmp_path) is None

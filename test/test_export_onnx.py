@@ -677,6 +677,29 @@ def test_an_onnx_file_with_another_tools_json_beside_it_is_not_replaced(tmp_path
 
 
 @pytest.mark.usefixtures("tiny_registry")
+def test_an_earlier_export_at_o_is_replaced_only_with_overwrite(tmp_path, capsys) -> None:
+    """`vdepth-export onnx ... -o PATH` replaced its own earlier export at PATH without a word: the graph of
+    another model (here one with other weights, as a `--tiny` random one or a folder since deleted) was lost.
+    Now one line names it and --overwrite; in place, a folder's own export is still made again from its weights."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    TinyVideoNet(channels=4).eval().save_pretrained(first)
+    TinyVideoNet(channels=5).eval().save_pretrained(second)
+    out = tmp_path / "exports" / "mine.onnx"
+    shape = ["--frames", str(T), "--height", str(H), "--width", str(W), "--no-parity"]
+    assert cli_main(["onnx", str(first), "-o", str(out), *shape]) == 0
+    capsys.readouterr()
+    before = {p.name: p.read_bytes() for p in out.parent.iterdir()}
+    assert cli_main(["onnx", str(second), "-o", str(out), *shape]) == 2
+    err = capsys.readouterr().err
+    assert "holds an earlier export" in err and "--overwrite" in err and err.count("\n") == 1, err
+    assert {p.name: p.read_bytes() for p in out.parent.iterdir()} == before  # nothing written, nothing left
+    assert cli_main(["onnx", str(second), "-o", str(out), *shape, "--overwrite"]) == 0
+    assert out.read_bytes() != before[out.name]
+    for folder in (None, str(first)):  # in place, with or without -o naming the folder: made again
+        assert cli_main(["onnx", str(first), *(["-o", folder] if folder else []), *shape]) == 0
+
+
+@pytest.mark.usefixtures("tiny_registry")
 def test_a_read_only_model_folder_names_the_export_elsewhere(tmp_path, capsys, monkeypatch) -> None:
     """`vdepth-export onnx|split|engine NAME` on a model in a read-only (shared) model cache said only
     "choose another output path", with no hint that `-o` exists for it, nor how to run the result.
@@ -710,3 +733,20 @@ def test_a_read_only_model_folder_names_the_export_elsewhere(tmp_path, capsys, m
     assert cli_main(["onnx", str(folder), *shape, "-o", str(mine)]) == 0
     with create_engine(mine) as eng:
         assert eng.backend == "onnxruntime"
+
+
+def test_split_and_engine_given_a_checkpoint_say_to_import_it(tmp_path, capsys) -> None:
+    """`vdepth-export split video_depth_anything_vits.pth` said 'has no model.onnx: export it first with
+    `vdepth-export onnx video_depth_anything_vits.pth`', a command that then fails (a release file is imported
+    first); `engine` said 'export it with `vdepth-export onnx`' without the folder. Both now say what `onnx` says."""
+    release = tmp_path / "video_depth_anything_vits.pth"
+    release.write_bytes(b"weights")
+    for command in ("split", "engine"):
+        assert cli_main([command, str(release)]) == 2
+        err = capsys.readouterr().err
+        assert "is a released checkpoint, not a model folder" in err and "vdepth-export import FAMILY" in err, err
+        assert err.count("\n") == 1
+    folder = tmp_path / "model"
+    TinyVideoNet(channels=4).eval().save_pretrained(folder)
+    assert cli_main(["engine", str(folder)]) == 2
+    assert f"export it with `vdepth-export onnx {folder}`" in capsys.readouterr().err

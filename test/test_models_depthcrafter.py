@@ -420,6 +420,11 @@ def test_svds_own_unet_given_as_depthcrafters_is_refused_by_its_config_wherever_
             unet, svd_dir
         )  # DepthCrafter's UNet, wherever it sits (a pipeline assembled with it)
     DepthCrafter.from_released(unet_dir, svd_dir)  # the package's own save (SpatioTemporalUNet) is untouched
+    # DepthCrafter's UNet loaded and saved again through diffusers' class: its config names diffusers' class, and
+    # the folder it was loaded from (`_name_or_path`, which diffusers saves), DepthCrafter's
+    config.update(_class_name="UNetSpatioTemporalConditionModel", _name_or_path="tencent/DepthCrafter")
+    (copied / "config.json").write_text(json.dumps(config))
+    DepthCrafter.from_released(copied, svd_dir)
 
 
 def test_an_svd_folder_with_its_fp16_files_only_loads_without_variant(tiny: DepthCrafter, tmp_path: Path) -> None:

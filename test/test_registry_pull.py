@@ -261,8 +261,13 @@ def test_interrupted_download_resumes_or_fails_without_a_half_model(
 
 
 def test_wrong_hash_removes_the_download_and_imports_nothing(hub: Hub, env: dict[str, str], online: None) -> None:
-    # the real vda-small entry has the release's sha256; the local hub serves other bytes under its name
-    with pytest.raises(DownloadError, match=r"sha256 [0-9a-f]{64}, expected 13379300b7.*nothing was imported"):
+    """The real vda-small entry has the release's size and sha256; the local hub serves other bytes under its
+    name: those of another registered release's file (vda-tiny-test's), which the error names by its sha256."""
+    with pytest.raises(
+        DownloadError,
+        match=r"size \d+ bytes, expected 116440756: it is video_depth_anything_vits.pth, the file of vda-tiny-test "
+        r"\(`vdepth-export pull vda-tiny-test`\).*nothing was imported",
+    ):
         pull("vda-small", endpoint=hub.url)
     assert _leftovers(Path(env[CACHE_ENV])) == []
     blobs = list(Path(env["HF_HUB_CACHE"]).rglob("blobs/*"))
@@ -296,6 +301,9 @@ def test_unknown_name_and_licence_not_accepted_download_nothing(
 ) -> None:
     with pytest.raises(ConfigError, match="unknown model 'vda-smal'"):
         pull("vda-smal", endpoint=hub.url)
+    # a family whose weights were never released (the one-step student) said only 'unknown model'
+    with pytest.raises(ConfigError, match=r"onestep is a model family whose weights were never released.*train it"):
+        pull("onestep", endpoint=hub.url)
     with pytest.raises(LicenseNotAcceptedError, match=r"cc-by-nc-4\.0.*--accept-license"):
         pull("vda-base", endpoint=hub.url)
     assert hub.requests == []
@@ -739,6 +747,7 @@ def test_pull_from_the_layouts_a_hand_download_leaves(
         recorded = json.loads((cache / "vda-tiny-test" / PROVENANCE_NAME).read_text())["files"][0]
         assert recorded["commit"] == COMMIT and recorded["sha256"] == hashlib.sha256(weights).hexdigest()
     capsys.readouterr()
+    (tmp_path / "empty").mkdir()
     assert (
         export_main(["pull", "vda-tiny-test", "--from", str(tmp_path / "empty"), "--cache", str(tmp_path / "c")]) == 2
     )
@@ -770,8 +779,16 @@ def test_another_releases_file_names_the_release_it_is(
     vda-base has no registry sha256) ended in '392 tensor(s) of another shape: ...' and 'pass --encoder vits',
     an option pull does not have. Now: which release file, what it is, whose release that is, and the right
     file's URL; a hub serving another family's file under the release's name says the entry or the mirror."""
-    from vdepth_ros.models.gemdepth import GemDepth
+    import dataclasses
 
+    from vdepth_ros.models.gemdepth import GemDepth
+    from vdepth_ros.runtime.registry import get_release
+
+    # a release the registry has no size or sha256 for (as gemdepth, dvd): the file's keys say what it is
+    registry = json.loads(Path(env[REGISTRY_ENV]).read_text())
+    unverified = dataclasses.asdict(get_release("vda-base"))
+    unverified["files"][0].update(sha256=None, size=None)
+    Path(env[REGISTRY_ENV]).write_text(json.dumps([*registry, unverified]))
     vits_wide = {k: (torch.zeros(1, 1, 384) if k == "pretrained.cls_token" else v) for k, v in torch.load(
         io.BytesIO(weights), weights_only=True).items()}  # fmt: skip
     base = tmp_path / "dl" / "depth-anything" / "Video-Depth-Anything-Base"
@@ -790,7 +807,7 @@ def test_another_releases_file_names_the_release_it_is(
     assert all(s in err for s in expected) and "--encoder" not in err and "of another shape" not in err, err
     assert _leftovers(Path(env[CACHE_ENV])) == []
     # the hub serves another family's checkpoint under the release's file name (no sha256 in the entry)
-    release = json.loads(Path(env[REGISTRY_ENV]).read_text())
+    release = json.loads(Path(env[REGISTRY_ENV]).read_text())[:1]
     release[0]["files"][0]["sha256"] = release[0]["files"][0]["size"] = None
     Path(env[REGISTRY_ENV]).write_text(json.dumps(release))
     buf = io.BytesIO()
@@ -823,3 +840,20 @@ def test_a_pinned_commit_holding_the_registrys_file_is_verified(
         pull("vda-tiny-test", endpoint=hub.url, revisions=["v2"], cache=cache / "v2")
     said = " | ".join(r.getMessage() for r in caplog.records)
     assert "another file than the registry's revision has" in said and "imported unverified" in said, said
+
+
+def test_from_the_one_downloaded_file_and_paths_that_are_no_folder(
+    env: dict[str, str], tmp_path: Path, weights: bytes, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`pull NAME --from FILE` with the one file of a one-file release (what a user who downloaded it by hand
+    has) listed four paths under FILE/ that were not found; `--from` a path that does not exist did the same,
+    and `--cache FILE` said 'File exists'. The file is taken (and checked), the others say what the path is."""
+    mine = tmp_path / "downloads" / "vda.pth"
+    mine.parent.mkdir()
+    mine.write_bytes(weights)
+    folder = pull("vda-tiny-test", from_dir=mine)
+    assert (folder / "config.json").is_file() and mine.read_bytes() == weights  # checked, imported, left alone
+    assert export_main(["pull", "vda-tiny-test", "--from", str(tmp_path / "nowhere"), "--overwrite"]) == 2
+    assert f"--from {tmp_path / 'nowhere'} does not exist" in capsys.readouterr().err
+    assert export_main(["pull", "vda-tiny-test", "--cache", str(mine)]) == 2
+    assert f"cannot write to the model cache {mine} (a file, not a folder)" in capsys.readouterr().err

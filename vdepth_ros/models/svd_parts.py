@@ -189,14 +189,28 @@ def svd_unet_problem(unet_dir: Path, svd_dir: Path | None = None) -> str | None:
     class that saved it. SVD's release was saved by diffusers' own `UNetSpatioTemporalConditionModel`,
     DepthCrafter's by its authors' subclass (`DEPTHCRAFTER_UNET_CLASS`), this package's by its own
     (`SpatioTemporalUNet`). Read from the folder's contents, not from where it sits: a `unet/` copied out of
-    the SVD pipeline folder is still SVD's. A config that names another class is not refused."""
+    the SVD pipeline folder is still SVD's. A config that names another class is not refused, nor one naming
+    diffusers' class whose `_name_or_path` (the folder or hub id it was loaded from before it was saved) names
+    DepthCrafter: DepthCrafter's UNet re-saved through diffusers' class.
+
+    Where the facts come from (the real files could not be downloaded here): the authors load their UNet with
+    that subclass (`depthcrafter/unet.py` and `run.py` in /work/shared/reference-code/depthcrafter), and
+    huggingface.co/tencent/DepthCrafter's top-level `config.json`, as a Nuke plug-in ships it beside the hub's
+    weights (github.com/Theo-SAMINADIN-td/NukeDepthCrafter, DepthCrafterPlugin/config.json @ 89812480), names
+    `"_class_name": "DiffusersUNetSpatioTemporalConditionModelDepthCrafter"` with `"_name_or_path":
+    "diffusers/depthcrafter"` (diffusers 0.29.2, the v1.0 upload) and the same sizes as SVD-XT's `unet/config.json`
+    (in_channels 8, out_channels 4, num_frames 25, block_out_channels 320-1280, cross_attention_dim 1024), which
+    names `UNetSpatioTemporalConditionModel`. The v1.0.1 upload's config was not seen; were it re-saved through
+    diffusers' class, its `_name_or_path` would still name DepthCrafter's folder."""
     import json
 
     try:
-        cls = str(json.loads((unet_dir / "config.json").read_text()).get("_class_name", ""))
+        config = json.loads((unet_dir / "config.json").read_text())
+        cls = str(config.get("_class_name", ""))
+        loaded_from = str(config.get("_name_or_path", ""))
     except (OSError, ValueError, AttributeError):
         return None  # the loader names a missing or unreadable config.json
-    if cls != SVD_UNET_CLASS:
+    if cls != SVD_UNET_CLASS or "depthcrafter" in loaded_from.lower():
         return None
     svd = str(svd_dir.resolve()) if svd_dir is not None else "SVD_FOLDER"
     return (

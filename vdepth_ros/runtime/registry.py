@@ -152,15 +152,31 @@ def _vda(size: str, encoder: str, metric: bool, license: str, sha256: str | None
 
 
 _SVD = "stabilityai/stable-video-diffusion-img2vid-xt"
-_VDA_S_SHA = "13379300b739e659f076a59d52e9801bd8d38c541a7e71f73bbca4dcfb013609"
-_VDA_L_SHA = "43df27c6b396042ba34ff7b798ab279f64d204d2e86d7a373968f8fa36d0e6fa"
+# The six VDA files' sha256 (the hub's LFS oid) and size in bytes. Small's and Large's sha256 (and Large's size)
+# were taken from the hub's "Git LFS details" pages; the others, and Small's and Base's sizes, from two public
+# model lock files of other projects that pin these files (one built from the hub API's `siblings[].lfs.sha256`,
+# `files_metadata=True`), which agree with each other and with the two values taken from the hub. Pinned commits
+# there: Small 256875362cff, Base 7231d0c6e260, Large 7aafbcb5c6af, Metric-Small 273d090f2ce1, Metric-Base
+# f6a245abad4b, Metric-Large 607fcdbd454b (the registry downloads `main`: a file replaced upstream fails its
+# check, and the error names the commit and the `--revision` that takes it).
+_VDA_FILES = {  # (size, metric): (sha256, bytes)
+    ("small", False): ("13379300b739e659f076a59d52e9801bd8d38c541a7e71f73bbca4dcfb013609", 116440756),
+    ("base", False): ("775e578e8f9431ec0496514aa466bd0a1f67c28d0f518267809f35a43c04329b", 458247082),
+    ("large", False): ("43df27c6b396042ba34ff7b798ab279f64d204d2e86d7a373968f8fa36d0e6fa", 1538392012),
+    ("small", True): ("3c28432b4e1f0d7bb31cad5151b6313b49457db5aa58d82e85bfb0f8b1311b33", 116444063),
+    ("base", True): ("f6f58576b9680a112f2428d4f39aff92656d3ae85745b0164675ace8d5b1fade", 458249567),
+    ("large", True): ("24eba25342e7ee0f054be25da6a852ebd7cfa40cd6bf41a353ecb6abfe24e620", 1538348216),
+}
 _BUILTIN: tuple[Release, ...] = (
-    _vda("small", "vits", False, "apache-2.0", _VDA_S_SHA, None),
-    _vda("base", "vitb", False, "cc-by-nc-4.0", None, None),
-    _vda("large", "vitl", False, "cc-by-nc-4.0", _VDA_L_SHA, 1538392012),
-    _vda("small", "vits", True, "apache-2.0", None, None),
-    _vda("base", "vitb", True, "cc-by-nc-4.0", None, None),
-    _vda("large", "vitl", True, "cc-by-nc-4.0", None, None),
+    *(
+        _vda(size, encoder, metric, license, *_VDA_FILES[size, metric])
+        for metric in (False, True)
+        for size, encoder, license in (
+            ("small", "vits", "apache-2.0"),
+            ("base", "vitb", "cc-by-nc-4.0"),
+            ("large", "vitl", "cc-by-nc-4.0"),
+        )
+    ),
     Release(
         name="gemdepth",
         family="gemdepth",
