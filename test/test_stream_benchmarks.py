@@ -39,13 +39,16 @@ def test_drift_benchmark_structured_errors_cuts_and_goals(repo_root, tmp_path, c
     # the released recipe, fitting across the cuts, is far above it
     for r in rows.values():
         assert all(s["absrel_over_best"] == pytest.approx(s["absrel"] - s["best_absrel"]) for s in r["segments"])
+        # the drift above the floor splits into the best affines' own (the floor's luck) and the stitching's
+        for s in r["segments"]:
+            assert s["drift_above_floor"] == pytest.approx(s["best_drift_above_floor"] + s["drift_above_best"])
     assert min(rows[m]["absrel_over_best"] for m in ("causal", "offline")) > -0.002
     assert rows["paper"]["absrel_over_best"] > 2 * max(rows[m]["absrel_over_best"] for m in ("causal", "offline"))
     # VDA's recipe keeps the first scene's anchor across the cuts: the later segments are off
     paper_after = max(s["absrel"] for s in rows["paper"]["segments"][1:])
     assert paper_after > 2 * max(s["absrel"] for s in rows["causal"]["segments"][1:])
     text = capsys.readouterr().out
-    assert "drift-floor mean / worst (goal)" in text and "load average" in text
+    assert "drift-floor mean / worst (goal)" in text and "best-floor worst (fails)" in text and "load average" in text
 
 
 def test_drift_benchmark_corruption_floor_and_metric(capsys):
