@@ -23,10 +23,14 @@ def test_drift_benchmark_structured_errors_cuts_and_goals(repo_root, tmp_path, c
     bench = _load(repo_root, "stream_drift")
     out = tmp_path / "drift.json"
     args = ["--frames", "400", "--size", "40x30", "--sequences", "synthetic", "--schedules", "default_8_4"]
-    args += ["--errors", "structured", "--methods", "causal,offline,paper", "--json", str(out)]
+    args += ["--errors", "structured", "--methods", "causal,offline,paper,best", "--json", str(out)]
     assert bench.main(args) == 0
     rows = {r["method"]: r for r in json.loads(out.read_text())["rows"]}
-    assert set(rows) == {"causal", "offline", "paper"}
+    assert set(rows) == {"causal", "offline", "paper", "best"}
+    # `best` scores the best per-window affines as a method: its drift above the floor is best-floor
+    best = rows.pop("best")
+    assert best["absrel_over_best"] == 0 and best["drift_above_best"] == 0
+    assert best["drift_above_floor"] == best["best_drift_above_floor"] == rows["causal"]["best_drift_above_floor"]
     for r in rows.values():
         assert [s["segment"] for s in r["segments"]] == ["synthetic2", "synthetic", "synthetic2'"]
         assert all("frames_to_recover" in s for s in r["segments"][1:])
@@ -39,13 +43,16 @@ def test_drift_benchmark_structured_errors_cuts_and_goals(repo_root, tmp_path, c
     # the released recipe, fitting across the cuts, is far above it
     for r in rows.values():
         assert all(s["absrel_over_best"] == pytest.approx(s["absrel"] - s["best_absrel"]) for s in r["segments"])
+        # the drift above the floor splits into the best affines' own (the floor's luck) and the stitching's
+        for s in r["segments"]:
+            assert s["drift_above_floor"] == pytest.approx(s["best_drift_above_floor"] + s["drift_above_best"])
     assert min(rows[m]["absrel_over_best"] for m in ("causal", "offline")) > -0.002
     assert rows["paper"]["absrel_over_best"] > 2 * max(rows[m]["absrel_over_best"] for m in ("causal", "offline"))
     # VDA's recipe keeps the first scene's anchor across the cuts: the later segments are off
     paper_after = max(s["absrel"] for s in rows["paper"]["segments"][1:])
     assert paper_after > 2 * max(s["absrel"] for s in rows["causal"]["segments"][1:])
     text = capsys.readouterr().out
-    assert "drift-floor mean / worst (goal)" in text and "load average" in text
+    assert "drift-floor mean / worst (goal)" in text and "best-floor worst (fails)" in text and "load average" in text
 
 
 def test_drift_benchmark_corruption_floor_and_metric(capsys):
