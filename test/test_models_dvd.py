@@ -155,18 +155,11 @@ def test_predict_on_real_clip(tiny: DVD, evaldata) -> None:
     assert y.shape == (5, 32, 48) and torch.isfinite(y).all() and y.min() >= 0 and y.max() <= 1
 
 
-@pytest.mark.slow
-def test_export_onnx_parity(tmp_path, tiny: DVD) -> None:
-    ort = pytest.importorskip("onnxruntime")
+def test_export_signature_asks_for_the_dynamo_exporter(tiny: DVD) -> None:
+    """Legacy export fails on RMSNorm, so the signature names dynamo; `test_export_families[dvd]` exports it
+    that way through `export_onnx` and checks parity on two inputs."""
     sig = tiny.export_signature(5, 32, 48)
     assert sig.extra["exporter"] == "dynamo"
     x = torch.rand(sig.input_shape, generator=torch.Generator().manual_seed(4))
-    path = tmp_path / "dvd.onnx"
-    torch.onnx.export(sig.module, (x,), str(path), dynamo=True, input_names=["frames"], output_names=["disparity"])
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    for seed in (4, 5):
-        x = torch.rand(sig.input_shape, generator=torch.Generator().manual_seed(seed))
-        with torch.no_grad():
-            ref = sig.module(x).numpy()
-        got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
-        assert np.abs(got - ref).max() <= 1e-4 * max(1.0, float(np.ptp(ref)))
+    with torch.no_grad():
+        assert torch.equal(sig.module(x)[0], tiny.predict(x[0]))

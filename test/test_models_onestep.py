@@ -225,12 +225,12 @@ def test_export_signature_matches_predict(tiny: OneStepDepth) -> None:
 
 
 @pytest.mark.slow  # ~5 s alone; the shared machine makes it > 20 s at times
-@pytest.mark.parametrize("head", ["dpt", "vae"])
-def test_export_onnx_runs_in_onnxruntime(tiny: OneStepDepth, teacher: DepthCrafter, head: str, tmp_path: Path) -> None:
+def test_export_onnx_runs_in_onnxruntime_with_the_vae_head(teacher: DepthCrafter, tmp_path: Path) -> None:
+    """The VAE-head student (the DPT head, `tiny_config`'s, is exported by `test_export_families`)."""
     ort = pytest.importorskip("onnxruntime")
     import warnings
 
-    model = tiny if head == "dpt" else _vae_student(teacher, "deterministic")
+    model = _vae_student(teacher, "deterministic")
     sig = model.export_signature(2, 64, 64)
     x = _frames(2)[None]
     path = tmp_path / "student.onnx"
@@ -246,22 +246,26 @@ def test_export_onnx_runs_in_onnxruntime(tiny: OneStepDepth, teacher: DepthCraft
     np.testing.assert_allclose(got, ref, atol=5e-4)
 
 
-@pytest.mark.slow  # dynamo export: ~1 min alone, ~3 min on the shared machine
-def test_export_dynamo_onnx(tiny: OneStepDepth, tmp_path: Path) -> None:
-    """The graph also goes through the dynamo exporter (opset 18), e.g. the bare-`amin` pitfall."""
+def test_the_clip_normalisation_goes_through_the_dynamo_exporter(tmp_path: Path) -> None:
+    """The dynamo exporter (opset 18) rejects a bare `amin()`: the students' and the teacher's clip min-max
+    normalisation (`DepthCrafter.normalize`) names its dims. Only that op is exported here: the students'
+    graphs go through the legacy exporter (`test_export_families`, the vae head below) and exporting the
+    whole tiny student with dynamo took 1-3 min of the suite for this one op."""
     ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
     import warnings
 
-    sig = tiny.export_signature(2, 64, 64)
-    x = _frames(2)[None]
-    path = tmp_path / "student_dynamo.onnx"
+    class Normalize(torch.nn.Module):
+        def forward(self, disparity: torch.Tensor) -> torch.Tensor:
+            return DepthCrafter.normalize(disparity)
+
+    x = torch.rand(1, 2, 16, 24, generator=torch.Generator().manual_seed(3)) * 5.0 + 1.0
+    path = tmp_path / "normalize_dynamo.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(sig.module, (x,), str(path), input_names=["frames"], output_names=["disparity"],
+        torch.onnx.export(Normalize(), (x,), str(path), input_names=["disparity"], output_names=["normalized"],
                           opset_version=18, dynamo=True)  # fmt: skip
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    (got,) = sess.run(None, {"frames": x.numpy()})
-    with torch.no_grad():
-        ref = sig.module(x).numpy()
-    np.testing.assert_allclose(got, ref, atol=1e-4)
+    (got,) = sess.run(None, {"disparity": x.numpy()})
+    np.testing.assert_allclose(got, DepthCrafter.normalize(x).numpy(), atol=1e-6)
+    assert got.min() == 0.0 and got.max() == pytest.approx(1.0)
