@@ -763,7 +763,8 @@ def _depth_camera_node(
 ) -> tuple[list[Image], str]:
     """The node with `scale_source:=sparse sparse_depth:=image`, `sparse_depth` remapped to `topic` (or
     `remap`), fed grey-block colour images with camera_info, and `depth_msg(k, header)` on `topic` beside
-    each; until 3 /depth arrive or `seconds`. (/depth messages, the node's output)."""
+    each; until 3 /depth arrive or `seconds` after the node subscribed the images. (/depth messages, the
+    node's output)."""
     depths: list[Image] = []
 
     def feed(peer: Node, ex: SingleThreadedExecutor) -> None:
@@ -772,6 +773,11 @@ def _depth_camera_node(
         pub = peer.create_publisher(Image, "/camera/color/image_raw", rel)
         ipub = peer.create_publisher(CameraInfo, "/camera/color/camera_info", rel)
         dpub = peer.create_publisher(depth_type, topic, rel)
+        # `seconds` count from the node's subscriptions, not from its start (its start-up took 8 s of an 8 s
+        # run once in a loaded suite: "stopped by SIGINT during start-up")
+        ready_by = time.monotonic() + 60
+        while pub.get_subscription_count() == 0 and time.monotonic() < ready_by:
+            ex.spin_once(timeout_sec=0.05)
         k, deadline = 0, time.monotonic() + seconds
         while time.monotonic() < deadline and len(depths) < 3:
             h = Header(stamp=conv.ns_to_stamp(1_000_000_000 + k * 50_000_000), frame_id="camera_color_optical_frame")

@@ -46,15 +46,19 @@ def test_a_realsense_colour_stream_faster_than_inference_is_named_with_one_fix(r
     assert float(values["output rate [Hz]"]) < 0.8 * float(values["input rate [Hz]"]), values
     warned = [line for line in log.splitlines() if "[WARN]" in line and "input queue" in line]
     advised = [re.search(r"set max_input_rate below the output rate .*\(e\.g\. ([\d.]+)", w) for w in warned]
-    assert warned and all(advised), warned
+    # (the first may come while the worker is still on its first window, with no value yet: 1 of 3 fresh-clone runs
+    # at load 15; it then says so and where the value will be)
+    first_without = advised[0] is None and "still on its first window" in warned[0] if warned else False
+    assert warned and all(advised[1:]) and (advised[0] or first_without), warned
+    with_values = list(zip(advised, warned, strict=True))[1 if first_without else 0 :]
     # each value is 80% of the rate it keeps up with, the first too, or said to be provisional (it was 4.9, a low
     # bound said as the advice, the later ones ~14 with ~14 Hz out)
-    values = [float(a.group(1)) for a, w in zip(advised, warned, strict=True) if "provisional" not in w]
+    values = [float(a.group(1)) for a, w in with_values if "provisional" not in w]
     output_hz = sorted(float(v["output rate [Hz]"]) for _, _, v in statuses[-5:])[2]
     # (the output rate on /diagnostics, a 5 s mean, dips under load while the worker's rate per window holds: 18 with
     # 15.7 Hz out once, in a fresh clone's suite; the bound that matters is the lower one, the low bound advised)
     assert values and all(0.6 * output_hz < v < 1.3 * output_hz for v in values), (values, output_hz, warned)
-    assert all("provisional" not in w for w in warned[1:]), warned
+    assert all("provisional" not in w for _, w in with_values[1:]), warned
     assert not [w for w in warned if "keeps pace" in w], warned
     times = [float(re.search(r"\[WARN\] \[([\d.]+)\]", w).group(1)) for w in warned]  # one cause: one rate-limited WARN
     assert all(b - a > 4.9 for a, b in pairwise(times)), warned
