@@ -727,7 +727,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({"sequence": seq.name} | {k: list(v) for k, v in res.items()})
         scored = [(k, v) for k, v in res.items() if k in methods or k == "stream"]
         line = "  ".join(
-            f"{k} {v[0]:.4f}/{v[1]:.4f}" + (f"/TAE {100 * v[2]:.3f}" if v[2] is not None else "") for k, v in scored
+            f"{k} {v[0]:.4f}/{v[1]:.4f}" + (f"/TAE {v[2]:.3f}" if v[2] is not None else "") for k, v in scored
         )
         bias, data_bias = res["context_bias"], res["data_context_bias"][0]
         if "heldout_residuals" in res:
@@ -748,7 +748,7 @@ def main(argv: list[str] | None = None) -> int:
             "tae": float(np.mean([r[k][2] for r in rows])) if args.tae else None,
             "worse_than_stream": worse,
         }
-        tae = f"{100 * summary[k]['tae']:8.3f}" if args.tae else "       -"
+        tae = f"{summary[k]['tae']:8.3f}" if args.tae else "       -"
         print(
             f"{k:10s}  {summary[k]['abs_rel']:.4f}  {summary[k]['delta1']:.4f}  {tae}  "
             f"{worse if k != 'stream' else '-'}"
