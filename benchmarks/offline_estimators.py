@@ -25,7 +25,12 @@ papers' protocol (`vdepth_ros.eval.metrics.evaluate_sequence`):
   more than 2 standard errors of the later windows' edges; crossfaded / each frame as first output),
   `smoother_first` (the smoother's affines, each frame as first output), `heldout` (per sequence the
   stream's or the smoother's affines, whichever fits held-out consecutive-pair overlaps better, no
-  GT), `perframe` (the context check per context frame); `--cache DIR`
+  GT), `perframe` (the context check per context frame), and how the smoother's aligned readings
+  of a frame are combined (`combine`: `ramp` blends both overlap frames with shares 1/3 and 2/3 on
+  the 8/4 layout, where the crossfade's 0 and 1 switch windows; `mean_out` the plain mean of a
+  frame's output readings, `mean_all` of every reading, context slots too; `invres_out` the output
+  readings weighted by their window's inverse squared disagreement with the other windows);
+  `--tae` also scores flicker (TAE, GT poses); `--cache DIR`
   records the model's windows (and `offline`'s output: a cache from older code has the old one)
   once for later runs;
 * `gt_fit` (not a method: it reads the ground truth): each window's affine fitted to the GT
@@ -127,6 +132,89 @@ def stitch(
     for (win, disp), (s, t) in zip(windows, affines, strict=True):
         put(stitcher.add(win, disp.copy(), affine=AffineFit(scale=s, shift=t)))
     put(stitcher.finish())
+    return out
+
+
+def readings(windows: list[tuple[Window, np.ndarray]]) -> dict[int, list[tuple[int, int, float | None]]]:
+    """Every reading of each frame: `(window, slot, overlap weight)`, in window order. The weight is
+    set on a window's output slots that an earlier window also output (the crossfade's overlap,
+    the window's share at overlap position `i` of `n`: `(i + 1) / (n + 1)`, a ramp that blends both
+    overlap frames, where `Stitcher`'s `linspace(0, 1, n)` gives 0 and 1 for `n = 2`); None on
+    single output readings; context slots get `nan` (not an output reading)."""
+    out: dict[int, list[tuple[int, int, float | None]]] = {}
+    output_seen: set[int] = set()
+    for k, (win, _) in enumerate(windows):
+        for p in range(win.n_context):
+            out.setdefault(win.slots[p], []).append((k, p, float("nan")))
+        overlap = [p for p in range(win.n_context, len(win.slots)) if win.slots[p] in output_seen]
+        for p in range(win.n_context, len(win.slots)):
+            f = win.slots[p]
+            w = (overlap.index(p) + 1) / (len(overlap) + 1) if p in overlap else None
+            out.setdefault(f, []).append((k, p, w))
+        output_seen.update(win.slots[win.n_context :])
+    return out
+
+
+def window_disagreement(windows, affines: Affines, options: FitOptions) -> np.ndarray:
+    """Per window, the robust disagreement of its aligned output readings with every other window's
+    aligned output readings of the same frames: RMS over those frames of the median |log ratio|
+    (pixel subsample as the fits'); a window that shares none gets the median of the others."""
+    per = options.max_points // 8 if options.max_points else 0
+    samples = [frame_samples(d[: len(w.slots)], per) * s + t for (w, d), (s, t) in zip(windows, affines, strict=True)]
+    sq: list[list[float]] = [[] for _ in windows]
+    for reads in readings(windows).values():
+        outs = [(k, p) for k, p, w in reads if not (w is not None and np.isnan(w))]
+        for (ka, pa), (kb, pb) in itertools.combinations(outs, 2):
+            a, b = samples[ka][pa], samples[kb][pb]
+            ok = np.isfinite(a) & np.isfinite(b) & (a > 0) & (b > 0)
+            if ok.any():
+                r = float(np.median(np.abs(np.log(a[ok] / b[ok])))) ** 2
+                sq[ka].append(r)
+                sq[kb].append(r)
+    sigma = np.array([np.sqrt(np.mean(v)) if v else np.nan for v in sq])
+    fill = np.nanmedian(sigma) if np.isfinite(sigma).any() else 1.0
+    return np.where(np.isfinite(sigma) & (sigma > 0), sigma, fill)
+
+
+def combine(
+    windows: list[tuple[Window, np.ndarray]], affines: Affines, size: tuple[int, int], how: str, options: FitOptions
+) -> np.ndarray:
+    """Stitched disparity on the GT grid `(T, h, w)`, each frame a weighted mean of its aligned readings:
+    `ramp` the overlap ramp of `readings` (the second reading's share), `mean_out` the plain mean of
+    the output readings, `mean_all` of every reading (context slots too), `invres_out` the output
+    readings weighted by 1 / `window_disagreement`^2. As `stitch`: NaN-aware, clamped at 0 once
+    upsampled."""
+    h, w = size
+    sigma = window_disagreement(windows, affines, options) if how == "invres_out" else None
+    reads = readings(windows)
+    out = np.zeros((max(reads) + 1, h, w), np.float32)
+    for f, rs in reads.items():
+        parts: list[tuple[float, int, int]] = []
+        outs = [(k, p, wt) for k, p, wt in rs if not (wt is not None and np.isnan(wt))]
+        if how == "ramp":
+            if len(outs) == 1:
+                parts = [(1.0, outs[0][0], outs[0][1])]
+            else:
+                (ka, pa, _), (kb, pb, wb) = outs[-2], outs[-1]  # the last two output readings
+                parts = [(1.0 - wb, ka, pa), (wb, kb, pb)]
+        elif how == "mean_out":
+            parts = [(1.0, k, p) for k, p, _ in outs]
+        elif how == "mean_all":
+            parts = [(1.0, k, p) for k, p, _ in rs]
+        elif how == "invres_out":
+            parts = [(1.0 / sigma[k] ** 2, k, p) for k, p, _ in outs]
+        else:
+            raise ValueError(how)
+        num = np.zeros(windows[0][1].shape[1:], np.float64)
+        den = np.zeros_like(num)
+        for wt, k, p in parts:
+            s, t = affines[k]
+            v = windows[k][1][p].astype(np.float64) * s + t
+            ok = np.isfinite(v)
+            num[ok] += wt * v[ok]
+            den[ok] += wt
+        disp = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0).astype(np.float32)
+        out[f] = np.maximum(cv2.resize(disp, (w, h), interpolation=cv2.INTER_LINEAR), 0.0)
     return out
 
 
@@ -532,6 +620,10 @@ EXTRA_METHODS = (
     "smoother_first",
     "gated_first",
     "perframe",
+    "ramp",
+    "mean_out",
+    "mean_all",
+    "invres_out",
 )
 
 
@@ -548,8 +640,8 @@ def recorded(engine, seq: EvalSequence, cache: Path | None):
 
 
 def score_sequence(
-    engine, seq: EvalSequence, methods: tuple[str, ...] = METHODS, cache: Path | None = None
-) -> dict[str, tuple[float, float]]:
+    engine, seq: EvalSequence, methods: tuple[str, ...] = METHODS, cache: Path | None = None, tae: bool = False
+) -> dict[str, tuple]:
     offline, windows, options = recorded(engine, seq, cache)
     stream = stream_affines(windows, options)
     estimators = {
@@ -581,6 +673,10 @@ def score_sequence(
         "gated_first": lambda: stitch(windows, gated_affines(windows, options), seq.gt_size, first=True),
         "perframe": lambda: stitch(windows, per_frame_check_affines(windows, options), seq.gt_size, first=False),
         "heldout": lambda: stitch(windows, held_out_choice(), seq.gt_size, first=False),
+        **{
+            how: (lambda how=how: combine(windows, smoother_affines(windows, options), seq.gt_size, how, options))
+            for how in ("ramp", "mean_out", "mean_all", "invres_out")
+        },
         "stream_checked": lambda: stitch(windows, checked_stream_affines(windows, options), seq.gt_size, first=True),
         "ctxbias_stream": lambda: stitch(
             windows, stream_affines(context_corrected(windows, beta), options), seq.gt_size, first=True
@@ -596,10 +692,11 @@ def score_sequence(
         return stream if held_out["stream"] < held_out["smoother"] else smoother_affines(windows, options)
 
     beta = data_context_bias(windows, options)
+    camera = {"intrinsics": seq.intrinsics, "poses": seq.poses} if tae else {}
     out: dict = {}
     for name in ("stream", *[m for m in methods if m != "stream"]):
-        m = evaluate_sequence(estimators[name](), seq.depth, seq.max_depth)
-        out[name] = (m.abs_rel, m.delta1)
+        m = evaluate_sequence(estimators[name](), seq.depth, seq.max_depth, **camera)
+        out[name] = (m.abs_rel, m.delta1, m.tae)
     out["context_bias"] = context_bias(windows, seq)
     out["data_context_bias"] = (beta, 0.0)
     if held_out:
@@ -615,6 +712,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--methods", default=",".join(METHODS), help=f"of {METHODS + EXTRA_METHODS}")
     ap.add_argument("--cache", type=Path, default=None, help="keep the recorded windows here (reruns skip the model)")
+    ap.add_argument("--tae", action="store_true", help="also score TAE (flicker, with the GT poses) per method")
     args = ap.parse_args(argv)
     methods = tuple(m for m in args.methods.split(",") if m)
     unknown = set(methods) - set(METHODS + EXTRA_METHODS)
@@ -625,10 +723,12 @@ def main(argv: list[str] | None = None) -> int:
     seqs = development_sequences(args.renders)
     rows = []
     for seq in seqs:
-        res = score_sequence(engine, seq, methods, args.cache)
+        res = score_sequence(engine, seq, methods, args.cache, args.tae)
         rows.append({"sequence": seq.name} | {k: list(v) for k, v in res.items()})
         scored = [(k, v) for k, v in res.items() if k in methods or k == "stream"]
-        line = "  ".join(f"{k} {a:.4f}/{d:.4f}" for k, (a, d) in scored)
+        line = "  ".join(
+            f"{k} {v[0]:.4f}/{v[1]:.4f}" + (f"/TAE {v[2]:.3f}" if v[2] is not None else "") for k, v in scored
+        )
         bias, data_bias = res["context_bias"], res["data_context_bias"][0]
         if "heldout_residuals" in res:
             line += "  held-out residual stream {:.4f} smoother {:.4f}".format(*res["heldout_residuals"])
@@ -638,16 +738,21 @@ def main(argv: list[str] | None = None) -> int:
             f"{seq.name:18s} {line}  context_bias {bias[0]:+.3f} ± {bias[1]:.3f}, data {data_bias:+.3f}",
             flush=True,
         )
-    print(f"\nmethod      AbsRel   δ1      worse than the stream (AbsRel or δ1), of {len(rows)}")
+    print(f"\nmethod      AbsRel   δ1      TAE x100  worse than the stream (AbsRel or δ1), of {len(rows)}")
     summary = {}
     for k in ("stream", *[m for m in methods if m != "stream"]):
         worse = sum(r[k][0] > r["stream"][0] or r[k][1] < r["stream"][1] for r in rows)
         summary[k] = {
             "abs_rel": float(np.mean([r[k][0] for r in rows])),
             "delta1": float(np.mean([r[k][1] for r in rows])),
+            "tae": float(np.mean([r[k][2] for r in rows])) if args.tae else None,
             "worse_than_stream": worse,
         }
-        print(f"{k:10s}  {summary[k]['abs_rel']:.4f}  {summary[k]['delta1']:.4f}  {worse if k != 'stream' else '-'}")
+        tae = f"{summary[k]['tae']:8.3f}" if args.tae else "       -"
+        print(
+            f"{k:10s}  {summary[k]['abs_rel']:.4f}  {summary[k]['delta1']:.4f}  {tae}  "
+            f"{worse if k != 'stream' else '-'}"
+        )
     print(f"({time.perf_counter() - t0:.0f} s, load average {load0} -> {os.getloadavg()})")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -213,6 +213,18 @@ def test_offline_estimators_benchmark_reproduces_the_pipeline_and_reads_the_gt(r
     gated = bench.gated_affines(windows, options, z=0.0, fired=fired)
     assert gated[1:-1] == bench.smoother_affines(windows, options)[1:-1]
     assert fired == [False, *[True] * (len(windows) - 2), False]
+    # a frame's aligned readings: on the 8/4 layout the overlap's two frames get the later window's
+    # share 1/3 and 2/3 (the crossfade's 0 and 1 switch windows); a frame with one output reading
+    # is the same in every combination
+    smooth = bench.smoother_affines(windows, options)
+    reads = bench.readings(windows)
+    assert [w for _, _, w in reads[6] if w is not None] == [1 / 3] and [w for _, _, w in reads[7]][1] == 2 / 3
+    single = [f for f, rs in reads.items() if sum(w is None or not np.isnan(w) for _, _, w in rs) == 1]
+    crossfaded = bench.stitch(windows, smooth, seq.gt_size, first=False)
+    for how in ("ramp", "mean_out", "mean_all", "invres_out"):
+        combined = bench.combine(windows, smooth, seq.gt_size, how, options)
+        if how != "mean_all":  # context readings enter every frame that is some window's context
+            np.testing.assert_allclose(combined[single], crossfaded[single], rtol=1e-5, atol=1e-5)
     res = bench.score_sequence(engine, seq, (*bench.METHODS, "smoother"))
     assert set(res) == {*bench.METHODS, "smoother", "context_bias", "data_context_bias"}
     assert all(0 < res[m][0] < 1 and 0 < res[m][1] <= 1 for m in bench.METHODS)
