@@ -332,8 +332,9 @@ FAULTS: dict[str, Fault] = {
         "the camera_info is in frame 'depth_optical', the image in 'cam'",
         "warning",
     ),
+    # (taken at the image's size with one WARN since vdepth-bag and the node share that rule; it was refused)
     "calibrated camera_info without a size": Fault(
-        lambda r: r.frame(info=info(r, width=0, height=0)), "needs its image size"
+        lambda r: r.frame(info=info(r, width=0, height=0)), "taken as calibrated at the image's size", "warning"
     ),
     "alternating resolutions": Fault(alternate_resolution, "restarting the depth stream: resolution", "warning"),
     "stamp going backwards": Fault(
