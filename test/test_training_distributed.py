@@ -346,6 +346,24 @@ def test_launched_ranks_exit_0_after_a_complete_run(tmp_path: Path) -> None:
         assert (tmp_path / f"run{i}" / "checkpoints" / "checkpoint_2" / "trainer_state.json").is_file()
 
 
+def _rank1_reads(tmp_path: Path, cfg: dict) -> Path:
+    """A training script for torchrun whose rank 1 reads `cfg` (written beside it) instead of `--config`: the
+    second node's own copy of the config."""
+    import yaml
+
+    other = tmp_path / "rank1.yaml"
+    other.write_text(yaml.safe_dump(cfg))
+    script = tmp_path / "rank1_reads_its_own_config.py"
+    script.write_text(
+        "import os, sys\n"
+        "import vdepth_training.train as train\n"
+        "argv = sys.argv[1:]\n"
+        f"if os.environ['RANK'] == '1':\n    argv[argv.index('--config') + 1] = {str(other)!r}\n"
+        "train._exit_without_finalizing(train.main(argv))\n"
+    )
+    return script
+
+
 def _users_folder(root: Path, count: int) -> Path:
     """A vda recipe (4 steps, a checkpoint each) on a folder of `count` sequences of the user's; returns the recipe."""
     import numpy as np
@@ -444,16 +462,7 @@ def test_two_ranks_on_a_users_folder_with_a_missing_depth_file_stop_before_train
     (tmp_path / "node_copy" / "seq1" / "target" / "000004.npy").unlink()
     cfg = yaml.safe_load(recipe.read_text())
     cfg["data"]["sources"][0]["root"] = str(tmp_path / "node_copy")
-    other = tmp_path / "rank1.yaml"
-    other.write_text(yaml.safe_dump(cfg))
-    script = tmp_path / "rank1_reads_its_nodes_copy.py"
-    script.write_text(
-        "import os, sys\n"
-        "import vdepth_training.train as train\n"
-        "argv = sys.argv[1:]\n"
-        f"if os.environ['RANK'] == '1':\n    argv[argv.index('--config') + 1] = {str(other)!r}\n"
-        "train._exit_without_finalizing(train.main(argv))\n"
-    )
+    script = _rank1_reads(tmp_path, cfg)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
            "--config", str(recipe), "--output", str(tmp_path / "run")]  # fmt: skip
     proc = subprocess.run(cmd, cwd=REPO, env=rank_env(), capture_output=True, text=True, timeout=300)
@@ -503,16 +512,7 @@ def test_ranks_that_read_different_configs_stop_before_training(tmp_path: Path) 
     shutil.copytree(tmp_path / "mine", tmp_path / "node_copy")  # rank 1's node: its own copy of the data
     cfg["data"]["sources"][0]["root"] = str(tmp_path / "node_copy")
     cfg["training"].update(grad_accum=2, num_workers=1)  # (num_workers leaves the steps alone)
-    other = tmp_path / "rank1.yaml"
-    other.write_text(yaml.safe_dump(cfg))
-    script = tmp_path / "rank1_reads_another_config.py"
-    script.write_text(
-        "import os, sys\n"
-        "import vdepth_training.train as train\n"
-        "argv = sys.argv[1:]\n"
-        f"if os.environ['RANK'] == '1':\n    argv[argv.index('--config') + 1] = {str(other)!r}\n"
-        "train._exit_without_finalizing(train.main(argv))\n"
-    )
+    script = _rank1_reads(tmp_path, cfg)
     args = [str(script), "--config", str(recipe), "--output", str(tmp_path / "run")]
     error = error_line(one_error_before_training(args, timeout=600))
     assert "the ranks run different configs (rank 1 of 2: training.grad_accum: 1 -> 2, against rank 0's)" \
