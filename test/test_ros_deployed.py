@@ -89,6 +89,21 @@ def interrupt(proc: subprocess.Popen, timeout: float = 30) -> int:
         raise AssertionError("the process did not exit within 30 s of SIGINT") from None
 
 
+def stop_peer(proc: subprocess.Popen, timeout: float = 15) -> None:
+    """Clean-up of a peer still running (a test's `finally`): resume it (it may be SIGSTOPped) and SIGINT it,
+    SIGKILL after `timeout` s; says nothing, unlike `interrupt`, so the test's own failure is the one shown.
+    SIGINT first: a SIGKILLed DDS participant leaves its shared-memory ports locked in /dev/shm, which can
+    keep later processes on this domain from discovering each other."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGCONT)
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def lifecycle_up(node_name: str) -> None:
     """configure + activate a managed node through its lifecycle services (as Nav2's manager does)."""
     import rclpy

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_ros_deployed import PEERS, SUMMARY, interrupt, node_command, start, wait_for
+from test_ros_deployed import PEERS, SUMMARY, interrupt, node_command, start, stop_peer, wait_for
 
 from vdepth_ros.ros import transport
 
@@ -107,7 +107,7 @@ def _frozen_viewers_run(tmp_path: Path, freeze: bool) -> tuple[int, list[int], s
         assert interrupt(healthy) == 0, (tmp_path / "healthy.log").read_text()[-3000:]
     finally:
         for proc in procs:
-            _stop(proc)
+            stop_peer(proc)
         for log in logs:
             log.close()
     out = (tmp_path / "node.log").read_text()
@@ -115,19 +115,6 @@ def _frozen_viewers_run(tmp_path: Path, freeze: bool) -> tuple[int, list[int], s
     assert summary, out
     got = json.loads((tmp_path / "healthy.log").read_text().strip().splitlines()[-1])
     return int(summary["received"]), got["/depth/camera_info"], out
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """Resume and stop with SIGINT: a SIGKILLed DDS participant leaves its shared-memory ports locked in
-    /dev/shm, which can keep later processes on this domain from discovering each other."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGCONT)
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def healthy_rates(
@@ -181,7 +168,7 @@ def healthy_rates(
             got[name] = {topic: len(s) for topic, s in stamps.items()}
     finally:
         for proc in procs:
-            _stop(proc)
+            stop_peer(proc)
         for log in logs:
             log.close()
     got["node"] = (tmp_path / "node.log").read_text()

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_ros_deployed import PEERS, wait_for
+from test_ros_deployed import PEERS, stop_peer, wait_for
 from test_ros_deployed import node_command as deployed_node_command
 
 pytestmark = [pytest.mark.ros]
@@ -453,13 +453,8 @@ def test_a_viewer_closed_and_opened_again_restarts_the_stream_without_a_warning(
             r.interrupt_node()
         finally:
             for proc in (camera, viewer):
-                if proc is not None and proc.poll() is None:
-                    proc.send_signal(signal.SIGINT)
-                    try:
-                        proc.wait(timeout=30)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
-                        proc.wait()
+                if proc is not None:
+                    stop_peer(proc, timeout=30)
     log = r.node_log.read_text()
     skipped = int(re.search(r"(\d+) skipped \(no subscribers\)", log).group(1))
     assert skipped > RATE, log  # (the rig shows the case)
