@@ -422,8 +422,10 @@ def test_images_whose_encoding_does_not_say_their_bytes_are_read_as_image_encodi
     np.testing.assert_array_equal(grey, decode_color_image(raw_image(ir, "mono16"), image_encoding="auto"))
     bgr = np.zeros((H, W, 3), np.uint8)
     bgr[..., 2] = 200  # red, in OpenCV's order
-    with pytest.raises(UnsupportedImageError, match="image_encoding: bgr8"):
+    with pytest.raises(UnsupportedImageError, match="image_encoding: bgr8") as refused:
         decode_color_image(raw_image(bgr, "8UC3"))
+    listed = str(refused.value).partition("supported: ")[2]
+    assert "mono16" in listed and "16UC1" not in listed and "32FC1" not in listed, refused.value  # colour ones only
     rgb = FrameAssembler(image_encoding="bgr8").assemble(raw_image(bgr, "8UC3"), 0, info()).rgb
     assert rgb[0, 0].tolist() == [200, 0, 0]
     swapped = FrameAssembler(image_encoding="rgb8").assemble(raw_image(bgr, "bgr8"), 0, info()).rgb  # mislabelled

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from vdepth_ros.encodings import (
+    COLOR_INPUT_ENCODINGS,
     DEPTH_ALIASES,
     compressed_depth_size,
     compressed_depth_to_metres,
@@ -291,7 +292,7 @@ def decode_color_image(
         return rgb
     encoding = read_as(msg, image_encoding)
     try:
-        kind = get_encoding(encoding).kind
+        kind = get_encoding(encoding, COLOR_INPUT_ENCODINGS).kind
     except InputError as err:
         raise UnsupportedImageError(f"{err}{read_as_hint(encoding)}") from None
     arr = image_array_from_fields(encoding, msg.height, msg.width, msg.step, msg.data, msg.is_bigendian)
