@@ -308,7 +308,7 @@ class BagFrameSource:
     def decode_rgb(self, msg: Any, msgtype: str) -> np.ndarray:
         """`(H, W, 3)` uint8 RGB of an Image/CompressedImage message of the image topic
         (`decode_color_msg`)."""
-        return decode_color_msg(msg, msgtype, self.image_topic)
+        return decode_color_msg(msg, msgtype, self.image_topic, image_encoding=self._assembler.image_encoding)
 
     def _drop(self, stamp_ns: int, reason: str, received: bool = False) -> None:
         """Drop an image (counted, told once per kind of reason with its topic and stamp)."""
