@@ -17,12 +17,12 @@ The camera publishes 640x480 rgb8 + camera_info (SensorData QoS, as most drivers
 --reliable), once the node listens, and prints {"sent": n} when done; several cameras publish in
 turn. With --pause-after N it stops for S seconds after N frames, as a stalled driver does (the
 stamps, on the camera's clock, jump by the pause), and also prints "pause_start" and "pause_end"
-(time.monotonic(), shared by the processes of one machine). `--size` and `--encoding` (rgb8,
-bgr8, mono8, a webcam's packed YUV 4:2:2 under either of its names: yuyv / yuv422_yuy2, uyvy / yuv422, or one the
-node does not decode, e.g. 32FC1) change the images; `--frame-id` (empty: a driver that sets none), `--distortion
-MODEL` (plumb_bob, rational_polynomial, equidistant), `--uncalibrated` (usb_cam without a calibration file: K, D, P
-all zero) and `--info-size WxH` (a camera_info for another size) change the camera_info; `--no-camera-info`
-publishes none (a camera_info not remapped: nothing is waited for); `--die-after N` ends the
+(time.monotonic(), shared by the processes of one machine). `--size` and `--encoding` (rgb8, bgr8, mono8, a 16-bit
+grey or IR camera's mono16 / 16UC1, a webcam's packed YUV 4:2:2 under either of its names: yuyv / yuv422_yuy2, uyvy
+/ yuv422, or one the node does not decode, e.g. 32FC1) change the images; `--frame-id` (empty: a driver that sets
+none), `--distortion MODEL` (plumb_bob, rational_polynomial, equidistant), `--uncalibrated` (usb_cam without a
+calibration file: K, D, P all zero) and `--info-size WxH` (a camera_info for another size) change the camera_info;
+`--no-camera-info` publishes none (a camera_info not remapped: nothing is waited for); `--die-after N` ends the
 process with os._exit after N frames, as a crashed driver (no "sent" line); `--last-image-alone`
 sends the last image without its camera_info (the node stopped between the two); `--binning B`
 publishes the camera_info of a B x B binned window (roi) of a larger sensor, calibrated at full
@@ -207,6 +207,8 @@ def _images(args: argparse.Namespace, w: int, h: int) -> list[Image]:
         frames = [packed_422(f, PACKED_422[args.encoding]) for f in frames]
     elif args.encoding == "32FC1":
         frames = [f[..., 0].astype(np.float32) for f in frames]
+    elif args.encoding in ("mono16", "16UC1"):  # a 16-bit grey or IR camera (kinect2_bridge's image_ir is 16UC1)
+        frames = [f[..., 0].astype(np.uint16) << 8 for f in frames]
     return [conv.image_msg(f, args.encoding, conv.copy_header(Image().header)) for f in frames]
 
 

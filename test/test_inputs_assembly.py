@@ -410,6 +410,39 @@ def test_a_depth_image_on_the_colour_input_is_unsupported() -> None:
         decode_color_image(raw_image(np.zeros((H, W), np.uint8), "i420"))  # (not a sensor_msgs encoding)
 
 
+def test_images_whose_encoding_does_not_say_their_bytes_are_read_as_image_encoding_names() -> None:
+    """A driver that cannot be changed: kinect2_bridge's IR images are 16UC1 (refused as depth on the colour input),
+    an OpenCV frame published without a channel order is 8UC3 (refused, image_proc too). The refusals named only a
+    change to the publisher; now they also name `image_encoding`, which reads the images' bytes as that encoding
+    (the node's and vdepth-bag's assembler alike); one that does not fit the bytes is refused naming both."""
+    ir = (np.arange(H * W, dtype=np.uint16).reshape(H, W) * 20) << 2
+    with pytest.raises(UnsupportedImageError, match="image_encoding: mono16"):
+        decode_color_image(raw_image(ir, "16UC1"))
+    grey = FrameAssembler(image_encoding="mono16").assemble(raw_image(ir, "16UC1"), 0, info()).rgb
+    np.testing.assert_array_equal(grey, decode_color_image(raw_image(ir, "mono16"), image_encoding="auto"))
+    bgr = np.zeros((H, W, 3), np.uint8)
+    bgr[..., 2] = 200  # red, in OpenCV's order
+    with pytest.raises(UnsupportedImageError, match="image_encoding: bgr8") as refused:
+        decode_color_image(raw_image(bgr, "8UC3"))
+    listed = str(refused.value).partition("supported: ")[2]
+    assert "mono16" in listed and "16UC1" not in listed and "32FC1" not in listed, refused.value  # colour ones only
+    rgb = FrameAssembler(image_encoding="bgr8").assemble(raw_image(bgr, "8UC3"), 0, info()).rgb
+    assert rgb[0, 0].tolist() == [200, 0, 0]
+    swapped = FrameAssembler(image_encoding="rgb8").assemble(raw_image(bgr, "bgr8"), 0, info()).rgb  # mislabelled
+    assert swapped[0, 0].tolist() == [0, 0, 200]
+    with pytest.raises(InputError, match="image_encoding is rgb8, but these 16UC1 images do not hold rgb8 pixels"):
+        FrameAssembler(image_encoding="rgb8").assemble(raw_image(ir, "16UC1"), 0, info())
+
+
+def test_image_encoding_must_be_a_colour_input_encoding() -> None:
+    from vdepth_ros.errors import ConfigError
+    from vdepth_ros.node_params import validate_ros_params
+
+    validate_ros_params({"image_encoding": "mono16"})
+    with pytest.raises(ConfigError, match="image_encoding='16UC1' is not one of auto, rgb8"):
+        validate_ros_params({"image_encoding": "16UC1"})
+
+
 def test_a_depth_png_on_the_colour_input_is_unsupported_and_names_the_tools_fix() -> None:
     """A 16UC1 png of the compressed plugin (a depth camera's frame) amid the colour ones was decoded
     by OpenCV as a grey picture and run as a frame. Now it is refused as a raw 16UC1 is, with the fix

@@ -225,17 +225,21 @@ def test_bgr_equals_rgb_input(tmp_path: Path) -> None:
 
 def test_a_12_bit_mono16_bag_gives_the_depth_of_its_picture(tmp_path: Path) -> None:
     """A bag of a 12-bit camera's mono16 (values 0-4095) gave the depth of an almost black picture;
-    vdepth-bag reads it by the node's image_bit_depth rule (auto), so its depth is the mono8 bag's."""
+    vdepth-bag reads it by the node's image_bit_depth rule (auto), so its depth is the mono8 bag's. So does a bag of
+    an IR camera's 16UC1 (kinect2_bridge's image_ir: every frame was refused as depth) with the params file's
+    `image_encoding: mono16`, as the node reads it."""
     outs = []
-    for enc in ("mono8", "mono16"):
+    for enc in ("mono8", "mono16", "16UC1"):
         make_bag(tmp_path / f"in_{enc}", n=6, encoding=enc)
+        params = {**PARAMS, "image_encoding": "mono16"} if enc == "16UC1" else PARAMS
         process_bag(
-            tmp_path / f"in_{enc}", tmp_path / f"out_{enc}", params=PARAMS, engine=make_engine(), mode="offline"
+            tmp_path / f"in_{enc}", tmp_path / f"out_{enc}", params=params, engine=make_engine(), mode="offline"
         )
         outs.append([img(m) for _, m in read_bag(tmp_path / f"out_{enc}")["/depth"]])
-    assert len(outs[0]) == len(outs[1]) == 6
-    for a, b in zip(*outs, strict=True):
+    assert len(outs[0]) == len(outs[1]) == len(outs[2]) == 6
+    for a, b, c in zip(*outs, strict=True):
         np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
 
 
 def test_copy_input_topics(tmp_path: Path) -> None:

@@ -15,12 +15,16 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from test_ros_deployed import PEERS
 from test_ros_replay import _diagnostics_during
 from test_ros_stream_ends import rig  # noqa: F401  (the fixture)
+
+from vdepth_ros.pointcloud2 import pointcloud2_fields_array
+from vdepth_ros.ros import conversions as conv
 
 pytestmark = [pytest.mark.ros]
 
@@ -100,9 +104,8 @@ def test_usb_cam_without_a_calibration_file_gives_depth_and_says_why_no_cloud(
     assert "[ERROR]" not in log and "Traceback" not in log, log
 
 
-@pytest.mark.parametrize(
-    "model", ["plumb_bob", "rational_polynomial", "equidistant", "kannala_brandt", "kannala_brandt4"]
-)
+# (kannala_brandt, the other alias, is the same lookup: test_rectify.py checks every alias's maps)
+@pytest.mark.parametrize("model", ["plumb_bob", "rational_polynomial", "equidistant", "kannala_brandt4"])
 def test_a_raw_camera_of_each_distortion_model_is_rectified(rig: Any, tmp_path: Path, model: str) -> None:  # noqa: F811
     """A raw camera whose camera_info carries each distortion model image_proc knows (a wide-angle lens's plumb_bob
     and rational_polynomial, a fisheye's equidistant), with rectify: true: every frame's depth, cloud and
@@ -114,16 +117,46 @@ def test_a_raw_camera_of_each_distortion_model_is_rectified(rig: Any, tmp_path: 
     kept = tmp_path / "kept.pkl"
     r = rig("    publish: final\n    rectify: true\n", viewer=(*_VIEWER, "--keep", str(kept)))
     sizeless = ("--info-size", "0x0") if model == "equidistant" else ()
-    played = r.camera(2.0, "--distortion", model, *sizeless)
+    played = r.camera(2.0, "--distortion", model, "--size", "320x240", *sizeless)  # (a small image: suite time)
     r.published(played["sent"], settle=1.0)
     r.interrupt_node()
     got, log = _outputs(r, kept), r.node_log.read_text()
     assert all(len(got[t]) == played["sent"] for t in _VIEWER[1:]), ({t: len(m) for t, m in got.items()}, log)
     for info in got["/depth/camera_info"].values():
         assert not any(info.d) and info.p[0] == pytest.approx(info.k[0]) and info.k[0] > 0, info
-        assert (info.width, info.height) == (640, 480), info
-    told = re.findall(r"\[WARN\].*width x height 0x0: taken as calibrated at the image's size, 640x480", log)
+        assert (info.width, info.height) == (320, 240), info
+    told = re.findall(r"\[WARN\].*width x height 0x0: taken as calibrated at the image's size, 320x240", log)
     assert len(told) == (1 if sizeless else 0), log
+    assert "[ERROR]" not in log and "Traceback" not in log, log
+
+
+def test_an_ir_camera_publishing_16uc1_is_read_as_mono16_with_image_encoding(rig: Any, tmp_path: Path) -> None:  # noqa: F811
+    """kinect2_bridge publishes its IR images (sd/image_ir, image_ir_rect) as 16UC1, which the node refuses as depth
+    on the colour input, naming mono16, a change to a driver its user may not be able to make: every frame was dropped.
+    With `image_encoding: mono16` each image's bytes are read as mono16: every frame's depth, cloud and camera_info
+    are published, registered to the camera (the cloud back-projects through depth/camera_info onto its pixels)."""
+    kept = tmp_path / "kept.pkl"
+    r = rig("    publish: final\n    image_encoding: mono16\n", viewer=(*_VIEWER, "--keep", str(kept)))
+    played = r.camera(0.6, "--encoding", "16UC1", "--size", "160x120")
+    r.published(played["sent"], settle=1.0)
+    r.interrupt_node()
+    got, log = _outputs(r, kept), r.node_log.read_text()
+    assert all(len(got[t]) == played["sent"] for t in _VIEWER[1:]), ({t: len(m) for t, m in got.items()}, log)
+    for stamp, depth in got["/depth"].items():
+        info, cloud = got["/depth/camera_info"][stamp], got["/points"][stamp]
+        fx, fy, cx, cy = info.k[0], info.k[4], info.k[2], info.k[5]
+        assert (info.width, info.height, cloud.width, cloud.height) == (160, 120, 160, 120), info
+        xyz = pointcloud2_fields_array(
+            [(f.name, f.offset, f.datatype, f.count) for f in cloud.fields],
+            cloud.point_step, cloud.height, cloud.width, cloud.row_step, bytes(cloud.data),
+        )  # fmt: skip
+        z = conv.image_array(depth).astype(np.float64)
+        z[~np.isfinite(z)] = np.nan  # (+-Inf, REP 118's out of range: no point)
+        v, u = np.mgrid[0:120, 0:160]
+        assert np.isfinite(z).mean() > 0.5, z
+        np.testing.assert_allclose(xyz[..., 2], z, rtol=1e-6)
+        np.testing.assert_allclose(xyz[..., 0], (u - cx) * z / fx, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(xyz[..., 1], (v - cy) * z / fy, rtol=1e-5, atol=1e-6)
     assert "[ERROR]" not in log and "Traceback" not in log, log
 
 

@@ -183,8 +183,12 @@ def encoding_hint(encoding: str) -> str:
     return ""
 
 
-def get_encoding(encoding: str) -> Encoding:
+def get_encoding(encoding: str, supported: tuple[str, ...] = ()) -> Encoding:
     """The table entry for `encoding`.
+
+    Args:
+        supported: the encodings the caller's input takes, listed in the error (default: all of `ENCODINGS`; the
+            colour input passes `COLOR_INPUT_ENCODINGS`, so its refusal does not offer depth encodings).
 
     Raises:
         InputError: the encoding is not supported; the message lists the supported ones.
@@ -201,7 +205,8 @@ def get_encoding(encoding: str) -> Encoding:
             )
         other = encoding_hint(encoding)
         hint = hint or (f"; {other}" if other else "")
-        raise InputError(f"unsupported image encoding {encoding!r}{hint}; supported: {', '.join(ENCODINGS)}") from None
+        listed = ", ".join(supported or ENCODINGS)
+        raise InputError(f"unsupported image encoding {encoding!r}{hint}; supported: {listed}") from None
 
 
 def image_array_from_fields(

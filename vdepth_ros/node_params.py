@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from vdepth_ros.encodings import COLOR_INPUT_ENCODINGS
 from vdepth_ros.errors import ConfigError, closest_name
 from vdepth_ros.values import conform, kind_of, kind_of_type, type_problem
 
@@ -272,6 +273,16 @@ ROS_PARAMS: tuple[ParamSpec, ...] = (
         "bits used or top bits filled), only ever raised, each choice logged once at INFO",
         min=0,
         max=16,
+    ),
+    ParamSpec(
+        "image_encoding",
+        "auto",
+        "read each raw image's bytes as this encoding instead of the one the message names, for a driver that "
+        "cannot be changed: an IR camera publishing 16UC1 (kinect2_bridge's image_ir: mono16), OpenCV frames "
+        "published as 8UC3 without a channel order (bgr8), a driver naming bgr8 what is rgb8; an image whose "
+        "bytes per pixel it does not fit is refused naming both; auto = as each message names it; compressed "
+        "images are unaffected",
+        choices=("auto", *COLOR_INPUT_ENCODINGS),
     ),
     ParamSpec(
         "max_input_pixels",

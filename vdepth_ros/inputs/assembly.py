@@ -183,6 +183,8 @@ class FrameAssembler:
         sparse_depth: "none", "image", "pointcloud" or "pose" (the node's `sparse_depth`).
         max_input_pixels: larger images are refused before decoding (0: no limit).
         image_bit_depth: significant bits of 16-bit samples, 0 = auto (`SampleBitDepth`).
+        image_encoding: read each raw image's bytes as this encoding, not the one it names ("auto": its own;
+            `decode.read_as`).
         report: `report(kind, message)` for problems that keep the frame (`REPORT_KINDS`).
         choose_info: how the user picks this camera's camera_info, named when the one in use is
             another camera's (the node: a remap; `vdepth-bag`: `--camera-info-topic`).
@@ -202,6 +204,7 @@ class FrameAssembler:
         sparse_depth: str = "none",
         max_input_pixels: int = DEFAULT_MAX_INPUT_PIXELS,
         image_bit_depth: int = 0,
+        image_encoding: str = "auto",
         report: Callable[[str, str], None] | None = None,
         choose_info: str = "remap camera_info to this camera's",
         choose_image: str = NODE_CHOOSE_IMAGE,
@@ -220,6 +223,7 @@ class FrameAssembler:
         self.triangulator = PoseTriangulator() if sparse_depth == "pose" else None
         self.max_input_pixels = int(max_input_pixels)
         self.bit_depth = SampleBitDepth(image_bit_depth)
+        self.image_encoding = str(image_encoding)
         self._report = report or (lambda kind, message: None)
         self.info: Any = None  # the camera_info the last frame used (the last good one)
         self.unfit: str | None = None  # why the last good camera_info did not fit the last frame, if not
@@ -257,7 +261,7 @@ class FrameAssembler:
         Raises:
             UnsupportedImageError, InputError: the frame cannot be used (it is dropped).
         """
-        rgb = decode_color_image(image, self.max_input_pixels, self.bit_depth, self.choose_image)
+        rgb = decode_color_image(image, self.max_input_pixels, self.bit_depth, self.choose_image, self.image_encoding)
         if self.bit_depth.note:
             self._report("bit_depth", self.bit_depth.note)
             self.bit_depth.note = None

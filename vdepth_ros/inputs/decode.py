@@ -4,7 +4,9 @@
 
 Before decoding, an image above `max_input_pixels` is refused from its header (`check_input_size`,
 `compressed_size`: a 97 KB PNG can hold 10000x10000); a 16-bit camera's samples are read with their
-significant bits (`SampleBitDepth`, the `image_bit_depth` parameter); a depth camera's compressedDepth
+significant bits (`SampleBitDepth`, the `image_bit_depth` parameter); a raw image's bytes may be read as
+another encoding than the one it names (the `image_encoding` parameter: a driver that cannot be changed publishing
+IR as 16UC1 or frames without channel order as 8UC3); a depth camera's compressedDepth
 stream where the colour image is read is named as such (`is_compressed_depth`, `DEPTH_STREAM_FIX`).
 """
 
@@ -16,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from vdepth_ros.encodings import (
+    COLOR_INPUT_ENCODINGS,
     DEPTH_ALIASES,
     compressed_depth_size,
     compressed_depth_to_metres,
@@ -54,6 +57,47 @@ def depth_stream_cause(choose_image: str = NODE_CHOOSE_IMAGE) -> str:
 
 #: the fix for a depth camera's stream given where the colour image is read (the node's words)
 DEPTH_STREAM_FIX = depth_stream_cause()
+
+#: The ROS encoding a camera's bytes most likely are, for encodings that do not say it (OpenCV's types, which
+#: cv_bridge's `cv2_to_imgmsg(frame)` publishes without a channel order; an IR camera's 16UC1, as kinect2_bridge's
+#: `sd/image_ir`): what the `image_encoding` parameter reads them as (`read_as_hint`).
+READ_AS = {"8UC3": "bgr8", "8UC4": "bgra8", "16UC3": "bgr16", "16UC4": "bgra16", "16UC1": "mono16"}
+
+
+def read_as_hint(encoding: str) -> str:
+    """The `image_encoding` fix for images of `encoding` whose driver cannot be changed, or "" (`READ_AS`)."""
+    meant = READ_AS.get(str(encoding))
+    if meant is None:
+        return ""
+    if encoding == "16UC1":
+        return (
+            "; if they are a 16-bit grey or IR camera's images (kinect2_bridge's image_ir) and its driver cannot be "
+            "changed, have them read as such with the image_encoding parameter: image_encoding: mono16"
+        )
+    return (
+        f"; where the publisher cannot be changed, name the channel order with the image_encoding parameter: "
+        f"image_encoding: {meant} (OpenCV's order; {meant.replace('bgr', 'rgb')} if red and blue come out swapped)"
+    )
+
+
+def read_as(msg: Any, encoding: str) -> str:
+    """The encoding a raw image's bytes are read as: `encoding` (the `image_encoding` parameter), or the message's
+    own for "auto" (or "").
+
+    Raises:
+        InputError: `encoding` does not fit the message's layout (its bytes per pixel, by its width and step).
+    """
+    if encoding in ("", "auto") or encoding == msg.encoding:
+        return str(msg.encoding)
+    try:
+        image_array_from_fields(encoding, msg.height, msg.width, msg.step, msg.data, msg.is_bigendian)
+    except InputError as err:
+        raise InputError(
+            f"image_encoding is {encoding}, but these {msg.encoding} images do not hold {encoding} pixels ({err}): "
+            "set image_encoding to the encoding of the bytes the camera sends, or to auto to read each image as its "
+            "encoding says"
+        ) from None
+    return encoding
 
 
 def is_depth_png(msg: Any) -> bool:
@@ -207,7 +251,11 @@ class SampleBitDepth:
 
 
 def decode_color_image(
-    msg: Any, max_pixels: int = 0, bit_depth: SampleBitDepth | None = None, choose_image: str = NODE_CHOOSE_IMAGE
+    msg: Any,
+    max_pixels: int = 0,
+    bit_depth: SampleBitDepth | None = None,
+    choose_image: str = NODE_CHOOSE_IMAGE,
+    image_encoding: str = "",
 ) -> np.ndarray:
     """`(H, W, 3)` uint8 RGB of a duck-typed `Image` or `CompressedImage`.
 
@@ -217,6 +265,8 @@ def decode_color_image(
         bit_depth: how 16-bit samples are read (the camera's `SampleBitDepth`; None: their top 8 bits).
         choose_image: how the user picks the colour camera's stream, named when a depth image came
             (the node: a remap; `vdepth-bag`: `--image-topic`).
+        image_encoding: read a raw image's bytes as this encoding, not the one it names (`read_as`; "auto" or "":
+            its own).
 
     Raises:
         UnsupportedImageError: a depth or unknown encoding (a depth camera's frame amid the colour
@@ -240,19 +290,20 @@ def decode_color_image(
             label = str(msg.format).split(";")[0].strip() or "16-bit png"
             rgb = to_8bit(rgb, bit_depth.bits_for(rgb, "rgb16", label))
         return rgb
+    encoding = read_as(msg, image_encoding)
     try:
-        kind = get_encoding(msg.encoding).kind
+        kind = get_encoding(encoding, COLOR_INPUT_ENCODINGS).kind
     except InputError as err:
-        raise UnsupportedImageError(str(err)) from None
-    arr = image_array_from_fields(msg.encoding, msg.height, msg.width, msg.step, msg.data, msg.is_bigendian)
+        raise UnsupportedImageError(f"{err}{read_as_hint(encoding)}") from None
+    arr = image_array_from_fields(encoding, msg.height, msg.width, msg.step, msg.data, msg.is_bigendian)
     bits = 16
     if bit_depth is not None and kind != "depth" and arr.dtype.itemsize == 2:
-        bits = bit_depth.bits_for(arr, msg.encoding)
+        bits = bit_depth.bits_for(arr, encoding)
     try:
-        return rgb_from_image(arr, msg.encoding, bits, choose_image=choose_image)
+        return rgb_from_image(arr, encoding, bits, choose_image=choose_image)
     except InputError as err:
         if kind == "depth":
-            raise UnsupportedImageError(str(err)) from None
+            raise UnsupportedImageError(f"{err}{read_as_hint(encoding)}") from None
         raise
 
 

@@ -345,6 +345,7 @@ def _frame_source(
         camera_info=fixed_info,
         max_input_pixels=ros["max_input_pixels"],
         image_bit_depth=ros["image_bit_depth"],
+        image_encoding=ros["image_encoding"],
         log_time_stamps=log_time_stamps,
         max_input_rate=ros["max_input_rate"],
     )

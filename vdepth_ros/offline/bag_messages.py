@@ -26,6 +26,8 @@ from vdepth_ros.inputs.decode import (
     decode_depth_image,
     is_compressed_depth,
     is_depth_png,
+    read_as,
+    read_as_hint,
 )
 from vdepth_ros.offline.atomic import disk_full_error
 from vdepth_ros.offline.bag_storage import ReadableCopies, expand_folders, split_index, storage_files
@@ -500,26 +502,34 @@ def _transport_of(topic: str, topics: list[str]) -> bool:
     return leaf in _TRANSPORTS and base in topics
 
 
-def decode_color_msg(msg: Any, msgtype: str, topic: str, bit_depth: SampleBitDepth | None = None) -> np.ndarray:
+def decode_color_msg(
+    msg: Any, msgtype: str, topic: str, bit_depth: SampleBitDepth | None = None, image_encoding: str = "auto"
+) -> np.ndarray:
     """`(H, W, 3)` uint8 RGB of an Image/CompressedImage message read from `topic`
-    (`inputs.decode.decode_color_image`, as the node decodes it; 16-bit samples by `bit_depth`).
+    (`inputs.decode.decode_color_image`, as the node decodes it; 16-bit samples by `bit_depth`, a raw image's bytes
+    as `image_encoding`, the node's parameter, names: `inputs.decode.read_as`).
 
     Raises:
-        UnsupportedEncodingError: the encoding is not a colour/mono one (names the topic).
+        UnsupportedEncodingError: the encoding is not a colour/mono one, or `image_encoding` does not fit the
+            image's bytes (names the topic).
         InputError: the message is malformed (size, buffer, undecodable bytes).
     """
     if msgtype != COMPRESSED:
         try:
-            enc = get_encoding(msg.encoding)
+            encoding = read_as(msg, image_encoding)
         except InputError as err:
             raise UnsupportedEncodingError(f"topic {topic!r}: {err}") from None
-        if enc.kind != "depth" and msg.encoding not in COLOR_INPUT_ENCODINGS:
+        try:
+            enc = get_encoding(encoding, COLOR_INPUT_ENCODINGS)
+        except InputError as err:
+            raise UnsupportedEncodingError(f"topic {topic!r}: {err}{read_as_hint(encoding)}") from None
+        if enc.kind != "depth" and encoding not in COLOR_INPUT_ENCODINGS:
             raise UnsupportedEncodingError(
-                f"topic {topic!r}: encoding {msg.encoding!r} is a {enc.kind} "
+                f"topic {topic!r}: encoding {encoding!r} is a {enc.kind} "
                 f"image, not a colour one; supported: {', '.join(COLOR_INPUT_ENCODINGS)}"
             )
     try:
-        return decode_color_image(msg, bit_depth=bit_depth, choose_image=CHOOSE_IMAGE)
+        return decode_color_image(msg, bit_depth=bit_depth, choose_image=CHOOSE_IMAGE, image_encoding=image_encoding)
     except UnsupportedImageError as err:  # a depth image: named as the node names it, with this tool's fix
         raise UnsupportedEncodingError(f"topic {topic!r}: {err}") from None
 

@@ -114,6 +114,7 @@ class BagFrameSource:
         rectify: undistort each image with its camera_info first (the node's `rectify`).
         max_input_pixels: larger images are dropped before decoding (the node's parameter).
         image_bit_depth: significant bits of 16-bit images, 0 = auto (the node's parameter).
+        image_encoding: read each raw image's bytes as this encoding, "auto" = its own (the node's parameter).
         log_time_stamps: stamp every input message with the time the bag received it instead of
             its header stamp (cameras whose drivers do not stamp their images).
         camera_info: a camera_info for every frame (`rectify.load_camera_info` of a calibration
@@ -142,6 +143,7 @@ class BagFrameSource:
         camera_info: Any = None,
         max_input_pixels: int = DEFAULT_MAX_INPUT_PIXELS,
         image_bit_depth: int = 0,
+        image_encoding: str = "auto",
         log_time_stamps: bool = False,
         max_input_rate: float = 0.0,
     ) -> None:
@@ -157,6 +159,7 @@ class BagFrameSource:
             sparse_depth="pose" if camera_pose_topic else ("image" if sparse_depth_topic else "none"),
             max_input_pixels=max_input_pixels,
             image_bit_depth=image_bit_depth,
+            image_encoding=image_encoding,
             report=self._report,
             choose_info="choose this camera's with --camera-info-topic",
             choose_image=CHOOSE_IMAGE,
@@ -305,7 +308,7 @@ class BagFrameSource:
     def decode_rgb(self, msg: Any, msgtype: str) -> np.ndarray:
         """`(H, W, 3)` uint8 RGB of an Image/CompressedImage message of the image topic
         (`decode_color_msg`)."""
-        return decode_color_msg(msg, msgtype, self.image_topic)
+        return decode_color_msg(msg, msgtype, self.image_topic, image_encoding=self._assembler.image_encoding)
 
     def _drop(self, stamp_ns: int, reason: str, received: bool = False) -> None:
         """Drop an image (counted, told once per kind of reason with its topic and stamp)."""

@@ -20,8 +20,9 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
 
 #: `write_image_bag` encodings: raw ROS encodings, or "jpeg"/"png" for `CompressedImage`. mono16 is a
-#: 12-bit camera's: the grey image in the low 12 bits (bits 11..4), as many machine-vision drivers publish.
-BAG_ENCODINGS = ("rgb8", "bgr8", "rgba8", "mono8", "mono16", "jpeg", "png")
+#: 12-bit camera's: the grey image in the low 12 bits (bits 11..4), as many machine-vision drivers publish;
+#: 16UC1 the same samples as an IR camera publishes them (kinect2_bridge's image_ir).
+BAG_ENCODINGS = ("rgb8", "bgr8", "rgba8", "mono8", "mono16", "16UC1", "jpeg", "png")
 
 
 def synthetic_frames(n: int, height: int = 48, width: int = 64, seed: int = 0) -> Iterator[np.ndarray]:
@@ -56,6 +57,7 @@ def _image_raw(ts: Any, rgb: np.ndarray, encoding: str, header: Any, index: int)
         "rgba8": np.concatenate([rgb, np.full((h, w, 1), 255, np.uint8)], axis=2),
         "mono8": rgb.mean(axis=2).astype(np.uint8),
         "mono16": rgb.mean(axis=2).astype(np.uint8).astype(np.uint16) << 4,
+        "16UC1": rgb.mean(axis=2).astype(np.uint8).astype(np.uint16) << 4,
     }[encoding]
     return ts.serialize_cdr(image_message(ts, header, np.ascontiguousarray(arr), encoding), IMAGE)
 

@@ -61,6 +61,7 @@ class FrameProcessor:
             sparse_depth=params["sparse_depth"],
             max_input_pixels=params["max_input_pixels"],
             image_bit_depth=params["image_bit_depth"],
+            image_encoding=params["image_encoding"],
             report=self._report,
         )
         self.flicker = FlickerMonitor(params["flicker_period"])
