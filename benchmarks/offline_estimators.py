@@ -30,6 +30,9 @@ papers' protocol (`vdepth_ros.eval.metrics.evaluate_sequence`):
   the 8/4 layout, where the crossfade's 0 and 1 switch windows; `mean_out` the plain mean of a
   frame's output readings, `mean_all` of every reading, context slots too; `invres_out` the output
   readings weighted by their window's inverse squared disagreement with the other windows);
+  the smoother's affines under two crossfade rules that blend every overlap frame (`blend`:
+  `stream.blend_weights`, `(i + 1) / (n + 1)`, through `Stitcher`, the same values as `ramp`;
+  `midpoint`: `(i + 0.5) / n`, 1/4 and 3/4 on two frames);
   `--tae` also scores flicker (TAE, GT poses); `--cache DIR`
   records the model's windows (and `offline`'s output: a cache from older code has the old one)
   once for later runs;
@@ -76,7 +79,7 @@ from vdepth_ros.stream.graph import (
     frame_samples,
     offline_aligner,
 )
-from vdepth_ros.stream.stitch import Stitcher
+from vdepth_ros.stream.stitch import Stitcher, blend_weights, crossfade_weights
 from vdepth_ros.stream.windows import Window
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -111,15 +114,26 @@ def record(engine, seq: EvalSequence) -> tuple[np.ndarray, list[tuple[Window, np
     return offline, [(w, o[: len(w.slots)]) for w, o in zip(windows, rec.outputs, strict=True)], pipe.fit_options
 
 
+def midpoint_weights(n: int) -> np.ndarray:
+    """A crossfade candidate (`midpoint`): the new window's weight `(i + 0.5) / n` on overlap frame
+    `i` of `n`, the papers' ramp shifted half a frame off its ends (1/4 and 3/4 on two frames)."""
+    return (np.arange(n, dtype=np.float64) + 0.5) / n
+
+
 def stitch(
-    windows: list[tuple[Window, np.ndarray]], affines: Affines, size: tuple[int, int], first: bool
+    windows: list[tuple[Window, np.ndarray]],
+    affines: Affines,
+    size: tuple[int, int],
+    first: bool,
+    crossfade=crossfade_weights,
 ) -> np.ndarray:
-    """Stitched disparity on the GT grid `(T, h, w)`: each frame as first output, or settled."""
+    """Stitched disparity on the GT grid `(T, h, w)`: each frame as first output, or settled;
+    `crossfade` the overlap weights (`Stitcher`)."""
     h, w = size
     n = max(max(win.slots) for win, _ in windows) + 1
     out = np.zeros((n, h, w), np.float32)
     seen = np.zeros(n, bool)
-    stitcher = Stitcher("graph")
+    stitcher = Stitcher("graph", crossfade=crossfade)
 
     def put(frames) -> None:
         for sf in frames:
@@ -624,6 +638,8 @@ EXTRA_METHODS = (
     "mean_out",
     "mean_all",
     "invres_out",
+    "blend",
+    "midpoint",
 )
 
 
@@ -677,6 +693,12 @@ def score_sequence(
             how: (lambda how=how: combine(windows, smoother_affines(windows, options), seq.gt_size, how, options))
             for how in ("ramp", "mean_out", "mean_all", "invres_out")
         },
+        "blend": lambda: stitch(
+            windows, smoother_affines(windows, options), seq.gt_size, first=False, crossfade=blend_weights
+        ),
+        "midpoint": lambda: stitch(
+            windows, smoother_affines(windows, options), seq.gt_size, first=False, crossfade=midpoint_weights
+        ),
         "stream_checked": lambda: stitch(windows, checked_stream_affines(windows, options), seq.gt_size, first=True),
         "ctxbias_stream": lambda: stitch(
             windows, stream_affines(context_corrected(windows, beta), options), seq.gt_size, first=True

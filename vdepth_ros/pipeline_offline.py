@@ -24,12 +24,16 @@ import numpy as np
 from vdepth_ros.errors import InputError
 from vdepth_ros.pipeline_types import fit_input, scale_input
 from vdepth_ros.stream.graph import CausalGraphAligner, offline_aligner
-from vdepth_ros.stream.stitch import StitchedFrame, Stitcher
+from vdepth_ros.stream.stitch import StitchedFrame, Stitcher, crossfade_weights
 
 if TYPE_CHECKING:
     from vdepth_ros.pipeline import DepthPipeline
     from vdepth_ros.pipeline_types import DepthFrame, FrameInput, _Record
     from vdepth_ros.stream.windows import Window
+
+#: The offline crossfade: the new window's weight on each overlap frame (`Stitcher`'s
+#: `crossfade`); the papers' `linspace(0, 1, n)`, as the stream's.
+OFFLINE_CROSSFADE = crossfade_weights
 
 
 def run_offline(
@@ -118,7 +122,7 @@ def _offline_output(
     pipe._index_base = seg.first_frame
     pipe.scale_source.reset()
     stitcher = Stitcher(  # type: ignore[arg-type]
-        pipe.alignment, pipe.fit_options, clamp_negative=pipe.stitcher.clamp_negative
+        pipe.alignment, pipe.fit_options, clamp_negative=pipe.stitcher.clamp_negative, crossfade=OFFLINE_CROSSFADE
     )
 
     def out(sf: StitchedFrame) -> DepthFrame:

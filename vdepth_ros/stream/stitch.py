@@ -14,6 +14,7 @@ way in every mode (`WindowHealth`: residual on the overlap, scale change).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -42,6 +43,17 @@ def crossfade_weights(n: int) -> np.ndarray:
     (DVD `alpha = linspace(0, 1, O)`; DepthCrafter `w = linspace(0, 1, o)`).
     """
     return np.linspace(0.0, 1.0, n, dtype=np.float64)
+
+
+def blend_weights(n: int) -> np.ndarray:
+    """Weight of the *new* window on each of `n` overlap frames: `(i + 1) / (n + 1)`.
+
+    The papers' ramp without its ends, so every overlap frame averages both windows' readings:
+    `linspace(0, 1, n)` gives the first overlap frame wholly to the old window and the last wholly
+    to the new one, which on the bundled 8/4 layout (2 overlap frames: 0 and 1) is a switch of
+    window, not a blend. The candidate offline rule (`pipeline_offline.OFFLINE_CROSSFADE`, docs/alignment.md).
+    """
+    return np.arange(1, n + 1, dtype=np.float64) / (n + 1)
 
 
 def blend(old: np.ndarray, new: np.ndarray, weight_new: float) -> np.ndarray:
@@ -153,6 +165,8 @@ class Stitcher:
         anchor_min_inliers: threshold for `anchor_refresh`.
         graph_lag: graph mode only: earlier windows re-estimated with each new one
             (`CausalGraphAligner`).
+        crossfade: the new window's weight on each of `n` overlap frames: `crossfade_weights`
+            (the papers', the stream's) or `blend_weights` (offline).
     """
 
     def __init__(
@@ -164,11 +178,12 @@ class Stitcher:
         anchor_refresh: bool = False,
         anchor_min_inliers: float = 0.5,
         graph_lag: int = 8,
+        crossfade: Callable[[int], np.ndarray] = crossfade_weights,
     ) -> None:
         if alignment not in ("chain_ls", "keyframe", "graph", "none"):
             raise ConfigError(f"alignment must be chain_ls|keyframe|graph|none, got {alignment!r}")
         self.alignment, self.options = alignment, options
-        self.clamp_negative = clamp_negative
+        self.clamp_negative, self.crossfade = clamp_negative, crossfade
         self.anchor_refresh, self.anchor_min_inliers = anchor_refresh, float(anchor_min_inliers)
         self.graph = CausalGraphAligner(options, lag=graph_lag) if alignment == "graph" else None
         self.reset()
@@ -292,7 +307,7 @@ class Stitcher:
             change,
             None if fit_on is None else [seen[p] for p in overlap],
         )
-        weights = crossfade_weights(len(overlap))
+        weights = self.crossfade(len(overlap))
         first_prov = n - window.n_provisional if window.n_provisional else n
         new_tail: dict[int, StitchedFrame] = {}
         values: dict[int, np.ndarray] = {}
