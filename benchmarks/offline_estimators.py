@@ -15,7 +15,8 @@ papers' protocol (`vdepth_ros.eval.metrics.evaluate_sequence`):
   window is refitted to those means (5 rounds from the stream's affines: all windows' views of
   every shared frame, not only the anchor's);
 * with `--methods` (issue #26 candidates, docs/alignment.md): `smoother` (`offline_aligner` stitched
-  here: `run_offline`'s estimator, to check it reproduces `offline`), `twoway_stream` /
+  here with `OFFLINE_CROSSFADE`: `run_offline`'s estimator and crossfade, to check it reproduces
+  `offline`; the other candidates crossfade as the stream, the papers' `linspace(0, 1, n)`), `twoway_stream` /
   `twoway_smoother` (the estimator forward and over the reversed windows, combined), `newslots` /
   `newslots_ctx3` (the experiment behind `OFFLINE_CONTEXT_CHECK`: with it wired,
   `newslots` is `smoother`), `ctxbias` / `ctxbias_stream` (the context slots corrected by a context
@@ -30,9 +31,8 @@ papers' protocol (`vdepth_ros.eval.metrics.evaluate_sequence`):
   the 8/4 layout, where the crossfade's 0 and 1 switch windows; `mean_out` the plain mean of a
   frame's output readings, `mean_all` of every reading, context slots too; `invres_out` the output
   readings weighted by their window's inverse squared disagreement with the other windows);
-  the smoother's affines under two crossfade rules that blend every overlap frame (`blend`:
-  `stream.blend_weights`, `(i + 1) / (n + 1)`, through `Stitcher`, the same values as `ramp`;
-  `midpoint`: `(i + 0.5) / n`, 1/4 and 3/4 on two frames);
+  `linear` (the smoother's affines under the papers' crossfade `linspace(0, 1, n)`, `run_offline`'s
+  rule before `OFFLINE_CROSSFADE`, 2026-12-07; on 8/4 weights 0 and 1);
   `--tae` also scores flicker (TAE, GT poses); `--cache DIR`
   records the model's windows (and `offline`'s output: a cache from older code has the old one)
   once for later runs;
@@ -69,6 +69,7 @@ import numpy as np
 from vdepth_ros.eval.datasets import EvalSequence
 from vdepth_ros.eval.metrics import evaluate_sequence
 from vdepth_ros.eval.runs import make_pipeline, run_offline
+from vdepth_ros.pipeline_offline import OFFLINE_CROSSFADE
 from vdepth_ros.stream.align import AffineFit, FitOptions, align_scale_shift
 from vdepth_ros.stream.graph import (
     OFFLINE_CONTEXT_CHECK,
@@ -79,7 +80,7 @@ from vdepth_ros.stream.graph import (
     frame_samples,
     offline_aligner,
 )
-from vdepth_ros.stream.stitch import Stitcher, blend_weights, crossfade_weights
+from vdepth_ros.stream.stitch import Stitcher, crossfade_weights
 from vdepth_ros.stream.windows import Window
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -112,12 +113,6 @@ def record(engine, seq: EvalSequence) -> tuple[np.ndarray, list[tuple[Window, np
     if len(windows) != len(rec.outputs):  # a scene cut restarted the schedule
         raise SystemExit(f"{seq.name}: {len(rec.outputs)} windows run, {len(windows)} planned")
     return offline, [(w, o[: len(w.slots)]) for w, o in zip(windows, rec.outputs, strict=True)], pipe.fit_options
-
-
-def midpoint_weights(n: int) -> np.ndarray:
-    """A crossfade candidate (`midpoint`): the new window's weight `(i + 0.5) / n` on overlap frame
-    `i` of `n`, the papers' ramp shifted half a frame off its ends (1/4 and 3/4 on two frames)."""
-    return (np.arange(n, dtype=np.float64) + 0.5) / n
 
 
 def stitch(
@@ -638,8 +633,7 @@ EXTRA_METHODS = (
     "mean_out",
     "mean_all",
     "invres_out",
-    "blend",
-    "midpoint",
+    "linear",
 )
 
 
@@ -667,7 +661,9 @@ def score_sequence(
         "delay2": lambda: stitch(windows, delayed_affines(windows, options, 2), seq.gt_size, first=False),
         "consensus": lambda: stitch(windows, consensus_affines(windows, options, stream), seq.gt_size, first=False),
         "gt_fit": lambda: stitch(windows, gt_affines(windows, seq), seq.gt_size, first=False),
-        "smoother": lambda: stitch(windows, smoother_affines(windows, options), seq.gt_size, first=False),
+        "smoother": lambda: stitch(
+            windows, smoother_affines(windows, options), seq.gt_size, first=False, crossfade=OFFLINE_CROSSFADE
+        ),
         "twoway_stream": lambda: stitch(
             windows, two_direction_affines(windows, lambda ws: stream_affines(ws, options)), seq.gt_size, first=False
         ),
@@ -693,12 +689,7 @@ def score_sequence(
             how: (lambda how=how: combine(windows, smoother_affines(windows, options), seq.gt_size, how, options))
             for how in ("ramp", "mean_out", "mean_all", "invres_out")
         },
-        "blend": lambda: stitch(
-            windows, smoother_affines(windows, options), seq.gt_size, first=False, crossfade=blend_weights
-        ),
-        "midpoint": lambda: stitch(
-            windows, smoother_affines(windows, options), seq.gt_size, first=False, crossfade=midpoint_weights
-        ),
+        "linear": lambda: stitch(windows, smoother_affines(windows, options), seq.gt_size, first=False),
         "stream_checked": lambda: stitch(windows, checked_stream_affines(windows, options), seq.gt_size, first=True),
         "ctxbias_stream": lambda: stitch(
             windows, stream_affines(context_corrected(windows, beta), options), seq.gt_size, first=True

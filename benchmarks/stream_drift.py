@@ -87,7 +87,7 @@ from vdepth_ros.paths import evaldata_dir
 from vdepth_ros.pipeline import DepthPipeline, FrameInput
 from vdepth_ros.runtime.engine import DepthEngine
 from vdepth_ros.runtime.spec import InputSpec
-from vdepth_ros.stream import IDENTITY, AffineFit, Stitcher, Window, blend_weights, crossfade_weights
+from vdepth_ros.stream import IDENTITY, AffineFit, Stitcher, Window, crossfade_weights
 
 VDA_KEYFRAMES = (0, 12, 24, 25, 26, 27, 28, 29, 30, 31)  # VDA / GemDepth infer_video_depth
 SCHEDULES = {
@@ -103,11 +103,12 @@ SCHEDULES = {
 GOAL_ERRORS = ("noise", "structured", "bursts")  # the issue's goals; `frames` is reported against the same bars
 ERRORS = (*GOAL_ERRORS, "frames")
 METHODS = ("causal", "offline", "paper", "graph_released")
-#: `run_offline` under other crossfade rules than its own (`pipeline_offline.OFFLINE_CROSSFADE`),
-#: candidates that blend every overlap frame: `stream.blend_weights` and a midpoint ramp.
+#: `run_offline` under other crossfade rules than its own (`pipeline_offline.OFFLINE_CROSSFADE`,
+#: `(i + 0.5) / n` since 2026-12-07): the papers' `linspace(0, 1, n)` (offline's rule before) and
+#: the ramp `(i + 1) / (n + 1)`, the other candidate then (docs/alignment.md).
 OFFLINE_CROSSFADES: dict[str, Callable[[int], np.ndarray]] = {
-    "offline_blend": blend_weights,
-    "offline_midpoint": lambda n: (np.arange(n, dtype=np.float64) + 0.5) / n,
+    "offline_linear": crossfade_weights,
+    "offline_ramp": lambda n: np.arange(1, n + 1, dtype=np.float64) / (n + 1),
 }
 GOALS = {"causal": 0.005, "offline": 0.002}  # drift above the floor
 NO_MAX_DEPTH = 1e9  # GT is normalised disparity (relative units): no depth cap
@@ -611,7 +612,7 @@ def print_goals(rows: list[dict]) -> bool:
     print("\nper method x schedule, mean over errors and seeds (no goal): AbsRel (mean of the segments), flicker x100")
     for method in dict.fromkeys(r["method"] for r in rows):
         for sched in dict.fromkeys(r["schedule"] for r in rows):
-            sel = [r for r in rows if r["method"] == method and r["schedule"] == sched]
+            sel = [r for r in rows if r["method"] == method and r["schedule"] == sched and "flicker" in r]
             if sel:
                 absrel = np.mean([r["absrel_mean"] for r in sel])
                 flicker = np.mean([r["flicker"] for r in sel])

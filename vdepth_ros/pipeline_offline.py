@@ -24,16 +24,18 @@ import numpy as np
 from vdepth_ros.errors import InputError
 from vdepth_ros.pipeline_types import fit_input, scale_input
 from vdepth_ros.stream.graph import CausalGraphAligner, offline_aligner
-from vdepth_ros.stream.stitch import StitchedFrame, Stitcher, crossfade_weights
+from vdepth_ros.stream.stitch import StitchedFrame, Stitcher, blend_weights
 
 if TYPE_CHECKING:
     from vdepth_ros.pipeline import DepthPipeline
     from vdepth_ros.pipeline_types import DepthFrame, FrameInput, _Record
     from vdepth_ros.stream.windows import Window
 
-#: The offline crossfade: the new window's weight on each overlap frame (`Stitcher`'s
-#: `crossfade`); the papers' `linspace(0, 1, n)`, as the stream's.
-OFFLINE_CROSSFADE = crossfade_weights
+#: The offline crossfade (`Stitcher`'s `crossfade`): every overlap frame a blend of both windows'
+#: aligned readings, `(i + 0.5) / n`, not the stream's (the papers') `linspace(0, 1, n)`, whose ends
+#: hand a frame wholly to one window: less flicker offline (docs/alignment.md, "How a frame's
+#: aligned readings are combined"). The stream keeps the papers' rule.
+OFFLINE_CROSSFADE = blend_weights
 
 
 def run_offline(

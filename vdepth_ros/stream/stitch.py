@@ -46,14 +46,17 @@ def crossfade_weights(n: int) -> np.ndarray:
 
 
 def blend_weights(n: int) -> np.ndarray:
-    """Weight of the *new* window on each of `n` overlap frames: `(i + 1) / (n + 1)`.
+    """Weight of the *new* window on each of `n` overlap frames: `(i + 0.5) / n` (the offline rule).
 
-    The papers' ramp without its ends, so every overlap frame averages both windows' readings:
-    `linspace(0, 1, n)` gives the first overlap frame wholly to the old window and the last wholly
-    to the new one, which on the bundled 8/4 layout (2 overlap frames: 0 and 1) is a switch of
-    window, not a blend. The candidate offline rule (`pipeline_offline.OFFLINE_CROSSFADE`, docs/alignment.md).
+    The papers' ramp, half a frame off its ends, so every overlap frame blends both windows'
+    readings: `linspace(0, 1, n)` gives the first overlap frame wholly to the old window and the
+    last wholly to the new one, which on the bundled 8/4 layout (2 overlap frames: 0 and 1) is a
+    switch of window, not a blend (here 1/4 and 3/4), and on one overlap frame (an anchor layout
+    of overlap 3) drops the new window's reading (here 1/2). `run_offline` stitches with it
+    (`pipeline_offline.OFFLINE_CROSSFADE`); chosen on the development data against a bar written
+    before the run (docs/alignment.md, "How a frame's aligned readings are combined").
     """
-    return np.arange(1, n + 1, dtype=np.float64) / (n + 1)
+    return (np.arange(n, dtype=np.float64) + 0.5) / n
 
 
 def blend(old: np.ndarray, new: np.ndarray, weight_new: float) -> np.ndarray:
