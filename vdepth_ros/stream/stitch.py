@@ -5,9 +5,10 @@ accumulated, blended output, as DVD does; keyframe: its anchor and keyframe slot
 stored aligned values, as VDA/GemDepth do; graph: `stream.graph.CausalGraphAligner`),
 optionally clamps at 0 (the papers' post-processing), then crossfades linearly over the overlap.
 Frames the next window will revise are *provisional*; the others, and the revised ones once
-blended, are *final*. The offline path
-(`stream.graph.CausalGraphAligner.solve`) hands its solved affines in (`affine=`), so blending is
-identical in both modes. Every window's agreement with the stream it continues is measured the same
+blended, are *final*. The offline path (`DepthPipeline.run_offline`) hands its solved affines in
+(`affine=`) and its own crossfade rule (`crossfade=blend_weights`: every overlap frame a blend; the
+stream's is the papers' `crossfade_weights`), so the rest of the stitching is the same in both
+modes. Every window's agreement with the stream it continues is measured the same
 way in every mode (`WindowHealth`: residual on the overlap, scale change).
 """
 
