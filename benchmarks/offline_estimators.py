@@ -15,7 +15,8 @@ papers' protocol (`vdepth_ros.eval.metrics.evaluate_sequence`):
   window is refitted to those means (5 rounds from the stream's affines: all windows' views of
   every shared frame, not only the anchor's);
 * with `--methods` (issue #26 candidates, docs/alignment.md): `smoother` (`offline_aligner` stitched
-  here: `run_offline`'s estimator, to check it reproduces `offline`), `twoway_stream` /
+  here with `OFFLINE_CROSSFADE`: `run_offline`'s estimator and crossfade, to check it reproduces
+  `offline`; the other candidates crossfade as the stream, the papers' `linspace(0, 1, n)`), `twoway_stream` /
   `twoway_smoother` (the estimator forward and over the reversed windows, combined), `newslots` /
   `newslots_ctx3` (the experiment behind `OFFLINE_CONTEXT_CHECK`: with it wired,
   `newslots` is `smoother`), `ctxbias` / `ctxbias_stream` (the context slots corrected by a context
@@ -30,6 +31,8 @@ papers' protocol (`vdepth_ros.eval.metrics.evaluate_sequence`):
   the 8/4 layout, where the crossfade's 0 and 1 switch windows; `mean_out` the plain mean of a
   frame's output readings, `mean_all` of every reading, context slots too; `invres_out` the output
   readings weighted by their window's inverse squared disagreement with the other windows);
+  `linear` (the smoother's affines under the papers' crossfade `linspace(0, 1, n)`, `run_offline`'s
+  rule before `OFFLINE_CROSSFADE`, 2026-12-07; on 8/4 weights 0 and 1);
   `--tae` also scores flicker (TAE, GT poses); `--cache DIR`
   records the model's windows (and `offline`'s output: a cache from older code has the old one)
   once for later runs;
@@ -66,6 +69,7 @@ import numpy as np
 from vdepth_ros.eval.datasets import EvalSequence
 from vdepth_ros.eval.metrics import evaluate_sequence
 from vdepth_ros.eval.runs import make_pipeline, run_offline
+from vdepth_ros.pipeline_offline import OFFLINE_CROSSFADE
 from vdepth_ros.stream.align import AffineFit, FitOptions, align_scale_shift
 from vdepth_ros.stream.graph import (
     OFFLINE_CONTEXT_CHECK,
@@ -76,7 +80,7 @@ from vdepth_ros.stream.graph import (
     frame_samples,
     offline_aligner,
 )
-from vdepth_ros.stream.stitch import Stitcher
+from vdepth_ros.stream.stitch import Stitcher, crossfade_weights
 from vdepth_ros.stream.windows import Window
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -112,14 +116,19 @@ def record(engine, seq: EvalSequence) -> tuple[np.ndarray, list[tuple[Window, np
 
 
 def stitch(
-    windows: list[tuple[Window, np.ndarray]], affines: Affines, size: tuple[int, int], first: bool
+    windows: list[tuple[Window, np.ndarray]],
+    affines: Affines,
+    size: tuple[int, int],
+    first: bool,
+    crossfade=crossfade_weights,
 ) -> np.ndarray:
-    """Stitched disparity on the GT grid `(T, h, w)`: each frame as first output, or settled."""
+    """Stitched disparity on the GT grid `(T, h, w)`: each frame as first output, or settled;
+    `crossfade` the overlap weights (`Stitcher`)."""
     h, w = size
     n = max(max(win.slots) for win, _ in windows) + 1
     out = np.zeros((n, h, w), np.float32)
     seen = np.zeros(n, bool)
-    stitcher = Stitcher("graph")
+    stitcher = Stitcher("graph", crossfade=crossfade)
 
     def put(frames) -> None:
         for sf in frames:
@@ -624,6 +633,7 @@ EXTRA_METHODS = (
     "mean_out",
     "mean_all",
     "invres_out",
+    "linear",
 )
 
 
@@ -651,7 +661,9 @@ def score_sequence(
         "delay2": lambda: stitch(windows, delayed_affines(windows, options, 2), seq.gt_size, first=False),
         "consensus": lambda: stitch(windows, consensus_affines(windows, options, stream), seq.gt_size, first=False),
         "gt_fit": lambda: stitch(windows, gt_affines(windows, seq), seq.gt_size, first=False),
-        "smoother": lambda: stitch(windows, smoother_affines(windows, options), seq.gt_size, first=False),
+        "smoother": lambda: stitch(
+            windows, smoother_affines(windows, options), seq.gt_size, first=False, crossfade=OFFLINE_CROSSFADE
+        ),
         "twoway_stream": lambda: stitch(
             windows, two_direction_affines(windows, lambda ws: stream_affines(ws, options)), seq.gt_size, first=False
         ),
@@ -677,6 +689,7 @@ def score_sequence(
             how: (lambda how=how: combine(windows, smoother_affines(windows, options), seq.gt_size, how, options))
             for how in ("ramp", "mean_out", "mean_all", "invres_out")
         },
+        "linear": lambda: stitch(windows, smoother_affines(windows, options), seq.gt_size, first=False),
         "stream_checked": lambda: stitch(windows, checked_stream_affines(windows, options), seq.gt_size, first=True),
         "ctxbias_stream": lambda: stitch(
             windows, stream_affines(context_corrected(windows, beta), options), seq.gt_size, first=True

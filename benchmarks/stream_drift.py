@@ -81,12 +81,13 @@ from pathlib import Path
 
 import numpy as np
 
+from vdepth_ros import pipeline_offline
 from vdepth_ros.eval.metrics import aligned_depth, fit_disparity_affine, frame_metrics, valid_mask
 from vdepth_ros.paths import evaldata_dir
 from vdepth_ros.pipeline import DepthPipeline, FrameInput
 from vdepth_ros.runtime.engine import DepthEngine
 from vdepth_ros.runtime.spec import InputSpec
-from vdepth_ros.stream import IDENTITY, AffineFit, Stitcher, Window
+from vdepth_ros.stream import IDENTITY, AffineFit, Stitcher, Window, crossfade_weights
 
 VDA_KEYFRAMES = (0, 12, 24, 25, 26, 27, 28, 29, 30, 31)  # VDA / GemDepth infer_video_depth
 SCHEDULES = {
@@ -102,6 +103,13 @@ SCHEDULES = {
 GOAL_ERRORS = ("noise", "structured", "bursts")  # the issue's goals; `frames` is reported against the same bars
 ERRORS = (*GOAL_ERRORS, "frames")
 METHODS = ("causal", "offline", "paper", "graph_released")
+#: `run_offline` under other crossfade rules than its own (`pipeline_offline.OFFLINE_CROSSFADE`,
+#: `(i + 0.5) / n` since 2026-12-07): the papers' `linspace(0, 1, n)` (offline's rule before) and
+#: the ramp `(i + 1) / (n + 1)`, the other candidate then (docs/alignment.md).
+OFFLINE_CROSSFADES: dict[str, Callable[[int], np.ndarray]] = {
+    "offline_linear": crossfade_weights,
+    "offline_ramp": lambda n: np.arange(1, n + 1, dtype=np.float64) / (n + 1),
+}
 GOALS = {"causal": 0.005, "offline": 0.002}  # drift above the floor
 NO_MAX_DEPTH = 1e9  # GT is normalised disparity (relative units): no depth cap
 RECOVER_TOL = 0.01
@@ -318,7 +326,7 @@ class BenchEngine(DepthEngine):
 def method_params(method: str, family_keyframes: bool) -> dict:
     """Pipeline parameters of a benchmark method (see the module docstring)."""
     common = {"scale_source": "none", "publish": "both", "cloud_stride": 0}
-    if method in ("causal", "offline"):
+    if method in ("causal", "offline", *OFFLINE_CROSSFADES):
         return common | {"alignment": "graph"}
     if method == "graph_released":
         return common | {"alignment": "graph", "anchor_slots": False}
@@ -348,7 +356,14 @@ def run_method(world: World, schedule: dict, method: str) -> tuple[np.ndarray, n
                 first[g], seen[g] = f.disparity, True
 
     inputs = (FrameInput(world.image(k), k, meta=k) for k in range(len(world.gt)))
-    if method == "offline":
+    if method in OFFLINE_CROSSFADES:
+        own = pipeline_offline.OFFLINE_CROSSFADE
+        pipeline_offline.OFFLINE_CROSSFADE = OFFLINE_CROSSFADES[method]
+        try:
+            take(pipe.run_offline(inputs))
+        finally:
+            pipeline_offline.OFFLINE_CROSSFADE = own
+    elif method == "offline":
         take(pipe.run_offline(inputs))
     else:
         for frame in inputs:
@@ -356,7 +371,14 @@ def run_method(world: World, schedule: dict, method: str) -> tuple[np.ndarray, n
         take(pipe.flush())
     info = {"windows": engine.calls, "scene_cuts": pipe.stats.scene_cuts, "degenerate_fits": pipe.stats.degenerate_fits}
     info["layout"] = pipe.schedule["keyframes"] or "chain"
-    return final, first if method != "offline" else final, info
+    return final, first if not method.startswith("offline") else final, info
+
+
+def method_crossfade(method: str) -> Callable[[int], np.ndarray]:
+    """The overlap weights a method's stream uses, so its floor and best affines blend the same way."""
+    if method == "offline":
+        return pipeline_offline.OFFLINE_CROSSFADE
+    return OFFLINE_CROSSFADES.get(method, crossfade_weights)
 
 
 def _stitch_given_affines(
@@ -368,7 +390,7 @@ def _stitch_given_affines(
     out = np.full(world.gt.shape, np.nan, np.float32)
     for k in range(3):
         start, stop = world.bounds[k], world.bounds[k + 1]
-        stitcher = Stitcher(pipe.alignment)  # type: ignore[arg-type]
+        stitcher = Stitcher(pipe.alignment, crossfade=method_crossfade(method))  # type: ignore[arg-type]
         for w in pipe.scheduler.plan(stop - start):
             idx = start + np.array(list(w.slots) + [w.slots[-1]] * w.pad)
             disp, affine = window_and_affine(w, idx)
@@ -416,6 +438,24 @@ def per_frame_absrel(pred: np.ndarray, gt: np.ndarray, exclude: np.ndarray, fit_
     return out
 
 
+def flicker_after_global_fit(pred: np.ndarray, gt: np.ndarray, exclude: np.ndarray) -> float:
+    """Flicker x100: after one disparity-space LS (s, t) over all frames, the mean over consecutive
+    frame pairs of mean |change of the aligned disparity - change of the GT disparity| over the
+    pixels valid in both, relative to the mean GT disparity. The GT's own motion cancels, so what
+    is left is the stitching's frame-to-frame jumps (window boundaries) and the per-window noise."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gt_depth = np.where(gt > 0, 1.0 / gt, np.nan)
+    valid = valid_mask(gt_depth, NO_MAX_DEPTH) & np.isfinite(pred) & ~exclude
+    scale = fit_disparity_affine(pred, gt_depth, valid)[0]  # the shift cancels in a change
+    jumps = []
+    for k in range(1, len(pred)):
+        both = valid[k] & valid[k - 1]
+        if both.any():
+            change = scale * (pred[k][both].astype(np.float64) - pred[k - 1][both])
+            jumps.append(np.mean(np.abs(change - (gt[k][both] - gt[k - 1][both]))) / np.mean(gt[k][both]))
+    return 100.0 * float(np.mean(jumps)) if jumps else float("nan")
+
+
 def absrel_after_global_fit(pred: np.ndarray, gt: np.ndarray, exclude: np.ndarray) -> float:
     """AbsRel (depth, mean over frames) after one disparity-space LS (s, t) over all frames."""
     return float(np.nanmean(per_frame_absrel(pred, gt, exclude, len(pred))))
@@ -440,6 +480,7 @@ def segment_scores(
             if name == "":
                 row.update({f"absrel@{c}": v for c, v in at.items()})
         row["drift"], row["floor_drift"] = drift[""], drift["floor_"]
+        row["flicker"] = flicker_after_global_fit(pred[sl], gt, ex)
         if best is not None:
             row["best_absrel"] = absrel_after_global_fit(best[sl], gt, ex)
             row["absrel_over_best"] = row["absrel"] - row["best_absrel"]
@@ -493,6 +534,8 @@ def run_case(
     row["best_drift_above_floor"] = max(s["best_drift_above_floor"] for s in segs)
     row["drift_above_best"] = max(s["drift_above_best"] for s in segs)
     row["window"] = schedule["window"]
+    row["absrel_mean"] = float(np.mean([s["absrel"] for s in segs]))
+    row["flicker"] = float(np.mean([s["flicker"] for s in segs]))
     return row
 
 
@@ -533,7 +576,7 @@ def print_goals(rows: list[dict]) -> bool:
                 sel = [r for r in group if r["method"] == method and r["schedule"] == sched]
                 if not sel:
                     continue
-                win, goal = sel[0]["window"], GOALS.get(method)
+                win, goal = sel[0]["window"], GOALS.get(method.split("_")[0])  # offline_*: offline's
                 by_seed: dict[int, list[dict]] = {}
                 for r in sel:
                     by_seed.setdefault(r.get("seed", 0), []).append(r)
@@ -566,6 +609,14 @@ def print_goals(rows: list[dict]) -> bool:
                     f"      {rec:4d} (<= {win:3d})       {over_best:+.4f}    {max(best_floor):+.4f} ({best_fails})"
                     f"          {np.mean(over_oracle):+.4f} / {max(over_oracle):+.4f}   {verdict}"
                 )
+    print("\nper method x schedule, mean over errors and seeds (no goal): AbsRel (mean of the segments), flicker x100")
+    for method in dict.fromkeys(r["method"] for r in rows):
+        for sched in dict.fromkeys(r["schedule"] for r in rows):
+            sel = [r for r in rows if r["method"] == method and r["schedule"] == sched and "flicker" in r]
+            if sel:
+                absrel = np.mean([r["absrel_mean"] for r in sel])
+                flicker = np.mean([r["flicker"] for r in sel])
+                print(f"{method:15s} {sched:20s} {absrel:.4f}  {flicker:.3f}")
     return ok_all
 
 
@@ -614,6 +665,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{sched:20s} {errors:10s} {method:15s} seed {seed} drift-floor={row['drift_above_floor']:+.4f} "
             f"recover={row['frames_to_recover']:4d} over-best={row['absrel_over_best']:+.4f} "
             f"best-floor={row['best_drift_above_floor']:+.4f} drift-best={row['drift_above_best']:+.4f} "
+            f"flicker={row['flicker']:.3f} "
             f"cuts={row['scene_cuts']} windows={row['windows']} "
             f"[AbsRel/drift-floor/recover per segment: {segs}] ({row['seconds']:.1f} s)",
             flush=True,

@@ -23,10 +23,13 @@ def test_drift_benchmark_structured_errors_cuts_and_goals(repo_root, tmp_path, c
     bench = _load(repo_root, "stream_drift")
     out = tmp_path / "drift.json"
     args = ["--frames", "400", "--size", "40x30", "--sequences", "synthetic", "--schedules", "default_8_4"]
-    args += ["--errors", "structured", "--methods", "causal,offline,paper,best", "--json", str(out)]
+    args += ["--errors", "structured", "--methods", "causal,offline,paper,best,offline_linear", "--json", str(out)]
     assert bench.main(args) == 0
     rows = {r["method"]: r for r in json.loads(out.read_text())["rows"]}
-    assert set(rows) == {"causal", "offline", "paper", "best"}
+    assert set(rows) == {"causal", "offline", "paper", "best", "offline_linear"}
+    # offline blends both windows on every overlap frame: less flicker than with the papers' crossfade,
+    # whose 0 and 1 on the 8/4 layout's two overlap frames switch windows between them
+    assert rows["offline"]["flicker"] < 0.95 * rows.pop("offline_linear")["flicker"]
     # `best` scores the best per-window affines as a method: its drift above the floor is best-floor
     best = rows.pop("best")
     assert best["absrel_over_best"] == 0 and best["drift_above_best"] == 0

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from vdepth_ros.errors import ConfigError
+from vdepth_ros.pipeline_offline import OFFLINE_CROSSFADE
 from vdepth_ros.stream.align import IDENTITY, AffineFit, FitOptions
 from vdepth_ros.stream.graph import (
     OFFLINE_LAG,
@@ -15,7 +16,7 @@ from vdepth_ros.stream.graph import (
     offline_aligner,
     solve_global_affine,
 )
-from vdepth_ros.stream.stitch import Stitcher, blend, crossfade_weights
+from vdepth_ros.stream.stitch import Stitcher, blend, blend_weights, crossfade_weights
 from vdepth_ros.stream.windows import WindowScheduler, anchor_keyframes
 
 VDA_KF = (0, 12, 24, 25, 26, 27, 28, 29, 30, 31)
@@ -50,6 +51,10 @@ def test_crossfade_weights_formula():
     assert w[0] == 0.0 and w[-1] == 1.0  # first overlap frame 100 % old, last 100 % new
     np.testing.assert_allclose(w, np.arange(9) / 8)
     np.testing.assert_allclose(crossfade_weights(8), np.arange(8) / 7)  # VDA: i/7
+    # the offline rule: the same ramp half a frame off its ends, so every overlap frame is a blend
+    np.testing.assert_allclose(blend_weights(2), [0.25, 0.75])
+    np.testing.assert_allclose(blend_weights(8), (np.arange(8) + 0.5) / 8)
+    np.testing.assert_allclose(blend_weights(1), [0.5])
     old = np.array([[1.0, np.nan, 2.0]], np.float32)
     new = np.array([[3.0, 5.0, np.nan]], np.float32)
     np.testing.assert_allclose(blend(old, new, 0.25), [[1.5, 5.0, 2.0]])
@@ -436,7 +441,9 @@ def _structured_case(name: str, seed: int, h: int = 24, w: int = 32) -> tuple[fl
     aligner = offline_aligner()  # as `DepthPipeline.run_offline`
     for win in windows:
         aligner.add(win, output(win))
-    offline = _final(_run_windows(Stitcher("graph"), windows, output, aligner.smoothed()), n)
+    offline = _final(
+        _run_windows(Stitcher("graph", crossfade=OFFLINE_CROSSFADE), windows, output, aligner.smoothed()), n
+    )
     released = WindowScheduler(window, cfg["overlap"], frames_rule=rule).plan(n)
     plain = FitOptions(method="ols", robust="none", max_points=0, min_correlation=0.0)
     chain = _final(_run_windows(Stitcher("chain_ls", plain), released, output), n)
@@ -555,3 +562,47 @@ def test_offline_context_check_keeps_consistent_windows_as_they_were():
     assert checked._pairs.context_checked <= 1
     for a, b in zip(plain.smoothed(), checked.smoothed(), strict=True):
         assert b.scale == pytest.approx(a.scale, rel=0.01)
+
+
+# The papers' layouts as the pipeline schedules them (stream_drift.SCHEDULES; chain families with
+# the anchor slots of `alignment: graph`, and released), with a length whose last window is short.
+OFFLINE_LAYOUTS = {
+    "default_8_4": dict(window=8, overlap=4, schedule="keyframe", keyframes=(0, 3, 6, 7)),
+    "vda_32_10": dict(window=32, overlap=10, schedule="keyframe", keyframes=VDA_KF),
+    "dvd_45_9": dict(window=45, overlap=9, schedule="keyframe", keyframes=anchor_keyframes(45, 9), frames_rule="4n+1"),
+    "dvd_45_9_released": dict(window=45, overlap=9, frames_rule="4n+1"),
+    "depthcrafter_110_25": dict(window=110, overlap=25, schedule="keyframe", keyframes=anchor_keyframes(110, 25)),
+    "depthcrafter_110_25_released": dict(window=110, overlap=25),
+    "anchor_w6_o3": dict(window=6, overlap=3, schedule="keyframe", keyframes=anchor_keyframes(6, 3)),
+}
+
+
+@pytest.mark.parametrize("layout", sorted(OFFLINE_LAYOUTS))
+def test_offline_crossfade_blends_every_overlap_frame(layout):
+    """`run_offline`'s crossfade (`OFFLINE_CROSSFADE`) gives every frame two windows output a value
+    strictly between their readings, rising with the frame: the papers' `linspace(0, 1, n)` hands
+    the first overlap frame wholly to the old window and the last wholly to the new one (on the
+    bundled 8/4 layout both of its two overlap frames: a switch of window, not a blend)."""
+    sched = WindowScheduler(**OFFLINE_LAYOUTS[layout])
+    n_frames = 3 * sched.window - 7
+    stitcher = Stitcher("graph", crossfade=OFFLINE_CROSSFADE)
+    emitted: dict[int, list[int]] = {}  # frame -> the windows that output it (provisional, then final)
+    final: dict[int, float] = {}
+    for w in sched.plan(n_frames):
+        value = float(2**w.index)  # window k reads every frame as 2^k: a frame's value says whose it is
+        events = stitcher.add(w, np.full((len(w.slots) + w.pad, 2, 2), value, np.float32), affine=IDENTITY)
+        for e in events:
+            if e.window == w.index:
+                emitted.setdefault(e.index, []).append(w.index)
+        final |= {e.index: float(e.disparity[0, 0]) for e in events if e.status == "final"}
+    final |= {e.index: float(e.disparity[0, 0]) for e in stitcher.finish()}
+    assert sorted(final) == list(range(n_frames))
+    overlaps: dict[tuple[float, float], list[float]] = {}
+    for f, windows in emitted.items():
+        if len(windows) > 1:
+            old, new = 2.0 ** windows[-2], 2.0 ** windows[-1]
+            overlaps.setdefault((old, new), []).append((final[f] - old) / (new - old))
+    assert overlaps, f"{layout}: no frame output by two windows"
+    for (old, new), shares in overlaps.items():
+        assert all(0.0 < s < 1.0 for s in shares), f"{layout}: windows {old}->{new}: new window's shares {shares}"
+        assert shares == sorted(shares)

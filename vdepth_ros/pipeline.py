@@ -382,8 +382,9 @@ class DepthPipeline(InputSteps, WindowSteps, OutputSteps):
         alignment, all kept); window disparities, working-resolution
         images and sparse depth spill to temporary files, so memory is bounded by the window
         size. Every window's (s, t) is the graph estimate once two more windows have been seen
-        (`CausalGraphAligner.smoothed`, anchored on window 0) and pass 2 applies them with the
-        same crossfade as causal mode. A scene cut (as in
+        (`CausalGraphAligner.smoothed`, anchored on window 0) and pass 2 applies them with a
+        crossfade that blends both windows on every overlap frame (`OFFLINE_CROSSFADE`; causal
+        mode: the papers' `linspace(0, 1, n)`). A scene cut (as in
         causal mode) starts a new segment with its own windows and solve. Every frame is output
         once, "final". `anchor_refresh` does not apply here (the papers' frame-0 anchor is kept).
 

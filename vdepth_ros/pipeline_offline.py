@@ -24,12 +24,18 @@ import numpy as np
 from vdepth_ros.errors import InputError
 from vdepth_ros.pipeline_types import fit_input, scale_input
 from vdepth_ros.stream.graph import CausalGraphAligner, offline_aligner
-from vdepth_ros.stream.stitch import StitchedFrame, Stitcher
+from vdepth_ros.stream.stitch import StitchedFrame, Stitcher, blend_weights
 
 if TYPE_CHECKING:
     from vdepth_ros.pipeline import DepthPipeline
     from vdepth_ros.pipeline_types import DepthFrame, FrameInput, _Record
     from vdepth_ros.stream.windows import Window
+
+#: The offline crossfade (`Stitcher`'s `crossfade`): every overlap frame a blend of both windows'
+#: aligned readings, `(i + 0.5) / n`, not the stream's (the papers') `linspace(0, 1, n)`, whose ends
+#: hand a frame wholly to one window: less flicker offline (docs/alignment.md, "How a frame's
+#: aligned readings are combined"). The stream keeps the papers' rule.
+OFFLINE_CROSSFADE = blend_weights
 
 
 def run_offline(
@@ -118,7 +124,7 @@ def _offline_output(
     pipe._index_base = seg.first_frame
     pipe.scale_source.reset()
     stitcher = Stitcher(  # type: ignore[arg-type]
-        pipe.alignment, pipe.fit_options, clamp_negative=pipe.stitcher.clamp_negative
+        pipe.alignment, pipe.fit_options, clamp_negative=pipe.stitcher.clamp_negative, crossfade=OFFLINE_CROSSFADE
     )
 
     def out(sf: StitchedFrame) -> DepthFrame:

@@ -14,7 +14,15 @@ from vdepth_ros.stream.scale import (
     make_scale_source,
     resample_sparse_depth,
 )
-from vdepth_ros.stream.stitch import StitchedFrame, Stitcher, WindowHealth, blend, crossfade_weights, mean_channels
+from vdepth_ros.stream.stitch import (
+    StitchedFrame,
+    Stitcher,
+    WindowHealth,
+    blend,
+    blend_weights,
+    crossfade_weights,
+    mean_channels,
+)
 from vdepth_ros.stream.windows import Window, WindowScheduler, anchor_keyframes, pad_for_rule
 
 __all__ = [
@@ -41,6 +49,7 @@ __all__ = [
     "align_scale_shift",
     "anchor_keyframes",
     "blend",
+    "blend_weights",
     "crossfade_weights",
     "depth_from_disparity",
     "disparity_from_depth",

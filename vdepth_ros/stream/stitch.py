@@ -5,15 +5,17 @@ accumulated, blended output, as DVD does; keyframe: its anchor and keyframe slot
 stored aligned values, as VDA/GemDepth do; graph: `stream.graph.CausalGraphAligner`),
 optionally clamps at 0 (the papers' post-processing), then crossfades linearly over the overlap.
 Frames the next window will revise are *provisional*; the others, and the revised ones once
-blended, are *final*. The offline path
-(`stream.graph.CausalGraphAligner.solve`) hands its solved affines in (`affine=`), so blending is
-identical in both modes. Every window's agreement with the stream it continues is measured the same
+blended, are *final*. The offline path (`DepthPipeline.run_offline`) hands its solved affines in
+(`affine=`) and its own crossfade rule (`crossfade=blend_weights`: every overlap frame a blend; the
+stream's is the papers' `crossfade_weights`), so the rest of the stitching is the same in both
+modes. Every window's agreement with the stream it continues is measured the same
 way in every mode (`WindowHealth`: residual on the overlap, scale change).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -42,6 +44,20 @@ def crossfade_weights(n: int) -> np.ndarray:
     (DVD `alpha = linspace(0, 1, O)`; DepthCrafter `w = linspace(0, 1, o)`).
     """
     return np.linspace(0.0, 1.0, n, dtype=np.float64)
+
+
+def blend_weights(n: int) -> np.ndarray:
+    """Weight of the *new* window on each of `n` overlap frames: `(i + 0.5) / n` (the offline rule).
+
+    The papers' ramp, half a frame off its ends, so every overlap frame blends both windows'
+    readings: `linspace(0, 1, n)` gives the first overlap frame wholly to the old window and the
+    last wholly to the new one, which on the bundled 8/4 layout (2 overlap frames: 0 and 1) is a
+    switch of window, not a blend (here 1/4 and 3/4), and on one overlap frame (an anchor layout
+    of overlap 3) drops the new window's reading (here 1/2). `run_offline` stitches with it
+    (`pipeline_offline.OFFLINE_CROSSFADE`); chosen on the development data against a bar written
+    before the run (docs/alignment.md, "How a frame's aligned readings are combined").
+    """
+    return (np.arange(n, dtype=np.float64) + 0.5) / n
 
 
 def blend(old: np.ndarray, new: np.ndarray, weight_new: float) -> np.ndarray:
@@ -153,6 +169,8 @@ class Stitcher:
         anchor_min_inliers: threshold for `anchor_refresh`.
         graph_lag: graph mode only: earlier windows re-estimated with each new one
             (`CausalGraphAligner`).
+        crossfade: the new window's weight on each of `n` overlap frames: `crossfade_weights`
+            (the papers', the stream's) or `blend_weights` (offline).
     """
 
     def __init__(
@@ -164,11 +182,12 @@ class Stitcher:
         anchor_refresh: bool = False,
         anchor_min_inliers: float = 0.5,
         graph_lag: int = 8,
+        crossfade: Callable[[int], np.ndarray] = crossfade_weights,
     ) -> None:
         if alignment not in ("chain_ls", "keyframe", "graph", "none"):
             raise ConfigError(f"alignment must be chain_ls|keyframe|graph|none, got {alignment!r}")
         self.alignment, self.options = alignment, options
-        self.clamp_negative = clamp_negative
+        self.clamp_negative, self.crossfade = clamp_negative, crossfade
         self.anchor_refresh, self.anchor_min_inliers = anchor_refresh, float(anchor_min_inliers)
         self.graph = CausalGraphAligner(options, lag=graph_lag) if alignment == "graph" else None
         self.reset()
@@ -292,7 +311,7 @@ class Stitcher:
             change,
             None if fit_on is None else [seen[p] for p in overlap],
         )
-        weights = crossfade_weights(len(overlap))
+        weights = self.crossfade(len(overlap))
         first_prov = n - window.n_provisional if window.n_provisional else n
         new_tail: dict[int, StitchedFrame] = {}
         values: dict[int, np.ndarray] = {}
