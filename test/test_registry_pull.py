@@ -857,3 +857,44 @@ def test_from_the_one_downloaded_file_and_paths_that_are_no_folder(
     assert f"--from {tmp_path / 'nowhere'} does not exist" in capsys.readouterr().err
     assert export_main(["pull", "vda-tiny-test", "--cache", str(mine)]) == 2
     assert f"cannot write to the model cache {mine} (a file, not a folder)" in capsys.readouterr().err
+
+
+def test_import_takes_a_hub_repository_already_in_the_hub_cache(
+    hub: Hub, env: dict[str, str], online: None, tmp_path: Path, weights: bytes, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """The authors' code names its weights by repository (`--unet-path tencent/DepthCrafter`) and put them in the
+    hub cache; `vdepth-export import vda depth-anything/Video-Depth-Anything-Small` answered 'does not exist'. The
+    repository, a file in it, or the cache's `models--owner--name` folder are now taken from the hub cache, its
+    file's name telling relative from metric; a folder of that name in the working folder still wins, and one
+    not in the cache names the download."""
+    from huggingface_hub import hf_hub_download
+
+    small = "depth-anything/Video-Depth-Anything-Small"
+    hf_hub_download(small, FILE, endpoint=hub.url)  # what the authors' run.py did on this machine
+    sets = [a for k, v in VideoDepthAnything.tiny_config().items() for a in ("--set", f"{k}={json.dumps(v)}")]
+    repo_folder = Path(env["HF_HUB_CACHE"]) / "models--depth-anything--Video-Depth-Anything-Small"
+    monkeypatch.chdir(tmp_path)
+    for i, given in enumerate((small, f"{small}/{FILE}", str(repo_folder))):
+        assert export_main(["import", "vda", given, "-o", f"m{i}", *sets]) == 0, capsys.readouterr().err
+        assert load_model(tmp_path / f"m{i}").config.get("metric") is not True
+    n = len(hub.requests)
+    assert export_main(["import", "vda", "depth-anything/Video-Depth-Anything-Base", "-o", "b", *sets]) == 2
+    err = capsys.readouterr().err
+    assert "hf download depth-anything/Video-Depth-Anything-Base" in err and "vdepth-export pull vda-base" in err, err
+    assert len(hub.requests) == n  # nothing downloaded by `import`
+    (tmp_path / small).mkdir(parents=True)  # a folder of the user's named like the repository: the path wins
+    assert export_main(["import", "vda", small, "-o", "mine", *sets]) == 2
+    assert f"{small} is a folder with no" in capsys.readouterr().err
+
+
+def test_a_pull_with_the_hub_unreachable_takes_the_hub_caches_copy(
+    hub: Hub, env: dict[str, str], online: None, tmp_path: Path
+) -> None:
+    """A robot whose hub cache holds the release (downloaded earlier, by this or another tool) and that has no
+    network now, without HF_HUB_OFFLINE set: the hub client takes the cached file; nothing is asked of the hub."""
+    pull("vda-tiny-test", endpoint=hub.url, cache=tmp_path / "online")
+    n = len(hub.requests)
+    folder = pull("vda-tiny-test", endpoint="http://127.0.0.1:9", cache=tmp_path / "unreachable")  # nothing listens
+    assert (folder / "config.json").is_file() and len(hub.requests) == n
+    assert json.loads((folder / PROVENANCE_NAME).read_text())["files"][0]["commit"] == COMMIT

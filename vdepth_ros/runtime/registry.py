@@ -268,7 +268,7 @@ def get_release(name: str) -> Release:
 _HUB_HOSTS = ("huggingface.co/", "www.huggingface.co/", "hf.co/")
 
 
-def _hub_repo(value: str) -> str | None:
+def hub_repo(value: str) -> str | None:
     """The `owner/name` a hub repository id or page URL names (`https://huggingface.co/owner/name/tree/main`),
     or None."""
     rest = value.strip().removeprefix("https://").removeprefix("http://")
@@ -287,7 +287,7 @@ def release_hint(name: str, known: dict[str, Release] | None = None) -> str:
     model card shows), a release written with another case or `_` for `-` (`vda_small`), a family's
     releases (`vda`), or the closest name (`vda-smal`)."""
     known = releases() if known is None else known
-    repo = _hub_repo(name)
+    repo = hub_repo(name)
     if repo is not None:
         named = [r.name for r in known.values() if any(f.repo.lower() == repo.lower() for f in r.files)]
         if named:
