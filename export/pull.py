@@ -264,6 +264,75 @@ def _hub_answer(err: BaseException, endpoint: str | None) -> str:
     return f"cannot reach the hub at {where} ({chain[-1].__class__.__name__}: {str(chain[-1]).splitlines()[0][:200]})"
 
 
+def _token_in_use() -> str | None:
+    """Where the token the hub client sends comes from (`HF_TOKEN`, or the one `hf auth login` saved), or None
+    when it sends none."""
+    import os
+
+    from huggingface_hub import constants, get_token
+
+    if constants.HF_HUB_DISABLE_IMPLICIT_TOKEN:
+        return None
+    try:
+        token = get_token()
+    except Exception:  # an OIDC exchange that failed: the download said so already
+        return None
+    if token is None:
+        return None
+    if os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN"):
+        return "the token in HF_TOKEN"
+    return f"the token `hf auth login` saved ({constants.HF_TOKEN_PATH})"
+
+
+def _login_refused(err: BaseException, repo: str, endpoint: str | None) -> str | None:
+    """The hub's 401 or 403 (anywhere in the error's causes) in terms of the login, or None for another error.
+
+    Before, a wrong or expired HF_TOKEN (401 'Invalid credentials', no error code) read 'download of URL failed:
+    Client error' and a token without access (403) 'the hub answered HTTP 403', each followed by steps to
+    download the files by hand, which need the same access; neither said whether a token was sent, nor from where.
+    """
+    from huggingface_hub import constants
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError
+
+    chain: list[BaseException] = []
+    cause: BaseException | None = err
+    while cause is not None and len(chain) < 5:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    answer = next((c for c in chain if isinstance(c, HfHubHTTPError) and c.response is not None), None)
+    status = answer.response.status_code if answer is not None else None
+    if status not in (401, 403):
+        return None
+    where = (endpoint or constants.ENDPOINT).rstrip("/")
+    said = f' ("{answer.server_message.strip()}")' if answer.server_message else ""
+    page = f"https://huggingface.co/{repo}"
+    gated = any(isinstance(c, GatedRepoError) for c in chain)
+    head = f"the hub at {where} answered HTTP {status} {answer.response.reason_phrase}{said} for {repo}"
+    token = _token_in_use()
+    if token is None:
+        what = (
+            "it is gated" if gated
+            else "it is private or gated (the hub answers 401 for a missing repository too)" if status == 401
+            else "the hub refuses it without a login"
+        )  # fmt: skip
+        accept = f"accept its licence on {page}, then " if gated else ""
+        return (
+            f"{head}: no token was sent (HF_TOKEN is unset and `hf auth login` saved none, or "
+            f"HF_HUB_DISABLE_IMPLICIT_TOKEN is set) and {what}: {accept}log in with `hf auth login` or HF_TOKEN "
+            "(a read token of an account that may read it)"
+        )
+    if status == 401 and not gated:
+        return (
+            f"{head}: {token} was refused (wrong, expired or revoked): make a new read token at "
+            "https://huggingface.co/settings/tokens and set HF_TOKEN to it, or `hf auth login` again"
+        )
+    return (
+        f"{head}: {token} was accepted but may not read it: accept the repository's licence on {page} with "
+        "that token's account (a gated repository), and a fine-grained token needs read access to public gated "
+        "repositories (or to this one) in its settings, https://huggingface.co/settings/tokens"
+    )
+
+
 def _download(spec: ReleaseFile, release: Release, output: Path, endpoint: str | None, asked: bool) -> Path:
     """`spec` from the hub into its cache; `asked`: its revision came from `--revision`."""
     from huggingface_hub import hf_hub_download
@@ -278,8 +347,13 @@ def _download(spec: ReleaseFile, release: Release, output: Path, endpoint: str |
 
     manual = _manual_steps(release, output, endpoint)
     try:
-        return Path(hf_hub_download(spec.repo, spec.filename, revision=spec.revision, endpoint=endpoint))
-    except GatedRepoError as err:
+        try:
+            return Path(hf_hub_download(spec.repo, spec.filename, revision=spec.revision, endpoint=endpoint))
+        except OSError as err:  # the hub client's HTTP errors are OSErrors
+            if (refused := _login_refused(err, spec.repo, endpoint)) is not None:
+                raise DownloadError(refused) from None
+            raise
+    except GatedRepoError as err:  # without an HTTP answer (a client that raises it by itself)
         raise DownloadError(
             f"{spec.repo} is gated: accept its licence on https://huggingface.co/{spec.repo} and log in "
             f"(`hf auth login` or HF_TOKEN). ({err.__class__.__name__})"

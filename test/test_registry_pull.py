@@ -50,6 +50,8 @@ class Hub:
     requests: list[tuple[str, str, str | None]] = field(default_factory=list)
     url: str = ""
     status: tuple[int, str] | None = None  # answer every request with (HTTP status, X-Error-Code or "")
+    error_message: str = ""  # the X-Error-Message of those answers
+    authorizations: list[str | None] = field(default_factory=list)  # each request's Authorization header
     stall: threading.Event | None = None  # GETs send half the body, then wait for this event
     #: other revisions (a tag, a branch, or the commit itself) -> (their commit, their files); main is `files`
     revisions: dict[str, tuple[str, dict[tuple[str, str], bytes]]] = field(default_factory=dict)
@@ -88,11 +90,14 @@ def _handler(hub: Hub) -> type[BaseHTTPRequestHandler]:
 
         def _serve(self, body: bool) -> None:
             hub.requests.append((self.command, self.path, self.headers.get("Range")))
+            hub.authorizations.append(self.headers.get("Authorization"))
             _gate(hub, self.command)
             if hub.status is not None:  # a mirror or proxy that answers with an error
                 self.send_response(hub.status[0])
                 if hub.status[1]:
                     self.send_header("X-Error-Code", hub.status[1])
+                if hub.error_message:
+                    self.send_header("X-Error-Message", hub.error_message)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return
@@ -898,3 +903,40 @@ def test_a_pull_with_the_hub_unreachable_takes_the_hub_caches_copy(
     folder = pull("vda-tiny-test", endpoint="http://127.0.0.1:9", cache=tmp_path / "unreachable")  # nothing listens
     assert (folder / "config.json").is_file() and len(hub.requests) == n
     assert json.loads((folder / PROVENANCE_NAME).read_text())["files"][0]["commit"] == COMMIT
+
+
+def test_a_refused_login_says_whether_a_token_was_sent_and_what_to_do(
+    hub: Hub, env: dict[str, str], online: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hub's 401/403 in terms of the login. A wrong or expired HF_TOKEN (401 'Invalid credentials', no
+    error code) read 'download of URL failed: Client error' and a fine-grained token without gated access (403)
+    'the hub answered HTTP 403', each followed by steps to download by hand (which need the same access); now
+    each names the token that was sent (HF_TOKEN, or the one `hf auth login` saved), or that none was."""
+    import huggingface_hub.constants as hf
+
+    token_file = tmp_path / "hf-token"
+    monkeypatch.setattr(hf, "HF_TOKEN_PATH", str(token_file))  # not this machine's login
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    monkeypatch.setenv("HF_TOKEN", "hf_expired")
+
+    def refusal(status: int, code: str, message: str) -> str:
+        hub.status, hub.error_message = (status, code), message
+        with pytest.raises(DownloadError) as err:
+            pull("vda-tiny-test", endpoint=hub.url)
+        return str(err.value)
+
+    msg = refusal(401, "", "Invalid credentials in Authorization header")
+    assert "HTTP 401" in msg and "the token in HF_TOKEN was refused (wrong, expired or revoked)" in msg, msg
+    assert "Invalid credentials" in msg and "by hand" not in msg, msg
+    assert "Bearer hf_expired" in hub.authorizations  # sent to the hub in HF_ENDPOINT, a mirror
+    fine_grained = "Please enable access to public gated repositories in your fine-grained token settings"
+    msg = refusal(403, "", fine_grained)
+    assert "HTTP 403" in msg and "HF_TOKEN was accepted but may not read it" in msg and fine_grained in msg, msg
+    monkeypatch.delenv("HF_TOKEN")
+    token_file.write_text("hf_saved")
+    msg = refusal(403, "GatedRepo", "")
+    assert f"the token `hf auth login` saved ({token_file})" in msg and "accept the repository's licence" in msg, msg
+    token_file.unlink()
+    msg = refusal(401, "GatedRepo", "")
+    assert "no token was sent" in msg and f"accept its licence on https://huggingface.co/{REPO}" in msg, msg
+    assert _leftovers(Path(env[CACHE_ENV])) == []
