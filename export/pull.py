@@ -463,7 +463,8 @@ def _local_copy(from_dir: Path, spec: ReleaseFile, release: Release) -> Path:
     """`spec`'s file under `pull --from DIR`, in any of the layouts a hand download leaves:
     `DIR/<repo>/<file>`; `DIR/<file>` (`hf download REPO --local-dir DIR`; when no other file of the
     release has that name); a hub cache copied from another machine (`DIR` = its `hub/` folder, or the
-    `HF_HOME` holding it: `models--<owner>--<name>/snapshots/<commit of the revision>/<file>`); or `from_dir`
+    `HF_HOME` holding it: `models--<owner>--<name>/snapshots/<commit of the revision>/<file>`, or that
+    `models--<owner>--<name>` folder itself); or `from_dir`
     itself, a file, for a release of one file.
 
     Raises:
@@ -483,8 +484,9 @@ def _local_copy(from_dir: Path, spec: ReleaseFile, release: Release) -> Path:
     tried = [from_dir / spec.local_path]
     if sum(f.filename == spec.filename for f in release.files) == 1:
         tried.append(from_dir / spec.filename)
-    for hub in (from_dir, from_dir / "hub"):
-        repo = hub / repo_folder_name(repo_id=spec.repo, repo_type="model")
+    folder = repo_folder_name(repo_id=spec.repo, repo_type="model")
+    for hub in (from_dir, from_dir / "hub", *([from_dir.parent] if from_dir.name == folder else [])):
+        repo = hub / folder
         try:
             commit = (repo / "refs" / spec.revision).read_text().strip()
         except (OSError, ValueError):

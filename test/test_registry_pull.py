@@ -746,7 +746,7 @@ def test_pull_from_the_layouts_a_hand_download_leaves(
 
     home = tmp_path / "copied-hf-home"
     shutil.copytree(env["HF_HUB_CACHE"], home / "hub", symlinks=True)
-    for given in (home, home / "hub"):
+    for given in (home, home / "hub", home / "hub" / "models--test-org--Video-Depth-Anything-Tiny"):
         cache = tmp_path / f"c-{given.name}"
         assert export_main(["pull", "vda-tiny-test", "--from", str(given), "--cache", str(cache)]) == 0
         recorded = json.loads((cache / "vda-tiny-test" / PROVENANCE_NAME).read_text())["files"][0]
