@@ -83,6 +83,16 @@ def _gate(hub: Hub, command: str) -> None:
         hub.heads_seen.wait(120)
 
 
+def _answer_error(handler: BaseHTTPRequestHandler, status: int, headers: dict[str, str]) -> None:
+    """An error answer with no body and the given headers (those with a value)."""
+    handler.send_response(status)
+    for name, value in headers.items():
+        if value:
+            handler.send_header(name, value)
+    handler.send_header("Content-Length", "0")
+    handler.end_headers()
+
+
 def _handler(hub: Hub) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args: object) -> None:  # quiet
@@ -93,13 +103,9 @@ def _handler(hub: Hub) -> type[BaseHTTPRequestHandler]:
             hub.authorizations.append(self.headers.get("Authorization"))
             _gate(hub, self.command)
             if hub.status is not None:  # a mirror or proxy that answers with an error
-                self.send_response(hub.status[0])
-                if hub.status[1]:
-                    self.send_header("X-Error-Code", hub.status[1])
-                if hub.error_message:
-                    self.send_header("X-Error-Message", hub.error_message)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+                _answer_error(
+                    self, hub.status[0], {"X-Error-Code": hub.status[1], "X-Error-Message": hub.error_message}
+                )
                 return
             commit, filename, data, error = _lookup(hub, self.path)
             if data is None:
