@@ -29,7 +29,7 @@ import torch
 from vdepth_export.cli import main as export_main
 from vdepth_export.pull import DownloadError, LicenseNotAcceptedError, at_revisions, pull
 
-from vdepth_ros.errors import ConfigError
+from vdepth_ros.errors import ConfigError, ModelLoadError
 from vdepth_ros.models import load_model
 from vdepth_ros.models.vda import VideoDepthAnything
 from vdepth_ros.offline.errors import OutputExistsError
@@ -878,7 +878,7 @@ def test_import_takes_a_hub_repository_already_in_the_hub_cache(
     hub cache; `vdepth-export import vda depth-anything/Video-Depth-Anything-Small` answered 'does not exist'. The
     repository, a file in it, or the cache's `models--owner--name` folder are now taken from the hub cache, its
     file's name telling relative from metric; a folder of that name in the working folder still wins, and one
-    not in the cache names the download."""
+    not in the cache names the download. Given as `model:`, the hub cache's copy names the import that reads it."""
     from huggingface_hub import hf_hub_download
 
     small = "depth-anything/Video-Depth-Anything-Small"
@@ -889,6 +889,12 @@ def test_import_takes_a_hub_repository_already_in_the_hub_cache(
     for i, given in enumerate((small, f"{small}/{FILE}", str(repo_folder))):
         assert export_main(["import", "vda", given, "-o", f"m{i}", *sets]) == 0, capsys.readouterr().err
         assert load_model(tmp_path / f"m{i}").config.get("metric") is not True
+    from vdepth_ros.runtime import create_engine
+
+    snapshot = repo_folder / "snapshots" / COMMIT
+    for given in (repo_folder, snapshot, snapshot / FILE):  # as model:, it read 'holds no usable model'
+        with pytest.raises(ModelLoadError, match=f"hub cache's download of {small}.*import FAMILY {given} -o"):
+            create_engine(given)
     n = len(hub.requests)
     assert export_main(["import", "vda", "depth-anything/Video-Depth-Anything-Base", "-o", "b", *sets]) == 2
     err = capsys.readouterr().err
