@@ -111,7 +111,10 @@ def _from_hub_cache(source: str) -> Path | None:
         snapshot = snapshots[0]
     found = snapshot / inside if inside else snapshot
     if not found.exists():
-        raise FileNotFoundError(f"{source}: the hub cache's copy of {repo} ({snapshot}) holds no {inside}")
+        raise FileNotFoundError(
+            f"{source}: the hub cache's copy of {repo} ({snapshot}) holds no {inside}: download it "
+            f"(`hf download {repo} {inside}`)"
+        )
     log.info("%s: the copy in the hub cache, %s", source, found)
     return found
 

@@ -899,6 +899,8 @@ def test_import_takes_a_hub_repository_already_in_the_hub_cache(
     assert export_main(["import", "vda", "depth-anything/Video-Depth-Anything-Base", "-o", "b", *sets]) == 2
     err = capsys.readouterr().err
     assert "hf download depth-anything/Video-Depth-Anything-Base" in err and "vdepth-export pull vda-base" in err, err
+    assert export_main(["import", "vda", f"{small}/metric_{FILE}", "-o", "b", *sets]) == 2
+    assert f"holds no metric_{FILE}: download it (`hf download {small} metric_{FILE}`)" in capsys.readouterr().err
     assert len(hub.requests) == n  # nothing downloaded by `import`
     (tmp_path / small).mkdir(parents=True)  # a folder of the user's named like the repository: the path wins
     assert export_main(["import", "vda", small, "-o", "mine", *sets]) == 2
