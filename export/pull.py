@@ -333,6 +333,25 @@ def _login_refused(err: BaseException, repo: str, endpoint: str | None) -> str |
     )
 
 
+def _check_access(release: Release, endpoint: str | None) -> None:
+    """Before any download, one HEAD request per file of a release from several repositories: a repository the
+    login may not read (DepthCrafter's SVD-XT is gated) was refused only after the other repositories' gigabytes
+    had been downloaded. Any other answer (offline, unreachable, a missing file) is left to the download, which
+    reports it or takes the hub cache's copy; the first such answer ends the check (no waiting on each file)."""
+    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url
+
+    if constants.HF_HUB_OFFLINE or len({f.repo for f in release.files}) < 2:
+        return
+    for spec in release.files:
+        url = hf_hub_url(spec.repo, spec.filename, revision=spec.revision, endpoint=endpoint)
+        try:
+            get_hf_file_metadata(url, endpoint=endpoint)
+        except _transport_errors() as err:  # the hub client's HTTP errors are OSErrors
+            if (refused := _login_refused(err, spec.repo, endpoint)) is not None:
+                raise DownloadError(f"{refused}; nothing was downloaded") from None
+            return
+
+
 def _download(spec: ReleaseFile, release: Release, output: Path, endpoint: str | None, asked: bool) -> Path:
     """`spec` from the hub into its cache; `asked`: its revision came from `--revision`."""
     from huggingface_hub import hf_hub_download
@@ -435,6 +454,7 @@ def _fetch(
     paths: dict[ReleaseFile, tuple[Path, str]] = {}
     if from_dir is None:
         _remove_stale_partials(release)
+        _check_access(release, endpoint)
     for spec in release.files:
         if from_dir is not None:
             path = _local_copy(from_dir, spec, release)

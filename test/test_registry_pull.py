@@ -52,6 +52,7 @@ class Hub:
     status: tuple[int, str] | None = None  # answer every request with (HTTP status, X-Error-Code or "")
     error_message: str = ""  # the X-Error-Message of those answers
     authorizations: list[str | None] = field(default_factory=list)  # each request's Authorization header
+    gated: set[str] = field(default_factory=set)  # repositories answering 401 GatedRepo
     stall: threading.Event | None = None  # GETs send half the body, then wait for this event
     #: other revisions (a tag, a branch, or the commit itself) -> (their commit, their files); main is `files`
     revisions: dict[str, tuple[str, dict[tuple[str, str], bytes]]] = field(default_factory=dict)
@@ -102,10 +103,9 @@ def _handler(hub: Hub) -> type[BaseHTTPRequestHandler]:
             hub.requests.append((self.command, self.path, self.headers.get("Range")))
             hub.authorizations.append(self.headers.get("Authorization"))
             _gate(hub, self.command)
-            if hub.status is not None:  # a mirror or proxy that answers with an error
-                _answer_error(
-                    self, hub.status[0], {"X-Error-Code": hub.status[1], "X-Error-Message": hub.error_message}
-                )
+            status = (401, "GatedRepo") if "/".join(self.path.lstrip("/").split("/")[:2]) in hub.gated else hub.status
+            if status is not None:  # a mirror or proxy that answers with an error, or a gated repository
+                _answer_error(self, status[0], {"X-Error-Code": status[1], "X-Error-Message": hub.error_message})
                 return
             commit, filename, data, error = _lookup(hub, self.path)
             if data is None:
@@ -954,3 +954,23 @@ def test_a_refused_login_says_whether_a_token_was_sent_and_what_to_do(
     msg = refusal(401, "GatedRepo", "")
     assert "no token was sent" in msg and f"accept its licence on https://huggingface.co/{REPO}" in msg, msg
     assert _leftovers(Path(env[CACHE_ENV])) == []
+
+
+def test_a_gated_repository_is_refused_before_the_other_repositories_are_downloaded(
+    hub: Hub, env: dict[str, str], online: None, tmp_path: Path, weights: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`pull depthcrafter` without access to SVD-XT (gated): DepthCrafter's UNet (gigabytes) was downloaded first
+    and the pull then failed on SVD-XT's files. Every file's repository is asked first (HEAD), nothing downloaded."""
+    import huggingface_hub.constants as hf
+
+    monkeypatch.setattr(hf, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    entry = json.loads(Path(env[REGISTRY_ENV]).read_text())[0]
+    entry = {**entry, "name": "two-repos", "files": [*entry["files"], {"repo": "test-org/Gated", "filename": "x.pth"}]}
+    Path(env[REGISTRY_ENV]).write_text(json.dumps([entry]))
+    hub.gated.add("test-org/Gated")
+    with pytest.raises(DownloadError, match=r"401.* for test-org/Gated: no token was sent .*nothing was downloaded"):
+        pull("two-repos", endpoint=hub.url)
+    assert [m for m, _, _ in hub.requests if m == "GET"] == []
+    assert not list(Path(env["HF_HUB_CACHE"]).glob("models--*/blobs/*"))
