@@ -632,6 +632,7 @@ def pull(
         overwrite = True  # a folder pull wrote, unusable as it is
     _quiet_http_logs()  # imports the hub client: without the `ml` extra, fail before the cache is touched
     _check_writable(output, overwrite)
+    cached_before = _in_hub_cache(release) if from_dir is None else set()
     paths = _fetch(release, output, Path(from_dir) if from_dir is not None else None, endpoint, asked)
     provenance = {
         "name": release.name,
@@ -660,7 +661,7 @@ def pull(
             extra_files={PROVENANCE_NAME: json.dumps(provenance, indent=2) + "\n"},
         )
         if from_dir is None:
-            _note_hub_copies(name, [(s.repo, p) for s, (p, _) in paths.items()])
+            _note_hub_copies(name, [(s.repo, p) for s, (p, _) in paths.items()], cached_before)
         return folder
     except WrongCheckpointError as err:
         raise _not_the_release(err, release, paths, from_dir, endpoint) from None
@@ -730,11 +731,34 @@ def _not_the_release(
     )
 
 
-def _note_hub_copies(name: str, files: list[tuple[str, Path]]) -> None:
+def _in_hub_cache(release: Release) -> set[str]:
+    """The repositories of `release` all of whose files the hub cache already holds at their revision (another
+    tool's download, the authors' code's, or an earlier pull's), read with huggingface_hub's
+    `try_to_load_from_cache`."""
+    from huggingface_hub import try_to_load_from_cache
+
+    held = {f.repo for f in release.files}
+    for f in release.files:
+        if not isinstance(try_to_load_from_cache(f.repo, f.filename, revision=f.revision), str):
+            held.discard(f.repo)
+    return held
+
+
+def _note_hub_copies(
+    name: str, files: list[tuple[str, Path]], cached_before: frozenset[str] | set[str] = frozenset()
+) -> None:
     """Say that the downloads stay in the hub cache, beside the imported model (a second copy as large as
-    the release, which the model does not read), their size, and the command that frees them."""
+    the release, which the model does not read), their size, and the command that frees them. A repository
+    the hub cache held before this pull is named as taken from there: freeing it would delete the copy
+    another tool (the authors' code) reads, and this pull did not put it there."""
     from huggingface_hub import constants
 
+    if taken := sorted({repo for repo, _ in files} & cached_before):
+        log.info("%s: taken from the hub cache %s, where it already was (not downloaded)", ", ".join(taken),
+                 constants.HF_HUB_CACHE)  # fmt: skip
+    files = [(repo, path) for repo, path in files if repo not in cached_before]
+    if not files:
+        return
     size = 0
     for _, path in files:
         with contextlib.suppress(OSError):

@@ -781,6 +781,14 @@ def test_a_pull_names_the_download_it_leaves_in_the_hub_cache(
     size = len(hub.files[(REPO, FILE)])
     assert f"hf cache rm model/{REPO}" in said[-1] and f"{size / 1e6:.1f} MB" in said[-1], said
     assert str(Path(env["HF_HUB_CACHE"])) in said[-1], said
+    # already in the hub cache (the authors' code, another tool): taken from there, and no `hf cache rm` advised,
+    # which would delete that tool's copy
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="vdepth_export.pull"):
+        pull("vda-tiny-test", endpoint=hub.url, cache=Path(env[CACHE_ENV]).parent / "second")
+    said = [r.getMessage() for r in caplog.records if "hub cache" in r.getMessage()]
+    assert any(f"{REPO}: taken from the hub cache" in m for m in said), said
+    assert not any("hf cache rm" in m for m in said), said
 
 
 def test_another_releases_file_names_the_release_it_is(
