@@ -334,15 +334,18 @@ def _login_refused(err: BaseException, repo: str, endpoint: str | None) -> str |
 
 
 def _check_access(release: Release, endpoint: str | None) -> None:
-    """Before any download, one HEAD request per file of a release from several repositories: a repository the
-    login may not read (DepthCrafter's SVD-XT is gated) was refused only after the other repositories' gigabytes
-    had been downloaded. Any other answer (offline, unreachable, a missing file) is left to the download, which
-    reports it or takes the hub cache's copy; the first such answer ends the check (no waiting on each file)."""
+    """Before any download, one HEAD request per file of a release from several repositories that the hub cache
+    does not hold: a repository the login may not read (DepthCrafter's SVD-XT is gated) was refused only after
+    the other repositories' gigabytes had been downloaded. A file in the hub cache is not asked (the hub client
+    takes the cached copy when the hub refuses it). Any other answer (offline, unreachable, a missing file) is
+    left to the download, which reports it; the first such answer ends the check (no waiting on each file)."""
     from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url
 
     if constants.HF_HUB_OFFLINE or len({f.repo for f in release.files}) < 2:
         return
     for spec in release.files:
+        if _in_hub_cache(spec):
+            continue
         url = hf_hub_url(spec.repo, spec.filename, revision=spec.revision, endpoint=endpoint)
         try:
             get_hf_file_metadata(url, endpoint=endpoint)
@@ -632,7 +635,7 @@ def pull(
         overwrite = True  # a folder pull wrote, unusable as it is
     _quiet_http_logs()  # imports the hub client: without the `ml` extra, fail before the cache is touched
     _check_writable(output, overwrite)
-    cached_before = _in_hub_cache(release) if from_dir is None else set()
+    cached_before = _repos_in_hub_cache(release) if from_dir is None else set()
     paths = _fetch(release, output, Path(from_dir) if from_dir is not None else None, endpoint, asked)
     provenance = {
         "name": release.name,
@@ -731,17 +734,17 @@ def _not_the_release(
     )
 
 
-def _in_hub_cache(release: Release) -> set[str]:
-    """The repositories of `release` all of whose files the hub cache already holds at their revision (another
-    tool's download, the authors' code's, or an earlier pull's), read with huggingface_hub's
-    `try_to_load_from_cache`."""
+def _in_hub_cache(spec: ReleaseFile) -> bool:
+    """Whether the hub cache holds `spec` at its revision (huggingface_hub's `try_to_load_from_cache`)."""
     from huggingface_hub import try_to_load_from_cache
 
-    held = {f.repo for f in release.files}
-    for f in release.files:
-        if not isinstance(try_to_load_from_cache(f.repo, f.filename, revision=f.revision), str):
-            held.discard(f.repo)
-    return held
+    return isinstance(try_to_load_from_cache(spec.repo, spec.filename, revision=spec.revision), str)
+
+
+def _repos_in_hub_cache(release: Release) -> set[str]:
+    """The repositories of `release` all of whose files the hub cache already holds (another tool's download,
+    the authors' code's, or an earlier pull's)."""
+    return {f.repo for f in release.files} - {f.repo for f in release.files if not _in_hub_cache(f)}
 
 
 def _note_hub_copies(

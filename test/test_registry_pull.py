@@ -982,3 +982,9 @@ def test_a_gated_repository_is_refused_before_the_other_repositories_are_downloa
         pull("two-repos", endpoint=hub.url)
     assert [m for m, _, _ in hub.requests if m == "GET"] == []
     assert not list(Path(env["HF_HUB_CACHE"]).glob("models--*/blobs/*"))
+    # its files in the hub cache already (downloaded when the login could): the hub client takes them, as before
+    hub.gated.clear()
+    hub.files[("test-org/Gated", "x.pth")] = b"part"
+    pull("two-repos", endpoint=hub.url, cache=tmp_path / "first")
+    hub.gated.add("test-org/Gated")
+    assert (pull("two-repos", endpoint=hub.url, cache=tmp_path / "again") / "config.json").is_file()
