@@ -13,7 +13,6 @@ tested against a fake `tensorrt` module that records the API calls.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,10 +26,12 @@ from vdepth_ros.runtime.shapes import check_precision
 from vdepth_ros.runtime.spec import InputSpec, has_export_spec, spec_path_for
 from vdepth_ros.runtime.tensorrt_backend import cuda_identity, import_tensorrt
 from vdepth_ros.runtime.trt_cache import (
+    PLATFORM_FIELDS,
     EngineCacheKey,
     EngineMismatchError,
     key_path_for,
     onnx_sha256,
+    platform_name,
     read_key,
     rebuild_reason,
     write_key,
@@ -99,8 +100,35 @@ def _options_changed(engine_path: Path, options: dict[str, Any]) -> str | None:
 
 def default_timing_cache(engine_path: Path, key: EngineCacheKey) -> Path:
     """Timing caches are per TensorRT version and GPU: name them so."""
-    gpu = re.sub(r"[^A-Za-z0-9]+", "-", key.gpu_name).strip("-").lower() or "gpu"
-    return engine_path.parent / f"timing-trt{key.tensorrt_version}-{gpu}-sm{key.compute_capability}.cache"
+    return engine_path.parent / f"timing-{platform_name(key)}.cache"
+
+
+_NOT_PLATFORM = ("onnx_sha256", "precision")
+
+
+def _another_machines_engine(engine_path: Path, onnx_path: Path, key: EngineCacheKey) -> str | None:
+    """Why the engine at `engine_path` must not be rebuilt in place without `--overwrite`: it was built from
+    this same graph for another TensorRT version or GPU, so another machine may run it (a model folder shared
+    over NFS, or synced, between a workstation and a Jetson). Rebuilding it here replaced that machine's
+    engine without a word, and that machine's next `vdepth-export engine FOLDER` replaced this one's: each
+    rebuilt the other's engine, minutes each time, for good. None when it may be rebuilt (no engine there,
+    no readable key, the same platform, or another graph: then it is stale on every machine)."""
+    try:
+        stored = read_key(engine_path) if engine_path.is_file() else None
+    except EngineMismatchError:
+        return None
+    if stored is None or stored.onnx_sha256 != key.onnx_sha256 or not stored.differences(key, ignore=_NOT_PLATFORM):
+        return None
+    beside = engine_path.with_name(f"{engine_path.stem}.{platform_name(key)}{engine_path.suffix}")
+    precision = f" --precision {key.precision}" if key.precision != "fp32" else ""
+    theirs, ours = (", ".join(f"{f} {getattr(k, f)!r}" for f in PLATFORM_FIELDS) for k in (stored, key))
+    return (
+        f"{engine_path} was built from this graph for another machine ({theirs}; this one: {ours}), which may "
+        "still run it; rebuilding it here "
+        "would replace that machine's engine (and its next rebuild this one's). Build this machine's beside it: "
+        f"`vdepth-export engine {onnx_path}{precision} -o {beside}` and run `model: {beside}`; or, when that "
+        "engine is no longer used (TensorRT or the GPU upgraded here), pass --overwrite to replace it"
+    )
 
 
 def profile_shapes(network: Any, spec: InputSpec) -> dict[str, tuple[int, ...]]:
@@ -214,7 +242,8 @@ def build_engine(
         force_engine_update: rebuild even if a matching engine exists.
         overwrite: replace an engine at an `engine_path` other than the default (`-o`) that must be built again
             (another key, or `force_engine_update`): it may be the one built on another GPU or TensorRT version,
-            used there. The default path beside the graph is its own engine, rebuilt as the key says.
+            used there. The default path beside the graph is its own engine, rebuilt as the key says, except
+            one built from the same graph for another GPU or TensorRT version (`_another_machines_engine`).
         device: CUDA device index whose name/compute capability enter the key.
         tf32: allow TF32 in fp32 layers (off by default to stay close to the parity report).
         trt, gpu: injected `tensorrt` module and (name, "major.minor") for tests.
@@ -268,6 +297,8 @@ def build_engine(
         log.info("reusing %s (cache key %s matches)", engine_path, key.digest())
         return EngineBuildResult(engine_path, key, False, "cache key matches", 0.0, tc)
 
+    if not engine_path_given and not overwrite and (why := _another_machines_engine(engine_path, onnx_path, key)):
+        raise OutputExistsError(why)
     if engine_path_given and engine_path.exists() and not overwrite:  # the one output rule (`_check_graph_path`)
         raise OutputExistsError(
             f"{engine_path} holds an engine built earlier, which would be rebuilt ({reason}) and replaced; it may be "

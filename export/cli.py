@@ -298,7 +298,7 @@ def _run_engine(args: argparse.Namespace) -> tuple[int, Any]:
     if args.output is None and split_files_for(onnx).exist():  # `vdepth-export split` graphs: engines too
         split = build_split_engines(
             onnx, precision=args.precision, workspace_gib=args.workspace_gib, device=args.device, tf32=args.tf32,
-            force_engine_update=args.force_engine_update,
+            force_engine_update=args.force_engine_update, overwrite=args.overwrite,
         )  # fmt: skip
         summary["split_engines"] = [str(r.engine_path) for r in split]
     return 0, summary

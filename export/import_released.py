@@ -17,6 +17,7 @@ their licences travel with the weights.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -28,6 +29,8 @@ from vdepth_ros.paths import not_a_model_folder
 
 if TYPE_CHECKING:  # the models package imports torch: a pull --list must not wait for it
     from vdepth_ros.models.identify import WrongCheckpointError
+
+log = logging.getLogger(__name__)
 
 #: the relative VDA releases' file names (`video_depth_anything_vits.pth`, ...)
 _RELATIVE_RELEASE = re.compile(r"video_depth_anything_vit[sbl]\.(pth|safetensors)")
@@ -49,6 +52,71 @@ def _known_release_file(path: Path, family: str) -> tuple[str, dict[str, Any]] |
         return None
     digest = sha256_of(path)
     return next(((r.name, dict(r.overrides)) for r, f in candidates if f.sha256 == digest), None)
+
+
+#: a hub cache's folder of one model repository: `models--<owner>--<name>` (a repo id holds no `--`)
+_HUB_REPO_FOLDER = re.compile(r"models--([^/]+?)--([^/]+)")
+
+
+def _from_hub_cache(source: str) -> Path | None:
+    """The local copy of a source given as a hub repository, or None when `source` names none.
+
+    The authors' READMEs and scripts name their weights by repository (`--unet-path tencent/DepthCrafter`,
+    `--pre-train-path stabilityai/stable-video-diffusion-img2vid-xt`), and running their code put them in the
+    hub cache: `import` answered 'tencent/DepthCrafter does not exist' and sent the user to download gigabytes
+    again. Taken: `owner/name` (the snapshot of its `main` in the hub cache, `HF_HUB_CACHE` / `HF_HOME`),
+    `owner/name/path/in/repo` (that file or folder in it: one file of a repository that holds several, as
+    `Wan-AI/Wan2.1-T2V-1.3B/Wan2.1_VAE.pth`), and the cache's own `.../models--owner--name` folder. Found with
+    huggingface_hub's `snapshot_download(local_files_only=True)`, which reads the cache and never downloads;
+    a cache whose `refs/main` is absent (files fetched at a pinned commit) is read by hand from its one
+    snapshot, which that function does not fall back to.
+
+    Raises:
+        FileNotFoundError: a repository that is not in the hub cache (the message names the download).
+    """
+    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+    from huggingface_hub.file_download import repo_folder_name
+
+    from vdepth_ros.runtime.registry import hub_repo, releases
+
+    given = Path(source).expanduser()
+    parts = source.strip().split("/")
+    if given.is_dir() and (match := _HUB_REPO_FOLDER.fullmatch(given.name)) and (given / "snapshots").is_dir():
+        repo, inside, repo_dir = f"{match[1]}/{match[2]}", "", given
+    elif given.exists() or source.startswith(("/", ".", "~")):
+        return None  # a path: an existing one always wins over a repository named alike
+    elif (repo := hub_repo(source)) is not None:  # owner/name, or its page's URL
+        inside, repo_dir = "", Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=repo, repo_type="model")
+    elif len(parts) > 2 and all(parts[:2]) and ":" not in parts[0]:  # owner/name/path/in/repo
+        repo, inside = "/".join(parts[:2]), "/".join(parts[2:])
+        repo_dir = Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=repo, repo_type="model")
+    else:
+        return None
+    try:
+        snapshot = Path(snapshot_download(repo, cache_dir=repo_dir.parent, local_files_only=True))
+    except HFValidationError:  # no repository id (`my..folder`): a path that does not exist
+        return None
+    except LocalEntryNotFoundError:
+        snapshots = sorted(repo_dir.glob("snapshots/*"))
+        if len(snapshots) != 1:
+            pulls = [r.name for r in releases().values() if any(f.repo.lower() == repo.lower() for f in r.files)]
+            hint = f"; or `vdepth-export pull {pulls[0]}`, which downloads and imports it" if pulls else ""
+            held = f"{len(snapshots)} snapshots of it and no refs/main: give one's folder" if snapshots else "no copy"
+            raise FileNotFoundError(
+                f"{source} does not exist: no such path from {Path.cwd()}, and, read as the hub repository {repo}, "
+                f"the hub cache {repo_dir.parent} holds {held}. Download it (`hf download {repo}`) or give the "
+                f"folder it is in{hint}"
+            ) from None
+        snapshot = snapshots[0]
+    found = snapshot / inside if inside else snapshot
+    if not found.exists():
+        raise FileNotFoundError(
+            f"{source}: the hub cache's copy of {repo} ({snapshot}) holds no {inside}: download it "
+            f"(`hf download {repo} {inside}`)"
+        )
+    log.info("%s: the copy in the hub cache, %s", source, found)
+    return found
 
 
 def _released_layout(path: Path) -> bool:
@@ -98,17 +166,20 @@ def _vda_metric(source: Path, overrides: dict[str, Any]) -> dict[str, Any]:
 
 
 def _vda(sources: Sequence[Path], encoder: str | None, variant: str | None, overrides: dict[str, Any]) -> Any:
+    from vdepth_ros.models.base import checkpoint_in_folder
     from vdepth_ros.models.vda import VideoDepthAnything
 
-    overrides = _vda_metric(sources[0], overrides)
+    # a folder holding the release file (a hub snapshot, `hf download --local-dir`): its file's name tells
+    source = checkpoint_in_folder(sources[0]) if sources[0].is_dir() else sources[0]
+    overrides = _vda_metric(source, overrides)
     model = VideoDepthAnything.from_released(sources[0], encoder=encoder or "vits", **overrides)
     # asked only of a file that loads (a file of another size or family is named as such first), and then
     # read a second time only on the way to this error
-    name = sources[0].name.lower()
+    name = source.name.lower()
     unnamed = "metric" not in overrides and "metric" not in name and not _RELATIVE_RELEASE.fullmatch(name)
-    if unnamed and _released_layout(sources[0]):
+    if unnamed and _released_layout(source):
         raise ConfigError(
-            f"{sources[0].name} is a Video Depth Anything release under a name of its own, and its contents do "
+            f"{source.name} is a Video Depth Anything release under a name of its own, and its contents do "
             "not say which one: the metric releases (metric_video_depth_anything_vit*.pth, depth in metres) and "
             "the relative ones (video_depth_anything_vit*.pth, disparity) are one network with the same keys "
             "and shapes. Pass --set metric=true if it came from a Metric-Video-Depth-Anything repository, "
@@ -281,9 +352,9 @@ def import_released(
             raise ConfigError(f"{family} has no released checkpoint to import; train it (training/) instead")
         raise ConfigError(f"unknown family {family!r}; importable: {', '.join(IMPORTERS)}")
     what, (lo, hi), loader = IMPORTERS[family]
-    paths = [Path(s) for s in sources]
-    if not lo <= len(paths) <= hi:
+    if not lo <= len(sources) <= hi:
         raise ConfigError(f"{family} takes {lo if lo == hi else f'{lo}-{hi}'} source(s): {what}")
+    paths = [_from_hub_cache(str(s)) or Path(s) for s in sources]
     for p in paths:
         if not p.exists():
             raise FileNotFoundError(f"{p} does not exist")

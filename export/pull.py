@@ -264,6 +264,97 @@ def _hub_answer(err: BaseException, endpoint: str | None) -> str:
     return f"cannot reach the hub at {where} ({chain[-1].__class__.__name__}: {str(chain[-1]).splitlines()[0][:200]})"
 
 
+def _token_in_use() -> str | None:
+    """Where the token the hub client sends comes from (`HF_TOKEN`, or the one `hf auth login` saved), or None
+    when it sends none."""
+    import os
+
+    from huggingface_hub import constants, get_token
+
+    if constants.HF_HUB_DISABLE_IMPLICIT_TOKEN:
+        return None
+    try:
+        token = get_token()
+    except Exception:  # an OIDC exchange that failed: the download said so already
+        return None
+    if token is None:
+        return None
+    if os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN"):
+        return "the token in HF_TOKEN"
+    return f"the token `hf auth login` saved ({constants.HF_TOKEN_PATH})"
+
+
+def _login_refused(err: BaseException, repo: str, endpoint: str | None) -> str | None:
+    """The hub's 401 or 403 (anywhere in the error's causes) in terms of the login, or None for another error.
+
+    Before, a wrong or expired HF_TOKEN (401 'Invalid credentials', no error code) read 'download of URL failed:
+    Client error' and a token without access (403) 'the hub answered HTTP 403', each followed by steps to
+    download the files by hand, which need the same access; neither said whether a token was sent, nor from where.
+    """
+    from huggingface_hub import constants
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError
+
+    chain: list[BaseException] = []
+    cause: BaseException | None = err
+    while cause is not None and len(chain) < 5:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    answer = next((c for c in chain if isinstance(c, HfHubHTTPError) and c.response is not None), None)
+    status = answer.response.status_code if answer is not None else None
+    if status not in (401, 403):
+        return None
+    where = (endpoint or constants.ENDPOINT).rstrip("/")
+    said = f' ("{answer.server_message.strip()}")' if answer.server_message else ""
+    page = f"https://huggingface.co/{repo}"
+    gated = any(isinstance(c, GatedRepoError) for c in chain)
+    head = f"the hub at {where} answered HTTP {status} {answer.response.reason_phrase}{said} for {repo}"
+    token = _token_in_use()
+    if token is None:
+        what = (
+            "it is gated" if gated
+            else "it is private or gated (the hub answers 401 for a missing repository too)" if status == 401
+            else "the hub refuses it without a login"
+        )  # fmt: skip
+        accept = f"accept its licence on {page}, then " if gated else ""
+        return (
+            f"{head}: no token was sent (HF_TOKEN is unset and `hf auth login` saved none, or "
+            f"HF_HUB_DISABLE_IMPLICIT_TOKEN is set) and {what}: {accept}log in with `hf auth login` or HF_TOKEN "
+            "(a read token of an account that may read it)"
+        )
+    if status == 401 and not gated:
+        return (
+            f"{head}: {token} was refused (wrong, expired or revoked): make a new read token at "
+            "https://huggingface.co/settings/tokens and set HF_TOKEN to it, or `hf auth login` again"
+        )
+    return (
+        f"{head}: {token} was accepted but may not read it: accept the repository's licence on {page} with "
+        "that token's account (a gated repository), and a fine-grained token needs read access to public gated "
+        "repositories (or to this one) in its settings, https://huggingface.co/settings/tokens"
+    )
+
+
+def _check_access(release: Release, endpoint: str | None) -> None:
+    """Before any download, one HEAD request per file of a release from several repositories that the hub cache
+    does not hold: a repository the login may not read (DepthCrafter's SVD-XT is gated) was refused only after
+    the other repositories' gigabytes had been downloaded. A file in the hub cache is not asked (the hub client
+    takes the cached copy when the hub refuses it). Any other answer (offline, unreachable, a missing file) is
+    left to the download, which reports it; the first such answer ends the check (no waiting on each file)."""
+    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url
+
+    if constants.HF_HUB_OFFLINE or len({f.repo for f in release.files}) < 2:
+        return
+    for spec in release.files:
+        if _in_hub_cache(spec):
+            continue
+        url = hf_hub_url(spec.repo, spec.filename, revision=spec.revision, endpoint=endpoint)
+        try:
+            get_hf_file_metadata(url, endpoint=endpoint)
+        except _transport_errors() as err:  # the hub client's HTTP errors are OSErrors
+            if (refused := _login_refused(err, spec.repo, endpoint)) is not None:
+                raise DownloadError(f"{refused}; nothing was downloaded") from None
+            return
+
+
 def _download(spec: ReleaseFile, release: Release, output: Path, endpoint: str | None, asked: bool) -> Path:
     """`spec` from the hub into its cache; `asked`: its revision came from `--revision`."""
     from huggingface_hub import hf_hub_download
@@ -278,8 +369,13 @@ def _download(spec: ReleaseFile, release: Release, output: Path, endpoint: str |
 
     manual = _manual_steps(release, output, endpoint)
     try:
-        return Path(hf_hub_download(spec.repo, spec.filename, revision=spec.revision, endpoint=endpoint))
-    except GatedRepoError as err:
+        try:
+            return Path(hf_hub_download(spec.repo, spec.filename, revision=spec.revision, endpoint=endpoint))
+        except OSError as err:  # the hub client's HTTP errors are OSErrors
+            if (refused := _login_refused(err, spec.repo, endpoint)) is not None:
+                raise DownloadError(refused) from None
+            raise
+    except GatedRepoError as err:  # without an HTTP answer (a client that raises it by itself)
         raise DownloadError(
             f"{spec.repo} is gated: accept its licence on https://huggingface.co/{spec.repo} and log in "
             f"(`hf auth login` or HF_TOKEN). ({err.__class__.__name__})"
@@ -361,6 +457,7 @@ def _fetch(
     paths: dict[ReleaseFile, tuple[Path, str]] = {}
     if from_dir is None:
         _remove_stale_partials(release)
+        _check_access(release, endpoint)
     for spec in release.files:
         if from_dir is not None:
             path = _local_copy(from_dir, spec, release)
@@ -389,7 +486,8 @@ def _local_copy(from_dir: Path, spec: ReleaseFile, release: Release) -> Path:
     """`spec`'s file under `pull --from DIR`, in any of the layouts a hand download leaves:
     `DIR/<repo>/<file>`; `DIR/<file>` (`hf download REPO --local-dir DIR`; when no other file of the
     release has that name); a hub cache copied from another machine (`DIR` = its `hub/` folder, or the
-    `HF_HOME` holding it: `models--<owner>--<name>/snapshots/<commit of the revision>/<file>`); or `from_dir`
+    `HF_HOME` holding it: `models--<owner>--<name>/snapshots/<commit of the revision>/<file>`, or that
+    `models--<owner>--<name>` folder itself); or `from_dir`
     itself, a file, for a release of one file.
 
     Raises:
@@ -409,8 +507,9 @@ def _local_copy(from_dir: Path, spec: ReleaseFile, release: Release) -> Path:
     tried = [from_dir / spec.local_path]
     if sum(f.filename == spec.filename for f in release.files) == 1:
         tried.append(from_dir / spec.filename)
-    for hub in (from_dir, from_dir / "hub"):
-        repo = hub / repo_folder_name(repo_id=spec.repo, repo_type="model")
+    folder = repo_folder_name(repo_id=spec.repo, repo_type="model")
+    for hub in (from_dir, from_dir / "hub", *([from_dir.parent] if from_dir.name == folder else [])):
+        repo = hub / folder
         try:
             commit = (repo / "refs" / spec.revision).read_text().strip()
         except (OSError, ValueError):
@@ -536,6 +635,7 @@ def pull(
         overwrite = True  # a folder pull wrote, unusable as it is
     _quiet_http_logs()  # imports the hub client: without the `ml` extra, fail before the cache is touched
     _check_writable(output, overwrite)
+    cached_before = _repos_in_hub_cache(release) if from_dir is None else set()
     paths = _fetch(release, output, Path(from_dir) if from_dir is not None else None, endpoint, asked)
     provenance = {
         "name": release.name,
@@ -564,7 +664,7 @@ def pull(
             extra_files={PROVENANCE_NAME: json.dumps(provenance, indent=2) + "\n"},
         )
         if from_dir is None:
-            _note_hub_copies(name, [(s.repo, p) for s, (p, _) in paths.items()])
+            _note_hub_copies(name, [(s.repo, p) for s, (p, _) in paths.items()], cached_before)
         return folder
     except WrongCheckpointError as err:
         raise _not_the_release(err, release, paths, from_dir, endpoint) from None
@@ -634,11 +734,34 @@ def _not_the_release(
     )
 
 
-def _note_hub_copies(name: str, files: list[tuple[str, Path]]) -> None:
+def _in_hub_cache(spec: ReleaseFile) -> bool:
+    """Whether the hub cache holds `spec` at its revision (huggingface_hub's `try_to_load_from_cache`)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(spec.repo, spec.filename, revision=spec.revision), str)
+
+
+def _repos_in_hub_cache(release: Release) -> set[str]:
+    """The repositories of `release` all of whose files the hub cache already holds (another tool's download,
+    the authors' code's, or an earlier pull's)."""
+    return {f.repo for f in release.files} - {f.repo for f in release.files if not _in_hub_cache(f)}
+
+
+def _note_hub_copies(
+    name: str, files: list[tuple[str, Path]], cached_before: frozenset[str] | set[str] = frozenset()
+) -> None:
     """Say that the downloads stay in the hub cache, beside the imported model (a second copy as large as
-    the release, which the model does not read), their size, and the command that frees them."""
+    the release, which the model does not read), their size, and the command that frees them. A repository
+    the hub cache held before this pull is named as taken from there: freeing it would delete the copy
+    another tool (the authors' code) reads, and this pull did not put it there."""
     from huggingface_hub import constants
 
+    if taken := sorted({repo for repo, _ in files} & cached_before):
+        log.info("%s: taken from the hub cache %s, where it already was (not downloaded)", ", ".join(taken),
+                 constants.HF_HUB_CACHE)  # fmt: skip
+    files = [(repo, path) for repo, path in files if repo not in cached_before]
+    if not files:
+        return
     size = 0
     for _, path in files:
         with contextlib.suppress(OSError):

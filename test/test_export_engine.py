@@ -14,6 +14,8 @@ from vdepth_export.cli import main as cli_main
 from vdepth_export.export_onnx import export_onnx
 
 from vdepth_ros.errors import BackendUnavailableError, ConfigError
+from vdepth_ros.offline.errors import OutputExistsError
+from vdepth_ros.runtime import create_engine
 from vdepth_ros.runtime import tensorrt_backend as trb
 from vdepth_ros.runtime.spec import InputSpec, spec_path_for
 from vdepth_ros.runtime.trt_cache import key_path_for, onnx_sha256, read_key
@@ -72,15 +74,16 @@ def test_reuse_rebuild_and_force(onnx_file, fake_trt) -> None:
     assert forced.rebuilt
     assert forced.reason == "force_engine_update requested"
     assert ("create_timing_cache", b"+timings") in fake_trt.calls
-    # another GPU, TensorRT version, precision or ONNX file: rebuild, and say why
-    other = build_engine(onnx_file, precision="fp16", trt=fake_trt, gpu=("NVIDIA Jetson AGX Orin", "8.7"))
+    # another GPU, TensorRT version (with --overwrite: another machine's engine), precision or ONNX file:
+    # rebuild, and say why
+    orin = ("NVIDIA Jetson AGX Orin", "8.7")
+    other = build_engine(onnx_file, precision="fp16", trt=fake_trt, gpu=orin, overwrite=True)
     assert other.rebuilt
     assert "gpu_name" in other.reason
     assert "compute_capability" in other.reason
-    newer = build_engine(
-        onnx_file, precision="fp16", trt=FakeTensorRT("10.14.1"), gpu=("NVIDIA Jetson AGX Orin", "8.7")
-    )
+    newer = build_engine(onnx_file, precision="fp16", trt=FakeTensorRT("10.14.1"), gpu=orin, overwrite=True)
     assert "tensorrt_version" in newer.reason
+    build_engine(onnx_file, precision="fp16", trt=fake_trt, gpu=GPU, overwrite=True)
     fp32 = build_engine(onnx_file, precision="fp32", trt=fake_trt, gpu=GPU)
     assert "precision" in fp32.reason
     assert "TF32" not in _record(fp32.engine_path)["flags"]
@@ -239,3 +242,47 @@ def test_a_read_only_timing_cache_does_not_lose_the_built_engine(onnx_file, fake
     assert list(shared.iterdir()) == []
     said = [r.getMessage() for r in caplog.records]
     assert len(said) == 1 and "timing cache not updated" in said[0] and "Permission denied" in said[0], said
+
+
+def test_a_folder_shared_by_two_machines_keeps_each_ones_engine(onnx_file, fake_trt, capsys, monkeypatch) -> None:
+    """A model folder shared by a workstation and a Jetson (NFS, a synced folder): `vdepth-export engine FOLDER`
+    on each rebuilt `model.engine` in place for its own GPU without a word, replacing the other's; each
+    machine's next run rebuilt it again, for good. The engine of the same graph built for another GPU or
+    TensorRT version is now kept unless --overwrite, and the error names the -o path beside it that this
+    machine's engine can have; a changed graph still rebuilds in place (its engine is stale everywhere)."""
+    from vdepth_export import build_engine as be
+
+    orin = ("NVIDIA Jetson AGX Orin", "8.7")
+    folder, engine = onnx_file.parent, onnx_file.with_name("model.engine")
+    theirs = build_engine(onnx_file, precision="fp16", trt=fake_trt, gpu=GPU)
+    before = engine.read_bytes(), key_path_for(engine).read_text()
+    with pytest.raises(OutputExistsError, match="another machine") as err:
+        build_engine(onnx_file, precision="fp16", trt=fake_trt, gpu=orin)
+    assert (engine.read_bytes(), key_path_for(engine).read_text()) == before  # the workstation's engine is kept
+    beside = folder / "model.trt10.13.0.35-nvidia-jetson-agx-orin-sm8.7.engine"
+    assert f"-o {beside}" in str(err.value) and "--overwrite" in str(err.value)
+    with pytest.raises(OutputExistsError):  # --force-engine-update is no licence to replace another's
+        build_engine(onnx_file, precision="fp16", trt=fake_trt, gpu=orin, force_engine_update=True)
+    # the CLI: exit 2, the same line, nothing rebuilt
+    monkeypatch.setattr(be, "cuda_identity", lambda device=0: orin)
+    builds = sum(c[0] == "build_serialized_network" for c in fake_trt.calls)
+    assert cli_main(["engine", str(folder), "--precision", "fp16"]) == 2
+    assert f"-o {beside}" in capsys.readouterr().err
+    assert sum(c[0] == "build_serialized_network" for c in fake_trt.calls) == builds
+    # the command it names: each machine keeps its own engine, neither is rebuilt again
+    mine = build_engine(onnx_file, beside, precision="fp16", trt=fake_trt, gpu=orin)
+    assert mine.rebuilt and read_key(beside).gpu_name == orin[0]
+    assert not build_engine(onnx_file, precision="fp16", trt=fake_trt, gpu=GPU).rebuilt
+    assert not build_engine(onnx_file, beside, precision="fp16", trt=fake_trt, gpu=orin).rebuilt
+    assert theirs.engine_path == engine and read_key(engine).gpu_name == GPU[0]
+    monkeypatch.setattr(trb, "cuda_identity", lambda device=0: orin)
+    import torch
+
+    if not torch.cuda.is_available():  # `model: <beside>` on the Jetson: key verified, deserialized, then CUDA
+        calls = len(fake_trt.calls)
+        with pytest.raises((RuntimeError, AssertionError), match=r"(?i)cuda"):
+            create_engine(str(beside), backend="tensorrt", precision="fp16")
+        assert [c[0] for c in fake_trt.calls[calls:]][:1] == ["deserialize_cuda_engine"]
+    # another graph exported into the folder: the engine is stale for every machine, rebuilt in place
+    export_onnx(TinyVideoNet(channels=5).eval(), folder, frames=T, height=H, width=W, parity=False, overwrite=True)
+    assert "onnx_sha256" in build_engine(onnx_file, precision="fp16", trt=fake_trt, gpu=orin).reason

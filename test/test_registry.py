@@ -85,6 +85,15 @@ def test_model_name_resolves_through_the_cache(monkeypatch: pytest.MonkeyPatch, 
         resolve_model("models/missing")
     with pytest.raises(ModelLoadError, match=f"'graph.onnx': {tmp_path / 'graph.onnx'} does not exist"):
         resolve_model("graph.onnx")
+    # a folder named like the release where the node starts (`hf download REPO --local-dir vda-small`): it read
+    # 'a released checkpoint: import it first'; now both are named
+    (tmp_path / "vda-small").mkdir()
+    (tmp_path / "vda-small" / "video_depth_anything_vits.pth").write_bytes(b"weights")
+    with pytest.raises(ModelLoadError, match=rf"names {tmp_path / 'vda-small'}, which holds no model, before .*"
+                       rf"model cache .*model: {folder}"):  # fmt: skip
+        resolve_model("vda-small")
+    (tmp_path / "vda-small" / "config.json").write_text('{"_family": "vda"}')  # a model of the user's: it wins
+    assert resolve_model("vda-small") == str(tmp_path / "vda-small")
 
 
 def test_extra_releases_from_a_registry_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ import torch
 from vdepth_export.cli import main as export_main
 from vdepth_export.pull import DownloadError, LicenseNotAcceptedError, at_revisions, pull
 
-from vdepth_ros.errors import ConfigError
+from vdepth_ros.errors import ConfigError, ModelLoadError
 from vdepth_ros.models import load_model
 from vdepth_ros.models.vda import VideoDepthAnything
 from vdepth_ros.offline.errors import OutputExistsError
@@ -50,6 +50,9 @@ class Hub:
     requests: list[tuple[str, str, str | None]] = field(default_factory=list)
     url: str = ""
     status: tuple[int, str] | None = None  # answer every request with (HTTP status, X-Error-Code or "")
+    error_message: str = ""  # the X-Error-Message of those answers
+    authorizations: list[str | None] = field(default_factory=list)  # each request's Authorization header
+    gated: set[str] = field(default_factory=set)  # repositories answering 401 GatedRepo
     stall: threading.Event | None = None  # GETs send half the body, then wait for this event
     #: other revisions (a tag, a branch, or the commit itself) -> (their commit, their files); main is `files`
     revisions: dict[str, tuple[str, dict[tuple[str, str], bytes]]] = field(default_factory=dict)
@@ -81,6 +84,16 @@ def _gate(hub: Hub, command: str) -> None:
         hub.heads_seen.wait(120)
 
 
+def _answer_error(handler: BaseHTTPRequestHandler, status: int, headers: dict[str, str]) -> None:
+    """An error answer with no body and the given headers (those with a value)."""
+    handler.send_response(status)
+    for name, value in headers.items():
+        if value:
+            handler.send_header(name, value)
+    handler.send_header("Content-Length", "0")
+    handler.end_headers()
+
+
 def _handler(hub: Hub) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args: object) -> None:  # quiet
@@ -88,13 +101,11 @@ def _handler(hub: Hub) -> type[BaseHTTPRequestHandler]:
 
         def _serve(self, body: bool) -> None:
             hub.requests.append((self.command, self.path, self.headers.get("Range")))
+            hub.authorizations.append(self.headers.get("Authorization"))
             _gate(hub, self.command)
-            if hub.status is not None:  # a mirror or proxy that answers with an error
-                self.send_response(hub.status[0])
-                if hub.status[1]:
-                    self.send_header("X-Error-Code", hub.status[1])
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+            status = (401, "GatedRepo") if "/".join(self.path.lstrip("/").split("/")[:2]) in hub.gated else hub.status
+            if status is not None:  # a mirror or proxy that answers with an error, or a gated repository
+                _answer_error(self, status[0], {"X-Error-Code": status[1], "X-Error-Message": hub.error_message})
                 return
             commit, filename, data, error = _lookup(hub, self.path)
             if data is None:
@@ -741,7 +752,7 @@ def test_pull_from_the_layouts_a_hand_download_leaves(
 
     home = tmp_path / "copied-hf-home"
     shutil.copytree(env["HF_HUB_CACHE"], home / "hub", symlinks=True)
-    for given in (home, home / "hub"):
+    for given in (home, home / "hub", home / "hub" / "models--test-org--Video-Depth-Anything-Tiny"):
         cache = tmp_path / f"c-{given.name}"
         assert export_main(["pull", "vda-tiny-test", "--from", str(given), "--cache", str(cache)]) == 0
         recorded = json.loads((cache / "vda-tiny-test" / PROVENANCE_NAME).read_text())["files"][0]
@@ -770,6 +781,14 @@ def test_a_pull_names_the_download_it_leaves_in_the_hub_cache(
     size = len(hub.files[(REPO, FILE)])
     assert f"hf cache rm model/{REPO}" in said[-1] and f"{size / 1e6:.1f} MB" in said[-1], said
     assert str(Path(env["HF_HUB_CACHE"])) in said[-1], said
+    # already in the hub cache (the authors' code, another tool): taken from there, and no `hf cache rm` advised,
+    # which would delete that tool's copy
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="vdepth_export.pull"):
+        pull("vda-tiny-test", endpoint=hub.url, cache=Path(env[CACHE_ENV]).parent / "second")
+    said = [r.getMessage() for r in caplog.records if "hub cache" in r.getMessage()]
+    assert any(f"{REPO}: taken from the hub cache" in m for m in said), said
+    assert not any("hf cache rm" in m for m in said), said
 
 
 def test_another_releases_file_names_the_release_it_is(
@@ -857,3 +876,115 @@ def test_from_the_one_downloaded_file_and_paths_that_are_no_folder(
     assert f"--from {tmp_path / 'nowhere'} does not exist" in capsys.readouterr().err
     assert export_main(["pull", "vda-tiny-test", "--cache", str(mine)]) == 2
     assert f"cannot write to the model cache {mine} (a file, not a folder)" in capsys.readouterr().err
+
+
+def test_import_takes_a_hub_repository_already_in_the_hub_cache(
+    hub: Hub, env: dict[str, str], online: None, tmp_path: Path, weights: bytes, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """The authors' code names its weights by repository (`--unet-path tencent/DepthCrafter`) and put them in the
+    hub cache; `vdepth-export import vda depth-anything/Video-Depth-Anything-Small` answered 'does not exist'. The
+    repository, a file in it, or the cache's `models--owner--name` folder are now taken from the hub cache, its
+    file's name telling relative from metric; a folder of that name in the working folder still wins, and one
+    not in the cache names the download. Given as `model:`, the hub cache's copy names the import that reads it."""
+    from huggingface_hub import hf_hub_download
+
+    small = "depth-anything/Video-Depth-Anything-Small"
+    hf_hub_download(small, FILE, endpoint=hub.url)  # what the authors' run.py did on this machine
+    sets = [a for k, v in VideoDepthAnything.tiny_config().items() for a in ("--set", f"{k}={json.dumps(v)}")]
+    repo_folder = Path(env["HF_HUB_CACHE"]) / "models--depth-anything--Video-Depth-Anything-Small"
+    monkeypatch.chdir(tmp_path)
+    for i, given in enumerate((small, f"{small}/{FILE}", str(repo_folder))):
+        assert export_main(["import", "vda", given, "-o", f"m{i}", *sets]) == 0, capsys.readouterr().err
+        assert load_model(tmp_path / f"m{i}").config.get("metric") is not True
+    from vdepth_ros.runtime import create_engine
+
+    snapshot = repo_folder / "snapshots" / COMMIT
+    for given in (repo_folder, snapshot, snapshot / FILE):  # as model:, it read 'holds no usable model'
+        with pytest.raises(ModelLoadError, match=f"hub cache's download of {small}.*import FAMILY {given} -o"):
+            create_engine(given)
+    n = len(hub.requests)
+    assert export_main(["import", "vda", "depth-anything/Video-Depth-Anything-Base", "-o", "b", *sets]) == 2
+    err = capsys.readouterr().err
+    assert "hf download depth-anything/Video-Depth-Anything-Base" in err and "vdepth-export pull vda-base" in err, err
+    assert export_main(["import", "vda", f"{small}/metric_{FILE}", "-o", "b", *sets]) == 2
+    assert f"holds no metric_{FILE}: download it (`hf download {small} metric_{FILE}`)" in capsys.readouterr().err
+    assert len(hub.requests) == n  # nothing downloaded by `import`
+    (tmp_path / small).mkdir(parents=True)  # a folder of the user's named like the repository: the path wins
+    assert export_main(["import", "vda", small, "-o", "mine", *sets]) == 2
+    assert f"{small} is a folder with no" in capsys.readouterr().err
+
+
+def test_a_pull_with_the_hub_unreachable_takes_the_hub_caches_copy(
+    hub: Hub, env: dict[str, str], online: None, tmp_path: Path
+) -> None:
+    """A robot whose hub cache holds the release (downloaded earlier, by this or another tool) and that has no
+    network now, without HF_HUB_OFFLINE set: the hub client takes the cached file; nothing is asked of the hub."""
+    pull("vda-tiny-test", endpoint=hub.url, cache=tmp_path / "online")
+    n = len(hub.requests)
+    folder = pull("vda-tiny-test", endpoint="http://127.0.0.1:9", cache=tmp_path / "unreachable")  # nothing listens
+    assert (folder / "config.json").is_file() and len(hub.requests) == n
+    assert json.loads((folder / PROVENANCE_NAME).read_text())["files"][0]["commit"] == COMMIT
+
+
+def test_a_refused_login_says_whether_a_token_was_sent_and_what_to_do(
+    hub: Hub, env: dict[str, str], online: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hub's 401/403 in terms of the login. A wrong or expired HF_TOKEN (401 'Invalid credentials', no
+    error code) read 'download of URL failed: Client error' and a fine-grained token without gated access (403)
+    'the hub answered HTTP 403', each followed by steps to download by hand (which need the same access); now
+    each names the token that was sent (HF_TOKEN, or the one `hf auth login` saved), or that none was."""
+    import huggingface_hub.constants as hf
+
+    token_file = tmp_path / "hf-token"
+    monkeypatch.setattr(hf, "HF_TOKEN_PATH", str(token_file))  # not this machine's login
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    monkeypatch.setenv("HF_TOKEN", "hf_expired")
+
+    def refusal(status: int, code: str, message: str) -> str:
+        hub.status, hub.error_message = (status, code), message
+        with pytest.raises(DownloadError) as err:
+            pull("vda-tiny-test", endpoint=hub.url)
+        return str(err.value)
+
+    msg = refusal(401, "", "Invalid credentials in Authorization header")
+    assert "HTTP 401" in msg and "the token in HF_TOKEN was refused (wrong, expired or revoked)" in msg, msg
+    assert "Invalid credentials" in msg and "by hand" not in msg, msg
+    assert "Bearer hf_expired" in hub.authorizations  # sent to the hub in HF_ENDPOINT, a mirror
+    fine_grained = "Please enable access to public gated repositories in your fine-grained token settings"
+    msg = refusal(403, "", fine_grained)
+    assert "HTTP 403" in msg and "HF_TOKEN was accepted but may not read it" in msg and fine_grained in msg, msg
+    monkeypatch.delenv("HF_TOKEN")
+    token_file.write_text("hf_saved")
+    msg = refusal(403, "GatedRepo", "")
+    assert f"the token `hf auth login` saved ({token_file})" in msg and "accept the repository's licence" in msg, msg
+    token_file.unlink()
+    msg = refusal(401, "GatedRepo", "")
+    assert "no token was sent" in msg and f"accept its licence on https://huggingface.co/{REPO}" in msg, msg
+    assert _leftovers(Path(env[CACHE_ENV])) == []
+
+
+def test_a_gated_repository_is_refused_before_the_other_repositories_are_downloaded(
+    hub: Hub, env: dict[str, str], online: None, tmp_path: Path, weights: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`pull depthcrafter` without access to SVD-XT (gated): DepthCrafter's UNet (gigabytes) was downloaded first
+    and the pull then failed on SVD-XT's files. Every file's repository is asked first (HEAD), nothing downloaded."""
+    import huggingface_hub.constants as hf
+
+    monkeypatch.setattr(hf, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    entry = json.loads(Path(env[REGISTRY_ENV]).read_text())[0]
+    entry = {**entry, "name": "two-repos", "files": [*entry["files"], {"repo": "test-org/Gated", "filename": "x.pth"}]}
+    Path(env[REGISTRY_ENV]).write_text(json.dumps([entry]))
+    hub.gated.add("test-org/Gated")
+    with pytest.raises(DownloadError, match=r"401.* for test-org/Gated: no token was sent .*nothing was downloaded"):
+        pull("two-repos", endpoint=hub.url)
+    assert [m for m, _, _ in hub.requests if m == "GET"] == []
+    assert not list(Path(env["HF_HUB_CACHE"]).glob("models--*/blobs/*"))
+    # its files in the hub cache already (downloaded when the login could): the hub client takes them, as before
+    hub.gated.clear()
+    hub.files[("test-org/Gated", "x.pth")] = b"part"
+    pull("two-repos", endpoint=hub.url, cache=tmp_path / "first")
+    hub.gated.add("test-org/Gated")
+    assert (pull("two-repos", endpoint=hub.url, cache=tmp_path / "again") / "config.json").is_file()

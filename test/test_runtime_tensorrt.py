@@ -483,10 +483,14 @@ def test_an_engine_of_another_precision_names_the_parameter_not_a_rebuild(
     ):
         create_engine(folder, backend="tensorrt")
     _engine_files(folder, fake_trt, exported, _key(exported, precision="fp16", tensorrt_version="10.7.0"))
+    # another machine's engine (a shared folder): the rebuild that replaces it (`engine FOLDER` keeps it without
+    # --overwrite), and the one beside it for this machine
     with pytest.raises(
-        EngineMismatchError, match=rf"`vdepth-export engine {folder} --precision fp16 --force-engine-update`"
-    ):
+        EngineMismatchError, match=rf"`vdepth-export engine {folder} --precision fp16 --overwrite`"
+    ) as err:
         create_engine(folder, backend="tensorrt", precision="fp16")
+    beside = folder / "model.trt10.13.0.35-nvidia-rtx-4000-ada-sm8.9.engine"
+    assert f"`vdepth-export engine {exported} --precision fp16 -o {beside}`" in str(err.value)
 
 
 @pytest.mark.usefixtures("tiny_registry")

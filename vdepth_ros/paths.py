@@ -75,6 +75,17 @@ def adapter_problem(path: str | Path) -> str | None:
     )
 
 
+def hub_cache_repository(path: str | Path) -> str | None:
+    """The hub repository (`owner/name`) whose copy in a huggingface_hub cache `path` is or lies in (its
+    `models--owner--name` folder, a snapshot, a file in one), or None. A repository id holds no `--`."""
+    path = Path(path)
+    for folder in (path, *list(path.parents)[:4]):
+        owner, sep, name = folder.name.removeprefix("models--").partition("--")
+        if folder.name.startswith("models--") and sep and owner and name and (folder / "snapshots").is_dir():
+            return f"{owner}/{name}"
+    return None
+
+
 def released_checkpoint_problem(path: str | Path) -> str | None:
     """For a released checkpoint given where a model folder is expected (a `.pth`/`.safetensors`
     file, or a folder of them or a diffusers folder, without `config.json`): the message saying to
@@ -88,6 +99,14 @@ def released_checkpoint_problem(path: str | Path) -> str | None:
         )
     if (why := training_checkpoint_problem(path) or adapter_problem(path)) is not None:
         return why
+    if (repo := hub_cache_repository(path)) is not None and not is_model_folder(path):
+        # the authors' code downloaded it there: before, its repository folder read 'holds no usable model'
+        return (
+            f"{path} is the hub cache's download of {repo}, not a model folder ({CONFIG_NAME} + {WEIGHTS_NAME}): "
+            f"import it first, `vdepth-export import FAMILY {path} -o FOLDER` (`vdepth-export "
+            "import --help` lists the families), or for a known release `vdepth-export pull NAME`, which takes "
+            "this copy too; then use FOLDER (or NAME)"
+        )
     if path.is_file():
         released = path.suffix in WEIGHT_SUFFIXES or path.name.endswith(".index.json")
     else:  # no config.json of ours (with `_family`): a diffusers/transformers config does not count

@@ -405,7 +405,7 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     if path.is_dir() and not (path / WEIGHTS_NAME).is_file() and (path / _ZERO_FOLDER).is_dir():
         return _load_zero(path)
     if path.is_dir():
-        path = _checkpoint_in_folder(path)
+        path = checkpoint_in_folder(path)
     if path.name.endswith(".index.json") and path.is_file():
         return _load_sharded(path)
     shard = _SHARD.search(path.name)
@@ -420,7 +420,7 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     return _load_one(path)
 
 
-def _checkpoint_in_folder(folder: Path) -> Path:
+def checkpoint_in_folder(folder: Path) -> Path:
     """The one checkpoint in `folder`: its `*.index.json`, else its only weights file (a trainer's
     optimizer, scheduler and RNG state beside it do not count)."""
     indexes = sorted(folder.glob("*.index.json"))

@@ -268,7 +268,7 @@ def get_release(name: str) -> Release:
 _HUB_HOSTS = ("huggingface.co/", "www.huggingface.co/", "hf.co/")
 
 
-def _hub_repo(value: str) -> str | None:
+def hub_repo(value: str) -> str | None:
     """The `owner/name` a hub repository id or page URL names (`https://huggingface.co/owner/name/tree/main`),
     or None."""
     rest = value.strip().removeprefix("https://").removeprefix("http://")
@@ -287,7 +287,7 @@ def release_hint(name: str, known: dict[str, Release] | None = None) -> str:
     model card shows), a release written with another case or `_` for `-` (`vda_small`), a family's
     releases (`vda`), or the closest name (`vda-smal`)."""
     known = releases() if known is None else known
-    repo = _hub_repo(name)
+    repo = hub_repo(name)
     if repo is not None:
         named = [r.name for r in known.values() if any(f.repo.lower() == repo.lower() for f in r.files)]
         if named:
@@ -400,6 +400,25 @@ def _relative_to(given: Path, base: Path, params_file: str | Path | None, rewrit
     return where
 
 
+def _release_behind(model: str, path: Path) -> str | None:
+    """Why `model`, a release name that is also an existing path holding no model, is refused: the path wins
+    over the name, and a folder named like the release (`hf download REPO --local-dir vda-small`, in the folder
+    the node is started from) stopped the node with 'import it first' although `pull` had put the release in
+    the model cache; the message now names both. None when `model` is no cached release or `path` is a model."""
+    from vdepth_ros.paths import is_model_folder
+
+    if model not in releases() or path.suffix in (".onnx", ".engine", ".plan") or is_model_folder(path):
+        return None
+    folder = cached_model_dir(model)
+    if not (folder / "config.json").is_file():
+        return None
+    return (
+        f"model {model!r} names {path}, which holds no model, before the release {model} in the model cache "
+        f"(an existing path wins over a release name): give the release as model: {folder}, or start from "
+        f"another folder (or rename {path})"
+    )
+
+
 def resolve_model(model: str, params_file: str | Path | None = None) -> str:
     """`model` as the runtime loads it: "default" as the bundled default model folder
     (`paths.default_model_dir`), an existing path as an absolute path (`~` is the home folder), a release
@@ -433,6 +452,8 @@ def resolve_model(model: str, params_file: str | Path | None = None) -> str:
     base = Path(params_file).expanduser().absolute().parent if from_file else Path.cwd()  # type: ignore[arg-type]
     path = given if given.is_absolute() else base / given
     if path.exists():
+        if (clash := _release_behind(model, path)) is not None:
+            raise ModelLoadError(clash)
         if rewritten and not given.is_absolute():
             log.warning(
                 f"model {model!r} is relative and {_copy(params_file)}: taken relative to the current folder, "

@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -75,6 +76,27 @@ class EngineCacheKey:
             for f in fields(self)
             if f.name not in ignore and getattr(self, f.name) != getattr(other, f.name)
         }
+
+
+#: the fields of an engine's key that tell the machine it was built on (not the graph nor the precision)
+PLATFORM_FIELDS = ("tensorrt_version", "gpu_name", "compute_capability")
+
+
+def platform_name(key: EngineCacheKey) -> str:
+    """`trt<version>-<gpu>-sm<cc>`: the TensorRT version and GPU a file TensorRT built is only valid for (the
+    names of timing caches, and of an engine built beside another machine's)."""
+    gpu = re.sub(r"[^A-Za-z0-9]+", "-", key.gpu_name).strip("-").lower() or "gpu"
+    return f"trt{key.tensorrt_version}-{gpu}-sm{key.compute_capability}"
+
+
+def _onnx_of(engine_path: Path) -> Path:
+    """The ONNX graph an engine was built from: the one its spec names (`extra.onnx`) beside it, else the
+    engine's name with `.onnx`."""
+    with contextlib.suppress(OSError, ValueError, TypeError, KeyError, AttributeError):
+        name = json.loads(engine_path.with_name(engine_path.name + ".json").read_text())["extra"]["onnx"]
+        if isinstance(name, str) and name and (engine_path.parent / name).is_file():
+            return engine_path.parent / name
+    return engine_path.with_suffix(".onnx")
 
 
 def key_path_for(engine_path: str | Path) -> Path:
@@ -191,15 +213,22 @@ def verify_engine(
         # the command that builds this engine again: a model folder's engines (model.engine and the split
         # graphs' model.frame/window.engine) come from the folder, another from its ONNX file
         own = engine_path.name in ("model.engine", "model.frame.engine", "model.window.engine")
-        source = engine_path.parent if own else engine_path.with_suffix(".onnx")
+        source = engine_path.parent if own else _onnx_of(engine_path)
         build = f"vdepth-export engine {source} --precision {current.precision}" + ("" if own else f" -o {engine_path}")
         if set(diff) == {"precision"}:  # the engine is fine: the run asked for another precision
             fix = (
                 f"run it at the precision it was built for (precision: {stored.precision}, the node's and the "
                 f"offline tools' parameter), or build a {current.precision} engine: `{build}`"
             )
-        else:
-            fix = f"rebuild it on this machine: `{build} --force-engine-update`"
+        elif diff.keys() & set(PLATFORM_FIELDS):  # another machine's engine, which that machine may still run
+            beside = engine_path.with_name(f"{engine_path.stem}.{platform_name(current)}{engine_path.suffix}")
+            fix = (
+                f"rebuild it on this machine: `{build} --overwrite`; or, where another machine still runs it (a "
+                f"shared folder), build this machine's beside it, `vdepth-export engine {_onnx_of(engine_path)} "
+                f"--precision {current.precision} -o {beside}`, and run that (model: {beside})"
+            )
+        else:  # another graph: stale on every machine
+            fix = f"rebuild it: `{build}`" + ("" if own else " --overwrite")
         raise EngineMismatchError(f"{engine_path.name} was built for another setup ({detail}); {fix}")
     return stored
 
