@@ -44,7 +44,14 @@ from vdepth_training.checkpoints import (
     rotate_checkpoints,
     truncate_metrics,
 )
-from vdepth_training.config import build_optimizer, check_keys, crop_sizes, trained_record, wants_deepspeed
+from vdepth_training.config import (
+    build_optimizer,
+    check_keys,
+    crop_sizes,
+    resolve_global_batch,
+    trained_record,
+    wants_deepspeed,
+)
 from vdepth_training.data.stream import rank_loader
 from vdepth_training.ranks import (
     PeerEndedError,
@@ -131,6 +138,14 @@ class Trainer(StepLoop, RunChecks, RunStops):
         self.recipe = recipe or get_recipe(cfg)  # refuses unknown keys before anything is built
         self.recipe.output_dir = self.output_dir
         self.train_cfg = cfg["training"]
+        processes = int(os.environ.get("WORLD_SIZE", "1"))  # set by torchrun and accelerate launch
+        resolve_global_batch(self.train_cfg, processes)  # before the checkpoint's and the ranks' configs are compared
+        if int(os.environ.get("RANK", "0")) == 0:  # what the recipe trains on this launch, said once
+            tc = self.train_cfg
+            batch, accum = int(tc["batch_size"]), int(tc["grad_accum"])
+            unset = "" if tc.get("global_batch") else " (training.global_batch unset)"
+            log.info("global batch %d: batch_size %d x grad_accum %d x %d process(es)%s", batch * accum * processes,
+                     batch, accum, processes, unset)  # fmt: skip
         self.plan = plan_stages(cfg, self.recipe.stage_keys)
         held_out = any(st.cfg["data"].get("validation") for st in self.plan)
         if int(self.train_cfg.get("validate_every") or 0) and not held_out:
