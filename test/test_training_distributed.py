@@ -234,8 +234,8 @@ def test_launch_files_render_for_two_nodes_of_eight_gpus(tmp_path: Path) -> None
         '#!/usr/bin/env bash\nwhile [[ "$1" == --* ]]; do shift; done\n'
         'for node in $(seq 0 $((SLURM_NNODES - 1))); do SLURM_NODEID=$node "$@"; done\n'
     )
-    (bin_dir / "python").write_text(  # called as `$PYTHON -m torch.distributed.run ARGS` (torchrun's module)
-        '#!/usr/bin/env bash\n[[ "$1 $2" == "-m torch.distributed.run" ]] || exit 3\nshift 2\n'
+    (bin_dir / "python").write_text(  # called as `$PYTHON -m vdepth_training.torchrun ARGS` (torchrun, one last line)
+        '#!/usr/bin/env bash\n[[ "$1 $2" == "-m vdepth_training.torchrun" ]] || exit 3\nshift 2\n'
         f'{sys.executable} -c "import json, os, sys; '
         f"open('{calls}', 'a').write(json.dumps({{'node': os.environ.get('SLURM_NODEID'), "
         "'grace': os.environ.get('TORCH_ELASTIC_SHUTDOWN_TIMEOUT'), "
