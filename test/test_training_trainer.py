@@ -281,7 +281,7 @@ def test_cache_only_prefills_every_stage(tmp_path: Path) -> None:
                         "data": {"sources": [{"name": "synthetic", "layout": "toy", "count": 1, "frames": 4,
                                               "height": 64, "width": 64, "seed": 3}]}}]}  # fmt: skip
     cfg = load_config(CONFIGS / "depthcrafter.yaml", tiny=True, overrides=over)
-    assert Trainer(cfg, tmp_path / "run").precompute_cache() == 3
+    assert Trainer(cfg, tmp_path / "run").precompute_cache() == [3]
     (depths,) = (tmp_path / "cache").glob("dc_depth@*")  # one VAE
     assert len(list(depths.iterdir())) == 3  # three different clips
     trainer = Trainer(load_config(CONFIGS / "depthcrafter.yaml", tiny=True, overrides=over), tmp_path / "run")
