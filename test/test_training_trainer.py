@@ -126,6 +126,15 @@ def test_the_papers_global_batch_is_kept_on_any_number_of_processes(recipe: str)
     kept = {"batch_size": 8, "grad_accum": 2, "global_batch": 128}
     resolve_global_batch(kept, 8)  # a config already resolved (a second Trainer on it) is kept
     assert kept["grad_accum"] == 2
+    # a resume that changes global_batch names it, not a grad_accum that global_batch would contradict
+    from types import SimpleNamespace
+
+    from vdepth_training.run_checks import RunChecks
+
+    run = SimpleNamespace(train_cfg={"batch_size": 8, "grad_accum": 2, "global_batch": 64, "deepspeed": None})
+    [said] = RunChecks._rescaled_ranks(run, ["training.grad_accum: 4 -> 2"], {"batch_size": 8, "grad_accum": 4},  # type: ignore[arg-type]
+                                       4, 4)  # fmt: skip
+    assert said.endswith("changes from 128 to 64; training.global_batch: 128 keeps it)"), said
 
 
 def test_overfit_fixed_batch_and_export(tmp_path: Path) -> None:
