@@ -234,8 +234,8 @@ def test_launch_files_render_for_two_nodes_of_eight_gpus(tmp_path: Path) -> None
         '#!/usr/bin/env bash\nwhile [[ "$1" == --* ]]; do shift; done\n'
         'for node in $(seq 0 $((SLURM_NNODES - 1))); do SLURM_NODEID=$node "$@"; done\n'
     )
-    (bin_dir / "python").write_text(  # called as `$PYTHON -m torch.distributed.run ARGS` (torchrun's module)
-        '#!/usr/bin/env bash\n[[ "$1 $2" == "-m torch.distributed.run" ]] || exit 3\nshift 2\n'
+    (bin_dir / "python").write_text(  # called as `$PYTHON -m vdepth_training.torchrun ARGS` (torchrun, one last line)
+        '#!/usr/bin/env bash\n[[ "$1 $2" == "-m vdepth_training.torchrun" ]] || exit 3\nshift 2\n'
         f'{sys.executable} -c "import json, os, sys; '
         f"open('{calls}', 'a').write(json.dumps({{'node': os.environ.get('SLURM_NODEID'), "
         "'grace': os.environ.get('TORCH_ELASTIC_SHUTDOWN_TIMEOUT'), "
@@ -655,11 +655,15 @@ def test_fiffdepth_labels_real_images_on_the_fly_on_two_ranks(tmp_path: Path) ->
 def test_lines_every_rank_would_say_alike_are_said_once(tmp_path: Path) -> None:
     """Under torchrun each rank said `initialised from <init>` (training.init: every rank loads the same
     file), and `--cache-only` printed each rank's own share (`cached 2 batches` twice, neither the
-    total). Now rank 0 says each once, the cache count being the ranks' total."""
+    total). Now rank 0 says each once, the cache count being the ranks' total. On CPU ranks the ranks
+    did not split the cache at all (accelerate started no process group: each rank filled all 5 batches
+    and the line said 5); split, an epoch of 5 batches on 2 ranks would be 3 each, the sixth a batch of
+    the next epoch (with `fixed_clips` the first one again). Now 3 + 2."""
     import yaml
 
     cfg = tiny_config("dvd", tmp_path)
     cfg.pop("tiny")
+    cfg["data"]["num_samples"] = 5
     torch.manual_seed(int(cfg["training"]["seed"]))
     Trainer(cfg, tmp_path / "unused").recipe.build_model().save_pretrained(tmp_path / "init")
     cfg["training"].update(init=str(tmp_path / "init"), latent_cache=str(tmp_path / "cache"))
@@ -669,4 +673,6 @@ def test_lines_every_rank_would_say_alike_are_said_once(tmp_path: Path) -> None:
                     "--cache-only"], timeout=600)  # fmt: skip
     lines = log.splitlines()
     assert len([ln for ln in lines if f"initialised from {tmp_path / 'init'}" in ln]) == 1, log[-3000:]
-    assert [ln for ln in lines if ln.startswith("cached ")] == [f"cached 4 batches in {tmp_path / 'cache'}"], log
+    assert [ln for ln in lines if ln.startswith("cached ")] == [
+        f"cached 5 batches in {tmp_path / 'cache'} (3 + 2 on 2 processes)"
+    ], log

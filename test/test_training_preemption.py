@@ -172,15 +172,18 @@ def test_resume_on_a_finished_run_without_checkpoints_keeps_its_model(tmp_path: 
 
 @pytest.mark.slow
 def test_a_run_resumes_on_another_number_of_ranks_with_the_same_global_batch(tmp_path: Path) -> None:
-    """A requeued job on half the GPUs, grad_accum doubled to keep the global batch (and back): the
-    ranks partition one batch stream, so this continues the same run, but it was refused as a
-    changed config ("processes: 2 -> 1") unless --allow-config-change, which lets any other edit
-    through as well. Now it resumes to the weights of the uninterrupted run; another global batch
-    is still refused, naming the grad_accum that would keep it, or (three ranks for a global batch of
-    two, where none does) the numbers of processes that can."""
-    accum1, accum2 = _recipe(tmp_path / "a1", 4, checkpoint_every=1), _recipe(tmp_path / "a2", 4, grad_accum=2)
+    """A requeued job on half the GPUs (and back): the ranks partition one batch stream, so with the
+    global batch kept this continues the same run, but it was refused as a changed config ("processes:
+    2 -> 1") unless --allow-config-change, which lets any other edit through as well. A config that
+    states its global batch (`training.global_batch`, as the papers' recipes do) keeps it on any number
+    of processes (grad_accum derived: 1 on two ranks, 2 on one), so the same file resumes on either, to
+    the weights of the uninterrupted run; the same file without it trained another global batch on
+    another number of GPUs, and its resume there is still refused, naming the grad_accum that would
+    keep it, or (three ranks for a global batch of two, where none does) the numbers of processes that can."""
+    fixed, accum1 = _recipe(tmp_path / "fixed", 4, global_batch=2), _recipe(tmp_path / "a1", 4, checkpoint_every=1)
     train = ["-m", "vdepth_training.train"]
-    torchrun([*train, *accum1, "--output", str(tmp_path / "straight")])
+    straight = torchrun([*train, *fixed, "--output", str(tmp_path / "straight")])
+    assert "global batch 2: batch_size 1 x grad_accum 1 x 2 process(es)" in straight, straight[-3000:]
     want = state_of(tmp_path / "straight" / "final")
     two_to_one, one_to_two = tmp_path / "two_to_one", tmp_path / "one_to_two"
     torchrun([*train, *accum1, "--output", str(two_to_one), "--max-steps", "2"])
@@ -191,14 +194,15 @@ def test_a_run_resumes_on_another_number_of_ranks_with_the_same_global_batch(tmp
     said = error_line(one_error_before_training([*train, *accum1, "--output", str(two_to_one), "--resume"], nproc=3))
     assert "no grad_accum keeps it on 3 processes: resume on 1 with training.grad_accum: 2 or 2 with " \
         "training.grad_accum: 1" in said, said  # fmt: skip
-    single = subprocess.run([sys.executable, *train, *accum2, "--output", str(two_to_one), "--resume"], cwd=REPO,
+    single = subprocess.run([sys.executable, *train, *fixed, "--output", str(two_to_one), "--resume"], cwd=REPO,
                             env=rank_env(), capture_output=True, text=True, timeout=300)  # fmt: skip
     assert single.returncode == 0 and "steps 3..4:" in single.stdout, single.stderr[-3000:]
+    assert "global batch 2: batch_size 1 x grad_accum 2 x 1 process(es)" in single.stdout, single.stdout[-3000:]
     assert_same_state(want, state_of(two_to_one / "final"), rtol=1e-5, atol=1e-6, what="2 ranks -> 1 process")
-    first = subprocess.run([sys.executable, *train, *accum2, "--output", str(one_to_two), "--max-steps", "2"],
+    first = subprocess.run([sys.executable, *train, *fixed, "--output", str(one_to_two), "--max-steps", "2"],
                            cwd=REPO, env=rank_env(), capture_output=True, text=True, timeout=300)  # fmt: skip
     assert first.returncode == 0, first.stderr[-3000:]
-    assert "steps 3..4:" in torchrun([*train, *accum1, "--output", str(one_to_two), "--resume"])
+    assert "steps 3..4:" in torchrun([*train, *fixed, "--output", str(one_to_two), "--resume"])
     assert_same_state(want, state_of(one_to_two / "final"), rtol=1e-5, atol=1e-6, what="1 process -> 2 ranks")
 
 

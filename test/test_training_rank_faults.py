@@ -261,14 +261,19 @@ def test_more_processes_than_gpus_on_a_node_is_one_line_before_anything_is_built
 
 @contextmanager
 def _two_nodes(
-    tmp_path: Path, args: list[str], first_env: dict[str, str], second_env: dict[str, str]
+    tmp_path: Path,
+    args: list[str],
+    first_env: dict[str, str],
+    second_env: dict[str, str],
+    launcher: str = "torch.distributed.run",
 ) -> Iterator[tuple[subprocess.Popen, subprocess.Popen, list[Path]]]:
-    """Two torchrun agents meeting at a c10d rendezvous (two nodes of one process each) running `args`: the
-    first hosts the rendezvous and the launch's store; yields them and their logs (first.log, second.log)."""
+    """Two torchrun agents (`launcher`: torchrun's module, or `vdepth_training.torchrun` as slurm.sbatch runs it)
+    meeting at a c10d rendezvous (two nodes of one process each) running `args`: the first hosts the rendezvous
+    and the launch's store; yields them and their logs (first.log, second.log)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1", "--rdzv_backend=c10d",
+    cmd = [sys.executable, "-m", launcher, "--nnodes=2", "--nproc_per_node=1", "--rdzv_backend=c10d",
            f"--rdzv_endpoint=127.0.0.1:{port}", "--rdzv_id=two_nodes", *args]  # fmt: skip
     logs = [tmp_path / "first.log", tmp_path / "second.log"]
     with logs[0].open("w") as first_log, logs[1].open("w") as second_log:
@@ -353,13 +358,16 @@ def test_the_first_node_lost_mid_run_is_named_by_the_others(tmp_path: Path) -> N
     """The first node lost mid-run (its torchrun, which serves the launch's store, and its rank killed: power,
     network): the other node's rank said "another rank ended without a word on this node", which none on its
     node had, beside its launcher's traceback. Now it says the launch's store cannot be reached, as that
-    launcher ended; the last complete checkpoint is kept."""
+    launcher ended; the last complete checkpoint is kept. Its launcher, as slurm.sbatch runs it
+    (`vdepth_training.torchrun`), ends the node's log with that line and the rank's exit code, where torchrun's
+    own traceback and failure table followed it, and c10d's warnings of the rank and of its launcher, each with
+    some 30 C++ frames, surrounded it (the node's log: 101 lines, now 6)."""
     cfg = yaml.safe_load(Path(_recipe(tmp_path)[1]).read_text())
     cfg["stages"][0]["steps"] = 400
     recipe = tmp_path / "vda.yaml"
     recipe.write_text(yaml.safe_dump(cfg))
     args = ["-m", "vdepth_training.train", "--config", str(recipe), "--output", str(tmp_path / "run")]
-    with _two_nodes(tmp_path, args, rank_env(), rank_env()) as (first, second, logs):
+    with _two_nodes(tmp_path, args, rank_env(), rank_env(), "vdepth_training.torchrun") as (first, second, logs):
         metrics, deadline = tmp_path / "run" / "metrics.jsonl", time.monotonic() + 600
         while not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 3):
             assert second.poll() is None and time.monotonic() < deadline, logs[1].read_text()[-3000:]
@@ -371,6 +379,8 @@ def test_the_first_node_lost_mid_run_is_named_by_the_others(tmp_path: Path) -> N
     assert second.returncode != 0 and len(said) == 1, out[-4000:]
     assert said[0].startswith(f"{PROG} stopped after step") and "the launch's store at " in said[0], said
     assert "cannot be reached: that launcher ended" in said[0], said
+    assert out.splitlines()[-1] == f"torchrun: rank 1 exited with code 143: {said[0]}", out[-3000:]
+    assert second.returncode == 143 and "Traceback" not in out and "frame #" not in out, out[-3000:]  # no C++ frames
     assert latest_checkpoint(tmp_path / "run") is not None
 
 

@@ -98,6 +98,45 @@ def test_config_merge_and_validation(tmp_path: Path) -> None:
         load_config(bad)
 
 
+@pytest.mark.parametrize("recipe", ["gemdepth", "depthcrafter", "onestep", "onestep_decoder", "fiffdepth", "dvd"])
+def test_the_papers_global_batch_is_kept_on_any_number_of_processes(recipe: str) -> None:
+    """The papers' recipes state a global batch (GemDepth 16 on 16 GPUs, DVD 128 images on 4 processes):
+    their `batch_size` is per process, so on another number of GPUs the same file trained another global
+    batch, in silence (GemDepth on one node of 8: half the paper's). `training.global_batch` derives
+    grad_accum for the launch; a number of processes that cannot make it is one line naming those that can;
+    the tiny runs keep one micro-batch."""
+    from vdepth_training.config import resolve_global_batch
+
+    from vdepth_ros.errors import ConfigError
+
+    stated = {"gemdepth": 16, "depthcrafter": 8, "onestep": 64, "onestep_decoder": 64, "fiffdepth": 8, "dvd": 128}
+    for processes in (1, 2, 8):
+        training = load_config(CONFIGS / f"{recipe}.yaml")["training"]
+        resolve_global_batch(training, processes)
+        assert training["batch_size"] * training["grad_accum"] * processes == stated[recipe], (processes, training)
+    tiny = load_config(CONFIGS / f"{recipe}.yaml", tiny=True)["training"]
+    resolve_global_batch(tiny, 2)
+    assert tiny["global_batch"] is None and tiny["grad_accum"] == 1
+    with pytest.raises(ConfigError, match=r"training.global_batch: 16 is not batch_size 1 x grad_accum x 3 processes "
+                       r"for any grad_accum: launch 1, 2 or 4 processes"):  # fmt: skip
+        resolve_global_batch({"batch_size": 1, "grad_accum": 1, "global_batch": 16}, 3)
+    with pytest.raises(ConfigError, match=r"training.grad_accum: 4 and training.global_batch: 128 disagree on 8 "
+                       r"processes of batch_size 8 \(grad_accum 2 makes 128\): remove grad_accum"):  # fmt: skip
+        resolve_global_batch({"batch_size": 8, "grad_accum": 4, "global_batch": 128}, 8)
+    kept = {"batch_size": 8, "grad_accum": 2, "global_batch": 128}
+    resolve_global_batch(kept, 8)  # a config already resolved (a second Trainer on it) is kept
+    assert kept["grad_accum"] == 2
+    # a resume that changes global_batch names it, not a grad_accum that global_batch would contradict
+    from types import SimpleNamespace
+
+    from vdepth_training.run_checks import RunChecks
+
+    run = SimpleNamespace(train_cfg={"batch_size": 8, "grad_accum": 2, "global_batch": 64, "deepspeed": None})
+    [said] = RunChecks._rescaled_ranks(run, ["training.grad_accum: 4 -> 2"], {"batch_size": 8, "grad_accum": 4},  # type: ignore[arg-type]
+                                       4, 4)  # fmt: skip
+    assert said.endswith("changes from 128 to 64; training.global_batch: 128 keeps it)"), said
+
+
 def test_overfit_fixed_batch_and_export(tmp_path: Path) -> None:
     from vdepth_ros.models import load_model
 
@@ -251,7 +290,7 @@ def test_cache_only_prefills_every_stage(tmp_path: Path) -> None:
                         "data": {"sources": [{"name": "synthetic", "layout": "toy", "count": 1, "frames": 4,
                                               "height": 64, "width": 64, "seed": 3}]}}]}  # fmt: skip
     cfg = load_config(CONFIGS / "depthcrafter.yaml", tiny=True, overrides=over)
-    assert Trainer(cfg, tmp_path / "run").precompute_cache() == 3
+    assert Trainer(cfg, tmp_path / "run").precompute_cache() == [3]
     (depths,) = (tmp_path / "cache").glob("dc_depth@*")  # one VAE
     assert len(list(depths.iterdir())) == 3  # three different clips
     trainer = Trainer(load_config(CONFIGS / "depthcrafter.yaml", tiny=True, overrides=over), tmp_path / "run")

@@ -51,7 +51,8 @@ def one_error_before_training(args: list[str], *, nproc: int = 2, timeout: float
                               env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
     """`torchrun --standalone --nproc_per_node N <args>` (the training module's arguments, or a script's that
     wraps it) for a run that must stop at start-up: the finished process, after checking that it failed with
-    exactly one line of ours on stderr, an error (said once, not once per rank), and that the files under its
+    exactly one line of ours on stderr, an error (said once, not once per rank, and shown in torchrun's summary of
+    the failure), and that the files under its
     `--output` are as they were (no step ran; a refused `--resume` touched nothing)."""
     output = Path(args[args.index("--output") + 1]) if "--output" in args else None
 
@@ -64,6 +65,8 @@ def one_error_before_training(args: list[str], *, nproc: int = 2, timeout: float
     ours = [line for line in proc.stderr.splitlines() if line.startswith(PROG)]
     assert proc.returncode != 0 and len(ours) == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert ours[0].startswith(f"{PROG} error: "), ours
+    # torchrun's failure summary shows that line (the rank's error file), not "To enable traceback see: ..."
+    assert f"traceback : {ours[0]}" in proc.stderr, proc.stderr[-3000:]
     assert files() == before, "files under --output changed"
     return proc
 

@@ -51,6 +51,8 @@ RESUMABLE_CHANGES = frozenset(
     + ("stop_at", "export_weights_dtype", "validate_every", "validate_batches", "stall_timeout", "collective_timeout")
     # recomputed activations (less memory on a smaller GPU) and DDP's search for unused parameters: the same steps
     + ("gradient_checkpointing", "find_unused_parameters")
+    # what it asks for is the global batch the resumed run's grad_accum and processes are compared by
+    + ("global_batch",)
 )
 #: the finished run's model folder in its output folder (`Trainer.final_dir`)
 FINAL_NAME = "final"

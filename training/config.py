@@ -42,7 +42,8 @@ DEFAULT_TRAINING: dict[str, Any] = {
     "stop_at": None,  # end the run at this global step, as if the stages ended there
     "export_weights_dtype": None,  # e.g. float16: the final model's stored weights
     "latent_cache": None,
-    "grad_accum": 1,
+    "grad_accum": 1,  # micro-batches per process and optimizer step (derived from `global_batch` when it is set)
+    "global_batch": None,  # samples per optimizer step, all processes together: sets grad_accum (resolve_global_batch)
     "mixed_precision": "no",
     "gradient_checkpointing": False,
     "seed": 0,
@@ -78,6 +79,7 @@ NONE_DEFAULT_TYPES: dict[str, Any] = {
     "training.deepspeed": str | None,
     "training.init": str | None,
     "training.threads": int | None,
+    "training.global_batch": int | None,
     "training.stop_at": int | None,
     "training.collective_timeout": float | None,
     "training.export_weights_dtype": str | None,
@@ -480,6 +482,41 @@ def build_optimizer(groups: list[dict[str, Any]], opt: dict[str, Any]) -> torch.
     raise ConfigError(f"optimizer.name must be adam or adamw, got {opt['name']!r}")
 
 
+def resolve_global_batch(training: dict[str, Any], processes: int) -> None:
+    """Set `training["grad_accum"]` from `training["global_batch"]` for a launch of `processes` processes:
+    global_batch = batch_size x grad_accum x processes, so a recipe that states the paper's global batch
+    trains it on any number of GPUs (one GPU accumulates what eight ran at once). Without `global_batch`
+    nothing changes: the global batch then grows with the processes.
+
+    Raises:
+        ConfigError: no grad_accum makes `global_batch` on this many processes (naming the numbers of
+            processes that can), or the config's own `grad_accum` (other than 1) makes another one.
+    """
+    total = training.get("global_batch")
+    if total is None:
+        return
+    batch, accum = int(training["batch_size"]), int(training["grad_accum"])
+    if total <= 0 or total % (batch * processes):
+        fits = [p for p in range(1, max(total // batch, 0) + 1) if total % (batch * p) == 0]
+        near = sorted(sorted(fits, key=lambda p: abs(p - processes))[:3])
+        listed = (
+            ", ".join(str(p) for p in near[:-1]) + (" or " if len(near) > 1 else "") + str(near[-1]) if near else ""
+        )
+        can = f"{listed} processes" if near else f"a global_batch that is a multiple of batch_size {batch}"
+        raise ConfigError(
+            f"training.global_batch: {total} is not batch_size {batch} x grad_accum x {processes} processes for any "
+            f"grad_accum: launch {can}, or set another batch_size or global_batch"
+        )
+    derived = total // (batch * processes)
+    if accum not in (1, derived):
+        raise ConfigError(
+            f"training.grad_accum: {accum} and training.global_batch: {total} disagree on {processes} processes of "
+            f"batch_size {batch} (grad_accum {derived} makes {total}): remove grad_accum, global_batch sets it for any "
+            "number of processes"
+        )
+    training["grad_accum"] = derived
+
+
 def wants_deepspeed(train_cfg: dict[str, Any]) -> bool:
     """Does the run use DeepSpeed (`training.deepspeed`, or `accelerate launch` configured for it)?"""
     return bool(train_cfg.get("deepspeed")) or os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
@@ -501,6 +538,7 @@ __all__ = [
     "deep_merge",
     "load_config",
     "refuse_unknown_keys",
+    "resolve_global_batch",
     "stage_clip_length",
     "trained_record",
     "value_types",

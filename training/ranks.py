@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import shutil
+import socket
 import sys
 import tempfile
 import time
@@ -154,6 +155,7 @@ def say_end(err: BaseException, output_dir: Path) -> int:
     rank stopped as another one ended (`StoppedWithoutCheckpointError`); 130 Ctrl-C. A stop names what
     `--resume` would do (`checkpoints.resume_hint`). Anything else is raised again (a traceback: a bug)."""
     if isinstance(err, (VdepthError, FileNotFoundError, FileExistsError)):
+        tell_launcher(f"{PROG}: error: {err}")
         return cli_errors(PROG, err) if first_to_say(f"error: {err}") else 2  # one line, exit 2, as every console tool
     if isinstance(err, TrainingFailedError):  # a non-finite loss (said by every rank), or this rank's own failure
         line, key, code = f"{PROG}: error: {err}", f"error: {err}", 1
@@ -165,9 +167,22 @@ def say_end(err: BaseException, output_dir: Path) -> int:
         code = 130
     else:
         raise err
+    tell_launcher(line)
     if first_to_say(key):
         print(line, file=sys.stderr, flush=True)
     return code
+
+
+def tell_launcher(line: str) -> None:
+    """Leave this rank's one line where torchrun reads why a rank ended (its `TORCHELASTIC_ERROR_FILE`, the
+    file `torch.distributed.elastic`'s `@record` writes a traceback to): torchrun's failure summary then
+    shows it instead of "To enable traceback see: ...", and `vdepth_training.torchrun` ends the launch with
+    it. Nothing without a launcher, or where the file cannot be written."""
+    path = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if path and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        with suppress(OSError):
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_text(json.dumps({"message": line, "timestamp": int(time.time())}))
 
 
 def store_gone() -> str:
@@ -266,14 +281,16 @@ def told_start_failure() -> ConfigError | None:
 
 
 def store_reachable() -> bool:
-    """Can this rank reach the launch's store (`_launch_store`)? True without one (nothing to miss)."""
+    """Can this rank reach the launch's store (`_launch_store`)? True without one (nothing to miss). Asked with
+    a connection of its own, not through the store's client: a request on a connection the store's host
+    closed is a C++ warning with some 30 frames of c10d's on stderr, above the rank's one line."""
     try:
-        store = _launch_store()
-        if store is not None:
-            store.check(["failed"])
-    except (RuntimeError, StoppedWithoutCheckpointError):
+        if _launch_store() is None:
+            return True
+        with socket.create_connection((os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])), STORE_CONNECT_S):
+            return True
+    except (OSError, KeyError, ValueError, RuntimeError, StoppedWithoutCheckpointError):
         return False
-    return True
 
 
 def why_terminated() -> str:
@@ -431,6 +448,7 @@ __all__ = [
     "note_doing",
     "said_folder",
     "say_end",
+    "tell_launcher",
     "tell_start_failed",
     "wait_for_ranks_to_start",
 ]

@@ -190,6 +190,8 @@ class RunChecks:
         why = f"the global batch batch_size x grad_accum x processes changes from {before} to {after}"
         if wants_deepspeed(self.train_cfg) and before == after:
             why = "DeepSpeed's optimizer state is split per rank: resume on the number of processes that saved it"
+        elif self.train_cfg.get("global_batch"):  # it derives grad_accum: name the one it would have to say
+            why += f"; training.global_batch: {before} keeps it"
         elif before % (batch * processes) == 0:
             why += f"; training.grad_accum: {before // (batch * processes)} keeps it"
         elif before % batch == 0:  # no grad_accum keeps it on this many: name the numbers of processes that can

@@ -125,8 +125,9 @@ def _run(args: argparse.Namespace) -> int:
         print(f"model: {trainer.export_checkpoint(args.export_checkpoint, out / 'export', overwrite=args.overwrite)}")
         return 0
     if args.cache_only:
-        n = trainer.precompute_cache()  # all ranks' batches together
-        report(f"cached {n} batches in {cfg['training']['latent_cache']}")
+        counts = trainer.precompute_cache()  # each rank's batches
+        shares = f" ({' + '.join(map(str, counts))} on {len(counts)} processes)" if len(counts) > 1 else ""
+        report(f"cached {sum(counts)} batches in {cfg['training']['latent_cache']}{shares}")
         return 0
     history = trainer.fit(resume=args.resume, max_steps=args.max_steps, overwrite=args.overwrite,
                           allow_config_change=args.allow_config_change,

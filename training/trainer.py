@@ -44,7 +44,14 @@ from vdepth_training.checkpoints import (
     rotate_checkpoints,
     truncate_metrics,
 )
-from vdepth_training.config import build_optimizer, check_keys, crop_sizes, trained_record, wants_deepspeed
+from vdepth_training.config import (
+    build_optimizer,
+    check_keys,
+    crop_sizes,
+    resolve_global_batch,
+    trained_record,
+    wants_deepspeed,
+)
 from vdepth_training.data.stream import rank_loader
 from vdepth_training.ranks import (
     PeerEndedError,
@@ -131,6 +138,14 @@ class Trainer(StepLoop, RunChecks, RunStops):
         self.recipe = recipe or get_recipe(cfg)  # refuses unknown keys before anything is built
         self.recipe.output_dir = self.output_dir
         self.train_cfg = cfg["training"]
+        processes = int(os.environ.get("WORLD_SIZE", "1"))  # set by torchrun and accelerate launch
+        resolve_global_batch(self.train_cfg, processes)  # before the checkpoint's and the ranks' configs are compared
+        if int(os.environ.get("RANK", "0")) == 0:  # what the recipe trains on this launch, said once
+            tc = self.train_cfg
+            batch, accum = int(tc["batch_size"]), int(tc["grad_accum"])
+            unset = "" if tc.get("global_batch") else " (training.global_batch unset)"
+            log.info("global batch %d: batch_size %d x grad_accum %d x %d process(es)%s", batch * accum * processes,
+                     batch, accum, processes, unset)  # fmt: skip
         self.plan = plan_stages(cfg, self.recipe.stage_keys)
         held_out = any(st.cfg["data"].get("validation") for st in self.plan)
         if int(self.train_cfg.get("validate_every") or 0) and not held_out:
@@ -596,49 +611,53 @@ class Trainer(StepLoop, RunChecks, RunStops):
         stages = self.trained_stages(checkpoint)
         return self.export(model, out, overwrite=overwrite, inputs=[Path(checkpoint)], stages=stages)
 
-    def precompute_cache(self) -> int:
+    def precompute_cache(self) -> list[int]:
         """Fill `training.latent_cache` with one epoch of every stage's clips without optimising.
 
         Runs the recipe's loss under `no_grad` on the clips `fit` draws in each stage (cache keys
-        are clip contents, so stages that share clips share entries); ranks take every W-th batch.
+        are clip contents, so stages that share clips share entries); ranks take every W-th batch of
+        the epoch, and no more (the batches after it are the next epoch's).
         With `data.fixed_clips: true` training then never runs the frozen encoders or the teacher.
-        Returns the number of batches all processes ran together (the same number on every rank).
+        Returns the number of batches each process ran (the same list on every rank).
         """
         if self.recipe.cache is None:
             raise ValueError("set training.latent_cache (or --latent-cache) to precompute a cache")
         from accelerate import PartialState
 
         count = 0
+        seconds = self.train_cfg.get("collective_timeout")
         with self._ended_as_one(lambda: None), self._terminated_as_error():
             self._start_ranks(lambda: None)  # one node's data missing ends every node, with its line
             with self._exchange("starting the process group"):
-                state = PartialState()
+                # as `_accelerator`: CPU ranks meet over gloo (without `cpu`, accelerate started none on a
+                # machine without GPUs, and every rank filled the whole cache alone)
+                state = PartialState(cpu=not torch.cuda.is_available(),
+                                     **({"timeout": timedelta(seconds=float(seconds))} if seconds else {}))  # fmt: skip
             self._doing = "building the model"
             model = self._build_model(init=True).to(state.device)
-            seed = int(self.train_cfg["seed"])
+            seed, rank, world = int(self.train_cfg["seed"]), state.process_index, state.num_processes
             with torch.no_grad():
                 for stage in self.plan:
                     self._doing = f"filling the cache for stage {stage.name}"
                     self.recipe.configure_stage(model, stage)
-                    self.recipe.prepare_data(stage, state.process_index, state.num_processes)
+                    self.recipe.prepare_data(stage, rank, world)
                     state.wait_for_everyone()
                     self.recipe.start_stage(stage)
                     batches = self.recipe.batches(stage)
-                    epoch = math.ceil(len(batches) / state.num_processes)  # type: ignore[arg-type]
-                    loader = rank_loader(batches, start=0, rank=state.process_index, world=state.num_processes)
-                    for b, batch in zip(range(epoch), loader, strict=False):
-                        index = b * state.num_processes + state.process_index
+                    loader = rank_loader(batches, start=0, rank=rank, world=world)
+                    indices = range(rank, len(batches), world)  # type: ignore[arg-type]
+                    for index, batch in zip(indices, loader, strict=False):
                         take_skipped(batch)
                         batch = {k: v.to(state.device) for k, v in batch.items()}
                         self.recipe.loss(model, batch, batch_generator(seed, stage.origin, index))
                         count += 1
             self._doing = "adding up the ranks' batches"
-            if state.num_processes > 1:  # the cache is the ranks' together: one total, said once (`train --cache-only`)
-                total = torch.tensor([count], dtype=torch.int64, device=state.device)
-                torch.distributed.all_reduce(total)
-                count = int(total.item())
+            counts = torch.zeros(world, dtype=torch.int64, device=state.device)
+            counts[rank] = count
+            if world > 1:  # the cache is the ranks' together: one line, said once (`train --cache-only`)
+                torch.distributed.all_reduce(counts)
             state.wait_for_everyone()
-        return count
+        return counts.cpu().tolist()
 
 
 def check_loss_decreases(history: list[dict[str, Any]], window: int = 3) -> tuple[float, float]:

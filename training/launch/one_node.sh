@@ -6,8 +6,9 @@
 # GPUS (default: every GPU nvidia-smi lists, else 8) sets the number of processes. The run resumes
 # from its latest checkpoint when started again with the same --output (--resume), unless --overwrite
 # is given: then it starts again. PYTHON (default: the
-# repository's .venv/bin/python, which `make install` makes, else python3) runs torchrun's module, so
-# the script works without an activated environment.
+# repository's .venv/bin/python, which `make install` makes, else python3) runs torchrun (as
+# vdepth_training.torchrun: a failed launch ends with the failing rank's line), so the script works
+# without an activated environment.
 set -euo pipefail
 CONFIG=${1:?usage: one_node.sh CONFIG [vdepth_training.train args...]}
 shift
@@ -26,5 +27,5 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-8}
 export TORCH_ELASTIC_SHUTDOWN_TIMEOUT=${SHUTDOWN_TIMEOUT:-${TORCH_ELASTIC_SHUTDOWN_TIMEOUT:-300}}
 RESUME=(--resume)
 for arg in "$@"; do [[ "$arg" != --overwrite ]] || RESUME=(); done
-exec "$PYTHON" -m torch.distributed.run --standalone --nproc_per_node "$GPUS" \
+exec "$PYTHON" -m vdepth_training.torchrun --standalone --nproc_per_node "$GPUS" \
   -m vdepth_training.train --config "$CONFIG" "${RESUME[@]}" "$@"

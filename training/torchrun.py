@@ -1,0 +1,56 @@
+"""`python -m vdepth_training.torchrun ARGS`: torchrun (`python -m torch.distributed.run ARGS`, the same
+arguments), whose failed launch ends with one line instead of torchrun's traceback.
+
+A launch whose rank ended with an error (a mistake in the config, a rank's failure, a node lost) printed the
+rank's one line, then torchrun's own traceback and failure table, some 40 lines that buried it. Here the
+launch ends with `torchrun: rank R (the first to leave its line, else the first to end) exited with code C: <its line>`
+(the line the rank left for torchrun, `ranks.tell_launcher`) and the exit code of that rank (2 a mistake,
+1 a failure, 143 stopped by another rank, as the training command's own), or 128 + the signal that stopped
+the launcher (SIGTERM: 143). `training/launch/` scripts run it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+#: torchrun's `error_file` of a rank that left none
+NO_FILE = "<N/A>"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run torchrun with `argv` (default: the command line); returns the launch's exit code."""
+    # The agent's own C++ warnings (c10d's "recvValue failed" with ~30 C++ frames when another node's
+    # launcher is gone) go; its ranks, started after this, keep the user's level (read when torch loads)
+    quiet = "TORCH_CPP_LOG_LEVEL" not in os.environ
+    if quiet:
+        os.environ["TORCH_CPP_LOG_LEVEL"] = "ERROR"
+    import torch  # noqa: F401 - loaded here, at the agent's level
+
+    if quiet:
+        del os.environ["TORCH_CPP_LOG_LEVEL"]
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args, run
+
+    try:
+        run(parse_args(argv))  # torchrun's `main` without `@record`, which re-raises into a traceback
+    except ChildFailedError as err:
+        told = {r: f for r, f in err.failures.items() if f.error_file != NO_FILE}  # ranks that left their line
+        rank, failure = min(told.items(), key=lambda rf: (rf[1].timestamp, rf[0])) if told else err.get_first_failure()
+        if failure.exitcode < 0:
+            how = f"was killed by {failure.signal_name()}" + (" (out of memory?)" if failure.exitcode == -9 else "")
+        else:
+            how = f"exited with code {failure.exitcode}"
+        said = failure.message if isinstance(failure.message, str) else failure.message.get("message", "")
+        print(f"torchrun: rank {rank} {how}: {said if told else 'its output above says why'}", file=sys.stderr,
+              flush=True)  # fmt: skip
+        return failure.exitcode if 0 < failure.exitcode < 256 else 1
+    except SignalException as err:  # the scheduler's SIGTERM (preemption, time limit), Ctrl-C: forwarded to the ranks
+        print(f"torchrun: stopped by {err.sigval.name}; the ranks' lines above say where", file=sys.stderr, flush=True)
+        return 128 + int(err.sigval)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
