@@ -1704,16 +1704,28 @@ def test_another_node_publishing_the_outputs_is_named_once(tmp_path: Path) -> No
     """Two cameras run as two processes (the docs' advice on a CPU), the second started without its
     own namespace: both publish /depth and every subscriber got the two streams interleaved, without
     a word. The node names the shared topics and the fix once (here the other publisher is this
-    test's process, standing in for the second camera's node)."""
+    test's process, standing in for the second camera's node).
+
+    A node of the node's own full name (`vdepth-node` launched a second time by mistake; here a node
+    /depth_node of this test's process, publishing /disparity as that one would) was taken for a
+    second camera ("another node publishes on this node's outputs too: /disparity (/depth_node,
+    /depth_node)"), and ROS said nothing the user sees. It is named once as what it is, with what
+    clashes and the remaps that fix it, and is not named again as a second camera."""
     from rcl_interfaces.msg import Log
 
     keep: list[Any] = []
 
     def second_camera_node(peer: Node, ex: SingleThreadedExecutor) -> None:
         keep.append(peer.create_publisher(Image, "/depth", qos_profile("reliable", 10)))
+        twin = Node("depth_node", context=peer.context)  # a second launch of the node, by mistake
+        keep.append(twin)
+        keep.append(twin.create_publisher(Image, "/disparity", qos_profile("reliable", 10)))
 
     def done(got: dict[str, list]) -> bool:
-        return any("another node publishes on this node's outputs" in m.msg for m in got["/rosout"])
+        said = [m.msg for m in got["/rosout"] if m.name == "depth_node"]
+        return any("another node publishes on this node's outputs" in m for m in said) and any(
+            "another node named /depth_node is running" in m for m in said
+        )
 
     _, out = run_node(
         tmp_path,
@@ -1734,6 +1746,11 @@ def test_another_node_publishing_the_outputs_is_named_once(tmp_path: Path) -> No
     lines = [line for line in out.splitlines() if "another node publishes on this node's outputs" in line]
     assert len(lines) == 1 and "[WARN]" in lines[0], out
     assert "/depth (/depth_node, /smoke_peer)" in lines[0] and "__ns" in lines[0]
+    assert "/disparity" not in lines[0], lines[0]  # the twin's: named as a node of the same name, below
+    twins = [line for line in out.splitlines() if "another node named /depth_node is running" in line]
+    assert len(twins) == 1 and "[WARN]" in twins[0], out
+    assert "started twice" in twins[0] and "parameter set or get for /depth_node" in twins[0], twins[0]
+    assert "-r __ns:=/rear" in twins[0] and "-r __node:=depth_node_rear" in twins[0], twins[0]
 
 
 def _await_subscribers(ex: SingleThreadedExecutor, *publishers: Any) -> None:
