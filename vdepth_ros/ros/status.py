@@ -91,10 +91,11 @@ class StatusReporter:
             and node.get_clock().now().nanoseconds == 0
         ):
             found["no /clock"] = (
-                "use_sim_time is true but no /clock has arrived: play the bag with --clock, or use_sim_time:=false",
+                "use_sim_time is true but no /clock has arrived: publish /clock (a bag played with --clock), or "
+                "use_sim_time:=false",
                 "use_sim_time is true but no /clock has arrived, so this node's ROS time is 0 (the latency on "
-                "/diagnostics is meaningless): play the bag with its clock (ros2 bag play --clock), or set "
-                "use_sim_time:=false for a live camera",
+                "/diagnostics is meaningless): have the bag player or simulator publish /clock (ros2 bag play --clock "
+                "with a ROS distro install), or restart with -p use_sim_time:=false for a live camera",
             )
         node.log.problems.report("sim-clock", found)
 
@@ -224,10 +225,11 @@ class StatusReporter:
         """WARN once when another node of this node's full name is in the graph: this node started a second
         time by mistake (a second launch, a terminal left running), or a second camera's node started without
         a name of its own. ROS says nothing across processes (in one process only rcl's "Publisher already
-        registered for provided node name"), and the shared-outputs WARN took it for a second camera. Two nodes of one name answer one set
-        of parameter (and lifecycle) services, so a parameter set or `ros2 param get` reaches either of
-        them, and both publish the same outputs. On /diagnostics while it holds. (A node killed before this
-        one started is never seen here: only one that lived beside it, until DDS times it out.)"""
+        registered for provided node name"), and the shared-outputs WARN took it for a second camera. Two
+        nodes of one name answer one set of parameter (and lifecycle) services, so a parameter set or get
+        reaches either of them, and both publish the same outputs. On /diagnostics while it holds. (A node
+        killed before this one started is never seen here: only one that lived beside it, until DDS times it
+        out.)"""
         node = self.node
         fqn = node.get_fully_qualified_name()
         same = sum(
