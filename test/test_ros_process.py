@@ -1428,6 +1428,8 @@ def test_rqt_reconfigure_gets_descriptors_it_can_show_and_a_dump_loads_back(tmp_
         seen["far"] = _param_call(ex, lambda: client.set_parameters([Parameter("far", value=7.0)]))
         qos = Parameter("qos_overrides./depth.publisher.depth", value=3)
         seen["qos"] = _param_call(ex, lambda: client.set_parameters([qos]))
+        description = Parameter("start_type_description_service", value=False)  # rclpy's own, read-only
+        seen["rclpy read-only"] = _param_call(ex, lambda: client.set_parameters([description]))
         seen["watchdog"] = _param_call(ex, lambda: client.set_parameters([Parameter("watchdog_timeout", value=7.0)]))
 
     got, out = run_node(tmp_path, ["--ros-args"], {"cam": ("/image", "/camera_info")}, {"/depth": Image},
@@ -1447,6 +1449,8 @@ def test_rqt_reconfigure_gets_descriptors_it_can_show_and_a_dump_loads_back(tmp_
     assert not far.successful and "restart required" in far.reason, far.reason
     qos = seen["qos"].results[0]  # rclpy's own read-only parameters, in the same words
     assert not qos.successful and "restart required" in qos.reason, qos.reason
+    own = seen["rclpy read-only"].results[0]  # was rclpy's "Trying to set a read-only parameter"
+    assert not own.successful and "restart required" in own.reason and "Trying" not in own.reason, own.reason
     assert seen["watchdog"].results[0].successful, seen["watchdog"].results[0].reason
     assert got["/depth"], out
 

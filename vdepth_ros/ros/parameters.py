@@ -170,10 +170,15 @@ class ParameterSide:
                 if problem is not None:
                     return f"{param.name} must be {problem}; e.g. {param.name} {yaml_text(current)}"
                 declared = self.has_parameter(param.name)  # not yet while a publisher declares it
-                if param.name.startswith("qos_overrides.") and declared and not self._unchanged_read_only(param):
-                    return (  # rclpy's words: "Trying to set a read-only parameter"
-                        f"{param.name}: a publisher's QoS is read when the node starts; restart required (set it "
-                        f"with -p {param.name}:=... or in the params file)"
+                if declared and self.describe_parameter(param.name).read_only and not self._unchanged_read_only(param):
+                    what = (  # rclpy's words: "Trying to set a read-only parameter"
+                        "a publisher's QoS is read when the node starts"
+                        if param.name.startswith("qos_overrides.")
+                        else "rclpy reads it when the node starts"  # start_type_description_service
+                    )
+                    return (
+                        f"{param.name}: {what}; restart required (set it with -p {param.name}:=... or in the "
+                        "params file)"
                     )
                 continue
             if param.type_ == Parameter.Type.NOT_SET:
