@@ -215,6 +215,13 @@ def test_ros_arguments_before_ros_args_name_the_command_to_type(args: list[str],
          "-r image=/cam/image: a remap is written with ':=' (FROM:=TO): -r image:=/cam/image"),
         (["-p", "far"], "-p far: a parameter is written with ':=' (NAME:=VALUE): -p far:=VALUE"),
         (["-r", "__ns:=front"], "-r __ns:=front: a namespace is absolute (it starts with '/'): -r __ns:=/front"),
+        # rcl: an RCLError "namespace must not end with a '/'" behind a RuntimeWarning, or "Expected lexeme type (1)"
+        (["-r", "__ns:=/robot1/"], "-r __ns:=/robot1/: a namespace is '/' and names of letters, digits and '_', "
+                                   "each not starting with a digit: -r __ns:=/robot1"),
+        (["-r", "__ns:=/robot-1/2cam"], "-r __ns:=/robot-1/2cam: a namespace is '/' and names of letters, digits "
+                                        "and '_', each not starting with a digit: -r __ns:=/robot_1/_2cam"),
+        (["-r", "__node:=depth-node"], "-r __node:=depth-node: a node name is letters, digits and '_', not starting "
+                                       "with a digit (no '/': set the namespace with __ns): -r __node:=depth_node"),
     ],
 )  # fmt: skip
 def test_a_ros_rule_without_colon_equals_names_the_rule_to_write(args: list[str], said: str) -> None:
