@@ -476,15 +476,26 @@ class LifecycleClient:
 
 
 def test_vdepth_node_managed_waits_for_the_lifecycle_transitions(tmp_path: Path) -> None:
-    from lifecycle_msgs.msg import State, Transition
+    """A node started with --managed and no lifecycle manager said nothing at all: it looked hung. After
+    `WAITING_NOTE_S` unconfigured it says once what it waits for and the command that sends the transitions
+    where ROS comes from pip wheels (no `ros2 lifecycle`); that command, run from another process, brings
+    it up."""
+    from lifecycle_msgs.msg import State
+    from rcl_interfaces.msg import Log
 
-    seen: dict[str, int] = {}
+    seen: dict[str, Any] = {}
 
     def configure_and_activate(peer: Node, ex: SingleThreadedExecutor) -> None:
         lifecycle = LifecycleClient(peer, ex)
         seen["before"] = lifecycle.state()
-        lifecycle.go(Transition.TRANSITION_CONFIGURE, State.PRIMARY_STATE_INACTIVE)
-        lifecycle.go(Transition.TRANSITION_ACTIVATE, State.PRIMARY_STATE_ACTIVE)
+        notes: list[Log] = []
+        peer.create_subscription(Log, "/rosout", notes.append, 50)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any("by hand: " in m.msg for m in notes):
+            ex.spin_once(timeout_sec=0.1)
+        seen["note"] = [m.msg for m in notes if "by hand: " in m.msg]
+        command = seen["note"][0].split("by hand: ", 1)[1].split(" (with a ROS distro install", 1)[0]
+        seen["ran"] = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=120)
         seen["after"] = lifecycle.state()
 
     got, _ = run_node(
@@ -494,7 +505,11 @@ def test_vdepth_node_managed_waits_for_the_lifecycle_transitions(tmp_path: Path)
         {"/depth": Image},
         before_feed=configure_and_activate,
     )
-    assert seen["before"] == State.PRIMARY_STATE_UNCONFIGURED and seen["after"] == State.PRIMARY_STATE_ACTIVE
+    assert seen["before"] == State.PRIMARY_STATE_UNCONFIGURED
+    assert len(seen["note"]) == 1 and "unconfigured for 5 s" in seen["note"][0], seen["note"]
+    assert "ros2 lifecycle set /depth_node configure" in seen["note"][0]  # second, for a ROS distro install
+    assert seen["after"] == State.PRIMARY_STATE_ACTIVE, (seen["ran"].stdout, seen["ran"].stderr)
+    assert "configure" in seen["ran"].stdout and "activate" in seen["ran"].stdout, seen["ran"].stdout
     assert got["/depth"] and _rep118_depth(conv.image_array(got["/depth"][0]))
 
 

@@ -472,7 +472,9 @@ def set_parameter_command(node: str, name: str, literal: str, python: str | None
     script = (
         "import rclpy; from rclpy.parameter import Parameter; from rclpy.parameter_client import AsyncParameterClient; "
         f"rclpy.init(); n = rclpy.create_node('param_set'); c = AsyncParameterClient(n, '{node}'); "
-        f"f = c.set_parameters([Parameter('{name}', value={literal})]) if c.wait_for_services(10.0) else None; "
+        # (half a second more: the node's reply writer may match this client's reader after it saw the service)
+        f"f = c.set_parameters([Parameter('{name}', value={literal})]) if c.wait_for_services(10.0) "
+        "and not rclpy.spin_once(n, timeout_sec=0.5) else None; "
         "f and rclpy.spin_until_future_complete(n, f, timeout_sec=10.0); "
         f"print(f.result() if f and f.done() else 'no answer from {node} (not running on this ROS_DOMAIN_ID?)')"
     )

@@ -439,6 +439,27 @@ class DepthNode(_DepthNodeCore, Node):
         self.destroy_node()
 
 
+def lifecycle_command(node: str, transitions: list[str]) -> str:
+    """A shell command that sends `transitions` (of configure, activate, deactivate, cleanup) to the managed node
+    `node` through its `change_state` service and prints each answer: `ros2 lifecycle set` where there is no
+    `ros2` (ROS from pip wheels); run with the node's ROS_DOMAIN_ID."""
+    from lifecycle_msgs.msg import Transition
+
+    ids = ", ".join(f"('{t}', {getattr(Transition, 'TRANSITION_' + t.upper())})" for t in transitions)
+    script = (
+        "import rclpy; from lifecycle_msgs.msg import Transition; from lifecycle_msgs.srv import ChangeState; "
+        "rclpy.init(); n = rclpy.create_node('lifecycle_set'); "
+        f"c = n.create_client(ChangeState, '{node}/change_state'); ok = c.wait_for_service(timeout_sec=10.0) "
+        # (half a second more: the server's reply writer may match this client's reader after it saw the service)
+        "and not rclpy.spin_once(n, timeout_sec=0.5); "
+        "[print(t, rclpy.spin_until_future_complete(n, f := c.call_async(ChangeState.Request("
+        "transition=Transition(id=i))), timeout_sec=120.0) or (f.result() if f.done() else 'no answer')) "
+        f"for t, i in ({ids},) if ok]; "
+        f"ok or print('no answer from {node} (not running on this ROS_DOMAIN_ID?)')"
+    )
+    return f'{sys.executable} -c "{script}"'
+
+
 class ManagedDepthNode(_DepthNodeCore, LifecycleNode):
     """The depth node as a ROS 2 managed (lifecycle) node (`vdepth-node --managed`), for bring-up
     managers such as Nav2's lifecycle_manager:
@@ -469,6 +490,37 @@ class ManagedDepthNode(_DepthNodeCore, LifecycleNode):
         self._engine_arg, self._engine_pool_arg, self._start_worker = engine, engine_pool, start_worker
         self._declare_params()
         self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._waiting: tuple[str, float, bool] = ("", time.monotonic(), False)  # state, since, said
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self._waiting_timer = self.create_timer(1.0, self._note_waiting, clock=steady)
+
+    #: After this long unconfigured or inactive, the node says what it waits for, once per time in that state.
+    WAITING_NOTE_S = 5.0
+
+    def _note_waiting(self) -> None:
+        """INFO once when the node has stayed `WAITING_NOTE_S` unconfigured or inactive: it said nothing, so a
+        node started with --managed and no lifecycle manager (or one that does not list it) looked hung. Names
+        the transitions it waits for and how to send them where it runs (ROS from pip has no `ros2 lifecycle`)."""
+        state = self._state_machine.current_state[1]
+        now = time.monotonic()
+        if state != self._waiting[0]:
+            self._waiting = (state, now, False)
+        if (
+            state not in ("unconfigured", "inactive")
+            or self._waiting[2]
+            or now - self._waiting[1] < self.WAITING_NOTE_S
+        ):
+            return
+        self._waiting = (state, self._waiting[1], True)
+        fqn = self.get_fully_qualified_name()
+        transitions = ["configure", "activate"] if state == "unconfigured" else ["activate"]
+        self.get_logger().info(
+            f"{state} for {self.WAITING_NOTE_S:.0f} s: a managed node (--managed) waits for a lifecycle manager to "
+            f"{' and '.join(transitions)} it (Nav2's lifecycle_manager with {self.get_name()} in its node_names); "
+            f"by hand: {lifecycle_command(fqn, transitions)} (with a ROS distro install: "
+            + "; ".join(f"ros2 lifecycle set {fqn} {t}" for t in transitions)
+            + "); or start vdepth-node without --managed"
+        )
 
     def _transition(self, name: str, step: Callable[[], object]) -> TransitionCallbackReturn:
         """Run one step; any error fails the transition with its reason in the log (rclpy would
