@@ -1357,7 +1357,8 @@ def test_a_value_given_after_an_integer_one_is_the_value_the_node_runs(tmp_path:
 def test_a_p_rule_for_the_node_name_without_its_namespace_is_named(tmp_path: Path) -> None:
     """`-p depth_node:far:=4.0` (rcl's per-node rule) matches only a node named depth_node without a namespace,
     so a node pushed into /front ran with far 10.0, without a word. One start-up WARN names the rule and what
-    to write; the node runs. A rule for another node's name (a command line shared by several) is not named."""
+    to write; the node runs. A rule for another node's name (a command line shared by several) is not named.
+    Likewise `ROS_NAMESPACE` (read by ROS 1's rosrun, not by ROS 2): the node ran outside it without a word."""
     from rclpy.parameter import parameter_value_to_python
     from rclpy.parameter_client import AsyncParameterClient
 
@@ -1374,8 +1375,11 @@ def test_a_p_rule_for_the_node_name_without_its_namespace_is_named(tmp_path: Pat
         {},
         {},
         before_feed=read,
+        env={"ROS_NAMESPACE": "/robot1"},  # a ROS 1 habit, which ROS 2 does not read: named too, below
     )
     assert seen == {"far": 10.0}, out  # rcl's rule: not applied (the WARN says so)
+    ignored = [line for line in out.splitlines() if "ROS_NAMESPACE=/robot1 is set" in line]
+    assert len(ignored) == 1 and "[WARN]" in ignored[0] and "-r __ns:=/robot1" in ignored[0], out
     warnings = [line for line in out.splitlines() if "applies to none of this process's nodes" in line]
     assert len(warnings) == 1 and "[WARN]" in warnings[0], out
     assert "-p depth_node:far:=4.0 applies to none" in warnings[0] and "write -p far:=4.0" in warnings[0]

@@ -36,6 +36,7 @@ from vdepth_ros.ros.startup import (
     check_domain_id,
     check_params_files,
     check_ros_rules,
+    ignored_ros_namespace,
     params_files,
     unused_node_rules,
     unused_params_file_sections,
@@ -237,7 +238,8 @@ def run(args: list[str] | None = None) -> int:
         if transport:
             nodes[0].get_logger().info(transport)
         names = [n.get_fully_qualified_name() for n in nodes]
-        for warning in unused_params_file_sections(params_files(argv), names) + unused_node_rules(argv, names):
+        warnings = unused_params_file_sections(params_files(argv), names) + unused_node_rules(argv, names)
+        for warning in warnings + ignored_ros_namespace(os.environ, names):
             warn_every_camera(nodes, warning)
         shutdown.nodes = nodes
         shutdown.starting = False

@@ -365,6 +365,23 @@ def unused_params_file_sections(files: list[str], nodes: list[str]) -> list[str]
     return out
 
 
+def ignored_ros_namespace(environ: Mapping[str, str], nodes: list[str]) -> list[str]:
+    """One warning when `ROS_NAMESPACE` is set (a ROS 1 habit: rosrun and roslaunch read it) but no node of the
+    process runs in it: ROS 2 does not read it, so the node ran in '/' without a word, its topics and parameter
+    services where the robot's others did not look."""
+    namespace = environ.get("ROS_NAMESPACE", "").strip()
+    if not namespace or namespace == "/":
+        return []
+    wanted = "/" + namespace.strip("/")
+    if any(node.rsplit("/", 1)[0] == wanted or node.startswith(wanted + "/") for node in nodes):
+        return []
+    return [
+        f"ROS_NAMESPACE={namespace} is set, but ROS 2 does not read it (ROS 1 did): this process's nodes run in "
+        f"{', '.join(nodes)}; to run in {wanted}, start with --ros-args -r __ns:={wanted} (or a launch file's "
+        "namespace)"
+    ]
+
+
 def unused_node_rules(argv: list[str], nodes: list[str]) -> list[str]:
     """One warning per `-p NODE:NAME:=VALUE` rule that applies to none of this process's nodes (fully
     qualified names), which rcl skips without a word: its NODE is a node name without namespace, so
