@@ -802,16 +802,22 @@ def _depth_camera_node(
     depth_type: type,
     seconds: float = 60.0,
     remap: str | None = None,
+    until_logged: str | None = None,
 ) -> tuple[list[Image], str]:
     """The node with `scale_source:=sparse sparse_depth:=image`, `sparse_depth` remapped to `topic` (or
     `remap`), fed grey-block colour images with camera_info, and `depth_msg(k, header)` on `topic` beside
-    each; until 3 /depth arrive or `seconds` after the node subscribed the images. (/depth messages, the
-    node's output)."""
+    each; until 3 /depth arrive, 2 s after the node logs a line holding `until_logged`, or `seconds` after the
+    node subscribed the images. (/depth messages, the node's output)."""
+    from rcl_interfaces.msg import Log
+
     depths: list[Image] = []
+    logged: list[str] = []
 
     def feed(peer: Node, ex: SingleThreadedExecutor) -> None:
         rel = qos_profile("reliable", 10)
         peer.create_subscription(Image, "/depth", depths.append, qos_profile("reliable", 50))
+        if until_logged is not None:
+            peer.create_subscription(Log, "/rosout", lambda m: until_logged in m.msg and logged.append(m.msg), 50)
         pub = peer.create_publisher(Image, "/camera/color/image_raw", rel)
         ipub = peer.create_publisher(CameraInfo, "/camera/color/camera_info", rel)
         dpub = peer.create_publisher(depth_type, topic, rel)
@@ -822,6 +828,9 @@ def _depth_camera_node(
             ex.spin_once(timeout_sec=0.05)
         k, deadline = 0, time.monotonic() + seconds
         while time.monotonic() < deadline and len(depths) < 3:
+            if logged:  # 2 s more: a WARN per frame, not once, would show
+                deadline = min(deadline, time.monotonic() + 2.0)
+                logged.clear()
             h = Header(stamp=conv.ns_to_stamp(1_000_000_000 + k * 50_000_000), frame_id="camera_color_optical_frame")
             dpub.publish(depth_msg(k % 4, h))
             pub.publish(conv.image_msg(np.repeat(_GREYS[k % 4][..., None], 3, axis=2), "rgb8", h))
@@ -934,13 +943,19 @@ def test_a_metric_input_that_never_reaches_an_image_is_named_with_the_cause(tmp_
         stamp = conv.ns_to_stamp(conv.stamp_to_ns(h.stamp) + 2_500_000_000)
         return conv.image_msg(_TRUTHS[k], "32FC1", Header(stamp=stamp, frame_id=h.frame_id))
 
-    depths, out = _depth_camera_node(tmp_path, aligned, later_clock, Image, seconds=18.0)
+    # until the WARN (due 10 s in; it fed 18 s whatever came: the suite's slowest test of this file)
+    depths, out = _depth_camera_node(
+        tmp_path, aligned, later_clock, Image, seconds=18.0, until_logged="the newest is stamped 2.5"
+    )
     warned = [line for line in out.splitlines() if "no sparse_depth sample" in line]
     assert not depths and warned and len(warned) <= 3 and "[WARN]" in warned[0], out
     assert "the newest is stamped 2.5" in warned[0] and "s after this one" in warned[0], warned[0]
     assert "another clock" in warned[0], warned[0]
 
-    depths, out = _depth_camera_node(tmp_path, aligned, later_clock, Image, seconds=18.0, remap="/camera/depth_typo")
+    depths, out = _depth_camera_node(
+        tmp_path, aligned, later_clock, Image, seconds=18.0, remap="/camera/depth_typo",
+        until_logged="no message has arrived on '/camera/depth_typo'",
+    )  # fmt: skip
     warned = [line for line in out.splitlines() if "no sparse_depth sample" in line]
     assert not depths and warned, out
     assert "no message has arrived on '/camera/depth_typo': nothing publishes it" in warned[0], warned[0]
