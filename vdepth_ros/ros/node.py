@@ -490,7 +490,7 @@ class ManagedDepthNode(_DepthNodeCore, LifecycleNode):
         self._engine_arg, self._engine_pool_arg, self._start_worker = engine, engine_pool, start_worker
         self._declare_params()
         self.add_on_set_parameters_callback(self._on_set_parameters)
-        self._waiting: tuple[str, float, bool] = ("", time.monotonic(), False)  # state, since, said
+        self._waiting: tuple[str, float, bool] = ("unconfigured", time.monotonic(), False)  # state, since, said
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         self._waiting_timer = self.create_timer(1.0, self._note_waiting, clock=steady)
 
@@ -498,13 +498,16 @@ class ManagedDepthNode(_DepthNodeCore, LifecycleNode):
     WAITING_NOTE_S = 5.0
 
     def _note_waiting(self) -> None:
-        """INFO once when the node has stayed `WAITING_NOTE_S` unconfigured or inactive: it said nothing, so a
-        node started with --managed and no lifecycle manager (or one that does not list it) looked hung. Names
-        the transitions it waits for and how to send them where it runs (ROS from pip has no `ros2 lifecycle`)."""
+        """INFO once when the node has stayed `WAITING_NOTE_S` unconfigured since its start or inactive since its
+        configure: it said nothing, so a node started with --managed and no lifecycle manager (or one that does
+        not list it) looked hung. Names the transitions it waits for and how to send them where it runs (ROS from
+        pip has no `ros2 lifecycle`). Not after a failed transition (its error is logged) nor in a state a
+        manager chose (deactivated, cleaned up)."""
         state = self._state_machine.current_state[1]
         now = time.monotonic()
         if state != self._waiting[0]:
-            self._waiting = (state, now, False)
+            configured = state == "inactive" and self._waiting[0] in ("unconfigured", "configuring")
+            self._waiting = (state, now, not configured)
         if (
             state not in ("unconfigured", "inactive")
             or self._waiting[2]
@@ -525,6 +528,7 @@ class ManagedDepthNode(_DepthNodeCore, LifecycleNode):
     def _transition(self, name: str, step: Callable[[], object]) -> TransitionCallbackReturn:
         """Run one step; any error fails the transition with its reason in the log (rclpy would
         turn an escaping exception into ERROR without logging it)."""
+        self._waiting = (*self._waiting[:2], True)  # a manager is there: nothing to say of the state it leaves
         try:
             step()
         except VdepthError as err:
