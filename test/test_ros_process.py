@@ -499,13 +499,15 @@ def test_vdepth_node_managed_waits_for_the_lifecycle_transitions(tmp_path: Path)
     """A node started with --managed and no lifecycle manager said nothing at all: it looked hung. After
     `WAITING_NOTE_S` unconfigured it says once what it waits for and the command that sends the transitions
     where ROS comes from pip wheels (no `ros2 lifecycle`); that command, run from another process, brings
-    it up."""
+    it up. Another node of its name (started twice by mistake) is named before the configure too, once: its
+    lifecycle services clash."""
     from lifecycle_msgs.msg import State
     from rcl_interfaces.msg import Log
 
     seen: dict[str, Any] = {}
 
     def configure_and_activate(peer: Node, ex: SingleThreadedExecutor) -> None:
+        seen["twin"] = Node("depth_node", context=peer.context)  # a second launch by mistake: named before configure
         lifecycle = LifecycleClient(peer, ex)
         seen["before"] = lifecycle.state()
         notes: list[Log] = []
@@ -518,7 +520,7 @@ def test_vdepth_node_managed_waits_for_the_lifecycle_transitions(tmp_path: Path)
         seen["ran"] = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=120)
         seen["after"] = lifecycle.state()
 
-    got, _ = run_node(
+    got, out = run_node(
         tmp_path,
         ["--managed", "--ros-args", "-r", "image:=/cam/image", "-r", "camera_info:=/cam/camera_info"],
         {"cam": ("/cam/image", "/cam/camera_info")},
@@ -528,6 +530,9 @@ def test_vdepth_node_managed_waits_for_the_lifecycle_transitions(tmp_path: Path)
     assert seen["before"] == State.PRIMARY_STATE_UNCONFIGURED
     assert len(seen["note"]) == 1 and "unconfigured for 5 s" in seen["note"][0], seen["note"]
     assert "ros2 lifecycle set /depth_node configure" in seen["note"][0]  # second, for a ROS distro install
+    twins = [line for line in out.splitlines() if "another node named /depth_node is running" in line]
+    assert len(twins) == 1 and "[WARN]" in twins[0] and "lifecycle transition" in twins[0], out  # not again once active
+    assert out.index(twins[0]) < out.index("]: model: "), out  # said before the configure (which logs the model)
     assert seen["after"] == State.PRIMARY_STATE_ACTIVE, (seen["ran"].stdout, seen["ran"].stderr)
     assert "configure" in seen["ran"].stdout and "activate" in seen["ran"].stdout, seen["ran"].stdout
     assert got["/depth"] and _rep118_depth(conv.image_array(got["/depth"][0]))

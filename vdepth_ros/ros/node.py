@@ -35,7 +35,7 @@ from vdepth_ros.ros.processing import FrameProcessor
 from vdepth_ros.ros.python_logs import logging_as
 from vdepth_ros.ros.qos import IncompatibleQosReporter
 from vdepth_ros.ros.startup import CLOCK, build_pipeline, params_file_of
-from vdepth_ros.ros.status import StatusReporter
+from vdepth_ros.ros.status import StatusReporter, same_name_problem
 from vdepth_ros.ros.worker import RateLimitedLog, SupervisedWorker
 from vdepth_ros.runtime.shared import EnginePool, SharedEngine
 
@@ -69,6 +69,8 @@ class _DepthNodeCore(ParameterSide):
     #: a configure is loading the model: `vdepth-node`'s signal handler stops it at once (`cli.ShutdownRequest`)
     loading = False
     _abandoned: Any = threading.Thread()  # a worker left inside its window by a second signal (never started here)
+    #: another node of this one's full name was named in the log (`status.same_name_problem`): once per process
+    same_name_said = False
     _configures = 0  # successful configures so far (a managed node may be cleaned up and configured again)
     #: `vdepth-node --cameras` logs the start-up line once, when every camera is up (`build_nodes`),
     #: not each camera (the first one's "ready" would come before the others' models are loaded).
@@ -505,6 +507,10 @@ class ManagedDepthNode(_DepthNodeCore, LifecycleNode):
         manager chose (deactivated, cleaned up)."""
         state = self._state_machine.current_state[1]
         now = time.monotonic()
+        if state == "unconfigured" and not self.same_name_said:  # (once configured, the status checks it)
+            for _, message in same_name_problem(self).values():  # its lifecycle services clash most of all now
+                self.get_logger().warning(message)
+                self.same_name_said = True
         if state != self._waiting[0]:
             configured = state == "inactive" and self._waiting[0] in ("unconfigured", "configuring")
             self._waiting = (state, now, not configured)

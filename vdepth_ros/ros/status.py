@@ -26,6 +26,36 @@ from vdepth_ros.runtime.shared import SharedEngine
 NO_WINDOW_YET = "no window yet"
 
 
+def same_name_problem(node: Any) -> dict[str, tuple[str, str]]:
+    """{"same-name": (summary, WARN)} when another node of `node`'s full name is in the graph, else {}: this node
+    started a second time by mistake (a second launch, a terminal left running), or a second camera's node started
+    without a name of its own. ROS says nothing across processes (in one process only rcl's "Publisher already
+    registered for provided node name"), and the shared-outputs WARN took it for a second camera. Two nodes of one
+    name answer one set of parameter (and lifecycle) services, so a parameter set or get (or a lifecycle transition)
+    reaches either of them, and both publish the same outputs. (A node killed before this one started is never
+    seen here: only one that lived beside it, until DDS times it out.)"""
+    fqn = node.get_fully_qualified_name()
+    same = sum(
+        1 for name, namespace in node.get_node_names_and_namespaces() if f"{namespace.rstrip('/')}/{name}" == fqn
+    )
+    found = {}
+    if same > 1:
+        domain = os.environ.get("ROS_DOMAIN_ID", "").strip() or "0"
+        found["same-name"] = (
+            f"another node named {fqn} is running: give one its own name (-r __ns:=/NS or -r __node:=NAME)",
+            f"another node named {fqn} is running ({same} nodes of this full name on ROS_DOMAIN_ID {domain}): "
+            "this node started twice (a second launch by mistake), or a second camera's node without a name of "
+            f"its own. Nodes of one name clash: their parameter and lifecycle services share names, so a "
+            f"parameter set or get for {fqn} (rqt_reconfigure, a parameter client) or a lifecycle transition "
+            "reaches either of them, and "
+            "both publish the same outputs, which every subscriber gets interleaved. Stop the second process, or "
+            "give each node its own name: vdepth-node --ros-args -r __ns:=/rear (its topics move into /rear too) "
+            "or -r __node:=depth_node_rear (the same topics: remap them too), or one process for several "
+            "cameras: vdepth-node --cameras front rear",
+        )
+    return found
+
+
 class StatusReporter:
     """/diagnostics of one `_DepthNodeCore` (its `intake`, `processor`, `outputs`, `watchdog`, `log`)."""
 
@@ -222,33 +252,13 @@ class StatusReporter:
         return None
 
     def _check_same_name(self) -> None:
-        """WARN once when another node of this node's full name is in the graph: this node started a second
-        time by mistake (a second launch, a terminal left running), or a second camera's node started without
-        a name of its own. ROS says nothing across processes (in one process only rcl's "Publisher already
-        registered for provided node name"), and the shared-outputs WARN took it for a second camera. Two
-        nodes of one name answer one set of parameter (and lifecycle) services, so a parameter set or get
-        reaches either of them, and both publish the same outputs. On /diagnostics while it holds. (A node
-        killed before this one started is never seen here: only one that lived beside it, until DDS times it
-        out.)"""
+        """`same_name_problem`, on /diagnostics while it holds; logged once per process (a managed node may have
+        said it before its configure)."""
         node = self.node
-        fqn = node.get_fully_qualified_name()
-        same = sum(
-            1 for name, namespace in node.get_node_names_and_namespaces() if f"{namespace.rstrip('/')}/{name}" == fqn
-        )
-        found = {}
-        if same > 1:
-            domain = os.environ.get("ROS_DOMAIN_ID", "").strip() or "0"
-            found["same-name"] = (
-                f"another node named {fqn} is running: give one its own name (-r __ns:=/NS or -r __node:=NAME)",
-                f"another node named {fqn} is running ({same} nodes of this full name on ROS_DOMAIN_ID {domain}): "
-                "this node started twice (a second launch by mistake), or a second camera's node without a name of "
-                f"its own. Nodes of one name clash: their parameter and lifecycle services share names, so a "
-                f"parameter set or get for {fqn} (rqt_reconfigure, a parameter client) reaches either of them, and "
-                "both publish the same outputs, which every subscriber gets interleaved. Stop the second process, or "
-                "give each node its own name: vdepth-node --ros-args -r __ns:=/rear (its topics move into /rear too) "
-                "or -r __node:=depth_node_rear (the same topics: remap them too), or one process for several "
-                "cameras: vdepth-node --cameras front rear",
-            )
+        found = same_name_problem(node)
+        if node.same_name_said:
+            found = {key: (summary, "") for key, (summary, _) in found.items()}  # (said already)
+        node.same_name_said = node.same_name_said or bool(found)
         node.log.problems.report("same-name", found)
 
     def _check_shared_outputs(self) -> None:
