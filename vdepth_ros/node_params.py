@@ -448,15 +448,48 @@ def ros_param_values(params: Mapping[str, Any]) -> dict[str, Any]:
 
 def set_value_error(spec: ParamSpec, value: Any, node: str = "/depth_node") -> str | None:
     """None if `value` is acceptable for `spec`, else the reason (`ParamSpec.validate`: the parameter,
-    what it must be, what it got) with a command that works, e.g. "watchdog_timeout must be a number,
-    got 'abc'; e.g. ros2 param set /depth_node watchdog_timeout 5.0": the answer to a
-    `ros2 param set` (a SetParameters call) of a wrong value, instead of rclpy's "Wrong parameter
-    type, expected '3' got '4'"."""
+    what it must be, what it got) with a value it takes, e.g. "watchdog_timeout must be a number,
+    got 'abc'; e.g. watchdog_timeout 5.0": the answer to a SetParameters call (rqt_reconfigure, a
+    parameter client, `ros2 param set`) of a wrong value, instead of rclpy's "Wrong parameter type,
+    expected '3' got '4'". A value, not a command: the caller has a way to set it already."""
     reason = spec.validate(value)
     if reason is None or spec.example is None:
         return reason
-    example = spec.example if " " not in spec.example else f'"{spec.example}"'
-    return f"{reason}; e.g. ros2 param set {node} {spec.name} {example}"
+    return f"{reason}; e.g. {spec.name} {spec.example}"
+
+
+def runtime_set_advice(node: str, name: str, value: str, python: str | None = None) -> str:
+    """How to set parameter `name` to `value` (as `-p name:=` takes it) on the running node `node`, in words that
+    work where the node runs: ROS from pip wheels has no `ros2` CLI, so `ros2 param set` comes last, for a ROS
+    distro install. First the way that always works (a restart with `-p`), then the node's SetParameters service
+    from `python` (the node's own interpreter by default: rclpy imports only from its venv), or rqt_reconfigure.
+    Only for a parameter marked runtime (`ParamSpec.dynamic`)."""
+    import yaml
+
+    literal = repr(yaml.safe_load(value))
+    return (
+        f"restart with --ros-args -p {name}:={value} (or put it in the params file), or set it at runtime through "
+        f"its SetParameters service: rqt_reconfigure, or {set_parameter_command(node, name, literal, python)}, or "
+        f"with a ROS distro install: ros2 param set {node} {name} {value}"
+    )
+
+
+def set_parameter_command(node: str, name: str, literal: str, python: str | None = None) -> str:
+    """A shell command that sets `name` to the Python value `literal` on `node` through rclpy's parameter client
+    (what `ros2 param set` does, where there is no `ros2`) and prints the node's answer; run with the node's
+    ROS_DOMAIN_ID."""
+    import sys
+
+    script = (
+        "import rclpy; from rclpy.parameter import Parameter; from rclpy.parameter_client import AsyncParameterClient; "
+        f"rclpy.init(); n = rclpy.create_node('param_set'); c = AsyncParameterClient(n, '{node}'); "
+        # (half a second more: the node's reply writer may match this client's reader after it saw the service)
+        f"f = c.set_parameters([Parameter('{name}', value={literal})]) if c.wait_for_services(10.0) "
+        "and not rclpy.spin_once(n, timeout_sec=0.5) else None; "
+        "f and rclpy.spin_until_future_complete(n, f, timeout_sec=10.0); "
+        f"print(f.result() if f and f.done() else 'no answer from {node} (not running on this ROS_DOMAIN_ID?)')"
+    )
+    return f'{python or sys.executable} -c "{script}"'
 
 
 def runtime_change_error(

@@ -36,6 +36,7 @@ from vdepth_ros.ros.startup import (
     check_domain_id,
     check_params_files,
     check_ros_rules,
+    ignored_ros_namespace,
     params_files,
     unused_node_rules,
     unused_params_file_sections,
@@ -52,15 +53,19 @@ EPILOG = """per-camera parameters go in /front/depth_node: sections of the param
 remap a camera's topics with full names: -r /front/image:=/cam_front/image_rect"""
 
 PARAMETERS_HEADING = """parameters (-p NAME:=VALUE, or a params file's /**: ros__parameters: section), each with
-its type and default; "runtime": ros2 param set /depth_node NAME VALUE applies it at once, every other
-needs a restart; what each does: docs/node.md, Parameters, or ros2 param describe /depth_node NAME:"""
+its type and default; "runtime": applied at once when set on the running node through its SetParameters
+service (rqt_reconfigure; with a ROS distro install, ros2 param set /depth_node NAME VALUE; without the ros2
+CLI, this command, VALUE a Python value such as True, 5.0 or 'text', on the node's ROS_DOMAIN_ID:
+{set_command}
+), every other needs a restart; what each does: docs/node.md, Parameters:"""
 
 
 def _epilog() -> str:
     """The parameters of depth_node with their defaults, then the per-camera notes."""
-    from vdepth_ros.node_params import node_param_specs, parameter_lines
+    from vdepth_ros.node_params import node_param_specs, parameter_lines, set_parameter_command
 
-    return "\n".join([PARAMETERS_HEADING, *parameter_lines(node_param_specs()), "", EPILOG])
+    heading = PARAMETERS_HEADING.format(set_command=set_parameter_command("/depth_node", "NAME", "VALUE"))
+    return "\n".join([heading, *parameter_lines(node_param_specs()), "", EPILOG])
 
 
 def parser() -> argparse.ArgumentParser:
@@ -233,7 +238,8 @@ def run(args: list[str] | None = None) -> int:
         if transport:
             nodes[0].get_logger().info(transport)
         names = [n.get_fully_qualified_name() for n in nodes]
-        for warning in unused_params_file_sections(params_files(argv), names) + unused_node_rules(argv, names):
+        warnings = unused_params_file_sections(params_files(argv), names) + unused_node_rules(argv, names)
+        for warning in warnings + ignored_ros_namespace(os.environ, names):
             warn_every_camera(nodes, warning)
         shutdown.nodes = nodes
         shutdown.starting = False

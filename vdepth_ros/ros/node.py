@@ -35,7 +35,7 @@ from vdepth_ros.ros.processing import FrameProcessor
 from vdepth_ros.ros.python_logs import logging_as
 from vdepth_ros.ros.qos import IncompatibleQosReporter
 from vdepth_ros.ros.startup import CLOCK, build_pipeline, params_file_of
-from vdepth_ros.ros.status import StatusReporter
+from vdepth_ros.ros.status import StatusReporter, same_name_problem
 from vdepth_ros.ros.worker import RateLimitedLog, SupervisedWorker
 from vdepth_ros.runtime.shared import EnginePool, SharedEngine
 
@@ -69,6 +69,8 @@ class _DepthNodeCore(ParameterSide):
     #: a configure is loading the model: `vdepth-node`'s signal handler stops it at once (`cli.ShutdownRequest`)
     loading = False
     _abandoned: Any = threading.Thread()  # a worker left inside its window by a second signal (never started here)
+    #: another node of this one's full name was named in the log (`status.same_name_problem`): once per process
+    same_name_said = False
     _configures = 0  # successful configures so far (a managed node may be cleaned up and configured again)
     #: `vdepth-node --cameras` logs the start-up line once, when every camera is up (`build_nodes`),
     #: not each camera (the first one's "ready" would come before the others' models are loaded).
@@ -439,6 +441,27 @@ class DepthNode(_DepthNodeCore, Node):
         self.destroy_node()
 
 
+def lifecycle_command(node: str, transitions: list[str]) -> str:
+    """A shell command that sends `transitions` (of configure, activate, deactivate, cleanup) to the managed node
+    `node` through its `change_state` service and prints each answer: `ros2 lifecycle set` where there is no
+    `ros2` (ROS from pip wheels); run with the node's ROS_DOMAIN_ID."""
+    from lifecycle_msgs.msg import Transition
+
+    ids = ", ".join(f"('{t}', {getattr(Transition, 'TRANSITION_' + t.upper())})" for t in transitions)
+    script = (
+        "import rclpy; from lifecycle_msgs.msg import Transition; from lifecycle_msgs.srv import ChangeState; "
+        "rclpy.init(); n = rclpy.create_node('lifecycle_set'); "
+        f"c = n.create_client(ChangeState, '{node}/change_state'); ok = c.wait_for_service(timeout_sec=10.0) "
+        # (half a second more: the server's reply writer may match this client's reader after it saw the service)
+        "and not rclpy.spin_once(n, timeout_sec=0.5); "
+        "[print(t, rclpy.spin_until_future_complete(n, f := c.call_async(ChangeState.Request("
+        "transition=Transition(id=i))), timeout_sec=120.0) or (f.result() if f.done() else 'no answer')) "
+        f"for t, i in ({ids},) if ok]; "
+        f"ok or print('no answer from {node} (not running on this ROS_DOMAIN_ID?)')"
+    )
+    return f'{sys.executable} -c "{script}"'
+
+
 class ManagedDepthNode(_DepthNodeCore, LifecycleNode):
     """The depth node as a ROS 2 managed (lifecycle) node (`vdepth-node --managed`), for bring-up
     managers such as Nav2's lifecycle_manager:
@@ -469,10 +492,49 @@ class ManagedDepthNode(_DepthNodeCore, LifecycleNode):
         self._engine_arg, self._engine_pool_arg, self._start_worker = engine, engine_pool, start_worker
         self._declare_params()
         self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._waiting: tuple[str, float, bool] = ("unconfigured", time.monotonic(), False)  # state, since, said
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self._waiting_timer = self.create_timer(1.0, self._note_waiting, clock=steady)
+
+    #: After this long unconfigured or inactive, the node says what it waits for, once per time in that state.
+    WAITING_NOTE_S = 5.0
+
+    def _note_waiting(self) -> None:
+        """INFO once when the node has stayed `WAITING_NOTE_S` unconfigured since its start or inactive since its
+        configure: it said nothing, so a node started with --managed and no lifecycle manager (or one that does
+        not list it) looked hung. Names the transitions it waits for and how to send them where it runs (ROS from
+        pip has no `ros2 lifecycle`). Not after a failed transition (its error is logged) nor in a state a
+        manager chose (deactivated, cleaned up)."""
+        state = self._state_machine.current_state[1]
+        now = time.monotonic()
+        if state == "unconfigured" and not self.same_name_said:  # (once configured, the status checks it)
+            for _, message in same_name_problem(self).values():  # its lifecycle services clash most of all now
+                self.get_logger().warning(message)
+                self.same_name_said = True
+        if state != self._waiting[0]:
+            configured = state == "inactive" and self._waiting[0] in ("unconfigured", "configuring")
+            self._waiting = (state, now, not configured)
+        if (
+            state not in ("unconfigured", "inactive")
+            or self._waiting[2]
+            or now - self._waiting[1] < self.WAITING_NOTE_S
+        ):
+            return
+        self._waiting = (state, self._waiting[1], True)
+        fqn = self.get_fully_qualified_name()
+        transitions = ["configure", "activate"] if state == "unconfigured" else ["activate"]
+        self.get_logger().info(
+            f"{state} for {self.WAITING_NOTE_S:.0f} s: a managed node (--managed) waits for a lifecycle manager to "
+            f"{' and '.join(transitions)} it (Nav2's lifecycle_manager with {self.get_name()} in its node_names); "
+            f"by hand: {lifecycle_command(fqn, transitions)} (with a ROS distro install: "
+            + "; ".join(f"ros2 lifecycle set {fqn} {t}" for t in transitions)
+            + "); or start vdepth-node without --managed"
+        )
 
     def _transition(self, name: str, step: Callable[[], object]) -> TransitionCallbackReturn:
         """Run one step; any error fails the transition with its reason in the log (rclpy would
         turn an escaping exception into ERROR without logging it)."""
+        self._waiting = (*self._waiting[:2], True)  # a manager is there: nothing to say of the state it leaves
         try:
             step()
         except VdepthError as err:

@@ -38,7 +38,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 
 from vdepth_ros.colormap import units_label
-from vdepth_ros.node_params import auto_depth
+from vdepth_ros.node_params import auto_depth, runtime_set_advice
 from vdepth_ros.ros import conversions as conv
 from vdepth_ros.ros.qos import (
     IncompatibleQosReporter,
@@ -446,10 +446,8 @@ class OutputPublishers:
         topic = self.colormap.topic_name
         if self.p["publish_colormap"]:
             return f"{topic} (the depth in colour with its scale)"
-        return (
-            f"{topic} (the depth in colour with its scale; off now: publish_colormap changes at runtime, "
-            f"ros2 param set {self._node.get_fully_qualified_name()} publish_colormap true)"
-        )
+        turn_on = runtime_set_advice(self._node.get_fully_qualified_name(), "publish_colormap", "true")
+        return f"{topic} (the depth in colour with its scale; off now: to turn publish_colormap on, {turn_on})"
 
     def _tell_viewers(self, depth: np.ndarray) -> None:
         """One INFO per kind of viewer of `note_depth_viewers`, at the first depth image it would show unreadable

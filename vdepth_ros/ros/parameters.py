@@ -14,7 +14,7 @@ from rclpy.exceptions import ParameterUninitializedException
 from rclpy.parameter import Parameter
 
 from vdepth_ros.errors import ConfigError, closest_name
-from vdepth_ros.node_params import ParamSpec, node_param_specs, runtime_change_error, set_value_error
+from vdepth_ros.node_params import ParamSpec, node_param_specs, runtime_change_error, set_value_error, yaml_text
 from vdepth_ros.ros.params import declare_value, descriptor
 from vdepth_ros.ros.python_logs import forward_python_logging
 from vdepth_ros.ros.startup import values_rcl_dropped
@@ -168,12 +168,17 @@ class ParameterSide:
                 current = self.get_parameter(param.name).value if self.has_parameter(param.name) else None
                 problem = None if current is None else type_problem(kind_of(current), param.value)
                 if problem is not None:
-                    return f"{param.name} must be {problem}; e.g. ros2 param set {node} {param.name} {current!r}"
+                    return f"{param.name} must be {problem}; e.g. {param.name} {yaml_text(current)}"
                 declared = self.has_parameter(param.name)  # not yet while a publisher declares it
-                if param.name.startswith("qos_overrides.") and declared and not self._unchanged_read_only(param):
-                    return (  # rclpy's words: "Trying to set a read-only parameter"
-                        f"{param.name}: a publisher's QoS is read when the node starts; restart required (set it "
-                        f"with -p {param.name}:=... or in the params file)"
+                if declared and self.describe_parameter(param.name).read_only and not self._unchanged_read_only(param):
+                    what = (  # rclpy's words: "Trying to set a read-only parameter"
+                        "a publisher's QoS is read when the node starts"
+                        if param.name.startswith("qos_overrides.")
+                        else "rclpy reads it when the node starts"  # start_type_description_service
+                    )
+                    return (
+                        f"{param.name}: {what}; restart required (set it with -p {param.name}:=... or in the "
+                        "params file)"
                     )
                 continue
             if param.type_ == Parameter.Type.NOT_SET:

@@ -254,6 +254,8 @@ def check_ros_rules(argv: list[str]) -> None:
             raise StartupError(
                 f"{arg} {argv[i + 1]}: a namespace is absolute (it starts with '/'): {arg} {node}__ns:=/{namespace}"
             )
+        elif in_ros and arg in ("-r", "--remap") and (fixed := _valid_name_rule(argv[i + 1])) is not None:
+            raise StartupError(f"{arg} {argv[i + 1]}: {fixed[0]}: {arg} {fixed[1]}")
         elif in_ros and arg in RULE_ARGUMENTS and ":=" not in argv[i + 1] and not argv[i + 1].startswith("-"):
             rule = argv[i + 1]
             form = "NAME:=VALUE" if RULE_ARGUMENTS[arg] == "a parameter" else "FROM:=TO"
@@ -264,6 +266,42 @@ def check_ros_rules(argv: list[str]) -> None:
                 name, _, value = rule.rpartition(sep) if sep == ":" else rule.partition(sep)
                 fixed = f"{arg} {name}:={value}"
             raise StartupError(f"{arg} {rule}: {RULE_ARGUMENTS[arg]} is written with ':=' ({form}): {fixed}")
+
+
+#: A token of a ROS name (a namespace's part between '/', a node name): rcl's rule.
+NAME_TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _valid_name_rule(rule: str) -> tuple[str, str] | None:
+    """For a `__ns:=` or `__node:=` (`__name:=`) remap whose value rcl refuses, (what is wrong, the rule with a
+    valid name): a namespace ending in '/' (`/robot1/`), a '-' or '.' (`/robot-1`, `depth-node`), or a part
+    starting with a digit; rcl said "invalid node namespace: namespace must not end with a '/'" in an RCLError
+    with a RuntimeWarning, or only "Couldn't parse remap rule ... Expected lexeme type (1) not found". None: the
+    rule is not one of these, or its name is valid."""
+    match = re.fullmatch(r"((?:\w+:)?)(__ns|__node|__name):=(.*)", rule)
+    if match is None:
+        return None
+    node, which, value = match.groups()
+    if which == "__ns":
+        if value == "/" or not value.startswith("/"):
+            return None  # (a relative one: named above)
+        tokens = value.strip("/").split("/")
+        if not value.endswith("/") and all(NAME_TOKEN.fullmatch(t) for t in tokens):
+            return None
+        fixed = "/" + "/".join(_name_token(t) for t in tokens if t)
+        why = "a namespace is '/' and names of letters, digits and '_', each not starting with a digit"
+    else:
+        if NAME_TOKEN.fullmatch(value):
+            return None
+        fixed = _name_token(value.strip("/"))
+        why = "a node name is letters, digits and '_', not starting with a digit (no '/': set the namespace with __ns)"
+    return why, f"{node}{which}:={fixed}"
+
+
+def _name_token(text: str) -> str:
+    """`text` as a valid ROS name token: every other character '_', a leading digit behind a '_'."""
+    token = re.sub(r"[^A-Za-z0-9_]", "_", text) or "_"
+    return f"_{token}" if token[0].isdigit() else token
 
 
 def check_params_files(argv: list[str]) -> None:
@@ -325,6 +363,23 @@ def unused_params_file_sections(files: list[str], nodes: list[str]) -> list[str]
                 "only to the node of its exact namespace; docs/node.md, Parameters)"
             )
     return out
+
+
+def ignored_ros_namespace(environ: Mapping[str, str], nodes: list[str]) -> list[str]:
+    """One warning when `ROS_NAMESPACE` is set (a ROS 1 habit: rosrun and roslaunch read it) but no node of the
+    process runs in it: ROS 2 does not read it, so the node ran in '/' without a word, its topics and parameter
+    services where the robot's others did not look."""
+    namespace = environ.get("ROS_NAMESPACE", "").strip()
+    if not namespace or namespace == "/":
+        return []
+    wanted = "/" + namespace.strip("/")
+    if any(node.rsplit("/", 1)[0] == wanted or node.startswith(wanted + "/") for node in nodes):
+        return []
+    return [
+        f"ROS_NAMESPACE={namespace} is set, but ROS 2 does not read it (ROS 1 did): this process's nodes run in "
+        f"{', '.join(nodes)}; to run in {wanted}, start with --ros-args -r __ns:={wanted} (or a launch file's "
+        "namespace)"
+    ]
 
 
 def unused_node_rules(argv: list[str], nodes: list[str]) -> list[str]:

@@ -26,6 +26,36 @@ from vdepth_ros.runtime.shared import SharedEngine
 NO_WINDOW_YET = "no window yet"
 
 
+def same_name_problem(node: Any) -> dict[str, tuple[str, str]]:
+    """{"same-name": (summary, WARN)} when another node of `node`'s full name is in the graph, else {}: this node
+    started a second time by mistake (a second launch, a terminal left running), or a second camera's node started
+    without a name of its own. ROS says nothing across processes (in one process only rcl's "Publisher already
+    registered for provided node name"), and the shared-outputs WARN took it for a second camera. Two nodes of one
+    name answer one set of parameter (and lifecycle) services, so a parameter set or get (or a lifecycle transition)
+    reaches either of them, and both publish the same outputs. (A node killed before this one started is never
+    seen here: only one that lived beside it, until DDS times it out.)"""
+    fqn = node.get_fully_qualified_name()
+    same = sum(
+        1 for name, namespace in node.get_node_names_and_namespaces() if f"{namespace.rstrip('/')}/{name}" == fqn
+    )
+    found = {}
+    if same > 1:
+        domain = os.environ.get("ROS_DOMAIN_ID", "").strip() or "0"
+        found["same-name"] = (
+            f"another node named {fqn} is running: give one its own name (-r __ns:=/NS or -r __node:=NAME)",
+            f"another node named {fqn} is running ({same} nodes of this full name on ROS_DOMAIN_ID {domain}): "
+            "this node started twice (a second launch by mistake), or a second camera's node without a name of "
+            f"its own. Nodes of one name clash: their parameter and lifecycle services share names, so a "
+            f"parameter set or get for {fqn} (rqt_reconfigure, a parameter client) or a lifecycle transition "
+            "reaches either of them, and "
+            "both publish the same outputs, which every subscriber gets interleaved. Stop the second process, or "
+            "give each node its own name: vdepth-node --ros-args -r __ns:=/rear (its topics move into /rear too) "
+            "or -r __node:=depth_node_rear (the same topics: remap them too), or one process for several "
+            "cameras: vdepth-node --cameras front rear",
+        )
+    return found
+
+
 class StatusReporter:
     """/diagnostics of one `_DepthNodeCore` (its `intake`, `processor`, `outputs`, `watchdog`, `log`)."""
 
@@ -91,10 +121,11 @@ class StatusReporter:
             and node.get_clock().now().nanoseconds == 0
         ):
             found["no /clock"] = (
-                "use_sim_time is true but no /clock has arrived: play the bag with --clock, or use_sim_time:=false",
+                "use_sim_time is true but no /clock has arrived: publish /clock (a bag played with --clock), or "
+                "use_sim_time:=false",
                 "use_sim_time is true but no /clock has arrived, so this node's ROS time is 0 (the latency on "
-                "/diagnostics is meaningless): play the bag with its clock (ros2 bag play --clock), or set "
-                "use_sim_time:=false for a live camera",
+                "/diagnostics is meaningless): have the bag player or simulator publish /clock (ros2 bag play --clock "
+                "with a ROS distro install), or restart with -p use_sim_time:=false for a live camera",
             )
         node.log.problems.report("sim-clock", found)
 
@@ -220,13 +251,25 @@ class StatusReporter:
             )
         return None
 
+    def _check_same_name(self) -> None:
+        """`same_name_problem`, on /diagnostics while it holds; logged once per process (a managed node may have
+        said it before its configure)."""
+        node = self.node
+        found = same_name_problem(node)
+        if node.same_name_said:
+            found = {key: (summary, "") for key, (summary, _) in found.items()}  # (said already)
+        node.same_name_said = node.same_name_said or bool(found)
+        node.log.problems.report("same-name", found)
+
     def _check_shared_outputs(self) -> None:
         """WARN once when another node publishes on this node's output topics (two cameras' nodes in
         separate processes, both in the root namespace): subscribers get both streams interleaved. On
-        /diagnostics while it does."""
+        /diagnostics while it does. Publishers of a node of this node's own name are `_check_same_name`'s."""
         shared = self.node.outputs.shared_topics()
         if shared is None:
             return  # (not known yet)
+        fqn = self.node.get_fully_qualified_name()
+        shared = {topic: nodes for topic, nodes in shared.items() if any(name != fqn for name in nodes)}
         found = {}
         if shared:
             topics = ", ".join(f"{topic} ({', '.join(nodes)})" for topic, nodes in shared.items())
@@ -418,6 +461,7 @@ class StatusReporter:
             self._check_sim_clock()
             self._check_stream_states()
             self._check_no_image()
+            self._check_same_name()
             self._check_shared_outputs()
             self._check_image_publishers()
             node.intake.check_camera_info_stamps()
