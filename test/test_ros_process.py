@@ -617,8 +617,9 @@ def test_a_managed_node_shut_down_by_its_manager_still_logs_its_summary(tmp_path
     assert int(SUMMARY.search(out)["received"]) >= 1 and "published /depth" in out, out
 
 
-def _compressed_camera(topic: str, until: Callable[[], bool], seconds: float = 60.0):
-    """A feed for `run_node`: JPEG CompressedImages on `topic` with camera_info on /cam/camera_info."""
+def _compressed_camera(topic: str, until: Callable[[], bool], seconds: float = 60.0, subscribed: str | None = None):
+    """A feed for `run_node`: JPEG CompressedImages on `topic` with camera_info on /cam/camera_info, until `until()`
+    or `seconds` after the node subscribed `subscribed` (default: `topic`; any type: a graph count)."""
     import cv2
 
     def feed(peer: Node, ex: SingleThreadedExecutor) -> None:
@@ -627,6 +628,11 @@ def _compressed_camera(topic: str, until: Callable[[], bool], seconds: float = 6
             peer.create_publisher(CompressedImage, topic, rel),
             peer.create_publisher(CameraInfo, "/cam/camera_info", rel),
         )
+        # `seconds` count from the node's subscription, not from its start (an 8 s feed ended during a start-up
+        # at load 9: "stopped by SIGINT during start-up")
+        ready_by = time.monotonic() + 90
+        while not peer.count_subscribers(subscribed or topic) and time.monotonic() < ready_by:
+            ex.spin_once(timeout_sec=0.05)
         rng, k, deadline = np.random.default_rng(0), 0, time.monotonic() + seconds
         while time.monotonic() < deadline and not until():
             h = Header(stamp=conv.ns_to_stamp(1_000_000_000 + k * 50_000_000), frame_id="cam_optical")
@@ -671,13 +677,14 @@ def test_a_camera_streaming_only_compressed_images_is_named_with_the_fix(tmp_pat
     compressed images), the node remapped to the base topic as for any image_transport subscriber:
     nothing arrived, and after 10 s the WARN said "nothing publishes it: remap image to the camera's
     image topic", which it was. Now it names the compressed stream it found and image_transport:=compressed."""
-    start = time.monotonic()
     _, out = run_node(
         tmp_path,
         ["--ros-args", "-r", "image:=/cam/image_raw", "-r", "camera_info:=/cam/camera_info"],
         {},
         {"/depth": Image},
-        before_feed=_compressed_camera("/cam/image_raw/compressed", lambda: time.monotonic() - start > 18),
+        # past the node's 10 s WARN, counted from its subscription (18 s from its start left the WARN 10 s on a
+        # start-up of 8 s under load)
+        before_feed=_compressed_camera("/cam/image_raw/compressed", lambda: False, 13.0, subscribed="/cam/image_raw"),
         done=lambda got: True,
     )
     warned = [line for line in out.splitlines() if "no image has arrived" in line]
