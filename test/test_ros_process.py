@@ -767,16 +767,24 @@ def _depth_camera_node(
     depth_type: type,
     seconds: float = 60.0,
     remap: str | None = None,
+    until_said: str | None = None,
 ) -> tuple[list[Image], str]:
     """The node with `scale_source:=sparse sparse_depth:=image`, `sparse_depth` remapped to `topic` (or
     `remap`), fed grey-block colour images with camera_info, and `depth_msg(k, header)` on `topic` beside
-    each; until 3 /depth arrive or `seconds` after the node subscribed the images. (/depth messages, the
-    node's output)."""
+    each; until 3 /depth arrive, /diagnostics says `until_said` (logged by then), or `seconds` after the node
+    subscribed the images. (/depth messages, the node's output)."""
+    from diagnostic_msgs.msg import DiagnosticArray
+
     depths: list[Image] = []
+    said: list[str] = []
 
     def feed(peer: Node, ex: SingleThreadedExecutor) -> None:
         rel = qos_profile("reliable", 10)
         peer.create_subscription(Image, "/depth", depths.append, qos_profile("reliable", 50))
+        if until_said:  # the run ends on the event, not after a wall-clock time that must cover it on any machine
+            peer.create_subscription(
+                DiagnosticArray, "/diagnostics", lambda a: said.extend(st.message for st in a.status), rel
+            )
         pub = peer.create_publisher(Image, "/camera/color/image_raw", rel)
         ipub = peer.create_publisher(CameraInfo, "/camera/color/camera_info", rel)
         dpub = peer.create_publisher(depth_type, topic, rel)
@@ -786,7 +794,9 @@ def _depth_camera_node(
         while pub.get_subscription_count() == 0 and time.monotonic() < ready_by:
             ex.spin_once(timeout_sec=0.05)
         k, deadline = 0, time.monotonic() + seconds
-        while time.monotonic() < deadline and len(depths) < 3:
+        while (
+            time.monotonic() < deadline and len(depths) < 3 and not (until_said and any(until_said in m for m in said))
+        ):
             h = Header(stamp=conv.ns_to_stamp(1_000_000_000 + k * 50_000_000), frame_id="camera_color_optical_frame")
             dpub.publish(depth_msg(k % 4, h))
             pub.publish(conv.image_msg(np.repeat(_GREYS[k % 4][..., None], 3, axis=2), "rgb8", h))
@@ -899,13 +909,16 @@ def test_a_metric_input_that_never_reaches_an_image_is_named_with_the_cause(tmp_
         stamp = conv.ns_to_stamp(conv.stamp_to_ns(h.stamp) + 2_500_000_000)
         return conv.image_msg(_TRUTHS[k], "32FC1", Header(stamp=stamp, frame_id=h.frame_id))
 
-    depths, out = _depth_camera_node(tmp_path, aligned, later_clock, Image, seconds=18.0)
+    no_sample = "no sparse_depth sample"  # the WARN's /diagnostics line: it is logged once said there
+    depths, out = _depth_camera_node(tmp_path, aligned, later_clock, Image, seconds=40.0, until_said=no_sample)
     warned = [line for line in out.splitlines() if "no sparse_depth sample" in line]
     assert not depths and warned and len(warned) <= 3 and "[WARN]" in warned[0], out
     assert "the newest is stamped 2.5" in warned[0] and "s after this one" in warned[0], warned[0]
     assert "another clock" in warned[0], warned[0]
 
-    depths, out = _depth_camera_node(tmp_path, aligned, later_clock, Image, seconds=18.0, remap="/camera/depth_typo")
+    depths, out = _depth_camera_node(
+        tmp_path, aligned, later_clock, Image, seconds=40.0, remap="/camera/depth_typo", until_said=no_sample
+    )
     warned = [line for line in out.splitlines() if "no sparse_depth sample" in line]
     assert not depths and warned, out
     assert "no message has arrived on '/camera/depth_typo': nothing publishes it" in warned[0], warned[0]
