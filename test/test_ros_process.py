@@ -1522,15 +1522,25 @@ def test_a_node_with_no_camera_running_names_the_image_topics_there_are(tmp_path
     at all" once, and /diagnostics went on saying it while that camera published; a second WARN names it now
     (once: the node looks again at every status tick)."""
 
+    from diagnostic_msgs.msg import DiagnosticArray
+
     def late_camera(peer: Node, ex: SingleThreadedExecutor) -> None:
-        while not peer.count_publishers("/depth"):  # the node is up (it activates right after)
-            ex.spin_once(timeout_sec=0.1)
-        time.sleep(11)  # past its first WARN
+        # each step waits for the node's /diagnostics line of the WARN (logged by then), not a wall-clock time
+        said: list[str] = []
+        peer.create_subscription(
+            DiagnosticArray, "/diagnostics", lambda a: said.extend(s.message for s in a.status), 10
+        )
+
+        def wait_said(text: str, publish: Callable[[], None] = lambda: None) -> None:
+            end = time.monotonic() + 60
+            while time.monotonic() < end and not any("no image has arrived" in m and text in m for m in said):
+                publish()
+                ex.spin_once(timeout_sec=0.2)
+
+        wait_said("no image topic is published at all")  # its first WARN
         pub = peer.create_publisher(Image, "/usb_cam/image_raw", 10)
-        end = time.monotonic() + 5
-        while time.monotonic() < end:
-            pub.publish(Image(height=2, width=2, encoding="rgb8", step=6, data=bytes(12)))
-            ex.spin_once(timeout_sec=0.2)
+        image = Image(height=2, width=2, encoding="rgb8", step=6, data=bytes(12))
+        wait_said("'/usb_cam/image_raw'", lambda: pub.publish(image))  # the second WARN, naming it
 
     _, out = run_node(tmp_path, ["--ros-args"], {}, {"/depth": Image}, before_feed=late_camera, done=lambda got: True)
     warned = [line for line in out.splitlines() if "no image has arrived" in line]
