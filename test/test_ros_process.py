@@ -1574,13 +1574,21 @@ def test_an_image_remap_that_misses_the_published_camera_names_it(tmp_path: Path
     10 s the WARN said "nothing publishes it: remap image to the camera's image topic (-r /robot1/image:=
     /camera/color/image_raw)", a placeholder, while the camera's topic was published under the name the user had
     written. It now names that topic in the remap, and why the name missed it."""
-    start = time.monotonic()
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    diagnosed: list[float] = []  # when /diagnostics first said it (the WARN is logged by then)
+
+    def done(got: dict[str, list]) -> bool:  # 4 s more (status ticks) to see it said once, not from the node's start
+        if not diagnosed and any("no image has arrived" in st.message for a in got["/diagnostics"] for st in a.status):
+            diagnosed.append(time.monotonic())
+        return bool(diagnosed) and time.monotonic() - diagnosed[0] > 4
+
     _, out = run_node(
         tmp_path,
         ["--ros-args", *remaps],
         {"camera": ("/camera/image", "/camera/camera_info")},
-        {},
-        done=lambda got: time.monotonic() - start > 20,
+        {"/diagnostics": DiagnosticArray},
+        done=done,
     )
     warned = [line for line in out.splitlines() if "no image has arrived" in line]
     assert len(warned) == 1 and "[WARN]" in warned[0] and said in warned[0], out
