@@ -617,10 +617,14 @@ def test_a_managed_node_shut_down_by_its_manager_still_logs_its_summary(tmp_path
     assert int(SUMMARY.search(out)["received"]) >= 1 and "published /depth" in out, out
 
 
-def _compressed_camera(topic: str, until: Callable[[], bool], seconds: float = 60.0, subscribed: str | None = None):
-    """A feed for `run_node`: JPEG CompressedImages on `topic` with camera_info on /cam/camera_info, until `until()`
-    or `seconds` after the node subscribed `subscribed` (default: `topic`; any type: a graph count)."""
+def _compressed_camera(
+    topic: str, until: Callable[[], bool], seconds: float = 60.0, subscribed: str | None = None, said: str = ""
+):
+    """A feed for `run_node`: JPEG CompressedImages on `topic` with camera_info on /cam/camera_info, until `until()`,
+    2 s after /diagnostics first says `said` (its WARN is logged by then), or `seconds` after the node subscribed
+    `subscribed` (default: `topic`; any type: a graph count)."""
     import cv2
+    from diagnostic_msgs.msg import DiagnosticArray
 
     def feed(peer: Node, ex: SingleThreadedExecutor) -> None:
         rel = qos_profile("reliable", 10)
@@ -628,13 +632,20 @@ def _compressed_camera(topic: str, until: Callable[[], bool], seconds: float = 6
             peer.create_publisher(CompressedImage, topic, rel),
             peer.create_publisher(CameraInfo, "/cam/camera_info", rel),
         )
+        said_at: list[float] = []
+
+        def diagnostics(array: Any) -> None:
+            if said and not said_at and any(said in st.message for st in array.status):
+                said_at.append(time.monotonic())
+
+        peer.create_subscription(DiagnosticArray, "/diagnostics", diagnostics, rel)
         # `seconds` count from the node's subscription, not from its start (an 8 s feed ended during a start-up
         # at load 9: "stopped by SIGINT during start-up")
         ready_by = time.monotonic() + 90
         while not peer.count_subscribers(subscribed or topic) and time.monotonic() < ready_by:
             ex.spin_once(timeout_sec=0.05)
         rng, k, deadline = np.random.default_rng(0), 0, time.monotonic() + seconds
-        while time.monotonic() < deadline and not until():
+        while time.monotonic() < deadline and not until() and not (said_at and time.monotonic() - said_at[0] > 2):
             h = Header(stamp=conv.ns_to_stamp(1_000_000_000 + k * 50_000_000), frame_id="cam_optical")
             jpeg = cv2.imencode(".jpg", rng.integers(0, 255, (120, 160, 3), dtype=np.uint8))[1]
             pub.publish(CompressedImage(header=h, format="jpeg", data=jpeg.tobytes()))
@@ -715,7 +726,7 @@ def test_an_input_topic_of_another_type_is_named_with_the_fix(tmp_path: Path, to
     warned_text: list[str] = []
 
     def feed(peer: Node, ex: SingleThreadedExecutor) -> None:
-        _compressed_camera(topic, lambda: False, seconds=8.0)(peer, ex)
+        _compressed_camera(topic, lambda: False, seconds=30.0, said="none of those messages arrive")(peer, ex)
 
     args = [
         "--ros-args",
@@ -741,7 +752,7 @@ def test_a_compressed_depth_stream_remapped_to_image_is_named_as_depth_not_colou
     topic = "/cam/depth/image_raw/compressedDepth"
 
     def feed(peer: Node, ex: SingleThreadedExecutor) -> None:
-        _compressed_camera(topic, lambda: False, seconds=8.0)(peer, ex)
+        _compressed_camera(topic, lambda: False, seconds=30.0, said="none of those messages arrive")(peer, ex)
 
     args = ["--ros-args", "-p", "diagnostics_period:=0.2", "-r", f"image:={topic}"]
     args += ["-r", "camera_info:=/cam/camera_info"]
