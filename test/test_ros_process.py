@@ -664,9 +664,14 @@ def test_a_managed_node_shut_down_by_its_manager_still_logs_its_summary(tmp_path
     assert int(SUMMARY.search(out)["received"]) >= 1 and "published /depth" in out, out
 
 
-def _compressed_camera(topic: str, until: Callable[[], bool], seconds: float = 60.0):
-    """A feed for `run_node`: JPEG CompressedImages on `topic` with camera_info on /cam/camera_info."""
+def _compressed_camera(
+    topic: str, until: Callable[[], bool], seconds: float = 60.0, subscribed: str | None = None, said: str = ""
+):
+    """A feed for `run_node`: JPEG CompressedImages on `topic` with camera_info on /cam/camera_info, until `until()`,
+    2 s after /diagnostics first says `said` (its WARN is logged by then), or `seconds` after the node subscribed
+    `subscribed` (default: `topic`; any type: a graph count)."""
     import cv2
+    from diagnostic_msgs.msg import DiagnosticArray
 
     def feed(peer: Node, ex: SingleThreadedExecutor) -> None:
         rel = qos_profile("reliable", 10)
@@ -674,8 +679,20 @@ def _compressed_camera(topic: str, until: Callable[[], bool], seconds: float = 6
             peer.create_publisher(CompressedImage, topic, rel),
             peer.create_publisher(CameraInfo, "/cam/camera_info", rel),
         )
+        said_at: list[float] = []
+
+        def diagnostics(array: Any) -> None:
+            if said and not said_at and any(said in st.message for st in array.status):
+                said_at.append(time.monotonic())
+
+        peer.create_subscription(DiagnosticArray, "/diagnostics", diagnostics, rel)
+        # `seconds` count from the node's subscription, not from its start (an 8 s feed ended during a start-up
+        # at load 9: "stopped by SIGINT during start-up")
+        ready_by = time.monotonic() + 90
+        while not peer.count_subscribers(subscribed or topic) and time.monotonic() < ready_by:
+            ex.spin_once(timeout_sec=0.05)
         rng, k, deadline = np.random.default_rng(0), 0, time.monotonic() + seconds
-        while time.monotonic() < deadline and not until():
+        while time.monotonic() < deadline and not until() and not (said_at and time.monotonic() - said_at[0] > 2):
             h = Header(stamp=conv.ns_to_stamp(1_000_000_000 + k * 50_000_000), frame_id="cam_optical")
             jpeg = cv2.imencode(".jpg", rng.integers(0, 255, (120, 160, 3), dtype=np.uint8))[1]
             pub.publish(CompressedImage(header=h, format="jpeg", data=jpeg.tobytes()))
@@ -718,13 +735,14 @@ def test_a_camera_streaming_only_compressed_images_is_named_with_the_fix(tmp_pat
     compressed images), the node remapped to the base topic as for any image_transport subscriber:
     nothing arrived, and after 10 s the WARN said "nothing publishes it: remap image to the camera's
     image topic", which it was. Now it names the compressed stream it found and image_transport:=compressed."""
-    start = time.monotonic()
     _, out = run_node(
         tmp_path,
         ["--ros-args", "-r", "image:=/cam/image_raw", "-r", "camera_info:=/cam/camera_info"],
         {},
         {"/depth": Image},
-        before_feed=_compressed_camera("/cam/image_raw/compressed", lambda: time.monotonic() - start > 18),
+        # past the node's 10 s WARN, counted from its subscription (18 s from its start left the WARN 10 s on a
+        # start-up of 8 s under load)
+        before_feed=_compressed_camera("/cam/image_raw/compressed", lambda: False, 13.0, subscribed="/cam/image_raw"),
         done=lambda got: True,
     )
     warned = [line for line in out.splitlines() if "no image has arrived" in line]
@@ -755,7 +773,7 @@ def test_an_input_topic_of_another_type_is_named_with_the_fix(tmp_path: Path, to
     warned_text: list[str] = []
 
     def feed(peer: Node, ex: SingleThreadedExecutor) -> None:
-        _compressed_camera(topic, lambda: False, seconds=8.0)(peer, ex)
+        _compressed_camera(topic, lambda: False, seconds=30.0, said="none of those messages arrive")(peer, ex)
 
     args = [
         "--ros-args",
@@ -781,7 +799,7 @@ def test_a_compressed_depth_stream_remapped_to_image_is_named_as_depth_not_colou
     topic = "/cam/depth/image_raw/compressedDepth"
 
     def feed(peer: Node, ex: SingleThreadedExecutor) -> None:
-        _compressed_camera(topic, lambda: False, seconds=8.0)(peer, ex)
+        _compressed_camera(topic, lambda: False, seconds=30.0, said="none of those messages arrive")(peer, ex)
 
     args = ["--ros-args", "-p", "diagnostics_period:=0.2", "-r", f"image:={topic}"]
     args += ["-r", "camera_info:=/cam/camera_info"]
@@ -950,7 +968,7 @@ def test_a_metric_input_that_never_reaches_an_image_is_named_with_the_cause(tmp_
 
     # until the WARN (due 10 s in; it fed 18 s whatever came: the suite's slowest test of this file)
     depths, out = _depth_camera_node(
-        tmp_path, aligned, later_clock, Image, seconds=18.0, until_logged="the newest is stamped 2.5"
+        tmp_path, aligned, later_clock, Image, seconds=40.0, until_logged="the newest is stamped 2.5"
     )
     warned = [line for line in out.splitlines() if "no sparse_depth sample" in line]
     assert not depths and warned and len(warned) <= 3 and "[WARN]" in warned[0], out
@@ -958,7 +976,7 @@ def test_a_metric_input_that_never_reaches_an_image_is_named_with_the_cause(tmp_
     assert "another clock" in warned[0], warned[0]
 
     depths, out = _depth_camera_node(
-        tmp_path, aligned, later_clock, Image, seconds=18.0, remap="/camera/depth_typo",
+        tmp_path, aligned, later_clock, Image, seconds=40.0, remap="/camera/depth_typo",
         until_logged="no message has arrived on '/camera/depth_typo'",
     )  # fmt: skip
     warned = [line for line in out.splitlines() if "no sparse_depth sample" in line]
@@ -1578,15 +1596,25 @@ def test_a_node_with_no_camera_running_names_the_image_topics_there_are(tmp_path
     at all" once, and /diagnostics went on saying it while that camera published; a second WARN names it now
     (once: the node looks again at every status tick)."""
 
+    from diagnostic_msgs.msg import DiagnosticArray
+
     def late_camera(peer: Node, ex: SingleThreadedExecutor) -> None:
-        while not peer.count_publishers("/depth"):  # the node is up (it activates right after)
-            ex.spin_once(timeout_sec=0.1)
-        time.sleep(11)  # past its first WARN
+        # each step waits for the node's /diagnostics line of the WARN (logged by then), not a wall-clock time
+        said: list[str] = []
+        peer.create_subscription(
+            DiagnosticArray, "/diagnostics", lambda a: said.extend(s.message for s in a.status), 10
+        )
+
+        def wait_said(text: str, publish: Callable[[], None] = lambda: None) -> None:
+            end = time.monotonic() + 60
+            while time.monotonic() < end and not any("no image has arrived" in m and text in m for m in said):
+                publish()
+                ex.spin_once(timeout_sec=0.2)
+
+        wait_said("no image topic is published at all")  # its first WARN
         pub = peer.create_publisher(Image, "/usb_cam/image_raw", 10)
-        end = time.monotonic() + 5
-        while time.monotonic() < end:
-            pub.publish(Image(height=2, width=2, encoding="rgb8", step=6, data=bytes(12)))
-            ex.spin_once(timeout_sec=0.2)
+        image = Image(height=2, width=2, encoding="rgb8", step=6, data=bytes(12))
+        wait_said("'/usb_cam/image_raw'", lambda: pub.publish(image))  # the second WARN, naming it
 
     _, out = run_node(tmp_path, ["--ros-args"], {}, {"/depth": Image}, before_feed=late_camera, done=lambda got: True)
     warned = [line for line in out.splitlines() if "no image has arrived" in line]
@@ -1620,13 +1648,21 @@ def test_an_image_remap_that_misses_the_published_camera_names_it(tmp_path: Path
     10 s the WARN said "nothing publishes it: remap image to the camera's image topic (-r /robot1/image:=
     /camera/color/image_raw)", a placeholder, while the camera's topic was published under the name the user had
     written. It now names that topic in the remap, and why the name missed it."""
-    start = time.monotonic()
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    diagnosed: list[float] = []  # when /diagnostics first said it (the WARN is logged by then)
+
+    def done(got: dict[str, list]) -> bool:  # 4 s more (status ticks) to see it said once, not from the node's start
+        if not diagnosed and any("no image has arrived" in st.message for a in got["/diagnostics"] for st in a.status):
+            diagnosed.append(time.monotonic())
+        return bool(diagnosed) and time.monotonic() - diagnosed[0] > 4
+
     _, out = run_node(
         tmp_path,
         ["--ros-args", *remaps],
         {"camera": ("/camera/image", "/camera/camera_info")},
-        {},
-        done=lambda got: time.monotonic() - start > 20,
+        {"/diagnostics": DiagnosticArray},
+        done=done,
     )
     warned = [line for line in out.splitlines() if "no image has arrived" in line]
     assert len(warned) == 1 and "[WARN]" in warned[0] and said in warned[0], out
