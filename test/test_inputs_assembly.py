@@ -527,6 +527,23 @@ def test_the_chosen_bit_depth_does_not_follow_a_darker_frame() -> None:
     assert len(notes) == 2 and "exceed 12 bits" in notes[1]
 
 
+@pytest.mark.parametrize("glint", [0xFFFF, 0x8000])
+def test_a_saturated_pixel_does_not_darken_an_ir_camera(glint: int) -> None:
+    """kinect2_bridge's IR (16UC1 read as mono16): a 12-bit picture with one saturated pixel (a glint, a hot
+    pixel) was read as 16-bit, the whole picture nearly black, and a glint in a later frame darkened every
+    frame after it (auto only raises). The brightest 0.1% of the samples do not set the bit depth."""
+    picture = _picture()
+    notes: list[str] = []
+    assembler = FrameAssembler(image_encoding="mono16", report=lambda kind, message: notes.append(message))
+    for k in range(2):
+        samples = _camera_samples(picture, "mono16", 12, seed=k)
+        samples[k, k] = glint  # frame 0: from the start; frame 1: a new glint
+        frame = assembler.assemble(raw_image(samples, "16UC1"), k, None)
+        err = np.abs(frame.rgb[..., 0].astype(int) - picture[..., 1])
+        assert err[samples != glint].max() <= 1 and frame.rgb[k, k, 0] == 255, (k, err.max())
+    assert len(notes) == 1 and "use 12 bits" in notes[0], notes
+
+
 @pytest.mark.parametrize("shift", [4, 6, 8])
 def test_samples_in_the_top_bits_keep_their_top_8_bits(shift: int) -> None:
     """A camera (or cv_bridge) putting 10 or 12 bits in the top of the 16, even a dark frame of it,
