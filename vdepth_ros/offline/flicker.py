@@ -38,6 +38,7 @@ from vdepth_ros.errors import InputError, VdepthError
 from vdepth_ros.inputs.assembly import DEFAULT_MAX_INPUT_PIXELS
 from vdepth_ros.inputs.decode import SampleBitDepth, check_input_size
 from vdepth_ros.inputs.sync import stamp_to_ns
+from vdepth_ros.node_params import ros_param_values
 from vdepth_ros.offline.bag_messages import (
     KIND_PEEK_MESSAGES,
     decode_color_msg,
@@ -342,6 +343,8 @@ def measure_flicker(
     log_time_stamps: bool = False,
     max_input_pixels: int = DEFAULT_MAX_INPUT_PIXELS,
     tell_skipped: bool = True,
+    image_bit_depth: int = 0,
+    image_encoding: str = "auto",
 ) -> list[TopicFlicker]:
     """The flow warping error of each depth topic against `image_topic` (module docstring).
 
@@ -363,6 +366,9 @@ def measure_flicker(
     in each result's `skipped`/`skipped_images`): a colour image's depth goes unmatched, a depth image is not
     measured (the chain goes on over it, as over a dropped frame). `tell_skipped` False: counted, not logged
     (`vdepth-bag --flicker`, whose run told them already).
+
+    `image_bit_depth`, `image_encoding`: the colour images are read as the node reads them with these parameters
+    (`bag_messages.decode_color_msg`): an IR camera's 16UC1 read as mono16, a 12-bit camera's samples.
 
     Raises:
         FileNotFoundError, BagReadError, MissingTopicError, UnsupportedEncodingError (a topic whose
@@ -399,7 +405,7 @@ def measure_flicker(
             chains[t].result.tae_note = note
         # 3. Stream the bag: match each depth image to the colour image nearest in stamp.
         images: OrderedDict[int, np.ndarray] = OrderedDict()
-        bit_depth = SampleBitDepth()  # a 12-bit camera's mono16 read as the node reads it (auto)
+        bit_depth = SampleBitDepth(image_bit_depth)  # a 12-bit camera's mono16 read as the node reads it
         wanted = [c for c in reader.connections if c.topic in (image_topic, pose_topic) or c.topic in chains]
         for conn, t, raw in guarded_messages(reader, wanted, paths[0]):
             msg = deserialize_or_skip(reader, raw, conn, t, bad.skipped)
@@ -410,7 +416,7 @@ def measure_flicker(
             if conn.topic == pose_topic:
                 _add_pose(msg, chains)
             elif conn.topic == image_topic:
-                _add_image(images, chains, msg, conn.msgtype, image_topic, slop_ns, bit_depth, bad)
+                _add_image(images, chains, msg, conn.msgtype, image_topic, slop_ns, (bit_depth, image_encoding), bad)
             else:
                 _add_depth(images, chains[conn.topic], msg, conn.topic, slop_ns, bad)
         # 4. Depth images still waiting for a colour image are unmatched; the messages skipped, per topic.
@@ -552,15 +558,16 @@ def _add_image(
     msgtype: str,
     image_topic: str,
     slop_ns: int,
-    bit_depth: SampleBitDepth,
+    reading: tuple[SampleBitDepth, str],
     bad: _BadMessages,
 ) -> None:
-    """Hold a colour image (the last `_HELD`) and pair it with the depth images that arrived before it."""
+    """Hold a colour image (the last `_HELD`), read by `reading` (its bit depth and `image_encoding`), and pair it
+    with the depth images that arrived before it."""
     stamp = stamp_to_ns(msg.header.stamp)
     if bad.unstamped(stamp, image_topic) or bad.too_large(msg, image_topic, "an image"):
         return  # its depth goes unmatched
     try:
-        images[stamp] = decode_color_msg(msg, msgtype, image_topic, bit_depth)
+        images[stamp] = decode_color_msg(msg, msgtype, image_topic, *reading)
     except UnsupportedEncodingError as err:
         bad.unsupported(image_topic, stamp, err, outcome=_OUTCOME["an image"])
         return
@@ -671,6 +678,18 @@ def build_parser() -> argparse.ArgumentParser:
         f"corrupt or tiny compressed message can claim 100 MP and more); 0 = no limit (default "
         f"{DEFAULT_MAX_INPUT_PIXELS}, the node's max_input_pixels)",
     )
+    p.add_argument(
+        "--image-encoding",
+        default="auto",
+        help="read each raw colour image's bytes as this encoding, as the node's image_encoding parameter does (an IR "
+        "camera's 16UC1: mono16; OpenCV's 8UC3: bgr8; default auto: as each image names it)",
+    )
+    p.add_argument(
+        "--image-bit-depth",
+        type=int,
+        default=0,
+        help="significant bits of 16-bit colour images, as the node's image_bit_depth parameter (default 0 = auto)",
+    )
     p.add_argument("--typestore", choices=sorted(TYPESTORE_NAMES), default="kilted")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -684,6 +703,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     expand_home(args)
     setup_logging(args.verbose)
     try:
+        # refused in the node's words (image_encoding='16UC1' is not one of ...), before any bag is read
+        reading = ros_param_values({"image_encoding": args.image_encoding, "image_bit_depth": args.image_bit_depth})
         with stdout_for_results(), sigterm_as_interrupt():  # stdout: the result alone; SIGTERM is Ctrl-C
             results = measure_flicker(
                 args.bags,
@@ -697,6 +718,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 pose_topic=args.pose_topic,
                 camera_info_topic=args.camera_info_topic,
                 max_input_pixels=args.max_input_pixels,
+                image_bit_depth=reading["image_bit_depth"],
+                image_encoding=reading["image_encoding"],
             )
         if not any(r.pairs for r in results):
             skipped = "; ".join(
