@@ -38,7 +38,6 @@ from vdepth_ros.errors import InputError, VdepthError
 from vdepth_ros.inputs.assembly import DEFAULT_MAX_INPUT_PIXELS
 from vdepth_ros.inputs.decode import SampleBitDepth, check_input_size
 from vdepth_ros.inputs.sync import stamp_to_ns
-from vdepth_ros.node_params import ros_param_values
 from vdepth_ros.offline.bag_messages import (
     KIND_PEEK_MESSAGES,
     decode_color_msg,
@@ -59,7 +58,14 @@ from vdepth_ros.offline.bag_types import (
     video_stream_error,
 )
 from vdepth_ros.offline.errors import BagReadError, MissingTopicError, OfflineError, UnsupportedEncodingError
-from vdepth_ros.offline.runner import cli_errors, setup_logging, sigterm_as_interrupt, stdout_for_results
+from vdepth_ros.offline.runner import (
+    add_image_reading_options,
+    cli_errors,
+    image_reading_options,
+    setup_logging,
+    sigterm_as_interrupt,
+    stdout_for_results,
+)
 from vdepth_ros.offline.skipped import SkippedMessages
 from vdepth_ros.paths import expand_home
 from vdepth_ros.triangulate import PoseBuffer, pose_from_msg
@@ -678,18 +684,7 @@ def build_parser() -> argparse.ArgumentParser:
         f"corrupt or tiny compressed message can claim 100 MP and more); 0 = no limit (default "
         f"{DEFAULT_MAX_INPUT_PIXELS}, the node's max_input_pixels)",
     )
-    p.add_argument(
-        "--image-encoding",
-        default="auto",
-        help="read each raw colour image's bytes as this encoding, as the node's image_encoding parameter does (an IR "
-        "camera's 16UC1: mono16; OpenCV's 8UC3: bgr8; default auto: as each image names it)",
-    )
-    p.add_argument(
-        "--image-bit-depth",
-        type=int,
-        default=0,
-        help="significant bits of 16-bit colour images, as the node's image_bit_depth parameter (default 0 = auto)",
-    )
+    add_image_reading_options(p)
     p.add_argument("--typestore", choices=sorted(TYPESTORE_NAMES), default="kilted")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -704,7 +699,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args.verbose)
     try:
         # refused in the node's words (image_encoding='16UC1' is not one of ...), before any bag is read
-        reading = ros_param_values({"image_encoding": args.image_encoding, "image_bit_depth": args.image_bit_depth})
+        reading = image_reading_options(args)
         with stdout_for_results(), sigterm_as_interrupt():  # stdout: the result alone; SIGTERM is Ctrl-C
             results = measure_flicker(
                 args.bags,
@@ -718,8 +713,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 pose_topic=args.pose_topic,
                 camera_info_topic=args.camera_info_topic,
                 max_input_pixels=args.max_input_pixels,
-                image_bit_depth=reading["image_bit_depth"],
-                image_encoding=reading["image_encoding"],
+                **reading,
             )
         if not any(r.pairs for r in results):
             skipped = "; ".join(
