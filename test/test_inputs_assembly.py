@@ -430,7 +430,9 @@ def test_images_whose_encoding_does_not_say_their_bytes_are_read_as_image_encodi
     assert rgb[0, 0].tolist() == [200, 0, 0]
     swapped = FrameAssembler(image_encoding="rgb8").assemble(raw_image(bgr, "bgr8"), 0, info()).rgb  # mislabelled
     assert swapped[0, 0].tolist() == [0, 0, 200]
-    with pytest.raises(InputError, match="image_encoding is rgb8, but these 16UC1 images do not hold rgb8 pixels"):
+    # a setting that does not fit the camera: refused as an encoding it cannot read (the offline tools refuse the
+    # topic, by the one rule of decode_color_image), not as one malformed message
+    with pytest.raises(UnsupportedImageError, match="image_encoding is rgb8, but these 16UC1 images do not hold rgb8"):
         FrameAssembler(image_encoding="rgb8").assemble(raw_image(ir, "16UC1"), 0, info())
 
 

@@ -86,14 +86,15 @@ def read_as(msg: Any, encoding: str) -> str:
     own for "auto" (or "").
 
     Raises:
-        InputError: `encoding` does not fit the message's layout (its bytes per pixel, by its width and step).
+        UnsupportedImageError: `encoding` does not fit the message's layout (its bytes per pixel, by its width and
+            step): the setting, not one message, is wrong (a tool refuses the topic, as for an unreadable encoding).
     """
     if encoding in ("", "auto") or encoding == msg.encoding:
         return str(msg.encoding)
     try:
         image_array_from_fields(encoding, msg.height, msg.width, msg.step, msg.data, msg.is_bigendian)
     except InputError as err:
-        raise InputError(
+        raise UnsupportedImageError(
             f"image_encoding is {encoding}, but these {msg.encoding} images do not hold {encoding} pixels ({err}): "
             "set image_encoding to the encoding of the bytes the camera sends, or to auto to read each image as its "
             "encoding says"
