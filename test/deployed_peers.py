@@ -207,8 +207,12 @@ def _images(args: argparse.Namespace, w: int, h: int) -> list[Image]:
         frames = [packed_422(f, PACKED_422[args.encoding]) for f in frames]
     elif args.encoding == "32FC1":
         frames = [f[..., 0].astype(np.float32) for f in frames]
-    elif args.encoding in ("mono16", "16UC1"):  # a 16-bit grey or IR camera (kinect2_bridge's image_ir is 16UC1)
+    elif args.encoding == "mono16":  # a 16-bit grey camera
         frames = [f[..., 0].astype(np.uint16) << 8 for f in frames]
+    elif args.encoding == "16UC1":  # an IR camera (kinect2_bridge's image_ir): 12-bit samples, a saturated glint
+        frames = [f[..., 0].astype(np.uint16) << 4 for f in frames]
+        for f in frames:
+            f[0, 0] = 0xFFFF
     return [conv.image_msg(f, args.encoding, conv.copy_header(Image().header)) for f in frames]
 
 

@@ -22,6 +22,7 @@ from vdepth_ros.offline import bag as bagcli
 from vdepth_ros.offline.atomic import STAGING_PREFIX
 from vdepth_ros.offline.bag import process_bag
 from vdepth_ros.offline.errors import MissingTopicError, OfflineError
+from vdepth_ros.offline.flicker import main as flicker_main
 from vdepth_ros.offline.synth import default_intrinsics, synthetic_frames, write_image_bag
 from vdepth_ros.pipeline import DepthPipeline, FrameInput
 
@@ -232,10 +233,20 @@ def test_a_12_bit_mono16_bag_gives_the_depth_of_its_picture(tmp_path: Path) -> N
     for enc in ("mono8", "mono16", "16UC1"):
         make_bag(tmp_path / f"in_{enc}", n=6, encoding=enc)
         params = {**PARAMS, "image_encoding": "mono16"} if enc == "16UC1" else PARAMS
-        process_bag(
-            tmp_path / f"in_{enc}", tmp_path / f"out_{enc}", params=params, engine=make_engine(), mode="offline"
+        summary = process_bag(
+            tmp_path / f"in_{enc}",
+            tmp_path / f"out_{enc}",
+            params=params,
+            engine=make_engine(),
+            mode="offline",
+            flicker=enc == "16UC1",  # its input's images read by image_encoding there too (all were skipped)
         )
         outs.append([img(m) for _, m in read_bag(tmp_path / f"out_{enc}")["/depth"]])
+    assert any(re.match(r"flicker of /depth .* over 5 pairs$", note) for note in summary.notes), summary.notes
+    # vdepth-flicker on its own: the same reading by --image-encoding, refused in the node's words where wrong
+    bags = [str(tmp_path / "out_16UC1"), str(tmp_path / "in_16UC1"), "--depth-topic", "/depth", "--json"]
+    assert flicker_main([*bags, "--image-encoding", "mono16"]) == 0
+    assert flicker_main([*bags, "--image-encoding", "16UC1"]) == 2
     assert len(outs[0]) == len(outs[1]) == len(outs[2]) == 6
     for a, b, c in zip(*outs, strict=True):
         np.testing.assert_array_equal(a, b)

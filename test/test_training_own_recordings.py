@@ -183,3 +183,20 @@ def test_a_relative_data_root_not_found_names_the_folder_it_searched(
     for layout in ("rgbd", "tartanair"):
         with pytest.raises(ConfigError, match=f"no {layout} sequences found under data/mine"):
             load_layout(layout, "data/mine")
+
+
+def test_an_ir_cameras_16uc1_bag_is_read_as_the_node_reads_it(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """kinect2_bridge's IR (16UC1, 12-bit samples) with a registered depth: every frame was refused as a depth image
+    on the colour input, no sequence written. `--image-encoding mono16` reads it as the node's image_encoding does
+    (image_bit_depth auto: the mono8 bag's picture); a value the node refuses is refused in its words."""
+    common = ["--depth-topic", "/cam/aligned_depth_to_color/image_raw", "--image-topic", "/cam/color/image_raw"]
+    rgb = []
+    for enc, reading in (("mono8", []), ("16UC1", ["--image-encoding", "mono16"])):
+        bag = _bag(tmp_path / f"rec_{enc}", 3, _mm(3), encoding=enc)
+        assert layouts_main(["rosbag", str(bag), "--out", str(tmp_path / enc), *common, *reading]) == 0
+        rgb.append(SequenceReader(find_sequences(tmp_path / enc)[0]).read().rgb)
+    np.testing.assert_array_equal(rgb[0], rgb[1])
+    capsys.readouterr()
+    bag = tmp_path / "rec_16UC1"
+    assert layouts_main(["rosbag", str(bag), "--out", str(tmp_path / "x"), *common, "--image-encoding", "16UC1"]) == 2
+    assert "image_encoding='16UC1' is not one of auto" in capsys.readouterr().err

@@ -465,8 +465,16 @@ def to_8bit(samples: np.ndarray, bit_depth: int = 16) -> np.ndarray:
     return out.astype(np.uint8)
 
 
+#: the share of an image's brightest samples `significant_bits` passes over: a hot or saturated pixel, a glint
+#: in an IR image (65535 in a 12-bit camera's mono16) is not the camera's range
+BRIGHTEST_IGNORED = 0.001
+
+#: at most this many samples (a strided subset) tell an image's bit depth: the percentile stays cheap per frame
+_BIT_DEPTH_SAMPLES = 1 << 16
+
+
 def significant_bits(arr: np.ndarray, encoding: str) -> tuple[int, int] | None:
-    """`(bits, largest sample)` of one 16-bit image: how many low bits its samples use, rounded up to
+    """`(bits, brightest sample)` of one 16-bit image: how many low bits its samples use, rounded up to
     a sensor's bit depth (`SAMPLE_BIT_DEPTHS`), or None when the image cannot tell (all zero: a
     covered lens, a dark first frame).
 
@@ -475,18 +483,24 @@ def significant_bits(arr: np.ndarray, encoding: str) -> tuple[int, int] | None:
     *top* bits. Samples reaching bit 13 whose two lowest bits (or more) are never set while at least
     four above them vary are taken as top-aligned: 16 (a dark frame of a top-aligned camera is not
     brightened); below bit 13 such samples are a 10-bit sensor in a 12-bit container, say, and read
-    by their largest. A colour encoding's alpha channel is not a sample.
+    by their largest. A colour encoding's alpha channel is not a sample. The brightest
+    `BRIGHTEST_IGNORED` of the samples are passed over (the brightest one kept is returned): one saturated
+    pixel of an IR camera's 16UC1/mono16 made the whole picture be read as 16-bit, nearly black.
     """
     enc = get_encoding(encoding)
-    samples = arr[..., :3] if enc.channels == 4 else arr
-    used = int(np.bitwise_or.reduce(samples, axis=None))
+    samples = (arr[..., :3] if enc.channels == 4 else arr).reshape(-1)
+    stride = max(1, samples.size // _BIT_DEPTH_SAMPLES)
+    stride += (5 - stride % 6) % 4 if stride > 1 else 0  # 1 or 5 mod 6: every channel and Bayer phase is read
+    samples = samples[::stride]
+    rank = int((samples.size - 1) * (1 - BRIGHTEST_IGNORED))
+    brightest = int(np.partition(samples, rank)[rank])
+    used = int(np.bitwise_or.reduce(samples[samples <= brightest], axis=None))
     if used == 0:
         return None
-    largest = int(samples.max())
     low_zeros = (used & -used).bit_length() - 1  # trailing zero bits of every sample
     if low_zeros >= 2 and used.bit_length() - low_zeros >= 4 and used.bit_length() >= 14:
-        return 16, largest
-    return next(b for b in SAMPLE_BIT_DEPTHS if used.bit_length() <= b), largest
+        return 16, brightest
+    return next(b for b in SAMPLE_BIT_DEPTHS if used.bit_length() <= b), brightest
 
 
 def grey_at_most(image: np.ndarray, max_width: int) -> np.ndarray:

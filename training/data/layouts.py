@@ -730,7 +730,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     from vdepth_ros.errors import VdepthError
-    from vdepth_ros.offline.runner import cli_errors
+    from vdepth_ros.offline.runner import add_image_reading_options, cli_errors, image_reading_options
     from vdepth_ros.paths import expand_home
 
     prog = "python -m vdepth_training.data.layouts"
@@ -748,12 +748,18 @@ def main(argv: list[str] | None = None) -> int:
     bag.add_argument("--camera-info-topic", help="camera_info topic (default: the image topic's own)")
     bag.add_argument("--frames-per-sequence", type=int, default=300, help="split longer runs (default 300)")
     bag.add_argument("--max-stamp-gap", type=float, default=0.02, help="largest colour/depth stamp gap paired [s]")
+    add_image_reading_options(bag)
     ap.add_argument("--depth-scale", type=float, help="rgbd: integer depth units per metre (1000: millimetres)")
     args = ap.parse_args(argv)
     expand_home(args)
     options: dict[str, Any] = {}
     if args.layout == "rosbag":
+        try:
+            reading = image_reading_options(args)
+        except VdepthError as err:
+            return cli_errors(prog, err)
         options = {
+            **reading,
             "depth_topic": args.depth_topic,
             "image_topic": args.image_topic,
             "camera_info_topic": args.camera_info_topic,

@@ -40,6 +40,8 @@ def rosbag_sequences(
     frames_per_sequence: int = DEFAULT_FRAMES_PER_SEQUENCE,
     min_frames: int = 2,
     max_stamp_gap: float = DEFAULT_MAX_STAMP_GAP,
+    image_encoding: str = "auto",
+    image_bit_depth: int = 0,
 ) -> Iterator[Sequence]:
     """The bag's frames with depth as metric-depth sequences, streamed (one sequence in memory).
 
@@ -55,6 +57,8 @@ def rosbag_sequences(
         max_stamp_gap: the largest colour/depth header stamp difference paired [s]; tighter than
             the node's `sparse_depth_slop` (0.1 s, a scale source), since a depth map a few frames
             off in a moving scene is a wrong target, not a slightly older scale.
+        image_encoding, image_bit_depth: the colour images are read as the node reads them with these parameters
+            (an IR camera's 16UC1 as mono16, a 12-bit camera's samples), so the model trains on what it will see.
 
     Raises:
         ConfigError: `frames_per_sequence` < 1, or no frame of the bag had usable depth (naming why,
@@ -73,6 +77,8 @@ def rosbag_sequences(
         camera_info_topic_explicit=camera_info_topic is not None,
         sparse_depth_topic=depth_topic,
         sparse_depth_slop_ns=round(max_stamp_gap * 1e9),
+        image_encoding=image_encoding,
+        image_bit_depth=image_bit_depth,
     )
     written = skipped = without_depth = 0
     run: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []

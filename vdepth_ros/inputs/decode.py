@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from vdepth_ros.encodings import (
+    BRIGHTEST_IGNORED,
     COLOR_INPUT_ENCODINGS,
     DEPTH_ALIASES,
     compressed_depth_size,
@@ -85,14 +86,15 @@ def read_as(msg: Any, encoding: str) -> str:
     own for "auto" (or "").
 
     Raises:
-        InputError: `encoding` does not fit the message's layout (its bytes per pixel, by its width and step).
+        UnsupportedImageError: `encoding` does not fit the message's layout (its bytes per pixel, by its width and
+            step): the setting, not one message, is wrong (a tool refuses the topic, as for an unreadable encoding).
     """
     if encoding in ("", "auto") or encoding == msg.encoding:
         return str(msg.encoding)
     try:
         image_array_from_fields(encoding, msg.height, msg.width, msg.step, msg.data, msg.is_bigendian)
     except InputError as err:
-        raise InputError(
+        raise UnsupportedImageError(
             f"image_encoding is {encoding}, but these {msg.encoding} images do not hold {encoding} pixels ({err}): "
             "set image_encoding to the encoding of the bytes the camera sends, or to auto to read each image as its "
             "encoding says"
@@ -202,6 +204,10 @@ def check_input_size(
         )
 
 
+#: the samples `significant_bits` reads a bit depth from, as the note names them (its brightest ones passed over)
+PERCENT_KEPT = f"{100 * (1 - BRIGHTEST_IGNORED):g}%"
+
+
 class SampleBitDepth:
     """How many low bits of one camera's 16-bit samples hold the picture (the `image_bit_depth`
     parameter): a 12-bit camera publishing mono16 (bayer_*16, rgb16...) with values 0-4095, as many
@@ -210,8 +216,9 @@ class SampleBitDepth:
 
     Args:
         setting: 8-16 for a camera whose bit depth the user knows; 0 = auto: found from the images
-            (`encodings.significant_bits`), only ever raised (a darker frame never lowers it, so the
-            picture does not change brightness from frame to frame), each choice told once.
+            (`encodings.significant_bits`, passing over their brightest 0.1%: a hot pixel or glint), only ever
+            raised (a darker frame never lowers it, so the picture does not change brightness from frame to
+            frame), each choice told once.
     """
 
     def __init__(self, setting: int = 0) -> None:
@@ -234,11 +241,11 @@ class SampleBitDepth:
             return self.bits or 16
         previous, (self.bits, largest) = self.bits, found
         if previous is not None:
-            what = f"exceed {previous} bits (the largest is {largest})"
+            what = f"exceed {previous} bits ({PERCENT_KEPT} of them at most {largest})"
         elif self.bits == 16:
             what = "fill 16 bits (or their top bits)"
         else:
-            what = f"use {self.bits} bits (the largest is {largest})"
+            what = f"use {self.bits} bits ({PERCENT_KEPT} of them at most {largest})"
         how = (
             "their top 8 bits are the image"
             if self.bits == 16

@@ -272,7 +272,9 @@ def process_bag(
                     counts,
                     typestore,
                     log_time_stamps,
-                    ros_param_values(params)["max_input_pixels"],
+                    ros_values["max_input_pixels"],
+                    image_bit_depth=ros_values["image_bit_depth"],  # its input's images read as this run read them
+                    image_encoding=ros_values["image_encoding"],
                 )
             )
         except KeyboardInterrupt:

@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import yaml
 
-from vdepth_ros.encodings import COLOR_INPUT_ENCODINGS, get_encoding
-from vdepth_ros.errors import InputError
+from vdepth_ros.encodings import get_encoding
 from vdepth_ros.inputs.decode import (
     SampleBitDepth,
     UnsupportedImageError,
@@ -26,8 +25,6 @@ from vdepth_ros.inputs.decode import (
     decode_depth_image,
     is_compressed_depth,
     is_depth_png,
-    read_as,
-    read_as_hint,
 )
 from vdepth_ros.offline.atomic import disk_full_error
 from vdepth_ros.offline.bag_storage import ReadableCopies, expand_folders, split_index, storage_files
@@ -514,23 +511,9 @@ def decode_color_msg(
             image's bytes (names the topic).
         InputError: the message is malformed (size, buffer, undecodable bytes).
     """
-    if msgtype != COMPRESSED:
-        try:
-            encoding = read_as(msg, image_encoding)
-        except InputError as err:
-            raise UnsupportedEncodingError(f"topic {topic!r}: {err}") from None
-        try:
-            enc = get_encoding(encoding, COLOR_INPUT_ENCODINGS)
-        except InputError as err:
-            raise UnsupportedEncodingError(f"topic {topic!r}: {err}{read_as_hint(encoding)}") from None
-        if enc.kind != "depth" and encoding not in COLOR_INPUT_ENCODINGS:
-            raise UnsupportedEncodingError(
-                f"topic {topic!r}: encoding {encoding!r} is a {enc.kind} "
-                f"image, not a colour one; supported: {', '.join(COLOR_INPUT_ENCODINGS)}"
-            )
     try:
         return decode_color_image(msg, bit_depth=bit_depth, choose_image=CHOOSE_IMAGE, image_encoding=image_encoding)
-    except UnsupportedImageError as err:  # a depth image: named as the node names it, with this tool's fix
+    except UnsupportedImageError as err:  # named as the node names it (its one rule), with this tool's fix
         raise UnsupportedEncodingError(f"topic {topic!r}: {err}") from None
 
 

@@ -129,9 +129,12 @@ def flicker_note(
     typestore: str,
     log_time_stamps: bool = False,
     max_input_pixels: int = 0,
+    image_bit_depth: int = 0,
+    image_encoding: str = "auto",
 ) -> str:
     """`vdepth-flicker` on the finished output bag, read together with its input, as one note (images above the
-    run's `max_input_pixels`, which it dropped, are skipped there too)."""
+    run's `max_input_pixels`, which it dropped, are skipped there too; its images read by the run's `image_bit_depth`
+    and `image_encoding`, as the run read them)."""
     from vdepth_ros.offline.flicker import measure_flicker
 
     depth = topics.outputs.depth
@@ -145,6 +148,8 @@ def flicker_note(
         typestore=typestore,
         log_time_stamps=log_time_stamps,  # the outputs carry the receive times of their images then
         max_input_pixels=max_input_pixels,
+        image_bit_depth=image_bit_depth,
+        image_encoding=image_encoding,
         tell_skipped=False,  # the run told the input's bad messages already
     )
     d = r.to_dict()

@@ -58,7 +58,14 @@ from vdepth_ros.offline.bag_types import (
     video_stream_error,
 )
 from vdepth_ros.offline.errors import BagReadError, MissingTopicError, OfflineError, UnsupportedEncodingError
-from vdepth_ros.offline.runner import cli_errors, setup_logging, sigterm_as_interrupt, stdout_for_results
+from vdepth_ros.offline.runner import (
+    add_image_reading_options,
+    cli_errors,
+    image_reading_options,
+    setup_logging,
+    sigterm_as_interrupt,
+    stdout_for_results,
+)
 from vdepth_ros.offline.skipped import SkippedMessages
 from vdepth_ros.paths import expand_home
 from vdepth_ros.triangulate import PoseBuffer, pose_from_msg
@@ -342,6 +349,8 @@ def measure_flicker(
     log_time_stamps: bool = False,
     max_input_pixels: int = DEFAULT_MAX_INPUT_PIXELS,
     tell_skipped: bool = True,
+    image_bit_depth: int = 0,
+    image_encoding: str = "auto",
 ) -> list[TopicFlicker]:
     """The flow warping error of each depth topic against `image_topic` (module docstring).
 
@@ -363,6 +372,9 @@ def measure_flicker(
     in each result's `skipped`/`skipped_images`): a colour image's depth goes unmatched, a depth image is not
     measured (the chain goes on over it, as over a dropped frame). `tell_skipped` False: counted, not logged
     (`vdepth-bag --flicker`, whose run told them already).
+
+    `image_bit_depth`, `image_encoding`: the colour images are read as the node reads them with these parameters
+    (`bag_messages.decode_color_msg`): an IR camera's 16UC1 read as mono16, a 12-bit camera's samples.
 
     Raises:
         FileNotFoundError, BagReadError, MissingTopicError, UnsupportedEncodingError (a topic whose
@@ -399,7 +411,7 @@ def measure_flicker(
             chains[t].result.tae_note = note
         # 3. Stream the bag: match each depth image to the colour image nearest in stamp.
         images: OrderedDict[int, np.ndarray] = OrderedDict()
-        bit_depth = SampleBitDepth()  # a 12-bit camera's mono16 read as the node reads it (auto)
+        bit_depth = SampleBitDepth(image_bit_depth)  # a 12-bit camera's mono16 read as the node reads it
         wanted = [c for c in reader.connections if c.topic in (image_topic, pose_topic) or c.topic in chains]
         for conn, t, raw in guarded_messages(reader, wanted, paths[0]):
             msg = deserialize_or_skip(reader, raw, conn, t, bad.skipped)
@@ -410,7 +422,7 @@ def measure_flicker(
             if conn.topic == pose_topic:
                 _add_pose(msg, chains)
             elif conn.topic == image_topic:
-                _add_image(images, chains, msg, conn.msgtype, image_topic, slop_ns, bit_depth, bad)
+                _add_image(images, chains, msg, conn.msgtype, image_topic, slop_ns, (bit_depth, image_encoding), bad)
             else:
                 _add_depth(images, chains[conn.topic], msg, conn.topic, slop_ns, bad)
         # 4. Depth images still waiting for a colour image are unmatched; the messages skipped, per topic.
@@ -552,15 +564,16 @@ def _add_image(
     msgtype: str,
     image_topic: str,
     slop_ns: int,
-    bit_depth: SampleBitDepth,
+    reading: tuple[SampleBitDepth, str],
     bad: _BadMessages,
 ) -> None:
-    """Hold a colour image (the last `_HELD`) and pair it with the depth images that arrived before it."""
+    """Hold a colour image (the last `_HELD`), read by `reading` (its bit depth and `image_encoding`), and pair it
+    with the depth images that arrived before it."""
     stamp = stamp_to_ns(msg.header.stamp)
     if bad.unstamped(stamp, image_topic) or bad.too_large(msg, image_topic, "an image"):
         return  # its depth goes unmatched
     try:
-        images[stamp] = decode_color_msg(msg, msgtype, image_topic, bit_depth)
+        images[stamp] = decode_color_msg(msg, msgtype, image_topic, *reading)
     except UnsupportedEncodingError as err:
         bad.unsupported(image_topic, stamp, err, outcome=_OUTCOME["an image"])
         return
@@ -671,6 +684,7 @@ def build_parser() -> argparse.ArgumentParser:
         f"corrupt or tiny compressed message can claim 100 MP and more); 0 = no limit (default "
         f"{DEFAULT_MAX_INPUT_PIXELS}, the node's max_input_pixels)",
     )
+    add_image_reading_options(p)
     p.add_argument("--typestore", choices=sorted(TYPESTORE_NAMES), default="kilted")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -684,6 +698,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     expand_home(args)
     setup_logging(args.verbose)
     try:
+        # refused in the node's words (image_encoding='16UC1' is not one of ...), before any bag is read
+        reading = image_reading_options(args)
         with stdout_for_results(), sigterm_as_interrupt():  # stdout: the result alone; SIGTERM is Ctrl-C
             results = measure_flicker(
                 args.bags,
@@ -697,6 +713,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 pose_topic=args.pose_topic,
                 camera_info_topic=args.camera_info_topic,
                 max_input_pixels=args.max_input_pixels,
+                **reading,
             )
         if not any(r.pairs for r in results):
             skipped = "; ".join(

@@ -457,6 +457,37 @@ def add_run_options(parser: argparse.ArgumentParser, output: str) -> None:
     parser.add_argument("-v", "--verbose", action="store_true")
 
 
+def add_image_reading_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """`--image-encoding` and `--image-bit-depth`: the node's `image_encoding` and `image_bit_depth` for a tool
+    that reads a bag's colour images without a params file (`vdepth-flicker`, the training's rosbag conversion);
+    read back, checked as the node checks them, by `image_reading_options`."""
+    parser.add_argument(
+        "--image-encoding",
+        default="auto",
+        help="read each raw colour image's bytes as this encoding, as the node's image_encoding parameter does (an IR "
+        "camera's 16UC1: mono16; OpenCV's 8UC3: bgr8; default auto: as each image names it)",
+    )
+    parser.add_argument(
+        "--image-bit-depth",
+        type=int,
+        default=0,
+        help="significant bits of 16-bit colour images, as the node's image_bit_depth parameter (default 0 = auto)",
+    )
+
+
+def image_reading_options(args: argparse.Namespace) -> dict[str, Any]:
+    """`{"image_encoding": ..., "image_bit_depth": ...}` of `add_image_reading_options`' options.
+
+    Raises:
+        ConfigError: a value the node refuses, in its words (`image_encoding='16UC1' is not one of auto, ...`).
+    """
+    from vdepth_ros.node_params import ros_param_values
+
+    given = {"image_encoding": args.image_encoding, "image_bit_depth": args.image_bit_depth}
+    values = ros_param_values(given)
+    return {name: values[name] for name in given}
+
+
 def setup_logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
