@@ -9,7 +9,8 @@ Writes, next to each other:
 
 The graph's IO stays float32 for every precision; fp16/bf16 cast inside, so one spec/engine
 interface serves all. Exporter: the legacy TorchScript exporter is tried first (seconds, and
-fine for most graphs), the dynamo exporter when it fails (`exporter="auto"`).
+fine for most graphs), the dynamo exporter when it fails (`exporter="auto"`); a family whose
+signature names its exporter (`ExportSignature.extra["exporter"]`, DVD) gets that one only.
 """
 
 from __future__ import annotations
@@ -230,7 +231,7 @@ def export_onnx(
             its window and the runtime's default resolution. Prefer non-square shapes.
         precision: "fp32" | "fp16" | "bf16" compute precision inside the graph (IO stays fp32).
         opset: ONNX opset (>= 17); default 17 for the legacy exporter, 18 for dynamo.
-        exporter: "auto" (legacy, then dynamo on failure), "legacy" or "dynamo".
+        exporter: "auto" (the family's own, else legacy, then dynamo on failure), "legacy" or "dynamo".
         dynamic_frames: declare the frame axis dynamic; checked at two window lengths.
         tiny: with a family name, build its `tiny_config()` with random weights.
         parity: run the ONNX Runtime vs PyTorch check and write the report.
@@ -287,12 +288,11 @@ def export_onnx(
         onnx_path = variant_path(onnx_path, spec.height, spec.width)
         _check_graph_path(source, onnx_path, overwrite)
     # 2. The module to trace (float32 IO around the precision) and an example input.
-    spec, names, module, example = _traced_module(model, spec, precision)
+    spec, names, module, example, tries = _traced_module(model, spec, precision, exporter)
     # 3. Export with the first exporter that succeeds, then finish the graph file. Everything is
     # written beside the staged graph and moved into place together, once complete (`AtomicOutput`):
     # a failure or Ctrl-C leaves the working graph, its spec and report as they were.
     max_frames = int(constraints.max_window or max(64, spec.frames))
-    tries = ["legacy", "dynamo"] if exporter == "auto" else [exporter]
     start = time.perf_counter()
     written = [external_data_path(onnx_path), spec_path_for(onnx_path), parity_path_for(onnx_path)]
     if save_model_dir is not None:  # the model's config and weights move in with its graph, not before it
@@ -353,11 +353,21 @@ def export_onnx(
 
 
 def _traced_module(
-    model: VideoDepthModel, spec: InputSpec, precision: str
-) -> tuple[InputSpec, tuple[str, str], nn.Module, torch.Tensor]:
+    model: VideoDepthModel, spec: InputSpec, precision: str, exporter: str
+) -> tuple[InputSpec, tuple[str, str], nn.Module, torch.Tensor, list[str]]:
     """The model's export signature at `spec`'s shape: (spec with the IO names, (input, output)
-    names, the module in eval mode with float32 IO, an example input in the model's value range)."""
+    names, the module in eval mode with float32 IO, an example input in the model's value range,
+    the exporters to try in order for `exporter`)."""
     sig = model.export_signature(spec.frames, spec.height, spec.width)
+    # "auto" tries the legacy exporter first (seconds where it works), dynamo when it fails; a family
+    # whose graph the legacy exporter cannot take names the exporter in its signature (DVD: Wan's
+    # aten::rms_norm has no legacy symbolic), so its export does not pay a failed legacy trace first
+    # (4 s of the tiny DVD export; `test_export_onnx.py::test_a_family_naming_its_exporter_skips_the_other`).
+    tries = (
+        ([sig.extra["exporter"]] if "exporter" in sig.extra else ["legacy", "dynamo"])
+        if exporter == "auto"
+        else [exporter]
+    )
     names = (sig.input_names[0], sig.output_names[0])
     spec = InputSpec.from_dict({**spec.to_dict(), "input_name": names[0], "output_name": names[1]})
     module = sig.module.eval()
@@ -371,7 +381,7 @@ def _traced_module(
         * (spec.value_range[1] - spec.value_range[0])
         + spec.value_range[0]
     )
-    return spec, names, module, example
+    return spec, names, module, example, tries
 
 
 def _newest_opset() -> int:

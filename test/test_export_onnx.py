@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
 import pytest
 import torch
+import vdepth_export.export_onnx as export_module
 from test_runtime_tinynet import TinyVideoNet, tiny_registry  # noqa: F401 - pytest fixture
 from torch import nn
 from vdepth_export.cli import main as cli_main
@@ -17,7 +19,7 @@ from vdepth_export.export_onnx import ExportError, export_onnx, parity_path_for
 from vdepth_export.parity import compare, parity_clips, synthetic_clip
 
 from vdepth_ros.errors import ModelLoadError
-from vdepth_ros.models import ExportSignature, InputConstraints, VideoDepthModel, register_to_config
+from vdepth_ros.models import ExportSignature, InputConstraints, VideoDepthModel, family_class, register_to_config
 from vdepth_ros.runtime import create_engine
 from vdepth_ros.runtime.spec import InputSpec, SpecError, spec_path_for
 from vdepth_ros.runtime.trt_cache import external_data_path
@@ -237,6 +239,33 @@ def test_auto_falls_back_to_dynamo_and_keeps_stdout_clean(tmp_path, capfd) -> No
     assert "Torch IR graph" not in out  # the legacy failure dump went to stderr
     assert "[torch.onnx]" not in out
     assert "rms_norm" in err
+
+
+def test_a_family_naming_its_exporter_skips_the_other(tmp_path, monkeypatch) -> None:
+    """DVD's graph holds aten::rms_norm (Wan's RMSNorm), which the legacy exporter cannot take, and its
+    signature said so (`extra["exporter"]`), but `auto` tried legacy first anyway: every DVD export paid
+    a failed legacy trace (4 s of the tiny export's 21) before dynamo. Now `auto` uses the exporter
+    the family names; a family naming none still tries legacy first. (Exporters stubbed: cheap.)"""
+    tried: list[str] = []
+
+    def stub(name: str) -> Any:
+        def export(*args: Any, **kwargs: Any) -> None:
+            tried.append(name)
+            raise RuntimeError(f"{name} stub")
+
+        return export
+
+    monkeypatch.setattr(export_module, "_export_legacy", stub("legacy"))
+    monkeypatch.setattr(export_module, "_export_dynamo", stub("dynamo"))
+    dvd = family_class("dvd")
+    t, h, w = dvd.tiny_input_shape()
+    with pytest.raises(ExportError, match="dynamo stub"):
+        export_onnx(dvd(**dvd.tiny_config()).eval(), tmp_path / "dvd", frames=t, height=h, width=w, evaldata=None)
+    assert tried == ["dynamo"]
+    tried.clear()
+    with pytest.raises(ExportError):
+        export_onnx(RMSNet().eval(), tmp_path / "rms", frames=T, height=H, width=W, evaldata=None)
+    assert tried == ["legacy", "dynamo"]
 
 
 @pytest.mark.usefixtures("tiny_registry")

@@ -18,6 +18,7 @@ its own Fast DDS lease expires; `healthy_rates` measures what the healthy viewer
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -185,10 +186,28 @@ def test_a_viewer_frozen_on_the_bundled_profile_stops_slowing_the_others_within_
     per cloud); with Fast DDS's 20 s lease the healthy viewers got 50-75 % of the frames during that time
     and camera images were lost before the node; the profile's 5 s lease ends it after 5 s."""
     got = healthy_rates(tmp_path / "frozen", PROFILE_ENV)
+    got["load"] = os.getloadavg()
     viewers = ("healthy", "healthy_best_effort")
     least = min(min(got[name].values()) for name in viewers)
     reference = got["sent"]
+    runs = {"frozen": got}
     if least < 0.9 * reference:  # a machine too busy for 30 Hz: compare with the same run without the frozen viewer
-        baseline = healthy_rates(tmp_path / "baseline", None)
+        # (a run after this one: the machine's load may differ, so the message says both runs' load and counts)
+        runs["baseline"] = baseline = healthy_rates(tmp_path / "baseline", None)
+        baseline["load"] = os.getloadavg()
         reference = min(min(baseline[name].values()) for name in viewers)
-    assert least >= 0.85 * reference, ({name: got[name] for name in viewers}, reference, got["node"][-3000:])
+    measured = json.dumps({run: _measured(r, viewers) for run, r in runs.items()}, indent=1)  # in full, untruncated
+    assert least >= 0.85 * reference, f"healthy viewers got {least} of {reference}:\n{measured}"
+
+
+def _measured(run: dict[str, Any], viewers: tuple[str, ...]) -> dict[str, Any]:
+    """What a `healthy_rates` run measured, for a failure message: images sent, what each viewer got, the
+    load average after it (1, 5, 15 min), the node's stop summary (received, lost, dropped) and log tail."""
+    summary = SUMMARY.search(run["node"])
+    return {
+        "sent": run["sent"],
+        **{name: run[name] for name in viewers},
+        "load": run["load"],
+        "node": summary[0] if summary else None,
+        "node_log_tail": run["node"][-1500:],
+    }

@@ -217,7 +217,10 @@ def test_the_grace_warning_reads_torchruns_shutdown_timeout_flag(tmp_path: Path)
     took torchrun's 30 s for the window it warns about (and a SIGTERM's line named 30 s). Now each rank
     reads the flag from its launcher's command line and names where the number comes from."""
     probe = tmp_path / "probe.py"  # each rank writes what it reads (their stdout lines interleave)
+    # and the module loads no torch (its helpers import it where needed): with torch, each rank of the
+    # 4 launches spent 1 s more importing it (the test took 18-21 s, 10-12 s without, at load 3)
     probe.write_text("import os, sys\nfrom vdepth_training.ranks import launcher_grace_seconds as grace\n"
+                     "assert 'torch' not in sys.modules, 'vdepth_training.ranks imported torch'\n"
                      "open(f\"{sys.argv[1]}/rank{os.environ['RANK']}\", 'w').write(repr(grace()))\n")  # fmt: skip
     env = {k: v for k, v in rank_env().items() if "SHUTDOWN_TIMEOUT" not in k}
 

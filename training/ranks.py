@@ -25,7 +25,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import torch
 from vdepth_training.checkpoints import resume_hint
 
 from vdepth_ros.errors import ConfigError, VdepthError
@@ -118,6 +117,8 @@ def check_gpus_per_node() -> None:
     Raises:
         ConfigError: naming the processes, the GPUs seen and the launcher settings that fix it.
     """
+    import torch  # here, not at module import: a rank's start-up helpers (`launcher_grace_seconds`) need no torch
+
     processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))  # set by torchrun and accelerate launch
     if processes <= 1 or not torch.cuda.is_available() or processes <= (gpus := torch.cuda.device_count()):
         return
@@ -201,6 +202,8 @@ def _launch_store() -> Any | None:
         StoppedWithoutCheckpointError: the launch has a store and it cannot be reached: the launcher that
             serves it (on the first node) ended; the process group, which starts through it, would fail too.
     """
+    import torch  # as in `check_gpus_per_node`
+
     if not _start_store:
         store = None
         if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -381,6 +384,8 @@ def _one_line(err: BaseException) -> str:
 
 def _peer_gone(err: BaseException) -> bool:
     """Is `err` (or what caused it) a collective that failed because another rank ended?"""
+    import torch  # as in `check_gpus_per_node`
+
     while err is not None:
         if isinstance(err, (torch.distributed.DistError, PeerEndedError)):
             return True

@@ -269,7 +269,8 @@ class DVD(VideoDepthModel):
             height=height,
             width=width,
             # The Wan VAE's causal cache is unrolled at trace time: the frame count is baked in
-            # (platform.md §7), and legacy export fails on RMSNorm, so use the dynamo exporter.
+            # (platform.md §7), and the legacy exporter has no aten::rms_norm (Wan's RMSNorm): export's
+            # "auto" uses the exporter named here instead of a failed legacy trace first.
             extra={"exporter": "dynamo", "fixed_frames": True},
         )
 
