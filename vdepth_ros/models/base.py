@@ -71,7 +71,7 @@ class ExportSignature:
     `module.forward(frames)` takes `frames` of shape `(1, T, 3, H, W)`, float32 RGB in
     `value_range`, and returns `(1, T, H, W)` float32 (disparity or depth, per `output_kind`).
     Per-model constants (time embeddings, empty text context, normalisation) are folded in.
-    `extra["exporter"]` ("legacy" | "dynamo"): the only exporter `vdepth-export --exporter auto` tries
+    `extra["exporter"]` ("legacy" | "dynamo"): the only exporter `vdepth-export onnx --exporter auto` tries
     (a graph the other cannot take, rather than a failed try of it first).
     """
 
