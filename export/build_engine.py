@@ -29,6 +29,7 @@ from vdepth_ros.runtime.trt_cache import (
     PLATFORM_FIELDS,
     EngineCacheKey,
     EngineMismatchError,
+    engine_beside,
     key_path_for,
     onnx_sha256,
     platform_name,
@@ -103,9 +104,6 @@ def default_timing_cache(engine_path: Path, key: EngineCacheKey) -> Path:
     return engine_path.parent / f"timing-{platform_name(key)}.cache"
 
 
-_NOT_PLATFORM = ("onnx_sha256", "precision")
-
-
 def _another_machines_engine(engine_path: Path, onnx_path: Path, key: EngineCacheKey) -> str | None:
     """Why the engine at `engine_path` must not be rebuilt in place without `--overwrite`: it was built from
     this same graph for another TensorRT version or GPU, so another machine may run it (a model folder shared
@@ -117,9 +115,13 @@ def _another_machines_engine(engine_path: Path, onnx_path: Path, key: EngineCach
         stored = read_key(engine_path) if engine_path.is_file() else None
     except EngineMismatchError:
         return None
-    if stored is None or stored.onnx_sha256 != key.onnx_sha256 or not stored.differences(key, ignore=_NOT_PLATFORM):
+    if (
+        stored is None
+        or stored.onnx_sha256 != key.onnx_sha256
+        or not stored.differences(key).keys() & set(PLATFORM_FIELDS)
+    ):
         return None
-    beside = engine_path.with_name(f"{engine_path.stem}.{platform_name(key)}{engine_path.suffix}")
+    beside = engine_beside(engine_path, key)
     precision = f" --precision {key.precision}" if key.precision != "fp32" else ""
     theirs, ours = (", ".join(f"{f} {getattr(k, f)!r}" for f in PLATFORM_FIELDS) for k in (stored, key))
     return (

@@ -33,8 +33,8 @@ if TYPE_CHECKING:
 
 #: The offline crossfade (`Stitcher`'s `crossfade`): every overlap frame a blend of both windows'
 #: aligned readings, `(i + 0.5) / n`, not the stream's (the papers') `linspace(0, 1, n)`, whose ends
-#: hand a frame wholly to one window: less flicker offline (docs/alignment.md, "How a frame's
-#: aligned readings are combined"). The stream keeps the papers' rule.
+#: hand a frame wholly to one window: less flicker offline (docs/alignment.md, "Blending
+#: every overlap frame offline"). The stream keeps the papers' rule.
 OFFLINE_CROSSFADE = blend_weights
 
 

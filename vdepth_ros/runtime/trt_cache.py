@@ -89,6 +89,11 @@ def platform_name(key: EngineCacheKey) -> str:
     return f"trt{key.tensorrt_version}-{gpu}-sm{key.compute_capability}"
 
 
+def engine_beside(engine_path: Path, key: EngineCacheKey) -> Path:
+    """`model.engine` -> `model.<platform_name>.engine`: this machine's engine beside another machine's."""
+    return engine_path.with_name(f"{engine_path.stem}.{platform_name(key)}{engine_path.suffix}")
+
+
 def _onnx_of(engine_path: Path) -> Path:
     """The ONNX graph an engine was built from: the one its spec names (`extra.onnx`) beside it, else the
     engine's name with `.onnx`."""
@@ -221,7 +226,7 @@ def verify_engine(
                 f"offline tools' parameter), or build a {current.precision} engine: `{build}`"
             )
         elif diff.keys() & set(PLATFORM_FIELDS):  # another machine's engine, which that machine may still run
-            beside = engine_path.with_name(f"{engine_path.stem}.{platform_name(current)}{engine_path.suffix}")
+            beside = engine_beside(engine_path, current)
             fix = (
                 f"rebuild it on this machine: `{build} --overwrite`; or, where another machine still runs it (a "
                 f"shared folder), build this machine's beside it, `vdepth-export engine {_onnx_of(engine_path)} "

@@ -55,7 +55,7 @@ def blend_weights(n: int) -> np.ndarray:
     switch of window, not a blend (here 1/4 and 3/4), and on one overlap frame (an anchor layout
     of overlap 3) drops the new window's reading (here 1/2). `run_offline` stitches with it
     (`pipeline_offline.OFFLINE_CROSSFADE`); chosen on the development data against a bar written
-    before the run (docs/alignment.md, "How a frame's aligned readings are combined").
+    before the run (docs/alignment.md, "Blending every overlap frame offline").
     """
     return (np.arange(n, dtype=np.float64) + 0.5) / n
 
