@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from vdepth_ros.errors import ConfigError, VdepthError, closest_name
 from vdepth_ros.offline.atomic import AtomicOutput, check_output_path
-from vdepth_ros.paths import not_a_model_folder
+from vdepth_ros.paths import hub_repository_folder, not_a_model_folder
 
 if TYPE_CHECKING:  # the models package imports torch: a pull --list must not wait for it
     from vdepth_ros.models.identify import WrongCheckpointError
@@ -54,10 +54,6 @@ def _known_release_file(path: Path, family: str) -> tuple[str, dict[str, Any]] |
     return next(((r.name, dict(r.overrides)) for r, f in candidates if f.sha256 == digest), None)
 
 
-#: a hub cache's folder of one model repository: `models--<owner>--<name>` (a repo id holds no `--`)
-_HUB_REPO_FOLDER = re.compile(r"models--([^/]+?)--([^/]+)")
-
-
 def _from_hub_cache(source: str) -> Path | None:
     """The local copy of a source given as a hub repository, or None when `source` names none.
 
@@ -82,8 +78,8 @@ def _from_hub_cache(source: str) -> Path | None:
 
     given = Path(source).expanduser()
     parts = source.strip().split("/")
-    if given.is_dir() and (match := _HUB_REPO_FOLDER.fullmatch(given.name)) and (given / "snapshots").is_dir():
-        repo, inside, repo_dir = f"{match[1]}/{match[2]}", "", given
+    if (cached := hub_repository_folder(given)) is not None:  # the cache's own `models--owner--name` folder
+        repo, inside, repo_dir = cached, "", given
     elif given.exists() or source.startswith(("/", ".", "~")):
         return None  # a path: an existing one always wins over a repository named alike
     elif (repo := hub_repo(source)) is not None:  # owner/name, or its page's URL

@@ -75,15 +75,21 @@ def adapter_problem(path: str | Path) -> str | None:
     )
 
 
+def hub_repository_folder(folder: str | Path) -> str | None:
+    """The hub repository (`owner/name`) whose huggingface_hub cache folder `folder` is (`models--owner--name`
+    holding `snapshots/`), or None. A repository id holds no `--`."""
+    folder = Path(folder)
+    owner, sep, name = folder.name.removeprefix("models--").partition("--")
+    if folder.name.startswith("models--") and sep and owner and name and (folder / "snapshots").is_dir():
+        return f"{owner}/{name}"
+    return None
+
+
 def hub_cache_repository(path: str | Path) -> str | None:
     """The hub repository (`owner/name`) whose copy in a huggingface_hub cache `path` is or lies in (its
-    `models--owner--name` folder, a snapshot, a file in one), or None. A repository id holds no `--`."""
+    `models--owner--name` folder, a snapshot, a file in one), or None (`hub_repository_folder`)."""
     path = Path(path)
-    for folder in (path, *list(path.parents)[:4]):
-        owner, sep, name = folder.name.removeprefix("models--").partition("--")
-        if folder.name.startswith("models--") and sep and owner and name and (folder / "snapshots").is_dir():
-            return f"{owner}/{name}"
-    return None
+    return next((r for f in (path, *list(path.parents)[:4]) if (r := hub_repository_folder(f)) is not None), None)
 
 
 def released_checkpoint_problem(path: str | Path) -> str | None:
