@@ -218,13 +218,20 @@ class SampleBitDepth:
         setting: 8-16 for a camera whose bit depth the user knows; 0 = auto: found from the images
             (`encodings.significant_bits`, passing over their brightest 0.1%: a hot pixel or glint), only ever
             raised (a darker frame never lowers it, so the picture does not change brightness from frame to
-            frame), each choice told once.
+            frame), and only by `RAISE_AFTER_FRAMES` frames in a row that need more bits (a flash over more than
+            0.1% of one frame raised it for good: every later frame nearly black), each choice told once.
     """
+
+    #: Frames in a row whose samples need more bits than the chosen depth before it is raised: a flash, a strobe or
+    #: an IR emitter's burst lasts a frame or two (its frames saturate meanwhile, as a camera's own do), a brighter
+    #: scene, or a camera of more bits, stays.
+    RAISE_AFTER_FRAMES = 3
 
     def __init__(self, setting: int = 0) -> None:
         self.setting = int(setting)
         self.bits: int | None = self.setting or None
         self._told = False
+        self._brighter: list[tuple[int, int]] = []  # (bits, brightest) of the last frames in a row that need more bits
         self.note: str | None = None  # what was chosen, to be told once (taken by the caller)
 
     def bits_for(self, arr: np.ndarray, encoding: str, label: str | None = None) -> int:
@@ -238,10 +245,20 @@ class SampleBitDepth:
             return self.setting
         found = significant_bits(arr, encoding)
         if found is None or (self.bits is not None and found[0] <= self.bits):
+            self._brighter.clear()
             return self.bits or 16
+        if self.bits is not None:
+            self._brighter.append(found)
+            if len(self._brighter) < self.RAISE_AFTER_FRAMES:
+                return self.bits
+            found = min(self._brighter)  # the bits every one of them needs
+            self._brighter.clear()
         previous, (self.bits, largest) = self.bits, found
         if previous is not None:
-            what = f"exceed {previous} bits ({PERCENT_KEPT} of them at most {largest})"
+            what = (
+                f"exceed {previous} bits in {self.RAISE_AFTER_FRAMES} frames in a row ({PERCENT_KEPT} of them at "
+                f"most {largest})"
+            )
         elif self.bits == 16:
             what = "fill 16 bits (or their top bits)"
         else:
