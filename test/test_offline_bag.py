@@ -224,11 +224,12 @@ def test_bgr_equals_rgb_input(tmp_path: Path) -> None:
         np.testing.assert_array_equal(a, b)
 
 
-def test_a_12_bit_mono16_bag_gives_the_depth_of_its_picture(tmp_path: Path) -> None:
+def test_a_12_bit_mono16_bag_gives_the_depth_of_its_picture(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """A bag of a 12-bit camera's mono16 (values 0-4095) gave the depth of an almost black picture;
     vdepth-bag reads it by the node's image_bit_depth rule (auto), so its depth is the mono8 bag's. So does a bag of
     an IR camera's 16UC1 (kinect2_bridge's image_ir: every frame was refused as depth) with the params file's
-    `image_encoding: mono16`, as the node reads it."""
+    `image_encoding: mono16`, as the node reads it. vdepth-flicker, which reads them by its flags, names its flags
+    in the fix and in a refusal (it named "the image_encoding parameter", which it has none of)."""
     outs = []
     for enc in ("mono8", "mono16", "16UC1"):
         make_bag(tmp_path / f"in_{enc}", n=6, encoding=enc)
@@ -246,7 +247,14 @@ def test_a_12_bit_mono16_bag_gives_the_depth_of_its_picture(tmp_path: Path) -> N
     # vdepth-flicker on its own: the same reading by --image-encoding, refused in the node's words where wrong
     bags = [str(tmp_path / "out_16UC1"), str(tmp_path / "in_16UC1"), "--depth-topic", "/depth", "--json"]
     assert flicker_main([*bags, "--image-encoding", "mono16"]) == 0
+    capsys.readouterr()
     assert flicker_main([*bags, "--image-encoding", "16UC1"]) == 2
+    assert "error: --image-encoding '16UC1' is not one of auto" in capsys.readouterr().err
+    assert flicker_main([*bags, "--image-bit-depth", "4"]) == 2
+    assert "error: --image-bit-depth 4: a 16-bit image holds 8 to 16" in capsys.readouterr().err
+    assert flicker_main(bags) == 2  # its 16UC1 images refused as depth, the fix in its flags
+    err = capsys.readouterr().err
+    assert "read as such with --image-encoding mono16" in err and "parameter" not in err, err
     assert len(outs[0]) == len(outs[1]) == len(outs[2]) == 6
     for a, b, c in zip(*outs, strict=True):
         np.testing.assert_array_equal(a, b)

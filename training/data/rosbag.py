@@ -23,6 +23,7 @@ import numpy as np
 from vdepth_training.data.sequence import Sequence
 
 from vdepth_ros.errors import ConfigError
+from vdepth_ros.inputs.decode import NODE_SETTINGS, SettingWords
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ def rosbag_sequences(
     max_stamp_gap: float = DEFAULT_MAX_STAMP_GAP,
     image_encoding: str = "auto",
     image_bit_depth: int = 0,
+    setting_words: SettingWords = NODE_SETTINGS,
 ) -> Iterator[Sequence]:
     """The bag's frames with depth as metric-depth sequences, streamed (one sequence in memory).
 
@@ -59,6 +61,7 @@ def rosbag_sequences(
             off in a moving scene is a wrong target, not a slightly older scale.
         image_encoding, image_bit_depth: the colour images are read as the node reads them with these parameters
             (an IR camera's 16UC1 as mono16, a 12-bit camera's samples), so the model trains on what it will see.
+        setting_words: how the user sets those two, in the fixes named (the command line's flags).
 
     Raises:
         ConfigError: `frames_per_sequence` < 1, or no frame of the bag had usable depth (naming why,
@@ -79,6 +82,7 @@ def rosbag_sequences(
         sparse_depth_slop_ns=round(max_stamp_gap * 1e9),
         image_encoding=image_encoding,
         image_bit_depth=image_bit_depth,
+        setting_words=setting_words,
     )
     written = skipped = without_depth = 0
     run: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []

@@ -19,7 +19,9 @@ import yaml
 
 from vdepth_ros.encodings import get_encoding
 from vdepth_ros.inputs.decode import (
+    NODE_SETTINGS,
     SampleBitDepth,
+    SettingWords,
     UnsupportedImageError,
     decode_color_image,
     decode_depth_image,
@@ -500,11 +502,16 @@ def _transport_of(topic: str, topics: list[str]) -> bool:
 
 
 def decode_color_msg(
-    msg: Any, msgtype: str, topic: str, bit_depth: SampleBitDepth | None = None, image_encoding: str = "auto"
+    msg: Any,
+    msgtype: str,
+    topic: str,
+    bit_depth: SampleBitDepth | None = None,
+    image_encoding: str = "auto",
+    words: SettingWords = NODE_SETTINGS,
 ) -> np.ndarray:
     """`(H, W, 3)` uint8 RGB of an Image/CompressedImage message read from `topic`
     (`inputs.decode.decode_color_image`, as the node decodes it; 16-bit samples by `bit_depth`, a raw image's bytes
-    as `image_encoding`, the node's parameter, names: `inputs.decode.read_as`).
+    as `image_encoding`, the node's parameter, names: `inputs.decode.read_as`; the fixes in the user's `words`).
 
     Raises:
         UnsupportedEncodingError: the encoding is not a colour/mono one, or `image_encoding` does not fit the
@@ -512,7 +519,9 @@ def decode_color_msg(
         InputError: the message is malformed (size, buffer, undecodable bytes).
     """
     try:
-        return decode_color_image(msg, bit_depth=bit_depth, choose_image=CHOOSE_IMAGE, image_encoding=image_encoding)
+        return decode_color_image(
+            msg, bit_depth=bit_depth, choose_image=CHOOSE_IMAGE, image_encoding=image_encoding, words=words
+        )
     except UnsupportedImageError as err:  # named as the node names it (its one rule), with this tool's fix
         raise UnsupportedEncodingError(f"topic {topic!r}: {err}") from None
 

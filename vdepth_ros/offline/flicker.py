@@ -36,7 +36,7 @@ from vdepth_ros.camera_info import camera_from_info
 from vdepth_ros.consistency import FlowWarpingError, pair_tae
 from vdepth_ros.errors import InputError, VdepthError
 from vdepth_ros.inputs.assembly import DEFAULT_MAX_INPUT_PIXELS
-from vdepth_ros.inputs.decode import SampleBitDepth, check_input_size
+from vdepth_ros.inputs.decode import NODE_SETTINGS, SampleBitDepth, SettingWords, check_input_size
 from vdepth_ros.inputs.sync import stamp_to_ns
 from vdepth_ros.offline.bag_messages import (
     KIND_PEEK_MESSAGES,
@@ -351,6 +351,7 @@ def measure_flicker(
     tell_skipped: bool = True,
     image_bit_depth: int = 0,
     image_encoding: str = "auto",
+    setting_words: SettingWords = NODE_SETTINGS,
 ) -> list[TopicFlicker]:
     """The flow warping error of each depth topic against `image_topic` (module docstring).
 
@@ -374,7 +375,8 @@ def measure_flicker(
     (`vdepth-bag --flicker`, whose run told them already).
 
     `image_bit_depth`, `image_encoding`: the colour images are read as the node reads them with these parameters
-    (`bag_messages.decode_color_msg`): an IR camera's 16UC1 read as mono16, a 12-bit camera's samples.
+    (`bag_messages.decode_color_msg`): an IR camera's 16UC1 read as mono16, a 12-bit camera's samples; the fixes
+    named in `setting_words` (the node's parameters, or this tool's flags: `runner.image_reading_options`).
 
     Raises:
         FileNotFoundError, BagReadError, MissingTopicError, UnsupportedEncodingError (a topic whose
@@ -411,7 +413,7 @@ def measure_flicker(
             chains[t].result.tae_note = note
         # 3. Stream the bag: match each depth image to the colour image nearest in stamp.
         images: OrderedDict[int, np.ndarray] = OrderedDict()
-        bit_depth = SampleBitDepth(image_bit_depth)  # a 12-bit camera's mono16 read as the node reads it
+        bit_depth = SampleBitDepth(image_bit_depth, setting_words)  # a 12-bit camera's mono16 read as the node reads it
         wanted = [c for c in reader.connections if c.topic in (image_topic, pose_topic) or c.topic in chains]
         for conn, t, raw in guarded_messages(reader, wanted, paths[0]):
             msg = deserialize_or_skip(reader, raw, conn, t, bad.skipped)
@@ -422,7 +424,16 @@ def measure_flicker(
             if conn.topic == pose_topic:
                 _add_pose(msg, chains)
             elif conn.topic == image_topic:
-                _add_image(images, chains, msg, conn.msgtype, image_topic, slop_ns, (bit_depth, image_encoding), bad)
+                _add_image(
+                    images,
+                    chains,
+                    msg,
+                    conn.msgtype,
+                    image_topic,
+                    slop_ns,
+                    (bit_depth, image_encoding, setting_words),
+                    bad,
+                )
             else:
                 _add_depth(images, chains[conn.topic], msg, conn.topic, slop_ns, bad)
         # 4. Depth images still waiting for a colour image are unmatched; the messages skipped, per topic.
@@ -564,11 +575,11 @@ def _add_image(
     msgtype: str,
     image_topic: str,
     slop_ns: int,
-    reading: tuple[SampleBitDepth, str],
+    reading: tuple[SampleBitDepth, str, SettingWords],
     bad: _BadMessages,
 ) -> None:
-    """Hold a colour image (the last `_HELD`), read by `reading` (its bit depth and `image_encoding`), and pair it
-    with the depth images that arrived before it."""
+    """Hold a colour image (the last `_HELD`), read by `reading` (its bit depth, `image_encoding` and the user's
+    words for them), and pair it with the depth images that arrived before it."""
     stamp = stamp_to_ns(msg.header.stamp)
     if bad.unstamped(stamp, image_topic) or bad.too_large(msg, image_topic, "an image"):
         return  # its depth goes unmatched
