@@ -261,6 +261,21 @@ def test_a_12_bit_mono16_bag_gives_the_depth_of_its_picture(tmp_path: Path, caps
         np.testing.assert_array_equal(a, c)
 
 
+def test_a_bag_whose_only_camera_is_an_ir_cameras_16uc1_is_found_with_image_encoding(tmp_path: Path) -> None:
+    """kinect2_bridge's IR alone (16UC1 on /kinect2/sd/image_ir): with the params file's `image_encoding: mono16` the
+    run still said "image topic '/image' not found" (its only image topic counted as depth), and without it named
+    only --image-topic, behind which the 16UC1 refusal came next. Now the topic the run reads as a camera is found
+    (vdepth-flicker's too, by --image-encoding), and without image_encoding the error names both fixes at once."""
+    ir = make_bag(tmp_path / "ir", n=4, encoding="16UC1", image_topic="/kinect2/sd/image_ir", camera_info_topic=None)
+    with pytest.raises(MissingTopicError, match="read as a camera with image_encoding: mono16 in the --params file"):
+        process_bag(ir, tmp_path / "refused", params=PARAMS, engine=make_engine())
+    summary = process_bag(ir, tmp_path / "out", params={**PARAMS, "image_encoding": "mono16"}, engine=make_engine())
+    assert "using its only colour image topic '/kinect2/sd/image_ir'" in " ".join(summary.notes), summary.notes
+    assert len(read_bag(tmp_path / "out")["/depth"]) == 4
+    bags = [str(tmp_path / "out"), str(ir), "--depth-topic", "/depth", "--json"]
+    assert flicker_main([*bags, "--image-encoding", "mono16"]) == 0
+
+
 def test_copy_input_topics(tmp_path: Path) -> None:
     src = make_bag(tmp_path / "in", "mcap", n=6)
     process_bag(src, tmp_path / "out", params=PARAMS, engine=make_engine(), copy_input_topics=True, storage="sqlite3")

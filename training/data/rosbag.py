@@ -75,7 +75,7 @@ def rosbag_sequences(
     bag = Path(bag)
     source = BagFrameSource(
         bag,
-        image_topic=image_topic or _only_colour_topic(bag, depth_topic),
+        image_topic=image_topic or _only_colour_topic(bag, depth_topic, image_encoding),
         camera_info_topic=camera_info_topic or "/camera_info",
         camera_info_topic_explicit=camera_info_topic is not None,
         sparse_depth_topic=depth_topic,
@@ -138,17 +138,17 @@ def rosbag_sequences(
         )
 
 
-def _only_colour_topic(bag: Path, depth_topic: str) -> str:
+def _only_colour_topic(bag: Path, depth_topic: str, image_encoding: str = "auto") -> str:
     """The bag's only colour image topic other than the depth topic (`image_topics_by_kind`, as
     `vdepth-bag` chooses: a depth camera's other depth topics are not candidates); several or none
-    name the choice."""
+    name the choice. With `image_encoding` set, the raw topics whose images it reads are colour ones."""
     from vdepth_ros.offline.bag_messages import image_topics_by_kind, open_reader
     from vdepth_ros.offline.bag_types import IMAGE_TYPES
 
     reader = open_reader([bag], "kilted")
     try:
         images = sorted({c.topic for c in reader.connections if c.msgtype in IMAGE_TYPES})
-        colour = image_topics_by_kind(reader)["colour"]
+        colour = image_topics_by_kind(reader, image_encoding)["colour"]
     finally:
         reader.close()
     if depth_topic not in images:

@@ -274,6 +274,7 @@ class BagFrameSource:
             image_topic_explicit=self.image_topic_explicit,
             camera_info_topic_explicit=self.camera_info_topic_explicit,
             notes=self.notes,
+            image_encoding=self._assembler.image_encoding,
         )
         self._image_conns = chosen.choose_image()
         self.image_topic = chosen.image_topic

@@ -389,7 +389,7 @@ def measure_flicker(
         raise OfflineError(f"--max-width must be at least {MIN_FLOW_WIDTH} pixels, got {max_width}")
     reader = open_reader(paths, typestore)
     try:
-        image_topic, depth_topics = default_topics(reader, image_topic, depth_topics)
+        image_topic, depth_topics = default_topics(reader, image_topic, depth_topics, image_encoding)
         topics = _checked_topics(reader, image_topic, depth_topics)
         # 2. One chain of consecutive pairs per depth topic, with the geometry for TAE when poses are given.
         slop_ns = round(slop * 1e9)
@@ -461,16 +461,21 @@ def _check_arguments(paths: list[Path], depth_topics: Sequence[str] | None) -> N
         raise MissingTopicError("give at least one --depth-topic")
 
 
-def default_topics(reader: Any, image_topic: str | None, depth_topics: Sequence[str] | None) -> tuple[str, list[str]]:
+def default_topics(
+    reader: Any, image_topic: str | None, depth_topics: Sequence[str] | None, image_encoding: str = "auto"
+) -> tuple[str, list[str]]:
     """The colour and depth topics to read: those given, else `/image` and `/depth` when the bags
     have them, else their only colour image topic and their only depth image topic not named
     `*disparity` (`bag_messages.image_topics_by_kind`, the rule `vdepth-bag` chooses its input by),
     those named `<namespace>/depth` first (`vdepth-bag --namespace`'s output read with a depth
-    camera's recording), each choice logged. Several candidates are an error naming them and the option."""
+    camera's recording), each choice logged. Several candidates are an error naming them and the option. With
+    `image_encoding` set, the raw topics whose images it reads are colour ones (an IR camera's 16UC1)."""
     have = {c.topic for c in reader.connections}
     named_absent = image_topic is not None and image_topic not in have
     lacking = (image_topic or "/image") not in have or (depth_topics is None and "/depth" not in have)
-    kinds = image_topics_by_kind(reader) if lacking else {"colour": [], "depth": []}  # peeks at each image topic
+    kinds = (
+        image_topics_by_kind(reader, image_encoding) if lacking else {"colour": [], "depth": []}
+    )  # peeks at each image topic
     transports = [t for t in kinds["colour"] if t.rsplit("/", 1)[0] == image_topic]
     if named_absent and len(transports) == 1:  # a camera's base topic named: its one image_transport, as vdepth-bag
         log.info("%s not in the bags; reading its image_transport topic %s", image_topic, transports[0])
