@@ -26,6 +26,8 @@ from vdepth_ros.inputs.assembly import (
     compressed_size,
     decode_color_image,
 )
+from vdepth_ros.inputs.calibration import off_centre_principal_point
+from vdepth_ros.inputs.decode import SampleBitDepth
 from vdepth_ros.inputs.loss import InputLossMeter, PublisherSequences
 from vdepth_ros.inputs.samples import TimedSamples
 from vdepth_ros.stream.scale import resample_sparse_depth
@@ -524,9 +526,60 @@ def test_the_chosen_bit_depth_does_not_follow_a_darker_frame() -> None:
     np.testing.assert_array_equal(frame.rgb[..., 0], (dark >> 4).astype(np.uint8))
     assert len(notes) == 1
     brighter = _camera_samples(picture, "mono16", 14)
-    frame = assembler.assemble(raw_image(brighter, "mono16"), 2, None)
+    for k in range(2, 2 + SampleBitDepth.RAISE_AFTER_FRAMES):
+        frame = assembler.assemble(raw_image(brighter, "mono16"), k, None)
     np.testing.assert_array_equal(frame.rgb[..., 0], (brighter >> 6).astype(np.uint8))
-    assert len(notes) == 2 and "exceed 12 bits" in notes[1]
+    assert len(notes) == 2 and "exceed 12 bits in 3 frames in a row" in notes[1]
+
+
+@pytest.mark.parametrize(
+    ("size", "centre", "named"),
+    [
+        ((1280, 720), (959.5, 539.5), "about 1920x1080"),  # 1.5x: 25% off, where the share alone passed it
+        ((640, 480), (399.5, 299.5), "about 800x600"),
+        ((640, 360), (423.5, 239.5), "about 848x480"),
+        ((640, 480), (639.5, 479.5), "about 1280x960"),  # 2x: the corner
+        ((640, 480), (319.5, 239.5), None),  # its own
+        ((640, 480), (380.0, 290.0), None),  # a lens 9% and 10% off: unrelated in x and y
+        ((640, 480), (340.0, 300.0), None),
+    ],
+)
+def test_a_calibration_of_another_resolution_is_named_by_its_principal_point(
+    size: tuple[int, int], centre: tuple[float, float], named: str | None
+) -> None:
+    """K calibrated at 1920x1080 published with 1280x720 images (the driver setting width and height, not the
+    calibration): its principal point lies 25% off their centre, in x and y alike, which the 25% share let through,
+    so the cloud came out skewed without a word. A principal point off the centre by one factor in x and y is named
+    with the resolution whose centre it is; a lens's own offset is not."""
+    w, h = size
+    f = 0.8 * w
+    info = SimpleNamespace(width=w, height=h, k=[f, 0, centre[0], 0, f, centre[1], 0, 0, 1], p=[0.0] * 12)
+    problem = off_centre_principal_point(info)
+    if named is None:
+        assert problem is None, problem
+    else:
+        assert problem is not None and f"K calibrated at another resolution ({named}" in problem, problem
+
+
+@pytest.mark.parametrize("flash_frames", [1, 2])
+def test_a_flash_does_not_darken_every_later_frame(flash_frames: int) -> None:
+    """A 12-bit IR camera (16UC1 read as mono16) whose emitter flashes, or a strobe or a glint over more than 0.1% of
+    a frame or two: auto raised the bit depth to 16 at the first such frame and kept it (it only raises), so every
+    later frame was nearly black. A raise now needs RAISE_AFTER_FRAMES frames in a row: the flash frames saturate,
+    the frames after are read with the camera's 12 bits, and nothing more is said."""
+    picture = _picture()
+    notes: list[str] = []
+    assembler = FrameAssembler(image_encoding="mono16", report=lambda kind, message: notes.append(message))
+    flash = np.zeros((H, W), bool)
+    flash[: H // 4, : W // 4] = True  # 6% of the frame
+    for k in range(6):
+        samples = _camera_samples(picture, "mono16", 12, seed=k)
+        if 2 <= k < 2 + flash_frames:
+            samples[flash] = 0xFFFF
+        frame = assembler.assemble(raw_image(samples, "16UC1"), k, None)
+        err = np.abs(frame.rgb[..., 0].astype(int) - picture[..., 1])
+        assert err[samples != 0xFFFF].max() <= 1 and (frame.rgb[..., 0][samples == 0xFFFF] == 255).all(), k
+    assert len(notes) == 1 and "use 12 bits" in notes[0], notes
 
 
 @pytest.mark.parametrize("glint", [0xFFFF, 0x8000])

@@ -224,11 +224,12 @@ def test_bgr_equals_rgb_input(tmp_path: Path) -> None:
         np.testing.assert_array_equal(a, b)
 
 
-def test_a_12_bit_mono16_bag_gives_the_depth_of_its_picture(tmp_path: Path) -> None:
+def test_a_12_bit_mono16_bag_gives_the_depth_of_its_picture(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """A bag of a 12-bit camera's mono16 (values 0-4095) gave the depth of an almost black picture;
     vdepth-bag reads it by the node's image_bit_depth rule (auto), so its depth is the mono8 bag's. So does a bag of
     an IR camera's 16UC1 (kinect2_bridge's image_ir: every frame was refused as depth) with the params file's
-    `image_encoding: mono16`, as the node reads it."""
+    `image_encoding: mono16`, as the node reads it. vdepth-flicker, which reads them by its flags, names its flags
+    in the fix and in a refusal (it named "the image_encoding parameter", which it has none of)."""
     outs = []
     for enc in ("mono8", "mono16", "16UC1"):
         make_bag(tmp_path / f"in_{enc}", n=6, encoding=enc)
@@ -246,11 +247,33 @@ def test_a_12_bit_mono16_bag_gives_the_depth_of_its_picture(tmp_path: Path) -> N
     # vdepth-flicker on its own: the same reading by --image-encoding, refused in the node's words where wrong
     bags = [str(tmp_path / "out_16UC1"), str(tmp_path / "in_16UC1"), "--depth-topic", "/depth", "--json"]
     assert flicker_main([*bags, "--image-encoding", "mono16"]) == 0
+    capsys.readouterr()
     assert flicker_main([*bags, "--image-encoding", "16UC1"]) == 2
+    assert "error: --image-encoding '16UC1' is not one of auto" in capsys.readouterr().err
+    assert flicker_main([*bags, "--image-bit-depth", "4"]) == 2
+    assert "error: --image-bit-depth 4: a 16-bit image holds 8 to 16" in capsys.readouterr().err
+    assert flicker_main(bags) == 2  # its 16UC1 images refused as depth, the fix in its flags
+    err = capsys.readouterr().err
+    assert "read as such with --image-encoding mono16" in err and "parameter" not in err, err
     assert len(outs[0]) == len(outs[1]) == len(outs[2]) == 6
     for a, b, c in zip(*outs, strict=True):
         np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(a, c)
+
+
+def test_a_bag_whose_only_camera_is_an_ir_cameras_16uc1_is_found_with_image_encoding(tmp_path: Path) -> None:
+    """kinect2_bridge's IR alone (16UC1 on /kinect2/sd/image_ir): with the params file's `image_encoding: mono16` the
+    run still said "image topic '/image' not found" (its only image topic counted as depth), and without it named
+    only --image-topic, behind which the 16UC1 refusal came next. Now the topic the run reads as a camera is found
+    (vdepth-flicker's too, by --image-encoding), and without image_encoding the error names both fixes at once."""
+    ir = make_bag(tmp_path / "ir", n=4, encoding="16UC1", image_topic="/kinect2/sd/image_ir", camera_info_topic=None)
+    with pytest.raises(MissingTopicError, match="read as a camera with image_encoding: mono16 in the --params file"):
+        process_bag(ir, tmp_path / "refused", params=PARAMS, engine=make_engine())
+    summary = process_bag(ir, tmp_path / "out", params={**PARAMS, "image_encoding": "mono16"}, engine=make_engine())
+    assert "using its only colour image topic '/kinect2/sd/image_ir'" in " ".join(summary.notes), summary.notes
+    assert len(read_bag(tmp_path / "out")["/depth"]) == 4
+    bags = [str(tmp_path / "out"), str(ir), "--depth-topic", "/depth", "--json"]
+    assert flicker_main([*bags, "--image-encoding", "mono16"]) == 0
 
 
 def test_copy_input_topics(tmp_path: Path) -> None:

@@ -243,18 +243,19 @@ def test_the_camera_info_next_to_an_image_is_image_transports() -> None:
 @pytest.mark.parametrize(
     ("info_k", "cause"),
     [
-        (lambda w, h: _info(2 * w, 2 * h).k.tolist(), "K calibrated at another resolution (about 320x240"),
+        (lambda w, h: _info(3 * w // 2, 3 * h // 2).k.tolist(), "K calibrated at another resolution (about 240x180"),
         (lambda w, h: [0.8 * w, 0.0, 0.0, 0.0, 0.8 * w, 0.0, 0.0, 0.0, 1.0], "its publisher leaves cx and cy 0"),
         (lambda w, h: [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0], "K is the identity, a placeholder"),
     ],
-    ids=["K-of-twice-the-size", "cx-cy-left-0", "identity-K"],
+    ids=["K-of-1.5-times-the-size", "cx-cy-left-0", "identity-K"],
 )
 def test_a_camera_info_whose_principal_point_no_lens_has_is_named_once(
     tmp_path: Path, info_k: Callable[[int, int], list[float]], cause: str
 ) -> None:
     """A driver publishing 160x120 images with a camera_info of their width and height whose K was calibrated at
-    320x240 (its principal point (159.5, 119.5): the image's corner), whose cx, cy it leaves 0, or an identity K (a
-    placeholder): every check passed
+    240x180 (its principal point (119.5, 89.5), 25% off the centre in x and y alike: the 1920x1080 calibration of
+    a 1280x720 stream; 320x240's corner is named too: test_inputs_assembly.py), whose cx, cy it leaves 0, or an
+    identity K (a placeholder): every check passed
     (a principal point inside the image), and the cloud and depth/camera_info came out skewed without a word. One
     WARN now names the principal point, the likely cause and the fix; the intrinsics are still used (no frame lost)."""
     infos, out = run_camera(tmp_path, [(160, 120)] * 40, 30.0, info_k=info_k)

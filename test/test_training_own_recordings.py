@@ -199,4 +199,4 @@ def test_an_ir_cameras_16uc1_bag_is_read_as_the_node_reads_it(tmp_path: Path, ca
     capsys.readouterr()
     bag = tmp_path / "rec_16UC1"
     assert layouts_main(["rosbag", str(bag), "--out", str(tmp_path / "x"), *common, "--image-encoding", "16UC1"]) == 2
-    assert "image_encoding='16UC1' is not one of auto" in capsys.readouterr().err
+    assert "--image-encoding '16UC1' is not one of auto" in capsys.readouterr().err  # (the flag typed, by its name)

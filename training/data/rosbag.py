@@ -23,6 +23,7 @@ import numpy as np
 from vdepth_training.data.sequence import Sequence
 
 from vdepth_ros.errors import ConfigError
+from vdepth_ros.inputs.decode import NODE_SETTINGS, SettingWords
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ def rosbag_sequences(
     max_stamp_gap: float = DEFAULT_MAX_STAMP_GAP,
     image_encoding: str = "auto",
     image_bit_depth: int = 0,
+    setting_words: SettingWords = NODE_SETTINGS,
 ) -> Iterator[Sequence]:
     """The bag's frames with depth as metric-depth sequences, streamed (one sequence in memory).
 
@@ -59,6 +61,7 @@ def rosbag_sequences(
             off in a moving scene is a wrong target, not a slightly older scale.
         image_encoding, image_bit_depth: the colour images are read as the node reads them with these parameters
             (an IR camera's 16UC1 as mono16, a 12-bit camera's samples), so the model trains on what it will see.
+        setting_words: how the user sets those two, in the fixes named (the command line's flags).
 
     Raises:
         ConfigError: `frames_per_sequence` < 1, or no frame of the bag had usable depth (naming why,
@@ -72,13 +75,14 @@ def rosbag_sequences(
     bag = Path(bag)
     source = BagFrameSource(
         bag,
-        image_topic=image_topic or _only_colour_topic(bag, depth_topic),
+        image_topic=image_topic or _only_colour_topic(bag, depth_topic, image_encoding),
         camera_info_topic=camera_info_topic or "/camera_info",
         camera_info_topic_explicit=camera_info_topic is not None,
         sparse_depth_topic=depth_topic,
         sparse_depth_slop_ns=round(max_stamp_gap * 1e9),
         image_encoding=image_encoding,
         image_bit_depth=image_bit_depth,
+        setting_words=setting_words,
     )
     written = skipped = without_depth = 0
     run: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
@@ -134,17 +138,17 @@ def rosbag_sequences(
         )
 
 
-def _only_colour_topic(bag: Path, depth_topic: str) -> str:
+def _only_colour_topic(bag: Path, depth_topic: str, image_encoding: str = "auto") -> str:
     """The bag's only colour image topic other than the depth topic (`image_topics_by_kind`, as
     `vdepth-bag` chooses: a depth camera's other depth topics are not candidates); several or none
-    name the choice."""
+    name the choice. With `image_encoding` set, the raw topics whose images it reads are colour ones."""
     from vdepth_ros.offline.bag_messages import image_topics_by_kind, open_reader
     from vdepth_ros.offline.bag_types import IMAGE_TYPES
 
     reader = open_reader([bag], "kilted")
     try:
         images = sorted({c.topic for c in reader.connections if c.msgtype in IMAGE_TYPES})
-        colour = image_topics_by_kind(reader)["colour"]
+        colour = image_topics_by_kind(reader, image_encoding)["colour"]
     finally:
         reader.close()
     if depth_topic not in images:

@@ -47,7 +47,14 @@ from vdepth_ros.inputs.calibration import (
 from vdepth_ros.inputs.calibration import calibration_problem as calibration_problem
 from vdepth_ros.inputs.calibration import camera_missing as camera_missing
 from vdepth_ros.inputs.decode import DEPTH_STREAM_FIX as DEPTH_STREAM_FIX
-from vdepth_ros.inputs.decode import NODE_CHOOSE_IMAGE, SampleBitDepth, decode_color_image, decode_depth_image
+from vdepth_ros.inputs.decode import (
+    NODE_CHOOSE_IMAGE,
+    NODE_SETTINGS,
+    SampleBitDepth,
+    SettingWords,
+    decode_color_image,
+    decode_depth_image,
+)
 from vdepth_ros.inputs.decode import UnsupportedImageError as UnsupportedImageError
 from vdepth_ros.inputs.decode import check_input_size as check_input_size
 from vdepth_ros.inputs.decode import compressed_size as compressed_size
@@ -195,6 +202,8 @@ class FrameAssembler:
         no_info_fix: what the user does about an image without camera_info while `rectify` is on
             (`rectify.pinhole_input`; the node: a remap; `vdepth-bag`: a calibration file for the frames before
             the bag's first camera_info).
+        setting_words: how the user sets image_encoding and image_bit_depth, in the fixes the decoding names (the
+            node's parameters; a tool's flags: `decode.SettingWords`).
     """
 
     def __init__(
@@ -210,6 +219,7 @@ class FrameAssembler:
         choose_image: str = NODE_CHOOSE_IMAGE,
         choose_sparse: str = NODE_CHOOSE_SPARSE,
         no_info_fix: str = NODE_NO_INFO_FIX,
+        setting_words: SettingWords = NODE_SETTINGS,
     ) -> None:
         self.choose_info = choose_info
         self.no_info_fix = no_info_fix
@@ -222,8 +232,9 @@ class FrameAssembler:
         self.rectifier = Rectifier() if rectify else None
         self.triangulator = PoseTriangulator() if sparse_depth == "pose" else None
         self.max_input_pixels = int(max_input_pixels)
-        self.bit_depth = SampleBitDepth(image_bit_depth)
+        self.bit_depth = SampleBitDepth(image_bit_depth, setting_words)
         self.image_encoding = str(image_encoding)
+        self.setting_words = setting_words
         self._report = report or (lambda kind, message: None)
         self.info: Any = None  # the camera_info the last frame used (the last good one)
         self.unfit: str | None = None  # why the last good camera_info did not fit the last frame, if not
@@ -261,7 +272,9 @@ class FrameAssembler:
         Raises:
             UnsupportedImageError, InputError: the frame cannot be used (it is dropped).
         """
-        rgb = decode_color_image(image, self.max_input_pixels, self.bit_depth, self.choose_image, self.image_encoding)
+        rgb = decode_color_image(
+            image, self.max_input_pixels, self.bit_depth, self.choose_image, self.image_encoding, self.setting_words
+        )
         if self.bit_depth.note:
             self._report("bit_depth", self.bit_depth.note)
             self.bit_depth.note = None

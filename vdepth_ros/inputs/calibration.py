@@ -87,13 +87,20 @@ def camera_info_problem(info: Any, image_size: tuple[int, int] | None = None) ->
 #: lie within a few %): `off_centre_principal_point`.
 OFF_CENTRE_SHARE = 0.25
 
+#: A principal point more than `SCALED_SHARE` of the image's width and of its height off its centre, both by the
+#: same factor (within `SAME_SCALE`), is the centre of the image at another resolution (`off_centre_principal_point`):
+#: a 1920x1080 calibration's (959.5, 539.5) on 1280x720 images lies 25% off, within `OFF_CENTRE_SHARE`, and was
+#: used without a word (800x600's on 640x480: 12.5%). A lens's own offsets are small and unrelated in x and y.
+SCALED_SHARE, SAME_SCALE = 0.1, 0.01
+
 
 def off_centre_principal_point(info: Any) -> str | None:
     """Why a usable `CameraInfo`'s principal point cannot be its lens's, or None: K's (or P's) lies more than
     `OFF_CENTRE_SHARE` of its width or height from the centre of the image it declares, as when K calibrated at
     another resolution is published with this one's width and height (a 1280x720 calibration's (640, 360) on
-    640x480 images: the corner), or a driver leaves cx, cy 0. Judged on the calibration's full size, so a
-    camera_info's `roi` (an off-axis crop) is no reason. The cloud and depth/camera_info come out skewed."""
+    640x480 images: the corner), or a driver leaves cx, cy 0; or it is the centre of this image at another
+    resolution (`SCALED_SHARE`: a 1920x1080 calibration on 1280x720 images). Judged on the calibration's full size,
+    so a camera_info's `roi` (an off-axis crop) is no reason. The cloud and depth/camera_info come out skewed."""
     width, height = int(info.width), int(info.height)
     if width <= 0 or height <= 0:
         return None
@@ -103,7 +110,9 @@ def off_centre_principal_point(info: Any) -> str | None:
             continue
         cx, cy = m[0, 2], m[1, 2]
         dx, dy = abs(cx - width / 2) / width, abs(cy - height / 2) / height
-        if max(dx, dy) <= OFF_CENTRE_SHARE:
+        scale_x, scale_y = (2 * cx + 1) / width, (2 * cy + 1) / height  # the image whose centre it is, to this one
+        scaled = abs(scale_x - scale_y) <= SAME_SCALE * scale_x and min(dx, dy) > SCALED_SHARE
+        if max(dx, dy) <= OFF_CENTRE_SHARE and not scaled:
             return None
         if abs(cx) < 1 and abs(cy) < 1 and m[0, 0] <= 1 and m[1, 1] <= 1:
             cause = f"{name} is the identity, a placeholder, not the camera's calibration (calibrate it)"

@@ -7,7 +7,8 @@ Before decoding, an image above `max_input_pixels` is refused from its header (`
 significant bits (`SampleBitDepth`, the `image_bit_depth` parameter); a raw image's bytes may be read as
 another encoding than the one it names (the `image_encoding` parameter: a driver that cannot be changed publishing
 IR as 16UC1 or frames without channel order as 8UC3); a depth camera's compressedDepth
-stream where the colour image is read is named as such (`is_compressed_depth`, `DEPTH_STREAM_FIX`).
+stream where the colour image is read is named as such (`is_compressed_depth`, `DEPTH_STREAM_FIX`). The fixes these
+name are in the words of the user's tool (`SettingWords`: the node's parameter, or a tool's flag).
 """
 
 from __future__ import annotations
@@ -39,6 +40,38 @@ class UnsupportedImageError(InputError):
     """The image's encoding is not a colour or mono one (a depth image on the colour input...)."""
 
 
+class SettingWords:
+    """How the user of a tool sets the node's image reading parameters (`image_encoding`, `image_bit_depth`), in
+    the fixes the decoding names: the node's parameters (`NODE_SETTINGS`; also `vdepth-bag`'s and `vdepth-video`'s
+    params file), or a tool's flags (`vdepth-flicker --image-encoding mono16`: a fix naming "the image_encoding
+    parameter" sent its user looking for a params file the tool does not read)."""
+
+    def __init__(self, flags: dict[str, str] | None = None) -> None:
+        self.flags = dict(flags or {})  # parameter name -> the flag that sets it
+
+    def name(self, param: str) -> str:
+        """The setting as the user names it: `--image-encoding`, or `image_encoding`."""
+        return self.flags.get(param, param)
+
+    def written(self, param: str, value: object) -> str:
+        """The setting with `value`, as the user writes it: `--image-encoding mono16`, or `image_encoding: mono16`."""
+        flag = self.flags.get(param)
+        return f"{flag} {value}" if flag else f"{param}: {value}"
+
+    def setting(self, param: str, value: object) -> str:
+        """`written`, introduced as a fix: `--image-encoding mono16`, or the node's
+        `the image_encoding parameter: image_encoding: mono16`."""
+        return (
+            self.written(param, value)
+            if param in self.flags
+            else f"the {param} parameter: {self.written(param, value)}"
+        )
+
+
+#: The node's words (and a params file's): `image_encoding: mono16`.
+NODE_SETTINGS = SettingWords()
+
+
 def is_compressed(msg: Any) -> bool:
     """True for a `sensor_msgs/CompressedImage` (rclpy or rosbags)."""
     return hasattr(msg, "format") and not hasattr(msg, "encoding")
@@ -65,23 +98,25 @@ DEPTH_STREAM_FIX = depth_stream_cause()
 READ_AS = {"8UC3": "bgr8", "8UC4": "bgra8", "16UC3": "bgr16", "16UC4": "bgra16", "16UC1": "mono16"}
 
 
-def read_as_hint(encoding: str) -> str:
-    """The `image_encoding` fix for images of `encoding` whose driver cannot be changed, or "" (`READ_AS`)."""
+def read_as_hint(encoding: str, words: SettingWords = NODE_SETTINGS) -> str:
+    """The `image_encoding` fix for images of `encoding` whose driver cannot be changed, or "" (`READ_AS`), in the
+    user's `words`."""
     meant = READ_AS.get(str(encoding))
     if meant is None:
         return ""
     if encoding == "16UC1":
         return (
             "; if they are a 16-bit grey or IR camera's images (kinect2_bridge's image_ir) and its driver cannot be "
-            "changed, have them read as such with the image_encoding parameter: image_encoding: mono16"
+            f"changed, have them read as such with {words.setting('image_encoding', 'mono16')}"
         )
     return (
-        f"; where the publisher cannot be changed, name the channel order with the image_encoding parameter: "
-        f"image_encoding: {meant} (OpenCV's order; {meant.replace('bgr', 'rgb')} if red and blue come out swapped)"
+        f"; where the publisher cannot be changed, name the channel order with "
+        f"{words.setting('image_encoding', meant)} (OpenCV's order; {meant.replace('bgr', 'rgb')} if red and blue "
+        "come out swapped)"
     )
 
 
-def read_as(msg: Any, encoding: str) -> str:
+def read_as(msg: Any, encoding: str, words: SettingWords = NODE_SETTINGS) -> str:
     """The encoding a raw image's bytes are read as: `encoding` (the `image_encoding` parameter), or the message's
     own for "auto" (or "").
 
@@ -94,9 +129,10 @@ def read_as(msg: Any, encoding: str) -> str:
     try:
         image_array_from_fields(encoding, msg.height, msg.width, msg.step, msg.data, msg.is_bigendian)
     except InputError as err:
+        name = words.name("image_encoding")
         raise UnsupportedImageError(
-            f"image_encoding is {encoding}, but these {msg.encoding} images do not hold {encoding} pixels ({err}): "
-            "set image_encoding to the encoding of the bytes the camera sends, or to auto to read each image as its "
+            f"{name} is {encoding}, but these {msg.encoding} images do not hold {encoding} pixels ({err}): "
+            f"set {name} to the encoding of the bytes the camera sends, or to auto to read each image as its "
             "encoding says"
         ) from None
     return encoding
@@ -218,13 +254,21 @@ class SampleBitDepth:
         setting: 8-16 for a camera whose bit depth the user knows; 0 = auto: found from the images
             (`encodings.significant_bits`, passing over their brightest 0.1%: a hot pixel or glint), only ever
             raised (a darker frame never lowers it, so the picture does not change brightness from frame to
-            frame), each choice told once.
+            frame), and only by `RAISE_AFTER_FRAMES` frames in a row that need more bits (a flash over more than
+            0.1% of one frame raised it for good: every later frame nearly black), each choice told once.
     """
 
-    def __init__(self, setting: int = 0) -> None:
+    #: Frames in a row whose samples need more bits than the chosen depth before it is raised: a flash, a strobe or
+    #: an IR emitter's burst lasts a frame or two (its frames saturate meanwhile, as a camera's own do), a brighter
+    #: scene, or a camera of more bits, stays.
+    RAISE_AFTER_FRAMES = 3
+
+    def __init__(self, setting: int = 0, words: SettingWords = NODE_SETTINGS) -> None:
         self.setting = int(setting)
+        self.words = words  # how the user sets image_bit_depth, in the notes
         self.bits: int | None = self.setting or None
         self._told = False
+        self._brighter: list[tuple[int, int]] = []  # (bits, brightest) of the last frames in a row that need more bits
         self.note: str | None = None  # what was chosen, to be told once (taken by the caller)
 
     def bits_for(self, arr: np.ndarray, encoding: str, label: str | None = None) -> int:
@@ -234,14 +278,24 @@ class SampleBitDepth:
         if self.setting:
             if not self._told:
                 self._told = True
-                self.note = f"{label} images are read as {self.setting}-bit (image_bit_depth)"
+                self.note = f"{label} images are read as {self.setting}-bit ({self.words.name('image_bit_depth')})"
             return self.setting
         found = significant_bits(arr, encoding)
         if found is None or (self.bits is not None and found[0] <= self.bits):
+            self._brighter.clear()
             return self.bits or 16
+        if self.bits is not None:
+            self._brighter.append(found)
+            if len(self._brighter) < self.RAISE_AFTER_FRAMES:
+                return self.bits
+            found = min(self._brighter)  # the bits every one of them needs
+            self._brighter.clear()
         previous, (self.bits, largest) = self.bits, found
         if previous is not None:
-            what = f"exceed {previous} bits ({PERCENT_KEPT} of them at most {largest})"
+            what = (
+                f"exceed {previous} bits in {self.RAISE_AFTER_FRAMES} frames in a row ({PERCENT_KEPT} of them at "
+                f"most {largest})"
+            )
         elif self.bits == 16:
             what = "fill 16 bits (or their top bits)"
         else:
@@ -252,7 +306,8 @@ class SampleBitDepth:
             else f"read as {self.bits}-bit: bits {self.bits - 1}..{self.bits - 8} are the image"
         )
         self.note = (
-            f"{label} samples {what}: {how} (image_bit_depth: 0 = auto; set it to the camera's bit depth to fix it)"
+            f"{label} samples {what}: {how} ({self.words.written('image_bit_depth', 0)} = auto; set it to the camera's "
+            "bit depth to fix it)"
         )
         return self.bits
 
@@ -263,6 +318,7 @@ def decode_color_image(
     bit_depth: SampleBitDepth | None = None,
     choose_image: str = NODE_CHOOSE_IMAGE,
     image_encoding: str = "",
+    words: SettingWords = NODE_SETTINGS,
 ) -> np.ndarray:
     """`(H, W, 3)` uint8 RGB of a duck-typed `Image` or `CompressedImage`.
 
@@ -274,6 +330,7 @@ def decode_color_image(
             (the node: a remap; `vdepth-bag`: `--image-topic`).
         image_encoding: read a raw image's bytes as this encoding, not the one it names (`read_as`; "auto" or "":
             its own).
+        words: how the user sets image_encoding, in the fixes the errors name (`SettingWords`).
 
     Raises:
         UnsupportedImageError: a depth or unknown encoding (a depth camera's frame amid the colour
@@ -297,11 +354,11 @@ def decode_color_image(
             label = str(msg.format).split(";")[0].strip() or "16-bit png"
             rgb = to_8bit(rgb, bit_depth.bits_for(rgb, "rgb16", label))
         return rgb
-    encoding = read_as(msg, image_encoding)
+    encoding = read_as(msg, image_encoding, words)
     try:
         kind = get_encoding(encoding, COLOR_INPUT_ENCODINGS).kind
     except InputError as err:
-        raise UnsupportedImageError(f"{err}{read_as_hint(encoding)}") from None
+        raise UnsupportedImageError(f"{err}{read_as_hint(encoding, words)}") from None
     arr = image_array_from_fields(encoding, msg.height, msg.width, msg.step, msg.data, msg.is_bigendian)
     bits = 16
     if bit_depth is not None and kind != "depth" and arr.dtype.itemsize == 2:
@@ -310,7 +367,7 @@ def decode_color_image(
         return rgb_from_image(arr, encoding, bits, choose_image=choose_image)
     except InputError as err:
         if kind == "depth":
-            raise UnsupportedImageError(f"{err}{read_as_hint(encoding)}") from None
+            raise UnsupportedImageError(f"{err}{read_as_hint(encoding, words)}") from None
         raise
 
 

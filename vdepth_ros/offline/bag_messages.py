@@ -5,6 +5,7 @@ depth images as the node does, match a stamp).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import shutil
@@ -18,13 +19,17 @@ import numpy as np
 import yaml
 
 from vdepth_ros.encodings import get_encoding
+from vdepth_ros.errors import InputError
 from vdepth_ros.inputs.decode import (
+    NODE_SETTINGS,
     SampleBitDepth,
+    SettingWords,
     UnsupportedImageError,
     decode_color_image,
     decode_depth_image,
     is_compressed_depth,
     is_depth_png,
+    read_as,
 )
 from vdepth_ros.offline.atomic import disk_full_error
 from vdepth_ros.offline.bag_storage import ReadableCopies, expand_folders, split_index, storage_files
@@ -447,16 +452,31 @@ CHOOSE_IMAGE = "choose the colour camera's topic with --image-topic"
 KIND_PEEK_MESSAGES = 64
 
 
-def _image_kind(reader: AnyReader, raw: bytes, msgtype: str) -> str:
+def _image_kind(reader: AnyReader, raw: bytes, msgtype: str, image_encoding: str = "auto") -> str:
     """`"colour"` or `"depth"` by what the message in `raw` holds, "" for another encoding; raises for a
-    message that cannot be read (cut short, corrupt, an encoding string that is none)."""
+    message that cannot be read (cut short, corrupt, an encoding string that is none). With `image_encoding` (the
+    node's parameter) set, a raw image of as many bytes per pixel as it is colour, as the run reads it (an IR
+    camera's 16UC1 read as mono16; not a 32FC1 depth image, whose rows would fit mono16's with padding)."""
     msg = reader.deserialize(raw, msgtype)
     if msgtype == COMPRESSED:
         return "depth" if is_compressed_depth(msg) or is_depth_png(msg) else "colour"
+    if image_encoding not in ("", "auto"):
+        try:
+            same = _pixel_layout(get_encoding(msg.encoding)) == _pixel_layout(get_encoding(image_encoding))
+        except InputError:  # OpenCV's 8UC3...: `read_as` tells whether its bytes are image_encoding's
+            same = True
+        with contextlib.suppress(UnsupportedImageError):  # its bytes are not image_encoding's: by its own
+            if same and read_as(msg, image_encoding):
+                return "colour"
     return {"color": "colour", "mono": "colour", "depth": "depth"}.get(get_encoding(msg.encoding).kind, "")
 
 
-def image_topics_by_kind(reader: AnyReader) -> dict[str, list[str]]:
+def _pixel_layout(encoding: Any) -> tuple[int, float]:
+    """(bytes per pixel, rows of data per image row) of an `encodings.Encoding`."""
+    return encoding.dtype.itemsize * encoding.channels, encoding.height_scaling
+
+
+def image_topics_by_kind(reader: AnyReader, image_encoding: str = "auto") -> dict[str, list[str]]:
     """The bag's image topics with messages, sorted, by what their first readable message holds:
     "colour" (an Image of a colour or mono encoding, a CompressedImage) and "depth" (an Image of a
     depth encoding, 16UC1/32FC1: a depth camera's, or `vdepth-bag`'s /depth and /disparity; a
@@ -466,7 +486,9 @@ def image_topics_by_kind(reader: AnyReader) -> dict[str, list[str]]:
     the topic skips and counts it as any bad message): one cut short at the start of a recording
     took the camera's topic out of the choice. A topic none of whose first `KIND_PEEK_MESSAGES`
     messages can be read is neither. Used to choose a default topic: a depth camera's or the
-    outputs' topics beside the camera do not make it ambiguous."""
+    outputs' topics beside the camera do not make it ambiguous. With `image_encoding` set (not auto), a raw topic
+    whose images it reads is colour (`_image_kind`): a bag whose camera is an IR camera's 16UC1 is read without
+    naming the topic, a depth camera's 16UC1 beside it makes the choice ambiguous (its bytes are the same)."""
     kinds: dict[str, list[str]] = {"colour": [], "depth": []}
     topics = sorted({c.topic for c in reader.connections if c.msgtype in IMAGE_TYPES and c.msgcount > 0})
     for topic in topics:
@@ -475,7 +497,7 @@ def image_topics_by_kind(reader: AnyReader) -> dict[str, list[str]]:
         try:
             for conn, _, raw in islice(messages, KIND_PEEK_MESSAGES):
                 try:
-                    kind = _image_kind(reader, raw, conn.msgtype)
+                    kind = _image_kind(reader, raw, conn.msgtype, image_encoding)
                     break
                 except Exception:  # a bad message: the next one tells the topic's kind
                     continue
@@ -500,11 +522,16 @@ def _transport_of(topic: str, topics: list[str]) -> bool:
 
 
 def decode_color_msg(
-    msg: Any, msgtype: str, topic: str, bit_depth: SampleBitDepth | None = None, image_encoding: str = "auto"
+    msg: Any,
+    msgtype: str,
+    topic: str,
+    bit_depth: SampleBitDepth | None = None,
+    image_encoding: str = "auto",
+    words: SettingWords = NODE_SETTINGS,
 ) -> np.ndarray:
     """`(H, W, 3)` uint8 RGB of an Image/CompressedImage message read from `topic`
     (`inputs.decode.decode_color_image`, as the node decodes it; 16-bit samples by `bit_depth`, a raw image's bytes
-    as `image_encoding`, the node's parameter, names: `inputs.decode.read_as`).
+    as `image_encoding`, the node's parameter, names: `inputs.decode.read_as`; the fixes in the user's `words`).
 
     Raises:
         UnsupportedEncodingError: the encoding is not a colour/mono one, or `image_encoding` does not fit the
@@ -512,7 +539,9 @@ def decode_color_msg(
         InputError: the message is malformed (size, buffer, undecodable bytes).
     """
     try:
-        return decode_color_image(msg, bit_depth=bit_depth, choose_image=CHOOSE_IMAGE, image_encoding=image_encoding)
+        return decode_color_image(
+            msg, bit_depth=bit_depth, choose_image=CHOOSE_IMAGE, image_encoding=image_encoding, words=words
+        )
     except UnsupportedImageError as err:  # named as the node names it (its one rule), with this tool's fix
         raise UnsupportedEncodingError(f"topic {topic!r}: {err}") from None
 

@@ -22,7 +22,7 @@ from vdepth_ros.camera_info import info_signature
 from vdepth_ros.errors import InputError
 from vdepth_ros.inputs.assembly import DEFAULT_MAX_INPUT_PIXELS, FrameAssembler
 from vdepth_ros.inputs.calibration import camera_missing, info_image_size
-from vdepth_ros.inputs.decode import image_size
+from vdepth_ros.inputs.decode import NODE_SETTINGS, SettingWords, image_size
 from vdepth_ros.inputs.samples import TimedSamples
 from vdepth_ros.inputs.sync import REPEATED_STAMP, UNSET_STAMP, ApproximateTimeSync, InputRate, stamp_to_ns
 from vdepth_ros.offline.bag_messages import (
@@ -115,6 +115,7 @@ class BagFrameSource:
         max_input_pixels: larger images are dropped before decoding (the node's parameter).
         image_bit_depth: significant bits of 16-bit images, 0 = auto (the node's parameter).
         image_encoding: read each raw image's bytes as this encoding, "auto" = its own (the node's parameter).
+        setting_words: how the user sets those two, in the fixes named (the params file's; a tool's flags).
         log_time_stamps: stamp every input message with the time the bag received it instead of
             its header stamp (cameras whose drivers do not stamp their images).
         camera_info: a camera_info for every frame (`rectify.load_camera_info` of a calibration
@@ -144,6 +145,7 @@ class BagFrameSource:
         max_input_pixels: int = DEFAULT_MAX_INPUT_PIXELS,
         image_bit_depth: int = 0,
         image_encoding: str = "auto",
+        setting_words: SettingWords = NODE_SETTINGS,
         log_time_stamps: bool = False,
         max_input_rate: float = 0.0,
     ) -> None:
@@ -160,6 +162,7 @@ class BagFrameSource:
             max_input_pixels=max_input_pixels,
             image_bit_depth=image_bit_depth,
             image_encoding=image_encoding,
+            setting_words=setting_words,
             report=self._report,
             choose_info="choose this camera's with --camera-info-topic",
             choose_image=CHOOSE_IMAGE,
@@ -271,6 +274,7 @@ class BagFrameSource:
             image_topic_explicit=self.image_topic_explicit,
             camera_info_topic_explicit=self.camera_info_topic_explicit,
             notes=self.notes,
+            image_encoding=self._assembler.image_encoding,
         )
         self._image_conns = chosen.choose_image()
         self.image_topic = chosen.image_topic
@@ -308,7 +312,13 @@ class BagFrameSource:
     def decode_rgb(self, msg: Any, msgtype: str) -> np.ndarray:
         """`(H, W, 3)` uint8 RGB of an Image/CompressedImage message of the image topic
         (`decode_color_msg`)."""
-        return decode_color_msg(msg, msgtype, self.image_topic, image_encoding=self._assembler.image_encoding)
+        return decode_color_msg(
+            msg,
+            msgtype,
+            self.image_topic,
+            image_encoding=self._assembler.image_encoding,
+            words=self._assembler.setting_words,
+        )
 
     def _drop(self, stamp_ns: int, reason: str, received: bool = False) -> None:
         """Drop an image (counted, told once per kind of reason with its topic and stamp)."""

@@ -103,8 +103,10 @@ class InputConnections:
         image_topic_explicit: bool,
         camera_info_topic_explicit: bool,
         notes: list[str],
+        image_encoding: str = "auto",
     ) -> None:
         self.reader, self.path, self.notes = reader, path, notes
+        self.image_encoding = image_encoding  # the run's: the raw topics it reads count as colour images
         self.image_topic, self.camera_info_topic = image_topic, camera_info_topic
         self.sparse_depth_topic, self.camera_pose_topic = sparse_depth_topic, camera_pose_topic
         self.image_topic_explicit = image_topic_explicit
@@ -124,6 +126,16 @@ class InputConnections:
     def _conns(self, topic: str) -> list[Connection]:
         return [c for c in self.reader.connections if c.topic == topic]
 
+    def _grey_depth_hint(self, kinds: dict[str, list[str]]) -> str:
+        """Where the bag's only image topics are depth images: a 16UC1 one may be an IR camera's (kinect2_bridge's
+        image_ir), which the run reads with image_encoding: mono16 (then found without --image-topic); "" otherwise."""
+        if self.image_encoding not in ("", "auto") or kinds["colour"] or not kinds["depth"]:
+            return ""
+        return (
+            f"; its image topics are depth images ({', '.join(kinds['depth'])}): an IR or grey camera's 16UC1 images "
+            "(kinect2_bridge's image_ir) are read as a camera with image_encoding: mono16 in the --params file"
+        )
+
     def choose_image(self) -> list[Connection]:
         """The image topic's connections (the bag's only colour image topic when the default one is
         absent); `image_topic` is then the topic read."""
@@ -132,7 +144,8 @@ class InputConnections:
         image_conns = self._conns(self.image_topic)
         if not image_conns:
             # a depth camera's topics, or vdepth-bag's outputs, beside the camera do not make it ambiguous
-            candidates = image_topics_by_kind(self.reader)["colour"]
+            kinds = image_topics_by_kind(self.reader, self.image_encoding)
+            candidates = kinds["colour"]
             transports = [c for c in candidates if c.rsplit("/", 1)[0] == self.image_topic]
             if len(transports) == 1:  # the camera's base topic named, as image_transport's subscribers name it
                 self.notes.append(
@@ -160,7 +173,7 @@ class InputConnections:
             else:
                 raise MissingTopicError(
                     f"{self.path}: image topic {self.image_topic!r} not found; the bag has: "
-                    f"{self._topic_list()} (choose one with --image-topic)"
+                    f"{self._topic_list()} (choose one with --image-topic){self._grey_depth_hint(kinds)}"
                 )
         bad = {c.msgtype for c in image_conns if c.msgtype not in IMAGE_TYPES}
         if bad:

@@ -36,7 +36,7 @@ from vdepth_ros.camera_info import camera_from_info
 from vdepth_ros.consistency import FlowWarpingError, pair_tae
 from vdepth_ros.errors import InputError, VdepthError
 from vdepth_ros.inputs.assembly import DEFAULT_MAX_INPUT_PIXELS
-from vdepth_ros.inputs.decode import SampleBitDepth, check_input_size
+from vdepth_ros.inputs.decode import NODE_SETTINGS, SampleBitDepth, SettingWords, check_input_size
 from vdepth_ros.inputs.sync import stamp_to_ns
 from vdepth_ros.offline.bag_messages import (
     KIND_PEEK_MESSAGES,
@@ -351,6 +351,7 @@ def measure_flicker(
     tell_skipped: bool = True,
     image_bit_depth: int = 0,
     image_encoding: str = "auto",
+    setting_words: SettingWords = NODE_SETTINGS,
 ) -> list[TopicFlicker]:
     """The flow warping error of each depth topic against `image_topic` (module docstring).
 
@@ -374,7 +375,8 @@ def measure_flicker(
     (`vdepth-bag --flicker`, whose run told them already).
 
     `image_bit_depth`, `image_encoding`: the colour images are read as the node reads them with these parameters
-    (`bag_messages.decode_color_msg`): an IR camera's 16UC1 read as mono16, a 12-bit camera's samples.
+    (`bag_messages.decode_color_msg`): an IR camera's 16UC1 read as mono16, a 12-bit camera's samples; the fixes
+    named in `setting_words` (the node's parameters, or this tool's flags: `runner.image_reading_options`).
 
     Raises:
         FileNotFoundError, BagReadError, MissingTopicError, UnsupportedEncodingError (a topic whose
@@ -387,7 +389,7 @@ def measure_flicker(
         raise OfflineError(f"--max-width must be at least {MIN_FLOW_WIDTH} pixels, got {max_width}")
     reader = open_reader(paths, typestore)
     try:
-        image_topic, depth_topics = default_topics(reader, image_topic, depth_topics)
+        image_topic, depth_topics = default_topics(reader, image_topic, depth_topics, image_encoding)
         topics = _checked_topics(reader, image_topic, depth_topics)
         # 2. One chain of consecutive pairs per depth topic, with the geometry for TAE when poses are given.
         slop_ns = round(slop * 1e9)
@@ -411,7 +413,7 @@ def measure_flicker(
             chains[t].result.tae_note = note
         # 3. Stream the bag: match each depth image to the colour image nearest in stamp.
         images: OrderedDict[int, np.ndarray] = OrderedDict()
-        bit_depth = SampleBitDepth(image_bit_depth)  # a 12-bit camera's mono16 read as the node reads it
+        bit_depth = SampleBitDepth(image_bit_depth, setting_words)  # a 12-bit camera's mono16 read as the node reads it
         wanted = [c for c in reader.connections if c.topic in (image_topic, pose_topic) or c.topic in chains]
         for conn, t, raw in guarded_messages(reader, wanted, paths[0]):
             msg = deserialize_or_skip(reader, raw, conn, t, bad.skipped)
@@ -422,7 +424,16 @@ def measure_flicker(
             if conn.topic == pose_topic:
                 _add_pose(msg, chains)
             elif conn.topic == image_topic:
-                _add_image(images, chains, msg, conn.msgtype, image_topic, slop_ns, (bit_depth, image_encoding), bad)
+                _add_image(
+                    images,
+                    chains,
+                    msg,
+                    conn.msgtype,
+                    image_topic,
+                    slop_ns,
+                    (bit_depth, image_encoding, setting_words),
+                    bad,
+                )
             else:
                 _add_depth(images, chains[conn.topic], msg, conn.topic, slop_ns, bad)
         # 4. Depth images still waiting for a colour image are unmatched; the messages skipped, per topic.
@@ -450,16 +461,21 @@ def _check_arguments(paths: list[Path], depth_topics: Sequence[str] | None) -> N
         raise MissingTopicError("give at least one --depth-topic")
 
 
-def default_topics(reader: Any, image_topic: str | None, depth_topics: Sequence[str] | None) -> tuple[str, list[str]]:
+def default_topics(
+    reader: Any, image_topic: str | None, depth_topics: Sequence[str] | None, image_encoding: str = "auto"
+) -> tuple[str, list[str]]:
     """The colour and depth topics to read: those given, else `/image` and `/depth` when the bags
     have them, else their only colour image topic and their only depth image topic not named
     `*disparity` (`bag_messages.image_topics_by_kind`, the rule `vdepth-bag` chooses its input by),
     those named `<namespace>/depth` first (`vdepth-bag --namespace`'s output read with a depth
-    camera's recording), each choice logged. Several candidates are an error naming them and the option."""
+    camera's recording), each choice logged. Several candidates are an error naming them and the option. With
+    `image_encoding` set, the raw topics whose images it reads are colour ones (an IR camera's 16UC1)."""
     have = {c.topic for c in reader.connections}
     named_absent = image_topic is not None and image_topic not in have
     lacking = (image_topic or "/image") not in have or (depth_topics is None and "/depth" not in have)
-    kinds = image_topics_by_kind(reader) if lacking else {"colour": [], "depth": []}  # peeks at each image topic
+    kinds = (
+        image_topics_by_kind(reader, image_encoding) if lacking else {"colour": [], "depth": []}
+    )  # peeks at each image topic
     transports = [t for t in kinds["colour"] if t.rsplit("/", 1)[0] == image_topic]
     if named_absent and len(transports) == 1:  # a camera's base topic named: its one image_transport, as vdepth-bag
         log.info("%s not in the bags; reading its image_transport topic %s", image_topic, transports[0])
@@ -564,11 +580,11 @@ def _add_image(
     msgtype: str,
     image_topic: str,
     slop_ns: int,
-    reading: tuple[SampleBitDepth, str],
+    reading: tuple[SampleBitDepth, str, SettingWords],
     bad: _BadMessages,
 ) -> None:
-    """Hold a colour image (the last `_HELD`), read by `reading` (its bit depth and `image_encoding`), and pair it
-    with the depth images that arrived before it."""
+    """Hold a colour image (the last `_HELD`), read by `reading` (its bit depth, `image_encoding` and the user's
+    words for them), and pair it with the depth images that arrived before it."""
     stamp = stamp_to_ns(msg.header.stamp)
     if bad.unstamped(stamp, image_topic) or bad.too_large(msg, image_topic, "an image"):
         return  # its depth goes unmatched

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 
+from vdepth_ros.inputs.decode import SettingWords
 from vdepth_ros.offline.errors import InterruptedRun
 from vdepth_ros.pipeline_types import sparse_span
 
@@ -457,6 +458,11 @@ def add_run_options(parser: argparse.ArgumentParser, output: str) -> None:
     parser.add_argument("-v", "--verbose", action="store_true")
 
 
+#: How `add_image_reading_options`' user sets the node's image reading parameters: the fixes the decoding names, and
+#: a refused value, name the flag typed, not a parameter of a params file the tool does not read.
+IMAGE_READING_FLAGS = SettingWords({"image_encoding": "--image-encoding", "image_bit_depth": "--image-bit-depth"})
+
+
 def add_image_reading_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """`--image-encoding` and `--image-bit-depth`: the node's `image_encoding` and `image_bit_depth` for a tool
     that reads a bag's colour images without a params file (`vdepth-flicker`, the training's rosbag conversion);
@@ -476,16 +482,26 @@ def add_image_reading_options(parser: argparse.ArgumentParser | argparse._Argume
 
 
 def image_reading_options(args: argparse.Namespace) -> dict[str, Any]:
-    """`{"image_encoding": ..., "image_bit_depth": ...}` of `add_image_reading_options`' options.
+    """`{"image_encoding": ..., "image_bit_depth": ..., "setting_words": IMAGE_READING_FLAGS}` of
+    `add_image_reading_options`' options.
 
     Raises:
-        ConfigError: a value the node refuses, in its words (`image_encoding='16UC1' is not one of auto, ...`).
+        ConfigError: a value the node refuses, in its words with the flag for the parameter
+            (`--image-encoding '16UC1' is not one of auto, ...`).
     """
+    from vdepth_ros.errors import ConfigError
     from vdepth_ros.node_params import ros_param_values
 
     given = {"image_encoding": args.image_encoding, "image_bit_depth": args.image_bit_depth}
-    values = ros_param_values(given)
-    return {name: values[name] for name in given}
+    try:
+        values = ros_param_values(given)
+    except ConfigError as err:  # "image_bit_depth=4: ..." -> "--image-bit-depth 4: ..."
+        message = str(err)
+        for name, flag in IMAGE_READING_FLAGS.flags.items():
+            if message.startswith(f"{name}="):
+                message = f"{flag} {message[len(name) + 1 :]}"
+        raise ConfigError(message) from None
+    return {**{name: values[name] for name in given}, "setting_words": IMAGE_READING_FLAGS}
 
 
 def setup_logging(verbose: bool) -> None:
