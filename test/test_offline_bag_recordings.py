@@ -201,6 +201,8 @@ def test_the_summary_says_what_the_output_holds_of_the_input(tmp_path: Path) -> 
     write_image_bag(src, synthetic_frames(10, 36, 52))
     summary = process_bag(src, tmp_path / "out", params=PARAMS, engine=_engine())
     assert any("--copy-input-topics" in n and "2 topics" in n for n in summary.notes), summary.notes
+    # where it plays: "play both together" sent a user of ROS from pip wheels to a ros2 CLI it does not have
+    assert any("ROS 2 distro install" in n and "pip wheels has no ros2 CLI" in n for n in summary.notes), summary.notes
     copied = process_bag(src, tmp_path / "out2", params=PARAMS, engine=_engine(), copy_input_topics=True)
     assert any("copied" in n and "2 topics" in n for n in copied.notes), copied.notes
 
