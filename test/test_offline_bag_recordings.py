@@ -50,10 +50,12 @@ def test_a_recording_without_metadata_yaml_is_read_from_its_storage_files(tmp_pa
 
 def test_a_newer_rosbag2_metadata_version_is_read_from_the_storage_files(tmp_path: Path) -> None:
     """rosbags refuses metadata.yaml versions it does not know yet; the storage file itself is fine."""
+    from vdepth_ros.offline.bag_types import BAG_VERSION
+
     bag = tmp_path / "in"
     write_image_bag(bag, synthetic_frames(10, 36, 52))
     meta = bag / "metadata.yaml"
-    meta.write_text(meta.read_text().replace("version: 9", "version: 11"))
+    meta.write_text(meta.read_text().replace(f"version: {BAG_VERSION}", "version: 11"))
     summary = process_bag(bag, tmp_path / "out", params=PARAMS, engine=_engine())
     assert summary.frames_out == 10
     assert any("version 11" in n for n in summary.notes), summary.notes
