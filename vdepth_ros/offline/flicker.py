@@ -466,12 +466,14 @@ def default_topics(reader: Any, image_topic: str | None, depth_topics: Sequence[
         image_topic = transports[0]
     if image_topic is None:
         colour = kinds["colour"] if depth_topics is None else _same_camera(depth_topics[0], kinds["colour"])
-        image_topic = _default_topic(have, "/image", colour, "colour image", "--image-topic")
+        what = "colour image" + (f" (of {depth_topics[0]}'s camera)" if colour != kinds["colour"] else "")
+        image_topic = _default_topic(have, "/image", colour, what, "--image-topic")
     if depth_topics is None:
         depth = [t for t in kinds["depth"] if not t.endswith("disparity") and t != image_topic]
         named = [t for t in depth if t.rsplit("/", 1)[-1] == "depth"]  # the node's output in a namespace
-        depth = _same_camera(image_topic, named or depth)
-        depth_topics = [_default_topic(have, "/depth", depth, "depth image", "--depth-topic (repeat to compare)")]
+        beside = _same_camera(image_topic, named or depth)
+        what = "depth image" + (f" (of {image_topic}'s camera)" if beside != (named or depth) else "")
+        depth_topics = [_default_topic(have, "/depth", beside, what, "--depth-topic (repeat to compare)")]
     return image_topic, list(depth_topics)
 
 
