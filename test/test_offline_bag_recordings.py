@@ -89,7 +89,10 @@ def test_a_cut_off_mcap_is_read_up_to_the_cut(tmp_path: Path, metadata: bool) ->
 def test_a_folder_that_is_not_a_bag_says_so(tmp_path: Path) -> None:
     (tmp_path / "photos").mkdir()
     (tmp_path / "photos" / "a.jpg").write_bytes(b"x")
-    with pytest.raises(BagReadError, match=r"no metadata\.yaml and no \.mcap or \.db3"):
+    with pytest.raises(BagReadError, match=r"no metadata\.yaml and no \.mcap or \.db3 storage files in it$"):
+        process_bag(tmp_path / "photos", tmp_path / "out", params=PARAMS, engine=_engine())
+    write_image_bag(tmp_path / "photos" / "run1", synthetic_frames(2, 36, 52))  # the folder bags are recorded into
+    with pytest.raises(BagReadError, match=r"in it; it holds the bag run1: pass one"):
         process_bag(tmp_path / "photos", tmp_path / "out", params=PARAMS, engine=_engine())
 
 

@@ -49,7 +49,11 @@ def storage_files(folder: Path, problem: str, notes: list[str] | None) -> list[P
     files = sorted(expand_folders([folder]) + [p for p in folder.iterdir() if is_packed(p)], key=split_index)
     if not files:
         if not (folder / "metadata.yaml").exists():
-            raise BagReadError(f"{folder}: not a bag: no metadata.yaml and no .mcap or .db3 storage files in it")
+            # (the folder the bags are recorded into, passed for one of them)
+            inner = sorted(p.name for p in folder.iterdir() if p.is_dir() and (p / "metadata.yaml").is_file())
+            listed = ", ".join(inner[:5]) + (", ..." if len(inner) > 5 else "")
+            held = f"; it holds the bag{'s' if len(inner) > 1 else ''} {listed}: pass one" if inner else ""
+            raise BagReadError(f"{folder}: not a bag: no metadata.yaml and no .mcap or .db3 storage files in it{held}")
         raise BagReadError(f"{folder} {problem}, and no .mcap or .db3 storage files")
     note = f"{folder} {problem}: read its {len(files)} storage file{'s' if len(files) > 1 else ''} directly"
     log.warning("%s", note)
