@@ -160,6 +160,24 @@ def test_vdepth_bag_unpacks_a_file_compressed_bag_beside_its_output_not_in_tmp(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "out"]  # nothing left beside the output
 
 
+def test_storage_files_compressed_whole_are_read_without_their_metadata_yaml(tmp_path: Path) -> None:
+    """A `--compression-mode file` recording's storage file given alone (`rec_0.mcap.zstd`) was "unknown bag
+    storage"; a folder of them without metadata.yaml (its recorder killed: the closed files compressed, the last
+    one not) was read from its last file alone, the compressed ones left out without a word."""
+    rec = _file_compressed_bag(tmp_path / "rec", frames=12)
+    (rec / "metadata.yaml").unlink()  # the recorder killed before it wrote it
+    (rec / "rec.mcap.zstd").rename(rec / "rec_0.mcap.zstd")
+    write_image_bag(tmp_path / "last", synthetic_frames(8, 36, 52), start_ns=1_700_000_000_400_000_000)
+    (tmp_path / "last" / "last.mcap").rename(rec / "rec_1.mcap")
+    alone = process_bag(rec / "rec_0.mcap.zstd", tmp_path / "alone", params=PARAMS, engine=_engine())
+    assert alone.frames_out == 12
+    assert any("rec_0.mcap.zstd is compressed whole" in n for n in alone.notes), alone.notes
+    killed = process_bag(rec, tmp_path / "killed", params=PARAMS, engine=_engine())
+    assert killed.frames_out == 20, killed.notes
+    assert sorted(p.name for p in rec.iterdir()) == ["rec_0.mcap.zstd", "rec_1.mcap"]  # the input untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["alone", "killed", "last", "rec"]  # no copies left
+
+
 def test_no_room_beside_the_output_to_unpack_a_bag_is_one_error_before_any_work(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -198,10 +198,11 @@ def test_output_topics_carry_the_qos_the_live_node_offers(tmp_path: Path, storag
     recorded = {t["topic_metadata"]["name"]: t["topic_metadata"]["offered_qos_profiles"]
                 for t in meta["topics_with_message_count"]}  # fmt: skip
     assert set(recorded) == set(OUTPUTS)
-    for topic, profiles in recorded.items():  # rosbag2's version 9 metadata: a list of profiles, policies by name
-        (profile,) = profiles
-        assert (profile["history"], profile["depth"], profile["reliability"], profile["durability"]) == live[topic]
-        assert profile["liveliness"] == "automatic" and profile["deadline"] == {"sec": 9223372036, "nsec": 854775807}
+    for topic, profiles in recorded.items():  # version 8 metadata: a YAML string of profiles, policies by number
+        (profile,) = yaml.safe_load(profiles)
+        named = {policy: QOS_POLICIES[policy][profile[policy]] for policy in QOS_POLICIES}
+        assert (named["history"], profile["depth"], named["reliability"], named["durability"]) == live[topic]
+        assert named["liveliness"] == "automatic" and profile["deadline"] == {"sec": 9223372036, "nsec": 854775807}
     with Reader(out) as reader:  # what a reader of the storage file itself gets (MCAP channel metadata, sqlite3)
         for conn in reader.connections:
             (qos,) = conn.ext.offered_qos_profiles
@@ -212,27 +213,34 @@ def test_output_topics_carry_the_qos_the_live_node_offers(tmp_path: Path, storag
 
         with next(out.glob("*.mcap")).open("rb") as f:
             channels = make_reader(f).get_summary().channels.values()
-            assert all("best_effort" in c.metadata["offered_qos_profiles"] for c in channels)
+            profiles = {c.topic: yaml.safe_load(c.metadata["offered_qos_profiles"]) for c in channels}
+            assert all(QOS_POLICIES["reliability"][p["reliability"]] == live[t][2] for t, (p,) in profiles.items())
 
 
-#: What rosbag2's own reader requires of a bag, from its source (ros2/rosbag2 at 25304dd, 2024-10-16, the newest
-#: stored here): `rosbag2_storage/src/rosbag2_storage/qos.cpp` (a QoS profile's keys; version 9 writes policies by
-#: rmw's names) and rmw's `qos_string_conversions.c` (those names).
+#: What rosbag2's own readers require of a bag, from their source (ros2/rosbag2: rolling at 25304dd, 2024-10-16, the
+#: newest stored here, and the humble branch at d256a5ba): rmw's numbers of the QoS policies (`rmw/types.h`), as
+#: version 8 metadata holds them, which every rosbag2 reads: Humble's player (`rosbag2_transport/src/qos.cpp`:
+#: `node["history"].as<int>()`, ...) and Jazzy's and later (`rosbag2_storage/src/rosbag2_storage/qos.cpp`: a number
+#: is version 8's). Version 9's names ("keep_last") only Jazzy and later read.
 QOS_POLICIES = {
-    "history": {"system_default", "keep_last", "keep_all"},
-    "reliability": {"system_default", "reliable", "best_effort", "best_available"},
-    "durability": {"system_default", "transient_local", "volatile", "best_available"},
-    "liveliness": {"system_default", "automatic", "manual_by_topic", "best_available"},
+    "history": {0: "system_default", 1: "keep_last", 2: "keep_all"},
+    "reliability": {0: "system_default", 1: "reliable", 2: "best_effort", 4: "best_available"},
+    "durability": {0: "system_default", 1: "transient_local", 2: "volatile", 4: "best_available"},
+    "liveliness": {0: "system_default", 1: "automatic", 3: "manual_by_topic", 5: "best_available"},
 }
 
 
 def _check_qos_profiles(profiles: object, topic: str) -> None:
-    """As `convert<rclcpp::QoS>::decode` (qos.cpp) reads each profile of version 9: a sequence of maps (empty for a
-    copied topic recorded without any, which the player offers with its defaults; never for an output)."""
-    assert isinstance(profiles, list) and (profiles or not topic.startswith("/est/")), topic
-    for profile in profiles:
-        for policy, names in QOS_POLICIES.items():
-            assert profile[policy] in names, (policy, profile[policy])
+    """As every rosbag2 reads a topic's offered QoS profiles of version 8: a YAML string (Humble's
+    `convert<TopicMetadata>::decode`: `as<std::string>()`, whatever the version; a list refused the whole
+    metadata.yaml) of a sequence of maps, policies by number (empty for a copied topic recorded without any, which
+    the player offers with its defaults; never for an output)."""
+    assert isinstance(profiles, str), (topic, profiles)
+    parsed = yaml.safe_load(profiles) if profiles else []
+    assert isinstance(parsed, list) and (parsed or not topic.startswith("/est/")), topic
+    for profile in parsed:
+        for policy, numbers in QOS_POLICIES.items():
+            assert type(profile[policy]) is int and profile[policy] in numbers, (policy, profile[policy])
         assert isinstance(profile["depth"], int) and isinstance(profile["avoid_ros_namespace_conventions"], bool)
         for duration in ("deadline", "lifespan", "liveliness_lease_duration"):
             assert set(profile[duration]) == {"sec", "nsec"}
@@ -240,10 +248,11 @@ def _check_qos_profiles(profiles: object, topic: str) -> None:
 
 
 def _check_bag_metadata(info: dict, storage: str) -> None:
-    """As `convert<rosbag2_storage::BagMetadata>::decode` (rosbag2_storage/include/rosbag2_storage/yaml.hpp) reads
-    metadata.yaml's `rosbag2_bagfile_information`, an MCAP file's `rosbag2` metadata record and a `.db3` file's
-    metadata table: every field of version 9 (`bag_metadata.hpp`: `int version = 9`), which `ros2 bag play` needs."""
-    assert info["version"] == 9 and info["storage_identifier"] == storage
+    """As `convert<rosbag2_storage::BagMetadata>::decode` (rolling: rosbag2_storage/include/rosbag2_storage/yaml.hpp;
+    humble: rosbag2_storage/src/rosbag2_storage/metadata_io.cpp) reads metadata.yaml's `rosbag2_bagfile_information`,
+    an MCAP file's `rosbag2` metadata record and a `.db3` file's metadata table: every field of version 8, which
+    `ros2 bag play` needs, from Humble's (which ignores the fields it does not know) to rolling's."""
+    assert info["version"] == 8 and info["storage_identifier"] == storage
     assert isinstance(info["duration"]["nanoseconds"], int)
     assert isinstance(info["starting_time"]["nanoseconds_since_epoch"], int)
     assert info["message_count"] == sum(t["message_count"] for t in info["topics_with_message_count"])
@@ -251,7 +260,7 @@ def _check_bag_metadata(info: dict, storage: str) -> None:
         meta = topic["topic_metadata"]
         assert meta["serialization_format"] == "cdr" and "/msg/" in meta["type"]
         assert meta["type_description_hash"].startswith("RIHS01_")  # (version >= 7: a string, read as one)
-        _check_qos_profiles(meta["offered_qos_profiles"], meta["name"])  # (version >= 9: a sequence, not a YAML string)
+        _check_qos_profiles(meta["offered_qos_profiles"], meta["name"])
     assert isinstance(info["compression_format"], str) and isinstance(info["compression_mode"], str)
     assert [f["path"] for f in info["files"]] == info["relative_file_paths"]
     for f in info["files"]:
@@ -262,8 +271,9 @@ def _check_bag_metadata(info: dict, storage: str) -> None:
 @pytest.mark.parametrize("output", ["out", "out.mcap", "out.db3", "out_sqlite"])
 def test_output_bags_hold_what_rosbag2_reads(tmp_path: Path, output: str) -> None:
     """`ros2 bag play` cannot run here (no ros2 CLI), so our bags are checked against what rosbag2's reader
-    takes, from its source (ros2/rosbag2 at 25304dd): metadata.yaml (`metadata_io.cpp`: the
-    `rosbag2_bagfile_information` key; `yaml.hpp`, `qos.cpp`: `_check_bag_metadata`); MCAP
+    takes, from its source (ros2/rosbag2 at 25304dd, and Humble's, the humble branch at d256a5ba, which refused
+    version 9's metadata.yaml: "Exception on parsing info file: yaml-cpp: bad conversion"): metadata.yaml
+    (`metadata_io.cpp`: the `rosbag2_bagfile_information` key; `yaml.hpp`, `qos.cpp`: `_check_bag_metadata`); MCAP
     (`rosbag2_storage_mcap/src/mcap_storage.cpp`: profile `ros2`, each channel's message encoding `cdr` and
     `offered_qos_profiles` (a YAML string of the profiles), each schema `ros2msg`, the bag's
     metadata in a `rosbag2` metadata record's `serialized_metadata`, which a single `.mcap` without metadata.yaml
@@ -293,7 +303,7 @@ def test_output_bags_hold_what_rosbag2_reads(tmp_path: Path, output: str) -> Non
             summary = reader.get_summary()
             for channel in summary.channels.values():
                 assert channel.message_encoding == "cdr"  # (`topic_type_hash` is optional: the hash is in the record)
-                _check_qos_profiles(yaml.safe_load(channel.metadata["offered_qos_profiles"]), channel.topic)
+                _check_qos_profiles(channel.metadata["offered_qos_profiles"], channel.topic)
             assert {s.encoding for s in summary.schemas.values()} == {"ros2msg"}
             records = [m for m in reader.iter_metadata() if m.name == "rosbag2"]
             assert len(records) == 1
@@ -312,8 +322,8 @@ def test_output_bags_hold_what_rosbag2_reads(tmp_path: Path, output: str) -> Non
         }  # fmt: skip
         assert [v for (v,) in db.execute("SELECT schema_version FROM schema")] == [4]
         [(version, serialized)] = db.execute("SELECT metadata_version, metadata FROM metadata ORDER BY id").fetchall()
-        assert version == 9
+        assert version == 8
         _check_bag_metadata(yaml.safe_load(serialized), storage)
         for topic, profiles in db.execute("SELECT name, offered_qos_profiles FROM topics"):
-            _check_qos_profiles(yaml.safe_load(profiles), topic)
+            _check_qos_profiles(profiles, topic)
         assert {e for (e,) in db.execute("SELECT encoding FROM message_definitions")} == {"ros2msg"}

@@ -50,10 +50,12 @@ def test_a_recording_without_metadata_yaml_is_read_from_its_storage_files(tmp_pa
 
 def test_a_newer_rosbag2_metadata_version_is_read_from_the_storage_files(tmp_path: Path) -> None:
     """rosbags refuses metadata.yaml versions it does not know yet; the storage file itself is fine."""
+    from vdepth_ros.offline.bag_types import BAG_VERSION
+
     bag = tmp_path / "in"
     write_image_bag(bag, synthetic_frames(10, 36, 52))
     meta = bag / "metadata.yaml"
-    meta.write_text(meta.read_text().replace("version: 9", "version: 11"))
+    meta.write_text(meta.read_text().replace(f"version: {BAG_VERSION}", "version: 11"))
     summary = process_bag(bag, tmp_path / "out", params=PARAMS, engine=_engine())
     assert summary.frames_out == 10
     assert any("version 11" in n for n in summary.notes), summary.notes
@@ -87,7 +89,10 @@ def test_a_cut_off_mcap_is_read_up_to_the_cut(tmp_path: Path, metadata: bool) ->
 def test_a_folder_that_is_not_a_bag_says_so(tmp_path: Path) -> None:
     (tmp_path / "photos").mkdir()
     (tmp_path / "photos" / "a.jpg").write_bytes(b"x")
-    with pytest.raises(BagReadError, match=r"no metadata\.yaml and no \.mcap or \.db3"):
+    with pytest.raises(BagReadError, match=r"no metadata\.yaml and no \.mcap or \.db3 storage files in it$"):
+        process_bag(tmp_path / "photos", tmp_path / "out", params=PARAMS, engine=_engine())
+    write_image_bag(tmp_path / "photos" / "run1", synthetic_frames(2, 36, 52))  # the folder bags are recorded into
+    with pytest.raises(BagReadError, match=r"in it; it holds the bag run1: pass one"):
         process_bag(tmp_path / "photos", tmp_path / "out", params=PARAMS, engine=_engine())
 
 
@@ -201,6 +206,8 @@ def test_the_summary_says_what_the_output_holds_of_the_input(tmp_path: Path) -> 
     write_image_bag(src, synthetic_frames(10, 36, 52))
     summary = process_bag(src, tmp_path / "out", params=PARAMS, engine=_engine())
     assert any("--copy-input-topics" in n and "2 topics" in n for n in summary.notes), summary.notes
+    # where it plays: "play both together" sent a user of ROS from pip wheels to a ros2 CLI it does not have
+    assert any("ROS 2 distro install" in n and "pip wheels has no ros2 CLI" in n for n in summary.notes), summary.notes
     copied = process_bag(src, tmp_path / "out2", params=PARAMS, engine=_engine(), copy_input_topics=True)
     assert any("copied" in n and "2 topics" in n for n in copied.notes), copied.notes
 

@@ -12,6 +12,8 @@ from test_consistency import T, panning
 
 from vdepth_ros.offline import flicker
 from vdepth_ros.offline.bag import process_bag
+from vdepth_ros.offline.bag_messages import open_reader
+from vdepth_ros.offline.errors import MissingTopicError
 from vdepth_ros.offline.synth import write_image_bag
 
 START = 1_700_000_000_000_000_000
@@ -190,6 +192,28 @@ def test_several_depth_outputs_are_an_error_naming_them_and_the_option(
     assert flicker.main([str(tmp_path / "front"), str(tmp_path / "rear"), str(src)]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert "/front/depth, /rear/depth" in line and "--depth-topic" in line, line
+
+
+def test_naming_one_cameras_topic_finds_its_other_topic_beside_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two cameras' colour and depth in the bags (`vdepth-bag --namespace front`, then `rear`): `--image-topic
+    /rear/image_raw` was an error listing both depth topics, and `--depth-topic /front/depth` one listing both
+    colour topics; each camera's other topic is the one in its namespace."""
+    rgb, depth = panning()
+    for camera in ("front", "rear"):
+        write_image_bag(tmp_path / camera, list(rgb), start_ns=START, image_topic=f"/{camera}/image_raw",
+                        sparse_depth=list(depth), sparse_depth_topic=f"/{camera}/depth")  # fmt: skip
+    caplog.set_level("INFO", logger=flicker.log.name)
+    reader = open_reader([tmp_path / "front", tmp_path / "rear"], "kilted")
+    try:
+        assert flicker.default_topics(reader, "/rear/image_raw", None) == ("/rear/image_raw", ["/rear/depth"])
+        assert flicker.default_topics(reader, None, ["/front/depth"]) == ("/front/image_raw", ["/front/depth"])
+        assert "their only depth image (of /rear/image_raw's camera) topic /rear/depth" in caplog.text  # not "only"
+        with pytest.raises(MissingTopicError, match="/front/image_raw, /rear/image_raw"):
+            flicker.default_topics(reader, None, None)  # (no camera named: which one is the user's to say)
+    finally:
+        reader.close()
 
 
 def _compressed_depth_recording(path: Path, depth_size: dict[int, tuple[int, int]]) -> Path:

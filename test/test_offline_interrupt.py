@@ -166,7 +166,8 @@ def test_ctrl_c_during_a_long_bag_keeps_what_was_done_as_a_readable_bag(tmp_path
     meta = yaml.safe_load((out / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
     assert f"holds the {written} frames" in meta["custom_data"]["vdepth_ros.interrupted"]
     (static,) = [t for t in meta["topics_with_message_count"] if t["topic_metadata"]["name"] == "/tf_static"]
-    assert static["topic_metadata"]["offered_qos_profiles"][0]["durability"] == "transient_local"
+    (latched_offer,) = yaml.safe_load(static["topic_metadata"]["offered_qos_profiles"])  # (metadata version 8)
+    assert latched_offer["durability"] == 1  # rmw's RMW_QOS_POLICY_DURABILITY_TRANSIENT_LOCAL
     assert sorted(p.name for p in tmp_path.iterdir()) == ["camera", "out", "params.yaml", "rec"]
 
 

@@ -32,7 +32,7 @@ from vdepth_ros.inputs.decode import (
     read_as,
 )
 from vdepth_ros.offline.atomic import disk_full_error
-from vdepth_ros.offline.bag_storage import ReadableCopies, expand_folders, split_index, storage_files
+from vdepth_ros.offline.bag_storage import ReadableCopies, expand_folders, is_packed, split_index, storage_files
 from vdepth_ros.offline.bag_types import COMPRESSED, IMAGE_TYPES, STORAGE_NAMES
 from vdepth_ros.offline.errors import BagReadError, UnsupportedEncodingError
 from vdepth_ros.offline.skipped import SkippedMessages
@@ -201,7 +201,7 @@ def recording_of(path: Path) -> Path:
     a recorder killed before it wrote metadata.yaml) stands for the folder. An output written beside
     the file went into the user's recording: read again without metadata.yaml (or `ros2 bag
     reindex`), it was one more file of it. A file on its own (`~/bags/run1.mcap`) is itself."""
-    if path.is_dir() or path.suffix not in (".mcap", ".db3"):
+    if path.is_dir() or (path.suffix not in (".mcap", ".db3") and not is_packed(path)):
         return path
     folder = path.parent
     stem, index = split_index(path)

@@ -21,6 +21,11 @@ if TYPE_CHECKING:
     from vdepth_ros.offline.runner import RunSummary
 
 
+#: Where the output bags play: the tools run where ROS 2 may come from pip wheels, which have no `ros2` CLI (as the
+#: node's advice says, `node_params.runtime_set_advice`)
+PLAYER = "`ros2 bag play` comes with a ROS 2 distro install, such as the robot's; ROS 2 from pip wheels has no ros2 CLI"
+
+
 def input_topics_note(input_path: Path, source: BagFrameSource, copied: bool, writer: DepthBagWriter) -> str:
     """What the output holds of the input's topics (not copied by default: the input stays as it is)."""
     n = len(source.topics)
@@ -29,8 +34,8 @@ def input_topics_note(input_path: Path, source: BagFrameSource, copied: bool, wr
         return f"the input's {f'{kept} of {n}' if kept < n else n} topics were copied into the output"
     topics = "topic stays" if n == 1 else "topics stay"
     return (
-        f"the output holds the depth outputs only; the input's {n} {topics} in {input_path} "
-        "(play both together, or --copy-input-topics copies them in)"
+        f"the output holds the depth outputs only; the input's {n} {topics} in {input_path}: --copy-input-topics "
+        f"copies them in, for one bag to play or map from ({PLAYER})"
     )
 
 

@@ -122,5 +122,5 @@ def output_form(output: Path, storage: str, single_file: bool) -> str:
     """What the summary says the output is, so that its form is never a surprise."""
     ext = next(k for k, v in SINGLE_FILE_STORAGES.items() if v == storage)
     if single_file:
-        return f"{output} (one {storage} file, no metadata.yaml: ros2 bag play and rosbags read it as it is)"
+        return f"{output} (one {storage} file, no metadata.yaml: `ros2 bag play` and rosbags read it as it is)"
     return f"{output} (a bag folder: metadata.yaml and {output.name}{ext})"

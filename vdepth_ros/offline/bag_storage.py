@@ -31,18 +31,29 @@ def split_index(path: Path) -> tuple[str, int]:
     return (stem, int(index)) if index.isdigit() else (path.name, -1)
 
 
+#: the names of storage files rosbag2 compressed whole (`--compression-mode file`), read from unpacked copies
+PACKED_SUFFIXES = (".mcap.zstd", ".db3.zstd")
+
+
+def is_packed(path: Path) -> bool:
+    """A storage file compressed whole: rosbags reads it only through the metadata.yaml that says so, and named it
+    "unknown bag storage" given alone (one file of such a recording, or a folder whose metadata.yaml is missing:
+    a recorder killed leaves its earlier files compressed and the last one not)."""
+    return path.name.endswith(PACKED_SUFFIXES) and path.is_file()
+
+
 def storage_files(folder: Path, problem: str, notes: list[str] | None) -> list[Path]:
-    """The `.mcap`/`.db3` files of a bag folder whose metadata.yaml cannot be used, noted in `notes`."""
-    files = expand_folders([folder])
+    """The `.mcap`/`.db3` files of a bag folder whose metadata.yaml cannot be used, and those compressed whole
+    (`is_packed`, read from unpacked copies: leaving them out lost all but a killed recording's last file without a
+    word), noted in `notes`."""
+    files = sorted(expand_folders([folder]) + [p for p in folder.iterdir() if is_packed(p)], key=split_index)
     if not files:
-        packed = sorted(p.name for p in folder.glob("*.zstd"))
-        if packed:
-            raise BagReadError(
-                f"{folder} {problem}, and its storage files are compressed whole ({', '.join(packed)}); "
-                "unpack them with `zstd -d` and run on the folder again"
-            )
         if not (folder / "metadata.yaml").exists():
-            raise BagReadError(f"{folder}: not a bag: no metadata.yaml and no .mcap or .db3 storage files in it")
+            # (the folder the bags are recorded into, passed for one of them)
+            inner = sorted(p.name for p in folder.iterdir() if p.is_dir() and (p / "metadata.yaml").is_file())
+            listed = ", ".join(inner[:5]) + (", ..." if len(inner) > 5 else "")
+            held = f"; it holds the bag{'s' if len(inner) > 1 else ''} {listed}: pass one" if inner else ""
+            raise BagReadError(f"{folder}: not a bag: no metadata.yaml and no .mcap or .db3 storage files in it{held}")
         raise BagReadError(f"{folder} {problem}, and no .mcap or .db3 storage files")
     note = f"{folder} {problem}: read its {len(files)} storage file{'s' if len(files) > 1 else ''} directly"
     log.warning("%s", note)
@@ -90,7 +101,22 @@ def _cut_off_mcap(path: Path) -> bool:
 
 
 def _needs_copy(path: Path) -> bool:
+    """A storage file a recorder did not close, read from a copy (`ReadableCopies`)."""
     return _wal_of(path) is not None or _cut_off_mcap(path)
+
+
+def _unpack(src: Path, dst: Path) -> None:
+    """Decompress a storage file compressed whole (`is_packed`) into `dst`, as rosbags unpacks a bag's files."""
+    try:  # rosbags' own zstd
+        from compression import zstd  # type: ignore[import-not-found]  # Python >= 3.14
+    except ImportError:
+        from backports import zstd
+
+    try:
+        with zstd.open(src, "rb") as packed, dst.open("wb") as out:
+            shutil.copyfileobj(packed, out, 1 << 20)
+    except zstd.ZstdError as err:
+        raise BagReadError(f"{src}: cannot unpack {src.name}, it looks truncated or corrupt ({err})") from err
 
 
 def _recover_mcap(src: Path, dst: Path) -> int:
@@ -167,7 +193,7 @@ class ReadableCopies:
                     files += storage_files(f, problem, self.notes)
                 else:
                     files.append(f)
-            out.append([self._copy(f) if _needs_copy(f) else f for f in files])
+            out.append([self._copy(f) if _needs_copy(f) or is_packed(f) else f for f in files])
         return out
 
     def _copy(self, path: Path) -> Path:
@@ -177,11 +203,19 @@ class ReadableCopies:
             if self.unpack_dir is not None:
                 self.unpack_dir.mkdir(parents=True, exist_ok=True)
             self.folder = Path(tempfile.mkdtemp(prefix="vdepth-copy-", dir=self.unpack_dir))
-        copy = self.folder / str(len(self._copies)) / path.name
+        copy = (
+            self.folder / str(len(self._copies)) / (path.name.removesuffix(".zstd") if is_packed(path) else path.name)
+        )
         wal = _wal_of(path)
         try:
             copy.parent.mkdir()
-            if wal is not None:
+            if is_packed(path):
+                _unpack(path, copy)
+                note = (
+                    f"{path.name} is compressed whole (a recording with compression mode file, read without the "
+                    "metadata.yaml that says so): read an unpacked copy"
+                )
+            elif wal is not None:
                 shutil.copyfile(wal, copy.with_name(copy.name + "-wal"))  # the log first: a recorder may fold it
                 shutil.copyfile(path, copy)
                 with closing(sqlite3.connect(copy)) as con:  # opening it folds the log in
@@ -204,7 +238,7 @@ class ReadableCopies:
                 )
         except OSError as err:
             fix = (
-                "a storage file a recorder did not close is copied there whole to read it; "
+                "a storage file a recorder did not close, or compressed whole, is copied there whole to read it; "
                 + ("free space on that disk or choose an output on a disk with room" if self.unpack_dir else
                    "set TMPDIR to a folder on a disk with room for it")
             )  # fmt: skip

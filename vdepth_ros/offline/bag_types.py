@@ -42,6 +42,11 @@ def video_stream_error(topics: dict[str, str]) -> str | None:
 TYPESTORE_NAMES = ("humble", "iron", "jazzy", "kilted")
 #: `--storage` choices (`STORAGES`: rosbags' `StoragePlugin`).
 STORAGE_NAMES = ("mcap", "sqlite3")
+#: rosbag2 metadata version of every bag the tools write. 8 (Iron's), not the newest, 9 (Jazzy's): rosbag2 before
+#: Jazzy reads each topic's `offered_qos_profiles` as a YAML string of policies as numbers, and version 9 writes a
+#: list of policies by name, so Humble's `ros2 bag play` and `ros2 bag info` refused our bags ("Exception on
+#: parsing info file: yaml-cpp: bad conversion"); Jazzy and later read version 8 as they read Iron's bags.
+BAG_VERSION = 8
 
 
 def require_bag_library() -> None:

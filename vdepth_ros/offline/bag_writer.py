@@ -16,6 +16,7 @@ import numpy as np
 from vdepth_ros.camera_info import camera_info_fields
 from vdepth_ros.encodings import image_fields_from_array
 from vdepth_ros.offline.bag_types import (
+    BAG_VERSION,
     CAMERA_INFO,
     IMAGE,
     POINTCLOUD2,
@@ -206,7 +207,7 @@ class DepthBagWriter:
 
         from vdepth_ros.offline.bag_types import STORAGES
 
-        writer = Writer(self.path, version=9, storage_plugin=STORAGES[self.storage])
+        writer = Writer(self.path, version=BAG_VERSION, storage_plugin=STORAGES[self.storage])
         try:
             writer.open()
         except WriterError as err:

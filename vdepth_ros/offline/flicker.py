@@ -481,13 +481,30 @@ def default_topics(
         log.info("%s not in the bags; reading its image_transport topic %s", image_topic, transports[0])
         image_topic = transports[0]
     if image_topic is None:
-        image_topic = _default_topic(have, "/image", kinds["colour"], "colour image", "--image-topic")
+        colour = kinds["colour"] if depth_topics is None else _same_camera(depth_topics[0], kinds["colour"])
+        what = "colour image" + (f" (of {depth_topics[0]}'s camera)" if colour != kinds["colour"] else "")
+        image_topic = _default_topic(have, "/image", colour, what, "--image-topic")
     if depth_topics is None:
         depth = [t for t in kinds["depth"] if not t.endswith("disparity") and t != image_topic]
         named = [t for t in depth if t.rsplit("/", 1)[-1] == "depth"]  # the node's output in a namespace
-        depth = named or depth
-        depth_topics = [_default_topic(have, "/depth", depth, "depth image", "--depth-topic (repeat to compare)")]
+        beside = _same_camera(image_topic, named or depth)
+        what = "depth image" + (f" (of {image_topic}'s camera)" if beside != (named or depth) else "")
+        depth_topics = [_default_topic(have, "/depth", beside, what, "--depth-topic (repeat to compare)")]
     return image_topic, list(depth_topics)
+
+
+def _same_camera(topic: str, candidates: list[str]) -> list[str]:
+    """Those of `candidates` sharing the deepest namespace with `topic`, its camera's (`/front/image_raw` and
+    `/front/depth` of `vdepth-bag --namespace front`, `/camera/color/image_raw` and `/camera/depth/image_rect_raw`),
+    or all of them where none shares one: with two cameras in the bags, naming one camera's topic was an error
+    asking for the other topic too, although only one of its candidates belongs to that camera."""
+
+    def shared(candidate: str) -> int:
+        a, b = topic.strip("/").split("/")[:-1], candidate.strip("/").split("/")[:-1]
+        return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+
+    deepest = max(map(shared, candidates), default=0)
+    return [t for t in candidates if shared(t) == deepest] if deepest else candidates
 
 
 def _default_topic(have: set[str], default: str, candidates: list[str], what: str, option: str) -> str:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vdepth_ros.offline.bag_types import CAMERA_INFO, COMPRESSED, IMAGE, POINTCLOUD2, POSE_STAMPED
+from vdepth_ros.offline.bag_types import BAG_VERSION, CAMERA_INFO, COMPRESSED, IMAGE, POINTCLOUD2, POSE_STAMPED
 from vdepth_ros.offline.bag_writer import cloud_message, image_message
 from vdepth_ros.offline.errors import OfflineError
 from vdepth_ros.offline.videoio import default_intrinsics
@@ -159,7 +159,7 @@ def write_image_bag(
     points_iter = iter(sparse_points) if sparse_points is not None else None
     pose_iter = iter(camera_poses) if camera_poses is not None else None
     n = 0
-    with Writer(Path(path), version=9, storage_plugin=STORAGES[storage]) as writer:
+    with Writer(Path(path), version=BAG_VERSION, storage_plugin=STORAGES[storage]) as writer:
         compressed = encoding in ("jpeg", "png")
         img_conn = writer.add_connection(image_topic, COMPRESSED if compressed else IMAGE, typestore=ts)
         info_conn = writer.add_connection(camera_info_topic, CAMERA_INFO, typestore=ts) if camera_info_topic else None
