@@ -55,12 +55,14 @@ class RunChecks:
     @staticmethod
     def _check_ranks_agree(acc: Any, model: nn.Module) -> None:
         """Data-parallel ranks must end with identical parameters: compare a digest of every
-        parameter's bytes across the ranks (a silent divergence would otherwise surface as a
-        model that depends on which rank saved it)."""
+        parameter's and saved buffer's bytes across the ranks (a silent divergence would otherwise surface as a
+        model that depends on which rank saved it; buffers too: BatchNorm statistics a forward updates
+        differed, unseen, until `running_stats`)."""
         if acc.num_processes == 1:
             return
         digest = hashlib.blake2b(digest_size=8)
-        for name, p in model.named_parameters():
+        saved = set(model.state_dict())  # the buffers the model written holds (not constants rebuilt at load)
+        for name, p in [*model.named_parameters(), *((n, b) for n, b in model.named_buffers() if n in saved)]:
             digest.update(name.encode())
             digest.update(p.detach().float().cpu().contiguous().numpy().tobytes())
         mine = int.from_bytes(digest.digest(), "little") & ((1 << 62) - 1)
