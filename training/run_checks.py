@@ -69,8 +69,8 @@ class RunChecks:
         digests = acc.gather(torch.tensor([mine], dtype=torch.int64, device=acc.device)).tolist()
         if len(set(digests)) != 1:
             raise TrainingFailedError(  # the same line on every rank (said once per node)
-                f"the ranks ended with different parameters (digests {digests}): they diverged, e.g. by a computation "
-                "that depends on the rank; the model written holds the main process's weights"
+                f"the ranks ended with different parameters or buffers (digests {digests}): they diverged, e.g. by a "
+                "computation that depends on the rank; the model written holds the main process's weights"
             )
         if acc.is_main_process:  # the same line on every rank: said once
             log.info("parameters identical on all %d ranks (digest %016x)", acc.num_processes, mine)

@@ -101,7 +101,7 @@ class StepLoop:
             held_out_batches = self.recipe.batches(held_out)
         while progress.stage_step < stage.steps and progress.global_step < stop:
             self._doing = f"step {progress.global_step + 1}"
-            record = self._step(acc, wrapped, optimizer, loader, trainable, stage, progress.global_step, running_stats)
+            record = self._step(acc, wrapped, optimizer, loader, trainable, running_stats, stage, progress.global_step)
             self._step_seconds = float(record["seconds"])
             progress.stage_step += 1
             progress.global_step += 1
@@ -143,9 +143,9 @@ class StepLoop:
         optimizer: Any,
         loader: Any,
         trainable: list,
+        running_stats: RankRunningStats,
         stage: Stage,
         step: int,
-        running_stats: RankRunningStats,
     ) -> dict[str, Any]:
         """One optimizer step of `grad_accum` micro-batches; returns the rank-averaged terms. BatchNorm
         running statistics are merged across the ranks after each forward (`running_stats`)."""
