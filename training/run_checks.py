@@ -189,7 +189,11 @@ class RunChecks:
                          saved, processes, accum, before)  # fmt: skip
             return rest
         after = batch * accum * processes
-        why = f"the global batch batch_size x grad_accum x processes changes from {before} to {after}"
+        # the stream index of a step is (step - origin) x global batch (`data.stream`): another global batch also
+        # moves where the resumed steps read, which --allow-config-change otherwise accepted without a word
+        why = (f"the global batch batch_size x grad_accum x processes changes from {before} to {after}, and with it "
+               f"where the resumed steps read the batch stream (step x {after}, not x {before}: batches "
+               f"{'skipped' if after > before else 'taken twice'})")  # fmt: skip
         if wants_deepspeed(self.train_cfg) and before == after:
             why = "DeepSpeed's optimizer state is split per rank: resume on the number of processes that saved it"
         elif self.train_cfg.get("global_batch"):  # it derives grad_accum: name the one it would have to say
