@@ -134,7 +134,10 @@ def test_the_papers_global_batch_is_kept_on_any_number_of_processes(recipe: str)
     run = SimpleNamespace(train_cfg={"batch_size": 8, "grad_accum": 2, "global_batch": 64, "deepspeed": None})
     [said] = RunChecks._rescaled_ranks(run, ["training.grad_accum: 4 -> 2"], {"batch_size": 8, "grad_accum": 4},  # type: ignore[arg-type]
                                        4, 4)  # fmt: skip
-    assert said.endswith("changes from 128 to 64; training.global_batch: 128 keeps it)"), said
+    assert said.endswith(
+        "changes from 128 to 64, and with it where the resumed steps read the batch stream (step x "
+        "64, not x 128: batches taken twice); training.global_batch: 128 keeps it)"
+    ), said
 
 
 def test_overfit_fixed_batch_and_export(tmp_path: Path) -> None:

@@ -56,14 +56,16 @@ def tiny_config(name: str, root: Path, **training: Any) -> dict[str, Any]:
 
 
 def default_tiny(root: Path) -> dict[str, Any]:
-    """The shipped default recipe on a tiny VDA and two tiny renders (rendered by the ranks)."""
+    """The shipped default recipe (its `vda_lite` family) on a tiny head and two tiny renders (rendered by
+    the ranks), with the encoder's BatchNorm statistics trained (`frozen_bn: false`): the ranks must
+    agree on them, and with one process, as on every parameter (`running_stats`)."""
     from vdepth_training.config import DEFAULT_RECIPE
 
-    from vdepth_ros.models.vda import VideoDepthAnything
+    from vdepth_ros.models.vda_lite import VideoDepthAnythingLite
 
     cfg = yaml.safe_load(DEFAULT_RECIPE.read_text())
-    cfg["model"] = {"family": "vda", "config": {**VideoDepthAnything.tiny_config(), "conv_stem": True}}
-    cfg["data"].update(seeds=[0, 2], frames=6, render_size=[64, 80], clip_length=[2, 3], size=[42, 56],
+    cfg["model"] = {"family": "vda_lite", "config": {**VideoDepthAnythingLite.tiny_config(), "frozen_bn": False}}
+    cfg["data"].update(seeds=[0, 2], frames=6, render_size=[64, 80], clip_length=[2, 3], size=[32, 64],
                        root=str(root / "default_data"), render_workers=1)  # fmt: skip
     cfg["training"].pop("export_weights_dtype")
     cfg["training"].update(threads=1)

@@ -55,20 +55,22 @@ class RunChecks:
     @staticmethod
     def _check_ranks_agree(acc: Any, model: nn.Module) -> None:
         """Data-parallel ranks must end with identical parameters: compare a digest of every
-        parameter's bytes across the ranks (a silent divergence would otherwise surface as a
-        model that depends on which rank saved it)."""
+        parameter's and saved buffer's bytes across the ranks (a silent divergence would otherwise surface as a
+        model that depends on which rank saved it; buffers too: BatchNorm statistics a forward updates
+        differed, unseen, until `running_stats`)."""
         if acc.num_processes == 1:
             return
         digest = hashlib.blake2b(digest_size=8)
-        for name, p in model.named_parameters():
+        saved = set(model.state_dict())  # the buffers the model written holds (not constants rebuilt at load)
+        for name, p in [*model.named_parameters(), *((n, b) for n, b in model.named_buffers() if n in saved)]:
             digest.update(name.encode())
             digest.update(p.detach().float().cpu().contiguous().numpy().tobytes())
         mine = int.from_bytes(digest.digest(), "little") & ((1 << 62) - 1)
         digests = acc.gather(torch.tensor([mine], dtype=torch.int64, device=acc.device)).tolist()
         if len(set(digests)) != 1:
             raise TrainingFailedError(  # the same line on every rank (said once per node)
-                f"the ranks ended with different parameters (digests {digests}): they diverged, e.g. by a computation "
-                "that depends on the rank; the model written holds the main process's weights"
+                f"the ranks ended with different parameters or buffers (digests {digests}): they diverged, e.g. by a "
+                "computation that depends on the rank; the model written holds the main process's weights"
             )
         if acc.is_main_process:  # the same line on every rank: said once
             log.info("parameters identical on all %d ranks (digest %016x)", acc.num_processes, mine)
@@ -187,7 +189,11 @@ class RunChecks:
                          saved, processes, accum, before)  # fmt: skip
             return rest
         after = batch * accum * processes
-        why = f"the global batch batch_size x grad_accum x processes changes from {before} to {after}"
+        # the stream index of a step is (step - origin) x global batch (`data.stream`): another global batch also
+        # moves where the resumed steps read, which --allow-config-change otherwise accepted without a word
+        why = (f"the global batch batch_size x grad_accum x processes changes from {before} to {after}, and with it "
+               f"where the resumed steps read the batch stream (step x {after}, not x {before}: batches "
+               f"{'skipped' if after > before else 'taken twice'})")  # fmt: skip
         if wants_deepspeed(self.train_cfg) and before == after:
             why = "DeepSpeed's optimizer state is split per rank: resume on the number of processes that saved it"
         elif self.train_cfg.get("global_batch"):  # it derives grad_accum: name the one it would have to say

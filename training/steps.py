@@ -25,6 +25,7 @@ from vdepth_training.data.dataset import SKIPPED_KEY
 from vdepth_training.data.stream import rank_loader
 from vdepth_training.ranks import TrainingFailedError
 from vdepth_training.recipes import Recipe
+from vdepth_training.running_stats import RankRunningStats
 from vdepth_training.stages import Stage, stage_lr
 
 from vdepth_ros.errors import ConfigError
@@ -90,6 +91,7 @@ class StepLoop:
                                   world=acc.num_processes, num_workers=int(self.train_cfg["num_workers"])))  # fmt: skip
         trainable = [p for p in acc.unwrap_model(wrapped).parameters() if p.requires_grad]
         wrapped.train()
+        running_stats = RankRunningStats(wrapped)
         every = int(self.train_cfg.get("checkpoint_every") or 0)
         validate_every = int(self.train_cfg.get("validate_every") or 0)
         held_out = self.recipe.validation_stage(stage) if validate_every else None
@@ -99,7 +101,7 @@ class StepLoop:
             held_out_batches = self.recipe.batches(held_out)
         while progress.stage_step < stage.steps and progress.global_step < stop:
             self._doing = f"step {progress.global_step + 1}"
-            record = self._step(acc, wrapped, optimizer, loader, trainable, stage, progress.global_step)
+            record = self._step(acc, wrapped, optimizer, loader, trainable, running_stats, stage, progress.global_step)
             self._step_seconds = float(record["seconds"])
             progress.stage_step += 1
             progress.global_step += 1
@@ -135,9 +137,18 @@ class StepLoop:
         return sums[0] / max(sums[1], 1.0)
 
     def _step(
-        self, acc: Any, wrapped: nn.Module, optimizer: Any, loader: Any, trainable: list, stage: Stage, step: int
+        self,
+        acc: Any,
+        wrapped: nn.Module,
+        optimizer: Any,
+        loader: Any,
+        trainable: list,
+        running_stats: RankRunningStats,
+        stage: Stage,
+        step: int,
     ) -> dict[str, Any]:
-        """One optimizer step of `grad_accum` micro-batches; returns the rank-averaged terms."""
+        """One optimizer step of `grad_accum` micro-batches; returns the rank-averaged terms. BatchNorm
+        running statistics are merged across the ranks after each forward (`running_stats`)."""
         t0 = time.perf_counter()
         base = stage_lr(stage, step)
         for group in optimizer.param_groups:  # the lr is a pure function of the step (stages.stage_lr)
@@ -157,9 +168,11 @@ class StepLoop:
             batch = {k: v.to(acc.device) for k, v in batch.items()}
             index = ((step - stage.origin) * accum + micro) * acc.num_processes + acc.process_index
             with acc.accumulate(wrapped):
+                running_stats.before_forward(acc)
                 loss, terms = wrapped(batch, batch_generator(seed, stage.origin, index))
                 self._check_finite(acc, loss, step, ((step - stage.origin) * accum + micro) * acc.num_processes)
                 acc.backward(loss)
+                running_stats.merge(acc)  # after backward: the forward's graph holds the statistics it updated
                 if acc.sync_gradients and clip:
                     acc.clip_grad_norm_(trainable, float(clip))
                 optimizer.step()
