@@ -196,6 +196,8 @@ def analyse(seq, windows, options) -> dict:
         "d_delta1_per_window": per_window_d1.tolist(),
         "window_err": {k: v.tolist() for k, v in err.items()},
         "err_sd": {k: float(np.std(v)) for k, v in err.items()},
+        # > 0: offline moves a window the way the GT says the stream's window is off (a correction)
+        "change_vs_stream_err": float(np.corrcoef(np.log(value["offline"] / value["stream"]), err["stream"])[0, 1]),
         "err_trend": {k: float(np.polyfit(np.arange(len(v)), v, 1)[0] * (len(v) - 1)) for k, v in err.items()},
         "window_log_change": np.log(np.maximum(value["offline"], 1e-9) / np.maximum(value["stream"], 1e-9)).tolist(),
         "per_frame_fit": {k: [m.abs_rel, m.delta1] for k, m in per_frame_fit.items()},
@@ -253,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
             + "  ".join(f"{k} {v:+.5f}" for k, v in r["d_abs_rel_steps"].items())
             + "\n"
             f"    window err sd stream {r['err_sd']['stream']:.4f} offline {r['err_sd']['offline']:.4f}, "
-            f"trend over the sequence stream {r['err_trend']['stream']:+.4f} offline {r['err_trend']['offline']:+.4f}\n"
+            f"trend over the sequence stream {r['err_trend']['stream']:+.4f} offline {r['err_trend']['offline']:+.4f}, "
+            f"correlation of the offline change with the stream's err {r['change_vs_stream_err']:+.2f}\n"
             f"    per-frame fit δ1 stream {pff['stream'][1]:.4f} offline {pff['offline'][1]:.4f}; "
             f"global fit scale stream {r['global_fit']['stream'][0]:.4f} offline {r['global_fit']['offline'][0]:.4f}",
             flush=True,
@@ -284,6 +287,20 @@ def main(argv: list[str] | None = None) -> int:
                     for k in STEPS
                 )
             )
+    print("stitched as offline (offline crossfade), against the stream: mean AbsRel / δ1, worse on")
+    for k in STEPS:
+        worse = [
+            r["sequence"]
+            for r in rows
+            if r["abs_rel"][k] > r["abs_rel"]["stream"] or r["delta1"][k] < r["delta1"]["stream"]
+        ]
+        steps = np.array([r["d_delta1_steps"][k] for r in rows])
+        print(
+            f"  {k:15s} {np.mean([r['abs_rel'][k] for r in rows]):.4f} / "
+            f"{np.mean([r['delta1'][k] for r in rows]):.4f}, "
+            f"{len(worse)} of {len(rows)} ({', '.join(w.split('/')[-1] for w in worse)}); this step moves δ1 by "
+            f"mean |{np.mean(np.abs(steps)):.4f}|, at most {np.abs(steps).max():.4f}, up on {int((steps > 0).sum())}"
+        )
     positions = position_table(rows)
     for group, cells in positions.items():
         print(
