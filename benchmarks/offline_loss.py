@@ -26,7 +26,8 @@ losing sequences against the others, the mean change of |err| (offline − strea
 position, and the correlation between a window's affine change (offline against the stream, in GT
 space) and its δ1 change. The per-frame-fit scores (`evaluate_per_frame_fit`: one affine per frame,
 so no inter-window scale error is left) say whether a loss is in the affines or in the frames'
-values. Development data only (7-Scenes never). ~3 min on 2 cores with a warm cache::
+values. Development data only (7-Scenes never). 471-683 s from a warm cache at load average 4-20
+(most of it rendering the 16 clips)::
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/offline_loss.py --cache /tmp/windows --json out/offline_loss.json
 """
