@@ -232,9 +232,10 @@ def stream_affines(windows, options: FitOptions) -> Affines:
     return [(f.scale, f.shift) for f in (aligner.add(w, d) for w, d in windows)]
 
 
-def delayed_affines(windows, options: FitOptions, delay: int) -> Affines:
-    """The stream's estimator; each window's affine once `delay` later windows were added."""
-    aligner = CausalGraphAligner(options, lag=8, keep_history=True)
+def delayed_affines(windows, options: FitOptions, delay: int, context_check: float = 0.0) -> Affines:
+    """The stream's estimator (lag 8, `context_check` as `GlobalAligner`'s); each window's affine
+    once `delay` later windows were added."""
+    aligner = CausalGraphAligner(options, lag=8, keep_history=True, context_check=context_check)
     taken: dict[int, tuple[float, float]] = {}
     for w, d in windows:
         aligner.add(w, d)

@@ -233,6 +233,17 @@ def test_offline_estimators_benchmark_reproduces_the_pipeline_and_reads_the_gt(r
     assert all(0 < res[m][0] < 1 and 0 < res[m][1] <= 1 for m in bench.METHODS)
     # the candidates stitch with `run_offline`'s estimator: on the recorded windows it is `offline`
     assert res["smoother"] == pytest.approx(res["offline"], abs=1e-6)
+    # where offline loses to the stream (offline_loss.py): its per-frame differences add up to the
+    # sequence's, split exactly by frame role, by window, and into the steps from stream to offline
+    loss = _load(repo_root, "offline_loss").analyse(seq, windows, options)
+    assert loss["delta1"]["offline"] == pytest.approx(res["offline"][1], abs=1e-6)
+    assert loss["delta1"]["stream"] == pytest.approx(res["stream"][1], abs=1e-6)
+    d1 = loss["d_delta1"]
+    assert d1 == pytest.approx(loss["delta1"]["offline"] - loss["delta1"]["stream"], abs=1e-9)
+    for parts in (loss["d_delta1_by_role"], loss["d_delta1_steps"], dict(enumerate(loss["d_delta1_per_window"]))):
+        assert sum(parts.values()) == pytest.approx(d1, abs=1e-9)
+    assert d1 == pytest.approx(loss["d_delta1_affines"] + loss["d_delta1_representation"], abs=1e-9)
+    assert loss["frames_by_role"]["first_window"] > 0 and sum(loss["frames_by_role"].values()) == seq.num_frames
 
 
 def test_triangulation_benchmark_scores_points_against_the_gt(repo_root):
