@@ -94,6 +94,11 @@ def _parser() -> argparse.ArgumentParser:
         help="for a source given as a hub repository (owner/name, read from the hub cache): the branch, tag or "
         "commit to read instead of main (REPO=REV for one of several; repeatable), as pull takes it",
     )
+    i.add_argument(
+        "--adapter",
+        metavar="FOLDER",
+        help="a peft LoRA adapter (the folder save_pretrained wrote) trained on the first source: merged into it",
+    )
 
     pl = sub.add_parser(
         "pull",
@@ -238,6 +243,7 @@ def _run_import(args: argparse.Namespace) -> tuple[int, Any]:
         overwrite=args.overwrite,
         variant=args.variant,
         revisions=args.revision,
+        adapter=args.adapter,
     ).absolute()  # the node and the tools run from other folders
     return 0, {
         "model": str(out),

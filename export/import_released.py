@@ -16,6 +16,7 @@ their licences travel with the weights.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -368,6 +369,7 @@ def import_released(
     variant: str | None = None,
     extra_files: dict[str, str] | None = None,
     revisions: Sequence[str] = (),
+    adapter: str | Path | None = None,
 ) -> Path:
     """Read a released checkpoint and write it as a model folder; returns the folder.
 
@@ -375,6 +377,8 @@ def import_released(
     `extra_files` (name -> text) are written into the folder with the model (e.g. `release.json`),
     inside the same atomic rename. `revisions` (`--revision`, `[REPO=]REV`) picks the revision of a source
     given as a hub repository (`owner/name`) that is taken from the hub cache; default its `main`.
+    `adapter`: a peft LoRA adapter folder trained on the first source (`merge_lora_adapter`), merged into it
+    before the import.
 
     Raises:
         ConfigError: unknown family, wrong number of sources, a family without released weights.
@@ -383,8 +387,6 @@ def import_released(
         ModelLoadError: the checkpoint does not match the family (from `from_released`).
     """
     import torch
-
-    from vdepth_ros.models.identify import WrongCheckpointError
 
     if family not in IMPORTERS:
         from vdepth_ros.models import MODEL_FAMILIES
@@ -400,8 +402,80 @@ def import_released(
     # before minutes of loading; --overwrite replaces a model folder, never a folder of the user's other files
     check_output_path(out, overwrite=overwrite, inputs=paths, replaceable=not_a_model_folder)
     check_overrides(family, dict(overrides or {}))
+    with contextlib.ExitStack() as stack:
+        model = _model_folder_with_adapter(family, paths[0], adapter, encoder, overrides) if adapter else None
+        if model is None:
+            merged = [_merged_with_adapter(family, paths[0], Path(adapter), stack)] if adapter is not None else []
+            model = _load(family, loader, [*merged, *paths[len(merged) :]], encoder, variant, overrides)
+    # written under a temporary name and renamed: a failure never leaves half a model, and an
+    # existing folder is replaced only once the new one is complete
+    with AtomicOutput(out, overwrite=overwrite, inputs=paths, replaceable=not_a_model_folder) as tmp:
+        model.save_pretrained(tmp, weights_dtype=torch.float16 if weights_fp16 else None)
+        for name, text in (extra_files or {}).items():
+            (tmp / name).write_text(text)
+    return out
+
+
+def _model_folder_with_adapter(
+    family: str, base: Path, adapter: str | Path, encoder: str | None, overrides: dict[str, Any] | None
+) -> Any:
+    """A model folder the tools wrote (or its weights file) with the LoRA `adapter` merged in, built from the
+    folder's own config (an adapter trained on the package's model: `load_model`, then peft); None when `base`
+    is no model folder."""
+    from vdepth_ros.models import load_model
+    from vdepth_ros.models.base import merge_lora_adapter
+    from vdepth_ros.paths import WEIGHTS_NAME, is_model_folder
+
+    folder = base if base.is_dir() else base.parent
+    if (base.is_file() and base.name != WEIGHTS_NAME) or not is_model_folder(folder):
+        return None
+    if encoder or overrides:
+        raise ConfigError(f"{folder} is a model folder: its config.json gives the sizes; drop --encoder/--set")
+    model = load_model(folder)
+    if model.family != family:
+        raise ConfigError(f"{folder} is a {model.family} model folder, not {family}: import {model.family} {folder}")
+    model.load_state_dict(merge_lora_adapter(model.state_dict(), adapter, base))
+    return model
+
+
+def _merged_with_adapter(family: str, base: Path, adapter: Path, stack: contextlib.ExitStack) -> Path:
+    """`base` with the LoRA `adapter` merged in, as a safetensors file of the base's name (which tells a metric
+    VDA from a relative one) in a temporary folder `stack` removes."""
+    import tempfile
+
+    from safetensors.torch import save_file
+
+    from vdepth_ros.models.base import checkpoint_in_folder, load_state_dict_file, merge_lora_adapter
+
+    if family in ("depthcrafter", "fiffdepth"):
+        raise ConfigError(
+            f"--adapter merges into one checkpoint file; {family}'s sources are diffusers folders: merge the "
+            "adapter into the UNet with peft (PeftModel.from_pretrained(unet, ADAPTER).merge_and_unload()), "
+            "save_pretrained it, and import that folder"
+        )
+    if not adapter.exists():
+        raise FileNotFoundError(f"--adapter {adapter} does not exist")
+    state = merge_lora_adapter(load_state_dict_file(base), adapter, base)
+    name = (checkpoint_in_folder(base) if base.is_dir() else base).stem + ".safetensors"
+    merged = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="vdepth-adapter-"))) / name
+    save_file({k: v.contiguous() for k, v in state.items()}, str(merged))
+    log.info("%s: merged the LoRA adapter %s into %s", base, adapter, merged.name)
+    return merged
+
+
+def _load(
+    family: str,
+    loader: _Loader,
+    paths: list[Path],
+    encoder: str | None,
+    variant: str | None,
+    overrides: dict[str, Any] | None,
+) -> Any:
+    """The family's model from `paths`, its errors given the fix."""
+    from vdepth_ros.models.identify import WrongCheckpointError
+
     try:
-        model = loader(paths, encoder, variant, dict(overrides or {}))
+        return loader(paths, encoder, variant, dict(overrides or {}))
     except VdepthError as err:  # ours already say what is wrong (ConfigError is also a ValueError)
         from vdepth_ros.paths import training_checkpoint_problem
 
@@ -420,13 +494,6 @@ def import_released(
             raise
         sets = " ".join(f"{k}={json.dumps(v)}" for k, v in overrides.items())
         raise ConfigError(f"cannot build {family} with these --set values ({sets}): {err}") from None
-    # written under a temporary name and renamed: a failure never leaves half a model, and an
-    # existing folder is replaced only once the new one is complete
-    with AtomicOutput(out, overwrite=overwrite, inputs=paths, replaceable=not_a_model_folder) as tmp:
-        model.save_pretrained(tmp, weights_dtype=torch.float16 if weights_fp16 else None)
-        for name, text in (extra_files or {}).items():
-            (tmp / name).write_text(text)
-    return out
 
 
 __all__ = ["IMPORTERS", "check_overrides", "import_released", "parse_overrides"]

@@ -6,6 +6,7 @@ import argparse
 import hashlib
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -609,15 +610,21 @@ def test_a_users_own_fine_tune_imports_and_a_lora_adapter_is_refused_with_the_me
     for given in (adapter, adapter / "adapter_model.safetensors"):
         assert videocli.main([str(tmp_path / "clip.mp4"), "-o", str(tmp_path / "o"), "--model", str(given)]) == 2
         err = capsys.readouterr().err
-        assert "LORA adapter" in err and "merge_and_unload" in err and "import it first" not in err, err
+        assert "LORA adapter" in err and f"--adapter {adapter} -o" in err and "import it first" not in err, err
         assert cli_main(["import", "vda", str(given), "-o", str(tmp_path / "x"), *_sets(cfg)]) == 2
         err = capsys.readouterr().err
         assert "LORA adapter" in err and "missing keys" not in err, err
-    # the fix the message gives: merge into the base model, save (here as DDP saves it), import
     merged = PeftModel.from_pretrained(load_model(tmp_path / "base"), str(adapter)).merge_and_unload()
     frames = torch.rand(4, 3, 70, 98)
     expected = merged.predict(frames)
     assert not torch.equal(expected, load_model(tmp_path / "base").predict(frames))
+    # the fix the message gives: --adapter merges it into the model it was trained on while importing (it gave a
+    # python one-liner through peft that fails for an adapter trained on the authors' model, whose names differ)
+    for base in (tmp_path / "base", tmp_path / "base" / "model.safetensors"):
+        assert cli_main(["import", "vda", str(base), "--adapter", str(adapter), "-o", str(tmp_path / "ad")]) == 0
+        assert torch.equal(load_model(tmp_path / "ad").predict(frames), expected)
+        shutil.rmtree(tmp_path / "ad")
+    _an_adapter_on_the_authors_layout_imports_as_peft_merges_it(tmp_path, adapter, capsys)
     for name, state in (
         ("merged.pth", merged.state_dict()),
         ("ddp.pth", {f"module.{k}": v for k, v in merged.state_dict().items()}),
@@ -640,6 +647,61 @@ def test_a_users_own_fine_tune_imports_and_a_lora_adapter_is_refused_with_the_me
         and "found a Video Depth Anything checkpoint of ViT width 32" in err
     )
     assert "--set (hidden_size=32" in err, err
+
+
+def _an_adapter_on_the_authors_layout_imports_as_peft_merges_it(
+    tmp_path: Path, package_adapter: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A LoRA adapter trained on the authors' `VideoDepthAnything` (DINOv2's `qkv` under `pretrained.`) merged into
+    the released file by `import --adapter` = peft's `merge_and_unload` on the same module names, imported."""
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(7)
+    cfg = VideoDepthAnything.tiny_config()
+    released = VideoDepthAnything(**cfg).released_state_dict()
+    authors = torch.nn.Module()  # the authors' module names, Linear where peft adapts (no forward needed)
+    for key, value in released.items():
+        *path, leaf = key.split(".")
+        parent = authors
+        for name in path[:-1]:
+            parent = parent._modules.get(name) or parent.add_module(name, torch.nn.Module()) or parent._modules[name]
+        if leaf == "weight" and value.ndim == 2:
+            linear = torch.nn.Linear(value.shape[1], value.shape[0], bias=f"{key[:-7]}.bias" in released)
+            parent.add_module(path[-1], linear)
+        module = (
+            parent._modules.get(path[-1]) or parent.add_module(path[-1], torch.nn.Module()) or parent._modules[path[-1]]
+        )
+        if leaf not in dict(module.named_parameters(recurse=False)):
+            module.register_parameter(leaf, torch.nn.Parameter(value.clone(), requires_grad=False))
+    authors.load_state_dict(released)
+    tuned = get_peft_model(authors, LoraConfig(r=4, lora_alpha=8, target_modules=["qkv", "to_q"], use_rslora=True))
+    for name, p in tuned.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.5)
+    tuned.save_pretrained(tmp_path / "authors_adapter")
+    merged_state = {k: v.clone() for k, v in tuned.merge_and_unload().state_dict().items()}
+    for folder, state in (("release", released), ("peft_merged", merged_state)):
+        (tmp_path / folder).mkdir()
+        torch.save(state, tmp_path / folder / "video_depth_anything_vits.pth")
+    sets = _sets(cfg)
+    base = tmp_path / "release" / "video_depth_anything_vits.pth"
+    ad = ["--adapter", str(tmp_path / "authors_adapter")]
+    assert cli_main(["import", "vda", str(base), *ad, "-o", str(tmp_path / "a1"), *sets]) == 0
+    peft_file = tmp_path / "peft_merged" / "video_depth_anything_vits.pth"
+    assert cli_main(["import", "vda", str(peft_file), "-o", str(tmp_path / "a2"), *sets]) == 0
+    got, want = load_model(tmp_path / "a1").state_dict(), load_model(tmp_path / "a2").state_dict()
+    assert all(torch.equal(got[k], want[k]) for k in want)
+    assert not torch.equal(
+        merged_state["pretrained.blocks.0.attn.qkv.weight"], released["pretrained.blocks.0.attn.qkv.weight"]
+    )
+    # each adapter on the other's base: refused naming the layouts, nothing written
+    assert (
+        cli_main(["import", "vda", str(base), "--adapter", str(package_adapter), "-o", str(tmp_path / "a3"), *sets])
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "are not in" in err and "give the checkpoint it was trained on as the base" in err, err
+    assert not (tmp_path / "a3").exists()
 
 
 def test_a_model_folder_given_to_import_says_it_needs_none(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
