@@ -170,8 +170,26 @@ def test_a_moving_average_is_never_dropped_silently(
         torch.save(obj, ckpt)
         assert cli_main(["import", "vda", str(ckpt), "-o", str(tmp_path / name), *sets]) == 2
         err = capsys.readouterr().err
-        assert "and their moving average" in err and f"torch.save(c['{entry}'], 'weights.pth')" in err, err
+        assert "and their moving average" in err and f"c = c['{entry}']; torch.save(c, " in err, err
         assert not (tmp_path / name).exists()
+        _run_the_fix(err, tmp_path / f"{name}_weights.pth")  # it overwrote a checkpoint called weights.pth
+        assert (
+            cli_main(
+                [
+                    "import",
+                    "vda",
+                    str(tmp_path / f"{name}_weights.pth"),
+                    "-o",
+                    str(tmp_path / name),
+                    *sets,
+                    "--set",
+                    "metric=false",
+                ]
+            )
+            == 0
+        )
+        cls = load_model(tmp_path / name).state_dict()["backbone.embeddings.cls_token"]
+        assert torch.equal(cls, averaged["pretrained.cls_token"])  # the EMA's weights
     swa = torch.optim.swa_utils.AveragedModel(VideoDepthAnything(**VideoDepthAnything.tiny_config()))
     swa.module.load_state_dict(tiny.state_dict())
     saved = swa.state_dict()  # a fine-tune with this package's key names, as torch's EMA wrapper saves it
@@ -251,6 +269,52 @@ def test_files_that_are_not_weights_name_what_they_are(
         assert "likely succeed" not in err and "Unsupported operand" not in err, err
         assert err.startswith("vdepth-export import: error: ") and name in err, err
     assert not (tmp_path / "out").exists()
+    # a whole module pickled (`torch.save(model)`), alone or as a checkpoint's entry: the command the error gives
+    # failed ('Sequential' object has no attribute 'get'), or saved the module again, refused again
+    whole = _authors_module(sd)
+    for name, obj in (("whole.pth", whole), ("entry.pth", {"model": whole, "epoch": 2})):
+        torch.save(obj, tmp_path / name)
+        assert cli_main(["import", "vda", str(tmp_path / name), "-o", str(tmp_path / "out"), *sets]) == 2
+        weights = tmp_path / name.replace(".pth", "_weights.pth")
+        _run_the_fix(capsys.readouterr().err, weights)
+        assert (
+            cli_main(["import", "vda", str(weights), "-o", str(tmp_path / name[:-4]), *sets, "--set", "metric=false"])
+            == 0
+        )
+        cls = load_model(tmp_path / name[:-4]).state_dict()["backbone.embeddings.cls_token"]
+        assert torch.equal(cls, sd["pretrained.cls_token"]), name
+
+
+def _run_the_fix(err: str, writes: Path) -> None:
+    """Run the `python -c "..."` an error gives, in this process, and check it wrote `writes`."""
+    command = re.search(r'python -c "([^"]+)"', err)
+    assert command is not None and str(writes) in err, err
+    exec(command[1], {})
+    assert writes.is_file()
+
+
+def _authors_module(released: dict[str, torch.Tensor]) -> torch.nn.Module:
+    """A module with the authors' names over `released` (a released state dict), Linear where the weight is 2D:
+    what peft adapts and what `torch.save(model)` pickles, without the authors' code (no forward)."""
+    root = torch.nn.Module()
+
+    def child(parent: torch.nn.Module, name: str) -> torch.nn.Module:
+        if name not in parent._modules:
+            parent.add_module(name, torch.nn.Module())
+        return parent._modules[name]  # type: ignore[return-value]
+
+    for key, value in released.items():
+        *path, leaf = key.split(".")
+        parent = root
+        for name in path[:-1]:
+            parent = child(parent, name)
+        if leaf == "weight" and value.ndim == 2 and path:
+            parent.add_module(path[-1], torch.nn.Linear(value.shape[1], value.shape[0], f"{key[:-7]}.bias" in released))
+        module = child(parent, path[-1]) if path else root
+        if leaf not in dict(module.named_parameters(recurse=False)):
+            module.register_parameter(leaf, torch.nn.Parameter(value.clone(), requires_grad=False))
+    root.load_state_dict(released)
+    return root
 
 
 def test_a_checkpoint_of_another_size_or_family_names_the_one_it_is(
@@ -659,21 +723,7 @@ def _an_adapter_on_the_authors_layout_imports_as_peft_merges_it(
     torch.manual_seed(7)
     cfg = VideoDepthAnything.tiny_config()
     released = VideoDepthAnything(**cfg).released_state_dict()
-    authors = torch.nn.Module()  # the authors' module names, Linear where peft adapts (no forward needed)
-    for key, value in released.items():
-        *path, leaf = key.split(".")
-        parent = authors
-        for name in path[:-1]:
-            parent = parent._modules.get(name) or parent.add_module(name, torch.nn.Module()) or parent._modules[name]
-        if leaf == "weight" and value.ndim == 2:
-            linear = torch.nn.Linear(value.shape[1], value.shape[0], bias=f"{key[:-7]}.bias" in released)
-            parent.add_module(path[-1], linear)
-        module = (
-            parent._modules.get(path[-1]) or parent.add_module(path[-1], torch.nn.Module()) or parent._modules[path[-1]]
-        )
-        if leaf not in dict(module.named_parameters(recurse=False)):
-            module.register_parameter(leaf, torch.nn.Parameter(value.clone(), requires_grad=False))
-    authors.load_state_dict(released)
+    authors = _authors_module(released)
     tuned = get_peft_model(authors, LoraConfig(r=4, lora_alpha=8, target_modules=["qkv", "to_q"], use_rslora=True))
     for name, p in tuned.named_parameters():
         if "lora_B" in name:

@@ -349,9 +349,7 @@ def _unwrap(state: Any, path: Path) -> dict[str, torch.Tensor]:
             pick = averages[0] if both else "<name>"
             raise ModelLoadError(
                 f"{path} holds several state dicts ({names}){which if both else ''}; save the one to import on "
-                "its own: "
-                f"python -c \"import torch; c = torch.load('{path}', weights_only=True); torch.save(c['{pick}'], "
-                "'weights.pth')\""
+                f"its own: {_save_weights_command(path, f'c = c[{pick!r}]', weights_only=True)}"
             )
         if not found:
             break
@@ -566,6 +564,16 @@ def _load_one(path: Path) -> dict[str, torch.Tensor]:
     return _unwrap(state, path)
 
 
+def _save_weights_command(path: Path, select: str, *, weights_only: bool) -> str:
+    """The one-line command that loads `path` as `c`, runs `select` (which leaves the weights in `c`) and saves
+    them beside it as `<name>_weights.pth` (never over the file itself: one called weights.pth was)."""
+    out = path.with_name(f"{path.stem}_weights.pth")
+    return (
+        f"python -c \"import torch; c = torch.load('{path}', weights_only={weights_only}); {select}; "
+        f"torch.save(c, '{out}')\", then import {out}"
+    )
+
+
 def _unpickling_problem(path: Path, err: Exception) -> str:
     """A weights_only refusal in one line: the Python objects in the file and a way to keep only its weights."""
     try:
@@ -573,11 +581,15 @@ def _unpickling_problem(path: Path, err: Exception) -> str:
     except Exception:  # not a torch zip file: a legacy or broken pickle
         unsafe = []
     if unsafe:
+        # a whole module (`torch.save(model)`), alone or as a checkpoint's entry, gives its state_dict()
+        select = (
+            "c = c.get('state_dict', c.get('model', c)) if isinstance(c, dict) else c; "
+            "c = c.state_dict() if isinstance(c, torch.nn.Module) else c"
+        )
         return (
             f"{path} holds Python objects besides tensors ({', '.join(unsafe[:5])}), which the safe loader "
             "(torch.load weights_only=True) refuses. If you trust the file, save its weights alone and import "
-            f"that: python -c \"import torch; c = torch.load('{path}', weights_only=False); "
-            "torch.save(c.get('state_dict', c.get('model', c)), 'weights.pth')\""
+            f"that: {_save_weights_command(path, select, weights_only=False)}"
         )
     size = path.stat().st_size
     return f"{path} is truncated or corrupt, or not a PyTorch checkpoint ({size} bytes): download it again"
