@@ -686,7 +686,7 @@ def test_a_users_own_fine_tune_imports_and_a_lora_adapter_is_refused_with_the_me
     # python one-liner through peft that fails for an adapter trained on the authors' model, whose names differ)
     for base in (tmp_path / "base", tmp_path / "base" / "model.safetensors"):
         assert cli_main(["import", "vda", str(base), "--adapter", str(adapter), "-o", str(tmp_path / "ad")]) == 0
-        assert torch.equal(load_model(tmp_path / "ad").predict(frames), expected)
+        assert _same_model(tmp_path / "ad", merged), base
         shutil.rmtree(tmp_path / "ad")
     _an_adapter_on_the_authors_layout_imports_as_peft_merges_it(tmp_path, adapter, capsys)
     for name, state in (
@@ -702,7 +702,10 @@ def test_a_users_own_fine_tune_imports_and_a_lora_adapter_is_refused_with_the_me
             torch.save(state, tmp_path / name)
         out = tmp_path / f"model-{name.split('.')[0]}"
         assert cli_main(["import", "vda", str(tmp_path / name), "-o", str(out), *_sets(cfg)]) == 0, capsys.readouterr()
-        assert torch.equal(load_model(out).predict(frames), expected), name
+        # the same config and weights as the merged model: its output (checked once, the others cost seconds each)
+        assert _same_model(out, merged) and (
+            name != "merged.pth" or torch.equal(load_model(out).predict(frames), expected)
+        )
     # another size than the checkpoint's: the tensors of another shape and the --encoder it is
     assert cli_main(["import", "vda", str(tmp_path / "merged.pth"), "-o", str(tmp_path / "y")]) == 2
     err = capsys.readouterr().err
@@ -711,6 +714,17 @@ def test_a_users_own_fine_tune_imports_and_a_lora_adapter_is_refused_with_the_me
         and "found a Video Depth Anything checkpoint of ViT width 32" in err
     )
     assert "--set (hidden_size=32" in err, err
+
+
+def _same_model(folder: Path, model: torch.nn.Module) -> bool:
+    """Whether the model folder holds `model`: its config and every weight equal."""
+    got = load_model(folder)
+    want = model.state_dict()
+    return (
+        got.config == model.config
+        and got.state_dict().keys() == want.keys()
+        and all(torch.equal(v, want[k]) for k, v in got.state_dict().items())
+    )
 
 
 def _an_adapter_on_the_authors_layout_imports_as_peft_merges_it(
