@@ -766,6 +766,12 @@ def _an_adapter_on_the_authors_layout_imports_as_peft_merges_it(
     err = capsys.readouterr().err
     assert "are not in" in err and "give the checkpoint it was trained on as the base" in err, err
     assert not (tmp_path / "a3").exists()
+    # a setting the plain merge does not cover: refused naming it and peft's own merge, never merged without it
+    config = json.loads((tmp_path / "authors_adapter" / "adapter_config.json").read_text())
+    (tmp_path / "authors_adapter" / "adapter_config.json").write_text(json.dumps({**config, "modules_to_save": ["x"]}))
+    assert cli_main(["import", "vda", str(base), *ad, "-o", str(tmp_path / "a3"), *sets]) == 2
+    err = capsys.readouterr().err
+    assert "LoRA with {'modules_to_save': ['x']} is not merged here" in err and "merge_and_unload" in err, err
 
 
 def test_a_model_folder_given_to_import_says_it_needs_none(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

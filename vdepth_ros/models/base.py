@@ -422,10 +422,10 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
 
 #: peft's key of an adapter's LoRA factor: `base_model.model.<module>.lora_A.weight` (`lora_B` the other)
 _LORA_KEY = re.compile(r"(?:base_model\.model\.)?(?P<module>.+)\.lora_(?P<factor>[AB])\.weight")
-#: adapter_config.json settings a plain LoRA merge (W + scaling * B @ A per Linear) does not cover, and
-#: the value that means "not used"
-_LORA_UNSUPPORTED = {"use_dora": False, "rank_pattern": {}, "alpha_pattern": {}, "modules_to_save": None,
-                     "bias": "none", "lora_bias": False, "target_parameters": None}  # fmt: skip
+#: adapter_config.json settings a plain LoRA merge (W + scaling * B @ A per Linear) does not cover while
+#: set (anything but absent, null, false, "none", [] or {})
+_LORA_UNSUPPORTED = ("use_dora", "rank_pattern", "alpha_pattern", "modules_to_save", "bias", "lora_bias",
+                     "target_parameters")  # fmt: skip
 
 
 def merge_lora_adapter(
@@ -454,7 +454,7 @@ def merge_lora_adapter(
     peft_merge = "merge it with peft instead (PeftModel.from_pretrained(base, folder).merge_and_unload())"
     if config.get("peft_type") != "LORA":
         raise ModelLoadError(f"{adapter} is a {config.get('peft_type')} adapter, not LoRA: {peft_merge}")
-    other = {k: config[k] for k, off in _LORA_UNSUPPORTED.items() if config.get(k, off) not in (off, None, {}, "none")}
+    other = {k: v for k in _LORA_UNSUPPORTED if (v := config.get(k)) not in (None, False, "none") and v not in ([], {})}
     if other:
         raise ModelLoadError(f"{adapter}: LoRA with {other} is not merged here: {peft_merge}")
     files = sorted(p for p in folder.glob(f"{ADAPTER_WEIGHTS_STEM}.*") if p.suffix in WEIGHT_SUFFIXES)
