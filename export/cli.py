@@ -86,6 +86,19 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--weights-fp16", action="store_true", help="store the weights as float16 (half the size)")
     i.add_argument("--variant", help="diffusers weight-file variant of folder sources (e.g. fp16)")
     i.add_argument("--overwrite", action="store_true", help="replace a model already in OUTPUT")
+    i.add_argument(
+        "--revision",
+        action="append",
+        default=[],
+        metavar="[REPO=]REV",
+        help="for a source given as a hub repository (owner/name, read from the hub cache): the branch, tag or "
+        "commit to read instead of main (REPO=REV for one of several; repeatable), as pull takes it",
+    )
+    i.add_argument(
+        "--adapter",
+        metavar="FOLDER",
+        help="a peft LoRA adapter (the folder save_pretrained wrote) trained on the first source: merged into it",
+    )
 
     pl = sub.add_parser(
         "pull",
@@ -229,6 +242,8 @@ def _run_import(args: argparse.Namespace) -> tuple[int, Any]:
         weights_fp16=args.weights_fp16,
         overwrite=args.overwrite,
         variant=args.variant,
+        revisions=args.revision,
+        adapter=args.adapter,
     ).absolute()  # the node and the tools run from other folders
     return 0, {
         "model": str(out),

@@ -16,6 +16,7 @@ their licences travel with the weights.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -54,65 +55,108 @@ def _known_release_file(path: Path, family: str) -> tuple[str, dict[str, Any]] |
     return next(((r.name, dict(r.overrides)) for r, f in candidates if f.sha256 == digest), None)
 
 
-def _from_hub_cache(source: str) -> Path | None:
-    """The local copy of a source given as a hub repository, or None when `source` names none.
+def _hub_source(source: str) -> tuple[str, str, Path] | None:
+    """(repository, path inside it, its hub cache folder) of a source that names a hub repository: `owner/name`
+    or its page's URL, `owner/name/path/in/repo`, or the cache's own `.../models--owner--name` folder; None for a
+    path (an existing one always wins over a repository named alike)."""
+    from huggingface_hub import constants
+    from huggingface_hub.file_download import repo_folder_name
+
+    from vdepth_ros.runtime.registry import hub_repo
+
+    given = Path(source).expanduser()
+    parts = source.strip().split("/")
+    if (cached := hub_repository_folder(given)) is not None:
+        return cached, "", given
+    if given.exists() or source.startswith(("/", ".", "~")):
+        return None
+    if (repo := hub_repo(source)) is not None:
+        inside = ""
+    elif len(parts) > 2 and all(parts[:2]) and ":" not in parts[0]:
+        repo, inside = "/".join(parts[:2]), "/".join(parts[2:])
+    else:
+        return None
+    return repo, inside, Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=repo, repo_type="model")
+
+
+def _from_hub_cache(source: str, revision: str | None = None) -> Path | None:
+    """The local copy of a source given as a hub repository (`_hub_source`), or None when `source` names none.
 
     The authors' READMEs and scripts name their weights by repository (`--unet-path tencent/DepthCrafter`,
     `--pre-train-path stabilityai/stable-video-diffusion-img2vid-xt`), and running their code put them in the
     hub cache: `import` answered 'tencent/DepthCrafter does not exist' and sent the user to download gigabytes
-    again. Taken: `owner/name` (the snapshot of its `main` in the hub cache, `HF_HUB_CACHE` / `HF_HOME`),
-    `owner/name/path/in/repo` (that file or folder in it: one file of a repository that holds several, as
-    `Wan-AI/Wan2.1-T2V-1.3B/Wan2.1_VAE.pth`), and the cache's own `.../models--owner--name` folder. Found with
-    huggingface_hub's `snapshot_download(local_files_only=True)`, which reads the cache and never downloads;
-    a cache whose `refs/main` is absent (files fetched at a pinned commit) is read by hand from its one
-    snapshot, which that function does not fall back to.
+    again. Taken: the snapshot of `revision` (a branch, tag or commit, as `hf download --revision` fetched it;
+    default `main`) in the hub cache (`HF_HUB_CACHE` / `HF_HOME`), found with huggingface_hub's
+    `snapshot_download(local_files_only=True)`, which reads the cache and never downloads. Without `revision`, a
+    cache whose `refs/main` is absent (files fetched at a pinned commit) is read by hand from its one snapshot,
+    which that function does not fall back to; an asked revision is never replaced by another.
 
     Raises:
-        FileNotFoundError: a repository that is not in the hub cache (the message names the download).
+        FileNotFoundError: a repository (or revision) that is not in the hub cache (the message names the download).
     """
-    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
-    from huggingface_hub.file_download import repo_folder_name
 
-    from vdepth_ros.runtime.registry import hub_repo, releases
+    from vdepth_ros.runtime.registry import releases
 
-    given = Path(source).expanduser()
-    parts = source.strip().split("/")
-    if (cached := hub_repository_folder(given)) is not None:  # the cache's own `models--owner--name` folder
-        repo, inside, repo_dir = cached, "", given
-    elif given.exists() or source.startswith(("/", ".", "~")):
-        return None  # a path: an existing one always wins over a repository named alike
-    elif (repo := hub_repo(source)) is not None:  # owner/name, or its page's URL
-        inside, repo_dir = "", Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=repo, repo_type="model")
-    elif len(parts) > 2 and all(parts[:2]) and ":" not in parts[0]:  # owner/name/path/in/repo
-        repo, inside = "/".join(parts[:2]), "/".join(parts[2:])
-        repo_dir = Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=repo, repo_type="model")
-    else:
+    found_source = _hub_source(source)
+    if found_source is None:
         return None
+    repo, inside, repo_dir = found_source
+    at = f"@{revision}" if revision else ""
     try:
-        snapshot = Path(snapshot_download(repo, cache_dir=repo_dir.parent, local_files_only=True))
+        snapshot = Path(
+            snapshot_download(repo, cache_dir=repo_dir.parent, local_files_only=True, revision=revision or None)
+        )
     except HFValidationError:  # no repository id (`my..folder`): a path that does not exist
         return None
     except LocalEntryNotFoundError:
         snapshots = sorted(repo_dir.glob("snapshots/*"))
-        if len(snapshots) != 1:
+        if revision is not None or len(snapshots) != 1:
             pulls = [r.name for r in releases().values() if any(f.repo.lower() == repo.lower() for f in r.files)]
             hint = f"; or `vdepth-export pull {pulls[0]}`, which downloads and imports it" if pulls else ""
-            held = f"{len(snapshots)} snapshots of it and no refs/main: give one's folder" if snapshots else "no copy"
+            refs = sorted(p.name for p in repo_dir.glob("refs/*") if p.is_file())
+            held = f"{len(snapshots)} snapshots of it" + (f" (refs {', '.join(refs)})" if refs else "")
+            if revision is not None:
+                held = f"no copy of revision {revision}" + (f", {held}: give one with --revision" if snapshots else "")
+            else:
+                held = f"{held} and no refs/main: give one with --revision, or its folder" if snapshots else "no copy"
+            download = f"hf download {repo}" + (f" --revision {revision}" if revision else "")
             raise FileNotFoundError(
-                f"{source} does not exist: no such path from {Path.cwd()}, and, read as the hub repository {repo}, "
-                f"the hub cache {repo_dir.parent} holds {held}. Download it (`hf download {repo}`) or give the "
+                f"{source}{at} does not exist: no such path from {Path.cwd()}, and, read as the hub repository {repo}, "
+                f"the hub cache {repo_dir.parent} holds {held}. Download it (`{download}`) or give the "
                 f"folder it is in{hint}"
             ) from None
         snapshot = snapshots[0]
     found = snapshot / inside if inside else snapshot
     if not found.exists():
         raise FileNotFoundError(
-            f"{source}: the hub cache's copy of {repo} ({snapshot}) holds no {inside}: download it "
-            f"(`hf download {repo} {inside}`)"
+            f"{source}: the hub cache's copy of {repo}{at} ({snapshot}) holds no {inside}: download it "
+            f"(`hf download {repo} {inside}{f' --revision {revision}' if revision else ''}`)"
         )
-    log.info("%s: the copy in the hub cache, %s", source, found)
+    log.info("%s%s: the copy in the hub cache, %s", source, at, found)
     return found
+
+
+def _resolve_sources(sources: Sequence[str | Path], revisions: Sequence[str]) -> list[Path]:
+    """`sources` as local paths: a hub repository's copy in the hub cache at its `--revision` (`[REPO=]REV`,
+    as `pull` takes it), anything else as given.
+
+    Raises:
+        ConfigError: a `--revision` for no repository the sources name (`parse_revisions`).
+        FileNotFoundError: a source that is neither a path nor in the hub cache.
+    """
+    from vdepth_ros.runtime.registry import parse_revisions
+
+    hub = {str(s): found for s in sources if (found := _hub_source(str(s))) is not None}
+    chosen = parse_revisions(revisions, sorted({repo for repo, _, _ in hub.values()}), "the sources")
+    paths = [
+        (_from_hub_cache(str(s), chosen.get(hub[str(s)][0])) if str(s) in hub else None) or Path(s) for s in sources
+    ]
+    for p in paths:
+        if not p.exists():
+            raise FileNotFoundError(f"{p} does not exist")
+    return paths
 
 
 def _released_layout(path: Path) -> bool:
@@ -324,12 +368,17 @@ def import_released(
     overwrite: bool = False,
     variant: str | None = None,
     extra_files: dict[str, str] | None = None,
+    revisions: Sequence[str] = (),
+    adapter: str | Path | None = None,
 ) -> Path:
     """Read a released checkpoint and write it as a model folder; returns the folder.
 
     `variant` selects diffusers weight files (`*.fp16.safetensors`) for the folder-based families;
     `extra_files` (name -> text) are written into the folder with the model (e.g. `release.json`),
-    inside the same atomic rename.
+    inside the same atomic rename. `revisions` (`--revision`, `[REPO=]REV`) picks the revision of a source
+    given as a hub repository (`owner/name`) that is taken from the hub cache; default its `main`.
+    `adapter`: a peft LoRA adapter folder trained on the first source (`merge_lora_adapter`), merged into it
+    before the import.
 
     Raises:
         ConfigError: unknown family, wrong number of sources, a family without released weights.
@@ -338,8 +387,6 @@ def import_released(
         ModelLoadError: the checkpoint does not match the family (from `from_released`).
     """
     import torch
-
-    from vdepth_ros.models.identify import WrongCheckpointError
 
     if family not in IMPORTERS:
         from vdepth_ros.models import MODEL_FAMILIES
@@ -350,16 +397,85 @@ def import_released(
     what, (lo, hi), loader = IMPORTERS[family]
     if not lo <= len(sources) <= hi:
         raise ConfigError(f"{family} takes {lo if lo == hi else f'{lo}-{hi}'} source(s): {what}")
-    paths = [_from_hub_cache(str(s)) or Path(s) for s in sources]
-    for p in paths:
-        if not p.exists():
-            raise FileNotFoundError(f"{p} does not exist")
+    paths = _resolve_sources(sources, revisions)
     out = Path(output)
     # before minutes of loading; --overwrite replaces a model folder, never a folder of the user's other files
     check_output_path(out, overwrite=overwrite, inputs=paths, replaceable=not_a_model_folder)
     check_overrides(family, dict(overrides or {}))
+    with contextlib.ExitStack() as stack:
+        model = _model_folder_with_adapter(family, paths[0], adapter, encoder, overrides) if adapter else None
+        if model is None:
+            merged = [_merged_with_adapter(family, paths[0], Path(adapter), stack)] if adapter is not None else []
+            model = _load(family, loader, [*merged, *paths[len(merged) :]], encoder, variant, overrides)
+    # written under a temporary name and renamed: a failure never leaves half a model, and an
+    # existing folder is replaced only once the new one is complete
+    with AtomicOutput(out, overwrite=overwrite, inputs=paths, replaceable=not_a_model_folder) as tmp:
+        model.save_pretrained(tmp, weights_dtype=torch.float16 if weights_fp16 else None)
+        for name, text in (extra_files or {}).items():
+            (tmp / name).write_text(text)
+    return out
+
+
+def _model_folder_with_adapter(
+    family: str, base: Path, adapter: str | Path, encoder: str | None, overrides: dict[str, Any] | None
+) -> Any:
+    """A model folder the tools wrote (or its weights file) with the LoRA `adapter` merged in, built from the
+    folder's own config (an adapter trained on the package's model: `load_model`, then peft); None when `base`
+    is no model folder."""
+    from vdepth_ros.models import load_model
+    from vdepth_ros.models.base import merge_lora_adapter
+    from vdepth_ros.paths import WEIGHTS_NAME, is_model_folder
+
+    folder = base if base.is_dir() else base.parent
+    if (base.is_file() and base.name != WEIGHTS_NAME) or not is_model_folder(folder):
+        return None
+    if encoder or overrides:
+        raise ConfigError(f"{folder} is a model folder: its config.json gives the sizes; drop --encoder/--set")
+    model = load_model(folder)
+    if model.family != family:
+        raise ConfigError(f"{folder} is a {model.family} model folder, not {family}: import {model.family} {folder}")
+    model.load_state_dict(merge_lora_adapter(model.state_dict(), adapter, base))
+    return model
+
+
+def _merged_with_adapter(family: str, base: Path, adapter: Path, stack: contextlib.ExitStack) -> Path:
+    """`base` with the LoRA `adapter` merged in, as a safetensors file of the base's name (which tells a metric
+    VDA from a relative one) in a temporary folder `stack` removes."""
+    import tempfile
+
+    from safetensors.torch import save_file
+
+    from vdepth_ros.models.base import checkpoint_in_folder, load_state_dict_file, merge_lora_adapter
+
+    if family in ("depthcrafter", "fiffdepth"):
+        raise ConfigError(
+            f"--adapter merges into one checkpoint file; {family}'s sources are diffusers folders: merge the "
+            "adapter into the UNet with peft (PeftModel.from_pretrained(unet, ADAPTER).merge_and_unload()), "
+            "save_pretrained it, and import that folder"
+        )
+    if not adapter.exists():
+        raise FileNotFoundError(f"--adapter {adapter} does not exist")
+    state = merge_lora_adapter(load_state_dict_file(base), adapter, base)
+    name = (checkpoint_in_folder(base) if base.is_dir() else base).stem + ".safetensors"
+    merged = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="vdepth-adapter-"))) / name
+    save_file({k: v.contiguous() for k, v in state.items()}, str(merged))
+    log.info("%s: merged the LoRA adapter %s into %s", base, adapter, merged.name)
+    return merged
+
+
+def _load(
+    family: str,
+    loader: _Loader,
+    paths: list[Path],
+    encoder: str | None,
+    variant: str | None,
+    overrides: dict[str, Any] | None,
+) -> Any:
+    """The family's model from `paths`, its errors given the fix."""
+    from vdepth_ros.models.identify import WrongCheckpointError
+
     try:
-        model = loader(paths, encoder, variant, dict(overrides or {}))
+        return loader(paths, encoder, variant, dict(overrides or {}))
     except VdepthError as err:  # ours already say what is wrong (ConfigError is also a ValueError)
         from vdepth_ros.paths import training_checkpoint_problem
 
@@ -378,13 +494,6 @@ def import_released(
             raise
         sets = " ".join(f"{k}={json.dumps(v)}" for k, v in overrides.items())
         raise ConfigError(f"cannot build {family} with these --set values ({sets}): {err}") from None
-    # written under a temporary name and renamed: a failure never leaves half a model, and an
-    # existing folder is replaced only once the new one is complete
-    with AtomicOutput(out, overwrite=overwrite, inputs=paths, replaceable=not_a_model_folder) as tmp:
-        model.save_pretrained(tmp, weights_dtype=torch.float16 if weights_fp16 else None)
-        for name, text in (extra_files or {}).items():
-            (tmp / name).write_text(text)
-    return out
 
 
 __all__ = ["IMPORTERS", "check_overrides", "import_released", "parse_overrides"]

@@ -43,6 +43,7 @@ from vdepth_ros.runtime.registry import (
     ReleaseFile,
     cached_model_dir,
     get_release,
+    parse_revisions,
     releases,
 )
 from vdepth_ros.runtime.trt_cache import sha256_of
@@ -157,26 +158,7 @@ def at_revisions(release: Release, revisions: Sequence[str]) -> Release:
         ConfigError: an empty revision, `REV` for a release from several repositories, a repository the
             release does not use, or two revisions for one repository.
     """
-    repos = sorted({f.repo for f in release.files})
-    chosen: dict[str, str] = {}
-    for item in revisions:
-        repo, sep, rev = item.partition("=")
-        repo, rev = (repo.strip(), rev.strip()) if sep else ("", repo.strip())
-        if not rev:
-            raise ConfigError(f"--revision {item!r}: give a branch, tag or commit (REV, or REPO=REV)")
-        if not repo:
-            if len(repos) != 1:
-                raise ConfigError(
-                    f"{release.name} downloads from {len(repos)} repositories ({', '.join(repos)}): give each "
-                    "one's revision as --revision REPO=REV"
-                )
-            repo = repos[0]
-        elif repo not in repos:
-            raise ConfigError(f"--revision {item}: {release.name} has no files in {repo}; its repositories: "
-                              f"{', '.join(repos)}")  # fmt: skip
-        if chosen.get(repo, rev) != rev:
-            raise ConfigError(f"two revisions for {repo}: {chosen[repo]} and {rev}")
-        chosen[repo] = rev
+    chosen = parse_revisions(revisions, sorted({f.repo for f in release.files}), release.name)
     files = tuple(
         f if chosen.get(f.repo, f.revision) == f.revision
         else dataclasses.replace(f, revision=chosen[f.repo], sha256=None, size=None)

@@ -119,6 +119,14 @@ def test_from_released_is_strict_and_names_a_folder_of_another_part(tmp_path, ti
     save_file({k: v for k, v in state.items() if k != "conv_in.weight"}, str(weights))
     with pytest.raises(ModelLoadError, match=r"unet: keys do not match the release: .*conv_in\.weight"):
         FiffDepth.from_released(tmp_path)
+    # a cut download, or a clone without git-lfs: 'Unable to load weights from checkpoint file' named no cause
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelLoadError, match=r"unet/diffusion_pytorch_model.safetensors is not a readable .*download"):
+        FiffDepth.from_released(tmp_path)
+    weights.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:" + "0" * 64 + "\nsize 1234\n")
+    with pytest.raises(ModelLoadError, match=r"unet/diffusion_pytorch_model.safetensors is a Git LFS pointer"):
+        FiffDepth.from_released(tmp_path)
     save_file(state, str(weights))
     (tmp_path / "unet" / "config.json").write_text((tmp_path / "vae" / "config.json").read_text())
     with pytest.raises(ModelLoadError, match=r"unet: expected a diffusers image UNet folder, found a diffusers image"):

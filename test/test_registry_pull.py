@@ -613,7 +613,7 @@ def test_revision_values_that_do_not_fit_the_release_are_refused(env: dict[str, 
     dvd = get_release("dvd")  # two repositories: a bare REV is ambiguous
     with pytest.raises(ConfigError, match=r"2 repositories .*--revision REPO=REV"):
         at_revisions(dvd, ["v1"])
-    with pytest.raises(ConfigError, match=r"no files in nobody/else"):
+    with pytest.raises(ConfigError, match=r"nobody/else is not a repository of dvd"):
         at_revisions(dvd, ["nobody/else=v1"])
     pinned = at_revisions(dvd, ["Wan-AI/Wan2.1-T2V-1.3B=abc123"])
     assert [(f.repo, f.revision) for f in pinned.files] == [("FayeHongfeiZhang/DVD", "main"),
@@ -910,9 +910,31 @@ def test_import_takes_a_hub_repository_already_in_the_hub_cache(
     assert export_main(["import", "vda", f"{small}/metric_{FILE}", "-o", "b", *sets]) == 2
     assert f"holds no metric_{FILE}: download it (`hf download {small} metric_{FILE}`)" in capsys.readouterr().err
     assert len(hub.requests) == n  # nothing downloaded by `import`
+    # another revision beside main in the hub cache (`hf download --revision v2`): `import` read main only
+    torch.manual_seed(5)
+    v2 = VideoDepthAnything(**VideoDepthAnything.tiny_config()).eval()
+    buf = io.BytesIO()
+    torch.save(v2.released_state_dict(), buf)
+    hub.revisions["v2"] = (COMMIT_V2, {(small, FILE): buf.getvalue()})
+    hf_hub_download(small, FILE, revision="v2", endpoint=hub.url)
+    for i, rev in enumerate(("v2", COMMIT_V2, f"{small}=v2")):
+        assert export_main(["import", "vda", small, "--revision", rev, "-o", f"v{i}", *sets]) == 0
+        got = load_model(tmp_path / f"v{i}").state_dict()
+        assert all(torch.equal(got[k], v) for k, v in v2.state_dict().items()), rev
+    assert export_main(["import", "vda", small, "-o", "v-main", *sets]) == 0  # no --revision: main, as before
+    cls = "backbone.embeddings.cls_token"
+    assert not torch.equal(load_model(tmp_path / "v-main").state_dict()[cls], v2.state_dict()[cls])
+    assert export_main(["import", "vda", small, "--revision", "v3", "-o", "v3", *sets]) == 2
+    err = capsys.readouterr().err
+    assert "holds no copy of revision v3, 2 snapshots of it (refs main, v2)" in err, err
+    assert f"hf download {small} --revision v3" in err and not (tmp_path / "v3").exists()
+    assert export_main(["import", "vda", small, "--revision", "other/repo=v2", "-o", "v3", *sets]) == 2
+    assert "--revision other/repo=v2: other/repo is not a repository of the sources" in capsys.readouterr().err
+    n = len(hub.requests)
     (tmp_path / small).mkdir(parents=True)  # a folder of the user's named like the repository: the path wins
     assert export_main(["import", "vda", small, "-o", "mine", *sets]) == 2
     assert f"{small} is a folder with no" in capsys.readouterr().err
+    assert len(hub.requests) == n  # nothing downloaded by `import`
 
 
 def test_a_pull_with_the_hub_unreachable_takes_the_hub_caches_copy(

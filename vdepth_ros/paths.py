@@ -68,10 +68,9 @@ def adapter_problem(path: str | Path) -> str | None:
     on = f", trained on {base}" if base else ""
     return (
         f"{path} is a {kind} adapter ({ADAPTER_CONFIG_NAME}{on}): it holds only the adapter's weights, not a model. "
-        f'Merge it into the model it was trained on and save the merged weights: python -c "import torch; from '
-        f"peft import PeftModel; from vdepth_ros.models import load_model; m = PeftModel.from_pretrained(load_model("
-        f"'BASE_MODEL_FOLDER'), '{folder}').merge_and_unload(); torch.save(m.state_dict(), 'merged.pth')\", then "
-        "`vdepth-export import FAMILY merged.pth -o FOLDER` (with the base model's --encoder/--set), and use FOLDER"
+        "Merge it into the checkpoint it was trained on (the released file, or a model folder's model.safetensors) "
+        f"while importing: `vdepth-export import FAMILY BASE_CHECKPOINT --adapter {folder} -o FOLDER` (with the "
+        "base's --encoder/--set), and use FOLDER"
     )
 
 

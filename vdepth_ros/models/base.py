@@ -349,9 +349,7 @@ def _unwrap(state: Any, path: Path) -> dict[str, torch.Tensor]:
             pick = averages[0] if both else "<name>"
             raise ModelLoadError(
                 f"{path} holds several state dicts ({names}){which if both else ''}; save the one to import on "
-                "its own: "
-                f"python -c \"import torch; c = torch.load('{path}', weights_only=True); torch.save(c['{pick}'], "
-                "'weights.pth')\""
+                f"its own: {_save_weights_command(path, f'c = c[{pick!r}]', weights_only=True)}"
             )
         if not found:
             break
@@ -420,6 +418,78 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
             "all the shards and the index into one folder and pass the index (or the folder)"
         )
     return _load_one(path)
+
+
+#: peft's key of an adapter's LoRA factor: `base_model.model.<module>.lora_A.weight` (`lora_B` the other)
+_LORA_KEY = re.compile(r"(?:base_model\.model\.)?(?P<module>.+)\.lora_(?P<factor>[AB])\.weight")
+#: adapter_config.json settings a plain LoRA merge (W + scaling * B @ A per Linear) does not cover while
+#: set (anything but absent, null, false, "none", [] or {})
+_LORA_UNSUPPORTED = ("use_dora", "rank_pattern", "alpha_pattern", "modules_to_save", "bias", "lora_bias",
+                     "target_parameters")  # fmt: skip
+
+
+def merge_lora_adapter(
+    state: dict[str, torch.Tensor], adapter: str | Path, base: str | Path
+) -> dict[str, torch.Tensor]:
+    """`state` (the base checkpoint, in whatever key layout the adapter was trained on: the authors' or this
+    package's) with a peft LoRA adapter (the folder `save_pretrained` wrote, or its `adapter_model.*` file)
+    merged in: W + scaling * B @ A for every adapted Linear, scaling = lora_alpha / r (/ sqrt(r) with
+    `use_rslora`), as peft's `merge_and_unload` computes it, in float32, stored in W's dtype.
+
+    Raises:
+        ModelLoadError: not a LoRA adapter, an adapter setting this merge does not cover (DoRA, per-module
+            ranks, modules_to_save, biases, non-Linear layers: merge those with peft), or adapted modules
+            absent from `state` or of another shape (an adapter trained on another base than `base`).
+    """
+    from vdepth_ros.paths import ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_STEM
+
+    adapter = Path(adapter).expanduser()
+    folder = adapter if adapter.is_dir() else adapter.parent
+    try:
+        config = json.loads((folder / ADAPTER_CONFIG_NAME).read_text())
+    except (OSError, ValueError) as err:
+        raise ModelLoadError(
+            f"{adapter} is not a peft adapter folder (no readable {ADAPTER_CONFIG_NAME}: {err})"
+        ) from None
+    peft_merge = "merge it with peft instead (PeftModel.from_pretrained(base, folder).merge_and_unload())"
+    if config.get("peft_type") != "LORA":
+        raise ModelLoadError(f"{adapter} is a {config.get('peft_type')} adapter, not LoRA: {peft_merge}")
+    other = {k: v for k in _LORA_UNSUPPORTED if (v := config.get(k)) not in (None, False, "none") and v not in ([], {})}
+    if other:
+        raise ModelLoadError(f"{adapter}: LoRA with {other} is not merged here: {peft_merge}")
+    files = sorted(p for p in folder.glob(f"{ADAPTER_WEIGHTS_STEM}.*") if p.suffix in WEIGHT_SUFFIXES)
+    if not files:
+        raise ModelLoadError(f"{folder} has {ADAPTER_CONFIG_NAME} but no {ADAPTER_WEIGHTS_STEM}.safetensors/.bin")
+    factors: dict[str, dict[str, torch.Tensor]] = {}
+    for key, value in _load_one(files[0]).items():
+        match = _LORA_KEY.fullmatch(key)
+        if match is None or value.ndim != 2:
+            raise ModelLoadError(f"{adapter}: {key} is no LoRA factor of a Linear layer: {peft_merge}")
+        factors.setdefault(match["module"], {})[match["factor"]] = value
+    r, alpha = int(config["r"]), float(config.get("lora_alpha", config["r"]))
+    scaling = alpha / (r**0.5 if config.get("use_rslora") else r)
+    merged = dict(state)
+    absent = [m for m in factors if f"{m}.weight" not in state]
+    if absent:
+        theirs = next(iter(factors))
+        raise ModelLoadError(
+            f"{adapter} adapts {len(factors)} modules ({theirs}, ...) and {len(absent)} of them are not in {base} "
+            f"(its keys: {next(iter(state))}, ...): the adapter was trained on another model's layout; give "
+            "the checkpoint it was trained on as the base"
+        )
+    for module, pair in factors.items():
+        if set(pair) != {"A", "B"}:
+            raise ModelLoadError(f"{adapter}: {module} has lora_{''.join(pair)} only; the adapter file is incomplete")
+        weight = state[f"{module}.weight"]
+        delta = (pair["B"].float() @ pair["A"].float()) * scaling
+        delta = delta.T if config.get("fan_in_fan_out") else delta
+        if delta.shape != weight.shape:
+            raise ModelLoadError(
+                f"{adapter}: {module} is {tuple(delta.shape)} in the adapter and {tuple(weight.shape)} in {base}: "
+                "the adapter was trained on another size of the model; give the checkpoint it was trained on"
+            )
+        merged[f"{module}.weight"] = (weight.float() + delta).to(weight.dtype)
+    return merged
 
 
 def checkpoint_in_folder(folder: Path) -> Path:
@@ -494,6 +564,16 @@ def _load_one(path: Path) -> dict[str, torch.Tensor]:
     return _unwrap(state, path)
 
 
+def _save_weights_command(path: Path, select: str, *, weights_only: bool) -> str:
+    """The one-line command that loads `path` as `c`, runs `select` (which leaves the weights in `c`) and saves
+    them beside it as `<name>_weights.pth` (never over the file itself: one called weights.pth was)."""
+    out = path.with_name(f"{path.stem}_weights.pth")
+    return (
+        f"python -c \"import torch; c = torch.load('{path}', weights_only={weights_only}); {select}; "
+        f"torch.save(c, '{out}')\", then import {out}"
+    )
+
+
 def _unpickling_problem(path: Path, err: Exception) -> str:
     """A weights_only refusal in one line: the Python objects in the file and a way to keep only its weights."""
     try:
@@ -501,11 +581,15 @@ def _unpickling_problem(path: Path, err: Exception) -> str:
     except Exception:  # not a torch zip file: a legacy or broken pickle
         unsafe = []
     if unsafe:
+        # a whole module (`torch.save(model)`), alone or as a checkpoint's entry, gives its state_dict()
+        select = (
+            "c = c.get('state_dict', c.get('model', c)) if isinstance(c, dict) else c; "
+            "c = c.state_dict() if isinstance(c, torch.nn.Module) else c"
+        )
         return (
             f"{path} holds Python objects besides tensors ({', '.join(unsafe[:5])}), which the safe loader "
             "(torch.load weights_only=True) refuses. If you trust the file, save its weights alone and import "
-            f"that: python -c \"import torch; c = torch.load('{path}', weights_only=False); "
-            "torch.save(c.get('state_dict', c.get('model', c)), 'weights.pth')\""
+            f"that: {_save_weights_command(path, select, weights_only=False)}"
         )
     size = path.stat().st_size
     return f"{path} is truncated or corrupt, or not a PyTorch checkpoint ({size} bytes): download it again"

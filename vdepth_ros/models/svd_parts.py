@@ -252,6 +252,27 @@ def _refuse_another_familys_file(file: Path, expected: CheckpointKind) -> None:
         )
 
 
+def _unreadable_weights(part: Path) -> str | None:
+    """Why a weights file of a diffusers part folder cannot be read (a Git LFS pointer of a clone without git-lfs,
+    a saved web page, a cut-off download), in the words `load_state_dict_file` uses for one file; None when
+    each is readable. diffusers' own error named neither the cause nor the fix ('Unable to load weights from
+    checkpoint file')."""
+    from safetensors import safe_open
+
+    from vdepth_ros.models.base import _not_weights
+
+    for file in sorted((*part.glob("*.safetensors"), *part.glob("*.bin"))):
+        if (why := _not_weights(file)) is not None:
+            return why
+        if file.suffix == ".safetensors":
+            try:
+                with safe_open(str(file), "np") as f:  # the header against the file size
+                    f.keys()
+            except Exception as err:  # safetensors' own SafetensorError, OSError
+                return f"{file} is not a readable safetensors file ({err}): truncated or corrupt; download it again"
+    return None
+
+
 def load_part(cls: Any, folder: Path, subfolder: str | None, variant: str | None) -> nn.Module:
     """`cls.from_pretrained(folder, subfolder=, variant=, local_files_only=True)`, strict: a missing,
     unexpected or mis-shaped key is a `ModelLoadError` (from_pretrained itself only warns and fills
@@ -298,7 +319,7 @@ def load_part(cls: Any, folder: Path, subfolder: str | None, variant: str | None
             str(folder), variant=use, local_files_only=True, output_loading_info=True, **kwargs
         )
     except (OSError, ValueError, RuntimeError) as err:  # no weights file, shape mismatch
-        raise ModelLoadError(f"{part}: {err}") from err
+        raise ModelLoadError(_unreadable_weights(part) or f"{part}: {err}") from err
     bad = {k: v for k in ("missing_keys", "unexpected_keys", "mismatched_keys") if (v := list(info.get(k, [])))}
     if bad:
         raise ModelLoadError(f"{part}: keys do not match the release: {bad}")

@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -264,6 +265,39 @@ def get_release(name: str) -> Release:
     return known[name]
 
 
+def parse_revisions(items: Sequence[str], repos: Sequence[str], what: str) -> dict[str, str]:
+    """`--revision` values (`REV`, or `REPO=REV` for one of `repos`) -> {repo: rev}. `what` names what
+    the repositories are of, for the errors (`vda-small`, `the sources`). `pull` and `import` both read
+    their `--revision` here, so one spelling works for both.
+
+    Raises:
+        ConfigError: an empty revision, `REV` where `repos` is not one repository, a repository not in
+            `repos`, or two revisions for one repository.
+    """
+    chosen: dict[str, str] = {}
+    for item in items:
+        repo, sep, rev = item.partition("=")
+        repo, rev = (repo.strip(), rev.strip()) if sep else ("", repo.strip())
+        if not rev:
+            raise ConfigError(f"--revision {item!r}: give a branch, tag or commit (REV, or REPO=REV)")
+        if not repo:
+            if not repos:
+                raise ConfigError(f"--revision {item}: {what} name no hub repository (owner/name)")
+            if len(repos) > 1:
+                raise ConfigError(
+                    f"{what}: files from {len(repos)} repositories ({', '.join(repos)}): give each one's revision as "
+                    "--revision REPO=REV"
+                )
+            repo = repos[0]
+        elif repo not in repos:
+            known = f" ({', '.join(repos)})" if repos else ""
+            raise ConfigError(f"--revision {item}: {repo} is not a repository of {what}{known}")
+        if chosen.get(repo, rev) != rev:
+            raise ConfigError(f"two revisions for {repo}: {chosen[repo]} and {rev}")
+        chosen[repo] = rev
+    return chosen
+
+
 #: how a hub repository is written besides `owner/name`: its page's URL, with or without the scheme
 _HUB_HOSTS = ("huggingface.co/", "www.huggingface.co/", "hf.co/")
 
@@ -498,6 +532,7 @@ __all__ = [
     "get_release",
     "model_cache_dir",
     "model_identity",
+    "parse_revisions",
     "reference_inference",
     "release_hint",
     "releases",
