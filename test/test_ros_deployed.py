@@ -92,8 +92,9 @@ STREAM_PUBLISHED = "(the camera driver or bag player ended?): published the"
 
 def wait_until_published(path: Path, proc: subprocess.Popen, at_most: float, streams: int = 1) -> None:
     """After the camera process(es) exited: until the node at `proc`, logging to `path`, has published every frame it
-    held of `streams` streams (`STREAM_PUBLISHED`), or `at_most` s, the fixed wait these tests had before (kept as the
-    ceiling: a node that followed a reliable camera, input_qos auto, did not log the line within 60 s)."""
+    held of `streams` streams (`STREAM_PUBLISHED`), or `at_most` s, the fixed wait these tests had before, kept as the
+    ceiling: on a loaded machine the line came 3 s or more after the exit in about half the runs, and a node with no
+    subscriber (`skip_when_unsubscribed`) holds no frame and logs none."""
     seen(path, STREAM_PUBLISHED, at_most, proc, streams)
 
 
@@ -243,7 +244,7 @@ def test_a_reliable_camera_driver_delivers_its_frames_with_the_default_input_qos
         )  # fmt: skip
         assert camera.returncode == 0, camera.stderr
         sent = json.loads(camera.stdout.strip().splitlines()[-1])["sent"]
-        wait_until_published(tmp_path / "node.log", node, 2.0)
+        time.sleep(2.0)  # the node takes the images in flight (no subscriber: it holds none, says no input-ended line)
         assert interrupt(node) == 0, (tmp_path / "node.log").read_text()
     finally:
         if node.poll() is None:
