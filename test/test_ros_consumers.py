@@ -434,12 +434,12 @@ def test_diagnostics_carry_the_same_keys_before_the_first_window(tmp_path: Path)
     keys = ["output rate [Hz]", "fit scale", "fit residual", "fit degenerate", "fit scale_source"]
     node, node_log = start(node_command(tmp_path, params="    diagnostics_period: 0.2\n"), tmp_path / "node.log")
     monitor, monitor_log = start(
-        [sys.executable, str(PEERS), "viewer", "--topics", "/diagnostics", "--diag-values", *keys],
+        [sys.executable, str(PEERS), "viewer", "--topics", "/diagnostics", "--diag-values", *keys, "--progress"],
         tmp_path / "monitor.log",
     )
     try:
         wait_for(tmp_path / "monitor.log", "matched", 90, monitor)
-        time.sleep(1.5)
+        wait_for(tmp_path / "monitor.log", "progress /diagnostics 2\n", 30, monitor)  # two statuses to compare
     finally:
         code, watched = _stopped(node, node_log), _stopped(monitor, monitor_log)
     assert code == 0 and watched == 0, (tmp_path / "node.log").read_text()
