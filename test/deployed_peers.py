@@ -517,21 +517,22 @@ def viewer(args: argparse.Namespace) -> None:
     kept: dict[str, dict[int, bytes]] = {topic: {} for topic in args.topics}
 
     def take(topic: str, msg: Any, info: Any = None) -> None:
+        before = len(got[topic])
         if isinstance(msg, DiagnosticArray):  # each status's level and message (and --diag-values' values)
             got[topic].extend(
                 [int.from_bytes(st.level, "little"), st.message]
                 + ([{kv.key: kv.value for kv in st.values if kv.key in args.diag_values}] if args.diag_values else [])
                 for st in msg.status
             )
-            return
-        stamp = conv.stamp_to_ns(msg.header.stamp)
-        if args.take_ms:  # a recorder slower than the messages come (a slow disk, compression)
-            time.sleep(args.take_ms / 1e3)
-        if args.keep:
-            kept[topic][stamp] = serialize_message(msg)
-        got[topic].append(_taken_entry(args, stamp, info))
-        if args.progress:
-            print(f"progress {topic} {len(got[topic])}", flush=True)
+        else:
+            stamp = conv.stamp_to_ns(msg.header.stamp)
+            if args.take_ms:  # a recorder slower than the messages come (a slow disk, compression)
+                time.sleep(args.take_ms / 1e3)
+            if args.keep:
+                kept[topic][stamp] = serialize_message(msg)
+            got[topic].append(_taken_entry(args, stamp, info))
+        for n in range(before + 1, len(got[topic]) + 1) if args.progress else ():  # one line per entry (status)
+            print(f"progress {topic} {n}", flush=True)
 
     def topic_qos(topic: str) -> QoSProfile:  # `--topic-depth TOPIC=N`: that topic's history instead of --depth
         depths = dict(entry.partition("=")[::2] for entry in args.topic_depth)

@@ -22,7 +22,7 @@ from typing import IO, Any
 
 import numpy as np
 import pytest
-from test_ros_deployed import PEERS, interrupt, node_command, start, wait_for
+from test_ros_deployed import PEERS, interrupt, node_command, start, wait_for, wait_until_published
 
 from vdepth_ros.encodings import pointcloud2_fields_array
 from vdepth_ros.ros import transport
@@ -60,7 +60,7 @@ def run_with_consumers(
         )
         assert camera.wait(timeout=SECONDS + 60) == 0, (tmp_path / "camera.log").read_text()
         camera_log.close()
-        time.sleep(3.0)  # the node publishes what it holds
+        wait_until_published(tmp_path / "node.log", node, 3.0)
         assert interrupt(node) == 0, (tmp_path / "node.log").read_text()
         ran = True
     finally:
@@ -205,7 +205,7 @@ def test_depth_camera_info_follows_a_remapped_depth(tmp_path: Path) -> None:
         )
         assert camera.wait(timeout=60) == 0, (tmp_path / "camera.log").read_text()
         camera_log.close()
-        time.sleep(2.0)
+        wait_until_published(tmp_path / "node.log", node, 2.0)
     finally:
         code, viewed = _stopped(node, node_log), _stopped(viewer, viewer_log)  # none left on a failure
     assert viewed == 0
@@ -259,7 +259,7 @@ def test_depth_image_proc_on_depth_gives_the_published_cloud_for_a_binned_window
         wait_for(tmp_path / "viewer.log", "matched", 90, viewer)  # /camera_info has a publisher now
         assert camera.wait(timeout=60) == 0, (tmp_path / "camera.log").read_text()
         camera_log.close()
-        time.sleep(2.0)
+        wait_until_published(tmp_path / "node.log", node, 2.0)
     finally:
         code, viewed = _stopped(node, node_log), _stopped(viewer, viewer_log)  # none left on a failure
     assert viewed == 0
@@ -314,7 +314,7 @@ def test_an_image_transport_camera_subscriber_gets_intrinsics_of_the_depths_own_
         )
         assert camera.wait(timeout=60) == 0, (tmp_path / "camera.log").read_text()
         camera_log.close()
-        time.sleep(2.0)
+        wait_until_published(tmp_path / "node.log", node, 2.0)
     finally:
         code, consumed = _stopped(node, node_log), _stopped(consumer, consumer_log)  # none left on a failure
     out = (tmp_path / "node.log").read_text()
@@ -356,7 +356,7 @@ def test_a_late_joiner_gets_the_last_depth_camera_info_with_the_durability_overr
         )
         assert camera.wait(timeout=60) == 0, (tmp_path / "camera.log").read_text()
         camera_log.close()
-        time.sleep(2.0)  # the node has published what it held
+        wait_until_published(tmp_path / "node.log", node, 2.0)
         late, late_log = start(
             [sys.executable, str(PEERS), "viewer", "--transient-local", "--topics", "/depth/camera_info"],
             tmp_path / "late.log",
@@ -434,12 +434,12 @@ def test_diagnostics_carry_the_same_keys_before_the_first_window(tmp_path: Path)
     keys = ["output rate [Hz]", "fit scale", "fit residual", "fit degenerate", "fit scale_source"]
     node, node_log = start(node_command(tmp_path, params="    diagnostics_period: 0.2\n"), tmp_path / "node.log")
     monitor, monitor_log = start(
-        [sys.executable, str(PEERS), "viewer", "--topics", "/diagnostics", "--diag-values", *keys],
+        [sys.executable, str(PEERS), "viewer", "--topics", "/diagnostics", "--diag-values", *keys, "--progress"],
         tmp_path / "monitor.log",
     )
     try:
         wait_for(tmp_path / "monitor.log", "matched", 90, monitor)
-        time.sleep(1.5)
+        wait_for(tmp_path / "monitor.log", "progress /diagnostics 2\n", 30, monitor)  # two statuses to compare
     finally:
         code, watched = _stopped(node, node_log), _stopped(monitor, monitor_log)
     assert code == 0 and watched == 0, (tmp_path / "node.log").read_text()
@@ -588,7 +588,7 @@ def test_rectified_depth_is_registered_to_the_rectified_image_with_its_camera(tm
         wait_for(tmp_path / "viewer.log", "matched", 90, viewer)
         assert camera.wait(timeout=60) == 0, (tmp_path / "camera.log").read_text()
         camera_log.close()
-        time.sleep(2.0)
+        wait_until_published(tmp_path / "node.log", node, 2.0)
     finally:
         code, viewed = _stopped(node, node_log), _stopped(viewer, viewer_log)
     assert viewed == 0 and code == 0, (tmp_path / "node.log").read_text()

@@ -8,14 +8,13 @@ import argparse
 import json
 import pickle
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from deployed_peers import DEPTH_TOPIC, T0, H, W, _images, sensor_depth
-from test_ros_deployed import PEERS, interrupt, node_command, start, wait_for
+from test_ros_deployed import PEERS, interrupt, node_command, start, wait_for, wait_until_published
 
 from vdepth_ros.pointcloud2 import pointcloud2_fields_array
 from vdepth_ros.ros import conversions as conv
@@ -51,7 +50,7 @@ def rgbd_run(tmp_path: Path, camera_args: list[str], seconds: float = 6.0, param
         )
         assert camera.wait(timeout=seconds + 90) == 0, (tmp_path / "camera.log").read_text()
         camera_log.close()
-        time.sleep(3.0)  # the node finishes the frames it holds
+        wait_until_published(tmp_path / "node.log", node, 3.0)
     finally:
         code = interrupt(node) if node.poll() is None else node.returncode
         viewed = interrupt(viewer) if viewer.poll() is None else viewer.returncode

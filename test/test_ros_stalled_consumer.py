@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_ros_deployed import PEERS, SUMMARY, interrupt, node_command, start, stop_peer, wait_for
+from test_ros_deployed import PEERS, SUMMARY, interrupt, node_command, start, stop_peer, wait_for, wait_until_published
 
 from vdepth_ros.ros import transport
 
@@ -146,7 +146,7 @@ def healthy_rates(
         camera_args = ["camera", "--seconds", str(seconds), "--rate", str(rate), "--reliable"]
         camera = launch("camera", [sys.executable, str(PEERS), *camera_args])
         assert camera.wait(timeout=seconds + 60) == 0, (tmp_path / "camera.log").read_text()
-        time.sleep(3.0)  # the node publishes what it holds
+        wait_until_published(tmp_path / "node.log", node, 3.0)
         stopping = time.monotonic()
         assert interrupt(node) == 0, (tmp_path / "node.log").read_text()
         got["stop_s"] = time.monotonic() - stopping

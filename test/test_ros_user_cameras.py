@@ -10,7 +10,6 @@ import pickle
 import re
 import subprocess
 import sys
-import time
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import numpy as np
 import pytest
 from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
-from test_ros_deployed import PEERS
+from test_ros_deployed import PEERS, wait_until_published
 from test_ros_replay import _diagnostics_during
 from test_ros_stream_ends import rig  # noqa: F401  (the fixture)
 
@@ -173,7 +172,7 @@ def test_a_best_effort_camera_losing_frames_is_told_the_fix_that_works(rig: Any,
     best_effort = [sys.executable, str(PEERS), "camera", "--size", "1280x720", "--rate", "30", "--seconds"]
     done = subprocess.run([*best_effort, "5"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    time.sleep(2.0)
+    wait_until_published(r.node_log, r.node, 2.0)
     log = r.node_log.read_text()
     warned = [line for line in log.splitlines() if "camera frames never reached this node" in line]
     if not warned and "camera frames never reached" not in log and "[ERROR]" not in log:
@@ -187,7 +186,7 @@ def test_a_best_effort_camera_losing_frames_is_told_the_fix_that_works(rig: Any,
         [*best_effort, "5"], capture_output=True, text=True, timeout=120, env={**os.environ, variable: path}
     )
     assert done.returncode == 0, done.stderr
-    time.sleep(2.0)
+    wait_until_published(r2.node_log, r2.node, 2.0)
     summary = _summary(r2)
     assert re.search(r"\((\d+) of them sent and never taken\)", summary) is None, summary
     assert int(re.search(r"(\d+) lost before the node", summary).group(1)) <= 3, summary
