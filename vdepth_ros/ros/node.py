@@ -363,7 +363,7 @@ class _DepthNodeCore(ParameterSide):
         """One INFO line at shutdown: what came in, what was lost where, what went out."""
         if not self._configured:
             return
-        intake, sent, loss = self.intake, self.outputs.sent, self.intake.loss
+        sent, loss = self.outputs.sent, self.intake.loss
         out = ", ".join(f"{topic} {n}" for topic, n in sent.items()) or "nothing"
         held = self.outputs.dropped
         held_up = (
