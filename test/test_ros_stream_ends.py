@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_ros_deployed import PEERS, stop_peer, wait_for
+from test_ros_deployed import PEERS, stop_peer, stop_summary, wait_for
 from test_ros_deployed import node_command as deployed_node_command
 
 pytestmark = [pytest.mark.ros]
@@ -270,6 +270,8 @@ def test_a_slow_last_window_is_bounded_and_a_second_sigint_stops_at_once(
     why = "a second signal" if signals == 2 else "not done within 5.0 s"
     assert f"abandoned the frames still queued and the ones the stream held for its next window ({why})" in log, log
     assert "Traceback" not in log and "[ERROR]" not in log, log
+    # each image received has one fate in the stop summary: those the stream held are abandoned (they were in none)
+    assert stop_summary(log).fates["abandoned at stop"] > 0, log
 
 
 def test_a_second_sigint_during_a_lifecycle_deactivate_stops_at_once(tmp_path: Path) -> None:
