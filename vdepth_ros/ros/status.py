@@ -78,7 +78,7 @@ class StatusReporter:
         intake, outputs = self.node.intake, getattr(self.node, "outputs", None)
         # what rose in the last EVENT_HOLD_S: a cause on /diagnostics while it lasts, one WARN, not one per tick
         hold_s = self.node.log.problems.hold_s
-        self._drops = RecentRise(intake.queue_dropped, hold_s)
+        self._drops = RecentRise(intake.queue.dropped, hold_s)
         # (confirmed: what a change of the camera's rate explains is none)
         self._lost = RecentRise(intake.loss.confirmed, hold_s)
         self._hold_s = hold_s
@@ -395,7 +395,7 @@ class StatusReporter:
             "window latency median [s]": win["median"],
             "window latency max [s]": win["max"],
             "queued": len(intake.queue),
-            "dropped (queue full)": intake.queue_dropped,
+            "dropped (queue full)": intake.queue.dropped,
             "dropped (of those, a standing backlog)": intake.queue.drained,
             # (while the stamps keep no steady frame period, that they cannot tell it rather than a count)
             "lost before the node": intake.loss.lost if intake.loss.measurable else loss_count(intake.loss),
@@ -481,7 +481,7 @@ class StatusReporter:
             level, message = level_for(
                 node.intake.taken.rate(),  # (output is compared with the images taken, not those thinned)
                 values["output rate [Hz]"],
-                self._drops.update(node.intake.queue_dropped),
+                self._drops.update(node.intake.queue.dropped),
                 bool(getattr(node.processor.last_fit, "degenerate", False)),
                 receiving,
                 stalled_s=stalled_s,
