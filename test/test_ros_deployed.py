@@ -53,6 +53,7 @@ class StopSummary:
     lost: int  # before the node (what was counted, where it is not measurable)
     fates: dict[str, int]  # what became of each image received ("frames published": N, "dropped (queue full)": D...)
     input_errors: int
+    without_intrinsics: int  # of the frames published: no camera_info yet, so no /points
     held_up: dict[str, int]  # outputs dropped for subscribers that did not take them, by topic
     published: dict[str, int]  # messages published, by topic
 
@@ -68,8 +69,10 @@ def stop_summaries(log: str) -> list[StopSummary]:
         rest = m["rest"]
         parts = re.match(
             r"(?:(?P<lost>\d+) lost before the node|.*?\((?P<counted>\d+) counted before\))(?: \([^)]*\))?, "
-            r"(?P<fates>.*?); (?P<errors>\d+) input errors; (?:(?P<held>\d+) outputs dropped for subscribers that did "
-            r"not take them \((?P<held_topics>.*?)\); )?published (?P<out>.*)$",
+            r"(?P<fates>.*?); (?P<errors>\d+) input errors; "
+            r"(?:(?P<blind>\d+) frames published without intrinsics \([^)]*\); )?"
+            r"(?:(?P<held>\d+) outputs dropped for subscribers that did not take them \((?P<held_topics>.*?)\); )?"
+            r"published (?P<out>.*)$",
             rest,
         )
         assert parts, m[0]
@@ -84,6 +87,7 @@ def stop_summaries(log: str) -> list[StopSummary]:
                 lost=int(parts["lost"] or parts["counted"]),
                 fates={name: int(n) for n, name in re.findall(r"(\d+) ([^,]+)", parts["fates"])},
                 input_errors=int(parts["errors"]),
+                without_intrinsics=int(parts["blind"] or 0),
                 held_up=topics(parts["held_topics"]),
                 published=topics(parts["out"]),
             )

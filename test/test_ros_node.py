@@ -648,6 +648,9 @@ def test_camera_info_missing_gives_depth_without_cloud(harness: Any) -> None:
     assert h.spin_until(lambda: len(h.got["depth"]) > 0)
     assert h.got["points"] == []
     assert h.node.intake.sync.counts["none"] > 0
+    # each frame published has a fate, and the summary says why none had a /points
+    assert_every_fate_counted(h.node)
+    assert h.node.processor.published_without_camera == h.node.processor.published > 0
 
 
 def test_camera_infos_lost_in_transport_are_counted_and_named_once(harness: Any) -> None:

@@ -376,9 +376,12 @@ class _DepthNodeCore(ParameterSide):
         span = f" (stamps {loss.first / 1e9:.3f}..{loss.last / 1e9:.3f} s)" if loss.first and loss.last else ""
         fates = self.frame_fates()
         fates_text = ", ".join(f"{n} {fate}" for fate, n in fates.items() if n or fate in _FATES_ALWAYS_SAID)
+
+        blind = self.processor.published_without_camera
+        no_camera = f"{blind} frames published without intrinsics (no /points, no depth/camera_info); " if blind else ""
         self.get_logger().info(
             f"stopped: {loss.received} images received{span}, {loss_count(loss)}, {fates_text}; "
-            f"{self.log.errors} input errors; {held_up}published {out}"
+            f"{self.log.errors} input errors; {no_camera}{held_up}published {out}"
         )
 
     def frame_fates(self) -> dict[str, int]:

@@ -85,6 +85,7 @@ class FrameProcessor:
         # main topics, not published as the node stopped, failed while published; discarded by a stop (`new_stream`)
         self.refused = self.failed = self.published = self.unpublished = self.publish_failed = 0
         self.discarded_at_stop = 0
+        self.published_without_camera = 0  # of `published`: no intrinsics (no camera_info yet), so no /points
         self._in_hand: int | None = None  # the pipeline's frames_in when the frame in hand was taken (None: none)
 
     def _report(self, kind: str, message: str) -> None:
@@ -286,6 +287,7 @@ class FrameProcessor:
         if not self.outputs.publish(frame, due):
             return
         self.published += 1
+        self.published_without_camera += frame.camera is None
         self.last_fit = frame.fit
         values = frame.depth if frame.depth is not None else frame.disparity
         self.flicker.add_depth(frame.stamp_ns, frame.index, values, time.monotonic())
