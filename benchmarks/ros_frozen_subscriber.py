@@ -30,7 +30,7 @@ os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 os.environ.setdefault("ROS_DOMAIN_ID", "81")
 os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp(prefix="vdepth-roslog-"))
 
-from test_ros_deployed import SUMMARY  # noqa: E402
+from test_ros_deployed import stop_summaries  # noqa: E402
 from test_ros_stalled_consumer import PROFILE_ENV, healthy_rates  # noqa: E402
 
 #: name -> (the frozen viewer's environment (None: no frozen viewer), SIGSTOPped (else it stops spinning))
@@ -60,8 +60,8 @@ def main() -> None:
             for j, (name, (env, stop)) in enumerate(SETTINGS.items()):
                 timing = {"rate": args.rate, "seconds": args.seconds, "freeze_wait": args.freeze_wait}
                 got = healthy_rates(Path(tmp) / f"{k}-{j}", env, topics, stop=stop, **timing)
-                summary = SUMMARY.search(got["node"])
-                lost = int(summary["lost"]) if summary else None
+                summaries = stop_summaries(got["node"])
+                lost = summaries[0].lost if summaries else None
                 row = {"topics": topics, "setting": name, "sent": got["sent"], "lost_before_node": lost}
                 row |= {v: got[v] for v in ("healthy", "healthy_best_effort")}
                 rows.append(row)

@@ -22,7 +22,7 @@ from typing import IO, Any
 
 import numpy as np
 import pytest
-from test_ros_deployed import PEERS, interrupt, node_command, start, wait_for, wait_until_published
+from test_ros_deployed import PEERS, interrupt, node_command, start, stop_summary, wait_for, wait_until_published
 
 from vdepth_ros.encodings import pointcloud2_fields_array
 from vdepth_ros.ros import transport
@@ -77,9 +77,7 @@ def run_with_consumers(
         got[name] = json.loads((tmp_path / f"{name}.log").read_text().strip().splitlines()[-1])
     node_log.close()
     out = (tmp_path / "node.log").read_text()
-    summary = re.search(r"stopped: .*; published (?P<out>.*)$", out, re.M)
-    assert summary, out
-    published = {topic: int(n) for topic, n in re.findall(r"(/[\w/]+) (\d+)", summary["out"])}
+    published = stop_summary(out).published
     return published, got, out
 
 
@@ -324,9 +322,7 @@ def test_an_image_transport_camera_subscriber_gets_intrinsics_of_the_depths_own_
         "/depth/image_rect": "/depth/camera_info",
         "/provisional/depth/image_rect": "/provisional/depth/camera_info",
     }
-    summary = re.search(r"stopped: .*; published (?P<out>.*)$", out, re.M)
-    assert summary, out
-    published = {topic: int(n) for topic, n in re.findall(r"(/[\w/]+) (\d+)", summary["out"])}
+    published = stop_summary(out).published
     for topic, g in got.items():
         info = g["info"]  # every image published was taken, each with its camera_info
         assert g["pairs"] and len(g["pairs"]) == g["images"] == published[topic] == published[info], (topic, g, out)

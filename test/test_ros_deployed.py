@@ -10,6 +10,7 @@ viewer starved on a busy machine lost frames of a burst from its own history in 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
@@ -33,13 +34,74 @@ SECONDS, RATE = 20.0, 15.0
 # 13 s, so "the node saw the stream from start to end" failed by chance. Counting that loss across
 # processes is test_ros_process.py::test_frames_the_camera_sent_and_the_node_never_got_are_counted_exactly.
 LARGE_IMAGES = {"FASTDDS_DEFAULT_PROFILES_FILE": str(Path(__file__).parents[1] / "config" / "fastdds_large_images.xml")}
-SUMMARY = re.compile(
-    r"\[(?P<node>[\w./]+)\]: stopped: (?P<received>\d+) images received "
-    r"\(stamps (?P<first>[\d.]+)\.\.(?P<last>[\d.]+) s\), "
-    r"(?P<lost>\d+) lost before the node(?: \([^)]*\))?, "
-    r"(?P<dropped>\d+) dropped .*?; published (?P<out>.*)$",
+_SUMMARY_LINE = re.compile(
+    r"\[(?P<node>[\w./]+)\]: stopped: (?P<received>\d+) images received"
+    r"(?: \(stamps (?P<first>[\d.]+)\.\.(?P<last>[\d.]+) s\))?, (?P<rest>.*)$",
     re.M,
 )
+
+
+@dataclasses.dataclass
+class StopSummary:
+    """The node's stop summary line (`DepthNode._log_summary`), parsed: the one parser of every test that reads it."""
+
+    line: str
+    node: str  # the logger's name ("depth_node", "front.depth_node")
+    received: int
+    first: float | None  # the received images' stamps, seconds
+    last: float | None
+    lost: int  # before the node (what was counted, where it is not measurable)
+    fates: dict[str, int]  # what became of each image received ("frames published": N, "dropped (queue full)": D...)
+    input_errors: int
+    without_intrinsics: int  # of the frames published: no camera_info yet, so no /points
+    held_up: dict[str, int]  # outputs dropped for subscribers that did not take them, by topic
+    published: dict[str, int]  # messages published, by topic
+
+    @property
+    def dropped(self) -> int:
+        return self.fates["dropped (queue full)"]
+
+
+def stop_summaries(log: str) -> list[StopSummary]:
+    """Every stop summary line in a node's log, in order."""
+    out = []
+    for m in _SUMMARY_LINE.finditer(log):
+        rest = m["rest"]
+        parts = re.match(
+            r"(?:(?P<lost>\d+) lost before the node|.*?\((?P<counted>\d+) counted before\))(?: \([^)]*\))?, "
+            r"(?P<fates>.*?); (?P<errors>\d+) input errors; "
+            r"(?:(?P<blind>\d+) frames published without intrinsics \([^)]*\); )?"
+            r"(?:(?P<held>\d+) outputs dropped for subscribers that did not take them \((?P<held_topics>.*?)\); )?"
+            r"published (?P<out>.*)$",
+            rest,
+        )
+        assert parts, m[0]
+        topics = lambda text: {t: int(n) for t, n in re.findall(r"(/[\w/]+) (\d+)", text or "")}  # noqa: E731
+        out.append(
+            StopSummary(
+                line=m[0],
+                node=m["node"],
+                received=int(m["received"]),
+                first=float(m["first"]) if m["first"] else None,
+                last=float(m["last"]) if m["last"] else None,
+                lost=int(parts["lost"] or parts["counted"]),
+                fates={name: int(n) for n, name in re.findall(r"(\d+) ([^,]+)", parts["fates"])},
+                input_errors=int(parts["errors"]),
+                without_intrinsics=int(parts["blind"] or 0),
+                held_up=topics(parts["held_topics"]),
+                published=topics(parts["out"]),
+            )
+        )
+    return out
+
+
+def stop_summary(log: str) -> StopSummary:
+    """The one stop summary line in a node's log; asserts that there is exactly one, and that each image
+    received has exactly one fate in it (their sum is the images received)."""
+    summaries = stop_summaries(log)
+    assert len(summaries) == 1, log
+    assert sum(summaries[0].fates.values()) == summaries[0].received, summaries[0].line
+    return summaries[0]
 
 
 def node_command(
@@ -208,12 +270,13 @@ def test_three_processes_deliver_every_published_frame_and_exit_cleanly(
     node_out, viewer_out = (tmp_path / "node.log").read_text(), (tmp_path / "viewer.log").read_text()
     assert "[ERROR]" not in node_out and "Traceback" not in node_out, node_out
     got = json.loads(viewer_out.strip().splitlines()[-1])
-    summaries = {m["node"]: m for m in SUMMARY.finditer(node_out)}
+    summaries = {s.node: s for s in stop_summaries(node_out)}
     assert len(summaries) == len(namespaces), node_out
     for ns, topic in zip(namespaces, topics, strict=True):
         s = summaries[f"{ns.strip('/') + '.' if ns else ''}depth_node"]
-        published = dict(re.findall(r"(/[\w/]+) (\d+)", s["out"]))
-        received, lost = int(s["received"]), int(s["lost"])
+        published, received, lost = s.published, s.received, s.lost
+        # each image received has one fate, and every frame published went out on the viewer's topic
+        assert sum(s.fates.values()) == received and s.fates["frames published"] == published[topic], s.line
         # every frame the node published on the depth topic reached the viewer, once, in order
         stamps = sorted(set(got[topic]))
         step = 1e9 / RATE
@@ -224,10 +287,10 @@ def test_three_processes_deliver_every_published_frame_and_exit_cleanly(
         # node received is received or lost (frames before the first or after the last cannot be seen),
         # by the camera publisher's sequence numbers, however few arrive (from the stamps alone it needed
         # ~10 % of them: a starved machine, at load 9 with two cameras, delivered 16 of 300)
-        span = round((float(s["last"]) - float(s["first"])) * RATE) + 1
+        span = round((s.last - s.first) * RATE) + 1
         assert span >= 0.8 * sent, (span, sent, s)  # the node saw the stream from start to end
         assert received + lost == span, (sent, span, received, lost)
-    print(f"{mode}: sent {sent} per camera; node summaries: {[m.group(0) for m in SUMMARY.finditer(node_out)]}")
+    print(f"{mode}: sent {sent} per camera; node summaries: {[s.line for s in summaries.values()]}")
 
 
 def test_a_reliable_camera_driver_delivers_its_frames_with_the_default_input_qos(tmp_path: Path) -> None:
@@ -251,8 +314,7 @@ def test_a_reliable_camera_driver_delivers_its_frames_with_the_default_input_qos
             node.kill()
         node_log.close()
     out = (tmp_path / "node.log").read_text()
-    summary = SUMMARY.search(out)
-    assert summary is not None, out
+    summary = stop_summary(out)
     assert "'/image' is published reliable" in out and "subscribed reliable" in out, out
-    assert int(summary["received"]) >= 0.8 * sent, (sent, summary.group(0))
-    print(f"reliable driver, input_qos auto: {summary['received']} of {sent} images received")  # docs/node.md, QoS
+    assert summary.received >= 0.8 * sent, (sent, summary.line)
+    print(f"reliable driver, input_qos auto: {summary.received} of {sent} images received")  # docs/node.md, QoS

@@ -452,6 +452,23 @@ def test_resets_are_logged_once_each(harness: Any) -> None:
     assert h.node.processor.resets["resolution"] == 1
     assert h.node.pipeline.stats.resets == 4
     assert h.node.log.errors == 0
+    h.send(rgbs[23], "rgb8", header(32), info=False)  # a repeated stamp: refused on arrival
+    short = Image(header=header(33), height=H, width=W, encoding="rgb8", step=3 * W, data=bytes(3 * W))
+    received = h.node.intake.rate.total
+    h.pub_image.publish(short)  # its data one row long: refused by the worker
+    h.pub_info.publish(CameraInfo(header=header(33), width=W, height=H, k=k2))
+    assert h.spin_until(lambda: h.node.queue.put_count and h.node.intake.rate.total > received)
+    h.node.process_pending()
+    assert_every_fate_counted(h.node, refused=2)
+
+
+def assert_every_fate_counted(node: Any, **expected: int) -> None:
+    """Each image received has one fate in the stop summary (`frame_fates`): their sum is the images received, and
+    `expected` (fate's first word -> count) holds."""
+    fates = node.frame_fates()
+    assert sum(fates.values()) == node.intake.loss.received, fates
+    for word, n in expected.items():
+        assert [v for k, v in fates.items() if k.split()[0] == word] == [n], fates
 
 
 def test_stopping_publishes_the_queued_frames_and_every_frame_the_stream_holds(harness: Any) -> None:
@@ -469,6 +486,7 @@ def test_stopping_publishes_the_queued_frames_and_every_frame_the_stream_holds(h
     h.node.stop_input()
     h.node._deactivate(restart_stream=False, join_timeout=30)
     assert h.node.outputs.sent["/depth"] == 11
+    assert_every_fate_counted(h.node, frames=11)
     said = [line for line in lines if line.startswith("input stopped")]
     assert len(said) == 1 and said[0].startswith(
         "input stopped: processed the 11 queued frame(s), then published the 3 frame(s) the stream still held"
@@ -500,6 +518,7 @@ def test_a_failure_publishing_the_frames_the_stream_held_is_one_error_in_the_nod
         node.processor._input_ended("no publisher on /image any more")
     what = "the old stream" if end == "restart" else "the stream at its end"
     assert h.errors == [f"flushing {what} failed (RuntimeError: publisher gone)"]
+    assert_every_fate_counted(node, lost=5)  # (the first frame failed to publish, the rest with it)
     assert node.worker is None or node.worker.errors == 0
 
 
@@ -629,6 +648,9 @@ def test_camera_info_missing_gives_depth_without_cloud(harness: Any) -> None:
     assert h.spin_until(lambda: len(h.got["depth"]) > 0)
     assert h.got["points"] == []
     assert h.node.intake.sync.counts["none"] > 0
+    # each frame published has a fate, and the summary says why none had a /points
+    assert_every_fate_counted(h.node)
+    assert h.node.processor.published_without_camera == h.node.processor.published > 0
 
 
 def test_camera_infos_lost_in_transport_are_counted_and_named_once(harness: Any) -> None:

@@ -26,6 +26,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header
+from test_ros_deployed import stop_summary
 
 from vdepth_ros.ros import conversions as conv
 from vdepth_ros.ros.qos import qos_profile
@@ -419,6 +420,8 @@ def test_output_without_a_camera_model_says_why_there_is_no_cloud(
     warnings = [line for line in out.splitlines() if cause in line]
     assert len(warnings) == 1 and "[WARN]" in warnings[0], out
     assert "no /points and no /depth/camera_info" in warnings[0] and fix in warnings[0]
+    summary = stop_summary(out)  # (each image received has one fate there) and why /points has none of them
+    assert summary.without_intrinsics == summary.fates["frames published"] == summary.published["/depth"] > 0, out
 
 
 def test_vdepth_node_cameras_share_one_model_in_one_process(tmp_path: Path) -> None:

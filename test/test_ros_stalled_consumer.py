@@ -29,7 +29,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_ros_deployed import PEERS, SUMMARY, interrupt, node_command, start, stop_peer, wait_for, wait_until_published
+from test_ros_deployed import (
+    PEERS,
+    interrupt,
+    node_command,
+    start,
+    stop_peer,
+    stop_summaries,
+    stop_summary,
+    wait_for,
+    wait_until_published,
+)
 
 from vdepth_ros.ros import transport
 
@@ -40,18 +50,6 @@ PROFILE_ENV = {transport.PROFILE_VARIABLE: str(transport.bundled_profile())}
 #: A healthy viewer's history: deep enough that a viewer process starved by a busy machine for a second loses
 #: nothing from its own history (a loss these tests would take for the node's).
 HEALTHY_DEPTH = 100
-
-
-def published_counts(node_log: str) -> tuple[dict[str, int], dict[str, int]]:
-    """The stop summary's messages published, and dropped for subscribers that did not take them, by topic."""
-    summary = SUMMARY.search(node_log)
-    assert summary, node_log
-    held = re.search(r"outputs dropped for subscribers that did not take them \((.*?)\); published", node_log)
-    counts = [
-        {t: int(n) for t, n in re.findall(r"(/[\w/]+) (\d+)", text)}
-        for text in (summary["out"], held[1] if held else "")
-    ]
-    return counts[0], counts[1]
 
 
 @pytest.mark.slow
@@ -67,9 +65,9 @@ def test_a_frozen_reliable_consumer_does_not_slow_the_others(tmp_path: Path) -> 
         tmp_path, {}, rate=15.0, seconds=10.0, freeze_wait=0.0, healthy_topics=(info,), best_effort=False,
         node_env={"FASTDDS_BUILTIN_TRANSPORTS": "DEFAULT"},  # docs/node.md, Across processes
     )  # fmt: skip
-    out, summary = got["node"], SUMMARY.search(got["node"])
-    published, held = published_counts(out)
-    received, queue_dropped = int(summary["received"]), int(summary["dropped"])
+    out, summary = got["node"], stop_summary(got["node"])
+    published, held = summary.published, summary.held_up
+    received, queue_dropped = summary.received, summary.dropped
     measured = json.dumps(_measured(got, ("healthy",)), indent=1)  # in full, untruncated
     # the healthy topic lost nothing to the frozen ones (each frame with intrinsics went out on it: at most
     # every image the node took and did not drop from its queue), and every message published there reached
@@ -176,9 +174,10 @@ def test_a_viewer_frozen_on_the_bundled_profile_stops_slowing_the_others_within_
     Fast DDS's 20 s lease publishing /points took most of the node's time and the healthy viewers got 50-75 %
     of the frames during that time, camera images lost before the node; the profile's 5 s lease ends it after
     5 s. How many images the node keeps up with depends on the machine's load, so the run is judged by what the
-    node itself published (`published_counts`), not by the camera's rate."""
+    node itself published (its stop summary), not by the camera's rate."""
     got = healthy_rates(tmp_path, PROFILE_ENV)
-    published, held = published_counts(got["node"])
+    summary = stop_summary(got["node"])
+    published, held = summary.published, summary.held_up
     measured = json.dumps(_measured(got, ("healthy", "healthy_best_effort")), indent=1)  # in full, untruncated
     # the frozen viewer's cost: a publish() slow for a topic it subscribes, messages it held up
     assert not re.search(r"\[WARN\].*publishing /\S+ takes", got["node"]), measured
@@ -191,11 +190,11 @@ def test_a_viewer_frozen_on_the_bundled_profile_stops_slowing_the_others_within_
 def _measured(run: dict[str, Any], viewers: tuple[str, ...]) -> dict[str, Any]:
     """What a `healthy_rates` run measured, for a failure message: images sent, what each viewer got, the
     load average after it (1, 5, 15 min), the node's stop summary (received, lost, dropped) and log tail."""
-    summary = SUMMARY.search(run["node"])
+    summaries = stop_summaries(run["node"])
     return {
         "sent": run["sent"],
         **{name: run[name] for name in viewers},
         "load": run["load"],
-        "node": summary[0] if summary else None,
+        "node": summaries[0].line if summaries else None,
         "node_log_tail": run["node"][-1500:],
     }

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_ros_deployed import PEERS, stop_peer, wait_for
+from test_ros_deployed import PEERS, stop_peer, stop_summary, wait_for
 from test_ros_deployed import node_command as deployed_node_command
 
 pytestmark = [pytest.mark.ros]
@@ -166,7 +166,7 @@ def rig(tmp_path: Path) -> Any:
 
 
 def _published(log: str) -> int:
-    return int(re.search(r"published /depth (\d+)", log).group(1))
+    return stop_summary(log).published["/depth"]
 
 
 def test_sigint_publishes_the_last_frames_that_did_not_fill_a_window(rig: Any) -> None:
@@ -182,7 +182,7 @@ def test_sigint_publishes_the_last_frames_that_did_not_fill_a_window(rig: Any) -
     took = r.interrupt_node()
     got, log = r.received(), r.node_log.read_text()
     # reliable input, but a busy machine can still lose one before the node (its own count says so)
-    received = int(re.search(r"stopped: (\d+) images received", log).group(1))
+    received = stop_summary(log).received
     assert received >= sent - 1, log
     assert [s for s, _ in got] == sorted({s for s, _ in got}) and len(got) == received == _published(log), log
     held = (received - 8) % 7  # windows of 8, overlap 1: the frames after the last full window
@@ -235,8 +235,7 @@ def test_a_sigint_delivered_twice_at_once_still_publishes_the_last_window(rig: A
     log = r.node_log.read_text()
     assert "abandoned" not in log, log
     assert re.search(r"input stopped: processed the \d+ queued frame\(s\), then published the [1-9]\d* frame", log), log
-    received = int(re.search(r"stopped: (\d+) images received", log).group(1))
-    assert _published(log) == received, log
+    assert _published(log) == stop_summary(log).received, log
 
 
 @pytest.mark.parametrize(("signals", "inference"), [(1, "python"), (2, "python"), (1, "native"), (2, "native")])
@@ -270,6 +269,8 @@ def test_a_slow_last_window_is_bounded_and_a_second_sigint_stops_at_once(
     why = "a second signal" if signals == 2 else "not done within 5.0 s"
     assert f"abandoned the frames still queued and the ones the stream held for its next window ({why})" in log, log
     assert "Traceback" not in log and "[ERROR]" not in log, log
+    # each image received has one fate in the stop summary: those the stream held are abandoned (they were in none)
+    assert stop_summary(log).fates["abandoned at stop"] > 0, log
 
 
 def test_a_second_sigint_during_a_lifecycle_deactivate_stops_at_once(tmp_path: Path) -> None:
@@ -422,7 +423,7 @@ def test_a_camera_driver_restarted_is_neither_loss_nor_a_second_camera(rig: Any)
     stamps = [s for s, _ in got]
     # every frame the node kept is published once (a machine too slow for 15 Hz drops some from the full input
     # queue, and says how many: 12 of 89 at load 15)
-    dropped = int(re.search(r"(\d+) dropped \(queue full\)", log).group(1))
+    dropped = stop_summary(log).dropped
     assert stamps == sorted(set(stamps)) and len(got) == received - dropped == _published(log), log
 
 
@@ -456,7 +457,7 @@ def test_a_viewer_closed_and_opened_again_restarts_the_stream_without_a_warning(
                 if proc is not None:
                     stop_peer(proc, timeout=30)
     log = r.node_log.read_text()
-    skipped = int(re.search(r"(\d+) skipped \(no subscribers\)", log).group(1))
+    skipped = stop_summary(log).fates["skipped (no subscribers)"]
     assert skipped > RATE, log  # (the rig shows the case)
     assert not re.search(r"\[WARN\].*restarting the depth stream", log) and "without input" not in log, log
     told = [line for line in log.splitlines() if "restarting the depth stream: subscribed again" in line]

@@ -273,14 +273,18 @@ class DepthPipeline(InputSteps, WindowSteps, OutputSteps):
         image = rec.rgb if rec.rgb is not None and rec.rgb.dtype == np.uint8 else rec.rgb_out
         return image is not None and self.cuts.update(image) and self.scheduler.n_frames > 0
 
-    def reset(self, reason: str) -> None:
-        """Drop all state (frames not yet output are discarded); indices restart at 0."""
+    def reset(self, reason: str) -> int:
+        """Drop all state (frames not yet output are discarded); indices restart at 0. Returns how many
+        frames were discarded (`held`; counted in `stats.frames_discarded`)."""
+        discarded = self.held
+        self.stats.frames_discarded += discarded
         self.stats.resets += 1
         more = self._periodic_log.admit("reset")  # a camera alternating resolutions resets at every frame
         if more is not None:
             log.info("depth pipeline reset: %s%s", reason, more)
         self.stats.last_reset_reason = reason
         self._clear()
+        return discarded
 
     # -- causal API ----------------------------------------------------------------------------
     def push(self, frame: FrameInput) -> list[DepthFrame]:

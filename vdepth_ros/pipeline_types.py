@@ -166,6 +166,9 @@ class PipelineStats:
 
     frames_in: int = 0
     frames_out: int = 0
+    #: frames pushed and never output, dropped by a `reset` (an engine error, a restart); with `frames_out` and
+    #: `held` they account for every frame pushed (the node's stop summary: `DepthNode.frame_fates`)
+    frames_discarded: int = 0
     windows: int = 0
     degenerate_fits: int = 0
     anchor_refreshes: int = 0

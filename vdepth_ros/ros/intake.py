@@ -117,6 +117,10 @@ class InputSide(InputQosFollowing, InputLossCounting, SparseSamples, InputGraphC
         self._full_drops = RateMeter()  # ... from the full queue only: the camera outpaces inference
         self.skipped = 0
         self.thinned = 0  # images left out by max_input_rate
+        self.paired_in = 0  # images handed to the camera_info pairing (`sync`), whence each goes to the queue
+        self.refused = 0  # images refused here with an error (an unset or repeated stamp, too large, a failed callback)
+        # of the queues of earlier activations (`subscribe` makes a new one): dropped, and left in it unprocessed
+        self._dropped_before = self._abandoned_before = 0
         self.samples_received = 0  # sparse_depth / camera_pose messages
         self.sample_arrived_s = 0.0  # time.monotonic() of the last one
         self.subscriptions: list[Any] = []
@@ -176,6 +180,8 @@ class InputSide(InputQosFollowing, InputLossCounting, SparseSamples, InputGraphC
             if mode == "image" and (is_depth_stream_name(sparse_topic) or sparse_topic.endswith("/compressed")):
                 sparse_type = CompressedImage  # a depth camera's compressedDepth (png, rvl) or compressed (png) stream
             topics.append((sparse_type, "camera_pose" if mode == "pose" else "sparse_depth", self._on_sparse))
+        self._dropped_before += self.queue.dropped
+        self._abandoned_before += len(self.queue)  # (a deactivation that abandoned them: `_deactivate`)
         self.queue = self._new_queue()
         self._info_arrived = False
         self._latched_info = None
@@ -255,10 +261,27 @@ class InputSide(InputQosFollowing, InputLossCounting, SparseSamples, InputGraphC
         """The image subscription's callback: with rmw's message info (its publisher's sequence number)."""
         self._on_image(msg, info)
 
+    def _fates_counted(self) -> tuple[int, ...]:
+        """(images received, and the counters of what became of them here), to tell whether one got a fate."""
+        return self.loss.received, self.skipped, self.thinned, self.refused, self.paired_in
+
+    @property
+    def queue_dropped(self) -> int:
+        """Frames dropped from the input queue (full, or a standing backlog drained), every activation's."""
+        return self._dropped_before + self.queue.dropped
+
+    @property
+    def queue_abandoned(self) -> int:
+        """Frames queued that the worker never took: left at a stop that abandoned them, every activation's."""
+        return self._abandoned_before + len(self.queue)
+
     def _on_image(self, msg: Image | CompressedImage, info: MessageInfo | None = None) -> None:
+        fates = self._fates_counted()
         try:
             self._take_image(msg, info)
         except Exception as err:  # a callback must never raise
+            if self._fates_counted() == fates and self.loss.received > fates[0]:  # received, no fate yet: refused
+                self.refused += 1
             self.log.error(
                 "image-callback",
                 f"image callback failed: {err!r}",
@@ -302,6 +325,7 @@ class InputSide(InputQosFollowing, InputLossCounting, SparseSamples, InputGraphC
             return
         self._watchdog.input()
         if not admitted:
+            self.refused += 1
             why = UNSET_STAMP if stamp == 0 else REPEATED_STAMP
             self.log.error(
                 "duplicate-stamp", f"dropping the image stamped {stamp}: {why}", summary=f"dropping images: {why}"
@@ -311,6 +335,7 @@ class InputSide(InputQosFollowing, InputLossCounting, SparseSamples, InputGraphC
         try:
             check_input_size(msg, self.p["max_input_pixels"])
         except InputError as err:
+            self.refused += 1
             self.log.error(
                 "too-large",
                 f"dropping input frame {stamp}: {err}",
@@ -320,6 +345,7 @@ class InputSide(InputQosFollowing, InputLossCounting, SparseSamples, InputGraphC
         with self._lock:
             skipped, self._skipped_run = self._skipped_run, 0  # (on the first image passed on, not one thinned)
             pairs = self.sync.add_image(stamp, (msg, now, previous, clock_step, skipped), image_size(msg), now - queued)
+            self.paired_in += 1  # (the sync emits each image exactly once: to the queue)
         self._enqueue(pairs)
         if now - self._unpaired_checked_ns > 1_000_000_000:
             self._unpaired_checked_ns = now

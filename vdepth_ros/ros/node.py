@@ -42,6 +42,8 @@ from vdepth_ros.runtime.shared import EnginePool, SharedEngine
 NODE_NAME = "depth_node"
 _CLOSE_JOIN_S = 5.0  # at process exit, wait this long for the queued frames and the stream's last window
 _DRAIN_S = 2.0  # then this long for the outputs still pending (a subscriber that holds one up: counted)
+#: The fates the stop summary names even at 0 (the others only when they happened)
+_FATES_ALWAYS_SAID = ("dropped (queue full)", "skipped (no subscribers)", "frames published")
 
 
 def _in_node_log(step: Callable[..., Any]) -> Callable[..., Any]:
@@ -361,7 +363,7 @@ class _DepthNodeCore(ParameterSide):
         """One INFO line at shutdown: what came in, what was lost where, what went out."""
         if not self._configured:
             return
-        intake, sent, loss = self.intake, self.outputs.sent, self.intake.loss
+        sent, loss = self.outputs.sent, self.intake.loss
         out = ", ".join(f"{topic} {n}" for topic, n in sent.items()) or "nothing"
         held = self.outputs.dropped
         held_up = (
@@ -372,12 +374,42 @@ class _DepthNodeCore(ParameterSide):
             else ""
         )
         span = f" (stamps {loss.first / 1e9:.3f}..{loss.last / 1e9:.3f} s)" if loss.first and loss.last else ""
+        fates = self.frame_fates()
+        fates_text = ", ".join(f"{n} {fate}" for fate, n in fates.items() if n or fate in _FATES_ALWAYS_SAID)
+
+        blind = self.processor.published_without_camera
+        no_camera = f"{blind} frames published without intrinsics (no /points, no depth/camera_info); " if blind else ""
         self.get_logger().info(
-            f"stopped: {loss.received} images received{span}, {loss_count(loss)}, "
-            f"{intake.queue.dropped} dropped (queue full), {intake.skipped} skipped (no subscribers), "
-            + (f"{intake.thinned} thinned (max_input_rate), " if intake.thinned else "")
-            + f"{self.log.errors} input errors; {held_up}published {out}"
+            f"stopped: {loss.received} images received{span}, {loss_count(loss)}, {fates_text}; "
+            f"{self.log.errors} input errors; {no_camera}{held_up}published {out}"
         )
+
+    def frame_fates(self) -> dict[str, int]:
+        """What became of each image received, each counted exactly once (their sum is the images received), as
+        the stop summary says it. Frames still queued, in the worker's hand or held by the stream when the node
+        stopped are "abandoned at stop"; frames lost to an error (the worker's, a window's: its stream's held
+        frames go with it, a publish) "lost to errors". Published: the depth frames handed to the main outputs
+        (whichever topics had subscribers: their messages are counted per topic after it)."""
+        intake, processor, pipeline = self.intake, self.processor, self.pipeline
+        stats = pipeline.stats
+        return {
+            "dropped (queue full)": intake.queue_dropped,
+            "skipped (no subscribers)": intake.skipped,
+            "thinned (max_input_rate)": intake.thinned,
+            "refused (bad input)": intake.refused + processor.refused,
+            "lost to errors": (
+                processor.failed + stats.frames_discarded - processor.discarded_at_stop + processor.publish_failed
+            ),
+            "abandoned at stop": (
+                intake.sync.pending
+                + intake.queue_abandoned
+                + processor.in_hand
+                + pipeline.held
+                + processor.unpublished
+                + processor.discarded_at_stop
+            ),
+            "frames published": processor.published,
+        }
 
     # -- tests and benchmarks ------------------------------------------------------------------
     @property

@@ -534,13 +534,16 @@ class OutputPublishers:
         for pub in self.publishers():
             self._node.destroy_publisher(pub)
 
+    def is_main(self, f: Any) -> bool:
+        """Whether the `DepthFrame` goes to the main topics (not a provisional one of "both", to `provisional/...`)."""
+        return not (self.policy == "both" and f.status == "provisional" and self.provisional is not None)
+
     def publish(self, f: Any, due: float = 0.0) -> bool:
         """Publish one `DepthFrame` on the topics that have subscribers, not before `due` (`time.monotonic()`;
         0: at once; `pace` spreads a window's frames so); True if it went to the main topics ("both":
         provisional frames go to `provisional/...`)."""
-        topics = self.main
-        if self.policy == "both" and f.status == "provisional" and self.provisional is not None:
-            topics = self.provisional
+        topics = self.main if self.is_main(f) else self.provisional
+        assert topics is not None
         header: Header = f.meta if isinstance(f.meta, Header) else Header(stamp=conv.ns_to_stamp(f.stamp_ns))
         if f.depth is not None and self._depth_viewers:
             self._tell_viewers(f.depth)

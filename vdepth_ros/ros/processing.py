@@ -80,6 +80,13 @@ class FrameProcessor:
         self._early_for: int | None = None  # the last image before the pause already flushed
         self._ended_for: int | None = None  # the input whose end was handled (`last_ns`)
         self.ended: tuple[int, int, float] | None = None  # `end_stream`: (held, published, seconds)
+        # what became of the frames the worker took, each counted once (`DepthNode.frame_fates`; the pipeline counts
+        # the frames pushed into it): refused with an error, failed before reaching the pipeline, published on the
+        # main topics, not published as the node stopped, failed while published; discarded by a stop (`new_stream`)
+        self.refused = self.failed = self.published = self.unpublished = self.publish_failed = 0
+        self.discarded_at_stop = 0
+        self.published_without_camera = 0  # of `published`: no intrinsics (no camera_info yet), so no /points
+        self._in_hand: int | None = None  # the pipeline's frames_in when the frame in hand was taken (None: none)
 
     def _report(self, kind: str, message: str) -> None:
         """The assembler's notes: distortion and a scaled camera_info once and the bit depth of 16-bit images at
@@ -159,10 +166,27 @@ class FrameProcessor:
         cannot be used is dropped with a rate-limited error. Other exceptions go to `on_error`. Its time counts
         in the worker's throughput (`max_input_rate`'s advice), a window's with the frame that ran it."""
         started, window_ran = time.monotonic(), False
+        self._in_hand = self.pipeline.stats.frames_in
         try:
             window_ran = self._process(item)
+        except BaseException:
+            if not self.in_pipeline():  # (once pushed, the pipeline counts it: output, held or discarded)
+                self.failed += 1
+            raise
         finally:
+            self._in_hand = None
             self.intake.throughput.add(time.monotonic() - started, window_ran)
+
+    def in_pipeline(self) -> bool:
+        """Whether the frame in hand (if any) has been pushed into the pipeline."""
+        taken = self._in_hand
+        return taken is not None and self.pipeline.stats.frames_in > taken
+
+    @property
+    def in_hand(self) -> int:
+        """1 while the worker holds a frame it has not pushed into the pipeline yet (waiting for its sample,
+        assembling it), else 0: at a stop that abandoned the worker, that frame is abandoned too."""
+        return int(self._in_hand is not None and not self.in_pipeline())
 
     def _process(self, item: InputItem) -> bool:
         """`process`; returns whether a window's inference ran."""
@@ -174,6 +198,7 @@ class FrameProcessor:
                 item.image, item.stamp_ns, item.info, sparse, pose, meta=conv.copy_header(item.image.header)
             )
         except InputError as err:
+            self.refused += 1
             kind = "unsupported" if isinstance(err, UnsupportedImageError) else "input"
             encoding = getattr(item.image, "encoding", "compressed")
             self.log.error(
@@ -244,11 +269,16 @@ class FrameProcessor:
         period_ns = self.intake.arrival_speed.step_ns if self.p["output_pacing"] else None
         step, t0 = pace(len(frames), period_ns / 1e9 if period_ns else None), time.monotonic()
         for i, out in enumerate(frames):
-            self.publish(out, t0 + i * step if step else 0.0)
+            try:
+                self.publish(out, t0 + i * step if step else 0.0)
+            except BaseException:
+                self.publish_failed += sum(map(self.outputs.is_main, frames[i:]))  # (this one and those after it)
+                raise
 
     def publish(self, frame: Any, due: float = 0.0) -> None:
         """Publish one frame, not before `due` (`time.monotonic()`; 0: now)."""
         if self.stop.is_set():
+            self.unpublished += self.outputs.is_main(frame)
             return  # shutting down: the context may already be going
         if frame.camera is None:
             self._note_no_camera(frame)
@@ -256,6 +286,8 @@ class FrameProcessor:
             self.log.problems.report("no-camera", on_images=True)  # frames have a camera model again
         if not self.outputs.publish(frame, due):
             return
+        self.published += 1
+        self.published_without_camera += frame.camera is None
         self.last_fit = frame.fit
         values = frame.depth if frame.depth is not None else frame.disparity
         self.flicker.add_depth(frame.stamp_ns, frame.index, values, time.monotonic())
@@ -505,7 +537,7 @@ class FrameProcessor:
         """Forget the stream (a deactivation): the next activation starts clean."""
         self.stream = StreamResets(int(self.p["max_gap"] * 1e9))
         self._early_for, self.ended = None, None
-        self.pipeline.reset("deactivated")
+        self.discarded_at_stop += self.pipeline.reset("deactivated")  # (a stop that abandoned them)
         for name in HELD_STATES:  # (of the last session's frames: a status after the activation named them stale)
             setattr(self.pipeline, name, None)
         self.assembler.reset()
