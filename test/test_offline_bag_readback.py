@@ -13,7 +13,8 @@ import pytest
 import yaml
 from fakes import LuminanceEngine
 from rosbags.highlevel import AnyReader
-from rosbags.rosbag2 import Reader
+from rosbags.interfaces import Qos
+from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.rosbag2.metadata import QosReliability
 
 from vdepth_ros.offline.bag import process_bag
@@ -221,13 +222,77 @@ def test_output_topics_carry_the_qos_the_live_node_offers(tmp_path: Path, storag
 #: newest stored here, and the humble branch at d256a5ba): rmw's numbers of the QoS policies (`rmw/types.h`), as
 #: version 8 metadata holds them, which every rosbag2 reads: Humble's player (`rosbag2_transport/src/qos.cpp`:
 #: `node["history"].as<int>()`, ...) and Jazzy's and later (`rosbag2_storage/src/rosbag2_storage/qos.cpp`: a number
-#: is version 8's). Version 9's names ("keep_last") only Jazzy and later read.
+#: is version 8's). Version 9's names ("keep_last") only Jazzy and later read. Only the values Humble's rmw creates a
+#: publisher with (ros2/rmw humble `types.h`: no best_available, which Iron added as 4, 4 and 5; ros2/rmw_fastrtps
+#: humble `rmw_fastrtps_shared_cpp/src/qos.cpp`: "Unknown QoS reliability policy" for any other, so Humble's player
+#: failed on the topic; ros2/rmw_cyclonedds humble `rmw_node.cpp` `create_readwrite_qos`: `unreachable()`).
 QOS_POLICIES = {
     "history": {0: "system_default", 1: "keep_last", 2: "keep_all"},
-    "reliability": {0: "system_default", 1: "reliable", 2: "best_effort", 4: "best_available"},
-    "durability": {0: "system_default", 1: "transient_local", 2: "volatile", 4: "best_available"},
-    "liveliness": {0: "system_default", 1: "automatic", 3: "manual_by_topic", 5: "best_available"},
+    "reliability": {0: "system_default", 1: "reliable", 2: "best_effort"},
+    "durability": {0: "system_default", 1: "transient_local", 2: "volatile"},
+    "liveliness": {0: "system_default", 1: "automatic", 3: "manual_by_topic"},
 }
+
+
+def _jazzy_recording(tmp_path: Path, profiles: dict[str, Qos]) -> Path:
+    """A recording as Jazzy's `ros2 bag record` writes it (metadata version 9, QoS policies by name), each topic
+    offered `profiles[topic]`: a publisher's actual QoS that rmw reports as best_available, or `unknown`."""
+    src, dst = tmp_path / "synth", tmp_path / "rec_jazzy"
+    write_image_bag(src, synthetic_frames(N, 48, 64), encoding="jpeg", image_topic=IMAGE, camera_info_topic=INFO)
+    with Reader(src) as reader, Writer(dst, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        out = {
+            c.id: writer.add_connection(
+                c.topic, c.msgtype, msgdef=c.msgdef.data, rihs01=c.digest, offered_qos_profiles=[profiles[c.topic]]
+            )
+            for c in reader.connections
+        }
+        for conn, t, raw in reader.messages():
+            writer.write(out[conn.id], t, raw)
+    return dst
+
+
+def test_a_jazzy_recordings_best_available_qos_is_copied_as_humbles_player_can_offer_it(tmp_path: Path) -> None:
+    """A Jazzy recording's best_available QoS (rmw reports a publisher's so) was copied by --copy-input-topics as
+    number 4, which Humble's player casts to rmw's enum and its rmw refuses: `ros2 bag play` failed creating the
+    topic's publisher. Now it is what a publisher offering best_available offers (rmw_dds_common's
+    `qos_profile_get_best_available_for_publisher`: reliable, transient_local, automatic, default deadline and
+    lease), what Jazzy's player then offers too; an `unknown` policy is system_default; the summary says so."""
+    from rosbags.interfaces import QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+
+    forever, best = QosTime(9223372036, 854775807), QosTime(9223372036, 854775806)
+    offered = Qos(QosHistory.KEEP_LAST, 5, QosReliability.BEST_AVAILABLE, QosDurability.BEST_AVAILABLE, best, forever,
+                  QosLiveliness.BEST_AVAILABLE, best, False)  # fmt: skip
+    unknown = offered._replace(
+        reliability=QosReliability.UNKNOWN,
+        durability=QosDurability.VOLATILE,
+        liveliness=QosLiveliness.AUTOMATIC,
+        deadline=forever,
+        liveliness_lease_duration=forever,
+    )
+    src = _jazzy_recording(tmp_path, {IMAGE: offered, INFO: unknown})
+    out = tmp_path / "out"
+    summary = process_bag(src, out, params={"cloud_stride": 4}, engine=LuminanceEngine(48, 64, 4, 2),
+                          namespace="est", copy_input_topics=True)  # fmt: skip
+    meta = yaml.safe_load((out / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    _check_bag_metadata(meta, "mcap")  # every profile's policies are numbers Humble's rmw takes
+    recorded = {t["topic_metadata"]["name"]: yaml.safe_load(t["topic_metadata"]["offered_qos_profiles"])
+                for t in meta["topics_with_message_count"]}  # fmt: skip
+    (image,) = recorded[IMAGE]
+    assert (image["reliability"], image["durability"], image["liveliness"]) == (1, 1, 1)  # reliable, transient_local
+    assert image["deadline"] == image["liveliness_lease_duration"] == {"sec": 0, "nsec": 0}  # rmw's default
+    assert image["depth"] == 5 and image["lifespan"] == {"sec": 9223372036, "nsec": 854775807}  # the rest as recorded
+    (info,) = recorded[INFO]
+    assert (info["reliability"], info["durability"], info["liveliness"]) == (0, 2, 1)  # unknown: system_default
+    from mcap.reader import make_reader
+
+    with next(out.glob("*.mcap")).open("rb") as f:  # the MCAP channels, which a single .mcap is played by, alike
+        channels = make_reader(f).get_summary().channels.values()
+        assert {c.topic: yaml.safe_load(c.metadata["offered_qos_profiles"]) for c in channels if c.topic in INPUTS} == {
+            IMAGE: [image],
+            INFO: [info],
+        }
+    said = sorted(n for n in summary.notes if "its recorded QoS copied as every distro" in n)
+    assert len(said) == 2 and "reliability best_available as reliable" in said[1], summary.notes
 
 
 def _check_qos_profiles(profiles: object, topic: str) -> None:

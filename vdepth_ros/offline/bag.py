@@ -249,6 +249,10 @@ def process_bag(
         summary.notes += [
             f"{topic} ({msgtype}) not copied: {why}" for (topic, msgtype), why in writer.not_copied.items()
         ]
+        summary.notes += [  # a Jazzy recording's best_available: Humble's player could not create the publisher
+            f"{topic}: its recorded QoS copied as every distro's `ros2 bag play` offers it ({', '.join(changed)})"
+            for topic, changed in writer.qos_made_playable.items()
+        ]
         add_run_notes(summary, source, topics, resets, fixed_info)
         counts = dict(writer.counts)
         if summary.frames_out == 0:  # an empty bag is not a result: fail before it is renamed into place
