@@ -105,7 +105,7 @@ def test_end_to_end(tmp_path: Path, storage: str, mode: str) -> None:
             "/points": N,
             "/depth/camera_info": N,
         }
-    assert (tmp_path / "out" / f"out.{'mcap' if storage == 'mcap' else 'db3'}").is_file()
+    assert (tmp_path / "out" / f"out_0.{'mcap' if storage == 'mcap' else 'db3'}").is_file()
 
     msgs = read_bag(tmp_path / "out")
     in_times = [START + round(i * 1e9 / 30) for i in range(N)]
@@ -579,7 +579,7 @@ def test_cli_overwrite_rules(tmp_path: Path, fake_model: None, capsys: pytest.Ca
     assert "exists; pass --overwrite" in capsys.readouterr().err
     assert digest(tmp_path / "out") == first  # untouched
     assert bagcli.main([*args, "--overwrite", "--storage", "sqlite3"]) == 0
-    assert (tmp_path / "out" / "out.db3").is_file() and not (tmp_path / "out" / "out.mcap").exists()
+    assert (tmp_path / "out" / "out_0.db3").is_file() and not (tmp_path / "out" / "out_0.mcap").exists()
     assert bagcli.main([str(src), "-o", str(src), "--params", str(_yaml(tmp_path)), "--overwrite"]) == 2
     assert "overlaps the input" in capsys.readouterr().err
     assert digest(src) == before
