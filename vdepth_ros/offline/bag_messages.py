@@ -510,6 +510,23 @@ def image_topics_by_kind(reader: AnyReader, image_encoding: str = "auto") -> dic
     return {kind: [t for t in found if not _transport_of(t, found)] for kind, found in kinds.items()}
 
 
+def grey_camera_hint(reader: AnyReader, image_encoding: str, fix: str) -> str:
+    """Why a bag with no colour image topic may still hold the camera, for the error that the image topic is not
+    found: the raw topics that `fix` (the tool's way to set `image_encoding: mono16`: vdepth-bag's params file,
+    vdepth-flicker's `--image-encoding mono16`) reads as a camera (`image_topics_by_kind`'s rule: an IR or grey
+    camera's 16UC1, kinect2_bridge's image_ir); "" with `image_encoding` set, a colour topic, or no such topic.
+    vdepth-bag and vdepth-flicker both end their not-found error with it (vdepth-flicker's lacked it)."""
+    if image_encoding not in ("", "auto") or image_topics_by_kind(reader)["colour"]:
+        return ""
+    grey = image_topics_by_kind(reader, "mono16")["colour"]
+    if not grey:
+        return ""
+    return (
+        f"; {', '.join(grey)} {'holds' if len(grey) == 1 else 'hold'} 16UC1 images: an IR or grey camera's "
+        f"(kinect2_bridge's image_ir) are read as a camera with {fix}"
+    )
+
+
 #: image_transport's sub-topics of an image topic that CompressedImage messages go on
 _TRANSPORTS = ("compressed", "compressedDepth")
 
