@@ -18,6 +18,7 @@ from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.rosbag2.metadata import QosReliability
 
 from vdepth_ros.offline.bag import process_bag
+from vdepth_ros.offline.flicker import measure_flicker
 from vdepth_ros.offline.synth import synthetic_frames, write_image_bag
 
 N = 12
@@ -42,47 +43,83 @@ def _qos(reliability: int) -> str:
 
 
 def _older_distro_bag(src: Path, dst: Path, distro: str) -> Path:
-    """`src` (a sqlite3 bag rosbags wrote) as Humble (metadata version 5, schema 3) or Foxy (version 4, no schema
-    table) record it: no message definitions, no type hashes; the camera best effort, camera_info reliable."""
-    meta = yaml.safe_load((src / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
-    dst.mkdir()
-    name = f"{dst.name}_0.db3"
-    with sqlite3.connect(next(src.glob("*.db3"))) as db_in, sqlite3.connect(dst / name) as out:
-        if distro == "humble":
-            out.execute("CREATE TABLE schema(schema_version INTEGER PRIMARY KEY, ros_distro TEXT NOT NULL)")
-            out.execute("INSERT INTO schema VALUES (3, 'humble')")
-        out.execute("CREATE TABLE topics(id INTEGER PRIMARY KEY, name TEXT NOT NULL, type TEXT NOT NULL, "
-                    "serialization_format TEXT NOT NULL, offered_qos_profiles TEXT NOT NULL)")  # fmt: skip
-        out.execute("CREATE TABLE messages(id INTEGER PRIMARY KEY, topic_id INTEGER NOT NULL, "
-                    "timestamp INTEGER NOT NULL, data BLOB NOT NULL)")  # fmt: skip
-        topics = []
-        for tid, topic, msgtype, fmt in db_in.execute("SELECT id, name, type, serialization_format FROM topics"):
-            qos = _qos(2 if topic == IMAGE else 1)
-            out.execute("INSERT INTO topics VALUES (?, ?, ?, ?, ?)", (tid, topic, msgtype, fmt, qos))
-            count = db_in.execute("SELECT count(*) FROM messages WHERE topic_id = ?", (tid,)).fetchone()[0]
-            metadata = {"name": topic, "type": msgtype, "serialization_format": fmt, "offered_qos_profiles": qos}
-            topics.append({"topic_metadata": metadata, "message_count": count})
-        out.executemany("INSERT INTO messages VALUES (?, ?, ?, ?)", db_in.execute("SELECT * FROM messages"))
+    """`src` (a bag rosbags wrote) as Humble's or Foxy's `ros2 bag record -o DST` writes it, metadata.yaml and
+    storage agreeing (ros2/rosbag2 humble d256a5ba): `DST/DST_0.db3` or `.mcap`; the camera best effort,
+    camera_info reliable, as policies by number. "humble" (sqlite3): metadata version 5 with `files`
+    (`rosbag2_storage/src/rosbag2_storage/metadata_io.cpp`), schema version 3 with an empty metadata table and the
+    timestamp index, no message definitions nor type hashes (`rosbag2_storage_default_plugins/.../sqlite_storage.cpp`
+    `initialize`); "humble_mcap": rosbag2_storage_mcap's `create_topic` (a `ros2msg` schema, `cdr` channels with
+    `offered_qos_profiles`, every `sequence` 0) and its `rosbag2` metadata record of ROS_DISTRO alone; "foxy"
+    (sqlite3): version 4, no schema table."""
     info = {
-        "version": 5 if distro == "humble" else 4,
-        "storage_identifier": "sqlite3",
-        "relative_file_paths": [name],
-        "duration": meta["duration"],
-        "starting_time": meta["starting_time"],
-        "message_count": meta["message_count"],
-        "topics_with_message_count": topics,
-        "compression_format": "",
-        "compression_mode": "",
+        "version": 4 if distro == "foxy" else 5,
+        "storage_identifier": "mcap" if distro == "humble_mcap" else "sqlite3",
     }
+    dst.mkdir()
+    name = f"{dst.name}_0.{'mcap' if distro == 'humble_mcap' else 'db3'}"
+    topics, times = [], []
+    with Reader(src) as reader:
+        messages = [(conn, t, bytes(raw)) for conn, t, raw in reader.messages()]
+        conns = sorted(reader.connections, key=lambda c: c.id)
+    for conn in conns:
+        qos = _qos(2 if conn.topic == IMAGE else 1)
+        metadata = {
+            "name": conn.topic,
+            "type": conn.msgtype,
+            "serialization_format": "cdr",
+            "offered_qos_profiles": qos,
+        }
+        topics.append({"topic_metadata": metadata, "message_count": sum(c is conn for c, _, _ in messages)})
+    times = [t for _, t, _ in messages]
+    if distro == "humble_mcap":
+        from mcap.writer import Writer as McapWriter
+
+        with (dst / name).open("wb") as f:
+            mcap = McapWriter(f)
+            mcap.start(profile="ros2", library="libmcap 0.8.0")
+            channels = {}
+            for conn, topic in zip(conns, topics, strict=True):
+                schema = mcap.register_schema(conn.msgtype, "ros2msg", conn.msgdef.data.encode())
+                qos = topic["topic_metadata"]["offered_qos_profiles"]
+                channels[conn.id] = mcap.register_channel(conn.topic, "cdr", schema, {"offered_qos_profiles": qos})
+            for conn, t, raw in messages:
+                mcap.add_message(channels[conn.id], log_time=t, data=raw, publish_time=t, sequence=0)
+            mcap.add_metadata("rosbag2", {"ROS_DISTRO": "humble"})
+            mcap.finish()
+    else:
+        with sqlite3.connect(dst / name) as out:
+            if distro == "humble":
+                out.execute("CREATE TABLE schema(schema_version INTEGER PRIMARY KEY, ros_distro TEXT NOT NULL)")
+                out.execute("INSERT INTO schema VALUES (3, 'humble')")
+                out.execute("CREATE TABLE metadata(id INTEGER PRIMARY KEY, metadata_version INTEGER NOT NULL, "
+                            "metadata TEXT NOT NULL)")  # fmt: skip
+            out.execute("CREATE TABLE topics(id INTEGER PRIMARY KEY, name TEXT NOT NULL, type TEXT NOT NULL, "
+                        "serialization_format TEXT NOT NULL, offered_qos_profiles TEXT NOT NULL)")  # fmt: skip
+            out.execute("CREATE TABLE messages(id INTEGER PRIMARY KEY, topic_id INTEGER NOT NULL, "
+                        "timestamp INTEGER NOT NULL, data BLOB NOT NULL)")  # fmt: skip
+            out.execute("CREATE INDEX timestamp_idx ON messages (timestamp ASC)")
+            for conn, topic in zip(conns, topics, strict=True):
+                meta = topic["topic_metadata"]
+                out.execute("INSERT INTO topics VALUES (?, ?, ?, ?, ?)",
+                            (conn.id, conn.topic, conn.msgtype, "cdr", meta["offered_qos_profiles"]))  # fmt: skip
+            out.executemany("INSERT INTO messages (topic_id, timestamp, data) VALUES (?, ?, ?)",
+                            [(conn.id, t, raw) for conn, t, raw in messages])  # fmt: skip
+    span = {"duration": {"nanoseconds": max(times) - min(times)},
+            "starting_time": {"nanoseconds_since_epoch": min(times)}, "message_count": len(messages)}  # fmt: skip
+    info.update(span)
+    info.update(
+        topics_with_message_count=topics, compression_format="", compression_mode="", relative_file_paths=[name]
+    )
+    if distro != "foxy":
+        info["files"] = [{"path": name, **span}]
     (dst / "metadata.yaml").write_text(yaml.safe_dump({"rosbag2_bagfile_information": info}, sort_keys=False))
     return dst
 
 
 def _recording(tmp_path: Path, distro: str) -> Path:
-    storage = "mcap" if distro == "kilted" else "sqlite3"
-    src = tmp_path / f"rec_{storage}"
+    src = tmp_path / "synth"
     typestore = "kilted" if distro == "kilted" else "humble"
-    write_image_bag(src, synthetic_frames(N, 48, 64), storage=storage, typestore=typestore, encoding="jpeg",
+    write_image_bag(src, synthetic_frames(N, 48, 64), typestore=typestore, encoding="jpeg",
                     image_topic=IMAGE, camera_info_topic=INFO)  # fmt: skip
     return src if distro == "kilted" else _older_distro_bag(src, tmp_path / f"rec_{distro}", distro)
 
@@ -94,7 +131,7 @@ def _run(src: Path, out: Path, storage: str, typestore: str) -> None:
     assert s.frames_out == N
 
 
-@pytest.mark.parametrize("distro", ["kilted", "humble", "foxy"])
+@pytest.mark.parametrize("distro", ["kilted", "humble", "humble_mcap", "foxy"])
 @pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
 def test_every_output_topic_reads_back_with_its_type_count_and_qos(tmp_path: Path, distro: str, storage: str) -> None:
     src = _recording(tmp_path, distro)
@@ -134,6 +171,23 @@ def test_every_output_topic_reads_back_with_its_type_count_and_qos(tmp_path: Pat
     if distro != "kilted":
         assert qos[IMAGE][0].reliability == QosReliability.BEST_EFFORT
         assert qos[INFO][0].reliability == QosReliability.RELIABLE
+
+
+@pytest.mark.parametrize("distro", ["humble", "humble_mcap"])
+def test_a_humble_recording_is_read_by_vdepth_bag_and_vdepth_flicker(tmp_path: Path, distro: str) -> None:
+    """A recording as Humble's `ros2 bag record` writes it (`_older_distro_bag`), its folder or its storage file
+    alone, read by vdepth-bag and then by vdepth-flicker beside vdepth-bag's output, as `vdepth-flicker OUT IN` and
+    `vdepth-bag --flicker` read them. A Humble sqlite3 recording holds no message definitions, and rosbags takes its
+    default typestore only where no bag read defines a type: beside the output, which defines its own, every image
+    of the recording "cannot deserialize" and vdepth-flicker scored no pair."""
+    rec = _recording(tmp_path, distro)
+    for i, src in enumerate([rec, next(rec.glob("rec_*_0.*"))]):
+        out = tmp_path / f"out{i}"
+        summary = process_bag(src, out, params={"cloud_stride": 4}, engine=LuminanceEngine(48, 64, 4, 2),
+                              namespace="est", typestore="humble")  # fmt: skip
+        assert summary.frames_out == N and not summary.skipped, summary.notes
+        (flicker,) = measure_flicker([out, src], IMAGE, ["/est/depth"], typestore="humble")
+        assert (flicker.frames, flicker.pairs, flicker.skipped_images) == (N, N - 1, {}), flicker
 
 
 #: A params file's QoS settings for the outputs: best effort, and two topics' qos_overrides as a user sets them.

@@ -379,9 +379,16 @@ def _open_any(sources: list[list[Path]], typestore: str, unpack_dir: Path | None
 
     from vdepth_ros.offline.bag_types import TYPESTORES
 
-    reader = AnyReader([f for group in sources for f in group], default_typestore=get_typestore(TYPESTORES[typestore]))
+    default = get_typestore(TYPESTORES[typestore])
+    reader = AnyReader([f for group in sources for f in group], default_typestore=default)
     with _unpacking_in(unpack_dir):
         reader.open()
+    # rosbags takes the default typestore only where no bag read defines a type: a recording made before Iron
+    # (no definitions: Humble's sqlite3) read with vdepth-bag's output (`vdepth-flicker OUT IN`, `--flicker`) had
+    # none of its types, every image "cannot deserialize". The bags' own definitions win; the typestore adds the rest.
+    unknown = {name: fields for name, fields in default.fielddefs.items() if name not in reader.typestore.fielddefs}
+    if unknown and any(c.msgtype not in reader.typestore.fielddefs for c in reader.connections):
+        reader.typestore.register(unknown)
     if not reader.is2:  # rosbags reads ROS 1 bags, but with ROS 1's messages (CameraInfo.K, header.seq)
         reader.close()
         path = sources[0][0]
