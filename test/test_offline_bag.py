@@ -105,7 +105,7 @@ def test_end_to_end(tmp_path: Path, storage: str, mode: str) -> None:
             "/points": N,
             "/depth/camera_info": N,
         }
-    assert (tmp_path / "out" / f"out.{'mcap' if storage == 'mcap' else 'db3'}").is_file()
+    assert (tmp_path / "out" / f"out_0.{'mcap' if storage == 'mcap' else 'db3'}").is_file()
 
     msgs = read_bag(tmp_path / "out")
     in_times = [START + round(i * 1e9 / 30) for i in range(N)]
@@ -261,7 +261,9 @@ def test_a_12_bit_mono16_bag_gives_the_depth_of_its_picture(tmp_path: Path, caps
         np.testing.assert_array_equal(a, c)
 
 
-def test_a_bag_whose_only_camera_is_an_ir_cameras_16uc1_is_found_with_image_encoding(tmp_path: Path) -> None:
+def test_a_bag_whose_only_camera_is_an_ir_cameras_16uc1_is_found_with_image_encoding(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """kinect2_bridge's IR alone (16UC1 on /kinect2/sd/image_ir): with the params file's `image_encoding: mono16` the
     run still said "image topic '/image' not found" (its only image topic counted as depth), and without it named
     only --image-topic, behind which the 16UC1 refusal came next. Now the topic the run reads as a camera is found
@@ -274,6 +276,10 @@ def test_a_bag_whose_only_camera_is_an_ir_cameras_16uc1_is_found_with_image_enco
     assert len(read_bag(tmp_path / "out")["/depth"]) == 4
     bags = [str(tmp_path / "out"), str(ir), "--depth-topic", "/depth", "--json"]
     assert flicker_main([*bags, "--image-encoding", "mono16"]) == 0
+    capsys.readouterr()
+    assert flicker_main(bags) == 2  # without it: the same hint as vdepth-bag's, in its own flag (it had none)
+    err = capsys.readouterr().err
+    assert "/kinect2/sd/image_ir holds 16UC1 images" in err and "read as a camera with --image-encoding mono16" in err
 
 
 def test_copy_input_topics(tmp_path: Path) -> None:
@@ -579,7 +585,7 @@ def test_cli_overwrite_rules(tmp_path: Path, fake_model: None, capsys: pytest.Ca
     assert "exists; pass --overwrite" in capsys.readouterr().err
     assert digest(tmp_path / "out") == first  # untouched
     assert bagcli.main([*args, "--overwrite", "--storage", "sqlite3"]) == 0
-    assert (tmp_path / "out" / "out.db3").is_file() and not (tmp_path / "out" / "out.mcap").exists()
+    assert (tmp_path / "out" / "out_0.db3").is_file() and not (tmp_path / "out" / "out_0.mcap").exists()
     assert bagcli.main([str(src), "-o", str(src), "--params", str(_yaml(tmp_path)), "--overwrite"]) == 2
     assert "overlaps the input" in capsys.readouterr().err
     assert digest(src) == before

@@ -13,10 +13,12 @@ import pytest
 import yaml
 from fakes import LuminanceEngine
 from rosbags.highlevel import AnyReader
-from rosbags.rosbag2 import Reader
+from rosbags.interfaces import Qos
+from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.rosbag2.metadata import QosReliability
 
 from vdepth_ros.offline.bag import process_bag
+from vdepth_ros.offline.flicker import measure_flicker
 from vdepth_ros.offline.synth import synthetic_frames, write_image_bag
 
 N = 12
@@ -41,47 +43,83 @@ def _qos(reliability: int) -> str:
 
 
 def _older_distro_bag(src: Path, dst: Path, distro: str) -> Path:
-    """`src` (a sqlite3 bag rosbags wrote) as Humble (metadata version 5, schema 3) or Foxy (version 4, no schema
-    table) record it: no message definitions, no type hashes; the camera best effort, camera_info reliable."""
-    meta = yaml.safe_load((src / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
-    dst.mkdir()
-    name = f"{dst.name}_0.db3"
-    with sqlite3.connect(next(src.glob("*.db3"))) as db_in, sqlite3.connect(dst / name) as out:
-        if distro == "humble":
-            out.execute("CREATE TABLE schema(schema_version INTEGER PRIMARY KEY, ros_distro TEXT NOT NULL)")
-            out.execute("INSERT INTO schema VALUES (3, 'humble')")
-        out.execute("CREATE TABLE topics(id INTEGER PRIMARY KEY, name TEXT NOT NULL, type TEXT NOT NULL, "
-                    "serialization_format TEXT NOT NULL, offered_qos_profiles TEXT NOT NULL)")  # fmt: skip
-        out.execute("CREATE TABLE messages(id INTEGER PRIMARY KEY, topic_id INTEGER NOT NULL, "
-                    "timestamp INTEGER NOT NULL, data BLOB NOT NULL)")  # fmt: skip
-        topics = []
-        for tid, topic, msgtype, fmt in db_in.execute("SELECT id, name, type, serialization_format FROM topics"):
-            qos = _qos(2 if topic == IMAGE else 1)
-            out.execute("INSERT INTO topics VALUES (?, ?, ?, ?, ?)", (tid, topic, msgtype, fmt, qos))
-            count = db_in.execute("SELECT count(*) FROM messages WHERE topic_id = ?", (tid,)).fetchone()[0]
-            metadata = {"name": topic, "type": msgtype, "serialization_format": fmt, "offered_qos_profiles": qos}
-            topics.append({"topic_metadata": metadata, "message_count": count})
-        out.executemany("INSERT INTO messages VALUES (?, ?, ?, ?)", db_in.execute("SELECT * FROM messages"))
+    """`src` (a bag rosbags wrote) as Humble's or Foxy's `ros2 bag record -o DST` writes it, metadata.yaml and
+    storage agreeing (ros2/rosbag2 humble d256a5ba): `DST/DST_0.db3` or `.mcap`; the camera best effort,
+    camera_info reliable, as policies by number. "humble" (sqlite3): metadata version 5 with `files`
+    (`rosbag2_storage/src/rosbag2_storage/metadata_io.cpp`), schema version 3 with an empty metadata table and the
+    timestamp index, no message definitions nor type hashes (`rosbag2_storage_default_plugins/.../sqlite_storage.cpp`
+    `initialize`); "humble_mcap": rosbag2_storage_mcap's `create_topic` (a `ros2msg` schema, `cdr` channels with
+    `offered_qos_profiles`, every `sequence` 0) and its `rosbag2` metadata record of ROS_DISTRO alone; "foxy"
+    (sqlite3): version 4, no schema table."""
     info = {
-        "version": 5 if distro == "humble" else 4,
-        "storage_identifier": "sqlite3",
-        "relative_file_paths": [name],
-        "duration": meta["duration"],
-        "starting_time": meta["starting_time"],
-        "message_count": meta["message_count"],
-        "topics_with_message_count": topics,
-        "compression_format": "",
-        "compression_mode": "",
+        "version": 4 if distro == "foxy" else 5,
+        "storage_identifier": "mcap" if distro == "humble_mcap" else "sqlite3",
     }
+    dst.mkdir()
+    name = f"{dst.name}_0.{'mcap' if distro == 'humble_mcap' else 'db3'}"
+    topics, times = [], []
+    with Reader(src) as reader:
+        messages = [(conn, t, bytes(raw)) for conn, t, raw in reader.messages()]
+        conns = sorted(reader.connections, key=lambda c: c.id)
+    for conn in conns:
+        qos = _qos(2 if conn.topic == IMAGE else 1)
+        metadata = {
+            "name": conn.topic,
+            "type": conn.msgtype,
+            "serialization_format": "cdr",
+            "offered_qos_profiles": qos,
+        }
+        topics.append({"topic_metadata": metadata, "message_count": sum(c is conn for c, _, _ in messages)})
+    times = [t for _, t, _ in messages]
+    if distro == "humble_mcap":
+        from mcap.writer import Writer as McapWriter
+
+        with (dst / name).open("wb") as f:
+            mcap = McapWriter(f)
+            mcap.start(profile="ros2", library="libmcap 0.8.0")
+            channels = {}
+            for conn, topic in zip(conns, topics, strict=True):
+                schema = mcap.register_schema(conn.msgtype, "ros2msg", conn.msgdef.data.encode())
+                qos = topic["topic_metadata"]["offered_qos_profiles"]
+                channels[conn.id] = mcap.register_channel(conn.topic, "cdr", schema, {"offered_qos_profiles": qos})
+            for conn, t, raw in messages:
+                mcap.add_message(channels[conn.id], log_time=t, data=raw, publish_time=t, sequence=0)
+            mcap.add_metadata("rosbag2", {"ROS_DISTRO": "humble"})
+            mcap.finish()
+    else:
+        with sqlite3.connect(dst / name) as out:
+            if distro == "humble":
+                out.execute("CREATE TABLE schema(schema_version INTEGER PRIMARY KEY, ros_distro TEXT NOT NULL)")
+                out.execute("INSERT INTO schema VALUES (3, 'humble')")
+                out.execute("CREATE TABLE metadata(id INTEGER PRIMARY KEY, metadata_version INTEGER NOT NULL, "
+                            "metadata TEXT NOT NULL)")  # fmt: skip
+            out.execute("CREATE TABLE topics(id INTEGER PRIMARY KEY, name TEXT NOT NULL, type TEXT NOT NULL, "
+                        "serialization_format TEXT NOT NULL, offered_qos_profiles TEXT NOT NULL)")  # fmt: skip
+            out.execute("CREATE TABLE messages(id INTEGER PRIMARY KEY, topic_id INTEGER NOT NULL, "
+                        "timestamp INTEGER NOT NULL, data BLOB NOT NULL)")  # fmt: skip
+            out.execute("CREATE INDEX timestamp_idx ON messages (timestamp ASC)")
+            for conn, topic in zip(conns, topics, strict=True):
+                meta = topic["topic_metadata"]
+                out.execute("INSERT INTO topics VALUES (?, ?, ?, ?, ?)",
+                            (conn.id, conn.topic, conn.msgtype, "cdr", meta["offered_qos_profiles"]))  # fmt: skip
+            out.executemany("INSERT INTO messages (topic_id, timestamp, data) VALUES (?, ?, ?)",
+                            [(conn.id, t, raw) for conn, t, raw in messages])  # fmt: skip
+    span = {"duration": {"nanoseconds": max(times) - min(times)},
+            "starting_time": {"nanoseconds_since_epoch": min(times)}, "message_count": len(messages)}  # fmt: skip
+    info.update(span)
+    info.update(
+        topics_with_message_count=topics, compression_format="", compression_mode="", relative_file_paths=[name]
+    )
+    if distro != "foxy":
+        info["files"] = [{"path": name, **span}]
     (dst / "metadata.yaml").write_text(yaml.safe_dump({"rosbag2_bagfile_information": info}, sort_keys=False))
     return dst
 
 
 def _recording(tmp_path: Path, distro: str) -> Path:
-    storage = "mcap" if distro == "kilted" else "sqlite3"
-    src = tmp_path / f"rec_{storage}"
+    src = tmp_path / "synth"
     typestore = "kilted" if distro == "kilted" else "humble"
-    write_image_bag(src, synthetic_frames(N, 48, 64), storage=storage, typestore=typestore, encoding="jpeg",
+    write_image_bag(src, synthetic_frames(N, 48, 64), typestore=typestore, encoding="jpeg",
                     image_topic=IMAGE, camera_info_topic=INFO)  # fmt: skip
     return src if distro == "kilted" else _older_distro_bag(src, tmp_path / f"rec_{distro}", distro)
 
@@ -93,7 +131,7 @@ def _run(src: Path, out: Path, storage: str, typestore: str) -> None:
     assert s.frames_out == N
 
 
-@pytest.mark.parametrize("distro", ["kilted", "humble", "foxy"])
+@pytest.mark.parametrize("distro", ["kilted", "humble", "humble_mcap", "foxy"])
 @pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
 def test_every_output_topic_reads_back_with_its_type_count_and_qos(tmp_path: Path, distro: str, storage: str) -> None:
     src = _recording(tmp_path, distro)
@@ -133,6 +171,23 @@ def test_every_output_topic_reads_back_with_its_type_count_and_qos(tmp_path: Pat
     if distro != "kilted":
         assert qos[IMAGE][0].reliability == QosReliability.BEST_EFFORT
         assert qos[INFO][0].reliability == QosReliability.RELIABLE
+
+
+@pytest.mark.parametrize("distro", ["humble", "humble_mcap"])
+def test_a_humble_recording_is_read_by_vdepth_bag_and_vdepth_flicker(tmp_path: Path, distro: str) -> None:
+    """A recording as Humble's `ros2 bag record` writes it (`_older_distro_bag`), its folder or its storage file
+    alone, read by vdepth-bag and then by vdepth-flicker beside vdepth-bag's output, as `vdepth-flicker OUT IN` and
+    `vdepth-bag --flicker` read them. A Humble sqlite3 recording holds no message definitions, and rosbags takes its
+    default typestore only where no bag read defines a type: beside the output, which defines its own, every image
+    of the recording "cannot deserialize" and vdepth-flicker scored no pair."""
+    rec = _recording(tmp_path, distro)
+    for i, src in enumerate([rec, next(rec.glob("rec_*_0.*"))]):
+        out = tmp_path / f"out{i}"
+        summary = process_bag(src, out, params={"cloud_stride": 4}, engine=LuminanceEngine(48, 64, 4, 2),
+                              namespace="est", typestore="humble")  # fmt: skip
+        assert summary.frames_out == N and not summary.skipped, summary.notes
+        (flicker,) = measure_flicker([out, src], IMAGE, ["/est/depth"], typestore="humble")
+        assert (flicker.frames, flicker.pairs, flicker.skipped_images) == (N, N - 1, {}), flicker
 
 
 #: A params file's QoS settings for the outputs: best effort, and two topics' qos_overrides as a user sets them.
@@ -221,13 +276,77 @@ def test_output_topics_carry_the_qos_the_live_node_offers(tmp_path: Path, storag
 #: newest stored here, and the humble branch at d256a5ba): rmw's numbers of the QoS policies (`rmw/types.h`), as
 #: version 8 metadata holds them, which every rosbag2 reads: Humble's player (`rosbag2_transport/src/qos.cpp`:
 #: `node["history"].as<int>()`, ...) and Jazzy's and later (`rosbag2_storage/src/rosbag2_storage/qos.cpp`: a number
-#: is version 8's). Version 9's names ("keep_last") only Jazzy and later read.
+#: is version 8's). Version 9's names ("keep_last") only Jazzy and later read. Only the values Humble's rmw creates a
+#: publisher with (ros2/rmw humble `types.h`: no best_available, which Iron added as 4, 4 and 5; ros2/rmw_fastrtps
+#: humble `rmw_fastrtps_shared_cpp/src/qos.cpp`: "Unknown QoS reliability policy" for any other, so Humble's player
+#: failed on the topic; ros2/rmw_cyclonedds humble `rmw_node.cpp` `create_readwrite_qos`: `unreachable()`).
 QOS_POLICIES = {
     "history": {0: "system_default", 1: "keep_last", 2: "keep_all"},
-    "reliability": {0: "system_default", 1: "reliable", 2: "best_effort", 4: "best_available"},
-    "durability": {0: "system_default", 1: "transient_local", 2: "volatile", 4: "best_available"},
-    "liveliness": {0: "system_default", 1: "automatic", 3: "manual_by_topic", 5: "best_available"},
+    "reliability": {0: "system_default", 1: "reliable", 2: "best_effort"},
+    "durability": {0: "system_default", 1: "transient_local", 2: "volatile"},
+    "liveliness": {0: "system_default", 1: "automatic", 3: "manual_by_topic"},
 }
+
+
+def _jazzy_recording(tmp_path: Path, profiles: dict[str, Qos]) -> Path:
+    """A recording as Jazzy's `ros2 bag record` writes it (metadata version 9, QoS policies by name), each topic
+    offered `profiles[topic]`: a publisher's actual QoS that rmw reports as best_available, or `unknown`."""
+    src, dst = tmp_path / "synth", tmp_path / "rec_jazzy"
+    write_image_bag(src, synthetic_frames(N, 48, 64), encoding="jpeg", image_topic=IMAGE, camera_info_topic=INFO)
+    with Reader(src) as reader, Writer(dst, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        out = {
+            c.id: writer.add_connection(
+                c.topic, c.msgtype, msgdef=c.msgdef.data, rihs01=c.digest, offered_qos_profiles=[profiles[c.topic]]
+            )
+            for c in reader.connections
+        }
+        for conn, t, raw in reader.messages():
+            writer.write(out[conn.id], t, raw)
+    return dst
+
+
+def test_a_jazzy_recordings_best_available_qos_is_copied_as_humbles_player_can_offer_it(tmp_path: Path) -> None:
+    """A Jazzy recording's best_available QoS (rmw reports a publisher's so) was copied by --copy-input-topics as
+    number 4, which Humble's player casts to rmw's enum and its rmw refuses: `ros2 bag play` failed creating the
+    topic's publisher. Now it is what a publisher offering best_available offers (rmw_dds_common's
+    `qos_profile_get_best_available_for_publisher`: reliable, transient_local, automatic, default deadline and
+    lease), what Jazzy's player then offers too; an `unknown` policy is system_default; the summary says so."""
+    from rosbags.interfaces import QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+
+    forever, best = QosTime(9223372036, 854775807), QosTime(9223372036, 854775806)
+    offered = Qos(QosHistory.KEEP_LAST, 5, QosReliability.BEST_AVAILABLE, QosDurability.BEST_AVAILABLE, best, forever,
+                  QosLiveliness.BEST_AVAILABLE, best, False)  # fmt: skip
+    unknown = offered._replace(
+        reliability=QosReliability.UNKNOWN,
+        durability=QosDurability.VOLATILE,
+        liveliness=QosLiveliness.AUTOMATIC,
+        deadline=forever,
+        liveliness_lease_duration=forever,
+    )
+    src = _jazzy_recording(tmp_path, {IMAGE: offered, INFO: unknown})
+    out = tmp_path / "out"
+    summary = process_bag(src, out, params={"cloud_stride": 4}, engine=LuminanceEngine(48, 64, 4, 2),
+                          namespace="est", copy_input_topics=True)  # fmt: skip
+    meta = yaml.safe_load((out / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    _check_bag_metadata(meta, "mcap")  # every profile's policies are numbers Humble's rmw takes
+    recorded = {t["topic_metadata"]["name"]: yaml.safe_load(t["topic_metadata"]["offered_qos_profiles"])
+                for t in meta["topics_with_message_count"]}  # fmt: skip
+    (image,) = recorded[IMAGE]
+    assert (image["reliability"], image["durability"], image["liveliness"]) == (1, 1, 1)  # reliable, transient_local
+    assert image["deadline"] == image["liveliness_lease_duration"] == {"sec": 0, "nsec": 0}  # rmw's default
+    assert image["depth"] == 5 and image["lifespan"] == {"sec": 9223372036, "nsec": 854775807}  # the rest as recorded
+    (info,) = recorded[INFO]
+    assert (info["reliability"], info["durability"], info["liveliness"]) == (0, 2, 1)  # unknown: system_default
+    from mcap.reader import make_reader
+
+    with next(out.glob("*.mcap")).open("rb") as f:  # the MCAP channels, which a single .mcap is played by, alike
+        channels = make_reader(f).get_summary().channels.values()
+        assert {c.topic: yaml.safe_load(c.metadata["offered_qos_profiles"]) for c in channels if c.topic in INPUTS} == {
+            IMAGE: [image],
+            INFO: [info],
+        }
+    said = sorted(n for n in summary.notes if "its recorded QoS copied as every distro" in n)
+    assert len(said) == 2 and "reliability best_available as reliable" in said[1], summary.notes
 
 
 def _check_qos_profiles(profiles: object, topic: str) -> None:

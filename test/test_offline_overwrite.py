@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 from fakes import LuminanceEngine
 
 from vdepth_ros.offline.bag import process_bag
@@ -119,6 +120,10 @@ def test_overwrite_keeps_an_earlier_output_that_holds_the_users_files(tmp_path: 
     (out / "notes.txt").unlink()
     (out / "recording.mcap").unlink()
     process_bag(src, out, params=PARAMS, engine=_engine(), overwrite=True)
+    (out / "out_0.mcap").rename(out / "out.mcap")  # as vdepth-bag named its file before it named it as rosbag2 does
+    (out / "metadata.yaml").write_text((out / "metadata.yaml").read_text().replace("out_0.mcap", "out.mcap"))
+    process_bag(src, out, params=PARAMS, engine=_engine(), overwrite=True)  # still its own output: replaced
+    assert {p.name for p in out.iterdir()} == {"out_0.mcap", "metadata.yaml"}
 
     frames = tmp_path / "frames"
     frames.mkdir()
@@ -159,9 +164,13 @@ def test_every_output_path_form_writes_what_its_name_says(tmp_path: Path, output
     (tmp_path / "empty.mcap").mkdir()
     summary = process_bag(src, f"{tmp_path}/{output}", params=PARAMS, engine=_engine())  # (a str: its "/" kept)
     out = tmp_path / output.rstrip("/")
-    if form == "folder":
-        assert {p.name for p in out.iterdir()} == {f"{out.name}.mcap", "metadata.yaml"}
-        assert summary.outputs["output bag"] == f"{out} (a bag folder: metadata.yaml and {out.name}.mcap)"
+    if form == "folder":  # as `ros2 bag record -o OUT` names its file, OUT_0.mcap (rosbags': OUT.mcap)
+        assert {p.name for p in out.iterdir()} == {f"{out.name}_0.mcap", "metadata.yaml"}
+        assert summary.outputs["output bag"] == f"{out} (a bag folder: metadata.yaml and {out.name}_0.mcap)"
+        info = yaml.safe_load((out / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+        assert info["relative_file_paths"] == [f["path"] for f in info["files"]] == [f"{out.name}_0.mcap"]
+        # what `ros2 bag reindex` takes (rosbag2_cpp/src/rosbag2_cpp/reindexer.cpp: regex_bag_pattern_)
+        assert re.fullmatch(r".+_(\d+)\.([a-zA-Z0-9])+", f"{out.name}_0.mcap")
     else:
         assert out.is_file() and out.read_bytes()[:4] in (b"\x89MCA", b"SQLi")
         assert summary.outputs["output bag"].startswith(f"{out} (one {'mcap' if form == 'mcap' else 'sqlite3'} file")

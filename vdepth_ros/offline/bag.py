@@ -34,6 +34,7 @@ from vdepth_ros.offline.bag_outputs import (
     not_a_vdepth_bag,
     output_form,
     output_storage,
+    recorded_file_stem,
 )
 from vdepth_ros.offline.bag_reader import BagFrameSource
 from vdepth_ros.offline.bag_topics import BagTopics, resolve_topics
@@ -200,7 +201,8 @@ def process_bag(
     )
     # a bag recorded with compression_mode: file is unpacked beside the output (the disk chosen with -o)
     with output as tmp, source.unpacking_in(output.scratch):
-        bag_dir = tmp.with_name(tmp.stem) if single_file else tmp  # rosbags writes a folder
+        # rosbags writes a folder, its storage file named after it: a bag folder's as `ros2 bag record` names it
+        bag_dir = tmp.with_name(tmp.stem if single_file else recorded_file_stem(tmp.name))
         if copy_input_topics:
             _check_copy_collisions(source, topics, provisional=mode == "causal" and config.publish == "both")
         summary.notes.extend(source.notes)
@@ -243,11 +245,17 @@ def process_bag(
         if single_file:  # the storage file alone (its metadata.yaml is not needed to read it)
             next(p for p in bag_dir.iterdir() if p.suffix in SINGLE_FILE_STORAGES).rename(tmp)
             shutil.rmtree(bag_dir)
+        else:
+            bag_dir.rename(tmp)
         # 5. What the run saw, as counts and notes.
         summary.clouds_skipped = writer.clouds_skipped
         summary.notes.append(input_topics_note(input_path, source, copy_input_topics, writer))
         summary.notes += [
             f"{topic} ({msgtype}) not copied: {why}" for (topic, msgtype), why in writer.not_copied.items()
+        ]
+        summary.notes += [  # a Jazzy recording's best_available: Humble's player could not create the publisher
+            f"{topic}: its recorded QoS copied as every distro's `ros2 bag play` offers it ({', '.join(changed)})"
+            for topic, changed in writer.qos_made_playable.items()
         ]
         add_run_notes(summary, source, topics, resets, fixed_info)
         counts = dict(writer.counts)
@@ -378,7 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-o",
         "--output",
         required=True,  # (a string: its trailing "/" says a folder, `output_storage`)
-        help="output: a new bag folder (OUT/metadata.yaml, OUT/OUT.mcap), or one storage file for a name ending in "
+        help="output: a new bag folder (OUT/metadata.yaml, OUT/OUT_0.mcap), or one storage file for a name ending in "
         ".mcap/.db3 that is not an existing folder nor ends in '/'; folders above it are created; an existing one is "
         "kept unless it is an earlier vdepth-bag output and --overwrite is given",
     )

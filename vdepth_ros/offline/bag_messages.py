@@ -379,9 +379,16 @@ def _open_any(sources: list[list[Path]], typestore: str, unpack_dir: Path | None
 
     from vdepth_ros.offline.bag_types import TYPESTORES
 
-    reader = AnyReader([f for group in sources for f in group], default_typestore=get_typestore(TYPESTORES[typestore]))
+    default = get_typestore(TYPESTORES[typestore])
+    reader = AnyReader([f for group in sources for f in group], default_typestore=default)
     with _unpacking_in(unpack_dir):
         reader.open()
+    # rosbags takes the default typestore only where no bag read defines a type: a recording made before Iron
+    # (no definitions: Humble's sqlite3) read with vdepth-bag's output (`vdepth-flicker OUT IN`, `--flicker`) had
+    # none of its types, every image "cannot deserialize". The bags' own definitions win; the typestore adds the rest.
+    unknown = {name: fields for name, fields in default.fielddefs.items() if name not in reader.typestore.fielddefs}
+    if unknown and any(c.msgtype not in reader.typestore.fielddefs for c in reader.connections):
+        reader.typestore.register(unknown)
     if not reader.is2:  # rosbags reads ROS 1 bags, but with ROS 1's messages (CameraInfo.K, header.seq)
         reader.close()
         path = sources[0][0]
@@ -508,6 +515,23 @@ def image_topics_by_kind(reader: AnyReader, image_encoding: str = "auto") -> dic
         if kind:
             kinds[kind].append(topic)
     return {kind: [t for t in found if not _transport_of(t, found)] for kind, found in kinds.items()}
+
+
+def grey_camera_hint(reader: AnyReader, image_encoding: str, fix: str) -> str:
+    """Why a bag with no colour image topic may still hold the camera, for the error that the image topic is not
+    found: the raw topics that `fix` (the tool's way to set `image_encoding: mono16`: vdepth-bag's params file,
+    vdepth-flicker's `--image-encoding mono16`) reads as a camera (`image_topics_by_kind`'s rule: an IR or grey
+    camera's 16UC1, kinect2_bridge's image_ir); "" with `image_encoding` set, a colour topic, or no such topic.
+    vdepth-bag and vdepth-flicker both end their not-found error with it (vdepth-flicker's lacked it)."""
+    if image_encoding not in ("", "auto") or image_topics_by_kind(reader)["colour"]:
+        return ""
+    grey = image_topics_by_kind(reader, "mono16")["colour"]
+    if not grey:
+        return ""
+    return (
+        f"; {', '.join(grey)} {'holds' if len(grey) == 1 else 'hold'} 16UC1 images: an IR or grey camera's "
+        f"(kinect2_bridge's image_ir) are read as a camera with {fix}"
+    )
 
 
 #: image_transport's sub-topics of an image topic that CompressedImage messages go on

@@ -56,10 +56,20 @@ def not_a_vdepth_bag(path: Path) -> str | None:
     return None if foreign is None else f"vdepth-bag's output with files it did not write beside it ({foreign})"
 
 
+def recorded_file_stem(folder_name: str) -> str:
+    """The name (without extension) rosbag2 gives the first storage file of a bag folder `folder_name`:
+    `OUT_0` (`SequentialWriter::format_storage_uri`), as `ros2 bag record -o OUT` writes `OUT/OUT_0.mcap`.
+    rosbags names it after the folder alone (`OUT/OUT.mcap`), which `ros2 bag reindex` does not find: it takes
+    only files named `.+_(\\d+)\\.<ext>` ("No database files found for reindexing. Abort"; rosbag2's
+    `reindexer.cpp`)."""
+    return f"{folder_name}_0"
+
+
 def _bag_entry(folder: Path, parts: tuple[str, ...]) -> bool:
     """Whether `parts` (under an output bag `folder`) is what vdepth-bag writes there: metadata.yaml and
-    its storage file, named after the folder."""
-    return len(parts) == 1 and parts[0] in {"metadata.yaml", *(folder.name + ext for ext in SINGLE_FILE_STORAGES)}
+    its storage file, named as rosbag2 names it (or, by vdepth-bag before it did, after the folder)."""
+    stems = (recorded_file_stem(folder.name), folder.name)
+    return len(parts) == 1 and parts[0] in {"metadata.yaml", *(s + ext for s in stems for ext in SINGLE_FILE_STORAGES)}
 
 
 def _written_by_vdepth_bag(path: Path) -> bool:
@@ -103,7 +113,7 @@ def output_storage(output: str | Path, storage: str | None) -> tuple[str, bool]:
     The rule, for every form of `-o`: a name ending in `.mcap` or `.db3` is one storage file, unless it is an
     existing folder or written with a trailing `/` (a folder is always a bag folder: an empty one is written into,
     a folder of the user's is never replaced by a file); any other name is a bag folder (`ros2 bag record -o`'s
-    form: metadata.yaml and `<name>.mcap`); folders above it that do not exist are created."""
+    form: metadata.yaml and `<name>_0.mcap`); folders above it that do not exist are created."""
     text = str(output)
     output = Path(output)
     as_folder = text.endswith(("/", os.sep)) or output.is_dir()
@@ -123,4 +133,4 @@ def output_form(output: Path, storage: str, single_file: bool) -> str:
     ext = next(k for k, v in SINGLE_FILE_STORAGES.items() if v == storage)
     if single_file:
         return f"{output} (one {storage} file, no metadata.yaml: `ros2 bag play` and rosbags read it as it is)"
-    return f"{output} (a bag folder: metadata.yaml and {output.name}{ext})"
+    return f"{output} (a bag folder: metadata.yaml and {recorded_file_stem(output.name)}{ext})"

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from vdepth_ros.node_params import ros_param_values
-from vdepth_ros.offline.bag_messages import image_topics_by_kind
+from vdepth_ros.offline.bag_messages import grey_camera_hint, image_topics_by_kind
 from vdepth_ros.offline.bag_types import (
     CAMERA_INFO,
     COMPRESSED,
@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 
     from rosbags.highlevel import AnyReader
     from rosbags.interfaces import Connection
+
+#: how vdepth-bag reads an IR camera's 16UC1 as a camera: the node's parameter, in its --params file
+GREY_CAMERA_FIX = "image_encoding: mono16 in the --params file"
 
 
 @dataclass(frozen=True)
@@ -126,16 +129,6 @@ class InputConnections:
     def _conns(self, topic: str) -> list[Connection]:
         return [c for c in self.reader.connections if c.topic == topic]
 
-    def _grey_depth_hint(self, kinds: dict[str, list[str]]) -> str:
-        """Where the bag's only image topics are depth images: a 16UC1 one may be an IR camera's (kinect2_bridge's
-        image_ir), which the run reads with image_encoding: mono16 (then found without --image-topic); "" otherwise."""
-        if self.image_encoding not in ("", "auto") or kinds["colour"] or not kinds["depth"]:
-            return ""
-        return (
-            f"; its image topics are depth images ({', '.join(kinds['depth'])}): an IR or grey camera's 16UC1 images "
-            "(kinect2_bridge's image_ir) are read as a camera with image_encoding: mono16 in the --params file"
-        )
-
     def choose_image(self) -> list[Connection]:
         """The image topic's connections (the bag's only colour image topic when the default one is
         absent); `image_topic` is then the topic read."""
@@ -173,7 +166,8 @@ class InputConnections:
             else:
                 raise MissingTopicError(
                     f"{self.path}: image topic {self.image_topic!r} not found; the bag has: "
-                    f"{self._topic_list()} (choose one with --image-topic){self._grey_depth_hint(kinds)}"
+                    f"{self._topic_list()} (choose one with --image-topic)"
+                    f"{grey_camera_hint(self.reader, self.image_encoding, GREY_CAMERA_FIX)}"
                 )
         bad = {c.msgtype for c in image_conns if c.msgtype not in IMAGE_TYPES}
         if bad:

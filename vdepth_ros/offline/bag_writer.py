@@ -58,26 +58,69 @@ def _rihs01(conn: Connection) -> str:
 
 #: rmw's RMW_DURATION_INFINITE as rosbag2 writes it: the deadline, lifespan and lease of a publisher that sets none
 _INFINITE = (9223372036, 854775807)
+#: rmw's RMW_QOS_DEADLINE_BEST_AVAILABLE and RMW_QOS_LIVELINESS_LEASE_DURATION_BEST_AVAILABLE (Iron and later)
+_BEST_AVAILABLE_TIME = (9223372036, 854775806)
+#: The policy values (rosbags' names, rmw's numbers) with which every distro's `ros2 bag play` creates a publisher:
+#: Humble's player casts each recorded number to rmw's enum (`rosbag2_transport/src/qos.cpp`), and Humble's rmw
+#: refuses any other value: Fast DDS "Unknown QoS reliability policy" (`rmw_fastrtps_shared_cpp/src/qos.cpp`), so the
+#: player fails creating it; Cyclone DDS `unreachable()` (`rmw_cyclonedds_cpp/src/rmw_node.cpp`: abort) or nullptr.
+#: Iron added best_available (reliability, durability 4; liveliness 5), which Humble's rmw does not have.
+PLAYABLE_POLICIES = {
+    "history": ("SYSTEM_DEFAULT", "KEEP_LAST", "KEEP_ALL"),
+    "reliability": ("SYSTEM_DEFAULT", "RELIABLE", "BEST_EFFORT"),
+    "durability": ("SYSTEM_DEFAULT", "TRANSIENT_LOCAL", "VOLATILE"),
+    "liveliness": ("SYSTEM_DEFAULT", "AUTOMATIC", "MANUAL_BY_TOPIC"),
+}
+#: What a publisher offering best_available offers (rmw_dds_common `qos_profile_get_best_available_for_publisher`,
+#: Iron and later, before any subscription with a deadline, lease or manual liveliness is found): what Jazzy's player
+#: offers for such a recorded profile, and what Humble's can
+_BEST_AVAILABLE_FOR_PUBLISHER = {"reliability": "RELIABLE", "durability": "TRANSIENT_LOCAL", "liveliness": "AUTOMATIC"}
+
+
+def playable_qos(qos: Any) -> tuple[Any, list[str]]:
+    """rosbags' `Qos` profile `qos` as every distro's `ros2 bag play` can offer it (`PLAYABLE_POLICIES`), and what
+    was changed (`["reliability best_available as reliable"]`). best_available (a Jazzy or later recording's, or a
+    `qos_overrides` value) becomes what a publisher offering it offers (`_BEST_AVAILABLE_FOR_PUBLISHER`; its deadline
+    and lease the defaults), so Humble's player offers what Jazzy's does; a value no rmw knows (`unknown`: a
+    recorder that could not tell) becomes `system_default`, the middleware's own choice."""
+    from rosbags.interfaces import QosTime
+
+    changes: dict[str, Any] = {}
+    said: list[str] = []
+    for policy, playable in PLAYABLE_POLICIES.items():
+        value = getattr(qos, policy)
+        if value.name not in playable:
+            name = _BEST_AVAILABLE_FOR_PUBLISHER[policy] if value.name == "BEST_AVAILABLE" else "SYSTEM_DEFAULT"
+            changes[policy] = type(value)[name]
+            said.append(f"{policy} {value.name.lower()} as {name.lower()}")
+    for policy in ("deadline", "liveliness_lease_duration"):
+        if (getattr(qos, policy).sec, getattr(qos, policy).nsec) == _BEST_AVAILABLE_TIME:
+            changes[policy] = QosTime(0, 0)  # rmw's default: none
+            said.append(f"{policy} best_available as the default")
+    return qos._replace(**changes), said
 
 
 def rosbag2_qos(qos: Mapping[str, Any]) -> Any:
     """rosbags' `Qos` of an offered profile `{"history", "depth", "reliability", "durability"}` (as
     `node_params.output_qos` gives it), the other policies as a publisher that sets none offers them (no deadline
-    or lifespan, automatic liveliness, infinite lease), as a recorder writes them."""
+    or lifespan, automatic liveliness, infinite lease), as a recorder writes them; as every distro plays it
+    (`playable_qos`: a `qos_overrides` best_available is what a publisher offering it offers)."""
     from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 
     infinite = QosTime(*_INFINITE)
-    return Qos(
-        history=QosHistory[qos["history"].upper()],
-        depth=int(qos["depth"]),
-        reliability=QosReliability[qos["reliability"].upper()],
-        durability=QosDurability[qos["durability"].upper()],
-        deadline=infinite,
-        lifespan=infinite,
-        liveliness=QosLiveliness.AUTOMATIC,
-        liveliness_lease_duration=infinite,
-        avoid_ros_namespace_conventions=False,
-    )
+    return playable_qos(
+        Qos(
+            history=QosHistory[qos["history"].upper()],
+            depth=int(qos["depth"]),
+            reliability=QosReliability[qos["reliability"].upper()],
+            durability=QosDurability[qos["durability"].upper()],
+            deadline=infinite,
+            lifespan=infinite,
+            liveliness=QosLiveliness.AUTOMATIC,
+            liveliness_lease_duration=infinite,
+            avoid_ros_namespace_conventions=False,
+        )
+    )[0]
 
 
 def image_message(ts: Any, header: Any, arr: np.ndarray, encoding: str) -> Any:
@@ -196,6 +239,7 @@ class DepthBagWriter:
         self._copied: dict[tuple[int, int], Connection] = {}  # connection_key of an input -> output
         self._copied_topics: dict[tuple[str, str], Connection] = {}  # (topic, type) -> output
         self.not_copied: dict[tuple[str, str], str] = {}  # (topic, type) -> why rosbags cannot write it
+        self.qos_made_playable: dict[str, list[str]] = {}  # copied topic -> its recorded QoS changed (`playable_qos`)
         self.counts: dict[str, int] = {}
         self.clouds_skipped = 0
         self.frames_written = 0
@@ -294,6 +338,11 @@ class DepthBagWriter:
         if conn.topic in self._conns:
             raise OfflineError(f"input topic {conn.topic!r} collides with an output topic")
         ext = conn.ext
+        profiles, said = [], []  # the recorded QoS, as every distro's player can offer it
+        for recorded in getattr(ext, "offered_qos_profiles", []) or []:
+            profile, changed = playable_qos(recorded)
+            profiles.append(profile)
+            said += [c for c in changed if c not in said]
         try:
             if conn.msgdef.data:
                 definition: dict[str, Any] = {"msgdef": conn.msgdef.data, "rihs01": conn.digest or _rihs01(conn)}
@@ -304,15 +353,18 @@ class DepthBagWriter:
                     f"the bag carries no definition of the type and --typestore {self.typestore_name} does not know "
                     "it (a bag recorded before Iron with the robot's own messages)"
                 )
-            return self.writer.add_connection(
+            out = self.writer.add_connection(
                 conn.topic,
                 conn.msgtype,
                 serialization_format=getattr(ext, "serialization_format", "cdr"),
-                offered_qos_profiles=list(getattr(ext, "offered_qos_profiles", []) or []),
+                offered_qos_profiles=profiles,
                 **definition,
-            ), ""
+            )
         except Exception as err:  # rosbags' parser and hasher raise KeyError, TypesysError, ...: any is this type's
             return None, f"rosbags cannot use the type's definition in the bag ({type(err).__name__}: {err})"
+        if said:
+            self.qos_made_playable[conn.topic] = said
+        return out, ""
 
     # -- message builders ---------------------------------------------------------------------
     def _camera_info(self, header: Any, camera: CameraModel) -> Any:

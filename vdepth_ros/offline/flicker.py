@@ -43,6 +43,7 @@ from vdepth_ros.offline.bag_messages import (
     decode_color_msg,
     decode_depth_msg,
     deserialize_or_skip,
+    grey_camera_hint,
     guarded_messages,
     image_topics_by_kind,
     nearest_stamp,
@@ -390,7 +391,8 @@ def measure_flicker(
     reader = open_reader(paths, typestore)
     try:
         image_topic, depth_topics = default_topics(reader, image_topic, depth_topics, image_encoding)
-        topics = _checked_topics(reader, image_topic, depth_topics)
+        grey_fix = setting_words.written("image_encoding", "mono16")
+        topics = _checked_topics(reader, image_topic, depth_topics, image_encoding, grey_fix)
         # 2. One chain of consecutive pairs per depth topic, with the geometry for TAE when poses are given.
         slop_ns = round(slop * 1e9)
         geometry: dict[str, _Geometry | None] = dict.fromkeys(depth_topics)
@@ -523,8 +525,11 @@ def _default_topic(have: set[str], default: str, candidates: list[str], what: st
     return default
 
 
-def _checked_topics(reader: Any, image_topic: str, depth_topics: Sequence[str]) -> dict[str, str]:
-    """The bags' topic -> message type, after checking the colour and depth topics are there and typed right."""
+def _checked_topics(
+    reader: Any, image_topic: str, depth_topics: Sequence[str], image_encoding: str, grey_fix: str
+) -> dict[str, str]:
+    """The bags' topic -> message type, after checking the colour and depth topics are there and typed right; a
+    colour topic not found names the bags' IR camera topics, read with `grey_fix` (`grey_camera_hint`)."""
     if image_topic in depth_topics:
         raise MissingTopicError(f"{image_topic!r} is given as both the colour and a depth topic")
     topics = {c.topic: c.msgtype for c in reader.connections}
@@ -536,7 +541,8 @@ def _checked_topics(reader: Any, image_topic: str, depth_topics: Sequence[str]) 
             option = "--image-topic" if topic == image_topic else "--depth-topic"
             if video and not any(m in IMAGE_TYPES for m in topics.values()):
                 raise MissingTopicError(f"the bags have no image topic; {video}")
-            raise MissingTopicError(f"topic {topic!r} not found; the bags hold: {listed} (choose with {option})")
+            grey = grey_camera_hint(reader, image_encoding, grey_fix) if topic == image_topic else ""
+            raise MissingTopicError(f"topic {topic!r} not found; the bags hold: {listed} (choose with {option}){grey}")
         if topics[topic] not in allowed:
             raise MissingTopicError(video or f"topic {topic!r} is {topics[topic]}, expected {' or '.join(allowed)}")
     return topics
