@@ -22,6 +22,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header
 
 from vdepth_ros.errors import ConfigError
+from vdepth_ros.inputs.decode import SampleBitDepth
 from vdepth_ros.pipeline import DepthPipeline, FrameInput
 from vdepth_ros.rectify import Rectifier
 from vdepth_ros.ros import conversions as conv
@@ -289,12 +290,14 @@ def test_an_encoding_named_as_other_software_names_it_is_refused_with_the_ros_na
 
 def test_each_bit_depth_the_node_chooses_is_told_even_seconds_apart(harness: Any) -> None:
     """A 12-bit mono16 camera whose first frame is dark (lens cap, night): auto reads it as 8-bit,
-    and the next, brighter frame raises it to 12. Each choice changes the picture the model sees, so
-    each is one INFO line; the second one used to fall in the first one's rate-limit period."""
+    and the brighter frames after it (`RAISE_AFTER_FRAMES` in a row: one flash raises nothing) raise it to 12.
+    Each choice changes the picture the model sees, so each is one INFO line; the second one used to fall in
+    the first one's rate-limit period."""
     h = harness(RANGE)
-    rgb = frames(2)
+    rgb = frames(1 + SampleBitDepth.RAISE_AFTER_FRAMES)
     h.send(rgb[0][..., 1].astype(np.uint16) >> 2, "mono16", header(0))  # dark: below 2**8
-    h.send(rgb[1][..., 1].astype(np.uint16) << 4 | 7, "mono16", header(1))
+    for k in range(1, len(rgb)):
+        h.send(rgb[k][..., 1].astype(np.uint16) << 4 | 7, "mono16", header(k))
     told = [line for line in h.log.infos if "mono16 samples" in line]
     assert len(told) == 2 and "use 8 bits" in told[0] and "exceed 8 bits" in told[1], h.log.infos
     assert "read as 12-bit" in told[1]
