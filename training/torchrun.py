@@ -31,14 +31,14 @@ def _ranks_end_when_the_rendezvous_is_lost() -> None:
     of the two it saw first (on a loaded node, the poll). Now it stops its ranks as torchrun does for a
     failure (SIGTERM, its `--shutdown-timeout`, then SIGKILL) and returns their failures: `main` then
     names the rank's line either way. A loss with no rank failed (they ended well) is raised as before."""
-    from torch.distributed.elastic.agent.server.api import SimpleElasticAgent, WorkerState
+    from torch.distributed.elastic.agent.server.api import RunResult, SimpleElasticAgent, WorkerState
     from torch.distributed.elastic.rendezvous.api import RendezvousError, RendezvousGracefulExitError
 
     invoke_run = SimpleElasticAgent._invoke_run
     if getattr(invoke_run, "ends_ranks_on_rendezvous_loss", False):
         return
 
-    def _invoke_run(self: SimpleElasticAgent, role: str = "default") -> object:
+    def _invoke_run(self: SimpleElasticAgent, role: str = "default") -> RunResult:
         try:
             return invoke_run(self, role)
         except RendezvousGracefulExitError:
