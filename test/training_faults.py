@@ -6,6 +6,8 @@ fault on one rank, as a multi-GPU job meets it (`FAULT=<kind>:<rank>:<step>`):
 - `kill`: that rank SIGKILLs itself at that step (the OOM killer);
 - `stall`: that rank's next batch takes 600 s (a data loader that hangs on a network disk);
 - `hang`: that rank's forward at that step takes 600 s (a stuck kernel or lock, not its data);
+- `long_step`: that rank's forward at that step lasts until its launcher's SIGTERM (at most 60 s; a long step
+  that sees nothing of another node's loss, which its launcher sees first); it writes `$FAULT_READY` as it begins;
 - `save`: that rank's checkpoint save at that step fails with ENOSPC (the disk is full);
 - `slow_save`: that rank's checkpoint saves from that step on take 3 s longer (a large model on a slow disk);
 - `validate`: that rank's validation at that step raises (a held-out file it cannot read);
@@ -63,12 +65,33 @@ def _stalled_next_batch(loader: Any) -> Any:
 _forward = TrainingStep.forward
 
 
+def _until_sigterm(seconds: float) -> None:
+    """Wait for this rank's SIGTERM, at most `seconds`; the rank's own handler (a stop after this step) gets it too."""
+    handler, got = signal.getsignal(signal.SIGTERM), []
+
+    def noted(signum: int, frame: Any) -> None:
+        got.append(signum)
+        if callable(handler):
+            handler(signum, frame)
+
+    signal.signal(signal.SIGTERM, noted)
+    Path(os.environ["FAULT_READY"]).write_text(str(os.getpid()))
+    deadline = time.monotonic() + seconds
+    try:
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+
+
 def _faulty_forward(self: TrainingStep, batch: Any, generator: Any) -> Any:
     loss, terms = _forward(self, batch, generator)
     if MINE and _at["step"] == int(STEP) and KIND == "raise":
         raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB (injected)")
     if MINE and _at["step"] == int(STEP) and KIND == "hang":
         time.sleep(600)
+    if MINE and _at["step"] == int(STEP) and KIND == "long_step":
+        _until_sigterm(60.0)
     if MINE and _at["step"] == int(STEP) and KIND == "nan":
         loss = loss * torch.tensor(float("nan"))
     return loss, terms

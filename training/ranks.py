@@ -296,6 +296,29 @@ def store_reachable() -> bool:
         return False
 
 
+#: seconds a rank whose peer on another node ended without a word waits for the store's host to be seen gone
+STORE_LOSS_WAIT_S = 5.0
+
+
+def store_lost(wait: float = 0.0) -> bool:
+    """Is the launch's store (`_launch_store`) gone with its host, or does it go within `wait` seconds? A node
+    lost takes its ranks and its launcher at once, but a peer's closed connection and the store's refused
+    one are seen one after the other, in either order: a rank that asked once, as soon as its exchange with
+    the lost rank failed, could still reach the store and named no lost node."""
+    deadline = time.monotonic() + wait
+    while store_reachable():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def _on_several_nodes() -> bool:
+    """Do the launch's ranks run on more than this node (torchrun's `WORLD_SIZE` over `LOCAL_WORLD_SIZE`)?"""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return world > int(os.environ.get("LOCAL_WORLD_SIZE", world))
+
+
 def why_terminated() -> str:
     """Why this rank got SIGTERM before training (`TerminatedError`) when no rank told why: the launch's
     store gone with its host, else the launcher or the scheduler."""
@@ -423,7 +446,8 @@ def end_rank(err: BaseException, *, rank: int, world: int, doing: str, step: int
             raise failure from None  # a rank on another node could not start: its line, on every rank
         # none: the rank was killed (SIGKILL), or it is on another node (its own line names it), or that node was lost
         gone = f"another rank ended without a word on this node (torchrun's summary names it; {_one_line(err)})"
-        if not notes and not terminated and not store_reachable():  # the first node's launcher went with it
+        wait = STORE_LOSS_WAIT_S if _on_several_nodes() else 0.0  # (on one node, its launcher serves the store)
+        if not notes and not terminated and store_lost(wait):  # the first node's launcher went with it
             gone = f"another rank ended without a word, and {store_gone()} ({_one_line(err)})"
         why = notes[0].read_text() if notes else (why_terminated() if terminated else gone)
         raise StoppedWithoutCheckpointError(f"{stopped}: {why}") from None if terminated else err

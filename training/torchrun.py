@@ -7,6 +7,11 @@ launch ends with `torchrun: rank R (the first to leave its line, else the first 
 (the line the rank left for torchrun, `ranks.tell_launcher`) and the exit code of that rank (2 a mistake,
 1 a failure, 143 stopped by another rank, as the training command's own), or 128 + the signal that stopped
 the launcher (SIGTERM: 143). `training/launch/` scripts run it.
+
+A launcher that loses its rendezvous (the store served by the first node's launcher: that node lost, or its
+launcher ended) ends its ranks as after a rank's failure and ends with the first rank's line too
+(`_ranks_end_when_the_rendezvous_is_lost`), where torchrun raised `RendezvousConnectionError` (its traceback)
+whenever its poll of the store came before it saw its own ranks end.
 """
 
 from __future__ import annotations
@@ -16,6 +21,40 @@ import sys
 
 #: torchrun's `error_file` of a rank that left none
 NO_FILE = "<N/A>"
+
+
+def _ranks_end_when_the_rendezvous_is_lost() -> None:
+    """Make torchrun's agent (in this process only) end as after a rank's failure when its rendezvous is lost
+    while its ranks run. Its monitoring loop polls the rendezvous's store between checks of its ranks; when
+    the store's host is gone it raised, SIGTERMed its ranks on the way out and ended in a traceback, so
+    whether the launch ended with its failing rank's line or with torchrun's traceback depended on which
+    of the two it saw first (on a loaded node, the poll). Now it stops its ranks as torchrun does for a
+    failure (SIGTERM, its `--shutdown-timeout`, then SIGKILL) and returns their failures: `main` then
+    names the rank's line either way. A loss with no rank failed (they ended well) is raised as before."""
+    from torch.distributed.elastic.agent.server.api import RunResult, SimpleElasticAgent, WorkerState
+    from torch.distributed.elastic.rendezvous.api import RendezvousError, RendezvousGracefulExitError
+
+    invoke_run = SimpleElasticAgent._invoke_run
+    if getattr(invoke_run, "ends_ranks_on_rendezvous_loss", False):
+        return
+
+    def _invoke_run(self: SimpleElasticAgent, role: str = "default") -> RunResult:
+        try:
+            return invoke_run(self, role)
+        except RendezvousGracefulExitError:
+            raise
+        except RendezvousError:
+            if getattr(self, "_pcontext", None) is None:  # no ranks started yet: nothing of theirs to name
+                raise
+            self._shutdown(timeout=self._shutdown_timeout)  # the ranks say why they end (their error files)
+            result = self._monitor_workers(self._worker_group)
+            if not result.is_failed():
+                raise
+            self._worker_group.state = WorkerState.FAILED
+            return result
+
+    _invoke_run.ends_ranks_on_rendezvous_loss = True  # type: ignore[attr-defined]
+    SimpleElasticAgent._invoke_run = _invoke_run  # type: ignore[method-assign]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
 
+    _ranks_end_when_the_rendezvous_is_lost()
     try:
         run(parse_args(argv))  # torchrun's `main` without `@record`, which re-raises into a traceback
     except ChildFailedError as err:
