@@ -34,6 +34,8 @@ def _ranks_end_when_the_rendezvous_is_lost() -> None:
     from torch.distributed.elastic.agent.server.api import RunResult, SimpleElasticAgent, WorkerState
     from torch.distributed.elastic.rendezvous.api import RendezvousError, RendezvousGracefulExitError
 
+    if not all(hasattr(SimpleElasticAgent, name) for name in ("_invoke_run", "_shutdown", "_monitor_workers")):
+        return  # a torch whose agent has other private methods: its own ending (the traceback), not a broken launch
     invoke_run = SimpleElasticAgent._invoke_run
     if getattr(invoke_run, "ends_ranks_on_rendezvous_loss", False):
         return
