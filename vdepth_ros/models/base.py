@@ -434,7 +434,10 @@ def merge_lora_adapter(
     """`state` (the base checkpoint, in whatever key layout the adapter was trained on: the authors' or this
     package's) with a peft LoRA adapter (the folder `save_pretrained` wrote, or its `adapter_model.*` file)
     merged in: W + scaling * B @ A for every adapted Linear, scaling = lora_alpha / r (/ sqrt(r) with
-    `use_rslora`), as peft's `merge_and_unload` computes it, in float32, stored in W's dtype.
+    `use_rslora`), as peft's `merge_and_unload` computes it, in float32, stored in W's dtype. On the state dict,
+    not through peft: peft applies an adapter to the module it was trained on, and an adapter trained on the
+    authors' network names their modules (`pretrained.blocks.N.attn.qkv`), which this package's model does not
+    have (on it peft merged nothing and only warned of missing adapter keys).
 
     Raises:
         ModelLoadError: not a LoRA adapter, an adapter setting this merge does not cover (DoRA, per-module
