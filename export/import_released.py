@@ -420,8 +420,8 @@ def _model_folder_with_adapter(
     family: str, base: Path, adapter: str | Path, encoder: str | None, overrides: dict[str, Any] | None
 ) -> Any:
     """A model folder the tools wrote (or its weights file) with the LoRA `adapter` merged in, built from the
-    folder's own config (an adapter trained on the package's model: `load_model`, then peft); None when `base`
-    is no model folder."""
+    folder's own config (an adapter trained on the package's model: `load_model`, then `merge_lora_adapter`);
+    None when `base` is no model folder."""
     from vdepth_ros.models import load_model
     from vdepth_ros.models.base import merge_lora_adapter
     from vdepth_ros.paths import WEIGHTS_NAME, is_model_folder
