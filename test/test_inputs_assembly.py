@@ -532,6 +532,64 @@ def test_the_chosen_bit_depth_does_not_follow_a_darker_frame() -> None:
     assert len(notes) == 2 and "exceed 12 bits in 3 frames in a row" in notes[1]
 
 
+def test_a_camera_switched_to_fewer_bits_is_read_with_them_again() -> None:
+    """A camera switched at run time from a 16-bit mode to a 12-bit one (samples in the low bits), its images going
+    on at the same size and rate: auto only ever raised the bit depth, so every later frame was read as 16-bit,
+    nearly black, for good. After LOWER_AFTER_FRAMES frames in a row needing 4 bits fewer it is lowered, once, and
+    said; a scene 4x darker (2 bits fewer) for as long is read as it is (the picture does not follow the scene)."""
+    picture = _picture()
+    notes: list[str] = []
+    assembler = FrameAssembler(max_gap_s=1.0, report=lambda kind, message: notes.append(message))
+    stamp = iter(range(0, 10**10, 10**8))  # 10 Hz
+    for k in range(3):
+        assembler.assemble(raw_image(_camera_samples(picture, "mono16", 16, seed=k), "mono16"), next(stamp), None)
+    twelve = [_camera_samples(picture, "mono16", 12, seed=k) for k in range(SampleBitDepth.LOWER_AFTER_FRAMES + 1)]
+    read = [assembler.assemble(raw_image(s, "mono16"), next(stamp), None).rgb[..., 0] for s in twelve]
+    for samples, rgb in zip(twelve[:-2], read[:-2], strict=True):  # until then, read with the 16 bits chosen
+        np.testing.assert_array_equal(rgb, (samples >> 8).astype(np.uint8))
+    for samples, rgb in zip(twelve[-2:], read[-2:], strict=True):
+        np.testing.assert_array_equal(rgb, (samples >> 4).astype(np.uint8))
+    assert len(notes) == 2 and "fill 16 bits" in notes[0], notes
+    assert "need at most 12 bits in 15 frames in a row" in notes[1] and "read as 12-bit" in notes[1], notes
+    dark = [_camera_samples(picture // 4, "mono16", 12, seed=k) for k in range(2 * SampleBitDepth.LOWER_AFTER_FRAMES)]
+    for samples in dark:  # (values below 2**10: 10 bits)
+        rgb = assembler.assemble(raw_image(samples, "mono16"), next(stamp), None).rgb[..., 0]
+        np.testing.assert_array_equal(rgb, (samples >> 4).astype(np.uint8))
+    assert len(notes) == 2, notes
+
+
+@pytest.mark.parametrize(
+    ("restart", "said"),
+    [
+        ("gap", "gap: 2.000 s without input"),  # a driver restarted, the next session of a bag
+        ("time jump", "time jump: stamp went back"),  # a bag of two sessions read in another order, a loop
+        ("resolution", "resolution: 64x48 -> 32x24"),  # another camera mode
+        ("encoding", "encoding: mono16 -> bayer_rggb16"),
+    ],
+)
+def test_a_new_stream_finds_its_bit_depth_anew(restart: str, said: str) -> None:
+    """A 16-bit camera's driver restarted in a 12-bit mode, a bag holding a 16-bit session and then a 12-bit one:
+    the new stream's images were read with the old stream's 16 bits (auto only raised it), nearly black. Where the
+    node starts a new stream (its restart rule: a gap over max_gap, a time jump, another size), or the encoding
+    changes, the bit depth is found anew from the new stream's first frame, and said; a new stream of the same bits
+    says nothing."""
+    notes: list[str] = []
+    assembler = FrameAssembler(max_gap_s=1.0, report=lambda kind, message: notes.append(message))
+    for k in range(3):
+        assembler.assemble(raw_image(_camera_samples(_picture(), "mono16", 16, seed=k), "mono16"), 10**9 + k, None)
+    stamp = {"gap": 3 * 10**9, "time jump": 0}.get(restart, 10**9 + 3)
+    h, w, encoding = (H // 2, W // 2, "mono16") if restart == "resolution" else (H, W, "mono16")
+    encoding = "bayer_rggb16" if restart == "encoding" else encoding
+    samples = _camera_samples(_picture(h, w), encoding, 12)
+    rgb = assembler.assemble(raw_image(samples, encoding), stamp, None).rgb
+    assert abs(int(np.median(rgb[..., 1])) - 150) <= 2, rgb[..., 1]  # the picture (read as 16-bit: 9)
+    assert len(notes) == 2 and "use 12 bits" in notes[1] and f"in a new stream ({said}" in notes[1], notes
+    assert "they were read as 16-bit before" in notes[1], notes
+    again = _camera_samples(_picture(), "mono16", 12)  # the same bits again after another gap: nothing to say
+    assembler.assemble(raw_image(again, "mono16"), stamp + 5 * 10**9, None)
+    assert len(notes) == 2, notes
+
+
 @pytest.mark.parametrize(
     ("size", "centre", "named"),
     [

@@ -34,6 +34,8 @@ from vdepth_ros.encodings import (
     to_8bit,
 )
 from vdepth_ros.errors import InputError
+from vdepth_ros.inputs.resets import StreamResets
+from vdepth_ros.inputs.sync import stamp_to_ns
 
 
 class UnsupportedImageError(InputError):
@@ -252,46 +254,76 @@ class SampleBitDepth:
 
     Args:
         setting: 8-16 for a camera whose bit depth the user knows; 0 = auto: found from the images
-            (`encodings.significant_bits`, passing over their brightest 0.1%: a hot pixel or glint), only ever
-            raised (a darker frame never lowers it, so the picture does not change brightness from frame to
-            frame), and only by `RAISE_AFTER_FRAMES` frames in a row that need more bits (a flash over more than
-            0.1% of one frame raised it for good: every later frame nearly black), each choice told once.
+            (`encodings.significant_bits`, passing over their brightest 0.1%: a hot pixel or glint), raised
+            only by `RAISE_AFTER_FRAMES` frames in a row that need more bits (a flash over more than 0.1% of one
+            frame raised it for good: every later frame nearly black), lowered only by `LOWER_AFTER_FRAMES` frames
+            in a row that need at least `LOWER_BY_BITS` fewer (read with the bits chosen, they are nearly black: a
+            camera switched to fewer bits; a darker scene is not lowered, so the picture does not change brightness
+            with the scene), and found anew when a new stream starts (`StreamResets`: a time jump, a gap longer than
+            `max_gap_s`, another image size; or another encoding): a restarted driver or the next session of a bag
+            was read with the bits of the one before, each choice told once.
+        words: how the user sets image_bit_depth, in the notes.
+        max_gap_s: the node's `max_gap` (0: a gap starts no new stream).
     """
 
     #: Frames in a row whose samples need more bits than the chosen depth before it is raised: a flash, a strobe or
     #: an IR emitter's burst lasts a frame or two (its frames saturate meanwhile, as a camera's own do), a brighter
     #: scene, or a camera of more bits, stays.
     RAISE_AFTER_FRAMES = 3
+    #: Frames in a row that need `LOWER_BY_BITS` fewer bits than the chosen depth before it is lowered: a camera
+    #: switched to fewer bits (a 16-bit mode to a 12-bit one) stays so, a dark moment passes.
+    LOWER_AFTER_FRAMES = 15
+    #: How many fewer bits lower the depth: read with 4 bits too many, a frame's brightest samples are below 1/16 of
+    #: full scale (8-bit values under 16: nearly black, nothing of the picture to keep); a scene 4x darker (2 bits) is
+    #: read as it is, so the picture does not follow the scene's brightness.
+    LOWER_BY_BITS = 4
 
-    def __init__(self, setting: int = 0, words: SettingWords = NODE_SETTINGS) -> None:
+    def __init__(self, setting: int = 0, words: SettingWords = NODE_SETTINGS, max_gap_s: float = 0.0) -> None:
         self.setting = int(setting)
         self.words = words  # how the user sets image_bit_depth, in the notes
         self.bits: int | None = self.setting or None
         self._told = False
         self._brighter: list[tuple[int, int]] = []  # (bits, brightest) of the last frames in a row that need more bits
+        self._darker: list[tuple[int, int]] = []  # ... that need `LOWER_BY_BITS` fewer
+        self._stream = StreamResets(round(float(max_gap_s) * 1e9))  # the node's restart rule, on the frames read here
+        self._encoding: str | None = None
+        self._restarted: tuple[str, int] | None = None  # (why, the bits before) until the new stream's bits are chosen
         self.note: str | None = None  # what was chosen, to be told once (taken by the caller)
 
-    def bits_for(self, arr: np.ndarray, encoding: str, label: str | None = None) -> int:
-        """The bit depth to read this 16-bit image (`arr` in `encoding`) with; sets `note` (one line for
-        the user, naming the images `label`, default `encoding`) when it was chosen or raised."""
+    def bits_for(self, arr: np.ndarray, encoding: str, label: str | None = None, stamp_ns: int | None = None) -> int:
+        """The bit depth to read this 16-bit image (`arr` in `encoding`, stamped `stamp_ns`; None: no stamp, only
+        its size and encoding tell a new stream) with; sets `note` (one line for the user, naming the images
+        `label`, default `encoding`) when it was chosen, raised or lowered."""
         label = label or encoding
         if self.setting:
             if not self._told:
                 self._told = True
                 self.note = f"{label} images are read as {self.setting}-bit ({self.words.name('image_bit_depth')})"
             return self.setting
+        self._start_over_at_new_stream(arr, encoding, stamp_ns)
         found = significant_bits(arr, encoding)
-        if found is None or (self.bits is not None and found[0] <= self.bits):
+        if found is None or (self.bits is not None and self.bits - self.LOWER_BY_BITS < found[0] <= self.bits):
             self._brighter.clear()
+            self._darker.clear()
             return self.bits or 16
-        if self.bits is not None:
-            self._brighter.append(found)
-            if len(self._brighter) < self.RAISE_AFTER_FRAMES:
-                return self.bits
-            found = min(self._brighter)  # the bits every one of them needs
-            self._brighter.clear()
-        previous, (self.bits, largest) = self.bits, found
+        previous = self.bits
         if previous is not None:
+            more = found[0] > previous
+            run, other = (self._brighter, self._darker) if more else (self._darker, self._brighter)
+            other.clear()
+            run.append(found)
+            if len(run) < (self.RAISE_AFTER_FRAMES if more else self.LOWER_AFTER_FRAMES):
+                return previous
+            found = min(run) if more else max(run)  # the bits every one of them needs
+            run.clear()
+        self.bits, largest = found
+        if previous is not None and self.bits < previous:
+            what = (
+                f"need at most {self.bits} bits in {self.LOWER_AFTER_FRAMES} frames in a row ({PERCENT_KEPT} of them "
+                f"at most {largest}), {previous - self.bits} fewer than the {previous} they were read with, which made "
+                "them nearly black (the camera switched to fewer bits?)"
+            )
+        elif previous is not None:
             what = (
                 f"exceed {previous} bits in {self.RAISE_AFTER_FRAMES} frames in a row ({PERCENT_KEPT} of them at "
                 f"most {largest})"
@@ -300,6 +332,11 @@ class SampleBitDepth:
             what = "fill 16 bits (or their top bits)"
         else:
             what = f"use {self.bits} bits ({PERCENT_KEPT} of them at most {largest})"
+        restarted, self._restarted = self._restarted, None
+        if restarted is not None:
+            if restarted[1] == self.bits:
+                return self.bits  # (the new stream's bits are the old one's: nothing changed for the user)
+            what += f" in a new stream ({restarted[0]}; they were read as {restarted[1]}-bit before)"
         how = (
             "their top 8 bits are the image"
             if self.bits == 16
@@ -311,6 +348,20 @@ class SampleBitDepth:
         )
         return self.bits
 
+    def _start_over_at_new_stream(self, arr: np.ndarray, encoding: str, stamp_ns: int | None) -> None:
+        """Forget the chosen bits where the node starts a new stream (`StreamResets`, on the image's size and
+        stamp) or the images change encoding: the next bits are the new stream's own, from its first frame on."""
+        stamp = (self._stream.stamp or 0) if stamp_ns is None else int(stamp_ns)
+        why = self._stream.update(tuple(arr.shape[:2]), stamp, None)
+        if why is None and self._encoding not in (None, encoding):
+            why = f"encoding: {self._encoding} -> {encoding}"
+        self._encoding = encoding
+        if why is not None and self.bits is not None:
+            self._restarted = (why, self.bits) if self._restarted is None else self._restarted
+            self.bits = None
+            self._brighter.clear()
+            self._darker.clear()
+
 
 def decode_color_image(
     msg: Any,
@@ -319,6 +370,7 @@ def decode_color_image(
     choose_image: str = NODE_CHOOSE_IMAGE,
     image_encoding: str = "",
     words: SettingWords = NODE_SETTINGS,
+    stamp_ns: int | None = None,
 ) -> np.ndarray:
     """`(H, W, 3)` uint8 RGB of a duck-typed `Image` or `CompressedImage`.
 
@@ -331,6 +383,7 @@ def decode_color_image(
         image_encoding: read a raw image's bytes as this encoding, not the one it names (`read_as`; "auto" or "":
             its own).
         words: how the user sets image_encoding, in the fixes the errors name (`SettingWords`).
+        stamp_ns: the image's stamp, for `bit_depth`'s new-stream rule (None: its header's, if it has one).
 
     Raises:
         UnsupportedImageError: a depth or unknown encoding (a depth camera's frame amid the colour
@@ -338,6 +391,8 @@ def decode_color_image(
         InputError: larger than `max_pixels`, or malformed (size, buffer, undecodable bytes).
     """
     check_input_size(msg, max_pixels)
+    if stamp_ns is None and getattr(msg, "header", None) is not None:
+        stamp_ns = stamp_to_ns(msg.header.stamp)
     if is_compressed_depth(msg):
         raise UnsupportedImageError(f"format {msg.format!r}: {depth_stream_cause(choose_image)}")
     if is_depth_png(msg):  # OpenCV decodes it as a grey picture of millimetres
@@ -352,7 +407,7 @@ def decode_color_image(
         if bit_depth is not None and rgb.dtype == np.uint16:  # a 16-bit PNG (compressed mono16, bgr16...)
             # image_transport's format names the encoding first: "mono16; png compressed mono16"
             label = str(msg.format).split(";")[0].strip() or "16-bit png"
-            rgb = to_8bit(rgb, bit_depth.bits_for(rgb, "rgb16", label))
+            rgb = to_8bit(rgb, bit_depth.bits_for(rgb, "rgb16", label, stamp_ns))
         return rgb
     encoding = read_as(msg, image_encoding, words)
     try:
@@ -362,7 +417,7 @@ def decode_color_image(
     arr = image_array_from_fields(encoding, msg.height, msg.width, msg.step, msg.data, msg.is_bigendian)
     bits = 16
     if bit_depth is not None and kind != "depth" and arr.dtype.itemsize == 2:
-        bits = bit_depth.bits_for(arr, encoding)
+        bits = bit_depth.bits_for(arr, encoding, stamp_ns=stamp_ns)
     try:
         return rgb_from_image(arr, encoding, bits, choose_image=choose_image)
     except InputError as err:

@@ -61,6 +61,7 @@ class FrameProcessor:
             sparse_depth=params["sparse_depth"],
             max_input_pixels=params["max_input_pixels"],
             image_bit_depth=params["image_bit_depth"],
+            max_gap_s=params["max_gap"],
             image_encoding=params["image_encoding"],
             report=self._report,
         )
