@@ -24,9 +24,9 @@ grey or IR camera's mono16 / 16UC1, a webcam's packed YUV 4:2:2 under either of 
 16-bit camera, switched to a 12-bit mode, its samples in the low bits, from frame 10 on); `--frame-id` (empty: a
 driver that sets none), `--distortion MODEL` (plumb_bob, rational_polynomial, equidistant), `--uncalibrated`
 (usb_cam without a calibration file: K, D, P all zero) and `--info-size WxH` (a camera_info for another size)
-change the camera_info; `--no-camera-info` publishes none (a camera_info not remapped: nothing is waited for); `--die-after N` ends the
-process with os._exit after N frames, as a crashed driver (no "sent" line); `--last-image-alone`
-sends the last image without its camera_info (the node stopped between the two); `--binning B`
+change the camera_info; `--no-camera-info` publishes none (a camera_info not remapped: nothing is waited for);
+`--die-after N` ends the process with os._exit after N frames, as a crashed driver (no "sent" line);
+`--last-image-alone` sends the last image without its camera_info (the node stopped between the two); `--binning B`
 publishes the camera_info of a B x B binned window (roi) of a larger sensor, calibrated at full
 resolution, as machine-vision drivers do; `--lens` a plumb_bob lens's coefficients, with P its rectified camera, as
 camera_calibration writes them (the images are the raw ones); `--info-readers N` waits for N camera_info subscribers
