@@ -1233,6 +1233,31 @@ def test_a_depth_image_of_image_transports_compressed_plugin_is_read() -> None:
         decode_depth_image(SimpleNamespace(format="bgr8; jpeg compressed bgr8", data=jpeg))
 
 
+def test_kinect2_bridges_compressed_tiff_streams_are_read() -> None:
+    """kinect2_bridge compresses its 16-bit streams itself, as TIFF by default (use_png false): format "16UC1; tiff
+    compressed" on sd/image_depth/compressed and on sd/image_ir/compressed. As sparse depth every sample was refused
+    as "cannot decode a compressedDepth image (format '16UC1; compressedDepth png')", a format it is not; its IR read
+    as the colour image with image_encoding: mono16 (as its raw IR is) was refused as "a 16UC1 png" depth image.
+    The depth is read in metres, the IR as the 12-bit picture it is; without image_encoding the IR is refused
+    naming tiff and the fix."""
+    from vdepth_ros.inputs.assembly import decode_depth_image
+
+    mm = np.array([[0, 500, 1200], [3000, 0, 800]], np.uint16)
+    depth = SimpleNamespace(format="16UC1; tiff compressed", data=cv2.imencode(".tif", mm)[1].tobytes())
+    np.testing.assert_allclose(decode_depth_image(depth), np.where(mm == 0, np.nan, mm * 0.001), rtol=1e-6)
+    picture = _picture()
+    ir = SimpleNamespace(
+        format="16UC1; tiff compressed", data=cv2.imencode(".tif", _camera_samples(picture, "mono16", 12))[1].tobytes()
+    )
+    notes: list[str] = []
+    frame = FrameAssembler(image_encoding="mono16", report=lambda kind, message: notes.append(message)).assemble(
+        ir, 0, None
+    )
+    assert np.abs(frame.rgb[..., 0].astype(int) - picture[..., 1]).max() <= 1 and "use 12 bits" in notes[0], notes
+    with pytest.raises(UnsupportedImageError, match=r"\(a 16UC1 tiff\), not a colour image: .*image_encoding: mono16"):
+        FrameAssembler().assemble(ir, 0, None)
+
+
 def test_a_compressed_depth_message_read_as_the_colour_image_is_named_as_depth() -> None:
     """compressed_depth_image_transport's message (a 12-byte header, then a 16-bit PNG) on the topic
     read as the colour image was "undecodable bytes"; it is a depth stream, and the error says so

@@ -24,6 +24,7 @@ from vdepth_ros.encodings import (
     DEPTH_ALIASES,
     compressed_depth_size,
     compressed_depth_to_metres,
+    compressed_millimetres_to_metres,
     decode_compressed,
     depth_from_image,
     get_encoding,
@@ -140,10 +141,19 @@ def read_as(msg: Any, encoding: str, words: SettingWords = NODE_SETTINGS) -> str
     return encoding
 
 
-def is_depth_png(msg: Any) -> bool:
+def is_depth_png(msg: Any, image_encoding: str = "auto") -> bool:
     """A CompressedImage of the compressed plugin holding depth: its format names the encoding first,
-    "16UC1; png compressed" (a depth camera's `/compressed`; mono16 is a grey camera's)."""
-    return is_compressed(msg) and str(msg.format).partition(";")[0].strip() in ("16UC1", "32FC1")
+    "16UC1; png compressed" (a depth camera's `/compressed`; mono16 is a grey camera's), or "16UC1; tiff compressed"
+    (kinect2_bridge's, TIFF by default). Not a 16UC1 one read as mono16 (`image_encoding`, as its raw images are:
+    kinect2_bridge's IR, `sd/image_ir/compressed`)."""
+    named = str(msg.format).partition(";")[0].strip() if is_compressed(msg) else ""
+    return named == "32FC1" or (named == "16UC1" and image_encoding != "mono16")
+
+
+def compressed_codec(fmt: str) -> str:
+    """The codec a compressed plugin's `format` names ("16UC1; tiff compressed" -> "tiff"; "png" when it names none)."""
+    words = str(fmt).partition(";")[2].split()
+    return words[0] if words else "png"
 
 
 def is_depth_stream_name(topic: str) -> bool:
@@ -395,10 +405,11 @@ def decode_color_image(
         stamp_ns = stamp_to_ns(msg.header.stamp)
     if is_compressed_depth(msg):
         raise UnsupportedImageError(f"format {msg.format!r}: {depth_stream_cause(choose_image)}")
-    if is_depth_png(msg):  # OpenCV decodes it as a grey picture of millimetres
+    if is_depth_png(msg, image_encoding):  # OpenCV decodes it as a grey picture of millimetres
+        named = str(msg.format).partition(";")[0].strip()
         raise UnsupportedImageError(
-            f"format {msg.format!r} is a depth image (a {str(msg.format).partition(';')[0].strip()} png), not a "
-            f"colour image: {choose_image}"
+            f"format {msg.format!r} is a depth image (a {named} {compressed_codec(msg.format)}), not a colour image: "
+            f"{choose_image}{read_as_hint(named, words)}"
         )
     if is_compressed(msg):
         rgb = decode_compressed(msg.data, msg.format, keep_16bit=bit_depth is not None)
@@ -431,7 +442,7 @@ def decode_depth_image(msg: Any) -> np.ndarray:
     depth_image_proc reads it: `encodings.DEPTH_ALIASES`), or of a
     compressedDepth `CompressedImage` (`encodings.compressed_depth_to_metres`: depth cameras
     recorded with image_transport's compressedDepth plugin), or of a 16UC1 one of its compressed
-    plugin (format "16UC1; png compressed ...": a 16-bit PNG of millimetres).
+    plugin (format "16UC1; png compressed ...": a 16-bit PNG of millimetres; kinect2_bridge's "16UC1; tiff compressed").
 
     Raises:
         UnsupportedImageError: not a depth encoding (the stream is not a depth one).
@@ -441,11 +452,11 @@ def decode_depth_image(msg: Any) -> np.ndarray:
         if is_compressed_depth(msg):
             return compressed_depth_to_metres(msg.format, msg.data)
         named = str(msg.format).partition(";")[0].strip()
-        if DEPTH_ALIASES.get(named, named) == "16UC1":  # image_transport's compressed plugin: a png
-            return compressed_depth_to_metres("16UC1; compressedDepth png", msg.data)  # (no header: read as such)
+        if DEPTH_ALIASES.get(named, named) == "16UC1":  # image_transport's compressed plugin: a png (or a tiff)
+            return compressed_millimetres_to_metres(msg.format, msg.data)
         raise UnsupportedImageError(
             f"a CompressedImage of format {msg.format!r} is not a depth image: expected compressed_depth_image_"
-            "transport's compressedDepth (png or rvl) or a 16UC1 (or mono16) png of the compressed plugin"
+            "transport's compressedDepth (png or rvl) or a 16UC1 (or mono16) png or tiff of the compressed plugin"
         )
     encoding = DEPTH_ALIASES.get(msg.encoding, msg.encoding)
     try:
