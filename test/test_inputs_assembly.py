@@ -384,11 +384,21 @@ def test_registered_depth_at_another_resolution_is_used_and_another_aspect_is_re
 
 # -- image size and decoding -------------------------------------------------------------------
 def test_compressed_sizes_are_read_from_the_header() -> None:
+    """PNG, JPEG and TIFF (kinect2_bridge's compressed 16-bit streams; its IFD after the pixels, either byte order):
+    a TIFF's size was unknown, so `max_input_pixels` decoded it whatever size its header claimed."""
     rgb = np.zeros((37, 53, 3), np.uint8)
-    for ext in (".png", ".jpg"):
+    for ext in (".png", ".jpg", ".tif"):
         data = cv2.imencode(ext, rgb)[1].tobytes()
         assert compressed_size(data) == (53, 37)
     assert compressed_size(b"GIF89a....") is None
+    tiff = cv2.imencode(".tif", np.zeros((37, 53), np.uint16))[1].tobytes()
+    assert compressed_size(tiff[:-20]) is None  # cut short: unknown, not a wrong size
+    # a big-endian TIFF whose one IFD entry claims 10000 x 10000 (LONG width, SHORT height): refused undecoded
+    bomb = b"MM\x00*" + struct.pack(">IH", 8, 2) + struct.pack(">HHII", 256, 4, 1, 10000)
+    bomb += struct.pack(">HHIHH", 257, 3, 1, 10000, 0) + bytes(4)
+    msg = SimpleNamespace(format="16UC1; tiff compressed", data=bomb)
+    with pytest.raises(InputError, match=r"10000x10000 \(100.0 MP\) is larger than max_input_pixels"):
+        decode_color_image(msg, 4096 * 4096, image_encoding="mono16")
 
 
 def test_oversized_images_are_refused_before_decoding() -> None:

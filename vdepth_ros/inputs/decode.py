@@ -169,13 +169,17 @@ def is_compressed_depth(msg: Any) -> bool:
 
 
 def compressed_size(data: bytes | bytearray | memoryview, *, oriented: bool = False) -> tuple[int, int] | None:
-    """`(width, height)` from a PNG or JPEG header without decoding, or None (other formats).
+    """`(width, height)` from a PNG, JPEG or TIFF header without decoding, or None (other formats).
 
-    Hand-written because OpenCV has no header-only read and Pillow is not a dependency; PNG's IHDR
-    and JPEG's start-of-frame segment are fixed layouts (PNG spec 11.2.2, ITU T.81 B.2.2).
+    Hand-written because OpenCV has no header-only read and Pillow is not a dependency; PNG's IHDR,
+    JPEG's start-of-frame segment and TIFF's first IFD are fixed layouts (PNG spec 11.2.2, ITU T.81 B.2.2,
+    TIFF 6.0 section 2). A TIFF is read whole: its IFD may follow the pixels (libtiff, so OpenCV, writes it last).
     `oriented`: the size OpenCV's `imread`/`imdecode` give, which turn a JPEG by its EXIF orientation (a phone's
     photo taken upright is stored landscape with orientation 6: its header's size is the other way round).
     """
+    if bytes(memoryview(data)[:4]) in (b"II*\x00", b"MM\x00*"):  # kinect2_bridge's "16UC1; tiff compressed"
+        tags = _tiff_tags(memoryview(data), (_TIFF_WIDTH, _TIFF_HEIGHT))
+        return (tags[_TIFF_WIDTH], tags[_TIFF_HEIGHT]) if len(tags) == 2 else None
     buf = bytes(memoryview(data)[:65536])
     png = png_size(buf)
     if png is not None:
@@ -194,27 +198,42 @@ def compressed_size(data: bytes | bytearray | memoryview, *, oriented: bool = Fa
     return None
 
 
-def _exif_orientation(app1: bytes) -> int:
-    """The orientation tag (0x0112) of an APP1 segment's EXIF (1 = as stored; 5-8 turn it a quarter), 1 when
-    there is none or the segment is malformed (TIFF 6.0 IFD layout, either byte order)."""
-    if app1[:6] != b"Exif\x00\x00" or app1[6:8] not in (b"II", b"MM"):
-        return 1
-    tiff, order = app1[6:], "<" if app1[6:8] == b"II" else ">"
+#: TIFF tags (TIFF 6.0): ImageWidth, ImageLength, and EXIF's Orientation
+_TIFF_WIDTH, _TIFF_HEIGHT, _TIFF_ORIENTATION = 0x0100, 0x0101, 0x0112
+
+
+def _tiff_tags(tiff: bytes | memoryview, wanted: tuple[int, ...]) -> dict[int, int]:
+    """The `wanted` tags of a TIFF's first IFD whose value is one SHORT or LONG (either byte order), {} when it is
+    no TIFF or is malformed (cut short)."""
+    head = bytes(tiff[:2])
+    if head not in (b"II", b"MM"):
+        return {}
+    order, found = "<" if head == b"II" else ">", {}
     try:
         (ifd,) = struct.unpack(order + "I", tiff[4:8])
         (entries,) = struct.unpack(order + "H", tiff[ifd : ifd + 2])
         for k in range(entries):
             at = ifd + 2 + 12 * k
-            tag, kind = struct.unpack(order + "HH", tiff[at : at + 4])
-            if tag == 0x0112 and kind == 3:  # SHORT
-                return int(struct.unpack(order + "H", tiff[at + 8 : at + 10])[0])
-    except struct.error:  # cut short
+            tag, kind, count = struct.unpack(order + "HHI", tiff[at : at + 8])
+            if tag in wanted and kind in (3, 4) and count == 1:  # SHORT, LONG
+                found[tag] = int(
+                    struct.unpack(order + ("H" if kind == 3 else "I"), tiff[at + 8 : at + 10 + 2 * (kind - 3)])[0]
+                )
+    except struct.error:
+        return {}
+    return found
+
+
+def _exif_orientation(app1: bytes) -> int:
+    """The orientation tag (0x0112) of an APP1 segment's EXIF (1 = as stored; 5-8 turn it a quarter), 1 when
+    there is none or the segment is malformed (TIFF 6.0 IFD layout, either byte order)."""
+    if app1[:6] != b"Exif\x00\x00":
         return 1
-    return 1
+    return _tiff_tags(app1[6:], (_TIFF_ORIENTATION,)).get(_TIFF_ORIENTATION, 1)
 
 
 def image_size(msg: Any) -> tuple[int, int] | None:
-    """`(width, height)` of an `Image`, or of a PNG or JPEG `CompressedImage` or a compressedDepth one (its
+    """`(width, height)` of an `Image`, or of a PNG, JPEG or TIFF `CompressedImage` or a compressedDepth one (its
     headers), without decoding it; None for another compressed format."""
     if not is_compressed(msg):
         return int(msg.width), int(msg.height)
