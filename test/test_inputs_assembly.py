@@ -600,6 +600,21 @@ def test_a_new_stream_finds_its_bit_depth_anew(restart: str, said: str) -> None:
     assert len(notes) == 2, notes
 
 
+def test_frames_the_node_dropped_make_no_new_stream_for_the_bit_depth() -> None:
+    """The node passes the stamp of the image received before each one (`max_input_rate`, a full queue: frames
+    dropped before the assembler), so that they make no gap (`StreamResets`); the bit depth's new stream went by the
+    frames assembled alone, so an overloaded node found it anew at every frame, its picture following the scene."""
+    notes: list[str] = []
+    assembler = FrameAssembler(max_gap_s=1.0, report=lambda kind, message: notes.append(message))
+    picture = _picture()
+    for k in range(3):  # 2 s apart, the frames between them received and dropped
+        stamp = k * 2 * 10**9
+        samples = _camera_samples(picture // (16 if k else 1), "mono16", 12, seed=k)  # then dark: 8 bits
+        rgb = assembler.assemble(raw_image(samples, "mono16"), stamp, None, previous_input_ns=stamp - 10**8).rgb
+        np.testing.assert_array_equal(rgb[..., 0], (samples >> 4).astype(np.uint8))  # 12 bits throughout
+    assert len(notes) == 1, notes
+
+
 @pytest.mark.parametrize(
     ("size", "centre", "named"),
     [

@@ -259,7 +259,14 @@ class FrameAssembler:
             self.triangulator.reset()
 
     def assemble(
-        self, image: Any, stamp_ns: int, info: Any, sparse: Any = None, pose: Any = None, meta: Any = None
+        self,
+        image: Any,
+        stamp_ns: int,
+        info: Any,
+        sparse: Any = None,
+        pose: Any = None,
+        meta: Any = None,
+        previous_input_ns: int | None = None,
     ) -> FrameInput:
         """One `FrameInput` (see the module docstring for the steps).
 
@@ -270,6 +277,8 @@ class FrameAssembler:
             sparse: the matched sparse `Image` (16UC1/32FC1) or `PointCloud2`, or None.
             pose: `sparse_depth: pose`: the camera-to-world pose at the stamp, or None.
             meta: `FrameInput.meta` (the node: a copied header; the bag: its `BagFrameMeta`).
+            previous_input_ns: the stamp of the image received before this one, assembled or not (the node's: frames
+                it dropped make no gap that starts the bit depth anew, as they make no restart).
 
         Raises:
             UnsupportedImageError, InputError: the frame cannot be used (it is dropped).
@@ -282,6 +291,7 @@ class FrameAssembler:
             self.image_encoding,
             self.setting_words,
             stamp_ns,
+            previous_input_ns,
         )
         if self.bit_depth.note:
             self._report("bit_depth", self.bit_depth.note)

@@ -319,17 +319,25 @@ class SampleBitDepth:
         self._restarted: tuple[str, int] | None = None  # (why, the bits before) until the new stream's bits are chosen
         self.note: str | None = None  # what was chosen, to be told once (taken by the caller)
 
-    def bits_for(self, arr: np.ndarray, encoding: str, label: str | None = None, stamp_ns: int | None = None) -> int:
+    def bits_for(
+        self,
+        arr: np.ndarray,
+        encoding: str,
+        label: str | None = None,
+        stamp_ns: int | None = None,
+        previous_input_ns: int | None = None,
+    ) -> int:
         """The bit depth to read this 16-bit image (`arr` in `encoding`, stamped `stamp_ns`; None: no stamp, only
         its size and encoding tell a new stream) with; sets `note` (one line for the user, naming the images
-        `label`, default `encoding`) when it was chosen, raised or lowered."""
+        `label`, default `encoding`) when it was chosen, raised or lowered. `previous_input_ns`: the stamp of the
+        image received before this one, read or not (`StreamResets.update`: images the node dropped make no gap)."""
         label = label or encoding
         if self.setting:
             if not self._told:
                 self._told = True
                 self.note = f"{label} images are read as {self.setting}-bit ({self.words.name('image_bit_depth')})"
             return self.setting
-        self._start_over_at_new_stream(arr, encoding, stamp_ns)
+        self._start_over_at_new_stream(arr, encoding, stamp_ns, previous_input_ns)
         found = significant_bits(arr, encoding)
         if found is None or (self.bits is not None and self.bits - self.LOWER_BY_BITS < found[0] <= self.bits):
             self._brighter.clear()
@@ -377,11 +385,13 @@ class SampleBitDepth:
         )
         return self.bits
 
-    def _start_over_at_new_stream(self, arr: np.ndarray, encoding: str, stamp_ns: int | None) -> None:
+    def _start_over_at_new_stream(
+        self, arr: np.ndarray, encoding: str, stamp_ns: int | None, previous_input_ns: int | None
+    ) -> None:
         """Forget the chosen bits where the node starts a new stream (`StreamResets`, on the image's size and
         stamp) or the images change encoding: the next bits are the new stream's own, from its first frame on."""
         stamp = (self._stream.stamp or 0) if stamp_ns is None else int(stamp_ns)
-        why = self._stream.update(tuple(arr.shape[:2]), stamp, None)
+        why = self._stream.update(tuple(arr.shape[:2]), stamp, None, previous_input_ns)
         if why is None and self._encoding not in (None, encoding):
             why = f"encoding: {self._encoding} -> {encoding}"
         self._encoding = encoding
@@ -400,6 +410,7 @@ def decode_color_image(
     image_encoding: str = "",
     words: SettingWords = NODE_SETTINGS,
     stamp_ns: int | None = None,
+    previous_input_ns: int | None = None,
 ) -> np.ndarray:
     """`(H, W, 3)` uint8 RGB of a duck-typed `Image` or `CompressedImage`.
 
@@ -413,6 +424,7 @@ def decode_color_image(
             its own).
         words: how the user sets image_encoding, in the fixes the errors name (`SettingWords`).
         stamp_ns: the image's stamp, for `bit_depth`'s new-stream rule (None: its header's, if it has one).
+        previous_input_ns: the stamp of the image received before it, for the same rule (`SampleBitDepth.bits_for`).
 
     Raises:
         UnsupportedImageError: a depth or unknown encoding (a depth camera's frame amid the colour
@@ -437,7 +449,7 @@ def decode_color_image(
         if bit_depth is not None and rgb.dtype == np.uint16:  # a 16-bit PNG (compressed mono16, bgr16...)
             # image_transport's format names the encoding first: "mono16; png compressed mono16"
             label = str(msg.format).split(";")[0].strip() or "16-bit png"
-            rgb = to_8bit(rgb, bit_depth.bits_for(rgb, "rgb16", label, stamp_ns))
+            rgb = to_8bit(rgb, bit_depth.bits_for(rgb, "rgb16", label, stamp_ns, previous_input_ns))
         return rgb
     encoding = read_as(msg, image_encoding, words)
     try:
@@ -447,7 +459,7 @@ def decode_color_image(
     arr = image_array_from_fields(encoding, msg.height, msg.width, msg.step, msg.data, msg.is_bigendian)
     bits = 16
     if bit_depth is not None and kind != "depth" and arr.dtype.itemsize == 2:
-        bits = bit_depth.bits_for(arr, encoding, stamp_ns=stamp_ns)
+        bits = bit_depth.bits_for(arr, encoding, None, stamp_ns, previous_input_ns)
     try:
         return rgb_from_image(arr, encoding, bits, choose_image=choose_image)
     except InputError as err:

@@ -196,7 +196,13 @@ class FrameProcessor:
         refused = self.assembler.refused_infos
         try:
             frame = self.assembler.assemble(
-                item.image, item.stamp_ns, item.info, sparse, pose, meta=conv.copy_header(item.image.header)
+                item.image,
+                item.stamp_ns,
+                item.info,
+                sparse,
+                pose,
+                meta=conv.copy_header(item.image.header),
+                previous_input_ns=item.previous_input_ns,
             )
         except InputError as err:
             self.refused += 1
