@@ -177,7 +177,7 @@ def compressed_size(data: bytes | bytearray | memoryview, *, oriented: bool = Fa
     `oriented`: the size OpenCV's `imread`/`imdecode` give, which turn a JPEG by its EXIF orientation (a phone's
     photo taken upright is stored landscape with orientation 6: its header's size is the other way round).
     """
-    if bytes(memoryview(data)[:4]) in (b"II*\x00", b"MM\x00*"):  # kinect2_bridge's "16UC1; tiff compressed"
+    if bytes(memoryview(data)[:4]) in TIFF_MAGICS:  # kinect2_bridge's "16UC1; tiff compressed"
         tags = _tiff_tags(memoryview(data), (_TIFF_WIDTH, _TIFF_HEIGHT))
         return (tags[_TIFF_WIDTH], tags[_TIFF_HEIGHT]) if len(tags) == 2 else None
     buf = bytes(memoryview(data)[:65536])
@@ -198,6 +198,8 @@ def compressed_size(data: bytes | bytearray | memoryview, *, oriented: bool = Fa
     return None
 
 
+#: A TIFF's first 4 bytes, little- and big-endian (TIFF 6.0 section 2)
+TIFF_MAGICS = (b"II*\x00", b"MM\x00*")
 #: TIFF tags (TIFF 6.0): ImageWidth, ImageLength, and EXIF's Orientation
 _TIFF_WIDTH, _TIFF_HEIGHT, _TIFF_ORIENTATION = 0x0100, 0x0101, 0x0112
 
