@@ -1,7 +1,8 @@
 """The other processes of test_ros_deployed.py: a camera driver and a viewer (RViz's QoS).
 
     python deployed_peers.py camera --namespaces /front /rear --seconds 20 --rate 15 [--reliable]
-        [--pause-after N --pause S] [--size WxH] [--encoding E] [--no-camera-info] [--die-after N]
+        [--pause-after N --pause S] [--size WxH] [--encoding E [--sample-bits B[@K],...]] [--no-camera-info]
+        [--die-after N]
         [--last-image-alone] [--speed X] [--hold] [--loops N] [--clock HZ] [--pose-latency MS] [--binning B]
         [--info-readers N] [--info-first] [--drop-infos F] [--zoom Z] [--ros-time] [--stall-every N [--stall S]]
         [--linger S] [--frame-id ID] [--distortion MODEL] [--lens K1,K2,P1,P2,K3] [--uncalibrated] [--info-size WxH]
@@ -19,12 +20,13 @@ turn. With --pause-after N it stops for S seconds after N frames, as a stalled d
 stamps, on the camera's clock, jump by the pause), and also prints "pause_start" and "pause_end"
 (time.monotonic(), shared by the processes of one machine). `--size` and `--encoding` (rgb8, bgr8, mono8, a 16-bit
 grey or IR camera's mono16 / 16UC1, a webcam's packed YUV 4:2:2 under either of its names: yuyv / yuv422_yuy2, uyvy
-/ yuv422, or one the node does not decode, e.g. 32FC1) change the images; `--frame-id` (empty: a driver that sets
-none), `--distortion MODEL` (plumb_bob, rational_polynomial, equidistant), `--uncalibrated` (usb_cam without a
-calibration file: K, D, P all zero) and `--info-size WxH` (a camera_info for another size) change the camera_info;
-`--no-camera-info` publishes none (a camera_info not remapped: nothing is waited for); `--die-after N` ends the
-process with os._exit after N frames, as a crashed driver (no "sent" line); `--last-image-alone`
-sends the last image without its camera_info (the node stopped between the two); `--binning B`
+/ yuv422, or one the node does not decode, e.g. 32FC1) change the images (`--sample-bits 16,12@10`: mono16 of a
+16-bit camera, switched to a 12-bit mode, its samples in the low bits, from frame 10 on); `--frame-id` (empty: a
+driver that sets none), `--distortion MODEL` (plumb_bob, rational_polynomial, equidistant), `--uncalibrated`
+(usb_cam without a calibration file: K, D, P all zero) and `--info-size WxH` (a camera_info for another size)
+change the camera_info; `--no-camera-info` publishes none (a camera_info not remapped: nothing is waited for);
+`--die-after N` ends the process with os._exit after N frames, as a crashed driver (no "sent" line);
+`--last-image-alone` sends the last image without its camera_info (the node stopped between the two); `--binning B`
 publishes the camera_info of a B x B binned window (roi) of a larger sensor, calibrated at full
 resolution, as machine-vision drivers do; `--lens` a plumb_bob lens's coefficients, with P its rectified camera, as
 camera_calibration writes them (the images are the raw ones); `--info-readers N` waits for N camera_info subscribers
@@ -91,6 +93,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -196,8 +199,8 @@ def _init() -> Stop:
     return stop
 
 
-def _images(args: argparse.Namespace, w: int, h: int) -> list[Image]:
-    """8 frames of a textured scene moving right, in `args.encoding`."""
+def _images(args: argparse.Namespace, w: int, h: int, bits: int = 16) -> list[Image]:
+    """8 frames of a textured scene moving right, in `args.encoding` (mono16: a `bits`-bit camera's)."""
     rng = np.random.default_rng(0)
     base = rng.integers(20, 236, (h // 16 + 1, w // 16 + 1, 3), dtype=np.uint8).repeat(16, 0).repeat(16, 1)[:h, :w]
     frames = [np.roll(base, 4 * k, axis=1) for k in range(8)]
@@ -207,8 +210,8 @@ def _images(args: argparse.Namespace, w: int, h: int) -> list[Image]:
         frames = [packed_422(f, PACKED_422[args.encoding]) for f in frames]
     elif args.encoding == "32FC1":
         frames = [f[..., 0].astype(np.float32) for f in frames]
-    elif args.encoding == "mono16":  # a 16-bit grey camera
-        frames = [f[..., 0].astype(np.uint16) << 8 for f in frames]
+    elif args.encoding == "mono16":  # a 16-bit grey camera (or one of fewer bits, in the low ones)
+        frames = [f[..., 0].astype(np.uint16) << (bits - 8) for f in frames]
     elif args.encoding == "16UC1":  # an IR camera (kinect2_bridge's image_ir): 12-bit samples, a saturated glint
         frames = [f[..., 0].astype(np.uint16) << 4 for f in frames]
         for f in frames:
@@ -410,8 +413,8 @@ def camera(args: argparse.Namespace) -> None:
         window["roi"] = RegionOfInterest(x_offset=x0, y_offset=y0, width=b * w, height=b * h)
         cx, cy = (window["width"] - 1) / 2 + 3.0, (window["height"] - 1) / 2 - 2.0
         k_matrix = [b * f, 0.0, cx, 0.0, b * f, cy, 0.0, 0.0, 1.0]
-    images = _images(args, w, h)
-    sensor = DepthSensor(args, node, qos, images) if args.depth_sensor else None
+    image_at = _image_at(args, w, h)
+    sensor = DepthSensor(args, node, qos, _images(args, w, h)) if args.depth_sensor else None
     deadline = time.monotonic() + 60  # discovery: frames sent before the node listens are not "lost"
     # every image and camera_info publisher matched: an image without its camera_info is not processed
     while time.monotonic() < deadline and (
@@ -445,7 +448,7 @@ def camera(args: argparse.Namespace) -> None:
             start += args.pause
         paused = args.pause if args.pause_after and k >= args.pause_after and not args.hold else 0.0
         stamp, info_stamp = _stamps(args, _stamp(args, node, T0 + round((times[k] + paused) * 1e9), ros_start), k, rng)
-        msg = images[k % len(images)]
+        msg = image_at(k)
         msg.header.stamp, msg.header.frame_id = stamp, args.frame_id
         sent = info_pub is not None and drops.sent(k, stamp)  # (no publisher: --no-camera-info)
         info = _camera_info(args, k, info_stamp, k_matrix, window) if sent else None
@@ -465,6 +468,18 @@ def camera(args: argparse.Namespace) -> None:
         due = times[tick % per_loop + 1] if slots == 1 else (tick % per_loop + 1) / (args.rate * slots)
         player.wait_until(start + due / args.speed)
     _report_and_end(node, {"sent": n * args.loops, **report, "no_info": drops.missing}, args.linger)
+
+
+def _image_at(args: argparse.Namespace, w: int, h: int) -> Callable[[int], Image]:
+    """Frame k's image: `_images` in turn, of the bit depth `--sample-bits` gives the camera at frame k (`16,12@10`:
+    a 16-bit camera switched to a 12-bit mode at frame 10)."""
+    modes = [(0, 16)]
+    for part in filter(None, args.sample_bits.split(",")):
+        bits, _, first = part.partition("@")
+        modes.append((int(first or 0), int(bits)))
+    modes.sort()
+    by_bits = {b: _images(args, w, h, b) for _, b in modes}
+    return lambda k: (frames := by_bits[next(b for first, b in reversed(modes) if k >= first)])[k % len(frames)]
 
 
 def _report_and_end(node: Node, report: dict[str, Any], linger: float) -> None:
@@ -639,6 +654,7 @@ def main() -> None:
     cam.add_argument("--pause", type=float, default=0.0, help="seconds of the pause")
     cam.add_argument("--size", default=f"{W}x{H}", help="image size WxH")
     cam.add_argument("--encoding", default="rgb8")
+    cam.add_argument("--sample-bits", default="", help="mono16: B[@K],...: a B-bit camera from frame K on")
     cam.add_argument("--no-camera-info", action="store_true")
     cam.add_argument("--die-after", type=int, default=0, help="os._exit after this many frames (0: never)")
     cam.add_argument("--last-image-alone", action="store_true", help="no camera_info for the last image")

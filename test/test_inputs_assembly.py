@@ -384,11 +384,21 @@ def test_registered_depth_at_another_resolution_is_used_and_another_aspect_is_re
 
 # -- image size and decoding -------------------------------------------------------------------
 def test_compressed_sizes_are_read_from_the_header() -> None:
+    """PNG, JPEG and TIFF (kinect2_bridge's compressed 16-bit streams; its IFD after the pixels, either byte order):
+    a TIFF's size was unknown, so `max_input_pixels` decoded it whatever size its header claimed."""
     rgb = np.zeros((37, 53, 3), np.uint8)
-    for ext in (".png", ".jpg"):
+    for ext in (".png", ".jpg", ".tif"):
         data = cv2.imencode(ext, rgb)[1].tobytes()
         assert compressed_size(data) == (53, 37)
     assert compressed_size(b"GIF89a....") is None
+    tiff = cv2.imencode(".tif", np.zeros((37, 53), np.uint16))[1].tobytes()
+    assert compressed_size(tiff[:-20]) is None  # cut short: unknown, not a wrong size
+    # a big-endian TIFF whose one IFD entry claims 10000 x 10000 (LONG width, SHORT height): refused undecoded
+    bomb = b"MM\x00*" + struct.pack(">IH", 8, 2) + struct.pack(">HHII", 256, 4, 1, 10000)
+    bomb += struct.pack(">HHIHH", 257, 3, 1, 10000, 0) + bytes(4)
+    msg = SimpleNamespace(format="16UC1; tiff compressed", data=bomb)
+    with pytest.raises(InputError, match=r"10000x10000 \(100.0 MP\) is larger than max_input_pixels"):
+        decode_color_image(msg, 4096 * 4096, image_encoding="mono16")
 
 
 def test_oversized_images_are_refused_before_decoding() -> None:
@@ -530,6 +540,79 @@ def test_the_chosen_bit_depth_does_not_follow_a_darker_frame() -> None:
         frame = assembler.assemble(raw_image(brighter, "mono16"), k, None)
     np.testing.assert_array_equal(frame.rgb[..., 0], (brighter >> 6).astype(np.uint8))
     assert len(notes) == 2 and "exceed 12 bits in 3 frames in a row" in notes[1]
+
+
+def test_a_camera_switched_to_fewer_bits_is_read_with_them_again() -> None:
+    """A camera switched at run time from a 16-bit mode to a 12-bit one (samples in the low bits), its images going
+    on at the same size and rate: auto only ever raised the bit depth, so every later frame was read as 16-bit,
+    nearly black, for good. After LOWER_AFTER_FRAMES frames in a row needing 4 bits fewer it is lowered, once, and
+    said; a scene 4x darker (2 bits fewer) for as long is read as it is (the picture does not follow the scene)."""
+    picture = _picture()
+    notes: list[str] = []
+    assembler = FrameAssembler(max_gap_s=1.0, report=lambda kind, message: notes.append(message))
+    stamp = iter(range(0, 10**10, 10**8))  # 10 Hz
+    for k in range(3):
+        assembler.assemble(raw_image(_camera_samples(picture, "mono16", 16, seed=k), "mono16"), next(stamp), None)
+    twelve = [_camera_samples(picture, "mono16", 12, seed=k) for k in range(SampleBitDepth.LOWER_AFTER_FRAMES + 1)]
+    read = [assembler.assemble(raw_image(s, "mono16"), next(stamp), None).rgb[..., 0] for s in twelve]
+    for samples, rgb in zip(twelve[:-2], read[:-2], strict=True):  # until then, read with the 16 bits chosen
+        np.testing.assert_array_equal(rgb, (samples >> 8).astype(np.uint8))
+    for samples, rgb in zip(twelve[-2:], read[-2:], strict=True):
+        np.testing.assert_array_equal(rgb, (samples >> 4).astype(np.uint8))
+    assert len(notes) == 2 and "fill 16 bits" in notes[0], notes
+    assert "need at most 12 bits in 15 frames in a row" in notes[1] and "read as 12-bit" in notes[1], notes
+    dark = [_camera_samples(picture // 4, "mono16", 12, seed=k) for k in range(2 * SampleBitDepth.LOWER_AFTER_FRAMES)]
+    for samples in dark:  # (values below 2**10: 10 bits)
+        rgb = assembler.assemble(raw_image(samples, "mono16"), next(stamp), None).rgb[..., 0]
+        np.testing.assert_array_equal(rgb, (samples >> 4).astype(np.uint8))
+    assert len(notes) == 2, notes
+
+
+@pytest.mark.parametrize(
+    ("restart", "said"),
+    [
+        ("gap", "gap: 2.000 s without input"),  # a driver restarted, the next session of a bag
+        ("time jump", "time jump: stamp went back"),  # a bag of two sessions read in another order, a loop
+        ("resolution", "resolution: 64x48 -> 32x24"),  # another camera mode
+        ("encoding", "encoding: mono16 -> bayer_rggb16"),
+    ],
+)
+def test_a_new_stream_finds_its_bit_depth_anew(restart: str, said: str) -> None:
+    """A 16-bit camera's driver restarted in a 12-bit mode, a bag holding a 16-bit session and then a 12-bit one:
+    the new stream's images were read with the old stream's 16 bits (auto only raised it), nearly black. Where the
+    node starts a new stream (its restart rule: a gap over max_gap, a time jump, another size), or the encoding
+    changes, the bit depth is found anew from the new stream's first frame, and said; a new stream of the same bits
+    says nothing."""
+    notes: list[str] = []
+    assembler = FrameAssembler(max_gap_s=1.0, report=lambda kind, message: notes.append(message))
+    for k in range(3):
+        assembler.assemble(raw_image(_camera_samples(_picture(), "mono16", 16, seed=k), "mono16"), 10**9 + k, None)
+    stamp = {"gap": 3 * 10**9, "time jump": 0}.get(restart, 10**9 + 3)
+    h, w, encoding = (H // 2, W // 2, "mono16") if restart == "resolution" else (H, W, "mono16")
+    encoding = "bayer_rggb16" if restart == "encoding" else encoding
+    samples = _camera_samples(_picture(h, w), encoding, 12)
+    rgb = assembler.assemble(raw_image(samples, encoding), stamp, None).rgb
+    assert abs(int(np.median(rgb[..., 1])) - 150) <= 2, rgb[..., 1]  # the picture (read as 16-bit: 9)
+    assert len(notes) == 2 and "use 12 bits" in notes[1] and f"in a new stream ({said}" in notes[1], notes
+    assert "they were read as 16-bit before" in notes[1], notes
+    again = _camera_samples(_picture(), "mono16", 12)  # the same bits again after another gap: nothing to say
+    assembler.assemble(raw_image(again, "mono16"), stamp + 5 * 10**9, None)
+    assert len(notes) == 2, notes
+
+
+def test_frames_the_node_dropped_make_no_new_stream_for_the_bit_depth() -> None:
+    """The node passes the stamp of the image received before each one (`max_input_rate`, a full queue: frames
+    dropped before the assembler), so that they make no gap (`StreamResets`); the bit depth's new stream went by the
+    frames assembled alone, so an overloaded node found it anew at every frame, its picture following the scene."""
+    notes: list[str] = []
+    assembler = FrameAssembler(max_gap_s=1.0, report=lambda kind, message: notes.append(message))
+    picture = _picture()
+    for k in range(3):  # 2 s apart, the frames between them received and dropped
+        stamp = k * 2 * 10**9
+        samples = _camera_samples(picture // (16 if k else 1), "mono16", 12, seed=k)  # then dark: 8 bits
+        rgb = assembler.assemble(raw_image(samples, "mono16"), stamp, None, previous_input_ns=stamp - 10**8).rgb
+        np.testing.assert_array_equal(rgb[..., 0], (samples >> 4).astype(np.uint8))  # 12 bits throughout
+    assert len(notes) == 1, notes
 
 
 @pytest.mark.parametrize(
@@ -1173,6 +1256,31 @@ def test_a_depth_image_of_image_transports_compressed_plugin_is_read() -> None:
     jpeg = cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))[1].tobytes()
     with pytest.raises(InputError, match=r"not a depth image: expected .*compressedDepth \(png or rvl\) or a 16UC1"):
         decode_depth_image(SimpleNamespace(format="bgr8; jpeg compressed bgr8", data=jpeg))
+
+
+def test_kinect2_bridges_compressed_tiff_streams_are_read() -> None:
+    """kinect2_bridge compresses its 16-bit streams itself, as TIFF by default (use_png false): format "16UC1; tiff
+    compressed" on sd/image_depth/compressed and on sd/image_ir/compressed. As sparse depth every sample was refused
+    as "cannot decode a compressedDepth image (format '16UC1; compressedDepth png')", a format it is not; its IR read
+    as the colour image with image_encoding: mono16 (as its raw IR is) was refused as "a 16UC1 png" depth image.
+    The depth is read in metres, the IR as the 12-bit picture it is; without image_encoding the IR is refused
+    naming tiff and the fix."""
+    from vdepth_ros.inputs.assembly import decode_depth_image
+
+    mm = np.array([[0, 500, 1200], [3000, 0, 800]], np.uint16)
+    depth = SimpleNamespace(format="16UC1; tiff compressed", data=cv2.imencode(".tif", mm)[1].tobytes())
+    np.testing.assert_allclose(decode_depth_image(depth), np.where(mm == 0, np.nan, mm * 0.001), rtol=1e-6)
+    picture = _picture()
+    ir = SimpleNamespace(
+        format="16UC1; tiff compressed", data=cv2.imencode(".tif", _camera_samples(picture, "mono16", 12))[1].tobytes()
+    )
+    notes: list[str] = []
+    frame = FrameAssembler(image_encoding="mono16", report=lambda kind, message: notes.append(message)).assemble(
+        ir, 0, None
+    )
+    assert np.abs(frame.rgb[..., 0].astype(int) - picture[..., 1]).max() <= 1 and "use 12 bits" in notes[0], notes
+    with pytest.raises(UnsupportedImageError, match=r"\(a 16UC1 tiff\), not a colour image: .*image_encoding: mono16"):
+        FrameAssembler().assemble(ir, 0, None)
 
 
 def test_a_compressed_depth_message_read_as_the_colour_image_is_named_as_depth() -> None:

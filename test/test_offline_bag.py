@@ -224,6 +224,28 @@ def test_bgr_equals_rgb_input(tmp_path: Path) -> None:
         np.testing.assert_array_equal(a, b)
 
 
+def test_a_bag_of_two_sessions_reads_each_with_its_own_bit_depth(tmp_path: Path) -> None:
+    """A bag recorded from a 16-bit camera, then (its driver restarted 5 s later) in a 12-bit mode: the second
+    session was read with the first one's 16 bits (auto only raised them), nearly black. vdepth-bag finds the bit
+    depth anew where the node would (its stream restart rule), so its depth is the mono8 bag's throughout; its
+    flicker measurement reads the images so too (vdepth-flicker's rule is the same: equal to the mono8 bag's)."""
+    n = 12
+    stamps = [START + round(i * 1e9 / 30) + (5 * 10**9 if i >= n // 2 else 0) for i in range(n)]
+    outs, notes = [], []
+    for enc in ("mono8", "mono16"):
+        bits = [16] * (n // 2) + [12] * (n // 2) if enc == "mono16" else None
+        make_bag(tmp_path / f"in_{enc}", n=n, encoding=enc, stamps_ns=stamps, sample_bits=bits)
+        summary = process_bag(
+            tmp_path / f"in_{enc}", tmp_path / f"out_{enc}", params=PARAMS, engine=make_engine(), flicker=True
+        )
+        outs.append([img(m) for _, m in read_bag(tmp_path / f"out_{enc}")["/depth"]])
+        notes.append([note for note in summary.notes if note.startswith("flicker")])
+    assert len(outs[0]) == len(outs[1]) == n
+    for a, b in zip(*outs, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert notes[0] == notes[1] and "pairs" in notes[0][0], notes
+
+
 def test_a_12_bit_mono16_bag_gives_the_depth_of_its_picture(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """A bag of a 12-bit camera's mono16 (values 0-4095) gave the depth of an almost black picture;
     vdepth-bag reads it by the node's image_bit_depth rule (auto), so its depth is the mono8 bag's. So does a bag of

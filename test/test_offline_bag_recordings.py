@@ -861,3 +861,48 @@ def test_a_split_file_its_metadata_yaml_does_not_list_is_read(tmp_path: Path) ->
     summary = process_bag(rec, tmp_path / "out", params=PARAMS, engine=_engine())
     assert summary.frames_in == 24 and summary.frames_out == 24
     assert any("does not list (rec_2.mcap" in n for n in summary.notes), summary.notes
+
+
+def test_a_kinect2_recording_of_its_compressed_tiff_streams_is_read(tmp_path: Path) -> None:
+    """kinect2_bridge compresses its IR and depth itself, as TIFF by default: "16UC1; tiff compressed" on
+    sd/image_ir/compressed and sd/image_depth/compressed. vdepth-bag refused its IR as a depth image even with
+    `image_encoding: mono16` (as its raw IR is read), and every depth sample as an undecodable compressedDepth png.
+    The IR is read as the camera and the depth as its metric scale, every frame."""
+    import cv2
+    from rosbags.rosbag2 import Writer
+    from rosbags.typesys import get_typestore
+
+    from vdepth_ros.offline.bag_types import CAMERA_INFO, COMPRESSED, STORAGES, TYPESTORES
+    from vdepth_ros.offline.synth import _camera_info
+    from vdepth_ros.offline.videoio import default_intrinsics
+
+    ts = get_typestore(TYPESTORES["kilted"])
+    T = ts.types
+    ir, depth, n = "/kinect2/sd/image_ir/compressed", "/kinect2/sd/image_depth/compressed", 12
+    with Writer(tmp_path / "rec", version=9, storage_plugin=STORAGES["mcap"]) as w:
+        conns = {
+            t: w.add_connection(t, m, typestore=ts)
+            for t, m in ((ir, COMPRESSED), (depth, COMPRESSED), ("/kinect2/sd/camera_info", CAMERA_INFO))
+        }
+        for k, rgb in enumerate(synthetic_frames(n, 36, 52)):
+            t = START + k * 33_333_333
+            stamp = T["builtin_interfaces/msg/Time"](sec=t // 10**9, nanosec=t % 10**9)
+            header = T["std_msgs/msg/Header"](stamp=stamp, frame_id="kinect2_ir_optical_frame")
+            grey = rgb.mean(axis=2).astype(np.uint8)
+            for topic, samples in ((ir, grey.astype(np.uint16) << 4), (depth, np.round(_luminance_depth(rgb) * 1000))):
+                tiff = cv2.imencode(".tif", samples.astype(np.uint16))[1].reshape(-1)
+                msg = T[COMPRESSED](header=header, format="16UC1; tiff compressed", data=tiff)
+                w.write(conns[topic], t, ts.serialize_cdr(msg, COMPRESSED))
+            info = _camera_info(T, header, 52, 36, default_intrinsics(52, 36), None)
+            w.write(conns["/kinect2/sd/camera_info"], t, ts.serialize_cdr(info, CAMERA_INFO))
+    summary = process_bag(
+        tmp_path / "rec",
+        tmp_path / "out",
+        params={**PARAMS, "scale_source": "sparse", "sparse_min_points": 10, "image_encoding": "mono16"},
+        image_topic=ir,
+        camera_info_topic="/kinect2/sd/camera_info",
+        sparse_depth_topic=depth,
+        engine=_engine(),
+    )
+    assert summary.frames_in == summary.frames_out == n and summary.dropped == 0, summary
+    assert summary.scale_sources == {"sparse": n}, summary.scale_sources

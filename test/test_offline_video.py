@@ -491,13 +491,15 @@ def test_a_folder_of_mixed_sizes_is_one_warning_and_a_summary_line(
     ), line
 
 
+@pytest.mark.parametrize("ext", [".png", ".tif"])
 def test_an_image_whose_header_claims_gigapixels_is_dropped_without_decoding(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ext: str
 ) -> None:
     """A PNG mid-folder whose header says 30000x30000 (0.9 GP, under OpenCV's own 1 GP limit: a panorama or a
     damaged header among the frames) was handed to the decoder, twice, to learn its size (2.7 GB of pixels for
     a file that decodes). Now its header says it is not the clip's size: dropped and counted as such, never
-    decoded."""
+    decoded. So is a TIFF's, whose header (its IFD) comes after its pixels, as libtiff writes it: its size was
+    unknown, so it was decoded."""
     import struct
     import zlib
 
@@ -505,19 +507,22 @@ def test_an_image_whose_header_claims_gigapixels_is_dropped_without_decoding(
     ihdr = struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0)
     chunk = b"IHDR" + ihdr
     png = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(ihdr)) + chunk + struct.pack(">I", zlib.crc32(chunk))
-    (folder / "frame_2a.png").write_bytes(png + b"\0" * 64)
+    # a TIFF of 70000 bytes of "pixels", then one IFD of two LONG entries: width, height
+    tiff = b"II*\x00" + struct.pack("<I", 70008) + bytes(70000)
+    tiff += struct.pack("<H", 2) + struct.pack("<HHII", 256, 4, 1, 30000) + struct.pack("<HHII", 257, 4, 1, 30000)
+    (folder / f"frame_2a{ext}").write_bytes(png + b"\0" * 64 if ext == ".png" else tiff + bytes(4))
     decoded: list[str] = []
     real = cv2.imread
 
     def imread(path: str, *flags: int) -> np.ndarray | None:
         decoded.append(Path(path).name)
-        return None if Path(path).name == "frame_2a.png" else real(path, *flags)  # (not 2.7 GB in a test)
+        return None if Path(path).stem == "frame_2a" else real(path, *flags)  # (not 2.7 GB in a test)
 
     monkeypatch.setattr(cv2, "imread", imread)
     s = process_video(folder, tmp_path / "out", params={}, engine=make_engine(), preview=False)
     assert (s.frames_in, s.frames_out, s.dropped) == (7, 6, 1)
     assert "dropped 1 frame(s) of 30000x30000, not 64x48" in s.format()
-    assert "frame_2a.png" not in decoded
+    assert f"frame_2a{ext}" not in decoded
 
 
 @pytest.mark.parametrize("many", [False, True])

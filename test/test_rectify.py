@@ -73,8 +73,22 @@ def raw_image(d: list[float], model: str, r: np.ndarray, p: np.ndarray) -> np.nd
         (PLUMB_BOB, "plumb_bob", R, P),
         ([*PLUMB_BOB, 0.01, 0.002, -0.001], "rational_polynomial", np.eye(3), P),
         (FISHEYE, "equidistant", np.eye(3), P),
+        # drivers' layouts, rectified as image_geometry reads them (every coefficient given, by OpenCV's order):
+        # OrbbecSDK_ROS2 publishes plumb_bob with 8 coefficients (k4..k6 zero; orbbec/OrbbecSDK_ROS2#216), depthai's
+        # examples plumb_bob with the 14 of the OAK's EEPROM, depthai-ros rational_polynomial with 14
+        ([*PLUMB_BOB, 0.0, 0.0, 0.0], "plumb_bob", np.eye(3), K),
+        ([*PLUMB_BOB, *[0.0] * 9], "plumb_bob", np.eye(3), K),
+        ([*PLUMB_BOB, 0.01, 0.002, -0.001, *[0.0] * 6], "rational_polynomial", np.eye(3), K),
     ],
-    ids=["plumb_bob", "plumb_bob_R_P", "rational_polynomial", "equidistant"],
+    ids=[
+        "plumb_bob",
+        "plumb_bob_R_P",
+        "rational_polynomial",
+        "equidistant",
+        "orbbec_plumb_bob_8",
+        "depthai_plumb_bob_14",
+        "depthai_rational_polynomial_14",
+    ],
 )
 def test_rectified_image_matches_the_pattern_on_the_rectified_plane(
     d: list[float], model: str, r: np.ndarray, p: np.ndarray

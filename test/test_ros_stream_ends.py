@@ -196,9 +196,15 @@ def test_a_paused_camera_gets_its_held_frames_during_the_pause(rig: Any) -> None
     """The camera stops for 3 s after 45 frames (a stalled driver: its stamps jump by the pause). The 2
     frames that waited for a window reach the viewer during the pause (pause_flush, auto: 4 frame
     periods), not when the camera resumes (before: 3 s late); after the pause the stream restarts (a
-    gap longer than max_gap) and every frame is published once."""
+    gap longer than max_gap) and every frame is published once.
+    The camera is a 16-bit mono16 one switched at run time to a 12-bit mode (samples in the low bits) at frame 20,
+    and restarted in its 16-bit mode after the pause: image_bit_depth auto only ever raised the bit depth, so from
+    frame 20 on every frame was read as 16-bit, nearly black, for good, and after the pause 3 frames saturated
+    before the bits were raised. Now they are lowered after 15 frames in a row need 4 bits fewer and found anew from
+    the new stream's first frame, each change one INFO line."""
     r = rig()
-    cam = r.camera(4.0, "--pause-after", "45", "--pause", "3.0")
+    bits = ("--encoding", "mono16", "--sample-bits", "16,12@20,16@45")
+    cam = r.camera(4.0, "--pause-after", "45", "--pause", "3.0", *bits)
     r.published(cam["sent"])  # every frame, the last ones flushed by the camera's end (a pause)
     r.interrupt_node()
     got, log = r.received(), r.node_log.read_text()
@@ -208,6 +214,12 @@ def test_a_paused_camera_gets_its_held_frames_during_the_pause(rig: Any) -> None
     late = [(s, round(t - cam["pause_start"], 2)) for s, t in before if t >= cam["pause_end"]]
     assert not late, (late, log)  # all published during the pause (on an idle machine within 0.3 s of it)
     assert "no image for" in log and "restarting the depth stream: gap" in log, log
+    told = [
+        line.partition("mono16 samples ")[2] for line in log.splitlines() if "[INFO]" in line and "samples " in line
+    ]
+    assert len(told) == 3 and told[0].startswith("fill 16 bits"), log
+    assert told[1].startswith("need at most 12 bits in 15 frames in a row") and "read as 12-bit" in told[1], told
+    assert told[2].startswith("fill 16 bits") and "in a new stream (gap: 3.067 s without input; " in told[2], told
 
 
 #: As `_SLOW_ONCE_MARKED`, but each window takes 1.5 s: a slow model whose last window still ends within the 5 s

@@ -796,6 +796,29 @@ def compressed_depth_to_metres(fmt: str, data: bytes | bytearray | memoryview) -
     return depth_from_image(depth, "32FC1")
 
 
+def compressed_millimetres_to_metres(fmt: str, data: bytes | bytearray | memoryview) -> np.ndarray:
+    """`(H, W)` float32 metres (NaN invalid) of a 16UC1 `CompressedImage` of image_transport's compressed plugin
+    (`format` "16UC1; png compressed": a 16-bit PNG of millimetres without compressedDepth's header), or of a driver
+    that compresses depth itself as TIFF (kinect2_bridge's "16UC1; tiff compressed", its default); one without
+    the header, a PNG written as compressedDepth's older versions did, is read too (`compressed_depth_to_metres`).
+
+    Raises:
+        InputError: the bytes are not one 16-bit channel OpenCV decodes (naming the format).
+    """
+    import cv2  # lazy: only compressed inputs need OpenCV here
+
+    buf = bytes(data)
+    if buf[_DEPTH_HEADER : _DEPTH_HEADER + 8] == _PNG_MAGIC:  # compressedDepth's header before the PNG
+        return compressed_depth_to_metres("16UC1; compressedDepth png", buf)
+    img = cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_UNCHANGED) if buf else None
+    if img is None or img.dtype != np.uint16 or img.ndim != 2:
+        got = "undecodable" if img is None else f"{img.dtype} with {1 if img.ndim == 2 else img.shape[2]} channel(s)"
+        raise InputError(
+            f"cannot decode a 16UC1 depth image ({len(buf)} bytes, format {fmt!r}): {got}, not one 16-bit channel"
+        )
+    return depth_from_image(img, "16UC1")
+
+
 def read_image_file(path: str | os.PathLike[str], flags: int) -> np.ndarray | None:
     """An image file decoded as a message's bytes are (`cv2.imdecode` with `flags`), or None when it is missing,
     unreadable or does not decode. Not `cv2.imread`: it decodes a JPEG cut short (a copy interrupted) with the

@@ -270,8 +270,9 @@ ROS_PARAMS: tuple[ParamSpec, ...] = (
         0,
         "significant bits of 16-bit images (mono16, bayer_*16, rgb16...): a 12-bit camera publishing values "
         "0-4095 is 12, and bits 11..4 become the model's 8-bit image; 0 = auto: found from the images (low "
-        "bits used or top bits filled), only ever raised, and only by 3 frames in a row that need more bits (a "
-        "flash does not darken every later frame), each choice logged once at INFO",
+        "bits used or top bits filled), raised by 3 frames in a row that need more bits (a flash does not darken "
+        "every later frame), lowered by 15 that need 4 fewer (a camera switched to fewer bits), found anew at a "
+        "new stream (max_gap, time jump, size or encoding), each choice logged once at INFO",
         min=0,
         max=16,
     ),

@@ -24,6 +24,7 @@ from vdepth_training.data.sequence import Sequence
 
 from vdepth_ros.errors import ConfigError
 from vdepth_ros.inputs.decode import NODE_SETTINGS, SettingWords
+from vdepth_ros.node_params import ros_param_values
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,7 @@ def rosbag_sequences(
         sparse_depth_slop_ns=round(max_stamp_gap * 1e9),
         image_encoding=image_encoding,
         image_bit_depth=image_bit_depth,
+        max_gap_s=ros_param_values({})["max_gap"],  # its bit depth found anew where the node's default finds it
         setting_words=setting_words,
     )
     written = skipped = without_depth = 0

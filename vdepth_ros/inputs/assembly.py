@@ -190,6 +190,7 @@ class FrameAssembler:
         sparse_depth: "none", "image", "pointcloud" or "pose" (the node's `sparse_depth`).
         max_input_pixels: larger images are refused before decoding (0: no limit).
         image_bit_depth: significant bits of 16-bit samples, 0 = auto (`SampleBitDepth`).
+        max_gap_s: the node's `max_gap`: a longer gap between images starts their bit depth anew (`SampleBitDepth`).
         image_encoding: read each raw image's bytes as this encoding, not the one it names ("auto": its own;
             `decode.read_as`).
         report: `report(kind, message)` for problems that keep the frame (`REPORT_KINDS`).
@@ -213,6 +214,7 @@ class FrameAssembler:
         sparse_depth: str = "none",
         max_input_pixels: int = DEFAULT_MAX_INPUT_PIXELS,
         image_bit_depth: int = 0,
+        max_gap_s: float = 0.0,
         image_encoding: str = "auto",
         report: Callable[[str, str], None] | None = None,
         choose_info: str = "remap camera_info to this camera's",
@@ -232,7 +234,7 @@ class FrameAssembler:
         self.rectifier = Rectifier() if rectify else None
         self.triangulator = PoseTriangulator() if sparse_depth == "pose" else None
         self.max_input_pixels = int(max_input_pixels)
-        self.bit_depth = SampleBitDepth(image_bit_depth, setting_words)
+        self.bit_depth = SampleBitDepth(image_bit_depth, setting_words, max_gap_s)
         self.image_encoding = str(image_encoding)
         self.setting_words = setting_words
         self._report = report or (lambda kind, message: None)
@@ -257,7 +259,14 @@ class FrameAssembler:
             self.triangulator.reset()
 
     def assemble(
-        self, image: Any, stamp_ns: int, info: Any, sparse: Any = None, pose: Any = None, meta: Any = None
+        self,
+        image: Any,
+        stamp_ns: int,
+        info: Any,
+        sparse: Any = None,
+        pose: Any = None,
+        meta: Any = None,
+        previous_input_ns: int | None = None,
     ) -> FrameInput:
         """One `FrameInput` (see the module docstring for the steps).
 
@@ -268,12 +277,21 @@ class FrameAssembler:
             sparse: the matched sparse `Image` (16UC1/32FC1) or `PointCloud2`, or None.
             pose: `sparse_depth: pose`: the camera-to-world pose at the stamp, or None.
             meta: `FrameInput.meta` (the node: a copied header; the bag: its `BagFrameMeta`).
+            previous_input_ns: the stamp of the image received before this one, assembled or not (the node's: frames
+                it dropped make no gap that starts the bit depth anew, as they make no restart).
 
         Raises:
             UnsupportedImageError, InputError: the frame cannot be used (it is dropped).
         """
         rgb = decode_color_image(
-            image, self.max_input_pixels, self.bit_depth, self.choose_image, self.image_encoding, self.setting_words
+            image,
+            self.max_input_pixels,
+            self.bit_depth,
+            self.choose_image,
+            self.image_encoding,
+            self.setting_words,
+            stamp_ns,
+            previous_input_ns,
         )
         if self.bit_depth.note:
             self._report("bit_depth", self.bit_depth.note)

@@ -283,6 +283,7 @@ def process_bag(
                     ros_values["max_input_pixels"],
                     image_bit_depth=ros_values["image_bit_depth"],  # its input's images read as this run read them
                     image_encoding=ros_values["image_encoding"],
+                    max_gap=ros_values["max_gap"],
                 )
             )
         except KeyboardInterrupt:
@@ -355,6 +356,7 @@ def _frame_source(
         camera_info=fixed_info,
         max_input_pixels=ros["max_input_pixels"],
         image_bit_depth=ros["image_bit_depth"],
+        max_gap_s=ros["max_gap"],
         image_encoding=ros["image_encoding"],
         log_time_stamps=log_time_stamps,
         max_input_rate=ros["max_input_rate"],

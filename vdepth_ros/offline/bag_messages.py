@@ -466,7 +466,7 @@ def _image_kind(reader: AnyReader, raw: bytes, msgtype: str, image_encoding: str
     camera's 16UC1 read as mono16; not a 32FC1 depth image, whose rows would fit mono16's with padding)."""
     msg = reader.deserialize(raw, msgtype)
     if msgtype == COMPRESSED:
-        return "depth" if is_compressed_depth(msg) or is_depth_png(msg) else "colour"
+        return "depth" if is_compressed_depth(msg) or is_depth_png(msg, image_encoding) else "colour"
     if image_encoding not in ("", "auto"):
         try:
             same = _pixel_layout(get_encoding(msg.encoding)) == _pixel_layout(get_encoding(image_encoding))

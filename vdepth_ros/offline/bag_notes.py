@@ -136,10 +136,11 @@ def flicker_note(
     max_input_pixels: int = 0,
     image_bit_depth: int = 0,
     image_encoding: str = "auto",
+    max_gap: float = 1.0,
 ) -> str:
     """`vdepth-flicker` on the finished output bag, read together with its input, as one note (images above the
     run's `max_input_pixels`, which it dropped, are skipped there too; its images read by the run's `image_bit_depth`
-    and `image_encoding`, as the run read them)."""
+    and `image_encoding`, as the run read them, and restarted at the run's `max_gap`)."""
     from vdepth_ros.offline.flicker import measure_flicker
 
     depth = topics.outputs.depth
@@ -155,6 +156,7 @@ def flicker_note(
         max_input_pixels=max_input_pixels,
         image_bit_depth=image_bit_depth,
         image_encoding=image_encoding,
+        max_gap=max_gap,
         tell_skipped=False,  # the run told the input's bad messages already
     )
     d = r.to_dict()

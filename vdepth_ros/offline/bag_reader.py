@@ -114,6 +114,7 @@ class BagFrameSource:
         rectify: undistort each image with its camera_info first (the node's `rectify`).
         max_input_pixels: larger images are dropped before decoding (the node's parameter).
         image_bit_depth: significant bits of 16-bit images, 0 = auto (the node's parameter).
+        max_gap_s: the node's `max_gap`: a longer gap starts the images' bit depth anew, as the node's (auto).
         image_encoding: read each raw image's bytes as this encoding, "auto" = its own (the node's parameter).
         setting_words: how the user sets those two, in the fixes named (the params file's; a tool's flags).
         log_time_stamps: stamp every input message with the time the bag received it instead of
@@ -144,6 +145,7 @@ class BagFrameSource:
         camera_info: Any = None,
         max_input_pixels: int = DEFAULT_MAX_INPUT_PIXELS,
         image_bit_depth: int = 0,
+        max_gap_s: float = 0.0,
         image_encoding: str = "auto",
         setting_words: SettingWords = NODE_SETTINGS,
         log_time_stamps: bool = False,
@@ -161,6 +163,7 @@ class BagFrameSource:
             sparse_depth="pose" if camera_pose_topic else ("image" if sparse_depth_topic else "none"),
             max_input_pixels=max_input_pixels,
             image_bit_depth=image_bit_depth,
+            max_gap_s=max_gap_s,
             image_encoding=image_encoding,
             setting_words=setting_words,
             report=self._report,

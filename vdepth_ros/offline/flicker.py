@@ -415,7 +415,8 @@ def measure_flicker(
             chains[t].result.tae_note = note
         # 3. Stream the bag: match each depth image to the colour image nearest in stamp.
         images: OrderedDict[int, np.ndarray] = OrderedDict()
-        bit_depth = SampleBitDepth(image_bit_depth, setting_words)  # a 12-bit camera's mono16 read as the node reads it
+        # a 12-bit camera's mono16 read as the node reads it, its bit depth found anew where the node's would be
+        bit_depth = SampleBitDepth(image_bit_depth, setting_words, max_gap)
         wanted = [c for c in reader.connections if c.topic in (image_topic, pose_topic) or c.topic in chains]
         for conn, t, raw in guarded_messages(reader, wanted, paths[0]):
             msg = deserialize_or_skip(reader, raw, conn, t, bad.skipped)

@@ -40,8 +40,9 @@ def synthetic_frames(n: int, height: int = 48, width: int = 64, seed: int = 0) -
         yield np.clip(img, 0, 255).astype(np.uint8)
 
 
-def _image_raw(ts: Any, rgb: np.ndarray, encoding: str, header: Any, index: int) -> bytes:
-    """One frame as a serialized Image (raw encodings) or CompressedImage (jpeg, png)."""
+def _image_raw(ts: Any, rgb: np.ndarray, encoding: str, header: Any, index: int, sample_bits: int = 12) -> bytes:
+    """One frame as a serialized Image (raw encodings) or CompressedImage (jpeg, png); mono16 and 16UC1 as a
+    `sample_bits`-bit camera's (its grey in the top of as many low bits)."""
     import cv2
 
     T = ts.types
@@ -56,8 +57,8 @@ def _image_raw(ts: Any, rgb: np.ndarray, encoding: str, header: Any, index: int)
         "bgr8": rgb[..., ::-1],
         "rgba8": np.concatenate([rgb, np.full((h, w, 1), 255, np.uint8)], axis=2),
         "mono8": rgb.mean(axis=2).astype(np.uint8),
-        "mono16": rgb.mean(axis=2).astype(np.uint8).astype(np.uint16) << 4,
-        "16UC1": rgb.mean(axis=2).astype(np.uint8).astype(np.uint16) << 4,
+        "mono16": rgb.mean(axis=2).astype(np.uint8).astype(np.uint16) << (sample_bits - 8),
+        "16UC1": rgb.mean(axis=2).astype(np.uint8).astype(np.uint16) << (sample_bits - 8),
     }[encoding]
     return ts.serialize_cdr(image_message(ts, header, np.ascontiguousarray(arr), encoding), IMAGE)
 
@@ -112,6 +113,7 @@ def write_image_bag(
     stamps_ns: Sequence[int] | None = None,
     header_stamps_ns: Sequence[int] | None = None,
     info_stamp_offset_ns: int = 0,
+    sample_bits: Sequence[int] | None = None,
 ) -> int:
     """Write `frames` (RGB uint8) as a rosbag2 bag with Image/CompressedImage + CameraInfo.
 
@@ -140,6 +142,7 @@ def write_image_bag(
         header_stamps_ns: header stamps per frame other than the bag times (a driver that does not
             stamp its images: zeros); default: the bag times.
         info_stamp_offset_ns: camera_info stamped this far after its image (a driver stamping it apart).
+        sample_bits: mono16/16UC1: the camera's bit depth per frame (a camera switched to another mode); default 12.
 
     Returns:
         The number of frames written.
@@ -175,7 +178,7 @@ def write_image_bag(
                 frame_id=frame_id,
             )
             h, w = rgb.shape[:2]
-            img_raw = _image_raw(ts, rgb, encoding, header, i)
+            img_raw = _image_raw(ts, rgb, encoding, header, i, 12 if sample_bits is None else sample_bits[i])
             info_raw = None
             if info_conn is not None:
                 ist = st + info_stamp_offset_ns

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from vdepth_ros.encodings import read_image_file, to_8bit
-from vdepth_ros.inputs.decode import SampleBitDepth, compressed_size
+from vdepth_ros.inputs.decode import TIFF_MAGICS, SampleBitDepth, compressed_size
 from vdepth_ros.offline.errors import OfflineError, VideoReadError
 
 if TYPE_CHECKING:
@@ -87,11 +87,13 @@ def _mp4_without_index(path: Path) -> bool:
 
 
 def _header_size(path: Path) -> tuple[int, int] | None:
-    """`(width, height)` of a PNG or JPEG file by its header (`inputs.decode.compressed_size`), or None; a JPEG's
-    as OpenCV decodes it, turned by its EXIF orientation (a phone's photos: all dropped as another size before)."""
+    """`(width, height)` of a PNG, JPEG or TIFF file by its header (`inputs.decode.compressed_size`), or None; a
+    JPEG's as OpenCV decodes it, turned by its EXIF orientation (a phone's photos: all dropped as another size
+    before). A TIFF is read whole: its header (IFD) may follow the pixels, as libtiff writes it."""
     try:
         with path.open("rb") as f:
-            return compressed_size(f.read(65536), oriented=True)
+            head = f.read(65536)
+            return compressed_size(head + f.read() if head[:4] in TIFF_MAGICS else head, oriented=True)
     except OSError:
         return None
 

@@ -61,6 +61,7 @@ class FrameProcessor:
             sparse_depth=params["sparse_depth"],
             max_input_pixels=params["max_input_pixels"],
             image_bit_depth=params["image_bit_depth"],
+            max_gap_s=params["max_gap"],
             image_encoding=params["image_encoding"],
             report=self._report,
         )
@@ -195,7 +196,13 @@ class FrameProcessor:
         refused = self.assembler.refused_infos
         try:
             frame = self.assembler.assemble(
-                item.image, item.stamp_ns, item.info, sparse, pose, meta=conv.copy_header(item.image.header)
+                item.image,
+                item.stamp_ns,
+                item.info,
+                sparse,
+                pose,
+                meta=conv.copy_header(item.image.header),
+                previous_input_ns=item.previous_input_ns,
             )
         except InputError as err:
             self.refused += 1
