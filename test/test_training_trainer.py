@@ -135,8 +135,8 @@ def test_the_papers_global_batch_is_kept_on_any_number_of_processes(recipe: str)
     [said] = RunChecks._rescaled_ranks(run, ["training.grad_accum: 4 -> 2"], {"batch_size": 8, "grad_accum": 4},  # type: ignore[arg-type]
                                        4, 4)  # fmt: skip
     assert said.endswith(
-        "changes from 128 to 64, and with it where the resumed steps read the batch stream (step x "
-        "64, not x 128: batches taken twice); training.global_batch: 128 keeps it)"
+        "changes from 128 to 64: each step from the checkpoint on averages 64 samples, not 128; "
+        "training.global_batch: 128 keeps it)"
     ), said
 
 
@@ -209,6 +209,31 @@ def test_checkpoint_exports_to_a_model_folder(tmp_path: Path) -> None:
     assert not any("lora" in n for n in model.state_dict())
 
 
+def test_the_stream_position_a_resume_reads_from(tmp_path: Path) -> None:
+    """Where a resumed run reads on in the batch stream (`checkpoints.resumed_stream_position`): the position
+    the checkpoint recorded, whatever the resumed run's processes and grad_accum; with another batch_size the
+    first whole batch after the samples read (10 of 2: batch 5 of 2, 4 of 3); a checkpoint saved before the
+    position was recorded: its steps x its own grad_accum x its own processes (not the resumed run's)."""
+    from vdepth_training.checkpoints import resumed_stream_position
+
+    def saved(state: dict, training: dict | None) -> Path:
+        folder = tmp_path / f"checkpoint_{len(list(tmp_path.iterdir()))}"
+        folder.mkdir()
+        (folder / "trainer_state.json").write_text(json.dumps({"global_step": 5, "stage": 0, **state}))
+        if training is not None:
+            (folder / "trainer_config.json").write_text(json.dumps({"training": training}))
+        return folder
+
+    now = {"batch_size": 2, "grad_accum": 3}
+    recorded = saved({"stream_batches": 5, "processes": 2}, {"batch_size": 2, "grad_accum": 1})
+    assert resumed_stream_position(recorded, 5, now, 1) == 5  # not 5 steps x 3 x 1 = 15
+    assert resumed_stream_position(recorded, 5, {**now, "batch_size": 3}, 1) == 4  # samples 12.. (10, 11 unread)
+    older = saved({"processes": 2}, {"batch_size": 2, "grad_accum": 4})
+    assert resumed_stream_position(older, 5, now, 1) == 40
+    oldest = saved({}, None)  # neither recorded: as the resumed run
+    assert resumed_stream_position(oldest, 5, now, 1) == 15
+
+
 def test_two_stages_switch_trainable_layers(tmp_path: Path) -> None:
     over = {"stages": [
         {"name": "all", "steps": 1, "trainable": "all", "clip_length": [2, 2]},
@@ -218,7 +243,7 @@ def test_two_stages_switch_trainable_layers(tmp_path: Path) -> None:
     ckpt = latest_checkpoint(tmp_path)
     # stage 0 done; the resumed run opens stage 1 with a fresh optimizer over its own parameters
     state = json.loads((ckpt / "trainer_state.json").read_text())
-    assert state == {"global_step": 1, "stage": 0, "stage_step": 1, "processes": 1}
+    assert state == {"global_step": 1, "stage": 0, "stage_step": 1, "stream_batches": 1, "processes": 1}
     after_stage1 = load_state_dict_file(ckpt)
     trainer = Trainer(vda_tiny(**over), tmp_path)
     trainer.fit(resume=True)
