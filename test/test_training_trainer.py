@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -535,6 +536,38 @@ def test_ctrl_c_stops_after_the_step_with_a_checkpoint_and_resumes_exactly(tmp_p
     assert steps == [1, 2, 3, 4, 5]  # each step logged once
     a, b = straight.model.state_dict(), resumed.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a) and h_straight[-1]["step"] == 5
+
+
+def test_sigterm_in_the_last_step_ends_a_complete_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    """A SIGTERM (a preemption, the time limit) in the run's last step: the run exported final/, but said
+    `interrupted: checkpoint in .../checkpoints; add --resume to continue` with no checkpoint written, and
+    exited 130, so a requeued job's `--resume` met a finished run without checkpoints and stopped with an
+    error. The run is complete: it says so and exits 0."""
+    import signal
+
+    from vdepth_training import steps as steps_module
+    from vdepth_training.train import main
+
+    step = steps_module.StepLoop._step
+
+    def sigterm_in_the_last_step(self: object, *args: object) -> object:
+        if args[-1] == 1:  # the second (last) step
+            assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL  # the trainer's handler, not death
+            os.kill(os.getpid(), signal.SIGTERM)
+        return step(self, *args)
+
+    monkeypatch.setattr(steps_module.StepLoop, "_step", sigterm_in_the_last_step)
+    cfg = tmp_path / "vda.yaml"
+    cfg.write_text(json.dumps({**vda_tiny(stages=[{"name": "finetune", "steps": 2, "clip_length": [2, 2]}]),
+                               "tiny": {}}))  # fmt: skip
+    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the trainer takes over Python's default only
+    try:
+        code = main(["--config", str(cfg), "--output", str(tmp_path / "run")])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    out = capsys.readouterr().out
+    assert code == 0 and f"model: {tmp_path / 'run' / 'final'}" in out and "interrupted" not in out, out
 
 
 @pytest.mark.parametrize(

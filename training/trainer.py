@@ -378,6 +378,10 @@ class Trainer(StepLoop, RunChecks, RunStops):
         # 4. the end of the run (export) or an early stop (checkpoint)
         if progress.global_step >= end:
             self._export_final(acc, wrapped)
+            if self.interrupted and acc.is_main_process:
+                log.warning("the stop came in the run's last step: the run is complete (%s), nothing to resume",
+                            self.final_dir)  # fmt: skip
+            self.interrupted = False  # a finished run, not a stopped one: no checkpoint to resume, exit code 0
         elif progress.global_step >= stop or self.interrupted:
             self._save(acc, progress)
         if self.interrupted and acc.is_main_process:
