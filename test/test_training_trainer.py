@@ -136,7 +136,7 @@ def test_the_papers_global_batch_is_kept_on_any_number_of_processes(recipe: str)
     [said] = RunChecks._rescaled_ranks(run, ["training.grad_accum: 4 -> 2"], {"batch_size": 8, "grad_accum": 4},  # type: ignore[arg-type]
                                        4, 4)  # fmt: skip
     assert said.endswith(
-        "changes from 128 to 64: each step from the checkpoint on averages 64 samples, not 128; "
+        "changes from 128 to 64: each step from the checkpoint on averages 64 sample(s), not 128; "
         "training.global_batch: 128 keeps it)"
     ), said
 
