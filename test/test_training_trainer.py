@@ -167,6 +167,13 @@ def test_resume_equals_uninterrupted(tmp_path: Path) -> None:
     interrupted.fit(max_steps=3)  # checkpoint at 2 (periodic) and 3 (on stop)
     assert latest_checkpoint(tmp_path / "b").name == "checkpoint_3"
     assert sorted(p.name for p in (tmp_path / "b" / "checkpoints").iterdir()) == ["checkpoint_2", "checkpoint_3"]
+    # as saved before checkpoints recorded the stream position: derived from the step (`resumed_stream_position`)
+    ckpt = tmp_path / "b" / "checkpoints" / "checkpoint_3"
+    state = json.loads((ckpt / "trainer_state.json").read_text())
+    assert state.pop("stream_batches") == 3
+    (ckpt / "trainer_state.json").write_text(json.dumps(state))
+    torch.save({k: v for k, v in torch.load(ckpt / "custom_checkpoint_0.pkl").items() if k != "stream_batches"},
+               ckpt / "custom_checkpoint_0.pkl")  # fmt: skip
     resumed = Trainer(vda_tiny(**over), tmp_path / "b")
     h_resumed = resumed.fit(resume=True)
     assert [h["step"] for h in h_resumed] == [4]
