@@ -1,8 +1,9 @@
 """A run's output folder on disk: what a run writes there, its checkpoints, its metrics at `--resume`.
 
-Checkpoints: accelerate's `save_state`/`load_state` (the step counters registered with
-`register_for_checkpointing`) into `checkpoints/checkpoint_<global step>`, plus
-`trainer_state.json` (the same counters, readable before anything is built). A checkpoint is
+Checkpoints: accelerate's `save_state`/`load_state` (the step counters and the batch stream's
+position registered with `register_for_checkpointing`, `TrainingProgress`) into
+`checkpoints/checkpoint_<global step>`, plus `trainer_state.json` (the same counters, readable
+before anything is built). A checkpoint is
 written as `checkpoint_<step>.partial` and renamed when complete; only then are the checkpoints
 beyond `keep_checkpoints` deleted, so a run killed while saving (SIGKILL, a node lost) keeps its
 last complete checkpoint. `--resume` continues from the latest complete checkpoint and reproduces
