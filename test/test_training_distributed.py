@@ -62,10 +62,12 @@ def ranks(module_tmp: Path) -> tuple[Path, str]:
 
 
 def test_rank_streams_partition_one_stream() -> None:
-    """Rank r of W takes batches m*W + r: disjoint, and together exactly one stream."""
-    per_rank = [list(zip(range(5), RankSampler(3, r, 2), strict=False)) for r in range(2)]
-    taken = sorted(b for rank in per_rank for _, b in rank)
-    assert taken == list(range(6, 16))
+    """Rank r of W takes batches p + m*W + r from stream position p: disjoint, and together exactly one
+    stream, also from a position that is not a multiple of W (a run resumed on another number of ranks)."""
+    for position in (6, 5):
+        per_rank = [list(zip(range(5), RankSampler(position, r, 2), strict=False)) for r in range(2)]
+        taken = sorted(b for rank in per_rank for _, b in rank)
+        assert taken == list(range(position, position + 10))
     ds = tiny_config("vda", Path("/nonexistent"))
     recipe = get_recipe(ds)
     batches = recipe.batches(plan_stages(ds)[0])

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -29,11 +30,12 @@ from training_support import (
 from vdepth_training.trainer import latest_checkpoint
 
 
-def _recipe(tmp_path: Path, steps: int, **training: int) -> list[str]:
+def _recipe(tmp_path: Path, steps: int, data: dict | None = None, **training: int) -> list[str]:
     cfg = tiny_config("vda", tmp_path)
     cfg.pop("tiny")
     cfg["stages"] = [{**cfg["stages"][0], "steps": steps}]
     cfg["training"].update(training)
+    cfg["data"].update(data or {})
     path = tmp_path / "vda.yaml"
     tmp_path.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(cfg))
@@ -170,8 +172,19 @@ def test_resume_on_a_finished_run_without_checkpoints_keeps_its_model(tmp_path: 
     assert (run / "metrics.jsonl").read_text() == metrics
 
 
+def _batches_seen(folder: Path) -> list[tuple]:
+    """The keys of the batches the ranks of a run under `training_batches_seen.py` read, ordered by
+    their index in the stream when the run started at its beginning: rank r of W read batch i·W + r as its
+    i-th (any number of micro-batches; a resumed run's are simply listed after)."""
+    ranks = [[tuple(map(tuple, json.loads(x))) for x in p.read_text().splitlines()]
+             for p in sorted(folder.glob("rank*.jsonl"))]  # fmt: skip
+    return [keys[i] for i in range(max(map(len, ranks))) for keys in ranks if i < len(keys)]
+
+
 @pytest.mark.slow
-def test_a_run_resumes_on_another_number_of_ranks_with_the_same_global_batch(tmp_path: Path) -> None:
+def test_a_run_resumes_on_another_number_of_ranks_with_the_same_global_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A requeued job on half the GPUs (and back): the ranks partition one batch stream, so with the
     global batch kept this continues the same run, but it was refused as a changed config ("processes:
     2 -> 1") unless --allow-config-change, which lets any other edit through as well. A config that
@@ -179,31 +192,73 @@ def test_a_run_resumes_on_another_number_of_ranks_with_the_same_global_batch(tmp
     of processes (grad_accum derived: 1 on two ranks, 2 on one), so the same file resumes on either, to
     the weights of the uninterrupted run; the same file without it trained another global batch on
     another number of GPUs, and its resume there is still refused, naming the grad_accum that would
-    keep it, or (three ranks for a global batch of two, where none does) the numbers of processes that can."""
-    fixed, accum1 = _recipe(tmp_path / "fixed", 4, global_batch=2), _recipe(tmp_path / "a1", 4, checkpoint_every=1)
-    train = ["-m", "vdepth_training.train"]
-    straight = torchrun([*train, *fixed, "--output", str(tmp_path / "straight")])
+    keep it, or (three ranks for a global batch of two, where none does) the numbers of processes that can.
+
+    Allowed (--allow-config-change), another global batch read the stream at step x the new global batch:
+    2 ranks' 2 steps resumed on 1 process read batches 2, 3 again (taken twice), 1 process's resumed on 2
+    ranks of 2 micro-batches skipped batches 4-7. The checkpoint now records the stream position, so both
+    read on from the first batch no step read: the clips the ranks read (`training_batches_seen.py`) are
+    exactly those of the uninterrupted run, none skipped or read twice."""
+    from vdepth_training.config import load_config
+    from vdepth_training.trainer import Trainer
+
+    from vdepth_ros.errors import ConfigError
+
+    # every batch of the stream another clip (its key names it): of 2 x 37 starts x 43 crops, not the same 4 clips
+    new_clips = {"fixed_clips": False, "sources": [{"name": "toy", "layout": "toy", "count": 2, "frames": 40,
+                                                    "height": 32, "width": 96}]}  # fmt: skip
+    fixed = _recipe(tmp_path / "fixed", 4, new_clips, global_batch=2)
+    accum1 = _recipe(tmp_path / "a1", 4, new_clips, checkpoint_every=1)
+    accum2 = _recipe(tmp_path / "a2", 4, new_clips, grad_accum=2)
+    train, recorder = ["-m", "vdepth_training.train"], [str(REPO / "test" / "training_batches_seen.py")]
+
+    def recorded(name: str) -> dict[str, str]:
+        (tmp_path / "seen" / name).mkdir(parents=True)
+        return {**rank_env(), "BATCHES_SEEN": str(tmp_path / "seen" / name)}
+
+    straight = torchrun([*recorder, *fixed, "--output", str(tmp_path / "straight")], env=recorded("straight"))
     assert "global batch 2: batch_size 1 x grad_accum 1 x 2 process(es)" in straight, straight[-3000:]
-    want = state_of(tmp_path / "straight" / "final")
+    want, stream = state_of(tmp_path / "straight" / "final"), _batches_seen(tmp_path / "seen" / "straight")
+    assert len(stream) == len(set(stream)) == 8  # 4 steps of 2 batches: 8 clips
     two_to_one, one_to_two = tmp_path / "two_to_one", tmp_path / "one_to_two"
-    torchrun([*train, *accum1, "--output", str(two_to_one), "--max-steps", "2"])
-    fewer = subprocess.run([sys.executable, *train, *accum1, "--output", str(two_to_one), "--resume"], cwd=REPO,
-                           env=rank_env(), capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert fewer.returncode == 2 and "training.grad_accum: 2 keeps it" in fewer.stderr, fewer.stderr[-2000:]
-    # three ranks cannot keep a global batch of 2: the numbers of processes that can were not named
-    said = error_line(one_error_before_training([*train, *accum1, "--output", str(two_to_one), "--resume"], nproc=3))
-    assert "no grad_accum keeps it on 3 processes: resume on 1 with training.grad_accum: 2 or 2 with " \
-        "training.grad_accum: 1" in said, said  # fmt: skip
+    torchrun([*recorder, *accum1, "--output", str(two_to_one), "--max-steps", "2"], env=recorded("two_to_one"))
+    # refused on 1 process, naming the grad_accum that keeps the global batch, and on 3 ranks, where none does,
+    # the numbers of processes that can (the lines each process of such a launch says, compared in this one)
+    for processes, said in (("1", "training.grad_accum: 2 keeps it"), ("3", "no grad_accum keeps it on 3 processes: "
+                            "resume on 1 with training.grad_accum: 2 or 2 with training.grad_accum: 1")):  # fmt: skip
+        monkeypatch.setenv("WORLD_SIZE", processes)
+        with pytest.raises(ConfigError) as refused:
+            Trainer(load_config(Path(accum1[1])), two_to_one)._check_resumed_config(
+                latest_checkpoint(two_to_one), False
+            )
+        assert said in str(refused.value), refused.value
+    monkeypatch.delenv("WORLD_SIZE")
+    shutil.copytree(two_to_one, tmp_path / "two_to_one_batch1")
     single = subprocess.run([sys.executable, *train, *fixed, "--output", str(two_to_one), "--resume"], cwd=REPO,
                             env=rank_env(), capture_output=True, text=True, timeout=300)  # fmt: skip
     assert single.returncode == 0 and "steps 3..4:" in single.stdout, single.stderr[-3000:]
     assert "global batch 2: batch_size 1 x grad_accum 2 x 1 process(es)" in single.stdout, single.stdout[-3000:]
     assert_same_state(want, state_of(two_to_one / "final"), rtol=1e-5, atol=1e-6, what="2 ranks -> 1 process")
-    first = subprocess.run([sys.executable, *train, *fixed, "--output", str(one_to_two), "--max-steps", "2"],
-                           cwd=REPO, env=rank_env(), capture_output=True, text=True, timeout=300)  # fmt: skip
+    # allowed, a global batch of 1 on one process: its steps 3 and 4 read batches 4 and 5
+    batch1 = subprocess.run([sys.executable, *recorder, *accum1, "--output", str(tmp_path / "two_to_one_batch1"),
+                             "--resume", "--allow-config-change"], cwd=REPO, env=recorded("two_to_one_batch1"),
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert batch1.returncode == 0 and "steps 3..4:" in batch1.stdout, batch1.stderr[-3000:]
+    read = _batches_seen(tmp_path / "seen" / "two_to_one") + _batches_seen(tmp_path / "seen" / "two_to_one_batch1")
+    assert sorted(read) == sorted(stream[:6]), "2 ranks -> 1 process, another global batch: skipped or read twice"
+    assert "the batch stream goes on at batch 4 (sample 4)" in batch1.stdout, batch1.stdout[-3000:]
+    first = subprocess.run([sys.executable, *recorder, *fixed, "--output", str(one_to_two), "--max-steps", "2"],
+                           cwd=REPO, env=recorded("one_to_two"), capture_output=True, text=True,
+                           timeout=300)  # fmt: skip
     assert first.returncode == 0, first.stderr[-3000:]
+    shutil.copytree(one_to_two, tmp_path / "one_to_two_batch4")
     assert "steps 3..4:" in torchrun([*train, *fixed, "--output", str(one_to_two), "--resume"])
     assert_same_state(want, state_of(one_to_two / "final"), rtol=1e-5, atol=1e-6, what="1 process -> 2 ranks")
+    # allowed, a global batch of 4 on two ranks (2 micro-batches each): its step 3 reads batches 4-7
+    torchrun([*recorder, *accum2, "--output", str(tmp_path / "one_to_two_batch4"), "--resume", "--allow-config-change",
+              "--max-steps", "3"], env=recorded("one_to_two_batch4"))  # fmt: skip
+    read = _batches_seen(tmp_path / "seen" / "one_to_two") + _batches_seen(tmp_path / "seen" / "one_to_two_batch4")
+    assert sorted(read) == sorted(stream), "1 process -> 2 ranks, another global batch: skipped or read twice"
 
 
 def test_damaged_files_of_a_users_folder_are_skipped_and_counted_alike_on_both_ranks(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -135,8 +136,8 @@ def test_the_papers_global_batch_is_kept_on_any_number_of_processes(recipe: str)
     [said] = RunChecks._rescaled_ranks(run, ["training.grad_accum: 4 -> 2"], {"batch_size": 8, "grad_accum": 4},  # type: ignore[arg-type]
                                        4, 4)  # fmt: skip
     assert said.endswith(
-        "changes from 128 to 64, and with it where the resumed steps read the batch stream (step x "
-        "64, not x 128: batches taken twice); training.global_batch: 128 keeps it)"
+        "changes from 128 to 64: each step from the checkpoint on averages 64 sample(s), not 128; "
+        "training.global_batch: 128 keeps it)"
     ), said
 
 
@@ -166,6 +167,13 @@ def test_resume_equals_uninterrupted(tmp_path: Path) -> None:
     interrupted.fit(max_steps=3)  # checkpoint at 2 (periodic) and 3 (on stop)
     assert latest_checkpoint(tmp_path / "b").name == "checkpoint_3"
     assert sorted(p.name for p in (tmp_path / "b" / "checkpoints").iterdir()) == ["checkpoint_2", "checkpoint_3"]
+    # as saved before checkpoints recorded the stream position: derived from the step (`resumed_stream_position`)
+    ckpt = tmp_path / "b" / "checkpoints" / "checkpoint_3"
+    state = json.loads((ckpt / "trainer_state.json").read_text())
+    assert state.pop("stream_batches") == 3
+    (ckpt / "trainer_state.json").write_text(json.dumps(state))
+    torch.save({k: v for k, v in torch.load(ckpt / "custom_checkpoint_0.pkl").items() if k != "stream_batches"},
+               ckpt / "custom_checkpoint_0.pkl")  # fmt: skip
     resumed = Trainer(vda_tiny(**over), tmp_path / "b")
     h_resumed = resumed.fit(resume=True)
     assert [h["step"] for h in h_resumed] == [4]
@@ -209,6 +217,31 @@ def test_checkpoint_exports_to_a_model_folder(tmp_path: Path) -> None:
     assert not any("lora" in n for n in model.state_dict())
 
 
+def test_the_stream_position_a_resume_reads_from(tmp_path: Path) -> None:
+    """Where a resumed run reads on in the batch stream (`checkpoints.resumed_stream_position`): the position
+    the checkpoint recorded, whatever the resumed run's processes and grad_accum; with another batch_size the
+    first whole batch after the samples read (10 of 2: batch 5 of 2, 4 of 3); a checkpoint saved before the
+    position was recorded: its steps x its own grad_accum x its own processes (not the resumed run's)."""
+    from vdepth_training.checkpoints import resumed_stream_position
+
+    def saved(state: dict, training: dict | None) -> Path:
+        folder = tmp_path / f"checkpoint_{len(list(tmp_path.iterdir()))}"
+        folder.mkdir()
+        (folder / "trainer_state.json").write_text(json.dumps({"global_step": 5, "stage": 0, **state}))
+        if training is not None:
+            (folder / "trainer_config.json").write_text(json.dumps({"training": training}))
+        return folder
+
+    now = {"batch_size": 2, "grad_accum": 3}
+    recorded = saved({"stream_batches": 5, "processes": 2}, {"batch_size": 2, "grad_accum": 1})
+    assert resumed_stream_position(recorded, 5, now, 1) == 5  # not 5 steps x 3 x 1 = 15
+    assert resumed_stream_position(recorded, 5, {**now, "batch_size": 3}, 1) == 4  # samples 12.. (10, 11 unread)
+    older = saved({"processes": 2}, {"batch_size": 2, "grad_accum": 4})
+    assert resumed_stream_position(older, 5, now, 1) == 40
+    oldest = saved({}, None)  # neither recorded: as the resumed run
+    assert resumed_stream_position(oldest, 5, now, 1) == 15
+
+
 def test_two_stages_switch_trainable_layers(tmp_path: Path) -> None:
     over = {"stages": [
         {"name": "all", "steps": 1, "trainable": "all", "clip_length": [2, 2]},
@@ -218,7 +251,7 @@ def test_two_stages_switch_trainable_layers(tmp_path: Path) -> None:
     ckpt = latest_checkpoint(tmp_path)
     # stage 0 done; the resumed run opens stage 1 with a fresh optimizer over its own parameters
     state = json.loads((ckpt / "trainer_state.json").read_text())
-    assert state == {"global_step": 1, "stage": 0, "stage_step": 1, "processes": 1}
+    assert state == {"global_step": 1, "stage": 0, "stage_step": 1, "stream_batches": 1, "processes": 1}
     after_stage1 = load_state_dict_file(ckpt)
     trainer = Trainer(vda_tiny(**over), tmp_path)
     trainer.fit(resume=True)
@@ -510,6 +543,38 @@ def test_ctrl_c_stops_after_the_step_with_a_checkpoint_and_resumes_exactly(tmp_p
     assert steps == [1, 2, 3, 4, 5]  # each step logged once
     a, b = straight.model.state_dict(), resumed.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a) and h_straight[-1]["step"] == 5
+
+
+def test_sigterm_in_the_last_step_ends_a_complete_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    """A SIGTERM (a preemption, the time limit) in the run's last step: the run exported final/, but said
+    `interrupted: checkpoint in .../checkpoints; add --resume to continue` with no checkpoint written, and
+    exited 130, so a requeued job's `--resume` met a finished run without checkpoints and stopped with an
+    error. The run is complete: it says so and exits 0."""
+    import signal
+
+    from vdepth_training import steps as steps_module
+    from vdepth_training.train import main
+
+    step = steps_module.StepLoop._step
+
+    def sigterm_in_the_last_step(self: object, *args: object) -> object:
+        if args[-1] == 1:  # the second (last) step
+            assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL  # the trainer's handler, not death
+            os.kill(os.getpid(), signal.SIGTERM)
+        return step(self, *args)
+
+    monkeypatch.setattr(steps_module.StepLoop, "_step", sigterm_in_the_last_step)
+    cfg = tmp_path / "vda.yaml"
+    cfg.write_text(json.dumps({**vda_tiny(stages=[{"name": "finetune", "steps": 2, "clip_length": [2, 2]}]),
+                               "tiny": {}}))  # fmt: skip
+    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the trainer takes over Python's default only
+    try:
+        code = main(["--config", str(cfg), "--output", str(tmp_path / "run")])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    out = capsys.readouterr().out
+    assert code == 0 and f"model: {tmp_path / 'run' / 'final'}" in out and "interrupted" not in out, out
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,9 @@
 """A run's output folder on disk: what a run writes there, its checkpoints, its metrics at `--resume`.
 
-Checkpoints: accelerate's `save_state`/`load_state` (the step counters registered with
-`register_for_checkpointing`) into `checkpoints/checkpoint_<global step>`, plus
-`trainer_state.json` (the same counters, readable before anything is built). A checkpoint is
+Checkpoints: accelerate's `save_state`/`load_state` (the step counters and the batch stream's
+position registered with `register_for_checkpointing`, `TrainingProgress`) into
+`checkpoints/checkpoint_<global step>`, plus `trainer_state.json` (the same counters, readable
+before anything is built). A checkpoint is
 written as `checkpoint_<step>.partial` and renamed when complete; only then are the checkpoints
 beyond `keep_checkpoints` deleted, so a run killed while saving (SIGKILL, a node lost) keeps its
 last complete checkpoint. `--resume` continues from the latest complete checkpoint and reproduces
@@ -28,6 +29,7 @@ import os
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 from vdepth_ros.offline.errors import OutputExistsError
 from vdepth_ros.paths import CONFIG_NAME as MODEL_CONFIG_NAME
@@ -89,18 +91,49 @@ def _not_run_output(path: Path) -> str | None:
 
 
 class TrainingProgress:
-    """The step counters, restored with a checkpoint (`Accelerator.register_for_checkpointing`)."""
+    """The step counters and the position in the batch stream, restored with a checkpoint
+    (`Accelerator.register_for_checkpointing`).
+
+    `stream_batches` is the number of batches of the current segment's stream (`data.stream`) that the
+    ranks have read together: the next step reads from batch `stream_batches` on, whatever number of
+    processes, `grad_accum` or `batch_size` it runs with (`resumed_stream_position`), so a resume with
+    another global batch continues at the first batch no step has read, none skipped or read twice."""
 
     def __init__(self) -> None:
         self.global_step = 0
         self.stage = 0
         self.stage_step = 0
+        self.stream_batches = 0
 
     def state_dict(self) -> dict[str, int]:
-        return {"global_step": self.global_step, "stage": self.stage, "stage_step": self.stage_step}
+        return {"global_step": self.global_step, "stage": self.stage, "stage_step": self.stage_step,
+                "stream_batches": self.stream_batches}  # fmt: skip
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.global_step, self.stage, self.stage_step = state["global_step"], state["stage"], state["stage_step"]
+        # the trainer sets it again from `resumed_stream_position` (another batch_size, an older checkpoint)
+        self.stream_batches = int(state.get("stream_batches", 0))
+
+
+def resumed_stream_position(ckpt: Path, steps_into_segment: int, training: dict[str, Any], processes: int) -> int:
+    """The batch of the segment's stream that a run resumed from `ckpt` reads first, in batches of the
+    resumed run's `training["batch_size"]`: the position the checkpoint recorded
+    (`TrainingProgress.stream_batches`; for one saved before it did, its steps since the segment began x its
+    `grad_accum` x its processes), or with another `batch_size` the first whole batch after the samples read
+    (batches of another size are other clips: `ClipDataset` draws a batch's source, length and crop together).
+    What the checkpoint does not record (an older one's config or process count) is taken as `training` and
+    `processes`, the resumed run's."""
+    state = json.loads((ckpt / STATE_NAME).read_text())
+    try:
+        saved = dict(json.loads((ckpt / CONFIG_NAME).read_text()).get("training", {}))
+    except (OSError, ValueError):  # (saved before checkpoints recorded their config)
+        saved = {}
+    batch = int(training["batch_size"])
+    position = state.get("stream_batches")
+    if position is None:
+        accum = int(saved.get("grad_accum") or training["grad_accum"])
+        position = steps_into_segment * accum * int(state.get("processes") or processes)
+    return -(-int(position) * int(saved.get("batch_size") or batch) // batch)
 
 
 #: a checkpoint folder's name: `checkpoint_<step>`, or `checkpoint_<step>.partial` while it is written
@@ -283,6 +316,7 @@ __all__ = [
     "latest_checkpoint",
     "model_folder_digest",
     "resume_hint",
+    "resumed_stream_position",
     "rotate_checkpoints",
     "truncate_metrics",
 ]

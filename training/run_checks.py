@@ -189,11 +189,10 @@ class RunChecks:
                          saved, processes, accum, before)  # fmt: skip
             return rest
         after = batch * accum * processes
-        # the stream index of a step is (step - origin) x global batch (`data.stream`): another global batch also
-        # moves where the resumed steps read, which --allow-config-change otherwise accepted without a word
-        why = (f"the global batch batch_size x grad_accum x processes changes from {before} to {after}, and with it "
-               f"where the resumed steps read the batch stream (step x {after}, not x {before}: batches "
-               f"{'skipped' if after > before else 'taken twice'})")  # fmt: skip
+        # the resumed steps read on from the stream position the checkpoint recorded (`TrainingProgress`), so no
+        # batch is skipped or read twice; what changes is the optimisation, each step's mean over other samples
+        why = (f"the global batch batch_size x grad_accum x processes changes from {before} to {after}: each step "
+               f"from the checkpoint on averages {after} sample(s), not {before}")  # fmt: skip
         if wants_deepspeed(self.train_cfg) and before == after:
             why = "DeepSpeed's optimizer state is split per rank: resume on the number of processes that saved it"
         elif self.train_cfg.get("global_batch"):  # it derives grad_accum: name the one it would have to say

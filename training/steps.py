@@ -2,9 +2,12 @@
 that it is finite on every rank, the update, the held-out validation and the step's metrics line.
 
 Data: one deterministic batch stream per stage segment; rank r of W takes batch
-`(step * grad_accum + micro) * W + r` (`data.stream`), so the ranks partition one stream and W
-ranks with `grad_accum` a equal one rank with `grad_accum` a·W, up to float summation order. The
-loss-noise generator of a micro-batch is seeded by its batch index, not by the rank. Logged losses
+`position + micro * W + r` (`data.stream`), the position being the batches the ranks took before the
+step (`TrainingProgress.stream_batches`: `step * grad_accum * W` for a run on one launch), so the ranks
+partition one stream and W ranks with `grad_accum` a equal one rank with `grad_accum` a·W, up to float
+summation order; a run resumed on another number of ranks or micro-batches reads on from the position
+its checkpoint recorded. The loss-noise generator of a micro-batch is seeded by its batch index, not by
+the rank. Logged losses
 and metrics are means over the ranks; only the main process writes.
 """
 
@@ -85,9 +88,7 @@ class StepLoop:
         self.recipe.prepare_data(stage, acc.process_index, acc.num_processes)
         acc.wait_for_everyone()
         self.recipe.start_stage(stage)
-        accum = int(self.train_cfg["grad_accum"])
-        first = (stage.start - stage.origin + progress.stage_step) * accum  # this rank's micro-batch
-        loader = iter(rank_loader(self.recipe.batches(stage), start=first, rank=acc.process_index,
+        loader = iter(rank_loader(self.recipe.batches(stage), start=progress.stream_batches, rank=acc.process_index,
                                   world=acc.num_processes, num_workers=int(self.train_cfg["num_workers"])))  # fmt: skip
         trainable = [p for p in acc.unwrap_model(wrapped).parameters() if p.requires_grad]
         wrapped.train()
@@ -101,10 +102,12 @@ class StepLoop:
             held_out_batches = self.recipe.batches(held_out)
         while progress.stage_step < stage.steps and progress.global_step < stop:
             self._doing = f"step {progress.global_step + 1}"
-            record = self._step(acc, wrapped, optimizer, loader, trainable, running_stats, stage, progress.global_step)
+            record = self._step(acc, wrapped, optimizer, loader, trainable, running_stats, stage,
+                                progress.stream_batches, progress.global_step)  # fmt: skip
             self._step_seconds = float(record["seconds"])
             progress.stage_step += 1
             progress.global_step += 1
+            progress.stream_batches += int(self.train_cfg["grad_accum"]) * acc.num_processes
             if held_out is not None and progress.global_step % validate_every == 0:
                 self._doing = f"validation after step {progress.global_step}"
                 record["val/loss"] = self._validate(acc, wrapped, held_out_batches)
@@ -145,10 +148,12 @@ class StepLoop:
         trainable: list,
         running_stats: RankRunningStats,
         stage: Stage,
+        position: int,
         step: int,
     ) -> dict[str, Any]:
-        """One optimizer step of `grad_accum` micro-batches; returns the rank-averaged terms. BatchNorm
-        running statistics are merged across the ranks after each forward (`running_stats`)."""
+        """One optimizer step of `grad_accum` micro-batches, the batches of the segment's stream from `position`
+        on; returns the rank-averaged terms. BatchNorm running statistics are merged across the ranks after
+        each forward (`running_stats`)."""
         t0 = time.perf_counter()
         base = stage_lr(stage, step)
         for group in optimizer.param_groups:  # the lr is a pure function of the step (stages.stage_lr)
@@ -166,11 +171,11 @@ class StepLoop:
             self._waiting = None
             skipped += take_skipped(batch)
             batch = {k: v.to(acc.device) for k, v in batch.items()}
-            index = ((step - stage.origin) * accum + micro) * acc.num_processes + acc.process_index
+            first = position + micro * acc.num_processes  # rank 0's batch of this micro-step
             with acc.accumulate(wrapped):
                 running_stats.before_forward(acc)
-                loss, terms = wrapped(batch, batch_generator(seed, stage.origin, index))
-                self._check_finite(acc, loss, step, ((step - stage.origin) * accum + micro) * acc.num_processes)
+                loss, terms = wrapped(batch, batch_generator(seed, stage.origin, first + acc.process_index))
+                self._check_finite(acc, loss, step, first)
                 acc.backward(loss)
                 running_stats.merge(acc)  # after backward: the forward's graph holds the statistics it updated
                 if acc.sync_gradients and clip:

@@ -41,6 +41,7 @@ from vdepth_training.checkpoints import (
     check_run_outputs,
     complete_checkpoints,
     latest_checkpoint,
+    resumed_stream_position,
     rotate_checkpoints,
     truncate_metrics,
 )
@@ -235,6 +236,17 @@ class Trainer(StepLoop, RunChecks, RunStops):
             # 2. where to start and where to stop
             start = json.loads((ckpt / STATE_NAME).read_text()) if ckpt else progress.state_dict()
             start.pop("processes", None)  # the counters only (the process count was checked above)
+            if ckpt is not None:  # the first batch no step has read, in this run's batches
+                at = self.plan[int(start["stage"])]
+                steps_in = at.start - at.origin + int(start["stage_step"])
+                position = resumed_stream_position(ckpt, steps_in, self.train_cfg, acc.num_processes)
+                start["stream_batches"] = position
+                per_step = int(self.train_cfg["grad_accum"]) * acc.num_processes
+                if position != steps_in * per_step and acc.is_main_process:  # another global batch (allowed)
+                    log.info("the batch stream goes on at batch %d (sample %d), the first no step has read; "
+                             "%d batch(es) of %d sample(s) per step from here on", position,
+                             position * int(self.train_cfg["batch_size"]), per_step,
+                             int(self.train_cfg["batch_size"]))  # fmt: skip
             end = self.plan[-1].end if not self.train_cfg.get("stop_at") else int(self.train_cfg["stop_at"])
             stop = end if max_steps is None else min(end, max_steps)
             # 3. the segments of stages that share an optimizer, from the resume point on
@@ -352,17 +364,24 @@ class Trainer(StepLoop, RunChecks, RunStops):
         if ckpt is not None:
             self._doing = f"loading {ckpt}"
             acc.load_state(str(ckpt))
+            progress.stream_batches = start["stream_batches"]  # (in this run's batch_size: `resumed_stream_position`)
             assert progress.state_dict() == start, (progress.state_dict(), start)
             self._saved_step = progress.global_step
         for stage in [st for st in segment if st.index >= progress.stage]:
             if progress.stage != stage.index:
                 progress.stage, progress.stage_step = stage.index, 0
+                if stage.restart:  # a fresh batch stream too (the segment's first stage)
+                    progress.stream_batches = 0
             self._run_stage(acc, wrapped, optimizer, stage, progress, stop)
             if progress.global_step >= stop or self.interrupted:
                 break
         # 4. the end of the run (export) or an early stop (checkpoint)
         if progress.global_step >= end:
             self._export_final(acc, wrapped)
+            if self.interrupted and acc.is_main_process:
+                log.warning("the stop came in the run's last step: the run is complete (%s), nothing to resume",
+                            self.final_dir)  # fmt: skip
+            self.interrupted = False  # a finished run, not a stopped one: no checkpoint to resume, exit code 0
         elif progress.global_step >= stop or self.interrupted:
             self._save(acc, progress)
         if self.interrupted and acc.is_main_process:

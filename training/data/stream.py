@@ -1,12 +1,14 @@
 """One deterministic stream of training batches, partitioned across ranks.
 
 A *batch stream* maps a global batch index `b` to a batch (a dict of tensors) as a pure function
-of `b`; the trainer draws micro-batch `m` of its current stage on rank `r` of `W` as batch
-`b = m * W + r`. So every rank reads a disjoint part of one stream, the union over ranks of an
-optimizer step's micro-batches does not depend on how many ranks share it (2 ranks x 1 micro-batch
-= 1 rank x 2 accumulated micro-batches), and a resumed run continues at the exact batch it stopped
-at. The map-style stream is loaded by a `DataLoader` with `batch_size=None`, so loader workers
-prepare batches in parallel without changing the order.
+of `b`; from the stream position `p` (the batches taken so far, `checkpoints.TrainingProgress`) the
+trainer draws its `m`-th batch from there on rank `r` of `W` as batch `b = p + m * W + r`. So every rank
+reads a disjoint part of one stream, the union over ranks of an optimizer step's micro-batches does
+not depend on how many ranks share it (2 ranks x 1 micro-batch = 1 rank x 2 accumulated
+micro-batches), and a resumed run continues at the exact batch it stopped at, also on another number
+of ranks or micro-batches (a position that is not a multiple of `W`). The map-style stream is loaded
+by a `DataLoader` with `batch_size=None`, so loader workers prepare batches in parallel without
+changing the order.
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ class MappedBatches(Dataset):
 
 
 class RankSampler(Sampler[int]):
-    """Global batch indices of one rank: `m * world + rank` for micro-batches `m = start, start + 1, ...`."""
+    """Global batch indices of one rank from stream position `start`: `start + m * world + rank`, m = 0, 1, ...."""
 
     def __init__(self, start: int, rank: int, world: int) -> None:
         if not 0 <= rank < world:
@@ -73,7 +75,7 @@ class RankSampler(Sampler[int]):
         self.start, self.rank, self.world = int(start), int(rank), int(world)
 
     def __iter__(self) -> Iterator[int]:
-        return (m * self.world + self.rank for m in itertools.count(self.start))
+        return (self.start + m * self.world + self.rank for m in itertools.count())
 
 
 def _leave_stop_signals_to_the_rank(worker_id: int) -> None:
@@ -86,7 +88,7 @@ def _leave_stop_signals_to_the_rank(worker_id: int) -> None:
 
 
 def rank_loader(batches: Dataset, *, start: int, rank: int, world: int, num_workers: int = 0) -> DataLoader:
-    """An endless loader of this rank's batches from micro-batch `start` on (see module docstring)."""
+    """An endless loader of this rank's batches from stream position `start` on (see module docstring)."""
     kwargs: dict[str, Any] = {}
     if num_workers > 0:
         kwargs = {"prefetch_factor": 2, "persistent_workers": False, "worker_init_fn": _leave_stop_signals_to_the_rank}
