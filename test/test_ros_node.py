@@ -1075,3 +1075,26 @@ def test_an_image_before_the_first_clock_under_sim_time_is_no_replay_speed(harne
         h.send(rgbs[k], "rgb8", header(k))
         stretches.append(node.intake.pauses.stretch)
     assert max(stretches) < 1.5, stretches  # (before: 16 after the second image)
+
+
+def test_frames_a_window_output_before_a_later_frame_failed_are_published(harness: Any) -> None:
+    """A window whose output failed part way (here the cloud of its third frame) used to lose the frames it had
+    already output: counted as output by the pipeline, never published and in no fate of the stop summary (the
+    fates' sum came out short of the images received). They are published, the error is the worker's one
+    rate-limited line and the frames after the failure are "lost to errors"."""
+    h = harness(RANGE)
+    node, built = h.node, []
+    build = node.pipeline.cloud.build
+
+    def fails_on_the_third(*args: Any, **kwargs: Any) -> Any:
+        built.append(1)
+        if len(built) == 3:
+            raise MemoryError("cloud")
+        return build(*args, **kwargs)
+
+    node.pipeline.cloud.build = fails_on_the_third
+    for k, rgb in enumerate(frames(8)):  # one window
+        h.send(rgb, "rgb8", header(k))
+    assert h.spin_until(lambda: len(h.got["depth"]) == 2), len(h.got["depth"])
+    assert [e.split(" (")[0] for e in h.errors] == ["depth pipeline failed on the frame stamped 1466666669"], h.errors
+    assert_every_fate_counted(node, frames=2, lost=6)

@@ -224,7 +224,7 @@ class FrameProcessor:
         if reason:
             self.restart(reason, flush=True, pipeline=not reason.startswith("resolution"), quiet=quiet)
         t0 = time.monotonic()
-        frames = self.pipeline.push(frame)
+        frames = self._from_pipeline(self.pipeline.push, frame)
         if frames:
             self.window_latency.add(time.monotonic() - t0)
         self.publish_all(frames)
@@ -262,6 +262,16 @@ class FrameProcessor:
             summary=f"the depth pipeline failed ({type(err).__name__}); the stream restarted",
         )
         self.restart(f"pipeline error: {type(err).__name__}")
+
+    def _from_pipeline(self, step: Callable[..., list[Any]], *args: Any) -> list[Any]:
+        """The frames a pipeline step (`push`, `early_window`, `flush`) outputs; when it fails, the frames it
+        had output before (a window's first frames, the old stream's at a new resolution) are published
+        first, then the error goes on: they used to be counted as output and never published."""
+        try:
+            return step(*args)
+        except BaseException:
+            self.publish_all(self.pipeline.take_output_before_failure())
+            raise
 
     def publish_all(self, frames: list[Any]) -> None:
         """Publish frames that left the pipeline together (a window), with `output_pacing` spread at the
@@ -430,7 +440,7 @@ class FrameProcessor:
             if idle_s >= pauses.pause_after_s() and last != self._early_for:
                 self._early_for = last
                 held = self.pipeline.held
-                frames = self.pipeline.early_window()
+                frames = self._from_pipeline(self.pipeline.early_window)
                 self.publish_all(frames)
                 if frames:
                     self.pause_flushes += 1
@@ -503,7 +513,7 @@ class FrameProcessor:
         failed, which is one rate-limited error, "flushing <stream> failed (...)", whatever failed (the
         last window, or publishing what came out)."""
         try:
-            frames = self.pipeline.flush()
+            frames = self._from_pipeline(self.pipeline.flush)
             self.publish_all(frames)
         except Exception as err:
             self.log.error(
