@@ -1081,7 +1081,8 @@ def test_frames_a_window_output_before_a_later_frame_failed_are_published(harnes
     """A window whose output failed part way (here the cloud of its third frame) used to lose the frames it had
     already output: counted as output by the pipeline, never published and in no fate of the stop summary (the
     fates' sum came out short of the images received). They are published, the error is the worker's one
-    rate-limited line and the frames after the failure are "lost to errors"."""
+    rate-limited line and the frames after the failure are "lost to errors"; /diagnostics counts one pipeline
+    reset (it counted two: the pipeline's own and the worker's restart, whose reason replaced the cause)."""
     h = harness(RANGE)
     node, built = h.node, []
     build = node.pipeline.cloud.build
@@ -1098,3 +1099,8 @@ def test_frames_a_window_output_before_a_later_frame_failed_are_published(harnes
     assert h.spin_until(lambda: len(h.got["depth"]) == 2), len(h.got["depth"])
     assert [e.split(" (")[0] for e in h.errors] == ["depth pipeline failed on the frame stamped 1466666669"], h.errors
     assert_every_fate_counted(node, frames=2, lost=6)
+    values = node.diagnostics_values()  # one failure, one reset, its reason naming what failed
+    assert values["pipeline frames_out"] == 2 and values["pipeline resets"] == 1, values
+    assert values["resets"] == "pipeline error=1" and values["pipeline last_reset_reason"].endswith(
+        "MemoryError: cloud"
+    )
