@@ -1110,3 +1110,28 @@ def test_frames_a_window_output_before_a_later_frame_failed_are_published(harnes
     assert values["resets"] == "pipeline error=1" and values["pipeline last_reset_reason"].endswith(
         "MemoryError: cloud"
     )
+
+
+def test_use_sim_time_set_at_runtime_is_no_pause_of_the_camera(harness: Any) -> None:
+    """`ros2 param set /depth_node use_sim_time true` to follow a bag played with --clock, and back to false:
+    the images' arrivals noted on the bag's clock were then read on the system clock, a pause of the camera
+    as long as the clocks are apart, so the frames held for the next window ran in an early window and the
+    stream restarted ("pause: no image for ... s") while the images went on. The pauses are measured on the
+    new clock from its first image."""
+    from rosgraph_msgs.msg import Clock
+
+    h = harness(RANGE)
+    node, proc = h.node, h.node.processor
+    clock = h.peer.create_publisher(Clock, "/clock", 10)
+    rgbs = frames(14)
+    for k in range(10):  # a window at frame 8: frames 8 and 9 are held
+        h.send(rgbs[k], "rgb8", header(k))
+    assert node.set_parameters([Parameter("use_sim_time", value=True)])[0].successful
+    bag_time = conv.ns_to_stamp(stamp(10))
+    assert h.spin_until(lambda: clock.publish(Clock(clock=bag_time)) or node.get_clock().now().nanoseconds > 0)
+    for k in range(10, 14):
+        h.send(rgbs[k], "rgb8", header(k))
+        proc.on_idle()
+    assert node.set_parameters([Parameter("use_sim_time", value=False)])[0].successful
+    proc.on_idle()
+    assert proc.pause_flushes == 0 and proc.resets == {}, (proc.pause_flushes, proc.resets)
