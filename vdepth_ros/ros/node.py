@@ -549,7 +549,7 @@ class ManagedDepthNode(_DepthNodeCore, LifecycleNode):
         rclpy's own answer."""
         available = {label: tid for tid, label, *_ in self._state_machine.available_transitions}
         label, tid = request.transition.label, request.transition.id
-        if label in available if label else tid in available.values():
+        if (label in available) if label else (tid in available.values()):
             return answer(request, response)
         # (by id, as a manager sends it, the id too: each state has its own shutdown's)
         asked = repr(label) if label else f"{_TRANSITION_LABELS.get(tid, 'unknown')!r} (id {tid})"
