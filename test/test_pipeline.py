@@ -534,3 +534,27 @@ def test_a_camera_alternating_resolutions_logs_its_restarts_rate_limited(caplog)
     pipe.push(FrameInput(big, 1000 * 20))
     assert caplog.records[-2].getMessage().endswith("(18 more since the last report)")  # the reset
     assert caplog.records[-1].getMessage().endswith("(9 more since the last report)")  # the 80x60 stream's sizes
+
+
+def test_the_frames_a_step_output_before_it_failed_are_the_callers_to_take() -> None:
+    """A window whose third frame's output failed had output two frames (counted in `frames_out`) that went
+    down with the exception; `take_output_before_failure` hands them over, once, so every frame pushed is
+    output (and given to the caller), held or discarded."""
+    pipe = DepthPipeline(_config(), engine=LuminanceEngine())
+    made = pipe._depth_frame
+
+    def fails_on_the_third(*args, **kwargs):
+        if pipe.stats.frames_out == 2:
+            raise MemoryError("output")
+        return made(*args, **kwargs)
+
+    pipe._depth_frame = fails_on_the_third
+    frames = _frames(8)
+    for f in frames[:7]:
+        assert pipe.push(f) == [] and pipe.take_output_before_failure() == []
+    with pytest.raises(MemoryError):
+        pipe.push(frames[7])
+    kept = pipe.take_output_before_failure()
+    assert [f.index for f in kept] == [0, 1] and pipe.take_output_before_failure() == []
+    stats = pipe.stats
+    assert stats.frames_in == 8 and stats.frames_out == 2 and stats.frames_out + stats.frames_discarded == 8

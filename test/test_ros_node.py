@@ -757,6 +757,9 @@ def test_flicker_on_diagnostics_when_enabled(harness: Any) -> None:
 
 
 def test_diagnostics_published(harness: Any) -> None:
+    """/diagnostics comes with its values, and a start is no slow output: every start (an activation too) said
+    "output rate below half the input rate" until its second window's outputs came, so a fleet monitor saw a
+    WARN at each (the rates are over 5 s: the output is compared once the images have come for that long)."""
     h = harness({**RANGE, "diagnostics_period": 0.1}, start_worker=True)
     diags: list[DiagnosticArray] = []
     h.peer.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
@@ -777,6 +780,9 @@ def test_diagnostics_published(harness: Any) -> None:
     ):
         assert key in keys
     assert keys["fit scale_source"] == "range"
+    # the first window's outputs were on their way: no "output rate below half the input rate" at the start
+    messages = {status.message for array in diags for status in array.status}
+    assert not [m for m in messages if "output rate below half" in m], messages
 
 
 @pytest.mark.parametrize("kind", ["image", "pointcloud"])
@@ -1075,3 +1081,57 @@ def test_an_image_before_the_first_clock_under_sim_time_is_no_replay_speed(harne
         h.send(rgbs[k], "rgb8", header(k))
         stretches.append(node.intake.pauses.stretch)
     assert max(stretches) < 1.5, stretches  # (before: 16 after the second image)
+
+
+def test_frames_a_window_output_before_a_later_frame_failed_are_published(harness: Any) -> None:
+    """A window whose output failed part way (here the cloud of its third frame) used to lose the frames it had
+    already output: counted as output by the pipeline, never published and in no fate of the stop summary (the
+    fates' sum came out short of the images received). They are published, the error is the worker's one
+    rate-limited line and the frames after the failure are "lost to errors"; /diagnostics counts one pipeline
+    reset (it counted two: the pipeline's own and the worker's restart, whose reason replaced the cause)."""
+    h = harness(RANGE)
+    node, built = h.node, []
+    build = node.pipeline.cloud.build
+
+    def fails_on_the_third(*args: Any, **kwargs: Any) -> Any:
+        built.append(1)
+        if len(built) == 3:
+            raise MemoryError("cloud")
+        return build(*args, **kwargs)
+
+    node.pipeline.cloud.build = fails_on_the_third
+    for k, rgb in enumerate(frames(8)):  # one window
+        h.send(rgb, "rgb8", header(k))
+    assert h.spin_until(lambda: len(h.got["depth"]) == 2), len(h.got["depth"])
+    assert [e.split(" (")[0] for e in h.errors] == ["depth pipeline failed on the frame stamped 1466666669"], h.errors
+    assert_every_fate_counted(node, frames=2, lost=6)
+    values = node.diagnostics_values()  # one failure, one reset, its reason naming what failed
+    assert values["pipeline frames_out"] == 2 and values["pipeline resets"] == 1, values
+    assert values["resets"] == "pipeline error=1" and values["pipeline last_reset_reason"].endswith(
+        "MemoryError: cloud"
+    )
+
+
+def test_use_sim_time_set_at_runtime_is_no_pause_of_the_camera(harness: Any) -> None:
+    """`ros2 param set /depth_node use_sim_time true` to follow a bag played with --clock, and back to false:
+    the images' arrivals noted on the bag's clock were then read on the system clock, a pause of the camera
+    as long as the clocks are apart, so the frames held for the next window ran in an early window and the
+    stream restarted ("pause: no image for ... s") while the images went on. The pauses are measured on the
+    new clock from its first image."""
+    from rosgraph_msgs.msg import Clock
+
+    h = harness(RANGE)
+    node, proc = h.node, h.node.processor
+    clock = h.peer.create_publisher(Clock, "/clock", 10)
+    rgbs = frames(14)
+    for k in range(10):  # a window at frame 8: frames 8 and 9 are held
+        h.send(rgbs[k], "rgb8", header(k))
+    assert node.set_parameters([Parameter("use_sim_time", value=True)])[0].successful
+    bag_time = conv.ns_to_stamp(stamp(10))
+    assert h.spin_until(lambda: clock.publish(Clock(clock=bag_time)) or node.get_clock().now().nanoseconds > 0)
+    for k in range(10, 14):
+        h.send(rgbs[k], "rgb8", header(k))
+        proc.on_idle()
+    assert node.set_parameters([Parameter("use_sim_time", value=False)])[0].successful
+    proc.on_idle()
+    assert proc.pause_flushes == 0 and proc.resets == {}, (proc.pause_flushes, proc.resets)

@@ -543,9 +543,10 @@ def test_vdepth_node_managed_waits_for_the_lifecycle_transitions(tmp_path: Path)
 
 def test_managed_node_cycled_from_another_process_runs_again_and_logs_each_configure(tmp_path: Path) -> None:
     """A bring-up manager cycles the node (configure, activate, deactivate, cleanup, configure,
-    activate) and sends a transition the state does not have: that one is refused, the node then
-    publishes again, and the second configure's log line gives its own model load and warm-up
-    (it used to repeat the process's start-up line with every configure's times added up). The
+    activate) and sends a transition the state does not have: that one is refused (one WARN in words naming the
+    transitions the state has; rclpy's ERROR gave numbers), the node then publishes again, and the second
+    configure's log line gives its own model load and warm-up (it used to repeat the process's start-up line
+    with every configure's times added up). The
     restart-only parameters are read-only (rqt_reconfigure greys them out) while it is configured, and
     writable again once it is cleaned up."""
     from lifecycle_msgs.msg import State, Transition
@@ -586,6 +587,10 @@ def test_managed_node_cycled_from_another_process_runs_again_and_logs_each_confi
         before_feed=cycle,
     )
     assert refused == [True] and got["/depth"], out
+    # refused in words, with what the state has (rclpy: an ERROR "Unable to start transition 3 from current state (1,
+    # 'unconfigured')")
+    said = "lifecycle transition 'activate' (id 3) refused: /depth_node is unconfigured, whose transitions are"
+    assert f"{said} configure (id 1), shutdown (id 5)" in out and "Unable to start transition" not in out, out
     assert read_only == [(False, False), (True, False), (False, False), (True, False)], read_only
     assert far_set[0].successful, far_set[0].reason
     assert out.count("start-up: ") == 1 and out.count("configured: model load") == 1, out

@@ -33,8 +33,9 @@ a deterministic engine, so a bag processed causally equals the live node frame f
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -81,6 +82,28 @@ def identity_line(identity: dict[str, str]) -> str:
         f"(release: {identity['model release']}); runs "
         f"{identity['model file']} on {identity['backend']}, {identity['precision']}; windows of {identity['windows']}"
     )
+
+
+def _keeps_output_on_failure(step: Callable[..., list[DepthFrame]]) -> Callable[..., list[DepthFrame]]:
+    """A step that outputs frames (`push`, `early_window`, `flush`): the frames it had output when it raised
+    (a window's first frames before a later one's output failed, the old stream's at a new resolution or
+    scene cut before the new frame failed) are kept for the caller (`take_output_before_failure`) rather than
+    lost with the exception: `stats.frames_out` counts them, so a caller that drops them loses frames unseen."""
+
+    @functools.wraps(step)
+    def run(self: DepthPipeline, *args: Any) -> list[DepthFrame]:
+        if self._output_so_far is not None:  # a step inside another (`push` flushes at a new resolution)
+            return step(self, *args)
+        self._output_so_far, self._output_before_failure = [], []
+        try:
+            return step(self, *args)
+        except BaseException:
+            self._output_before_failure = self._output_so_far
+            raise
+        finally:
+            self._output_so_far = None
+
+    return run
 
 
 class DepthPipeline(InputSteps, WindowSteps, OutputSteps):
@@ -190,6 +213,8 @@ class DepthPipeline(InputSteps, WindowSteps, OutputSteps):
         self.cuts = SceneCutDetector(threshold) if threshold > 0 else None
         self.stats = PipelineStats()
         self._periodic_log = PeriodicLog()  # lines that can repeat at every frame or window
+        self._output_so_far: list[DepthFrame] | None = None  # during a step (`_keeps_output_on_failure`)
+        self._output_before_failure: list[DepthFrame] = []
         self._clear()
 
     @classmethod
@@ -287,12 +312,14 @@ class DepthPipeline(InputSteps, WindowSteps, OutputSteps):
         return discarded
 
     # -- causal API ----------------------------------------------------------------------------
+    @_keeps_output_on_failure
     def push(self, frame: FrameInput) -> list[DepthFrame]:
         """Add one frame; returns the frames that became available (possibly none).
 
         A change of input resolution ends the current stream (`flush`) and starts a new one.
         If the engine raises, the stream is reset (its pending frames are lost) and the error
-        propagates, so the next push starts a consistent new stream.
+        propagates, so the next push starts a consistent new stream; the frames output before the
+        failure are the caller's to take (`take_output_before_failure`).
         """
         rgb = self._check(frame)
         out: list[DepthFrame] = []
@@ -309,6 +336,7 @@ class DepthPipeline(InputSteps, WindowSteps, OutputSteps):
         self.stats.frames_in += 1
         return out + self._run_windows(iter(self.scheduler.next_window, None))
 
+    @_keeps_output_on_failure
     def early_window(self) -> list[DepthFrame]:
         """A camera that paused: run a window over the frames held for the next one now (shaped as
         the end of a stream's window, `WindowScheduler.early_window`), without ending the stream;
@@ -332,6 +360,12 @@ class DepthPipeline(InputSteps, WindowSteps, OutputSteps):
         self._release()
         return out
 
+    def take_output_before_failure(self) -> list[DepthFrame]:
+        """The frames the last `push`, `early_window` or `flush` had output when it raised (in order; none after
+        one that returned), once: counted as output, they are published like any (the node does)."""
+        frames, self._output_before_failure = self._output_before_failure, []
+        return frames
+
     @property
     def held(self) -> int:
         """Frames pushed whose output the `publish` policy still holds back: frames waiting for a
@@ -342,6 +376,7 @@ class DepthPipeline(InputSteps, WindowSteps, OutputSteps):
             waiting += len(self.stitcher.pending)
         return max(0, waiting)
 
+    @_keeps_output_on_failure
     def flush(self) -> list[DepthFrame]:
         """End of stream: run the last (partial) window, settle all provisional frames as final.
 

@@ -5,7 +5,8 @@ the organized cloud, then the relative disparity clamped at 0 (`pipeline.py`'s d
 disparity), read-only arrays, with its `FitInfo`.
 
 A mixin of `DepthPipeline` (`pipeline.py`, which sets the attributes these steps read: `config`,
-`scale_source`, `depth_limits`, `cloud`, `stats`, `_records`, `_last_emitted`, `_index_base`, `_turns`).
+`scale_source`, `depth_limits`, `cloud`, `stats`, `_records`, `_last_emitted`, `_index_base`, `_turns`,
+`_output_so_far`).
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ class OutputSteps:
                 emit = True
             if emit:
                 out.append(self._depth_frame(sf))
+                if self._output_so_far is not None:  # (kept should a later frame of the step fail)
+                    self._output_so_far.append(out[-1])
             self._last_emitted = max(self._last_emitted, sf.index) if emit else self._last_emitted
         return out
 

@@ -153,6 +153,16 @@ class InputSide(InputQosFollowing, InputLossCounting, SparseSamples, InputGraphC
         # how far the stamps are from the node's clock on arrival: the latency means something only on one clock
         self.stamp_clock = StampClock()
 
+    def clock_changed(self) -> None:
+        """`use_sim_time` set at runtime (`ros2 param set`, to follow a bag played with --clock, or back): the
+        images' arrivals noted on the node's clock are on the other clock, so the pauses and the stamps' offset
+        start again on the new one. Switching back to the system time read the seconds since the last image
+        noted on the bag's clock as a pause of the camera (its held frames run in an early window, the stream
+        restarted), while the images went on."""
+        with self._lock:
+            self.pauses = PauseRule(self.p["pause_flush"], self.p["max_gap"])
+            self.stamp_clock = StampClock()
+
     # -- subscriptions -----------------------------------------------------------------------
     def _new_queue(self) -> DropOldestQueue[InputItem]:
         """The input queue; a standing backlog is drained down to a window's new frames (the schedule's stride:

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from lifecycle_msgs.msg import Transition
 from rclpy.clock import Clock, ClockType
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
@@ -40,6 +41,16 @@ from vdepth_ros.ros.worker import RateLimitedLog, SupervisedWorker
 from vdepth_ros.runtime.shared import EnginePool, SharedEngine
 
 NODE_NAME = "depth_node"
+#: lifecycle_msgs' transition ids by the labels `ros2 lifecycle set` takes (its three shutdowns: "shutdown")
+_TRANSITION_LABELS = {
+    Transition.TRANSITION_CONFIGURE: "configure",
+    Transition.TRANSITION_CLEANUP: "cleanup",
+    Transition.TRANSITION_ACTIVATE: "activate",
+    Transition.TRANSITION_DEACTIVATE: "deactivate",
+    Transition.TRANSITION_UNCONFIGURED_SHUTDOWN: "shutdown",
+    Transition.TRANSITION_INACTIVE_SHUTDOWN: "shutdown",
+    Transition.TRANSITION_ACTIVE_SHUTDOWN: "shutdown",
+}
 _CLOSE_JOIN_S = 5.0  # at process exit, wait this long for the queued frames and the stream's last window
 _DRAIN_S = 2.0  # then this long for the outputs still pending (a subscriber that holds one up: counted)
 #: The fates the stop summary names even at 0 (the others only when they happened)
@@ -527,6 +538,29 @@ class ManagedDepthNode(_DepthNodeCore, LifecycleNode):
         self._waiting: tuple[str, float, bool] = ("unconfigured", time.monotonic(), False)  # state, since, said
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         self._waiting_timer = self.create_timer(1.0, self._note_waiting, clock=steady)
+        change_state = self._service_change_state  # (rclpy's; its answer is kept for every transition it has)
+        change_state.callback = functools.partial(self._refuse_unavailable_transition, change_state.callback)
+
+    def _refuse_unavailable_transition(self, answer: Callable[[Any, Any], Any], request: Any, response: Any) -> Any:
+        """The change_state service (`ros2 lifecycle set`, a lifecycle manager): a transition the current state does
+        not have (activate while unconfigured, configure twice) is refused in one WARN that names it, the state and
+        the transitions there are; rclpy refused it with an ERROR in numbers ("Unable to start transition 3 from
+        current state (1, 'unconfigured')", after rcl's WARN "No transition matching 3 found"). The others go to
+        rclpy's own answer."""
+        available = {label: tid for tid, label, *_ in self._state_machine.available_transitions}
+        label, tid = request.transition.label, request.transition.id
+        if (label in available) if label else (tid in available.values()):
+            return answer(request, response)
+        # (by id, as a manager sends it, the id too: each state has its own shutdown's)
+        asked = repr(label) if label else f"{_TRANSITION_LABELS.get(tid, 'unknown')!r} (id {tid})"
+        there = ", ".join(f"{name} (id {i})" if not label else name for name, i in available.items())
+        self.get_logger().warning(  # (one per request: each is someone's command)
+            f"lifecycle transition {asked} refused: {self.get_fully_qualified_name()} is "
+            f"{self._state_machine.current_state[1]}, whose transitions are "
+            f"{there or 'none (finalized: restart the process)'}"
+        )
+        response.success = False
+        return response
 
     #: After this long unconfigured or inactive, the node says what it waits for, once per time in that state.
     WAITING_NOTE_S = 5.0

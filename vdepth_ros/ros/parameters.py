@@ -206,4 +206,6 @@ class ParameterSide:
                 self.processor.flicker.period = float(param.value)
             if param.name == "watchdog_timeout":
                 self.watchdog.timeout_s = float(param.value)
+            if param.name == "use_sim_time" and param.value != self.get_parameter("use_sim_time").value:
+                self.intake.clock_changed()  # (rclpy's TimeSource switches the node's clock as this returns)
         return SetParametersResult(successful=True)

@@ -88,6 +88,7 @@ class FrameProcessor:
         self.discarded_at_stop = 0
         self.published_without_camera = 0  # of `published`: no intrinsics (no camera_info yet), so no /points
         self._in_hand: int | None = None  # the pipeline's frames_in when the frame in hand was taken (None: none)
+        self._pipeline_reset_itself = False  # the last pipeline step failed and reset the pipeline (`_from_pipeline`)
 
     def _report(self, kind: str, message: str) -> None:
         """The assembler's notes: distortion and a scaled camera_info once and the bit depth of 16-bit images at
@@ -168,6 +169,7 @@ class FrameProcessor:
         in the worker's throughput (`max_input_rate`'s advice), a window's with the frame that ran it."""
         started, window_ran = time.monotonic(), False
         self._in_hand = self.pipeline.stats.frames_in
+        self._pipeline_reset_itself = False  # (said by this frame's pipeline step, if it fails)
         try:
             window_ran = self._process(item)
         except BaseException:
@@ -231,7 +233,7 @@ class FrameProcessor:
         if reason:
             self.restart(reason, flush=True, pipeline=not reason.startswith("resolution"), quiet=quiet)
         t0 = time.monotonic()
-        frames = self.pipeline.push(frame)
+        frames = self._from_pipeline(self.pipeline.push, frame)
         if frames:
             self.window_latency.add(time.monotonic() - t0)
         self.publish_all(frames)
@@ -268,7 +270,26 @@ class FrameProcessor:
             "the stream restarts and the node goes on",
             summary=f"the depth pipeline failed ({type(err).__name__}); the stream restarted",
         )
-        self.restart(f"pipeline error: {type(err).__name__}")
+        self._restart_after_error(err)
+
+    def _restart_after_error(self, err: BaseException) -> None:
+        """The stream restarts after a failure; the pipeline is reset only if it has not reset itself for it
+        (a failed window does): a second reset counted two on /diagnostics ("pipeline resets") for one failure
+        and replaced the pipeline's reason, which names what failed, with this one."""
+        reset_already, self._pipeline_reset_itself = self._pipeline_reset_itself, False
+        self.restart(f"pipeline error: {type(err).__name__}", pipeline=not reset_already)
+
+    def _from_pipeline(self, step: Callable[..., list[Any]], *args: Any) -> list[Any]:
+        """The frames a pipeline step (`push`, `early_window`, `flush`) outputs; when it fails, the frames it
+        had output before (a window's first frames, the old stream's at a new resolution) are published
+        first, then the error goes on: they used to be counted as output and never published."""
+        resets, self._pipeline_reset_itself = self.pipeline.stats.resets, False
+        try:
+            return step(*args)
+        except BaseException:
+            self._pipeline_reset_itself = self.pipeline.stats.resets > resets
+            self.publish_all(self.pipeline.take_output_before_failure())
+            raise
 
     def publish_all(self, frames: list[Any]) -> None:
         """Publish frames that left the pipeline together (a window), with `output_pacing` spread at the
@@ -437,7 +458,7 @@ class FrameProcessor:
             if idle_s >= pauses.pause_after_s() and last != self._early_for:
                 self._early_for = last
                 held = self.pipeline.held
-                frames = self.pipeline.early_window()
+                frames = self._from_pipeline(self.pipeline.early_window)
                 self.publish_all(frames)
                 if frames:
                     self.pause_flushes += 1
@@ -462,7 +483,7 @@ class FrameProcessor:
                 f"publishing the frames held during a pause failed ({type(err).__name__}: {err}); the stream restarts",
                 summary=f"publishing the frames held during a pause failed ({type(err).__name__})",
             )
-            self.restart(f"pipeline error: {type(err).__name__}")
+            self._restart_after_error(err)
 
     def _ended_now(self, last: int) -> bool:
         """Whether the input has ended (`InputSide.ended`) and was handled now: the images that waited for a
@@ -510,7 +531,7 @@ class FrameProcessor:
         failed, which is one rate-limited error, "flushing <stream> failed (...)", whatever failed (the
         last window, or publishing what came out)."""
         try:
-            frames = self.pipeline.flush()
+            frames = self._from_pipeline(self.pipeline.flush)
             self.publish_all(frames)
         except Exception as err:
             self.log.error(

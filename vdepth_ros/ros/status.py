@@ -4,6 +4,7 @@ and the one-time start-up lines (first image, first output)."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import time
 from typing import Any
@@ -72,6 +73,7 @@ class StatusReporter:
     def restart(self) -> None:
         self._activated = time.monotonic()
         self._first_image_at: float | None = None
+        self._receiving_since: float | None = None  # since when images arrive without a stop (`publish`)
         self._publisher_names: dict[Any, str] = {}  # image publishers' names by GID, as last seen in the graph
         self._turns_noted: tuple[Any, Any] | None = None  # the pair taking turns that was logged
         self.node.log.problems.restart()
@@ -474,6 +476,12 @@ class StatusReporter:
                 ),
             )
             receiving = node.intake.receiving()
+            now = time.monotonic()
+            self._receiving_since = (self._receiving_since or now) if receiving else None
+            # the rates are measured over the last window_s: the output is compared with the input once the images
+            # have come for that long, not while a start's (an activation's, a resumed input's) first windows are on
+            # their way (every start said "output rate below half the input rate" until its second window's outputs)
+            settled = receiving and now - self._receiving_since >= node.intake.taken.window_s
             problems = node.log.problems.current(input_stopped=not receiving)  # (one list: message and values)
             values = self.values(problems)
             stalled_s = node.watchdog.stalled_s()
@@ -494,7 +502,9 @@ class StatusReporter:
                 ),
                 slow_outputs=", ".join(node.outputs.slow),  # (their shares, which change every tick, in the values)
                 # two windows' bursts in the rates' window at least (2 x 8 frames in 5 s: 3.2 Hz)
-                compare_from_hz=2 * largest_burst(node.pipeline.schedule) / node.intake.rate.window_s,
+                compare_from_hz=2 * largest_burst(node.pipeline.schedule) / node.intake.rate.window_s
+                if settled
+                else math.inf,
                 problems=problems,
             )
             fqn = node.get_fully_qualified_name()
