@@ -538,8 +538,11 @@ class ManagedDepthNode(_DepthNodeCore, LifecycleNode):
         self._waiting: tuple[str, float, bool] = ("unconfigured", time.monotonic(), False)  # state, since, said
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         self._waiting_timer = self.create_timer(1.0, self._note_waiting, clock=steady)
-        change_state = self._service_change_state  # (rclpy's; its answer is kept for every transition it has)
-        change_state.callback = functools.partial(self._refuse_unavailable_transition, change_state.callback)
+        # rclpy's private service object (its answer is kept for every transition it has); an rclpy that stores it
+        # otherwise keeps its own refusal rather than failing the node's start
+        change_state = getattr(self, "_service_change_state", None)
+        if callable(getattr(change_state, "callback", None)):
+            change_state.callback = functools.partial(self._refuse_unavailable_transition, change_state.callback)
 
     def _refuse_unavailable_transition(self, answer: Callable[[Any, Any], Any], request: Any, response: Any) -> Any:
         """The change_state service (`ros2 lifecycle set`, a lifecycle manager): a transition the current state does
