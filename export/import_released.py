@@ -405,8 +405,11 @@ def import_released(
     with contextlib.ExitStack() as stack:
         model = _model_folder_with_adapter(family, paths[0], adapter, encoder, overrides) if adapter else None
         if model is None:
-            merged = [_merged_with_adapter(family, paths[0], Path(adapter), stack)] if adapter is not None else []
+            on_file = adapter is not None and family not in _ADAPTER_NAMES_AFTER_LOADING
+            merged = [_merged_with_adapter(family, paths[0], Path(adapter), stack)] if on_file else []
             model = _load(family, loader, [*merged, *paths[len(merged) :]], encoder, variant, overrides)
+            if adapter is not None and not on_file:
+                _merge_into_loaded(model, family, paths[0], Path(adapter))
     # written under a temporary name and renamed: a failure never leaves half a model, and an
     # existing folder is replaced only once the new one is complete
     with AtomicOutput(out, overwrite=overwrite, inputs=paths, replaceable=not_a_model_folder) as tmp:
@@ -436,6 +439,31 @@ def _model_folder_with_adapter(
         raise ConfigError(f"{folder} is a {model.family} model folder, not {family}: import {model.family} {folder}")
     model.load_state_dict(merge_lora_adapter(model.state_dict(), adapter, base))
     return model
+
+
+def _dvd_adapter_names(state: dict[str, Any]) -> dict[str, Any]:
+    from vdepth_ros.models.dvd import dit_state_in_diffusers_names
+
+    return dit_state_in_diffusers_names(state)
+
+
+#: Families whose adapter is merged into the model as loaded, each with the converter of the adapter's module names
+#: to the package's. DVD's release holds its own LoRA unmerged (peft's pairs under `pipe.dit.`), which the authors'
+#: loader merges first (`merge_lora_layer`): an adapter trained on DVD as they load it adds to that, so it is merged
+#: after the family's loader merged DVD's (in that order, as peft's arithmetic is), its names in the authors' Wan
+#: layout or diffusers'; on the release file it was refused as 'trained on another model's layout'.
+_ADAPTER_NAMES_AFTER_LOADING: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {"dvd": _dvd_adapter_names}
+
+
+def _merge_into_loaded(model: Any, family: str, base: Path, adapter: Path) -> None:
+    """The LoRA `adapter` merged into the loaded `model` (`_ADAPTER_NAMES_AFTER_LOADING`)."""
+    from vdepth_ros.models.base import merge_lora_adapter
+
+    if not adapter.exists():
+        raise FileNotFoundError(f"--adapter {adapter} does not exist")
+    rename = _ADAPTER_NAMES_AFTER_LOADING[family]
+    model.load_state_dict(merge_lora_adapter(model.state_dict(), adapter, base, rename=rename))
+    log.info("%s: merged the LoRA adapter %s", base, adapter)
 
 
 def _merged_with_adapter(family: str, base: Path, adapter: Path, stack: contextlib.ExitStack) -> Path:

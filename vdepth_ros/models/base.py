@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import math
 import os
 import pickle
 import re
@@ -429,7 +430,10 @@ _LORA_UNSUPPORTED = ("use_dora", "rank_pattern", "alpha_pattern", "modules_to_sa
 
 
 def merge_lora_adapter(
-    state: dict[str, torch.Tensor], adapter: str | Path, base: str | Path
+    state: dict[str, torch.Tensor],
+    adapter: str | Path,
+    base: str | Path,
+    rename: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None,
 ) -> dict[str, torch.Tensor]:
     """`state` (the base checkpoint, in whatever key layout the adapter was trained on: the authors' or this
     package's) with a peft LoRA adapter (the folder `save_pretrained` wrote, or its `adapter_model.*` file)
@@ -438,6 +442,11 @@ def merge_lora_adapter(
     not through peft: peft applies an adapter to the module it was trained on, and an adapter trained on the
     authors' network names their modules (`pretrained.blocks.N.attn.qkv`), which this package's model does not
     have (on it peft merged nothing and only warned of missing adapter keys).
+
+    An adapted module is found as `<module>.weight` in `state`, or under one prefix that all of them share there
+    (the part of the model the adapter was trained on: `unet.`, `transformer.`); `rename` first maps the adapter's
+    `<module>.weight` names from the layout it was trained on to `state`'s (DVD: the authors' Wan names to
+    diffusers').
 
     Raises:
         ModelLoadError: not a LoRA adapter, an adapter setting this merge does not cover (DoRA, per-module
@@ -469,30 +478,52 @@ def merge_lora_adapter(
         if match is None or value.ndim != 2:
             raise ModelLoadError(f"{adapter}: {key} is no LoRA factor of a Linear layer: {peft_merge}")
         factors.setdefault(match["module"], {})[match["factor"]] = value
-    r, alpha = int(config["r"]), float(config.get("lora_alpha", config["r"]))
-    scaling = alpha / (r**0.5 if config.get("use_rslora") else r)
-    merged = dict(state)
-    absent = [m for m in factors if f"{m}.weight" not in state]
-    if absent:
-        theirs = next(iter(factors))
-        raise ModelLoadError(
-            f"{adapter} adapts {len(factors)} modules ({theirs}, ...) and {len(absent)} of them are not in {base} "
-            f"(its keys: {next(iter(state))}, ...): the adapter was trained on another model's layout; give "
-            "the checkpoint it was trained on as the base"
-        )
+    # peft's LoraConfig defaults (r 8, lora_alpha 8), and its scaling: lora_alpha / r, or / math.sqrt(r)
+    r, alpha = int(config.get("r", 8)), config.get("lora_alpha", 8)
+    scaling = alpha / (math.sqrt(r) if config.get("use_rslora") else r)
+    deltas: dict[str, torch.Tensor] = {}
     for module, pair in factors.items():
         if set(pair) != {"A", "B"}:
             raise ModelLoadError(f"{adapter}: {module} has lora_{''.join(pair)} only; the adapter file is incomplete")
-        weight = state[f"{module}.weight"]
-        delta = (pair["B"].float() @ pair["A"].float()) * scaling
-        delta = delta.T if config.get("fan_in_fan_out") else delta
+        # peft's get_delta_weight: B @ A in float32 (its adapters are float32 on the CPU), times the scaling
+        delta = (pair["B"].float() @ pair["A"].float()).mul_(scaling)
+        deltas[f"{module}.weight"] = delta.T if config.get("fan_in_fan_out") else delta
+    names = _renamed(list(deltas), rename) if rename else {k: k for k in deltas}  # state's name -> the adapter's
+    prefix = _common_prefix(names, state)
+    if prefix is None:
+        absent = [n for n in names if n not in state]
+        raise ModelLoadError(
+            f"{adapter} adapts {len(factors)} modules ({next(iter(factors))}, ...) and {len(absent)} of them are not "
+            f"in {base} (its keys: {next(iter(state))}, ...): the adapter was trained on another model's layout; give "
+            "the checkpoint it was trained on as the base"
+        )
+    merged = dict(state)
+    for name, theirs in names.items():
+        weight, delta = state[prefix + name], deltas[theirs]
         if delta.shape != weight.shape:
             raise ModelLoadError(
-                f"{adapter}: {module} is {tuple(delta.shape)} in the adapter and {tuple(weight.shape)} in {base}: "
-                "the adapter was trained on another size of the model; give the checkpoint it was trained on"
+                f"{adapter}: {theirs[: -len('.weight')]} is {tuple(delta.shape)} in the adapter and "
+                f"{tuple(weight.shape)} in {base}: the adapter was trained on another size of the model; give the "
+                "checkpoint it was trained on"
             )
-        merged[f"{module}.weight"] = (weight.float() + delta).to(weight.dtype)
+        # peft's merge: `base_layer.weight.data += delta` (computed in float32, stored in W's dtype)
+        merged[prefix + name] = (weight.float() + delta).to(weight.dtype)
     return merged
+
+
+def _renamed(names: list[str], rename: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]) -> dict[str, str]:
+    """{converted name: name} through a layout's key converter, which renames a whole state dict (its rules may
+    depend on all the keys) and keeps the values: each name travels with its index as the value."""
+    renamed = rename({name: torch.tensor(i) for i, name in enumerate(names)})
+    return {new: names[int(index)] for new, index in renamed.items()}
+
+
+def _common_prefix(names: dict[str, str], state: dict[str, torch.Tensor]) -> str | None:
+    """The one key prefix (maybe "") under which every name is in `state`, or None."""
+    first = next(iter(names))
+    candidates = [k[: -len(first)] for k in state if k.endswith(first) and k[: -len(first)][-1:] in ("", ".")]
+    found = [p for p in candidates if all(p + n in state for n in names)]
+    return found[0] if len(found) == 1 else None
 
 
 def checkpoint_in_folder(folder: Path) -> Path:
