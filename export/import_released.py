@@ -448,11 +448,18 @@ def _dvd_adapter_names(state: dict[str, Any]) -> dict[str, Any]:
 
 
 #: Families whose adapter is merged into the model as loaded, each with the converter of the adapter's module names
-#: to the package's. DVD's release holds its own LoRA unmerged (peft's pairs under `pipe.dit.`), which the authors'
-#: loader merges first (`merge_lora_layer`): an adapter trained on DVD as they load it adds to that, so it is merged
-#: after the family's loader merged DVD's (in that order, as peft's arithmetic is), its names in the authors' Wan
-#: layout or diffusers'; on the release file it was refused as 'trained on another model's layout'.
-_ADAPTER_NAMES_AFTER_LOADING: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {"dvd": _dvd_adapter_names}
+#: to the package's (None: its own, found under the part it was trained on, `unet.`). DVD's release holds its own LoRA
+#: unmerged (peft's pairs under `pipe.dit.`), which the authors' loader merges first (`merge_lora_layer`): an adapter
+#: trained on DVD as they load it adds to that, so it is merged after the family's loader merged DVD's (in that
+#: order, as peft's arithmetic is), its names in the authors' Wan layout or diffusers'; on the release file it was
+#: refused as 'trained on another model's layout'. DepthCrafter's and FiffDepth's sources are diffusers folders
+#: (their released training fine-tunes the UNet itself, no LoRA): an adapter of one's own on the UNet (peft on
+#: diffusers' UNet, whose names are the package's) is merged into the loaded UNet; it was refused with peft steps.
+_ADAPTER_NAMES_AFTER_LOADING: dict[str, Callable[[dict[str, Any]], dict[str, Any]] | None] = {
+    "dvd": _dvd_adapter_names,
+    "depthcrafter": None,
+    "fiffdepth": None,
+}
 
 
 def _merge_into_loaded(model: Any, family: str, base: Path, adapter: Path) -> None:
@@ -475,12 +482,6 @@ def _merged_with_adapter(family: str, base: Path, adapter: Path, stack: contextl
 
     from vdepth_ros.models.base import checkpoint_in_folder, load_state_dict_file, merge_lora_adapter
 
-    if family in ("depthcrafter", "fiffdepth"):
-        raise ConfigError(
-            f"--adapter merges into one checkpoint file; {family}'s sources are diffusers folders: merge the "
-            "adapter into the UNet with peft (PeftModel.from_pretrained(unet, ADAPTER).merge_and_unload()), "
-            "save_pretrained it, and import that folder"
-        )
     if not adapter.exists():
         raise FileNotFoundError(f"--adapter {adapter} does not exist")
     state = merge_lora_adapter(load_state_dict_file(base), adapter, base)
