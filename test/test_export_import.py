@@ -790,3 +790,34 @@ def test_a_model_folder_given_to_import_says_it_needs_none(tmp_path: Path, capsy
 
     assert _already_a_model_folder(folder) == _already_a_model_folder(folder / "model.safetensors")
     assert _already_a_model_folder(tmp_path) is None
+
+
+def test_a_gemdepth_adapter_on_the_authors_layout_imports_as_peft_merges_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """GemDepth's released training fine-tunes the network itself (no LoRA); a user's peft LoRA on the authors'
+    `GemDepth` as their scripts load `gemdepth.pth` (the `qkv` of DINOv2 and of the GEM/ASTT blocks), given as
+    `import gemdepth gemdepth.pth --adapter FOLDER`, is merged into the file and imported, bit-equal to importing
+    peft's `merge_and_unload` of it."""
+    from peft import LoraConfig, get_peft_model
+    from safetensors.torch import load_file
+
+    torch.manual_seed(8)
+    cfg = GemDepth.tiny_config()
+    released = GemDepth(**cfg).released_state_dict()
+    for folder in ("release", "peft"):
+        (tmp_path / folder).mkdir()
+    torch.save(released, tmp_path / "release" / "gemdepth.pth")
+    tuned = get_peft_model(_authors_module(released), LoraConfig(r=2, target_modules=["qkv"]))
+    for name, p in tuned.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.5)  # B starts at zero: a trained adapter changes the weights
+    tuned.save_pretrained(tmp_path / "adapter")
+    torch.save(tuned.merge_and_unload().state_dict(), tmp_path / "peft" / "gemdepth.pth")
+    ad = ["--adapter", str(tmp_path / "adapter")]
+    release, merged = (str(tmp_path / folder / "gemdepth.pth") for folder in ("release", "peft"))
+    assert cli_main(["import", "gemdepth", release, *ad, "-o", str(tmp_path / "a"), *_sets(cfg)]) == 0
+    assert cli_main(["import", "gemdepth", merged, "-o", str(tmp_path / "p"), *_sets(cfg)]) == 0
+    capsys.readouterr()
+    got, want = (load_file(str(tmp_path / name / "model.safetensors")) for name in ("a", "p"))
+    assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
