@@ -155,7 +155,9 @@ def _resolve_sources(sources: Sequence[str | Path], revisions: Sequence[str]) ->
     ]
     for p in paths:
         if not p.exists():
-            raise FileNotFoundError(f"{p} does not exist")
+            from vdepth_ros.paths import hub_download_problem
+
+            raise FileNotFoundError(hub_download_problem(p) or f"{p} does not exist")
     return paths
 
 

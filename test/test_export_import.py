@@ -821,3 +821,54 @@ def test_a_gemdepth_adapter_on_the_authors_layout_imports_as_peft_merges_it(
     capsys.readouterr()
     got, want = (load_file(str(tmp_path / name / "model.safetensors")) for name in ("a", "p"))
     assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
+
+
+def test_a_hub_download_cut_short_or_copied_without_its_blobs_is_named_as_such(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Weights as the hub client leaves them: a snapshot's files are links into `blobs/`, and a file is linked only
+    once its download completes (`blobs/<hash>.<id>.incomplete` until then). An interrupted download given to import
+    (the repository, its snapshot, the file's path in it) read '... does not exist' or 'a folder with no
+    .safetensors/... file: pass the checkpoint file itself'; a snapshot copied with `cp -r` (its links dangling)
+    alike, also for a diffusers part folder (diffusers: 'no file named diffusion_pytorch_model.bin found'). Now
+    each names the interrupted download or the lost links, and the command that fixes it."""
+    from diffusers import AutoencoderKL
+
+    from vdepth_ros.errors import ModelLoadError
+    from vdepth_ros.models.svd_parts import load_part
+
+    cfg = VideoDepthAnything.tiny_config()
+    repo = tmp_path / "hub" / "models--depth-anything--Video-Depth-Anything-Small"
+    snapshot = repo / "snapshots" / ("0" * 40)
+    for folder in (repo / "blobs", snapshot, repo / "refs"):
+        folder.mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0" * 40)
+    torch.save(VideoDepthAnything(**cfg).released_state_dict(), repo / "blobs" / "ab12")
+    (snapshot / "video_depth_anything_vits.pth").symlink_to("../../blobs/ab12")
+    shutil.copytree(snapshot, tmp_path / "copied", symlinks=True)  # as `cp -r` copies it
+    (repo / "blobs" / "ab12").rename(repo / "blobs" / "ab12.0123abcd.incomplete")
+    (snapshot / "video_depth_anything_vits.pth").unlink()
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
+    out = str(tmp_path / "out")
+    for given in (
+        repo,
+        snapshot,
+        snapshot / "video_depth_anything_vits.pth",
+        "depth-anything/Video-Depth-Anything-Small",
+    ):
+        assert cli_main(["import", "vda", str(given), "-o", out, *_sets(cfg)]) == 2
+        err = capsys.readouterr().err
+        assert "download of depth-anything/Video-Depth-Anything-Small is incomplete" in err, err
+        assert "ab12.0123abcd.incomplete" in err and "hf download depth-anything/Video-Depth-Anything-Small" in err
+    for given in (tmp_path / "copied", tmp_path / "copied" / "video_depth_anything_vits.pth"):
+        assert cli_main(["import", "vda", str(given), "-o", out, *_sets(cfg)]) == 2
+        err = capsys.readouterr().err
+        assert "video_depth_anything_vits.pth is a link to ../../blobs/ab12, which does not exist" in err, err
+        assert "cp -rL" in err
+    vae = tmp_path / "copied_vae"
+    AutoencoderKL(block_out_channels=(8,), norm_num_groups=4, latent_channels=2).save_pretrained(vae)
+    (vae / "diffusion_pytorch_model.safetensors").unlink()
+    (vae / "diffusion_pytorch_model.safetensors").symlink_to("../../blobs/cd34")
+    with pytest.raises(ModelLoadError, match=r"diffusion_pytorch_model\.safetensors is a link to \.\./\.\./blobs/cd34"):
+        load_part(AutoencoderKL, vae, None, None)
+    assert not Path(out).exists()

@@ -24,7 +24,14 @@ import torch
 from torch import nn
 
 from vdepth_ros.errors import ModelLoadError, extra_hint
-from vdepth_ros.paths import CONFIG_NAME, WEIGHT_SUFFIXES, WEIGHTS_NAME, adapter_problem, released_checkpoint_problem
+from vdepth_ros.paths import (
+    CONFIG_NAME,
+    WEIGHT_SUFFIXES,
+    WEIGHTS_NAME,
+    adapter_problem,
+    hub_download_problem,
+    released_checkpoint_problem,
+)
 
 Alignment = Literal["chain_ls", "keyframe", "graph", "none"]
 
@@ -537,6 +544,8 @@ def checkpoint_in_folder(folder: Path) -> Path:
     )
     if not indexes and len(files) == 1:
         return files[0]
+    if not indexes and not files and (why := hub_download_problem(folder)) is not None:
+        raise ModelLoadError(why)
     found = ", ".join(p.name for p in (indexes or files)) or f"no {'/'.join(WEIGHT_SUFFIXES)} file"
     raise ModelLoadError(f"{folder} is a folder with {found}: pass the checkpoint file itself")
 
@@ -558,7 +567,8 @@ def _load_sharded(index: Path) -> dict[str, torch.Tensor]:
     absent = [s for s in shards if not (index.parent / s).is_file()]
     if absent:
         raise ModelLoadError(
-            f"{index} lists {len(shards)} shards; {', '.join(absent[:5])} not found beside it: download all the "
+            hub_download_problem(index.parent / absent[0])
+            or f"{index} lists {len(shards)} shards; {', '.join(absent[:5])} not found beside it: download all the "
             "shards into that folder"
         )
     state: dict[str, torch.Tensor] = {}
@@ -573,7 +583,7 @@ def _load_sharded(index: Path) -> dict[str, torch.Tensor]:
 def _load_one(path: Path) -> dict[str, torch.Tensor]:
     """One checkpoint file: safetensors, else `torch.load(weights_only=True)`, unwrapped."""
     if not path.is_file():
-        raise ModelLoadError(f"checkpoint {path} not found")
+        raise ModelLoadError(hub_download_problem(path) or f"checkpoint {path} not found")
     if (why := _not_weights(path)) is not None:
         raise ModelLoadError(why)
     if path.suffix == ".safetensors":
