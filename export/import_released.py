@@ -232,10 +232,19 @@ def _vda(sources: Sequence[Path], encoder: str | None, variant: str | None, over
 
 def _gemdepth(sources: Sequence[Path], encoder: str | None, variant: str | None, overrides: dict[str, Any]) -> Any:
     from vdepth_ros.models.gemdepth import GemDepth
+    from vdepth_ros.models.vda import VDA_PRESETS
 
-    if encoder not in (None, "vitl"):
-        raise ConfigError("gemdepth is released as ViT-L only (--encoder vitl)")
-    return GemDepth.from_released(sources[0], **overrides)
+    # the authors' GemDepth builds ViT-S and ViT-L (its `intermediate_layer_idx`), on VDA's sizes; ViT-L is released
+    if encoder not in (None, *_GEMDEPTH_ENCODERS):
+        raise ConfigError(
+            f"gemdepth has no {encoder}: the authors' GemDepth builds {' and '.join(_GEMDEPTH_ENCODERS)} only "
+            "(their intermediate_layer_idx), and is released as vitl"
+        )
+    return GemDepth.from_released(sources[0], **{**(VDA_PRESETS[encoder] if encoder else {}), **overrides})
+
+
+#: the ViT sizes the authors' GemDepth builds (its `intermediate_layer_idx`)
+_GEMDEPTH_ENCODERS = ("vits", "vitl")
 
 
 def _depthcrafter(sources: Sequence[Path], encoder: str | None, variant: str | None, overrides: dict[str, Any]) -> Any:
@@ -308,7 +317,10 @@ def _import_fix(family: str, err: WrongCheckpointError) -> str:
         if owner == "fiffdepth" and Path(err.path).name == "unet":  # its FiffDepth folder is the one above
             command = command.replace("FOLDER_WITH_UNET_AND_VAE", str(Path(err.path).parent))
         return f"that is {owner}'s UNet, imported with: {command}"
-    if found.family == family == "vda" and found.encoder is not None:
+    from vdepth_ros.models.vda import VDA_PRESETS
+
+    encoders = {"vda": tuple(VDA_PRESETS), "gemdepth": _GEMDEPTH_ENCODERS}.get(family, ())
+    if found.family == family and found.encoder in encoders:
         return f"pass --encoder {found.encoder}"
     if found.family == family and found.vit_width is not None:  # a model of its own size (a fine-tune's)
         return (

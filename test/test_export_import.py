@@ -872,3 +872,26 @@ def test_a_hub_download_cut_short_or_copied_without_its_blobs_is_named_as_such(
     with pytest.raises(ModelLoadError, match=r"diffusion_pytorch_model\.safetensors is a link to \.\./\.\./blobs/cd34"):
         load_part(AutoencoderKL, vae, None, None)
     assert not Path(out).exists()
+
+
+def test_a_gemdepth_vit_s_checkpoint_imports_with_encoder_vits(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The authors' GemDepth builds ViT-S and ViT-L (its `intermediate_layer_idx`; ViT-S on VDA's ViT-S sizes, which
+    test_parity_gemdepth.py loads from their ViT-S model with `from_released`); a ViT-S checkpoint was refused
+    naming sizes to `--set` one by one, and `--encoder vits` with 'gemdepth is released as ViT-L only'. Now
+    `--encoder vits` builds those sizes (the refusal without it names `--encoder vits`: `_import_fix`), and ViT-B
+    is refused with the reason. The sizes handed to the loader are checked here, not a ViT-S build (seconds)."""
+    from vdepth_export import import_released as importer
+
+    from vdepth_ros.models.identify import CheckpointKind, WrongCheckpointError
+    from vdepth_ros.models.vda import VDA_PRESETS
+
+    monkeypatch.setattr(GemDepth, "from_released", classmethod(lambda cls, path, **sizes: sizes))
+    assert importer._gemdepth([tmp_path / "gemdepth.pth"], "vits", None, {}) == VDA_PRESETS["vits"]
+    assert importer._gemdepth([tmp_path / "gemdepth.pth"], None, None, {"max_frames": 8}) == {"max_frames": 8}
+    with pytest.raises(ConfigError, match="the authors' GemDepth builds vits and vitl only"):
+        importer._gemdepth([tmp_path / "gemdepth.pth"], "vitb", None, {})
+    found = CheckpointKind("gemdepth", "model", vit_width=384)
+    err = WrongCheckpointError("x", expected=CheckpointKind("gemdepth", "model", 1024), found=found, path="g.pth")
+    assert importer._import_fix("gemdepth", err) == "pass --encoder vits"
