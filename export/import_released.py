@@ -267,7 +267,7 @@ def _fiffdepth(sources: Sequence[Path], encoder: str | None, variant: str | None
 
 IMPORTERS: dict[str, tuple[str, tuple[int, int], _Loader]] = {
     "vda": ("[metric_]video_depth_anything_vit{s,b,l}.pth (--encoder vits|vitb|vitl; --set metric=true)", (1, 1), _vda),
-    "gemdepth": ("gemdepth.pth (ViT-L)", (1, 1), _gemdepth),
+    "gemdepth": ("gemdepth.pth (ViT-L; --encoder vits for a ViT-S one)", (1, 1), _gemdepth),
     "depthcrafter": (
         "the DepthCrafter UNet folder, then the SVD-XT folder (vae/, image_encoder/; --variant fp16)",
         (2, 2),
