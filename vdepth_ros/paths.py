@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,16 @@ TRAINER_STATE_NAME = "trainer_state.json"
 TRAINER_CONFIG_NAME = "trainer_config.json"
 #: the files released checkpoints come as
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
+
+
+#: A split checkpoint's index: `model.safetensors.index.json`, and a variant's, `model.safetensors.index.fp16.json`
+#: (what transformers and diffusers write beside `*.fp16-00001-of-00002.safetensors`; not a pipeline's model_index.json)
+_CHECKPOINT_INDEX = re.compile(r".+\.index(\.[A-Za-z0-9_]+)?\.json")
+
+
+def is_checkpoint_index(path: str | Path) -> bool:
+    """Whether `path`'s name is a split checkpoint's index (`*.index.json`, or a variant's `*.index.fp16.json`)."""
+    return _CHECKPOINT_INDEX.fullmatch(Path(path).name) is not None
 
 
 def is_model_folder(folder: str | Path) -> bool:
@@ -151,7 +162,7 @@ def released_checkpoint_problem(path: str | Path) -> str | None:
             "this copy too; then use FOLDER (or NAME)"
         )
     if path.is_file():
-        released = path.suffix in WEIGHT_SUFFIXES or path.name.endswith(".index.json")
+        released = path.suffix in WEIGHT_SUFFIXES or is_checkpoint_index(path)
     else:  # no config.json of ours (with `_family`): a diffusers/transformers config does not count
         released = path.is_dir() and not is_model_folder(path) and (
             (path / "model_index.json").is_file()

@@ -30,6 +30,7 @@ from vdepth_ros.paths import (
     WEIGHTS_NAME,
     adapter_problem,
     hub_download_problem,
+    is_checkpoint_index,
     released_checkpoint_problem,
 )
 
@@ -367,8 +368,9 @@ def _unwrap(state: Any, path: Path) -> dict[str, torch.Tensor]:
     return strip({k: v for k, v in state.items() if isinstance(v, torch.Tensor)})
 
 
-#: `model-00001-of-00003.safetensors`: one shard of a split checkpoint (huggingface_hub's naming).
-_SHARD = re.compile(r"-(\d+)-of-(\d+)\.[A-Za-z]+$")
+#: `model-00001-of-00003.safetensors`: one shard of a split checkpoint (huggingface_hub's naming), also a variant's
+#: (`model.fp16-00001-of-00003.safetensors`, older diffusers `...-00001-of-00003.fp16.safetensors`).
+_SHARD = re.compile(r"-(\d+)-of-(\d+)(\.[A-Za-z0-9_]+)?\.[A-Za-z]+$")
 #: What trainers save beside the model's weights in a checkpoint folder (accelerate's `save_state`:
 #: `optimizer.bin`, `scheduler.bin`, `scaler.pt`, `random_states_0.pkl`; transformers' `training_args.bin`,
 #: `rng_state.pth`): not weights.
@@ -393,8 +395,8 @@ def _load_zero(folder: Path) -> dict[str, torch.Tensor]:
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a checkpoint safely: safetensors first, else `torch.load(weights_only=True)`.
 
-    `path` may also be a split checkpoint's `*.index.json`, any one of its shards (the index beside
-    it), or a folder holding one checkpoint (other files are ignored). Training checkpoints are
+    `path` may also be a split checkpoint's `*.index.json` (a variant's `*.index.fp16.json`), any one of its
+    shards (the index beside it), or a folder holding one checkpoint (other files are ignored). Training checkpoints are
     unwrapped (`_unwrap`: the state dict inside, DDP/compile prefixes off).
 
     A folder may be a model folder (`config.json` + `model.safetensors`), a training checkpoint
@@ -414,11 +416,11 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
         return _load_zero(path)
     if path.is_dir():
         path = checkpoint_in_folder(path)
-    if path.name.endswith(".index.json") and path.is_file():
+    if is_checkpoint_index(path) and path.is_file():
         return _load_sharded(path)
     shard = _SHARD.search(path.name)
     if shard and int(shard[2]) > 1 and path.is_file():
-        for index in sorted(path.parent.glob("*.index.json")):
+        for index in _indexes_in(path.parent):
             if path.name in _weight_map(index).values():
                 return _load_sharded(index)
         raise ModelLoadError(
@@ -536,7 +538,7 @@ def _common_prefix(names: dict[str, str], state: dict[str, torch.Tensor]) -> str
 def checkpoint_in_folder(folder: Path) -> Path:
     """The one checkpoint in `folder`: its `*.index.json`, else its only weights file (a trainer's
     optimizer, scheduler and RNG state beside it do not count)."""
-    indexes = sorted(folder.glob("*.index.json"))
+    indexes = _indexes_in(folder)
     if len(indexes) == 1:
         return indexes[0]
     files = sorted(
@@ -548,6 +550,11 @@ def checkpoint_in_folder(folder: Path) -> Path:
         raise ModelLoadError(why)
     found = ", ".join(p.name for p in (indexes or files)) or f"no {'/'.join(WEIGHT_SUFFIXES)} file"
     raise ModelLoadError(f"{folder} is a folder with {found}: pass the checkpoint file itself")
+
+
+def _indexes_in(folder: Path) -> list[Path]:
+    """The split checkpoint indexes in `folder` (`is_checkpoint_index`: a variant's too)."""
+    return sorted(p for p in folder.glob("*.json") if is_checkpoint_index(p))
 
 
 def _weight_map(index: Path) -> dict[str, str]:
