@@ -186,3 +186,22 @@ def test_a_variants_split_checkpoint_loads_through_its_index_its_folder_or_a_sha
     for given in (index, tmp_path, tmp_path / shard_name.format(i=2)):
         loaded = load_state_dict_file(given)
         assert loaded.keys() == state.keys() and all(torch.equal(loaded[k], state[k]) for k in state), given
+
+
+def test_an_adapter_saved_under_its_name_is_found_in_its_subfolder(tmp_path: Path) -> None:
+    """peft's `save_pretrained(folder)` puts an adapter not named "default" in `folder/<name>/`; `--adapter folder`
+    read only 'not a peft adapter folder (no readable adapter_config.json)'. The error names the subfolder to give."""
+    from peft import LoraConfig, get_peft_model
+
+    from vdepth_ros.errors import ModelLoadError
+    from vdepth_ros.models.base import merge_lora_adapter
+
+    tuned = get_peft_model(
+        torch.nn.Sequential(torch.nn.Linear(4, 4)), LoraConfig(r=2, target_modules=["0"]), adapter_name="depth"
+    )
+    tuned.save_pretrained(tmp_path / "adapter")
+    with pytest.raises(ModelLoadError, match=r"holds the adapter folders depth .*: give .*adapter/depth$"):
+        merge_lora_adapter({"0.weight": torch.zeros(4, 4)}, tmp_path / "adapter", "base.pth")
+    assert merge_lora_adapter({"0.weight": torch.zeros(4, 4)}, tmp_path / "adapter" / "depth", "base.pth").keys() == {
+        "0.weight"
+    }

@@ -469,8 +469,17 @@ def merge_lora_adapter(
     try:
         config = json.loads((folder / ADAPTER_CONFIG_NAME).read_text())
     except (OSError, ValueError) as err:
+        # peft saves an adapter not named "default" in a subfolder of that name (`save_pretrained(folder)` with
+        # `adapter_name="depth"` writes folder/depth/adapter_config.json)
+        named = sorted(p.parent.name for p in folder.glob(f"*/{ADAPTER_CONFIG_NAME}"))
+        inside = (
+            f"; it holds the adapter folders {', '.join(named)} (peft saves a named adapter in a subfolder of its "
+            f"name): give {folder / named[0]}"
+            if named
+            else ""
+        )
         raise ModelLoadError(
-            f"{adapter} is not a peft adapter folder (no readable {ADAPTER_CONFIG_NAME}: {err})"
+            f"{adapter} is not a peft adapter folder (no readable {ADAPTER_CONFIG_NAME}: {err}){inside}"
         ) from None
     peft_merge = "merge it with peft instead (PeftModel.from_pretrained(base, folder).merge_and_unload())"
     if config.get("peft_type") != "LORA":
