@@ -79,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("family", help=f"one of {', '.join(IMPORTERS)}")
     i.add_argument("sources", nargs="+", help="the released files/folders (see above)")
     i.add_argument("-o", "--output", required=True, help="model folder to write (config.json + model.safetensors)")
-    i.add_argument("--encoder", help="vda: vits (default), vitb or vitl")
+    i.add_argument("--encoder", help="vda: vits (default), vitb or vitl; gemdepth: vitl (default) or vits")
     i.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="constructor override (e.g. window=16)"
     )

@@ -155,7 +155,9 @@ def _resolve_sources(sources: Sequence[str | Path], revisions: Sequence[str]) ->
     ]
     for p in paths:
         if not p.exists():
-            raise FileNotFoundError(f"{p} does not exist")
+            from vdepth_ros.paths import hub_download_problem
+
+            raise FileNotFoundError(hub_download_problem(p) or f"{p} does not exist")
     return paths
 
 
@@ -230,10 +232,19 @@ def _vda(sources: Sequence[Path], encoder: str | None, variant: str | None, over
 
 def _gemdepth(sources: Sequence[Path], encoder: str | None, variant: str | None, overrides: dict[str, Any]) -> Any:
     from vdepth_ros.models.gemdepth import GemDepth
+    from vdepth_ros.models.vda import VDA_PRESETS
 
-    if encoder not in (None, "vitl"):
-        raise ConfigError("gemdepth is released as ViT-L only (--encoder vitl)")
-    return GemDepth.from_released(sources[0], **overrides)
+    # the authors' GemDepth builds ViT-S and ViT-L (its `intermediate_layer_idx`), on VDA's sizes; ViT-L is released
+    if encoder not in (None, *_GEMDEPTH_ENCODERS):
+        raise ConfigError(
+            f"gemdepth has no {encoder}: the authors' GemDepth builds {' and '.join(_GEMDEPTH_ENCODERS)} only "
+            "(their intermediate_layer_idx), and is released as vitl"
+        )
+    return GemDepth.from_released(sources[0], **{**(VDA_PRESETS[encoder] if encoder else {}), **overrides})
+
+
+#: the ViT sizes the authors' GemDepth builds (its `intermediate_layer_idx`)
+_GEMDEPTH_ENCODERS = ("vits", "vitl")
 
 
 def _depthcrafter(sources: Sequence[Path], encoder: str | None, variant: str | None, overrides: dict[str, Any]) -> Any:
@@ -256,7 +267,7 @@ def _fiffdepth(sources: Sequence[Path], encoder: str | None, variant: str | None
 
 IMPORTERS: dict[str, tuple[str, tuple[int, int], _Loader]] = {
     "vda": ("[metric_]video_depth_anything_vit{s,b,l}.pth (--encoder vits|vitb|vitl; --set metric=true)", (1, 1), _vda),
-    "gemdepth": ("gemdepth.pth (ViT-L)", (1, 1), _gemdepth),
+    "gemdepth": ("gemdepth.pth (ViT-L; --encoder vits for a ViT-S one)", (1, 1), _gemdepth),
     "depthcrafter": (
         "the DepthCrafter UNet folder, then the SVD-XT folder (vae/, image_encoder/; --variant fp16)",
         (2, 2),
@@ -306,7 +317,10 @@ def _import_fix(family: str, err: WrongCheckpointError) -> str:
         if owner == "fiffdepth" and Path(err.path).name == "unet":  # its FiffDepth folder is the one above
             command = command.replace("FOLDER_WITH_UNET_AND_VAE", str(Path(err.path).parent))
         return f"that is {owner}'s UNet, imported with: {command}"
-    if found.family == family == "vda" and found.encoder is not None:
+    from vdepth_ros.models.vda import VDA_PRESETS
+
+    encoders = {"vda": tuple(VDA_PRESETS), "gemdepth": _GEMDEPTH_ENCODERS}.get(family, ())
+    if found.family == family and found.encoder in encoders:
         return f"pass --encoder {found.encoder}"
     if found.family == family and found.vit_width is not None:  # a model of its own size (a fine-tune's)
         return (
@@ -405,8 +419,11 @@ def import_released(
     with contextlib.ExitStack() as stack:
         model = _model_folder_with_adapter(family, paths[0], adapter, encoder, overrides) if adapter else None
         if model is None:
-            merged = [_merged_with_adapter(family, paths[0], Path(adapter), stack)] if adapter is not None else []
+            on_file = adapter is not None and family not in _ADAPTER_NAMES_AFTER_LOADING
+            merged = [_merged_with_adapter(family, paths[0], Path(adapter), stack)] if on_file else []
             model = _load(family, loader, [*merged, *paths[len(merged) :]], encoder, variant, overrides)
+            if adapter is not None and not on_file:
+                _merge_into_loaded(model, family, paths[0], Path(adapter))
     # written under a temporary name and renamed: a failure never leaves half a model, and an
     # existing folder is replaced only once the new one is complete
     with AtomicOutput(out, overwrite=overwrite, inputs=paths, replaceable=not_a_model_folder) as tmp:
@@ -438,6 +455,38 @@ def _model_folder_with_adapter(
     return model
 
 
+def _dvd_adapter_names(state: dict[str, Any]) -> dict[str, Any]:
+    from vdepth_ros.models.dvd import dit_state_in_diffusers_names
+
+    return dit_state_in_diffusers_names(state)
+
+
+#: Families whose adapter is merged into the model as loaded, each with the converter of the adapter's module names
+#: to the package's (None: its own, found under the part it was trained on, `unet.`). DVD's release holds its own LoRA
+#: unmerged (peft's pairs under `pipe.dit.`), which the authors' loader merges first (`merge_lora_layer`): an adapter
+#: trained on DVD as they load it adds to that, so it is merged after the family's loader merged DVD's (in that
+#: order, as peft's arithmetic is), its names in the authors' Wan layout or diffusers'; on the release file it was
+#: refused as 'trained on another model's layout'. DepthCrafter's and FiffDepth's sources are diffusers folders
+#: (their released training fine-tunes the UNet itself, no LoRA): an adapter of one's own on the UNet (peft on
+#: diffusers' UNet, whose names are the package's) is merged into the loaded UNet; it was refused with peft steps.
+_ADAPTER_NAMES_AFTER_LOADING: dict[str, Callable[[dict[str, Any]], dict[str, Any]] | None] = {
+    "dvd": _dvd_adapter_names,
+    "depthcrafter": None,
+    "fiffdepth": None,
+}
+
+
+def _merge_into_loaded(model: Any, family: str, base: Path, adapter: Path) -> None:
+    """The LoRA `adapter` merged into the loaded `model` (`_ADAPTER_NAMES_AFTER_LOADING`)."""
+    from vdepth_ros.models.base import merge_lora_adapter
+
+    if not adapter.exists():
+        raise FileNotFoundError(f"--adapter {adapter} does not exist")
+    rename = _ADAPTER_NAMES_AFTER_LOADING[family]
+    model.load_state_dict(merge_lora_adapter(model.state_dict(), adapter, base, rename=rename))
+    log.info("%s: merged the LoRA adapter %s", base, adapter)
+
+
 def _merged_with_adapter(family: str, base: Path, adapter: Path, stack: contextlib.ExitStack) -> Path:
     """`base` with the LoRA `adapter` merged in, as a safetensors file of the base's name (which tells a metric
     VDA from a relative one) in a temporary folder `stack` removes."""
@@ -447,12 +496,6 @@ def _merged_with_adapter(family: str, base: Path, adapter: Path, stack: contextl
 
     from vdepth_ros.models.base import checkpoint_in_folder, load_state_dict_file, merge_lora_adapter
 
-    if family in ("depthcrafter", "fiffdepth"):
-        raise ConfigError(
-            f"--adapter merges into one checkpoint file; {family}'s sources are diffusers folders: merge the "
-            "adapter into the UNet with peft (PeftModel.from_pretrained(unet, ADAPTER).merge_and_unload()), "
-            "save_pretrained it, and import that folder"
-        )
     if not adapter.exists():
         raise FileNotFoundError(f"--adapter {adapter} does not exist")
     state = merge_lora_adapter(load_state_dict_file(base), adapter, base)

@@ -79,7 +79,10 @@ def test_import_errors_name_the_problem(tmp_path: Path, capsys: pytest.CaptureFi
         (["import", "vda", str(tmp_path / "none.pth"), "-o", str(tmp_path / "a")], "does not exist"),
         (["import", "depthcrafter", str(ckpt), "-o", str(tmp_path / "a")], "takes 2 source(s)"),
         (["import", "vda", str(ckpt), "-o", str(tmp_path / "a"), *_sets(VideoDepthAnything.tiny_config())], "keys"),
-        (["import", "gemdepth", str(ckpt), "-o", str(tmp_path / "a"), "--encoder", "vits"], "ViT-L only"),
+        (
+            ["import", "gemdepth", str(ckpt), "-o", str(tmp_path / "a"), "--encoder", "vitb"],
+            "builds vits and vitl only",
+        ),
     ]
     for args, match in cases:
         assert cli_main(args) == 2, args
@@ -790,3 +793,108 @@ def test_a_model_folder_given_to_import_says_it_needs_none(tmp_path: Path, capsy
 
     assert _already_a_model_folder(folder) == _already_a_model_folder(folder / "model.safetensors")
     assert _already_a_model_folder(tmp_path) is None
+
+
+def test_a_gemdepth_adapter_on_the_authors_layout_imports_as_peft_merges_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """GemDepth's released training fine-tunes the network itself (no LoRA); a user's peft LoRA on the authors'
+    `GemDepth` as their scripts load `gemdepth.pth` (the `qkv` of DINOv2 and of the GEM/ASTT blocks), given as
+    `import gemdepth gemdepth.pth --adapter FOLDER`, is merged into the file and imported, bit-equal to importing
+    peft's `merge_and_unload` of it."""
+    from peft import LoraConfig, get_peft_model
+    from safetensors.torch import load_file
+
+    torch.manual_seed(8)
+    cfg = GemDepth.tiny_config()
+    released = GemDepth(**cfg).released_state_dict()
+    for folder in ("release", "peft"):
+        (tmp_path / folder).mkdir()
+    torch.save(released, tmp_path / "release" / "gemdepth.pth")
+    tuned = get_peft_model(_authors_module(released), LoraConfig(r=2, target_modules=["qkv"]))
+    for name, p in tuned.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.5)  # B starts at zero: a trained adapter changes the weights
+    tuned.save_pretrained(tmp_path / "adapter")
+    torch.save(tuned.merge_and_unload().state_dict(), tmp_path / "peft" / "gemdepth.pth")
+    ad = ["--adapter", str(tmp_path / "adapter")]
+    release, merged = (str(tmp_path / folder / "gemdepth.pth") for folder in ("release", "peft"))
+    assert cli_main(["import", "gemdepth", release, *ad, "-o", str(tmp_path / "a"), *_sets(cfg)]) == 0
+    assert cli_main(["import", "gemdepth", merged, "-o", str(tmp_path / "p"), *_sets(cfg)]) == 0
+    capsys.readouterr()
+    got, want = (load_file(str(tmp_path / name / "model.safetensors")) for name in ("a", "p"))
+    assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
+
+
+def test_a_hub_download_cut_short_or_copied_without_its_blobs_is_named_as_such(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Weights as the hub client leaves them: a snapshot's files are links into `blobs/`, and a file is linked only
+    once its download completes (`blobs/<hash>.<id>.incomplete` until then). An interrupted download given to import
+    (the repository, its snapshot, the file's path in it) read '... does not exist' or 'a folder with no
+    .safetensors/... file: pass the checkpoint file itself'; a snapshot copied with `cp -r` (its links dangling)
+    alike, also for a diffusers part folder (diffusers: 'no file named diffusion_pytorch_model.bin found'). Now
+    each names the interrupted download or the lost links, and the command that fixes it."""
+    from diffusers import AutoencoderKL
+
+    from vdepth_ros.errors import ModelLoadError
+    from vdepth_ros.models.svd_parts import load_part
+
+    cfg = VideoDepthAnything.tiny_config()
+    repo = tmp_path / "hub" / "models--depth-anything--Video-Depth-Anything-Small"
+    snapshot = repo / "snapshots" / ("0" * 40)
+    for folder in (repo / "blobs", snapshot, repo / "refs"):
+        folder.mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0" * 40)
+    torch.save(VideoDepthAnything(**cfg).released_state_dict(), repo / "blobs" / "ab12")
+    (snapshot / "video_depth_anything_vits.pth").symlink_to("../../blobs/ab12")
+    shutil.copytree(snapshot, tmp_path / "copied", symlinks=True)  # as `cp -r` copies it
+    (repo / "blobs" / "ab12").rename(repo / "blobs" / "ab12.0123abcd.incomplete")
+    (snapshot / "video_depth_anything_vits.pth").unlink()
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
+    out = str(tmp_path / "out")
+    for given in (
+        repo,
+        snapshot,
+        snapshot / "video_depth_anything_vits.pth",
+        "depth-anything/Video-Depth-Anything-Small",
+    ):
+        assert cli_main(["import", "vda", str(given), "-o", out, *_sets(cfg)]) == 2
+        err = capsys.readouterr().err
+        assert "download of depth-anything/Video-Depth-Anything-Small is incomplete" in err, err
+        assert "ab12.0123abcd.incomplete" in err and "hf download depth-anything/Video-Depth-Anything-Small" in err
+    for given in (tmp_path / "copied", tmp_path / "copied" / "video_depth_anything_vits.pth"):
+        assert cli_main(["import", "vda", str(given), "-o", out, *_sets(cfg)]) == 2
+        err = capsys.readouterr().err
+        assert "video_depth_anything_vits.pth is a link to ../../blobs/ab12, which does not exist" in err, err
+        assert "cp -rL" in err
+    vae = tmp_path / "copied_vae"
+    AutoencoderKL(block_out_channels=(8,), norm_num_groups=4, latent_channels=2).save_pretrained(vae)
+    (vae / "diffusion_pytorch_model.safetensors").unlink()
+    (vae / "diffusion_pytorch_model.safetensors").symlink_to("../../blobs/cd34")
+    with pytest.raises(ModelLoadError, match=r"diffusion_pytorch_model\.safetensors is a link to \.\./\.\./blobs/cd34"):
+        load_part(AutoencoderKL, vae, None, None)
+    assert not Path(out).exists()
+
+
+def test_a_gemdepth_vit_s_checkpoint_imports_with_encoder_vits(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The authors' GemDepth builds ViT-S and ViT-L (its `intermediate_layer_idx`; ViT-S on VDA's ViT-S sizes, which
+    test_parity_gemdepth.py loads from their ViT-S model with `from_released`); a ViT-S checkpoint was refused
+    naming sizes to `--set` one by one, and `--encoder vits` with 'gemdepth is released as ViT-L only'. Now
+    `--encoder vits` builds those sizes (the refusal without it names `--encoder vits`: `_import_fix`), and ViT-B
+    is refused with the reason. The sizes handed to the loader are checked here, not a ViT-S build (seconds)."""
+    from vdepth_export import import_released as importer
+
+    from vdepth_ros.models.identify import CheckpointKind, WrongCheckpointError
+    from vdepth_ros.models.vda import VDA_PRESETS
+
+    monkeypatch.setattr(GemDepth, "from_released", classmethod(lambda cls, path, **sizes: sizes))
+    assert importer._gemdepth([tmp_path / "gemdepth.pth"], "vits", None, {}) == VDA_PRESETS["vits"]
+    assert importer._gemdepth([tmp_path / "gemdepth.pth"], None, None, {"max_frames": 8}) == {"max_frames": 8}
+    with pytest.raises(ConfigError, match="the authors' GemDepth builds vits and vitl only"):
+        importer._gemdepth([tmp_path / "gemdepth.pth"], "vitb", None, {})
+    found = CheckpointKind("gemdepth", "model", vit_width=384)
+    err = WrongCheckpointError("x", expected=CheckpointKind("gemdepth", "model", 1024), found=found, path="g.pth")
+    assert importer._import_fix("gemdepth", err) == "pass --encoder vits"

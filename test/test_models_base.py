@@ -158,3 +158,50 @@ def test_a_model_folder_with_another_familys_weights_names_both(tmp_path: Path) 
     shutil.copy(tmp_path / "vda" / "model.safetensors", wider / "model.safetensors")
     with pytest.raises(ModelLoadError, match=r"does not fit its config.json: \d+ tensor\(s\) of another shape"):
         load_model(wider)
+
+
+@pytest.mark.parametrize(
+    "shard_name",
+    ["diffusion_pytorch_model.fp16-{i:05d}-of-00003.safetensors", "model-{i:05d}-of-00003.fp16.safetensors"],
+)
+def test_a_variants_split_checkpoint_loads_through_its_index_its_folder_or_a_shard(
+    tmp_path: Path, shard_name: str
+) -> None:
+    """A split checkpoint of a variant, as `save_pretrained(..., variant="fp16", max_shard_size=...)` writes it (and
+    `hf download --include "*fp16*"` fetches it): `*.fp16-0000i-of-0000n.safetensors` (older diffusers:
+    `-0000i-of-0000n.fp16.safetensors`) beside `*.safetensors.index.fp16.json`. The index read as 'a text file, not
+    the weights; download the weights again', a shard as 'no *.index.json beside it lists it', the folder as 'pass
+    the checkpoint file itself'."""
+    from safetensors.torch import save_file
+
+    from vdepth_ros.models.base import load_state_dict_file
+
+    state = {f"layer{i}.weight": torch.full((2, 2), float(i), dtype=torch.float16) for i in range(3)}
+    weight_map = {}
+    for i, (key, value) in enumerate(state.items(), start=1):
+        save_file({key: value}, str(tmp_path / shard_name.format(i=i)))
+        weight_map[key] = shard_name.format(i=i)
+    index = tmp_path / "diffusion_pytorch_model.safetensors.index.fp16.json"
+    index.write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    for given in (index, tmp_path, tmp_path / shard_name.format(i=2)):
+        loaded = load_state_dict_file(given)
+        assert loaded.keys() == state.keys() and all(torch.equal(loaded[k], state[k]) for k in state), given
+
+
+def test_an_adapter_saved_under_its_name_is_found_in_its_subfolder(tmp_path: Path) -> None:
+    """peft's `save_pretrained(folder)` puts an adapter not named "default" in `folder/<name>/`; `--adapter folder`
+    read only 'not a peft adapter folder (no readable adapter_config.json)'. The error names the subfolder to give."""
+    from peft import LoraConfig, get_peft_model
+
+    from vdepth_ros.errors import ModelLoadError
+    from vdepth_ros.models.base import merge_lora_adapter
+
+    tuned = get_peft_model(
+        torch.nn.Sequential(torch.nn.Linear(4, 4)), LoraConfig(r=2, target_modules=["0"]), adapter_name="depth"
+    )
+    tuned.save_pretrained(tmp_path / "adapter")
+    with pytest.raises(ModelLoadError, match=r"holds the adapter folders depth .*: give .*adapter/depth$"):
+        merge_lora_adapter({"0.weight": torch.zeros(4, 4)}, tmp_path / "adapter", "base.pth")
+    assert merge_lora_adapter({"0.weight": torch.zeros(4, 4)}, tmp_path / "adapter" / "depth", "base.pth").keys() == {
+        "0.weight"
+    }

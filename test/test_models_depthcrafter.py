@@ -255,8 +255,14 @@ def _save_released(model: DepthCrafter, root: Path, variant: str | None = None) 
     return unet_dir, svd_dir
 
 
-def test_load_released_layout_roundtrip(tiny: DepthCrafter, tmp_path: Path) -> None:
-    unet_dir, svd_dir = _save_released(tiny, tmp_path)
+@pytest.fixture(scope="module")
+def released(tiny: DepthCrafter, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """`tiny`'s released layout, written once for the tests that only read it (each write costs seconds)."""
+    return _save_released(tiny, tmp_path_factory.mktemp("released"))
+
+
+def test_load_released_layout_roundtrip(tiny: DepthCrafter, released: tuple[Path, Path]) -> None:
+    unet_dir, svd_dir = released
     assert (unet_dir / "diffusion_pytorch_model.safetensors").is_file()
     assert (svd_dir / "image_encoder" / "model.safetensors").is_file()
     loaded = DepthCrafter.from_released(unet_dir, svd_dir, num_inference_steps=2)
@@ -287,7 +293,7 @@ def test_load_released_fp16_variant_and_key_errors(tiny: DepthCrafter, tmp_path:
 
 
 def test_a_folder_of_another_part_or_the_folders_swapped_names_what_each_is(
-    tiny: DepthCrafter, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    released: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`vdepth-export import depthcrafter SVD_FOLDER UNET_FOLDER` (the two folders swapped) said only
     'svd-xt/config.json not found: expected a diffusers/transformers model folder', and SVD's vae/ given as
@@ -295,7 +301,7 @@ def test_a_folder_of_another_part_or_the_folders_swapped_names_what_each_is(
     order the importer takes; nothing is written."""
     from vdepth_export.cli import main as cli_main
 
-    unet_dir, svd_dir = _save_released(tiny, tmp_path)
+    unet_dir, svd_dir = released
     out = str(tmp_path / "out")
     order = "depthcrafter takes the DepthCrafter UNet folder, then the SVD-XT folder"
     for given, found in (
@@ -431,3 +437,32 @@ def test_an_svd_folder_with_its_fp16_files_only_loads_without_variant(tiny: Dept
     loaded = DepthCrafter.from_released(unet_dir, tmp_path / "svd", num_inference_steps=2)
     ref, got = tiny.state_dict(), loaded.state_dict()
     assert all(torch.equal(ref[k], got[k]) for k in ref)
+
+
+def test_a_lora_adapter_on_the_unet_imports_as_peft_merges_it(
+    tiny: DepthCrafter, released: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """DepthCrafter's released training fine-tunes the UNet itself (no LoRA); a user's peft LoRA on it
+    (`get_peft_model(unet, ...)`, `save_pretrained`) given as `import depthcrafter UNET SVD --adapter FOLDER` is
+    merged into the loaded UNet, bit-equal to peft's `merge_and_unload` (it was refused: 'merges into one checkpoint
+    file; depthcrafter's sources are diffusers folders', with peft steps to run by hand)."""
+    from peft import LoraConfig, get_peft_model
+    from safetensors.torch import load_file
+    from vdepth_export.cli import main as cli_main
+
+    unet_dir, svd_dir = released
+    torch.manual_seed(3)
+    unet = type(tiny.unet).from_pretrained(unet_dir)  # the UNet as a user loads it to train
+    tuned = get_peft_model(unet, LoraConfig(r=2, lora_alpha=4, target_modules=["to_q", "to_v"]))
+    for name, p in tuned.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.5)  # B starts at zero: a trained adapter changes the weights
+    tuned.save_pretrained(tmp_path / "adapter")
+    want = {f"unet.{k}": v for k, v in tuned.merge_and_unload().state_dict().items()}
+    ad = ["--adapter", str(tmp_path / "adapter")]
+    assert cli_main(["import", "depthcrafter", str(unet_dir), str(svd_dir), *ad, "-o", str(tmp_path / "a")]) == 0
+    capsys.readouterr()
+    got = load_file(str(tmp_path / "a" / "model.safetensors"))
+    assert all(torch.equal(got[k], want[k]) for k in want)
+    key = "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.weight"
+    assert not torch.equal(got[key], tiny.state_dict()[key])

@@ -20,6 +20,7 @@ the same modules and constants as its `regression` path.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -128,3 +129,55 @@ def test_dit_vae_and_window_equal_the_authors_on_random_weights(tmp_path: Path) 
         # order), where a mistake is O(1): the DiT's 1.5e-6 (diffusers' float32 timestep sinusoid)
         # passes through the random decoder, which amplifies it ~15x (measured 2.5e-5)
         assert relative_error(ours.predict_channels(frames), expected) <= 1e-4
+
+
+def test_an_adapter_trained_on_dvd_as_the_authors_load_it_merges_as_peft_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """DVD's training is LoRA (rank 512 on q, k, v, o, ffn.0, ffn.2; its release holds those pairs unmerged under
+    `pipe.dit.`). A user fine-tunes DVD further with peft as the authors' test script loads it (their LoRA merged,
+    `merge_lora_layer`) and gives `import dvd RELEASE VAE --adapter FOLDER`: the result is bit-equal to importing
+    peft's own `merge_and_unload` of that model. Before, the merge ran on the release file's keys and refused the
+    adapter as 'trained on another model's layout'."""
+    from peft import LoraConfig, get_peft_model
+    from peft.tuners.tuners_utils import BaseTunerLayer
+    from safetensors.torch import save_file
+    from vdepth_export.cli import main as cli_main
+
+    from vdepth_ros.models import load_model
+
+    dvd = randomize_(_authors_dit(_TINY_DIT, lora_rank=4), seed=7)
+    save_file(
+        {f"pipe.dit.{k}": v.contiguous() for k, v in dvd.state_dict().items()}, str(tmp_path / "model.safetensors")
+    )
+    torch.save(randomize_(_authors_vae(_TINY_VAE), seed=8).state_dict(), tmp_path / "Wan2.1_VAE.pth")
+    for module in dvd.modules():  # the authors' `merge_lora_layer`
+        if isinstance(module, BaseTunerLayer):
+            module.merge()
+    with reference_import("dvd", _BARE):
+        from diffsynth.models.wan_video_dit import WanModel
+
+        loaded = WanModel(**_TINY_DIT)
+    loaded.load_state_dict({k.replace(".base_layer", ""): v for k, v in dvd.state_dict().items() if "lora_" not in k})
+    tuned = get_peft_model(loaded, LoraConfig(r=2, lora_alpha=3, target_modules=_AUTHORS_LORA_TARGETS))
+    for name, p in tuned.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.5)  # B starts at zero: a trained adapter changes the weights
+    tuned.save_pretrained(tmp_path / "adapter")
+    peft_merged = {k: v.contiguous() for k, v in tuned.merge_and_unload().state_dict().items()}
+    assert not torch.equal(peft_merged["blocks.0.ffn.2.weight"], dvd.state_dict()["blocks.0.ffn.2.base_layer.weight"])
+    save_file(peft_merged, str(tmp_path / "peft_merged.safetensors"))
+    sets = [a for k, v in _ours_tiny().items() for a in ("--set", f"{k}={json.dumps(v)}")]
+    vae = str(tmp_path / "Wan2.1_VAE.pth")
+    ad = ["--adapter", str(tmp_path / "adapter")]
+    assert (
+        cli_main(["import", "dvd", str(tmp_path / "model.safetensors"), vae, *ad, "-o", str(tmp_path / "a"), *sets])
+        == 0
+    )
+    assert (
+        cli_main(["import", "dvd", str(tmp_path / "peft_merged.safetensors"), vae, "-o", str(tmp_path / "p"), *sets])
+        == 0
+    )
+    capsys.readouterr()
+    got, want = load_model(tmp_path / "a").state_dict(), load_model(tmp_path / "p").state_dict()
+    assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,16 @@ TRAINER_STATE_NAME = "trainer_state.json"
 TRAINER_CONFIG_NAME = "trainer_config.json"
 #: the files released checkpoints come as
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
+
+
+#: A split checkpoint's index: `model.safetensors.index.json`, and a variant's, `model.safetensors.index.fp16.json`
+#: (what transformers and diffusers write beside `*.fp16-00001-of-00002.safetensors`; not a pipeline's model_index.json)
+_CHECKPOINT_INDEX = re.compile(r".+\.index(\.[A-Za-z0-9_]+)?\.json")
+
+
+def is_checkpoint_index(path: str | Path) -> bool:
+    """Whether `path`'s name is a split checkpoint's index (`*.index.json`, or a variant's `*.index.fp16.json`)."""
+    return _CHECKPOINT_INDEX.fullmatch(Path(path).name) is not None
 
 
 def is_model_folder(folder: str | Path) -> bool:
@@ -91,6 +102,44 @@ def hub_cache_repository(path: str | Path) -> str | None:
     return next((r for f in (path, *list(path.parents)[:4]) if (r := hub_repository_folder(f)) is not None), None)
 
 
+def hub_download_problem(path: str | Path) -> str | None:
+    """Why the weights at `path` (a file or a folder, given as it was downloaded from the hub) are not there, when
+    the cause is the download: a link into a hub cache's `blobs/` that leads nowhere (a snapshot copied without
+    its blobs, `cp -r` keeps the links; or its blob deleted), or, in a hub cache's copy of a repository, a file
+    whose download was interrupted (`blobs/<hash>[.<id>].incomplete`: huggingface_hub links a file into the
+    snapshot only once it is complete). None when neither is the case. Before, such a path read 'does not exist'
+    or 'a folder with no .safetensors file: pass the checkpoint file itself'."""
+    path = Path(path)
+    if path.is_dir():
+        links = sorted(p for p in path.rglob("*") if p.is_symlink() and not p.exists())
+    else:
+        links = [path] if path.is_symlink() and not path.exists() else []
+    repo_folder = next((f for f in (path, *list(path.parents)[:4]) if hub_repository_folder(f)), None)
+    repo = hub_repository_folder(repo_folder) if repo_folder is not None else None
+    again = f"`hf download {repo}` (or `vdepth-export pull NAME` for a known release)" if repo else "`hf download REPO`"
+    if links:
+        return (
+            f"{links[0]} is a link to {os.readlink(links[0])}, which does not exist"
+            f"{f' ({len(links)} such links in {path})' if len(links) > 1 else ''}: the hub cache's snapshot files are "
+            "links into its blobs/ folder, and this copy has lost them (copied without the blobs, `cp -r` keeps the "
+            "links; copy with `cp -rL` or `rsync -L`), or the blob was deleted. Give the snapshot in the hub cache "
+            f"itself, or download it again: {again}"
+        )
+    if repo_folder is None or (path.exists() and not path.is_dir()):
+        return None
+    try:
+        partials = sorted(p for p in (repo_folder / "blobs").iterdir() if p.name.endswith(".incomplete"))
+    except OSError:
+        return None
+    if not partials:
+        return None
+    return (
+        f"the hub cache's download of {repo} is incomplete: {partials[0]} ({partials[0].stat().st_size} bytes"
+        f"{f', and {len(partials) - 1} more' if len(partials) > 1 else ''}) is a file whose download was interrupted, "
+        f"which is not in its snapshot until complete. Download it again, {again}, then import again"
+    )
+
+
 def released_checkpoint_problem(path: str | Path) -> str | None:
     """For a released checkpoint given where a model folder is expected (a `.pth`/`.safetensors`
     file, or a folder of them or a diffusers folder, without `config.json`): the message saying to
@@ -113,7 +162,7 @@ def released_checkpoint_problem(path: str | Path) -> str | None:
             "this copy too; then use FOLDER (or NAME)"
         )
     if path.is_file():
-        released = path.suffix in WEIGHT_SUFFIXES or path.name.endswith(".index.json")
+        released = path.suffix in WEIGHT_SUFFIXES or is_checkpoint_index(path)
     else:  # no config.json of ours (with `_family`): a diffusers/transformers config does not count
         released = path.is_dir() and not is_model_folder(path) and (
             (path / "model_index.json").is_file()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import math
 import os
 import pickle
 import re
@@ -23,7 +24,15 @@ import torch
 from torch import nn
 
 from vdepth_ros.errors import ModelLoadError, extra_hint
-from vdepth_ros.paths import CONFIG_NAME, WEIGHT_SUFFIXES, WEIGHTS_NAME, adapter_problem, released_checkpoint_problem
+from vdepth_ros.paths import (
+    CONFIG_NAME,
+    WEIGHT_SUFFIXES,
+    WEIGHTS_NAME,
+    adapter_problem,
+    hub_download_problem,
+    is_checkpoint_index,
+    released_checkpoint_problem,
+)
 
 Alignment = Literal["chain_ls", "keyframe", "graph", "none"]
 
@@ -359,8 +368,9 @@ def _unwrap(state: Any, path: Path) -> dict[str, torch.Tensor]:
     return strip({k: v for k, v in state.items() if isinstance(v, torch.Tensor)})
 
 
-#: `model-00001-of-00003.safetensors`: one shard of a split checkpoint (huggingface_hub's naming).
-_SHARD = re.compile(r"-(\d+)-of-(\d+)\.[A-Za-z]+$")
+#: `model-00001-of-00003.safetensors`: one shard of a split checkpoint (huggingface_hub's naming), also a variant's
+#: (`model.fp16-00001-of-00003.safetensors`, older diffusers `...-00001-of-00003.fp16.safetensors`).
+_SHARD = re.compile(r"-(\d+)-of-(\d+)(\.[A-Za-z0-9_]+)?\.[A-Za-z]+$")
 #: What trainers save beside the model's weights in a checkpoint folder (accelerate's `save_state`:
 #: `optimizer.bin`, `scheduler.bin`, `scaler.pt`, `random_states_0.pkl`; transformers' `training_args.bin`,
 #: `rng_state.pth`): not weights.
@@ -385,8 +395,8 @@ def _load_zero(folder: Path) -> dict[str, torch.Tensor]:
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a checkpoint safely: safetensors first, else `torch.load(weights_only=True)`.
 
-    `path` may also be a split checkpoint's `*.index.json`, any one of its shards (the index beside
-    it), or a folder holding one checkpoint (other files are ignored). Training checkpoints are
+    `path` may also be a split checkpoint's `*.index.json` (a variant's `*.index.fp16.json`), any one of its
+    shards (the index beside it), or a folder holding one checkpoint (other files are ignored). Training checkpoints are
     unwrapped (`_unwrap`: the state dict inside, DDP/compile prefixes off).
 
     A folder may be a model folder (`config.json` + `model.safetensors`), a training checkpoint
@@ -406,11 +416,11 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
         return _load_zero(path)
     if path.is_dir():
         path = checkpoint_in_folder(path)
-    if path.name.endswith(".index.json") and path.is_file():
+    if is_checkpoint_index(path) and path.is_file():
         return _load_sharded(path)
     shard = _SHARD.search(path.name)
     if shard and int(shard[2]) > 1 and path.is_file():
-        for index in sorted(path.parent.glob("*.index.json")):
+        for index in _indexes_in(path.parent):
             if path.name in _weight_map(index).values():
                 return _load_sharded(index)
         raise ModelLoadError(
@@ -429,7 +439,10 @@ _LORA_UNSUPPORTED = ("use_dora", "rank_pattern", "alpha_pattern", "modules_to_sa
 
 
 def merge_lora_adapter(
-    state: dict[str, torch.Tensor], adapter: str | Path, base: str | Path
+    state: dict[str, torch.Tensor],
+    adapter: str | Path,
+    base: str | Path,
+    rename: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None,
 ) -> dict[str, torch.Tensor]:
     """`state` (the base checkpoint, in whatever key layout the adapter was trained on: the authors' or this
     package's) with a peft LoRA adapter (the folder `save_pretrained` wrote, or its `adapter_model.*` file)
@@ -438,6 +451,11 @@ def merge_lora_adapter(
     not through peft: peft applies an adapter to the module it was trained on, and an adapter trained on the
     authors' network names their modules (`pretrained.blocks.N.attn.qkv`), which this package's model does not
     have (on it peft merged nothing and only warned of missing adapter keys).
+
+    An adapted module is found as `<module>.weight` in `state`, or under one prefix that all of them share there
+    (the part of the model the adapter was trained on: `unet.`, `transformer.`); `rename` first maps the adapter's
+    `<module>.weight` names from the layout it was trained on to `state`'s (DVD: the authors' Wan names to
+    diffusers').
 
     Raises:
         ModelLoadError: not a LoRA adapter, an adapter setting this merge does not cover (DoRA, per-module
@@ -451,8 +469,17 @@ def merge_lora_adapter(
     try:
         config = json.loads((folder / ADAPTER_CONFIG_NAME).read_text())
     except (OSError, ValueError) as err:
+        # peft saves an adapter not named "default" in a subfolder of that name (`save_pretrained(folder)` with
+        # `adapter_name="depth"` writes folder/depth/adapter_config.json)
+        named = sorted(p.parent.name for p in folder.glob(f"*/{ADAPTER_CONFIG_NAME}"))
+        inside = (
+            f"; it holds the adapter folders {', '.join(named)} (peft saves a named adapter in a subfolder of its "
+            f"name): give {folder / named[0]}"
+            if named
+            else ""
+        )
         raise ModelLoadError(
-            f"{adapter} is not a peft adapter folder (no readable {ADAPTER_CONFIG_NAME}: {err})"
+            f"{adapter} is not a peft adapter folder (no readable {ADAPTER_CONFIG_NAME}: {err}){inside}"
         ) from None
     peft_merge = "merge it with peft instead (PeftModel.from_pretrained(base, folder).merge_and_unload())"
     if config.get("peft_type") != "LORA":
@@ -469,36 +496,58 @@ def merge_lora_adapter(
         if match is None or value.ndim != 2:
             raise ModelLoadError(f"{adapter}: {key} is no LoRA factor of a Linear layer: {peft_merge}")
         factors.setdefault(match["module"], {})[match["factor"]] = value
-    r, alpha = int(config["r"]), float(config.get("lora_alpha", config["r"]))
-    scaling = alpha / (r**0.5 if config.get("use_rslora") else r)
-    merged = dict(state)
-    absent = [m for m in factors if f"{m}.weight" not in state]
-    if absent:
-        theirs = next(iter(factors))
-        raise ModelLoadError(
-            f"{adapter} adapts {len(factors)} modules ({theirs}, ...) and {len(absent)} of them are not in {base} "
-            f"(its keys: {next(iter(state))}, ...): the adapter was trained on another model's layout; give "
-            "the checkpoint it was trained on as the base"
-        )
+    # peft's LoraConfig defaults (r 8, lora_alpha 8), and its scaling: lora_alpha / r, or / math.sqrt(r)
+    r, alpha = int(config.get("r", 8)), config.get("lora_alpha", 8)
+    scaling = alpha / (math.sqrt(r) if config.get("use_rslora") else r)
+    deltas: dict[str, torch.Tensor] = {}
     for module, pair in factors.items():
         if set(pair) != {"A", "B"}:
             raise ModelLoadError(f"{adapter}: {module} has lora_{''.join(pair)} only; the adapter file is incomplete")
-        weight = state[f"{module}.weight"]
-        delta = (pair["B"].float() @ pair["A"].float()) * scaling
-        delta = delta.T if config.get("fan_in_fan_out") else delta
+        # peft's get_delta_weight: B @ A in float32 (its adapters are float32 on the CPU), times the scaling
+        delta = (pair["B"].float() @ pair["A"].float()).mul_(scaling)
+        deltas[f"{module}.weight"] = delta.T if config.get("fan_in_fan_out") else delta
+    names = _renamed(list(deltas), rename) if rename else {k: k for k in deltas}  # state's name -> the adapter's
+    prefix = _common_prefix(names, state)
+    if prefix is None:
+        absent = [n for n in names if n not in state]
+        raise ModelLoadError(
+            f"{adapter} adapts {len(factors)} modules ({next(iter(factors))}, ...) and {len(absent)} of them are not "
+            f"in {base} (its keys: {next(iter(state))}, ...): the adapter was trained on another model's layout; give "
+            "the checkpoint it was trained on as the base"
+        )
+    merged = dict(state)
+    for name, theirs in names.items():
+        weight, delta = state[prefix + name], deltas[theirs]
         if delta.shape != weight.shape:
             raise ModelLoadError(
-                f"{adapter}: {module} is {tuple(delta.shape)} in the adapter and {tuple(weight.shape)} in {base}: "
-                "the adapter was trained on another size of the model; give the checkpoint it was trained on"
+                f"{adapter}: {theirs[: -len('.weight')]} is {tuple(delta.shape)} in the adapter and "
+                f"{tuple(weight.shape)} in {base}: the adapter was trained on another size of the model; give the "
+                "checkpoint it was trained on"
             )
-        merged[f"{module}.weight"] = (weight.float() + delta).to(weight.dtype)
+        # peft's merge: `base_layer.weight.data += delta` (computed in float32, stored in W's dtype)
+        merged[prefix + name] = (weight.float() + delta).to(weight.dtype)
     return merged
+
+
+def _renamed(names: list[str], rename: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]) -> dict[str, str]:
+    """{converted name: name} through a layout's key converter, which renames a whole state dict (its rules may
+    depend on all the keys) and keeps the values: each name travels with its index as the value."""
+    renamed = rename({name: torch.tensor(i) for i, name in enumerate(names)})
+    return {new: names[int(index)] for new, index in renamed.items()}
+
+
+def _common_prefix(names: dict[str, str], state: dict[str, torch.Tensor]) -> str | None:
+    """The one key prefix (maybe "") under which every name is in `state`, or None."""
+    first = next(iter(names))
+    candidates = [k[: -len(first)] for k in state if k.endswith(first) and k[: -len(first)][-1:] in ("", ".")]
+    found = [p for p in candidates if all(p + n in state for n in names)]
+    return found[0] if len(found) == 1 else None
 
 
 def checkpoint_in_folder(folder: Path) -> Path:
     """The one checkpoint in `folder`: its `*.index.json`, else its only weights file (a trainer's
     optimizer, scheduler and RNG state beside it do not count)."""
-    indexes = sorted(folder.glob("*.index.json"))
+    indexes = _indexes_in(folder)
     if len(indexes) == 1:
         return indexes[0]
     files = sorted(
@@ -506,8 +555,15 @@ def checkpoint_in_folder(folder: Path) -> Path:
     )
     if not indexes and len(files) == 1:
         return files[0]
+    if not indexes and not files and (why := hub_download_problem(folder)) is not None:
+        raise ModelLoadError(why)
     found = ", ".join(p.name for p in (indexes or files)) or f"no {'/'.join(WEIGHT_SUFFIXES)} file"
     raise ModelLoadError(f"{folder} is a folder with {found}: pass the checkpoint file itself")
+
+
+def _indexes_in(folder: Path) -> list[Path]:
+    """The split checkpoint indexes in `folder` (`is_checkpoint_index`: a variant's too)."""
+    return sorted(p for p in folder.glob("*.json") if is_checkpoint_index(p))
 
 
 def _weight_map(index: Path) -> dict[str, str]:
@@ -527,7 +583,8 @@ def _load_sharded(index: Path) -> dict[str, torch.Tensor]:
     absent = [s for s in shards if not (index.parent / s).is_file()]
     if absent:
         raise ModelLoadError(
-            f"{index} lists {len(shards)} shards; {', '.join(absent[:5])} not found beside it: download all the "
+            hub_download_problem(index.parent / absent[0])
+            or f"{index} lists {len(shards)} shards; {', '.join(absent[:5])} not found beside it: download all the "
             "shards into that folder"
         )
     state: dict[str, torch.Tensor] = {}
@@ -542,7 +599,7 @@ def _load_sharded(index: Path) -> dict[str, torch.Tensor]:
 def _load_one(path: Path) -> dict[str, torch.Tensor]:
     """One checkpoint file: safetensors, else `torch.load(weights_only=True)`, unwrapped."""
     if not path.is_file():
-        raise ModelLoadError(f"checkpoint {path} not found")
+        raise ModelLoadError(hub_download_problem(path) or f"checkpoint {path} not found")
     if (why := _not_weights(path)) is not None:
         raise ModelLoadError(why)
     if path.suffix == ".safetensors":

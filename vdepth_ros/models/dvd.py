@@ -302,20 +302,12 @@ class DVD(VideoDepthModel):
         Raises:
             ModelLoadError: no VAE, or keys/shapes that do not fit the Wan config.
         """
-        from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
-
         if vae_weights is None or not Path(vae_weights).exists():
             raise ModelLoadError(
                 f"DVD needs its VAE ({str(vae_weights)!r} not found): pass the release's Wan2.1_VAE.pth "
                 "(Wan-AI/Wan2.1-T2V-1.3B) or a diffusers AutoencoderKLWan folder"
             )
-        state = load_state_dict_file(dit_checkpoint)
-        for prefix in _CHECKPOINT_PREFIXES:
-            if any(k.startswith(prefix) for k in state):
-                state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-                break
-        if any(".self_attn." in k or k.startswith("head.head") for k in state):  # original naming
-            state = convert_wan_transformer_to_diffusers(state)
+        state = dit_state_in_diffusers_names(load_state_dict_file(dit_checkpoint))
         model = cls(**config)
         ranks = {v.shape[0] for k, v in state.items() if ".lora_A." in k}
         if len(ranks) > 1:
@@ -328,6 +320,22 @@ class DVD(VideoDepthModel):
             model.merge_lora()
         _load_strict(model.vae, _wan_vae_state(Path(vae_weights)), f"{vae_weights} (VAE)", vae_weights, "vae")
         return model.eval()
+
+
+def dit_state_in_diffusers_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A Wan DiT state dict (or a LoRA adapter's `<module>.weight` names on it) in the package transformer's
+    names: a trainer's prefix (`pipe.dit.`, ...) off, the original Wan / DiffSynth naming through diffusers'
+    converter (`convert_wan_transformer_to_diffusers`, behind `from_single_file`); diffusers naming kept."""
+    from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
+
+    for prefix in _CHECKPOINT_PREFIXES:
+        if any(k.startswith(prefix) for k in state):
+            state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+            break
+    original = (".self_attn.", ".cross_attn.", ".ffn.0.", ".ffn.2.")  # diffusers: attn1/attn2, ffn.net.N
+    if any(k.startswith("head.head") or any(part in k for part in original) for k in state):
+        state = convert_wan_transformer_to_diffusers(dict(state))
+    return state
 
 
 def _wan_vae_state(vae: Path) -> dict[str, torch.Tensor]:

@@ -23,6 +23,7 @@ from vdepth_ros.models.identify import (
     identify_folder,
     part_of_class,
 )
+from vdepth_ros.paths import hub_download_problem
 
 #: SVD-XT / DepthCrafter UNet: diffusers' defaults are exactly the released config (8 in, 4 out,
 #: block_out (320, 640, 1280, 1280), cross-attention 1024, added-time 3 x 256).
@@ -309,7 +310,10 @@ def load_part(cls: Any, folder: Path, subfolder: str | None, variant: str | None
             path=str(folder),
         )
     if not (part / "config.json").is_file():
-        raise ModelLoadError(f"{part / 'config.json'} not found: expected a diffusers/transformers model folder")
+        raise ModelLoadError(
+            hub_download_problem(part)
+            or f"{part / 'config.json'} not found: expected a diffusers/transformers model folder"
+        )
     use = variant if variant and any(part.glob(f"*.{variant}.*")) else None
     if use is None and not _plain_weights(part) and any(part.glob("*.fp16.*")):
         use = "fp16"  # a part downloaded with its fp16 files only (`hf download ... --include "*fp16*"`)
@@ -319,7 +323,8 @@ def load_part(cls: Any, folder: Path, subfolder: str | None, variant: str | None
             str(folder), variant=use, local_files_only=True, output_loading_info=True, **kwargs
         )
     except (OSError, ValueError, RuntimeError) as err:  # no weights file, shape mismatch
-        raise ModelLoadError(_unreadable_weights(part) or f"{part}: {err}") from err
+        # a weights file missing from a hub download ('no file named diffusion_pytorch_model.bin found')
+        raise ModelLoadError(hub_download_problem(part) or _unreadable_weights(part) or f"{part}: {err}") from err
     bad = {k: v for k in ("missing_keys", "unexpected_keys", "mismatched_keys") if (v := list(info.get(k, [])))}
     if bad:
         raise ModelLoadError(f"{part}: keys do not match the release: {bad}")
