@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from vdepth_export.cli import main as cli_main
+from vdepth_export.export_onnx import export_onnx
 from vdepth_export.export_stream import export_stream_onnx
 
 from vdepth_ros.errors import ConfigError, InputError, ModelLoadError
@@ -184,8 +185,10 @@ def test_the_stream_step_exported_to_onnx_streams_on_onnxruntime_as_torch_does(t
     causal_model(seed=2).save_pretrained(tmp_path)  # retrained: the graph would run the old weights
     with pytest.raises(ModelLoadError, match=r"other weights.*`vdepth-export stream"):
         create_engine(tmp_path, backend="onnxruntime")
-    with create_engine(tmp_path, height=h, width=w) as engine:
-        assert engine.backend == "torch"
+    with create_engine(tmp_path) as engine:  # torch, at the stream graph's shape (not the 280x504 default)
+        assert engine.backend == "torch" and (engine.input_spec.height, engine.input_spec.width) == (h, w)
+    with pytest.raises(ConfigError, match=f"`vdepth-export stream {tmp_path}`"):
+        export_onnx(tmp_path, frames=2, height=h, width=w)  # a window graph would see one earlier frame
     windowed = tmp_path / "windowed"
     VideoDepthAnythingLite(**VideoDepthAnythingLite.tiny_config()).save_pretrained(windowed)
     with pytest.raises(ConfigError, match="not a causal model"):

@@ -103,16 +103,16 @@ def _trt_engine(path: Path, precision: str | None, opts: dict[str, Any]) -> Dept
     )
 
 
-def _load_torch_model(folder: Path, opts: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+def _load_torch_model(folder: Path, opts: dict[str, Any], graph: Path | None = None) -> tuple[Any, dict[str, Any]]:
     """The folder's model, and `opts` with the working shape defaulted to the exported graph's
-    (`model.onnx.json`) so torch and the exported backends run the same window and resolution.
-    Without torch (an ONNX-only install): `BackendUnavailableError` naming what to install."""
+    (`graph`'s spec, default `model.onnx.json`) so torch and the exported backends run the same window and
+    resolution. Without torch (an ONNX-only install): `BackendUnavailableError` naming what to install."""
     from vdepth_ros.runtime.torch_backend import import_torch
 
     import_torch()  # before the model code, which imports torch at its top
     from vdepth_ros.models import load_model
 
-    exported = spec_path_for(folder / ONNX_NAME)
+    exported = spec_path_for(graph if graph is not None else folder / ONNX_NAME)
     if exported.is_file() and not {"frames", "height", "width"} & set(opts):
         spec = InputSpec.load(exported)
         opts = {**opts, "frames": spec.frames, "height": spec.height, "width": spec.width}
@@ -246,7 +246,9 @@ def _stream_engine(path: Path, backend: str, precision: str, opts: dict[str, Any
             return engine
         log.info("auto backend: torch (%s)", why)
         opts = _split_opts(opts, _TORCH_OPTS)
-    return _torch_engine(*_load_torch_model(path, opts), precision)
+    # the stream graph's shape, so that torch and ONNX Runtime run the stream alike
+    graph = stream_file if stream_file.is_file() else None
+    return _torch_engine(*_load_torch_model(path, opts, graph), precision)
 
 
 def _with_folder_onnx(folder: Path, opts: dict[str, Any]) -> dict[str, Any]:
