@@ -296,6 +296,11 @@ class OnnxRuntimeEngine(DepthEngine):
             so that `infer(frame_ids=...)` encodes only frames the previous window did not have
             (`runtime/reuse.py`). Off when constructed directly (the export parity check must test
             `onnx_path` itself); `create_engine` turns it on.
+
+    A causal model's stream-step graph (`model.stream.onnx`, `vdepth-export stream`; its spec's
+    `extra["stream_step"]`) runs as a stream (`streams`): `infer(frame_ids=...)` steps each new frame once,
+    passing the cache in and taking it back (`models.split.StreamSignature`), so it equals torch's stream.
+    Without frame ids a window is a new stream of its frames.
     """
 
     backend = "onnxruntime"
