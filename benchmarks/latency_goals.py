@@ -18,8 +18,7 @@ The goals assume an otherwise idle machine; the load average before and after is
     .venv/bin/python benchmarks/latency_goals.py --quick     # 75 frames per run (~2 min)
     .venv/bin/python benchmarks/latency_goals.py             # 300 frames per run
     .venv/bin/python benchmarks/latency_goals.py --json
-    .venv/bin/python benchmarks/latency_goals.py --quick --runs streaming streaming_ort --step-only
-                                                    # + one stream step alone, torch vs ONNX Runtime
+    .venv/bin/python benchmarks/latency_goals.py --step-only --frames 150   # one stream step alone, torch vs ORT
 """
 
 from __future__ import annotations
@@ -96,8 +95,10 @@ def streaming_ort_model(causal: Path) -> Path:
 
 
 def step_times(causal: Path, frames: int) -> dict[str, Any]:
-    """One stream step alone (in this process, 2 threads), torch against ONNX Runtime in turns: seconds per
-    frame (min / median / max over `frames` steps each, after 8 warm-up steps) and their ratio."""
+    """One stream step alone (in this process, 2 threads as the node's runs), torch against ONNX Runtime in
+    turns: seconds per frame (min / median / max over `frames` steps each, after 8 warm-up steps), the ratio
+    of the medians and the median of the ratios of each pair of steps (run back to back, so under about the
+    same load: the steadier figure on a loaded machine)."""
     from vdepth_ros.runtime import create_engine
 
     rgb = np.random.default_rng(1).integers(0, 256, (frames + 9, H, W, 3), dtype=np.uint8)
@@ -117,6 +118,8 @@ def step_times(causal: Path, frames: int) -> dict[str, Any]:
     for b, ts in times.items():
         out[b] = {k: round(float(f(ts)), 4) for k, f in (("min", np.min), ("median", np.median), ("max", np.max))}
     out["torch_over_onnxruntime_median"] = round(out["torch"]["median"] / out["onnxruntime"]["median"], 2)
+    pairs = np.asarray(times["torch"]) / np.asarray(times["onnxruntime"])
+    out["torch_over_onnxruntime_paired"] = round(float(np.median(pairs)), 2)
     return out
 
 
@@ -282,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", nargs="+", default=["windowed", "streaming", "streaming_ort", "30hz"],
                     choices=["windowed", "streaming", "streaming_ort", "30hz"])  # fmt: skip
     ap.add_argument("--step-only", action="store_true",
-                    help="also time one stream step alone, torch against ONNX Runtime, in this process")  # fmt: skip
+                    help="only time one stream step, torch vs ONNX Runtime, in this process (no node)")  # fmt: skip
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
@@ -291,21 +294,21 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="vdepth-latency-") as tmp_name:
         tmp = Path(tmp_name)
-        if "windowed" in args.runs or "30hz" in args.runs:
+        runs = [] if args.step_only else args.runs
+        if "windowed" in runs or "30hz" in runs:
             windowed = windowed_model(tmp)
-        if "windowed" in args.runs:
+        if "windowed" in runs:
             results["15hz_cross_process_windowed_reuse"] = cross_process(windowed, "onnxruntime", frames, 15.0, tmp)
-        streaming = ["streaming", "streaming_ort"]
-        causal = streaming_model(tmp) if set(streaming) & set(args.runs) or args.step_only else None
-        if "streaming_ort" in args.runs or args.step_only:
+        causal = streaming_model(tmp) if {"streaming", "streaming_ort"} & set(runs) or args.step_only else None
+        if "streaming_ort" in runs or args.step_only:
             streaming_ort_model(causal)
-        if "streaming" in args.runs:
+        if "streaming" in runs:
             results["15hz_cross_process_streaming"] = cross_process(causal, "torch", frames, 15.0, tmp)
-        if "streaming_ort" in args.runs:
+        if "streaming_ort" in runs:
             results["15hz_cross_process_streaming_ort"] = cross_process(causal, "onnxruntime", frames, 15.0, tmp)
         if args.step_only:
             step = step_times(causal, frames)
-        if "30hz" in args.runs:
+        if "30hz" in runs:
             results["30hz_in_process_windowed_reuse"] = in_process_30hz(windowed, frames)
     report = {"results": results, **({"stream_step_s": step} if args.step_only else {}),
               "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
@@ -324,7 +327,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"p95 {r['latency_p95_s']} s, inference {r['inference_mean_s']} s/window -> {verdict}")  # fmt: skip
     if args.step_only:
         print(f"one stream step at {step['shape']}, s (min/median/max): torch {step['torch']}, onnxruntime "
-              f"{step['onnxruntime']}, torch / onnxruntime median {step['torch_over_onnxruntime_median']}")  # fmt: skip
+              f"{step['onnxruntime']}, torch / onnxruntime: of the medians {step['torch_over_onnxruntime_median']}, "
+              f"paired {step['torch_over_onnxruntime_paired']}")  # fmt: skip
     print(f"load average {load_before} before, {report['loadavg_after']} after, {report['cpu_count']} cores "
           "(the goals assume an otherwise idle machine)")  # fmt: skip
     return 0
