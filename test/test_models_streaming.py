@@ -156,6 +156,10 @@ def test_a_causal_model_folder_without_its_stream_graph_runs_on_torch_only(tmp_p
         create_engine(tmp_path, backend="onnxruntime")
     with pytest.raises(ConfigError, match="backend 'onnxruntime' or 'torch'"):
         create_engine(tmp_path, backend="tensorrt")
+    (tmp_path / "model.stream.onnx").write_bytes(b"the user's own graph")  # no spec of vdepth-export's beside it
+    with pytest.raises(OutputExistsError, match="not written by `vdepth-export stream`"):
+        export_stream_onnx(tmp_path, overwrite=True)
+    assert (tmp_path / "model.stream.onnx").read_bytes() == b"the user's own graph"
 
 
 def test_the_stream_step_exported_to_onnx_streams_on_onnxruntime_as_torch_does(tmp_path) -> None:
