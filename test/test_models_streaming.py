@@ -8,10 +8,13 @@ inference after it arrives; a windowed model (causal_context 0) is unchanged.
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
+import onnx
 import pytest
 import torch
+from onnx import helper
 from vdepth_export.cli import main as cli_main
 from vdepth_export.export_onnx import export_onnx
 from vdepth_export.export_stream import export_stream_onnx
@@ -186,6 +189,14 @@ def test_the_stream_step_exported_to_onnx_streams_on_onnxruntime_as_torch_does(t
         assert engine.backend == "onnxruntime" and engine.streams  # auto takes the stream graph
     with pytest.raises(OutputExistsError, match="--overwrite"):
         export_stream_onnx(tmp_path)
+    other = tmp_path / "other.onnx"  # a graph that is not the stream step its spec describes: named, not run
+    frame = helper.make_tensor_value_info("frame", onnx.TensorProto.FLOAT, [1, 3, h, w])
+    out = helper.make_tensor_value_info("disparity", onnx.TensorProto.FLOAT, [1, 3, h, w])
+    graph = helper.make_graph([helper.make_node("Identity", ["frame"], ["disparity"])], "g", [frame], [out])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), other)
+    shutil.copy(tmp_path / "model.stream.onnx.json", tmp_path / "other.onnx.json")
+    with pytest.raises(ModelLoadError, match=r"not the stream-step graph.*`vdepth-export stream"):
+        create_engine(other)
     causal_model(seed=2).save_pretrained(tmp_path)  # retrained: the graph would run the old weights
     with pytest.raises(ModelLoadError, match=r"other weights.*`vdepth-export stream"):
         create_engine(tmp_path, backend="onnxruntime")
