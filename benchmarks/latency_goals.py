@@ -6,9 +6,10 @@
    infer_seconds / windows). Run for
    * the bundled windowed model (8/4) on ONNX Runtime with exact reuse (its split graphs exported
      to a temporary copy of the model folder unless the folder has them), and
-   * the streaming head: the bundled weights in a causal model (`causal_context` 8, torch), one
-     inference per frame. Those weights were trained on whole windows, so this run measures the
-     latency of the streaming path only, not its accuracy.
+   * the streaming head: the bundled weights in a causal model (`causal_context` 8), one
+     inference per frame, on torch and on ONNX Runtime (its stream-step graph, `vdepth-export
+     stream`, exported into the temporary folder). Those weights were trained on whole windows, so
+     these runs measure the latency of the streaming path only, not its accuracy.
 2. **30 Hz 640x480 in one process** (`node_latency.Bench`, the bundled model with reuse): no drops and
    every frame out.
 
@@ -17,6 +18,7 @@ The goals assume an otherwise idle machine; the load average before and after is
     .venv/bin/python benchmarks/latency_goals.py --quick     # 75 frames per run (~2 min)
     .venv/bin/python benchmarks/latency_goals.py             # 300 frames per run
     .venv/bin/python benchmarks/latency_goals.py --json
+    .venv/bin/python benchmarks/latency_goals.py --step-only --frames 150   # one stream step alone, torch vs ORT
 """
 
 from __future__ import annotations
@@ -78,6 +80,46 @@ def streaming_model(tmp: Path, context: int = 8) -> Path:
     causal.save_pretrained(out)
     shape = InputSpec.load(folder / "model.onnx.json")
     spec_from_model(causal, 2, shape.height, shape.width).save(out / "model.onnx.json")
+    return out
+
+
+def streaming_ort_model(causal: Path) -> Path:
+    """`streaming_model`'s folder with its stream-step graph (`vdepth-export stream`, parity checked)."""
+    from vdepth_export.export_stream import export_stream_onnx
+
+    from vdepth_ros.runtime.reuse import stream_file_for
+
+    if not stream_file_for(causal / "model.onnx").is_file():
+        export_stream_onnx(causal, threads=2)
+    return causal
+
+
+def step_times(causal: Path, frames: int) -> dict[str, Any]:
+    """One stream step alone (in this process, 2 threads as the node's runs), torch against ONNX Runtime in
+    turns: seconds per frame (min / median / max over `frames` steps each, after 8 warm-up steps), the ratio
+    of the medians and the median of the ratios of each pair of steps (run back to back, so under about the
+    same load: the steadier figure on a loaded machine)."""
+    from vdepth_ros.runtime import create_engine
+
+    rgb = np.random.default_rng(1).integers(0, 256, (frames + 9, H, W, 3), dtype=np.uint8)
+    engines = {b: create_engine(str(causal), backend=b, threads=2) for b in ("torch", "onnxruntime")}
+    spec = engines["torch"].input_spec
+    import cv2
+
+    small = np.stack([cv2.resize(f, (spec.width, spec.height), interpolation=cv2.INTER_AREA) for f in rgb])
+    times: dict[str, list[float]] = {b: [] for b in engines}
+    for t in range(1, len(small)):
+        for b, engine in engines.items():  # in turns, so both see the same load
+            t0 = time.perf_counter()
+            engine.infer(small[[t - 1, t]], frame_ids=[t - 1, t])
+            if t > 8:
+                times[b].append(time.perf_counter() - t0)
+    out: dict[str, Any] = {"shape": [spec.height, spec.width], "steps": frames}
+    for b, ts in times.items():
+        out[b] = {k: round(float(f(ts)), 4) for k, f in (("min", np.min), ("median", np.median), ("max", np.max))}
+    out["torch_over_onnxruntime_median"] = round(out["torch"]["median"] / out["onnxruntime"]["median"], 2)
+    pairs = np.asarray(times["torch"]) / np.asarray(times["onnxruntime"])
+    out["torch_over_onnxruntime_paired"] = round(float(np.median(pairs)), 2)
     return out
 
 
@@ -240,8 +282,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="75 frames per run")
     ap.add_argument("--frames", type=int, default=None)
-    ap.add_argument("--runs", nargs="+", default=["windowed", "streaming", "30hz"],
-                    choices=["windowed", "streaming", "30hz"])  # fmt: skip
+    ap.add_argument("--runs", nargs="+", default=["windowed", "streaming", "streaming_ort", "30hz"],
+                    choices=["windowed", "streaming", "streaming_ort", "30hz"])  # fmt: skip
+    ap.add_argument("--step-only", action="store_true",
+                    help="only time one stream step, torch vs ONNX Runtime, in this process (no node)")  # fmt: skip
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
@@ -250,15 +294,24 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="vdepth-latency-") as tmp_name:
         tmp = Path(tmp_name)
-        if "windowed" in args.runs or "30hz" in args.runs:
+        runs = [] if args.step_only else args.runs
+        if "windowed" in runs or "30hz" in runs:
             windowed = windowed_model(tmp)
-        if "windowed" in args.runs:
+        if "windowed" in runs:
             results["15hz_cross_process_windowed_reuse"] = cross_process(windowed, "onnxruntime", frames, 15.0, tmp)
-        if "streaming" in args.runs:
-            results["15hz_cross_process_streaming"] = cross_process(streaming_model(tmp), "torch", frames, 15.0, tmp)
-        if "30hz" in args.runs:
+        causal = streaming_model(tmp) if {"streaming", "streaming_ort"} & set(runs) or args.step_only else None
+        if "streaming_ort" in runs or args.step_only:
+            streaming_ort_model(causal)
+        if "streaming" in runs:
+            results["15hz_cross_process_streaming"] = cross_process(causal, "torch", frames, 15.0, tmp)
+        if "streaming_ort" in runs:
+            results["15hz_cross_process_streaming_ort"] = cross_process(causal, "onnxruntime", frames, 15.0, tmp)
+        if args.step_only:
+            step = step_times(causal, frames)
+        if "30hz" in runs:
             results["30hz_in_process_windowed_reuse"] = in_process_30hz(windowed, frames)
-    report = {"results": results, "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
+    report = {"results": results, **({"stream_step_s": step} if args.step_only else {}),
+              "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
               "cpu_count": os.cpu_count()}  # fmt: skip
     if args.json:
         print(json.dumps(report, indent=2))
@@ -272,6 +325,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"{name}: {r['outputs_received']}/{r['frames_published']} out, dropped {r['dropped']}, "
                   f"p95 {r['latency_p95_s']} s, inference {r['inference_mean_s']} s/window -> {verdict}")  # fmt: skip
+    if args.step_only:
+        print(f"one stream step at {step['shape']}, s (min/median/max): torch {step['torch']}, onnxruntime "
+              f"{step['onnxruntime']}, torch / onnxruntime: of the medians {step['torch_over_onnxruntime_median']}, "
+              f"paired {step['torch_over_onnxruntime_paired']}")  # fmt: skip
     print(f"load average {load_before} before, {report['loadavg_after']} after, {report['cpu_count']} cores "
           "(the goals assume an otherwise idle machine)")  # fmt: skip
     return 0

@@ -1,7 +1,7 @@
 """`vdepth-export`: `pull` (a known release from the hub -> the model cache), `import` (a paper's
 released checkpoint on disk -> model folder), `onnx` (model -> ONNX + spec + parity report), `split`
 (per-frame + per-window graphs beside an exported model.onnx, for exact reuse of overlap work) and
-`engine` (ONNX -> TensorRT)."""
+`stream` (a causal model's stream step, its cache as graph inputs and outputs) and `engine` (ONNX -> TensorRT)."""
 
 from __future__ import annotations
 
@@ -154,7 +154,22 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--no-parity", action="store_true", help="skip the ONNX Runtime vs PyTorch check")
     s.add_argument("--threads", type=int, default=None, help="threads for the parity run")
     s.add_argument("--overwrite", action="store_true", help="replace split graphs the folder already holds")
+    _add_stream_parser(sub)
     return p
+
+
+def _add_stream_parser(sub: Any) -> None:
+    st = sub.add_parser(
+        "stream",
+        help="write model.stream.onnx into a causal model folder (causal_context > 0): one stream step, its cache as "
+        "graph inputs and outputs, so backend onnxruntime runs the stream (one step per new frame)",
+    )
+    st.add_argument("model", help="causal model folder (config.json + model.safetensors) or a pulled release name")
+    st.add_argument("--height", type=int, help="working height (default: model.onnx.json's, else the trained one)")
+    st.add_argument("--width", type=int, help="working width (default: model.onnx.json's, else the trained one)")
+    st.add_argument("--no-parity", action="store_true", help="skip the ONNX Runtime vs PyTorch stream check")
+    st.add_argument("--threads", type=int, default=None, help="threads for the parity run")
+    st.add_argument("--overwrite", action="store_true", help="replace the stream graph the folder already holds")
 
 
 def _release_folder(source: str) -> str:
@@ -190,6 +205,22 @@ def _run_split(args: argparse.Namespace) -> tuple[int, Any]:
         weights_fp16=args.weights_fp16, overwrite=args.overwrite,
     )  # fmt: skip
     return 0, {"features": dict(zip(meta.feature_names, meta.feature_shapes, strict=True)), "parity": meta.parity}
+
+
+def _run_stream(args: argparse.Namespace) -> tuple[int, Any]:
+    from vdepth_export.export_stream import export_stream_onnx
+
+    from vdepth_ros.paths import evaldata_dir
+
+    folder = Path(_release_folder(args.model))
+    if not (folder / "config.json").is_file():
+        _refuse_a_checkpoint(folder)
+        raise ModelLoadError(f"{folder} is not a model folder (no config.json)")
+    summary = export_stream_onnx(
+        folder, height=args.height, width=args.width, parity=not args.no_parity, threads=args.threads,
+        evaldata=evaldata_dir(), overwrite=args.overwrite,
+    )  # fmt: skip
+    return 0, summary
 
 
 def _run_onnx(args: argparse.Namespace) -> tuple[int, Any]:
@@ -323,9 +354,14 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     expand_home(args)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
-    run = {"import": _run_import, "pull": _run_pull, "onnx": _run_onnx, "split": _run_split, "engine": _run_engine}[
-        args.command
-    ]
+    run = {
+        "import": _run_import,
+        "pull": _run_pull,
+        "onnx": _run_onnx,
+        "split": _run_split,
+        "stream": _run_stream,
+        "engine": _run_engine,
+    }[args.command]
     from vdepth_ros.offline.runner import cli_errors, sigterm_as_interrupt, stdout_for_results
 
     try:

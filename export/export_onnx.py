@@ -262,6 +262,13 @@ def export_onnx(
         raise ConfigError(f"exporter must be one of {EXPORTERS}, got {exporter!r}")
     _check_outputs(source, output, overwrite)
     model = load_source(source, tiny=tiny)
+    if getattr(model, "streamable", False):  # its windows of 2 would attend to one earlier frame, not its context
+        where = source if isinstance(source, str | Path) and Path(source).is_dir() else "MODEL_FOLDER"
+        raise ConfigError(
+            f"this is a causal (streaming) model (causal_context {model.head.causal_context}): a whole-window graph "
+            f"holds no stream state, so each frame would see only its window; export its stream step instead: "
+            f"`vdepth-export stream {where}`"
+        )
     t0, h0, w0 = default_shape(model, tiny)
     main = _main_spec(_output_paths(source, output)[0]) if variant else None
     if main is not None:  # a variant runs windows as model.onnx does: its T, not the family's default

@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 #: Subcommands with their own --help.
-SUBCOMMANDS = {"vdepth-export": ("pull", "import", "onnx", "engine", "split")}
+SUBCOMMANDS = {"vdepth-export": ("pull", "import", "onnx", "engine", "split", "stream")}
 #: The ROS arguments a node takes, not argparse flags.
 ROS_ARGS = {"--ros-args", "--params-file", "--remap", "--param", "--log-level"}
 

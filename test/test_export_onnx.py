@@ -295,10 +295,10 @@ def test_fp16_weight_storage_halves_both_files_and_keeps_parity(tmp_path: Path) 
     assert 0.45 < size["fp16"] / size["fp32"] < 0.55
     assert next(load_model(half).parameters()).dtype == torch.float32
     shape = ["--frames", "4", "--height", "64", "--width", "96", "--synthetic", "--threads", "1"]
-    assert cli_main(["onnx", str(full), *shape]) == 0
     assert cli_main(["onnx", str(half), *shape, "--weights-fp16"]) == 0
-    onnx_size = {d.name: (d / "model.onnx").stat().st_size for d in (full, half)}
-    assert 0.45 < onnx_size["fp16"] / onnx_size["fp32"] < 0.6
+    # against the float32 weights file rather than a second, float32 export (~14 s): a float32 graph holds the
+    # same float32 weights (12.58 MB graph for 12.46 MB of safetensors, measured on this model)
+    assert 0.45 < (half / "model.onnx").stat().st_size / size["fp32"] < 0.6
     proto = onnx.load(str(half / "model.onnx"))
     assert {t.data_type for t in proto.graph.initializer if np.prod(t.dims) >= 16} == {onnx.TensorProto.FLOAT16}
     assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT

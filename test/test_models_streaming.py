@@ -7,14 +7,23 @@ inference after it arrives; a windowed model (causal_context 0) is unchanged.
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import numpy as np
+import onnx
 import pytest
 import torch
+from onnx import helper
+from vdepth_export.cli import main as cli_main
+from vdepth_export.export_onnx import export_onnx
+from vdepth_export.export_stream import export_stream_onnx
 
-from vdepth_ros.errors import ConfigError, InputError
+from vdepth_ros.errors import ConfigError, InputError, ModelLoadError
 from vdepth_ros.models import load_model
 from vdepth_ros.models.motion import TemporalCache, TemporalMotionModule, causal_mask
 from vdepth_ros.models.vda_lite import VideoDepthAnythingLite
+from vdepth_ros.offline.errors import OutputExistsError
 from vdepth_ros.pipeline import DepthPipeline, FrameInput, PipelineConfig
 from vdepth_ros.runtime import create_engine
 
@@ -139,12 +148,63 @@ def test_engine_and_pipeline_publish_each_frame_one_inference_after_it_arrives()
         engine.infer(rgb[[0, 1]], frame_ids=[20, 19])
 
 
-def test_a_causal_model_folder_runs_on_torch_only(tmp_path) -> None:
+def test_a_causal_model_folder_without_its_stream_graph_runs_on_torch_only(tmp_path) -> None:
     model = causal_model()
     model.save_pretrained(tmp_path)
     _, h, w = VideoDepthAnythingLite.tiny_input_shape()
-    (tmp_path / "model.onnx").write_bytes(b"not used")  # even beside an exported graph, auto picks torch
+    (tmp_path / "model.onnx").write_bytes(b"not used")  # a whole-window graph holds no stream state: auto picks torch
     with create_engine(tmp_path, height=h, width=w) as engine:
         assert engine.backend == "torch" and engine.streams
-    with pytest.raises(ConfigError, match="torch backend only"):
+    with pytest.raises(ModelLoadError, match=f"no stream-step graph.*`vdepth-export stream {tmp_path}`"):
         create_engine(tmp_path, backend="onnxruntime")
+    with pytest.raises(ConfigError, match="backend 'onnxruntime' or 'torch'"):
+        create_engine(tmp_path, backend="tensorrt")
+    (tmp_path / "model.stream.onnx").write_bytes(b"the user's own graph")  # no spec of vdepth-export's beside it
+    with pytest.raises(OutputExistsError, match="not written by `vdepth-export stream`"):
+        export_stream_onnx(tmp_path, overwrite=True)
+    assert (tmp_path / "model.stream.onnx").read_bytes() == b"the user's own graph"
+
+
+def test_the_stream_step_exported_to_onnx_streams_on_onnxruntime_as_torch_does(tmp_path) -> None:
+    """`vdepth-export stream`: the cache as graph inputs and outputs; ONNX Runtime's stream equals torch's over
+    more frames than the context (the cache fills, then slides), each new frame inferred once, and restarts."""
+    model = causal_model()
+    model.save_pretrained(tmp_path)
+    _, h, w = VideoDepthAnythingLite.tiny_input_shape()
+    assert cli_main(["stream", str(tmp_path), "--height", str(h), "--width", str(w), "--threads", "1"]) == 0
+    report = json.loads((tmp_path / "model.stream.onnx.parity.json").read_text())
+    assert report["passed"] and report["checks"][0]["name"].endswith(f"stream{CONTEXT + 3}")
+    reference = create_engine(model, backend="torch", height=h, width=w)
+    with create_engine(tmp_path, backend="onnxruntime", threads=1) as engine:
+        assert engine.backend == "onnxruntime" and engine.streams and engine.input_spec.window == 2
+        rgb = (clip(11, seed=3)[0].permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+        windows = [[max(0, t - 1), t] for t in range(11)]
+        runs = []
+        for eng in (reference, engine, engine):  # the second ONNX Runtime pass: a restarted stream (ids from 0)
+            runs.append(np.stack([eng.infer(rgb[ids], frame_ids=ids)[-1] for ids in windows]))
+        assert rel(runs[1], runs[0]) <= 1e-4 and np.array_equal(runs[2], runs[1])
+        assert engine.feature_cache.misses == 22  # each frame once per pass
+        assert rel(engine.infer(rgb[:2]), reference.infer(rgb[:2])) <= 1e-4  # no ids: a stream of the window
+    with create_engine(tmp_path, threads=1) as engine:
+        assert engine.backend == "onnxruntime" and engine.streams  # auto takes the stream graph
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        export_stream_onnx(tmp_path)
+    other = tmp_path / "other.onnx"  # a graph that is not the stream step its spec describes: named, not run
+    frame = helper.make_tensor_value_info("frame", onnx.TensorProto.FLOAT, [1, 3, h, w])
+    out = helper.make_tensor_value_info("disparity", onnx.TensorProto.FLOAT, [1, 3, h, w])
+    graph = helper.make_graph([helper.make_node("Identity", ["frame"], ["disparity"])], "g", [frame], [out])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), other)
+    shutil.copy(tmp_path / "model.stream.onnx.json", tmp_path / "other.onnx.json")
+    with pytest.raises(ModelLoadError, match=r"not the stream-step graph.*`vdepth-export stream"):
+        create_engine(other)
+    causal_model(seed=2).save_pretrained(tmp_path)  # retrained: the graph would run the old weights
+    with pytest.raises(ModelLoadError, match=r"other weights.*`vdepth-export stream"):
+        create_engine(tmp_path, backend="onnxruntime")
+    with create_engine(tmp_path) as engine:  # torch, at the stream graph's shape (not the 280x504 default)
+        assert engine.backend == "torch" and (engine.input_spec.height, engine.input_spec.width) == (h, w)
+    with pytest.raises(ConfigError, match=f"`vdepth-export stream {tmp_path}`"):
+        export_onnx(tmp_path, frames=2, height=h, width=w)  # a window graph would see one earlier frame
+    windowed = tmp_path / "windowed"
+    VideoDepthAnythingLite(**VideoDepthAnythingLite.tiny_config()).save_pretrained(windowed)
+    with pytest.raises(ConfigError, match="not a causal model"):
+        export_stream_onnx(windowed)

@@ -62,6 +62,10 @@ class TemporalCache:
         """Record layer `key`'s new `(N, context - 1, C)` state; applied by `advance`."""
         self._pending[key] = state
 
+    def staged(self, key: Any) -> torch.Tensor:
+        """Layer `key`'s new state, recorded by `stage` in the step that has just run."""
+        return self._pending[key]
+
     def advance(self, frames: int) -> None:
         """The `frames` new frames have passed every layer: their states become the past."""
         self.states.update(self._pending)
@@ -103,7 +107,9 @@ def window_attention(
     n, t, c = x.shape
     context = pe.shape[0]
     seq = torch.cat((past, x), dim=1)  # (N, context - 1 + T, C)
-    windows = seq.unfold(1, context, 1).transpose(2, 3)  # (N, T, context, C)
+    # (N, T, context, C): window i is seq[i : i + context]. Slices rather than `unfold`, which the
+    # ONNX exporter cannot lower when a length comes from a graph input (the stream step's cache).
+    windows = torch.stack([seq[:, j : j + t] for j in range(context)], dim=2)
     keys = (windows + pe).reshape(n * t, context, c)
     query = (x + pe[-1]).reshape(n * t, 1, c)
     valid = causal_mask(t, context, n_past, x.device)

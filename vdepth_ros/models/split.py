@@ -59,6 +59,41 @@ class _WindowStage(nn.Module):
         return self.model.decode_window(levels, self.frames, self.height, self.width)
 
 
+@dataclass
+class StreamSignature:
+    """One step of a causal model's stream as a graph whose stream state is explicit (for export).
+
+    `module.forward(frame (1, 3, H, W), n_past (int64 scalar), *past)` runs the stream's next frame
+    (RGB in `value_range`) and returns `(disparity (1, 1, H, W), *new_past)`. `past` are the
+    `TemporalCache` buffers of every causal attention layer in `state_names` order, each
+    `(N_l, context - 1, C_l)` (`state_shapes`); `n_past` of their `context - 1` slots hold real frames.
+    A new stream starts from zeros and `n_past = 0`; after each step the caller takes the new buffers
+    and sets `n_past = min(n_past + 1, context - 1)` (`TemporalCache.advance`). Frame by frame it
+    computes exactly what `PerFrameSplit.stream` does.
+    """
+
+    module: nn.Module
+    context: int
+    height: int
+    width: int
+    state_names: tuple[str, ...]
+    state_shapes: tuple[tuple[int, ...], ...]
+
+
+class _StreamStep(nn.Module):
+    def __init__(self, model: PerFrameSplit, height: int, width: int) -> None:
+        super().__init__()
+        self.model, self.height, self.width = model, height, width
+
+    def forward(self, frame: torch.Tensor, n_past: torch.Tensor, *past: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        cache = self.model.new_stream()
+        keys = self.model.stream_state_keys()
+        cache.states = dict(zip(keys, past, strict=True))
+        cache.n_past = n_past  # type: ignore[assignment]  # a graph input: the mask is computed from it
+        out = self.model.decode_window(self.model.encode_frames(frame), 1, self.height, self.width, cache)
+        return (out, *(cache.staged(key) for key in keys))
+
+
 class PerFrameSplit:
     """Split forward of the families whose temporal layers all sit in the DPT head (VDA, VDA-Lite).
 
@@ -122,6 +157,32 @@ class PerFrameSplit:
             raise ConfigError("streaming needs causal temporal attention (causal_context > 0)")
         return TemporalCache(self.head.causal_context)
 
+    def stream_state_keys(self) -> list[tuple[object, int]]:
+        """The `TemporalCache` keys of every causal attention layer, in the head's order."""
+        return [
+            ((mm, k), i)
+            for mm in self.head.motion_modules
+            for k in range(len(mm.transformer_blocks))
+            for i in (0, 1)  # each block's two attentions (`motion.causal_block`)
+        ]
+
+    def stream_signature(self, height: int, width: int) -> StreamSignature:
+        """The stream-step graph at `height x width` (see `StreamSignature`)."""
+        self.export_signature(2, height, width)  # type: ignore[attr-defined]  # checks the shape
+        cache = self.new_stream()
+        with torch.no_grad():
+            like = self.pixel_mean  # type: ignore[attr-defined]  # the model's device and dtype
+            self.stream(torch.zeros(1, 1, 3, height, width, device=like.device, dtype=like.dtype), cache)
+        keys = self.stream_state_keys()
+        return StreamSignature(
+            module=_StreamStep(self, height, width).eval(),
+            context=cache.context,
+            height=height,
+            width=width,
+            state_names=tuple(f"past{j}" for j in range(len(keys))),
+            state_shapes=tuple(tuple(int(d) for d in cache.states[key].shape) for key in keys),
+        )
+
     def stream(self, frames: torch.Tensor, cache: TemporalCache) -> torch.Tensor:
         """The next `T` frames `(B, T, 3, H, W)` of a stream -> `(B, T, H, W)`, attending to the
         frames `cache` holds (then updated). Equals the causal forward of the whole stream."""
@@ -131,4 +192,4 @@ class PerFrameSplit:
         return out
 
 
-__all__ = ["PerFrameSplit", "SplitSignature"]
+__all__ = ["PerFrameSplit", "SplitSignature", "StreamSignature"]

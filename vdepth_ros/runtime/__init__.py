@@ -103,16 +103,16 @@ def _trt_engine(path: Path, precision: str | None, opts: dict[str, Any]) -> Dept
     )
 
 
-def _load_torch_model(folder: Path, opts: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+def _load_torch_model(folder: Path, opts: dict[str, Any], graph: Path | None = None) -> tuple[Any, dict[str, Any]]:
     """The folder's model, and `opts` with the working shape defaulted to the exported graph's
-    (`model.onnx.json`) so torch and the exported backends run the same window and resolution.
-    Without torch (an ONNX-only install): `BackendUnavailableError` naming what to install."""
+    (`graph`'s spec, default `model.onnx.json`) so torch and the exported backends run the same window and
+    resolution. Without torch (an ONNX-only install): `BackendUnavailableError` naming what to install."""
     from vdepth_ros.runtime.torch_backend import import_torch
 
     import_torch()  # before the model code, which imports torch at its top
     from vdepth_ros.models import load_model
 
-    exported = spec_path_for(folder / ONNX_NAME)
+    exported = spec_path_for(graph if graph is not None else folder / ONNX_NAME)
     if exported.is_file() and not {"frames", "height", "width"} & set(opts):
         spec = InputSpec.load(exported)
         opts = {**opts, "frames": spec.frames, "height": spec.height, "width": spec.width}
@@ -187,18 +187,12 @@ def create_engine(
 
 
 def _folder_engine(path: Path, backend: str, precision: str, opts: dict[str, Any]) -> DepthEngine:
-    """The engine of a model folder for `backend` (a causal model: torch only)."""
+    """The engine of a model folder for `backend` (a causal model: `_stream_engine`)."""
     onnx_file, engine_file = path / ONNX_NAME, path / ENGINE_NAME
-    if backend == "torch" or (backend == "auto" and _streams(path)):
-        if backend == "auto":
-            log.info("auto backend: torch (a causal model streams only on torch)")
-            opts = _split_opts(opts, _TORCH_OPTS)
-        return _torch_engine(*_load_torch_model(path, opts), precision)
     if _streams(path):
-        raise ConfigError(
-            f"{path} holds a causal (streaming) model: it runs as a stream on the torch backend only "
-            "(its exported graphs hold no stream state); use backend 'torch'"
-        )
+        return _stream_engine(path, backend, precision, opts)
+    if backend == "torch":
+        return _torch_engine(*_load_torch_model(path, opts), precision)
     if backend == "onnxruntime":
         if not onnx_file.is_file():
             raise ModelLoadError(f"{path} has no {ONNX_NAME}; export one with `vdepth-export onnx {path}`")
@@ -214,6 +208,49 @@ def _folder_engine(path: Path, backend: str, precision: str, opts: dict[str, Any
     return _auto_folder(path, precision, opts)
 
 
+def _stream_engine(path: Path, backend: str, precision: str, opts: dict[str, Any]) -> DepthEngine:
+    """A causal model folder's engine: its stream-step graph (`model.stream.onnx`, `vdepth-export stream`) on
+    ONNX Runtime, else torch (`auto` takes the graph when it is there and up to date). Its whole-window
+    graphs (`model.onnx`, engines) hold no stream state, so they never run it."""
+    from vdepth_ros.runtime.reuse import stream_file_for
+
+    stream_file = stream_file_for(path / ONNX_NAME)
+    export = f"`vdepth-export stream {path}`"
+    if backend == "tensorrt":
+        raise ConfigError(
+            f"{path} holds a causal (streaming) model: it runs as a stream on torch or, once exported with {export}, "
+            "on onnxruntime (its TensorRT EP on a GPU: providers ['tensorrt']); use backend 'onnxruntime' or 'torch'"
+        )
+    if backend == "onnxruntime":
+        if not stream_file.is_file():
+            raise ModelLoadError(
+                f"{path} holds a causal (streaming) model and no stream-step graph {stream_file.name} for ONNX "
+                f"Runtime: export one with {export}, or use backend 'torch'"
+            )
+        if stale := _stale_export(path, stream_file, export):
+            raise ModelLoadError(stale)
+        return _ort_engine(stream_file, precision, opts)
+    why = "a causal model"
+    if backend == "auto":
+        if not stream_file.is_file():
+            why = f"a causal model without {stream_file.name}"
+        elif stale := _stale_export(path, stream_file, export):
+            log.warning("auto backend: not using %s: %s", stream_file.name, stale)
+            why = f"{stream_file.name} is older than the weights"
+        elif not _import_ok("onnxruntime"):
+            why = "onnxruntime not installed"
+        else:
+            engine = _ort_engine(stream_file, precision, _split_opts(opts, _ORT_OPTS))
+            log.info("auto backend: onnxruntime %s (the stream-step graph %s)", engine.describe()["providers"],
+                     stream_file.name)  # fmt: skip
+            return engine
+        log.info("auto backend: torch (%s)", why)
+        opts = _split_opts(opts, _TORCH_OPTS)
+    # the stream graph's shape, so that torch and ONNX Runtime run the stream alike
+    graph = stream_file if stream_file.is_file() else None
+    return _torch_engine(*_load_torch_model(path, opts, graph), precision)
+
+
 def _with_folder_onnx(folder: Path, opts: dict[str, Any]) -> dict[str, Any]:
     """`opts` with the folder's model.onnx as the graph its engine must have been built from (checked by the
     ONNX sha256 of the engine's cache key): a graph exported again without rebuilding the engine, at another
@@ -222,10 +259,11 @@ def _with_folder_onnx(folder: Path, opts: dict[str, Any]) -> dict[str, Any]:
     return opts if "onnx_path" in opts or not onnx_file.is_file() else {**opts, "onnx_path": onnx_file}
 
 
-def _stale_export(folder: Path, graph: Path) -> str | None:
+def _stale_export(folder: Path, graph: Path, again: str | None = None) -> str | None:
     """Why `graph` (the folder's model.onnx or model.engine) must not run: it was exported from other
     weights than the folder's `model.safetensors` now holds (retrained or replaced since), so it would
-    run the old ones. None when its spec records no weights (older exports) or they are the same."""
+    run the old ones. None when its spec records no weights (older exports) or they are the same.
+    `again`: the command that exports it again (default: `vdepth-export onnx` with its shape)."""
     from vdepth_ros.paths import WEIGHTS_NAME
     from vdepth_ros.runtime.spec import weights_changed
 
@@ -236,19 +274,24 @@ def _stale_export(folder: Path, graph: Path) -> str | None:
         return None
     if spec is None or not weights_changed(spec, folder / WEIGHTS_NAME):
         return None
+    again = again if again is not None else _export_again(folder, graph, spec)
+    return (
+        f"{graph} was exported from other weights than {folder / WEIGHTS_NAME} holds now (changed since the "
+        f"export), so it would run the old ones: export it again ({again}), or use backend 'torch'"
+    )
+
+
+def _export_again(folder: Path, graph: Path, spec: InputSpec) -> str:
+    """The `vdepth-export` command(s) that write `graph` again with `spec`'s shape and precision."""
     shape = f"--frames {spec.frames} --height {spec.height} --width {spec.width}"
     extra = (" --dynamic-frames" if spec.dynamic_frames else "") + (
         f" --precision {spec.extra.get('onnx_precision', spec.precision)}"
         if spec.extra.get("onnx_precision", spec.precision) != "fp32" else ""
     )  # fmt: skip
-    again = f"`vdepth-export onnx {folder} {shape}{extra}`" + (
+    return f"`vdepth-export onnx {folder} {shape}{extra}`" + (
         f", then `vdepth-export engine {folder} --precision {spec.precision}`"
         if graph.suffix in ENGINE_SUFFIXES
         else ""
-    )
-    return (
-        f"{graph} was exported from other weights than {folder / WEIGHTS_NAME} holds now (changed since the "
-        f"export), so it would run the old ones: export it again ({again}), or use backend 'torch'"
     )
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from vdepth_ros.errors import BackendUnavailableError, ConfigError, ModelLoadError, extra_hint
 from vdepth_ros.runtime.engine import DepthEngine
-from vdepth_ros.runtime.reuse import SplitMeta, split_files_for
+from vdepth_ros.runtime.reuse import STREAM_STEP_KEY, SplitMeta, split_files_for
 from vdepth_ros.runtime.spec import (
     WEIGHTS_KEY,
     InputSpec,
@@ -296,6 +296,11 @@ class OnnxRuntimeEngine(DepthEngine):
             so that `infer(frame_ids=...)` encodes only frames the previous window did not have
             (`runtime/reuse.py`). Off when constructed directly (the export parity check must test
             `onnx_path` itself); `create_engine` turns it on.
+
+    A causal model's stream-step graph (`model.stream.onnx`, `vdepth-export stream`; its spec's
+    `extra["stream_step"]`) runs as a stream (`streams`): `infer(frame_ids=...)` steps each new frame once,
+    passing the cache in and taking it back (`models.split.StreamSignature`), so it equals torch's stream.
+    Without frame ids a window is a new stream of its frames.
     """
 
     backend = "onnxruntime"
@@ -361,7 +366,9 @@ class OnnxRuntimeEngine(DepthEngine):
             _check_started(graph, names, list(sess.get_providers()), requested=providers is not None)
             return sess
 
-        self._split = self._load_split(path, spec, session) if reuse else None
+        stream_step = STREAM_STEP_KEY in spec.extra  # a causal model's stream step: never split
+        self._stream_states: tuple[str, ...] | None = None
+        self._split = self._load_split(path, spec, session) if reuse and not stream_step else None
         if self._split is not None:
             self.session = None
             self.providers = list(self._split[0].get_providers())
@@ -374,9 +381,11 @@ class OnnxRuntimeEngine(DepthEngine):
         self.providers = list(self.session.get_providers())
         _note_precision_not_applied(path, precision, spec, self.providers)
         note_failed_parity(path)
-        self._in_name, self._in_dtype = self._resolve_io(self.session.get_inputs(), spec.input_name, "input")
-        self._out_name, _ = self._resolve_io(self.session.get_outputs(), spec.output_name, "output")
-        self._check_input_shape()
+        self._stream_states = self._stream_state_names() if stream_step else None
+        if self._stream_states is None:
+            self._in_name, self._in_dtype = self._resolve_io(self.session.get_inputs(), spec.input_name, "input")
+            self._out_name, _ = self._resolve_io(self.session.get_outputs(), spec.output_name, "output")
+            self._check_input_shape()
         log.info("onnxruntime engine: %s, providers %s, %d threads", path.name, self.providers, so.intra_op_num_threads)
 
     @staticmethod
@@ -413,6 +422,51 @@ class OnnxRuntimeEngine(DepthEngine):
             return None
         return session(files.frame), session(files.window), meta
 
+    def _stream_state_names(self) -> tuple[str, ...]:
+        """The state inputs of a stream-step graph (`models.split.StreamSignature`), checked against its
+        spec: `frame (1, 3, H, W)`, `n_past` and one `pastJ` per causal attention layer, whose new values
+        come back as `new_pastJ` after `disparity`."""
+        spec = self.input_spec
+        record = spec.extra[STREAM_STEP_KEY]
+        names = tuple(str(n) for n in record.get("states", ())) if isinstance(record, dict) else ()
+        inputs = {a.name: a for a in self.session.get_inputs()}
+        outputs = [a.name for a in self.session.get_outputs()]
+        want_in = ["frame", "n_past", *names]
+        want_out = ["disparity", *(f"new_{n}" for n in names)]
+        frame = inputs.get("frame")
+        if (
+            not names
+            or sorted(inputs) != sorted(want_in)
+            or outputs != want_out
+            or list(frame.shape) != [1, 3, spec.height, spec.width]
+        ):
+            raise ModelLoadError(
+                f"{self.path} is not the stream-step graph its spec {spec_path_for(self.path).name} describes "
+                f"(inputs {sorted(inputs)}, outputs {outputs}): export it again with `vdepth-export stream "
+                f"{self.path.parent}`"
+            )
+        self._state_shapes = {n: tuple(int(d) for d in inputs[n].shape) for n in names}
+        return names
+
+    @property
+    def streams(self) -> bool:
+        return self._stream_states is not None
+
+    def _new_stream(self) -> dict[str, Any]:
+        """A stream-step graph's state: no past frames (`n_past` 0), zero buffers."""
+        return {"n_past": 0, **{n: np.zeros(shape, np.float32) for n, shape in self._state_shapes.items()}}
+
+    def _step(self, frames: np.ndarray, state: dict[str, Any]) -> np.ndarray:
+        names = self._stream_states
+        context = int(self.input_spec.extra[STREAM_STEP_KEY]["context"])
+        out = []
+        for frame in frames:  # the graph takes one frame: each frame's step attends to the ones before
+            feed = {"frame": frame[None], "n_past": np.array(state["n_past"], np.int64), **{n: state[n] for n in names}}
+            disparity, *past = self.session.run(None, feed)
+            state.update(zip(names, past, strict=True), n_past=min(state["n_past"] + 1, context - 1))
+            out.append(np.asarray(disparity, np.float32).reshape(self.input_spec.height, self.input_spec.width))
+        return np.stack(out)
+
     @property
     def supports_reuse(self) -> bool:
         return self._split is not None
@@ -428,6 +482,8 @@ class OnnxRuntimeEngine(DepthEngine):
         return np.asarray(out, dtype=np.float32)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
+        if self._stream_states is not None:  # a window without frame ids: a new stream of its frames
+            return self._step(batch[0], self._new_stream())[None]
         if self._split is not None:
             return self._decode([self._encode(batch[0])])
         x = batch if batch.dtype == self._in_dtype else batch.astype(self._in_dtype)
@@ -437,6 +493,8 @@ class OnnxRuntimeEngine(DepthEngine):
     def resolutions(self) -> list[tuple[int, int]] | None:
         """This graph's shape and those of its variants next to it (`spec.variant_files`)."""
         own = (self.input_spec.height, self.input_spec.width)
+        if self._stream_states is not None:  # the stream step is exported at one resolution
+            return [own]
         return [own, *(hw for hw in _usable_variants(self.path, self.input_spec) if hw != own)]
 
     def at_resolution(self, height: int, width: int) -> DepthEngine:

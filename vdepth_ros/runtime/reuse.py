@@ -197,4 +197,24 @@ class SplitMeta:
         return None
 
 
-__all__ = ["FrameFeatureCache", "SplitFiles", "SplitMeta", "split_files_for", "window_ids"]
+# -- stream-step graph (ONNX Runtime) -----------------------------------------------------------
+#: `InputSpec.extra` key of a stream-step graph (`vdepth-export stream`): `{"context": k, "states": [names]}`
+STREAM_STEP_KEY = "stream_step"
+
+
+def stream_file_for(model_file: str | Path) -> Path:
+    """`model.onnx` -> `model.stream.onnx`: a causal model's stream step with its cache as explicit
+    inputs and outputs (`models.split.StreamSignature`), written by `vdepth-export stream`."""
+    p = Path(model_file)
+    return p.with_name(f"{p.name.split('.')[0]}.stream.onnx")
+
+
+__all__ = [
+    "STREAM_STEP_KEY",
+    "FrameFeatureCache",
+    "SplitFiles",
+    "SplitMeta",
+    "split_files_for",
+    "stream_file_for",
+    "window_ids",
+]
