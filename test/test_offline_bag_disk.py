@@ -116,20 +116,7 @@ def test_offline_mode_keeps_its_temporary_files_beside_the_output(
 
 def _file_compressed_bag(src: Path, frames: int = 20) -> Path:
     """A bag as `ros2 bag record --compression-mode file` writes it: each storage file zstd-compressed whole."""
-    import rosbags.rosbag2 as rosbag2
-    from rosbags.rosbag2.enums import CompressionFormat, CompressionMode
-
-    class FileCompressed(rosbag2.Writer):
-        def __init__(self, *args: object, **kw: object) -> None:
-            super().__init__(*args, **kw)
-            self.set_compression(CompressionMode.FILE, CompressionFormat.ZSTD)
-
-    # the synthetic bag writer imports rosbags' Writer where it writes (the bag tools import rosbags lazily)
-    writer, rosbag2.Writer = rosbag2.Writer, FileCompressed
-    try:
-        write_image_bag(src, synthetic_frames(frames, 36, 52))
-    finally:
-        rosbag2.Writer = writer
+    write_image_bag(src, synthetic_frames(frames, 36, 52), compression_mode="file")
     return src
 
 
@@ -166,9 +153,8 @@ def test_storage_files_compressed_whole_are_read_without_their_metadata_yaml(tmp
     one not) was read from its last file alone, the compressed ones left out without a word."""
     rec = _file_compressed_bag(tmp_path / "rec", frames=12)
     (rec / "metadata.yaml").unlink()  # the recorder killed before it wrote it
-    (rec / "rec.mcap.zstd").rename(rec / "rec_0.mcap.zstd")
     write_image_bag(tmp_path / "last", synthetic_frames(8, 36, 52), start_ns=1_700_000_000_400_000_000)
-    (tmp_path / "last" / "last.mcap").rename(rec / "rec_1.mcap")
+    (tmp_path / "last" / "last_0.mcap").rename(rec / "rec_1.mcap")
     alone = process_bag(rec / "rec_0.mcap.zstd", tmp_path / "alone", params=PARAMS, engine=_engine())
     assert alone.frames_out == 12
     assert any("rec_0.mcap.zstd is compressed whole" in n for n in alone.notes), alone.notes

@@ -14,10 +14,11 @@ import yaml
 from fakes import LuminanceEngine
 from rosbags.highlevel import AnyReader
 from rosbags.interfaces import Qos
-from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+from rosbags.rosbag2 import Reader
 from rosbags.rosbag2.metadata import QosReliability
 
 from vdepth_ros.offline.bag import process_bag
+from vdepth_ros.offline.bag_writer import new_bag_writer
 from vdepth_ros.offline.flicker import measure_flicker
 from vdepth_ros.offline.synth import synthetic_frames, write_image_bag
 
@@ -293,7 +294,7 @@ def _jazzy_recording(tmp_path: Path, profiles: dict[str, Qos]) -> Path:
     offered `profiles[topic]`: a publisher's actual QoS that rmw reports as best_available, or `unknown`."""
     src, dst = tmp_path / "synth", tmp_path / "rec_jazzy"
     write_image_bag(src, synthetic_frames(N, 48, 64), encoding="jpeg", image_topic=IMAGE, camera_info_topic=INFO)
-    with Reader(src) as reader, Writer(dst, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+    with Reader(src) as reader, new_bag_writer(dst, "mcap", version=9) as writer:
         out = {
             c.id: writer.add_connection(
                 c.topic, c.msgtype, msgdef=c.msgdef.data, rihs01=c.digest, offered_qos_profiles=[profiles[c.topic]]

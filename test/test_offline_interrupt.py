@@ -84,9 +84,9 @@ def test_ctrl_c_after_the_output_is_complete_says_it_was_kept(
 def _recording_with_tf(folder: Path, n: int) -> None:
     """A camera's recording as a robot makes it: images, camera_info, /tf and a latched /tf_static."""
     from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
-    from rosbags.rosbag2 import StoragePlugin, Writer
     from rosbags.typesys import Stores, get_typestore
 
+    from vdepth_ros.offline.bag_writer import new_bag_writer
     from vdepth_ros.offline.synth import synthetic_frames, write_image_bag
 
     write_image_bag(folder.with_name("camera"), synthetic_frames(n, 36, 52))
@@ -113,7 +113,7 @@ def _recording_with_tf(folder: Path, n: int) -> None:
 
     with (
         AnyReader([folder.with_name("camera")]) as reader,
-        Writer(folder, version=9, storage_plugin=StoragePlugin.MCAP) as w,
+        new_bag_writer(folder, "mcap", version=9) as w,
     ):
         static = w.add_connection("/tf_static", tf, typestore=ts, offered_qos_profiles=[latched])
         moving = w.add_connection("/tf", tf, typestore=ts)

@@ -15,7 +15,6 @@ import argparse
 import functools
 import json
 import logging
-import shutil
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,11 +29,9 @@ from vdepth_ros.offline.bag_messages import bag_path, recording_of
 from vdepth_ros.offline.bag_notes import add_run_notes, flicker_note, input_topics_note
 from vdepth_ros.offline.bag_outputs import (
     OUTPUT_MARK,
-    SINGLE_FILE_STORAGES,
     not_a_vdepth_bag,
     output_form,
     output_storage,
-    recorded_file_stem,
 )
 from vdepth_ros.offline.bag_reader import BagFrameSource
 from vdepth_ros.offline.bag_topics import BagTopics, resolve_topics
@@ -201,8 +198,6 @@ def process_bag(
     )
     # a bag recorded with compression_mode: file is unpacked beside the output (the disk chosen with -o)
     with output as tmp, source.unpacking_in(output.scratch):
-        # rosbags writes a folder, its storage file named after it: a bag folder's as `ros2 bag record` names it
-        bag_dir = tmp.with_name(tmp.stem if single_file else recorded_file_stem(tmp.name))
         if copy_input_topics:
             _check_copy_collisions(source, topics, provisional=mode == "causal" and config.publish == "both")
         summary.notes.extend(source.notes)
@@ -212,7 +207,7 @@ def process_bag(
         publish = config.publish if mode == "causal" else "final"
         with (
             DepthBagWriter(
-                bag_dir,
+                tmp,
                 topics.outputs,
                 storage=storage,
                 typestore=typestore,
@@ -222,6 +217,7 @@ def process_bag(
                 custom_data={f"{OUTPUT_MARK}{k.replace(' ', '_')}": v for k, v in summary.model.items()},
                 # the QoS the live node offers on each output, so that `ros2 bag play` offers it too
                 offered_qos=functools.partial(output_qos, params, largest_burst(pipeline.schedule)),
+                single_file=single_file,
             ) as writer,
             StopAtCtrlC(PROG) as stop,
         ):
@@ -242,11 +238,6 @@ def process_bag(
             stopped = stopped_output(stop, output, summary, source.frame_count)
             if stopped is not None:  # in the output folder's metadata.yaml too
                 writer.writer.set_custom_data("vdepth_ros.interrupted", stopped)
-        if single_file:  # the storage file alone (its metadata.yaml is not needed to read it)
-            next(p for p in bag_dir.iterdir() if p.suffix in SINGLE_FILE_STORAGES).rename(tmp)
-            shutil.rmtree(bag_dir)
-        else:
-            bag_dir.rename(tmp)
         # 5. What the run saw, as counts and notes.
         summary.clouds_skipped = writer.clouds_skipped
         summary.notes.append(input_topics_note(input_path, source, copy_input_topics, writer))
