@@ -388,6 +388,39 @@ def _check_bag_metadata(info: dict, storage: str) -> None:
     assert all(isinstance(v, str) for v in info["custom_data"].values()) and isinstance(info["ros_distro"], str)
 
 
+@pytest.mark.parametrize(("storage", "compression"), [("mcap", "none"), ("sqlite3", "none"), ("mcap", "file")])
+def test_every_bag_the_package_writes_is_named_as_ros2_bag_record_names_it(
+    tmp_path: Path, storage: str, compression: str
+) -> None:
+    """The demo's input bag and the tests' and benchmarks' recordings (`write_image_bag`, `new_bag_writer`) were
+    rosbags' `rec/rec.mcap`, which no robot records and `ros2 bag reindex` does not find (it takes `.+_(\\d+)\\.ext`);
+    as `ros2 bag record -o rec` they are `rec/rec_0.mcap`, named so in metadata.yaml and in the storage file's own
+    metadata. A write that fails leaves nothing."""
+    import re
+
+    from mcap.reader import make_reader
+
+    bag = tmp_path / "rec"
+    write_image_bag(bag, synthetic_frames(2, 12, 16), storage=storage, compression_mode=compression)
+    name = "rec_0" + {"mcap": ".mcap", "sqlite3": ".db3"}[storage] + (".zstd" if compression == "file" else "")
+    assert sorted(p.name for p in bag.iterdir()) == ["metadata.yaml", name]
+    info = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    assert info["relative_file_paths"] == [f["path"] for f in info["files"]] == [name]
+    if compression == "none":
+        assert re.fullmatch(r".+_(\d+)\.([a-zA-Z0-9])+", name)  # rosbag2's reindexer.cpp
+        if storage == "mcap":
+            with (bag / name).open("rb") as f:
+                (record,) = [m for m in make_reader(f).iter_metadata() if m.name == "rosbag2"]
+            embedded = yaml.safe_load(record.metadata["serialized_metadata"])
+        else:
+            with sqlite3.connect(bag / name) as db:
+                embedded = yaml.safe_load(db.execute("SELECT metadata FROM metadata").fetchone()[0])
+        assert embedded["relative_file_paths"] == [name]
+    with pytest.raises(RuntimeError), new_bag_writer(tmp_path / "failed", storage):
+        raise RuntimeError("a write that fails")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rec"]  # (no folder it was written in left beside it)
+
+
 @pytest.mark.parametrize("output", ["out", "out.mcap", "out.db3", "out_sqlite"])
 def test_output_bags_hold_what_rosbag2_reads(tmp_path: Path, output: str) -> None:
     """`ros2 bag play` cannot run here (no ros2 CLI), so our bags are checked against what rosbag2's reader
