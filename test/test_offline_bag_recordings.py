@@ -154,6 +154,28 @@ def test_the_robots_own_message_types_in_an_old_bag_are_copied_or_named(tmp_path
                 assert any("/robot/thing" in n and "not copied" in n for n in summary.notes), summary.notes
 
 
+def test_a_bag_whose_files_overlap_in_time_is_read_in_time_order(tmp_path: Path) -> None:
+    """rosbags reads a bag folder's storage files one after another: with the images in one file and camera_info in
+    another (a bag split or merged by topic), every image came before any camera_info, so none had a camera (0
+    clouds, no depth/camera_info). The files are merged by log time now, as the messages reached the recorder."""
+    from rosbags.rosbag2 import Reader
+
+    from vdepth_ros.offline.bag_writer import new_bag_writer
+
+    whole = tmp_path / "whole"
+    write_image_bag(whole, synthetic_frames(12, 36, 52), start_ns=START)
+    parts = [tmp_path / "images", tmp_path / "infos"]
+    for part, topic in zip(parts, ("/image", "/camera_info"), strict=True):
+        with Reader(whole) as reader, new_bag_writer(part) as writer:
+            (conn,) = [c for c in reader.connections if c.topic == topic]
+            out = writer.add_connection(topic, conn.msgtype, msgdef=conn.msgdef.data, rihs01=conn.digest)
+            for _, t, raw in reader.messages(connections=[conn]):
+                writer.write(out, t, raw)
+    rec = join_split_bag(tmp_path / "rec", parts)
+    summary = process_bag(rec, tmp_path / "out", params=PARAMS, engine=_engine())
+    assert summary.frames_out == 12 and summary.clouds == 12, summary.notes
+
+
 def test_one_file_of_a_split_bag_says_the_bag_has_more(tmp_path: Path) -> None:
     """A user passing rec_0.mcap of a split recording got a third of it without a word."""
     rec = _split_recording(tmp_path / "rec", "mcap", listed=3)

@@ -245,12 +245,12 @@ def join_split_bag(folder: str | Path, parts: Sequence[str | Path], *, listed: i
     if listed == 0:
         return folder
     infos, files = infos[:listed], files[:listed]
-    counts: dict[str, int] = {}
+    topics: dict[str, dict] = {}  # every part's topics (a part may hold only some), their counts summed
     for info in infos:
         for topic in info["topics_with_message_count"]:
-            counts[topic["topic_metadata"]["name"]] = (
-                counts.get(topic["topic_metadata"]["name"], 0) + topic["message_count"]
-            )
+            topic_name = topic["topic_metadata"]["name"]
+            count = topics[topic_name]["message_count"] if topic_name in topics else 0
+            topics[topic_name] = dict(topic, message_count=count + topic["message_count"])
     start = min(f["starting_time"]["nanoseconds_since_epoch"] for f in files)
     end = max(f["starting_time"]["nanoseconds_since_epoch"] + f["duration"]["nanoseconds"] for f in files)
     joined = dict(
@@ -260,10 +260,7 @@ def join_split_bag(folder: str | Path, parts: Sequence[str | Path], *, listed: i
         starting_time={"nanoseconds_since_epoch": start},
         duration={"nanoseconds": end - start},
         message_count=sum(f["message_count"] for f in files),
-        topics_with_message_count=[
-            dict(topic, message_count=counts[topic["topic_metadata"]["name"]])
-            for topic in infos[0]["topics_with_message_count"]
-        ],
+        topics_with_message_count=list(topics.values()),
     )
     (folder / "metadata.yaml").write_text(yaml.safe_dump({"rosbag2_bagfile_information": joined}, sort_keys=False))
     return folder
