@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import resource
 import signal
 import tempfile
@@ -10,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import yaml
 from fakes import LuminanceEngine
 
 from vdepth_ros.offline import bag as bagcli
@@ -71,6 +73,47 @@ def test_a_full_disk_is_one_error_naming_the_output_not_a_traceback(
     assert str(out) in line and "another output path" in line and "File too large" in line, line
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(STAGING_PREFIX)]
+
+
+def test_a_disk_about_to_fill_ends_the_input_there_keeping_a_readable_bag(
+    tmp_path: Path, fake_models: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A long recording into a disk with room for part of it: the write that did not fit lost the whole run (one
+    error, nothing kept). The input now ends where the disk has room left for the frames held and for closing, as
+    Ctrl-C ends it: the output is a complete bag of the frames up to there, with its metadata.yaml; the summary and
+    the exit status (2) say the disk stopped it. Here a disk of 16 MiB (free: what the files on it leave), whose
+    writes past that fail as on a full one."""
+    import os
+    import shutil
+
+    from rosbags.highlevel import AnyReader
+
+    capacity = 16 << 20
+    disk = tmp_path / "disk"
+    disk.mkdir()
+
+    def usage(path: object) -> object:
+        used = sum(f.stat().st_size for f in disk.rglob("*") if f.is_file())
+        return shutil._ntuple_diskusage(capacity, used, capacity - used)  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(shutil, "disk_usage", usage)
+    src = tmp_path / "in"
+    write_image_bag(src, synthetic_frames(40, 120, 160))  # ~0.46 MB of outputs a frame: 18 MB in all
+    out = disk / "out"
+    args = [str(src), "-o", str(out), "--params", str(_params_file(tmp_path)), "--no-progress", "--json"]
+    with file_size_limit(capacity):
+        rc = bagcli.main(args)
+    captured = capsys.readouterr()
+    assert rc == 2, captured.err
+    summary = json.loads(captured.out)
+    assert 8 <= summary["frames_out"] < 40 and "disk is nearly full" in summary["stopped_by"], captured.err
+    assert f"after {summary['frames_in']} of 40 input frames" in summary["interrupted"]
+    assert sorted(os.listdir(out)) == ["metadata.yaml", "out_0.mcap"] and sorted(os.listdir(disk)) == ["out"]
+    with AnyReader([out]) as reader:
+        assert {c.topic: c.msgcount for c in reader.connections}["/depth"] == summary["frames_out"]
+        assert sum(1 for _ in reader.messages()) == 4 * summary["frames_out"]
+    custom_data = yaml.safe_load((out / "metadata.yaml").read_text())["rosbag2_bagfile_information"]["custom_data"]
+    assert "disk is nearly full" in custom_data["vdepth_ros.interrupted"]
 
 
 def _video_run(tmp_path: Path) -> tuple[Path, list[str]]:

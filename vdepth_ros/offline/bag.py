@@ -47,6 +47,7 @@ from vdepth_ros.offline.runner import (
     apply_blas_threads,
     build_pipeline,
     cli_errors,
+    disk_room_check,
     exit_status,
     load_node_params,
     pipeline_config,
@@ -226,10 +227,16 @@ def process_bag(
             ros_values = ros_param_values(params)
             resets = StreamResets(round(ros_values["max_gap"] * 1e9))
             pauses = PauseRule(ros_values["pause_flush"], ros_values["max_gap"])
-            # Ctrl-C ends the input here, as if the bag ended: the frames read are finished and written
+            # Ctrl-C ends the input here, as if the bag ended: the frames read are finished and written; so does a
+            # disk about to fill, while there is room for them (causal mode writes as it reads; offline mode writes
+            # once all is read)
+            room = disk_room_check(
+                output.scratch, lambda: (writer.bytes_written, writer.frames_written), largest_burst(pipeline.schedule)
+            )
             outputs = run_pipeline(
-                pipeline, stop.frames(frames), mode, resets, _frame_signature, output.scratch, pauses
-            )  # type: ignore[arg-type]
+                pipeline, stop.frames(frames, room if mode == "causal" else None), mode, resets, _frame_signature,
+                output.scratch, pauses,
+            )  # type: ignore[arg-type]  # fmt: skip
             if mode == "offline":
                 outputs = with_progress(outputs, source.frame_count, f"{PROG} (writing)", progress)
             for frame in outputs:

@@ -429,7 +429,7 @@ def time_ordered_messages(reader: AnyReader, connections: list[Connection]) -> I
     import heapq
 
     by_reader: dict[int, tuple[Any, list[Connection]]] = {}
-    for conn in connections:
+    for conn in connections or reader.connections:  # (none: all of them, as rosbags reads them)
         by_reader.setdefault(id(conn.owner), (conn.owner, []))[1].append(conn)
     streams = []
     for owner, conns in by_reader.values():

@@ -312,6 +312,7 @@ class DepthBagWriter:
         self.not_copied: dict[tuple[str, str], str] = {}  # (topic, type) -> why rosbags cannot write it
         self.qos_made_playable: dict[str, list[str]] = {}  # copied topic -> its recorded QoS changed (`playable_qos`)
         self.counts: dict[str, int] = {}
+        self.bytes_written = 0  # the messages' (outputs and copies), for the room left on the disk
         self.clouds_skipped = 0
         self.frames_written = 0
         self.custom_data = dict(custom_data or {})
@@ -373,8 +374,10 @@ class DepthBagWriter:
     def _write(self, topic: str | None, msgtype: str, msg: Any, t: int) -> None:
         if not topic:
             return
-        self.writer.write(self._conn(topic, msgtype), t, self.ts.serialize_cdr(msg, msgtype))
+        raw = self.ts.serialize_cdr(msg, msgtype)
+        self.writer.write(self._conn(topic, msgtype), t, raw)
         self.counts[topic] = self.counts.get(topic, 0) + 1
+        self.bytes_written += len(raw)
 
     def copy_message(self, conn: Connection, t: int, raw: bytes) -> None:
         """Copy one raw input message (same topic, type, definition and QoS) into the output bag.
@@ -401,6 +404,7 @@ class DepthBagWriter:
             self._copied_topics[(conn.topic, conn.msgtype)] = out
         self._copied[key] = out
         self.writer.write(out, t, raw)
+        self.bytes_written += len(raw)
 
     def _copy_connection(self, conn: Connection) -> tuple[Connection | None, str]:
         """The output connection for a copied input connection, or None and why its type cannot be written."""
