@@ -10,7 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fakes import run_offline_cli
+from fakes import LuminanceEngine, run_offline_cli
+
+from vdepth_ros.offline.bag import process_bag
+from vdepth_ros.offline.errors import OutputExistsError
 
 SETUP = Path(__file__).resolve().parents[1] / "setup.py"
 
@@ -169,6 +172,10 @@ def test_ctrl_c_during_a_long_bag_keeps_what_was_done_as_a_readable_bag(tmp_path
     (latched_offer,) = yaml.safe_load(static["topic_metadata"]["offered_qos_profiles"])  # (metadata version 8)
     assert latched_offer["durability"] == 1  # rmw's RMW_QOS_POLICY_DURABILITY_TRANSIENT_LOCAL
     assert sorted(p.name for p in tmp_path.iterdir()) == ["camera", "out", "params.yaml", "rec"]
+    # run again: the output is kept, and the refusal says it is a stopped run's (it said "exists" alone)
+    with pytest.raises(OutputExistsError, match=r"stopped after .* of 120 .* does not resume: pass --overwrite"):
+        process_bag(rec, out, params={}, engine=LuminanceEngine(), mode=mode)
+    assert _bag_counts(out) == counts
 
 
 def test_ctrl_c_twice_aborts_and_keeps_nothing(tmp_path: Path) -> None:

@@ -37,7 +37,7 @@ from vdepth_ros.offline.bag_reader import BagFrameSource
 from vdepth_ros.offline.bag_topics import BagTopics, resolve_topics
 from vdepth_ros.offline.bag_types import STORAGE_NAMES, TYPESTORE_NAMES, BagFrameMeta, require_bag_library
 from vdepth_ros.offline.bag_writer import DepthBagWriter
-from vdepth_ros.offline.errors import InterruptedAfterOutput, OfflineError
+from vdepth_ros.offline.errors import InterruptedAfterOutput, OfflineError, OutputExistsError
 from vdepth_ros.offline.runner import (
     MODES,
     RunSummary,
@@ -194,6 +194,12 @@ def process_bag(
     params = _with_metric_input(params, topics.sparse_depth or topics.camera_pose, named_here, summary.notes)
     config = pipeline_config(params, model=model, backend=backend, check_model=engine is None)
     # 4. Run it into a new bag, built under a temporary name and renamed into place when complete.
+    stopped_before = None if overwrite else _stopped_run_output(output_path)
+    if stopped_before is not None:  # (a second run does not resume: said so, not only "exists")
+        raise OutputExistsError(
+            f"output {output_path.absolute()} exists: an earlier vdepth-bag run's output, stopped {stopped_before}; a "
+            "run does not resume: pass --overwrite to run the whole input into it again, or choose another output path"
+        )
     output = AtomicOutput(
         output_path, overwrite=overwrite, inputs=[recording_of(input_path)], replaceable=not_a_vdepth_bag
     )
@@ -288,6 +294,18 @@ def process_bag(
     summary.outputs["output bag"] = output_form(output_path, storage, single_file)
     summary.outputs["topics written"] = ", ".join(f"{t} ({n})" for t, n in counts.items()) or "none"
     return summary
+
+
+def _stopped_run_output(path: Path) -> str | None:
+    """How far the earlier run whose output folder `path` is got, when it was stopped early (Ctrl-C, SIGTERM, its
+    disk full: the `vdepth_ros.interrupted` its metadata.yaml `custom_data` keeps), or None."""
+    import yaml
+
+    try:
+        info = yaml.safe_load((path / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+        return (info.get("custom_data") or {}).get(f"{OUTPUT_MARK}interrupted")
+    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError):
+        return None  # (not a folder, or not such a bag: the output check names what it is)
 
 
 def _check_copy_collisions(source: BagFrameSource, topics: BagTopics, *, provisional: bool) -> None:
