@@ -421,6 +421,18 @@ def test_every_bag_the_package_writes_is_named_as_ros2_bag_record_names_it(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rec"]  # (no folder it was written in left beside it)
 
 
+def test_bags_are_written_through_new_bag_writer_alone() -> None:
+    """One way to write a bag: a fixture or benchmark that made its own rosbags `Writer` named its file as rosbags
+    does (`rec/rec.mcap`), not as a recording is named."""
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    made_here = re.compile(r"from rosbags\.rosbag2 import [^\n]*\bWriter\b|rosbag2\.Writer\b")
+    files = [p for d in ("vdepth_ros", "test", "benchmarks", "training", "export") for p in (root / d).rglob("*.py")]
+    own = [str(p.relative_to(root)) for p in files if made_here.search(p.read_text(encoding="utf-8"))]
+    assert own == ["vdepth_ros/offline/bag_writer.py"], own
+
+
 @pytest.mark.parametrize("output", ["out", "out.mcap", "out.db3", "out_sqlite"])
 def test_output_bags_hold_what_rosbag2_reads(tmp_path: Path, output: str) -> None:
     """`ros2 bag play` cannot run here (no ros2 CLI), so our bags are checked against what rosbag2's reader
