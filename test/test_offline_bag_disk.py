@@ -75,14 +75,16 @@ def test_a_full_disk_is_one_error_naming_the_output_not_a_traceback(
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(STAGING_PREFIX)]
 
 
+@pytest.mark.parametrize("mode", ["causal", "offline"])
 def test_a_disk_about_to_fill_ends_the_input_there_keeping_a_readable_bag(
-    tmp_path: Path, fake_models: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, fake_models: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], mode: str
 ) -> None:
     """A long recording into a disk with room for part of it: the write that did not fit lost the whole run (one
     error, nothing kept). The input now ends where the disk has room left for the frames held and for closing, as
     Ctrl-C ends it: the output is a complete bag of the frames up to there, with its metadata.yaml; the summary and
     the exit status (2) say the disk stopped it. Here a disk of 16 MiB (free: what the files on it leave), whose
-    writes past that fail as on a full one."""
+    writes past that fail as on a full one. Offline mode, which writes once the whole input is read, ends its
+    output there."""
     import os
     import shutil
 
@@ -102,12 +104,13 @@ def test_a_disk_about_to_fill_ends_the_input_there_keeping_a_readable_bag(
     out = disk / "out"
     args = [str(src), "-o", str(out), "--params", str(_params_file(tmp_path)), "--no-progress", "--json"]
     with file_size_limit(capacity):
-        rc = bagcli.main(args)
+        rc = bagcli.main([*args, "--mode", mode])
     captured = capsys.readouterr()
     assert rc == 2, captured.err
     summary = json.loads(captured.out)
     assert 8 <= summary["frames_out"] < 40 and "disk is nearly full" in summary["stopped_by"], captured.err
-    assert f"after {summary['frames_in']} of 40 input frames" in summary["interrupted"]
+    done = f"{summary['frames_in']} of 40" if mode == "causal" else f"writing {summary['frames_out']} of the 40"
+    assert f"after {done} input frames" in summary["interrupted"], summary["interrupted"]
     assert sorted(os.listdir(out)) == ["metadata.yaml", "out_0.mcap"] and sorted(os.listdir(disk)) == ["out"]
     with AnyReader([out]) as reader:
         assert {c.topic: c.msgcount for c in reader.connections}["/depth"] == summary["frames_out"]

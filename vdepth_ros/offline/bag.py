@@ -194,12 +194,7 @@ def process_bag(
     params = _with_metric_input(params, topics.sparse_depth or topics.camera_pose, named_here, summary.notes)
     config = pipeline_config(params, model=model, backend=backend, check_model=engine is None)
     # 4. Run it into a new bag, built under a temporary name and renamed into place when complete.
-    stopped_before = None if overwrite else _stopped_run_output(output_path)
-    if stopped_before is not None:  # (a second run does not resume: said so, not only "exists")
-        raise OutputExistsError(
-            f"output {output_path.absolute()} exists: an earlier vdepth-bag run's output, stopped {stopped_before}; a "
-            "run does not resume: pass --overwrite to run the whole input into it again, or choose another output path"
-        )
+    _refuse_a_stopped_runs_output(output_path, overwrite)
     output = AtomicOutput(
         output_path, overwrite=overwrite, inputs=[recording_of(input_path)], replaceable=not_a_vdepth_bag
     )
@@ -234,8 +229,8 @@ def process_bag(
             resets = StreamResets(round(ros_values["max_gap"] * 1e9))
             pauses = PauseRule(ros_values["pause_flush"], ros_values["max_gap"])
             # Ctrl-C ends the input here, as if the bag ended: the frames read are finished and written; so does a
-            # disk about to fill, while there is room for them (causal mode writes as it reads; offline mode writes
-            # once all is read)
+            # disk about to fill, while there is room for them (causal mode writes as it reads; offline mode, which
+            # writes once all is read, ends its output there instead)
             room = disk_room_check(
                 output.scratch, lambda: (writer.bytes_written, writer.frames_written), largest_burst(pipeline.schedule)
             )
@@ -246,6 +241,8 @@ def process_bag(
             if mode == "offline":
                 outputs = with_progress(outputs, source.frame_count, f"{PROG} (writing)", progress)
             for frame in outputs:
+                if mode == "offline" and stop.end_output(room()):
+                    break
                 if writer.write_frame(frame):
                     summary.add(frame)
             stopped = stopped_output(stop, output, summary, source.frame_count)
@@ -296,16 +293,24 @@ def process_bag(
     return summary
 
 
-def _stopped_run_output(path: Path) -> str | None:
-    """How far the earlier run whose output folder `path` is got, when it was stopped early (Ctrl-C, SIGTERM, its
-    disk full: the `vdepth_ros.interrupted` its metadata.yaml `custom_data` keeps), or None."""
+def _refuse_a_stopped_runs_output(path: Path, overwrite: bool) -> None:
+    """Without `overwrite`, refuse an output folder that holds an earlier run stopped early (Ctrl-C, SIGTERM, its
+    disk full: the `vdepth_ros.interrupted` its metadata.yaml `custom_data` keeps), saying how far it got and that a
+    run does not resume (it said only that the output exists); other outputs are left to `AtomicOutput`'s check."""
     import yaml
 
+    if overwrite:
+        return
     try:
         info = yaml.safe_load((path / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
-        return (info.get("custom_data") or {}).get(f"{OUTPUT_MARK}interrupted")
+        stopped = (info.get("custom_data") or {}).get(f"{OUTPUT_MARK}interrupted")
     except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError):
-        return None  # (not a folder, or not such a bag: the output check names what it is)
+        return  # (not a folder, or not such a bag: the output check names what it is)
+    if stopped is not None:
+        raise OutputExistsError(
+            f"output {path.absolute()} exists: an earlier vdepth-bag run's output, stopped {stopped}; a run does not "
+            "resume: pass --overwrite to run the whole input into it again, or choose another output path"
+        )
 
 
 def _check_copy_collisions(source: BagFrameSource, topics: BagTopics, *, provisional: bool) -> None:

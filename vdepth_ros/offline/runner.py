@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import numpy as np
 
 from vdepth_ros.inputs.decode import SettingWords
-from vdepth_ros.offline.errors import InterruptedRun
+from vdepth_ros.offline.errors import InterruptedRun, OfflineError
 from vdepth_ros.pipeline_types import sparse_span
 
 if TYPE_CHECKING:
@@ -372,6 +372,7 @@ class StopAtCtrlC:
         self.read = 0  # frames taken from the input
         self.exhausted = False  # the input was read to its end (offline mode: before it writes)
         self.reason: str | None = None  # why the input was ended, when not by a signal (`frames`' `check`)
+        self.output_cut = False  # the output was ended before all the frames read were written (`end_output`)
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> StopAtCtrlC:
@@ -402,6 +403,14 @@ class StopAtCtrlC:
             f"\n{self.prog}: stopping: the frames read so far are finished and written "
             "(Ctrl-C again to abort, keeping no output)\n"
         )
+
+    def end_output(self, reason: str | None) -> bool:
+        """End the output here, before all the frames read are written, when there is a `reason` (a disk about to
+        fill in offline mode, which writes once the whole input is read: `disk_room_check`); whether it did."""
+        if reason is not None:
+            log.warning("%s: ending the output here: %s", self.prog, reason)
+            self.reason, self.cut, self.output_cut = reason, True, True
+        return reason is not None
 
     def frames(self, frames: Iterable[T], check: Callable[[], str | None] | None = None) -> Iterator[T]:
         """`frames` until a stop is requested, or `check` (asked before each frame) gives a reason to end the input
@@ -438,13 +447,20 @@ def stopped_output(stop: StopAtCtrlC, output: AtomicOutput, summary: RunSummary,
     if not stop.cut:
         return None
     got = f"after {stop.read}{f' of {total}' if total else ''} input frames"
+    if stop.output_cut:
+        got = f"after writing {summary.frames_out} of the {stop.read} input frames"
     if stop.reason is not None:
         got += f" ({stop.reason})"
         summary.stopped_by = stop.reason
-    if summary.frames_out == 0:
-        raise InterruptedRun(f"{got}, before any frame was written; no output was written")
-    if output.replaces:
-        raise InterruptedRun(f"{got}; the earlier output {output.final} is kept (the new one was not complete)")
+    if summary.frames_out == 0 or output.replaces:
+        kept = (
+            ", before any frame was written; no output was written"
+            if summary.frames_out == 0
+            else f"; the earlier output {output.final} is kept (the new one was not complete)"
+        )
+        if stop.reason is None:
+            raise InterruptedRun(f"{got}{kept}")
+        raise OfflineError(f"stopped {got}{kept}")  # (a disk that stopped it: an error, exit status 2, not Ctrl-C)
     summary.interrupted = f"{got}; {output.final} holds the {summary.frames_out} frames written from them, complete"
     summary.notes.append(f"interrupted {summary.interrupted}; run again (with --overwrite) for the whole input")
     return summary.interrupted
