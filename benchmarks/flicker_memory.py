@@ -33,11 +33,10 @@ START = 1_700_000_000_000_000_000
 
 def write_bag(path: Path, frames: int, poses_per_frame: int) -> None:
     """Colour, depth and camera_info per frame, and odometry `poses_per_frame` times as often, all stamped alike."""
-    from rosbags.rosbag2 import Writer
     from rosbags.typesys import get_typestore
 
-    from vdepth_ros.offline.bag_types import CAMERA_INFO, IMAGE, POSE_STAMPED, STORAGES, TYPESTORES
-    from vdepth_ros.offline.bag_writer import image_message
+    from vdepth_ros.offline.bag_types import CAMERA_INFO, IMAGE, POSE_STAMPED, TYPESTORES
+    from vdepth_ros.offline.bag_writer import image_message, new_bag_writer
     from vdepth_ros.offline.synth import _camera_info, _image_raw, synthetic_frames
     from vdepth_ros.offline.videoio import default_intrinsics
 
@@ -49,7 +48,7 @@ def write_bag(path: Path, frames: int, poses_per_frame: int) -> None:
         return T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=t // 10**9, nanosec=t % 10**9),
                                         frame_id=frame_id)  # fmt: skip
 
-    with Writer(path, version=9, storage_plugin=STORAGES["mcap"]) as w:
+    with new_bag_writer(path, "mcap", version=9) as w:
         image = w.add_connection("/image/compressed", "sensor_msgs/msg/CompressedImage", typestore=ts)
         depth = w.add_connection("/depth", IMAGE, typestore=ts)
         info = w.add_connection("/camera_info", CAMERA_INFO, typestore=ts)

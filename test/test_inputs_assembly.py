@@ -1050,8 +1050,9 @@ def timeline(kind: str) -> list[tuple[int, str, dict[str, Any]]]:
 
 
 def write_timeline_bag(path: Path, events: list[tuple[int, str, dict[str, Any]]]) -> None:
-    from rosbags.rosbag2 import Writer
     from rosbags.typesys import Stores, get_typestore
+
+    from vdepth_ros.offline.bag_writer import new_bag_writer
 
     ts = get_typestore(Stores.ROS2_KILTED)
     T = ts.types
@@ -1066,7 +1067,7 @@ def write_timeline_bag(path: Path, events: list[tuple[int, str, dict[str, Any]]]
         time_msg = T["builtin_interfaces/msg/Time"](sec=stamp // 10**9, nanosec=stamp % 10**9)
         return T["std_msgs/msg/Header"](stamp=time_msg, frame_id="cam")
 
-    with Writer(path, version=9) as writer:
+    with new_bag_writer(path, "sqlite3", version=9) as writer:
         conns = {topic: writer.add_connection(f"/{topic}", t, typestore=ts) for topic, t in types.items()}
         for arrival, topic, f in events:
             if topic in ("image", "sparse_depth"):

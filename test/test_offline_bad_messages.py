@@ -12,12 +12,12 @@ import cv2
 import numpy as np
 import pytest
 from fakes import LuminanceEngine, rvl_encode, rvl_pack
-from rosbags.rosbag2 import Writer
 from rosbags.typesys import get_typestore
 
 from vdepth_ros.offline import flicker
 from vdepth_ros.offline.bag import process_bag
-from vdepth_ros.offline.bag_types import CAMERA_INFO, COMPRESSED, POSE_STAMPED, STORAGES, TYPESTORES
+from vdepth_ros.offline.bag_types import CAMERA_INFO, COMPRESSED, POSE_STAMPED, TYPESTORES
+from vdepth_ros.offline.bag_writer import new_bag_writer
 from vdepth_ros.offline.synth import _camera_info, synthetic_frames
 from vdepth_ros.offline.videoio import default_intrinsics
 
@@ -37,7 +37,7 @@ def _recording(path: Path, bad: dict[int, str]) -> Path:
     `k` of `bad` carries that kind of bad message (or several, joined by " + "), as real recordings do now and then."""
     ts = get_typestore(TYPESTORES["kilted"])
     T = ts.types
-    with Writer(path, version=9, storage_plugin=STORAGES["mcap"]) as w:
+    with new_bag_writer(path, "mcap", version=9) as w:
         image = w.add_connection(IMAGE, COMPRESSED, typestore=ts)
         info = w.add_connection(INFO, CAMERA_INFO, typestore=ts)
         depth = w.add_connection(DEPTH, COMPRESSED, typestore=ts)
@@ -298,7 +298,7 @@ def test_an_image_of_an_encoding_that_cannot_be_read_amid_the_stream_is_a_bad_me
     T = ts.types
     glitches = {0: "", 20: "", 22: "", 30: "16UC1"}
     bag = tmp_path / "raw"
-    with Writer(bag, version=9, storage_plugin=STORAGES["mcap"]) as w:
+    with new_bag_writer(bag, "mcap", version=9) as w:
         image = w.add_connection("/cam/image_raw", IMAGE_TYPE, typestore=ts)
         for k, rgb in enumerate(synthetic_frames(N, 48, 64)):
             t = START + k * PERIOD
@@ -318,7 +318,7 @@ def test_an_image_of_an_encoding_that_cannot_be_read_amid_the_stream_is_a_bad_me
     told = [m for r in caplog.records if (m := r.getMessage()).startswith("/cam/image_raw:") and "encoding" in m]
     assert len(told) == 2 and f"stamped {_stamp(0):.6f}" in told[0], told  # (this test's folder says "encoding")
     depth_only = tmp_path / "depth_only"
-    with Writer(depth_only, version=9, storage_plugin=STORAGES["mcap"]) as w:
+    with new_bag_writer(depth_only, "mcap", version=9) as w:
         image = w.add_connection("/image", IMAGE_TYPE, typestore=ts)
         for k in range(3):
             stamp = T["builtin_interfaces/msg/Time"](sec=k + 1, nanosec=0)

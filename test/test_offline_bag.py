@@ -708,16 +708,16 @@ def test_rectify_names_the_bags_fix_for_images_before_its_first_camera_info(tmp_
     """A driver that publishes camera_info only after its first images: with --rectify those images were dropped
     with the node's fix ("remap camera_info to this camera's ... vdepth-bag: without --rectify"), no remap being
     possible on a bag. Now the summary names the bag's: --camera-info-file, which rectifies every frame."""
-    from rosbags.rosbag2 import Writer
     from rosbags.typesys import get_typestore
 
-    from vdepth_ros.offline.bag_types import CAMERA_INFO, STORAGES, TYPESTORES
+    from vdepth_ros.offline.bag_types import CAMERA_INFO, TYPESTORES
+    from vdepth_ros.offline.bag_writer import new_bag_writer
     from vdepth_ros.offline.synth import _camera_info, _image_raw
 
     ts = get_typestore(TYPESTORES["kilted"])
     T = ts.types
     frames, late = 40, 30  # (images wait a little for their camera_info: only those that waited longer are dropped)
-    with Writer(tmp_path / "in", version=9, storage_plugin=STORAGES["mcap"]) as w:
+    with new_bag_writer(tmp_path / "in", "mcap", version=9) as w:
         image, info = (
             w.add_connection("/image", "sensor_msgs/msg/Image", typestore=ts),
             w.add_connection("/camera_info", CAMERA_INFO, typestore=ts),
@@ -841,13 +841,14 @@ def test_progress_bar_shows_rate_and_eta(tmp_path: Path, capsys: pytest.CaptureF
 
 
 def test_malformed_frame_is_dropped_and_counted(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    from rosbags.rosbag2 import Writer
     from rosbags.typesys import Stores, get_typestore
+
+    from vdepth_ros.offline.bag_writer import new_bag_writer
 
     ts = get_typestore(Stores.ROS2_KILTED)
     T = ts.types
     path = tmp_path / "in"
-    with Writer(path, version=9) as w:
+    with new_bag_writer(path, "sqlite3", version=9) as w:
         conn = w.add_connection("/image", "sensor_msgs/msg/Image", typestore=ts)
         for i, rgb in enumerate(synthetic_frames(8, H, W)):
             data = rgb.reshape(-1) if i != 3 else rgb.reshape(-1)[:100]  # frame 3: truncated buffer
@@ -889,7 +890,7 @@ assert "rclpy" not in sys.modules, "offline tools imported rclpy"
 
 def test_bare_mcap_file_and_topic_fallbacks(tmp_path: Path) -> None:
     src = make_bag(tmp_path / "in", n=5, image_topic="/cam/image_raw", camera_info_topic="/cam/camera_info")
-    s = process_bag(src / "in.mcap", tmp_path / "out", params=PARAMS, engine=make_engine())
+    s = process_bag(src / "in_0.mcap", tmp_path / "out", params=PARAMS, engine=make_engine())
     assert s.frames_out == 5 and s.clouds == 5  # both topics found although the node's names differ
     assert sum("only colour image topic" in n or "'/cam/camera_info', the image topic's own" in n for n in s.notes) == 2
 

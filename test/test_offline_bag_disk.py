@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import resource
 import signal
 import tempfile
@@ -10,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import yaml
 from fakes import LuminanceEngine
 
 from vdepth_ros.offline import bag as bagcli
@@ -73,6 +75,50 @@ def test_a_full_disk_is_one_error_naming_the_output_not_a_traceback(
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(STAGING_PREFIX)]
 
 
+@pytest.mark.parametrize("mode", ["causal", "offline"])
+def test_a_disk_about_to_fill_ends_the_input_there_keeping_a_readable_bag(
+    tmp_path: Path, fake_models: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], mode: str
+) -> None:
+    """A long recording into a disk with room for part of it: the write that did not fit lost the whole run (one
+    error, nothing kept). The input now ends where the disk has room left for the frames held and for closing, as
+    Ctrl-C ends it: the output is a complete bag of the frames up to there, with its metadata.yaml; the summary and
+    the exit status (2) say the disk stopped it. Here a disk of 16 MiB (free: what the files on it leave), whose
+    writes past that fail as on a full one. Offline mode, which writes once the whole input is read, ends its
+    output there."""
+    import os
+    import shutil
+
+    from rosbags.highlevel import AnyReader
+
+    capacity = 16 << 20
+    disk = tmp_path / "disk"
+    disk.mkdir()
+
+    def usage(path: object) -> object:
+        used = sum(f.stat().st_size for f in disk.rglob("*") if f.is_file())
+        return shutil._ntuple_diskusage(capacity, used, capacity - used)  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(shutil, "disk_usage", usage)
+    src = tmp_path / "in"
+    write_image_bag(src, synthetic_frames(40, 120, 160))  # ~0.46 MB of outputs a frame: 18 MB in all
+    out = disk / "out"
+    args = [str(src), "-o", str(out), "--params", str(_params_file(tmp_path)), "--no-progress", "--json"]
+    with file_size_limit(capacity):
+        rc = bagcli.main([*args, "--mode", mode])
+    captured = capsys.readouterr()
+    assert rc == 2, captured.err
+    summary = json.loads(captured.out)
+    assert 8 <= summary["frames_out"] < 40 and "disk is nearly full" in summary["stopped_by"], captured.err
+    done = f"{summary['frames_in']} of 40" if mode == "causal" else f"writing {summary['frames_out']} of the 40"
+    assert f"after {done} input frames" in summary["interrupted"], summary["interrupted"]
+    assert sorted(os.listdir(out)) == ["metadata.yaml", "out_0.mcap"] and sorted(os.listdir(disk)) == ["out"]
+    with AnyReader([out]) as reader:
+        assert {c.topic: c.msgcount for c in reader.connections}["/depth"] == summary["frames_out"]
+        assert sum(1 for _ in reader.messages()) == 4 * summary["frames_out"]
+    custom_data = yaml.safe_load((out / "metadata.yaml").read_text())["rosbag2_bagfile_information"]["custom_data"]
+    assert "disk is nearly full" in custom_data["vdepth_ros.interrupted"]
+
+
 def _video_run(tmp_path: Path) -> tuple[Path, list[str]]:
     """A folder of 20 frames for vdepth-video: (its output path, the arguments without the options
     a test adds)."""
@@ -116,20 +162,7 @@ def test_offline_mode_keeps_its_temporary_files_beside_the_output(
 
 def _file_compressed_bag(src: Path, frames: int = 20) -> Path:
     """A bag as `ros2 bag record --compression-mode file` writes it: each storage file zstd-compressed whole."""
-    import rosbags.rosbag2 as rosbag2
-    from rosbags.rosbag2.enums import CompressionFormat, CompressionMode
-
-    class FileCompressed(rosbag2.Writer):
-        def __init__(self, *args: object, **kw: object) -> None:
-            super().__init__(*args, **kw)
-            self.set_compression(CompressionMode.FILE, CompressionFormat.ZSTD)
-
-    # the synthetic bag writer imports rosbags' Writer where it writes (the bag tools import rosbags lazily)
-    writer, rosbag2.Writer = rosbag2.Writer, FileCompressed
-    try:
-        write_image_bag(src, synthetic_frames(frames, 36, 52))
-    finally:
-        rosbag2.Writer = writer
+    write_image_bag(src, synthetic_frames(frames, 36, 52), compression_mode="file")
     return src
 
 
@@ -166,9 +199,8 @@ def test_storage_files_compressed_whole_are_read_without_their_metadata_yaml(tmp
     one not) was read from its last file alone, the compressed ones left out without a word."""
     rec = _file_compressed_bag(tmp_path / "rec", frames=12)
     (rec / "metadata.yaml").unlink()  # the recorder killed before it wrote it
-    (rec / "rec.mcap.zstd").rename(rec / "rec_0.mcap.zstd")
     write_image_bag(tmp_path / "last", synthetic_frames(8, 36, 52), start_ns=1_700_000_000_400_000_000)
-    (tmp_path / "last" / "last.mcap").rename(rec / "rec_1.mcap")
+    (tmp_path / "last" / "last_0.mcap").rename(rec / "rec_1.mcap")
     alone = process_bag(rec / "rec_0.mcap.zstd", tmp_path / "alone", params=PARAMS, engine=_engine())
     assert alone.frames_out == 12
     assert any("rec_0.mcap.zstd is compressed whole" in n for n in alone.notes), alone.notes

@@ -7,11 +7,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from rosbags.rosbag2 import Writer
 from rosbags.typesys import Stores, get_typestore
 
 from vdepth_ros.offline.bag_reader import BagFrameSource
-from vdepth_ros.offline.bag_types import CAMERA_INFO, COMPRESSED, IMAGE, STORAGES
+from vdepth_ros.offline.bag_types import CAMERA_INFO, COMPRESSED, IMAGE
+from vdepth_ros.offline.bag_writer import new_bag_writer
 from vdepth_ros.offline.errors import BagReadError, EmptyBagError, MissingTopicError, UnsupportedEncodingError
 from vdepth_ros.offline.synth import _camera_info, synthetic_frames, write_image_bag
 
@@ -25,7 +25,7 @@ def _bag(tmp_path: Path, storage: str = "mcap", n: int = 3, **kw) -> Path:
 
 
 def _raw_image_bag(path: Path, encoding: str, dtype: str, channels: int) -> Path:
-    with Writer(path, version=9, storage_plugin=STORAGES["mcap"]) as w:
+    with new_bag_writer(path, "mcap", version=9) as w:
         conn = w.add_connection("/image", "sensor_msgs/msg/Image", typestore=TS)
         T = TS.types
         arr = np.zeros((4, 6, channels), dtype).squeeze()
@@ -99,7 +99,7 @@ def test_a_compressed_depth_topic_named_as_the_image_is_called_depth_before_any_
     ok, png = cv2.imencode(".png", depth)
     assert ok
     topic = "/cam/depth/image_raw/compressedDepth"
-    with Writer(tmp_path / "in", version=9, storage_plugin=STORAGES["mcap"]) as w:
+    with new_bag_writer(tmp_path / "in", "mcap", version=9) as w:
         conn = w.add_connection(topic, "sensor_msgs/msg/CompressedImage", typestore=TS)
         T = TS.types
         for i in range(3):
@@ -125,7 +125,7 @@ def test_a_depth_png_amid_a_compressed_colour_stream_is_a_bad_message_named_with
     colour = cv2.imencode(".png", np.full((12, 16, 3), 120, np.uint8))[1]
     depth = cv2.imencode(".png", np.full((12, 16), 1500, np.uint16))[1]
     T = TS.types
-    with Writer(tmp_path / "in", version=9, storage_plugin=STORAGES["mcap"]) as w:
+    with new_bag_writer(tmp_path / "in", "mcap", version=9) as w:
         conn = w.add_connection("/image/compressed", "sensor_msgs/msg/CompressedImage", typestore=TS)
         for i in range(5):
             fmt, data = ("16UC1; png compressed", depth) if i in (2, 3) else ("rgb8; png compressed bgr8", colour)
@@ -161,7 +161,7 @@ def test_an_unregistered_sparse_depth_names_the_bags_fix_not_the_nodes_remap(tmp
 @pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
 def test_empty_bag(tmp_path: Path, storage: str) -> None:
     path = tmp_path / "empty"
-    with Writer(path, version=9, storage_plugin=STORAGES[storage]) as w:
+    with new_bag_writer(path, storage, version=9) as w:
         w.add_connection("/image", "sensor_msgs/msg/Image", typestore=TS)
     with pytest.raises(EmptyBagError, match="no messages"):
         BagFrameSource(path, image_topic="/image").open()
@@ -169,7 +169,7 @@ def test_empty_bag(tmp_path: Path, storage: str) -> None:
 
 def test_image_topic_without_messages(tmp_path: Path) -> None:
     path2 = tmp_path / "bag2"
-    with Writer(path2, version=9, storage_plugin=STORAGES["mcap"]) as w:
+    with new_bag_writer(path2, "mcap", version=9) as w:
         w.add_connection("/image", "sensor_msgs/msg/Image", typestore=TS)
         c = w.add_connection("/x", "std_msgs/msg/String", typestore=TS)
         w.write(c, 1, TS.serialize_cdr(TS.types["std_msgs/msg/String"](data="hi"), "std_msgs/msg/String"))
@@ -222,7 +222,7 @@ def test_a_bag_whose_every_image_is_dropped_is_an_error_not_an_empty_output(tmp_
     from vdepth_ros.offline.errors import OfflineError
 
     bag = tmp_path / "bag"
-    with Writer(bag, version=9, storage_plugin=STORAGES["mcap"]) as w:
+    with new_bag_writer(bag, "mcap", version=9) as w:
         conn = w.add_connection("/image", "sensor_msgs/msg/Image", typestore=TS)
         T = TS.types
         for i in range(3):
@@ -246,7 +246,7 @@ def _two_camera_bag(path: Path, *, encoding: str = "rgb8", infos: tuple[str, str
     from rosbags.rosbag2 import Reader
 
     messages = []
-    with Writer(path, version=9, storage_plugin=STORAGES["mcap"]) as w:
+    with new_bag_writer(path, "mcap", version=9) as w:
         for i, cam in enumerate(("cam1", "cam2")):
             part = path.parent / f"{path.name}_{cam}"
             image = f"/{cam}/image_raw" + ("/compressed" if encoding in ("jpeg", "png") else "")
@@ -354,7 +354,7 @@ def test_several_cameras_without_the_default_topic_name_the_candidates_not_every
 
     path = tmp_path / "robot"
     T = TS.types
-    with Writer(path, version=9, storage_plugin=STORAGES["mcap"]) as w:
+    with new_bag_writer(path, "mcap", version=9) as w:
         conns = [
             (w.add_connection(f"/{cam}/image_raw{sub}", COMPRESSED if sub else IMAGE, typestore=TS), sub)
             for cam in ("front", "rear")
@@ -383,7 +383,7 @@ def test_a_raw_image_topic_without_messages_names_its_transport_that_has_them(tm
     from vdepth_ros.offline.synth import _image_raw
 
     path = tmp_path / "bag"
-    with Writer(path, version=9, storage_plugin=STORAGES["mcap"]) as w:
+    with new_bag_writer(path, "mcap", version=9) as w:
         w.add_connection("/cam/image_raw", IMAGE, typestore=TS)
         jpeg = w.add_connection("/cam/image_raw/compressed", COMPRESSED, typestore=TS)
         header = TS.types["std_msgs/msg/Header"](
@@ -407,7 +407,7 @@ def _video_stream_bag(path: Path) -> Path:
         get_types_from_msg("builtin_interfaces/Time timestamp\nstring frame_id\nuint8[] data\nstring format", video)
     )
     T = ts.types
-    with Writer(path, version=9, storage_plugin=STORAGES["mcap"]) as w:
+    with new_bag_writer(path, "mcap", version=9) as w:
         vc = w.add_connection("/cam/image_raw/h264", video, typestore=ts)
         cc = w.add_connection("/cam/camera_info", CAMERA_INFO, typestore=ts)
         for k in range(3):

@@ -14,10 +14,11 @@ import yaml
 from fakes import LuminanceEngine
 from rosbags.highlevel import AnyReader
 from rosbags.interfaces import Qos
-from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+from rosbags.rosbag2 import Reader
 from rosbags.rosbag2.metadata import QosReliability
 
 from vdepth_ros.offline.bag import process_bag
+from vdepth_ros.offline.bag_writer import new_bag_writer
 from vdepth_ros.offline.flicker import measure_flicker
 from vdepth_ros.offline.synth import synthetic_frames, write_image_bag
 
@@ -293,7 +294,7 @@ def _jazzy_recording(tmp_path: Path, profiles: dict[str, Qos]) -> Path:
     offered `profiles[topic]`: a publisher's actual QoS that rmw reports as best_available, or `unknown`."""
     src, dst = tmp_path / "synth", tmp_path / "rec_jazzy"
     write_image_bag(src, synthetic_frames(N, 48, 64), encoding="jpeg", image_topic=IMAGE, camera_info_topic=INFO)
-    with Reader(src) as reader, Writer(dst, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+    with Reader(src) as reader, new_bag_writer(dst, "mcap", version=9) as writer:
         out = {
             c.id: writer.add_connection(
                 c.topic, c.msgtype, msgdef=c.msgdef.data, rihs01=c.digest, offered_qos_profiles=[profiles[c.topic]]
@@ -385,6 +386,51 @@ def _check_bag_metadata(info: dict, storage: str) -> None:
     for f in info["files"]:
         assert {"path", "starting_time", "duration", "message_count"} <= set(f)
     assert all(isinstance(v, str) for v in info["custom_data"].values()) and isinstance(info["ros_distro"], str)
+
+
+@pytest.mark.parametrize(("storage", "compression"), [("mcap", "none"), ("sqlite3", "none"), ("mcap", "file")])
+def test_every_bag_the_package_writes_is_named_as_ros2_bag_record_names_it(
+    tmp_path: Path, storage: str, compression: str
+) -> None:
+    """The demo's input bag and the tests' and benchmarks' recordings (`write_image_bag`, `new_bag_writer`) were
+    rosbags' `rec/rec.mcap`, which no robot records and `ros2 bag reindex` does not find (it takes `.+_(\\d+)\\.ext`);
+    as `ros2 bag record -o rec` they are `rec/rec_0.mcap`, named so in metadata.yaml and in the storage file's own
+    metadata. A write that fails leaves nothing."""
+    import re
+
+    from mcap.reader import make_reader
+
+    bag = tmp_path / "rec"
+    write_image_bag(bag, synthetic_frames(2, 12, 16), storage=storage, compression_mode=compression)
+    name = "rec_0" + {"mcap": ".mcap", "sqlite3": ".db3"}[storage] + (".zstd" if compression == "file" else "")
+    assert sorted(p.name for p in bag.iterdir()) == ["metadata.yaml", name]
+    info = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    assert info["relative_file_paths"] == [f["path"] for f in info["files"]] == [name]
+    if compression == "none":
+        assert re.fullmatch(r".+_(\d+)\.([a-zA-Z0-9])+", name)  # rosbag2's reindexer.cpp
+        if storage == "mcap":
+            with (bag / name).open("rb") as f:
+                (record,) = [m for m in make_reader(f).iter_metadata() if m.name == "rosbag2"]
+            embedded = yaml.safe_load(record.metadata["serialized_metadata"])
+        else:
+            with sqlite3.connect(bag / name) as db:
+                embedded = yaml.safe_load(db.execute("SELECT metadata FROM metadata").fetchone()[0])
+        assert embedded["relative_file_paths"] == [name]
+    with pytest.raises(RuntimeError), new_bag_writer(tmp_path / "failed", storage):
+        raise RuntimeError("a write that fails")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rec"]  # (no folder it was written in left beside it)
+
+
+def test_bags_are_written_through_new_bag_writer_alone() -> None:
+    """One way to write a bag: a fixture or benchmark that made its own rosbags `Writer` named its file as rosbags
+    does (`rec/rec.mcap`), not as a recording is named."""
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    made_here = re.compile(r"from rosbags\.rosbag2 import [^\n]*\bWriter\b|rosbag2\.Writer\b")
+    files = [p for d in ("vdepth_ros", "test", "benchmarks", "training", "export") for p in (root / d).rglob("*.py")]
+    own = [str(p.relative_to(root)) for p in files if made_here.search(p.read_text(encoding="utf-8"))]
+    assert own == ["vdepth_ros/offline/bag_writer.py"], own
 
 
 @pytest.mark.parametrize("output", ["out", "out.mcap", "out.db3", "out_sqlite"])

@@ -15,7 +15,7 @@ from fakes import LuminanceEngine
 
 from vdepth_ros.offline.bag import process_bag
 from vdepth_ros.offline.errors import BagReadError, OfflineError
-from vdepth_ros.offline.synth import synthetic_frames, write_image_bag
+from vdepth_ros.offline.synth import join_split_bag, synthetic_frames, write_image_bag
 
 PARAMS = {"scale_source": "range", "near": 0.5, "far": 5.0, "max_depth": 3.0}
 START = 1_700_000_000_000_000_000
@@ -26,16 +26,15 @@ def _engine() -> LuminanceEngine:
     return LuminanceEngine(height=48, width=64, frames=8, overlap=3)
 
 
-def _split_recording(folder: Path, storage: str, parts: int = 3, per_part: int = 8) -> Path:
-    """A split recording's storage files (`rec_0`, `rec_1`, ... as rosbag2 names them), no metadata.yaml."""
-    folder.mkdir()
+def _split_recording(folder: Path, storage: str, parts: int = 3, per_part: int = 8, listed: int = 0) -> Path:
+    """A split recording's storage files (`rec_0`, `rec_1`, ... as rosbag2 names them), its metadata.yaml listing
+    the first `listed` of them (0: none, a recorder killed before it wrote it)."""
+    frames = list(synthetic_frames(parts * per_part, 36, 52))
     for k in range(parts):
         part = folder.parent / f"part{k}"
-        frames = list(synthetic_frames(parts * per_part, 36, 52))[k * per_part : (k + 1) * per_part]
-        write_image_bag(part, frames, storage=storage, start_ns=START + k * per_part * 33_333_333)
-        shutil.move(next(part.glob(f"*{EXT[storage]}")), folder / f"rec_{k}{EXT[storage]}")
-        shutil.rmtree(part)
-    return folder
+        start = START + k * per_part * 33_333_333
+        write_image_bag(part, frames[k * per_part : (k + 1) * per_part], storage=storage, start_ns=start)
+    return join_split_bag(folder, [folder.parent / f"part{k}" for k in range(parts)], listed=listed)
 
 
 @pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
@@ -70,12 +69,9 @@ def test_a_cut_off_mcap_is_read_up_to_the_cut(tmp_path: Path, metadata: bool) ->
 
     rec = tmp_path / "rec"
     write_image_bag(rec, synthetic_frames(24, 240, 320), start_ns=START)  # ~1 MiB chunks: several
-    (rec / "metadata.yaml").unlink()
-    last = next(rec.glob("*.mcap")).rename(rec / "rec_0.mcap")
-    if metadata:
-        write_image_bag(tmp_path / "meta", synthetic_frames(1, 36, 52))
-        text = (tmp_path / "meta" / "metadata.yaml").read_text().replace("meta.mcap", "rec_0.mcap")
-        (rec / "metadata.yaml").write_text(text)
+    last = rec / "rec_0.mcap"
+    if not metadata:
+        (rec / "metadata.yaml").unlink()
     data = last.read_bytes()
     last.write_bytes(data[: len(data) * 2 // 3])
     before = hashlib.sha256(last.read_bytes()).hexdigest()
@@ -120,10 +116,9 @@ def test_the_robots_own_message_types_in_an_old_bag_are_copied_or_named(tmp_path
     definition in the bag it is now copied byte for byte; without one (pre-Iron sqlite3) rosbags
     cannot write the type: the run completes, and the summary names what stayed in the input."""
     from rosbags.highlevel import AnyReader
-    from rosbags.rosbag2 import Writer
     from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
-    from vdepth_ros.offline.bag_types import STORAGES
+    from vdepth_ros.offline.bag_writer import new_bag_writer
 
     bag = tmp_path / "in"
     write_image_bag(bag, synthetic_frames(10, 36, 52), storage="sqlite3", start_ns=START)
@@ -132,7 +127,7 @@ def test_the_robots_own_message_types_in_an_old_bag_are_copied_or_named(tmp_path
     thing = store.types["my_robot_msgs/msg/Thing"]
     raws = [store.serialize_cdr(thing(a=i, b="x" * i), "my_robot_msgs/msg/Thing") for i in range(10)]
     extra = tmp_path / "extra"
-    with Writer(extra, version=9, storage_plugin=STORAGES["sqlite3"]) as w:
+    with new_bag_writer(extra, "sqlite3", version=9) as w:
         conn = w.add_connection("/robot/thing", "my_robot_msgs/msg/Thing", typestore=store)
         for i, raw in enumerate(raws):
             w.write(conn, START + i * 33_333_333, raw)
@@ -159,13 +154,31 @@ def test_the_robots_own_message_types_in_an_old_bag_are_copied_or_named(tmp_path
                 assert any("/robot/thing" in n and "not copied" in n for n in summary.notes), summary.notes
 
 
+def test_a_bag_whose_files_overlap_in_time_is_read_in_time_order(tmp_path: Path) -> None:
+    """rosbags reads a bag folder's storage files one after another: with the images in one file and camera_info in
+    another (a bag split or merged by topic), every image came before any camera_info, so none had a camera (0
+    clouds, no depth/camera_info). The files are merged by log time now, as the messages reached the recorder."""
+    from rosbags.rosbag2 import Reader
+
+    from vdepth_ros.offline.bag_writer import new_bag_writer
+
+    whole = tmp_path / "whole"
+    write_image_bag(whole, synthetic_frames(12, 36, 52), start_ns=START)
+    parts = [tmp_path / "images", tmp_path / "infos"]
+    for part, topic in zip(parts, ("/image", "/camera_info"), strict=True):
+        with Reader(whole) as reader, new_bag_writer(part) as writer:
+            (conn,) = [c for c in reader.connections if c.topic == topic]
+            out = writer.add_connection(topic, conn.msgtype, msgdef=conn.msgdef.data, rihs01=conn.digest)
+            for _, t, raw in reader.messages(connections=[conn]):
+                writer.write(out, t, raw)
+    rec = join_split_bag(tmp_path / "rec", parts)
+    summary = process_bag(rec, tmp_path / "out", params=PARAMS, engine=_engine())
+    assert summary.frames_out == 12 and summary.clouds == 12, summary.notes
+
+
 def test_one_file_of_a_split_bag_says_the_bag_has_more(tmp_path: Path) -> None:
     """A user passing rec_0.mcap of a split recording got a third of it without a word."""
-    rec = _split_recording(tmp_path / "rec", "mcap")
-    write_image_bag(tmp_path / "meta", synthetic_frames(1, 36, 52))
-    text = (tmp_path / "meta" / "metadata.yaml").read_text()
-    text = text.replace("- meta.mcap", "- rec_0.mcap\n  - rec_1.mcap\n  - rec_2.mcap")
-    (rec / "metadata.yaml").write_text(text)
+    rec = _split_recording(tmp_path / "rec", "mcap", listed=3)
     summary = process_bag(rec / "rec_0.mcap", tmp_path / "out", params=PARAMS, engine=_engine())
     assert summary.frames_out == 8
     assert any("1 of the 3 files" in n and str(rec) in n for n in summary.notes), summary.notes
@@ -455,17 +468,7 @@ def test_a_topic_whose_definition_rosbags_cannot_use_is_named_not_a_traceback(
 def test_a_split_recording_copied_in_part_is_read_from_the_files_there(tmp_path: Path) -> None:
     """A split recording whose metadata.yaml lists a file that was not copied (only the first parts
     taken off the robot) failed as "truncated or corrupt", although the files there are whole."""
-    import yaml
-
-    rec = _split_recording(tmp_path / "rec", "mcap")
-    part = tmp_path / "part"
-    write_image_bag(part, synthetic_frames(8, 36, 52), start_ns=START)
-    meta = yaml.safe_load((part / "metadata.yaml").read_text())
-    info = meta["rosbag2_bagfile_information"]
-    names = [f"rec_{k}.mcap" for k in range(3)]
-    info["relative_file_paths"] = names
-    info["files"] = [dict(info["files"][0], path=name) for name in names]
-    (rec / "metadata.yaml").write_text(yaml.safe_dump(meta))
+    rec = _split_recording(tmp_path / "rec", "mcap", listed=3)
     (rec / "rec_2.mcap").unlink()
     summary = process_bag(rec, tmp_path / "out", params=PARAMS, engine=_engine())
     assert summary.frames_in == 16 and summary.frames_out == 16
@@ -476,10 +479,10 @@ def _two_cameras(folder: Path) -> None:
     """A robot's recording of two cameras of the same size: the front one on the node's default names
     (`/image`, `/camera_info`, fx 40), the rear one as image_transport names it (`/rear/image_raw`,
     `/rear/camera_info`, fx 80)."""
-    from rosbags.rosbag2 import Writer
     from rosbags.typesys import get_typestore
 
-    from vdepth_ros.offline.bag_types import CAMERA_INFO, IMAGE, STORAGES, TYPESTORES
+    from vdepth_ros.offline.bag_types import CAMERA_INFO, IMAGE, TYPESTORES
+    from vdepth_ros.offline.bag_writer import new_bag_writer
     from vdepth_ros.offline.synth import _camera_info, _image_raw
 
     ts = get_typestore(TYPESTORES["kilted"])
@@ -493,7 +496,7 @@ def _two_cameras(folder: Path) -> None:
             list(synthetic_frames(24, 36, 52, 1)),
         ),
     }
-    with Writer(folder, version=9, storage_plugin=STORAGES["mcap"]) as w:
+    with new_bag_writer(folder, "mcap", version=9) as w:
         conns = {
             name: (w.add_connection(img, IMAGE, typestore=ts), w.add_connection(info, CAMERA_INFO, typestore=ts))
             for name, (img, info, _, _) in cameras.items()
@@ -562,17 +565,17 @@ def _depth_camera_recording(
 
     import cv2
     from fakes import rvl_encode
-    from rosbags.rosbag2 import Writer
     from rosbags.typesys import get_typestore
 
-    from vdepth_ros.offline.bag_types import CAMERA_INFO, COMPRESSED, IMAGE, STORAGES, TYPESTORES
+    from vdepth_ros.offline.bag_types import CAMERA_INFO, COMPRESSED, IMAGE, TYPESTORES
+    from vdepth_ros.offline.bag_writer import new_bag_writer
     from vdepth_ros.offline.synth import _camera_info, _image_raw
     from vdepth_ros.offline.videoio import default_intrinsics
 
     ts = get_typestore(TYPESTORES["kilted"])
     T = ts.types
     quant_a, quant_b = 100.0, 10.0  # the plugin's depth_quantization 100, depth_max 10
-    with Writer(folder, version=9, storage_plugin=STORAGES["mcap"]) as w:
+    with new_bag_writer(folder, "mcap", version=9) as w:
         image = w.add_connection("/camera/color/image_raw", IMAGE, typestore=ts)
         info = w.add_connection("/camera/color/camera_info", CAMERA_INFO, typestore=ts)
         depth = w.add_connection("/camera/aligned_depth_to_color/image_raw/compressedDepth", COMPRESSED, typestore=ts)
@@ -722,11 +725,7 @@ def test_an_output_beside_one_file_of_a_recording_is_refused_but_not_beside_a_lo
     again without its metadata.yaml (a killed recorder's folder, or `ros2 bag reindex`), the depth was one more
     file of the recording. The folder is the input then, and the output may not go in it; a lone .mcap among
     others in a folder of the user's (~/bags/run1.mcap) is its own recording, with outputs beside it."""
-    rec = _split_recording(tmp_path / "rec", "mcap")
-    if metadata:
-        write_image_bag(tmp_path / "meta", synthetic_frames(1, 36, 52))
-        text = (tmp_path / "meta" / "metadata.yaml").read_text()
-        (rec / "metadata.yaml").write_text(text.replace("- meta.mcap", "- rec_0.mcap\n  - rec_1.mcap\n  - rec_2.mcap"))
+    rec = _split_recording(tmp_path / "rec", "mcap", listed=3 if metadata else 0)
     before = sorted(p.name for p in rec.iterdir())
     with pytest.raises(OfflineError, match=f"overlaps the input {rec}"):
         process_bag(rec / "rec_0.mcap", rec / "depth.mcap", params=PARAMS, engine=_engine())
@@ -744,18 +743,17 @@ def _realsense_recording(path: Path, n: int = 12) -> Path:
     `/compressed`, the depth camera raw (16UC1), `/compressed` (a 16-bit PNG, "16UC1; png compressed") and
     `/compressedDepth`, and the colour camera_info."""
     import cv2
-    from rosbags.rosbag2 import Writer
     from rosbags.typesys import get_typestore
 
-    from vdepth_ros.offline.bag_types import CAMERA_INFO, COMPRESSED, IMAGE, STORAGES, TYPESTORES
-    from vdepth_ros.offline.bag_writer import image_message
+    from vdepth_ros.offline.bag_types import CAMERA_INFO, COMPRESSED, IMAGE, TYPESTORES
+    from vdepth_ros.offline.bag_writer import image_message, new_bag_writer
     from vdepth_ros.offline.synth import _camera_info, _image_raw
     from vdepth_ros.offline.videoio import default_intrinsics
 
     ts = get_typestore(TYPESTORES["kilted"])
     T = ts.types
     colour, depth = "/camera/color/image_raw", "/camera/depth/image_rect_raw"
-    with Writer(path, version=9, storage_plugin=STORAGES["mcap"]) as w:
+    with new_bag_writer(path, "mcap", version=9) as w:
         conns = {
             "rgb": w.add_connection(colour, IMAGE, typestore=ts),
             "jpeg": w.add_connection(f"{colour}/compressed", COMPRESSED, typestore=ts),
@@ -854,10 +852,7 @@ def test_a_split_file_its_metadata_yaml_does_not_list_is_read(tmp_path: Path) ->
     """A split recording whose metadata.yaml was written before its last file (the recorder killed, or still
     recording, in rec_2): rosbags reads the files listed alone, so the last part was missing without a word
     (16 of 24 frames). Now the folder is read from its storage files, with a note naming the file."""
-    rec = _split_recording(tmp_path / "rec", "mcap")
-    write_image_bag(tmp_path / "meta", synthetic_frames(1, 36, 52))
-    text = (tmp_path / "meta" / "metadata.yaml").read_text()
-    (rec / "metadata.yaml").write_text(text.replace("- meta.mcap", "- rec_0.mcap\n  - rec_1.mcap"))
+    rec = _split_recording(tmp_path / "rec", "mcap", listed=2)
     summary = process_bag(rec, tmp_path / "out", params=PARAMS, engine=_engine())
     assert summary.frames_in == 24 and summary.frames_out == 24
     assert any("does not list (rec_2.mcap" in n for n in summary.notes), summary.notes

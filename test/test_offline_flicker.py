@@ -222,15 +222,15 @@ def _compressed_depth_recording(path: Path, depth_size: dict[int, tuple[int, int
     run of zeros of any length is a few bytes of RVL)."""
     import struct
 
-    from rosbags.rosbag2 import Writer
     from rosbags.typesys import get_typestore
 
-    from vdepth_ros.offline.bag_types import COMPRESSED, STORAGES, TYPESTORES
+    from vdepth_ros.offline.bag_types import COMPRESSED, TYPESTORES
+    from vdepth_ros.offline.bag_writer import new_bag_writer
     from vdepth_ros.offline.synth import _image_raw
 
     ts = get_typestore(TYPESTORES["kilted"])
     rgb, depth = panning()
-    with Writer(path, version=9, storage_plugin=STORAGES["mcap"]) as w:
+    with new_bag_writer(path, "mcap", version=9) as w:
         image = w.add_connection("/image", "sensor_msgs/msg/Image", typestore=ts)
         depth_conn = w.add_connection("/cam/depth/compressedDepth", COMPRESSED, typestore=ts)
         for k in range(T):
@@ -351,14 +351,14 @@ def test_a_cameras_base_topic_reads_its_only_image_transport(tmp_path: Path) -> 
 
 def _odometry_bag(path: Path, count: int, rate: float = 1000.0) -> Path:
     """`count` PoseStamped on /camera_pose at `rate` Hz from START (the camera still): a robot's odometry."""
-    from rosbags.rosbag2 import Writer
     from rosbags.typesys import get_typestore
 
-    from vdepth_ros.offline.bag_types import POSE_STAMPED, STORAGES, TYPESTORES
+    from vdepth_ros.offline.bag_types import POSE_STAMPED, TYPESTORES
+    from vdepth_ros.offline.bag_writer import new_bag_writer
 
     ts = get_typestore(TYPESTORES["kilted"])
     T = ts.types
-    with Writer(path, version=9, storage_plugin=STORAGES["mcap"]) as writer:
+    with new_bag_writer(path, "mcap", version=9) as writer:
         conn = writer.add_connection("/camera_pose", POSE_STAMPED, typestore=ts)
         pose = T["geometry_msgs/msg/Pose"](
             position=T["geometry_msgs/msg/Point"](x=0.0, y=0.0, z=0.0),

@@ -10,7 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fakes import run_offline_cli
+from fakes import LuminanceEngine, run_offline_cli
+
+from vdepth_ros.offline.bag import process_bag
+from vdepth_ros.offline.errors import OutputExistsError
 
 SETUP = Path(__file__).resolve().parents[1] / "setup.py"
 
@@ -84,9 +87,9 @@ def test_ctrl_c_after_the_output_is_complete_says_it_was_kept(
 def _recording_with_tf(folder: Path, n: int) -> None:
     """A camera's recording as a robot makes it: images, camera_info, /tf and a latched /tf_static."""
     from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
-    from rosbags.rosbag2 import StoragePlugin, Writer
     from rosbags.typesys import Stores, get_typestore
 
+    from vdepth_ros.offline.bag_writer import new_bag_writer
     from vdepth_ros.offline.synth import synthetic_frames, write_image_bag
 
     write_image_bag(folder.with_name("camera"), synthetic_frames(n, 36, 52))
@@ -113,7 +116,7 @@ def _recording_with_tf(folder: Path, n: int) -> None:
 
     with (
         AnyReader([folder.with_name("camera")]) as reader,
-        Writer(folder, version=9, storage_plugin=StoragePlugin.MCAP) as w,
+        new_bag_writer(folder, "mcap", version=9) as w,
     ):
         static = w.add_connection("/tf_static", tf, typestore=ts, offered_qos_profiles=[latched])
         moving = w.add_connection("/tf", tf, typestore=ts)
@@ -169,6 +172,10 @@ def test_ctrl_c_during_a_long_bag_keeps_what_was_done_as_a_readable_bag(tmp_path
     (latched_offer,) = yaml.safe_load(static["topic_metadata"]["offered_qos_profiles"])  # (metadata version 8)
     assert latched_offer["durability"] == 1  # rmw's RMW_QOS_POLICY_DURABILITY_TRANSIENT_LOCAL
     assert sorted(p.name for p in tmp_path.iterdir()) == ["camera", "out", "params.yaml", "rec"]
+    # run again: the output is kept, and the refusal says it is a stopped run's (it said "exists" alone)
+    with pytest.raises(OutputExistsError, match=r"stopped after .* of 120 .* does not resume: pass --overwrite"):
+        process_bag(rec, out, params={}, engine=LuminanceEngine(), mode=mode)
+    assert _bag_counts(out) == counts
 
 
 def test_ctrl_c_twice_aborts_and_keeps_nothing(tmp_path: Path) -> None:

@@ -81,15 +81,15 @@ def test_the_depth_cameras_other_depth_topics_do_not_hide_the_colour_topic(
 ) -> None:
     """A RealSense recording has the raw depth beside the aligned one: the colour topic was no longer
     "the only image topic besides the depth", and the conversion asked for --image-topic."""
-    from rosbags.rosbag2 import Reader, Writer
+    from rosbags.rosbag2 import Reader
     from rosbags.typesys import Stores, get_typestore
 
-    from vdepth_ros.offline.bag_types import STORAGES
+    from vdepth_ros.offline.bag_writer import new_bag_writer
 
     ts = get_typestore(Stores.ROS2_KILTED)
     src = _bag(tmp_path / "src", 4, _mm(4))
     bag = tmp_path / "rec"
-    with Reader(src) as r, Writer(bag, version=9, storage_plugin=STORAGES["mcap"]) as w:
+    with Reader(src) as r, new_bag_writer(bag, "mcap", version=9) as w:
         conns = {c.id: w.add_connection(c.topic, c.msgtype, typestore=ts) for c in r.connections}
         raw_depth = w.add_connection("/cam/depth/image_rect_raw", "sensor_msgs/msg/Image", typestore=ts)
         for c, t, raw in r.messages():

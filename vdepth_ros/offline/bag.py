@@ -15,7 +15,6 @@ import argparse
 import functools
 import json
 import logging
-import shutil
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,17 +29,15 @@ from vdepth_ros.offline.bag_messages import bag_path, recording_of
 from vdepth_ros.offline.bag_notes import add_run_notes, flicker_note, input_topics_note
 from vdepth_ros.offline.bag_outputs import (
     OUTPUT_MARK,
-    SINGLE_FILE_STORAGES,
     not_a_vdepth_bag,
     output_form,
     output_storage,
-    recorded_file_stem,
 )
 from vdepth_ros.offline.bag_reader import BagFrameSource
 from vdepth_ros.offline.bag_topics import BagTopics, resolve_topics
 from vdepth_ros.offline.bag_types import STORAGE_NAMES, TYPESTORE_NAMES, BagFrameMeta, require_bag_library
 from vdepth_ros.offline.bag_writer import DepthBagWriter
-from vdepth_ros.offline.errors import InterruptedAfterOutput, OfflineError
+from vdepth_ros.offline.errors import InterruptedAfterOutput, OfflineError, OutputExistsError
 from vdepth_ros.offline.runner import (
     MODES,
     RunSummary,
@@ -50,6 +47,7 @@ from vdepth_ros.offline.runner import (
     apply_blas_threads,
     build_pipeline,
     cli_errors,
+    disk_room_check,
     exit_status,
     load_node_params,
     pipeline_config,
@@ -196,13 +194,12 @@ def process_bag(
     params = _with_metric_input(params, topics.sparse_depth or topics.camera_pose, named_here, summary.notes)
     config = pipeline_config(params, model=model, backend=backend, check_model=engine is None)
     # 4. Run it into a new bag, built under a temporary name and renamed into place when complete.
+    _refuse_a_stopped_runs_output(output_path, overwrite)
     output = AtomicOutput(
         output_path, overwrite=overwrite, inputs=[recording_of(input_path)], replaceable=not_a_vdepth_bag
     )
     # a bag recorded with compression_mode: file is unpacked beside the output (the disk chosen with -o)
     with output as tmp, source.unpacking_in(output.scratch):
-        # rosbags writes a folder, its storage file named after it: a bag folder's as `ros2 bag record` names it
-        bag_dir = tmp.with_name(tmp.stem if single_file else recorded_file_stem(tmp.name))
         if copy_input_topics:
             _check_copy_collisions(source, topics, provisional=mode == "causal" and config.publish == "both")
         summary.notes.extend(source.notes)
@@ -212,7 +209,7 @@ def process_bag(
         publish = config.publish if mode == "causal" else "final"
         with (
             DepthBagWriter(
-                bag_dir,
+                tmp,
                 topics.outputs,
                 storage=storage,
                 typestore=typestore,
@@ -222,6 +219,7 @@ def process_bag(
                 custom_data={f"{OUTPUT_MARK}{k.replace(' ', '_')}": v for k, v in summary.model.items()},
                 # the QoS the live node offers on each output, so that `ros2 bag play` offers it too
                 offered_qos=functools.partial(output_qos, params, largest_burst(pipeline.schedule)),
+                single_file=single_file,
             ) as writer,
             StopAtCtrlC(PROG) as stop,
         ):
@@ -230,23 +228,26 @@ def process_bag(
             ros_values = ros_param_values(params)
             resets = StreamResets(round(ros_values["max_gap"] * 1e9))
             pauses = PauseRule(ros_values["pause_flush"], ros_values["max_gap"])
-            # Ctrl-C ends the input here, as if the bag ended: the frames read are finished and written
+            # Ctrl-C ends the input here, as if the bag ended: the frames read are finished and written; so does a
+            # disk about to fill, while there is room for them (causal mode writes as it reads; offline mode, which
+            # writes once all is read, ends its output there instead)
+            room = disk_room_check(
+                output.scratch, lambda: (writer.bytes_written, writer.frames_written), largest_burst(pipeline.schedule)
+            )
             outputs = run_pipeline(
-                pipeline, stop.frames(frames), mode, resets, _frame_signature, output.scratch, pauses
-            )  # type: ignore[arg-type]
+                pipeline, stop.frames(frames, room if mode == "causal" else None), mode, resets, _frame_signature,
+                output.scratch, pauses,
+            )  # type: ignore[arg-type]  # fmt: skip
             if mode == "offline":
                 outputs = with_progress(outputs, source.frame_count, f"{PROG} (writing)", progress)
             for frame in outputs:
+                if mode == "offline" and stop.end_output(room()):
+                    break
                 if writer.write_frame(frame):
                     summary.add(frame)
             stopped = stopped_output(stop, output, summary, source.frame_count)
             if stopped is not None:  # in the output folder's metadata.yaml too
                 writer.writer.set_custom_data("vdepth_ros.interrupted", stopped)
-        if single_file:  # the storage file alone (its metadata.yaml is not needed to read it)
-            next(p for p in bag_dir.iterdir() if p.suffix in SINGLE_FILE_STORAGES).rename(tmp)
-            shutil.rmtree(bag_dir)
-        else:
-            bag_dir.rename(tmp)
         # 5. What the run saw, as counts and notes.
         summary.clouds_skipped = writer.clouds_skipped
         summary.notes.append(input_topics_note(input_path, source, copy_input_topics, writer))
@@ -291,6 +292,26 @@ def process_bag(
     summary.outputs["output bag"] = output_form(output_path, storage, single_file)
     summary.outputs["topics written"] = ", ".join(f"{t} ({n})" for t, n in counts.items()) or "none"
     return summary
+
+
+def _refuse_a_stopped_runs_output(path: Path, overwrite: bool) -> None:
+    """Without `overwrite`, refuse an output folder that holds an earlier run stopped early (Ctrl-C, SIGTERM, its
+    disk full: the `vdepth_ros.interrupted` its metadata.yaml `custom_data` keeps), saying how far it got and that a
+    run does not resume (it said only that the output exists); other outputs are left to `AtomicOutput`'s check."""
+    import yaml
+
+    if overwrite:
+        return
+    try:
+        info = yaml.safe_load((path / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+        stopped = (info.get("custom_data") or {}).get(f"{OUTPUT_MARK}interrupted")
+    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError):
+        return  # (not a folder, or not such a bag: the output check names what it is)
+    if stopped is not None:
+        raise OutputExistsError(
+            f"output {path.absolute()} exists: an earlier vdepth-bag run's output, stopped {stopped}; a run does not "
+            "resume: pass --overwrite to run the whole input into it again, or choose another output path"
+        )
 
 
 def _check_copy_collisions(source: BagFrameSource, topics: BagTopics, *, provisional: bool) -> None:

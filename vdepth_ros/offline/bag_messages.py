@@ -13,6 +13,7 @@ import tempfile
 from contextlib import contextmanager
 from itertools import islice
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -419,6 +420,29 @@ def _metadata_problem(err: Exception) -> str | None:
     return None
 
 
+def time_ordered_messages(reader: AnyReader, connections: list[Connection]) -> Iterator[tuple[Connection, int, bytes]]:
+    """`reader.messages(connections)` in log-time order across every storage file read, as the messages reached the
+    recorder (the live node saw them so). rosbags reads a bag folder's files one after another, each in time order,
+    so a recording whose files overlap in time (a split bag's late messages, files split by topic: the images in
+    one, camera_info in another) gave all of one file's messages first: no image found its camera_info, and the
+    stream restarted at each going back in time. Bags and storage files read side by side were already merged so."""
+    import heapq
+
+    by_reader: dict[int, tuple[Any, list[Connection]]] = {}
+    for conn in connections or reader.connections:  # (none: all of them, as rosbags reads them)
+        by_reader.setdefault(id(conn.owner), (conn.owner, []))[1].append(conn)
+    streams = []
+    for owner, conns in by_reader.values():
+        files = getattr(owner, "storages", None)  # (rosbags' DirectoryReader: a bag folder's storage files)
+        if isinstance(files, list) and len(files) > 1 and hasattr(owner, "metadata"):
+            # its own reading (connections mapped per file, per-message decompression), one storage file at a time
+            one = [SimpleNamespace(storages=[f], metadata=owner.metadata) for f in files]
+            streams += [type(owner).messages(part, conns) for part in one]
+        else:
+            streams.append(owner.messages(connections=conns))
+    return heapq.merge(*streams, key=lambda message: message[1])
+
+
 def guarded_messages(
     reader: AnyReader, connections: list[Connection], path: Path
 ) -> Iterator[tuple[Connection, int, bytes]]:
@@ -426,7 +450,7 @@ def guarded_messages(
     corrupt" (an error in the caller's frame code must surface as itself, not blame the bag)."""
     read_errors = _read_errors()
     try:
-        it = iter(reader.messages(connections=connections))
+        it = iter(time_ordered_messages(reader, connections))
     except read_errors as err:
         raise storage_error(path, err) from err
     while True:

@@ -6,7 +6,10 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,6 +18,7 @@ import numpy as np
 
 from vdepth_ros.camera_info import camera_info_fields
 from vdepth_ros.encodings import image_fields_from_array
+from vdepth_ros.offline.bag_outputs import recorded_file_stem
 from vdepth_ros.offline.bag_types import (
     BAG_VERSION,
     CAMERA_INFO,
@@ -123,6 +127,70 @@ def rosbag2_qos(qos: Mapping[str, Any]) -> Any:
     )[0]
 
 
+def new_bag_writer(
+    path: str | Path, storage: str = "mcap", *, single_file: bool = False, version: int = BAG_VERSION
+) -> Writer:
+    """A rosbags `Writer` of a new bag at `path` whose storage file is named as `ros2 bag record -o PATH` names
+    it: `PATH/PATH_0.mcap` beside `PATH/metadata.yaml` (rosbags alone names it `PATH/PATH.mcap`, which `ros2 bag
+    reindex` does not find and which no recording has, so fixtures made so were bags no robot records). Every bag
+    the package writes (vdepth-bag's output, the demo's, the tests' and benchmarks' recordings) is made here.
+
+    The bag is written in a hidden folder beside `path` and moved there when closed, so `path` appears only
+    complete, its metadata.yaml and the metadata inside its storage file naming the same file; `abort()` (or an
+    exception in a `with` block) removes it. `single_file`: `path` is one storage file (`out.mcap`, its
+    metadata.yaml dropped: the file holds it). Use it as rosbags' `Writer` (`with new_bag_writer(p) as w:`,
+    `add_connection`, `write`, `set_custom_data`, `set_compression`)."""
+    from vdepth_ros.offline.bag_types import STORAGES
+
+    if storage not in STORAGE_NAMES:
+        raise OfflineError(f"unknown storage {storage!r}; choose one of {', '.join(STORAGE_NAMES)}")
+    return _recorded_writer_class()(Path(path), single_file, version=version, storage_plugin=STORAGES[storage])
+
+
+@functools.cache
+def _recorded_writer_class() -> type[Writer]:
+    """rosbags' `Writer`, writing its folder as `new_bag_writer` says (a class made on first use: importing this
+    module needs no rosbags)."""
+    from rosbags.rosbag2 import Writer
+
+    class RecordedBagWriter(Writer):
+        def __init__(self, path: Path, single_file: bool, **kwargs: Any) -> None:
+            super().__init__(path, **kwargs)  # (refuses an existing `path`)
+            self.final_path, self.single_file = path, single_file
+            self.folder_name = path.stem if single_file else recorded_file_stem(path.name)
+            self.staging: Path | None = None
+
+        def open(self) -> None:
+            # rosbags names the storage file after the folder it writes: a folder named PATH_0 gives PATH_0.mcap
+            parent = self.final_path.parent
+            parent.mkdir(parents=True, exist_ok=True)
+            self.staging = Path(tempfile.mkdtemp(prefix=f".{self.final_path.name}.writing-", dir=parent))
+            self.path = self.staging / self.folder_name
+            self.metapath = self.path / "metadata.yaml"
+            super().open()
+
+        def close(self) -> None:
+            super().close()
+            if self.single_file:
+                next(p for p in self.path.iterdir() if p.name != "metadata.yaml").rename(self.final_path)
+            else:
+                self.path.rename(self.final_path)
+            self._remove_staging()
+
+        def abort(self) -> None:
+            try:
+                super().abort()
+            finally:
+                self._remove_staging()
+
+        def _remove_staging(self) -> None:
+            staging, self.staging = self.staging, None
+            if staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)
+
+    return RecordedBagWriter
+
+
 def image_message(ts: Any, header: Any, arr: np.ndarray, encoding: str) -> Any:
     """A rosbags `sensor_msgs/Image` of the `(H, W[, C])` array `arr` in `encoding` (its rows packed as
     `encodings.image_fields_from_array` lays them out) in typestore `ts`."""
@@ -189,7 +257,7 @@ class DepthBagWriter:
     bag receive time.
 
     Args:
-        path: new bag folder (must not exist).
+        path: new bag folder (must not exist), its storage file named as ros2 bag names it (`new_bag_writer`).
         topics: main output topic names.
         storage: "mcap" or "sqlite3".
         typestore: ROS 2 distribution for the message definitions/hashes written.
@@ -201,6 +269,7 @@ class DepthBagWriter:
             topic's offered QoS profile (metadata.yaml, MCAP channel metadata), so that `ros2 bag play` offers
             what the node did (rosbag2's `adapt_offer_to_recorded_offers`: the recorded reliability, durability,
             deadline and liveliness, its own default history); None: none written.
+        single_file: `path` is one storage file (`out.mcap`), not a bag folder.
     """
 
     def __init__(
@@ -214,6 +283,7 @@ class DepthBagWriter:
         provisional_topics: OutputTopics | None = None,
         custom_data: dict[str, str] | None = None,
         offered_qos: Callable[[str], Mapping[str, Any]] | None = None,
+        single_file: bool = False,
     ) -> None:
         if storage not in STORAGE_NAMES:
             raise OfflineError(f"unknown storage {storage!r}; choose one of {', '.join(STORAGE_NAMES)}")
@@ -228,6 +298,7 @@ class DepthBagWriter:
         self.provisional_topics = provisional_topics
         self.publish = publish
         self.storage = storage
+        self.single_file = single_file
         from rosbags.typesys import get_typestore
 
         from vdepth_ros.offline.bag_types import TYPESTORES
@@ -241,18 +312,17 @@ class DepthBagWriter:
         self.not_copied: dict[tuple[str, str], str] = {}  # (topic, type) -> why rosbags cannot write it
         self.qos_made_playable: dict[str, list[str]] = {}  # copied topic -> its recorded QoS changed (`playable_qos`)
         self.counts: dict[str, int] = {}
+        self.bytes_written = 0  # the messages' (outputs and copies), for the room left on the disk
         self.clouds_skipped = 0
         self.frames_written = 0
         self.custom_data = dict(custom_data or {})
         self.offered_qos = offered_qos
 
     def open(self) -> DepthBagWriter:
-        from rosbags.rosbag2 import Writer, WriterError
+        from rosbags.rosbag2 import WriterError
 
-        from vdepth_ros.offline.bag_types import STORAGES
-
-        writer = Writer(self.path, version=BAG_VERSION, storage_plugin=STORAGES[self.storage])
         try:
+            writer = new_bag_writer(self.path, self.storage, single_file=self.single_file)
             writer.open()
         except WriterError as err:
             raise OfflineError(f"cannot create bag {self.path}: {err}") from err
@@ -304,8 +374,10 @@ class DepthBagWriter:
     def _write(self, topic: str | None, msgtype: str, msg: Any, t: int) -> None:
         if not topic:
             return
-        self.writer.write(self._conn(topic, msgtype), t, self.ts.serialize_cdr(msg, msgtype))
+        raw = self.ts.serialize_cdr(msg, msgtype)
+        self.writer.write(self._conn(topic, msgtype), t, raw)
         self.counts[topic] = self.counts.get(topic, 0) + 1
+        self.bytes_written += len(raw)
 
     def copy_message(self, conn: Connection, t: int, raw: bytes) -> None:
         """Copy one raw input message (same topic, type, definition and QoS) into the output bag.
@@ -332,6 +404,7 @@ class DepthBagWriter:
             self._copied_topics[(conn.topic, conn.msgtype)] = out
         self._copied[key] = out
         self.writer.write(out, t, raw)
+        self.bytes_written += len(raw)
 
     def _copy_connection(self, conn: Connection) -> tuple[Connection | None, str]:
         """The output connection for a copied input connection, or None and why its type cannot be written."""

@@ -8,6 +8,7 @@ import contextlib
 import logging
 import math
 import os
+import shutil
 import signal
 import sys
 import time
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import numpy as np
 
 from vdepth_ros.inputs.decode import SettingWords
-from vdepth_ros.offline.errors import InterruptedRun
+from vdepth_ros.offline.errors import InterruptedRun, OfflineError
 from vdepth_ros.pipeline_types import sparse_span
 
 if TYPE_CHECKING:
@@ -236,6 +237,8 @@ class RunSummary:
     model: dict[str, str] = field(default_factory=dict)
     #: how far a run that Ctrl-C stopped got (`StopAtCtrlC`: its output holds the input up to there)
     interrupted: str | None = None
+    #: why it was stopped, when not by a signal (the output's disk nearly full: `disk_room_check`)
+    stopped_by: str | None = None
     #: the input messages left out, per topic and kind of cause (`skipped.SkippedMessages.to_list`)
     skipped: list[dict[str, Any]] = field(default_factory=list)
     #: frames whose metric fit extrapolates much of the depth (`pipeline_types.sparse_span`: the node's WARN),
@@ -291,6 +294,7 @@ class RunSummary:
             "notes": self.notes,
             "model": self.model,
             "interrupted": self.interrupted,
+            "stopped_by": self.stopped_by,
             "skipped_messages": self.skipped,
         }
 
@@ -367,6 +371,8 @@ class StopAtCtrlC:
         self.cut = False  # the input was ended by it before its end
         self.read = 0  # frames taken from the input
         self.exhausted = False  # the input was read to its end (offline mode: before it writes)
+        self.reason: str | None = None  # why the input was ended, when not by a signal (`frames`' `check`)
+        self.output_cut = False  # the output was ended before all the frames read were written (`end_output`)
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> StopAtCtrlC:
@@ -398,11 +404,25 @@ class StopAtCtrlC:
             "(Ctrl-C again to abort, keeping no output)\n"
         )
 
-    def frames(self, frames: Iterable[T]) -> Iterator[T]:
-        """`frames` until a stop is requested."""
+    def end_output(self, reason: str | None) -> bool:
+        """End the output here, before all the frames read are written, when there is a `reason` (a disk about to
+        fill in offline mode, which writes once the whole input is read: `disk_room_check`); whether it did."""
+        if reason is not None:
+            log.warning("%s: ending the output here: %s", self.prog, reason)
+            self.reason, self.cut, self.output_cut = reason, True, True
+        return reason is not None
+
+    def frames(self, frames: Iterable[T], check: Callable[[], str | None] | None = None) -> Iterator[T]:
+        """`frames` until a stop is requested, or `check` (asked before each frame) gives a reason to end the input
+        there as a signal would (the output's disk about to fill: `disk_room_check`)."""
         it = iter(frames)
         try:
             while not self.requested:
+                self.reason = check() if check is not None else None
+                if self.reason is not None:
+                    log.warning("%s: ending the input here: %s", self.prog, self.reason)
+                    self.requested = True
+                    break
                 try:
                     frame = next(it)
                 except StopIteration:
@@ -427,21 +447,58 @@ def stopped_output(stop: StopAtCtrlC, output: AtomicOutput, summary: RunSummary,
     if not stop.cut:
         return None
     got = f"after {stop.read}{f' of {total}' if total else ''} input frames"
-    if summary.frames_out == 0:
-        raise InterruptedRun(f"{got}, before any frame was written; no output was written")
-    if output.replaces:
-        raise InterruptedRun(f"{got}; the earlier output {output.final} is kept (the new one was not complete)")
+    if stop.output_cut:
+        got = f"after writing {summary.frames_out} of the {stop.read} input frames"
+    if stop.reason is not None:
+        got += f" ({stop.reason})"
+        summary.stopped_by = stop.reason
+    if summary.frames_out == 0 or output.replaces:
+        kept = (
+            ", before any frame was written; no output was written"
+            if summary.frames_out == 0
+            else f"; the earlier output {output.final} is kept (the new one was not complete)"
+        )
+        if stop.reason is None:
+            raise InterruptedRun(f"{got}{kept}")
+        raise OfflineError(f"stopped {got}{kept}")  # (a disk that stopped it: an error, exit status 2, not Ctrl-C)
     summary.interrupted = f"{got}; {output.final} holds the {summary.frames_out} frames written from them, complete"
     summary.notes.append(f"interrupted {summary.interrupted}; run again (with --overwrite) for the whole input")
     return summary.interrupted
 
 
 def exit_status(prog: str, summary: RunSummary) -> int:
-    """A finished run's exit status: 0, or 130 with one line on stderr when Ctrl-C stopped it early."""
+    """A finished run's exit status: 0, or with one line on stderr when it was stopped early, 130 (Ctrl-C, SIGTERM)
+    or 2 (the output's disk full: the output holds the input up to there, but the run did not do what was asked)."""
     if summary.interrupted is None:
         return 0
-    print(f"{prog}: interrupted {summary.interrupted}", file=sys.stderr)
-    return 130
+    print(f"{prog}: {'stopped' if summary.stopped_by else 'interrupted'} {summary.interrupted}", file=sys.stderr)
+    return 2 if summary.stopped_by else 130
+
+
+#: What a bag output needs on its disk beyond its frames' messages: rosbags' MCAP chunk held in memory (written at
+#: 1 MiB), the summary and metadata.yaml written on closing, sqlite's page cache (2 MiB by default)
+_CLOSING_ROOM = 4 << 20
+
+
+def disk_room_check(folder: Path, written: Callable[[], tuple[int, int]], held: int) -> Callable[[], str | None]:
+    """For `StopAtCtrlC.frames`: a reason to end the input before the output's disk is full (None: room left), so
+    that the output holds the input up to there, complete and readable, as after Ctrl-C (a disk that filled
+    while writing lost the whole run: one error, nothing kept). `written()`: the bytes and frames written so far;
+    room is kept for the `held` frames the pipeline may still write (a window) at their mean size, and for closing
+    (`_CLOSING_ROOM`). Only the tool's own writes are foreseen: another program filling the disk is the error."""
+
+    def check() -> str | None:
+        nbytes, frames = written()
+        need = _CLOSING_ROOM + (nbytes // frames * (held + 1) if frames else 0)
+        free = shutil.disk_usage(folder).free
+        if free >= need:
+            return None
+        return (
+            f"the output's disk is nearly full: {free / 1e6:.1f} MB left, {need / 1e6:.1f} MB needed to write the "
+            "frames held and close the output; free space on it or choose an output on a disk with room"
+        )
+
+    return check
 
 
 def add_run_options(parser: argparse.ArgumentParser, output: str) -> None:

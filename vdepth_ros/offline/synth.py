@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vdepth_ros.offline.bag_types import BAG_VERSION, CAMERA_INFO, COMPRESSED, IMAGE, POINTCLOUD2, POSE_STAMPED
-from vdepth_ros.offline.bag_writer import cloud_message, image_message
+from vdepth_ros.offline.bag_types import CAMERA_INFO, COMPRESSED, IMAGE, POINTCLOUD2, POSE_STAMPED
+from vdepth_ros.offline.bag_writer import cloud_message, image_message, new_bag_writer
 from vdepth_ros.offline.errors import OfflineError
 from vdepth_ros.offline.videoio import default_intrinsics
 from vdepth_ros.triangulate import quaternion_from_matrix
@@ -114,11 +114,12 @@ def write_image_bag(
     header_stamps_ns: Sequence[int] | None = None,
     info_stamp_offset_ns: int = 0,
     sample_bits: Sequence[int] | None = None,
+    compression_mode: str = "none",
 ) -> int:
     """Write `frames` (RGB uint8) as a rosbag2 bag with Image/CompressedImage + CameraInfo.
 
     Args:
-        path: new bag folder.
+        path: new bag folder (`PATH/metadata.yaml`, `PATH/PATH_0.mcap`, as `ros2 bag record -o PATH` writes).
         frames: `(H, W, 3)` uint8 RGB frames.
         storage: "mcap" or "sqlite3".
         typestore: ROS 2 distribution (`TYPESTORES` key).
@@ -143,16 +144,17 @@ def write_image_bag(
             stamp its images: zeros); default: the bag times.
         info_stamp_offset_ns: camera_info stamped this far after its image (a driver stamping it apart).
         sample_bits: mono16/16UC1: the camera's bit depth per frame (a camera switched to another mode); default 12.
+        compression_mode: "none", or zstd as `ros2 bag record --compression-mode file|message` writes it
+            ("file": each storage file compressed whole, `PATH_0.mcap.zstd`).
 
     Returns:
         The number of frames written.
     """
     if encoding not in BAG_ENCODINGS:
         raise OfflineError(f"encoding {encoding!r} not in {BAG_ENCODINGS}")
-    from rosbags.rosbag2 import Writer
     from rosbags.typesys import get_typestore
 
-    from vdepth_ros.offline.bag_types import STORAGES, TYPESTORES
+    from vdepth_ros.offline.bag_types import TYPESTORES
 
     ts = get_typestore(TYPESTORES[typestore])
     T = ts.types
@@ -162,7 +164,12 @@ def write_image_bag(
     points_iter = iter(sparse_points) if sparse_points is not None else None
     pose_iter = iter(camera_poses) if camera_poses is not None else None
     n = 0
-    with Writer(Path(path), version=BAG_VERSION, storage_plugin=STORAGES[storage]) as writer:
+    bag = new_bag_writer(path, storage)
+    if compression_mode != "none":
+        from rosbags.rosbag2.enums import CompressionFormat, CompressionMode
+
+        bag.set_compression(CompressionMode[compression_mode.upper()], CompressionFormat.ZSTD)
+    with bag as writer:
         compressed = encoding in ("jpeg", "png")
         img_conn = writer.add_connection(image_topic, COMPRESSED if compressed else IMAGE, typestore=ts)
         info_conn = writer.add_connection(camera_info_topic, CAMERA_INFO, typestore=ts) if camera_info_topic else None
@@ -214,3 +221,49 @@ def write_image_bag(
                 writer.write(pose_conn, t, ts.serialize_cdr(pmsg, POSE_STAMPED))
             n += 1
     return n
+
+
+def join_split_bag(folder: str | Path, parts: Sequence[str | Path], *, listed: int | None = None) -> Path:
+    """Join bags written by `write_image_bag` (or `bag_writer.new_bag_writer`), one per part in time order, into a
+    split recording as `ros2 bag record --max-bag-size` leaves it: `FOLDER/FOLDER_0.mcap`, `FOLDER_1.mcap`, ... and
+    a metadata.yaml listing each file with its own start, duration and count. `listed`: the metadata.yaml lists only
+    the first `listed` files (a recorder killed after it wrote it for the earlier ones; 0: no metadata.yaml, a
+    recorder killed before it wrote one). The parts' folders are removed; returns `folder`."""
+    import shutil
+
+    import yaml
+
+    folder = Path(folder)
+    folder.mkdir(parents=True)
+    infos, files = [], []
+    for k, part in enumerate(map(Path, parts)):
+        info = yaml.safe_load((part / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+        (stored,) = info["relative_file_paths"]
+        name = f"{folder.name}_{k}{stored[stored.index('.') :]}"  # (its extensions: .mcap, .db3, .mcap.zstd)
+        shutil.move(part / stored, folder / name)
+        shutil.rmtree(part)
+        infos.append(info)
+        files.append(dict(info["files"][0], path=name))
+    listed = len(files) if listed is None else listed
+    if listed == 0:
+        return folder
+    infos, files = infos[:listed], files[:listed]
+    topics: dict[str, dict] = {}  # every part's topics (a part may hold only some), their counts summed
+    for info in infos:
+        for topic in info["topics_with_message_count"]:
+            topic_name = topic["topic_metadata"]["name"]
+            count = topics[topic_name]["message_count"] if topic_name in topics else 0
+            topics[topic_name] = dict(topic, message_count=count + topic["message_count"])
+    start = min(f["starting_time"]["nanoseconds_since_epoch"] for f in files)
+    end = max(f["starting_time"]["nanoseconds_since_epoch"] + f["duration"]["nanoseconds"] for f in files)
+    joined = dict(
+        infos[0],
+        relative_file_paths=[f["path"] for f in files],
+        files=files,
+        starting_time={"nanoseconds_since_epoch": start},
+        duration={"nanoseconds": end - start},
+        message_count=sum(f["message_count"] for f in files),
+        topics_with_message_count=list(topics.values()),
+    )
+    (folder / "metadata.yaml").write_text(yaml.safe_dump({"rosbag2_bagfile_information": joined}, sort_keys=False))
+    return folder
