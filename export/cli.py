@@ -306,14 +306,18 @@ def _run_engine(args: argparse.Namespace) -> tuple[int, Any]:
         "key": res.key.to_dict(),
         "timing_cache": str(res.timing_cache),
     }
+    from vdepth_export.build_engine import own_engine_paths
     from vdepth_export.export_split import build_split_engines
 
     from vdepth_ros.runtime.reuse import split_files_for
 
-    if args.output is None and split_files_for(onnx).exist():  # `vdepth-export split` graphs: engines too
+    # `vdepth-export split` graphs: their engines too, beside the folder's engine they go with (`model.engine`,
+    # or this machine's beside another machine's); an engine at a path of the user's has none
+    own = res.engine_path.absolute() in [p.absolute() for p in own_engine_paths(onnx, res.key)]
+    if own and split_files_for(onnx).exist():
         split = build_split_engines(
-            onnx, precision=args.precision, workspace_gib=args.workspace_gib, device=args.device, tf32=args.tf32,
-            force_engine_update=args.force_engine_update, overwrite=args.overwrite,
+            onnx, precision=args.precision, engine_path=res.engine_path, workspace_gib=args.workspace_gib,
+            device=args.device, tf32=args.tf32, force_engine_update=args.force_engine_update, overwrite=args.overwrite,
         )  # fmt: skip
         summary["split_engines"] = [str(r.engine_path) for r in split]
     return 0, summary

@@ -490,7 +490,8 @@ def test_an_engine_of_another_precision_names_the_parameter_not_a_rebuild(
     ) as err:
         create_engine(folder, backend="tensorrt", precision="fp16")
     beside = folder / "model.trt10.13.0.35-nvidia-rtx-4000-ada-sm8.9.engine"
-    assert f"`vdepth-export engine {exported} --precision fp16 -o {beside}`" in str(err.value)
+    assert f"`vdepth-export engine {folder} --precision fp16 -o {beside}`" in str(err.value)
+    assert f"`model: {folder}` then runs it" in str(err.value)  # the folder finds this machine's engine
 
 
 @pytest.mark.usefixtures("tiny_registry")

@@ -188,7 +188,7 @@ def create_engine(
 
 def _folder_engine(path: Path, backend: str, precision: str, opts: dict[str, Any]) -> DepthEngine:
     """The engine of a model folder for `backend` (a causal model: torch only)."""
-    onnx_file, engine_file = path / ONNX_NAME, path / ENGINE_NAME
+    onnx_file = path / ONNX_NAME
     if backend == "torch" or (backend == "auto" and _streams(path)):
         if backend == "auto":
             log.info("auto backend: torch (a causal model streams only on torch)")
@@ -206,12 +206,21 @@ def _folder_engine(path: Path, backend: str, precision: str, opts: dict[str, Any
             raise ModelLoadError(stale)
         return _ort_engine(onnx_file, precision, opts)
     if backend == "tensorrt":
+        engine_file = _folder_engine_file(path, opts)
         if not engine_file.is_file():
             raise ModelLoadError(f"{path} has no {ENGINE_NAME}; build one with `vdepth-export engine {onnx_file}`")
         if stale := _stale_export(path, engine_file):
             raise ModelLoadError(stale)
         return _trt_engine(engine_file, precision, _with_folder_onnx(path, opts))
     return _auto_folder(path, precision, opts)
+
+
+def _folder_engine_file(folder: Path, opts: dict[str, Any]) -> Path:
+    """The folder's TensorRT engine for this machine: `model.engine`, or this machine's beside another
+    machine's (`tensorrt_backend.this_machines_engine`)."""
+    from vdepth_ros.runtime.tensorrt_backend import this_machines_engine
+
+    return this_machines_engine(folder / ENGINE_NAME, int(opts.get("device_id", 0)))
 
 
 def _with_folder_onnx(folder: Path, opts: dict[str, Any]) -> dict[str, Any]:
@@ -268,7 +277,7 @@ def _auto_exported(path: Path, precision: str, opts: dict[str, Any], reasons: li
     from vdepth_ros.runtime.tensorrt_backend import tensorrt_status
     from vdepth_ros.runtime.trt_cache import EngineMismatchError
 
-    onnx_file, engine_file = path / ONNX_NAME, path / ENGINE_NAME
+    onnx_file, engine_file = path / ONNX_NAME, _folder_engine_file(path, opts)
     if engine_file.is_file():
         ok, why = tensorrt_status(int(opts.get("device_id", 0)))
         if ok:
@@ -297,7 +306,7 @@ def _auto_exported(path: Path, precision: str, opts: dict[str, Any], reasons: li
 
 def _auto_folder(path: Path, precision: str, opts: dict[str, Any]) -> DepthEngine:
     reasons: list[str] = []
-    stale = _stale_export(path, path / ONNX_NAME) or _stale_export(path, path / ENGINE_NAME)
+    stale = _stale_export(path, path / ONNX_NAME) or _stale_export(path, _folder_engine_file(path, opts))
     if stale is not None:  # the exports would run the old weights: the folder's own weights run on torch
         log.warning("auto backend: not using the exported graphs: %s", stale)
         reasons.append("the exported graphs are older than the weights")

@@ -119,11 +119,19 @@ class SplitFiles:
 
 
 def split_files_for(model_file: str | Path, suffix: str = ".onnx") -> SplitFiles:
-    """`model.onnx` (or `.engine`) -> its `SplitFiles` (`suffix`: the graphs' file type)."""
+    """`model.onnx` (or `.engine`) -> its `SplitFiles` (`suffix`: the graphs' file type).
+
+    What lies between the stem and the file type stays: one machine's engine beside another's,
+    `model.<platform>.engine` (`trt_cache.engine_beside`), has its split engines beside theirs,
+    `model.frame.<platform>.engine` and `model.window.<platform>.engine`, by the same rule.
+    """
     p = Path(model_file)
-    stem = p.name.split(".")[0]
+    stem, _, rest = p.name.partition(".")
+    middle = "".join(f".{part}" for part in rest.rsplit(".", 1)[:-1])
     return SplitFiles(
-        p.with_name(f"{stem}.frame{suffix}"), p.with_name(f"{stem}.window{suffix}"), p.with_name(f"{stem}.split.json")
+        p.with_name(f"{stem}.frame{middle}{suffix}"),
+        p.with_name(f"{stem}.window{middle}{suffix}"),
+        p.with_name(f"{stem}.split.json"),
     )
 
 
