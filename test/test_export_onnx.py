@@ -90,6 +90,21 @@ def test_external_data_for_large_graphs(tmp_path) -> None:
     proto = onnx.load(str(res.onnx_path), load_external_data=False)
     assert any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer)
     assert res.parity["passed"] is True  # ONNX Runtime resolves the external file
+    # onnx wrote the data file for its owner alone (0600) beside a graph of the umask's mode: a node or
+    # container of another user read the graph and failed on its weights
+    assert data.stat().st_mode & 0o777 == res.onnx_path.stat().st_mode & 0o777
+    # moved to another folder with its data file it runs; without it the error names that file, not a re-export
+    clip = np.random.default_rng(0).integers(0, 255, (T, H, W, 3), dtype=np.uint8)
+    moved, bare = tmp_path / "moved", tmp_path / "bare"
+    for folder, names in ((moved, (res.onnx_path, data)), (bare, (res.onnx_path,))):
+        folder.mkdir()
+        for path in (*names, spec_path_for(res.onnx_path)):
+            (folder / path.name).write_bytes(path.read_bytes())
+    with create_engine(moved / "model.onnx") as moved_engine, create_engine(tmp_path, backend="onnxruntime") as eng:
+        assert np.array_equal(moved_engine.infer(clip), eng.infer(clip))
+    with pytest.raises(ModelLoadError, match="move or copy model.onnx.data with the graph") as err:
+        create_engine(bare / "model.onnx")
+    assert "vdepth-export onnx" not in str(err.value)
 
 
 def test_dynamic_frames_checked_at_two_lengths(tmp_path) -> None:

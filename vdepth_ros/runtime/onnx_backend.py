@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,7 +23,7 @@ from vdepth_ros.runtime.spec import (
     variant_files,
     variant_mismatch,
 )
-from vdepth_ros.runtime.trt_cache import onnx_sha256
+from vdepth_ros.runtime.trt_cache import external_data_path, onnx_sha256
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,14 @@ def _load_failure(graph: Path, spec: InputSpec, providers: list[str], err: Excep
     lowered on the GPU by TensorRT; otherwise ONNX Runtime's own message."""
     why = " ".join(str(err).split())[:400]
     fix = "export the graph again from its model folder: `vdepth-export onnx MODEL_FOLDER`"
-    if spec.precision != "fp32" and not {TRT_EP, CUDA_EP} & set(providers):
+    if "external data" in why.lower():  # a graph over 2 GB moved or copied without its weights file
+        named = re.search(r'does not exist: "?([^"\s]+)', why)
+        data = Path(named.group(1)).name if named else external_data_path(graph).name
+        fix = (
+            f"the graph keeps its weights in {data}, written beside it by the export, and {graph.parent} lacks it: "
+            f"move or copy {data} with the graph (and its spec {spec_path_for(graph).name})"
+        )
+    elif spec.precision != "fp32" and not {TRT_EP, CUDA_EP} & set(providers):
         fix = (
             f"it was exported in {spec.precision}, which ONNX Runtime's CPU EP cannot run: export it in fp32 for the "
             "CPU (`vdepth-export onnx MODEL_FOLDER`, without --precision; a GPU lowers the precision itself: "
