@@ -102,7 +102,7 @@ def test_external_data_for_large_graphs(tmp_path) -> None:
             (folder / path.name).write_bytes(path.read_bytes())
     with create_engine(moved / "model.onnx") as moved_engine, create_engine(tmp_path, backend="onnxruntime") as eng:
         assert np.array_equal(moved_engine.infer(clip), eng.infer(clip))
-    with pytest.raises(ModelLoadError, match="move or copy model.onnx.data with the graph") as err:
+    with pytest.raises(ModelLoadError, match=r"move or copy model\.onnx\.data with the graph") as err:
         create_engine(bare / "model.onnx")
     assert "vdepth-export onnx" not in str(err.value)
 
