@@ -370,7 +370,9 @@ class OnnxRuntimeEngine(DepthEngine):
             return sess
 
         self._split = self._load_split(path, spec, session) if reuse else None
-        if self._split is not None:
+        # a dynamic-frames graph keeps its whole session too: windows of another length than the split
+        # graphs' run on it (`_reuses`)
+        if self._split is not None and not spec.dynamic_frames:
             self.session = None
             self.providers = list(self._split[0].get_providers())
             _note_precision_not_applied(path, precision, spec, self.providers)
@@ -385,7 +387,9 @@ class OnnxRuntimeEngine(DepthEngine):
         self._in_name, self._in_dtype = self._resolve_io(self.session.get_inputs(), spec.input_name, "input")
         self._out_name, _ = self._resolve_io(self.session.get_outputs(), spec.output_name, "output")
         self._check_input_shape()
-        log.info("onnxruntime engine: %s, providers %s, %d threads", path.name, self.providers, so.intra_op_num_threads)
+        split = "" if self._split is None else f" (windows of {self._split[2].frames} frames: its split graphs)"
+        log.info("onnxruntime engine: %s%s, providers %s, %d threads", path.name, split, self.providers,
+                 so.intra_op_num_threads)  # fmt: skip
 
     @staticmethod
     def _resolve_io(args: Sequence[Any], wanted: str, kind: str) -> tuple[str, Any]:
@@ -425,6 +429,11 @@ class OnnxRuntimeEngine(DepthEngine):
     def supports_reuse(self) -> bool:
         return self._split is not None
 
+    def _reuses(self, frames: int) -> bool:
+        # the window graph has the exported window's length: a dynamic-frames graph's shorter or longer
+        # windows (a stream's first and last ones) run whole; ONNX Runtime refused them ("Got: 5 Expected: 6")
+        return self._split is not None and frames == self._split[2].frames
+
     def _encode(self, frames: np.ndarray) -> list[np.ndarray]:
         frame_graph, _, meta = self._split  # type: ignore[misc]
         return frame_graph.run(list(meta.feature_names), {"frames": frames})
@@ -436,7 +445,7 @@ class OnnxRuntimeEngine(DepthEngine):
         return np.asarray(out, dtype=np.float32)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
-        if self._split is not None:
+        if self._reuses(batch.shape[1]):
             return self._decode([self._encode(batch[0])])
         x = batch if batch.dtype == self._in_dtype else batch.astype(self._in_dtype)
         (out,) = self.session.run([self._out_name], {self._in_name: x})
