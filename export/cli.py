@@ -309,12 +309,16 @@ def _run_engine(args: argparse.Namespace) -> tuple[int, Any]:
     from vdepth_export.build_engine import own_engine_paths
     from vdepth_export.export_split import build_split_engines
 
-    from vdepth_ros.runtime.reuse import split_files_for
+    from vdepth_ros.runtime.reuse import SplitMeta, split_files_for
+    from vdepth_ros.runtime.spec import InputSpec, spec_path_for
 
     # `vdepth-export split` graphs: their engines too, beside the folder's engine they go with (`model.engine`,
-    # or this machine's beside another machine's); an engine at a path of the user's has none
+    # or this machine's beside another machine's); an engine at a path of the user's has none. Split graphs the
+    # runtime would not use (exported for an earlier model.onnx, failed parity) are not built: one warning says
+    # why, as it would at every start, and minutes of building are not spent on them
     own = res.engine_path.absolute() in [p.absolute() for p in own_engine_paths(onnx, res.key)]
-    if own and split_files_for(onnx).exist():
+    files = split_files_for(onnx)
+    if own and files.exist() and SplitMeta.usable(files, InputSpec.load(spec_path_for(onnx)), res.key.onnx_sha256):
         split = build_split_engines(
             onnx, precision=args.precision, engine_path=res.engine_path, workspace_gib=args.workspace_gib,
             device=args.device, tf32=args.tf32, force_engine_update=args.force_engine_update, overwrite=args.overwrite,

@@ -233,3 +233,19 @@ def test_a_folder_shared_by_two_machines_has_each_ones_split_engines(split_model
 
 def build_engine_cli(cli_main: Any, folder: Path, *args: str) -> int:
     return cli_main(["engine", str(folder), "--precision", "fp16", *args])
+
+
+def test_split_graphs_the_runtime_would_not_use_get_no_engines(split_model, fake_trt, monkeypatch, caplog) -> None:
+    """Split graphs left from an earlier model.onnx: `vdepth-export engine FOLDER` built their engines (minutes
+    each on a Jetson) without a word, and every start then warned that they were not used. The builder now
+    applies the runtime's rule (`SplitMeta.usable`): one warning naming `vdepth-export split`, no split engines."""
+    from vdepth_export import build_engine as be
+    from vdepth_export.cli import main as cli_main
+
+    monkeypatch.setattr(be, "cuda_identity", lambda device=0: GPU)
+    meta = split_files_for(split_model / "model.onnx").meta
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "onnx_sha256": "0" * 64}))
+    caplog.set_level(logging.WARNING)
+    assert build_engine_cli(cli_main, split_model) == 0
+    assert sorted(p.name for p in split_model.glob("*.engine")) == ["model.engine"]
+    assert "another model.onnx" in caplog.text and f"vdepth-export split {split_model} --overwrite" in caplog.text

@@ -185,19 +185,20 @@ class SplitMeta:
         except ConfigError as err:
             log.warning("not reusing overlap work: %s", err)
             return None
-        why = meta.mismatch(spec, onnx_sha256)
+        why = meta.mismatch(spec, onnx_sha256, files.meta.parent)
         if why is not None:
             log.warning("not reusing overlap work: %s (%s)", why, files.meta)
             return None
         return meta
 
-    def mismatch(self, spec: InputSpec, onnx_sha256: str | None) -> str | None:
-        """Why these split graphs cannot stand in for a graph with `spec` (None: they can)."""
+    def mismatch(self, spec: InputSpec, onnx_sha256: str | None, folder: Path | None = None) -> str | None:
+        """Why these split graphs (in `folder`, named in the fix) cannot stand in for a graph with `spec` (None:
+        they can)."""
         want = (spec.frames, spec.height, spec.width, spec.precision)
         have = (self.frames, self.height, self.width, self.precision)
         if want != have:
             return f"split graphs are (frames, height, width, precision) {have}, the model is {want}"
-        again = "re-export them with `vdepth-export split FOLDER --overwrite`"
+        again = f"re-export them with `vdepth-export split {folder or 'FOLDER'} --overwrite`"
         if onnx_sha256 is not None and self.onnx_sha256 is not None and onnx_sha256 != self.onnx_sha256:
             return f"split graphs were exported with another model.onnx ({again})"
         if self.parity is not None and self.parity.get("passed") is False:
