@@ -37,6 +37,7 @@ from vdepth_ros.offline.runner import stdout_for_results
 from vdepth_ros.paths import not_a_model_folder
 from vdepth_ros.runtime import ONNX_NAME
 from vdepth_ros.runtime.onnx_backend import OnnxRuntimeEngine
+from vdepth_ros.runtime.reuse import SplitMeta, split_files_for
 from vdepth_ros.runtime.shapes import check_precision, resolve_frames, spec_from_model
 from vdepth_ros.runtime.spec import (
     WEIGHTS_KEY,
@@ -49,7 +50,7 @@ from vdepth_ros.runtime.spec import (
     weights_record,
 )
 from vdepth_ros.runtime.torch_backend import TorchEngine
-from vdepth_ros.runtime.trt_cache import external_data_path
+from vdepth_ros.runtime.trt_cache import EngineMismatchError, external_data_path, onnx_sha256, read_key
 
 log = logging.getLogger(__name__)
 
@@ -287,6 +288,7 @@ def export_onnx(
             )
         onnx_path = variant_path(onnx_path, spec.height, spec.width)
         _check_graph_path(source, onnx_path, overwrite)
+    previous = _export_at(onnx_path)  # what this export replaces, named when it is done
     # 2. The module to trace (float32 IO around the precision) and an example input.
     spec, names, module, example, tries = _traced_module(model, spec, precision, exporter)
     # 3. Export with the first exporter that succeeds, then finish the graph file. Everything is
@@ -349,7 +351,56 @@ def export_onnx(
     result.onnx_path = onnx_path
     result.files = [onnx_path, *(p for p in written if p.is_file())]
     log.info("exported %s (%s, opset %d) in %.1f s; dynamic axes %s", onnx_path, used, used_opset, seconds, dyn)
+    _note_replaced(onnx_path, previous, result.spec)
     return result
+
+
+def _shape_of(spec: InputSpec) -> str:
+    dynamic = " dynamic frames" if spec.dynamic_frames else ""
+    return f"T={spec.frames}{dynamic} {spec.height}x{spec.width} {spec.precision}"
+
+
+def _export_at(onnx_path: Path) -> InputSpec | None:
+    """The spec of the export of vdepth-export at `onnx_path`, or None (nothing there, or not readable)."""
+    try:
+        return InputSpec.load(spec_path_for(onnx_path)) if onnx_path.is_file() else None
+    except ConfigError:
+        return None
+
+
+def _note_replaced(onnx_path: Path, previous: InputSpec | None, spec: InputSpec) -> None:
+    """One warning when this export replaced one of another shape or precision (a folder's own export is
+    replaced in place without --overwrite: the user is told what went), and one naming what was built from the
+    replaced graph and no longer matches it (split graphs, TensorRT engines), with the commands that rebuild
+    them; the runtime would otherwise say so only when it starts, or run without them."""
+    if previous is not None and _shape_of(previous) != _shape_of(spec):
+        log.warning("replaced the earlier export %s (%s) with %s", onnx_path, _shape_of(previous), _shape_of(spec))
+    sha = onnx_sha256(onnx_path)
+    stale, again = [], []
+    files = split_files_for(onnx_path)
+    if files.exist():
+        try:
+            built_for = SplitMeta.load(files.meta).onnx_sha256
+        except ConfigError:
+            built_for = None
+        if built_for not in (None, sha):
+            stale += [files.frame.name, files.window.name]
+            again.append(f"vdepth-export split {onnx_path.parent} --overwrite")
+    engines = split_files_for(onnx_path, ".engine")
+    for engine in sorted(onnx_path.parent.glob(f"{onnx_path.stem}.*engine")):
+        try:
+            key = read_key(engine)
+        except EngineMismatchError:
+            continue
+        is_split = engine.name.startswith((engines.frame.stem, engines.window.stem))
+        if key is not None and key.onnx_sha256 != sha and not is_split:
+            stale.append(engine.name)
+            again.append(f"vdepth-export engine {onnx_path} --precision {key.precision} -o {engine}")
+    if stale:
+        log.warning(
+            "%s in %s were built from the graph this export replaced and no longer match it (the runtime does not "
+            "use them): %s", ", ".join(stale), onnx_path.parent, "; ".join(f"`{c}`" for c in again),
+        )  # fmt: skip
 
 
 def _traced_module(

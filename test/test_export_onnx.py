@@ -794,3 +794,33 @@ def test_split_and_engine_given_a_checkpoint_say_to_import_it(tmp_path, capsys) 
     TinyVideoNet(channels=4).eval().save_pretrained(folder)
     assert cli_main(["engine", str(folder)]) == 2
     assert f"export it with `vdepth-export onnx {folder}`" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("tiny_registry")
+def test_an_export_made_again_in_place_names_what_it_replaced_and_left_stale(tmp_path, caplog) -> None:
+    """`vdepth-export onnx FOLDER` at another shape replaced the folder's export without a word (in place needs
+    no --overwrite), and the split graphs and TensorRT engine built from the old graph were found stale only at
+    the next start (or, as engines, never used). One warning now names the export replaced, one what no longer
+    matches and the commands that rebuild it."""
+    from vdepth_ros.runtime.reuse import SplitMeta, split_files_for
+    from vdepth_ros.runtime.trt_cache import EngineCacheKey, onnx_sha256, write_key
+
+    folder = tmp_path / "model"
+    TinyVideoNet(channels=4).eval().save_pretrained(folder)
+    export_onnx(folder, frames=T, height=H, width=W, parity=False)
+    old = onnx_sha256(folder / "model.onnx")
+    files = split_files_for(folder / "model.onnx")
+    files.frame.write_text("frame graph")
+    files.window.write_text("window graph")
+    meta = SplitMeta(T, H, W, "fp32", ("f",), ((1, 2, 3),), onnx_sha256=old)
+    files.meta.write_text(json.dumps(meta.to_dict()))
+    (folder / "model.engine").write_text("engine")
+    write_key(folder / "model.engine", EngineCacheKey(old, "10.13.0.35", "NVIDIA RTX 4000 Ada", "8.9", "fp16"))
+    with caplog.at_level(logging.WARNING, logger="vdepth_export"):
+        export_onnx(folder, frames=T, height=16, width=20, parity=False)
+    said = [r.getMessage() for r in caplog.records]
+    assert said[0] == f"replaced the earlier export {folder / 'model.onnx'} (T={T} {H}x{W} fp32) with T={T} 16x20 fp32"
+    assert said[1].startswith(f"model.frame.onnx, model.window.onnx, model.engine in {folder} were built from")
+    assert f"`vdepth-export split {folder} --overwrite`" in said[1]
+    assert f"`vdepth-export engine {folder / 'model.onnx'} --precision fp16 -o {folder / 'model.engine'}`" in said[1]
+    assert len(said) == 2
