@@ -375,9 +375,12 @@ def _note_replaced(onnx_path: Path, previous: InputSpec | None, spec: InputSpec)
     them; the runtime would otherwise say so only when it starts, or run without them."""
     if previous is not None and _shape_of(previous) != _shape_of(spec):
         log.warning("replaced the earlier export %s (%s) with %s", onnx_path, _shape_of(previous), _shape_of(spec))
+    files = split_files_for(onnx_path)
+    built = sorted(onnx_path.parent.glob(f"{onnx_path.stem}.*engine"))
+    if not files.exist() and not built:
+        return  # nothing built from a graph here: no hash of a multi-GB graph to take
     sha = onnx_sha256(onnx_path)
     stale, again = [], []
-    files = split_files_for(onnx_path)
     if files.exist():
         try:
             built_for = SplitMeta.load(files.meta).onnx_sha256
@@ -387,7 +390,7 @@ def _note_replaced(onnx_path: Path, previous: InputSpec | None, spec: InputSpec)
             stale += [files.frame.name, files.window.name]
             again.append(f"vdepth-export split {onnx_path.parent} --overwrite")
     engines = split_files_for(onnx_path, ".engine")
-    for engine in sorted(onnx_path.parent.glob(f"{onnx_path.stem}.*engine")):
+    for engine in built:
         try:
             key = read_key(engine)
         except EngineMismatchError:
