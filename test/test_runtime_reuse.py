@@ -250,3 +250,19 @@ def test_a_split_half_given_as_the_model_names_the_whole_graph(split_folder: Pat
             "halves itself where they match it)"
         )
     assert checked_model(str(split_folder / "model.onnx")) == str(split_folder / "model.onnx")
+
+
+def test_a_machines_split_engine_given_as_the_model_names_its_whole_engine(tmp_path: Path) -> None:
+    """One machine's split engine beside another's (`model.frame.<platform>.engine`, `reuse.split_files_for`)
+    given as the model was taken for a whole engine; it is refused as the split halves are, naming that
+    machine's whole engine."""
+    from vdepth_ros.errors import ModelLoadError
+    from vdepth_ros.runtime.checks import checked_model
+
+    platform = "trt10.13.0.35-nvidia-jetson-agx-orin-sm8.7"
+    half = tmp_path / f"model.window.{platform}.engine"
+    for path in (half, tmp_path / "model.split.json"):
+        path.write_text("{}")
+    with pytest.raises(ModelLoadError, match="per-window half of a split export") as err:
+        checked_model(str(half))
+    assert f"give {tmp_path / f'model.{platform}.engine'} or the folder {tmp_path}" in str(err.value)
