@@ -43,13 +43,15 @@ def _parser() -> argparse.ArgumentParser:
         "--variant",
         action="store_true",
         help="write model.<H>x<W>.onnx next to model.onnx: another aspect ratio of the same fixed-shape model "
-        "(the runtime picks the shape closest to the camera's aspect); --frames defaults to model.onnx's, and "
-        "only --height and --width may differ from it",
+        "(the runtime picks the shape closest to the camera's aspect); --frames, --precision and --dynamic-frames "
+        "default to model.onnx's, and only --height and --width may differ from it",
     )
-    o.add_argument("--precision", choices=PRECISIONS, default="fp32")
+    o.add_argument("--precision", choices=PRECISIONS, help="default fp32 (a --variant: model.onnx's)")
     o.add_argument("--opset", type=int, help="ONNX opset >= 17 (default 17 legacy / 18 dynamo)")
     o.add_argument("--exporter", choices=("auto", "legacy", "dynamo"), default="auto")
-    o.add_argument("--dynamic-frames", action="store_true", help="declare T dynamic (checked at two lengths)")
+    o.add_argument(
+        "--dynamic-frames", action="store_true", default=None, help="declare T dynamic (checked at two lengths)"
+    )
     o.add_argument("--no-parity", action="store_true", help="skip the ONNX Runtime vs PyTorch check")
     o.add_argument(
         "--no-strict",

@@ -205,10 +205,10 @@ def export_onnx(
     frames: int | None = None,
     height: int | None = None,
     width: int | None = None,
-    precision: str = "fp32",
+    precision: str | None = None,
     opset: int | None = None,
     exporter: str = "auto",
-    dynamic_frames: bool = False,
+    dynamic_frames: bool | None = None,
     tiny: bool = False,
     parity: bool = True,
     strict: bool = True,
@@ -230,10 +230,12 @@ def export_onnx(
             folder works with every backend.
         frames, height, width: export shape; default: the family's tiny shape with `tiny`, else
             its window and the runtime's default resolution. Prefer non-square shapes.
-        precision: "fp32" | "fp16" | "bf16" compute precision inside the graph (IO stays fp32).
+        precision: "fp32" | "fp16" | "bf16" compute precision inside the graph (IO stays fp32); default fp32,
+            for a `variant` model.onnx's.
         opset: ONNX opset (>= 17); default 17 for the legacy exporter, 18 for dynamo.
         exporter: "auto" (the family's own, else legacy, then dynamo on failure), "legacy" or "dynamo".
-        dynamic_frames: declare the frame axis dynamic; checked at two window lengths.
+        dynamic_frames: declare the frame axis dynamic; checked at two window lengths (default: no, for a
+            `variant` as model.onnx).
         tiny: with a family name, build its `tiny_config()` with random weights.
         parity: run the ONNX Runtime vs PyTorch check and write the report.
         strict: raise `ExportError` when parity fails; the failing graph is then not installed (a
@@ -258,15 +260,20 @@ def export_onnx(
         OutputExistsError: one of those is in the way and `overwrite` is false (checked first).
     """
     # 1. Check the options; the model, its export shape and where the files go.
-    check_precision(precision)
+    if precision is not None:
+        check_precision(precision)
     if exporter not in EXPORTERS:
         raise ConfigError(f"exporter must be one of {EXPORTERS}, got {exporter!r}")
     _check_outputs(source, output, overwrite)
     model = load_source(source, tiny=tiny)
     t0, h0, w0 = default_shape(model, tiny)
     main = _main_spec(_output_paths(source, output)[0]) if variant else None
-    if main is not None:  # a variant runs windows as model.onnx does: its T, not the family's default
+    if main is not None:  # a variant runs windows as model.onnx does: its T, precision and frame axis unless given
         t0 = main.frames
+        precision = precision if precision is not None else main.precision
+        dynamic_frames = dynamic_frames if dynamic_frames is not None else main.dynamic_frames
+    precision = precision if precision is not None else "fp32"
+    dynamic_frames = bool(dynamic_frames)
     frames = frames if frames is not None else t0
     height = height if height is not None else h0
     width = width if width is not None else w0

@@ -413,6 +413,14 @@ def test_a_variant_takes_model_onnx_options_and_a_stale_one_is_never_picked(tmp_
         assert eng.resolutions() == [(16, 20)]
     warned = [r.getMessage() for r in caplog.records if "model.12x24.onnx is not used" in r.getMessage()]
     assert len(warned) == 1 and "frames 4 (not 5)" in warned[0] and "--variant --height 12 --width 24" in warned[0]
+    # the precision and frame axis too: a variant of an fp16, dynamic-frames model.onnx was refused until both
+    # were given again ("differs in dynamic_frames (False, model.onnx has True), precision ('fp32', ...)")
+    dyn = tmp_path / "dyn"
+    TinyVideoNet(channels=4).eval().save_pretrained(dyn)
+    export_onnx(dyn, frames=4, height=16, width=20, parity=False, precision="fp16", dynamic_frames=True)
+    assert cli_main(["onnx", str(dyn), "--height", "12", "--width", "24", "--variant", "--no-parity"]) == 0
+    variant = InputSpec.load(spec_path_for(dyn / "model.12x24.onnx"))
+    assert (variant.precision, variant.dynamic_frames, variant.frames) == ("fp16", True, 4)
 
 
 @pytest.mark.usefixtures("tiny_registry")
