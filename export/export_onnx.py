@@ -260,8 +260,6 @@ def export_onnx(
         OutputExistsError: one of those is in the way and `overwrite` is false (checked first).
     """
     # 1. Check the options; the model, its export shape and where the files go.
-    if precision is not None:
-        check_precision(precision)
     if exporter not in EXPORTERS:
         raise ConfigError(f"exporter must be one of {EXPORTERS}, got {exporter!r}")
     _check_outputs(source, output, overwrite)
@@ -270,10 +268,9 @@ def export_onnx(
     main = _main_spec(_output_paths(source, output)[0]) if variant else None
     if main is not None:  # a variant runs windows as model.onnx does: its T, precision and frame axis unless given
         t0 = main.frames
-        precision = precision if precision is not None else main.precision
-        dynamic_frames = dynamic_frames if dynamic_frames is not None else main.dynamic_frames
-    precision = precision if precision is not None else "fp32"
-    dynamic_frames = bool(dynamic_frames)
+    precision = precision if precision is not None else (main.precision if main is not None else "fp32")
+    dynamic_frames = bool(main is not None and main.dynamic_frames if dynamic_frames is None else dynamic_frames)
+    check_precision(precision)
     frames = frames if frames is not None else t0
     height = height if height is not None else h0
     width = width if width is not None else w0
