@@ -232,7 +232,7 @@ def build_engine(
     onnx_path: str | Path,
     engine_path: str | Path | None = None,
     *,
-    precision: str = "fp32",
+    precision: str | None = None,
     workspace_gib: float = 4.0,
     timing_cache: str | Path | None = None,
     force_engine_update: bool = False,
@@ -249,7 +249,8 @@ def build_engine(
         onnx_path: graph from `export_onnx`; its `InputSpec` (`<onnx>.json`) gives the shapes.
         engine_path: output; default `model.engine` next to `model.onnx`, or this machine's engine beside it
             where it built one beside another machine's (`trt_cache.machine_engine`).
-        precision: "fp32" | "fp16" | "bf16" builder precision (fp16 needs sm >= 5.3, bf16 sm >= 8.0).
+        precision: "fp32" | "fp16" | "bf16" builder precision (fp16 needs sm >= 5.3, bf16 sm >= 8.0); default
+            the graph's: fp32, or the one a reduced-precision graph was exported in (it builds at no other).
         workspace_gib: builder workspace memory pool limit.
         timing_cache: timing cache file (read if present, updated after the build); default
             `timing-trt<version>-<gpu>-sm<cc>.cache` next to the engine.
@@ -268,7 +269,8 @@ def build_engine(
     Returns:
         `EngineBuildResult`; `rebuilt` is False when a cached engine with the same key was reused.
     """
-    check_precision(precision)
+    if precision is not None:
+        check_precision(precision)
     if workspace_gib <= 0:
         raise ConfigError(f"workspace_gib must be > 0, got {workspace_gib}")
     onnx_path = Path(onnx_path)
@@ -276,6 +278,7 @@ def build_engine(
         folder = onnx_path.parent if onnx_path.name == ONNX_NAME else "MODEL_FOLDER"
         raise ModelLoadError(f"ONNX model {onnx_path} not found; export it with `vdepth-export onnx {folder}`")
     spec = InputSpec.load(spec_path_for(onnx_path))
+    precision = precision if precision is not None else spec.precision
     # before TensorRT and minutes of building: an engine replaces only an engine this tool built
     early_path = Path(engine_path) if engine_path is not None else default_engine_path(onnx_path)
     if (early_path.exists() or early_path.is_symlink()) and (why := _not_an_engine(early_path)) is not None:

@@ -131,7 +131,9 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("engine", help="build a TensorRT engine from an exported ONNX (needs tensorrt + GPU)")
     e.add_argument("onnx", help="model.onnx (with model.onnx.json next to it), a model folder or a pulled release name")
     e.add_argument("-o", "--output", help="engine path (default: model.engine next to the ONNX)")
-    e.add_argument("--precision", choices=PRECISIONS, default="fp32")
+    e.add_argument(
+        "--precision", choices=PRECISIONS, help="default: the graph's (fp32, or the precision it was exported in)"
+    )
     e.add_argument("--workspace-gib", type=float, default=4.0)
     e.add_argument(
         "--timing-cache",
@@ -322,7 +324,7 @@ def _run_engine(args: argparse.Namespace) -> tuple[int, Any]:
     files = split_files_for(onnx)
     if own and files.exist() and SplitMeta.usable(files, InputSpec.load(spec_path_for(onnx)), res.key.onnx_sha256):
         split = build_split_engines(
-            onnx, precision=args.precision, engine_path=res.engine_path, workspace_gib=args.workspace_gib,
+            onnx, precision=res.key.precision, engine_path=res.engine_path, workspace_gib=args.workspace_gib,
             device=args.device, tf32=args.tf32, force_engine_update=args.force_engine_update, overwrite=args.overwrite,
         )  # fmt: skip
         summary["split_engines"] = [str(r.engine_path) for r in split]
