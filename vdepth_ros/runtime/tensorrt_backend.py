@@ -22,6 +22,7 @@ from vdepth_ros.runtime.reuse import SplitMeta, split_files_for
 from vdepth_ros.runtime.spec import InputSpec, note_failed_parity, spec_path_for
 from vdepth_ros.runtime.tensorrt_split import SplitEngines
 from vdepth_ros.runtime.trt_cache import (
+    PLATFORM_PREFIX,
     EngineMismatchError,
     machine_engine,
     onnx_sha256,
@@ -62,7 +63,10 @@ def cuda_identity(device: int = 0) -> tuple[str, str]:
 def this_machines_engine(engine_path: Path, device: int = 0) -> Path:
     """`trt_cache.machine_engine` for the running TensorRT and GPU `device`: a model folder's
     `model.<platform>.engine` where this machine built its own beside another machine's, else `engine_path`
-    (also where TensorRT or a GPU is missing: loading it then says so)."""
+    (also where TensorRT or a GPU is missing: loading it then says so). Only where machines' engines lie beside
+    it are TensorRT and CUDA asked who this machine is: a run on ONNX Runtime creates no torch CUDA context."""
+    if not any(engine_path.parent.glob(f"{engine_path.stem}.{PLATFORM_PREFIX}*{engine_path.suffix}")):
+        return engine_path
     try:
         trt = import_tensorrt()
         gpu_name, cc = cuda_identity(device)

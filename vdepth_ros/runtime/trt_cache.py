@@ -82,11 +82,15 @@ class EngineCacheKey:
 PLATFORM_FIELDS = ("tensorrt_version", "gpu_name", "compute_capability")
 
 
+#: how every `platform_name` begins
+PLATFORM_PREFIX = "trt"
+
+
 def platform_name(key: EngineCacheKey) -> str:
     """`trt<version>-<gpu>-sm<cc>`: the TensorRT version and GPU a file TensorRT built is only valid for (the
     names of timing caches, and of an engine built beside another machine's)."""
     gpu = re.sub(r"[^A-Za-z0-9]+", "-", key.gpu_name).strip("-").lower() or "gpu"
-    return f"trt{key.tensorrt_version}-{gpu}-sm{key.compute_capability}"
+    return f"{PLATFORM_PREFIX}{key.tensorrt_version}-{gpu}-sm{key.compute_capability}"
 
 
 def engine_beside(engine_path: Path, key: EngineCacheKey) -> Path:
