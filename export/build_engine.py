@@ -31,6 +31,7 @@ from vdepth_ros.runtime.trt_cache import (
     EngineMismatchError,
     engine_beside,
     key_path_for,
+    machine_engine,
     onnx_sha256,
     platform_name,
     read_key,
@@ -62,6 +63,14 @@ class EngineBuildResult:
 def default_engine_path(onnx_path: Path) -> Path:
     """`model.onnx` -> `model.engine` next to it (what `create_engine(folder)` looks for)."""
     return onnx_path.with_name(ENGINE_NAME) if onnx_path.name == ONNX_NAME else onnx_path.with_suffix(".engine")
+
+
+def own_engine_paths(onnx_path: Path, key: EngineCacheKey) -> tuple[Path, Path]:
+    """The engines a graph has in its folder: `model.engine` and, for this machine (`key`) beside another
+    machine's, `model.<platform>.engine` (`trt_cache.engine_beside`). Both are rebuilt as their key says (the
+    graph exported again) and have the split engines beside them; an engine at another path is the user's."""
+    default = default_engine_path(onnx_path)
+    return default, engine_beside(default, key)
 
 
 def _not_an_engine(path: Path) -> str | None:
@@ -123,12 +132,14 @@ def _another_machines_engine(engine_path: Path, onnx_path: Path, key: EngineCach
         return None
     beside = engine_beside(engine_path, key)
     precision = f" --precision {key.precision}" if key.precision != "fp32" else ""
+    # a model folder's engine: the folder then runs this machine's (`machine_engine`), split engines with it
+    run = f"`model: {onnx_path.parent}` then runs it" if onnx_path.name == ONNX_NAME else f"run `model: {beside}`"
     theirs, ours = (", ".join(f"{f} {getattr(k, f)!r}" for f in PLATFORM_FIELDS) for k in (stored, key))
     return (
         f"{engine_path} was built from this graph for another machine ({theirs}; this one: {ours}), which may "
         "still run it; rebuilding it here "
         "would replace that machine's engine (and its next rebuild this one's). Build this machine's beside it: "
-        f"`vdepth-export engine {onnx_path}{precision} -o {beside}` and run `model: {beside}`; or, when that "
+        f"`vdepth-export engine {onnx_path}{precision} -o {beside}`, and {run}; or, when that "
         "engine is no longer used (TensorRT or the GPU upgraded here), pass --overwrite to replace it"
     )
 
@@ -221,7 +232,7 @@ def build_engine(
     onnx_path: str | Path,
     engine_path: str | Path | None = None,
     *,
-    precision: str = "fp32",
+    precision: str | None = None,
     workspace_gib: float = 4.0,
     timing_cache: str | Path | None = None,
     force_engine_update: bool = False,
@@ -236,16 +247,19 @@ def build_engine(
 
     Args:
         onnx_path: graph from `export_onnx`; its `InputSpec` (`<onnx>.json`) gives the shapes.
-        engine_path: output; default `model.engine` next to `model.onnx`.
-        precision: "fp32" | "fp16" | "bf16" builder precision (fp16 needs sm >= 5.3, bf16 sm >= 8.0).
+        engine_path: output; default `model.engine` next to `model.onnx`, or this machine's engine beside it
+            where it built one beside another machine's (`trt_cache.machine_engine`).
+        precision: "fp32" | "fp16" | "bf16" builder precision (fp16 needs sm >= 5.3, bf16 sm >= 8.0); default
+            the graph's: fp32, or the one a reduced-precision graph was exported in (it builds at no other).
         workspace_gib: builder workspace memory pool limit.
         timing_cache: timing cache file (read if present, updated after the build); default
             `timing-trt<version>-<gpu>-sm<cc>.cache` next to the engine.
         force_engine_update: rebuild even if a matching engine exists.
         overwrite: replace an engine at an `engine_path` other than the default (`-o`) that must be built again
             (another key, or `force_engine_update`): it may be the one built on another GPU or TensorRT version,
-            used there. The default path beside the graph is its own engine, rebuilt as the key says, except
-            one built from the same graph for another GPU or TensorRT version (`_another_machines_engine`).
+            used there. The graph's own engines (`own_engine_paths`: the default, and this machine's beside
+            another's) are rebuilt as the key says, except one built from the same graph for another GPU or
+            TensorRT version (`_another_machines_engine`).
         device: CUDA device index whose name/compute capability enter the key.
         tf32: allow TF32 in fp32 layers (off by default to stay close to the parity report).
         trt, gpu: injected `tensorrt` module and (name, "major.minor") for tests.
@@ -255,7 +269,8 @@ def build_engine(
     Returns:
         `EngineBuildResult`; `rebuilt` is False when a cached engine with the same key was reused.
     """
-    check_precision(precision)
+    if precision is not None:
+        check_precision(precision)
     if workspace_gib <= 0:
         raise ConfigError(f"workspace_gib must be > 0, got {workspace_gib}")
     onnx_path = Path(onnx_path)
@@ -263,6 +278,7 @@ def build_engine(
         folder = onnx_path.parent if onnx_path.name == ONNX_NAME else "MODEL_FOLDER"
         raise ModelLoadError(f"ONNX model {onnx_path} not found; export it with `vdepth-export onnx {folder}`")
     spec = InputSpec.load(spec_path_for(onnx_path))
+    precision = precision if precision is not None else spec.precision
     # before TensorRT and minutes of building: an engine replaces only an engine this tool built
     early_path = Path(engine_path) if engine_path is not None else default_engine_path(onnx_path)
     if (early_path.exists() or early_path.is_symlink()) and (why := _not_an_engine(early_path)) is not None:
@@ -288,10 +304,11 @@ def build_engine(
             "(or export in fp32 and let TensorRT choose reduced precision)"
         )
 
-    engine_path = Path(engine_path) if engine_path is not None else default_engine_path(onnx_path)
-    # the graph's own engine beside it (its folder's, rebuilt as its key says) or one at a path of the user's
-    engine_path_given = engine_path.absolute() != default_engine_path(onnx_path).absolute()
     key = EngineCacheKey(onnx_sha256(onnx_path), str(trt.__version__), gpu_name, cc, precision)
+    # by default the engine this machine runs for the folder: its own beside another machine's once built
+    engine_path = Path(engine_path) if engine_path is not None else machine_engine(default_engine_path(onnx_path), key)
+    # the graph's own engine beside it (its folder's, rebuilt as its key says) or one at a path of the user's
+    engine_path_given = engine_path.absolute() not in [p.absolute() for p in own_engine_paths(onnx_path, key)]
     options = {"tf32": bool(tf32), "workspace_gib": float(workspace_gib)}
     reason = rebuild_reason(engine_path, key, force=force_engine_update) or _options_changed(engine_path, options)
     tc = Path(timing_cache) if timing_cache is not None else default_timing_cache(engine_path, key)

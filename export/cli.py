@@ -43,13 +43,15 @@ def _parser() -> argparse.ArgumentParser:
         "--variant",
         action="store_true",
         help="write model.<H>x<W>.onnx next to model.onnx: another aspect ratio of the same fixed-shape model "
-        "(the runtime picks the shape closest to the camera's aspect); --frames defaults to model.onnx's, and "
-        "only --height and --width may differ from it",
+        "(the runtime picks the shape closest to the camera's aspect); --frames, --precision and --dynamic-frames "
+        "default to model.onnx's, and only --height and --width may differ from it",
     )
-    o.add_argument("--precision", choices=PRECISIONS, default="fp32")
+    o.add_argument("--precision", choices=PRECISIONS, help="default fp32 (a --variant: model.onnx's)")
     o.add_argument("--opset", type=int, help="ONNX opset >= 17 (default 17 legacy / 18 dynamo)")
     o.add_argument("--exporter", choices=("auto", "legacy", "dynamo"), default="auto")
-    o.add_argument("--dynamic-frames", action="store_true", help="declare T dynamic (checked at two lengths)")
+    o.add_argument(
+        "--dynamic-frames", action="store_true", default=None, help="declare T dynamic (checked at two lengths)"
+    )
     o.add_argument("--no-parity", action="store_true", help="skip the ONNX Runtime vs PyTorch check")
     o.add_argument(
         "--no-strict",
@@ -129,7 +131,9 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("engine", help="build a TensorRT engine from an exported ONNX (needs tensorrt + GPU)")
     e.add_argument("onnx", help="model.onnx (with model.onnx.json next to it), a model folder or a pulled release name")
     e.add_argument("-o", "--output", help="engine path (default: model.engine next to the ONNX)")
-    e.add_argument("--precision", choices=PRECISIONS, default="fp32")
+    e.add_argument(
+        "--precision", choices=PRECISIONS, help="default: the graph's (fp32, or the precision it was exported in)"
+    )
     e.add_argument("--workspace-gib", type=float, default=4.0)
     e.add_argument(
         "--timing-cache",
@@ -337,14 +341,22 @@ def _run_engine(args: argparse.Namespace) -> tuple[int, Any]:
         "key": res.key.to_dict(),
         "timing_cache": str(res.timing_cache),
     }
+    from vdepth_export.build_engine import own_engine_paths
     from vdepth_export.export_split import build_split_engines
 
-    from vdepth_ros.runtime.reuse import split_files_for
+    from vdepth_ros.runtime.reuse import SplitMeta, split_files_for
+    from vdepth_ros.runtime.spec import InputSpec, spec_path_for
 
-    if args.output is None and split_files_for(onnx).exist():  # `vdepth-export split` graphs: engines too
+    # `vdepth-export split` graphs: their engines too, beside the folder's engine they go with (`model.engine`,
+    # or this machine's beside another machine's); an engine at a path of the user's has none. Split graphs the
+    # runtime would not use (exported for an earlier model.onnx, failed parity) are not built: one warning says
+    # why, as it would at every start, and minutes of building are not spent on them
+    own = res.engine_path.absolute() in [p.absolute() for p in own_engine_paths(onnx, res.key)]
+    files = split_files_for(onnx)
+    if own and files.exist() and SplitMeta.usable(files, InputSpec.load(spec_path_for(onnx)), res.key.onnx_sha256):
         split = build_split_engines(
-            onnx, precision=args.precision, workspace_gib=args.workspace_gib, device=args.device, tf32=args.tf32,
-            force_engine_update=args.force_engine_update, overwrite=args.overwrite,
+            onnx, precision=res.key.precision, engine_path=res.engine_path, workspace_gib=args.workspace_gib,
+            device=args.device, tf32=args.tf32, force_engine_update=args.force_engine_update, overwrite=args.overwrite,
         )  # fmt: skip
         summary["split_engines"] = [str(r.engine_path) for r in split]
     return 0, summary

@@ -37,6 +37,7 @@ from vdepth_ros.offline.runner import stdout_for_results
 from vdepth_ros.paths import not_a_model_folder
 from vdepth_ros.runtime import ONNX_NAME
 from vdepth_ros.runtime.onnx_backend import OnnxRuntimeEngine
+from vdepth_ros.runtime.reuse import SplitMeta, split_files_for
 from vdepth_ros.runtime.shapes import check_precision, resolve_frames, spec_from_model
 from vdepth_ros.runtime.spec import (
     WEIGHTS_KEY,
@@ -49,7 +50,7 @@ from vdepth_ros.runtime.spec import (
     weights_record,
 )
 from vdepth_ros.runtime.torch_backend import TorchEngine
-from vdepth_ros.runtime.trt_cache import external_data_path
+from vdepth_ros.runtime.trt_cache import EngineMismatchError, external_data_path, onnx_sha256, read_key
 
 log = logging.getLogger(__name__)
 
@@ -197,6 +198,32 @@ def second_frames(spec: InputSpec, max_window: int | None) -> int:
 UNWRITABLE_MODEL_FOLDER_FIX = "export it into a file of yours with `-o FILE.onnx` and run that as `model: FILE.onnx`"
 
 
+def _refuse_stream_model(model: VideoDepthModel, source: Any) -> None:
+    """A causal model's whole-window graph would let each frame attend to its window only, not to its context."""
+    if getattr(model, "streamable", False):
+        where = source if isinstance(source, str | Path) and Path(source).is_dir() else "MODEL_FOLDER"
+        raise ConfigError(
+            f"this is a causal (streaming) model (causal_context {model.head.causal_context}): a whole-window graph "
+            f"holds no stream state, so each frame would see only its window; export its stream step instead: "
+            f"`vdepth-export stream {where}`"
+        )
+
+
+def _variant_graph_path(source: Any, main: Any, spec: Any, onnx_path: Path, overwrite: bool) -> Path:
+    """Where a `--variant` of `main` (model.onnx's spec) goes; refused when it differs from main in more than
+    its resolution (checked as every export's path is: `_check_graph_path`)."""
+    if diff := variant_mismatch(main, spec):
+        raise ConfigError(
+            f"--variant exports {ONNX_NAME} at another resolution, so only --height and --width may differ from "
+            f"it; this export differs in "
+            + ", ".join(f"{k} ({getattr(spec, k)!r}, {ONNX_NAME} has {getattr(main, k)!r})" for k in diff)
+            + f": give the options {ONNX_NAME} was exported with, or export {ONNX_NAME} again first"
+        )
+    path = variant_path(onnx_path, spec.height, spec.width)
+    _check_graph_path(source, path, overwrite)
+    return path
+
+
 def export_onnx(
     source: str | Path | VideoDepthModel,
     output: str | Path | None = None,
@@ -204,10 +231,10 @@ def export_onnx(
     frames: int | None = None,
     height: int | None = None,
     width: int | None = None,
-    precision: str = "fp32",
+    precision: str | None = None,
     opset: int | None = None,
     exporter: str = "auto",
-    dynamic_frames: bool = False,
+    dynamic_frames: bool | None = None,
     tiny: bool = False,
     parity: bool = True,
     strict: bool = True,
@@ -229,10 +256,12 @@ def export_onnx(
             folder works with every backend.
         frames, height, width: export shape; default: the family's tiny shape with `tiny`, else
             its window and the runtime's default resolution. Prefer non-square shapes.
-        precision: "fp32" | "fp16" | "bf16" compute precision inside the graph (IO stays fp32).
+        precision: "fp32" | "fp16" | "bf16" compute precision inside the graph (IO stays fp32); default fp32,
+            for a `variant` model.onnx's.
         opset: ONNX opset (>= 17); default 17 for the legacy exporter, 18 for dynamo.
         exporter: "auto" (the family's own, else legacy, then dynamo on failure), "legacy" or "dynamo".
-        dynamic_frames: declare the frame axis dynamic; checked at two window lengths.
+        dynamic_frames: declare the frame axis dynamic; checked at two window lengths (default: no, for a
+            `variant` as model.onnx).
         tiny: with a family name, build its `tiny_config()` with random weights.
         parity: run the ONNX Runtime vs PyTorch check and write the report.
         strict: raise `ExportError` when parity fails; the failing graph is then not installed (a
@@ -257,22 +286,18 @@ def export_onnx(
         OutputExistsError: one of those is in the way and `overwrite` is false (checked first).
     """
     # 1. Check the options; the model, its export shape and where the files go.
-    check_precision(precision)
     if exporter not in EXPORTERS:
         raise ConfigError(f"exporter must be one of {EXPORTERS}, got {exporter!r}")
     _check_outputs(source, output, overwrite)
     model = load_source(source, tiny=tiny)
-    if getattr(model, "streamable", False):  # its windows of 2 would attend to one earlier frame, not its context
-        where = source if isinstance(source, str | Path) and Path(source).is_dir() else "MODEL_FOLDER"
-        raise ConfigError(
-            f"this is a causal (streaming) model (causal_context {model.head.causal_context}): a whole-window graph "
-            f"holds no stream state, so each frame would see only its window; export its stream step instead: "
-            f"`vdepth-export stream {where}`"
-        )
+    _refuse_stream_model(model, source)
     t0, h0, w0 = default_shape(model, tiny)
     main = _main_spec(_output_paths(source, output)[0]) if variant else None
-    if main is not None:  # a variant runs windows as model.onnx does: its T, not the family's default
+    if main is not None:  # a variant runs windows as model.onnx does: its T, precision and frame axis unless given
         t0 = main.frames
+    precision = precision if precision is not None else (main.precision if main is not None else "fp32")
+    dynamic_frames = bool(main is not None and main.dynamic_frames if dynamic_frames is None else dynamic_frames)
+    check_precision(precision)
     frames = frames if frames is not None else t0
     height = height if height is not None else h0
     width = width if width is not None else w0
@@ -285,15 +310,8 @@ def export_onnx(
     constraints = model.input_constraints
     spec = spec_from_model(model, frames, height, width, precision=precision, dynamic_frames=dynamic_frames)
     if main is not None:
-        if diff := variant_mismatch(main, spec):
-            raise ConfigError(
-                f"--variant exports {ONNX_NAME} at another resolution, so only --height and --width may differ from "
-                f"it; this export differs in "
-                + ", ".join(f"{k} ({getattr(spec, k)!r}, {ONNX_NAME} has {getattr(main, k)!r})" for k in diff)
-                + f": give the options {ONNX_NAME} was exported with, or export {ONNX_NAME} again first"
-            )
-        onnx_path = variant_path(onnx_path, spec.height, spec.width)
-        _check_graph_path(source, onnx_path, overwrite)
+        onnx_path = _variant_graph_path(source, main, spec, onnx_path, overwrite)
+    previous = _export_at(onnx_path)  # what this export replaces, named when it is done
     # 2. The module to trace (float32 IO around the precision) and an example input.
     spec, names, module, example, tries = _traced_module(model, spec, precision, exporter)
     # 3. Export with the first exporter that succeeds, then finish the graph file. Everything is
@@ -356,7 +374,59 @@ def export_onnx(
     result.onnx_path = onnx_path
     result.files = [onnx_path, *(p for p in written if p.is_file())]
     log.info("exported %s (%s, opset %d) in %.1f s; dynamic axes %s", onnx_path, used, used_opset, seconds, dyn)
+    _note_replaced(onnx_path, previous, result.spec)
     return result
+
+
+def _shape_of(spec: InputSpec) -> str:
+    dynamic = " dynamic frames" if spec.dynamic_frames else ""
+    return f"T={spec.frames}{dynamic} {spec.height}x{spec.width} {spec.precision}"
+
+
+def _export_at(onnx_path: Path) -> InputSpec | None:
+    """The spec of the export of vdepth-export at `onnx_path`, or None (nothing there, or not readable)."""
+    try:
+        return InputSpec.load(spec_path_for(onnx_path)) if onnx_path.is_file() else None
+    except ConfigError:
+        return None
+
+
+def _note_replaced(onnx_path: Path, previous: InputSpec | None, spec: InputSpec) -> None:
+    """One warning when this export replaced one of another shape or precision (a folder's own export is
+    replaced in place without --overwrite: the user is told what went), and one naming what was built from the
+    replaced graph and no longer matches it (split graphs, TensorRT engines), with the commands that rebuild
+    them; the runtime would otherwise say so only when it starts, or run without them."""
+    if previous is not None and _shape_of(previous) != _shape_of(spec):
+        log.warning("replaced the earlier export %s (%s) with %s", onnx_path, _shape_of(previous), _shape_of(spec))
+    files = split_files_for(onnx_path)
+    built = sorted(onnx_path.parent.glob(f"{onnx_path.stem}.*engine"))
+    if not files.exist() and not built:
+        return  # nothing built from a graph here: no hash of a multi-GB graph to take
+    sha = onnx_sha256(onnx_path)
+    stale, again = [], []
+    if files.exist():
+        try:
+            built_for = SplitMeta.load(files.meta).onnx_sha256
+        except ConfigError:
+            built_for = None
+        if built_for not in (None, sha):
+            stale += [files.frame.name, files.window.name]
+            again.append(f"vdepth-export split {onnx_path.parent} --overwrite")
+    engines = split_files_for(onnx_path, ".engine")
+    for engine in built:
+        try:
+            key = read_key(engine)
+        except EngineMismatchError:
+            continue
+        is_split = engine.name.startswith((engines.frame.stem, engines.window.stem))
+        if key is not None and key.onnx_sha256 != sha and not is_split:
+            stale.append(engine.name)
+            again.append(f"vdepth-export engine {onnx_path} --precision {key.precision} -o {engine}")
+    if stale:
+        log.warning(
+            "%s in %s were built from the graph this export replaced and no longer match it (the runtime does not "
+            "use them): %s", ", ".join(stale), onnx_path.parent, "; ".join(f"`{c}`" for c in again),
+        )  # fmt: skip
 
 
 def _traced_module(

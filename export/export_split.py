@@ -229,17 +229,23 @@ def split_parity(
     }
 
 
-def build_split_engines(onnx_path: str | Path, precision: str = "fp32", **options: Any) -> list[Any]:
-    """TensorRT engines of the split graphs beside `onnx_path` (`model.frame.engine`, `model.window.engine`).
+def build_split_engines(
+    onnx_path: str | Path, precision: str = "fp32", *, engine_path: str | Path | None = None, **options: Any
+) -> list[Any]:
+    """TensorRT engines of the split graphs beside `onnx_path`, named after the whole-window engine
+    `engine_path` (default `model.engine`: `model.frame.engine`, `model.window.engine`; this machine's
+    `model.<platform>.engine` beside another machine's: `model.frame.<platform>.engine`, ...), where the
+    runtime looks for them beside it (`reuse.split_files_for`).
 
     The frame engine's batch profile spans 1 (a stream) .. the window length, tuned for one stride
     (the frames a window adds); the window engine has the fixed window. `options` go to
     `build_engine` (workspace, timing cache, device, tf32, force_engine_update, trt/gpu for tests).
     """
-    from vdepth_export.build_engine import build_engine
+    from vdepth_export.build_engine import build_engine, default_engine_path
 
     onnx_path = Path(onnx_path)
-    files, engines = split_files_for(onnx_path), split_files_for(onnx_path, ".engine")
+    whole = Path(engine_path) if engine_path is not None else default_engine_path(onnx_path)
+    files, engines = split_files_for(onnx_path), split_files_for(whole, ".engine")
     if not files.exist():
         raise ConfigError(f"no split graphs beside {onnx_path}; write them with `vdepth-export split`")
     spec = InputSpec.load(spec_path_for(files.frame))

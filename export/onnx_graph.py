@@ -7,6 +7,7 @@ Shared by `export_onnx` (one graph) and `export_split` (the split graphs of exac
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,9 @@ def finalize_graph(raw: Path, path: Path, threshold: int, weights_fp16: bool = F
             proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
             location=external_data_path(path).name, size_threshold=1024,
         )  # fmt: skip
+        # onnx creates the data file for its owner alone (0600) where the graph beside it has the umask's
+        # mode: a node or container of another user read the graph and failed on its weights
+        shutil.copymode(path, external_data_path(path))
     else:
         onnx.save_model(proto, str(path))
     try:

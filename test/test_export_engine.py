@@ -107,7 +107,10 @@ def test_reduced_precision_onnx_builds_strongly_typed(tmp_path, fake_trt) -> Non
     export_onnx(TinyVideoNet(channels=4), tmp_path, frames=T, height=H, width=W, precision="fp16", parity=False)
     with pytest.raises(ConfigError, match="exported in fp16"):
         build_engine(tmp_path / "model.onnx", precision="fp32", trt=fake_trt, gpu=GPU)
-    res = build_engine(tmp_path / "model.onnx", precision="fp16", trt=fake_trt, gpu=GPU)
+    # without --precision the graph's: `vdepth-export engine FOLDER` of an fp16 export was refused, naming fp16
+    res = build_engine(tmp_path / "model.onnx", trt=fake_trt, gpu=GPU)
+    assert res.key.precision == "fp16" and res.rebuilt
+    assert not build_engine(tmp_path / "model.onnx", precision="fp16", trt=fake_trt, gpu=GPU).rebuilt
     rec = _record(res.engine_path)
     assert rec["network_flags"] == 1 << 1  # 1 << STRONGLY_TYPED
     assert rec["flags"] == ["TF32"]  # no precision flags on a strongly typed network

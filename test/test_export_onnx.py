@@ -90,6 +90,21 @@ def test_external_data_for_large_graphs(tmp_path) -> None:
     proto = onnx.load(str(res.onnx_path), load_external_data=False)
     assert any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer)
     assert res.parity["passed"] is True  # ONNX Runtime resolves the external file
+    # onnx wrote the data file for its owner alone (0600) beside a graph of the umask's mode: a node or
+    # container of another user read the graph and failed on its weights
+    assert data.stat().st_mode & 0o777 == res.onnx_path.stat().st_mode & 0o777
+    # moved to another folder with its data file it runs; without it the error names that file, not a re-export
+    clip = np.random.default_rng(0).integers(0, 255, (T, H, W, 3), dtype=np.uint8)
+    moved, bare = tmp_path / "moved", tmp_path / "bare"
+    for folder, names in ((moved, (res.onnx_path, data)), (bare, (res.onnx_path,))):
+        folder.mkdir()
+        for path in (*names, spec_path_for(res.onnx_path)):
+            (folder / path.name).write_bytes(path.read_bytes())
+    with create_engine(moved / "model.onnx") as moved_engine, create_engine(tmp_path, backend="onnxruntime") as eng:
+        assert np.array_equal(moved_engine.infer(clip), eng.infer(clip))
+    with pytest.raises(ModelLoadError, match=r"move or copy model\.onnx\.data with the graph") as err:
+        create_engine(bare / "model.onnx")
+    assert "vdepth-export onnx" not in str(err.value)
 
 
 def test_dynamic_frames_checked_at_two_lengths(tmp_path) -> None:
@@ -398,6 +413,14 @@ def test_a_variant_takes_model_onnx_options_and_a_stale_one_is_never_picked(tmp_
         assert eng.resolutions() == [(16, 20)]
     warned = [r.getMessage() for r in caplog.records if "model.12x24.onnx is not used" in r.getMessage()]
     assert len(warned) == 1 and "frames 4 (not 5)" in warned[0] and "--variant --height 12 --width 24" in warned[0]
+    # the precision and frame axis too: a variant of an fp16, dynamic-frames model.onnx was refused until both
+    # were given again ("differs in dynamic_frames (False, model.onnx has True), precision ('fp32', ...)")
+    dyn = tmp_path / "dyn"
+    TinyVideoNet(channels=4).eval().save_pretrained(dyn)
+    export_onnx(dyn, frames=4, height=16, width=20, parity=False, precision="fp16", dynamic_frames=True)
+    assert cli_main(["onnx", str(dyn), "--height", "12", "--width", "24", "--variant", "--no-parity"]) == 0
+    variant = InputSpec.load(spec_path_for(dyn / "model.12x24.onnx"))
+    assert (variant.precision, variant.dynamic_frames, variant.frames) == ("fp16", True, 4)
 
 
 @pytest.mark.usefixtures("tiny_registry")
@@ -779,3 +802,33 @@ def test_split_and_engine_given_a_checkpoint_say_to_import_it(tmp_path, capsys) 
     TinyVideoNet(channels=4).eval().save_pretrained(folder)
     assert cli_main(["engine", str(folder)]) == 2
     assert f"export it with `vdepth-export onnx {folder}`" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("tiny_registry")
+def test_an_export_made_again_in_place_names_what_it_replaced_and_left_stale(tmp_path, caplog) -> None:
+    """`vdepth-export onnx FOLDER` at another shape replaced the folder's export without a word (in place needs
+    no --overwrite), and the split graphs and TensorRT engine built from the old graph were found stale only at
+    the next start (or, as engines, never used). One warning now names the export replaced, one what no longer
+    matches and the commands that rebuild it."""
+    from vdepth_ros.runtime.reuse import SplitMeta, split_files_for
+    from vdepth_ros.runtime.trt_cache import EngineCacheKey, onnx_sha256, write_key
+
+    folder = tmp_path / "model"
+    TinyVideoNet(channels=4).eval().save_pretrained(folder)
+    export_onnx(folder, frames=T, height=H, width=W, parity=False)
+    old = onnx_sha256(folder / "model.onnx")
+    files = split_files_for(folder / "model.onnx")
+    files.frame.write_text("frame graph")
+    files.window.write_text("window graph")
+    meta = SplitMeta(T, H, W, "fp32", ("f",), ((1, 2, 3),), onnx_sha256=old)
+    files.meta.write_text(json.dumps(meta.to_dict()))
+    (folder / "model.engine").write_text("engine")
+    write_key(folder / "model.engine", EngineCacheKey(old, "10.13.0.35", "NVIDIA RTX 4000 Ada", "8.9", "fp16"))
+    with caplog.at_level(logging.WARNING, logger="vdepth_export"):
+        export_onnx(folder, frames=T, height=16, width=20, parity=False)
+    said = [r.getMessage() for r in caplog.records]
+    assert said[0] == f"replaced the earlier export {folder / 'model.onnx'} (T={T} {H}x{W} fp32) with T={T} 16x20 fp32"
+    assert said[1].startswith(f"model.frame.onnx, model.window.onnx, model.engine in {folder} were built from")
+    assert f"`vdepth-export split {folder} --overwrite`" in said[1]
+    assert f"`vdepth-export engine {folder / 'model.onnx'} --precision fp16 -o {folder / 'model.engine'}`" in said[1]
+    assert len(said) == 2

@@ -170,7 +170,8 @@ def split_folder(module_tmp: Path) -> Path:
     folder = module_tmp
     model = tiny_model(VideoDepthAnythingLite)
     _, h, w = VideoDepthAnythingLite.tiny_input_shape()
-    export_onnx(model, folder, frames=8, height=h, width=w, parity=False)
+    # dynamic frames: the whole graph also runs windows of other lengths, the split graphs only the exported one
+    export_onnx(model, folder, frames=8, height=h, width=w, parity=False, dynamic_frames=True)
     meta = export_split_onnx(folder, folder / "model.onnx", evaldata=None)
     assert meta.parity is not None and meta.parity["passed"]
     return folder
@@ -193,6 +194,12 @@ def test_onnxruntime_split_graphs_equal_the_whole_graph(split_folder: Path) -> N
         assert rel(split.infer(clip[ids], frame_ids=ids), reference) <= TOL
         assert rel(split.infer(clip[ids]), reference) <= TOL  # no ids: both graphs on every frame
     assert split.feature_cache.hits == 8
+    # a dynamic-frames graph's shorter window (a stream's first or last) runs whole: the window graph has 8
+    # frames, and ONNX Runtime refused 5 ("Got: 5 Expected: 8"); the next full window reuses what it can
+    assert spec.dynamic_frames
+    for ids in ([11, 12, 13, 14, 15], list(range(8, 16))):
+        assert rel(split.infer(clip[ids], frame_ids=ids), whole.infer(clip[ids])) <= TOL
+        assert rel(split.infer(clip[ids]), whole.infer(clip[ids])) <= TOL
 
 
 @pytest.mark.slow
@@ -243,3 +250,19 @@ def test_a_split_half_given_as_the_model_names_the_whole_graph(split_folder: Pat
             "halves itself where they match it)"
         )
     assert checked_model(str(split_folder / "model.onnx")) == str(split_folder / "model.onnx")
+
+
+def test_a_machines_split_engine_given_as_the_model_names_its_whole_engine(tmp_path: Path) -> None:
+    """One machine's split engine beside another's (`model.frame.<platform>.engine`, `reuse.split_files_for`)
+    given as the model was taken for a whole engine; it is refused as the split halves are, naming that
+    machine's whole engine."""
+    from vdepth_ros.errors import ModelLoadError
+    from vdepth_ros.runtime.checks import checked_model
+
+    platform = "trt10.13.0.35-nvidia-jetson-agx-orin-sm8.7"
+    half = tmp_path / f"model.window.{platform}.engine"
+    for path in (half, tmp_path / "model.split.json"):
+        path.write_text("{}")
+    with pytest.raises(ModelLoadError, match="per-window half of a split export") as err:
+        checked_model(str(half))
+    assert f"give {tmp_path / f'model.{platform}.engine'} or the folder {tmp_path}" in str(err.value)

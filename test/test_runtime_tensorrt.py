@@ -490,7 +490,8 @@ def test_an_engine_of_another_precision_names_the_parameter_not_a_rebuild(
     ) as err:
         create_engine(folder, backend="tensorrt", precision="fp16")
     beside = folder / "model.trt10.13.0.35-nvidia-rtx-4000-ada-sm8.9.engine"
-    assert f"`vdepth-export engine {exported} --precision fp16 -o {beside}`" in str(err.value)
+    assert f"`vdepth-export engine {folder} --precision fp16 -o {beside}`" in str(err.value)
+    assert f"`model: {folder}` then runs it" in str(err.value)  # the folder finds this machine's engine
 
 
 @pytest.mark.usefixtures("tiny_registry")
@@ -541,3 +542,16 @@ def test_an_engine_built_from_a_graph_that_failed_parity_is_named(
     with pytest.raises((RuntimeError, AssertionError), match=r"(?i)cuda"):  # past the checks: CUDA memory
         trb.TensorRTEngine(engine, precision="fp16")
     assert "model.engine (built from model.onnx) failed its parity check" in caplog.text
+
+
+def test_a_folder_without_machines_engines_asks_no_gpu_who_it_is(fake_trt, exported, monkeypatch) -> None:
+    """Finding this machine's engine beside another's (`model.<platform>.engine`) needs the GPU's name, which
+    torch reads by creating a CUDA context: a folder run on ONNX Runtime must not pay for that (memory on a
+    Jetson) where no machine's engine lies beside `model.engine`."""
+
+    def asked(device: int = 0) -> tuple[str, str]:
+        raise AssertionError("CUDA queried")
+
+    monkeypatch.setattr(trb, "cuda_identity", asked)
+    with create_engine(exported.parent) as engine:
+        assert engine.backend == "onnxruntime"

@@ -165,8 +165,10 @@ def test_tensorrt_engine_takes_the_split_engines_until_cuda_memory(split_model, 
         pytest.skip("a GPU is present; this test covers the CPU-only path")
     monkeypatch.setattr(trb, "cuda_identity", lambda device=0: GPU)
     onnx = split_model / "model.onnx"
-    build_engine(onnx, precision="fp32", trt=fake_trt, gpu=GPU, force_engine_update=True)
-    build_split_engines(onnx, precision="fp32", trt=fake_trt, gpu=GPU, force_engine_update=True)
+    # fp16, as the README builds them: the engines' spec holds the build precision, the split graphs' record
+    # the graph's fp32, and the split engines were refused as "(..., 'fp32') ... the model is (..., 'fp16')"
+    build_engine(onnx, precision="fp16", trt=fake_trt, gpu=GPU, force_engine_update=True)
+    build_split_engines(onnx, precision="fp16", trt=fake_trt, gpu=GPU, force_engine_update=True)
     fake_trt.calls.clear()
     with pytest.raises((RuntimeError, AssertionError), match=r"(?i)cuda"):
         trb.TensorRTEngine(split_model / "model.engine", onnx_path=onnx)
@@ -182,3 +184,68 @@ def test_tensorrt_engine_takes_the_split_engines_until_cuda_memory(split_model, 
         trb.TensorRTEngine(split_model / "model.engine", onnx_path=onnx)
     assert len([c for c in fake_trt.calls if c[0] == "deserialize_cuda_engine"]) == 1
     assert "not reusing overlap work" in caplog.text and "onnx_sha256" in caplog.text
+
+
+def test_a_folder_shared_by_two_machines_has_each_ones_split_engines(split_model, fake_trt, monkeypatch) -> None:
+    """A model folder shared by a workstation and a Jetson: the Jetson's engine went beside the workstation's
+    (`-o FOLDER/model.<platform>.engine`, the command the refusal names), but its split engines were not built
+    (only without -o), and run as `model: FOLDER` or as that file it looked for `model.frame.engine` (the
+    workstation's: key mismatch, no overlap reuse) and, as the folder, ran the workstation's `model.engine`
+    check (fallback to ONNX Runtime). One rule now names and finds all three per machine."""
+    from vdepth_export import build_engine as be
+    from vdepth_export.cli import main as cli_main
+
+    orin = ("NVIDIA Jetson AGX Orin", "8.7")
+    monkeypatch.setattr(be, "cuda_identity", lambda device=0: GPU)
+    assert build_engine_cli(cli_main, split_model) == 0  # the workstation: model.engine and its split engines
+    theirs = {p.name: p.read_bytes() for p in split_model.glob("*.engine")}
+    assert sorted(theirs) == ["model.engine", "model.frame.engine", "model.window.engine"]
+    monkeypatch.setattr(be, "cuda_identity", lambda device=0: orin)
+    monkeypatch.setattr(trb, "cuda_identity", lambda device=0: orin)
+    assert build_engine_cli(cli_main, split_model) == 2  # refused: the workstation's engines are kept
+    plat = "trt10.13.0.35-nvidia-jetson-agx-orin-sm8.7"
+    beside = split_model / f"model.{plat}.engine"
+    assert build_engine_cli(cli_main, split_model, "-o", str(beside)) == 0
+    mine = [f"model.{plat}.engine", f"model.frame.{plat}.engine", f"model.window.{plat}.engine"]
+    assert sorted(p.name for p in split_model.glob(f"*{plat}.engine")) == sorted(mine)
+    assert {p: (split_model / p).read_bytes() for p in theirs} == theirs
+    builds = sum(c[0] == "build_serialized_network" for c in fake_trt.calls)
+    assert build_engine_cli(cli_main, split_model) == 0  # `engine FOLDER` now finds this machine's: reused
+    assert sum(c[0] == "build_serialized_network" for c in fake_trt.calls) == builds
+
+    loaded: list[Any] = []
+
+    class LoadedError(Exception):
+        pass
+
+    def split_engines(runtime, trt, files, *args):  # the files the runtime takes, before any CUDA
+        loaded.append(files)
+        raise LoadedError
+
+    monkeypatch.setattr(trb, "SplitEngines", split_engines)
+    for model in (split_model, beside):  # the folder and this machine's engine file find the same split engines
+        with pytest.raises(LoadedError):
+            create_engine(model, backend="tensorrt", precision="fp16")
+    assert [(f.frame.name, f.window.name) for f in loaded] == [tuple(mine[1:])] * 2
+    with pytest.raises(LoadedError):  # auto: the Jetson's engine, not the workstation's mismatch and a fallback
+        create_engine(split_model, precision="fp16")
+
+
+def build_engine_cli(cli_main: Any, folder: Path, *args: str) -> int:
+    return cli_main(["engine", str(folder), "--precision", "fp16", *args])
+
+
+def test_split_graphs_the_runtime_would_not_use_get_no_engines(split_model, fake_trt, monkeypatch, caplog) -> None:
+    """Split graphs left from an earlier model.onnx: `vdepth-export engine FOLDER` built their engines (minutes
+    each on a Jetson) without a word, and every start then warned that they were not used. The builder now
+    applies the runtime's rule (`SplitMeta.usable`): one warning naming `vdepth-export split`, no split engines."""
+    from vdepth_export import build_engine as be
+    from vdepth_export.cli import main as cli_main
+
+    monkeypatch.setattr(be, "cuda_identity", lambda device=0: GPU)
+    meta = split_files_for(split_model / "model.onnx").meta
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "onnx_sha256": "0" * 64}))
+    caplog.set_level(logging.WARNING)
+    assert build_engine_cli(cli_main, split_model) == 0
+    assert sorted(p.name for p in split_model.glob("*.engine")) == ["model.engine"]
+    assert "another model.onnx" in caplog.text and f"vdepth-export split {split_model} --overwrite" in caplog.text

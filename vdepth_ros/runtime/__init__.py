@@ -188,7 +188,7 @@ def create_engine(
 
 def _folder_engine(path: Path, backend: str, precision: str, opts: dict[str, Any]) -> DepthEngine:
     """The engine of a model folder for `backend` (a causal model: `_stream_engine`)."""
-    onnx_file, engine_file = path / ONNX_NAME, path / ENGINE_NAME
+    onnx_file = path / ONNX_NAME
     if _streams(path):
         return _stream_engine(path, backend, precision, opts)
     if backend == "torch":
@@ -200,6 +200,7 @@ def _folder_engine(path: Path, backend: str, precision: str, opts: dict[str, Any
             raise ModelLoadError(stale)
         return _ort_engine(onnx_file, precision, opts)
     if backend == "tensorrt":
+        engine_file = _folder_engine_file(path, opts)
         if not engine_file.is_file():
             raise ModelLoadError(f"{path} has no {ENGINE_NAME}; build one with `vdepth-export engine {onnx_file}`")
         if stale := _stale_export(path, engine_file):
@@ -249,6 +250,14 @@ def _stream_engine(path: Path, backend: str, precision: str, opts: dict[str, Any
     # the stream graph's shape, so that torch and ONNX Runtime run the stream alike
     graph = stream_file if stream_file.is_file() else None
     return _torch_engine(*_load_torch_model(path, opts, graph), precision)
+
+
+def _folder_engine_file(folder: Path, opts: dict[str, Any]) -> Path:
+    """The folder's TensorRT engine for this machine: `model.engine`, or this machine's beside another
+    machine's (`tensorrt_backend.this_machines_engine`)."""
+    from vdepth_ros.runtime.tensorrt_backend import this_machines_engine
+
+    return this_machines_engine(folder / ENGINE_NAME, int(opts.get("device_id", 0)))
 
 
 def _with_folder_onnx(folder: Path, opts: dict[str, Any]) -> dict[str, Any]:
@@ -311,7 +320,7 @@ def _auto_exported(path: Path, precision: str, opts: dict[str, Any], reasons: li
     from vdepth_ros.runtime.tensorrt_backend import tensorrt_status
     from vdepth_ros.runtime.trt_cache import EngineMismatchError
 
-    onnx_file, engine_file = path / ONNX_NAME, path / ENGINE_NAME
+    onnx_file, engine_file = path / ONNX_NAME, _folder_engine_file(path, opts)
     if engine_file.is_file():
         ok, why = tensorrt_status(int(opts.get("device_id", 0)))
         if ok:
@@ -340,7 +349,7 @@ def _auto_exported(path: Path, precision: str, opts: dict[str, Any], reasons: li
 
 def _auto_folder(path: Path, precision: str, opts: dict[str, Any]) -> DepthEngine:
     reasons: list[str] = []
-    stale = _stale_export(path, path / ONNX_NAME) or _stale_export(path, path / ENGINE_NAME)
+    stale = _stale_export(path, path / ONNX_NAME) or _stale_export(path, _folder_engine_file(path, opts))
     if stale is not None:  # the exports would run the old weights: the folder's own weights run on torch
         log.warning("auto backend: not using the exported graphs: %s", stale)
         reasons.append("the exported graphs are older than the weights")

@@ -136,10 +136,10 @@ def _refuse_split_half(path: Path) -> None:
     """`ModelLoadError` for one of the two graphs `vdepth-export split` writes (`model.frame.onnx`,
     `model.window.onnx`, or their engines) given as the model: neither is a whole model (the per-frame one
     outputs feature maps, not disparity); the whole graph beside them runs them itself."""
-    parts = path.name.split(".")
-    if not path.is_file() or len(parts) != 3 or parts[1] not in ("frame", "window"):
+    parts = path.name.split(".")  # model.frame.onnx, or one machine's model.frame.<platform>.engine
+    if not path.is_file() or len(parts) < 3 or parts[1] not in ("frame", "window"):
         return
-    whole = path.with_name(f"{parts[0]}.{parts[2]}")
+    whole = path.with_name(".".join([parts[0], *parts[2:]]))
     if not path.with_name(f"{parts[0]}.split.json").is_file() and not whole.is_file():
         return
     half = "per-frame" if parts[1] == "frame" else "per-window"

@@ -82,6 +82,11 @@ class DepthEngine(abc.ABC):
         """True when `infer(frame_ids=...)` reuses per-frame work (the backend has split graphs)."""
         return False
 
+    def _reuses(self, frames: int) -> bool:
+        """Whether a window of `frames` frames runs on the split graphs (default: any length). A backend whose
+        window graph was exported at one length runs other lengths, a dynamic-frames graph's, whole."""
+        return True
+
     @property
     def streams(self) -> bool:
         """True when `infer(frame_ids=...)` runs a causal model as a stream: each new frame once,
@@ -117,7 +122,7 @@ class DepthEngine(abc.ABC):
         batch = np.ascontiguousarray(x.transpose(0, 3, 1, 2)[None])
         if frame_ids is not None and self.streams:
             out = self._infer_streaming(batch[0], window_ids(frame_ids, t, n))
-        elif frame_ids is not None and self.supports_reuse:
+        elif frame_ids is not None and self.supports_reuse and self._reuses(n):
             out = self._infer_reusing(batch[0], window_ids(frame_ids, t, n))
         else:
             out = self._run(batch)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,7 +23,7 @@ from vdepth_ros.runtime.spec import (
     variant_files,
     variant_mismatch,
 )
-from vdepth_ros.runtime.trt_cache import onnx_sha256
+from vdepth_ros.runtime.trt_cache import external_data_path, onnx_sha256
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,14 @@ def _load_failure(graph: Path, spec: InputSpec, providers: list[str], err: Excep
     lowered on the GPU by TensorRT; otherwise ONNX Runtime's own message."""
     why = " ".join(str(err).split())[:400]
     fix = "export the graph again from its model folder: `vdepth-export onnx MODEL_FOLDER`"
-    if spec.precision != "fp32" and not {TRT_EP, CUDA_EP} & set(providers):
+    if "external data" in why.lower():  # a graph over 2 GB moved or copied without its weights file
+        named = re.search(r'does not exist: "?([^"\s]+)', why)
+        data = Path(named.group(1)).name if named else external_data_path(graph).name
+        fix = (
+            f"the graph keeps its weights in {data}, written beside it by the export, and {graph.parent} lacks it: "
+            f"move or copy {data} with the graph (and its spec {spec_path_for(graph).name})"
+        )
+    elif spec.precision != "fp32" and not {TRT_EP, CUDA_EP} & set(providers):
         fix = (
             f"it was exported in {spec.precision}, which ONNX Runtime's CPU EP cannot run: export it in fp32 for the "
             "CPU (`vdepth-export onnx MODEL_FOLDER`, without --precision; a GPU lowers the precision itself: "
@@ -369,7 +377,9 @@ class OnnxRuntimeEngine(DepthEngine):
         stream_step = STREAM_STEP_KEY in spec.extra  # a causal model's stream step: never split
         self._stream_states: tuple[str, ...] | None = None
         self._split = self._load_split(path, spec, session) if reuse and not stream_step else None
-        if self._split is not None:
+        # a dynamic-frames graph keeps its whole session too: windows of another length than the split
+        # graphs' run on it (`_reuses`)
+        if self._split is not None and not spec.dynamic_frames:
             self.session = None
             self.providers = list(self._split[0].get_providers())
             _note_precision_not_applied(path, precision, spec, self.providers)
@@ -386,7 +396,9 @@ class OnnxRuntimeEngine(DepthEngine):
             self._in_name, self._in_dtype = self._resolve_io(self.session.get_inputs(), spec.input_name, "input")
             self._out_name, _ = self._resolve_io(self.session.get_outputs(), spec.output_name, "output")
             self._check_input_shape()
-        log.info("onnxruntime engine: %s, providers %s, %d threads", path.name, self.providers, so.intra_op_num_threads)
+        split = "" if self._split is None else f" (windows of {self._split[2].frames} frames: its split graphs)"
+        log.info("onnxruntime engine: %s%s, providers %s, %d threads", path.name, split, self.providers,
+                 so.intra_op_num_threads)  # fmt: skip
 
     @staticmethod
     def _resolve_io(args: Sequence[Any], wanted: str, kind: str) -> tuple[str, Any]:
@@ -471,6 +483,11 @@ class OnnxRuntimeEngine(DepthEngine):
     def supports_reuse(self) -> bool:
         return self._split is not None
 
+    def _reuses(self, frames: int) -> bool:
+        # the window graph has the exported window's length: a dynamic-frames graph's shorter or longer
+        # windows (a stream's first and last ones) run whole; ONNX Runtime refused them ("Got: 5 Expected: 6")
+        return self._split is not None and frames == self._split[2].frames
+
     def _encode(self, frames: np.ndarray) -> list[np.ndarray]:
         frame_graph, _, meta = self._split  # type: ignore[misc]
         return frame_graph.run(list(meta.feature_names), {"frames": frames})
@@ -484,7 +501,7 @@ class OnnxRuntimeEngine(DepthEngine):
     def _run(self, batch: np.ndarray) -> np.ndarray:
         if self._stream_states is not None:  # a window without frame ids: a new stream of its frames
             return self._step(batch[0], self._new_stream())[None]
-        if self._split is not None:
+        if self._reuses(batch.shape[1]):
             return self._decode([self._encode(batch[0])])
         x = batch if batch.dtype == self._in_dtype else batch.astype(self._in_dtype)
         (out,) = self.session.run([self._out_name], {self._in_name: x})

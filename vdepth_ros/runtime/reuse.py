@@ -119,11 +119,19 @@ class SplitFiles:
 
 
 def split_files_for(model_file: str | Path, suffix: str = ".onnx") -> SplitFiles:
-    """`model.onnx` (or `.engine`) -> its `SplitFiles` (`suffix`: the graphs' file type)."""
+    """`model.onnx` (or `.engine`) -> its `SplitFiles` (`suffix`: the graphs' file type).
+
+    What lies between the stem and the file type stays: one machine's engine beside another's,
+    `model.<platform>.engine` (`trt_cache.engine_beside`), has its split engines beside theirs,
+    `model.frame.<platform>.engine` and `model.window.<platform>.engine`, by the same rule.
+    """
     p = Path(model_file)
-    stem = p.name.split(".")[0]
+    stem, _, rest = p.name.partition(".")
+    middle = "".join(f".{part}" for part in rest.rsplit(".", 1)[:-1])
     return SplitFiles(
-        p.with_name(f"{stem}.frame{suffix}"), p.with_name(f"{stem}.window{suffix}"), p.with_name(f"{stem}.split.json")
+        p.with_name(f"{stem}.frame{middle}{suffix}"),
+        p.with_name(f"{stem}.window{middle}{suffix}"),
+        p.with_name(f"{stem}.split.json"),
     )
 
 
@@ -177,19 +185,20 @@ class SplitMeta:
         except ConfigError as err:
             log.warning("not reusing overlap work: %s", err)
             return None
-        why = meta.mismatch(spec, onnx_sha256)
+        why = meta.mismatch(spec, onnx_sha256, files.meta.parent)
         if why is not None:
             log.warning("not reusing overlap work: %s (%s)", why, files.meta)
             return None
         return meta
 
-    def mismatch(self, spec: InputSpec, onnx_sha256: str | None) -> str | None:
-        """Why these split graphs cannot stand in for a graph with `spec` (None: they can)."""
+    def mismatch(self, spec: InputSpec, onnx_sha256: str | None, folder: Path | None = None) -> str | None:
+        """Why these split graphs (in `folder`, named in the fix) cannot stand in for a graph with `spec` (None:
+        they can)."""
         want = (spec.frames, spec.height, spec.width, spec.precision)
         have = (self.frames, self.height, self.width, self.precision)
         if want != have:
             return f"split graphs are (frames, height, width, precision) {have}, the model is {want}"
-        again = "re-export them with `vdepth-export split FOLDER --overwrite`"
+        again = f"re-export them with `vdepth-export split {folder or 'FOLDER'} --overwrite`"
         if onnx_sha256 is not None and self.onnx_sha256 is not None and onnx_sha256 != self.onnx_sha256:
             return f"split graphs were exported with another model.onnx ({again})"
         if self.parity is not None and self.parity.get("passed") is False:

@@ -21,7 +21,14 @@ from vdepth_ros.runtime.engine import DepthEngine
 from vdepth_ros.runtime.reuse import SplitMeta, split_files_for
 from vdepth_ros.runtime.spec import InputSpec, note_failed_parity, spec_path_for
 from vdepth_ros.runtime.tensorrt_split import SplitEngines
-from vdepth_ros.runtime.trt_cache import EngineMismatchError, onnx_sha256, verify_engine
+from vdepth_ros.runtime.trt_cache import (
+    PLATFORM_PREFIX,
+    EngineMismatchError,
+    machine_engine,
+    onnx_sha256,
+    platform_key,
+    verify_engine,
+)
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +58,21 @@ def cuda_identity(device: int = 0) -> tuple[str, str]:
         raise BackendUnavailableError("no CUDA GPU visible to torch; the tensorrt backend needs one")
     props = torch.cuda.get_device_properties(device)
     return str(props.name), f"{props.major}.{props.minor}"
+
+
+def this_machines_engine(engine_path: Path, device: int = 0) -> Path:
+    """`trt_cache.machine_engine` for the running TensorRT and GPU `device`: a model folder's
+    `model.<platform>.engine` where this machine built its own beside another machine's, else `engine_path`
+    (also where TensorRT or a GPU is missing: loading it then says so). Only where machines' engines lie beside
+    it are TensorRT and CUDA asked who this machine is: a run on ONNX Runtime creates no torch CUDA context."""
+    if not any(engine_path.parent.glob(f"{engine_path.stem}.{PLATFORM_PREFIX}*{engine_path.suffix}")):
+        return engine_path
+    try:
+        trt = import_tensorrt()
+        gpu_name, cc = cuda_identity(device)
+    except BackendUnavailableError:
+        return engine_path
+    return machine_engine(engine_path, platform_key(str(trt.__version__), gpu_name, cc))
 
 
 def tensorrt_status(device: int = 0) -> tuple[bool, str]:
@@ -169,9 +191,9 @@ class TensorRTEngine(DepthEngine):
         super().__init__(spec)
         gpu_name, cc = cuda_identity(device)
 
-        def verify(engine: Path, onnx: str | Path | None) -> Any:
+        def verify(engine: Path, onnx: str | Path | None, engine_precision: str | None = precision) -> Any:
             return verify_engine(engine, tensorrt_version=str(trt.__version__), gpu_name=gpu_name,
-                                 compute_capability=cc, precision=precision, onnx_path=onnx)  # fmt: skip
+                                 compute_capability=cc, precision=engine_precision, onnx_path=onnx)  # fmt: skip
 
         self.key = verify(path, onnx_path)
         if isinstance(spec.extra.get("onnx"), str):  # the graph it was built from, when it lies beside it
@@ -210,13 +232,19 @@ class TensorRTEngine(DepthEngine):
         files = split_files_for(self.path, ".engine")
         if not files.exist():
             return None
-        meta = SplitMeta.usable(files, self.input_spec, onnx_sha256(onnx_path) if onnx_path is not None else None)
+        # the split graphs are the ONNX graph's: exported at its precision, whatever TensorRT built it at (the
+        # engine's spec holds the build precision: an fp16 engine of an fp32 graph never took its split engines)
+        graph_spec = InputSpec.from_dict(
+            {**self.input_spec.to_dict(), "precision": self.input_spec.extra.get("onnx_precision", self.key.precision)}
+        )
+        meta = SplitMeta.usable(files, graph_spec, onnx_sha256(onnx_path) if onnx_path is not None else None)
         if meta is None:
             return None
         graphs = split_files_for(onnx_path) if onnx_path is not None else None
-        try:  # against the split graphs they were built from, where those lie beside the engines
-            verify(files.frame, graphs.frame if graphs and graphs.frame.is_file() else None)
-            verify(files.window, graphs.window if graphs and graphs.window.is_file() else None)
+        try:  # against the split graphs they were built from, where those lie beside the engines, and at the
+            # precision of the engine they stand in for
+            verify(files.frame, graphs.frame if graphs and graphs.frame.is_file() else None, self.key.precision)
+            verify(files.window, graphs.window if graphs and graphs.window.is_file() else None, self.key.precision)
         except EngineMismatchError as err:  # the whole-window engine is still valid: run it
             log.warning("not reusing overlap work: %s", err)
             return None

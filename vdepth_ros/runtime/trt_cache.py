@@ -82,16 +82,35 @@ class EngineCacheKey:
 PLATFORM_FIELDS = ("tensorrt_version", "gpu_name", "compute_capability")
 
 
+#: how every `platform_name` begins
+PLATFORM_PREFIX = "trt"
+
+
 def platform_name(key: EngineCacheKey) -> str:
     """`trt<version>-<gpu>-sm<cc>`: the TensorRT version and GPU a file TensorRT built is only valid for (the
     names of timing caches, and of an engine built beside another machine's)."""
     gpu = re.sub(r"[^A-Za-z0-9]+", "-", key.gpu_name).strip("-").lower() or "gpu"
-    return f"trt{key.tensorrt_version}-{gpu}-sm{key.compute_capability}"
+    return f"{PLATFORM_PREFIX}{key.tensorrt_version}-{gpu}-sm{key.compute_capability}"
 
 
 def engine_beside(engine_path: Path, key: EngineCacheKey) -> Path:
-    """`model.engine` -> `model.<platform_name>.engine`: this machine's engine beside another machine's."""
+    """`model.engine` -> `model.<platform_name>.engine`: this machine's engine beside another machine's (the
+    split engines' too: `model.frame.engine` -> `model.frame.<platform_name>.engine`, `reuse.split_files_for`)."""
     return engine_path.with_name(f"{engine_path.stem}.{platform_name(key)}{engine_path.suffix}")
+
+
+def platform_key(tensorrt_version: str, gpu_name: str, compute_capability: str) -> EngineCacheKey:
+    """A key holding only the machine's fields (`PLATFORM_FIELDS`), for naming its files (`engine_beside`)."""
+    return EngineCacheKey("", tensorrt_version, gpu_name, compute_capability, "")
+
+
+def machine_engine(engine_path: Path, key: EngineCacheKey) -> Path:
+    """The engine of `engine_path`'s graph for the machine of `key` (its TensorRT version and GPU): the one
+    beside another machine's (`engine_beside`) when that exists, else `engine_path`. The one rule by which the
+    builder's default output, a model folder's engine at run time and its split engines are found, so a folder
+    shared by two machines (NFS, a synced folder) runs each one's own engine as `model: FOLDER`."""
+    beside = engine_beside(engine_path, key)
+    return beside if beside.is_file() else engine_path
 
 
 def _onnx_of(engine_path: Path) -> Path:
@@ -219,6 +238,7 @@ def verify_engine(
         # graphs' model.frame/window.engine) come from the folder, another from its ONNX file
         own = engine_path.name in ("model.engine", "model.frame.engine", "model.window.engine")
         source = engine_path.parent if own else _onnx_of(engine_path)
+        whole = engine_path.with_name("model.engine") if own else engine_path  # split engines come with it
         build = f"vdepth-export engine {source} --precision {current.precision}" + ("" if own else f" -o {engine_path}")
         if set(diff) == {"precision"}:  # the engine is fine: the run asked for another precision
             fix = (
@@ -226,11 +246,13 @@ def verify_engine(
                 f"offline tools' parameter), or build a {current.precision} engine: `{build}`"
             )
         elif diff.keys() & set(PLATFORM_FIELDS):  # another machine's engine, which that machine may still run
-            beside = engine_beside(engine_path, current)
+            beside = engine_beside(whole, current)
+            run = f"`model: {source}` then runs it" if own else f"run that (model: {beside})"
+            graph = source if own else _onnx_of(whole)
             fix = (
                 f"rebuild it on this machine: `{build} --overwrite`; or, where another machine still runs it (a "
-                f"shared folder), build this machine's beside it, `vdepth-export engine {_onnx_of(engine_path)} "
-                f"--precision {current.precision} -o {beside}`, and run that (model: {beside})"
+                f"shared folder), build this machine's beside it, `vdepth-export engine {graph} "
+                f"--precision {current.precision} -o {beside}`, and {run}"
             )
         else:  # another graph: stale on every machine
             fix = f"rebuild it: `{build}`" + ("" if own else " --overwrite")
