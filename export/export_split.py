@@ -21,12 +21,11 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from vdepth_export.export_onnx import load_source
 from vdepth_export.onnx_graph import ExportError, finalize_graph
-from vdepth_export.parity import TOLERANCE, compare, parity_clips
+from vdepth_export.parity import TOLERANCE, compare, parity_clips, parity_report
 
 from vdepth_ros.errors import ConfigError
 from vdepth_ros.models import VideoDepthModel
@@ -219,14 +218,7 @@ def split_parity(
             for k, ids in enumerate(windows):  # the second window reuses `overlap` frames of the first
                 stats = compare(f"{name}/window{k}", ref.infer(clip[ids]), split.infer(clip[ids], frame_ids=ids), tol)
                 checks.append(stats.to_dict())
-    worst = max(c["max_abs_rel"] for c in checks)
-    return {
-        "reference": "torch fp32 whole forward",
-        "tolerance_rel": tol,
-        "checks": checks,
-        "max_abs_rel": worst,
-        "passed": bool(all(c["passed"] for c in checks) and np.isfinite(worst)),
-    }
+    return parity_report("torch fp32 whole forward", tol, checks)
 
 
 def build_split_engines(

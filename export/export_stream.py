@@ -28,7 +28,7 @@ import torch
 from vdepth_export.export_onnx import _weights_beside, load_source
 from vdepth_export.export_split import _export
 from vdepth_export.onnx_graph import ExportError, finalize_graph
-from vdepth_export.parity import TOLERANCE, compare, parity_clips
+from vdepth_export.parity import TOLERANCE, compare, parity_clips, parity_report
 
 from vdepth_ros.errors import ConfigError
 from vdepth_ros.offline.atomic import AtomicOutput, check_writable
@@ -166,14 +166,7 @@ def stream_parity(
                 windows = [[max(0, t - 1), t] for t in range(length)]
                 outs.append(np.stack([engine.infer(clip[ids], frame_ids=ids)[-1] for ids in windows]))
             checks.append(compare(f"{name}/stream{length}", outs[0], outs[1], tol).to_dict())
-    worst = max(c["max_abs_rel"] for c in checks)
-    return {
-        "reference": "torch fp32 stream (TemporalCache)",
-        "tolerance_rel": tol,
-        "checks": checks,
-        "max_abs_rel": worst,
-        "passed": bool(all(c["passed"] for c in checks) and np.isfinite(worst)),
-    }
+    return parity_report("torch fp32 stream (TemporalCache)", tol, checks)
 
 
 __all__ = ["export_stream_onnx", "stream_parity"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -120,3 +121,16 @@ def compare(name: str, ref: np.ndarray, out: np.ndarray, tolerance_rel: float) -
         max_abs_rel=rel,
         passed=finite and rel <= tolerance_rel,
     )
+
+
+def parity_report(reference: str, tolerance_rel: float, checks: list[dict[str, Any]]) -> dict[str, Any]:
+    """The report of a list of `compare(...).to_dict()` checks against `reference`: passed when every check passed
+    and none is infinite (the split and stream-step exports write it)."""
+    worst = max(c["max_abs_rel"] for c in checks)
+    return {
+        "reference": reference,
+        "tolerance_rel": tolerance_rel,
+        "checks": checks,
+        "max_abs_rel": worst,
+        "passed": bool(all(c["passed"] for c in checks) and np.isfinite(worst)),
+    }
