@@ -864,17 +864,17 @@ def test_a_kinect2_recording_of_its_compressed_tiff_streams_is_read(tmp_path: Pa
     `image_encoding: mono16` (as its raw IR is read), and every depth sample as an undecodable compressedDepth png.
     The IR is read as the camera and the depth as its metric scale, every frame."""
     import cv2
-    from rosbags.rosbag2 import Writer
     from rosbags.typesys import get_typestore
 
-    from vdepth_ros.offline.bag_types import CAMERA_INFO, COMPRESSED, STORAGES, TYPESTORES
+    from vdepth_ros.offline.bag_types import CAMERA_INFO, COMPRESSED, TYPESTORES
+    from vdepth_ros.offline.bag_writer import new_bag_writer
     from vdepth_ros.offline.synth import _camera_info
     from vdepth_ros.offline.videoio import default_intrinsics
 
     ts = get_typestore(TYPESTORES["kilted"])
     T = ts.types
     ir, depth, n = "/kinect2/sd/image_ir/compressed", "/kinect2/sd/image_depth/compressed", 12
-    with Writer(tmp_path / "rec", version=9, storage_plugin=STORAGES["mcap"]) as w:
+    with new_bag_writer(tmp_path / "rec") as w:
         conns = {
             t: w.add_connection(t, m, typestore=ts)
             for t, m in ((ir, COMPRESSED), (depth, COMPRESSED), ("/kinect2/sd/camera_info", CAMERA_INFO))

@@ -434,13 +434,25 @@ def time_ordered_messages(reader: AnyReader, connections: list[Connection]) -> I
     streams = []
     for owner, conns in by_reader.values():
         files = getattr(owner, "storages", None)  # (rosbags' DirectoryReader: a bag folder's storage files)
-        if isinstance(files, list) and len(files) > 1 and hasattr(owner, "metadata"):
+        if isinstance(files, list) and len(files) > 1 and hasattr(owner, "metadata") and _reads_per_file(owner, conns):
             # its own reading (connections mapped per file, per-message decompression), one storage file at a time
             one = [SimpleNamespace(storages=[f], metadata=owner.metadata) for f in files]
             streams += [type(owner).messages(part, conns) for part in one]
         else:
             streams.append(owner.messages(connections=conns))
     return heapq.merge(*streams, key=lambda message: message[1])
+
+
+def _reads_per_file(owner: Any, conns: list[Connection]) -> bool:
+    """Whether rosbags' folder reader still reads one storage file when given only that file (`storages`,
+    `metadata`: its internals, as rosbags has no per-file reading; rosbags is not pinned): its first message
+    of the first file is read to see. Else the folder is read in rosbags' own order, as before."""
+    try:
+        first = SimpleNamespace(storages=owner.storages[:1], metadata=owner.metadata)
+        next(iter(type(owner).messages(first, conns)), None)
+    except (AttributeError, TypeError):
+        return False
+    return True
 
 
 def guarded_messages(
