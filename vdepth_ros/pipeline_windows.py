@@ -20,6 +20,7 @@ from vdepth_ros.errors import ConfigError
 from vdepth_ros.pipeline_input import HELD_AS_STATE
 from vdepth_ros.pipeline_types import fit_input, scale_input, sparse_span
 from vdepth_ros.resize import upsample
+from vdepth_ros.stream.align import INVERTED
 from vdepth_ros.stream.depth import disparity_from_depth
 from vdepth_ros.stream.stitch import StitchedFrame, mean_channels
 from vdepth_ros.stream.windows import Window, WindowScheduler, anchor_keyframes, pad_for_rule
@@ -35,6 +36,13 @@ log = logging.getLogger("vdepth_ros.pipeline")  # the pipeline's lines, under it
 ALIGNMENT_FALLBACK = (
     "the windows' alignment falls back (a covered lens, a blank wall, a scene without texture?): the depth is "
     "not fitted to the stream's scale"
+)
+
+
+#: appended to a line about a fit that came out inverted (`stream.align.INVERTED`)
+_INVERTED_FIX = (
+    ": is it a depth model? The stream expects disparity (larger = nearer); a model that outputs depth needs "
+    "output_kind 'depth' in its input spec (the .json beside model.onnx or model.engine)"
 )
 
 
@@ -121,7 +129,7 @@ class WindowSteps:
         self.stats.infer_seconds += time.perf_counter() - t0
         self.stats.windows += 1
         out = np.asarray(out, dtype=np.float32)[: len(window.slots)]
-        return disparity_from_depth(out) if self.metric_model else out
+        return self._usable(window.index, disparity_from_depth(out) if self.metric_model else out)
 
     def _infer_channels(self, window: Window, rgbs: list[np.ndarray]) -> np.ndarray | None:
         """`(n, C, H, W)` from `engine.infer_channels`, or None (the engine has the mean only)."""
@@ -131,7 +139,46 @@ class WindowSteps:
             return None
         self.stats.infer_seconds += time.perf_counter() - t0
         self.stats.windows += 1
-        return np.asarray(out, dtype=np.float32)[: len(window.slots)]
+        return self._usable(window.index, np.asarray(out, dtype=np.float32)[: len(window.slots)])
+
+    def _usable(self, index: int, out: np.ndarray) -> np.ndarray:
+        """The window's output `(n[, C], H, W)` with what carries no depth set to NaN (no estimate), logged as
+        `PeriodicLog` admits: non-finite values (fp16 overflow in an fp16 engine gives +-Inf, which passed
+        into /depth as 0 m and into the blends as NaN) and frames whose finite values are all one number (a
+        collapsed prediction on a black or covered frame, published as a flat wall). A NaN frame is no
+        reference for the next window's fit, which falls back rather than fitting the stream to garbage."""
+        finite = np.isfinite(out)
+        values = out.reshape(len(out), -1) if finite.all() else np.where(finite, out, np.nan).reshape(len(out), -1)
+        hi, lo = np.fmax.reduce(values, axis=1), np.fmin.reduce(values, axis=1)  # NaN where a frame has no value
+        flat = np.flatnonzero(hi - lo <= 1e-6 * np.maximum(1.0, np.maximum(np.abs(hi), np.abs(lo))))
+        bad = ~finite
+        bad[flat] = True
+        if not bad.any():
+            return out
+        if not out.flags.writeable:
+            out = out.copy()
+        out[bad] = np.nan
+        self.stats.invalid_output_pixels += int(np.count_nonzero(bad))
+        more = self._periodic_log.admit("invalid model output")
+        if more is None:
+            return out
+        nonfinite = float(np.count_nonzero(~finite)) / max(1, finite.size)
+        causes = []
+        if nonfinite:
+            causes.append(
+                f"{100 * nonfinite:.1f}% of its values are NaN or Inf (an fp16 engine overflowing? export or "
+                f"build it in fp32, e.g. without --fp16)"
+            )
+        if flat.size:
+            causes.append(
+                f"{len(flat)} of its {len(out)} frames are one constant value (a collapsed prediction: a black, "
+                f"covered or overexposed frame?)"
+            )
+        log.warning(
+            "window %d: the model's output carries no depth where %s; those pixels are NaN (no estimate)%s",
+            index, " and ".join(causes), more,
+        )  # fmt: skip
+        return out
 
     def _run_window(self, window: Window) -> list[StitchedFrame]:
         rgbs = [self._records[f].rgb for f in window.slots]
@@ -162,8 +209,8 @@ class WindowSteps:
             return
         fit = self.stitcher.last_fit
         log.warning(
-            "window %d: alignment fell back to (%.3g, %.3g): %s%s",
-            index, fit.scale, fit.shift, fit.reason, more,
+            "window %d: alignment fell back to (%.3g, %.3g): %s%s%s",
+            index, fit.scale, fit.shift, fit.reason, _INVERTED_FIX if fit.reason.startswith(INVERTED) else "", more,
             extra={HELD_AS_STATE: True},  # (`fallback`, a condition on a node's status)
         )  # fmt: skip
 
@@ -198,6 +245,15 @@ class WindowSteps:
         """Refit the scale on window `index`'s new frames and check what the metric fit rests on: the one step of
         the causal stream (node, `vdepth-bag`) and of `run_offline`'s second pass, so both warn alike."""
         self.scale_source.update(disparity, sparse)
+        metric_fit = getattr(self.scale_source, "last_fit", None)
+        if metric_fit is not None and metric_fit.reason.startswith(INVERTED):
+            # the metric fit is refused (SparseScale keeps its previous one); only the sensor can tell from the start
+            more = self._periodic_log.admit("inverted metric fit")
+            if more is not None:
+                log.error(
+                    "window %d: the model's output is increasing with depth against the sparse depth: %s%s; the "
+                    "metric scale is not updated%s", index, metric_fit.reason, _INVERTED_FIX, more,
+                )  # fmt: skip
         self._check_sparse_span(index)
 
     def _check_sparse_span(self, index: int) -> None:
