@@ -10,7 +10,7 @@ import logging
 import numpy as np
 import pytest
 from fakes import AffineCorruptingEngine
-from test_pipeline import _config, _frames, _latest, _run, _truth, _with_sparse_depth
+from test_pipeline import _config, _frames, _global_affine_error, _latest, _run, _truth, _with_sparse_depth
 
 from vdepth_ros.errors import ModelOutputError
 from vdepth_ros.pipeline import DepthPipeline
@@ -18,11 +18,14 @@ from vdepth_ros.pipeline import DepthPipeline
 N = 30  # frames: windows of 8 with overlap 3 start at 0, 5, 10, ...; the third (index 2) holds frames 10-17
 
 
+KEYFRAMES = (0, 6, 12, 13, 14, 15)  # the bundled model's layout (16 frames, anchor and context slots)
+
+
 class FaultyEngine(AffineCorruptingEngine):
     """`AffineCorruptingEngine` whose calls numbered in `bad` (1-based) pass through `fault`."""
 
     def __init__(self, fault, bad=(3,), **kw) -> None:
-        super().__init__(frames=8, overlap=3, **kw)
+        super().__init__(**{"frames": 8, "overlap": 3, **kw})
         self.fault, self.bad = fault, set(bad)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
@@ -96,14 +99,23 @@ def _depth_model(out: np.ndarray) -> np.ndarray:
     return 1.0 / out  # a fine-tuned model that outputs depth: larger = farther
 
 
-def test_a_window_in_depth_falls_back_and_asks_whether_the_model_outputs_depth(caplog):
-    """Fitted to the stream, a depth window came out with a negative scale, applied: near and far swapped."""
-    pipe = DepthPipeline(_config(publish="final"), FaultyEngine(_depth_model, bad=range(3, 99)))
+@pytest.mark.parametrize("alignment", ["graph", "keyframe"])
+def test_a_window_in_depth_is_no_estimate_names_the_cause_and_the_next_window_recovers(alignment, caplog):
+    """Fitted to the stream, a depth window came out with a negative scale and was applied (keyframe: near and
+    far swapped, |error| up to 1.4x the scene's range) or, in graph mode, given the previous window's affine
+    (up to 5x), with a line about a covered lens; its frames are NaN now, and the next window is fitted again."""
+    engine = FaultyEngine(_depth_model, frames=16, overlap=6, keyframes=KEYFRAMES, alignment=alignment)
+    frames = _frames(50)
+    pipe = DepthPipeline(_config(publish="final"), engine)
     caplog.set_level(logging.WARNING, logger="vdepth_ros.pipeline")
-    _run(pipe, _frames(N))
-    assert pipe.stats.degenerate_fits >= 1
-    lines = [r.getMessage() for r in caplog.records if "inverted depth ordering" in r.getMessage()]
-    assert lines and "is it a depth model?" in lines[0] and "output_kind 'depth'" in lines[0], lines
+    out = _latest(_run(pipe, frames), 50)
+    disp = np.stack([f.disparity for f in out])
+    dropped = np.flatnonzero(np.isnan(disp).all(axis=(1, 2)))
+    assert list(dropped) == list(range(26, 32))  # window 2's own frames (its first ones blend into window 1's)
+    kept = np.isfinite(disp).all(axis=(1, 2))
+    assert kept.sum() == 44 and _global_affine_error(disp[kept], _truth(frames)[kept]) < 1e-3  # windows 0-1 and 3-4
+    lines = [r.getMessage() for r in caplog.records if "increasing with depth" in r.getMessage()]
+    assert len(lines) == 1 and "is it a depth model?" in lines[0] and "output_kind 'depth'" in lines[0], lines
 
 
 def test_a_depth_model_from_the_start_is_named_by_the_sparse_depth(caplog):

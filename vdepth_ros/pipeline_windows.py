@@ -38,6 +38,11 @@ ALIGNMENT_FALLBACK = (
     "not fitted to the stream's scale"
 )
 
+#: `DepthPipeline.fallback` while windows come out inverted against the stream (`stream.align.INVERTED`): dropped
+INVERTED_OUTPUT = (
+    "the model's output increases with depth against the stream's (a depth model? its input spec needs output_kind "
+    "'depth'): those windows are NaN"
+)
 
 #: appended to a line about a fit that came out inverted (`stream.align.INVERTED`)
 _INVERTED_FIX = (
@@ -147,14 +152,18 @@ class WindowSteps:
         into /depth as 0 m and into the blends as NaN) and frames whose finite values are all one number (a
         collapsed prediction on a black or covered frame, published as a flat wall). A NaN frame is no
         reference for the next window's fit, which falls back rather than fitting the stream to garbage."""
-        finite = np.isfinite(out)
-        values = out.reshape(len(out), -1) if finite.all() else np.where(finite, out, np.nan).reshape(len(out), -1)
-        hi, lo = np.fmax.reduce(values, axis=1), np.fmin.reduce(values, axis=1)  # NaN where a frame has no value
+        values = out.reshape(len(out), -1)
+        hi, lo = values.max(axis=1), values.min(axis=1)  # NaN and Inf propagate: all finite when these are
+        finite = None
+        if not (np.isfinite(hi).all() and np.isfinite(lo).all()):  # each frame's range over its finite values
+            finite = np.isfinite(out)
+            values = np.where(finite, out, np.nan).reshape(len(out), -1)
+            hi, lo = np.fmax.reduce(values, axis=1), np.fmin.reduce(values, axis=1)  # NaN: a frame without any
         flat = np.flatnonzero(hi - lo <= 1e-6 * np.maximum(1.0, np.maximum(np.abs(hi), np.abs(lo))))
-        bad = ~finite
-        bad[flat] = True
-        if not bad.any():
+        if finite is None and not flat.size:
             return out
+        bad = np.zeros(out.shape, bool) if finite is None else ~finite
+        bad[flat] = True
         if not out.flags.writeable:
             out = out.copy()
         out[bad] = np.nan
@@ -162,7 +171,7 @@ class WindowSteps:
         more = self._periodic_log.admit("invalid model output")
         if more is None:
             return out
-        nonfinite = float(np.count_nonzero(~finite)) / max(1, finite.size)
+        nonfinite = 0.0 if finite is None else float(np.count_nonzero(~finite)) / finite.size
         causes = []
         if nonfinite:
             causes.append(
@@ -194,7 +203,13 @@ class WindowSteps:
         self.stats.anchor_refreshes += self.stitcher.anchor_refreshes - before[1]
         fell_back = self.stitcher.last_fit.degenerate and window.index > 0
         # while the windows keep falling back (a lens covered for minutes): a node names it for as long
-        self.fallback = ALIGNMENT_FALLBACK if fell_back else None
+        self.fallback = (
+            None
+            if not fell_back
+            else INVERTED_OUTPUT
+            if INVERTED in self.stitcher.last_fit.reason
+            else ALIGNMENT_FALLBACK
+        )
         if fell_back:
             self._log_fallback(window.index)
         if self.stitcher.anchor is not None and self.stitcher.anchor != self.scheduler.anchor:
@@ -204,13 +219,20 @@ class WindowSteps:
     def _log_fallback(self, index: int) -> None:
         """A window whose alignment fell back (a covered lens, a blank wall: every window of it), logged
         as `PeriodicLog` admits (all are counted in `stats.degenerate_fits`)."""
-        more = self._periodic_log.admit("alignment fallback")
+        fit = self.stitcher.last_fit
+        more = self._periodic_log.admit("inverted output" if INVERTED in fit.reason else "alignment fallback")
         if more is None:
             return
-        fit = self.stitcher.last_fit
+        if INVERTED in fit.reason:  # the stitcher dropped the window (`Stitcher.add`)
+            log.warning(
+                "window %d: the model's output is increasing with depth against the stream's, its frames are NaN (no "
+                "estimate): %s%s%s", index, fit.reason, _INVERTED_FIX, more,
+                extra={HELD_AS_STATE: True},
+            )  # fmt: skip
+            return
         log.warning(
-            "window %d: alignment fell back to (%.3g, %.3g): %s%s%s",
-            index, fit.scale, fit.shift, fit.reason, _INVERTED_FIX if fit.reason.startswith(INVERTED) else "", more,
+            "window %d: alignment fell back to (%.3g, %.3g): %s%s",
+            index, fit.scale, fit.shift, fit.reason, more,
             extra={HELD_AS_STATE: True},  # (`fallback`, a condition on a node's status)
         )  # fmt: skip
 
