@@ -160,7 +160,17 @@ class WindowSteps:
             values = np.where(finite, out, np.nan).reshape(len(out), -1)
             hi, lo = np.fmax.reduce(values, axis=1), np.fmin.reduce(values, axis=1)  # NaN: a frame without any
         flat = np.flatnonzero(hi - lo <= 1e-6 * np.maximum(1.0, np.maximum(np.abs(hi), np.abs(lo))))
-        if finite is None and not flat.size:
+        causes = []  # (a node's status holds them as a condition: one text per cause, no numbers)
+        if finite is not None:
+            causes.append(
+                "NaN or Inf values (an fp16 engine overflowing? export or build it in fp32, e.g. without --fp16)"
+            )
+        if flat.size:
+            causes.append(
+                "frames of one constant value (a collapsed prediction: a black, covered or overexposed frame?)"
+            )
+        self.no_depth = f"the model's output carries no depth: {' and '.join(causes)}; NaN there" if causes else None
+        if not causes:
             return out
         bad = np.zeros(out.shape, bool) if finite is None else ~finite
         bad[flat] = True
@@ -169,24 +179,13 @@ class WindowSteps:
         out[bad] = np.nan
         self.stats.invalid_output_pixels += int(np.count_nonzero(bad))
         more = self._periodic_log.admit("invalid model output")
-        if more is None:
-            return out
-        nonfinite = 0.0 if finite is None else float(np.count_nonzero(~finite)) / finite.size
-        causes = []
-        if nonfinite:
-            causes.append(
-                f"{100 * nonfinite:.1f}% of its values are NaN or Inf (an fp16 engine overflowing? export or "
-                f"build it in fp32, e.g. without --fp16)"
-            )
-        if flat.size:
-            causes.append(
-                f"{len(flat)} of its {len(out)} frames are one constant value (a collapsed prediction: a black, "
-                f"covered or overexposed frame?)"
-            )
-        log.warning(
-            "window %d: the model's output carries no depth where %s; those pixels are NaN (no estimate)%s",
-            index, " and ".join(causes), more,
-        )  # fmt: skip
+        if more is not None:
+            share = 0.0 if finite is None else float(np.count_nonzero(~finite)) / finite.size
+            log.warning(
+                "window %d: %s (%.1f%% of the values non-finite, %d of %d frames constant)%s",
+                index, self.no_depth, 100 * share, flat.size, len(out), more,
+                extra={HELD_AS_STATE: True},  # (`no_depth`, a condition on a node's status)
+            )  # fmt: skip
         return out
 
     def _run_window(self, window: Window) -> list[StitchedFrame]:
