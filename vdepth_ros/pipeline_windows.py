@@ -159,7 +159,7 @@ class WindowSteps:
             finite = np.isfinite(out)
             values = np.where(finite, out, np.nan).reshape(len(out), -1)
             hi, lo = np.fmax.reduce(values, axis=1), np.fmin.reduce(values, axis=1)  # NaN: a frame without any
-        flat = np.flatnonzero(hi - lo <= 1e-6 * np.maximum(1.0, np.maximum(np.abs(hi), np.abs(lo))))
+        flat = np.flatnonzero(hi - lo <= 1e-6 * np.maximum(np.abs(hi), np.abs(lo)))  # relative: any units
         causes = []  # (a node's status holds them as a condition: one text per cause, no numbers)
         if finite is not None:
             causes.append(
