@@ -50,7 +50,7 @@ def _outputs(engine, caplog, frames=None, **cfg) -> list:
 
 @pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan])
 def test_a_non_finite_patch_is_no_estimate_and_named_once(value, caplog):
-    """fp16 overflow: +-Inf became 0 m or garbage blends in /depth; now NaN (REP 118: no estimate)."""
+    """fp16 overflow: +Inf became -Inf ("nearer than min_depth") in /depth, NaN blends; now NaN (no estimate)."""
     out = _outputs(FaultyEngine(_patched(value), bad=(3, 4)), caplog)
     disp, depth = np.stack([f.disparity for f in out]), np.stack([f.depth for f in out])
     assert not np.isinf(disp).any()  # (+Inf depth is REP 118's "beyond max_depth": the range source's far)

@@ -434,7 +434,7 @@ def test_fault_is_reported_once_and_the_node_publishes_again(name: str) -> None:
 
 
 def test_an_overflowing_model_publishes_no_estimate_there_and_diagnostics_names_the_cause() -> None:
-    """+Inf from an fp16 engine reached /disparity as +Inf and /depth as 0 m, without a word."""
+    """+Inf from an fp16 engine reached /disparity as +Inf and /depth as -Inf, without a word."""
     rig = FaultRig(engine=Overflowing(height=H, width=W))
     try:
         rig.good(24)

@@ -149,7 +149,7 @@ class WindowSteps:
     def _usable(self, index: int, out: np.ndarray) -> np.ndarray:
         """The window's output `(n[, C], H, W)` with what carries no depth set to NaN (no estimate), logged as
         `PeriodicLog` admits: non-finite values (fp16 overflow in an fp16 engine gives +-Inf, which passed
-        into /depth as 0 m and into the blends as NaN) and frames whose finite values are all one number (a
+        into /depth as -Inf and into the blends as NaN) and frames whose finite values are all one number (a
         collapsed prediction on a black or covered frame, published as a flat wall). A NaN frame is no
         reference for the next window's fit, which falls back rather than fitting the stream to garbage."""
         values = out.reshape(len(out), -1)
