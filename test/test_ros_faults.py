@@ -239,6 +239,16 @@ class Boom(LuminanceEngine):
         return super()._run(batch)
 
 
+class Overflowing(LuminanceEngine):
+    """An fp16 engine overflowing: +Inf over a patch of every window from its third on."""
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        out = super()._run(batch)
+        if self.calls >= 3:
+            out[..., : H // 2, : W // 2] = np.inf
+        return out
+
+
 class Slow(LuminanceEngine):
     def _run(self, batch: np.ndarray) -> np.ndarray:
         time.sleep(0.05)
@@ -389,7 +399,10 @@ FAULTS: dict[str, Fault] = {
         lambda r: r.good(8), "depth pipeline failed on the frame", engine=lambda: Boom("raise"), repeats=1
     ),
     "model returning a wrong shape": Fault(
-        lambda r: r.good(8), "depth pipeline failed on the frame", engine=lambda: Boom("shape"), repeats=1
+        lambda r: r.good(8),
+        "the model output shape (1, 3, 5, 5), its input spec declares 8 frames of 48x64",
+        engine=lambda: Boom("shape"),
+        repeats=1,
     ),
     "a bug while publishing": Fault(publish_fails_once, "TypeError", repeats=1),
 }
@@ -416,6 +429,22 @@ def test_fault_is_reported_once_and_the_node_publishes_again(name: str) -> None:
         assert rig.spin_until(lambda: len(rig.got) > out), f"no output after {name}: {rig.log.lines[before:]}"
         if "camera_info" in name or "focal" in name or "K inconsistent" in name:
             assert "camera_info" not in rig.node.processor.resets  # a refused one never restarts the stream
+    finally:
+        rig.close()
+
+
+def test_an_overflowing_model_publishes_no_estimate_there_and_diagnostics_names_the_cause() -> None:
+    """+Inf from an fp16 engine reached /disparity as +Inf and /depth as -Inf, without a word."""
+    rig = FaultRig(engine=Overflowing(height=H, width=W))
+    try:
+        rig.good(24)
+        rig.settle()
+        assert rig.spin_until(lambda: len(rig.got) >= 12)
+        last = conv.image_array(rig.got.last[-1])
+        assert np.isnan(last[: H // 2, : W // 2]).all() and np.isfinite(last[H // 2 :]).all()
+        rig.node.status.publish()  # (a status tick: the condition is read from the stream's state)
+        assert any("NaN or Inf values (an fp16 engine overflowing?" in p for p in rig.node.log.problems.current())
+        assert rig.node.pipeline.stats.invalid_output_pixels > 0
     finally:
         rig.close()
 

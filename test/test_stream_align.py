@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from vdepth_ros.errors import ConfigError
-from vdepth_ros.stream.align import FitOptions, align_scale_shift, sample_valid
+from vdepth_ros.stream.align import INVERTED, FitOptions, align_scale_shift, sample_valid
 
 
 def _scene(rng, shape=(6, 40, 50)):
@@ -160,3 +160,11 @@ def test_vda_fit_option_reproduces_the_authors_compute_scale_and_shift(seed):
     assert fit.shift == pytest.approx(float(t_ref), rel=1e-6, abs=1e-6)
     default = align_scale_shift(cur, ref, options=FitOptions(method="ols", robust="none", max_points=0))
     assert abs(default.scale - float(s_ref)) > 1e-3  # the package default drops ref <= 0: a different fit
+
+
+def test_an_inverted_fit_is_refused_as_degenerate():
+    """A window in depth against a reference in disparity: its negative scale, applied, swapped near and far."""
+    ref = np.random.default_rng(0).uniform(0.2, 1.0, (2, 16, 16)).astype(np.float32)
+    for options in (FitOptions(), FitOptions(method="ols", robust="none")):
+        fit = align_scale_shift(1.0 / ref, ref, options=options)
+        assert fit.degenerate and (fit.scale, fit.shift) == (1.0, 0.0) and fit.reason.startswith(INVERTED)

@@ -30,6 +30,10 @@ class InputError(VdepthError, ValueError):
     """An input frame/message cannot be processed (encoding, shape, size)."""
 
 
+class ModelOutputError(VdepthError, ValueError):
+    """A model's output does not have the shape its input spec declares; the message names both."""
+
+
 #: the import names of the packages of the extras that the smallest install (`.[ros,onnx]`) leaves out (setup.py)
 EXTRA_PACKAGES = {
     "bag": ("rosbags", "mcap", "mcap_ros2"),

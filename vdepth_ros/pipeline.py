@@ -143,6 +143,7 @@ class DepthPipeline(InputSteps, WindowSteps, OutputSteps):
         self._stretch_noted: set[tuple[int, int, int, int]] = set()  # (camera H, W, working H, W) warned about
         self.stretched: str | None = None  # what the model sees of the current stream's frames, if stretched
         self.fallback: str | None = None  # that the last window's alignment fell back, if it did (`HELD_STATES`)
+        self.no_depth: str | None = None  # what of the last window's model output carried no depth, if any (the same)
         self.sparse_span: str | None = None  # that the metric fit in use extrapolates much of the depth (ditto)
         self.height, self.width = int(spec.height), int(spec.width)  # working resolution (per stream)
         self._default_size = (self.height, self.width)

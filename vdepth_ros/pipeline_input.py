@@ -33,9 +33,10 @@ HELD_AS_STATE = "vdepth_held_as_state"
 
 #: `DepthPipeline`'s attributes that hold such a state, each a line for the status or None: `stretched` (the
 #: model sees the current stream's frames stretched) and `fallback` (the last window's alignment fell back: a
-#: covered lens, a blank wall) and `sparse_span` (the metric fit in use extrapolates much of the scene's depth).
+#: covered lens, a blank wall), `sparse_span` (the metric fit in use extrapolates much of the scene's depth) and
+#: `no_depth` (the last window's model output carried values of no depth: NaN/Inf, a constant frame).
 #: They are of the frames that came; a node forgets them when it is deactivated.
-HELD_STATES = ("stretched", "fallback", "sparse_span")
+HELD_STATES = ("stretched", "fallback", "sparse_span", "no_depth")
 
 
 def _pixel_aspect(camera: CameraModel | None, quarter_turns: int = 0) -> float:

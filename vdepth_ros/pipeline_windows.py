@@ -20,6 +20,7 @@ from vdepth_ros.errors import ConfigError
 from vdepth_ros.pipeline_input import HELD_AS_STATE
 from vdepth_ros.pipeline_types import fit_input, scale_input, sparse_span
 from vdepth_ros.resize import upsample
+from vdepth_ros.stream.align import INVERTED
 from vdepth_ros.stream.depth import disparity_from_depth
 from vdepth_ros.stream.stitch import StitchedFrame, mean_channels
 from vdepth_ros.stream.windows import Window, WindowScheduler, anchor_keyframes, pad_for_rule
@@ -35,6 +36,18 @@ log = logging.getLogger("vdepth_ros.pipeline")  # the pipeline's lines, under it
 ALIGNMENT_FALLBACK = (
     "the windows' alignment falls back (a covered lens, a blank wall, a scene without texture?): the depth is "
     "not fitted to the stream's scale"
+)
+
+#: `DepthPipeline.fallback` while windows come out inverted against the stream (`stream.align.INVERTED`): dropped
+INVERTED_OUTPUT = (
+    "the model's output increases with depth against the stream's (a depth model? its input spec needs output_kind "
+    "'depth'): those windows are NaN"
+)
+
+#: appended to a line about a fit that came out inverted (`stream.align.INVERTED`)
+_INVERTED_FIX = (
+    ": is it a depth model? The stream expects disparity (larger = nearer); a model that outputs depth needs "
+    "output_kind 'depth' in its input spec (the .json beside model.onnx or model.engine)"
 )
 
 
@@ -121,7 +134,7 @@ class WindowSteps:
         self.stats.infer_seconds += time.perf_counter() - t0
         self.stats.windows += 1
         out = np.asarray(out, dtype=np.float32)[: len(window.slots)]
-        return disparity_from_depth(out) if self.metric_model else out
+        return self._usable(window.index, disparity_from_depth(out) if self.metric_model else out)
 
     def _infer_channels(self, window: Window, rgbs: list[np.ndarray]) -> np.ndarray | None:
         """`(n, C, H, W)` from `engine.infer_channels`, or None (the engine has the mean only)."""
@@ -131,7 +144,49 @@ class WindowSteps:
             return None
         self.stats.infer_seconds += time.perf_counter() - t0
         self.stats.windows += 1
-        return np.asarray(out, dtype=np.float32)[: len(window.slots)]
+        return self._usable(window.index, np.asarray(out, dtype=np.float32)[: len(window.slots)])
+
+    def _usable(self, index: int, out: np.ndarray) -> np.ndarray:
+        """The window's output `(n[, C], H, W)` with what carries no depth set to NaN (no estimate), logged as
+        `PeriodicLog` admits: non-finite values (fp16 overflow in an fp16 engine gives +-Inf, which passed
+        into /depth as -Inf and into the blends as NaN) and frames whose finite values are all one number (a
+        collapsed prediction on a black or covered frame, published as a flat wall). A NaN frame is no
+        reference for the next window's fit, which falls back rather than fitting the stream to garbage."""
+        values = out.reshape(len(out), -1)
+        hi, lo = values.max(axis=1), values.min(axis=1)  # NaN and Inf propagate: all finite when these are
+        finite = None
+        if not (np.isfinite(hi).all() and np.isfinite(lo).all()):  # each frame's range over its finite values
+            finite = np.isfinite(out)
+            values = np.where(finite, out, np.nan).reshape(len(out), -1)
+            hi, lo = np.fmax.reduce(values, axis=1), np.fmin.reduce(values, axis=1)  # NaN: a frame without any
+        flat = np.flatnonzero(hi - lo <= 1e-6 * np.maximum(np.abs(hi), np.abs(lo)))  # relative: any units
+        causes = []  # (a node's status holds them as a condition: one text per cause, no numbers)
+        if finite is not None:
+            causes.append(
+                "NaN or Inf values (an fp16 engine overflowing? export or build it in fp32, e.g. without --fp16)"
+            )
+        if flat.size:
+            causes.append(
+                "frames of one constant value (a collapsed prediction: a black, covered or overexposed frame?)"
+            )
+        self.no_depth = f"the model's output carries no depth: {' and '.join(causes)}; NaN there" if causes else None
+        if not causes:
+            return out
+        bad = np.zeros(out.shape, bool) if finite is None else ~finite
+        bad[flat] = True
+        if not out.flags.writeable:
+            out = out.copy()
+        out[bad] = np.nan
+        self.stats.invalid_output_pixels += int(np.count_nonzero(bad))
+        more = self._periodic_log.admit("invalid model output")
+        if more is not None:
+            share = 0.0 if finite is None else float(np.count_nonzero(~finite)) / finite.size
+            log.warning(
+                "window %d: %s (%.1f%% of the values non-finite, %d of %d frames constant)%s",
+                index, self.no_depth, 100 * share, flat.size, len(out), more,
+                extra={HELD_AS_STATE: True},  # (`no_depth`, a condition on a node's status)
+            )  # fmt: skip
+        return out
 
     def _run_window(self, window: Window) -> list[StitchedFrame]:
         rgbs = [self._records[f].rgb for f in window.slots]
@@ -147,7 +202,13 @@ class WindowSteps:
         self.stats.anchor_refreshes += self.stitcher.anchor_refreshes - before[1]
         fell_back = self.stitcher.last_fit.degenerate and window.index > 0
         # while the windows keep falling back (a lens covered for minutes): a node names it for as long
-        self.fallback = ALIGNMENT_FALLBACK if fell_back else None
+        self.fallback = (
+            None
+            if not fell_back
+            else INVERTED_OUTPUT
+            if INVERTED in self.stitcher.last_fit.reason
+            else ALIGNMENT_FALLBACK
+        )
         if fell_back:
             self._log_fallback(window.index)
         if self.stitcher.anchor is not None and self.stitcher.anchor != self.scheduler.anchor:
@@ -157,10 +218,17 @@ class WindowSteps:
     def _log_fallback(self, index: int) -> None:
         """A window whose alignment fell back (a covered lens, a blank wall: every window of it), logged
         as `PeriodicLog` admits (all are counted in `stats.degenerate_fits`)."""
-        more = self._periodic_log.admit("alignment fallback")
+        fit = self.stitcher.last_fit
+        more = self._periodic_log.admit("inverted output" if INVERTED in fit.reason else "alignment fallback")
         if more is None:
             return
-        fit = self.stitcher.last_fit
+        if INVERTED in fit.reason:  # the stitcher dropped the window (`Stitcher.add`)
+            log.warning(
+                "window %d: the model's output is increasing with depth against the stream's, its frames are NaN (no "
+                "estimate): %s%s%s", index, fit.reason, _INVERTED_FIX, more,
+                extra={HELD_AS_STATE: True},
+            )  # fmt: skip
+            return
         log.warning(
             "window %d: alignment fell back to (%.3g, %.3g): %s%s",
             index, fit.scale, fit.shift, fit.reason, more,
@@ -198,6 +266,15 @@ class WindowSteps:
         """Refit the scale on window `index`'s new frames and check what the metric fit rests on: the one step of
         the causal stream (node, `vdepth-bag`) and of `run_offline`'s second pass, so both warn alike."""
         self.scale_source.update(disparity, sparse)
+        metric_fit = getattr(self.scale_source, "last_fit", None)
+        if metric_fit is not None and metric_fit.reason.startswith(INVERTED):
+            # the metric fit is refused (SparseScale keeps its previous one); only the sensor can tell from the start
+            more = self._periodic_log.admit("inverted metric fit")
+            if more is not None:
+                log.error(
+                    "window %d: the model's output is increasing with depth against the sparse depth: %s%s; the "
+                    "metric scale is not updated%s", index, metric_fit.reason, _INVERTED_FIX, more,
+                )  # fmt: skip
         self._check_sparse_span(index)
 
     def _check_sparse_span(self, index: int) -> None:

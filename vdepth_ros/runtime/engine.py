@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from vdepth_ros.errors import ConfigError, InputError
+from vdepth_ros.errors import ConfigError, InputError, ModelOutputError
 from vdepth_ros.runtime.reuse import FrameFeatureCache, window_ids
 from vdepth_ros.runtime.spec import InputSpec
 
@@ -126,8 +126,7 @@ class DepthEngine(abc.ABC):
             out = self._infer_reusing(batch[0], window_ids(frame_ids, t, n))
         else:
             out = self._run(batch)
-        out = np.asarray(out, dtype=np.float32).reshape(n, spec.height, spec.width)
-        return out[:t]
+        return _checked_shape(np.asarray(out), n, spec)[:t]
 
     def _infer_reusing(self, frames: np.ndarray, ids: list[Hashable]) -> np.ndarray:
         """`(n, 3, H, W)` window with one identity per slot -> `(1, n, H, W)`, encoding new frames only."""
@@ -183,3 +182,16 @@ class DepthEngine(abc.ABC):
     def __exit__(self, *exc: object) -> bool:
         self.close()
         return False
+
+
+def _checked_shape(out: np.ndarray, n: int, spec: InputSpec) -> np.ndarray:
+    """`out` as `(n, H, W)` float32 (fp16 and float64 outputs converted), or `ModelOutputError` naming both shapes:
+    a reshape alone raised numpy's bare "cannot reshape array" for a half-resolution output, and silently
+    scrambled an output of the right size in another layout (`(W, H)`) into garbage depths."""
+    h, w = spec.height, spec.width
+    if out.ndim < 3 or out.shape[-2:] != (h, w) or out.size != n * h * w:
+        raise ModelOutputError(
+            f"the model output shape {tuple(out.shape)}, its input spec declares {n} frames of {h}x{w} "
+            f"((1, {n}, {h}, {w})): export the model at the resolution of its spec (or fix height/width in its .json)"
+        )
+    return out.astype(np.float32, copy=False).reshape(n, h, w)

@@ -19,8 +19,9 @@ and the shrinkage compounds; see docs / design note). The default here is theref
   clamped ones included; `VDA_FIT` (`pixels="all"`, OLS, no robust weights, no subsampling, no
   correlation test) reproduces its (scale, shift).
 
-A fit with too few points, no variance, or no correlation falls back to (1, 0) and says so
-(`AffineFit.degenerate`).
+A fit with too few points, no variance, no correlation or a negative scale (the two sides' depth
+ordering inverted: a model that outputs depth where disparity is expected) falls back to (1, 0) and
+says so (`AffineFit.degenerate`, `reason`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ from vdepth_ros.errors import ConfigError
 FitMethod = Literal["symmetric", "ols"]
 Robust = Literal["tukey", "huber", "none"]
 FitPixels = Literal["positive_ref", "all"]
+
+#: `AffineFit.reason` of a fit whose scale came out negative (module docstring)
+INVERTED = "the values increase where the reference's decrease (inverted depth ordering)"
 
 _MAD_TO_SIGMA = 1.4826  # MAD of a Gaussian = 0.6745 sigma
 _TUKEY_C = 4.685  # 95 % Gaussian efficiency (Tukey biweight)
@@ -298,6 +302,17 @@ def _irls(
     return s, t, corr, w, sigma
 
 
+def _refusal(s: float, t: float, corr: float, options: FitOptions) -> str:
+    """Why the fitted `(s, t)` cannot be used ("" when it can)."""
+    if not (np.isfinite(s) and np.isfinite(t)):
+        return "no variance in the overlap (flat or constant disparity)"
+    if abs(corr) < options.min_correlation:
+        return f"|correlation| {abs(corr):.3f} < {options.min_correlation}"
+    if s < 0:  # near in one is far in the other: applied, it turns the window's depth inside out
+        return f"{INVERTED} (fitted scale {s:.3g})"
+    return ""
+
+
 def fit_pairs(c: np.ndarray, r: np.ndarray, options: FitOptions = DEFAULT_FIT_OPTIONS) -> AffineFit:
     """Fit `r ≈ s c + t` on already-valid float64 vectors `c`, `r` (see `align_scale_shift`).
 
@@ -327,10 +342,9 @@ def fit_pairs(c: np.ndarray, r: np.ndarray, options: FitOptions = DEFAULT_FIT_OP
         if w is None:
             return _degenerate("robust weights rejected almost all points", n)
         s, t = m.to_original(s, t)
-    if not (np.isfinite(s) and np.isfinite(t)):
-        return _degenerate("no variance in the overlap (flat or constant disparity)", n)
-    if abs(corr) < options.min_correlation:
-        return _degenerate(f"|correlation| {abs(corr):.3f} < {options.min_correlation}", n)
+    refused = _refusal(s, t, corr, options)
+    if refused:
+        return _degenerate(refused, n)
     clipped = False
     if options.scale_clip is not None:
         lo, hi = options.scale_clip

@@ -24,7 +24,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from vdepth_ros.errors import ConfigError
-from vdepth_ros.stream.align import DEFAULT_FIT_OPTIONS, IDENTITY, AffineFit, FitOptions, align_scale_shift
+from vdepth_ros.stream.align import (
+    DEFAULT_FIT_OPTIONS,
+    IDENTITY,
+    INVERTED,
+    AffineFit,
+    FitOptions,
+    align_scale_shift,
+)
 from vdepth_ros.stream.windows import Window
 
 
@@ -474,7 +481,9 @@ class CausalGraphAligner:
         scale, shift = self._estimates[k]
         self._add_to_consensus(scale, shift)
         if k not in fitted_windows(new):
-            fit = AffineFit(scale=scale, shift=shift, inlier_fraction=0.0, degenerate=True, reason=NO_FIT)
+            inverted = [e.fit.reason for e in new if e.later == k and e.fit.reason.startswith(INVERTED)]
+            reason = f"{NO_FIT}: {inverted[0]}" if inverted else NO_FIT  # (the stitcher drops an inverted window)
+            fit = AffineFit(scale=scale, shift=shift, inlier_fraction=0.0, degenerate=True, reason=reason)
         else:
             fit = AffineFit(scale=scale, shift=shift, inlier_fraction=edge_inliers(new)[k])
         if self.keep_history:

@@ -25,6 +25,7 @@ from vdepth_ros.errors import ConfigError
 from vdepth_ros.stream.align import (
     DEFAULT_FIT_OPTIONS,
     IDENTITY,
+    INVERTED,
     AffineFit,
     FitOptions,
     align_scale_shift,
@@ -291,6 +292,9 @@ class Stitcher:
             and not self._anchor_agrees(window, seen, fit)
         )
         own = inplace and disp.flags.writeable and disp.dtype == np.float32
+        if INVERTED in fit.reason:  # near and far swapped against the stream: no affine of it is depth, no estimate
+            disp = np.full(disp.shape, np.nan, np.float32)
+            own = True
         aligned = fit.apply(disp, out=disp if own else None)
         if self.clamp_negative:
             np.maximum(aligned, 0.0, out=aligned)  # NaN stays NaN
