@@ -499,7 +499,8 @@ def test_set_overrides_are_checked_against_the_family(
     _, sd = tiny_vda_release
     ckpt = tmp_path / "video_depth_anything_vits.pth"
     torch.save(sd, ckpt)
-    base = ["import", "vda", str(ckpt), "-o", str(tmp_path / "a")]
+    # the file's own sizes: a file of another width is refused before the model is built, and so before its values
+    base = ["import", "vda", str(ckpt), "-o", str(tmp_path / "a"), *_sets(VideoDepthAnything.tiny_config())]
     cases = {
         "windw=16": "unknown --set key 'windw' for vda (did you mean 'window'?)",
         "window=abc": "--set window expects an integer, got 'abc'",
