@@ -50,7 +50,13 @@ from vdepth_ros.runtime.spec import (
     weights_record,
 )
 from vdepth_ros.runtime.torch_backend import TorchEngine
-from vdepth_ros.runtime.trt_cache import EngineMismatchError, external_data_path, onnx_sha256, read_key
+from vdepth_ros.runtime.trt_cache import (
+    EXTERNAL_DATA_KEY,
+    EngineMismatchError,
+    external_data_path,
+    onnx_sha256,
+    read_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -338,7 +344,7 @@ def export_onnx(
             used, used_opset = _export_first(
                 tries, opset, module, example, raw, names, dynamic_frames, max_frames, weights_fp16
             )
-            external = finalize_graph(raw, staged, external_data_threshold, weights_fp16)
+            data_file = finalize_graph(raw, staged, external_data_threshold, weights_fp16)
             seconds = time.perf_counter() - start
             # 4. The spec with what the exporter made of the frame axis.
             dyn = dynamic_axes_of(staged)
@@ -354,6 +360,7 @@ def export_onnx(
                         "exporter": used,
                         "opset": used_opset,
                         "torch": torch.__version__,
+                        EXTERNAL_DATA_KEY: data_file,
                         **_weights_beside(
                             source, onnx_path, None if save_model_dir is None else staged.parent / WEIGHTS_NAME
                         ),
@@ -361,7 +368,7 @@ def export_onnx(
                 }
             )
             spec.save(spec_path_for(staged))
-            result = ExportResult(staged, spec, used, used_opset, seconds, external, dyn)
+            result = ExportResult(staged, spec, used, used_opset, seconds, data_file is not None, dyn)
             # 5. ONNX Runtime against PyTorch, written as the parity report.
             if parity:
                 report = _parity(result, model, evaldata, threads, constraints.max_window)

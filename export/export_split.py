@@ -34,7 +34,7 @@ from vdepth_ros.offline.errors import OutputExistsError
 from vdepth_ros.offline.runner import stdout_for_results
 from vdepth_ros.runtime.reuse import SplitMeta, split_files_for
 from vdepth_ros.runtime.spec import InputSpec, has_export_spec, spec_path_for
-from vdepth_ros.runtime.trt_cache import external_data_path, onnx_sha256
+from vdepth_ros.runtime.trt_cache import EXTERNAL_DATA_KEY, external_data_path, onnx_sha256
 
 log = logging.getLogger(__name__)
 
@@ -148,13 +148,14 @@ def export_split_onnx(
         raw = staged_meta.with_name(".exporter-raw.onnx")  # the exporter's own file(s), left in the staging folder
         axes = {"frames": {0: "frames"}, **{n: {0: "frames"} for n in names}}
         _export(frame_stage, (example,), raw, (("frames",), names), axes, not weights_fp16)
-        finalize_graph(raw, staged[files.frame], 2 * 1024**3, weights_fp16)
+        data_files = {files.frame: finalize_graph(raw, staged[files.frame], 2 * 1024**3, weights_fp16)}
         with torch.no_grad():
             feats = frame_stage(example[[0] * spec.frames])
         _export(window_stage, tuple(feats), raw, (names, ("disparity",)), None, not weights_fp16)
-        finalize_graph(raw, staged[files.window], 2 * 1024**3, weights_fp16)
-        for graph in staged.values():
-            spec.save(spec_path_for(graph))
+        data_files[files.window] = finalize_graph(raw, staged[files.window], 2 * 1024**3, weights_fp16)
+        for graph, staged_graph in staged.items():  # each split graph's own data file, not model.onnx's
+            extra = {**spec.extra, EXTERNAL_DATA_KEY: data_files[graph]}
+            InputSpec.from_dict({**spec.to_dict(), "extra": extra}).save(spec_path_for(staged_graph))
         staged_meta.write_text(json.dumps(meta.to_dict(), indent=2, sort_keys=True) + "\n")
     model.float()
     report = split_parity(model, onnx_path, spec, threads=threads, evaldata=evaldata) if parity else None

@@ -37,7 +37,7 @@ from vdepth_ros.runtime import ONNX_NAME
 from vdepth_ros.runtime.reuse import STREAM_STEP_KEY, stream_file_for
 from vdepth_ros.runtime.shapes import spec_from_model
 from vdepth_ros.runtime.spec import InputSpec, has_export_spec, parity_path_for, spec_path_for
-from vdepth_ros.runtime.trt_cache import external_data_path
+from vdepth_ros.runtime.trt_cache import EXTERNAL_DATA_KEY, external_data_path
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,8 @@ def export_stream_onnx(
         raw = staged.with_name(".exporter-raw.onnx")  # the exporter's own file(s), left in the staging folder
         io_names = (["frame", "n_past", *names], ["disparity", *(f"new_{n}" for n in names)])
         _export(sig.module, example, raw, io_names, None, fuse_bn=True)
-        finalize_graph(raw, staged, 2 * 1024**3)
+        data_file = finalize_graph(raw, staged, 2 * 1024**3)
+        spec = InputSpec.from_dict({**spec.to_dict(), "extra": {**spec.extra, EXTERNAL_DATA_KEY: data_file}})
         spec.save(spec_path_for(staged))
         if parity:
             report = stream_parity(model, staged, spec, threads=threads, evaldata=evaldata)

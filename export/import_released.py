@@ -322,6 +322,15 @@ def _import_fix(family: str, err: WrongCheckpointError) -> str:
     encoders = {"vda": tuple(VDA_PRESETS), "gemdepth": _GEMDEPTH_ENCODERS}.get(family, ())
     if found.family == family and found.encoder in encoders:
         return f"pass --encoder {found.encoder}"
+    if found.family == family == "gemdepth" and found.encoder is not None:  # a VDA size GemDepth is not built at
+        sets = " ".join(
+            f"--set {k}={json.dumps(v, separators=(',', ':'))}" for k, v in VDA_PRESETS[found.encoder].items()
+        )
+        return (
+            f"GemDepth has no {found.encoder}: the authors' code builds {' and '.join(_GEMDEPTH_ENCODERS)} only (their "
+            f"intermediate_layer_idx), so this file comes from code of its own; give the sizes it was built with, "
+            f"VDA's {found.encoder} ones if it used those: {sets}"
+        )
     if found.family == family and found.vit_width is not None:  # a model of its own size (a fine-tune's)
         return (
             f"its ViT width {found.vit_width} is no released size: give the model's own config with --set "

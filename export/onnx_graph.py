@@ -21,9 +21,10 @@ class ExportError(VdepthError):
     """Export failed, or the exported graph does not match PyTorch."""
 
 
-def finalize_graph(raw: Path, path: Path, threshold: int, weights_fp16: bool = False) -> bool:
+def finalize_graph(raw: Path, path: Path, threshold: int, weights_fp16: bool = False) -> str | None:
     """Re-save the exporter's `raw` graph as `path`, weights in `path.data` when over `threshold`
-    bytes; run the checker. Returns whether the weights went to `path.data`.
+    bytes; run the checker. Returns the name of the file the weights went to (`path.data`), None when
+    they are in the graph: the caller records it in the graph's spec (`trt_cache.EXTERNAL_DATA_KEY`).
 
     `path` is a staged file (`AtomicOutput`, with `path.data` among its companions): the callers
     move it into place only once it and everything beside it is complete, so a graph that fails the
@@ -55,7 +56,7 @@ def finalize_graph(raw: Path, path: Path, threshold: int, weights_fp16: bool = F
     except onnx.checker.ValidationError as err:
         first = str(err).strip().splitlines()[0]
         raise ExportError(f"the exported graph fails the ONNX checker ({first}); nothing was replaced") from None
-    return external
+    return external_data_path(path).name if external else None
 
 
 def store_weights_fp16(proto: Any, min_elements: int = 16) -> Any:

@@ -499,7 +499,8 @@ def test_set_overrides_are_checked_against_the_family(
     _, sd = tiny_vda_release
     ckpt = tmp_path / "video_depth_anything_vits.pth"
     torch.save(sd, ckpt)
-    base = ["import", "vda", str(ckpt), "-o", str(tmp_path / "a")]
+    # the file's own sizes: a file of another width is refused before the model is built, and so before its values
+    base = ["import", "vda", str(ckpt), "-o", str(tmp_path / "a"), *_sets(VideoDepthAnything.tiny_config())]
     cases = {
         "windw=16": "unknown --set key 'windw' for vda (did you mean 'window'?)",
         "window=abc": "--set window expects an integer, got 'abc'",
@@ -898,3 +899,25 @@ def test_a_gemdepth_vit_s_checkpoint_imports_with_encoder_vits(
     found = CheckpointKind("gemdepth", "model", vit_width=384)
     err = WrongCheckpointError("x", expected=CheckpointKind("gemdepth", "model", 1024), found=found, path="g.pth")
     assert importer._import_fix("gemdepth", err) == "pass --encoder vits"
+
+
+@pytest.mark.parametrize(("width", "fix"), [(384, "pass --encoder vits"), (768, "GemDepth has no vitb: the authors'")])
+def test_a_gemdepth_file_of_another_size_is_refused_before_building_a_vit_l(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, width: int, fix: str
+) -> None:
+    """`import gemdepth` without --encoder builds the released ViT-L (~30 s on a CPU) and only then found that a
+    ViT-S or ViT-B file does not fit it; a ViT-B one was told to give its sizes with --set, not that GemDepth has
+    no ViT-B. Now the file's DINOv2 width is checked before any model is built (one built here fails the test)."""
+    ckpt = tmp_path / "gemdepth.pth"
+    torch.save({"pretrained.cls_token": torch.zeros(1, 1, width), "camera_token": torch.zeros(1, 2, 1, width)}, ckpt)
+
+    def build(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a model was built for a file its width refuses")
+
+    monkeypatch.setattr(GemDepth, "__init__", build)
+    assert cli_main(["import", "gemdepth", str(ckpt), "-o", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert f"found a GemDepth ViT-{'S' if width == 384 else 'B'} checkpoint;" in err and fix in err, err  # no release
+    assert "Traceback" not in err and not (tmp_path / "a").exists(), err
+    if width == 768:  # the sizes to build it with, as --set arguments the CLI parses
+        assert "--set hidden_size=768 --set num_layers=12" in err and "--set layer_indices=[2,5,8,11]" in err, err

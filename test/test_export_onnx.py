@@ -22,7 +22,13 @@ from vdepth_ros.errors import ModelLoadError
 from vdepth_ros.models import ExportSignature, InputConstraints, VideoDepthModel, family_class, register_to_config
 from vdepth_ros.runtime import create_engine
 from vdepth_ros.runtime.spec import InputSpec, SpecError, spec_path_for
-from vdepth_ros.runtime.trt_cache import external_data_path
+from vdepth_ros.runtime.trt_cache import (
+    EXTERNAL_DATA_KEY,
+    external_data_path,
+    file_sha256,
+    onnx_sha256,
+    ort_trt_cache_dir,
+)
 
 T, H, W = 4, 24, 40  # non-square, not the model's default window (6)
 
@@ -105,6 +111,27 @@ def test_external_data_for_large_graphs(tmp_path) -> None:
     with pytest.raises(ModelLoadError, match=r"move or copy model\.onnx\.data with the graph") as err:
         create_engine(bare / "model.onnx")
     assert "vdepth-export onnx" not in str(err.value)
+    # renamed after export (`mine.onnx`, its data still model.onnx.data): the engine cache key and the TensorRT EP
+    # cache folder hash the weights the graph reads, so new weights in that file build a new engine
+    assert InputSpec.load(spec_path_for(res.onnx_path)).extra[EXTERNAL_DATA_KEY] == "model.onnx.data"
+    mine = moved / "mine.onnx"
+    (moved / "model.onnx").rename(mine)
+    spec_path_for(moved / "model.onnx").rename(spec_path_for(mine))
+    platform = {"onnxruntime": "1", "tensorrt": "10", "gpu": "x"}
+    before = (onnx_sha256(mine), ort_trt_cache_dir(tmp_path, mine, "fp16", platform))
+    (moved / "model.onnx.data").write_bytes(b"retrained" + data.read_bytes())
+    assert onnx_sha256(mine) != before[0]
+    assert ort_trt_cache_dir(tmp_path, mine, "fp16", platform) != before[1]
+    (moved / "model.onnx.data").unlink()  # the recorded file gone: one error naming it, not a key without weights
+    with pytest.raises(ModelLoadError, match=r"mine\.onnx keeps its weights in model\.onnx\.data .*move or copy"):
+        onnx_sha256(mine)
+    # a spec from before the record keeps the naming rule (`<graph>.data` where it exists)
+    spec = json.loads(spec_path_for(res.onnx_path).read_text())
+    del spec["extra"][EXTERNAL_DATA_KEY]
+    for folder in (tmp_path, bare):
+        spec_path_for(folder / "model.onnx").write_text(json.dumps(spec))
+    assert onnx_sha256(res.onnx_path) == file_sha256(res.onnx_path, data)
+    assert onnx_sha256(bare / "model.onnx") == file_sha256(bare / "model.onnx")
 
 
 def test_dynamic_frames_checked_at_two_lengths(tmp_path) -> None:

@@ -23,8 +23,8 @@ from vdepth_ros.pipeline import DepthPipeline, FrameInput, PipelineConfig
 from vdepth_ros.runtime import create_engine
 from vdepth_ros.runtime.reuse import FrameFeatureCache, SplitMeta, split_files_for
 from vdepth_ros.runtime.shared import FairLock, SharedEngine
-from vdepth_ros.runtime.spec import InputSpec
-from vdepth_ros.runtime.trt_cache import onnx_sha256
+from vdepth_ros.runtime.spec import InputSpec, spec_path_for
+from vdepth_ros.runtime.trt_cache import EXTERNAL_DATA_KEY, onnx_sha256
 from vdepth_ros.stream.windows import WindowScheduler
 
 FAMILIES = [VideoDepthAnything, VideoDepthAnythingLite]
@@ -171,7 +171,10 @@ def split_folder(module_tmp: Path) -> Path:
     model = tiny_model(VideoDepthAnythingLite)
     _, h, w = VideoDepthAnythingLite.tiny_input_shape()
     # dynamic frames: the whole graph also runs windows of other lengths, the split graphs only the exported one
-    export_onnx(model, folder, frames=8, height=h, width=w, parity=False, dynamic_frames=True)
+    # weights in model.onnx.data (as over 2 GB): the split graphs, whose own weights are in them, record none
+    export_onnx(
+        model, folder, frames=8, height=h, width=w, parity=False, dynamic_frames=True, external_data_threshold=1
+    )
     meta = export_split_onnx(folder, folder / "model.onnx", evaldata=None)
     assert meta.parity is not None and meta.parity["passed"]
     return folder
@@ -183,6 +186,11 @@ def test_onnxruntime_split_graphs_equal_the_whole_graph(split_folder: Path) -> N
     assert files.exist()
     meta = SplitMeta.load(files.meta)
     assert meta.feature_names == ("level1", "level2", "level3", "level4") and meta.frames == 8
+    data = [
+        InputSpec.load(spec_path_for(g)).extra[EXTERNAL_DATA_KEY]
+        for g in (split_folder / "model.onnx", files.frame, files.window)
+    ]
+    assert data == ["model.onnx.data", None, None]
     whole = create_engine(split_folder, backend="onnxruntime", reuse=False)
     split = create_engine(split_folder, backend="onnxruntime")
     assert split.supports_reuse and not whole.supports_reuse

@@ -239,10 +239,12 @@ class GemDepth(PerFrameSplit, DinoVideoDepthBase):
 
         Raises:
             ModelLoadError: unreadable file, or any missing/unexpected key after renaming.
+            WrongCheckpointError: a file of another family or ViT size, before the model is built.
         """
-        vitl = {k: v for k, v in VDA_PRESETS["vitl"].items()}
-        model = cls(**{**vitl, **overrides})
-        model.load_released_file(path)
+        sizes = {**VDA_PRESETS["vitl"], **overrides}
+        state = cls.read_released_file(path, sizes["hidden_size"])
+        model = cls(**sizes)
+        model.load_released_file(path, state)
         return model.eval()
 
     # -- forward ----------------------------------------------------------------------------------

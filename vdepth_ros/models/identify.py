@@ -36,6 +36,8 @@ _PARTS = {
     (None, "clip"): ("CLIP encoder", "an image_encoder/ or text_encoder/ folder's weights"),
     (None, "pipeline"): ("diffusers pipeline", "model_index.json: its parts are in subfolders"),
 }
+#: (family, part) -> the only sizes its release file is at (GemDepth's gemdepth.pth: ViT-L); another size names none
+_RELEASED_ENCODERS = {("gemdepth", "model"): ("vitl",)}
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,8 @@ class CheckpointKind:
             noun += "" if size else f" of ViT width {self.vit_width}"
         if "{encoder}" in release_file:
             release_file = release_file.format(encoder=self.encoder) if self.encoder is not None else ""
+        if self.encoder not in _RELEASED_ENCODERS.get((self.family, self.part), (self.encoder,)):
+            release_file = ""
         return f"a {title}{size} {noun}" + (f" ({release_file})" if file and release_file else "")
 
     def differs_from(self, expected: CheckpointKind) -> bool:

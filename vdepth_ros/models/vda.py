@@ -298,16 +298,27 @@ class DinoVideoDepthBase(VideoDepthModel):
             )
         load_state_checked(self, mapped, "released checkpoint")
 
-    def load_released_file(self, path: str | Path) -> None:
-        """`load_released_state_dict` of a checkpoint file; a file of another family or VDA size raises
-        `identify.WrongCheckpointError` (expected and found, for the tools to name the fix), any other
-        misfit a `ModelLoadError` naming the file and the keys.
+    @classmethod
+    def read_released_file(cls, path: str | Path, hidden_size: int | None) -> dict[str, torch.Tensor]:
+        """The state dict of the checkpoint file `path`, read before the model of DINOv2 width `hidden_size`
+        is built (`from_released`): a file of another family or ViT size raises `identify.WrongCheckpointError`
+        at once, not after building a model it cannot fill (a ViT-L takes ~30 s on a CPU). None: no check."""
+        state = load_state_dict_file(path)
+        if hidden_size is not None and (kind := cls.released_kind(int(hidden_size))) is not None:
+            refuse_other_checkpoint(state, kind, path)
+        return state
+
+    def load_released_file(self, path: str | Path, state: dict[str, torch.Tensor] | None = None) -> None:
+        """`load_released_state_dict` of a checkpoint file (`state`: its state dict, when already read by
+        `read_released_file`); a file of another family or VDA size raises `identify.WrongCheckpointError`
+        (expected and found, for the tools to name the fix), any other misfit a `ModelLoadError` naming the
+        file and the keys.
 
         A file in this package's own key layout (`model.state_dict()` saved by a user's own fine-tuning
         loop, with or without DDP's `module.` prefix, or a peft adapter merged into the model) loads
         as it is, strictly: the released names start the backbone with `pretrained.`, ours with `backbone.`.
         """
-        state = load_state_dict_file(path)
+        state = load_state_dict_file(path) if state is None else state
         (bb_ours, bb_rel), _ = self._released_prefixes
         own = any(k.startswith(bb_ours) for k in state) and not any(k.startswith(bb_rel) for k in state)
         try:
@@ -323,9 +334,13 @@ class DinoVideoDepthBase(VideoDepthModel):
     def checkpoint_kind(self) -> CheckpointKind | None:
         """The kind of checkpoint this model loads (`identify`): its family at its DINOv2 width; None for a
         family released in no layout `identify` knows (vda_lite, on another encoder)."""
-        if self.family not in ("vda", "gemdepth") or "hidden_size" not in self.config:
-            return None
-        return CheckpointKind(self.family, "model", int(self.config["hidden_size"]))
+        return self.released_kind(int(self.config["hidden_size"])) if "hidden_size" in self.config else None
+
+    @classmethod
+    def released_kind(cls, hidden_size: int) -> CheckpointKind | None:
+        """The kind of checkpoint (`identify`) the family's model of DINOv2 width `hidden_size` loads; None for
+        a family released in no layout `identify` knows (vda_lite, on another encoder)."""
+        return CheckpointKind(cls.family, "model", hidden_size) if cls.family in ("vda", "gemdepth") else None
 
 
 class VideoDepthAnything(PerFrameSplit, DinoVideoDepthBase):
@@ -445,8 +460,9 @@ class VideoDepthAnything(PerFrameSplit, DinoVideoDepthBase):
         for key in ("conv_stem", "detail_width"):
             if overrides.get(key):
                 raise ConfigError(f"{key} models are not released; load them with load_model(dir)")
+        state = cls.read_released_file(path, {**VDA_PRESETS.get(encoder, {}), **overrides}.get("hidden_size"))
         model = cls.preset(encoder, **overrides)
-        model.load_released_file(path)
+        model.load_released_file(path, state)
         return model.eval()
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,7 @@ from vdepth_ros.runtime.spec import (
     variant_files,
     variant_mismatch,
 )
-from vdepth_ros.runtime.trt_cache import external_data_path, onnx_sha256
+from vdepth_ros.runtime.trt_cache import external_data_path, graph_data_file, onnx_sha256
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,8 @@ def _load_failure(graph: Path, spec: InputSpec, providers: list[str], err: Excep
     fix = "export the graph again from its model folder: `vdepth-export onnx MODEL_FOLDER`"
     if "external data" in why.lower():  # a graph over 2 GB moved or copied without its weights file
         named = re.search(r'does not exist: "?([^"\s]+)', why)
-        data = Path(named.group(1)).name if named else external_data_path(graph).name
+        recorded = graph_data_file(graph)
+        data = Path(named.group(1)).name if named else (recorded or external_data_path(graph)).name
         fix = (
             f"the graph keeps its weights in {data}, written beside it by the export, and {graph.parent} lacks it: "
             f"move or copy {data} with the graph (and its spec {spec_path_for(graph).name})"

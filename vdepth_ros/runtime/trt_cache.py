@@ -130,9 +130,31 @@ def key_path_for(engine_path: str | Path) -> Path:
 
 
 def external_data_path(onnx_path: str | Path) -> Path:
-    """The external-data file the exporter writes for graphs over 2 GB (`model.onnx.data`)."""
+    """The external-data file the exporter writes for graphs over 2 GB (`model.onnx.data`): the name it gives
+    the file it writes. Which file an existing graph's weights are in is `graph_data_file`."""
     p = Path(onnx_path)
     return p.with_name(p.name + ".data")
+
+
+#: `InputSpec.extra` key of the external-data file a graph's weights are in (its name beside the graph; null: in
+#: the graph), recorded by the export because the graph keeps that name when it is renamed
+EXTERNAL_DATA_KEY = "external_data"
+
+
+def graph_data_file(onnx_path: str | Path) -> Path | None:
+    """The external-data file `onnx_path`'s weights are in, None when they are in the graph: the one its spec
+    (`<graph>.json`) records (`EXTERNAL_DATA_KEY`: a graph renamed after its export still reads its first name's
+    file), else, for a spec from before that record or none, `external_data_path` where that file exists. Read
+    as plain JSON: the runtime layer parses no ONNX."""
+    p = Path(onnx_path)
+    # no spec, or another tool's JSON of that name (a Piper voice's): today's naming rule
+    with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
+        extra = json.loads(p.with_name(p.name + ".json").read_text())["extra"]
+        if EXTERNAL_DATA_KEY in extra:
+            name = extra[EXTERNAL_DATA_KEY]
+            return p.parent / name if isinstance(name, str) and name else None
+    data = external_data_path(p)
+    return data if data.is_file() else None
 
 
 def sha256_of(path: Path) -> str:
@@ -159,11 +181,21 @@ def file_sha256(*paths: str | Path, chunk: int = 1 << 20) -> str:
 
 
 def onnx_sha256(onnx_path: str | Path, chunk: int = 1 << 20) -> str:
-    """sha256 of the ONNX file followed by its `.data` external-data file when present."""
+    """sha256 of the ONNX file followed by its external-data file (`graph_data_file`), if any: new weights in
+    that file are a new graph (a new engine, a new TensorRT EP cache folder).
+
+    Raises:
+        ModelLoadError: the graph, or the external-data file its spec records, is missing.
+    """
     if not Path(onnx_path).is_file():
         raise ModelLoadError(f"ONNX model {onnx_path} not found")
-    data = external_data_path(onnx_path)
-    return file_sha256(onnx_path, *([data] if data.is_file() else []), chunk=chunk)
+    data = graph_data_file(onnx_path)
+    if data is not None and not data.is_file():
+        raise ModelLoadError(
+            f"{Path(onnx_path).name} keeps its weights in {data.name} (its spec {Path(onnx_path).name}.json says), "
+            f"and {data.parent} lacks it: move or copy {data.name} with the graph"
+        )
+    return file_sha256(onnx_path, *([data] if data is not None else []), chunk=chunk)
 
 
 def write_key(engine_path: str | Path, key: EngineCacheKey) -> Path:
