@@ -105,16 +105,20 @@ def stop_summary(log: str) -> StopSummary:
 
 
 def node_command(
-    tmp_path: Path, args: tuple[str, ...] = (), params: str = "", max_gap: float | None = 30.0
+    tmp_path: Path,
+    args: tuple[str, ...] = (),
+    params: str = "",
+    max_gap: float | None = 30.0,
+    model: Path | None = None,
 ) -> list[str]:
-    """`vdepth-node ARGS --ros-args --params-file F` on the tiny 8-frame model (bursts of 8 frames), F
-    holding range scale, `max_gap` (default 30 s: heavy loss on a busy machine makes gaps of seconds,
-    counted as loss; None: the node's own) and the `params` lines (indented YAML); skips where the
-    console script is not installed."""
+    """`vdepth-node ARGS --ros-args --params-file F` on `model` (default the tiny 8-frame model: bursts of 8
+    frames) on onnxruntime, F holding range scale, `max_gap` (default 30 s: heavy loss on a busy machine makes
+    gaps of seconds, counted as loss; None: the node's own) and the `params` lines (indented YAML); skips where
+    the console script is not installed."""
     script = Path(sys.executable).parent / "vdepth-node"
     if not script.is_file():
         pytest.skip("vdepth-node console script not installed (pip install -e .)")
-    model = write_tiny_onnx(tmp_path, frames=8)
+    model = model if model is not None else write_tiny_onnx(tmp_path, frames=8)
     file = tmp_path / "params.yaml"
     file.write_text(
         f"/**:\n  ros__parameters:\n    model: {str(model)!r}\n    backend: onnxruntime\n    scale_source: range\n"
@@ -122,6 +126,20 @@ def node_command(
         + params
     )
     return [str(script), *args, "--ros-args", "--params-file", str(file)]
+
+
+def tiny_stream_folder(tmp_path: Path) -> Path:
+    """A causal model folder (tiny weights, `causal_context` 4) with its stream-step graph at 96x128, the
+    640x480 camera's aspect ratio (`vdepth-export stream`, without the parity run: test_models_streaming.py
+    checks it)."""
+    from vdepth_export.export_stream import export_stream_onnx
+
+    from vdepth_ros.models.vda_lite import VideoDepthAnythingLite
+
+    folder = tmp_path / "causal"
+    VideoDepthAnythingLite(**{**VideoDepthAnythingLite.tiny_config(), "causal_context": 4}).save_pretrained(folder)
+    export_stream_onnx(folder, height=96, width=128, parity=False)
+    return folder
 
 
 def start(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, Any]:
@@ -233,6 +251,7 @@ def lifecycle_up(node_name: str) -> None:
     [
         ("plain", [], [""]),
         ("managed", ["--managed"], [""]),
+        # two cameras sharing one causal model's stream-step graph on ONNX Runtime, each its own stream state
         ("cameras", ["--cameras", "front", "rear"], ["/front", "/rear"]),
     ],
 )
@@ -240,7 +259,8 @@ def test_three_processes_deliver_every_published_frame_and_exit_cleanly(
     tmp_path: Path, mode: str, args: list[str], namespaces: list[str]
 ) -> None:
     topics = [f"{ns}/depth" for ns in namespaces]
-    node, node_log = start(node_command(tmp_path, tuple(args)), tmp_path / "node.log")
+    model = tiny_stream_folder(tmp_path) if mode == "cameras" else None
+    node, node_log = start(node_command(tmp_path, tuple(args), model=model), tmp_path / "node.log")
     viewer, viewer_log = start([sys.executable, str(PEERS), "viewer", "--topics", *topics], tmp_path / "viewer.log")
     camera, ran = None, False
     try:
@@ -270,6 +290,9 @@ def test_three_processes_deliver_every_published_frame_and_exit_cleanly(
     node_out, viewer_out = (tmp_path / "node.log").read_text(), (tmp_path / "viewer.log").read_text()
     assert "[ERROR]" not in node_out and "Traceback" not in node_out, node_out
     got = json.loads(viewer_out.strip().splitlines()[-1])
+    if mode == "cameras":  # the start-up names the stream graph on ONNX Runtime, one per frame (no bursts)
+        assert "onnxruntime engine: model.stream.onnx" in node_out, node_out
+        assert "share 1 loaded model(s)" in node_out, node_out
     summaries = {s.node: s for s in stop_summaries(node_out)}
     assert len(summaries) == len(namespaces), node_out
     for ns, topic in zip(namespaces, topics, strict=True):
@@ -282,6 +305,8 @@ def test_three_processes_deliver_every_published_frame_and_exit_cleanly(
         step = 1e9 / RATE
         missing = [round(b - a - step) for a, b in itertools.pairwise(stamps) if b - a > 1.5 * step]
         assert int(published[topic]) == len(got[topic]) > 0.5 * received, (topic, published, len(got[topic]), missing)
+        if mode == "cameras":  # a stream publishes each frame it receives, one inference after it arrives
+            assert s.fates["frames published"] == received, s.line
         assert got[topic] == sorted(set(got[topic]))
         # what DDS lost before the node is counted: every frame between the first and the last image the
         # node received is received or lost (frames before the first or after the last cannot be seen),
