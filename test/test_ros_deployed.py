@@ -3,7 +3,7 @@
 640x480 rgb8 at 15 Hz for 20 s from a best-effort camera (as most drivers publish): every frame the
 node publishes reaches the reliable viewer (depth 5, RViz's default), the frames DDS lost before the
 node are counted (received + lost = sent), and SIGINT ends the node with exit status 0 and no ERROR
-line. Plain, `--managed` and `--cameras`. The viewer's depth is 16: docs/node.md asks RViz users
+line. Plain, `--managed` and `--cameras` (a causal model's stream-step graph on ONNX Runtime, shared). The viewer's depth is 16: docs/node.md asks RViz users
 for two windows (8 frames each here), as the node's own output history; with RViz's default 5 a
 viewer starved on a busy machine lost frames of a burst from its own history in this test.
 """
