@@ -3,9 +3,10 @@
 640x480 rgb8 at 15 Hz for 20 s from a best-effort camera (as most drivers publish): every frame the
 node publishes reaches the reliable viewer (depth 5, RViz's default), the frames DDS lost before the
 node are counted (received + lost = sent), and SIGINT ends the node with exit status 0 and no ERROR
-line. Plain, `--managed` and `--cameras` (a causal model's stream-step graph on ONNX Runtime, shared). The viewer's depth is 16: docs/node.md asks RViz users
-for two windows (8 frames each here), as the node's own output history; with RViz's default 5 a
-viewer starved on a busy machine lost frames of a burst from its own history in this test.
+line. Plain, `--managed` and `--cameras` (two cameras sharing a causal model's stream-step graph on
+ONNX Runtime: every frame received is published). The viewer's depth is 16: docs/node.md asks RViz
+users for two windows (8 frames each here), as the node's own output history; with RViz's default 5
+a viewer starved on a busy machine lost frames of a burst from its own history in this test.
 """
 
 from __future__ import annotations
@@ -293,6 +294,7 @@ def test_three_processes_deliver_every_published_frame_and_exit_cleanly(
     if mode == "cameras":  # the start-up names the stream graph on ONNX Runtime, one per frame (no bursts)
         assert "onnxruntime engine: model.stream.onnx" in node_out, node_out
         assert "share 1 loaded model(s)" in node_out, node_out
+        assert "alignment chain_ls; a stream: each new frame inferred once" in node_out, node_out
     summaries = {s.node: s for s in stop_summaries(node_out)}
     assert len(summaries) == len(namespaces), node_out
     for ns, topic in zip(namespaces, topics, strict=True):
