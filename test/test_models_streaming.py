@@ -139,6 +139,10 @@ def test_engine_and_pipeline_publish_each_frame_one_inference_after_it_arrives()
     # the first frame waits for a second one (window 2); from then on each push publishes its frame
     assert steps == [[], [0, 1]] + [[i] for i in range(2, 9)]
     assert sum(engine_calls) == 9 and max(engine_calls) <= 2  # every frame inferred once
+    # the start-up line and /diagnostics say so: "windows of 2 frames, overlap 1" alone read as 2-frame windows
+    assert pipe.model_identity()["windows"].endswith(
+        "; a stream: each new frame inferred once, attending to the earlier ones"
+    )
     # raw stream outputs are the causal forward of the whole sequence
     ids = list(range(9))
     engine.reset_stream()
