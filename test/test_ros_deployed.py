@@ -134,12 +134,18 @@ def tiny_stream_folder(tmp_path: Path) -> Path:
     """A causal model folder (tiny weights, `causal_context` 4) with its stream-step graph at 96x128, the
     640x480 camera's aspect ratio (`vdepth-export stream`, without the parity run: test_models_streaming.py
     checks it)."""
+    import torch
     from vdepth_export.export_stream import export_stream_onnx
 
     from vdepth_ros.models.vda_lite import VideoDepthAnythingLite
 
     folder = tmp_path / "causal"
-    VideoDepthAnythingLite(**{**VideoDepthAnythingLite.tiny_config(), "causal_context": 4}).save_pretrained(folder)
+    model = VideoDepthAnythingLite(**{**VideoDepthAnythingLite.tiny_config(), "causal_context": 4})
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # a head of random weights: a fresh one outputs 0 everywhere, which no window aligns
+        for parameter in model.head.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.2)
+    model.save_pretrained(folder)
     export_stream_onnx(folder, height=96, width=128, parity=False)
     return folder
 
