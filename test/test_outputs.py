@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import cv2
 import numpy as np
 import pytest
-from fakes import AffineCorruptingEngine, LuminanceEngine, luminance_disparity
+from fakes import AffineCorruptingEngine, LuminanceEngine, PastSummingEngine, luminance_disparity
 
 from vdepth_ros.config import PipelineConfig
 from vdepth_ros.offline.synth import synthetic_frames
@@ -279,24 +279,10 @@ def test_a_camera_the_fixed_shape_model_must_stretch_is_named(caplog: pytest.Log
     assert pipe.stretched is None  # (a node's /diagnostics no longer names it)
 
 
-class _StreamingLuminanceEngine(LuminanceEngine):
-    """`LuminanceEngine` as a causal model's stream (one exported shape, as `model.stream.onnx` on ONNX Runtime)."""
-
-    @property
-    def streams(self) -> bool:
-        return True
-
-    def _new_stream(self) -> None:
-        return None
-
-    def _step(self, frames: np.ndarray, state: None) -> np.ndarray:
-        return luminance_disparity(frames[None])[0]
-
-
 def test_a_stream_graph_that_must_stretch_names_the_stream_export(caplog: pytest.LogCaptureFixture) -> None:
     """A causal model's stream-step graph has one shape and no variants (`vdepth-export onnx` refuses a causal
     model): the stretch warning named `vdepth-export onnx ... --variant`, a command the user could not run."""
-    pipe = DepthPipeline(PipelineConfig(publish="final"), _StreamingLuminanceEngine(48, 64, frames=2, overlap=1))
+    pipe = DepthPipeline(PipelineConfig(publish="final"), PastSummingEngine(48, 64, frames=2, overlap=1))
     with caplog.at_level(logging.WARNING):
         out = _run(pipe, [FrameInput(rgb=f, stamp_ns=i) for i, f in enumerate(synthetic_frames(3, 64, 48))])
     (warning,) = [r.getMessage() for r in caplog.records if "stretched" in r.getMessage()]

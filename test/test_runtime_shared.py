@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fakes import LuminanceEngine, luminance_disparity, write_tiny_onnx
+from fakes import LuminanceEngine, PastSummingEngine, write_tiny_onnx
 
 from vdepth_ros.runtime.engine import DepthEngine
 from vdepth_ros.runtime.shared import EnginePool, FairLock, SharedEngine
@@ -91,25 +91,6 @@ def test_shared_handles_never_run_the_engine_concurrently_and_return_their_own_r
             np.testing.assert_array_equal(got, expected)
     assert sum(h.wait_s for h in handles) > 0.0  # someone waited for someone else's window
     assert handles[0].input_spec == inner.input_spec and handles[0].describe()["shared"] is True
-
-
-class PastSummingEngine(LuminanceEngine):
-    """A causal model's stream, as a fake: each frame's output is its luminance plus that of every earlier frame
-    of its stream (the state), so a frame stepped on another camera's state comes out wrong."""
-
-    @property
-    def streams(self) -> bool:
-        return True
-
-    def _new_stream(self) -> dict[str, np.ndarray]:
-        return {"past": np.zeros((self.input_spec.height, self.input_spec.width), np.float32)}
-
-    def _step(self, frames: np.ndarray, state: dict[str, np.ndarray]) -> np.ndarray:
-        out = []
-        for frame in luminance_disparity(frames[None])[0]:
-            state["past"] = state["past"] + frame
-            out.append(state["past"].copy())
-        return np.stack(out)
 
 
 def test_cameras_sharing_a_stream_engine_each_keep_their_own_stream() -> None:
