@@ -40,6 +40,25 @@ class LuminanceEngine(DepthEngine):
         return luminance_disparity(batch)
 
 
+class PastSummingEngine(LuminanceEngine):
+    """A causal model's stream, as a fake: each frame's output is its luminance plus that of every earlier frame
+    of its stream (the state), so a frame stepped on another camera's state comes out wrong."""
+
+    @property
+    def streams(self) -> bool:
+        return True
+
+    def _new_stream(self) -> dict[str, np.ndarray]:
+        return {"past": np.zeros((self.input_spec.height, self.input_spec.width), np.float32)}
+
+    def _step(self, frames: np.ndarray, state: dict[str, np.ndarray]) -> np.ndarray:
+        out = []
+        for frame in luminance_disparity(frames[None])[0]:
+            state["past"] = state["past"] + frame
+            out.append(state["past"].copy())
+        return np.stack(out)
+
+
 class AffineCorruptingEngine(LuminanceEngine):
     """Like LuminanceEngine, but every call applies a random affine (scale, shift) to its output,
     as a real relative-disparity model does from window to window."""

@@ -14,6 +14,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from fakes import PastSummingEngine
 from onnx import helper
 from vdepth_export.cli import main as cli_main
 from vdepth_export.export_onnx import export_onnx
@@ -139,6 +140,10 @@ def test_engine_and_pipeline_publish_each_frame_one_inference_after_it_arrives()
     # the first frame waits for a second one (window 2); from then on each push publishes its frame
     assert steps == [[], [0, 1]] + [[i] for i in range(2, 9)]
     assert sum(engine_calls) == 9 and max(engine_calls) <= 2  # every frame inferred once
+    # the start-up line and /diagnostics say so: "windows of 2 frames, overlap 1" alone read as 2-frame windows
+    assert pipe.model_identity()["windows"].endswith(
+        "; a stream: each new frame inferred once, attending to the earlier ones"
+    )
     # raw stream outputs are the causal forward of the whole sequence
     ids = list(range(9))
     engine.reset_stream()
@@ -185,6 +190,16 @@ def test_the_stream_step_exported_to_onnx_streams_on_onnxruntime_as_torch_does(t
         assert rel(runs[1], runs[0]) <= 1e-4 and np.array_equal(runs[2], runs[1])
         assert engine.feature_cache.misses == 22  # each frame once per pass
         assert rel(engine.infer(rgb[:2]), reference.infer(rgb[:2])) <= 1e-4  # no ids: a stream of the window
+        # in the pipeline (the node's and vdepth-bag's path) too: each frame stepped once on the stream's cache;
+        # it had no split graphs, so the pipeline passed no frame ids and every 2-frame window was a new stream
+        config = PipelineConfig(scale_source="none", publish="provisional", scene_cut_threshold=0.0)
+        piped = []
+        for eng in (reference, engine):
+            eng.reset_stream()
+            pipe = DepthPipeline(config, engine=eng)
+            piped.append([f.disparity for i, img in enumerate(rgb) for f in pipe.push(FrameInput(rgb=img, stamp_ns=i))])
+        assert rel(np.stack(piped[1]), np.stack(piped[0])) <= 1e-4
+        assert engine.feature_cache.misses == 22 + 11  # each frame once
     with create_engine(tmp_path, threads=1) as engine:
         assert engine.backend == "onnxruntime" and engine.streams  # auto takes the stream graph
     with pytest.raises(OutputExistsError, match="--overwrite"):
@@ -208,3 +223,28 @@ def test_the_stream_step_exported_to_onnx_streams_on_onnxruntime_as_torch_does(t
     VideoDepthAnythingLite(**VideoDepthAnythingLite.tiny_config()).save_pretrained(windowed)
     with pytest.raises(ConfigError, match="not a causal model"):
         export_stream_onnx(windowed)
+
+
+def test_a_stream_restarts_from_an_empty_cache_at_a_gap_and_a_change_of_size() -> None:
+    """The stream state belongs to one stream of frames: after frames of another size (stretched to the one shape a
+    stream graph has) or a gap the outputs equal a fresh pipeline's, not a continuation of the earlier frames."""
+    config = PipelineConfig(scale_source="none", publish="provisional", scene_cut_threshold=0.0)
+    engine = PastSummingEngine(48, 64, frames=2, overlap=1)  # as a stream graph: one shape, no split graphs
+    pipe = DepthPipeline(config, engine=engine)
+    rng = np.random.default_rng(0)
+    landscape = [rng.integers(0, 255, (48, 64, 3), np.uint8) for _ in range(4)]
+    wide = [rng.integers(0, 255, (36, 64, 3), np.uint8) for _ in range(4)]
+
+    def run(pipeline: DepthPipeline, frames: list[np.ndarray], t0: float) -> list[np.ndarray]:
+        """The outputs of `frames` (stamped from `t0` tenths of a second on), without ending the stream."""
+        stamps = [int((t0 + i) * 1e8) for i in range(len(frames))]
+        out = [f for img, stamp in zip(frames, stamps, strict=True) for f in pipeline.push(FrameInput(img, stamp))]
+        return [f.disparity for f in out if f.stamp_ns in stamps]
+
+    run(pipe, landscape, 0)
+    for frames, t0 in ((wide, 4), (landscape, 100)):  # a change of size, then a gap (the node's reset at max_gap)
+        if t0 == 100:
+            pipe.reset("gap: 9.6 s without input")
+        fresh = run(DepthPipeline(config, engine=PastSummingEngine(48, 64, frames=2, overlap=1)), frames, t0)
+        np.testing.assert_allclose(run(pipe, frames, t0), fresh, rtol=1e-6)
+    assert engine.feature_cache.misses == 12  # each frame stepped once (the pipeline passed no frame ids: 0)

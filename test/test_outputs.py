@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import cv2
 import numpy as np
 import pytest
-from fakes import AffineCorruptingEngine, LuminanceEngine, luminance_disparity
+from fakes import AffineCorruptingEngine, LuminanceEngine, PastSummingEngine, luminance_disparity
 
 from vdepth_ros.config import PipelineConfig
 from vdepth_ros.offline.synth import synthetic_frames
@@ -277,6 +277,17 @@ def test_a_camera_the_fixed_shape_model_must_stretch_is_named(caplog: pytest.Log
         _run(pipe, [FrameInput(rgb=f, stamp_ns=10 + i) for i, f in enumerate(synthetic_frames(5, 96, 128))])
     assert not [r for r in caplog.records if "stretched" in r.getMessage()]
     assert pipe.stretched is None  # (a node's /diagnostics no longer names it)
+
+
+def test_a_stream_graph_that_must_stretch_names_the_stream_export(caplog: pytest.LogCaptureFixture) -> None:
+    """A causal model's stream-step graph has one shape and no variants (`vdepth-export onnx` refuses a causal
+    model): the stretch warning named `vdepth-export onnx ... --variant`, a command the user could not run."""
+    pipe = DepthPipeline(PipelineConfig(publish="final"), PastSummingEngine(48, 64, frames=2, overlap=1))
+    with caplog.at_level(logging.WARNING):
+        out = _run(pipe, [FrameInput(rgb=f, stamp_ns=i) for i, f in enumerate(synthetic_frames(3, 64, 48))])
+    (warning,) = [r.getMessage() for r in caplog.records if "stretched" in r.getMessage()]
+    assert "vdepth-export stream FOLDER --height 64 --width 48 --overwrite" in warning and "--variant" not in warning
+    assert len(out) == 3  # the stream still publishes every frame, stretched
 
 
 class _LensBorderEngine(AffineCorruptingEngine):

@@ -1,11 +1,13 @@
 """The node as deployed: camera driver, `vdepth-node` and a viewer with RViz's QoS in three processes.
 
-640x480 rgb8 at 15 Hz for 20 s from a best-effort camera (as most drivers publish): every frame the
-node publishes reaches the reliable viewer (depth 5, RViz's default), the frames DDS lost before the
-node are counted (received + lost = sent), and SIGINT ends the node with exit status 0 and no ERROR
-line. Plain, `--managed` and `--cameras`. The viewer's depth is 16: docs/node.md asks RViz users
-for two windows (8 frames each here), as the node's own output history; with RViz's default 5 a
-viewer starved on a busy machine lost frames of a burst from its own history in this test.
+640x480 rgb8 at 15 Hz for 20 s (two cameras: 10 s each) from a best-effort camera (as most drivers
+publish): every frame the node publishes reaches the reliable viewer (depth 5, RViz's default), the
+frames DDS lost before the node are counted (received + lost = sent), and SIGINT ends the node with
+exit status 0 and no ERROR line. Plain, `--managed` and `--cameras` (two cameras sharing a causal
+model's stream-step graph on ONNX Runtime: every frame received is published). The viewer's depth is
+16: docs/node.md asks RViz users for two windows (8 frames each here), as the node's own output
+history; with RViz's default 5 a viewer starved on a busy machine lost frames of a burst from its own
+history in this test.
 """
 
 from __future__ import annotations
@@ -105,16 +107,20 @@ def stop_summary(log: str) -> StopSummary:
 
 
 def node_command(
-    tmp_path: Path, args: tuple[str, ...] = (), params: str = "", max_gap: float | None = 30.0
+    tmp_path: Path,
+    args: tuple[str, ...] = (),
+    params: str = "",
+    max_gap: float | None = 30.0,
+    model: Path | None = None,
 ) -> list[str]:
-    """`vdepth-node ARGS --ros-args --params-file F` on the tiny 8-frame model (bursts of 8 frames), F
-    holding range scale, `max_gap` (default 30 s: heavy loss on a busy machine makes gaps of seconds,
-    counted as loss; None: the node's own) and the `params` lines (indented YAML); skips where the
-    console script is not installed."""
+    """`vdepth-node ARGS --ros-args --params-file F` on `model` (default the tiny 8-frame model: bursts of 8
+    frames) on onnxruntime, F holding range scale, `max_gap` (default 30 s: heavy loss on a busy machine makes
+    gaps of seconds, counted as loss; None: the node's own) and the `params` lines (indented YAML); skips where
+    the console script is not installed."""
     script = Path(sys.executable).parent / "vdepth-node"
     if not script.is_file():
         pytest.skip("vdepth-node console script not installed (pip install -e .)")
-    model = write_tiny_onnx(tmp_path, frames=8)
+    model = model if model is not None else write_tiny_onnx(tmp_path, frames=8)
     file = tmp_path / "params.yaml"
     file.write_text(
         f"/**:\n  ros__parameters:\n    model: {str(model)!r}\n    backend: onnxruntime\n    scale_source: range\n"
@@ -122,6 +128,26 @@ def node_command(
         + params
     )
     return [str(script), *args, "--ros-args", "--params-file", str(file)]
+
+
+def tiny_stream_folder(tmp_path: Path) -> Path:
+    """A causal model folder (tiny weights, `causal_context` 4) with its stream-step graph at 96x128, the
+    640x480 camera's aspect ratio (`vdepth-export stream`, without the parity run: test_models_streaming.py
+    checks it)."""
+    import torch
+    from vdepth_export.export_stream import export_stream_onnx
+
+    from vdepth_ros.models.vda_lite import VideoDepthAnythingLite
+
+    folder = tmp_path / "causal"
+    model = VideoDepthAnythingLite(**{**VideoDepthAnythingLite.tiny_config(), "causal_context": 4})
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # a head of random weights: a fresh one outputs 0 everywhere, which no window aligns
+        for parameter in model.head.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.2)
+    model.save_pretrained(folder)
+    export_stream_onnx(folder, height=96, width=128, parity=False)
+    return folder
 
 
 def start(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, Any]:
@@ -233,6 +259,7 @@ def lifecycle_up(node_name: str) -> None:
     [
         ("plain", [], [""]),
         ("managed", ["--managed"], [""]),
+        # two cameras sharing one causal model's stream-step graph on ONNX Runtime, each its own stream state
         ("cameras", ["--cameras", "front", "rear"], ["/front", "/rear"]),
     ],
 )
@@ -240,7 +267,10 @@ def test_three_processes_deliver_every_published_frame_and_exit_cleanly(
     tmp_path: Path, mode: str, args: list[str], namespaces: list[str]
 ) -> None:
     topics = [f"{ns}/depth" for ns in namespaces]
-    node, node_log = start(node_command(tmp_path, tuple(args)), tmp_path / "node.log")
+    model = tiny_stream_folder(tmp_path) if mode == "cameras" else None
+    # two cameras send the frames of one in half the time: the stream graph's export pays for itself in suite time
+    seconds = SECONDS / len(namespaces)
+    node, node_log = start(node_command(tmp_path, tuple(args), model=model), tmp_path / "node.log")
     viewer, viewer_log = start([sys.executable, str(PEERS), "viewer", "--topics", *topics], tmp_path / "viewer.log")
     camera, ran = None, False
     try:
@@ -248,9 +278,9 @@ def test_three_processes_deliver_every_published_frame_and_exit_cleanly(
             lifecycle_up("/depth_node")
         wait_for(tmp_path / "viewer.log", "matched", 90, viewer)
         camera = subprocess.run(
-            [sys.executable, str(PEERS), "camera", "--namespaces", *namespaces, "--seconds", str(SECONDS),
+            [sys.executable, str(PEERS), "camera", "--namespaces", *namespaces, "--seconds", str(seconds),
              "--rate", str(RATE)],
-            capture_output=True, text=True, timeout=SECONDS + 60,
+            capture_output=True, text=True, timeout=seconds + 60,
             env={**os.environ, "OMP_NUM_THREADS": "1", **LARGE_IMAGES},
         )  # fmt: skip
         assert camera.returncode == 0, camera.stderr
@@ -270,6 +300,10 @@ def test_three_processes_deliver_every_published_frame_and_exit_cleanly(
     node_out, viewer_out = (tmp_path / "node.log").read_text(), (tmp_path / "viewer.log").read_text()
     assert "[ERROR]" not in node_out and "Traceback" not in node_out, node_out
     got = json.loads(viewer_out.strip().splitlines()[-1])
+    if mode == "cameras":  # the start-up names the stream graph on ONNX Runtime, one per frame (no bursts)
+        assert "onnxruntime engine: model.stream.onnx" in node_out, node_out
+        assert "share 1 loaded model(s)" in node_out, node_out
+        assert "alignment chain_ls; a stream: each new frame inferred once" in node_out, node_out
     summaries = {s.node: s for s in stop_summaries(node_out)}
     assert len(summaries) == len(namespaces), node_out
     for ns, topic in zip(namespaces, topics, strict=True):
@@ -282,6 +316,8 @@ def test_three_processes_deliver_every_published_frame_and_exit_cleanly(
         step = 1e9 / RATE
         missing = [round(b - a - step) for a, b in itertools.pairwise(stamps) if b - a > 1.5 * step]
         assert int(published[topic]) == len(got[topic]) > 0.5 * received, (topic, published, len(got[topic]), missing)
+        if mode == "cameras":  # a stream publishes each frame it receives, one inference after it arrives
+            assert s.fates["frames published"] == received, s.line
         assert got[topic] == sorted(set(got[topic]))
         # what DDS lost before the node is counted: every frame between the first and the last image the
         # node received is received or lost (frames before the first or after the last cannot be seen),

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fakes import LuminanceEngine, write_tiny_onnx
+from fakes import LuminanceEngine, PastSummingEngine, write_tiny_onnx
 
+from vdepth_ros.runtime.engine import DepthEngine
 from vdepth_ros.runtime.shared import EnginePool, FairLock, SharedEngine
 
 
@@ -90,6 +91,30 @@ def test_shared_handles_never_run_the_engine_concurrently_and_return_their_own_r
             np.testing.assert_array_equal(got, expected)
     assert sum(h.wait_s for h in handles) > 0.0  # someone waited for someone else's window
     assert handles[0].input_spec == inner.input_spec and handles[0].describe()["shared"] is True
+
+
+def test_cameras_sharing_a_stream_engine_each_keep_their_own_stream() -> None:
+    """`--cameras` on a causal model (one engine, e.g. `model.stream.onnx` on ONNX Runtime): the stream state is
+    each handle's, so interleaved cameras get what each camera alone gets; a restart resets one camera only."""
+    inner, lock = PastSummingEngine(frames=2, overlap=1), FairLock()
+    rng = np.random.default_rng(1)
+    clips = [rng.integers(0, 255, (6, 48, 64, 3), dtype=np.uint8) for _ in range(2)]
+
+    def stream(engine: DepthEngine, clip: np.ndarray, t: int) -> np.ndarray:
+        ids = [max(0, t - 1), t]
+        return engine.infer(clip[ids], frame_ids=ids)[-1]
+
+    alone = []
+    for clip in clips:
+        engine = PastSummingEngine(frames=2, overlap=1)
+        alone.append([stream(engine, clip, t) for t in range(6)])
+    front, rear = SharedEngine(inner, lock), SharedEngine(inner, lock)
+    for t in range(6):
+        for handle, clip, expected in zip((front, rear), clips, alone, strict=True):
+            np.testing.assert_array_equal(stream(handle, clip, t), expected[t])
+    front.reset_stream()  # front's stream restarts (a gap); rear's goes on
+    np.testing.assert_array_equal(stream(front, clips[0], 0), alone[0][0])
+    assert not np.array_equal(stream(rear, clips[1], 6 - 1), alone[1][0])
 
 
 def test_pool_loads_each_model_once_and_closes_it_once(tmp_path: Path) -> None:

@@ -264,6 +264,12 @@ class DepthPipeline(InputSteps, WindowSteps, OutputSteps):
         windows = (
             f"{s['window']} frames, overlap {s['overlap']}{keyframes}, at {self.height}x{self.width}, "
             f"alignment {s['alignment']}"
+            # a causal model's 2-frame windows are a stream's: no window of frames runs, only each new frame's step
+            + (
+                "; a stream: each new frame inferred once, attending to the earlier ones"
+                if getattr(self.engine, "streams", False)
+                else ""
+            )
         )
         return {**model_identity(model if model is not None else self._model_source, self.engine), "windows": windows}
 

@@ -127,13 +127,19 @@ class InputSteps:
             turned = (self.height / self.width) / (square_w / h)
             sideways = max(turned, 1 / turned) < MAX_STRETCH
             scene = f" (a {round(square_w)}x{h} scene: non-square pixels)" if square_w != w else ""
-            shape = (self.width, self.height) if sideways else ("H", "W")
+            height, width = (self.width, self.height) if sideways else ("H", "W")
+            # a causal model's stream-step graph has one shape and no variants: `vdepth-export onnx` refuses it
+            export = (
+                f"vdepth-export stream FOLDER --height {height} --width {width} --overwrite: a stream graph has "
+                "one shape, docs/performance.md"
+                if getattr(self.engine, "streams", False)
+                else f"vdepth-export onnx FOLDER --height {height} --width {width} --variant, docs/outputs.md"
+            )
             log.warning(
                 "the model runs at %dx%d, the camera's %dx%d frames%s have another shape: the model sees them "
                 "stretched %.2fx %s (depth stays registered to the image, but a model sees distorted scenes "
-                "less well); export one of the camera's shape (vdepth-export onnx FOLDER --height %s --width %s "
-                "--variant, docs/outputs.md) or use the torch backend, which runs any size%s",
-                self.width, self.height, w, h, scene, max(stretch, 1.0 / stretch), direction, *shape,
+                "less well); export one of the camera's shape (%s) or use the torch backend, which runs any size%s",
+                self.width, self.height, w, h, scene, max(stretch, 1.0 / stretch), direction, export,
                 "; if the camera is mounted on its side (the scene turned in its images), set image_rotation "
                 "(90 or 270) instead: the model then sees the scene upright, at its own shape"
                 if sideways and not self._turns else "",

@@ -127,7 +127,9 @@ class WindowSteps:
         frames = np.stack(rgbs + [rgbs[-1]] * window.pad)
         t0 = time.perf_counter()
         engine = self._engine
-        if getattr(engine, "supports_reuse", False):  # frame indices: the engine reuses overlap work
+        # frame indices: the engine reuses overlap work, or steps a causal model's stream once per new frame (a
+        # stream-step graph has no split graphs: without them each window was a new stream of its 2 frames)
+        if getattr(engine, "supports_reuse", False) or getattr(engine, "streams", False):
             out = engine.infer(frames, frame_ids=list(window.slots) + [window.slots[-1]] * window.pad)
         else:
             out = engine.infer(frames)
