@@ -71,8 +71,13 @@ class OutputSteps:
         if metric is not None:
             near, far = self.depth_limits
             depth = depth_from_disparity(disp, metric.scale, metric.shift, min_depth=near, max_depth=far)
-            if camera is not None and self.cloud is not None:
-                points, colors = self.cloud.build(depth, camera, rgb if self.config.cloud_colors else None)
+        elif self.scale_source.kind == "range" and not np.isfinite(disp).any():
+            # nothing in it carries depth (a covered lens, a collapsed prediction: NaN, `WindowSteps._usable`), so
+            # no range mapping can be decided from it: its depth is "no estimate" everywhere (REP 118 NaN), as
+            # every such pixel's is later, so /depth and /points go on at the camera's rate instead of stopping
+            depth = np.full(disp.shape, np.nan, np.float32)
+        if depth is not None and camera is not None and self.cloud is not None:
+            points, colors = self.cloud.build(depth, camera, rgb if self.config.cloud_colors else None)
         # relative output only, after the metric conversion (NaN stays); never in the stitcher's
         # own array (at the working size `upsample` returns it, and provisional frames are blended later)
         disp = np.maximum(disp, 0.0, out=None if np.may_share_memory(disp, sf.disparity) else disp)
