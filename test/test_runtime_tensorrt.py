@@ -318,6 +318,12 @@ def test_cache_key_hash_covers_onnx_and_external_data(tmp_path, exported) -> Non
     assert onnx_sha256(exported) == h1
     data = exported.with_name(exported.name + ".data")
     data.write_bytes(b"weights")
+    # its spec records that its weights are in the graph: a stray `.data` beside it is not part of it
+    assert onnx_sha256(exported) == h1
+    spec_file = exported.with_name(exported.name + ".json")
+    spec = json.loads(spec_file.read_text())
+    assert spec["extra"].pop("external_data", "absent") is None, spec["extra"]
+    spec_file.write_text(json.dumps(spec))  # a spec from before that record: `<graph>.data` is its weights
     h2 = onnx_sha256(exported)
     data.write_bytes(b"weights2")
     assert len({h1, h2, onnx_sha256(exported)}) == 3
