@@ -148,6 +148,7 @@ def graph_data_file(onnx_path: str | Path) -> Path | None:
     as plain JSON: the runtime layer parses no ONNX."""
     p = Path(onnx_path)
     # no spec, or another tool's JSON of that name (a Piper voice's): today's naming rule
+    # (the name `spec.spec_path_for` gives: importing runtime.spec here closes a cycle through runtime.shapes)
     with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
         extra = json.loads(p.with_name(p.name + ".json").read_text())["extra"]
         if EXTERNAL_DATA_KEY in extra:
