@@ -20,19 +20,14 @@ DOMAIN_LOCKS = Path("/tmp" if os.access("/tmp", os.W_OK) else tempfile.gettempdi
 _domain_lock: int | None = None  # held open (flock) for this process's life: the kernel frees it at exit
 
 
-def reserve_ros_domain() -> int:
-    """A ROS domain no other test process on this machine holds, reserved with an flock until this
-    process exits. Each test process needs its own: with localhost discovery, two that share a domain
-    see each other's /image and /depth (xdist's two workers, two clones tested at once, a CI runner's
-    parallel jobs). A domain derived from the pid alone collided for 1 in 50 pairs of sessions. The
-    search starts at a pid-derived domain, so concurrent sessions rarely contend for the same lock."""
-    global _domain_lock
+def _lock_free_domain(start: int) -> tuple[int, int | None]:
+    """(domain, flock'd fd): the first domain from TEST_DOMAINS[start] on that no other process holds (fd None and
+    a warning where all are held: sharing one)."""
     import fcntl
 
     DOMAIN_LOCKS.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(OSError):  # every user's tests share it (only its owner can widen it)
         DOMAIN_LOCKS.chmod(0o1777)
-    start = os.getpid() * 7 % len(TEST_DOMAINS)
     for k in range(len(TEST_DOMAINS)):
         domain = TEST_DOMAINS[(start + k) % len(TEST_DOMAINS)]
         path = DOMAIN_LOCKS / f"{domain}.lock"
@@ -48,15 +43,27 @@ def reserve_ros_domain() -> int:
         except OSError:
             os.close(fd)
             continue
-        _domain_lock = fd
-        return domain
-    warnings.warn(f"all ROS domains {TEST_DOMAINS} are held by other test processes; sharing one", stacklevel=1)
-    return TEST_DOMAINS[start]
+        return domain, fd
+    warnings.warn(f"all ROS domains {TEST_DOMAINS} are held by other test processes; sharing one", stacklevel=2)
+    return TEST_DOMAINS[start % len(TEST_DOMAINS)], None
+
+
+def reserve_ros_domain() -> int:
+    """A ROS domain no other test process on this machine holds, reserved with an flock until this
+    process exits. Each test process needs its own: with localhost discovery, two that share a domain
+    see each other's /image and /depth (xdist's two workers, two clones tested at once, a CI runner's
+    parallel jobs). A domain derived from the pid alone collided for 1 in 50 pairs of sessions. The
+    search starts at a pid-derived domain, so concurrent sessions rarely contend for the same lock."""
+    global _domain_lock
+    domain, _domain_lock = _lock_free_domain(os.getpid() * 7 % len(TEST_DOMAINS))
+    return domain
 
 
 # Must be set before rclpy/transformers are imported anywhere in the session.
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-os.environ["ROS_DOMAIN_ID"] = str(reserve_ros_domain())
+WORKER_DOMAIN = reserve_ros_domain()
+os.environ["ROS_DOMAIN_ID"] = str(WORKER_DOMAIN)
+_next_domain = TEST_DOMAINS.index(WORKER_DOMAIN) + 1  # each file's own: `_ros_domain_of_its_own`
 _OWN_ROS_LOG_DIR = None
 if "ROS_LOG_DIR" not in os.environ:
     _OWN_ROS_LOG_DIR = os.environ["ROS_LOG_DIR"] = tempfile.mkdtemp(prefix="vdepth-roslog-")
@@ -140,6 +147,26 @@ def evaldata() -> Path:
     if path is None:
         pytest.skip("../shared/evaldata not present (research-only data is never copied into the repo)")
     return path
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _ros_domain_of_its_own() -> Iterator[None]:
+    """Each test file's ROS nodes and processes in a domain no earlier file of this process used. A node named
+    /depth_node alive in the worker's one domain when a later file's node started was named by it as "another node
+    named /depth_node is running" (test_ros_replay: once in a CI run and twice in fresh-clone runs, never alone;
+    which earlier file left it was not found). Module scope: a file's module-scoped ROS fixtures share its domain
+    with its tests."""
+    global _next_domain
+    domain, fd = _lock_free_domain(_next_domain)
+    _next_domain = TEST_DOMAINS.index(domain) + 1
+    before = os.environ["ROS_DOMAIN_ID"]
+    os.environ["ROS_DOMAIN_ID"] = str(domain)
+    try:
+        yield
+    finally:
+        os.environ["ROS_DOMAIN_ID"] = before
+        if fd is not None:
+            os.close(fd)  # (the flock goes with it)
 
 
 @pytest.fixture(autouse=True)

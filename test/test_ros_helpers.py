@@ -524,3 +524,21 @@ def test_stamps_are_on_another_clock_only_beyond_a_transfer_delay() -> None:
     assert clock([1.5] * 20).offset_ns() == round(1.5 * s)  # a device clock 1.5 s behind
     assert clock([-5.0] * 20).offset_ns() == -5 * s  # ... or 5 s ahead
     assert clock([-5.0] * 20 + [0.01] * 31).offset_ns() is None  # the driver restamped with ROS time
+
+
+def test_this_test_file_has_a_ros_domain_no_other_process_holds() -> None:
+    """conftest's `_ros_domain_of_its_own`: this file's domain is not the worker's own (whose earlier files may have
+    left a node in it) and its reservation is held, so no other test process takes it meanwhile."""
+    import fcntl
+    import os
+    import sys
+
+    conftest = sys.modules["conftest"]  # (the one pytest loaded: importing it again would reserve another domain)
+    domain = int(os.environ["ROS_DOMAIN_ID"])
+    assert domain in conftest.TEST_DOMAINS and domain != conftest.WORKER_DOMAIN
+    fd = os.open(conftest.DOMAIN_LOCKS / f"{domain}.lock", os.O_RDONLY)
+    try:
+        with pytest.raises(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        os.close(fd)
