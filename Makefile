@@ -30,9 +30,10 @@ demo: install
 # streams rather than computing, so two files at once take about half the time on 2 cores.
 # A worker that dies (a test ending the process) fails the run at once: replaced workers left
 # xdist's loadfile scheduler waiting forever.
+# The 20 slowest tests are listed: the suite must stay under CI's 30 minutes, and CI's own machine says where it goes.
 test: install
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
-	$(PY) -m pytest test -q -ra --timeout=900 -n 2 --dist loadfile --max-worker-restart 0
+	$(PY) -m pytest test -q -ra --timeout=900 -n 2 --dist loadfile --max-worker-restart 0 --durations=20
 
 test-fast: install
 	$(PY) -m pytest test -q -ra -m "not slow"
