@@ -321,9 +321,17 @@ def _run_pull(args: argparse.Namespace) -> tuple[int, Any]:
 def _run_engine(args: argparse.Namespace) -> tuple[int, Any]:
     from vdepth_export.build_engine import build_engine
 
-    from vdepth_ros.runtime import ONNX_NAME
+    from vdepth_ros.runtime import ONNX_NAME, causal_folder
+    from vdepth_ros.runtime.reuse import stream_file_for
 
     onnx = Path(_release_folder(args.onnx))
+    if onnx.is_dir() and causal_folder(onnx):  # a causal model runs its stream step: the engine of that graph
+        if not stream_file_for(onnx / ONNX_NAME).is_file():
+            raise ModelLoadError(
+                f"{onnx} holds a causal (streaming) model, which runs its stream step: export it first "
+                f"(`vdepth-export stream {onnx}`), then build its engine"
+            )
+        onnx = stream_file_for(onnx / ONNX_NAME)
     if onnx.suffix != ".onnx" and not (onnx / ONNX_NAME).is_file():
         _refuse_a_checkpoint(onnx)
     if onnx.is_dir():

@@ -162,7 +162,7 @@ def test_a_causal_model_folder_without_its_stream_graph_runs_on_torch_only(tmp_p
         assert engine.backend == "torch" and engine.streams
     with pytest.raises(ModelLoadError, match=f"no stream-step graph.*`vdepth-export stream {tmp_path}`"):
         create_engine(tmp_path, backend="onnxruntime")
-    with pytest.raises(ConfigError, match="backend 'onnxruntime' or 'torch'"):
+    with pytest.raises(ModelLoadError, match=f"no TensorRT stream-step engine.*`vdepth-export stream {tmp_path}`"):
         create_engine(tmp_path, backend="tensorrt")
     (tmp_path / "model.stream.onnx").write_bytes(b"the user's own graph")  # no spec of vdepth-export's beside it
     with pytest.raises(OutputExistsError, match="not written by `vdepth-export stream`"):

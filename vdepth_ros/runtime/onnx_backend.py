@@ -117,11 +117,15 @@ def _usable_variants(path: Path, spec: InputSpec) -> dict[tuple[int, int], Path]
             usable[hw] = file
         elif str(file.resolve()) not in _WARNED_VARIANTS:
             _WARNED_VARIANTS.add(str(file.resolve()))
+            again = (  # a causal model's stream graph has its own variants
+                "`vdepth-export stream %s --variant --height %d --width %d`"
+                if STREAM_STEP_KEY in spec.extra
+                else "`vdepth-export onnx %s --variant --height %d --width %d ...`"
+            )
             log.warning(
                 "%s is not used: it is not %s at another resolution (%s); export it again with the options %s was "
-                "exported with: `vdepth-export %s %s --variant --height %d --width %d ...`",
-                file.name, path.name, why, path.name, "stream" if STREAM_STEP_KEY in spec.extra else "onnx",
-                file.parent, hw[0], hw[1],
+                "exported with: " + again,
+                file.name, path.name, why, path.name, file.parent, hw[0], hw[1],
             )  # fmt: skip
     return usable
 
