@@ -174,6 +174,12 @@ def _add_stream_parser(sub: Any) -> None:
     st.add_argument("--no-parity", action="store_true", help="skip the ONNX Runtime vs PyTorch stream check")
     st.add_argument("--threads", type=int, default=None, help="threads for the parity run")
     st.add_argument("--overwrite", action="store_true", help="replace the stream graph the folder already holds")
+    st.add_argument(
+        "--variant",
+        action="store_true",
+        help="write model.stream.<H>x<W>.onnx beside model.stream.onnx: the runtime runs each camera on the stream "
+        "graph closest to its aspect",
+    )
 
 
 def _release_folder(source: str) -> str:
@@ -222,7 +228,7 @@ def _run_stream(args: argparse.Namespace) -> tuple[int, Any]:
         raise ModelLoadError(f"{folder} is not a model folder (no config.json)")
     summary = export_stream_onnx(
         folder, height=args.height, width=args.width, parity=not args.no_parity, threads=args.threads,
-        evaldata=evaldata_dir(), overwrite=args.overwrite,
+        evaldata=evaldata_dir(), overwrite=args.overwrite, variant=args.variant,
     )  # fmt: skip
     return 0, summary
 
@@ -262,7 +268,7 @@ def _run_onnx(args: argparse.Namespace) -> tuple[int, Any]:
         "files": [str(f) for f in res.files],
     }
     if res.parity is not None:
-        keys = ("passed", "skipped", "max_abs", "mean_abs", "tolerance_rel", "inputs", "constant_reference")
+        keys = ("passed", "failure", "skipped", "max_abs", "mean_abs", "tolerance_rel", "inputs", "constant_reference")
         summary["parity"] = {k: res.parity[k] for k in keys}
     return (0 if res.parity is None or res.parity["passed"] is not False else 1), summary
 
@@ -315,9 +321,17 @@ def _run_pull(args: argparse.Namespace) -> tuple[int, Any]:
 def _run_engine(args: argparse.Namespace) -> tuple[int, Any]:
     from vdepth_export.build_engine import build_engine
 
-    from vdepth_ros.runtime import ONNX_NAME
+    from vdepth_ros.runtime import ONNX_NAME, causal_folder
+    from vdepth_ros.runtime.reuse import stream_file_for
 
     onnx = Path(_release_folder(args.onnx))
+    if onnx.is_dir() and causal_folder(onnx):  # a causal model runs its stream step: the engine of that graph
+        if not stream_file_for(onnx / ONNX_NAME).is_file():
+            raise ModelLoadError(
+                f"{onnx} holds a causal (streaming) model, which runs its stream step: export it first "
+                f"(`vdepth-export stream {onnx}`), then build its engine"
+            )
+        onnx = stream_file_for(onnx / ONNX_NAME)
     if onnx.suffix != ".onnx" and not (onnx / ONNX_NAME).is_file():
         _refuse_a_checkpoint(onnx)
     if onnx.is_dir():

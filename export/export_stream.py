@@ -36,7 +36,14 @@ from vdepth_ros.offline.errors import OutputExistsError
 from vdepth_ros.runtime import ONNX_NAME
 from vdepth_ros.runtime.reuse import STREAM_STEP_KEY, stream_file_for
 from vdepth_ros.runtime.shapes import spec_from_model
-from vdepth_ros.runtime.spec import InputSpec, has_export_spec, parity_path_for, spec_path_for
+from vdepth_ros.runtime.spec import (
+    InputSpec,
+    has_export_spec,
+    parity_path_for,
+    spec_path_for,
+    variant_mismatch,
+    variant_path,
+)
 from vdepth_ros.runtime.trt_cache import EXTERNAL_DATA_KEY, external_data_path
 
 log = logging.getLogger(__name__)
@@ -55,6 +62,7 @@ def export_stream_onnx(
     threads: int | None = None,
     evaldata: Path | None = None,
     overwrite: bool = False,
+    variant: bool = False,
 ) -> dict[str, Any]:
     """Write `model.stream.onnx`, its spec and parity report into the causal model folder `folder`.
 
@@ -67,16 +75,22 @@ def export_stream_onnx(
         threads: threads for the parity run.
         evaldata: folder of real frames for the parity clips (None: synthetic).
         overwrite: replace a stream graph vdepth-export wrote before (never another tool's file).
+        variant: write `model.stream.<H>x<W>.onnx` beside `model.stream.onnx` (which must exist: the variant is
+            it at another resolution): the runtime runs, for each camera, the stream graph closest to its aspect
+            (`OnnxRuntimeEngine.at_resolution`), as it does the window graph's `--variant`s.
 
     Returns:
         A summary: the graph, its shape, context and state count, the parity report.
 
     Raises:
-        ConfigError: the model is not causal (nothing to stream).
+        ConfigError: the model is not causal (nothing to stream); a `variant` without its height and width, or
+            without `model.stream.onnx`.
         OutputExistsError: a stream graph exists and `overwrite` is false, or it is not vdepth-export's.
     """
     folder = Path(folder)
-    onnx_path = stream_file_for(folder / ONNX_NAME)
+    main_path = stream_file_for(folder / ONNX_NAME)
+    main = _main_stream_spec(main_path, height, width) if variant else None
+    onnx_path = variant_path(main_path, height, width) if main is not None else main_path
     _check_output(onnx_path, overwrite)
     check_writable(onnx_path, UNWRITABLE_FIX)
     model = load_source(folder)
@@ -103,6 +117,11 @@ def export_stream_onnx(
             **_weights_beside(folder, onnx_path, None),
         },
     })  # fmt: skip
+    if main is not None and (diff := variant_mismatch(main, spec)):
+        raise ConfigError(
+            f"--variant exports {main_path.name} at another resolution, but it differs from {main_path.name} in "
+            f"{', '.join(diff)}: export {main_path.name} again first (`vdepth-export stream {folder} --overwrite`)"
+        )
     lo, hi = spec.value_range
     frame = torch.rand(1, 3, spec.height, spec.width, generator=torch.Generator().manual_seed(0)) * (hi - lo) + lo
     example = (frame, torch.tensor(1, dtype=torch.int64), *(torch.rand(s) for s in sig.state_shapes))
@@ -120,8 +139,8 @@ def export_stream_onnx(
             parity_path_for(staged).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
             if strict and not report["passed"]:
                 raise ExportError(
-                    f"the stream-step graph differs from PyTorch's stream: {report['max_abs_rel']:.3g} of the range "
-                    f"(tolerance {report['tolerance_rel']}); nothing was installed"
+                    f"the stream-step graph failed parity against PyTorch's stream: {report['failure']}; "
+                    "nothing was installed"
                 )
     log.info("stream-step graph %s written (context %d, %d state tensors)", onnx_path, sig.context, len(names))
     return {
@@ -131,6 +150,18 @@ def export_stream_onnx(
         "states": len(names),
         "parity": None if report is None else {k: report[k] for k in ("passed", "max_abs_rel", "tolerance_rel")},
     }
+
+
+def _main_stream_spec(main_path: Path, height: int | None, width: int | None) -> InputSpec:
+    """The spec of the `model.stream.onnx` a `--variant` goes beside, or `ConfigError` saying what is missing."""
+    if height is None or width is None:
+        raise ConfigError("--variant exports the stream graph at another resolution: give --height and --width")
+    if not has_export_spec(main_path):
+        raise ConfigError(
+            f"--variant exports another resolution of {main_path}, which does not exist: export it first "
+            f"(`vdepth-export stream {main_path.parent}`, without --variant)"
+        )
+    return InputSpec.load(spec_path_for(main_path))
 
 
 def _check_output(onnx_path: Path, overwrite: bool) -> None:

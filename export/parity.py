@@ -7,6 +7,7 @@ never copied); without it, two deterministic synthetic clips are used. Clips are
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ from typing import Any
 import numpy as np
 
 from vdepth_ros.encodings import read_image_file
+
+log = logging.getLogger(__name__)
 
 # (name, glob relative to evaldata) of real consecutive video frames, in preference order.
 REAL_SOURCES: tuple[tuple[str, str], ...] = (
@@ -123,14 +126,44 @@ def compare(name: str, ref: np.ndarray, out: np.ndarray, tolerance_rel: float) -
     )
 
 
-def parity_report(reference: str, tolerance_rel: float, checks: list[dict[str, Any]]) -> dict[str, Any]:
-    """The report of a list of `compare(...).to_dict()` checks against `reference`: passed when every check passed
-    and none is infinite (the split and stream-step exports write it)."""
-    worst = max(c["max_abs_rel"] for c in checks)
+#: why a report whose every reference is one constant fails: any graph that outputs that value would "pass"
+CONSTANT_OUTPUT = "the model's output is constant: parity says nothing"
+
+
+def parity_report(
+    reference: str, tolerance_rel: float, checks: list[dict[str, Any]], *, skipped: str | None = None
+) -> dict[str, Any]:
+    """The report of a list of `compare(...).to_dict()` checks against `reference`, the one rule of every export
+    (window, split, stream): passed when every check passed and none is infinite, and the reference output is
+    not one constant on every input: such agreement is refused (`CONSTANT_OUTPUT`: a random tiny model whose
+    last ReLU clips every pixel agrees with any graph that outputs that value); None when `skipped`
+    (why no check ran). `failure` says why it failed, in words (the strict exports' error, the runtime's warning)."""
+    constant = sorted(c["name"] for c in checks if c["ref_range"] == 0.0)
+    if 0 < len(constant) < len(checks):
+        log.warning(
+            "parity: the PyTorch reference output is constant on %d of %d inputs (%s); those checks only compare "
+            "one value", len(constant), len(checks), ", ".join(constant[:3]),
+        )  # fmt: skip
+    worst = max((c["max_abs_rel"] for c in checks), default=None)
+    failure: str | None = None
+    if skipped is None and not checks:
+        skipped = "no parity input was checked"
+    if skipped is None and not (all(c["passed"] for c in checks) and np.isfinite(worst)):
+        bad = max(checks, key=lambda c: c["max_abs_rel"])
+        failure = (
+            f"max-abs {bad['max_abs']:.3g} ({bad['max_abs_rel']:.3g} of the output range > {tolerance_rel}) "
+            f"on {bad['name']}"
+        )
+    elif skipped is None and len(constant) == len(checks):  # a difference found above is evidence; agreeing is not
+        failure = f"{CONSTANT_OUTPUT} (every input: {', '.join(constant[:3])}{', ...' if len(constant) > 3 else ''})"
     return {
         "reference": reference,
         "tolerance_rel": tolerance_rel,
         "checks": checks,
         "max_abs_rel": worst,
-        "passed": bool(all(c["passed"] for c in checks) and np.isfinite(worst)),
+        "constant_reference": constant,
+        "constant_output": failure is not None and failure.startswith(CONSTANT_OUTPUT),
+        "passed": None if skipped else failure is None,
+        "failure": failure,
+        "skipped": skipped,
     }

@@ -16,7 +16,7 @@ from test_runtime_tinynet import TinyVideoNet, tiny_registry  # noqa: F401 - pyt
 from torch import nn
 from vdepth_export.cli import main as cli_main
 from vdepth_export.export_onnx import ExportError, export_onnx, parity_path_for
-from vdepth_export.parity import compare, parity_clips, synthetic_clip
+from vdepth_export.parity import CONSTANT_OUTPUT, compare, parity_clips, parity_report, synthetic_clip
 
 from vdepth_ros.errors import ModelLoadError
 from vdepth_ros.models import ExportSignature, InputConstraints, VideoDepthModel, family_class, register_to_config
@@ -372,22 +372,29 @@ def test_store_weights_fp16_is_lossless() -> None:
     np.testing.assert_array_equal(y, x + exact + inexact)
 
 
-def test_a_constant_reference_is_flagged_not_taken_as_evidence(tmp_path: Path, caplog) -> None:
-    """A random tiny model whose output is one value everywhere "passes" parity with any graph that
-    outputs that value; the report names such inputs and a warning says so."""
-    import logging
-
+def test_a_constant_output_is_refused_not_taken_as_evidence(tmp_path: Path) -> None:
+    """A model whose output is one value everywhere "passes" parity with any graph that outputs that value: the
+    report fails it, saying so, and a strict export installs nothing. One rule (`parity.parity_report`) for the
+    window, split and stream exports; a reference constant on some inputs only is flagged, not refused."""
     import torch
 
     model = TinyVideoNet(channels=4).eval()
     with torch.no_grad():  # the last conv outputs its bias only: one constant
         model.net[-1].weight.zero_()
         model.net[-1].bias.fill_(0.5)
-    with caplog.at_level(logging.WARNING):
+    with pytest.raises(ExportError, match=f"parity refused: {CONSTANT_OUTPUT}"):
         export_onnx(model, tmp_path, frames=T, height=H, width=W, threads=1, evaldata=None)
+    assert not (tmp_path / "model.onnx").exists()
     report = json.loads(parity_path_for(tmp_path / "model.onnx").read_text())
-    assert report["passed"] is True and len(report["constant_reference"]) == len(report["checks"]) == 2
-    assert "reference output is constant on 2 of 2 inputs" in caplog.text
+    assert report["passed"] is False and report["constant_output"] is True
+    assert len(report["constant_reference"]) == len(report["checks"]) == 2 and CONSTANT_OUTPUT in report["failure"]
+    zero = {"name": "a", "max_abs": 0.0, "max_abs_rel": 0.0, "ref_range": 0.0, "passed": True}
+    varied = {**zero, "name": "b", "ref_range": 1.0}
+    assert parity_report("torch", 1e-4, [zero, {**zero, "name": "b"}])["passed"] is False  # all zero: refused
+    assert parity_report("torch", 1e-4, [zero, varied])["passed"] is True
+    assert parity_report("torch", 1e-4, [zero, {**varied, "max_abs_rel": 0.1, "passed": False}])["failure"].startswith(
+        "max-abs"
+    )
 
 
 @pytest.mark.usefixtures("tiny_registry")
@@ -636,9 +643,10 @@ def test_an_interrupted_or_parity_failing_re_export_keeps_the_working_export(
     def failing(*args: object, **kwargs: object) -> dict:
         check = {"name": "bright@T=4", "max_abs": 0.5, "max_abs_rel": 0.5, "passed": False}
         return {"passed": False, "checks": [check], "tolerance_rel": 0.01, "skipped": None, "max_abs": 0.5,
-                "mean_abs": 0.1, "inputs": ["synthetic:seed0"], "constant_reference": False}  # fmt: skip
+                "mean_abs": 0.1, "inputs": ["synthetic:seed0"], "constant_reference": [], "constant_output": False,
+                "failure": "max-abs 0.5"}  # fmt: skip
 
-    monkeypatch.setattr(mod, "parity_report", failing)
+    monkeypatch.setattr(mod, "window_parity", failing)
     assert cli_main(again) == 2
     err = capsys.readouterr().err
     assert "differs from PyTorch" in err and "left as they were" in err and err.count("\n") == 1, err
@@ -667,9 +675,10 @@ def test_a_failing_export_into_a_model_folder_keeps_its_weights(
     def failing(*args: object, **kwargs: object) -> dict:
         check = {"name": "bright@T=2", "max_abs": 0.5, "max_abs_rel": 0.5, "passed": False}
         return {"passed": False, "checks": [check], "tolerance_rel": 0.01, "skipped": None, "max_abs": 0.5,
-                "mean_abs": 0.1, "inputs": ["synthetic:seed0"], "constant_reference": False}  # fmt: skip
+                "mean_abs": 0.1, "inputs": ["synthetic:seed0"], "constant_reference": [], "constant_output": False,
+                "failure": "max-abs 0.5"}  # fmt: skip
 
-    monkeypatch.setattr(mod, "parity_report", failing)
+    monkeypatch.setattr(mod, "window_parity", failing)
     torch.manual_seed(1)
     other = TinyVideoNet(channels=4).eval()
     with pytest.raises(ExportError):

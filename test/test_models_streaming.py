@@ -162,7 +162,7 @@ def test_a_causal_model_folder_without_its_stream_graph_runs_on_torch_only(tmp_p
         assert engine.backend == "torch" and engine.streams
     with pytest.raises(ModelLoadError, match=f"no stream-step graph.*`vdepth-export stream {tmp_path}`"):
         create_engine(tmp_path, backend="onnxruntime")
-    with pytest.raises(ConfigError, match="backend 'onnxruntime' or 'torch'"):
+    with pytest.raises(ModelLoadError, match=f"no TensorRT stream-step engine.*`vdepth-export stream {tmp_path}`"):
         create_engine(tmp_path, backend="tensorrt")
     (tmp_path / "model.stream.onnx").write_bytes(b"the user's own graph")  # no spec of vdepth-export's beside it
     with pytest.raises(OutputExistsError, match="not written by `vdepth-export stream`"):
@@ -200,8 +200,21 @@ def test_the_stream_step_exported_to_onnx_streams_on_onnxruntime_as_torch_does(t
             piped.append([f.disparity for i, img in enumerate(rgb) for f in pipe.push(FrameInput(rgb=img, stamp_ns=i))])
         assert rel(np.stack(piped[1]), np.stack(piped[0])) <= 1e-4
         assert engine.feature_cache.misses == 22 + 11  # each frame once
+    # a camera of another aspect: `--variant` exports the stream graph at its shape beside model.stream.onnx, and
+    # the runtime runs that camera on it (a stream of its own) instead of stretching its frames
+    with pytest.raises(ConfigError, match="give --height and --width"):
+        export_stream_onnx(tmp_path, variant=True)
+    assert cli_main(["stream", str(tmp_path), "--height", str(w), "--width", str(h), "--variant", "--no-parity"]) == 0
+    portrait = (clip(3, seed=4)[0].permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8).transpose(0, 2, 1, 3)
     with create_engine(tmp_path, threads=1) as engine:
         assert engine.backend == "onnxruntime" and engine.streams  # auto takes the stream graph
+        assert sorted(engine.resolutions()) == sorted([(h, w), (w, h)])
+        turned = engine.at_resolution(w, h)
+        assert turned.streams and turned.input_spec.height == w
+        ids = [[0, 0], [0, 1], [1, 2]]
+        torch_turned = create_engine(model, backend="torch", height=w, width=h)
+        runs = [np.stack([e.infer(portrait[i], frame_ids=i)[-1] for i in ids]) for e in (turned, torch_turned)]
+        assert rel(runs[0], runs[1]) <= 1e-4
     with pytest.raises(OutputExistsError, match="--overwrite"):
         export_stream_onnx(tmp_path)
     other = tmp_path / "other.onnx"  # a graph that is not the stream step its spec describes: named, not run

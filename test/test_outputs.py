@@ -280,13 +280,14 @@ def test_a_camera_the_fixed_shape_model_must_stretch_is_named(caplog: pytest.Log
 
 
 def test_a_stream_graph_that_must_stretch_names_the_stream_export(caplog: pytest.LogCaptureFixture) -> None:
-    """A causal model's stream-step graph has one shape and no variants (`vdepth-export onnx` refuses a causal
-    model): the stretch warning named `vdepth-export onnx ... --variant`, a command the user could not run."""
+    """A causal model's stream-step graph gets its variants from `vdepth-export stream --variant` (`vdepth-export
+    onnx` refuses a causal model): the stretch warning named `vdepth-export onnx ... --variant`, a command the user
+    could not run, then `stream ... --overwrite`, which replaced the shape other cameras ran."""
     pipe = DepthPipeline(PipelineConfig(publish="final"), PastSummingEngine(48, 64, frames=2, overlap=1))
     with caplog.at_level(logging.WARNING):
         out = _run(pipe, [FrameInput(rgb=f, stamp_ns=i) for i, f in enumerate(synthetic_frames(3, 64, 48))])
     (warning,) = [r.getMessage() for r in caplog.records if "stretched" in r.getMessage()]
-    assert "vdepth-export stream FOLDER --height 64 --width 48 --overwrite" in warning and "--variant" not in warning
+    assert "vdepth-export stream FOLDER --height 64 --width 48 --variant" in warning and "--overwrite" not in warning
     assert len(out) == 3  # the stream still publishes every frame, stretched
 
 

@@ -1,10 +1,12 @@
-"""TensorRT reuse path up to the GPU, and its data flow on the CPU.
+"""TensorRT reuse and stream-step paths up to the GPU, and their data flow on the CPU.
 
 No GPU and no TensorRT here. The build of the split engines is checked against `FakeTensorRT`
 (profiles: a frame batch of 1..T, tuned for one stride), the backend against it up to the first
 CUDA allocation, and `SplitEngines`' data flow (frame engine with any batch, window engine with its
 bound buffers, exact reuse across windows) with a fake whose execution contexts run the real split
-ONNX graphs with ONNX Runtime on the memory the engine binds (CPU tensors' addresses).
+ONNX graphs with ONNX Runtime on the memory the engine binds (CPU tensors' addresses). A causal model's
+stream step (`model.stream.engine`) the same way: built by `vdepth-export engine FOLDER`, taken by the
+backend, and its cache bindings (`tensorrt_stream.StreamStep`) stepping as ONNX Runtime's stream does.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import torch
 from test_runtime_reuse import frames, rel, schedule, tiny_model
 from test_runtime_tensorrt import GPU
 
+from vdepth_ros.errors import ModelLoadError
 from vdepth_ros.models.vda_lite import VideoDepthAnythingLite
 from vdepth_ros.runtime import create_engine
 from vdepth_ros.runtime import tensorrt_backend as trb
@@ -57,9 +60,12 @@ def split_model(split_export: Path, tmp_path: Path) -> Path:
     return folder
 
 
-def _view(address: int, shape: tuple[int, ...]) -> np.ndarray:
+def _view(address: int, shape: tuple[int, ...], ctype: Any = ctypes.c_float) -> np.ndarray:
     n = int(np.prod(shape))
-    return np.ctypeslib.as_array((ctypes.c_float * n).from_address(address)).reshape(shape)
+    return np.ctypeslib.as_array((ctype * n).from_address(address)).reshape(shape)
+
+
+_CTYPES = {"tensor(float)": ctypes.c_float, "tensor(int64)": ctypes.c_int64}
 
 
 class OrtContext:
@@ -71,6 +77,7 @@ class OrtContext:
         self.session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
         self.address: dict[str, int] = {}
         self.shapes = {a.name: tuple(a.shape) for a in self.session.get_inputs()}
+        self.ctypes = {a.name: _CTYPES[a.type] for a in self.session.get_inputs()}
         self.executions = 0
 
     def set_input_shape(self, name: str, shape: tuple[int, ...]) -> bool:
@@ -81,7 +88,10 @@ class OrtContext:
         self.address[name] = address
 
     def execute_async_v3(self, stream: int) -> bool:
-        feed = {a.name: _view(self.address[a.name], self.shapes[a.name]).copy() for a in self.session.get_inputs()}
+        feed = {
+            a.name: _view(self.address[a.name], self.shapes[a.name], self.ctypes[a.name]).copy()
+            for a in self.session.get_inputs()
+        }
         outs = self.session.run(None, feed)
         for arg, out in zip(self.session.get_outputs(), outs, strict=True):
             _view(self.address[arg.name], out.shape)[...] = out
@@ -249,3 +259,115 @@ def test_split_graphs_the_runtime_would_not_use_get_no_engines(split_model, fake
     assert build_engine_cli(cli_main, split_model) == 0
     assert sorted(p.name for p in split_model.glob("*.engine")) == ["model.engine"]
     assert "another model.onnx" in caplog.text and f"vdepth-export split {split_model} --overwrite" in caplog.text
+
+
+# -- a causal model's stream step ----------------------------------------------------------------------------
+def _stream_step_folder(folder: Path, context: int = 3) -> Path:
+    """A causal model folder with a hand-written stream-step graph (no export: a second of work, not minutes):
+    disparity = the frame's channel mean + half the cached means + n_past / 10; the cache slides by one frame."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from vdepth_ros.runtime.reuse import STREAM_STEP_KEY
+
+    _, h, w = VideoDepthAnythingLite.tiny_input_shape()
+    k = context - 1
+    tensor = helper.make_tensor_value_info
+    const = helper.make_tensor
+    nodes = [
+        helper.make_node("ReduceMean", ["frame"], ["mean"], axes=[1], keepdims=0),  # (1, H, W)
+        helper.make_node("ReduceSum", ["past0", "axis0"], ["past_sum"], keepdims=1),
+        helper.make_node("Mul", ["past_sum", "half"], ["past_half"]),
+        helper.make_node("Cast", ["n_past"], ["n_float"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["n_float", "tenth"], ["n_term"]),
+        helper.make_node("Add", ["mean", "past_half"], ["partial"]),
+        helper.make_node("Add", ["partial", "n_term"], ["step"]),
+        helper.make_node("Unsqueeze", ["step", "axis0"], ["disparity"]),
+        helper.make_node("Slice", ["past0", "one", "big", "axis0"], ["older"]),
+        helper.make_node("Concat", ["older", "mean"], ["new_past0"], axis=0),
+    ]
+    inits = [
+        const("axis0", TensorProto.INT64, [1], [0]),
+        const("one", TensorProto.INT64, [1], [1]),
+        const("big", TensorProto.INT64, [1], [k + 1]),
+        const("half", TensorProto.FLOAT, [], [0.5]),
+        const("tenth", TensorProto.FLOAT, [], [0.1]),
+    ]
+    graph = helper.make_graph(
+        nodes, "stream_step",
+        [tensor("frame", TensorProto.FLOAT, [1, 3, h, w]), tensor("n_past", TensorProto.INT64, []),
+         tensor("past0", TensorProto.FLOAT, [k, h, w])],
+        [tensor("disparity", TensorProto.FLOAT, [1, 1, h, w]), tensor("new_past0", TensorProto.FLOAT, [k, h, w])],
+        inits,
+    )  # fmt: skip
+    folder.mkdir(parents=True)
+    onnx.save(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8),
+        folder / "model.stream.onnx",
+    )
+    spec = InputSpec(family="vda_lite", frames=2, height=h, width=w, window=2, overlap=1, input_name="frame",
+                     extra={STREAM_STEP_KEY: {"context": context, "states": ["past0"]}})  # fmt: skip
+    spec.save(spec_path_for(folder / "model.stream.onnx"))
+    (folder / "config.json").write_text(json.dumps({"causal_context": context}))
+    return folder
+
+
+def test_a_causal_folders_stream_step_is_built_and_run_on_tensorrt(tmp_path, fake_trt, monkeypatch) -> None:
+    """`vdepth-export engine FOLDER` of a causal model builds its stream step (`model.stream.engine`, static IO:
+    no profile); `backend: tensorrt` takes it (it was refused: 'use backend onnxruntime or torch') up to the
+    first CUDA allocation; its cache bindings, run by a fake whose contexts execute the graph on the bound CPU
+    memory, step a stream (and a restarted one, and a window without ids) as ONNX Runtime's stream does."""
+    from vdepth_export import build_engine as be
+    from vdepth_export.cli import main as cli_main
+
+    from vdepth_ros.runtime.onnx_backend import OnnxRuntimeEngine
+    from vdepth_ros.runtime.tensorrt_stream import StreamStep
+
+    folder = _stream_step_folder(tmp_path / "causal")
+    monkeypatch.setattr(be, "cuda_identity", lambda device=0: GPU)
+    monkeypatch.setattr(trb, "cuda_identity", lambda device=0: GPU)
+    assert cli_main(["engine", str(folder)]) == 0
+    record = json.loads((folder / "model.stream.engine").read_bytes())
+    assert record["profiles"] == [] and sorted(t[0] for t in record["io"]) == [
+        "disparity", "frame", "n_past", "new_past0", "past0"
+    ]  # fmt: skip
+    assert InputSpec.load(folder / "model.stream.engine.json").extra["stream_step"]["states"] == ["past0"]
+    if not torch.cuda.is_available():  # the backend takes the stream engine: deserialized, then CUDA buffers
+        fake_trt.calls.clear()
+        with pytest.raises((RuntimeError, AssertionError), match=r"(?i)cuda"):
+            create_engine(folder, backend="tensorrt")
+        assert [c[0] for c in fake_trt.calls].count("deserialize_cuda_engine") == 1
+    (folder / "model.stream.engine").rename(tmp_path / "elsewhere.engine")
+    with pytest.raises(ModelLoadError, match=f"no TensorRT stream-step engine.*`vdepth-export engine {folder}`"):
+        create_engine(folder, backend="tensorrt")
+
+    spec = InputSpec.load(spec_path_for(folder / "model.stream.onnx"))
+    runtime = OrtRuntime(fake_trt)
+    step = StreamStep(runtime.deserialize_cuda_engine(str(folder / "model.stream.onnx").encode()), fake_trt, spec,
+                      torch, torch.device("cpu"), "rebuild it")  # fmt: skip
+
+    class CpuStreamEngine(trb.DepthEngine):  # TensorRTEngine's stream hooks, without its CUDA set-up
+        backend = "tensorrt-fake"
+        streams = True
+
+        def _new_stream(self):
+            return step.new_state()
+
+        def _step(self, frames, state):
+            return step.step(frames, state)
+
+        def _run(self, batch):
+            return step.step(batch[0], step.new_state())[None]
+
+    engine, ort_engine = CpuStreamEngine(spec), OnnxRuntimeEngine(folder / "model.stream.onnx", threads=1)
+    clip = frames(7, spec.height, spec.width)
+    windows = [[max(0, t - 1), t] for t in range(7)]
+    for _ in range(2):  # the second pass: a restarted stream (ids from 0)
+        got = [np.stack([e.infer(clip[ids], frame_ids=ids)[-1] for ids in windows]) for e in (engine, ort_engine)]
+        np.testing.assert_allclose(got[0], got[1], rtol=1e-6, atol=1e-6)
+    assert runtime.contexts[0].executions == 14  # each frame stepped once per pass
+    np.testing.assert_allclose(engine.infer(clip[3:5]), ort_engine.infer(clip[3:5]), rtol=1e-6, atol=1e-6)
+    with pytest.raises(ModelLoadError, match="rebuild it"):  # an engine that is not the stream step it claims
+        StreamStep(runtime.deserialize_cuda_engine(str(folder / "model.stream.onnx").encode()), fake_trt,
+                   InputSpec.from_dict({**spec.to_dict(), "extra": {"stream_step": {"context": 3, "states": ["a"]}}}),
+                   torch, torch.device("cpu"), "rebuild it")  # fmt: skip

@@ -128,13 +128,9 @@ class InputSteps:
             sideways = max(turned, 1 / turned) < MAX_STRETCH
             scene = f" (a {round(square_w)}x{h} scene: non-square pixels)" if square_w != w else ""
             height, width = (self.width, self.height) if sideways else ("H", "W")
-            # a causal model's stream-step graph has one shape and no variants: `vdepth-export onnx` refuses it
-            export = (
-                f"vdepth-export stream FOLDER --height {height} --width {width} --overwrite: a stream graph has "
-                "one shape, docs/performance.md"
-                if getattr(self.engine, "streams", False)
-                else f"vdepth-export onnx FOLDER --height {height} --width {width} --variant, docs/outputs.md"
-            )
+            # a causal model's stream-step graph has its own variants: `vdepth-export onnx` refuses the model
+            command = "stream" if getattr(self.engine, "streams", False) else "onnx"
+            export = f"vdepth-export {command} FOLDER --height {height} --width {width} --variant, docs/outputs.md"
             log.warning(
                 "the model runs at %dx%d, the camera's %dx%d frames%s have another shape: the model sees them "
                 "stretched %.2fx %s (depth stays registered to the image, but a model sees distorted scenes "

@@ -189,7 +189,7 @@ def create_engine(
 def _folder_engine(path: Path, backend: str, precision: str, opts: dict[str, Any]) -> DepthEngine:
     """The engine of a model folder for `backend` (a causal model: `_stream_engine`)."""
     onnx_file = path / ONNX_NAME
-    if _streams(path):
+    if causal_folder(path):
         return _stream_engine(path, backend, precision, opts)
     if backend == "torch":
         return _torch_engine(*_load_torch_model(path, opts), precision)
@@ -210,18 +210,26 @@ def _folder_engine(path: Path, backend: str, precision: str, opts: dict[str, Any
 
 
 def _stream_engine(path: Path, backend: str, precision: str, opts: dict[str, Any]) -> DepthEngine:
-    """A causal model folder's engine: its stream-step graph (`model.stream.onnx`, `vdepth-export stream`) on
-    ONNX Runtime, else torch (`auto` takes the graph when it is there and up to date). Its whole-window
-    graphs (`model.onnx`, engines) hold no stream state, so they never run it."""
+    """A causal model folder's engine: its stream-step engine (`model.stream.engine`, `vdepth-export engine`) on
+    TensorRT, its stream-step graph (`model.stream.onnx`, `vdepth-export stream`) on ONNX Runtime, else torch
+    (`auto` takes the first that is there and up to date). Its whole-window graphs (`model.onnx`, `model.engine`)
+    hold no stream state, so they never run it."""
     from vdepth_ros.runtime.reuse import stream_file_for
 
     stream_file = stream_file_for(path / ONNX_NAME)
+    stream_engine = _folder_engine_file(path, opts, stream_file.with_suffix(".engine").name)
     export = f"`vdepth-export stream {path}`"
+    build = f"{export}, then `vdepth-export engine {path}`"
+    trt_opts = opts if "onnx_path" in opts or not stream_file.is_file() else {**opts, "onnx_path": stream_file}
     if backend == "tensorrt":
-        raise ConfigError(
-            f"{path} holds a causal (streaming) model: it runs as a stream on torch or, once exported with {export}, "
-            "on onnxruntime (its TensorRT EP on a GPU: providers ['tensorrt']); use backend 'onnxruntime' or 'torch'"
-        )
+        if not stream_engine.is_file():
+            raise ModelLoadError(
+                f"{path} holds a causal (streaming) model and no TensorRT stream-step engine {stream_engine.name}: "
+                f"build one with {build}, or use backend 'onnxruntime' or 'torch'"
+            )
+        if stale := _stale_export(path, stream_engine, build):
+            raise ModelLoadError(stale)
+        return _trt_engine(stream_engine, precision, trt_opts)
     if backend == "onnxruntime":
         if not stream_file.is_file():
             raise ModelLoadError(
@@ -232,6 +240,8 @@ def _stream_engine(path: Path, backend: str, precision: str, opts: dict[str, Any
             raise ModelLoadError(stale)
         return _ort_engine(stream_file, precision, opts)
     why = "a causal model"
+    if backend == "auto" and (engine := _auto_stream_engine(path, stream_engine, build, precision, trt_opts)):
+        return engine
     if backend == "auto":
         if not stream_file.is_file():
             why = f"a causal model without {stream_file.name}"
@@ -252,12 +262,38 @@ def _stream_engine(path: Path, backend: str, precision: str, opts: dict[str, Any
     return _torch_engine(*_load_torch_model(path, opts, graph), precision)
 
 
-def _folder_engine_file(folder: Path, opts: dict[str, Any]) -> Path:
-    """The folder's TensorRT engine for this machine: `model.engine`, or this machine's beside another
-    machine's (`tensorrt_backend.this_machines_engine`)."""
+def _auto_stream_engine(
+    path: Path, stream_engine: Path, build: str, precision: str, opts: dict[str, Any]
+) -> DepthEngine | None:
+    """`auto` for a causal folder: its stream-step engine on TensorRT when it is there, up to date and runs here,
+    else None (ONNX Runtime's stream graph or torch then), the reason logged."""
+    from vdepth_ros.runtime.tensorrt_backend import tensorrt_status
+    from vdepth_ros.runtime.trt_cache import EngineMismatchError
+
+    if not stream_engine.is_file():
+        return None
+    if stale := _stale_export(path, stream_engine, build):
+        log.warning("auto backend: not using %s: %s", stream_engine.name, stale)
+        return None
+    ok, why = tensorrt_status(int(opts.get("device_id", 0)))
+    if not ok:
+        log.info("auto backend: not using %s: tensorrt unavailable: %s", stream_engine.name, why)
+        return None
+    try:
+        engine = _trt_engine(stream_engine, precision, _split_opts(opts, _TRT_OPTS))
+    except EngineMismatchError as err:
+        log.warning("auto backend: not using %s: %s", stream_engine, err)
+        return None
+    log.info("auto backend: tensorrt (the stream-step engine %s; %s)", stream_engine.name, why)
+    return engine
+
+
+def _folder_engine_file(folder: Path, opts: dict[str, Any], name: str = ENGINE_NAME) -> Path:
+    """The folder's TensorRT engine `name` for this machine: `model.engine` (a causal model's
+    `model.stream.engine`), or this machine's beside another machine's (`tensorrt_backend.this_machines_engine`)."""
     from vdepth_ros.runtime.tensorrt_backend import this_machines_engine
 
-    return this_machines_engine(folder / ENGINE_NAME, int(opts.get("device_id", 0)))
+    return this_machines_engine(folder / name, int(opts.get("device_id", 0)))
 
 
 def _with_folder_onnx(folder: Path, opts: dict[str, Any]) -> dict[str, Any]:
@@ -304,7 +340,7 @@ def _export_again(folder: Path, graph: Path, spec: InputSpec) -> str:
     )
 
 
-def _streams(folder: Path) -> bool:
+def causal_folder(folder: Path) -> bool:
     """True when the folder's model is causal (`causal_context` > 0 in its config.json)."""
     config = folder / "config.json"
     if not config.is_file():
@@ -375,6 +411,7 @@ __all__ = [
     "DepthEngine",
     "InputSpec",
     "available_backends",
+    "causal_folder",
     "create_engine",
     "spec_from_model",
     "spec_path_for",

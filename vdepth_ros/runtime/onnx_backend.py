@@ -117,9 +117,14 @@ def _usable_variants(path: Path, spec: InputSpec) -> dict[tuple[int, int], Path]
             usable[hw] = file
         elif str(file.resolve()) not in _WARNED_VARIANTS:
             _WARNED_VARIANTS.add(str(file.resolve()))
+            again = (  # a causal model's stream graph has its own variants
+                "`vdepth-export stream %s --variant --height %d --width %d`"
+                if STREAM_STEP_KEY in spec.extra
+                else "`vdepth-export onnx %s --variant --height %d --width %d ...`"
+            )
             log.warning(
                 "%s is not used: it is not %s at another resolution (%s); export it again with the options %s was "
-                "exported with: `vdepth-export onnx %s --variant --height %d --width %d ...`",
+                "exported with: " + again,
                 file.name, path.name, why, path.name, file.parent, hw[0], hw[1],
             )  # fmt: skip
     return usable
@@ -511,8 +516,6 @@ class OnnxRuntimeEngine(DepthEngine):
     def resolutions(self) -> list[tuple[int, int]] | None:
         """This graph's shape and those of its variants next to it (`spec.variant_files`)."""
         own = (self.input_spec.height, self.input_spec.width)
-        if self._stream_states is not None:  # the stream step is exported at one resolution
-            return [own]
         return [own, *(hw for hw in _usable_variants(self.path, self.input_spec) if hw != own)]
 
     def at_resolution(self, height: int, width: int) -> DepthEngine:

@@ -315,7 +315,7 @@ def note_failed_parity(onnx_path: Path, runs: Path | None = None) -> None:
         if data.get("passed") is not False:
             return
         worst = max(data["checks"], key=lambda c: c["max_abs_rel"])
-        detail = (
+        detail = data.get("failure") or (  # a report before `failure` (older exports) names its worst check
             f"max-abs {worst['max_abs']:.3g}, {worst['max_abs_rel']:.3g} of the output range > "
             f"{data['tolerance_rel']}, on {worst['name']}"
         )

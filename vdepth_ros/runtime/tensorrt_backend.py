@@ -18,9 +18,10 @@ import numpy as np
 
 from vdepth_ros.errors import BackendUnavailableError, ModelLoadError, extra_hint
 from vdepth_ros.runtime.engine import DepthEngine
-from vdepth_ros.runtime.reuse import SplitMeta, split_files_for
+from vdepth_ros.runtime.reuse import STREAM_STEP_KEY, SplitMeta, split_files_for
 from vdepth_ros.runtime.spec import InputSpec, note_failed_parity, spec_path_for
 from vdepth_ros.runtime.tensorrt_split import SplitEngines
+from vdepth_ros.runtime.tensorrt_stream import StreamState, StreamStep
 from vdepth_ros.runtime.trt_cache import (
     PLATFORM_PREFIX,
     EngineMismatchError,
@@ -167,6 +168,10 @@ class TensorRTEngine(DepthEngine):
             graphs) and `model.split.json` lie beside the engine and match it, run those instead,
             so `infer(frame_ids=...)` encodes only frames the previous window did not have
             (`runtime/tensorrt_split.py`); their cache keys are verified like the engine's.
+
+    An engine built from a causal model's stream-step graph (`model.stream.engine`; its spec's
+    `extra["stream_step"]`) runs as a stream (`streams`), as `OnnxRuntimeEngine` runs `model.stream.onnx`:
+    `infer(frame_ids=...)` steps each new frame once, its cache kept on the GPU (`runtime/tensorrt_stream.py`).
     """
 
     backend = "tensorrt"
@@ -203,6 +208,17 @@ class TensorRTEngine(DepthEngine):
         self.device = torch.device("cuda", device)
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
+        self.stream_step: StreamStep | None = None
+        if STREAM_STEP_KEY in spec.extra:  # a causal model's stream step: never split
+            self.split = None
+            self.engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
+            if self.engine is None:
+                raise ModelLoadError(f"TensorRT could not deserialize {path} (see the TensorRT log above)")
+            again = f"export it again (`vdepth-export stream {path.parent} --overwrite`), then `vdepth-export engine`"
+            self.stream_step = StreamStep(self.engine, trt, spec, torch, self.device, again)
+            log.info("tensorrt engine: %s, a stream step (%s), %s on %s", path.name, self.key.precision,
+                     trt.__version__, gpu_name)  # fmt: skip
+            return
         self.split = self._load_split(trt, verify, onnx_path) if reuse else None
         if self.split is not None:
             log.info("tensorrt engine: %s as its frame + window engines, %s on %s", path.name, trt.__version__,
@@ -254,6 +270,16 @@ class TensorRTEngine(DepthEngine):
     def supports_reuse(self) -> bool:
         return self.split is not None
 
+    @property
+    def streams(self) -> bool:
+        return self.stream_step is not None
+
+    def _new_stream(self) -> StreamState:
+        return self.stream_step.new_state()  # type: ignore[union-attr]
+
+    def _step(self, frames: np.ndarray, state: StreamState) -> np.ndarray:
+        return self.stream_step.step(frames, state)  # type: ignore[union-attr]
+
     def _encode(self, frames: np.ndarray) -> tuple[Any, ...]:
         return self.split.encode(frames)  # type: ignore[union-attr]
 
@@ -261,6 +287,8 @@ class TensorRTEngine(DepthEngine):
         return self.split.decode(features)  # type: ignore[union-attr]
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
+        if self.stream_step is not None:  # a window without frame ids: a new stream of its frames
+            return self.stream_step.step(batch[0], self.stream_step.new_state())[None]
         if self.split is not None:
             return self.split.decode([self.split.encode(batch[0])])
         torch = self._torch
@@ -280,3 +308,4 @@ class TensorRTEngine(DepthEngine):
         self.context = None
         self.engine = None
         self.split = None
+        self.stream_step = None

@@ -24,10 +24,11 @@ from vdepth_ros.runtime.spec import InputSpec
 
 log = logging.getLogger(__name__)
 
-_TORCH_DTYPES = {"FLOAT": "float32", "HALF": "float16", "BF16": "bfloat16"}
+#: TensorRT DataType member name -> torch dtype name (INT64: a stream step's `n_past`)
+TORCH_DTYPES = {"FLOAT": "float32", "HALF": "float16", "BF16": "bfloat16", "INT32": "int32", "INT64": "int64"}
 
 
-def _io(engine: Any, trt: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+def engine_io(engine: Any, trt: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """(inputs, outputs): tensor name -> TensorRT dtype name, by the TensorRT 10 tensor API."""
     ins: dict[str, Any] = {}
     outs: dict[str, Any] = {}
@@ -58,14 +59,14 @@ class SplitEngines:
         self.window = runtime.deserialize_cuda_engine(files.window.read_bytes())
         if self.frame is None or self.window is None:
             raise ModelLoadError(f"TensorRT could not deserialize {files.frame.name} / {files.window.name}")
-        f_in, f_out = _io(self.frame, trt)
-        w_in, w_out = _io(self.window, trt)
+        f_in, f_out = engine_io(self.frame, trt)
+        w_in, w_out = engine_io(self.window, trt)
         names = list(meta.feature_names)
         if list(f_in) != ["frames"] or sorted(f_out) != sorted(names):
             raise ModelLoadError(f"frame engine IO {list(f_in)} -> {list(f_out)}; expected frames -> {names}")
         if sorted(w_in) != sorted(names) or list(w_out) != ["disparity"]:
             raise ModelLoadError(f"window engine IO {list(w_in)} -> {list(w_out)}; expected {names} -> disparity")
-        self._dtype = {n: getattr(torch, _TORCH_DTYPES[d]) for n, d in {**f_in, **f_out, **w_in, **w_out}.items()}
+        self._dtype = {n: getattr(torch, TORCH_DTYPES[d]) for n, d in {**f_in, **f_out, **w_in, **w_out}.items()}
         self.frame_ctx = self.frame.create_execution_context()
         self.window_ctx = self.window.create_execution_context()
         t = meta.frames
@@ -112,4 +113,4 @@ class SplitEngines:
         return self._window_out.float().cpu().numpy()
 
 
-__all__ = ["SplitEngines"]
+__all__ = ["TORCH_DTYPES", "SplitEngines", "engine_io"]
