@@ -56,10 +56,11 @@ def _params_file(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("mode", ["causal", "offline"])
-def test_a_full_disk_is_one_error_naming_the_output_not_a_traceback(
+def test_a_write_that_does_not_fit_before_any_frame_is_one_error_naming_the_output_and_the_fix(
     tmp_path: Path, fake_models: None, capsys: pytest.CaptureFixture[str], mode: str
 ) -> None:
-    """The output's disk fills up mid-run: the CLI used to die with an OSError traceback (exit 1)."""
+    """The output's file cannot hold even its first chunk of frames: the CLI used to die with an OSError traceback
+    (exit 1); it is one line naming the output, the cause and the fix, nothing left under its name."""
     src = tmp_path / "in"
     write_image_bag(src, synthetic_frames(40, 36, 52))
     out = tmp_path / "out"
@@ -70,9 +71,88 @@ def test_a_full_disk_is_one_error_naming_the_output_not_a_traceback(
     assert rc == 2, err
     assert "Traceback" not in err
     (line,) = [x for x in err.splitlines() if x.startswith("vdepth-bag:")]
-    assert str(out) in line and "another output path" in line and "File too large" in line, line
+    assert str(out) in line and "File too large" in line and "ulimit -f" in line and "exFAT" in line, line
+    # (offline mode's temporary files beside the output fill the file before any of it)
+    assert mode == "offline" or "before any frame was written" in line, line
     assert not out.exists()
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(STAGING_PREFIX)]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith((STAGING_PREFIX, ".out"))]
+
+
+def _bag_messages(path: Path) -> dict[str, list[int]]:
+    """Each topic's messages' log times, read by rosbags (metadata.yaml) and by the MCAP reference reader from the
+    file's own summary: both must read the whole bag."""
+    from mcap.reader import make_reader
+    from rosbags.highlevel import AnyReader
+
+    with AnyReader([path]) as reader:
+        times: dict[str, list[int]] = {c.topic: [] for c in reader.connections}
+        for conn, t, _raw in reader.messages():
+            times[conn.topic].append(t)
+        assert {c.topic: c.msgcount for c in reader.connections} == {k: len(v) for k, v in times.items()}
+    (storage,) = path.glob("*.mcap")
+    with storage.open("rb") as f:
+        mcap = make_reader(f)
+        stats = mcap.get_summary().statistics
+        assert stats is not None and stats.message_count == sum(map(len, times.values()))
+        assert [m.log_time for _s, _c, m in mcap.iter_messages(topics=["/depth"])] == times["/depth"]
+    return times
+
+
+def test_a_file_size_limit_mid_run_ends_the_input_there_keeping_a_readable_bag(tmp_path: Path) -> None:
+    """A long run onto a FAT32 stick (4 GiB a file) or under `ulimit -f`: the write past the limit (EFBIG) lost the
+    whole run: one error, nothing kept. Now it ends the input as Ctrl-C does: the bag keeps every frame whose chunk
+    reached the file, each complete (all its topics), with its summary and metadata.yaml, read back by rosbags and
+    the MCAP reference reader; one line names the cause and the fix, exit status 2. As the user runs it: its own
+    process, the limit set as `ulimit -f` sets it."""
+    from fakes import run_offline_cli
+
+    write_image_bag(tmp_path / "in", synthetic_frames(40, 36, 52))  # outputs ~45 kB a frame: 1.8 MB in all
+    _params_file(tmp_path)
+    proc = run_offline_cli("bag", ["in", "-o", "out", "--params", "params.yaml"], tmp_path, file_size_limit=1_200_000)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    times = _bag_messages(tmp_path / "out")
+    written = len(times["/depth"])
+    assert 8 <= written < 40 and {len(t) for t in times.values()} == {written}, {k: len(v) for k, v in times.items()}
+    assert last.startswith("vdepth-bag: stopped after") and f"holds the {written} frames" in last, last
+    assert "File too large" in last and "ulimit -f" in last, last
+    assert f"mode causal: 40 frames in, {written} out" not in proc.stdout and f"{written} out" in proc.stdout
+    meta = yaml.safe_load((tmp_path / "out" / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    assert "File too large" in meta["custom_data"]["vdepth_ros.interrupted"]
+    assert meta["message_count"] == 4 * written
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "out", "params.yaml"]
+
+
+def test_a_disk_filled_by_another_program_ends_the_run_keeping_a_readable_bag(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another program fills the disk while offline mode writes (no room check foresees it): the write that fails
+    (ENOSPC) ended the run with nothing kept. The bag now keeps the frames before it, and room for its summary and
+    metadata.yaml is made by dropping the chunks written last (the failing write found the disk full)."""
+    import errno
+
+    from vdepth_ros.offline import bag_file_writer
+
+    disk_left = 600_000
+    real_write_all = bag_file_writer._write_all
+
+    def fills_up(file: object, data: memoryview) -> None:
+        if file.tell() + len(data) > disk_left:  # type: ignore[attr-defined]
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write_all(file, data)
+
+    monkeypatch.setattr(bag_file_writer, "_write_all", fills_up)
+    write_image_bag(tmp_path / "in", synthetic_frames(40, 36, 52))
+    summary = process_bag(tmp_path / "in", tmp_path / "out", params=PARAMS, engine=_engine(), mode="offline")
+    assert summary.stopped_by and "No space left on device" in summary.stopped_by, summary.stopped_by
+    assert f"after writing {summary.frames_out} of the 40 input frames" in summary.interrupted
+    monkeypatch.setattr(bag_file_writer, "_write_all", real_write_all)
+    times = _bag_messages(tmp_path / "out")
+    assert 4 <= len(times["/depth"]) == summary.frames_out < 40 and {len(t) for t in times.values()} == {
+        summary.frames_out
+    }
+    assert (tmp_path / "out" / "out_0.mcap").stat().st_size < disk_left
 
 
 @pytest.mark.parametrize("mode", ["causal", "offline"])

@@ -42,10 +42,20 @@ def disk_full_error(err: BaseException, where: Path, fix: str) -> OfflineError |
     `fix`; None for any other error."""
     if not isinstance(err, OSError) or err.errno not in DISK_FULL_ERRNOS:
         return None
+    return OfflineError(f"cannot write {where}: {write_failure(err)}; {fix}")
+
+
+#: What to do about a file system's largest file or a file size limit (a full disk's fix is each tool's own)
+FILE_SIZE_FIX = "write to a disk formatted ext4, exFAT or NTFS, or raise the limit"
+
+
+def write_failure(err: OSError) -> str:
+    """What a write that did not fit (`DISK_FULL_ERRNOS`) ran into, in words: `File too large (...)`; a file
+    size limit's with its fix (`FILE_SIZE_FIX`), which freeing space would not be."""
     why = err.strerror or str(err)
     if err.errno == errno.EFBIG:
-        why += " (the file system's largest file, e.g. FAT32's 4 GB, or a file size limit)"
-    return OfflineError(f"cannot write {where}: {why}; {fix}")
+        return f"{why} (the largest file of its file system, e.g. FAT32's 4 GiB, or `ulimit -f`: {FILE_SIZE_FIX})"
+    return why
 
 
 def foreign_entries(folder: Path, written: Callable[[tuple[str, ...]], bool], shown: int = 5) -> str | None:

@@ -57,14 +57,15 @@ from vdepth_ros.offline.runner import (
     stdout_for_results,
     stopped_output,
     with_progress,
+    write_failed_reason,
 )
 from vdepth_ros.paths import expand_home
 from vdepth_ros.rectify import CALIBRATION_FORMATS, load_camera_info
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Iterable, Sequence
 
-    from vdepth_ros.pipeline import FrameInput
+    from vdepth_ros.pipeline import DepthFrame, FrameInput
     from vdepth_ros.runtime.engine import DepthEngine
 
 log = logging.getLogger(__name__)
@@ -231,20 +232,18 @@ def process_bag(
             # Ctrl-C ends the input here, as if the bag ended: the frames read are finished and written; so does a
             # disk about to fill, while there is room for them (causal mode writes as it reads; offline mode, which
             # writes once all is read, ends its output there instead)
+            # (and so does a write that did not fit all the same: the bag keeps the frames before it)
             room = disk_room_check(
                 output.scratch, lambda: (writer.bytes_written, writer.frames_written), largest_burst(pipeline.schedule)
             )
+            check = lambda: write_failed_reason(writer.full) or room()  # noqa: E731
             outputs = run_pipeline(
-                pipeline, stop.frames(frames, room if mode == "causal" else None), mode, resets, _frame_signature,
+                pipeline, stop.frames(frames, check if mode == "causal" else None), mode, resets, _frame_signature,
                 output.scratch, pauses,
             )  # type: ignore[arg-type]  # fmt: skip
             if mode == "offline":
                 outputs = with_progress(outputs, source.frame_count, f"{PROG} (writing)", progress)
-            for frame in outputs:
-                if mode == "offline" and stop.end_output(room()):
-                    break
-                if writer.write_frame(frame):
-                    summary.add(frame)
+            _write_frames(outputs, writer, stop, summary, check if mode == "offline" else None)
             stopped = stopped_output(stop, output, summary, source.frame_count)
             if stopped is not None:  # in the output folder's metadata.yaml too
                 writer.writer.set_custom_data("vdepth_ros.interrupted", stopped)
@@ -292,6 +291,26 @@ def process_bag(
     summary.outputs["output bag"] = output_form(output_path, storage, single_file)
     summary.outputs["topics written"] = ", ".join(f"{t} ({n})" for t, n in counts.items()) or "none"
     return summary
+
+
+def _write_frames(
+    outputs: Iterable[DepthFrame],
+    writer: DepthBagWriter,
+    stop: StopAtCtrlC,
+    summary: RunSummary,
+    check: Callable[[], str | None] | None,
+) -> None:
+    """Write the pipeline's `outputs`, ending them where `check` gives a reason (offline mode, which writes once the
+    input is read); the bag's data then finished, `summary` counts the frames it keeps (a write that did not fit
+    drops the frames of its chunk, also those of the last window after the input was read to its end)."""
+    for frame in outputs:
+        if check is not None and stop.end_output(check()):
+            break
+        if writer.write_frame(frame):
+            summary.add(frame)
+    if writer.finish_data() and stop.reason is None:
+        stop.end_output(write_failed_reason(writer.full))
+    summary.frames_out = writer.frames_written
 
 
 def _refuse_a_stopped_runs_output(path: Path, overwrite: bool) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import logging
 import math
 import os
@@ -454,7 +455,7 @@ def stopped_output(stop: StopAtCtrlC, output: AtomicOutput, summary: RunSummary,
         summary.stopped_by = stop.reason
     if summary.frames_out == 0 or output.replaces:
         kept = (
-            ", before any frame was written; no output was written"
+            f", before any frame was written; nothing was written to {output.final}"
             if summary.frames_out == 0
             else f"; the earlier output {output.final} is kept (the new one was not complete)"
         )
@@ -499,6 +500,19 @@ def disk_room_check(folder: Path, written: Callable[[], tuple[int, int]], held: 
         )
 
     return check
+
+
+def write_failed_reason(err: OSError | None) -> str | None:
+    """Why an output's write did not fit (`atomic.DISK_FULL_ERRNOS`), naming the fix, for `StopAtCtrlC` to end the
+    run there as Ctrl-C does; None for no error."""
+    from vdepth_ros.offline.atomic import write_failure
+
+    if err is None:
+        return None
+    why = f"writing the output failed: {write_failure(err)}"
+    if err.errno == errno.EFBIG:
+        return why
+    return f"{why} (its disk or quota is full); free space on it or choose an output on a disk with room"
 
 
 def add_run_options(parser: argparse.ArgumentParser, output: str) -> None:
