@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import resource
 import signal
@@ -199,31 +200,72 @@ def test_a_disk_about_to_fill_ends_the_input_there_keeping_a_readable_bag(
     assert "disk is nearly full" in custom_data["vdepth_ros.interrupted"]
 
 
-def _video_run(tmp_path: Path) -> tuple[Path, list[str]]:
-    """A folder of 20 frames for vdepth-video: (its output path, the arguments without the options
-    a test adds)."""
+def _video_run(tmp_path: Path, frames: int = 20, height: int = 36, width: int = 52) -> tuple[Path, list[str]]:
+    """A folder of `frames` frames for vdepth-video: (its output path, the arguments without the options a test
+    adds)."""
     import cv2
 
     folder = tmp_path / "frames"
     folder.mkdir()
-    for i, rgb in enumerate(synthetic_frames(20, 36, 52)):
+    for i, rgb in enumerate(synthetic_frames(frames, height, width)):
         cv2.imwrite(str(folder / f"{i:04d}.png"), rgb[..., ::-1])
     out = tmp_path / "out"
     return out, [str(folder), "-o", str(out), "--params", str(_params_file(tmp_path)), "--no-progress"]
 
 
-def test_vdepth_video_full_disk_is_one_error(
-    tmp_path: Path, fake_models: None, capsys: pytest.CaptureFixture[str]
+def _video_output_frames(out: Path) -> int:
+    """The frames a vdepth-video output holds, checked to agree everywhere: depth files, frames.csv, meta.json and
+    preview.mp4 as a player reads it."""
+    import cv2
+
+    files = len(list((out / "depth").glob("*.png")))
+    rows = len((out / "frames.csv").read_text().splitlines()) - 1
+    cap = cv2.VideoCapture(str(out / "preview.mp4"))
+    played = 0
+    while cap.read()[0]:
+        played += 1
+    cap.release()
+    assert files == rows == json.loads((out / "meta.json").read_text())["frames"] == played, (files, rows, played)
+    return files
+
+
+@pytest.mark.parametrize("cause", ["file size limit", "disk filled by another program"])
+def test_vdepth_video_ends_where_a_write_does_not_fit_keeping_the_frames_before(
+    tmp_path: Path, fake_models: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], cause: str
 ) -> None:
-    out, args = _video_run(tmp_path)
-    with file_size_limit(20_000):
-        rc = videocli.main([*args, "--format", "npy"])
+    """vdepth-video kept nothing on a full disk (one error, the output removed), and under a file size limit
+    OpenCV's writer left preview.mp4 cut short. Now the run ends there as Ctrl-C ends it: the frames before keep
+    all their files, frames.csv and meta.json agree, and preview.mp4 plays them all (it stops before the limit);
+    one line names the cause and the fix, exit status 2."""
+    import errno
+
+    from vdepth_ros.offline import videoio
+
+    out, args = _video_run(tmp_path, 40, 120, 160)
+    if cause == "file size limit":
+        limit = file_size_limit(80_000)  # each PNG fits; preview.mp4 (~2 kB a frame) does not
+    else:
+        real_write_png, pngs = videoio.write_png, []
+
+        def fills_up(path: Path, image: object, params: object = ()) -> None:
+            pngs.append(path)
+            if len(pngs) > 12:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            real_write_png(path, image, params)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(videoio, "write_png", fills_up)
+        limit = contextlib.nullcontext()
+    with limit:
+        rc = videocli.main([*args, "--mode", "causal", "--depth-range", "0.5", "5"])
     err = capsys.readouterr().err
     assert rc == 2, err
     assert "Traceback" not in err
-    (line,) = [x for x in err.splitlines() if x.startswith("vdepth-video:")]
-    assert str(out) in line and "another output path" in line, line
-    assert not out.exists()
+    last = err.strip().splitlines()[-1]
+    written = _video_output_frames(out)
+    assert 1 <= written < 40 and last.startswith("vdepth-video: stopped after"), (written, last)
+    assert f"holds the {written} frames" in last, last
+    assert ("ulimit -f" in last) if cause == "file size limit" else ("No space left" in last), last
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frames", "out", "params.yaml"]
 
 
 def test_offline_mode_keeps_its_temporary_files_beside_the_output(
@@ -327,18 +369,4 @@ def test_vdepth_video_png_files_on_a_full_disk_are_an_error_not_missing_files(
     assert "Traceback" not in err
     (line,) = [x for x in err.splitlines() if x.startswith("vdepth-video:")]
     assert str(out) in line, line
-    assert not out.exists()
-
-
-def test_vdepth_video_preview_on_a_full_disk_is_an_error(
-    tmp_path: Path, fake_models: None, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """OpenCV's video writer does not report failed writes either: preview.mp4 came out cut short."""
-    out, args = _video_run(tmp_path)
-    with file_size_limit(9_000):  # the .npy files (7.6 kB), frames.csv and meta.json fit; the mp4 does not
-        rc = videocli.main([*args, "--format", "npy", "--mode", "causal"])
-    err = capsys.readouterr().err
-    assert rc == 2, err
-    (line,) = [x for x in err.splitlines() if x.startswith("vdepth-video:")]
-    assert "preview.mp4" in line or str(out) in line, line
     assert not out.exists()
