@@ -210,6 +210,9 @@ class OutputTopics:
         return cls(*(f"{ns}/{prefix}{name}" for name in ("depth", "disparity", "points", "depth/camera_info")))
 
 
+#: how many of the last frames' stamps `DepthBagWriter` keeps: more than one chunk of the smallest frames holds
+_STAMPS_KEPT = 4096
+
 PUBLISH_POLICIES = ("final", "provisional", "both")
 
 
@@ -282,6 +285,8 @@ class DepthBagWriter:
         self.bytes_written = 0  # the messages' (outputs and copies), for the room left on the disk
         self.clouds_skipped = 0
         self.frames_written = 0
+        #: the stamps of the last main frames written (a write that did not fit drops the last of them)
+        self.last_stamps: list[int] = []
         self.custom_data = dict(custom_data or {})
         self.offered_qos = offered_qos
 
@@ -465,6 +470,8 @@ class DepthBagWriter:
             self._write(topics.camera_info, CAMERA_INFO, self._camera_info(header, frame.camera), t)
         if topics is self.topics:
             self.frames_written += 1
+            self.last_stamps.append(frame.stamp_ns)
+            del self.last_stamps[:-_STAMPS_KEPT]
         self.writer.end_frame(topics is self.topics)
         return topics is self.topics
 
@@ -482,4 +489,10 @@ class DepthBagWriter:
             by_id = self.writer.counts
             self.counts = {topic: by_id.get(conn.id, 0) for topic, conn in self._conns.items() if by_id.get(conn.id)}
             self.frames_written -= dropped
+            del self.last_stamps[max(0, len(self.last_stamps) - dropped) :]
         return dropped
+
+    @property
+    def last_stamp(self) -> int | None:
+        """The stamp of the last main frame the bag keeps, or None (none; or more dropped than `_STAMPS_KEPT`)."""
+        return self.last_stamps[-1] if self.last_stamps and self.frames_written else None

@@ -438,8 +438,11 @@ class StopAtCtrlC:
                 close()
 
 
-def stopped_output(stop: StopAtCtrlC, output: AtomicOutput, summary: RunSummary, total: int | None) -> str | None:
-    """Where `stop` cut the input: how far the run got, recorded in `summary` (None: not cut).
+def stopped_output(
+    stop: StopAtCtrlC, output: AtomicOutput, summary: RunSummary, total: int | None, rest: str | None = None
+) -> str | None:
+    """Where `stop` cut the input: how far the run got, recorded in `summary` (None: not cut); `rest` says how to
+    process only the rest of the input (default: run again for the whole input).
 
     Called before the output is committed. Raises `InterruptedRun` (the output is not kept) when no
     frame was written, or when the output would replace an earlier one (--overwrite): a complete
@@ -463,8 +466,23 @@ def stopped_output(stop: StopAtCtrlC, output: AtomicOutput, summary: RunSummary,
             raise InterruptedRun(f"{got}{kept}")
         raise OfflineError(f"stopped {got}{kept}")  # (a disk that stopped it: an error, exit status 2, not Ctrl-C)
     summary.interrupted = f"{got}; {output.final} holds the {summary.frames_out} frames written from them, complete"
-    summary.notes.append(f"interrupted {summary.interrupted}; run again (with --overwrite) for the whole input")
+    if rest is not None:
+        summary.interrupted += f"; {rest}"
+    summary.notes.append(f"interrupted {summary.interrupted}" + ("" if rest else "; run again for the whole input"))
     return summary.interrupted
+
+
+def stamp_ns(text: str) -> int:
+    """A stamp in seconds, as `--start` takes it (`1700000000.123456789`), in nanoseconds, exactly (no float)."""
+    whole, _, frac = text.strip().partition(".")
+    if not whole.isdigit() or not (frac.isdigit() or frac == "") or len(frac) > 9:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a stamp in seconds such as 1700000000.123456789")
+    return int(whole) * 1_000_000_000 + int(frac.ljust(9, "0") or 0)
+
+
+def stamp_text(ns: int) -> str:
+    """`stamp_ns`'s inverse: `1700000000.123456789`."""
+    return f"{ns // 1_000_000_000}.{ns % 1_000_000_000:09d}"
 
 
 def exit_status(prog: str, summary: RunSummary) -> int:
