@@ -58,6 +58,30 @@ def write_failure(err: OSError) -> str:
     return why
 
 
+def file_size_limit(folder: Path) -> int | None:
+    """The largest file a process may write in `folder`: `ulimit -f` (RLIMIT_FSIZE), or a FAT file system's
+    4 GiB - 1 (a USB stick), whichever is lower; None where neither limits it. A tool stops its output before it
+    (a write past it fails with EFBIG, and OpenCV's video writer fails there without a word)."""
+    import resource
+
+    limits = []
+    soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if soft != resource.RLIM_INFINITY:
+        limits.append(soft)
+    try:  # the mount holding `folder`: the longest mount point above it
+        target, best, fs = os.path.realpath(folder), "", ""
+        for line in Path("/proc/self/mountinfo").read_text().splitlines():
+            fields = line.split(" - ")
+            point, kind = fields[0].split()[4], fields[1].split()[0]
+            if (target == point or target.startswith(point.rstrip("/") + "/")) and len(point) >= len(best):
+                best, fs = point, kind
+        if fs in ("vfat", "msdos", "fat"):
+            limits.append((1 << 32) - 1)
+    except (OSError, IndexError):  # not Linux
+        pass
+    return min(limits, default=None)
+
+
 def foreign_entries(folder: Path, written: Callable[[tuple[str, ...]], bool], shown: int = 5) -> str | None:
     """The entries under an earlier output `folder` that its tool does not write (`written`: an entry's
     path parts relative to `folder`), named for the refusal, or None: what `--overwrite` would delete

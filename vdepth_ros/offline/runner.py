@@ -500,15 +500,27 @@ _CLOSING_ROOM = 4 << 20
 
 
 def disk_room_check(folder: Path, written: Callable[[], tuple[int, int]], held: int) -> Callable[[], str | None]:
-    """For `StopAtCtrlC.frames`: a reason to end the input before the output's disk is full (None: room left), so
-    that the output holds the input up to there, complete and readable, as after Ctrl-C (a disk that filled
-    while writing lost the whole run: one error, nothing kept). `written()`: the bytes and frames written so far;
-    room is kept for the `held` frames the pipeline may still write (a window) at their mean size, and for closing
-    (`_CLOSING_ROOM`). Only the tool's own writes are foreseen: another program filling the disk is the error."""
+    """For `StopAtCtrlC.frames`: a reason to end the input before the output's disk is full, or its file reaches the
+    largest file allowed there (`atomic.file_size_limit`: `ulimit -f`, FAT32's 4 GiB) (None: room left), so that the
+    output holds the input up to there, complete and readable, as after Ctrl-C (a disk that filled while writing lost
+    the whole run: one error, nothing kept). `written()`: the bytes and frames written so far, into one file; room is
+    kept for the `held` frames the pipeline may still write (a window) at their mean size, and for closing
+    (`_CLOSING_ROOM`). Only the tool's own writes are foreseen: another program filling the disk is
+    `write_failed_reason`'s."""
+    from vdepth_ros.offline.atomic import FILE_SIZE_FIX, file_size_limit
+
+    file_limit = file_size_limit(folder)
 
     def check() -> str | None:
         nbytes, frames = written()
-        need = _CLOSING_ROOM + (nbytes // frames * (held + 1) if frames else 0)
+        held_bytes = nbytes // frames * (held + 1) if frames else 0
+        need = _CLOSING_ROOM + held_bytes
+        # the file: the frames, theirs to come, its own records (1/16 of them, and 64 KiB: the MCAP summary)
+        if file_limit is not None and nbytes + nbytes // 16 + held_bytes + (64 << 10) > file_limit:
+            return (
+                f"the output file nears the largest file allowed there ({file_limit / 1e6:.1f} MB: `ulimit -f`, or "
+                f"FAT32's 4 GiB); {FILE_SIZE_FIX}"
+            )
         free = shutil.disk_usage(folder).free
         if free >= need:
             return None

@@ -20,7 +20,7 @@ import numpy as np
 
 from vdepth_ros.camera_info import camera_info_fields
 from vdepth_ros.colormap import auto_range, preview_image, units_label
-from vdepth_ros.offline.atomic import DISK_FULL_ERRNOS
+from vdepth_ros.offline.atomic import DISK_FULL_ERRNOS, file_size_limit
 from vdepth_ros.offline.errors import OfflineError
 from vdepth_ros.offline.video_source import VideoFrameMeta
 
@@ -382,30 +382,6 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except OSError:
         return 0
-
-
-def file_size_limit(folder: Path) -> int | None:
-    """The largest file a process may write in `folder`: `ulimit -f` (RLIMIT_FSIZE), or a FAT file system's
-    4 GiB - 1 (a USB stick), whichever is lower; None where neither limits it."""
-    import os
-    import resource
-
-    limits = []
-    soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
-    if soft != resource.RLIM_INFINITY:
-        limits.append(soft)
-    try:  # the mount holding `folder`: the longest mount point above it
-        target, best, fs = os.path.realpath(folder), "", ""
-        for line in Path("/proc/self/mountinfo").read_text().splitlines():
-            fields = line.split(" - ")
-            point, kind = fields[0].split()[4], fields[1].split()[0]
-            if (target == point or target.startswith(point.rstrip("/") + "/")) and len(point) >= len(best):
-                best, fs = point, kind
-        if fs in ("vfat", "msdos", "fat"):
-            limits.append((1 << 32) - 1)
-    except (OSError, IndexError):  # not Linux
-        pass
-    return min(limits, default=None)
 
 
 def write_camera_yaml(path: Path, camera: CameraModel) -> None:
